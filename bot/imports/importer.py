@@ -1,0 +1,79 @@
+"""The whole pipeline in one call, for trusted callers (the CLI): check, stage, approve, apply."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import BinaryIO, TextIO
+
+from bot.imports.batches import add_source, create_batch, queue_batch, stage_csv, write_rejects
+from bot.imports.engine import apply_batch
+from bot.imports.reading import CsvFileError, CsvReader
+from bot.progress import ProgressBar
+from bot.workspaces import import_target
+from models import Database, ImportBatch, SourceKind
+
+
+class ImportFailed(Exception):
+    """A file can't be imported at all; nothing was imported."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    batch: ImportBatch
+    segment_name: str
+    rejected_rows: int
+
+
+async def import_files(
+    db: Database,
+    team_id: str,
+    files: Sequence[tuple[str, BinaryIO]],
+    *,
+    segment: str,
+    create_segment: bool = False,
+    update_existing: bool = False,
+    rejects: TextIO | None = None,
+    progress: ProgressBar | None = None,
+    requested_by: str = "cli",
+) -> ImportResult:
+    """Import seekable CSV streams into a static segment; every file is checked first."""
+    for name, stream in files:
+        try:
+            CsvReader(stream).close()
+        except CsvFileError as exc:
+            raise ImportFailed(f"{name}: {exc} Nothing was imported.") from None
+        stream.seek(0)
+    target = await import_target(db, team_id, segment, create=create_segment)
+    assert target.id is not None
+    batch = await create_batch(db, team_id, target.id, requested_by)
+    assert batch.id is not None
+    bar = progress or ProgressBar(0, enabled=False)
+    done_bytes = 0
+    for name, stream in files:
+        source = await add_source(db, team_id, batch.id, SourceKind.CSV, name)
+        assert source.id is not None
+        ticker = asyncio.create_task(_tick(bar, stream, done_bytes))
+        try:
+            await stage_csv(db, team_id, source.id, stream)
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+        done_bytes += stream.tell()
+    await queue_batch(db, team_id, batch.id, requested_by)
+    bar.phase("Importing")
+    result = await apply_batch(
+        db, team_id, batch.id, on_progress=lambda p: bar.update(p.done, p.total)
+    )
+    bar.close()
+    written = await write_rejects(db, team_id, batch.id, rejects) if rejects is not None else 0
+    return ImportResult(result, target.name, written)
+
+
+async def _tick(bar: ProgressBar, stream: BinaryIO, base: int) -> None:
+    while True:
+        bar.update(base + stream.tell())
+        await asyncio.sleep(0.2)

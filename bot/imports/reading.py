@@ -1,0 +1,206 @@
+"""CSV bytes -> (line number, fields) records, streaming: encoding, delimiter and header detection.
+
+Real exports arrive with a BOM, in UTF-16 from Excel, in cp1252 from older tools, with `;` or
+tab delimiters and extra columns. This module only decodes and splits; deciding what a row
+means is `rows.py`'s job.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+SAMPLE_BYTES = 64 * 1024
+DELIMITERS = (",", ";", "\t", "|")
+FIELD_LIMIT = 64 * 1024  # a runaway quoted field fails one record, not the whole file
+
+# Column names as spelled by our seed, Shopify, Mailchimp and friends, normalised by _squash.
+HEADER_ALIASES: dict[str, tuple[str, ...]] = {
+    "email": ("email", "emailaddress", "mail", "emailid", "customeremail"),
+    "first_name": ("firstname", "fname", "givenname", "forename"),
+    "last_name": ("lastname", "lname", "surname", "familyname"),
+    "locale": ("locale", "language", "lang", "languagecode", "preferredlanguage"),
+}
+_ALIAS_TO_FIELD = {alias: field for field, names in HEADER_ALIASES.items() for alias in names}
+_SQUASH = re.compile(r"[\s_\-.]+")
+
+_MAGIC = {
+    b"PK\x03\x04": "a ZIP archive (an Excel .xlsx workbook?)",
+    b"\xd0\xcf\x11\xe0": "an old Excel/Word document",
+    b"%PDF": "a PDF document",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+}
+
+
+class CsvFileError(ValueError):
+    """The file as a whole can't be imported; the message tells the user what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Where each field we know sits in a row; None when the file has no such column."""
+
+    email: int
+    first_name: int | None
+    last_name: int | None
+    locale: int | None
+
+
+def _squash(name: str) -> str:
+    return _SQUASH.sub("", name.strip().lstrip("\ufeff")).casefold()
+
+
+def map_header(header: list[str]) -> Columns:
+    found: dict[str, int] = {}
+    for index, name in enumerate(header):
+        field = _ALIAS_TO_FIELD.get(_squash(name))
+        if field is not None and field not in found:
+            found[field] = index
+    if "email" not in found:
+        names = ", ".join(repr(h.strip()) for h in header if h.strip()) or "none"
+        hint = ""
+        if any("@" in h for h in header):
+            hint = " The first row looks like data: add a header row (email, first_name, ...)."
+        raise CsvFileError(
+            f"No email column found. Columns found: {names}. Expected a column named "
+            f"email, Email or Email Address.{hint}"
+        )
+    return Columns(
+        found["email"], found.get("first_name"), found.get("last_name"), found.get("locale")
+    )
+
+
+def _utf8_then_cp1252(err: UnicodeError) -> tuple[str, int]:
+    """A stray cp1252 byte in a UTF-8 file (mixed exports) decodes as cp1252, not as U+FFFD."""
+    assert isinstance(err, UnicodeDecodeError)
+    bad = err.object[err.start : err.end]
+    return bad.decode("cp1252", errors="_referral_latin1"), err.end
+
+
+def _latin1(err: UnicodeError) -> tuple[str, int]:
+    """cp1252 leaves five bytes undefined; read them as Latin-1 rather than failing."""
+    assert isinstance(err, UnicodeDecodeError)
+    return err.object[err.start : err.end].decode("latin-1"), err.end
+
+
+codecs.register_error("_referral_cp1252", _utf8_then_cp1252)
+codecs.register_error("_referral_latin1", _latin1)
+
+
+def detect_encoding(sample: bytes) -> tuple[str, str]:
+    """(codec, error handler) for a file starting with `sample`; CsvFileError if not text."""
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig", "_referral_cp1252"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16", "replace"
+    for magic, what in _MAGIC.items():
+        if sample.startswith(magic):
+            raise CsvFileError(f"This is {what}, not a CSV file. Export or save it as CSV first.")
+    if b"\x00" in sample:
+        even, odd = sample[0::2], sample[1::2]
+        if odd.count(0) > len(odd) // 3 and even.count(0) == 0:
+            return "utf-16-le", "replace"
+        if even.count(0) > len(even) // 3 and odd.count(0) == 0:
+            return "utf-16-be", "replace"
+        raise CsvFileError("This file is not text (it contains binary data). Upload a CSV file.")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return "cp1252", "_referral_latin1"
+    return "utf-8", "_referral_cp1252"
+
+
+def _looks_binary(text: str) -> bool:
+    controls = sum(1 for ch in text if ch < " " and ch not in "\t\r\n\f")
+    return controls > max(8, len(text) // 100)
+
+
+def sniff_delimiter(sample_text: str) -> str:
+    """The delimiter the header line uses most; `,` for a one-column file."""
+    header = next((line for line in sample_text.splitlines() if line.strip()), "")
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+class CsvReader:
+    """Streams records from a seekable binary file; never holds more than a buffer of it."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._raw = stream
+        start = stream.tell()
+        sample = stream.read(SAMPLE_BYTES)
+        stream.seek(start)
+        if not sample.strip():
+            raise CsvFileError("The file is empty.")
+        self.encoding, errors = detect_encoding(sample)
+        sample_text = sample.decode(self.encoding, errors="ignore")
+        if _looks_binary(sample_text):
+            raise CsvFileError(
+                "This file is not text (it contains binary data). Upload a CSV file."
+            )
+        self.delimiter = sniff_delimiter(sample_text)
+        self._text: io.TextIOWrapper | None = io.TextIOWrapper(
+            stream, encoding=self.encoding, errors=errors, newline=""
+        )
+        self._reader = csv.reader(self._text, delimiter=self.delimiter, strict=False)
+        self.header: list[str] = []
+        self._header_line = 0
+        try:
+            for fields in self._reader:
+                if any(f.strip() for f in fields):
+                    self.header = fields
+                    self._header_line = self._reader.line_num
+                    break
+            if not self.header:
+                raise CsvFileError("The file has no header row and no data.")
+            self.columns = map_header(self.header)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Let go of the stream without closing it (the caller owns it)."""
+        if self._text is not None:
+            self._text.detach()
+            self._text = None
+
+    def __enter__(self) -> CsvReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def bytes_read(self) -> int:
+        return self._raw.tell()
+
+    def records(self) -> Iterator[tuple[int, list[str] | str]]:
+        """(first line, fields) per non-blank record; (line, message) for a malformed one."""
+        reader = self._reader
+        previous = self._header_line
+        limit = csv.field_size_limit()
+        csv.field_size_limit(FIELD_LIMIT)
+        try:
+            while True:
+                try:
+                    fields = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    line = previous + 1
+                    previous = reader.line_num
+                    yield line, f"Malformed CSV (lines {line}-{previous}): {exc}"
+                    continue
+                line = previous + 1
+                previous = reader.line_num
+                if any(fields):
+                    yield line, fields
+        finally:
+            csv.field_size_limit(limit)

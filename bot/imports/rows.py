@@ -1,0 +1,144 @@
+"""What each record means: valid, duplicate or rejected with a reason, ready to stage.
+
+This is the hot loop of an import (a million rows in about a second), so it works on tuples
+and local names rather than objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from bot.imports.addresses import InvalidEmail, email_key, normalize_email, plain_email
+from bot.imports.locales import normalize_locale
+from bot.imports.reading import Columns
+from models.imports import Outcome
+
+MAX_NAME = 200
+MAX_EMAIL = 320
+
+# (line, email, email_key, first_name, last_name, locale, outcome, reason)
+Staged = tuple[int, str, str, str, str, str | None, str, str | None]
+
+VALID, DUPLICATE, REJECTED = Outcome.VALID.value, Outcome.DUPLICATE.value, Outcome.REJECTED.value
+
+
+@dataclass(slots=True)
+class Tally:
+    """Running counts of one source; rows == valid + duplicates + rejected."""
+
+    rows: int = 0
+    valid: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    warnings: int = 0
+
+    def add(self, other: Tally) -> None:
+        self.rows += other.rows
+        self.valid += other.valid
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.warnings += other.warnings
+
+
+@dataclass(slots=True)
+class Classifier:
+    """Turns raw fields into staged tuples, remembering the batch's emails to spot duplicates."""
+
+    # hash() of each valid email key, in a third of the memory of the keys themselves. Two
+    # addresses of a million-row file share a 64-bit hash about once in 37 million such
+    # imports; that row would be listed as a duplicate in the rejects file, not lost silently.
+    seen: set[int] = field(default_factory=set)
+    default_first_name: bool = True
+    tally: Tally = field(default_factory=Tally)
+    _locales: dict[str, str] = field(default_factory=dict)  # raw spelling -> known locale
+
+    def contact(
+        self, line: int, email: str, first: str = "", last: str = "", locale: str = ""
+    ) -> Staged:
+        """Classify one contact given field by field (typed in, or from Mailchimp)."""
+        tally = self.tally
+        tally.rows += 1
+        email = email.strip()
+        first = first.strip()[:MAX_NAME]
+        last = last.strip()[:MAX_NAME]
+        if not email:
+            tally.rejected += 1
+            return (line, "", "", first, last, None, REJECTED, "Missing email")
+        try:
+            normalized = normalize_email(email)
+        except InvalidEmail as exc:
+            tally.rejected += 1
+            return (
+                line,
+                email[:MAX_EMAIL],
+                "",
+                first,
+                last,
+                None,
+                REJECTED,
+                f"Invalid email: {exc}"[:500],
+            )
+        key = email_key(normalized)
+        if hash(key) in self.seen:
+            tally.duplicates += 1
+            return (
+                line,
+                normalized,
+                key,
+                first,
+                last,
+                None,
+                DUPLICATE,
+                "Duplicate of an earlier row in this import",
+            )
+        self.seen.add(hash(key))
+        reason = None
+        loc: str | None = None
+        if locale:
+            loc = normalize_locale(locale)
+            if loc is not None:
+                self._locales[locale] = loc
+            else:
+                tally.warnings += 1
+                reason = f"Unknown locale {locale.strip()[:35]!r}: the workspace default is used"
+        if not first and self.default_first_name:
+            first = normalized.rpartition("@")[0][:MAX_NAME]
+        tally.valid += 1
+        return (line, normalized, key, first, last, loc, VALID, reason)
+
+    def records(
+        self, records: Iterable[tuple[int, list[str] | str]], columns: Columns
+    ) -> Iterator[Staged]:
+        """Classify CSV records: plain rows inline (the hot path), the rest through contact()."""
+        e, f, la, lo = columns.email, columns.first_name, columns.last_name, columns.locale
+        seen, plain, locales = self.seen, plain_email, self._locales
+        default_first = self.default_first_name
+        valid = 0
+        try:
+            for line, fields in records:
+                if type(fields) is str:
+                    self.tally.rows += 1
+                    self.tally.rejected += 1
+                    yield (line, "", "", "", "", None, REJECTED, fields[:500])
+                    continue
+                n = len(fields)
+                raw_email = fields[e] if e < n else ""
+                first = fields[f].strip()[:MAX_NAME] if f is not None and f < n else ""
+                last = fields[la].strip()[:MAX_NAME] if la is not None and la < n else ""
+                raw_locale = fields[lo] if lo is not None and lo < n else ""
+                email = plain(raw_email)
+                if email is not None and (raw_locale in locales or not raw_locale):
+                    key = email.lower()  # plain addresses are ASCII: lower() == casefold()
+                    digest = hash(key)
+                    if digest not in seen:
+                        seen.add(digest)
+                        if not first and default_first:
+                            first = email.partition("@")[0]
+                        valid += 1
+                        yield (line, email, key, first, last, locales.get(raw_locale), VALID, None)
+                        continue
+                yield self.contact(line, raw_email, first, last, raw_locale)
+        finally:
+            self.tally.rows += valid
+            self.tally.valid += valid

@@ -1,0 +1,66 @@
+"""Writes classified rows into `staged_row` as fast as each database allows.
+
+SQLite: one `executemany` over the lazy row iterator, on aiosqlite's own thread: parsing and
+inserting interleave in one thread (two CPU-bound threads would fight over the GIL) and the
+event loop stays free. PostgreSQL: rows are parsed in a worker thread a chunk at a time and
+sent with COPY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.imports.rows import Staged
+
+COPY_CHUNK = 20_000
+
+# Per-row values only: the constant columns go into the statement as literals, which saves
+# a third of the binding work sqlite3 does per row.
+_ROW_COLUMNS = ("line", "email", "email_key", "first_name", "last_name", "locale", "outcome",
+                "reason")  # fmt: skip
+_COLUMNS = ("team_id", "batch_id", "source_id", "removed", *_ROW_COLUMNS)
+_SAFE_TEAM = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
+
+
+async def stage_rows(
+    conn: AsyncConnection, *, team_id: str, batch_id: int, source_id: int, rows: Iterator[Staged]
+) -> None:
+    """Insert every row of `rows` for one source, replacing what it staged before.
+
+    Runs inside the caller's transaction, so a failure or a crash leaves nothing half-staged.
+    """
+    if not _SAFE_TEAM.match(team_id):
+        raise ValueError(f"unexpected team id {team_id!r}")
+    await conn.execute(
+        text("DELETE FROM staged_row WHERE team_id = :t AND source_id = :s"),
+        {"t": team_id, "s": source_id},
+    )
+    raw = (await conn.get_raw_connection()).driver_connection
+    if conn.dialect.name == "sqlite":
+        await _sqlite_insert(raw, team_id, int(batch_id), int(source_id), rows)
+    else:
+        await _postgres_copy(raw, (team_id, batch_id, source_id, False), rows)
+
+
+async def _sqlite_insert(
+    raw: Any, team: str, batch: int, source: int, rows: Iterator[Staged]
+) -> None:
+    constants = f"'{team}', {batch}, {source}, 0"
+    params = ", ".join("?" * len(_ROW_COLUMNS))
+    sql = f"INSERT INTO staged_row ({', '.join(_COLUMNS)}) VALUES ({constants}, {params})"
+    await raw.executemany(sql, rows)
+
+
+async def _postgres_copy(raw: Any, prefix: tuple[Any, ...], rows: Iterator[Staged]) -> None:
+    def next_chunk() -> list[tuple[Any, ...]]:
+        return [(*prefix, *row) for row in islice(rows, COPY_CHUNK)]
+
+    while chunk := await asyncio.to_thread(next_chunk):
+        await raw.copy_records_to_table("staged_row", records=chunk, columns=list(_COLUMNS))

@@ -1,0 +1,29 @@
+"""SQLModel tables and the database handle. Imports nothing else of ours."""
+
+from models.contacts import Contact, Segment, SegmentKind, SegmentMember, Workspace
+from models.db import Database
+from models.imports import (
+    BatchStatus,
+    ImportBatch,
+    ImportSource,
+    Outcome,
+    SourceKind,
+    SourceStatus,
+    StagedRow,
+)
+
+__all__ = [
+    "BatchStatus",
+    "Contact",
+    "Database",
+    "ImportBatch",
+    "ImportSource",
+    "Outcome",
+    "Segment",
+    "SegmentKind",
+    "SegmentMember",
+    "SourceKind",
+    "SourceStatus",
+    "StagedRow",
+    "Workspace",
+]

@@ -1,0 +1,67 @@
+"""Workspaces, contacts and segments: the merchant's audience."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from models.clock import utcnow
+
+ALL_CUSTOMERS = "All Customers"
+
+
+class Workspace(SQLModel, table=True):
+    """A Slack workspace (or the CLI's local one); owns every other row through `team_id`."""
+
+    team_id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(default="", max_length=200)
+    default_locale: str = Field(default="en", max_length=35)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Contact(SQLModel, table=True):
+    """A customer; the case-folded `email_key` makes one contact per address per workspace."""
+
+    __table_args__ = (UniqueConstraint("team_id", "email_key", name="uq_contact_team_email"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32, foreign_key="workspace.team_id")
+    email: str = Field(max_length=320)
+    email_key: str = Field(max_length=320)
+    first_name: str = Field(default="", max_length=200)
+    last_name: str = Field(default="", max_length=200)
+    locale: str | None = Field(default=None, max_length=35)  # None: the workspace default
+    subscribed: bool = True
+    source: str = Field(default="manual", max_length=20)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SegmentKind(StrEnum):
+    ALL = "all"  # built in: every contact, no membership rows
+    STATIC = "static"  # holds the contacts imported into it
+
+
+class Segment(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("team_id", "name_key", name="uq_segment_team_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32, foreign_key="workspace.team_id", index=True)
+    name: str = Field(max_length=100)
+    name_key: str = Field(max_length=100)
+    kind: str = Field(default=SegmentKind.STATIC, max_length=10)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SegmentMember(SQLModel, table=True):
+    """Membership of a static segment; All Customers needs none."""
+
+    __tablename__ = "segment_member"
+    __table_args__ = (Index("ix_segment_member_contact", "contact_id"),)
+
+    segment_id: int = Field(primary_key=True, foreign_key="segment.id")
+    contact_id: int = Field(primary_key=True, foreign_key="contact.id")
+    team_id: str = Field(max_length=32)
+    batch_id: int | None = Field(default=None)
+    added_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,82 @@
+"""The async engine and sessions: SQLite file by default, PostgreSQL for several processes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+# 64 MiB of page cache: big imports stay fast without breaking the RSS budget.
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=30000",
+    "PRAGMA cache_size=-65536",
+)
+
+
+def async_url(url: str) -> str:
+    """Accept the URLs people paste (postgresql://, sqlite:///) and pick the async driver."""
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg"):
+        u = u.set(drivername="postgresql+asyncpg")
+    elif u.drivername in ("sqlite", "sqlite+pysqlite"):
+        u = u.set(drivername="sqlite+aiosqlite")
+    return u.render_as_string(hide_password=False)
+
+
+class Database:
+    """Owns the engine; hands out sessions for ORM work and connections for bulk SQL."""
+
+    def __init__(self, url: str, *, schema: str | None = None, echo: bool = False) -> None:
+        self.url = async_url(url)
+        self.schema = schema
+        self.dialect = make_url(self.url).get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.dialect == "postgresql":
+            kwargs["pool_size"] = 5
+            kwargs["pool_pre_ping"] = True
+            if schema:
+                kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
+        self._sessions = async_sessionmaker(
+            self.engine, class_=AsyncSession, expire_on_commit=False
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction, committed on success: for set-based SQL."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    for pragma in _SQLITE_PRAGMAS:
+        cursor.execute(pragma)
+    cursor.close()

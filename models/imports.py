@@ -1,0 +1,108 @@
+"""Import batches, their sources and the rows staged for review before they become contacts."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Index
+from sqlmodel import Field, SQLModel
+
+from models.clock import utcnow
+
+
+class BatchStatus(StrEnum):
+    DRAFT = "draft"  # sources being added and reviewed
+    QUEUED = "queued"  # approved, waiting for a worker
+    IMPORTING = "importing"
+    DONE = "done"
+    FAILED = "failed"
+    REJECTED = "rejected"  # a lead said no
+    CANCELLED = "cancelled"  # the requester withdrew it
+
+
+class SourceKind(StrEnum):
+    CSV = "csv"
+    MAILCHIMP = "mailchimp"
+    CONTACT = "contact"  # one customer typed in by hand
+
+
+class SourceStatus(StrEnum):
+    PENDING = "pending"  # waiting to be downloaded or parsed
+    PARSED = "parsed"
+    FAILED = "failed"  # unreadable as a whole; `error` says why
+
+
+class Outcome(StrEnum):
+    VALID = "valid"
+    DUPLICATE = "duplicate"  # same case-folded email earlier in this batch
+    REJECTED = "rejected"  # `reason` says why
+
+
+class ImportBatch(SQLModel, table=True):
+    """One request to add contacts to a segment; counts are filled in as it runs."""
+
+    __tablename__ = "import_batch"
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32, foreign_key="workspace.team_id", index=True)
+    segment_id: int = Field(foreign_key="segment.id")
+    requested_by: str = Field(max_length=64)
+    approved_by: str | None = Field(default=None, max_length=64)
+    status: str = Field(default=BatchStatus.DRAFT, max_length=16)
+    update_existing: bool = False
+    rows: int = 0
+    valid: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    warnings: int = 0
+    new_contacts: int = 0
+    existing_contacts: int = 0
+    added_to_segment: int = 0
+    already_in_segment: int = 0
+    apply_cursor: int = 0  # staged_row ids below this are applied
+    error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class ImportSource(SQLModel, table=True):
+    """A CSV file, a Mailchimp list or a single contact queued in a batch."""
+
+    __tablename__ = "import_source"
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32, foreign_key="workspace.team_id")
+    batch_id: int = Field(foreign_key="import_batch.id", index=True)
+    kind: str = Field(max_length=16)
+    label: str = Field(max_length=255)
+    ref: str | None = Field(default=None, max_length=255)  # Slack file id, Mailchimp list id
+    status: str = Field(default=SourceStatus.PENDING, max_length=16)
+    error: str | None = Field(default=None, max_length=2000)
+    rows: int = 0
+    valid: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    warnings: int = 0
+    removed: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class StagedRow(SQLModel, table=True):
+    """One input row as parsed, with its verdict; nothing here is a contact yet."""
+
+    __tablename__ = "staged_row"
+    __table_args__ = (Index("ix_staged_row_source", "source_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32)
+    batch_id: int
+    source_id: int
+    line: int
+    email: str = Field(default="", max_length=320)
+    email_key: str = Field(default="", max_length=320)
+    first_name: str = Field(default="", max_length=200)
+    last_name: str = Field(default="", max_length=200)
+    locale: str | None = Field(default=None, max_length=35)
+    outcome: str = Field(max_length=10)
+    reason: str | None = Field(default=None, max_length=500)
+    removed: bool = False

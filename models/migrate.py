@@ -1,0 +1,44 @@
+"""Schema changes go through Alembic; this runs them on our own engine (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+
+from models.db import Database
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def current_revision(db: Database) -> str | None:
+    async with db.engine.connect() as conn:
+        return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+
+
+async def upgrade(db: Database, revision: str = "head") -> None:
+    """Bring the schema to `revision`; safe to call on every start (a no-op when current)."""
+    async with db.engine.begin() as conn:
+        if db.schema and not db.is_sqlite:
+            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
+        await conn.run_sync(lambda c: command.upgrade(alembic_config(c), revision))
+
+
+async def ensure_schema(db: Database) -> None:
+    if await current_revision(db) != head_revision():
+        await upgrade(db)
