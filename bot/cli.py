@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ class CliError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="referral-bot", description="Import referral-program contacts into segments."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {version('referral-bot')}"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -24,10 +24,11 @@ from models import (
 
 
 async def create_batch(
-    db: Database, team_id: str, segment_id: int, requested_by: str
+    db: Database, team_id: str, segment_id: int, requested_by: str, *, update_existing: bool = False
 ) -> ImportBatch:
     async with db.session() as session:
-        batch = ImportBatch(team_id=team_id, segment_id=segment_id, requested_by=requested_by)
+        batch = ImportBatch(team_id=team_id, segment_id=segment_id, requested_by=requested_by,
+                            update_existing=update_existing)  # fmt: skip
         session.add(batch)
         await session.commit()
         return batch

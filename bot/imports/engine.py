@@ -66,7 +66,7 @@ _INSERT_NEW_MEMBERS = text("""
 """).bindparams(bindparam("now", type_=UTCDateTime()))
 
 _MAX_CONTACT_ID = text("SELECT COALESCE(MAX(id), 0) FROM contact")
-_NO_LIMIT = 2**62
+_NO_LIMIT = 2**31 - 1  # ids are 32-bit integers
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,7 @@ async def apply_batch(
     batch_id: int,
     *,
     on_progress: Callable[[Progress], None] | None = None,
+    chunk_size: int = APPLY_CHUNK,
 ) -> ImportBatch:
     """Import a queued (or interrupted) batch and return it with its final counts."""
     async with db.session() as session:
@@ -101,7 +102,7 @@ async def apply_batch(
     lo, hi = bounds
     cursor = max(batch.apply_cursor, lo)
     while cursor <= hi:
-        upper = cursor + APPLY_CHUNK
+        upper = cursor + chunk_size
         async with db.begin() as conn:
             await _apply_chunk(conn, batch, cursor, upper)
         cursor = upper
@@ -129,7 +130,8 @@ async def _bounds(db: Database, team_id: str, batch_id: int) -> tuple[int, int]:
         row = (
             await conn.execute(
                 text(
-                    "SELECT MIN(id), MAX(id) FROM staged_row WHERE team_id = :t AND batch_id = :b"
+                    "SELECT MIN(id), MAX(id) FROM staged_row WHERE team_id = :t AND source_id IN "
+                    "(SELECT id FROM import_source WHERE team_id = :t AND batch_id = :b)"
                 ),
                 {"t": team_id, "b": batch_id},
             )

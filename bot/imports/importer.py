@@ -48,7 +48,9 @@ async def import_files(
         stream.seek(0)
     target = await import_target(db, team_id, segment, create=create_segment)
     assert target.id is not None
-    batch = await create_batch(db, team_id, target.id, requested_by)
+    batch = await create_batch(
+        db, team_id, target.id, requested_by, update_existing=update_existing
+    )
     assert batch.id is not None
     bar = progress or ProgressBar(0, enabled=False)
     done_bytes = 0

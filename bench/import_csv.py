@@ -1,0 +1,455 @@
+"""Benchmark of `referral-bot import` against the raw-SQLite floor and the naive ORM path.
+
+Generates N rows of realistic CSV (deterministic, seeded), then in one run measures:
+
+1. `referral-bot import FILE --segment Bench --create-segment --json` as a subprocess on a
+   fresh SQLite file: seconds, rows/s, peak RSS, and whether its counts add up;
+2. the floor: one `executemany` of the same valid rows into an equivalent `contact` table
+   with raw `sqlite3`, in one transaction, with the project's pragmas;
+3. the naive path: per-row SQLModel `session.add(Contact(...))` + `commit()` on a slice,
+   extrapolated to N rows.
+
+    .venv/bin/python bench/import_csv.py [--rows N] [--json] [--keep]
+
+Exits 0 whatever the PASS/MISS verdicts; non-zero only if the import fails or its counts
+don't add up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from sqlalchemy import event
+from sqlmodel import Session, create_engine
+
+from models import Contact, Workspace
+from models.db import _SQLITE_PRAGMAS, _sqlite_on_connect
+from models.migrate import alembic_config
+
+DEFAULT_ROWS = 1_000_000
+DEFAULT_SEED = 20261128
+NAIVE_ROWS = 10_000
+WRITE_CHUNK = 50_000
+TEAM = "bench"
+
+TARGET_1M_SECONDS = 8.0
+TARGET_FLOOR_RATIO = 2.0
+TARGET_NAIVE_RATIO = 100.0
+TARGET_RSS_MB = 200.0
+
+HEADER = ("first_name", "last_name", "email", "locale", "referral_code")
+
+# (as written in the CSV, ASCII slug for the address). Blank names keep a slug: the address
+# still says who it is, the export just lacks the name.
+FIRST_NAMES = (
+    ("François", "francois"), ("Jürgen", "jurgen"), ("María José", "mariajose"),
+    ("悠斗", "yuto"), ("Zoë", "zoe"), ("José", "jose"), ("Anaïs", "anais"), ("Søren", "soren"),
+    ("Łukasz", "lukasz"), ("Çağla", "cagla"), ("Björn", "bjorn"), ("Noémie", "noemie"),
+    ("Олег", "oleg"), ("伟", "wei"), ("Siobhán", "siobhan"), ("Mohammed", "mohammed"),
+    ("Emma", "emma"), ("Liam", "liam"), ("Olivia", "olivia"), ("Noah", "noah"),
+    ("Chloé", "chloe"), ("Hélène", "helene"), ("Ana, María", "anamaria"), ("Sakura", "sakura"),
+    ("Giulia", "giulia"), ("Matteo", "matteo"), ("Priya", "priya"), ("Ahmet", "ahmet"),
+    ('Robert "Bob"', "bob"), ("Ingrid", "ingrid"), ("  Sophie ", "sophie"), ("", "alex"),
+    ("", "sam"), ("", "kim"),
+)  # fmt: skip
+LAST_NAMES = (
+    ("Dupont", "dupont"), ("Müller", "muller"), ("García", "garcia"), ("佐藤", "sato"),
+    ("O'Brien", "obrien"), ("Smith, Jr.", "smith"), ("Nguyễn", "nguyen"),
+    ("Kowalski", "kowalski"), ("Jensen", "jensen"), ("Rossi", "rossi"), ("Yılmaz", "yilmaz"),
+    ("Lefèvre", "lefevre"), ("Johnson", "johnson"), ("van der Berg", "vandenberg"),
+    ("Fernández, hijo", "fernandez"), ("Schröder", "schroder"), ("Dubois, née Martin", "dubois"),
+    ("Иванова", "ivanova"), ("Ó Briain", "obriain"), ("Kaur", "kaur"), ("Tanaka", "tanaka"),
+    ("Lindqvist", "lindqvist"), ("", "lee"), ("", "lopez"),
+)  # fmt: skip
+DOMAINS = ("gmail.com", "yahoo.fr", "outlook.com", "hotmail.de", "web.de", "icloud.com",
+           "orange.fr", "gmx.net", "proton.me", "example.co.jp")  # fmt: skip
+DOMAIN_WEIGHTS = (30, 8, 15, 5, 6, 10, 8, 6, 4, 8)
+# "English" and "français" are no language tag: valid rows, counted as warnings.
+LOCALES = ("en", "en_US", "en-GB", "fr_FR", "fr", "FR-fr", "de_DE", "de", "es_ES", "es-mx",
+           "pt-br", "it", "ja", "ja_JP", "zh_Hant_TW", "zh-CN", "nl", " sv ", "", "English",
+           "français")  # fmt: skip
+LOCALE_WEIGHTS = (25, 10, 4, 10, 4, 1, 6, 3, 4, 2, 3, 3, 3, 2, 1, 1, 2, 1, 15, 0.3, 0.2)
+UNKNOWN_LOCALES = frozenset({"English", "français"})
+LOCAL_STYLES = ("{f}.{l}{n}", "{f}{n}", "{i}{l}{n}", "{f}_{l}+ref{n}", "{L}.{F}{n}",
+                "{l}.{f}.{n}")  # fmt: skip
+VALID, DUPLICATE, INVALID = 0, 1, 2
+KIND_WEIGHTS = (97, 2, 1)
+
+# What the floor counts as a valid address: exactly what the generator writes as one.
+PLAIN_EMAIL = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,63}"
+)
+
+
+class BenchFailed(Exception):
+    """The import failed or its counts don't add up: the only non-zero exits."""
+
+
+@dataclass(slots=True)
+class Expected:
+    """What the generator wrote, so the import's counts can be checked."""
+
+    rows: int = 0
+    valid: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    warnings: int = 0
+
+
+def _duplicate_of(email: str, form: int) -> str:
+    """The same address differing only in case and surrounding spaces."""
+    local, _, domain = email.partition("@")
+    variant = (
+        email.upper(),
+        f" {email}",
+        f"{email}  ",
+        f"{local.title()}@{domain.upper()}",
+        f"  {email.swapcase()} ",
+    )[form]
+    return variant if variant != email else f" {email}"
+
+
+def _invalid(local: str, domain: str, first: str, last: str, n: int, form: int) -> str:
+    """An address email-validator rejects (or none at all)."""
+    return (
+        f"{local}.{domain}",
+        f"{local}@@{domain}",
+        f"{local}@",
+        f"@{domain}",
+        f"{first} {last}@{domain}",
+        f"{local}@{domain.partition('.')[0]}",
+        f"{first}..{last}{n}@{domain}",
+        "",
+        "n/a",
+        f"{local}@{domain},",
+    )[form]
+
+
+def generate(path: Path, rows: int, seed: int) -> Expected:
+    """Write `rows` data rows to `path` (UTF-8, CRLF, csv quoting) and return what they hold."""
+    rng = random.Random(seed)
+    ids = list(range(1, rows + 1))
+    rng.shuffle(ids)  # unique numbers in random order: email keys are far from sorted
+    kinds = rng.choices((VALID, DUPLICATE, INVALID), weights=KIND_WEIGHTS, k=rows)
+    firsts = rng.choices(FIRST_NAMES, k=rows)
+    lasts = rng.choices(LAST_NAMES, k=rows)
+    domains = rng.choices(DOMAINS, weights=DOMAIN_WEIGHTS, k=rows)
+    locales = rng.choices(LOCALES, weights=LOCALE_WEIGHTS, k=rows)
+    styles = rng.choices(LOCAL_STYLES, k=rows)
+    rand, unknown = rng.random, UNKNOWN_LOCALES
+    expected = Expected(rows=rows)
+    earlier: list[str] = []  # valid addresses written so far, for duplicates to copy
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(HEADER)
+        chunk: list[tuple[str, str, str, str, str]] = []
+        for i in range(rows):
+            first, f = firsts[i]
+            last, la = lasts[i]
+            n = ids[i]
+            kind = kinds[i]
+            locale = locales[i]
+            if kind == DUPLICATE and earlier:
+                email = _duplicate_of(earlier[int(rand() * len(earlier))], int(rand() * 5))
+                expected.duplicates += 1
+            else:
+                local = styles[i].format(f=f, l=la, i=f[0], n=n, F=f.title(), L=la.title())
+                domain = domains[i]
+                if kind == INVALID:
+                    email = _invalid(local, domain, f, la, n, int(rand() * 10))
+                    expected.rejected += 1
+                else:
+                    email = f"{local}@{domain}"
+                    earlier.append(email)
+                    expected.valid += 1
+                    if locale in unknown:
+                        expected.warnings += 1
+            chunk.append((first, last, email, locale, f"{n * 2654435761 % 4294967296:08X}"))
+            if len(chunk) >= WRITE_CHUNK:
+                writer.writerows(chunk)
+                chunk.clear()
+        writer.writerows(chunk)
+    return expected
+
+
+def run_import(exe: str, csv_path: Path, workdir: Path) -> tuple[dict[str, Any], float, float]:
+    """(JSON summary, seconds, peak RSS in MiB) of the CLI import on a fresh SQLite file."""
+    db_path = workdir / "bench.db"
+    env = dict(os.environ, DATABASE_URL=f"sqlite:///{db_path}")
+    env.pop("DATABASE_SCHEMA", None)
+    argv = [exe, "import", str(csv_path), "--segment", "Bench", "--create-segment", "--json"]
+    start = time.perf_counter()
+    # cwd: the temp dir, so no .env of the caller's working directory leaks in.
+    proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    # The import is the first child this process waits for, so this is its peak.
+    maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    rss_mb = maxrss / (1024 * 1024) if sys.platform == "darwin" else maxrss / 1024
+    if proc.returncode != 0:
+        raise BenchFailed(
+            f"import exited with status {proc.returncode}:\n{proc.stderr.strip()}\n"
+            f"{proc.stdout.strip()}"
+        )
+    try:
+        summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise BenchFailed(f"import printed no JSON summary: {proc.stdout!r}") from None
+    return summary, seconds, rss_mb
+
+
+def check_counts(summary: dict[str, Any], expected: Expected, db_path: Path) -> list[str]:
+    """Every way the import's counts fail to add up; empty when they all do."""
+    s = {k: v or 0 for k, v in summary.items() if k != "segment"}
+    problems = []
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            problems.append(what)
+
+    need(s["rows"] == s["valid"] + s["duplicates"] + s["rejected"],
+         f"rows {s['rows']} != valid {s['valid']} + duplicates {s['duplicates']} "
+         f"+ rejected {s['rejected']}")  # fmt: skip
+    need(s["valid"] == s["new_contacts"] + s["existing_contacts"],
+         f"valid {s['valid']} != new {s['new_contacts']} + existing {s['existing_contacts']}")  # fmt: skip
+    need(s["valid"] == s["added_to_segment"] + s["already_in_segment"],
+         f"valid {s['valid']} != added {s['added_to_segment']} "
+         f"+ already in segment {s['already_in_segment']}")  # fmt: skip
+    need(s["existing_contacts"] == 0, f"{s['existing_contacts']} existing contacts in a fresh DB")
+    for key, want in asdict(expected).items():
+        need(s[key] == want, f"{key} {s[key]} != {want} generated")
+    with closing(sqlite3.connect(db_path)) as conn:
+        contacts = conn.execute("SELECT COUNT(*) FROM contact").fetchone()[0]
+        members = conn.execute("SELECT COUNT(*) FROM segment_member").fetchone()[0]
+    need(contacts == s["new_contacts"], f"{contacts} contacts in the DB != new {s['new_contacts']}")
+    need(members == s["added_to_segment"],
+         f"{members} segment members in the DB != added {s['added_to_segment']}")  # fmt: skip
+    return problems
+
+
+def parse_valid(csv_path: Path) -> list[tuple[str, str, str, str, str, str | None]]:
+    """The rows the import keeps, as contact tuples, parsed with the csv module alone."""
+    rows = []
+    seen: set[str] = set()
+    with csv_path.open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        for first, last, raw_email, locale, _ in reader:
+            email = raw_email.strip()
+            if not PLAIN_EMAIL.fullmatch(email):
+                continue
+            key = email.lower()
+            if key in seen:
+                continue
+            seen.add(key)
+            rows.append(
+                (TEAM, email, key, first.strip() or email.partition("@")[0], last.strip(),
+                 locale.strip() or None)
+            )  # fmt: skip
+    return rows
+
+
+def floor(db_path: Path, rows: list[tuple[str, str, str, str, str, str | None]]) -> float:
+    """Seconds for one raw executemany of `rows` in one transaction on a fresh file."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            conn.execute(pragma)
+        conn.execute("""
+            CREATE TABLE contact (
+                id INTEGER PRIMARY KEY,
+                team_id TEXT NOT NULL,
+                email TEXT NOT NULL,
+                email_key TEXT NOT NULL,
+                first_name TEXT NOT NULL,
+                last_name TEXT NOT NULL,
+                locale TEXT,
+                CONSTRAINT uq_contact_team_email UNIQUE (team_id, email_key))
+        """)
+        start = time.perf_counter()
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO contact (team_id, email, email_key, first_name, last_name, locale) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.execute("COMMIT")
+        return time.perf_counter() - start
+    finally:
+        conn.close()
+
+
+def naive(db_path: Path, rows: list[tuple[str, str, str, str, str, str | None]]) -> float:
+    """Seconds for one ORM add + commit per row, on a freshly migrated file."""
+    engine = create_engine(f"sqlite:///{db_path}")
+    event.listen(engine, "connect", _sqlite_on_connect)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "head")
+        with Session(engine) as session:
+            session.add(Workspace(team_id=TEAM))
+            session.commit()
+        start = time.perf_counter()
+        with Session(engine) as session:
+            for team, email, key, first, last, locale in rows:
+                session.add(Contact(team_id=team, email=email, email_key=key, first_name=first,
+                                    last_name=last, locale=locale, source="csv"))  # fmt: skip
+                session.commit()
+        return time.perf_counter() - start
+    finally:
+        engine.dispose()
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def report(fig: dict[str, Any]) -> str:
+    n = fig["rows"]
+    c = fig["counts"]
+    t = fig["targets"]
+    scaled = "" if n == DEFAULT_ROWS else f" (scaled from {n:,} rows)"
+    table = [
+        ("import seconds", f"{fig['import_seconds']:.2f} s", "", ""),
+        ("import rows/s", f"{fig['import_rows_per_second']:,.0f}", "", ""),
+        ("1M rows import" + scaled, f"{fig['import_seconds_1m']:.2f} s",
+         f"< {TARGET_1M_SECONDS:g} s", _verdict(t["import_1m_seconds"]["pass"])),
+        (f"floor seconds ({fig['floor_rows']:,} rows)", f"{fig['floor_seconds']:.2f} s", "", ""),
+        ("import / floor", f"{fig['import_floor_ratio']:.2f}x",
+         f"<= {TARGET_FLOOR_RATIO:g}x", _verdict(t["import_floor_ratio"]["pass"])),
+        (f"naive seconds ({fig['naive_rows']:,} rows measured)",
+         f"{fig['naive_seconds']:.2f} s", "", ""),
+        (f"naive extrapolated to {n:,} rows", f"{fig['naive_extrapolated_seconds']:,.0f} s",
+         "", ""),
+        ("naive / import", f"{fig['naive_import_ratio']:,.0f}x",
+         f">= {TARGET_NAIVE_RATIO:g}x", _verdict(t["naive_import_ratio"]["pass"])),
+        ("import peak RSS", f"{fig['peak_rss_mb']:.0f} MB", f"< {TARGET_RSS_MB:g} MB",
+         _verdict(t["peak_rss_mb"]["pass"])),
+    ]  # fmt: skip
+    width = max(len(row[0]) for row in table)
+    lines = [
+        f"referral-bot import benchmark: {n:,} rows, {fig['csv_mb']:.1f} MB CSV "
+        f"(seed {fig['seed']}, generated in {fig['generate_seconds']:.1f} s)",
+        f"counts: rows {c['rows']:,} = valid {c['valid']:,} + duplicates {c['duplicates']:,} "
+        f"+ rejected {c['rejected']:,}; warnings {c['warnings']:,}; new contacts "
+        f"{c['new_contacts']:,}, added to segment {c['added_to_segment']:,}: OK",
+        "",
+        f"{'metric':<{width}}  {'value':>12}  {'target':<10}  verdict",
+        f"{'-' * width}  {'-' * 12}  {'-' * 10}  -------",
+    ]
+    lines += [f"{m:<{width}}  {v:>12}  {tg:<10}  {vd}".rstrip() for m, v, tg, vd in table]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rows to generate")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="generator seed")
+    parser.add_argument("--naive-rows", type=int, default=NAIVE_ROWS,
+                        help="rows the naive ORM path really inserts")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    args = parser.parse_args(argv)
+    if args.rows < 1 or args.naive_rows < 1:
+        parser.error("--rows and --naive-rows must be positive")
+    exe = shutil.which("referral-bot", path=str(Path(sys.executable).parent)) or shutil.which(
+        "referral-bot"
+    )
+    if exe is None:
+        parser.error("no referral-bot command: install the project (pip install -e .)")
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    workdir = Path(tempfile.mkdtemp(prefix="referral-bench-"))
+    try:
+        csv_path = workdir / "contacts.csv"
+        say(f"generating {args.rows:,} rows in {csv_path} ...")
+        start = time.perf_counter()
+        expected = generate(csv_path, args.rows, args.seed)
+        generate_seconds = time.perf_counter() - start
+
+        say("running referral-bot import ...")
+        summary, import_seconds, rss_mb = run_import(exe, csv_path, workdir)
+        problems = check_counts(summary, expected, workdir / "bench.db")
+        if problems:
+            raise BenchFailed("import counts don't add up:\n  " + "\n  ".join(problems))
+
+        say("parsing the valid rows for the floor ...")
+        valid_rows = parse_valid(csv_path)
+        if len(valid_rows) != summary["valid"]:
+            raise BenchFailed(
+                f"the floor parsed {len(valid_rows):,} valid rows, the import {summary['valid']:,}"
+            )
+        say("timing the floor (raw sqlite3 executemany) ...")
+        floor_seconds = floor(workdir / "floor.db", valid_rows)
+
+        sample = valid_rows[: args.naive_rows]
+        say(f"timing the naive ORM path on {len(sample):,} rows ...")
+        naive_seconds = naive(workdir / "naive.db", sample)
+        del valid_rows, sample
+
+        naive_total = naive_seconds * args.rows / min(args.naive_rows, summary["valid"])
+        import_1m = import_seconds * DEFAULT_ROWS / args.rows
+        fig: dict[str, Any] = {
+            "rows": args.rows,
+            "seed": args.seed,
+            "csv_mb": csv_path.stat().st_size / 1e6,
+            "generate_seconds": round(generate_seconds, 3),
+            "import_seconds": round(import_seconds, 3),
+            "import_rows_per_second": round(args.rows / import_seconds),
+            "import_seconds_1m": round(import_1m, 3),
+            "floor_rows": summary["valid"],
+            "floor_seconds": round(floor_seconds, 3),
+            "import_floor_ratio": round(import_seconds / floor_seconds, 3),
+            "naive_rows": min(args.naive_rows, summary["valid"]),
+            "naive_seconds": round(naive_seconds, 3),
+            "naive_extrapolated_seconds": round(naive_total, 1),
+            "naive_import_ratio": round(naive_total / import_seconds, 1),
+            "peak_rss_mb": round(rss_mb, 1),
+            "counts": summary,
+        }
+        fig["csv_mb"] = round(fig["csv_mb"], 1)
+        fig["targets"] = {
+            "import_1m_seconds": {"target": f"< {TARGET_1M_SECONDS}",
+                                  "pass": import_1m < TARGET_1M_SECONDS},
+            "import_floor_ratio": {"target": f"<= {TARGET_FLOOR_RATIO}",
+                                   "pass": fig["import_floor_ratio"] <= TARGET_FLOOR_RATIO},
+            "naive_import_ratio": {"target": f">= {TARGET_NAIVE_RATIO}",
+                                   "pass": fig["naive_import_ratio"] >= TARGET_NAIVE_RATIO},
+            "peak_rss_mb": {"target": f"< {TARGET_RSS_MB}", "pass": rss_mb < TARGET_RSS_MB},
+        }  # fmt: skip
+        if args.keep:
+            fig["tmpdir"] = str(workdir)
+        print(json.dumps(fig) if args.json else report(fig))
+        return 0
+    except BenchFailed as exc:
+        if args.json:
+            print(json.dumps({"error": str(exc)}))
+        say(f"bench: {exc}")
+        return 1
+    finally:
+        if args.keep:
+            say(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,229 @@
+"""The import engine against a real database: counts add up, re-runs change nothing."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from sqlalchemy import text
+
+from bot.imports.batches import (
+    add_source,
+    create_batch,
+    queue_batch,
+    stage_contact,
+    stage_csv,
+    write_rejects,
+)
+from bot.imports.engine import BatchStateError, apply_batch
+from bot.imports.importer import ImportFailed, import_files
+from bot.workspaces import WorkspaceError, ensure_workspace, import_target, segment_sizes
+from models import Database, SourceKind
+
+MESSY = (
+    "\ufeffFirst Name;Last Name;Email;Locale;Notes\r\n"
+    "Jane;Doe;jane@example.com;fr_FR;vip\r\n"
+    ";;\r\n"
+    "Raj;Patel; RAJ@Example.org ;;\r\n"
+    "Jürgen;Müller;jane@EXAMPLE.com;de;dup of jane\r\n"
+    "Nobody;Here;not-an-email;;\r\n"
+    '"Ann; Marie";"O\'Neil";ann@example.net;klingon;"multi\r\nline note"\r\n'
+    "\r\n"
+    ";Solo;solo@example.com;;\r\n"
+)
+
+
+async def _counts(db: Database, team: str) -> dict[str, int]:
+    async with db.begin() as conn:
+        contacts = (
+            await conn.execute(text("SELECT COUNT(*) FROM contact WHERE team_id = :t"), {"t": team})
+        ).scalar_one()
+        members = (
+            await conn.execute(
+                text("SELECT COUNT(*) FROM segment_member WHERE team_id = :t"), {"t": team}
+            )
+        ).scalar_one()
+    return {"contacts": contacts, "members": members}
+
+
+async def _contacts(db: Database, team: str) -> dict[str, tuple[str, str, str | None]]:
+    async with db.begin() as conn:
+        rows = await conn.execute(
+            text("SELECT email, first_name, last_name, locale FROM contact WHERE team_id = :t"),
+            {"t": team},
+        )
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def _identities(batch) -> None:  # type: ignore[no-untyped-def]
+    assert batch.rows == batch.valid + batch.duplicates + batch.rejected
+    assert batch.valid == batch.new_contacts + batch.existing_contacts
+    assert batch.valid == batch.added_to_segment + batch.already_in_segment
+
+
+async def _import(db: Database, team: str, data: str | bytes, segment: str = "VIP", **kw):  # type: ignore[no-untyped-def]
+    raw = data.encode() if isinstance(data, str) else data
+    return await import_files(
+        db, team, [("contacts.csv", io.BytesIO(raw))], segment=segment, create_segment=True, **kw
+    )
+
+
+async def test_messy_file_lands_with_counts_that_add_up(db: Database) -> None:
+    await ensure_workspace(db, "T1")
+    out = io.StringIO()
+    result = await _import(db, "T1", MESSY, rejects=out)
+    batch = result.batch
+    assert (batch.rows, batch.valid, batch.duplicates, batch.rejected, batch.warnings) == (
+        6, 4, 1, 1, 1,
+    )  # fmt: skip
+    assert (batch.new_contacts, batch.added_to_segment) == (4, 4)
+    _identities(batch)
+    contacts = await _contacts(db, "T1")
+    assert contacts == {
+        "jane@example.com": ("Jane", "Doe", "fr-FR"),
+        "RAJ@example.org": ("Raj", "Patel", None),
+        "ann@example.net": ("Ann; Marie", "O'Neil", None),
+        "solo@example.com": ("solo", "Solo", None),
+    }
+    rejects = out.getvalue().splitlines()
+    assert rejects[0] == "source,line,email,first_name,last_name,outcome,reason"
+    assert rejects[1].startswith("contacts.csv,5,jane@example.com,Jürgen,Müller,duplicate,")
+    assert rejects[2].startswith("contacts.csv,6,not-an-email,Nobody,Here,rejected,Invalid email")
+    assert len(rejects) == 3
+
+
+async def test_running_a_finished_batch_again_changes_nothing(db: Database) -> None:
+    await ensure_workspace(db, "T1")
+    first = (await _import(db, "T1", MESSY)).batch
+    before = await _counts(db, "T1")
+    again = await apply_batch(db, "T1", first.id)
+    assert again.new_contacts == first.new_contacts == 4
+    assert await _counts(db, "T1") == before == {"contacts": 4, "members": 4}
+
+
+async def test_reimport_finds_everyone_known_and_keeps_their_details(db: Database) -> None:
+    await ensure_workspace(db, "T1")
+    await _import(db, "T1", MESSY)
+    changed = (
+        "email,first_name,last_name\nJANE@example.com,Janet,Changed\nnew@example.com,New,One\n"
+    )
+    batch = (await _import(db, "T1", changed)).batch
+    assert (batch.new_contacts, batch.existing_contacts) == (1, 1)
+    assert (batch.added_to_segment, batch.already_in_segment) == (1, 1)
+    _identities(batch)
+    contacts = await _contacts(db, "T1")
+    assert contacts["jane@example.com"] == ("Jane", "Doe", "fr-FR")  # not overwritten
+    assert await _counts(db, "T1") == {"contacts": 5, "members": 5}
+
+
+async def test_update_existing_overwrites_names_but_keeps_a_known_locale(db: Database) -> None:
+    await ensure_workspace(db, "T1")
+    await _import(db, "T1", MESSY)
+    changed = "email,first_name,last_name\njane@example.com,Janet,Changed\n"
+    await _import(db, "T1", changed, update_existing=True)
+    assert (await _contacts(db, "T1"))["jane@example.com"] == ("Janet", "Changed", "fr-FR")
+
+
+async def test_second_segment_reuses_contacts(db: Database) -> None:
+    await ensure_workspace(db, "T1")
+    await _import(db, "T1", MESSY, segment="VIP")
+    batch = (await _import(db, "T1", MESSY, segment="Newsletter")).batch
+    assert (batch.new_contacts, batch.added_to_segment) == (0, 4)
+    sizes = {s.name: n for s, n in await segment_sizes(db, "T1")}
+    assert sizes == {"All Customers": 4, "Newsletter": 4, "VIP": 4}
+
+
+async def test_an_interrupted_import_resumes_exactly(db: Database) -> None:
+    await ensure_workspace(db, "T1")
+    segment = await import_target(db, "T1", "VIP", create=True)
+    batch = await create_batch(db, "T1", segment.id, "U1")
+    source = await add_source(db, "T1", batch.id, SourceKind.CSV, "big.csv")
+    rows = "email,first_name\n" + "".join(f"p{i}@example.com,P{i}\n" for i in range(50))
+    await stage_csv(db, "T1", source.id, io.BytesIO(rows.encode()))
+    await queue_batch(db, "T1", batch.id, "U2")
+
+    class Crash(Exception):
+        pass
+
+    seen: list[int] = []
+
+    def crash_after_two_chunks(progress) -> None:  # type: ignore[no-untyped-def]
+        seen.append(progress.done)
+        if len(seen) == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        await apply_batch(db, "T1", batch.id, chunk_size=7, on_progress=crash_after_two_chunks)
+    assert (await _counts(db, "T1"))["contacts"] == 14
+    done = await apply_batch(db, "T1", batch.id, chunk_size=7)
+    assert done.status == "done"
+    assert (done.new_contacts, done.added_to_segment, done.valid) == (50, 50, 50)
+    _identities(done)
+    assert await _counts(db, "T1") == {"contacts": 50, "members": 50}
+
+
+async def test_duplicates_across_sources_and_a_single_contact(db: Database) -> None:
+    await ensure_workspace(db, "T1")
+    segment = await import_target(db, "T1", "VIP", create=True)
+    batch = await create_batch(db, "T1", segment.id, "U1")
+    one = await add_source(db, "T1", batch.id, SourceKind.CSV, "a.csv")
+    two = await add_source(db, "T1", batch.id, SourceKind.CSV, "b.csv")
+    await stage_csv(db, "T1", one.id, io.BytesIO(b"email\na@example.com\nb@example.com\n"))
+    second = await stage_csv(db, "T1", two.id, io.BytesIO(b"email\nB@example.com\nc@example.com\n"))
+    assert (second.valid, second.duplicates) == (1, 1)
+    typed = await stage_contact(
+        db, "T1", batch.id, email=" d@Example.com ", first_name="Dee", locale="pt_br"
+    )
+    assert (typed.valid, typed.kind) == (1, "contact")
+    repeat = await stage_contact(db, "T1", batch.id, email="a@EXAMPLE.com")
+    assert repeat.duplicates == 1
+    queued = await queue_batch(db, "T1", batch.id, "U2")
+    assert (queued.rows, queued.valid, queued.duplicates) == (6, 4, 2)
+    done = await apply_batch(db, "T1", batch.id)
+    _identities(done)
+    contacts = await _contacts(db, "T1")
+    assert contacts["d@example.com"] == ("Dee", "", "pt-BR")
+    assert set(contacts) == {"a@example.com", "b@example.com", "c@example.com", "d@example.com"}
+
+
+async def test_workspaces_never_see_each_other(db: Database) -> None:
+    await ensure_workspace(db, "T1")
+    await ensure_workspace(db, "T2")
+    one = (await _import(db, "T1", MESSY)).batch
+    two = (await _import(db, "T2", MESSY)).batch
+    assert one.new_contacts == two.new_contacts == 4
+    with pytest.raises(BatchStateError, match="No import"):
+        await apply_batch(db, "T2", one.id)
+    out = io.StringIO()
+    assert await write_rejects(db, "T2", one.id, out) == 0
+    assert await _counts(db, "T1") == await _counts(db, "T2") == {"contacts": 4, "members": 4}
+
+
+async def test_unreadable_file_imports_nothing(db: Database) -> None:
+    await ensure_workspace(db, "T1")
+    files = [
+        ("good.csv", io.BytesIO(b"email\nok@example.com\n")),
+        ("bad.csv", io.BytesIO(b"name,phone\nJane,555\n")),
+    ]
+    with pytest.raises(ImportFailed, match=r"bad.csv: No email column found.*'name', 'phone'"):
+        await import_files(db, "T1", files, segment="New", create_segment=True)
+    assert await _counts(db, "T1") == {"contacts": 0, "members": 0}
+    assert [s.name for s, _ in await segment_sizes(db, "T1")] == ["All Customers"]
+
+
+async def test_all_customers_is_not_an_import_target(db: Database) -> None:
+    await ensure_workspace(db, "T1")
+    with pytest.raises(WorkspaceError, match="built in"):
+        await import_target(db, "T1", "all customers", create=True)
+    await import_target(db, "T1", "VIP", create=True)
+    with pytest.raises(WorkspaceError, match="No segment named 'Gold'"):
+        await import_target(db, "T1", "Gold", create=False)
+    assert (await import_target(db, "T1", "  vip ", create=False)).name == "VIP"
+
+
+async def test_a_batch_that_was_not_approved_cannot_be_applied(db: Database) -> None:
+    await ensure_workspace(db, "T1")
+    segment = await import_target(db, "T1", "VIP", create=True)
+    batch = await create_batch(db, "T1", segment.id, "U1")
+    with pytest.raises(BatchStateError, match="draft"):
+        await apply_batch(db, "T1", batch.id)

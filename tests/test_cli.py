@@ -1,0 +1,142 @@
+"""`referral-bot` as a shell user runs it: a real subprocess against a real database."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models import Database
+
+CLI = [sys.executable, "-m", "bot.cli"]
+
+
+def run(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DEFAULT_"))}
+    full_env.update(env)
+    return subprocess.run(
+        [*CLI, *args], env=full_env, capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    path = tmp_path / "customers.csv"
+    path.write_text(
+        "first_name,last_name,email,locale\n"
+        "François,Dupont,francois@example.org,fr\n"
+        "悠斗,田中,yuto@example.jp,ja\n"
+        '=HYPERLINK("x"),Evil,evil@example.com,\n'
+        "Jane,Doe,JANE@example.com,\n"
+        "Jane,Again,jane@example.com,\n"
+        "Bad,Row,bad@@example.com,\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+async def test_import_json_export_round_trip(
+    db: Database, db_env: dict[str, str], sample: Path, tmp_path: Path
+) -> None:
+    rejects = tmp_path / "rejects.csv"
+    result = run(db_env, "import", str(sample), "--segment", "Launch", "--create-segment",
+                 "--rejects", str(rejects), "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary == {
+        "rows": 6, "valid": 4, "duplicates": 1, "rejected": 1, "new_contacts": 4,
+        "existing_contacts": 0, "added_to_segment": 4, "already_in_segment": 0, "warnings": 0,
+        "segment": "Launch",
+    }  # fmt: skip
+    with rejects.open(newline="") as f:
+        lines = list(csv.reader(f))
+    assert [(r[1], r[5]) for r in lines[1:]] == [("6", "duplicate"), ("7", "rejected")]
+
+    exported = run(db_env, "export", "--segment", "launch")
+    assert exported.returncode == 0, exported.stderr
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    by_email = {r["email"]: r for r in rows}
+    assert by_email["francois@example.org"]["first_name"] == "François"
+    assert by_email["yuto@example.jp"]["last_name"] == "田中"
+    assert by_email["yuto@example.jp"]["locale"] == "ja"
+    assert by_email["JANE@example.com"]["locale"] == "en"  # the workspace default
+    assert by_email["evil@example.com"]["first_name"] == '\'=HYPERLINK("x")'
+
+    segments = json.loads(run(db_env, "segments", "--json").stdout)
+    assert segments == [
+        {"name": "All Customers", "kind": "all", "contacts": 4},
+        {"name": "Launch", "kind": "static", "contacts": 4},
+    ]
+
+
+async def test_readable_summary_and_second_run_finds_everyone(
+    db: Database, db_env: dict[str, str], sample: Path
+) -> None:
+    first = run(db_env, "import", str(sample), "--segment", "Launch", "--create-segment")
+    assert first.returncode == 0, first.stderr
+    assert "Imported into segment 'Launch'" in first.stdout
+    assert "--rejects" in first.stdout  # tells the user how to see what was skipped
+    again = json.loads(run(db_env, "import", str(sample), "--segment", "Launch", "--json").stdout)
+    assert (again["new_contacts"], again["existing_contacts"]) == (0, 4)
+    assert (again["added_to_segment"], again["already_in_segment"]) == (0, 4)
+
+
+async def test_unreadable_file_exits_non_zero_and_imports_nothing(
+    db: Database, db_env: dict[str, str], sample: Path, tmp_path: Path
+) -> None:
+    junk = tmp_path / "export.xlsx"
+    junk.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 8)
+    result = run(db_env, "import", str(sample), str(junk), "--segment", "Launch",
+                 "--create-segment", "--json")  # fmt: skip
+    assert result.returncode == 1
+    assert "export.xlsx" in json.loads(result.stdout)["error"]
+    assert "not a CSV file" in result.stderr
+    segments = json.loads(run(db_env, "segments", "--json").stdout)
+    assert segments == [{"name": "All Customers", "kind": "all", "contacts": 0}]
+
+
+async def test_missing_segment_and_missing_file_are_explained(
+    db: Database, db_env: dict[str, str], sample: Path
+) -> None:
+    result = run(db_env, "import", str(sample), "--segment", "Nope")
+    assert result.returncode == 1
+    assert "No segment named 'Nope'" in result.stderr and "--create-segment" in result.stderr
+    result = run(db_env, "import", "/no/such.csv", "--segment", "Nope")
+    assert result.returncode == 1 and "no such file" in result.stderr
+
+
+async def test_several_workspaces_need_team(
+    db: Database, db_env: dict[str, str], sample: Path
+) -> None:
+    from bot.workspaces import ensure_workspace
+
+    await ensure_workspace(db, "T1")
+    await ensure_workspace(db, "T2")
+    result = run(db_env, "segments")
+    assert result.returncode == 1 and "--team" in result.stderr
+    ok = run(db_env, "import", str(sample), "--segment", "A", "--create-segment", "--team", "T2")
+    assert ok.returncode == 0, ok.stderr
+    t1 = json.loads(run(db_env, "segments", "--team", "T1", "--json").stdout)
+    assert t1 == [{"name": "All Customers", "kind": "all", "contacts": 0}]
+
+
+def test_bad_settings_give_one_clear_message(tmp_path: Path) -> None:
+    result = run({"DATABASE_URL": "mysql://nope", "DEFAULT_LOCALE": "klingon"}, "segments",
+                 cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 1
+    assert "DATABASE_URL" in result.stderr and "DEFAULT_LOCALE" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_db_upgrade_on_a_fresh_directory(tmp_path: Path) -> None:
+    result = run({}, "db", "upgrade", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "referral-bot.db").exists()
