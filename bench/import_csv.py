@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import random
 import re
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from array import array
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -142,51 +144,101 @@ def _invalid(local: str, domain: str, first: str, last: str, n: int, form: int) 
     )[form]
 
 
+def _csv_field(value: str) -> str:
+    """`value` as the csv module writes it (minimal quoting)."""
+    if any(c in value for c in ',"\r\n'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def _table(values: tuple[Any, ...], weights: tuple[float, ...]) -> list[Any]:
+    """65,536 slots filled in proportion to `weights`: a 16-bit draw picks a weighted value."""
+    total, acc, table = sum(weights), 0.0, []
+    for value, weight in zip(values, weights, strict=True):
+        acc += weight
+        table.extend([value] * (round(acc / total * 65536) - len(table)))
+    return table
+
+
+def _draws(rng: random.Random, count: int) -> list[int]:
+    """`count` uniform 16-bit numbers, made in one call."""
+    return memoryview(rng.randbytes(2 * count)).cast("H").tolist()
+
+
 def generate(path: Path, rows: int, seed: int) -> Expected:
-    """Write `rows` data rows to `path` (UTF-8, CRLF, csv quoting) and return what they hold."""
+    """Write `rows` data rows to `path` (UTF-8, CRLF, csv quoting) and return what they hold.
+
+    Fast: every random draw is made up front as 16-bit numbers from one `randbytes` each,
+    and a valid row is one f-string of three precomputed parts: names with the local-part
+    prefix, the row's unique number, and domain + locale + referral code. Only the names
+    and a few invalid addresses need quoting, done once.
+    """
     rng = random.Random(seed)
-    ids = list(range(1, rows + 1))
-    rng.shuffle(ids)  # unique numbers in random order: email keys are far from sorted
-    kinds = rng.choices((VALID, DUPLICATE, INVALID), weights=KIND_WEIGHTS, k=rows)
-    firsts = rng.choices(FIRST_NAMES, k=rows)
-    lasts = rng.choices(LAST_NAMES, k=rows)
-    domains = rng.choices(DOMAINS, weights=DOMAIN_WEIGHTS, k=rows)
-    locales = rng.choices(LOCALES, weights=LOCALE_WEIGHTS, k=rows)
-    styles = rng.choices(LOCAL_STYLES, k=rows)
-    rand, unknown = rng.random, UNKNOWN_LOCALES
-    expected = Expected(rows=rows)
-    earlier: list[str] = []  # valid addresses written so far, for duplicates to copy
+    slots = range(65536)
+    # (first name, last name, local-part prefix, first slug, last slug); every style ends
+    # with the row's unique number, so prefix + number is a unique address.
+    combos = [
+        (_csv_field(first), _csv_field(last),
+         style.format(f=f, l=la, i=f[0], F=f.title(), L=la.title(), n=""), f, la)
+        for style in LOCAL_STYLES
+        for first, f in FIRST_NAMES
+        for last, la in LAST_NAMES
+    ]  # fmt: skip
+    ncombos = len(combos)
+    heads = [",".join(combos[k % ncombos][:3]) for k in slots]
+    # Each slot draws its domain, locale and referral code independently, so one 16-bit
+    # draw per row picks all three with the intended weights.
+    domains, locales = _table(DOMAINS, DOMAIN_WEIGHTS), _table(LOCALES, LOCALE_WEIGHTS)
+    slot_domain = [domains[rng.getrandbits(16)] for _ in slots]
+    slot_locale = [locales[rng.getrandbits(16)] for _ in slots]
+    rests = [f",{locale},{rng.getrandbits(32):08X}\r\n" for locale in slot_locale]
+    tails = [f"@{domain}{rest}" for domain, rest in zip(slot_domain, rests, strict=True)]
+    unknown = [locale in UNKNOWN_LOCALES for locale in slot_locale]
+    valid_below = round(65536 * KIND_WEIGHTS[0] / sum(KIND_WEIGHTS))
+    duplicate_below = valid_below + round(65536 * KIND_WEIGHTS[1] / sum(KIND_WEIGHTS))
+    kind_draw, head_draw, tail_draw = _draws(rng, rows), _draws(rng, rows), _draws(rng, rows)
+    # Unique numbers 1..rows in scrambled order: row i gets (offset + i * stride) % rows + 1.
+    stride = 2654435761 % rows or 1
+    while math.gcd(stride, rows) != 1:
+        stride += 1
+    offset = rng.randrange(rows)
+    n = offset + 1 - stride
+    rand = rng.random
+    duplicates = rejected = warnings = 0
+    earlier = array("I")  # valid rows so far, for duplicates to copy
     with path.open("w", encoding="utf-8", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(HEADER)
-        chunk: list[tuple[str, str, str, str, str]] = []
-        for i in range(rows):
-            first, f = firsts[i]
-            last, la = lasts[i]
-            n = ids[i]
-            kind = kinds[i]
-            locale = locales[i]
-            if kind == DUPLICATE and earlier:
-                email = _duplicate_of(earlier[int(rand() * len(earlier))], int(rand() * 5))
-                expected.duplicates += 1
-            else:
-                local = styles[i].format(f=f, l=la, i=f[0], n=n, F=f.title(), L=la.title())
-                domain = domains[i]
-                if kind == INVALID:
-                    email = _invalid(local, domain, f, la, n, int(rand() * 10))
-                    expected.rejected += 1
+        out.write(",".join(HEADER) + "\r\n")
+        for lo in range(0, rows, WRITE_CHUNK):
+            hi = min(lo + WRITE_CHUNK, rows)
+            lines = []
+            for i, kind_at, head_at, tail_at in zip(
+                range(lo, hi), kind_draw[lo:hi], head_draw[lo:hi], tail_draw[lo:hi], strict=True
+            ):
+                n += stride
+                if n > rows:
+                    n -= rows
+                if kind_at < valid_below or not earlier:
+                    lines.append(f"{heads[head_at]}{n}{tails[tail_at]}")
+                    earlier.append(i)
+                    if unknown[tail_at]:
+                        warnings += 1
+                    continue
+                first, last, prefix, f, la = combos[head_at % ncombos]
+                if kind_at < duplicate_below:
+                    j = earlier[int(rand() * len(earlier))]
+                    original = (
+                        f"{combos[head_draw[j] % ncombos][2]}{(offset + j * stride) % rows + 1}"
+                        f"@{slot_domain[tail_draw[j]]}"
+                    )
+                    email = _duplicate_of(original, int(rand() * 5))
+                    duplicates += 1
                 else:
-                    email = f"{local}@{domain}"
-                    earlier.append(email)
-                    expected.valid += 1
-                    if locale in unknown:
-                        expected.warnings += 1
-            chunk.append((first, last, email, locale, f"{n * 2654435761 % 4294967296:08X}"))
-            if len(chunk) >= WRITE_CHUNK:
-                writer.writerows(chunk)
-                chunk.clear()
-        writer.writerows(chunk)
-    return expected
+                    domain = slot_domain[tail_at]
+                    email = _csv_field(_invalid(f"{prefix}{n}", domain, f, la, n, int(rand() * 10)))
+                    rejected += 1
+                lines.append(f"{first},{last},{email}{rests[tail_at]}")
+            out.write("".join(lines))
+    return Expected(rows, len(earlier), duplicates, rejected, warnings)
 
 
 def run_import(exe: str, csv_path: Path, workdir: Path) -> tuple[dict[str, Any], float, float]:
@@ -227,7 +279,8 @@ def check_counts(summary: dict[str, Any], expected: Expected, db_path: Path) -> 
          f"rows {s['rows']} != valid {s['valid']} + duplicates {s['duplicates']} "
          f"+ rejected {s['rejected']}")  # fmt: skip
     need(s["valid"] == s["new_contacts"] + s["existing_contacts"],
-         f"valid {s['valid']} != new {s['new_contacts']} + existing {s['existing_contacts']}")  # fmt: skip
+         f"valid {s['valid']} != new {s['new_contacts']} "
+         f"+ existing {s['existing_contacts']}")  # fmt: skip
     need(s["valid"] == s["added_to_segment"] + s["already_in_segment"],
          f"valid {s['valid']} != added {s['added_to_segment']} "
          f"+ already in segment {s['already_in_segment']}")  # fmt: skip

@@ -11,6 +11,7 @@ import asyncio
 import csv
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -19,12 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from bot.contacts import EXPORT_COLUMNS, segment_contacts
+from bot.imports.background import ImportRejected, enqueue_file_import
 from bot.imports.batches import neutralise
 from bot.imports.importer import ImportFailed, import_files
+from bot.jobs.kinds import handlers
+from bot.jobs.queue import cancel, list_jobs
+from bot.jobs.worker import Worker, WorkerConfig
 from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
 from bot.workspaces import WorkspaceError, find_segment, resolve_team, segment_sizes
-from models import Database
+from models import Database, Job, JobState
 from models.migrate import ensure_schema, upgrade
 
 SUMMARY_KEYS = ("rows", "valid", "duplicates", "rejected", "new_contacts", "existing_contacts",
@@ -53,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write rejected and duplicate rows with their reasons")  # fmt: skip
     imp.add_argument("--update-existing", action="store_true",
                      help="overwrite names and locale of contacts that already exist")  # fmt: skip
+    imp.add_argument("--background", action="store_true",
+                     help="check the files, queue the import as a job, print its id")  # fmt: skip
     imp.add_argument("--json", action="store_true", help="print one JSON object")
 
     seg = sub.add_parser("segments", help="list segments and their sizes")
@@ -62,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="write a segment's contacts as CSV to stdout")
     exp.add_argument("--segment", required=True)
     exp.add_argument("--team")
+
+    work = sub.add_parser("worker", help="run background jobs until SIGTERM or Ctrl-C")
+    work.add_argument("--concurrency", type=int, default=1, help="jobs at once (PostgreSQL)")
+
+    jobs = sub.add_parser("jobs", help="list background jobs, or cancel one")
+    jobs.add_argument("--team")
+    jobs.add_argument("--json", action="store_true")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
+    cancel = jobs_sub.add_parser("cancel", help="cancel a queued or running job")
+    cancel.add_argument("job_id", type=int, metavar="ID")
+    cancel.add_argument("--team")
+    cancel.add_argument("--json", action="store_true")
 
     db = sub.add_parser("db", help="database upkeep")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -79,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         return asyncio.run(_run(args, settings))
-    except (CliError, SettingsError, WorkspaceError, ImportFailed) as exc:
+    except (CliError, SettingsError, WorkspaceError, ImportFailed, ImportRejected) as exc:
         if as_json:
             print(json.dumps({"error": str(exc)}))
         print(f"referral-bot: {exc}", file=sys.stderr)
@@ -97,9 +116,13 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             print("Database schema is up to date.")
             return 0
         await ensure_schema(db)
+        if args.command == "worker":
+            return await _worker(db, settings, args)
         team = await resolve_team(db, args.team, default_locale=settings.default_locale)
-        handler = {"import": _import, "segments": _segments, "export": _export}[args.command]
-        return await handler(db, team, args)
+        if args.command == "import" and args.background:
+            return await _import_background(db, team, settings, args)
+        handler = {"import": _import, "segments": _segments, "export": _export, "jobs": _jobs}
+        return await handler[args.command](db, team, args)
     finally:
         await db.dispose()
 
@@ -144,6 +167,74 @@ def _readable(s: dict[str, Any], rejects: Path | None, written: int) -> str:
     elif s["duplicates"] or s["rejected"]:
         lines.append("Use --rejects OUT.csv to see every skipped row and why.")
     return "\n".join(lines)
+
+
+async def _import_background(
+    db: Database, team: str, settings: Settings, args: argparse.Namespace
+) -> int:
+    for path in args.files:
+        if not path.is_file():
+            raise CliError(f"{path}: no such file")
+    job = await enqueue_file_import(db, team, args.files, segment=args.segment,
+                                    create_segment=args.create_segment,
+                                    update_existing=args.update_existing,
+                                    max_attempts=settings.job_max_attempts)  # fmt: skip
+    batch_id = json.loads(job.payload)["batch_id"]
+    if args.json:
+        print(json.dumps({"job": job.id, "batch": batch_id, "state": job.state}))
+    else:
+        print(f"Queued import #{batch_id} as job {job.id}. A worker runs it "
+              "(`referral-bot worker`); follow it with `referral-bot jobs`.")  # fmt: skip
+    return 0
+
+
+async def _worker(db: Database, settings: Settings, args: argparse.Namespace) -> int:
+    concurrency = args.concurrency
+    if db.is_sqlite and concurrency > 1:
+        print("SQLite has one writer at a time: running one job at a time.", file=sys.stderr)
+        concurrency = 1
+    config = WorkerConfig(concurrency=concurrency, lease_seconds=settings.job_lease_seconds,
+                          poll_seconds=settings.worker_poll_seconds,
+                          retry_base_seconds=settings.job_retry_base_seconds)  # fmt: skip
+    worker = Worker(db, handlers(settings), config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    print(f"Worker {worker.owner} waiting for jobs (Ctrl-C to stop).", file=sys.stderr, flush=True)
+    await worker.run()
+    print(f"Worker stopped after {worker.completed} job(s).", file=sys.stderr)
+    return 0
+
+
+async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
+    if args.jobs_command == "cancel":
+        job = await cancel(db, team, args.job_id)
+        if job is None:
+            raise CliError(f"No job {args.job_id} in this workspace.")
+        if args.json:
+            print(json.dumps(_job_dict(job)))
+        else:
+            print(f"Job {job.id} is {job.state}.")
+        return 0 if job.state == JobState.CANCELLED else 1
+    jobs = await list_jobs(db, team)
+    if args.json:
+        print(json.dumps([_job_dict(job) for job in jobs]))
+        return 0
+    if not jobs:
+        print("No jobs yet.")
+    for job in jobs:
+        progress = f"{job.progress_done:,}/{job.progress_total:,}" if job.progress_total else "-"
+        error = f"  {job.last_error}" if job.last_error else ""
+        print(f"{job.id:>6}  {job.kind:<8} {job.state:<10} {progress:>22}  "
+              f"attempts {job.attempts}/{job.max_attempts}{error}")  # fmt: skip
+    return 0
+
+
+def _job_dict(job: Job) -> dict[str, Any]:
+    return {"id": job.id, "kind": job.kind, "state": job.state, "attempts": job.attempts,
+            "max_attempts": job.max_attempts, "progress_done": job.progress_done,
+            "progress_total": job.progress_total, "error": job.last_error,
+            "payload": json.loads(job.payload)}  # fmt: skip
 
 
 async def _segments(db: Database, team: str, args: argparse.Namespace) -> int:

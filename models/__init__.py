@@ -11,6 +11,7 @@ from models.imports import (
     SourceStatus,
     StagedRow,
 )
+from models.jobs import Job, JobState
 
 __all__ = [
     "BatchStatus",
@@ -18,6 +19,8 @@ __all__ = [
     "Database",
     "ImportBatch",
     "ImportSource",
+    "Job",
+    "JobState",
     "Outcome",
     "Segment",
     "SegmentKind",

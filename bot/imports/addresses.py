@@ -11,11 +11,13 @@ from __future__ import annotations
 import re
 
 from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 _PLAIN_DOMAIN = re.compile(r"(?:[A-Za-z0-9-]{1,63}\.)+([A-Za-z]{2,63})\Z")
 _SPECIAL_USE_TLDS = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
 _DOMAIN_CACHE_SIZE = 100_000
 _domains: dict[str, str] = {}  # domain as written -> lower-cased, or "" if not plain
+_ROLE_MAILBOXES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)  # RFC 2142: Info@ is info@
 
 
 class InvalidEmail(ValueError):
@@ -62,6 +64,8 @@ def plain_email(raw: str) -> str | None:
         and local[-1] != "."
         and ".." not in local
     ):
+        if local.lower() in _ROLE_MAILBOXES:
+            local = local.lower()
         return f"{local}@{plain}"
     return None
 

@@ -7,7 +7,7 @@ run of a finished batch changes nothing: exactly once in effect.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, text
@@ -48,12 +48,16 @@ _UPDATE_CONTACTS = text(f"""
 
 _COUNT_LIVE = text(f"SELECT COUNT(*) {_LIVE_ROWS}")
 
+# Each staged row finds its contact through the unique (team_id, email_key) index: a plan
+# that stays right even when the planner's statistics predate this import.
 _INSERT_MEMBERS = text(f"""
     INSERT INTO segment_member (segment_id, contact_id, team_id, batch_id, added_at)
-    SELECT :segment, c.id, :team, :batch, :now
-    FROM contact c JOIN (SELECT s.email_key {_LIVE_ROWS}) AS s ON c.email_key = s.email_key
-    WHERE c.team_id = :team AND c.id <= :below
-    ORDER BY c.id
+    SELECT :segment, m.id, :team, :batch, :now
+    FROM (SELECT (SELECT c.id FROM contact c
+                  WHERE c.team_id = :team AND c.email_key = s.email_key) AS id
+          {_LIVE_ROWS}) AS m
+    WHERE m.id <= :below
+    ORDER BY m.id
     ON CONFLICT (segment_id, contact_id) DO NOTHING
 """).bindparams(bindparam("now", type_=UTCDateTime()))
 
@@ -84,7 +88,7 @@ async def apply_batch(
     team_id: str,
     batch_id: int,
     *,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: Callable[[Progress], Awaitable[None]] | None = None,
     chunk_size: int = APPLY_CHUNK,
 ) -> ImportBatch:
     """Import a queued (or interrupted) batch and return it with its final counts."""
@@ -107,7 +111,7 @@ async def apply_batch(
             await _apply_chunk(conn, batch, cursor, upper)
         cursor = upper
         if on_progress is not None:
-            on_progress(Progress(min(cursor, hi + 1) - lo, hi + 1 - lo))
+            await on_progress(Progress(min(cursor, hi + 1) - lo, hi + 1 - lo))
     async with db.begin() as conn:
         await conn.execute(
             text("""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
 from bot.imports.batches import add_source, create_batch, queue_batch, stage_csv, write_rejects
-from bot.imports.engine import apply_batch
+from bot.imports.engine import Progress, apply_batch
 from bot.imports.reading import CsvFileError, CsvReader
 from bot.progress import ProgressBar
 from bot.workspaces import import_target
@@ -67,9 +67,11 @@ async def import_files(
         done_bytes += stream.tell()
     await queue_batch(db, team_id, batch.id, requested_by)
     bar.phase("Importing")
-    result = await apply_batch(
-        db, team_id, batch.id, on_progress=lambda p: bar.update(p.done, p.total)
-    )
+
+    async def show(progress: Progress) -> None:
+        bar.update(progress.done, progress.total)
+
+    result = await apply_batch(db, team_id, batch.id, on_progress=show)
     bar.close()
     written = await write_rejects(db, team_id, batch.id, rejects) if rejects is not None else 0
     return ImportResult(result, target.name, written)

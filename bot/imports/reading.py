@@ -18,6 +18,7 @@ from typing import BinaryIO
 SAMPLE_BYTES = 64 * 1024
 DELIMITERS = (",", ";", "\t", "|")
 FIELD_LIMIT = 64 * 1024  # a runaway quoted field fails one record, not the whole file
+MAX_RECORD_LINES = 50  # a record spanning more lines than this is an unclosed quote
 
 # Column names as spelled by our seed, Shopify, Mailchimp and friends, normalised by _squash.
 HEADER_ALIASES: dict[str, tuple[str, ...]] = {
@@ -104,15 +105,22 @@ def detect_encoding(sample: bytes) -> tuple[str, str]:
         if sample.startswith(magic):
             raise CsvFileError(f"This is {what}, not a CSV file. Export or save it as CSV first.")
     if b"\x00" in sample:
-        even, odd = sample[0::2], sample[1::2]
-        if odd.count(0) > len(odd) // 3 and even.count(0) == 0:
+        # UTF-16 without a BOM: ASCII text puts a zero in every other byte. A few zeros on the
+        # other side are characters such as U+4E00 (bytes 00 4E), not binary data.
+        even, odd = sample[0::2].count(0), sample[1::2].count(0)
+        if odd > len(sample) // 6 and even <= odd // 8:
             return "utf-16-le", "replace"
-        if even.count(0) > len(even) // 3 and odd.count(0) == 0:
+        if even > len(sample) // 6 and odd <= even // 8:
             return "utf-16-be", "replace"
         raise CsvFileError("This file is not text (it contains binary data). Upload a CSV file.")
     try:
         codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
     except UnicodeDecodeError:
+        # UTF-8 with a stray cp1252 byte (a hand-edited row) still has real UTF-8 sequences;
+        # a genuine cp1252 file has none.
+        text = sample.decode("utf-8", errors="replace")
+        if any(ch > "\x7f" and ch != "\ufffd" for ch in text):
+            return "utf-8", "_referral_cp1252"
         return "cp1252", "_referral_latin1"
     return "utf-8", "_referral_cp1252"
 
@@ -178,6 +186,15 @@ class CsvReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _swallowed_rows(self, fields: list[str]) -> bool:
+        """A name or email spanning lines that hold more delimited addresses: a lost quote."""
+        c, d = self.columns, self.delimiter
+        wanted = (c.email, c.first_name, c.last_name, c.locale)
+        return any(
+            i is not None and i < len(fields) and "\n" in (f := fields[i]) and "@" in f and d in f
+            for i in wanted
+        )
+
     def bytes_read(self) -> int:
         return self._raw.tell()
 
@@ -200,7 +217,17 @@ class CsvReader:
                     continue
                 line = previous + 1
                 previous = reader.line_num
-                if any(fields):
+                if previous > line and (
+                    previous - line >= MAX_RECORD_LINES or self._swallowed_rows(fields)
+                ):
+                    yield (
+                        line,
+                        (
+                            f"Malformed CSV (lines {line}-{previous}): a quote that never closes "
+                            f"joined {previous - line + 1} lines into one row"
+                        ),
+                    )
+                elif fields and (fields[0].strip() or any(f.strip() for f in fields)):
                     yield line, fields
         finally:
             csv.field_size_limit(limit)

@@ -147,7 +147,7 @@ async def test_an_interrupted_import_resumes_exactly(db: Database) -> None:
 
     seen: list[int] = []
 
-    def crash_after_two_chunks(progress) -> None:  # type: ignore[no-untyped-def]
+    async def crash_after_two_chunks(progress) -> None:  # type: ignore[no-untyped-def]
         seen.append(progress.done)
         if len(seen) == 2:
             raise Crash

@@ -1,0 +1,171 @@
+"""Enqueue, claim, heartbeat and finish jobs with plain SQL that works on SQLite and PostgreSQL.
+
+A claim is one UPDATE ... RETURNING: atomic under SQLite's single writer, and on PostgreSQL
+its subquery takes the row FOR UPDATE SKIP LOCKED, so N workers share the queue without ever
+running one job twice. A running job whose lease has expired (its worker died) is claimable
+again; that counts as an attempt.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from models import Database, Job, JobState
+from models.clock import utcnow
+
+MAX_BACKOFF = timedelta(hours=1)
+_TIMES = ("now", "lease", "run_after")
+
+
+def _sql(statement: str) -> Any:
+    """text() with our timestamp parameters typed, so both dialects store them alike."""
+    names = [name for name in _TIMES if f":{name}" in statement]
+    return text(statement).bindparams(*(bindparam(n, type_=UTCDateTime()) for n in names))
+
+
+async def enqueue(
+    db: Database,
+    team_id: str,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    dedupe_key: str | None = None,
+    max_attempts: int = 5,
+) -> Job:
+    """Add a job; with a `dedupe_key` a second enqueue (double click, retry) returns the first."""
+    async with db.session() as session:
+        job = Job(team_id=team_id, kind=kind, payload=json.dumps(payload), dedupe_key=dedupe_key,
+                  max_attempts=max_attempts)  # fmt: skip
+        session.add(job)
+        try:
+            await session.commit()
+            return job
+        except IntegrityError:
+            if dedupe_key is None:
+                raise
+            await session.rollback()
+    existing = await find_by_key(db, team_id, dedupe_key)
+    assert existing is not None
+    return existing
+
+
+async def find_by_key(db: Database, team_id: str, dedupe_key: str) -> Job | None:
+    async with db.session() as session:
+        query = select(Job).where(Job.team_id == team_id, Job.dedupe_key == dedupe_key)
+        return (await session.exec(query)).first()
+
+
+async def get_job(db: Database, team_id: str, job_id: int) -> Job | None:
+    async with db.session() as session:
+        job = await session.get(Job, job_id)
+    return job if job is not None and job.team_id == team_id else None
+
+
+async def list_jobs(db: Database, team_id: str, limit: int = 50) -> list[Job]:
+    async with db.session() as session:
+        query = select(Job).where(Job.team_id == team_id).order_by(col(Job.id).desc()).limit(limit)
+        return list((await session.exec(query)).all())
+
+
+async def claim(db: Database, owner: str, lease_seconds: float) -> Job | None:
+    """Take the oldest runnable job (queued and due, or running with an expired lease)."""
+    now = utcnow()
+    lock = "" if db.is_sqlite else "FOR UPDATE SKIP LOCKED"
+    async with db.begin() as conn:
+        row = (
+            await conn.execute(
+                _sql(f"""
+                    UPDATE job SET state = 'running', lease_owner = :owner,
+                        lease_expires_at = :lease, attempts = attempts + 1, updated_at = :now
+                    WHERE id = (
+                        SELECT id FROM job
+                        WHERE ((state = 'queued' AND run_after <= :now)
+                               OR (state = 'running' AND lease_expires_at < :now))
+                        ORDER BY id LIMIT 1 {lock})
+                    RETURNING id
+                """),
+                {"owner": owner, "now": now, "lease": now + timedelta(seconds=lease_seconds)},
+            )
+        ).first()
+    if row is None:
+        return None
+    async with db.session() as session:
+        return await session.get(Job, row[0])
+
+
+async def _update_owned(
+    db: Database, job: Job, owner: str, assignments: str, **params: Any
+) -> bool:
+    """Apply `assignments` only while `owner` still holds the running job; False if it lost it."""
+    async with db.begin() as conn:
+        result = await conn.execute(
+            _sql(f"UPDATE job SET {assignments}, updated_at = :now "
+                 "WHERE id = :id AND lease_owner = :owner AND state = 'running'"),
+            {"id": job.id, "owner": owner, "now": utcnow(), **params},
+        )  # fmt: skip
+        return result.rowcount == 1
+
+
+async def heartbeat(db: Database, job: Job, owner: str, lease_seconds: float) -> bool:
+    lease = utcnow() + timedelta(seconds=lease_seconds)
+    return await _update_owned(db, job, owner, "lease_expires_at = :lease", lease=lease)
+
+
+async def report_progress(db: Database, job: Job, owner: str, done: int, total: int) -> bool:
+    return await _update_owned(
+        db, job, owner, "progress_done = :done, progress_total = :total", done=done, total=total
+    )
+
+
+async def finish(db: Database, job: Job, owner: str) -> bool:
+    return await _update_owned(
+        db, job, owner, "state = 'done', finished_at = :now, lease_owner = NULL, "
+        "lease_expires_at = NULL, last_error = NULL"
+    )  # fmt: skip
+
+
+async def release(db: Database, job: Job, owner: str) -> bool:
+    """Hand a job back untouched by this attempt (graceful shutdown): it runs again at once."""
+    return await _update_owned(
+        db, job, owner, "state = 'queued', attempts = attempts - 1, lease_owner = NULL, "
+        "lease_expires_at = NULL, run_after = :now"
+    )  # fmt: skip
+
+
+async def fail(
+    db: Database, job: Job, owner: str, error: str, *, retry_base: float, permanent: bool = False
+) -> bool:
+    """Record the error; retry later with exponential backoff, or give up after max attempts."""
+    if permanent or job.attempts >= job.max_attempts:
+        return await _update_owned(
+            db, job, owner, "state = 'failed', last_error = :error, finished_at = :now, "
+            "lease_owner = NULL, lease_expires_at = NULL", error=error[:4000]
+        )  # fmt: skip
+    delay = min(timedelta(seconds=retry_base * 2 ** (job.attempts - 1)), MAX_BACKOFF)
+    return await _update_owned(
+        db, job, owner, "state = 'queued', last_error = :error, run_after = :run_after, "
+        "lease_owner = NULL, lease_expires_at = NULL", error=error[:4000],
+        run_after=utcnow() + delay,
+    )  # fmt: skip
+
+
+async def cancel(db: Database, team_id: str, job_id: int) -> Job | None:
+    """Cancel a queued or running job (a running one stops at its next checkpoint)."""
+    async with db.begin() as conn:
+        await conn.execute(
+            _sql("UPDATE job SET state = 'cancelled', finished_at = :now, updated_at = :now "
+                 "WHERE id = :id AND team_id = :team AND state IN ('queued', 'running')"),
+            {"id": job_id, "team": team_id, "now": utcnow()},
+        )  # fmt: skip
+    return await get_job(db, team_id, job_id)
+
+
+def is_finished(job: Job) -> bool:
+    return job.state in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)

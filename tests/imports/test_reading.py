@@ -1,0 +1,437 @@
+"""CsvReader: encodings, delimiters, quoting, line numbers, headers and whole-file failures."""
+
+from __future__ import annotations
+
+import codecs
+import io
+
+import pytest
+
+from bot.imports.reading import SAMPLE_BYTES, Columns, CsvFileError, CsvReader, map_header
+from tests.imports import csv_samples as samples
+
+Record = tuple[int, list[str] | str]
+
+
+def read(data: bytes) -> tuple[CsvReader, list[Record]]:
+    with CsvReader(io.BytesIO(data)) as reader:
+        return reader, list(reader.records())
+
+
+def people(reader: CsvReader, records: list[Record]) -> list[tuple[str, str, str]]:
+    """(first, last, email) of each record, as the import would store them."""
+    cols = reader.columns
+    assert cols.first_name is not None and cols.last_name is not None
+    out = []
+    for _line, fields in records:
+        assert isinstance(fields, list), fields
+        out.append((fields[cols.first_name], fields[cols.last_name], fields[cols.email]))
+    return out
+
+
+# --- encodings -----------------------------------------------------------------------------
+
+
+def test_utf8_with_bom_header_and_names_decode_cleanly() -> None:
+    data = samples.csv_bytes(samples.people_rows(samples.ACCENTED_PEOPLE), bom=True)
+    assert data.startswith(codecs.BOM_UTF8)
+
+    reader, records = read(data)
+
+    assert reader.header == ["email", "first_name", "last_name"]  # no "\ufeffemail"
+    assert reader.columns == Columns(email=0, first_name=1, last_name=2, locale=None)
+    assert people(reader, records) == samples.ACCENTED_PEOPLE
+    assert [line for line, _ in records] == [2, 3, 4, 5, 6]
+
+
+def test_utf8_without_bom() -> None:
+    rows = samples.people_rows([*samples.ACCENTED_PEOPLE, ("雪", "田中", "yuki@example.jp")])
+    reader, records = read(samples.csv_bytes(rows))
+
+    assert people(reader, records) == [*samples.ACCENTED_PEOPLE, ("雪", "田中", "yuki@example.jp")]
+
+
+def test_cp1252_export_decodes_accents_and_smart_quotes() -> None:
+    data = samples.csv_bytes(samples.people_rows(samples.ACCENTED_PEOPLE), encoding="cp1252")
+    assert b"Jos\xe9" in data and b"\x93Bobby\x94" in data  # really cp1252, not UTF-8
+
+    reader, records = read(data)
+
+    assert people(reader, records) == samples.ACCENTED_PEOPLE
+
+
+def test_stray_cp1252_byte_in_a_later_row_of_a_small_utf8_file() -> None:
+    """One row pasted from a cp1252 tool must not turn every UTF-8 name into mojibake."""
+    data, stray_line = samples.utf8_with_stray_cp1252()
+    assert len(data) < SAMPLE_BYTES
+
+    _, records = read(data)
+
+    names = {line: fields[1] for line, fields in records if isinstance(fields, list)}
+    assert names == {2: "José", 3: "Zoë", stray_line: "Renée", 5: "Jürgen", 6: "雪"}
+
+
+def test_stray_cp1252_byte_beyond_the_sample_decodes_as_cp1252() -> None:
+    data, stray_line = samples.utf8_with_stray_cp1252(filler_rows=3000)
+    assert data.index(b"Ren\xe9e") > SAMPLE_BYTES
+
+    _, records = read(data)
+
+    names = {line: fields[1] for line, fields in records if isinstance(fields, list)}
+    assert names[stray_line - 2] == "José"
+    assert names[stray_line - 1] == "Zoë"
+    assert names[stray_line] == "Renée"
+    assert names[stray_line + 1] == "Jürgen"
+    assert names[stray_line + 2] == "雪"
+    assert len(records) == 3000 + 5
+
+
+def test_excel_unicode_text_utf16_le_bom_tab_separated() -> None:
+    more = [*samples.ACCENTED_PEOPLE, ("一郎", "鈴木", "ichiro@example.jp")]
+    data = samples.excel_unicode_text(samples.people_rows(more))
+    assert data.startswith(codecs.BOM_UTF16_LE) and b"\t\x00" in data
+
+    reader, records = read(data)
+
+    assert reader.delimiter == "\t"
+    assert reader.header == ["email", "first_name", "last_name"]
+    assert people(reader, records) == more
+    assert [line for line, _ in records] == [2, 3, 4, 5, 6, 7]
+
+
+def test_utf16_be_with_bom() -> None:
+    rows = samples.people_rows(samples.ACCENTED_PEOPLE)
+    reader, records = read(samples.csv_bytes(rows, encoding="utf-16-be", bom=True))
+
+    assert people(reader, records) == samples.ACCENTED_PEOPLE
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_utf16_without_bom(encoding: str, delimiter: str) -> None:
+    rows = samples.people_rows(samples.ACCENTED_PEOPLE)
+    data = samples.csv_bytes(rows, encoding=encoding, delimiter=delimiter)
+    assert not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+
+    reader, records = read(data)
+
+    assert reader.delimiter == delimiter
+    assert people(reader, records) == samples.ACCENTED_PEOPLE
+
+
+def test_utf16_le_without_bom_with_a_japanese_name() -> None:
+    """一 (U+4E00) is b"\\x00\\x4e" in UTF-16 LE: a NUL in an even position."""
+    more = [*samples.ACCENTED_PEOPLE, ("一郎", "鈴木", "ichiro@example.jp")]
+    data = samples.csv_bytes(samples.people_rows(more), encoding="utf-16-le", delimiter="\t")
+
+    reader, records = read(data)
+
+    assert people(reader, records) == more
+
+
+# --- delimiters, quoting, line numbers ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_delimiter_is_detected(delimiter: str) -> None:
+    rows = [
+        ["email", "first_name", "last_name", "company"],
+        ["ada@example.com", "Ada", "Lovelace, Countess", "Babbage; Co"],
+        ["bob@example.com", "Bob", "Tab\tby", "Pipe | Works"],
+    ]
+    reader, records = read(samples.csv_bytes(rows, delimiter=delimiter))
+
+    assert reader.delimiter == delimiter
+    assert records == [(2, rows[1]), (3, rows[2])]
+
+
+def test_quoted_commas_and_newlines_keep_physical_line_numbers() -> None:
+    data = (
+        b"email,first_name,last_name,note\r\n"  # 1
+        b'ada@example.com,"Lovelace, Ada",Byron,plain\r\n'  # 2
+        b'bob@example.com,Bob,"Multi\r\nline\r\nname",x\r\n'  # 3-5
+        b'cy@example.com,Cy,"He said ""hi""",y\r\n'  # 6
+        b"\r\n"  # 7
+        b'dee@example.com,Dee,"LF\nonly",z\r\n'  # 8-9
+        b"eve@example.com,Eve,Last,no newline at end"  # 10
+    )
+
+    _, records = read(data)
+
+    assert records == [
+        (2, ["ada@example.com", "Lovelace, Ada", "Byron", "plain"]),
+        (3, ["bob@example.com", "Bob", "Multi\r\nline\r\nname", "x"]),
+        (6, ["cy@example.com", "Cy", 'He said "hi"', "y"]),
+        (8, ["dee@example.com", "Dee", "LF\nonly", "z"]),
+        (10, ["eve@example.com", "Eve", "Last", "no newline at end"]),
+    ]
+
+
+def test_quoted_newline_in_the_header_row_and_blank_lines_before_it() -> None:
+    data = (
+        b"\n\n"  # 1-2
+        b'"email",first_name,"last\nname"\n'  # 3-4
+        b"ada@example.com,Ada,Lovelace\n"  # 5
+        b"\n"  # 6
+        b"bob@example.com,Bob,B\n"  # 7
+    )
+
+    reader, records = read(data)
+
+    assert reader.header == ["email", "first_name", "last\nname"]
+    assert [line for line, _ in records] == [5, 7]
+
+
+def test_blank_lines_and_delimiter_only_rows_are_skipped() -> None:
+    data = (
+        b"email;first_name;last_name\n"  # 1
+        b"ada@example.com;Ada;Lovelace\n"  # 2
+        b";;\n"  # 3
+        b"\n"  # 4
+        b";;;;;\n"  # 5
+        b"bob@example.com;Bob;Builder\n"  # 6
+        b'"";"";""\n'  # 7
+        b"cy@example.com;Cy;\n"  # 8
+        b"\n\n;;\n"  # 9-11
+    )
+
+    _, records = read(data)
+
+    assert records == [
+        (2, ["ada@example.com", "Ada", "Lovelace"]),
+        (6, ["bob@example.com", "Bob", "Builder"]),
+        (8, ["cy@example.com", "Cy", ""]),
+    ]
+
+
+def test_whitespace_only_rows_are_blank_lines_too() -> None:
+    """A line of spaces (or spaces between delimiters) looks blank: not a record to reject."""
+    data = b"email,first_name\nada@example.com,Ada\n   \n , \t,\nbob@example.com,Bob\n"
+
+    _, records = read(data)
+
+    assert records == [(2, ["ada@example.com", "Ada"]), (5, ["bob@example.com", "Bob"])]
+
+
+def test_rows_longer_and_shorter_than_the_header_are_passed_through() -> None:
+    data = b"first_name,email\nAda,ada@example.com,extra,more\nBob\n"
+
+    _, records = read(data)
+
+    assert records == [(2, ["Ada", "ada@example.com", "extra", "more"]), (3, ["Bob"])]
+
+
+def test_a_runaway_field_fails_one_record_not_the_file() -> None:
+    data = (
+        b"email,first_name\n"
+        b"ada@example.com,Ada\n"
+        b'bob@example.com,"Bob\n' + b"x" * 70_000 + b"\n"
+        b"cy@example.com,Cy\n"
+    )
+
+    _, records = read(data)
+
+    assert records[0] == (2, ["ada@example.com", "Ada"])
+    line, message = records[1]
+    assert line == 3
+    assert isinstance(message, str) and message.startswith("Malformed CSV (lines 3-4)")
+    assert "field limit" in message
+    assert records[2:] == [(5, ["cy@example.com", "Cy"])]
+
+
+# --- headers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (["first_name", "last_name", "email", "locale"], Columns(2, 0, 1, 3)),
+        (["First Name", "Last Name", "Email", "locale"], Columns(2, 0, 1, 3)),
+        (["Email"], Columns(0, None, None, None)),
+        (samples.SHOPIFY_HEADER, Columns(3, 1, 2, None)),
+        (samples.MAILCHIMP_HEADER, Columns(0, 1, 2, None)),
+        ([*samples.MAILCHIMP_HEADER, "Language"], Columns(0, 1, 2, 23)),
+        (["E-mail", "Given Name", "Surname", "Lang"], Columns(0, 1, 2, 3)),
+        ([" EMAIL ", "FIRST-NAME", "last__name", "Locale"], Columns(0, 1, 2, 3)),
+        (["e_mail", "First.Name", "LAST NAME", "preferred-language"], Columns(0, 1, 2, 3)),
+        (["E-Mail Address", "fname", "lname", "LANGUAGE"], Columns(0, 1, 2, 3)),
+        (["\ufeffEmail", "first name"], Columns(0, 1, None, None)),
+    ],
+)
+def test_header_spellings(header: list[str], expected: Columns) -> None:
+    assert map_header(header) == expected
+
+
+def test_first_of_two_email_columns_wins() -> None:
+    assert map_header(["Email", "Email Address", "first_name"]).email == 0
+
+
+def test_shopify_export_reads_the_right_columns() -> None:
+    reader, records = read(samples.shopify_customers())
+
+    assert reader.columns == Columns(email=3, first_name=1, last_name=2, locale=None)
+    assert people(reader, records) == [
+        ("Ada", "Lovelace", "ada@example.com"),
+        ("Zoë", "O’Brien", "zoe@example.ie"),
+        ("", "", "guest@example.com"),
+        ("Ada", "L.", "ADA@example.com"),
+    ]
+    assert records[0][1][5] == "Analytical, Ltd"
+    assert records[1][1][17] == "Called twice.\nPrefers email."
+    assert [line for line, _ in records] == [2, 3, 5, 6]
+
+
+def test_mailchimp_export_reads_the_right_columns() -> None:
+    reader, records = read(samples.mailchimp_members(language=True))
+
+    assert reader.columns == Columns(email=0, first_name=1, last_name=2, locale=23)
+    assert [fields[23] for _, fields in records] == ["en", "fr_FR", "en", "zh"]
+    assert people(reader, records)[1] == ("Renée", "Dupont", "renee@example.fr")
+
+
+# --- whole-file failures ---------------------------------------------------------------------
+
+
+def test_no_email_column_names_the_columns_found() -> None:
+    data = samples.csv_bytes([["Name", "Phone", "Company"], ["Ada", "555", "Analytical"]])
+
+    with pytest.raises(CsvFileError) as failure:
+        CsvReader(io.BytesIO(data))
+
+    message = str(failure.value)
+    assert message.startswith("No email column found.")
+    assert "'Name', 'Phone', 'Company'" in message
+    assert "Email Address" in message  # tells the user what to call it
+    assert "looks like data" not in message
+
+
+def test_first_row_of_data_hints_at_a_missing_header() -> None:
+    data = b"ada@example.com,Ada,Lovelace\nbob@example.com,Bob,Builder\n"
+
+    with pytest.raises(CsvFileError) as failure:
+        CsvReader(io.BytesIO(data))
+
+    message = str(failure.value)
+    assert "No email column found" in message
+    assert "'ada@example.com'" in message
+    assert "first row looks like data" in message and "header row" in message
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"", "The file is empty."),
+        (b"\r\n\r\n   \r\n", "The file is empty."),
+        (codecs.BOM_UTF8, "The file has no header row and no data."),
+        (codecs.BOM_UTF8 + b",,,\r\n,,\r\n\r\n", "The file has no header row and no data."),
+        (codecs.BOM_UTF16_LE + "\r\n\r\n".encode("utf-16-le"), "no header row and no data"),
+    ],
+    ids=["zero-bytes", "only-newlines", "only-bom", "only-delimiters", "utf16-only-newlines"],
+)
+def test_empty_files(data: bytes, expected: str) -> None:
+    with pytest.raises(CsvFileError, match=expected):
+        CsvReader(io.BytesIO(data))
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (samples.binary_junk(), "not text"),
+        (samples.control_junk(), "not text"),
+        (samples.xlsx_workbook(), r"ZIP archive \(an Excel \.xlsx workbook\?\)"),
+        (samples.legacy_xls(), "old Excel"),
+        (samples.pdf_document(), "PDF document"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(200), "PNG image"),
+    ],
+    ids=["binary-with-nuls", "binary-without-nuls", "xlsx", "xls", "pdf", "png"],
+)
+def test_files_that_are_not_csv(data: bytes, expected: str) -> None:
+    with pytest.raises(CsvFileError, match=expected) as failure:
+        CsvReader(io.BytesIO(data))
+    assert "CSV" in str(failure.value)
+
+
+def test_the_callers_stream_stays_open_after_success_and_failure() -> None:
+    good = io.BytesIO(samples.seed_csv())
+    with CsvReader(good) as reader:
+        next(reader.records())
+    assert not good.closed
+    good.seek(0)
+    assert good.read(10) == b"first_name"
+
+    bad = io.BytesIO(b"name,phone\nAda,555\n")
+    with pytest.raises(CsvFileError):
+        CsvReader(bad)
+    assert not bad.closed
+    bad.seek(0)
+    assert bad.read() == b"name,phone\nAda,555\n"
+
+
+# --- streaming -----------------------------------------------------------------------------
+
+
+class CountingStream(io.BytesIO):
+    """A BytesIO that remembers the largest single read asked of it."""
+
+    largest_read = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.largest_read = max(self.largest_read, len(data))
+        return data
+
+    def read1(self, size: int = -1) -> bytes:
+        data = super().read1(size)
+        self.largest_read = max(self.largest_read, len(data))
+        return data
+
+
+def test_a_large_file_is_streamed_not_read_up_front() -> None:
+    rows = 150_000
+    data = samples.big_csv(rows)
+    size = len(data)
+    assert size > 5_000_000
+
+    stream = CountingStream(data)
+    reader = CsvReader(stream)
+    records = reader.records()
+    assert reader.bytes_read() <= 2 * SAMPLE_BYTES
+
+    for _ in range(1_000):
+        next(records)
+    after_first = reader.bytes_read()
+    assert 0 < after_first < size // 50
+
+    for _ in range(50_000):
+        next(records)
+    middle = reader.bytes_read()
+    assert after_first < middle < size // 2
+
+    remaining = sum(1 for _ in records)
+    assert 1_000 + 50_000 + remaining == rows
+    assert middle < reader.bytes_read() == size
+    assert stream.largest_read <= 1024 * 1024
+    reader.close()
+
+
+def test_an_unclosed_quote_is_reported_with_the_lines_it_swallowed() -> None:
+    data = (
+        b"email,first_name,notes\n"
+        b'ann@example.com,"Ann,ok\n'
+        b"bob@example.com,Bob,fine\n"
+        b'cat@example.com,Cat,"two\nline note"\n'
+    )
+    reader = CsvReader(io.BytesIO(data))
+    records = list(reader.records())
+    assert records[0][0] == 2
+    assert isinstance(records[0][1], str)
+    assert records[0][1].startswith("Malformed CSV (lines 2-")
+    assert "never closes" in records[0][1]
+
+
+def test_a_long_runaway_quote_is_one_malformed_row() -> None:
+    body = b"".join(b"row%d@example.com,R\n" % i for i in range(80))
+    data = b'email,first_name,notes\nann@example.com,Ann,"unclosed\n' + body
+    records = list(CsvReader(io.BytesIO(data)).records())
+    assert len(records) == 1 and isinstance(records[0][1], str)
+    assert records[0][1].startswith("Malformed CSV (lines 2-82)")

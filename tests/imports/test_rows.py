@@ -1,0 +1,328 @@
+"""Classifier: what each CSV row becomes (valid, duplicate, rejected) and why."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+
+import pytest
+
+from bot.imports.reading import CsvReader
+from bot.imports.rows import DUPLICATE, REJECTED, VALID, Classifier, Staged, Tally
+from tests.imports import csv_samples as samples
+
+DUPLICATE_REASON = "Duplicate of an earlier row in this import"
+
+
+def classify(data: bytes, classifier: Classifier | None = None) -> tuple[list[Staged], Tally]:
+    """Stage a file the way batches.stage_csv does, checking the counts add up."""
+    classifier = classifier if classifier is not None else Classifier()
+    with CsvReader(io.BytesIO(data)) as reader:
+        staged = list(classifier.records(reader.records(), reader.columns))
+    tally = classifier.tally
+    outcomes = Counter(row[6] for row in staged)
+    assert tally.rows == len(staged) == tally.valid + tally.duplicates + tally.rejected
+    assert (tally.valid, tally.duplicates, tally.rejected) == (
+        outcomes[VALID],
+        outcomes[DUPLICATE],
+        outcomes[REJECTED],
+    )
+    assert tally.warnings == sum(
+        1 for row in staged if row[6] == VALID and row[7] and row[7].startswith("Unknown locale")
+    )
+    return staged, tally
+
+
+def by_line(staged: list[Staged]) -> dict[int, Staged]:
+    return {row[0]: row for row in staged}
+
+
+# --- the identity on every file we build -------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(samples.importable_samples()))
+def test_every_row_is_counted_exactly_once(name: str) -> None:
+    data = samples.importable_samples()[name]()
+    staged, tally = classify(data)
+
+    assert tally.rows > 0
+    assert tally.valid > 0
+    lines = [row[0] for row in staged]
+    assert lines == sorted(set(lines))  # one staged row per record, in file order
+
+
+def test_seed_file_outcomes() -> None:
+    staged, tally = classify(samples.seed_csv())
+
+    assert [(r[0], r[1], r[3], r[4], r[5], r[6]) for r in staged] == [
+        (2, "ada@example.com", "Ada", "Lovelace", "en", VALID),
+        (3, "jose.munoz@example.com", "José", "Muñoz", "es-ES", VALID),
+        (4, "no.name@example.com", "no.name", "Nameless", None, VALID),
+        (5, "GRACE@example.com", "Grace", "Hopper", "en-US", VALID),
+        (6, "grace@example.com", "Grace", "Hopper", None, DUPLICATE),
+        (7, "bad@@example.com", "Bad", "Address", None, REJECTED),
+        (8, "lin.wei@example.cn", "Lin", "Wei", "zh-TW", VALID),
+        (9, "worf@example.com", "Worf", "", None, VALID),
+    ]
+    assert (tally.rows, tally.valid, tally.duplicates, tally.rejected) == (8, 6, 1, 1)
+    assert tally.warnings == 1
+
+
+# --- duplicates ----------------------------------------------------------------------------
+
+
+def test_duplicates_differing_in_case_or_spaces() -> None:
+    data = samples.csv_bytes(
+        [
+            ["email", "first_name"],
+            ["jane@example.com", "Jane"],
+            ["JANE@EXAMPLE.COM", "Jane"],
+            ["  jane@example.com  ", "Jane"],
+            ["\tJane@Example.Com", "Jane"],
+            ["jane@example.co", "Not a duplicate"],
+            ["zo\u00eb@example.com", "Zoë (composed)"],
+            ["ZOE\u0308@EXAMPLE.COM", "Zoë (decomposed, upper case)"],
+        ]
+    )
+
+    staged, tally = classify(data)
+
+    assert [(r[0], r[6], r[7]) for r in staged] == [
+        (2, VALID, None),
+        (3, DUPLICATE, DUPLICATE_REASON),
+        (4, DUPLICATE, DUPLICATE_REASON),
+        (5, DUPLICATE, DUPLICATE_REASON),
+        (6, VALID, None),
+        (7, VALID, None),
+        (8, DUPLICATE, DUPLICATE_REASON),
+    ]
+    assert staged[2][1] == "jane@example.com"  # stored stripped
+    assert staged[1][2] == staged[0][2] == "jane@example.com"  # same key
+    assert (tally.valid, tally.duplicates) == (3, 4)
+
+
+def test_an_invalid_row_does_not_make_a_later_valid_one_a_duplicate() -> None:
+    data = b"email\nann@@example.com\nann@example.com\nann@example.com\n"
+
+    staged, _ = classify(data)
+
+    assert [r[6] for r in staged] == [REJECTED, VALID, DUPLICATE]
+
+
+def test_seen_from_an_earlier_source_makes_repeats_duplicates() -> None:
+    first, _ = classify(samples.csv_bytes([["email"], ["ada@example.com"], ["bob@example.com"]]))
+    # What batches._batch_keys loads for the next source: hashes of the valid rows' keys.
+    seen = {hash(row[2]) for row in first if row[6] == VALID}
+
+    second_file = samples.csv_bytes(
+        [["Email Address"], ["ADA@example.com"], ["cy@example.com"], [" bob@EXAMPLE.com"]]
+    )
+    staged, tally = classify(second_file, Classifier(seen=seen))
+
+    assert [(r[1], r[6]) for r in staged] == [
+        ("ADA@example.com", DUPLICATE),
+        ("cy@example.com", VALID),
+        ("bob@example.com", DUPLICATE),
+    ]
+    assert (tally.rows, tally.valid, tally.duplicates) == (3, 1, 2)
+    assert hash("cy@example.com") in seen  # the set is shared, so a third source sees cy too
+
+
+def test_classifier_seen_can_be_handed_to_the_next_source() -> None:
+    one = Classifier()
+    classify(samples.shopify_customers(), one)
+    two = Classifier(seen=one.seen)
+
+    staged, tally = classify(samples.mailchimp_members(), two)
+
+    assert [(r[1], r[6]) for r in staged] == [
+        ("ada@example.com", DUPLICATE),  # also in the Shopify export
+        ("renee@example.fr", VALID),
+        ("not-an-address", REJECTED),
+        ("li@example.cn", VALID),
+    ]
+    assert (tally.valid, tally.duplicates, tally.rejected) == (2, 1, 1)
+
+
+# --- rejections ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "bad@@x",
+        "no-at-sign",
+        "a@b",
+        "x@localhost",
+        "a..b@example.com",
+        "jane@example.test",
+        "jane@example.local",
+        ".jane@example.com",
+        "jane.@example.com",
+        "jane@-example.com",
+        "jane@example.com.",
+        "jane doe@example.com",
+        "jane@[192.168.0.1]",
+        "@example.com",
+        "jane@",
+    ],
+)
+def test_invalid_addresses_are_rejected_with_a_reason(address: str) -> None:
+    data = samples.csv_bytes([["email", "first_name"], [address, "Jane"]])
+
+    staged, tally = classify(data)
+
+    assert len(staged) == 1
+    line, email, key, first, _last, locale, outcome, reason = staged[0]
+    assert (line, outcome, key, locale, first) == (2, REJECTED, "", None, "Jane")
+    assert email == address  # the rejects file shows what the user typed
+    assert reason is not None and reason.startswith("Invalid email: ")
+    assert len(reason) > len("Invalid email: ") + 10  # an explanation, not just a label
+    assert tally.rejected == 1
+
+
+def test_rows_shorter_than_the_header_are_missing_their_email() -> None:
+    data = b"first_name,last_name,email\nAda,Lovelace,ada@example.com\nBob,Builder\nCy\n"
+
+    staged, tally = classify(data)
+
+    assert [(r[0], r[3], r[6], r[7]) for r in staged] == [
+        (2, "Ada", VALID, None),
+        (3, "Bob", REJECTED, "Missing email"),
+        (4, "Cy", REJECTED, "Missing email"),
+    ]
+    assert tally.rejected == 2
+
+
+def test_blank_email_cell_is_missing_email() -> None:
+    staged, _ = classify(b"email,first_name\n   ,Ada\n,Bob\n")
+
+    assert [(r[0], r[6], r[7]) for r in staged] == [
+        (2, REJECTED, "Missing email"),
+        (3, REJECTED, "Missing email"),
+    ]
+
+
+def test_extra_columns_are_ignored() -> None:
+    data = b'email,first_name,last_name\nada@example.com,Ada,Lovelace,42,VIP,"a,b"\n'
+
+    staged, _ = classify(data)
+
+    assert staged == [
+        (2, "ada@example.com", "ada@example.com", "Ada", "Lovelace", None, VALID, None)
+    ]
+
+
+def test_a_malformed_record_is_rejected_with_its_lines() -> None:
+    data = b'email\nada@example.com\n"' + b"x" * 70_000 + b"\nbob@example.com\n"
+
+    staged, tally = classify(data)
+
+    assert [(r[0], r[6]) for r in staged] == [(2, VALID), (3, REJECTED), (4, VALID)]
+    assert staged[1][7] is not None and staged[1][7].startswith("Malformed CSV (lines 3-3)")
+    assert tally.rejected == 1
+
+
+# --- names and locales -----------------------------------------------------------------------
+
+
+def test_missing_first_name_defaults_to_the_part_before_the_at() -> None:
+    data = samples.csv_bytes(
+        [
+            ["email", "first_name", "last_name", "locale"],
+            ["ada.lovelace@example.com", "", "Lovelace", ""],  # fast path
+            ["bob+news@example.com", "   ", "", ""],  # blank name counts as missing
+            ["josé@example.com", "", "", ""],  # unicode: the slow path
+            ["cy@example.com", "", "", "klingon"],  # unknown locale: the slow path
+            ["dee@EXAMPLE.com", "Dee", "", ""],  # a name given is kept
+        ]
+    )
+
+    staged, _ = classify(data)
+
+    assert [(r[1], r[3]) for r in staged] == [
+        ("ada.lovelace@example.com", "ada.lovelace"),
+        ("bob+news@example.com", "bob+news"),
+        ("josé@example.com", "josé"),
+        ("cy@example.com", "cy"),
+        ("dee@example.com", "Dee"),
+    ]
+
+
+def test_first_name_is_left_blank_when_defaulting_is_off() -> None:
+    staged, _ = classify(
+        b"email,first_name\nada@example.com,\njos\xc3\xa9@example.com,\n",
+        Classifier(default_first_name=False),
+    )
+
+    assert [(r[1], r[3], r[6]) for r in staged] == [
+        ("ada@example.com", "", VALID),
+        ("josé@example.com", "", VALID),
+    ]
+
+
+def test_names_are_trimmed_and_capped() -> None:
+    long_name = "A" * 300
+    data = samples.csv_bytes(
+        [["email", "First Name", "Last Name"], ["a@example.com", f"  {long_name} ", " Lee "]]
+    )
+
+    staged, _ = classify(data)
+
+    assert staged[0][3] == "A" * 200
+    assert staged[0][4] == "Lee"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("fr_FR", "fr-FR"),
+        ("ZH_tw", "zh-TW"),
+        ("pt-br", "pt-BR"),
+        ("EN", "en"),
+        (" de ", "de"),
+        ("zh_hant_tw", "zh-Hant-TW"),
+        ("es-419", "es-419"),
+    ],
+)
+def test_locales_are_normalised(raw: str, expected: str) -> None:
+    # Three rows so the spelling is seen once on the slow path and then from the cache.
+    data = samples.csv_bytes(
+        [["email", "locale"]] + [[f"user{i}@example.com", raw] for i in range(3)]
+    )
+
+    staged, tally = classify(data)
+
+    assert [(r[5], r[6], r[7]) for r in staged] == [(expected, VALID, None)] * 3
+    assert tally.warnings == 0
+
+
+@pytest.mark.parametrize("raw", ["klingon", "xx", "english", "fr_FRANCE", "12"])
+def test_unknown_locale_is_valid_with_a_warning(raw: str) -> None:
+    data = samples.csv_bytes(
+        [["email", "Language"], ["ada@example.com", raw], ["bob@example.com", raw]]
+    )
+
+    staged, tally = classify(data)
+
+    for row in staged:
+        assert (row[5], row[6]) == (None, VALID)
+        assert row[7] == f"Unknown locale {raw!r}: the workspace default is used"
+    assert (tally.valid, tally.warnings) == (2, 2)
+
+
+def test_a_duplicate_does_not_add_a_locale_warning() -> None:
+    staged, tally = classify(b"email,locale\nada@example.com,klingon\nADA@example.com,klingon\n")
+
+    assert [r[6] for r in staged] == [VALID, DUPLICATE]
+    assert tally.warnings == 1
+
+
+def test_big_generated_file_counts() -> None:
+    staged, tally = classify(samples.big_csv(20_000))
+
+    assert tally.rows == 20_000
+    bad = sum(1 for r in staged if r[1].count("@") == 2)
+    assert tally.rejected == bad > 0
+    assert tally.duplicates > 0
+    assert len({r[2] for r in staged if r[6] == VALID}) == tally.valid

@@ -1,0 +1,115 @@
+"""The job queue in one process: dedupe, leases, retries, cancellation."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from bot.imports.background import IMPORT_JOB, enqueue_file_import, import_handler
+from bot.jobs import queue
+from bot.jobs.worker import Worker, WorkerConfig
+from bot.workspaces import ensure_workspace, segment_sizes
+from models import Database, JobState
+from models.clock import utcnow
+
+FAST = WorkerConfig(lease_seconds=5, poll_seconds=0.05, retry_base_seconds=0)
+
+
+def worker(db: Database) -> Worker:
+    return Worker(db, {IMPORT_JOB: import_handler(3)}, FAST)
+
+
+def csv_file(tmp_path: Path, name: str, rows: int) -> Path:
+    path = tmp_path / name
+    path.write_text("email,first_name\n" + "".join(f"u{i}@example.com,U{i}\n" for i in range(rows)))
+    return path
+
+
+async def test_double_enqueue_with_a_key_is_one_job(db: Database) -> None:
+    await ensure_workspace(db, "T1")
+    first = await queue.enqueue(db, "T1", "x", {"a": 1}, dedupe_key="approve:7")
+    second = await queue.enqueue(db, "T1", "x", {"a": 2}, dedupe_key="approve:7")
+    assert first.id == second.id
+    assert [j.id for j in await queue.list_jobs(db, "T1")] == [first.id]
+
+
+async def test_background_import_runs_in_chunks_and_reports_progress(
+    db: Database, tmp_path: Path
+) -> None:
+    await ensure_workspace(db, "T1")
+    job = await enqueue_file_import(
+        db, "T1", [csv_file(tmp_path, "a.csv", 10)], segment="S", create_segment=True
+    )
+    assert job.state == JobState.QUEUED
+    await worker(db).run_until_idle()
+    done = await queue.get_job(db, "T1", job.id)
+    assert done is not None
+    assert (done.state, done.attempts, done.progress_done, done.progress_total) == (
+        "done",
+        1,
+        10,
+        10,
+    )
+    assert {s.name: n for s, n in await segment_sizes(db, "T1")}["S"] == 10
+
+
+async def test_a_job_that_always_fails_ends_failed_with_its_error(
+    db: Database, tmp_path: Path
+) -> None:
+    await ensure_workspace(db, "T1")
+    path = csv_file(tmp_path, "gone.csv", 3)
+    job = await enqueue_file_import(db, "T1", [path], segment="S", create_segment=True,
+                                    max_attempts=3)  # fmt: skip
+    path.unlink()  # the file vanishes before a worker gets to it
+    await worker(db).run_until_idle()
+    failed = await queue.get_job(db, "T1", job.id)
+    assert failed is not None
+    assert (failed.state, failed.attempts) == ("failed", 3)
+    assert "FileNotFoundError" in (failed.last_error or "") and "gone.csv" in failed.last_error
+
+
+async def test_retries_wait_with_backoff(db: Database, tmp_path: Path) -> None:
+    await ensure_workspace(db, "T1")
+    path = csv_file(tmp_path, "gone.csv", 3)
+    job = await enqueue_file_import(db, "T1", [path], segment="S", create_segment=True)
+    path.unlink()
+    slow = Worker(db, {IMPORT_JOB: import_handler(3)},
+                  WorkerConfig(lease_seconds=5, retry_base_seconds=60))  # fmt: skip
+    await slow.run_until_idle()
+    waiting = await queue.get_job(db, "T1", job.id)
+    assert waiting is not None and waiting.state == "queued" and waiting.attempts == 1
+    assert waiting.run_after > utcnow() + timedelta(seconds=50)
+
+
+async def test_an_expired_lease_lets_another_worker_take_the_job(db: Database) -> None:
+    await ensure_workspace(db, "T1")
+    job = await queue.enqueue(db, "T1", "x", {})
+    first = await queue.claim(db, "dead-worker", lease_seconds=5)
+    assert first is not None and first.id == job.id
+    assert await queue.claim(db, "other", lease_seconds=5) is None  # leased: not claimable
+    assert await queue.heartbeat(db, first, "dead-worker", lease_seconds=-1)  # lease lapses
+    again = await queue.claim(db, "other", lease_seconds=5)
+    assert again is not None and again.id == job.id and again.attempts == 2
+    assert not await queue.finish(db, first, "dead-worker")  # the old owner can't finish it
+    assert await queue.finish(db, again, "other")
+
+
+async def test_cancelled_job_never_runs(db: Database, tmp_path: Path) -> None:
+    await ensure_workspace(db, "T1")
+    job = await enqueue_file_import(
+        db, "T1", [csv_file(tmp_path, "a.csv", 5)], segment="S", create_segment=True
+    )
+    cancelled = await queue.cancel(db, "T1", job.id)
+    assert cancelled is not None and cancelled.state == "cancelled"
+    assert await queue.cancel(db, "T2", job.id) is None  # another workspace can't see it
+    await worker(db).run_until_idle()
+    assert {s.name: n for s, n in await segment_sizes(db, "T1")}["S"] == 0
+
+
+async def test_unknown_kind_fails_at_once(db: Database) -> None:
+    await ensure_workspace(db, "T1")
+    job = await queue.enqueue(db, "T1", "teleport", {})
+    await worker(db).run_until_idle()
+    failed = await queue.get_job(db, "T1", job.id)
+    assert failed is not None and failed.state == "failed" and failed.attempts == 1
+    assert "no handler" in (failed.last_error or "")

@@ -1,0 +1,183 @@
+"""Real `referral-bot worker` processes: killed, stopped politely, and two sharing one queue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from bot.jobs import queue
+from bot.workspaces import ensure_workspace
+from models import Database, Job
+from tests.conftest import BACKEND, requires_postgres
+
+CLI = [sys.executable, "-m", "bot.cli"]
+
+
+def env_for(db_env: dict[str, str], **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_")}
+    env.update(db_env)
+    env.update({"JOB_LEASE_SECONDS": "2", "WORKER_POLL_SECONDS": "0.1",
+                "JOB_RETRY_BASE_SECONDS": "0", **extra})  # fmt: skip
+    return env
+
+
+def write_csv(path: Path, rows: int, start: int = 0) -> Path:
+    with path.open("w") as f:
+        f.write("email,first_name,last_name\n")
+        f.writelines(f"user{i}@example.com,First{i},Last{i}\n" for i in range(start, start + rows))
+    return path
+
+
+def enqueue(env: dict[str, str], path: Path, segment: str) -> int:
+    out = subprocess.run([*CLI, "import", str(path), "--segment", segment, "--create-segment",
+                          "--background", "--json"], env=env, capture_output=True, text=True,
+                         timeout=120, check=True)  # fmt: skip
+    return int(json.loads(out.stdout)["job"])
+
+
+def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([*CLI, "worker", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def job(db: Database, job_id: int) -> Job:
+    found = await queue.get_job(db, "local", job_id)
+    assert found is not None
+    return found
+
+
+async def scalar(db: Database, sql: str) -> int:
+    async with db.begin() as conn:
+        return int((await conn.execute(text(sql))).scalar_one())
+
+
+async def test_killed_worker_job_finishes_exactly_once_elsewhere(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    await ensure_workspace(db, "local")
+    env = env_for(db_env, IMPORT_CHUNK_ROWS="5000")
+    job_id = enqueue(env, write_csv(tmp_path / "big.csv", 200_000), "Big")
+    first = start_worker(env)
+    try:
+
+        async def applying() -> bool:
+            return (await job(db, job_id)).progress_done >= 20_000
+
+        await wait_for(applying, 120, "the first worker to apply some chunks")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.kill()
+    interrupted = await job(db, job_id)
+    assert interrupted.state == "running" and interrupted.progress_done < 200_000
+    applied = await scalar(db, "SELECT COUNT(*) FROM contact")
+    assert 0 < applied < 200_000
+
+    second = start_worker(env)
+    try:
+
+        async def finished() -> bool:
+            return (await job(db, job_id)).state == "done"
+
+        await wait_for(finished, 180, "the second worker to finish the job")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+    done = await job(db, job_id)
+    assert (done.attempts, done.progress_done, done.progress_total) == (2, 200_000, 200_000)
+    assert await scalar(db, "SELECT COUNT(*) FROM contact") == 200_000
+    assert await scalar(db, "SELECT COUNT(DISTINCT email_key) FROM contact") == 200_000
+    assert await scalar(db, "SELECT COUNT(*) FROM segment_member") == 200_000
+    assert (
+        await scalar(db, "SELECT new_contacts + 10 * added_to_segment FROM import_batch")
+        == 11 * 200_000
+    )
+
+
+async def test_sigterm_releases_the_job_at_a_chunk_boundary(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    await ensure_workspace(db, "local")
+    env = env_for(db_env, IMPORT_CHUNK_ROWS="2000")
+    job_id = enqueue(env, write_csv(tmp_path / "mid.csv", 60_000), "Mid")
+    worker = start_worker(env)
+    try:
+
+        async def applying() -> bool:
+            return (await job(db, job_id)).progress_done >= 4_000
+
+        await wait_for(applying, 120, "the worker to apply some chunks")
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=60)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, err
+    assert "Worker stopped after 0 job(s)" in err
+    released = await job(db, job_id)
+    assert (released.state, released.attempts, released.lease_owner) == ("queued", 0, None)
+    contacts = await scalar(db, "SELECT COUNT(*) FROM contact")
+    assert 0 < contacts < 60_000 and contacts % 2000 == 0  # whole chunks only
+    cursor = await scalar(db, "SELECT apply_cursor - (SELECT MIN(id) FROM staged_row) "
+                              "FROM import_batch")  # fmt: skip
+    assert cursor == contacts
+
+    finisher = start_worker(env)
+    try:
+
+        async def finished() -> bool:
+            return (await job(db, job_id)).state == "done"
+
+        await wait_for(finished, 120, "another worker to finish")
+    finally:
+        finisher.send_signal(signal.SIGTERM)
+        finisher.wait(30)
+    assert await scalar(db, "SELECT COUNT(*) FROM contact") == 60_000
+    assert (await job(db, job_id)).attempts == 1
+
+
+@requires_postgres
+@pytest.mark.skipif(BACKEND != "postgres", reason="two workers share a queue on PostgreSQL only")
+async def test_two_workers_share_twenty_jobs_without_double_work(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    await ensure_workspace(db, "local")
+    env = env_for(db_env, IMPORT_CHUNK_ROWS="500")
+    ids = [
+        enqueue(env, write_csv(tmp_path / f"f{n}.csv", 1500, start=n * 1000), f"S{n}")
+        for n in range(20)
+    ]  # fmt: skip (files overlap: later ones find known contacts)
+    workers = [start_worker(env), start_worker(env)]
+    try:
+
+        async def all_done() -> bool:
+            return all((await job(db, i)).state == "done" for i in ids)
+
+        await wait_for(all_done, 240, "twenty jobs to finish")
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+    finished = [w.communicate(timeout=60)[1] for w in workers]
+    counts = [int(e.rsplit("stopped after ", 1)[1].split(" ")[0]) for e in finished]
+    assert sum(counts) == 20 and all(counts), finished
+    assert {(await job(db, i)).attempts for i in ids} == {1}
+    assert await scalar(db, "SELECT COUNT(*) FROM contact") == 19 * 1000 + 1500
+    assert await scalar(db, "SELECT COUNT(*) FROM segment_member") == 20 * 1500
+    assert await scalar(db, "SELECT SUM(new_contacts) FROM import_batch") == 19 * 1000 + 1500
