@@ -106,10 +106,8 @@ async def test_killed_worker_job_finishes_exactly_once_elsewhere(
     assert await scalar(db, "SELECT COUNT(*) FROM contact") == 200_000
     assert await scalar(db, "SELECT COUNT(DISTINCT email_key) FROM contact") == 200_000
     assert await scalar(db, "SELECT COUNT(*) FROM segment_member") == 200_000
-    assert (
-        await scalar(db, "SELECT new_contacts + 10 * added_to_segment FROM import_batch")
-        == 11 * 200_000
-    )
+    assert await scalar(db, "SELECT new_contacts FROM import_batch") == 200_000
+    assert await scalar(db, "SELECT added_to_segment FROM import_batch") == 200_000
 
 
 async def test_sigterm_releases_the_job_at_a_chunk_boundary(
@@ -168,7 +166,7 @@ async def test_two_workers_share_twenty_jobs_without_double_work(
     try:
 
         async def all_done() -> bool:
-            return all((await job(db, i)).state == "done" for i in ids)
+            return [(await job(db, i)).state for i in ids] == ["done"] * len(ids)
 
         await wait_for(all_done, 240, "twenty jobs to finish")
     finally:
@@ -177,7 +175,7 @@ async def test_two_workers_share_twenty_jobs_without_double_work(
     finished = [w.communicate(timeout=60)[1] for w in workers]
     counts = [int(e.rsplit("stopped after ", 1)[1].split(" ")[0]) for e in finished]
     assert sum(counts) == 20 and all(counts), finished
-    assert {(await job(db, i)).attempts for i in ids} == {1}
+    assert [(await job(db, i)).attempts for i in ids] == [1] * len(ids)
     assert await scalar(db, "SELECT COUNT(*) FROM contact") == 19 * 1000 + 1500
     assert await scalar(db, "SELECT COUNT(*) FROM segment_member") == 20 * 1500
     assert await scalar(db, "SELECT SUM(new_contacts) FROM import_batch") == 19 * 1000 + 1500
