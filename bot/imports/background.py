@@ -16,7 +16,7 @@ from bot.imports.batches import add_source, create_batch, get_batch, queue_batch
 from bot.imports.engine import BatchStateError, Progress, apply_batch
 from bot.imports.reading import CsvFileError, CsvReader
 from bot.jobs import queue
-from bot.jobs.worker import JobContext, PermanentJobError
+from bot.jobs.worker import Handler, JobContext, PermanentJobError
 from bot.workspaces import import_target
 from models import BatchStatus, Database, ImportSource, Job, SourceKind, SourceStatus
 
@@ -59,7 +59,7 @@ async def enqueue_file_import(
     )  # fmt: skip
 
 
-def import_handler(chunk_size: int):  # type: ignore[no-untyped-def]
+def import_handler(chunk_size: int) -> Handler:
     async def run(ctx: JobContext) -> None:
         await run_import(ctx, chunk_size)
 

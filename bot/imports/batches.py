@@ -6,6 +6,7 @@ import csv
 from typing import BinaryIO, TextIO
 
 from sqlalchemy import func, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
 from bot.imports.reading import CsvFileError, CsvReader
@@ -110,7 +111,7 @@ async def _source(db: Database, team_id: str, source_id: int) -> ImportSource:
     return source
 
 
-async def _record_counts(conn, source: ImportSource, tally: Tally) -> None:  # type: ignore[no-untyped-def]
+async def _record_counts(conn: AsyncConnection, source: ImportSource, tally: Tally) -> None:
     await conn.execute(
         update(ImportSource)
         .where(col(ImportSource.id) == source.id, col(ImportSource.team_id) == source.team_id)
@@ -160,15 +161,13 @@ async def queue_batch(db: Database, team_id: str, batch_id: int, approved_by: st
         return batch
 
 
-def write_rejects_header(out: TextIO) -> csv.writer:  # type: ignore[valid-type]
-    writer = csv.writer(out)
-    writer.writerow(["source", "line", "email", "first_name", "last_name", "outcome", "reason"])
-    return writer
+REJECTS_HEADER = ("source", "line", "email", "first_name", "last_name", "outcome", "reason")
 
 
 async def write_rejects(db: Database, team_id: str, batch_id: int, out: TextIO) -> int:
     """Every rejected or duplicate row of the batch, with its line and reason, as CSV."""
-    writer = write_rejects_header(out)
+    writer = csv.writer(out)
+    writer.writerow(REJECTS_HEADER)
     count = 0
     async with db.session() as session:
         labels = dict(
