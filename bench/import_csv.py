@@ -241,8 +241,10 @@ def generate(path: Path, rows: int, seed: int) -> Expected:
     return Expected(rows, len(earlier), duplicates, rejected, warnings)
 
 
-def run_import(exe: str, csv_path: Path, workdir: Path) -> tuple[dict[str, Any], float, float]:
-    """(JSON summary, seconds, peak RSS in MiB) of the CLI import on a fresh SQLite file."""
+def run_import(
+    exe: str, csv_path: Path, workdir: Path
+) -> tuple[dict[str, Any], float, float, float]:
+    """(JSON summary, seconds, CPU seconds, peak RSS MiB) of the import on a fresh SQLite file."""
     db_path = workdir / "bench.db"
     env = dict(os.environ, DATABASE_URL=f"sqlite:///{db_path}")
     env.pop("DATABASE_SCHEMA", None)
@@ -251,8 +253,9 @@ def run_import(exe: str, csv_path: Path, workdir: Path) -> tuple[dict[str, Any],
     # cwd: the temp dir, so no .env of the caller's working directory leaks in.
     proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    # The import is the first child this process waits for, so this is its peak.
-    maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # The import is the first child this process waits for: these are its own figures.
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    maxrss, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
     rss_mb = maxrss / (1024 * 1024) if sys.platform == "darwin" else maxrss / 1024
     if proc.returncode != 0:
         raise BenchFailed(
@@ -263,7 +266,7 @@ def run_import(exe: str, csv_path: Path, workdir: Path) -> tuple[dict[str, Any],
         summary = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
         raise BenchFailed(f"import printed no JSON summary: {proc.stdout!r}") from None
-    return summary, seconds, rss_mb
+    return summary, seconds, cpu, rss_mb
 
 
 def check_counts(summary: dict[str, Any], expected: Expected, db_path: Path) -> list[str]:
@@ -381,6 +384,7 @@ def report(fig: dict[str, Any]) -> str:
     table = [
         ("import seconds", f"{fig['import_seconds']:.2f} s", "", ""),
         ("import rows/s", f"{fig['import_rows_per_second']:,.0f}", "", ""),
+        ("import CPU seconds (user + sys)", f"{fig['import_cpu_seconds']:.2f} s", "", ""),
         ("1M rows import" + scaled, f"{fig['import_seconds_1m']:.2f} s",
          f"< {TARGET_1M_SECONDS:g} s", _verdict(t["import_1m_seconds"]["pass"])),
         (f"floor seconds ({fig['floor_rows']:,} rows)", f"{fig['floor_seconds']:.2f} s", "", ""),
@@ -439,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         generate_seconds = time.perf_counter() - start
 
         say("running referral-bot import ...")
-        summary, import_seconds, rss_mb = run_import(exe, csv_path, workdir)
+        summary, import_seconds, import_cpu, rss_mb = run_import(exe, csv_path, workdir)
         problems = check_counts(summary, expected, workdir / "bench.db")
         if problems:
             raise BenchFailed("import counts don't add up:\n  " + "\n  ".join(problems))
@@ -467,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             "generate_seconds": round(generate_seconds, 3),
             "import_seconds": round(import_seconds, 3),
             "import_rows_per_second": round(args.rows / import_seconds),
+            "import_cpu_seconds": round(import_cpu, 3),
             "import_seconds_1m": round(import_1m, 3),
             "floor_rows": summary["valid"],
             "floor_seconds": round(floor_seconds, 3),

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import csv
 import json
+import logging
 import os
 import signal
 import sys
@@ -19,13 +20,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from bot.app import build_worker, serve, slack_client
 from bot.contacts import EXPORT_COLUMNS, segment_contacts
 from bot.imports.background import ImportRejected, enqueue_file_import
 from bot.imports.batches import neutralise
 from bot.imports.importer import ImportFailed, import_files
-from bot.jobs.kinds import handlers
 from bot.jobs.queue import cancel, list_jobs
-from bot.jobs.worker import Worker, WorkerConfig
 from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
 from bot.workspaces import WorkspaceError, find_segment, resolve_team, segment_sizes
@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="write a segment's contacts as CSV to stdout")
     exp.add_argument("--segment", required=True)
     exp.add_argument("--team")
+
+    srv = sub.add_parser("serve", help="run the Slack app (HTTP, or Socket Mode) and a worker")
+    srv.add_argument("--no-worker", action="store_true", help="leave jobs to `referral-bot worker`")
 
     work = sub.add_parser("worker", help="run background jobs until SIGTERM or Ctrl-C")
     work.add_argument("--concurrency", type=int, default=1, help="jobs at once (PostgreSQL)")
@@ -115,6 +118,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             await upgrade(db)
             print("Database schema is up to date.")
             return 0
+        if args.command == "serve":
+            return await _serve(db, settings, args)
         await ensure_schema(db)
         if args.command == "worker":
             return await _worker(db, settings, args)
@@ -193,16 +198,32 @@ async def _worker(db: Database, settings: Settings, args: argparse.Namespace) ->
     if db.is_sqlite and concurrency > 1:
         print("SQLite has one writer at a time: running one job at a time.", file=sys.stderr)
         concurrency = 1
-    config = WorkerConfig(concurrency=concurrency, lease_seconds=settings.job_lease_seconds,
-                          poll_seconds=settings.worker_poll_seconds,
-                          retry_base_seconds=settings.job_retry_base_seconds)  # fmt: skip
-    worker = Worker(db, handlers(settings), config)
+    client = slack_client(settings) if settings.slack_bot_token else None
+    worker = build_worker(settings, client, db)
+    worker.config.concurrency = concurrency
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
     print(f"Worker {worker.owner} waiting for jobs (Ctrl-C to stop).", file=sys.stderr, flush=True)
     await worker.run()
     print(f"Worker stopped after {worker.completed} job(s).", file=sys.stderr)
+    return 0
+
+
+async def _serve(db: Database, settings: Settings, args: argparse.Namespace) -> int:
+    problems = settings.slack_problems()
+    if problems:
+        raise CliError(
+            "Slack isn't configured yet. Create the app from manifest.yml at "
+            "https://api.slack.com/apps (From a manifest), install it, then set:\n  "
+            + "\n  ".join(problems)
+            + "\n(in the environment or a .env file here; see README.md > Running the Slack app)"
+        )
+    await ensure_schema(db)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    await serve(settings, db, run_worker=settings.run_worker and not args.no_worker)
     return 0
 
 

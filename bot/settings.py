@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.imports.locales import normalize_locale
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+# Environment variables hold lists as "a,b,c", not JSON.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
 
 
 class SettingsError(Exception):
@@ -30,6 +41,35 @@ class Settings(BaseSettings):
     job_retry_base_seconds: float = Field(default=5.0, ge=0, description="First retry delay")
     job_max_attempts: int = Field(default=5, ge=1, description="Attempts before a job fails")
     worker_poll_seconds: float = Field(default=1.0, gt=0, description="Idle queue polling")
+
+    slack_bot_token: str = Field(default="", description="xoxb-... (OAuth & Permissions)")
+    slack_signing_secret: str = Field(default="", description="Basic Information > App Credentials")
+    slack_app_token: str = Field(default="", description="xapp-... turns on Socket Mode")
+    slack_api_url: str = Field(default="https://slack.com/api/", description="Web API base URL")
+    slack_file_hosts: CommaList = Field(
+        default=["files.slack.com"], description="hosts that may receive the bot token"
+    )
+    team_leads: CommaList = Field(default=[], description="Slack user ids who may approve")
+    max_upload_mb: float = Field(default=10.0, gt=0, description="largest CSV accepted")
+    port: int = Field(default=3000, ge=1, le=65535, description="HTTP port of `serve`")
+    run_worker: bool = Field(default=True, description="`serve` also runs background jobs")
+
+    def slack_problems(self) -> list[str]:
+        """What is missing to talk to Slack, in words that say where to find it."""
+        problems = []
+        if not self.slack_bot_token.startswith("xoxb-"):
+            problems.append(
+                "SLACK_BOT_TOKEN: the bot token (xoxb-...), under OAuth & Permissions after you "
+                "install the app created from manifest.yml"
+            )
+        if self.slack_app_token and not self.slack_app_token.startswith("xapp-"):
+            problems.append("SLACK_APP_TOKEN: an app-level token (xapp-...) with connections:write")
+        if not self.slack_app_token and not self.slack_signing_secret:
+            problems.append(
+                "SLACK_SIGNING_SECRET: under Basic Information > App Credentials (HTTP mode), "
+                "or set SLACK_APP_TOKEN (xapp-...) to use Socket Mode instead"
+            )
+        return problems
 
     @field_validator("database_url")
     @classmethod

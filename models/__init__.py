@@ -1,6 +1,6 @@
 """SQLModel tables and the database handle. Imports nothing else of ours."""
 
-from models.contacts import Contact, Segment, SegmentKind, SegmentMember, Workspace
+from models.contacts import Contact, SeenKey, Segment, SegmentKind, SegmentMember, Workspace
 from models.db import Database
 from models.imports import (
     BatchStatus,
@@ -22,6 +22,7 @@ __all__ = [
     "Job",
     "JobState",
     "Outcome",
+    "SeenKey",
     "Segment",
     "SegmentKind",
     "SegmentMember",

@@ -65,3 +65,13 @@ class SegmentMember(SQLModel, table=True):
     team_id: str = Field(max_length=32)
     batch_id: int | None = Field(default=None)
     added_at: datetime = Field(default_factory=utcnow)
+
+
+class SeenKey(SQLModel, table=True):
+    """Keys of things done once per workspace (Slack event ids, file offers): retries dedupe."""
+
+    __tablename__ = "seen_key"
+
+    team_id: str = Field(primary_key=True, max_length=32)
+    key: str = Field(primary_key=True, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)

@@ -59,6 +59,9 @@ class ImportBatch(SQLModel, table=True):
     added_to_segment: int = 0
     already_in_segment: int = 0
     apply_cursor: int = 0  # staged_row ids below this are applied
+    channel_id: str | None = Field(default=None, max_length=32)  # where the review message is
+    message_ts: str | None = Field(default=None, max_length=32)  # the review message (and thread)
+    progress_ts: str | None = Field(default=None, max_length=32)  # progress reply in the thread
     error: str | None = Field(default=None, max_length=2000)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

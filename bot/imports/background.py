@@ -7,16 +7,29 @@ point leaves a job that the next worker finishes with exactly the same result.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import select
 
-from bot.imports.batches import add_source, create_batch, get_batch, queue_batch, stage_csv
+from bot.imports.batches import (
+    add_source,
+    create_batch,
+    fail_batch,
+    fail_source,
+    get_batch,
+    queue_batch,
+    stage_csv,
+)
 from bot.imports.engine import BatchStateError, Progress, apply_batch
 from bot.imports.reading import CsvFileError, CsvReader
+from bot.imports.slack_files import FileRejected, check_csv, describe, download
 from bot.jobs import queue
-from bot.jobs.worker import Handler, JobContext, PermanentJobError
+from bot.jobs.worker import Handler, JobContext, JobStopped, PermanentJobError
+from bot.notify import ImportNotifier, Silent
 from bot.workspaces import import_target
 from models import BatchStatus, Database, ImportSource, Job, SourceKind, SourceStatus
 
@@ -59,14 +72,14 @@ async def enqueue_file_import(
     )  # fmt: skip
 
 
-def import_handler(chunk_size: int) -> Handler:
+def import_handler(chunk_size: int, notifier: ImportNotifier | None = None) -> Handler:
     async def run(ctx: JobContext) -> None:
-        await run_import(ctx, chunk_size)
+        await run_import(ctx, chunk_size, notifier or Silent())
 
     return run
 
 
-async def run_import(ctx: JobContext, chunk_size: int) -> None:
+async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier) -> None:
     db, team_id = ctx.db, ctx.team_id
     batch_id = int(ctx.payload["batch_id"])
     batch = await get_batch(db, team_id, batch_id)
@@ -79,14 +92,28 @@ async def run_import(ctx: JobContext, chunk_size: int) -> None:
         if not approver:
             return  # staged for review; approval enqueues the apply
         await queue_batch(db, team_id, batch_id, str(approver))
+    last = 0.0
 
     async def report(progress: Progress) -> None:
+        nonlocal last
         await ctx.progress(progress.done, progress.total)
+        if time.monotonic() - last >= 1.0 and progress.done < progress.total:
+            last = time.monotonic()
+            await notifier.import_progress(team_id, batch_id, progress.done, progress.total)
 
     try:
         await apply_batch(db, team_id, batch_id, on_progress=report, chunk_size=chunk_size)
-    except BatchStateError as exc:
-        raise PermanentJobError(str(exc)) from None
+    except JobStopped:
+        raise
+    except Exception as exc:
+        final = isinstance(exc, BatchStateError) or ctx.job.attempts >= ctx.job.max_attempts
+        if final:
+            await fail_batch(db, team_id, batch_id, str(exc) or type(exc).__name__)
+            await notifier.import_finished(team_id, batch_id)
+        if isinstance(exc, BatchStateError):
+            raise PermanentJobError(str(exc)) from None
+        raise
+    await notifier.import_finished(team_id, batch_id)
 
 
 async def _stage_pending_files(db: Database, team_id: str, batch_id: int) -> None:
@@ -108,3 +135,44 @@ async def _stage_pending_files(db: Database, team_id: str, batch_id: int) -> Non
                 await stage_csv(db, team_id, source.id, stream)
             except CsvFileError as exc:
                 raise PermanentJobError(f"{source.label}: {exc}") from None
+
+
+SLACK_FILE_JOB = "stage_slack_file"
+
+# Looks a Slack file up by id (files.info) and returns its file object.
+FileLookup = Callable[[str], Awaitable[dict[str, Any]]]
+
+
+def slack_file_handler(
+    lookup: FileLookup, *, token: str, hosts: list[str], max_bytes: int, notifier: ImportNotifier
+) -> Handler:
+    """Read a CSV shared in Slack into its source: look it up, check it, download, stage."""
+
+    async def run(ctx: JobContext) -> None:
+        db, team_id = ctx.db, ctx.team_id
+        source = await _pending_source(db, team_id, int(ctx.payload["source_id"]))
+        if source is None:
+            return
+        assert source.id is not None and source.ref is not None
+        try:
+            file = describe(await lookup(source.ref))
+            check_csv(file, max_bytes)
+            with tempfile.TemporaryFile() as tmp:
+                await download(file, token=token, hosts=hosts, max_bytes=max_bytes, dest=tmp)
+                tmp.seek(0)
+                await stage_csv(db, team_id, source.id, tmp)
+        except FileRejected as exc:
+            await fail_source(db, team_id, source.id, str(exc))
+        except CsvFileError:
+            pass  # stage_csv recorded the reason on the source
+        await notifier.batch_changed(team_id, source.batch_id)
+
+    return run
+
+
+async def _pending_source(db: Database, team_id: str, source_id: int) -> ImportSource | None:
+    async with db.session() as session:
+        source = await session.get(ImportSource, source_id)
+    if source is None or source.team_id != team_id or source.status != SourceStatus.PENDING:
+        return None
+    return source

@@ -22,6 +22,7 @@ from models import (
     SourceStatus,
     StagedRow,
 )
+from models.clock import utcnow
 
 
 async def create_batch(
@@ -77,7 +78,7 @@ async def stage_csv(
     try:
         reader = CsvReader(stream)
     except CsvFileError as exc:
-        await _finish_source(db, source, Tally(), error=str(exc))
+        await fail_source(db, team_id, source_id, str(exc))
         raise
     classifier = Classifier(seen=await _batch_keys(db, team_id, source.batch_id))
     with reader:
@@ -120,11 +121,22 @@ async def _record_counts(conn: AsyncConnection, source: ImportSource, tally: Tal
     )  # fmt: skip
 
 
-async def _finish_source(db: Database, source: ImportSource, tally: Tally, *, error: str) -> None:
+async def fail_batch(db: Database, team_id: str, batch_id: int, error: str) -> None:
+    """Give up on an approved batch (out of retries); what was applied stays applied."""
+    async with db.begin() as conn:
+        await conn.execute(
+            update(ImportBatch)
+            .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id)
+            .values(status=BatchStatus.FAILED, error=error[:2000], finished_at=utcnow())
+        )
+
+
+async def fail_source(db: Database, team_id: str, source_id: int, error: str) -> None:
+    """The source can't be read as a whole; `error` is shown to the user."""
     async with db.begin() as conn:
         await conn.execute(
             update(ImportSource)
-            .where(col(ImportSource.id) == source.id, col(ImportSource.team_id) == source.team_id)
+            .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id)
             .values(status=SourceStatus.FAILED, error=error[:2000])
         )
 

@@ -1,0 +1,109 @@
+"""Slack-hosted CSV files: describe them from `files.info` and download them safely.
+
+The bot token opens every file in the workspace, so it is only ever sent to the hosts listed
+in SLACK_FILE_HOSTS, over HTTPS (plain HTTP only to a listed loopback host, for tests), and
+never through a redirect. An external file (Google Drive, Dropbox...) can point anywhere: it is
+refused with a message rather than fetched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+import aiohttp
+
+CSV_TYPES = frozenset({"csv", "tsv", "text"})
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+
+
+class FileRejected(Exception):
+    """The file can't be fetched or isn't a CSV; the message is meant for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class SlackFile:
+    id: str
+    name: str
+    filetype: str
+    size: int
+    url: str
+    external: bool
+
+    @property
+    def looks_like_csv(self) -> bool:
+        return self.filetype in CSV_TYPES or self.name.lower().endswith(CSV_SUFFIXES)
+
+
+def describe(file: dict[str, Any]) -> SlackFile:
+    """The fields we use from a Slack file object (files.info, file_share, file_input)."""
+    return SlackFile(
+        id=str(file.get("id", "")),
+        name=str(file.get("name") or file.get("title") or "file"),
+        filetype=str(file.get("filetype", "")).lower(),
+        size=int(file.get("size") or 0),
+        url=str(file.get("url_private_download") or file.get("url_private") or ""),
+        external=bool(file.get("is_external")),
+    )
+
+
+def check_csv(file: SlackFile, max_bytes: int) -> None:
+    if not file.looks_like_csv:
+        raise FileRejected(f"{file.name} is not a CSV file: export it as CSV and upload that.")
+    if file.size > max_bytes:
+        raise FileRejected(
+            f"{file.name} is {file.size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB."
+        )
+    if file.external:
+        raise FileRejected(
+            f"{file.name} is stored outside Slack: download it and upload the CSV itself."
+        )
+
+
+def _allowed(url: str, hosts: list[str]) -> bool:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    with_port = f"{host}:{parts.port}" if parts.port else host
+    if with_port not in hosts and not (parts.port is None and host in hosts):
+        return False
+    if parts.scheme == "https":
+        return True
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    return parts.scheme == "http" and loopback
+
+
+async def download(
+    file: SlackFile, *, token: str, hosts: list[str], max_bytes: int, dest: BinaryIO
+) -> int:
+    """Stream the file into `dest`; returns its size. Raises FileRejected with a reason."""
+    if not file.url or not _allowed(file.url, hosts):
+        host = urlsplit(file.url).netloc or "no address"
+        raise FileRejected(f"{file.name} is not on Slack's file host ({host}); not downloading it.")
+    timeout = aiohttp.ClientTimeout(total=120, sock_read=30)
+    async with (
+        aiohttp.ClientSession(timeout=timeout, trust_env=False) as session,
+        session.get(
+            file.url, headers={"Authorization": f"Bearer {token}"}, allow_redirects=False
+        ) as response,
+    ):
+        if 300 <= response.status < 400:
+            raise FileRejected(f"Slack redirected the download of {file.name}; not following.")
+        if response.status != 200:
+            raise FileRejected(f"Slack answered {response.status} for {file.name}.")
+        if response.content_type == "text/html":
+            raise FileRejected(
+                f"Slack sent a login page instead of {file.name}: the app needs the files:read "
+                "scope (reinstall it from manifest.yml)."
+            )
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > max_bytes:
+                raise FileRejected(f"{file.name} is larger than {max_bytes / 1e6:.0f} MB.")
+            dest.write(chunk)
+    return size

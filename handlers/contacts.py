@@ -1,0 +1,81 @@
+"""The "Review contacts" modal: pages, search and per-contact Remove."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.models.views import View
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.imports import review
+from handlers.context import deps
+from handlers.ids import Action
+from handlers.messages import CONTACTS_PER_PAGE, contacts_modal
+from models import BatchStatus
+
+
+async def _render(context: dict[str, Any], team_id: str, batch_id: int, query: str,
+                  offset: int) -> View:  # fmt: skip
+    d = deps(context)
+    view = await review.load(d.db, team_id, batch_id)
+    rows, total = await review.contacts_page(d.db, team_id, batch_id, query=query, offset=offset,
+                                             limit=CONTACTS_PER_PAGE)  # fmt: skip
+    if offset and offset >= total:  # the last one on a page was removed
+        offset = max(0, offset - CONTACTS_PER_PAGE)
+        rows, total = await review.contacts_page(
+            d.db, team_id, batch_id, query=query, offset=offset, limit=CONTACTS_PER_PAGE
+        )
+    return contacts_modal(batch_id=batch_id, rows=rows, total=total, offset=offset, query=query,
+                          editable=view.batch.status == BatchStatus.DRAFT)  # fmt: skip
+
+
+async def open_contacts(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                        context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    batch_id = int(body["actions"][0]["value"])
+    view = await _render(context, body["team"]["id"], batch_id, "", 0)
+    await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+
+async def _update(body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any], *,
+                  query: str | None = None, offset: int | None = None) -> int:  # fmt: skip
+    meta = json.loads(body["view"]["private_metadata"])
+    batch_id = int(meta["batch"])
+    view = await _render(context, body["team"]["id"], batch_id,
+                         meta.get("query", "") if query is None else query,
+                         meta.get("offset", 0) if offset is None else offset)  # fmt: skip
+    await client.views_update(view_id=body["view"]["id"], hash=body["view"].get("hash"), view=view)
+    return batch_id
+
+
+async def page(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+               context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    await _update(body, client, context, offset=int(body["actions"][0]["value"]))
+
+
+async def search(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                 context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    await _update(body, client, context, query=body["actions"][0].get("value") or "", offset=0)
+
+
+async def remove_contact(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                         context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d = deps(context)
+    team_id = body["team"]["id"]
+    batch_id = int(json.loads(body["view"]["private_metadata"])["batch"])
+    await review.remove_contact(d.db, team_id, batch_id, int(body["actions"][0]["value"]))
+    await _update(body, client, context)
+    await d.notifier.batch_changed(team_id, batch_id)
+
+
+def register(app: AsyncApp) -> None:
+    app.action(Action.REVIEW_CONTACTS)(open_contacts)
+    app.action(re.compile(f"^{Action.PAGE}(_next)?$"))(page)
+    app.action(Action.SEARCH)(search)
+    app.action(Action.REMOVE_CONTACT)(remove_contact)

@@ -1,0 +1,163 @@
+"""The import modal: suggest segments, validate the form, queue the sources, post the review."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.imports.addresses import InvalidEmail, normalize_email
+from bot.imports.background import SLACK_FILE_JOB
+from bot.imports.batches import add_source, create_batch, stage_contact
+from bot.imports.locales import normalize_locale
+from bot.imports.review import load, set_message
+from bot.imports.slack_files import FileRejected, check_csv, describe
+from bot.jobs.queue import enqueue
+from bot.workspaces import (
+    create_segment,
+    ensure_workspace,
+    find_segment,
+    get_segment,
+    segment_sizes,
+)
+from handlers.context import Deps, deps
+from handlers.ids import Action, BlockId, Callback
+from handlers.messages import review_message, segment_options
+from models import BatchStatus, SegmentKind, SourceKind
+
+
+@dataclass
+class ImportForm:
+    segment_id: int | None = None
+    new_segment: str = ""
+    files: list[dict[str, Any]] = field(default_factory=list)
+    email: str = ""
+    first_name: str = ""
+    last_name: str = ""
+    locale: str = ""
+
+
+def read_form(values: dict[str, dict[str, Any]]) -> ImportForm:
+    def text(block: BlockId, action: Action) -> str:
+        return ((values.get(block) or {}).get(action) or {}).get("value") or ""
+
+    selected = ((values.get(BlockId.SEGMENT) or {}).get(Action.SEGMENT) or {}).get(
+        "selected_option"
+    )
+    files = ((values.get(BlockId.FILES) or {}).get(Action.FILES) or {}).get("files") or []
+    return ImportForm(
+        segment_id=int(selected["value"]) if selected else None,
+        new_segment=text(BlockId.NEW_SEGMENT, Action.NEW_SEGMENT).strip(),
+        files=list(files),
+        email=text(BlockId.EMAIL, Action.EMAIL).strip(),
+        first_name=text(BlockId.FIRST_NAME, Action.FIRST_NAME).strip(),
+        last_name=text(BlockId.LAST_NAME, Action.LAST_NAME).strip(),
+        locale=text(BlockId.LOCALE, Action.LOCALE).strip(),
+    )
+
+
+async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool) -> dict[str, str]:
+    """Inline errors keyed by input block id; empty when the form can be queued."""
+    errors: dict[str, str] = {}
+    if not adding:
+        if form.segment_id is None and not form.new_segment:
+            errors[BlockId.SEGMENT] = "Choose a segment, or name a new one below."
+        elif form.segment_id is not None and form.new_segment:
+            errors[BlockId.NEW_SEGMENT] = "Choose an existing segment or a new name, not both."
+        elif form.new_segment:
+            existing = await find_segment(d.db, team_id, form.new_segment)
+            if existing is not None:
+                errors[BlockId.NEW_SEGMENT] = f"{existing.name} already exists: choose it above."
+    if not form.files and not form.email:
+        errors[BlockId.FILES] = "Add a CSV file, or a customer's email below."
+    max_bytes = int(d.settings.max_upload_mb * 1e6)
+    for file in form.files:
+        try:
+            check_csv(describe(file), max_bytes)
+        except FileRejected as exc:
+            errors[BlockId.FILES] = str(exc)
+    if form.email:
+        try:
+            normalize_email(form.email)
+        except InvalidEmail as exc:
+            errors[BlockId.EMAIL] = f"That email can't receive invites: {exc}"[:150]
+    elif form.first_name or form.last_name:
+        errors[BlockId.EMAIL] = "Add the customer's email too."
+    if form.locale and normalize_locale(form.locale) is None:
+        errors[BlockId.LOCALE] = "Use a language code such as en, fr or pt-BR."
+    return errors
+
+
+async def suggest_segments(ack: Any, body: dict[str, Any], context: dict[str, Any]) -> None:
+    d = deps(context)
+    team_id = body["team"]["id"]
+    query = (body.get("value") or "").casefold()
+    await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
+    names = [(s.id or 0, f"{s.name} ({n:,})") for s, n in await segment_sizes(d.db, team_id)
+             if s.kind == SegmentKind.STATIC and query in s.name.casefold()]  # fmt: skip
+    await ack(options=[o.to_dict() for o in segment_options(names)])
+
+
+async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient,
+                 context: dict[str, Any]) -> None:  # fmt: skip
+    d = deps(context)
+    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    meta = json.loads(view.get("private_metadata") or "{}")
+    batch_id: int | None = meta.get("batch")
+    form = read_form(view["state"]["values"])
+    errors = await validate(d, team_id, form, adding=batch_id is not None)
+    if errors:
+        await ack(response_action="errors", errors=errors)
+        return
+    await ack()
+    await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
+    if batch_id is None:
+        segment = (await create_segment(d.db, team_id, form.new_segment) if form.new_segment
+                   else await get_segment(d.db, team_id, form.segment_id or 0))  # fmt: skip
+        batch = await create_batch(d.db, team_id, segment.id or 0, user_id)
+        batch_id = batch.id or 0
+    else:
+        existing = await load(d.db, team_id, batch_id)  # another workspace's id stops here
+        if existing.batch.status != BatchStatus.DRAFT:
+            return
+    await queue_sources(d, team_id, batch_id, form)
+    if meta.get("batch") is None:
+        await post_review(client, d, team_id, batch_id, meta.get("channel") or "", user_id)
+    else:
+        await d.notifier.batch_changed(team_id, batch_id)
+
+
+async def queue_sources(d: Deps, team_id: str, batch_id: int, form: ImportForm) -> None:
+    for file in form.files:
+        info = describe(file)
+        source = await add_source(d.db, team_id, batch_id, SourceKind.CSV, info.name, ref=info.id)
+        await enqueue(d.db, team_id, SLACK_FILE_JOB, {"source_id": source.id},
+                      dedupe_key=f"stage:{source.id}")  # fmt: skip
+    if form.email:
+        await stage_contact(d.db, team_id, batch_id, email=form.email,
+                            first_name=form.first_name, last_name=form.last_name,
+                            locale=form.locale)  # fmt: skip
+
+
+async def post_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: int,
+                      channel: str, user_id: str) -> None:  # fmt: skip
+    """Post the review message where the import started, or in a DM if the bot can't."""
+    text, blocks = review_message(await load(d.db, team_id, batch_id))
+    try:
+        posted = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+    except SlackApiError:
+        dm = await client.conversations_open(users=user_id)
+        posted = await client.chat_postMessage(channel=dm["channel"]["id"], text=text,
+                                               blocks=blocks)  # fmt: skip
+    await set_message(d.db, team_id, batch_id, channel_id=posted["channel"],
+                      message_ts=posted["ts"])  # fmt: skip
+
+
+def register(app: AsyncApp) -> None:
+    app.options(Action.SEGMENT)(suggest_segments)
+    app.options(Action.UPLOAD_SEGMENT)(suggest_segments)
+    app.view(Callback.IMPORT)(submit)

@@ -1,0 +1,273 @@
+"""Block Kit builders: plain data in, slack_sdk models out (their to_dict() checks lengths).
+
+No Slack calls and no database here, so every message can be built and checked in tests.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    DividerBlock,
+    ExternalDataSelectElement,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextInputElement,
+    SectionBlock,
+)
+from slack_sdk.models.blocks.block_elements import FileInputElement
+from slack_sdk.models.views import View
+
+from bot.imports.review import BatchView, ContactRow, describe_status
+from handlers.ids import Action, BlockId, Callback
+from models import BatchStatus, ImportBatch, ImportSource, SourceKind, SourceStatus
+
+MAX_SOURCES_SHOWN = 30  # keeps the review message far below Slack's 50 blocks
+CONTACTS_PER_PAGE = 10
+KIND_LABEL = {SourceKind.CSV: "CSV file", SourceKind.CONTACT: "one contact",
+              SourceKind.MAILCHIMP: "Mailchimp list"}  # fmt: skip
+
+HELP = (
+    "*Referral contacts, from Slack*\n"
+    "• `/referral import`: add contacts to a segment from CSV files or one by one, review them, "
+    "and have a team lead approve the import.\n"
+    "• Upload a CSV to a channel I'm in and I'll offer to import it.\n"
+    "• `/referral help`: this message."
+)
+
+
+def n(value: int) -> str:
+    return f"{value:,}"
+
+
+def slack_date(when: datetime | None) -> str:
+    if when is None:
+        return "just now"
+    stamp = int(when.timestamp())
+    return f"<!date^{stamp}^{{date_short_pretty}} at {{time}}|{when:%Y-%m-%d %H:%M} UTC>"
+
+
+def metadata(**values: object) -> str:
+    return json.dumps(values, separators=(",", ":"))
+
+
+def import_modal(*, channel_id: str, batch_id: int | None = None, segment: str | None = None,
+                 mailchimp_connected: bool = False) -> View:  # fmt: skip
+    """The import form; with `batch_id` it adds more sources to an existing review."""
+    blocks: list[Block] = []
+    if segment is None:
+        blocks += [
+            InputBlock(
+                block_id=BlockId.SEGMENT, optional=True,
+                label="Segment",
+                hint="A static segment; every contact is also in All Customers.",
+                element=ExternalDataSelectElement(
+                    action_id=Action.SEGMENT, placeholder="Choose a segment", min_query_length=0
+                ),
+            ),
+            InputBlock(
+                block_id=BlockId.NEW_SEGMENT, optional=True, label="…or create a segment",
+                element=PlainTextInputElement(action_id=Action.NEW_SEGMENT, max_length=100,
+                                              placeholder="e.g. Spring VIPs"),
+            ),
+        ]  # fmt: skip
+    else:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=f"Adding to *{segment}*")))
+    blocks += [
+        DividerBlock(),
+        InputBlock(
+            block_id=BlockId.FILES, optional=True, label="CSV files",
+            hint="Headers: email, first_name, last_name and optional locale.",
+            element=FileInputElement(action_id=Action.FILES, filetypes=["csv", "tsv", "txt"],
+                                     max_files=10),
+        ),
+        SectionBlock(text=MarkdownTextObject(text="*…or add one customer by email*")),
+        InputBlock(block_id=BlockId.EMAIL, optional=True, label="Email",
+                   element=PlainTextInputElement(action_id=Action.EMAIL, max_length=254)),
+        InputBlock(block_id=BlockId.FIRST_NAME, optional=True, label="First name",
+                   element=PlainTextInputElement(action_id=Action.FIRST_NAME, max_length=200)),
+        InputBlock(block_id=BlockId.LAST_NAME, optional=True, label="Last name",
+                   element=PlainTextInputElement(action_id=Action.LAST_NAME, max_length=200)),
+        InputBlock(block_id=BlockId.LOCALE, optional=True, label="Locale",
+                   hint="Language of the invite, e.g. en, fr, pt-BR. Empty: the store default.",
+                   element=PlainTextInputElement(action_id=Action.LOCALE, max_length=35)),
+        ContextBlock(elements=[MarkdownTextObject(
+            text="Mailchimp audiences can be added here once Mailchimp is connected."
+            if not mailchimp_connected else "Mailchimp lists: choose them below."
+        )]),
+    ]  # fmt: skip
+    return View(
+        type="modal", callback_id=Callback.IMPORT, title="Import contacts",
+        submit="Review import", close="Cancel", blocks=blocks,
+        private_metadata=metadata(channel=channel_id, batch=batch_id),
+    )  # fmt: skip
+
+
+def segment_options(names: list[tuple[int, str]]) -> list[Option]:
+    return [Option(value=str(segment_id), text=name[:75]) for segment_id, name in names[:100]]
+
+
+def _source_line(source: ImportSource) -> str:
+    kind = KIND_LABEL.get(SourceKind(source.kind), source.kind)
+    title = f"*{source.label}* ({kind})"
+    if source.status == SourceStatus.PENDING:
+        return f"{title}\n:hourglass_flowing_sand: Reading…"
+    if source.status == SourceStatus.FAILED:
+        return f"{title}\n:warning: {source.error or 'Could not be read.'}"
+    parts = [f"{n(source.valid)} valid", f"{n(source.duplicates)} duplicates",
+             f"{n(source.rejected)} rejected"]  # fmt: skip
+    if source.warnings:
+        parts.append(f"{n(source.warnings)} with an unknown locale")
+    return f"{title}\n:white_check_mark: " + " · ".join(parts)
+
+
+def review_message(view: BatchView) -> tuple[str, list[Block]]:
+    """(fallback text, blocks) of the review message; read-only once it leaves draft."""
+    batch, totals = view.batch, view.totals
+    draft = batch.status == BatchStatus.DRAFT
+    text = f"Contact import #{batch.id} into {view.segment.name}"
+    blocks: list[Block] = [
+        HeaderBlock(text=text[:150]),
+        ContextBlock(elements=[MarkdownTextObject(
+            text=f"Requested by <@{batch.requested_by}> · {slack_date(batch.created_at)}"
+        )]),
+    ]  # fmt: skip
+    for source in view.sources[:MAX_SOURCES_SHOWN]:
+        accessory = None
+        if draft:
+            accessory = ButtonElement(text="Remove", action_id=Action.REMOVE_SOURCE,
+                                      value=f"{batch.id}:{source.id}")  # fmt: skip
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_source_line(source)[:3000]),
+                                   accessory=accessory))  # fmt: skip
+    hidden = len(view.sources) - MAX_SOURCES_SHOWN
+    if hidden > 0:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(
+            text=f"…and {hidden} more sources (counted in the total)")]))  # fmt: skip
+    if not view.sources:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text="_No contacts queued._")))
+    blocks.append(DividerBlock())
+    summary = (f"*Total:* {n(totals.rows)} rows · *{n(totals.valid)} to import* · "
+               f"{n(totals.duplicates)} duplicates · {n(totals.rejected)} rejected")  # fmt: skip
+    if view.pending:
+        summary += f"\n:hourglass_flowing_sand: {view.pending} file(s) still being read."
+    blocks.append(SectionBlock(text=MarkdownTextObject(text=summary)))
+    if draft:
+        blocks.append(_review_actions(batch.id or 0))
+    else:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_record(batch))]))
+    return text, blocks
+
+
+def _review_actions(batch_id: int) -> ActionsBlock:
+    value = str(batch_id)
+    return ActionsBlock(elements=[
+        ButtonElement(text="Review contacts", action_id=Action.REVIEW_CONTACTS, value=value),
+        ButtonElement(text="Add more", action_id=Action.ADD_MORE, value=value),
+        ButtonElement(
+            text="Approve & import", action_id=Action.APPROVE, value=value, style="primary",
+            confirm=ConfirmObject(title="Import these contacts?", confirm="Import", deny="Not yet",
+                                  text="They are added to the segment; this can't be undone."),
+        ),
+        ButtonElement(text="Reject", action_id=Action.REJECT, value=value, style="danger"),
+        ButtonElement(text="Cancel", action_id=Action.CANCEL, value=value),
+    ])  # fmt: skip
+
+
+def _record(batch: ImportBatch) -> str:
+    """The read-only line that replaces the buttons once the import leaves draft."""
+    status = describe_status(batch)
+    line = f"This import is {status}."
+    if batch.status == BatchStatus.DONE:
+        line += (f" {n(batch.new_contacts)} new contacts, {n(batch.added_to_segment)} added to "
+                 f"the segment · finished {slack_date(batch.finished_at)}")  # fmt: skip
+    elif batch.status == BatchStatus.FAILED and batch.error:
+        line += f" {batch.error[:500]}"
+    return line
+
+
+def progress_text(segment: str, done: int, total: int) -> str:
+    share = done / total if total else 0
+    return (f":arrows_counterclockwise: Importing into *{segment}*: {share:.0%} "
+            f"({n(done)} of {n(total)} rows)")  # fmt: skip
+
+
+def result_text(batch: ImportBatch, segment: str) -> str:
+    if batch.status == BatchStatus.FAILED:
+        return f":x: The import into *{segment}* failed: {batch.error or 'unknown error'}"
+    return (
+        f":white_check_mark: Imported into *{segment}*: {n(batch.rows)} rows read, "
+        f"{n(batch.valid)} valid.\n"
+        f"• {n(batch.new_contacts)} new contacts, {n(batch.existing_contacts)} already known\n"
+        f"• {n(batch.added_to_segment)} added to the segment, "
+        f"{n(batch.already_in_segment)} were already in it\n"
+        f"• {n(batch.duplicates)} duplicates and {n(batch.rejected)} rejected rows skipped"
+        + (" (listed in the CSV below)" if batch.duplicates or batch.rejected else "")
+    )
+
+
+def next_step_text(segment: str) -> str:
+    return (f"*Next step:* target a campaign with *{segment}* so these contacts become "
+            "advocates with their own referral links and get an invite.")  # fmt: skip
+
+
+def contacts_modal(*, batch_id: int, rows: list[ContactRow], total: int, offset: int,
+                   query: str, editable: bool) -> View:  # fmt: skip
+    """One page of queued contacts with search and per-contact Remove."""
+    blocks: list[Block] = [
+        InputBlock(
+            block_id=BlockId.SEARCH, optional=True, dispatch_action=True, label="Search",
+            element=PlainTextInputElement(action_id=Action.SEARCH, initial_value=query or None,
+                                          placeholder="email or name"),
+        ),
+        ContextBlock(elements=[MarkdownTextObject(
+            text=f"{n(total)} contact(s)" + (f" matching “{query}”" if query else "")
+            + (f" · showing {offset + 1}-{offset + len(rows)}" if rows else "")
+        )]),
+    ]  # fmt: skip
+    for row in rows:
+        name = " ".join(p for p in (row.first_name, row.last_name) if p) or "(no name)"
+        text = f"*{name}*  {row.email}\n{row.locale or 'default locale'} · from {row.source}"
+        accessory = None
+        if editable:
+            accessory = ButtonElement(text="Remove", action_id=Action.REMOVE_CONTACT,
+                                      value=str(row.id), style="danger")  # fmt: skip
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=text[:3000]), accessory=accessory))
+    pager = []
+    if offset > 0:
+        pager.append(ButtonElement(text="Previous", action_id=Action.PAGE,
+                                   value=str(max(0, offset - CONTACTS_PER_PAGE))))  # fmt: skip
+    if offset + len(rows) < total:
+        pager.append(ButtonElement(text="Next", action_id=f"{Action.PAGE}_next",
+                                   value=str(offset + CONTACTS_PER_PAGE)))  # fmt: skip
+    if pager:
+        blocks.append(ActionsBlock(elements=pager))
+    return View(type="modal", callback_id=Callback.CONTACTS, title="Queued contacts",
+                close="Done", blocks=blocks,
+                private_metadata=metadata(batch=batch_id, query=query, offset=offset))  # fmt: skip
+
+
+def upload_offer(*, file_id: str, file_name: str) -> tuple[str, list[Block]]:
+    text = f"Import {file_name} into a segment?"
+    return text, [
+        SectionBlock(text=MarkdownTextObject(
+            text=f":inbox_tray: Import *{file_name}* into a segment? Choose one, then review."
+        )),
+        ActionsBlock(block_id=BlockId.UPLOAD, elements=[
+            ExternalDataSelectElement(action_id=Action.UPLOAD_SEGMENT, min_query_length=0,
+                                      placeholder="Choose a segment"),
+            ButtonElement(text="Review import", action_id=Action.UPLOAD_REVIEW, value=file_id,
+                          style="primary"),
+        ]),
+    ]  # fmt: skip
+
+
+def plain(text: str) -> list[Block]:
+    return [SectionBlock(text=MarkdownTextObject(text=text[:3000]))]
