@@ -34,6 +34,7 @@ import json
 import os
 import random
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -282,6 +283,56 @@ class Worker:
         return int(found[1]) if found else None
 
 
+class CpuMeter:
+    """CPU seconds spent in a window by the workers, by this process (polling) and the machine."""
+
+    def __init__(self, workers: list[Worker]) -> None:
+        self.pids = [w.proc.pid for w in workers]
+        self.start = self._sample()
+
+    def _sample(self) -> tuple[Any, ...]:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        try:
+            workers: float | None = sum(_process_cpu(pid) for pid in self.pids)
+            postgres: dict[int, float] | None = _postgres_cpu()
+            line = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+            ticks = [int(t) for t in line[:8]]
+            idle = ticks[3] + ticks[4]  # idle + iowait
+            machine: tuple[int, int] | None = (sum(ticks) - idle, sum(ticks))
+        except (OSError, ValueError, IndexError):  # no /proc (not Linux)
+            workers = postgres = machine = None
+        return workers, postgres, own.ru_utime + own.ru_stime, machine, time.monotonic()
+
+    def read(self) -> dict[str, float | None]:
+        """Figures since the meter started: call at once when the jobs are seen done."""
+        (w0, pg0, own0, m0, t0), (w1, pg1, own1, m1, t1) = self.start, self._sample()
+        busy = pg = None
+        if pg0 is not None and pg1 is not None:  # server processes alive at the end
+            pg = round(sum(cpu - pg0.get(pid, 0.0) for pid, cpu in pg1.items()), 1)
+        if m0 and m1 and m1[1] > m0[1]:
+            busy = round((m1[0] - m0[0]) / (m1[1] - m0[1]) * (os.cpu_count() or 1), 2)
+        return {"workers_s": None if w0 is None or w1 is None else round(w1 - w0, 1),
+                "postgres_s": pg, "poller_s": round(own1 - own0, 1), "machine_busy_cores": busy,
+                "cores": os.cpu_count(), "wall_s": round(t1 - t0, 1)}  # fmt: skip
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu() -> dict[int, float]:
+    """CPU seconds of every local PostgreSQL server process (0 of them for a remote server)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text_ = stat.read_text()
+            if text_.partition("(")[2].startswith("postgres)"):
+                found[int(stat.parent.name)] = _process_cpu(int(stat.parent.name))
+    return found
+
+
 def stop_all(workers: list[Worker]) -> list[int | None]:
     for w in workers:
         if w.proc.poll() is None:
@@ -362,14 +413,19 @@ def one_import(
         start = time.monotonic()
         job = cli.enqueue(target, path, "Bench")
         queued = time.monotonic()
+        meter = CpuMeter([worker])
         done = wait_done(cli, target, [job], timeout)
+        cpu = meter.read()
+        if target.schema is None:
+            cpu["postgres_s"] = None  # SQLite runs inside the worker
     finally:
         (completed,) = stop_all([worker])
     check_segments(cli, target, {"Bench": expected.valid, ALL_CUSTOMERS: expected.valid})
     seconds = done["at"] - queued
     return {"seconds": round(seconds, 2), "rows_per_s": round(expected.rows / seconds),
             "enqueue_seconds": round(queued - start, 2), "attempts": done["attempts"][0],
-            "worker_jobs": completed, "poll_seconds": round(done["poll_seconds"], 3)}  # fmt: skip
+            "worker_jobs": completed, "poll_seconds": round(done["poll_seconds"], 3),
+            "cpu": cpu}  # fmt: skip
 
 
 def many_imports(
@@ -382,7 +438,9 @@ def many_imports(
     procs = [cli.start_worker(target, cli.workdir / f"worker-{secrets.token_hex(3)}.log")
              for _ in range(workers)]  # fmt: skip
     try:
+        meter = CpuMeter(procs)
         done = wait_done(cli, target, ids, timeout)
+        cpu = meter.read()
     finally:
         completed = stop_all(procs)
     expected = {f"Bench {n}": exp.valid for n, (_, exp) in enumerate(files)}
@@ -392,7 +450,7 @@ def many_imports(
     rows = sum(exp.rows for _, exp in files)
     return {"seconds": round(seconds, 2), "rows_per_s": round(rows / seconds),
             "jobs_per_worker": completed, "attempts": done["attempts"],
-            "poll_seconds": round(done["poll_seconds"], 3)}  # fmt: skip
+            "poll_seconds": round(done["poll_seconds"], 3), "cpu": cpu}  # fmt: skip
 
 
 def measure(args: argparse.Namespace, workdir: Path, report: dict[str, Any]) -> None:
@@ -464,6 +522,17 @@ def _plain(exp: Expected) -> dict[str, int]:
             "invalid": exp.invalid}  # fmt: skip
 
 
+def _cpu_line(cpu: dict[str, Any]) -> str:
+    def sec(value: float | None) -> str:
+        return "?" if value is None else f"{value:.1f} s"
+
+    busy = cpu["machine_busy_cores"]
+    machine = "?" if busy is None else f"{busy:.2f} of {cpu['cores']} cores busy"
+    pg = "" if cpu.get("postgres_s") is None else f", PostgreSQL {sec(cpu['postgres_s'])}"
+    return (f"{'':>15}CPU: workers {sec(cpu['workers_s'])}{pg}, polling "
+            f"{sec(cpu['poller_s'])} in {sec(cpu['wall_s'])}; machine {machine}")  # fmt: skip
+
+
 def readable(report: dict[str, Any]) -> str:
     s = report["settings"]
     g = report.get("generated", {}).get("big")
@@ -489,6 +558,7 @@ def readable(report: dict[str, Any]) -> str:
             lines.append(f"   {label:<11} {r['seconds']:>8.2f} s {r['rows_per_s']:>10,} rows/s"
                          f"   (enqueue command {r['enqueue_seconds']:.2f} s, attempts "
                          f"{r['attempts']}, one poll {r['poll_seconds']:.3f} s)")  # fmt: skip
+            lines.append(_cpu_line(r["cpu"]))
     if "postgresql_over_sqlite_time" in single:
         lines.append(f"   PostgreSQL time / SQLite time: {single['postgresql_over_sqlite_time']}x")
     workers = report["workers"]
@@ -505,6 +575,7 @@ def readable(report: dict[str, Any]) -> str:
             retried = sum(a > 1 for a in r["attempts"])
             lines.append(f"   {label:<11} {r['seconds']:>8.2f} s {r['rows_per_s']:>10,} rows/s"
                          f"   (jobs per worker {split}; {retried} job(s) retried)")  # fmt: skip
+            lines.append(_cpu_line(r["cpu"]))
     if "throughput_ratio" in workers:
         lines.append(f"   throughput 2 workers / 1 worker: {workers['throughput_ratio']}x")
     lines.append("")

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.imports.review import ReviewError
@@ -23,7 +24,9 @@ def register_listeners(app: AsyncApp, deps: Deps) -> None:
         await next()
 
     @app.error
-    async def tell_the_user(error: Exception, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def tell_the_user(
+        error: Exception, body: dict[str, Any], client: AsyncWebClient
+    ) -> BoltResponse:
         """Failures become a note to the person who acted, never a silent spinner."""
         if isinstance(error, Refusal | ReviewError | WorkspaceError):
             message = str(error)
@@ -34,6 +37,7 @@ def register_listeners(app: AsyncApp, deps: Deps) -> None:
         channel = (body.get("channel") or {}).get("id") or body.get("channel_id")
         if user and channel:
             await client.chat_postEphemeral(channel=channel, user=user, text=message)
+        return BoltResponse(status=200, body="")  # the user has been told; Slack needn't
 
     for module in (commands, import_modal, review, contacts, uploads):
         module.register(app)

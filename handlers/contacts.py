@@ -12,7 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.imports import review
 from handlers.context import deps
-from handlers.ids import Action
+from handlers.ids import Action, Callback
 from handlers.messages import CONTACTS_PER_PAGE, contacts_modal
 from models import BatchStatus
 
@@ -74,7 +74,12 @@ async def remove_contact(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     await d.notifier.batch_changed(team_id, batch_id)
 
 
+async def done(ack: Any) -> None:
+    await ack()  # "Done" just closes the modal: removals already happened
+
+
 def register(app: AsyncApp) -> None:
+    app.view(Callback.CONTACTS)(done)
     app.action(Action.REVIEW_CONTACTS)(open_contacts)
     app.action(re.compile(f"^{Action.PAGE}(_next)?$"))(page)
     app.action(Action.SEARCH)(search)

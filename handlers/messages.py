@@ -250,7 +250,7 @@ def contacts_modal(*, batch_id: int, rows: list[ContactRow], total: int, offset:
     if pager:
         blocks.append(ActionsBlock(elements=pager))
     return View(type="modal", callback_id=Callback.CONTACTS, title="Queued contacts",
-                close="Done", blocks=blocks,
+                submit="Done", close="Close", blocks=blocks,
                 private_metadata=metadata(batch=batch_id, query=query, offset=offset))  # fmt: skip
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "FakeSlack",
     "Upload",
     "block_problems",
+    "find_element",
     "serve",
     "view_problems",
 ]
@@ -333,6 +334,7 @@ class FakeSlack(_Served):
         self.responses: dict[str, list[dict[str, Any]]] = {}  # response_url -> posted bodies
         self.block_errors: list[str] = []
         self.dm_channels: dict[str, str] = {}  # user id -> "D..." channel
+        self.channel_names: dict[str, str] = {}  # e.g. {"C0001": "referrals"} for file shares
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
         self._triggers: dict[str, _Trigger] = {}
         self._stacks: dict[str, list[str]] = {}  # root view id -> view ids, bottom first
@@ -437,7 +439,7 @@ class FakeSlack(_Served):
                 "reply_users_count": 0,
                 "reply_count": 0,
                 "ts": self._next_ts(),
-                "channel_name": channel.lower(),
+                "channel_name": self.channel_names.get(channel, channel.lower()),
                 "team_id": self.team_id,
             }
             (private_shares if channel[0] in "GD" else public).setdefault(channel, []).append(share)
@@ -506,19 +508,34 @@ class FakeSlack(_Served):
                     del self._stacks[root]
 
     def apply_view_submission(self, view_id: str, ack_body: Any) -> None:
-        """Do what Slack does with the ack of a view_submission (close, clear, update, push)."""
+        """Do what Slack does with the ack of a view_submission (close, clear, update, push).
+
+        Problems (invalid view, `errors` keyed by something other than an input block_id)
+        go to `block_errors`; the modal then stays as it was.
+        """
         action = ack_body.get("response_action") if isinstance(ack_body, dict) else None
-        if action is None:
-            self.close_view(view_id)
-        elif action == "clear":
-            root = self.views.get(view_id, {}).get("root_view_id", view_id)
-            self.close_view(root)
-        elif action == "update" and view_id in self.views:
-            self._check_view(ack_body.get("view"), "view_submission ack", "modal")
-            self.views[view_id] = self._render_view(ack_body["view"], self.views[view_id])
-        elif action == "push" and view_id in self.views:
-            self._check_view(ack_body.get("view"), "view_submission ack", "modal")
-            self._push(ack_body["view"], self.views[view_id]["root_view_id"])
+        view = self.views.get(view_id)
+        try:
+            if action is None:
+                self.close_view(view_id)
+            elif action == "clear":
+                self.close_view(view["root_view_id"] if view else view_id)
+            elif action == "errors" and view is not None:
+                inputs = {b.get("block_id") for b in view["blocks"] if b.get("type") == "input"}
+                errors = ack_body.get("errors") or {}
+                if unknown := sorted(set(errors) - inputs):
+                    problem = f"errors keys must be input block_ids of the view, got {unknown}"
+                    self._reject("view_submission ack", [problem])
+                if not errors:
+                    self._reject("view_submission ack", ["response_action errors without errors"])
+            elif action == "update" and view is not None:
+                self._check_view(ack_body.get("view"), "view_submission ack", "modal")
+                self.views[view_id] = self._render_view(ack_body["view"], view)
+            elif action == "push" and view is not None:
+                self._check_view(ack_body.get("view"), "view_submission ack", "modal")
+                self._push(ack_body["view"], view["root_view_id"])
+        except _ApiError:
+            pass  # already recorded in block_errors (or push_limit_reached: nothing to do)
 
     # ---- queries ------------------------------------------------------------------------------
 
@@ -535,6 +552,10 @@ class FakeSlack(_Served):
         """The stored message; KeyError when there is none."""
         return self._messages[(self._channel_id(channel), ts)]
 
+    def get_message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        """The stored message, or None (e.g. a message a person posted)."""
+        return self._messages.get((self._channel_id(channel), ts))
+
     def messages_in(self, channel: str, thread_ts: str | None = None) -> list[dict[str, Any]]:
         """Messages of a channel; with `thread_ts`, the thread's replies (parent excluded)."""
         channel = self._channel_id(channel)
@@ -550,7 +571,7 @@ class FakeSlack(_Served):
         for message in reversed(self.messages):
             if channel and message["channel"] != self._channel_id(channel):
                 continue
-            if _find_element(message.get("blocks") or [], action_id):
+            if find_element(message.get("blocks") or [], action_id):
                 return message
         return None
 
@@ -676,6 +697,8 @@ class FakeSlack(_Served):
         try:
             body = await request.json()
         except ValueError:
+            body = None
+        if not isinstance(body, dict):
             return web.Response(status=400, text="invalid_payload", content_type="text/plain")
         self.responses[url].append(body)
         try:
@@ -1051,10 +1074,10 @@ class FakeSlack(_Served):
 
     def _views_open(self, args: dict[str, Any], team_id: str) -> dict[str, Any]:
         self._require(args, "view")
-        trigger = self._use_trigger(args.get("trigger_id") or args.get("interactivity_pointer"))
         view = args["view"]
         self._check_view(view, "views.open", "modal")
         self._check_external_id(view)
+        trigger = self._use_trigger(args.get("trigger_id") or args.get("interactivity_pointer"))
         view_id = self._next_id("V")
         rendered = self._render_view(
             view, id=view_id, root_view_id=view_id, previous_view_id=None, _user_id=trigger.user_id
@@ -1065,10 +1088,10 @@ class FakeSlack(_Served):
 
     def _views_push(self, args: dict[str, Any], team_id: str) -> dict[str, Any]:
         self._require(args, "view")
-        trigger = self._use_trigger(args.get("trigger_id") or args.get("interactivity_pointer"))
         view = args["view"]
         self._check_view(view, "views.push", "modal")
         self._check_external_id(view)
+        trigger = self._use_trigger(args.get("trigger_id") or args.get("interactivity_pointer"))
         root_id = (
             self.views[trigger.view_id]["root_view_id"] if trigger.view_id in self.views else None
         )
@@ -1115,7 +1138,7 @@ class FakeSlack(_Served):
         return {"view": rendered}
 
 
-def _find_element(blocks: Iterable[Any], action_id: str) -> tuple[str, dict[str, Any]] | None:
+def find_element(blocks: Iterable[Any], action_id: str) -> tuple[str, dict[str, Any]] | None:
     """(block_id, element) of the first element with this action_id in a block list."""
     for block in blocks:
         if not isinstance(block, dict):

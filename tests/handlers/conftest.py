@@ -1,0 +1,59 @@
+"""The real app over HTTP on loopback, talking to the fake Slack Web API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from aiohttp import web
+
+from bot.app import build_app, build_web_app, build_worker, slack_client
+from bot.jobs.worker import Worker
+from bot.settings import Settings, load_settings
+from models import Database
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_requests import SlackRequests
+
+SECRET = "test-signing-secret"
+LEAD = "U0002"
+REP = "U0001"
+
+
+@dataclass
+class Harness:
+    slack: FakeSlack
+    requests: SlackRequests
+    worker: Worker
+    db: Database
+    settings: Settings
+
+    async def settle(self) -> None:
+        """Let listeners finish after their ack, then run every job that is due."""
+        for _ in range(3):
+            await asyncio.sleep(0.2)
+            await self.worker.run_until_idle()
+
+
+@pytest.fixture
+async def app(db: Database, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with FakeSlack(bot_token="xoxb-test", team_id="T0001") as slack:
+        settings = load_settings(
+            database_url=db.url, slack_bot_token="xoxb-test", slack_signing_secret=SECRET,
+            slack_api_url=slack.api_url, slack_file_hosts=[slack.files_host], team_leads=[LEAD],
+            job_lease_seconds=10, worker_poll_seconds=0.05, job_retry_base_seconds=0,
+        )  # fmt: skip
+        client = slack_client(settings)
+        runner = web.AppRunner(build_web_app(build_app(settings, client, db)))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        requests = SlackRequests(f"http://127.0.0.1:{port}", SECRET, slack=slack)
+        try:
+            yield Harness(slack, requests, build_worker(settings, client, db), db, settings)
+        finally:
+            await runner.cleanup()

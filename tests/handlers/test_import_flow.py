@@ -1,0 +1,180 @@
+"""The product as a user meets it: signed requests in, Slack Web API calls out."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import text
+
+from handlers.ids import Action, BlockId, Callback
+from tests.handlers.conftest import LEAD, REP, Harness
+
+CSV = (
+    b"first_name,last_name,email,locale\n"
+    b"Jane,Doe,jane@example.com,en\n"
+    b"Raj,Patel,raj@example.org,fr_FR\n"
+    b"Jane,Again,JANE@example.com,\n"
+    b"Bad,Row,not-an-email,\n"
+)
+
+
+def _form(files: list[dict] | None = None, segment: str = "", email: str = "",
+          first: str = "", locale: str = "") -> dict:  # fmt: skip
+    """state.values of the import modal, as Slack sends them."""
+
+    def value(block: str, action: str, v: str) -> dict:
+        return {block: {action: {"type": "plain_text_input", "value": v or None}}}
+
+    values: dict = {}
+    values.update(value(BlockId.NEW_SEGMENT, Action.NEW_SEGMENT, segment))
+    values.update(value(BlockId.EMAIL, Action.EMAIL, email))
+    values.update(value(BlockId.FIRST_NAME, Action.FIRST_NAME, first))
+    values.update(value(BlockId.LAST_NAME, Action.LAST_NAME, ""))
+    values.update(value(BlockId.LOCALE, Action.LOCALE, locale))
+    values[BlockId.SEGMENT] = {Action.SEGMENT: {"type": "external_select",
+                                                "selected_option": None}}  # fmt: skip
+    values[BlockId.FILES] = {Action.FILES: {"type": "file_input", "files": files or []}}
+    return values
+
+
+async def _open_modal(app: Harness) -> str:
+    reply = await app.requests.slash_command(text="import", user_id=REP, channel_id="C0001")
+    assert reply.status == 200
+    await app.slack.wait_for("views.open")
+    views = app.slack.open_views(REP)
+    assert views and views[-1]["callback_id"] == Callback.IMPORT
+    return views[-1]["id"]
+
+
+async def _review(app: Harness) -> dict:
+    message = app.slack.find_action(Action.APPROVE, "C0001")
+    assert message is not None, [m.get("text") for m in app.slack.messages]
+    return message
+
+
+async def _count(app: Harness, sql: str) -> int:
+    async with app.db.begin() as conn:
+        return int((await conn.execute(text(sql))).scalar_one())
+
+
+async def test_help_is_the_default_answer(app: Harness) -> None:
+    reply = await app.requests.slash_command(text="", user_id=REP)
+    assert reply.status == 200 and "/referral import" in json.dumps(reply.body)
+
+
+async def test_whole_flow_from_command_to_result_in_the_thread(app: Harness) -> None:
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "referrals_q3.csv", CSV)
+    reply = await app.requests.view_submission(
+        state_values=_form(files=[file], segment="Q3 referrals", email="solo@example.com",
+                           first="Solo"),
+        view_id=view_id, user_id=REP,
+    )  # fmt: skip
+    assert reply.status == 200 and not reply.body
+    await app.settle()
+    message = await _review(app)
+    rendered = json.dumps(message["blocks"])
+    assert "Q3 referrals" in rendered and "referrals_q3.csv" in rendered
+    assert "2 valid" in rendered and "1 duplicates" in rendered and "1 rejected" in rendered
+    assert "solo@example.com" in rendered
+    assert [d.token_sent for d in app.slack.downloads] == [True]
+
+    # a rep can't approve
+    await app.requests.block_action(Action.APPROVE, message["blocks"][-1]["elements"][2]["value"],
+                                    user_id=REP, message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    assert "Only team leads" in app.slack.ephemerals[-1]["text"]
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 0
+
+    batch_id = message["blocks"][-1]["elements"][2]["value"]
+    await app.requests.block_action(Action.APPROVE, batch_id, user_id=LEAD,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.requests.block_action(
+        Action.APPROVE, batch_id, user_id=LEAD, message_ts=message["ts"]
+    )  # double click
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 3
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'import'") == 1
+    thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    assert any("Imported into *Q3 referrals*" in t and "3 new contacts" in t for t in thread)
+    assert any("Next step" in t for t in thread)
+    upload = app.slack.uploads[-1]
+    assert upload.thread_ts == message["ts"] and "not-an-email" in upload.text
+    record = app.slack.message("C0001", message["ts"])
+    assert app.slack.find_action(Action.APPROVE, "C0001") is None  # read-only now
+    assert f"<@{LEAD}>" in json.dumps(record["blocks"])
+    assert app.slack.block_errors == []
+
+
+async def test_inline_errors_and_nothing_created(app: Harness) -> None:
+    view_id = await _open_modal(app)
+    pdf = app.slack.add_file("F0009", "deck.pdf", b"%PDF-1.4", filetype="pdf",
+                             mimetype="application/pdf")  # fmt: skip
+    reply = await app.requests.view_submission(
+        state_values=_form(files=[pdf], email="nope@@x"), view_id=view_id, user_id=REP
+    )
+    assert reply.status == 200
+    errors = reply.body["errors"]
+    assert set(errors) == {BlockId.SEGMENT, BlockId.FILES, BlockId.EMAIL}
+    assert "not a CSV" in errors[BlockId.FILES]
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
+
+
+async def test_remove_a_source_then_a_contact(app: Harness) -> None:
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "q3.csv", CSV)
+    await app.requests.view_submission(
+        state_values=_form(files=[file], segment="VIP", email="solo@example.com"),
+        view_id=view_id, user_id=REP,
+    )  # fmt: skip
+    await app.settle()
+    message = await _review(app)
+    remove = [b for b in message["blocks"] if b.get("accessory", {}).get("action_id")
+              == Action.REMOVE_SOURCE]  # fmt: skip
+    await app.requests.block_action(Action.REMOVE_SOURCE, remove[1]["accessory"]["value"],
+                                    user_id=REP, message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    rendered = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    assert "solo@example.com" not in rendered and "2 to import" in rendered
+
+    batch = message["blocks"][-1]["elements"][0]["value"]
+    await app.requests.block_action(Action.REVIEW_CONTACTS, batch, user_id=REP,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    modal = app.slack.open_views(REP)[-1]
+    assert modal["callback_id"] == Callback.CONTACTS and "raj@example.org" in json.dumps(modal)
+    raj = next(b for b in modal["blocks"] if "raj@example.org" in json.dumps(b))
+    await app.requests.block_action(Action.REMOVE_CONTACT, raj["accessory"]["value"],
+                                    user_id=REP, view=modal["id"])  # fmt: skip
+    await app.settle()
+    assert "raj@example.org" not in json.dumps(app.slack.views[modal["id"]]["blocks"])
+    assert "1 to import" in json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+
+
+async def test_another_workspaces_batch_id_does_nothing(app: Harness) -> None:
+    """A forged button value naming a batch of another workspace in the same database."""
+    from bot.imports.batches import create_batch, stage_contact
+    from bot.workspaces import ensure_workspace, import_target
+
+    await ensure_workspace(app.db, "T0002")
+    segment = await import_target(app.db, "T0002", "Theirs", create=True)
+    theirs = await create_batch(app.db, "T0002", segment.id, "U0900")
+    await stage_contact(app.db, "T0002", theirs.id, email="their@example.com")
+    for action in (Action.APPROVE, Action.REMOVE_SOURCE, Action.CANCEL):
+        value = f"{theirs.id}:1" if action == Action.REMOVE_SOURCE else str(theirs.id)
+        reply = await app.requests.block_action(action, value, user_id=LEAD, message_ts="1.0")
+        assert reply.status == 200, action
+    await app.settle()
+    notes = [e["text"] for e in app.slack.ephemerals]
+    assert len(notes) == 3 and all("doesn't exist in this workspace" in n for n in notes)
+    assert await _count(app, "SELECT COUNT(*) FROM job") == 0
+    assert await _count(app, "SELECT COUNT(*) FROM import_source WHERE removed") == 0
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch WHERE status = 'draft'") == 1
+
+
+async def test_unsigned_or_stale_requests_are_refused(app: Harness) -> None:
+    bad = await app.requests.slash_command(text="import", user_id=REP, bad_signature=True)
+    stale = await app.requests.slash_command(text="import", user_id=REP, stale=True)
+    assert (bad.status, stale.status) == (401, 401)
+    await app.settle()
+    assert app.slack.calls_to("views.open") == []

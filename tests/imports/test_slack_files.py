@@ -1,0 +1,84 @@
+"""Downloading Slack files: the bot token goes to Slack's file host and nowhere else."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.imports.slack_files import FileRejected, check_csv, describe, download
+from tests.fakes.slack_api import FakeExternalHost, FakeSlack
+
+TOKEN = "xoxb-test"
+CSV = b"email,first_name\nada@example.com,Ada\n"
+
+
+@pytest.fixture
+async def slack(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeSlack]:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with FakeSlack(bot_token=TOKEN) as fake:
+        yield fake
+
+
+async def test_a_slack_hosted_csv_downloads_with_the_token(slack: FakeSlack) -> None:
+    file = describe(slack.add_file("F1", "q3.csv", CSV))
+    out = io.BytesIO()
+    size = await download(file, token=TOKEN, hosts=[slack.files_host], max_bytes=10_000, dest=out)
+    assert (size, out.getvalue()) == (len(CSV), CSV)
+    assert [d.token_sent for d in slack.downloads] == [True]
+
+
+async def test_an_unlisted_host_never_sees_the_token(slack: FakeSlack) -> None:
+    async with FakeExternalHost() as other:
+        url = other.serve("/export.csv", CSV)
+        file = describe(slack.add_file("F2", "export.csv", CSV, external=True,
+                                       url_private_download=url))  # fmt: skip
+        with pytest.raises(FileRejected, match="stored outside Slack"):
+            check_csv(file, 10_000)
+        with pytest.raises(FileRejected, match="not on Slack's file host"):
+            await download(file, token=TOKEN, hosts=[slack.files_host], max_bytes=10_000,
+                           dest=io.BytesIO())  # fmt: skip
+        assert other.requests == [] and other.authorizations == []
+
+
+async def test_a_redirect_is_not_followed_with_the_token(slack: FakeSlack) -> None:
+    async with FakeExternalHost() as other:
+        target = other.serve("/stolen.csv", CSV)
+        async with FakeExternalHost() as listed:
+            url = listed.redirect("/f.csv", target)
+            file = describe({"id": "F3", "name": "f.csv", "filetype": "csv", "size": 10,
+                             "url_private_download": url})  # fmt: skip
+            with pytest.raises(FileRejected, match="redirected"):
+                await download(file, token=TOKEN, hosts=[listed.host], max_bytes=10_000,
+                               dest=io.BytesIO())  # fmt: skip
+        assert other.requests == []
+
+
+async def test_a_login_page_means_a_missing_scope(slack: FakeSlack) -> None:
+    file = describe(slack.add_file("F4", "q3.csv", CSV))
+    with pytest.raises(FileRejected, match="files:read"):
+        await download(file, token="xoxb-wrong", hosts=[slack.files_host], max_bytes=10_000,
+                       dest=io.BytesIO())  # fmt: skip
+
+
+async def test_size_cap_and_type_checks(slack: FakeSlack) -> None:
+    big = describe(slack.add_file("F5", "big.csv", CSV * 100))
+    with pytest.raises(FileRejected, match="larger than"):
+        await download(big, token=TOKEN, hosts=[slack.files_host], max_bytes=100,
+                       dest=io.BytesIO())  # fmt: skip
+    with pytest.raises(FileRejected, match="not a CSV"):
+        check_csv(describe({"id": "F6", "name": "deck.pdf", "filetype": "pdf", "size": 1}), 10)
+    with pytest.raises(FileRejected, match="limit"):
+        check_csv(describe({"id": "F7", "name": "a.csv", "filetype": "csv", "size": 11}), 10)
+
+
+def test_plain_http_only_to_a_listed_loopback_host() -> None:
+    from bot.imports.slack_files import _allowed
+
+    assert _allowed("https://files.slack.com/files-pri/T-F/x.csv", ["files.slack.com"])
+    assert not _allowed("http://files.slack.com/files-pri/T-F/x.csv", ["files.slack.com"])
+    assert not _allowed("https://files.slack.com.evil.example/x.csv", ["files.slack.com"])
+    assert _allowed("http://127.0.0.1:8080/x.csv", ["127.0.0.1:8080"])
+    assert not _allowed("http://127.0.0.1:9090/x.csv", ["127.0.0.1:8080"])
