@@ -1,0 +1,105 @@
+"""CSV uploads to a channel, external files, segment suggestions and Block Kit limits."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import text
+
+from bot.app import slack_client
+from bot.imports.batches import stage_contact
+from bot.imports.review import load
+from bot.workspaces import ensure_workspace, import_target
+from handlers.ids import Action, BlockId
+from handlers.notify import SlackNotifier
+from tests.fakes.slack_api import FakeExternalHost
+from tests.fakes.slack_requests import file_shared_event, message_file_share_event
+from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_import_flow import CSV, _form, _open_modal, _review
+
+
+async def _contacts(app: Harness) -> int:
+    async with app.db.begin() as conn:
+        return int((await conn.execute(text("SELECT COUNT(*) FROM contact"))).scalar_one())
+
+
+async def test_an_uploaded_csv_is_offered_once_and_imported(app: Harness) -> None:
+    await ensure_workspace(app.db, "T0001")
+    segment = await import_target(app.db, "T0001", "VIP", create=True)
+    file = app.slack.add_file("F0002", "referrals_q3.csv", CSV, channels=["C0001"])
+    shared = file_shared_event("F0002", channel_id="C0001")
+    assert (await app.requests.event(shared, event_id="Ev1")).status == 200
+    assert (await app.requests.event(shared, event_id="Ev1", retry_num=1)).status == 200
+    message = message_file_share_event([file], channel="C0001")
+    assert (await app.requests.event(message, event_id="Ev2")).status == 200
+    await app.settle()
+    offers = [m for m in app.slack.messages if "referrals_q3.csv" in m.get("text", "")]
+    assert len(offers) == 1 and offers[0].get("thread_ts")
+
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
+                                    message_ts=offers[0]["ts"])  # fmt: skip
+    await app.settle()
+    assert "Choose a segment first" in app.slack.ephemerals[-1]["text"]
+
+    chosen = {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {
+        "type": "external_select", "selected_option": {
+            "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment.id)}}}}  # fmt: skip
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
+                                    message_ts=offers[0]["ts"], state_values=chosen)  # fmt: skip
+    await app.settle()
+    review = await _review(app)
+    assert "2 valid" in json.dumps(review["blocks"])
+    batch = review["blocks"][-1]["elements"][2]["value"]
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=review["ts"])
+    await app.settle()
+    assert await _contacts(app) == 2
+
+
+async def test_an_external_file_is_refused_and_never_gets_the_token(app: Harness) -> None:
+    async with FakeExternalHost() as drive:
+        url = drive.serve("/export.csv", CSV)
+        external = app.slack.add_file("F0003", "export.csv", CSV, external=True,
+                                      url_private_download=url)  # fmt: skip
+        view_id = await _open_modal(app)
+        reply = await app.requests.view_submission(
+            state_values=_form(files=[external], segment="Drive"), view_id=view_id, user_id=REP
+        )
+        assert "stored outside Slack" in reply.body["errors"][BlockId.FILES]
+        assert drive.requests == []
+
+
+async def test_segment_suggestions_list_static_segments(app: Harness) -> None:
+    await ensure_workspace(app.db, "T0001")
+    await import_target(app.db, "T0001", "Spring VIPs", create=True)
+    await import_target(app.db, "T0001", "Newsletter", create=True)
+    view_id = await _open_modal(app)
+    reply = await app.requests.block_suggestion(Action.SEGMENT, "vip", block_id=BlockId.SEGMENT,
+                                                view_id=view_id, user_id=REP)  # fmt: skip
+    labels = [o["text"]["text"] for o in reply.body["options"]]
+    assert labels == ["Spring VIPs (0)"]
+
+
+async def test_a_10000_row_file_and_many_sources_stay_within_block_limits(app: Harness) -> None:
+    rows = "email,first_name\n" + "".join(f"p{i}@example.com,P{i}\n" for i in range(10_000))
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0004", "big.csv", rows.encode())
+    await app.requests.view_submission(state_values=_form(files=[file], segment="Big"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    review = await _review(app)
+    batch_id = int(review["blocks"][-1]["elements"][2]["value"])
+    for i in range(40):
+        await stage_contact(app.db, "T0001", batch_id, email=f"extra{i}@example.com")
+    await app.requests.block_action(Action.REVIEW_CONTACTS, str(batch_id), user_id=REP,
+                                    message_ts=review["ts"])  # fmt: skip
+    await app.settle()
+
+    await SlackNotifier(slack_client(app.settings), app.db).batch_changed("T0001", batch_id)
+    updated = app.slack.message("C0001", review["ts"])
+    assert len(updated["blocks"]) <= 50
+    assert "more sources" in json.dumps(updated["blocks"])
+    assert "10,040 to import" in json.dumps(updated["blocks"])
+    modal = app.slack.open_views(REP)[-1]
+    assert "10,040 contact(s)" in json.dumps(modal["blocks"]) and len(modal["blocks"]) < 100
+    assert (await load(app.db, "T0001", batch_id)).totals.valid == 10_040
+    assert app.slack.block_errors == []
