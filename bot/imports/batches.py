@@ -9,6 +9,7 @@ from sqlalchemy import func, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
+from bot.imports.parallel import ParallelRows, file_path
 from bot.imports.reading import CsvFileError, CsvReader
 from bot.imports.rows import Classifier, Tally
 from bot.imports.staging import stage_rows
@@ -43,7 +44,7 @@ async def get_batch(db: Database, team_id: str, batch_id: int) -> ImportBatch | 
     return batch if batch is not None and batch.team_id == team_id else None
 
 
-async def _batch_keys(db: Database, team_id: str, batch_id: int) -> set[int]:
+async def _batch_keys(db: Database, team_id: str, batch_id: int) -> set[str]:
     """Emails already queued in the batch, so later sources mark them as duplicates."""
     async with db.begin() as conn:
         rows = await conn.execute(
@@ -51,7 +52,7 @@ async def _batch_keys(db: Database, team_id: str, batch_id: int) -> set[int]:
                  "AND outcome = 'valid' AND removed = :no"),
             {"t": team_id, "b": batch_id, "no": False},
         )  # fmt: skip
-        return {hash(row[0]) for row in rows}
+        return {row[0] for row in rows}
 
 
 async def add_source(db: Database, team_id: str, batch_id: int, kind: SourceKind, label: str,
@@ -80,10 +81,21 @@ async def stage_csv(
     except CsvFileError as exc:
         await fail_source(db, team_id, source_id, str(exc))
         raise
-    classifier = Classifier(seen=await _batch_keys(db, team_id, source.batch_id))
+    keys = await _batch_keys(db, team_id, source.batch_id)
+    path = file_path(stream)
+    if path is not None:  # big file: parse in a child process while this one inserts
+        reader.close()
+        parallel = ParallelRows(path, sorted(keys))
+        async with db.begin() as conn:
+            await stage_rows(conn, team_id=team_id, batch_id=source.batch_id,
+                             source_id=source_id, rows=iter(parallel))  # fmt: skip
+            await _record_counts(conn, source, parallel.tally)
+        return await _source(db, team_id, source_id)
+    classifier = Classifier(seen={hash(k) for k in keys})
     with reader:
         async with db.begin() as conn:
-            await stage_rows(conn, team_id=team_id, batch_id=source.batch_id, source_id=source_id,
+            await stage_rows(conn, team_id=team_id, batch_id=source.batch_id,
+                             source_id=source_id,
                              rows=classifier.records(reader.records(), reader.columns))  # fmt: skip
             await _record_counts(conn, source, classifier.tally)
     return await _source(db, team_id, source_id)
@@ -95,7 +107,7 @@ async def stage_contact(
 ) -> ImportSource:  # fmt: skip
     """Queue one customer typed in by hand as a source of its own."""
     source = await add_source(db, team_id, batch_id, SourceKind.CONTACT, email.strip())
-    classifier = Classifier(seen=await _batch_keys(db, team_id, batch_id))
+    classifier = Classifier(seen={hash(k) for k in await _batch_keys(db, team_id, batch_id)})
     row = classifier.contact(1, email, first_name, last_name, locale)
     async with db.begin() as conn:
         await stage_rows(conn, team_id=team_id, batch_id=batch_id, source_id=source.id or 0,
