@@ -1,0 +1,63 @@
+"""Reject, cancel, add more, and posting the review where the bot can."""
+
+from __future__ import annotations
+
+import json
+
+from handlers.ids import Action, Callback
+from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_import_flow import CSV, _form, _open_modal, _review
+
+
+async def _start(app: Harness, segment: str = "VIP") -> tuple[dict, str]:
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "q3.csv", CSV)
+    await app.requests.view_submission(state_values=_form(files=[file], segment=segment),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    message = await _review(app)
+    return message, message["blocks"][-1]["elements"][0]["value"]
+
+
+async def test_only_the_requester_cancels_and_only_a_lead_rejects(app: Harness) -> None:
+    message, batch = await _start(app)
+    await app.requests.block_action(Action.CANCEL, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.requests.block_action(Action.REJECT, batch, user_id=REP, message_ts=message["ts"])
+    await app.settle()
+    notes = [e["text"] for e in app.slack.ephemerals]
+    assert "who asked for this import, can cancel it" in notes[0]
+    assert "Only team leads can reject" in notes[1]
+    assert app.slack.find_action(Action.APPROVE, "C0001") is not None  # still open
+
+    await app.requests.block_action(Action.REJECT, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    record = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    assert f"rejected by <@{LEAD}>" in record
+    assert app.slack.find_action(Action.APPROVE, "C0001") is None
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    assert "already rejected" in app.slack.ephemerals[-1]["text"]
+
+
+async def test_add_more_reopens_the_form_for_the_same_import(app: Harness) -> None:
+    message, batch = await _start(app)
+    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
+    await app.settle()
+    modal = app.slack.open_views(REP)[-1]
+    assert modal["callback_id"] == Callback.IMPORT and "Adding to *VIP*" in json.dumps(modal)
+    await app.requests.view_submission(state_values=_form(email="late@example.com", first="Late"),
+                                       view_id=modal["id"], user_id=REP)  # fmt: skip
+    await app.settle()
+    rendered = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    assert "late@example.com" in rendered and "3 to import" in rendered
+    assert len([m for m in app.slack.messages if m.get("blocks")]) == 1  # same message, updated
+
+
+async def test_review_goes_to_a_dm_when_the_channel_refuses(app: Harness) -> None:
+    app.slack.fail("chat.postMessage", "not_in_channel")
+    view_id = await _open_modal(app)
+    await app.requests.view_submission(state_values=_form(email="a@example.com", segment="DM"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    message = app.slack.find_action(Action.APPROVE)
+    assert message is not None and message["channel"].startswith("D")
