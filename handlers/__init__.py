@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.imports.review import ReviewError
-from bot.workspaces import WorkspaceError
 from handlers import commands, contacts, import_modal, review, uploads
-from handlers.context import Deps, Refusal
-
-log = logging.getLogger(__name__)
+from handlers.context import Deps
+from handlers.later import tell
 
 
 def register_listeners(app: AsyncApp, deps: Deps) -> None:
@@ -28,15 +24,7 @@ def register_listeners(app: AsyncApp, deps: Deps) -> None:
         error: Exception, body: dict[str, Any], client: AsyncWebClient
     ) -> BoltResponse:
         """Failures become a note to the person who acted, never a silent spinner."""
-        if isinstance(error, Refusal | ReviewError | WorkspaceError):
-            message = str(error)
-        else:
-            log.exception("listener failed", exc_info=error)
-            message = "Something went wrong on our side; nothing was changed. Try again shortly."
-        user = (body.get("user") or {}).get("id") or body.get("user_id")
-        channel = (body.get("channel") or {}).get("id") or body.get("channel_id")
-        if user and channel:
-            await client.chat_postEphemeral(channel=channel, user=user, text=message)
+        await tell(client, body, error)
         return BoltResponse(status=200, body="")  # the user has been told; Slack needn't
 
     for module in (commands, import_modal, review, contacts, uploads):

@@ -35,9 +35,12 @@ async def _render(context: dict[str, Any], team_id: str, batch_id: int, query: s
 async def open_contacts(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                         context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
-    batch_id = int(body["actions"][0]["value"])
-    view = await _render(context, body["team"]["id"], batch_id, "", 0)
-    await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    async def work() -> None:
+        view = await _render(context, body["team"]["id"], int(body["actions"][0]["value"]), "", 0)
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    deps(context).later.run(work(), client, body)
 
 
 async def _update(body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any], *,
@@ -54,13 +57,15 @@ async def _update(body: dict[str, Any], client: AsyncWebClient, context: dict[st
 async def page(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
-    await _update(body, client, context, offset=int(body["actions"][0]["value"]))
+    offset = int(body["actions"][0]["value"])
+    deps(context).later.run(_update(body, client, context, offset=offset), client, body)
 
 
 async def search(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                  context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
-    await _update(body, client, context, query=body["actions"][0].get("value") or "", offset=0)
+    query = body["actions"][0].get("value") or ""
+    deps(context).later.run(_update(body, client, context, query=query, offset=0), client, body)
 
 
 async def remove_contact(ack: Any, body: dict[str, Any], client: AsyncWebClient,
@@ -69,9 +74,13 @@ async def remove_contact(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     d = deps(context)
     team_id = body["team"]["id"]
     batch_id = int(json.loads(body["view"]["private_metadata"])["batch"])
-    await review.remove_contact(d.db, team_id, batch_id, int(body["actions"][0]["value"]))
-    await _update(body, client, context)
-    await d.notifier.batch_changed(team_id, batch_id)
+
+    async def work() -> None:
+        await review.remove_contact(d.db, team_id, batch_id, int(body["actions"][0]["value"]))
+        await _update(body, client, context)
+        await d.notifier.batch_changed(team_id, batch_id)
+
+    d.later.run(work(), client, body)
 
 
 async def done(ack: Any) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.settings import Settings
 from handlers.notify import SlackNotifier
+
+if TYPE_CHECKING:
+    from handlers.later import Later
 from models import Database
 
 
@@ -21,6 +24,7 @@ class Deps:
     db: Database
     settings: Settings
     notifier: SlackNotifier
+    later: Later
 
 
 def deps(context: dict[str, Any]) -> Deps:

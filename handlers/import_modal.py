@@ -114,6 +114,13 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
         await ack(response_action="errors", errors=errors)
         return
     await ack()
+    d.later.run(_create(d, client, team_id, user_id, meta, form), client,
+                {"user": {"id": user_id}, "channel": {"id": meta.get("channel")}})  # fmt: skip
+
+
+async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                  meta: dict[str, Any], form: ImportForm) -> None:  # fmt: skip
+    batch_id: int | None = meta.get("batch")
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     if batch_id is None:
         segment = (await create_segment(d.db, team_id, form.new_segment) if form.new_segment

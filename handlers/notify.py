@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Awaitable
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.imports.batches import write_rejects
 from bot.imports.review import load, set_message
@@ -74,7 +76,7 @@ class SlackNotifier:
         if posted is not None:
             await set_message(self.db, team_id, batch_id, progress_ts=posted["ts"])
 
-    async def _safely(self, call):  # type: ignore[no-untyped-def]
+    async def _safely(self, call: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse | None:
         """A message that can't be posted must not fail the import that it reports on."""
         try:
             return await call

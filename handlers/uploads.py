@@ -29,32 +29,48 @@ async def _offer(client: AsyncWebClient, d: Deps, team_id: str, channel: str, th
     await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text, blocks=blocks)
 
 
-async def file_shared(event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient,
-                      context: dict[str, Any]) -> None:  # fmt: skip
+async def file_shared(ack: Any, event: dict[str, Any], body: dict[str, Any],
+                      client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
     d = deps(context)
+    d.later.run(_offer_shared(client, d, body["team_id"], event), client, {})
+
+
+async def _offer_shared(client: AsyncWebClient, d: Deps, team_id: str,
+                        event: dict[str, Any]) -> None:  # fmt: skip
     info = (await client.files_info(file=event["file_id"]))["file"]
     channel = event.get("channel_id") or ""
     shares = info.get("shares") or {}
     posts = (shares.get("public") or {}).get(channel) or (shares.get("private") or {}).get(channel)
     if not channel or not posts:
         return  # shared somewhere the bot can't reply (or a modal upload)
-    await _offer(client, d, body["team_id"], channel, posts[0]["ts"], describe(info))
+    await _offer(client, d, team_id, channel, posts[0]["ts"], describe(info))
 
 
-async def message(event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient,
-                  context: dict[str, Any]) -> None:  # fmt: skip
+async def message(ack: Any, event: dict[str, Any], body: dict[str, Any],
+                  client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
     """The only message listener (bolt runs the first match): file shares fan out from here."""
+    await ack()
     if event.get("subtype") != "file_share":
         return
     d = deps(context)
-    for file in event.get("files") or []:
-        await _offer(client, d, body["team_id"], event["channel"], event["ts"], describe(file))
+
+    async def work() -> None:
+        for file in event.get("files") or []:
+            await _offer(client, d, body["team_id"], event["channel"], event["ts"],
+                         describe(file))  # fmt: skip
+
+    d.later.run(work(), client, {})
 
 
 async def review_upload(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                         context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
     d = deps(context)
+    d.later.run(_review_upload(d, client, body), client, body)
+
+
+async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     team_id, user_id = body["team"]["id"], body["user"]["id"]
     state = (body.get("state") or {}).get("values") or {}
     selected = ((state.get(BlockId.UPLOAD) or {}).get(Action.UPLOAD_SEGMENT) or {}).get(

@@ -165,6 +165,10 @@ def slack_file_handler(
             await fail_source(db, team_id, source.id, str(exc))
         except CsvFileError:
             pass  # stage_csv recorded the reason on the source
+        except Exception as exc:
+            if ctx.job.attempts < ctx.job.max_attempts:
+                raise  # retried later; the review keeps showing "Reading…"
+            await fail_source(db, team_id, source.id, f"Could not read the file: {exc}")
         await notifier.batch_changed(team_id, source.batch_id)
 
     return run

@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from bot.app import build_app, build_web_app, build_worker, slack_client
 from bot.jobs.worker import Worker
 from bot.settings import Settings, load_settings
+from handlers.later import Later
 from models import Database
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import SlackRequests
@@ -28,12 +29,14 @@ class Harness:
     worker: Worker
     db: Database
     settings: Settings
+    later: Later
 
     async def settle(self) -> None:
-        """Let listeners finish after their ack, then run every job that is due."""
+        """Let listeners finish their work after the ack, then run every job that is due."""
         for _ in range(3):
-            await asyncio.sleep(0.2)
+            await self.later.drain()
             await self.worker.run_until_idle()
+            await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -46,14 +49,18 @@ async def app(db: Database, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Ha
             slack_api_url=slack.api_url, slack_file_hosts=[slack.files_host], team_leads=[LEAD],
             job_lease_seconds=10, worker_poll_seconds=0.05, job_retry_base_seconds=0,
         )  # fmt: skip
-        client = slack_client(settings)
-        runner = web.AppRunner(build_web_app(build_app(settings, client, db)))
+        session = ClientSession()
+        client = slack_client(settings, session)
+        later = Later()
+        runner = web.AppRunner(build_web_app(build_app(settings, client, db, later)))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         requests = SlackRequests(f"http://127.0.0.1:{port}", SECRET, slack=slack)
         try:
-            yield Harness(slack, requests, build_worker(settings, client, db), db, settings)
+            yield Harness(slack, requests, build_worker(settings, client, db), db, settings, later)
         finally:
+            await later.drain()
             await runner.cleanup()
+            await session.close()

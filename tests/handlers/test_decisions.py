@@ -24,9 +24,9 @@ async def test_only_the_requester_cancels_and_only_a_lead_rejects(app: Harness) 
     await app.requests.block_action(Action.CANCEL, batch, user_id=LEAD, message_ts=message["ts"])
     await app.requests.block_action(Action.REJECT, batch, user_id=REP, message_ts=message["ts"])
     await app.settle()
-    notes = [e["text"] for e in app.slack.ephemerals]
-    assert "who asked for this import, can cancel it" in notes[0]
-    assert "Only team leads can reject" in notes[1]
+    notes = {e["user"]: e["text"] for e in app.slack.ephemerals}
+    assert "who asked for this import, can cancel it" in notes[LEAD]
+    assert "Only team leads can reject" in notes[REP]
     assert app.slack.find_action(Action.APPROVE, "C0001") is not None  # still open
 
     await app.requests.block_action(Action.REJECT, batch, user_id=LEAD, message_ts=message["ts"])
