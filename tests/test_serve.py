@@ -1,0 +1,78 @@
+"""`referral-bot serve` as deployed: a real process, real HTTP, the fake Slack behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from models import Database
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_requests import SlackRequests
+
+CLI = [sys.executable, "-m", "bot.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def slack(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeSlack]:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with FakeSlack(bot_token="xoxb-test") as fake:
+        yield fake
+
+
+def test_without_credentials_it_says_what_to_set(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
+    result = subprocess.run([*CLI, "serve"], env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 1
+    for needed in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "manifest.yml"):
+        assert needed in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_serve_answers_health_and_signed_commands_then_stops_cleanly(
+    db: Database, db_env: dict[str, str], slack: FakeSlack
+) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
+    env.update(db_env)
+    env.update({"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "s3cret",
+                "SLACK_API_URL": slack.api_url, "SLACK_FILE_HOSTS": slack.files_host,
+                "PORT": str(port)})  # fmt: skip
+    server = subprocess.Popen([*CLI, "serve"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        assert await response.json() == {"ok": True}
+                        break
+                except aiohttp.ClientConnectorError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("serve did not start: " + server.stderr.read())
+        requests = SlackRequests(f"http://127.0.0.1:{port}", "s3cret", slack=slack)
+        reply = await requests.slash_command(text="import")
+        assert reply.status == 200
+        await slack.wait_for("views.open", timeout=10)
+        assert (await requests.slash_command(text="import", bad_signature=True)).status == 401
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
