@@ -14,7 +14,7 @@ from bot.imports.addresses import InvalidEmail, normalize_email
 from bot.imports.background import SLACK_FILE_JOB
 from bot.imports.batches import add_source, create_batch, stage_contact
 from bot.imports.locales import normalize_locale
-from bot.imports.review import load, set_message
+from bot.imports.review import describe_status, load, set_message
 from bot.imports.slack_files import FileRejected, check_csv, describe
 from bot.jobs.queue import enqueue
 from bot.workspaces import (
@@ -24,7 +24,7 @@ from bot.workspaces import (
     get_segment,
     segment_sizes,
 )
-from handlers.context import Deps, deps
+from handlers.context import Deps, Refusal, deps
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import review_message, segment_options
 from models import BatchStatus, SegmentKind, SourceKind
@@ -130,7 +130,8 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
     else:
         existing = await load(d.db, team_id, batch_id)  # another workspace's id stops here
         if existing.batch.status != BatchStatus.DRAFT:
-            return
+            raise Refusal(f"That import is already {describe_status(existing.batch)}; "
+                          "start a new one with /referral import.")  # fmt: skip
     await queue_sources(d, team_id, batch_id, form)
     if meta.get("batch") is None:
         await post_review(client, d, team_id, batch_id, meta.get("channel") or "", user_id)

@@ -130,17 +130,26 @@ async def apply_batch(
 
 
 async def _bounds(db: Database, team_id: str, batch_id: int) -> tuple[int, int]:
+    """First and last staged-row id of the batch (one index probe per source)."""
+    lows, highs = [], []
     async with db.begin() as conn:
-        row = (
+        sources = (
             await conn.execute(
-                text(
-                    "SELECT MIN(id), MAX(id) FROM staged_row WHERE team_id = :t AND source_id IN "
-                    "(SELECT id FROM import_source WHERE team_id = :t AND batch_id = :b)"
-                ),
+                text("SELECT id FROM import_source WHERE team_id = :t AND batch_id = :b"),
                 {"t": team_id, "b": batch_id},
             )
-        ).one()
-    return (row[0] or 0, row[1] if row[1] is not None else -1)
+        ).scalars()
+        for source_id in list(sources):
+            params = {"t": team_id, "s": source_id}
+            lows.append((await conn.execute(_SOURCE_MIN, params)).scalar())
+            highs.append((await conn.execute(_SOURCE_MAX, params)).scalar())
+    lows = [v for v in lows if v is not None]
+    highs = [v for v in highs if v is not None]
+    return (min(lows), max(highs)) if lows else (0, -1)
+
+
+_SOURCE_MIN = text("SELECT MIN(id) FROM staged_row WHERE source_id = :s AND team_id = :t")
+_SOURCE_MAX = text("SELECT MAX(id) FROM staged_row WHERE source_id = :s AND team_id = :t")
 
 
 async def _set_status(conn: AsyncConnection, team_id: str, batch_id: int, status: str) -> None:
