@@ -20,7 +20,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bot.app import build_worker, serve, slack_client
 from bot.contacts import EXPORT_COLUMNS, segment_contacts
 from bot.imports.background import ImportRejected, enqueue_file_import
 from bot.imports.batches import neutralise
@@ -198,6 +197,8 @@ async def _worker(db: Database, settings: Settings, args: argparse.Namespace) ->
     if db.is_sqlite and concurrency > 1:
         print("SQLite has one writer at a time: running one job at a time.", file=sys.stderr)
         concurrency = 1
+    from bot.app import build_worker, slack_client  # Slack libraries only when needed
+
     client = slack_client(settings) if settings.slack_bot_token else None
     worker = build_worker(settings, client, db)
     worker.config.concurrency = concurrency
@@ -219,6 +220,8 @@ async def _serve(db: Database, settings: Settings, args: argparse.Namespace) -> 
             + "\n  ".join(problems)
             + "\n(in the environment or a .env file here; see README.md > Running the Slack app)"
         )
+    from bot.app import serve  # Slack libraries only when needed
+
     await ensure_schema(db)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
