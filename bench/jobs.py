@@ -318,9 +318,10 @@ class CpuMeter:
 
 
 def _process_cpu(pid: int) -> float:
-    """User + system CPU seconds of a live process, from /proc/PID/stat."""
+    """CPU seconds of a live process and of its children that have exited (a worker's parser
+    processes; the backends of closed PostgreSQL connections, through the postmaster)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def _postgres_cpu() -> dict[int, float]:

@@ -10,7 +10,10 @@ from typing import Protocol
 
 class ImportNotifier(Protocol):
     async def batch_changed(self, team_id: str, batch_id: int) -> None:
-        """A source finished reading (or failed): refresh the review message."""
+        """Something in the batch changed: refresh the review message."""
+
+    async def source_read(self, team_id: str, batch_id: int, source_id: int) -> None:
+        """A file finished reading (or failed): refresh, and share its skipped rows."""
 
     async def import_progress(self, team_id: str, batch_id: int, done: int, total: int) -> None:
         """The approved import moved on (called at most about once a second)."""
@@ -21,6 +24,9 @@ class ImportNotifier(Protocol):
 
 class Silent:
     async def batch_changed(self, team_id: str, batch_id: int) -> None:
+        return None
+
+    async def source_read(self, team_id: str, batch_id: int, source_id: int) -> None:
         return None
 
     async def import_progress(self, team_id: str, batch_id: int, done: int, total: int) -> None:

@@ -209,7 +209,7 @@ def result_text(batch: ImportBatch, segment: str) -> str:
         f"• {n(batch.added_to_segment)} added to the segment, "
         f"{n(batch.already_in_segment)} were already in it\n"
         f"• {n(batch.duplicates)} duplicates and {n(batch.rejected)} rejected rows skipped"
-        + (" (listed in the CSV below)" if batch.duplicates or batch.rejected else "")
+        + (" (the CSVs in this thread say why)" if batch.duplicates or batch.rejected else "")
     )
 
 

@@ -33,6 +33,25 @@ class SlackNotifier:
                 channel=view.batch.channel_id, ts=view.batch.message_ts, text=text, blocks=blocks
             ))  # fmt: skip
 
+    async def source_read(self, team_id: str, batch_id: int, source_id: int) -> None:
+        await self.batch_changed(team_id, batch_id)
+        view = await load(self.db, team_id, batch_id)
+        source = next((s for s in view.sources if s.id == source_id), None)
+        batch = view.batch
+        if source is None or not (source.rejected or source.duplicates):
+            return
+        if not batch.channel_id or not batch.message_ts:
+            return
+        out = io.StringIO()
+        await write_rejects(self.db, team_id, batch_id, out, source_id=source_id)
+        await self._safely(self.client.files_upload_v2(
+            channel=batch.channel_id, thread_ts=batch.message_ts, content=out.getvalue(),
+            filename=f"{source.label.rsplit('.', 1)[0]}-skipped-rows.csv",
+            title=f"{source.label}: rows that won't be imported, and why",
+            initial_comment=f"{source.rejected:,} rejected and {source.duplicates:,} duplicate "
+            f"rows in *{source.label}* won't be imported; this CSV says why.",
+        ))  # fmt: skip
+
     async def import_progress(self, team_id: str, batch_id: int, done: int, total: int) -> None:
         view = await load(self.db, team_id, batch_id)
         text = progress_text(view.segment.name, done, total)
@@ -47,14 +66,6 @@ class SlackNotifier:
                              batch.progress_ts, result_text(batch, view.segment.name))  # fmt: skip
         if not batch.channel_id or not batch.message_ts or batch.status != BatchStatus.DONE:
             return
-        if batch.duplicates or batch.rejected:
-            out = io.StringIO()
-            await write_rejects(self.db, team_id, batch_id, out)
-            await self._safely(self.client.files_upload_v2(
-                channel=batch.channel_id, thread_ts=batch.message_ts, content=out.getvalue(),
-                filename=f"import-{batch_id}-skipped-rows.csv",
-                title=f"Import #{batch_id}: skipped rows and why",
-            ))  # fmt: skip
         await self._safely(self.client.chat_postMessage(
             channel=batch.channel_id, thread_ts=batch.message_ts,
             text=next_step_text(view.segment.name),

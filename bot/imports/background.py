@@ -169,7 +169,7 @@ def slack_file_handler(
             if ctx.job.attempts < ctx.job.max_attempts:
                 raise  # retried later; the review keeps showing "Reading…"
             await fail_source(db, team_id, source.id, f"Could not read the file: {exc}")
-        await notifier.batch_changed(team_id, source.batch_id)
+        await notifier.source_read(team_id, source.batch_id, source.id)
 
     return run
 

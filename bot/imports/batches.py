@@ -188,22 +188,24 @@ async def queue_batch(db: Database, team_id: str, batch_id: int, approved_by: st
 REJECTS_HEADER = ("source", "line", "email", "first_name", "last_name", "outcome", "reason")
 
 
-async def write_rejects(db: Database, team_id: str, batch_id: int, out: TextIO) -> int:
-    """Every rejected or duplicate row of the batch, with its line and reason, as CSV."""
+async def write_rejects(
+    db: Database, team_id: str, batch_id: int, out: TextIO, *, source_id: int | None = None
+) -> int:
+    """Every rejected or duplicate row of the batch (or one source), with line and reason."""
     writer = csv.writer(out)
     writer.writerow(REJECTS_HEADER)
     count = 0
     async with db.session() as session:
-        labels = dict(
-            (await session.exec(
-                select(ImportSource.id, ImportSource.label).where(
-                    ImportSource.team_id == team_id, ImportSource.batch_id == batch_id)
-            )).all()
-        )  # fmt: skip
+        sources = select(ImportSource.id, ImportSource.label).where(
+            ImportSource.team_id == team_id, ImportSource.batch_id == batch_id
+        )
+        if source_id is not None:
+            sources = sources.where(ImportSource.id == source_id)
+        labels = dict((await session.exec(sources)).all())
         result = await session.stream(
             select(StagedRow.source_id, StagedRow.line, StagedRow.email, StagedRow.first_name,
                    StagedRow.last_name, StagedRow.outcome, StagedRow.reason)
-            .where(StagedRow.team_id == team_id, StagedRow.batch_id == batch_id,
+            .where(StagedRow.team_id == team_id, col(StagedRow.source_id).in_(list(labels)),
                    StagedRow.outcome != Outcome.VALID)
             .order_by(col(StagedRow.id))
         )  # fmt: skip

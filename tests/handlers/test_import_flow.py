@@ -78,6 +78,9 @@ async def test_whole_flow_from_command_to_result_in_the_thread(app: Harness) -> 
     assert "2 valid" in rendered and "1 duplicates" in rendered and "1 rejected" in rendered
     assert "solo@example.com" in rendered
     assert [d.token_sent for d in app.slack.downloads] == [True]
+    skipped = app.slack.uploads[-1]  # the reviewer sees why rows will be skipped, before approving
+    assert skipped.thread_ts == message["ts"] and "not-an-email" in skipped.text
+    assert "Duplicate of an earlier row" in skipped.text
 
     # a rep can't approve
     await app.requests.block_action(Action.APPROVE, message["blocks"][-1]["elements"][2]["value"],
@@ -98,8 +101,7 @@ async def test_whole_flow_from_command_to_result_in_the_thread(app: Harness) -> 
     thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
     assert any("Imported into *Q3 referrals*" in t and "3 new contacts" in t for t in thread)
     assert any("Next step" in t for t in thread)
-    upload = app.slack.uploads[-1]
-    assert upload.thread_ts == message["ts"] and "not-an-email" in upload.text
+    assert len(app.slack.uploads) == 1
     record = app.slack.message("C0001", message["ts"])
     assert app.slack.find_action(Action.APPROVE, "C0001") is None  # read-only now
     assert f"<@{LEAD}>" in json.dumps(record["blocks"])
