@@ -29,7 +29,7 @@ _LIVE_ROWS = """
           WHERE team_id = :team AND batch_id = :batch AND removed = :no AND status = 'parsed')
 """
 
-_INSERT_CONTACTS = text(f"""
+_CONTACTS_INSERT_SQL = f"""
     INSERT INTO contact (team_id, email, email_key, first_name, last_name, locale, subscribed,
                          source, created_at, updated_at)
     SELECT s.team_id, s.email, s.email_key, s.first_name, s.last_name, s.locale, :yes,
@@ -37,6 +37,19 @@ _INSERT_CONTACTS = text(f"""
     {_LIVE_ROWS}
     ORDER BY s.email_key
     ON CONFLICT (team_id, email_key) DO NOTHING
+"""
+_INSERT_CONTACTS = text(_CONTACTS_INSERT_SQL).bindparams(bindparam("now", type_=UTCDateTime()))
+
+# PostgreSQL: new contacts hand their ids straight to their memberships (no lookup by email),
+# in one statement that reports (new contacts, memberships added).
+_PG_INSERT_CONTACTS_AND_MEMBERS = text(f"""
+    WITH new AS ({_CONTACTS_INSERT_SQL} RETURNING id),
+    added AS (
+        INSERT INTO segment_member (segment_id, contact_id, team_id, batch_id, added_at)
+        SELECT :segment, id, :team, :batch, :now FROM new
+        ON CONFLICT (segment_id, contact_id) DO NOTHING
+        RETURNING 1)
+    SELECT (SELECT COUNT(*) FROM new), (SELECT COUNT(*) FROM added)
 """).bindparams(bindparam("now", type_=UTCDateTime()))
 
 _UPDATE_CONTACTS = text(f"""
@@ -172,18 +185,17 @@ async def _apply_chunk(conn: AsyncConnection, batch: ImportBatch, lo: int, hi: i
     now = utcnow()
     params = {"team": batch.team_id, "batch": batch.id, "lo": lo, "hi": hi, "no": False,
               "yes": True, "now": now, "segment": batch.segment_id, "below": _NO_LIMIT}  # fmt: skip
-    sqlite = conn.dialect.name == "sqlite"
-    if sqlite:
+    if conn.dialect.name == "sqlite":
         params["below"] = (await conn.execute(_MAX_CONTACT_ID)).scalar_one()
-    new = (await conn.execute(_INSERT_CONTACTS, params)).rowcount
+        new = (await conn.execute(_INSERT_CONTACTS, params)).rowcount
+        added = (await conn.execute(_INSERT_NEW_MEMBERS, params)).rowcount
+    else:
+        new, added = (await conn.execute(_PG_INSERT_CONTACTS_AND_MEMBERS, params)).one()
     if batch.update_existing:
         await conn.execute(_UPDATE_CONTACTS, params)
-    if sqlite:
-        added = (await conn.execute(_INSERT_NEW_MEMBERS, params)).rowcount
-        if new < (await conn.execute(_COUNT_LIVE, params)).scalar_one():
-            added += (await conn.execute(_INSERT_MEMBERS, params)).rowcount
-    else:
-        added = (await conn.execute(_INSERT_MEMBERS, params)).rowcount
+    if new < (await conn.execute(_COUNT_LIVE, params)).scalar_one():
+        # some contacts already existed: find them by email (the new ones just conflict)
+        added += (await conn.execute(_INSERT_MEMBERS, params)).rowcount
     await conn.execute(
         text("UPDATE import_batch SET new_contacts = new_contacts + :n, "
              "added_to_segment = added_to_segment + :a, updated_at = :now "

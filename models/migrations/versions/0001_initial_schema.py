@@ -60,10 +60,6 @@ def upgrade() -> None:
         sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("updated_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["team_id"],
-            ["workspace.team_id"],
-        ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("team_id", "email_key", name="uq_contact_team_email"),
     )
@@ -128,14 +124,6 @@ def upgrade() -> None:
         sa.Column("team_id", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("batch_id", sa.Integer(), nullable=True),
         sa.Column("added_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["contact_id"],
-            ["contact.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["segment_id"],
-            ["segment.id"],
-        ),
         sa.PrimaryKeyConstraint("segment_id", "contact_id"),
     )
     with op.batch_alter_table("segment_member", schema=None) as batch_op:
