@@ -1,17 +1,20 @@
 """Parse a big CSV in a child process while this one writes what it parsed.
 
 Parsing and classifying are pure Python (about half of an import's CPU); inserting is mostly
-SQLite's C code. Two threads would fight over the GIL, so a big file is parsed in a spawned
-process that streams chunks of classified rows through a pipe: on two cores the parse and the
-insert overlap. Small files and streams without a path are parsed in-process.
+SQLite's C code. Two threads would fight over the GIL, so a big file is parsed by a child
+(`python -m bot.imports.parallel PATH`, which loads only the parsing modules) that streams
+pickled chunks of classified rows through a pipe: on two cores parse and insert overlap.
+Small files and streams without a path are parsed in-process.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import pickle
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict
-from multiprocessing.connection import Connection
+from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,38 +37,27 @@ def file_path(stream: BinaryIO) -> Path | None:
         return None
 
 
-def _child(path: str, keys: list[str], out: Connection) -> None:
-    try:
-        with open(path, "rb") as stream, CsvReader(stream) as reader:
-            classifier = Classifier(seen={hash(k) for k in keys})  # hashes differ per process
-            rows = classifier.records(reader.records(), reader.columns)
-            while chunk := [row for _, row in zip(range(CHUNK), rows, strict=False)]:
-                out.send(chunk)
-            out.send(("done", asdict(classifier.tally)))
-    except CsvFileError as exc:
-        out.send(("error", str(exc)))
-    except Exception as exc:  # report, don't die silently
-        out.send(("crash", f"{type(exc).__name__}: {exc}"))
-    finally:
-        out.close()
-
-
 class ParallelRows:
     """Iterates the classified rows of `path`; `tally` is filled in once they are all read."""
 
     def __init__(self, path: Path, batch_keys: list[str]) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._receive, send = context.Pipe(duplex=False)
-        self._process = context.Process(target=_child, args=(str(path), batch_keys, send),
-                                        daemon=True)  # fmt: skip
-        self._process.start()
-        send.close()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "bot.imports.parallel", str(path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert self._process.stdin is not None
+        pickle.dump(batch_keys, self._process.stdin)
+        self._process.stdin.close()
         self.tally = Tally()
 
     def __iter__(self) -> Iterator[Staged]:
+        assert self._process.stdout is not None
         try:
             while True:
-                message = self._receive.recv()
+                try:
+                    message = pickle.load(self._process.stdout)
+                except EOFError:
+                    raise RuntimeError("the CSV parser process stopped unexpectedly") from None
                 if isinstance(message, list):
                     yield from message
                     continue
@@ -75,12 +67,35 @@ class ParallelRows:
                     return
                 if kind == "error":
                     raise CsvFileError(detail)
-                raise RuntimeError(f"CSV parser process failed: {detail}")
+                raise RuntimeError(f"the CSV parser process failed: {detail}")
         finally:
             self.close()
 
     def close(self) -> None:
-        self._receive.close()
-        self._process.join(timeout=5)
-        if self._process.is_alive():
+        if self._process.poll() is None:
             self._process.kill()
+        self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+
+
+def _parse(path: str) -> None:
+    """Child side: keys of the batch come on stdin, chunks of rows go to stdout."""
+    out = sys.stdout.buffer
+    keys: list[str] = pickle.load(sys.stdin.buffer)
+    try:
+        with open(path, "rb") as stream, CsvReader(stream) as reader:
+            classifier = Classifier(seen={hash(k) for k in keys})  # hashes differ per process
+            rows = classifier.records(reader.records(), reader.columns)
+            while chunk := list(islice(rows, CHUNK)):
+                pickle.dump(chunk, out, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(("done", asdict(classifier.tally)), out)
+    except CsvFileError as exc:
+        pickle.dump(("error", str(exc)), out)
+    except Exception as exc:  # report, don't die silently
+        pickle.dump(("crash", f"{type(exc).__name__}: {exc}"), out)
+    out.flush()
+
+
+if __name__ == "__main__":
+    _parse(sys.argv[1])

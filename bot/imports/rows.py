@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from bot.imports.addresses import InvalidEmail, email_key, normalize_email, plain_email
 from bot.imports.locales import normalize_locale
 from bot.imports.reading import Columns
-from models.imports import Outcome
 
 MAX_NAME = 200
 MAX_EMAIL = 320
@@ -20,7 +19,8 @@ MAX_EMAIL = 320
 # (line, email, email_key, first_name, last_name, locale, outcome, reason)
 Staged = tuple[int, str, str, str, str, str | None, str, str | None]
 
-VALID, DUPLICATE, REJECTED = Outcome.VALID.value, Outcome.DUPLICATE.value, Outcome.REJECTED.value
+# models.Outcome's values, spelled out so the parser process needn't load the ORM.
+VALID, DUPLICATE, REJECTED = "valid", "duplicate", "rejected"
 
 
 @dataclass(slots=True)

@@ -326,3 +326,12 @@ def test_big_generated_file_counts() -> None:
     assert tally.rejected == bad > 0
     assert tally.duplicates > 0
     assert len({r[2] for r in staged if r[6] == VALID}) == tally.valid
+
+
+def test_outcome_spellings_match_the_model() -> None:
+    from bot.imports import rows
+    from models import Outcome
+
+    assert (rows.VALID, rows.DUPLICATE, rows.REJECTED) == (
+        Outcome.VALID, Outcome.DUPLICATE, Outcome.REJECTED,
+    )  # fmt: skip
