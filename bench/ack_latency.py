@@ -50,13 +50,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+from common import BenchFailed, environment
 
 from bot.cli import main as cli_main
 from handlers.ids import Action
@@ -180,10 +180,6 @@ def generate_csv(path: Path, rows: int, seed: int) -> None:
 # --- processes ------------------------------------------------------------------------------
 
 
-class BenchFailed(Exception):
-    """serve didn't start, or too many requests failed: the only non-zero exits."""
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -257,21 +253,6 @@ def start(label: str, argv: list[str], env: dict[str, str], workdir: Path, port:
         proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
                                 stdout=stream, stderr=subprocess.STDOUT)  # fmt: skip
     return Server(label, proc, port, log)
-
-
-@contextlib.contextmanager
-def environment(env: dict[str, str], cwd: Path) -> Iterator[None]:
-    """Run this process's CLI calls with `env` and in `cwd` (no stray .env)."""
-    saved, saved_cwd = dict(os.environ), Path.cwd()
-    os.environ.clear()
-    os.environ.update(env)
-    os.chdir(cwd)
-    try:
-        yield
-    finally:
-        os.chdir(saved_cwd)
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def cli_json(*args: str) -> Any:

@@ -18,6 +18,7 @@ don't add up.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
+from common import BenchFailed
 from sqlalchemy import event
 from sqlmodel import Session, create_engine
 
@@ -98,10 +100,6 @@ KIND_WEIGHTS = (97, 2, 1)
 PLAIN_EMAIL = re.compile(
     r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,63}"
 )
-
-
-class BenchFailed(Exception):
-    """The import failed or its counts don't add up: the only non-zero exits."""
 
 
 @dataclass(slots=True)
@@ -241,6 +239,23 @@ def generate(path: Path, rows: int, seed: int) -> Expected:
     return Expected(rows, len(earlier), duplicates, rejected, warnings)
 
 
+def watch_rss(proc: subprocess.Popen[str]) -> float:
+    """Peak RSS (MiB) of the process or any of its children (the parser), sampled every 20 ms."""
+    import psutil
+
+    peak = 0
+    try:
+        root = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            for p in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    peak = max(peak, p.memory_info().rss)
+            time.sleep(0.02)
+    except psutil.Error:
+        pass
+    return peak / (1024 * 1024)
+
+
 def run_import(
     exe: str, csv_path: Path, workdir: Path
 ) -> tuple[dict[str, Any], float, float, float]:
@@ -251,12 +266,16 @@ def run_import(
     argv = [exe, "import", str(csv_path), "--segment", "Bench", "--create-segment", "--json"]
     start = time.perf_counter()
     # cwd: the temp dir, so no .env of the caller's working directory leaks in.
-    proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True)
+    proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    rss_mb = watch_rss(proc)
+    stdout, stderr = proc.communicate()
+    proc = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
     seconds = time.perf_counter() - start
-    # The import is the first child this process waits for: these are its own figures.
+    # CPU from the kernel's accounting; peak RSS is sampled instead, because a forked child's
+    # ru_maxrss starts at this (large) process's size before exec and would be misread.
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    maxrss, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
-    rss_mb = maxrss / (1024 * 1024) if sys.platform == "darwin" else maxrss / 1024
+    cpu = usage.ru_utime + usage.ru_stime
     if proc.returncode != 0:
         raise BenchFailed(
             f"import exited with status {proc.returncode}:\n{proc.stderr.strip()}\n"

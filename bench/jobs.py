@@ -48,6 +48,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+from common import BenchFailed, environment
 from sqlalchemy import text
 
 from bot.cli import main as cli_main
@@ -90,10 +91,6 @@ INVALID_SHARE = 0.01
 DUPLICATE_SHARE = 0.02
 
 STOPPED = re.compile(r"Worker stopped after (\d+) job\(s\)")
-
-
-class BenchFailed(Exception):
-    """A job failed or the counts are wrong: the only non-zero exits."""
 
 
 @dataclass(slots=True)
@@ -221,7 +218,7 @@ class Cli:
             return json.loads(self.run(target, "jobs", "--json"))
         out = io.StringIO()
         try:
-            with _environment(self.env(target), self.workdir), contextlib.redirect_stdout(out):
+            with environment(self.env(target), self.workdir), contextlib.redirect_stdout(out):
                 status = cli_main(["jobs", "--json"])
         except Exception as exc:  # e.g. the code changed under us mid-run
             raise BenchFailed(f"`referral-bot jobs --json` on {target.label}: {exc!r}") from None
@@ -240,20 +237,6 @@ class Cli:
                                 stdin=subprocess.DEVNULL, stdout=stream, stderr=stream)  # fmt: skip
         stream.close()
         return Worker(proc, log)
-
-
-@contextlib.contextmanager
-def _environment(env: dict[str, str], cwd: Path) -> Iterator[None]:
-    saved, saved_cwd = dict(os.environ), Path.cwd()
-    os.environ.clear()
-    os.environ.update(env)
-    os.chdir(cwd)
-    try:
-        yield
-    finally:
-        os.chdir(saved_cwd)
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @dataclass
