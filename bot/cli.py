@@ -123,15 +123,17 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "worker":
             return await _worker(db, settings, args)
         team = await resolve_team(db, args.team, default_locale=settings.default_locale)
-        if args.command == "import" and args.background:
-            return await _import_background(db, team, settings, args)
-        handler = {"import": _import, "segments": _segments, "export": _export, "jobs": _jobs}
+        if args.command == "import":
+            if args.background:
+                return await _import_background(db, team, settings, args)
+            return await _import(db, team, settings, args)
+        handler = {"segments": _segments, "export": _export, "jobs": _jobs}
         return await handler[args.command](db, team, args)
     finally:
         await db.dispose()
 
 
-async def _import(db: Database, team: str, args: argparse.Namespace) -> int:
+async def _import(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
     for path in args.files:
         if not path.is_file():
             raise CliError(f"{path}: no such file")
@@ -143,7 +145,8 @@ async def _import(db: Database, team: str, args: argparse.Namespace) -> int:
         result = await import_files(db, team, streams, segment=args.segment,
                                     create_segment=args.create_segment,
                                     update_existing=args.update_existing,
-                                    rejects=rejects, progress=bar)  # fmt: skip
+                                    rejects=rejects, progress=bar,
+                                    chunk_size=settings.import_chunk_rows)  # fmt: skip
     summary: dict[str, Any] = {key: getattr(result.batch, key, None) for key in SUMMARY_KEYS}
     summary["segment"] = result.segment_name
     if args.json:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
 from bot.imports.batches import add_source, create_batch, queue_batch, stage_csv, write_rejects
-from bot.imports.engine import Progress, apply_batch
+from bot.imports.engine import APPLY_CHUNK, Progress, apply_batch
 from bot.imports.reading import CsvFileError, CsvReader
 from bot.progress import ProgressBar
 from bot.workspaces import import_target
@@ -38,6 +38,7 @@ async def import_files(
     rejects: TextIO | None = None,
     progress: ProgressBar | None = None,
     requested_by: str = "cli",
+    chunk_size: int = APPLY_CHUNK,
 ) -> ImportResult:
     """Import seekable CSV streams into a static segment; every file is checked first."""
     for name, stream in files:
@@ -71,7 +72,7 @@ async def import_files(
     async def show(progress: Progress) -> None:
         bar.update(progress.done, progress.total)
 
-    result = await apply_batch(db, team_id, batch.id, on_progress=show)
+    result = await apply_batch(db, team_id, batch.id, on_progress=show, chunk_size=chunk_size)
     bar.close()
     written = await write_rejects(db, team_id, batch.id, rejects) if rejects is not None else 0
     return ImportResult(result, target.name, written)
