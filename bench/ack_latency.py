@@ -43,12 +43,10 @@ import json
 import math
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +54,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-from common import BenchFailed, environment
+from common import BenchFailed, environment, failed, scratch
 
 from bot.cli import main as cli_main
 from handlers.ids import Action
@@ -620,19 +618,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="ack-latency-"))
-    try:
-        report = asyncio.run(bench(args, workdir))
-    except BenchFailed as exc:
-        if args.json:
-            print(json.dumps({"error": str(exc)}))
-        say(f"ack_latency: {exc}")
-        return 1
-    finally:
-        if args.keep:
-            say(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with scratch("ack-latency-", args.keep) as workdir:
+        try:
+            report = asyncio.run(bench(args, workdir))
+        except BenchFailed as exc:
+            return failed("ack_latency", exc, args.json)
     print(json.dumps(report) if args.json else table(report))
     return 1 if report["failed"] else 0
 

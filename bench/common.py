@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,3 +32,24 @@ def environment(env: dict[str, str], cwd: Path) -> Iterator[None]:
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def scratch(prefix: str, keep: bool) -> Iterator[Path]:
+    """A temp dir for one run, removed afterwards unless the user asked to keep it."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield workdir
+    finally:
+        if keep:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def failed(name: str, exc: BenchFailed, as_json: bool) -> int:
+    """Report a failed run on stderr (and as JSON when asked); the exit status to return."""
+    if as_json:
+        print(json.dumps({"error": str(exc)}))
+    print(f"{name}: {exc}", file=sys.stderr)
+    return 1

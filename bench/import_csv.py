@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
-from common import BenchFailed
+from common import BenchFailed, failed
 from sqlalchemy import event
 from sqlmodel import Session, create_engine
 
@@ -517,10 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(fig) if args.json else report(fig))
         return 0
     except BenchFailed as exc:
-        if args.json:
-            print(json.dumps({"error": str(exc)}))
-        say(f"bench: {exc}")
-        return 1
+        return failed("bench", exc, args.json)
     finally:
         if args.keep:
             say(f"kept {workdir}")
