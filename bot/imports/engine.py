@@ -78,7 +78,7 @@ _INSERT_MEMBERS = text(f"""
 # maximum id (one writer at a time), so their memberships need no lookup by email.
 _INSERT_NEW_MEMBERS = text("""
     INSERT INTO segment_member (segment_id, contact_id, team_id, batch_id, added_at)
-    SELECT :segment, id, :team, :batch, :now FROM contact WHERE id > :below
+    SELECT :segment, id, :team, :batch, :now FROM contact WHERE id > :below AND team_id = :team
     ON CONFLICT (segment_id, contact_id) DO NOTHING
 """).bindparams(bindparam("now", type_=UTCDateTime()))
 
