@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.contacts import EXPORT_COLUMNS, segment_contacts
-from bot.imports.background import ImportRejected, enqueue_file_import
+from bot.imports.background import enqueue_file_import
 from bot.imports.batches import neutralise
 from bot.imports.importer import ImportFailed, import_files
 from bot.jobs.queue import cancel, list_jobs
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         return asyncio.run(_run(args, settings))
-    except (CliError, SettingsError, WorkspaceError, ImportFailed, ImportRejected) as exc:
+    except (CliError, SettingsError, WorkspaceError, ImportFailed) as exc:
         if as_json:
             print(json.dumps({"error": str(exc)}))
         print(f"referral-bot: {exc}", file=sys.stderr)

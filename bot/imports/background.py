@@ -25,7 +25,8 @@ from bot.imports.batches import (
     stage_csv,
 )
 from bot.imports.engine import BatchStateError, Progress, apply_batch
-from bot.imports.reading import CsvFileError, CsvReader
+from bot.imports.importer import check_files
+from bot.imports.reading import CsvFileError
 from bot.imports.slack_files import FileRejected, check_csv, describe, download
 from bot.jobs import queue
 from bot.jobs.worker import Handler, JobContext, JobStopped, PermanentJobError
@@ -34,10 +35,6 @@ from bot.workspaces import import_target
 from models import BatchStatus, Database, ImportSource, Job, SourceKind, SourceStatus
 
 IMPORT_JOB = "import"
-
-
-class ImportRejected(Exception):
-    """A file can't be imported at all; nothing was queued."""
 
 
 async def enqueue_file_import(
@@ -53,11 +50,8 @@ async def enqueue_file_import(
 ) -> Job:
     """Check the files now (so a bad one is reported at once), then leave the work to a job."""
     for path in paths:
-        try:
-            with path.open("rb") as stream:
-                CsvReader(stream).close()
-        except CsvFileError as exc:
-            raise ImportRejected(f"{path.name}: {exc} Nothing was imported.") from None
+        with path.open("rb") as stream:
+            check_files([(path.name, stream)])
     target = await import_target(db, team_id, segment, create=create_segment)
     assert target.id is not None
     batch = await create_batch(

@@ -20,6 +20,16 @@ class ImportFailed(Exception):
     """A file can't be imported at all; nothing was imported."""
 
 
+def check_files(files: Sequence[tuple[str, BinaryIO]]) -> None:
+    """Fail before anything is written if any file can't be read as a CSV with emails."""
+    for name, stream in files:
+        try:
+            CsvReader(stream).close()
+        except CsvFileError as exc:
+            raise ImportFailed(f"{name}: {exc} Nothing was imported.") from None
+        stream.seek(0)
+
+
 @dataclass(frozen=True, slots=True)
 class ImportResult:
     batch: ImportBatch
@@ -41,12 +51,7 @@ async def import_files(
     chunk_size: int = APPLY_CHUNK,
 ) -> ImportResult:
     """Import seekable CSV streams into a static segment; every file is checked first."""
-    for name, stream in files:
-        try:
-            CsvReader(stream).close()
-        except CsvFileError as exc:
-            raise ImportFailed(f"{name}: {exc} Nothing was imported.") from None
-        stream.seek(0)
+    check_files(files)
     target = await import_target(db, team_id, segment, create=create_segment)
     assert target.id is not None
     batch = await create_batch(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from bot.imports.background import IMPORT_JOB, enqueue_file_import, import_handler
 from bot.jobs import queue
 from bot.jobs.worker import Worker, WorkerConfig
@@ -113,3 +115,17 @@ async def test_unknown_kind_fails_at_once(db: Database) -> None:
     failed = await queue.get_job(db, "T1", job.id)
     assert failed is not None and failed.state == "failed" and failed.attempts == 1
     assert "no handler" in (failed.last_error or "")
+
+
+async def test_a_bad_file_is_refused_before_anything_is_queued(
+    db: Database, tmp_path: Path
+) -> None:
+    from bot.imports.importer import ImportFailed
+
+    await ensure_workspace(db, "T1")
+    bad = tmp_path / "names.csv"
+    bad.write_text("name,phone\nJane,555\n")
+    with pytest.raises(ImportFailed, match=r"names\.csv: No email column"):
+        await enqueue_file_import(db, "T1", [bad], segment="S", create_segment=True)
+    assert await queue.list_jobs(db, "T1") == []
+    assert [s.name for s, _ in await segment_sizes(db, "T1")] == ["All Customers"]
