@@ -83,21 +83,20 @@ async def stage_csv(
         raise
     keys = await _batch_keys(db, team_id, source.batch_id)
     path = file_path(stream)
-    if path is not None:  # big file: parse in a child process while this one inserts
-        reader.close()
-        parallel = ParallelRows(path, sorted(keys))
-        async with db.begin() as conn:
-            await stage_rows(conn, team_id=team_id, batch_id=source.batch_id,
-                             source_id=source_id, rows=iter(parallel))  # fmt: skip
-            await _record_counts(conn, source, parallel.tally)
-        return await _source(db, team_id, source_id)
+    # A big file is parsed by a child process while this one inserts; a small one right here.
+    parallel = ParallelRows(path, sorted(keys)) if path is not None else None
     classifier = Classifier(seen={hash(k) for k in keys})
-    with reader:
+    rows = iter(parallel) if parallel else classifier.records(reader.records(), reader.columns)
+    try:
         async with db.begin() as conn:
             await stage_rows(conn, team_id=team_id, batch_id=source.batch_id,
-                             source_id=source_id,
-                             rows=classifier.records(reader.records(), reader.columns))  # fmt: skip
-            await _record_counts(conn, source, classifier.tally)
+                             source_id=source_id, rows=rows)  # fmt: skip
+            tally = parallel.tally if parallel else classifier.tally
+            await _record_counts(conn, source, tally)
+    finally:
+        reader.close()
+        if parallel is not None:
+            parallel.close()
     return await _source(db, team_id, source_id)
 
 

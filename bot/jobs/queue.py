@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from models import Database, Job, JobState
+from models import Database, Job
 from models.clock import utcnow
 
 MAX_BACKOFF = timedelta(hours=1)
@@ -165,7 +165,3 @@ async def cancel(db: Database, team_id: str, job_id: int) -> Job | None:
             {"id": job_id, "team": team_id, "now": utcnow()},
         )  # fmt: skip
     return await get_job(db, team_id, job_id)
-
-
-def is_finished(job: Job) -> bool:
-    return job.state in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
