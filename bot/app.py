@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import ClientSession, web
@@ -26,6 +27,7 @@ from handlers.notify import SlackNotifier
 from models import Database
 
 log = logging.getLogger(__name__)
+Health = Callable[[], dict[str, Any]]
 GONE = frozenset({"file_not_found", "file_deleted", "access_denied"})
 
 
@@ -40,6 +42,13 @@ def slack_client(settings: Settings, session: ClientSession | None = None) -> As
         session=session,
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
     )
+
+
+def slack_events_route(bolt: AsyncApp) -> Callable[[web.Request], Any]:
+    async def slack_events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    return slack_events
 
 
 def build_app(
@@ -80,48 +89,58 @@ def build_worker(settings: Settings, client: AsyncWebClient | None, db: Database
     return Worker(db, job_handlers(settings, notifier, lookup), config)
 
 
-def build_web_app(bolt: AsyncApp) -> web.Application:
-    async def slack_events(request: web.Request) -> web.Response:
-        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+def build_web_app(bolt: AsyncApp | None, *, health: Health | None = None) -> web.Application:
+    """The routes `serve` answers on HOST:PORT; `/slack/events` only when Slack talks HTTP."""
 
-    async def health(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
+    async def health_route(_: web.Request) -> web.Response:
+        report = health() if health is not None else {"ok": True}
+        return web.json_response(report, status=200 if report.get("ok") else 503)
 
     web_app = web.Application()
-    web_app.router.add_post("/slack/events", slack_events)
-    web_app.router.add_get("/healthz", health)
+    if bolt is not None:
+        web_app.router.add_post("/slack/events", slack_events_route(bolt))
+    web_app.router.add_get("/healthz", health_route)
     return web_app
 
 
-async def serve(settings: Settings, db: Database, *, run_worker: bool = True) -> None:
-    """HTTP mode (or Socket Mode with SLACK_APP_TOKEN) plus the in-process worker."""
+async def serve(
+    settings: Settings, db: Database, *, run_worker: bool = True,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """HTTP routes on HOST:PORT always; Slack over HTTP, or Socket Mode with SLACK_APP_TOKEN.
+
+    `stop` ends it (SIGTERM and SIGINT set it too); tests pass their own.
+    """
+    stop = stop or asyncio.Event()
     session = ClientSession(trust_env=False)
     client = slack_client(settings, session)
     later = Later()
     bolt = build_app(settings, client, db, later)
     worker = build_worker(settings, client, db) if run_worker else None
     worker_task = asyncio.create_task(worker.run()) if worker else None
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    socket_mode = bool(settings.slack_app_token)
+    runner = web.AppRunner(build_web_app(None if socket_mode else bolt))
+    await runner.setup()
+    handler = None
     try:
-        if settings.slack_app_token:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        log.info("listening on %s:%s%s", settings.host, settings.port,
+                 "" if socket_mode else " (Slack requests at /slack/events)")  # fmt: skip
+        if socket_mode:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
             handler = AsyncSocketModeHandler(bolt, settings.slack_app_token)
             await handler.connect_async()
             log.info("connected to Slack in Socket Mode")
-            await stop.wait()
-            await handler.close_async()
-        else:
-            runner = web.AppRunner(build_web_app(bolt))
-            await runner.setup()
-            await web.TCPSite(runner, "0.0.0.0", settings.port).start()
-            log.info("listening on :%s (Slack requests at /slack/events)", settings.port)
-            await stop.wait()
-            await runner.cleanup()
+        await stop.wait()
     finally:
+        if handler is not None:
+            await handler.close_async()
+        await runner.cleanup()
         await later.drain()
         if worker and worker_task:
             worker.stop()

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     )
     team_leads: CommaList = Field(default=[], description="Slack user ids who may approve")
     max_upload_mb: float = Field(default=10.0, gt=0, description="largest CSV accepted")
+    host: str = Field(default="0.0.0.0", description="address `serve` listens on")
     port: int = Field(default=3000, ge=1, le=65535, description="HTTP port of `serve`")
     run_worker: bool = Field(default=True, description="`serve` also runs background jobs")
 

@@ -47,6 +47,7 @@ class ImportBatch(SQLModel, table=True):
     segment_id: int = Field(foreign_key="segment.id")
     requested_by: str = Field(max_length=64)
     approved_by: str | None = Field(default=None, max_length=64)
+    cancelled_by: str | None = Field(default=None, max_length=64)
     status: str = Field(default=BatchStatus.DRAFT, max_length=16)
     update_existing: bool = False
     rows: int = 0
@@ -94,7 +95,10 @@ class StagedRow(SQLModel, table=True):
     """One input row as parsed, with its verdict; nothing here is a contact yet."""
 
     __tablename__ = "staged_row"
-    __table_args__ = (Index("ix_staged_row_source", "source_id"),)
+    __table_args__ = (
+        Index("ix_staged_row_source", "source_id"),
+        Index("ix_staged_row_batch_key", "team_id", "batch_id", "email_key"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     team_id: str = Field(max_length=32)

@@ -9,11 +9,12 @@ again; that counts as an attempt.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -54,6 +55,46 @@ async def enqueue(
     existing = await find_by_key(db, team_id, dedupe_key)
     assert existing is not None
     return existing
+
+
+async def enqueue_in(
+    conn: AsyncConnection,
+    team_id: str,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    dedupe_key: str | None = None,
+    max_attempts: int = 5,
+    run_after: datetime | None = None,
+) -> int:
+    """Add a job inside the caller's transaction (so a state change and its job commit together).
+
+    With a `dedupe_key` an existing job of that key wins and its id is returned: the insert
+    never raises, so the caller's transaction stays usable on PostgreSQL too.
+    """
+    now = utcnow()
+    params = {"team": team_id, "kind": kind, "payload": json.dumps(payload), "key": dedupe_key,
+              "max": max_attempts, "now": now, "run_after": run_after or now}  # fmt: skip
+    row = (
+        await conn.execute(
+            _sql("""
+                INSERT INTO job (team_id, kind, payload, dedupe_key, state, attempts, max_attempts,
+                                 run_after, progress_done, progress_total, created_at, updated_at)
+                VALUES (:team, :kind, :payload, :key, 'queued', 0, :max, :run_after, 0, 0,
+                        :now, :now)
+                ON CONFLICT (team_id, dedupe_key) DO NOTHING
+                RETURNING id
+            """),
+            params,
+        )
+    ).first()
+    if row is not None:
+        return int(row[0])
+    existing = await conn.execute(
+        text("SELECT id FROM job WHERE team_id = :team AND dedupe_key = :key"),
+        {"team": team_id, "key": dedupe_key},
+    )
+    return int(existing.scalar_one())
 
 
 async def find_by_key(db: Database, team_id: str, dedupe_key: str) -> Job | None:
