@@ -24,7 +24,8 @@ from bot.contacts import EXPORT_COLUMNS, segment_contacts
 from bot.imports.background import enqueue_file_import
 from bot.imports.batches import neutralise
 from bot.imports.importer import ImportFailed, import_files
-from bot.jobs.queue import cancel, list_jobs
+from bot.imports.cancel import cancel_job
+from bot.jobs.queue import list_jobs
 from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
 from bot.workspaces import WorkspaceError, find_segment, resolve_team, segment_sizes
@@ -235,7 +236,7 @@ async def _serve(db: Database, settings: Settings, args: argparse.Namespace) -> 
 
 async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
     if args.jobs_command == "cancel":
-        job = await cancel(db, team, args.job_id)
+        job = await cancel_job(db, team, args.job_id)
         if job is None:
             raise CliError(f"No job {args.job_id} in this workspace.")
         if args.json:
