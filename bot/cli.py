@@ -23,8 +23,8 @@ from typing import Any
 from bot.contacts import EXPORT_COLUMNS, segment_contacts
 from bot.imports.background import enqueue_file_import
 from bot.imports.batches import neutralise
-from bot.imports.importer import ImportFailed, import_files
 from bot.imports.cancel import cancel_job
+from bot.imports.importer import ImportFailed, import_files
 from bot.jobs.queue import list_jobs
 from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
