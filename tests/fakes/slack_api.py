@@ -335,6 +335,7 @@ class FakeSlack(_Served):
         self.block_errors: list[str] = []
         self.dm_channels: dict[str, str] = {}  # user id -> "D..." channel
         self.channel_names: dict[str, str] = {}  # e.g. {"C0001": "referrals"} for file shares
+        self.socket_url: str | None = None  # apps.connections.open answers it (FakeSocketMode)
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
         self._triggers: dict[str, _Trigger] = {}
         self._stacks: dict[str, list[str]] = {}  # root view id -> view ids, bottom first
@@ -359,6 +360,7 @@ class FakeSlack(_Served):
             "views.push": self._views_push,
             "views.update": self._views_update,
             "views.publish": self._views_publish,
+            "apps.connections.open": self._apps_connections_open,
         }
 
     # ---- URLs -------------------------------------------------------------------------------
@@ -630,6 +632,10 @@ class FakeSlack(_Served):
         if not token:
             return self._json({"ok": False, "error": "not_authed"})
         team_id = self.tokens.get(token)
+        if method == "apps.connections.open":  # the one method that takes the app-level token
+            if not header.startswith("Bearer xapp-"):
+                return self._json({"ok": False, "error": "not_allowed_token_type"})
+            team_id = self.team_id
         if team_id is None:
             return self._json({"ok": False, "error": "invalid_auth"})
 
@@ -893,6 +899,11 @@ class FakeSlack(_Served):
             "bot_id": self.bot_id,
             "is_enterprise_install": False,
         }
+
+    def _apps_connections_open(self, args: dict[str, Any], team_id: str) -> dict[str, Any]:
+        if self.socket_url is None:  # the fake's own error: no FakeSocketMode attached
+            raise _ApiError("socket_mode_not_enabled")
+        return {"url": self.socket_url}
 
     def _chat_post_message(self, args: dict[str, Any], team_id: str) -> dict[str, Any]:
         self._require(args, "channel")
