@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.imports.slack_files import FileRejected
 from bot.jobs.kinds import handlers as job_handlers
+from bot.jobs.supervisor import WorkerSupervisor, without_worker
 from bot.jobs.worker import Worker, WorkerConfig
 from bot.settings import Settings
 from handlers import register_listeners
@@ -46,6 +47,11 @@ def slack_client(settings: Settings, session: ClientSession | None = None) -> As
 
 def slack_events_route(bolt: AsyncApp) -> Callable[[web.Request], Any]:
     async def slack_events(request: web.Request) -> web.Response:
+        # bolt raises (instead of refusing) on a timestamp that isn't a number: refuse it here
+        if not request.headers.get("X-Slack-Request-Timestamp", "").isdigit():
+            log.warning("refused a request without a valid Slack timestamp from %s",
+                        request.remote)  # fmt: skip
+            return web.Response(status=401, text="")
         return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
 
     return slack_events
@@ -116,14 +122,17 @@ async def serve(
     client = slack_client(settings, session)
     later = Later()
     bolt = build_app(settings, client, db, later)
-    worker = build_worker(settings, client, db) if run_worker else None
-    worker_task = asyncio.create_task(worker.run()) if worker else None
+    # The worker restarts if it ever crashes; /healthz says how it is doing.
+    supervisor = WorkerSupervisor(build_worker(settings, client, db)) if run_worker else None
+    if supervisor is not None:
+        supervisor.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
     socket_mode = bool(settings.slack_app_token)
-    runner = web.AppRunner(build_web_app(None if socket_mode else bolt))
+    health = supervisor.health if supervisor is not None else without_worker
+    runner = web.AppRunner(build_web_app(None if socket_mode else bolt, health=health))
     await runner.setup()
     handler = None
     try:
@@ -134,16 +143,24 @@ async def serve(
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
             handler = AsyncSocketModeHandler(bolt, settings.slack_app_token)
-            await handler.connect_async()
-            log.info("connected to Slack in Socket Mode")
+            # the SDK retries a failed connection forever: `stop` must still end serve
+            connecting = asyncio.create_task(handler.connect_async())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if connecting.done():
+                connecting.result()
+                log.info("connected to Slack in Socket Mode")
+            else:
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await connecting
         await stop.wait()
     finally:
         if handler is not None:
             await handler.close_async()
         await runner.cleanup()
         await later.drain()
-        if worker and worker_task:
-            worker.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker_task
+        if supervisor is not None:
+            await supervisor.stop()
         await session.close()

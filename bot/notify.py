@@ -5,7 +5,12 @@ The Slack layer implements this (handlers/notify.py); the command line uses Sile
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.jobs.queue import enqueue_in
 
 
 class ImportNotifier(Protocol):
@@ -21,6 +26,11 @@ class ImportNotifier(Protocol):
     async def import_finished(self, team_id: str, batch_id: int) -> None:
         """The import is done or failed: report the result and the next step."""
 
+    async def deliver(
+        self, team_id: str, batch_id: int, event: str, source_id: int | None = None
+    ) -> None:
+        """Send one held-back report now; raise if it still can't go (the job retries)."""
+
 
 class Silent:
     async def batch_changed(self, team_id: str, batch_id: int) -> None:
@@ -34,3 +44,39 @@ class Silent:
 
     async def import_finished(self, team_id: str, batch_id: int) -> None:
         return None
+
+    async def deliver(
+        self, team_id: str, batch_id: int, event: str, source_id: int | None = None
+    ) -> None:
+        return None
+
+
+# Reports that could not reach Slack (an outage, a timeout) are retried by a job of this kind,
+# run only by workers that can talk to Slack; the import itself is never held up by them.
+REPORT_JOB = "slack_report"
+BATCH_CHANGED = "batch_changed"
+SOURCE_READ = "source_read"
+IMPORT_FINISHED = "import_finished"
+
+
+async def enqueue_report_in(
+    conn: AsyncConnection, team_id: str, batch_id: int, event: str, *, source_id: int | None = None
+) -> None:
+    """Queue a report about a batch inside the caller's transaction, if the batch has a message
+    to report to (CLI imports have none)."""
+    has_message = (
+        await conn.execute(
+            text("SELECT 1 FROM import_batch WHERE team_id = :t AND id = :b "
+                 "AND channel_id IS NOT NULL AND message_ts IS NOT NULL"),
+            {"t": team_id, "b": batch_id},
+        )
+    ).first()  # fmt: skip
+    if has_message is None:
+        return
+    payload: dict[str, Any] = {"batch_id": batch_id, "event": event}
+    if source_id is not None:
+        payload["source_id"] = source_id
+    await enqueue_in(conn, team_id, REPORT_JOB, payload, max_attempts=REPORT_ATTEMPTS)
+
+
+REPORT_ATTEMPTS = 10  # with the doubling retry delay: about an hour and a half of outage

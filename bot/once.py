@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 
 from models import Database, SeenKey
 
@@ -16,3 +18,11 @@ async def first_time(db: Database, team_id: str, key: str) -> bool:
         except IntegrityError:
             return False
     return True
+
+
+async def forget(db: Database, team_id: str, key: str) -> None:
+    """Undo first_time() for a thing that turned out not to be done (so a retry does it)."""
+    async with db.begin() as conn:
+        await conn.execute(
+            delete(SeenKey).where(col(SeenKey.team_id) == team_id, col(SeenKey.key) == key[:200])
+        )

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(default=30.0, gt=0, description="A dead worker's job waits")
     job_retry_base_seconds: float = Field(default=5.0, ge=0, description="First retry delay")
     job_max_attempts: int = Field(default=5, ge=1, description="Attempts before a job fails")
+    staged_retention_days: float = Field(
+        default=30.0, ge=0, description="staged rows are deleted this long after an import ends"
+    )
     worker_poll_seconds: float = Field(default=1.0, gt=0, description="Idle queue polling")
 
     slack_bot_token: str = Field(default="", description="xoxb-... (OAuth & Permissions)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -10,7 +11,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers import commands, contacts, import_modal, review, uploads
 from handlers.context import Deps
-from handlers.later import tell
+from handlers.later import tell, who_and_what
+
+log = logging.getLogger(__name__)
 
 
 def register_listeners(app: AsyncApp, deps: Deps) -> None:
@@ -21,9 +24,17 @@ def register_listeners(app: AsyncApp, deps: Deps) -> None:
 
     @app.error
     async def tell_the_user(
-        error: Exception, body: dict[str, Any], client: AsyncWebClient
+        error: Exception, body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any]
     ) -> BoltResponse:
-        """Failures become a note to the person who acted, never a silent spinner."""
+        """Failures become a note to the person who acted, never a silent spinner.
+
+        Only for requests that passed verification and authorization: a request Slack didn't
+        sign (bolt raises on a malformed timestamp before it can refuse it) gets a 401 and
+        makes no Web API call, whoever its payload names.
+        """
+        if context.get("authorize_result") is None:
+            log.warning("unverified request refused (%s): %r", who_and_what(body), error)
+            return BoltResponse(status=401, body="")
         await tell(client, body, error)
         return BoltResponse(status=200, body="")  # the user has been told; Slack needn't
 

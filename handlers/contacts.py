@@ -11,7 +11,7 @@ from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.imports import review
-from handlers.context import deps
+from handlers.context import Refusal, deps, may_change
 from handlers.ids import Action, Callback
 from handlers.messages import CONTACTS_PER_PAGE, contacts_modal
 from models import BatchStatus
@@ -20,7 +20,7 @@ from models import BatchStatus
 async def _render(context: dict[str, Any], team_id: str, batch_id: int, query: str,
                   offset: int) -> View:  # fmt: skip
     d = deps(context)
-    view = await review.load(d.db, team_id, batch_id)
+    batch = await review.batch_of(d.db, team_id, batch_id)
     rows, total = await review.contacts_page(d.db, team_id, batch_id, query=query, offset=offset,
                                              limit=CONTACTS_PER_PAGE)  # fmt: skip
     if offset and offset >= total:  # the last one on a page was removed
@@ -29,7 +29,7 @@ async def _render(context: dict[str, Any], team_id: str, batch_id: int, query: s
             d.db, team_id, batch_id, query=query, offset=offset, limit=CONTACTS_PER_PAGE
         )
     return contacts_modal(batch_id=batch_id, rows=rows, total=total, offset=offset, query=query,
-                          editable=view.batch.status == BatchStatus.DRAFT)  # fmt: skip
+                          editable=batch.status == BatchStatus.DRAFT)  # fmt: skip
 
 
 async def open_contacts(ack: Any, body: dict[str, Any], client: AsyncWebClient,
@@ -76,7 +76,11 @@ async def remove_contact(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     batch_id = int(json.loads(body["view"]["private_metadata"])["batch"])
 
     async def work() -> None:
-        await review.remove_contact(d.db, team_id, batch_id, int(body["actions"][0]["value"]))
+        await may_change(d, client, team_id, body["user"]["id"], batch_id)
+        staged_id = str(body["actions"][0].get("value") or "")
+        if not staged_id.isdigit():
+            raise Refusal("That button doesn't name a contact: reopen the list and try again.")
+        await review.remove_contact(d.db, team_id, batch_id, int(staged_id))
         await _update(body, client, context)
         await d.notifier.batch_changed(team_id, batch_id)
 

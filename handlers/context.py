@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.imports import review
 from bot.settings import Settings
 from handlers.notify import SlackNotifier
 
 if TYPE_CHECKING:
     from handlers.later import Later
-from models import Database
+from models import Database, ImportBatch
 
 
 class Refusal(Exception):
@@ -31,12 +32,18 @@ def deps(context: dict[str, Any]) -> Deps:
     return context["deps"]  # type: ignore[no-any-return]
 
 
-async def is_lead(client: AsyncWebClient, settings: Settings, user_id: str) -> bool:
-    """Team leads are listed in TEAM_LEADS; workspace admins and owners count too."""
+async def is_lead(client: AsyncWebClient, settings: Settings, team_id: str, user_id: str) -> bool:
+    """Team leads are listed in TEAM_LEADS; admins and owners of *this* workspace count too.
+
+    In a shared channel a guest from another workspace may be an admin there: `users.info`
+    says which workspace the user belongs to, and only this one's flags count.
+    """
     if user_id in settings.team_leads:
         return True
     info = await client.users_info(user=user_id)
     user = info.get("user") or {}
+    if user.get("team_id") != team_id:
+        return False
     return bool(user.get("is_admin") or user.get("is_owner"))
 
 
@@ -44,3 +51,14 @@ def lead_refusal(settings: Settings, verb: str) -> Refusal:
     leads = ", ".join(f"<@{u}>" for u in settings.team_leads[:5])
     ask = f" Ask {leads}." if leads else " Ask a workspace admin."
     return Refusal(f"Only team leads can {verb} imports.{ask}")
+
+
+async def may_change(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                     batch_id: int) -> ImportBatch:  # fmt: skip
+    """The batch, if this user may change its contents: the requester or a team lead."""
+    batch = await review.batch_of(d.db, team_id, batch_id)
+    requester = batch.requested_by
+    if user_id != requester and not await is_lead(client, d.settings, team_id, user_id):
+        raise Refusal(f"Only <@{requester}>, who asked for this import, or a team lead can "
+                      "change it.")  # fmt: skip
+    return batch

@@ -11,8 +11,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.imports.addresses import InvalidEmail, normalize_email
-from bot.imports.background import SLACK_FILE_JOB
 from bot.imports.batches import add_source, create_batch, stage_contact
+from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.locales import normalize_locale
 from bot.imports.review import describe_status, load, set_message
 from bot.imports.slack_files import FileRejected, check_csv, describe
@@ -24,10 +24,11 @@ from bot.workspaces import (
     get_segment,
     segment_sizes,
 )
-from handlers.context import Deps, Refusal, deps
+from handlers.context import Deps, Refusal, deps, may_change
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import review_message, segment_options
-from models import BatchStatus, SegmentKind, SourceKind
+from models import BatchStatus, Database, Segment, SegmentKind, SourceKind
+from models.contacts import ALL_CUSTOMERS
 
 
 @dataclass
@@ -124,13 +125,13 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     if batch_id is None:
         segment = (await create_segment(d.db, team_id, form.new_segment) if form.new_segment
-                   else await get_segment(d.db, team_id, form.segment_id or 0))  # fmt: skip
+                   else await import_segment(d.db, team_id, form.segment_id or 0))  # fmt: skip
         batch = await create_batch(d.db, team_id, segment.id or 0, user_id)
         batch_id = batch.id or 0
     else:
-        existing = await load(d.db, team_id, batch_id)  # another workspace's id stops here
-        if existing.batch.status != BatchStatus.DRAFT:
-            raise Refusal(f"That import is already {describe_status(existing.batch)}; "
+        existing = await may_change(d, client, team_id, user_id, batch_id)  # also: workspace
+        if existing.status != BatchStatus.DRAFT:
+            raise Refusal(f"That import is already {describe_status(existing)}; "
                           "start a new one with /referral import.")  # fmt: skip
     await queue_sources(d, team_id, batch_id, form)
     if meta.get("batch") is None:
@@ -163,6 +164,16 @@ async def post_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: i
                                                blocks=blocks)  # fmt: skip
     await set_message(d.db, team_id, batch_id, channel_id=posted["channel"],
                       message_ts=posted["ts"])  # fmt: skip
+    await d.notifier.share_pending_rejects(team_id, batch_id)  # files read before it existed
+
+
+async def import_segment(db: Database, team_id: str, segment_id: int) -> Segment:
+    """The static segment chosen in a form; All Customers already holds everyone."""
+    segment = await get_segment(db, team_id, segment_id)
+    if segment.kind != SegmentKind.STATIC:
+        raise Refusal(f"{ALL_CUSTOMERS} already holds every contact: choose or create a "
+                      "static segment to import into.")  # fmt: skip
+    return segment
 
 
 def register(app: AsyncApp) -> None:

@@ -1,4 +1,4 @@
-"""Work a listener does after ack(): the response leaves at once, the work is tracked.
+"""Work a listener does after ack(), and telling people when something fails.
 
 Slack only needs the acknowledgement; the rest of a click (database, Web API calls) runs as
 a task this object keeps, so shutdown can wait for it, and a failure still reaches the
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Coroutine
 from typing import Any
 
@@ -19,22 +20,54 @@ from bot.workspaces import WorkspaceError
 from handlers.context import Refusal
 
 log = logging.getLogger(__name__)
-SORRY = "Something went wrong on our side; nothing was changed. Try again shortly."
+SORRY = ("Something went wrong on our side, so this may not have gone through. Try again in a "
+         "moment; if it keeps happening, give your Slack admin this reference: {ref}")  # fmt: skip
+GONE = "That no longer exists (it may have been removed): refresh and try again."
 
 
-def message_for(error: BaseException) -> str:
+def who_and_what(body: dict[str, Any]) -> dict[str, str]:
+    """Team, user, channel and action of any payload, for logs and for replying."""
+    actions = body.get("actions") or [{}]
+    view = body.get("view") or {}
+    event = body.get("event") or {}
+    return {
+        "team": str((body.get("team") or {}).get("id") or body.get("team_id") or ""),
+        "user": str((body.get("user") or {}).get("id") or body.get("user_id") or ""),
+        "channel": str((body.get("channel") or {}).get("id") or body.get("channel_id") or ""),
+        "action": str(actions[0].get("action_id") or view.get("callback_id")
+                      or body.get("command") or event.get("type") or body.get("type") or ""),
+    }  # fmt: skip
+
+
+def message_for(error: BaseException, where: dict[str, str]) -> str:
+    """What to tell the person; every failure is logged with its context either way."""
+    context = " ".join(f"{k}={v}" for k, v in where.items() if v)
     if isinstance(error, Refusal | ReviewError | WorkspaceError):
+        log.info("refused (%s): %s", context, error)
         return str(error)
-    log.error("listener failed", exc_info=error)
-    return SORRY
+    if isinstance(error, LookupError):
+        log.info("not found (%s): %s", context, error)
+        return str(error.args[0]) if error.args and isinstance(error.args[0], str) else GONE
+    ref = uuid.uuid4().hex[:8]
+    log.error("listener failed (%s ref=%s)", context, ref, exc_info=error)
+    return SORRY.format(ref=ref)
 
 
 async def tell(client: AsyncWebClient, body: dict[str, Any], error: BaseException) -> None:
-    """An ephemeral note to whoever acted, where they acted."""
-    user = (body.get("user") or {}).get("id") or body.get("user_id")
-    channel = (body.get("channel") or {}).get("id") or body.get("channel_id")
-    if user and channel:
-        await client.chat_postEphemeral(channel=channel, user=user, text=message_for(error))
+    """A note to whoever acted: ephemeral where they acted, else (modals) a direct message."""
+    where = who_and_what(body)
+    text = message_for(error, where)
+    user, channel = where["user"], where["channel"]
+    if not user:
+        return
+    if channel:
+        try:
+            await client.chat_postEphemeral(channel=channel, user=user, text=text)
+            return
+        except Exception:
+            log.warning("could not reply in %s; sending a direct message", channel)
+    dm = await client.conversations_open(users=user)
+    await client.chat_postMessage(channel=dm["channel"]["id"], text=text)
 
 
 class Later:
@@ -55,7 +88,7 @@ class Later:
             try:
                 await tell(client, body, exc)
             except Exception:
-                log.exception("could not tell the user about a failure")
+                log.exception("could not tell the user about a failure (%s)", who_and_what(body))
 
     async def drain(self) -> None:
         """Wait for the work in flight (shutdown, tests)."""

@@ -26,6 +26,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.blocks.block_elements import FileInputElement
 from slack_sdk.models.views import View
 
+from bot.imports.batches import Totals
 from bot.imports.review import BatchView, ContactRow, describe_status
 from handlers.ids import Action, BlockId, Callback
 from models import BatchStatus, ImportBatch, ImportSource, SourceKind, SourceStatus
@@ -46,6 +47,24 @@ HELP = (
 
 def n(value: int) -> str:
     return f"{value:,}"
+
+
+def esc(text: str | None) -> str:
+    """User-supplied text made inert in mrkdwn and a message's `text`.
+
+    Slack parses `<!channel>`, `<@U…>`, `<#C…>` and `<url|label>` there; escaping `&`, `<`
+    and `>` (only those) shows them as typed. Every name, file name, email and error string
+    that reaches mrkdwn goes through here; plain_text objects are not parsed and stay as is.
+    """
+    if not text:
+        return ""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def file_stem(label: str) -> str:
+    """A file name's stem, safe to reuse in a file name we upload."""
+    stem = label.rsplit(".", 1)[0]
+    return "".join(c if c.isalnum() or c in "-_ ." else "_" for c in stem)[:80] or "file"
 
 
 def slack_date(when: datetime | None) -> str:
@@ -80,7 +99,7 @@ def import_modal(*, channel_id: str, batch_id: int | None = None, segment: str |
             ),
         ]  # fmt: skip
     else:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=f"Adding to *{segment}*")))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=f"Adding to *{esc(segment)}*")))
     blocks += [
         DividerBlock(),
         InputBlock(
@@ -115,27 +134,33 @@ def segment_options(names: list[tuple[int, str]]) -> list[Option]:
     return [Option(value=str(segment_id), text=name[:75]) for segment_id, name in names[:100]]
 
 
-def _source_line(source: ImportSource) -> str:
+def _source_line(source: ImportSource, counts: Totals) -> str:
     kind = KIND_LABEL.get(SourceKind(source.kind), source.kind)
-    title = f"*{source.label}* ({kind})"
+    title = f"*{esc(source.label)}* ({kind})"
     if source.status == SourceStatus.PENDING:
         return f"{title}\n:hourglass_flowing_sand: Reading…"
     if source.status == SourceStatus.FAILED:
-        return f"{title}\n:warning: {source.error or 'Could not be read.'}"
-    parts = [f"{n(source.valid)} valid", f"{n(source.duplicates)} duplicates",
-             f"{n(source.rejected)} rejected"]  # fmt: skip
-    if source.warnings:
-        parts.append(f"{n(source.warnings)} with an unknown locale")
+        return f"{title}\n:warning: {esc(source.error) or 'Could not be read.'}"
+    parts = [f"{n(counts.valid)} valid", f"{n(counts.duplicates)} duplicates",
+             f"{n(counts.rejected)} rejected"]  # fmt: skip
+    if counts.warnings:
+        parts.append(f"{n(counts.warnings)} with an unknown locale")
     return f"{title}\n:white_check_mark: " + " · ".join(parts)
+
+
+def rejects_comment(label: str, counts: Totals) -> str:
+    return (f"{n(counts.rejected)} rejected and {n(counts.duplicates)} duplicate rows in "
+            f"*{esc(label)}* won't be imported; this CSV says why.")  # fmt: skip
 
 
 def review_message(view: BatchView) -> tuple[str, list[Block]]:
     """(fallback text, blocks) of the review message; read-only once it leaves draft."""
     batch, totals = view.batch, view.totals
     draft = batch.status == BatchStatus.DRAFT
-    text = f"Contact import #{batch.id} into {view.segment.name}"
+    title = f"Contact import #{batch.id} into {view.segment.name}"
+    text = f"Contact import #{batch.id} into {esc(view.segment.name)}"
     blocks: list[Block] = [
-        HeaderBlock(text=text[:150]),
+        HeaderBlock(text=title[:150]),  # plain_text: shown as typed
         ContextBlock(elements=[MarkdownTextObject(
             text=f"Requested by <@{batch.requested_by}> · {slack_date(batch.created_at)}"
         )]),
@@ -145,7 +170,8 @@ def review_message(view: BatchView) -> tuple[str, list[Block]]:
         if draft:
             accessory = ButtonElement(text="Remove", action_id=Action.REMOVE_SOURCE,
                                       value=f"{batch.id}:{source.id}")  # fmt: skip
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=_source_line(source)[:3000]),
+        line = _source_line(source, view.counts_of(source))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=line[:3000]),
                                    accessory=accessory))  # fmt: skip
     hidden = len(view.sources) - MAX_SOURCES_SHOWN
     if hidden > 0:
@@ -163,6 +189,13 @@ def review_message(view: BatchView) -> tuple[str, list[Block]]:
         blocks.append(_review_actions(batch.id or 0))
     else:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_record(batch))]))
+        if batch.status in (BatchStatus.QUEUED, BatchStatus.IMPORTING):
+            blocks.append(ActionsBlock(elements=[ButtonElement(
+                text="Cancel import", action_id=Action.CANCEL, value=str(batch.id),
+                confirm=ConfirmObject(title="Stop this import?", confirm="Stop it",
+                                      deny="Keep going",
+                                      text="Contacts already imported stay in the segment."),
+            )]))  # fmt: skip
     return text, blocks
 
 
@@ -189,21 +222,36 @@ def _record(batch: ImportBatch) -> str:
         line += (f" {n(batch.new_contacts)} new contacts, {n(batch.added_to_segment)} added to "
                  f"the segment · finished {slack_date(batch.finished_at)}")  # fmt: skip
     elif batch.status == BatchStatus.FAILED and batch.error:
-        line += f" {batch.error[:500]}"
+        line += f" {esc(batch.error[:500])}"
+    elif batch.status == BatchStatus.CANCELLED and batch.approved_by:
+        line += f" {n(_processed(batch))} of {n(batch.valid)} contacts were imported before that."
     return line
+
+
+def _processed(batch: ImportBatch) -> int:
+    return batch.new_contacts + batch.existing_contacts
 
 
 def progress_text(segment: str, done: int, total: int) -> str:
     share = done / total if total else 0
-    return (f":arrows_counterclockwise: Importing into *{segment}*: {share:.0%} "
+    return (f":arrows_counterclockwise: Importing into *{esc(segment)}*: {share:.0%} "
             f"({n(done)} of {n(total)} rows)")  # fmt: skip
 
 
 def result_text(batch: ImportBatch, segment: str) -> str:
+    seg = esc(segment)
     if batch.status == BatchStatus.FAILED:
-        return f":x: The import into *{segment}* failed: {batch.error or 'unknown error'}"
+        return f":x: The import into *{seg}* failed: {esc(batch.error) or 'unknown error'}"
+    if batch.status == BatchStatus.CANCELLED:
+        who = f" by <@{batch.cancelled_by}>" if batch.cancelled_by else ""
+        return (
+            f":no_entry_sign: The import into *{seg}* was cancelled{who}: "
+            f"{n(_processed(batch))} of {n(batch.valid)} contacts imported before it was "
+            f"cancelled ({n(batch.new_contacts)} new, {n(batch.added_to_segment)} added to "
+            "the segment). They stay in the segment."
+        )
     return (
-        f":white_check_mark: Imported into *{segment}*: {n(batch.rows)} rows read, "
+        f":white_check_mark: Imported into *{seg}*: {n(batch.rows)} rows read, "
         f"{n(batch.valid)} valid.\n"
         f"• {n(batch.new_contacts)} new contacts, {n(batch.existing_contacts)} already known\n"
         f"• {n(batch.added_to_segment)} added to the segment, "
@@ -214,7 +262,7 @@ def result_text(batch: ImportBatch, segment: str) -> str:
 
 
 def next_step_text(segment: str) -> str:
-    return (f"*Next step:* target a campaign with *{segment}* so these contacts become "
+    return (f"*Next step:* target a campaign with *{esc(segment)}* so these contacts become "
             "advocates with their own referral links and get an invite.")  # fmt: skip
 
 
@@ -228,13 +276,14 @@ def contacts_modal(*, batch_id: int, rows: list[ContactRow], total: int, offset:
                                           placeholder="email or name"),
         ),
         ContextBlock(elements=[MarkdownTextObject(
-            text=f"{n(total)} contact(s)" + (f" matching “{query}”" if query else "")
+            text=f"{n(total)} contact(s)" + (f" matching “{esc(query)}”" if query else "")
             + (f" · showing {offset + 1}-{offset + len(rows)}" if rows else "")
         )]),
     ]  # fmt: skip
     for row in rows:
         name = " ".join(p for p in (row.first_name, row.last_name) if p) or "(no name)"
-        text = f"*{name}*  {row.email}\n{row.locale or 'default locale'} · from {row.source}"
+        text = (f"*{esc(name)}*  {esc(row.email)}\n{esc(row.locale) or 'default locale'} · "
+                f"from {esc(row.source)}")  # fmt: skip
         accessory = None
         if editable:
             accessory = ButtonElement(text="Remove", action_id=Action.REMOVE_CONTACT,
@@ -255,10 +304,10 @@ def contacts_modal(*, batch_id: int, rows: list[ContactRow], total: int, offset:
 
 
 def upload_offer(*, file_id: str, file_name: str) -> tuple[str, list[Block]]:
-    text = f"Import {file_name} into a segment?"
+    text = f"Import {esc(file_name)} into a segment?"
     return text, [
         SectionBlock(text=MarkdownTextObject(
-            text=f":inbox_tray: Import *{file_name}* into a segment? Choose one, then review."
+            text=f":inbox_tray: Import *{esc(file_name)}* into a segment? Choose one, then review."
         )),
         ActionsBlock(block_id=BlockId.UPLOAD, elements=[
             ExternalDataSelectElement(action_id=Action.UPLOAD_SEGMENT, min_query_length=0,

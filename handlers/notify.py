@@ -1,21 +1,57 @@
-"""Background work reports to Slack: the review message, progress and result in its thread."""
+"""Background work reports to Slack: the review message, progress and result in its thread.
+
+Reports never fail the work they report on. A report that can't reach Slack because of an
+outage (network error, timeout, 5xx, rate limit) is queued as a `slack_report` job and
+retried with backoff; a report Slack refuses for good (the message was deleted, the bot left
+the channel) is logged and dropped.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.imports.batches import write_rejects
 from bot.imports.review import load, set_message
-from handlers.messages import next_step_text, progress_text, result_text, review_message
-from models import BatchStatus, Database
+from bot.jobs.queue import enqueue
+from bot.notify import (
+    BATCH_CHANGED,
+    IMPORT_FINISHED,
+    REPORT_ATTEMPTS,
+    REPORT_JOB,
+    SOURCE_READ,
+)
+from bot.once import first_time, forget
+from handlers.messages import (
+    file_stem,
+    next_step_text,
+    progress_text,
+    rejects_comment,
+    result_text,
+    review_message,
+)
+from models import BatchStatus, Database, SourceStatus
 
 log = logging.getLogger(__name__)
+_TRANSIENT = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
+                        "request_timeout"})  # fmt: skip
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Slack (or the way to it) is down for now: worth trying again later."""
+    if isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError | ConnectionError):
+        return True
+    if isinstance(exc, SlackApiError):
+        status = getattr(exc.response, "status_code", 200)
+        return status >= 500 or exc.response.get("error") in _TRANSIENT
+    return False
 
 
 class SlackNotifier:
@@ -25,72 +61,127 @@ class SlackNotifier:
         self.client = client
         self.db = db
 
+    # -- the ImportNotifier protocol: never raises for Slack's sake ----------------------------
+
     async def batch_changed(self, team_id: str, batch_id: int) -> None:
+        await self._or_later(team_id, batch_id, BATCH_CHANGED)
+
+    async def source_read(self, team_id: str, batch_id: int, source_id: int) -> None:
+        await self._or_later(team_id, batch_id, SOURCE_READ, source_id)
+
+    async def import_finished(self, team_id: str, batch_id: int) -> None:
+        await self._or_later(team_id, batch_id, IMPORT_FINISHED)
+
+    async def import_progress(self, team_id: str, batch_id: int, done: int, total: int) -> None:
+        """Progress is only worth showing now: during an outage it is skipped, not retried."""
+        try:
+            view = await load(self.db, team_id, batch_id)
+            await self._progress(team_id, batch_id, progress_text(view.segment.name, done, total))
+        except Exception as exc:
+            if not (is_outage(exc) or isinstance(exc, SlackApiError)):
+                raise
+            log.warning("progress of import %s not shown: %s", batch_id, exc)
+
+    async def deliver(self, team_id: str, batch_id: int, event: str,
+                      source_id: int | None = None) -> None:  # fmt: skip
+        """Send one report now; an outage raises, so the report job tries again later."""
+        steps: dict[str, Callable[[], Awaitable[None]]] = {
+            BATCH_CHANGED: lambda: self._refresh(team_id, batch_id),
+            SOURCE_READ: lambda: self._source_read(team_id, batch_id, source_id or 0),
+            IMPORT_FINISHED: lambda: self._finished(team_id, batch_id),
+        }
+        try:
+            await steps[event]()
+        except SlackApiError as exc:
+            if is_outage(exc):
+                raise
+            log.warning("Slack refused the %s report of import %s: %s", event, batch_id,
+                        exc.response.get("error"))  # fmt: skip
+
+    async def share_pending_rejects(self, team_id: str, batch_id: int) -> None:
+        """The skipped-rows CSV of every file read before the review message existed."""
+        view = await load(self.db, team_id, batch_id)
+        for source in view.sources:
+            if source.status == SourceStatus.PARSED:
+                await self._or_later(team_id, batch_id, SOURCE_READ, source.id)
+
+    # -- the reports themselves ----------------------------------------------------------------
+
+    async def _or_later(self, team_id: str, batch_id: int, event: str,
+                        source_id: int | None = None) -> None:  # fmt: skip
+        try:
+            await self.deliver(team_id, batch_id, event, source_id)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("Slack unreachable for the %s report of import %s (%r): retrying later",
+                        event, batch_id, exc)  # fmt: skip
+            payload = {"batch_id": batch_id, "event": event, "source_id": source_id}
+            await enqueue(self.db, team_id, REPORT_JOB, payload, max_attempts=REPORT_ATTEMPTS)
+
+    async def _refresh(self, team_id: str, batch_id: int) -> None:
         view = await load(self.db, team_id, batch_id)
         if view.batch.channel_id and view.batch.message_ts:
             text, blocks = review_message(view)
-            await self._safely(self.client.chat_update(
+            await self.client.chat_update(
                 channel=view.batch.channel_id, ts=view.batch.message_ts, text=text, blocks=blocks
-            ))  # fmt: skip
+            )
 
-    async def source_read(self, team_id: str, batch_id: int, source_id: int) -> None:
-        await self.batch_changed(team_id, batch_id)
+    async def _source_read(self, team_id: str, batch_id: int, source_id: int) -> None:
+        await self._refresh(team_id, batch_id)
         view = await load(self.db, team_id, batch_id)
+        batch = view.batch
         source = next((s for s in view.sources if s.id == source_id), None)
-        batch = view.batch
-        if source is None or not (source.rejected or source.duplicates):
+        if source is None or source.status != SourceStatus.PARSED:
             return
-        if not batch.channel_id or not batch.message_ts:
+        counts = view.counts_of(source)
+        if not (counts.rejected or counts.duplicates) or not batch.message_ts:
+            return  # without a review message yet, posting it shares what is pending
+        key = f"rejects:{source_id}"
+        if not await first_time(self.db, team_id, key):
             return
-        out = io.StringIO()
-        await write_rejects(self.db, team_id, batch_id, out, source_id=source_id)
-        await self._safely(self.client.files_upload_v2(
-            channel=batch.channel_id, thread_ts=batch.message_ts, content=out.getvalue(),
-            filename=f"{source.label.rsplit('.', 1)[0]}-skipped-rows.csv",
-            title=f"{source.label}: rows that won't be imported, and why",
-            initial_comment=f"{source.rejected:,} rejected and {source.duplicates:,} duplicate "
-            f"rows in *{source.label}* won't be imported; this CSV says why.",
-        ))  # fmt: skip
+        try:
+            out = io.StringIO()
+            await write_rejects(self.db, team_id, batch_id, out, source_id=source_id)
+            await self.client.files_upload_v2(
+                channel=batch.channel_id, thread_ts=batch.message_ts, content=out.getvalue(),
+                filename=f"{file_stem(source.label)}-skipped-rows.csv",
+                title=f"{source.label}: rows that won't be imported, and why",
+                initial_comment=rejects_comment(source.label, counts),
+            )
+        except BaseException:
+            await forget(self.db, team_id, key)  # not shared: the next attempt shares it
+            raise
 
-    async def import_progress(self, team_id: str, batch_id: int, done: int, total: int) -> None:
-        view = await load(self.db, team_id, batch_id)
-        text = progress_text(view.segment.name, done, total)
-        await self._progress(team_id, batch_id, view.batch.channel_id, view.batch.message_ts,
-                             view.batch.progress_ts, text)  # fmt: skip
-
-    async def import_finished(self, team_id: str, batch_id: int) -> None:
+    async def _finished(self, team_id: str, batch_id: int) -> None:
         view = await load(self.db, team_id, batch_id)
         batch = view.batch
-        await self.batch_changed(team_id, batch_id)
-        await self._progress(team_id, batch_id, batch.channel_id, batch.message_ts,
-                             batch.progress_ts, result_text(batch, view.segment.name))  # fmt: skip
+        await self._refresh(team_id, batch_id)
+        await self._progress(team_id, batch_id, result_text(batch, view.segment.name))
         if not batch.channel_id or not batch.message_ts or batch.status != BatchStatus.DONE:
             return
-        await self._safely(self.client.chat_postMessage(
-            channel=batch.channel_id, thread_ts=batch.message_ts,
-            text=next_step_text(view.segment.name),
-        ))  # fmt: skip
+        if await first_time(self.db, team_id, f"next-step:{batch_id}"):
+            try:
+                await self.client.chat_postMessage(
+                    channel=batch.channel_id, thread_ts=batch.message_ts,
+                    text=next_step_text(view.segment.name),
+                )  # fmt: skip
+            except BaseException:
+                await forget(self.db, team_id, f"next-step:{batch_id}")
+                raise
 
-    async def _progress(
-        self, team_id: str, batch_id: int, channel: str | None, thread: str | None,
-        progress_ts: str | None, text: str,
-    ) -> None:  # fmt: skip
+    async def _progress(self, team_id: str, batch_id: int, text: str) -> None:
         """One reply in the thread, posted once and then updated in place."""
-        if not channel or not thread:
+        view = await load(self.db, team_id, batch_id)
+        batch = view.batch
+        if not batch.channel_id or not batch.message_ts:
             return
-        if progress_ts:
-            await self._safely(self.client.chat_update(channel=channel, ts=progress_ts, text=text))
+        if batch.progress_ts:
+            await self.client.chat_update(channel=batch.channel_id, ts=batch.progress_ts,
+                                          text=text)  # fmt: skip
             return
-        posted = await self._safely(
-            self.client.chat_postMessage(channel=channel, thread_ts=thread, text=text)
+        posted: AsyncSlackResponse = await self.client.chat_postMessage(
+            channel=batch.channel_id, thread_ts=batch.message_ts, text=text
         )
-        if posted is not None:
-            await set_message(self.db, team_id, batch_id, progress_ts=posted["ts"])
+        await set_message(self.db, team_id, batch_id, progress_ts=posted["ts"])
 
-    async def _safely(self, call: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse | None:
-        """A message that can't be posted must not fail the import that it reports on."""
-        try:
-            return await call
-        except SlackApiError as exc:
-            log.warning("Slack refused an update: %s", exc.response.get("error"))
-            return None

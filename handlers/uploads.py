@@ -1,4 +1,8 @@
-"""CSVs uploaded to a channel the bot is in: offer, once per file, to import them."""
+"""CSVs uploaded to a channel the bot is in: offer, once per file, to import them.
+
+`file_shared` (ids only) plus `files.info` (where it was shared, and the message's ts) is all
+this needs, so the app asks for no channel history scopes and no `message.*` events.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,15 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.imports.background import SLACK_FILE_JOB
-from bot.imports.batches import add_source, create_batch
+from bot.imports import review
+from bot.imports.batches import create_upload_batch
 from bot.imports.slack_files import SlackFile, describe
-from bot.jobs.queue import enqueue
 from bot.once import first_time
-from bot.workspaces import ensure_workspace, get_segment
+from bot.workspaces import ensure_workspace
 from handlers.context import Deps, Refusal, deps
 from handlers.ids import Action, BlockId
-from handlers.import_modal import post_review
-from handlers.messages import plain, upload_offer
-from models import SourceKind
+from handlers.import_modal import import_segment, post_review
+from handlers.messages import esc, plain, upload_offer
 
 
 async def _offer(client: AsyncWebClient, d: Deps, team_id: str, channel: str, thread_ts: str,
@@ -47,22 +49,6 @@ async def _offer_shared(client: AsyncWebClient, d: Deps, team_id: str,
     await _offer(client, d, team_id, channel, posts[0]["ts"], describe(info))
 
 
-async def message(ack: Any, event: dict[str, Any], body: dict[str, Any],
-                  client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
-    """The only message listener (bolt runs the first match): file shares fan out from here."""
-    await ack()
-    if event.get("subtype") != "file_share":
-        return
-    d = deps(context)
-
-    async def work() -> None:
-        for file in event.get("files") or []:
-            await _offer(client, d, body["team_id"], event["channel"], event["ts"],
-                         describe(file))  # fmt: skip
-
-    d.later.run(work(), client, {})
-
-
 async def review_upload(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                         context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
@@ -76,29 +62,31 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
     selected = ((state.get(BlockId.UPLOAD) or {}).get(Action.UPLOAD_SEGMENT) or {}).get(
         "selected_option"
     )
-    if not selected:
+    if not selected or not str(selected.get("value", "")).isdigit():
         raise Refusal("Choose a segment first, then press Review import.")
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
-    segment = await get_segment(d.db, team_id, int(selected["value"]))
-    file_id = body["actions"][0]["value"]
-    if not await first_time(d.db, team_id, f"review:{file_id}"):
-        raise Refusal("This file already has a review: see the import message in this channel.")
-    batch = await create_batch(d.db, team_id, segment.id or 0, user_id)
-    source = await add_source(d.db, team_id, batch.id or 0, SourceKind.CSV, "uploaded CSV",
-                              ref=file_id)  # fmt: skip
-    await enqueue(d.db, team_id, SLACK_FILE_JOB, {"source_id": source.id},
-                  dedupe_key=f"stage:{source.id}")  # fmt: skip
+    segment = await import_segment(d.db, team_id, int(selected["value"]))
+    file_id = str(body["actions"][0].get("value") or "")
+    info = describe((await client.files_info(file=file_id))["file"])
+    batch_id, created = await create_upload_batch(
+        d.db, team_id, segment.id or 0, user_id, file_id=file_id, label=info.name
+    )
     channel = body["channel"]["id"]
-    await post_review(client, d, team_id, batch.id or 0, channel, user_id)
+    if not created:
+        earlier = await review.batch_of(d.db, team_id, batch_id)
+        if earlier.message_ts:
+            raise Refusal(f"This file already has a review: import #{batch_id} in "
+                          f"<#{earlier.channel_id}>.")  # fmt: skip
+    await post_review(client, d, team_id, batch_id, channel, user_id)
     await client.chat_update(channel=channel, ts=body["container"]["message_ts"],
                              text="Review posted", blocks=plain(
                                  f":white_check_mark: <@{user_id}> started a review for "
-                                 f"*{segment.name}*."))  # fmt: skip
+                                 f"*{esc(segment.name)}*."))  # fmt: skip
 
 
 def register(app: AsyncApp) -> None:
     app.event("file_shared")(file_shared)
-    app.event("message")(message)
+    app.event("message")(_noop)  # apps installed from an older manifest still get these
     app.action(Action.UPLOAD_REVIEW)(review_upload)
     app.action(Action.UPLOAD_SEGMENT)(_noop)
 

@@ -26,6 +26,7 @@ from bot.imports.batches import (
 )
 from bot.imports.engine import BatchStateError, Progress, apply_batch
 from bot.imports.importer import check_files
+from bot.imports.job_kinds import IMPORT_JOB
 from bot.imports.reading import CsvFileError
 from bot.imports.slack_files import FileRejected, check_csv, describe, download
 from bot.jobs import queue
@@ -33,8 +34,6 @@ from bot.jobs.worker import Handler, JobContext, JobStopped, PermanentJobError
 from bot.notify import ImportNotifier, Silent
 from bot.workspaces import import_target
 from models import BatchStatus, Database, ImportSource, Job, SourceKind, SourceStatus
-
-IMPORT_JOB = "import"
 
 
 async def enqueue_file_import(
@@ -96,18 +95,22 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier)
             await notifier.import_progress(team_id, batch_id, progress.done, progress.total)
 
     try:
-        await apply_batch(db, team_id, batch_id, on_progress=report, chunk_size=chunk_size)
+        result = await apply_batch(db, team_id, batch_id, on_progress=report,
+                                   chunk_size=chunk_size)  # fmt: skip
     except JobStopped:
         raise
     except Exception as exc:
         final = isinstance(exc, BatchStateError) or ctx.job.attempts >= ctx.job.max_attempts
         if final:
             await fail_batch(db, team_id, batch_id, str(exc) or type(exc).__name__)
-            await notifier.import_finished(team_id, batch_id)
+            ended = await get_batch(db, team_id, batch_id)
+            if ended is not None and ended.status == BatchStatus.FAILED:
+                await notifier.import_finished(team_id, batch_id)
         if isinstance(exc, BatchStateError):
             raise PermanentJobError(str(exc)) from None
         raise
-    await notifier.import_finished(team_id, batch_id)
+    if result.status != BatchStatus.CANCELLED:  # a cancellation reports itself
+        await notifier.import_finished(team_id, batch_id)
 
 
 async def _stage_pending_files(db: Database, team_id: str, batch_id: int) -> None:
@@ -131,7 +134,6 @@ async def _stage_pending_files(db: Database, team_id: str, batch_id: int) -> Non
                 raise PermanentJobError(f"{source.label}: {exc}") from None
 
 
-SLACK_FILE_JOB = "stage_slack_file"
 
 # Looks a Slack file up by id (files.info) and returns its file object.
 FileLookup = Callable[[str], Awaitable[dict[str, Any]]]

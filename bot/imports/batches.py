@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import BinaryIO, TextIO
 
-from sqlalchemy import func, text, update
+from sqlalchemy import func, insert, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
+from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.parallel import ParallelRows, file_path
 from bot.imports.reading import CsvFileError, CsvReader
+from bot.imports.retention import schedule_purge_in
 from bot.imports.rows import Classifier, Tally
 from bot.imports.staging import stage_rows
+from bot.jobs.queue import enqueue_in
 from models import (
     BatchStatus,
     Database,
     ImportBatch,
     ImportSource,
     Outcome,
+    SeenKey,
     SourceKind,
     SourceStatus,
     StagedRow,
@@ -33,8 +40,50 @@ async def create_batch(
         batch = ImportBatch(team_id=team_id, segment_id=segment_id, requested_by=requested_by,
                             update_existing=update_existing)  # fmt: skip
         session.add(batch)
+        await session.flush()
+        # staged rows are deleted some time after their import ends: make sure that runs
+        await schedule_purge_in(await session.connection(), team_id, utcnow() + timedelta(hours=1))
         await session.commit()
         return batch
+
+
+async def create_upload_batch(
+    db: Database, team_id: str, segment_id: int, requested_by: str, *, file_id: str, label: str
+) -> tuple[int, bool]:
+    """One review per uploaded file: (new batch id, True), or (the earlier one's id, False).
+
+    The batch, its source, the reading job and the once-per-file key commit together, so a
+    failure part way leaves nothing, and a retry after a failed post finds the same batch.
+    """
+    async with db.session() as session:
+        session.add(SeenKey(team_id=team_id, key=f"review:{file_id}"[:200]))
+        try:
+            await session.flush()
+        except IntegrityError:
+            await session.rollback()
+            existing = (await session.exec(
+                select(ImportSource.batch_id).where(
+                    ImportSource.team_id == team_id, ImportSource.ref == file_id,
+                    ImportSource.kind == SourceKind.CSV,
+                ).order_by(col(ImportSource.id)).limit(1)
+            )).first()  # fmt: skip
+            if existing is None:
+                raise ReviewError("This file was already offered for review.") from None
+            return existing, False
+        batch = ImportBatch(team_id=team_id, segment_id=segment_id, requested_by=requested_by)
+        session.add(batch)
+        await session.flush()
+        assert batch.id is not None
+        source = ImportSource(team_id=team_id, batch_id=batch.id, kind=SourceKind.CSV,
+                              label=label[:255], ref=file_id)  # fmt: skip
+        session.add(source)
+        await session.flush()
+        conn = await session.connection()
+        await enqueue_in(conn, team_id, SLACK_FILE_JOB, {"source_id": source.id},
+                         dedupe_key=f"stage:{source.id}")  # fmt: skip
+        await schedule_purge_in(conn, team_id, utcnow() + timedelta(hours=1))
+        await session.commit()
+        return batch.id, True
 
 
 async def get_batch(db: Database, team_id: str, batch_id: int) -> ImportBatch | None:
@@ -44,25 +93,140 @@ async def get_batch(db: Database, team_id: str, batch_id: int) -> ImportBatch | 
     return batch if batch is not None and batch.team_id == team_id else None
 
 
-async def _batch_keys(db: Database, team_id: str, batch_id: int) -> set[str]:
-    """Emails already queued in the batch, so later sources mark them as duplicates."""
-    async with db.begin() as conn:
-        rows = await conn.execute(
-            text("SELECT email_key FROM staged_row WHERE team_id = :t AND batch_id = :b "
-                 "AND outcome = 'valid' AND removed = :no"),
-            {"t": team_id, "b": batch_id, "no": False},
-        )  # fmt: skip
-        return {row[0] for row in rows}
+class ReviewError(Exception):
+    """The action can't be done now; the message says why, for the person who acted."""
+
+
+_LIVE_SOURCES = ("SELECT id FROM import_source WHERE team_id = :t AND batch_id = :b "
+                 "AND removed = :no")  # fmt: skip
+
+
+DRAFT_ONLY = (BatchStatus.DRAFT,)
+UNDER_WAY = (BatchStatus.DRAFT, BatchStatus.QUEUED, BatchStatus.IMPORTING)
+
+
+async def lock_batch(
+    conn: AsyncConnection, team_id: str, batch_id: int, states: tuple[str, ...] = DRAFT_ONLY
+) -> None:
+    """Take the batch's row for this transaction if it is in one of `states`, else say why not.
+
+    Every change to a batch starts here: a conditional UPDATE is the one place where two
+    clicks (approve and reject, remove and approve, two files read at once) are put in order,
+    on SQLite (one writer) and PostgreSQL (row lock) alike. The loser is told the real state.
+    """
+    result = await conn.execute(
+        update(ImportBatch)
+        .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id,
+               col(ImportBatch.status).in_(list(states)))
+        .values(updated_at=utcnow())
+    )  # fmt: skip
+    if result.rowcount != 1:
+        raise ReviewError(await state_sentence(conn, team_id, batch_id))
+
+
+async def state_sentence(conn: AsyncConnection, team_id: str, batch_id: int) -> str:
+    """Why a batch can't be changed, read as it stands now."""
+    row = (
+        await conn.execute(
+            select(ImportBatch.status, ImportBatch.approved_by, ImportBatch.cancelled_by).where(
+                col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id
+            )
+        )
+    ).first()
+    if row is None:
+        return "That import doesn't exist in this workspace."
+    status, approved_by, cancelled_by = row
+    return f"This import is already {status_words(status, approved_by, cancelled_by)}."
+
+
+def status_words(status: str, approved_by: str | None, cancelled_by: str | None = None) -> str:
+    who = f" by <@{approved_by}>" if approved_by else ""
+    by = f" by <@{cancelled_by}>" if cancelled_by else ""
+    return {
+        BatchStatus.DRAFT: "waiting for review",
+        BatchStatus.QUEUED: f"approved{who} and waiting to run",
+        BatchStatus.IMPORTING: f"approved{who} and importing",
+        BatchStatus.DONE: f"imported (approved{who})",
+        BatchStatus.FAILED: "failed",
+        BatchStatus.REJECTED: f"rejected{who}",
+        BatchStatus.CANCELLED: f"cancelled{by}",
+    }.get(status, status)
+
+
+async def _batch_keys(
+    conn: AsyncConnection, team_id: str, batch_id: int, source_id: int
+) -> set[str]:
+    """Emails already valid in the batch's other live sources: this source's repeats of them
+    are duplicates (the first occurrence in staged order wins)."""
+    rows = await conn.execute(
+        text("SELECT email_key FROM staged_row WHERE team_id = :t AND batch_id = :b "
+             f"AND outcome = 'valid' AND removed = :no AND source_id <> :s "
+             f"AND source_id IN ({_LIVE_SOURCES})"),
+        {"t": team_id, "b": batch_id, "s": source_id, "no": False},
+    )  # fmt: skip
+    return {row[0] for row in rows}
+
+
+# After rows leave the batch (a source or a contact removed), the first remaining duplicate
+# of each address they held becomes the valid one: duplicates are decided over what remains.
+_PROMOTE = """
+    UPDATE staged_row SET outcome = 'valid', reason = NULL
+    WHERE id IN (
+        SELECT MIN(d.id) FROM staged_row d
+        WHERE d.team_id = :t AND d.batch_id = :b AND d.outcome = 'duplicate' AND d.removed = :no
+          AND d.email_key IN ({keys})
+          AND d.source_id IN ({live})
+          AND NOT EXISTS (
+              SELECT 1 FROM staged_row v
+              WHERE v.team_id = :t AND v.batch_id = :b AND v.email_key = d.email_key
+                AND v.outcome = 'valid' AND v.removed = :no AND v.source_id IN ({live}))
+        GROUP BY d.email_key)
+"""
+_PROMOTE_AFTER_SOURCE = text(_PROMOTE.format(
+    keys="SELECT r.email_key FROM staged_row r WHERE r.team_id = :t AND r.batch_id = :b "
+         "AND r.source_id = :s AND r.outcome = 'valid'",
+    live=_LIVE_SOURCES,
+))  # fmt: skip
+_PROMOTE_AFTER_KEY = text(_PROMOTE.format(keys=":key", live=_LIVE_SOURCES))
+
+
+async def promote_after_source(
+    conn: AsyncConnection, team_id: str, batch_id: int, source_id: int
+) -> int:
+    """Re-decide the duplicates of a removed source's addresses; returns rows promoted."""
+    result = await conn.execute(
+        _PROMOTE_AFTER_SOURCE, {"t": team_id, "b": batch_id, "s": source_id, "no": False}
+    )
+    return result.rowcount
+
+
+async def promote_after_key(conn: AsyncConnection, team_id: str, batch_id: int, key: str) -> int:
+    """Re-decide the duplicates of one removed address; returns rows promoted (0 or 1)."""
+    result = await conn.execute(
+        _PROMOTE_AFTER_KEY, {"t": team_id, "b": batch_id, "key": key, "no": False}
+    )
+    return result.rowcount
 
 
 async def add_source(db: Database, team_id: str, batch_id: int, kind: SourceKind, label: str,
                      ref: str | None = None) -> ImportSource:  # fmt: skip
-    async with db.session() as session:
-        source = ImportSource(team_id=team_id, batch_id=batch_id, kind=kind, label=label[:255],
-                              ref=ref)  # fmt: skip
-        session.add(source)
-        await session.commit()
-        return source
+    """Queue a source into a draft batch (refused, with the reason, once it left draft)."""
+    async with db.begin() as conn:
+        await lock_batch(conn, team_id, batch_id)
+        source_id = (
+            await conn.execute(
+                insert(ImportSource)
+                .values(team_id=team_id, batch_id=batch_id, kind=kind, label=label[:255], ref=ref,
+                        status=SourceStatus.PENDING, rows=0, valid=0, duplicates=0, rejected=0,
+                        warnings=0, removed=False, created_at=utcnow())
+                .returning(col(ImportSource.id))
+            )
+        ).scalar_one()  # fmt: skip
+    return await _source(db, team_id, source_id)
+
+
+class _NotPending(Exception):
+    """The source was cancelled or failed while it was read: undo this staging."""
 
 
 async def stage_csv(
@@ -73,7 +237,10 @@ async def stage_csv(
 ) -> ImportSource:
     """Parse a CSV into the source's staged rows; a file unreadable as a whole marks it failed.
 
-    Raises CsvFileError (after recording it on the source) so callers can tell the user.
+    One transaction that first takes the batch (so two files of one batch are staged one
+    after the other, and never into an approved, rejected or cancelled import), then reads
+    the addresses already queued, then stages. Raises CsvFileError (after recording it on
+    the source) so callers can tell the user.
     """
     source = await _source(db, team_id, source_id)
     try:
@@ -81,18 +248,28 @@ async def stage_csv(
     except CsvFileError as exc:
         await fail_source(db, team_id, source_id, str(exc))
         raise
-    keys = await _batch_keys(db, team_id, source.batch_id)
-    path = file_path(stream)
-    # A big file is parsed by a child process while this one inserts; a small one right here.
-    parallel = ParallelRows(path, sorted(keys)) if path is not None else None
-    classifier = Classifier(seen={hash(k) for k in keys})
-    rows = iter(parallel) if parallel else classifier.records(reader.records(), reader.columns)
+    parallel: ParallelRows | None = None
     try:
         async with db.begin() as conn:
+            try:
+                await lock_batch(conn, team_id, source.batch_id)
+            except ReviewError:
+                raise _NotPending from None
+            keys = await _batch_keys(conn, team_id, source.batch_id, source_id)
+            path = file_path(stream)
+            # A big file is parsed by a child process while this one inserts; a small one here.
+            parallel = ParallelRows(path, sorted(keys)) if path is not None else None
+            classifier = Classifier(seen={hash(k) for k in keys})
+            rows = (iter(parallel) if parallel
+                    else classifier.records(reader.records(), reader.columns))  # fmt: skip
             await stage_rows(conn, team_id=team_id, batch_id=source.batch_id,
                              source_id=source_id, rows=rows)  # fmt: skip
             tally = parallel.tally if parallel else classifier.tally
-            await _record_counts(conn, source, tally)
+            if not await _record_counts(conn, source, tally):
+                raise _NotPending
+    except _NotPending:
+        await fail_source(db, team_id, source_id, only_pending=True,
+                          error="The import was closed before this file was read.")  # fmt: skip
     finally:
         reader.close()
         if parallel is not None:
@@ -106,9 +283,11 @@ async def stage_contact(
 ) -> ImportSource:  # fmt: skip
     """Queue one customer typed in by hand as a source of its own."""
     source = await add_source(db, team_id, batch_id, SourceKind.CONTACT, email.strip())
-    classifier = Classifier(seen={hash(k) for k in await _batch_keys(db, team_id, batch_id)})
-    row = classifier.contact(1, email, first_name, last_name, locale)
     async with db.begin() as conn:
+        await lock_batch(conn, team_id, batch_id)
+        keys = await _batch_keys(conn, team_id, batch_id, source.id or 0)
+        classifier = Classifier(seen={hash(k) for k in keys})
+        row = classifier.contact(1, email, first_name, last_name, locale)
         await stage_rows(conn, team_id=team_id, batch_id=batch_id, source_id=source.id or 0,
                          rows=iter([row]))  # fmt: skip
         await _record_counts(conn, source, classifier.tally)
@@ -123,13 +302,16 @@ async def _source(db: Database, team_id: str, source_id: int) -> ImportSource:
     return source
 
 
-async def _record_counts(conn: AsyncConnection, source: ImportSource, tally: Tally) -> None:
-    await conn.execute(
+async def _record_counts(conn: AsyncConnection, source: ImportSource, tally: Tally) -> bool:
+    """Mark the source read with what the parser counted; False if it is no longer pending."""
+    result = await conn.execute(
         update(ImportSource)
-        .where(col(ImportSource.id) == source.id, col(ImportSource.team_id) == source.team_id)
+        .where(col(ImportSource.id) == source.id, col(ImportSource.team_id) == source.team_id,
+               col(ImportSource.status) == SourceStatus.PENDING)
         .values(status=SourceStatus.PARSED, error=None, rows=tally.rows, valid=tally.valid,
                 duplicates=tally.duplicates, rejected=tally.rejected, warnings=tally.warnings)
     )  # fmt: skip
+    return result.rowcount == 1
 
 
 async def fail_batch(db: Database, team_id: str, batch_id: int, error: str) -> None:
@@ -137,51 +319,149 @@ async def fail_batch(db: Database, team_id: str, batch_id: int, error: str) -> N
     async with db.begin() as conn:
         await conn.execute(
             update(ImportBatch)
-            .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id)
+            .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id,
+                   col(ImportBatch.status).in_([BatchStatus.QUEUED, BatchStatus.IMPORTING]))
             .values(status=BatchStatus.FAILED, error=error[:2000], finished_at=utcnow())
         )
 
 
-async def fail_source(db: Database, team_id: str, source_id: int, error: str) -> None:
+async def fail_source(
+    db: Database, team_id: str, source_id: int, error: str, *, only_pending: bool = False
+) -> None:
     """The source can't be read as a whole; `error` is shown to the user."""
+    where = [col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id]
+    if only_pending:
+        where.append(col(ImportSource.status) == SourceStatus.PENDING)
     async with db.begin() as conn:
+        await conn.execute(
+            update(ImportSource).where(*where).values(status=SourceStatus.FAILED,
+                                                      error=error[:2000])
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    rows: int = 0
+    valid: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    warnings: int = 0
+
+
+_COUNT_ROWS = text("""
+    SELECT source_id, outcome, COUNT(*), COUNT(reason) FROM staged_row
+    WHERE team_id = :t AND batch_id = :b AND removed = :no
+    GROUP BY source_id, outcome
+""")
+
+
+async def count_rows(conn: AsyncConnection, team_id: str, batch_id: int) -> dict[int, Totals]:
+    """Each source's counts, counted from its staged rows as they stand (removals included)."""
+    raw: dict[int, dict[str, int]] = {}
+    for source_id, outcome, count, with_reason in await conn.execute(
+        _COUNT_ROWS, {"t": team_id, "b": batch_id, "no": False}
+    ):
+        counts = raw.setdefault(source_id, {})
+        counts[outcome] = count
+        if outcome == Outcome.VALID:
+            counts["warnings"] = with_reason  # valid rows carry a reason only as a warning
+    return {
+        source_id: Totals(
+            rows=sum(c.get(o, 0) for o in (Outcome.VALID, Outcome.DUPLICATE, Outcome.REJECTED)),
+            valid=c.get(Outcome.VALID, 0), duplicates=c.get(Outcome.DUPLICATE, 0),
+            rejected=c.get(Outcome.REJECTED, 0), warnings=c.get("warnings", 0),
+        )
+        for source_id, c in raw.items()
+    }  # fmt: skip
+
+
+def add_up(parts: list[Totals]) -> Totals:
+    return Totals(*(sum(getattr(t, f) for t in parts)
+                    for f in ("rows", "valid", "duplicates", "rejected", "warnings")))  # fmt: skip
+
+
+async def freeze_counts(conn: AsyncConnection, team_id: str, batch_id: int) -> Totals:
+    """Write the counts, as counted from the rows now, onto the sources and the batch.
+
+    Runs in the transaction that takes the batch out of draft, so what is shown afterwards is
+    exactly what was decided (staged rows may later be deleted after their retention).
+    """
+    counts = await count_rows(conn, team_id, batch_id)
+    sources = (
+        await conn.execute(
+            select(ImportSource.id, ImportSource.status).where(
+                col(ImportSource.team_id) == team_id, col(ImportSource.batch_id) == batch_id,
+                col(ImportSource.removed).is_(False),
+            )
+        )
+    ).all()  # fmt: skip
+    live = []
+    for source_id, status in sources:
+        totals = counts.get(source_id, Totals())
+        if status == SourceStatus.PARSED:
+            live.append(totals)
         await conn.execute(
             update(ImportSource)
             .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id)
-            .values(status=SourceStatus.FAILED, error=error[:2000])
+            .values(rows=totals.rows, valid=totals.valid, duplicates=totals.duplicates,
+                    rejected=totals.rejected, warnings=totals.warnings)
+        )  # fmt: skip
+    total = add_up(live)
+    await conn.execute(
+        update(ImportBatch)
+        .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id)
+        .values(rows=total.rows, valid=total.valid, duplicates=total.duplicates,
+                rejected=total.rejected, warnings=total.warnings)
+    )  # fmt: skip
+    return total
+
+
+async def approve_in(
+    conn: AsyncConnection, team_id: str, batch_id: int, approved_by: str
+) -> Totals:
+    """Take a draft out of review for import, inside the caller's transaction.
+
+    The conditional UPDATE decides a race with reject, cancel, remove or a file being read;
+    the checks after it see everything committed before it and roll it all back if they fail.
+    """
+    await lock_batch(conn, team_id, batch_id)
+    pending = (
+        await conn.execute(
+            select(func.count()).select_from(ImportSource).where(
+                col(ImportSource.team_id) == team_id, col(ImportSource.batch_id) == batch_id,
+                col(ImportSource.removed).is_(False),
+                col(ImportSource.status) == SourceStatus.PENDING,
+            )
         )
+    ).scalar_one()  # fmt: skip
+    if pending:
+        raise ReviewError("Some files are still being read: approve once their counts show.")
+    total = await freeze_counts(conn, team_id, batch_id)
+    if total.valid == 0:
+        raise ReviewError("There is nothing valid to import: add contacts or reject it.")
+    await conn.execute(
+        update(ImportBatch)
+        .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id)
+        .values(status=BatchStatus.QUEUED, approved_by=approved_by, updated_at=utcnow())
+    )
+    return total
 
 
 async def queue_batch(db: Database, team_id: str, batch_id: int, approved_by: str) -> ImportBatch:
-    """Approve a draft: freeze its totals from the live sources and hand it to the engine."""
-    async with db.session() as session:
-        batch = await session.get(ImportBatch, batch_id)
-        if batch is None or batch.team_id != team_id:
-            raise LookupError(f"No import #{batch_id} in this workspace.")
-        if batch.status != BatchStatus.DRAFT:
-            return batch
-        totals = (
-            await session.exec(
-                select(
-                    func.coalesce(func.sum(ImportSource.rows), 0),
-                    func.coalesce(func.sum(ImportSource.valid), 0),
-                    func.coalesce(func.sum(ImportSource.duplicates), 0),
-                    func.coalesce(func.sum(ImportSource.rejected), 0),
-                    func.coalesce(func.sum(ImportSource.warnings), 0),
-                ).where(
-                    ImportSource.team_id == team_id,
-                    ImportSource.batch_id == batch_id,
-                    col(ImportSource.removed).is_(False),
-                    ImportSource.status == SourceStatus.PARSED,
-                )
-            )
-        ).one()
-        batch.rows, batch.valid, batch.duplicates, batch.rejected, batch.warnings = totals
-        batch.status = BatchStatus.QUEUED
-        batch.approved_by = approved_by
-        session.add(batch)
-        await session.commit()
+    """Approve a draft for trusted callers (CLI, background imports); an approved batch as is."""
+    try:
+        async with db.begin() as conn:
+            await approve_in(conn, team_id, batch_id, approved_by)
+    except ReviewError:
+        batch = await get_batch(db, team_id, batch_id)
+        if batch is None:
+            raise LookupError(f"No import #{batch_id} in this workspace.") from None
+        if batch.status == BatchStatus.DRAFT:
+            raise
         return batch
+    batch = await get_batch(db, team_id, batch_id)
+    assert batch is not None
+    return batch
 
 
 REJECTS_HEADER = ("source", "line", "email", "first_name", "last_name", "outcome", "reason")
@@ -209,8 +489,9 @@ async def write_rejects(
             .order_by(col(StagedRow.id))
         )  # fmt: skip
         async for source_id, line, email, first, last, outcome, reason in result:
-            writer.writerow([labels.get(source_id, ""), line, *neutralise([email, first, last]),
-                             outcome, reason or ""])  # fmt: skip
+            label, *cells = neutralise([labels.get(source_id, ""), email, first, last, outcome,
+                                        reason or ""])  # every text cell, the file name too
+            writer.writerow([label, line, *cells])
             count += 1
     return count
 

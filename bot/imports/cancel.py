@@ -1,11 +1,102 @@
-"""Cancelling a job from the command line: an import's batch and a file's source follow it."""
+"""Stopping work that is under way: an approved import, or a file still being read.
+
+Each is one transaction: the batch (or source) changes state, its job is cancelled and the
+people following it are told through a report job. A running import's worker notices at its
+next chunk (its job is no longer its own) and stops; a chunk never commits after the
+cancellation, because the engine claims each chunk only while the batch is importing.
+"""
 
 from __future__ import annotations
 
+import json
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from bot.imports.batches import UNDER_WAY, ReviewError, lock_batch
+from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB
 from bot.jobs import queue
-from models import Database, Job
+from bot.notify import BATCH_CHANGED, IMPORT_FINISHED, enqueue_report_in
+from models import BatchStatus, Database, Job
+from models.clock import utcnow
+
+# Valid rows of the batch the engine has passed (its cursor is a staged-row id).
+_PROCESSED = text("""
+    SELECT COUNT(*) FROM staged_row s
+    WHERE s.team_id = :t AND s.batch_id = :b AND s.id < :cursor
+      AND s.outcome = 'valid' AND s.removed = :no
+      AND s.source_id IN (SELECT id FROM import_source
+                          WHERE team_id = :t AND batch_id = :b AND removed = :no
+                            AND status = 'parsed')
+""")
+
+_STOP_BATCH = text("""
+    UPDATE import_batch SET status = :cancelled, cancelled_by = :who, finished_at = :now,
+        updated_at = :now, existing_contacts = :processed - new_contacts,
+        already_in_segment = :processed - added_to_segment
+    WHERE team_id = :t AND id = :b
+""").bindparams(bindparam("now", type_=UTCDateTime()))
+
+_CANCEL_JOB = text("""
+    UPDATE job SET state = 'cancelled', finished_at = :now, updated_at = :now
+    WHERE team_id = :t AND dedupe_key = :key AND state IN ('queued', 'running')
+""").bindparams(bindparam("now", type_=UTCDateTime()))
 
 
-async def cancel_job(db: Database, team_id: str, job_id: int) -> Job | None:
-    """Cancel a queued or running job; returns it as it now stands (None: no such job)."""
-    return await queue.cancel(db, team_id, job_id)
+async def stop_import_in(conn: AsyncConnection, team_id: str, batch_id: int, who: str) -> None:
+    """Cancel an approved (or CLI background) import whose batch row this transaction holds.
+
+    What was imported stays imported; the batch's counts say how much that was.
+    """
+    cursor = (await conn.execute(
+        text("SELECT apply_cursor FROM import_batch WHERE team_id = :t AND id = :b"),
+        {"t": team_id, "b": batch_id},
+    )).scalar_one()  # fmt: skip
+    params = {"t": team_id, "b": batch_id, "no": False, "cursor": cursor}
+    processed = (await conn.execute(_PROCESSED, params)).scalar_one() if cursor else 0
+    await conn.execute(_STOP_BATCH, {"t": team_id, "b": batch_id, "who": who, "now": utcnow(),
+                                     "processed": processed,
+                                     "cancelled": BatchStatus.CANCELLED})  # fmt: skip
+    await conn.execute(_CANCEL_JOB, {"t": team_id, "key": f"import:{batch_id}", "now": utcnow()})
+    await enqueue_report_in(conn, team_id, batch_id, IMPORT_FINISHED)
+
+
+async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") -> Job | None:
+    """Cancel a queued or running job; returns it as it now stands (None: no such job).
+
+    An import job takes its batch with it (cancelled, with the partial result reported); a
+    file-reading job marks its source failed with the reason.
+    """
+    job = await queue.get_job(db, team_id, job_id)
+    if job is None:
+        return None
+    payload = json.loads(job.payload or "{}")
+    async with db.begin() as conn:
+        if job.kind == IMPORT_JOB and "batch_id" in payload:
+            batch_id = int(payload["batch_id"])
+            try:
+                await lock_batch(conn, team_id, batch_id, UNDER_WAY)
+            except ReviewError:
+                pass  # the batch already ended; the job alone is cancelled
+            else:
+                await stop_import_in(conn, team_id, batch_id, who)
+        elif job.kind == SLACK_FILE_JOB and "source_id" in payload:
+            await _fail_reading_in(conn, team_id, int(payload["source_id"]))
+        await conn.execute(
+            text("UPDATE job SET state = 'cancelled', finished_at = :now, updated_at = :now "
+                 "WHERE id = :id AND team_id = :t AND state IN ('queued', 'running')")
+            .bindparams(bindparam("now", type_=UTCDateTime())),
+            {"id": job_id, "t": team_id, "now": utcnow()},
+        )  # fmt: skip
+    return await queue.get_job(db, team_id, job_id)
+
+
+async def _fail_reading_in(conn: AsyncConnection, team_id: str, source_id: int) -> None:
+    row = (await conn.execute(
+        text("UPDATE import_source SET status = 'failed', error = :why "
+             "WHERE id = :s AND team_id = :t AND status = 'pending' RETURNING batch_id"),
+        {"s": source_id, "t": team_id, "why": "Reading this file was cancelled."},
+    )).first()  # fmt: skip
+    if row is not None:
+        await enqueue_report_in(conn, team_id, int(row[0]), BATCH_CHANGED)

@@ -115,7 +115,8 @@ async def apply_batch(
             raise BatchStateError(f"Import #{batch_id} is {batch.status}; it can't be imported.")
     bounds = await _bounds(db, team_id, batch_id)
     async with db.begin() as conn:
-        await _set_status(conn, team_id, batch_id, BatchStatus.IMPORTING)
+        if not await _start(conn, team_id, batch_id):
+            raise BatchStateError(f"Import #{batch_id} was cancelled before it started.")
     lo, hi = bounds
     cursor = max(batch.apply_cursor, lo)
     while cursor <= hi:
@@ -165,19 +166,23 @@ _SOURCE_MIN = text("SELECT MIN(id) FROM staged_row WHERE source_id = :s AND team
 _SOURCE_MAX = text("SELECT MAX(id) FROM staged_row WHERE source_id = :s AND team_id = :t")
 
 
-async def _set_status(conn: AsyncConnection, team_id: str, batch_id: int, status: str) -> None:
-    await conn.execute(
-        text("UPDATE import_batch SET status = :s WHERE team_id = :t AND id = :b"),
-        {"s": status, "t": team_id, "b": batch_id},
+async def _start(conn: AsyncConnection, team_id: str, batch_id: int) -> bool:
+    """queued -> importing (or still importing, resumed); False once it was cancelled."""
+    result = await conn.execute(
+        text("UPDATE import_batch SET status = 'importing' WHERE team_id = :t AND id = :b "
+             "AND status IN ('queued', 'importing')"),
+        {"t": team_id, "b": batch_id},
     )
+    return result.rowcount == 1
 
 
 async def _apply_chunk(conn: AsyncConnection, batch: ImportBatch, lo: int, hi: int) -> None:
     """One chunk in one transaction: contacts, membership, counters and cursor together."""
-    # Claim the chunk first: if another process already applied it, the cursor moved on.
+    # Claim the chunk first: if another process already applied it, the cursor moved on; if
+    # the import was cancelled, no chunk is claimed any more.
     claimed = await conn.execute(
         text("UPDATE import_batch SET apply_cursor = :hi WHERE team_id = :t AND id = :b "
-             "AND apply_cursor <= :lo"),
+             "AND apply_cursor <= :lo AND status = 'importing'"),
         {"hi": hi, "lo": lo, "t": batch.team_id, "b": batch.id},
     )  # fmt: skip
     if claimed.rowcount == 0:

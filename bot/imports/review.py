@@ -7,11 +7,27 @@ or another workspace's id changes nothing and gets an explanation back (ReviewEr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, or_, text, update
 from sqlmodel import col, select
 
-from bot.imports.batches import queue_batch
+from bot.imports.batches import (
+    UNDER_WAY,
+    ReviewError,
+    Totals,
+    add_up,
+    approve_in,
+    count_rows,
+    freeze_counts,
+    lock_batch,
+    promote_after_key,
+    promote_after_source,
+    status_words,
+)
+from bot.imports.cancel import stop_import_in
+from bot.imports.job_kinds import IMPORT_JOB
+from bot.jobs.queue import enqueue_in
 from models import (
     BatchStatus,
     Database,
@@ -24,18 +40,7 @@ from models import (
 )
 from models.clock import utcnow
 
-
-class ReviewError(Exception):
-    """The action can't be done now; the message says why, for the person who clicked."""
-
-
-@dataclass(frozen=True, slots=True)
-class Totals:
-    rows: int = 0
-    valid: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    warnings: int = 0
+__all__ = ["BatchView", "ContactRow", "ReviewError", "Totals"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +48,19 @@ class BatchView:
     batch: ImportBatch
     segment: Segment
     sources: list[ImportSource]
-    totals: Totals
+    counts: dict[int, Totals]  # source id -> counts (live while in draft, then as decided)
+    totals: Totals  # of the sources that were read
 
     @property
     def pending(self) -> int:
         return sum(1 for s in self.sources if s.status == SourceStatus.PENDING)
 
+    def counts_of(self, source: ImportSource) -> Totals:
+        return self.counts.get(source.id or 0, Totals())
+
 
 async def load(db: Database, team_id: str, batch_id: int) -> BatchView:
+    """The batch with its sources; a draft's counts are counted from its staged rows now."""
     async with db.session() as session:
         batch = await session.get(ImportBatch, batch_id)
         if batch is None or batch.team_id != team_id:
@@ -67,42 +77,33 @@ async def load(db: Database, team_id: str, batch_id: int) -> BatchView:
                 )
             ).all()
         )  # fmt: skip
-    parsed = [s for s in sources if s.status == SourceStatus.PARSED]
-    totals = Totals(*(sum(getattr(s, f) for s in parsed) for f in
-                      ("rows", "valid", "duplicates", "rejected", "warnings")))  # fmt: skip
-    return BatchView(batch, segment, sources, totals)
-
-
-async def _draft(db: Database, team_id: str, batch_id: int) -> ImportBatch:
-    view = await load(db, team_id, batch_id)
-    if view.batch.status != BatchStatus.DRAFT:
-        raise ReviewError(f"This import is already {describe_status(view.batch)}.")
-    return view.batch
+    if batch.status == BatchStatus.DRAFT:
+        async with db.begin() as conn:
+            counts = await count_rows(conn, team_id, batch_id)
+    else:  # frozen when it left draft: staged rows may since have been deleted
+        counts = {s.id or 0: Totals(s.rows, s.valid, s.duplicates, s.rejected, s.warnings)
+                  for s in sources}  # fmt: skip
+    parsed = [counts.get(s.id or 0, Totals()) for s in sources if s.status == SourceStatus.PARSED]
+    return BatchView(batch, segment, sources, counts, add_up(parsed))
 
 
 def describe_status(batch: ImportBatch) -> str:
-    who = f" by <@{batch.approved_by}>" if batch.approved_by else ""
-    return {
-        BatchStatus.QUEUED: f"approved{who} and waiting to run",
-        BatchStatus.IMPORTING: f"approved{who} and importing",
-        BatchStatus.DONE: f"imported (approved{who})",
-        BatchStatus.FAILED: "failed",
-        BatchStatus.REJECTED: f"rejected{who}",
-        BatchStatus.CANCELLED: "cancelled",
-    }.get(BatchStatus(batch.status), batch.status)
+    return status_words(batch.status, batch.approved_by, batch.cancelled_by)
 
 
 async def remove_source(db: Database, team_id: str, batch_id: int, source_id: int) -> None:
-    await _draft(db, team_id, batch_id)
+    """Take a source out of a draft; its addresses' duplicates elsewhere become valid."""
     async with db.begin() as conn:
+        await lock_batch(conn, team_id, batch_id)
         result = await conn.execute(
             update(ImportSource)
             .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id,
-                   col(ImportSource.batch_id) == batch_id)
+                   col(ImportSource.batch_id) == batch_id, col(ImportSource.removed).is_(False))
             .values(removed=True)
         )  # fmt: skip
-    if result.rowcount != 1:
-        raise ReviewError("That source is not part of this import.")
+        if result.rowcount != 1:
+            raise ReviewError("That source is not part of this import (or was already removed).")
+        await promote_after_source(conn, team_id, batch_id, source_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,17 +116,27 @@ class ContactRow:
     source: str
 
 
+async def batch_of(db: Database, team_id: str, batch_id: int) -> ImportBatch:
+    """The batch alone (no counting), if it belongs to this workspace."""
+    async with db.session() as session:
+        batch = await session.get(ImportBatch, batch_id)
+    if batch is None or batch.team_id != team_id:
+        raise ReviewError("That import doesn't exist in this workspace.")
+    return batch
+
+
 async def contacts_page(
     db: Database, team_id: str, batch_id: int, *, query: str = "", offset: int = 0, limit: int = 10
 ) -> tuple[list[ContactRow], int]:
     """Valid queued contacts of the batch (search by email or name), and how many match."""
-    await load(db, team_id, batch_id)
+    await batch_of(db, team_id, batch_id)
     live = select(ImportSource.id).where(
         ImportSource.team_id == team_id, ImportSource.batch_id == batch_id,
         col(ImportSource.removed).is_(False),
     )  # fmt: skip
     where = [
         StagedRow.team_id == team_id,
+        StagedRow.batch_id == batch_id,
         col(StagedRow.source_id).in_(live),
         StagedRow.outcome == Outcome.VALID,
         col(StagedRow.removed).is_(False),
@@ -150,55 +161,81 @@ async def contacts_page(
     return [ContactRow(*row) for row in rows], total  # type: ignore[arg-type]
 
 
+_STAGED = text("SELECT email, email_key, outcome, removed FROM staged_row "
+               "WHERE id = :id AND team_id = :t AND batch_id = :b")  # fmt: skip
+
+
 async def remove_contact(db: Database, team_id: str, batch_id: int, staged_id: int) -> str:
-    """Drop one queued contact; its source's counts follow. Returns the email removed."""
-    await _draft(db, team_id, batch_id)
-    async with db.session() as session:
-        row = await session.get(StagedRow, staged_id)
-        if row is None or row.team_id != team_id or row.batch_id != batch_id:
-            raise ReviewError("That contact is not part of this import.")
-        if row.removed:
-            return row.email
-        row.removed = True
-        session.add(row)
-        source = await session.get(ImportSource, row.source_id)
-        if source is not None and row.outcome == Outcome.VALID:
-            source.rows -= 1
-            source.valid -= 1
-            session.add(source)
-        await session.commit()
-        return row.email
-
-
-async def approve(db: Database, team_id: str, batch_id: int, user_id: str) -> ImportBatch:
-    """Freeze the batch for import. Idempotent: approving an approved batch just says so."""
-    view = await load(db, team_id, batch_id)
-    if view.batch.status != BatchStatus.DRAFT:
-        raise ReviewError(f"This import is already {describe_status(view.batch)}.")
-    if view.pending:
-        raise ReviewError("Some files are still being read: approve once their counts show.")
-    if view.totals.valid == 0:
-        raise ReviewError("There is nothing valid to import: add contacts or reject it.")
-    return await queue_batch(db, team_id, batch_id, user_id)
-
-
-async def close(
-    db: Database, team_id: str, batch_id: int, user_id: str, status: BatchStatus
-) -> None:
-    """Reject (a lead) or cancel (the requester) a draft."""
-    batch = await _draft(db, team_id, batch_id)
-    if status == BatchStatus.CANCELLED and batch.requested_by != user_id:
-        raise ReviewError(
-            f"Only <@{batch.requested_by}>, who asked for this import, can cancel it."
-        )
+    """Drop one queued contact (its next duplicate, if any, takes its place). Returns its email."""
     async with db.begin() as conn:
+        await lock_batch(conn, team_id, batch_id)
+        row = (await conn.execute(_STAGED, {"id": staged_id, "t": team_id, "b": batch_id})).first()
+        if row is None:
+            raise ReviewError("That contact is not part of this import.")
+        email, key, outcome, removed = row
+        if removed:
+            return str(email)
         await conn.execute(
-            update(ImportBatch)
-            .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id,
-                   col(ImportBatch.status) == BatchStatus.DRAFT)
-            .values(status=status, approved_by=user_id if status == BatchStatus.REJECTED else None,
-                    finished_at=utcnow(), updated_at=utcnow())
-        )  # fmt: skip
+            update(StagedRow)
+            .where(col(StagedRow.id) == staged_id, col(StagedRow.team_id) == team_id)
+            .values(removed=True)
+        )
+        if outcome == Outcome.VALID:
+            await promote_after_key(conn, team_id, batch_id, key)
+        return str(email)
+
+
+async def approve(
+    db: Database, team_id: str, batch_id: int, user_id: str, *, max_attempts: int = 5
+) -> Totals:
+    """Approve a draft and queue its import job, in one transaction (a double click: one job)."""
+    async with db.begin() as conn:
+        totals = await approve_in(conn, team_id, batch_id, user_id)
+        await enqueue_in(conn, team_id, IMPORT_JOB, {"batch_id": batch_id},
+                         dedupe_key=f"import:{batch_id}", max_attempts=max_attempts)  # fmt: skip
+    return totals
+
+
+async def reject(db: Database, team_id: str, batch_id: int, user_id: str) -> None:
+    """A lead turns a draft down; nothing of it is imported."""
+    async with db.begin() as conn:
+        await lock_batch(conn, team_id, batch_id)
+        await freeze_counts(conn, team_id, batch_id)
+        await _close(conn, team_id, batch_id, BatchStatus.REJECTED, approved_by=user_id)
+
+
+async def cancel(
+    db: Database, team_id: str, batch_id: int, user_id: str, *, is_lead: bool
+) -> BatchStatus:
+    """The requester (or a lead) withdraws a draft, or stops an approved import.
+
+    Returns the state the batch was in. A running import stops before its next chunk: what
+    was imported stays, and the thread is told how much that was.
+    """
+    batch = await batch_of(db, team_id, batch_id)
+    if not is_lead and batch.requested_by != user_id:
+        raise ReviewError(f"Only <@{batch.requested_by}>, who asked for this import, or a team "
+                          "lead can cancel it.")  # fmt: skip
+    async with db.begin() as conn:
+        await lock_batch(conn, team_id, batch_id, UNDER_WAY)
+        status = (await conn.execute(
+            select(ImportBatch.status).where(col(ImportBatch.id) == batch_id)
+        )).scalar_one()  # fmt: skip
+        if status == BatchStatus.DRAFT:
+            await freeze_counts(conn, team_id, batch_id)
+            await _close(conn, team_id, batch_id, BatchStatus.CANCELLED, cancelled_by=user_id)
+        else:
+            await stop_import_in(conn, team_id, batch_id, user_id)
+    return BatchStatus(status)
+
+
+async def _close(conn: Any, team_id: str, batch_id: int, status: BatchStatus,
+                 **who: str) -> None:  # fmt: skip
+    await conn.execute(
+        update(ImportBatch)
+        .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id)
+        .values(status=status, finished_at=utcnow(), updated_at=utcnow(), **who)
+    )
 
 
 async def set_message(

@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
-from bot.imports.background import (
-    IMPORT_JOB,
-    SLACK_FILE_JOB,
-    FileLookup,
-    import_handler,
-    slack_file_handler,
-)
-from bot.jobs.worker import Handler
-from bot.notify import ImportNotifier, Silent
+from bot.imports.background import FileLookup, import_handler, slack_file_handler
+from bot.imports.job_kinds import IMPORT_JOB, PURGE_JOB, SLACK_FILE_JOB
+from bot.imports.retention import purge_handler
+from bot.jobs.worker import Handler, JobContext
+from bot.notify import REPORT_JOB, ImportNotifier, Silent
 from bot.settings import Settings
 
 
 def handlers(
     settings: Settings, notifier: ImportNotifier | None = None, lookup: FileLookup | None = None
 ) -> dict[str, Handler]:
-    """Job kind -> handler. Reading Slack files needs `lookup` (files.info) and the token."""
-    notifier = notifier or Silent()
-    kinds = {IMPORT_JOB: import_handler(settings.import_chunk_rows, notifier)}
+    """Job kind -> handler. Reading Slack files needs `lookup` (files.info) and the token;
+    retrying Slack reports needs a notifier that talks to Slack. A worker without them
+    leaves those jobs to one that has them."""
+    kinds = {
+        IMPORT_JOB: import_handler(settings.import_chunk_rows, notifier or Silent()),
+        PURGE_JOB: purge_handler(settings.staged_retention_days),
+    }
+    if notifier is not None:
+        kinds[REPORT_JOB] = report_handler(notifier)
     if lookup is not None:
         kinds[SLACK_FILE_JOB] = slack_file_handler(
             lookup, token=settings.slack_bot_token, hosts=settings.slack_file_hosts,
-            max_bytes=int(settings.max_upload_mb * 1e6), notifier=notifier,
+            max_bytes=int(settings.max_upload_mb * 1e6), notifier=notifier or Silent(),
         )  # fmt: skip
     return kinds
+
+
+def report_handler(notifier: ImportNotifier) -> Handler:
+    """Deliver a report that an outage held back; still failing, it retries with backoff."""
+
+    async def run(ctx: JobContext) -> None:
+        source_id = ctx.payload.get("source_id")
+        await notifier.deliver(ctx.team_id, int(ctx.payload["batch_id"]), str(ctx.payload["event"]),
+                               int(source_id) if source_id is not None else None)  # fmt: skip
+
+    return run

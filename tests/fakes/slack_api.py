@@ -342,6 +342,8 @@ class FakeSlack(_Served):
         self._response_urls: dict[str, tuple[str | None, str | None, str | None]] = {}
         self._rate_limits: dict[str, list[int]] = {}  # method -> [remaining, retry_after]
         self._failures: dict[str, list[Any]] = {}  # method -> [remaining, error]
+        self._outages: dict[str, list[Any]] = {}  # method -> [remaining, HTTP status or None]
+        self._holds: dict[str, asyncio.Event] = {}  # method -> gate the calls wait for
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
         self._handlers: dict[str, _Handler] = {
@@ -499,6 +501,17 @@ class FakeSlack(_Served):
         """Answer the next `times` calls to `method` with `{"ok": false, "error": error}`."""
         self._failures[method] = [times, error]
 
+    def outage(self, method: str, times: int = 1, *, status: int | None = None) -> None:
+        """The next `times` calls to `method` never get an answer from Slack: the connection is
+        dropped (a network error in the client), or with `status` an HTTP error such as 503."""
+        self._outages[method] = [times, status]
+
+    def hold(self, method: str) -> asyncio.Event:
+        """Calls to `method` wait (after being recorded) until the returned event is set."""
+        gate = asyncio.Event()
+        self._holds[method] = gate
+        return gate
+
     def close_view(self, view_id: str) -> None:
         """The user closed (or submitted) this modal: it and the views above it are gone."""
         for root, stack in list(self._stacks.items()):
@@ -647,6 +660,15 @@ class FakeSlack(_Served):
                 status=429,
                 headers={"Retry-After": str(limit[1])},
             )
+        if (outage := self._outages.get(method)) and outage[0] > 0:
+            outage[0] -= 1
+            if outage[1] is None:
+                if request.transport is not None:
+                    request.transport.close()  # no answer at all
+                raise ConnectionResetError("fake outage")
+            return web.Response(status=outage[1], text="upstream unavailable")
+        if (gate := self._holds.get(method)) is not None:
+            await gate.wait()
         if (failure := self._failures.get(method)) and failure[0] > 0:
             failure[0] -= 1
             return self._json({"ok": False, "error": failure[1]})

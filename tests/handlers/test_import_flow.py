@@ -169,7 +169,7 @@ async def test_another_workspaces_batch_id_does_nothing(app: Harness) -> None:
     await app.settle()
     notes = [e["text"] for e in app.slack.ephemerals]
     assert len(notes) == 3 and all("doesn't exist in this workspace" in n for n in notes)
-    assert await _count(app, "SELECT COUNT(*) FROM job") == 0
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'import'") == 0
     assert await _count(app, "SELECT COUNT(*) FROM import_source WHERE removed") == 0
     assert await _count(app, "SELECT COUNT(*) FROM import_batch WHERE status = 'draft'") == 1
 

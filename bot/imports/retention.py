@@ -1,0 +1,59 @@
+"""Staged rows are kept only while they are useful: deleted STAGED_RETENTION_DAYS after their
+import ended (done, failed, rejected or cancelled).
+
+A purge job runs at most once a day per workspace: the first batch created on a day queues
+one (a dedupe key per date), and each run queues the next while ended batches still hold
+staged rows. The counts shown on an ended import were frozen when it left review, so deleting
+its rows changes nothing anyone sees.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from bot.imports.job_kinds import PURGE_JOB
+from bot.jobs.queue import enqueue_in
+from bot.jobs.worker import Handler, JobContext
+from models import Database
+from models.clock import utcnow
+
+_ENDED = "('done', 'failed', 'rejected', 'cancelled')"
+
+_PURGE = text(f"""
+    DELETE FROM staged_row WHERE team_id = :t AND batch_id IN (
+        SELECT id FROM import_batch
+        WHERE team_id = :t AND status IN {_ENDED} AND finished_at < :cutoff)
+""").bindparams(bindparam("cutoff", type_=UTCDateTime()))
+
+_LEFT = text(f"""
+    SELECT 1 FROM import_batch b
+    WHERE b.team_id = :t AND b.status IN {_ENDED}
+      AND EXISTS (SELECT 1 FROM staged_row s WHERE s.team_id = :t AND s.batch_id = b.id)
+    LIMIT 1
+""")
+
+
+async def schedule_purge_in(conn: AsyncConnection, team_id: str, when: datetime) -> None:
+    """Queue the workspace's purge for `when`'s date, once (further calls that day do nothing)."""
+    await enqueue_in(conn, team_id, PURGE_JOB, {}, dedupe_key=f"purge:{when:%Y-%m-%d}",
+                     run_after=when)  # fmt: skip
+
+
+async def purge_staged(db: Database, team_id: str, days: float) -> int:
+    """Delete the staged rows of imports that ended more than `days` ago; returns how many."""
+    async with db.begin() as conn:
+        result = await conn.execute(_PURGE, {"t": team_id, "cutoff": utcnow() - timedelta(days)})
+        if (await conn.execute(_LEFT, {"t": team_id})).first() is not None:
+            await schedule_purge_in(conn, team_id, utcnow() + timedelta(days=1))
+    return result.rowcount
+
+
+def purge_handler(days: float) -> Handler:
+    async def run(ctx: JobContext) -> None:
+        await purge_staged(ctx.db, ctx.team_id, days)
+
+    return run

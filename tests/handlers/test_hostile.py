@@ -1,0 +1,193 @@
+"""Attackers and careless input: unsigned requests, Slack markup in names, who may change what."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+
+from handlers.ids import Action, Callback
+from tests.fakes.slack_requests import block_actions_payload, interactive_body
+from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_decisions import _start
+from tests.handlers.test_import_flow import CSV, _count, _form, _open_modal, _review
+
+STRANGER = "U0777"
+EVIL = "<!channel> Promo <https://evil.example|Approve> & more"
+
+
+async def test_a_request_with_a_malformed_timestamp_gets_401_and_no_web_api_call(
+    app: Harness,
+) -> None:
+    payload = block_actions_payload(Action.APPROVE, "1", user_id="U0VICTIM1", team_id="T0001",
+                                    channel_id="C0VICTIM1")  # fmt: skip
+    for timestamp in ("notanumber", "", "12.5"):
+        reply = await app.requests.send(
+            interactive_body(payload), "application/x-www-form-urlencoded",
+            headers={"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": "v0=00"},
+        )  # fmt: skip
+        assert reply.status == 401, timestamp
+    await app.settle()
+    assert app.slack.calls == []
+
+
+async def test_the_error_handler_never_acts_on_an_unverified_request(app: Harness) -> None:
+    """Even past the HTTP route (e.g. another adapter), bolt's own failure path stays silent."""
+    from slack_bolt.request.async_request import AsyncBoltRequest
+
+    from bot.app import build_app, slack_client
+
+    bolt = build_app(app.settings, slack_client(app.settings), app.db, app.later)
+    body = interactive_body(block_actions_payload(Action.APPROVE, "1", user_id="U0VICTIM1",
+                                                  channel_id="C0VICTIM1"))  # fmt: skip
+    response = await bolt.async_dispatch(AsyncBoltRequest(
+        body=body.decode(), headers={"content-type": "application/x-www-form-urlencoded",
+                                     "x-slack-request-timestamp": "notanumber",
+                                     "x-slack-signature": "v0=00"},
+    ))  # fmt: skip
+    await app.later.drain()
+    assert response.status == 401
+    assert app.slack.calls == []
+
+
+async def test_slack_markup_in_names_is_shown_as_typed_everywhere(app: Harness) -> None:
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "<!here>.csv", CSV)
+    await app.requests.view_submission(state_values=_form(files=[file], segment=EVIL),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    message = await _review(app)
+    batch = message["blocks"][-1]["elements"][0]["value"]
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    posted = [c.args for c in app.slack.calls
+              if c.method in ("chat.postMessage", "chat.update", "chat.postEphemeral")]  # fmt: skip
+    assert posted
+    for args in posted:
+        # mrkdwn and `text` are parsed by Slack: the raw markup must never reach them
+        for text in _mrkdwn_texts(args):
+            assert "<!channel>" not in text and "<!here>" not in text, text
+            assert "<https://evil.example" not in text, text
+    thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    assert any("&lt;!channel&gt; Promo &lt;https://evil.example|Approve&gt; &amp; more" in t
+               for t in thread)  # fmt: skip
+    header = app.slack.message("C0001", message["ts"])["blocks"][0]
+    assert header["type"] == "header" and EVIL in header["text"]["text"]  # plain_text: as typed
+    upload = app.slack.uploads[-1]
+    assert "&lt;!here&gt;.csv" in (upload.initial_comment or "")
+
+
+def _mrkdwn_texts(args: dict) -> list[str]:
+    texts = [args.get("text") or ""]
+    blocks = args.get("blocks") or []
+    if isinstance(blocks, str):
+        blocks = json.loads(blocks)
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "mrkdwn":
+                texts.append(node.get("text", ""))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(blocks)
+    return texts
+
+
+async def test_only_the_requester_or_a_lead_changes_a_draft(app: Harness) -> None:
+    message, batch = await _start(app)
+    remove = next(b for b in message["blocks"]
+                  if b.get("accessory", {}).get("action_id") == Action.REMOVE_SOURCE)  # fmt: skip
+    await app.requests.block_action(Action.REMOVE_SOURCE, remove["accessory"]["value"],
+                                    user_id=STRANGER, message_ts=message["ts"])  # fmt: skip
+    await app.requests.block_action(Action.ADD_MORE, batch, user_id=STRANGER,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.requests.block_action(Action.REVIEW_CONTACTS, batch, user_id=STRANGER,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    modal = app.slack.open_views(STRANGER)[-1]  # anyone may look
+    assert modal["callback_id"] == Callback.CONTACTS
+    row = next(b for b in modal["blocks"] if b.get("accessory", {}).get("action_id")
+               == Action.REMOVE_CONTACT)  # fmt: skip
+    await app.requests.block_action(Action.REMOVE_CONTACT, row["accessory"]["value"],
+                                    user_id=STRANGER, view=modal["id"])  # fmt: skip
+    await app.settle()
+    refusals = [e["text"] for e in app.slack.ephemerals if e["user"] == STRANGER]
+    dms = [m["text"] for m in app.slack.messages if m["channel"].startswith("D")]
+    assert len(refusals) == 2 and all(f"Only <@{REP}>" in t for t in refusals)
+    assert any(f"Only <@{REP}>" in t for t in dms)  # the modal button: told by DM
+    assert app.slack.open_views(STRANGER) == [modal]  # no Add more form for them
+    assert await _count(app, "SELECT COUNT(*) FROM import_source WHERE removed") == 0
+    assert await _count(app, "SELECT COUNT(*) FROM staged_row WHERE removed") == 0
+
+    await app.requests.block_action(Action.REMOVE_SOURCE, remove["accessory"]["value"],
+                                    user_id=LEAD, message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM import_source WHERE removed") == 1
+
+
+async def test_admins_of_another_workspace_are_not_leads_here(app: Harness) -> None:
+    app.slack.users["U0GUEST"] = {"team_id": "T0OTHER", "is_admin": True, "is_owner": True}
+    app.slack.users["U0ADMIN"] = {"is_admin": True}
+    message, batch = await _start(app)
+    await app.requests.block_action(Action.APPROVE, batch, user_id="U0GUEST",
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    assert "Only team leads" in app.slack.ephemerals[-1]["text"]
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 0
+    await app.requests.block_action(Action.APPROVE, batch, user_id="U0ADMIN",
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 2
+
+
+async def test_every_cell_of_the_skipped_rows_csv_is_formula_safe(app: Harness) -> None:
+    view_id = await _open_modal(app)
+    nasty = (b"email,first_name,last_name\n"
+             b"=cmd|' /C calc'!A0,@SUM(1),+1\n"
+             b"a@example.com,A,\n"
+             b"A@example.com,-2,\n")  # fmt: skip
+    file = app.slack.add_file("F0001", "=HYPERLINK(evil).csv", nasty)
+    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    rows = list(csv.reader(io.StringIO(app.slack.uploads[-1].text)))
+    assert rows[0][0] == "source" and len(rows) == 3
+    for row in rows[1:]:
+        for cell in row:
+            assert cell[:1] not in ("=", "+", "-", "@"), row
+    assert rows[1][0] == "'=HYPERLINK(evil).csv"
+
+
+def test_the_manifest_asks_for_no_channel_history() -> None:
+    manifest = yaml.safe_load((Path(__file__).parents[2] / "manifest.yml").read_text())
+    scopes = manifest["oauth_config"]["scopes"]["bot"]
+    events = manifest["settings"]["event_subscriptions"]["bot_events"]
+    assert not {"channels:history", "groups:history", "im:history", "mpim:history"} & set(scopes)
+    assert not [e for e in events if e.startswith("message")]
+    assert "file_shared" in events and "files:read" in scopes
+
+
+async def test_a_failure_is_logged_with_who_and_what(
+    app: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    message, batch = await _start(app)
+    app.slack.fail("users.info", "fatal_error")
+    with caplog.at_level(logging.INFO):
+        await app.requests.block_action(Action.APPROVE, batch, user_id="U0ADMIN",
+                                        message_ts=message["ts"])  # fmt: skip
+        await app.settle()
+    failure = next(r for r in caplog.records if r.getMessage().startswith("listener failed"))
+    text = failure.getMessage()
+    assert "team=T0001" in text and "user=U0ADMIN" in text and f"action={Action.APPROVE}" in text
+    assert failure.exc_info is not None
+    note = app.slack.ephemerals[-1]["text"]
+    assert "nothing was changed" not in note and "reference" in note

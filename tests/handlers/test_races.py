@@ -1,0 +1,135 @@
+"""Clicks that race each other, and duplicates decided over what remains in a batch."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+from bot.imports.batches import add_source, create_batch, stage_contact, stage_csv
+from bot.imports.review import load
+from bot.workspaces import ensure_workspace, import_target
+from handlers.ids import Action
+from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_import_flow import _count, _form, _open_modal, _review
+
+ADMIN = "U0ADMIN"  # a second lead: an admin of this workspace
+
+
+async def test_approve_and_reject_racing_import_a_batch_if_and_only_if_approve_won(
+    app: Harness,
+) -> None:
+    app.slack.users[ADMIN] = {"is_admin": True}
+    await ensure_workspace(app.db, "T0001")
+    batches = []
+    for i in range(12):
+        segment = await import_target(app.db, "T0001", f"Race {i}", create=True)
+        batch = await create_batch(app.db, "T0001", segment.id or 0, REP)
+        await stage_contact(app.db, "T0001", batch.id or 0, email=f"racer{i}@example.com")
+        batches.append(batch.id)
+    clicks = []
+    for batch_id in batches:
+        clicks.append(app.requests.block_action(Action.APPROVE, str(batch_id), user_id=LEAD,
+                                                message_ts="1.0"))  # fmt: skip
+        clicks.append(app.requests.block_action(Action.REJECT, str(batch_id), user_id=ADMIN,
+                                                message_ts="1.0"))  # fmt: skip
+    replies = await asyncio.gather(*clicks)
+    assert all(r.status == 200 for r in replies)
+    await app.settle()
+
+    done = rejected = 0
+    for i, batch_id in enumerate(batches):
+        view = await load(app.db, "T0001", batch_id)
+        members = await _count(app, f"SELECT COUNT(*) FROM segment_member "
+                                    f"WHERE segment_id = {view.segment.id}")  # fmt: skip
+        imported = await _count(app, f"SELECT COUNT(*) FROM contact "
+                                     f"WHERE email = 'racer{i}@example.com'")  # fmt: skip
+        assert view.batch.status in ("done", "rejected"), view.batch.status
+        if view.batch.status == "done":
+            done += 1
+            assert members == imported == 1 and view.batch.approved_by == LEAD
+        else:
+            rejected += 1
+            assert members == imported == 0 and view.batch.approved_by == ADMIN
+    # every loser was told the real state, and only the losers were
+    told = {user: [e["text"] for e in app.slack.ephemerals if e["user"] == user]
+            for user in (LEAD, ADMIN)}  # fmt: skip
+    assert len(told[LEAD]) == rejected and all("already rejected" in t for t in told[LEAD])
+    assert len(told[ADMIN]) == done and all("already approved" in t or "already imported" in t
+                                            for t in told[ADMIN])  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'import'") == done
+
+
+def _csv(emails: list[str]) -> bytes:
+    return ("email,first_name\n" + "".join(f"{e},{e[:3]}\n" for e in emails)).encode()
+
+
+async def test_removing_a_file_gives_its_duplicates_in_another_file_back(app: Harness) -> None:
+    shared = [f"shared{i}@example.com" for i in range(10)]
+    file_a = app.slack.add_file("F000A", "a.csv", _csv(shared + [f"a{i}@example.com"
+                                                                 for i in range(10)]))  # fmt: skip
+    file_b = app.slack.add_file("F000B", "b.csv", _csv([s.upper() for s in shared]
+                                                       + [f"b{i}@example.com" for i in range(5)]))
+    view_id = await _open_modal(app)
+    await app.requests.view_submission(state_values=_form(files=[file_a, file_b], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    message = await _review(app)
+    rendered = json.dumps(message["blocks"], ensure_ascii=False)
+    assert "20 valid" in rendered and "5 valid · 10 duplicates" in rendered
+    assert "25 to import" in rendered
+
+    remove_a = next(b for b in message["blocks"] if "a.csv" in json.dumps(b)
+                    and b.get("accessory", {}).get("action_id") == Action.REMOVE_SOURCE)  # fmt: skip
+    await app.requests.block_action(Action.REMOVE_SOURCE, remove_a["accessory"]["value"],
+                                    user_id=REP, message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    rendered = json.dumps(app.slack.message("C0001", message["ts"])["blocks"], ensure_ascii=False)
+    assert "15 valid · 0 duplicates" in rendered and "15 to import" in rendered
+    assert "a.csv" not in rendered
+
+    batch = message["blocks"][-1]["elements"][2]["value"]
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 15
+    emails = await _count(app, "SELECT COUNT(*) FROM contact WHERE email LIKE 'SHARED%'")
+    assert emails == 10  # B's own spelling: its rows are the ones imported
+    view = await load(app.db, "T0001", int(batch))
+    b = view.batch
+    assert (b.rows, b.valid, b.duplicates, b.rejected) == (15, 15, 0, 0)
+    assert b.rows == b.valid + b.duplicates + b.rejected
+    assert b.valid == b.new_contacts + b.existing_contacts == b.added_to_segment
+    thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    assert any("15 rows read, 15 valid" in t for t in thread)
+
+
+async def test_removing_a_contact_lets_its_next_duplicate_in(app: Harness) -> None:
+    await ensure_workspace(app.db, "T0001")
+    segment = await import_target(app.db, "T0001", "VIP", create=True)
+    batch = await create_batch(app.db, "T0001", segment.id or 0, REP)
+    source = await add_source(app.db, "T0001", batch.id or 0, "csv", "a.csv")
+    await stage_csv(app.db, "T0001", source.id or 0,
+                    io.BytesIO(_csv(["x@example.com", "X@example.com", "y@example.com"])))  # fmt: skip
+    view = await load(app.db, "T0001", batch.id or 0)
+    assert view.totals.valid == 2 and view.totals.duplicates == 1
+    from bot.imports.review import contacts_page, remove_contact
+
+    rows, _ = await contacts_page(app.db, "T0001", batch.id or 0)
+    await remove_contact(app.db, "T0001", batch.id or 0, rows[0].id)
+    view = await load(app.db, "T0001", batch.id or 0)
+    assert (view.totals.rows, view.totals.valid, view.totals.duplicates) == (2, 2, 0)
+    rows, _ = await contacts_page(app.db, "T0001", batch.id or 0)
+    assert [r.email for r in rows] == ["X@example.com", "y@example.com"]
+
+
+async def test_two_files_read_at_once_never_both_count_an_address(app: Harness) -> None:
+    await ensure_workspace(app.db, "T0001")
+    segment = await import_target(app.db, "T0001", "VIP", create=True)
+    batch = await create_batch(app.db, "T0001", segment.id or 0, REP)
+    emails = [f"both{i}@example.com" for i in range(20_000)]
+    sources = [await add_source(app.db, "T0001", batch.id or 0, "csv", f"{n}.csv")
+               for n in ("a", "b")]  # fmt: skip
+    await asyncio.gather(*(stage_csv(app.db, "T0001", s.id or 0, io.BytesIO(_csv(emails)))
+                           for s in sources))  # fmt: skip
+    view = await load(app.db, "T0001", batch.id or 0)
+    assert view.totals.valid == 20_000 and view.totals.duplicates == 20_000
