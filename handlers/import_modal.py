@@ -115,8 +115,8 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
         await ack(response_action="errors", errors=errors)
         return
     await ack()
-    d.later.run(_create(d, client, team_id, user_id, meta, form), client,
-                {"user": {"id": user_id}, "channel": {"id": meta.get("channel")}})  # fmt: skip
+    # the modal is closed by now: a failure reaches the person by direct message
+    d.later.run(_create(d, client, team_id, user_id, meta, form), client, body)
 
 
 async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.imports import review
@@ -67,7 +68,12 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     segment = await import_segment(d.db, team_id, int(selected["value"]))
     file_id = str(body["actions"][0].get("value") or "")
-    info = describe((await client.files_info(file=file_id))["file"])
+    try:
+        info = describe((await client.files_info(file=file_id))["file"])
+    except SlackApiError as exc:
+        if exc.response.get("error") not in ("file_not_found", "file_deleted", "access_denied"):
+            raise
+        raise Refusal("That file was deleted, or I can't see it any more.") from None
     batch_id, created = await create_upload_batch(
         d.db, team_id, segment.id or 0, user_id, file_id=file_id, label=info.name
     )

@@ -48,6 +48,7 @@ async def app(db: Database, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Ha
             database_url=db.url, slack_bot_token="xoxb-test", slack_signing_secret=SECRET,
             slack_api_url=slack.api_url, slack_file_hosts=[slack.files_host], team_leads=[LEAD],
             job_lease_seconds=10, worker_poll_seconds=0.05, job_retry_base_seconds=0,
+            import_chunk_rows=100,
         )  # fmt: skip
         session = ClientSession()
         client = slack_client(settings, session)

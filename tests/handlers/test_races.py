@@ -80,7 +80,7 @@ async def test_removing_a_file_gives_its_duplicates_in_another_file_back(app: Ha
     assert "25 to import" in rendered
 
     remove_a = next(b for b in message["blocks"] if "a.csv" in json.dumps(b)
-                    and b.get("accessory", {}).get("action_id") == Action.REMOVE_SOURCE)  # fmt: skip
+                    and b.get("accessory", {}).get("action_id") == Action.REMOVE_SOURCE)
     await app.requests.block_action(Action.REMOVE_SOURCE, remove_a["accessory"]["value"],
                                     user_id=REP, message_ts=message["ts"])  # fmt: skip
     await app.settle()
@@ -108,8 +108,8 @@ async def test_removing_a_contact_lets_its_next_duplicate_in(app: Harness) -> No
     segment = await import_target(app.db, "T0001", "VIP", create=True)
     batch = await create_batch(app.db, "T0001", segment.id or 0, REP)
     source = await add_source(app.db, "T0001", batch.id or 0, "csv", "a.csv")
-    await stage_csv(app.db, "T0001", source.id or 0,
-                    io.BytesIO(_csv(["x@example.com", "X@example.com", "y@example.com"])))  # fmt: skip
+    rows = _csv(["x@example.com", "X@example.com", "y@example.com"])
+    await stage_csv(app.db, "T0001", source.id or 0, io.BytesIO(rows))
     view = await load(app.db, "T0001", batch.id or 0)
     assert view.totals.valid == 2 and view.totals.duplicates == 1
     from bot.imports.review import contacts_page, remove_contact

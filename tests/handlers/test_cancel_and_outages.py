@@ -1,0 +1,199 @@
+"""Stopping an import that runs, Slack going away mid-import, and reports that must arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from sqlalchemy import text
+
+from bot.imports.cancel import cancel_job
+from bot.jobs.queue import list_jobs
+from handlers.ids import Action, BlockId
+from models import BatchStatus
+from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_import_flow import _count, _form, _open_modal, _review
+
+ROWS = 500
+
+
+def _csv(n: int = ROWS) -> bytes:
+    return ("email,first_name\n" + "".join(f"c{i}@example.com,C{i}\n" for i in range(n))).encode()
+
+
+async def _approved(app: Harness) -> tuple[dict, str]:
+    """A review of ROWS contacts, approved by the lead; the import job is queued, not run.
+
+    The harness applies imports in chunks of 100 rows, so this one takes five."""
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "big.csv", _csv())
+    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    message = await _review(app)
+    batch = message["blocks"][-1]["elements"][2]["value"]
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.later.drain()
+    return message, batch
+
+
+async def _wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_cancel_stops_a_running_import_and_tells_the_truth(app: Harness) -> None:
+    message, batch = await _approved(app)
+    running = app.slack.messages_in("C0001", message["ts"])
+    # the import reports progress after its first chunk: hold Slack there, mid-import
+    gate = app.slack.hold("chat.update")
+    worker = asyncio.create_task(app.worker.run_until_idle())
+
+    async def first_chunk_done() -> bool:
+        return await _count(app, "SELECT COUNT(*) FROM segment_member") > 0
+
+    await _wait_until(first_chunk_done)
+    record = app.slack.message("C0001", message["ts"])
+    cancel = app.slack.find_action(Action.CANCEL, "C0001")
+    assert cancel is not None and cancel["ts"] == message["ts"] and record
+    await app.requests.block_action(Action.CANCEL, batch, user_id=REP, message_ts=message["ts"])
+
+    async def cancelled() -> bool:  # the click's own refresh waits on the held chat.update too
+        return await _count(app, "SELECT COUNT(*) FROM import_batch WHERE status = "
+                                 "'cancelled'") == 1  # fmt: skip
+
+    await _wait_until(cancelled)
+    gate.set()
+    await worker
+    await app.settle()
+
+    imported = await _count(app, "SELECT COUNT(*) FROM segment_member")
+    assert 0 < imported < ROWS
+    status = await _count(app, f"SELECT COUNT(*) FROM import_batch WHERE id = {batch} "
+                               "AND status = 'cancelled'")  # fmt: skip
+    assert status == 1
+    thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    note = f"{imported:,} of {ROWS:,} contacts imported before it was cancelled"
+    assert any(note in t and f"<@{REP}>" in t for t in thread), (thread, running)
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'import' "
+                             "AND state = 'cancelled'") == 1  # fmt: skip
+    assert app.slack.find_action(Action.CANCEL, "C0001") is None  # read-only again
+    assert app.slack.block_errors == []
+
+
+async def test_jobs_cancel_on_an_import_ends_its_batch_with_the_partial_result(
+    app: Harness,
+) -> None:
+    message, batch = await _approved(app)
+    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "import")
+    cancelled = await cancel_job(app.db, "T0001", job.id or 0)
+    assert cancelled is not None and cancelled.state == "cancelled"
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM segment_member") == 0
+    thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    assert any(f"0 of {ROWS:,} contacts imported before it was cancelled" in t for t in thread)
+    async with app.db.begin() as conn:
+        status = (await conn.execute(text(f"SELECT status FROM import_batch WHERE id = {batch}"))
+                  ).scalar_one()  # fmt: skip
+    assert status == BatchStatus.CANCELLED
+
+
+async def test_cancelling_a_file_that_is_being_read_marks_it_failed(app: Harness) -> None:
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "slow.csv", _csv(10))
+    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.later.drain()
+    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "stage_slack_file")
+    await cancel_job(app.db, "T0001", job.id or 0)
+    await app.settle()
+    message = await _review(app)
+    rendered = json.dumps(message["blocks"])
+    assert "Reading this file was cancelled" in rendered and "Reading…" not in rendered
+    assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0
+
+
+async def test_a_slack_outage_mid_import_neither_fails_it_nor_loses_the_result(
+    app: Harness,
+) -> None:
+    message, _ = await _approved(app)
+    app.slack.outage("chat.update", times=3)  # progress, review refresh, result: all dropped
+    app.slack.outage("chat.postMessage", times=2, status=503)
+    await app.worker.run_until_idle()
+    assert await _count(app, "SELECT COUNT(*) FROM segment_member") == ROWS
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'import' "
+                             "AND state = 'done'") == 1  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'slack_report'") >= 1
+    await app.settle()  # Slack is back: the held-back reports go out
+    thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    assert any(f"Imported into *VIP*: {ROWS} rows read" in t for t in thread), thread
+    assert sum("Next step" in t for t in thread) == 1
+    record = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    assert "This import is imported" in record
+
+
+async def test_review_import_on_an_upload_can_be_retried_and_the_skipped_rows_follow(
+    app: Harness,
+) -> None:
+    from bot.workspaces import ensure_workspace, import_target
+
+    await ensure_workspace(app.db, "T0001")
+    segment = await import_target(app.db, "T0001", "VIP", create=True)
+    app.slack.add_file("F0002", "upload.csv", b"email\nok@example.com\nnot-an-email\n",
+                       channels=["C0001"])  # fmt: skip
+    chosen = {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {
+        "type": "external_select", "selected_option": {
+            "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment.id)}}}}  # fmt: skip
+    offer_msg = await _offer(app)
+    app.slack.outage("chat.postMessage", times=1)  # the review can't be posted the first time
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
+                                    message_ts=offer_msg["ts"], state_values=chosen)  # fmt: skip
+    await app.settle()  # meanwhile the file is read: before any review message exists
+    assert app.slack.find_action(Action.APPROVE, "C0001") is None
+    assert "reference" in app.slack.ephemerals[-1]["text"]
+    assert app.slack.uploads == []
+
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
+                                    message_ts=offer_msg["ts"], state_values=chosen)  # fmt: skip
+    await app.settle()
+    review = await _review(app)
+    assert "1 valid" in json.dumps(review["blocks"])
+    assert [u.thread_ts for u in app.slack.uploads] == [review["ts"]]
+    assert "not-an-email" in app.slack.uploads[0].text
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 1
+
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
+                                    message_ts=offer_msg["ts"], state_values=chosen)  # fmt: skip
+    await app.settle()
+    assert "already has a review" in app.slack.ephemerals[-1]["text"]
+    assert len(app.slack.uploads) == 1
+
+
+async def _offer(app: Harness) -> dict:
+    from tests.fakes.slack_requests import file_shared_event
+
+    await app.requests.event(file_shared_event("F0002", channel_id="C0001"), event_id="EvU")
+    await app.settle()
+    offer = app.slack.find_action(Action.UPLOAD_REVIEW, "C0001")
+    assert offer is not None
+    return offer
+
+
+async def test_review_of_an_upload_deleted_meanwhile_says_so(app: Harness) -> None:
+    from bot.workspaces import ensure_workspace, import_target
+
+    await ensure_workspace(app.db, "T0001")
+    segment = await import_target(app.db, "T0001", "VIP", create=True)
+    app.slack.add_file("F0002", "upload.csv", b"email\nok@example.com\n", channels=["C0001"])
+    offer = await _offer(app)
+    del app.slack.files["F0002"]
+    chosen = {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {
+        "type": "external_select", "selected_option": {
+            "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment.id)}}}}  # fmt: skip
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
+                                    message_ts=offer["ts"], state_values=chosen)  # fmt: skip
+    await app.settle()
+    assert "deleted, or I can't see it" in app.slack.ephemerals[-1]["text"]
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0

@@ -1,0 +1,103 @@
+"""Failures reach the person (by DM when there is no channel); old staged rows go away."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from sqlalchemy import bindparam, text
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from bot.workspaces import ensure_workspace, find_segment
+from handlers.ids import Action, BlockId
+from models.clock import utcnow
+from models.contacts import ALL_CUSTOMERS
+from tests.conftest import BACKEND
+from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_decisions import _start
+from tests.handlers.test_import_flow import _count, _form, _open_modal
+
+
+def _dms(app: Harness, user: str) -> list[str]:
+    channel = app.slack.dm_channels.get(user)
+    return [m["text"] for m in app.slack.messages if channel and m["channel"] == channel]
+
+
+async def test_all_customers_is_never_an_import_target(app: Harness) -> None:
+    await ensure_workspace(app.db, "T0001")
+    everyone = await find_segment(app.db, "T0001", ALL_CUSTOMERS)
+    assert everyone is not None
+    view_id = await _open_modal(app)
+    reply = await app.requests.block_suggestion(Action.SEGMENT, "", block_id=BlockId.SEGMENT,
+                                                user_id=REP, view_id=view_id)  # fmt: skip
+    assert ALL_CUSTOMERS not in json.dumps(reply.body)
+    form = _form(email="a@example.com")
+    form[BlockId.SEGMENT][Action.SEGMENT]["selected_option"] = {  # a forged choice
+        "text": {"type": "plain_text", "text": ALL_CUSTOMERS}, "value": str(everyone.id)}
+    await app.requests.view_submission(state_values=form, view_id=view_id, user_id=REP)
+    await app.settle()
+    assert any("already holds every contact" in t for t in _dms(app, REP))
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
+
+
+async def test_a_failed_form_submission_is_explained_by_direct_message(app: Harness) -> None:
+    message, batch = await _start(app)
+    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
+    await app.settle()
+    modal = app.slack.open_views(REP)[-1]
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()  # approved while the form was open
+    await app.requests.view_submission(state_values=_form(email="late@example.com"),
+                                       view_id=modal["id"], user_id=REP)  # fmt: skip
+    await app.settle()
+    told = _dms(app, REP)
+    assert (told and "already approved" in told[-1]) or "already imported" in told[-1]
+    assert await _count(app, "SELECT COUNT(*) FROM staged_row WHERE email = "
+                             "'late@example.com'") == 0  # fmt: skip
+
+
+async def test_staged_rows_are_deleted_after_their_retention(app: Harness) -> None:
+    message, batch = await _start(app)
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    before = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 4
+    async with app.db.begin() as conn:  # the import ended 31 days ago; its purge is due
+        await conn.execute(text("UPDATE import_batch SET finished_at = :old").bindparams(
+            bindparam("old", type_=UTCDateTime())), {"old": utcnow() - timedelta(days=31)})
+        await conn.execute(text("UPDATE job SET run_after = :now WHERE kind = 'purge_staged'")
+                           .bindparams(bindparam("now", type_=UTCDateTime())), {"now": utcnow()})
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 2
+    from bot.imports.review import load
+    from handlers.messages import review_message
+
+    _, blocks = review_message(await load(app.db, "T0001", int(batch)))
+    after = json.dumps([b.to_dict() for b in blocks])
+    for figure in ("2 valid", "1 duplicates", "1 rejected", "2 to import"):
+        assert figure in before and figure in after
+
+
+async def test_a_recent_import_keeps_its_staged_rows(app: Harness) -> None:
+    message, batch = await _start(app)
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE job SET run_after = :now WHERE kind = 'purge_staged'")
+                           .bindparams(bindparam("now", type_=UTCDateTime())), {"now": utcnow()})
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 4
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'purge_staged' "
+                             "AND state = 'queued'") == 1  # fmt: skip  # tomorrow's
+
+
+async def test_staged_rows_are_found_by_batch_never_by_scanning(app: Harness) -> None:
+    if BACKEND != "sqlite":
+        return  # the plan check reads SQLite's EXPLAIN QUERY PLAN
+    from bot.imports.batches import _COUNT_ROWS
+
+    async with app.db.begin() as conn:
+        plan = " ".join(str(row[-1]) for row in await conn.execute(
+            text("EXPLAIN QUERY PLAN " + str(_COUNT_ROWS)), {"t": "T1", "b": 1, "no": False}))
+    assert "ix_staged_row_batch_key" in plan and "SCAN staged_row" not in plan, plan
