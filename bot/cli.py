@@ -25,7 +25,7 @@ from bot.imports.background import enqueue_file_import
 from bot.imports.batches import neutralise
 from bot.imports.cancel import cancel_job
 from bot.imports.importer import ImportFailed, import_files
-from bot.jobs.queue import list_jobs
+from bot.jobs.queue import list_jobs, live_kinds, stale_after
 from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
 from bot.workspaces import WorkspaceError, find_segment, resolve_team, segment_sizes
@@ -209,7 +209,14 @@ async def _worker(db: Database, settings: Settings, args: argparse.Namespace) ->
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
-    print(f"Worker {worker.owner} waiting for jobs (Ctrl-C to stop).", file=sys.stderr, flush=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    print(f"Worker {worker.owner} waiting for jobs (Ctrl-C to stop); it runs: "
+          f"{', '.join(sorted(worker.kinds))}.", file=sys.stderr, flush=True)  # fmt: skip
+    if client is None:
+        print("Without SLACK_BOT_TOKEN it leaves Slack files to a worker that has it.",
+              file=sys.stderr, flush=True)  # fmt: skip
     await worker.run()
     print(f"Worker stopped after {worker.completed} job(s).", file=sys.stderr)
     return 0
@@ -245,23 +252,33 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
             print(f"Job {job.id} is {job.state}.")
         return 0 if job.state == JobState.CANCELLED else 1
     jobs = await list_jobs(db, team)
+    lease = load_settings().job_lease_seconds
+    runnable = await live_kinds(db, stale_after(lease))
+    waiting = {job.id for job in jobs if job.state == JobState.QUEUED and job.kind not in runnable}
     if args.json:
-        print(json.dumps([_job_dict(job) for job in jobs]))
+        print(json.dumps([_job_dict(job, waiting_for_worker=job.id in waiting) for job in jobs]))
         return 0
     if not jobs:
         print("No jobs yet.")
     for job in jobs:
         progress = f"{job.progress_done:,}/{job.progress_total:,}" if job.progress_total else "-"
         error = f"  {job.last_error}" if job.last_error else ""
+        if job.id in waiting:
+            error += f"  waiting for a worker that can run it{NEEDS.get(job.kind, '')}"
         print(f"{job.id:>6}  {job.kind:<8} {job.state:<10} {progress:>22}  "
               f"attempts {job.attempts}/{job.max_attempts}{error}")  # fmt: skip
     return 0
 
 
-def _job_dict(job: Job) -> dict[str, Any]:
+# What a worker needs to take a job kind that not every worker runs (see bot/jobs/kinds.py).
+NEEDS = {"stage_slack_file": " (start one with SLACK_BOT_TOKEN set)"}
+
+
+def _job_dict(job: Job, *, waiting_for_worker: bool = False) -> dict[str, Any]:
     return {"id": job.id, "kind": job.kind, "state": job.state, "attempts": job.attempts,
             "max_attempts": job.max_attempts, "progress_done": job.progress_done,
             "progress_total": job.progress_total, "error": job.last_error,
+            "waiting_for_worker": waiting_for_worker,
             "payload": json.loads(job.payload)}  # fmt: skip
 
 

@@ -11,7 +11,7 @@ from models.imports import (
     SourceStatus,
     StagedRow,
 )
-from models.jobs import Job, JobState
+from models.jobs import Job, JobState, WorkerProcess
 
 __all__ = [
     "BatchStatus",
@@ -29,5 +29,6 @@ __all__ = [
     "SourceKind",
     "SourceStatus",
     "StagedRow",
+    "WorkerProcess",
     "Workspace",
 ]

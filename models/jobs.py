@@ -40,3 +40,24 @@ class Job(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+
+
+class WorkerProcess(SQLModel, table=True):
+    """A running worker and the job kinds it can run; `jobs` shows what no live worker can take.
+
+    A worker writes its row on start, refreshes `seen_at` every few seconds and deletes the row
+    when it stops cleanly; a row not seen for a few lease periods is a dead worker's.
+    """
+
+    __tablename__ = "worker_process"
+
+    owner: str = Field(primary_key=True, max_length=100)  # the lease owner it claims jobs as
+    kinds: str = Field(default="", sa_type=Text)  # job kinds it runs, comma-separated
+    pid: int
+    host: str = Field(max_length=255)
+    started_at: datetime = Field(default_factory=utcnow)
+    seen_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def kind_set(self) -> frozenset[str]:
+        return frozenset(kind for kind in self.kinds.split(",") if kind)

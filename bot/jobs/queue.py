@@ -3,12 +3,15 @@
 A claim is one UPDATE ... RETURNING: atomic under SQLite's single writer, and on PostgreSQL
 its subquery takes the row FOR UPDATE SKIP LOCKED, so N workers share the queue without ever
 running one job twice. A running job whose lease has expired (its worker died) is claimable
-again; that counts as an attempt.
+again; that counts as an attempt. A worker claims only the kinds it has handlers for, so a job
+no running worker can handle waits in the queue; the `worker_process` table says which kinds
+the live workers run.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,11 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from models import Database, Job
+from models import Database, Job, WorkerProcess
 from models.clock import utcnow
 
 MAX_BACKOFF = timedelta(hours=1)
-_TIMES = ("now", "lease", "run_after")
+_TIMES = ("now", "lease", "run_after", "cutoff")
+_JOB_COLUMNS = ", ".join(column.name for column in Job.__table__.columns)  # type: ignore[attr-defined]
 
 
 def _sql(statement: str) -> Any:
@@ -115,30 +119,42 @@ async def list_jobs(db: Database, team_id: str, limit: int = 50) -> list[Job]:
         return list((await session.exec(query)).all())
 
 
-async def claim(db: Database, owner: str, lease_seconds: float) -> Job | None:
-    """Take the oldest runnable job (queued and due, or running with an expired lease)."""
+async def claim(
+    db: Database, owner: str, lease_seconds: float, kinds: Collection[str] | None = None
+) -> Job | None:
+    """Take the oldest runnable job (queued and due, or running with an expired lease).
+
+    With `kinds`, only jobs of those kinds: a worker never takes a job it has no handler for.
+    One statement claims and returns the row, so a claimed job is never lost between two.
+    """
+    if kinds is not None and not kinds:
+        return None
     now = utcnow()
     lock = "" if db.is_sqlite else "FOR UPDATE SKIP LOCKED"
-    async with db.begin() as conn:
-        row = (
-            await conn.execute(
-                _sql(f"""
-                    UPDATE job SET state = 'running', lease_owner = :owner,
-                        lease_expires_at = :lease, attempts = attempts + 1, updated_at = :now
-                    WHERE id = (
-                        SELECT id FROM job
-                        WHERE ((state = 'queued' AND run_after <= :now)
-                               OR (state = 'running' AND lease_expires_at < :now))
-                        ORDER BY id LIMIT 1 {lock})
-                    RETURNING id
-                """),
-                {"owner": owner, "now": now, "lease": now + timedelta(seconds=lease_seconds)},
-            )
-        ).first()
-    if row is None:
-        return None
+    of_kind = "" if kinds is None else "AND kind IN :kinds"
+    statement = _sql(f"""
+        UPDATE job SET state = 'running', lease_owner = :owner,
+            lease_expires_at = :lease, attempts = attempts + 1, updated_at = :now
+        WHERE id = (
+            SELECT id FROM job
+            WHERE ((state = 'queued' AND run_after <= :now)
+                   OR (state = 'running' AND lease_expires_at < :now)) {of_kind}
+            ORDER BY id LIMIT 1 {lock})
+        RETURNING {_JOB_COLUMNS}
+    """)
+    params: dict[str, Any] = {
+        "owner": owner,
+        "now": now,
+        "lease": now + timedelta(seconds=lease_seconds),
+    }
+    if kinds is not None:
+        statement = statement.bindparams(bindparam("kinds", expanding=True))
+        params["kinds"] = sorted(kinds)
+    rows = select(Job).from_statement(statement.columns(*Job.__table__.columns))  # type: ignore[attr-defined]
     async with db.session() as session:
-        return await session.get(Job, row[0])
+        row = (await session.exec(rows, params=params)).first()  # type: ignore[call-overload]
+        await session.commit()
+    return None if row is None else row[0]
 
 
 async def _update_owned(
@@ -206,3 +222,61 @@ async def cancel(db: Database, team_id: str, job_id: int) -> Job | None:
             {"id": job_id, "team": team_id, "now": utcnow()},
         )  # fmt: skip
     return await get_job(db, team_id, job_id)
+
+
+# The registry of live workers: which job kinds some running process can take.
+
+
+def stale_after(lease_seconds: float) -> timedelta:
+    """A worker row not refreshed for this long is a dead worker's (workers refresh every <=5 s)."""
+    return timedelta(seconds=max(3 * lease_seconds, 15.0))
+
+
+async def register_worker(
+    db: Database, owner: str, kinds: Collection[str], *, pid: int, host: str
+) -> None:
+    """Record (or refresh) a live worker and the kinds it runs: an upsert, safe to repeat."""
+    async with db.begin() as conn:
+        await conn.execute(
+            _sql("""
+                INSERT INTO worker_process (owner, kinds, pid, host, started_at, seen_at)
+                VALUES (:owner, :kinds, :pid, :host, :now, :now)
+                ON CONFLICT (owner) DO UPDATE SET kinds = excluded.kinds,
+                    seen_at = excluded.seen_at
+            """),
+            {"owner": owner, "kinds": ",".join(sorted(kinds)), "pid": pid, "host": host,
+             "now": utcnow()},
+        )  # fmt: skip
+
+
+async def forget_stale_workers(db: Database, older_than: timedelta) -> int:
+    """Delete rows of workers that stopped refreshing (killed, or their host went away)."""
+    async with db.begin() as conn:
+        result = await conn.execute(
+            _sql("DELETE FROM worker_process WHERE seen_at < :cutoff"),
+            {"cutoff": utcnow() - older_than},
+        )
+        return int(result.rowcount or 0)
+
+
+async def unregister_worker(db: Database, owner: str) -> None:
+    async with db.begin() as conn:
+        await conn.execute(
+            text("DELETE FROM worker_process WHERE owner = :owner"), {"owner": owner}
+        )
+
+
+async def live_workers(db: Database, older_than: timedelta) -> list[WorkerProcess]:
+    """Workers seen within `older_than` (see `stale_after`), oldest first."""
+    async with db.session() as session:
+        query = (
+            select(WorkerProcess)
+            .where(WorkerProcess.seen_at >= utcnow() - older_than)
+            .order_by(col(WorkerProcess.started_at))
+        )
+        return list((await session.exec(query)).all())
+
+
+async def live_kinds(db: Database, older_than: timedelta) -> frozenset[str]:
+    """Every job kind that at least one live worker can run."""
+    return frozenset().union(*(w.kind_set for w in await live_workers(db, older_than)))

@@ -1,4 +1,10 @@
-"""Workers: claim a job, run its handler under a heartbeat, then finish, retry or release it."""
+"""Workers: claim a job, run its handler under a heartbeat, then finish, retry or release it.
+
+A worker claims only the kinds it has handlers for and keeps a row in `worker_process` while
+it runs, so `referral-bot jobs` can tell which queued jobs no live worker can take. It never
+dies of a database error: every queue call logs the job and the traceback, backs off (0.5 s
+doubling to 30 s) and tries again, so a database restart only pauses the work.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,9 @@ from models import Database, Job
 
 log = logging.getLogger(__name__)
 
+PRESENCE_SECONDS = 5.0  # a worker refreshes its `worker_process` row at least this often
+GIVE_UP_WHEN_STOPPING = 3  # failed attempts to record a result after stop() before giving up
+
 
 class JobStopped(Exception):
     """Raised at a checkpoint when the worker is shutting down or the job was cancelled."""
@@ -25,6 +34,23 @@ class JobStopped(Exception):
 
 class PermanentJobError(Exception):
     """A failure that retrying cannot fix (bad file, missing batch): fail the job at once."""
+
+
+class Backoff:
+    """Delays that double from `start` up to `cap`; `reset()` after a success."""
+
+    def __init__(self, start: float, cap: float) -> None:
+        self.start = min(start, cap)
+        self.cap = cap
+        self.delay = self.start
+
+    def next(self) -> float:
+        delay = self.delay
+        self.delay = min(self.delay * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self.delay = self.start
 
 
 @dataclass
@@ -48,8 +74,15 @@ class JobContext:
             raise JobStopped
 
     async def progress(self, done: int, total: int) -> None:
-        if not await queue.report_progress(self.db, self.job, self.owner, done, total):
-            self.lost.set()
+        """Record progress; a database error here is logged and the job goes on."""
+        try:
+            owned = await queue.report_progress(self.db, self.job, self.owner, done, total)
+        except Exception:
+            log.exception("job %s (%s): recording progress %s/%s failed; going on",
+                          self.job.id, self.job.kind, done, total)  # fmt: skip
+        else:
+            if not owned:
+                self.lost.set()
         self.checkpoint()
 
 
@@ -62,6 +95,8 @@ class WorkerConfig:
     lease_seconds: float = 30.0
     poll_seconds: float = 1.0
     retry_base_seconds: float = 5.0
+    backoff_seconds: float = 0.5  # first wait after a database error, doubling ...
+    max_backoff_seconds: float = 30.0  # ... up to this
 
 
 class Worker:
@@ -71,65 +106,177 @@ class Worker:
         self.db = db
         self.handlers = handlers
         self.config = config
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.host = socket.gethostname()
+        self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = asyncio.Event()
         self.completed = 0
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The job kinds this worker claims: exactly those it has handlers for."""
+        return frozenset(self.handlers)
 
     def stop(self) -> None:
         self.stopping.set()
 
+    def _backoff(self) -> Backoff:
+        return Backoff(self.config.backoff_seconds, self.config.max_backoff_seconds)
+
     async def run(self) -> None:
-        await asyncio.gather(*(self._loop() for _ in range(max(1, self.config.concurrency))))
+        """Take jobs until stop(); only CancelledError ends it early, never a database error."""
+        presence = asyncio.create_task(self._presence())
+        try:
+            await asyncio.gather(*(self._loop() for _ in range(max(1, self.config.concurrency))))
+        finally:
+            presence.cancel()
+            await asyncio.wait([presence])
+            try:
+                await queue.unregister_worker(self.db, self.owner)
+            except Exception:  # its row goes stale and is ignored, then deleted
+                log.exception("worker %s: removing it from the worker list failed", self.owner)
 
     async def run_until_idle(self) -> None:
         """Drain the queue once and return (tests, one-shot commands)."""
         while (
-            job := await queue.claim(self.db, self.owner, self.config.lease_seconds)
+            job := await queue.claim(self.db, self.owner, self.config.lease_seconds, self.kinds)
         ) is not None:
             await self._run(job)
 
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once on stop()."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
     async def _loop(self) -> None:
+        backoff = self._backoff()
         while not self.stopping.is_set():
             try:
-                job = await queue.claim(self.db, self.owner, self.config.lease_seconds)
+                job = await queue.claim(self.db, self.owner, self.config.lease_seconds, self.kinds)
             except Exception:  # the database may be restarting: wait and try again
-                log.exception("claiming a job failed")
-                job = None
-            if job is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), self.config.poll_seconds)
+                delay = backoff.next()
+                log.exception("worker %s: claiming a job failed; retrying in %.1f s",
+                              self.owner, delay)  # fmt: skip
+                await self._pause(delay)
                 continue
-            await self._run(job)
+            backoff.reset()
+            if job is None:
+                await self._pause(self.config.poll_seconds)
+                continue
+            try:
+                await self._run(job)
+            except Exception:  # _run records its own failures; this is a last resort
+                delay = backoff.next()
+                log.exception("job %s (%s): the worker failed running it; going on in %.1f s",
+                              job.id, job.kind, delay)  # fmt: skip
+                await self._pause(delay)
 
     async def _run(self, job: Job) -> None:
         handler = self.handlers.get(job.kind)
-        ctx = JobContext(self.db, job, self.owner, json.loads(job.payload or "{}"), self.stopping)
+        db, owner = self.db, self.owner
+        ctx = JobContext(db, job, owner, {}, self.stopping)
         beat = asyncio.create_task(self._heartbeat(ctx))
         try:
-            if handler is None:
-                raise PermanentJobError(f"no handler for job kind {job.kind!r}")
-            await handler(ctx)
-        except JobStopped:
-            if not ctx.lost.is_set():
-                await queue.release(self.db, job, self.owner)
-                log.info("job %s released for another worker", job.id)
-        except PermanentJobError as exc:
-            await queue.fail(self.db, job, self.owner, str(exc), retry_base=0, permanent=True)
-        except Exception as exc:
-            log.exception("job %s (%s) failed", job.id, job.kind)
-            await queue.fail(self.db, job, self.owner, f"{type(exc).__name__}: {exc}",
-                             retry_base=self.config.retry_base_seconds)  # fmt: skip
-        else:
-            if await queue.finish(self.db, job, self.owner):
-                self.completed += 1
+            try:
+                ctx.payload = json.loads(job.payload or "{}")
+                if handler is None:
+                    raise PermanentJobError(f"no handler for job kind {job.kind!r}")
+                await handler(ctx)
+            except JobStopped:
+                if not ctx.lost.is_set() and await self._record(
+                    job, "handing it back", lambda: queue.release(db, job, owner)
+                ):
+                    log.info("job %s released for another worker", job.id)
+            except PermanentJobError as exc:
+                error = str(exc)
+                await self._record(job, "recording its failure", lambda: queue.fail(
+                    db, job, owner, error, retry_base=0, permanent=True
+                ))  # fmt: skip
+            except Exception as exc:
+                log.exception("job %s (%s) failed", job.id, job.kind)
+                error, base = f"{type(exc).__name__}: {exc}", self.config.retry_base_seconds
+                await self._record(job, "recording its failure", lambda: queue.fail(
+                    db, job, owner, error, retry_base=base
+                ))  # fmt: skip
+            else:
+                if await self._record(job, "marking it done", lambda: queue.finish(db, job, owner)):
+                    self.completed += 1
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            beat.cancel()  # only now: the lease stays renewed while a result is being recorded
+            await asyncio.wait([beat])
+
+    async def _record(self, job: Job, what: str, call: Callable[[], Awaitable[bool]]) -> bool:
+        """Record a job's outcome, retrying through database errors.
+
+        True if recorded; False if the job was no longer ours, or if the worker is stopping and
+        the database still fails: the job's lease then expires and another worker takes it.
+        """
+        backoff = self._backoff()
+        failed_while_stopping = 0
+        while True:
+            try:
+                return await call()
+            except Exception:
+                if self.stopping.is_set():
+                    failed_while_stopping += 1
+                    if failed_while_stopping >= GIVE_UP_WHEN_STOPPING:
+                        log.exception("job %s (%s): %s failed; stopping anyway, its lease will "
+                                      "expire and another worker takes it over",
+                                      job.id, job.kind, what)  # fmt: skip
+                        return False
+                delay = backoff.next()
+                log.exception("job %s (%s): %s failed; retrying in %.1f s",
+                              job.id, job.kind, what, delay)  # fmt: skip
+                await asyncio.sleep(delay)
 
     async def _heartbeat(self, ctx: JobContext) -> None:
+        """Renew the lease every third of it; an error is logged and retried sooner.
+
+        Only a definite answer that the job is no longer ours (cancelled, or the lease expired
+        and another worker took it) stops the heartbeat and, at its next checkpoint, the job.
+        """
+        interval = self.config.lease_seconds / 3
+        backoff = Backoff(self.config.backoff_seconds, interval)
+        wait = interval
         while True:
-            await asyncio.sleep(self.config.lease_seconds / 3)
-            if not await queue.heartbeat(self.db, ctx.job, self.owner, self.config.lease_seconds):
+            await asyncio.sleep(wait)
+            try:
+                owned = await queue.heartbeat(
+                    self.db, ctx.job, self.owner, self.config.lease_seconds
+                )
+            except Exception:
+                wait = backoff.next()
+                log.exception("job %s (%s): renewing its lease failed; retrying in %.1f s",
+                              ctx.job.id, ctx.job.kind, wait)  # fmt: skip
+                continue
+            if not owned:
                 ctx.lost.set()  # cancelled, or our lease expired and someone else has it
                 return
+            backoff.reset()
+            wait = interval
+
+    @property
+    def presence_seconds(self) -> float:
+        """How often the worker refreshes its row: well inside `queue.stale_after`."""
+        return min(PRESENCE_SECONDS, self.config.lease_seconds / 3)
+
+    async def _presence(self) -> None:
+        """Keep this worker's `worker_process` row fresh while it runs (even mid-job)."""
+        backoff = self._backoff()
+        first = True
+        while True:
+            try:
+                if first:
+                    stale = queue.stale_after(self.config.lease_seconds)
+                    await queue.forget_stale_workers(self.db, stale)
+                await queue.register_worker(
+                    self.db, self.owner, self.kinds, pid=os.getpid(), host=self.host
+                )
+            except Exception:
+                wait = backoff.next()
+                log.exception("worker %s: recording that it is alive failed; retrying in %.1f s",
+                              self.owner, wait)  # fmt: skip
+            else:
+                first = False
+                backoff.reset()
+                wait = self.presence_seconds
+            await asyncio.sleep(wait)

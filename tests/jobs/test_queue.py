@@ -9,7 +9,7 @@ import pytest
 
 from bot.imports.background import IMPORT_JOB, enqueue_file_import, import_handler
 from bot.jobs import queue
-from bot.jobs.worker import Worker, WorkerConfig
+from bot.jobs.worker import JobContext, Worker, WorkerConfig
 from bot.workspaces import ensure_workspace, segment_sizes
 from models import Database, JobState
 from models.clock import utcnow
@@ -108,13 +108,36 @@ async def test_cancelled_job_never_runs(db: Database, tmp_path: Path) -> None:
     assert {s.name: n for s, n in await segment_sizes(db, "T1")}["S"] == 0
 
 
-async def test_unknown_kind_fails_at_once(db: Database) -> None:
+async def test_a_kind_this_worker_cannot_run_waits_untouched(db: Database) -> None:
     await ensure_workspace(db, "T1")
     job = await queue.enqueue(db, "T1", "teleport", {})
     await worker(db).run_until_idle()
-    failed = await queue.get_job(db, "T1", job.id)
-    assert failed is not None and failed.state == "failed" and failed.attempts == 1
-    assert "no handler" in (failed.last_error or "")
+    waiting = await queue.get_job(db, "T1", job.id)
+    assert waiting is not None
+    assert (waiting.state, waiting.attempts, waiting.last_error) == ("queued", 0, None)
+
+    async def teleport(ctx: JobContext) -> None:
+        pass
+
+    able = Worker(db, {"teleport": teleport}, FAST)
+    await able.run_until_idle()  # a worker that has the handler takes it
+    done = await queue.get_job(db, "T1", job.id)
+    assert done is not None and (done.state, done.attempts) == ("done", 1)
+
+
+async def test_claim_takes_only_the_kinds_asked_for(db: Database) -> None:
+    await ensure_workspace(db, "T1")
+    slack = await queue.enqueue(db, "T1", "stage_slack_file", {"source_id": 1})
+    other = await queue.enqueue(db, "T1", "import", {"batch_id": 1})
+    assert await queue.claim(db, "w", 5, kinds=set()) is None
+    claimed = await queue.claim(db, "w", 5, kinds={"import", "purge"})
+    assert claimed is not None and (claimed.id, claimed.kind, claimed.state) == (
+        other.id, "import", "running"
+    )  # fmt: skip
+    assert claimed.lease_owner == "w" and claimed.lease_expires_at is not None
+    assert await queue.claim(db, "w", 5, kinds={"import"}) is None
+    anything = await queue.claim(db, "w", 5)  # no kinds: any job
+    assert anything is not None and anything.id == slack.id
 
 
 async def test_a_bad_file_is_refused_before_anything_is_queued(

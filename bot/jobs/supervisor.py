@@ -1,0 +1,108 @@
+"""Keep the in-process worker of `serve` alive, and say how it is doing for /healthz."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Protocol
+
+from bot.jobs.worker import Backoff
+
+log = logging.getLogger(__name__)
+
+
+class Runnable(Protocol):
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def without_worker() -> dict[str, Any]:
+    """Health when this process runs no worker (`serve --no-worker`, RUN_WORKER=false)."""
+    return {"ok": True, "worker": {"state": "off", "restarts": 0, "last_error": None}}
+
+
+class WorkerSupervisor:
+    """Runs a worker and restarts it, after a growing pause, whenever it ends with an exception.
+
+    States: "off" (not started, or stopped), "running", "restarting" (waiting to start it
+    again) and "failed": it crashed `max_failures` times in a row without ever running for
+    `max_backoff_seconds`, or the supervisor itself died. Only "failed" makes /healthz 503,
+    so whatever runs the process can restart all of it.
+    """
+
+    def __init__(
+        self,
+        worker: Runnable,
+        *,
+        backoff_seconds: float = 0.5,
+        max_backoff_seconds: float = 30.0,
+        max_failures: int | None = 10,
+    ) -> None:
+        self.worker = worker
+        self.backoff_seconds = backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self.max_failures = max_failures
+        self.state = "off"
+        self.restarts = 0
+        self.last_error: str | None = None
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._supervise(), name="worker-supervisor")
+
+    async def stop(self) -> None:
+        """Ask the worker to stop (it hands back its job at the next checkpoint) and wait."""
+        self._stopping.set()
+        self.worker.stop()
+        if self._task is not None:
+            await asyncio.wait([self._task])
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "ok": self.state != "failed",
+            "worker": {"state": self.state, "restarts": self.restarts,
+                       "last_error": self.last_error},
+        }  # fmt: skip
+
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(self.backoff_seconds, self.max_backoff_seconds)
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                self.state = "running"
+                started = loop.time()
+                try:
+                    await self.worker.run()
+                except Exception as exc:
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.exception("the background worker crashed")
+                else:
+                    if self._stopping.is_set():
+                        break
+                    self.last_error = "it returned without being asked to stop"
+                    log.error("the background worker returned without being asked to stop")
+                if loop.time() - started >= self.max_backoff_seconds:
+                    backoff.reset()  # it ran fine for a while: this is a new problem
+                    failures = 0
+                failures += 1
+                if self.max_failures is not None and failures >= self.max_failures:
+                    self.state = "failed"
+                    log.error("the background worker crashed %d times in a row; not restarting "
+                              "it again (/healthz now answers 503)", failures)  # fmt: skip
+                    return
+                self.state = "restarting"
+                delay = backoff.next()
+                log.warning("restarting the background worker in %.1f s", delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                if not self._stopping.is_set():
+                    self.restarts += 1
+        except BaseException:
+            self.state = "failed"  # cancelled or worse: nothing will restart the worker now
+            raise
+        self.state = "off"

@@ -1,0 +1,163 @@
+"""A worker rides out database errors: it logs them, backs off, retries and keeps taking jobs.
+
+The fault is real: another client holds the write lock on the job table while the worker's
+connections give up waiting after 100 ms, as they would against a busy or restarting database
+(SQLite: BEGIN EXCLUSIVE and a short busy_timeout; PostgreSQL: LOCK TABLE and lock_timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import event, make_url, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.jobs import queue
+from bot.jobs.worker import JobContext, Worker, WorkerConfig
+from bot.workspaces import ensure_workspace
+from models import Database, Job
+from models.clock import utcnow
+from tests.jobs.test_worker_processes import wait_for
+
+
+def impatient(db_env: dict[str, str]) -> Database:
+    """The worker's own engine, whose statements fail after waiting 100 ms for a lock."""
+    database = Database(db_env["DATABASE_URL"], schema=db_env.get("DATABASE_SCHEMA"))
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        if database.is_sqlite:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA busy_timeout=100")  # after the default 30 s one
+            cursor.close()
+        else:
+            dbapi_conn.run_async(lambda conn: conn.execute("SET lock_timeout = '100ms'"))
+
+    event.listen(database.engine.sync_engine, "connect", on_connect)
+    return database
+
+
+class JobTableLock:
+    """Another client writing: holds the lock every write to the job table needs."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.sqlite: sqlite3.Connection | None = None
+        self.conn: AsyncConnection | None = None
+
+    async def hold(self) -> None:
+        if self.db.is_sqlite:
+            path = make_url(self.db.url).database
+            assert path is not None
+            self.sqlite = sqlite3.connect(path, timeout=10, isolation_level=None)
+            self.sqlite.execute("BEGIN EXCLUSIVE")
+        else:
+            self.conn = await self.db.engine.connect()
+            await self.conn.execute(text("LOCK TABLE job IN EXCLUSIVE MODE"))  # reads still work
+
+    async def release(self) -> None:
+        if self.sqlite is not None:
+            self.sqlite.execute("ROLLBACK")
+            self.sqlite.close()
+            self.sqlite = None
+        if self.conn is not None:
+            await self.conn.rollback()
+            await self.conn.close()
+            self.conn = None
+
+
+async def state_of(db: Database, job: Job) -> str:
+    found = await queue.get_job(db, job.team_id, job.id or 0)
+    assert found is not None
+    return found.state
+
+
+def logged(caplog: pytest.LogCaptureFixture, words: str, job: Job) -> bool:
+    """An error naming the job, its kind and what failed, with its traceback."""
+    return any(
+        words in r.getMessage() and f"job {job.id} ({job.kind})" in r.getMessage() and r.exc_info
+        for r in caplog.records
+    )
+
+
+async def test_finishing_fails_for_a_while_then_the_job_ends_done_and_work_goes_on(
+    db: Database, db_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.jobs")
+    await ensure_workspace(db, "T1")
+    first = await queue.enqueue(db, "T1", "x", {})
+    second = await queue.enqueue(db, "T1", "x", {})
+    lock = JobTableLock(db)
+    ran: list[int | None] = []
+    releasing: list[asyncio.Task[None]] = []
+
+    async def release_later() -> None:
+        await asyncio.sleep(1.5)
+        await lock.release()
+
+    async def work(ctx: JobContext) -> None:
+        ran.append(ctx.job.id)
+        if len(ran) == 1:  # the database "goes away" just as the first job is to be marked done
+            await lock.hold()
+            releasing.append(asyncio.create_task(release_later()))
+
+    worker_db = impatient(db_env)
+    worker = Worker(worker_db, {"x": work}, WorkerConfig(lease_seconds=5, poll_seconds=0.05))
+    running = asyncio.create_task(worker.run())
+    try:
+
+        async def both_done() -> bool:
+            return [await state_of(db, first), await state_of(db, second)] == ["done", "done"]
+
+        await wait_for(both_done, 30, "both jobs to end done")
+        assert not running.done(), "the worker loop ended"
+        assert ran == [first.id, second.id] and worker.completed == 2
+        assert logged(caplog, "marking it done failed; retrying", first)
+    finally:
+        await lock.release()
+        worker.stop()
+        await asyncio.wait_for(running, 30)
+        await worker_db.dispose()
+
+
+async def test_renewing_the_lease_fails_for_a_while_and_the_heartbeat_goes_on(
+    db: Database, db_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.jobs")
+    await ensure_workspace(db, "T1")
+    job = await queue.enqueue(db, "T1", "x", {})
+    lock = JobTableLock(db)
+    leases: list[tuple[datetime | None, datetime]] = []  # (lease expiry, when it was read)
+
+    async def work(ctx: JobContext) -> None:
+        await lock.hold()  # lease renewals (every 0.5 s) fail for 1.2 s ...
+        await asyncio.sleep(1.2)
+        await lock.release()
+        await asyncio.sleep(2.0)  # ... then more than a whole lease passes
+        found = await queue.get_job(db, "T1", ctx.job.id or 0)
+        assert found is not None
+        leases.append((found.lease_expires_at, utcnow()))
+
+    worker_db = impatient(db_env)
+    worker = Worker(worker_db, {"x": work}, WorkerConfig(lease_seconds=1.5, poll_seconds=0.05))
+    running = asyncio.create_task(worker.run())
+    try:
+
+        async def done() -> bool:
+            return await state_of(db, job) == "done"
+
+        await wait_for(done, 30, "the job to end done")
+        assert not running.done(), "the worker loop ended"
+        ((lease, read_at),) = leases
+        assert lease is not None and lease > read_at, "the lease was no longer being renewed"
+        assert logged(caplog, "renewing its lease failed; retrying", job)
+        assert worker.completed == 1
+    finally:
+        await lock.release()
+        worker.stop()
+        await asyncio.wait_for(running, 30)
+        await worker_db.dispose()

@@ -1,0 +1,111 @@
+"""Workers claim only the kinds they can run; `jobs` says which queued jobs no live worker runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import bindparam, text
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from bot.app import build_worker
+from bot.imports.background import enqueue_file_import
+from bot.jobs import queue
+from bot.settings import load_settings
+from bot.workspaces import ensure_workspace
+from models import Database
+from models.clock import utcnow
+from tests.jobs.test_worker_processes import CLI, env_for, wait_for, write_csv
+
+SLACK_FILE_JOB = "stage_slack_file"
+MINUTE = timedelta(minutes=1)
+
+
+async def jobs_cli(env: dict[str, str], *args: str) -> str:
+    """`referral-bot jobs ...` in a real process, without blocking this event loop."""
+    done = await asyncio.to_thread(subprocess.run, [*CLI, "jobs", *args], env=env,
+                                   capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_a_worker_without_slack_runs_imports_and_leaves_slack_files_waiting(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    await ensure_workspace(db, "local")
+    file_job = await queue.enqueue(db, "local", SLACK_FILE_JOB, {"source_id": 1})
+    import_job = await enqueue_file_import(
+        db, "local", [write_csv(tmp_path / "a.csv", 20)], segment="S", create_segment=True
+    )
+    env = env_for(db_env)
+    before = {j["id"]: j["waiting_for_worker"] for j in json.loads(await jobs_cli(env, "--json"))}
+    assert before[file_job.id] and before[import_job.id]  # no worker is running at all
+
+    settings = load_settings(job_lease_seconds=2, worker_poll_seconds=0.05,
+                             job_retry_base_seconds=0, import_chunk_rows=5)  # fmt: skip
+    worker = build_worker(settings, None, db)  # no Slack client: no handler for Slack files
+    running = asyncio.create_task(worker.run())
+    try:
+
+        async def imported() -> bool:
+            found = await queue.get_job(db, "local", import_job.id)
+            return found is not None and found.state == "done"
+
+        await wait_for(imported, 30, "the import to finish")
+        await asyncio.sleep(0.3)  # several more polls: the file job is still not taken
+        left = await queue.get_job(db, "local", file_job.id)
+        assert left is not None
+        assert (left.state, left.attempts, left.last_error) == ("queued", 0, None)
+
+        listed = {j["id"]: j for j in json.loads(await jobs_cli(env, "--json"))}
+        assert listed[file_job.id]["waiting_for_worker"] is True
+        assert listed[import_job.id]["waiting_for_worker"] is False
+        assert listed[import_job.id]["state"] == "done"
+        lines = {int(line.split()[0]): line for line in (await jobs_cli(env)).splitlines()}
+        assert "waiting for a worker that can run it" in lines[file_job.id]
+        assert "SLACK_BOT_TOKEN" in lines[file_job.id]
+        assert "waiting" not in lines[import_job.id]
+
+        assert SLACK_FILE_JOB not in worker.kinds and "import" in worker.kinds
+        (row,) = await queue.live_workers(db, MINUTE)
+        assert row.owner == worker.owner and row.kind_set == worker.kinds
+        assert not running.done()
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 30)
+    assert await queue.live_workers(db, MINUTE) == []  # a clean stop removes its row
+    left = await queue.get_job(db, "local", file_job.id)
+    assert left is not None and (left.state, left.attempts) == ("queued", 0)
+
+
+async def test_a_queued_kind_is_waiting_only_while_no_fresh_worker_runs_it(
+    db: Database, db_env: dict[str, str]
+) -> None:
+    await ensure_workspace(db, "local")
+    file_job = await queue.enqueue(db, "local", SLACK_FILE_JOB, {"source_id": 1})
+    await queue.register_worker(db, "plain", {"import"}, pid=1, host="a")
+    await queue.register_worker(db, "slacky", {"import", SLACK_FILE_JOB}, pid=2, host="b")
+    assert await queue.live_kinds(db, MINUTE) == {"import", SLACK_FILE_JOB}
+    env = env_for(db_env)
+    listed = {j["id"]: j for j in json.loads(await jobs_cli(env, "--json"))}
+    assert listed[file_job.id]["waiting_for_worker"] is False
+    lines = {int(line.split()[0]): line for line in (await jobs_cli(env)).splitlines()}
+    assert "waiting" not in lines[file_job.id]
+
+    async with db.begin() as conn:  # the Slack-capable worker stopped refreshing: it died
+        update = text("UPDATE worker_process SET seen_at = :old WHERE owner = 'slacky'")
+        old = bindparam("old", type_=UTCDateTime())
+        await conn.execute(update.bindparams(old), {"old": utcnow() - timedelta(minutes=5)})
+    assert await queue.live_kinds(db, MINUTE) == {"import"}
+    listed = {j["id"]: j for j in json.loads(await jobs_cli(env, "--json"))}
+    assert listed[file_job.id]["waiting_for_worker"] is True
+
+    await queue.register_worker(db, "slacky", {"import", SLACK_FILE_JOB}, pid=2, host="b")
+    assert await queue.live_kinds(db, MINUTE) == {"import", SLACK_FILE_JOB}  # fresh again
+    assert await queue.forget_stale_workers(db, MINUTE) == 0
+    await queue.unregister_worker(db, "plain")
+    await queue.unregister_worker(db, "slacky")
+    assert await queue.live_kinds(db, MINUTE) == frozenset()

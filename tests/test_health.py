@@ -1,0 +1,157 @@
+"""`serve` supervises its worker: a crashed worker restarts, and /healthz says how it is doing."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bot.app import build_web_app, serve
+from bot.jobs.supervisor import WorkerSupervisor
+from bot.settings import load_settings
+from models import Database
+
+
+class CrashingWorker:
+    """Raises from run() `crashes` times (None: always), then runs until stopped."""
+
+    def __init__(self, crashes: int | None) -> None:
+        self.crashes = crashes
+        self.runs = 0
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        self.runs += 1
+        if self.crashes is None or self.runs <= self.crashes:
+            await asyncio.sleep(0.01)
+            raise RuntimeError(f"database exploded (run {self.runs})")
+        await self.stopping.wait()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@asynccontextmanager
+async def health_server(health: Callable[[], dict[str, Any]]) -> AsyncIterator[str]:
+    """build_web_app's routes on a real loopback port; yields the /healthz URL."""
+    runner = web.AppRunner(build_web_app(None, health=health))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/healthz"
+    finally:
+        await runner.cleanup()
+
+
+async def get(url: str) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.json()
+
+
+async def until(check: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def test_a_crashed_worker_is_restarted_and_healthz_counts_the_restarts() -> None:
+    worker = CrashingWorker(crashes=2)
+    supervisor = WorkerSupervisor(worker, backoff_seconds=0.05, max_backoff_seconds=1)
+    async with health_server(supervisor.health) as url:
+        assert await get(url) == (200, {"ok": True, "worker": {
+            "state": "off", "restarts": 0, "last_error": None}})  # fmt: skip
+        supervisor.start()
+        await until(lambda: worker.runs == 3 and supervisor.state == "running", 10, "restarts")
+        status, report = await get(url)
+        assert status == 200 and report["ok"] is True
+        assert report["worker"] == {
+            "state": "running", "restarts": 2,
+            "last_error": "RuntimeError: database exploded (run 2)",
+        }  # fmt: skip
+        await supervisor.stop()
+        assert await get(url) == (200, {"ok": True, "worker": {
+            "state": "off", "restarts": 2,
+            "last_error": "RuntimeError: database exploded (run 2)"}})  # fmt: skip
+    assert worker.runs == 3
+
+
+async def test_healthz_reports_restarting_while_it_waits_and_stop_ends_the_wait() -> None:
+    worker = CrashingWorker(crashes=None)
+    supervisor = WorkerSupervisor(worker, backoff_seconds=30, max_backoff_seconds=60)
+    async with health_server(supervisor.health) as url:
+        supervisor.start()
+        await until(lambda: supervisor.state == "restarting", 10, "the first crash")
+        status, report = await get(url)
+        assert status == 200 and report["ok"] is True
+        assert report["worker"]["state"] == "restarting"
+        assert report["worker"]["last_error"] == "RuntimeError: database exploded (run 1)"
+        started = time.monotonic()
+        await supervisor.stop()  # no 30 s wait for the next start
+        assert time.monotonic() - started < 5
+        assert supervisor.state == "off" and worker.runs == 1
+
+
+async def test_a_worker_that_keeps_crashing_makes_healthz_answer_503() -> None:
+    worker = CrashingWorker(crashes=None)
+    supervisor = WorkerSupervisor(worker, backoff_seconds=0.01, max_backoff_seconds=1,
+                                  max_failures=3)  # fmt: skip
+    async with health_server(supervisor.health) as url:
+        supervisor.start()
+        await until(lambda: supervisor.state == "failed", 10, "the supervisor to give up")
+        status, report = await get(url)
+        assert status == 503
+        assert report == {"ok": False, "worker": {
+            "state": "failed", "restarts": 2,
+            "last_error": "RuntimeError: database exploded (run 3)"}}  # fmt: skip
+        await supervisor.stop()
+    assert worker.runs == 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("run_worker", [True, False])
+async def test_serve_reports_its_worker_on_healthz(db: Database, run_worker: bool) -> None:
+    port = free_port()
+    settings = load_settings(database_url=db.url, database_schema=db.schema,
+                             slack_bot_token="xoxb-test", slack_signing_secret="s3cret",
+                             slack_app_token="", slack_api_url="http://127.0.0.1:9/api/",
+                             host="127.0.0.1", port=port, worker_poll_seconds=0.05)  # fmt: skip
+    stop = asyncio.Event()
+    serving = asyncio.create_task(serve(settings, db, run_worker=run_worker, stop=stop))
+    try:
+        for _ in range(200):
+            try:
+                status, report = await get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except aiohttp.ClientConnectorError:
+                await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("serve did not start")
+        assert status == 200
+        state = "running" if run_worker else "off"
+        assert report == {"ok": True, "worker": {"state": state, "restarts": 0,
+                                                 "last_error": None}}  # fmt: skip
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 30)
