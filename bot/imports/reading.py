@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
+import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 SAMPLE_BYTES = 64 * 1024
+READ_BLOCK = 1024 * 1024  # the encoding decision reads the whole file in blocks this big
 DELIMITERS = (",", ";", "\t", "|")
 FIELD_LIMIT = 64 * 1024  # a runaway quoted field fails one record, not the whole file
 MAX_RECORD_LINES = 50  # a record spanning more lines than this is an unclosed quote
@@ -95,8 +98,37 @@ codecs.register_error("_referral_cp1252", _utf8_then_cp1252)
 codecs.register_error("_referral_latin1", _latin1)
 
 
-def detect_encoding(sample: bytes) -> tuple[str, str]:
-    """(codec, error handler) for a file starting with `sample`; CsvFileError if not text."""
+def _utf8_evidence(blocks: Iterable[bytes]) -> tuple[bool, bool]:
+    """(some byte is not ASCII, some bytes are a real non-ASCII UTF-8 character) in `blocks`.
+
+    Streams one block at a time and stops at the first UTF-8 character, the only question left
+    once one is found. ASCII blocks are skipped without decoding (bytes.isascii() is a C loop);
+    the others are decoded dropping whatever isn't UTF-8 (in C, unlike a Python error handler),
+    which leaves ASCII unless there is a real character. The incremental decoder judges a
+    character split between two blocks whole.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
+    non_ascii = False
+    for block in blocks:
+        if block.isascii() and not decoder.getstate()[0]:
+            continue
+        non_ascii = True
+        if not decoder.decode(block).isascii():
+            return True, True
+    return non_ascii, False
+
+
+def detect_encoding(sample: bytes, rest: Iterable[bytes] = ()) -> tuple[str, str]:
+    """(codec, error handler) for a file starting with `sample`; CsvFileError if not text.
+
+    `rest` is the remainder of the file in blocks: a BOM, UTF-16 or binary data shows in the
+    sample, but whether 8-bit text is UTF-8 or cp1252 is decided on every byte, since the
+    first accented name may come a million rows in.
+    """
+    if sample.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16's BOM
+        raise CsvFileError(
+            "This file is UTF-32 encoded; save it as UTF-8 (CSV UTF-8 in Excel) and try again."
+        )
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig", "_referral_cp1252"
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -113,15 +145,12 @@ def detect_encoding(sample: bytes) -> tuple[str, str]:
         if even > len(sample) // 6 and odd <= even // 8:
             return "utf-16-be", "replace"
         raise CsvFileError("This file is not text (it contains binary data). Upload a CSV file.")
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
-    except UnicodeDecodeError:
-        # UTF-8 with a stray cp1252 byte (a hand-edited row) still has real UTF-8 sequences;
-        # a genuine cp1252 file has none.
-        text = sample.decode("utf-8", errors="replace")
-        if any(ch > "\x7f" and ch != "\ufffd" for ch in text):
-            return "utf-8", "_referral_cp1252"
+    non_ascii, utf8_character = _utf8_evidence(itertools.chain((sample,), rest))
+    if non_ascii and not utf8_character:
+        # Accented bytes and not one UTF-8 character among them: a cp1252 export.
         return "cp1252", "_referral_latin1"
+    # ASCII, UTF-8, or UTF-8 with a stray cp1252 byte (a row pasted from an older tool), which
+    # the error handler decodes as cp1252.
     return "utf-8", "_referral_cp1252"
 
 
@@ -145,10 +174,14 @@ class CsvReader:
         self._raw = stream
         start = stream.tell()
         sample = stream.read(SAMPLE_BYTES)
-        stream.seek(start)
-        if not sample.strip():
-            raise CsvFileError("The file is empty.")
-        self.encoding, errors = detect_encoding(sample)
+        try:
+            if not sample.strip():
+                raise CsvFileError("The file is empty.")
+            self.encoding, errors = detect_encoding(
+                sample, iter(functools.partial(stream.read, READ_BLOCK), b"")
+            )
+        finally:
+            stream.seek(start)
         sample_text = sample.decode(self.encoding, errors="ignore")
         if _looks_binary(sample_text):
             raise CsvFileError(

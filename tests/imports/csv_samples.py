@@ -184,6 +184,56 @@ def utf8_with_stray_cp1252(filler_rows: int = 0) -> tuple[bytes, int]:
     return head + stray + tail, len(lines) + 1
 
 
+def ascii_filler(min_bytes: int, *, start: int = 0) -> list[str]:
+    """Plain ASCII rows (email, first_name, last_name) adding up to at least `min_bytes`."""
+    lines: list[str] = []
+    size, i = 0, start
+    while size < min_bytes:
+        line = f"filler{i}@example.com,Filler,Row{i}"
+        lines.append(line)
+        size += len(line) + 2
+        i += 1
+    return lines
+
+
+def late_non_ascii(
+    late: Sequence[tuple[str, str, str]],
+    *,
+    encoding: str = "utf-8",
+    filler_bytes: int = 200 * 1024,
+    early: bytes = b"",
+) -> tuple[bytes, int]:
+    """A file whose non-ASCII people come after `filler_bytes` of plain ASCII rows.
+
+    `late` people (first, last, email) are written in `encoding`; `early` (raw bytes of whole
+    rows) goes right after the header, before the filler. Returns (data, line of the first
+    late person).
+    """
+    filler = ascii_filler(filler_bytes)
+    head = "email,first_name,last_name\r\n".encode("ascii") + early
+    body = ("\r\n".join(filler) + "\r\n").encode("ascii")
+    tail = "".join(f"{e},{f},{la}\r\n" for f, la, e in late).encode(encoding)
+    first_late = 2 + early.count(b"\n") + len(filler)
+    return head + body + tail, first_late
+
+
+def big_mixed_utf8(min_bytes: int = 5 * 1024 * 1024) -> bytes:
+    """A big UTF-8 file (parsed in a child process) with a stray cp1252 row at the top."""
+    early = b"renee@example.fr,Ren\xe9e,Dupont\r\n"
+    data, _ = late_non_ascii(
+        [("Zoë", "Brontë", "zoe@example.com"), ("雪", "田中", "yuki@example.jp")],
+        filler_bytes=min_bytes,
+        early=early,
+    )
+    return data
+
+
+def utf32(rows: Sequence[Row], encoding: str = "utf-32-le") -> bytes:
+    """A UTF-32 file with its BOM, as a few editors offer to save."""
+    bom = codecs.BOM_UTF32_LE if encoding == "utf-32-le" else codecs.BOM_UTF32_BE
+    return bom + csv_text(rows).encode(encoding)
+
+
 def big_csv(rows: int, seed: int = 7) -> bytes:
     """A large plain export (a few MB): mostly valid, some duplicates and bad addresses."""
     rng = random.Random(seed)

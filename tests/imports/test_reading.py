@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import codecs
 import io
+from pathlib import Path
 
 import pytest
 
-from bot.imports.reading import SAMPLE_BYTES, Columns, CsvFileError, CsvReader, map_header
+from bot.imports.parallel import PARALLEL_MIN_BYTES, ParallelRows, file_path
+from bot.imports.reading import (
+    READ_BLOCK,
+    SAMPLE_BYTES,
+    Columns,
+    CsvFileError,
+    CsvReader,
+    detect_encoding,
+    map_header,
+)
+from bot.imports.rows import Classifier
 from tests.imports import csv_samples as samples
 
 Record = tuple[int, list[str] | str]
@@ -84,6 +95,125 @@ def test_stray_cp1252_byte_beyond_the_sample_decodes_as_cp1252() -> None:
     assert names[stray_line + 1] == "Jürgen"
     assert names[stray_line + 2] == "雪"
     assert len(records) == 3000 + 5
+
+
+# The encoding is decided on the whole file, not on its first SAMPLE_BYTES (issue 7).
+
+LATE_PEOPLE = [("Zoë", "Brontë", "zoe@example.com"), ("José", "Muñoz", "jose@example.com")]
+
+
+def late_names(data: bytes) -> tuple[CsvReader, dict[int, tuple[str, str]]]:
+    reader, records = read(data)
+    return reader, {line: (f[1], f[2]) for line, f in records if isinstance(f, list)}
+
+
+def test_utf8_whose_first_accent_comes_after_200_kb_of_ascii() -> None:
+    data, first = samples.late_non_ascii(LATE_PEOPLE)
+    assert data.index("Zoë".encode()) > 3 * SAMPLE_BYTES
+
+    reader, names = late_names(data)
+
+    assert reader.encoding == "utf-8"
+    assert (names[first], names[first + 1]) == (("Zoë", "Brontë"), ("José", "Muñoz"))
+
+
+def test_utf8_with_an_early_stray_cp1252_byte_and_late_accents_is_utf8() -> None:
+    """The sample alone (one cp1252 byte, no UTF-8) looks like cp1252; the file is UTF-8."""
+    early = b"renee@example.fr,Ren\xe9e,Dupont\r\n"
+    data, first = samples.late_non_ascii(LATE_PEOPLE, early=early)
+    assert data[:SAMPLE_BYTES].decode("utf-8", errors="replace").count("\ufffd") == 1
+
+    reader, names = late_names(data)
+
+    assert reader.encoding == "utf-8"
+    assert names[2] == ("Renée", "Dupont")
+    assert (names[first], names[first + 1]) == (("Zoë", "Brontë"), ("José", "Muñoz"))
+
+
+def test_cp1252_whose_first_accent_comes_late_is_cp1252() -> None:
+    data, first = samples.late_non_ascii(samples.ACCENTED_PEOPLE, encoding="cp1252")
+    assert b"Jos\xe9" in data[3 * SAMPLE_BYTES :]
+
+    reader, names = late_names(data)
+
+    assert reader.encoding == "cp1252"
+    assert [names[first + i] for i in range(5)] == [(f, la) for f, la, _ in samples.ACCENTED_PEOPLE]
+
+
+def test_a_character_split_across_the_decision_blocks_is_still_utf8() -> None:
+    head = "email,first_name\n" + "\n".join(samples.ascii_filler(READ_BLOCK - 200)) + "\n"
+    last = "zoe@example.com,Zo"
+    pad = READ_BLOCK - 1 - len(head) - len(last) - len("@example.com,Pad\n")
+    data = f"{head}{'p' * pad}@example.com,Pad\n{last}ë\n".encode()
+    assert data[READ_BLOCK - 1 : READ_BLOCK + 1] == "ë".encode()
+
+    reader, records = read(data)
+
+    assert reader.encoding == "utf-8"
+    assert records[-1][1] == ["zoe@example.com", "Zoë"]
+
+
+@pytest.mark.parametrize(
+    ("tail", "expected"),
+    [
+        ("Zoë,雪,😀\n".encode(), ("utf-8", "_referral_cp1252")),
+        (b"Ren\xe9e,\x93Bobby\x94\n", ("cp1252", "_referral_latin1")),
+        (b"Ren\xe9e," + "Zoë\n".encode(), ("utf-8", "_referral_cp1252")),  # stray byte first
+        (b"plain,ascii\n", ("utf-8", "_referral_cp1252")),
+        (b"ends inside a character \xe2\x82", ("cp1252", "_referral_latin1")),
+    ],
+    ids=["utf8", "cp1252", "stray-then-utf8", "ascii", "truncated"],
+)
+def test_encoding_decision_over_one_byte_blocks(tail: bytes, expected: tuple[str, str]) -> None:
+    """Every character split between blocks, as a file read in blocks may split one."""
+    blocks = [tail[i : i + 1] for i in range(len(tail))]
+
+    assert detect_encoding(b"email,first_name\n", blocks) == expected
+    assert detect_encoding(b"email,first_name\n" + tail) == expected
+
+
+def test_the_decision_starts_where_the_stream_is() -> None:
+    data, first = samples.late_non_ascii(LATE_PEOPLE)
+    stream = io.BytesIO(b"\xff\xfe junk before the CSV\n" + data)
+    stream.seek(len(b"\xff\xfe junk before the CSV\n"))
+
+    with CsvReader(stream) as reader:
+        records = {line: f for line, f in reader.records()}
+
+    assert reader.encoding == "utf-8"
+    assert records[first][1] == "Zoë"
+
+
+def test_a_big_file_parsed_by_the_child_process_decodes_the_same_way(tmp_path: Path) -> None:
+    data = samples.big_mixed_utf8()
+    path = tmp_path / "big.csv"
+    path.write_bytes(data)
+    assert len(data) >= PARALLEL_MIN_BYTES
+
+    with path.open("rb") as stream:
+        assert file_path(stream) == path
+        reader = CsvReader(stream)
+        inline = list(Classifier().records(reader.records(), reader.columns))
+        reader.close()
+    child = list(ParallelRows(path, []))
+
+    assert child == inline
+    names = {row[1]: row[3] for row in child}
+    assert (names["renee@example.fr"], names["zoe@example.com"]) == ("Renée", "Zoë")
+    assert names["yuki@example.jp"] == "雪"
+
+
+@pytest.mark.parametrize("encoding", ["utf-32-le", "utf-32-be"])
+def test_utf32_is_refused_by_name(encoding: str) -> None:
+    data = samples.utf32(samples.people_rows(samples.ACCENTED_PEOPLE), encoding)
+    assert data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE))
+
+    with pytest.raises(CsvFileError) as failure:
+        CsvReader(io.BytesIO(data))
+
+    assert str(failure.value) == (
+        "This file is UTF-32 encoded; save it as UTF-8 (CSV UTF-8 in Excel) and try again."
+    )
 
 
 def test_excel_unicode_text_utf16_le_bom_tab_separated() -> None:
