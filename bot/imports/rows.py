@@ -22,6 +22,20 @@ Staged = tuple[int, str, str, str, str, str | None, str, str | None]
 # models.Outcome's values, spelled out so the parser process needn't load the ORM.
 VALID, DUPLICATE, REJECTED = "valid", "duplicate", "rejected"
 
+# What `referral-bot export` prefixes with `'` so a spreadsheet won't run it as a formula
+# (batches.neutralise; spelled out here so the parser process needn't load the ORM).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def unquote(cell: str) -> str:
+    """`cell` without the `'` export put before a formula-like start; any other cell as is."""
+    return cell[1:] if cell[:1] == "'" and cell[1:2] in FORMULA_START else cell
+
+
+def _name(cell: str) -> str:
+    """A name cell that starts with `'` (after spaces): unquoted, trimmed and capped."""
+    return unquote(cell.strip()).strip()[:MAX_NAME]
+
 
 @dataclass(slots=True)
 class Tally:
@@ -126,8 +140,13 @@ class Classifier:
                 raw_email = fields[e] if e < n else ""
                 first = fields[f].strip()[:MAX_NAME] if f is not None and f < n else ""
                 last = fields[la].strip()[:MAX_NAME] if la is not None and la < n else ""
+                # export writes =SUM(A1) as '=SUM(A1). `in` is the cheapest test: 17 ns.
+                if "'" in first and first[0] == "'" and f is not None:
+                    first = _name(fields[f])
+                if "'" in last and last[0] == "'" and la is not None:
+                    last = _name(fields[la])
                 raw_locale = fields[lo] if lo is not None and lo < n else ""
-                email = plain(raw_email)
+                email = plain(raw_email)  # None for '-dash@example.com: the slow path unquotes
                 if email is not None and (raw_locale in locales or not raw_locale):
                     key = email.lower()  # plain addresses are ASCII: lower() == casefold()
                     digest = hash(key)
@@ -138,6 +157,7 @@ class Classifier:
                         valid += 1
                         yield (line, email, key, first, last, locales.get(raw_locale), VALID, None)
                         continue
+                raw_email, raw_locale = unquote(raw_email.strip()), unquote(raw_locale)
                 yield self.contact(line, raw_email, first, last, raw_locale)
         finally:
             self.tally.rows += valid

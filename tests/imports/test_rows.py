@@ -8,7 +8,17 @@ from collections import Counter
 import pytest
 
 from bot.imports.reading import CsvReader
-from bot.imports.rows import DUPLICATE, REJECTED, VALID, Classifier, Staged, Tally
+from bot.imports.rows import (
+    DUPLICATE,
+    FORMULA_START,
+    MAX_NAME,
+    REJECTED,
+    VALID,
+    Classifier,
+    Staged,
+    Tally,
+    unquote,
+)
 from tests.imports import csv_samples as samples
 
 DUPLICATE_REASON = "Duplicate of an earlier row in this import"
@@ -316,6 +326,87 @@ def test_a_duplicate_does_not_add_a_locale_warning() -> None:
 
     assert [r[6] for r in staged] == [VALID, DUPLICATE]
     assert tally.warnings == 1
+
+
+# --- cells `referral-bot export` neutralised -------------------------------------------------
+
+
+def test_the_quote_export_puts_before_a_formula_is_taken_off() -> None:
+    """export writes =SUM(A1) as '=SUM(A1); reading it back gives =SUM(A1) (issue 7)."""
+    data = samples.csv_bytes(
+        [
+            ["first_name", "last_name", "email", "locale"],
+            ["'=SUM(A1)", "'+Plus", "sum@example.com", "en"],  # plain email: the fast path
+            ["'-Dash", "'@At", "'-dash@example.com", "fr"],  # quoted email: the slow path
+            ["'@At", "'=1+2", "'=eq@example.com", ""],
+            ["Plus", "Local", "'+plus@example.com", "de"],
+            ["  '=Spaced ", "'\tTab", "' -x@example.com", ""],  # trimmed around the quote
+        ]
+    )
+
+    staged, tally = classify(data)
+
+    assert [(r[1], r[2], r[3], r[4], r[6]) for r in staged] == [
+        ("sum@example.com", "sum@example.com", "=SUM(A1)", "+Plus", VALID),
+        ("-dash@example.com", "-dash@example.com", "-Dash", "@At", VALID),
+        ("=eq@example.com", "=eq@example.com", "@At", "=1+2", VALID),
+        ("+plus@example.com", "+plus@example.com", "Plus", "Local", VALID),
+        ("' -x@example.com", "", "=Spaced", "Tab", REJECTED),  # ' then a space: not export's
+    ]
+    assert tally.valid == 4
+
+
+def test_a_quote_that_export_did_not_add_is_kept() -> None:
+    data = samples.csv_bytes(
+        [
+            ["email", "first_name", "last_name"],
+            ["tis@example.com", "'Tis", "O'Neil"],
+            ["q@example.com", "'", "''=x"],  # only one quote comes off
+            ["'ann@example.com", "Ann", "'"],
+        ]
+    )
+
+    staged, _ = classify(data)
+
+    assert [(r[1], r[3], r[4], r[6]) for r in staged] == [
+        ("tis@example.com", "'Tis", "O'Neil", VALID),
+        ("q@example.com", "'", "''=x", VALID),
+        ("'ann@example.com", "Ann", "'", VALID),  # a quote is allowed in an address
+    ]
+
+
+def test_a_quoted_duplicate_is_a_duplicate_of_the_unquoted_address() -> None:
+    staged, _ = classify(b"email\n-dash@example.com\n'-dash@example.com\n'-DASH@example.com\n")
+
+    assert [(r[1], r[6]) for r in staged] == [
+        ("-dash@example.com", VALID),
+        ("-dash@example.com", DUPLICATE),
+        ("-DASH@example.com", DUPLICATE),
+    ]
+
+
+def test_a_neutralised_name_at_the_length_cap_keeps_every_character() -> None:
+    name = "=" + "x" * (MAX_NAME - 1)
+    data = samples.csv_bytes([["email", "first_name"], ["a@example.com", "'" + name]])
+
+    staged, _ = classify(data)
+
+    assert staged[0][3] == name
+
+
+def test_a_quoted_locale_is_unquoted_before_it_is_checked() -> None:
+    staged, tally = classify(b"email,locale\nada@example.com,'-fr\n")
+
+    assert staged[0][7] == "Unknown locale '-fr': the workspace default is used"
+    assert tally.warnings == 1
+
+
+def test_formula_starts_match_what_export_neutralises() -> None:
+    from bot.imports import batches
+
+    assert FORMULA_START == batches._FORMULA_START
+    cells = ["=SUM(A1)", "+Plus", "-dash@example.com", "@At", "\tTab", "\rCR", "Ada", "'Tis", ""]
+    assert [unquote(c) for c in batches.neutralise(cells)] == cells
 
 
 def test_big_generated_file_counts() -> None:
