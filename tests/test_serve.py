@@ -61,7 +61,8 @@ async def test_serve_answers_health_and_signed_commands_then_stops_cleanly(
             for _ in range(200):
                 try:
                     async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                        assert await response.json() == {"ok": True}
+                        health = await response.json()
+                        assert health["ok"] is True and health["worker"]["state"] == "running"
                         break
                 except aiohttp.ClientConnectorError:
                     await asyncio.sleep(0.1)

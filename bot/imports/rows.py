@@ -95,17 +95,14 @@ class Classifier:
             )
         key = email_key(normalized)
         if hash(key) in self.seen:
+            # kept whole (locale, default first name): if the earlier row leaves the review,
+            # this one is imported instead
             tally.duplicates += 1
-            return (
-                line,
-                normalized,
-                key,
-                first,
-                last,
-                None,
-                DUPLICATE,
-                "Duplicate of an earlier row in this import",
-            )
+            loc = normalize_locale(locale) if locale else None
+            if not first and self.default_first_name:
+                first = normalized.rpartition("@")[0][:MAX_NAME]
+            return (line, normalized, key, first, last, loc, DUPLICATE,
+                    "Duplicate of an earlier row in this import")  # fmt: skip
         self.seen.add(hash(key))
         reason = None
         loc: str | None = None
