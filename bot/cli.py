@@ -25,7 +25,9 @@ from bot.imports.background import enqueue_file_import
 from bot.imports.batches import neutralise
 from bot.imports.cancel import cancel_job
 from bot.imports.importer import ImportFailed, import_files
+from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.jobs.queue import list_jobs, live_kinds, stale_after
+from bot.notify import REPORT_JOB
 from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
 from bot.workspaces import WorkspaceError, find_segment, resolve_team, segment_sizes
@@ -271,7 +273,7 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
 
 
 # What a worker needs to take a job kind that not every worker runs (see bot/jobs/kinds.py).
-NEEDS = {"stage_slack_file": " (start one with SLACK_BOT_TOKEN set)"}
+NEEDS = {kind: " (start one with SLACK_BOT_TOKEN set)" for kind in (SLACK_FILE_JOB, REPORT_JOB)}
 
 
 def _job_dict(job: Job, *, waiting_for_worker: bool = False) -> dict[str, Any]:

@@ -52,6 +52,7 @@ class WorkerSupervisor:
 
     def start(self) -> None:
         if self._task is None:
+            self.state = "running"  # from now on, not from the task's first step
             self._task = asyncio.create_task(self._supervise(), name="worker-supervisor")
 
     async def stop(self) -> None:
