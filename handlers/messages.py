@@ -40,6 +40,8 @@ HELP = (
     "*Referral contacts, from Slack*\n"
     "• `/referral import`: add contacts to a segment from CSV files or one by one, review them, "
     "and have a team lead approve the import.\n"
+    "• `/referral campaign`: your referral campaigns, with their targets, advocates and invites; "
+    "team leads create, edit, start and pause them here.\n"
     "• Upload a CSV to a channel I'm in and I'll offer to import it.\n"
     "• `/referral help`: this message."
 )

@@ -1,0 +1,215 @@
+"""Block Kit for campaigns: the `/referral campaign` list, its notes and the campaign modal.
+
+Plain data in, slack_sdk models out (no Slack calls, no database), like `messages.py`. Every
+name that reaches mrkdwn or a message's `text` goes through `esc()`; `plain_text` objects
+(titles, initial values, the header) are shown as typed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    CheckboxesElement,
+    ConfirmObject,
+    ContextBlock,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    NumberInputElement,
+    Option,
+    PlainTextInputElement,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from bot.campaigns.service import MAX_NAME, CampaignSummary
+from handlers.ids import Action, BlockId, Callback
+from handlers.messages import esc, n
+from models import Campaign, CampaignState
+
+MAX_CAMPAIGNS_SHOWN = 20  # two blocks each: 40 of a message's 50, with room for the rest
+MAX_SEGMENTS_NAMED = 10
+MAX_DELAY_DAYS = 365
+MAX_STORE_URL = 500  # the column sizes: Slack enforces max_length, the handler checks again
+MAX_SENDER = 200
+MAX_OFFER = 200
+INVITE_ON = "on"
+STATE_LABEL = {CampaignState.DRAFT: ":memo: draft", CampaignState.LIVE: ":large_green_circle: live",
+               CampaignState.PAUSED: ":double_vertical_bar: paused"}  # fmt: skip
+KLAVIYO_WARNING = (":warning: If you send invites from Klaviyo, turn the invite email off here, "
+                   "or the same people get two emails.")  # fmt: skip
+LIST_TITLE = "Referral campaigns"
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignForm:
+    """The modal's fields: read from a submission, or filled from a campaign to edit it."""
+
+    name: str = ""
+    store_url: str = ""
+    sender: str = ""
+    offer: str = ""
+    invite_email: bool = True
+    invite_delay_days: int | None = 0  # None: what was typed isn't a whole number
+
+    @classmethod
+    def of(cls, c: Campaign) -> CampaignForm:
+        return cls(c.name, c.store_url, c.sender, c.offer, c.invite_email, c.invite_delay_days)
+
+
+def _segments(names: list[str]) -> str:
+    """Segment names for one line of mrkdwn: escaped, and at most a few of them."""
+    if not names:
+        return "none"
+    shown = ", ".join(esc(name) for name in names[:MAX_SEGMENTS_NAMED])
+    hidden = len(names) - MAX_SEGMENTS_NAMED
+    return f"{shown} and {hidden} more" if hidden > 0 else shown
+
+
+def invite_line(campaign: Campaign) -> str:
+    if not campaign.invite_email:
+        return "Invite email: off"
+    days = campaign.invite_delay_days
+    when = "at once" if days == 0 else f"{days} day{'s' if days != 1 else ''} after enrollment"
+    return f"Invite email: on, {when}"
+
+
+def _campaign_text(summary: CampaignSummary) -> str:
+    c = summary.campaign
+    state = STATE_LABEL.get(CampaignState(c.state), c.state)
+    return (f"*{esc(c.name)}* · {state}\n"
+            f"Targets: {_segments(summary.targets)} · Excluded: {_segments(summary.excluded)}\n"
+            f"{n(summary.advocates)} advocates · {n(summary.invites_sent)} invites sent · "
+            f"{invite_line(c)}")[:3000]  # fmt: skip
+
+
+def _go_live_confirm(campaign: Campaign) -> ConfirmObject:
+    emails = ("and their invite emails are sent (turn the invite email off first if Klaviyo "
+              "sends them)" if campaign.invite_email else "without an invite email")  # fmt: skip
+    return ConfirmObject(title="Go live?", confirm="Go live", deny="Not yet",
+                         text=f"Every contact of its target segments becomes an advocate with a "
+                              f"referral link, {emails}.")  # fmt: skip
+
+
+def _campaign_buttons(campaign: Campaign) -> ActionsBlock:
+    value = str(campaign.id)
+    change = (ButtonElement(text="Pause", action_id=Action.CAMPAIGN_PAUSE, value=value)
+              if campaign.state == CampaignState.LIVE else
+              ButtonElement(text="Go live", action_id=Action.CAMPAIGN_LIVE, value=value,
+                            style="primary", confirm=_go_live_confirm(campaign)))  # fmt: skip
+    return ActionsBlock(elements=[
+        ButtonElement(text="Edit", action_id=Action.CAMPAIGN_EDIT, value=value), change,
+    ])  # fmt: skip
+
+
+def campaign_list(summaries: list[CampaignSummary], note: str = "") -> tuple[str, list[Block]]:
+    """(fallback text, blocks) of the campaign list; `note` (mrkdwn, already escaped) on top.
+
+    Shows at most MAX_CAMPAIGNS_SHOWN campaigns so the message stays under Slack's 50 blocks.
+    """
+    blocks: list[Block] = []
+    if note:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=note[:3000])))
+    blocks.append(HeaderBlock(text=LIST_TITLE))
+    if not summaries:
+        blocks.append(SectionBlock(text=MarkdownTextObject(
+            text="No campaigns yet. A campaign turns the contacts of the segments it targets "
+                 "into advocates with referral links, and can send each one an invite email."
+        )))  # fmt: skip
+    for summary in summaries[:MAX_CAMPAIGNS_SHOWN]:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_campaign_text(summary))))
+        blocks.append(_campaign_buttons(summary.campaign))
+    hidden = len(summaries) - MAX_CAMPAIGNS_SHOWN
+    if hidden > 0:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(
+            text=f"…and {n(hidden)} more campaigns: `referral-bot campaign list` shows them all."
+        )]))  # fmt: skip
+    blocks.append(ActionsBlock(elements=[ButtonElement(
+        text="New campaign", action_id=Action.CAMPAIGN_CREATE, value="new", style="primary",
+    )]))  # fmt: skip
+    return note or LIST_TITLE, blocks
+
+
+def went_live_note(name: str, targets: int, *, already_live: bool) -> str:
+    """What going live did: enrolling its targets, nothing (already live), or waiting."""
+    if already_live and targets:
+        return f"{esc(name)} is already live."
+    if not targets:
+        return (f"{esc(name)} is live. It targets no segment yet: the contacts of a segment "
+                "you target are enrolled at once.")  # fmt: skip
+    plural = "s" if targets != 1 else ""
+    return f"{esc(name)} is live: enrolling its {n(targets)} target segment{plural} now."
+
+
+def paused_note(name: str, was: str) -> str:
+    if was == CampaignState.PAUSED:
+        return f"{esc(name)} was already paused."
+    return f"{esc(name)} is paused: nobody new is enrolled and unsent invites wait."
+
+
+def saved_note(name: str, created: bool) -> str:
+    if created:
+        return (f"{esc(name)} is ready as a draft: target a segment, then press Go live to "
+                "enroll its contacts.")  # fmt: skip
+    return f"{esc(name)} is saved."
+
+
+def _text_input(block_id: BlockId, action_id: Action, label: str, *, value: str,
+                max_length: int, optional: bool = False, placeholder: str | None = None,
+                hint: str | None = None) -> InputBlock:  # fmt: skip
+    return InputBlock(
+        block_id=block_id, label=label, optional=optional, hint=hint,
+        element=PlainTextInputElement(action_id=action_id, max_length=max_length,
+                                      initial_value=value or None, placeholder=placeholder),
+    )  # fmt: skip
+
+
+def _invite_option() -> Option:
+    return Option(value=INVITE_ON, text="Send each new advocate an invite email",
+                  description="With their referral link, in their language.")  # fmt: skip
+
+
+def campaign_modal(editing: CampaignForm | None, *, private_metadata: str) -> View:
+    """The create form, or (given a campaign's settings) the edit form filled with them."""
+    c = editing or CampaignForm()
+    delay = c.invite_delay_days or 0
+    initial = [_invite_option()] if c.invite_email else None
+    invite = CheckboxesElement(action_id=Action.CAMPAIGN_INVITE, options=[_invite_option()],
+                               initial_options=initial)  # fmt: skip
+    blocks: list[Block] = [
+        _text_input(BlockId.CAMPAIGN_NAME, Action.CAMPAIGN_NAME, "Name", value=c.name,
+                    max_length=MAX_NAME, placeholder="e.g. Spring referrals"),
+        _text_input(BlockId.CAMPAIGN_STORE_URL, Action.CAMPAIGN_STORE_URL, "Store URL",
+                    value=c.store_url, max_length=MAX_STORE_URL,
+                    placeholder="https://shop.example.com", hint="Where referral links lead."),
+        _text_input(BlockId.CAMPAIGN_SENDER, Action.CAMPAIGN_SENDER, "Sender", value=c.sender,
+                    max_length=MAX_SENDER, optional=True,
+                    placeholder="Shop <hello@shop.example>",
+                    hint="Who invite emails come from. Empty: the store's name."),
+        _text_input(BlockId.CAMPAIGN_OFFER, Action.CAMPAIGN_OFFER, "Offer", value=c.offer,
+                    max_length=MAX_OFFER, optional=True, placeholder="Give 10%, get $10",
+                    hint="Shown in the invite email."),
+        InputBlock(block_id=BlockId.CAMPAIGN_INVITE, label="Invite email", optional=True,
+                   element=invite),
+        InputBlock(block_id=BlockId.CAMPAIGN_DELAY, label="Invite delay (days)",
+                   hint="0 sends the invite as soon as a contact is enrolled.",
+                   element=NumberInputElement(action_id=Action.CAMPAIGN_DELAY,
+                                              is_decimal_allowed=False, min_value=0,
+                                              max_value=MAX_DELAY_DAYS,
+                                              initial_value=str(delay))),
+        ContextBlock(elements=[MarkdownTextObject(text=KLAVIYO_WARNING)]),
+    ]  # fmt: skip
+    return View(type="modal", callback_id=Callback.CAMPAIGN,
+                title="Edit campaign" if editing else "New campaign",
+                submit="Save" if editing else "Create", close="Cancel", blocks=blocks,
+                private_metadata=private_metadata)  # fmt: skip
+
+
+def notice_modal(title: str, text: str) -> View:
+    """A modal with one line and no inputs: loading, or why the form can't be shown."""
+    return View(type="modal", title=title[:24], close="Close",
+                blocks=[SectionBlock(text=MarkdownTextObject(text=text[:3000]))])  # fmt: skip

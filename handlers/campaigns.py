@@ -1,0 +1,350 @@
+"""`/referral campaign`: the campaign list, the create/edit modal, Go live and Pause.
+
+Anyone may see the list; only team leads change campaigns, and every change re-reads the
+campaign by id *and* workspace (the service does), so a stale or forged button changes
+nothing. The list is ephemeral: after a change it is replaced through the click's
+`response_url` (a modal carries that URL in its private_metadata), with what happened on top.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.models.views import View
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.campaigns.service import (
+    CampaignError,
+    check_fields,
+    create_campaign,
+    find_campaign,
+    get_campaign,
+    list_campaigns,
+    set_state,
+    update_campaign,
+)
+from bot.settings import Settings
+from bot.workspaces import ensure_workspace
+from handlers.campaign_messages import (
+    INVITE_ON,
+    MAX_OFFER,
+    MAX_SENDER,
+    MAX_STORE_URL,
+    CampaignForm,
+    campaign_list,
+    campaign_modal,
+    notice_modal,
+    paused_note,
+    saved_note,
+    went_live_note,
+)
+from handlers.context import Deps, Refusal, deps, is_lead
+from handlers.ids import Action, BlockId, Callback
+from handlers.messages import esc, metadata
+from models import CampaignState
+
+log = logging.getLogger(__name__)
+FIELD_BLOCKS = {
+    "name": BlockId.CAMPAIGN_NAME,
+    "store_url": BlockId.CAMPAIGN_STORE_URL,
+    "sender": BlockId.CAMPAIGN_SENDER,
+    "invite_delay_days": BlockId.CAMPAIGN_DELAY,
+}
+LOADING = "Loading…"
+
+
+class ResponseUrlFailed(Exception):
+    """Slack refused what we posted to a response_url (expired, used up, or invalid)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    """Who clicked which campaign button, and where to answer them."""
+
+    team_id: str
+    user_id: str
+    value: str
+    response_url: str
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> Click:
+        action = body["actions"][0]
+        return cls(body["team"]["id"], body["user"]["id"], str(action.get("value") or ""),
+                   str(body.get("response_url") or ""))  # fmt: skip
+
+
+def lead_refusal(settings: Settings, verb: str) -> Refusal:
+    """Names who can, like the import refusals, so the person knows whom to ask."""
+    leads = ", ".join(f"<@{u}>" for u in settings.team_leads[:5])
+    ask = f" Ask {leads}." if leads else " Ask a workspace admin."
+    return Refusal(f"Only team leads can {verb}.{ask}")
+
+
+async def _require_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                        verb: str) -> None:  # fmt: skip
+    if not await is_lead(client, d.settings, team_id, user_id):
+        raise lead_refusal(d.settings, verb)
+
+
+def _campaign_id(value: str) -> int:
+    if not value.isdigit():
+        raise Refusal("That button doesn't name a campaign: it may come from an old message.")
+    return int(value)
+
+
+def _for_people(error: Refusal | CampaignError) -> str:
+    """Refusals are our own mrkdwn (they mention leads); service errors may quote names."""
+    return str(error) if isinstance(error, Refusal) else esc(str(error))
+
+
+async def _respond(client: AsyncWebClient, url: str, text: str, *, replace: bool,
+                   blocks: list[Any] | None = None) -> None:  # fmt: skip
+    """Post to a response_url: replace the ephemeral list, or add an ephemeral note."""
+    hook = AsyncWebhookClient(url, session=client.session)
+    response = await hook.send(text=text, blocks=blocks, replace_original=replace,
+                               response_type=None if replace else "ephemeral")  # fmt: skip
+    if response.status_code != 200:
+        raise ResponseUrlFailed(f"response_url answered {response.status_code}: "
+                                f"{response.body[:200]}")  # fmt: skip
+
+
+async def _show_list(d: Deps, client: AsyncWebClient, team_id: str, url: str, *,
+                     note: str = "", replace: bool) -> None:  # fmt: skip
+    text, blocks = campaign_list(await list_campaigns(d.db, team_id), note=note)
+    await _respond(client, url, text, replace=replace, blocks=blocks)
+
+
+async def _explained(work: Coroutine[Any, Any, None], client: AsyncWebClient, url: str) -> None:
+    """Run a click's work; a refusal is answered where they clicked and the list stays."""
+    try:
+        await work
+    except (Refusal, CampaignError) as exc:
+        log.info("campaign change refused: %s", exc)
+        if not url:
+            raise Refusal(_for_people(exc)) from exc  # told by the global path instead
+        await _respond(client, url, _for_people(exc), replace=False)
+
+
+# ---- the list -------------------------------------------------------------------------------
+
+
+async def list_command(ack: Any, command: dict[str, Any], client: AsyncWebClient,
+                       context: dict[str, Any]) -> None:  # fmt: skip
+    """`/referral campaign`: ack at once, then answer with the list through response_url."""
+    await ack()
+    d = deps(context)
+    d.later.run(_show_list(d, client, command["team_id"], command["response_url"],
+                           replace=False), client, command)  # fmt: skip
+
+
+# ---- Go live / Pause ------------------------------------------------------------------------
+
+
+async def _go_live(d: Deps, client: AsyncWebClient, click: Click) -> None:
+    await _require_lead(d, client, click.team_id, click.user_id, "put campaigns live")
+    campaign_id = _campaign_id(click.value)
+    enrollment = await set_state(d.db, click.team_id, campaign_id, CampaignState.LIVE,
+                                 requested_by=click.user_id)  # fmt: skip
+    summaries = await list_campaigns(d.db, click.team_id)
+    mine = next((s for s in summaries if s.campaign.id == campaign_id), None)
+    if mine is None:
+        raise CampaignError("That campaign doesn't exist in this workspace.")
+    targets = len(mine.targets)
+    # set_state enrolls nobody when the campaign was live already (or has no targets)
+    note = went_live_note(mine.campaign.name, targets, already_live=enrollment is None)
+    text, blocks = campaign_list(summaries, note=note)
+    await _respond(client, click.response_url, text, replace=True, blocks=blocks)
+
+
+async def _pause(d: Deps, client: AsyncWebClient, click: Click) -> None:
+    await _require_lead(d, client, click.team_id, click.user_id, "pause campaigns")
+    campaign_id = _campaign_id(click.value)
+    before = await get_campaign(d.db, click.team_id, campaign_id)
+    if before.state == CampaignState.DRAFT:
+        raise Refusal(f"{esc(before.name)} is a draft: it isn't live, so there is nothing to "
+                      "pause.")  # fmt: skip
+    await set_state(d.db, click.team_id, campaign_id, CampaignState.PAUSED,
+                    requested_by=click.user_id)  # fmt: skip
+    await _show_list(d, client, click.team_id, click.response_url, replace=True,
+                     note=paused_note(before.name, before.state))  # fmt: skip
+
+
+async def on_state(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                   context: dict[str, Any]) -> None:  # fmt: skip
+    """Go live or Pause: ack at once; the change runs after the response."""
+    await ack()
+    d, click = deps(context), Click.of(body)
+    change = _go_live if body["actions"][0]["action_id"] == Action.CAMPAIGN_LIVE else _pause
+    d.later.run(_explained(change(d, client, click), client, click.response_url), client, body)
+
+
+# ---- the modal: open ------------------------------------------------------------------------
+
+
+async def _replace_modal(client: AsyncWebClient, opened: Any, modal: View) -> None:
+    """Fill or replace the modal just opened; if the person closed it already, so be it."""
+    view = opened["view"]
+    try:
+        await client.views_update(view_id=view["id"], hash=view["hash"], view=modal)
+    except SlackApiError as exc:
+        if exc.response.get("error") != "not_found":
+            raise
+        log.info("the campaign modal was closed before it was filled in")
+
+
+async def _open_new(d: Deps, client: AsyncWebClient, click: Click, trigger_id: str) -> None:
+    """The form needs no data, so it opens at once; a non-lead then sees why they can't."""
+    opened = await client.views_open(trigger_id=trigger_id, view=campaign_modal(
+        None, private_metadata=metadata(url=click.response_url)))  # fmt: skip
+    if not await is_lead(client, d.settings, click.team_id, click.user_id):
+        text = str(lead_refusal(d.settings, "create campaigns"))
+        await _replace_modal(client, opened, notice_modal("New campaign", text))
+
+
+async def _open_edit(d: Deps, client: AsyncWebClient, click: Click, trigger_id: str) -> None:
+    """Open a placeholder first (trigger ids live 3 s), then fill it from the database."""
+    opened = await client.views_open(trigger_id=trigger_id,
+                                     view=notice_modal("Edit campaign", LOADING))  # fmt: skip
+    try:
+        await _require_lead(d, client, click.team_id, click.user_id, "edit campaigns")
+        campaign = await get_campaign(d.db, click.team_id, _campaign_id(click.value))
+        modal = campaign_modal(CampaignForm.of(campaign), private_metadata=metadata(
+            campaign=campaign.id, url=click.response_url))  # fmt: skip
+    except (Refusal, CampaignError) as exc:
+        log.info("campaign edit refused: %s", exc)
+        modal = notice_modal("Edit campaign", _for_people(exc))
+    await _replace_modal(client, opened, modal)
+
+
+async def on_open(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                  context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d, click = deps(context), Click.of(body)
+    opener = _open_new if body["actions"][0]["action_id"] == Action.CAMPAIGN_CREATE else _open_edit
+    d.later.run(opener(d, client, click, body["trigger_id"]), client, body)
+
+
+# ---- the modal: submit ----------------------------------------------------------------------
+
+
+def read_form(values: dict[str, dict[str, Any]]) -> CampaignForm:
+    def state(block: BlockId, action: Action) -> dict[str, Any]:
+        return (values.get(block) or {}).get(action) or {}
+
+    def text(block: BlockId, action: Action) -> str:
+        return str(state(block, action).get("value") or "").strip()
+
+    chosen = state(BlockId.CAMPAIGN_INVITE, Action.CAMPAIGN_INVITE).get("selected_options") or []
+    delay = text(BlockId.CAMPAIGN_DELAY, Action.CAMPAIGN_DELAY) or "0"
+    return CampaignForm(
+        name=text(BlockId.CAMPAIGN_NAME, Action.CAMPAIGN_NAME),
+        store_url=text(BlockId.CAMPAIGN_STORE_URL, Action.CAMPAIGN_STORE_URL),
+        sender=text(BlockId.CAMPAIGN_SENDER, Action.CAMPAIGN_SENDER),
+        offer=text(BlockId.CAMPAIGN_OFFER, Action.CAMPAIGN_OFFER),
+        invite_email=any(o.get("value") == INVITE_ON for o in chosen),
+        invite_delay_days=int(delay) if delay.isdigit() else None,
+    )  # fmt: skip
+
+
+def _too_long(form: CampaignForm) -> dict[str, str]:
+    """Slack enforces the inputs' max_length; checked again because the columns are sized."""
+    errors = {}
+    for block, value, limit in ((BlockId.CAMPAIGN_STORE_URL, form.store_url, MAX_STORE_URL),
+                                (BlockId.CAMPAIGN_SENDER, form.sender, MAX_SENDER),
+                                (BlockId.CAMPAIGN_OFFER, form.offer, MAX_OFFER)):  # fmt: skip
+        if len(value) > limit:
+            errors[block] = f"At most {limit} characters."
+    return errors
+
+
+async def validate(d: Deps, team_id: str, form: CampaignForm,
+                   campaign_id: int | None) -> dict[str, str]:  # fmt: skip
+    """Inline errors keyed by input block id; empty when the form can be saved."""
+    problems = check_fields(name=form.name, store_url=form.store_url, sender=form.sender,
+                            invite_delay_days=form.invite_delay_days)  # fmt: skip
+    errors: dict[str, str] = {FIELD_BLOCKS[k]: v for k, v in problems.items()}
+    if form.invite_delay_days is None:
+        errors[BlockId.CAMPAIGN_DELAY] = "A whole number of days: 0 sends at once."
+    errors.update(_too_long(form))
+    if BlockId.CAMPAIGN_NAME not in errors:
+        try:
+            taken = await find_campaign(d.db, team_id, form.name)
+        except CampaignError:
+            pass  # no campaign has that name: good
+        else:
+            if taken.id != campaign_id:
+                errors[BlockId.CAMPAIGN_NAME] = f"{taken.name} already exists: choose another name."
+    return errors
+
+
+async def _dm(client: AsyncWebClient, user_id: str, text: str) -> None:
+    dm = await client.conversations_open(users=user_id)
+    await client.chat_postMessage(channel=dm["channel"]["id"], text=text)
+
+
+async def _save(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                campaign_id: int | None, form: CampaignForm, url: str) -> None:  # fmt: skip
+    """Create or update, then refresh the list the modal was opened from (or DM the result).
+
+    The modal is closed by now, so a refusal (e.g. the name was taken a moment ago) is told
+    in the list's place too.
+    """
+    fields = {"store_url": form.store_url, "sender": form.sender, "offer": form.offer,
+              "invite_email": form.invite_email,
+              "invite_delay_days": form.invite_delay_days}  # fmt: skip
+    try:
+        await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
+        if campaign_id is None:
+            campaign = await create_campaign(d.db, team_id, form.name, created_by=user_id,
+                                             **fields)  # fmt: skip
+        else:
+            campaign = await update_campaign(d.db, team_id, campaign_id, name=form.name, **fields)
+        note = saved_note(campaign.name, created=campaign_id is None)
+    except CampaignError as exc:
+        log.info("campaign save refused: %s", exc)
+        note = _for_people(exc)
+    try:
+        if not url:
+            raise ResponseUrlFailed("the modal carries no response_url")
+        await _show_list(d, client, team_id, url, note=note, replace=True)
+    except ResponseUrlFailed as exc:  # e.g. the modal stayed open past the URL's 30 minutes
+        log.info("could not refresh the campaign list (%s); sending a direct message", exc)
+        await _dm(client, user_id, note)
+
+
+async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient,
+                 context: dict[str, Any]) -> None:  # fmt: skip
+    """Check who and what before the ack (errors show inline); save after it."""
+    d = deps(context)
+    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    meta = json.loads(view.get("private_metadata") or "{}")
+    campaign_id: int | None = meta.get("campaign")
+    verb = "create campaigns" if campaign_id is None else "edit campaigns"
+    if not await is_lead(client, d.settings, team_id, user_id):
+        refusal = notice_modal(view.get("title", {}).get("text") or "Campaign",
+                               str(lead_refusal(d.settings, verb)))  # fmt: skip
+        await ack(response_action="update", view=refusal.to_dict())
+        return
+    form = read_form(view["state"]["values"])
+    errors = await validate(d, team_id, form, campaign_id)
+    if errors:
+        await ack(response_action="errors", errors=errors)
+        return
+    await ack()
+    d.later.run(_save(d, client, team_id, user_id, campaign_id, form, str(meta.get("url") or "")),
+                client, body)  # fmt: skip
+
+
+def register(app: AsyncApp) -> None:
+    app.action(Action.CAMPAIGN_CREATE)(on_open)
+    app.action(Action.CAMPAIGN_EDIT)(on_open)
+    app.action(Action.CAMPAIGN_LIVE)(on_state)
+    app.action(Action.CAMPAIGN_PAUSE)(on_state)
+    app.view(Callback.CAMPAIGN)(submit)

@@ -1,0 +1,276 @@
+"""`/referral campaign` as a user meets it: the list, the modal, Go live and Pause, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from sqlalchemy import text
+
+from bot.campaigns.service import CampaignSummary, create_campaign, get_campaign, target
+from bot.workspaces import create_segment, ensure_workspace
+from handlers.campaign_messages import MAX_CAMPAIGNS_SHOWN, campaign_list
+from handlers.ids import Action, BlockId, Callback
+from handlers.messages import metadata
+from models import Campaign, CampaignState
+from tests.fakes.slack_api import block_problems, find_element
+from tests.handlers.conftest import LEAD, REP, Harness
+
+TEAM = "T0001"
+SHOP = "https://shop.example.com"
+
+
+def _form(name: str = "Spring", store_url: str = SHOP, sender: str = "", offer: str = "",
+          invite: bool = True, delay: str = "0") -> dict[str, Any]:  # fmt: skip
+    """state.values of the campaign modal, as Slack sends them."""
+
+    def plain(v: str) -> dict[str, Any]:
+        return {"type": "plain_text_input", "value": v or None}
+
+    chosen = [{"text": {"type": "plain_text", "text": "Send"}, "value": "on"}] if invite else []
+    return {
+        BlockId.CAMPAIGN_NAME: {Action.CAMPAIGN_NAME: plain(name)},
+        BlockId.CAMPAIGN_STORE_URL: {Action.CAMPAIGN_STORE_URL: plain(store_url)},
+        BlockId.CAMPAIGN_SENDER: {Action.CAMPAIGN_SENDER: plain(sender)},
+        BlockId.CAMPAIGN_OFFER: {Action.CAMPAIGN_OFFER: plain(offer)},
+        BlockId.CAMPAIGN_INVITE: {Action.CAMPAIGN_INVITE: {"type": "checkboxes",
+                                                           "selected_options": chosen}},
+        BlockId.CAMPAIGN_DELAY: {Action.CAMPAIGN_DELAY: {"type": "number_input", "value": delay}},
+    }  # fmt: skip
+
+
+async def _done(app: Harness) -> None:
+    """Let the listeners finish their post-ack work (no jobs: quicker than `settle`)."""
+    for _ in range(2):
+        await app.later.drain()
+        await asyncio.sleep(0.01)
+
+
+async def _list(app: Harness, user: str = LEAD) -> dict[str, Any]:
+    """Type `/referral campaign`; returns what the bot answered through the response_url."""
+    url = app.slack.new_response_url("C0001", user_id=user)
+    reply = await app.requests.slash_command(text="campaign", user_id=user, response_url=url)
+    assert reply.status == 200 and not reply.body  # acked at once, answered after
+    await _done(app)
+    answer = app.slack.responses[url][-1]
+    assert answer["response_type"] == "ephemeral"
+    return answer
+
+
+async def _click(app: Harness, action: str, value: str, listing: dict[str, Any],
+                 user: str = LEAD) -> list[dict[str, Any]]:  # fmt: skip
+    """Click a button of the (ephemeral) list; returns what was posted to that click's URL."""
+    url = app.slack.new_response_url("C0001", user_id=user)
+    await app.requests.block_action(action, value, user_id=user, response_url=url,
+                                    message={"blocks": listing["blocks"]})  # fmt: skip
+    await _done(app)
+    return app.slack.responses[url]
+
+
+def _button(listing: dict[str, Any], action: str, campaign_id: int | None = None) -> str:
+    """The value of a button in the list (of one campaign's buttons, given its id)."""
+    for block in listing["blocks"]:
+        found = find_element([block], action)
+        if found and (campaign_id is None or found[1]["value"] == str(campaign_id)):
+            return str(found[1]["value"])
+    raise AssertionError(f"no {action} button for {campaign_id} in {listing['blocks']}")
+
+
+async def _campaign(app: Harness, name: str = "Spring", team: str = TEAM, **kw: Any) -> int:
+    await ensure_workspace(app.db, team)
+    campaign = await create_campaign(app.db, team, name, store_url=SHOP, created_by=LEAD, **kw)
+    return campaign.id or 0
+
+
+async def _state(app: Harness, campaign_id: int, team: str = TEAM) -> str:
+    return (await get_campaign(app.db, team, campaign_id)).state
+
+
+async def _count(app: Harness, sql: str) -> int:
+    async with app.db.begin() as conn:
+        return int((await conn.execute(text(sql))).scalar_one())
+
+
+async def test_an_empty_workspace_gets_a_friendly_line_and_new_campaign(app: Harness) -> None:
+    listing = await _list(app, user=REP)
+    rendered = json.dumps(listing["blocks"])
+    assert "No campaigns yet" in rendered
+    assert _button(listing, Action.CAMPAIGN_CREATE)
+    assert find_element(listing["blocks"], Action.CAMPAIGN_LIVE) is None
+    assert "/referral campaign" in json.dumps((await app.requests.slash_command(text="")).body)
+    assert app.slack.block_errors == []
+
+
+async def test_a_lead_creates_a_campaign_through_the_modal(app: Harness) -> None:
+    listing = await _list(app)
+    responses = await _click(app, Action.CAMPAIGN_CREATE, "new", listing)
+    modal = app.slack.open_views(LEAD)[-1]
+    assert modal["callback_id"] == Callback.CAMPAIGN and "Klaviyo" in json.dumps(modal["blocks"])
+
+    bad = await app.requests.view_submission(state_values=_form(store_url="shop.example.com",
+                                                                delay="400"),
+                                             view_id=modal["id"], user_id=LEAD)  # fmt: skip
+    assert bad.body["response_action"] == "errors"
+    assert set(bad.body["errors"]) == {BlockId.CAMPAIGN_STORE_URL, BlockId.CAMPAIGN_DELAY}
+    assert modal["id"] in app.slack.views  # still open, showing the errors
+    assert await _count(app, "SELECT COUNT(*) FROM campaign") == 0
+
+    form = _form(sender="Shop <hello@shop.example>", offer="Give 10%, get $10", delay="2")
+    good = await app.requests.view_submission(state_values=form, view_id=modal["id"],
+                                              user_id=LEAD)  # fmt: skip
+    assert good.status == 200 and modal["id"] not in app.slack.views
+    await _done(app)
+    async with app.db.session() as session:
+        (row,) = (await session.exec(text("SELECT name, store_url, sender, offer, invite_email, "
+                                          "invite_delay_days, state, team_id, created_by "
+                                          "FROM campaign"))).all()  # type: ignore[call-overload]  # fmt: skip
+    assert tuple(row) == ("Spring", SHOP, "Shop <hello@shop.example>", "Give 10%, get $10",
+                          True, 2, "draft", TEAM, LEAD)  # fmt: skip
+    refreshed = responses[-1]
+    assert refreshed["replace_original"] is True
+    assert refreshed["text"].startswith("Spring is ready as a draft")
+    assert "Invite email: on, 2 days after enrollment" in json.dumps(refreshed["blocks"])
+    assert _button(refreshed, Action.CAMPAIGN_LIVE)
+    assert app.slack.block_errors == []
+
+
+async def test_a_lead_edits_a_campaign_and_names_stay_unique(app: Harness) -> None:
+    spring = await _campaign(app, "Spring", offer="Give 5%")
+    await _campaign(app, "Autumn")
+    listing = await _list(app)
+    responses = await _click(app, Action.CAMPAIGN_EDIT, _button(listing, Action.CAMPAIGN_EDIT,
+                                                                spring), listing)  # fmt: skip
+    modal = app.slack.open_views(LEAD)[-1]
+    assert modal["callback_id"] == Callback.CAMPAIGN  # the placeholder was filled in
+    offer = find_element(modal["blocks"], Action.CAMPAIGN_OFFER)
+    assert offer and offer[1]["initial_value"] == "Give 5%"
+
+    taken = await app.requests.view_submission(state_values=_form(name=" autumn "),
+                                               view_id=modal["id"], user_id=LEAD)  # fmt: skip
+    assert taken.body["errors"] == {BlockId.CAMPAIGN_NAME:
+                                    "Autumn already exists: choose another name."}  # fmt: skip
+
+    await app.requests.view_submission(state_values=_form(name="Spring 2", invite=False,
+                                                          delay="3"),
+                                       view_id=modal["id"], user_id=LEAD)  # fmt: skip
+    await _done(app)
+    campaign = await get_campaign(app.db, TEAM, spring)
+    saved = (campaign.name, campaign.invite_email, campaign.invite_delay_days, campaign.offer)
+    assert saved == ("Spring 2", False, 3, "")
+    assert responses[-1]["replace_original"] is True
+    assert responses[-1]["text"] == "Spring 2 is saved."
+    assert "Invite email: off" in json.dumps(responses[-1]["blocks"])
+    assert app.slack.block_errors == []
+
+
+async def test_go_live_enrolls_the_targets_and_pause_stops(app: Harness) -> None:
+    spring = await _campaign(app)
+    for name in ("VIP", "Newsletter"):
+        segment = await create_segment(app.db, TEAM, name)
+        await target(app.db, TEAM, spring, segment.id or 0, requested_by=LEAD)
+    listing = await _list(app)
+    assert "Targets: Newsletter, VIP" in json.dumps(listing["blocks"])
+
+    live = await _click(app, Action.CAMPAIGN_LIVE, str(spring), listing)
+    assert await _state(app, spring) == CampaignState.LIVE
+    assert await _count(app, "SELECT COUNT(*) FROM enrollment") == 1
+    assert live[-1]["replace_original"] is True
+    assert live[-1]["text"] == "Spring is live: enrolling its 2 target segments now."
+    assert find_element(live[-1]["blocks"], Action.CAMPAIGN_LIVE) is None
+    await app.settle()  # the enrollment job runs (the segments are empty)
+    assert await _count(app, "SELECT COUNT(*) FROM enrollment WHERE status = 'done'") == 1
+
+    again = await _click(app, Action.CAMPAIGN_LIVE, str(spring), listing)  # the stale button
+    assert again[-1]["text"] == "Spring is already live."
+    assert await _count(app, "SELECT COUNT(*) FROM enrollment") == 1
+
+    paused = await _click(app, Action.CAMPAIGN_PAUSE, _button(live[-1], Action.CAMPAIGN_PAUSE),
+                          live[-1])  # fmt: skip
+    assert await _state(app, spring) == CampaignState.PAUSED
+    assert paused[-1]["text"] == "Spring is paused: nobody new is enrolled and unsent invites wait."
+    assert _button(paused[-1], Action.CAMPAIGN_LIVE) == str(spring)
+    assert app.slack.block_errors == []
+
+
+async def test_a_rep_is_refused_and_nothing_changes(app: Harness) -> None:
+    spring = await _campaign(app)
+    listing = await _list(app, user=REP)
+
+    refused = await _click(app, Action.CAMPAIGN_LIVE, str(spring), listing, user=REP)
+    assert refused[-1]["text"] == f"Only team leads can put campaigns live. Ask <@{LEAD}>."
+    assert refused[-1]["replace_original"] is False  # the list stays as it was
+    assert await _state(app, spring) == CampaignState.DRAFT
+
+    await _click(app, Action.CAMPAIGN_EDIT, str(spring), listing, user=REP)
+    edit = app.slack.open_views(REP)[-1]
+    assert "Only team leads can edit campaigns" in json.dumps(edit["blocks"])
+    assert find_element(edit["blocks"], Action.CAMPAIGN_NAME) is None
+
+    await _click(app, Action.CAMPAIGN_CREATE, "new", listing, user=REP)
+    new = app.slack.open_views(REP)[-1]
+    assert "Only team leads can create campaigns" in json.dumps(new["blocks"])
+
+    # a submission that gets through anyway (the form was open before) is refused too
+    forged = await app.requests.view_submission(Callback.CAMPAIGN, _form(name="Sneaky"),
+                                                private_metadata=metadata(campaign=spring),
+                                                view_id=new["id"], user_id=REP)  # fmt: skip
+    assert forged.body["response_action"] == "update"
+    await _done(app)
+    campaign = await get_campaign(app.db, TEAM, spring)
+    assert (campaign.name, campaign.state) == ("Spring", CampaignState.DRAFT)
+    assert app.slack.block_errors == []
+
+
+async def test_a_name_with_slack_markup_is_shown_as_typed(app: Harness) -> None:
+    loud = await _campaign(app, "<!channel> & <@U0009>")
+    segment = await create_segment(app.db, TEAM, "<!here>")
+    await target(app.db, TEAM, loud, segment.id or 0, requested_by=LEAD)
+    listing = await _list(app)
+    live = await _click(app, Action.CAMPAIGN_LIVE, str(loud), listing)
+    for answer in (listing, live[-1]):
+        rendered = json.dumps(answer)
+        assert "<!channel>" not in rendered and "<@U0009>" not in rendered
+        assert "<!here>" not in rendered and "&lt;!here&gt;" in rendered
+    assert live[-1]["text"].startswith("&lt;!channel&gt; &amp; &lt;@U0009&gt; is live")
+    assert app.slack.block_errors == []
+
+
+async def test_another_workspaces_campaign_is_refused(app: Harness) -> None:
+    theirs = await _campaign(app, "Theirs", team="T0002")
+    await _campaign(app, "Ours")
+    listing = await _list(app)
+    assert "Theirs" not in json.dumps(listing)
+
+    for action in (Action.CAMPAIGN_LIVE, Action.CAMPAIGN_PAUSE):
+        answer = await _click(app, action, str(theirs), listing)
+        assert answer[-1]["text"] == "That campaign doesn't exist in this workspace."
+    await _click(app, Action.CAMPAIGN_EDIT, str(theirs), listing)
+    edit = app.slack.open_views(LEAD)[-1]
+    assert "doesn't exist in this workspace" in json.dumps(edit["blocks"])
+
+    url = app.slack.new_response_url("C0001", user_id=LEAD)
+    hijack = metadata(campaign=theirs, url=url)
+    await app.requests.view_submission(Callback.CAMPAIGN, _form(name="Hijacked"), user_id=LEAD,
+                                       private_metadata=hijack)  # fmt: skip
+    await _done(app)
+    assert app.slack.responses[url][-1]["text"] == "That campaign doesn't exist in this workspace."
+    campaign = await get_campaign(app.db, "T0002", theirs)
+    assert (campaign.name, campaign.state) == ("Theirs", CampaignState.DRAFT)
+    assert app.slack.block_errors == []
+
+
+def test_a_long_list_stays_within_slacks_block_limit() -> None:
+    summaries = [CampaignSummary(Campaign(id=i, team_id=TEAM, name=f"C{i}", name_key=f"c{i}",
+                                          store_url=SHOP, state=CampaignState.LIVE),
+                                 [f"S{j}" for j in range(30)], ["Staff"], 10, 5)
+                 for i in range(1, 31)]  # fmt: skip
+    note = "Spring is live: enrolling its 2 target segments now."
+    fallback, blocks = campaign_list(summaries, note=note)
+    rendered = [b.to_dict() for b in blocks]
+    assert fallback == note and block_problems(rendered) == []
+    assert len(rendered) <= 50
+    edits = [b for b in rendered if find_element([b], Action.CAMPAIGN_EDIT)]
+    assert len(edits) == MAX_CAMPAIGNS_SHOWN
+    assert "…and 10 more campaigns" in json.dumps(rendered, ensure_ascii=False)
+    assert "S9 and 20 more" in json.dumps(rendered)
