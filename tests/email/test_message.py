@@ -1,0 +1,117 @@
+"""The invite's MIME message: headers (RFC 8058, stable Message-ID), UTF-8, both bodies."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import io
+import re
+from email.generator import BytesGenerator
+from email.message import EmailMessage
+
+import pytest
+
+from bot.email import TEMPLATE_LOCALES, build_message, message_id_for, render_invite
+from bot.email.send import _flatten, _prebuilt_text
+from tests.email.invites import make_invite
+
+
+def parse(data: bytes) -> EmailMessage:
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def test_headers_bodies_and_names_survive_the_wire() -> None:
+    invite = make_invite()
+    rendered = render_invite(invite)
+    data = build_message(invite, rendered, public_host="referral-bot.example.com").as_bytes()
+
+    assert data.isascii()  # encoded words and QP/base64 bodies: any relay can carry it
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    back = parse(data)
+    assert back["From"] == "Café Zoë <hello@shop.example>"
+    assert back["To"] == "francois.dupont@example.org"
+    assert back["Subject"] == rendered.subject
+    assert "François" in back["Subject"]
+    assert back["Date"] is not None
+    assert back["List-Unsubscribe"] == f"<{invite.unsubscribe_url}>"
+    assert back["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert back["Content-Language"] == "fr"
+    assert back.get_content_type() == "multipart/alternative"
+    plain = back.get_body(("plain",))
+    rich = back.get_body(("html",))
+    assert plain is not None and rich is not None
+    # Encoded text bodies carry CRLF line endings, as MIME text on the wire does.
+    assert plain.get_content().replace("\r\n", "\n") == rendered.text
+    assert rich.get_content().replace("\r\n", "\n") == rendered.html
+
+
+def test_japanese_names_survive() -> None:
+    invite = make_invite(first_name="悠斗", locale="ja", sender="東京ストア <hi@shop.example>")
+    rendered = render_invite(invite)
+    back = parse(build_message(invite, rendered, public_host="bot.example").as_bytes())
+    assert back["Subject"].startswith("悠斗様")
+    assert back["From"] == "東京ストア <hi@shop.example>"
+    plain = back.get_body(("plain",))
+    assert plain is not None and plain.get_content().startswith("悠斗様")
+
+
+def test_message_id_is_stable_per_invite_and_unique_per_key() -> None:
+    invite = make_invite()
+    first = build_message(invite, render_invite(invite), public_host="x.example")
+    again = build_message(invite, render_invite(invite), public_host="x.example")
+    other_invite = make_invite(message_key="c12-a35")
+    other = build_message(other_invite, render_invite(other_invite), public_host="x.example")
+
+    assert first["Message-ID"] == again["Message-ID"]
+    assert first["Message-ID"] != other["Message-ID"]
+    assert re.fullmatch(r"<invite\.c12-a34\.[0-9a-f]{16}@shop\.example>", first["Message-ID"])
+
+
+def test_message_id_uses_public_host_when_the_sender_has_no_domain() -> None:
+    invite = make_invite(sender="Shop <hello>")
+    message = build_message(invite, render_invite(invite), public_host="https://bot.example:8443/")
+    assert str(message["Message-ID"]).endswith("@bot.example>")
+
+
+def test_message_id_of_an_odd_key_is_still_one_valid_token() -> None:
+    odd = message_id_for("team T1 / <camp> 7", "shop.example")
+    similar = message_id_for("team T1 _ <camp> 7", "shop.example")
+    assert re.fullmatch(r"<invite\.[A-Za-z0-9._-]+@shop\.example>", odd)
+    assert odd != similar
+    with pytest.raises(ValueError, match="message_key"):
+        message_id_for("", "shop.example")
+
+
+def test_a_sender_that_is_not_one_address_is_refused() -> None:
+    invite = make_invite(sender="a@shop.example, b@shop.example")
+    with pytest.raises(ValueError, match="sender"):
+        build_message(invite, render_invite(invite), public_host="bot.example")
+
+
+@pytest.mark.parametrize("eight_bit", [True, False], ids=["8bitmime", "7bit"])
+def test_the_fast_serialisation_is_byte_for_byte_the_generators(eight_bit: bool) -> None:
+    names = ["François", "悠斗", "<b>Ann & Bob</b>", "x" * 90]
+    for index, locale in enumerate(TEMPLATE_LOCALES):
+        invite = make_invite(locale=locale, first_name=names[index % len(names)])
+        message = build_message(invite, render_invite(invite), public_host="bot.example")
+        buffer = io.BytesIO()
+        policy = email.policy.SMTP.clone(cte_type="8bit" if eight_bit else "7bit")
+        BytesGenerator(buffer, policy=policy).flatten(message)
+
+        assert _prebuilt_text(message) is not None  # build_message's messages take the fast path
+        assert _flatten(message, utf8=False, eight_bit=eight_bit) == buffer.getvalue()
+
+
+def test_a_message_the_fast_path_cant_take_goes_through_the_generator() -> None:
+    invite = make_invite()
+    message = build_message(invite, render_invite(invite), public_host="bot.example")
+    message["X-Campaign"] = "Été 2026"  # a header object, not pre-encoded text
+    message["Bcc"] = "audit@shop.example"
+
+    assert _prebuilt_text(message) is None
+    back = parse(_flatten(message, utf8=False, eight_bit=False))
+    assert back["X-Campaign"] == "Été 2026"
+    assert back["Bcc"] is None  # never on the wire
+    assert back["Message-ID"] == message["Message-ID"]

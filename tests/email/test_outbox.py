@@ -1,0 +1,67 @@
+"""The outbox directory: one parseable .eml per Message-ID, written atomically."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from bot.email import OutboxDirSender, SendStatus
+from bot.email.send import outbox_file_name
+from tests.email.invites import make_message
+
+
+async def test_each_message_becomes_a_parseable_eml_file(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    first, second = make_message(1), make_message(2, first_name="悠斗", locale="ja")
+    async with OutboxDirSender(outbox) as sender:
+        results = [await sender.send(first), await sender.send(second)]
+
+    assert [r.status for r in results] == [SendStatus.SENT, SendStatus.SENT]
+    files = sorted(outbox.iterdir())
+    assert [f.name for f in files] == sorted(
+        outbox_file_name(str(m["Message-ID"])) for m in (first, second)
+    )
+    for message in (first, second):
+        path = outbox / outbox_file_name(str(message["Message-ID"]))
+        back = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert isinstance(back, EmailMessage)
+        assert back["Message-ID"] == message["Message-ID"]
+        assert back["Subject"] == message["Subject"]
+        assert back["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "悠斗" in str(
+        email.message_from_bytes(
+            (outbox / outbox_file_name(str(second["Message-ID"]))).read_bytes(),
+            policy=email.policy.default,
+        )["Subject"]
+    )
+
+
+async def test_writing_the_same_message_twice_leaves_one_file(tmp_path: Path) -> None:
+    async with OutboxDirSender(tmp_path) as sender:
+        await sender.send(make_message(7))
+        await sender.send(make_message(7))  # rebuilt: new Date, same Message-ID
+    assert len(list(tmp_path.iterdir())) == 1  # and no temp file left behind
+
+
+async def test_an_odd_message_id_stays_inside_the_directory(tmp_path: Path) -> None:
+    message = make_message(1)
+    message.replace_header("Message-ID", "<../../etc/passwd@x>")
+    other = make_message(2)
+    other.replace_header("Message-ID", "<.._.._etc_passwd@x>")
+    async with OutboxDirSender(tmp_path / "out") as sender:
+        await sender.send(message)
+        await sender.send(other)
+    names = [path.name for path in (tmp_path / "out").iterdir()]
+    assert len(names) == 2 and all("/" not in name and not name.startswith(".") for name in names)
+    assert list(tmp_path.iterdir()) == [tmp_path / "out"]
+
+
+async def test_a_message_without_message_id_is_refused(tmp_path: Path) -> None:
+    message = make_message(1)
+    del message["Message-ID"]
+    with pytest.raises(ValueError, match="Message-ID"):
+        await OutboxDirSender(tmp_path).send(message)

@@ -1,0 +1,164 @@
+"""Invite templates: every locale renders, HTML escapes, text doesn't, share links decode."""
+
+from __future__ import annotations
+
+import html
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from bot.email import TEMPLATE_LOCALES, choose_locale, render_invite
+from bot.email.render import template_environment
+from tests.email.invites import REFERRAL_LINK, make_invite
+
+REQUIRED_LOCALES = {"en", "fr", "de", "es", "pt-BR", "ja", "zh-TW", "it", "nl", "sv"}
+
+
+def share_links(text: str) -> dict[str, str]:
+    """The share URLs of a rendered text body, by where they lead."""
+    found = re.findall(
+        r"(mailto:\S+|https://twitter\.com/\S+|https://www\.facebook\.com/\S+|"
+        r"https://wa\.me/\S+)",
+        text,
+    )
+    return {
+        "email": next(u for u in found if u.startswith("mailto:")),
+        "x": next(u for u in found if "twitter.com" in u),
+        "facebook": next(u for u in found if "facebook.com" in u),
+        "whatsapp": next(u for u in found if "wa.me" in u),
+    }
+
+
+def test_template_locales_are_discovered_from_the_folder() -> None:
+    assert set(TEMPLATE_LOCALES) >= REQUIRED_LOCALES
+    assert not any(locale.startswith("_") for locale in TEMPLATE_LOCALES)
+
+
+@pytest.mark.parametrize("locale", TEMPLATE_LOCALES)
+def test_every_locale_renders_everything_an_invite_needs(locale: str) -> None:
+    invite = make_invite(locale=locale, first_name="Ana", store_name="Lumen")
+    rendered = render_invite(invite)
+
+    assert (rendered.locale, rendered.fell_back) == (locale, False)
+    assert "\n" not in rendered.subject and "Ana" in rendered.subject
+    assert "Lumen" in rendered.subject
+    for body in (rendered.text, html.unescape(rendered.html)):
+        for value in ("Ana", "Lumen", invite.offer, REFERRAL_LINK, invite.unsubscribe_url):
+            assert value in body, (locale, value)
+    assert f'<html lang="{locale}">' in rendered.html
+    assert f'href="{html.escape(REFERRAL_LINK)}"' in rendered.html
+    assert f'href="{html.escape(invite.unsubscribe_url)}"' in rendered.html
+    links = share_links(rendered.text)
+    for url in links.values():
+        assert html.escape(url) in rendered.html  # the same link, escaped as an attribute
+
+
+@pytest.mark.parametrize("locale", sorted(set(TEMPLATE_LOCALES) - {"en"}))
+def test_every_locale_is_translated(locale: str) -> None:
+    english = render_invite(make_invite(locale="en"))
+    rendered = render_invite(make_invite(locale=locale))
+    english_lines = set(english.text.splitlines())
+    translated = [line for line in rendered.text.splitlines() if line in english_lines]
+    # Only language-free lines (the offer, links, X/Facebook/WhatsApp) may match English.
+    assert all(
+        not line.strip() or "://" in line or "Give 10%" in line or line.startswith("--")
+        for line in translated
+    ), translated
+    assert rendered.subject != english.subject
+
+
+def test_html_escapes_names_and_the_text_keeps_them_as_typed() -> None:
+    invite = make_invite(first_name="<script>x</script>", store_name="Ben & Jerry's")
+    rendered = render_invite(invite)
+
+    assert "<script>" not in rendered.html
+    assert "&lt;script&gt;x&lt;/script&gt;" in rendered.html
+    assert "Ben &amp; Jerry&#39;s" in rendered.html
+    assert "<script>x</script>" in rendered.text
+    assert "Ben & Jerry's" in rendered.text
+    assert rendered.subject.startswith("<script>x</script>")
+
+
+def test_only_html_templates_are_autoescaped() -> None:
+    autoescape = template_environment().autoescape
+    assert callable(autoescape)
+    assert autoescape("fr/invite.html.j2") is True
+    assert autoescape("fr/invite.txt.j2") is False
+    assert autoescape("fr/invite.subject.j2") is False
+    assert autoescape("_layout/share.j2") is False
+
+
+def test_share_links_are_url_encoded_and_decode_to_the_link() -> None:
+    rendered = render_invite(make_invite(locale="en", store_name="Ben & Jerry's"))
+    links = share_links(rendered.text)
+    share_text = "I love Ben & Jerry's! Here's a treat for your first order:"
+
+    mailto = urlsplit(links["email"])
+    assert mailto.scheme == "mailto" and mailto.path == ""
+    mail = parse_qs(mailto.query)
+    assert mail["subject"] == ["A gift for you from Ben & Jerry's"]
+    assert mail["body"] == [f"{share_text} {REFERRAL_LINK}"]
+    assert "+" not in links["email"]  # mailto (RFC 6068) wants %20 for spaces
+
+    tweet = parse_qs(urlsplit(links["x"]).query)
+    assert tweet == {"text": [share_text], "url": [REFERRAL_LINK]}
+    assert links["x"].startswith("https://twitter.com/intent/tweet?text=")
+
+    facebook = urlsplit(links["facebook"])
+    assert (facebook.netloc, facebook.path) == ("www.facebook.com", "/sharer/sharer.php")
+    assert parse_qs(facebook.query) == {"u": [REFERRAL_LINK]}
+
+    whatsapp = urlsplit(links["whatsapp"])
+    assert (whatsapp.netloc, whatsapp.path) == ("wa.me", "/")
+    assert parse_qs(whatsapp.query) == {"text": [f"{share_text} {REFERRAL_LINK}"]}
+
+
+def test_non_ascii_share_text_is_percent_encoded_utf8() -> None:
+    rendered = render_invite(make_invite(locale="ja", store_name="東京ストア"))
+    tweet = share_links(rendered.text)["x"]
+    assert tweet.isascii()
+    assert parse_qs(urlsplit(tweet).query)["text"][0].startswith("東京ストア")
+
+
+def test_subject_is_one_line_whatever_the_name() -> None:
+    rendered = render_invite(make_invite(first_name="Ann\r\nBcc: victim@example.org"))
+    assert "\n" not in rendered.subject and "\r" not in rendered.subject
+
+
+def test_a_missing_first_name_becomes_the_start_of_the_address() -> None:
+    rendered = render_invite(make_invite(first_name="  ", to_email="jo.smith@example.org"))
+    assert rendered.text.startswith("Bonjour jo.smith,")
+
+
+@pytest.mark.parametrize(
+    ("contact", "default", "expected"),
+    [
+        ("fr", "en", ("fr", False)),
+        ("fr-CA", "en", ("fr", False)),
+        ("fr_FR", "de", ("fr", False)),
+        ("EN-us", "fr", ("en", False)),
+        ("pt", "en", ("pt-BR", False)),  # Babel alone would say pt_PT
+        ("pt-br", "en", ("pt-BR", False)),
+        ("zh-Hant", "en", ("zh-TW", False)),
+        ("zh-HK", "en", ("zh-TW", False)),
+        ("zh_TW", "en", ("zh-TW", False)),
+        ("ja-JP", "en", ("ja", False)),
+        ("xx", "de", ("de", True)),
+        ("xx", "fr-CA", ("fr", True)),
+        (None, "de", ("de", False)),
+        ("", "es", ("es", False)),
+        (None, "pt", ("pt-BR", False)),
+        ("sv", "ko", ("sv", False)),
+        ("xx", "ko", ("en", True)),  # a default without templates: English
+        (None, "ko", ("en", True)),
+    ],
+)
+def test_choose_locale(contact: str | None, default: str, expected: tuple[str, bool]) -> None:
+    assert choose_locale(contact, default) == expected
+
+
+def test_an_unknown_locale_renders_in_the_default_and_says_so() -> None:
+    rendered = render_invite(make_invite(locale="xx", default_locale="de"))
+    assert (rendered.locale, rendered.fell_back) == ("de", True)
+    assert rendered.text.startswith("Hallo François,")
