@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import ClientSession, web
@@ -21,6 +21,7 @@ from bot.jobs.kinds import handlers as job_handlers
 from bot.jobs.supervisor import WorkerSupervisor, without_worker
 from bot.jobs.worker import Worker, WorkerConfig
 from bot.settings import Settings
+from bot.web import public_routes
 from handlers import register_listeners
 from handlers.context import Deps
 from handlers.later import Later
@@ -95,8 +96,12 @@ def build_worker(settings: Settings, client: AsyncWebClient | None, db: Database
     return Worker(db, job_handlers(settings, notifier, lookup), config)
 
 
-def build_web_app(bolt: AsyncApp | None, *, health: Health | None = None) -> web.Application:
-    """The routes `serve` answers on HOST:PORT; `/slack/events` only when Slack talks HTTP."""
+def build_web_app(
+    bolt: AsyncApp | None, *, health: Health | None = None,
+    routes: Sequence[web.RouteDef] = (),
+) -> web.Application:  # fmt: skip
+    """The routes `serve` answers on HOST:PORT: health, the public pages (referral and
+    unsubscribe links) and, when Slack talks HTTP, `/slack/events`."""
 
     async def health_route(_: web.Request) -> web.Response:
         report = health() if health is not None else {"ok": True}
@@ -106,6 +111,7 @@ def build_web_app(bolt: AsyncApp | None, *, health: Health | None = None) -> web
     if bolt is not None:
         web_app.router.add_post("/slack/events", slack_events_route(bolt))
     web_app.router.add_get("/healthz", health_route)
+    web_app.add_routes(routes)
     return web_app
 
 
@@ -131,8 +137,10 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
     socket_mode = bool(settings.slack_app_token)
+    log.info("%s", settings.invite_delivery())
     health = supervisor.health if supervisor is not None else without_worker
-    runner = web.AppRunner(build_web_app(None if socket_mode else bolt, health=health))
+    runner = web.AppRunner(build_web_app(None if socket_mode else bolt, health=health,
+                                         routes=public_routes(db, settings)))  # fmt: skip
     await runner.setup()
     handler = None
     try:

@@ -20,6 +20,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from bot import cli_campaigns
 from bot.contacts import EXPORT_COLUMNS, segment_contacts
 from bot.imports.background import enqueue_file_import
 from bot.imports.batches import neutralise
@@ -87,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--team")
     cancel.add_argument("--json", action="store_true")
 
+    cli_campaigns.add_parsers(sub)
+
     db = sub.add_parser("db", help="database upkeep")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     db_sub.add_parser("upgrade", help="apply schema migrations")
@@ -103,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         return asyncio.run(_run(args, settings))
-    except (CliError, SettingsError, WorkspaceError, ImportFailed) as exc:
+    except (CliError, SettingsError, WorkspaceError, ImportFailed,
+            cli_campaigns.CampaignCliError) as exc:  # fmt: skip
         if as_json:
             print(json.dumps({"error": str(exc)}))
         print(f"referral-bot: {exc}", file=sys.stderr)
@@ -130,6 +134,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             if args.background:
                 return await _import_background(db, team, settings, args)
             return await _import(db, team, settings, args)
+        if args.command in ("campaign", "advocates"):
+            return await cli_campaigns.run(db, team, settings, args)
         handler = {"segments": _segments, "export": _export, "jobs": _jobs}
         return await handler[args.command](db, team, args)
     finally:
@@ -152,6 +158,8 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
                                     chunk_size=settings.import_chunk_rows)  # fmt: skip
     summary: dict[str, Any] = {key: getattr(result.batch, key, None) for key in SUMMARY_KEYS}
     summary["segment"] = result.segment_name
+    summary["enrolled"] = result.enrolled
+    summary["invites_queued"] = result.invites_queued
     if args.json:
         print(json.dumps(summary))
     else:
@@ -172,6 +180,9 @@ def _readable(s: dict[str, Any], rejects: Path | None, written: int) -> str:
     ]
     if s["warnings"]:
         lines.append(f"  {s['warnings']:>10,} warnings (unknown locale: workspace default used)")
+    if s.get("enrolled"):
+        lines.append(f"  {s['enrolled']:>10,} enrolled as advocates of live campaigns "
+                     f"({s['invites_queued']:,} invites queued for the worker)")  # fmt: skip
     if rejects is not None:
         lines.append(f"Wrote {written:,} rejected and duplicate rows to {rejects}")
     elif s["duplicates"] or s["rejected"]:
@@ -207,6 +218,9 @@ async def _worker(db: Database, settings: Settings, args: argparse.Namespace) ->
 
     client = slack_client(settings) if settings.slack_bot_token else None
     worker = build_worker(settings, client, db)
+    print(settings.invite_delivery(), file=sys.stderr)
+    for problem in settings.invite_problems():
+        print(f"Invites can't be sent until you set {problem}", file=sys.stderr)
     worker.config.concurrency = concurrency
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -225,7 +239,7 @@ async def _worker(db: Database, settings: Settings, args: argparse.Namespace) ->
 
 
 async def _serve(db: Database, settings: Settings, args: argparse.Namespace) -> int:
-    problems = settings.slack_problems()
+    problems = settings.slack_problems() + settings.invite_problems()
     if problems:
         raise CliError(
             "Slack isn't configured yet. Create the app from manifest.yml at "

@@ -26,9 +26,10 @@ class ImportNotifier(Protocol):
     async def import_finished(self, team_id: str, batch_id: int) -> None:
         """The import is done or failed: report the result and the next step."""
 
-    async def deliver(
-        self, team_id: str, batch_id: int, event: str, source_id: int | None = None
-    ) -> None:
+    async def enrollment_changed(self, team_id: str, enrollment_id: int) -> None:
+        """An enrollment ran, or its invites went out: refresh its report in the thread."""
+
+    async def deliver(self, team_id: str, event: str, ids: dict[str, int]) -> None:
         """Send one held-back report now; raise if it still can't go (the job retries)."""
 
 
@@ -45,9 +46,10 @@ class Silent:
     async def import_finished(self, team_id: str, batch_id: int) -> None:
         return None
 
-    async def deliver(
-        self, team_id: str, batch_id: int, event: str, source_id: int | None = None
-    ) -> None:
+    async def enrollment_changed(self, team_id: str, enrollment_id: int) -> None:
+        return None
+
+    async def deliver(self, team_id: str, event: str, ids: dict[str, int]) -> None:
         return None
 
 
@@ -57,6 +59,7 @@ REPORT_JOB = "slack_report"
 BATCH_CHANGED = "batch_changed"
 SOURCE_READ = "source_read"
 IMPORT_FINISHED = "import_finished"
+ENROLLMENT_CHANGED = "enrollment_changed"
 
 
 async def enqueue_report_in(
@@ -73,9 +76,9 @@ async def enqueue_report_in(
     ).first()  # fmt: skip
     if has_message is None:
         return
-    payload: dict[str, Any] = {"batch_id": batch_id, "event": event}
+    payload: dict[str, Any] = {"event": event, "ids": {"batch_id": batch_id}}
     if source_id is not None:
-        payload["source_id"] = source_id
+        payload["ids"]["source_id"] = source_id
     await enqueue_in(conn, team_id, REPORT_JOB, payload, max_attempts=REPORT_ATTEMPTS)
 
 

@@ -57,6 +57,22 @@ class Settings(BaseSettings):
     host: str = Field(default="0.0.0.0", description="address `serve` listens on")
     port: int = Field(default=3000, ge=1, le=65535, description="HTTP port of `serve`")
     run_worker: bool = Field(default=True, description="`serve` also runs background jobs")
+    public_url: str = Field(
+        default="", description="where people reach `serve`: referral and unsubscribe links"
+    )
+    secret_key: str = Field(default="", description="signs unsubscribe links (keep it secret)")
+    smtp_url: str = Field(default="", description="smtp://user:pass@host:587 or smtps://...")
+    outbox_dir: Path = Field(
+        default=Path("outbox"), description="invites are written here as .eml without SMTP_URL"
+    )
+    invite_hold_seconds: float = Field(
+        default=300.0, ge=0, description="invites wait this long with a Cancel invites button"
+    )
+
+    @property
+    def public_base(self) -> str:
+        """PUBLIC_URL, or this machine's `serve` when it isn't set (fine for trying it out)."""
+        return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
 
     def slack_problems(self) -> list[str]:
         """What is missing to talk to Slack, in words that say where to find it."""
@@ -74,6 +90,32 @@ class Settings(BaseSettings):
                 "or set SLACK_APP_TOKEN (xapp-...) to use Socket Mode instead"
             )
         return problems
+
+    def invite_delivery(self) -> str:
+        """One line for `serve` and `worker` to say at start: where invites go."""
+        if self.smtp_url:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.smtp_url)
+            return f"Invites are sent by SMTP through {parts.hostname}:{parts.port or 'default'}."
+        return (f"SMTP_URL is not set: invites are written as .eml files into "
+                f"{self.outbox_dir.resolve()} (set SMTP_URL to send them).")
+
+    def invite_problems(self) -> list[str]:
+        """What is missing to send invites (serve and worker need it)."""
+        if self.secret_key:
+            return []
+        import secrets
+
+        return [f"SECRET_KEY: a long random string that signs unsubscribe links, e.g. "
+                f"{secrets.token_urlsafe(32)} (keep it: changing it breaks links already sent)"]
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http:// for a local test)")
+        return value.rstrip("/")
 
     @field_validator("database_url")
     @classmethod

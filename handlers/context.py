@@ -48,9 +48,14 @@ async def is_lead(client: AsyncWebClient, settings: Settings, team_id: str, user
 
 
 def lead_refusal(settings: Settings, verb: str) -> Refusal:
+    return leads_only(settings, f"{verb} imports")
+
+
+def leads_only(settings: Settings, what: str) -> Refusal:
+    """"Only team leads can <what>", naming whom to ask."""
     leads = ", ".join(f"<@{u}>" for u in settings.team_leads[:5])
     ask = f" Ask {leads}." if leads else " Ask a workspace admin."
-    return Refusal(f"Only team leads can {verb} imports.{ask}")
+    return Refusal(f"Only team leads can {what}.{ask}")
 
 
 async def may_change(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,

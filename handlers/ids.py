@@ -6,6 +6,7 @@ from enum import StrEnum
 class Callback(StrEnum):
     IMPORT = "referral_import"
     CONTACTS = "referral_contacts"
+    CAMPAIGN = "referral_campaign"  # create / edit a campaign
 
 
 class BlockId(StrEnum):
@@ -18,6 +19,13 @@ class BlockId(StrEnum):
     LOCALE = "locale_block"
     SEARCH = "search_block"
     UPLOAD = "upload_block"
+    CAMPAIGN_NAME = "campaign_name_block"
+    CAMPAIGN_STORE_URL = "campaign_store_url_block"
+    CAMPAIGN_SENDER = "campaign_sender_block"
+    CAMPAIGN_OFFER = "campaign_offer_block"
+    CAMPAIGN_INVITE = "campaign_invite_block"
+    CAMPAIGN_DELAY = "campaign_delay_block"
+    TARGET = "target_block"
 
 
 class Action(StrEnum):
@@ -39,3 +47,20 @@ class Action(StrEnum):
     SEARCH = "contacts_search"
     UPLOAD_SEGMENT = "upload_segment_select"
     UPLOAD_REVIEW = "upload_review"
+    # campaigns
+    CAMPAIGN_CREATE = "campaign_create"
+    CAMPAIGN_EDIT = "campaign_edit"
+    CAMPAIGN_LIVE = "campaign_live"
+    CAMPAIGN_PAUSE = "campaign_pause"
+    CAMPAIGN_NAME = "campaign_name_input"
+    CAMPAIGN_STORE_URL = "campaign_store_url_input"
+    CAMPAIGN_SENDER = "campaign_sender_input"
+    CAMPAIGN_OFFER = "campaign_offer_input"
+    CAMPAIGN_INVITE = "campaign_invite_input"
+    CAMPAIGN_DELAY = "campaign_delay_input"
+    # the import thread's next step, and the enrollment report
+    TARGET_CHOICE = "target_campaign_select"
+    TARGET = "target_campaign"
+    TARGET_GO_LIVE = "target_go_live"
+    CANCEL_INVITES = "enrollment_cancel_invites"
+    RESEND_UNCERTAIN = "enrollment_resend_uncertain"

@@ -18,20 +18,23 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot.campaigns.service import list_campaigns
 from bot.imports.batches import write_rejects
 from bot.imports.review import load, set_message
 from bot.jobs.queue import enqueue
 from bot.notify import (
     BATCH_CHANGED,
+    ENROLLMENT_CHANGED,
     IMPORT_FINISHED,
     REPORT_ATTEMPTS,
     REPORT_JOB,
     SOURCE_READ,
 )
 from bot.once import first_time, forget
+from handlers.enrollment_messages import target_offer
+from handlers.enrollment_reports import EnrollmentReports
 from handlers.messages import (
     file_stem,
-    next_step_text,
     progress_text,
     rejects_comment,
     result_text,
@@ -60,17 +63,18 @@ class SlackNotifier:
     def __init__(self, client: AsyncWebClient, db: Database) -> None:
         self.client = client
         self.db = db
+        self.enrollments = EnrollmentReports(client, db)
 
     # -- the ImportNotifier protocol: never raises for Slack's sake ----------------------------
 
     async def batch_changed(self, team_id: str, batch_id: int) -> None:
-        await self._or_later(team_id, batch_id, BATCH_CHANGED)
+        await self._or_later(team_id, BATCH_CHANGED, batch_id=batch_id)
 
     async def source_read(self, team_id: str, batch_id: int, source_id: int) -> None:
-        await self._or_later(team_id, batch_id, SOURCE_READ, source_id)
+        await self._or_later(team_id, SOURCE_READ, batch_id=batch_id, source_id=source_id)
 
     async def import_finished(self, team_id: str, batch_id: int) -> None:
-        await self._or_later(team_id, batch_id, IMPORT_FINISHED)
+        await self._or_later(team_id, IMPORT_FINISHED, batch_id=batch_id)
 
     async def import_progress(self, team_id: str, batch_id: int, done: int, total: int) -> None:
         """Progress is only worth showing now: during an outage it is skipped, not retried."""
@@ -82,20 +86,25 @@ class SlackNotifier:
                 raise
             log.warning("progress of import %s not shown: %s", batch_id, exc)
 
-    async def deliver(self, team_id: str, batch_id: int, event: str,
-                      source_id: int | None = None) -> None:  # fmt: skip
+    async def enrollment_changed(self, team_id: str, enrollment_id: int) -> None:
+        await self._or_later(team_id, ENROLLMENT_CHANGED, enrollment_id=enrollment_id)
+
+    async def deliver(self, team_id: str, event: str, ids: dict[str, int]) -> None:
         """Send one report now; an outage raises, so the report job tries again later."""
+        batch_id = ids.get("batch_id", 0)
         steps: dict[str, Callable[[], Awaitable[None]]] = {
             BATCH_CHANGED: lambda: self._refresh(team_id, batch_id),
-            SOURCE_READ: lambda: self._source_read(team_id, batch_id, source_id or 0),
+            SOURCE_READ: lambda: self._source_read(team_id, batch_id, ids.get("source_id", 0)),
             IMPORT_FINISHED: lambda: self._finished(team_id, batch_id),
-        }
+            ENROLLMENT_CHANGED: lambda: self.enrollments.report(team_id,
+                                                                ids.get("enrollment_id", 0)),
+        }  # fmt: skip
         try:
             await steps[event]()
         except SlackApiError as exc:
             if is_outage(exc):
                 raise
-            log.warning("Slack refused the %s report of import %s: %s", event, batch_id,
+            log.warning("Slack refused the %s report (%s): %s", event, ids,
                         exc.response.get("error"))  # fmt: skip
 
     async def share_pending_rejects(self, team_id: str, batch_id: int) -> None:
@@ -103,20 +112,20 @@ class SlackNotifier:
         view = await load(self.db, team_id, batch_id)
         for source in view.sources:
             if source.status == SourceStatus.PARSED:
-                await self._or_later(team_id, batch_id, SOURCE_READ, source.id)
+                await self._or_later(team_id, SOURCE_READ, batch_id=batch_id,
+                                     source_id=source.id or 0)  # fmt: skip
 
     # -- the reports themselves ----------------------------------------------------------------
 
-    async def _or_later(self, team_id: str, batch_id: int, event: str,
-                        source_id: int | None = None) -> None:  # fmt: skip
+    async def _or_later(self, team_id: str, event: str, **ids: int) -> None:
         try:
-            await self.deliver(team_id, batch_id, event, source_id)
+            await self.deliver(team_id, event, ids)
         except Exception as exc:
             if not is_outage(exc):
                 raise
-            log.warning("Slack unreachable for the %s report of import %s (%r): retrying later",
-                        event, batch_id, exc)  # fmt: skip
-            payload = {"batch_id": batch_id, "event": event, "source_id": source_id}
+            log.warning("Slack unreachable for the %s report (%s, %r): retrying later",
+                        event, ids, exc)  # fmt: skip
+            payload = {"event": event, "ids": ids}
             await enqueue(self.db, team_id, REPORT_JOB, payload, max_attempts=REPORT_ATTEMPTS)
 
     async def _refresh(self, team_id: str, batch_id: int) -> None:
@@ -162,10 +171,11 @@ class SlackNotifier:
             return
         if await first_time(self.db, team_id, f"next-step:{batch_id}"):
             try:
+                campaigns = [s.campaign for s in await list_campaigns(self.db, team_id)]
+                text, blocks = target_offer(view.segment.name, batch_id, campaigns)
                 await self.client.chat_postMessage(
-                    channel=batch.channel_id, thread_ts=batch.message_ts,
-                    text=next_step_text(view.segment.name),
-                )  # fmt: skip
+                    channel=batch.channel_id, thread_ts=batch.message_ts, text=text, blocks=blocks
+                )
             except BaseException:
                 await forget(self.db, team_id, f"next-step:{batch_id}")
                 raise

@@ -1,5 +1,16 @@
 """SQLModel tables and the database handle. Imports nothing else of ours."""
 
+from models.campaigns import (
+    Advocate,
+    Campaign,
+    CampaignSegment,
+    CampaignState,
+    Enrollment,
+    EnrollmentStatus,
+    Invite,
+    InviteState,
+    SegmentRole,
+)
 from models.contacts import Contact, SeenKey, Segment, SegmentKind, SegmentMember, Workspace
 from models.db import Database
 from models.imports import (
@@ -14,11 +25,19 @@ from models.imports import (
 from models.jobs import Job, JobState, WorkerProcess
 
 __all__ = [
+    "Advocate",
     "BatchStatus",
+    "Campaign",
+    "CampaignSegment",
+    "CampaignState",
     "Contact",
     "Database",
+    "Enrollment",
+    "EnrollmentStatus",
     "ImportBatch",
     "ImportSource",
+    "Invite",
+    "InviteState",
     "Job",
     "JobState",
     "Outcome",
@@ -26,6 +45,7 @@ __all__ = [
     "Segment",
     "SegmentKind",
     "SegmentMember",
+    "SegmentRole",
     "SourceKind",
     "SourceStatus",
     "StagedRow",

@@ -37,7 +37,8 @@ class Contact(SQLModel, table=True):
     first_name: str = Field(default="", max_length=200)
     last_name: str = Field(default="", max_length=200)
     locale: str | None = Field(default=None, max_length=35)  # None: the workspace default
-    subscribed: bool = True
+    subscribed: bool = True  # False: enrolled as advocates, but never sent an invite
+    unsubscribed_at: datetime | None = None  # set through the bot's link: no import undoes it
     source: str = Field(default="manual", max_length=20)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -113,3 +113,4 @@ class StagedRow(SQLModel, table=True):
     outcome: str = Field(max_length=10)
     reason: str | None = Field(default=None, max_length=500)
     removed: bool = False
+    subscribed: bool | None = None  # from a consent column; None: the file had none

@@ -52,6 +52,7 @@ async def test_serve_answers_health_and_signed_commands_then_stops_cleanly(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
     env.update(db_env)
     env.update({"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "s3cret",
+                "SECRET_KEY": "test-secret",
                 "SLACK_API_URL": slack.api_url, "SLACK_FILE_HOSTS": slack.files_host,
                 "PORT": str(port)})  # fmt: skip
     server = subprocess.Popen([*CLI, "serve"], env=env, stdout=subprocess.PIPE,

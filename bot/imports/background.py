@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlmodel import select
 
+from bot.campaigns.after_import import enroll_imported
 from bot.imports.batches import (
     add_source,
     create_batch,
@@ -33,7 +34,14 @@ from bot.jobs import queue
 from bot.jobs.worker import Handler, JobContext, JobStopped, PermanentJobError
 from bot.notify import ImportNotifier, Silent
 from bot.workspaces import import_target
-from models import BatchStatus, Database, ImportSource, Job, SourceKind, SourceStatus
+from models import (
+    BatchStatus,
+    Database,
+    ImportSource,
+    Job,
+    SourceKind,
+    SourceStatus,
+)
 
 
 async def enqueue_file_import(
@@ -109,6 +117,8 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier)
         if isinstance(exc, BatchStateError):
             raise PermanentJobError(str(exc)) from None
         raise
+    if result.status == BatchStatus.DONE:
+        await enroll_imported(db, result, hold=True)
     if result.status != BatchStatus.CANCELLED:  # a cancellation reports itself
         await notifier.import_finished(team_id, batch_id)
 

@@ -32,7 +32,8 @@ _LIVE_ROWS = """
 _CONTACTS_INSERT_SQL = f"""
     INSERT INTO contact (team_id, email, email_key, first_name, last_name, locale, subscribed,
                          source, created_at, updated_at)
-    SELECT s.team_id, s.email, s.email_key, s.first_name, s.last_name, s.locale, :yes,
+    SELECT s.team_id, s.email, s.email_key, s.first_name, s.last_name, s.locale,
+           COALESCE(s.subscribed, :yes),
            (SELECT kind FROM import_source WHERE id = s.source_id), :now, :now
     {_LIVE_ROWS}
     ORDER BY s.email_key
@@ -60,6 +61,21 @@ _UPDATE_CONTACTS = text(f"""
 """).bindparams(bindparam("now", type_=UTCDateTime()))
 
 _COUNT_LIVE = text(f"SELECT COUNT(*) {_LIVE_ROWS}")
+
+# A file that says a known contact no longer wants marketing email is always heeded; one that
+# says it does re-subscribes it only with --update-existing, and never after it unsubscribed
+# through our link (`unsubscribed_at`). Each row finds its contact through the unique index.
+_CONSENT_IN_CHUNK = text(f"SELECT 1 {_LIVE_ROWS} AND s.subscribed IS NOT NULL LIMIT 1")
+_SET_CONSENT = f"""
+    UPDATE contact SET subscribed = :to, updated_at = :now
+    WHERE subscribed = :fro AND id IN (
+        SELECT (SELECT c.id FROM contact c WHERE c.team_id = :team AND c.email_key = s.email_key)
+        {_LIVE_ROWS} AND s.subscribed = :to)
+"""
+_WITHDRAW_CONSENT = text(_SET_CONSENT).bindparams(bindparam("now", type_=UTCDateTime()))
+_GIVE_CONSENT = text(_SET_CONSENT.replace("WHERE subscribed = :fro AND",
+                                          "WHERE subscribed = :fro AND unsubscribed_at IS NULL AND")
+                     ).bindparams(bindparam("now", type_=UTCDateTime()))  # fmt: skip
 
 # Each staged row finds its contact through the unique (team_id, email_key) index: a plan
 # that stays right even when the planner's statistics predate this import.
@@ -198,6 +214,10 @@ async def _apply_chunk(conn: AsyncConnection, batch: ImportBatch, lo: int, hi: i
         new, added = (await conn.execute(_PG_INSERT_CONTACTS_AND_MEMBERS, params)).one()
     if batch.update_existing:
         await conn.execute(_UPDATE_CONTACTS, params)
+    if (await conn.execute(_CONSENT_IN_CHUNK, params)).first() is not None:
+        await conn.execute(_WITHDRAW_CONSENT, {**params, "to": False, "fro": True})
+        if batch.update_existing:
+            await conn.execute(_GIVE_CONSENT, {**params, "to": True, "fro": False})
     if new < (await conn.execute(_COUNT_LIVE, params)).scalar_one():
         # some contacts already existed: find them by email (the new ones just conflict)
         added += (await conn.execute(_INSERT_MEMBERS, params)).rowcount

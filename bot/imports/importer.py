@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
+from bot.campaigns.after_import import enroll_imported
+from bot.campaigns.enroll import run_enrollment
 from bot.imports.batches import add_source, create_batch, queue_batch, stage_csv, write_rejects
 from bot.imports.engine import APPLY_CHUNK, Progress, apply_batch
 from bot.imports.reading import CsvFileError, CsvReader
@@ -35,6 +37,8 @@ class ImportResult:
     batch: ImportBatch
     segment_name: str
     rejected_rows: int
+    enrolled: int = 0  # new advocates of live campaigns that target the segment
+    invites_queued: int = 0
 
 
 async def import_files(
@@ -80,7 +84,12 @@ async def import_files(
     result = await apply_batch(db, team_id, batch.id, on_progress=show, chunk_size=chunk_size)
     bar.close()
     written = await write_rejects(db, team_id, batch.id, rejects) if rejects is not None else 0
-    return ImportResult(result, target.name, written)
+    enrolled = invites = 0
+    for enrollment in await enroll_imported(db, result, hold=False, queue_job=False):
+        counts = await run_enrollment(db, team_id, enrollment, hold_seconds=0)
+        enrolled += counts.enrolled
+        invites += counts.invites_queued
+    return ImportResult(result, target.name, written, enrolled, invites)
 
 
 async def _tick(bar: ProgressBar, stream: BinaryIO, base: int) -> None:

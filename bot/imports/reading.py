@@ -29,6 +29,9 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     "first_name": ("firstname", "fname", "givenname", "forename"),
     "last_name": ("lastname", "lname", "surname", "familyname"),
     "locale": ("locale", "language", "lang", "languagecode", "preferredlanguage"),
+    # consent to marketing email: Shopify's exports, and plain spellings
+    "subscribed": ("acceptsmarketing", "acceptsemailmarketing", "subscribed",
+                   "emailsubscribed", "emailmarketingconsent", "marketingconsent"),
 }
 _ALIAS_TO_FIELD = {alias: field for field, names in HEADER_ALIASES.items() for alias in names}
 _SQUASH = re.compile(r"[\s_\-.]+")
@@ -55,6 +58,7 @@ class Columns:
     first_name: int | None
     last_name: int | None
     locale: int | None
+    subscribed: int | None = None  # a consent column (yes/no, true/false, 1/0)
 
 
 def _squash(name: str) -> str:
@@ -77,8 +81,9 @@ def map_header(header: list[str]) -> Columns:
             f"email, Email or Email Address.{hint}"
         )
     return Columns(
-        found["email"], found.get("first_name"), found.get("last_name"), found.get("locale")
-    )
+        found["email"], found.get("first_name"), found.get("last_name"), found.get("locale"),
+        found.get("subscribed"),
+    )  # fmt: skip
 
 
 def _utf8_then_cp1252(err: UnicodeError) -> tuple[str, int]:

@@ -16,8 +16,12 @@ from bot.imports.reading import Columns
 MAX_NAME = 200
 MAX_EMAIL = 320
 
-# (line, email, email_key, first_name, last_name, locale, outcome, reason)
-Staged = tuple[int, str, str, str, str, str | None, str, str | None]
+# (line, email, email_key, first_name, last_name, locale, outcome, reason, subscribed)
+Staged = tuple[int, str, str, str, str, str | None, str, str | None, bool | None]
+
+# Consent values as exports write them; None: the file doesn't say (contacts are subscribed).
+CONSENT = {"yes": True, "y": True, "true": True, "1": True, "subscribed": True,
+           "no": False, "n": False, "false": False, "0": False, "unsubscribed": False}  # fmt: skip
 
 # models.Outcome's values, spelled out so the parser process needn't load the ORM.
 VALID, DUPLICATE, REJECTED = "valid", "duplicate", "rejected"
@@ -68,17 +72,30 @@ class Classifier:
     _locales: dict[str, str] = field(default_factory=dict)  # raw spelling -> known locale
 
     def contact(
-        self, line: int, email: str, first: str = "", last: str = "", locale: str = ""
+        self, line: int, email: str, first: str = "", last: str = "", locale: str = "",
+        consent: str | None = None,
     ) -> Staged:
-        """Classify one contact given field by field (typed in, or from Mailchimp)."""
+        """Classify one contact given field by field (typed in, or from Mailchimp).
+
+        `consent` is the raw value of a consent column (None: there is none). A value we can't
+        read is taken as *not* subscribed, and said: nobody is emailed on a guess.
+        """
         tally = self.tally
+        subscribed: bool | None = None
+        consent_note = None
+        if consent is not None and consent.strip():
+            subscribed = CONSENT.get(consent.strip().casefold())
+            if subscribed is None:
+                subscribed = False
+                consent_note = (f"Unrecognised consent value {consent.strip()[:30]!r}: "
+                                "treated as not subscribed")  # fmt: skip
         tally.rows += 1
         email = email.strip()
         first = first.strip()[:MAX_NAME]
         last = last.strip()[:MAX_NAME]
         if not email:
             tally.rejected += 1
-            return (line, "", "", first, last, None, REJECTED, "Missing email")
+            return (line, "", "", first, last, None, REJECTED, "Missing email", subscribed)
         try:
             normalized = normalize_email(email)
         except InvalidEmail as exc:
@@ -92,6 +109,7 @@ class Classifier:
                 None,
                 REJECTED,
                 f"Invalid email: {exc}"[:500],
+                subscribed,
             )
         key = email_key(normalized)
         if hash(key) in self.seen:
@@ -102,7 +120,7 @@ class Classifier:
             if not first and self.default_first_name:
                 first = normalized.rpartition("@")[0][:MAX_NAME]
             return (line, normalized, key, first, last, loc, DUPLICATE,
-                    "Duplicate of an earlier row in this import")  # fmt: skip
+                    "Duplicate of an earlier row in this import", subscribed)  # fmt: skip
         self.seen.add(hash(key))
         reason = None
         loc: str | None = None
@@ -115,14 +133,18 @@ class Classifier:
                 reason = f"Unknown locale {locale.strip()[:35]!r}: the workspace default is used"
         if not first and self.default_first_name:
             first = normalized.rpartition("@")[0][:MAX_NAME]
+        if consent_note is not None:
+            tally.warnings += reason is None
+            reason = f"{reason}; {consent_note}" if reason else consent_note
         tally.valid += 1
-        return (line, normalized, key, first, last, loc, VALID, reason)
+        return (line, normalized, key, first, last, loc, VALID, reason, subscribed)
 
     def records(
         self, records: Iterable[tuple[int, list[str] | str]], columns: Columns
     ) -> Iterator[Staged]:
         """Classify CSV records: plain rows inline (the hot path), the rest through contact()."""
         e, f, la, lo = columns.email, columns.first_name, columns.last_name, columns.locale
+        sub, consent_values = columns.subscribed, CONSENT
         seen, plain, locales = self.seen, plain_email, self._locales
         default_first = self.default_first_name
         valid = 0
@@ -131,7 +153,7 @@ class Classifier:
                 if type(fields) is str:
                     self.tally.rows += 1
                     self.tally.rejected += 1
-                    yield (line, "", "", "", "", None, REJECTED, fields[:500])
+                    yield (line, "", "", "", "", None, REJECTED, fields[:500], None)
                     continue
                 n = len(fields)
                 raw_email = fields[e] if e < n else ""
@@ -143,6 +165,14 @@ class Classifier:
                 if "'" in last and last[0] == "'" and la is not None:
                     last = _name(fields[la])
                 raw_locale = fields[lo] if lo is not None and lo < n else ""
+                consent = (fields[sub] if sub < n else "") if sub is not None else None
+                subscribed = None
+                if consent:
+                    subscribed = consent_values.get(consent.strip().casefold())
+                    if subscribed is None:
+                        raw_email, raw_locale = unquote(raw_email.strip()), unquote(raw_locale)
+                        yield self.contact(line, raw_email, first, last, raw_locale, consent)
+                        continue
                 email = plain(raw_email)  # None for '-dash@example.com: the slow path unquotes
                 if email is not None and (raw_locale in locales or not raw_locale):
                     key = email.lower()  # plain addresses are ASCII: lower() == casefold()
@@ -152,10 +182,11 @@ class Classifier:
                         if not first and default_first:
                             first = email.partition("@")[0]
                         valid += 1
-                        yield (line, email, key, first, last, locales.get(raw_locale), VALID, None)
+                        yield (line, email, key, first, last, locales.get(raw_locale), VALID, None,
+                               subscribed)  # fmt: skip
                         continue
                 raw_email, raw_locale = unquote(raw_email.strip()), unquote(raw_locale)
-                yield self.contact(line, raw_email, first, last, raw_locale)
+                yield self.contact(line, raw_email, first, last, raw_locale, consent)
         finally:
             self.tally.rows += valid
             self.tally.valid += valid

@@ -24,7 +24,7 @@ COPY_CHUNK = 20_000
 # Per-row values only: the constant columns go into the statement as literals, which saves
 # a third of the binding work sqlite3 does per row.
 _ROW_COLUMNS = ("line", "email", "email_key", "first_name", "last_name", "locale", "outcome",
-                "reason")  # fmt: skip
+                "reason", "subscribed")  # fmt: skip
 _COLUMNS = ("team_id", "batch_id", "source_id", "removed", *_ROW_COLUMNS)
 _SAFE_TEAM = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from bot.campaigns.enroll import SEND_JOB
+from bot.campaigns.jobs import enroll_handler, send_handler
+from bot.campaigns.service import ENROLL_JOB
 from bot.imports.background import FileLookup, import_handler, slack_file_handler
 from bot.imports.job_kinds import IMPORT_JOB, PURGE_JOB, SLACK_FILE_JOB
 from bot.imports.retention import purge_handler
@@ -16,9 +19,12 @@ def handlers(
     """Job kind -> handler. Reading Slack files needs `lookup` (files.info) and the token;
     retrying Slack reports needs a notifier that talks to Slack. A worker without them
     leaves those jobs to one that has them."""
+    reports = notifier or Silent()
     kinds = {
-        IMPORT_JOB: import_handler(settings.import_chunk_rows, notifier or Silent()),
+        IMPORT_JOB: import_handler(settings.import_chunk_rows, reports),
         PURGE_JOB: purge_handler(settings.staged_retention_days),
+        ENROLL_JOB: enroll_handler(settings, reports),
+        SEND_JOB: send_handler(settings, reports),
     }
     if notifier is not None:
         kinds[REPORT_JOB] = report_handler(notifier)
@@ -34,8 +40,7 @@ def report_handler(notifier: ImportNotifier) -> Handler:
     """Deliver a report that an outage held back; still failing, it retries with backoff."""
 
     async def run(ctx: JobContext) -> None:
-        source_id = ctx.payload.get("source_id")
-        await notifier.deliver(ctx.team_id, int(ctx.payload["batch_id"]), str(ctx.payload["event"]),
-                               int(source_id) if source_id is not None else None)  # fmt: skip
+        ids = {k: int(v) for k, v in (ctx.payload.get("ids") or {}).items() if v is not None}
+        await notifier.deliver(ctx.team_id, str(ctx.payload["event"]), ids)
 
     return run

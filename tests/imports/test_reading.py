@@ -378,7 +378,7 @@ def test_a_runaway_field_fails_one_record_not_the_file() -> None:
         (["first_name", "last_name", "email", "locale"], Columns(2, 0, 1, 3)),
         (["First Name", "Last Name", "Email", "locale"], Columns(2, 0, 1, 3)),
         (["Email"], Columns(0, None, None, None)),
-        (samples.SHOPIFY_HEADER, Columns(3, 1, 2, None)),
+        (samples.SHOPIFY_HEADER, Columns(3, 1, 2, None, 4)),  # Accepts Email Marketing
         (samples.MAILCHIMP_HEADER, Columns(0, 1, 2, None)),
         ([*samples.MAILCHIMP_HEADER, "Language"], Columns(0, 1, 2, 23)),
         (["E-mail", "Given Name", "Surname", "Lang"], Columns(0, 1, 2, 3)),
@@ -399,7 +399,8 @@ def test_first_of_two_email_columns_wins() -> None:
 def test_shopify_export_reads_the_right_columns() -> None:
     reader, records = read(samples.shopify_customers())
 
-    assert reader.columns == Columns(email=3, first_name=1, last_name=2, locale=None)
+    assert reader.columns == Columns(email=3, first_name=1, last_name=2, locale=None,
+                                    subscribed=4)
     assert people(reader, records) == [
         ("Ada", "Lovelace", "ada@example.com"),
         ("Zoë", "O’Brien", "zoe@example.ie"),

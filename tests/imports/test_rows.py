@@ -183,7 +183,7 @@ def test_invalid_addresses_are_rejected_with_a_reason(address: str) -> None:
     staged, tally = classify(data)
 
     assert len(staged) == 1
-    line, email, key, first, _last, locale, outcome, reason = staged[0]
+    line, email, key, first, _last, locale, outcome, reason, _subscribed = staged[0]
     assert (line, outcome, key, locale, first) == (2, REJECTED, "", None, "Jane")
     assert email == address  # the rejects file shows what the user typed
     assert reason is not None and reason.startswith("Invalid email: ")
@@ -219,7 +219,7 @@ def test_extra_columns_are_ignored() -> None:
     staged, _ = classify(data)
 
     assert staged == [
-        (2, "ada@example.com", "ada@example.com", "Ada", "Lovelace", None, VALID, None)
+        (2, "ada@example.com", "ada@example.com", "Ada", "Lovelace", None, VALID, None, None)
     ]
 
 

@@ -1,0 +1,1 @@
+"""Campaigns: target segments, enroll their contacts as advocates, and invite them once."""

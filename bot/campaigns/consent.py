@@ -1,0 +1,34 @@
+"""Unsubscribing: sticky, idempotent, and it stops every invite not yet sent."""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, text
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from models import Database
+from models.clock import utcnow
+
+_UNSUBSCRIBE = text("""
+    UPDATE contact SET subscribed = :no, unsubscribed_at = COALESCE(unsubscribed_at, :now),
+                       updated_at = :now
+    WHERE team_id = :t AND id = :c RETURNING email
+""").bindparams(bindparam("now", type_=UTCDateTime()))
+
+_STOP_INVITES = text("""
+    UPDATE invite SET state = 'not_emailed', reason = 'unsubscribed', updated_at = :now
+    WHERE team_id = :t AND contact_id = :c AND state IN ('queued', 'held')
+""").bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+async def unsubscribe(db: Database, team_id: str, contact_id: int) -> str | None:
+    """Unsubscribe a contact (again is fine); returns its email, None if it no longer exists.
+
+    No later import re-subscribes it: `unsubscribed_at` stays set.
+    """
+    params = {"t": team_id, "c": contact_id, "no": False, "now": utcnow()}
+    async with db.begin() as conn:
+        row = (await conn.execute(_UNSUBSCRIBE, params)).first()
+        if row is None:
+            return None
+        await conn.execute(_STOP_INVITES, params)
+        return str(row[0])

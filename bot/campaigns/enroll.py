@@ -1,0 +1,245 @@
+"""Enrollment: the contacts of a campaign's target segments become advocates, in bulk SQL.
+
+One enrollment is one transaction that first takes the campaign's row while it is live, so two
+enrollments of one campaign run one after the other and a paused campaign enrolls nobody. It
+picks the target members that are in no excluded segment and not yet advocates, gives each a
+fresh code (drawing again for the few that collide with an existing code), and writes one
+outbox row (invite) per new advocate: queued, held for the hold window, or not emailed with
+the reason. A crash rolls it all back and the job runs it again: exactly once in effect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from bot.campaigns.codes import new_codes
+from bot.jobs.queue import enqueue_in
+from models import CampaignState, Database, EnrollmentStatus, SegmentKind
+from models.clock import utcnow
+
+SEND_JOB = "send_invites"
+_TS = UTCDateTime()
+_MAX_DRAWS = 20  # a fresh draw collides about once per million: 20 rounds never run out
+
+
+class EnrollmentError(Exception):
+    """The enrollment can't run as asked; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollResult:
+    enrolled: int
+    already_advocates: int
+    excluded: int
+    invites_queued: int  # queued or held: will be emailed
+    not_emailed: dict[str, int]  # reason -> count
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """Where the candidates come from: SQL pieces over `m` (member rows) or `c` (contacts)."""
+
+    source: str  # FROM ... alias m with a contact_id column
+    params: dict[str, Any]
+
+
+async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold_seconds: float
+                         ) -> EnrollResult:  # fmt: skip
+    """Enroll what the enrollment row asks for; a finished one just reports its counts.
+
+    Queues the invites' send job in the same transaction, due when the hold window ends (or
+    when a delayed invite is due).
+    """
+    async with db.begin() as conn:
+        row = (await conn.execute(
+            text("SELECT campaign_id, segment_id, batch_id FROM enrollment "
+                 "WHERE id = :e AND team_id = :t"), {"e": enrollment_id, "t": team_id},
+        )).first()  # fmt: skip
+        if row is None:
+            raise EnrollmentError(f"No enrollment #{enrollment_id} in this workspace.")
+        campaign_id, segment_id, batch_id = row
+        # the campaign's row first: a second run of this enrollment waits here, then sees it done
+        campaign = (await conn.execute(
+            text("UPDATE campaign SET updated_at = updated_at WHERE id = :c AND team_id = :t "
+                 "RETURNING state, invite_email, invite_delay_days"),
+            {"c": campaign_id, "t": team_id},
+        )).first()  # fmt: skip
+        status = (await conn.execute(text("SELECT status FROM enrollment WHERE id = :e"),
+                                     {"e": enrollment_id})).scalar_one()  # fmt: skip
+        if status == EnrollmentStatus.DONE:
+            return await counts(conn, team_id, enrollment_id)
+        if campaign is None or campaign[0] != CampaignState.LIVE:
+            await _finish(conn, enrollment_id, 0, 0, error="The campaign isn't live: nobody was "
+                          "enrolled. Go live to enroll its targets.")  # fmt: skip
+            return await counts(conn, team_id, enrollment_id)
+        _, invite_email, delay_days = campaign
+        scope = await _scope(conn, team_id, campaign_id, segment_id, batch_id)
+        now = utcnow()
+        hold_until = now + timedelta(seconds=hold_seconds) if hold_seconds > 0 else None
+        excluded, already = await _excluded_and_known(conn, team_id, campaign_id, scope)
+        await _insert_advocates(conn, team_id, campaign_id, enrollment_id, scope, now)
+        send_after = max(hold_until or now, now + timedelta(days=delay_days))
+        await _insert_invites(conn, team_id, campaign_id, enrollment_id, now=now,
+                              invite_email=bool(invite_email), hold=hold_until is not None,
+                              send_after=send_after)  # fmt: skip
+        await conn.execute(
+            text("UPDATE enrollment SET hold_until = :h WHERE id = :e")
+            .bindparams(bindparam("h", type_=UTCDateTime())), {"h": hold_until, "e": enrollment_id}
+        )  # fmt: skip
+        await _finish(conn, enrollment_id, excluded, already)
+        result = await counts(conn, team_id, enrollment_id)
+        if result.invites_queued:
+            await enqueue_in(conn, team_id, SEND_JOB, {"enrollment_id": enrollment_id},
+                             dedupe_key=f"send:{enrollment_id}", run_after=send_after)  # fmt: skip
+        return result
+
+
+async def _scope(conn: AsyncConnection, team_id: str, campaign_id: int, segment_id: int | None,
+                 batch_id: int | None) -> _Scope:  # fmt: skip
+    """Members to consider: an import's new members, one segment, or every target."""
+    params: dict[str, Any] = {"t": team_id, "c": campaign_id}
+    if batch_id is not None:  # contacts an import just added to a targeted segment
+        params.update(s=segment_id, b=batch_id)
+        return _Scope("(SELECT contact_id FROM segment_member WHERE team_id = :t "
+                      "AND segment_id = :s AND batch_id = :b)", params)  # fmt: skip
+    targets = [segment_id] if segment_id is not None else [
+        r[0] for r in await conn.execute(
+            text("SELECT segment_id FROM campaign_segment WHERE campaign_id = :c "
+                 "AND team_id = :t AND role = 'target'"), params)
+    ]  # fmt: skip
+    kinds = dict((await conn.execute(
+        text("SELECT id, kind FROM segment WHERE team_id = :t"), params)).all())  # fmt: skip
+    if any(kinds.get(s) == SegmentKind.ALL for s in targets):
+        return _Scope("(SELECT id AS contact_id FROM contact WHERE team_id = :t)", params)
+    if not targets:
+        return _Scope("(SELECT contact_id FROM segment_member WHERE 1 = 0)", params)
+    names = {f"s{i}": s for i, s in enumerate(targets)}
+    params.update(names)
+    members = ", ".join(f":{n}" for n in names)
+    return _Scope(f"(SELECT DISTINCT contact_id FROM segment_member WHERE team_id = :t "
+                  f"AND segment_id IN ({members}))", params)  # fmt: skip
+
+
+_IN_EXCLUDED = """EXISTS (SELECT 1 FROM segment_member x JOIN campaign_segment cs
+                          ON cs.segment_id = x.segment_id AND cs.campaign_id = :c
+                          AND cs.role = 'exclude'
+                          WHERE x.team_id = :t AND x.contact_id = m.contact_id)"""
+_IS_ADVOCATE = """EXISTS (SELECT 1 FROM advocate a WHERE a.campaign_id = :c
+                          AND a.contact_id = m.contact_id)"""
+
+
+async def _excluded_and_known(conn: AsyncConnection, team_id: str, campaign_id: int,
+                              scope: _Scope) -> tuple[int, int]:  # fmt: skip
+    excluded, known = (await conn.execute(text(f"""
+        SELECT COALESCE(SUM(CASE WHEN {_IN_EXCLUDED} THEN 1 ELSE 0 END), 0),
+               COALESCE(SUM(CASE WHEN NOT {_IN_EXCLUDED} AND {_IS_ADVOCATE} THEN 1 ELSE 0 END), 0)
+        FROM {scope.source} m
+    """), scope.params)).one()  # fmt: skip
+    return int(excluded), int(known)
+
+
+async def _insert_advocates(conn: AsyncConnection, team_id: str, campaign_id: int,
+                            enrollment_id: int, scope: _Scope, now: datetime) -> None:  # fmt: skip
+    """New advocates with fresh codes; a code that collides is drawn again for its contact."""
+    query = text(f"SELECT m.contact_id FROM {scope.source} m WHERE NOT {_IN_EXCLUDED} "
+                 f"AND NOT {_IS_ADVOCATE} ORDER BY m.contact_id")  # fmt: skip
+    for _ in range(_MAX_DRAWS):
+        contacts = [r[0] for r in await conn.execute(query, scope.params)]
+        if not contacts:
+            return
+        rows = list(zip(contacts, new_codes(len(contacts)), strict=True))
+        if conn.dialect.name == "sqlite":
+            await _sqlite_advocates(conn, team_id, campaign_id, enrollment_id, rows, now)
+        else:
+            await _postgres_advocates(conn, team_id, campaign_id, enrollment_id, rows, now)
+    raise EnrollmentError("Could not draw unique referral codes; try again.")
+
+
+async def _sqlite_advocates(conn: AsyncConnection, team_id: str, campaign_id: int,
+                            enrollment_id: int, rows: list[tuple[int, str]],
+                            now: datetime) -> None:  # fmt: skip
+    raw = (await conn.get_raw_connection()).driver_connection
+    stamp = _TS.bind_processor(conn.dialect)(now)  # type: ignore[misc]
+    await raw.executemany(
+        "INSERT INTO advocate (team_id, campaign_id, contact_id, code, enrollment_id, clicks, "
+        f"created_at) VALUES (?, {int(campaign_id)}, ?, ?, {int(enrollment_id)}, 0, ?) "
+        "ON CONFLICT DO NOTHING",
+        ((team_id, contact, code, stamp) for contact, code in rows),
+    )
+
+
+async def _postgres_advocates(conn: AsyncConnection, team_id: str, campaign_id: int,
+                              enrollment_id: int, rows: list[tuple[int, str]],
+                              now: datetime) -> None:  # fmt: skip
+    raw = (await conn.get_raw_connection()).driver_connection
+    await raw.execute("CREATE TEMP TABLE IF NOT EXISTS new_advocate "
+                      "(contact_id integer, code varchar(16)) ON COMMIT DROP")  # fmt: skip
+    await raw.execute("TRUNCATE new_advocate")
+    await raw.copy_records_to_table("new_advocate", records=rows,
+                                    columns=["contact_id", "code"])  # fmt: skip
+    await raw.execute(
+        "INSERT INTO advocate (team_id, campaign_id, contact_id, code, enrollment_id, clicks, "
+        "created_at) SELECT $1, $2, contact_id, code, $3, 0, $4 FROM new_advocate "
+        "ON CONFLICT DO NOTHING", team_id, campaign_id, enrollment_id, now,
+    )  # fmt: skip
+
+
+_INSERT_INVITES = text("""
+    INSERT INTO invite (team_id, campaign_id, contact_id, advocate_id, enrollment_id, state,
+                        reason, send_after, attempts, fell_back, updated_at)
+    SELECT a.team_id, a.campaign_id, a.contact_id, a.id, :e,
+           CASE WHEN NOT :invite_email THEN 'not_emailed'
+                WHEN NOT c.subscribed THEN 'not_emailed'
+                WHEN :hold THEN 'held' ELSE 'queued' END,
+           CASE WHEN NOT :invite_email THEN 'invite email off'
+                WHEN NOT c.subscribed THEN 'unsubscribed' END,
+           :send_after, 0, :no, :now
+    FROM advocate a JOIN contact c ON c.id = a.contact_id AND c.team_id = a.team_id
+    WHERE a.campaign_id = :c AND a.enrollment_id = :e AND a.team_id = :t
+    ON CONFLICT (campaign_id, contact_id) DO NOTHING
+""").bindparams(bindparam("send_after", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()))
+
+
+async def _insert_invites(conn: AsyncConnection, team_id: str, campaign_id: int,
+                          enrollment_id: int, *, now: datetime, invite_email: bool, hold: bool,
+                          send_after: datetime) -> None:  # fmt: skip
+    await conn.execute(_INSERT_INVITES, {"t": team_id, "c": campaign_id, "e": enrollment_id,
+                                         "invite_email": invite_email, "hold": hold, "no": False,
+                                         "send_after": send_after, "now": now})  # fmt: skip
+
+
+async def _finish(conn: AsyncConnection, enrollment_id: int, excluded: int, already: int,
+                  error: str | None = None) -> None:  # fmt: skip
+    await conn.execute(
+        text("""UPDATE enrollment SET status = :done, excluded = :x, already_advocates = :k,
+                enrolled = (SELECT COUNT(*) FROM advocate WHERE enrollment_id = :e),
+                error = :error, finished_at = :now WHERE id = :e""")
+        .bindparams(bindparam("now", type_=UTCDateTime())),
+        {"done": EnrollmentStatus.DONE, "x": excluded, "k": already, "e": enrollment_id,
+         "error": error, "now": utcnow()},
+    )  # fmt: skip
+
+
+async def counts(conn: AsyncConnection, team_id: str, enrollment_id: int) -> EnrollResult:
+    """The enrollment's figures, counted from its rows."""
+    enrolled, already, excluded = (await conn.execute(
+        text("SELECT enrolled, already_advocates, excluded FROM enrollment "
+             "WHERE id = :e AND team_id = :t"), {"e": enrollment_id, "t": team_id},
+    )).one()  # fmt: skip
+    queued = 0
+    not_emailed: dict[str, int] = {}
+    for state, reason, n in await conn.execute(
+        text("SELECT state, reason, COUNT(*) FROM invite WHERE enrollment_id = :e "
+             "AND team_id = :t GROUP BY state, reason"), {"e": enrollment_id, "t": team_id},
+    ):  # fmt: skip
+        if state == "not_emailed":
+            not_emailed[reason or "not emailed"] = not_emailed.get(reason or "", 0) + n
+        elif state in ("queued", "held", "sending", "sent", "uncertain", "failed", "cancelled"):
+            queued += n
+    return EnrollResult(enrolled, already, excluded, queued, not_emailed)

@@ -1,0 +1,273 @@
+"""Sending an enrollment's invites: each address at most once, whatever crashes or retries.
+
+The invite row is the outbox. Before a message goes to the SMTP server its row becomes
+`sending` in a committed transaction (together with the previous message's outcome, so it
+costs one write per message); afterwards it becomes `sent`, `failed` (refused for good, or
+out of retries), `queued` again (a 4xx or a connection that failed before the server could
+have taken it: tried later) or `uncertain` (the connection failed after the message was
+handed over: the server may have delivered it). A row still `sending` when the job starts
+again belongs to a run that died mid-send: it becomes `uncertain`, never sent again by
+itself; a person may choose Resend.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parseaddr
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from bot.campaigns.enroll import SEND_JOB
+from bot.campaigns.links import referral_link, unsubscribe_link
+from bot.email.message import build_message
+from bot.email.render import Invite, render_invite
+from bot.email.send import MailSender, SendResult, SendStatus, SmtpSetupError
+from bot.jobs.queue import enqueue_in
+from models import Database
+from models.clock import utcnow
+
+log = logging.getLogger(__name__)
+MAX_SEND_ATTEMPTS = 5
+RETRY_BASE = timedelta(minutes=1)
+PAGE = 500
+
+
+def _ts(name: str) -> Any:
+    return bindparam(name, type_=UTCDateTime())
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    public_url: str
+    secret_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Campaign:
+    id: int
+    name: str
+    store_url: str
+    sender: str
+    offer: str
+    default_locale: str
+
+
+_CRASHED = text("""
+    UPDATE invite SET state = 'uncertain', updated_at = :now,
+        reason = 'the sender stopped while handing this invite to the mail server'
+    WHERE team_id = :t AND enrollment_id = :e AND state = 'sending'
+""").bindparams(_ts("now"))
+
+_DUE = text("""
+    SELECT i.id, i.contact_id, c.email, c.first_name, c.locale, a.code
+    FROM invite i
+    JOIN contact c ON c.id = i.contact_id AND c.team_id = i.team_id
+    JOIN advocate a ON a.id = i.advocate_id
+    WHERE i.team_id = :t AND i.enrollment_id = :e AND i.state IN ('queued', 'held')
+      AND i.send_after <= :now AND i.id > :after
+    ORDER BY i.id LIMIT :limit
+""").bindparams(_ts("now"))
+
+_START = text("""
+    UPDATE invite SET state = 'sending', attempts = attempts + 1, updated_at = :now
+    WHERE id = :id AND team_id = :t AND state IN ('queued', 'held')
+    RETURNING attempts
+""").bindparams(_ts("now"))
+
+_OUTCOME = text("""
+    UPDATE invite SET state = :state, reason = :reason, send_after = :send_after,
+        sent_at = :sent_at, locale = :locale, fell_back = :fell_back, updated_at = :now
+    WHERE id = :id AND team_id = :t AND state = 'sending'
+""").bindparams(_ts("now"), _ts("send_after"), _ts("sent_at"))
+
+_NEXT_DUE = text("""
+    SELECT MIN(send_after) FROM invite
+    WHERE team_id = :t AND enrollment_id = :e AND state IN ('queued', 'held')
+""")
+
+
+@dataclass
+class _Pending:
+    """An invite handed to the server, whose outcome is written with the next one's start."""
+
+    id: int
+    attempts: int
+    result: SendResult | None = None
+    locale: str | None = None
+    fell_back: bool = False
+
+
+def _outcome(p: _Pending, now: datetime) -> dict[str, Any]:
+    result = p.result
+    assert result is not None
+    values: dict[str, Any] = {"id": p.id, "locale": p.locale, "fell_back": p.fell_back,
+                              "send_after": None, "sent_at": None, "reason": None}  # fmt: skip
+    if result.status is SendStatus.RETRY:
+        why = result.text or "not sent"
+        if p.attempts >= MAX_SEND_ATTEMPTS:
+            why = f"gave up after {p.attempts} attempts: {why}"
+            values.update(state="failed", reason=why[:500])
+        else:
+            values.update(state="queued", reason=f"will retry: {why}"[:500],
+                          send_after=now + RETRY_BASE * 2 ** (p.attempts - 1))  # fmt: skip
+    elif result.status is SendStatus.SENT:
+        values.update(state="sent", sent_at=now)
+    elif result.status is SendStatus.REFUSED:
+        values.update(state="failed", reason=f"refused: {result.code} {result.text}"[:500])
+    else:
+        values.update(state="uncertain", reason=f"may have been delivered: {result.text}"[:500])
+    return values
+
+
+async def _write(db: Database, team_id: str, done: _Pending | None, start: int | None
+                 ) -> int | None:  # fmt: skip
+    """Record `done`'s outcome and mark `start` as sending, in one transaction.
+
+    Returns the started invite's attempt number, or None if it is no longer to be sent
+    (cancelled, unsubscribed meanwhile)."""
+    now = utcnow()
+    async with db.begin() as conn:
+        # without a result nobody knows whether the server took it: it stays `sending`, and
+        # the next run calls it uncertain
+        if done is not None and done.result is not None:
+            await conn.execute(_OUTCOME, {**_outcome(done, now), "t": team_id, "now": now})
+        if start is None:
+            return None
+        row = (await conn.execute(_START, {"id": start, "t": team_id, "now": now})).first()
+        return int(row[0]) if row else None
+
+
+async def _campaign(db: Database, team_id: str, enrollment_id: int) -> _Campaign | None:
+    async with db.begin() as conn:
+        row = (await conn.execute(text("""
+            SELECT c.id, c.name, c.store_url, c.sender, c.offer, c.state, w.default_locale
+            FROM enrollment e JOIN campaign c ON c.id = e.campaign_id
+            JOIN workspace w ON w.team_id = e.team_id
+            WHERE e.id = :e AND e.team_id = :t"""), {"e": enrollment_id, "t": team_id})).first()
+    if row is None:
+        return None
+    cid, name, store_url, sender, offer, state, locale = row
+    if state == "paused":
+        return None  # queued invites wait until it is live again
+    return _Campaign(cid, name, store_url, sender, offer, locale)
+
+
+def _store_name(campaign: _Campaign) -> str:
+    display, _ = parseaddr(campaign.sender)
+    return display or urlsplit(campaign.store_url).hostname or campaign.name
+
+
+Progress = Callable[[], Awaitable[None]]
+
+
+async def send_invites(
+    db: Database, team_id: str, enrollment_id: int, *, sender: MailSender, links: Links,
+    on_progress: Progress | None = None, checkpoint: Callable[[], None] | None = None,
+) -> None:  # fmt: skip
+    """Send the enrollment's due invites over one connection; schedule the rest for later."""
+    async with db.begin() as conn:
+        await conn.execute(_CRASHED, {"t": team_id, "e": enrollment_id, "now": utcnow()})
+    campaign = await _campaign(db, team_id, enrollment_id)
+    if campaign is None:
+        return
+    if not links.secret_key:
+        raise SmtpSetupError("SECRET_KEY is not set: invites need it to sign unsubscribe links.")
+    pending: _Pending | None = None
+    after, last_report = 0, time.monotonic()
+    try:
+        async with sender:
+            while True:
+                async with db.begin() as conn:
+                    page = (await conn.execute(_DUE, {"t": team_id, "e": enrollment_id,
+                                                      "now": utcnow(), "after": after,
+                                                      "limit": PAGE})).all()  # fmt: skip
+                if not page:
+                    break
+                for invite_id, contact_id, email, first, locale, code in page:
+                    after = invite_id
+                    if checkpoint is not None:
+                        checkpoint()
+                    attempts = await _write(db, team_id, pending, invite_id)
+                    pending = None
+                    if attempts is None:
+                        continue
+                    invite = Invite(
+                        to_email=email, first_name=first, locale=locale,
+                        store_name=_store_name(campaign), store_url=campaign.store_url,
+                        offer=campaign.offer, referral_link=referral_link(links.public_url, code),
+                        unsubscribe_url=unsubscribe_link(links.public_url, links.secret_key,
+                                                         team_id, contact_id),
+                        sender=campaign.sender or f"{_store_name(campaign)} <invites@"
+                        f"{urlsplit(links.public_url).hostname or 'localhost'}>",
+                        message_key=f"{team_id}-c{campaign.id}-k{contact_id}",
+                        default_locale=campaign.default_locale,
+                    )  # fmt: skip
+                    rendered = render_invite(invite)
+                    pending = _Pending(invite_id, attempts, locale=rendered.locale,
+                                       fell_back=rendered.fell_back)  # fmt: skip
+                    pending.result = await sender.send(
+                        build_message(invite, rendered, public_host=links.public_url)
+                    )
+                    if on_progress is not None and time.monotonic() - last_report > 2:
+                        last_report = time.monotonic()
+                        await on_progress()
+    except SmtpSetupError:
+        if pending is not None and pending.result is None:
+            pending.result = SendResult(SendStatus.RETRY, "", text="the mail server is unreachable")
+        raise
+    finally:
+        await _write(db, team_id, pending, None)
+        await _schedule_rest(db, team_id, enrollment_id)
+    if on_progress is not None:
+        await on_progress()
+
+
+async def _schedule_rest(db: Database, team_id: str, enrollment_id: int) -> None:
+    """Invites still waiting (retries, delayed ones) get a send job when they are due."""
+    async with db.begin() as conn:
+        due = (await conn.execute(_NEXT_DUE, {"t": team_id, "e": enrollment_id})).scalar()
+        if due is None:
+            return
+        when = due if isinstance(due, datetime) else UTCDateTime().process_result_value(
+            due, conn.dialect)  # fmt: skip
+        when = max(when or utcnow(), utcnow())
+        await _enqueue_send(conn, team_id, enrollment_id, when)
+
+
+async def _enqueue_send(conn: AsyncConnection, team_id: str, enrollment_id: int,
+                        when: datetime) -> None:  # fmt: skip
+    key = f"send:{enrollment_id}:{when:%Y%m%d%H%M%S}"
+    await enqueue_in(conn, team_id, SEND_JOB, {"enrollment_id": enrollment_id},
+                     dedupe_key=key, run_after=when)  # fmt: skip
+
+
+async def cancel_held(db: Database, team_id: str, enrollment_id: int, who: str) -> int:
+    """Cancel invites still in the hold window; the advocates stay. Returns how many."""
+    async with db.begin() as conn:
+        result = await conn.execute(text("""
+            UPDATE invite SET state = 'cancelled', reason = :why, updated_at = :now
+            WHERE team_id = :t AND enrollment_id = :e AND state = 'held'
+        """).bindparams(_ts("now")), {"t": team_id, "e": enrollment_id, "now": utcnow(),
+                                      "why": f"cancelled by {who}"[:500]})  # fmt: skip
+    return result.rowcount
+
+
+async def resend_uncertain(db: Database, team_id: str, enrollment_id: int) -> int:
+    """A person chose to resend invites that may not have arrived. Returns how many."""
+    async with db.begin() as conn:
+        result = await conn.execute(text("""
+            UPDATE invite SET state = 'queued', reason = 'resent on request', send_after = :now,
+                updated_at = :now
+            WHERE team_id = :t AND enrollment_id = :e AND state = 'uncertain'
+        """).bindparams(_ts("now")), {"t": team_id, "e": enrollment_id, "now": utcnow()})
+        if result.rowcount:
+            await _enqueue_send(conn, team_id, enrollment_id, utcnow())
+    return result.rowcount

@@ -1,0 +1,39 @@
+"""The campaign job kinds: enroll a campaign's targets, then send the invites it queued."""
+
+from __future__ import annotations
+
+from bot.campaigns.enroll import run_enrollment
+from bot.campaigns.invites import Links, send_invites
+from bot.email.send import sender_for
+from bot.jobs.worker import Handler, JobContext
+from bot.notify import ImportNotifier
+from bot.settings import Settings
+
+
+def enroll_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
+    async def run(ctx: JobContext) -> None:
+        enrollment_id = int(ctx.payload["enrollment_id"])
+        hold = settings.invite_hold_seconds if ctx.payload.get("hold", True) else 0
+        await run_enrollment(ctx.db, ctx.team_id, enrollment_id, hold_seconds=hold)
+        await notifier.enrollment_changed(ctx.team_id, enrollment_id)
+
+    return run
+
+
+def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
+    """One SMTP connection (or the outbox directory) per run, reused for every invite."""
+
+    async def run(ctx: JobContext) -> None:
+        enrollment_id = int(ctx.payload["enrollment_id"])
+
+        async def progress() -> None:
+            await notifier.enrollment_changed(ctx.team_id, enrollment_id)
+
+        await send_invites(
+            ctx.db, ctx.team_id, enrollment_id,
+            sender=sender_for(settings.smtp_url or None, settings.outbox_dir),
+            links=Links(settings.public_base, settings.secret_key),
+            on_progress=progress, checkpoint=ctx.checkpoint,
+        )  # fmt: skip
+
+    return run

@@ -1,0 +1,74 @@
+"""What an enrollment's report says, counted from its advocates and invite rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import text
+
+from models import Campaign, Database, Enrollment
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentSummary:
+    enrollment: Enrollment
+    campaign: Campaign
+    segment: str | None
+    by_state: dict[str, int] = field(default_factory=dict)
+    not_emailed: dict[str, int] = field(default_factory=dict)  # reason -> count
+    fell_back: dict[str, int] = field(default_factory=dict)  # locale used instead -> count
+
+    def count(self, state: str) -> int:
+        return self.by_state.get(state, 0)
+
+    @property
+    def holding(self) -> bool:
+        hold = self.enrollment.hold_until
+        return self.count("held") > 0 and hold is not None and hold > _now(hold)
+
+
+def _now(like: datetime) -> datetime:
+    from models.clock import utcnow
+
+    now = utcnow()
+    return now if like.tzinfo else now.replace(tzinfo=None)
+
+
+async def enrollment_summary(db: Database, team_id: str, enrollment_id: int) -> EnrollmentSummary:
+    async with db.session() as session:
+        enrollment = await session.get(Enrollment, enrollment_id)
+        if enrollment is None or enrollment.team_id != team_id:
+            raise LookupError("That enrollment doesn't exist in this workspace.")
+        campaign = await session.get(Campaign, enrollment.campaign_id)
+        assert campaign is not None
+        segment = None
+        if enrollment.segment_id is not None:
+            segment = (await session.exec(text(  # type: ignore[call-overload]
+                "SELECT name FROM segment WHERE id = :s").bindparams(s=enrollment.segment_id)
+            )).scalar()  # fmt: skip
+        rows = (await session.exec(text(  # type: ignore[call-overload]
+            "SELECT state, reason, fell_back, locale, COUNT(*) FROM invite "
+            "WHERE team_id = :t AND enrollment_id = :e GROUP BY state, reason, fell_back, locale"
+        ).bindparams(t=team_id, e=enrollment_id))).all()  # fmt: skip
+    by_state: dict[str, int] = {}
+    not_emailed: dict[str, int] = {}
+    fell_back: dict[str, int] = {}
+    for state, reason, fell, locale, n in rows:
+        by_state[state] = by_state.get(state, 0) + n
+        if state == "not_emailed":
+            not_emailed[reason or "not emailed"] = not_emailed.get(reason or "not emailed", 0) + n
+        if state == "sent" and fell:
+            fell_back[locale or "?"] = fell_back.get(locale or "?", 0) + n
+    return EnrollmentSummary(enrollment, campaign, segment, by_state, not_emailed, fell_back)
+
+
+async def failed_invites(db: Database, team_id: str, enrollment_id: int) -> list[tuple[str, str]]:
+    """(email, why) of every invite that failed or may not have arrived, for the CSV."""
+    async with db.begin() as conn:
+        rows = await conn.execute(text(
+            "SELECT c.email, i.state, COALESCE(i.reason, '') FROM invite i "
+            "JOIN contact c ON c.id = i.contact_id WHERE i.team_id = :t AND i.enrollment_id = :e "
+            "AND i.state IN ('failed', 'uncertain') ORDER BY i.id"),
+            {"t": team_id, "e": enrollment_id})  # fmt: skip
+        return [(email, f"{state}: {reason}") for email, state, reason in rows]

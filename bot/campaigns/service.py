@@ -1,0 +1,305 @@
+"""Create, edit, target, exclude, go live and pause: each one transaction.
+
+Callers check who may do it (leads, or a trusted shell user). Targeting a live campaign, or a
+campaign going live, writes the enrollment row and its job in the same transaction as the
+change, so a double click or a retry never enrolls twice (the job's key dedupes it, and
+enrollment itself skips existing advocates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.utils import parseaddr
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import BindParameter, bindparam, func, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import col, select
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from bot.imports.addresses import InvalidEmail, normalize_email
+from bot.jobs.queue import enqueue_in
+from bot.workspaces import get_segment, segment_key
+from models import (
+    Advocate,
+    Campaign,
+    CampaignSegment,
+    CampaignState,
+    Database,
+    Enrollment,
+    Invite,
+    InviteState,
+    SegmentRole,
+)
+from models.clock import utcnow
+
+ENROLL_JOB = "enroll"
+MAX_NAME = 100
+
+
+def _now() -> BindParameter[Any]:
+    """The current time as a typed parameter, stored the way every other timestamp is."""
+    return bindparam("now", value=utcnow(), type_=UTCDateTime())
+
+
+class CampaignError(Exception):
+    """A campaign can't be found or changed as asked; the message says why, for people."""
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """The Slack thread that hears about an enrollment (None from the command line)."""
+
+    channel_id: str
+    thread_ts: str
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignSummary:
+    campaign: Campaign
+    targets: list[str]
+    excluded: list[str]
+    advocates: int
+    invites_sent: int
+
+
+def check_fields(*, name: str | None = None, store_url: str | None = None,
+                 sender: str | None = None, invite_delay_days: int | None = None
+                 ) -> dict[str, str]:  # fmt: skip
+    """Problems with the given fields, keyed by field name (empty: all fine)."""
+    problems: dict[str, str] = {}
+    if name is not None and not " ".join(name.split()):
+        problems["name"] = "A campaign needs a name."
+    elif name is not None and len(name) > MAX_NAME:
+        problems["name"] = f"Names are at most {MAX_NAME} characters."
+    if store_url is not None:
+        parts = urlsplit(store_url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems["store_url"] = "Use the store's web address, e.g. https://shop.example.com"
+    if sender:
+        _, address = parseaddr(sender)
+        try:
+            normalize_email(address)
+        except InvalidEmail:
+            problems["sender"] = "Use a sender such as: Shop <hello@shop.example>"
+    if invite_delay_days is not None and not 0 <= invite_delay_days <= 365:
+        problems["invite_delay_days"] = "Between 0 (at once) and 365 days."
+    return problems
+
+
+def _raise_problems(problems: dict[str, str]) -> None:
+    if problems:
+        raise CampaignError(" ".join(problems.values()))
+
+
+async def create_campaign(
+    db: Database, team_id: str, name: str, *, store_url: str, sender: str = "", offer: str = "",
+    invite_email: bool = True, invite_delay_days: int = 0, created_by: str = "cli",
+) -> Campaign:  # fmt: skip
+    _raise_problems(check_fields(name=name, store_url=store_url, sender=sender,
+                                 invite_delay_days=invite_delay_days))  # fmt: skip
+    name = " ".join(name.split())
+    campaign = Campaign(team_id=team_id, name=name, name_key=segment_key(name),
+                        store_url=store_url.strip(), sender=sender.strip(), offer=offer.strip(),
+                        invite_email=invite_email, invite_delay_days=invite_delay_days,
+                        created_by=created_by)  # fmt: skip
+    async with db.session() as session:
+        session.add(campaign)
+        try:
+            await session.commit()
+        except IntegrityError:
+            raise CampaignError(f"A campaign named {name!r} already exists.") from None
+    return campaign
+
+
+async def update_campaign(db: Database, team_id: str, campaign_id: int, **fields: Any) -> Campaign:
+    """Change a campaign's settings (name, store_url, sender, offer, invite_email, delay)."""
+    _raise_problems(check_fields(**{k: v for k, v in fields.items()
+                                    if k in ("name", "store_url", "sender",
+                                             "invite_delay_days")}))  # fmt: skip
+    if "name" in fields:
+        fields["name"] = " ".join(fields["name"].split())
+        fields["name_key"] = segment_key(fields["name"])
+    async with db.begin() as conn:
+        try:
+            result = await conn.execute(
+                update(Campaign).where(col(Campaign.id) == campaign_id,
+                                       col(Campaign.team_id) == team_id)
+                .values(**fields, updated_at=utcnow())
+            )  # fmt: skip
+        except IntegrityError:
+            taken = fields.get("name")
+            raise CampaignError(f"A campaign named {taken!r} already exists.") from None
+    if result.rowcount != 1:
+        raise CampaignError("That campaign doesn't exist in this workspace.")
+    return await get_campaign(db, team_id, campaign_id)
+
+
+async def get_campaign(db: Database, team_id: str, campaign_id: int) -> Campaign:
+    async with db.session() as session:
+        campaign = await session.get(Campaign, campaign_id)
+    if campaign is None or campaign.team_id != team_id:
+        raise CampaignError("That campaign doesn't exist in this workspace.")
+    return campaign
+
+
+async def find_campaign(db: Database, team_id: str, name: str) -> Campaign:
+    async with db.session() as session:
+        query = select(Campaign).where(Campaign.team_id == team_id,
+                                       Campaign.name_key == segment_key(name))  # fmt: skip
+        found = (await session.exec(query)).first()
+    if found is None:
+        raise CampaignError(f"No campaign named {name!r}.")
+    return found
+
+
+async def list_campaigns(db: Database, team_id: str) -> list[CampaignSummary]:
+    """Every campaign with its segments, advocates and invites sent (counted from the rows)."""
+    async with db.session() as session:
+        campaigns = list((await session.exec(
+            select(Campaign).where(Campaign.team_id == team_id).order_by(col(Campaign.name_key))
+        )).all())  # fmt: skip
+        roles = (await session.exec(text(  # type: ignore[call-overload]
+            "SELECT cs.campaign_id, cs.role, s.name FROM campaign_segment cs "
+            "JOIN segment s ON s.id = cs.segment_id WHERE cs.team_id = :t ORDER BY s.name_key"
+        ).bindparams(t=team_id))).all()  # fmt: skip
+        advocates = dict((await session.exec(
+            select(Advocate.campaign_id, func.count()).where(Advocate.team_id == team_id)
+            .group_by(col(Advocate.campaign_id))
+        )).all())  # fmt: skip
+        sent = dict((await session.exec(
+            select(Invite.campaign_id, func.count())
+            .where(Invite.team_id == team_id, Invite.state == InviteState.SENT)
+            .group_by(col(Invite.campaign_id))
+        )).all())  # fmt: skip
+    out = []
+    for c in campaigns:
+        targets = [n for cid, role, n in roles if cid == c.id and role == SegmentRole.TARGET]
+        excluded = [n for cid, role, n in roles if cid == c.id and role == SegmentRole.EXCLUDE]
+        out.append(CampaignSummary(c, targets, excluded, advocates.get(c.id, 0),
+                                   sent.get(c.id, 0)))  # fmt: skip
+    return out
+
+
+async def _take(conn: AsyncConnection, team_id: str, campaign_id: int) -> str:
+    """Lock the campaign's row for this transaction; returns its state."""
+    row = (await conn.execute(
+        text("UPDATE campaign SET updated_at = :now WHERE id = :c AND team_id = :t "
+             "RETURNING state").bindparams(_now()), {"c": campaign_id, "t": team_id},
+    )).first()  # fmt: skip
+    if row is None:
+        raise CampaignError("That campaign doesn't exist in this workspace.")
+    return str(row[0])
+
+
+async def _enroll_in(conn: AsyncConnection, team_id: str, campaign_id: int, *,
+                     segment_id: int | None, batch_id: int | None, requested_by: str,
+                     thread: Thread | None, hold: bool = True, queue_job: bool = True,
+                     key: str | None = None) -> int:  # fmt: skip
+    """An enrollment row and its job, in the caller's transaction; returns the enrollment id.
+
+    Enrolling again (a double click, a second targeting) is harmless: existing advocates are
+    skipped and counted as such."""
+    enrollment_id = (await conn.execute(
+        text("""INSERT INTO enrollment (team_id, campaign_id, segment_id, batch_id, requested_by,
+                status, enrolled, already_advocates, excluded, channel_id, thread_ts, created_at)
+                VALUES (:t, :c, :s, :b, :who, 'queued', 0, 0, 0, :ch, :ts, :now) RETURNING id""")
+        .bindparams(_now()),
+        {"t": team_id, "c": campaign_id, "s": segment_id, "b": batch_id, "who": requested_by,
+         "ch": thread.channel_id if thread else None, "ts": thread.thread_ts if thread else None},
+    )).scalar_one()  # fmt: skip
+    if queue_job:
+        await enqueue_in(conn, team_id, ENROLL_JOB, {"enrollment_id": enrollment_id, "hold": hold},
+                         dedupe_key=key)  # fmt: skip
+    return int(enrollment_id)
+
+
+async def target(db: Database, team_id: str, campaign_id: int, segment_id: int, *,
+                 requested_by: str, thread: Thread | None = None, hold: bool = True,
+                 queue_job: bool = True) -> int | None:  # fmt: skip
+    """Make the segment a target; a live campaign enrolls it at once (returns the enrollment).
+
+    Targeting twice is harmless: the segment stays targeted and nobody is enrolled twice.
+    """
+    segment = await get_segment(db, team_id, segment_id)
+    async with db.begin() as conn:
+        state = await _take(conn, team_id, campaign_id)
+        await _set_role(conn, team_id, campaign_id, segment.id or 0, SegmentRole.TARGET)
+        if state != CampaignState.LIVE:
+            return None
+        return await _enroll_in(conn, team_id, campaign_id, segment_id=segment.id, batch_id=None,
+                                requested_by=requested_by, thread=thread, hold=hold,
+                                queue_job=queue_job)  # fmt: skip
+
+
+async def exclude(db: Database, team_id: str, campaign_id: int, segment_id: int) -> None:
+    """Contacts of an excluded segment are never enrolled (existing advocates stay)."""
+    segment = await get_segment(db, team_id, segment_id)
+    async with db.begin() as conn:
+        await _take(conn, team_id, campaign_id)
+        await _set_role(conn, team_id, campaign_id, segment.id or 0, SegmentRole.EXCLUDE)
+
+
+async def _set_role(conn: AsyncConnection, team_id: str, campaign_id: int, segment_id: int,
+                    role: SegmentRole) -> None:  # fmt: skip
+    await conn.execute(text("DELETE FROM campaign_segment WHERE campaign_id = :c AND "
+                            "segment_id = :s AND team_id = :t"),
+                       {"c": campaign_id, "s": segment_id, "t": team_id})  # fmt: skip
+    await conn.execute(
+        text("INSERT INTO campaign_segment (campaign_id, segment_id, team_id, role, created_at) "
+             "VALUES (:c, :s, :t, :r, :now)").bindparams(_now()),
+        {"c": campaign_id, "s": segment_id, "t": team_id, "r": role},
+    )  # fmt: skip
+
+
+async def set_state(db: Database, team_id: str, campaign_id: int, state: CampaignState, *,
+                    requested_by: str, thread: Thread | None = None, hold: bool = True,
+                    queue_job: bool = True) -> int | None:  # fmt: skip
+    """Go live (enrolling every target now; returns the enrollment) or pause."""
+    async with db.begin() as conn:
+        before = await _take(conn, team_id, campaign_id)
+        await conn.execute(text("UPDATE campaign SET state = :s WHERE id = :c"),
+                           {"s": state, "c": campaign_id})  # fmt: skip
+        if state != CampaignState.LIVE or before == CampaignState.LIVE:
+            return None
+        targets = (await conn.execute(
+            text("SELECT COUNT(*) FROM campaign_segment WHERE campaign_id = :c "
+                 "AND role = 'target'"), {"c": campaign_id})).scalar_one()  # fmt: skip
+        if not targets:
+            return None  # nothing to enroll until a segment is targeted
+        return await _enroll_in(conn, team_id, campaign_id, segment_id=None, batch_id=None,
+                                requested_by=requested_by, thread=thread, hold=hold,
+                                queue_job=queue_job)  # fmt: skip
+
+
+async def enroll_after_import_in(conn: AsyncConnection, team_id: str, batch_id: int,
+                                 segment_id: int, thread: Thread | None, requested_by: str,
+                                 *, hold: bool = True, queue_job: bool = True
+                                 ) -> list[int]:  # fmt: skip
+    """Enroll an import's new members in every live campaign targeting its segment."""
+    campaigns = [r[0] for r in await conn.execute(
+        text("SELECT c.id FROM campaign c JOIN campaign_segment cs ON cs.campaign_id = c.id "
+             "WHERE c.team_id = :t AND c.state = 'live' AND cs.segment_id = :s "
+             "AND cs.role = 'target' ORDER BY c.id"), {"t": team_id, "s": segment_id},
+    )]  # fmt: skip
+    return [await _enroll_in(conn, team_id, c, segment_id=segment_id, batch_id=batch_id,
+                             requested_by=requested_by, thread=thread, hold=hold,
+                             queue_job=queue_job, key=f"enroll:{c}:batch:{batch_id}")
+            for c in campaigns]  # fmt: skip
+
+
+async def get_enrollment(db: Database, team_id: str, enrollment_id: int) -> Enrollment:
+    async with db.session() as session:
+        enrollment = await session.get(Enrollment, enrollment_id)
+    if enrollment is None or enrollment.team_id != team_id:
+        raise CampaignError("That enrollment doesn't exist in this workspace.")
+    return enrollment
+
+
+async def targets_of(db: Database, team_id: str, campaign_id: int) -> list[CampaignSegment]:
+    async with db.session() as session:
+        return list((await session.exec(select(CampaignSegment).where(
+            CampaignSegment.team_id == team_id, CampaignSegment.campaign_id == campaign_id
+        ))).all())  # fmt: skip

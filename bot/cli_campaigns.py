@@ -1,0 +1,173 @@
+"""`referral-bot campaign ...` and `referral-bot advocates`: the campaign path without Slack.
+
+Shell users are trusted admins. Targeting enrolls in the foreground and prints the counts;
+the invites themselves are sent by a worker (`referral-bot worker`, or `serve`'s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from bot.campaigns import service
+from bot.campaigns.advocates import advocate_rows
+from bot.campaigns.enroll import EnrollResult, run_enrollment
+from bot.settings import Settings
+from bot.workspaces import find_segment
+from models import CampaignState, Database, Segment
+
+
+class CampaignCliError(Exception):
+    """Reported like every CLI error: on stderr, or as {"error": ...} with --json."""
+
+
+def add_parsers(sub: Any) -> None:
+    camp = sub.add_parser("campaign", help="create, target and run referral campaigns")
+    camp.add_argument("--team")
+    actions = camp.add_subparsers(dest="campaign_command", metavar="ACTION", required=True)
+
+    create = actions.add_parser("create", help="a new campaign (a draft unless --live)")
+    create.add_argument("name")
+    create.add_argument("--store-url", required=True, help="where referral links lead")
+    create.add_argument("--sender", default="", help='e.g. "Shop <hello@shop.example>"')
+    create.add_argument("--offer", default="",
+                        help='shown in the invite, e.g. "Give 10%%, get $10"')  # fmt: skip
+    create.add_argument("--no-invite-email", action="store_true",
+                        help="enroll without emailing (e.g. you invite from Klaviyo)")  # fmt: skip
+    create.add_argument("--invite-delay-days", type=int, default=0)
+    create.add_argument("--live", action="store_true", help="go live at once")
+    create.add_argument("--json", action="store_true")
+
+    listing = actions.add_parser("list", help="campaigns with their targets and advocates")
+    listing.add_argument("--json", action="store_true")
+
+    for verb, text in (("target", "target a segment (a live campaign enrolls it now)"),
+                       ("exclude", "never enroll a segment's contacts")):  # fmt: skip
+        cmd = actions.add_parser(verb, help=text)
+        cmd.add_argument("name")
+        cmd.add_argument("--segment", required=True)
+        cmd.add_argument("--json", action="store_true")
+        if verb == "target":
+            cmd.add_argument("--hold", action="store_true",
+                             help="hold the invites for INVITE_HOLD_SECONDS first")  # fmt: skip
+    for verb, text in (("live", "go live: enroll every target now"), ("pause", "pause")):
+        cmd = actions.add_parser(verb, help=text)
+        cmd.add_argument("name")
+        cmd.add_argument("--json", action="store_true")
+
+    adv = sub.add_parser("advocates", help="a campaign's advocates with links and invite state")
+    adv.add_argument("--campaign", required=True)
+    adv.add_argument("--team")
+    adv.add_argument("--json", action="store_true")
+
+
+def enroll_json(result: EnrollResult) -> dict[str, Any]:
+    return {"enrolled": result.enrolled, "already_advocates": result.already_advocates,
+            "excluded": result.excluded, "invites_queued": result.invites_queued,
+            "not_emailed": result.not_emailed}  # fmt: skip
+
+
+def _enroll_text(result: EnrollResult) -> str:
+    lines = [f"Enrolled {result.enrolled:,} new advocates ({result.already_advocates:,} already "
+             f"were, {result.excluded:,} excluded)."]  # fmt: skip
+    lines.append(f"{result.invites_queued:,} invites queued: a worker sends them "
+                 "(`referral-bot worker`, or `serve`).")  # fmt: skip
+    for reason, count in sorted(result.not_emailed.items()):
+        lines.append(f"{count:,} not emailed: {reason}")
+    return "\n".join(lines)
+
+
+async def _segment(db: Database, team: str, name: str) -> Segment:
+    segment = await find_segment(db, team, name)
+    if segment is None:
+        raise CampaignCliError(f"No segment named {name!r}.")
+    return segment
+
+
+async def run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        if args.command == "advocates":
+            return await _advocates(db, team, settings, args)
+        return await _campaign(db, team, settings, args)
+    except service.CampaignError as exc:
+        raise CampaignCliError(str(exc)) from None
+
+
+async def _campaign(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
+    command = args.campaign_command
+    out: dict[str, Any]
+    if command == "create":
+        campaign = await service.create_campaign(
+            db, team, args.name, store_url=args.store_url, sender=args.sender, offer=args.offer,
+            invite_email=not args.no_invite_email, invite_delay_days=args.invite_delay_days,
+        )  # fmt: skip
+        if args.live:
+            await service.set_state(db, team, campaign.id or 0, CampaignState.LIVE,
+                                    requested_by="cli", queue_job=False)  # fmt: skip
+        out = {"id": campaign.id, "name": campaign.name,
+               "state": CampaignState.LIVE if args.live else campaign.state}  # fmt: skip
+        text = f"Campaign {campaign.name!r} created ({out['state']})."
+    elif command == "list":
+        rows = [_summary(s) for s in await service.list_campaigns(db, team)]
+        if args.json:
+            print(json.dumps(rows))
+            return 0
+        for row in rows:
+            print(f"{row['name']}  [{row['state']}]  invite email "
+                  f"{'on' if row['invite_email'] else 'off'}  targets: "
+                  f"{', '.join(row['targets']) or '-'}  excluded: "
+                  f"{', '.join(row['excluded']) or '-'}  advocates: {row['advocates']:,}")
+        if not rows:
+            print("No campaigns yet: referral-bot campaign create NAME --store-url URL")
+        return 0
+    else:
+        campaign = await service.find_campaign(db, team, args.name)
+        cid = campaign.id or 0
+        enrollment: int | None = None
+        if command == "target":
+            segment = await _segment(db, team, args.segment)
+            enrollment = await service.target(db, team, cid, segment.id or 0, requested_by="cli",
+                                              queue_job=False)  # fmt: skip
+        elif command == "exclude":
+            segment = await _segment(db, team, args.segment)
+            await service.exclude(db, team, cid, segment.id or 0)
+        else:
+            state = CampaignState.LIVE if command == "live" else CampaignState.PAUSED
+            enrollment = await service.set_state(db, team, cid, state, requested_by="cli",
+                                                 queue_job=False)  # fmt: skip
+        out = {"campaign": campaign.name}
+        text = f"Campaign {campaign.name!r}: {command} done."
+        if enrollment is not None:
+            hold = settings.invite_hold_seconds if getattr(args, "hold", False) else 0
+            result = await run_enrollment(db, team, enrollment, hold_seconds=hold)
+            out.update(enroll_json(result))
+            text = _enroll_text(result)
+        elif command == "target":
+            out.update(enroll_json(EnrollResult(0, 0, 0, 0, {})))
+            text = (f"{args.segment!r} is now a target of {campaign.name!r}, a "
+                    f"{campaign.state} campaign: its contacts are enrolled when it goes live.")
+    print(json.dumps(out) if getattr(args, "json", False) else text)
+    return 0
+
+
+def _summary(s: service.CampaignSummary) -> dict[str, Any]:
+    c = s.campaign
+    return {"id": c.id, "name": c.name, "state": c.state, "invite_email": c.invite_email,
+            "invite_delay_days": c.invite_delay_days, "store_url": c.store_url,
+            "targets": s.targets, "excluded": s.excluded, "advocates": s.advocates,
+            "invites_sent": s.invites_sent}  # fmt: skip
+
+
+async def _advocates(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
+    campaign = await service.find_campaign(db, team, args.campaign)
+    rows = [row async for row in advocate_rows(db, team, campaign.id or 0, settings.public_base)]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    for row in rows:
+        print(f"{row['email']}  {row['link']}  {row['invite']}  clicks {row['clicks']}"
+              + ("" if row["subscribed"] else "  (unsubscribed)"))
+    if not rows:
+        print(f"No advocates in {campaign.name!r} yet.")
+    return 0

@@ -1,0 +1,114 @@
+"""Block builders for the import thread's next step and an enrollment's report."""
+
+from __future__ import annotations
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    MarkdownTextObject,
+    Option,
+    SectionBlock,
+    StaticSelectElement,
+)
+
+from bot.campaigns.reports import EnrollmentSummary
+from handlers.ids import Action, BlockId
+from handlers.messages import esc, n, slack_date
+from models import Campaign, CampaignState
+
+MAX_CHOICES = 100  # a static select holds at most 100 options
+
+
+def target_offer(segment: str, batch_id: int, campaigns: list[Campaign]) -> tuple[str, list[Block]]:
+    """After an import: choose a campaign that targets the segment (draft ones are marked)."""
+    text = f"Next step: target a campaign with {esc(segment)}"
+    intro = (f"*Next step:* target a campaign with *{esc(segment)}*: its contacts become "
+             "advocates with their own referral links and get an invite.")  # fmt: skip
+    if not campaigns:
+        return text, [SectionBlock(text=MarkdownTextObject(
+            text=intro + "\nThere is no campaign yet: create one with `/referral campaign`."))]
+    options = [Option(value=str(c.id), text=f"{c.name} ({c.state})"[:75])
+               for c in campaigns[:MAX_CHOICES]]  # fmt: skip
+    return text, [
+        SectionBlock(text=MarkdownTextObject(text=intro)),
+        ActionsBlock(block_id=BlockId.TARGET, elements=[
+            StaticSelectElement(action_id=Action.TARGET_CHOICE, placeholder="Choose a campaign",
+                                options=options),
+            ButtonElement(text="Target a campaign", action_id=Action.TARGET, style="primary",
+                          value=str(batch_id)),
+        ]),
+    ]  # fmt: skip
+
+
+def go_live_first(campaign: Campaign, batch_id: int) -> tuple[str, list[Block]]:
+    text = f"{esc(campaign.name)} is a {campaign.state} campaign"
+    return text, [
+        SectionBlock(text=MarkdownTextObject(
+            text=f"*{esc(campaign.name)}* is a {campaign.state} campaign: targeting it enrolls "
+                 "nobody until it is live. Go live now and enroll this segment?")),
+        ActionsBlock(elements=[ButtonElement(
+            text="Go live and target", action_id=Action.TARGET_GO_LIVE, style="primary",
+            value=f"{campaign.id}:{batch_id}",
+            confirm=ConfirmObject(title="Go live?", confirm="Go live", deny="Not yet",
+                                  text="Every target segment is enrolled and invited now."),
+        )]),
+    ]  # fmt: skip
+
+
+def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
+    """The thread's report of one enrollment, updated as its invites go out."""
+    e, c = summary.enrollment, summary.campaign
+    where = f" from *{esc(summary.segment)}*" if summary.segment else ""
+    text = f"Enrollment in {esc(c.name)}"
+    if e.status != "done":
+        return text, [SectionBlock(text=MarkdownTextObject(
+            text=f":hourglass_flowing_sand: Enrolling contacts{where} in *{esc(c.name)}*…"))]
+    if e.error:
+        return text, [SectionBlock(text=MarkdownTextObject(text=f":warning: {esc(e.error)}"))]
+    lines = [f":tada: *{n(e.enrolled)}* new advocates in *{esc(c.name)}*{where} "
+             f"({n(e.already_advocates)} already were, {n(e.excluded)} excluded)."]  # fmt: skip
+    sent, queued, held = summary.count("sent"), summary.count("queued"), summary.count("held")
+    emailing = [f"{n(sent)} invites sent"]
+    if held:
+        emailing.append(f"{n(held)} held until {slack_date(e.hold_until)}")
+    if queued:
+        emailing.append(f"{n(queued)} queued")
+    if summary.count("sending"):
+        emailing.append(f"{n(summary.count('sending'))} sending")
+    for state, label in (("failed", "failed"), ("uncertain", "may not have arrived"),
+                         ("cancelled", "cancelled")):  # fmt: skip
+        if summary.count(state):
+            emailing.append(f"{n(summary.count(state))} {label}")
+    lines.append("• " + " · ".join(emailing))
+    for reason, count in sorted(summary.not_emailed.items()):
+        lines.append(f"• {n(count)} enrolled without an email: {esc(reason)}")
+    for locale, count in sorted(summary.fell_back.items()):
+        lines.append(f"• {n(count)} sent in {esc(locale)}: no template in their language")
+    if not c.invite_email:
+        lines.append("_The invite email of this campaign is off (e.g. you invite from Klaviyo)._")
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text="\n".join(lines)[:3000]))]
+    buttons = []
+    if summary.holding:
+        buttons.append(ButtonElement(
+            text="Cancel invites", action_id=Action.CANCEL_INVITES, style="danger",
+            value=str(e.id), confirm=ConfirmObject(
+                title="Cancel these invites?", confirm="Cancel invites", deny="Keep them",
+                text="The advocates stay enrolled; nobody of this enrollment is emailed."),
+        ))  # fmt: skip
+    if summary.count("uncertain"):
+        buttons.append(ButtonElement(
+            text="Resend uncertain", action_id=Action.RESEND_UNCERTAIN, value=str(e.id),
+            confirm=ConfirmObject(
+                title="Resend?", confirm="Resend", deny="No",
+                text="The mail server may already have delivered these: some people could "
+                     "get the invite twice."),
+        ))  # fmt: skip
+    if buttons:
+        blocks.append(ActionsBlock(elements=buttons))
+    if c.state != CampaignState.LIVE:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(
+            text=f"The campaign is {c.state}: unsent invites wait until it is live.")]))
+    return text, blocks

@@ -1,0 +1,71 @@
+"""An enrollment's report in its Slack thread: posted once, then updated in place."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.campaigns.reports import enrollment_summary, failed_invites
+from bot.imports.batches import neutralise
+from bot.once import first_time, forget
+from handlers.enrollment_messages import enrollment_report
+from handlers.messages import esc, file_stem
+from models import Database, Enrollment
+
+
+class EnrollmentReports:
+    def __init__(self, client: AsyncWebClient, db: Database) -> None:
+        self.client = client
+        self.db = db
+
+    async def report(self, team_id: str, enrollment_id: int) -> None:
+        """Refresh the report; the CSV of failed invites follows once sending is over."""
+        summary = await enrollment_summary(self.db, team_id, enrollment_id)
+        e = summary.enrollment
+        if not e.channel_id or not e.thread_ts:
+            return
+        text, blocks = enrollment_report(summary)
+        if e.report_ts:
+            await self.client.chat_update(channel=e.channel_id, ts=e.report_ts, text=text,
+                                          blocks=blocks)  # fmt: skip
+        else:
+            posted = await self.client.chat_postMessage(channel=e.channel_id,
+                                                        thread_ts=e.thread_ts, text=text,
+                                                        blocks=blocks)  # fmt: skip
+            await self._remember(team_id, enrollment_id, str(posted["ts"]))
+        unsettled = sum(summary.count(s) for s in ("queued", "held", "sending"))
+        troubled = summary.count("failed") + summary.count("uncertain")
+        if troubled and not unsettled:
+            await self._share_failures(team_id, e, summary.campaign.name, troubled)
+
+    async def _remember(self, team_id: str, enrollment_id: int, ts: str) -> None:
+        async with self.db.session() as session:
+            row = await session.get(Enrollment, enrollment_id)
+            if row is not None and row.team_id == team_id:
+                row.report_ts = ts
+                session.add(row)
+                await session.commit()
+
+    async def _share_failures(self, team_id: str, e: Enrollment, campaign: str,
+                              count: int) -> None:  # fmt: skip
+        key = f"invite-failures:{e.id}:{count}"
+        if not await first_time(self.db, team_id, key):
+            return
+        try:
+            out = io.StringIO()
+            writer = csv.writer(out)
+            writer.writerow(["email", "what happened"])
+            for email, why in await failed_invites(self.db, team_id, e.id or 0):
+                writer.writerow(neutralise([email, why]))
+            await self.client.files_upload_v2(
+                channel=e.channel_id, thread_ts=e.thread_ts, content=out.getvalue(),
+                filename=f"{file_stem(campaign)}-invites-not-delivered.csv",
+                title=f"{campaign}: invites that failed or may not have arrived",
+                initial_comment=f"{count:,} invites of *{esc(campaign)}* failed or may not have "
+                                "arrived; this CSV says why.",
+            )  # fmt: skip
+        except BaseException:
+            await forget(self.db, team_id, key)
+            raise

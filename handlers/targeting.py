@@ -1,0 +1,123 @@
+"""In an import's thread: target a campaign, go live first, cancel held invites, resend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.campaigns import service
+from bot.campaigns.invites import cancel_held, resend_uncertain
+from bot.imports.review import batch_of
+from handlers.context import Deps, Refusal, deps, is_lead, leads_only
+from handlers.enrollment_messages import go_live_first
+from handlers.ids import Action, BlockId
+from handlers.messages import esc
+from models import BatchStatus, CampaignState, ImportBatch
+
+
+def _int(value: object, what: str) -> int:
+    text = str(value or "")
+    if not text.isdigit():
+        raise Refusal(f"That button doesn't name {what}: it may come from an old message.")
+    return int(text)
+
+
+async def _lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, verb: str) -> None:
+    if not await is_lead(client, d.settings, team_id, user_id):
+        raise leads_only(d.settings, verb)
+
+
+async def _imported(d: Deps, team_id: str, batch_id: int) -> ImportBatch:
+    batch = await batch_of(d.db, team_id, batch_id)
+    if batch.status != BatchStatus.DONE or not batch.channel_id or not batch.message_ts:
+        raise Refusal("Only a finished import's contacts can be targeted from its thread.")
+    return batch
+
+
+def _thread(batch: ImportBatch) -> service.Thread:
+    return service.Thread(batch.channel_id or "", batch.message_ts or "")
+
+
+async def _target(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
+    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    await _lead(d, client, team_id, user_id, "target campaigns")
+    batch = await _imported(d, team_id, _int(body["actions"][0].get("value"), "an import"))
+    state = ((body.get("state") or {}).get("values") or {}).get(BlockId.TARGET) or {}
+    chosen = (state.get(Action.TARGET_CHOICE) or {}).get("selected_option")
+    if not chosen:
+        raise Refusal("Choose a campaign first, then press Target a campaign.")
+    campaign = await service.get_campaign(d.db, team_id, _int(chosen.get("value"), "a campaign"))
+    channel = batch.channel_id or ""
+    if campaign.state != CampaignState.LIVE:
+        text, blocks = go_live_first(campaign, batch.id or 0)
+        await client.chat_postEphemeral(channel=channel, user=user_id, text=text, blocks=blocks,
+                                        thread_ts=batch.message_ts)  # fmt: skip
+        return
+    await service.target(d.db, team_id, campaign.id or 0, batch.segment_id,
+                         requested_by=user_id, thread=_thread(batch))  # fmt: skip
+    await client.chat_postMessage(channel=channel, thread_ts=batch.message_ts,
+                                  text=f"<@{user_id}> targeted *{esc(campaign.name)}* with this "
+                                  "segment: enrolling its contacts now.")  # fmt: skip
+
+
+async def _go_live(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
+    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    await _lead(d, client, team_id, user_id, "take campaigns live")
+    campaign_part, _, batch_part = str(body["actions"][0].get("value") or "").partition(":")
+    batch = await _imported(d, team_id, _int(batch_part, "an import"))
+    campaign = await service.get_campaign(d.db, team_id, _int(campaign_part, "a campaign"))
+    await service.target(d.db, team_id, campaign.id or 0, batch.segment_id,
+                         requested_by=user_id, thread=_thread(batch))  # fmt: skip
+    await service.set_state(d.db, team_id, campaign.id or 0, CampaignState.LIVE,
+                            requested_by=user_id, thread=_thread(batch))  # fmt: skip
+    await client.chat_postMessage(channel=batch.channel_id or "", thread_ts=batch.message_ts,
+                                  text=f"<@{user_id}> took *{esc(campaign.name)}* live and "
+                                  "targeted this segment: enrolling now.")  # fmt: skip
+
+
+async def _cancel_invites(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
+    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    await _lead(d, client, team_id, user_id, "cancel invites")
+    enrollment = await service.get_enrollment(
+        d.db, team_id, _int(body["actions"][0].get("value"), "an enrollment"))  # fmt: skip
+    cancelled = await cancel_held(d.db, team_id, enrollment.id or 0, user_id)
+    if not cancelled:
+        raise Refusal("Too late: these invites have already left (or were cancelled).")
+    await d.notifier.enrollment_changed(team_id, enrollment.id or 0)
+    await client.chat_postMessage(channel=enrollment.channel_id or "",
+                                  thread_ts=enrollment.thread_ts,
+                                  text=f"<@{user_id}> cancelled {cancelled:,} invites; the "
+                                  "advocates stay enrolled.")  # fmt: skip
+
+
+async def _resend(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
+    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    await _lead(d, client, team_id, user_id, "resend invites")
+    enrollment = await service.get_enrollment(
+        d.db, team_id, _int(body["actions"][0].get("value"), "an enrollment"))  # fmt: skip
+    if not await resend_uncertain(d.db, team_id, enrollment.id or 0):
+        raise Refusal("There is nothing left to resend.")
+    await d.notifier.enrollment_changed(team_id, enrollment.id or 0)
+
+
+async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                   context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d = deps(context)
+    work = {Action.TARGET: _target, Action.TARGET_GO_LIVE: _go_live,
+            Action.CANCEL_INVITES: _cancel_invites,
+            Action.RESEND_UNCERTAIN: _resend}[Action(body["actions"][0]["action_id"])]  # fmt: skip
+    d.later.run(work(d, client, body), client, body)
+
+
+async def _noop(ack: Any) -> None:
+    await ack()  # choosing a campaign does nothing until Target a campaign
+
+
+def register(app: AsyncApp) -> None:
+    for action in (Action.TARGET, Action.TARGET_GO_LIVE, Action.CANCEL_INVITES,
+                   Action.RESEND_UNCERTAIN):  # fmt: skip
+        app.action(action)(on_click)
+    app.action(Action.TARGET_CHOICE)(_noop)
