@@ -89,9 +89,9 @@ _OUTCOME = text("""
 """).bindparams(_ts("now"), _ts("send_after"), _ts("sent_at"))
 
 _NEXT_DUE = text("""
-    SELECT MIN(send_after) FROM invite
+    SELECT MIN(send_after) AS due FROM invite
     WHERE team_id = :t AND enrollment_id = :e AND state IN ('queued', 'held')
-""")
+""").columns(due=UTCDateTime())
 
 
 @dataclass
@@ -182,15 +182,13 @@ async def send_invites(
         raise SmtpSetupError("SECRET_KEY is not set: invites need it to sign unsubscribe links.")
     pending: _Pending | None = None
     after, last_report = 0, time.monotonic()
+    page = await _due(db, team_id, enrollment_id, after)
+    if not page:  # nothing due (held, delayed, or all done): no connection at all
+        await _schedule_rest(db, team_id, enrollment_id)
+        return
     try:
         async with sender:
-            while True:
-                async with db.begin() as conn:
-                    page = (await conn.execute(_DUE, {"t": team_id, "e": enrollment_id,
-                                                      "now": utcnow(), "after": after,
-                                                      "limit": PAGE})).all()  # fmt: skip
-                if not page:
-                    break
+            while page:
                 for invite_id, contact_id, email, first, locale, code in page:
                     after = invite_id
                     if checkpoint is not None:
@@ -219,6 +217,7 @@ async def send_invites(
                     if on_progress is not None and time.monotonic() - last_report > 2:
                         last_report = time.monotonic()
                         await on_progress()
+                page = await _due(db, team_id, enrollment_id, after)
     except SmtpSetupError:
         if pending is not None and pending.result is None:
             pending.result = SendResult(SendStatus.RETRY, "", text="the mail server is unreachable")
@@ -230,15 +229,19 @@ async def send_invites(
         await on_progress()
 
 
+async def _due(db: Database, team_id: str, enrollment_id: int, after: int) -> list[Any]:
+    async with db.begin() as conn:
+        return list((await conn.execute(_DUE, {"t": team_id, "e": enrollment_id, "now": utcnow(),
+                                               "after": after, "limit": PAGE})).all())  # fmt: skip
+
+
 async def _schedule_rest(db: Database, team_id: str, enrollment_id: int) -> None:
     """Invites still waiting (retries, delayed ones) get a send job when they are due."""
     async with db.begin() as conn:
         due = (await conn.execute(_NEXT_DUE, {"t": team_id, "e": enrollment_id})).scalar()
         if due is None:
             return
-        when = due if isinstance(due, datetime) else UTCDateTime().process_result_value(
-            due, conn.dialect)  # fmt: skip
-        when = max(when or utcnow(), utcnow())
+        when = max(due, utcnow())
         await _enqueue_send(conn, team_id, enrollment_id, when)
 
 

@@ -8,6 +8,7 @@ enrollment itself skips existing advocates).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any
@@ -201,7 +202,14 @@ async def _enroll_in(conn: AsyncConnection, team_id: str, campaign_id: int, *,
     """An enrollment row and its job, in the caller's transaction; returns the enrollment id.
 
     Enrolling again (a double click, a second targeting) is harmless: existing advocates are
-    skipped and counted as such."""
+    skipped and counted as such. With a `key` (an import's enrollment), asking again returns
+    the first enrollment instead of making another."""
+    if key is not None and queue_job:
+        earlier = (await conn.execute(
+            text("SELECT payload FROM job WHERE team_id = :t AND dedupe_key = :k"),
+            {"t": team_id, "k": key})).scalar()  # fmt: skip
+        if earlier is not None:
+            return int(json.loads(earlier)["enrollment_id"])
     enrollment_id = (await conn.execute(
         text("""INSERT INTO enrollment (team_id, campaign_id, segment_id, batch_id, requested_by,
                 status, enrolled, already_advocates, excluded, channel_id, thread_ts, created_at)

@@ -1,0 +1,134 @@
+"""Enrollment: who becomes an advocate, once, and who is emailed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from bot.campaigns import codes, service
+from bot.campaigns.after_import import enroll_imported
+from bot.campaigns.enroll import run_enrollment
+from models import CampaignState
+from tests.campaigns.conftest import TEAM, World, people
+
+
+async def test_a_live_campaign_enrolls_a_targeted_segment_once(world: World) -> None:
+    await world.import_csv("VIP", people("a@example.com,A,fr", "b@example.com,B,",
+                                         "c@example.com,C,ja"))  # fmt: skip
+    spring = await world.campaign()
+    first = await world.target(spring, "VIP")
+    assert (first.enrolled, first.already_advocates, first.invites_queued) == (3, 0, 3)
+    again = await world.target(spring, "VIP")  # re-targeting, or a double click
+    assert (again.enrolled, again.already_advocates, again.invites_queued) == (0, 3, 0)
+    assert await world.scalar("SELECT COUNT(*) FROM advocate") == 3
+    assert await world.scalar("SELECT COUNT(*) FROM invite") == 3
+    assert await world.scalar("SELECT COUNT(DISTINCT code) FROM advocate") == 3
+    for (code,) in await world.rows("SELECT code FROM advocate"):
+        assert len(code) == codes.LENGTH and set(code) <= set(codes.ALPHABET)
+
+
+async def test_two_enrollments_at_once_never_enroll_anyone_twice(world: World) -> None:
+    await world.import_csv("VIP", people(*(f"p{i}@example.com,P,en" for i in range(300))))
+    spring = await world.campaign()
+    segment = await world.segment_id("VIP")
+    ids = [await service.target(world.db, TEAM, spring, segment, requested_by="U1",
+                                queue_job=False) for _ in range(2)]  # fmt: skip
+    results = await asyncio.gather(*(run_enrollment(world.db, TEAM, e or 0, hold_seconds=0)
+                                     for e in ids))  # fmt: skip
+    assert sorted(r.enrolled for r in results) == [0, 300]
+    assert await world.scalar("SELECT COUNT(*) FROM invite") == 300
+
+
+async def test_a_draft_campaign_enrolls_nobody_until_it_goes_live(world: World) -> None:
+    await world.import_csv("VIP", people("a@example.com,A,"))
+    draft = await world.campaign(live=False)
+    segment = await world.segment_id("VIP")
+    assert await service.target(world.db, TEAM, draft, segment, requested_by="U1") is None
+    assert await world.scalar("SELECT COUNT(*) FROM advocate") == 0
+    enrollment = await service.set_state(world.db, TEAM, draft, CampaignState.LIVE,
+                                         requested_by="U1", queue_job=False)  # fmt: skip
+    assert enrollment is not None
+    result = await run_enrollment(world.db, TEAM, enrollment, hold_seconds=0)
+    assert result.enrolled == 1
+
+
+async def test_excluded_segments_are_never_enrolled(world: World) -> None:
+    await world.import_csv("VIP", people("a@example.com,A,", "staff@example.com,S,"))
+    await world.import_csv("Staff", people("staff@example.com,S,"))
+    spring = await world.campaign()
+    await service.exclude(world.db, TEAM, spring, await world.segment_id("Staff"))
+    result = await world.target(spring, "VIP")
+    assert (result.enrolled, result.excluded) == (1, 1)
+    assert await world.rows("SELECT c.email FROM advocate a JOIN contact c ON c.id = a.contact_id"
+                            ) == [("a@example.com",)]  # fmt: skip
+
+
+async def test_unsubscribed_contacts_are_enrolled_but_never_emailed(world: World) -> None:
+    csv = people("yes@example.com,Y,true", "no@example.com,N,no", "unsure@example.com,U,maybe",
+                 "plain@example.com,P,", header="email,first_name,accepts_marketing")  # fmt: skip
+    await world.import_csv("VIP", csv)
+    spring = await world.campaign()
+    result = await world.target(spring, "VIP")
+    assert result.enrolled == 4 and result.invites_queued == 2
+    assert result.not_emailed == {"unsubscribed": 2}
+    states = dict(await world.rows("SELECT c.email, i.state FROM invite i "
+                                   "JOIN contact c ON c.id = i.contact_id"))  # fmt: skip
+    assert states == {"yes@example.com": "queued", "plain@example.com": "queued",
+                      "no@example.com": "not_emailed", "unsure@example.com": "not_emailed"}
+
+
+async def test_a_campaign_without_invite_email_enrolls_silently(world: World) -> None:
+    await world.import_csv("VIP", people("a@example.com,A,"))
+    klaviyo = await world.campaign("Klaviyo", invite_email=False)
+    result = await world.target(klaviyo, "VIP")
+    assert (result.enrolled, result.invites_queued) == (1, 0)
+    assert result.not_emailed == {"invite email off": 1}
+    assert await world.scalar("SELECT COUNT(*) FROM job WHERE kind = 'send_invites'") == 0
+
+
+async def test_a_later_import_into_a_targeted_segment_enrolls_only_its_new_contacts(
+    world: World,
+) -> None:
+    await world.import_csv("VIP", people("old@example.com,O,"))
+    spring = await world.campaign()
+    await world.target(spring, "VIP")
+    await world.import_csv("VIP", people("old@example.com,O,", "new@example.com,N,"))
+    emails = await world.rows("SELECT c.email FROM advocate a JOIN contact c "
+                              "ON c.id = a.contact_id ORDER BY a.id")  # fmt: skip
+    assert emails == [("old@example.com",), ("new@example.com",)]
+    assert await world.scalar("SELECT COUNT(*) FROM invite") == 2
+
+
+async def test_an_imports_enrollment_is_queued_once_however_often_asked(world: World) -> None:
+    await world.import_csv("VIP", people("old@example.com,O,"))
+    spring = await world.campaign()
+    await world.target(spring, "VIP")
+    await world.import_csv("VIP", people("new@example.com,N,"))
+    from bot.imports.batches import get_batch
+
+    batch = await get_batch(world.db, TEAM, int(str(await world.scalar(
+        "SELECT MAX(id) FROM import_batch"))))  # fmt: skip
+    assert batch is not None
+    first = await enroll_imported(world.db, batch, hold=False)  # e.g. a retried import job
+    second = await enroll_imported(world.db, batch, hold=False)
+    assert first == second and len(first) == 1
+    assert await world.scalar("SELECT COUNT(*) FROM job WHERE kind = 'enroll'") == 1
+async def test_a_code_that_collides_is_drawn_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await world.import_csv("VIP", people("a@example.com,A,", "b@example.com,B,"))
+    spring = await world.campaign()
+    real = os.urandom
+    draws = iter([b"\x00" * 16])  # both contacts draw "22222222" the first time
+
+    def urandom(n: int) -> bytes:
+        chunk = next(draws, None)
+        return chunk[:n] if chunk is not None and len(chunk) >= n else real(n)
+
+    monkeypatch.setattr(codes.os, "urandom", urandom)
+    result = await world.target(spring, "VIP")
+    assert result.enrolled == 2
+    found = [c for (c,) in await world.rows("SELECT code FROM advocate ORDER BY code")]
+    assert len(set(found)) == 2 and "22222222" in found

@@ -1,0 +1,166 @@
+"""Invites over real SMTP (aiosmtpd on loopback): each address once, in its language."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from email.message import EmailMessage
+from pathlib import Path
+
+from sqlalchemy import text
+
+from bot.campaigns.invites import Links, cancel_held, resend_uncertain, send_invites
+from bot.email.send import OutboxDirSender, SmtpSender, parse_smtp_url
+from tests.campaigns.conftest import SECRET, TEAM, World, people
+from tests.email.smtp_server import Handler, Server, smtp_server
+
+LINKS = Links("https://bot.example", SECRET)
+
+
+async def _enrolled(world: World, *rows: str, hold: float = 0, **campaign: object) -> int:
+    await world.import_csv("VIP", people(*rows, header=str(campaign.pop(
+        "header", "email,first_name,locale"))))  # fmt: skip
+    spring = await world.campaign(**campaign)
+    await world.target(spring, "VIP", hold=hold)
+    return int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
+
+
+async def _send(world: World, server: Server, enrollment: int) -> None:
+    await send_invites(world.db, TEAM, enrollment, sender=SmtpSender(parse_smtp_url(server.url)),
+                       links=LINKS)  # fmt: skip
+
+
+async def _states(world: World) -> dict[str, str]:
+    return dict(await world.rows("SELECT c.email, i.state FROM invite i "
+                                 "JOIN contact c ON c.id = i.contact_id"))  # fmt: skip
+
+
+def _received(server: Server) -> Counter[str]:
+    return Counter(to for m in server.handler.messages for to in m.rcpt_tos)
+
+
+async def test_each_subscribed_contact_gets_one_invite_in_its_language(world: World) -> None:
+    enrollment = await _enrolled(
+        world, "ana@example.com,Ana,es,yes", "jean@example.com,Jean,fr-CA,yes",
+        "yuto@example.com,悠斗,ja,yes", "kim@example.com,Kim,ko,yes", "out@example.com,Out,fr,no",
+        header="email,first_name,locale,accepts_marketing",
+    )  # fmt: skip
+    async with smtp_server() as server:
+        await _send(world, server, enrollment)
+        await _send(world, server, enrollment)  # a second run (a retry) sends nothing again
+    assert _received(server) == Counter({"ana@example.com": 1, "jean@example.com": 1,
+                                         "yuto@example.com": 1, "kim@example.com": 1})  # fmt: skip
+    assert server.connections == 1
+    by_to = {m.rcpt_tos[0]: m.parsed() for m in server.handler.messages}
+    codes = dict(await world.rows("SELECT c.email, a.code FROM advocate a "
+                                  "JOIN contact c ON c.id = a.contact_id"))  # fmt: skip
+    for to, message in by_to.items():
+        body = _text(message)
+        assert f"https://bot.example/r/{codes[to]}" in body
+        assert message["List-Unsubscribe"].startswith("<https://bot.example/u/")
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert message["From"] == "Shop <hello@shop.example>"
+    assert "¡Hola, Ana!" in _text(by_to["ana@example.com"])
+    assert "Bonjour Jean" in _text(by_to["jean@example.com"])
+    assert "悠斗" in _text(by_to["yuto@example.com"])
+    states = await _states(world)
+    assert states["out@example.com"] == "not_emailed" and states["kim@example.com"] == "sent"
+    fell_back = await world.rows("SELECT c.email, i.locale FROM invite i JOIN contact c "
+                                 "ON c.id = i.contact_id WHERE i.fell_back")  # fmt: skip
+    assert fell_back == [("kim@example.com", "en")]  # no Korean template: said, not hidden
+
+
+def _text(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+async def test_a_refused_recipient_fails_and_the_rest_go_out(world: World) -> None:
+    enrollment = await _enrolled(world, "a@example.com,A,", "bad@example.com,B,",
+                                 "c@example.com,C,")  # fmt: skip
+    handler = Handler(refuse={"bad@example.com": "550 5.1.1 no such user"})
+    async with smtp_server(handler) as server:
+        await _send(world, server, enrollment)
+    assert set(_received(server)) == {"a@example.com", "c@example.com"}
+    states = await _states(world)
+    assert states == {"a@example.com": "sent", "bad@example.com": "failed",
+                      "c@example.com": "sent"}  # fmt: skip
+    reason = await world.scalar("SELECT reason FROM invite WHERE state = 'failed'")
+    assert "550" in str(reason)
+
+
+async def test_a_temporary_refusal_is_retried_later(world: World) -> None:
+    enrollment = await _enrolled(world, "a@example.com,A,", "b@example.com,B,")
+    handler = Handler(rcpt_replies={"b@example.com": ["421 4.7.0 try again later"]})
+    async with smtp_server(handler) as server:
+        await _send(world, server, enrollment)
+        assert (await _states(world))["b@example.com"] == "queued"
+        job = await world.rows("SELECT run_after FROM job WHERE kind = 'send_invites' "
+                               "AND dedupe_key LIKE 'send:%:%'")  # fmt: skip
+        assert len(job) == 1  # the retry is scheduled
+        async with world.db.begin() as conn:  # time passes: the retry is due
+            await conn.execute(text("UPDATE invite SET send_after = updated_at "
+                                    "WHERE state = 'queued'"))  # fmt: skip
+        await _send(world, server, enrollment)
+    assert _received(server) == Counter({"a@example.com": 1, "b@example.com": 1})
+    assert set((await _states(world)).values()) == {"sent"}
+
+
+async def test_a_connection_dropped_after_the_data_leaves_it_uncertain_never_resent(
+    world: World,
+) -> None:
+    enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(5)))
+    handler = Handler(drop_at={"DATA": {3}})  # the server took #3, the reply was lost
+    async with smtp_server(handler) as server:
+        await _send(world, server, enrollment)
+        await _send(world, server, enrollment)
+    assert all(n == 1 for n in _received(server).values()) and len(_received(server)) == 5
+    states = Counter((await _states(world)).values())
+    assert states == Counter({"sent": 4, "uncertain": 1})
+    # a person may choose to resend it, knowing it may arrive twice
+    assert await resend_uncertain(world.db, TEAM, enrollment) == 1
+    async with smtp_server() as again:
+        await _send(world, again, enrollment)
+    assert len(again.handler.messages) == 1
+
+
+async def test_a_sender_that_dies_mid_send_never_sends_that_address_twice(world: World) -> None:
+    enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(4)))
+    handler = Handler(data_delay=30)  # the server holds its reply to the first message
+    async with smtp_server(handler) as server:
+        task = asyncio.create_task(_send(world, server, enrollment))
+        while not handler.messages:
+            await asyncio.sleep(0.01)
+        task.cancel()  # the worker is killed while the server has the message
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    states = Counter((await _states(world)).values())
+    assert states == Counter({"sending": 1, "queued": 3})
+    async with smtp_server() as restarted:  # the job runs again on another worker
+        await _send(world, restarted, enrollment)
+    first = handler.messages[0].rcpt_tos[0]
+    assert first not in _received(restarted) and len(_received(restarted)) == 3
+    assert (await _states(world))[first] == "uncertain"
+
+
+async def test_held_invites_wait_and_cancel_invites_sends_nothing(world: World) -> None:
+    enrollment = await _enrolled(world, "a@example.com,A,", "b@example.com,B,", hold=300)
+    async with smtp_server() as server:
+        await _send(world, server, enrollment)  # early: everything is still held
+        assert server.handler.messages == []
+        assert await cancel_held(world.db, TEAM, enrollment, "U0002") == 2
+        await _send(world, server, enrollment)
+    assert server.handler.messages == []
+    assert set((await _states(world)).values()) == {"cancelled"}
+    assert await world.scalar("SELECT COUNT(*) FROM advocate") == 2  # still advocates
+
+
+async def test_without_smtp_invites_are_written_to_the_outbox(world: World, tmp_path: Path
+                                                              ) -> None:  # fmt: skip
+    enrollment = await _enrolled(world, "a@example.com,A,", "b@example.com,B,")
+    for _ in range(2):
+        await send_invites(world.db, TEAM, enrollment, sender=OutboxDirSender(tmp_path),
+                           links=LINKS)  # fmt: skip
+    assert len(list(tmp_path.glob("*.eml"))) == 2

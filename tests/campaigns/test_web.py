@@ -1,0 +1,102 @@
+"""Referral and unsubscribe links, as a browser and a mail client use them over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bot.app import build_web_app
+from bot.campaigns.links import unsubscribe_link, unsubscribe_token
+from bot.settings import load_settings
+from bot.web import public_routes, with_ref
+from tests.campaigns.conftest import SECRET, TEAM, World, people
+
+
+@pytest.fixture
+async def site(world: World) -> AsyncIterator[str]:
+    settings = load_settings(database_url=world.db.url, secret_key=SECRET)
+    runner = web.AppRunner(build_web_app(None, routes=public_routes(world.db, settings)))
+    await runner.setup()
+    tcp = web.TCPSite(runner, "127.0.0.1", 0)
+    await tcp.start()
+    port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def _advocate(world: World) -> tuple[str, int]:
+    await world.import_csv("VIP", people("a@example.com,A,"))
+    spring = await world.campaign(store_url="https://shop.example/spring?utm=mail&ref=old")
+    await world.target(spring, "VIP")
+    code, contact = (await world.rows("SELECT code, contact_id FROM advocate"))[0]
+    return str(code), int(contact)
+
+
+async def test_a_referral_link_counts_the_click_and_leads_to_the_store(
+    world: World, site: str
+) -> None:
+    code, _ = await _advocate(world)
+    async with aiohttp.ClientSession() as http:
+        for path in (f"/r/{code}", f"/r/{code.lower()}"):
+            async with http.get(site + path, allow_redirects=False) as response:
+                assert response.status == 302
+                assert response.headers["Location"] == (
+                    f"https://shop.example/spring?utm=mail&ref={code}")  # fmt: skip
+        async with http.get(site + "/r/NOPE2345", allow_redirects=False) as response:
+            assert response.status == 404 and "link doesn&#39;t exist" in await response.text()
+    assert await world.scalar("SELECT clicks FROM advocate") == 2
+
+
+def test_ref_is_added_to_any_store_url() -> None:
+    assert with_ref("https://s.example", "AB") == "https://s.example?ref=AB"
+    assert with_ref("https://s.example/p?q=1#top", "AB") == "https://s.example/p?q=1&ref=AB#top"
+
+
+async def test_unsubscribe_asks_on_get_and_acts_only_on_post(world: World, site: str) -> None:
+    _, contact = await _advocate(world)
+    link = unsubscribe_link(site, SECRET, TEAM, contact)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(link) as response:  # a mail scanner following the link
+            assert response.status == 200 and "<form" in await response.text()
+        assert await world.scalar("SELECT subscribed FROM contact") in (True, 1)
+        for _ in range(2):  # RFC 8058 one-click POST, twice: the same result
+            async with http.post(link, data={"List-Unsubscribe": "One-Click"}) as response:
+                assert response.status == 200 and "unsubscribed" in await response.text()
+    assert await world.scalar("SELECT subscribed FROM contact") in (False, 0)
+    assert await world.scalar("SELECT state FROM invite") == "not_emailed"
+    assert await world.scalar("SELECT reason FROM invite") == "unsubscribed"
+
+
+async def test_a_forged_or_foreign_token_is_refused(world: World, site: str) -> None:
+    _, contact = await _advocate(world)
+    forged = [unsubscribe_token("another-key", TEAM, contact),
+              unsubscribe_token(SECRET, TEAM, contact)[:-2] + "xx",
+              "bm9wZQ.AAAA", "garbage"]  # fmt: skip
+    async with aiohttp.ClientSession() as http:
+        for token in forged:
+            for method in ("GET", "POST"):
+                async with http.request(method, f"{site}/u/{token}") as response:
+                    assert response.status == 400, (token, method)
+    assert await world.scalar("SELECT subscribed FROM contact") in (True, 1)
+
+
+async def test_an_unsubscribe_is_sticky_across_later_imports(world: World, site: str) -> None:
+    _, contact = await _advocate(world)
+    link = unsubscribe_link(site, SECRET, TEAM, contact)
+    async with aiohttp.ClientSession() as http, http.post(link) as response:
+        assert response.status == 200
+    header = "email,first_name,accepts_marketing"
+    await world.import_csv("VIP", people("a@example.com,A,yes", header=header))
+    import io
+
+    from bot.imports.importer import import_files
+
+    await import_files(world.db, TEAM, [("again.csv", io.BytesIO(
+        people("a@example.com,A,yes", header=header).encode()))], segment="VIP",
+        update_existing=True)  # fmt: skip
+    assert await world.scalar("SELECT subscribed FROM contact") in (False, 0)
