@@ -10,6 +10,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.campaigns.preview import preview_batch
 from bot.imports.addresses import InvalidEmail, normalize_email
 from bot.imports.batches import add_source, create_batch, stage_contact
 from bot.imports.job_kinds import SLACK_FILE_JOB
@@ -155,7 +156,9 @@ async def queue_sources(d: Deps, team_id: str, batch_id: int, form: ImportForm) 
 async def post_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: int,
                       channel: str, user_id: str) -> None:  # fmt: skip
     """Post the review message where the import started, or in a DM if the bot can't."""
-    text, blocks = review_message(await load(d.db, team_id, batch_id))
+    view = await load(d.db, team_id, batch_id)
+    previews = await preview_batch(d.db, team_id, batch_id, view.segment.id or 0)
+    text, blocks = review_message(view, previews)
     try:
         posted = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
     except SlackApiError:

@@ -6,6 +6,7 @@ No Slack calls and no database here, so every message can be built and checked i
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 
 from slack_sdk.models.blocks import (
@@ -26,6 +27,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.blocks.block_elements import FileInputElement
 from slack_sdk.models.views import View
 
+from bot.campaigns.preview import CampaignPreview
 from bot.imports.batches import Totals
 from bot.imports.review import BatchView, ContactRow, describe_status
 from handlers.ids import Action, BlockId, Callback
@@ -155,8 +157,25 @@ def rejects_comment(label: str, counts: Totals) -> str:
             f"*{esc(label)}* won't be imported; this CSV says why.")  # fmt: skip
 
 
-def review_message(view: BatchView) -> tuple[str, list[Block]]:
-    """(fallback text, blocks) of the review message; read-only once it leaves draft."""
+def _preview_line(p: CampaignPreview) -> str:
+    when = f" in {p.invite_in_days} days" if p.invite_in_days else ""
+    parts = [f"*{n(p.will_invite)} will be invited*{when}"]
+    parts += [f"{n(c)} enrolled without email ({esc(why)})" for why, c in p.without_email.items()]
+    if p.already_advocates:
+        parts.append(f"{n(p.already_advocates)} already advocates")
+    if p.excluded:
+        parts.append(f"{n(p.excluded)} excluded")
+    return f":mailbox_with_mail: *{esc(p.campaign)}* (live) targets this segment: " + " · ".join(
+        parts
+    )
+
+
+def review_message(view: BatchView, previews: Sequence[CampaignPreview] = ()
+                   ) -> tuple[str, list[Block]]:  # fmt: skip
+    """(fallback text, blocks) of the review message; read-only once it leaves draft.
+
+    While in draft, each live campaign targeting the segment says whom it will email, so the
+    lead approves knowing who gets an invite."""
     batch, totals = view.batch, view.totals
     draft = batch.status == BatchStatus.DRAFT
     title = f"Contact import #{batch.id} into {view.segment.name}"
@@ -187,6 +206,9 @@ def review_message(view: BatchView) -> tuple[str, list[Block]]:
     if view.pending:
         summary += f"\n:hourglass_flowing_sand: {view.pending} file(s) still being read."
     blocks.append(SectionBlock(text=MarkdownTextObject(text=summary)))
+    if draft and previews:
+        lines = "\n".join(_preview_line(p) for p in previews[:5])
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=lines[:3000])))
     if draft:
         blocks.append(_review_actions(batch.id or 0))
     else:

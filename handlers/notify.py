@@ -18,6 +18,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot.campaigns.preview import preview_batch
 from bot.campaigns.service import list_campaigns
 from bot.imports.batches import write_rejects
 from bot.imports.review import load, set_message
@@ -131,7 +132,9 @@ class SlackNotifier:
     async def _refresh(self, team_id: str, batch_id: int) -> None:
         view = await load(self.db, team_id, batch_id)
         if view.batch.channel_id and view.batch.message_ts:
-            text, blocks = review_message(view)
+            previews = (await preview_batch(self.db, team_id, batch_id, view.segment.id or 0)
+                        if view.batch.status == BatchStatus.DRAFT else [])  # fmt: skip
+            text, blocks = review_message(view, previews)
             await self.client.chat_update(
                 channel=view.batch.channel_id, ts=view.batch.message_ts, text=text, blocks=blocks
             )

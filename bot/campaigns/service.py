@@ -107,10 +107,15 @@ async def create_campaign(
                         invite_email=invite_email, invite_delay_days=invite_delay_days,
                         created_by=created_by)  # fmt: skip
     async with db.session() as session:
+        same = select(Campaign.id).where(Campaign.team_id == team_id,
+                                         Campaign.name_key == campaign.name_key)  # fmt: skip
+        taken = (await session.exec(same)).first()
+        if taken is not None:
+            raise CampaignError(f"A campaign named {name!r} already exists.")
         session.add(campaign)
         try:
             await session.commit()
-        except IntegrityError:
+        except IntegrityError:  # created meanwhile by a double click
             raise CampaignError(f"A campaign named {name!r} already exists.") from None
     return campaign
 

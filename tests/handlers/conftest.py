@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiohttp import ClientSession, web
@@ -40,7 +41,8 @@ class Harness:
 
 
 @pytest.fixture
-async def app(db: Database, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
+async def app(db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+              ) -> AsyncIterator[Harness]:  # fmt: skip
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
     async with FakeSlack(bot_token="xoxb-test", team_id="T0001") as slack:
@@ -48,7 +50,8 @@ async def app(db: Database, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Ha
             database_url=db.url, slack_bot_token="xoxb-test", slack_signing_secret=SECRET,
             slack_api_url=slack.api_url, slack_file_hosts=[slack.files_host], team_leads=[LEAD],
             job_lease_seconds=10, worker_poll_seconds=0.05, job_retry_base_seconds=0,
-            import_chunk_rows=100,
+            import_chunk_rows=100, secret_key="test-secret", outbox_dir=tmp_path / "outbox",
+            public_url="https://bot.example",
         )  # fmt: skip
         session = ClientSession()
         client = slack_client(settings, session)

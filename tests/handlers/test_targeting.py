@@ -1,0 +1,189 @@
+"""From an import's thread to invites: Target a campaign, the hold window, Cancel invites."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import bindparam, text
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from bot.campaigns import service
+from bot.workspaces import ensure_workspace
+from handlers.ids import Action, BlockId
+from models import Campaign, CampaignState
+from models.clock import utcnow
+from tests.fakes.slack_requests import state_static_select
+from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_decisions import _start
+from tests.handlers.test_import_flow import _count
+
+
+async def _campaign(app: Harness, name: str, *, live: bool) -> Campaign:
+    await ensure_workspace(app.db, "T0001")
+    campaign = await service.create_campaign(app.db, "T0001", name,
+                                             store_url="https://shop.example")  # fmt: skip
+    if live:
+        await service.set_state(app.db, "T0001", campaign.id or 0, CampaignState.LIVE,
+                                requested_by=LEAD)  # fmt: skip
+    return campaign
+
+
+async def _imported(app: Harness) -> dict:
+    """The review message of an approved and finished import of two contacts into VIP."""
+    message, batch = await _start(app)
+    assert await _count(app, "SELECT COUNT(*) FROM workspace") == 1
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    return message
+
+
+def _offer(app: Harness, message: dict) -> dict:
+    thread = app.slack.messages_in("C0001", message["ts"])
+    offer = next((m for m in thread if Action.TARGET in json.dumps(m.get("blocks"))), None)
+    assert offer is not None, [m.get("text") for m in thread]
+    return offer
+
+
+async def _target(app: Harness, message: dict, campaign_id: int, user: str = LEAD) -> None:
+    offer = _offer(app, message)
+    batch = next(e["value"] for b in offer["blocks"] if b["type"] == "actions"
+                 for e in b["elements"] if e.get("action_id") == Action.TARGET)  # fmt: skip
+    chosen = {BlockId.TARGET: {Action.TARGET_CHOICE: state_static_select(str(campaign_id))}}
+    await app.requests.block_action(Action.TARGET, batch, user_id=user, message_ts=offer["ts"],
+                                    state_values=chosen)  # fmt: skip
+    await app.settle()
+
+
+def _report(app: Harness, message: dict) -> dict:
+    thread = app.slack.messages_in("C0001", message["ts"])
+    report = next((m for m in thread if "new advocates" in json.dumps(m.get("blocks"))), None)
+    assert report is not None, [m.get("text") for m in thread]
+    return report
+
+
+async def _hold_is_over(app: Harness) -> None:
+    now = bindparam("now", type_=UTCDateTime())
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE invite SET send_after = :now").bindparams(now),
+                           {"now": utcnow()})  # fmt: skip
+        await conn.execute(text("UPDATE job SET run_after = :now WHERE state = 'queued' "
+                                "AND kind = 'send_invites'").bindparams(now), {"now": utcnow()})
+    await app.settle()
+
+
+async def test_target_a_live_campaign_from_the_thread_and_invites_go_out(app: Harness) -> None:
+    spring = await _campaign(app, "Spring <!here>", live=True)
+    message = await _imported(app)
+    assert "Spring &lt;!here&gt; (live)" not in json.dumps(_offer(app, message))  # plain_text
+    await _target(app, message, spring.id or 0, user=REP)
+    assert "Only team leads can target campaigns" in app.slack.ephemerals[-1]["text"]
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 0
+
+    await _target(app, message, spring.id or 0)
+    report = _report(app, message)
+    rendered = json.dumps(report["blocks"])
+    assert "*2* new advocates" in rendered and "Spring &lt;!here&gt;" in rendered
+    assert "2 held until" in rendered and Action.CANCEL_INVITES in rendered
+    assert list((app.settings.outbox_dir).glob("*.eml")) == []  # nothing before the hold ends
+
+    await _hold_is_over(app)
+    assert len(list(app.settings.outbox_dir.glob("*.eml"))) == 2
+    rendered = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
+    assert "2 invites sent" in rendered and Action.CANCEL_INVITES not in rendered
+    await _target(app, message, spring.id or 0)  # a second click: nobody enrolled twice
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 2
+    assert len(list(app.settings.outbox_dir.glob("*.eml"))) == 2
+    assert app.slack.block_errors == []
+
+
+async def test_cancel_invites_during_the_hold_keeps_the_advocates(app: Harness) -> None:
+    spring = await _campaign(app, "Spring", live=True)
+    message = await _imported(app)
+    await _target(app, message, spring.id or 0)
+    report = _report(app, message)
+    enrollment = next(e["value"] for b in report["blocks"] if b["type"] == "actions"
+                      for e in b["elements"]
+                      if e["action_id"] == Action.CANCEL_INVITES)  # fmt: skip
+    await app.requests.block_action(Action.CANCEL_INVITES, enrollment, user_id=LEAD,
+                                    message_ts=report["ts"])  # fmt: skip
+    await app.settle()
+    await _hold_is_over(app)
+    assert list(app.settings.outbox_dir.glob("*.eml")) == []
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 2
+    thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    assert any("cancelled 2 invites" in t for t in thread)
+    rendered = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
+    assert "2 cancelled" in rendered and Action.CANCEL_INVITES not in rendered
+    await app.requests.block_action(Action.CANCEL_INVITES, enrollment, user_id=LEAD,
+                                    message_ts=report["ts"])  # fmt: skip
+    await app.settle()
+    assert "Too late" in app.slack.ephemerals[-1]["text"]
+
+
+async def test_a_draft_campaign_asks_to_go_live_first(app: Harness) -> None:
+    draft = await _campaign(app, "Autumn", live=False)
+    message = await _imported(app)
+    await _target(app, message, draft.id or 0)
+    question = app.slack.ephemerals[-1]
+    assert "is a draft campaign" in question["text"]
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 0
+    value = next(e["value"] for b in question["blocks"] if b["type"] == "actions"
+                 for e in b["elements"])  # fmt: skip
+    await app.requests.block_action(Action.TARGET_GO_LIVE, value, user_id=LEAD,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 2
+    assert (await service.get_campaign(app.db, "T0001", draft.id or 0)).state == "live"
+    _report(app, message)
+
+
+async def test_a_later_import_into_a_targeted_segment_reports_its_enrollment(
+    app: Harness,
+) -> None:
+    spring = await _campaign(app, "Spring", live=True)
+    first = await _imported(app)
+    await _target(app, first, spring.id or 0)
+    from bot.workspaces import find_segment
+    from tests.handlers.test_import_flow import _form, _open_modal, _review
+
+    view_id = await _open_modal(app)
+    segment = await find_segment(app.db, "T0001", "VIP")
+    form = _form(email="late@example.com")
+    form[BlockId.SEGMENT][Action.SEGMENT]["selected_option"] = {
+        "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment.id)}  # type: ignore[union-attr]
+    await app.requests.view_submission(state_values=form, view_id=view_id, user_id=REP)
+    await app.settle()
+    second = await _review(app)
+    batch = second["blocks"][-1]["elements"][2]["value"]
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=second["ts"])
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 3
+    rendered = json.dumps(_report(app, second)["blocks"])
+    assert "*1* new advocates" in rendered
+
+
+async def test_the_review_says_whom_a_live_campaign_will_invite(app: Harness) -> None:
+    spring = await _campaign(app, "Spring", live=True)
+    klaviyo = await _campaign(app, "Klaviyo flow", live=True)
+    await service.update_campaign(app.db, "T0001", klaviyo.id or 0, invite_email=False)
+    first = await _imported(app)  # jane and raj, into VIP
+    for campaign in (spring, klaviyo):
+        await _target(app, first, campaign.id or 0)
+    from bot.workspaces import find_segment
+    from tests.handlers.test_import_flow import _form, _open_modal, _review
+
+    view_id = await _open_modal(app)
+    segment = await find_segment(app.db, "T0001", "VIP")
+    csv = (b"email,first_name,accepts_marketing\njane@example.com,Jane,yes\n"
+           b"new@example.com,New,yes\nquiet@example.com,Quiet,no\n")  # fmt: skip
+    file = app.slack.add_file("F0002", "more.csv", csv)
+    form = _form(files=[file])
+    form[BlockId.SEGMENT][Action.SEGMENT]["selected_option"] = {
+        "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment.id)}  # type: ignore[union-attr]
+    await app.requests.view_submission(state_values=form, view_id=view_id, user_id=REP)
+    await app.settle()
+    rendered = json.dumps((await _review(app))["blocks"], ensure_ascii=False)
+    assert ("*Spring* (live) targets this segment: *1 will be invited* · 1 enrolled without "
+            "email (unsubscribed) · 1 already advocates") in rendered
+    assert ("*Klaviyo flow* (live) targets this segment: *0 will be invited* · 2 enrolled "
+            "without email (invite email off) · 1 already advocates") in rendered
