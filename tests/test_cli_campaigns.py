@@ -1,0 +1,109 @@
+"""The campaign path from the shell, without Slack: create, target, import, send, advocates."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from pathlib import Path
+
+from tests.test_cli import run
+
+
+def _json(env: dict[str, str], *args: str) -> dict | list:
+    result = run(env, *args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_the_whole_campaign_path_from_the_shell(db_env: dict[str, str], tmp_path: Path) -> None:
+    people = tmp_path / "people.csv"
+    people.write_text("email,first_name,locale,Accepts Email Marketing\n"
+                      "ana@example.com,Ana,es,yes\nbo@example.com,Bo,sv,no\n"
+                      "staff@example.com,Staff,,yes\n", encoding="utf-8")  # fmt: skip
+    staff = tmp_path / "staff.csv"
+    staff.write_text("email\nstaff@example.com\n", encoding="utf-8")
+    assert run(db_env, "import", str(people), "--segment", "VIP",
+               "--create-segment").returncode == 0  # fmt: skip
+    assert run(db_env, "import", str(staff), "--segment", "Staff",
+               "--create-segment").returncode == 0  # fmt: skip
+
+    created = _json(db_env, "campaign", "create", "Spring", "--store-url",
+                    "https://shop.example", "--sender", "Shop <hello@shop.example>",
+                    "--offer", "Give 10%, get $10")  # fmt: skip
+    assert created == {"id": 1, "name": "Spring", "state": "draft"}
+    assert _json(db_env, "campaign", "exclude", "Spring", "--segment", "Staff") == {
+        "campaign": "Spring"}  # fmt: skip
+    draft = _json(db_env, "campaign", "target", "spring", "--segment", "VIP")
+    assert draft["enrolled"] == 0  # a draft campaign enrolls nobody yet
+    live = _json(db_env, "campaign", "live", "Spring")
+    assert live == {"campaign": "Spring", "enrolled": 2, "already_advocates": 0, "excluded": 1,
+                    "invites_queued": 1, "not_emailed": {"unsubscribed": 1}}  # fmt: skip
+    again = _json(db_env, "campaign", "target", "Spring", "--segment", "VIP")
+    assert (again["enrolled"], again["already_advocates"]) == (0, 2)
+
+    later = tmp_path / "later.csv"
+    later.write_text("email,first_name\nnew@example.com,New\n", encoding="utf-8")
+    imported = _json(db_env, "import", str(later), "--segment", "VIP")
+    assert (imported["enrolled"], imported["invites_queued"]) == (1, 1)
+
+    listing = _json(db_env, "campaign", "list")
+    assert listing[0]["name"] == "Spring" and listing[0]["state"] == "live"
+    assert listing[0]["targets"] == ["VIP"] and listing[0]["excluded"] == ["Staff"]
+    assert listing[0]["advocates"] == 3 and listing[0]["invite_email"] is True
+
+    outbox = tmp_path / "outbox"
+    worker_env = {**db_env, "SECRET_KEY": "s", "OUTBOX_DIR": str(outbox),
+                  "PUBLIC_URL": "https://r.example", "WORKER_POLL_SECONDS": "0.1"}  # fmt: skip
+    _drain(worker_env)
+    sent = sorted(outbox.glob("*.eml"))
+    assert len(sent) == 2
+    recipients = {str(email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["To"])
+                  for p in sent}  # fmt: skip
+    assert recipients == {"ana@example.com", "new@example.com"}
+
+    advocates = _json(db_env, "advocates", "--campaign", "Spring")
+    by_email = {a["email"]: a for a in advocates}
+    assert set(by_email) == {"ana@example.com", "bo@example.com", "new@example.com"}
+    assert by_email["bo@example.com"]["invite"] == "not_emailed"
+    assert by_email["bo@example.com"]["subscribed"] is False
+    assert by_email["ana@example.com"]["invite"] == "sent"
+    assert by_email["ana@example.com"]["link"].startswith("http")
+
+    paused = run(db_env, "campaign", "pause", "Spring")
+    assert paused.returncode == 0 and "pause done" in paused.stdout
+    missing = run(db_env, "campaign", "target", "Nope", "--segment", "VIP", "--json")
+    assert missing.returncode == 1 and "No campaign named 'Nope'" in json.loads(missing.stdout)[
+        "error"]  # fmt: skip
+
+
+def test_campaign_create_refuses_a_bad_store_url(db_env: dict[str, str]) -> None:
+    result = run(db_env, "campaign", "create", "X", "--store-url", "shop.example")
+    assert result.returncode == 1 and "web address" in result.stderr
+
+
+def _drain(env: dict[str, str]) -> None:
+    """Run a worker until the queue has nothing due (SIGTERM after a short quiet spell)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DEFAULT_"))}
+    full.update(env)
+    worker = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=full,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            jobs = json.loads(run(env, "jobs", "--json").stdout)
+            if not [j for j in jobs if j["state"] in ("queued", "running")
+                    and j["kind"] in ("send_invites", "enroll")]:  # fmt: skip
+                break
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
