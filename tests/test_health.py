@@ -11,12 +11,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from bot.app import build_web_app, serve
 from bot.jobs.supervisor import WorkerSupervisor
 from bot.settings import load_settings
 from models import Database
+from tests.fakes.slack_api import serve as serve_app
 
 
 class CrashingWorker:
@@ -47,15 +47,8 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 @asynccontextmanager
 async def health_server(health: Callable[[], dict[str, Any]]) -> AsyncIterator[str]:
     """build_web_app's routes on a real loopback port; yields the /healthz URL."""
-    runner = web.AppRunner(build_web_app(None, health=health))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/healthz"
-    finally:
-        await runner.cleanup()
+    async with serve_app(build_web_app(None, health=health)) as url:
+        yield f"{url}/healthz"
 
 
 async def get(url: str) -> tuple[int, dict[str, Any]]:

@@ -6,27 +6,20 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from bot.app import build_web_app
 from bot.campaigns.links import unsubscribe_link, unsubscribe_token
 from bot.settings import load_settings
 from bot.web import public_routes, with_ref
 from tests.campaigns.conftest import SECRET, TEAM, World, people
+from tests.fakes.slack_api import serve
 
 
 @pytest.fixture
 async def site(world: World) -> AsyncIterator[str]:
     settings = load_settings(database_url=world.db.url, secret_key=SECRET)
-    runner = web.AppRunner(build_web_app(None, routes=public_routes(world.db, settings)))
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
-    port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve(build_web_app(None, routes=public_routes(world.db, settings))) as url:
+        yield url
 
 
 async def _advocate(world: World) -> tuple[str, int]:
