@@ -25,6 +25,7 @@ from bot.web import public_routes
 from handlers import register_listeners
 from handlers.context import Deps
 from handlers.later import Later
+from handlers.messages import esc
 from handlers.notify import SlackNotifier
 from models import Database
 
@@ -96,6 +97,22 @@ def build_worker(settings: Settings, client: AsyncWebClient | None, db: Database
     return Worker(db, job_handlers(settings, notifier, lookup), config)
 
 
+def tell_connected(client: AsyncWebClient) -> Callable[[str, str, str], Any]:
+    """After a Mailchimp sign-in, tell the person who started it, in Slack."""
+
+    async def tell(team_id: str, user_id: str, account: str) -> None:
+        try:
+            dm = await client.conversations_open(users=user_id)
+            name = f"*{esc(account)}*" if account else "Your account"
+            text = (f":white_check_mark: Mailchimp is connected: {name}. Its audiences can now "
+                    "be added to imports.")  # fmt: skip
+            await client.chat_postMessage(channel=dm["channel"]["id"], text=text)
+        except Exception:
+            log.exception("could not tell %s that Mailchimp is connected", user_id)
+
+    return tell
+
+
 def build_web_app(
     bolt: AsyncApp | None, *, health: Health | None = None,
     routes: Sequence[web.RouteDef] = (),
@@ -140,7 +157,9 @@ async def serve(
     log.info("%s", settings.invite_delivery())
     health = supervisor.health if supervisor is not None else without_worker
     runner = web.AppRunner(build_web_app(None if socket_mode else bolt, health=health,
-                                         routes=public_routes(db, settings)))  # fmt: skip
+                                         routes=public_routes(
+                                             db, settings, on_connected=tell_connected(client)
+                                         )))  # fmt: skip
     await runner.setup()
     handler = None
     try:

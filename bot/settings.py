@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     outbox_dir: Path = Field(
         default=Path("outbox"), description="invites are written here as .eml without SMTP_URL"
     )
+    mailchimp_client_id: str = Field(default="", description="OAuth app: Connect by sign-in")
+    mailchimp_client_secret: str = Field(default="", description="OAuth app secret")
+    mailchimp_login_url: str = Field(
+        default="https://login.mailchimp.com", description="Mailchimp's OAuth host"
+    )
+    mailchimp_api_url: str = Field(
+        default="https://{dc}.api.mailchimp.com", description="API host for a key's data centre"
+    )
     invite_hold_seconds: float = Field(
         default=300.0, ge=0, description="invites wait this long with a Cancel invites button"
     )

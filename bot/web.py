@@ -1,4 +1,4 @@
-"""The public pages `serve` answers beside Slack: referral links and unsubscribe links.
+"""The public pages `serve` answers beside Slack: referral, unsubscribe and OAuth callbacks.
 
 They are served in HTTP and Socket Mode alike, to anyone on the internet, so they reveal
 nothing: an unknown code is a plain 404, a forged unsubscribe token a plain 400, and a GET
@@ -8,6 +8,7 @@ never unsubscribes (mail scanners follow links); only the POST does (RFC 8058 on
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
@@ -17,6 +18,10 @@ from sqlalchemy import text
 from bot.campaigns.codes import normalise
 from bot.campaigns.consent import unsubscribe
 from bot.campaigns.links import BadToken, read_unsubscribe_token
+from bot.mailchimp.accounts import save
+from bot.mailchimp.api import MailchimpError
+from bot.mailchimp.oauth import CALLBACK_PATH, BadState, exchange, read_state
+from bot.once import first_time
 from bot.settings import Settings
 from models import Database
 
@@ -46,7 +51,11 @@ def page(title: str, message: str, *, status: int = 200, action: str | None = No
                         headers={"Cache-Control": "no-store"})  # fmt: skip
 
 
-def public_routes(db: Database, settings: Settings) -> list[web.RouteDef]:
+Connected = Callable[[str, str, str], Awaitable[None]]  # (team, user, account name)
+
+
+def public_routes(db: Database, settings: Settings, *, on_connected: Connected | None = None
+                  ) -> list[web.RouteDef]:  # fmt: skip
     async def referral(request: web.Request) -> web.StreamResponse:
         code = normalise(request.match_info["code"])
         async with db.begin() as conn:
@@ -76,7 +85,36 @@ def public_routes(db: Database, settings: Settings) -> list[web.RouteDef]:
         return page("You're unsubscribed", "You won't receive referral invitations from us "
                     "at this address any more.")  # fmt: skip
 
+    async def mailchimp_callback(request: web.Request) -> web.Response:
+        if request.query.get("error"):
+            return page("Not connected", "Mailchimp sign-in was cancelled; nothing changed.")
+        try:
+            state = read_state(settings.secret_key, request.query.get("state", ""))
+        except BadState as exc:
+            log.warning("refused a Mailchimp callback (%s) from %s", exc, request.remote)
+            return page("Link not valid", "This sign-in link isn't valid or has expired: "
+                        "start again from /referral mailchimp in Slack.", status=400)  # fmt: skip
+        if not await first_time(db, state.team_id, f"mailchimp-oauth:{state.nonce}"):
+            return page("Link already used", "This sign-in link was already used: start again "
+                        "from /referral mailchimp in Slack.", status=400)  # fmt: skip
+        try:
+            account = await exchange(settings.mailchimp_login_url, settings.mailchimp_client_id,
+                                     settings.mailchimp_client_secret,
+                                     settings.public_base + CALLBACK_PATH,
+                                     request.query.get("code", ""))  # fmt: skip
+            await save(db, state.team_id, account.creds, dc=account.dc,
+                       account_name=account.account_name, login_email=account.login_email,
+                       user=state.user_id, secret_key=settings.secret_key)  # fmt: skip
+        except MailchimpError as exc:
+            log.warning("Mailchimp OAuth exchange failed for %s: %s", state.team_id, exc)
+            return page("Not connected", str(exc), status=502)
+        if on_connected is not None:
+            await on_connected(state.team_id, state.user_id, account.account_name)
+        return page("Mailchimp connected", f"{account.account_name or 'Your account'} is "
+                    "connected. You can close this tab and go back to Slack.")  # fmt: skip
+
     return [
+        web.get(CALLBACK_PATH, mailchimp_callback),
         web.get("/r/{code}", referral),
         web.get("/u/{token}", unsubscribe_form),
         web.post("/u/{token}", unsubscribe_now),

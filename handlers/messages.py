@@ -138,15 +138,20 @@ def segment_options(names: list[tuple[int, str]]) -> list[Option]:
     return [Option(value=str(segment_id), text=name[:75]) for segment_id, name in names[:100]]
 
 
-def _source_line(source: ImportSource, counts: Totals) -> str:
+def _source_line(source: ImportSource, counts: Totals,
+                 skipped: dict[str, int] | None = None) -> str:  # fmt: skip
     kind = KIND_LABEL.get(SourceKind(source.kind), source.kind)
     title = f"*{esc(source.label)}* ({kind})"
     if source.status == SourceStatus.PENDING:
         return f"{title}\n:hourglass_flowing_sand: Reading…"
     if source.status == SourceStatus.FAILED:
         return f"{title}\n:warning: {esc(source.error) or 'Could not be read.'}"
-    parts = [f"{n(counts.valid)} valid", f"{n(counts.duplicates)} duplicates",
-             f"{n(counts.rejected)} rejected"]  # fmt: skip
+    parts = [f"{n(counts.valid)} valid", f"{n(counts.duplicates)} duplicates"]
+    if skipped:  # a Mailchimp audience: members who aren't subscribed, by status
+        by_status = sorted(skipped.items())
+        parts.append("skipped: " + ", ".join(f"{n(c)} {esc(status)}" for status, c in by_status))
+    else:
+        parts.append(f"{n(counts.rejected)} rejected")
     if counts.warnings:
         parts.append(f"{n(counts.warnings)} with an unknown locale")
     return f"{title}\n:white_check_mark: " + " · ".join(parts)
@@ -191,7 +196,7 @@ def review_message(view: BatchView, previews: Sequence[CampaignPreview] = ()
         if draft:
             accessory = ButtonElement(text="Remove", action_id=Action.REMOVE_SOURCE,
                                       value=f"{batch.id}:{source.id}")  # fmt: skip
-        line = _source_line(source, view.counts_of(source))
+        line = _source_line(source, view.counts_of(source), view.skipped.get(source.id or 0))
         blocks.append(SectionBlock(text=MarkdownTextObject(text=line[:3000]),
                                    accessory=accessory))  # fmt: skip
     hidden = len(view.sources) - MAX_SOURCES_SHOWN

@@ -23,6 +23,7 @@ from models.imports import (
     StagedRow,
 )
 from models.jobs import Job, JobState, WorkerProcess
+from models.mailchimp import MailchimpAccount
 
 __all__ = [
     "Advocate",
@@ -40,6 +41,7 @@ __all__ = [
     "InviteState",
     "Job",
     "JobState",
+    "MailchimpAccount",
     "Outcome",
     "SeenKey",
     "Segment",

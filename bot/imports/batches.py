@@ -153,7 +153,7 @@ def status_words(status: str, approved_by: str | None, cancelled_by: str | None 
     }.get(status, status)
 
 
-async def _batch_keys(
+async def batch_keys(
     conn: AsyncConnection, team_id: str, batch_id: int, source_id: int
 ) -> set[str]:
     """Emails already valid in the batch's other live sources: this source's repeats of them
@@ -255,7 +255,7 @@ async def stage_csv(
                 await lock_batch(conn, team_id, source.batch_id)
             except ReviewError:
                 raise _NotPending from None
-            keys = await _batch_keys(conn, team_id, source.batch_id, source_id)
+            keys = await batch_keys(conn, team_id, source.batch_id, source_id)
             path = file_path(stream)
             # A big file is parsed by a child process while this one inserts; a small one here.
             parallel = ParallelRows(path, sorted(keys)) if path is not None else None
@@ -265,7 +265,7 @@ async def stage_csv(
             await stage_rows(conn, team_id=team_id, batch_id=source.batch_id,
                              source_id=source_id, rows=rows)  # fmt: skip
             tally = parallel.tally if parallel else classifier.tally
-            if not await _record_counts(conn, source, tally):
+            if not await record_counts(conn, source, tally):
                 raise _NotPending
     except _NotPending:
         await fail_source(db, team_id, source_id, only_pending=True,
@@ -285,12 +285,12 @@ async def stage_contact(
     source = await add_source(db, team_id, batch_id, SourceKind.CONTACT, email.strip())
     async with db.begin() as conn:
         await lock_batch(conn, team_id, batch_id)
-        keys = await _batch_keys(conn, team_id, batch_id, source.id or 0)
+        keys = await batch_keys(conn, team_id, batch_id, source.id or 0)
         classifier = Classifier(seen={hash(k) for k in keys})
         row = classifier.contact(1, email, first_name, last_name, locale)
         await stage_rows(conn, team_id=team_id, batch_id=batch_id, source_id=source.id or 0,
                          rows=iter([row]))  # fmt: skip
-        await _record_counts(conn, source, classifier.tally)
+        await record_counts(conn, source, classifier.tally)
     return await _source(db, team_id, source.id or 0)
 
 
@@ -302,7 +302,7 @@ async def _source(db: Database, team_id: str, source_id: int) -> ImportSource:
     return source
 
 
-async def _record_counts(conn: AsyncConnection, source: ImportSource, tally: Tally) -> bool:
+async def record_counts(conn: AsyncConnection, source: ImportSource, tally: Tally) -> bool:
     """Mark the source read with what the parser counted; False if it is no longer pending."""
     result = await conn.execute(
         update(ImportSource)
@@ -373,6 +373,26 @@ async def count_rows(conn: AsyncConnection, team_id: str, batch_id: int) -> dict
         )
         for source_id, c in raw.items()
     }  # fmt: skip
+
+
+_SKIPPED_BY_REASON = text("""
+    SELECT s.source_id, s.reason, COUNT(*) FROM staged_row s
+    JOIN import_source src ON src.id = s.source_id AND src.kind = 'mailchimp'
+    WHERE s.team_id = :t AND s.batch_id = :b AND s.removed = :no AND s.outcome = 'rejected'
+    GROUP BY s.source_id, s.reason
+""")
+
+
+async def skipped_by_status(conn: AsyncConnection, team_id: str, batch_id: int
+                            ) -> dict[int, dict[str, int]]:  # fmt: skip
+    """Mailchimp sources: members skipped, by their status ("unsubscribed in Mailchimp" -> n)."""
+    out: dict[int, dict[str, int]] = {}
+    for source_id, reason, count in await conn.execute(
+        _SKIPPED_BY_REASON, {"t": team_id, "b": batch_id, "no": False}
+    ):
+        status = (reason or "").removesuffix(" in Mailchimp")
+        out.setdefault(source_id, {})[status] = count
+    return out
 
 
 def add_up(parts: list[Totals]) -> Totals:

@@ -6,7 +6,7 @@ or another workspace's id changes nothing and gets an explanation back (ReviewEr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, or_, text, update
@@ -23,6 +23,7 @@ from bot.imports.batches import (
     lock_batch,
     promote_after_key,
     promote_after_source,
+    skipped_by_status,
     status_words,
 )
 from bot.imports.cancel import stop_import_in
@@ -35,6 +36,7 @@ from models import (
     ImportSource,
     Outcome,
     Segment,
+    SourceKind,
     SourceStatus,
     StagedRow,
 )
@@ -50,6 +52,7 @@ class BatchView:
     sources: list[ImportSource]
     counts: dict[int, Totals]  # source id -> counts (live while in draft, then as decided)
     totals: Totals  # of the sources that were read
+    skipped: dict[int, dict[str, int]] = field(default_factory=dict)  # Mailchimp: by status
 
     @property
     def pending(self) -> int:
@@ -77,14 +80,17 @@ async def load(db: Database, team_id: str, batch_id: int) -> BatchView:
                 )
             ).all()
         )  # fmt: skip
+    skipped: dict[int, dict[str, int]] = {}
     if batch.status == BatchStatus.DRAFT:
         async with db.begin() as conn:
             counts = await count_rows(conn, team_id, batch_id)
+            if any(s.kind == SourceKind.MAILCHIMP for s in sources):
+                skipped = await skipped_by_status(conn, team_id, batch_id)
     else:  # frozen when it left draft: staged rows may since have been deleted
         counts = {s.id or 0: Totals(s.rows, s.valid, s.duplicates, s.rejected, s.warnings)
                   for s in sources}  # fmt: skip
     parsed = [counts.get(s.id or 0, Totals()) for s in sources if s.status == SourceStatus.PARSED]
-    return BatchView(batch, segment, sources, counts, add_up(parsed))
+    return BatchView(batch, segment, sources, counts, add_up(parsed), skipped)
 
 
 def describe_status(batch: ImportBatch) -> str:

@@ -9,6 +9,7 @@ from bot.imports.background import FileLookup, import_handler, slack_file_handle
 from bot.imports.job_kinds import IMPORT_JOB, PURGE_JOB, SLACK_FILE_JOB
 from bot.imports.retention import purge_handler
 from bot.jobs.worker import Handler, JobContext
+from bot.mailchimp.jobs import MAILCHIMP_JOB, mailchimp_handler
 from bot.notify import REPORT_JOB, ImportNotifier, Silent
 from bot.settings import Settings
 
@@ -25,6 +26,7 @@ def handlers(
         PURGE_JOB: purge_handler(settings.staged_retention_days),
         ENROLL_JOB: enroll_handler(settings, reports),
         SEND_JOB: send_handler(settings, reports),
+        MAILCHIMP_JOB: mailchimp_handler(settings, reports),
     }
     if notifier is not None:
         kinds[REPORT_JOB] = report_handler(notifier)

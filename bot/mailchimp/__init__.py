@@ -1,0 +1,1 @@
+"""Mailchimp: connect an account (OAuth or an API key) and import audience lists."""

@@ -1,0 +1,87 @@
+"""The workspace's Mailchimp connection: connect (OAuth or API key), read, disconnect.
+
+Credentials are sealed with SECRET_KEY before they touch the database and unsealed only to
+make a call; they are never logged or shown back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete
+from sqlmodel import col
+
+from bot.mailchimp.api import Credentials, MailchimpError, data_centre, ping
+from bot.mailchimp.secrets import seal, unseal
+from models import Database, MailchimpAccount
+from models.clock import utcnow
+
+
+class NotConnected(MailchimpError):
+    """This workspace has no Mailchimp account connected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """What people may see of a connection (never the secret)."""
+
+    account_name: str
+    login_email: str
+    dc: str
+    auth: str
+    connected_by: str
+    connected_at: object
+
+
+async def connect_api_key(db: Database, team_id: str, api_key: str, *, user: str,
+                          secret_key: str, api_url: str) -> Connection:  # fmt: skip
+    """Check the key with a ping, then keep it (sealed). `api_url` is a template with {dc}."""
+    key = api_key.strip()
+    dc = data_centre(key)
+    if dc is None:
+        raise MailchimpError("That doesn't look like a Mailchimp API key: it ends with the data "
+                             "centre after a dash, e.g. 0123abcd...-us21.")  # fmt: skip
+    creds = Credentials(api_url.format(dc=dc), "api_key", key)
+    await ping(creds)
+    return await save(db, team_id, creds, dc=dc, account_name="", login_email="", user=user,
+                      secret_key=secret_key)  # fmt: skip
+
+
+async def save(db: Database, team_id: str, creds: Credentials, *, dc: str, account_name: str,
+               login_email: str, user: str, secret_key: str) -> Connection:  # fmt: skip
+    row = MailchimpAccount(team_id=team_id, account_name=account_name[:200],
+                           login_email=login_email[:320], dc=dc, api_endpoint=creds.api_endpoint,
+                           auth=creds.auth, secret=seal(secret_key, creds.secret),
+                           connected_by=user, connected_at=utcnow())  # fmt: skip
+    async with db.session() as session:
+        await session.merge(row)
+        await session.commit()
+    return _public(row)
+
+
+def _public(row: MailchimpAccount) -> Connection:
+    return Connection(row.account_name, row.login_email, row.dc, row.auth, row.connected_by,
+                      row.connected_at)  # fmt: skip
+
+
+async def connection(db: Database, team_id: str) -> Connection | None:
+    async with db.session() as session:
+        row = await session.get(MailchimpAccount, team_id)
+    return _public(row) if row is not None else None
+
+
+async def credentials(db: Database, team_id: str, secret_key: str) -> Credentials:
+    async with db.session() as session:
+        row = await session.get(MailchimpAccount, team_id)
+    if row is None:
+        raise NotConnected("Mailchimp isn't connected: connect it with /referral mailchimp "
+                           "(or `referral-bot mailchimp connect --api-key KEY`).")  # fmt: skip
+    return Credentials(row.api_endpoint, row.auth, unseal(secret_key, row.secret))
+
+
+async def disconnect(db: Database, team_id: str) -> bool:
+    async with db.begin() as conn:
+        result = await conn.execute(
+            delete(MailchimpAccount).where(col(MailchimpAccount.team_id) == team_id)
+        )
+    return result.rowcount == 1

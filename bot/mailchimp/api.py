@@ -1,0 +1,167 @@
+"""Mailchimp's Marketing API through the official client, made safe to use from asyncio.
+
+The client is synchronous (module-level `requests`, one connection per call), so every call
+runs in a thread. It raises `ApiClientError` for most HTTP errors but RETURNS a bare
+`requests.Response` for an error with an empty body (Mailchimp's 429/403 under load) and for
+a 204; every result is checked here. 429 and 5xx are retried with backoff; a 401 means the
+token or key no longer works ("reconnect Mailchimp"); every call has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import mailchimp_marketing
+import requests
+from mailchimp_marketing.api_client import ApiClientError
+
+log = logging.getLogger(__name__)
+PAGE = 1000  # the most Mailchimp returns per page
+MAX_IN_FLIGHT = 6  # pages fetched at once per account; Mailchimp allows 10 connections
+TIMEOUT = 30.0  # seconds, for connecting and for each read
+RETRIES = 5
+MEMBER_FIELDS = ["members.email_address", "members.status", "members.merge_fields.FNAME",
+                 "members.merge_fields.LNAME", "members.language", "total_items"]  # fmt: skip
+
+T = TypeVar("T")
+
+
+class MailchimpError(Exception):
+    """Mailchimp can't be used as asked; the message is for people."""
+
+
+class ReconnectNeeded(MailchimpError):
+    """The stored token or key was refused (revoked, deleted or wrong)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    api_endpoint: str  # e.g. https://us21.api.mailchimp.com
+    auth: str  # "oauth" or "api_key"
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    id: str
+    name: str
+    subscribed: int
+
+
+def data_centre(api_key: str) -> str | None:
+    """`abc123-us21` -> `us21` (the data centre is after the dash)."""
+    _, dash, dc = api_key.strip().rpartition("-")
+    return dc if dash and dc.isalnum() else None
+
+
+def _client(creds: Credentials) -> Any:
+    client = mailchimp_marketing.Client()
+    if creds.auth == "oauth":
+        client.set_config({"access_token": creds.secret, "server": "", "timeout": TIMEOUT})
+    else:
+        client.set_config({"api_key": creds.secret, "server": "", "timeout": TIMEOUT})
+    # The host from the account's metadata (or key); the client's own "server" substitution
+    # is off (server ""), so nothing in a URL gets rewritten.
+    client.api_client.host = creds.api_endpoint.rstrip("/") + "/3.0"
+    return client
+
+
+def _status(exc: ApiClientError) -> int:
+    return int(getattr(exc, "status_code", 0) or 0)
+
+
+def _detail(text: object) -> str:
+    try:
+        body = json.loads(text) if isinstance(text, str) else text
+        if isinstance(body, dict):
+            return str(body.get("detail") or body.get("title") or "")
+    except ValueError:
+        pass
+    return str(text or "")[:200]
+
+
+async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str,
+               sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> T:  # fmt: skip
+    """Run `fn(client)` in a thread; retry 429/5xx/network errors; classify the rest."""
+    delay = 1.0
+    for attempt in range(1, RETRIES + 1):
+        try:
+            result = await asyncio.to_thread(fn, _client(creds))
+        except ApiClientError as exc:
+            status = _status(exc)
+            if status in (401, 403):
+                raise ReconnectNeeded(
+                    f"Mailchimp refused our credentials ({_detail(exc.text)}): reconnect "
+                    "Mailchimp with /referral mailchimp."
+                ) from None
+            if status == 404:
+                raise MailchimpError(f"Mailchimp doesn't know that {what}.") from None
+            if status and status != 429 and status < 500:
+                raise MailchimpError(f"Mailchimp refused to {what}: {_detail(exc.text)}") from None
+            reason = f"{status or 'network error'} {_detail(exc.text)}".strip()
+        else:
+            if not isinstance(result, requests.Response):
+                return result
+            if result.status_code in (401,):
+                raise ReconnectNeeded("Mailchimp refused our credentials: reconnect Mailchimp "
+                                      "with /referral mailchimp.")  # fmt: skip
+            if result.ok:
+                return {}  # type: ignore[return-value]  # 204: nothing to read
+            reason = f"{result.status_code} with no body"  # the bare 429/403 of a busy Mailchimp
+            if result.status_code == 403:
+                reason += " (too many connections?)"
+        if attempt == RETRIES:
+            raise MailchimpError(f"Mailchimp kept failing to {what} ({reason}); try again later.")
+        log.warning("Mailchimp %s failed (%s), retrying in %.1f s", what, reason, delay)
+        await sleep(delay)
+        delay = min(delay * 2, 30.0)
+    raise AssertionError("unreachable")
+
+
+async def ping(creds: Credentials) -> None:
+    await call(creds, lambda c: c.ping.get(), what="answer a ping")
+
+
+async def audiences(creds: Credentials) -> list[Audience]:
+    """Every audience (list) of the account with its subscribed count."""
+    out: list[Audience] = []
+    offset = 0
+    while True:
+        page = await call(creds, lambda c, o=offset: c.lists.get_all_lists(
+            fields=["lists.id", "lists.name", "lists.stats.member_count", "total_items"],
+            count=PAGE, offset=o), what="list the audiences")  # fmt: skip
+        lists = page.get("lists") or []
+        out += [Audience(str(x["id"]), str(x.get("name") or x["id"]),
+                         int((x.get("stats") or {}).get("member_count") or 0))
+                for x in lists]  # fmt: skip
+        offset += len(lists)
+        if not lists or offset >= int(page.get("total_items") or 0):
+            return out
+
+
+async def members(creds: Credentials, list_id: str) -> list[dict[str, Any]]:
+    """Every member of an audience (all statuses), pages fetched a few at a time."""
+    first = await _page(creds, list_id, 0)
+    total = int(first.get("total_items") or 0)
+    gate = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    async def page(offset: int) -> list[dict[str, Any]]:
+        async with gate:
+            return list((await _page(creds, list_id, offset)).get("members") or [])
+
+    rest = await asyncio.gather(*(page(o) for o in range(PAGE, total, PAGE)))
+    out = list(first.get("members") or [])
+    for chunk in rest:
+        out += chunk
+    return out
+
+
+async def _page(creds: Credentials, list_id: str, offset: int) -> dict[str, Any]:
+    return await call(creds, lambda c: c.lists.get_list_members_info(
+        list_id, fields=MEMBER_FIELDS, count=PAGE, offset=offset),
+        what="read that audience")  # fmt: skip

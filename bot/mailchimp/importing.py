@@ -1,0 +1,83 @@
+"""A Mailchimp audience as a source of an import: its members become staged rows.
+
+Only `subscribed` members are imported; unsubscribed, cleaned, pending, transactional and
+archived ones are staged as skipped with their status as the reason, so the review message
+counts them per status and the skipped-rows CSV lists them. Members are de-duplicated against
+the batch's other sources like any CSV row. Staging is one transaction that takes the batch
+first, exactly as for a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from bot.imports.batches import (
+    ReviewError,
+    batch_keys,
+    fail_source,
+    lock_batch,
+    record_counts,
+)
+from bot.imports.locales import normalize_locale
+from bot.imports.rows import REJECTED, Classifier, Staged
+from bot.imports.staging import stage_rows
+from bot.mailchimp import api
+from models import Database, ImportSource, SourceStatus
+
+STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional", "archived")
+SKIPPED_REASON = "{status} in Mailchimp"
+
+
+def mailchimp_locale(language: str | None) -> str | None:
+    """Mailchimp's `es_ES` -> `es-ES`; a bare `pt` is Brazilian; empty: the workspace default."""
+    raw = (language or "").strip().replace("_", "-")
+    if not raw:
+        return None
+    if raw.lower() == "pt":
+        return "pt-BR"
+    return normalize_locale(raw)
+
+
+def member_rows(members: list[dict[str, Any]], classifier: Classifier) -> Iterator[Staged]:
+    for line, member in enumerate(members, start=1):
+        merge = member.get("merge_fields") or {}
+        first, last = str(merge.get("FNAME") or ""), str(merge.get("LNAME") or "")
+        email = str(member.get("email_address") or "")
+        status = str(member.get("status") or "unknown")
+        if status == "subscribed":
+            locale = mailchimp_locale(member.get("language"))
+            yield classifier.contact(line, email, first, last, locale or "", "yes")
+            continue
+        classifier.tally.rows += 1
+        classifier.tally.rejected += 1
+        yield (line, email[:320], "", first[:200], last[:200], None, REJECTED,
+               SKIPPED_REASON.format(status=status), False)  # fmt: skip
+
+
+async def stage_audience(db: Database, team_id: str, source: ImportSource,
+                         members: list[dict[str, Any]]) -> None:  # fmt: skip
+    """Stage the members into the source, replacing whatever it staged before."""
+    source_id = source.id or 0
+    try:
+        async with db.begin() as conn:
+            await lock_batch(conn, team_id, source.batch_id)
+            keys = await batch_keys(conn, team_id, source.batch_id, source_id)
+            classifier = Classifier(seen={hash(k) for k in keys})
+            rows = member_rows(members, classifier)
+            await stage_rows(conn, team_id=team_id, batch_id=source.batch_id,
+                             source_id=source_id, rows=rows)  # fmt: skip
+            if not await record_counts(conn, source, classifier.tally):
+                raise ReviewError("not pending")
+    except ReviewError:
+        await fail_source(db, team_id, source_id, only_pending=True,
+                          error="The import was closed before this audience was read.")  # fmt: skip
+
+
+async def read_audience(db: Database, team_id: str, source: ImportSource,
+                        creds: api.Credentials) -> None:  # fmt: skip
+    """Fetch the audience's members and stage them (a failure is raised to the caller)."""
+    if source.status != SourceStatus.PENDING or not source.ref:
+        return
+    members = await api.members(creds, source.ref)
+    await stage_audience(db, team_id, source, members)

@@ -1,0 +1,50 @@
+"""Reading a Mailchimp audience into its source, as a job (retried while Mailchimp is busy)."""
+
+from __future__ import annotations
+
+from bot.imports.batches import add_source, fail_source
+from bot.jobs.queue import enqueue
+from bot.jobs.worker import Handler, JobContext
+from bot.mailchimp.accounts import credentials
+from bot.mailchimp.api import Audience, MailchimpError, ReconnectNeeded
+from bot.mailchimp.importing import read_audience
+from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
+from bot.notify import ImportNotifier
+from bot.settings import Settings
+from models import Database, ImportSource, SourceKind, SourceStatus
+
+MAILCHIMP_JOB = "mailchimp_list"
+
+
+async def queue_audiences(db: Database, team_id: str, batch_id: int,
+                          audiences: list[Audience]) -> list[int]:  # fmt: skip
+    """Each audience becomes a source of the batch, read by a job; returns the source ids."""
+    ids = []
+    for audience in audiences:
+        source = await add_source(db, team_id, batch_id, SourceKind.MAILCHIMP, audience.name,
+                                  ref=audience.id)  # fmt: skip
+        await enqueue(db, team_id, MAILCHIMP_JOB, {"source_id": source.id},
+                      dedupe_key=f"stage:{source.id}")  # fmt: skip
+        ids.append(source.id or 0)
+    return ids
+
+
+def mailchimp_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
+    async def run(ctx: JobContext) -> None:
+        async with ctx.db.session() as session:
+            source = await session.get(ImportSource, int(ctx.payload["source_id"]))
+        if (source is None or source.team_id != ctx.team_id
+                or source.status != SourceStatus.PENDING):  # fmt: skip
+            return
+        try:
+            creds = await credentials(ctx.db, ctx.team_id, settings.secret_key)
+            await read_audience(ctx.db, ctx.team_id, source, creds)
+        except (ReconnectNeeded, CredentialsUnreadable, SecretKeyMissing) as exc:
+            await fail_source(ctx.db, ctx.team_id, source.id or 0, str(exc), only_pending=True)
+        except MailchimpError as exc:
+            if ctx.job.attempts < ctx.job.max_attempts:
+                raise  # busy or down: the job retries with backoff
+            await fail_source(ctx.db, ctx.team_id, source.id or 0, str(exc), only_pending=True)
+        await notifier.source_read(ctx.team_id, source.batch_id, source.id or 0)
+
+    return run
