@@ -26,6 +26,7 @@ from models.clock import utcnow
 SEND_JOB = "send_invites"
 _TS = UTCDateTime()
 _MAX_DRAWS = 20  # a fresh draw collides about once per million: 20 rounds never run out
+ENROLL_CHUNK = 100_000  # contacts given codes per round: bounds memory at a million
 
 
 class EnrollmentError(Exception):
@@ -47,6 +48,7 @@ class _Scope:
 
     source: str  # FROM ... alias m with a contact_id column
     params: dict[str, Any]
+    excludes: bool = True  # the campaign excludes some segment (else skip that check)
 
 
 async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold_seconds: float
@@ -104,6 +106,15 @@ async def _scope(conn: AsyncConnection, team_id: str, campaign_id: int, segment_
                  batch_id: int | None) -> _Scope:  # fmt: skip
     """Members to consider: an import's new members, one segment, or every target."""
     params: dict[str, Any] = {"t": team_id, "c": campaign_id}
+    excludes = bool((await conn.execute(
+        text("SELECT 1 FROM campaign_segment WHERE campaign_id = :c AND role = 'exclude' "
+             "LIMIT 1"), params)).first())  # fmt: skip
+    scope = await _members(conn, segment_id, batch_id, params)
+    return _Scope(scope.source, scope.params, excludes)
+
+
+async def _members(conn: AsyncConnection, segment_id: int | None, batch_id: int | None,
+                   params: dict[str, Any]) -> _Scope:  # fmt: skip
     if batch_id is not None:  # contacts an import just added to a targeted segment
         params.update(s=segment_id, b=batch_id)
         return _Scope("(SELECT contact_id FROM segment_member WHERE team_id = :t "
@@ -136,6 +147,11 @@ _IS_ADVOCATE = """EXISTS (SELECT 1 FROM advocate a WHERE a.campaign_id = :c
 
 async def _excluded_and_known(conn: AsyncConnection, team_id: str, campaign_id: int,
                               scope: _Scope) -> tuple[int, int]:  # fmt: skip
+    if not scope.excludes:
+        known = (await conn.execute(text(
+            f"SELECT COUNT(*) FROM {scope.source} m WHERE {_IS_ADVOCATE}"), scope.params)
+        ).scalar_one()  # fmt: skip
+        return 0, int(known)
     excluded, known = (await conn.execute(text(f"""
         SELECT COALESCE(SUM(CASE WHEN {_IN_EXCLUDED} THEN 1 ELSE 0 END), 0),
                COALESCE(SUM(CASE WHEN NOT {_IN_EXCLUDED} AND {_IS_ADVOCATE} THEN 1 ELSE 0 END), 0)
@@ -146,48 +162,63 @@ async def _excluded_and_known(conn: AsyncConnection, team_id: str, campaign_id: 
 
 async def _insert_advocates(conn: AsyncConnection, team_id: str, campaign_id: int,
                             enrollment_id: int, scope: _Scope, now: datetime) -> None:  # fmt: skip
-    """New advocates with fresh codes; a code that collides is drawn again for its contact."""
-    query = text(f"SELECT m.contact_id FROM {scope.source} m WHERE NOT {_IN_EXCLUDED} "
-                 f"AND NOT {_IS_ADVOCATE} ORDER BY m.contact_id")  # fmt: skip
-    for _ in range(_MAX_DRAWS):
-        contacts = [r[0] for r in await conn.execute(query, scope.params)]
+    """New advocates with fresh codes, a chunk of contacts at a time (bounded memory); the few
+    whose code collides with an existing one are drawn again."""
+    exclusion = f"AND NOT {_IN_EXCLUDED}" if scope.excludes else ""
+    query = text(f"SELECT m.contact_id FROM {scope.source} m WHERE m.contact_id > :after "
+                 f"{exclusion} AND NOT {_IS_ADVOCATE} "
+                 "ORDER BY m.contact_id LIMIT :chunk")  # fmt: skip
+    after, stalled = 0, 0
+    while True:
+        params = {**scope.params, "after": after, "chunk": ENROLL_CHUNK}
+        contacts = [r[0] for r in await conn.execute(query, params)]
         if not contacts:
             return
         rows = list(zip(contacts, new_codes(len(contacts)), strict=True))
         if conn.dialect.name == "sqlite":
-            await _sqlite_advocates(conn, team_id, campaign_id, enrollment_id, rows, now)
+            inserted = await _sqlite_advocates(conn, team_id, campaign_id, enrollment_id, rows,
+                                               now)  # fmt: skip
         else:
-            await _postgres_advocates(conn, team_id, campaign_id, enrollment_id, rows, now)
-    raise EnrollmentError("Could not draw unique referral codes; try again.")
+            inserted = await _postgres_advocates(conn, team_id, campaign_id, enrollment_id, rows,
+                                                 now)  # fmt: skip
+        if inserted == len(rows):
+            after, stalled = contacts[-1], 0  # the next chunk
+            continue
+        stalled += 1  # some codes collided: the same window again, for those contacts only
+        if stalled >= _MAX_DRAWS:
+            raise EnrollmentError("Could not draw unique referral codes; try again.")
 
 
 async def _sqlite_advocates(conn: AsyncConnection, team_id: str, campaign_id: int,
                             enrollment_id: int, rows: list[tuple[int, str]],
-                            now: datetime) -> None:  # fmt: skip
+                            now: datetime) -> int:  # fmt: skip
     raw = (await conn.get_raw_connection()).driver_connection
     stamp = _TS.bind_processor(conn.dialect)(now)  # type: ignore[misc]
+    before = raw.total_changes
     await raw.executemany(
         "INSERT INTO advocate (team_id, campaign_id, contact_id, code, enrollment_id, clicks, "
         f"created_at) VALUES (?, {int(campaign_id)}, ?, ?, {int(enrollment_id)}, 0, ?) "
         "ON CONFLICT DO NOTHING",
         ((team_id, contact, code, stamp) for contact, code in rows),
     )
+    return int(raw.total_changes - before)
 
 
 async def _postgres_advocates(conn: AsyncConnection, team_id: str, campaign_id: int,
                               enrollment_id: int, rows: list[tuple[int, str]],
-                              now: datetime) -> None:  # fmt: skip
+                              now: datetime) -> int:  # fmt: skip
     raw = (await conn.get_raw_connection()).driver_connection
     await raw.execute("CREATE TEMP TABLE IF NOT EXISTS new_advocate "
                       "(contact_id integer, code varchar(16)) ON COMMIT DROP")  # fmt: skip
     await raw.execute("TRUNCATE new_advocate")
     await raw.copy_records_to_table("new_advocate", records=rows,
                                     columns=["contact_id", "code"])  # fmt: skip
-    await raw.execute(
+    status = await raw.execute(
         "INSERT INTO advocate (team_id, campaign_id, contact_id, code, enrollment_id, clicks, "
         "created_at) SELECT $1, $2, contact_id, code, $3, 0, $4 FROM new_advocate "
         "ON CONFLICT DO NOTHING", team_id, campaign_id, enrollment_id, now,
     )  # fmt: skip
+    return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
 
 
 _INSERT_INVITES = text("""
@@ -239,7 +270,8 @@ async def counts(conn: AsyncConnection, team_id: str, enrollment_id: int) -> Enr
              "AND team_id = :t GROUP BY state, reason"), {"e": enrollment_id, "t": team_id},
     ):  # fmt: skip
         if state == "not_emailed":
-            not_emailed[reason or "not emailed"] = not_emailed.get(reason or "", 0) + n
+            why = reason or "not emailed"
+            not_emailed[why] = not_emailed.get(why, 0) + n
         elif state in ("queued", "held", "sending", "sent", "uncertain", "failed", "cancelled"):
             queued += n
     return EnrollResult(enrolled, already, excluded, queued, not_emailed)

@@ -222,7 +222,11 @@ def _prebuilt_text(message: EmailMessage) -> str | None:
             return None
         header = f"{name}: {value}\n"
         if any(len(line) > _MAX_HEADER_LINE for line in header.splitlines()):
-            return None  # the generator would refold it
+            if "\n" in value or any(c.isspace() for c in value):
+                return None  # the generator would refold it
+            # one unbreakable token (a long List-Unsubscribe URL): the generator moves it to a
+            # continuation line, and so do we
+            header = f"{name}:\n {value}\n"
         lines.append(header)
         if name.lower() == "content-type":
             content_type = value

@@ -93,8 +93,12 @@ def test_a_sender_that_is_not_one_address_is_refused() -> None:
 @pytest.mark.parametrize("eight_bit", [True, False], ids=["8bitmime", "7bit"])
 def test_the_fast_serialisation_is_byte_for_byte_the_generators(eight_bit: bool) -> None:
     names = ["François", "悠斗", "<b>Ann & Bob</b>", "x" * 90]
+    # a real unsubscribe link is longer than a header line may be: one unbreakable token
+    long_link = "https://referral-bot.example.com/u/VDAwMDEuMTIzNDU2.fTooqLS_72cqVKXDYpHqaA"
     for index, locale in enumerate(TEMPLATE_LOCALES):
-        invite = make_invite(locale=locale, first_name=names[index % len(names)])
+        invite = make_invite(locale=locale, first_name=names[index % len(names)],
+                             unsubscribe_url=long_link if index % 2 else
+                             "https://referral-bot.example.com/u/3f9a?sig=abc")  # fmt: skip
         message = build_message(invite, render_invite(invite), public_host="bot.example")
         buffer = io.BytesIO()
         policy = email.policy.SMTP.clone(cte_type="8bit" if eight_bit else "7bit")
