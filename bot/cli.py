@@ -20,7 +20,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bot import cli_campaigns
+from bot import cli_campaigns, cli_mailchimp
 from bot.contacts import EXPORT_COLUMNS, segment_contacts
 from bot.imports.background import enqueue_file_import
 from bot.imports.batches import neutralise
@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     imp = sub.add_parser("import", help="import CSV files into a static segment")
-    imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    imp.add_argument("files", nargs="*", type=Path, metavar="FILE")
+    imp.add_argument("--mailchimp-list", action="append", default=[], metavar="ID_OR_NAME",
+                     help="also import a Mailchimp audience (repeatable)")  # fmt: skip
     imp.add_argument("--segment", required=True, help="name of the static segment")
     imp.add_argument("--create-segment", action="store_true", help="create it if missing")
     imp.add_argument("--team", help="Slack team id (default: the only workspace)")
@@ -89,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--json", action="store_true")
 
     cli_campaigns.add_parsers(sub)
+    cli_mailchimp.add_parsers(sub)
 
     db = sub.add_parser("db", help="database upkeep")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -107,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         return asyncio.run(_run(args, settings))
     except (CliError, SettingsError, WorkspaceError, ImportFailed,
-            cli_campaigns.CampaignCliError) as exc:  # fmt: skip
+            cli_campaigns.CampaignCliError, cli_mailchimp.MailchimpCliError) as exc:  # fmt: skip
         if as_json:
             print(json.dumps({"error": str(exc)}))
         print(f"referral-bot: {exc}", file=sys.stderr)
@@ -134,6 +137,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             if args.background:
                 return await _import_background(db, team, settings, args)
             return await _import(db, team, settings, args)
+        if args.command == "mailchimp":
+            return await cli_mailchimp.run(db, team, settings, args)
         if args.command in ("campaign", "advocates"):
             return await cli_campaigns.run(db, team, settings, args)
         handler = {"segments": _segments, "export": _export, "jobs": _jobs}
@@ -143,9 +148,14 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _import(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
+    if not args.files and not args.mailchimp_list:
+        raise CliError("Name at least one CSV file, or a Mailchimp audience (--mailchimp-list).")
     for path in args.files:
         if not path.is_file():
             raise CliError(f"{path}: no such file")
+    mailchimp = None
+    if args.mailchimp_list:
+        mailchimp = await cli_mailchimp.resolve_audiences(db, team, settings, args.mailchimp_list)
     with ExitStack() as stack:
         streams = [(p.name, stack.enter_context(p.open("rb"))) for p in args.files]
         total = sum(os.fstat(f.fileno()).st_size for _, f in streams)
@@ -154,12 +164,14 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
         result = await import_files(db, team, streams, segment=args.segment,
                                     create_segment=args.create_segment,
                                     update_existing=args.update_existing,
-                                    rejects=rejects, progress=bar,
+                                    rejects=rejects, progress=bar, mailchimp=mailchimp,
                                     chunk_size=settings.import_chunk_rows)  # fmt: skip
     summary: dict[str, Any] = {key: getattr(result.batch, key, None) for key in SUMMARY_KEYS}
     summary["segment"] = result.segment_name
     summary["enrolled"] = result.enrolled
     summary["invites_queued"] = result.invites_queued
+    if args.mailchimp_list:
+        summary["skipped_by_status"] = result.skipped_by_status
     if args.json:
         print(json.dumps(summary))
     else:

@@ -5,14 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
 from bot.campaigns.after_import import enroll_imported
 from bot.campaigns.enroll import run_enrollment
-from bot.imports.batches import add_source, create_batch, queue_batch, stage_csv, write_rejects
+from bot.imports.batches import (
+    add_source,
+    create_batch,
+    queue_batch,
+    skipped_by_status,
+    stage_csv,
+    write_rejects,
+)
 from bot.imports.engine import APPLY_CHUNK, Progress, apply_batch
 from bot.imports.reading import CsvFileError, CsvReader
+from bot.mailchimp.api import Audience, Credentials
+from bot.mailchimp.importing import read_audience
 from bot.progress import ProgressBar
 from bot.workspaces import import_target
 from models import Database, ImportBatch, SourceKind
@@ -39,6 +48,7 @@ class ImportResult:
     rejected_rows: int
     enrolled: int = 0  # new advocates of live campaigns that target the segment
     invites_queued: int = 0
+    skipped_by_status: dict[str, int] = field(default_factory=dict)  # Mailchimp members
 
 
 async def import_files(
@@ -53,6 +63,7 @@ async def import_files(
     progress: ProgressBar | None = None,
     requested_by: str = "cli",
     chunk_size: int = APPLY_CHUNK,
+    mailchimp: tuple[Credentials, Sequence[Audience]] | None = None,
 ) -> ImportResult:
     """Import seekable CSV streams into a static segment; every file is checked first."""
     check_files(files)
@@ -75,6 +86,18 @@ async def import_files(
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
         done_bytes += stream.tell()
+    if mailchimp is not None:
+        creds, audiences = mailchimp
+        for audience in audiences:
+            source = await add_source(db, team_id, batch.id, SourceKind.MAILCHIMP, audience.name,
+                                      ref=audience.id)  # fmt: skip
+            await read_audience(db, team_id, source, creds)
+    async with db.begin() as conn:
+        by_source = await skipped_by_status(conn, team_id, batch.id)
+    skipped: dict[str, int] = {}
+    for statuses in by_source.values():
+        for status, count in statuses.items():
+            skipped[status] = skipped.get(status, 0) + count
     await queue_batch(db, team_id, batch.id, requested_by)
     bar.phase("Importing")
 
@@ -89,7 +112,7 @@ async def import_files(
         counts = await run_enrollment(db, team_id, enrollment, hold_seconds=0)
         enrolled += counts.enrolled
         invites += counts.invites_queued
-    return ImportResult(result, target.name, written, enrolled, invites)
+    return ImportResult(result, target.name, written, enrolled, invites, skipped)
 
 
 async def _tick(bar: ProgressBar, stream: BinaryIO, base: int) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -25,6 +25,7 @@ PAGE = 1000  # the most Mailchimp returns per page
 MAX_IN_FLIGHT = 6  # pages fetched at once per account; Mailchimp allows 10 connections
 TIMEOUT = 30.0  # seconds, for connecting and for each read
 RETRIES = 5
+RETRY_DELAY = 1.0  # seconds before the first retry; it doubles, up to 30
 MEMBER_FIELDS = ["members.email_address", "members.status", "members.merge_fields.FNAME",
                  "members.merge_fields.LNAME", "members.language", "total_items"]  # fmt: skip
 
@@ -85,10 +86,9 @@ def _detail(text: object) -> str:
     return str(text or "")[:200]
 
 
-async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str,
-               sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> T:  # fmt: skip
+async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str) -> T:
     """Run `fn(client)` in a thread; retry 429/5xx/network errors; classify the rest."""
-    delay = 1.0
+    delay = RETRY_DELAY
     for attempt in range(1, RETRIES + 1):
         try:
             result = await asyncio.to_thread(fn, _client(creds))
@@ -118,7 +118,7 @@ async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str,
         if attempt == RETRIES:
             raise MailchimpError(f"Mailchimp kept failing to {what} ({reason}); try again later.")
         log.warning("Mailchimp %s failed (%s), retrying in %.1f s", what, reason, delay)
-        await sleep(delay)
+        await asyncio.sleep(delay)
         delay = min(delay * 2, 30.0)
     raise AssertionError("unreachable")
 

@@ -1,0 +1,93 @@
+"""`referral-bot mailchimp ...`: connect by API key, see the connection and the audiences."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from bot.mailchimp import accounts, api
+from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
+from bot.settings import Settings
+from models import Database
+
+
+class MailchimpCliError(Exception):
+    """Reported like every CLI error: on stderr, or as {"error": ...} with --json."""
+
+
+def add_parsers(sub: Any) -> None:
+    mc = sub.add_parser("mailchimp", help="connect Mailchimp and list its audiences")
+    mc.add_argument("--team")
+    actions = mc.add_subparsers(dest="mailchimp_command", metavar="ACTION", required=True)
+    connect = actions.add_parser("connect", help="connect with an API key (checked first)")
+    connect.add_argument("--api-key", required=True, help="e.g. 0123abcd...-us21")
+    for name, text in (("status", "the connection"), ("lists", "the audiences")):
+        cmd = actions.add_parser(name, help=text)
+        cmd.add_argument("--json", action="store_true")
+    actions.add_parser("disconnect", help="forget the credentials")
+
+
+Chosen = tuple[api.Credentials, list[api.Audience]]
+
+
+async def resolve_audiences(db: Database, team: str, settings: Settings,
+                            wanted: list[str]) -> Chosen:  # fmt: skip
+    """`--mailchimp-list ID_OR_NAME` values -> the audiences (by id, or by name ignoring case)."""
+    creds = await _credentials(db, team, settings)
+    known = await api.audiences(creds)
+    chosen = []
+    for value in wanted:
+        match = [a for a in known if a.id == value] or [
+            a for a in known if a.name.casefold() == value.casefold()]  # fmt: skip
+        if not match:
+            names = ", ".join(f"{a.name} ({a.id})" for a in known) or "none"
+            raise MailchimpCliError(f"No Mailchimp audience {value!r}. Audiences: {names}.")
+        chosen.append(match[0])
+    return creds, chosen
+
+
+async def _credentials(db: Database, team: str, settings: Settings) -> api.Credentials:
+    try:
+        return await accounts.credentials(db, team, settings.secret_key)
+    except (api.MailchimpError, SecretKeyMissing, CredentialsUnreadable) as exc:
+        raise MailchimpCliError(str(exc)) from None
+
+
+async def run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
+    command = args.mailchimp_command
+    try:
+        if command == "connect":
+            found = await accounts.connect_api_key(
+                db, team, args.api_key, user="cli", secret_key=settings.secret_key,
+                api_url=settings.mailchimp_api_url)  # fmt: skip
+            print(f"Mailchimp connected (data centre {found.dc}).")
+        elif command == "disconnect":
+            gone = await accounts.disconnect(db, team)
+            print("Mailchimp disconnected." if gone else "Mailchimp wasn't connected.")
+        elif command == "status":
+            found = await accounts.connection(db, team)
+            out: dict[str, Any] = {"connected": found is not None}
+            if found is not None:
+                out.update(account=found.account_name, dc=found.dc, auth=found.auth,
+                           connected_by=found.connected_by,
+                           connected_at=str(found.connected_at))  # fmt: skip
+            print(json.dumps(out) if args.json else _status_text(out))
+        else:
+            audiences = await api.audiences(await _credentials(db, team, settings))
+            rows = [{"id": a.id, "name": a.name, "subscribed": a.subscribed} for a in audiences]
+            if args.json:
+                print(json.dumps(rows))
+            for row in [] if args.json else rows:
+                print(f"{row['id']}  {row['name']}  ({row['subscribed']:,} subscribed)")
+    except (api.MailchimpError, SecretKeyMissing, CredentialsUnreadable) as exc:
+        raise MailchimpCliError(str(exc)) from None
+    return 0
+
+
+def _status_text(out: dict[str, Any]) -> str:
+    if not out["connected"]:
+        return "Mailchimp isn't connected: referral-bot mailchimp connect --api-key KEY"
+    name = out["account"] or f"data centre {out['dc']}"
+    return (f"Mailchimp connected: {name}, by {out['connected_by']} on {out['connected_at']} "
+            f"({'sign-in' if out['auth'] == 'oauth' else 'API key'}).")

@@ -1,0 +1,193 @@
+"""Mailchimp through the real client against the fake: connect, read audiences, import."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+from sqlalchemy import text
+
+from bot.app import build_web_app
+from bot.imports.importer import import_files
+from bot.mailchimp import accounts, api
+from bot.mailchimp.oauth import authorize_url, make_state
+from bot.settings import Settings, load_settings
+from bot.web import public_routes
+from bot.workspaces import ensure_workspace
+from models import Database
+from tests.fakes.mailchimp import FakeMailchimp
+from tests.fakes.slack_api import serve
+
+TEAM = "T0001"
+KEY = "0123456789abcdef0123456789abcdef-us21"
+SECRET = "test-secret"
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+
+
+@pytest.fixture
+async def mc(db: Database) -> AsyncIterator[FakeMailchimp]:
+    await ensure_workspace(db, TEAM)
+    async with FakeMailchimp(client_id="cid", client_secret="csecret") as fake:
+        account = fake.add_account(KEY)
+        regulars = account.add_list("aud1", "Regulars")
+        for email, status, lang in (("ana@example.com", "subscribed", "es_ES"),
+                                    ("joao@example.com", "subscribed", "pt"),
+                                    ("gone@example.com", "unsubscribed", ""),
+                                    ("bounce@example.com", "cleaned", "")):  # fmt: skip
+            regulars.add_member(email, status, first_name=email[:3].title(), language=lang)
+        newsletter = account.add_list("aud2", "Newsletter")
+        for email, status in (("Ana@Example.com", "subscribed"), ("new@example.com", "subscribed"),
+                              ("maybe@example.com", "pending")):  # fmt: skip
+            newsletter.add_member(email, status)
+        yield fake
+
+
+def _settings(db: Database, mc: FakeMailchimp) -> Settings:
+    return load_settings(database_url=db.url, secret_key=SECRET, mailchimp_api_url=mc.base_url,
+                         mailchimp_login_url=mc.login_url, mailchimp_client_id="cid",
+                         mailchimp_client_secret="csecret",
+                         public_url="https://bot.example")  # fmt: skip
+
+
+async def test_an_api_key_is_checked_then_kept_sealed(db: Database, mc: FakeMailchimp,
+                                                      tmp_path: Path) -> None:  # fmt: skip
+    settings = _settings(db, mc)
+    with pytest.raises(api.MailchimpError, match="doesn't look like"):
+        await accounts.connect_api_key(db, TEAM, "no-dash-here!", user="U1", secret_key=SECRET,
+                                       api_url=settings.mailchimp_api_url)  # fmt: skip
+    with pytest.raises(api.ReconnectNeeded):
+        await accounts.connect_api_key(db, TEAM, "ffff-us21", user="U1", secret_key=SECRET,
+                                       api_url=settings.mailchimp_api_url)  # fmt: skip
+    assert await accounts.connection(db, TEAM) is None
+    found = await accounts.connect_api_key(db, TEAM, KEY, user="U1", secret_key=SECRET,
+                                           api_url=settings.mailchimp_api_url)  # fmt: skip
+    assert (found.dc, found.auth, found.connected_by) == ("us21", "api_key", "U1")
+    async with db.begin() as conn:
+        stored = (await conn.execute(text("SELECT secret FROM mailchimp_account"))).scalar_one()
+    assert KEY not in stored and KEY.split("-")[0] not in stored
+    if db.is_sqlite:  # not in the database file at all
+        path = Path(db.url.split("///", 1)[1])
+        for part in (path, path.with_name(path.name + "-wal")):
+            if part.exists():
+                assert KEY.encode() not in part.read_bytes()
+    creds = await accounts.credentials(db, TEAM, SECRET)
+    assert creds.secret == KEY
+    assert [(a.id, a.name, a.subscribed) for a in await api.audiences(creds)] == [
+        ("aud1", "Regulars", 2), ("aud2", "Newsletter", 2)]  # fmt: skip
+    assert await accounts.disconnect(db, TEAM) and await accounts.connection(db, TEAM) is None
+
+
+async def test_two_overlapping_audiences_import_their_subscribed_members_once(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    settings = _settings(db, mc)
+    await accounts.connect_api_key(db, TEAM, KEY, user="U1", secret_key=SECRET,
+                                   api_url=settings.mailchimp_api_url)  # fmt: skip
+    creds = await accounts.credentials(db, TEAM, SECRET)
+    chosen = await api.audiences(creds)
+    result = await import_files(db, TEAM, [], segment="Mailchimp", create_segment=True,
+                                mailchimp=(creds, chosen))  # fmt: skip
+    assert (result.batch.valid, result.batch.duplicates, result.batch.new_contacts) == (3, 1, 3)
+    assert result.skipped_by_status == {"unsubscribed": 1, "cleaned": 1, "pending": 1}
+    async with db.begin() as conn:
+        rows = dict((await conn.execute(text("SELECT email, locale FROM contact"))).all())
+    assert rows == {"ana@example.com": "es-ES", "joao@example.com": "pt-BR",
+                    "new@example.com": None}  # fmt: skip
+    fields = {r.query.get("fields") for r in mc.requests_to("/3.0/lists/aud1/members")}
+    assert fields and all("members.email_address" in (f or "") for f in fields)
+
+
+async def test_pages_are_fetched_a_few_at_a_time_and_busy_answers_retried(
+    db: Database, mc: FakeMailchimp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = mc.account(KEY).add_list("big", "Big")
+    big.add_members(2_600)
+    mc.fail_next("/3.0/lists/big/members", 429, times=1)  # Mailchimp's bare 429: no body
+    mc.fail_next("/3.0/lists/big/members", 503, body={"title": "Busy"}, times=1)
+    mc.slow("/3.0/lists/big/members", 0.3)
+    monkeypatch.setattr(api, "RETRY_DELAY", 0.01)
+    creds = api.Credentials(mc.base_url, "api_key", KEY)
+    members = await api.members(creds, "big")
+    assert len(members) == 2_600 and len({m["email_address"] for m in members}) == 2_600
+    statuses = [r.status for r in mc.requests_to("/3.0/lists/big/members")]
+    assert statuses.count(429) == 1 and statuses.count(503) == 1 and mc.violations == []
+    assert mc.peak_concurrency <= api.MAX_IN_FLIGHT
+
+
+async def test_a_revoked_key_says_reconnect(db: Database, mc: FakeMailchimp) -> None:
+    creds = api.Credentials(mc.base_url, "api_key", KEY)
+    mc.revoke(KEY)
+    with pytest.raises(api.ReconnectNeeded, match="reconnect Mailchimp"):
+        await api.members(creds, "aud1")
+
+
+async def test_oauth_connects_once_and_refuses_forged_or_reused_states(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    settings = _settings(db, mc)
+    connected: list[tuple[str, str, str]] = []
+
+    async def tell(team: str, user: str, account: str) -> None:
+        connected.append((team, user, account))
+
+    token = "oauth-token-1"
+    mc.add_account(token=token, dc="us7", name="Northwind Coffee")
+    mc.issue_code("code-1", token, token)
+    routes = public_routes(db, settings, on_connected=tell)
+    async with serve(build_web_app(None, routes=routes)) as site, aiohttp.ClientSession() as http:
+        state = make_state(SECRET, TEAM, "U0002")
+        url = authorize_url(settings.mailchimp_login_url, "cid",
+                            settings.public_base + "/mailchimp/oauth/callback", state)  # fmt: skip
+        query = parse_qs(urlsplit(url).query)
+        assert query["response_type"] == ["code"] and query["state"] == [state]
+        callback = f"{site}/mailchimp/oauth/callback"
+        forged = make_state("another-key", TEAM, "U0002")
+        async with http.get(callback, params={"code": "code-1", "state": forged}) as response:
+            assert response.status == 400
+        assert mc.token_requests == []  # no exchange for a forged state
+        async with http.get(callback, params={"code": "code-1", "state": state}) as response:
+            assert response.status == 200 and "connected" in await response.text()
+        async with http.get(callback, params={"code": "code-1", "state": state}) as response:
+            assert response.status == 400 and "already used" in await response.text()
+    assert len(mc.token_requests) == 1
+    assert connected == [(TEAM, "U0002", "Northwind Coffee")]
+    found = await accounts.connection(db, TEAM)
+    assert found is not None and (found.auth, found.dc) == ("oauth", "us7")
+    creds = await accounts.credentials(db, TEAM, SECRET)
+    assert creds.api_endpoint == mc.base_url and creds.secret == token
+    assert [a.id for a in await api.audiences(creds)] == []  # the OAuth account has no lists
+
+
+async def test_the_cli_connects_lists_and_imports(db: Database, db_env: dict[str, str],
+                                                  mc: FakeMailchimp) -> None:  # fmt: skip
+    import asyncio
+
+    from tests.test_cli import run
+
+    env = {**db_env, "SECRET_KEY": SECRET, "MAILCHIMP_API_URL": mc.base_url}
+
+    async def cli(*args: str) -> str:
+        result = await asyncio.to_thread(run, env, *args)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    await cli("mailchimp", "--team", TEAM, "connect", "--api-key", KEY)
+    assert json.loads(await cli("mailchimp", "--team", TEAM, "status", "--json"))["connected"]
+    lists = json.loads(await cli("mailchimp", "--team", TEAM, "lists", "--json"))
+    assert [x["name"] for x in lists] == ["Regulars", "Newsletter"]
+    out = json.loads(await cli("import", "--mailchimp-list", "aud1", "--mailchimp-list",
+                               "newsletter", "--segment", "MC", "--create-segment", "--json",
+                               "--team", TEAM))  # fmt: skip
+    assert (out["valid"], out["duplicates"]) == (3, 1)
+    assert out["skipped_by_status"] == {"unsubscribed": 1, "cleaned": 1, "pending": 1}
+
