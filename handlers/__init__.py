@@ -9,7 +9,16 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers import campaigns, commands, contacts, import_modal, review, targeting, uploads
+from handlers import (
+    campaigns,
+    commands,
+    contacts,
+    import_modal,
+    mailchimp,
+    review,
+    targeting,
+    uploads,
+)
 from handlers.context import Deps
 from handlers.later import tell, who_and_what
 
@@ -38,5 +47,6 @@ def register_listeners(app: AsyncApp, deps: Deps) -> None:
         await tell(client, body, error)
         return BoltResponse(status=200, body="")  # the user has been told; Slack needn't
 
-    for module in (commands, import_modal, review, contacts, uploads, targeting, campaigns):
+    for module in (commands, import_modal, review, contacts, uploads, targeting, campaigns,
+                   mailchimp):  # fmt: skip
         module.register(app)

@@ -7,9 +7,10 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers import campaigns
+from handlers import campaigns, mailchimp
 from handlers.context import deps
-from handlers.messages import HELP, import_modal
+from handlers.import_modal import open_import_modal
+from handlers.messages import HELP
 
 
 async def referral(ack: Any, command: dict[str, Any], client: AsyncWebClient,
@@ -18,15 +19,17 @@ async def referral(ack: Any, command: dict[str, Any], client: AsyncWebClient,
     if words[:1] in (["campaign"], ["campaigns"]):
         await campaigns.list_command(ack, command, client, context)
         return
+    if words[:1] == ["mailchimp"]:
+        await mailchimp.status_command(ack, command, client, context)
+        return
     if words[:1] != ["import"]:
         await ack(text=HELP)
         return
     await ack()
     # trigger ids live 3 seconds: opening the modal is the first thing after the ack
-    modal = import_modal(channel_id=command["channel_id"])
-    deps(context).later.run(
-        client.views_open(trigger_id=command["trigger_id"], view=modal), client, command
-    )
+    d = deps(context)
+    d.later.run(open_import_modal(d, client, command["trigger_id"], command["team_id"],
+                                  channel_id=command["channel_id"]), client, command)  # fmt: skip
 
 
 def register(app: AsyncApp) -> None:

@@ -7,6 +7,7 @@ class Callback(StrEnum):
     IMPORT = "referral_import"
     CONTACTS = "referral_contacts"
     CAMPAIGN = "referral_campaign"  # create / edit a campaign
+    MAILCHIMP_KEY = "referral_mailchimp_key"  # paste a Mailchimp API key
 
 
 class BlockId(StrEnum):
@@ -26,6 +27,8 @@ class BlockId(StrEnum):
     CAMPAIGN_INVITE = "campaign_invite_block"
     CAMPAIGN_DELAY = "campaign_delay_block"
     TARGET = "target_block"
+    MAILCHIMP_KEY = "mailchimp_key_block"
+    MAILCHIMP_LISTS = "mailchimp_lists_block"
 
 
 class Action(StrEnum):
@@ -64,3 +67,9 @@ class Action(StrEnum):
     TARGET_GO_LIVE = "target_go_live"
     CANCEL_INVITES = "enrollment_cancel_invites"
     RESEND_UNCERTAIN = "enrollment_resend_uncertain"
+    # Mailchimp: /referral mailchimp, the API key modal, the import modal's lists
+    MAILCHIMP_CONNECT = "mailchimp_connect"  # opens the API key modal
+    MAILCHIMP_SIGN_IN = "mailchimp_sign_in"  # a URL button to Mailchimp's sign-in (acked only)
+    MAILCHIMP_DISCONNECT = "mailchimp_disconnect"
+    MAILCHIMP_KEY = "mailchimp_key_input"
+    MAILCHIMP_LISTS = "mailchimp_lists_select"

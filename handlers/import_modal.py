@@ -1,13 +1,25 @@
-"""The import modal: suggest segments, validate the form, queue the sources, post the review."""
+"""The import modal: open it, suggest segments, validate the form, queue the sources, post the
+review.
+
+The modal opens at once (trigger ids live 3 s) with a "looking up your Mailchimp lists" line;
+the account's audiences are then fetched (a Mailchimp call, in a thread) and the modal is
+updated with a multi-select of them, or with a line saying how to connect or reconnect
+Mailchimp. Slack keeps what was already typed in inputs whose ids don't change. The form
+carries only audience ids: on submit the names are read again from the account.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns.preview import preview_batch
@@ -18,6 +30,10 @@ from bot.imports.locales import normalize_locale
 from bot.imports.review import describe_status, load, set_message
 from bot.imports.slack_files import FileRejected, check_csv, describe
 from bot.jobs.queue import enqueue
+from bot.mailchimp.accounts import NotConnected, connection, credentials
+from bot.mailchimp.api import Audience, MailchimpError, ReconnectNeeded, audiences
+from bot.mailchimp.jobs import queue_audiences
+from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
 from bot.workspaces import (
     create_segment,
     ensure_workspace,
@@ -27,9 +43,19 @@ from bot.workspaces import (
 )
 from handlers.context import Deps, Refusal, deps, may_change
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import review_message, segment_options
+from handlers.mailchimp_messages import (
+    LISTS_LOADING,
+    LISTS_NOT_CONNECTED,
+    LISTS_RECONNECT,
+    SECRET_KEY_MISSING,
+    lists_blocks,
+    lists_failed,
+)
+from handlers.messages import esc, import_modal, review_message, segment_options
 from models import BatchStatus, Database, Segment, SegmentKind, SourceKind
 from models.contacts import ALL_CUSTOMERS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,6 +67,7 @@ class ImportForm:
     first_name: str = ""
     last_name: str = ""
     locale: str = ""
+    audience_ids: list[str] = field(default_factory=list)  # Mailchimp lists
 
 
 def read_form(values: dict[str, dict[str, Any]]) -> ImportForm:
@@ -51,6 +78,9 @@ def read_form(values: dict[str, dict[str, Any]]) -> ImportForm:
         "selected_option"
     )
     files = ((values.get(BlockId.FILES) or {}).get(Action.FILES) or {}).get("files") or []
+    lists = ((values.get(BlockId.MAILCHIMP_LISTS) or {}).get(Action.MAILCHIMP_LISTS) or {}).get(
+        "selected_options"
+    ) or []
     return ImportForm(
         segment_id=int(selected["value"]) if selected else None,
         new_segment=text(BlockId.NEW_SEGMENT, Action.NEW_SEGMENT).strip(),
@@ -59,6 +89,7 @@ def read_form(values: dict[str, dict[str, Any]]) -> ImportForm:
         first_name=text(BlockId.FIRST_NAME, Action.FIRST_NAME).strip(),
         last_name=text(BlockId.LAST_NAME, Action.LAST_NAME).strip(),
         locale=text(BlockId.LOCALE, Action.LOCALE).strip(),
+        audience_ids=list(dict.fromkeys(str(o["value"]) for o in lists if o.get("value"))),
     )
 
 
@@ -74,8 +105,11 @@ async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool) -> dic
             existing = await find_segment(d.db, team_id, form.new_segment)
             if existing is not None:
                 errors[BlockId.NEW_SEGMENT] = f"{existing.name} already exists: choose it above."
-    if not form.files and not form.email:
-        errors[BlockId.FILES] = "Add a CSV file, or a customer's email below."
+    if not form.files and not form.email and not form.audience_ids:
+        errors[BlockId.FILES] = "Add a CSV file, a Mailchimp list, or a customer's email below."
+    if form.audience_ids and await connection(d.db, team_id) is None:
+        errors[BlockId.MAILCHIMP_LISTS] = ("Mailchimp was disconnected after this form "
+                                           "opened: connect it again with /referral mailchimp.")
     max_bytes = int(d.settings.max_upload_mb * 1e6)
     for file in form.files:
         try:
@@ -125,6 +159,7 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
     batch_id: int | None = meta.get("batch")
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     if batch_id is None:
+        chosen = await chosen_audiences(d, team_id, form.audience_ids)  # before anything exists
         segment = (await create_segment(d.db, team_id, form.new_segment) if form.new_segment
                    else await import_segment(d.db, team_id, form.segment_id or 0))  # fmt: skip
         batch = await create_batch(d.db, team_id, segment.id or 0, user_id)
@@ -134,14 +169,16 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
         if existing.status != BatchStatus.DRAFT:
             raise Refusal(f"That import is already {describe_status(existing)}; "
                           "start a new one with /referral import.")  # fmt: skip
-    await queue_sources(d, team_id, batch_id, form)
+        chosen = await chosen_audiences(d, team_id, form.audience_ids)
+    await queue_sources(d, team_id, batch_id, form, chosen)
     if meta.get("batch") is None:
         await post_review(client, d, team_id, batch_id, meta.get("channel") or "", user_id)
     else:
         await d.notifier.batch_changed(team_id, batch_id)
 
 
-async def queue_sources(d: Deps, team_id: str, batch_id: int, form: ImportForm) -> None:
+async def queue_sources(d: Deps, team_id: str, batch_id: int, form: ImportForm,
+                        chosen: Sequence[Audience] = ()) -> None:  # fmt: skip
     for file in form.files:
         info = describe(file)
         source = await add_source(d.db, team_id, batch_id, SourceKind.CSV, info.name, ref=info.id)
@@ -151,6 +188,63 @@ async def queue_sources(d: Deps, team_id: str, batch_id: int, form: ImportForm) 
         await stage_contact(d.db, team_id, batch_id, email=form.email,
                             first_name=form.first_name, last_name=form.last_name,
                             locale=form.locale)  # fmt: skip
+    if chosen:
+        await queue_audiences(d.db, team_id, batch_id, list(chosen))
+
+
+async def chosen_audiences(d: Deps, team_id: str, ids: Sequence[str]) -> list[Audience]:
+    """The chosen Mailchimp lists, read again from the account: the form carries only ids, so
+    names come from Mailchimp and a list deleted since the form opened is refused."""
+    if not ids:
+        return []
+    try:
+        creds = await credentials(d.db, team_id, d.settings.secret_key)
+        known = {a.id: a for a in await audiences(creds)}
+    except (MailchimpError, SecretKeyMissing, CredentialsUnreadable) as exc:
+        raise Refusal(f"Nothing was imported: {esc(str(exc))}") from exc
+    if any(i not in known for i in ids):
+        raise Refusal("Nothing was imported: a chosen Mailchimp list is no longer in the "
+                      "connected account. Start again with /referral import.")  # fmt: skip
+    return [known[i] for i in ids]
+
+
+async def mailchimp_part(d: Deps, team_id: str) -> list[Block]:
+    """The modal's "Mailchimp lists": the account's audiences, or why there are none.
+
+    Mailchimp being unreachable, or refusing the stored credentials, is said in the modal;
+    the rest of the form still works."""
+    try:
+        creds = await credentials(d.db, team_id, d.settings.secret_key)
+        return lists_blocks(await audiences(creds))
+    except NotConnected:
+        return lists_blocks(note=LISTS_NOT_CONNECTED)
+    except (ReconnectNeeded, CredentialsUnreadable):
+        return lists_blocks(note=LISTS_RECONNECT)
+    except SecretKeyMissing:
+        return lists_blocks(note=SECRET_KEY_MISSING)
+    except MailchimpError as exc:
+        log.warning("Mailchimp lists not loaded for %s: %s", team_id, exc)
+        return lists_blocks(note=lists_failed(str(exc)))
+
+
+async def open_import_modal(d: Deps, client: AsyncWebClient, trigger_id: str, team_id: str, *,
+                            channel_id: str, batch_id: int | None = None,
+                            segment: str | None = None) -> None:  # fmt: skip
+    """Open the form first (trigger ids live 3 s), then fill in the Mailchimp lists."""
+
+    def form(mailchimp: list[Block]) -> View:
+        return import_modal(channel_id=channel_id, batch_id=batch_id, segment=segment,
+                            mailchimp=mailchimp)  # fmt: skip
+
+    opened = (await client.views_open(trigger_id=trigger_id,
+                                      view=form(lists_blocks(note=LISTS_LOADING))))["view"]
+    filled = form(await mailchimp_part(d, team_id))
+    try:
+        await client.views_update(view_id=opened["id"], hash=opened["hash"], view=filled)
+    except SlackApiError as exc:
+        if exc.response.get("error") not in ("not_found", "hash_conflict"):
+            raise
+        log.info("the import modal was closed or submitted before its Mailchimp lists arrived")
 
 
 async def post_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: int,

@@ -40,10 +40,12 @@ KIND_LABEL = {SourceKind.CSV: "CSV file", SourceKind.CONTACT: "one contact",
 
 HELP = (
     "*Referral contacts, from Slack*\n"
-    "• `/referral import`: add contacts to a segment from CSV files or one by one, review them, "
-    "and have a team lead approve the import.\n"
+    "• `/referral import`: add contacts to a segment from CSV files, Mailchimp lists or one by "
+    "one, review them, and have a team lead approve the import.\n"
     "• `/referral campaign`: your referral campaigns, with their targets, advocates and invites; "
     "team leads create, edit, start and pause them here.\n"
+    "• `/referral mailchimp`: whether Mailchimp is connected; team leads connect or disconnect "
+    "it here, and its audiences can then be chosen in `/referral import`.\n"
     "• Upload a CSV to a channel I'm in and I'll offer to import it.\n"
     "• `/referral help`: this message."
 )
@@ -83,8 +85,11 @@ def metadata(**values: object) -> str:
 
 
 def import_modal(*, channel_id: str, batch_id: int | None = None, segment: str | None = None,
-                 mailchimp_connected: bool = False) -> View:  # fmt: skip
-    """The import form; with `batch_id` it adds more sources to an existing review."""
+                 mailchimp: Sequence[Block] = ()) -> View:  # fmt: skip
+    """The import form; with `batch_id` it adds more sources to an existing review.
+
+    `mailchimp` is the "Mailchimp lists" part (`mailchimp_messages.lists_blocks`): the modal
+    opens before the audiences are known (trigger ids live 3 s) and is updated with them."""
     blocks: list[Block] = []
     if segment is None:
         blocks += [
@@ -112,6 +117,7 @@ def import_modal(*, channel_id: str, batch_id: int | None = None, segment: str |
             element=FileInputElement(action_id=Action.FILES, filetypes=["csv", "tsv", "txt"],
                                      max_files=10),
         ),
+        *mailchimp,
         SectionBlock(text=MarkdownTextObject(text="*…or add one customer by email*")),
         InputBlock(block_id=BlockId.EMAIL, optional=True, label="Email",
                    element=PlainTextInputElement(action_id=Action.EMAIL, max_length=254)),
@@ -122,10 +128,6 @@ def import_modal(*, channel_id: str, batch_id: int | None = None, segment: str |
         InputBlock(block_id=BlockId.LOCALE, optional=True, label="Locale",
                    hint="Language of the invite, e.g. en, fr, pt-BR. Empty: the store default.",
                    element=PlainTextInputElement(action_id=Action.LOCALE, max_length=35)),
-        ContextBlock(elements=[MarkdownTextObject(
-            text="Mailchimp audiences can be added here once Mailchimp is connected."
-            if not mailchimp_connected else "Mailchimp lists: choose them below."
-        )]),
     ]  # fmt: skip
     return View(
         type="modal", callback_id=Callback.IMPORT, title="Import contacts",

@@ -1,0 +1,274 @@
+"""`/referral mailchimp`: the connection's status, *Connect* and *Disconnect*.
+
+Anyone may look; only team leads connect or disconnect, and a click by someone else changes
+nothing and says who can. *Connect* is Mailchimp's own sign-in when an OAuth app is configured
+(MAILCHIMP_CLIENT_ID): a URL button carrying a signed, single-use state made for the lead who
+asked, so the callback in `bot/web.py` knows whose workspace it is. Otherwise it opens a modal
+for an API key.
+
+The key is checked with a ping before it is stored. A view_submission must be answered within
+3 s, and a ping usually takes well under a second but can take far longer (Mailchimp's 429s
+and 5xx are retried with backoff). So the ping starts before the ack and is given INLINE_WAIT:
+a wrong key then gets an inline error on the field, the common case. If Mailchimp is slower
+than that, the modal is answered with "Checking…" and `views.update` shows the result later
+(the form again with the reason, or the connection). The key is never logged or shown back.
+
+The status is ephemeral, so after a change it is replaced through the click's `response_url`
+(the key modal carries that URL in its private_metadata).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.models.views import View
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.mailchimp.accounts import Connection, connect_api_key, connection, disconnect
+from bot.mailchimp.api import MailchimpError, ReconnectNeeded
+from bot.mailchimp.oauth import CALLBACK_PATH, authorize_url, make_state
+from bot.mailchimp.secrets import SecretKeyMissing
+from bot.workspaces import ensure_workspace
+from handlers.context import Deps, Refusal, deps, is_lead, leads_only
+from handlers.ids import Action, BlockId, Callback
+from handlers.mailchimp_messages import (
+    SECRET_KEY_MISSING,
+    ConnectOffer,
+    checking_modal,
+    connected_modal,
+    key_modal,
+    refused_modal,
+    status_message,
+)
+from handlers.messages import esc, metadata
+
+log = logging.getLogger(__name__)
+INLINE_WAIT = 1.5  # seconds the ping may take before the modal is answered "Checking…"
+MAX_INLINE_ERROR = 250
+KEY_REFUSED = ("Mailchimp didn't accept this key. Copy it again from Profile › Extras › API "
+               "keys: a deleted or disabled key is refused.")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    """Who clicked a status button, and where to answer them."""
+
+    team_id: str
+    user_id: str
+    response_url: str
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> Click:
+        return cls(body["team"]["id"], body["user"]["id"], str(body.get("response_url") or ""))
+
+
+# ---- answering through response_url ---------------------------------------------------------
+
+
+async def _respond(client: AsyncWebClient, url: str, text: str, *, replace: bool,
+                   blocks: list[Any] | None = None) -> None:  # fmt: skip
+    """Replace the ephemeral status, or add an ephemeral note. Without a URL (or when Slack
+    refuses it) the person is told through the global path instead."""
+    if not url:
+        raise Refusal(text)
+    hook = AsyncWebhookClient(url, session=client.session)
+    response = await hook.send(text=text, blocks=blocks, replace_original=replace,
+                               response_type=None if replace else "ephemeral")  # fmt: skip
+    if response.status_code != 200:
+        log.info("response_url answered %s: %s", response.status_code, response.body[:200])
+        raise Refusal(text)
+
+
+async def _offer(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> ConnectOffer:
+    """What *Connect* does for this person (a sign-in URL is made for team leads only)."""
+    lead = await is_lead(client, d.settings, team_id, user_id)
+    if not d.settings.secret_key:
+        return ConnectOffer(secret_key_missing=True, lead=lead)
+    if not (lead and d.settings.mailchimp_client_id):
+        return ConnectOffer(lead=lead)
+    # the callback stores the account under this workspace: its row must exist by then
+    await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
+    state = make_state(d.settings.secret_key, team_id, user_id)
+    url = authorize_url(d.settings.mailchimp_login_url, d.settings.mailchimp_client_id,
+                        d.settings.public_base + CALLBACK_PATH, state)  # fmt: skip
+    return ConnectOffer(sign_in_url=url, lead=True)
+
+
+async def _show_status(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, url: str,
+                       *, note: str = "", replace: bool) -> None:  # fmt: skip
+    conn = await connection(d.db, team_id)
+    if conn is None:
+        offer = await _offer(d, client, team_id, user_id)
+    else:
+        offer = ConnectOffer(lead=await is_lead(client, d.settings, team_id, user_id))
+    text, blocks = status_message(conn, offer, note)
+    await _respond(client, url, text, replace=replace, blocks=blocks)
+
+
+async def status_command(ack: Any, command: dict[str, Any], client: AsyncWebClient,
+                         context: dict[str, Any]) -> None:  # fmt: skip
+    """`/referral mailchimp`: ack at once, then answer with the status through response_url."""
+    await ack()
+    d = deps(context)
+    d.later.run(_show_status(d, client, command["team_id"], command["user_id"],
+                             command["response_url"], replace=False), client, command)  # fmt: skip
+
+
+# ---- Connect with an API key ----------------------------------------------------------------
+
+
+async def _why_not(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> str:
+    """Why this person can't connect Mailchimp now (mrkdwn), or "" when they can."""
+    if not await is_lead(client, d.settings, team_id, user_id):
+        return str(leads_only(d.settings, "connect Mailchimp"))
+    if not d.settings.secret_key:
+        return SECRET_KEY_MISSING
+    return ""
+
+
+async def _replace_modal(client: AsyncWebClient, view_id: str, modal: View,
+                         view_hash: str | None = None) -> bool:  # fmt: skip
+    """Show `modal` in place of the open one; False when the person closed it already."""
+    try:
+        await client.views_update(view_id=view_id, hash=view_hash, view=modal)
+    except SlackApiError as exc:
+        if exc.response.get("error") not in ("not_found", "hash_conflict"):
+            raise
+        log.info("the Mailchimp modal was closed or changed before it was updated")
+        return False
+    return True
+
+
+async def _open_key_modal(d: Deps, client: AsyncWebClient, click: Click, trigger_id: str) -> None:
+    """Open the form first (trigger ids live 3 s); someone who can't connect then sees why."""
+    opened = (await client.views_open(trigger_id=trigger_id, view=key_modal(
+        metadata(url=click.response_url))))["view"]  # fmt: skip
+    refusal = await _why_not(d, client, click.team_id, click.user_id)
+    if refusal:
+        await _replace_modal(client, opened["id"], refused_modal(refusal), opened["hash"])
+
+
+async def on_connect(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                     context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d, click = deps(context), Click.of(body)
+    d.later.run(_open_key_modal(d, client, click, body["trigger_id"]), client, body)
+
+
+def read_key(values: dict[str, dict[str, Any]]) -> str:
+    entered = ((values.get(BlockId.MAILCHIMP_KEY) or {}).get(Action.MAILCHIMP_KEY) or {})
+    return str(entered.get("value") or "").strip()
+
+
+async def _check_key(d: Deps, team_id: str, user_id: str, key: str) -> Connection | str:
+    """Ping Mailchimp with the key and keep it (sealed); or why not, in words for the form."""
+    try:
+        conn = await connect_api_key(d.db, team_id, key, user=user_id,
+                                     secret_key=d.settings.secret_key,
+                                     api_url=d.settings.mailchimp_api_url)  # fmt: skip
+    except ReconnectNeeded:
+        return KEY_REFUSED
+    except (MailchimpError, SecretKeyMissing) as exc:  # not a key's shape, or Mailchimp is down
+        return str(exc)[:MAX_INLINE_ERROR]
+    log.info("Mailchimp connected with an API key: team=%s user=%s dc=%s", team_id, user_id,
+             conn.dc)  # fmt: skip
+    return conn
+
+
+async def _after_connect(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                         url: str) -> None:  # fmt: skip
+    """Refresh the status the modal was opened from; the modal itself already said it."""
+    try:
+        await _show_status(d, client, team_id, user_id, url, replace=True,
+                           note=":white_check_mark: Mailchimp is connected.")  # fmt: skip
+    except Refusal:
+        log.info("could not refresh the Mailchimp status (no usable response_url)")
+
+
+async def _finish_check(d: Deps, client: AsyncWebClient, checking: asyncio.Task[Any],
+                        view_id: str, team_id: str, user_id: str,
+                        meta: str) -> None:  # fmt: skip
+    """The slow path: the modal says "Checking…" until the ping answers, then the result."""
+    outcome: Connection | str = await checking
+    if isinstance(outcome, str):
+        if not await _replace_modal(client, view_id, key_modal(meta, problem=outcome)):
+            raise Refusal(f"Mailchimp wasn't connected: {esc(outcome)}")  # closed: told by DM
+        return
+    await _replace_modal(client, view_id, connected_modal(outcome))
+    await _after_connect(d, client, team_id, user_id, json.loads(meta).get("url") or "")
+
+
+async def on_key_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
+                        client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
+    """Check who, then the key (inline error if Mailchimp answers in time), then save."""
+    d = deps(context)
+    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    meta = view.get("private_metadata") or "{}"
+    refusal = await _why_not(d, client, team_id, user_id)
+    if refusal:
+        await ack(response_action="update", view=refused_modal(refusal).to_dict())
+        return
+    key = read_key(view["state"]["values"])
+    if not key:
+        await ack(response_action="errors", errors={BlockId.MAILCHIMP_KEY: "Paste the API key."})
+        return
+    await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
+    checking = asyncio.create_task(_check_key(d, team_id, user_id, key))
+    done, _ = await asyncio.wait({checking}, timeout=INLINE_WAIT)
+    if not done:
+        await ack(response_action="update", view=checking_modal().to_dict())
+        d.later.run(_finish_check(d, client, checking, view["id"], team_id, user_id, meta),
+                    client, body)  # fmt: skip
+        return
+    outcome = checking.result()
+    if isinstance(outcome, str):
+        await ack(response_action="errors", errors={BlockId.MAILCHIMP_KEY: outcome})
+        return
+    await ack(response_action="update", view=connected_modal(outcome).to_dict())
+    d.later.run(_after_connect(d, client, team_id, user_id, json.loads(meta).get("url") or ""),
+                client, body)  # fmt: skip
+
+
+# ---- Disconnect -----------------------------------------------------------------------------
+
+
+async def _disconnect(d: Deps, client: AsyncWebClient, click: Click) -> None:
+    if not await is_lead(client, d.settings, click.team_id, click.user_id):
+        text = str(leads_only(d.settings, "disconnect Mailchimp"))
+        await _respond(client, click.response_url, text, replace=False)
+        return
+    removed = await disconnect(d.db, click.team_id)
+    if removed:
+        log.info("Mailchimp disconnected: team=%s user=%s", click.team_id, click.user_id)
+        note = (f":white_check_mark: <@{click.user_id}> disconnected Mailchimp. Contacts "
+                "already imported stay.")  # fmt: skip
+    else:
+        note = "Mailchimp wasn't connected any more: someone disconnected it already."
+    await _show_status(d, client, click.team_id, click.user_id, click.response_url, note=note,
+                       replace=True)  # fmt: skip
+
+
+async def on_disconnect(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                        context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d = deps(context)
+    d.later.run(_disconnect(d, client, Click.of(body)), client, body)
+
+
+async def on_sign_in(ack: Any) -> None:
+    """A URL button still sends its click to the app; the browser does the rest."""
+    await ack()
+
+
+def register(app: AsyncApp) -> None:
+    app.action(Action.MAILCHIMP_CONNECT)(on_connect)
+    app.action(Action.MAILCHIMP_SIGN_IN)(on_sign_in)
+    app.action(Action.MAILCHIMP_DISCONNECT)(on_disconnect)
+    app.view(Callback.MAILCHIMP_KEY)(on_key_submit)

@@ -1,0 +1,195 @@
+"""Block Kit for Mailchimp: the `/referral mailchimp` status, the API key modal, and the
+"Mailchimp lists" part of the import modal.
+
+Plain data in, slack_sdk models out (no Slack calls, no database), like `messages.py`. Account
+names, emails and Mailchimp's error texts reach mrkdwn only through `esc()`. The API key is
+never put in a view: not as an initial value, not in private_metadata, not in an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextInputElement,
+    SectionBlock,
+    StaticMultiSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot.mailchimp.accounts import Connection
+from bot.mailchimp.api import Audience
+from bot.mailchimp.oauth import STATE_TTL
+from handlers.campaign_messages import notice_modal
+from handlers.ids import Action, BlockId, Callback
+from handlers.messages import esc, n, slack_date
+
+MODAL_TITLE = "Connect Mailchimp"
+MAX_OPTIONS = 100  # Slack's limit for a static select
+MAX_OPTION_TEXT = 75
+MAX_KEY_LENGTH = 100  # real keys are 32 hex characters, a dash and the data centre
+SECRET_KEY_MISSING = (
+    ":warning: Set `SECRET_KEY` (a long random string) in the bot's environment and restart it "
+    "before connecting Mailchimp: the bot encrypts Mailchimp's credentials with it."
+)
+CHECKING = ":hourglass_flowing_sand: Checking the key with Mailchimp…"
+LISTS_LOADING = ":hourglass_flowing_sand: Looking up your Mailchimp lists…"
+LISTS_NOT_CONNECTED = ("Mailchimp lists can be imported here too, once a team lead connects "
+                       "Mailchimp with `/referral mailchimp`.")  # fmt: skip
+LISTS_NONE = "Your Mailchimp account has no audiences yet."
+LISTS_RECONNECT = (":warning: Mailchimp no longer accepts our credentials: reconnect Mailchimp "
+                   "with `/referral mailchimp` to import its lists here.")  # fmt: skip
+LISTS_HINT = "Subscribed members are imported; the others are counted as skipped, by status."
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectOffer:
+    """What *Connect* does for the person who asked: open Mailchimp's sign-in, or the API
+    key modal; or nothing, and say why (no SECRET_KEY to encrypt credentials with)."""
+
+    sign_in_url: str = ""  # OAuth configured and a team lead asked: the authorize URL
+    secret_key_missing: bool = False
+    lead: bool = True  # others see the buttons too, with a line saying who may use them
+
+
+def _account_line(conn: Connection) -> str:
+    if conn.account_name:
+        who = f"*{esc(conn.account_name)}*"
+        if conn.login_email:
+            who += f" ({esc(conn.login_email)})"
+    else:
+        who = f"the account in data centre `{esc(conn.dc)}`"
+    how = "signed in with Mailchimp" if conn.auth == "oauth" else "with an API key"
+    when = slack_date(conn.connected_at) if isinstance(conn.connected_at, datetime) else ""
+    by = " · ".join(part for part in (f"<@{conn.connected_by}>", when, how) if part)
+    return (f":white_check_mark: *Mailchimp is connected*: {who}\n"
+            f"Connected by {by}. Its audiences can be chosen in `/referral import`.")
+
+
+def _disconnect_button() -> ButtonElement:
+    return ButtonElement(
+        text="Disconnect", action_id=Action.MAILCHIMP_DISCONNECT, value="disconnect",
+        style="danger",
+        confirm=ConfirmObject(title="Disconnect Mailchimp?", confirm="Disconnect", deny="Keep it",
+                              text="Contacts already imported stay. Lists can't be added to "
+                                   "imports until Mailchimp is connected again."),
+    )  # fmt: skip
+
+
+def _connect_blocks(offer: ConnectOffer) -> list[Block]:
+    if offer.secret_key_missing:
+        return [SectionBlock(text=MarkdownTextObject(text=SECRET_KEY_MISSING))]
+    if offer.sign_in_url:
+        button = ButtonElement(text="Connect Mailchimp", action_id=Action.MAILCHIMP_SIGN_IN,
+                               url=offer.sign_in_url, style="primary")  # fmt: skip
+        minutes = STATE_TTL // 60
+        note = (f"You sign in on Mailchimp's site. The link works for {minutes} minutes: run "
+                "`/referral mailchimp` again for a new one.")  # fmt: skip
+        return [ActionsBlock(elements=[button]),
+                ContextBlock(elements=[MarkdownTextObject(text=note)])]  # fmt: skip
+    label = "Connect with an API key" if offer.lead else "Connect Mailchimp"
+    button = ButtonElement(text=label, action_id=Action.MAILCHIMP_CONNECT, value="connect",
+                           style="primary")  # fmt: skip
+    return [ActionsBlock(elements=[button])]
+
+
+def status_message(conn: Connection | None, offer: ConnectOffer,
+                   note: str = "") -> tuple[str, list[Block]]:  # fmt: skip
+    """(fallback text, blocks) of `/referral mailchimp`; `note` (mrkdwn) says what just
+    happened, on top."""
+    blocks: list[Block] = []
+    if note:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=note[:3000])))
+    if conn is not None:
+        text = "Mailchimp is connected."
+        blocks += [SectionBlock(text=MarkdownTextObject(text=_account_line(conn)[:3000])),
+                   ActionsBlock(elements=[_disconnect_button()])]  # fmt: skip
+    else:
+        text = "Mailchimp isn't connected."
+        blocks.append(SectionBlock(text=MarkdownTextObject(
+            text="*Mailchimp isn't connected.* Connect it to import its audiences (lists) into "
+                 "a segment from `/referral import`; only subscribed members are imported.")))
+        blocks += _connect_blocks(offer)  # fmt: skip
+    if not offer.lead and not (conn is None and offer.secret_key_missing):
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(
+            text="Only team leads can connect or disconnect Mailchimp.")]))  # fmt: skip
+    return text, blocks
+
+
+def key_modal(private_metadata: str, problem: str = "") -> View:
+    """The form for an API key; `problem` is why the last key wasn't accepted (when it was
+    checked after the modal was answered, so it couldn't be an inline error)."""
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(
+            text="Paste an API key of the Mailchimp account whose audiences you want to import. "
+                 "In Mailchimp: *Profile › Extras › API keys › Create A Key*. The key is checked "
+                 "with Mailchimp, stored encrypted and never shown again.")),
+        InputBlock(block_id=BlockId.MAILCHIMP_KEY, label="API key",
+                   hint="It ends with your data centre, e.g. -us21.",
+                   element=PlainTextInputElement(action_id=Action.MAILCHIMP_KEY,
+                                                 max_length=MAX_KEY_LENGTH,
+                                                 placeholder="0123456789abcdef…-us21")),
+    ]  # fmt: skip
+    if problem:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(
+            text=f":warning: {esc(problem)}"[:3000])]))  # fmt: skip
+    return View(type="modal", callback_id=Callback.MAILCHIMP_KEY, title=MODAL_TITLE,
+                submit="Connect", close="Cancel", blocks=blocks,
+                private_metadata=private_metadata)  # fmt: skip
+
+
+def checking_modal() -> View:
+    return notice_modal(MODAL_TITLE, CHECKING)
+
+
+def connected_modal(conn: Connection) -> View:
+    return notice_modal(MODAL_TITLE, _account_line(conn))
+
+
+def refused_modal(text: str) -> View:
+    """Why this person can't connect (mrkdwn of our own, e.g. naming the team leads)."""
+    return notice_modal(MODAL_TITLE, text)
+
+
+# ---- the import modal's "Mailchimp lists" ---------------------------------------------------
+
+
+def _option(audience: Audience) -> Option:
+    """"Name (1,234 subscribed)", the name shortened so the count always shows."""
+    count = f" ({n(audience.subscribed)} subscribed)"
+    room = MAX_OPTION_TEXT - len(count)
+    name = audience.name if len(audience.name) <= room else audience.name[: room - 1] + "…"
+    return Option(value=audience.id[:150], text=name + count)
+
+
+def lists_blocks(audiences: Sequence[Audience] = (), note: str = "") -> list[Block]:
+    """A multi-select of the account's audiences, or one context line (`note`, mrkdwn) saying
+    why there is none: still loading, not connected, reconnect, or Mailchimp failed."""
+    if not audiences:
+        return [ContextBlock(elements=[MarkdownTextObject(text=(note or LISTS_NONE)[:3000])])]
+    blocks: list[Block] = [InputBlock(
+        block_id=BlockId.MAILCHIMP_LISTS, optional=True, label="Mailchimp lists",
+        hint=LISTS_HINT,
+        element=StaticMultiSelectElement(action_id=Action.MAILCHIMP_LISTS,
+                                         placeholder="Choose audiences",
+                                         options=[_option(a) for a in audiences[:MAX_OPTIONS]]),
+    )]  # fmt: skip
+    if len(audiences) > MAX_OPTIONS:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(
+            text=f"Showing the first {MAX_OPTIONS} of {n(len(audiences))} audiences.")]))
+    return blocks
+
+
+def lists_failed(error: str) -> str:
+    return (f":warning: Mailchimp lists couldn't be loaded ({esc(error)}): close this form and "
+            "try again in a moment.")  # fmt: skip

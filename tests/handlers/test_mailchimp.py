@@ -1,0 +1,399 @@
+"""Mailchimp in Slack as a user meets it: `/referral mailchimp`, connecting by API key or by
+Mailchimp's sign-in, disconnecting, and audiences in the import modal, imported once.
+
+Everything goes over HTTP: signed requests to the real app, Web API calls to the fake Slack,
+and the real (synchronous, threaded) Mailchimp client to the fake Mailchimp, reached through
+MAILCHIMP_API_URL set to the fake's base URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from aiohttp import ClientSession, web
+from sqlalchemy import text
+
+from bot.app import build_app, build_web_app, build_worker, slack_client
+from bot.mailchimp import accounts
+from bot.mailchimp.oauth import CALLBACK_PATH, read_state
+from bot.settings import load_settings
+from bot.workspaces import ensure_workspace
+from handlers import mailchimp as mailchimp_handlers
+from handlers.ids import Action, BlockId, Callback
+from handlers.later import Later
+from models import Database
+from tests.fakes.mailchimp import FakeMailchimp
+from tests.fakes.slack_api import FakeSlack, find_element
+from tests.fakes.slack_requests import SlackRequests
+from tests.handlers.conftest import LEAD, REP, SECRET, Harness
+from tests.handlers.test_import_flow import _count, _form, _review
+
+TEAM = "T0001"
+KEY = "0123456789abcdef0123456789abcdef-us21"
+SECRET_KEY = "test-secret"
+Build = Callable[..., AbstractAsyncContextManager[Harness]]
+
+
+@pytest.fixture
+async def mc() -> AsyncIterator[FakeMailchimp]:
+    """A Mailchimp account reachable by KEY with two overlapping audiences."""
+    async with FakeMailchimp() as fake:
+        account = fake.add_account(KEY, name="Northwind Coffee")
+        customers = account.add_list("a1b2c3d4e5", "Customers")
+        for email, status in (("ana@example.com", "subscribed"), ("bob@example.com", "subscribed"),
+                              ("carl@example.com", "unsubscribed"),
+                              ("dina@example.com", "cleaned")):  # fmt: skip
+            customers.add_member(email, status, first_name=email[:3].title(), language="pt")
+        newsletter = account.add_list("f6e5d4c3b2", "Newsletter <!channel>")
+        for email, status in (("Ana@Example.com", "subscribed"), ("eve@example.com", "subscribed"),
+                              ("bob@example.com", "pending"),
+                              ("fred@example.com", "unsubscribed")):  # fmt: skip
+            newsletter.add_member(email, status)
+        yield fake
+
+
+@pytest.fixture
+def build(db: Database, mc: FakeMailchimp, monkeypatch: pytest.MonkeyPatch,
+          tmp_path: Path) -> Build:  # fmt: skip
+    """The real app like the `app` fixture's, with Mailchimp settings of the test's choosing."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    @asynccontextmanager
+    async def harness(**overrides: Any) -> AsyncIterator[Harness]:
+        async with FakeSlack(bot_token="xoxb-test", team_id=TEAM) as slack:
+            settings = load_settings(**{
+                "database_url": db.url, "slack_bot_token": "xoxb-test",
+                "slack_signing_secret": SECRET, "slack_api_url": slack.api_url,
+                "slack_file_hosts": [slack.files_host], "team_leads": [LEAD],
+                "job_lease_seconds": 10, "worker_poll_seconds": 0.05,
+                "job_retry_base_seconds": 0, "secret_key": SECRET_KEY,
+                "outbox_dir": tmp_path / "outbox", "public_url": "https://bot.example",
+                "mailchimp_api_url": mc.base_url, "mailchimp_login_url": mc.login_url,
+                **overrides,
+            })  # fmt: skip
+            session = ClientSession()
+            client = slack_client(settings, session)
+            later = Later()
+            runner = web.AppRunner(build_web_app(build_app(settings, client, db, later)))
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            requests = SlackRequests(f"http://127.0.0.1:{port}", SECRET, slack=slack)
+            try:
+                yield Harness(slack, requests, build_worker(settings, client, db), db, settings,
+                              later)  # fmt: skip
+            finally:
+                await later.drain()
+                await runner.cleanup()
+                await session.close()
+
+    return harness
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+async def _status(app: Harness, user: str = LEAD) -> dict[str, Any]:
+    """Type `/referral mailchimp`; returns what the bot answered through the response_url."""
+    url = app.slack.new_response_url("C0001", user_id=user)
+    reply = await app.requests.slash_command(text="mailchimp", user_id=user, response_url=url)
+    assert reply.status == 200 and not reply.body  # acked at once, answered after
+    await app.settle()
+    answer = app.slack.responses[url][-1]
+    assert answer["response_type"] == "ephemeral"
+    return answer
+
+
+async def _click(app: Harness, action: str, status: dict[str, Any],
+                 user: str = LEAD) -> list[dict[str, Any]]:  # fmt: skip
+    """Click a button of the (ephemeral) status; returns what was posted to that click's URL."""
+    found = find_element(status["blocks"], action)
+    assert found is not None, f"no {action} in {status['blocks']}"
+    url = app.slack.new_response_url("C0001", user_id=user)
+    await app.requests.block_action(action, found[1].get("value"), user_id=user,
+                                    response_url=url,
+                                    message={"blocks": status["blocks"]})  # fmt: skip
+    await app.settle()
+    return app.slack.responses[url]
+
+
+def _key(key: str) -> dict[str, Any]:
+    return {BlockId.MAILCHIMP_KEY: {Action.MAILCHIMP_KEY: {"type": "plain_text_input",
+                                                          "value": key}}}  # fmt: skip
+
+
+async def _submit_key(app: Harness, key: str) -> tuple[Any, str, list[dict[str, Any]]]:
+    """A lead opens the key modal from the status and submits `key`: (the ack's body, the
+    view id, what was posted to the Connect click's response_url, then and later)."""
+    status = await _status(app)
+    answers = await _click(app, Action.MAILCHIMP_CONNECT, status)
+    modal = app.slack.open_views(LEAD)[-1]
+    assert modal["callback_id"] == Callback.MAILCHIMP_KEY
+    reply = await app.requests.view_submission(state_values=_key(key), view_id=modal["id"],
+                                               user_id=LEAD)  # fmt: skip
+    assert reply.status == 200
+    await app.settle()
+    return reply.body, modal["id"], answers
+
+
+async def _stored(app: Harness) -> list[tuple[str, str]]:
+    async with app.db.begin() as conn:
+        rows = await conn.execute(text("SELECT auth, secret FROM mailchimp_account"))
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+
+async def _connect(app: Harness) -> None:
+    await ensure_workspace(app.db, TEAM)
+    await accounts.connect_api_key(app.db, TEAM, KEY, user=LEAD, secret_key=SECRET_KEY,
+                                   api_url=app.settings.mailchimp_api_url)  # fmt: skip
+
+
+async def _import_modal(app: Harness, user: str = REP) -> dict[str, Any]:
+    """`/referral import`; returns the modal once its Mailchimp part has been filled in."""
+    await ensure_workspace(app.db, TEAM)
+    reply = await app.requests.slash_command(text="import", user_id=user, channel_id="C0001")
+    assert reply.status == 200
+    await app.settle()
+    opened = app.slack.calls_to("views.open")[-1].args["view"]
+    assert "Looking up your Mailchimp lists" in json.dumps(opened)  # open first: 3 s triggers
+    assert app.slack.calls_to("views.update"), "the Mailchimp part was never filled in"
+    modal = app.slack.open_views(user)[-1]
+    assert modal["callback_id"] == Callback.IMPORT
+    return modal
+
+
+def _everything_sent_to_slack(app: Harness) -> str:
+    return json.dumps([c.args for c in app.slack.calls]) + json.dumps(app.slack.responses)
+
+
+# ---- /referral mailchimp and connecting -----------------------------------------------------
+
+
+async def test_not_connected_offers_connect(build: Build) -> None:
+    async with build() as app:
+        status = await _status(app)
+        rendered = json.dumps(status["blocks"])
+        assert "isn't connected" in rendered
+        assert find_element(status["blocks"], Action.MAILCHIMP_CONNECT) is not None
+        assert find_element(status["blocks"], Action.MAILCHIMP_DISCONNECT) is None
+        help_reply = await app.requests.slash_command(text="help", user_id=REP)
+        assert "/referral mailchimp" in json.dumps(help_reply.body)
+        assert app.slack.block_errors == []
+
+
+async def test_connect_with_an_api_key(build: Build, mc: FakeMailchimp,
+                                       caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    caplog.set_level(logging.DEBUG)
+    async with build() as app:
+        ack, _, answers = await _submit_key(app, f"  {KEY} ")
+        assert ack["response_action"] == "update"
+        assert "Mailchimp is connected" in json.dumps(ack["view"])
+        stored = await _stored(app)
+        assert len(stored) == 1 and stored[0][0] == "api_key"
+        assert KEY not in stored[0][1] and KEY.split("-")[0] not in stored[0][1]
+        pings = mc.requests_to("/3.0/ping")
+        assert [(p.auth, p.credential, p.status) for p in pings] == [("basic", KEY, 200)]
+        found = await accounts.connection(app.db, TEAM)
+        assert found is not None and (found.dc, found.connected_by) == ("us21", LEAD)
+
+        # the status it was opened from now says so, and offers Disconnect
+        assert answers[-1].get("replace_original") is True
+        assert "Mailchimp is connected" in json.dumps(answers[-1]["blocks"])
+        status = await _status(app)
+        assert find_element(status["blocks"], Action.MAILCHIMP_DISCONNECT) is not None
+        assert f"<@{LEAD}>" in json.dumps(status["blocks"])
+        assert "with an API key" in json.dumps(status["blocks"])
+        # never shown back, never logged
+        assert KEY.split("-")[0] not in _everything_sent_to_slack(app)
+        assert KEY.split("-")[0] not in caplog.text
+        assert app.slack.block_errors == []
+
+
+async def test_a_wrong_key_is_refused_inline(build: Build, mc: FakeMailchimp) -> None:
+    async with build() as app:
+        ack, _, _ = await _submit_key(app, "ffffffffffffffffffffffffffffffff-us21")
+        assert ack["response_action"] == "errors"
+        assert "didn't accept this key" in ack["errors"][BlockId.MAILCHIMP_KEY]
+        ack, _, _ = await _submit_key(app, "not a key")
+        assert "doesn't look like a Mailchimp API key" in ack["errors"][BlockId.MAILCHIMP_KEY]
+        assert await _stored(app) == []
+        assert app.slack.block_errors == []  # errors were keyed by the input's block id
+
+
+async def test_a_slow_mailchimp_is_answered_after_the_ack(build: Build, mc: FakeMailchimp,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:  # fmt: skip
+    """Slack wants the submission answered in 3 s: past INLINE_WAIT the modal says "Checking…"
+    and is updated with the outcome."""
+    monkeypatch.setattr(mailchimp_handlers, "INLINE_WAIT", 0.05)
+    async with build() as app:
+        mc.slow("/3.0/ping", 0.5)
+        ack, view_id, _ = await _submit_key(app, "ffffffffffffffffffffffffffffffff-us21")
+        assert ack["response_action"] == "update" and "Checking" in json.dumps(ack["view"])
+        modal = app.slack.views[view_id]  # the form again, with the reason
+        assert modal["callback_id"] == Callback.MAILCHIMP_KEY
+        assert "didn't accept this key" in json.dumps(modal["blocks"])
+        assert await _stored(app) == []
+
+        mc.slow("/3.0/ping", 0.5)
+        ack, view_id, answers = await _submit_key(app, KEY)
+        assert "Checking" in json.dumps(ack["view"])
+        assert "Mailchimp is connected" in json.dumps(app.slack.views[view_id]["blocks"])
+        assert len(await _stored(app)) == 1
+        assert "Mailchimp is connected" in json.dumps(answers[-1]["blocks"])
+        assert app.slack.block_errors == []
+
+
+async def test_disconnect(build: Build) -> None:
+    async with build() as app:
+        await _connect(app)
+        status = await _status(app)
+        answers = await _click(app, Action.MAILCHIMP_DISCONNECT, status)
+        assert "disconnected Mailchimp" in json.dumps(answers[-1]["blocks"])
+        assert answers[-1].get("replace_original") is True
+        assert find_element(answers[-1]["blocks"], Action.MAILCHIMP_CONNECT) is not None
+        assert await _stored(app) == []
+        again = await _click(app, Action.MAILCHIMP_DISCONNECT, status)  # a stale second click
+        assert "disconnected it already" in json.dumps(again[-1]["blocks"])
+
+
+async def test_a_rep_can_look_but_not_connect_or_disconnect(build: Build,
+                                                            mc: FakeMailchimp) -> None:
+    async with build() as app:
+        status = await _status(app, REP)
+        assert "Only team leads can connect or disconnect" in json.dumps(status["blocks"])
+        await _click(app, Action.MAILCHIMP_CONNECT, status, REP)
+        modal = app.slack.open_views(REP)[-1]  # the key form, replaced by the refusal
+        assert modal["callback_id"] != Callback.MAILCHIMP_KEY
+        assert "Only team leads can connect Mailchimp" in json.dumps(modal["blocks"])
+        forged = await app.requests.view_submission(Callback.MAILCHIMP_KEY, _key(KEY),
+                                                    user_id=REP)  # fmt: skip
+        assert forged.body["response_action"] == "update"
+        assert "Only team leads" in json.dumps(forged.body["view"])
+        assert await _stored(app) == []
+        assert mc.requests_to("/3.0/ping") == []  # the key wasn't even tried
+
+        await _connect(app)
+        status = await _status(app, REP)
+        answers = await _click(app, Action.MAILCHIMP_DISCONNECT, status, REP)
+        assert "Only team leads can disconnect Mailchimp" in answers[-1]["text"]
+        assert len(await _stored(app)) == 1
+
+
+async def test_without_secret_key_it_says_to_set_it(build: Build) -> None:
+    async with build(secret_key="") as app:
+        status = await _status(app)
+        assert "Set `SECRET_KEY`" in json.dumps(status["blocks"])
+        assert find_element(status["blocks"], Action.MAILCHIMP_CONNECT) is None
+
+
+async def test_oauth_mode_shows_a_sign_in_button(build: Build, mc: FakeMailchimp) -> None:
+    async with build(mailchimp_client_id="cid-123", mailchimp_client_secret="csecret") as app:
+        status = await _status(app)
+        found = find_element(status["blocks"], Action.MAILCHIMP_SIGN_IN)
+        assert found is not None
+        url = urlsplit(found[1]["url"])
+        assert f"{url.scheme}://{url.netloc}" == mc.base_url and url.path == "/oauth2/authorize"
+        query = parse_qs(url.query)
+        assert query["client_id"] == ["cid-123"]
+        assert query["redirect_uri"] == ["https://bot.example" + CALLBACK_PATH]
+        state = read_state(SECRET_KEY, query["state"][0])
+        assert (state.team_id, state.user_id) == (TEAM, LEAD)
+        clicked = await app.requests.block_action(Action.MAILCHIMP_SIGN_IN, None, user_id=LEAD,
+                                                  message={"blocks": status["blocks"]})
+        assert clicked.status == 200  # a URL button's click is acknowledged, nothing more
+
+        rep_status = await _status(app, REP)  # no sign-in link is made for someone else
+        assert find_element(rep_status["blocks"], Action.MAILCHIMP_SIGN_IN) is None
+        assert find_element(rep_status["blocks"], Action.MAILCHIMP_CONNECT) is not None
+        assert app.slack.block_errors == []
+
+
+# ---- audiences in the import modal ----------------------------------------------------------
+
+
+async def test_import_modal_lists_the_audiences(build: Build) -> None:
+    async with build() as app:
+        await _connect(app)
+        modal = await _import_modal(app)
+        found = find_element(modal["blocks"], Action.MAILCHIMP_LISTS)
+        assert found is not None and found[0] == BlockId.MAILCHIMP_LISTS
+        options = [(o["value"], o["text"]["text"]) for o in found[1]["options"]]
+        assert options == [("a1b2c3d4e5", "Customers (2 subscribed)"),
+                           ("f6e5d4c3b2", "Newsletter <!channel> (2 subscribed)")]  # fmt: skip
+        assert app.slack.block_errors == []
+
+
+async def test_import_modal_says_how_to_connect(build: Build) -> None:
+    async with build() as app:
+        modal = await _import_modal(app)
+        rendered = json.dumps(modal["blocks"])
+        assert "connects Mailchimp with `/referral mailchimp`" in rendered
+        assert find_element(modal["blocks"], Action.MAILCHIMP_LISTS) is None
+
+
+async def test_a_revoked_key_says_reconnect(build: Build, mc: FakeMailchimp) -> None:
+    async with build() as app:
+        await _connect(app)
+        mc.revoke(KEY)
+        modal = await _import_modal(app)
+        assert "reconnect Mailchimp" in json.dumps(modal["blocks"])
+        assert find_element(modal["blocks"], Action.MAILCHIMP_LISTS) is None
+        assert modal["callback_id"] == Callback.IMPORT  # the rest of the form still works
+
+
+def _chosen(*ids: str) -> dict[str, Any]:
+    options = [{"text": {"type": "plain_text", "text": i}, "value": i} for i in ids]
+    return {BlockId.MAILCHIMP_LISTS: {Action.MAILCHIMP_LISTS: {
+        "type": "multi_static_select", "selected_options": options}}}  # fmt: skip
+
+
+async def test_two_overlapping_audiences_import_subscribed_members_once(build: Build) -> None:
+    async with build() as app:
+        await _connect(app)
+        modal = await _import_modal(app)
+        values = _form(segment="From Mailchimp") | _chosen("a1b2c3d4e5", "f6e5d4c3b2")
+        reply = await app.requests.view_submission(state_values=values, view_id=modal["id"],
+                                                   user_id=REP)  # fmt: skip
+        assert reply.status == 200 and not reply.body  # lists alone are a valid form
+        await app.settle()
+        message = await _review(app)
+        rendered = json.dumps(message["blocks"])
+        assert "Customers" in rendered and "Newsletter &lt;!channel&gt;" in rendered
+        assert "<!channel>" not in rendered
+        assert "skipped: 1 cleaned, 1 unsubscribed" in rendered
+        assert "skipped: 1 pending, 1 unsubscribed" in rendered
+        assert "3 to import" in rendered and "1 duplicates" in rendered
+
+        batch_id = find_element(message["blocks"], Action.APPROVE)[1]["value"]  # type: ignore[index]
+        await app.requests.block_action(Action.APPROVE, batch_id, user_id=LEAD,
+                                        message_ts=message["ts"])  # fmt: skip
+        await app.settle()
+        assert await _count(app, "SELECT COUNT(*) FROM contact") == 3
+        async with app.db.begin() as conn:
+            emails = sorted(r[0] for r in await conn.execute(text("SELECT email FROM contact")))
+        assert emails == ["ana@example.com", "bob@example.com", "eve@example.com"]
+        thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+        assert any("Imported into *From Mailchimp*" in t and "3 new contacts" in t for t in thread)
+        assert app.slack.block_errors == []
+
+
+async def test_lists_chosen_after_a_disconnect_are_refused_inline(build: Build) -> None:
+    async with build() as app:
+        await _connect(app)
+        modal = await _import_modal(app)
+        await accounts.disconnect(app.db, TEAM)
+        values = _form(segment="From Mailchimp") | _chosen("a1b2c3d4e5")
+        reply = await app.requests.view_submission(state_values=values, view_id=modal["id"],
+                                                   user_id=REP)  # fmt: skip
+        assert "disconnected" in reply.body["errors"][BlockId.MAILCHIMP_LISTS]
+        assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
