@@ -11,7 +11,7 @@ from bot.imports import review
 from bot.workspaces import get_segment
 from handlers.context import Deps, Refusal, deps, is_lead, lead_refusal, may_change
 from handlers.ids import Action
-from handlers.messages import import_modal
+from handlers.import_modal import open_import_modal
 from models import BatchStatus
 
 
@@ -30,9 +30,8 @@ async def _add_more(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
     if batch.status != BatchStatus.DRAFT:
         raise Refusal(f"This import is already {review.describe_status(batch)}.")
     segment = await get_segment(d.db, team_id, batch.segment_id)
-    await client.views_open(trigger_id=trigger_id, view=import_modal(
-        channel_id=batch.channel_id or "", batch_id=batch.id, segment=segment.name
-    ))  # fmt: skip
+    await open_import_modal(d, client, trigger_id, team_id, channel_id=batch.channel_id or "",
+                            batch_id=batch.id, segment=segment.name)  # fmt: skip
 
 
 async def _approve(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.imports.batches import add_source, fail_source
 from bot.jobs.queue import enqueue
 from bot.jobs.worker import Handler, JobContext
-from bot.mailchimp.accounts import credentials
+from bot.mailchimp.accounts import NotConnected, credentials
 from bot.mailchimp.api import Audience, MailchimpError, ReconnectNeeded
 from bot.mailchimp.importing import read_audience
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
@@ -39,7 +39,7 @@ def mailchimp_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
         try:
             creds = await credentials(ctx.db, ctx.team_id, settings.secret_key)
             await read_audience(ctx.db, ctx.team_id, source, creds)
-        except (ReconnectNeeded, CredentialsUnreadable, SecretKeyMissing) as exc:
+        except (ReconnectNeeded, NotConnected, CredentialsUnreadable, SecretKeyMissing) as exc:
             await fail_source(ctx.db, ctx.team_id, source.id or 0, str(exc), only_pending=True)
         except MailchimpError as exc:
             if ctx.job.attempts < ctx.job.max_attempts:
