@@ -17,22 +17,17 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from aiohttp import ClientSession, web
 from sqlalchemy import text
 
-from bot.app import build_app, build_web_app, build_worker, slack_client
 from bot.mailchimp import accounts
 from bot.mailchimp.oauth import CALLBACK_PATH, read_state
-from bot.settings import load_settings
 from bot.workspaces import ensure_workspace
 from handlers import mailchimp as mailchimp_handlers
 from handlers.ids import Action, BlockId, Callback
-from handlers.later import Later
 from models import Database
 from tests.fakes.mailchimp import FakeMailchimp
-from tests.fakes.slack_api import FakeSlack, find_element
-from tests.fakes.slack_requests import SlackRequests
-from tests.handlers.conftest import LEAD, REP, SECRET, Harness
+from tests.fakes.slack_api import find_element
+from tests.handlers.conftest import LEAD, REP, Harness, running_app
 from tests.handlers.test_import_flow import _count, _form, _review
 
 TEAM = "T0001"
@@ -68,33 +63,9 @@ def build(db: Database, mc: FakeMailchimp, monkeypatch: pytest.MonkeyPatch,
 
     @asynccontextmanager
     async def harness(**overrides: Any) -> AsyncIterator[Harness]:
-        async with FakeSlack(bot_token="xoxb-test", team_id=TEAM) as slack:
-            settings = load_settings(**{
-                "database_url": db.url, "slack_bot_token": "xoxb-test",
-                "slack_signing_secret": SECRET, "slack_api_url": slack.api_url,
-                "slack_file_hosts": [slack.files_host], "team_leads": [LEAD],
-                "job_lease_seconds": 10, "worker_poll_seconds": 0.05,
-                "job_retry_base_seconds": 0, "secret_key": SECRET_KEY,
-                "outbox_dir": tmp_path / "outbox", "public_url": "https://bot.example",
-                "mailchimp_api_url": mc.base_url, "mailchimp_login_url": mc.login_url,
-                **overrides,
-            })  # fmt: skip
-            session = ClientSession()
-            client = slack_client(settings, session)
-            later = Later()
-            runner = web.AppRunner(build_web_app(build_app(settings, client, db, later)))
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            requests = SlackRequests(f"http://127.0.0.1:{port}", SECRET, slack=slack)
-            try:
-                yield Harness(slack, requests, build_worker(settings, client, db), db, settings,
-                              later)  # fmt: skip
-            finally:
-                await later.drain()
-                await runner.cleanup()
-                await session.close()
+        async with running_app(db, tmp_path, mailchimp_api_url=mc.base_url,
+                               mailchimp_login_url=mc.login_url, **overrides) as app:
+            yield app
 
     return harness
 
