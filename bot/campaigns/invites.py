@@ -36,6 +36,7 @@ from models.clock import utcnow
 
 log = logging.getLogger(__name__)
 MAX_SEND_ATTEMPTS = 5
+_STAMP = UTCDateTime()
 RETRY_BASE = timedelta(minutes=1)
 PAGE = 500
 
@@ -76,17 +77,19 @@ _DUE = text("""
     ORDER BY i.id LIMIT :limit
 """).bindparams(_ts("now"))
 
-_START = text("""
+_START_SQL = """
     UPDATE invite SET state = 'sending', attempts = attempts + 1, updated_at = :now
     WHERE id = :id AND team_id = :t AND state IN ('queued', 'held')
     RETURNING attempts
-""").bindparams(_ts("now"))
-
-_OUTCOME = text("""
+"""
+_OUTCOME_SQL = """
     UPDATE invite SET state = :state, reason = :reason, send_after = :send_after,
         sent_at = :sent_at, locale = :locale, fell_back = :fell_back, updated_at = :now
     WHERE id = :id AND team_id = :t AND state = 'sending'
-""").bindparams(_ts("now"), _ts("send_after"), _ts("sent_at"))
+"""
+_START = text(_START_SQL).bindparams(_ts("now"))
+_OUTCOME = text(_OUTCOME_SQL).bindparams(_ts("now"), _ts("send_after"), _ts("sent_at"))
+_TIMES = ("now", "send_after", "sent_at")
 
 _NEXT_DUE = text("""
     SELECT MIN(send_after) AS due FROM invite
@@ -137,12 +140,39 @@ async def _write(db: Database, team_id: str, done: _Pending | None, start: int |
     async with db.begin() as conn:
         # without a result nobody knows whether the server took it: it stays `sending`, and
         # the next run calls it uncertain
+        outcome = None
         if done is not None and done.result is not None:
-            await conn.execute(_OUTCOME, {**_outcome(done, now), "t": team_id, "now": now})
+            outcome = {**_outcome(done, now), "t": team_id, "now": now}
+        started = {"id": start, "t": team_id, "now": now}
+        if conn.dialect.name == "sqlite":  # once per invite: the driver directly, far cheaper
+            return await _sqlite_write(conn, outcome, started if start is not None else None)
+        if outcome is not None:
+            await conn.execute(_OUTCOME, outcome)
         if start is None:
             return None
-        row = (await conn.execute(_START, {"id": start, "t": team_id, "now": now})).first()
+        row = (await conn.execute(_START, started)).first()
         return int(row[0]) if row else None
+
+
+async def _sqlite_write(conn: AsyncConnection, outcome: dict[str, Any] | None,
+                        started: dict[str, Any] | None) -> int | None:  # fmt: skip
+    """The same two statements on aiosqlite's connection, timestamps stored as SQLAlchemy
+    stores them, inside the caller's transaction."""
+    raw = (await conn.get_raw_connection()).driver_connection
+    stamp = _STAMP.bind_processor(conn.dialect)
+
+    def prepared(params: dict[str, Any]) -> dict[str, Any]:
+        return {k: stamp(v) if k in _TIMES and v is not None else v  # type: ignore[misc]
+                for k, v in params.items()}  # fmt: skip
+
+    if outcome is not None:
+        await raw.execute(_OUTCOME_SQL, prepared(outcome))
+    if started is None:
+        return None
+    cursor = await raw.execute(_START_SQL, prepared(started))
+    row = await cursor.fetchone()
+    await cursor.close()
+    return int(row[0]) if row else None
 
 
 async def _campaign(db: Database, team_id: str, enrollment_id: int) -> _Campaign | None:
