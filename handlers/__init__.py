@@ -13,6 +13,7 @@ from handlers import (
     campaigns,
     commands,
     contacts,
+    home,
     import_modal,
     mailchimp,
     review,
@@ -48,5 +49,5 @@ def register_listeners(app: AsyncApp, deps: Deps) -> None:
         return BoltResponse(status=200, body="")  # the user has been told; Slack needn't
 
     for module in (commands, import_modal, review, contacts, uploads, targeting, campaigns,
-                   mailchimp):  # fmt: skip
+                   mailchimp, home):  # fmt: skip
         module.register(app)

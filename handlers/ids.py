@@ -73,3 +73,5 @@ class Action(StrEnum):
     MAILCHIMP_DISCONNECT = "mailchimp_disconnect"
     MAILCHIMP_KEY = "mailchimp_key_input"
     MAILCHIMP_LISTS = "mailchimp_lists_select"
+    # App Home
+    HOME_NEW_IMPORT = "home_new_import"  # opens the import form; the review goes to the DM

@@ -1,0 +1,113 @@
+"""The App Home tab: what the workspace has (segments, campaigns, recent imports, Mailchimp)
+and buttons for the common actions.
+
+Opening the tab only reads: nothing is created for a workspace that has nothing yet. The
+buttons reuse the other listeners: *New campaign* is the campaign list's own button
+(`campaigns.py` opens the modal and, with no list to refresh, sends the result by direct
+message), *Connect Mailchimp* is `/referral mailchimp`'s (`mailchimp.py` opens the API key
+modal). *New import* is handled here: Home has no channel, so the import form is opened with
+the person's DM as the channel, and the review message is posted there.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlmodel import col, func, select
+
+from bot.campaigns.service import list_campaigns
+from bot.mailchimp.accounts import connection
+from bot.workspaces import segment_sizes
+from handlers.context import Deps, deps
+from handlers.home_messages import (
+    MAX_IMPORTS_SHOWN,
+    HomeData,
+    ImportRow,
+    home_view,
+    segment_rows,
+)
+from handlers.ids import Action
+from handlers.import_modal import open_import_modal
+from models import Database, ImportBatch, Segment
+
+log = logging.getLogger(__name__)
+
+
+async def recent_imports(
+    db: Database, team_id: str, limit: int = MAX_IMPORTS_SHOWN
+) -> tuple[list[ImportRow], int]:
+    """The workspace's newest imports (at most `limit`) with their segment's name, and how
+    many imports it has in all."""
+    async with db.session() as session:
+        rows = (await session.exec(
+            select(ImportBatch, Segment.name)
+            .join(Segment, col(Segment.id) == col(ImportBatch.segment_id))
+            .where(ImportBatch.team_id == team_id, Segment.team_id == team_id)
+            .order_by(col(ImportBatch.created_at).desc(), col(ImportBatch.id).desc())
+            .limit(limit)
+        )).all()  # fmt: skip
+        total = (await session.exec(
+            select(func.count()).select_from(ImportBatch).where(ImportBatch.team_id == team_id)
+        )).one()  # fmt: skip
+    imports = [
+        ImportRow(batch_id=b.id or 0, segment=name, status=b.status, requested_by=b.requested_by,
+                  approved_by=b.approved_by, cancelled_by=b.cancelled_by,
+                  new_contacts=b.new_contacts, added_to_segment=b.added_to_segment,
+                  error=b.error, created_at=b.created_at, finished_at=b.finished_at)
+        for b, name in rows
+    ]  # fmt: skip
+    return imports, int(total)
+
+
+async def home_data(db: Database, team_id: str) -> HomeData:
+    imports, total = await recent_imports(db, team_id)
+    return HomeData(
+        segments=segment_rows(await segment_sizes(db, team_id)),
+        campaigns=await list_campaigns(db, team_id),
+        imports=imports,
+        imports_total=total,
+        mailchimp=await connection(db, team_id),
+    )
+
+
+async def publish_home(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> None:
+    view = home_view(await home_data(d.db, team_id))
+    await client.views_publish(user_id=user_id, view=view)
+
+
+async def home_opened(ack: Any, event: dict[str, Any], body: dict[str, Any],
+                      client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    if event.get("tab") != "home":
+        return  # the Messages tab
+    d = deps(context)
+    team_id = str(body.get("team_id") or context.get("team_id") or "")
+    user_id = str(event.get("user") or "")
+    if not team_id or not user_id:
+        return
+    # a failure is logged with team and event; no direct message each time Home is opened
+    d.later.run(publish_home(d, client, team_id, user_id), client,
+                {"team_id": team_id, "event": {"type": "app_home_opened"}})  # fmt: skip
+
+
+async def _open_import(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
+    """Home has no channel: the review message goes to the person's DM with the bot."""
+    user_id = body["user"]["id"]
+    dm = await client.conversations_open(users=user_id)  # fast; the trigger lives 3 s
+    await open_import_modal(d, client, body["trigger_id"], body["team"]["id"],
+                            channel_id=dm["channel"]["id"])  # fmt: skip
+
+
+async def on_new_import(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                        context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d = deps(context)
+    d.later.run(_open_import(d, client, body), client, body)
+
+
+def register(app: AsyncApp) -> None:
+    app.event("app_home_opened")(home_opened)
+    app.action(Action.HOME_NEW_IMPORT)(on_new_import)

@@ -1,0 +1,232 @@
+"""Block Kit for the App Home tab: segments, campaigns, recent imports, Mailchimp, and buttons.
+
+Plain data in, a slack_sdk `View` out (no Slack calls, no database), like `messages.py`. Every
+name, email and error that reaches mrkdwn goes through `esc()`. Each section shows at most a
+few rows and says how many more there are, so the view stays far below Slack's 100 blocks
+for Home whatever the workspace holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from bot.campaigns.service import CampaignSummary
+from bot.imports.batches import status_words
+from bot.mailchimp.accounts import Connection
+from handlers.campaign_messages import STATE_LABEL
+from handlers.ids import Action
+from handlers.messages import esc, n, slack_date
+from models import BatchStatus, CampaignState, Segment, SegmentKind
+
+MAX_SEGMENTS_SHOWN = 10
+MAX_CAMPAIGNS_SHOWN = 10
+MAX_IMPORTS_SHOWN = 10
+MAX_TARGETS_NAMED = 5
+MAX_SECTION_TEXT = 3000
+MAX_ERROR = 300
+TITLE = "Referral program"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRow:
+    name: str
+    contacts: int
+    built_in: bool = False  # All Customers
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRow:
+    """One import batch as Home shows it (the batch's columns and its segment's name)."""
+
+    batch_id: int
+    segment: str
+    status: str
+    requested_by: str
+    approved_by: str | None = None
+    cancelled_by: str | None = None
+    new_contacts: int = 0
+    added_to_segment: int = 0
+    error: str | None = None
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HomeData:
+    """Everything Home shows; lists may be longer than what is shown (the rest is counted)."""
+
+    segments: Sequence[SegmentRow] = ()
+    campaigns: Sequence[CampaignSummary] = ()
+    imports: Sequence[ImportRow] = ()  # newest first; may hold only the first few
+    imports_total: int = 0  # all the workspace's imports (>= len(imports))
+    mailchimp: Connection | None = None
+
+
+def _section(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=text[:MAX_SECTION_TEXT]))
+
+
+def _context(text: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=text[:MAX_SECTION_TEXT])])
+
+
+def _more(hidden: int, what: str, where: str) -> list[Block]:
+    if hidden <= 0:
+        return []
+    return [_context(f"…and {n(hidden)} more {what}: {where}")]
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{n(count)} {word}{'' if count == 1 else 's'}"
+
+
+# ---- sections -------------------------------------------------------------------------------
+
+
+def segment_blocks(segments: Sequence[SegmentRow]) -> list[Block]:
+    blocks: list[Block] = [HeaderBlock(text="Segments")]
+    if not segments:
+        blocks.append(_section("No segments yet. *New import* creates one and fills it with "
+                               "contacts from CSV files, Mailchimp or one by one."))  # fmt: skip
+    for row in segments[:MAX_SEGMENTS_SHOWN]:
+        kind = " _(every contact)_" if row.built_in else ""
+        blocks.append(_section(f"*{esc(row.name)}*{kind} · {_plural(row.contacts, 'contact')}"))
+    blocks += _more(len(segments) - MAX_SEGMENTS_SHOWN, "segments",
+                    "choose from all of them in *New import*.")  # fmt: skip
+    return blocks
+
+
+def _targets(names: Sequence[str]) -> str:
+    if not names:
+        return "no target segment yet"
+    shown = ", ".join(esc(name) for name in names[:MAX_TARGETS_NAMED])
+    hidden = len(names) - MAX_TARGETS_NAMED
+    return f"{shown} and {n(hidden)} more" if hidden > 0 else shown
+
+
+def campaign_line(summary: CampaignSummary) -> str:
+    c = summary.campaign
+    state = STATE_LABEL.get(CampaignState(c.state), esc(c.state))
+    return (f"*{esc(c.name)}* · {state}\n"
+            f"Targets: {_targets(summary.targets)} · {_plural(summary.advocates, 'advocate')} · "
+            f"{_plural(summary.invites_sent, 'invite')} sent")  # fmt: skip
+
+
+def campaign_blocks(campaigns: Sequence[CampaignSummary]) -> list[Block]:
+    blocks: list[Block] = [HeaderBlock(text="Campaigns")]
+    if not campaigns:
+        blocks.append(_section("No campaigns yet. A campaign turns the contacts of the "
+                               "segments it targets into advocates with referral links, and "
+                               "can send each one an invite email."))  # fmt: skip
+    for summary in campaigns[:MAX_CAMPAIGNS_SHOWN]:
+        blocks.append(_section(campaign_line(summary)))
+    blocks += _more(len(campaigns) - MAX_CAMPAIGNS_SHOWN, "campaigns",
+                    "`/referral campaign` lists them all.")  # fmt: skip
+    return blocks
+
+
+def import_line(row: ImportRow) -> str:
+    status = status_words(row.status, row.approved_by, row.cancelled_by)
+    when = slack_date(row.created_at) if row.created_at else ""
+    line = (f"*{esc(row.segment)}* · {status}\n"
+            f"Requested by <@{row.requested_by}>" + (f" · {when}" if when else ""))  # fmt: skip
+    if row.status == BatchStatus.DONE:
+        line += (f"\n{_plural(row.new_contacts, 'new contact')}, "
+                 f"{n(row.added_to_segment)} added to the segment")  # fmt: skip
+    elif row.status in (BatchStatus.CANCELLED, BatchStatus.IMPORTING) and (
+        row.new_contacts or row.added_to_segment
+    ):
+        line += (f"\nSo far: {_plural(row.new_contacts, 'new contact')}, "
+                 f"{n(row.added_to_segment)} added to the segment")  # fmt: skip
+    elif row.status == BatchStatus.FAILED and row.error:
+        line += f"\n{esc(row.error[:MAX_ERROR])}"
+    return line
+
+
+def import_blocks(imports: Sequence[ImportRow], total: int) -> list[Block]:
+    blocks: list[Block] = [HeaderBlock(text="Recent imports")]
+    if not imports:
+        blocks.append(_section("No imports yet: press *New import*, or upload a CSV to a "
+                               "channel I'm in."))  # fmt: skip
+    shown = imports[:MAX_IMPORTS_SHOWN]
+    for row in shown:
+        blocks.append(_section(import_line(row)))
+    blocks += _more(max(total, len(imports)) - len(shown), "imports",
+                    "each one's review message and thread keep its details.")  # fmt: skip
+    return blocks
+
+
+def mailchimp_line(conn: Connection) -> str:
+    if conn.account_name:
+        who = f"*{esc(conn.account_name)}*"
+        if conn.login_email:
+            who += f" ({esc(conn.login_email)})"
+    else:
+        who = f"the account in data centre `{esc(conn.dc)}`"
+    when = slack_date(conn.connected_at) if isinstance(conn.connected_at, datetime) else ""
+    by = f"<@{conn.connected_by}>" if conn.connected_by else "someone"
+    return (f":white_check_mark: *Connected*: {who}\n"
+            f"Connected by {by}" + (f" · {when}" if when else ""))  # fmt: skip
+
+
+def mailchimp_blocks(conn: Connection | None) -> list[Block]:
+    blocks: list[Block] = [HeaderBlock(text="Mailchimp")]
+    if conn is not None:
+        blocks.append(_section(mailchimp_line(conn)))
+        blocks.append(_context("`/referral mailchimp` disconnects it (team leads)."))
+        return blocks
+    blocks.append(_section("*Not connected.* Connect Mailchimp to import its audiences into a "
+                           "segment; only subscribed members are imported."))  # fmt: skip
+    blocks.append(ActionsBlock(elements=[_connect_button()]))
+    return blocks
+
+
+# ---- buttons and the view -------------------------------------------------------------------
+
+
+def _connect_button() -> ButtonElement:
+    # the `/referral mailchimp` Connect button: its listener opens the API key modal
+    return ButtonElement(text="Connect Mailchimp", action_id=Action.MAILCHIMP_CONNECT,
+                         value="connect")  # fmt: skip
+
+
+def action_buttons(connected: bool) -> ActionsBlock:
+    buttons = [
+        ButtonElement(text="New import", action_id=Action.HOME_NEW_IMPORT, value="new",
+                      style="primary"),
+        # the campaign list's New campaign button: campaigns.py opens the modal for it
+        ButtonElement(text="New campaign", action_id=Action.CAMPAIGN_CREATE, value="new"),
+    ]  # fmt: skip
+    if not connected:
+        buttons.append(_connect_button())
+    return ActionsBlock(elements=buttons)
+
+
+def home_view(data: HomeData) -> View:
+    blocks: list[Block] = [HeaderBlock(text=TITLE)]
+    blocks.append(action_buttons(data.mailchimp is not None))
+    blocks += [DividerBlock(), *segment_blocks(data.segments)]
+    blocks += [DividerBlock(), *campaign_blocks(data.campaigns)]
+    blocks += [DividerBlock(), *import_blocks(data.imports, data.imports_total)]
+    blocks += [DividerBlock(), *mailchimp_blocks(data.mailchimp)]
+    blocks.append(_context("Type `/referral help` anywhere for the commands."))
+    return View(type="home", blocks=blocks)
+
+
+def segment_rows(sized: Sequence[tuple[Segment, int]]) -> list[SegmentRow]:
+    """`segment_sizes` (Segment, count) pairs as rows."""
+    return [SegmentRow(s.name, count, s.kind == SegmentKind.ALL) for s, count in sized]

@@ -1,0 +1,212 @@
+"""App Home: published on app_home_opened, always within Slack's limits, and its buttons."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+from bot.mailchimp.accounts import save
+from bot.mailchimp.api import Credentials
+from bot.workspaces import ensure_workspace, segment_key
+from handlers.home_messages import (
+    MAX_CAMPAIGNS_SHOWN,
+    MAX_IMPORTS_SHOWN,
+    MAX_SEGMENTS_SHOWN,
+    HomeData,
+    home_view,
+)
+from handlers.ids import Action, BlockId, Callback
+from models import (
+    BatchStatus,
+    Campaign,
+    CampaignSegment,
+    CampaignState,
+    ImportBatch,
+    Segment,
+)
+from models.campaigns import SegmentRole
+from models.clock import utcnow
+from tests.handlers.conftest import LEAD, REP, Harness
+
+TEAM = "T0001"
+
+
+def _home_opened(user: str, tab: str = "home") -> dict[str, Any]:
+    return {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": tab,
+            "event_ts": f"{time.time():.6f}"}  # fmt: skip
+
+
+async def _open_home(app: Harness, user: str = REP) -> dict[str, Any]:
+    reply = await app.requests.event(_home_opened(user))
+    assert reply.status == 200
+    await app.settle()
+    assert user in app.slack.home_views, app.slack.calls_to("views.publish")
+    assert app.slack.block_errors == []
+    return app.slack.home_views[user]
+
+
+def _action_ids(view: dict[str, Any]) -> list[str]:
+    return [e.get("action_id") for b in view["blocks"] if b["type"] == "actions"
+            for e in b["elements"]]  # fmt: skip
+
+
+async def _seed(app: Harness, *, segments: int, campaigns: int, imports: int) -> None:
+    """Rows written directly: fast even for hundreds."""
+    await ensure_workspace(app.db, TEAM)
+    async with app.db.session() as session:
+        names = [f"Segment {i:03d}" for i in range(segments)]
+        segs = [Segment(team_id=TEAM, name=name, name_key=segment_key(name)) for name in names]
+        session.add_all(segs)
+        camps = [Campaign(team_id=TEAM, name=f"Campaign {i:02d}", name_key=f"campaign {i:02d}",
+                          store_url="https://shop.example", state=CampaignState.LIVE if i % 2
+                          else CampaignState.DRAFT) for i in range(campaigns)]  # fmt: skip
+        session.add_all(camps)
+        await session.flush()
+        session.add_all([CampaignSegment(team_id=TEAM, campaign_id=c.id, segment_id=s.id,
+                                         role=SegmentRole.TARGET)
+                         for c in camps for s in segs[:12]])  # fmt: skip
+        now, error = utcnow(), ("boom <!here> " * 200)[:2000]
+        statuses = list(BatchStatus)
+        session.add_all([
+            ImportBatch(team_id=TEAM, segment_id=segs[i % len(segs)].id or 0, requested_by=REP,
+                        approved_by=LEAD if i % 3 else None, status=statuses[i % len(statuses)],
+                        new_contacts=i, added_to_segment=2 * i, error=error,
+                        created_at=now - timedelta(minutes=imports - i))
+            for i in range(imports)
+        ])  # fmt: skip
+        await session.commit()
+
+
+async def test_home_of_an_empty_workspace_is_friendly_and_has_the_buttons(app: Harness) -> None:
+    view = await _open_home(app)
+    assert view["type"] == "home"
+    rendered = json.dumps(view["blocks"])
+    assert "No segments yet" in rendered and "No campaigns yet" in rendered
+    assert "No imports yet" in rendered and "Not connected" in rendered
+    assert _action_ids(view)[:3] == [Action.HOME_NEW_IMPORT, Action.CAMPAIGN_CREATE,
+                                     Action.MAILCHIMP_CONNECT]  # fmt: skip
+
+
+async def test_the_messages_tab_publishes_nothing(app: Harness) -> None:
+    reply = await app.requests.event(_home_opened(REP, tab="messages"))
+    assert reply.status == 200
+    await app.settle()
+    assert app.slack.home_views == {} and app.slack.calls_to("views.publish") == []
+
+
+async def test_a_big_workspace_stays_within_home_limits(app: Harness) -> None:
+    started = time.monotonic()
+    await _seed(app, segments=300, campaigns=50, imports=200)
+    view = await _open_home(app)
+    assert len(view["blocks"]) <= 100
+    rendered = json.dumps(view["blocks"])
+    assert f"and {300 + 1 - MAX_SEGMENTS_SHOWN} more segments" in rendered  # + All Customers
+    assert f"and {50 - MAX_CAMPAIGNS_SHOWN} more campaigns" in rendered
+    assert f"and {200 - MAX_IMPORTS_SHOWN} more imports" in rendered
+    assert "<!here>" not in rendered and "&lt;!here&gt;" in rendered
+    # the newest import first, with its segment, requester, approver and result
+    newest = next(b for b in view["blocks"] if b["type"] == "section"
+                  and "Segment 199" in b["text"]["text"])  # fmt: skip
+    assert f"<@{REP}>" in newest["text"]["text"]
+    assert time.monotonic() - started < 2
+
+
+async def test_an_import_shows_status_requester_approver_and_result(app: Harness) -> None:
+    await ensure_workspace(app.db, TEAM)
+    async with app.db.session() as session:
+        seg = Segment(team_id=TEAM, name="VIP", name_key="vip")
+        session.add(seg)
+        await session.flush()
+        session.add(ImportBatch(team_id=TEAM, segment_id=seg.id or 0, requested_by=REP,
+                                approved_by=LEAD, status=BatchStatus.DONE, new_contacts=12,
+                                added_to_segment=15))  # fmt: skip
+        await session.commit()
+    rendered = json.dumps((await _open_home(app))["blocks"])
+    assert f"imported (approved by <@{LEAD}>)" in rendered
+    assert f"Requested by <@{REP}>" in rendered
+    assert "12 new contacts, 15 added to the segment" in rendered
+
+
+async def test_a_hostile_segment_name_is_escaped(app: Harness) -> None:
+    await ensure_workspace(app.db, TEAM)
+    async with app.db.session() as session:
+        session.add(Segment(team_id=TEAM, name="<!channel>", name_key="<!channel>"))
+        await session.commit()
+    rendered = json.dumps((await _open_home(app))["blocks"])
+    assert "&lt;!channel&gt;" in rendered and "<!channel>" not in rendered
+
+
+async def test_a_connected_mailchimp_shows_who_and_no_connect_button(app: Harness) -> None:
+    await ensure_workspace(app.db, TEAM)
+    await save(app.db, TEAM, Credentials("https://us21.api.mailchimp.com/3.0", "api_key",
+                                         "k-us21"),
+               dc="us21", account_name="Shop <b>", login_email="", user=LEAD,
+               secret_key="test-secret")  # fmt: skip
+    view = await _open_home(app)
+    rendered = json.dumps(view["blocks"])
+    assert "Shop &lt;b&gt;" in rendered and f"<@{LEAD}>" in rendered
+    assert Action.MAILCHIMP_CONNECT not in _action_ids(view)
+
+
+async def test_new_import_opens_the_form_and_the_review_goes_to_the_dm(app: Harness) -> None:
+    home = await _open_home(app)
+    reply = await app.requests.block_action(Action.HOME_NEW_IMPORT, "new", view=home,
+                                            user_id=REP)  # fmt: skip
+    assert reply.status == 200
+    await app.slack.wait_for("views.open")
+    await app.settle()
+    modal = app.slack.open_views(REP)[-1]
+    assert modal["callback_id"] == Callback.IMPORT
+    dm = json.loads(modal["private_metadata"])["channel"]
+    assert dm == app.slack.dm_channels[REP]
+
+    def value(v: str) -> dict[str, Any]:
+        return {"type": "plain_text_input", "value": v or None}
+
+    state = {BlockId.NEW_SEGMENT: {Action.NEW_SEGMENT: value("From Home")},
+             BlockId.EMAIL: {Action.EMAIL: value("solo@example.com")},
+             BlockId.FILES: {Action.FILES: {"type": "file_input", "files": []}},
+             BlockId.SEGMENT: {Action.SEGMENT: {"type": "external_select",
+                                                "selected_option": None}}}  # fmt: skip
+    reply = await app.requests.view_submission(state_values=state, view_id=modal["id"],
+                                               user_id=REP)  # fmt: skip
+    assert reply.status == 200 and not reply.body
+    await app.settle()
+    review = app.slack.find_action(Action.APPROVE, dm)
+    assert review is not None and "From Home" in json.dumps(review["blocks"])
+    assert app.slack.block_errors == []
+
+
+async def test_new_campaign_and_connect_reuse_their_modals(app: Harness) -> None:
+    home = await _open_home(app, LEAD)
+    await app.requests.block_action(Action.CAMPAIGN_CREATE, "new", view=home, user_id=LEAD)
+    await app.settle()
+    assert app.slack.open_views(LEAD)[-1]["callback_id"] == Callback.CAMPAIGN
+    await app.requests.block_action(Action.MAILCHIMP_CONNECT, "connect", view=home,
+                                    user_id=LEAD)  # fmt: skip
+    await app.settle()
+    assert app.slack.open_views(LEAD)[-1]["callback_id"] == Callback.MAILCHIMP_KEY
+    assert app.slack.block_errors == []
+
+
+def test_the_builder_caps_every_section() -> None:
+    from bot.campaigns.service import CampaignSummary
+    from handlers.home_messages import ImportRow, SegmentRow
+
+    long = "x<" * 50
+    data = HomeData(
+        segments=[SegmentRow(f"{long}{i}", i) for i in range(1000)],
+        campaigns=[CampaignSummary(Campaign(id=i, team_id=TEAM, name=long, name_key=str(i),
+                                            store_url="https://s.example"),
+                                   [long] * 40, [], i, i) for i in range(500)],
+        imports=[ImportRow(i, long, BatchStatus.FAILED, REP, error=long * 100)
+                 for i in range(MAX_IMPORTS_SHOWN)],
+        imports_total=10_000,
+    )  # fmt: skip
+    view = home_view(data).to_dict()
+    assert len(view["blocks"]) <= 100
+    assert all(len(b["text"]["text"]) <= 3000 for b in view["blocks"] if b["type"] == "section")
+    assert "x<" not in "".join(b["text"]["text"] for b in view["blocks"]
+                               if b["type"] == "section")  # fmt: skip
