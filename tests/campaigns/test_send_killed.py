@@ -1,0 +1,63 @@
+"""A real worker process killed (SIGKILL) mid-send: the restarted one never emails anyone twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections import Counter
+
+from tests.campaigns.conftest import World, people
+from tests.email.smtp_server import Handler, smtp_server
+
+
+async def _worker(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "worker", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def _until(check, seconds: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_killed_sender_is_replaced_and_no_address_gets_two_invites(
+    world: World, db_env: dict[str, str]
+) -> None:
+    await world.import_csv("VIP", people(*(f"p{i}@example.com,P{i},en" for i in range(6))))
+    await world.target(await world.campaign(), "VIP")
+    handler = Handler(data_delay=60)  # the server takes the first message, then says nothing
+    async with smtp_server(handler) as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SMTP_"))}
+        env.update(db_env, SECRET_KEY="s", SMTP_URL=server.url, JOB_LEASE_SECONDS="2",
+                   WORKER_POLL_SECONDS="0.1", JOB_RETRY_BASE_SECONDS="0")  # fmt: skip
+        first = await _worker(env)
+        try:
+            async def handed_over() -> bool:
+                return bool(handler.messages)
+
+            await _until(handed_over, 30, "the first invite to reach the server")
+        finally:
+            first.send_signal(signal.SIGKILL)
+            await first.wait()
+        handler.data_delay = 0
+        second = await _worker(env)
+        try:
+            async def settled() -> bool:
+                left = await world.scalar("SELECT COUNT(*) FROM invite WHERE state IN "
+                                          "('queued', 'held', 'sending')")  # fmt: skip
+                return left == 0
+
+            await _until(settled, 60, "the replacement worker to finish")
+        finally:
+            second.send_signal(signal.SIGTERM)
+            await second.wait()
+    received = Counter(to for m in handler.messages for to in m.rcpt_tos)
+    assert len(received) == 6 and set(received.values()) == {1}  # nobody twice
+    states = Counter(s for (s,) in await world.rows("SELECT state FROM invite"))
+    assert states == Counter({"sent": 5, "uncertain": 1})  # the one in flight is not guessed
