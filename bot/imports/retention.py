@@ -1,9 +1,9 @@
 """Staged rows are kept only while they are useful: deleted STAGED_RETENTION_DAYS after their
 import ended (done, failed, rejected or cancelled).
 
-A purge job runs at most once a day per workspace: the first batch created on a day queues
-one (a dedupe key per date), and each run queues the next while ended batches still hold
-staged rows. The counts shown on an ended import were frozen when it left review, so deleting
+A purge job runs about once a day per workspace: creating a batch queues one when none is
+waiting, and each run queues the next (a day later) while ended batches still hold staged
+rows. The counts shown on an ended import were frozen when it left review, so deleting
 its rows changes nothing anyone sees.
 """
 
@@ -38,8 +38,14 @@ _LEFT = text(f"""
 
 
 async def schedule_purge_in(conn: AsyncConnection, team_id: str, when: datetime) -> None:
-    """Queue the workspace's purge for `when`'s date, once (further calls that day do nothing)."""
-    await enqueue_in(conn, team_id, PURGE_JOB, {}, dedupe_key=f"purge:{when:%Y-%m-%d}",
+    """Queue the workspace's purge for `when`, unless one is already waiting to run."""
+    waiting = await conn.execute(
+        text("SELECT 1 FROM job WHERE team_id = :t AND kind = :k AND state = 'queued' LIMIT 1"),
+        {"t": team_id, "k": PURGE_JOB},
+    )
+    if waiting.first() is not None:
+        return
+    await enqueue_in(conn, team_id, PURGE_JOB, {}, dedupe_key=f"purge:{when:%Y-%m-%dT%H:%M}",
                      run_after=when)  # fmt: skip
 
 
