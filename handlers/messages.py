@@ -292,11 +292,6 @@ def result_text(batch: ImportBatch, segment: str) -> str:
     )
 
 
-def next_step_text(segment: str) -> str:
-    return (f"*Next step:* target a campaign with *{esc(segment)}* so these contacts become "
-            "advocates with their own referral links and get an invite.")  # fmt: skip
-
-
 def contacts_modal(*, batch_id: int, rows: list[ContactRow], total: int, offset: int,
                    query: str, editable: bool) -> View:  # fmt: skip
     """One page of queued contacts with search and per-contact Remove."""
