@@ -6,8 +6,10 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,3 +55,20 @@ def failed(name: str, exc: BenchFailed, as_json: bool) -> int:
         print(json.dumps({"error": str(exc)}))
     print(f"{name}: {exc}", file=sys.stderr)
     return 1
+
+
+def watch_rss(proc: subprocess.Popen[str]) -> float:
+    """Peak RSS (MiB) of the process or any of its children, sampled every 20 ms."""
+    import psutil
+
+    peak = 0
+    try:
+        root = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            for p in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    peak = max(peak, p.memory_info().rss)
+            time.sleep(0.02)
+    except psutil.Error:
+        pass
+    return peak / (1024 * 1024)

@@ -53,7 +53,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from common import BenchFailed, failed, scratch
+from common import BenchFailed, failed, scratch, watch_rss
 
 DEFAULT_ROWS = 1_000_000
 QUICK_ROWS = 100_000
@@ -192,23 +192,6 @@ class Run:
     seconds: float
     cpu: float
     rss_mb: float
-
-
-def watch_rss(proc: subprocess.Popen[str]) -> float:
-    """Peak RSS (MiB) of the process or any of its children, sampled every 20 ms."""
-    import psutil
-
-    peak = 0
-    try:
-        root = psutil.Process(proc.pid)
-        while proc.poll() is None:
-            for p in [root, *root.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    peak = max(peak, p.memory_info().rss)
-            time.sleep(0.02)
-    except psutil.Error:
-        pass
-    return peak / (1024 * 1024)
 
 
 def _children_cpu() -> float:

@@ -18,7 +18,6 @@ don't add up.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import math
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
-from common import BenchFailed, failed
+from common import BenchFailed, failed, watch_rss
 from sqlalchemy import event
 from sqlmodel import Session, create_engine
 
@@ -237,23 +236,6 @@ def generate(path: Path, rows: int, seed: int) -> Expected:
                 lines.append(f"{first},{last},{email}{rests[tail_at]}")
             out.write("".join(lines))
     return Expected(rows, len(earlier), duplicates, rejected, warnings)
-
-
-def watch_rss(proc: subprocess.Popen[str]) -> float:
-    """Peak RSS (MiB) of the process or any of its children (the parser), sampled every 20 ms."""
-    import psutil
-
-    peak = 0
-    try:
-        root = psutil.Process(proc.pid)
-        while proc.poll() is None:
-            for p in [root, *root.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    peak = max(peak, p.memory_info().rss)
-            time.sleep(0.02)
-    except psutil.Error:
-        pass
-    return peak / (1024 * 1024)
 
 
 def run_import(

@@ -36,11 +36,11 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from aiohttp import web
 
-from tests.fakes.slack_api import serve
+from tests.fakes.slack_api import Served
 
 __all__ = [
     "DEFAULT_LANGUAGE_CYCLE",
@@ -576,7 +576,7 @@ class _Reply(Exception):
 # --------------------------------------------------------------------------------------------
 
 
-class FakeMailchimp:
+class FakeMailchimp(Served):
     """Mailchimp's Marketing API 3.0 and OAuth login endpoints, in one local aiohttp server.
 
     Use as `async with FakeMailchimp() as mc:`; point the real client at `mc.api_host`, the
@@ -615,23 +615,6 @@ class FakeMailchimp:
         self._base_url: str | None = None
 
     # ---- running ----------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        self._server = serve(self._build_app())
-        self._base_url = await self._server.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._server.__aexit__(None, None, None)
-        self._base_url = None
-
-    @property
-    def base_url(self) -> str:
-        """Like "http://127.0.0.1:PORT" (only inside `async with`); also the metadata's
-        `api_endpoint`."""
-        if self._base_url is None:
-            raise RuntimeError("the fake server is not running: use `async with`")
-        return self._base_url
 
     @property
     def api_host(self) -> str:

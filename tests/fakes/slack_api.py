@@ -252,8 +252,8 @@ async def serve(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[
         await runner.cleanup()
 
 
-class _Served:
-    """Shared `async with` plumbing for the fake servers."""
+class Served:
+    """Shared `async with` plumbing for the fake servers (Slack, Mailchimp)."""
 
     _base_url: str | None = None
 
@@ -290,7 +290,7 @@ _JSON_ARGS = ("blocks", "view", "attachments", "files", "metadata")
 _Handler = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]] | dict[str, Any]]
 
 
-class FakeSlack(_Served):
+class FakeSlack(Served):
     """Slack's Web API, private file host, upload URLs and response_urls, in one local server.
 
     Use as `async with FakeSlack() as slack:` and give the bot
@@ -1199,7 +1199,7 @@ class _Route:
     location: str | None = None
 
 
-class FakeExternalHost(_Served):
+class FakeExternalHost(Served):
     """A non-Slack host (e.g. an external file's `url_private`) that records request headers.
 
     Tests assert the bot token never reaches it, including through redirects:
