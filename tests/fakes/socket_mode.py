@@ -33,7 +33,7 @@ from typing import Any, Literal, Self, Unpack
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.slack_api import FakeSlack, _Served
+from tests.fakes.slack_api import FakeSlack, Served
 from tests.fakes.slack_requests import Reply, SendOptions, SlackRequests
 
 __all__ = ["Ack", "Connection", "EnvelopeType", "FakeSocketMode", "SocketModeRequests"]
@@ -72,7 +72,7 @@ class Connection:
         return self.closed_at is None and not self.ws.closed
 
 
-class FakeSocketMode(_Served):
+class FakeSocketMode(Served):
     """Slack's Socket Mode websocket endpoint; attaches its URL to `slack.socket_url`.
 
     Records `connections`, `sent` envelopes, `acks` by envelope id, and `problems` (acks for
