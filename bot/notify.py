@@ -60,6 +60,7 @@ BATCH_CHANGED = "batch_changed"
 SOURCE_READ = "source_read"
 IMPORT_FINISHED = "import_finished"
 ENROLLMENT_CHANGED = "enrollment_changed"
+REPORT_ATTEMPTS = 10  # with the doubling retry delay: about an hour and a half of outage
 
 
 async def enqueue_report_in(
@@ -81,5 +82,3 @@ async def enqueue_report_in(
         payload["ids"]["source_id"] = source_id
     await enqueue_in(conn, team_id, REPORT_JOB, payload, max_attempts=REPORT_ATTEMPTS)
 
-
-REPORT_ATTEMPTS = 10  # with the doubling retry delay: about an hour and a half of outage

@@ -15,13 +15,20 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.campaigns.service import CampaignError
 from bot.imports.review import ReviewError
+from bot.mailchimp.api import MailchimpError
+from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
 from bot.workspaces import WorkspaceError
 from handlers.context import Refusal
+from handlers.messages import esc
 
 log = logging.getLogger(__name__)
 SORRY = ("Something went wrong on our side, so this may not have gone through. Try again in a "
          "moment; if it keeps happening, give your Slack admin this reference: {ref}")  # fmt: skip
+# A service's refusal is meant for people: told as it is (escaped), never as "went wrong".
+SERVICE_ERRORS = (WorkspaceError, CampaignError, MailchimpError, SecretKeyMissing,
+                  CredentialsUnreadable)  # fmt: skip
 GONE = "That no longer exists (it may have been removed): refresh and try again."
 
 
@@ -42,9 +49,12 @@ def who_and_what(body: dict[str, Any]) -> dict[str, str]:
 def message_for(error: BaseException, where: dict[str, str]) -> str:
     """What to tell the person; every failure is logged with its context either way."""
     context = " ".join(f"{k}={v}" for k, v in where.items() if v)
-    if isinstance(error, Refusal | ReviewError | WorkspaceError):
+    if isinstance(error, Refusal | ReviewError):  # written for Slack (they may @-mention)
         log.info("refused (%s): %s", context, error)
         return str(error)
+    if isinstance(error, SERVICE_ERRORS):  # services know nothing of Slack: names quoted raw
+        log.info("refused (%s): %s", context, error)
+        return esc(str(error))
     if isinstance(error, LookupError):
         log.info("not found (%s): %s", context, error)
         return str(error.args[0]) if error.args and isinstance(error.args[0], str) else GONE

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlalchemy import text
 
 from models import Campaign, Database, Enrollment
+from models.clock import utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,14 +25,7 @@ class EnrollmentSummary:
     @property
     def holding(self) -> bool:
         hold = self.enrollment.hold_until
-        return self.count("held") > 0 and hold is not None and hold > _now(hold)
-
-
-def _now(like: datetime) -> datetime:
-    from models.clock import utcnow
-
-    now = utcnow()
-    return now if like.tzinfo else now.replace(tzinfo=None)
+        return self.count("held") > 0 and hold is not None and hold > utcnow()
 
 
 async def enrollment_summary(db: Database, team_id: str, enrollment_id: int) -> EnrollmentSummary:

@@ -208,13 +208,8 @@ async def _enroll_in(conn: AsyncConnection, team_id: str, campaign_id: int, *,
 
     Enrolling again (a double click, a second targeting) is harmless: existing advocates are
     skipped and counted as such. With a `key` (an import's enrollment), asking again returns
-    the first enrollment instead of making another."""
-    if key is not None and queue_job:
-        earlier = (await conn.execute(
-            text("SELECT payload FROM job WHERE team_id = :t AND dedupe_key = :k"),
-            {"t": team_id, "k": key})).scalar()  # fmt: skip
-        if earlier is not None:
-            return int(json.loads(earlier)["enrollment_id"])
+    the first enrollment instead of making another: the job's unique key decides, even when
+    two processes ask at once."""
     enrollment_id = (await conn.execute(
         text("""INSERT INTO enrollment (team_id, campaign_id, segment_id, batch_id, requested_by,
                 status, enrolled, already_advocates, excluded, channel_id, thread_ts, created_at)
@@ -223,10 +218,17 @@ async def _enroll_in(conn: AsyncConnection, team_id: str, campaign_id: int, *,
         {"t": team_id, "c": campaign_id, "s": segment_id, "b": batch_id, "who": requested_by,
          "ch": thread.channel_id if thread else None, "ts": thread.thread_ts if thread else None},
     )).scalar_one()  # fmt: skip
-    if queue_job:
-        await enqueue_in(conn, team_id, ENROLL_JOB, {"enrollment_id": enrollment_id, "hold": hold},
-                         dedupe_key=key)  # fmt: skip
-    return int(enrollment_id)
+    if not queue_job:
+        return int(enrollment_id)
+    job_id = await enqueue_in(conn, team_id, ENROLL_JOB,
+                              {"enrollment_id": enrollment_id, "hold": hold},
+                              dedupe_key=key)  # fmt: skip
+    payload = (await conn.execute(text("SELECT payload FROM job WHERE id = :j"),
+                                  {"j": job_id})).scalar_one()  # fmt: skip
+    first = int(json.loads(payload)["enrollment_id"])
+    if first != enrollment_id:  # asked before: this row is not needed
+        await conn.execute(text("DELETE FROM enrollment WHERE id = :e"), {"e": enrollment_id})
+    return first
 
 
 async def target(db: Database, team_id: str, campaign_id: int, segment_id: int, *,

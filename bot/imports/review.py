@@ -20,6 +20,7 @@ from bot.imports.batches import (
     approve_in,
     count_rows,
     freeze_counts,
+    get_batch,
     lock_batch,
     promote_after_key,
     promote_after_source,
@@ -124,9 +125,8 @@ class ContactRow:
 
 async def batch_of(db: Database, team_id: str, batch_id: int) -> ImportBatch:
     """The batch alone (no counting), if it belongs to this workspace."""
-    async with db.session() as session:
-        batch = await session.get(ImportBatch, batch_id)
-    if batch is None or batch.team_id != team_id:
+    batch = await get_batch(db, team_id, batch_id)
+    if batch is None:
         raise ReviewError("That import doesn't exist in this workspace.")
     return batch
 

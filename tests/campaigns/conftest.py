@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -68,5 +67,3 @@ async def world(db: Database) -> World:
 def people(*rows: str, header: str = "email,first_name,locale") -> str:
     return header + "\n" + "\n".join(rows) + "\n"
 
-
-Csv = Callable[..., str]

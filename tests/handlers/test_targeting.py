@@ -187,3 +187,15 @@ async def test_the_review_says_whom_a_live_campaign_will_invite(app: Harness) ->
             "email (unsubscribed) · 1 already advocates") in rendered
     assert ("*Klaviyo flow* (live) targets this segment: *0 will be invited* · 2 enrolled "
             "without email (invite email off) · 1 already advocates") in rendered
+
+
+async def test_another_workspaces_campaign_is_refused_in_words(app: Harness) -> None:
+    await _campaign(app, "Ours", live=True)
+    message = await _imported(app)
+    await ensure_workspace(app.db, "T0002")
+    theirs = await service.create_campaign(app.db, "T0002", "Theirs <!channel>",
+                                           store_url="https://shop.example")  # fmt: skip
+    await _target(app, message, theirs.id or 0)
+    note = app.slack.ephemerals[-1]["text"]
+    assert note == "That campaign doesn't exist in this workspace."
+    assert await _count(app, "SELECT COUNT(*) FROM campaign_segment") == 0
