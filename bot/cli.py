@@ -251,12 +251,13 @@ async def _worker(db: Database, settings: Settings, args: argparse.Namespace) ->
 
 
 async def _serve(db: Database, settings: Settings, args: argparse.Namespace) -> int:
-    problems = settings.slack_problems() + settings.invite_problems()
-    if problems:
+    slack, invites = settings.slack_problems(), settings.invite_problems()
+    if slack or invites:
+        intro = ("Slack isn't configured yet. Create the app from manifest.yml at "
+                 "https://api.slack.com/apps (From a manifest), install it, then set:"
+                 if slack else "One more setting before serving:")  # fmt: skip
         raise CliError(
-            "Slack isn't configured yet. Create the app from manifest.yml at "
-            "https://api.slack.com/apps (From a manifest), install it, then set:\n  "
-            + "\n  ".join(problems)
+            intro + "\n  " + "\n  ".join(slack + invites)
             + "\n(in the environment or a .env file here; see README.md > Running the Slack app)"
         )
     from bot.app import serve  # Slack libraries only when needed
