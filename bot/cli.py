@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import logging
 import os
@@ -20,10 +19,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bot import cli_campaigns, cli_mailchimp
-from bot.contacts import EXPORT_COLUMNS, segment_contacts
+from bot import cli_audit, cli_campaigns, cli_contacts, cli_mailchimp, cli_segments, cli_undo
+from bot.cli_common import CliError
 from bot.imports.background import enqueue_file_import
-from bot.imports.batches import neutralise
 from bot.imports.cancel import cancel_job
 from bot.imports.importer import ImportFailed, import_files
 from bot.imports.job_kinds import SLACK_FILE_JOB
@@ -31,7 +29,7 @@ from bot.jobs.queue import list_jobs, live_kinds, stale_after
 from bot.notify import REPORT_JOB
 from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
-from bot.workspaces import WorkspaceError, find_segment, resolve_team, segment_sizes
+from bot.workspaces import WorkspaceError, resolve_team
 from models import Database, Job, JobState
 from models.migrate import ensure_schema, upgrade
 
@@ -39,8 +37,9 @@ SUMMARY_KEYS = ("rows", "valid", "duplicates", "rejected", "new_contacts", "exis
                 "added_to_segment", "already_in_segment", "warnings", "segment")  # fmt: skip
 
 
-class CliError(Exception):
-    """A failure to report on stderr (and as {"error": ...} with --json), exit status 1."""
+# Modules that each add commands (see bot.cli_common.Subcommands)
+SUBCOMMANDS = (cli_segments, cli_contacts, cli_undo, cli_audit)
+__all__ = ["CliError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,13 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="check the files, queue the import as a job, print its id")  # fmt: skip
     imp.add_argument("--json", action="store_true", help="print one JSON object")
 
-    seg = sub.add_parser("segments", help="list segments and their sizes")
-    seg.add_argument("--team")
-    seg.add_argument("--json", action="store_true")
-
-    exp = sub.add_parser("export", help="write a segment's contacts as CSV to stdout")
-    exp.add_argument("--segment", required=True)
-    exp.add_argument("--team")
+    for module in SUBCOMMANDS:
+        module.add_parsers(sub)
 
     srv = sub.add_parser("serve", help="run the Slack app (HTTP, or Socket Mode) and a worker")
     srv.add_argument("--no-worker", action="store_true", help="leave jobs to `referral-bot worker`")
@@ -141,8 +135,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             return await cli_mailchimp.run(db, team, settings, args)
         if args.command in ("campaign", "advocates"):
             return await cli_campaigns.run(db, team, settings, args)
-        handler = {"segments": _segments, "export": _export, "jobs": _jobs}
-        return await handler[args.command](db, team, args)
+        for module in SUBCOMMANDS:
+            if args.command in module.COMMANDS:
+                return await module.run(db, team, settings, args)
+        return await _jobs(db, team, args)
     finally:
         await db.dispose()
 
@@ -309,28 +305,6 @@ def _job_dict(job: Job, *, waiting_for_worker: bool = False) -> dict[str, Any]:
             "progress_total": job.progress_total, "error": job.last_error,
             "waiting_for_worker": waiting_for_worker,
             "payload": json.loads(job.payload)}  # fmt: skip
-
-
-async def _segments(db: Database, team: str, args: argparse.Namespace) -> int:
-    sizes = await segment_sizes(db, team)
-    if args.json:
-        print(json.dumps([{"name": s.name, "kind": s.kind, "contacts": n} for s, n in sizes]))
-    else:
-        width = max(len(s.name) for s, _ in sizes)
-        for segment, count in sizes:
-            print(f"{segment.name:<{width}}  {count:>10,}")
-    return 0
-
-
-async def _export(db: Database, team: str, args: argparse.Namespace) -> int:
-    segment = await find_segment(db, team, args.segment)
-    if segment is None or segment.id is None:
-        raise CliError(f"No segment named {args.segment!r}.")
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(EXPORT_COLUMNS)
-    async for row in segment_contacts(db, team, segment.id):
-        writer.writerow(neutralise(list(row)))
-    return 0
 
 
 if __name__ == "__main__":

@@ -10,14 +10,19 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers import (
+    audit_log,
     campaigns,
     commands,
+    contact_search,
     contacts,
     home,
     import_modal,
+    leads,
     mailchimp,
     review,
+    segments,
     targeting,
+    undo,
     uploads,
 )
 from handlers.context import Deps
@@ -49,5 +54,5 @@ def register_listeners(app: AsyncApp, deps: Deps) -> None:
         return BoltResponse(status=200, body="")  # the user has been told; Slack needn't
 
     for module in (commands, import_modal, review, contacts, uploads, targeting, campaigns,
-                   mailchimp, home):  # fmt: skip
+                   mailchimp, home, contact_search, segments, undo, leads, audit_log):  # fmt: skip
         module.register(app)

@@ -7,20 +7,31 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers import campaigns, mailchimp
+from handlers import audit_log, campaigns, contact_search, leads, mailchimp, segments
 from handlers.context import deps
 from handlers.import_modal import open_import_modal
 from handlers.messages import HELP
+
+# `/referral <word> ...` -> its listener; each gets the whole command (text included) to parse
+SUBCOMMANDS = {
+    "campaign": campaigns.list_command,
+    "campaigns": campaigns.list_command,
+    "mailchimp": mailchimp.status_command,
+    "contacts": contact_search.command,
+    "contact": contact_search.command,
+    "segments": segments.command,
+    "segment": segments.command,
+    "leads": leads.command,
+    "audit": audit_log.command,
+}
 
 
 async def referral(ack: Any, command: dict[str, Any], client: AsyncWebClient,
                    context: dict[str, Any]) -> None:  # fmt: skip
     words = (command.get("text") or "").lower().split()
-    if words[:1] in (["campaign"], ["campaigns"]):
-        await campaigns.list_command(ack, command, client, context)
-        return
-    if words[:1] == ["mailchimp"]:
-        await mailchimp.status_command(ack, command, client, context)
+    listener = SUBCOMMANDS.get(words[0] if words else "")
+    if listener is not None:
+        await listener(ack, command, client, context)
         return
     if words[:1] != ["import"]:
         await ack(text=HELP)

@@ -80,7 +80,8 @@ async def remove_contact(ack: Any, body: dict[str, Any], client: AsyncWebClient,
         staged_id = str(body["actions"][0].get("value") or "")
         if not staged_id.isdigit():
             raise Refusal("That button doesn't name a contact: reopen the list and try again.")
-        await review.remove_contact(d.db, team_id, batch_id, int(staged_id))
+        await review.remove_contact(d.db, team_id, batch_id, int(staged_id),
+                                    actor=body["user"]["id"])
         await _update(body, client, context)
         await d.notifier.batch_changed(team_id, batch_id)
 

@@ -16,66 +16,13 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlmodel import col, func, select
 
-from bot.campaigns.service import list_campaigns
-from bot.mailchimp.accounts import connection
-from bot.workspaces import segment_sizes
 from handlers.context import Deps, deps
-from handlers.home_messages import (
-    MAX_IMPORTS_SHOWN,
-    HomeData,
-    ImportRow,
-    home_view,
-    segment_rows,
-)
+from handlers.home_publish import publish_home
 from handlers.ids import Action
 from handlers.import_modal import open_import_modal
-from models import Database, ImportBatch, Segment
 
 log = logging.getLogger(__name__)
-
-
-async def recent_imports(
-    db: Database, team_id: str, limit: int = MAX_IMPORTS_SHOWN
-) -> tuple[list[ImportRow], int]:
-    """The workspace's newest imports (at most `limit`) with their segment's name, and how
-    many imports it has in all."""
-    async with db.session() as session:
-        rows = (await session.exec(
-            select(ImportBatch, Segment.name)
-            .join(Segment, col(Segment.id) == col(ImportBatch.segment_id))
-            .where(ImportBatch.team_id == team_id, Segment.team_id == team_id)
-            .order_by(col(ImportBatch.created_at).desc(), col(ImportBatch.id).desc())
-            .limit(limit)
-        )).all()  # fmt: skip
-        total = (await session.exec(
-            select(func.count()).select_from(ImportBatch).where(ImportBatch.team_id == team_id)
-        )).one()  # fmt: skip
-    imports = [
-        ImportRow(batch_id=b.id or 0, segment=name, status=b.status, requested_by=b.requested_by,
-                  approved_by=b.approved_by, cancelled_by=b.cancelled_by,
-                  new_contacts=b.new_contacts, added_to_segment=b.added_to_segment,
-                  error=b.error, created_at=b.created_at, finished_at=b.finished_at)
-        for b, name in rows
-    ]  # fmt: skip
-    return imports, int(total)
-
-
-async def home_data(db: Database, team_id: str) -> HomeData:
-    imports, total = await recent_imports(db, team_id)
-    return HomeData(
-        segments=segment_rows(await segment_sizes(db, team_id)),
-        campaigns=await list_campaigns(db, team_id),
-        imports=imports,
-        imports_total=total,
-        mailchimp=await connection(db, team_id),
-    )
-
-
-async def publish_home(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> None:
-    view = home_view(await home_data(d.db, team_id))
-    await client.views_publish(user_id=user_id, view=view)
 
 
 async def home_opened(ack: Any, event: dict[str, Any], body: dict[str, Any],
@@ -89,7 +36,7 @@ async def home_opened(ack: Any, event: dict[str, Any], body: dict[str, Any],
     if not team_id or not user_id:
         return
     # a failure is logged with team and event; no direct message each time Home is opened
-    d.later.run(publish_home(d, client, team_id, user_id), client,
+    d.later.run(publish_home(d.db, client, team_id, user_id), client,
                 {"team_id": team_id, "event": {"type": "app_home_opened"}})  # fmt: skip
 
 

@@ -63,6 +63,8 @@ class ImportRow:
     error: str | None = None
     created_at: datetime | None = None
     finished_at: datetime | None = None
+    undone_by: str | None = None
+    consent_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,8 @@ class HomeData:
     imports: Sequence[ImportRow] = ()  # newest first; may hold only the first few
     imports_total: int = 0  # all the workspace's imports (>= len(imports))
     mailchimp: Connection | None = None
+    imports_shown: int = MAX_IMPORTS_SHOWN  # grows with *Show more*
+    segments_shown: int | None = None  # None: MAX_SEGMENTS_SHOWN
 
 
 def _section(text: str) -> SectionBlock:
@@ -140,7 +144,7 @@ def campaign_blocks(campaigns: Sequence[CampaignSummary]) -> list[Block]:
 
 
 def import_line(row: ImportRow) -> str:
-    status = status_words(row.status, row.approved_by, row.cancelled_by)
+    status = status_words(row.status, row.approved_by, row.cancelled_by, row.undone_by)
     when = slack_date(row.created_at) if row.created_at else ""
     line = (f"*{esc(row.segment)}* · {status}\n"
             f"Requested by <@{row.requested_by}>" + (f" · {when}" if when else ""))  # fmt: skip

@@ -8,6 +8,13 @@ class Callback(StrEnum):
     CONTACTS = "referral_contacts"
     CAMPAIGN = "referral_campaign"  # create / edit a campaign
     MAILCHIMP_KEY = "referral_mailchimp_key"  # paste a Mailchimp API key
+    # issue 10: managing from Slack
+    CONTACT_SEARCH = "referral_contact_search"  # the search modal (Home's Search contacts)
+    SEGMENT_CREATE = "referral_segment_create"
+    SEGMENT_RENAME = "referral_segment_rename"
+    SEGMENT_DELETE = "referral_segment_delete"  # asks first when campaigns target it
+    UNDO = "referral_undo"  # confirm an undo (and whether advocates go too)
+    LEADS_ADD = "referral_leads_add"
 
 
 class BlockId(StrEnum):
@@ -29,6 +36,12 @@ class BlockId(StrEnum):
     TARGET = "target_block"
     MAILCHIMP_KEY = "mailchimp_key_block"
     MAILCHIMP_LISTS = "mailchimp_lists_block"
+    # issue 10
+    CONSENT = "consent_block"
+    CONTACT_QUERY = "contact_query_block"
+    SEGMENT_NAME = "segment_name_block"
+    UNDO_ADVOCATES = "undo_advocates_block"
+    LEADS_USERS = "leads_users_block"
 
 
 class Action(StrEnum):
@@ -75,3 +88,32 @@ class Action(StrEnum):
     MAILCHIMP_LISTS = "mailchimp_lists_select"
     # App Home
     HOME_NEW_IMPORT = "home_new_import"  # opens the import form; the review goes to the DM
+    HOME_SEARCH_CONTACTS = "home_search_contacts"  # opens the contact search modal
+    HOME_MORE_IMPORTS = "home_more_imports"  # value: how many imports to show
+    HOME_MORE_SEGMENTS = "home_more_segments"  # value: how many segments to show
+    # consent and dry run (import form, review message)
+    CONSENT = "consent_checkbox"
+    PREVIEW_ONLY = "review_preview_only"
+    # /referral contacts: search results and a contact's card
+    CONTACT_QUERY = "contact_query_input"
+    CONTACT_SHOW = "contact_show"  # value: contact id
+    CONTACT_MORE = "contact_more"  # value: the next page's offset and query
+    CONTACT_REMOVE_FROM_SEGMENT = "contact_remove_from_segment"  # value: contact:segment
+    CONTACT_UNSUBSCRIBE = "contact_unsubscribe"
+    CONTACT_RESUBSCRIBE = "contact_resubscribe"  # a confirm dialog: the contact agreed
+    CONTACT_DELETE = "contact_delete"  # a confirm dialog: everywhere, links answer 410
+    # /referral segments
+    SEGMENT_CREATE = "segment_create"
+    SEGMENT_RENAME = "segment_rename"  # value: segment id
+    SEGMENT_DELETE = "segment_delete"
+    SEGMENT_EXPORT = "segment_export"
+    SEGMENT_NAME = "segment_name_input"
+    SEGMENT_MORE = "segment_more"
+    # undo an import (the import's thread, Home)
+    UNDO = "import_undo"  # value: batch id; opens the confirmation modal
+    UNDO_ADVOCATES = "undo_advocates_checkbox"
+    # /referral leads and /referral audit
+    LEADS_ADD = "leads_add"
+    LEADS_REMOVE = "leads_remove"  # value: user id
+    LEADS_USERS = "leads_users_select"
+    AUDIT_MORE = "audit_more"  # value: the oldest entry id shown

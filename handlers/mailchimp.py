@@ -244,7 +244,7 @@ async def _disconnect(d: Deps, client: AsyncWebClient, click: Click) -> None:
         text = str(leads_only(d.settings, "disconnect Mailchimp"))
         await _respond(client, click.response_url, text, replace=False)
         return
-    removed = await disconnect(d.db, click.team_id)
+    removed = await disconnect(d.db, click.team_id, user=click.user_id)
     if removed:
         log.info("Mailchimp disconnected: team=%s user=%s", click.team_id, click.user_id)
         note = (f":white_check_mark: <@{click.user_id}> disconnected Mailchimp. Contacts "

@@ -46,6 +46,12 @@ HELP = (
     "team leads create, edit, start and pause them here.\n"
     "• `/referral mailchimp`: whether Mailchimp is connected; team leads connect or disconnect "
     "it here, and its audiences can then be chosen in `/referral import`.\n"
+    "• `/referral contacts [email or name]`: find a contact, see its segments, campaigns and "
+    "referral links; remove, unsubscribe or delete it.\n"
+    "• `/referral segments`: your segments; create, rename, delete or export one.\n"
+    "• `/referral leads`: who may approve and undo imports; leads and admins change the list.\n"
+    "• `/referral audit`: who did what and when (team leads).\n"
+    "• Undo an import from its thread within a week of it, in two clicks (team leads).\n"
     "• Upload a CSV to a channel I'm in and I'll offer to import it.\n"
     "• `/referral help`: this message."
 )

@@ -20,7 +20,7 @@ async def _remove_source(d: Deps, client: AsyncWebClient, team_id: str, user_id:
     batch_part, _, source_part = value.partition(":")
     batch_id, source_id = _id(batch_part), _id(source_part)
     await may_change(d, client, team_id, user_id, batch_id)
-    await review.remove_source(d.db, team_id, batch_id, source_id)
+    await review.remove_source(d.db, team_id, batch_id, source_id, actor=user_id)
     await d.notifier.batch_changed(team_id, batch_id)
 
 

@@ -1,5 +1,6 @@
 """SQLModel tables and the database handle. Imports nothing else of ours."""
 
+from models.admin import AuditEntry, HomeViewer, RetiredCode, TeamLead
 from models.campaigns import (
     Advocate,
     Campaign,
@@ -27,6 +28,7 @@ from models.mailchimp import MailchimpAccount
 
 __all__ = [
     "Advocate",
+    "AuditEntry",
     "BatchStatus",
     "Campaign",
     "CampaignSegment",
@@ -35,6 +37,7 @@ __all__ = [
     "Database",
     "Enrollment",
     "EnrollmentStatus",
+    "HomeViewer",
     "ImportBatch",
     "ImportSource",
     "Invite",
@@ -43,6 +46,7 @@ __all__ = [
     "JobState",
     "MailchimpAccount",
     "Outcome",
+    "RetiredCode",
     "SeenKey",
     "Segment",
     "SegmentKind",
@@ -51,6 +55,7 @@ __all__ = [
     "SourceKind",
     "SourceStatus",
     "StagedRow",
+    "TeamLead",
     "WorkerProcess",
     "Workspace",
 ]

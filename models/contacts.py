@@ -17,6 +17,7 @@ class Workspace(SQLModel, table=True):
     team_id: str = Field(primary_key=True, max_length=32)
     name: str = Field(default="", max_length=200)
     default_locale: str = Field(default="en", max_length=35)
+    leads_seeded: bool = False  # TEAM_LEADS copied into team_lead (once: removals stick)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -40,6 +41,7 @@ class Contact(SQLModel, table=True):
     subscribed: bool = True  # False: enrolled as advocates, but never sent an invite
     unsubscribed_at: datetime | None = None  # set through the bot's link: no import undoes it
     source: str = Field(default="manual", max_length=20)
+    batch_id: int | None = None  # the import that created it (undo deletes only those)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -17,6 +17,8 @@ class BatchStatus(StrEnum):
     FAILED = "failed"
     REJECTED = "rejected"  # a lead said no
     CANCELLED = "cancelled"  # the requester withdrew it
+    UNDOING = "undoing"  # a lead asked to undo it; the undo job is running
+    UNDONE = "undone"  # what it added was taken out again
 
 
 class SourceKind(StrEnum):
@@ -67,6 +69,18 @@ class ImportBatch(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+    # "These people agreed to hear from us", ticked in the import form (who, when)
+    consent_by: str | None = Field(default=None, max_length=64)
+    consent_at: datetime | None = None
+    # undo: who asked, when, whether advocates go too, and what it removed (counted by its
+    # deletes, in the transaction that made them)
+    undone_by: str | None = Field(default=None, max_length=64)
+    undone_at: datetime | None = None
+    undo_advocates: bool = False
+    undo_removed: int = 0  # memberships of the segment this import had added
+    undo_deleted: int = 0  # contacts it created that were in no other segment
+    undo_invites_cancelled: int = 0
+    undo_advocates_removed: int = 0
 
 
 class ImportSource(SQLModel, table=True):

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
+from bot.audit import Act, import_subject, record_in
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.parallel import ParallelRows, file_path
 from bot.imports.reading import CsvFileError, CsvReader
@@ -26,6 +27,7 @@ from models import (
     ImportSource,
     Outcome,
     SeenKey,
+    Segment,
     SourceKind,
     SourceStatus,
     StagedRow,
@@ -34,15 +36,23 @@ from models.clock import utcnow
 
 
 async def create_batch(
-    db: Database, team_id: str, segment_id: int, requested_by: str, *, update_existing: bool = False
-) -> ImportBatch:
+    db: Database, team_id: str, segment_id: int, requested_by: str, *,
+    update_existing: bool = False, consent: bool = False,
+) -> ImportBatch:  # fmt: skip
+    """A draft batch; `consent`: the requester confirmed these people agreed to hear from us."""
+    now = utcnow()
     async with db.session() as session:
         batch = ImportBatch(team_id=team_id, segment_id=segment_id, requested_by=requested_by,
-                            update_existing=update_existing)  # fmt: skip
+                            update_existing=update_existing,
+                            consent_by=requested_by if consent else None,
+                            consent_at=now if consent else None)  # fmt: skip
         session.add(batch)
         await session.flush()
+        assert batch.id is not None
+        conn = await session.connection()
         # staged rows are deleted some time after their import ends: make sure that runs
-        await schedule_purge_in(await session.connection(), team_id, utcnow() + timedelta(hours=1))
+        await schedule_purge_in(conn, team_id, now + timedelta(hours=1))
+        await _requested(conn, team_id, batch.id, segment_id, requested_by, consent)
         await session.commit()
         return batch
 
@@ -74,6 +84,8 @@ async def create_upload_batch(
         session.add(batch)
         await session.flush()
         assert batch.id is not None
+        await _requested(await session.connection(), team_id, batch.id, segment_id,
+                         requested_by, consent=False)  # fmt: skip
         source = ImportSource(team_id=team_id, batch_id=batch.id, kind=SourceKind.CSV,
                               label=label[:255], ref=file_id)  # fmt: skip
         session.add(source)
@@ -84,6 +96,18 @@ async def create_upload_batch(
         await schedule_purge_in(conn, team_id, utcnow() + timedelta(hours=1))
         await session.commit()
         return batch.id, True
+
+
+async def _requested(conn: AsyncConnection, team_id: str, batch_id: int, segment_id: int,
+                     requested_by: str, consent: bool) -> None:  # fmt: skip
+    name = (await conn.execute(
+        select(Segment.name).where(col(Segment.id) == segment_id)
+    )).scalar_one()  # fmt: skip
+    subject = import_subject(batch_id)
+    await record_in(conn, team_id, requested_by, Act.IMPORT_REQUESTED, subject, f"into {name}")
+    if consent:
+        await record_in(conn, team_id, requested_by, Act.IMPORT_CONSENT, subject,
+                        "confirmed these people agreed to hear from us")  # fmt: skip
 
 
 async def get_batch(db: Database, team_id: str, batch_id: int) -> ImportBatch | None:
@@ -128,20 +152,22 @@ async def state_sentence(conn: AsyncConnection, team_id: str, batch_id: int) -> 
     """Why a batch can't be changed, read as it stands now."""
     row = (
         await conn.execute(
-            select(ImportBatch.status, ImportBatch.approved_by, ImportBatch.cancelled_by).where(
+            select(ImportBatch.status, ImportBatch.approved_by, ImportBatch.cancelled_by,
+                   ImportBatch.undone_by).where(
                 col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id
             )
         )
-    ).first()
+    ).first()  # fmt: skip
     if row is None:
         return "That import doesn't exist in this workspace."
-    status, approved_by, cancelled_by = row
-    return f"This import is already {status_words(status, approved_by, cancelled_by)}."
+    return f"This import is already {status_words(*row)}."
 
 
-def status_words(status: str, approved_by: str | None, cancelled_by: str | None = None) -> str:
+def status_words(status: str, approved_by: str | None, cancelled_by: str | None = None,
+                 undone_by: str | None = None) -> str:  # fmt: skip
     who = f" by <@{approved_by}>" if approved_by else ""
     by = f" by <@{cancelled_by}>" if cancelled_by else ""
+    undo = f" by <@{undone_by}>" if undone_by else ""
     return {
         BatchStatus.DRAFT: "waiting for review",
         BatchStatus.QUEUED: f"approved{who} and waiting to run",
@@ -150,6 +176,8 @@ def status_words(status: str, approved_by: str | None, cancelled_by: str | None 
         BatchStatus.FAILED: "failed",
         BatchStatus.REJECTED: f"rejected{who}",
         BatchStatus.CANCELLED: f"cancelled{by}",
+        BatchStatus.UNDOING: f"imported (approved{who}), being undone{undo}",
+        BatchStatus.UNDONE: f"imported (approved{who}), then undone{undo}",
     }.get(status, status)
 
 

@@ -31,10 +31,10 @@ _LIVE_ROWS = """
 
 _CONTACTS_INSERT_SQL = f"""
     INSERT INTO contact (team_id, email, email_key, first_name, last_name, locale, subscribed,
-                         source, created_at, updated_at)
+                         source, batch_id, created_at, updated_at)
     SELECT s.team_id, s.email, s.email_key, s.first_name, s.last_name, s.locale,
            COALESCE(s.subscribed, :yes),
-           (SELECT kind FROM import_source WHERE id = s.source_id), :now, :now
+           (SELECT kind FROM import_source WHERE id = s.source_id), :batch, :now, :now
     {_LIVE_ROWS}
     ORDER BY s.email_key
     ON CONFLICT (team_id, email_key) DO NOTHING

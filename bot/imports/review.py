@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, or_, text, update
 from sqlmodel import col, select
 
+from bot.audit import Act, import_subject, record_in
 from bot.imports.batches import (
     UNDER_WAY,
     ReviewError,
@@ -95,10 +96,12 @@ async def load(db: Database, team_id: str, batch_id: int) -> BatchView:
 
 
 def describe_status(batch: ImportBatch) -> str:
-    return status_words(batch.status, batch.approved_by, batch.cancelled_by)
+    return status_words(batch.status, batch.approved_by, batch.cancelled_by, batch.undone_by)
 
 
-async def remove_source(db: Database, team_id: str, batch_id: int, source_id: int) -> None:
+async def remove_source(
+    db: Database, team_id: str, batch_id: int, source_id: int, *, actor: str = "cli"
+) -> None:
     """Take a source out of a draft; its addresses' duplicates elsewhere become valid."""
     async with db.begin() as conn:
         await lock_batch(conn, team_id, batch_id)
@@ -111,6 +114,11 @@ async def remove_source(db: Database, team_id: str, batch_id: int, source_id: in
         if result.rowcount != 1:
             raise ReviewError("That source is not part of this import (or was already removed).")
         await promote_after_source(conn, team_id, batch_id, source_id)
+        label = (await conn.execute(
+            select(ImportSource.label).where(col(ImportSource.id) == source_id)
+        )).scalar_one()  # fmt: skip
+        await record_in(conn, team_id, actor, Act.IMPORT_SOURCE_REMOVED,
+                        import_subject(batch_id), f"removed {label}")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +179,9 @@ _STAGED = text("SELECT email, email_key, outcome, removed FROM staged_row "
                "WHERE id = :id AND team_id = :t AND batch_id = :b")  # fmt: skip
 
 
-async def remove_contact(db: Database, team_id: str, batch_id: int, staged_id: int) -> str:
+async def remove_contact(
+    db: Database, team_id: str, batch_id: int, staged_id: int, *, actor: str = "cli"
+) -> str:
     """Drop one queued contact (its next duplicate, if any, takes its place). Returns its email."""
     async with db.begin() as conn:
         await lock_batch(conn, team_id, batch_id)
@@ -188,6 +198,8 @@ async def remove_contact(db: Database, team_id: str, batch_id: int, staged_id: i
         )
         if outcome == Outcome.VALID:
             await promote_after_key(conn, team_id, batch_id, key)
+        await record_in(conn, team_id, actor, Act.IMPORT_CONTACT_REMOVED,
+                        import_subject(batch_id), f"removed {email}")  # fmt: skip
         return str(email)
 
 
@@ -199,6 +211,8 @@ async def approve(
         totals = await approve_in(conn, team_id, batch_id, user_id)
         await enqueue_in(conn, team_id, IMPORT_JOB, {"batch_id": batch_id},
                          dedupe_key=f"import:{batch_id}", max_attempts=max_attempts)  # fmt: skip
+        await record_in(conn, team_id, user_id, Act.IMPORT_APPROVED, import_subject(batch_id),
+                        f"{totals.valid} contacts to import")  # fmt: skip
     return totals
 
 
@@ -208,6 +222,7 @@ async def reject(db: Database, team_id: str, batch_id: int, user_id: str) -> Non
         await lock_batch(conn, team_id, batch_id)
         await freeze_counts(conn, team_id, batch_id)
         await _close(conn, team_id, batch_id, BatchStatus.REJECTED, approved_by=user_id)
+        await record_in(conn, team_id, user_id, Act.IMPORT_REJECTED, import_subject(batch_id))
 
 
 async def cancel(
@@ -232,6 +247,9 @@ async def cancel(
             await _close(conn, team_id, batch_id, BatchStatus.CANCELLED, cancelled_by=user_id)
         else:
             await stop_import_in(conn, team_id, batch_id, user_id)
+        await record_in(conn, team_id, user_id, Act.IMPORT_CANCELLED, import_subject(batch_id),
+                        "withdrawn before approval" if status == BatchStatus.DRAFT
+                        else f"stopped while {status}")  # fmt: skip
     return BatchStatus(status)
 
 

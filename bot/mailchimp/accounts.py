@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete
 from sqlmodel import col
 
+from bot.audit import Act, record_in
 from bot.mailchimp.api import Credentials, MailchimpError, data_centre, ping
 from bot.mailchimp.secrets import seal, unseal
 from models import Database, MailchimpAccount
@@ -53,8 +54,12 @@ async def save(db: Database, team_id: str, creds: Credentials, *, dc: str, accou
                            login_email=login_email[:320], dc=dc, api_endpoint=creds.api_endpoint,
                            auth=creds.auth, secret=seal(secret_key, creds.secret),
                            connected_by=user, connected_at=utcnow())  # fmt: skip
+    what = f"{account_name} ({login_email})" if account_name else f"API key, data centre {dc}"
     async with db.session() as session:
         await session.merge(row)
+        await session.flush()
+        await record_in(await session.connection(), team_id, user, Act.MAILCHIMP_CONNECTED,
+                        "Mailchimp", what)  # fmt: skip
         await session.commit()
     return _public(row)
 
@@ -79,9 +84,11 @@ async def credentials(db: Database, team_id: str, secret_key: str) -> Credential
     return Credentials(row.api_endpoint, row.auth, unseal(secret_key, row.secret))
 
 
-async def disconnect(db: Database, team_id: str) -> bool:
+async def disconnect(db: Database, team_id: str, *, user: str = "cli") -> bool:
     async with db.begin() as conn:
         result = await conn.execute(
             delete(MailchimpAccount).where(col(MailchimpAccount.team_id) == team_id)
         )
+        if result.rowcount == 1:
+            await record_in(conn, team_id, user, Act.MAILCHIMP_DISCONNECTED, "Mailchimp")
     return result.rowcount == 1

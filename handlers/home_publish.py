@@ -1,0 +1,114 @@
+"""Publishing the App Home tab, and republishing it for the people who look at it.
+
+Kept apart from `home.py` (the listeners) so that anything that changes what Home shows (an
+import finishing, an undo, a segment renamed) can refresh it without importing listeners.
+Home is per person, so a change republishes the tab of everyone in the workspace who opened
+it lately; the data is read once for all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, func, select
+
+from bot.campaigns.service import list_campaigns
+from bot.mailchimp.accounts import connection
+from bot.workspaces import segment_sizes
+from handlers.home_messages import MAX_IMPORTS_SHOWN, HomeData, ImportRow, home_view, segment_rows
+from models import Database, HomeViewer, ImportBatch, Segment
+from models.clock import utcnow
+
+log = logging.getLogger(__name__)
+VIEWERS_KEPT = timedelta(days=30)  # whose Home is republished after a change
+MAX_REPUBLISHED = 50  # per change: the most recent viewers (views.publish is Tier 4)
+
+
+async def recent_imports(
+    db: Database, team_id: str, limit: int = MAX_IMPORTS_SHOWN
+) -> tuple[list[ImportRow], int]:
+    """The workspace's newest imports (at most `limit`) with their segment's name, and how
+    many imports it has in all."""
+    async with db.session() as session:
+        rows = (await session.exec(
+            select(ImportBatch, Segment.name)
+            .join(Segment, col(Segment.id) == col(ImportBatch.segment_id))
+            .where(col(ImportBatch.team_id) == team_id, col(Segment.team_id) == team_id)
+            .order_by(col(ImportBatch.created_at).desc(), col(ImportBatch.id).desc())
+            .limit(limit)
+        )).all()  # fmt: skip
+        total = (await session.exec(
+            select(func.count()).select_from(ImportBatch).where(
+                col(ImportBatch.team_id) == team_id)
+        )).one()  # fmt: skip
+    imports = [
+        ImportRow(batch_id=b.id or 0, segment=name, status=b.status, requested_by=b.requested_by,
+                  approved_by=b.approved_by, cancelled_by=b.cancelled_by,
+                  new_contacts=b.new_contacts, added_to_segment=b.added_to_segment,
+                  error=b.error, created_at=b.created_at, finished_at=b.finished_at,
+                  undone_by=b.undone_by, consent_by=b.consent_by)
+        for b, name in rows
+    ]  # fmt: skip
+    return imports, int(total)
+
+
+async def home_data(db: Database, team_id: str, *, imports_shown: int = MAX_IMPORTS_SHOWN,
+                    segments_shown: int | None = None) -> HomeData:  # fmt: skip
+    imports, total = await recent_imports(db, team_id, imports_shown)
+    return HomeData(
+        segments=segment_rows(await segment_sizes(db, team_id)),
+        campaigns=await list_campaigns(db, team_id),
+        imports=imports,
+        imports_total=total,
+        mailchimp=await connection(db, team_id),
+        imports_shown=imports_shown,
+        segments_shown=segments_shown,
+    )
+
+
+async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_id: str, *,
+                       imports_shown: int = MAX_IMPORTS_SHOWN,
+                       segments_shown: int | None = None) -> None:  # fmt: skip
+    """Show one person their Home now, and remember them for later republishing."""
+    data = await home_data(db, team_id, imports_shown=imports_shown,
+                           segments_shown=segments_shown)  # fmt: skip
+    await client.views_publish(user_id=user_id, view=home_view(data))
+    await _seen(db, team_id, user_id)
+
+
+async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str) -> None:
+    """Republish Home for the workspace's recent viewers. Never raises: Home is a view of
+    the data, and a change already made must not look failed because a tab didn't refresh."""
+    try:
+        since = utcnow() - VIEWERS_KEPT
+        async with db.begin() as conn:
+            await conn.execute(delete(HomeViewer).where(
+                col(HomeViewer.team_id) == team_id, col(HomeViewer.opened_at) < since))  # fmt: skip
+            viewers = (await conn.execute(
+                select(HomeViewer.user_id).where(col(HomeViewer.team_id) == team_id)
+                .order_by(col(HomeViewer.opened_at).desc()).limit(MAX_REPUBLISHED)
+            )).scalars().all()  # fmt: skip
+        if not viewers:
+            return
+        view = home_view(await home_data(db, team_id))
+        for user_id in viewers:
+            await client.views_publish(user_id=user_id, view=view)
+    except Exception:
+        log.exception("Home not republished for team=%s", team_id)
+
+
+async def _seen(db: Database, team_id: str, user_id: str) -> None:
+    """Upsert (team, user) -> now: one statement, so two tabs opening at once can't collide."""
+    now = utcnow()
+    async with db.begin() as conn:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(HomeViewer).values(team_id=team_id, user_id=user_id, opened_at=now)
+        await conn.execute(stmt.on_conflict_do_update(
+            index_elements=["team_id", "user_id"], set_={"opened_at": now}))  # fmt: skip
+
+
+__all__ = ["home_data", "publish_home", "recent_imports", "refresh_homes"]

@@ -1,0 +1,59 @@
+"""Who may do what, what was done, and what is gone: team leads, the audit log, retired
+referral codes and the people whose App Home is kept up to date."""
+
+from datetime import datetime
+
+from sqlalchemy import Index, Text
+from sqlmodel import Field, SQLModel
+
+from models.clock import utcnow
+
+
+class TeamLead(SQLModel, table=True):
+    """A person who may approve, undo, delete and export in this workspace.
+
+    `TEAM_LEADS` seeds the list once per workspace (see `Workspace.leads_seeded`); after that
+    the list is the workspace's own and is changed from Slack.
+    """
+
+    __tablename__ = "team_lead"
+
+    team_id: str = Field(primary_key=True, max_length=32)
+    user_id: str = Field(primary_key=True, max_length=64)
+    added_by: str = Field(default="seed", max_length=64)
+    added_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One thing a person did: written in the same transaction as the change it records."""
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (Index("ix_audit_entry_team_at", "team_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32)
+    at: datetime = Field(default_factory=utcnow)
+    actor: str = Field(max_length=64)  # a Slack user id, or "cli"
+    action: str = Field(max_length=40)  # e.g. "import.approved", see bot.audit.Act
+    subject: str = Field(default="", max_length=200)  # "import #12", "contact ada@example.com"
+    detail: str = Field(default="", sa_type=Text)  # plain words for people
+
+
+class RetiredCode(SQLModel, table=True):
+    """A referral code whose advocate was deleted: its link answers 410 Gone, never reused."""
+
+    __tablename__ = "retired_code"
+
+    code: str = Field(primary_key=True, max_length=16)
+    team_id: str = Field(max_length=32)
+    retired_at: datetime = Field(default_factory=utcnow)
+
+
+class HomeViewer(SQLModel, table=True):
+    """Someone who opened the App Home: their tab is republished when things change."""
+
+    __tablename__ = "home_viewer"
+
+    team_id: str = Field(primary_key=True, max_length=32)
+    user_id: str = Field(primary_key=True, max_length=64)
+    opened_at: datetime = Field(default_factory=utcnow)
