@@ -30,7 +30,6 @@ from bot.campaigns.service import (
     set_state,
     update_campaign,
 )
-from bot.settings import Settings
 from bot.workspaces import ensure_workspace
 from handlers.campaign_messages import (
     INVITE_ON,
@@ -45,7 +44,7 @@ from handlers.campaign_messages import (
     saved_note,
     went_live_note,
 )
-from handlers.context import Deps, Refusal, deps, is_lead
+from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, metadata
 from models import CampaignState
@@ -80,17 +79,15 @@ class Click:
                    str(body.get("response_url") or ""))  # fmt: skip
 
 
-def lead_refusal(settings: Settings, verb: str) -> Refusal:
+async def lead_refusal(d: Deps, team_id: str, verb: str) -> Refusal:
     """Names who can, like the import refusals, so the person knows whom to ask."""
-    leads = ", ".join(f"<@{u}>" for u in settings.team_leads[:5])
-    ask = f" Ask {leads}." if leads else " Ask a workspace admin."
-    return Refusal(f"Only team leads can {verb}.{ask}")
+    return await leads_only(d, team_id, verb)
 
 
 async def _require_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                         verb: str) -> None:  # fmt: skip
-    if not await is_lead(client, d.settings, team_id, user_id):
-        raise lead_refusal(d.settings, verb)
+    if not await is_lead(d, client, team_id, user_id):
+        raise await lead_refusal(d, team_id, verb)
 
 
 def _campaign_id(value: str) -> int:
@@ -203,8 +200,8 @@ async def _open_new(d: Deps, client: AsyncWebClient, click: Click, trigger_id: s
     """The form needs no data, so it opens at once; a non-lead then sees why they can't."""
     opened = await client.views_open(trigger_id=trigger_id, view=campaign_modal(
         None, private_metadata=metadata(url=click.response_url)))  # fmt: skip
-    if not await is_lead(client, d.settings, click.team_id, click.user_id):
-        text = str(lead_refusal(d.settings, "create campaigns"))
+    if not await is_lead(d, client, click.team_id, click.user_id):
+        text = str(await lead_refusal(d, click.team_id, "create campaigns"))
         await _replace_modal(client, opened, notice_modal("New campaign", text))
 
 
@@ -327,9 +324,9 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
     meta = json.loads(view.get("private_metadata") or "{}")
     campaign_id: int | None = meta.get("campaign")
     verb = "create campaigns" if campaign_id is None else "edit campaigns"
-    if not await is_lead(client, d.settings, team_id, user_id):
+    if not await is_lead(d, client, team_id, user_id):
         refusal = notice_modal(view.get("title", {}).get("text") or "Campaign",
-                               str(lead_refusal(d.settings, verb)))  # fmt: skip
+                               str(await lead_refusal(d, team_id, verb)))  # fmt: skip
         await ack(response_action="update", view=refusal.to_dict())
         return
     form = read_form(view["state"]["values"])

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.imports import review
+from bot.leads import is_listed, lead_ids
 from bot.settings import Settings
 from handlers.notify import SlackNotifier
 
@@ -32,13 +33,14 @@ def deps(context: dict[str, Any]) -> Deps:
     return context["deps"]  # type: ignore[no-any-return]
 
 
-async def is_lead(client: AsyncWebClient, settings: Settings, team_id: str, user_id: str) -> bool:
-    """Team leads are listed in TEAM_LEADS; admins and owners of *this* workspace count too.
+async def is_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> bool:
+    """Team leads are the workspace's list (`/referral leads`, seeded from TEAM_LEADS); admins
+    and owners of *this* workspace count too.
 
     In a shared channel a guest from another workspace may be an admin there: `users.info`
     says which workspace the user belongs to, and only this one's flags count.
     """
-    if user_id in settings.team_leads:
+    if await is_listed(d.db, team_id, user_id, d.settings.team_leads):
         return True
     info = await client.users_info(user=user_id)
     user = info.get("user") or {}
@@ -47,13 +49,13 @@ async def is_lead(client: AsyncWebClient, settings: Settings, team_id: str, user
     return bool(user.get("is_admin") or user.get("is_owner"))
 
 
-def lead_refusal(settings: Settings, verb: str) -> Refusal:
-    return leads_only(settings, f"{verb} imports")
+async def lead_refusal(d: Deps, team_id: str, verb: str) -> Refusal:
+    return await leads_only(d, team_id, f"{verb} imports")
 
 
-def leads_only(settings: Settings, what: str) -> Refusal:
+async def leads_only(d: Deps, team_id: str, what: str) -> Refusal:
     """"Only team leads can <what>", naming whom to ask."""
-    leads = ", ".join(f"<@{u}>" for u in settings.team_leads[:5])
+    leads = ", ".join(f"<@{u}>" for u in (await lead_ids(d.db, team_id, d.settings.team_leads))[:5])
     ask = f" Ask {leads}." if leads else " Ask a workspace admin."
     return Refusal(f"Only team leads can {what}.{ask}")
 
@@ -63,7 +65,7 @@ async def may_change(d: Deps, client: AsyncWebClient, team_id: str, user_id: str
     """The batch, if this user may change its contents: the requester or a team lead."""
     batch = await review.batch_of(d.db, team_id, batch_id)
     requester = batch.requested_by
-    if user_id != requester and not await is_lead(client, d.settings, team_id, user_id):
+    if user_id != requester and not await is_lead(d, client, team_id, user_id):
         raise Refusal(f"Only <@{requester}>, who asked for this import, or a team lead can "
                       "change it.")  # fmt: skip
     return batch

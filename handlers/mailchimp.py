@@ -88,7 +88,7 @@ async def _respond(client: AsyncWebClient, url: str, text: str, *, replace: bool
 
 async def _offer(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> ConnectOffer:
     """What *Connect* does for this person (a sign-in URL is made for team leads only)."""
-    lead = await is_lead(client, d.settings, team_id, user_id)
+    lead = await is_lead(d, client, team_id, user_id)
     if not d.settings.secret_key:
         return ConnectOffer(secret_key_missing=True, lead=lead)
     if not (lead and d.settings.mailchimp_client_id):
@@ -107,7 +107,7 @@ async def _show_status(d: Deps, client: AsyncWebClient, team_id: str, user_id: s
     if conn is None:
         offer = await _offer(d, client, team_id, user_id)
     else:
-        offer = ConnectOffer(lead=await is_lead(client, d.settings, team_id, user_id))
+        offer = ConnectOffer(lead=await is_lead(d, client, team_id, user_id))
     text, blocks = status_message(conn, offer, note)
     await _respond(client, url, text, replace=replace, blocks=blocks)
 
@@ -126,8 +126,8 @@ async def status_command(ack: Any, command: dict[str, Any], client: AsyncWebClie
 
 async def _why_not(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> str:
     """Why this person can't connect Mailchimp now (mrkdwn), or "" when they can."""
-    if not await is_lead(client, d.settings, team_id, user_id):
-        return str(leads_only(d.settings, "connect Mailchimp"))
+    if not await is_lead(d, client, team_id, user_id):
+        return str(await leads_only(d, team_id, "connect Mailchimp"))
     if not d.settings.secret_key:
         return SECRET_KEY_MISSING
     return ""
@@ -240,8 +240,8 @@ async def on_key_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
 
 
 async def _disconnect(d: Deps, client: AsyncWebClient, click: Click) -> None:
-    if not await is_lead(client, d.settings, click.team_id, click.user_id):
-        text = str(leads_only(d.settings, "disconnect Mailchimp"))
+    if not await is_lead(d, client, click.team_id, click.user_id):
+        text = str(await leads_only(d, click.team_id, "disconnect Mailchimp"))
         await _respond(client, click.response_url, text, replace=False)
         return
     removed = await disconnect(d.db, click.team_id, user=click.user_id)

@@ -36,8 +36,8 @@ async def _add_more(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
 
 async def _approve(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                    batch_id: int) -> None:  # fmt: skip
-    if not await is_lead(client, d.settings, team_id, user_id):
-        raise lead_refusal(d.settings, "approve")
+    if not await is_lead(d, client, team_id, user_id):
+        raise await lead_refusal(d, team_id, "approve")
     totals = await review.approve(d.db, team_id, batch_id, user_id,
                                   max_attempts=d.settings.job_max_attempts)  # fmt: skip
     await d.notifier.batch_changed(team_id, batch_id)
@@ -46,15 +46,15 @@ async def _approve(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
 
 async def _reject(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                   batch_id: int) -> None:  # fmt: skip
-    if not await is_lead(client, d.settings, team_id, user_id):
-        raise lead_refusal(d.settings, "reject")
+    if not await is_lead(d, client, team_id, user_id):
+        raise await lead_refusal(d, team_id, "reject")
     await review.reject(d.db, team_id, batch_id, user_id)
     await d.notifier.batch_changed(team_id, batch_id)
 
 
 async def _cancel(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                   batch_id: int) -> None:  # fmt: skip
-    lead = await is_lead(client, d.settings, team_id, user_id)
+    lead = await is_lead(d, client, team_id, user_id)
     await review.cancel(d.db, team_id, batch_id, user_id, is_lead=lead)
     await d.notifier.batch_changed(team_id, batch_id)
 

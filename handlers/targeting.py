@@ -25,8 +25,8 @@ def _int(value: object, what: str) -> int:
 
 
 async def _lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, verb: str) -> None:
-    if not await is_lead(client, d.settings, team_id, user_id):
-        raise leads_only(d.settings, verb)
+    if not await is_lead(d, client, team_id, user_id):
+        raise await leads_only(d, team_id, verb)
 
 
 async def _imported(d: Deps, team_id: str, batch_id: int) -> ImportBatch:

@@ -49,6 +49,7 @@ class Contact(SQLModel, table=True):
 class SegmentKind(StrEnum):
     ALL = "all"  # built in: every contact, no membership rows
     STATIC = "static"  # holds the contacts imported into it
+    DELETED = "deleted"  # kept for the imports that name it; no members, name freed
 
 
 class Segment(SQLModel, table=True):
