@@ -34,6 +34,7 @@ from bot.notify import (
 from bot.once import first_time, forget
 from handlers.enrollment_messages import target_offer
 from handlers.enrollment_reports import EnrollmentReports
+from handlers.home_publish import refresh_homes
 from handlers.messages import (
     file_stem,
     progress_text,
@@ -44,6 +45,7 @@ from handlers.messages import (
 from models import BatchStatus, Database, SourceStatus
 
 log = logging.getLogger(__name__)
+HOME_EVENTS = frozenset({IMPORT_FINISHED, ENROLLMENT_CHANGED})  # what changes Home's figures
 _TRANSIENT = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
                         "request_timeout"})  # fmt: skip
 
@@ -107,6 +109,8 @@ class SlackNotifier:
                 raise
             log.warning("Slack refused the %s report (%s): %s", event, ids,
                         exc.response.get("error"))  # fmt: skip
+        if event in HOME_EVENTS:
+            await refresh_homes(self.db, self.client, team_id)
 
     async def share_pending_rejects(self, team_id: str, batch_id: int) -> None:
         """The skipped-rows CSV of every file read before the review message existed."""
