@@ -94,6 +94,7 @@ class Action(StrEnum):
     # consent and dry run (import form, review message)
     CONSENT = "consent_checkbox"
     PREVIEW_ONLY = "review_preview_only"
+    CONFIRM_CONSENT = "review_confirm_consent"  # on the review message, when it's missing
     # /referral contacts: search results and a contact's card
     CONTACT_QUERY = "contact_query_input"
     CONTACT_SHOW = "contact_show"  # value: contact id

@@ -22,9 +22,9 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.campaigns.preview import preview_batch
+from bot.campaigns.preview import inviting_campaigns, preview_batch
 from bot.imports.addresses import InvalidEmail, normalize_email
-from bot.imports.batches import add_source, create_batch, stage_contact
+from bot.imports.batches import add_source, confirm_consent, create_batch, get_batch, stage_contact
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.locales import normalize_locale
 from bot.imports.review import describe_status, load, set_message
@@ -51,7 +51,7 @@ from handlers.mailchimp_messages import (
     lists_blocks,
     lists_failed,
 )
-from handlers.messages import esc, import_modal, review_message, segment_options
+from handlers.messages import CONSENT_VALUE, esc, import_modal, review_message, segment_options
 from models import BatchStatus, Database, Segment, SegmentKind, SourceKind
 from models.contacts import ALL_CUSTOMERS
 
@@ -68,6 +68,7 @@ class ImportForm:
     last_name: str = ""
     locale: str = ""
     audience_ids: list[str] = field(default_factory=list)  # Mailchimp lists
+    consent: bool = False  # "These people agreed to hear from us" ticked
 
 
 def read_form(values: dict[str, dict[str, Any]]) -> ImportForm:
@@ -90,12 +91,40 @@ def read_form(values: dict[str, dict[str, Any]]) -> ImportForm:
         last_name=text(BlockId.LAST_NAME, Action.LAST_NAME).strip(),
         locale=text(BlockId.LOCALE, Action.LOCALE).strip(),
         audience_ids=list(dict.fromkeys(str(o["value"]) for o in lists if o.get("value"))),
-    )
+        consent=any(o.get("value") == CONSENT_VALUE for o in (
+            (values.get(BlockId.CONSENT) or {}).get(Action.CONSENT) or {}
+        ).get("selected_options") or []),
+    )  # fmt: skip
 
 
-async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool) -> dict[str, str]:
+async def consent_error(d: Deps, team_id: str, form: ImportForm,
+                        batch_id: int | None) -> str | None:  # fmt: skip
+    """Why the consent box must be ticked (a live campaign emails the segment), or None."""
+    if form.consent:
+        return None
+    segment_id = form.segment_id
+    if batch_id is not None:
+        batch = await get_batch(d.db, team_id, batch_id)
+        if batch is None or batch.consent_by is not None:
+            return None  # already confirmed (or gone: the submit says so)
+        segment_id = batch.segment_id
+    if segment_id is None:
+        return None  # a new segment: no campaign targets it yet
+    async with d.db.begin() as conn:
+        names = await inviting_campaigns(conn, team_id, segment_id)
+    if not names:
+        return None
+    return (f"{names[0]}{' and others' if len(names) > 1 else ''} will email these people an "
+            "invite: tick this to confirm they agreed to hear from us.")[:150]  # fmt: skip
+
+
+async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool,
+                   batch_id: int | None = None) -> dict[str, str]:  # fmt: skip
     """Inline errors keyed by input block id; empty when the form can be queued."""
     errors: dict[str, str] = {}
+    consent = await consent_error(d, team_id, form, batch_id)
+    if consent:
+        errors[BlockId.CONSENT] = consent
     if not adding:
         if form.segment_id is None and not form.new_segment:
             errors[BlockId.SEGMENT] = "Choose a segment, or name a new one below."
@@ -145,7 +174,7 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
     meta = json.loads(view.get("private_metadata") or "{}")
     batch_id: int | None = meta.get("batch")
     form = read_form(view["state"]["values"])
-    errors = await validate(d, team_id, form, adding=batch_id is not None)
+    errors = await validate(d, team_id, form, adding=batch_id is not None, batch_id=batch_id)
     if errors:
         await ack(response_action="errors", errors=errors)
         return
@@ -162,7 +191,7 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
         chosen = await chosen_audiences(d, team_id, form.audience_ids)  # before anything exists
         segment = (await create_segment(d.db, team_id, form.new_segment) if form.new_segment
                    else await import_segment(d.db, team_id, form.segment_id or 0))  # fmt: skip
-        batch = await create_batch(d.db, team_id, segment.id or 0, user_id)
+        batch = await create_batch(d.db, team_id, segment.id or 0, user_id, consent=form.consent)
         batch_id = batch.id or 0
     else:
         existing = await may_change(d, client, team_id, user_id, batch_id)  # also: workspace
@@ -170,6 +199,8 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
             raise Refusal(f"That import is already {describe_status(existing)}; "
                           "start a new one with /referral import.")  # fmt: skip
         chosen = await chosen_audiences(d, team_id, form.audience_ids)
+        if form.consent:
+            await confirm_consent(d.db, team_id, batch_id, user_id)
     await queue_sources(d, team_id, batch_id, form, chosen)
     if meta.get("batch") is None:
         await post_review(client, d, team_id, batch_id, meta.get("channel") or "", user_id)
@@ -229,12 +260,13 @@ async def mailchimp_part(d: Deps, team_id: str) -> list[Block]:
 
 async def open_import_modal(d: Deps, client: AsyncWebClient, trigger_id: str, team_id: str, *,
                             channel_id: str, batch_id: int | None = None,
-                            segment: str | None = None) -> None:  # fmt: skip
+                            segment: str | None = None,
+                            ask_consent: bool = True) -> None:  # fmt: skip
     """Open the form first (trigger ids live 3 s), then fill in the Mailchimp lists."""
 
     def form(mailchimp: list[Block]) -> View:
         return import_modal(channel_id=channel_id, batch_id=batch_id, segment=segment,
-                            mailchimp=mailchimp)  # fmt: skip
+                            mailchimp=mailchimp, ask_consent=ask_consent)  # fmt: skip
 
     opened = (await client.views_open(trigger_id=trigger_id,
                                       view=form(lists_blocks(note=LISTS_LOADING))))["view"]

@@ -13,6 +13,7 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
+    CheckboxesElement,
     ConfirmObject,
     ContextBlock,
     DividerBlock,
@@ -29,6 +30,7 @@ from slack_sdk.models.views import View
 
 from bot.campaigns.preview import CampaignPreview
 from bot.imports.batches import Totals
+from bot.imports.dry_run import DryRun
 from bot.imports.review import BatchView, ContactRow, describe_status
 from handlers.ids import Action, BlockId, Callback
 from models import BatchStatus, ImportBatch, ImportSource, SourceKind, SourceStatus
@@ -90,8 +92,19 @@ def metadata(**values: object) -> str:
     return json.dumps(values, separators=(",", ":"))
 
 
+def consent_block() -> InputBlock:
+    """Optional to Slack; the form's check makes it required when a live campaign targeting
+    the segment sends invite emails (the segment is chosen in the same form)."""
+    return InputBlock(
+        block_id=BlockId.CONSENT, optional=True, label="Consent",
+        hint="Required when a live campaign targeting the segment sends invite emails.",
+        element=CheckboxesElement(action_id=Action.CONSENT, options=[
+            Option(value=CONSENT_VALUE, text="These people agreed to hear from us")]),
+    )  # fmt: skip
+
+
 def import_modal(*, channel_id: str, batch_id: int | None = None, segment: str | None = None,
-                 mailchimp: Sequence[Block] = ()) -> View:  # fmt: skip
+                 mailchimp: Sequence[Block] = (), ask_consent: bool = True) -> View:  # fmt: skip
     """The import form; with `batch_id` it adds more sources to an existing review.
 
     `mailchimp` is the "Mailchimp lists" part (`mailchimp_messages.lists_blocks`): the modal
@@ -135,11 +148,16 @@ def import_modal(*, channel_id: str, batch_id: int | None = None, segment: str |
                    hint="Language of the invite, e.g. en, fr, pt-BR. Empty: the store default.",
                    element=PlainTextInputElement(action_id=Action.LOCALE, max_length=35)),
     ]  # fmt: skip
+    if ask_consent:
+        blocks += [DividerBlock(), consent_block()]
     return View(
         type="modal", callback_id=Callback.IMPORT, title="Import contacts",
         submit="Review import", close="Cancel", blocks=blocks,
         private_metadata=metadata(channel=channel_id, batch=batch_id),
     )  # fmt: skip
+
+
+CONSENT_VALUE = "agreed"
 
 
 def segment_options(names: list[tuple[int, str]]) -> list[Option]:
@@ -222,8 +240,12 @@ def review_message(view: BatchView, previews: Sequence[CampaignPreview] = ()
     if draft and previews:
         lines = "\n".join(_preview_line(p) for p in previews[:5])
         blocks.append(SectionBlock(text=MarkdownTextObject(text=lines[:3000])))
+    consent = _consent_line(batch, draft and any(p.invites_on for p in previews))
+    if consent:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=consent)]))
     if draft:
-        blocks.append(_review_actions(batch.id or 0))
+        needs = batch.consent_by is None and any(p.invites_on for p in previews)
+        blocks.append(_review_actions(batch.id or 0, confirm_consent=needs))
     else:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_record(batch))]))
         if batch.status in (BatchStatus.QUEUED, BatchStatus.IMPORTING):
@@ -236,19 +258,61 @@ def review_message(view: BatchView, previews: Sequence[CampaignPreview] = ()
     return text, blocks
 
 
-def _review_actions(batch_id: int) -> ActionsBlock:
+def dry_run_text(result: DryRun, segment: str) -> str:
+    """*Preview only*: what approving now would do, nothing written."""
+    t = result.totals
+    lines = [
+        f"*Preview of importing into {esc(segment)}* (nothing was written)",
+        f"• {n(t.rows)} rows: *{n(t.valid)} valid*, {n(t.duplicates)} duplicates, "
+        f"{n(t.rejected)} rejected" + (f", {n(t.warnings)} warnings" if t.warnings else ""),
+        f"• {n(result.new_contacts)} new contacts, {n(result.existing_contacts)} already known",
+        f"• {n(result.added_to_segment)} would be added to the segment, "
+        f"{n(result.already_in_segment)} are already in it",
+    ]  # fmt: skip
+    lines += [f"• {_preview_line(p)}" for p in result.campaigns[:5]]
+    if not result.campaigns:
+        lines.append("• No live campaign targets this segment: nobody would be invited.")
+    if result.pending_sources:
+        lines.append(f":hourglass_flowing_sand: {result.pending_sources} file(s) still being "
+                     "read are not counted yet.")  # fmt: skip
+    return "\n".join(lines)[:3000]
+
+
+def _consent_line(batch: ImportBatch, needed: bool) -> str:
+    if batch.consent_by:
+        return (f":ballot_box_with_check: <@{batch.consent_by}> confirmed these people agreed to "
+                f"hear from us · {slack_date(batch.consent_at)}")  # fmt: skip
+    if needed:
+        return (":warning: *Consent not confirmed.* A live campaign will email these people: "
+                "*Confirm consent* before this can be approved.")  # fmt: skip
+    return ""
+
+
+def _review_actions(batch_id: int, *, confirm_consent: bool = False) -> ActionsBlock:
     value = str(batch_id)
-    return ActionsBlock(elements=[
+    buttons = [
         ButtonElement(text="Review contacts", action_id=Action.REVIEW_CONTACTS, value=value),
         ButtonElement(text="Add more", action_id=Action.ADD_MORE, value=value),
+        ButtonElement(text="Preview only", action_id=Action.PREVIEW_ONLY, value=value),
+    ]
+    if confirm_consent:
+        buttons.append(ButtonElement(
+            text="Confirm consent", action_id=Action.CONFIRM_CONSENT, value=value,
+            confirm=ConfirmObject(title="Did they agree?", confirm="They agreed", deny="No",
+                                  text="Confirm that these people agreed to hear from us. "
+                                       "Your name and the time are kept with this import."),
+        ))  # fmt: skip
+    buttons += [
         ButtonElement(
             text="Approve & import", action_id=Action.APPROVE, value=value, style="primary",
             confirm=ConfirmObject(title="Import these contacts?", confirm="Import", deny="Not yet",
-                                  text="They are added to the segment; this can't be undone."),
+                                  text="They are added to the segment. A team lead can undo "
+                                       "the import from its thread for a few days."),
         ),
         ButtonElement(text="Reject", action_id=Action.REJECT, value=value, style="danger"),
         ButtonElement(text="Cancel", action_id=Action.CANCEL, value=value),
-    ])  # fmt: skip
+    ]  # fmt: skip
+    return ActionsBlock(elements=buttons)
 
 
 def _record(batch: ImportBatch) -> str:

@@ -1,4 +1,5 @@
-"""Buttons on the review message: remove a source, add more, approve, reject, cancel."""
+"""Buttons on the review message: remove a source, add more, preview, confirm consent,
+approve, reject, cancel."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.imports import review
+from bot.imports.batches import confirm_consent
+from bot.imports.dry_run import dry_run
 from bot.workspaces import get_segment
 from handlers.context import Deps, Refusal, deps, is_lead, lead_refusal, may_change
 from handlers.ids import Action
 from handlers.import_modal import open_import_modal
+from handlers.messages import dry_run_text
 from models import BatchStatus
 
 
@@ -31,7 +35,8 @@ async def _add_more(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
         raise Refusal(f"This import is already {review.describe_status(batch)}.")
     segment = await get_segment(d.db, team_id, batch.segment_id)
     await open_import_modal(d, client, trigger_id, team_id, channel_id=batch.channel_id or "",
-                            batch_id=batch.id, segment=segment.name)  # fmt: skip
+                            batch_id=batch.id, segment=segment.name,
+                            ask_consent=batch.consent_by is None)  # fmt: skip
 
 
 async def _approve(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
@@ -59,6 +64,23 @@ async def _cancel(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
     await d.notifier.batch_changed(team_id, batch_id)
 
 
+async def _preview_only(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                        batch_id: int, channel_id: str) -> None:  # fmt: skip
+    """Every count of approving now, to the person who asked only; nothing is written."""
+    batch = await review.batch_of(d.db, team_id, batch_id)
+    segment = await get_segment(d.db, team_id, batch.segment_id)
+    result = await dry_run(d.db, team_id, batch_id, segment.id)
+    await client.chat_postEphemeral(channel=batch.channel_id or channel_id, user=user_id,
+                                    text=dry_run_text(result, segment.name))  # fmt: skip
+
+
+async def _confirm_consent(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                           batch_id: int) -> None:  # fmt: skip
+    await may_change(d, client, team_id, user_id, batch_id)
+    await confirm_consent(d.db, team_id, batch_id, user_id)
+    await d.notifier.batch_changed(team_id, batch_id)
+
+
 async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                    context: dict[str, Any]) -> None:  # fmt: skip
     """Ack at once; the work runs after the response (tracked, failures told to the user)."""
@@ -74,6 +96,10 @@ async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
         Action.APPROVE: lambda: _approve(d, client, team_id, user_id, _id(value)),
         Action.REJECT: lambda: _reject(d, client, team_id, user_id, _id(value)),
         Action.CANCEL: lambda: _cancel(d, client, team_id, user_id, _id(value)),
+        Action.PREVIEW_ONLY: lambda: _preview_only(d, client, team_id, user_id, _id(value),
+                                                   str((body.get("channel") or {}).get("id"))),
+        Action.CONFIRM_CONSENT: lambda: _confirm_consent(d, client, team_id, user_id,
+                                                         _id(value)),
     }[Action(action["action_id"])]  # fmt: skip
     d.later.run(work(), client, body)
 
@@ -86,5 +112,5 @@ def _id(value: str) -> int:
 
 def register(app: AsyncApp) -> None:
     for action in (Action.REMOVE_SOURCE, Action.ADD_MORE, Action.APPROVE, Action.REJECT,
-                   Action.CANCEL):  # fmt: skip
+                   Action.CANCEL, Action.PREVIEW_ONLY, Action.CONFIRM_CONSENT):  # fmt: skip
         app.action(action)(on_click)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from models import Database
 
@@ -49,6 +50,14 @@ class CampaignPreview:
     without_email: dict[str, int]  # reason -> count
     already_advocates: int
     excluded: int
+    invites_on: bool = True  # the campaign sends invite emails (consent must be confirmed)
+
+
+async def inviting_campaigns(conn: AsyncConnection, team_id: str, segment_id: int) -> list[str]:
+    """Names of the live campaigns targeting the segment that send invite emails: an import
+    into it needs the requester's word that these people agreed to hear from us."""
+    rows = (await conn.execute(_LIVE_TARGETING, {"t": team_id, "s": segment_id})).all()
+    return [str(name) for _, name, invite_email, _ in rows if invite_email]
 
 
 async def preview_batch(db: Database, team_id: str, batch_id: int, segment_id: int
@@ -69,5 +78,5 @@ async def preview_batch(db: Database, team_id: str, batch_id: int, segment_id: i
             invited = 0 if not invite_email else enrolling - unsubscribed
             out.append(CampaignPreview(name, invited, delay if invite_email else 0,
                                        {k: v for k, v in without.items() if v},
-                                       already, excluded))  # fmt: skip
+                                       already, excluded, bool(invite_email)))  # fmt: skip
     return out

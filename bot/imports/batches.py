@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
 from bot.audit import Act, import_subject, record_in
+from bot.campaigns.preview import inviting_campaigns
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.parallel import ParallelRows, file_path
 from bot.imports.reading import CsvFileError, CsvReader
@@ -493,6 +494,50 @@ async def approve_in(
         .values(status=BatchStatus.QUEUED, approved_by=approved_by, updated_at=utcnow())
     )
     return total
+
+
+async def require_consent(conn: AsyncConnection, team_id: str, batch_id: int) -> None:
+    """A live campaign emails this segment: someone must have confirmed consent first.
+
+    Checked when a lead approves in Slack; shell users (`referral-bot import`) are trusted
+    admins, like the rest of the CLI's pipeline."""
+    segment_id, consent_by, requester = (await conn.execute(
+        select(ImportBatch.segment_id, ImportBatch.consent_by, ImportBatch.requested_by)
+        .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id)
+    )).one()  # fmt: skip
+    if consent_by is not None:
+        return
+    names = await inviting_campaigns(conn, team_id, segment_id)
+    if names:
+        raise ReviewError(
+            f"{esc_names(names)} sends these people an invite email: <@{requester}> or a team "
+            "lead must first confirm they agreed to hear from us (*Confirm consent* on this "
+            "message)."
+        )
+
+
+def esc_names(names: list[str]) -> str:
+    """Campaign names for a ReviewError (mrkdwn, told as is): escaped here, quoted."""
+    shown = ", ".join("*" + n.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+                      + "*" for n in names[:3])  # fmt: skip
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+async def confirm_consent(db: Database, team_id: str, batch_id: int, user_id: str) -> bool:
+    """Record "these people agreed to hear from us" on a draft; False if already recorded."""
+    async with db.begin() as conn:
+        await lock_batch(conn, team_id, batch_id)
+        done = await conn.execute(
+            update(ImportBatch)
+            .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id,
+                   col(ImportBatch.consent_by).is_(None))
+            .values(consent_by=user_id, consent_at=utcnow())
+        )  # fmt: skip
+        if done.rowcount != 1:
+            return False
+        await record_in(conn, team_id, user_id, Act.IMPORT_CONSENT, import_subject(batch_id),
+                        "confirmed these people agreed to hear from us")  # fmt: skip
+    return True
 
 
 async def queue_batch(db: Database, team_id: str, batch_id: int, approved_by: str) -> ImportBatch:

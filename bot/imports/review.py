@@ -25,6 +25,7 @@ from bot.imports.batches import (
     lock_batch,
     promote_after_key,
     promote_after_source,
+    require_consent,
     skipped_by_status,
     status_words,
 )
@@ -209,6 +210,7 @@ async def approve(
     """Approve a draft and queue its import job, in one transaction (a double click: one job)."""
     async with db.begin() as conn:
         totals = await approve_in(conn, team_id, batch_id, user_id)
+        await require_consent(conn, team_id, batch_id)
         await enqueue_in(conn, team_id, IMPORT_JOB, {"batch_id": batch_id},
                          dedupe_key=f"import:{batch_id}", max_attempts=max_attempts)  # fmt: skip
         await record_in(conn, team_id, user_id, Act.IMPORT_APPROVED, import_subject(batch_id),

@@ -19,7 +19,7 @@ CSV = (
 
 
 def _form(files: list[dict] | None = None, segment: str = "", email: str = "",
-          first: str = "", locale: str = "") -> dict:  # fmt: skip
+          first: str = "", locale: str = "", consent: bool = False) -> dict:  # fmt: skip
     """state.values of the import modal, as Slack sends them."""
 
     def value(block: str, action: str, v: str) -> dict:
@@ -34,6 +34,10 @@ def _form(files: list[dict] | None = None, segment: str = "", email: str = "",
     values[BlockId.SEGMENT] = {Action.SEGMENT: {"type": "external_select",
                                                 "selected_option": None}}  # fmt: skip
     values[BlockId.FILES] = {Action.FILES: {"type": "file_input", "files": files or []}}
+    ticked = [{"text": {"type": "plain_text", "text": "These people agreed to hear from us"},
+               "value": "agreed"}] if consent else []  # fmt: skip
+    values[BlockId.CONSENT] = {Action.CONSENT: {"type": "checkboxes",
+                                                "selected_options": ticked}}  # fmt: skip
     return values
 
 

@@ -148,7 +148,7 @@ async def test_a_later_import_into_a_targeted_segment_reports_its_enrollment(
 
     view_id = await _open_modal(app)
     segment = await find_segment(app.db, "T0001", "VIP")
-    form = _form(email="late@example.com")
+    form = _form(email="late@example.com", consent=True)
     form[BlockId.SEGMENT][Action.SEGMENT]["selected_option"] = {
         "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment.id)}  # type: ignore[union-attr]
     await app.requests.view_submission(state_values=form, view_id=view_id, user_id=REP)
@@ -177,7 +177,7 @@ async def test_the_review_says_whom_a_live_campaign_will_invite(app: Harness) ->
     csv = (b"email,first_name,accepts_marketing\njane@example.com,Jane,yes\n"
            b"new@example.com,New,yes\nquiet@example.com,Quiet,no\n")  # fmt: skip
     file = app.slack.add_file("F0002", "more.csv", csv)
-    form = _form(files=[file])
+    form = _form(files=[file], consent=True)
     form[BlockId.SEGMENT][Action.SEGMENT]["selected_option"] = {
         "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment.id)}  # type: ignore[union-attr]
     await app.requests.view_submission(state_values=form, view_id=view_id, user_id=REP)

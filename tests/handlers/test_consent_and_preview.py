@@ -1,0 +1,133 @@
+"""Consent in the import form and on the review message; *Preview only* writes nothing."""
+
+from __future__ import annotations
+
+import json
+
+from bot.audit import recent
+from bot.workspaces import find_segment
+from handlers.ids import Action, BlockId
+from tests.fakes.slack_requests import file_shared_event
+from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_import_flow import _count, _form, _open_modal, _review
+from tests.handlers.test_targeting import _campaign, _imported, _target
+
+
+def _choose(form: dict, segment_id: int) -> dict:
+    form[BlockId.SEGMENT][Action.SEGMENT]["selected_option"] = {
+        "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment_id)}  # fmt: skip
+    return form
+
+
+def _button(message: dict, action: str) -> dict | None:
+    return next((e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]
+                 if e.get("action_id") == action), None)  # fmt: skip
+
+
+async def _vip_targeted_by_live_campaign(app: Harness, *, invites: bool = True) -> int:
+    from bot.campaigns import service
+
+    spring = await _campaign(app, "Spring <!channel>", live=True)
+    if not invites:
+        await service.update_campaign(app.db, "T0001", spring.id or 0, invite_email=False)
+    await _target(app, await _imported(app), spring.id or 0)
+    segment = await find_segment(app.db, "T0001", "VIP")
+    assert segment is not None and segment.id is not None
+    return segment.id
+
+
+async def test_consent_is_required_when_a_live_campaign_sends_invites(app: Harness) -> None:
+    segment_id = await _vip_targeted_by_live_campaign(app)
+    view_id = await _open_modal(app)
+    form = _choose(_form(email="new@example.com"), segment_id)
+    reply = await app.requests.view_submission(state_values=form, view_id=view_id, user_id=REP)
+    assert reply.body["response_action"] == "errors"
+    assert "agreed to hear from us" in reply.body["errors"][BlockId.CONSENT]
+    batches = await _count(app, "SELECT COUNT(*) FROM import_batch")
+
+    form = _choose(_form(email="new@example.com", consent=True), segment_id)
+    await app.requests.view_submission(state_values=form, view_id=view_id, user_id=REP)
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch") == batches + 1
+    message = await _review(app)
+    rendered = json.dumps(message["blocks"])
+    assert f"<@{REP}> confirmed these people agreed to hear from us" in rendered
+    assert _button(message, Action.CONFIRM_CONSENT) is None
+    entries = await recent(app.db, "T0001")
+    consent = [e for e in entries if e.action == "import.consent"]
+    assert consent and consent[0].actor == REP
+    assert app.slack.block_errors == []
+
+
+async def test_consent_isnt_asked_when_the_invite_email_is_off(app: Harness) -> None:
+    segment_id = await _vip_targeted_by_live_campaign(app, invites=False)
+    view_id = await _open_modal(app)
+    form = _choose(_form(email="new@example.com"), segment_id)
+    await app.requests.view_submission(state_values=form, view_id=view_id, user_id=REP)
+    await app.settle()
+    message = await _review(app)
+    assert _button(message, Action.CONFIRM_CONSENT) is None
+    assert "Consent not confirmed" not in json.dumps(message["blocks"])
+
+
+async def test_an_upload_without_consent_cant_be_approved_until_confirmed(app: Harness) -> None:
+    """A file offered from a channel has no form: the review message asks instead."""
+    segment_id = await _vip_targeted_by_live_campaign(app)
+    app.slack.add_file("F0007", "late.csv", b"email\nlate@example.com\n", channels=["C0001"])
+    await app.requests.event(file_shared_event("F0007", channel_id="C0001"), event_id="Ev7")
+    await app.settle()
+    offer = next(m for m in app.slack.messages if "late.csv" in m.get("text", ""))
+    chosen = {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {
+        "type": "external_select", "selected_option": {
+            "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment_id)}}}}  # fmt: skip
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0007", user_id=REP,
+                                    message_ts=offer["ts"], state_values=chosen)  # fmt: skip
+    await app.settle()
+    message = await _review(app)
+    assert "Consent not confirmed" in json.dumps(message["blocks"])
+    value = _button(message, Action.APPROVE)["value"]  # type: ignore[index]
+    await app.requests.block_action(Action.APPROVE, value, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    refusal = app.slack.ephemerals[-1]["text"]
+    assert "must first confirm they agreed" in refusal and "<!channel>" not in refusal
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 2
+
+    button = _button(message, Action.CONFIRM_CONSENT)
+    assert button is not None and "confirm" in button
+    await app.requests.block_action(Action.CONFIRM_CONSENT, value, user_id=REP,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    assert "confirmed these people agreed" in json.dumps(
+        app.slack.message("C0001", message["ts"])["blocks"])
+    await app.requests.block_action(Action.APPROVE, value, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 3
+
+
+async def test_preview_only_reports_every_count_and_writes_nothing(app: Harness) -> None:
+    segment_id = await _vip_targeted_by_live_campaign(app)
+    view_id = await _open_modal(app)
+    csv = (b"email,first_name\njane@example.com,Jane\nnew@example.com,New\n"
+           b"new@example.com,Again\nnot-an-email,X\n")  # fmt: skip
+    file = app.slack.add_file("F0009", "more.csv", csv)
+    form = _choose(_form(files=[file], consent=True), segment_id)
+    await app.requests.view_submission(state_values=form, view_id=view_id, user_id=REP)
+    await app.settle()
+    message = await _review(app)
+    before = {table: await _count(app, f"SELECT COUNT(*) FROM {table}")
+              for table in ("contact", "segment_member", "advocate", "invite")}  # fmt: skip
+    button = _button(message, Action.PREVIEW_ONLY)
+    assert button is not None
+    await app.requests.block_action(Action.PREVIEW_ONLY, button["value"], user_id=REP,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    preview = app.slack.ephemerals[-1]
+    assert preview["user"] == REP
+    text = preview["text"]
+    assert "nothing was written" in text
+    assert "4 rows: *2 valid*, 1 duplicates, 1 rejected" in text
+    assert "1 new contacts, 1 already known" in text
+    assert "1 would be added to the segment, 1 are already in it" in text
+    assert "Spring &lt;!channel&gt;" in text and "will be invited" in text
+    after = {table: await _count(app, f"SELECT COUNT(*) FROM {table}") for table in before}
+    assert after == before
