@@ -23,7 +23,7 @@ from bot import cli_audit, cli_campaigns, cli_contacts, cli_mailchimp, cli_segme
 from bot.cli_common import CliError
 from bot.imports.background import enqueue_file_import
 from bot.imports.cancel import cancel_job
-from bot.imports.importer import ImportFailed, import_files
+from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.jobs.queue import list_jobs, live_kinds, stale_after
 from bot.notify import REPORT_JOB
@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="overwrite names and locale of contacts that already exist")  # fmt: skip
     imp.add_argument("--background", action="store_true",
                      help="check the files, queue the import as a job, print its id")  # fmt: skip
+    imp.add_argument("--dry-run", action="store_true",
+                     help="report every count (and whom live campaigns would invite) and "
+                          "write nothing")  # fmt: skip
     imp.add_argument("--json", action="store_true", help="print one JSON object")
 
     for module in SUBCOMMANDS:
@@ -128,6 +131,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             return await _worker(db, settings, args)
         team = await resolve_team(db, args.team, default_locale=settings.default_locale)
         if args.command == "import":
+            if args.dry_run:
+                return await _dry_run(db, team, settings, args)
             if args.background:
                 return await _import_background(db, team, settings, args)
             return await _import(db, team, settings, args)
@@ -163,6 +168,7 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
                                     rejects=rejects, progress=bar, mailchimp=mailchimp,
                                     chunk_size=settings.import_chunk_rows)  # fmt: skip
     summary: dict[str, Any] = {key: getattr(result.batch, key, None) for key in SUMMARY_KEYS}
+    summary["import_id"] = result.batch.id
     summary["segment"] = result.segment_name
     summary["enrolled"] = result.enrolled
     summary["invites_queued"] = result.invites_queued
@@ -172,6 +178,50 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
         print(json.dumps(summary))
     else:
         print(_readable(summary, args.rejects, result.rejected_rows))
+    return 0
+
+
+async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
+    if not args.files and not args.mailchimp_list:
+        raise CliError("Name at least one CSV file, or a Mailchimp audience (--mailchimp-list).")
+    for path in args.files:
+        if not path.is_file():
+            raise CliError(f"{path}: no such file")
+    mailchimp = None
+    if args.mailchimp_list:
+        mailchimp = await cli_mailchimp.resolve_audiences(db, team, settings, args.mailchimp_list)
+    with ExitStack() as stack:
+        streams = [(p.name, stack.enter_context(p.open("rb"))) for p in args.files]
+        result, exists = await preview_files(db, team, streams, segment=args.segment,
+                                             create_segment=args.create_segment,
+                                             mailchimp=mailchimp)  # fmt: skip
+    t = result.totals
+    summary: dict[str, Any] = {
+        "dry_run": True, "segment": args.segment, "segment_exists": exists, "rows": t.rows,
+        "valid": t.valid, "duplicates": t.duplicates, "rejected": t.rejected,
+        "warnings": t.warnings, "new_contacts": result.new_contacts,
+        "existing_contacts": result.existing_contacts,
+        "added_to_segment": result.added_to_segment,
+        "already_in_segment": result.already_in_segment,
+        "campaigns": [{"campaign": c.campaign, "will_invite": c.will_invite,
+                       "without_email": c.without_email, "already_advocates": c.already_advocates,
+                       "excluded": c.excluded} for c in result.campaigns],
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    made = "" if exists else " (it would be created)"
+    lines = [f"Dry run: nothing was written. Importing into segment {args.segment!r}{made}:",
+             f"  {t.rows:>10,} rows read",
+             f"  {t.valid:>10,} valid ({result.new_contacts:,} new contacts, "
+             f"{result.existing_contacts:,} already known)",
+             f"  {result.added_to_segment:>10,} would be added to the segment "
+             f"({result.already_in_segment:,} are already in it)",
+             f"  {t.duplicates:>10,} duplicates skipped",
+             f"  {t.rejected:>10,} rejected"]  # fmt: skip
+    for c in result.campaigns:
+        lines.append(f"  {c.will_invite:>10,} would be invited by live campaign {c.campaign!r}")
+    print("\n".join(lines))
     return 0
 
 

@@ -51,6 +51,7 @@ async def test_import_json_export_round_trip(
                  "--rejects", str(rejects), "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
+    assert isinstance(summary.pop("import_id"), int)
     assert summary == {
         "rows": 6, "valid": 4, "duplicates": 1, "rejected": 1, "new_contacts": 4,
         "existing_contacts": 0, "added_to_segment": 4, "already_in_segment": 0, "warnings": 0,
@@ -87,6 +88,40 @@ async def test_readable_summary_and_second_run_finds_everyone(
     again = json.loads(run(db_env, "import", str(sample), "--segment", "Launch", "--json").stdout)
     assert (again["new_contacts"], again["existing_contacts"]) == (0, 4)
     assert (again["added_to_segment"], again["already_in_segment"]) == (0, 4)
+
+
+async def test_dry_run_reports_every_count_and_writes_nothing(
+    db: Database, db_env: dict[str, str], sample: Path, tmp_path: Path
+) -> None:
+    first = run(db_env, "import", "--dry-run", str(sample), "--segment", "Launch")
+    assert first.returncode == 1 and "--create-segment" in first.stderr
+    preview = run(db_env, "import", "--dry-run", str(sample), "--segment", "Launch",
+                  "--create-segment", "--json")  # fmt: skip
+    assert preview.returncode == 0, preview.stderr
+    summary = json.loads(preview.stdout)
+    assert (summary["dry_run"], summary["segment_exists"]) == (True, False)
+    assert (summary["rows"], summary["valid"], summary["duplicates"], summary["rejected"]) == (
+        6, 4, 1, 1)  # fmt: skip
+    assert (summary["new_contacts"], summary["added_to_segment"]) == (4, 4)
+    segments = json.loads(run(db_env, "segments", "--json").stdout)
+    assert segments == [{"name": "All Customers", "kind": "all", "contacts": 0}]
+
+    real = run(db_env, "import", str(sample), "--segment", "Launch", "--create-segment")
+    assert real.returncode == 0, real.stderr
+    more = tmp_path / "more.csv"
+    more.write_text("email\njane@example.com\nnew@example.com\n", encoding="utf-8")
+    again = run(db_env, "import", "--dry-run", str(more), "--segment", "Launch")
+    assert again.returncode == 0, again.stderr
+    assert "Dry run: nothing was written" in again.stdout
+    assert "1 new contacts, 1 already known" in again.stdout
+    assert "1 would be added to the segment (1 are already in it)" in again.stdout
+    async with db.begin() as conn:
+        from sqlalchemy import text
+
+        counts = [(await conn.execute(text(f"SELECT COUNT(*) FROM {t}"))).scalar_one()
+                  for t in ("contact", "import_batch", "staged_row",
+                            "audit_entry WHERE action LIKE 'import.%'")]  # fmt: skip
+    assert counts == [4, 1, 6, 1]  # the real import's: contacts, batch, rows, its request
 
 
 async def test_unreadable_file_exits_non_zero_and_imports_nothing(

@@ -38,9 +38,10 @@ from models.clock import utcnow
 
 async def create_batch(
     db: Database, team_id: str, segment_id: int, requested_by: str, *,
-    update_existing: bool = False, consent: bool = False,
+    update_existing: bool = False, consent: bool = False, dry_run: bool = False,
 ) -> ImportBatch:  # fmt: skip
-    """A draft batch; `consent`: the requester confirmed these people agreed to hear from us."""
+    """A draft batch; `consent`: the requester confirmed these people agreed to hear from us.
+    A `dry_run` batch is staged only to be counted and then dropped: nothing is audited."""
     now = utcnow()
     async with db.session() as session:
         batch = ImportBatch(team_id=team_id, segment_id=segment_id, requested_by=requested_by,
@@ -53,7 +54,8 @@ async def create_batch(
         conn = await session.connection()
         # staged rows are deleted some time after their import ends: make sure that runs
         await schedule_purge_in(conn, team_id, now + timedelta(hours=1))
-        await _requested(conn, team_id, batch.id, segment_id, requested_by, consent)
+        if not dry_run:
+            await _requested(conn, team_id, batch.id, segment_id, requested_by, consent)
         await session.commit()
         return batch
 

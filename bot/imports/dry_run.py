@@ -45,6 +45,15 @@ class DryRun:
     campaigns: list[CampaignPreview] = field(default_factory=list)
 
 
+async def drop_batch(db: Database, team_id: str, batch_id: int) -> None:
+    """Forget a batch staged only to be counted (its rows, sources and itself)."""
+    async with db.begin() as conn:
+        for table, column in (("staged_row", "batch_id"), ("import_source", "batch_id"),
+                              ("import_batch", "id")):  # fmt: skip
+            await conn.execute(text(f"DELETE FROM {table} WHERE team_id = :t AND {column} = :b"),
+                               {"t": team_id, "b": batch_id})  # fmt: skip
+
+
 async def dry_run(db: Database, team_id: str, batch_id: int, segment_id: int | None) -> DryRun:
     """The counts of importing the batch into the segment now (None: a segment that doesn't
     exist yet, so nobody is in it and no campaign targets it)."""

@@ -18,13 +18,15 @@ from bot.imports.batches import (
     stage_csv,
     write_rejects,
 )
+from bot.imports.dry_run import DryRun, drop_batch, dry_run
 from bot.imports.engine import APPLY_CHUNK, Progress, apply_batch
 from bot.imports.reading import CsvFileError, CsvReader
 from bot.mailchimp.api import Audience, Credentials
 from bot.mailchimp.importing import read_audience
 from bot.progress import ProgressBar
-from bot.workspaces import import_target
-from models import Database, ImportBatch, SourceKind
+from bot.workspaces import find_segment, import_target
+from models import Database, ImportBatch, SegmentKind, SourceKind
+from models.contacts import ALL_CUSTOMERS
 
 
 class ImportFailed(Exception):
@@ -73,27 +75,10 @@ async def import_files(
         db, team_id, target.id, requested_by, update_existing=update_existing
     )
     assert batch.id is not None
-    bar = progress or ProgressBar(0, enabled=False)
-    done_bytes = 0
-    for name, stream in files:
-        source = await add_source(db, team_id, batch.id, SourceKind.CSV, name)
-        assert source.id is not None
-        ticker = asyncio.create_task(_tick(bar, stream, done_bytes))
-        try:
-            await stage_csv(db, team_id, source.id, stream)
-        finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
-        done_bytes += stream.tell()
-    if mailchimp is not None:
-        creds, audiences = mailchimp
-        for audience in audiences:
-            source = await add_source(db, team_id, batch.id, SourceKind.MAILCHIMP, audience.name,
-                                      ref=audience.id)  # fmt: skip
-            await read_audience(db, team_id, source, creds)
+    await _stage(db, team_id, batch.id, files, progress, mailchimp)
     async with db.begin() as conn:
         by_source = await skipped_by_status(conn, team_id, batch.id)
+    bar = progress or ProgressBar(0, enabled=False)
     skipped: dict[str, int] = {}
     for statuses in by_source.values():
         for status, count in statuses.items():
@@ -113,6 +98,60 @@ async def import_files(
         enrolled += counts.enrolled
         invites += counts.invites_queued
     return ImportResult(result, target.name, written, enrolled, invites, skipped)
+
+
+async def _stage(db: Database, team_id: str, batch_id: int,
+                 files: Sequence[tuple[str, BinaryIO]], progress: ProgressBar | None,
+                 mailchimp: tuple[Credentials, Sequence[Audience]] | None) -> None:  # fmt: skip
+    """Every file and audience into the batch's staged rows (the progress bar follows bytes)."""
+    bar = progress or ProgressBar(0, enabled=False)
+    done_bytes = 0
+    for name, stream in files:
+        source = await add_source(db, team_id, batch_id, SourceKind.CSV, name)
+        assert source.id is not None
+        ticker = asyncio.create_task(_tick(bar, stream, done_bytes))
+        try:
+            await stage_csv(db, team_id, source.id, stream)
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+        done_bytes += stream.tell()
+    if mailchimp is not None:
+        creds, audiences = mailchimp
+        for audience in audiences:
+            source = await add_source(db, team_id, batch_id, SourceKind.MAILCHIMP, audience.name,
+                                      ref=audience.id)  # fmt: skip
+            await read_audience(db, team_id, source, creds)
+
+
+async def preview_files(
+    db: Database,
+    team_id: str,
+    files: Sequence[tuple[str, BinaryIO]],
+    *,
+    segment: str,
+    create_segment: bool = False,
+    progress: ProgressBar | None = None,
+    mailchimp: tuple[Credentials, Sequence[Audience]] | None = None,
+) -> tuple[DryRun, bool]:
+    """`import --dry-run`: every count of importing now, and whether the segment exists.
+
+    The rows are staged in a throwaway batch (in All Customers' name when the segment doesn't
+    exist yet) that is dropped afterwards: no contact, membership or segment is written."""
+    check_files(files)
+    target = await find_segment(db, team_id, segment)
+    if (target is None and not create_segment) or (target and target.kind == SegmentKind.ALL):
+        await import_target(db, team_id, segment, create=False)  # raises, saying why
+    holder = target if target is not None else await find_segment(db, team_id, ALL_CUSTOMERS)
+    assert holder is not None and holder.id is not None
+    batch = await create_batch(db, team_id, holder.id, "cli", dry_run=True)
+    assert batch.id is not None
+    try:
+        await _stage(db, team_id, batch.id, files, progress, mailchimp)
+        return await dry_run(db, team_id, batch.id, target.id if target else None), bool(target)
+    finally:
+        await drop_batch(db, team_id, batch.id)
 
 
 async def _tick(bar: ProgressBar, stream: BinaryIO, base: int) -> None:
