@@ -18,7 +18,8 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers.context import Deps, deps
-from handlers.home_publish import publish_home
+from handlers.home_messages import read_more_value
+from handlers.home_publish import UNDO_DAYS, publish_home
 from handlers.ids import Action
 from handlers.import_modal import open_import_modal
 
@@ -36,8 +37,23 @@ async def home_opened(ack: Any, event: dict[str, Any], body: dict[str, Any],
     if not team_id or not user_id:
         return
     # a failure is logged with team and event; no direct message each time Home is opened
-    d.later.run(publish_home(d.db, client, team_id, user_id), client,
+    d.later.run(publish_home(d.db, client, team_id, user_id, undo_days=undo_days(d)), client,
                 {"team_id": team_id, "event": {"type": "app_home_opened"}})  # fmt: skip
+
+
+def undo_days(d: Deps) -> int:
+    return int(getattr(d.settings, "undo_window_days", UNDO_DAYS))
+
+
+async def on_show_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                       context: dict[str, Any]) -> None:  # fmt: skip
+    """*Show more* segments or imports: the same Home with a longer list (for this person)."""
+    await ack()
+    d = deps(context)
+    segments, imports = read_more_value(str(body["actions"][0].get("value") or ""))
+    d.later.run(publish_home(d.db, client, body["team"]["id"], body["user"]["id"],
+                             undo_days=undo_days(d), segments_shown=segments,
+                             imports_shown=imports), client, body)  # fmt: skip
 
 
 async def _open_import(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
@@ -58,3 +74,5 @@ async def on_new_import(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 def register(app: AsyncApp) -> None:
     app.event("app_home_opened")(home_opened)
     app.action(Action.HOME_NEW_IMPORT)(on_new_import)
+    app.action(Action.HOME_MORE_SEGMENTS)(on_show_more)
+    app.action(Action.HOME_MORE_IMPORTS)(on_show_more)

@@ -35,6 +35,11 @@ from models import BatchStatus, CampaignState, Segment, SegmentKind
 MAX_SEGMENTS_SHOWN = 10
 MAX_CAMPAIGNS_SHOWN = 10
 MAX_IMPORTS_SHOWN = 10
+# *Show more* adds a page at a time up to these: with the fixed blocks (about 25) the view
+# stays below Slack's 100 blocks for Home.
+MORE_STEP = 10
+MAX_SEGMENTS_EVER = 25
+MAX_IMPORTS_EVER = 40
 MAX_TARGETS_NAMED = 5
 MAX_SECTION_TEXT = 3000
 MAX_ERROR = 300
@@ -65,6 +70,7 @@ class ImportRow:
     finished_at: datetime | None = None
     undone_by: str | None = None
     consent_by: str | None = None
+    can_undo: bool = False  # done, within the undo window: an *Undo* button
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,16 +107,41 @@ def _plural(count: int, word: str) -> str:
 # ---- sections -------------------------------------------------------------------------------
 
 
-def segment_blocks(segments: Sequence[SegmentRow]) -> list[Block]:
+def more_value(segments: int, imports: int) -> str:
+    """A *Show more* button's value: how many segments and imports Home shows next."""
+    return f"{segments}:{imports}"
+
+
+def read_more_value(value: str) -> tuple[int, int]:
+    segments, _, imports = value.partition(":")
+    return (int(segments) if segments.isdigit() else MAX_SEGMENTS_SHOWN,
+            int(imports) if imports.isdigit() else MAX_IMPORTS_SHOWN)  # fmt: skip
+
+
+def _show_more(action: Action, shown: int, hidden: int, what: str, ceiling: int, where: str,
+               value: str) -> list[Block]:  # fmt: skip
+    """A *Show more* button while Home has room for another page, then where the rest is."""
+    if hidden <= 0:
+        return []
+    if shown < ceiling:
+        return [ActionsBlock(elements=[ButtonElement(
+            text=f"Show more ({n(hidden)} more {what})", action_id=action, value=value)])]
+    return _more(hidden, what, where)
+
+
+def segment_blocks(segments: Sequence[SegmentRow], shown: int = MAX_SEGMENTS_SHOWN,
+                   imports_shown: int = MAX_IMPORTS_SHOWN) -> list[Block]:  # fmt: skip
     blocks: list[Block] = [HeaderBlock(text="Segments")]
     if not segments:
         blocks.append(_section("No segments yet. *New import* creates one and fills it with "
                                "contacts from CSV files, Mailchimp or one by one."))  # fmt: skip
-    for row in segments[:MAX_SEGMENTS_SHOWN]:
+    shown = max(1, min(shown, MAX_SEGMENTS_EVER))
+    for row in segments[:shown]:
         kind = " _(every contact)_" if row.built_in else ""
         blocks.append(_section(f"*{esc(row.name)}*{kind} · {_plural(row.contacts, 'contact')}"))
-    blocks += _more(len(segments) - MAX_SEGMENTS_SHOWN, "segments",
-                    "choose from all of them in *New import*.")  # fmt: skip
+    value = more_value(min(shown + MORE_STEP, MAX_SEGMENTS_EVER), imports_shown)
+    blocks += _show_more(Action.HOME_MORE_SEGMENTS, shown, len(segments) - shown, "segments",
+                         MAX_SEGMENTS_EVER, "`/referral segments` lists them all.", value)
     return blocks
 
 
@@ -161,16 +192,28 @@ def import_line(row: ImportRow) -> str:
     return line
 
 
-def import_blocks(imports: Sequence[ImportRow], total: int) -> list[Block]:
+def _undo_button(batch_id: int) -> ButtonElement:
+    # the import thread's Undo: handlers/undo.py asks for confirmation in a modal
+    return ButtonElement(text="Undo", action_id=Action.UNDO, value=str(batch_id))
+
+
+def import_blocks(imports: Sequence[ImportRow], total: int, shown: int = MAX_IMPORTS_SHOWN,
+                  segments_shown: int = MAX_SEGMENTS_SHOWN) -> list[Block]:  # fmt: skip
     blocks: list[Block] = [HeaderBlock(text="Recent imports")]
     if not imports:
         blocks.append(_section("No imports yet: press *New import*, or upload a CSV to a "
                                "channel I'm in."))  # fmt: skip
-    shown = imports[:MAX_IMPORTS_SHOWN]
-    for row in shown:
-        blocks.append(_section(import_line(row)))
-    blocks += _more(max(total, len(imports)) - len(shown), "imports",
-                    "each one's review message and thread keep its details.")  # fmt: skip
+    rows = imports[:max(1, min(shown, MAX_IMPORTS_EVER))]
+    for row in rows:
+        section = _section(import_line(row))
+        if row.can_undo:
+            section.accessory = _undo_button(row.batch_id)
+        blocks.append(section)
+    value = more_value(segments_shown, min(len(rows) + MORE_STEP, MAX_IMPORTS_EVER))
+    blocks += _show_more(Action.HOME_MORE_IMPORTS, len(rows),
+                         max(total, len(imports)) - len(rows), "imports", MAX_IMPORTS_EVER,
+                         "`/referral audit` tells who requested and approved each.",
+                         value)  # fmt: skip
     return blocks
 
 
@@ -214,6 +257,9 @@ def action_buttons(connected: bool) -> ActionsBlock:
                       style="primary"),
         # the campaign list's New campaign button: campaigns.py opens the modal for it
         ButtonElement(text="New campaign", action_id=Action.CAMPAIGN_CREATE, value="new"),
+        # contact_search.py opens the search modal
+        ButtonElement(text="Search contacts", action_id=Action.HOME_SEARCH_CONTACTS,
+                      value="search"),
     ]  # fmt: skip
     if not connected:
         buttons.append(_connect_button())
@@ -223,9 +269,12 @@ def action_buttons(connected: bool) -> ActionsBlock:
 def home_view(data: HomeData) -> View:
     blocks: list[Block] = [HeaderBlock(text=TITLE)]
     blocks.append(action_buttons(data.mailchimp is not None))
-    blocks += [DividerBlock(), *segment_blocks(data.segments)]
+    segments = min(data.segments_shown or MAX_SEGMENTS_SHOWN, MAX_SEGMENTS_EVER)
+    imports = min(data.imports_shown, MAX_IMPORTS_EVER)
+    blocks += [DividerBlock(), *segment_blocks(data.segments, segments, imports)]
     blocks += [DividerBlock(), *campaign_blocks(data.campaigns)]
-    blocks += [DividerBlock(), *import_blocks(data.imports, data.imports_total)]
+    blocks += [DividerBlock(), *import_blocks(data.imports, data.imports_total, imports,
+                                              segments)]  # fmt: skip
     blocks += [DividerBlock(), *mailchimp_blocks(data.mailchimp)]
     blocks.append(_context("Type `/referral help` anywhere for the commands."))
     return View(type="home", blocks=blocks)

@@ -19,20 +19,29 @@ from sqlmodel import col, func, select
 from bot.campaigns.service import list_campaigns
 from bot.mailchimp.accounts import connection
 from bot.workspaces import segment_sizes
-from handlers.home_messages import MAX_IMPORTS_SHOWN, HomeData, ImportRow, home_view, segment_rows
-from models import Database, HomeViewer, ImportBatch, Segment
+from handlers.home_messages import (
+    MAX_IMPORTS_EVER,
+    MAX_IMPORTS_SHOWN,
+    HomeData,
+    ImportRow,
+    home_view,
+    segment_rows,
+)
+from models import BatchStatus, Database, HomeViewer, ImportBatch, Segment
 from models.clock import utcnow
 
 log = logging.getLogger(__name__)
 VIEWERS_KEPT = timedelta(days=30)  # whose Home is republished after a change
+UNDO_DAYS = 7  # UNDO_WINDOW_DAYS' default, for refreshes that don't pass the setting
 MAX_REPUBLISHED = 50  # per change: the most recent viewers (views.publish is Tier 4)
 
 
 async def recent_imports(
-    db: Database, team_id: str, limit: int = MAX_IMPORTS_SHOWN
+    db: Database, team_id: str, limit: int = MAX_IMPORTS_SHOWN, *, undo_days: int = UNDO_DAYS
 ) -> tuple[list[ImportRow], int]:
     """The workspace's newest imports (at most `limit`) with their segment's name, and how
     many imports it has in all."""
+    undo_since = utcnow() - timedelta(days=undo_days)
     async with db.session() as session:
         rows = (await session.exec(
             select(ImportBatch, Segment.name)
@@ -50,15 +59,19 @@ async def recent_imports(
                   approved_by=b.approved_by, cancelled_by=b.cancelled_by,
                   new_contacts=b.new_contacts, added_to_segment=b.added_to_segment,
                   error=b.error, created_at=b.created_at, finished_at=b.finished_at,
-                  undone_by=b.undone_by, consent_by=b.consent_by)
+                  undone_by=b.undone_by, consent_by=b.consent_by,
+                  can_undo=b.status == BatchStatus.DONE and b.finished_at is not None
+                  and b.finished_at >= undo_since)
         for b, name in rows
     ]  # fmt: skip
     return imports, int(total)
 
 
 async def home_data(db: Database, team_id: str, *, imports_shown: int = MAX_IMPORTS_SHOWN,
-                    segments_shown: int | None = None) -> HomeData:  # fmt: skip
-    imports, total = await recent_imports(db, team_id, imports_shown)
+                    segments_shown: int | None = None,
+                    undo_days: int = UNDO_DAYS) -> HomeData:  # fmt: skip
+    imports_shown = max(1, min(imports_shown, MAX_IMPORTS_EVER))
+    imports, total = await recent_imports(db, team_id, imports_shown, undo_days=undo_days)
     return HomeData(
         segments=segment_rows(await segment_sizes(db, team_id)),
         campaigns=await list_campaigns(db, team_id),
@@ -72,15 +85,17 @@ async def home_data(db: Database, team_id: str, *, imports_shown: int = MAX_IMPO
 
 async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_id: str, *,
                        imports_shown: int = MAX_IMPORTS_SHOWN,
-                       segments_shown: int | None = None) -> None:  # fmt: skip
+                       segments_shown: int | None = None,
+                       undo_days: int = UNDO_DAYS) -> None:  # fmt: skip
     """Show one person their Home now, and remember them for later republishing."""
     data = await home_data(db, team_id, imports_shown=imports_shown,
-                           segments_shown=segments_shown)  # fmt: skip
+                           segments_shown=segments_shown, undo_days=undo_days)  # fmt: skip
     await client.views_publish(user_id=user_id, view=home_view(data))
     await _seen(db, team_id, user_id)
 
 
-async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str) -> None:
+async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
+                        undo_days: int = UNDO_DAYS) -> None:  # fmt: skip
     """Republish Home for the workspace's recent viewers. Never raises: Home is a view of
     the data, and a change already made must not look failed because a tab didn't refresh."""
     try:
@@ -94,7 +109,7 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str) -> N
             )).scalars().all()  # fmt: skip
         if not viewers:
             return
-        view = home_view(await home_data(db, team_id))
+        view = home_view(await home_data(db, team_id, undo_days=undo_days))
         for user_id in viewers:
             await client.views_publish(user_id=user_id, view=view)
     except Exception:

@@ -12,7 +12,9 @@ from bot.mailchimp.api import Credentials
 from bot.workspaces import ensure_workspace, segment_key
 from handlers.home_messages import (
     MAX_CAMPAIGNS_SHOWN,
+    MAX_IMPORTS_EVER,
     MAX_IMPORTS_SHOWN,
+    MAX_SEGMENTS_EVER,
     MAX_SEGMENTS_SHOWN,
     HomeData,
     home_view,
@@ -85,7 +87,8 @@ async def test_home_of_an_empty_workspace_is_friendly_and_has_the_buttons(app: H
     rendered = json.dumps(view["blocks"])
     assert "No segments yet" in rendered and "No campaigns yet" in rendered
     assert "No imports yet" in rendered and "Not connected" in rendered
-    assert _action_ids(view)[:3] == [Action.HOME_NEW_IMPORT, Action.CAMPAIGN_CREATE,
+    assert _action_ids(view)[:4] == [Action.HOME_NEW_IMPORT, Action.CAMPAIGN_CREATE,
+                                     Action.HOME_SEARCH_CONTACTS,
                                      Action.MAILCHIMP_CONNECT]  # fmt: skip
 
 
@@ -102,9 +105,9 @@ async def test_a_big_workspace_stays_within_home_limits(app: Harness) -> None:
     view = await _open_home(app)
     assert len(view["blocks"]) <= 100
     rendered = json.dumps(view["blocks"])
-    assert f"and {300 + 1 - MAX_SEGMENTS_SHOWN} more segments" in rendered  # + All Customers
+    assert f"Show more ({300 + 1 - MAX_SEGMENTS_SHOWN} more segments)" in rendered  # + All
     assert f"and {50 - MAX_CAMPAIGNS_SHOWN} more campaigns" in rendered
-    assert f"and {200 - MAX_IMPORTS_SHOWN} more imports" in rendered
+    assert f"Show more ({200 - MAX_IMPORTS_SHOWN} more imports)" in rendered
     assert "<!here>" not in rendered and "&lt;!here&gt;" in rendered
     # the newest import first, with its segment, requester, approver and result
     newest = next(b for b in view["blocks"] if b["type"] == "section"
@@ -191,6 +194,52 @@ async def test_new_campaign_and_connect_reuse_their_modals(app: Harness) -> None
     assert app.slack.block_errors == []
 
 
+async def test_show_more_pages_until_home_is_full_then_says_where_the_rest_is(
+    app: Harness,
+) -> None:
+    await _seed(app, segments=300, campaigns=50, imports=200)
+    view = await _open_home(app)
+    for _ in range(10):  # press every Show more until none is left
+        buttons = [e for b in view["blocks"] if b["type"] == "actions" for e in b["elements"]
+                   if e["action_id"] in (Action.HOME_MORE_SEGMENTS, Action.HOME_MORE_IMPORTS)]
+        if not buttons:
+            break
+        for button in buttons:
+            await app.requests.block_action(button["action_id"], button["value"], user_id=REP)
+            await app.settle()
+            view = app.slack.home_views[REP]
+            assert len(view["blocks"]) <= 100 and app.slack.block_errors == []
+    rendered = json.dumps(view["blocks"])
+    assert "Show more" not in rendered
+    assert f"and {301 - MAX_SEGMENTS_EVER} more segments: `/referral segments`" in rendered
+    assert f"and {200 - MAX_IMPORTS_EVER} more imports" in rendered
+    sections = [b for b in view["blocks"] if b["type"] == "section"]
+    assert sum("Segment 1" in b["text"]["text"] and "contacts" in b["text"]["text"]
+               for b in sections) > 0  # fmt: skip
+
+
+async def test_recent_done_imports_offer_undo_and_home_follows_changes(app: Harness) -> None:
+    from tests.handlers.test_decisions import _start
+
+    await _open_home(app, LEAD)  # LEAD looks at Home: it is republished after changes
+    message, batch = await _start(app)
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    view = app.slack.home_views[LEAD]
+    row = next(b for b in view["blocks"] if b["type"] == "section"
+               and "VIP" in b["text"]["text"] and "Requested by" in b["text"]["text"])  # fmt: skip
+    assert "2 new contacts" in row["text"]["text"]  # republished when the import finished
+    assert row["accessory"]["action_id"] == Action.UNDO and row["accessory"]["value"] == batch
+    async with app.db.begin() as conn:
+        from sqlalchemy import bindparam, text
+        from sqlmodel.sql.sqltypes import UTCDateTime
+
+        await conn.execute(text("UPDATE import_batch SET finished_at = :t").bindparams(
+            bindparam("t", type_=UTCDateTime())), {"t": utcnow() - timedelta(days=8)})
+    view = await _open_home(app, LEAD)
+    assert Action.UNDO not in json.dumps(view["blocks"])  # past the undo window
+
+
 def test_the_builder_caps_every_section() -> None:
     from bot.campaigns.service import CampaignSummary
     from handlers.home_messages import ImportRow, SegmentRow
@@ -201,9 +250,11 @@ def test_the_builder_caps_every_section() -> None:
         campaigns=[CampaignSummary(Campaign(id=i, team_id=TEAM, name=long, name_key=str(i),
                                             store_url="https://s.example"),
                                    [long] * 40, [], i, i) for i in range(500)],
-        imports=[ImportRow(i, long, BatchStatus.FAILED, REP, error=long * 100)
-                 for i in range(MAX_IMPORTS_SHOWN)],
+        imports=[ImportRow(i, long, BatchStatus.FAILED, REP, error=long * 100, can_undo=True)
+                 for i in range(MAX_IMPORTS_EVER)],
         imports_total=10_000,
+        imports_shown=10_000,
+        segments_shown=10_000,
     )  # fmt: skip
     view = home_view(data).to_dict()
     assert len(view["blocks"]) <= 100
