@@ -45,6 +45,7 @@ from handlers.campaign_messages import (
     went_live_note,
 )
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only
+from handlers.home_publish import refresh_homes
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, metadata
 from models import CampaignState
@@ -149,6 +150,7 @@ async def _go_live(d: Deps, client: AsyncWebClient, click: Click) -> None:
     campaign_id = _campaign_id(click.value)
     enrollment = await set_state(d.db, click.team_id, campaign_id, CampaignState.LIVE,
                                  requested_by=click.user_id)  # fmt: skip
+    await refresh_homes(d.db, client, click.team_id)
     summaries = await list_campaigns(d.db, click.team_id)
     mine = next((s for s in summaries if s.campaign.id == campaign_id), None)
     if mine is None:
@@ -169,6 +171,7 @@ async def _pause(d: Deps, client: AsyncWebClient, click: Click) -> None:
                       "pause.")  # fmt: skip
     await set_state(d.db, click.team_id, campaign_id, CampaignState.PAUSED,
                     requested_by=click.user_id)  # fmt: skip
+    await refresh_homes(d.db, client, click.team_id)
     await _show_list(d, client, click.team_id, click.response_url, replace=True,
                      note=paused_note(before.name, before.state))  # fmt: skip
 
@@ -304,6 +307,7 @@ async def _save(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
         else:
             campaign = await update_campaign(d.db, team_id, campaign_id, name=form.name, **fields)
         note = saved_note(campaign.name, created=campaign_id is None)
+        await refresh_homes(d.db, client, team_id)
     except CampaignError as exc:
         log.info("campaign save refused: %s", exc)
         note = _for_people(exc)

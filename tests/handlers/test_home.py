@@ -152,6 +152,11 @@ async def test_a_connected_mailchimp_shows_who_and_no_connect_button(app: Harnes
     assert "Shop &lt;b&gt;" in rendered and f"<@{LEAD}>" in rendered
     assert Action.MAILCHIMP_CONNECT not in _action_ids(view)
 
+    # disconnecting from /referral mailchimp republishes the Home of whoever looked at it
+    await app.requests.block_action(Action.MAILCHIMP_DISCONNECT, "disconnect", user_id=LEAD)
+    await app.settle()
+    assert Action.MAILCHIMP_CONNECT in _action_ids(app.slack.home_views[REP])
+
 
 async def test_new_import_opens_the_form_and_the_review_goes_to_the_dm(app: Harness) -> None:
     home = await _open_home(app)
