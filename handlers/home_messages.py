@@ -71,6 +71,8 @@ class ImportRow:
     undone_by: str | None = None
     consent_by: str | None = None
     can_undo: bool = False  # done, within the undo window: an *Undo* button
+    enrolled: int = 0  # advocates its enrollments made (after it, or from its thread)
+    invited: int = 0  # invites those enrollments sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +181,12 @@ def import_line(row: ImportRow) -> str:
     when = slack_date(row.created_at) if row.created_at else ""
     line = (f"*{esc(row.segment)}* · {status}\n"
             f"Requested by <@{row.requested_by}>" + (f" · {when}" if when else ""))  # fmt: skip
-    if row.status == BatchStatus.DONE:
+    if row.status in (BatchStatus.DONE, BatchStatus.UNDOING, BatchStatus.UNDONE):
         line += (f"\n{_plural(row.new_contacts, 'new contact')}, "
                  f"{n(row.added_to_segment)} added to the segment")  # fmt: skip
+        if row.enrolled or row.invited:
+            line += (f" · {n(row.enrolled)} enrolled as advocates, "
+                     f"{_plural(row.invited, 'invite')} sent")  # fmt: skip
     elif row.status in (BatchStatus.CANCELLED, BatchStatus.IMPORTING) and (
         row.new_contacts or row.added_to_segment
     ):

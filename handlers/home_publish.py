@@ -12,7 +12,7 @@ import logging
 from datetime import timedelta
 
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import delete
+from sqlalchemy import delete, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, func, select
 
@@ -27,7 +27,16 @@ from handlers.home_messages import (
     home_view,
     segment_rows,
 )
-from models import BatchStatus, Database, HomeViewer, ImportBatch, Segment
+from models import (
+    BatchStatus,
+    Database,
+    Enrollment,
+    HomeViewer,
+    ImportBatch,
+    Invite,
+    InviteState,
+    Segment,
+)
 from models.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -54,6 +63,7 @@ async def recent_imports(
             select(func.count()).select_from(ImportBatch).where(
                 col(ImportBatch.team_id) == team_id)
         )).one()  # fmt: skip
+    enrolled, invited = await _enrollment_figures(db, team_id, [b for b, _ in rows])
     imports = [
         ImportRow(batch_id=b.id or 0, segment=name, status=b.status, requested_by=b.requested_by,
                   approved_by=b.approved_by, cancelled_by=b.cancelled_by,
@@ -61,10 +71,44 @@ async def recent_imports(
                   error=b.error, created_at=b.created_at, finished_at=b.finished_at,
                   undone_by=b.undone_by, consent_by=b.consent_by,
                   can_undo=b.status == BatchStatus.DONE and b.finished_at is not None
-                  and b.finished_at >= undo_since)
+                  and b.finished_at >= undo_since,
+                  enrolled=enrolled.get(b.id or 0, 0), invited=invited.get(b.id or 0, 0))
         for b, name in rows
     ]  # fmt: skip
     return imports, int(total)
+
+
+async def _enrollment_figures(db: Database, team_id: str, batches: list[ImportBatch]
+                              ) -> tuple[dict[int, int], dict[int, int]]:  # fmt: skip
+    """Per import: advocates enrolled and invites sent by the enrollments it led to, i.e. the
+    ones run for its new contacts (`enrollment.batch_id`) and the ones started from its
+    thread (*Target a campaign*: same thread)."""
+    by_thread = {b.message_ts: b.id or 0 for b in batches if b.message_ts}
+    ids = [b.id or 0 for b in batches]
+    if not ids:
+        return {}, {}
+    async with db.session() as session:
+        query = select(Enrollment.id, Enrollment.batch_id, Enrollment.thread_ts,
+                       Enrollment.enrolled).where(
+            col(Enrollment.team_id) == team_id,
+            or_(col(Enrollment.batch_id).in_(ids), col(Enrollment.thread_ts).in_(list(by_thread))),
+        )  # fmt: skip
+        runs = (await session.exec(query)).all()
+        owner = {e_id: (batch_id if batch_id in ids else by_thread.get(thread or "", 0))
+                 for e_id, batch_id, thread, _ in runs}  # fmt: skip
+        sent = (await session.exec(
+            select(Invite.enrollment_id, func.count()).where(
+                col(Invite.team_id) == team_id, col(Invite.enrollment_id).in_(list(owner)),
+                col(Invite.state) == InviteState.SENT,
+            ).group_by(col(Invite.enrollment_id))
+        )).all() if owner else []  # fmt: skip
+    enrolled: dict[int, int] = {}
+    for e_id, _, _, count in runs:
+        enrolled[owner[e_id]] = enrolled.get(owner[e_id], 0) + count
+    invited: dict[int, int] = {}
+    for e_id, count in sent:
+        invited[owner[e_id]] = invited.get(owner[e_id], 0) + int(count)
+    return enrolled, invited
 
 
 async def home_data(db: Database, team_id: str, *, imports_shown: int = MAX_IMPORTS_SHOWN,

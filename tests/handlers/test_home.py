@@ -266,3 +266,16 @@ def test_the_builder_caps_every_section() -> None:
     assert all(len(b["text"]["text"]) <= 3000 for b in view["blocks"] if b["type"] == "section")
     assert "x<" not in "".join(b["text"]["text"] for b in view["blocks"]
                                if b["type"] == "section")  # fmt: skip
+
+
+async def test_an_import_row_says_how_many_were_enrolled_and_invited(app: Harness) -> None:
+    """"What did we import last week, who approved it, how many were enrolled and invited"."""
+    from tests.handlers.test_targeting import _campaign, _hold_is_over, _imported, _target
+
+    spring = await _campaign(app, "Spring", live=True)
+    message = await _imported(app)
+    await _target(app, message, spring.id or 0)
+    await _hold_is_over(app)
+    rendered = json.dumps((await _open_home(app, LEAD))["blocks"])
+    assert f"imported (approved by <@{LEAD}>)" in rendered
+    assert "2 enrolled as advocates, 2 invites sent" in rendered
