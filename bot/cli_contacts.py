@@ -1,20 +1,80 @@
-"""`referral-bot contacts` (not built yet: issue 10)."""
+"""`referral-bot contacts search Q` and `contacts delete EMAIL`: what `/referral contacts` does,
+from a shell (its user is a trusted admin: the audit log names the actor "cli")."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
+from bot.audit import CLI
 from bot.cli_common import CliError
+from bot.contact_admin import ContactError, delete_contact, deleted_detail, find_by_email, search
 from bot.settings import Settings
 from models import Database
 
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("contacts",)
+SEARCH_KEYS = ("email", "first_name", "last_name", "segments", "subscribed")
+DEFAULT_LIMIT = 50
 
 
 def add_parsers(sub: Any) -> None:
-    pass
+    contacts = sub.add_parser("contacts", help="find a contact, or delete one everywhere")
+    actions = contacts.add_subparsers(dest="contacts_command", metavar="ACTION", required=True)
+
+    find = actions.add_parser("search", help="contacts whose email, first or last name starts "
+                              "with Q (ignoring case)")  # fmt: skip
+    find.add_argument("query", metavar="Q")
+    find.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="at most this many")
+    find.add_argument("--team")
+    find.add_argument("--json", action="store_true")
+
+    delete = actions.add_parser("delete", help="delete a contact from segments and campaigns; "
+                                "its referral links stop working")  # fmt: skip
+    delete.add_argument("email", metavar="EMAIL")
+    delete.add_argument("--team")
+    delete.add_argument("--json", action="store_true")
 
 
 async def run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
-    raise CliError("not built yet")
+    try:
+        if args.contacts_command == "delete":
+            return await _delete(db, team, args)
+        return await _search(db, team, args)
+    except ContactError as exc:
+        raise CliError(str(exc)) from None
+
+
+async def _search(db: Database, team: str, args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1.")
+    page = await search(db, team, args.query, limit=args.limit)
+    rows = [{"email": h.email, "first_name": h.first_name, "last_name": h.last_name,
+             "segments": list(h.segments), "subscribed": h.subscribed}
+            for h in page.hits]  # fmt: skip
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    if not rows:
+        print(f"No contact's email, first name or last name starts with {args.query!r}.")
+        return 0
+    width = max(len(r["email"]) for r in rows)
+    for r in rows:
+        name = " ".join(p for p in (r["first_name"], r["last_name"]) if p)
+        consent = "subscribed" if r["subscribed"] else "unsubscribed"
+        segments = ", ".join(r["segments"]) or "(All Customers only)"
+        print(f"{r['email']:<{width}}  {name:<30}  {consent:<12}  {segments}")
+    if page.more:
+        print(f"(more match: use --limit to see more than {args.limit})")
+    return 0
+
+
+async def _delete(db: Database, team: str, args: argparse.Namespace) -> int:
+    contact_id = await find_by_email(db, team, args.email)
+    result = await delete_contact(db, team, contact_id, CLI)
+    if args.json:
+        print(json.dumps({"email": result.email, "segments": result.segments,
+                          "campaigns": result.advocates, "invites": result.invites}))  # fmt: skip
+    else:
+        print(f"Deleted {result.email} {deleted_detail(result)}.")
+    return 0

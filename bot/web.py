@@ -1,8 +1,9 @@
 """The public pages `serve` answers beside Slack: referral, unsubscribe and OAuth callbacks.
 
 They are served in HTTP and Socket Mode alike, to anyone on the internet, so they reveal
-nothing: an unknown code is a plain 404, a forged unsubscribe token a plain 400, and a GET
-never unsubscribes (mail scanners follow links); only the POST does (RFC 8058 one-click).
+nothing: an unknown code is a plain 404 (a deleted advocate's code a plain 410 Gone), a forged
+unsubscribe token a plain 400, and a GET never unsubscribes (mail scanners follow links); only
+the POST does (RFC 8058 one-click).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ _CLICK = text("""
     RETURNING (SELECT store_url FROM campaign WHERE campaign.id = advocate.campaign_id)
 """)
 
+_RETIRED = text("SELECT 1 FROM retired_code WHERE code = :code")
+
 
 def with_ref(store_url: str, code: str) -> str:
     """The store URL with `ref=<code>` in its query (replacing any `ref` already there)."""
@@ -56,11 +59,19 @@ Connected = Callable[[str, str, str], Awaitable[None]]  # (team, user, account n
 
 def public_routes(db: Database, settings: Settings, *, on_connected: Connected | None = None
                   ) -> list[web.RouteDef]:  # fmt: skip
+    async def _retired(code: str) -> bool:
+        """Its advocate was deleted (`/referral contacts`): 410 Gone rather than 404."""
+        async with db.begin() as conn:
+            return (await conn.execute(_RETIRED, {"code": code})).first() is not None
+
     async def referral(request: web.Request) -> web.StreamResponse:
         code = normalise(request.match_info["code"])
         async with db.begin() as conn:
             row = (await conn.execute(_CLICK, {"code": code})).first()
         if row is None or not row[0]:
+            if row is None and await _retired(code):
+                return page("Link no longer active", "This referral link doesn't work any more.",
+                            status=410)  # fmt: skip
             return page("Link not found", "This referral link doesn't exist.", status=404)
         raise web.HTTPFound(with_ref(str(row[0]), code))
 

@@ -1,17 +1,284 @@
-"""Not built yet (issue 10)."""
+"""`/referral contacts [query]` and Home's *Search contacts*: find a contact, show its card,
+and (team leads) remove it from a segment, unsubscribe, resubscribe or delete it.
+
+Results and cards live where the person asked: an ephemeral message (answered and replaced
+through the click's `response_url`; *Show* adds the card below the results) or the search
+modal (updated in place; *Search* and *Back to results* go back). Anyone may look; changes
+are for team leads, and a non-lead sees the card again with the reason on top. Every button
+carries only ids, which the service reads back *with the workspace*: another workspace's id
+finds nothing and says so. After a change the card is refreshed from the database (so a
+double click or a race shows the real state) and Home is republished.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot import contact_admin
+from bot.contact_admin import ContactError, contact_id_of
+from handlers.contact_search_messages import card, deleted, gone, prompt, results, search_modal
+from handlers.context import Deps, Refusal, deps, is_lead, leads_only
+from handlers.home_publish import refresh_homes
+from handlers.ids import Action, BlockId, Callback
+from handlers.messages import esc
+
+log = logging.getLogger(__name__)
+VERBS = {
+    Action.CONTACT_REMOVE_FROM_SEGMENT: "remove contacts from segments",
+    Action.CONTACT_UNSUBSCRIBE: "unsubscribe contacts",
+    Action.CONTACT_RESUBSCRIBE: "resubscribe contacts",
+    Action.CONTACT_DELETE: "delete contacts",
+}
+EMPTY_QUERY = "Type the start of an email address, a first name or a last name."
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Who acted, and the surface they are looking at: an ephemeral message (its
+    `response_url`) or the search modal (`view_id`, and the search it shows)."""
+
+    team_id: str
+    user_id: str
+    channel_id: str = ""
+    response_url: str = ""
+    view_id: str = ""
+    query: str = ""
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> Where:
+        view = body.get("view") or {}
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+        except ValueError:
+            meta = {}
+        return cls(team_id=body["team"]["id"], user_id=body["user"]["id"],
+                   channel_id=str((body.get("channel") or {}).get("id") or ""),
+                   response_url=str(body.get("response_url") or ""),
+                   view_id=str(view.get("id") or ""),
+                   query=str(meta.get("q") or "") if isinstance(meta, dict) else "")  # fmt: skip
+
+
+async def _show(client: AsyncWebClient, where: Where, shown: tuple[str, list[Block]], *,
+                replace: bool, back: bool = False, query: str | None = None) -> None:  # fmt: skip
+    """Put `shown` (text, blocks) where the person looks: the modal, or an ephemeral message
+    (a new one, or `replace` the one clicked)."""
+    text, blocks = shown
+    if where.view_id:
+        modal = search_modal(where.query if query is None else query, blocks, back=back)
+        try:
+            await client.views_update(view_id=where.view_id, view=modal)
+        except SlackApiError as exc:
+            if exc.response.get("error") != "not_found":
+                raise
+            log.info("the contact search modal was closed before it was updated")
+        return
+    hook = AsyncWebhookClient(where.response_url, session=client.session)
+    response = await hook.send(text=text, blocks=blocks, replace_original=replace,
+                               response_type=None if replace else "ephemeral")  # fmt: skip
+    if response.status_code == 200:
+        return
+    # e.g. the message is older than the URL's 30 minutes: say it where they are, text only
+    log.info("response_url answered %s; posting the note instead", response.status_code)
+    if where.channel_id:
+        await client.chat_postEphemeral(channel=where.channel_id, user=where.user_id, text=text)
+    else:
+        dm = await client.conversations_open(users=where.user_id)
+        await client.chat_postMessage(channel=dm["channel"]["id"], text=text)
+
+
+# ---- search ---------------------------------------------------------------------------------
+
+
+async def _answer(d: Deps, client: AsyncWebClient, where: Where, query: str) -> None:
+    if not query:
+        await _show(client, where, prompt(), replace=False)
+        return
+    page = await contact_admin.search(d.db, where.team_id, query)
+    await _show(client, where, results(page), replace=False)
 
 
 async def command(ack: Any, command: dict[str, Any], client: AsyncWebClient,
                   context: dict[str, Any]) -> None:  # fmt: skip
-    await ack(text="Not built yet.")
+    """`/referral contacts [query]`: ack at once, answer through the response_url."""
+    await ack()
+    d = deps(context)
+    words = (command.get("text") or "").split(None, 1)  # "contacts ada lovelace"
+    where = Where(team_id=command["team_id"], user_id=command["user_id"],
+                  channel_id=command.get("channel_id") or "",
+                  response_url=command.get("response_url") or "")  # fmt: skip
+    d.later.run(_answer(d, client, where, words[1].strip() if len(words) > 1 else ""), client,
+                command)  # fmt: skip
+
+
+async def _open_modal(client: AsyncWebClient, trigger_id: str) -> None:
+    await client.views_open(trigger_id=trigger_id, view=search_modal())
+
+
+async def on_open_search(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                         context: dict[str, Any]) -> None:  # fmt: skip
+    """Home's *Search contacts* (and the prompt's *Search*): the form, nothing read first."""
+    await ack()
+    deps(context).later.run(_open_modal(client, body["trigger_id"]), client, body)
+
+
+async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient,
+                 context: dict[str, Any]) -> None:  # fmt: skip
+    """The modal's *Search*: the results replace the modal in the ack itself.
+
+    The search runs before the ack (a few indexed lookups: milliseconds): a views.update
+    after the ack could reach Slack before the ack's own update and be overwritten by it.
+    """
+    d = deps(context)
+    state = (view.get("state") or {}).get("values") or {}
+    query = str(((state.get(BlockId.CONTACT_QUERY) or {}).get(Action.CONTACT_QUERY) or {})
+                .get("value") or "").strip()  # fmt: skip
+    if not query:
+        await ack(response_action="errors", errors={BlockId.CONTACT_QUERY: EMPTY_QUERY})
+        return
+    page = await contact_admin.search(d.db, body["team"]["id"], query)
+    _, blocks = results(page)
+    await ack(response_action="update", view=search_modal(page.query, blocks).to_dict())
+
+
+async def _more(d: Deps, client: AsyncWebClient, where: Where, value: str) -> None:
+    try:
+        asked = json.loads(value)
+        query, offset = str(asked["q"]), int(asked["o"])
+    except (ValueError, KeyError, TypeError):
+        await _show(client, where, gone("That button is from an old message: search again."),
+                    replace=True)  # fmt: skip
+        return
+    page = await contact_admin.search(d.db, where.team_id, query, offset=offset)
+    await _show(client, where, results(page), replace=True, query=page.query)
+
+
+async def on_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                  context: dict[str, Any]) -> None:  # fmt: skip
+    """*More* (the next page) and, on a card in the modal, *Back to results*."""
+    await ack()
+    d = deps(context)
+    value = str(body["actions"][0].get("value") or "")
+    d.later.run(_more(d, client, Where.of(body), value), client, body)
+
+
+# ---- a contact's card -----------------------------------------------------------------------
+
+
+async def _card(d: Deps, client: AsyncWebClient, where: Where, contact_id: int, *,
+                note: str = "", replace: bool) -> None:  # fmt: skip
+    """The contact's card as the database has it now, with `note` (mrkdwn) on top."""
+    try:
+        contact = await contact_admin.card(d.db, where.team_id, contact_id)
+    except ContactError as exc:
+        text = f"{note}\n{esc(str(exc))}" if note else esc(str(exc))
+        await _show(client, where, gone(text), replace=replace, back=True)
+        return
+    await _show(client, where, card(contact, d.settings.public_base, note=note),
+                replace=replace, back=True)  # fmt: skip
+
+
+async def _show_card(d: Deps, client: AsyncWebClient, where: Where, value: str) -> None:
+    try:
+        contact_id = contact_id_of(value)
+    except ContactError as exc:
+        await _show(client, where, gone(esc(str(exc))), replace=False)
+        return
+    # below the results in a message (they stay); in place of them in the modal
+    await _card(d, client, where, contact_id, replace=False)
+
+
+async def on_show(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                  context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d = deps(context)
+    value = str(body["actions"][0].get("value") or "")
+    d.later.run(_show_card(d, client, Where.of(body), value), client, body)
+
+
+# ---- changes (team leads) -------------------------------------------------------------------
+
+
+def _ids(action: str, value: str) -> tuple[int, int | None]:
+    """(contact, segment) from a button value: "contact" or "contact:segment"."""
+    if action != Action.CONTACT_REMOVE_FROM_SEGMENT:
+        return contact_id_of(value), None
+    contact, _, segment = value.partition(":")
+    if not segment.isdigit():
+        raise ContactError("That button doesn't name a segment: it may come from an old message.")
+    return contact_id_of(contact), int(segment)
+
+
+async def _apply(d: Deps, where: Where, action: str, contact_id: int,
+                 segment_id: int | None) -> str:  # fmt: skip
+    """Make the change; returns what happened, in mrkdwn."""
+    db, team, actor = d.db, where.team_id, where.user_id
+    if action == Action.CONTACT_REMOVE_FROM_SEGMENT:
+        assert segment_id is not None
+        name = await contact_admin.remove_from_segment(db, team, contact_id, segment_id, actor)
+        return f":white_check_mark: Removed from *{esc(name)}* (still in All Customers)."
+    if action == Action.CONTACT_UNSUBSCRIBE:
+        stopped = await contact_admin.unsubscribe(db, team, contact_id, actor)
+        extra = f" {stopped} invite(s) not yet sent won't be." if stopped else ""
+        return f":white_check_mark: Unsubscribed: no more invite emails.{extra}"
+    await contact_admin.resubscribe(db, team, contact_id, actor)
+    return ":white_check_mark: Resubscribed: invites of later enrollments will be emailed."
+
+
+async def _change(d: Deps, client: AsyncWebClient, where: Where, action: str,
+                  value: str) -> None:  # fmt: skip
+    try:
+        contact_id, segment_id = _ids(action, value)
+    except ContactError as exc:
+        await _show(client, where, gone(esc(str(exc))), replace=True)
+        return
+    changed = False
+    try:
+        if not await is_lead(d, client, where.team_id, where.user_id):
+            raise await leads_only(d, where.team_id, VERBS[Action(action)])
+        if action == Action.CONTACT_DELETE:
+            result = await contact_admin.delete_contact(d.db, where.team_id, contact_id,
+                                                        where.user_id)  # fmt: skip
+            await _show(client, where, deleted(result), replace=True, back=True)
+            await refresh_homes(d.db, client, where.team_id)
+            return
+        note = await _apply(d, where, action, contact_id, segment_id)
+        changed = True
+    except Refusal as exc:  # our own mrkdwn (it mentions the leads)
+        log.info("contact change refused: %s", exc)
+        note = f":no_entry: {exc}"
+    except ContactError as exc:  # the real state differs (double click, race, gone)
+        log.info("contact change not made: %s", exc)
+        if str(exc) == contact_admin.GONE:
+            await _show(client, where, gone(esc(str(exc))), replace=True, back=True)
+            return
+        note = f":information_source: {esc(str(exc))}"
+    await _card(d, client, where, contact_id, note=note, replace=True)
+    if changed:
+        await refresh_homes(d.db, client, where.team_id)
+
+
+async def on_change(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                    context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d = deps(context)
+    action = body["actions"][0]
+    d.later.run(_change(d, client, Where.of(body), str(action["action_id"]),
+                        str(action.get("value") or "")), client, body)  # fmt: skip
 
 
 def register(app: AsyncApp) -> None:
-    pass
+    app.action(Action.HOME_SEARCH_CONTACTS)(on_open_search)
+    app.view(Callback.CONTACT_SEARCH)(submit)
+    app.action(Action.CONTACT_SHOW)(on_show)
+    app.action(Action.CONTACT_MORE)(on_more)
+    for action in VERBS:
+        app.action(action)(on_change)

@@ -16,6 +16,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns.service import CampaignError
+from bot.contact_admin import ContactError
 from bot.imports.review import ReviewError
 from bot.mailchimp.api import MailchimpError
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
@@ -28,7 +29,7 @@ SORRY = ("Something went wrong on our side, so this may not have gone through. T
          "moment; if it keeps happening, give your Slack admin this reference: {ref}")  # fmt: skip
 # A service's refusal is meant for people: told as it is (escaped), never as "went wrong".
 SERVICE_ERRORS = (WorkspaceError, CampaignError, MailchimpError, SecretKeyMissing,
-                  CredentialsUnreadable)  # fmt: skip
+                  CredentialsUnreadable, ContactError)  # fmt: skip
 GONE = "That no longer exists (it may have been removed): refresh and try again."
 
 

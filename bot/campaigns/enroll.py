@@ -197,9 +197,9 @@ async def _sqlite_advocates(conn: AsyncConnection, team_id: str, campaign_id: in
     before = raw.total_changes
     await raw.executemany(
         "INSERT INTO advocate (team_id, campaign_id, contact_id, code, enrollment_id, clicks, "
-        f"created_at) VALUES (?, {int(campaign_id)}, ?, ?, {int(enrollment_id)}, 0, ?) "
-        "ON CONFLICT DO NOTHING",
-        ((team_id, contact, code, stamp) for contact, code in rows),
+        f"created_at) SELECT ?, {int(campaign_id)}, ?, ?, {int(enrollment_id)}, 0, ? "
+        "WHERE NOT EXISTS (SELECT 1 FROM retired_code WHERE code = ?) ON CONFLICT DO NOTHING",
+        ((team_id, contact, code, stamp, code) for contact, code in rows),
     )
     return int(raw.total_changes - before)
 
@@ -215,7 +215,8 @@ async def _postgres_advocates(conn: AsyncConnection, team_id: str, campaign_id: 
                                     columns=["contact_id", "code"])  # fmt: skip
     status = await raw.execute(
         "INSERT INTO advocate (team_id, campaign_id, contact_id, code, enrollment_id, clicks, "
-        "created_at) SELECT $1, $2, contact_id, code, $3, 0, $4 FROM new_advocate "
+        "created_at) SELECT $1, $2, contact_id, code, $3, 0, $4 FROM new_advocate n "
+        "WHERE NOT EXISTS (SELECT 1 FROM retired_code r WHERE r.code = n.code) "
         "ON CONFLICT DO NOTHING", team_id, campaign_id, enrollment_id, now,
     )  # fmt: skip
     return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"

@@ -132,3 +132,27 @@ async def test_a_code_that_collides_is_drawn_again(
     assert result.enrolled == 2
     found = [c for (c,) in await world.rows("SELECT code FROM advocate ORDER BY code")]
     assert len(set(found)) == 2 and "22222222" in found
+
+
+async def test_a_retired_code_is_never_drawn_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deleted contact's link answers 410 for good: its code is never handed out again."""
+    await world.import_csv("VIP", people("a@example.com,A,", "b@example.com,B,"))
+    spring = await world.campaign()
+    async with world.db.begin() as conn:
+        from sqlalchemy import text
+
+        await conn.execute(text("INSERT INTO retired_code (code, team_id, retired_at) "
+                                "VALUES ('22222222', :t, CURRENT_TIMESTAMP)"), {"t": TEAM})
+    real = os.urandom
+    draws = iter([b"\x00" * 16])  # both contacts draw "22222222" the first time
+
+    def urandom(n: int) -> bytes:
+        chunk = next(draws, None)
+        return chunk[:n] if chunk is not None and len(chunk) >= n else real(n)
+
+    monkeypatch.setattr(codes.os, "urandom", urandom)
+    assert (await world.target(spring, "VIP")).enrolled == 2
+    found = [c for (c,) in await world.rows("SELECT code FROM advocate")]
+    assert len(set(found)) == 2 and "22222222" not in found

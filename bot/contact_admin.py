@@ -1,0 +1,388 @@
+"""Finding one contact among a million, showing everything we hold about it, and the few
+changes a team lead may make to it: take it out of a segment, unsubscribe or resubscribe it,
+delete it everywhere.
+
+Search is a prefix match on the email address, the first name or the last name, each
+answered by its own index (`uq_contact_team_email`, `ix_contact_first_name_prefix`,
+`ix_contact_last_name_prefix`) as a range `prefix <= key < prefix || U+10FFFF`: no lookup
+reads the whole table, however big the workspace. Each lookup keeps only its first rows by
+email, so a short prefix that matches half the names still sorts little. Names are compared
+with the database's `lower()`: PostgreSQL's knows every alphabet ("élo" finds "Élodie"),
+SQLite's only folds A-Z, so there "Élo" finds "Élodie" but "élo" doesn't.
+
+Every change is one transaction: a conditional UPDATE or DELETE whose result decides (a
+double click or a race is told the real state), with its audit entry. Nothing here knows of
+Slack; `ContactError` messages are for people and quote emails and names raw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import select
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from bot.audit import Act, record_in
+from models import Contact, Database, RetiredCode
+from models.clock import utcnow
+
+PAGE = 10
+MAX_QUERY = 100  # characters of a search that count; the rest is ignored
+TOP = "\U0010ffff"  # sorts after every character: `prefix || TOP` bounds a prefix range
+GONE = "That contact doesn't exist in this workspace (it may have been deleted)."
+
+
+class ContactError(Exception):
+    """A contact can't be found or changed as asked; the message says why, for people."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    id: int
+    email: str
+    first_name: str
+    last_name: str
+    subscribed: bool
+    segments: tuple[str, ...]  # its static segments' names (every contact is in All Customers)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    query: str
+    offset: int
+    hits: list[Hit]
+    more: bool  # another page follows
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRef:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRef:
+    name: str
+    code: str
+    clicks: int
+    invite_state: str | None  # None: no invite row (e.g. enrolled before invites existed)
+    invite_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """Everything the contact's card shows."""
+
+    id: int
+    email: str
+    first_name: str
+    last_name: str
+    locale: str | None  # None: the workspace default
+    default_locale: str
+    subscribed: bool
+    unsubscribed_at: datetime | None  # set when they (or a lead) unsubscribed: sticky
+    created_at: datetime
+    batch_id: int | None  # the import that created it
+    source: str
+    segments: list[SegmentRef]
+    campaigns: list[CampaignRef]
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """What a deletion took with it, counted from the rows deleted."""
+
+    email: str
+    segments: int
+    advocates: int  # = referral links retired
+    invites: int
+
+
+def subject(email: str) -> str:
+    return f"contact {email}"
+
+
+# ---- search ---------------------------------------------------------------------------------
+
+
+def _name_range(column: str, param: str, collate: str) -> str:
+    """`column` starts with :param, case-insensitively, written exactly as its index is."""
+    key = f"lower({column}){collate}"
+    low = f"lower(CAST(:{param} AS TEXT)){collate}"
+    high = f"(lower(CAST(:{param} AS TEXT)) || CAST(:top AS TEXT)){collate}"
+    return f"{key} >= {low} AND {key} < {high}"
+
+
+def search_sql(dialect: str, *, two_words: bool) -> str:
+    """The search: one indexed range lookup per column, each keeping its first :k rows by
+    email, then those few rows ordered by email and paged.
+
+    PostgreSQL's indexes compare `lower(name) COLLATE "C"` (bytewise: a range is exactly a
+    prefix whatever the database's collation); SQLite is told which index to use, since its
+    planner would rather walk the email index to skip a sort, i.e. read the whole workspace.
+    """
+    pg = dialect == "postgresql"
+    collate = ' COLLATE "C"' if pg else ""
+
+    def using(index: str) -> str:
+        return "" if pg else f" INDEXED BY {index}"
+
+    branches = [
+        # substr: exact even if the email index's collation isn't bytewise
+        "SELECT id FROM (SELECT id FROM contact WHERE team_id = :t AND email_key >= :e "
+        "AND email_key < :e_top AND substr(email_key, 1, :e_len) = :e "
+        "ORDER BY email_key LIMIT :k) by_email",
+    ]
+    for column, alias in (("first_name", "by_first"), ("last_name", "by_last")):
+        index = f"ix_contact_{column}_prefix"
+        branches.append(f"SELECT id FROM (SELECT id FROM contact{using(index)} WHERE team_id = :t "
+                        f"AND {_name_range(column, 'q', collate)} "
+                        f"ORDER BY email_key LIMIT :k) {alias}")  # fmt: skip
+    if two_words:  # "ada love": first name "ada…" and last name "love…"
+        branches.append(
+            "SELECT id FROM (SELECT id FROM contact"
+            f"{using('ix_contact_first_name_prefix')} WHERE team_id = :t "
+            f"AND {_name_range('first_name', 'f', collate)} "
+            f"AND {_name_range('last_name', 'l', collate)} "
+            "ORDER BY email_key LIMIT :k) by_full_name"
+        )  # fmt: skip
+    hits = " UNION ".join(branches)
+    return ("SELECT c.id, c.email, c.first_name, c.last_name, c.subscribed FROM contact c "
+            f"WHERE c.team_id = :t AND c.id IN ({hits}) "
+            "ORDER BY c.email_key, c.id LIMIT :limit OFFSET :offset")  # fmt: skip
+
+
+def search_params(team_id: str, query: str, *, offset: int = 0, limit: int = PAGE
+                  ) -> tuple[dict[str, Any], bool]:  # fmt: skip
+    """The search's parameters, and whether it has the two-word (first + last name) part."""
+    q = " ".join(query.split())[:MAX_QUERY]
+    e = q.casefold()
+    params: dict[str, Any] = {"t": team_id, "q": q, "e": e, "e_top": e + TOP, "e_len": len(e),
+                              "top": TOP, "k": offset + limit + 1, "limit": limit + 1,
+                              "offset": offset}  # fmt: skip
+    first, _, rest = q.partition(" ")
+    if rest:
+        params.update(f=first, l=rest)
+    return params, bool(rest)
+
+
+async def search(db: Database, team_id: str, query: str, *, offset: int = 0,
+                 limit: int = PAGE) -> Page:  # fmt: skip
+    """Contacts whose email, first name or last name starts with `query` (case-insensitive),
+    by email; `limit` of them from `offset`, and whether there are more."""
+    offset = max(0, offset)
+    params, two_words = search_params(team_id, query, offset=offset, limit=limit)
+    if not params["q"]:
+        return Page(query=params["q"], offset=offset, hits=[], more=False)
+    async with db.begin() as conn:
+        sql = search_sql(conn.dialect.name, two_words=two_words)
+        rows = (await conn.execute(text(sql), params)).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        names = await _segment_names(conn, team_id, [int(r[0]) for r in rows])
+    hits = [Hit(id=int(cid), email=email, first_name=first or "", last_name=last or "",
+                subscribed=bool(subscribed), segments=tuple(names.get(int(cid), ())))
+            for cid, email, first, last, subscribed in rows]  # fmt: skip
+    return Page(query=params["q"], offset=offset, hits=hits, more=more)
+
+
+async def _segment_names(conn: AsyncConnection, team_id: str, contact_ids: list[int]
+                         ) -> dict[int, list[str]]:  # fmt: skip
+    """The static segments of these (few) contacts, by name."""
+    if not contact_ids:
+        return {}
+    ids = {f"c{i}": cid for i, cid in enumerate(contact_ids)}
+    rows = await conn.execute(text(f"""
+        SELECT m.contact_id, s.name FROM segment_member m
+        JOIN segment s ON s.id = m.segment_id AND s.team_id = m.team_id
+        WHERE m.team_id = :t AND s.kind = 'static'
+          AND m.contact_id IN ({", ".join(f":{k}" for k in ids)})
+        ORDER BY s.name_key
+    """), {"t": team_id, **ids})  # fmt: skip
+    names: dict[int, list[str]] = {}
+    for contact_id, name in rows:
+        names.setdefault(int(contact_id), []).append(name)
+    return names
+
+
+# ---- one contact ----------------------------------------------------------------------------
+
+
+def contact_id_of(value: str) -> int:
+    """A contact id from a button value; anything else is an old or forged button."""
+    if not value.isdigit():
+        raise ContactError("That button doesn't name a contact: it may come from an old message.")
+    return int(value)
+
+
+async def find_by_email(db: Database, team_id: str, email: str) -> int:
+    """The id of the workspace's contact with this address (case doesn't matter)."""
+    async with db.begin() as conn:
+        found = (await conn.execute(
+            text("SELECT id FROM contact WHERE team_id = :t AND email_key = :e"),
+            {"t": team_id, "e": email.strip().casefold()},
+        )).scalar()  # fmt: skip
+    if found is None:
+        raise ContactError(f"No contact with the email {email.strip()!r} in this workspace.")
+    return int(found)
+
+
+async def card(db: Database, team_id: str, contact_id: int) -> Card:
+    """The contact with its static segments and its campaigns (link code, invite state)."""
+    async with db.session() as session:
+        contact = (await session.exec(select(Contact).where(
+            Contact.team_id == team_id, Contact.id == contact_id))).first()  # fmt: skip
+        if contact is None:
+            raise ContactError(GONE)
+        conn = await session.connection()
+        default = (await conn.execute(text("SELECT default_locale FROM workspace WHERE team_id "
+                                           "= :t"), {"t": team_id})).scalar()  # fmt: skip
+        segments = [SegmentRef(int(i), n) for i, n in await conn.execute(text("""
+            SELECT s.id, s.name FROM segment_member m
+            JOIN segment s ON s.id = m.segment_id AND s.team_id = m.team_id
+            WHERE m.team_id = :t AND m.contact_id = :c AND s.kind = 'static'
+            ORDER BY s.name_key
+        """), {"t": team_id, "c": contact_id})]  # fmt: skip
+        campaigns = [CampaignRef(name, code, int(clicks or 0), state, reason)
+                     for name, code, clicks, state, reason in await conn.execute(text("""
+            SELECT p.name, a.code, a.clicks, i.state, i.reason FROM advocate a
+            JOIN campaign p ON p.id = a.campaign_id AND p.team_id = a.team_id
+            LEFT JOIN invite i ON i.advocate_id = a.id AND i.team_id = a.team_id
+            WHERE a.team_id = :t AND a.contact_id = :c
+            ORDER BY p.name_key
+        """), {"t": team_id, "c": contact_id})]  # fmt: skip
+    return Card(id=contact_id, email=contact.email, first_name=contact.first_name,
+                last_name=contact.last_name, locale=contact.locale,
+                default_locale=str(default or "en"), subscribed=bool(contact.subscribed),
+                unsubscribed_at=contact.unsubscribed_at, created_at=contact.created_at,
+                batch_id=contact.batch_id, source=contact.source, segments=segments,
+                campaigns=campaigns)  # fmt: skip
+
+
+# ---- changes --------------------------------------------------------------------------------
+
+_NOW = bindparam("now", type_=UTCDateTime())
+
+
+async def _email(conn: AsyncConnection, team_id: str, contact_id: int) -> str:
+    email = (await conn.execute(text("SELECT email FROM contact WHERE team_id = :t AND id = :c"),
+                                {"t": team_id, "c": contact_id})).scalar()  # fmt: skip
+    if email is None:
+        raise ContactError(GONE)
+    return str(email)
+
+
+async def remove_from_segment(db: Database, team_id: str, contact_id: int, segment_id: int,
+                              actor: str) -> str:  # fmt: skip
+    """Take the contact out of one static segment (it stays in All Customers and in its
+    campaigns). Returns the segment's name."""
+    params = {"t": team_id, "c": contact_id, "s": segment_id}
+    async with db.begin() as conn:
+        email = await _email(conn, team_id, contact_id)
+        name = (await conn.execute(text("SELECT name FROM segment WHERE team_id = :t AND id = :s "
+                                        "AND kind = 'static'"), params)).scalar()  # fmt: skip
+        if name is None:
+            raise ContactError("That segment no longer exists.")
+        removed = await conn.execute(text(
+            "DELETE FROM segment_member WHERE team_id = :t AND segment_id = :s "
+            "AND contact_id = :c"), params)  # fmt: skip
+        if not removed.rowcount:
+            raise ContactError(f"{email} isn't in {name} any more.")
+        await record_in(conn, team_id, actor, Act.CONTACT_REMOVED_FROM_SEGMENT, subject(email),
+                        f"removed from the segment {name}")  # fmt: skip
+    return str(name)
+
+
+_UNSUBSCRIBE = text("""
+    UPDATE contact SET subscribed = :no, unsubscribed_at = :now, updated_at = :now
+    WHERE team_id = :t AND id = :c AND subscribed = :yes RETURNING email
+""").bindparams(_NOW)
+
+# as the unsubscribe link does: what is being handed to the mail server can't be recalled
+_STOP_INVITES = text("""
+    UPDATE invite SET state = 'not_emailed', reason = 'unsubscribed', updated_at = :now
+    WHERE team_id = :t AND contact_id = :c AND state IN ('queued', 'held')
+""").bindparams(_NOW)
+
+
+async def unsubscribe(db: Database, team_id: str, contact_id: int, actor: str) -> int:
+    """No more invites to this contact: sticky against later imports (`unsubscribed_at`, as
+    the unsubscribe link does), and its invites not yet sent are stopped. Returns how many."""
+    params = {"t": team_id, "c": contact_id, "no": False, "yes": True, "now": utcnow()}
+    async with db.begin() as conn:
+        row = (await conn.execute(_UNSUBSCRIBE, params)).first()
+        if row is None:
+            raise ContactError(f"{await _email(conn, team_id, contact_id)} is already "
+                               "unsubscribed.")  # fmt: skip
+        stopped = (await conn.execute(_STOP_INVITES, params)).rowcount
+        detail = f"{stopped} invite(s) not yet sent stopped" if stopped else ""
+        await record_in(conn, team_id, actor, Act.CONTACT_UNSUBSCRIBED, subject(row[0]), detail)
+    return int(stopped)
+
+
+_RESUBSCRIBE = text("""
+    UPDATE contact SET subscribed = :yes, unsubscribed_at = NULL, updated_at = :now
+    WHERE team_id = :t AND id = :c AND (subscribed = :no OR unsubscribed_at IS NOT NULL)
+    RETURNING email
+""").bindparams(_NOW)
+
+
+async def resubscribe(db: Database, team_id: str, contact_id: int, actor: str) -> None:
+    """The contact agreed to hear from us again: later invites are emailed. Invites it wasn't
+    sent meanwhile stay unsent (nobody is emailed about an old enrollment by surprise)."""
+    params = {"t": team_id, "c": contact_id, "no": False, "yes": True, "now": utcnow()}
+    async with db.begin() as conn:
+        row = (await conn.execute(_RESUBSCRIBE, params)).first()
+        if row is None:
+            raise ContactError(f"{await _email(conn, team_id, contact_id)} is already "
+                               "subscribed.")  # fmt: skip
+        await record_in(conn, team_id, actor, Act.CONTACT_RESUBSCRIBED, subject(row[0]))
+
+
+async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str) -> Deleted:
+    """Delete the contact, its segment memberships, its invites and its advocates, and retire
+    their referral codes (the links answer 410 Gone, and the codes are never used again).
+
+    Invites go in every state. One being handed to the mail server at this moment can't be
+    recalled, but its row may go: the sender records an outcome by id and state, so a row
+    that is gone is skipped, never an error. Staged import rows are left to retention.
+    """
+    params = {"t": team_id, "c": contact_id}
+    async with db.begin() as conn:
+        email = (await conn.execute(text("DELETE FROM contact WHERE team_id = :t AND id = :c "
+                                         "RETURNING email"), params)).scalar()  # fmt: skip
+        if email is None:
+            raise ContactError(GONE)
+        members = await conn.execute(text("DELETE FROM segment_member WHERE team_id = :t "
+                                          "AND contact_id = :c"), params)  # fmt: skip
+        invites = await conn.execute(text("DELETE FROM invite WHERE team_id = :t "
+                                          "AND contact_id = :c"), params)  # fmt: skip
+        codes = [str(r[0]) for r in await conn.execute(text(
+            "DELETE FROM advocate WHERE team_id = :t AND contact_id = :c RETURNING code"), params)]
+        if codes:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            now = utcnow()
+            await conn.execute(dialect.insert(RetiredCode).values(
+                [{"code": code, "team_id": team_id, "retired_at": now} for code in codes]
+            ).on_conflict_do_nothing(index_elements=["code"]))  # fmt: skip
+        result = Deleted(email=str(email), segments=int(members.rowcount),
+                         advocates=len(codes), invites=int(invites.rowcount))  # fmt: skip
+        await record_in(conn, team_id, actor, Act.CONTACT_DELETED, subject(result.email),
+                        deleted_detail(result))  # fmt: skip
+    return result
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def deleted_detail(d: Deleted) -> str:
+    """What went with the contact, in plain words (the audit entry and the CLI)."""
+    return (f"from {plural(d.segments, 'segment')} and {plural(d.advocates, 'campaign')} "
+            f"({plural(d.advocates, 'referral link')} retired, "
+            f"{plural(d.invites, 'invite')} deleted)")  # fmt: skip

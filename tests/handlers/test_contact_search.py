@@ -1,0 +1,364 @@
+"""`/referral contacts` as people meet it over the wire: search from the command and the modal,
+a contact's card, and the lead-only changes (refused for others, another workspace's ids
+finding nothing, markup in names shown as typed)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from typing import Any
+
+from sqlalchemy import text
+
+from bot.campaigns import service
+from bot.campaigns.enroll import run_enrollment
+from bot.imports.importer import import_files
+from bot.workspaces import ensure_workspace, find_segment
+from handlers.ids import Action, BlockId, Callback
+from models import CampaignState
+from tests.fakes.slack_api import find_element
+from tests.handlers.conftest import LEAD, REP, Harness
+
+TEAM = "T0001"
+OTHER = "T0002"
+
+
+async def _import(app: Harness, segment: str, rows: str, team: str = TEAM) -> None:
+    await ensure_workspace(app.db, team)
+    csv = "email,first_name,last_name\n" + rows
+    await import_files(app.db, team, [("people.csv", io.BytesIO(csv.encode()))], segment=segment,
+                       create_segment=True)  # fmt: skip
+
+
+async def _live_campaign(app: Harness, name: str, segment: str) -> None:
+    campaign = await service.create_campaign(app.db, TEAM, name, store_url="https://shop.example")
+    await service.set_state(app.db, TEAM, campaign.id or 0, CampaignState.LIVE,
+                            requested_by=LEAD, queue_job=False)  # fmt: skip
+    found = await find_segment(app.db, TEAM, segment)
+    assert found is not None
+    enrollment = await service.target(app.db, TEAM, campaign.id or 0, found.id or 0,
+                                      requested_by=LEAD, queue_job=False)  # fmt: skip
+    assert enrollment is not None
+    await run_enrollment(app.db, TEAM, enrollment, hold_seconds=0)
+
+
+async def _rows(app: Harness, sql: str, **params: object) -> list[tuple[Any, ...]]:
+    async with app.db.begin() as conn:
+        return [tuple(r) for r in await conn.execute(text(sql), params)]
+
+
+async def _id(app: Harness, email: str) -> int:
+    return int((await _rows(app, "SELECT id FROM contact WHERE email_key = :e", e=email))[0][0])
+
+
+async def _done(app: Harness) -> None:
+    """Let the listeners finish their post-ack work (no jobs: quicker than `settle`)."""
+    for _ in range(2):
+        await app.later.drain()
+        await asyncio.sleep(0.01)
+
+
+async def _command(app: Harness, query: str, user: str = REP) -> dict[str, Any]:
+    """Type `/referral contacts <query>`; what the bot answered through the response_url."""
+    url = app.slack.new_response_url("C0001", user_id=user)
+    reply = await app.requests.slash_command(text=f"contacts {query}".strip(), user_id=user,
+                                             response_url=url)  # fmt: skip
+    assert reply.status == 200 and not reply.body  # acked at once, answered after
+    await _done(app)
+    (answer,) = app.slack.responses[url]
+    assert answer["response_type"] == "ephemeral"
+    return answer
+
+
+async def _click(app: Harness, action: str, shown: dict[str, Any], value: str | None = None,
+                 user: str = LEAD) -> dict[str, Any]:  # fmt: skip
+    """Click a button of an ephemeral message (`value`: the button's own unless forged);
+    returns what was posted to that click's response_url."""
+    url = app.slack.new_response_url("C0001", user_id=user)
+    value = value if value is not None else _value(shown, action)
+    await app.requests.block_action(action, value, user_id=user, response_url=url,
+                                    message={"blocks": shown["blocks"]})  # fmt: skip
+    await _done(app)
+    (answer,) = app.slack.responses[url]
+    return answer
+
+
+def _value(shown: dict[str, Any], action: str, contains: str = "") -> str:
+    """The value of the first `action` button (in a block whose text has `contains`)."""
+    for block in shown["blocks"]:
+        found = find_element([block], action)
+        if found and contains in json.dumps(block):
+            return str(found[1]["value"])
+    raise AssertionError(f"no {action} button ({contains}) in {shown['blocks']}")
+
+
+def _rendered(shown: dict[str, Any]) -> str:
+    return json.dumps(shown.get("blocks"), ensure_ascii=False) + shown.get("text", "")
+
+
+async def _ada(app: Harness) -> None:
+    """ada in VIP and Newsletter and an advocate of Spring; bob too, in VIP."""
+    await _import(app, "VIP", "ada@example.com,Ada,Lovelace\nbob@example.com,Bob,Adams\n")
+    await _import(app, "Newsletter", "ada@example.com,Ada,Lovelace\n")
+    await _live_campaign(app, "Spring", "VIP")
+
+
+async def _audit(app: Harness) -> list[tuple[Any, ...]]:
+    return await _rows(app, "SELECT actor, action, subject FROM audit_entry "
+                            "WHERE action LIKE 'contact.%' ORDER BY id")  # fmt: skip
+
+
+# ---- searching ------------------------------------------------------------------------------
+
+
+async def test_search_by_email_or_name_prefix_ignoring_case(app: Harness) -> None:
+    await _ada(app)
+    found = await _command(app, "ADA")
+    assert [_value(found, Action.CONTACT_SHOW, e) for e in ("ada@", "bob@")] == [
+        str(await _id(app, "ada@example.com")), str(await _id(app, "bob@example.com"))]
+    rendered = _rendered(found)
+    assert "in 2 segments · subscribed" in rendered and "in 1 segment · subscribed" in rendered
+    assert "Lovelace" in _rendered(await _command(app, "love"))
+    assert "bob@example.com" not in _rendered(await _command(app, "love"))
+    nothing = await _command(app, "zed")
+    assert "No contact matches “zed”" in nothing["text"]
+    assert find_element(nothing["blocks"], Action.CONTACT_SHOW) is None
+    assert app.slack.block_errors == []
+
+
+async def test_no_query_offers_the_modal_and_the_modal_searches(app: Harness) -> None:
+    await _ada(app)
+    prompt = await _command(app, "")
+    assert "/referral contacts ada" in prompt["text"] + _rendered(prompt)
+    await app.requests.block_action(Action.HOME_SEARCH_CONTACTS, "search", user_id=REP,
+                                    message={"blocks": prompt["blocks"]})  # fmt: skip
+    await _done(app)
+    (modal,) = app.slack.open_views(REP)
+    assert modal["callback_id"] == Callback.CONTACT_SEARCH
+
+    def query(q: str | None) -> dict[str, Any]:
+        return {BlockId.CONTACT_QUERY: {Action.CONTACT_QUERY: {"type": "plain_text_input",
+                                                               "value": q}}}  # fmt: skip
+
+    empty = await app.requests.view_submission(state_values=query(None), view_id=modal["id"],
+                                               user_id=REP)  # fmt: skip
+    assert set(empty.body["errors"]) == {BlockId.CONTACT_QUERY}
+    reply = await app.requests.view_submission(state_values=query("Bob"), view_id=modal["id"],
+                                               user_id=REP)  # fmt: skip
+    assert reply.body["response_action"] == "update"
+    results = app.slack.views[modal["id"]]
+    assert "*bob@example.com*" in _rendered(results) and "*ada@" not in _rendered(results)
+
+    # Show replaces the results with the card; Back to results brings them again
+    await app.requests.block_action(Action.CONTACT_SHOW, _value(results, Action.CONTACT_SHOW),
+                                    view=modal["id"], user_id=REP)  # fmt: skip
+    await _done(app)
+    shown = app.slack.views[modal["id"]]
+    assert "Spring" in _rendered(shown) and find_element(shown["blocks"], Action.CONTACT_DELETE)
+    await app.requests.block_action(Action.CONTACT_MORE, _value(shown, Action.CONTACT_MORE),
+                                    view=modal["id"], user_id=REP)  # fmt: skip
+    await _done(app)
+    assert find_element(app.slack.views[modal["id"]]["blocks"], Action.CONTACT_SHOW)
+    assert app.slack.block_errors == []
+
+
+async def test_home_search_contacts_opens_the_modal(app: Harness) -> None:
+    home = {"id": "VHOME0001", "type": "home", "blocks": [{"type": "actions", "elements": [
+        {"type": "button", "action_id": Action.HOME_SEARCH_CONTACTS, "value": "search",
+         "text": {"type": "plain_text", "text": "Search contacts"}}]}]}  # fmt: skip
+    reply = await app.requests.block_action(Action.HOME_SEARCH_CONTACTS, "search", view=home,
+                                            user_id=REP)  # fmt: skip
+    assert reply.status == 200
+    await _done(app)
+    assert [v["callback_id"] for v in app.slack.open_views(REP)] == [Callback.CONTACT_SEARCH]
+
+
+async def test_more_pages_through_the_matches(app: Harness) -> None:
+    await _import(app, "VIP", "".join(f"p{i:02d}@example.com,P{i},\n" for i in range(13)))
+    first = await _command(app, "p")
+    assert len([b for b in first["blocks"] if find_element([b], Action.CONTACT_SHOW)]) == 10
+    second = await _click(app, Action.CONTACT_MORE, first, user=REP)
+    assert second["replace_original"] is True
+    assert "p12@example.com" in _rendered(second) and "p00@" not in _rendered(second)
+    assert find_element(second["blocks"], Action.CONTACT_MORE) is None
+    assert app.slack.block_errors == []
+
+
+async def test_markup_in_names_and_queries_is_shown_as_typed(app: Harness) -> None:
+    await _import(app, "<!here> VIP", "x@example.com,<!channel>,<@U0002>\n")
+    found = await _command(app, "<!channel")
+    assert "&lt;!channel&gt;" in _rendered(found) and "<!channel>" not in _rendered(found)
+    assert "“&lt;!channel”" in found["text"]
+    shown = await _click(app, Action.CONTACT_SHOW, found, user=REP)
+    rendered = _rendered(shown)
+    assert "&lt;!channel&gt; &lt;@U0002&gt;" in rendered and "&lt;!here&gt; VIP" in rendered
+    assert "<!channel>" not in rendered and "<!here>" not in rendered and "<@U0002>" not in rendered
+    assert app.slack.block_errors == []
+
+
+# ---- the card -------------------------------------------------------------------------------
+
+
+async def test_the_card_shows_segments_campaigns_links_and_the_buttons(app: Harness) -> None:
+    await _ada(app)
+    ada = await _id(app, "ada@example.com")
+    (code,) = (r[0] for r in await _rows(app, "SELECT code FROM advocate WHERE contact_id = :c",
+                                         c=ada))  # fmt: skip
+    batch = (await _rows(app, "SELECT batch_id FROM contact WHERE id = :c", c=ada))[0][0]
+    found = await _command(app, "ada@")
+    shown = await _click(app, Action.CONTACT_SHOW, found, user=REP)
+    assert shown["response_type"] == "ephemeral"  # below the results, which stay
+    rendered = _rendered(shown)
+    for expected in ("ada@example.com", "Ada Lovelace", "workspace default (en)", "subscribed",
+                     f"by import #{batch}", "Newsletter", "VIP", "Spring",
+                     f"https://bot.example/r/{code}", "invite queued"):  # fmt: skip
+        assert expected in rendered, expected
+    removable = [b for b in shown["blocks"]
+                 if find_element([b], Action.CONTACT_REMOVE_FROM_SEGMENT)]  # fmt: skip
+    assert len(removable) == 2
+    delete = find_element(shown["blocks"], Action.CONTACT_DELETE)
+    assert delete is not None and delete[1]["style"] == "danger"
+    assert delete[1]["confirm"]["style"] == "danger"
+    assert delete[1]["confirm"]["text"]["text"] == (
+        "Deletes ada@example.com everywhere: segments, campaigns, referral links (they'll stop "
+        "working). This can't be undone.")  # fmt: skip
+    assert find_element(shown["blocks"], Action.CONTACT_RESUBSCRIBE) is None
+    assert app.slack.block_errors == []
+
+
+async def test_another_workspaces_contact_is_refused(app: Harness) -> None:
+    await _ada(app)
+    await _import(app, "VIP", "theirs@example.com,Ada,\n", team=OTHER)
+    theirs = await _id(app, "theirs@example.com")
+    assert "theirs@" not in _rendered(await _command(app, "ada"))
+    found = await _command(app, "ada@")
+    shown = await _click(app, Action.CONTACT_SHOW, found, value=str(theirs), user=REP)
+    assert "doesn't exist in this workspace" in shown["text"]
+    card = await _click(app, Action.CONTACT_SHOW, found, user=LEAD)
+    for action in (Action.CONTACT_DELETE, Action.CONTACT_UNSUBSCRIBE):
+        answer = await _click(app, action, card, value=str(theirs))
+        assert "doesn't exist in this workspace" in answer["text"], action
+    segment = (await _rows(app, "SELECT segment_id FROM segment_member WHERE contact_id = :c",
+                           c=theirs))[0][0]  # fmt: skip
+    answer = await _click(app, Action.CONTACT_REMOVE_FROM_SEGMENT, card,
+                          value=f"{theirs}:{segment}")  # fmt: skip
+    assert "doesn't exist in this workspace" in answer["text"]
+    assert await _rows(app, "SELECT subscribed FROM contact WHERE id = :c", c=theirs) in (
+        [(True,)], [(1,)])  # fmt: skip
+    assert len(await _rows(app, "SELECT 1 FROM segment_member WHERE contact_id = :c",
+                           c=theirs)) == 1  # fmt: skip
+    assert await _audit(app) == []
+
+
+async def test_a_non_lead_sees_the_card_but_cannot_change_it(app: Harness) -> None:
+    await _ada(app)
+    card = await _click(app, Action.CONTACT_SHOW, await _command(app, "ada@"), user=REP)
+    refusals = {Action.CONTACT_DELETE: "delete contacts",
+                Action.CONTACT_UNSUBSCRIBE: "unsubscribe contacts",
+                Action.CONTACT_REMOVE_FROM_SEGMENT: "remove contacts from segments"}  # fmt: skip
+    for action, verb in refusals.items():
+        answer = await _click(app, action, card, user=REP)
+        assert answer["replace_original"] is True
+        assert f"Only team leads can {verb}. Ask <@{LEAD}>." in answer["text"], action
+        assert "ada@example.com" in _rendered(answer)  # the card, still there
+    assert await _rows(app, "SELECT COUNT(*) FROM segment_member") == [(3,)]
+    assert await _rows(app, "SELECT subscribed FROM contact WHERE email = 'ada@example.com'") in (
+        [(True,)], [(1,)])  # fmt: skip
+    assert await _audit(app) == []
+    assert app.slack.block_errors == []
+
+
+# ---- changes --------------------------------------------------------------------------------
+
+
+async def test_a_lead_removes_a_contact_from_a_segment_twice(app: Harness) -> None:
+    await _ada(app)
+    app.slack.home_views.clear()
+    await app.requests.event({"type": "app_home_opened", "user": LEAD, "channel": "D0HOME",
+                              "tab": "home", "event_ts": "1.0"})  # fmt: skip
+    await _done(app)
+    published = len(app.slack.calls_to("views.publish"))
+    card = await _click(app, Action.CONTACT_SHOW, await _command(app, "ada@"))
+    value = _value(card, Action.CONTACT_REMOVE_FROM_SEGMENT, "VIP")
+    after = await _click(app, Action.CONTACT_REMOVE_FROM_SEGMENT, card, value=value)
+    assert "Removed from *VIP* (still in All Customers)" in after["text"]
+    segments = [b for b in after["blocks"] if find_element([b], Action.CONTACT_REMOVE_FROM_SEGMENT)]
+    assert len(segments) == 1 and "Newsletter" in json.dumps(segments)
+    assert len(app.slack.calls_to("views.publish")) == published + 1  # Home shows the counts
+    again = await _click(app, Action.CONTACT_REMOVE_FROM_SEGMENT, card, value=value)  # stale card
+    assert "ada@example.com isn't in VIP any more" in again["text"]
+    # still a contact: All Customers, the campaign, the search
+    assert "ada@example.com" in _rendered(await _command(app, "ada"))
+    assert await _rows(app, "SELECT COUNT(*) FROM advocate") == [(2,)]
+    assert await _audit(app) == [(LEAD, "contact.removed_from_segment", "contact ada@example.com")]
+
+
+async def test_a_lead_unsubscribes_then_resubscribes(app: Harness) -> None:
+    await _ada(app)
+    ada = await _id(app, "ada@example.com")
+    card = await _click(app, Action.CONTACT_SHOW, await _command(app, "ada@"))
+    after = await _click(app, Action.CONTACT_UNSUBSCRIBE, card)
+    assert ("Unsubscribed: no more invite emails. 1 invite(s) not yet sent won't be."
+            in after["text"])  # fmt: skip
+    assert "unsubscribed" in _rendered(after)
+    assert await _rows(app, "SELECT state, reason FROM invite WHERE contact_id = :c",
+                       c=ada) == [("not_emailed", "unsubscribed")]  # fmt: skip
+    resubscribe = find_element(after["blocks"], Action.CONTACT_RESUBSCRIBE)
+    assert resubscribe is not None
+    assert resubscribe[1]["confirm"]["text"]["text"] == (
+        "Only if ada@example.com agreed to hear from us again.")  # fmt: skip
+    twice = await _click(app, Action.CONTACT_UNSUBSCRIBE, card)  # the old card's button
+    assert "ada@example.com is already unsubscribed" in twice["text"]
+    back = await _click(app, Action.CONTACT_RESUBSCRIBE, after)
+    assert "Resubscribed" in back["text"] and find_element(back["blocks"],
+                                                           Action.CONTACT_UNSUBSCRIBE)
+    assert await _rows(app, "SELECT unsubscribed_at FROM contact WHERE id = :c", c=ada) == [
+        (None,)]  # fmt: skip
+    assert [a[1] for a in await _audit(app)] == ["contact.unsubscribed", "contact.resubscribed"]
+    assert app.slack.block_errors == []
+
+
+async def test_a_lead_deletes_a_contact_everywhere(app: Harness) -> None:
+    await _ada(app)
+    ada = await _id(app, "ada@example.com")
+    codes = [r[0] for r in await _rows(app, "SELECT code FROM advocate WHERE contact_id = :c",
+                                       c=ada)]  # fmt: skip
+    card = await _click(app, Action.CONTACT_SHOW, await _command(app, "ada@"))
+    done = await _click(app, Action.CONTACT_DELETE, card)
+    assert done["replace_original"] is True
+    assert done["text"] == (":wastebasket: Deleted *ada@example.com* from 2 segments and "
+                            "1 campaign (1 referral link retired, 1 invite deleted). Its "
+                            "referral links now answer “gone”.")  # fmt: skip
+    for table in ("contact WHERE id", "segment_member WHERE contact_id",
+                  "advocate WHERE contact_id", "invite WHERE contact_id"):  # fmt: skip
+        assert await _rows(app, f"SELECT COUNT(*) FROM {table} = :c", c=ada) == [(0,)], table
+    assert [r[0] for r in await _rows(app, "SELECT code FROM retired_code")] == codes
+    again = await _click(app, Action.CONTACT_DELETE, card)  # a double click
+    assert "doesn't exist in this workspace" in again["text"]
+    assert "bob@example.com" in _rendered(await _command(app, "b"))
+    assert await _audit(app) == [(LEAD, "contact.deleted", "contact ada@example.com")]
+    assert app.slack.block_errors == []
+
+
+async def test_a_lead_deletes_from_the_modal(app: Harness) -> None:
+    await _ada(app)
+    await app.requests.block_action(Action.HOME_SEARCH_CONTACTS, "search", user_id=LEAD,
+                                    view={"id": "VHOME0002", "type": "home", "blocks": []})
+    await _done(app)
+    (modal,) = app.slack.open_views(LEAD)
+    state = {BlockId.CONTACT_QUERY: {Action.CONTACT_QUERY: {"type": "plain_text_input",
+                                                            "value": "ada"}}}  # fmt: skip
+    await app.requests.view_submission(state_values=state, view_id=modal["id"], user_id=LEAD)
+    results = app.slack.views[modal["id"]]
+    await app.requests.block_action(Action.CONTACT_SHOW, _value(results, Action.CONTACT_SHOW),
+                                    view=modal["id"], user_id=LEAD)  # fmt: skip
+    await _done(app)
+    shown = app.slack.views[modal["id"]]
+    await app.requests.block_action(Action.CONTACT_DELETE, _value(shown, Action.CONTACT_DELETE),
+                                    view=modal["id"], user_id=LEAD)  # fmt: skip
+    await _done(app)
+    assert "Deleted *ada@example.com*" in _rendered(app.slack.views[modal["id"]])
+    assert await _rows(app, "SELECT COUNT(*) FROM contact WHERE email = 'ada@example.com'") == [
+        (0,)]  # fmt: skip
+    assert app.slack.block_errors == []

@@ -1,0 +1,96 @@
+"""`referral-bot contacts search` and `contacts delete`, run in-process (`main([...])` in a
+thread of its own, as a shell would run it) against this test's database."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from bot.cli import main
+from bot.imports.importer import import_files
+from bot.workspaces import ensure_workspace
+from models import Database
+
+TEAM = "T0001"
+OTHER = "T0002"
+
+
+@pytest.fixture
+async def shell(db: Database, db_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                tmp_path: Path) -> Database:  # fmt: skip
+    """The CLI's environment pointed at `db`, with a workspace of three contacts."""
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.delenv("DATABASE_SCHEMA", raising=False)
+    for name, value in db_env.items():
+        monkeypatch.setenv(name, value)
+    await ensure_workspace(db, TEAM)
+    await _import(db, TEAM, "VIP", "Ada@example.com,Ada,Lovelace,yes\n"
+                  "bob@example.com,Bob,Adams,no\n")  # fmt: skip
+    await _import(db, TEAM, "Newsletter", "ada@example.com,Ada,Lovelace,yes\n")
+    return db
+
+
+async def _import(db: Database, team: str, segment: str, rows: str) -> None:
+    csv = "email,first_name,last_name,accepts_marketing\n" + rows
+    await import_files(db, team, [("people.csv", io.BytesIO(csv.encode()))], segment=segment,
+                       create_segment=True)  # fmt: skip
+
+
+async def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = await asyncio.to_thread(main, list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def test_search_prints_the_matches(shell: Database,
+                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    code, out, _ = await _cli(capsys, "contacts", "search", "ADA", "--json")
+    assert code == 0
+    assert json.loads(out) == [
+        {"email": "Ada@example.com", "first_name": "Ada", "last_name": "Lovelace",
+         "segments": ["Newsletter", "VIP"], "subscribed": True},
+        {"email": "bob@example.com", "first_name": "Bob", "last_name": "Adams",
+         "segments": ["VIP"], "subscribed": False},
+    ]  # fmt: skip
+    code, out, _ = await _cli(capsys, "contacts", "search", "love")
+    assert code == 0 and "Ada@example.com" in out and "Newsletter, VIP" in out
+    assert "bob" not in out
+    code, out, _ = await _cli(capsys, "contacts", "search", "zed", "--json")
+    assert (code, json.loads(out)) == (0, [])
+
+
+async def test_delete_by_email_then_again(shell: Database,
+                                          capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    code, out, _ = await _cli(capsys, "contacts", "delete", "ADA@EXAMPLE.COM")
+    assert code == 0
+    assert out.strip() == ("Deleted Ada@example.com from 2 segments and 0 campaigns "
+                           "(0 referral links retired, 0 invites deleted).")  # fmt: skip
+    async with shell.begin() as conn:
+        left = (await conn.execute(text("SELECT email FROM contact"))).scalars().all()
+        audit = (await conn.execute(text("SELECT actor, action, subject FROM audit_entry "
+                                         "WHERE action = 'contact.deleted'"))).all()  # fmt: skip
+    assert left == ["bob@example.com"]
+    assert [tuple(a) for a in audit] == [("cli", "contact.deleted", "contact Ada@example.com")]
+    code, _, err = await _cli(capsys, "contacts", "delete", "ada@example.com")
+    assert code == 1 and "No contact with the email 'ada@example.com'" in err
+
+
+async def test_each_workspace_sees_its_own_contacts(
+    shell: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await ensure_workspace(shell, OTHER)
+    await _import(shell, OTHER, "VIP", "zed@example.com,Zed,,yes\n")
+    code, out, _ = await _cli(capsys, "contacts", "search", "zed", "--team", TEAM, "--json")
+    assert (code, json.loads(out)) == (0, [])
+    code, out, _ = await _cli(capsys, "contacts", "search", "zed", "--team", OTHER, "--json")
+    assert [r["email"] for r in json.loads(out)] == ["zed@example.com"]
+    code, out, _ = await _cli(capsys, "contacts", "delete", "zed@example.com", "--team", TEAM,
+                                "--json")  # fmt: skip
+    assert code == 1 and "No contact" in json.loads(out)["error"]
+    code, _, _ = await _cli(capsys, "contacts", "delete", "zed@example.com", "--team", OTHER)
+    assert code == 0

@@ -1,0 +1,274 @@
+"""Contact search and changes, as the service does them against a real database: prefix
+search through the indexes (the plan is checked), one workspace's contacts only, and each
+change in one transaction with its audit entry."""
+
+from __future__ import annotations
+
+import io
+import re
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from bot.audit import Act
+from bot.campaigns.invites import Links, send_invites
+from bot.contact_admin import (
+    GONE,
+    ContactError,
+    card,
+    delete_contact,
+    find_by_email,
+    remove_from_segment,
+    resubscribe,
+    search,
+    search_params,
+    search_sql,
+    unsubscribe,
+)
+from bot.email.send import OutboxDirSender, SendResult
+from bot.imports.importer import import_files
+from bot.workspaces import ensure_workspace
+from models import Database
+from tests.campaigns.conftest import SECRET, TEAM, World, people
+
+OTHER = "T0002"
+
+
+@pytest.fixture
+async def world(db: Database) -> World:
+    await ensure_workspace(db, TEAM)
+    return World(db)
+
+
+async def _id(world: World, email: str, team: str = TEAM) -> int:
+    return await find_by_email(world.db, team, email)
+
+
+async def _audit(world: World) -> list[tuple[Any, ...]]:
+    return await world.rows("SELECT actor, action, subject FROM audit_entry "
+                            "WHERE action LIKE 'contact.%' ORDER BY id")  # fmt: skip
+
+
+async def test_search_matches_email_first_and_last_name_prefixes_ignoring_case(
+    world: World,
+) -> None:
+    await world.import_csv("VIP", people(
+        "Ada@example.com,Ada,Lovelace", "bob@example.com,Bob,Adams", "carl@example.org,Carla,Smith",
+        header="email,first_name,last_name"))  # fmt: skip
+    emails = [h.email for h in (await search(world.db, TEAM, "  ADA ")).hits]
+    assert emails == ["Ada@example.com", "bob@example.com"]  # Ada's email and name, Bob's Adams
+    assert [h.email for h in (await search(world.db, TEAM, "LOVE")).hits] == ["Ada@example.com"]
+    assert [h.email for h in (await search(world.db, TEAM, "ada love")).hits] == [
+        "Ada@example.com"]  # fmt: skip
+    assert [h.email for h in (await search(world.db, TEAM, "carl@EX")).hits] == [
+        "carl@example.org"]  # fmt: skip
+    assert (await search(world.db, TEAM, "example")).hits == []  # a prefix, not a substring
+    assert (await search(world.db, TEAM, "   ")).hits == []
+    hit = (await search(world.db, TEAM, "bob")).hits[0]
+    assert (hit.first_name, hit.last_name, hit.segments, hit.subscribed) == (
+        "Bob", "Adams", ("VIP",), True)  # fmt: skip
+
+
+async def test_search_pages_in_email_order(world: World) -> None:
+    await world.import_csv("VIP", people(*[f"p{i:02d}@example.com,P{i}" for i in range(25)]))
+    first = await search(world.db, TEAM, "p")
+    assert [h.email for h in first.hits] == [f"p{i:02d}@example.com" for i in range(10)]
+    assert first.more
+    last = await search(world.db, TEAM, "p", offset=20)
+    assert [h.email for h in last.hits] == [f"p{i:02d}@example.com" for i in range(20, 25)]
+    assert not last.more
+
+
+async def test_another_workspaces_contact_is_never_found_nor_changed(world: World) -> None:
+    await world.import_csv("VIP", people("ours@example.com,Ours"))
+    await ensure_workspace(world.db, OTHER)
+    await import_files(world.db, OTHER, [("x.csv", io.BytesIO(
+        b"email,first_name\ntheirs@example.com,Ours\n"))], segment="VIP",
+        create_segment=True)  # fmt: skip
+    theirs = await _id(world, "theirs@example.com", OTHER)
+    assert [h.email for h in (await search(world.db, TEAM, "ours")).hits] == ["ours@example.com"]
+    assert (await search(world.db, TEAM, "theirs")).hits == []
+    other_segment = int(str(await world.scalar(
+        "SELECT segment_id FROM segment_member WHERE contact_id = :c", c=theirs)))  # fmt: skip
+    for change in (card(world.db, TEAM, theirs), delete_contact(world.db, TEAM, theirs, "U1"),
+                   unsubscribe(world.db, TEAM, theirs, "U1"),
+                   remove_from_segment(world.db, TEAM, theirs, other_segment, "U1")):  # fmt: skip
+        with pytest.raises(ContactError, match="doesn't exist in this workspace"):
+            await change
+    with pytest.raises(ContactError, match="No contact with the email"):
+        await find_by_email(world.db, TEAM, "theirs@example.com")
+    assert await world.scalar("SELECT COUNT(*) FROM segment_member WHERE contact_id = :c",
+                              c=theirs) == 1  # fmt: skip
+    assert await world.scalar("SELECT subscribed FROM contact WHERE id = :c", c=theirs) in (1, True)
+    assert await _audit(world) == []
+
+
+async def test_accented_names_are_found(world: World) -> None:
+    """SQLite's lower() folds A-Z only: "Élo" finds Élodie there, "élo" only on PostgreSQL."""
+    await world.import_csv("VIP", people("elodie@example.fr,Élodie,Dupré",
+                                         header="email,first_name,last_name"))  # fmt: skip
+    assert [h.first_name for h in (await search(world.db, TEAM, "Élo")).hits] == ["Élodie"]
+    assert [h.last_name for h in (await search(world.db, TEAM, "Dupr")).hits] == ["Dupré"]
+    if world.db.dialect == "postgresql":
+        assert [h.first_name for h in (await search(world.db, TEAM, "élo")).hits] == ["Élodie"]
+        assert [h.first_name for h in (await search(world.db, TEAM, "ÉLODIE")).hits] == [
+            "Élodie"]  # fmt: skip
+
+
+async def test_search_reads_only_index_ranges(world: World) -> None:
+    """No lookup reads the whole table: each is a range of its index (after ANALYZE, on a
+    table big enough for the planner to care)."""
+    async with world.db.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO contact (team_id, email, email_key, first_name, last_name, subscribed, "
+            "source, created_at, updated_at) VALUES (:t, :e, :e, :f, :l, :yes, 'csv', "
+            "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
+            [{"t": TEAM, "e": f"user{i}@example.com", "f": f"First{i}", "l": f"Last{i % 97}",
+              "yes": True} for i in range(4000)])  # fmt: skip
+        await conn.execute(text("ANALYZE contact" if world.db.dialect == "postgresql"
+                                else "ANALYZE"))  # fmt: skip
+    for query in ("ada", "ada love"):
+        params, two_words = search_params(TEAM, query)
+        sql = search_sql(world.db.dialect, two_words=two_words)
+        async with world.db.begin() as conn:
+            if world.db.dialect == "postgresql":
+                plan = "\n".join(r[0] for r in await conn.execute(text("EXPLAIN " + sql), params))
+                assert "Seq Scan" not in plan, plan
+                for index in ("uq_contact_team_email", "ix_contact_first_name_prefix",
+                              "ix_contact_last_name_prefix"):  # fmt: skip
+                    assert f"Index Scan using {index}" in plan, plan
+            else:
+                plan = "\n".join(r[-1] for r in await conn.execute(
+                    text("EXPLAIN QUERY PLAN " + sql), params))  # fmt: skip
+                assert not re.search(r"^SCAN (contact|c)\b", plan, re.MULTILINE), plan
+                assert "(team_id=? AND email_key>? AND email_key<?)" in plan, plan
+                for index in ("ix_contact_first_name_prefix", "ix_contact_last_name_prefix"):
+                    assert f"USING INDEX {index} (team_id=? AND <expr>>? AND <expr><?)" in plan
+    assert len((await search(world.db, TEAM, "first1")).hits) == 10
+
+
+async def _enrolled(world: World) -> tuple[int, int]:
+    """ada in VIP and Newsletter, an advocate of Spring (targets VIP, invite held) and of
+    Autumn; bob too. Returns (ada's id, VIP's id)."""
+    await world.import_csv("VIP", people("ada@example.com,Ada", "bob@example.com,Bob"))
+    await world.import_csv("Newsletter", people("ada@example.com,Ada"))
+    spring = await world.campaign("Spring")
+    await world.target(spring, "VIP", hold=3600)
+    autumn = await world.campaign("Autumn")
+    await world.target(autumn, "Newsletter")
+    return await _id(world, "ADA@example.com"), await world.segment_id("VIP")
+
+
+async def test_the_card_shows_segments_campaigns_and_invites(world: World) -> None:
+    ada, _ = await _enrolled(world)
+    shown = await card(world.db, TEAM, ada)
+    assert shown.email == "ada@example.com" and shown.subscribed
+    assert [s.name for s in shown.segments] == ["Newsletter", "VIP"]
+    assert [(c.name, c.invite_state) for c in shown.campaigns] == [("Autumn", "queued"),
+                                                                   ("Spring", "held")]  # fmt: skip
+    assert shown.batch_id is not None and shown.default_locale == "en"
+    assert {c.code for c in shown.campaigns} == {
+        r[0] for r in await world.rows("SELECT code FROM advocate WHERE contact_id = :c", c=ada)}
+
+
+async def test_remove_from_a_segment_keeps_the_contact_everywhere_else(world: World) -> None:
+    ada, vip = await _enrolled(world)
+    assert await remove_from_segment(world.db, TEAM, ada, vip, "U0002") == "VIP"
+    shown = await card(world.db, TEAM, ada)
+    assert [s.name for s in shown.segments] == ["Newsletter"] and len(shown.campaigns) == 2
+    assert [h.email for h in (await search(world.db, TEAM, "ada")).hits] == ["ada@example.com"]
+    with pytest.raises(ContactError, match="isn't in VIP any more"):
+        await remove_from_segment(world.db, TEAM, ada, vip, "U0002")
+    assert await _audit(world) == [("U0002", Act.CONTACT_REMOVED_FROM_SEGMENT,
+                                    "contact ada@example.com")]  # fmt: skip
+
+
+async def test_unsubscribe_stops_unsent_invites_and_sticks(world: World) -> None:
+    ada, _ = await _enrolled(world)
+    assert await unsubscribe(world.db, TEAM, ada, "U0002") == 2
+    states = await world.rows("SELECT state, reason FROM invite WHERE contact_id = :c", c=ada)
+    assert states == [("not_emailed", "unsubscribed")] * 2
+    assert await world.scalar("SELECT COUNT(*) FROM invite WHERE state IN ('queued', 'held')") == 1
+    with pytest.raises(ContactError, match="already unsubscribed"):
+        await unsubscribe(world.db, TEAM, ada, "U0002")
+    await world.import_csv("VIP", people("ada@example.com,Ada,,yes",
+                                         header="email,first_name,locale,accepts_marketing"))
+    shown = await card(world.db, TEAM, ada)
+    assert not shown.subscribed and shown.unsubscribed_at is not None  # no import undoes it
+    await resubscribe(world.db, TEAM, ada, "U0002")
+    shown = await card(world.db, TEAM, ada)
+    assert shown.subscribed and shown.unsubscribed_at is None
+    with pytest.raises(ContactError, match="already subscribed"):
+        await resubscribe(world.db, TEAM, ada, "U0002")
+    assert [a[1] for a in await _audit(world)] == [Act.CONTACT_UNSUBSCRIBED,
+                                                   Act.CONTACT_RESUBSCRIBED]  # fmt: skip
+
+
+async def test_delete_takes_everything_of_the_contact_and_retires_its_codes(world: World) -> None:
+    ada, _ = await _enrolled(world)
+    codes = {r[0] for r in await world.rows("SELECT code FROM advocate WHERE contact_id = :c",
+                                            c=ada)}  # fmt: skip
+    result = await delete_contact(world.db, TEAM, ada, "cli")
+    assert (result.email, result.segments, result.advocates, result.invites) == (
+        "ada@example.com", 2, 2, 2)  # fmt: skip
+    for table in ("contact WHERE id", "segment_member WHERE contact_id",
+                  "advocate WHERE contact_id", "invite WHERE contact_id"):  # fmt: skip
+        assert await world.scalar(f"SELECT COUNT(*) FROM {table} = :c", c=ada) == 0, table
+    assert {r[0] for r in await world.rows("SELECT code FROM retired_code WHERE team_id = :t",
+                                           t=TEAM)} == codes  # fmt: skip
+    bob = await _id(world, "bob@example.com")
+    assert await world.scalar("SELECT COUNT(*) FROM advocate WHERE contact_id = :c", c=bob) == 1
+    assert await world.scalar("SELECT COUNT(*) FROM segment_member WHERE contact_id = :c",
+                              c=bob) == 1  # fmt: skip
+    with pytest.raises(ContactError, match=re.escape(GONE)):
+        await delete_contact(world.db, TEAM, ada, "cli")
+    entries = await world.rows("SELECT actor, action, subject, detail FROM audit_entry "
+                               "WHERE action LIKE 'contact.%'")  # fmt: skip
+    assert entries == [("cli", Act.CONTACT_DELETED, "contact ada@example.com",
+                        "from 2 segments and 2 campaigns (2 referral links retired, "
+                        "2 invites deleted)")]  # fmt: skip
+
+
+class _DeletesWhileSending:
+    """The mail server's side: while one message is being handed over, a lead deletes its
+    contact (the invite row goes while it is `sending`)."""
+
+    def __init__(self, world: World, outbox: Path, victim: str) -> None:
+        self.world, self.victim = world, victim
+        self.outbox = OutboxDirSender(outbox)
+
+    async def __aenter__(self) -> _DeletesWhileSending:
+        await self.outbox.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.outbox.__aexit__(*exc)  # type: ignore[arg-type]
+
+    async def send(self, message: EmailMessage) -> SendResult:
+        if message["To"] == self.victim:
+            state = await self.world.scalar("SELECT i.state FROM invite i JOIN contact c ON "
+                                            "c.id = i.contact_id WHERE c.email = :e",
+                                            e=self.victim)  # fmt: skip
+            assert state == "sending"
+            await delete_contact(self.world.db, TEAM, await _id(self.world, self.victim), "U0002")
+        return await self.outbox.send(message)
+
+
+async def test_deleting_a_contact_mid_send_doesnt_break_the_sender(
+    world: World, tmp_path: Path
+) -> None:
+    await world.import_csv("VIP", people("ada@example.com,Ada", "bob@example.com,Bob",
+                                         "cy@example.com,Cy"))  # fmt: skip
+    spring = await world.campaign("Spring")
+    await world.target(spring, "VIP")
+    enrollment = int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
+    sender = _DeletesWhileSending(world, tmp_path / "outbox", "bob@example.com")
+    await send_invites(world.db, TEAM, enrollment, sender=sender,  # type: ignore[arg-type]
+                       links=Links("https://bot.example", SECRET))  # fmt: skip
+    states = dict(await world.rows("SELECT c.email, i.state FROM invite i "
+                                   "JOIN contact c ON c.id = i.contact_id"))  # fmt: skip
+    assert states == {"ada@example.com": "sent", "cy@example.com": "sent"}
+    assert await world.scalar("SELECT COUNT(*) FROM invite") == 2
