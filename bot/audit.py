@@ -2,19 +2,27 @@
 
 An entry is written by `record_in` on the connection of the change it describes, so the log
 and the change commit (or roll back) together: an entry never claims what didn't happen.
+
+Reading it: `recent` pages back by id (newest first), optionally narrowed by a filter;
+`words` turns an entry's action into plain English for Slack and the command line, and
+`import_outcomes` says what became of the imports the entries name (imported, enrolled,
+invited), so "who approved last week's import and how many were invited" is one look.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import insert
+from sqlalchemy import and_, func, insert, or_
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 
-from models import AuditEntry, Database
+from models import AuditEntry, Database, Enrollment, ImportBatch, Invite, InviteState
 from models.clock import utcnow
 
 CLI = "cli"  # the actor of a shell command (shell users are trusted admins)
@@ -43,6 +51,39 @@ class Act(StrEnum):
     LEAD_REMOVED = "lead.removed"
 
 
+# What each act says after the actor's name; {subject} is the entry's subject. The detail, if
+# any, follows in brackets: "approved import #12 (1,204 contacts to import)".
+ACTION_WORDS: dict[str, str] = {
+    Act.IMPORT_REQUESTED: "asked for {subject}",
+    Act.IMPORT_CONSENT: "confirmed that the people in {subject} agreed to hear from us",
+    Act.IMPORT_SOURCE_REMOVED: "edited {subject}",
+    Act.IMPORT_CONTACT_REMOVED: "edited {subject}",
+    Act.IMPORT_APPROVED: "approved {subject}",
+    Act.IMPORT_REJECTED: "rejected {subject}",
+    Act.IMPORT_CANCELLED: "cancelled {subject}",
+    Act.IMPORT_UNDONE: "undid {subject}",
+    Act.SEGMENT_CREATED: "created the segment {subject}",
+    Act.SEGMENT_RENAMED: "renamed a segment to {subject}",
+    Act.SEGMENT_DELETED: "deleted the segment {subject}",
+    Act.SEGMENT_EXPORTED: "exported the segment {subject}",
+    Act.CONTACT_REMOVED_FROM_SEGMENT: "removed {subject} from a segment",
+    Act.CONTACT_UNSUBSCRIBED: "unsubscribed {subject}",
+    Act.CONTACT_RESUBSCRIBED: "resubscribed {subject}",
+    Act.CONTACT_DELETED: "deleted {subject}",
+    Act.MAILCHIMP_CONNECTED: "connected {subject}",
+    Act.MAILCHIMP_DISCONNECTED: "disconnected {subject}",
+    Act.LEAD_ADDED: "added {subject} to the team leads",
+    Act.LEAD_REMOVED: "removed {subject} from the team leads",
+}
+# Acts whose words already say what their detail says
+QUIET_DETAIL = frozenset({Act.IMPORT_CONSENT})
+IMPORT_SUBJECT = re.compile(r"^import #(\d+)$")
+_LEADING_COUNT = re.compile(r"^(\d{4,})(?= )")
+_MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,30})(?:\|[^>]*)?>$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")
+_IMPORT_FILTER = re.compile(r"^(?:import\s*)?#?(\d{1,12})$", re.IGNORECASE)
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     id: int
@@ -51,6 +92,18 @@ class Entry:
     action: str
     subject: str
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOutcome:
+    """What became of an import, counted from its rows: the batch, enrollments and invites."""
+
+    status: str
+    new_contacts: int
+    added_to_segment: int
+    enrolled: int
+    invites_sent: int
+    invites_waiting: int  # queued, held or being sent
 
 
 async def record_in(conn: AsyncConnection, team_id: str, actor: str, action: Act,
@@ -69,15 +122,40 @@ async def record(db: Database, team_id: str, actor: str, action: Act, subject: s
         await record_in(conn, team_id, actor, action, subject, detail)
 
 
+def _like(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _matching(text: str) -> ColumnElement[bool]:
+    """The WHERE clause of a filter: an import by number ("import #12", "#12": that import
+    only), or words found in the subject, action or detail (ignoring case); words that look
+    like a user id also find that person's acts, and lead changes about them."""
+    text = " ".join(text.split())
+    if number := _IMPORT_FILTER.match(text):
+        return col(AuditEntry.subject) == import_subject(int(number.group(1)))
+    pattern = _like(text)
+    found = [func.lower(c).like(pattern, escape="\\")
+             for c in (col(AuditEntry.subject), col(AuditEntry.action), col(AuditEntry.detail))]
+    person = _MENTION.match(text)
+    user_id = person.group(1) if person else text.upper()
+    if _USER_ID.match(user_id):
+        found += [col(AuditEntry.actor) == user_id, col(AuditEntry.subject) == f"<@{user_id}>"]
+    return or_(*found)
+
+
 async def recent(db: Database, team_id: str, *, limit: int = 50, since: datetime | None = None,
-                 before_id: int | None = None) -> list[Entry]:  # fmt: skip
-    """The workspace's newest entries first; `before_id` pages further back."""
-    query = select(AuditEntry).where(AuditEntry.team_id == team_id)
+                 before_id: int | None = None, matching: str = "") -> list[Entry]:  # fmt: skip
+    """The workspace's newest entries first; `before_id` pages further back (ids grow with
+    time, so paging by id never skips or repeats an entry the way paging by time could)."""
+    query = select(AuditEntry).where(col(AuditEntry.team_id) == team_id)
     if since is not None:
         query = query.where(col(AuditEntry.at) >= since)
     if before_id is not None:
         query = query.where(col(AuditEntry.id) < before_id)
-    query = query.order_by(col(AuditEntry.at).desc(), col(AuditEntry.id).desc()).limit(limit)
+    if matching.strip():
+        query = query.where(_matching(matching))
+    query = query.order_by(col(AuditEntry.id).desc()).limit(limit)
     async with db.session() as session:
         rows = (await session.exec(query)).all()
     return [Entry(r.id or 0, r.at, r.actor, r.action, r.subject, r.detail) for r in rows]
@@ -85,3 +163,75 @@ async def recent(db: Database, team_id: str, *, limit: int = 50, since: datetime
 
 def import_subject(batch_id: int) -> str:
     return f"import #{batch_id}"
+
+
+def import_of(subject: str) -> int | None:
+    """The import a subject names ("import #12" -> 12), else None."""
+    found = IMPORT_SUBJECT.match(subject)
+    return int(found.group(1)) if found else None
+
+
+def words(action: str, subject: str) -> str:
+    """What was done, after the actor's name: "approved import #12". `subject` is put in as
+    given (the caller escapes it for Slack); an action this version doesn't know is shown as
+    its name, so entries written by newer code still read."""
+    template = ACTION_WORDS.get(action)
+    if template is None:
+        return f"did {action}" + (f" on {subject}" if subject else "")
+    return " ".join(template.replace("{subject}", subject).split())
+
+
+def detail_words(action: str, detail: str) -> str:
+    """The detail as shown, or "" when the words already say it. A leading count gets its
+    thousands separators ("1204 contacts to import" -> "1,204 contacts to import")."""
+    if action in QUIET_DETAIL or not detail.strip():
+        return ""
+    return _LEADING_COUNT.sub(lambda m: f"{int(m.group(1)):,}", detail.strip())
+
+
+def sentence(entry: Entry) -> str:
+    """Plain words for the command line: "approved import #12 (1,204 contacts to import)"."""
+    detail = detail_words(entry.action, entry.detail)
+    return words(entry.action, entry.subject) + (f" ({detail})" if detail else "")
+
+
+async def import_outcomes(db: Database, team_id: str,
+                          batch_ids: Iterable[int]) -> dict[int, ImportOutcome]:  # fmt: skip
+    """For each of these imports of this workspace: its state and counts, how many of its
+    contacts were enrolled in campaigns, and their invites sent or waiting."""
+    ids = sorted(set(batch_ids))
+    if not ids:
+        return {}
+    waiting = {InviteState.QUEUED, InviteState.HELD, InviteState.SENDING}
+    async with db.session() as session:
+        batches = (await session.exec(
+            select(ImportBatch.id, ImportBatch.status, ImportBatch.new_contacts,
+                   ImportBatch.added_to_segment)
+            .where(col(ImportBatch.team_id) == team_id, col(ImportBatch.id).in_(ids))
+        )).all()  # fmt: skip
+        enrolled = dict((await session.exec(
+            select(Enrollment.batch_id, func.sum(Enrollment.enrolled))
+            .where(col(Enrollment.team_id) == team_id, col(Enrollment.batch_id).in_(ids))
+            .group_by(col(Enrollment.batch_id))
+        )).all())  # fmt: skip
+        by_state = (await session.exec(
+            select(Enrollment.batch_id, Invite.state, func.count())
+            .join(Enrollment, and_(col(Enrollment.id) == col(Invite.enrollment_id),
+                                   col(Enrollment.team_id) == team_id))
+            .where(col(Invite.team_id) == team_id, col(Enrollment.batch_id).in_(ids))
+            .group_by(col(Enrollment.batch_id), col(Invite.state))
+        )).all()  # fmt: skip
+    sent: dict[int, int] = {}
+    pending: dict[int, int] = {}
+    for batch_id, state, count in by_state:
+        if state == InviteState.SENT:
+            sent[batch_id or 0] = sent.get(batch_id or 0, 0) + int(count)
+        elif state in waiting:
+            pending[batch_id or 0] = pending.get(batch_id or 0, 0) + int(count)
+    return {
+        int(batch_id or 0): ImportOutcome(
+            str(status), int(new), int(added), int(enrolled.get(batch_id) or 0),
+            sent.get(batch_id or 0, 0), pending.get(batch_id or 0, 0),
+        )
+        for batch_id, status, new, added in batches
+    }  # fmt: skip

@@ -3,13 +3,23 @@
 `TEAM_LEADS` seeds a workspace's list the first time it is read (a conditional UPDATE of
 `workspace.leads_seeded`, so two processes seed once); from then on the list is the
 workspace's own, and someone removed from it stays removed whatever TEAM_LEADS says.
+
+Adding and removing are one transaction each, decided by the rows they change (an insert that
+does nothing on conflict, a delete's rowcount), with their audit entries in that transaction:
+of two people adding (or removing) the same person at once, one does it and the other is told
+it was done already. Workspace admins and owners count as leads too, but that is Slack's to
+say (`handlers.context.is_lead`), not this list's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, func, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
@@ -19,13 +29,46 @@ from models import Database, TeamLead, Workspace
 from models.clock import utcnow
 
 MAX_LEADS = 100
+MAX_ADDED_AT_ONCE = 10
+USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")  # a Slack user id, as stored and mentioned
 
 
 class LeadsError(Exception):
     """The lead list can't change as asked; the message says why."""
 
 
+@dataclass(frozen=True, slots=True)
+class Lead:
+    user_id: str
+    added_by: str  # a Slack user id, "cli", or "seed" (TEAM_LEADS)
+    added_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    """What an add did: who became a lead, and who already was one."""
+
+    added: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+
+
+def is_user_id(value: str) -> bool:
+    return bool(USER_ID.match(value))
+
+
+def mention(user_id: str) -> str:
+    """The audit subject of a lead change (a stored id, safe to show as a mention)."""
+    return f"<@{user_id}>"
+
+
 async def _seed_in(conn: AsyncConnection, team_id: str, seed: Sequence[str]) -> None:
+    # Read first: every is_lead() passes here, and an UPDATE (even of no row) would take
+    # SQLite's write lock, queueing behind an import's chunk for nothing once seeded.
+    seeded = (await conn.execute(
+        select(Workspace.leads_seeded).where(col(Workspace.team_id) == team_id)
+    )).scalar_one_or_none()  # fmt: skip
+    if seeded:
+        return
     claimed = await conn.execute(
         update(Workspace)
         .where(col(Workspace.team_id) == team_id, col(Workspace.leads_seeded).is_(False))
@@ -35,52 +78,89 @@ async def _seed_in(conn: AsyncConnection, team_id: str, seed: Sequence[str]) -> 
         return
     now = utcnow()
     for user_id in dict.fromkeys(seed):
-        await conn.execute(insert(TeamLead).values(team_id=team_id, user_id=user_id,
-                                                   added_by="seed", added_at=now))  # fmt: skip
+        await _insert_in(conn, team_id, user_id, "seed", now)
 
 
-async def lead_ids(db: Database, team_id: str, seed: Sequence[str] = ()) -> list[str]:
-    """The workspace's leads, oldest first (seeded from `seed` on first use)."""
+async def _insert_in(conn: AsyncConnection, team_id: str, user_id: str, by: str,
+                     now: datetime) -> bool:  # fmt: skip
+    """Insert unless they are a lead already (the primary key decides, races included)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(TeamLead).values(team_id=team_id, user_id=user_id, added_by=by[:64],
+                                           added_at=now)  # fmt: skip
+    done = await conn.execute(stmt.on_conflict_do_nothing(index_elements=["team_id", "user_id"]))
+    return done.rowcount == 1
+
+
+async def _seeded(db: Database, team_id: str, seed: Sequence[str]) -> None:
+    await ensure_workspace(db, team_id)
+    async with db.begin() as conn:
+        await _seed_in(conn, team_id, seed)
+
+
+async def leads(db: Database, team_id: str, seed: Sequence[str] = ()) -> list[Lead]:
+    """The workspace's listed leads with who added them, oldest first (seeded on first use)."""
     await ensure_workspace(db, team_id)
     async with db.begin() as conn:
         await _seed_in(conn, team_id, seed)
         rows = await conn.execute(
-            select(TeamLead.user_id).where(col(TeamLead.team_id) == team_id)
+            select(TeamLead.user_id, TeamLead.added_by, TeamLead.added_at)
+            .where(col(TeamLead.team_id) == team_id)
             .order_by(col(TeamLead.added_at), col(TeamLead.user_id))
         )  # fmt: skip
-        return [str(u) for u in rows.scalars()]
+        return [Lead(str(u), str(by), at) for u, by, at in rows]
+
+
+async def lead_ids(db: Database, team_id: str, seed: Sequence[str] = ()) -> list[str]:
+    """The workspace's leads, oldest first (seeded from `seed` on first use)."""
+    return [lead.user_id for lead in await leads(db, team_id, seed)]
 
 
 async def is_listed(db: Database, team_id: str, user_id: str, seed: Sequence[str] = ()) -> bool:
     return user_id in await lead_ids(db, team_id, seed)
 
 
+async def add_leads(db: Database, team_id: str, user_ids: Iterable[str], *, by: str,
+                    seed: Sequence[str] = ()) -> Added:  # fmt: skip
+    """Add people in one transaction (each with its audit entry); callers check who they are
+    (same workspace, not a bot) first: this only knows ids."""
+    wanted = list(dict.fromkeys(user_ids))
+    if bad := [u for u in wanted if not is_user_id(u)]:
+        raise LeadsError(f"{bad[0][:40]!r} isn't a Slack user id (like U012AB3CD).")
+    if len(wanted) > MAX_ADDED_AT_ONCE:
+        raise LeadsError(f"Add at most {MAX_ADDED_AT_ONCE} team leads at a time.")
+    await _seeded(db, team_id, seed)
+    result = Added()
+    async with db.begin() as conn:
+        count = (await conn.execute(
+            select(func.count()).select_from(TeamLead).where(col(TeamLead.team_id) == team_id)
+        )).scalar_one()  # fmt: skip
+        now = utcnow()
+        for user_id in wanted:
+            if not await _insert_in(conn, team_id, user_id, by, now):
+                result.already.append(user_id)
+                continue
+            count += 1
+            if count > MAX_LEADS:  # the whole transaction rolls back: nobody is added
+                raise LeadsError(f"A workspace has at most {MAX_LEADS} team leads.")
+            result.added.append(user_id)
+            await record_in(conn, team_id, by, Act.LEAD_ADDED, mention(user_id))
+    return result
+
+
 async def add_lead(db: Database, team_id: str, user_id: str, *, by: str,
                    seed: Sequence[str] = ()) -> bool:  # fmt: skip
     """Add a lead; False if they already were one."""
-    current = await lead_ids(db, team_id, seed)
-    if user_id in current:
-        return False
-    if len(current) >= MAX_LEADS:
-        raise LeadsError(f"A workspace has at most {MAX_LEADS} team leads.")
-    async with db.begin() as conn:
-        same = (col(TeamLead.team_id) == team_id, col(TeamLead.user_id) == user_id)
-        if (await conn.execute(select(TeamLead.user_id).where(*same))).first() is not None:
-            return False
-        await conn.execute(insert(TeamLead).values(team_id=team_id, user_id=user_id,
-                                                   added_by=by, added_at=utcnow()))  # fmt: skip
-        await record_in(conn, team_id, by, Act.LEAD_ADDED, f"<@{user_id}>")
-    return True
+    return bool((await add_leads(db, team_id, [user_id], by=by, seed=seed)).added)
 
 
 async def remove_lead(db: Database, team_id: str, user_id: str, *, by: str,
                       seed: Sequence[str] = ()) -> bool:  # fmt: skip
-    """Remove a lead; False if they weren't one."""
-    await lead_ids(db, team_id, seed)
+    """Remove a lead; False if they weren't one (or someone removed them a moment ago)."""
+    await _seeded(db, team_id, seed)
     async with db.begin() as conn:
         gone = await conn.execute(delete(TeamLead).where(
             col(TeamLead.team_id) == team_id, col(TeamLead.user_id) == user_id))  # fmt: skip
         if gone.rowcount != 1:
             return False
-        await record_in(conn, team_id, by, Act.LEAD_REMOVED, f"<@{user_id}>")
+        await record_in(conn, team_id, by, Act.LEAD_REMOVED, mention(user_id))
     return True

@@ -1,17 +1,211 @@
-"""Not built yet (issue 10)."""
+"""`/referral leads`: who the team leads are; leads and admins add and remove them.
+
+Anyone may look. Adding is a people picker and *Add as team leads* on the (ephemeral) list;
+each person picked is checked with `users.info` first: someone of another workspace (a shared
+channel's guest), a guest, a bot or a deactivated account is refused, and the others are added
+in one transaction (`bot.leads.add_leads`, with their audit entries). *Remove* (with a confirm
+dialog) is a conditional delete: of two clicks one removes and the other is told it was done.
+Removing the last listed lead is allowed (workspace admins and owners still count) and said.
+
+The list is ephemeral, so it is answered and refreshed through the `response_url` of the
+command or click; a refusal is added below it and the list stays.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.leads import MAX_ADDED_AT_ONCE, LeadsError, add_leads, is_user_id, leads, remove_lead
+from handlers.context import Deps, Refusal, deps, is_lead, leads_only
+from handlers.ids import Action, BlockId
+from handlers.leads_messages import leads_message
+from handlers.messages import esc
+
+log = logging.getLogger(__name__)
+CHANGE = "change the team leads"
+
+
+class ResponseUrlFailed(Exception):
+    """Slack refused what we posted to a response_url (expired, used up, or invalid)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Asker:
+    """Who typed the command or clicked, and where to answer them."""
+
+    team_id: str
+    user_id: str
+    response_url: str
+
+    @classmethod
+    def of_click(cls, body: dict[str, Any]) -> Asker:
+        return cls(body["team"]["id"], body["user"]["id"], str(body.get("response_url") or ""))
+
+    @classmethod
+    def of_command(cls, command: dict[str, Any]) -> Asker:
+        return cls(command["team_id"], command["user_id"], str(command.get("response_url") or ""))
+
+
+async def respond(client: AsyncWebClient, url: str, text: str, *, replace: bool,
+                  blocks: list[Any] | None = None) -> None:  # fmt: skip
+    """Replace the ephemeral message, or add an ephemeral note below it. Without a URL the
+    person is told through the global path instead (a Refusal)."""
+    if not url:
+        raise Refusal(text)
+    hook = AsyncWebhookClient(url, session=client.session)
+    response = await hook.send(text=text, blocks=blocks, replace_original=replace,
+                               response_type=None if replace else "ephemeral")  # fmt: skip
+    if response.status_code != 200:
+        raise ResponseUrlFailed(f"response_url answered {response.status_code}: "
+                                f"{response.body[:200]}")  # fmt: skip
+
+
+async def explained(work: Coroutine[Any, Any, None], client: AsyncWebClient, url: str) -> None:
+    """Run the work; a refusal is answered where they acted, and the message stays."""
+    try:
+        await work
+    except (Refusal, LeadsError) as exc:
+        text = str(exc) if isinstance(exc, Refusal) else esc(str(exc))
+        log.info("refused: %s", text)
+        await respond(client, url, text, replace=False)
+
+
+async def show(d: Deps, client: AsyncWebClient, asker: Asker, *, replace: bool,
+               note: str = "") -> None:  # fmt: skip
+    listed = await leads(d.db, asker.team_id, d.settings.team_leads)
+    can_edit = await is_lead(d, client, asker.team_id, asker.user_id)
+    text, blocks = leads_message(listed, can_edit=can_edit, note=note)
+    await respond(client, asker.response_url, text, replace=replace, blocks=blocks)
 
 
 async def command(ack: Any, command: dict[str, Any], client: AsyncWebClient,
                   context: dict[str, Any]) -> None:  # fmt: skip
-    await ack(text="Not built yet.")
+    """`/referral leads`: ack at once, then the list through response_url."""
+    await ack()
+    d = deps(context)
+    d.later.run(show(d, client, Asker.of_command(command), replace=False), client, command)
+
+
+# ---- Add --------------------------------------------------------------------------------------
+
+
+def picked(body: dict[str, Any]) -> list[str]:
+    """The people chosen in the picker, from the state of the message the button is in."""
+    values = ((body.get("state") or {}).get("values") or {})
+    state = (values.get(BlockId.LEADS_USERS) or {}).get(Action.LEADS_USERS) or {}
+    chosen = state.get("selected_users")
+    if not isinstance(chosen, list):
+        chosen = [state.get("selected_user")]
+    return [str(u) for u in chosen if isinstance(u, str)]
+
+
+async def why_not(client: AsyncWebClient, team_id: str, user_id: str) -> str:
+    """Why this person can't be a lead here (mrkdwn), or "" when they can."""
+    who = f"<@{user_id}>"
+    try:
+        user = (await client.users_info(user=user_id)).get("user") or {}
+    except SlackApiError as exc:
+        if exc.response.get("error") in ("user_not_found", "users_not_found"):
+            return f"{esc(user_id)} isn't a user Slack knows."
+        raise
+    if user.get("team_id") != team_id:
+        return f"{who} belongs to another workspace: only people of this one can be team leads."
+    if user.get("deleted"):
+        return f"{who} has been deactivated."
+    if user.get("is_bot") or user.get("is_app_user") or user_id == "USLACKBOT":
+        return f"{who} is a bot."
+    if user.get("is_restricted") or user.get("is_ultra_restricted"):
+        return f"{who} is a guest of this workspace: guests can't be team leads."
+    return ""
+
+
+def added_note(actor: str, added: list[str], already: list[str], refused: list[str]) -> str:
+    lines = []
+    if added:
+        names = ", ".join(f"<@{u}>" for u in added)
+        lines.append(f":white_check_mark: <@{actor}> added {names} to the team leads.")
+    if already:
+        names = ", ".join(f"<@{u}>" for u in already)
+        lines.append(f"{names} {'was' if len(already) == 1 else 'were'} a team lead already.")
+    lines += [f":no_entry_sign: {why}" for why in refused]
+    return "\n".join(lines)
+
+
+async def add(d: Deps, client: AsyncWebClient, asker: Asker, chosen: list[str]) -> None:
+    if not await is_lead(d, client, asker.team_id, asker.user_id):
+        raise await leads_only(d, asker.team_id, CHANGE)
+    if not chosen:
+        raise Refusal("Choose people in the list first, then *Add as team leads*.")
+    if len(chosen) > MAX_ADDED_AT_ONCE:
+        raise Refusal(f"Add at most {MAX_ADDED_AT_ONCE} team leads at a time.")
+    refused, fine = [], []
+    for user_id in dict.fromkeys(chosen):
+        why = (await why_not(client, asker.team_id, user_id) if is_user_id(user_id)
+               else f"{esc(user_id[:40])} isn't a Slack user.")  # fmt: skip
+        (refused if why else fine).append(why or user_id)
+    result = await add_leads(d.db, asker.team_id, fine, by=asker.user_id,
+                             seed=d.settings.team_leads)  # fmt: skip
+    log.info("team leads added: team=%s by=%s added=%s", asker.team_id, asker.user_id,
+             result.added)  # fmt: skip
+    note = added_note(asker.user_id, result.added, result.already, refused)
+    await show(d, client, asker, replace=True, note=note)
+
+
+async def on_add(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                 context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d, asker = deps(context), Asker.of_click(body)
+    d.later.run(explained(add(d, client, asker, picked(body)), client, asker.response_url),
+                client, body)  # fmt: skip
+
+
+async def on_pick(ack: Any) -> None:
+    """Choosing people only fills the picker; *Add as team leads* does the work."""
+    await ack()
+
+
+# ---- Remove -----------------------------------------------------------------------------------
+
+
+async def remove(d: Deps, client: AsyncWebClient, asker: Asker, user_id: str) -> None:
+    if not await is_lead(d, client, asker.team_id, asker.user_id):
+        raise await leads_only(d, asker.team_id, CHANGE)
+    if not is_user_id(user_id):
+        raise Refusal("That button doesn't name a person: it may come from an old message.")
+    removed = await remove_lead(d.db, asker.team_id, user_id, by=asker.user_id,
+                                seed=d.settings.team_leads)  # fmt: skip
+    if not removed:
+        note = f"<@{user_id}> wasn't a team lead any more: someone removed them already."
+    else:
+        log.info("team lead removed: team=%s by=%s user=%s", asker.team_id, asker.user_id,
+                 user_id)  # fmt: skip
+        note = f":white_check_mark: <@{asker.user_id}> removed <@{user_id}> from the team leads."
+        if user_id == asker.user_id:
+            note += " You are no longer a listed team lead."
+        if not await leads(d.db, asker.team_id, d.settings.team_leads):
+            note += (" No one is listed now: workspace admins and owners still count as team "
+                     "leads, and can add people here.")  # fmt: skip
+    await show(d, client, asker, replace=True, note=note)
+
+
+async def on_remove(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                    context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d, asker = deps(context), Asker.of_click(body)
+    user_id = str(body["actions"][0].get("value") or "")
+    d.later.run(explained(remove(d, client, asker, user_id), client, asker.response_url),
+                client, body)  # fmt: skip
 
 
 def register(app: AsyncApp) -> None:
-    pass
+    app.action(Action.LEADS_ADD)(on_add)
+    app.action(Action.LEADS_USERS)(on_pick)
+    app.action(Action.LEADS_REMOVE)(on_remove)
