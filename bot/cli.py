@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
     cancel = jobs_sub.add_parser("cancel", help="cancel a queued or running job")
     cancel.add_argument("job_id", type=int, metavar="ID")
-    cancel.add_argument("--team")
-    cancel.add_argument("--json", action="store_true")
+    # SUPPRESS: `jobs --team T cancel 5` keeps the T given before the action
+    cancel.add_argument("--team", default=argparse.SUPPRESS)
+    cancel.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
 
     cli_campaigns.add_parsers(sub)
     cli_mailchimp.add_parsers(sub)

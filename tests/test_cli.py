@@ -175,3 +175,12 @@ def test_db_upgrade_on_a_fresh_directory(tmp_path: Path) -> None:
     result = run({}, "db", "upgrade", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "referral-bot.db").exists()
+
+
+def test_options_before_and_after_a_jobs_action_both_count() -> None:
+    from bot.cli import build_parser
+
+    before = build_parser().parse_args(["jobs", "--team", "T1", "--json", "cancel", "5"])
+    after = build_parser().parse_args(["jobs", "cancel", "5", "--team", "T2"])
+    assert (before.team, before.json, before.job_id) == ("T1", True, 5)
+    assert (after.team, after.json) == ("T2", False)
