@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from bot.audit import CLI, Act, record_in
 from models import Contact, Database, Segment, SegmentKind, SegmentMember, Workspace
 from models.contacts import ALL_CUSTOMERS
 
 LOCAL_TEAM = "local"  # the CLI's workspace when no Slack workspace exists yet
 MAX_SEGMENT_NAME = 100
+GONE = "That segment no longer exists."
+# A deleted segment keeps its name for history but gives up its key (`deleted:<id>`), so the
+# name can be used again; a live segment may not take a key of that shape.
+_DELETED_KEY = re.compile(r"deleted:\d+")
 
 
 class WorkspaceError(Exception):
@@ -18,6 +26,34 @@ class WorkspaceError(Exception):
 
 def segment_key(name: str) -> str:
     return " ".join(name.split()).casefold()
+
+
+def deleted_key(segment_id: int) -> str:
+    """The name_key a deleted segment takes, freeing its name."""
+    return f"deleted:{segment_id}"
+
+
+def clean_segment_name(name: str) -> str:
+    """The name as stored (spacing collapsed), or WorkspaceError saying what is wrong with it.
+
+    Uniqueness is checked by the caller (`find_segment`) and, against races, by the unique
+    (team_id, name_key) index.
+    """
+    name = " ".join(name.split())
+    if not name:
+        raise WorkspaceError("A segment needs a name.")
+    if len(name) > MAX_SEGMENT_NAME:
+        raise WorkspaceError(f"Segment names are at most {MAX_SEGMENT_NAME} characters.")
+    if _DELETED_KEY.fullmatch(segment_key(name)):
+        raise WorkspaceError(f"{name!r} is reserved: choose another name.")
+    return name
+
+
+def name_taken(existing: Segment) -> WorkspaceError:
+    """Why a name can't be used: All Customers is built in, any other belongs to a segment."""
+    if existing.kind == SegmentKind.ALL:
+        return WorkspaceError(f"{ALL_CUSTOMERS} is built in and already holds every contact.")
+    return WorkspaceError(f"A segment named {existing.name!r} already exists.")
 
 
 async def ensure_workspace(db: Database, team_id: str, *, default_locale: str = "en") -> Workspace:
@@ -59,38 +95,49 @@ async def _exists(db: Database, team_id: str) -> bool:
 
 
 async def find_segment(db: Database, team_id: str, name: str) -> Segment | None:
+    """The workspace's live segment with this name (ignoring case and spacing), if any."""
     async with db.session() as session:
         query = select(Segment).where(
-            Segment.team_id == team_id, Segment.name_key == segment_key(name)
-        )
+            Segment.team_id == team_id, Segment.name_key == segment_key(name),
+            col(Segment.kind) != SegmentKind.DELETED,
+        )  # fmt: skip
         return (await session.exec(query)).first()
 
 
 async def get_segment(db: Database, team_id: str, segment_id: int) -> Segment:
+    """The workspace's live segment with this id; another workspace's or a deleted one is
+    WorkspaceError, so a stale or forged button changes nothing."""
     async with db.session() as session:
         segment = await session.get(Segment, segment_id)
-    if segment is None or segment.team_id != team_id:
-        raise WorkspaceError("That segment no longer exists.")
+    if segment is None or segment.team_id != team_id or segment.kind == SegmentKind.DELETED:
+        raise WorkspaceError(GONE)
     return segment
 
 
-async def create_segment(db: Database, team_id: str, name: str) -> Segment:
-    """A new static segment; names are unique per workspace, ignoring case and spacing."""
-    name = " ".join(name.split())
-    if not name:
-        raise WorkspaceError("A segment needs a name.")
-    if len(name) > MAX_SEGMENT_NAME:
-        raise WorkspaceError(f"Segment names are at most {MAX_SEGMENT_NAME} characters.")
+async def create_segment(db: Database, team_id: str, name: str, *, actor: str = CLI) -> Segment:
+    """A new static segment; names are unique per workspace, ignoring case and spacing.
+
+    The audit entry commits with the segment; of two people creating the same name at once,
+    the unique index turns the loser away with the same message as the check before it.
+    """
+    name = clean_segment_name(name)
     existing = await find_segment(db, team_id, name)
     if existing is not None:
-        if existing.kind == SegmentKind.ALL:
-            raise WorkspaceError(f"{ALL_CUSTOMERS} is built in and already holds every contact.")
-        raise WorkspaceError(f"A segment named {existing.name!r} already exists.")
-    async with db.session() as session:
-        segment = Segment(team_id=team_id, name=name, name_key=segment_key(name))
-        session.add(segment)
-        await session.commit()
-        return segment
+        raise name_taken(existing)
+    try:
+        async with db.session() as session:
+            segment = Segment(team_id=team_id, name=name, name_key=segment_key(name))
+            session.add(segment)
+            await session.flush()
+            await record_in(await session.connection(), team_id, actor, Act.SEGMENT_CREATED,
+                            name)  # fmt: skip
+            await session.commit()
+            return segment
+    except IntegrityError:
+        raced = await find_segment(db, team_id, name)
+        if raced is None:
+            raise
+        raise name_taken(raced) from None
 
 
 async def import_target(db: Database, team_id: str, name: str, *, create: bool) -> Segment:
@@ -108,11 +155,13 @@ async def import_target(db: Database, team_id: str, name: str, *, create: bool) 
 
 
 async def segment_sizes(db: Database, team_id: str) -> list[tuple[Segment, int]]:
-    """Every segment of the workspace with its number of contacts, All Customers first."""
+    """Every live segment of the workspace with its number of contacts, All Customers first."""
     async with db.session() as session:
         segments = (
             await session.exec(
-                select(Segment).where(Segment.team_id == team_id).order_by(col(Segment.name_key))
+                select(Segment)
+                .where(Segment.team_id == team_id, col(Segment.kind) != SegmentKind.DELETED)
+                .order_by(col(Segment.name_key))
             )
         ).all()
         counts = dict(

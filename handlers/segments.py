@@ -1,17 +1,410 @@
-"""Not built yet (issue 10)."""
+"""`/referral segments`: the list, New segment, Rename, Delete, Export CSV, and More.
+
+Anyone may see the list and create a segment (an empty segment harms nobody); renaming,
+deleting and exporting (it hands out customer data) are for team leads. Every click re-reads
+the segment by id *and* workspace, so a stale, doubled or forged button changes nothing and
+the person is told why. The list is ephemeral: after a change it is replaced through the
+click's `response_url` (a modal carries it in private_metadata) with what happened on top,
+and Home is republished for the people who look at it.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.segments import (
+    busy_import,
+    campaign_counts,
+    campaigns_using,
+    delete_segment,
+    member_count,
+    record_export,
+    rename_segment,
+    write_export,
+)
+from bot.workspaces import (
+    WorkspaceError,
+    create_segment,
+    ensure_workspace,
+    get_segment,
+    segment_sizes,
+)
+from handlers.campaign_messages import notice_modal
+from handlers.context import Deps, Refusal, deps, is_lead, leads_only
+from handlers.home_publish import refresh_homes
+from handlers.ids import Action, BlockId, Callback
+from handlers.messages import esc, file_stem, metadata
+from handlers.segment_messages import (
+    ButtonValue,
+    SegmentItem,
+    created_note,
+    delete_modal,
+    deleted_note,
+    export_comment,
+    exported_note,
+    name_modal,
+    page_offset,
+    renamed_note,
+    segment_list,
+)
+from models import SegmentKind
+from models.clock import utcnow
+
+log = logging.getLogger(__name__)
+LOADING = "Loading…"
+OLD_BUTTON = "That button doesn't name a segment: it may come from an old message."
+
+
+class ResponseUrlFailed(Exception):
+    """Slack refused what we posted to a response_url (expired, used up, or invalid)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    """Who clicked which segment button, and where to answer them."""
+
+    team_id: str
+    user_id: str
+    value: str
+    response_url: str
+    trigger_id: str
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> Click:
+        action = body["actions"][0]
+        return cls(body["team"]["id"], body["user"]["id"], str(action.get("value") or ""),
+                   str(body.get("response_url") or ""),
+                   str(body.get("trigger_id") or ""))  # fmt: skip
+
+    def button(self) -> ButtonValue:
+        value = ButtonValue.parse(self.value)
+        if value is None:
+            raise Refusal(OLD_BUTTON)
+        return value
+
+
+def _for_people(error: Refusal | WorkspaceError) -> str:
+    """Refusals are our own mrkdwn (they mention leads); service errors may quote names."""
+    return str(error) if isinstance(error, Refusal) else esc(str(error))
+
+
+async def _require_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                        verb: str) -> None:  # fmt: skip
+    if not await is_lead(d, client, team_id, user_id):
+        raise await leads_only(d, team_id, verb)
+
+
+async def _respond(client: AsyncWebClient, url: str, text: str, *, replace: bool,
+                   blocks: list[Any] | None = None) -> None:  # fmt: skip
+    """Post to a response_url: replace the ephemeral list, or add an ephemeral note."""
+    if not url:
+        raise ResponseUrlFailed("no response_url to answer through")
+    hook = AsyncWebhookClient(url, session=client.session)
+    response = await hook.send(text=text, blocks=blocks, replace_original=replace,
+                               response_type=None if replace else "ephemeral")  # fmt: skip
+    if response.status_code != 200:
+        raise ResponseUrlFailed(f"response_url answered {response.status_code}: "
+                                f"{response.body[:200]}")  # fmt: skip
+
+
+async def _dm(client: AsyncWebClient, user_id: str, text: str) -> None:
+    dm = await client.conversations_open(users=user_id)
+    await client.chat_postMessage(channel=dm["channel"]["id"], text=text)
+
+
+async def _show_list(d: Deps, client: AsyncWebClient, team_id: str, url: str, *,
+                     offset: int = 0, note: str = "", replace: bool) -> None:  # fmt: skip
+    """Read the segments (counted from rows) and answer with one page of the list."""
+    await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
+    sized = await segment_sizes(d.db, team_id)
+    used = await campaign_counts(d.db, team_id)
+    everyone = next((SegmentItem(s.id or 0, s.name, count) for s, count in sized
+                     if s.kind == SegmentKind.ALL), None)  # fmt: skip
+    static = [SegmentItem(s.id or 0, s.name, count, used.get(s.id or 0, 0))
+              for s, count in sized if s.kind == SegmentKind.STATIC]  # fmt: skip
+    offset = page_offset(str(offset), len(static))
+    text, blocks = segment_list(everyone, static, offset=offset, note=note)
+    await _respond(client, url, text, replace=replace, blocks=blocks)
+
+
+async def _after_change(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, url: str,
+                        note: str, offset: int) -> None:  # fmt: skip
+    """Show the list again with what happened (or DM it), then republish Home."""
+    try:
+        await _show_list(d, client, team_id, url, offset=offset, note=note, replace=True)
+    except ResponseUrlFailed as exc:  # e.g. a modal left open past the URL's 30 minutes
+        log.info("could not refresh the segment list (%s); sending a direct message", exc)
+        await _dm(client, user_id, note)
+    await refresh_homes(d.db, client, team_id)
+
+
+async def _explained(work: Coroutine[Any, Any, None], client: AsyncWebClient, url: str,
+                     user_id: str) -> None:  # fmt: skip
+    """Run a click's work; a refusal is answered where they clicked and the list stays."""
+    try:
+        await work
+    except (Refusal, WorkspaceError) as exc:
+        log.info("segment change refused: %s", exc)
+        try:
+            await _respond(client, url, _for_people(exc), replace=False)
+        except ResponseUrlFailed:
+            await _dm(client, user_id, _for_people(exc))
+
+
+async def _replace_modal(client: AsyncWebClient, opened: Any, modal: View) -> None:
+    """Fill or replace the modal just opened; if the person closed it already, so be it."""
+    view = opened["view"]
+    try:
+        await client.views_update(view_id=view["id"], hash=view["hash"], view=modal)
+    except SlackApiError as exc:
+        if exc.response.get("error") != "not_found":
+            raise
+        log.info("the segment modal was closed before it was filled in")
+
+
+# ---- the list and More ----------------------------------------------------------------------
 
 
 async def command(ack: Any, command: dict[str, Any], client: AsyncWebClient,
                   context: dict[str, Any]) -> None:  # fmt: skip
-    await ack(text="Not built yet.")
+    """`/referral segments`: ack at once, then answer with the list through response_url."""
+    await ack()
+    d = deps(context)
+    d.later.run(_show_list(d, client, command["team_id"], command["response_url"],
+                           replace=False), client, command)  # fmt: skip
+
+
+async def on_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                  context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d, click = deps(context), Click.of(body)
+    offset = int(click.value) if click.value.isdigit() else 0
+    d.later.run(_show_list(d, client, click.team_id, click.response_url, offset=offset,
+                           replace=True), client, body)  # fmt: skip
+
+
+# ---- New segment and Rename: the name modal ---------------------------------------------------
+
+
+async def on_create(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                    context: dict[str, Any]) -> None:  # fmt: skip
+    """Anyone may create: the form needs no data, so it opens at once (trigger ids live 3 s)."""
+    await ack()
+    d, click = deps(context), Click.of(body)
+    offset = int(click.value) if click.value.isdigit() else 0
+    modal = name_modal(renaming=None, private_metadata=metadata(url=click.response_url,
+                                                                 offset=offset))  # fmt: skip
+    d.later.run(_open(client, click.trigger_id, modal), client, body)
+
+
+async def _open(client: AsyncWebClient, trigger_id: str, modal: View) -> None:
+    await client.views_open(trigger_id=trigger_id, view=modal)
+
+
+async def _open_rename(d: Deps, client: AsyncWebClient, click: Click) -> None:
+    """Open a placeholder first (trigger ids live 3 s), then fill it from the database."""
+    opened = await client.views_open(trigger_id=click.trigger_id,
+                                     view=notice_modal("Rename segment", LOADING))  # fmt: skip
+    try:
+        await _require_lead(d, client, click.team_id, click.user_id, "rename segments")
+        value = click.button()
+        segment = await get_segment(d.db, click.team_id, value.segment_id)
+        if segment.kind != SegmentKind.STATIC:
+            raise WorkspaceError(f"{segment.name} is built in: it can't be renamed.")
+        modal = name_modal(renaming=segment.name, private_metadata=metadata(
+            segment=segment.id, url=click.response_url, offset=value.offset))  # fmt: skip
+    except (Refusal, WorkspaceError) as exc:
+        log.info("segment rename refused: %s", exc)
+        modal = notice_modal("Rename segment", _for_people(exc))
+    await _replace_modal(client, opened, modal)
+
+
+async def on_rename(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                    context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d, click = deps(context), Click.of(body)
+    d.later.run(_open_rename(d, client, click), client, body)
+
+
+def _typed_name(view: dict[str, Any]) -> str:
+    values = (view.get("state") or {}).get("values") or {}
+    state = (values.get(BlockId.SEGMENT_NAME) or {}).get(Action.SEGMENT_NAME) or {}
+    return str(state.get("value") or "")
+
+
+async def submit_name(ack: Any, body: dict[str, Any], view: dict[str, Any],
+                      client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
+    """Create or rename before the ack: the write itself (one row, guarded by the unique
+    name index) decides whether the name is free, and a refusal shows on the field."""
+    d = deps(context)
+    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    meta = json.loads(view.get("private_metadata") or "{}")
+    segment_id, url = meta.get("segment"), str(meta.get("url") or "")
+    offset = int(meta.get("offset") or 0)
+    renaming = view.get("callback_id") == Callback.SEGMENT_RENAME
+    if renaming and not await is_lead(d, client, team_id, user_id):
+        refusal = await leads_only(d, team_id, "rename segments")
+        await ack(response_action="update",
+                  view=notice_modal("Rename segment", str(refusal)).to_dict())  # fmt: skip
+        return
+    try:
+        if renaming:
+            if not isinstance(segment_id, int):
+                raise WorkspaceError("That form doesn't name a segment: open it again.")
+            renamed = await rename_segment(d.db, team_id, segment_id, _typed_name(view),
+                                           actor=user_id)  # fmt: skip
+            note = renamed_note(renamed.old, renamed.new)
+        else:
+            await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
+            segment = await create_segment(d.db, team_id, _typed_name(view), actor=user_id)
+            note = created_note(segment.name)
+    except WorkspaceError as exc:  # errors are plain text: shown as typed, no escaping
+        await ack(response_action="errors", errors={BlockId.SEGMENT_NAME: str(exc)})
+        return
+    await ack()
+    d.later.run(_after_change(d, client, team_id, user_id, url, note, offset), client, body)
+
+
+# ---- Delete -------------------------------------------------------------------------------
+
+
+async def _delete(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, segment_id: int,
+                  url: str, offset: int) -> None:  # fmt: skip
+    await _require_lead(d, client, team_id, user_id, "delete segments")
+    deleted = await delete_segment(d.db, team_id, segment_id, actor=user_id)
+    note = deleted_note(deleted.name, deleted.members, deleted.campaigns)
+    await _after_change(d, client, team_id, user_id, url, note, offset)
+
+
+async def _confirm_modal(d: Deps, team_id: str, value: ButtonValue, url: str) -> View:
+    """The confirmation naming the campaigns that use the segment, or why it can't go."""
+    segment = await get_segment(d.db, team_id, value.segment_id)
+    if segment.kind != SegmentKind.STATIC:
+        raise WorkspaceError(f"{segment.name} is built in and holds every contact: it can't be "
+                             "deleted.")  # fmt: skip
+    if busy := await busy_import(d.db, team_id, value.segment_id):
+        raise WorkspaceError(busy)
+    return delete_modal(segment.name, await member_count(d.db, team_id, value.segment_id),
+                        await campaigns_using(d.db, team_id, value.segment_id),
+                        private_metadata=metadata(segment=segment.id, url=url,
+                                                  offset=value.offset))  # fmt: skip
+
+
+async def _ask_first(d: Deps, client: AsyncWebClient, click: Click) -> None:
+    """A Delete button without Slack's confirm dialog: open the confirmation modal at once,
+    then fill it (or say why the segment can't be deleted)."""
+    opened = await client.views_open(trigger_id=click.trigger_id,
+                                     view=notice_modal("Delete segment", LOADING))  # fmt: skip
+    try:
+        await _require_lead(d, client, click.team_id, click.user_id, "delete segments")
+        modal = await _confirm_modal(d, click.team_id, click.button(), click.response_url)
+    except (Refusal, WorkspaceError) as exc:
+        log.info("segment delete refused: %s", exc)
+        modal = notice_modal("Delete segment", _for_people(exc))
+    await _replace_modal(client, opened, modal)
+
+
+async def _delete_click(d: Deps, client: AsyncWebClient, click: Click) -> None:
+    """Confirmed in Slack's dialog: delete, unless campaigns started using the segment since
+    the list was shown (then they are named in the modal first)."""
+    value = click.button()
+    await _require_lead(d, client, click.team_id, click.user_id, "delete segments")
+    if await campaigns_using(d.db, click.team_id, value.segment_id):
+        modal = await _confirm_modal(d, click.team_id, value, click.response_url)
+        await client.views_open(trigger_id=click.trigger_id, view=modal)
+        return
+    await _delete(d, client, click.team_id, click.user_id, value.segment_id, click.response_url,
+                  value.offset)  # fmt: skip
+
+
+async def on_delete(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                    context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d, click = deps(context), Click.of(body)
+    value = ButtonValue.parse(click.value)
+    if value is not None and value.ask:
+        d.later.run(_ask_first(d, client, click), client, body)
+        return
+    d.later.run(_explained(_delete_click(d, client, click), client, click.response_url,
+                           click.user_id), client, body)  # fmt: skip
+
+
+async def submit_delete(ack: Any, body: dict[str, Any], view: dict[str, Any],
+                        client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
+    """Confirmed in the modal: a non-lead sees why in the modal; the delete runs after the
+    ack (a big segment's memberships take a moment) and its outcome replaces the list."""
+    d = deps(context)
+    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    meta = json.loads(view.get("private_metadata") or "{}")
+    if not await is_lead(d, client, team_id, user_id):
+        refusal = await leads_only(d, team_id, "delete segments")
+        await ack(response_action="update",
+                  view=notice_modal("Delete segment", str(refusal)).to_dict())  # fmt: skip
+        return
+    await ack()
+    segment_id, url = meta.get("segment"), str(meta.get("url") or "")
+    if not isinstance(segment_id, int):
+        raise Refusal(OLD_BUTTON)
+    work = _delete(d, client, team_id, user_id, segment_id, url, int(meta.get("offset") or 0))
+    d.later.run(_explained(work, client, url, user_id), client, body)
+
+
+# ---- Export CSV -----------------------------------------------------------------------------
+
+
+async def _export(d: Deps, client: AsyncWebClient, click: Click) -> None:
+    """Stream the segment into a temporary file, upload it to the person's DM with the bot,
+    and say so where they clicked. The audit entry counts the rows written."""
+    await _require_lead(d, client, click.team_id, click.user_id, "export segments")
+    value = click.button()
+    segment = await get_segment(d.db, click.team_id, value.segment_id)
+    handle, path = tempfile.mkstemp(prefix="segment-", suffix=".csv")
+    try:
+        # utf-8-sig: Excel then reads the names right; the importer skips the BOM
+        with os.fdopen(handle, "w", encoding="utf-8-sig", newline="") as out:
+            rows = await write_export(d.db, click.team_id, value.segment_id, out)
+        dm = await client.conversations_open(users=click.user_id)
+        name = f"{file_stem(segment.name + '.csv')}-contacts-{utcnow():%Y-%m-%d}.csv"
+        comment = export_comment(segment.name, rows)
+        await client.files_upload_v2(channel=dm["channel"]["id"], file=path, filename=name,
+                                     title=f"{segment.name}: contacts",
+                                     initial_comment=comment)  # fmt: skip
+    finally:
+        os.unlink(path)
+    await record_export(d.db, click.team_id, click.user_id, segment.name, rows)
+    note = exported_note(segment.name, rows)
+    try:
+        await _respond(client, click.response_url, note, replace=False)
+    except ResponseUrlFailed as exc:
+        log.info("could not say where the export went (%s): the file is in the DM", exc)
+
+
+async def on_export(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                    context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d, click = deps(context), Click.of(body)
+    d.later.run(_explained(_export(d, client, click), client, click.response_url,
+                           click.user_id), client, body)  # fmt: skip
 
 
 def register(app: AsyncApp) -> None:
-    pass
+    app.action(Action.SEGMENT_MORE)(on_more)
+    app.action(Action.SEGMENT_CREATE)(on_create)
+    app.action(Action.SEGMENT_RENAME)(on_rename)
+    app.action(Action.SEGMENT_DELETE)(on_delete)
+    app.action(Action.SEGMENT_EXPORT)(on_export)
+    app.view(Callback.SEGMENT_CREATE)(submit_name)
+    app.view(Callback.SEGMENT_RENAME)(submit_name)
+    app.view(Callback.SEGMENT_DELETE)(submit_delete)

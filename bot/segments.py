@@ -1,0 +1,227 @@
+"""Changing segments: rename, delete, and writing one out as CSV. Knows nothing of Slack.
+
+Each change is one transaction that starts with a conditional UPDATE of the segment row
+(`... WHERE kind = 'static'`): of two people renaming or deleting at once, exactly one wins
+and the other is told the segment's real state. The audit entry commits with the change.
+
+Deleting is soft: import batches keep pointing at the segment (a foreign key), so the row
+stays as `kind = 'deleted'` with its name (for the history of those imports) and gives its
+name key up (`deleted:<id>`) so the name can be used again. Its memberships and campaign
+links go in the same transaction; its contacts stay in All Customers.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TextIO
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.audit import CLI, Act, record, record_in
+from bot.contacts import EXPORT_COLUMNS, segment_contacts
+from bot.imports.batches import neutralise
+from bot.workspaces import (
+    GONE,
+    WorkspaceError,
+    clean_segment_name,
+    deleted_key,
+    find_segment,
+    get_segment,
+    name_taken,
+    segment_key,
+)
+from models import BatchStatus, Database, SegmentKind, SegmentRole
+from models.contacts import ALL_CUSTOMERS
+
+# An import in one of these states will still write into its segment (or is being reviewed)
+BUSY = {BatchStatus.DRAFT: "is waiting for review", BatchStatus.QUEUED: "is queued",
+        BatchStatus.IMPORTING: "is running", BatchStatus.UNDOING: "is being undone"}  # fmt: skip
+ROLE_WORDS = {SegmentRole.TARGET: "targeted", SegmentRole.EXCLUDE: "excluded"}
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignUse:
+    """A campaign that targets or excludes a segment (what deleting it changes)."""
+
+    name: str
+    role: str  # SegmentRole
+
+    def consequence(self) -> str:
+        """What deleting the segment means for this campaign, in one plain sentence."""
+        if self.role == SegmentRole.TARGET:
+            return (f"{self.name} targets it: its advocates stay advocates, but contacts added "
+                    "later won't be enrolled through this segment.")  # fmt: skip
+        return (f"{self.name} excludes it: its contacts are no longer kept out of that "
+                "campaign.")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Renamed:
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    name: str
+    members: int  # memberships removed (the contacts stay in All Customers)
+    campaigns: list[CampaignUse]
+
+
+def _built_in(verb: str) -> WorkspaceError:
+    return WorkspaceError(f"{ALL_CUSTOMERS} is built in and holds every contact: it can't be "
+                          f"{verb}.")  # fmt: skip
+
+
+async def _why_unchanged(conn: AsyncConnection, team_id: str, segment_id: int,
+                         verb: str) -> WorkspaceError:  # fmt: skip
+    """The real state of a segment a conditional UPDATE didn't change."""
+    row = (await conn.execute(
+        text("SELECT name, kind FROM segment WHERE id = :s AND team_id = :t"),
+        {"s": segment_id, "t": team_id})).first()  # fmt: skip
+    if row is None:
+        return WorkspaceError(GONE)
+    if row.kind == SegmentKind.ALL:
+        return _built_in(verb)
+    return WorkspaceError(f"{row.name!r} was already deleted.")
+
+
+async def campaigns_using(db: Database, team_id: str, segment_id: int) -> list[CampaignUse]:
+    """Campaigns of this workspace that target or exclude the segment, by name."""
+    async with db.begin() as conn:
+        return await _campaigns_in(conn, team_id, segment_id)
+
+
+async def member_count(db: Database, team_id: str, segment_id: int) -> int:
+    """How many contacts a static segment holds, counted from its rows."""
+    async with db.begin() as conn:
+        return int((await conn.execute(
+            text("SELECT COUNT(*) FROM segment_member WHERE team_id = :t AND segment_id = :s"),
+            {"t": team_id, "s": segment_id})).scalar_one())  # fmt: skip
+
+
+async def campaign_counts(db: Database, team_id: str) -> dict[int, int]:
+    """segment id -> how many campaigns target or exclude it (for the segment list)."""
+    async with db.begin() as conn:
+        rows = (await conn.execute(text(
+            "SELECT segment_id, COUNT(*) FROM campaign_segment WHERE team_id = :t "
+            "GROUP BY segment_id"), {"t": team_id})).all()  # fmt: skip
+    return {segment_id: count for segment_id, count in rows}
+
+
+async def _campaigns_in(conn: AsyncConnection, team_id: str,
+                        segment_id: int) -> list[CampaignUse]:  # fmt: skip
+    rows = (await conn.execute(text(
+        "SELECT c.name, cs.role FROM campaign_segment cs JOIN campaign c "
+        "ON c.id = cs.campaign_id AND c.team_id = cs.team_id "
+        "WHERE cs.team_id = :t AND cs.segment_id = :s ORDER BY c.name_key, cs.role"),
+        {"t": team_id, "s": segment_id})).all()  # fmt: skip
+    return [CampaignUse(name, role) for name, role in rows]
+
+
+async def rename_segment(db: Database, team_id: str, segment_id: int, new_name: str, *,
+                         actor: str = CLI) -> Renamed:  # fmt: skip
+    """Rename a static segment; the same rules as creating one (unique ignoring case and
+    spacing, not All Customers). Changing only the case of its own name is allowed."""
+    name = clean_segment_name(new_name)
+    segment = await get_segment(db, team_id, segment_id)
+    if segment.kind == SegmentKind.ALL:
+        raise _built_in("renamed")
+    existing = await find_segment(db, team_id, name)
+    if existing is not None and existing.id != segment_id:
+        raise name_taken(existing)
+    try:
+        async with db.begin() as conn:
+            changed = await conn.execute(
+                text("UPDATE segment SET name = :n, name_key = :k WHERE id = :s AND team_id = :t "
+                     "AND kind = :static"),
+                {"n": name, "k": segment_key(name), "s": segment_id, "t": team_id,
+                 "static": SegmentKind.STATIC})  # fmt: skip
+            if changed.rowcount != 1:
+                raise await _why_unchanged(conn, team_id, segment_id, "renamed")
+            await record_in(conn, team_id, actor, Act.SEGMENT_RENAMED, name,
+                            f"was {segment.name}")  # fmt: skip
+    except IntegrityError:  # the name was taken a moment ago
+        raced = await find_segment(db, team_id, name)
+        if raced is None:
+            raise
+        raise name_taken(raced) from None
+    return Renamed(segment.name, name)
+
+
+async def busy_import(db: Database, team_id: str, segment_id: int) -> str | None:
+    """Why the segment can't go now ("Import #12 into it is waiting for review"), if so."""
+    async with db.begin() as conn:
+        return await _busy_in(conn, team_id, segment_id)
+
+
+async def _busy_in(conn: AsyncConnection, team_id: str, segment_id: int) -> str | None:
+    statuses = ", ".join(f"'{s.value}'" for s in BUSY)
+    row = (await conn.execute(text(  # type: ignore[attr-defined]
+        f"SELECT id, status FROM import_batch WHERE team_id = :t AND segment_id = :s "
+        f"AND status IN ({statuses}) ORDER BY id LIMIT 1"),
+        {"t": team_id, "s": segment_id})).first()  # fmt: skip
+    if row is None:
+        return None
+    return f"Import #{row.id} into it {BUSY[BatchStatus(row.status)]}: finish or cancel it first."
+
+
+async def delete_segment(db: Database, team_id: str, segment_id: int, *,
+                         actor: str = CLI) -> Deleted:  # fmt: skip
+    """Soft-delete a static segment in one transaction (see the module's docstring).
+
+    Refused for All Customers, and while an import into the segment is still in review,
+    queued, running or being undone (it would write into a segment nobody can see).
+    """
+    async with db.begin() as conn:
+        params = {"s": segment_id, "t": team_id}
+        changed = await conn.execute(
+            text("UPDATE segment SET kind = :deleted, name_key = :k WHERE id = :s AND team_id = :t "
+                 "AND kind = :static"),
+            {**params, "deleted": SegmentKind.DELETED, "k": deleted_key(segment_id),
+             "static": SegmentKind.STATIC})  # fmt: skip
+        if changed.rowcount != 1:
+            raise await _why_unchanged(conn, team_id, segment_id, "deleted")
+        if busy := await _busy_in(conn, team_id, segment_id):
+            raise WorkspaceError(busy)  # rolls the UPDATE back
+        name = (await conn.execute(text("SELECT name FROM segment WHERE id = :s AND team_id = :t"),
+                                   params)).scalar_one()  # fmt: skip
+        campaigns = await _campaigns_in(conn, team_id, segment_id)
+        members = (await conn.execute(
+            text("DELETE FROM segment_member WHERE team_id = :t AND segment_id = :s"),
+            params)).rowcount  # fmt: skip
+        await conn.execute(
+            text("DELETE FROM campaign_segment WHERE team_id = :t AND segment_id = :s"), params
+        )
+        detail = f"{members} contacts taken out (they stay in {ALL_CUSTOMERS})"
+        if campaigns:
+            detail += "; " + ", ".join(f"{ROLE_WORDS.get(c.role, c.role)} by {c.name}"
+                                       for c in campaigns)  # fmt: skip
+        await record_in(conn, team_id, actor, Act.SEGMENT_DELETED, name, detail)
+    return Deleted(name, members, campaigns)
+
+
+async def export_rows(db: Database, team_id: str, segment_id: int) -> AsyncIterator[list[str]]:
+    """The header, then one formula-safe row per contact, streamed (never one big list)."""
+    yield list(EXPORT_COLUMNS)
+    async for row in segment_contacts(db, team_id, segment_id):
+        yield neutralise(list(row))
+
+
+async def write_export(db: Database, team_id: str, segment_id: int, out: TextIO) -> int:
+    """Write the segment as CSV to `out`; returns how many contacts it holds."""
+    writer = csv.writer(out, lineterminator="\n")
+    rows = -1  # the header is not a contact
+    async for row in export_rows(db, team_id, segment_id):
+        writer.writerow(row)
+        rows += 1
+    return rows
+
+
+async def record_export(db: Database, team_id: str, actor: str, name: str, rows: int) -> None:
+    """The audit entry of an export (nothing of ours changed, so it stands alone)."""
+    await record(db, team_id, actor, Act.SEGMENT_EXPORTED, name, f"{rows} contacts")

@@ -1,0 +1,456 @@
+"""`/referral segments` as a user meets it: the list, New segment, Rename, Delete, Export CSV."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from bot.audit import recent
+from bot.campaigns.service import create_campaign, target
+from bot.cli import main
+from bot.imports.importer import import_files
+from bot.workspaces import create_segment, ensure_workspace, find_segment, segment_key
+from handlers.ids import Action, BlockId, Callback
+from handlers.segment_messages import PAGE_SIZE
+from models import ImportBatch, Segment, SegmentMember
+from tests.fakes.slack_api import find_element
+from tests.handlers.conftest import LEAD, REP, Harness
+
+TEAM, OTHER = "T0001", "T0002"
+PEOPLE = ("first_name,last_name,email,locale,Accepts Email Marketing\n"
+          "Ana,López,ana@example.com,es,yes\n"
+          "=cmd|' /C calc'!A0,Evil,evil@example.com,,no\n"
+          "悠斗,田中,yuto@example.jp,ja,yes\n")  # fmt: skip
+
+
+async def _done(app: Harness) -> None:
+    """Let the listeners finish their post-ack work (no jobs: quicker than `settle`)."""
+    for _ in range(2):
+        await app.later.drain()
+        await asyncio.sleep(0.01)
+
+
+async def _list(app: Harness, user: str = LEAD) -> dict[str, Any]:
+    """Type `/referral segments`; returns what the bot answered through the response_url."""
+    url = app.slack.new_response_url("C0001", user_id=user)
+    reply = await app.requests.slash_command(text="segments", user_id=user, response_url=url)
+    assert reply.status == 200 and not reply.body  # acked at once, answered after
+    await _done(app)
+    answer = app.slack.responses[url][-1]
+    assert answer["response_type"] == "ephemeral"
+    return answer
+
+
+async def _click(app: Harness, action: str, value: str, listing: dict[str, Any],
+                 user: str = LEAD) -> list[dict[str, Any]]:  # fmt: skip
+    """Click a button of the (ephemeral) list; returns what was posted to that click's URL."""
+    url = app.slack.new_response_url("C0001", user_id=user)
+    await app.requests.block_action(action, value, user_id=user, response_url=url,
+                                    message={"blocks": listing["blocks"]})  # fmt: skip
+    await _done(app)
+    return app.slack.responses[url]
+
+
+def _buttons(listing: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [found[1] for block in listing["blocks"] if (found := find_element([block], action))]
+
+
+def _button(listing: dict[str, Any], action: str, name: str) -> dict[str, Any]:
+    """The `action` button of the segment called `name` (its section comes right before)."""
+    blocks = listing["blocks"]
+    for i, block in enumerate(blocks):
+        if block["type"] == "section" and block["text"]["text"].startswith(f"*{name}*"):
+            found = find_element(blocks[i: i + 2], action)
+            assert found, f"no {action} for {name}"
+            return found[1]
+    raise AssertionError(f"no segment {name} in {json.dumps(blocks)[:2000]}")
+
+
+def _parsed_by_slack(answer: Any) -> str:
+    """Every string Slack reads as markup: the message's text and its mrkdwn objects."""
+    found: list[str] = [answer.get("text", "")]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "mrkdwn":
+                found.append(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(answer.get("blocks"))
+    return "\n".join(found)
+
+
+def _name(value: str) -> dict[str, Any]:
+    return {BlockId.SEGMENT_NAME: {Action.SEGMENT_NAME: {"type": "plain_text_input",
+                                                          "value": value}}}  # fmt: skip
+
+
+async def _import(app: Harness, segment: str, csv_text: str = PEOPLE, team: str = TEAM) -> int:
+    await ensure_workspace(app.db, team)
+    await import_files(app.db, team, [("people.csv", io.BytesIO(csv_text.encode()))],
+                       segment=segment, create_segment=True)  # fmt: skip
+    found = await find_segment(app.db, team, segment)
+    assert found is not None and found.id is not None
+    return found.id
+
+
+async def _count(app: Harness, sql: str, **params: object) -> int:
+    async with app.db.begin() as conn:
+        return int((await conn.execute(text(sql), params)).scalar_one())
+
+
+async def _seed(app: Harness, segments: int) -> None:
+    """Segments written directly (fast even for hundreds); segment i holds i % 4 members."""
+    await ensure_workspace(app.db, TEAM)
+    await _import(app, "Segment 000", "email\n" + "".join(f"p{i}@example.com\n" for i in range(3)))
+    async with app.db.session() as session:
+        names = [f"Segment {i:03d}" for i in range(1, segments)]
+        rows = [Segment(team_id=TEAM, name=name, name_key=segment_key(name)) for name in names]
+        session.add_all(rows)
+        await session.flush()
+        contacts = [r[0] for r in (await session.exec(text(  # type: ignore[call-overload]
+            "SELECT id FROM contact ORDER BY id"))).all()]  # fmt: skip
+        session.add_all([SegmentMember(segment_id=s.id or 0, contact_id=c, team_id=TEAM)
+                         for i, s in enumerate(rows, start=1)
+                         for c in contacts[: i % 4]])  # fmt: skip
+        await session.commit()
+
+
+# ---- the list -------------------------------------------------------------------------------
+
+
+async def test_an_empty_workspace_lists_all_customers_and_offers_a_new_segment(
+    app: Harness,
+) -> None:
+    listing = await _list(app, user=REP)
+    rendered = json.dumps(listing["blocks"], ensure_ascii=False)
+    assert "*All Customers* · every contact\\n0 contacts" in rendered
+    assert "No segments of your own yet" in rendered
+    assert _buttons(listing, Action.SEGMENT_CREATE)
+    assert not _buttons(listing, Action.SEGMENT_MORE)
+    assert not _buttons(listing, Action.SEGMENT_DELETE)
+    assert app.slack.block_errors == []
+
+
+async def test_three_hundred_segments_page_within_slacks_limits(app: Harness) -> None:
+    await _seed(app, 300)
+    listing = await _list(app, user=REP)
+    assert len(listing["blocks"]) <= 50 and app.slack.block_errors == []
+    rendered = json.dumps(listing["blocks"], ensure_ascii=False)
+    assert "*All Customers* · every contact\\n3 contacts" in rendered
+    assert len(_buttons(listing, Action.SEGMENT_RENAME)) == PAGE_SIZE
+    assert "*Segment 000*\\n3 contacts" in rendered and "*Segment 001*\\n1 contact\"" in rendered
+    assert "*Segment 002*\\n2 contacts" in rendered and "*Segment 004*\\n0 contacts" in rendered
+    assert "Segments 1–20 of 300" in rendered
+
+    seen = {b["text"]["text"].split("*")[1] for b in listing["blocks"]
+            if b["type"] == "section" and "Segment " in b["text"]["text"]}  # fmt: skip
+    pages = 1
+    while more := _buttons(listing, Action.SEGMENT_MORE):
+        answer = await _click(app, Action.SEGMENT_MORE, more[0]["value"], listing, user=REP)
+        listing = answer[-1]
+        assert listing["replace_original"] is True and len(listing["blocks"]) <= 50
+        assert "every contact" not in json.dumps(listing["blocks"])
+        seen |= {b["text"]["text"].split("*")[1] for b in listing["blocks"]
+                 if b["type"] == "section" and "Segment " in b["text"]["text"]}  # fmt: skip
+        pages += 1
+    assert pages == 15 and len(seen) == 300
+    assert "Segments 281–300 of 300" in json.dumps(listing["blocks"], ensure_ascii=False)
+    assert app.slack.block_errors == []
+
+    junk = await _click(app, Action.SEGMENT_MORE, "99999", listing, user=REP)  # a forged offset
+    assert "Segments 1–20 of 300" in json.dumps(junk[-1]["blocks"], ensure_ascii=False)
+
+
+# ---- New segment and Rename -----------------------------------------------------------------
+
+
+async def test_anyone_creates_a_segment_and_markup_in_its_name_is_inert(app: Harness) -> None:
+    await _ws(app)
+    await create_segment(app.db, TEAM, "VIP")
+    listing = await _list(app, user=REP)
+    responses = await _click(app, Action.SEGMENT_CREATE, "0", listing, user=REP)
+    modal = app.slack.open_views(REP)[-1]
+    assert modal["callback_id"] == Callback.SEGMENT_CREATE
+
+    for taken, why in ((" vip ", "A segment named 'VIP' already exists."),
+                       ("all customers", "All Customers is built in and already holds every "
+                                         "contact.")):  # fmt: skip
+        bad = await app.requests.view_submission(state_values=_name(taken), view_id=modal["id"],
+                                                 user_id=REP)  # fmt: skip
+        assert bad.body == {"response_action": "errors", "errors": {BlockId.SEGMENT_NAME: why}}
+        assert modal["id"] in app.slack.views  # still open, showing the error on the field
+
+    good = await app.requests.view_submission(state_values=_name("<!channel> fans"),
+                                              view_id=modal["id"], user_id=REP)  # fmt: skip
+    assert good.status == 200 and modal["id"] not in app.slack.views
+    await _done(app)
+    assert await find_segment(app.db, TEAM, "<!channel> FANS") is not None
+    refreshed = responses[-1]
+    assert refreshed["replace_original"] is True
+    parsed = _parsed_by_slack(refreshed)  # plain_text (the confirm dialog) is shown as typed
+    assert "<!channel>" not in parsed and "&lt;!channel&gt; fans" in parsed
+    assert refreshed["text"].startswith(":white_check_mark: *&lt;!channel&gt; fans* is ready")
+    (entry, *_) = await recent(app.db, TEAM)
+    assert (entry.actor, entry.action, entry.subject) == (REP, "segment.created", "<!channel> fans")
+    assert app.slack.block_errors == []
+
+
+async def _ws(app: Harness) -> None:
+    await ensure_workspace(app.db, TEAM)
+
+
+async def test_a_lead_renames_a_segment_with_the_same_rules(app: Harness) -> None:
+    await _ws(app)
+    await create_segment(app.db, TEAM, "vip")
+    await create_segment(app.db, TEAM, "Newsletter")
+    listing = await _list(app)
+    rename = _button(listing, Action.SEGMENT_RENAME, "vip")
+    responses = await _click(app, Action.SEGMENT_RENAME, rename["value"], listing)
+    modal = app.slack.open_views(LEAD)[-1]
+    assert modal["callback_id"] == Callback.SEGMENT_RENAME  # the placeholder was filled in
+    field = find_element(modal["blocks"], Action.SEGMENT_NAME)
+    assert field and field[1]["initial_value"] == "vip"
+
+    taken = await app.requests.view_submission(state_values=_name("NEWSLETTER"),
+                                               view_id=modal["id"], user_id=LEAD)  # fmt: skip
+    assert taken.body["errors"] == {BlockId.SEGMENT_NAME:
+                                    "A segment named 'Newsletter' already exists."}  # fmt: skip
+    await app.requests.view_submission(state_values=_name("VIP"), view_id=modal["id"],
+                                       user_id=LEAD)  # fmt: skip
+    await _done(app)
+    assert responses[-1]["text"] == ":pencil2: *vip* is now *VIP*."
+    assert _button(responses[-1], Action.SEGMENT_RENAME, "VIP")
+    (entry, *_) = await recent(app.db, TEAM)
+    assert (entry.actor, entry.action, entry.subject, entry.detail) == (
+        LEAD, "segment.renamed", "VIP", "was vip")
+
+    # All Customers has no Rename button; a forged click on its id is refused in the modal
+    everyone = await find_segment(app.db, TEAM, "All Customers")
+    assert everyone is not None
+    await _click(app, Action.SEGMENT_RENAME, f"{everyone.id}:0", listing)
+    refusal = app.slack.open_views(LEAD)[-1]
+    assert "can't be renamed" in json.dumps(refusal["blocks"])
+    assert find_element(refusal["blocks"], Action.SEGMENT_NAME) is None
+    assert app.slack.block_errors == []
+
+
+# ---- Delete ---------------------------------------------------------------------------------
+
+
+async def test_delete_takes_the_members_out_and_frees_the_name(app: Harness) -> None:
+    vip = await _import(app, "VIP")
+    listing = await _list(app)
+    delete = _button(listing, Action.SEGMENT_DELETE, "VIP")
+    assert delete["confirm"]["title"]["text"] == "Delete this segment?"  # Slack asks first
+    assert "3 contacts stay in All Customers" in delete["confirm"]["text"]["text"]
+
+    first = await _click(app, Action.SEGMENT_DELETE, delete["value"], listing)
+    assert first[-1]["replace_original"] is True
+    assert first[-1]["text"] == (":wastebasket: *VIP* is deleted; its 3 contacts stay in "
+                                 "All Customers.")  # fmt: skip
+    assert "*VIP*\\n" not in json.dumps(first[-1]["blocks"])
+    assert "every contact\\n3 contacts" in json.dumps(first[-1]["blocks"])
+    assert await _count(app, "SELECT COUNT(*) FROM segment_member WHERE segment_id = :s",
+                        s=vip) == 0  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 3
+    assert await _count(app, "SELECT COUNT(*) FROM segment WHERE id = :s AND kind = 'deleted'",
+                        s=vip) == 1  # fmt: skip
+
+    again = await _click(app, Action.SEGMENT_DELETE, delete["value"], listing)  # double click
+    assert again[-1]["text"] == "'VIP' was already deleted."
+    assert again[-1]["replace_original"] is False
+    actions = [e.action for e in await recent(app.db, TEAM)]
+    assert actions.count("segment.deleted") == 1
+
+    responses = await _click(app, Action.SEGMENT_CREATE, "0", first[-1], user=REP)
+    modal = app.slack.open_views(REP)[-1]
+    await app.requests.view_submission(state_values=_name("vip"), view_id=modal["id"],
+                                       user_id=REP)  # fmt: skip
+    await _done(app)
+    assert responses[-1]["text"].startswith(":white_check_mark: *vip* is ready")
+    assert app.slack.block_errors == []
+
+
+async def test_deleting_a_targeted_segment_names_the_campaign_first(app: Harness) -> None:
+    vip = await _import(app, "VIP")
+    spring = await create_campaign(app.db, TEAM, "Referral spring", created_by=LEAD,
+                                   store_url="https://shop.example")  # fmt: skip
+    await target(app.db, TEAM, spring.id or 0, vip, requested_by=LEAD)
+    listing = await _list(app)
+    assert "*VIP*\\n3 contacts · used by 1 campaign" in json.dumps(listing["blocks"],
+                                                                   ensure_ascii=False)
+    delete = _button(listing, Action.SEGMENT_DELETE, "VIP")
+    assert "confirm" not in delete  # the modal asks instead
+
+    responses = await _click(app, Action.SEGMENT_DELETE, delete["value"], listing)
+    modal = app.slack.open_views(LEAD)[-1]
+    assert modal["callback_id"] == Callback.SEGMENT_DELETE
+    said = json.dumps(modal["blocks"])
+    assert ("Referral spring targets it: its advocates stay advocates, but contacts added later "
+            "won't be enrolled through this segment") in said  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM segment_member") == 3  # nothing yet
+
+    forged = {k: v for k, v in modal.items() if not k.startswith("_")} | {"id": "VFORGED"}
+    refused = await app.requests.view_submission(state_values={}, view=forged, user_id=REP)
+    assert refused.body["response_action"] == "update"  # a rep's forged submission
+    assert "Only team leads can delete segments" in json.dumps(refused.body["view"])
+    assert await _count(app, "SELECT COUNT(*) FROM segment_member") == 3
+
+    await app.requests.view_submission(state_values={}, view_id=modal["id"], user_id=LEAD)
+    await _done(app)
+    assert responses[-1]["text"] == (
+        ":wastebasket: *VIP* is deleted; its 3 contacts stay in All Customers. No longer used "
+        "by: Referral spring.")
+    assert await _count(app, "SELECT COUNT(*) FROM campaign_segment") == 0
+    assert await _count(app, "SELECT COUNT(*) FROM segment_member") == 0
+    assert app.slack.block_errors == []
+
+
+async def test_delete_is_refused_during_an_import_and_for_all_customers(app: Harness) -> None:
+    vip = await _import(app, "VIP")
+    async with app.db.session() as session:
+        batch = ImportBatch(team_id=TEAM, segment_id=vip, requested_by=REP)
+        session.add(batch)
+        await session.commit()
+        batch_id = batch.id
+    listing = await _list(app)
+    delete = _button(listing, Action.SEGMENT_DELETE, "VIP")["value"]
+    refused = await _click(app, Action.SEGMENT_DELETE, delete, listing)
+    assert refused[-1]["text"] == (f"Import #{batch_id} into it is waiting for review: finish "
+                                   "or cancel it first.")  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM segment WHERE kind = 'deleted'") == 0
+
+    everyone = await find_segment(app.db, TEAM, "All Customers")
+    assert everyone is not None
+    assert len(_buttons(listing, Action.SEGMENT_DELETE)) == 1  # none for All Customers
+    forged = await _click(app, Action.SEGMENT_DELETE, f"{everyone.id}:0", listing)
+    assert forged[-1]["text"] == ("All Customers is built in and holds every contact: it "
+                                  "can't be deleted.")  # fmt: skip
+    await _click(app, Action.SEGMENT_DELETE, f"{everyone.id}:0:ask", listing)
+    assert "can't be deleted" in json.dumps(app.slack.open_views(LEAD)[-1]["blocks"])
+    assert app.slack.block_errors == []
+
+
+# ---- Export CSV -----------------------------------------------------------------------------
+
+
+async def test_export_lands_in_the_leads_dm_and_imports_again_to_the_same_contacts(
+    app: Harness, db_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    await _import(app, "<VIP> & co")
+    listing = await _list(app)
+    export = _button(listing, Action.SEGMENT_EXPORT, "&lt;VIP&gt; &amp; co")
+    responses = await _click(app, Action.SEGMENT_EXPORT, export["value"], listing)
+
+    (upload,) = app.slack.uploads
+    dm = app.slack.dm_channels[LEAD]
+    assert upload.completed and upload.channel_id == dm and upload.channels == []
+    assert upload.filename.startswith("_VIP_ _ co-contacts-") and upload.filename.endswith(".csv")
+    assert upload.initial_comment and "&lt;VIP&gt; &amp; co" in upload.initial_comment
+    content = (upload.content or b"").decode("utf-8-sig")
+    header, *rows = list(csv.reader(io.StringIO(content)))
+    assert header == ["first_name", "last_name", "email", "locale", "subscribed"]
+    assert sorted(rows, key=lambda r: r[2]) == [
+        ["Ana", "López", "ana@example.com", "es", "yes"],
+        ["'=cmd|' /C calc'!A0", "Evil", "evil@example.com", "en", "no"],
+        ["悠斗", "田中", "yuto@example.jp", "ja", "yes"],
+    ]
+    assert responses[-1]["replace_original"] is False  # a note; the list stays
+    assert responses[-1]["text"].startswith(":inbox_tray: *&lt;VIP&gt; &amp; co* (3 contacts) "
+                                            "is in your direct messages")  # fmt: skip
+    (entry, *_) = await recent(app.db, TEAM)
+    assert (entry.actor, entry.action, entry.subject, entry.detail) == (
+        LEAD, "segment.exported", "<VIP> & co", "3 contacts")
+
+    # the file reads back: into a fresh workspace, it makes the same contacts
+    exported = tmp_path / upload.filename
+    exported.write_bytes(upload.content or b"")
+    await ensure_workspace(app.db, OTHER)
+    for name in list(os.environ):
+        if name.startswith(("DATABASE_", "DEFAULT_")):
+            monkeypatch.delenv(name)
+    for name, value in db_env.items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, ["import", str(exported), "--segment", "Copy",
+                                          "--create-segment", "--team", OTHER, "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and (summary["valid"], summary["new_contacts"], summary["rejected"]) == (
+        3, 3, 0)
+    assert await asyncio.to_thread(main, ["export", "--segment", "copy", "--team", OTHER]) == 0
+    header2, *again = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert header2 == header and sorted(again) == sorted(rows)
+    assert app.slack.block_errors == []
+
+
+# ---- who may, and whose segment -------------------------------------------------------------
+
+
+async def test_a_rep_may_look_and_create_but_not_rename_delete_or_export(app: Harness) -> None:
+    vip = await _import(app, "VIP")
+    listing = await _list(app, user=REP)
+    value = _button(listing, Action.SEGMENT_DELETE, "VIP")["value"]
+    refusal = f"Ask <@{LEAD}>."
+    for action, what in ((Action.SEGMENT_DELETE, "delete"), (Action.SEGMENT_EXPORT, "export")):
+        answer = await _click(app, action, value, listing, user=REP)
+        assert answer[-1]["text"] == f"Only team leads can {what} segments. {refusal}"
+        assert answer[-1]["replace_original"] is False
+    await _click(app, Action.SEGMENT_DELETE, f"{vip}:0:ask", listing, user=REP)
+    assert "Only team leads can delete segments" in json.dumps(
+        app.slack.open_views(REP)[-1]["blocks"])
+    await _click(app, Action.SEGMENT_RENAME, value, listing, user=REP)
+    modal = app.slack.open_views(REP)[-1]
+    assert "Only team leads can rename segments" in json.dumps(modal["blocks"])
+    forged = await app.requests.view_submission(
+        Callback.SEGMENT_RENAME, _name("Mine"), view_id=modal["id"], user_id=REP,
+        private_metadata=json.dumps({"segment": vip}))  # fmt: skip
+    assert forged.body["response_action"] == "update"
+    await _done(app)
+    assert app.slack.uploads == []
+    assert await _count(app, "SELECT COUNT(*) FROM segment WHERE name = 'VIP' AND kind = "
+                             "'static'") == 1  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM segment_member") == 3
+    assert app.slack.block_errors == []
+
+
+async def test_another_workspaces_segment_is_refused(app: Harness) -> None:
+    theirs = await _import(app, "Theirs", team=OTHER)
+    await _import(app, "Ours")
+    listing = await _list(app)
+    assert "Theirs" not in json.dumps(listing)
+    for action in (Action.SEGMENT_DELETE, Action.SEGMENT_EXPORT):
+        answer = await _click(app, action, f"{theirs}:0", listing)
+        assert answer[-1]["text"] == "That segment no longer exists."
+    await _click(app, Action.SEGMENT_RENAME, f"{theirs}:0", listing)
+    assert "That segment no longer exists." in json.dumps(app.slack.open_views(LEAD)[-1]["blocks"])
+    hijack = await app.requests.view_submission(
+        Callback.SEGMENT_RENAME, _name("Hijacked"), user_id=LEAD,
+        private_metadata=json.dumps({"segment": theirs}))  # fmt: skip
+    assert hijack.body["errors"] == {BlockId.SEGMENT_NAME: "That segment no longer exists."}
+    url = app.slack.new_response_url("C0001", user_id=LEAD)
+    await app.requests.view_submission(Callback.SEGMENT_DELETE, {}, user_id=LEAD,
+                                       private_metadata=json.dumps({"segment": theirs,
+                                                                    "url": url}))  # fmt: skip
+    await _done(app)
+    assert app.slack.responses[url][-1]["text"] == "That segment no longer exists."
+    assert app.slack.uploads == []
+    assert await _count(app, "SELECT COUNT(*) FROM segment WHERE team_id = :t AND name = 'Theirs' "
+                             "AND kind = 'static'", t=OTHER) == 1  # fmt: skip
+    garbage = await _click(app, Action.SEGMENT_EXPORT, "drop table", listing)
+    assert garbage[-1]["text"] == ("That button doesn't name a segment: it may come from an old "
+                                   "message.")  # fmt: skip
+    assert app.slack.block_errors == []

@@ -1,0 +1,130 @@
+"""`referral-bot segments [rename OLD NEW | delete NAME]` and `export`, run in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from bot.audit import recent
+from bot.campaigns.service import create_campaign, target
+from bot.cli import main
+from bot.workspaces import ensure_workspace, find_segment
+from models import Database, ImportBatch
+
+TEAM = "local"
+
+
+Cli = Callable[..., Awaitable[tuple[int, str, str]]]
+
+
+@pytest.fixture
+def cli(db_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> Cli:  # fmt: skip
+    """Run `referral-bot ARGS` in this process (in a thread: it runs its own event loop);
+    returns (exit status, stdout, stderr)."""
+    for name in list(os.environ):
+        if name.startswith(("DATABASE_", "DEFAULT_")):
+            monkeypatch.delenv(name)
+    for name, value in db_env.items():
+        monkeypatch.setenv(name, value)
+
+    async def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = await asyncio.to_thread(main, list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def people(tmp_path: Path) -> Path:
+    path = tmp_path / "people.csv"
+    path.write_text("email,first_name\nana@example.com,Ana\nbo@example.com,Bo\n", encoding="utf-8")
+    return path
+
+
+async def test_rename_then_delete_from_the_shell(db: Database, cli: Cli, people: Path) -> None:
+    assert (await cli("import", str(people), "--segment", "VIP", "--create-segment"))[0] == 0
+    assert (await cli("import", str(people), "--segment", "Newsletter"))[0] == 1  # not created
+
+    code, out, _ = await cli("segments", "rename", "vip", "  Best   customers ")
+    assert code == 0 and out == "Renamed segment 'VIP' to 'Best customers'.\n"
+    code, out, _ = await cli("segments", "--json")
+    assert json.loads(out) == [{"name": "All Customers", "kind": "all", "contacts": 2},
+                               {"name": "Best customers", "kind": "static", "contacts": 2}]
+
+    spring = await create_campaign(db, TEAM, "Referral spring", store_url="https://s.example",
+                                   created_by="cli")  # fmt: skip
+    best = await find_segment(db, TEAM, "best customers")
+    assert best is not None
+    await target(db, TEAM, spring.id or 0, best.id or 0, requested_by="cli")
+    code, out, _ = await cli("segments", "delete", "BEST CUSTOMERS")
+    assert code == 0
+    assert out.splitlines() == [
+        "Deleted segment 'Best customers': 2 contacts taken out of it (they stay in All "
+        "Customers).",
+        "  Referral spring targets it: its advocates stay advocates, but contacts added later "
+        "won't be enrolled through this segment.",
+    ]
+    code, out, _ = await cli("segments", "--json")
+    assert json.loads(out) == [{"name": "All Customers", "kind": "all", "contacts": 2}]
+    code, _, err = await cli("export", "--segment", "Best customers")
+    assert code == 1 and "No segment named 'Best customers'" in err
+    # the name is free again
+    assert (await cli("import", str(people), "--segment", "best customers",
+                      "--create-segment"))[0] == 0  # fmt: skip
+    actions = [(e.actor, e.action, e.subject) for e in await recent(db, TEAM)]
+    assert ("cli", "segment.renamed", "Best customers") in actions
+    assert ("cli", "segment.deleted", "Best customers") in actions
+
+
+async def test_refusals_exit_non_zero_with_the_reason(db: Database, cli: Cli, people: Path) -> None:
+    await cli("import", str(people), "--segment", "VIP", "--create-segment")
+    await cli("import", str(people), "--segment", "Staff", "--create-segment")
+    cases = [
+        (("segments", "rename", "VIP", "staff"), "A segment named 'Staff' already exists."),
+        (("segments", "rename", "All Customers", "Everyone"), "can't be renamed"),
+        (("segments", "rename", "Nope", "Other"), "No segment named 'Nope'."),
+        (("segments", "delete", "all customers"), "can't be deleted"),
+        (("segments", "delete", "Nope"), "No segment named 'Nope'."),
+    ]
+    for args, reason in cases:
+        code, _, err = await cli(*args)
+        assert code == 1 and reason in err, (args, err)
+    vip = await find_segment(db, TEAM, "VIP")
+    assert vip is not None
+    async with db.session() as session:
+        batch = ImportBatch(team_id=TEAM, segment_id=vip.id or 0, requested_by="U0001")
+        session.add(batch)
+        await session.commit()
+        batch_id = batch.id
+    code, out, err = await cli("segments", "delete", "VIP", "--json")
+    assert code == 1
+    reason = f"Import #{batch_id} into it is waiting for review: finish or cancel it first."
+    assert json.loads(out) == {"error": reason} and reason in err
+    assert await find_segment(db, TEAM, "VIP") is not None
+
+
+async def test_export_still_works_and_is_audited(db: Database, cli: Cli, people: Path) -> None:
+    await cli("import", str(people), "--segment", "VIP", "--create-segment")
+    await ensure_workspace(db, "T2")
+    code, out, _ = await cli("export", "--segment", "vip", "--team", TEAM)
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["email"], r["first_name"], r["subscribed"]) for r in rows] == [
+        ("ana@example.com", "Ana", "yes"), ("bo@example.com", "Bo", "yes")]
+    (entry, *_) = await recent(db, TEAM)
+    assert (entry.actor, entry.action, entry.subject, entry.detail) == (
+        "cli", "segment.exported", "VIP", "2 contacts")
+    code, out, _ = await cli("segments", "--team", "T2", "rename", "VIP", "Mine", "--json")
+    assert code == 1 and "No segment named 'VIP'" in json.loads(out)["error"]
+    code, out, _ = await cli("segments", "rename", "VIP", "Gold", "--team", TEAM, "--json")
+    assert code == 0 and json.loads(out) == {"renamed": "VIP", "to": "Gold"}

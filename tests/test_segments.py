@@ -1,0 +1,204 @@
+"""Segments as the services keep them: create, rename, (soft) delete, export rows, audit."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+
+import pytest
+from sqlalchemy import text
+
+from bot.audit import recent
+from bot.campaigns.service import create_campaign, exclude, target
+from bot.imports.importer import import_files
+from bot.segments import busy_import, delete_segment, rename_segment, write_export
+from bot.workspaces import (
+    WorkspaceError,
+    create_segment,
+    ensure_workspace,
+    find_segment,
+    get_segment,
+    import_target,
+    segment_sizes,
+)
+from models import BatchStatus, Database, ImportBatch, SegmentKind
+
+TEAM, OTHER = "T0001", "T0002"
+PEOPLE = ("first_name,last_name,email,locale,Accepts Email Marketing\n"
+          "Ana,Lopez,ana@example.com,es,yes\n"
+          "=cmd|' /C calc'!A0,Evil,evil@example.com,,no\n"
+          "Bo,,bo@example.com,sv,yes\n")  # fmt: skip
+
+
+async def _import(db: Database, segment: str, csv_text: str = PEOPLE, team: str = TEAM) -> None:
+    await import_files(db, team, [("people.csv", io.BytesIO(csv_text.encode()))],
+                       segment=segment, create_segment=True)  # fmt: skip
+
+
+async def _count(db: Database, sql: str, **params: object) -> int:
+    async with db.begin() as conn:
+        return int((await conn.execute(text(sql), params)).scalar_one())
+
+
+@pytest.fixture
+async def team(db: Database) -> Database:
+    await ensure_workspace(db, TEAM)
+    await ensure_workspace(db, OTHER)
+    return db
+
+
+async def test_create_records_who_and_keeps_names_unique(team: Database) -> None:
+    db = team
+    vip = await create_segment(db, TEAM, "  VIP   customers ", actor="U0002")
+    assert vip.name == "VIP customers"
+    await create_segment(db, TEAM, "Newsletter")  # callers that name no actor: "cli"
+    for taken, why in (("vip  CUSTOMERS", "already exists"), ("all customers", "built in"),
+                       ("Deleted:12", "reserved"), ("", "needs a name"), ("x" * 101, "at most")):
+        with pytest.raises(WorkspaceError, match=why):
+            await create_segment(db, TEAM, taken)
+    assert (await create_segment(db, OTHER, "VIP customers")).team_id == OTHER  # per workspace
+    entries = [(e.actor, e.action, e.subject) for e in await recent(db, TEAM)]
+    assert entries == [("cli", "segment.created", "Newsletter"),
+                       ("U0002", "segment.created", "VIP customers")]  # fmt: skip
+
+
+async def test_racing_creates_of_one_name_make_one_segment(team: Database) -> None:
+    results = await asyncio.gather(*(create_segment(team, TEAM, f"Spring{' ' * i}")
+                                     for i in range(4)), return_exceptions=True)  # fmt: skip
+    made = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, WorkspaceError)]
+    assert len(made) == 1 and len(refused) == 3, results
+    assert "already exists" in str(refused[0])
+    created = "SELECT COUNT(*) FROM audit_entry WHERE action = 'segment.created'"
+    assert await _count(team, created) == 1
+
+
+async def test_rename_follows_the_same_rules_and_is_audited(team: Database) -> None:
+    db = team
+    vip = await create_segment(db, TEAM, "vip")
+    await create_segment(db, TEAM, "Newsletter")
+    everyone = await find_segment(db, TEAM, "All Customers")
+    assert everyone is not None and vip.id is not None
+    with pytest.raises(WorkspaceError, match="'Newsletter' already exists"):
+        await rename_segment(db, TEAM, vip.id, " newsletter ")
+    with pytest.raises(WorkspaceError, match="built in"):
+        await rename_segment(db, TEAM, vip.id, "All  customers")
+    with pytest.raises(WorkspaceError, match="can't be renamed"):
+        await rename_segment(db, TEAM, everyone.id or 0, "Everyone")
+    with pytest.raises(WorkspaceError, match="no longer exists"):  # another workspace's id
+        await rename_segment(db, OTHER, vip.id, "Mine now")
+    renamed = await rename_segment(db, TEAM, vip.id, "VIP", actor="U0002")  # case only: fine
+    assert (renamed.old, renamed.new) == ("vip", "VIP")
+    assert (await get_segment(db, TEAM, vip.id)).name == "VIP"
+    (entry, *_) = await recent(db, TEAM)
+    assert (entry.actor, entry.action, entry.subject, entry.detail) == (
+        "U0002", "segment.renamed", "VIP", "was vip")
+
+
+async def test_delete_is_soft_frees_the_name_and_keeps_the_contacts(team: Database) -> None:
+    db = team
+    await _import(db, "VIP")
+    await _import(db, "Newsletter", "email\nana@example.com\n")
+    vip = await find_segment(db, TEAM, "vip")
+    assert vip is not None and vip.id is not None
+    spring = await create_campaign(db, TEAM, "Referral spring", store_url="https://s.example",
+                                   created_by="U0002")  # fmt: skip
+    await target(db, TEAM, spring.id or 0, vip.id, requested_by="U0002")
+
+    deleted = await delete_segment(db, TEAM, vip.id, actor="U0002")
+    assert (deleted.name, deleted.members) == ("VIP", 3)
+    assert [(c.name, c.role) for c in deleted.campaigns] == [("Referral spring", "target")]
+    row = await _count(db, "SELECT COUNT(*) FROM segment WHERE id = :s AND kind = 'deleted' "
+                           "AND name = 'VIP' AND name_key = :k", s=vip.id,
+                       k=f"deleted:{vip.id}")  # fmt: skip
+    assert row == 1
+    assert await _count(db, "SELECT COUNT(*) FROM segment_member WHERE segment_id = :s",
+                        s=vip.id) == 0  # fmt: skip
+    assert await _count(db, "SELECT COUNT(*) FROM campaign_segment") == 0
+    # every read path skips it; its contacts stay in All Customers (and Newsletter)
+    assert [(s.name, n) for s, n in await segment_sizes(db, TEAM)] == [
+        ("All Customers", 3), ("Newsletter", 1)]
+    assert await find_segment(db, TEAM, "VIP") is None
+    with pytest.raises(WorkspaceError, match=r"That segment no longer exists\."):
+        await get_segment(db, TEAM, vip.id)
+    with pytest.raises(WorkspaceError, match="No segment named 'VIP'"):
+        await import_target(db, TEAM, "VIP", create=False)
+    # the loser of a second delete is told it's gone; the name is free again
+    with pytest.raises(WorkspaceError, match="'VIP' was already deleted"):
+        await delete_segment(db, TEAM, vip.id)
+    again = await create_segment(db, TEAM, "vip")
+    assert again.id != vip.id
+    (entry, *_) = [e for e in await recent(db, TEAM) if e.action == "segment.deleted"]
+    assert (entry.actor, entry.subject) == ("U0002", "VIP")
+    assert entry.detail == ("3 contacts taken out (they stay in All Customers); "
+                            "targeted by Referral spring")  # fmt: skip
+
+
+async def test_racing_deletes_one_wins(team: Database) -> None:
+    await _import(team, "VIP")
+    vip = await find_segment(team, TEAM, "VIP")
+    assert vip is not None
+    results = await asyncio.gather(*(delete_segment(team, TEAM, vip.id or 0) for _ in range(3)),
+                                   return_exceptions=True)  # fmt: skip
+    assert sum(not isinstance(r, BaseException) for r in results) == 1, results
+    assert all("already deleted" in str(r) for r in results if isinstance(r, BaseException))
+    assert await _count(team, "SELECT COUNT(*) FROM audit_entry "
+                              "WHERE action = 'segment.deleted'") == 1  # fmt: skip
+
+
+async def test_delete_is_refused_for_all_customers_busy_imports_and_other_teams(
+    team: Database,
+) -> None:
+    db = team
+    everyone = await find_segment(db, TEAM, "All Customers")
+    assert everyone is not None
+    with pytest.raises(WorkspaceError, match="can't be deleted"):
+        await delete_segment(db, TEAM, everyone.id or 0)
+    vip = await create_segment(db, TEAM, "VIP")
+    with pytest.raises(WorkspaceError, match="no longer exists"):
+        await delete_segment(db, OTHER, vip.id or 0)
+    async with db.session() as session:
+        batch = ImportBatch(team_id=TEAM, segment_id=vip.id or 0, requested_by="U0001")
+        session.add(batch)
+        await session.commit()
+        batch_id = batch.id
+    message = f"Import #{batch_id} into it is waiting for review: finish or cancel it first."
+    assert await busy_import(db, TEAM, vip.id or 0) == message
+    with pytest.raises(WorkspaceError, match=message):
+        await delete_segment(db, TEAM, vip.id or 0)
+    assert (await get_segment(db, TEAM, vip.id or 0)).kind == SegmentKind.STATIC  # rolled back
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET status = :s"),
+                           {"s": BatchStatus.CANCELLED})  # fmt: skip
+    assert (await delete_segment(db, TEAM, vip.id or 0)).name == "VIP"
+    entries = [e.action for e in await recent(db, TEAM)]
+    assert entries.count("segment.deleted") == 1
+
+
+async def test_an_excluded_segment_is_unlinked_too(team: Database) -> None:
+    staff = await create_segment(team, TEAM, "Staff")
+    spring = await create_campaign(team, TEAM, "Spring", store_url="https://s.example",
+                                   created_by="U0002")  # fmt: skip
+    await exclude(team, TEAM, spring.id or 0, staff.id or 0)
+    deleted = await delete_segment(team, TEAM, staff.id or 0)
+    assert deleted.campaigns[0].consequence().startswith("Spring excludes it")
+    assert await _count(team, "SELECT COUNT(*) FROM campaign_segment") == 0
+
+
+async def test_export_is_formula_safe_and_carries_consent(team: Database) -> None:
+    await _import(team, "VIP")
+    vip = await find_segment(team, TEAM, "VIP")
+    assert vip is not None
+    out = io.StringIO()
+    assert await write_export(team, TEAM, vip.id or 0, out) == 3
+    header, *rows = list(csv.reader(io.StringIO(out.getvalue())))
+    assert header == ["first_name", "last_name", "email", "locale", "subscribed"]
+    assert sorted(rows, key=lambda r: r[2]) == [
+        ["Ana", "Lopez", "ana@example.com", "es", "yes"],
+        ["Bo", "", "bo@example.com", "sv", "yes"],
+        ["'=cmd|' /C calc'!A0", "Evil", "evil@example.com", "en", "no"],
+    ]
+    await delete_segment(team, TEAM, vip.id or 0)
+    with pytest.raises(WorkspaceError, match="no longer exists"):
+        await write_export(team, TEAM, vip.id or 0, io.StringIO())
