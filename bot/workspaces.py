@@ -64,7 +64,13 @@ async def ensure_workspace(db: Database, team_id: str, *, default_locale: str = 
             return workspace
         workspace = Workspace(team_id=team_id, default_locale=default_locale)
         session.add(workspace)
-        await session.flush()  # the segment's foreign key needs the workspace row first
+        try:
+            await session.flush()  # the segment's foreign key needs the workspace row first
+        except IntegrityError:  # two first requests at once: the other one created it
+            await session.rollback()
+            existing = await session.get(Workspace, team_id)
+            assert existing is not None
+            return existing
         session.add(
             Segment(team_id=team_id, name=ALL_CUSTOMERS, name_key=segment_key(ALL_CUSTOMERS),
                     kind=SegmentKind.ALL)

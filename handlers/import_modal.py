@@ -189,7 +189,8 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     if batch_id is None:
         chosen = await chosen_audiences(d, team_id, form.audience_ids)  # before anything exists
-        segment = (await create_segment(d.db, team_id, form.new_segment) if form.new_segment
+        segment = (await create_segment(d.db, team_id, form.new_segment, actor=user_id)
+                   if form.new_segment
                    else await import_segment(d.db, team_id, form.segment_id or 0))  # fmt: skip
         batch = await create_batch(d.db, team_id, segment.id or 0, user_id, consent=form.consent)
         batch_id = batch.id or 0

@@ -29,6 +29,7 @@ from models import (
     Outcome,
     SeenKey,
     Segment,
+    SegmentKind,
     SourceKind,
     SourceStatus,
     StagedRow,
@@ -496,6 +497,18 @@ async def approve_in(
         .values(status=BatchStatus.QUEUED, approved_by=approved_by, updated_at=utcnow())
     )
     return total
+
+
+async def require_static_segment(conn: AsyncConnection, team_id: str, batch_id: int) -> None:
+    """The batch's segment still exists: a segment deleted while its import was being created
+    can't receive it (deleting refuses segments with imports under way, this closes the gap)."""
+    kind = (await conn.execute(
+        select(Segment.kind).join(ImportBatch, col(ImportBatch.segment_id) == col(Segment.id))
+        .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id)
+    )).scalar_one_or_none()  # fmt: skip
+    if kind != SegmentKind.STATIC:
+        raise ReviewError("The segment of this import was deleted: cancel it and start again "
+                          "with /referral import.")  # fmt: skip
 
 
 async def require_consent(conn: AsyncConnection, team_id: str, batch_id: int) -> None:

@@ -26,6 +26,7 @@ from bot.imports.batches import (
     promote_after_key,
     promote_after_source,
     require_consent,
+    require_static_segment,
     skipped_by_status,
     status_words,
 )
@@ -210,6 +211,7 @@ async def approve(
     """Approve a draft and queue its import job, in one transaction (a double click: one job)."""
     async with db.begin() as conn:
         totals = await approve_in(conn, team_id, batch_id, user_id)
+        await require_static_segment(conn, team_id, batch_id)
         await require_consent(conn, team_id, batch_id)
         await enqueue_in(conn, team_id, IMPORT_JOB, {"batch_id": batch_id},
                          dedupe_key=f"import:{batch_id}", max_attempts=max_attempts)  # fmt: skip

@@ -62,3 +62,21 @@ async def test_review_goes_to_a_dm_when_the_channel_refuses(app: Harness) -> Non
     await app.settle()
     message = app.slack.find_action(Action.APPROVE)
     assert message is not None and message["channel"].startswith("D")
+
+
+async def test_an_import_whose_segment_was_deleted_meanwhile_cant_be_approved(
+    app: Harness,
+) -> None:
+    """Deleting refuses segments with imports under way; a draft created in the same moment
+    is caught when it is approved."""
+    from sqlalchemy import text
+
+    message, batch = await _start(app)
+    async with app.db.begin() as conn:  # as a delete racing the draft's creation leaves it
+        await conn.execute(text("UPDATE segment SET kind = 'deleted' WHERE name = 'VIP'"))
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    assert "segment of this import was deleted" in app.slack.ephemerals[-1]["text"]
+    async with app.db.begin() as conn:
+        status = (await conn.execute(text("SELECT status FROM import_batch"))).scalar_one()
+    assert status == "draft"
