@@ -1,20 +1,61 @@
-"""`referral-bot undo` (not built yet: issue 10)."""
+"""`referral-bot undo IMPORT_ID`: take out what a finished import added, at once.
+
+The shell is a trusted admin, so this is the whole undo in one go: the same request as the
+Slack button (one transaction, the audit entry, the undo job) and then the job's work in
+this process, like `import` without --background. A Slack import's thread is told by the
+next worker that can talk to Slack.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 from typing import Any
 
+from bot.audit import CLI
 from bot.cli_common import CliError
+from bot.imports.undo import UndoError, undo_now
 from bot.settings import Settings
-from models import Database
+from models import Database, Segment
 
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("undo",)
+_MENTION = re.compile(r"<@([A-Z0-9]+)>")
 
 
 def add_parsers(sub: Any) -> None:
-    pass
+    undo = sub.add_parser("undo", help="undo a finished import (within UNDO_WINDOW_DAYS)")
+    undo.add_argument("import_id", type=int, metavar="IMPORT_ID")
+    undo.add_argument("--advocates", action="store_true",
+                      help="also remove the advocates it enrolled (their links stop working)")
+    undo.add_argument("--team", help="Slack team id (default: the only workspace)")
+    undo.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _plain(message: str) -> str:
+    """Slack mentions (<@U123>) as the bare user id a shell shows."""
+    return _MENTION.sub(r"\1", message)
 
 
 async def run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
-    raise CliError("not built yet")
+    try:
+        batch = await undo_now(db, team, args.import_id, CLI, remove_advocates=args.advocates,
+                               window_days=settings.undo_window_days,
+                               chunk_size=settings.import_chunk_rows,
+                               max_attempts=settings.job_max_attempts)  # fmt: skip
+    except UndoError as exc:
+        raise CliError(_plain(str(exc))) from None
+    async with db.session() as session:
+        segment = await session.get(Segment, batch.segment_id)
+    name = segment.name if segment is not None else ""
+    result = {"import": batch.id, "segment": name, "status": batch.status,
+              "removed": batch.undo_removed, "deleted": batch.undo_deleted,
+              "invites_cancelled": batch.undo_invites_cancelled,
+              "advocates_removed": batch.undo_advocates_removed}  # fmt: skip
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"Undid import #{batch.id}: {batch.undo_removed:,} contacts removed from {name!r}, "
+              f"{batch.undo_deleted:,} deleted, {batch.undo_invites_cancelled:,} invites "
+              f"cancelled, {batch.undo_advocates_removed:,} advocates removed.")  # fmt: skip
+    return 0

@@ -29,6 +29,9 @@ class ImportNotifier(Protocol):
     async def enrollment_changed(self, team_id: str, enrollment_id: int) -> None:
         """An enrollment ran, or its invites went out: refresh its report in the thread."""
 
+    async def undo_finished(self, team_id: str, batch_id: int) -> None:
+        """The import was undone: say what was taken out, and refresh the review message."""
+
     async def deliver(self, team_id: str, event: str, ids: dict[str, int]) -> None:
         """Send one held-back report now; raise if it still can't go (the job retries)."""
 
@@ -49,6 +52,9 @@ class Silent:
     async def enrollment_changed(self, team_id: str, enrollment_id: int) -> None:
         return None
 
+    async def undo_finished(self, team_id: str, batch_id: int) -> None:
+        return None
+
     async def deliver(self, team_id: str, event: str, ids: dict[str, int]) -> None:
         return None
 
@@ -60,6 +66,7 @@ BATCH_CHANGED = "batch_changed"
 SOURCE_READ = "source_read"
 IMPORT_FINISHED = "import_finished"
 ENROLLMENT_CHANGED = "enrollment_changed"
+UNDO_FINISHED = "undo_finished"
 REPORT_ATTEMPTS = 10  # with the doubling retry delay: about an hour and a half of outage
 
 

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     staged_retention_days: float = Field(
         default=30.0, ge=0, description="staged rows are deleted this long after an import ends"
     )
+    undo_window_days: int = Field(
+        default=7, ge=0, description="a finished import can be undone this many days after it"
+    )
     worker_poll_seconds: float = Field(default=1.0, gt=0, description="Idle queue polling")
 
     slack_bot_token: str = Field(default="", description="xoxb-... (OAuth & Permissions)")

@@ -19,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers.context import Deps, deps
 from handlers.home_messages import read_more_value
-from handlers.home_publish import UNDO_DAYS, publish_home
+from handlers.home_publish import publish_home
 from handlers.ids import Action
 from handlers.import_modal import open_import_modal
 
@@ -42,7 +42,7 @@ async def home_opened(ack: Any, event: dict[str, Any], body: dict[str, Any],
 
 
 def undo_days(d: Deps) -> int:
-    return int(getattr(d.settings, "undo_window_days", UNDO_DAYS))
+    return d.settings.undo_window_days
 
 
 async def on_show_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,

@@ -14,7 +14,6 @@ class Callback(StrEnum):
     SEGMENT_RENAME = "referral_segment_rename"
     SEGMENT_DELETE = "referral_segment_delete"  # asks first when campaigns target it
     UNDO = "referral_undo"  # confirm an undo (and whether advocates go too)
-    LEADS_ADD = "referral_leads_add"
 
 
 class BlockId(StrEnum):

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
@@ -30,6 +31,7 @@ from bot.notify import (
     REPORT_ATTEMPTS,
     REPORT_JOB,
     SOURCE_READ,
+    UNDO_FINISHED,
 )
 from bot.once import first_time, forget
 from handlers.enrollment_messages import target_offer
@@ -42,10 +44,12 @@ from handlers.messages import (
     result_text,
     review_message,
 )
+from handlers.undo_messages import result_blocks, undone_result_blocks, undone_text
 from models import BatchStatus, Database, SourceStatus
 
 log = logging.getLogger(__name__)
-HOME_EVENTS = frozenset({IMPORT_FINISHED, ENROLLMENT_CHANGED})  # what changes Home's figures
+# what changes Home's figures
+HOME_EVENTS = frozenset({IMPORT_FINISHED, ENROLLMENT_CHANGED, UNDO_FINISHED})
 _TRANSIENT = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
                         "request_timeout"})  # fmt: skip
 
@@ -92,6 +96,9 @@ class SlackNotifier:
     async def enrollment_changed(self, team_id: str, enrollment_id: int) -> None:
         await self._or_later(team_id, ENROLLMENT_CHANGED, enrollment_id=enrollment_id)
 
+    async def undo_finished(self, team_id: str, batch_id: int) -> None:
+        await self._or_later(team_id, UNDO_FINISHED, batch_id=batch_id)
+
     async def deliver(self, team_id: str, event: str, ids: dict[str, int]) -> None:
         """Send one report now; an outage raises, so the report job tries again later."""
         batch_id = ids.get("batch_id", 0)
@@ -101,6 +108,7 @@ class SlackNotifier:
             IMPORT_FINISHED: lambda: self._finished(team_id, batch_id),
             ENROLLMENT_CHANGED: lambda: self.enrollments.report(team_id,
                                                                 ids.get("enrollment_id", 0)),
+            UNDO_FINISHED: lambda: self._undone(team_id, batch_id),
         }  # fmt: skip
         try:
             await steps[event]()
@@ -173,7 +181,11 @@ class SlackNotifier:
         view = await load(self.db, team_id, batch_id)
         batch = view.batch
         await self._refresh(team_id, batch_id)
-        await self._progress(team_id, batch_id, result_text(batch, view.segment.name))
+        result = result_text(batch, view.segment.name)
+        blocks = (result_blocks(result, batch_id) if batch.status == BatchStatus.DONE
+                  else undone_result_blocks(result, batch)
+                  if batch.status == BatchStatus.UNDONE else None)  # fmt: skip
+        await self._progress(team_id, batch_id, result, blocks=blocks)
         if not batch.channel_id or not batch.message_ts or batch.status != BatchStatus.DONE:
             return
         if await first_time(self.db, team_id, f"next-step:{batch_id}"):
@@ -187,18 +199,52 @@ class SlackNotifier:
                 await forget(self.db, team_id, f"next-step:{batch_id}")
                 raise
 
-    async def _progress(self, team_id: str, batch_id: int, text: str) -> None:
+    async def _undone(self, team_id: str, batch_id: int) -> None:
+        """The undo's result in the import's thread (once), its result reply without the
+        Undo button, the review message refreshed; with no thread, a DM to who asked."""
+        view = await load(self.db, team_id, batch_id)
+        batch = view.batch
+        await self._refresh(team_id, batch_id)
+        if batch.status != BatchStatus.UNDONE:
+            return
+        text = undone_text(batch, view.segment.name)
+        if batch.channel_id and batch.message_ts:
+            if batch.progress_ts:
+                result = result_text(batch, view.segment.name)
+                blocks = undone_result_blocks(result, batch)
+                await self.client.chat_update(channel=batch.channel_id, ts=batch.progress_ts,
+                                              text=result, blocks=blocks)  # fmt: skip
+            channel, thread = batch.channel_id, batch.message_ts
+        elif batch.undone_by and batch.undone_by != "cli":  # an import from the shell
+            channel, thread = "", None
+        else:
+            return
+        key = f"undo-result:{batch_id}"
+        if not await first_time(self.db, team_id, key):
+            return
+        try:
+            if not channel:
+                channel = (await self.client.conversations_open(
+                    users=batch.undone_by))["channel"]["id"]  # fmt: skip
+            await self.client.chat_postMessage(channel=channel, thread_ts=thread, text=text)
+        except BaseException:
+            await forget(self.db, team_id, key)  # not told: the retry tells
+            raise
+
+    async def _progress(self, team_id: str, batch_id: int, text: str,
+                        blocks: list[Block] | None = None) -> None:  # fmt: skip
         """One reply in the thread, posted once and then updated in place."""
         view = await load(self.db, team_id, batch_id)
         batch = view.batch
         if not batch.channel_id or not batch.message_ts:
             return
+        extra = {"blocks": blocks} if blocks is not None else {}
         if batch.progress_ts:
             await self.client.chat_update(channel=batch.channel_id, ts=batch.progress_ts,
-                                          text=text)  # fmt: skip
+                                          text=text, **extra)  # fmt: skip
             return
         posted: AsyncSlackResponse = await self.client.chat_postMessage(
-            channel=batch.channel_id, thread_ts=batch.message_ts, text=text
+            channel=batch.channel_id, thread_ts=batch.message_ts, text=text, **extra
         )
         await set_message(self.db, team_id, batch_id, progress_ts=posted["ts"])
 

@@ -1,17 +1,124 @@
-"""Not built yet (issue 10)."""
+"""*Undo import*: the button (in the import's thread, or on App Home) and its confirmation.
+
+Two clicks, both by a team lead: the button opens a modal that counts what the undo will take
+out (opened first with "Counting…", since a trigger id lives 3 s), and its submission asks for
+the undo (`bot.imports.undo.request_undo`: one transaction, one job whatever the clicks). The
+job reports the result in the import's thread. Refusals (not a lead, already undone, too old,
+another workspace's import) are shown in the modal, so a click from Home needs no channel.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.imports.batches import ReviewError
+from bot.imports.undo import request_undo, undo_plan
+from handlers.context import Deps, Refusal, deps, is_lead, leads_only
+from handlers.home_publish import refresh_homes
+from handlers.ids import Action, Callback
+from handlers.messages import metadata
+from handlers.undo_messages import (
+    checking_modal,
+    confirm_modal,
+    refused_modal,
+    remove_advocates,
+    started_modal,
+)
+
+log = logging.getLogger(__name__)
+WHAT = "undo imports"
 
 
 async def command(ack: Any, command: dict[str, Any], client: AsyncWebClient,
                   context: dict[str, Any]) -> None:  # fmt: skip
-    await ack(text="Not built yet.")
+    """Undo is offered in an import's thread and on Home, not as a subcommand."""
+    await ack(text="Undo an import with *Undo import* in its thread, or on the Home tab.")
+
+
+def _batch_id(value: object) -> int:
+    text = str(value or "")
+    if not text.isdigit():
+        raise Refusal("That button doesn't name an import: it may come from an old message.")
+    return int(text)
+
+
+async def _why_not_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> str:
+    if await is_lead(d, client, team_id, user_id):
+        return ""
+    return str(await leads_only(d, team_id, WHAT))
+
+
+async def _replace(client: AsyncWebClient, opened: dict[str, Any], modal: View) -> None:
+    try:
+        await client.views_update(view_id=opened["id"], hash=opened.get("hash"), view=modal)
+    except SlackApiError as exc:
+        if exc.response.get("error") not in ("not_found", "hash_conflict"):
+            raise
+        log.info("the undo modal was closed before it was filled in")
+
+
+async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
+    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    batch_id = _batch_id(body["actions"][0].get("value"))
+    opened = (await client.views_open(trigger_id=body["trigger_id"],
+                                      view=checking_modal()))["view"]  # fmt: skip
+    refusal = await _why_not_lead(d, client, team_id, user_id)
+    if refusal:
+        await _replace(client, opened, refused_modal(refusal))
+        return
+    try:
+        plan = await undo_plan(d.db, team_id, batch_id, window_days=d.settings.undo_window_days)
+    except ReviewError as exc:
+        await _replace(client, opened, refused_modal(str(exc)))
+        return
+    await _replace(client, opened, confirm_modal(plan, metadata=metadata(batch=batch_id)))
+
+
+async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                   context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d = deps(context)
+    d.later.run(_open(d, client, body), client, body)
+
+
+async def _after(d: Deps, client: AsyncWebClient, team_id: str, batch_id: int) -> None:
+    """The review message and Home say "being undone" until the job reports."""
+    await d.notifier.batch_changed(team_id, batch_id)
+    await refresh_homes(d.db, client, team_id)
+
+
+async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
+                    client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
+    """Check who, then ask for the undo; the modal says what happened either way."""
+    d = deps(context)
+    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    batch_id = int(json.loads(view.get("private_metadata") or "{}").get("batch") or 0)
+    refusal = await _why_not_lead(d, client, team_id, user_id)
+    if refusal:
+        await ack(response_action="update", view=refused_modal(refusal).to_dict())
+        return
+    try:
+        batch = await request_undo(
+            d.db, team_id, batch_id, user_id, remove_advocates=remove_advocates(
+                view["state"]["values"]), window_days=d.settings.undo_window_days,
+            max_attempts=d.settings.job_max_attempts,
+        )  # fmt: skip
+    except ReviewError as exc:
+        await ack(response_action="update", view=refused_modal(str(exc)).to_dict())
+        return
+    in_thread = bool(batch.channel_id and batch.message_ts)
+    await ack(response_action="update",
+              view=started_modal(batch_id, in_thread=in_thread).to_dict())  # fmt: skip
+    d.later.run(_after(d, client, team_id, batch_id), client, body)
 
 
 def register(app: AsyncApp) -> None:
-    pass
+    app.action(Action.UNDO)(on_click)
+    app.view(Callback.UNDO)(on_submit)

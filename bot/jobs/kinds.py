@@ -6,8 +6,9 @@ from bot.campaigns.enroll import SEND_JOB
 from bot.campaigns.jobs import enroll_handler, send_handler
 from bot.campaigns.service import ENROLL_JOB
 from bot.imports.background import FileLookup, import_handler, slack_file_handler
-from bot.imports.job_kinds import IMPORT_JOB, PURGE_JOB, SLACK_FILE_JOB
+from bot.imports.job_kinds import IMPORT_JOB, PURGE_JOB, SLACK_FILE_JOB, UNDO_JOB
 from bot.imports.retention import purge_handler
+from bot.imports.undo import undo_handler
 from bot.jobs.worker import Handler, JobContext
 from bot.mailchimp.jobs import MAILCHIMP_JOB, mailchimp_handler
 from bot.notify import REPORT_JOB, ImportNotifier, Silent
@@ -27,6 +28,7 @@ def handlers(
         ENROLL_JOB: enroll_handler(settings, reports),
         SEND_JOB: send_handler(settings, reports),
         MAILCHIMP_JOB: mailchimp_handler(settings, reports),
+        UNDO_JOB: undo_handler(settings.import_chunk_rows, notifier),
     }
     if notifier is not None:
         kinds[REPORT_JOB] = report_handler(notifier)

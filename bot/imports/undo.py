@@ -1,0 +1,456 @@
+"""Undoing a finished import: take out what it added, within UNDO_WINDOW_DAYS of it.
+
+`request_undo` is the one decision: a conditional UPDATE (`done` and recent enough ->
+`undoing`), the undo job and the audit entry commit together, so of two clicks exactly one
+wins and the other is told the real state. The job (`run_undo`) then works in chunks, each one
+transaction that makes its changes and adds their rowcounts to the batch's `undo_*` columns:
+
+1. Memberships of the import's segment that this import added (`segment_member.batch_id`),
+   a chunk of contacts at a time. For those contacts, in the same transaction:
+   - with `undo_advocates`, the advocates this import's enrollments made for them go (their
+     codes retired: links answer 410) with their invites that never went out; a waiting
+     (held or queued) invite is cancelled first;
+   - any invite still waiting (held or queued) is cancelled unless the contact is still in
+     another segment its campaign targets (or the campaign targets All Customers): the undo
+     takes them out of the audience, whichever enrollment queued it (this import's, or a
+     campaign targeted at the segment later). Sent invites are history and stay;
+   - the membership rows are deleted, and the contacts this import created that are now in
+     no segment are deleted with their advocates (codes retired) and invites.
+2. A sweep of the contacts this import created (`contact.batch_id`) that were no longer in
+   its segment when the undo started (removed by hand) and are in no segment: deleted too.
+
+Members that were in the segment before the import keep their older membership row (the
+engine's ON CONFLICT DO NOTHING), so they are never touched; contacts that existed before it
+have another `batch_id` and are never deleted. Every chunk re-reads what is left, so a crash
+or a second run (a retried job, the CLI beside a worker) resumes without counting twice; the
+batch's row is taken at the start of each chunk, so two runners go one chunk at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import TextClause
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from bot.audit import Act, import_subject, record_in
+from bot.imports.batches import ReviewError, get_batch, status_words
+from bot.imports.job_kinds import UNDO_JOB
+from bot.jobs.queue import enqueue_in, find_by_key
+from bot.jobs.worker import Handler, JobContext, PermanentJobError
+from bot.notify import UNDO_FINISHED, ImportNotifier, enqueue_report_in
+from models import BatchStatus, Database, ImportBatch, JobState
+from models.clock import utcnow
+
+UNDO_CHUNK = 10_000  # contacts per transaction
+Progress = Callable[[int, int], Awaitable[None]]  # (memberships removed, to remove)
+
+
+class UndoError(ReviewError):
+    """Why this import can't be undone now, for the person who asked (Slack mrkdwn)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UndoPlan:
+    """What an undo would do now, counted from rows (the confirmation modal shows it)."""
+
+    batch_id: int
+    segment: str
+    finished_at: datetime | None
+    removes: int  # memberships of the segment this import added, still there
+    deletes: int  # contacts it created that would be in no segment afterwards
+    invites: int  # invites still waiting (held or queued) that would be cancelled
+    advocates: int  # advocates its enrollments made for the contacts it added
+
+
+def _sql(statement: str) -> TextClause:
+    """text() with `:now` / `:cutoff` typed as our timestamps."""
+    return text(statement).bindparams(*(bindparam(n, type_=UTCDateTime())
+                                        for n in ("now", "cutoff") if f":{n}" in statement))
+
+
+# ---- asking for an undo ---------------------------------------------------------------------
+
+_START = _sql("""
+    UPDATE import_batch SET status = 'undoing', undone_by = :who, undone_at = :now,
+        undo_advocates = :advocates, updated_at = :now
+    WHERE team_id = :t AND id = :b AND status = 'done' AND finished_at >= :cutoff
+""")
+
+
+def _who(actor: str | None) -> str:
+    """A person in a sentence: a Slack mention, or the shell."""
+    if not actor or actor == "cli":
+        return "from the command line"
+    return f"by <@{actor}>"
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "an unknown date"
+
+
+def refusal(batch: ImportBatch | None, batch_id: int, window_days: int) -> str | None:
+    """Why this batch can't be undone now (None: it can), read as it stands."""
+    if batch is None:
+        return f"Import #{batch_id} doesn't exist in this workspace."
+    if batch.status == BatchStatus.UNDONE:
+        return (f"Import #{batch_id} was already undone {_who(batch.undone_by)} on "
+                f"{_when(batch.undone_at)}.")  # fmt: skip
+    if batch.status == BatchStatus.UNDOING:
+        return (f"Import #{batch_id} is already being undone (asked {_who(batch.undone_by)} "
+                f"on {_when(batch.undone_at)}).")  # fmt: skip
+    if batch.status != BatchStatus.DONE:
+        state = status_words(batch.status, batch.approved_by, batch.cancelled_by)
+        return f"Import #{batch_id} is {state}: only a finished import can be undone."
+    if batch.finished_at is None or batch.finished_at < utcnow() - timedelta(days=window_days):
+        return (f"Imports can be undone for {window_days} days; this one finished on "
+                f"{_when(batch.finished_at)}.")  # fmt: skip
+    return None
+
+
+async def request_undo(db: Database, team_id: str, batch_id: int, user_id: str, *,
+                       remove_advocates: bool, window_days: int,
+                       max_attempts: int = 5) -> ImportBatch:  # fmt: skip
+    """Mark a finished import as being undone and queue its undo job, in one transaction.
+
+    Raises UndoError with the real state when it can't be (already undone or being undone,
+    not finished, too old, another workspace's): a double click queues one job."""
+    now = utcnow()
+    async with db.begin() as conn:
+        started = await conn.execute(_START, {
+            "t": team_id, "b": batch_id, "who": user_id[:64], "now": now,
+            "advocates": remove_advocates, "cutoff": now - timedelta(days=window_days),
+        })  # fmt: skip
+        if started.rowcount == 1:
+            await enqueue_in(conn, team_id, UNDO_JOB, {"batch_id": batch_id},
+                             dedupe_key=f"undo:{batch_id}", max_attempts=max_attempts)  # fmt: skip
+            segment = (await conn.execute(
+                text("SELECT s.name FROM import_batch b JOIN segment s ON s.id = b.segment_id "
+                     "WHERE b.id = :b AND b.team_id = :t"), {"b": batch_id, "t": team_id},
+            )).scalar_one()  # fmt: skip
+            also = ", and the advocates it enrolled" if remove_advocates else ""
+            await record_in(conn, team_id, user_id, Act.IMPORT_UNDONE, import_subject(batch_id),
+                            f"started: taking out what it added to {segment}{also}")  # fmt: skip
+    batch = await get_batch(db, team_id, batch_id)
+    if started.rowcount != 1:
+        raise UndoError(refusal(batch, batch_id, window_days) or
+                        f"Import #{batch_id} can't be undone now.")  # fmt: skip
+    assert batch is not None
+    return batch
+
+
+# ---- what it would do (the confirmation) ----------------------------------------------------
+
+_MEMBERS_OF_BATCH = ("SELECT contact_id FROM segment_member "
+                     "WHERE segment_id = :s AND team_id = :t AND batch_id = :b")  # fmt: skip
+
+# Contacts this import created that have no membership but the one it added.
+_DELETABLE = """
+    SELECT c.id FROM contact c WHERE c.team_id = :t AND c.batch_id = :b
+      AND NOT EXISTS (SELECT 1 FROM segment_member x WHERE x.contact_id = c.id AND x.team_id = :t
+                      AND (x.segment_id <> :s OR x.batch_id IS NULL OR x.batch_id <> :b))
+"""
+
+# The invite's campaign no longer reaches its contact once the membership in :s is gone.
+_NOT_TARGETED_ELSEWHERE = """
+    NOT EXISTS (SELECT 1 FROM campaign_segment cs JOIN segment g ON g.id = cs.segment_id
+                WHERE cs.campaign_id = invite.campaign_id AND cs.role = 'target'
+                  AND g.kind = 'all')
+    AND NOT EXISTS (SELECT 1 FROM campaign_segment cs
+                    JOIN segment_member x ON x.segment_id = cs.segment_id
+                    WHERE cs.campaign_id = invite.campaign_id AND cs.role = 'target'
+                      AND x.contact_id = invite.contact_id AND x.segment_id <> :s)
+"""
+
+_OWN_ENROLLMENTS = "SELECT id FROM enrollment WHERE team_id = :t AND batch_id = :b"
+
+_PLAN = _sql(f"""
+    SELECT
+      (SELECT COUNT(*) FROM segment_member
+       WHERE segment_id = :s AND team_id = :t AND batch_id = :b),
+      (SELECT COUNT(*) FROM ({_DELETABLE}) d),
+      (SELECT COUNT(*) FROM invite WHERE team_id = :t AND state IN ('queued', 'held')
+         AND ((contact_id IN ({_MEMBERS_OF_BATCH}) AND {_NOT_TARGETED_ELSEWHERE})
+              OR contact_id IN ({_DELETABLE}))),
+      (SELECT COUNT(*) FROM advocate WHERE team_id = :t
+         AND enrollment_id IN ({_OWN_ENROLLMENTS}) AND contact_id IN ({_MEMBERS_OF_BATCH}))
+""")
+
+
+async def undo_plan(db: Database, team_id: str, batch_id: int, *,
+                    window_days: int) -> UndoPlan:  # fmt: skip
+    """What undoing this import would do now; UndoError if it can't be undone."""
+    batch = await get_batch(db, team_id, batch_id)
+    why = refusal(batch, batch_id, window_days)
+    if why is not None:
+        raise UndoError(why)
+    assert batch is not None
+    async with db.begin() as conn:
+        segment = (await conn.execute(
+            text("SELECT name FROM segment WHERE id = :s AND team_id = :t"),
+            {"s": batch.segment_id, "t": team_id},
+        )).scalar_one()  # fmt: skip
+        removes, deletes, invites, advocates = (await conn.execute(
+            _PLAN, {"t": team_id, "b": batch_id, "s": batch.segment_id})).one()  # fmt: skip
+    return UndoPlan(batch_id, str(segment), batch.finished_at, int(removes), int(deletes),
+                    int(invites), int(advocates))  # fmt: skip
+
+
+# ---- the job's work -------------------------------------------------------------------------
+
+_HOLD = _sql("UPDATE import_batch SET updated_at = :now "
+             "WHERE team_id = :t AND id = :b AND status = 'undoing'")  # fmt: skip
+# A chunk is a range of contact ids [:lo, :hi]: the next `:n` contacts to look at. Every
+# statement names the range, so invites and advocates are found through their unique
+# (campaign_id, contact_id) index (the workspace's campaigns times a range of contacts); they
+# have no index on contact_id alone, and no list of ids is bound.
+_MEMBERS_HI = _sql(f"SELECT MAX(contact_id) FROM ({_MEMBERS_OF_BATCH} AND contact_id >= :lo "
+                   "ORDER BY contact_id LIMIT :n) m")  # fmt: skip
+_OWN_HI = _sql("SELECT MAX(id) FROM (SELECT id FROM contact WHERE team_id = :t "
+               "AND batch_id = :b AND id >= :lo ORDER BY id LIMIT :n) c")  # fmt: skip
+
+
+def _in_range(table: str) -> str:
+    """Rows of `table` (advocate or invite) for the range's contacts, by its unique index."""
+    return (f"{table}.team_id = :t AND {table}.campaign_id IN "
+            "(SELECT id FROM campaign WHERE team_id = :t) "
+            f"AND {table}.contact_id BETWEEN :lo AND :hi")  # fmt: skip
+
+
+def _added(table: str) -> str:
+    """... whose contact's membership of the segment was added by this import (a primary
+    key lookup per row: a plan that stays right before the planner has statistics)."""
+    return (f"{_in_range(table)} AND EXISTS (SELECT 1 FROM segment_member m "
+            f"WHERE m.segment_id = :s AND m.contact_id = {table}.contact_id "
+            "AND m.team_id = :t AND m.batch_id = :b)")  # fmt: skip
+
+
+def _own(table: str) -> str:
+    """... that this import's enrollments made."""
+    return f"{_added(table)} AND {table}.enrollment_id IN ({_OWN_ENROLLMENTS})"
+
+
+# Contacts this import created that are in no segment (now).
+_NO_SEGMENT = ("NOT EXISTS (SELECT 1 FROM segment_member x "
+               "WHERE x.contact_id = contact.id AND x.team_id = :t)")  # fmt: skip
+
+
+def _of_gone(table: str) -> str:
+    """... whose contact this import created and is in no segment (now)."""
+    return (f"{_in_range(table)} AND EXISTS (SELECT 1 FROM contact "
+            f"WHERE contact.id = {table}.contact_id AND contact.team_id = :t "
+            f"AND contact.batch_id = :b AND {_NO_SEGMENT})")  # fmt: skip
+
+
+_CANCEL_OWN_INVITES = _sql(f"""
+    UPDATE invite SET state = 'cancelled', reason = :why, updated_at = :now
+    WHERE {_own("invite")} AND state IN ('queued', 'held')
+""")
+# Invites that never went out leave with their advocate (a later enrollment may invite the
+# contact afresh); those that did stay, so nobody is emailed twice for one campaign.
+_DROP_OWN_UNSENT = _sql(f"DELETE FROM invite WHERE {_own('invite')} "
+                        "AND state IN ('cancelled', 'not_emailed')")  # fmt: skip
+_RETIRE_OWN = _sql(f"""
+    INSERT INTO retired_code (code, team_id, retired_at)
+    SELECT code, team_id, :now FROM advocate WHERE {_own("advocate")}
+    ON CONFLICT (code) DO NOTHING
+""")
+_DELETE_OWN = _sql(f"DELETE FROM advocate WHERE {_own('advocate')}")
+_CANCEL_UNTARGETED = _sql(f"""
+    UPDATE invite SET state = 'cancelled', reason = :why, updated_at = :now
+    WHERE {_added("invite")} AND state IN ('queued', 'held') AND {_NOT_TARGETED_ELSEWHERE}
+""")
+_REMOVE_MEMBERS = _sql("DELETE FROM segment_member WHERE segment_id = :s AND team_id = :t "
+                       "AND batch_id = :b AND contact_id BETWEEN :lo AND :hi")  # fmt: skip
+_DROP_WAITING = _sql(f"DELETE FROM invite WHERE {_of_gone('invite')} "
+                     "AND state IN ('queued', 'held')")  # fmt: skip
+_DROP_INVITES = _sql(f"DELETE FROM invite WHERE {_of_gone('invite')}")
+_RETIRE_CODES = _sql(f"""
+    INSERT INTO retired_code (code, team_id, retired_at)
+    SELECT code, team_id, :now FROM advocate WHERE {_of_gone("advocate")}
+    ON CONFLICT (code) DO NOTHING
+""")
+_DROP_ADVOCATES = _sql(f"DELETE FROM advocate WHERE {_of_gone('advocate')}")
+_DELETE_CONTACTS = _sql("DELETE FROM contact WHERE team_id = :t AND batch_id = :b "
+                        f"AND id BETWEEN :lo AND :hi AND {_NO_SEGMENT}")  # fmt: skip
+_COUNT = _sql("""
+    UPDATE import_batch SET undo_removed = undo_removed + :removed,
+        undo_deleted = undo_deleted + :deleted,
+        undo_invites_cancelled = undo_invites_cancelled + :cancelled,
+        undo_advocates_removed = undo_advocates_removed + :advocates, updated_at = :now
+    WHERE team_id = :t AND id = :b
+""")
+_FINISH = _sql("UPDATE import_batch SET status = 'undone', updated_at = :now "
+               "WHERE team_id = :t AND id = :b AND status = 'undoing'")  # fmt: skip
+
+
+@dataclass
+class _Tally:
+    removed: int = 0
+    deleted: int = 0
+    cancelled: int = 0
+    advocates: int = 0
+
+
+async def run_undo(db: Database, team_id: str, batch_id: int, *, chunk_size: int = UNDO_CHUNK,
+                   progress: Progress | None = None) -> ImportBatch:  # fmt: skip
+    """Do (or finish) the undo of a batch that is `undoing`; an undone one is returned as is.
+
+    Safe to run again after a crash at any point, and beside another run of itself."""
+    batch = await get_batch(db, team_id, batch_id)
+    if batch is None:
+        raise UndoError(f"Import #{batch_id} doesn't exist in this workspace.")
+    if batch.status == BatchStatus.UNDONE:
+        return batch
+    if batch.status != BatchStatus.UNDOING:
+        raise UndoError(f"Import #{batch_id} is {batch.status}: there is no undo to run.")
+    chunk = max(1, min(chunk_size, UNDO_CHUNK))
+    params = {"t": team_id, "b": batch_id, "s": batch.segment_id, "n": chunk,
+              "why": f"import #{batch_id} was undone"}  # fmt: skip
+    removed, lo = batch.undo_removed, 0
+    while True:  # 1. the memberships it added, and what hangs on them
+        async with db.begin() as conn:
+            if not await _hold(conn, params):
+                break
+            hi = (await conn.execute(_MEMBERS_HI, {**params, "lo": lo})).scalar()
+            if hi is None:
+                break
+            removed += await _members_chunk(conn, {**params, "lo": lo, "hi": hi},
+                                            batch.undo_advocates)  # fmt: skip
+        lo = hi + 1  # every membership it added up to `hi` is gone now
+        if progress is not None:
+            await progress(removed, max(removed, batch.added_to_segment))
+    lo = 0
+    while True:  # 2. contacts it created that were already out of the segment
+        async with db.begin() as conn:
+            if not await _hold(conn, params):
+                break
+            hi = (await conn.execute(_OWN_HI, {**params, "lo": lo})).scalar()
+            if hi is None:
+                break
+            tally = _Tally()
+            await _delete_contacts(conn, {**params, "lo": lo, "hi": hi}, tally)
+            await _count(conn, params, tally)
+        lo = hi + 1
+        if progress is not None:
+            await progress(removed, max(removed, batch.added_to_segment))
+    async with db.begin() as conn:
+        if (await conn.execute(_FINISH, {**params, "now": utcnow()})).rowcount == 1:
+            await _record_result(conn, team_id, batch_id)
+    done = await get_batch(db, team_id, batch_id)
+    assert done is not None
+    return done
+
+
+async def _record_result(conn: AsyncConnection, team_id: str, batch_id: int) -> None:
+    """The audit entry of the finished undo, with its counts (read in its transaction)."""
+    row = (await conn.execute(text("""
+        SELECT b.undone_by, s.name, b.undo_removed, b.undo_deleted, b.undo_invites_cancelled,
+               b.undo_advocates_removed
+        FROM import_batch b JOIN segment s ON s.id = b.segment_id
+        WHERE b.team_id = :t AND b.id = :b
+    """), {"t": team_id, "b": batch_id})).one()  # fmt: skip
+    actor, segment, removed, deleted, cancelled, advocates = row
+    await record_in(conn, team_id, actor or "cli", Act.IMPORT_UNDONE, import_subject(batch_id),
+                    f"done: {removed} removed from {segment}, {deleted} contacts deleted, "
+                    f"{cancelled} invites cancelled, {advocates} advocates removed")  # fmt: skip
+
+
+async def _hold(conn: AsyncConnection, params: dict[str, Any]) -> bool:
+    """Take the batch's row for this chunk while it is being undone (else stop quietly)."""
+    return (await conn.execute(_HOLD, {**params, "now": utcnow()})).rowcount == 1
+
+
+async def _members_chunk(conn: AsyncConnection, params: dict[str, Any], advocates: bool) -> int:
+    """One chunk of the contacts this import added to its segment; returns memberships removed."""
+    p = {**params, "now": utcnow()}
+    tally = _Tally()
+    if advocates:
+        tally.cancelled += (await conn.execute(_CANCEL_OWN_INVITES, p)).rowcount
+        await conn.execute(_DROP_OWN_UNSENT, p)
+        await conn.execute(_RETIRE_OWN, p)
+        tally.advocates += (await conn.execute(_DELETE_OWN, p)).rowcount
+    tally.cancelled += (await conn.execute(_CANCEL_UNTARGETED, p)).rowcount
+    tally.removed += (await conn.execute(_REMOVE_MEMBERS, p)).rowcount
+    await _delete_contacts(conn, params, tally)
+    await _count(conn, params, tally)
+    return tally.removed
+
+
+async def _delete_contacts(conn: AsyncConnection, params: dict[str, Any], tally: _Tally) -> None:
+    """Delete the range's contacts created by this import that are in no segment, with their
+    advocates and invites; their referral codes are retired (links answer 410, never reused)."""
+    p = {**params, "now": utcnow()}
+    tally.cancelled += (await conn.execute(_DROP_WAITING, p)).rowcount
+    await conn.execute(_DROP_INVITES, p)
+    await conn.execute(_RETIRE_CODES, p)
+    tally.advocates += (await conn.execute(_DROP_ADVOCATES, p)).rowcount
+    tally.deleted += (await conn.execute(_DELETE_CONTACTS, p)).rowcount
+
+
+async def _count(conn: AsyncConnection, params: dict[str, Any], tally: _Tally) -> None:
+    await conn.execute(_COUNT, {"t": params["t"], "b": params["b"], "now": utcnow(),
+                                "removed": tally.removed, "deleted": tally.deleted,
+                                "cancelled": tally.cancelled,
+                                "advocates": tally.advocates})  # fmt: skip
+
+
+def undo_handler(chunk_size: int, notifier: ImportNotifier | None = None) -> Handler:
+    """The undo job: run (or resume) the undo, then report it in the import's thread; a
+    worker that can't talk to Slack leaves the report to one that can (a report job)."""
+
+    async def run(ctx: JobContext) -> None:
+        batch_id = int(ctx.payload["batch_id"])
+
+        async def progress(done: int, total: int) -> None:
+            await ctx.progress(done, total)  # stops here on shutdown or cancellation
+
+        try:
+            batch = await run_undo(ctx.db, ctx.team_id, batch_id, chunk_size=chunk_size,
+                                   progress=progress)  # fmt: skip
+        except UndoError as exc:
+            raise PermanentJobError(str(exc)) from None
+        if batch.status != BatchStatus.UNDONE:
+            return
+        if notifier is not None:
+            await notifier.undo_finished(ctx.team_id, batch_id)
+            return
+        async with ctx.db.begin() as conn:
+            await enqueue_report_in(conn, ctx.team_id, batch_id, UNDO_FINISHED)
+
+    return run
+
+
+# ---- at once, from the shell ----------------------------------------------------------------
+
+_DONE_BY_HAND = _sql("""
+    UPDATE job SET state = 'done', finished_at = :now, updated_at = :now, last_error = NULL
+    WHERE team_id = :t AND dedupe_key = :key AND state IN ('queued', 'failed', 'cancelled')
+""")
+
+
+async def undo_now(db: Database, team_id: str, batch_id: int, actor: str, *,
+                   remove_advocates: bool, window_days: int, chunk_size: int = UNDO_CHUNK,
+                   max_attempts: int = 5) -> ImportBatch:  # fmt: skip
+    """Request the undo and do its work in this process (the CLI); its job is then marked
+    done. An undo whose job failed or was cancelled part way is finished here too."""
+    try:
+        await request_undo(db, team_id, batch_id, actor, remove_advocates=remove_advocates,
+                           window_days=window_days, max_attempts=max_attempts)  # fmt: skip
+    except UndoError:
+        batch = await get_batch(db, team_id, batch_id)
+        job = await find_by_key(db, team_id, f"undo:{batch_id}")
+        stalled = job is not None and job.state in (JobState.FAILED, JobState.CANCELLED)
+        if batch is None or batch.status != BatchStatus.UNDOING or not stalled:
+            raise
+    batch = await run_undo(db, team_id, batch_id, chunk_size=chunk_size)
+    async with db.begin() as conn:
+        await conn.execute(_DONE_BY_HAND, {"t": team_id, "key": f"undo:{batch_id}",
+                                           "now": utcnow()})  # fmt: skip
+        await enqueue_report_in(conn, team_id, batch_id, UNDO_FINISHED)  # the Slack thread
+    return batch

@@ -1,0 +1,126 @@
+"""Block builders for undoing an import: the button, the confirmation modal, the result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    CheckboxesElement,
+    ContextBlock,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from bot.imports.undo import UndoPlan
+from handlers.ids import Action, BlockId, Callback
+from handlers.messages import esc, n, slack_date
+from models import ImportBatch
+
+REMOVE_ADVOCATES = "remove_advocates"  # the checkbox option's value
+
+
+def _many(count: int, noun: str) -> str:
+    """"1 contact", "2 contacts" (nouns with a plain -s plural)."""
+    return f"{n(count)} {noun}" + ("" if count == 1 else "s")
+
+
+def _section(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=text[:3000]))
+
+
+def undo_button(batch_id: int) -> ButtonElement:
+    """*Undo import*: opens the confirmation (the thread's result reply; App Home rows too)."""
+    return ButtonElement(text="Undo import", action_id=Action.UNDO, value=str(batch_id),
+                         style="danger")  # fmt: skip
+
+
+def result_blocks(result: str, batch_id: int) -> list[Block]:
+    """The import's result reply in its thread, with *Undo import* under it."""
+    return [_section(result), ActionsBlock(elements=[undo_button(batch_id)])]
+
+
+def _who(actor: str | None) -> str:
+    return "from the command line" if not actor or actor == "cli" else f"by <@{actor}>"
+
+
+def undone_text(batch: ImportBatch, segment: str) -> str:
+    """"Undone by <@U>: 120 contacts removed from VIP, 80 deleted, 15 invites cancelled"."""
+    text = (f":leftwards_arrow_with_hook: Import #{batch.id} was undone {_who(batch.undone_by)}: "
+            f"{_many(batch.undo_removed, 'contact')} removed from *{esc(segment)}*, "
+            f"{n(batch.undo_deleted)} deleted, {_many(batch.undo_invites_cancelled, 'invite')} "
+            "cancelled")  # fmt: skip
+    if batch.undo_advocates_removed:
+        text += (f", {_many(batch.undo_advocates_removed, 'advocate')} removed (their referral "
+                 "links no longer work)")  # fmt: skip
+    return text + "."
+
+
+def undone_result_blocks(result: str, batch: ImportBatch) -> list[Block]:
+    """The result reply once the import is undone: no button, and a line saying so."""
+    return [
+        _section(result),
+        ContextBlock(elements=[MarkdownTextObject(
+            text=f"Undone {_who(batch.undone_by)} · {slack_date(batch.undone_at)}")]),
+    ]  # fmt: skip
+
+
+def _modal(blocks: list[Block], *, submit: str | None = None, metadata: str = "") -> View:
+    return View(type="modal", callback_id=Callback.UNDO, title="Undo import", blocks=blocks,
+                submit=submit, close="Close" if submit is None else "Keep it",
+                private_metadata=metadata)  # fmt: skip
+
+
+def checking_modal() -> View:
+    """Shown at once (trigger ids live 3 s) while the plan is counted."""
+    return _modal([_section(":hourglass_flowing_sand: Counting what this import added…")])
+
+
+def refused_modal(reason: str) -> View:
+    """Why this person can't undo this import (reason: mrkdwn written for Slack)."""
+    return _modal([_section(f":no_entry_sign: {reason}")])
+
+
+def confirm_modal(plan: UndoPlan, *, metadata: str) -> View:
+    """What undoing will do, counted now, and whether the advocates it enrolled go too."""
+    seg = esc(plan.segment)
+    lines = [
+        f"*Undo import #{plan.batch_id} into {seg}?* It finished {slack_date(plan.finished_at)}.",
+        f"• Removes the {_many(plan.removes, 'contact')} this import added to *{seg}* "
+        "(contacts that were already there stay).",
+        f"• Deletes the {_many(plan.deletes, 'contact')} it created that "
+        f"{'is' if plan.deletes == 1 else 'are'} in no other segment, with their referral "
+        "links.",
+        f"• Cancels invites still waiting to be sent to them ({n(plan.invites)} now). Invites "
+        "already sent stay sent.",
+    ]  # fmt: skip
+    option = Option(value=REMOVE_ADVOCATES,
+                    text=f"Also remove the {_many(plan.advocates, 'advocate')} it enrolled",
+                    description="Their referral links stop working.")  # fmt: skip
+    blocks: list[Block] = [
+        _section("\n".join(lines)),
+        InputBlock(block_id=BlockId.UNDO_ADVOCATES, label="Advocates", optional=True,
+                   element=CheckboxesElement(action_id=Action.UNDO_ADVOCATES, options=[option]),
+                   hint="Without this, contacts that stay keep their referral links."),
+        ContextBlock(elements=[MarkdownTextObject(
+            text="The thread of the import says what was taken out once it is done.")]),
+    ]  # fmt: skip
+    return _modal(blocks, submit="Undo import", metadata=metadata)
+
+
+def started_modal(batch_id: int, *, in_thread: bool) -> View:
+    where = ("in the import's thread" if in_thread
+             else "in a direct message")  # fmt: skip
+    return _modal([_section(f":hourglass_flowing_sand: Undoing import #{batch_id}. The result "
+                            f"will be {where} when it is done.")])  # fmt: skip
+
+
+def remove_advocates(values: dict[str, dict[str, Any]]) -> bool:
+    """Whether the checkbox was ticked, from a view_submission's state values."""
+    chosen = ((values.get(BlockId.UNDO_ADVOCATES) or {}).get(Action.UNDO_ADVOCATES) or {})
+    return any(o.get("value") == REMOVE_ADVOCATES for o in chosen.get("selected_options") or [])

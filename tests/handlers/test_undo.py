@@ -1,0 +1,190 @@
+"""*Undo import* over the wire: the button in the thread (or on Home), the modal, the result."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from bot.campaigns import service
+from bot.campaigns.enroll import run_enrollment
+from bot.imports.importer import import_files
+from bot.workspaces import ensure_workspace, find_segment
+from handlers.ids import Action, BlockId, Callback
+from models import CampaignState
+from models.clock import utcnow
+from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_home import _open_home
+from tests.handlers.test_import_flow import _count, _form, _open_modal, _review
+
+SEGMENT = "VIP <!channel>"
+SHOWN = "VIP &lt;!channel&gt;"  # as mrkdwn must carry it
+CSV = b"email,first_name\nold@example.com,Old\nother@example.com,Other\nnew@example.com,New\n"
+
+
+async def _cli_import(app: Harness, segment: str, csv: bytes, team: str = "T0001") -> int:
+    await ensure_workspace(app.db, team)
+    result = await import_files(app.db, team, [("p.csv", io.BytesIO(csv))], segment=segment,
+                                create_segment=True)  # fmt: skip
+    return result.batch.id or 0
+
+
+async def _slack_import(app: Harness) -> tuple[dict, int]:
+    """old@ in the segment and other@ in Other already, a live campaign on the segment; then
+    an import from Slack (approved by a lead) adds other@ and new@ to it."""
+    await _cli_import(app, SEGMENT, b"email\nold@example.com\n")
+    await _cli_import(app, "Other", b"email\nother@example.com\n")
+    segment = await find_segment(app.db, "T0001", SEGMENT)
+    assert segment is not None
+    spring = await service.create_campaign(app.db, "T0001", "Spring",
+                                           store_url="https://shop.example")  # fmt: skip
+    await service.set_state(app.db, "T0001", spring.id or 0, CampaignState.LIVE,
+                            requested_by=LEAD, queue_job=False)  # fmt: skip
+    enrollment = await service.target(app.db, "T0001", spring.id or 0, segment.id or 0,
+                                      requested_by=LEAD, queue_job=False)  # fmt: skip
+    assert enrollment is not None
+    await run_enrollment(app.db, "T0001", enrollment, hold_seconds=0)
+
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "vip.csv", CSV)
+    form = _form(files=[file], consent=True)
+    form[BlockId.SEGMENT] = {Action.SEGMENT: {"type": "external_select", "selected_option": {
+        "text": {"type": "plain_text", "text": SEGMENT}, "value": str(segment.id)}}}
+    await app.requests.view_submission(state_values=form, view_id=view_id, user_id=REP)
+    await app.settle()
+    message = await _review(app)
+    batch = message["blocks"][-1]["elements"][0]["value"]
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    return message, int(batch)
+
+
+def _thread(app: Harness, message: dict) -> list[dict]:
+    return app.slack.messages_in("C0001", message["ts"])
+
+
+def _with_undo(app: Harness, message: dict) -> list[dict]:
+    return [m for m in _thread(app, message) if Action.UNDO in json.dumps(m.get("blocks"))]
+
+
+async def _click_undo(app: Harness, user: str, **where: Any) -> dict:
+    """Click *Undo import* and return the modal it opened (once it is filled in)."""
+    before = {v["id"] for v in app.slack.open_views(user)}
+    await app.requests.block_action(Action.UNDO, where.pop("value"), user_id=user, **where)
+    await app.settle()
+    opened = [v for v in app.slack.open_views(user) if v["id"] not in before]
+    assert len(opened) == 1 and opened[0]["callback_id"] == Callback.UNDO
+    return opened[0]
+
+
+def _ticked() -> dict:
+    option = {"text": {"type": "plain_text", "text": "Also remove"}, "value": "remove_advocates"}
+    return {BlockId.UNDO_ADVOCATES: {Action.UNDO_ADVOCATES: {"type": "checkboxes",
+                                                             "selected_options": [option]}}}
+
+
+async def test_undo_from_the_thread_in_two_clicks(app: Harness) -> None:
+    message, batch = await _slack_import(app)
+    (result,) = _with_undo(app, message)
+    assert "Imported into" in result["text"]
+    assert await _count(app, "SELECT COUNT(*) FROM invite WHERE state = 'held'") == 2
+
+    refused = await _click_undo(app, REP, value=str(batch), message_ts=result["ts"])
+    assert "Only team leads can undo imports" in json.dumps(refused["blocks"])
+    assert not refused.get("submit")
+
+    modal = await _click_undo(app, LEAD, value=str(batch), message_ts=result["ts"])
+    second = await _click_undo(app, LEAD, value=str(batch), message_ts=result["ts"])  # 2 tabs
+    shown = json.dumps(modal["blocks"])
+    assert f"Removes the 2 contacts this import added to *{SHOWN}*" in shown
+    assert "contacts that were already there stay" in shown
+    assert "Deletes the 1 contact it created that is in no other segment" in shown
+    assert "(2 now)" in shown and "Also remove the 2 advocates it enrolled" in shown
+
+    reply = await app.requests.view_submission(state_values=_ticked(), view_id=modal["id"],
+                                               user_id=LEAD)  # fmt: skip
+    assert reply.status == 200 and reply.body["response_action"] == "update"
+    late = await app.requests.view_submission(state_values={}, view_id=second["id"],
+                                              user_id=LEAD)  # fmt: skip
+    assert f"Import #{batch} is already being undone (asked by <@{LEAD}>" in json.dumps(late.body)
+    await app.settle()
+
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'undo_import'") == 1
+    texts = [m["text"] for m in _thread(app, message)]
+    done = [t for t in texts if "was undone" in t]
+    assert done == [f":leftwards_arrow_with_hook: Import #{batch} was undone by <@{LEAD}>: "
+                    f"2 contacts removed from *{SHOWN}*, 1 deleted, 2 invites cancelled, "
+                    "2 advocates removed (their referral links no longer work)."]  # fmt: skip
+    assert _with_undo(app, message) == []  # the result reply lost its button
+    updated = app.slack.message("C0001", result["ts"])
+    assert f"Undone by <@{LEAD}>" in json.dumps(updated["blocks"])
+    record = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    assert f"then undone by <@{LEAD}>" in record
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 2  # old@, other@
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 1  # old@'s, from before
+    assert await _count(app, "SELECT COUNT(*) FROM invite WHERE state = 'held'") == 0
+
+    again = await _click_undo(app, LEAD, value=str(batch), message_ts=result["ts"])
+    assert f"was already undone by <@{LEAD}> on" in json.dumps(again["blocks"])
+    assert app.slack.block_errors == []
+
+
+async def test_from_home_the_result_comes_by_direct_message(app: Harness) -> None:
+    batch = await _cli_import(app, "Newsletter", b"email\na@example.com\nb@example.com\n")
+    home = await _open_home(app, LEAD)
+    modal = await _click_undo(app, LEAD, value=str(batch), view=home)
+    assert "Removes the 2 contacts" in json.dumps(modal["blocks"])
+    await app.requests.view_submission(state_values={}, view_id=modal["id"], user_id=LEAD)
+    await app.settle()
+    assert "direct message" in json.dumps(app.slack.views[modal["id"]]["blocks"])
+    dm = app.slack.dm_channels[LEAD]
+    texts = [m["text"] for m in app.slack.messages_in(dm)]
+    assert any(f"Import #{batch} was undone by <@{LEAD}>: 2 contacts removed from *Newsletter*, "
+               "2 deleted, 0 invites cancelled." in t for t in texts), texts  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 0
+    assert app.slack.ephemerals == []
+    assert app.slack.block_errors == []
+
+
+async def test_old_foreign_and_made_up_imports_are_refused_in_the_modal(app: Harness) -> None:
+    ours = await _cli_import(app, "VIP", b"email\na@example.com\n")
+    theirs = await _cli_import(app, "VIP", b"email\na@example.com\n", team="T0002")
+    modal = await _click_undo(app, LEAD, value=str(theirs), message_ts="1767225700.000100")
+    assert f"Import #{theirs} doesn't exist in this workspace" in json.dumps(modal["blocks"])
+
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET finished_at = :f WHERE id = :b")
+                           .bindparams(bindparam("f", type_=UTCDateTime())),
+                           {"f": utcnow() - timedelta(days=8), "b": ours})  # fmt: skip
+    modal = await _click_undo(app, LEAD, value=str(ours), message_ts="1767225700.000100")
+    assert "Imports can be undone for 7 days; this one finished on" in json.dumps(modal["blocks"])
+
+    # a modal submitted with another workspace's id (forged metadata) changes nothing
+    reply = await app.requests.view_submission(Callback.UNDO, {}, user_id=LEAD,
+                                               private_metadata=json.dumps({"batch": theirs}))
+    assert "doesn't exist in this workspace" in json.dumps(reply.body)
+    await app.requests.block_action(Action.UNDO, "<!channel>", user_id=LEAD)
+    await app.settle()
+    assert "doesn't name an import" in app.slack.ephemerals[-1]["text"]
+    assert await _count(app, "SELECT COUNT(*) FROM contact WHERE team_id = 'T0002'") == 1
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'undo_import'") == 0
+    assert app.slack.block_errors == []
+
+
+async def test_a_slack_outage_delays_the_result_but_it_arrives_once(app: Harness) -> None:
+    message, batch = await _slack_import(app)
+    (result,) = _with_undo(app, message)
+    modal = await _click_undo(app, LEAD, value=str(batch), message_ts=result["ts"])
+    app.slack.outage("chat.postMessage", times=2, status=503)
+    await app.requests.view_submission(state_values={}, view_id=modal["id"], user_id=LEAD)
+    await app.settle()
+    await app.settle()  # the report job's retry
+    done = [m for m in _thread(app, message) if "was undone" in m["text"]]
+    assert len(done) == 1 and "2 contacts removed" in done[0]["text"]
+    assert "1 deleted, 2 invites cancelled, 1 advocate removed" in done[0]["text"]
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'slack_report' "
+                        "AND state = 'done'") >= 1  # fmt: skip

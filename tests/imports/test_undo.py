@@ -1,0 +1,281 @@
+"""Undoing an import: exactly what it added goes, nothing else, once, whatever crashes."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import aiohttp
+import pytest
+from sqlalchemy import bindparam, text
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from bot.app import build_web_app
+from bot.audit import Act
+from bot.campaigns import service
+from bot.campaigns.enroll import run_enrollment
+from bot.imports.importer import import_files
+from bot.imports.job_kinds import UNDO_JOB
+from bot.imports.undo import UndoError, request_undo, run_undo, undo_plan
+from bot.jobs.kinds import handlers
+from bot.jobs.worker import Worker, WorkerConfig
+from bot.settings import load_settings
+from bot.web import public_routes
+from bot.workspaces import ensure_workspace, find_segment
+from models import CampaignState, Database
+from models.clock import utcnow
+from tests.fakes.slack_api import serve
+
+TEAM, OTHER_TEAM = "T0001", "T0002"
+LEAD = "U0002"
+WEEK = 7
+
+
+async def _import(db: Database, segment: str, *emails: str, team: str = TEAM) -> int:
+    csv = "email,first_name\n" + "".join(f"{e},{e.split('@')[0]}\n" for e in emails)
+    result = await import_files(db, team, [("people.csv", io.BytesIO(csv.encode()))],
+                                segment=segment, create_segment=True)  # fmt: skip
+    return result.batch.id or 0
+
+
+async def _rows(db: Database, sql: str, **params: object) -> list[tuple]:
+    async with db.begin() as conn:
+        return [tuple(r) for r in await conn.execute(text(sql), params)]
+
+
+async def _one(db: Database, sql: str, **params: object) -> object:
+    async with db.begin() as conn:
+        return (await conn.execute(text(sql), params)).scalar()
+
+
+async def _segment(db: Database, name: str, team: str = TEAM) -> int:
+    segment = await find_segment(db, team, name)
+    assert segment is not None
+    return segment.id or 0
+
+
+async def _live_campaign(db: Database, name: str, *targets: str) -> int:
+    """A live campaign targeting these segments, their current members enrolled."""
+    campaign = await service.create_campaign(db, TEAM, name, store_url="https://shop.example/")
+    await service.set_state(db, TEAM, campaign.id or 0, CampaignState.LIVE, requested_by=LEAD,
+                            queue_job=False)  # fmt: skip
+    for target in targets:
+        enrollment = await service.target(db, TEAM, campaign.id or 0, await _segment(db, target),
+                                          requested_by=LEAD, queue_job=False)  # fmt: skip
+        if enrollment is not None:
+            await run_enrollment(db, TEAM, enrollment, hold_seconds=0)
+    return campaign.id or 0
+
+
+async def _invite(db: Database, email: str, state: str) -> None:
+    async with db.begin() as conn:
+        await conn.execute(text(
+            "UPDATE invite SET state = :state WHERE contact_id = "
+            "(SELECT id FROM contact WHERE email = :e AND team_id = :t)"),
+            {"state": state, "e": email, "t": TEAM})  # fmt: skip
+
+
+async def _members(db: Database, segment: str, team: str = TEAM) -> list[str]:
+    rows = await _rows(db, "SELECT c.email FROM segment_member m JOIN contact c "
+                       "ON c.id = m.contact_id WHERE m.segment_id = :s ORDER BY c.email",
+                       s=await _segment(db, segment, team))  # fmt: skip
+    return [r[0] for r in rows]
+
+
+async def _contacts(db: Database, team: str = TEAM) -> list[str]:
+    rows = await _rows(db, "SELECT email FROM contact WHERE team_id = :t ORDER BY email", t=team)
+    return [r[0] for r in rows]
+
+
+async def _states(db: Database) -> dict[str, str]:
+    rows = await _rows(db, "SELECT c.email, i.state FROM invite i JOIN contact c "
+                       "ON c.id = i.contact_id WHERE i.team_id = :t", t=TEAM)  # fmt: skip
+    return dict(rows)  # type: ignore[arg-type]
+
+
+async def _advocates(db: Database) -> dict[str, str]:
+    rows = await _rows(db, "SELECT c.email, a.code FROM advocate a JOIN contact c "
+                       "ON c.id = a.contact_id WHERE a.team_id = :t", t=TEAM)  # fmt: skip
+    return dict(rows)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def world(db: Database) -> dict[str, object]:
+    """Before the import: old@ in VIP, other@ in Other, a live campaign on VIP. The import
+    (into VIP) brings old@ (already there), other@ (known) and new1-4@ (created); then new3@ is
+    also imported into Later, and new4@ is taken out of VIP by hand. Invites: new1@ queued,
+    new2@ held, new3@ queued, other@ sent."""
+    await ensure_workspace(db, TEAM)
+    await _import(db, "VIP", "old@example.com")
+    await _import(db, "Other", "other@example.com")
+    spring = await _live_campaign(db, "Spring", "VIP")
+    batch = await _import(db, "VIP", "old@example.com", "other@example.com", "new1@example.com",
+                          "new2@example.com", "new3@example.com", "new4@example.com")
+    await _import(db, "Later", "new3@example.com")
+    async with db.begin() as conn:
+        await conn.execute(text(
+            "DELETE FROM segment_member WHERE contact_id = "
+            "(SELECT id FROM contact WHERE email = 'new4@example.com')"))  # fmt: skip
+    await _invite(db, "new2@example.com", "held")
+    await _invite(db, "other@example.com", "sent")
+    return {"batch": batch, "spring": spring, "codes": await _advocates(db)}
+
+
+async def _undo(db: Database, batch: int, *, advocates: bool = False, **kwargs: object) -> None:
+    await request_undo(db, TEAM, batch, LEAD, remove_advocates=advocates, window_days=WEEK)
+    await run_undo(db, TEAM, batch, **kwargs)  # type: ignore[arg-type]
+
+
+async def _counts(db: Database, batch: int) -> tuple:
+    return (await _rows(db, "SELECT status, undone_by, undo_removed, undo_deleted, "
+                        "undo_invites_cancelled, undo_advocates_removed FROM import_batch "
+                        "WHERE id = :b", b=batch))[0]  # fmt: skip
+
+
+async def test_undo_takes_out_only_what_the_import_added(db: Database, world: dict) -> None:
+    batch = world["batch"]
+    plan = await undo_plan(db, TEAM, batch, window_days=WEEK)
+    assert (plan.segment, plan.removes, plan.deletes, plan.invites, plan.advocates) == (
+        "VIP", 4, 3, 4, 4)  # fmt: skip
+
+    await _undo(db, batch)
+
+    assert await _members(db, "VIP") == ["old@example.com"]  # it was there before
+    assert await _members(db, "Other") == ["other@example.com"]
+    assert await _members(db, "Later") == ["new3@example.com"]
+    # created by the import and in no segment now: gone (new4@ had left VIP by hand)
+    assert await _contacts(db) == ["new3@example.com", "old@example.com", "other@example.com"]
+    # invites still waiting were cancelled; the sent one is history
+    assert await _states(db) == {"old@example.com": "queued", "other@example.com": "sent",
+                                 "new3@example.com": "cancelled"}  # fmt: skip
+    # advocates of contacts that stay stay; the deleted contacts' codes are retired
+    codes = world["codes"]
+    assert set(await _advocates(db)) == {"old@example.com", "other@example.com",
+                                         "new3@example.com"}  # fmt: skip
+    retired = {r[0] for r in await _rows(db, "SELECT code FROM retired_code")}
+    assert retired == {codes["new1@example.com"], codes["new2@example.com"],
+                       codes["new4@example.com"]}  # fmt: skip
+    # counted from the rows: 4 memberships, 3 contacts, new1-3@'s waiting invites + new4@'s
+    assert await _counts(db, batch) == ("undone", LEAD, 4, 3, 4, 3)
+    audit = await _rows(db, "SELECT actor, action, subject, detail FROM audit_entry "
+                        "WHERE action = :a ORDER BY id", a=Act.IMPORT_UNDONE.value)  # fmt: skip
+    assert [a[:3] for a in audit] == [(LEAD, "import.undone", f"import #{batch}")] * 2
+    assert "what it added to VIP" in audit[0][3]
+    assert audit[1][3] == ("done: 4 removed from VIP, 3 contacts deleted, 4 invites cancelled, "
+                           "3 advocates removed")  # fmt: skip
+
+
+async def test_removing_the_advocates_too_retires_their_links(db: Database, world: dict) -> None:
+    batch = world["batch"]
+    await _undo(db, batch, advocates=True)
+    codes = world["codes"]
+    assert set(await _advocates(db)) == {"old@example.com"}  # enrolled before the import
+    assert await _states(db) == {"old@example.com": "queued", "other@example.com": "sent"}
+    assert await _counts(db, batch) == ("undone", LEAD, 4, 3, 4, 5)
+    settings = load_settings(database_url=db.url, secret_key="s")
+    async with serve(build_web_app(None, routes=public_routes(db, settings))) as site, \
+            aiohttp.ClientSession() as http:  # fmt: skip
+        for email, status in (("other@example.com", 410), ("new1@example.com", 410),
+                              ("old@example.com", 302)):  # fmt: skip
+            async with http.get(f"{site}/r/{codes[email]}", allow_redirects=False) as response:
+                assert response.status == status, email
+
+
+async def test_an_invite_stays_when_its_campaign_still_reaches_the_contact(db: Database) -> None:
+    await ensure_workspace(db, TEAM)
+    await _import(db, "Later", "b@example.com")
+    batch = await _import(db, "VIP", "a@example.com", "b@example.com")
+    await _live_campaign(db, "Autumn", "VIP", "Later")  # targeted after the import
+    assert await _states(db) == {"a@example.com": "queued", "b@example.com": "queued"}
+    await _undo(db, batch)
+    assert await _contacts(db) == ["b@example.com"]
+    assert await _states(db) == {"b@example.com": "queued"}  # still in Later, a target
+    assert await _counts(db, batch) == ("undone", LEAD, 2, 1, 1, 1)
+
+
+async def test_second_undo_is_refused_and_a_double_click_queues_one_job(
+    db: Database, world: dict
+) -> None:
+    batch = world["batch"]
+    await request_undo(db, TEAM, batch, LEAD, remove_advocates=False, window_days=WEEK)
+    with pytest.raises(UndoError, match=rf"Import #{batch} is already being undone \(asked by "
+                                        rf"<@{LEAD}> on \d{{4}}-"):  # fmt: skip
+        await request_undo(db, TEAM, batch, "U0009", remove_advocates=True, window_days=WEEK)
+    assert await _one(db, "SELECT COUNT(*) FROM job WHERE kind = :k", k=UNDO_JOB) == 1
+    assert await _one(db, "SELECT undo_advocates FROM import_batch WHERE id = :b",
+                      b=batch) in (False, 0)  # the first request's choice  # fmt: skip
+    await run_undo(db, TEAM, batch)
+    with pytest.raises(UndoError, match=rf"Import #{batch} was already undone by <@{LEAD}> on"):
+        await request_undo(db, TEAM, batch, LEAD, remove_advocates=False, window_days=WEEK)
+    with pytest.raises(UndoError, match="already undone"):
+        await undo_plan(db, TEAM, batch, window_days=WEEK)
+    before = await _counts(db, batch)
+    await run_undo(db, TEAM, batch)  # a retried job: nothing more happens
+    assert await _counts(db, batch) == before
+
+
+async def test_too_old_not_finished_and_another_workspaces_imports_are_refused(
+    db: Database, world: dict
+) -> None:
+    batch = world["batch"]
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET finished_at = :f WHERE id = :b")
+                           .bindparams(bindparam("f", type_=UTCDateTime())),
+                           {"f": utcnow() - timedelta(days=WEEK, hours=1), "b": batch})  # fmt: skip
+    with pytest.raises(UndoError, match=r"Imports can be undone for 7 days; this one finished "
+                                        r"on \d{4}-\d\d-\d\d"):  # fmt: skip
+        await request_undo(db, TEAM, batch, LEAD, remove_advocates=False, window_days=WEEK)
+    await request_undo(db, TEAM, batch, LEAD, remove_advocates=False, window_days=WEEK + 1)
+
+    await ensure_workspace(db, OTHER_TEAM)
+    theirs = await _import(db, "VIP", "new1@example.com", "x@example.com", team=OTHER_TEAM)
+    for ask in (lambda: request_undo(db, TEAM, theirs, LEAD, remove_advocates=True,
+                                     window_days=WEEK),
+                lambda: undo_plan(db, TEAM, theirs, window_days=WEEK),
+                lambda: run_undo(db, TEAM, theirs)):  # fmt: skip
+        with pytest.raises(UndoError, match=f"Import #{theirs} doesn't exist in this workspace"):
+            await ask()
+    await run_undo(db, TEAM, batch)  # ours: their same-address contacts are not touched
+    assert await _members(db, "VIP", OTHER_TEAM) == ["new1@example.com", "x@example.com"]
+    assert await _one(db, "SELECT status FROM import_batch WHERE id = :b", b=theirs) == "done"
+
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET status = 'importing' WHERE id = :b"),
+                           {"b": theirs})  # fmt: skip
+    with pytest.raises(UndoError, match="and importing: only a finished import can be undone"):
+        await request_undo(db, OTHER_TEAM, theirs, LEAD, remove_advocates=False,
+                           window_days=WEEK)  # fmt: skip
+
+
+class Killed(Exception):
+    """The process died between two chunks."""
+
+
+async def test_a_crash_between_chunks_resumes_to_the_same_result(
+    db: Database, world: dict
+) -> None:
+    batch = world["batch"]
+    await request_undo(db, TEAM, batch, LEAD, remove_advocates=True, window_days=WEEK)
+    chunks = 0
+
+    async def die_after_two(done: int, total: int) -> None:
+        nonlocal chunks
+        chunks += 1
+        if chunks == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        await run_undo(db, TEAM, batch, chunk_size=1, progress=die_after_two)
+    half = await _counts(db, batch)
+    assert half[0] == "undoing" and half[2] == 2  # two chunks committed, counted
+    assert len(await _members(db, "VIP")) == 3
+
+    # the job picks it up again: a worker runs the undo job to the end
+    kinds = handlers(load_settings(database_url=db.url, import_chunk_rows=1))
+    worker = Worker(db, {UNDO_JOB: kinds[UNDO_JOB]}, WorkerConfig())
+    await worker.run_until_idle()
+    assert await _one(db, "SELECT state FROM job WHERE kind = :k", k=UNDO_JOB) == "done"
+    assert await _counts(db, batch) == ("undone", LEAD, 4, 3, 4, 5)  # as if run in one go
+    assert await _members(db, "VIP") == ["old@example.com"]
+    assert await _contacts(db) == ["new3@example.com", "old@example.com", "other@example.com"]
+    assert set(await _advocates(db)) == {"old@example.com"}

@@ -1,0 +1,118 @@
+"""`referral-bot undo` in-process: the undo at once, its counts, and why it refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import bindparam, text
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from bot.cli import main
+from bot.imports.undo import request_undo
+from models import Database
+from models.clock import utcnow
+
+
+@pytest.fixture
+def shell(db: Database, db_env: dict[str, str], tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Path:  # fmt: skip
+    """The environment a shell user has: this test's database, no .env, no Slack."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("SLACK_BOT_TOKEN", "TEAM_LEADS", "UNDO_WINDOW_DAYS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in db_env.items():
+        monkeypatch.setenv(name, value)
+    return tmp_path
+
+
+async def _main(*args: str) -> int:
+    """`referral-bot ARGS` in this process (its own event loop, in a thread)."""
+    return await asyncio.to_thread(main, list(args))
+
+
+async def _json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:
+    code = await _main(*args, "--json")
+    return code, json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+async def _import(shell: Path, capsys: pytest.CaptureFixture[str], segment: str,
+                  *emails: str) -> int:  # fmt: skip
+    csv = shell / f"{segment}.csv"
+    csv.write_text("email\n" + "".join(f"{e}\n" for e in emails), encoding="utf-8")
+    code, summary = await _json(capsys, "import", str(csv), "--segment", segment,
+                                "--create-segment")  # fmt: skip
+    assert code == 0
+    return int(summary["import_id"])
+
+
+async def _sql(db: Database, sql: str, **params: object) -> object:
+    stmt = text(sql)
+    if "when" in params:
+        stmt = stmt.bindparams(bindparam("when", type_=UTCDateTime()))
+    async with db.begin() as conn:
+        result = await conn.execute(stmt, params)
+        return result.scalar() if result.returns_rows else None
+
+
+async def test_undo_prints_its_counts_and_refuses_a_second_time(
+    shell: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await _import(shell, capsys, "VIP", "old@example.com")
+    await _import(shell, capsys, "Other", "kept@example.com")
+    batch = await _import(shell, capsys, "VIP", "old@example.com", "kept@example.com",
+                          "new@example.com")  # fmt: skip
+
+    code, result = await _json(capsys, "undo", str(batch), "--advocates")
+    assert code == 0
+    assert result == {"import": batch, "segment": "VIP", "status": "undone", "removed": 2,
+                      "deleted": 1, "invites_cancelled": 0, "advocates_removed": 0}  # fmt: skip
+    assert await _sql(db, "SELECT COUNT(*) FROM contact") == 2
+    assert await _sql(db, "SELECT state FROM job WHERE kind = 'undo_import'") == "done"
+    assert await _sql(db, "SELECT actor FROM audit_entry WHERE action = 'import.undone'") == "cli"
+
+    assert await _main("undo", str(batch)) == 1
+    err = capsys.readouterr().err
+    assert f"Import #{batch} was already undone from the command line on" in err
+
+
+async def test_undo_refuses_what_it_cannot_undo(
+    shell: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = await _import(shell, capsys, "VIP", "a@example.com", "b@example.com")
+    assert await _main("undo", "999") == 1
+    assert "Import #999 doesn't exist in this workspace" in capsys.readouterr().err
+
+    await _sql(db, "UPDATE import_batch SET finished_at = :when WHERE id = :b",
+               when=utcnow() - timedelta(days=8), b=batch)  # fmt: skip
+    code, result = await _json(capsys, "undo", str(batch))
+    assert code == 1 and result["error"].startswith("Imports can be undone for 7 days; this "
+                                                    "one finished on ")  # fmt: skip
+
+    await _sql(db, "UPDATE import_batch SET status = 'importing' WHERE id = :b", b=batch)
+    assert await _main("undo", str(batch)) == 1
+    assert "only a finished import can be undone" in capsys.readouterr().err
+    assert await _sql(db, "SELECT COUNT(*) FROM contact") == 2
+
+    # a longer window (UNDO_WINDOW_DAYS) lets the old one go
+    await _sql(db, "UPDATE import_batch SET status = 'done' WHERE id = :b", b=batch)
+    shell.joinpath(".env").write_text("UNDO_WINDOW_DAYS=30\n", encoding="utf-8")
+    assert await _main("undo", str(batch)) == 0
+    assert "2 contacts removed from 'VIP', 2 deleted" in capsys.readouterr().out
+    assert await _sql(db, "SELECT COUNT(*) FROM contact") == 0
+
+
+async def test_undo_finishes_an_undo_whose_job_failed(
+    shell: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = await _import(shell, capsys, "VIP", "a@example.com")
+    await request_undo(db, "local", batch, "U0002", remove_advocates=False, window_days=7)
+    assert await _main("undo", str(batch)) == 1  # a worker will run it
+    assert "is already being undone (asked by U0002 on" in capsys.readouterr().err
+    await _sql(db, "UPDATE job SET state = 'failed' WHERE kind = 'undo_import'")
+    code, result = await _json(capsys, "undo", str(batch))
+    assert code == 0 and (result["status"], result["deleted"]) == ("undone", 1)
+    assert await _sql(db, "SELECT state FROM job WHERE kind = 'undo_import'") == "done"
