@@ -101,7 +101,13 @@ class Later:
             except Exception:
                 log.exception("could not tell the user about a failure (%s)", who_and_what(body))
 
-    async def drain(self) -> None:
-        """Wait for the work in flight (shutdown, tests)."""
+    @property
+    def busy(self) -> bool:
+        return bool(self._tasks)
+
+    async def drain(self) -> bool:
+        """Wait for the work in flight (shutdown, tests); True if there was any."""
+        busy = bool(self._tasks)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        return busy

@@ -6,16 +6,24 @@ to run every database test on PostgreSQL, each test in a schema of its own.
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
+import sqlite3
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from models import Database
-from models.migrate import upgrade
+from models.migrate import MIGRATIONS, upgrade
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
 BACKEND = os.environ.get("TEST_DATABASE", "sqlite")
@@ -38,10 +46,61 @@ def db_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         yield {"DATABASE_URL": f"sqlite:///{tmp_path / 'test.db'}"}
 
 
+# Running the migrations for every test cost a third of the suite's time. They are run once
+# per test process instead: on SQLite into a template file that each test copies, on
+# PostgreSQL as the DDL Alembic writes in offline (`--sql`) mode, which each test runs in its
+# schema in one round trip. Both are exactly what `upgrade()` builds (tests/
+# test_settings_and_schema.py runs the real upgrade and compares it with the models).
+_TEMPLATES: dict[str, object] = {}
+
+
+async def _sqlite_template() -> Path:
+    path = _TEMPLATES.get("sqlite")
+    if path is None:
+        path = Path(tempfile.mkdtemp(prefix="referral-bot-template-")) / "template.db"
+        template = Database(f"sqlite:///{path}")
+        await upgrade(template)
+        await template.dispose()
+        with closing(sqlite3.connect(path)) as conn:  # nothing left in a -wal file beside it
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        _TEMPLATES["sqlite"] = path
+    assert isinstance(path, Path)
+    return path
+
+
+def _postgres_ddl() -> str:
+    ddl = _TEMPLATES.get("postgres")
+    if ddl is None:
+        buffer = io.StringIO()
+        cfg = Config(output_buffer=buffer)
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.set_main_option("sqlalchemy.url", "postgresql://")
+        command.upgrade(cfg, "head", sql=True)
+        ddl = _TEMPLATES["postgres"] = buffer.getvalue()
+    assert isinstance(ddl, str)
+    return ddl
+
+
+async def migrated(database: Database, url: str) -> None:
+    """`database` at the head revision, built the fast way (see above)."""
+    if database.is_sqlite:
+        target = Path(make_url(url).database or "")
+        if not target.exists():
+            shutil.copyfile(await _sqlite_template(), target)
+            return
+    elif database.schema:
+        async with database.engine.connect() as conn:  # its search_path is the schema
+            raw = (await conn.get_raw_connection()).driver_connection
+            await raw.execute(f'CREATE SCHEMA IF NOT EXISTS "{database.schema}";\n'
+                              + _postgres_ddl())  # fmt: skip
+        return
+    await upgrade(database)
+
+
 @pytest.fixture
 async def db(db_env: dict[str, str]) -> AsyncIterator[Database]:
     database = Database(db_env["DATABASE_URL"], schema=db_env.get("DATABASE_SCHEMA"))
-    await upgrade(database)
+    await migrated(database, db_env["DATABASE_URL"])
     try:
         yield database
     finally:

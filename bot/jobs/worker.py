@@ -135,12 +135,15 @@ class Worker:
             except Exception:  # its row goes stale and is ignored, then deleted
                 log.exception("worker %s: removing it from the worker list failed", self.owner)
 
-    async def run_until_idle(self) -> None:
-        """Drain the queue once and return (tests, one-shot commands)."""
+    async def run_until_idle(self) -> int:
+        """Drain the queue once and return how many jobs ran (tests, one-shot commands)."""
+        ran = 0
         while (
             job := await queue.claim(self.db, self.owner, self.config.lease_seconds, self.kinds)
         ) is not None:
             await self._run(job)
+            ran += 1
+        return ran
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once on stop()."""

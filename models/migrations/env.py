@@ -9,6 +9,19 @@ from models.migrate import compared
 target_metadata = SQLModel.metadata
 
 
+def run_offline() -> None:
+    """`sql=True`: the DDL as text, for a dialect named by the config's URL (tests build
+    their per-test PostgreSQL schemas from it in one round trip)."""
+    context.configure(
+        url=context.config.get_main_option("sqlalchemy.url"),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        include_object=compared,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
 def run_migrations() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:
@@ -24,4 +37,7 @@ def run_migrations() -> None:
         context.run_migrations()
 
 
-run_migrations()
+if context.is_offline_mode():
+    run_offline()
+else:
+    run_migrations()

@@ -273,12 +273,10 @@ async def test_an_unknown_status_or_a_big_count_is_a_400() -> None:
         assert len(mc.requests) == 1
 
 
-async def test_generated_members_are_quick_and_mixed() -> None:
+async def test_generated_members_are_mixed() -> None:
     async with FakeMailchimp() as mc:
         big = mc.add_account(KEY).add_list(LIST_ID, "Big")
-        started = time.perf_counter()
-        big.add_members(100_000)
-        assert time.perf_counter() - started < 2.0  # ~0.3 s here
+        big.add_members(100_000)  # speed: bench/mailchimp.py, not a timed test
         counts = {status: big.count(status) for status in STATUSES}
         assert counts == {
             "subscribed": 70_000,
