@@ -150,14 +150,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _import(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
-    if not args.files and not args.mailchimp_list:
-        raise CliError("Name at least one CSV file, or a Mailchimp audience (--mailchimp-list).")
-    for path in args.files:
-        if not path.is_file():
-            raise CliError(f"{path}: no such file")
-    mailchimp = None
-    if args.mailchimp_list:
-        mailchimp = await cli_mailchimp.resolve_audiences(db, team, settings, args.mailchimp_list)
+    mailchimp = await _sources(db, team, settings, args)
     with ExitStack() as stack:
         streams = [(p.name, stack.enter_context(p.open("rb"))) for p in args.files]
         total = sum(os.fstat(f.fileno()).st_size for _, f in streams)
@@ -182,15 +175,21 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
     return 0
 
 
-async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
+async def _sources(db: Database, team: str, settings: Settings, args: argparse.Namespace
+                   ) -> cli_mailchimp.Chosen | None:  # fmt: skip
+    """Check the files named exist; the Mailchimp audiences named, resolved (or None)."""
     if not args.files and not args.mailchimp_list:
         raise CliError("Name at least one CSV file, or a Mailchimp audience (--mailchimp-list).")
     for path in args.files:
         if not path.is_file():
             raise CliError(f"{path}: no such file")
-    mailchimp = None
-    if args.mailchimp_list:
-        mailchimp = await cli_mailchimp.resolve_audiences(db, team, settings, args.mailchimp_list)
+    if not args.mailchimp_list:
+        return None
+    return await cli_mailchimp.resolve_audiences(db, team, settings, args.mailchimp_list)
+
+
+async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
+    mailchimp = await _sources(db, team, settings, args)
     with ExitStack() as stack:
         streams = [(p.name, stack.enter_context(p.open("rb"))) for p in args.files]
         result, exists = await preview_files(db, team, streams, segment=args.segment,

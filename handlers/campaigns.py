@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.campaigns.service import (
     CampaignError,
@@ -48,6 +46,7 @@ from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.home_publish import refresh_homes
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, metadata
+from handlers.respond import Click, ResponseUrlFailed, respond
 from models import CampaignState
 
 log = logging.getLogger(__name__)
@@ -58,26 +57,6 @@ FIELD_BLOCKS = {
     "invite_delay_days": BlockId.CAMPAIGN_DELAY,
 }
 LOADING = "Loading…"
-
-
-class ResponseUrlFailed(Exception):
-    """Slack refused what we posted to a response_url (expired, used up, or invalid)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Click:
-    """Who clicked which campaign button, and where to answer them."""
-
-    team_id: str
-    user_id: str
-    value: str
-    response_url: str
-
-    @classmethod
-    def of(cls, body: dict[str, Any]) -> Click:
-        action = body["actions"][0]
-        return cls(body["team"]["id"], body["user"]["id"], str(action.get("value") or ""),
-                   str(body.get("response_url") or ""))  # fmt: skip
 
 
 async def lead_refusal(d: Deps, team_id: str, verb: str) -> Refusal:
@@ -105,12 +84,7 @@ def _for_people(error: Refusal | CampaignError) -> str:
 async def _respond(client: AsyncWebClient, url: str, text: str, *, replace: bool,
                    blocks: list[Any] | None = None) -> None:  # fmt: skip
     """Post to a response_url: replace the ephemeral list, or add an ephemeral note."""
-    hook = AsyncWebhookClient(url, session=client.session)
-    response = await hook.send(text=text, blocks=blocks, replace_original=replace,
-                               response_type=None if replace else "ephemeral")  # fmt: skip
-    if response.status_code != 200:
-        raise ResponseUrlFailed(f"response_url answered {response.status_code}: "
-                                f"{response.body[:200]}")  # fmt: skip
+    await respond(client, url, text, replace=replace, blocks=blocks)
 
 
 async def _show_list(d: Deps, client: AsyncWebClient, team_id: str, url: str, *,

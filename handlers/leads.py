@@ -21,20 +21,16 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.leads import MAX_ADDED_AT_ONCE, LeadsError, add_leads, is_user_id, leads, remove_lead
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.ids import Action, BlockId
 from handlers.leads_messages import leads_message
 from handlers.messages import esc
+from handlers.respond import respond as answer
 
 log = logging.getLogger(__name__)
 CHANGE = "change the team leads"
-
-
-class ResponseUrlFailed(Exception):
-    """Slack refused what we posted to a response_url (expired, used up, or invalid)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +56,7 @@ async def respond(client: AsyncWebClient, url: str, text: str, *, replace: bool,
     person is told through the global path instead (a Refusal)."""
     if not url:
         raise Refusal(text)
-    hook = AsyncWebhookClient(url, session=client.session)
-    response = await hook.send(text=text, blocks=blocks, replace_original=replace,
-                               response_type=None if replace else "ephemeral")  # fmt: skip
-    if response.status_code != 200:
-        raise ResponseUrlFailed(f"response_url answered {response.status_code}: "
-                                f"{response.body[:200]}")  # fmt: skip
+    await answer(client, url, text, replace=replace, blocks=blocks)
 
 
 async def explained(work: Coroutine[Any, Any, None], client: AsyncWebClient, url: str) -> None:

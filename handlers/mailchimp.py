@@ -22,14 +22,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.mailchimp.accounts import Connection, connect_api_key, connection, disconnect
 from bot.mailchimp.api import MailchimpError, ReconnectNeeded
@@ -49,25 +47,13 @@ from handlers.mailchimp_messages import (
     status_message,
 )
 from handlers.messages import esc, metadata
+from handlers.respond import Click, ResponseUrlFailed, respond
 
 log = logging.getLogger(__name__)
 INLINE_WAIT = 1.5  # seconds the ping may take before the modal is answered "Checking…"
 MAX_INLINE_ERROR = 250
 KEY_REFUSED = ("Mailchimp didn't accept this key. Copy it again from Profile › Extras › API "
                "keys: a deleted or disabled key is refused.")  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Click:
-    """Who clicked a status button, and where to answer them."""
-
-    team_id: str
-    user_id: str
-    response_url: str
-
-    @classmethod
-    def of(cls, body: dict[str, Any]) -> Click:
-        return cls(body["team"]["id"], body["user"]["id"], str(body.get("response_url") or ""))
 
 
 # ---- answering through response_url ---------------------------------------------------------
@@ -77,14 +63,11 @@ async def _respond(client: AsyncWebClient, url: str, text: str, *, replace: bool
                    blocks: list[Any] | None = None) -> None:  # fmt: skip
     """Replace the ephemeral status, or add an ephemeral note. Without a URL (or when Slack
     refuses it) the person is told through the global path instead."""
-    if not url:
-        raise Refusal(text)
-    hook = AsyncWebhookClient(url, session=client.session)
-    response = await hook.send(text=text, blocks=blocks, replace_original=replace,
-                               response_type=None if replace else "ephemeral")  # fmt: skip
-    if response.status_code != 200:
-        log.info("response_url answered %s: %s", response.status_code, response.body[:200])
-        raise Refusal(text)
+    try:
+        await respond(client, url, text, replace=replace, blocks=blocks)
+    except ResponseUrlFailed as exc:
+        log.info("%s", exc)
+        raise Refusal(text) from None
 
 
 async def _offer(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> ConnectOffer:

@@ -15,14 +15,12 @@ import logging
 import os
 import tempfile
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.segments import (
     busy_import,
@@ -46,6 +44,7 @@ from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.home_publish import refresh_homes
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, file_stem, metadata
+from handlers.respond import Click, ResponseUrlFailed, respond
 from handlers.segment_messages import (
     ButtonValue,
     SegmentItem,
@@ -67,32 +66,12 @@ LOADING = "Loading…"
 OLD_BUTTON = "That button doesn't name a segment: it may come from an old message."
 
 
-class ResponseUrlFailed(Exception):
-    """Slack refused what we posted to a response_url (expired, used up, or invalid)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Click:
-    """Who clicked which segment button, and where to answer them."""
-
-    team_id: str
-    user_id: str
-    value: str
-    response_url: str
-    trigger_id: str
-
-    @classmethod
-    def of(cls, body: dict[str, Any]) -> Click:
-        action = body["actions"][0]
-        return cls(body["team"]["id"], body["user"]["id"], str(action.get("value") or ""),
-                   str(body.get("response_url") or ""),
-                   str(body.get("trigger_id") or ""))  # fmt: skip
-
-    def button(self) -> ButtonValue:
-        value = ButtonValue.parse(self.value)
-        if value is None:
-            raise Refusal(OLD_BUTTON)
-        return value
+def button_of(click: Click) -> ButtonValue:
+    """The segment (and page) a button names; an old or forged value is refused."""
+    value = ButtonValue.parse(click.value)
+    if value is None:
+        raise Refusal(OLD_BUTTON)
+    return value
 
 
 def _for_people(error: Refusal | WorkspaceError) -> str:
@@ -104,19 +83,6 @@ async def _require_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: 
                         verb: str) -> None:  # fmt: skip
     if not await is_lead(d, client, team_id, user_id):
         raise await leads_only(d, team_id, verb)
-
-
-async def _respond(client: AsyncWebClient, url: str, text: str, *, replace: bool,
-                   blocks: list[Any] | None = None) -> None:  # fmt: skip
-    """Post to a response_url: replace the ephemeral list, or add an ephemeral note."""
-    if not url:
-        raise ResponseUrlFailed("no response_url to answer through")
-    hook = AsyncWebhookClient(url, session=client.session)
-    response = await hook.send(text=text, blocks=blocks, replace_original=replace,
-                               response_type=None if replace else "ephemeral")  # fmt: skip
-    if response.status_code != 200:
-        raise ResponseUrlFailed(f"response_url answered {response.status_code}: "
-                                f"{response.body[:200]}")  # fmt: skip
 
 
 async def _dm(client: AsyncWebClient, user_id: str, text: str) -> None:
@@ -136,7 +102,7 @@ async def _show_list(d: Deps, client: AsyncWebClient, team_id: str, url: str, *,
               for s, count in sized if s.kind == SegmentKind.STATIC]  # fmt: skip
     offset = page_offset(str(offset), len(static))
     text, blocks = segment_list(everyone, static, offset=offset, note=note)
-    await _respond(client, url, text, replace=replace, blocks=blocks)
+    await respond(client, url, text, replace=replace, blocks=blocks)
 
 
 async def _after_change(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, url: str,
@@ -158,7 +124,7 @@ async def _explained(work: Coroutine[Any, Any, None], client: AsyncWebClient, ur
     except (Refusal, WorkspaceError) as exc:
         log.info("segment change refused: %s", exc)
         try:
-            await _respond(client, url, _for_people(exc), replace=False)
+            await respond(client, url, _for_people(exc), replace=False)
         except ResponseUrlFailed:
             await _dm(client, user_id, _for_people(exc))
 
@@ -219,7 +185,7 @@ async def _open_rename(d: Deps, client: AsyncWebClient, click: Click) -> None:
                                      view=notice_modal("Rename segment", LOADING))  # fmt: skip
     try:
         await _require_lead(d, client, click.team_id, click.user_id, "rename segments")
-        value = click.button()
+        value = button_of(click)
         segment = await get_segment(d.db, click.team_id, value.segment_id)
         if segment.kind != SegmentKind.STATIC:
             raise WorkspaceError(f"{segment.name} is built in: it can't be renamed.")
@@ -309,7 +275,7 @@ async def _ask_first(d: Deps, client: AsyncWebClient, click: Click) -> None:
                                      view=notice_modal("Delete segment", LOADING))  # fmt: skip
     try:
         await _require_lead(d, client, click.team_id, click.user_id, "delete segments")
-        modal = await _confirm_modal(d, click.team_id, click.button(), click.response_url)
+        modal = await _confirm_modal(d, click.team_id, button_of(click), click.response_url)
     except (Refusal, WorkspaceError) as exc:
         log.info("segment delete refused: %s", exc)
         modal = notice_modal("Delete segment", _for_people(exc))
@@ -319,7 +285,7 @@ async def _ask_first(d: Deps, client: AsyncWebClient, click: Click) -> None:
 async def _delete_click(d: Deps, client: AsyncWebClient, click: Click) -> None:
     """Confirmed in Slack's dialog: delete, unless campaigns started using the segment since
     the list was shown (then they are named in the modal first)."""
-    value = click.button()
+    value = button_of(click)
     await _require_lead(d, client, click.team_id, click.user_id, "delete segments")
     if await campaigns_using(d.db, click.team_id, value.segment_id):
         modal = await _confirm_modal(d, click.team_id, value, click.response_url)
@@ -368,7 +334,7 @@ async def _export(d: Deps, client: AsyncWebClient, click: Click) -> None:
     """Stream the segment into a temporary file, upload it to the person's DM with the bot,
     and say so where they clicked. The audit entry counts the rows written."""
     await _require_lead(d, client, click.team_id, click.user_id, "export segments")
-    value = click.button()
+    value = button_of(click)
     segment = await get_segment(d.db, click.team_id, value.segment_id)
     handle, path = tempfile.mkstemp(prefix="segment-", suffix=".csv")
     try:
@@ -386,7 +352,7 @@ async def _export(d: Deps, client: AsyncWebClient, click: Click) -> None:
     await record_export(d.db, click.team_id, click.user_id, segment.name, rows)
     note = exported_note(segment.name, rows)
     try:
-        await _respond(client, click.response_url, note, replace=False)
+        await respond(client, click.response_url, note, replace=False)
     except ResponseUrlFailed as exc:
         log.info("could not say where the export went (%s): the file is in the DM", exc)
 

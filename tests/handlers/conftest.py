@@ -34,6 +34,32 @@ class Harness:
     settings: Settings
     later: Later
 
+    async def done(self) -> None:
+        """Let the listeners finish their post-ack work (no jobs: quicker than `settle`)."""
+        for _ in range(2):
+            await self.later.drain()
+            await asyncio.sleep(0.01)
+
+    async def listing(self, text: str, user: str = LEAD) -> dict[str, Any]:
+        """Type `/referral <text>`; what the bot answered through the response_url."""
+        url = self.slack.new_response_url("C0001", user_id=user)
+        reply = await self.requests.slash_command(text=text, user_id=user, response_url=url)
+        assert reply.status == 200 and not reply.body  # acked at once, answered after
+        await self.done()
+        answer: dict[str, Any] = self.slack.responses[url][-1]
+        assert answer["response_type"] == "ephemeral"
+        return answer
+
+    async def click_in(self, listing: dict[str, Any], action: str, value: str,
+                       user: str = LEAD) -> list[dict[str, Any]]:  # fmt: skip
+        """Click a button of an ephemeral answer; what was posted to that click's URL."""
+        url = self.slack.new_response_url("C0001", user_id=user)
+        await self.requests.block_action(action, value, user_id=user, response_url=url,
+                                         message={"blocks": listing["blocks"]})  # fmt: skip
+        await self.done()
+        responses: list[dict[str, Any]] = self.slack.responses[url]  # grows as answers come
+        return responses
+
     async def settle(self) -> None:
         """Let listeners finish their work after the ack, then run every job that is due; again
         while either still finds work (a job's report starts listener work and vice versa)."""

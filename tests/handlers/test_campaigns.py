@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -41,31 +40,17 @@ def _form(name: str = "Spring", store_url: str = SHOP, sender: str = "", offer: 
 
 
 async def _done(app: Harness) -> None:
-    """Let the listeners finish their post-ack work (no jobs: quicker than `settle`)."""
-    for _ in range(2):
-        await app.later.drain()
-        await asyncio.sleep(0.01)
+    await app.done()
 
 
 async def _list(app: Harness, user: str = LEAD) -> dict[str, Any]:
     """Type `/referral campaign`; returns what the bot answered through the response_url."""
-    url = app.slack.new_response_url("C0001", user_id=user)
-    reply = await app.requests.slash_command(text="campaign", user_id=user, response_url=url)
-    assert reply.status == 200 and not reply.body  # acked at once, answered after
-    await _done(app)
-    answer = app.slack.responses[url][-1]
-    assert answer["response_type"] == "ephemeral"
-    return answer
+    return await app.listing("campaign", user)
 
 
 async def _click(app: Harness, action: str, value: str, listing: dict[str, Any],
                  user: str = LEAD) -> list[dict[str, Any]]:  # fmt: skip
-    """Click a button of the (ephemeral) list; returns what was posted to that click's URL."""
-    url = app.slack.new_response_url("C0001", user_id=user)
-    await app.requests.block_action(action, value, user_id=user, response_url=url,
-                                    message={"blocks": listing["blocks"]})  # fmt: skip
-    await _done(app)
-    return app.slack.responses[url]
+    return await app.click_in(listing, action, value, user)
 
 
 def _button(listing: dict[str, Any], action: str, campaign_id: int | None = None) -> str:

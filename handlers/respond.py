@@ -1,0 +1,48 @@
+"""Answering a slash command or a button in place, through its `response_url`.
+
+The lists (`/referral campaign`, `segments`, `mailchimp`, `leads`, `audit`) are ephemeral
+messages: only their response_url can replace them, and a click on them carries one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+
+class ResponseUrlFailed(Exception):
+    """Slack refused what we posted to a response_url (expired, used up, or invalid)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    """Who clicked which button, and where to answer them."""
+
+    team_id: str
+    user_id: str
+    value: str
+    response_url: str
+    trigger_id: str = ""
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> Click:
+        action = (body.get("actions") or [{}])[0]
+        return cls(body["team"]["id"], body["user"]["id"], str(action.get("value") or ""),
+                   str(body.get("response_url") or ""),
+                   str(body.get("trigger_id") or ""))  # fmt: skip
+
+
+async def respond(client: AsyncWebClient, url: str, text: str, *, replace: bool,
+                  blocks: list[Any] | None = None) -> None:  # fmt: skip
+    """Replace the ephemeral message, or add an ephemeral note below it."""
+    if not url:
+        raise ResponseUrlFailed("no response_url to answer through")
+    hook = AsyncWebhookClient(url, session=client.session)
+    response = await hook.send(text=text, blocks=blocks, replace_original=replace,
+                               response_type=None if replace else "ephemeral")  # fmt: skip
+    if response.status_code != 200:
+        raise ResponseUrlFailed(f"response_url answered {response.status_code}: "
+                                f"{response.body[:200]}")  # fmt: skip
