@@ -14,8 +14,6 @@ from collections.abc import Coroutine
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
-from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns.service import (
@@ -46,7 +44,7 @@ from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.home_publish import refresh_homes
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, metadata
-from handlers.respond import Click, ResponseUrlFailed, respond
+from handlers.respond import Click, ResponseUrlFailed, fill_modal, respond
 from models import CampaignState
 
 log = logging.getLogger(__name__)
@@ -162,24 +160,13 @@ async def on_state(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 # ---- the modal: open ------------------------------------------------------------------------
 
 
-async def _replace_modal(client: AsyncWebClient, opened: Any, modal: View) -> None:
-    """Fill or replace the modal just opened; if the person closed it already, so be it."""
-    view = opened["view"]
-    try:
-        await client.views_update(view_id=view["id"], hash=view["hash"], view=modal)
-    except SlackApiError as exc:
-        if exc.response.get("error") != "not_found":
-            raise
-        log.info("the campaign modal was closed before it was filled in")
-
-
 async def _open_new(d: Deps, client: AsyncWebClient, click: Click, trigger_id: str) -> None:
     """The form needs no data, so it opens at once; a non-lead then sees why they can't."""
     opened = await client.views_open(trigger_id=trigger_id, view=campaign_modal(
         None, private_metadata=metadata(url=click.response_url)))  # fmt: skip
     if not await is_lead(d, client, click.team_id, click.user_id):
         text = str(await lead_refusal(d, click.team_id, "create campaigns"))
-        await _replace_modal(client, opened, notice_modal("New campaign", text))
+        await fill_modal(client, opened, notice_modal("New campaign", text))
 
 
 async def _open_edit(d: Deps, client: AsyncWebClient, click: Click, trigger_id: str) -> None:
@@ -194,7 +181,7 @@ async def _open_edit(d: Deps, client: AsyncWebClient, click: Click, trigger_id: 
     except (Refusal, CampaignError) as exc:
         log.info("campaign edit refused: %s", exc)
         modal = notice_modal("Edit campaign", _for_people(exc))
-    await _replace_modal(client, opened, modal)
+    await fill_modal(client, opened, modal)
 
 
 async def on_open(ack: Any, body: dict[str, Any], client: AsyncWebClient,

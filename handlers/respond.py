@@ -6,11 +6,16 @@ messages: only their response_url can replace them, and a click on them carries 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
+from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+log = logging.getLogger(__name__)
 
 
 class ResponseUrlFailed(Exception):
@@ -46,3 +51,15 @@ async def respond(client: AsyncWebClient, url: str, text: str, *, replace: bool,
     if response.status_code != 200:
         raise ResponseUrlFailed(f"response_url answered {response.status_code}: "
                                 f"{response.body[:200]}")  # fmt: skip
+
+
+async def fill_modal(client: AsyncWebClient, opened: Any, modal: View) -> None:
+    """Fill or replace the placeholder modal just opened (trigger ids live 3 s, so modals
+    open first and are filled after a database read); if the person closed it, so be it."""
+    view = opened["view"]
+    try:
+        await client.views_update(view_id=view["id"], hash=view["hash"], view=modal)
+    except SlackApiError as exc:
+        if exc.response.get("error") != "not_found":
+            raise
+        log.info("the %s modal was closed before it was filled in", modal.callback_id or "")

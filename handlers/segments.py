@@ -18,7 +18,6 @@ from collections.abc import Coroutine
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -44,7 +43,7 @@ from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.home_publish import refresh_homes
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, file_stem, metadata
-from handlers.respond import Click, ResponseUrlFailed, respond
+from handlers.respond import Click, ResponseUrlFailed, fill_modal, respond
 from handlers.segment_messages import (
     ButtonValue,
     SegmentItem,
@@ -129,17 +128,6 @@ async def _explained(work: Coroutine[Any, Any, None], client: AsyncWebClient, ur
             await _dm(client, user_id, _for_people(exc))
 
 
-async def _replace_modal(client: AsyncWebClient, opened: Any, modal: View) -> None:
-    """Fill or replace the modal just opened; if the person closed it already, so be it."""
-    view = opened["view"]
-    try:
-        await client.views_update(view_id=view["id"], hash=view["hash"], view=modal)
-    except SlackApiError as exc:
-        if exc.response.get("error") != "not_found":
-            raise
-        log.info("the segment modal was closed before it was filled in")
-
-
 # ---- the list and More ----------------------------------------------------------------------
 
 
@@ -194,7 +182,7 @@ async def _open_rename(d: Deps, client: AsyncWebClient, click: Click) -> None:
     except (Refusal, WorkspaceError) as exc:
         log.info("segment rename refused: %s", exc)
         modal = notice_modal("Rename segment", _for_people(exc))
-    await _replace_modal(client, opened, modal)
+    await fill_modal(client, opened, modal)
 
 
 async def on_rename(ack: Any, body: dict[str, Any], client: AsyncWebClient,
@@ -279,7 +267,7 @@ async def _ask_first(d: Deps, client: AsyncWebClient, click: Click) -> None:
     except (Refusal, WorkspaceError) as exc:
         log.info("segment delete refused: %s", exc)
         modal = notice_modal("Delete segment", _for_people(exc))
-    await _replace_modal(client, opened, modal)
+    await fill_modal(client, opened, modal)
 
 
 async def _delete_click(d: Deps, client: AsyncWebClient, click: Click) -> None:
