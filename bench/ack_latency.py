@@ -13,7 +13,7 @@ On loopback, in one run:
    same v0 HMAC signature and answers 200;
 4. under import load: a generated CSV (default 1,000,000 rows) queued with
    `referral-bot import FILE --segment Load --create-segment --background`, which serve's
-   in-process worker runs; the measurement starts as soon as `referral-bot jobs --json`
+   worker child process runs; the measurement starts as soon as `referral-bot jobs --json`
    shows the job running, and the job's state at its end is reported.
 
     .venv/bin/python bench/ack_latency.py                           # 2,000 requests, 1M rows

@@ -17,8 +17,9 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.imports.slack_files import FileRejected
+from bot.jobs.child import ChildWorker, settings_env
 from bot.jobs.kinds import handlers as job_handlers
-from bot.jobs.supervisor import WorkerSupervisor, without_worker
+from bot.jobs.supervisor import WorkerSupervisor, combined_health, without_worker
 from bot.jobs.worker import Worker, WorkerConfig
 from bot.settings import Settings
 from bot.web import public_routes
@@ -132,6 +133,17 @@ def build_web_app(
     return web_app
 
 
+def _supervisors(settings: Settings, client: AsyncWebClient, db: Database
+                 ) -> list[WorkerSupervisor]:  # fmt: skip
+    """WORKER_PROCESSES child `referral-bot worker`s (jobs never share the process that acks
+    Slack), or with 0 one worker in this process."""
+    if settings.worker_processes == 0:
+        return [WorkerSupervisor(build_worker(settings, client, db))]
+    env = settings_env(settings)
+    return [WorkerSupervisor(ChildWorker(env, name=f"worker {n + 1}"))
+            for n in range(settings.worker_processes)]  # fmt: skip
+
+
 async def serve(
     settings: Settings, db: Database, *, run_worker: bool = True,
     stop: asyncio.Event | None = None,
@@ -145,9 +157,9 @@ async def serve(
     client = slack_client(settings, session)
     later = Later()
     bolt = build_app(settings, client, db, later)
-    # The worker restarts if it ever crashes; /healthz says how it is doing.
-    supervisor = WorkerSupervisor(build_worker(settings, client, db)) if run_worker else None
-    if supervisor is not None:
+    # Workers restart if they ever crash; /healthz says how they are doing.
+    supervisors = _supervisors(settings, client, db) if run_worker else []
+    for supervisor in supervisors:
         supervisor.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -155,7 +167,7 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     socket_mode = bool(settings.slack_app_token)
     log.info("%s", settings.invite_delivery())
-    health = supervisor.health if supervisor is not None else without_worker
+    health = (lambda: combined_health(supervisors)) if supervisors else without_worker
     runner = web.AppRunner(build_web_app(None if socket_mode else bolt, health=health,
                                          routes=public_routes(
                                              db, settings, on_connected=tell_connected(client)
@@ -188,6 +200,5 @@ async def serve(
             await handler.close_async()
         await runner.cleanup()
         await later.drain()
-        if supervisor is not None:
-            await supervisor.stop()
+        await asyncio.gather(*(supervisor.stop() for supervisor in supervisors))
         await session.close()

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     host: str = Field(default="0.0.0.0", description="address `serve` listens on")
     port: int = Field(default=3000, ge=1, le=65535, description="HTTP port of `serve`")
     run_worker: bool = Field(default=True, description="`serve` also runs background jobs")
+    worker_processes: int = Field(
+        default=1, ge=0, le=16,
+        description="worker child processes `serve` starts (0: jobs run in its own process)",
+    )  # fmt: skip
     public_url: str = Field(
         default="", description="where people reach `serve`: referral and unsubscribe links"
     )

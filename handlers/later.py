@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.exc import OperationalError
 
 from bot.campaigns.service import CampaignError
 from bot.contact_admin import ContactError
@@ -30,6 +31,8 @@ SORRY = ("Something went wrong on our side, so this may not have gone through. T
 # A service's refusal is meant for people: told as it is (escaped), never as "went wrong".
 SERVICE_ERRORS = (WorkspaceError, CampaignError, MailchimpError, SecretKeyMissing,
                   CredentialsUnreadable, ContactError)  # fmt: skip
+BUSY = ("Nothing was changed: the database is busy writing a big import right now. Try again "
+        "in a minute.")
 GONE = "That no longer exists (it may have been removed): refresh and try again."
 
 
@@ -59,9 +62,18 @@ def message_for(error: BaseException, where: dict[str, str]) -> str:
     if isinstance(error, LookupError):
         log.info("not found (%s): %s", context, error)
         return str(error.args[0]) if error.args and isinstance(error.args[0], str) else GONE
+    if is_busy(error):
+        log.warning("database busy (%s): %s", context, error)
+        return BUSY
     ref = uuid.uuid4().hex[:8]
     log.error("listener failed (%s ref=%s)", context, ref, exc_info=error)
     return SORRY.format(ref=ref)
+
+
+def is_busy(error: BaseException) -> bool:
+    """SQLite's one writer was busy for longer than its busy timeout (a big file being staged
+    by a worker holds it): nothing was changed, and trying again later works."""
+    return isinstance(error, OperationalError) and "database is locked" in str(error)
 
 
 async def tell(client: AsyncWebClient, body: dict[str, Any], error: BaseException) -> None:

@@ -143,8 +143,78 @@ async def test_serve_reports_its_worker_on_healthz(db: Database, run_worker: boo
             raise AssertionError("serve did not start")
         assert status == 200
         state = "running" if run_worker else "off"
-        assert report == {"ok": True, "worker": {"state": state, "restarts": 0,
-                                                 "last_error": None}}  # fmt: skip
+        worker = {"state": state, "restarts": 0, "last_error": None}
+        expected = {"ok": True, "worker": worker}
+        if run_worker:
+            expected["workers"] = [worker]
+        assert report == expected
     finally:
         stop.set()
         await asyncio.wait_for(serving, 30)
+
+
+async def test_serve_runs_jobs_in_a_child_process_it_restarts(db: Database) -> None:
+    """Jobs never run in the process that acks Slack; a killed worker process is replaced."""
+    import os
+    import signal
+
+    from sqlalchemy import text
+
+    from bot.imports.job_kinds import PURGE_JOB
+    from bot.jobs.queue import enqueue
+    from bot.workspaces import ensure_workspace
+
+    port = free_port()
+    settings = load_settings(database_url=db.url, database_schema=db.schema,
+                             slack_bot_token="xoxb-test", slack_signing_secret="s3cret",
+                             slack_app_token="", slack_api_url="http://127.0.0.1:9/api/",
+                             host="127.0.0.1", port=port, worker_poll_seconds=0.05)  # fmt: skip
+    await ensure_workspace(db, "T1")
+
+    async def workers() -> list[int]:
+        async with db.begin() as conn:
+            return [int(pid) for (pid,) in await conn.execute(
+                text("SELECT pid FROM worker_process"))]  # fmt: skip
+
+    async def done(kind: str) -> int:
+        async with db.begin() as conn:
+            return int((await conn.execute(text(
+                "SELECT COUNT(*) FROM job WHERE kind = :k AND state = 'done'"), {"k": kind}
+            )).scalar_one())  # fmt: skip
+
+    async def wait_for(what: str, check: Any) -> Any:
+        for _ in range(400):
+            if value := await check():
+                return value
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    stop = asyncio.Event()
+    serving = asyncio.create_task(serve(settings, db, stop=stop))
+    try:
+        first = await wait_for("a worker process", workers)
+        assert first and os.getpid() not in first
+        await enqueue(db, "T1", PURGE_JOB, {})
+        await wait_for("the job", lambda: done(PURGE_JOB))
+
+        os.kill(first[0], signal.SIGKILL)  # its row stays (a dead worker's) until it expires
+
+        async def replaced() -> list[int]:
+            return [pid for pid in await workers() if pid not in first]
+
+        second = await wait_for("a new worker process", replaced)
+        await enqueue(db, "T1", PURGE_JOB, {}, dedupe_key="again")
+        await wait_for("the second job", lambda: _at_least(done(PURGE_JOB), 2))
+        status, report = await get(f"http://127.0.0.1:{port}/healthz")
+        assert status == 200 and report["worker"]["restarts"] == 1
+        assert "status -9" in report["worker"]["last_error"]
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 30)
+    for pid in second:  # stopped with serve
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+async def _at_least(count: Any, n: int) -> bool:
+    return bool(await count >= n)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from sqlalchemy import inspect
 
@@ -52,3 +55,25 @@ async def test_models_and_migrations_agree(db: Database) -> None:
             )
         )
     assert diff == [], "models changed without a migration: run alembic revision --autogenerate"
+
+
+def test_a_worker_process_gets_the_very_settings_of_serve(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """serve's settings may come from code or a .env file: its children get them all."""
+    from bot.jobs.child import settings_env
+    from bot.settings import load_settings
+
+    monkeypatch.chdir(tmp_path)  # no .env here
+    settings = load_settings(database_url="sqlite:///x.db", team_leads=["U1", "U2"],
+                             slack_file_hosts=["files.slack.com", "127.0.0.1:9"],
+                             run_worker=False, outbox_dir=Path("out"), invite_hold_seconds=2.5,
+                             database_schema=None, secret_key="k")  # fmt: skip
+    env = settings_env(settings, base={"DATABASE_SCHEMA": "stale", "PATH": "/bin"})
+    assert "DATABASE_SCHEMA" not in env and env["PATH"] == "/bin"
+    for name in list(os.environ):
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    again = load_settings()
+    assert again.model_dump() == {**settings.model_dump(), "outbox_dir": tmp_path / "out"}

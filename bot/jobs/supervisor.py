@@ -23,6 +23,13 @@ def without_worker() -> dict[str, Any]:
     return {"ok": True, "worker": {"state": "off", "restarts": 0, "last_error": None}}
 
 
+def combined_health(supervisors: list[WorkerSupervisor]) -> dict[str, Any]:
+    """/healthz for several supervised workers: ok while none has failed for good."""
+    reports = [s.health() for s in supervisors]
+    return {"ok": all(r["ok"] for r in reports), "worker": reports[0]["worker"],
+            "workers": [r["worker"] for r in reports]}  # fmt: skip
+
+
 class WorkerSupervisor:
     """Runs a worker and restarts it, after a growing pause, whenever it ends with an exception.
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import bindparam, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -101,3 +103,27 @@ async def test_staged_rows_are_found_by_batch_never_by_scanning(app: Harness) ->
         plan = " ".join(str(row[-1]) for row in await conn.execute(
             text("EXPLAIN QUERY PLAN " + str(_COUNT_ROWS)), {"t": "T1", "b": 1, "no": False}))
     assert "ix_staged_row_batch_key" in plan and "SCAN staged_row" not in plan, plan
+
+
+def test_a_busy_sqlite_is_told_as_busy_not_as_a_failure(tmp_path: Path) -> None:
+    """A worker staging a big file holds SQLite's one write lock; a click that waited longer
+    than the busy timeout changed nothing, and the person is told to try again."""
+    import sqlite3
+    from contextlib import closing
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    from handlers.later import BUSY, message_for
+
+    path = tmp_path / "busy.db"
+    with closing(sqlite3.connect(path)) as holder:
+        holder.execute("CREATE TABLE t (x INTEGER)")
+        holder.commit()
+        holder.execute("BEGIN IMMEDIATE")  # the writer
+        engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+        with pytest.raises(OperationalError) as caught, engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+        engine.dispose()
+    assert message_for(caught.value, {"team": "T1", "action": "review_approve"}) == BUSY
+    assert "Something went wrong" in message_for(RuntimeError("boom"), {"team": "T1"})

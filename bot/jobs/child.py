@@ -1,0 +1,87 @@
+"""`serve`'s background jobs in child processes: `referral-bot worker`, supervised.
+
+An import parses and writes for seconds at a time; in the web process it would share the
+event loop and the GIL with Slack's requests, which must be acked within 3 seconds (and are
+measured by bench/ack_latency.py). A child process shares neither. `WorkerSupervisor` restarts
+a child that dies; `stop()` sends it SIGTERM, on which it hands back or finishes its current
+chunk and exits (the same as a `referral-bot worker` run by hand).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class WorkerExited(Exception):
+    """The worker process ended without being asked to (the supervisor starts another)."""
+
+
+def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment that gives a child process these very settings (they may have come
+    from a `.env` file or, in tests, from code rather than from this process's environment)."""
+    env = dict(os.environ if base is None else base)
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            env.pop(name.upper(), None)
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, list | tuple):
+            text = ",".join(str(v) for v in value)
+        elif isinstance(value, Path):
+            text = str(value.absolute())
+        else:
+            text = str(value)
+        env[name.upper()] = text
+    return env
+
+
+class ChildWorker:
+    """One `referral-bot worker` process; a Runnable for `WorkerSupervisor`."""
+
+    def __init__(self, env: Mapping[str, str], *, name: str = "worker") -> None:
+        self.env = dict(env)
+        self.name = name
+        self._process: asyncio.subprocess.Process | None = None
+        self._stopping = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    async def run(self) -> None:
+        if self._stopping:
+            return
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "worker", env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        log.info("%s process %s started", self.name, self._process.pid)
+        if self._stopping:  # asked to stop while it was starting
+            self._terminate()
+        code = await self._process.wait()
+        if self._stopping:
+            log.info("%s process %s stopped (status %s)", self.name, self._process.pid, code)
+            return
+        raise WorkerExited(f"the {self.name} process {self._process.pid} exited with status "
+                           f"{code}")  # fmt: skip
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._terminate()
+
+    def _terminate(self) -> None:
+        process = self._process
+        if process is not None and process.returncode is None:
+            process.send_signal(signal.SIGTERM)
