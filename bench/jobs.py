@@ -6,6 +6,8 @@ Generates realistic, seeded CSV files, then in one run measures:
    worker that is already waiting, on PostgreSQL and on a fresh SQLite file: seconds from
    the job's creation (its created_at, written by the enqueue command) until `jobs --json`
    shows it done, rows/s, and the PostgreSQL / SQLite time ratio;
+   beside the PostgreSQL floor: a raw `COPY` of the file's rows (one per address) into a
+   table like `contact` with its unique (team, email key) index, in one transaction;
 2. on PostgreSQL, 10 imports of M rows each (default 100,000; disjoint emails, one segment
    each) queued at once, then timed from starting the workers until all are done: with one
    worker process, then (fresh schema) with two, and the throughput ratio of two to one.
@@ -357,6 +359,8 @@ def check_segments(cli: Cli, target: Target, expected: dict[str, int]) -> None:
 
 # --- PostgreSQL ---------------------------------------------------------------------------
 
+TARGET_COPY_RATIO = 2.0  # issue 11: a 1M-row import through a worker vs a raw COPY
+
 
 async def _pg(url: str, sql: str | None) -> None:
     db = Database(url)
@@ -397,6 +401,55 @@ def fresh_schema(url: str) -> Iterator[Target]:
         yield Target(f"PostgreSQL schema {schema}", url, schema)
     finally:
         asyncio.run(_pg(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+def floor_rows(path: Path) -> list[tuple[str, str, str, str, str, str | None]]:
+    """The file's rows as the floor loads them: one per case-folded address with exactly one
+    @ (a rough cut of what the import keeps; the count is reported beside the import's)."""
+    seen: set[str] = set()
+    rows = []
+    with path.open(newline="", encoding="utf-8") as f:
+        for record in csv.DictReader(f):
+            email = (record.get("email") or "").strip()
+            key = email.casefold()
+            if email.count("@") != 1 or key in seen:
+                continue
+            seen.add(key)
+            rows.append(("bench", email, key, (record.get("first_name") or "").strip(),
+                         (record.get("last_name") or "").strip(), record.get("locale") or None))
+    return rows
+
+
+async def _copy_floor(url: str, schema: str, rows: list[tuple[Any, ...]]) -> float:
+    """Seconds to COPY `rows` into a table like `contact` (serial id, unique (team, email
+    key)) and commit: what PostgreSQL itself needs to take them in."""
+    import asyncpg  # the driver the project uses
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(f'SET search_path TO "{schema}"')
+        await conn.execute("""CREATE TABLE floor_contact (
+            id SERIAL PRIMARY KEY, team_id VARCHAR(32) NOT NULL, email VARCHAR(320) NOT NULL,
+            email_key VARCHAR(320) NOT NULL, first_name VARCHAR(200) NOT NULL,
+            last_name VARCHAR(200) NOT NULL, locale VARCHAR(35),
+            UNIQUE (team_id, email_key))""")
+        start = time.perf_counter()
+        async with conn.transaction():
+            await conn.copy_records_to_table(
+                "floor_contact", records=rows,
+                columns=["team_id", "email", "email_key", "first_name", "last_name", "locale"])
+        return time.perf_counter() - start
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
+
+
+def copy_floor(url: str, path: Path) -> dict[str, Any]:
+    rows = floor_rows(path)
+    seconds = asyncio.run(_copy_floor(url, f"bench_{secrets.token_hex(4)}", rows))
+    return {"seconds": round(seconds, 2), "rows": len(rows)}
 
 
 # --- the runs -----------------------------------------------------------------------------
@@ -503,6 +556,9 @@ def measure(args: argparse.Namespace, workdir: Path, report: dict[str, Any]) -> 
     pg, lite = single.get("postgresql"), single.get("sqlite")
     if pg and lite:
         single["postgresql_over_sqlite_time"] = round(pg["seconds"] / lite["seconds"], 2)
+    if pg:
+        floor = single["copy_floor"] = copy_floor(args.pg_url, big)
+        single["postgresql_over_copy_floor"] = round(pg["seconds"] / floor["seconds"], 2)
 
     if pg_down:
         return
@@ -565,6 +621,12 @@ def readable(report: dict[str, Any]) -> str:
             lines.append(_cpu_line(r["cpu"]))
     if "postgresql_over_sqlite_time" in single:
         lines.append(f"   PostgreSQL time / SQLite time: {single['postgresql_over_sqlite_time']}x")
+    if "copy_floor" in single:
+        floor, ratio = single["copy_floor"], single["postgresql_over_copy_floor"]
+        verdict = "pass" if ratio <= TARGET_COPY_RATIO else "MISS"
+        lines.append(f"   floor: COPY of {floor['rows']:,} rows into a uniquely indexed table "
+                     f"{floor['seconds']:.2f} s; the import took {ratio}x the floor (target "
+                     f"<= {TARGET_COPY_RATIO}x: {verdict})")  # fmt: skip
     workers = report["workers"]
     lines += ["", f"2. {SMALL_FILES} imports of {report['small_rows']:,} rows queued at once on "
               "PostgreSQL, workers started -> all done:"]  # fmt: skip
