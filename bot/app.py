@@ -71,15 +71,20 @@ def build_app(
         process_before_response=True,
     )
     deps = Deps(
-        db=db, settings=settings, notifier=SlackNotifier(client, db), later=later or Later()
+        db=db, settings=settings, notifier=slack_notifier(settings, client, db),
+        later=later or Later(),
     )
     register_listeners(app, deps)
     return app
 
 
+def slack_notifier(settings: Settings, client: AsyncWebClient, db: Database) -> SlackNotifier:
+    return SlackNotifier(client, db, undo_days=settings.undo_window_days)
+
+
 def build_worker(settings: Settings, client: AsyncWebClient | None, db: Database) -> Worker:
     """A worker for every job kind; Slack-backed kinds and reports only when a client exists."""
-    notifier = SlackNotifier(client, db) if client is not None else None
+    notifier = slack_notifier(settings, client, db) if client is not None else None
     lookup = None
     if client is not None:
         bound = client

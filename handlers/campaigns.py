@@ -41,7 +41,7 @@ from handlers.campaign_messages import (
     went_live_note,
 )
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only
-from handlers.home_publish import refresh_homes
+from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, metadata
 from handlers.respond import Click, ResponseUrlFailed, fill_modal, respond
@@ -122,7 +122,7 @@ async def _go_live(d: Deps, client: AsyncWebClient, click: Click) -> None:
     campaign_id = _campaign_id(click.value)
     enrollment = await set_state(d.db, click.team_id, campaign_id, CampaignState.LIVE,
                                  requested_by=click.user_id)  # fmt: skip
-    await refresh_homes(d.db, client, click.team_id)
+    await refresh_for(d, client, click.team_id)
     summaries = await list_campaigns(d.db, click.team_id)
     mine = next((s for s in summaries if s.campaign.id == campaign_id), None)
     if mine is None:
@@ -143,7 +143,7 @@ async def _pause(d: Deps, client: AsyncWebClient, click: Click) -> None:
                       "pause.")  # fmt: skip
     await set_state(d.db, click.team_id, campaign_id, CampaignState.PAUSED,
                     requested_by=click.user_id)  # fmt: skip
-    await refresh_homes(d.db, client, click.team_id)
+    await refresh_for(d, client, click.team_id)
     await _show_list(d, client, click.team_id, click.response_url, replace=True,
                      note=paused_note(before.name, before.state))  # fmt: skip
 
@@ -268,7 +268,7 @@ async def _save(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
         else:
             campaign = await update_campaign(d.db, team_id, campaign_id, name=form.name, **fields)
         note = saved_note(campaign.name, created=campaign_id is None)
-        await refresh_homes(d.db, client, team_id)
+        await refresh_for(d, client, team_id)
     except CampaignError as exc:
         log.info("campaign save refused: %s", exc)
         note = _for_people(exc)

@@ -27,7 +27,7 @@ from bot import contact_admin
 from bot.contact_admin import ContactError, contact_id_of
 from handlers.contact_search_messages import card, deleted, gone, prompt, results, search_modal
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only
-from handlers.home_publish import refresh_homes
+from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc
 
@@ -248,7 +248,7 @@ async def _change(d: Deps, client: AsyncWebClient, where: Where, action: str,
             result = await contact_admin.delete_contact(d.db, where.team_id, contact_id,
                                                         where.user_id)  # fmt: skip
             await _show(client, where, deleted(result), replace=True, back=True)
-            await refresh_homes(d.db, client, where.team_id)
+            await refresh_for(d, client, where.team_id)
             return
         note = await _apply(d, where, action, contact_id, segment_id)
         changed = True
@@ -263,7 +263,7 @@ async def _change(d: Deps, client: AsyncWebClient, where: Where, action: str,
         note = f":information_source: {esc(str(exc))}"
     await _card(d, client, where, contact_id, note=note, replace=True)
     if changed:
-        await refresh_homes(d.db, client, where.team_id)
+        await refresh_for(d, client, where.team_id)
 
 
 async def on_change(ack: Any, body: dict[str, Any], client: AsyncWebClient,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import delete, or_
@@ -38,6 +39,9 @@ from models import (
     Segment,
 )
 from models.clock import utcnow
+
+if TYPE_CHECKING:
+    from handlers.context import Deps  # it imports the notifier, which imports this module
 
 log = logging.getLogger(__name__)
 VIEWERS_KEPT = timedelta(days=30)  # whose Home is republished after a change
@@ -160,6 +164,11 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
         log.exception("Home not republished for team=%s", team_id)
 
 
+async def refresh_for(d: Deps, client: AsyncWebClient, team_id: str) -> None:
+    """`refresh_homes` with the workspace's settings (the undo window decides *Undo*)."""
+    await refresh_homes(d.db, client, team_id, undo_days=d.settings.undo_window_days)
+
+
 async def _seen(db: Database, team_id: str, user_id: str) -> None:
     """Upsert (team, user) -> now: one statement, so two tabs opening at once can't collide."""
     now = utcnow()
@@ -170,4 +179,4 @@ async def _seen(db: Database, team_id: str, user_id: str) -> None:
             index_elements=["team_id", "user_id"], set_={"opened_at": now}))  # fmt: skip
 
 
-__all__ = ["home_data", "publish_home", "recent_imports", "refresh_homes"]
+__all__ = ["home_data", "publish_home", "recent_imports", "refresh_for", "refresh_homes"]

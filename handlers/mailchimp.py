@@ -35,7 +35,7 @@ from bot.mailchimp.oauth import CALLBACK_PATH, authorize_url, make_state
 from bot.mailchimp.secrets import SecretKeyMissing
 from bot.workspaces import ensure_workspace
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only
-from handlers.home_publish import refresh_homes
+from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.mailchimp_messages import (
     SECRET_KEY_MISSING,
@@ -169,7 +169,7 @@ async def _check_key(d: Deps, team_id: str, user_id: str, key: str) -> Connectio
 async def _after_connect(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                          url: str) -> None:  # fmt: skip
     """Refresh the status the modal was opened from; the modal itself already said it."""
-    await refresh_homes(d.db, client, team_id)
+    await refresh_for(d, client, team_id)
     try:
         await _show_status(d, client, team_id, user_id, url, replace=True,
                            note=":white_check_mark: Mailchimp is connected.")  # fmt: skip
@@ -232,7 +232,7 @@ async def _disconnect(d: Deps, client: AsyncWebClient, click: Click) -> None:
     removed = await disconnect(d.db, click.team_id, user=click.user_id)
     if removed:
         log.info("Mailchimp disconnected: team=%s user=%s", click.team_id, click.user_id)
-        await refresh_homes(d.db, client, click.team_id)
+        await refresh_for(d, client, click.team_id)
         note = (f":white_check_mark: <@{click.user_id}> disconnected Mailchimp. Contacts "
                 "already imported stay.")  # fmt: skip
     else:

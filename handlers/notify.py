@@ -67,9 +67,10 @@ def is_outage(exc: BaseException) -> bool:
 class SlackNotifier:
     """Implements bot.notify.ImportNotifier with chat.update / postMessage / files_upload_v2."""
 
-    def __init__(self, client: AsyncWebClient, db: Database) -> None:
+    def __init__(self, client: AsyncWebClient, db: Database, *, undo_days: int = 7) -> None:
         self.client = client
         self.db = db
+        self.undo_days = undo_days  # UNDO_WINDOW_DAYS: whether Home offers *Undo*
         self.enrollments = EnrollmentReports(client, db)
 
     # -- the ImportNotifier protocol: never raises for Slack's sake ----------------------------
@@ -118,7 +119,7 @@ class SlackNotifier:
             log.warning("Slack refused the %s report (%s): %s", event, ids,
                         exc.response.get("error"))  # fmt: skip
         if event in HOME_EVENTS:
-            await refresh_homes(self.db, self.client, team_id)
+            await refresh_homes(self.db, self.client, team_id, undo_days=self.undo_days)
 
     async def share_pending_rejects(self, team_id: str, batch_id: int) -> None:
         """The skipped-rows CSV of every file read before the review message existed."""

@@ -40,7 +40,7 @@ from bot.workspaces import (
 )
 from handlers.campaign_messages import notice_modal
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only
-from handlers.home_publish import refresh_homes
+from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, file_stem, metadata
 from handlers.respond import Click, ResponseUrlFailed, fill_modal, respond
@@ -112,7 +112,7 @@ async def _after_change(d: Deps, client: AsyncWebClient, team_id: str, user_id: 
     except ResponseUrlFailed as exc:  # e.g. a modal left open past the URL's 30 minutes
         log.info("could not refresh the segment list (%s); sending a direct message", exc)
         await _dm(client, user_id, note)
-    await refresh_homes(d.db, client, team_id)
+    await refresh_for(d, client, team_id)
 
 
 async def _explained(work: Coroutine[Any, Any, None], client: AsyncWebClient, url: str,

@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.imports.batches import ReviewError
 from bot.imports.undo import request_undo, undo_plan
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only
-from handlers.home_publish import refresh_homes
+from handlers.home_publish import refresh_for
 from handlers.ids import Action, Callback
 from handlers.messages import metadata
 from handlers.undo_messages import (
@@ -91,7 +91,7 @@ async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 async def _after(d: Deps, client: AsyncWebClient, team_id: str, batch_id: int) -> None:
     """The review message and Home say "being undone" until the job reports."""
     await d.notifier.batch_changed(team_id, batch_id)
-    await refresh_homes(d.db, client, team_id)
+    await refresh_for(d, client, team_id)
 
 
 async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],

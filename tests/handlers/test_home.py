@@ -277,3 +277,20 @@ async def test_an_import_row_says_how_many_were_enrolled_and_invited(app: Harnes
     rendered = json.dumps((await _open_home(app, LEAD))["blocks"])
     assert f"imported (approved by <@{LEAD}>)" in rendered
     assert "2 enrolled as advocates, 2 invites sent" in rendered
+
+
+async def test_republished_home_follows_the_undo_window_setting(
+    db: Any, tmp_path: Any
+) -> None:
+    """UNDO_WINDOW_DAYS=0: imports can't be undone, so no republished Home offers *Undo*."""
+    from tests.handlers.conftest import running_app
+    from tests.handlers.test_decisions import _start
+
+    async with running_app(db, tmp_path, undo_window_days=0) as app:
+        await _open_home(app, LEAD)
+        message, batch = await _start(app)
+        await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD,
+                                        message_ts=message["ts"])  # fmt: skip
+        await app.settle()
+        rendered = json.dumps(app.slack.home_views[LEAD]["blocks"])
+        assert "2 new contacts" in rendered and Action.UNDO not in rendered
