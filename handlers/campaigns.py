@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Coroutine
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -44,7 +43,15 @@ from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, metadata
-from handlers.respond import Click, ResponseUrlFailed, fill_modal, respond
+from handlers.respond import (
+    Click,
+    ResponseUrlFailed,
+    dm,
+    explained,
+    fill_modal,
+    for_people,
+    respond,
+)
 from models import CampaignState
 
 log = logging.getLogger(__name__)
@@ -74,11 +81,6 @@ def _campaign_id(value: str) -> int:
     return int(value)
 
 
-def _for_people(error: Refusal | CampaignError) -> str:
-    """Refusals are our own mrkdwn (they mention leads); service errors may quote names."""
-    return str(error) if isinstance(error, Refusal) else esc(str(error))
-
-
 async def _respond(client: AsyncWebClient, url: str, text: str, *, replace: bool,
                    blocks: list[Any] | None = None) -> None:  # fmt: skip
     """Post to a response_url: replace the ephemeral list, or add an ephemeral note."""
@@ -89,17 +91,6 @@ async def _show_list(d: Deps, client: AsyncWebClient, team_id: str, url: str, *,
                      note: str = "", replace: bool) -> None:  # fmt: skip
     text, blocks = campaign_list(await list_campaigns(d.db, team_id), note=note)
     await _respond(client, url, text, replace=replace, blocks=blocks)
-
-
-async def _explained(work: Coroutine[Any, Any, None], client: AsyncWebClient, url: str) -> None:
-    """Run a click's work; a refusal is answered where they clicked and the list stays."""
-    try:
-        await work
-    except (Refusal, CampaignError) as exc:
-        log.info("campaign change refused: %s", exc)
-        if not url:
-            raise Refusal(_for_people(exc)) from exc  # told by the global path instead
-        await _respond(client, url, _for_people(exc), replace=False)
 
 
 # ---- the list -------------------------------------------------------------------------------
@@ -154,7 +145,8 @@ async def on_state(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     await ack()
     d, click = deps(context), Click.of(body)
     change = _go_live if body["actions"][0]["action_id"] == Action.CAMPAIGN_LIVE else _pause
-    d.later.run(_explained(change(d, client, click), client, click.response_url), client, body)
+    d.later.run(explained(change(d, client, click), client, click.response_url,
+                          refused=(CampaignError,), what="campaign change"), client, body)
 
 
 # ---- the modal: open ------------------------------------------------------------------------
@@ -180,7 +172,7 @@ async def _open_edit(d: Deps, client: AsyncWebClient, click: Click, trigger_id: 
             campaign=campaign.id, url=click.response_url))  # fmt: skip
     except (Refusal, CampaignError) as exc:
         log.info("campaign edit refused: %s", exc)
-        modal = notice_modal("Edit campaign", _for_people(exc))
+        modal = notice_modal("Edit campaign", for_people(exc))
     await fill_modal(client, opened, modal)
 
 
@@ -245,11 +237,6 @@ async def validate(d: Deps, team_id: str, form: CampaignForm,
     return errors
 
 
-async def _dm(client: AsyncWebClient, user_id: str, text: str) -> None:
-    dm = await client.conversations_open(users=user_id)
-    await client.chat_postMessage(channel=dm["channel"]["id"], text=text)
-
-
 async def _save(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                 campaign_id: int | None, form: CampaignForm, url: str) -> None:  # fmt: skip
     """Create or update, then refresh the list the modal was opened from (or DM the result).
@@ -271,14 +258,14 @@ async def _save(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
         await refresh_for(d, client, team_id)
     except CampaignError as exc:
         log.info("campaign save refused: %s", exc)
-        note = _for_people(exc)
+        note = for_people(exc)
     try:
         if not url:
             raise ResponseUrlFailed("the modal carries no response_url")
         await _show_list(d, client, team_id, url, note=note, replace=True)
     except ResponseUrlFailed as exc:  # e.g. the modal stayed open past the URL's 30 minutes
         log.info("could not refresh the campaign list (%s); sending a direct message", exc)
-        await _dm(client, user_id, note)
+        await dm(client, user_id, note)
 
 
 async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient,

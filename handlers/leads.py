@@ -27,6 +27,7 @@ from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.ids import Action, BlockId
 from handlers.leads_messages import leads_message
 from handlers.messages import esc
+from handlers.respond import explained as refusals_answered
 from handlers.respond import respond as answer
 
 log = logging.getLogger(__name__)
@@ -59,14 +60,10 @@ async def respond(client: AsyncWebClient, url: str, text: str, *, replace: bool,
     await answer(client, url, text, replace=replace, blocks=blocks)
 
 
-async def explained(work: Coroutine[Any, Any, None], client: AsyncWebClient, url: str) -> None:
+def explained(work: Coroutine[Any, Any, None], client: AsyncWebClient,
+              url: str) -> Coroutine[Any, Any, None]:  # fmt: skip
     """Run the work; a refusal is answered where they acted, and the message stays."""
-    try:
-        await work
-    except (Refusal, LeadsError) as exc:
-        text = str(exc) if isinstance(exc, Refusal) else esc(str(exc))
-        log.info("refused: %s", text)
-        await respond(client, url, text, replace=False)
+    return refusals_answered(work, client, url, refused=(LeadsError,), what="team leads")
 
 
 async def show(d: Deps, client: AsyncWebClient, asker: Asker, *, replace: bool,

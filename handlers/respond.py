@@ -7,6 +7,7 @@ messages: only their response_url can replace them, and a click on them carries 
 from __future__ import annotations
 
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.imports.batches import ReviewError
+from handlers.context import Refusal
+from handlers.messages import esc
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +68,34 @@ async def fill_modal(client: AsyncWebClient, opened: Any, modal: View) -> None:
         if exc.response.get("error") != "not_found":
             raise
         log.info("the %s modal was closed before it was filled in", modal.callback_id or "")
+
+
+async def dm(client: AsyncWebClient, user_id: str, text: str) -> None:
+    """A direct message from the bot (where a response_url can't answer any more)."""
+    opened = await client.conversations_open(users=user_id)
+    await client.chat_postMessage(channel=opened["channel"]["id"], text=text)
+
+
+def for_people(error: BaseException) -> str:
+    """Our refusals are mrkdwn written for Slack (they mention leads); a service's message may
+    quote names people typed, so it is escaped."""
+    return str(error) if isinstance(error, Refusal | ReviewError) else esc(str(error))
+
+
+async def explained(work: Coroutine[Any, Any, None], client: AsyncWebClient, url: str, *,
+                    refused: tuple[type[Exception], ...], what: str,
+                    user_id: str = "") -> None:  # fmt: skip
+    """Run a click's work; a refusal (`Refusal` or one of `refused`) is answered as a note
+    where they clicked and the message stays. When the response_url can't take it, the note
+    goes by direct message (with `user_id`), or through the global error handler."""
+    try:
+        await work
+    except (Refusal, *refused) as exc:
+        text = for_people(exc)
+        log.info("%s refused: %s", what, exc)
+        try:
+            await respond(client, url, text, replace=False)
+        except ResponseUrlFailed:
+            if not user_id:
+                raise Refusal(text) from exc
+            await dm(client, user_id, text)

@@ -42,8 +42,16 @@ from handlers.campaign_messages import notice_modal
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import esc, file_stem, metadata
-from handlers.respond import Click, ResponseUrlFailed, fill_modal, respond
+from handlers.messages import file_stem, metadata
+from handlers.respond import (
+    Click,
+    ResponseUrlFailed,
+    dm,
+    explained,
+    fill_modal,
+    for_people,
+    respond,
+)
 from handlers.segment_messages import (
     ButtonValue,
     SegmentItem,
@@ -73,20 +81,10 @@ def button_of(click: Click) -> ButtonValue:
     return value
 
 
-def _for_people(error: Refusal | WorkspaceError) -> str:
-    """Refusals are our own mrkdwn (they mention leads); service errors may quote names."""
-    return str(error) if isinstance(error, Refusal) else esc(str(error))
-
-
 async def _require_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                         verb: str) -> None:  # fmt: skip
     if not await is_lead(d, client, team_id, user_id):
         raise await leads_only(d, team_id, verb)
-
-
-async def _dm(client: AsyncWebClient, user_id: str, text: str) -> None:
-    dm = await client.conversations_open(users=user_id)
-    await client.chat_postMessage(channel=dm["channel"]["id"], text=text)
 
 
 async def _show_list(d: Deps, client: AsyncWebClient, team_id: str, url: str, *,
@@ -111,21 +109,15 @@ async def _after_change(d: Deps, client: AsyncWebClient, team_id: str, user_id: 
         await _show_list(d, client, team_id, url, offset=offset, note=note, replace=True)
     except ResponseUrlFailed as exc:  # e.g. a modal left open past the URL's 30 minutes
         log.info("could not refresh the segment list (%s); sending a direct message", exc)
-        await _dm(client, user_id, note)
+        await dm(client, user_id, note)
     await refresh_for(d, client, team_id)
 
 
-async def _explained(work: Coroutine[Any, Any, None], client: AsyncWebClient, url: str,
-                     user_id: str) -> None:  # fmt: skip
-    """Run a click's work; a refusal is answered where they clicked and the list stays."""
-    try:
-        await work
-    except (Refusal, WorkspaceError) as exc:
-        log.info("segment change refused: %s", exc)
-        try:
-            await respond(client, url, _for_people(exc), replace=False)
-        except ResponseUrlFailed:
-            await _dm(client, user_id, _for_people(exc))
+def _explained(work: Coroutine[Any, Any, None], client: AsyncWebClient, url: str,
+               user_id: str) -> Coroutine[Any, Any, None]:  # fmt: skip
+    """A segment click's work; a refusal is answered where they clicked (or by DM)."""
+    return explained(work, client, url, refused=(WorkspaceError,), what="segment change",
+                     user_id=user_id)
 
 
 # ---- the list and More ----------------------------------------------------------------------
@@ -181,7 +173,7 @@ async def _open_rename(d: Deps, client: AsyncWebClient, click: Click) -> None:
             segment=segment.id, url=click.response_url, offset=value.offset))  # fmt: skip
     except (Refusal, WorkspaceError) as exc:
         log.info("segment rename refused: %s", exc)
-        modal = notice_modal("Rename segment", _for_people(exc))
+        modal = notice_modal("Rename segment", for_people(exc))
     await fill_modal(client, opened, modal)
 
 
@@ -266,7 +258,7 @@ async def _ask_first(d: Deps, client: AsyncWebClient, click: Click) -> None:
         modal = await _confirm_modal(d, click.team_id, button_of(click), click.response_url)
     except (Refusal, WorkspaceError) as exc:
         log.info("segment delete refused: %s", exc)
-        modal = notice_modal("Delete segment", _for_people(exc))
+        modal = notice_modal("Delete segment", for_people(exc))
     await fill_modal(client, opened, modal)
 
 
