@@ -28,6 +28,7 @@ from sqlmodel import select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import Act, record_in
+from bot.campaigns.consent import STOP_INVITES
 from models import Contact, Database, RetiredCode
 from models.clock import utcnow
 
@@ -303,12 +304,6 @@ _UNSUBSCRIBE = text("""
     WHERE team_id = :t AND id = :c AND subscribed = :yes RETURNING email
 """).bindparams(_NOW)
 
-# as the unsubscribe link does: what is being handed to the mail server can't be recalled
-_STOP_INVITES = text("""
-    UPDATE invite SET state = 'not_emailed', reason = 'unsubscribed', updated_at = :now
-    WHERE team_id = :t AND contact_id = :c AND state IN ('queued', 'held')
-""").bindparams(_NOW)
-
 
 async def unsubscribe(db: Database, team_id: str, contact_id: int, actor: str) -> int:
     """No more invites to this contact: sticky against later imports (`unsubscribed_at`, as
@@ -319,7 +314,7 @@ async def unsubscribe(db: Database, team_id: str, contact_id: int, actor: str) -
         if row is None:
             raise ContactError(f"{await _email(conn, team_id, contact_id)} is already "
                                "unsubscribed.")  # fmt: skip
-        stopped = (await conn.execute(_STOP_INVITES, params)).rowcount
+        stopped = (await conn.execute(STOP_INVITES, params)).rowcount  # as the link does
         detail = f"{stopped} invite(s) not yet sent stopped" if stopped else ""
         await record_in(conn, team_id, actor, Act.CONTACT_UNSUBSCRIBED, subject(row[0]), detail)
     return int(stopped)

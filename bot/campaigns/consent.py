@@ -14,7 +14,9 @@ _UNSUBSCRIBE = text("""
     WHERE team_id = :t AND id = :c RETURNING email
 """).bindparams(bindparam("now", type_=UTCDateTime()))
 
-_STOP_INVITES = text("""
+# shared with bot/contact_admin.py (a lead's Unsubscribe): what is being handed to the mail
+# server can't be recalled, everything still waiting is stopped
+STOP_INVITES = text("""
     UPDATE invite SET state = 'not_emailed', reason = 'unsubscribed', updated_at = :now
     WHERE team_id = :t AND contact_id = :c AND state IN ('queued', 'held')
 """).bindparams(bindparam("now", type_=UTCDateTime()))
@@ -30,5 +32,5 @@ async def unsubscribe(db: Database, team_id: str, contact_id: int) -> str | None
         row = (await conn.execute(_UNSUBSCRIBE, params)).first()
         if row is None:
             return None
-        await conn.execute(_STOP_INVITES, params)
+        await conn.execute(STOP_INVITES, params)
         return str(row[0])
