@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models.staging import attach_staging
+
 # 32 MiB of page cache: big imports stay fast within the RSS budget.
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -80,3 +82,4 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     for pragma in _SQLITE_PRAGMAS:
         cursor.execute(pragma)
     cursor.close()
+    attach_staging(dbapi_conn)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,9 @@ async def test_migrations_reach_head_and_match_the_models(db: Database) -> None:
     async with db.engine.connect() as conn:
         tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
     assert {"workspace", "contact", "segment", "segment_member", "import_batch",
-            "import_source", "staged_row"} <= tables  # fmt: skip
+            "import_source"} <= tables  # fmt: skip
+    # on SQLite, staged rows live in their own file (models/staging.py), not in the main one
+    assert ("staged_row" in tables) == (not db.is_sqlite)
 
 
 async def test_models_and_migrations_agree(db: Database) -> None:
@@ -50,7 +53,9 @@ async def test_models_and_migrations_agree(db: Database) -> None:
     async with db.engine.connect() as conn:
         diff = await conn.run_sync(
             lambda c: compare_metadata(
-                MigrationContext.configure(c, opts={"include_object": compared}),
+                MigrationContext.configure(
+                    c, opts={"include_object": partial(compared, dialect=c.dialect.name)}
+                ),
                 SQLModel.metadata,
             )
         )

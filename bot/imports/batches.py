@@ -201,17 +201,19 @@ async def batch_keys(
 
 # After rows leave the batch (a source or a contact removed), the first remaining duplicate
 # of each address they held becomes the valid one: duplicates are decided over what remains.
+# Staged rows have no index on addresses (it would cost every import dearly), so both sets
+# are uncorrelated subqueries: each is read once, through the batch's index, into a hash.
 _PROMOTE = """
     UPDATE staged_row SET outcome = 'valid', reason = NULL
     WHERE id IN (
         SELECT MIN(d.id) FROM staged_row d
         WHERE d.team_id = :t AND d.batch_id = :b AND d.outcome = 'duplicate' AND d.removed = :no
-          AND d.email_key IN ({keys})
           AND d.source_id IN ({live})
-          AND NOT EXISTS (
-              SELECT 1 FROM staged_row v
-              WHERE v.team_id = :t AND v.batch_id = :b AND v.email_key = d.email_key
-                AND v.outcome = 'valid' AND v.removed = :no AND v.source_id IN ({live}))
+          AND d.email_key IN ({keys})
+          AND d.email_key NOT IN (
+              SELECT v.email_key FROM staged_row v
+              WHERE v.team_id = :t AND v.batch_id = :b AND v.outcome = 'valid'
+                AND v.removed = :no AND v.source_id IN ({live}) AND v.email_key IN ({keys}))
         GROUP BY d.email_key)
 """
 _PROMOTE_AFTER_SOURCE = text(_PROMOTE.format(
@@ -269,10 +271,13 @@ async def stage_csv(
 ) -> ImportSource:
     """Parse a CSV into the source's staged rows; a file unreadable as a whole marks it failed.
 
-    One transaction that first takes the batch (so two files of one batch are staged one
-    after the other, and never into an approved, rejected or cancelled import), then reads
-    the addresses already queued, then stages. Raises CsvFileError (after recording it on
-    the source) so callers can tell the user.
+    Two transactions. The first writes only staged rows: it starts by clearing the source's
+    earlier rows, which takes the staging write lock (SQLite) or the batch's row (PostgreSQL),
+    so two files of one batch are staged one after the other and each sees the addresses the
+    other queued. It never holds the main database's write lock, however big the file. The
+    second marks the source read if the batch is still a draft (a short conditional UPDATE);
+    if it isn't, the rows are taken out again. Raises CsvFileError (after recording it on the
+    source) so callers can tell the user.
     """
     source = await _source(db, team_id, source_id)
     try:
@@ -283,10 +288,9 @@ async def stage_csv(
     parallel: ParallelRows | None = None
     try:
         async with db.begin() as conn:
-            try:
-                await lock_batch(conn, team_id, source.batch_id)
-            except ReviewError:
-                raise _NotPending from None
+            await clear_staged(conn, team_id, source.batch_id, source_id)
+            if not await _still_draft(conn, team_id, source.batch_id):
+                raise _NotPending
             keys = await batch_keys(conn, team_id, source.batch_id, source_id)
             path = file_path(stream)
             # A big file is parsed by a child process while this one inserts; a small one here.
@@ -297,9 +301,16 @@ async def stage_csv(
             await stage_rows(conn, team_id=team_id, batch_id=source.batch_id,
                              source_id=source_id, rows=rows)  # fmt: skip
             tally = parallel.tally if parallel else classifier.tally
+        async with db.begin() as conn:
+            try:
+                await lock_batch(conn, team_id, source.batch_id)
+            except ReviewError:
+                raise _NotPending from None
             if not await record_counts(conn, source, tally):
                 raise _NotPending
     except _NotPending:
+        async with db.begin() as conn:
+            await clear_staged(conn, team_id, source.batch_id, source_id)
         await fail_source(db, team_id, source_id, only_pending=True,
                           error="The import was closed before this file was read.")  # fmt: skip
     finally:
@@ -307,6 +318,25 @@ async def stage_csv(
         if parallel is not None:
             parallel.close()
     return await _source(db, team_id, source_id)
+
+
+async def clear_staged(conn: AsyncConnection, team_id: str, batch_id: int, source_id: int) -> None:
+    """Delete what the source staged before; on PostgreSQL, take the batch's row first."""
+    if conn.dialect.name != "sqlite":
+        await conn.execute(text("SELECT 1 FROM import_batch WHERE team_id = :t AND id = :b "
+                                "FOR UPDATE"), {"t": team_id, "b": batch_id})  # fmt: skip
+    await conn.execute(
+        text("DELETE FROM staged_row WHERE team_id = :t AND batch_id = :b AND source_id = :s"),
+        {"t": team_id, "b": batch_id, "s": source_id},
+    )
+
+
+async def _still_draft(conn: AsyncConnection, team_id: str, batch_id: int) -> bool:
+    status = (await conn.execute(
+        select(ImportBatch.status).where(col(ImportBatch.id) == batch_id,
+                                         col(ImportBatch.team_id) == team_id)
+    )).scalar_one_or_none()  # fmt: skip
+    return status == BatchStatus.DRAFT
 
 
 async def stage_contact(
@@ -592,8 +622,8 @@ async def write_rejects(
         result = await session.stream(
             select(StagedRow.source_id, StagedRow.line, StagedRow.email, StagedRow.first_name,
                    StagedRow.last_name, StagedRow.outcome, StagedRow.reason)
-            .where(StagedRow.team_id == team_id, col(StagedRow.source_id).in_(list(labels)),
-                   StagedRow.outcome != Outcome.VALID)
+            .where(StagedRow.team_id == team_id, StagedRow.batch_id == batch_id,
+                   col(StagedRow.source_id).in_(list(labels)), StagedRow.outcome != Outcome.VALID)
             .order_by(col(StagedRow.id))
         )  # fmt: skip
         async for source_id, line, email, first, last, outcome, reason in result:

@@ -17,7 +17,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from models import BatchStatus, Database, ImportBatch
 from models.clock import utcnow
 
-APPLY_CHUNK = 100_000
+APPLY_CHUNK = 1_000_000
 
 # Rows of the batch that become contacts: valid, not removed, from a source still in the batch.
 _LIVE_ROWS = """
@@ -170,7 +170,7 @@ async def _bounds(db: Database, team_id: str, batch_id: int) -> tuple[int, int]:
             )
         ).scalars()
         for source_id in list(sources):
-            params = {"t": team_id, "s": source_id}
+            params = {"t": team_id, "b": batch_id, "s": source_id}
             lows.append((await conn.execute(_SOURCE_MIN, params)).scalar())
             highs.append((await conn.execute(_SOURCE_MAX, params)).scalar())
     lows = [v for v in lows if v is not None]
@@ -178,8 +178,10 @@ async def _bounds(db: Database, team_id: str, batch_id: int) -> tuple[int, int]:
     return (min(lows), max(highs)) if lows else (0, -1)
 
 
-_SOURCE_MIN = text("SELECT MIN(id) FROM staged_row WHERE source_id = :s AND team_id = :t")
-_SOURCE_MAX = text("SELECT MAX(id) FROM staged_row WHERE source_id = :s AND team_id = :t")
+_SOURCE_MIN = text("SELECT MIN(id) FROM staged_row WHERE batch_id = :b AND source_id = :s "
+                   "AND team_id = :t")  # fmt: skip
+_SOURCE_MAX = text("SELECT MAX(id) FROM staged_row WHERE batch_id = :b AND source_id = :s "
+                   "AND team_id = :t")  # fmt: skip
 
 
 async def _start(conn: AsyncConnection, team_id: str, batch_id: int) -> bool:

@@ -39,8 +39,8 @@ async def stage_rows(
     if not _SAFE_TEAM.match(team_id):
         raise ValueError(f"unexpected team id {team_id!r}")
     await conn.execute(
-        text("DELETE FROM staged_row WHERE team_id = :t AND source_id = :s"),
-        {"t": team_id, "s": source_id},
+        text("DELETE FROM staged_row WHERE team_id = :t AND batch_id = :b AND source_id = :s"),
+        {"t": team_id, "b": batch_id, "s": source_id},
     )
     raw = (await conn.get_raw_connection()).driver_connection
     if conn.dialect.name == "sqlite":

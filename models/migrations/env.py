@@ -1,5 +1,7 @@
 """Alembic environment: runs on the connection handed in by models.migrate (sync or async)."""
 
+from functools import partial
+
 from alembic import context
 from sqlmodel import SQLModel
 
@@ -31,7 +33,7 @@ def run_migrations() -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
-        include_object=compared,
+        include_object=partial(compared, dialect=connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,111 @@
+"""Staged rows on SQLite: a file of their own, and staging never blocks the main database."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sqlite3
+import threading
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from bot.imports.batches import add_source, create_batch, stage_csv
+from bot.workspaces import ensure_workspace, import_target
+from models import Database, SourceKind, StagedRow
+from models.staging import staging_path
+
+TEAM = "T0STAGING"
+
+
+def _main_file(db: Database) -> Path:
+    return Path(make_url(db.url).database or "")
+
+
+class PausingStream(io.BytesIO):
+    """A CSV that stops half way through being read for staging until `go` is set.
+
+    CsvReader reads the file once to decide its encoding and seeks back; the pause comes on
+    the second pass, while the rows are being inserted."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.half = len(data) // 2
+        self.rewound = 0
+        self.paused = threading.Event()
+        self.go = threading.Event()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if offset == 0 and whence == 0:
+            self.rewound += 1
+        return super().seek(offset, whence)
+
+    def _pause(self) -> None:
+        if self.rewound and self.tell() >= self.half and not self.go.is_set():
+            self.paused.set()
+            self.go.wait(30)
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._pause()
+        return super().read(size)
+
+    def read1(self, size: int | None = -1) -> bytes:
+        self._pause()
+        return super().read1(size)
+
+
+def _csv(rows: int) -> bytes:
+    lines = ["email,first_name"] + [f"person{i}@example.com,P{i}" for i in range(rows)]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+@pytest.fixture
+def sqlite_only(db: Database) -> Database:
+    if not db.is_sqlite:
+        pytest.skip("the staging file is SQLite's")
+    return db
+
+
+async def test_staging_table_has_the_models_columns(sqlite_only: Database) -> None:
+    async with sqlite_only.begin() as conn:
+        await conn.execute(text("SELECT 1"))  # connects, so the file is attached and shaped
+    path = staging_path(str(_main_file(sqlite_only)))
+    with closing(sqlite3.connect(path)) as conn:
+        info = conn.execute("PRAGMA table_info(staged_row)").fetchall()
+        main_tables = {r[0] for r in sqlite3.connect(_main_file(sqlite_only)).execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}  # fmt: skip
+    model = StagedRow.__table__.columns  # type: ignore[attr-defined]
+    assert [(r[1], bool(r[3])) for r in info] == [(c.name, not c.nullable) for c in model]
+    assert "staged_row" not in main_tables
+
+
+async def test_staging_a_file_leaves_the_main_database_writable(sqlite_only: Database) -> None:
+    """Before: staging took the batch's row first, so the main file's write lock was held
+    until the whole file was in; another process's write waited (and failed after 30 s)."""
+    db = sqlite_only
+    await ensure_workspace(db, TEAM)
+    segment = await import_target(db, TEAM, "Staged", create=True)
+    assert segment.id is not None
+    batch = await create_batch(db, TEAM, segment.id, "U1")
+    assert batch.id is not None
+    source = await add_source(db, TEAM, batch.id, SourceKind.CSV, "big.csv")
+    assert source.id is not None
+    stream = PausingStream(_csv(20_000))
+    staging = asyncio.create_task(stage_csv(db, TEAM, source.id, stream))
+    try:
+        assert await asyncio.to_thread(stream.paused.wait, 30), "staging never started"
+
+        def write_elsewhere() -> None:
+            with closing(sqlite3.connect(_main_file(db), timeout=0.5)) as other:
+                other.execute("UPDATE workspace SET default_locale = 'fr' WHERE team_id = ?",
+                              (TEAM,))  # fmt: skip
+                other.commit()
+
+        await asyncio.to_thread(write_elsewhere)  # raises "database is locked" if it waits
+    finally:
+        stream.go.set()
+        staged = await staging
+    assert (staged.status, staged.rows, staged.valid) == ("parsed", 20_000, 20_000)
