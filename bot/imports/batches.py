@@ -19,7 +19,7 @@ from bot.imports.parallel import ParallelRows, file_path
 from bot.imports.reading import CsvFileError, CsvReader
 from bot.imports.retention import schedule_purge_in
 from bot.imports.rows import Classifier, Tally
-from bot.imports.staging import stage_rows
+from bot.imports.staging import copy_constants, stage_rows
 from bot.jobs.queue import enqueue_in
 from models import (
     BatchStatus,
@@ -294,10 +294,12 @@ async def stage_csv(
             keys = await batch_keys(conn, team_id, source.batch_id, source_id)
             path = file_path(stream)
             # A big file is parsed by a child process while this one inserts; a small one here.
-            parallel = ParallelRows(path, sorted(keys)) if path is not None else None
+            # For PostgreSQL the child writes COPY CSV, so this process only relays it.
+            constants = (copy_constants(team_id, source.batch_id, source_id)
+                         if conn.dialect.name != "sqlite" else None)  # fmt: skip
+            parallel = ParallelRows(path, sorted(keys), constants) if path else None
             classifier = Classifier(seen={hash(k) for k in keys})
-            rows = (iter(parallel) if parallel
-                    else classifier.records(reader.records(), reader.columns))  # fmt: skip
+            rows = parallel or classifier.records(reader.records(), reader.columns)
             await stage_rows(conn, team_id=team_id, batch_id=source.batch_id,
                              source_id=source_id, rows=rows)  # fmt: skip
             tally = parallel.tally if parallel else classifier.tally

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -41,17 +42,15 @@ _CONTACTS_INSERT_SQL = f"""
 """
 _INSERT_CONTACTS = text(_CONTACTS_INSERT_SQL).bindparams(bindparam("now", type_=UTCDateTime()))
 
-# PostgreSQL: new contacts hand their ids straight to their memberships (no lookup by email),
-# in one statement that reports (new contacts, memberships added).
-_PG_INSERT_CONTACTS_AND_MEMBERS = text(f"""
-    WITH new AS ({_CONTACTS_INSERT_SQL} RETURNING id),
-    added AS (
-        INSERT INTO segment_member (segment_id, contact_id, team_id, batch_id, added_at)
-        SELECT :segment, id, :team, :batch, :now FROM new
-        ON CONFLICT (segment_id, contact_id) DO NOTHING
-        RETURNING 1)
-    SELECT (SELECT COUNT(*) FROM new), (SELECT COUNT(*) FROM added)
-""").bindparams(bindparam("now", type_=UTCDateTime()))
+# PostgreSQL: addresses not yet known are inserted without ON CONFLICT, whose speculative
+# insertion doubles the cost of every row; a concurrent import that adds one of them first
+# makes it fail, and the chunk then falls back to _INSERT_CONTACTS in a savepoint.
+_PG_INSERT_NEW_CONTACTS = text(_CONTACTS_INSERT_SQL.replace(
+    "ORDER BY s.email_key",
+    "AND NOT EXISTS (SELECT 1 FROM contact c WHERE c.team_id = :team AND c.email_key = s.email_key)"
+    "\n    ORDER BY s.email_key",
+).replace("ON CONFLICT (team_id, email_key) DO NOTHING", "")
+).bindparams(bindparam("now", type_=UTCDateTime()))  # fmt: skip
 
 _UPDATE_CONTACTS = text(f"""
     UPDATE contact SET first_name = s.first_name, last_name = s.last_name,
@@ -90,16 +89,16 @@ _INSERT_MEMBERS = text(f"""
     ON CONFLICT (segment_id, contact_id) DO NOTHING
 """).bindparams(bindparam("now", type_=UTCDateTime()))
 
-# SQLite only: the contacts this transaction just created are exactly those above the old
-# maximum id (one writer at a time), so their memberships need no lookup by email.
+# The contacts this chunk created are above the maximum id read when it started (ids only
+# grow) and carry the batch's id; a contact that didn't exist can't be in the segment yet, so
+# their memberships need neither a lookup by email nor a conflict check.
 _INSERT_NEW_MEMBERS = text("""
     INSERT INTO segment_member (segment_id, contact_id, team_id, batch_id, added_at)
-    SELECT :segment, id, :team, :batch, :now FROM contact WHERE id > :below AND team_id = :team
-    ON CONFLICT (segment_id, contact_id) DO NOTHING
+    SELECT :segment, id, team_id, :batch, :now FROM contact
+    WHERE id > :below AND team_id = :team AND batch_id = :batch
 """).bindparams(bindparam("now", type_=UTCDateTime()))
 
 _MAX_CONTACT_ID = text("SELECT COALESCE(MAX(id), 0) FROM contact")
-_NO_LIMIT = 2**31 - 1  # ids are 32-bit integers
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +129,10 @@ async def apply_batch(
         if batch.status not in (BatchStatus.QUEUED, BatchStatus.IMPORTING):
             raise BatchStateError(f"Import #{batch_id} is {batch.status}; it can't be imported.")
     bounds = await _bounds(db, team_id, batch_id)
+    if bounds == (0, -1) and batch.valid:
+        # PostgreSQL empties staged rows (an UNLOGGED table) when it recovers from a crash
+        raise BatchStateError(f"The rows of import #{batch_id} are gone (the database was "
+                              "restarted after a crash): import the files again.")  # fmt: skip
     async with db.begin() as conn:
         if not await _start(conn, team_id, batch_id):
             raise BatchStateError(f"Import #{batch_id} was cancelled before it started.")
@@ -194,6 +197,17 @@ async def _start(conn: AsyncConnection, team_id: str, batch_id: int) -> bool:
     return result.rowcount == 1
 
 
+async def _insert_contacts(conn: AsyncConnection, params: dict[str, object]) -> int:
+    """Insert the chunk's addresses that aren't contacts yet; returns how many."""
+    if conn.dialect.name == "sqlite":  # one writer: no race, and ON CONFLICT costs nothing
+        return (await conn.execute(_INSERT_CONTACTS, params)).rowcount
+    try:
+        async with conn.begin_nested():
+            return (await conn.execute(_PG_INSERT_NEW_CONTACTS, params)).rowcount
+    except IntegrityError:  # another import added some of them since this chunk began
+        return (await conn.execute(_INSERT_CONTACTS, params)).rowcount
+
+
 async def _apply_chunk(conn: AsyncConnection, batch: ImportBatch, lo: int, hi: int) -> None:
     """One chunk in one transaction: contacts, membership, counters and cursor together."""
     # Claim the chunk first: if another process already applied it, the cursor moved on; if
@@ -207,13 +221,10 @@ async def _apply_chunk(conn: AsyncConnection, batch: ImportBatch, lo: int, hi: i
         return
     now = utcnow()
     params = {"team": batch.team_id, "batch": batch.id, "lo": lo, "hi": hi, "no": False,
-              "yes": True, "now": now, "segment": batch.segment_id, "below": _NO_LIMIT}  # fmt: skip
-    if conn.dialect.name == "sqlite":
-        params["below"] = (await conn.execute(_MAX_CONTACT_ID)).scalar_one()
-        new = (await conn.execute(_INSERT_CONTACTS, params)).rowcount
-        added = (await conn.execute(_INSERT_NEW_MEMBERS, params)).rowcount
-    else:
-        new, added = (await conn.execute(_PG_INSERT_CONTACTS_AND_MEMBERS, params)).one()
+              "yes": True, "now": now, "segment": batch.segment_id,
+              "below": (await conn.execute(_MAX_CONTACT_ID)).scalar_one()}  # fmt: skip
+    new = await _insert_contacts(conn, params)
+    added = (await conn.execute(_INSERT_NEW_MEMBERS, params)).rowcount
     if batch.update_existing:
         await conn.execute(_UPDATE_CONTACTS, params)
     if (await conn.execute(_CONSENT_IN_CHUNK, params)).first() is not None:

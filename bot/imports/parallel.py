@@ -1,18 +1,23 @@
 """Parse a big CSV in a child process while this one writes what it parsed.
 
 Parsing and classifying are pure Python (about half of an import's CPU); inserting is mostly
-SQLite's C code. Two threads would fight over the GIL, so a big file is parsed by a child
+the database's work. Two threads would fight over the GIL, so a big file is parsed by a child
 (`python -m bot.imports.parallel PATH`, which loads only the parsing modules) that streams
-pickled chunks of classified rows through a pipe: on two cores parse and insert overlap.
+chunks of classified rows through a pipe: on two cores parse and insert overlap. For SQLite
+the chunks are pickled tuples for `executemany`; for PostgreSQL (`--copy`) they are already
+in COPY's text format, so this process only relays bytes to the server.
 Small files and streams without a path are parsed in-process.
 """
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 import pickle
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
@@ -38,19 +43,24 @@ def file_path(stream: BinaryIO) -> Path | None:
 
 
 class ParallelRows:
-    """Iterates the classified rows of `path`; `tally` is filled in once they are all read."""
+    """Iterates the classified rows of `path`; `tally` is filled in once they are all read.
 
-    def __init__(self, path: Path, batch_keys: list[str]) -> None:
+    With `copy_constants` (the columns every row shares), iterate `copy_data()` instead: the
+    rows as COPY CSV, a chunk at a time."""
+
+    def __init__(self, path: Path, batch_keys: list[str],
+                 copy_constants: tuple[object, ...] | None = None) -> None:  # fmt: skip
+        argv = [sys.executable, "-m", "bot.imports.parallel", str(path)]
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "bot.imports.parallel", str(path)],
+            argv + (["--copy"] if copy_constants is not None else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )  # fmt: skip
         assert self._process.stdin is not None
-        pickle.dump(batch_keys, self._process.stdin)
+        pickle.dump((batch_keys, copy_constants), self._process.stdin)
         self._process.stdin.close()
         self.tally = Tally()
 
-    def __iter__(self) -> Iterator[Staged]:
+    def _messages(self) -> Iterator[list[Staged] | bytes]:
         assert self._process.stdout is not None
         try:
             while True:
@@ -58,8 +68,8 @@ class ParallelRows:
                     message = pickle.load(self._process.stdout)
                 except EOFError:
                     raise RuntimeError("the CSV parser process stopped unexpectedly") from None
-                if isinstance(message, list):
-                    yield from message
+                if isinstance(message, list | bytes):
+                    yield message
                     continue
                 kind, detail = message
                 if kind == "done":
@@ -71,6 +81,18 @@ class ParallelRows:
         finally:
             self.close()
 
+    def __iter__(self) -> Iterator[Staged]:
+        for chunk in self._messages():
+            assert isinstance(chunk, list)
+            yield from chunk
+
+    async def copy_data(self) -> AsyncIterator[bytes]:
+        """COPY CSV chunks, read from the pipe on a worker thread (the event loop stays free)."""
+        messages = self._messages()
+        while (chunk := await asyncio.to_thread(next, messages, None)) is not None:
+            assert isinstance(chunk, bytes)
+            yield chunk
+
     def close(self) -> None:
         if self._process.poll() is None:
             self._process.kill()
@@ -79,16 +101,35 @@ class ParallelRows:
             self._process.stdout.close()
 
 
-def _parse(path: str) -> None:
+def copy_csv(constants: tuple[object, ...], rows: list[Staged]) -> bytes:
+    """Rows as COPY CSV lines (csv's C writer), each followed by the `constants` columns.
+
+    Rows are written, then the constants are put before each line end in one replace: fine as
+    long as no quoted field holds a line end itself (checked by counting); else row by row.
+    """
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    text = buffer.getvalue()
+    if text.count("\r\n") == len(rows):
+        tail = io.StringIO()
+        csv.writer(tail, lineterminator="\r\n").writerow(("", *constants))
+        return text.replace("\r\n", tail.getvalue()).encode()
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(row + constants for row in rows)
+    return buffer.getvalue().encode()
+
+
+def _parse(path: str, copy: bool) -> None:
     """Child side: keys of the batch come on stdin, chunks of rows go to stdout."""
     out = sys.stdout.buffer
-    keys: list[str] = pickle.load(sys.stdin.buffer)
+    keys, constants = pickle.load(sys.stdin.buffer)
     try:
         with open(path, "rb") as stream, CsvReader(stream) as reader:
             classifier = Classifier(seen={hash(k) for k in keys})  # hashes differ per process
             rows = classifier.records(reader.records(), reader.columns)
             while chunk := list(islice(rows, CHUNK)):
-                pickle.dump(chunk, out, protocol=pickle.HIGHEST_PROTOCOL)
+                message = copy_csv(constants, chunk) if copy else chunk
+                pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
             pickle.dump(("done", asdict(classifier.tally)), out)
     except CsvFileError as exc:
         pickle.dump(("error", str(exc)), out)
@@ -98,4 +139,4 @@ def _parse(path: str) -> None:
 
 
 if __name__ == "__main__":
-    _parse(sys.argv[1])
+    _parse(sys.argv[1], "--copy" in sys.argv[2:])

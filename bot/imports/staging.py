@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.imports.parallel import ParallelRows
 from bot.imports.rows import Staged
 
 COPY_CHUNK = 20_000
@@ -25,13 +26,22 @@ COPY_CHUNK = 20_000
 # a third of the binding work sqlite3 does per row.
 _ROW_COLUMNS = ("line", "email", "email_key", "first_name", "last_name", "locale", "outcome",
                 "reason", "subscribed")  # fmt: skip
-_COLUMNS = ("team_id", "batch_id", "source_id", "removed", *_ROW_COLUMNS)
+_CONSTANT_COLUMNS = ("team_id", "batch_id", "source_id", "removed")
+_COLUMNS = (*_CONSTANT_COLUMNS, *_ROW_COLUMNS)
+# In COPY CSV an empty unquoted field is NULL; in these columns it is an empty string.
+_NOT_NULL_TEXT = ["email", "email_key", "first_name", "last_name", "outcome"]
 _SAFE_TEAM = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
 
 
+def copy_constants(team_id: str, batch_id: int, source_id: int) -> tuple[object, ...]:
+    """The columns all of a source's staged rows share (_CONSTANT_COLUMNS), in that order."""
+    return (team_id, batch_id, source_id, False)
+
+
 async def stage_rows(
-    conn: AsyncConnection, *, team_id: str, batch_id: int, source_id: int, rows: Iterator[Staged]
-) -> None:
+    conn: AsyncConnection, *, team_id: str, batch_id: int, source_id: int,
+    rows: Iterator[Staged] | ParallelRows,
+) -> None:  # fmt: skip
     """Insert every row of `rows` for one source, replacing what it staged before.
 
     Runs inside the caller's transaction, so a failure or a crash leaves nothing half-staged.
@@ -44,9 +54,14 @@ async def stage_rows(
     )
     raw = (await conn.get_raw_connection()).driver_connection
     if conn.dialect.name == "sqlite":
-        await _sqlite_insert(raw, team_id, int(batch_id), int(source_id), rows)
+        await _sqlite_insert(raw, team_id, int(batch_id), int(source_id), iter(rows))
+    elif isinstance(rows, ParallelRows):  # the child writes COPY CSV: relay it
+        await raw.copy_to_table(
+            "staged_row", source=rows.copy_data(), columns=[*_ROW_COLUMNS, *_CONSTANT_COLUMNS],
+            format="csv", force_not_null=_NOT_NULL_TEXT,
+        )  # fmt: skip
     else:
-        await _postgres_copy(raw, (team_id, batch_id, source_id, False), rows)
+        await _postgres_copy(raw, copy_constants(team_id, batch_id, source_id), rows)
 
 
 async def _sqlite_insert(

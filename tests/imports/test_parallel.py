@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 
 from sqlalchemy import text
 
 from bot.imports.batches import add_source, create_batch, stage_csv
-from bot.imports.parallel import PARALLEL_MIN_BYTES, file_path
+from bot.imports.parallel import PARALLEL_MIN_BYTES, copy_csv, file_path
 from bot.workspaces import ensure_workspace, import_target
 from models import Database, SourceKind
 
@@ -17,7 +18,10 @@ def big_csv(path: Path) -> bytes:
     lines = ["email,first_name,last_name,locale"]
     for i in range(130_000):
         email = f"User{i}@Example.com" if i % 50 else "broken@@example.com"
-        lines.append(f'{email},Zoë{i},"O\'Neil, {i}",{"fr_FR" if i % 3 else "xx"}')
+        # tabs, backslashes and line breaks in names: escaped in COPY's text format
+        first = f'"Zo\të\\{i}"' if i % 7 == 0 else f"Zoë{i}"
+        last = f'"O\'Neil\n{i}"' if i % 11 == 0 else f'"O\'Neil, {i}"'
+        lines.append(f'{email},{first},{last},{"fr_FR" if i % 3 else "xx"}')
     lines.append("user7@example.com,Dup,Row,en")  # a duplicate of line 9, differing in case
     data = ("\n".join(lines) + "\n").encode()
     path.write_bytes(data)
@@ -54,3 +58,20 @@ async def test_child_process_and_in_process_parsing_agree(db: Database, tmp_path
     counts, rows = results[0]
     assert counts == (130_001, 127_400, 1, 2_600, 42_467)
     assert rows[-1][6] == "duplicate"
+    assert rows[0][1:5] == ("broken@@example.com", "", "Zo\të\\0", "O'Neil\n0")
+
+
+def test_copy_csv_puts_the_constants_on_every_row_whatever_the_fields_hold() -> None:
+    """PostgreSQL's COPY CSV from the parser child: one line per row even when a name holds a
+    line break (then written row by row), quotes, commas, tabs and empty or missing values."""
+    rows = [
+        (2, "a@x.com", "a@x.com", 'Ann "A", Jr.', "", None, "valid", None, None),
+        (3, "b@x.com", "b@x.com", "Bo\r\nB", "Tab\there", "fr", "valid", None, True),
+        (4, "", "", "", "", None, "rejected", "No email address", False),
+    ]
+    for chunk in (rows[:1] + rows[2:], rows):  # without and with a CRLF inside a field
+        data = copy_csv(("T1", 7, 9, False), chunk).decode()
+        parsed = list(csv.reader(io.StringIO(data, newline="")))
+        assert parsed == [
+            ["" if v is None else str(v) for v in (*row, "T1", 7, 9, False)] for row in chunk
+        ]

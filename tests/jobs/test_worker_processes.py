@@ -158,12 +158,17 @@ async def test_two_workers_share_ten_jobs_without_double_work(
 ) -> None:
     await ensure_workspace(db, "local")
     env = env_for(db_env, IMPORT_CHUNK_ROWS="500")
-    ids = [
-        enqueue(env, write_csv(tmp_path / f"f{n}.csv", 1500, start=n * 1000), f"S{n}")
-        for n in range(10)
-    ]  # fmt: skip (files overlap: later ones find known contacts)
     workers = [start_worker(env), start_worker(env)]
     try:
+        # both ready before any job exists, or a fast one could run all ten alone
+        async def both_ready() -> bool:
+            return await scalar(db, "SELECT COUNT(*) FROM worker_process") == 2
+
+        await wait_for(both_ready, 120, "both workers to start")
+        ids = [
+            enqueue(env, write_csv(tmp_path / f"f{n}.csv", 1500, start=n * 1000), f"S{n}")
+            for n in range(10)
+        ]  # fmt: skip (files overlap: later ones find known contacts)
 
         async def all_done() -> bool:
             return [(await job(db, i)).state for i in ids] == ["done"] * len(ids)

@@ -7,7 +7,9 @@ Create Date: 2026-12-03
 Staged rows keep one index, (batch_id, source_id), written in order as rows are staged; the
 address index cost a big import a third of its time. On SQLite they move to a staging file of
 their own (models/staging.py, attached to every connection as `staging`): the rows waiting for
-review are carried over and the main file's table is dropped.
+review are carried over and the main file's table is dropped. On PostgreSQL the table is
+UNLOGGED, its counterpart: no WAL for rows that can be read again from their sources (a crash
+of the server empties it; the engine then says so instead of importing nothing).
 """
 
 from collections.abc import Sequence
@@ -32,6 +34,7 @@ def upgrade() -> None:
     op.drop_index("ix_staged_row_batch_key", table_name="staged_row")
     op.drop_index("ix_staged_row_source", table_name="staged_row")
     op.create_index("ix_staged_row_batch", "staged_row", ["batch_id", "source_id"])
+    op.execute("ALTER TABLE staged_row SET UNLOGGED")
 
 
 def downgrade() -> None:
@@ -42,6 +45,7 @@ def downgrade() -> None:
         op.execute("DELETE FROM staging.staged_row")
         op.create_index("ix_staged_row_source", "staged_row", ["source_id"])
     else:
+        op.execute("ALTER TABLE staged_row SET LOGGED")
         op.drop_index("ix_staged_row_batch", table_name="staged_row")
         op.create_index("ix_staged_row_source", "staged_row", ["source_id"])
     op.create_index("ix_staged_row_batch_key", "staged_row", ["team_id", "batch_id", "email_key"])
