@@ -76,15 +76,19 @@ _GIVE_CONSENT = text(_SET_CONSENT.replace("WHERE subscribed = :fro AND",
                                           "WHERE subscribed = :fro AND unsubscribed_at IS NULL AND")
                      ).bindparams(bindparam("now", type_=UTCDateTime()))  # fmt: skip
 
-# Each staged row finds its contact through the unique (team_id, email_key) index: a plan
-# that stays right even when the planner's statistics predate this import.
+# Memberships of the contacts that already existed: each staged row finds its contact through
+# the unique (team_id, email_key) index, a plan that stays right even when the planner's
+# statistics predate this import. The chunk's new contacts (above `below`, made by this
+# batch) got theirs already; a contact another transaction committed meanwhile may have an id
+# above `below` too (PostgreSQL), so the id alone doesn't tell.
 _INSERT_MEMBERS = text(f"""
     INSERT INTO segment_member (segment_id, contact_id, team_id, batch_id, added_at)
     SELECT :segment, m.id, :team, :batch, :now
     FROM (SELECT (SELECT c.id FROM contact c
-                  WHERE c.team_id = :team AND c.email_key = s.email_key) AS id
+                  WHERE c.team_id = :team AND c.email_key = s.email_key
+                    AND (c.id <= :below OR COALESCE(c.batch_id, 0) <> :batch)) AS id
           {_LIVE_ROWS}) AS m
-    WHERE m.id <= :below
+    WHERE m.id IS NOT NULL
     ORDER BY m.id
     ON CONFLICT (segment_id, contact_id) DO NOTHING
 """).bindparams(bindparam("now", type_=UTCDateTime()))

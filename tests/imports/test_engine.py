@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 
@@ -19,6 +21,7 @@ from bot.imports.engine import BatchStateError, apply_batch
 from bot.imports.importer import ImportFailed, import_files
 from bot.workspaces import WorkspaceError, ensure_workspace, import_target, segment_sizes
 from models import Database, SourceKind
+from tests.conftest import BACKEND, POSTGRES_URL
 
 MESSY = (
     "\ufeffFirst Name;Last Name;Email;Locale;Notes\r\n"
@@ -227,3 +230,59 @@ async def test_a_batch_that_was_not_approved_cannot_be_applied(db: Database) -> 
     batch = await create_batch(db, "T1", segment.id, "U1")
     with pytest.raises(BatchStateError, match="draft"):
         await apply_batch(db, "T1", batch.id)
+
+
+async def _approved(db: Database, team: str, rows: int) -> int:
+    await ensure_workspace(db, team)
+    segment = await import_target(db, team, "VIP", create=True)
+    batch = await create_batch(db, team, segment.id, "U1")
+    source = await add_source(db, team, batch.id, SourceKind.CSV, "list.csv")
+    data = "email,first_name\n" + "".join(f"p{i}@example.com,P{i}\n" for i in range(rows))
+    await stage_csv(db, team, source.id, io.BytesIO(data.encode()))
+    await queue_batch(db, team, batch.id, "U2")
+    return batch.id
+
+
+async def test_an_import_whose_staged_rows_are_gone_says_so(db: Database) -> None:
+    """PostgreSQL empties its UNLOGGED staged rows when it recovers from a crash: an approved
+    import must then fail with a sentence, not report every contact as already known."""
+    batch_id = await _approved(db, "T1", 5)
+    async with db.begin() as conn:
+        await conn.execute(text("DELETE FROM staged_row WHERE batch_id = :b"), {"b": batch_id})
+    with pytest.raises(BatchStateError, match=r"are gone .* import the files again"):
+        await apply_batch(db, "T1", batch_id)
+    assert await _counts(db, "T1") == {"contacts": 0, "members": 0}
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="concurrent writers: PostgreSQL")
+async def test_an_address_another_import_adds_meanwhile_is_counted_as_known(db: Database) -> None:
+    """New addresses are inserted without ON CONFLICT; when another transaction commits one of
+    them while this insert waits for it, the chunk falls back to the conflict-safe insert."""
+    batch_id = await _approved(db, "T1", 20)
+    other = await asyncpg.connect(POSTGRES_URL, server_settings={"search_path": db.schema or ""})
+    try:
+        tx = other.transaction()
+        await tx.start()
+        await other.execute(
+            "INSERT INTO contact (team_id, email, email_key, first_name, last_name, subscribed,"
+            " source, created_at, updated_at) VALUES ('T1', 'p7@example.com', 'p7@example.com',"
+            " 'Seven', '', true, 'manual', now(), now())"
+        )
+        applying = asyncio.create_task(apply_batch(db, "T1", batch_id))
+        for _ in range(200):  # until the import waits for this transaction's row
+            waiting = await other.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'transactionid' "
+                "AND datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if waiting or applying.done():
+                break
+            await asyncio.sleep(0.05)
+        assert waiting, "the import never waited for the other transaction"
+        await tx.commit()
+        done = await applying
+    finally:
+        await other.close()
+    assert (done.status, done.new_contacts, done.existing_contacts) == ("done", 19, 1)
+    assert (done.added_to_segment, done.already_in_segment) == (20, 0)
+    assert await _counts(db, "T1") == {"contacts": 20, "members": 20}
+    assert (await _contacts(db, "T1"))["p7@example.com"][0] == "Seven"  # theirs, kept
