@@ -307,7 +307,7 @@ def test_locales_are_normalised(raw: str, expected: str) -> None:
     assert tally.warnings == 0
 
 
-@pytest.mark.parametrize("raw", ["klingon", "xx", "english", "fr_FRANCE", "12"])
+@pytest.mark.parametrize("raw", ["klingon", "xx", "fr_FRANCE", "12"])
 def test_unknown_locale_is_valid_with_a_warning(raw: str) -> None:
     data = samples.csv_bytes(
         [["email", "Language"], ["ada@example.com", raw], ["bob@example.com", raw]]
