@@ -1,0 +1,285 @@
+"""ZIP archives of CSV files (Mailchimp's audience export and the like), read without unzipping.
+
+Mailchimp exports an audience as one ZIP of CSVs: subscribed, unsubscribed and cleaned members
+(and, in some exports, non-subscribed ones). Each CSV entry is opened as a seekable stream that
+decompresses as it is read, so CsvReader can sniff it and seek back without the entry touching
+the disk or sitting whole in memory.
+
+An upload is untrusted: names may climb out of a directory (`../evil.csv`) and a few kilobytes
+may inflate to gigabytes. Both are refused from the central directory before any data is read,
+and the sizes it declares are enforced again while reading, since they can lie.
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import re
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from bot.imports.reading import CsvFileError
+
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an archive with entries; an empty one
+MIB = 1024 * 1024
+# Below this an entry can't hurt whatever its ratio: a small CSV of one repeated value
+# compresses over 100x and is no bomb.
+RATIO_FLOOR_BYTES = MIB
+READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+# What a damaged entry raises while it is decompressed (bz2 raises a bare OSError).
+_DAMAGE = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError)
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_MAILCHIMP_NAME = re.compile(
+    r"^(?P<kind>non[-_]?subscribed|unsubscribed|subscribed|cleaned)_\w*export", re.IGNORECASE
+)
+_REMADE = "download the export again or zip the CSV files again, then upload it"
+
+
+def is_zip(stream: BinaryIO) -> bool:
+    """Whether `stream` starts like a ZIP archive; its position is left where it was.
+
+    An .xlsx workbook is a ZIP too: ask `excel.is_xlsx` first.
+    """
+    start = stream.tell()
+    try:
+        return stream.read(4) in ZIP_MAGIC
+    finally:
+        stream.seek(start)
+
+
+class SizeCapped(io.BufferedIOBase):
+    """A seekable read-only view of a decompressing stream that refuses to go past `limit` bytes.
+
+    zipfile already stops an entry at the size the central directory declares (and then fails
+    its CRC check); counting here again keeps the cap true whatever the stream underneath, and
+    turns a damaged entry into a CsvFileError rather than a traceback. It deliberately has no
+    `name`: `parallel.file_path` would take an entry's name for a file on disk.
+    """
+
+    def __init__(self, raw: BinaryIO, limit: int, label: str) -> None:
+        super().__init__()
+        self._raw = raw
+        self._limit = limit
+        self._label = label
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Seeking back restarts decompression from the entry's start (zipfile does that)."""
+        try:
+            return self._raw.seek(offset, whence)
+        except _DAMAGE as exc:
+            raise self._damaged() from exc
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._checked(self._raw.read, size)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self._checked(getattr(self._raw, "read1", self._raw.read), size)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+    def _checked(self, read: Callable[[int], bytes], size: int | None) -> bytes:
+        # never ask for more than one byte past the limit: enough to catch a liar
+        room = self._limit - self._raw.tell() + 1
+        if size is None or size < 0 or size > room:
+            size = max(room, 0)
+        try:
+            data = read(size)
+        except _DAMAGE as exc:
+            raise self._damaged() from exc
+        if self._raw.tell() > self._limit:
+            raise CsvFileError(
+                f"{self._label} in this ZIP holds more data than the archive declares, which "
+                f"is how a ZIP bomb looks: {_REMADE}."
+            )
+        return data
+
+    def _damaged(self) -> CsvFileError:
+        return CsvFileError(f"{self._label} in this ZIP is damaged: {_REMADE}.")
+
+
+@dataclass(frozen=True, slots=True)
+class ZipEntry:
+    """One CSV inside the archive: a name safe to show and a way to read it."""
+
+    name: str  # base name, printable, for messages: "subscribed_members_export_1a2b3c.csv"
+    size: int  # uncompressed bytes, as declared (and enforced while reading)
+    _archive: zipfile.ZipFile = field(repr=False, compare=False)
+    _info: zipfile.ZipInfo = field(repr=False, compare=False)
+
+    def open(self) -> SizeCapped:
+        """A seekable binary stream of the entry, decompressed as it is read, for CsvReader.
+
+        Entries of one archive may be read one after the other or side by side; the archive's
+        stream must stay open meanwhile.
+        """
+        try:
+            raw = self._archive.open(self._info)
+        except (*_DAMAGE, NotImplementedError, RuntimeError) as exc:
+            raise CsvFileError(f"{self.name} in this ZIP is damaged: {_REMADE}.") from exc
+        return SizeCapped(raw, self.size, self.name)  # type: ignore[arg-type]
+
+
+@dataclass(slots=True)
+class Archive:
+    """The CSV entries of a ZIP, and the names of the others (for "ignored: notes.pdf")."""
+
+    entries: list[ZipEntry]
+    ignored: list[str]
+    _zip: zipfile.ZipFile = field(repr=False)
+
+    def close(self) -> None:
+        """Forget the archive; the stream it was read from stays open (the caller owns it)."""
+        self._zip.close()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def display_name(path: str) -> str:
+    """The entry's base name with anything unprintable replaced, short enough for a message."""
+    base = re.split(r"[/\\]", path.rstrip("/\\"))[-1]
+    return "".join(ch if ch.isprintable() else "?" for ch in base)[:120] or "?"
+
+
+def _parts(path: str) -> list[str]:
+    return [p for p in re.split(r"[/\\]", path) if p not in ("", ".")]
+
+
+def _unsafe(path: str) -> bool:
+    """An absolute name or a `..` step: extracted anywhere, it would land outside the folder."""
+    return path.startswith(("/", "\\")) or bool(_DRIVE.match(path)) or ".." in _parts(path)
+
+
+def _skipped(info: zipfile.ZipInfo) -> bool:
+    """Folders, macOS resource forks (`__MACOSX/`, `._x.csv`) and hidden files: never listed."""
+    parts = _parts(info.filename)
+    return info.is_dir() or not parts or any(p == "__MACOSX" or p.startswith(".") for p in parts)
+
+
+def human_size(size: int) -> str:
+    """1,234 MB or 56 KB, for messages."""
+    return f"{size / MIB:,.0f} MB" if size >= MIB else f"{size / 1024:,.0f} KB"
+
+
+def _check_sizes(csvs: list[zipfile.ZipInfo], max_total_bytes: int, max_ratio: float) -> None:
+    """Refuse a likely ZIP bomb from the central directory alone, before reading any data."""
+    total = sum(info.file_size for info in csvs)
+    if total > max_total_bytes:
+        raise CsvFileError(
+            f"The CSV files in this ZIP add up to {human_size(total)} unzipped, more than the "
+            f"{human_size(max_total_bytes)} limit: split the export into smaller files and upload "
+            "them one at a time."
+        )
+    for info in csvs:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > RATIO_FLOOR_BYTES and ratio > max_ratio:
+            raise CsvFileError(
+                f"{display_name(info.filename)} in this ZIP is compressed {ratio:,.0f} times, "
+                "far more than a real export, which is how a ZIP bomb looks: upload the CSV "
+                "file itself instead."
+            )
+
+
+def open_archive(stream: BinaryIO, *, max_total_bytes: int, max_ratio: float = 100.0) -> Archive:
+    """The CSV entries of the ZIP in `stream`, checked; CsvFileError if it can't be imported.
+
+    Only CSV entries count towards `max_total_bytes` and `max_ratio`: the others are never read.
+    `stream` must be seekable and stay open while entries are read.
+    """
+    try:
+        archive = zipfile.ZipFile(stream)
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise CsvFileError(f"This ZIP file is damaged or incomplete: {_REMADE}.") from exc
+    unsafe = [info.filename for info in infos if _unsafe(info.filename)]
+    if unsafe:
+        archive.close()
+        raise CsvFileError(
+            f"This ZIP was refused: the entry {display_name(unsafe[0])!r} points outside the "
+            "archive's folder (a name starting with / or holding ..). Zip the CSV files again "
+            "from a folder and upload the new ZIP."
+        )
+    csvs: list[zipfile.ZipInfo] = []
+    ignored: list[str] = []
+    for info in infos:
+        if info.filename.lower().endswith(".csv") and not _skipped(info):
+            csvs.append(info)
+        elif not _skipped(info):
+            ignored.append(display_name(info.filename))
+    try:
+        _check_entries(archive, csvs, ignored)
+        _check_sizes(csvs, max_total_bytes, max_ratio)
+    except CsvFileError:
+        archive.close()
+        raise
+    entries = [ZipEntry(display_name(i.filename), i.file_size, archive, i) for i in csvs]
+    return Archive(entries, ignored, archive)
+
+
+def _check_entries(
+    archive: zipfile.ZipFile, csvs: list[zipfile.ZipInfo], ignored: list[str]
+) -> None:
+    if not csvs:
+        if "xl/workbook.xml" in archive.namelist():
+            raise CsvFileError(
+                "This is an Excel workbook, not a ZIP of CSV files: upload it as an .xlsx file "
+                "or export it as CSV."
+            )
+        found = f" (it holds {', '.join(ignored[:5])})" if ignored else ""
+        raise CsvFileError(
+            f"This ZIP holds no CSV file{found}: put the CSV export in the ZIP or upload the "
+            "CSV file itself."
+        )
+    for info in csvs:
+        name = display_name(info.filename)
+        if info.flag_bits & 0x1:
+            raise CsvFileError(
+                f"{name} in this ZIP is password-protected: zip the CSV files again without a "
+                "password, or upload them unzipped."
+            )
+        if info.compress_type not in READABLE_METHODS:
+            raise CsvFileError(
+                f"{name} in this ZIP is compressed in a way we can't read: zip the CSV files "
+                "again with your computer's standard Compress or Send to ZIP, or upload them "
+                "unzipped."
+            )
+
+
+def mailchimp_kind(name: str, header: list[str]) -> str | None:
+    """Which Mailchimp export a CSV is: "subscribed", "unsubscribed", "cleaned", "transactional".
+
+    "transactional" (Mailchimp's API status for non-subscribed contacts, who never opted in)
+    comes only from the `nonsubscribed_members_export_*.csv` name: its columns are those of
+    the subscribed export. The unsubscribed and cleaned exports are told by their columns
+    whatever the file is called; the name decides next, and a renamed file with Mailchimp's
+    opt-in columns and neither of those is taken as subscribed. None: not a Mailchimp export.
+    """
+    columns = {h.strip().lstrip("\ufeff").upper() for h in header}
+    if "UNSUB_TIME" in columns:
+        return "unsubscribed"
+    if "CLEAN_TIME" in columns:
+        return "cleaned"
+    matched = _MAILCHIMP_NAME.match(display_name(name))
+    if matched:
+        kind = matched["kind"].lower()
+        return "transactional" if kind.startswith("non") else kind
+    if columns & {"OPTIN_TIME", "CONFIRM_TIME"}:
+        return "subscribed"
+    return None

@@ -1,0 +1,384 @@
+""".xlsx workbooks as records shaped like CsvReader's: (row number, fields as text).
+
+People keep contact lists in Excel and shouldn't have to export a CSV first. Cells become the
+text a person sees, so `rows.Classifier` treats them like CSV fields: 42, not 42.0;
+2024-03-01, not a datetime; a phone number as digits, not 1.2E+9.
+
+openpyxl reads the package, the workbook, the styles (which cells are dates) and every cell
+that isn't a plain string. Its read-only mode is not enough for an import on its own, though:
+it keeps each parsed row as an empty element of the tree (~80 bytes a row), parses a whole
+sheet at load to size it when the sheet has no <dimension> (openpyxl's own write-only files),
+and holds the shared-strings table as a list of str built by the same leaky loop. So the two
+loops that grow with the file are ours: rows are dropped once read, and shared strings are
+kept as UTF-8 in one buffer (about 40% of the memory of a list of str).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zipfile
+from array import array
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, BinaryIO
+
+from openpyxl.cell.text import Text
+from openpyxl.reader.excel import ExcelReader
+from openpyxl.styles.stylesheet import apply_stylesheet
+from openpyxl.utils.cell import column_index_from_string
+from openpyxl.worksheet._reader import WorkSheetParser
+from openpyxl.xml.constants import SHARED_STRINGS, SHEET_MAIN_NS
+from openpyxl.xml.functions import iterparse
+
+from bot.imports.archives import human_size
+from bot.imports.reading import Columns, CsvFileError, map_header
+
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # old Office files, and encrypted new ones
+# An encrypted .xlsx is an OLE file whose directory holds this stream (MS-OFFCRYPTO).
+_ENCRYPTED_STREAM = "EncryptedPackage".encode("utf-16-le")
+_HALF_SECOND = dt.timedelta(microseconds=500_000)
+_SHEET_DATA = f"{{{SHEET_MAIN_NS}}}sheetData"
+_ROW = f"{{{SHEET_MAIN_NS}}}row"
+_CELL = f"{{{SHEET_MAIN_NS}}}c"
+_VALUE = f"{{{SHEET_MAIN_NS}}}v"
+_INLINE = f"{{{SHEET_MAIN_NS}}}is"
+_TEXT = f"{{{SHEET_MAIN_NS}}}t"
+_STRING_ITEM = f"{{{SHEET_MAIN_NS}}}si"
+_STRING_TABLE = f"{{{SHEET_MAIN_NS}}}sst"
+_DIGITS = "0123456789"
+
+PASSWORD_PROTECTED = (
+    "This Excel file is password-protected: save it without a password or export it as CSV."
+)
+OLD_EXCEL = (
+    "This is an old Excel .xls file (or another old Office document): open it in Excel and "
+    "save it as .xlsx or CSV, then upload that."
+)
+NOT_XLSX = "This file is not an Excel .xlsx workbook: save it from Excel as .xlsx or as CSV."
+DAMAGED = (
+    "This Excel file is damaged or incomplete: open it in Excel, save it again and upload it, "
+    "or export it as CSV."
+)
+NO_DATA = "The workbook has no data: every sheet is empty."
+
+Rows = Generator[tuple[int, list[str]], None, None]
+
+
+def is_xlsx(stream: BinaryIO) -> bool:
+    """Whether `stream` is a ZIP holding `xl/workbook.xml`; its position is left where it was."""
+    start = stream.tell()
+    try:
+        if stream.read(4) != b"PK\x03\x04":
+            return False
+        stream.seek(start)
+        with zipfile.ZipFile(stream) as archive:
+            return "xl/workbook.xml" in archive.namelist()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError):
+        return False
+    finally:
+        stream.seek(start)
+
+
+def cell_text(value: Any) -> str:
+    """A cell's value as a person sees it in Excel (roughly: number formats are not applied)."""
+    if value is None:
+        return ""
+    if type(value) is str:
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e16:
+            return str(int(value))
+        # shortest digits that round-trip, never in E notation: 0.1, 0.00000015
+        return format(Decimal(repr(value)).normalize(), "f")
+    if isinstance(value, dt.datetime):
+        value = (value + _HALF_SECOND).replace(microsecond=0)  # 14:29:59.9997 is 14:30
+        if value.time() == dt.time():
+            return value.date().isoformat()
+        return value.isoformat(sep=" ", timespec="minutes" if not value.second else "seconds")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.time):
+        rounded = dt.datetime.combine(dt.date.min, value) + _HALF_SECOND
+        value = rounded.time().replace(microsecond=0)
+        return value.isoformat(timespec="minutes" if not value.second else "seconds")
+    return str(value)
+
+
+def _ole_encrypted(stream: BinaryIO, start: int) -> bool:
+    """Whether an OLE file's first directory sector names an EncryptedPackage stream.
+
+    The header gives the sector size (offset 30, a power of two) and the directory's first
+    sector (offset 48); the root, EncryptionInfo and EncryptedPackage entries come first.
+    """
+    stream.seek(start)
+    header = stream.read(512)
+    shift = int.from_bytes(header[30:32], "little")
+    first = int.from_bytes(header[48:52], "little")
+    if len(header) < 512 or shift not in (9, 12) or first >= 0xFFFFFFFA:
+        return False
+    sector = 1 << shift
+    stream.seek(start + (first + 1) * sector)
+    return _ENCRYPTED_STREAM in stream.read(sector)
+
+
+def _check_kind(stream: BinaryIO, max_unzipped_bytes: int | None) -> None:
+    """Refuse what openpyxl can't read, with the sentence that says what to do instead."""
+    start = stream.tell()
+    try:
+        head = stream.read(8)
+        if head.startswith(OLE_MAGIC[:4]):
+            raise CsvFileError(PASSWORD_PROTECTED if _ole_encrypted(stream, start) else OLD_EXCEL)
+        if not head.startswith(b"PK"):
+            raise CsvFileError(NOT_XLSX)
+        stream.seek(start)
+        try:
+            with zipfile.ZipFile(stream) as archive:
+                infos = archive.infolist()
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            raise CsvFileError(DAMAGED) from exc
+        if not any(info.filename == "xl/workbook.xml" for info in infos):
+            raise CsvFileError(NOT_XLSX)
+        total = sum(info.file_size for info in infos)
+        if max_unzipped_bytes is not None and total > max_unzipped_bytes:
+            # zipfile stops each part at its declared size, so the declared total is a bound
+            raise CsvFileError(
+                f"This workbook unzips to {human_size(total)}, more than the "
+                f"{human_size(max_unzipped_bytes)} limit: split it or export it as CSV."
+            )
+    finally:
+        stream.seek(start)
+
+
+class SharedStrings:
+    """The workbook's shared strings as UTF-8 in one buffer, looked up by index like a list."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self._ends = array("Q")
+
+    def append(self, text: str) -> None:
+        self._data += text.encode("utf-8", "surrogatepass")
+        self._ends.append(len(self._data))
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __getitem__(self, index: int) -> str:
+        if index < 0:
+            raise IndexError(index)  # not from the end, as a list would: a damaged file
+        start = self._ends[index - 1] if index else 0
+        return self._data[start : self._ends[index]].decode("utf-8", "surrogatepass")
+
+
+def _string_content(node: Any) -> str:
+    """The text of an <si> or <is>: one <t> (the usual case, fast) or openpyxl's rich text."""
+    if len(node) == 1 and node[0].tag == _TEXT:
+        return node[0].text or ""
+    return Text.from_tree(node).content
+
+
+def _completed(source: Any, tag: str, parent_tag: str) -> Iterator[Any]:
+    """Each `tag` element under `parent_tag` once parsed whole, then dropped from the tree.
+
+    Only "start" events are asked for, half as many as "start" and "end" (iterating them costs
+    more than parsing): an element is complete when the next one starts, or when the document ends.
+    Dropping it keeps the tree to a few elements, whatever the size of the part.
+    """
+    parent = previous = None
+    for _event, element in iterparse(source, events=("start",)):
+        if element.tag == tag and parent is not None:
+            if previous is not None:
+                yield previous
+                del parent[0]  # `previous`, the oldest child left
+            previous = element
+        elif element.tag == parent_tag:
+            parent = element
+    if previous is not None:
+        yield previous
+
+
+def _read_shared_strings(archive: zipfile.ZipFile, path: str) -> SharedStrings:
+    """The table as openpyxl reads it (`x005F_` dropped), in bounded memory besides itself."""
+    table = SharedStrings()
+    with archive.open(path) as source:
+        for item in _completed(source, _STRING_ITEM, _STRING_TABLE):
+            table.append(_string_content(item).replace("x005F_", ""))
+    return table
+
+
+@dataclass(frozen=True, slots=True)
+class _Sheet:
+    title: str
+    visible: bool
+    path: str  # of its XML part in the archive
+
+
+class _Book:
+    """What the rows need of a workbook: the archive, sheets, shared strings, date styles.
+
+    openpyxl's ExcelReader.read() minus what an import doesn't need (properties, theme,
+    defined names) and minus the sheet loading and string table it does its own way.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        reader = ExcelReader(stream, read_only=True, data_only=True)
+        self.archive: zipfile.ZipFile = reader.archive
+        try:
+            reader.read_manifest()
+            reader.read_workbook()
+            apply_stylesheet(reader.archive, reader.wb)
+            part = reader.package.find(SHARED_STRINGS)
+            self.strings = (
+                _read_shared_strings(self.archive, part.PartName[1:]) if part else SharedStrings()
+            )
+            self.workbook = reader.wb
+            self.sheets = [
+                _Sheet(sheet.name, sheet.state in (None, "visible"), rel.target)
+                for sheet, rel in reader.parser.find_sheets()
+                if rel.target in reader.valid_files and "chartsheet" not in rel.Type
+            ]
+        except BaseException:
+            self.archive.close()
+            raise
+
+    def rows(self, sheet: _Sheet) -> Rows:
+        """(Excel's row number, fields) of each non-blank row of `sheet`, streamed.
+
+        The loop runs over the cells, not the <dimension> some tools get wrong. Strings are
+        read here; numbers, dates, booleans and errors by openpyxl's WorkSheetParser.
+        """
+        book = self.workbook
+        strings = self.strings
+        with self.archive.open(sheet.path) as source:
+            parser = WorkSheetParser(
+                source, strings, data_only=True, epoch=book.epoch,
+                date_formats=book._date_formats, timedelta_formats=book._timedelta_formats,
+            )  # fmt: skip
+            number = 0
+            for row in _completed(source, _ROW, _SHEET_DATA):
+                number = _row_number(row.get("r"), number)
+                fields = _fields(row, parser, strings)
+                if fields and any(f.strip() for f in fields if f):
+                    yield number, fields
+
+    def close(self) -> None:
+        self.archive.close()
+
+
+def _row_number(r: str | None, previous: int) -> int:
+    """A <row>'s `r` (Excel's 1-based row number), or the next one when it has none."""
+    if not r:
+        return previous + 1
+    number = float(r)
+    if not number.is_integer() or number < 1:
+        raise ValueError(f"{r!r} is not a row number")
+    return int(number)
+
+
+def _fields(row: Any, parser: WorkSheetParser, strings: SharedStrings) -> list[str]:
+    """A <row>'s cells as text, each at its column (A is 0); "" where a row has no cell."""
+    placed: list[tuple[int, str]] = []
+    column = 0
+    for cell in row:
+        if cell.tag != _CELL:
+            continue  # an <extLst>
+        ref = cell.get("r")
+        column = column_index_from_string(ref.rstrip(_DIGITS)) if ref else column + 1
+        kind = cell.get("t")
+        if kind == "s":
+            index = cell.findtext(_VALUE)
+            text = strings[int(index)] if index else ""
+        elif kind == "inlineStr":
+            inline = cell.find(_INLINE)
+            text = _string_content(inline) if inline is not None else ""
+        else:
+            text = cell_text(parser.parse_cell(cell)["value"])
+        placed.append((column, text))
+    if not placed:
+        return []
+    fields = [""] * max(c for c, _ in placed)
+    for c, text in placed:
+        fields[c - 1] = text
+    return fields
+
+
+class XlsxReader:
+    """Streams the rows of a workbook's first non-empty sheet; `.records()` as CsvReader's.
+
+    A visible sheet is preferred to a hidden one (a hidden sheet is usually a lookup list).
+    Formulas give the value Excel saved with the file, or "" if it saved none (openpyxl saves
+    none). Memory is one row plus the shared strings, whatever the number of rows.
+    """
+
+    def __init__(self, stream: BinaryIO, *, max_unzipped_bytes: int | None = None) -> None:
+        _check_kind(stream, max_unzipped_bytes)
+        self._rows: Rows | None = None
+        try:
+            self._book = _Book(stream)
+        except Exception as exc:  # openpyxl raises whatever the broken XML or ZIP causes
+            raise CsvFileError(DAMAGED) from exc
+        try:
+            self._open_first_sheet()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_first_sheet(self) -> None:
+        sheets = self._book.sheets
+        self.sheet = ""
+        self.header: list[str] = []
+        self.header_row = 0
+        for sheet in sorted(sheets, key=lambda s: not s.visible):  # stable: visible first
+            rows = self._guarded(self._book.rows(sheet))
+            first = next(rows, None)
+            if first is not None:
+                self.sheet, self._rows = sheet.title, rows
+                self.header_row, self.header = first
+                break
+        if self._rows is None:
+            raise CsvFileError(NO_DATA)
+        self.other_sheets = [s.title for s in sheets if s.title != self.sheet and self._used(s)]
+        self.columns: Columns = map_header(self.header)
+
+    def _used(self, sheet: _Sheet) -> bool:
+        """Whether a sheet has a non-blank row: read until the first one."""
+        rows = self._book.rows(sheet)
+        try:
+            return next(rows, None) is not None
+        except Exception:  # a damaged sheet we won't read anyway: don't mention it
+            return False
+        finally:
+            rows.close()
+
+    def _guarded(self, rows: Rows) -> Rows:
+        """`rows`, with a failure part-way through (a damaged sheet) as a CsvFileError."""
+        try:
+            yield from rows
+        except CsvFileError:
+            raise
+        except Exception as exc:
+            raise CsvFileError(DAMAGED) from exc
+
+    def records(self) -> Iterator[tuple[int, list[str] | str]]:
+        """(row number as Excel shows it, fields) per non-blank row after the header."""
+        if self._rows is None:
+            return
+        yield from self._rows
+
+    def close(self) -> None:
+        """Let go of the workbook; the stream stays open (the caller owns it)."""
+        if self._rows is not None:
+            self._rows.close()
+            self._rows = None
+        self._book.close()
+
+    def __enter__(self) -> XlsxReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

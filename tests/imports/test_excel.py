@@ -1,0 +1,413 @@
+"""XlsxReader: cells as text, sheets, blank rows, Excel's own XML, and workbooks we can't read."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+import struct
+import tracemalloc
+import zipfile
+from collections.abc import Sequence
+from xml.sax.saxutils import escape
+
+import openpyxl
+import pytest
+
+from bot.imports.excel import (
+    NO_DATA,
+    NOT_XLSX,
+    OLD_EXCEL,
+    PASSWORD_PROTECTED,
+    SharedStrings,
+    XlsxReader,
+    cell_text,
+    is_xlsx,
+)
+from bot.imports.reading import Columns, CsvFileError
+from bot.imports.rows import VALID, Classifier
+from tests.imports import csv_samples as samples
+
+Sheet = list[list[object]]
+
+
+def workbook(*sheets: tuple[str, Sheet], hidden: tuple[str, ...] = ()) -> bytes:
+    """An .xlsx written by openpyxl; None cells stay empty, so rows of None are blank rows."""
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for title, rows in sheets:
+        sheet = book.create_sheet(title)
+        for r, row in enumerate(rows, start=1):
+            for c, value in enumerate(row, start=1):
+                if value is not None:
+                    sheet.cell(r, c, value)
+        if title in hidden:
+            sheet.sheet_state = "hidden"
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def with_parts(xlsx: bytes, parts: dict[str, bytes | str]) -> bytes:
+    """`xlsx` with some parts replaced or added, as another tool (or Excel) would write them."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(xlsx)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            if info.filename not in parts:
+                dst.writestr(info, src.read(info.filename))
+        for name, data in parts.items():
+            dst.writestr(name, data)
+    return out.getvalue()
+
+
+def excel_written(sheet_data: str, strings: Sequence[str] = (), dimension: str = "A1") -> bytes:
+    """A workbook whose sheet XML is `sheet_data` (`<row>`s) as Excel writes it: shared
+    strings (`t="s"`), formulas with their cached `<v>`, and a `<dimension>` we choose."""
+    base = workbook(("Sheet1", [["x"]]))
+    with zipfile.ZipFile(io.BytesIO(base)) as src:
+        sheet = src.read("xl/worksheets/sheet1.xml").decode()
+        types = src.read("[Content_Types].xml").decode()
+        rels = src.read("xl/_rels/workbook.xml.rels").decode()
+    sheet = re.sub(r"<sheetData>.*</sheetData>", f"<sheetData>{sheet_data}</sheetData>", sheet)
+    sheet = re.sub(r'<dimension ref="[^"]*" />', f'<dimension ref="{dimension}"/>', sheet)
+    parts: dict[str, bytes | str] = {"xl/worksheets/sheet1.xml": sheet}
+    if strings:
+        ns = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+        items = "".join(f"<si><t>{escape(s)}</t></si>" for s in strings)
+        parts["xl/sharedStrings.xml"] = (
+            f'<sst xmlns="{ns}" count="{len(strings)}" uniqueCount="{len(strings)}">{items}</sst>'
+        )
+        kind = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+        parts["[Content_Types].xml"] = types.replace(
+            "</Types>", f'<Override PartName="/xl/sharedStrings.xml" ContentType="{kind}"/></Types>'
+        )
+        rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings"
+        parts["xl/_rels/workbook.xml.rels"] = rels.replace(
+            "</Relationships>",
+            f'<Relationship Id="rIdS" Type="{rel}" Target="sharedStrings.xml"/></Relationships>',
+        )
+    return with_parts(base, parts)
+
+
+def read(data: bytes) -> tuple[XlsxReader, list[tuple[int, list[str] | str]]]:
+    with XlsxReader(io.BytesIO(data)) as reader:
+        return reader, list(reader.records())
+
+
+def ole_file(*names: str) -> bytes:
+    """An OLE compound file header and first directory sector listing `names` (CFB layout)."""
+    header = bytearray(512)
+    header[:8] = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+    struct.pack_into("<HHH", header, 26, 3, 0xFFFE, 9)  # version 3, little-endian, 512 B
+    struct.pack_into("<I", header, 48, 0)  # the directory starts at sector 0
+    directory = bytearray(512)
+    for i, name in enumerate(names[:4]):
+        encoded = (name + "\0").encode("utf-16-le")
+        directory[i * 128 : i * 128 + len(encoded)] = encoded
+        struct.pack_into("<H", directory, i * 128 + 64, len(encoded))
+    return bytes(header + directory + bytes(4096))
+
+
+# --- cells as text -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, ""),
+        ("  Ada ", "  Ada "),
+        (42, "42"),
+        (42.0, "42"),
+        (-0.0, "0"),
+        (4155550123.0, "4155550123"),  # a phone number typed as a number
+        (1.2e9, "1200000000"),
+        (1e20, "100000000000000000000"),
+        (0.1, "0.1"),
+        (2.5, "2.5"),
+        (1.5e-7, "0.00000015"),
+        (True, "TRUE"),
+        (False, "FALSE"),
+        (dt.datetime(2024, 3, 1), "2024-03-01"),
+        (dt.datetime(2024, 3, 1, 14, 30), "2024-03-01 14:30"),
+        (dt.datetime(2024, 3, 1, 14, 30, 15), "2024-03-01 14:30:15"),
+        (dt.datetime(2024, 3, 1, 14, 29, 59, 999_700), "2024-03-01 14:30"),  # float noise
+        (dt.date(2024, 3, 1), "2024-03-01"),
+        (dt.time(9, 5), "09:05"),
+        (dt.timedelta(hours=26), "1 day, 2:00:00"),
+    ],
+)
+def test_cell_text(value: object, text: str) -> None:
+    assert cell_text(value) == text
+
+
+def test_cells_read_back_as_a_person_sees_them() -> None:
+    data = workbook(("People", [
+        ["Email", "First Name", "Last Name", "Joined", "Last seen", "Phone", "Score", "VIP"],
+        ["ada@example.com", "Ada", "Lovelace", dt.date(2024, 3, 1),
+         dt.datetime(2024, 3, 1, 14, 30), 4155550123, 2.5, True],
+        ["grace@example.com", "Grace", 1906, dt.datetime(2024, 12, 9), None, 4155550123.0, 0.1,
+         False],
+    ]))  # fmt: skip
+    reader, records = read(data)
+    assert reader.columns == Columns(email=0, first_name=1, last_name=2, locale=None)
+    assert records == [
+        (2, ["ada@example.com", "Ada", "Lovelace", "2024-03-01", "2024-03-01 14:30",
+             "4155550123", "2.5", "TRUE"]),
+        (3, ["grace@example.com", "Grace", "1906", "2024-12-09", "", "4155550123", "0.1",
+             "FALSE"]),
+    ]  # fmt: skip
+
+
+def test_excel_xml_shared_strings_cached_formulas_and_e_notation() -> None:
+    """The XML Excel writes, which openpyxl never does: shared strings and cached values."""
+    strings = ["email", "first_name", "full", "zoe@example.ie", "Zoë", "subscribed"]
+    rows = (
+        '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c>'
+        '<c r="C1" t="s"><v>2</v></c><c r="D1" t="s"><v>5</v></c><c r="E1"><v>7</v></c></row>'
+        '<row r="2"><c r="A2" t="s"><v>3</v></c><c r="B2" t="s"><v>4</v></c>'
+        '<c r="C2" t="str"><f>B2&amp;" "&amp;"O’Brien"</f><v>Zoë O’Brien</v></c>'
+        '<c r="D2" t="b"><f>TRUE()</f><v>1</v></c><c r="E2"><f>E1*6</f><v>42</v></c>'
+        '<c r="F2"><v>1.2E+9</v></c><c r="G2" t="e"><f>1/0</f><v>#DIV/0!</v></c>'
+        '<c r="H2"><f>NOW()</f></c></row>'
+    )
+    reader, records = read(excel_written(rows, strings))
+    assert reader.header == ["email", "first_name", "full", "subscribed", "7"]
+    assert reader.columns.subscribed == 3
+    assert records == [
+        (2, ["zoe@example.ie", "Zoë", "Zoë O’Brien", "TRUE", "42", "1200000000", "#DIV/0!", ""]),
+    ]
+    staged = list(Classifier().records(records, reader.columns))
+    assert staged[0][1] == "zoe@example.ie" and staged[0][6] == VALID and staged[0][8] is True
+
+
+def test_rich_text_phonetic_runs_and_cells_without_references() -> None:
+    """Rich text is joined, Japanese phonetic guides dropped; rows and cells without `r` are
+    numbered by position, as Excel does."""
+    strings = ["email", "name"]
+    rows = (
+        '<row><c t="s"><v>0</v></c><c t="s"><v>1</v></c></row>'
+        '<row><c t="inlineStr"><is><t>yuki@example.jp</t></is></c>'
+        '<c t="inlineStr"><is><r><t>田</t></r><r><rPr><b/></rPr><t>中</t></r>'
+        '<rPh sb="0" eb="1"><t>タ</t></rPh></is></c><extLst/></row>'
+        '<row r="5"><c r="C5" t="inlineStr"><is><t>late@example.jp</t></is></c>'
+        '<c r="A5" t="inlineStr"><is><t>first column</t></is></c></row>'
+    )
+    reader, records = read(excel_written(rows, strings))
+    assert reader.header == ["email", "name"]
+    assert records == [(2, ["yuki@example.jp", "田中"]),
+                       (5, ["first column", "", "late@example.jp"])]  # fmt: skip
+
+
+def test_shared_strings_table() -> None:
+    table = SharedStrings()
+    for text in ("", "ada@example.com", "Zoë", "雪"):
+        table.append(text)
+    assert len(table) == 4
+    assert [table[i] for i in range(4)] == ["", "ada@example.com", "Zoë", "雪"]
+    with pytest.raises(IndexError):
+        table[4]
+    with pytest.raises(IndexError):
+        table[-1]  # an index from a file is never counted from the end
+
+
+def test_formulas_openpyxl_wrote_have_no_cached_value() -> None:
+    """openpyxl saves formulas without a result; data_only then reads "" (Excel would fill
+    them in on its next save)."""
+    _, records = read(workbook(("S", [["email", "n", "double"], ["a@example.com", 21, "=B2*2"]])))
+    assert records == [(2, ["a@example.com", "21", ""])]
+
+
+# --- rows and sheets -----------------------------------------------------------------------
+
+
+def test_blank_rows_are_skipped_and_rows_are_numbered_as_excel_shows_them() -> None:
+    data = workbook(("Contacts", [
+        [None], [None, None, "   "],  # blank lead-in, one cell of spaces
+        [None, "email", "first_name"],
+        [None, "ada@example.com", "Ada"],
+        [],
+        [None, None, None],
+        [None, "grace@example.com", "Grace"],
+        [None, "  ", None, "x@example.com"],  # not blank: a cell beyond the header
+    ]))  # fmt: skip
+    reader, records = read(data)
+    assert reader.header_row == 3 and reader.header == ["", "email", "first_name"]
+    assert [line for line, _ in records] == [4, 7, 8]
+    assert records[1] == (7, ["", "grace@example.com", "Grace"])
+
+
+def test_a_wrong_dimension_does_not_cut_rows_off() -> None:
+    """Some tools write <dimension ref="A1"/>; read-only openpyxl would stop at row 1."""
+    rows = "".join(
+        f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{t}</t></is></c></row>'
+        for r, t in enumerate(["email", "a@example.com", "b@example.com", "c@example.com"], 1)
+    )
+    _, records = read(excel_written(rows, dimension="A1"))
+    assert [fields for _, fields in records] == [["a@example.com"], ["b@example.com"],
+                                                 ["c@example.com"]]  # fmt: skip
+
+
+def test_the_first_non_empty_sheet_is_read_and_the_others_are_named() -> None:
+    data = workbook(
+        ("Cover", []),
+        ("Lookup", [["locale"], ["en"]]),
+        ("Contacts", [[None], ["Email Address", "First Name"], ["ada@example.com", "Ada"]]),
+        ("Notes", [["call Ada on Monday"]]),
+        ("Blank", [[None, "  "]]),
+        hidden=("Lookup",),
+    )
+    reader, records = read(data)
+    assert reader.sheet == "Contacts"
+    assert reader.other_sheets == ["Lookup", "Notes"]
+    assert records == [(3, ["ada@example.com", "Ada"])]
+
+
+def test_a_hidden_sheet_is_read_when_it_is_the_only_one_with_data() -> None:
+    data = workbook(("Visible", []), ("Data", [["email"], ["a@example.com"]]), hidden=("Data",))
+    reader, records = read(data)
+    assert reader.sheet == "Data" and reader.other_sheets == []
+    assert records == [(2, ["a@example.com"])]
+
+
+def test_records_go_through_the_classifier() -> None:
+    rows: Sheet = [list(row) for row in samples.seed_rows()]
+    rows[3][3] = None  # an empty cell rather than ""
+    reader, records = read(workbook(("Seed", rows)))
+    staged = list(Classifier().records(records, reader.columns))
+    by_email = {row[1]: row for row in staged}
+    assert len(staged) == len(rows) - 1
+    assert by_email["jose.munoz@example.com"][5] == "es-ES"
+    assert by_email["no.name@example.com"][3] == "no.name"  # default first name
+    assert by_email["grace@example.com"][6] == "duplicate"
+    assert by_email["bad@@example.com"][6] == "rejected"
+    assert [row[0] for row in staged] == list(range(2, len(rows) + 1))
+
+
+def test_reading_streams_in_bounded_memory() -> None:
+    """Ten times the rows take hardly more memory: no list of rows, and no tree of parsed rows
+    (openpyxl's read-only loop keeps one, and parses a sheet without <dimension> whole at load,
+    which these write-only files lack)."""
+
+    def peak(rows: int) -> int:
+        book = openpyxl.Workbook(write_only=True)
+        sheet = book.create_sheet("S")
+        sheet.append(["email", "first_name", "last_name", "locale"])
+        for i in range(rows):
+            sheet.append([f"user{i}@example.com", f"First{i}", f"Last{i}", "en"])
+        out = io.BytesIO()
+        book.save(out)
+        out.seek(0)
+        tracemalloc.start()
+        try:
+            with XlsxReader(out) as reader:
+                count = sum(1 for _ in Classifier().records(reader.records(), reader.columns))
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            assert count == rows
+
+    small, big = peak(1_000), peak(10_000)
+    assert big < small + 1024 * 1024, (small, big)  # the Classifier's set grows a little
+
+
+def test_close_leaves_the_stream_open_and_is_idempotent() -> None:
+    stream = io.BytesIO(workbook(("S", [["email"], ["a@example.com"], ["b@example.com"]])))
+    reader = XlsxReader(stream)
+    assert next(reader.records()) == (2, ["a@example.com"])
+    reader.close()
+    reader.close()
+    assert not stream.closed and list(reader.records()) == []
+
+
+# --- recognising a workbook ----------------------------------------------------------------
+
+
+def test_is_xlsx_and_leaves_the_position() -> None:
+    data = workbook(("S", [["email"]]))
+    stream = io.BytesIO(data)
+    assert is_xlsx(stream) and stream.tell() == 0
+    stream.seek(5)
+    assert is_xlsx(stream) is False and stream.tell() == 5  # not at a ZIP's start
+    for other in (samples.seed_csv(), b"", b"PK\x03\x04junk", samples.legacy_xls()):
+        assert not is_xlsx(io.BytesIO(other))
+    plain_zip = io.BytesIO()
+    with zipfile.ZipFile(plain_zip, "w") as archive:
+        archive.writestr("contacts.csv", samples.seed_csv())
+    assert not is_xlsx(plain_zip)
+
+
+# --- workbooks we can't read ---------------------------------------------------------------
+
+
+def test_an_encrypted_workbook_says_password() -> None:
+    data = ole_file("Root Entry", "\x06DataSpaces", "EncryptionInfo", "EncryptedPackage")
+    with pytest.raises(CsvFileError) as caught:
+        XlsxReader(io.BytesIO(data))
+    assert str(caught.value) == PASSWORD_PROTECTED
+
+
+@pytest.mark.parametrize(
+    "data", [samples.legacy_xls(), ole_file("Root Entry", "Workbook", "\x05SummaryInformation")]
+)
+def test_an_old_xls_says_save_as_xlsx(data: bytes) -> None:
+    with pytest.raises(CsvFileError) as caught:
+        XlsxReader(io.BytesIO(data))
+    assert str(caught.value) == OLD_EXCEL
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.7, 0.98])
+def test_a_truncated_workbook_is_damaged(keep: float) -> None:
+    data = workbook(("S", [["email"], *[[f"u{i}@example.com"] for i in range(200)]]))
+    with pytest.raises(CsvFileError, match="damaged or incomplete"):
+        XlsxReader(io.BytesIO(data[: int(len(data) * keep)]))
+
+
+def test_a_sheet_broken_part_way_fails_with_a_sentence_while_reading() -> None:
+    good = "".join(
+        f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{t}</t></is></c></row>'
+        for r, t in enumerate(["email", "a@example.com", "b@example.com"], 1)
+    )
+    data = excel_written(good + '<row r="4"><c r="A4" t="inlineStr"><is><t>c@ex')
+    with XlsxReader(io.BytesIO(data)) as reader:
+        records = reader.records()
+        assert next(records) == (2, ["a@example.com"])
+        with pytest.raises(CsvFileError, match="damaged or incomplete"):
+            list(records)
+
+
+def test_a_workbook_missing_its_parts_is_damaged() -> None:
+    data = workbook(("S", [["email"]]))
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            if info.filename != "xl/_rels/workbook.xml.rels":
+                dst.writestr(info, src.read(info.filename))
+    with pytest.raises(CsvFileError, match="damaged or incomplete"):
+        XlsxReader(io.BytesIO(out.getvalue()))
+
+
+@pytest.mark.parametrize("data", [samples.seed_csv(), samples.pdf_document()])
+def test_something_else_is_not_a_workbook(data: bytes) -> None:
+    with pytest.raises(CsvFileError) as caught:
+        XlsxReader(io.BytesIO(data))
+    assert str(caught.value) == NOT_XLSX
+
+
+def test_an_empty_workbook_has_no_data() -> None:
+    with pytest.raises(CsvFileError) as caught:
+        XlsxReader(io.BytesIO(workbook(("A", []), ("B", [[None, " "]]))))
+    assert str(caught.value) == NO_DATA
+
+
+def test_no_email_column_gives_map_headers_message() -> None:
+    data = workbook(("S", [["name", "phone"], ["Ada", 4155550123]]))
+    with pytest.raises(CsvFileError, match=r"No email column found. Columns found: 'name'"):
+        XlsxReader(io.BytesIO(data))
+
+
+def test_a_workbook_unzipping_past_the_cap_is_refused() -> None:
+    data = workbook(("S", [["email"], *[[f"user{i}@example.com"] for i in range(2000)]]))
+    with XlsxReader(io.BytesIO(data), max_unzipped_bytes=10 * 1024 * 1024):
+        pass
+    with pytest.raises(CsvFileError, match="more than the 49 KB limit"):
+        XlsxReader(io.BytesIO(data), max_unzipped_bytes=50_000)
