@@ -64,10 +64,11 @@ class Segment(SQLModel, table=True):
 
 
 class SegmentMember(SQLModel, table=True):
-    """Membership of a static segment; All Customers needs none."""
+    """Membership of a static segment; All Customers needs none. On SQLite a WITHOUT ROWID
+    table: the key is the row, stored once."""
 
     __tablename__ = "segment_member"
-    __table_args__ = (Index("ix_segment_member_contact", "contact_id"),)
+    __table_args__ = (Index("ix_segment_member_contact", "contact_id"), {"sqlite_with_rowid": False})
 
     segment_id: int = Field(primary_key=True)
     contact_id: int = Field(primary_key=True)

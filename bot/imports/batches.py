@@ -439,10 +439,12 @@ async def count_rows(conn: AsyncConnection, team_id: str, batch_id: int) -> dict
     }  # fmt: skip
 
 
+# Only the Mailchimp sources' rows are read (through the batch's index): a big CSV's aren't.
 _SKIPPED_BY_REASON = text("""
     SELECT s.source_id, s.reason, COUNT(*) FROM staged_row s
-    JOIN import_source src ON src.id = s.source_id AND src.kind = 'mailchimp'
     WHERE s.team_id = :t AND s.batch_id = :b AND s.removed = :no AND s.outcome = 'rejected'
+      AND s.source_id IN (SELECT id FROM import_source
+                          WHERE team_id = :t AND batch_id = :b AND kind = 'mailchimp')
     GROUP BY s.source_id, s.reason
 """)
 
