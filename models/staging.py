@@ -60,7 +60,7 @@ def attach_staging(dbapi_conn: Any) -> None:
         cursor.execute(f"ATTACH DATABASE ? AS {SCHEMA}", (staging_path(main),))
         cursor.execute(f"PRAGMA {SCHEMA}.journal_mode=MEMORY")
         cursor.execute(f"PRAGMA {SCHEMA}.synchronous=OFF")
-        cursor.execute(f"PRAGMA {SCHEMA}.cache_size=-16384")
+        cursor.execute(f"PRAGMA {SCHEMA}.cache_size=-8192")
         if (version := _version(cursor)) != VERSION:
             _create(cursor, version)
     finally:
