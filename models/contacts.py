@@ -68,7 +68,10 @@ class SegmentMember(SQLModel, table=True):
     table: the key is the row, stored once."""
 
     __tablename__ = "segment_member"
-    __table_args__ = (Index("ix_segment_member_contact", "contact_id"), {"sqlite_with_rowid": False})
+    __table_args__ = (
+        Index("ix_segment_member_contact", "contact_id"),
+        {"sqlite_with_rowid": False},
+    )
 
     segment_id: int = Field(primary_key=True)
     contact_id: int = Field(primary_key=True)

@@ -102,7 +102,7 @@ async def test_staged_rows_are_found_by_batch_never_by_scanning(app: Harness) ->
     async with app.db.begin() as conn:
         plan = " ".join(str(row[-1]) for row in await conn.execute(
             text("EXPLAIN QUERY PLAN " + str(_COUNT_ROWS)), {"t": "T1", "b": 1, "no": False}))
-    assert "ix_staged_row_batch_key" in plan and "SCAN staged_row" not in plan, plan
+    assert "ix_staged_row_batch" in plan and "SCAN staged_row" not in plan, plan
 
 
 def test_a_busy_sqlite_is_told_as_busy_not_as_a_failure(tmp_path: Path) -> None:
