@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    imp = sub.add_parser("import", help="import CSV files into a static segment")
+    imp = sub.add_parser("import", help="import CSV, .xlsx or ZIP files into a static segment")
     imp.add_argument("files", nargs="*", type=Path, metavar="FILE")
     imp.add_argument("--mailchimp-list", action="append", default=[], metavar="ID_OR_NAME",
                      help="also import a Mailchimp audience (repeatable)")  # fmt: skip
@@ -160,7 +160,8 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
                                     create_segment=args.create_segment,
                                     update_existing=args.update_existing,
                                     rejects=rejects, progress=bar, mailchimp=mailchimp,
-                                    chunk_size=settings.import_chunk_rows)  # fmt: skip
+                                    chunk_size=settings.import_chunk_rows,
+                                    max_unzipped_bytes=settings.max_unzipped_bytes)  # fmt: skip
     summary: dict[str, Any] = {key: getattr(result.batch, key, None) for key in SUMMARY_KEYS}
     summary["import_id"] = result.batch.id
     summary["segment"] = result.segment_name
@@ -179,7 +180,8 @@ async def _sources(db: Database, team: str, settings: Settings, args: argparse.N
                    ) -> cli_mailchimp.Chosen | None:  # fmt: skip
     """Check the files named exist; the Mailchimp audiences named, resolved (or None)."""
     if not args.files and not args.mailchimp_list:
-        raise CliError("Name at least one CSV file, or a Mailchimp audience (--mailchimp-list).")
+        raise CliError("Name at least one file (CSV, .xlsx or ZIP of CSVs), or a Mailchimp "
+                       "audience (--mailchimp-list).")
     for path in args.files:
         if not path.is_file():
             raise CliError(f"{path}: no such file")
@@ -194,7 +196,9 @@ async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.N
         streams = [(p.name, stack.enter_context(p.open("rb"))) for p in args.files]
         result, exists = await preview_files(db, team, streams, segment=args.segment,
                                              create_segment=args.create_segment,
-                                             mailchimp=mailchimp)  # fmt: skip
+                                             mailchimp=mailchimp,
+                                             max_unzipped_bytes=settings.max_unzipped_bytes
+                                             )  # fmt: skip
     t = result.totals
     summary: dict[str, Any] = {
         "dry_run": True, "segment": args.segment, "segment_exists": exists, "rows": t.rows,
@@ -257,7 +261,8 @@ async def _import_background(
     job = await enqueue_file_import(db, team, args.files, segment=args.segment,
                                     create_segment=args.create_segment,
                                     update_existing=args.update_existing,
-                                    max_attempts=settings.job_max_attempts)  # fmt: skip
+                                    max_attempts=settings.job_max_attempts,
+                                    max_unzipped_bytes=settings.max_unzipped_bytes)  # fmt: skip
     batch_id = json.loads(job.payload)["batch_id"]
     if args.json:
         print(json.dumps({"job": job.id, "batch": batch_id, "state": job.state}))

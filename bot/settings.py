@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     )
     team_leads: CommaList = Field(default=[], description="Slack user ids who may approve")
     max_upload_mb: float = Field(default=10.0, gt=0, description="largest CSV accepted")
+    max_unzipped_mb: float = Field(
+        default=500.0, gt=0,
+        description="a ZIP's CSV files (or an .xlsx workbook) may unzip to this much at most",
+    )  # fmt: skip
     host: str = Field(default="0.0.0.0", description="address `serve` listens on")
     port: int = Field(default=3000, ge=1, le=65535, description="HTTP port of `serve`")
     run_worker: bool = Field(default=True, description="`serve` also runs background jobs")
@@ -88,6 +92,11 @@ class Settings(BaseSettings):
     def public_base(self) -> str:
         """PUBLIC_URL, or this machine's `serve` when it isn't set (fine for trying it out)."""
         return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
+
+    @property
+    def max_unzipped_bytes(self) -> int:
+        """MAX_UNZIPPED_MB in bytes (MiB, as archives.human_size shows them: 500 is "500 MB")."""
+        return int(self.max_unzipped_mb * 1024 * 1024)
 
     def slack_problems(self) -> list[str]:
         """What is missing to talk to Slack, in words that say where to find it."""

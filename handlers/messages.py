@@ -31,7 +31,9 @@ from slack_sdk.models.views import View
 from bot.campaigns.preview import CampaignPreview
 from bot.imports.batches import Totals
 from bot.imports.dry_run import DryRun
+from bot.imports.files import ENTRY_SEPARATOR
 from bot.imports.review import BatchView, ContactRow, describe_status
+from bot.imports.rows import CONSENT_UNREAD
 from handlers.ids import Action, BlockId, Callback
 from models import BatchStatus, ImportBatch, ImportSource, SourceKind, SourceStatus
 
@@ -131,9 +133,11 @@ def import_modal(*, channel_id: str, batch_id: int | None = None, segment: str |
     blocks += [
         DividerBlock(),
         InputBlock(
-            block_id=BlockId.FILES, optional=True, label="CSV files",
-            hint="Headers: email, first_name, last_name and optional locale.",
-            element=FileInputElement(action_id=Action.FILES, filetypes=["csv", "tsv", "txt"],
+            block_id=BlockId.FILES, optional=True, label="Files: CSV, Excel or ZIP",
+            hint="Exports from Shopify, Mailchimp (its ZIP as it is), HubSpot, Klaviyo or a "
+                 "spreadsheet. Headers: email, first name, last name and optional language.",
+            element=FileInputElement(action_id=Action.FILES,
+                                     filetypes=["csv", "tsv", "txt", "xlsx", "zip"],
                                      max_files=10),
         ),
         *mailchimp,
@@ -164,10 +168,28 @@ def segment_options(names: list[tuple[int, str]]) -> list[Option]:
     return [Option(value=str(segment_id), text=name[:75]) for segment_id, name in names[:100]]
 
 
+def _kind_label(source: ImportSource) -> str:
+    """"CSV file", "Excel file", "CSV in a ZIP"...: file sources all have kind csv."""
+    if source.kind == SourceKind.CSV:
+        if ENTRY_SEPARATOR in source.label:
+            return "CSV in a ZIP"
+        if source.label.lower().endswith(".xlsx"):
+            return "Excel file"
+        if source.label.lower().endswith(".zip"):
+            return "ZIP file"  # not read yet, or refused: its CSVs get lines of their own
+    return KIND_LABEL.get(SourceKind(source.kind), source.kind)
+
+
+def _note_lines(note: str | None) -> str:
+    """What was recognised in the file, a line each; consent values we couldn't read warn."""
+    lines = [line for line in (note or "").splitlines() if line.strip()]
+    return "".join(f"\n{':warning:' if CONSENT_UNREAD in line else ':information_source:'} "
+                   f"{esc(line)}" for line in lines)  # fmt: skip
+
+
 def _source_line(source: ImportSource, counts: Totals,
                  skipped: dict[str, int] | None = None) -> str:  # fmt: skip
-    kind = KIND_LABEL.get(SourceKind(source.kind), source.kind)
-    title = f"*{esc(source.label)}* ({kind})"
+    title = f"*{esc(source.label)}* ({_kind_label(source)})"
     if source.status == SourceStatus.PENDING:
         return f"{title}\n:hourglass_flowing_sand: Reading…"
     if source.status == SourceStatus.FAILED:
@@ -178,9 +200,11 @@ def _source_line(source: ImportSource, counts: Totals,
         parts.append("skipped: " + ", ".join(f"{n(c)} {esc(status)}" for status, c in by_status))
     else:
         parts.append(f"{n(counts.rejected)} rejected")
-    if counts.warnings:
-        parts.append(f"{n(counts.warnings)} with an unknown locale")
-    return f"{title}\n:white_check_mark: " + " · ".join(parts)
+    if counts.warnings:  # unknown locales, and consent values the note lists
+        unread = CONSENT_UNREAD in (source.note or "")
+        parts.append(f"{n(counts.warnings)} with " + ("a warning" if unread
+                                                      else "an unknown locale"))  # fmt: skip
+    return f"{title}\n:white_check_mark: " + " · ".join(parts) + _note_lines(source.note)
 
 
 def rejects_comment(label: str, counts: Totals) -> str:

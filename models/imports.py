@@ -96,6 +96,9 @@ class ImportSource(SQLModel, table=True):
     ref: str | None = Field(default=None, max_length=255)  # Slack file id, Mailchimp list id
     status: str = Field(default=SourceStatus.PENDING, max_length=16)
     error: str | None = Field(default=None, max_length=2000)
+    # what was recognised while reading it (a Mailchimp export's kind, the sheet read...),
+    # one sentence a line, shown under the source on the review message; `error` is failures
+    note: str | None = Field(default=None, max_length=500)
     rows: int = 0
     valid: int = 0
     duplicates: int = 0

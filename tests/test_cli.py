@@ -133,7 +133,7 @@ async def test_unreadable_file_exits_non_zero_and_imports_nothing(
                  "--create-segment", "--json")  # fmt: skip
     assert result.returncode == 1
     assert "export.xlsx" in json.loads(result.stdout)["error"]
-    assert "not a CSV file" in result.stderr
+    assert "This Excel file is damaged" in result.stderr
     segments = json.loads(run(db_env, "segments", "--json").stdout)
     assert segments == [{"name": "All Customers", "kind": "all", "contacts": 0}]
 
@@ -184,3 +184,38 @@ def test_options_before_and_after_a_jobs_action_both_count() -> None:
     after = build_parser().parse_args(["jobs", "cancel", "5", "--team", "T2"])
     assert (before.team, before.json, before.job_id) == ("T1", True, 5)
     assert (after.team, after.json) == ("T2", False)
+
+
+async def test_mailchimp_zip_and_xlsx_from_the_shell(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.imports import exports
+
+    archive = tmp_path / "export.zip"
+    archive.write_bytes(exports.mailchimp_zip())
+    result = run(db_env, "import", str(archive), "--segment", "Newsletter", "--create-segment",
+                 "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["rows"], summary["valid"], summary["rejected"], summary["new_contacts"]) == (
+        5, 3, 2, 3)  # fmt: skip
+    exported = run(db_env, "export", "--segment", "Newsletter")
+    by_email = {r["email"]: r for r in csv.DictReader(io.StringIO(exported.stdout))}
+    assert {e: r["subscribed"] for e, r in by_email.items()} == {
+        "ada@example.com": "yes", "li@example.cn": "yes", "gone@example.com": "no"}
+
+    workbook = tmp_path / "Kunden.xlsx"
+    workbook.write_bytes(exports.xlsx_workbook())
+    preview = run(db_env, "import", "--dry-run", str(workbook), "--segment", "Newsletter",
+                  "--json")  # fmt: skip
+    assert preview.returncode == 0, preview.stderr
+    assert (json.loads(preview.stdout)["valid"], json.loads(preview.stdout)["rejected"]) == (2, 1)
+
+    bomb = tmp_path / "bomb.zip"
+    from tests.imports.test_archives import bomb as deflate_bomb
+
+    bomb.write_bytes(deflate_bomb(2 * 1024 * 1024))
+    refused = run({**db_env, "MAX_UNZIPPED_MB": "1"}, "import", str(bomb), "--segment",
+                  "Newsletter", "--json")  # fmt: skip
+    assert refused.returncode == 1
+    assert "more than the 1 MB limit" in json.loads(refused.stdout)["error"]

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.campaigns.after_import import enroll_imported
 from bot.imports.batches import (
@@ -23,12 +23,11 @@ from bot.imports.batches import (
     fail_source,
     get_batch,
     queue_batch,
-    stage_csv,
 )
 from bot.imports.engine import BatchStateError, Progress, apply_batch
+from bot.imports.files import DEFAULT_MAX_UNZIPPED_BYTES, ENTRY_SEPARATOR, stage_file
 from bot.imports.importer import check_files
 from bot.imports.job_kinds import IMPORT_JOB
-from bot.imports.reading import CsvFileError
 from bot.imports.slack_files import FileRejected, check_csv, describe, download
 from bot.jobs import queue
 from bot.jobs.worker import Handler, JobContext, JobStopped, PermanentJobError
@@ -54,11 +53,12 @@ async def enqueue_file_import(
     update_existing: bool = False,
     requested_by: str = "cli",
     max_attempts: int = 5,
+    max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
 ) -> Job:
     """Check the files now (so a bad one is reported at once), then leave the work to a job."""
     for path in paths:
         with path.open("rb") as stream:
-            check_files([(path.name, stream)])
+            check_files([(path.name, stream)], max_unzipped_bytes=max_unzipped_bytes)
     target = await import_target(db, team_id, segment, create=create_segment)
     assert target.id is not None
     batch = await create_batch(
@@ -73,21 +73,24 @@ async def enqueue_file_import(
     )  # fmt: skip
 
 
-def import_handler(chunk_size: int, notifier: ImportNotifier | None = None) -> Handler:
+def import_handler(chunk_size: int, notifier: ImportNotifier | None = None, *,
+                   max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES) -> Handler:  # fmt: skip
     async def run(ctx: JobContext) -> None:
-        await run_import(ctx, chunk_size, notifier or Silent())
+        await run_import(ctx, chunk_size, notifier or Silent(),
+                         max_unzipped_bytes=max_unzipped_bytes)  # fmt: skip
 
     return run
 
 
-async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier) -> None:
+async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier, *,
+                     max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES) -> None:  # fmt: skip
     db, team_id = ctx.db, ctx.team_id
     batch_id = int(ctx.payload["batch_id"])
     batch = await get_batch(db, team_id, batch_id)
     if batch is None:
         raise PermanentJobError(f"Import #{batch_id} no longer exists.")
     if batch.status == BatchStatus.DRAFT:
-        await _stage_pending_files(db, team_id, batch_id)
+        await _stage_pending_files(db, team_id, batch_id, max_unzipped_bytes)
         ctx.checkpoint()
         approver = ctx.payload.get("approved_by")
         if not approver:
@@ -123,26 +126,36 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier)
         await notifier.import_finished(team_id, batch_id)
 
 
-async def _stage_pending_files(db: Database, team_id: str, batch_id: int) -> None:
+async def _stage_pending_files(db: Database, team_id: str, batch_id: int,
+                               max_unzipped_bytes: int) -> None:  # fmt: skip
+    """Stage every file of the batch not read yet. A ZIP's entries share its ref (the path):
+    the file is staged again from its first source, which stages only those still pending."""
     async with db.session() as session:
-        pending = (
+        files = (
             await session.exec(
                 select(ImportSource).where(
                     ImportSource.team_id == team_id,
                     ImportSource.batch_id == batch_id,
                     ImportSource.kind == SourceKind.CSV,
-                    ImportSource.status == SourceStatus.PENDING,
-                )
+                ).order_by(col(ImportSource.id))
             )
         ).all()
-    for source in pending:
-        assert source.id is not None and source.ref is not None
-        with Path(source.ref).open("rb") as stream:  # a vanished file fails and retries
-            try:
-                await stage_csv(db, team_id, source.id, stream)
-            except CsvFileError as exc:
-                raise PermanentJobError(f"{source.label}: {exc}") from None
-
+    origins: dict[str, ImportSource] = {}
+    for source in files:
+        if source.ref is not None:
+            origins.setdefault(source.ref, source)
+    pending = {s.ref for s in files if s.status == SourceStatus.PENDING and not s.removed}
+    for ref, origin in origins.items():
+        if ref not in pending:
+            continue
+        assert origin.id is not None
+        path = Path(ref)
+        with path.open("rb") as stream:  # a vanished file fails and retries
+            staged = await stage_file(db, team_id, origin.id, stream, name=path.name,
+                                      max_unzipped_bytes=max_unzipped_bytes)  # fmt: skip
+        failed = next((s for s in staged if s.status == SourceStatus.FAILED), None)
+        if failed is not None:
+            raise PermanentJobError(f"{failed.label}: {failed.error}")
 
 
 # Looks a Slack file up by id (files.info) and returns its file object.
@@ -150,39 +163,76 @@ FileLookup = Callable[[str], Awaitable[dict[str, Any]]]
 
 
 def slack_file_handler(
-    lookup: FileLookup, *, token: str, hosts: list[str], max_bytes: int, notifier: ImportNotifier
+    lookup: FileLookup, *, token: str, hosts: list[str], max_bytes: int, notifier: ImportNotifier,
+    max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
 ) -> Handler:
-    """Read a CSV shared in Slack into its source: look it up, check it, download, stage."""
+    """Read a file shared in Slack into its source: look it up, check it, download, stage.
+
+    A ZIP fills one source per CSV in it; a retried job stages only those still pending."""
 
     async def run(ctx: JobContext) -> None:
         db, team_id = ctx.db, ctx.team_id
-        source = await _pending_source(db, team_id, int(ctx.payload["source_id"]))
+        source = await _unread_source(db, team_id, int(ctx.payload["source_id"]))
         if source is None:
             return
         assert source.id is not None and source.ref is not None
+        staged: list[ImportSource] = [source]
         try:
             file = describe(await lookup(source.ref))
             check_csv(file, max_bytes)
             with tempfile.TemporaryFile() as tmp:
                 await download(file, token=token, hosts=hosts, max_bytes=max_bytes, dest=tmp)
                 tmp.seek(0)
-                await stage_csv(db, team_id, source.id, tmp)
+                staged = await stage_file(db, team_id, source.id, tmp, name=file.name,
+                                          max_unzipped_bytes=max_unzipped_bytes)  # fmt: skip
         except FileRejected as exc:
-            await fail_source(db, team_id, source.id, str(exc))
-        except CsvFileError:
-            pass  # stage_csv recorded the reason on the source
+            await _fail_unread(db, team_id, source, str(exc))
         except Exception as exc:
             if ctx.job.attempts < ctx.job.max_attempts:
                 raise  # retried later; the review keeps showing "Reading…"
-            await fail_source(db, team_id, source.id, f"Could not read the file: {exc}")
-        await notifier.source_read(team_id, source.batch_id, source.id)
+            await _fail_unread(db, team_id, source, f"Could not read the file: {exc}")
+        for read in staged:
+            await notifier.source_read(team_id, read.batch_id, read.id or 0)
 
     return run
 
 
-async def _pending_source(db: Database, team_id: str, source_id: int) -> ImportSource | None:
+async def _upload_sources(db: Database, team_id: str, origin: ImportSource) -> list[ImportSource]:
+    """The origin and the sources a reading of its ZIP added (same batch and ref, after it)."""
+    async with db.session() as session:
+        return list((await session.exec(
+            select(ImportSource).where(
+                ImportSource.team_id == team_id, ImportSource.batch_id == origin.batch_id,
+                ImportSource.ref == origin.ref, ImportSource.kind == SourceKind.CSV,
+                col(ImportSource.id) >= (origin.id or 0),
+            ).order_by(col(ImportSource.id))
+        )).all())  # fmt: skip
+
+
+async def _unread_source(db: Database, team_id: str, source_id: int) -> ImportSource | None:
+    """The upload's source if it, or a source its ZIP added, is still to be read."""
     async with db.session() as session:
         source = await session.get(ImportSource, source_id)
-    if source is None or source.team_id != team_id or source.status != SourceStatus.PENDING:
+    if source is None or source.team_id != team_id:
         return None
-    return source
+    if source.status == SourceStatus.PENDING:
+        return source
+    unread = [s for s in await _upload_sources(db, team_id, source)
+              if s.status == SourceStatus.PENDING and not s.removed and s.label.startswith(
+                  _archive_prefix(source.label))]  # fmt: skip
+    return source if unread else None
+
+
+def _archive_prefix(label: str) -> str:
+    """"export.zip › " of an entry's label: other entries of the same ZIP start with it."""
+    head, separator, _ = label.partition(ENTRY_SEPARATOR)
+    return head + separator if separator else "\0"  # no ZIP: no siblings
+
+
+async def _fail_unread(db: Database, team_id: str, origin: ImportSource, error: str) -> None:
+    """The file can't be read at all: every source of it still pending fails with `error`."""
+    for source in await _upload_sources(db, team_id, origin):
+        if source.status == SourceStatus.PENDING and (
+            source.id == origin.id or source.label.startswith(_archive_prefix(origin.label))
+        ):
+            await fail_source(db, team_id, source.id or 0, error, only_pending=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import BinaryIO, TextIO
+from pathlib import Path
+from typing import BinaryIO, Protocol, TextIO
 
 from sqlalchemy import func, insert, text, update
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +18,8 @@ from bot.audit import Act, import_subject, record_in
 from bot.campaigns.preview import inviting_campaigns
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.parallel import ParallelRows, file_path
-from bot.imports.reading import CsvFileError, CsvReader
+from bot.imports.reading import Columns, CsvFileError, CsvReader
+from bot.imports.recognise import PLAIN, FileKind, consent_note, join_notes, recognise
 from bot.imports.retention import schedule_purge_in
 from bot.imports.rows import Classifier, Tally
 from bot.imports.staging import copy_constants, stage_rows
@@ -263,52 +266,102 @@ class _NotPending(Exception):
     """The source was cancelled or failed while it was read: undo this staging."""
 
 
+class Reader(Protocol):
+    """What staging needs of a file reader: CsvReader, or XlsxReader for a workbook's sheet."""
+
+    header: list[str]
+    columns: Columns
+
+    def records(self) -> Iterator[tuple[int, list[str] | str]]: ...
+
+    def close(self) -> None: ...
+
+
 async def stage_csv(
     db: Database,
     team_id: str,
     source_id: int,
     stream: BinaryIO,
+    *,
+    name: str | None = None,
 ) -> ImportSource:
     """Parse a CSV into the source's staged rows; a file unreadable as a whole marks it failed.
 
-    Two transactions. The first writes only staged rows: it starts by clearing the source's
-    earlier rows, which takes the staging write lock (SQLite) or the batch's row (PostgreSQL),
-    so two files of one batch are staged one after the other and each sees the addresses the
-    other queued. It never holds the main database's write lock, however big the file. The
-    second marks the source read if the batch is still a draft (a short conditional UPDATE);
-    if it isn't, the rows are taken out again. Raises CsvFileError (after recording it on the
-    source) so callers can tell the user.
+    `name` is the file's name as its owner sees it (default: the source's label): with the
+    header it tells Mailchimp's unsubscribed or cleaned export, whose people are staged as
+    such. A big file on disk is parsed by a child process (parallel.py), unless its kind
+    needs more than plain classifying. See stage_reader for the transactions. Raises
+    CsvFileError (after recording it on the source) so callers can tell the user.
     """
     source = await _source(db, team_id, source_id)
+    if source.status != SourceStatus.PENDING:
+        return source  # read already (a retried job), failed or cancelled: leave it be
     try:
         reader = CsvReader(stream)
     except CsvFileError as exc:
         await fail_source(db, team_id, source_id, str(exc))
         raise
+    kind = recognise(name or source.label, reader.header)
+    path = file_path(stream) if kind.plain else None
+    return await stage_reader(db, team_id, source, reader, kind=kind, path=path)
+
+
+async def stage_reader(
+    db: Database,
+    team_id: str,
+    source: ImportSource,
+    reader: Reader,
+    *,
+    kind: FileKind = PLAIN,
+    path: Path | None = None,
+    notes: Sequence[str | None] = (),
+) -> ImportSource:
+    """Stage an open reader's records into a pending source, then close the reader.
+
+    Two transactions. The first writes only staged rows: it starts by clearing the source's
+    earlier rows, which takes the staging write lock (SQLite) or the batch's row (PostgreSQL),
+    so two files of one batch are staged one after the other and each sees the addresses the
+    other queued. It never holds the main database's write lock, however big the file. The
+    second marks the source read, with `notes` and what the rows showed (kind, unreadable
+    consent values) as its note, if the batch is still a draft (a short conditional UPDATE);
+    if it isn't, the rows are taken out again.
+
+    A file found damaged part way (a workbook's sheet, a ZIP entry larger than it declared)
+    raises CsvFileError while its rows are read: the first transaction rolls back, the source
+    is marked failed with the sentence, and the error is raised on. `path`: the CSV file on
+    disk behind `reader`, for the parallel parser (only for a PLAIN kind).
+    """
+    source_id = source.id or 0
     parallel: ParallelRows | None = None
     try:
-        async with db.begin() as conn:
-            await clear_staged(conn, team_id, source.batch_id, source_id)
-            if not await _still_draft(conn, team_id, source.batch_id):
-                raise _NotPending
-            keys = await batch_keys(conn, team_id, source.batch_id, source_id)
-            path = file_path(stream)
-            # A big file is parsed by a child process while this one inserts; a small one here.
-            # For PostgreSQL the child writes COPY CSV, so this process only relays it.
-            constants = (copy_constants(team_id, source.batch_id, source_id)
-                         if conn.dialect.name != "sqlite" else None)  # fmt: skip
-            parallel = ParallelRows(path, sorted(keys), constants) if path else None
-            classifier = Classifier(seen={hash(k) for k in keys})
-            rows = parallel or classifier.records(reader.records(), reader.columns)
-            await stage_rows(conn, team_id=team_id, batch_id=source.batch_id,
-                             source_id=source_id, rows=rows)  # fmt: skip
-            tally = parallel.tally if parallel else classifier.tally
+        try:
+            async with db.begin() as conn:
+                await clear_staged(conn, team_id, source.batch_id, source_id)
+                if not await _still_draft(conn, team_id, source.batch_id):
+                    raise _NotPending
+                keys = await batch_keys(conn, team_id, source.batch_id, source_id)
+                # A big file is parsed by a child process while this one inserts; a small one
+                # here. For PostgreSQL the child writes COPY CSV, so this process only relays it.
+                constants = (copy_constants(team_id, source.batch_id, source_id)
+                             if conn.dialect.name != "sqlite" else None)  # fmt: skip
+                parallel = ParallelRows(path, sorted(keys), constants) if path else None
+                classifier = kind.classifier({hash(k) for k in keys})
+                rows = parallel or classifier.records(reader.records(), reader.columns)
+                await stage_rows(conn, team_id=team_id, batch_id=source.batch_id,
+                                 source_id=source_id, rows=rows)  # fmt: skip
+                tally = parallel.tally if parallel else classifier.tally
+        except CsvFileError as exc:
+            async with db.begin() as conn:  # nothing half-staged, even from an earlier attempt
+                await clear_staged(conn, team_id, source.batch_id, source_id)
+            await fail_source(db, team_id, source_id, str(exc), only_pending=True)
+            raise
+        note = join_notes([*notes, kind.note, consent_note(tally)])
         async with db.begin() as conn:
             try:
                 await lock_batch(conn, team_id, source.batch_id)
             except ReviewError:
                 raise _NotPending from None
-            if not await record_counts(conn, source, tally):
+            if not await record_counts(conn, source, tally, note=note):
                 raise _NotPending
     except _NotPending:
         async with db.begin() as conn:
@@ -358,6 +411,11 @@ async def stage_contact(
     return await _source(db, team_id, source.id or 0)
 
 
+async def get_source(db: Database, team_id: str, source_id: int) -> ImportSource:
+    """The source as it stands, if it belongs to this workspace (LookupError if not)."""
+    return await _source(db, team_id, source_id)
+
+
 async def _source(db: Database, team_id: str, source_id: int) -> ImportSource:
     async with db.session() as session:
         source = await session.get(ImportSource, source_id)
@@ -366,13 +424,16 @@ async def _source(db: Database, team_id: str, source_id: int) -> ImportSource:
     return source
 
 
-async def record_counts(conn: AsyncConnection, source: ImportSource, tally: Tally) -> bool:
-    """Mark the source read with what the parser counted; False if it is no longer pending."""
+async def record_counts(conn: AsyncConnection, source: ImportSource, tally: Tally, *,
+                        note: str | None = None) -> bool:  # fmt: skip
+    """Mark the source read with what the parser counted (and what it recognised, `note`);
+    False if it is no longer pending."""
     result = await conn.execute(
         update(ImportSource)
         .where(col(ImportSource.id) == source.id, col(ImportSource.team_id) == source.team_id,
                col(ImportSource.status) == SourceStatus.PENDING)
-        .values(status=SourceStatus.PARSED, error=None, rows=tally.rows, valid=tally.valid,
+        .values(status=SourceStatus.PARSED, error=None, note=note, rows=tally.rows,
+                valid=tally.valid,
                 duplicates=tally.duplicates, rejected=tally.rejected, warnings=tally.warnings)
     )  # fmt: skip
     return result.rowcount == 1

@@ -1,4 +1,7 @@
-"""The whole pipeline in one call, for trusted callers (the CLI): check, stage, approve, apply."""
+"""The whole pipeline in one call, for trusted callers (the CLI): check, stage, approve, apply.
+
+Files may be CSV, .xlsx workbooks or ZIPs of CSVs (Mailchimp's audience export): files.py
+tells them apart and a ZIP becomes one source per CSV in it."""
 
 from __future__ import annotations
 
@@ -15,17 +18,18 @@ from bot.imports.batches import (
     create_batch,
     queue_batch,
     skipped_by_status,
-    stage_csv,
     write_rejects,
 )
 from bot.imports.dry_run import DryRun, drop_batch, dry_run
 from bot.imports.engine import APPLY_CHUNK, Progress, apply_batch
-from bot.imports.reading import CsvFileError, CsvReader
+from bot.imports.files import DEFAULT_MAX_UNZIPPED_BYTES, check_file, stage_file
+from bot.imports.reading import CsvFileError
+from bot.imports.review import cancel
 from bot.mailchimp.api import Audience, Credentials
 from bot.mailchimp.importing import read_audience
 from bot.progress import ProgressBar
 from bot.workspaces import find_segment, import_target
-from models import Database, ImportBatch, SegmentKind, SourceKind
+from models import Database, ImportBatch, SegmentKind, SourceKind, SourceStatus
 from models.contacts import ALL_CUSTOMERS
 
 
@@ -33,14 +37,15 @@ class ImportFailed(Exception):
     """A file can't be imported at all; nothing was imported."""
 
 
-def check_files(files: Sequence[tuple[str, BinaryIO]]) -> None:
-    """Fail before anything is written if any file can't be read as a CSV with emails."""
+def check_files(files: Sequence[tuple[str, BinaryIO]], *,
+                max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES) -> None:  # fmt: skip
+    """Fail before anything is written if any file can't be read: a CSV with emails, an
+    .xlsx workbook whose first sheet has them, or a ZIP whose every CSV has them."""
     for name, stream in files:
         try:
-            CsvReader(stream).close()
+            check_file(stream, name=name, max_unzipped_bytes=max_unzipped_bytes)
         except CsvFileError as exc:
             raise ImportFailed(f"{name}: {exc} Nothing was imported.") from None
-        stream.seek(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +71,22 @@ async def import_files(
     requested_by: str = "cli",
     chunk_size: int = APPLY_CHUNK,
     mailchimp: tuple[Credentials, Sequence[Audience]] | None = None,
+    max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
 ) -> ImportResult:
-    """Import seekable CSV streams into a static segment; every file is checked first."""
-    check_files(files)
+    """Import seekable streams (CSV, .xlsx, ZIP of CSVs) into a static segment; every file is
+    checked first, and a file found unreadable while staging cancels the import unapplied."""
+    check_files(files, max_unzipped_bytes=max_unzipped_bytes)
     target = await import_target(db, team_id, segment, create=create_segment)
     assert target.id is not None
     batch = await create_batch(
         db, team_id, target.id, requested_by, update_existing=update_existing
     )
     assert batch.id is not None
-    await _stage(db, team_id, batch.id, files, progress, mailchimp)
+    try:
+        await _stage(db, team_id, batch.id, files, progress, mailchimp, max_unzipped_bytes)
+    except ImportFailed:
+        await cancel(db, team_id, batch.id, requested_by, is_lead=True)
+        raise
     async with db.begin() as conn:
         by_source = await skipped_by_status(conn, team_id, batch.id)
     bar = progress or ProgressBar(0, enabled=False)
@@ -102,8 +113,12 @@ async def import_files(
 
 async def _stage(db: Database, team_id: str, batch_id: int,
                  files: Sequence[tuple[str, BinaryIO]], progress: ProgressBar | None,
-                 mailchimp: tuple[Credentials, Sequence[Audience]] | None) -> None:  # fmt: skip
-    """Every file and audience into the batch's staged rows (the progress bar follows bytes)."""
+                 mailchimp: tuple[Credentials, Sequence[Audience]] | None,
+                 max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES) -> None:  # fmt: skip
+    """Every file and audience into the batch's staged rows (the progress bar follows bytes).
+
+    ImportFailed if a file turns out unreadable part way (a damaged sheet or ZIP entry): the
+    CLI imports all its files or none."""
     bar = progress or ProgressBar(0, enabled=False)
     done_bytes = 0
     for name, stream in files:
@@ -111,11 +126,15 @@ async def _stage(db: Database, team_id: str, batch_id: int,
         assert source.id is not None
         ticker = asyncio.create_task(_tick(bar, stream, done_bytes))
         try:
-            await stage_csv(db, team_id, source.id, stream)
+            staged = await stage_file(db, team_id, source.id, stream, name=name,
+                                      max_unzipped_bytes=max_unzipped_bytes)  # fmt: skip
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
+        failed = [s for s in staged if s.status == SourceStatus.FAILED]
+        if failed:
+            raise ImportFailed(f"{failed[0].label}: {failed[0].error} Nothing was imported.")
         done_bytes += stream.tell()
     if mailchimp is not None:
         creds, audiences = mailchimp
@@ -134,12 +153,13 @@ async def preview_files(
     create_segment: bool = False,
     progress: ProgressBar | None = None,
     mailchimp: tuple[Credentials, Sequence[Audience]] | None = None,
+    max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
 ) -> tuple[DryRun, bool]:
     """`import --dry-run`: every count of importing now, and whether the segment exists.
 
     The rows are staged in a throwaway batch (in All Customers' name when the segment doesn't
     exist yet) that is dropped afterwards: no contact, membership or segment is written."""
-    check_files(files)
+    check_files(files, max_unzipped_bytes=max_unzipped_bytes)
     target = await find_segment(db, team_id, segment)
     if (target is None and not create_segment) or (target and target.kind == SegmentKind.ALL):
         await import_target(db, team_id, segment, create=False)  # raises, saying why
@@ -148,7 +168,7 @@ async def preview_files(
     batch = await create_batch(db, team_id, holder.id, "cli", dry_run=True)
     assert batch.id is not None
     try:
-        await _stage(db, team_id, batch.id, files, progress, mailchimp)
+        await _stage(db, team_id, batch.id, files, progress, mailchimp, max_unzipped_bytes)
         return await dry_run(db, team_id, batch.id, target.id if target else None), bool(target)
     finally:
         await drop_batch(db, team_id, batch.id)

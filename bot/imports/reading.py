@@ -13,6 +13,7 @@ import functools
 import io
 import itertools
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -23,15 +24,33 @@ DELIMITERS = (",", ";", "\t", "|")
 FIELD_LIMIT = 64 * 1024  # a runaway quoted field fails one record, not the whole file
 MAX_RECORD_LINES = 50  # a record spanning more lines than this is an unclosed quote
 
-# Column names as spelled by our seed, Shopify, Mailchimp and friends, normalised by _squash.
+# Column names as spelled by our seed, Shopify, Mailchimp, HubSpot, Klaviyo and spreadsheets
+# in English, French, German and Spanish (and a few more), normalised by _squash: spaces, `_`,
+# `-` and `.` removed, case folded; accents stay, so both spellings are listed where people
+# type them without ("Prenom").
 HEADER_ALIASES: dict[str, tuple[str, ...]] = {
-    "email": ("email", "emailaddress", "mail", "emailid", "customeremail"),
-    "first_name": ("firstname", "fname", "givenname", "forename"),
-    "last_name": ("lastname", "lname", "surname", "familyname"),
-    "locale": ("locale", "language", "lang", "languagecode", "preferredlanguage"),
-    # consent to marketing email: Shopify's exports, and plain spellings
+    "email": ("email", "emailaddress", "mail", "emailid", "customeremail",
+              "workemail", "workemailaddress", "businessemail", "primaryemail",
+              "courriel", "adressecourriel", "adresseemail", "adressemail", "adresseélectronique",
+              "emailadresse", "mailadresse",  # E-Mail-Adresse
+              "correo", "correoelectrónico", "correoelectronico",
+              "emailadres", "indirizzoemail", "endereçodeemail", "enderecodeemail"),
+    "first_name": ("firstname", "fname", "givenname", "forename",
+                   "prénom", "prenom", "vorname", "nombre", "voornaam", "nome"),
+    "last_name": ("lastname", "lname", "surname", "familyname",
+                  "nom", "nomdefamille", "nachname", "familienname", "apellido", "apellidos",
+                  "achternaam", "cognome", "sobrenome"),
+    "locale": ("locale", "language", "lang", "languagecode", "preferredlanguage",
+               "preferredlocale", "languagepreference",
+               "langue", "languepréférée", "languepreferee", "sprache", "bevorzugtesprache",
+               "idioma", "idiomapreferido", "lingua", "taal"),
+    # consent to marketing email: Shopify's, Mailchimp's, HubSpot's and Klaviyo's exports, and
+    # plain spellings; rows.CONSENT says which values they hold
     "subscribed": ("acceptsmarketing", "acceptsemailmarketing", "subscribed",
-                   "emailsubscribed", "emailmarketingconsent", "marketingconsent"),
+                   "emailsubscribed", "emailmarketingconsent", "marketingconsent",
+                   "emailmarketingstatus", "marketingcontactstatus", "emailconsent",
+                   "emailoptin", "optin", "optinstatus", "subscriptionstatus",
+                   "emailsubscriptionstatus", "marketingemailconsent"),
 }
 _ALIAS_TO_FIELD = {alias: field for field, names in HEADER_ALIASES.items() for alias in names}
 _SQUASH = re.compile(r"[\s_\-.]+")
@@ -58,11 +77,12 @@ class Columns:
     first_name: int | None
     last_name: int | None
     locale: int | None
-    subscribed: int | None = None  # a consent column (yes/no, true/false, 1/0)
+    subscribed: int | None = None  # a consent column (yes/no, subscribed, opted in...)
 
 
 def _squash(name: str) -> str:
-    return _SQUASH.sub("", name.strip().lstrip("\ufeff")).casefold()
+    """A header as the aliases spell it; NFC first, since macOS writes "é" as e + accent."""
+    return _SQUASH.sub("", unicodedata.normalize("NFC", name.strip().lstrip("\ufeff"))).casefold()
 
 
 def map_header(header: list[str]) -> Columns:

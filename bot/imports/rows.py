@@ -6,6 +6,7 @@ and local names rather than objects.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -19,9 +20,47 @@ MAX_EMAIL = 320
 # (line, email, email_key, first_name, last_name, locale, outcome, reason, subscribed)
 Staged = tuple[int, str, str, str, str, str | None, str, str | None, bool | None]
 
-# Consent values as exports write them; None: the file doesn't say (contacts are subscribed).
-CONSENT = {"yes": True, "y": True, "true": True, "1": True, "subscribed": True,
-           "no": False, "n": False, "false": False, "0": False, "unsubscribed": False}  # fmt: skip
+# Consent values as exports write them, in words: yes/no and true/false, Mailchimp's and
+# Klaviyo's statuses (SUBSCRIBED, NEVER_SUBSCRIBED, cleaned), Shopify's marketing states
+# (NOT_SUBSCRIBED, PENDING, INVALID), HubSpot's marketing contact status, opt-in spellings.
+# Only a clear yes subscribes: pending (not confirmed yet) is not a yes.
+_CONSENT_WORDS: dict[bool, tuple[str, ...]] = {
+    True: ("yes", "y", "true", "1", "subscribed", "opted in", "opt in", "confirmed opt in",
+           "single opt in", "double opt in", "marketing contact", "consented", "granted"),
+    False: ("no", "n", "false", "0", "unsubscribed", "not subscribed", "never subscribed",
+            "non subscribed", "opted out", "opt out", "pending", "cleaned", "bounced",
+            "transactional", "suppressed", "archived", "invalid", "redacted",
+            "non marketing contact", "denied", "revoked", "withdrawn"),
+}
+_SEPARATORS = ("", " ", "_", "-")
+_CONSENT_SPACES = re.compile(r"[\s_\-]+")
+
+
+def _spellings(phrase: str) -> set[str]:
+    """"opt in" as people write it: "opt in", "opt_in", "opt-in", "optin" (and mixed)."""
+    words = phrase.split(" ")
+    forms = {words[0]}
+    for word in words[1:]:
+        forms = {form + sep + word for form in forms for sep in _SEPARATORS}
+    return forms
+
+
+# Casefolded value -> subscribed; every spelling is a key, so the hot loop needs one lookup.
+CONSENT: dict[str, bool] = {form: value for value, phrases in _CONSENT_WORDS.items()
+                            for phrase in phrases for form in _spellings(phrase)}  # fmt: skip
+# Unrecognised consent values are listed on the review message: this many distinct ones.
+MAX_CONSENT_VALUES = 10
+CONSENT_UNREAD = "consent value we don't recognise"  # how the review message spots the note
+
+
+def consent_of(raw: str) -> bool | None:
+    """What a consent cell says (None: we can't tell), whatever its case and separators."""
+    folded = raw.strip().casefold()
+    found = CONSENT.get(folded)
+    if found is None:
+        found = CONSENT.get(_CONSENT_SPACES.sub(" ", folded))
+    return found
+
 
 # models.Outcome's values, spelled out so the parser process needn't load the ORM.
 VALID, DUPLICATE, REJECTED = "valid", "duplicate", "rejected"
@@ -50,6 +89,10 @@ class Tally:
     duplicates: int = 0
     rejected: int = 0
     warnings: int = 0
+    # valid rows whose consent value we couldn't read (imported as not subscribed), and those
+    # values with their counts (the first MAX_CONSENT_VALUES distinct ones): the review says so
+    consent_unread: int = 0
+    consent_values: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: Tally) -> None:
         self.rows += other.rows
@@ -57,6 +100,14 @@ class Tally:
         self.duplicates += other.duplicates
         self.rejected += other.rejected
         self.warnings += other.warnings
+        self.consent_unread += other.consent_unread
+        for value, count in other.consent_values.items():
+            self._unread(value, count)
+
+    def _unread(self, value: str, count: int = 1) -> None:
+        values = self.consent_values
+        if value in values or len(values) < MAX_CONSENT_VALUES:
+            values[value] = values.get(value, 0) + count
 
 
 @dataclass(slots=True)
@@ -69,6 +120,11 @@ class Classifier:
     seen: set[int] = field(default_factory=set)
     default_first_name: bool = True
     tally: Tally = field(default_factory=Tally)
+    # The file decides everyone's consent (Mailchimp's unsubscribed export: False), whatever
+    # a consent column says; None: each row's consent column, if there is one.
+    subscribed: bool | None = None
+    # Every row is skipped with this reason (Mailchimp's cleaned export: addresses that bounced).
+    skip_reason: str | None = None
     _locales: dict[str, str] = field(default_factory=dict)  # raw spelling -> known locale
 
     def contact(
@@ -81,14 +137,14 @@ class Classifier:
         read is taken as *not* subscribed, and said: nobody is emailed on a guess.
         """
         tally = self.tally
-        subscribed: bool | None = None
-        consent_note = None
-        if consent is not None and consent.strip():
-            subscribed = CONSENT.get(consent.strip().casefold())
+        subscribed = self.subscribed
+        consent_note = unread = None
+        if subscribed is None and consent is not None and consent.strip():
+            subscribed = consent_of(consent)
             if subscribed is None:
                 subscribed = False
-                consent_note = (f"Unrecognised consent value {consent.strip()[:30]!r}: "
-                                "treated as not subscribed")  # fmt: skip
+                unread = consent.strip()[:30]
+                consent_note = f"Unrecognised consent value {unread!r}: treated as not subscribed"
         tally.rows += 1
         email = email.strip()
         first = first.strip()[:MAX_NAME]
@@ -133,9 +189,11 @@ class Classifier:
                 reason = f"Unknown locale {locale.strip()[:35]!r}: the workspace default is used"
         if not first and self.default_first_name:
             first = normalized.rpartition("@")[0][:MAX_NAME]
-        if consent_note is not None:
+        if unread is not None:
             tally.warnings += reason is None
             reason = f"{reason}; {consent_note}" if reason else consent_note
+            tally.consent_unread += 1
+            tally._unread(unread)
         tally.valid += 1
         return (line, normalized, key, first, last, loc, VALID, reason, subscribed)
 
@@ -143,8 +201,13 @@ class Classifier:
         self, records: Iterable[tuple[int, list[str] | str]], columns: Columns
     ) -> Iterator[Staged]:
         """Classify CSV records: plain rows inline (the hot path), the rest through contact()."""
+        if self.skip_reason is not None:
+            yield from self._skip_all(records, columns, self.skip_reason)
+            return
         e, f, la, lo = columns.email, columns.first_name, columns.last_name, columns.locale
-        sub, consent_values = columns.subscribed, CONSENT
+        sub, consent_values, fixed = columns.subscribed, CONSENT, self.subscribed
+        if fixed is not None:
+            sub = None  # the file's kind decides, not the column
         seen, plain, locales = self.seen, plain_email, self._locales
         default_first = self.default_first_name
         valid = 0
@@ -166,7 +229,7 @@ class Classifier:
                     last = _name(fields[la])
                 raw_locale = fields[lo] if lo is not None and lo < n else ""
                 consent = (fields[sub] if sub < n else "") if sub is not None else None
-                subscribed = None
+                subscribed = fixed
                 if consent:
                     subscribed = consent_values.get(consent.strip().casefold())
                     if subscribed is None:
@@ -190,3 +253,22 @@ class Classifier:
         finally:
             self.tally.rows += valid
             self.tally.valid += valid
+
+    def _skip_all(
+        self, records: Iterable[tuple[int, list[str] | str]], columns: Columns, reason: str
+    ) -> Iterator[Staged]:
+        """Every record skipped with `reason`, kept with its address and names for the
+        skipped-rows CSV (never valid, so it makes no later row a duplicate)."""
+        tally = self.tally
+        e, f, la = columns.email, columns.first_name, columns.last_name
+        for line, fields in records:
+            tally.rows += 1
+            tally.rejected += 1
+            if type(fields) is str:
+                yield (line, "", "", "", "", None, REJECTED, fields[:500], None)
+                continue
+            n = len(fields)
+            email = unquote(fields[e].strip())[:MAX_EMAIL] if e < n else ""
+            first = _name(fields[f]) if f is not None and f < n else ""
+            last = _name(fields[la]) if la is not None and la < n else ""
+            yield (line, email, "", first, last, None, REJECTED, reason[:500], False)

@@ -1,4 +1,5 @@
-"""Slack-hosted CSV files: describe them from `files.info` and download them safely.
+"""Slack-hosted contact files (CSV, .xlsx, ZIP of CSVs): describe them from `files.info` and
+download them safely.
 
 The bot token opens every file in the workspace, so it is only ever sent to the hosts listed
 in SLACK_FILE_HOSTS, over HTTPS (plain HTTP only to a listed loopback host, for tests), and
@@ -17,10 +18,15 @@ import aiohttp
 
 CSV_TYPES = frozenset({"csv", "tsv", "text"})
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+# Excel workbooks and ZIPs of CSVs (Mailchimp's audience export), by Slack's filetype or name;
+# what the bytes really are is decided when the file is read (files.py).
+OTHER_TYPES = frozenset({"xlsx", "zip"})
+OTHER_SUFFIXES = (".xlsx", ".zip")
+OLD_EXCEL = frozenset({"xls"})
 
 
 class FileRejected(Exception):
-    """The file can't be fetched or isn't a CSV; the message is meant for the user."""
+    """The file can't be fetched or can't be imported; the message is meant for the user."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +40,11 @@ class SlackFile:
 
     @property
     def looks_like_csv(self) -> bool:
-        return self.filetype in CSV_TYPES or self.name.lower().endswith(CSV_SUFFIXES)
+        """Whether we can import it: a CSV, an .xlsx workbook or a ZIP of CSVs (the name stays
+        for the upload offer, which asks this of every shared file)."""
+        name = self.name.lower()
+        return (self.filetype in CSV_TYPES or name.endswith(CSV_SUFFIXES)
+                or self.filetype in OTHER_TYPES or name.endswith(OTHER_SUFFIXES))  # fmt: skip
 
 
 def describe(file: dict[str, Any]) -> SlackFile:
@@ -50,15 +60,20 @@ def describe(file: dict[str, Any]) -> SlackFile:
 
 
 def check_csv(file: SlackFile, max_bytes: int) -> None:
+    """Refuse, before downloading, a file we can't import, a too big one or an external one."""
     if not file.looks_like_csv:
-        raise FileRejected(f"{file.name} is not a CSV file: export it as CSV and upload that.")
+        if file.filetype in OLD_EXCEL or file.name.lower().endswith(".xls"):
+            raise FileRejected(f"{file.name} is an old Excel .xls file: open it in Excel and save "
+                               "it as .xlsx or CSV, then upload that.")  # fmt: skip
+        raise FileRejected(f"{file.name} is not a CSV file, an Excel .xlsx workbook or a ZIP of "
+                           "CSV files: export it as CSV and upload that.")  # fmt: skip
     if file.size > max_bytes:
         raise FileRejected(
             f"{file.name} is {file.size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB."
         )
     if file.external:
         raise FileRejected(
-            f"{file.name} is stored outside Slack: download it and upload the CSV itself."
+            f"{file.name} is stored outside Slack: download it and upload the file itself."
         )
 
 

@@ -23,7 +23,8 @@ def handlers(
     leaves those jobs to one that has them."""
     reports = notifier or Silent()
     kinds = {
-        IMPORT_JOB: import_handler(settings.import_chunk_rows, reports),
+        IMPORT_JOB: import_handler(settings.import_chunk_rows, reports,
+                                   max_unzipped_bytes=settings.max_unzipped_bytes),
         PURGE_JOB: purge_handler(settings.staged_retention_days),
         ENROLL_JOB: enroll_handler(settings, reports),
         SEND_JOB: send_handler(settings, reports),
@@ -36,6 +37,7 @@ def handlers(
         kinds[SLACK_FILE_JOB] = slack_file_handler(
             lookup, token=settings.slack_bot_token, hosts=settings.slack_file_hosts,
             max_bytes=int(settings.max_upload_mb * 1e6), notifier=notifier or Silent(),
+            max_unzipped_bytes=settings.max_unzipped_bytes,
         )  # fmt: skip
     return kinds
 

@@ -82,3 +82,22 @@ def test_plain_http_only_to_a_listed_loopback_host() -> None:
     assert not _allowed("https://files.slack.com.evil.example/x.csv", ["files.slack.com"])
     assert _allowed("http://127.0.0.1:8080/x.csv", ["127.0.0.1:8080"])
     assert not _allowed("http://127.0.0.1:9090/x.csv", ["127.0.0.1:8080"])
+
+
+@pytest.mark.parametrize(
+    ("name", "filetype", "importable"),
+    [("export.zip", "zip", True), ("Kunden.xlsx", "xlsx", True), ("list.XLSX", "binary", True),
+     ("audience.zip", "", True), ("q3.csv", "csv", True), ("deck.pdf", "pdf", False),
+     ("old.xls", "xls", False)],
+)  # fmt: skip
+def test_workbooks_and_zips_are_offered_like_csvs(name: str, filetype: str,
+                                                  importable: bool) -> None:  # fmt: skip
+    file = describe({"id": "F8", "name": name, "filetype": filetype, "size": 1})
+    assert file.looks_like_csv is importable
+    if importable:
+        check_csv(file, 10)
+
+
+def test_an_old_xls_is_refused_with_what_to_do() -> None:
+    with pytest.raises(FileRejected, match=r"old Excel \.xls file: open it in Excel and save it"):
+        check_csv(describe({"id": "F9", "name": "old.xls", "filetype": "xls", "size": 1}), 10)

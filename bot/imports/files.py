@@ -1,0 +1,200 @@
+"""Any file people export contacts in (CSV, an .xlsx workbook, a ZIP of CSVs) into sources.
+
+Files are told apart by their bytes, not their names: a workbook is a ZIP too, so `is_xlsx`
+is asked first, then `is_zip`, and anything else is read as CSV. A ZIP becomes one source per
+CSV inside it (Mailchimp's audience export holds three): the first takes over the source the
+upload created, renamed "export.zip › subscribed_members_export.csv"; the others are added to
+the same batch with the same ref (the Slack file id), so one review per uploaded file still
+holds. Staging a file again (a retried job) finds the sources it added by ref and label and
+stages only those still pending: each is read exactly once in effect.
+
+Nothing is ever extracted to disk: entries are read as they decompress, within
+MAX_UNZIPPED_MB and a compression ratio no real export reaches (archives.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import BinaryIO
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from bot.imports.archives import Archive, ZipEntry, is_zip, open_archive
+from bot.imports.batches import (
+    ReviewError,
+    add_source,
+    fail_source,
+    get_source,
+    stage_csv,
+    stage_reader,
+)
+from bot.imports.excel import OLE_MAGIC, XlsxReader, is_xlsx
+from bot.imports.reading import CsvFileError, CsvReader
+from bot.imports.recognise import ignored_note, recognise, sheets_note
+from models import Database, ImportSource, SourceKind, SourceStatus
+
+MIB = 1024 * 1024
+DEFAULT_MAX_UNZIPPED_BYTES = 500 * MIB  # MAX_UNZIPPED_MB's default
+MAX_RATIO = 100.0  # real CSV exports compress 5-20x; a bomb, thousands of times
+ENTRY_SEPARATOR = " › "
+
+
+def is_workbook(stream: BinaryIO, name: str) -> bool:
+    """An .xlsx workbook, or one XlsxReader explains best: a damaged one (a ZIP called
+    .xlsx), a password-protected one or an old .xls (both Office's OLE files)."""
+    if is_xlsx(stream) or (name.lower().endswith(".xlsx") and is_zip(stream)):
+        return True
+    start = stream.tell()
+    try:
+        return stream.read(len(OLE_MAGIC)) == OLE_MAGIC
+    finally:
+        stream.seek(start)
+
+
+def check_file(stream: BinaryIO, *, name: str = "",
+               max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES) -> None:  # fmt: skip
+    """Raise CsvFileError if the file (or any CSV in a ZIP) can't be imported; reads only
+    what opening a reader reads. The stream's position is left at its start."""
+    start = stream.tell()
+    try:
+        if is_workbook(stream, name):
+            XlsxReader(stream, max_unzipped_bytes=max_unzipped_bytes).close()
+        elif is_zip(stream):
+            with _open(stream, max_unzipped_bytes) as archive:
+                for entry in archive.entries:
+                    with entry.open() as data:
+                        try:
+                            CsvReader(data).close()
+                        except CsvFileError as exc:
+                            raise CsvFileError(f"{entry.name} in this ZIP: {exc}") from None
+        else:
+            CsvReader(stream).close()
+    finally:
+        stream.seek(start)
+
+
+def _open(stream: BinaryIO, max_unzipped_bytes: int) -> Archive:
+    return open_archive(stream, max_total_bytes=max_unzipped_bytes, max_ratio=MAX_RATIO)
+
+
+async def stage_file(
+    db: Database, team_id: str, source_id: int, stream: BinaryIO, *, name: str,
+    max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
+) -> list[ImportSource]:  # fmt: skip
+    """Stage the file in `stream` (called `name`) into the source, or a ZIP into several.
+
+    Returns every source the file fills, each parsed or failed with the reason a person
+    reads; a file that can't be read never raises. Sources no longer pending are left as
+    they are.
+    """
+    source = await get_source(db, team_id, source_id)
+    if is_workbook(stream, name):
+        return [await _stage_workbook(db, team_id, source, stream, name, max_unzipped_bytes)]
+    if is_zip(stream):
+        return await _stage_archive(db, team_id, source, stream, name, max_unzipped_bytes)
+    try:
+        return [await stage_csv(db, team_id, source_id, stream, name=name)]
+    except CsvFileError:
+        return [await get_source(db, team_id, source_id)]  # failed, with the reason
+
+
+async def _stage_workbook(db: Database, team_id: str, source: ImportSource, stream: BinaryIO,
+                          name: str, max_unzipped_bytes: int) -> ImportSource:  # fmt: skip
+    source_id = source.id or 0
+    if source.status != SourceStatus.PENDING:
+        return source
+    try:
+        reader = XlsxReader(stream, max_unzipped_bytes=max_unzipped_bytes)
+    except CsvFileError as exc:
+        await fail_source(db, team_id, source_id, str(exc))
+        return await get_source(db, team_id, source_id)
+    note = sheets_note(reader.sheet, reader.other_sheets)
+    try:
+        return await stage_reader(db, team_id, source, reader, notes=[note],
+                                  kind=recognise(name, reader.header))  # fmt: skip
+    except CsvFileError:
+        return await get_source(db, team_id, source_id)
+
+
+async def _stage_archive(db: Database, team_id: str, origin: ImportSource, stream: BinaryIO,
+                         name: str, max_unzipped_bytes: int) -> list[ImportSource]:  # fmt: skip
+    if origin.removed:
+        return [origin]  # removed from the review before it was read: add nothing for it
+    try:
+        archive = _open(stream, max_unzipped_bytes)
+    except CsvFileError as exc:  # a bomb, a path outside the archive, damage: nothing read
+        await fail_source(db, team_id, origin.id or 0, str(exc), only_pending=True)
+        return [await get_source(db, team_id, origin.id or 0)]
+    with archive:
+        sources = await entry_sources(db, team_id, origin, entry_labels(name, archive.entries))
+        staged = []
+        for index, (entry, source) in enumerate(zip(archive.entries, sources, strict=False)):
+            notes = [ignored_note(name, archive.ignored)] if index == 0 else []
+            staged.append(await _stage_entry(db, team_id, source, entry, notes))
+    return staged
+
+
+def entry_labels(archive: str, entries: Sequence[ZipEntry]) -> list[str]:
+    """"export.zip › members.csv" per entry; a base name met twice gets " (2)", the same on
+    every reading (entries keep the archive's order), so a retry finds the same sources."""
+    labels: list[str] = []
+    for entry in entries:
+        label = f"{archive[:120]}{ENTRY_SEPARATOR}{entry.name}"[:250]
+        repeat = sum(1 for other in entries[: len(labels)] if other.name == entry.name)
+        labels.append(f"{label} ({repeat + 1})" if repeat else label)
+    return labels
+
+
+async def entry_sources(db: Database, team_id: str, origin: ImportSource,
+                        labels: list[str]) -> list[ImportSource]:  # fmt: skip
+    """A source per label: the origin (relabelled) for the first, then the sources an earlier
+    reading of this file added (same batch, ref and label, after the origin), or new ones.
+    Stops short if the batch left draft meanwhile: nothing can be added to it any more."""
+    origin_id = origin.id or 0
+    if origin.label != labels[0]:
+        async with db.begin() as conn:
+            await conn.execute(
+                update(ImportSource)
+                .where(col(ImportSource.id) == origin_id, col(ImportSource.team_id) == team_id)
+                .values(label=labels[0][:255])
+            )
+        origin = await get_source(db, team_id, origin_id)
+    async with db.session() as session:
+        earlier: dict[str, ImportSource] = {}
+        if origin.ref is not None:  # CLI files have none: nothing was added for them before
+            found = (await session.exec(
+                select(ImportSource).where(
+                    ImportSource.team_id == team_id, ImportSource.batch_id == origin.batch_id,
+                    ImportSource.ref == origin.ref, ImportSource.kind == SourceKind.CSV,
+                    col(ImportSource.id) > origin_id,
+                ).order_by(col(ImportSource.id))
+            )).all()  # fmt: skip
+            for source in found:
+                earlier.setdefault(source.label, source)
+    sources = [origin]
+    for label in labels[1:]:
+        source = earlier.get(label[:255])
+        if source is None:
+            try:
+                source = await add_source(db, team_id, origin.batch_id, SourceKind.CSV, label,
+                                          ref=origin.ref)  # fmt: skip
+            except ReviewError:
+                break  # the batch was closed while the ZIP was read
+        sources.append(source)
+    return sources
+
+
+async def _stage_entry(db: Database, team_id: str, source: ImportSource, entry: ZipEntry,
+                       notes: list[str | None]) -> ImportSource:  # fmt: skip
+    source_id = source.id or 0
+    if source.status != SourceStatus.PENDING or source.removed:
+        return source
+    try:
+        with entry.open() as data:
+            reader = CsvReader(data)
+            await stage_reader(db, team_id, source, reader, notes=notes,
+                               kind=recognise(entry.name, reader.header))  # fmt: skip
+    except CsvFileError as exc:  # unreadable, or damaged part way (then already recorded)
+        await fail_source(db, team_id, source_id, str(exc), only_pending=True)
+    return await get_source(db, team_id, source_id)

@@ -1,0 +1,103 @@
+"""What a file is, told from its name and header, and the notes the review message shows.
+
+Mailchimp exports an audience as one CSV per status, and people upload them zipped or one at
+a time. The status decides everyone's consent: subscribed members are imported as usual,
+unsubscribed and non-subscribed (transactional) ones are imported but never emailed, and
+cleaned ones (addresses that bounced) are skipped. The review message says what was
+recognised, so nobody has to wonder why a file's people won't get an invite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from bot.imports.archives import mailchimp_kind
+from bot.imports.rows import CONSENT_UNREAD, Classifier, Tally
+
+CLEANED_REASON = "cleaned by Mailchimp (address bounced)"
+MAX_NOTE = 500  # import_source.note
+MAX_NAMES = 5  # sheets or files named in a note
+
+
+@dataclass(frozen=True, slots=True)
+class FileKind:
+    """How a recognised file's rows are classified, and the sentence that says so."""
+
+    note: str | None = None
+    subscribed: bool | None = None  # everyone's consent, whatever a consent column says
+    skip_reason: str | None = None  # every row is skipped with this reason
+
+    @property
+    def plain(self) -> bool:
+        """Rows are classified as in any CSV (so the parallel CSV parser may read the file:
+        it knows nothing of kinds)."""
+        return self.subscribed is None and self.skip_reason is None
+
+    def classifier(self, seen: set[int]) -> Classifier:
+        return Classifier(seen=seen, subscribed=self.subscribed, skip_reason=self.skip_reason)
+
+
+PLAIN = FileKind()
+
+MAILCHIMP_KINDS = {
+    "subscribed": FileKind("Recognised as Mailchimp's subscribed members export."),
+    "unsubscribed": FileKind(
+        "Recognised as Mailchimp's unsubscribed members export: these people are imported as "
+        "unsubscribed (enrolled in campaigns, never emailed).",
+        subscribed=False,
+    ),
+    "transactional": FileKind(
+        "Recognised as Mailchimp's non-subscribed contacts export: they never opted in, so they "
+        "are imported as not subscribed (enrolled in campaigns, never emailed).",
+        subscribed=False,
+    ),
+    "cleaned": FileKind(
+        "Recognised as Mailchimp's cleaned members export: these addresses bounced, so nobody "
+        "in it is imported.",
+        skip_reason=CLEANED_REASON,
+    ),
+}
+
+
+def recognise(name: str, header: list[str]) -> FileKind:
+    """The kind of the file called `name` whose header is `header` (PLAIN if nothing special)."""
+    kind = mailchimp_kind(name, header)
+    return MAILCHIMP_KINDS.get(kind or "", PLAIN)
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(f"“{name}”" for name in names[:MAX_NAMES])
+    return shown + (f" and {len(names) - MAX_NAMES} more" if len(names) > MAX_NAMES else "")
+
+
+def consent_note(tally: Tally) -> str | None:
+    """Rows whose consent value we couldn't read, with the values: never guessed silently."""
+    if not tally.consent_unread:
+        return None
+    values = sorted(tally.consent_values.items(), key=lambda item: (-item[1], item[0]))
+    shown = ", ".join(f"“{value}” ({count:,})" for value, count in values[:MAX_NAMES])
+    rows = f"{tally.consent_unread:,} row" + ("s have" if tally.consent_unread > 1 else " has")
+    return (f"{rows} a {CONSENT_UNREAD}: {shown}. They are imported as not subscribed (never "
+            "emailed); use yes/no, subscribed/unsubscribed or opted in/opted out.")  # fmt: skip
+
+
+def sheets_note(sheet: str, others: Sequence[str]) -> str | None:
+    """Only the first sheet with data is read: name the others, so nothing is lost unseen."""
+    if not others:
+        return None
+    return (f"Only the sheet “{sheet}” was read; not read: {_names(others)}. Move their rows "
+            "into one sheet, or save each sheet as a file of its own.")  # fmt: skip
+
+
+def ignored_note(archive: str, ignored: Sequence[str]) -> str | None:
+    """What a ZIP held besides CSV files (never read)."""
+    if not ignored:
+        return None
+    return f"Not read from {archive} (only its CSV files are): {_names(ignored)}."
+
+
+def join_notes(notes: Iterable[str | None]) -> str | None:
+    """One note a line, within the column's size; None when there is nothing to say."""
+    text = "\n".join(note for note in notes if note)
+    return text[:MAX_NOTE] or None

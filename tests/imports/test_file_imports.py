@@ -1,0 +1,361 @@
+"""Real exports (Shopify, Mailchimp's ZIP, HubSpot, Klaviyo, Excel, French headers) through the
+service layer into the database: sources, notes, counts, reasons, locale and consent."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from bot.imports.background import _unread_source
+from bot.imports.batches import add_source, create_batch, queue_batch
+from bot.imports.engine import apply_batch
+from bot.imports.files import entry_labels, stage_file
+from bot.imports.importer import ImportFailed, import_files
+from bot.imports.parallel import PARALLEL_MIN_BYTES
+from bot.imports.recognise import CLEANED_REASON
+from bot.workspaces import ensure_workspace, import_target
+from models import BatchStatus, Database, ImportBatch, ImportSource, SourceKind
+from tests.imports import exports
+from tests.imports.test_archives import bomb
+from tests.imports.test_excel import excel_written
+
+TEAM = "T1"
+ZIP_LABELS = [f"export.zip › {name}" for name in
+              (exports.SUBSCRIBED_CSV, exports.UNSUBSCRIBED_CSV, exports.CLEANED_CSV)]  # fmt: skip
+
+
+async def _contacts(db: Database) -> dict[str, tuple[str, str, str | None, bool]]:
+    """email -> (first name, last name, locale, subscribed)."""
+    async with db.begin() as conn:
+        rows = await conn.execute(text("SELECT email, first_name, last_name, locale, subscribed "
+                                       "FROM contact WHERE team_id = :t"), {"t": TEAM})  # fmt: skip
+        return {r[0]: (r[1], r[2], r[3], bool(r[4])) for r in rows}
+
+
+async def _sources(db: Database, batch_id: int) -> list[ImportSource]:
+    async with db.session() as session:
+        from sqlmodel import col, select
+
+        return list((await session.exec(
+            select(ImportSource).where(ImportSource.batch_id == batch_id)
+            .order_by(col(ImportSource.id))
+        )).all())  # fmt: skip
+
+
+async def _staged(db: Database, source_id: int) -> list[tuple[str, str, str | None, bool | None]]:
+    """(email, outcome, reason, subscribed) of a source's staged rows, in order."""
+    async with db.begin() as conn:
+        rows = await conn.execute(text("SELECT email, outcome, reason, subscribed FROM staged_row "
+                                       "WHERE source_id = :s ORDER BY id"), {"s": source_id})
+        return [(r[0], r[1], r[2], None if r[3] is None else bool(r[3])) for r in rows]
+
+
+async def _draft(db: Database, label: str, ref: str | None = None) -> tuple[int, ImportSource]:
+    await ensure_workspace(db, TEAM)
+    segment = await import_target(db, TEAM, "Imported", create=True)
+    batch = await create_batch(db, TEAM, segment.id or 0, "U1")
+    source = await add_source(db, TEAM, batch.id or 0, SourceKind.CSV, label, ref=ref)
+    return batch.id or 0, source
+
+
+async def _apply(db: Database, batch_id: int) -> ImportBatch:
+    await queue_batch(db, TEAM, batch_id, "U1")
+    return await apply_batch(db, TEAM, batch_id)
+
+
+async def _import(db: Database, name: str, data: bytes, **kw: object):  # type: ignore[no-untyped-def]
+    await ensure_workspace(db, TEAM)
+    return await import_files(db, TEAM, [(name, io.BytesIO(data))], segment="Imported",
+                              create_segment=True, **kw)  # type: ignore[arg-type]
+
+
+# --- Mailchimp's audience export -----------------------------------------------------------
+
+
+async def test_the_mailchimp_zip_imports_through_the_command_line_path(db: Database) -> None:
+    rejects = io.StringIO()
+    result = await _import(db, "export.zip", exports.mailchimp_zip(), rejects=rejects)
+    batch = result.batch
+    assert (batch.status, batch.rows, batch.valid, batch.duplicates, batch.rejected) == (
+        BatchStatus.DONE, 5, 3, 0, 2)  # fmt: skip
+    assert await _contacts(db) == {
+        "ada@example.com": ("Ada", "Lovelace", None, True),
+        "li@example.cn": ("Li", "Wei", None, True),
+        "gone@example.com": ("Gone", "Away", None, False),  # enrolled, never emailed
+    }
+    sources = await _sources(db, batch.id or 0)
+    assert [s.label for s in sources] == ZIP_LABELS
+    assert [(s.status, s.rows, s.valid, s.rejected) for s in sources] == [
+        ("parsed", 2, 2, 0), ("parsed", 1, 1, 0), ("parsed", 2, 0, 2)]  # fmt: skip
+    subscribed, unsubscribed, cleaned = (s.note or "" for s in sources)
+    assert "Mailchimp's subscribed members export" in subscribed
+    assert "Not read from export.zip (only its CSV files are): “readme.txt”" in subscribed
+    assert "__MACOSX" not in subscribed
+    assert "imported as unsubscribed (enrolled in campaigns, never emailed)" in unsubscribed
+    assert "cleaned members export: these addresses bounced" in cleaned
+    skipped = rejects.getvalue().splitlines()
+    assert len(skipped) == 3 and all(CLEANED_REASON in line for line in skipped[1:])
+    assert "bounced@example.com" in skipped[1] and ZIP_LABELS[2] in skipped[1]
+
+
+async def test_a_zip_staged_again_adds_no_source_twice(db: Database) -> None:
+    """A retried job: the ZIP is read again; only what was never marked read is staged."""
+    batch_id, origin = await _draft(db, "export.zip", ref="F0001")
+    data = exports.mailchimp_zip()
+    first = await stage_file(db, TEAM, origin.id or 0, io.BytesIO(data), name="export.zip")
+    assert [s.label for s in first] == ZIP_LABELS
+    assert [s.ref for s in first] == ["F0001"] * 3
+    assert await _unread_source(db, TEAM, origin.id or 0) is None  # nothing left to read
+
+    # the worker died after adding the third source, before staging it
+    third = first[2].id
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_source SET status = 'pending', rows = 0, "
+                                "rejected = 0, note = NULL WHERE id = :s"), {"s": third})
+        await conn.execute(text("DELETE FROM staged_row WHERE source_id = :s"), {"s": third})
+    assert await _unread_source(db, TEAM, origin.id or 0) is not None
+    again = await stage_file(db, TEAM, origin.id or 0, io.BytesIO(data), name="export.zip")
+    assert [s.id for s in again] == [s.id for s in first]
+    sources = await _sources(db, batch_id)
+    assert [(s.label, s.status, s.rows) for s in sources] == [
+        (ZIP_LABELS[0], "parsed", 2), (ZIP_LABELS[1], "parsed", 1), (ZIP_LABELS[2], "parsed", 2)]
+    assert [len(await _staged(db, s.id or 0)) for s in sources] == [2, 1, 2]
+    assert "bounced" in (sources[2].note or "")
+
+    result = await _apply(db, batch_id)
+    assert (result.status, result.new_contacts) == (BatchStatus.DONE, 3)
+    assert (await _contacts(db))["gone@example.com"][3] is False
+
+
+async def test_mailchimp_files_uploaded_one_at_a_time_are_recognised(db: Database) -> None:
+    batch_id, unsub = await _draft(db, "members.csv")  # renamed: told by its columns
+    await stage_file(db, TEAM, unsub.id or 0, io.BytesIO(exports.mailchimp_unsubscribed()),
+                     name="members.csv")  # fmt: skip
+    cleaned = await add_source(db, TEAM, batch_id, SourceKind.CSV, "bounces.csv")
+    await stage_file(db, TEAM, cleaned.id or 0, io.BytesIO(exports.mailchimp_cleaned()),
+                     name="bounces.csv")  # fmt: skip
+    name = "nonsubscribed_members_export_9f8e7d.csv"
+    transactional = await add_source(db, TEAM, batch_id, SourceKind.CSV, name)
+    await stage_file(db, TEAM, transactional.id or 0, io.BytesIO(exports.mailchimp_members(
+        [], ("buyer@example.com", "Bea", "Buyer"))), name=name)  # fmt: skip
+    sources = await _sources(db, batch_id)
+    assert ["unsubscribed members" in (s.note or "") for s in sources] == [True, False, False]
+    assert "cleaned members export" in (sources[1].note or "")
+    assert "non-subscribed contacts export: they never opted in" in (sources[2].note or "")
+    assert await _staged(db, cleaned.id or 0) == [
+        ("bounced@example.com", "rejected", CLEANED_REASON, False),
+        ("typo@exmaple.com", "rejected", CLEANED_REASON, False),
+    ]
+    await _apply(db, batch_id)
+    contacts = await _contacts(db)
+    assert set(contacts) == {"gone@example.com", "buyer@example.com"}
+    assert not any(subscribed for *_, subscribed in contacts.values())
+
+
+# --- other tools' exports ------------------------------------------------------------------
+
+
+async def test_shopify_hubspot_klaviyo_and_french_exports(db: Database) -> None:
+    batch_id, shopify = await _draft(db, "customers_export.csv")
+    files = [("customers_export.csv", exports.shopify_customers(), shopify),
+             ("hubspot-crm-exports-all-contacts.csv", exports.hubspot_contacts(), None),
+             ("klaviyo_profiles.csv", exports.klaviyo_profiles(), None),
+             ("clients.csv", exports.french_spreadsheet(), None)]  # fmt: skip
+    for name, data, source in files:
+        source = source or await add_source(db, TEAM, batch_id, SourceKind.CSV, name)
+        staged = await stage_file(db, TEAM, source.id or 0, io.BytesIO(data), name=name)
+        assert [s.status for s in staged] == ["parsed"], staged[0].error
+    sources = await _sources(db, batch_id)
+    assert [(s.rows, s.valid, s.duplicates, s.rejected, s.warnings) for s in sources] == [
+        (4, 3, 1, 0, 0), (3, 3, 0, 0, 0), (5, 5, 0, 0, 2), (3, 3, 0, 0, 0)]  # fmt: skip
+    klaviyo = sources[2].note or ""
+    assert "2 rows have a consent value we don't recognise: “MAYBE” (1), “maybe” (1)" in klaviyo
+    assert "imported as not subscribed" in klaviyo
+    assert [s.note for i, s in enumerate(sources) if i != 2] == [None, None, None]
+    reasons = {r[0]: r[2] for r in await _staged(db, sources[2].id or 0)}
+    assert reasons["maybe1@example.com"] == (
+        "Unrecognised consent value 'MAYBE': treated as not subscribed")
+
+    result = await _apply(db, batch_id)
+    assert result.status == BatchStatus.DONE
+    contacts = await _contacts(db)
+    # Shopify: Accepts Email Marketing "yes"; the workspace default language
+    assert contacts["ada@example.com"] == ("Ada", "Lovelace", None, True)
+    assert contacts["zoe@example.ie"][2:] == (None, True)
+    # HubSpot: "French" and "German" as HubSpot shows them; its marketing contact status
+    assert contacts["amelie@example.fr"] == ("Amélie", "Poulain", "fr", True)
+    assert contacts["hans@example.de"] == ("Hans", "Meier", "de", False)
+    assert contacts["pat@example.com"][2:] == (None, True)
+    # Klaviyo: SUBSCRIBED, NEVER_SUBSCRIBED, UNSUBSCRIBED; a value we can't read is not a yes
+    assert {e: contacts[e][3] for e in ("sub@example.com", "never@example.com",
+                                        "unsub@example.com", "maybe1@example.com",
+                                        "maybe2@example.com")} == {
+        "sub@example.com": True, "never@example.com": False, "unsub@example.com": False,
+        "maybe1@example.com": False, "maybe2@example.com": False}  # fmt: skip
+    # French headers (Prénom, Nom, Courriel, Langue) in a cp1252 file with `;`
+    assert contacts["elodie@example.fr"] == ("Élodie", "Martin", "fr", True)
+    assert contacts["luc@example.fr"] == ("Luc", "Bernard", "fr-CA", True)
+    assert contacts["zoe@example.fr"] == ("Zoé", "Durand", None, True)
+
+
+async def test_an_xlsx_workbook_imports_its_first_sheet(db: Database) -> None:
+    result = await _import(db, "Kunden.xlsx", exports.xlsx_workbook())
+    batch = result.batch
+    assert (batch.rows, batch.valid, batch.rejected) == (3, 2, 1)
+    assert await _contacts(db) == {
+        "jurgen@example.de": ("Jürgen", "Müller", "de", True),
+        "ana@example.es": ("Ana", "García", "es", True),
+    }
+    (source,) = await _sources(db, batch.id or 0)
+    assert source.label == "Kunden.xlsx"
+    assert source.note == (
+        "Only the sheet “Customers” was read; not read: “Notes”. Move their rows into one "
+        "sheet, or save each sheet as a file of its own."
+    )
+
+
+# --- files refused, nothing written -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("archive", "sentence"),
+    [
+        (bomb(2 * 1024 * 1024), "which is how a ZIP bomb looks"),
+        (exports.zip_bytes({"list.csv": b"email\na@example.com\n",
+                            "../../etc/cron.d/evil.csv": b"email\nb@example.com\n"}),
+         "points outside the archive's folder"),
+        (exports.zip_bytes({"notes.pdf": b"%PDF-1.4"}), "This ZIP holds no CSV file"),
+    ],
+    ids=["bomb", "traversal", "no-csv"],
+)
+async def test_a_dangerous_zip_is_refused_with_a_sentence(db: Database, archive: bytes,
+                                                          sentence: str) -> None:  # fmt: skip
+    batch_id, origin = await _draft(db, "export.zip", ref="F0002")
+    (source,) = await stage_file(db, TEAM, origin.id or 0, io.BytesIO(archive), name="export.zip")
+    assert source.status == "failed" and sentence in (source.error or "")
+    assert [s.id for s in await _sources(db, batch_id)] == [origin.id]
+    assert await _staged(db, origin.id or 0) == []
+
+
+async def test_a_bomb_over_max_unzipped_is_refused_through_the_cli_path(db: Database) -> None:
+    with pytest.raises(ImportFailed, match="more than the 1 MB limit"):
+        await _import(db, "export.zip", bomb(2 * 1024 * 1024), max_unzipped_bytes=1024 * 1024)
+    async with db.begin() as conn:
+        assert (await conn.execute(text("SELECT COUNT(*) FROM import_batch"))).scalar_one() == 0
+
+
+async def test_one_bad_csv_in_a_zip_fails_only_its_source(db: Database) -> None:
+    batch_id, origin = await _draft(db, "lists.zip", ref="F0003")
+    data = exports.zip_bytes({"good.csv": b"email\na@example.com\n",
+                              "phones.csv": b"name,phone\nAda,555\n",
+                              "sub/good.csv": b"email\nb@example.com\n"})  # fmt: skip
+    staged = await stage_file(db, TEAM, origin.id or 0, io.BytesIO(data), name="lists.zip")
+    assert [(s.label, s.status) for s in staged] == [
+        ("lists.zip › good.csv", "parsed"), ("lists.zip › phones.csv", "failed"),
+        ("lists.zip › good.csv (2)", "parsed")]  # fmt: skip
+    assert "No email column found" in (staged[1].error or "")
+    assert await _staged(db, staged[1].id or 0) == []
+    assert (await _apply(db, batch_id)).valid == 2
+
+
+async def test_a_sheet_damaged_part_way_fails_its_source_and_stages_nothing(
+    db: Database,
+) -> None:
+    good = "".join(f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{t}</t></is></c></row>'
+                   for r, t in enumerate(["email", "a@example.com", "b@example.com"], 1))
+    data = excel_written(good + '<row r="4"><c r="A4" t="inlineStr"><is><t>c@ex')
+    _, source = await _draft(db, "broken.xlsx")
+    (staged,) = await stage_file(db, TEAM, source.id or 0, io.BytesIO(data), name="broken.xlsx")
+    assert staged.status == "failed" and "Excel file is damaged" in (staged.error or "")
+    assert await _staged(db, source.id or 0) == []
+
+    # the command line checks only the start of a sheet: it finds out while staging
+    with pytest.raises(ImportFailed, match=r"broken\.xlsx: This Excel file is damaged"):
+        await _import(db, "broken.xlsx", data)
+    async with db.begin() as conn:
+        statuses = (await conn.execute(text("SELECT status FROM import_batch ORDER BY id"))).all()
+    assert [s[0] for s in statuses] == ["draft", "cancelled"]  # nothing imported
+    assert await _contacts(db) == {}
+
+
+async def test_an_encrypted_workbook_gets_a_sentence(db: Database) -> None:
+    from tests.imports.test_excel import ole_file
+
+    _, source = await _draft(db, "locked.xlsx")
+    data = ole_file("Root Entry", "EncryptionInfo", "EncryptedPackage")
+    (staged,) = await stage_file(db, TEAM, source.id or 0, io.BytesIO(data), name="locked.xlsx")
+    assert staged.status == "failed" and "password-protected" in (staged.error or "")
+
+
+# --- big files: the parallel parser only for plain ones -----------------------------------
+
+
+async def test_big_files_on_disk_keep_their_kind_and_consent_notes(
+    db: Database, tmp_path: Path
+) -> None:
+    people = [(f"gone{i}@example.com", "Gone", str(i)) for i in range(40_000)]
+    unsub = tmp_path / "unsubscribed_members_export_big.csv"
+    unsub.write_bytes(exports.mailchimp_members(exports.UNSUB_COLUMNS, *people))
+    plain = tmp_path / "plain.csv"
+    lines = ["email,accepts_marketing"] + [
+        f"p{i}@example.com,{'later' if i % 1000 == 0 else 'yes'}" for i in range(200_000)]
+    plain.write_text("\n".join(lines) + "\n")
+    assert min(unsub.stat().st_size, plain.stat().st_size) >= PARALLEL_MIN_BYTES
+    batch_id, first = await _draft(db, unsub.name)
+    second = await add_source(db, TEAM, batch_id, SourceKind.CSV, plain.name)
+    for path, source in ((unsub, first), (plain, second)):
+        with path.open("rb") as stream:
+            (staged,) = await stage_file(db, TEAM, source.id or 0, stream, name=path.name)
+        assert staged.status == "parsed", staged.error
+    sources = await _sources(db, batch_id)
+    assert "unsubscribed members export" in (sources[0].note or "")
+    assert sources[1].note == (
+        "200 rows have a consent value we don't recognise: “later” (200). They are imported as "
+        "not subscribed (never emailed); use yes/no, subscribed/unsubscribed or opted in/opted "
+        "out.")  # fmt: skip
+    async with db.begin() as conn:
+        counts = dict((await conn.execute(text(
+            "SELECT source_id, SUM(CASE WHEN subscribed THEN 1 ELSE 0 END) FROM staged_row "
+            "GROUP BY source_id"))).all())  # fmt: skip
+    assert counts == {first.id: 0, second.id: 199_800}
+
+
+async def test_a_background_import_reads_a_zip_and_a_workbook(db: Database,
+                                                              tmp_path: Path) -> None:  # fmt: skip
+    """`import --background`: the job stages each file from its path, a ZIP into three."""
+    from bot.imports.background import IMPORT_JOB, enqueue_file_import, import_handler
+    from bot.jobs import queue
+    from bot.jobs.worker import Worker, WorkerConfig
+
+    await ensure_workspace(db, TEAM)
+    archive, workbook = tmp_path / "export.zip", tmp_path / "Kunden.xlsx"
+    archive.write_bytes(exports.mailchimp_zip())
+    workbook.write_bytes(exports.xlsx_workbook())
+    job = await enqueue_file_import(db, TEAM, [archive, workbook], segment="Background",
+                                    create_segment=True)  # fmt: skip
+    config = WorkerConfig(lease_seconds=5, poll_seconds=0.05, retry_base_seconds=0)
+    await Worker(db, {IMPORT_JOB: import_handler(2)}, config).run_until_idle()
+    done = await queue.get_job(db, TEAM, job.id or 0)
+    assert done is not None and done.state == "done", done and done.last_error
+    sources = await _sources(db, int(json.loads(job.payload)["batch_id"]))
+    assert [s.label for s in sources] == [ZIP_LABELS[0], "Kunden.xlsx", *ZIP_LABELS[1:]]
+    assert [s.status for s in sources] == ["parsed"] * 4
+    contacts = await _contacts(db)
+    assert len(contacts) == 5 and contacts["gone@example.com"][3] is False
+
+
+def test_entry_labels_are_stable_and_distinct() -> None:
+    with zipfile.ZipFile(io.BytesIO(exports.zip_bytes(
+        {"a/list.csv": b"email\n", "b/list.csv": b"email\n", "c.csv": b"email\n"}
+    ))) as archive:  # fmt: skip
+        from bot.imports.archives import ZipEntry
+
+        entries = [ZipEntry(i.filename.rsplit("/", 1)[-1], i.file_size, archive, i)
+                   for i in archive.infolist()]  # fmt: skip
+        assert entry_labels("x.zip", entries) == ["x.zip › list.csv", "x.zip › list.csv (2)",
+                                                  "x.zip › c.csv"]  # fmt: skip

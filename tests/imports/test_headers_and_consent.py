@@ -1,0 +1,115 @@
+"""Headers as Shopify, Mailchimp, HubSpot, Klaviyo and people in four languages write them, and
+consent values as those tools spell them: understood, or reported, never guessed."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+
+from bot.imports.reading import map_header
+from bot.imports.recognise import CLEANED_REASON, consent_note, recognise
+from bot.imports.rows import REJECTED, VALID, Classifier, Tally, consent_of
+
+
+@pytest.mark.parametrize(
+    ("email", "first", "last", "language"),
+    [
+        ("Email Address", "First Name", "Last Name", "Language"),  # Mailchimp
+        ("Email", "First Name", "Last Name", "Preferred language"),  # HubSpot
+        ("E-mail", "Given name", "Family name", "Locale"),
+        ("Work Email", "fname", "lname", "lang"),
+        ("Work Email Address", "Forename", "Surname", "Language code"),
+        ("Courriel", "Prénom", "Nom", "Langue"),
+        ("Adresse e-mail", "Prenom", "Nom de famille", "Langue préférée"),
+        ("E-Mail-Adresse", "Vorname", "Nachname", "Sprache"),
+        ("Correo electrónico", "Nombre", "Apellido", "Idioma"),
+        ("correo_electronico", "nombre", "apellidos", "idioma"),
+    ],
+)
+def test_header_aliases(email: str, first: str, last: str, language: str) -> None:
+    columns = map_header(["Id", email, first, last, "Phone", language])
+    assert (columns.email, columns.first_name, columns.last_name, columns.locale) == (1, 2, 3, 5)
+
+
+def test_accents_typed_as_two_characters_still_match() -> None:
+    decomposed = unicodedata.normalize("NFD", "Prénom")  # how macOS may write it
+    assert map_header(["Courriel", decomposed]).first_name == 1
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Accepts Email Marketing", "Email Marketing Status", "Marketing contact status",
+     "Email Marketing Consent", "email_opt_in", "Subscription Status"],
+)  # fmt: skip
+def test_consent_column_aliases(header: str) -> None:
+    assert map_header(["email", header]).subscribed == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "subscribed"),
+    [
+        ("SUBSCRIBED", True), ("subscribed", True), ("UNSUBSCRIBED", False),
+        ("NEVER_SUBSCRIBED", False), ("never subscribed", False), ("NOT_SUBSCRIBED", False),
+        ("opted in", True), ("Opted-In", True), ("opt-in", True), ("OPTIN", True),
+        ("opted out", False), ("opt-out", False), ("Opt Out", False), ("pending", False),
+        ("Marketing contact", True), ("Non-marketing contact", False), ("cleaned", False),
+        (" yes ", True), ("N", False), ("1", True), ("FALSE", False), ("Opted  in", True),
+        ("maybe", None), ("oui", None), ("", None),
+    ],
+)  # fmt: skip
+def test_consent_values(raw: str, subscribed: bool | None) -> None:
+    assert consent_of(raw) is subscribed
+
+
+def test_unrecognised_consent_values_are_counted_with_the_value() -> None:
+    classifier = Classifier()
+    records = [(2, ["a@example.com", "Maybe"]), (3, ["b@example.com", "opt-in"]),
+               (4, ["c@example.com", "Maybe"]), (5, ["d@example.com", "later"]),
+               (6, ["a@example.com", "whenever"])]  # fmt: skip
+    rows = list(classifier.records(records, map_header(["email", "subscribed"])))
+    assert [(r[6], r[8]) for r in rows] == [(VALID, False), (VALID, True), (VALID, False),
+                                            (VALID, False), ("duplicate", False)]  # fmt: skip
+    tally = classifier.tally
+    assert (tally.warnings, tally.consent_unread, tally.consent_values) == (
+        3, 3, {"Maybe": 2, "later": 1})  # fmt: skip
+    note = consent_note(tally) or ""
+    assert note.startswith("3 rows have a consent value we don't recognise: “Maybe” (2), "
+                           "“later” (1).")  # fmt: skip
+    assert consent_note(Tally()) is None
+
+
+def test_distinct_unread_values_are_capped_and_tallies_merge() -> None:
+    one, two = Tally(), Tally()
+    for i in range(15):
+        one._unread(f"v{i}")
+    two._unread("v0", 4)
+    two.consent_unread = 4
+    one.consent_unread = 15
+    one.add(two)
+    assert one.consent_unread == 19 and len(one.consent_values) == 10
+    assert one.consent_values["v0"] == 5
+
+
+def test_a_file_kind_overrides_the_consent_column_or_skips_every_row() -> None:
+    columns = map_header(["Email Address", "First Name", "subscribed"])
+    records = [(2, ["a@example.com", "Ada", "yes"]), (3, ["bad@", "B", ""]), (4, "Malformed")]
+    unsubscribed = recognise("x.csv", ["Email Address", "UNSUB_TIME"]).classifier(set())
+    rows = list(unsubscribed.records(records, columns))
+    assert [(r[1], r[6], r[8]) for r in rows] == [
+        ("a@example.com", VALID, False), ("bad@", REJECTED, False), ("", REJECTED, None)]
+    cleaned = recognise("x.csv", ["Email Address", "CLEAN_TIME"]).classifier(set())
+    rows = list(cleaned.records(records, columns))
+    assert [(r[1], r[3], r[6], r[7]) for r in rows] == [
+        ("a@example.com", "Ada", REJECTED, CLEANED_REASON), ("bad@", "B", REJECTED, CLEANED_REASON),
+        ("", "", REJECTED, "Malformed")]  # fmt: skip
+    assert (cleaned.tally.rows, cleaned.tally.rejected, cleaned.seen) == (3, 3, set())
+
+
+def test_what_is_recognised() -> None:
+    assert recognise("contacts.csv", ["email"]).plain
+    assert recognise("contacts.csv", ["email"]).note is None
+    assert not recognise("members.csv", ["Email Address", "UNSUB_TIME"]).plain
+    assert recognise("subscribed_members_export_1.csv", ["Email Address"]).plain
+    transactional = recognise("nonsubscribed_members_export_1.csv", ["Email Address"])
+    assert transactional.subscribed is False and "never opted in" in (transactional.note or "")
