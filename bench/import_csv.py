@@ -8,7 +8,9 @@ Generates N rows of realistic CSV (deterministic, seeded), then in one run measu
 2. the floor: one `executemany` of the same valid rows into an equivalent `contact` table
    with raw `sqlite3`, in one transaction, with the project's pragmas;
    1 and 2 run interleaved `--runs` times (default 2) and the best of each is compared;
-3. the naive path: per-row SQLModel `session.add(Contact(...))` + `commit()` on a slice,
+4. (issue 13) `--xlsx-rows` rows (default 100,000) imported as CSV and, on a fresh database,
+   as the same cells saved as `.xlsx`: rows/s and peak RSS of each, and the ratios;
+5. the naive path: per-row SQLModel `session.add(Contact(...))` + `commit()` on a slice,
    extrapolated to N rows.
 
     .venv/bin/python bench/import_csv.py [--rows N] [--runs R] [--json] [--keep]
@@ -59,6 +61,8 @@ TARGET_FLOOR_RATIO = 1.2  # issue 11: best of 2 interleaved runs each
 DEFAULT_RUNS = 2
 TARGET_NAIVE_RATIO = 100.0
 TARGET_RSS_MB = 200.0
+DEFAULT_XLSX_ROWS = 100_000
+TARGET_XLSX_RSS_MB = 250.0  # issue 13
 
 HEADER = ("first_name", "last_name", "email", "locale", "referral_code")
 
@@ -239,6 +243,40 @@ def generate(path: Path, rows: int, seed: int) -> Expected:
                 lines.append(f"{first},{last},{email}{rests[tail_at]}")
             out.write("".join(lines))
     return Expected(rows, len(earlier), duplicates, rejected, warnings)
+
+
+def write_xlsx(csv_path: Path, xlsx_path: Path) -> None:
+    """The CSV's cells as a workbook's one sheet (openpyxl's streaming writer)."""
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("Contacts")
+    with csv_path.open(encoding="utf-8", newline="") as f:
+        for row in csv.reader(f):
+            sheet.append(row)
+    book.save(xlsx_path)
+
+
+def xlsx_case(exe: str, workdir: Path, rows: int, seed: int) -> dict[str, Any]:
+    """`rows` messy rows imported as CSV and as .xlsx, each on a fresh database."""
+    case = workdir / "xlsx-case"
+    case.mkdir()
+    csv_path, xlsx_path = case / "contacts.csv", case / "contacts.xlsx"
+    generate(csv_path, rows, seed)
+    write_xlsx(csv_path, xlsx_path)
+    out: dict[str, Any] = {"rows": rows}
+    for fmt, path in (("csv", csv_path), ("xlsx", xlsx_path)):
+        _fresh(case, "bench")
+        summary, seconds, _, rss = run_import(exe, path, case)
+        out[fmt] = {"seconds": round(seconds, 3), "rows_per_second": round(rows / seconds),
+                    "peak_rss_mb": round(rss, 1), "mb": round(path.stat().st_size / 1e6, 1),
+                    "counts": {k: summary[k] for k in ("rows", "valid", "duplicates", "rejected")}}
+    if out["csv"]["counts"] != out["xlsx"]["counts"]:
+        raise BenchFailed(f"the workbook's counts differ: {out['xlsx']['counts']} against the "
+                          f"CSV's {out['csv']['counts']}")  # fmt: skip
+    out["xlsx_csv_time_ratio"] = round(out["xlsx"]["seconds"] / out["csv"]["seconds"], 2)
+    out["xlsx_csv_rss_ratio"] = round(out["xlsx"]["peak_rss_mb"] / out["csv"]["peak_rss_mb"], 2)
+    return out
 
 
 def _fresh(workdir: Path, stem: str) -> None:
@@ -427,6 +465,17 @@ def report(fig: dict[str, Any]) -> str:
         ("import peak RSS", f"{fig['peak_rss_mb']:.0f} MB", f"< {TARGET_RSS_MB:g} MB",
          _verdict(t["peak_rss_mb"]["pass"])),
     ]  # fmt: skip
+    if "xlsx" in fig:
+        x = fig["xlsx"]
+        table += [
+            (f"{x['rows']:,} rows as CSV: rows/s, peak RSS",
+             f"{x['csv']['rows_per_second']:,} / {x['csv']['peak_rss_mb']:.0f} MB", "", ""),
+            (f"same rows as .xlsx ({x['xlsx']['mb']:.1f} MB): rows/s, peak RSS",
+             f"{x['xlsx']['rows_per_second']:,} / {x['xlsx']['peak_rss_mb']:.0f} MB",
+             f"< {TARGET_XLSX_RSS_MB:g} MB", _verdict(t["xlsx_peak_rss_mb"]["pass"])),
+            (".xlsx / CSV: time, peak RSS",
+             f"{x['xlsx_csv_time_ratio']:.2f}x / {x['xlsx_csv_rss_ratio']:.2f}x", "", ""),
+        ]  # fmt: skip
     width = max(len(row[0]) for row in table)
     lines = [
         f"referral-bot import benchmark: {n:,} rows, {fig['csv_mb']:.1f} MB CSV "
@@ -450,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="rows the naive ORM path really inserts")  # fmt: skip
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS,
                         help="interleaved runs of import and floor; the best of each counts")
+    parser.add_argument("--xlsx-rows", type=int, default=DEFAULT_XLSX_ROWS,
+                        help="rows of the CSV-vs-xlsx case (0: skip it)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = parser.parse_args(argv)
@@ -497,6 +548,11 @@ def main(argv: list[str] | None = None) -> int:
         rss_mb = max(r for _, _, r in imports)
         floor_seconds = min(floors)
 
+        xlsx = None
+        if args.xlsx_rows > 0:
+            say(f"the same {args.xlsx_rows:,} rows as CSV and as .xlsx ...")
+            xlsx = xlsx_case(exe, workdir, args.xlsx_rows, args.seed)
+
         sample = valid_rows[: args.naive_rows]
         say(f"timing the naive ORM path on {len(sample):,} rows ...")
         naive_seconds = naive(workdir / "naive.db", sample)
@@ -538,6 +594,11 @@ def main(argv: list[str] | None = None) -> int:
                                    "pass": fig["naive_import_ratio"] >= TARGET_NAIVE_RATIO},
             "peak_rss_mb": {"target": f"< {TARGET_RSS_MB}", "pass": rss_mb < TARGET_RSS_MB},
         }  # fmt: skip
+        if xlsx is not None:
+            fig["xlsx"] = xlsx
+            fig["targets"]["xlsx_peak_rss_mb"] = {
+                "target": f"< {TARGET_XLSX_RSS_MB}",
+                "pass": xlsx["xlsx"]["peak_rss_mb"] < TARGET_XLSX_RSS_MB}  # fmt: skip
         if args.keep:
             fig["tmpdir"] = str(workdir)
         print(json.dumps(fig) if args.json else report(fig))
