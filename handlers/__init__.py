@@ -27,16 +27,12 @@ from handlers import (
 )
 from handlers.context import Deps
 from handlers.later import tell, who_and_what
+from handlers.routes import Routes
 
 log = logging.getLogger(__name__)
 
 
 def register_listeners(app: AsyncApp, deps: Deps) -> None:
-    @app.middleware
-    async def inject(context: dict[str, Any], next: Any) -> None:
-        context["deps"] = deps
-        await next()
-
     @app.error
     async def tell_the_user(
         error: Exception, body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any]
@@ -53,6 +49,10 @@ def register_listeners(app: AsyncApp, deps: Deps) -> None:
         await tell(client, body, error)
         return BoltResponse(status=200, body="")  # the user has been told; Slack needn't
 
+    # the modules register by id into Routes, which gives bolt a few dispatchers and puts
+    # `deps` into each listener's context (see handlers/routes.py for why)
+    routes = Routes(deps)
     for module in (commands, import_modal, review, contacts, uploads, targeting, campaigns,
                    mailchimp, home, contact_search, segments, undo, leads, audit_log):  # fmt: skip
-        module.register(app)
+        module.register(routes)
+    routes.install(app)

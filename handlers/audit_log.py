@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.audit import Act, import_of, import_outcomes, recent
@@ -20,6 +19,7 @@ from handlers.audit_messages import MAX_FILTER, PAGE, audit_message, read_more_v
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.ids import Action
 from handlers.leads import Asker, explained, respond
+from handlers.routes import Routes
 
 
 def command_filter(text: str) -> str:
@@ -70,5 +70,5 @@ async def on_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                 client, body)  # fmt: skip
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Routes) -> None:
     app.action(Action.AUDIT_MORE)(on_more)

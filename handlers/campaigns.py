@@ -12,7 +12,6 @@ import json
 import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns.service import (
@@ -52,6 +51,7 @@ from handlers.respond import (
     for_people,
     respond,
 )
+from handlers.routes import Routes
 from models import CampaignState
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ async def on_open(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     await ack()
     d, click = deps(context), Click.of(body)
     opener = _open_new if body["actions"][0]["action_id"] == Action.CAMPAIGN_CREATE else _open_edit
-    d.later.run(opener(d, client, click, body["trigger_id"]), client, body)
+    d.later.run(opener(d, client, click, body["trigger_id"]), client, body, prompt=True)
 
 
 # ---- the modal: submit ----------------------------------------------------------------------
@@ -291,7 +291,7 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
                 client, body)  # fmt: skip
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Routes) -> None:
     app.action(Action.CAMPAIGN_CREATE)(on_open)
     app.action(Action.CAMPAIGN_EDIT)(on_open)
     app.action(Action.CAMPAIGN_LIVE)(on_state)

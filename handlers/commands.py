@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers import audit_log, campaigns, contact_search, leads, mailchimp, segments
 from handlers.context import deps
 from handlers.import_modal import open_import_modal
 from handlers.messages import HELP
+from handlers.routes import Routes
 
 # `/referral <word> ...` -> its listener; each gets the whole command (text included) to parse
 SUBCOMMANDS = {
@@ -40,8 +40,9 @@ async def referral(ack: Any, command: dict[str, Any], client: AsyncWebClient,
     # trigger ids live 3 seconds: opening the modal is the first thing after the ack
     d = deps(context)
     d.later.run(open_import_modal(d, client, command["trigger_id"], command["team_id"],
-                                  channel_id=command["channel_id"]), client, command)  # fmt: skip
+                                  channel_id=command["channel_id"]), client, command,
+                prompt=True)  # fmt: skip
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Routes) -> None:
     app.command("/referral")(referral)

@@ -17,7 +17,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
@@ -30,6 +29,7 @@ from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc
+from handlers.routes import Routes
 
 log = logging.getLogger(__name__)
 VERBS = {
@@ -127,7 +127,7 @@ async def on_open_search(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                          context: dict[str, Any]) -> None:  # fmt: skip
     """Home's *Search contacts* (and the prompt's *Search*): the form, nothing read first."""
     await ack()
-    deps(context).later.run(_open_modal(client, body["trigger_id"]), client, body)
+    deps(context).later.run(_open_modal(client, body["trigger_id"]), client, body, prompt=True)
 
 
 async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient,
@@ -275,7 +275,7 @@ async def on_change(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                         str(action.get("value") or "")), client, body)  # fmt: skip
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Routes) -> None:
     app.action(Action.HOME_SEARCH_CONTACTS)(on_open_search)
     app.view(Callback.CONTACT_SEARCH)(submit)
     app.action(Action.CONTACT_SHOW)(on_show)

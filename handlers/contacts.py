@@ -6,7 +6,6 @@ import json
 import re
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -14,6 +13,7 @@ from bot.imports import review
 from handlers.context import Refusal, deps, may_change
 from handlers.ids import Action, Callback
 from handlers.messages import CONTACTS_PER_PAGE, contacts_modal
+from handlers.routes import Routes
 from models import BatchStatus
 
 
@@ -40,7 +40,7 @@ async def open_contacts(ack: Any, body: dict[str, Any], client: AsyncWebClient,
         view = await _render(context, body["team"]["id"], int(body["actions"][0]["value"]), "", 0)
         await client.views_open(trigger_id=body["trigger_id"], view=view)
 
-    deps(context).later.run(work(), client, body)
+    deps(context).later.run(work(), client, body, prompt=True)
 
 
 async def _update(body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any], *,
@@ -92,7 +92,7 @@ async def done(ack: Any) -> None:
     await ack()  # "Done" just closes the modal: removals already happened
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Routes) -> None:
     app.view(Callback.CONTACTS)(done)
     app.action(Action.REVIEW_CONTACTS)(open_contacts)
     app.action(re.compile(f"^{Action.PAGE}(_next)?$"))(page)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers.context import Deps, deps
@@ -22,6 +21,7 @@ from handlers.home_messages import read_more_value
 from handlers.home_publish import publish_home
 from handlers.ids import Action
 from handlers.import_modal import open_import_modal
+from handlers.routes import Routes
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,10 @@ async def on_new_import(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                         context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
     d = deps(context)
-    d.later.run(_open_import(d, client, body), client, body)
+    d.later.run(_open_import(d, client, body), client, body, prompt=True)
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Routes) -> None:
     app.event("app_home_opened")(home_opened)
     app.action(Action.HOME_NEW_IMPORT)(on_new_import)
     app.action(Action.HOME_MORE_SEGMENTS)(on_show_more)

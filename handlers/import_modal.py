@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
@@ -52,6 +51,7 @@ from handlers.mailchimp_messages import (
     lists_failed,
 )
 from handlers.messages import CONSENT_VALUE, esc, import_modal, review_message, segment_options
+from handlers.routes import Routes
 from models import BatchStatus, Database, Segment, SegmentKind, SourceKind
 from models.contacts import ALL_CUSTOMERS
 
@@ -306,7 +306,7 @@ async def import_segment(db: Database, team_id: str, segment_id: int) -> Segment
     return segment
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Routes) -> None:
     app.options(Action.SEGMENT)(suggest_segments)
     app.options(Action.UPLOAD_SEGMENT)(suggest_segments)
     app.view(Callback.IMPORT)(submit)

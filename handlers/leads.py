@@ -18,7 +18,6 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -29,6 +28,7 @@ from handlers.leads_messages import leads_message
 from handlers.messages import esc
 from handlers.respond import explained as refusals_answered
 from handlers.respond import respond as answer
+from handlers.routes import Routes
 
 log = logging.getLogger(__name__)
 CHANGE = "change the team leads"
@@ -193,7 +193,7 @@ async def on_remove(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                 client, body)  # fmt: skip
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Routes) -> None:
     app.action(Action.LEADS_ADD)(on_add)
     app.action(Action.LEADS_USERS)(on_pick)
     app.action(Action.LEADS_REMOVE)(on_remove)

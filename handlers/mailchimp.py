@@ -24,7 +24,6 @@ import json
 import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
@@ -48,6 +47,7 @@ from handlers.mailchimp_messages import (
 )
 from handlers.messages import esc, metadata
 from handlers.respond import Click, ResponseUrlFailed, respond
+from handlers.routes import Routes
 
 log = logging.getLogger(__name__)
 INLINE_WAIT = 1.5  # seconds the ping may take before the modal is answered "Checking…"
@@ -143,7 +143,8 @@ async def on_connect(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                      context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
     d, click = deps(context), Click.of(body)
-    d.later.run(_open_key_modal(d, client, click, body["trigger_id"]), client, body)
+    d.later.run(_open_key_modal(d, client, click, body["trigger_id"]), client, body,
+                prompt=True)
 
 
 def read_key(values: dict[str, dict[str, Any]]) -> str:
@@ -253,7 +254,7 @@ async def on_sign_in(ack: Any) -> None:
     await ack()
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Routes) -> None:
     app.action(Action.MAILCHIMP_CONNECT)(on_connect)
     app.action(Action.MAILCHIMP_SIGN_IN)(on_sign_in)
     app.action(Action.MAILCHIMP_DISCONNECT)(on_disconnect)

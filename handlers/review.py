@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.imports import review
-from bot.imports.batches import confirm_consent
+from bot.imports.batches import ReviewError, confirm_consent
 from bot.imports.dry_run import dry_run
 from bot.workspaces import get_segment
 from handlers.context import Deps, Refusal, deps, is_lead, lead_refusal, may_change
 from handlers.ids import Action
 from handlers.import_modal import open_import_modal
 from handlers.messages import dry_run_text
+from handlers.routes import Routes
 from models import BatchStatus
 
 
@@ -39,10 +39,24 @@ async def _add_more(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                             ask_consent=batch.consent_by is None)  # fmt: skip
 
 
+async def _in_review(d: Deps, team_id: str, batch_id: int) -> None:
+    """Refuse a stale click (a batch that is gone, or already decided) from a read.
+
+    Approving and rejecting start with a conditional UPDATE, which on SQLite waits for the
+    one write lock (held for seconds by an import's chunk) even when it changes nothing. The
+    UPDATE still decides between two clicks on a batch in review; the sentence is the one it
+    would give.
+    """
+    batch = await review.batch_of(d.db, team_id, batch_id)
+    if batch.status != BatchStatus.DRAFT:
+        raise ReviewError(f"This import is already {review.describe_status(batch)}.")
+
+
 async def _approve(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                    batch_id: int) -> None:  # fmt: skip
     if not await is_lead(d, client, team_id, user_id):
         raise await lead_refusal(d, team_id, "approve")
+    await _in_review(d, team_id, batch_id)
     totals = await review.approve(d.db, team_id, batch_id, user_id,
                                   max_attempts=d.settings.job_max_attempts)  # fmt: skip
     await d.notifier.batch_changed(team_id, batch_id)
@@ -53,6 +67,7 @@ async def _reject(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                   batch_id: int) -> None:  # fmt: skip
     if not await is_lead(d, client, team_id, user_id):
         raise await lead_refusal(d, team_id, "reject")
+    await _in_review(d, team_id, batch_id)
     await review.reject(d.db, team_id, batch_id, user_id)
     await d.notifier.batch_changed(team_id, batch_id)
 
@@ -101,7 +116,8 @@ async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
         Action.CONFIRM_CONSENT: lambda: _confirm_consent(d, client, team_id, user_id,
                                                          _id(value)),
     }[Action(action["action_id"])]  # fmt: skip
-    d.later.run(work(), client, body)
+    # Add more opens the import form: trigger ids live 3 s, so it doesn't wait its turn
+    d.later.run(work(), client, body, prompt=action["action_id"] == Action.ADD_MORE)
 
 
 def _id(value: str) -> int:
@@ -110,7 +126,7 @@ def _id(value: str) -> int:
     return int(value)
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Routes) -> None:
     for action in (Action.REMOVE_SOURCE, Action.ADD_MORE, Action.APPROVE, Action.REJECT,
                    Action.CANCEL, Action.PREVIEW_ONLY, Action.CONFIRM_CONSENT):  # fmt: skip
         app.action(action)(on_click)

@@ -17,7 +17,6 @@ import tempfile
 from collections.abc import Coroutine
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -52,6 +51,7 @@ from handlers.respond import (
     for_people,
     respond,
 )
+from handlers.routes import Routes
 from handlers.segment_messages import (
     ButtonValue,
     SegmentItem,
@@ -152,7 +152,7 @@ async def on_create(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     offset = int(click.value) if click.value.isdigit() else 0
     modal = name_modal(renaming=None, private_metadata=metadata(url=click.response_url,
                                                                  offset=offset))  # fmt: skip
-    d.later.run(_open(client, click.trigger_id, modal), client, body)
+    d.later.run(_open(client, click.trigger_id, modal), client, body, prompt=True)
 
 
 async def _open(client: AsyncWebClient, trigger_id: str, modal: View) -> None:
@@ -181,7 +181,7 @@ async def on_rename(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                     context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
     d, click = deps(context), Click.of(body)
-    d.later.run(_open_rename(d, client, click), client, body)
+    d.later.run(_open_rename(d, client, click), client, body, prompt=True)
 
 
 def _typed_name(view: dict[str, Any]) -> str:
@@ -281,10 +281,11 @@ async def on_delete(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     d, click = deps(context), Click.of(body)
     value = ButtonValue.parse(click.value)
     if value is not None and value.ask:
-        d.later.run(_ask_first(d, client, click), client, body)
+        d.later.run(_ask_first(d, client, click), client, body, prompt=True)
         return
+    # it may open a modal (campaigns started using the segment): prompt
     d.later.run(_explained(_delete_click(d, client, click), client, click.response_url,
-                           click.user_id), client, body)  # fmt: skip
+                           click.user_id), client, body, prompt=True)  # fmt: skip
 
 
 async def submit_delete(ack: Any, body: dict[str, Any], view: dict[str, Any],
@@ -345,7 +346,7 @@ async def on_export(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                            click.user_id), client, body)  # fmt: skip
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Routes) -> None:
     app.action(Action.SEGMENT_MORE)(on_more)
     app.action(Action.SEGMENT_CREATE)(on_create)
     app.action(Action.SEGMENT_RENAME)(on_rename)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns import service
@@ -14,6 +13,7 @@ from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.enrollment_messages import go_live_first
 from handlers.ids import Action, BlockId
 from handlers.messages import esc
+from handlers.routes import Routes
 from models import BatchStatus, CampaignState, ImportBatch
 
 
@@ -116,7 +116,7 @@ async def _noop(ack: Any) -> None:
     await ack()  # choosing a campaign does nothing until Target a campaign
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Routes) -> None:
     for action in (Action.TARGET, Action.TARGET_GO_LIVE, Action.CANCEL_INVITES,
                    Action.RESEND_UNCERTAIN):  # fmt: skip
         app.action(action)(on_click)

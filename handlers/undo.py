@@ -13,7 +13,6 @@ import json
 import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
@@ -24,6 +23,7 @@ from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, Callback
 from handlers.messages import metadata
+from handlers.routes import Routes
 from handlers.undo_messages import (
     checking_modal,
     confirm_modal,
@@ -85,7 +85,7 @@ async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                    context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
     d = deps(context)
-    d.later.run(_open(d, client, body), client, body)
+    d.later.run(_open(d, client, body), client, body, prompt=True)
 
 
 async def _after(d: Deps, client: AsyncWebClient, team_id: str, batch_id: int) -> None:
@@ -119,6 +119,6 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
     d.later.run(_after(d, client, team_id, batch_id), client, body)
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Routes) -> None:
     app.action(Action.UNDO)(on_click)
     app.view(Callback.UNDO)(on_submit)

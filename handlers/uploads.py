@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -21,6 +20,7 @@ from handlers.context import Deps, Refusal, deps
 from handlers.ids import Action, BlockId
 from handlers.import_modal import import_segment, post_review
 from handlers.messages import esc, plain, upload_offer
+from handlers.routes import Routes
 
 
 async def _offer(client: AsyncWebClient, d: Deps, team_id: str, channel: str, thread_ts: str,
@@ -90,7 +90,7 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
                                  f"*{esc(segment.name)}*."))  # fmt: skip
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Routes) -> None:
     app.event("file_shared")(file_shared)
     app.event("message")(_noop)  # apps installed from an older manifest still get these
     app.action(Action.UPLOAD_REVIEW)(review_upload)

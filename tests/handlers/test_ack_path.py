@@ -1,0 +1,66 @@
+"""What the fast ack path keeps: who is told what, unhandled ids, and work after the ack."""
+
+from __future__ import annotations
+
+import asyncio
+
+from handlers.ids import Action
+from handlers.later import Later
+from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_decisions import _start
+
+
+async def test_a_click_on_an_import_that_doesnt_exist_is_answered_by_lead_status(
+    app: Harness,
+) -> None:
+    """The lead check still comes first: a rep is told who may approve, a lead that the
+    import doesn't exist (the click bench/ack_latency.py sends)."""
+    for user in (REP, LEAD):
+        reply = await app.requests.block_action(Action.APPROVE, "987654321", user_id=user,
+                                                message={"blocks": []})  # fmt: skip
+        assert reply.status == 200
+    await app.done()
+    notes = {e["user"]: e["text"] for e in app.slack.ephemerals}
+    assert "Only team leads can approve imports" in notes[REP]
+    assert notes[LEAD] == "That import doesn't exist in this workspace."
+
+
+async def test_a_decided_import_is_answered_with_its_state_and_stays_decided(
+    app: Harness,
+) -> None:
+    message, batch = await _start(app)
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    await app.requests.block_action(Action.REJECT, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    said = app.slack.ephemerals[-1]["text"]
+    assert said.startswith("This import is already ") and f"approved by <@{LEAD}>" in said
+
+
+async def test_an_action_nobody_listens_to_is_left_unhandled_and_calls_nothing(
+    app: Harness,
+) -> None:
+    reply = await app.requests.block_action("no_such_action", "1", message={"blocks": []})
+    await app.done()
+    assert reply.status == 404
+    assert [c.method for c in app.slack.calls] == ["auth.test"]  # bolt's, on its first request
+
+
+async def test_work_after_the_ack_waits_its_turn_but_opening_a_modal_does_not() -> None:
+    later = Later(running=1)
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def work(name: str) -> None:
+        started.append(name)
+        await release.wait()
+
+    later.run(work("first"), None, {})  # type: ignore[arg-type]
+    later.run(work("queued"), None, {})  # type: ignore[arg-type]
+    later.run(work("modal"), None, {}, prompt=True)  # type: ignore[arg-type]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert started == ["first", "modal"]
+    release.set()
+    await later.drain()
+    assert started == ["first", "modal", "queued"]
