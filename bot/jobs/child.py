@@ -5,11 +5,16 @@ event loop and the GIL with Slack's requests, which must be acked within 3 secon
 measured by bench/ack_latency.py). A child process shares neither. `WorkerSupervisor` restarts
 a child that dies; `stop()` sends it SIGTERM, on which it hands back or finishes its current
 chunk and exits (the same as a `referral-bot worker` run by hand).
+
+Children run at a lower CPU priority (`WORKER_NICENESS`): on a small machine an import can
+keep every core busy, and acks that wait for a core were half of p99 under a 1M-row import in
+bench/ack_latency.py. The web process keeps its priority; jobs take whatever it leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -20,6 +25,15 @@ from pathlib import Path
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+WORKER_NICENESS = 10  # added to serve's own; a job's parser child inherits it
+
+
+def _lower_priority() -> None:
+    """Run in the child before it execs: nicer than serve (never fatal if refused)."""
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
 
 
 class WorkerExited(Exception):
@@ -65,7 +79,7 @@ class ChildWorker:
             return
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot.cli", "worker", env=self.env,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL, preexec_fn=_lower_priority,
         )  # fmt: skip
         log.info("%s process %s started", self.name, self._process.pid)
         if self._stopping:  # asked to stop while it was starting
