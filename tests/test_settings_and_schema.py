@@ -82,3 +82,36 @@ def test_a_worker_process_gets_the_very_settings_of_serve(
         monkeypatch.setenv(name, value)
     again = load_settings()
     assert again.model_dump() == {**settings.model_dump(), "outbox_dir": tmp_path / "out"}
+
+
+async def test_upgrading_sqlite_carries_staged_rows_and_memberships_over(tmp_path: Path) -> None:
+    """0009 moves a draft's staged rows into the staging file and rebuilds segment_member
+    WITHOUT ROWID: a review under way and the segments' members survive the upgrade."""
+    from sqlalchemy import text
+
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        await upgrade(db, "0008")
+        async with db.begin() as conn:
+            for sql in (
+                "INSERT INTO segment_member (segment_id, contact_id, team_id, batch_id, added_at)"
+                " VALUES (5, 7, 'T1', 3, '2026-12-01 00:00:00')",
+                "INSERT INTO main.staged_row (id, team_id, batch_id, source_id, line, email, "
+                "email_key, first_name, last_name, locale, outcome, reason, removed, subscribed) "
+                "VALUES (41, 'T1', 3, 4, 2, 'A@x.com', 'a@x.com', 'A', '', NULL, 'valid', NULL, "
+                "0, NULL)",
+            ):
+                await conn.execute(text(sql))
+        await upgrade(db)
+        async with db.begin() as conn:
+            staged = (await conn.execute(text(
+                "SELECT id, email_key, outcome FROM staging.staged_row"))).all()  # fmt: skip
+            members = (await conn.execute(text(
+                "SELECT segment_id, contact_id, batch_id FROM segment_member"))).all()  # fmt: skip
+            ddl = (await conn.execute(text(
+                "SELECT sql FROM sqlite_master WHERE name = 'segment_member'"))).scalar_one()
+        assert staged == [(41, "a@x.com", "valid")]
+        assert members == [(5, 7, 3)]
+        assert "WITHOUT ROWID" in ddl
+    finally:
+        await db.dispose()
