@@ -25,6 +25,7 @@ from bot.imports.background import enqueue_file_import
 from bot.imports.cancel import cancel_job
 from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.job_kinds import SLACK_FILE_JOB
+from bot.imports.mapping import parse_maps
 from bot.jobs.queue import list_jobs, live_kinds, stale_after
 from bot.notify import REPORT_JOB
 from bot.progress import ProgressBar
@@ -67,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dry-run", action="store_true",
                      help="report every count (and whom live campaigns would invite) and "
                           "write nothing")  # fmt: skip
+    imp.add_argument("--map", action="append", default=[], metavar='FIELD="Column"',
+                     help="the column that holds a field (email, first_name, last_name, locale, "
+                          "subscribed) in every FILE, e.g. --map email=\"Work Email\"; "
+                          "repeatable, and remembered for files with the same headers")  # fmt: skip
     imp.add_argument("--json", action="store_true", help="print one JSON object")
 
     for module in SUBCOMMANDS:
@@ -132,6 +137,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             return await _worker(db, settings, args)
         team = await resolve_team(db, args.team, default_locale=settings.default_locale)
         if args.command == "import":
+            args.column_map = _column_map(args.map)
             if args.dry_run:
                 return await _dry_run(db, team, settings, args)
             if args.background:
@@ -149,6 +155,14 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         await db.dispose()
 
 
+def _column_map(items: list[str]) -> dict[str, str] | None:
+    """`--map email="Work Email"` ... as {field: column}; None without any."""
+    try:
+        return parse_maps(items) or None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
 async def _import(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
     mailchimp = await _sources(db, team, settings, args)
     with ExitStack() as stack:
@@ -161,7 +175,8 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
                                     update_existing=args.update_existing,
                                     rejects=rejects, progress=bar, mailchimp=mailchimp,
                                     chunk_size=settings.import_chunk_rows,
-                                    max_unzipped_bytes=settings.max_unzipped_bytes)  # fmt: skip
+                                    max_unzipped_bytes=settings.max_unzipped_bytes,
+                                    column_map=args.column_map)  # fmt: skip
     summary: dict[str, Any] = {key: getattr(result.batch, key, None) for key in SUMMARY_KEYS}
     summary["import_id"] = result.batch.id
     summary["segment"] = result.segment_name
@@ -197,8 +212,8 @@ async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.N
         result, exists = await preview_files(db, team, streams, segment=args.segment,
                                              create_segment=args.create_segment,
                                              mailchimp=mailchimp,
-                                             max_unzipped_bytes=settings.max_unzipped_bytes
-                                             )  # fmt: skip
+                                             max_unzipped_bytes=settings.max_unzipped_bytes,
+                                             column_map=args.column_map)  # fmt: skip
     t = result.totals
     summary: dict[str, Any] = {
         "dry_run": True, "segment": args.segment, "segment_exists": exists, "rows": t.rows,
@@ -262,7 +277,8 @@ async def _import_background(
                                     create_segment=args.create_segment,
                                     update_existing=args.update_existing,
                                     max_attempts=settings.job_max_attempts,
-                                    max_unzipped_bytes=settings.max_unzipped_bytes)  # fmt: skip
+                                    max_unzipped_bytes=settings.max_unzipped_bytes,
+                                    column_map=args.column_map)  # fmt: skip
     batch_id = json.loads(job.payload)["batch_id"]
     if args.json:
         print(json.dumps({"job": job.id, "batch": batch_id, "state": job.state}))

@@ -19,6 +19,7 @@ from handlers import (
     import_modal,
     leads,
     mailchimp,
+    mapping,
     review,
     segments,
     targeting,
@@ -53,6 +54,7 @@ def register_listeners(app: AsyncApp, deps: Deps) -> None:
     # `deps` into each listener's context (see handlers/routes.py for why)
     routes = Routes(deps)
     for module in (commands, import_modal, review, contacts, uploads, targeting, campaigns,
-                   mailchimp, home, contact_search, segments, undo, leads, audit_log):  # fmt: skip
+                   mailchimp, home, contact_search, segments, undo, leads, audit_log,
+                   mapping):  # fmt: skip
         module.register(routes)
     routes.install(app)

@@ -14,6 +14,7 @@ class Callback(StrEnum):
     SEGMENT_RENAME = "referral_segment_rename"
     SEGMENT_DELETE = "referral_segment_delete"  # asks first when campaigns target it
     UNDO = "referral_undo"  # confirm an undo (and whether advocates go too)
+    MAP_COLUMNS = "referral_map_columns"  # which header holds each field of a file
 
 
 class BlockId(StrEnum):
@@ -41,6 +42,12 @@ class BlockId(StrEnum):
     SEGMENT_NAME = "segment_name_block"
     UNDO_ADVOCATES = "undo_advocates_block"
     LEADS_USERS = "leads_users_block"
+    # Map columns: one block per field, "map_<field>_block" (see mapping_messages.field_block)
+    MAP_EMAIL = "map_email_block"
+    MAP_FIRST_NAME = "map_first_name_block"
+    MAP_LAST_NAME = "map_last_name_block"
+    MAP_LOCALE = "map_locale_block"
+    MAP_SUBSCRIBED = "map_subscribed_block"
 
 
 class Action(StrEnum):
@@ -117,3 +124,6 @@ class Action(StrEnum):
     LEADS_REMOVE = "leads_remove"  # value: user id
     LEADS_USERS = "leads_users_select"
     AUDIT_MORE = "audit_more"  # value: the oldest entry id shown
+    # column mapping (the review message's source lines, and its modal)
+    MAP_COLUMNS = "review_map_columns"  # value: batch:source; opens the mapping modal
+    MAP_FIELD = "map_column_select"  # each field's select (told apart by block id)

@@ -32,12 +32,14 @@ from bot.campaigns.preview import CampaignPreview
 from bot.imports.batches import Totals
 from bot.imports.dry_run import DryRun
 from bot.imports.files import ENTRY_SEPARATOR
+from bot.imports.mapping import mappable
 from bot.imports.review import BatchView, ContactRow, describe_status
 from bot.imports.rows import CONSENT_UNREAD
 from handlers.ids import Action, BlockId, Callback
 from models import BatchStatus, ImportBatch, ImportSource, SourceKind, SourceStatus
 
 MAX_SOURCES_SHOWN = 30  # keeps the review message far below Slack's 50 blocks
+MAX_MAP_BUTTONS = 10  # a *Map columns* row each: 30 sources + 10 + the rest stay below 50
 CONTACTS_PER_PAGE = 10
 KIND_LABEL = {SourceKind.CSV: "CSV file", SourceKind.CONTACT: "one contact",
               SourceKind.MAILCHIMP: "Mailchimp list"}  # fmt: skip
@@ -207,6 +209,12 @@ def _source_line(source: ImportSource, counts: Totals,
     return f"{title}\n:white_check_mark: " + " · ".join(parts) + _note_lines(source.note)
 
 
+def map_columns_actions(batch_id: int, source: ImportSource) -> ActionsBlock:
+    """*Map columns* under a file's line: choose which header holds each field."""
+    return ActionsBlock(elements=[ButtonElement(
+        text="Map columns", action_id=Action.MAP_COLUMNS, value=f"{batch_id}:{source.id}")])
+
+
 def rejects_comment(label: str, counts: Totals) -> str:
     return (f"{n(counts.rejected)} rejected and {n(counts.duplicates)} duplicate rows in "
             f"*{esc(label)}* won't be imported; this CSV says why.")  # fmt: skip
@@ -241,6 +249,7 @@ def review_message(view: BatchView, previews: Sequence[CampaignPreview] = ()
             text=f"Requested by <@{batch.requested_by}> · {slack_date(batch.created_at)}"
         )]),
     ]  # fmt: skip
+    map_buttons = MAX_MAP_BUTTONS
     for source in view.sources[:MAX_SOURCES_SHOWN]:
         accessory = None
         if draft:
@@ -249,6 +258,9 @@ def review_message(view: BatchView, previews: Sequence[CampaignPreview] = ()
         line = _source_line(source, view.counts_of(source), view.skipped.get(source.id or 0))
         blocks.append(SectionBlock(text=MarkdownTextObject(text=line[:3000]),
                                    accessory=accessory))  # fmt: skip
+        if draft and map_buttons and mappable(source):
+            map_buttons -= 1
+            blocks.append(map_columns_actions(batch.id or 0, source))
     hidden = len(view.sources) - MAX_SOURCES_SHOWN
     if hidden > 0:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(

@@ -25,6 +25,7 @@ from models.imports import (
 )
 from models.jobs import Job, JobState, WorkerProcess
 from models.mailchimp import MailchimpAccount
+from models.mapping import ColumnMapping
 
 __all__ = [
     "Advocate",
@@ -33,6 +34,7 @@ __all__ = [
     "Campaign",
     "CampaignSegment",
     "CampaignState",
+    "ColumnMapping",
     "Contact",
     "Database",
     "Enrollment",

@@ -3,7 +3,7 @@
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Index
+from sqlalchemy import Index, Text
 from sqlmodel import Field, SQLModel
 
 from models.clock import utcnow
@@ -99,6 +99,9 @@ class ImportSource(SQLModel, table=True):
     # what was recognised while reading it (a Mailchimp export's kind, the sheet read...),
     # one sentence a line, shown under the source on the review message; `error` is failures
     note: str | None = Field(default=None, max_length=500)
+    # the file's header row as JSON, kept when *Map columns* reads it: the mapping modal's
+    # choices are column positions, and a mapping is remembered by header names
+    header: str | None = Field(default=None, sa_type=Text)
     rows: int = 0
     valid: int = 0
     duplicates: int = 0

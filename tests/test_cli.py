@@ -219,3 +219,29 @@ async def test_mailchimp_zip_and_xlsx_from_the_shell(
                   "Newsletter", "--json")  # fmt: skip
     assert refused.returncode == 1
     assert "more than the 1 MB limit" in json.loads(refused.stdout)["error"]
+
+
+async def test_map_names_the_columns_and_is_remembered(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    work = tmp_path / "work.csv"
+    work.write_text("Work Contact,Given,Preferred language\nada@example.com,Ada,fr\n"
+                    "bob@example.org,Bob,\n", encoding="utf-8")  # fmt: skip
+    plain = run(db_env, "import", str(work), "--segment", "Work", "--create-segment")
+    assert plain.returncode == 1 and "No email column found" in plain.stderr
+    bad = run(db_env, "import", str(work), "--segment", "Work", "--map", "phone=Mobile")
+    assert bad.returncode == 1 and "phone is not a field" in bad.stderr
+
+    maps = ["--map", "email=Work Contact", "--map", "locale=Preferred language"]
+    preview = run(db_env, "import", str(work), "--segment", "Work", "--create-segment",
+                  "--dry-run", "--json", *maps)  # fmt: skip
+    assert preview.returncode == 0, preview.stderr
+    assert json.loads(preview.stdout)["valid"] == 2
+    done = run(db_env, "import", str(work), "--segment", "Work", "--create-segment", "--json",
+               *maps)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["valid"] == 2
+    # remembered for these headers: the same export imports without --map next time
+    again = run(db_env, "import", str(work), "--segment", "Work", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["existing_contacts"] == 2

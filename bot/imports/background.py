@@ -28,6 +28,7 @@ from bot.imports.engine import BatchStateError, Progress, apply_batch
 from bot.imports.files import DEFAULT_MAX_UNZIPPED_BYTES, ENTRY_SEPARATOR, stage_file
 from bot.imports.importer import check_files
 from bot.imports.job_kinds import IMPORT_JOB
+from bot.imports.mapping import mapper_for
 from bot.imports.slack_files import FileRejected, check_csv, describe, download
 from bot.jobs import queue
 from bot.jobs.worker import Handler, JobContext, JobStopped, PermanentJobError
@@ -54,11 +55,18 @@ async def enqueue_file_import(
     requested_by: str = "cli",
     max_attempts: int = 5,
     max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
+    column_map: dict[str, str] | None = None,
 ) -> Job:
-    """Check the files now (so a bad one is reported at once), then leave the work to a job."""
+    """Check the files now (so a bad one is reported at once), then leave the work to a job.
+
+    A `column_map` (`--map`) is remembered for the files' headers once they pass: the job
+    reads them with the workspace's remembered mappings."""
+    mapper = await mapper_for(db, team_id, column_map)
     for path in paths:
         with path.open("rb") as stream:
-            check_files([(path.name, stream)], max_unzipped_bytes=max_unzipped_bytes)
+            check_files([(path.name, stream)], max_unzipped_bytes=max_unzipped_bytes,
+                        columns_of=mapper)  # fmt: skip
+    await mapper.remember_given(db, team_id, requested_by)
     target = await import_target(db, team_id, segment, create=create_segment)
     assert target.id is not None
     batch = await create_batch(

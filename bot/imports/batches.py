@@ -18,7 +18,7 @@ from bot.audit import Act, import_subject, record_in
 from bot.campaigns.preview import inviting_campaigns
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.parallel import ParallelRows, file_path
-from bot.imports.reading import Columns, CsvFileError, CsvReader
+from bot.imports.reading import Columns, ColumnsOf, CsvFileError, CsvReader, map_header
 from bot.imports.recognise import PLAIN, FileKind, consent_note, join_notes, recognise
 from bot.imports.retention import schedule_purge_in
 from bot.imports.rows import Classifier, Tally
@@ -284,26 +284,37 @@ async def stage_csv(
     stream: BinaryIO,
     *,
     name: str | None = None,
+    columns_of: ColumnsOf = map_header,
 ) -> ImportSource:
     """Parse a CSV into the source's staged rows; a file unreadable as a whole marks it failed.
 
     `name` is the file's name as its owner sees it (default: the source's label): with the
     header it tells Mailchimp's unsubscribed or cleaned export, whose people are staged as
     such. A big file on disk is parsed by a child process (parallel.py), unless its kind
-    needs more than plain classifying. See stage_reader for the transactions. Raises
+    needs more than plain classifying, or its columns were mapped by hand (`columns_of`, see
+    bot.imports.mapping: the child recognises headers by name only). See stage_reader for the
+    transactions. Raises
     CsvFileError (after recording it on the source) so callers can tell the user.
     """
     source = await _source(db, team_id, source_id)
     if source.status != SourceStatus.PENDING:
         return source  # read already (a retried job), failed or cancelled: leave it be
     try:
-        reader = CsvReader(stream)
+        reader = CsvReader(stream, columns_of=columns_of)
     except CsvFileError as exc:
         await fail_source(db, team_id, source_id, str(exc))
         raise
     kind = recognise(name or source.label, reader.header)
-    path = file_path(stream) if kind.plain else None
+    path = file_path(stream) if kind.plain and _as_guessed(reader) else None
     return await stage_reader(db, team_id, source, reader, kind=kind, path=path)
+
+
+def _as_guessed(reader: Reader) -> bool:
+    """Whether the reader's columns are the ones recognising headers by name finds."""
+    try:
+        return map_header(reader.header) == reader.columns
+    except CsvFileError:
+        return False
 
 
 async def stage_reader(

@@ -32,7 +32,7 @@ from openpyxl.xml.constants import SHARED_STRINGS, SHEET_MAIN_NS
 from openpyxl.xml.functions import iterparse
 
 from bot.imports.archives import human_size
-from bot.imports.reading import Columns, CsvFileError, map_header
+from bot.imports.reading import Columns, ColumnsOf, CsvFileError, map_header
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # old Office files, and encrypted new ones
 # An encrypted .xlsx is an OLE file whose directory holds this stream (MS-OFFCRYPTO).
@@ -315,8 +315,10 @@ class XlsxReader:
     none). Memory is one row plus the shared strings, whatever the number of rows.
     """
 
-    def __init__(self, stream: BinaryIO, *, max_unzipped_bytes: int | None = None) -> None:
+    def __init__(self, stream: BinaryIO, *, max_unzipped_bytes: int | None = None,
+                 columns_of: ColumnsOf = map_header) -> None:  # fmt: skip
         _check_kind(stream, max_unzipped_bytes)
+        self._columns_of = columns_of
         self._rows: Rows | None = None
         try:
             self._book = _Book(stream)
@@ -343,7 +345,7 @@ class XlsxReader:
         if self._rows is None:
             raise CsvFileError(NO_DATA)
         self.other_sheets = [s.title for s in sheets if s.title != self.sheet and self._used(s)]
-        self.columns: Columns = map_header(self.header)
+        self.columns: Columns = self._columns_of(self.header)
 
     def _used(self, sheet: _Sheet) -> bool:
         """Whether a sheet has a non-blank row: read until the first one."""

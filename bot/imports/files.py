@@ -14,7 +14,8 @@ MAX_UNZIPPED_MB and a compression ratio no real export reaches (archives.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import BinaryIO
 
 from sqlalchemy import update
@@ -22,6 +23,7 @@ from sqlmodel import col, select
 
 from bot.imports.archives import Archive, ZipEntry, is_zip, open_archive
 from bot.imports.batches import (
+    Reader,
     ReviewError,
     add_source,
     fail_source,
@@ -30,7 +32,8 @@ from bot.imports.batches import (
     stage_reader,
 )
 from bot.imports.excel import OLE_MAGIC, XlsxReader, is_xlsx
-from bot.imports.reading import CsvFileError, CsvReader
+from bot.imports.mapping import lenient_columns, mapper_for
+from bot.imports.reading import ColumnsOf, CsvFileError, CsvReader, map_header
 from bot.imports.recognise import ignored_note, recognise, sheets_note
 from models import Database, ImportSource, SourceKind, SourceStatus
 
@@ -53,23 +56,26 @@ def is_workbook(stream: BinaryIO, name: str) -> bool:
 
 
 def check_file(stream: BinaryIO, *, name: str = "",
-               max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES) -> None:  # fmt: skip
+               max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
+               columns_of: ColumnsOf = map_header) -> None:  # fmt: skip
     """Raise CsvFileError if the file (or any CSV in a ZIP) can't be imported; reads only
-    what opening a reader reads. The stream's position is left at its start."""
+    what opening a reader reads. The stream's position is left at its start. `columns_of`:
+    how columns are told from a header (a mapping, see bot.imports.mapping)."""
     start = stream.tell()
     try:
         if is_workbook(stream, name):
-            XlsxReader(stream, max_unzipped_bytes=max_unzipped_bytes).close()
+            XlsxReader(stream, max_unzipped_bytes=max_unzipped_bytes,
+                       columns_of=columns_of).close()  # fmt: skip
         elif is_zip(stream):
             with _open(stream, max_unzipped_bytes) as archive:
                 for entry in archive.entries:
                     with entry.open() as data:
                         try:
-                            CsvReader(data).close()
+                            CsvReader(data, columns_of=columns_of).close()
                         except CsvFileError as exc:
                             raise CsvFileError(f"{entry.name} in this ZIP: {exc}") from None
         else:
-            CsvReader(stream).close()
+            CsvReader(stream, columns_of=columns_of).close()
     finally:
         stream.seek(start)
 
@@ -80,32 +86,38 @@ def _open(stream: BinaryIO, max_unzipped_bytes: int) -> Archive:
 
 async def stage_file(
     db: Database, team_id: str, source_id: int, stream: BinaryIO, *, name: str,
-    max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
+    max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES, columns_of: ColumnsOf | None = None,
 ) -> list[ImportSource]:  # fmt: skip
     """Stage the file in `stream` (called `name`) into the source, or a ZIP into several.
 
     Returns every source the file fills, each parsed or failed with the reason a person
     reads; a file that can't be read never raises. Sources no longer pending are left as
-    they are.
+    they are. Columns: `columns_of`, else a mapping the workspace remembered for the file's
+    headers, else recognised by name.
     """
     source = await get_source(db, team_id, source_id)
+    mapped = columns_of or await mapper_for(db, team_id)
     if is_workbook(stream, name):
-        return [await _stage_workbook(db, team_id, source, stream, name, max_unzipped_bytes)]
+        return [await _stage_workbook(db, team_id, source, stream, name, max_unzipped_bytes,
+                                      mapped)]  # fmt: skip
     if is_zip(stream):
-        return await _stage_archive(db, team_id, source, stream, name, max_unzipped_bytes)
+        return await _stage_archive(db, team_id, source, stream, name, max_unzipped_bytes,
+                                    mapped)  # fmt: skip
     try:
-        return [await stage_csv(db, team_id, source_id, stream, name=name)]
+        return [await stage_csv(db, team_id, source_id, stream, name=name, columns_of=mapped)]
     except CsvFileError:
         return [await get_source(db, team_id, source_id)]  # failed, with the reason
 
 
 async def _stage_workbook(db: Database, team_id: str, source: ImportSource, stream: BinaryIO,
-                          name: str, max_unzipped_bytes: int) -> ImportSource:  # fmt: skip
+                          name: str, max_unzipped_bytes: int,
+                          columns_of: ColumnsOf) -> ImportSource:  # fmt: skip
     source_id = source.id or 0
     if source.status != SourceStatus.PENDING:
         return source
     try:
-        reader = XlsxReader(stream, max_unzipped_bytes=max_unzipped_bytes)
+        reader = XlsxReader(stream, max_unzipped_bytes=max_unzipped_bytes,
+                            columns_of=columns_of)  # fmt: skip
     except CsvFileError as exc:
         await fail_source(db, team_id, source_id, str(exc))
         return await get_source(db, team_id, source_id)
@@ -118,7 +130,8 @@ async def _stage_workbook(db: Database, team_id: str, source: ImportSource, stre
 
 
 async def _stage_archive(db: Database, team_id: str, origin: ImportSource, stream: BinaryIO,
-                         name: str, max_unzipped_bytes: int) -> list[ImportSource]:  # fmt: skip
+                         name: str, max_unzipped_bytes: int,
+                         columns_of: ColumnsOf) -> list[ImportSource]:  # fmt: skip
     if origin.removed:
         return [origin]  # removed from the review before it was read: add nothing for it
     try:
@@ -131,7 +144,7 @@ async def _stage_archive(db: Database, team_id: str, origin: ImportSource, strea
         staged = []
         for index, (entry, source) in enumerate(zip(archive.entries, sources, strict=False)):
             notes = [ignored_note(name, archive.ignored)] if index == 0 else []
-            staged.append(await _stage_entry(db, team_id, source, entry, notes))
+            staged.append(await _stage_entry(db, team_id, source, entry, notes, columns_of))
     return staged
 
 
@@ -186,15 +199,42 @@ async def entry_sources(db: Database, team_id: str, origin: ImportSource,
 
 
 async def _stage_entry(db: Database, team_id: str, source: ImportSource, entry: ZipEntry,
-                       notes: list[str | None]) -> ImportSource:  # fmt: skip
+                       notes: list[str | None], columns_of: ColumnsOf) -> ImportSource:  # fmt: skip
     source_id = source.id or 0
     if source.status != SourceStatus.PENDING or source.removed:
         return source
     try:
         with entry.open() as data:
-            reader = CsvReader(data)
+            reader = CsvReader(data, columns_of=columns_of)
             await stage_reader(db, team_id, source, reader, notes=notes,
                                kind=recognise(entry.name, reader.header))  # fmt: skip
     except CsvFileError as exc:  # unreadable, or damaged part way (then already recorded)
         await fail_source(db, team_id, source_id, str(exc), only_pending=True)
     return await get_source(db, team_id, source_id)
+
+
+@contextmanager
+def shown_reader(
+    stream: BinaryIO, *, name: str, label: str,
+    max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
+) -> Iterator[Reader]:  # fmt: skip
+    """A reader of the file called `name` (or of its ZIP entry the source `label` names) that
+    opens even when no email column is recognised: to show its headers and values when
+    someone maps its columns. CsvFileError if it can't be read at all."""
+    if is_workbook(stream, name):
+        with XlsxReader(stream, max_unzipped_bytes=max_unzipped_bytes,
+                        columns_of=lenient_columns) as workbook:  # fmt: skip
+            yield workbook
+        return
+    if not is_zip(stream):
+        with CsvReader(stream, columns_of=lenient_columns) as reader:
+            yield reader
+        return
+    with _open(stream, max_unzipped_bytes) as archive:
+        labels = [lab[:255] for lab in entry_labels(name, archive.entries)]
+        if label not in labels:
+            raise CsvFileError(f"{label} is no longer in {name}.")
+        with archive.entries[labels.index(label)].open() as data, CsvReader(
+            data, columns_of=lenient_columns
+        ) as reader:
+            yield reader

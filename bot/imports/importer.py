@@ -23,7 +23,8 @@ from bot.imports.batches import (
 from bot.imports.dry_run import DryRun, drop_batch, dry_run
 from bot.imports.engine import APPLY_CHUNK, Progress, apply_batch
 from bot.imports.files import DEFAULT_MAX_UNZIPPED_BYTES, check_file, stage_file
-from bot.imports.reading import CsvFileError
+from bot.imports.mapping import ColumnMapper, mapper_for
+from bot.imports.reading import ColumnsOf, CsvFileError, map_header
 from bot.imports.review import cancel
 from bot.mailchimp.api import Audience, Credentials
 from bot.mailchimp.importing import read_audience
@@ -38,12 +39,15 @@ class ImportFailed(Exception):
 
 
 def check_files(files: Sequence[tuple[str, BinaryIO]], *,
-                max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES) -> None:  # fmt: skip
+                max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
+                columns_of: ColumnsOf = map_header) -> None:  # fmt: skip
     """Fail before anything is written if any file can't be read: a CSV with emails, an
-    .xlsx workbook whose first sheet has them, or a ZIP whose every CSV has them."""
+    .xlsx workbook whose first sheet has them, or a ZIP whose every CSV has them (told by
+    `columns_of`: a column mapping, see bot.imports.mapping)."""
     for name, stream in files:
         try:
-            check_file(stream, name=name, max_unzipped_bytes=max_unzipped_bytes)
+            check_file(stream, name=name, max_unzipped_bytes=max_unzipped_bytes,
+                       columns_of=columns_of)  # fmt: skip
         except CsvFileError as exc:
             raise ImportFailed(f"{name}: {exc} Nothing was imported.") from None
 
@@ -72,10 +76,15 @@ async def import_files(
     chunk_size: int = APPLY_CHUNK,
     mailchimp: tuple[Credentials, Sequence[Audience]] | None = None,
     max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
+    column_map: dict[str, str] | None = None,
 ) -> ImportResult:
     """Import seekable streams (CSV, .xlsx, ZIP of CSVs) into a static segment; every file is
-    checked first, and a file found unreadable while staging cancels the import unapplied."""
-    check_files(files, max_unzipped_bytes=max_unzipped_bytes)
+    checked first, and a file found unreadable while staging cancels the import unapplied.
+
+    `column_map` (field -> header, `--map`) maps every file's columns, over the guess; once
+    the files are read it is remembered for their headers, as a mapping chosen in Slack."""
+    mapper = await mapper_for(db, team_id, column_map)
+    check_files(files, max_unzipped_bytes=max_unzipped_bytes, columns_of=mapper)
     target = await import_target(db, team_id, segment, create=create_segment)
     assert target.id is not None
     batch = await create_batch(
@@ -83,10 +92,12 @@ async def import_files(
     )
     assert batch.id is not None
     try:
-        await _stage(db, team_id, batch.id, files, progress, mailchimp, max_unzipped_bytes)
+        await _stage(db, team_id, batch.id, files, progress, mailchimp, max_unzipped_bytes,
+                     mapper)  # fmt: skip
     except ImportFailed:
         await cancel(db, team_id, batch.id, requested_by, is_lead=True)
         raise
+    await mapper.remember_given(db, team_id, requested_by)
     async with db.begin() as conn:
         by_source = await skipped_by_status(conn, team_id, batch.id)
     bar = progress or ProgressBar(0, enabled=False)
@@ -114,7 +125,8 @@ async def import_files(
 async def _stage(db: Database, team_id: str, batch_id: int,
                  files: Sequence[tuple[str, BinaryIO]], progress: ProgressBar | None,
                  mailchimp: tuple[Credentials, Sequence[Audience]] | None,
-                 max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES) -> None:  # fmt: skip
+                 max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
+                 mapper: ColumnMapper | None = None) -> None:  # fmt: skip
     """Every file and audience into the batch's staged rows (the progress bar follows bytes).
 
     ImportFailed if a file turns out unreadable part way (a damaged sheet or ZIP entry): the
@@ -127,7 +139,8 @@ async def _stage(db: Database, team_id: str, batch_id: int,
         ticker = asyncio.create_task(_tick(bar, stream, done_bytes))
         try:
             staged = await stage_file(db, team_id, source.id, stream, name=name,
-                                      max_unzipped_bytes=max_unzipped_bytes)  # fmt: skip
+                                      max_unzipped_bytes=max_unzipped_bytes,
+                                      columns_of=mapper)  # fmt: skip
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -154,12 +167,15 @@ async def preview_files(
     progress: ProgressBar | None = None,
     mailchimp: tuple[Credentials, Sequence[Audience]] | None = None,
     max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
+    column_map: dict[str, str] | None = None,
 ) -> tuple[DryRun, bool]:
     """`import --dry-run`: every count of importing now, and whether the segment exists.
 
     The rows are staged in a throwaway batch (in All Customers' name when the segment doesn't
-    exist yet) that is dropped afterwards: no contact, membership or segment is written."""
-    check_files(files, max_unzipped_bytes=max_unzipped_bytes)
+    exist yet) that is dropped afterwards: no contact, membership or segment is written, and
+    a `column_map` is used but not remembered."""
+    mapper = await mapper_for(db, team_id, column_map)
+    check_files(files, max_unzipped_bytes=max_unzipped_bytes, columns_of=mapper)
     target = await find_segment(db, team_id, segment)
     if (target is None and not create_segment) or (target and target.kind == SegmentKind.ALL):
         await import_target(db, team_id, segment, create=False)  # raises, saying why
@@ -168,7 +184,8 @@ async def preview_files(
     batch = await create_batch(db, team_id, holder.id, "cli", dry_run=True)
     assert batch.id is not None
     try:
-        await _stage(db, team_id, batch.id, files, progress, mailchimp, max_unzipped_bytes)
+        await _stage(db, team_id, batch.id, files, progress, mailchimp, max_unzipped_bytes,
+                     mapper)  # fmt: skip
         return await dry_run(db, team_id, batch.id, target.id if target else None), bool(target)
     finally:
         await drop_batch(db, team_id, batch.id)

@@ -14,7 +14,7 @@ import io
 import itertools
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -86,6 +86,7 @@ def _squash(name: str) -> str:
 
 
 def map_header(header: list[str]) -> Columns:
+    """Columns recognised by their names (HEADER_ALIASES); CsvFileError without an email."""
     found: dict[str, int] = {}
     for index, name in enumerate(header):
         field = _ALIAS_TO_FIELD.get(_squash(name))
@@ -192,10 +193,19 @@ def sniff_delimiter(sample_text: str) -> str:
     return best if counts[best] else ","
 
 
-class CsvReader:
-    """Streams records from a seekable binary file; never holds more than a buffer of it."""
+# Header -> columns: map_header's guess, or a mapping someone chose (bot.imports.mapping).
+# Called once per file, so a chosen mapping costs the CSV hot path nothing.
+ColumnsOf = Callable[[list[str]], Columns]
 
-    def __init__(self, stream: BinaryIO) -> None:
+
+class CsvReader:
+    """Streams records from a seekable binary file; never holds more than a buffer of it.
+
+    `columns_of` tells the columns from the header (default: recognise them by name); it
+    raises CsvFileError when it can't, and the reader is not opened.
+    """
+
+    def __init__(self, stream: BinaryIO, *, columns_of: ColumnsOf = map_header) -> None:
         self._raw = stream
         start = stream.tell()
         sample = stream.read(SAMPLE_BYTES)
@@ -227,7 +237,7 @@ class CsvReader:
                     break
             if not self.header:
                 raise CsvFileError("The file has no header row and no data.")
-            self.columns = map_header(self.header)
+            self.columns = columns_of(self.header)
         except BaseException:
             self.close()
             raise

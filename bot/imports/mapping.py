@@ -1,0 +1,303 @@
+"""Column mappings: which header holds the email, names, locale and consent of a file.
+
+Headers are recognised by name (reading.HEADER_ALIASES) and that stays the default. When a
+file's email column can't be told, or the guess is wrong, a person chooses (Slack's *Map
+columns*, or `import --map email="Work Email"`); the choice is remembered per workspace for
+that set of headers, so next week's export from the same tool maps itself. Nothing here
+knows Slack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from sqlalchemy import text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import col, select
+
+from bot.imports.batches import lock_batch, promote_after_source
+from bot.imports.job_kinds import SLACK_FILE_JOB
+from bot.imports.reading import Columns, CsvFileError, _squash, map_header
+from bot.jobs.queue import enqueue_in
+from models import ColumnMapping, Database, ImportSource, SourceKind, SourceStatus
+from models.clock import utcnow
+
+FIELDS = ("email", "first_name", "last_name", "locale", "subscribed")
+FIELD_LABELS = {"email": "Email", "first_name": "First name", "last_name": "Last name",
+                "locale": "Locale", "subscribed": "Subscribed"}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnMap:
+    """The header name chosen for each field (as the file spells it); None: no such column."""
+
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    locale: str | None = None
+    subscribed: str | None = None
+
+    def items(self) -> list[tuple[str, str | None]]:
+        return [(f, getattr(self, f)) for f in FIELDS]
+
+
+def headers_key(header: Iterable[str]) -> str:
+    """The same for every file with this set of headers, in any order, spacing or case."""
+    names = sorted({_squash(h) for h in header if _squash(h)})
+    return hashlib.sha256(json.dumps(names, ensure_ascii=False).encode()).hexdigest()
+
+
+def position_of(header: list[str], name: str) -> int | None:
+    """Where the header `name` sits (compared normalised); the first such column wins."""
+    wanted = _squash(name)
+    return next((i for i, h in enumerate(header) if _squash(h) == wanted), None)
+
+
+def columns_for(header: list[str], mapping: ColumnMap) -> Columns:
+    """Where each mapped field sits in `header`; CsvFileError if a chosen header isn't there."""
+    if not mapping.email:
+        raise CsvFileError("No email column was chosen: map the column that holds the email "
+                           "addresses.")  # fmt: skip
+    found: dict[str, int | None] = {}
+    for name, header_name in mapping.items():
+        if header_name is None:
+            found[name] = None
+            continue
+        index = position_of(header, header_name)
+        if index is None:
+            shown = ", ".join(repr(h.strip()) for h in header if h.strip()) or "none"
+            raise CsvFileError(f"The column {header_name!r} chosen for {FIELD_LABELS[name]} isn't "
+                               f"in this file. Columns found: {shown}.")  # fmt: skip
+        found[name] = index
+    email = found["email"]
+    assert email is not None
+    return Columns(email, found["first_name"], found["last_name"], found["locale"],
+                   found["subscribed"])  # fmt: skip
+
+
+def guess(header: list[str]) -> ColumnMap:
+    """What recognising headers by name finds; email is None when it finds none."""
+    try:
+        columns = map_header(header)
+    except CsvFileError:
+        return _partial_guess(header)
+    return ColumnMap(*(None if i is None else header[i] for i in (
+        columns.email, columns.first_name, columns.last_name, columns.locale,
+        columns.subscribed)))  # fmt: skip
+
+
+def _partial_guess(header: list[str]) -> ColumnMap:
+    """The other fields when no email column is recognised (a fake email column finds them)."""
+    columns = map_header(["email", *header])
+    names = ["email", *header]
+    return ColumnMap(None, *(None if i is None else names[i] for i in (
+        columns.first_name, columns.last_name, columns.locale, columns.subscribed)))  # fmt: skip
+
+
+def complete(header: list[str], given: Mapping[str, str | None]) -> ColumnMap:
+    """The guess for `header` with the fields someone named (`--map`) put over it."""
+    return replace(guess(header), **dict(given))
+
+
+def lenient_columns(header: list[str]) -> Columns:
+    """Columns for reading a file only to show it (the mapping modal): the guess, or the first
+    column as email when there is none, so a file without a recognised email still opens."""
+    try:
+        return map_header(header)
+    except CsvFileError:
+        return Columns(0, None, None, None)
+
+
+class Readable(Protocol):
+    header: list[str]
+
+    def records(self) -> Iterable[tuple[int, list[str] | str]]: ...
+
+
+def samples(reader: Readable, n: int = 3, *, max_rows: int = 1000) -> list[list[str]]:
+    """The first `n` non-empty values of each column, reading at most `max_rows` rows."""
+    found: list[list[str]] = [[] for _ in reader.header]
+    for count, (_, fields_) in enumerate(reader.records()):
+        if isinstance(fields_, str):
+            continue  # a malformed record
+        for i, value in enumerate(fields_[: len(found)]):
+            if value.strip() and len(found[i]) < n:
+                found[i].append(value.strip())
+        if count + 1 >= max_rows or all(len(f) >= n for f in found):
+            break
+    return found
+
+
+def parse_maps(items: Iterable[str]) -> dict[str, str]:
+    """`["email=Work Email", "locale=Preferred language"]` -> {field: header} (`--map`)."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, header = item.partition("=")
+        name = name.strip().lower().replace("-", "_").replace(" ", "_")
+        if not sep:
+            raise ValueError(f"--map {item!r} needs a field and a column: --map email=\"Work "
+                             f"Email\".")  # fmt: skip
+        if name not in FIELDS:
+            raise ValueError(f"--map {item!r}: {name or '(nothing)'} is not a field; the fields "
+                             f"are {', '.join(FIELDS)}.")  # fmt: skip
+        if not header.strip():
+            raise ValueError(f"--map {item!r} names no column.")
+        out[name] = header.strip()
+    return out
+
+
+async def remember(db: Database, team_id: str, header: list[str], mapping: ColumnMap,
+                   user: str) -> None:  # fmt: skip
+    """Keep `mapping` for files with these headers in this workspace (the latest one wins)."""
+    async with db.begin() as conn:
+        await remember_in(conn, team_id, header, mapping, user)
+
+
+async def remember_in(conn: AsyncConnection, team_id: str, header: list[str], mapping: ColumnMap,
+                      user: str) -> None:  # fmt: skip
+    if not mapping.email:
+        raise ValueError("a mapping needs an email column")
+    values = {"team_id": team_id, "headers_key": headers_key(header), **dict(mapping.items()),
+              "updated_by": user[:64], "updated_at": utcnow()}  # fmt: skip
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = insert(ColumnMapping).values(**values)
+    changed = {k: v for k, v in values.items() if k not in ("team_id", "headers_key")}
+    await conn.execute(statement.on_conflict_do_update(
+        index_elements=["team_id", "headers_key"], set_=changed))  # fmt: skip
+
+
+def _from_row(row: ColumnMapping) -> ColumnMap:
+    return ColumnMap(row.email, row.first_name, row.last_name, row.locale, row.subscribed)
+
+
+async def recall(db: Database, team_id: str, header: list[str]) -> ColumnMap | None:
+    """The mapping this workspace chose for files with these headers, if any."""
+    async with db.session() as session:
+        row = await session.get(ColumnMapping, (team_id, headers_key(header)))
+    return _from_row(row) if row is not None else None
+
+
+@dataclass
+class ColumnMapper:
+    """A reader's `columns_of`: a mapping given now, then one remembered, then the guess.
+
+    Built before a file is opened (the workspace's mappings are few, read at once), since a
+    reader tells its columns synchronously. `used` keeps what each file was mapped with, so
+    a mapping given on the command line can be remembered afterwards.
+    """
+
+    remembered: dict[str, ColumnMap] = field(default_factory=dict)
+    given: dict[str, str] = field(default_factory=dict)
+    used: dict[str, tuple[list[str], ColumnMap]] = field(default_factory=dict)
+
+    def __call__(self, header: list[str]) -> Columns:
+        key = headers_key(header)
+        if self.given:
+            mapping = complete(header, self.given)
+        elif key in self.remembered:
+            mapping = self.remembered[key]
+        else:
+            return map_header(header)
+        columns = columns_for(header, mapping)
+        self.used[key] = (list(header), mapping)
+        return columns
+
+    def chosen(self, header: list[str]) -> bool:
+        """Whether `header`'s columns came from a mapping, not the guess."""
+        return headers_key(header) in self.used
+
+    async def remember_given(self, db: Database, team_id: str, user: str) -> None:
+        """Remember a mapping given now (`--map`) for every set of headers it mapped."""
+        if not self.given:
+            return
+        for header, mapping in self.used.values():
+            await remember(db, team_id, header, mapping, user)
+
+
+async def mapper_for(db: Database, team_id: str,
+                     given: Mapping[str, str] | None = None) -> ColumnMapper:  # fmt: skip
+    """The workspace's remembered mappings, with `given` (from `--map`) over them."""
+    async with db.session() as session:
+        rows = (await session.exec(
+            select(ColumnMapping).where(ColumnMapping.team_id == team_id)
+        )).all()  # fmt: skip
+    return ColumnMapper({row.headers_key: _from_row(row) for row in rows}, dict(given or {}))
+
+
+async def reread_source(db: Database, team_id: str, batch_id: int, source_id: int,
+                        header: list[str], mapping: ColumnMap, user: str) -> ImportSource:
+    """Remember `mapping` and put the source back to be read with it, in one transaction.
+
+    Only in a draft. The source's rows are marked removed first, so duplicates of its
+    addresses in other files become valid again (as when a file is removed); reading it
+    again replaces them. The reading is queued in the same transaction, as the job that
+    reads an uploaded file (its bytes are in Slack), which picks the remembered mapping up:
+    for a CSV in a ZIP the job is the ZIP's, which reads again only the entries pending.
+    """
+    async with db.begin() as conn:
+        await lock_batch(conn, team_id, batch_id)
+        source = (await conn.execute(
+            select(ImportSource).where(col(ImportSource.id) == source_id,
+                                       col(ImportSource.team_id) == team_id,
+                                       col(ImportSource.batch_id) == batch_id,
+                                       col(ImportSource.removed).is_(False))
+        )).first()  # fmt: skip
+        if source is None:
+            raise LookupError("That file is no longer part of this import.")
+        await remember_in(conn, team_id, header, mapping, user)
+        await conn.execute(
+            update(ImportSource)
+            .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id)
+            .values(status=SourceStatus.PENDING, error=None, note=None, rows=0, valid=0,
+                    duplicates=0, rejected=0, warnings=0)
+        )  # fmt: skip
+        await _set_rows_removed(conn, team_id, batch_id, source_id)
+        await promote_after_source(conn, team_id, batch_id, source_id)
+        origin = (await conn.execute(
+            select(ImportSource.id).where(
+                col(ImportSource.team_id) == team_id, col(ImportSource.batch_id) == batch_id,
+                col(ImportSource.ref) == source.ref, col(ImportSource.kind) == SourceKind.CSV,
+            ).order_by(col(ImportSource.id)).limit(1)
+        )).scalar_one()  # fmt: skip
+        await enqueue_in(conn, team_id, SLACK_FILE_JOB, {"source_id": origin},
+                         dedupe_key=f"remap:{source_id}:{utcnow().timestamp()}")  # fmt: skip
+    async with db.session() as session:
+        found = await session.get(ImportSource, source_id)
+    assert found is not None
+    return found
+
+
+async def _set_rows_removed(conn: AsyncConnection, team_id: str, batch_id: int,
+                            source_id: int) -> None:  # fmt: skip
+    await conn.execute(
+        text("UPDATE staged_row SET removed = :yes WHERE team_id = :t AND batch_id = :b "
+             "AND source_id = :s"),
+        {"yes": True, "t": team_id, "b": batch_id, "s": source_id},
+    )  # fmt: skip
+
+
+
+_COLUMN_PROBLEMS = ("No email column", "The column ")  # map_header's and columns_for's
+
+
+def column_problem(error: str | None) -> bool:
+    """Whether a failed file failed on its columns (so mapping them can fix it)."""
+    return bool(error) and str(error).startswith(_COLUMN_PROBLEMS)
+
+
+def mappable(source: ImportSource) -> bool:
+    """A file read from Slack (a CSV, a workbook, a CSV in a ZIP) whose columns can be chosen:
+    read, or failed on its columns; not a ZIP refused as a whole, nor a file still read."""
+    if source.kind != SourceKind.CSV or not source.ref or source.removed:
+        return False
+    if source.label.lower().endswith(".zip"):
+        return False  # the ZIP itself: its CSV files have lines of their own
+    if source.status == SourceStatus.PARSED:
+        return True
+    return source.status == SourceStatus.FAILED and column_problem(source.error)

@@ -1,0 +1,157 @@
+"""*Map columns* on the review message: choose which header holds each field of a file.
+
+The click opens a modal at once ("Reading the file…", since a trigger id lives 3 s), reads
+the file again from Slack for its headers and a few values each, and fills the modal with
+the current mapping preselected (remembered for these headers, else guessed). The header is
+kept on the source, so the submission (options are column positions) can name the columns:
+it remembers the mapping for the workspace and queues the file to be read again with it;
+the review message shows "Reading…" and then the new counts, as for any upload.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.models.views import View
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import update
+from sqlmodel import col
+
+from bot.imports import review
+from bot.imports.batches import ReviewError, get_source
+from bot.imports.files import shown_reader
+from bot.imports.mapping import ColumnMap, guess, mappable, recall, reread_source, samples
+from bot.imports.reading import CsvFileError
+from bot.imports.slack_files import FileRejected, check_csv, describe, download
+from handlers.context import Deps, Refusal, deps, may_change
+from handlers.ids import Action, Callback
+from handlers.mapping_messages import chosen_positions, mapping_errors, mapping_modal, note_modal
+from handlers.messages import esc
+from handlers.routes import Routes
+from models import BatchStatus, ImportSource
+
+log = logging.getLogger(__name__)
+READING = ":hourglass_flowing_sand: Reading the file's columns…"
+NOT_MAPPABLE = "This file's columns can't be chosen: it was not read from a CSV or Excel file."
+
+
+def _ids(value: str) -> tuple[int, int]:
+    batch, _, source = value.partition(":")
+    if not (batch.isdigit() and source.isdigit()):
+        raise Refusal("That button doesn't name a file: it may come from an old message.")
+    return int(batch), int(source)
+
+
+async def _replace(client: AsyncWebClient, opened: dict[str, Any], modal: View) -> None:
+    try:
+        await client.views_update(view_id=opened["id"], hash=opened.get("hash"), view=modal)
+    except SlackApiError as exc:
+        if exc.response.get("error") not in ("not_found", "hash_conflict"):
+            raise
+        log.info("the mapping modal was closed before it was filled in")
+
+
+async def _source_in_draft(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                           batch_id: int, source_id: int) -> ImportSource:  # fmt: skip
+    """The source, if this person may change the import and its columns can be chosen now."""
+    batch = await may_change(d, client, team_id, user_id, batch_id)
+    if batch.status != BatchStatus.DRAFT:
+        raise Refusal(f"This import is already {review.describe_status(batch)}.")
+    source = await get_source(d.db, team_id, source_id)
+    if source.batch_id != batch_id or source.removed:
+        raise Refusal("That file is no longer part of this import.")
+    if not mappable(source):
+        raise Refusal(NOT_MAPPABLE)
+    return source
+
+
+async def _read_columns(d: Deps, client: AsyncWebClient,
+                        source: ImportSource) -> tuple[list[str], list[list[str]]]:  # fmt: skip
+    """The file's header and up to three values of each column, read again from Slack."""
+    assert source.ref is not None
+    file = describe((await client.files_info(file=source.ref))["file"])
+    max_bytes = int(d.settings.max_upload_mb * 1e6)
+    check_csv(file, max_bytes)
+    with tempfile.TemporaryFile() as tmp:
+        await download(file, token=d.settings.slack_bot_token, hosts=d.settings.slack_file_hosts,
+                       max_bytes=max_bytes, dest=tmp)  # fmt: skip
+        tmp.seek(0)
+        with shown_reader(tmp, name=file.name, label=source.label,
+                          max_unzipped_bytes=d.settings.max_unzipped_bytes) as reader:  # fmt: skip
+            return list(reader.header), samples(reader)
+
+
+async def _keep_header(d: Deps, team_id: str, source_id: int, header: list[str]) -> None:
+    async with d.db.begin() as conn:
+        await conn.execute(
+            update(ImportSource)
+            .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id)
+            .values(header=json.dumps(header, ensure_ascii=False))
+        )  # fmt: skip
+
+
+async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
+    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    batch_id, source_id = _ids(str(body["actions"][0].get("value") or ""))
+    opened = (await client.views_open(trigger_id=body["trigger_id"],
+                                      view=note_modal(READING)))["view"]  # fmt: skip
+    try:
+        source = await _source_in_draft(d, client, team_id, user_id, batch_id, source_id)
+        header, values = await _read_columns(d, client, source)
+    except (Refusal, ReviewError) as exc:
+        await _replace(client, opened, note_modal(str(exc)))
+        return
+    except (CsvFileError, FileRejected) as exc:
+        await _replace(client, opened, note_modal(f"The file can't be read: {esc(str(exc))}"))
+        return
+    await _keep_header(d, team_id, source_id, header)
+    remembered = await recall(d.db, team_id, header)
+    modal = mapping_modal(batch_id=batch_id, source_id=source_id, label=source.label,
+                          header=header, samples=values, current=remembered or guess(header),
+                          remembered=remembered is not None)  # fmt: skip
+    await _replace(client, opened, modal)
+
+
+async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                   context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d = deps(context)
+    d.later.run(_open(d, client, body), client, body, prompt=True)
+
+
+async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
+                    client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
+    """Check the choice (field errors stay in the modal), then remember it and read again."""
+    d = deps(context)
+    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    meta = json.loads(view.get("private_metadata") or "{}")
+    batch_id, source_id = int(meta.get("batch") or 0), int(meta.get("source") or 0)
+    try:
+        source = await _source_in_draft(d, client, team_id, user_id, batch_id, source_id)
+    except (Refusal, ReviewError, LookupError) as exc:
+        await ack(response_action="update", view=note_modal(str(exc)).to_dict())
+        return
+    header: list[str] = json.loads(source.header or "[]")
+    chosen = chosen_positions(view["state"]["values"])
+    errors = mapping_errors(chosen, header)
+    if errors:
+        await ack(response_action="errors", errors=errors)
+        return
+    mapping = ColumnMap(**{f: None if i is None else header[i] for f, i in chosen.items()})
+    try:
+        await reread_source(d.db, team_id, batch_id, source_id, header, mapping, user_id)
+    except (ReviewError, LookupError) as exc:
+        await ack(response_action="update", view=note_modal(str(exc)).to_dict())
+        return
+    await ack()
+    d.later.run(d.notifier.batch_changed(team_id, batch_id), client, body)
+
+
+def register(app: Routes) -> None:
+    app.action(Action.MAP_COLUMNS)(on_click)
+    app.view(Callback.MAP_COLUMNS)(on_submit)
+

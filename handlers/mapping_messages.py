@@ -1,0 +1,128 @@
+"""Block builders for *Map columns*: the modal that says which header holds each field.
+
+Options are the file's columns by position (a header may be blank or repeated), each shown
+as "Header — sample1, sample2, sample3" so people recognise the column by its values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    SectionBlock,
+    StaticSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot.imports.mapping import FIELD_LABELS, FIELDS, ColumnMap, position_of
+from handlers.ids import Action, BlockId, Callback
+from handlers.messages import esc, metadata
+
+NONE = "none"  # the "(none)" option's value; columns are their position
+MAX_OPTION_TEXT = 75  # Slack's limit for an option's text
+MAX_OPTIONS = 100  # Slack's limit for a static select
+FIELD_BLOCKS = {"email": BlockId.MAP_EMAIL, "first_name": BlockId.MAP_FIRST_NAME,
+                "last_name": BlockId.MAP_LAST_NAME, "locale": BlockId.MAP_LOCALE,
+                "subscribed": BlockId.MAP_SUBSCRIBED}  # fmt: skip
+HINTS = {
+    "email": "Required: the column with the email addresses.",
+    "locale": "Language of the invite, e.g. en, fr, pt-BR.",
+    "subscribed": "Consent to marketing email (yes/no, subscribed, opted in…).",
+}
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def column_text(index: int, name: str, values: list[str]) -> str:
+    """"Work Email — ada@example.com, bob@example.org, …", within Slack's 75 characters."""
+    title = name.strip() or f"(column {index + 1}, no name)"
+    shown = ", ".join(values) if values else "(empty)"
+    return _clip(f"{_clip(title, 40)} — {shown}", MAX_OPTION_TEXT)
+
+
+def _options(header: list[str], samples: list[list[str]], optional: bool) -> list[Option]:
+    options = [Option(value=NONE, text="(none)")] if optional else []
+    room = MAX_OPTIONS - len(options)
+    options += [Option(value=str(i), text=column_text(i, name, samples[i] if i < len(samples)
+                                                       else []))
+                for i, name in enumerate(header[:room])]  # fmt: skip
+    return options
+
+
+def field_block(name: str, header: list[str], samples: list[list[str]],
+                current: str | None) -> InputBlock:  # fmt: skip
+    optional = name != "email"
+    options = _options(header, samples, optional)
+    position = position_of(header, current) if current is not None else None
+    chosen = str(position) if position is not None else (NONE if optional else None)
+    initial = next((o for o in options if o.value == chosen), None)
+    return InputBlock(
+        block_id=FIELD_BLOCKS[name], label=FIELD_LABELS[name], optional=optional,
+        hint=HINTS.get(name),
+        element=StaticSelectElement(action_id=Action.MAP_FIELD, options=options,
+                                    initial_option=initial,
+                                    placeholder="Choose a column"),
+    )  # fmt: skip
+
+
+def mapping_modal(*, batch_id: int, source_id: int, label: str, header: list[str],
+                  samples: list[list[str]], current: ColumnMap,
+                  remembered: bool) -> View:  # fmt: skip
+    """One select per field, the current mapping (remembered, else guessed) preselected."""
+    said = ("These columns were chosen for files with the same headers before."
+            if remembered else "Columns were guessed from their names.")  # fmt: skip
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=(
+            f"Which column of *{esc(label)}* holds each field? The file is read again with "
+            "your choice, and files with the same headers map themselves next time.")[:3000])),
+        ContextBlock(elements=[MarkdownTextObject(text=said)]),
+    ]  # fmt: skip
+    blocks += [field_block(name, header, samples, getattr(current, name)) for name in FIELDS]
+    if len(header) > MAX_OPTIONS - 1:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(
+            text=f"Only the first {MAX_OPTIONS - 1} of {len(header)} columns can be chosen.")]))
+    return View(type="modal", callback_id=Callback.MAP_COLUMNS, title="Map columns",
+                submit="Read again", close="Cancel", blocks=blocks,
+                private_metadata=metadata(batch=batch_id, source=source_id))  # fmt: skip
+
+
+def note_modal(text: str, title: str = "Map columns") -> View:
+    """A modal that only says something: "Reading the file…", or why it can't be mapped."""
+    return View(type="modal", title=title, close="Close",
+                blocks=[SectionBlock(text=MarkdownTextObject(text=text[:3000]))])  # fmt: skip
+
+
+def chosen_positions(values: dict[str, Any]) -> dict[str, int | None]:
+    """The submitted choice of each field: a column's position, or None for "(none)"."""
+    out: dict[str, int | None] = {}
+    for name, block in FIELD_BLOCKS.items():
+        selected = ((values.get(block) or {}).get(Action.MAP_FIELD) or {}).get("selected_option")
+        value = str((selected or {}).get("value") or NONE)
+        out[name] = int(value) if value.isdigit() else None
+    return out
+
+
+def mapping_errors(chosen: dict[str, int | None], header: list[str]) -> dict[str, str]:
+    """Field errors for the modal: an email column is required, and a column serves once."""
+    errors: dict[str, str] = {}
+    if chosen.get("email") is None:
+        errors[FIELD_BLOCKS["email"]] = "Choose the column that holds the email addresses."
+    used: dict[int, str] = {}
+    for name, position in chosen.items():
+        if position is None:
+            continue
+        if position >= len(header):
+            errors[FIELD_BLOCKS[name]] = "That column is not in the file any more."
+        elif position in used:
+            errors[FIELD_BLOCKS[name]] = (f"This column is already chosen for "
+                                          f"{FIELD_LABELS[used[position]]}.")  # fmt: skip
+        else:
+            used[position] = name
+    return errors

@@ -1,0 +1,135 @@
+"""*Map columns* as people meet it: an upload whose email column can't be told, the modal
+with each column's values, the file read again with the choice, and the next file mapping
+itself."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import text
+
+from handlers.ids import Action, BlockId, Callback
+from handlers.mapping_messages import FIELD_BLOCKS
+from tests.fakes.slack_requests import state_static_select
+from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_import_flow import _form, _open_modal, _review
+
+STRANGER = "U0777"
+WORK = (b"Full Name,Work Contact,First Name,Preferred tongue\n"
+        b"Ada Lovelace,ada@example.com,Ada,en\n"
+        b"Bob Stone,bob@example.org,Bob,fr\n"
+        b"Cy Twombly,cy@example.net,Cy,<!channel>\n"
+        b"Dee,not-an-email,Dee,\n")  # fmt: skip
+
+
+def _map_buttons(message: dict[str, Any]) -> list[str]:
+    return [e["value"] for b in message["blocks"] if b["type"] == "actions"
+            for e in b["elements"] if e["action_id"] == Action.MAP_COLUMNS]  # fmt: skip
+
+
+def _source_lines(message: dict[str, Any]) -> list[str]:
+    return [b["text"]["text"] for b in message["blocks"]
+            if b.get("accessory", {}).get("action_id") == Action.REMOVE_SOURCE]  # fmt: skip
+
+
+async def _upload(app: Harness, file_id: str, name: str, data: bytes) -> dict[str, Any]:
+    view_id = await _open_modal(app)
+    file = app.slack.add_file(file_id, name, data)
+    await app.requests.view_submission(state_values=_form(files=[file], segment="Work"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    return app.slack.message("C0001", (await _review(app))["ts"])
+
+
+async def _click_map(app: Harness, review: dict[str, Any], user: str) -> dict[str, Any]:
+    (value,) = _map_buttons(review)
+    await app.requests.block_action(Action.MAP_COLUMNS, value, user_id=user,
+                                    message_ts=review["ts"])  # fmt: skip
+    await app.done()
+    return app.slack.open_views(user)[-1]
+
+
+def _choice(modal: dict[str, Any], block: str) -> dict[str, Any]:
+    element = next(b["element"] for b in modal["blocks"] if b.get("block_id") == block)
+    return element
+
+
+def _state(**positions: str) -> dict[str, Any]:
+    return {FIELD_BLOCKS[f]: {Action.MAP_FIELD: state_static_select(v)}
+            for f, v in positions.items()}  # fmt: skip
+
+
+async def test_map_columns_reads_the_file_again_and_is_remembered(app: Harness) -> None:
+    review = await _upload(app, "F0201", "work.csv", WORK)
+    (line,) = _source_lines(review)
+    assert ":warning: No email column found." in line
+    assert len(_map_buttons(review)) == 1
+
+    modal = await _click_map(app, review, REP)
+    assert modal["callback_id"] == Callback.MAP_COLUMNS
+    email = _choice(modal, BlockId.MAP_EMAIL)
+    texts = [o["text"]["text"] for o in email["options"]]
+    assert texts[1] == "Work Contact — ada@example.com, bob@example.org, cy@example.net"
+    assert all(len(t) <= 75 for t in texts)
+    assert "initial_option" not in email  # nothing guessed for email
+    first = _choice(modal, BlockId.MAP_FIRST_NAME)
+    assert first["options"][0]["value"] == "none"
+    assert first["initial_option"]["text"]["text"] == "First Name — Ada, Bob, Cy"
+    locale = _choice(modal, BlockId.MAP_LOCALE)
+    assert locale["initial_option"]["value"] == "none"
+    assert "Preferred tongue — en, fr, <!channel>" in [o["text"]["text"]
+                                                       for o in locale["options"]]  # fmt: skip
+
+    # a column chosen twice, and no email: field errors, nothing changes
+    reply = await app.requests.view_submission(
+        state_values=_state(first_name="1", locale="1"), view_id=modal["id"], user_id=REP)
+    assert reply.body["response_action"] == "errors"
+    assert set(reply.body["errors"]) == {BlockId.MAP_EMAIL, BlockId.MAP_LOCALE}
+    assert "already chosen for First name" in reply.body["errors"][BlockId.MAP_LOCALE]
+
+    reply = await app.requests.view_submission(
+        state_values=_state(email="1", first_name="2", last_name="none", locale="3",
+                            subscribed="none"),
+        view_id=modal["id"], user_id=REP)  # fmt: skip
+    assert reply.status == 200 and not reply.body
+    await app.settle()
+    review = app.slack.message("C0001", review["ts"])
+    (line,) = _source_lines(review)
+    assert "3 valid · 0 duplicates · 1 rejected" in line, line
+    assert "*Total:* 4 rows · *3 to import*" in json.dumps(review["blocks"], ensure_ascii=False)
+    async with app.db.begin() as conn:
+        row = (await conn.execute(text(
+            "SELECT email, first_name, locale, updated_by FROM column_mapping"))).one()
+    assert tuple(row) == ("Work Contact", "First Name", "Preferred tongue", REP)
+
+    # next week's export, same headers: it maps itself, and the modal says it was remembered
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0202", "work-2.csv", WORK.replace(b"ada@", b"ada2@"))
+    await app.requests.view_submission(state_values=_form(files=[file], segment="Work 2"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    second = [m for m in app.slack.messages_in("C0001") if "Work 2" in m.get("text", "")][-1]
+    (line,) = _source_lines(second)
+    assert "3 valid" in line
+    modal = await _click_map(app, second, LEAD)
+    assert _choice(modal, BlockId.MAP_EMAIL)["initial_option"]["value"] == "1"
+    assert "chosen for files with the same headers before" in json.dumps(modal["blocks"])
+    assert app.slack.block_errors == []
+
+
+async def test_only_the_requester_or_a_lead_maps_columns(app: Harness) -> None:
+    review = await _upload(app, "F0203", "work.csv", WORK)
+    modal = await _click_map(app, review, STRANGER)
+    assert modal.get("callback_id") != Callback.MAP_COLUMNS
+    assert "who asked for this import, or a team lead can change it" in json.dumps(modal)
+    async with app.db.begin() as conn:
+        assert (await conn.execute(text("SELECT COUNT(*) FROM column_mapping"))).scalar_one() == 0
+    # a modal opened by the requester, submitted by someone else: refused, nothing remembered
+    opened = await _click_map(app, review, REP)
+    reply = await app.requests.view_submission(
+        state_values=_state(email="1"), view_id=opened["id"], user_id=STRANGER)
+    assert reply.body["response_action"] == "update"
+    assert "who asked for this import" in json.dumps(reply.body["view"])
+    async with app.db.begin() as conn:
+        assert (await conn.execute(text("SELECT COUNT(*) FROM column_mapping"))).scalar_one() == 0

@@ -1,0 +1,136 @@
+"""Column mappings through the service layer: a file whose email column can't be told fails,
+imports with a mapping, and the next export with the same headers maps itself."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from sqlalchemy import text
+
+from bot.imports.batches import add_source, create_batch
+from bot.imports.files import shown_reader, stage_file
+from bot.imports.importer import ImportFailed, import_files, preview_files
+from bot.imports.mapping import (
+    ColumnMap,
+    columns_for,
+    guess,
+    headers_key,
+    mapper_for,
+    parse_maps,
+    recall,
+    remember,
+    samples,
+)
+from bot.imports.reading import Columns, CsvFileError, CsvReader
+from bot.workspaces import ensure_workspace, import_target
+from models import Database, SourceKind, SourceStatus
+
+TEAM = "T1"
+WORK = (b"Full Name,Work Contact,Given,Preferred tongue\n"
+        b"Ada Lovelace,ada@example.com,Ada,en\n"
+        b"Bob Stone,bob@example.org,Bob,fr\n"
+        b"Cy,,Cy,\n")  # fmt: skip
+NEXT_WEEK = (b"Preferred tongue,Given,Work Contact,Full Name\n"  # same headers, new order
+             b"de,Dora,dora@example.de,Dora Maar\n")  # fmt: skip
+
+
+async def _contacts(db: Database) -> dict[str, tuple[str, str | None]]:
+    async with db.begin() as conn:
+        rows = await conn.execute(text("SELECT email, first_name, locale FROM contact "
+                                       "WHERE team_id = :t"), {"t": TEAM})  # fmt: skip
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def test_headers_key_ignores_order_case_and_spacing() -> None:
+    assert headers_key(["Work Contact", "Given"]) == headers_key(["given", " work_contact"])
+    assert headers_key(["Work Contact"]) != headers_key(["Work Contact", "Given"])
+
+
+def test_guess_finds_the_other_fields_without_an_email_column() -> None:
+    header = ["Work Contact", "First Name", "Language"]
+    assert guess(header) == ColumnMap(None, "First Name", None, "Language")
+    assert guess(["Email", "Surname"]) == ColumnMap("Email", None, "Surname")
+
+
+def test_columns_for_names_a_missing_header() -> None:
+    header = ["Work Contact", "Given"]
+    assert columns_for(header, ColumnMap("work contact", "Given")) == Columns(0, 1, None, None)
+    with pytest.raises(CsvFileError, match="The column 'Work Email' chosen for Email isn't"):
+        columns_for(header, ColumnMap("Work Email"))
+    with pytest.raises(CsvFileError, match="No email column was chosen"):
+        columns_for(header, ColumnMap(None, "Given"))
+
+
+def test_samples_are_the_first_non_empty_values_of_each_column() -> None:
+    with CsvReader(io.BytesIO(WORK), columns_of=lambda h: Columns(1, None, None, None)) as r:
+        assert samples(r) == [["Ada Lovelace", "Bob Stone", "Cy"],
+                              ["ada@example.com", "bob@example.org"], ["Ada", "Bob", "Cy"],
+                              ["en", "fr"]]  # fmt: skip
+
+
+def test_a_file_without_a_recognised_email_column_opens_to_be_shown() -> None:
+    with shown_reader(io.BytesIO(WORK), name="work.csv", label="work.csv") as reader:
+        assert reader.header[1] == "Work Contact"
+
+
+def test_parse_maps_and_its_errors() -> None:
+    assert parse_maps(['email=Work Email', "First-Name = Given ", "locale=a=b"]) == {
+        "email": "Work Email", "first_name": "Given", "locale": "a=b"}
+    with pytest.raises(ValueError, match="needs a field and a column"):
+        parse_maps(["Work Email"])
+    with pytest.raises(ValueError, match="phone is not a field; the fields are email, "):
+        parse_maps(["phone=Mobile"])
+    with pytest.raises(ValueError, match="names no column"):
+        parse_maps(["email="])
+
+
+async def test_unmapped_fails_mapped_imports_and_next_week_maps_itself(db: Database) -> None:
+    await ensure_workspace(db, TEAM)
+    with pytest.raises(ImportFailed, match="No email column found"):
+        await import_files(db, TEAM, [("work.csv", io.BytesIO(WORK))], segment="Work",
+                           create_segment=True)  # fmt: skip
+    assert await recall(db, TEAM, WORK.decode().splitlines()[0].split(",")) is None
+
+    result = await import_files(db, TEAM, [("work.csv", io.BytesIO(WORK))], segment="Work",
+                                create_segment=True, requested_by="U1",
+                                column_map={"email": "Work Contact",
+                                            "locale": "Preferred tongue"})  # fmt: skip
+    assert (result.batch.valid, result.batch.rejected) == (2, 1)
+    assert {e: locale for e, (_, locale) in (await _contacts(db)).items()} == {
+        "ada@example.com": "en", "bob@example.org": "fr"}
+    header = ["Full Name", "Work Contact", "Given", "Preferred tongue"]
+    assert await recall(db, TEAM, header) == ColumnMap("Work Contact", None, None,
+                                                       "Preferred tongue")  # fmt: skip
+
+    # next week's export, columns in another order: the remembered mapping applies by itself
+    segment = await import_target(db, TEAM, "Work", create=False)
+    batch = await create_batch(db, TEAM, segment.id or 0, "U2")
+    source = await add_source(db, TEAM, batch.id or 0, SourceKind.CSV, "next.csv")
+    (staged,) = await stage_file(db, TEAM, source.id or 0, io.BytesIO(NEXT_WEEK), name="next.csv")
+    assert (staged.status, staged.valid) == (SourceStatus.PARSED, 1)
+    async with db.begin() as conn:
+        row = (await conn.execute(text("SELECT email, locale FROM staged_row WHERE source_id = "
+                                       ":s"), {"s": source.id})).one()  # fmt: skip
+    assert tuple(row) == ("dora@example.de", "de")
+
+
+async def test_a_changed_mapping_replaces_the_remembered_one(db: Database) -> None:
+    await ensure_workspace(db, TEAM)
+    header = ["Work Contact", "Given"]
+    await remember(db, TEAM, header, ColumnMap("Work Contact"), "U1")
+    await remember(db, TEAM, ["given", "work contact"], ColumnMap("Work Contact", "Given"), "U2")
+    assert await recall(db, TEAM, header) == ColumnMap("Work Contact", "Given")
+    assert await recall(db, "T2", header) is None  # per workspace
+    mapper = await mapper_for(db, TEAM)
+    assert mapper(header) == Columns(0, 1, None, None) and mapper.chosen(header)
+
+
+async def test_dry_run_uses_a_map_and_remembers_nothing(db: Database) -> None:
+    await ensure_workspace(db, TEAM)
+    result, _ = await preview_files(db, TEAM, [("work.csv", io.BytesIO(WORK))], segment="Work",
+                                    create_segment=True,
+                                    column_map={"email": "Work Contact"})  # fmt: skip
+    assert result.totals.valid == 2
+    assert await recall(db, TEAM, ["Full Name", "Work Contact", "Given", "Preferred tongue"]) \
+        is None
