@@ -11,12 +11,9 @@ the review message shows "Reading…" and then the new counts, as for any upload
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import update
 from sqlmodel import col
@@ -31,10 +28,10 @@ from handlers.context import Deps, Refusal, deps, may_change
 from handlers.ids import Action, Callback
 from handlers.mapping_messages import chosen_positions, mapping_errors, mapping_modal, note_modal
 from handlers.messages import esc
+from handlers.respond import fill_modal
 from handlers.routes import Routes
 from models import BatchStatus, ImportSource
 
-log = logging.getLogger(__name__)
 READING = ":hourglass_flowing_sand: Reading the file's columns…"
 NOT_MAPPABLE = "This file's columns can't be chosen: it was not read from a CSV or Excel file."
 
@@ -44,15 +41,6 @@ def _ids(value: str) -> tuple[int, int]:
     if not (batch.isdigit() and source.isdigit()):
         raise Refusal("That button doesn't name a file: it may come from an old message.")
     return int(batch), int(source)
-
-
-async def _replace(client: AsyncWebClient, opened: dict[str, Any], modal: View) -> None:
-    try:
-        await client.views_update(view_id=opened["id"], hash=opened.get("hash"), view=modal)
-    except SlackApiError as exc:
-        if exc.response.get("error") not in ("not_found", "hash_conflict"):
-            raise
-        log.info("the mapping modal was closed before it was filled in")
 
 
 async def _source_in_draft(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
@@ -97,23 +85,22 @@ async def _keep_header(d: Deps, team_id: str, source_id: int, header: list[str])
 async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     team_id, user_id = body["team"]["id"], body["user"]["id"]
     batch_id, source_id = _ids(str(body["actions"][0].get("value") or ""))
-    opened = (await client.views_open(trigger_id=body["trigger_id"],
-                                      view=note_modal(READING)))["view"]  # fmt: skip
+    opened = await client.views_open(trigger_id=body["trigger_id"], view=note_modal(READING))
     try:
         source = await _source_in_draft(d, client, team_id, user_id, batch_id, source_id)
         header, values = await _read_columns(d, client, source)
     except (Refusal, ReviewError) as exc:
-        await _replace(client, opened, note_modal(str(exc)))
+        await fill_modal(client, opened, note_modal(str(exc)))
         return
     except (CsvFileError, FileRejected) as exc:
-        await _replace(client, opened, note_modal(f"The file can't be read: {esc(str(exc))}"))
+        await fill_modal(client, opened, note_modal(f"The file can't be read: {esc(str(exc))}"))
         return
     await _keep_header(d, team_id, source_id, header)
     remembered = await recall(d.db, team_id, header)
     modal = mapping_modal(batch_id=batch_id, source_id=source_id, label=source.label,
                           header=header, samples=values, current=remembered or guess(header),
                           remembered=remembered is not None)  # fmt: skip
-    await _replace(client, opened, modal)
+    await fill_modal(client, opened, modal)
 
 
 async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
@@ -154,4 +141,3 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
 def register(app: Routes) -> None:
     app.action(Action.MAP_COLUMNS)(on_click)
     app.view(Callback.MAP_COLUMNS)(on_submit)
-

@@ -60,12 +60,13 @@ async def respond(client: AsyncWebClient, url: str, text: str, *, replace: bool,
 
 async def fill_modal(client: AsyncWebClient, opened: Any, modal: View) -> None:
     """Fill or replace the placeholder modal just opened (trigger ids live 3 s, so modals
-    open first and are filled after a database read); if the person closed it, so be it."""
+    open first and are filled after a database read); if the person closed it, or it changed
+    meanwhile (a newer fill), so be it."""
     view = opened["view"]
     try:
-        await client.views_update(view_id=view["id"], hash=view["hash"], view=modal)
+        await client.views_update(view_id=view["id"], hash=view.get("hash"), view=modal)
     except SlackApiError as exc:
-        if exc.response.get("error") != "not_found":
+        if exc.response.get("error") not in ("not_found", "hash_conflict"):
             raise
         log.info("the %s modal was closed before it was filled in", modal.callback_id or "")
 

@@ -10,11 +10,8 @@ another workspace's import) are shown in the modal, so a click from Home needs n
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.imports.batches import ReviewError
@@ -23,6 +20,7 @@ from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, Callback
 from handlers.messages import metadata
+from handlers.respond import fill_modal
 from handlers.routes import Routes
 from handlers.undo_messages import (
     checking_modal,
@@ -32,7 +30,6 @@ from handlers.undo_messages import (
     started_modal,
 )
 
-log = logging.getLogger(__name__)
 WHAT = "undo imports"
 
 
@@ -55,30 +52,20 @@ async def _why_not_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: 
     return str(await leads_only(d, team_id, WHAT))
 
 
-async def _replace(client: AsyncWebClient, opened: dict[str, Any], modal: View) -> None:
-    try:
-        await client.views_update(view_id=opened["id"], hash=opened.get("hash"), view=modal)
-    except SlackApiError as exc:
-        if exc.response.get("error") not in ("not_found", "hash_conflict"):
-            raise
-        log.info("the undo modal was closed before it was filled in")
-
-
 async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     team_id, user_id = body["team"]["id"], body["user"]["id"]
     batch_id = _batch_id(body["actions"][0].get("value"))
-    opened = (await client.views_open(trigger_id=body["trigger_id"],
-                                      view=checking_modal()))["view"]  # fmt: skip
+    opened = await client.views_open(trigger_id=body["trigger_id"], view=checking_modal())
     refusal = await _why_not_lead(d, client, team_id, user_id)
     if refusal:
-        await _replace(client, opened, refused_modal(refusal))
+        await fill_modal(client, opened, refused_modal(refusal))
         return
     try:
         plan = await undo_plan(d.db, team_id, batch_id, window_days=d.settings.undo_window_days)
     except ReviewError as exc:
-        await _replace(client, opened, refused_modal(str(exc)))
+        await fill_modal(client, opened, refused_modal(str(exc)))
         return
-    await _replace(client, opened, confirm_modal(plan, metadata=metadata(batch=batch_id)))
+    await fill_modal(client, opened, confirm_modal(plan, metadata=metadata(batch=batch_id)))
 
 
 async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
