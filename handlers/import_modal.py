@@ -51,6 +51,7 @@ from handlers.mailchimp_messages import (
     lists_failed,
 )
 from handlers.messages import CONSENT_VALUE, esc, import_modal, review_message, segment_options
+from handlers.respond import fill_modal
 from handlers.routes import Routes
 from models import BatchStatus, Database, Segment, SegmentKind, SourceKind
 from models.contacts import ALL_CUSTOMERS
@@ -269,15 +270,9 @@ async def open_import_modal(d: Deps, client: AsyncWebClient, trigger_id: str, te
         return import_modal(channel_id=channel_id, batch_id=batch_id, segment=segment,
                             mailchimp=mailchimp, ask_consent=ask_consent)  # fmt: skip
 
-    opened = (await client.views_open(trigger_id=trigger_id,
-                                      view=form(lists_blocks(note=LISTS_LOADING))))["view"]
-    filled = form(await mailchimp_part(d, team_id))
-    try:
-        await client.views_update(view_id=opened["id"], hash=opened["hash"], view=filled)
-    except SlackApiError as exc:
-        if exc.response.get("error") not in ("not_found", "hash_conflict"):
-            raise
-        log.info("the import modal was closed or submitted before its Mailchimp lists arrived")
+    opened = await client.views_open(trigger_id=trigger_id,
+                                     view=form(lists_blocks(note=LISTS_LOADING)))
+    await fill_modal(client, opened, form(await mailchimp_part(d, team_id)))
 
 
 async def post_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: int,
