@@ -38,7 +38,7 @@ from handlers.campaign_messages import (
     saved_note,
     went_live_note,
 )
-from handlers.context import Deps, Refusal, deps, is_lead, leads_only
+from handlers.context import Deps, Refusal, deps, is_lead, leads_only, require_lead
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, metadata
@@ -62,17 +62,6 @@ FIELD_BLOCKS = {
     "invite_delay_days": BlockId.CAMPAIGN_DELAY,
 }
 LOADING = "Loading…"
-
-
-async def lead_refusal(d: Deps, team_id: str, verb: str) -> Refusal:
-    """Names who can, like the import refusals, so the person knows whom to ask."""
-    return await leads_only(d, team_id, verb)
-
-
-async def _require_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
-                        verb: str) -> None:  # fmt: skip
-    if not await is_lead(d, client, team_id, user_id):
-        raise await lead_refusal(d, team_id, verb)
 
 
 def _campaign_id(value: str) -> int:
@@ -109,7 +98,7 @@ async def list_command(ack: Any, command: dict[str, Any], client: AsyncWebClient
 
 
 async def _go_live(d: Deps, client: AsyncWebClient, click: Click) -> None:
-    await _require_lead(d, client, click.team_id, click.user_id, "put campaigns live")
+    await require_lead(d, client, click.team_id, click.user_id, "put campaigns live")
     campaign_id = _campaign_id(click.value)
     enrollment = await set_state(d.db, click.team_id, campaign_id, CampaignState.LIVE,
                                  requested_by=click.user_id)  # fmt: skip
@@ -126,7 +115,7 @@ async def _go_live(d: Deps, client: AsyncWebClient, click: Click) -> None:
 
 
 async def _pause(d: Deps, client: AsyncWebClient, click: Click) -> None:
-    await _require_lead(d, client, click.team_id, click.user_id, "pause campaigns")
+    await require_lead(d, client, click.team_id, click.user_id, "pause campaigns")
     campaign_id = _campaign_id(click.value)
     before = await get_campaign(d.db, click.team_id, campaign_id)
     if before.state == CampaignState.DRAFT:
@@ -157,7 +146,7 @@ async def _open_new(d: Deps, client: AsyncWebClient, click: Click, trigger_id: s
     opened = await client.views_open(trigger_id=trigger_id, view=campaign_modal(
         None, private_metadata=metadata(url=click.response_url)))  # fmt: skip
     if not await is_lead(d, client, click.team_id, click.user_id):
-        text = str(await lead_refusal(d, click.team_id, "create campaigns"))
+        text = str(await leads_only(d, click.team_id, "create campaigns"))
         await fill_modal(client, opened, notice_modal("New campaign", text))
 
 
@@ -166,7 +155,7 @@ async def _open_edit(d: Deps, client: AsyncWebClient, click: Click, trigger_id: 
     opened = await client.views_open(trigger_id=trigger_id,
                                      view=notice_modal("Edit campaign", LOADING))  # fmt: skip
     try:
-        await _require_lead(d, client, click.team_id, click.user_id, "edit campaigns")
+        await require_lead(d, client, click.team_id, click.user_id, "edit campaigns")
         campaign = await get_campaign(d.db, click.team_id, _campaign_id(click.value))
         modal = campaign_modal(CampaignForm.of(campaign), private_metadata=metadata(
             campaign=campaign.id, url=click.response_url))  # fmt: skip
@@ -278,7 +267,7 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
     verb = "create campaigns" if campaign_id is None else "edit campaigns"
     if not await is_lead(d, client, team_id, user_id):
         refusal = notice_modal(view.get("title", {}).get("text") or "Campaign",
-                               str(await lead_refusal(d, team_id, verb)))  # fmt: skip
+                               str(await leads_only(d, team_id, verb)))  # fmt: skip
         await ack(response_action="update", view=refusal.to_dict())
         return
     form = read_form(view["state"]["values"])

@@ -53,6 +53,13 @@ async def lead_refusal(d: Deps, team_id: str, verb: str) -> Refusal:
     return await leads_only(d, team_id, f"{verb} imports")
 
 
+async def require_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                       what: str) -> None:  # fmt: skip
+    """Refuse ("Only team leads can <what>", naming whom to ask) anyone who isn't a lead."""
+    if not await is_lead(d, client, team_id, user_id):
+        raise await leads_only(d, team_id, what)
+
+
 async def leads_only(d: Deps, team_id: str, what: str) -> Refusal:
     """"Only team leads can <what>", naming whom to ask."""
     leads = ", ".join(f"<@{u}>" for u in (await lead_ids(d.db, team_id, d.settings.team_leads))[:5])

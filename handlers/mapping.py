@@ -10,18 +10,25 @@ the review message shows "Reading…" and then the new counts, as for any upload
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
-from typing import Any
+from typing import Any, BinaryIO
 
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import update
-from sqlmodel import col
 
 from bot.imports import review
 from bot.imports.batches import ReviewError, get_source
 from bot.imports.files import shown_reader
-from bot.imports.mapping import ColumnMap, guess, mappable, recall, reread_source, samples
+from bot.imports.mapping import (
+    ColumnMap,
+    guess,
+    keep_header,
+    mappable,
+    recall,
+    reread_source,
+    samples,
+)
 from bot.imports.reading import CsvFileError
 from bot.imports.slack_files import FileRejected, check_csv, describe, download
 from handlers.context import Deps, Refusal, deps, may_change
@@ -59,7 +66,10 @@ async def _source_in_draft(d: Deps, client: AsyncWebClient, team_id: str, user_i
 
 async def _read_columns(d: Deps, client: AsyncWebClient,
                         source: ImportSource) -> tuple[list[str], list[list[str]]]:  # fmt: skip
-    """The file's header and up to three values of each column, read again from Slack."""
+    """The file's header and up to three values of each column, read again from Slack.
+
+    Reading decides the encoding over the whole file (or unpacks a workbook): CPU work that
+    runs on a thread, not on the event loop that acks Slack."""
     assert source.ref is not None
     file = describe((await client.files_info(file=source.ref))["file"])
     max_bytes = int(d.settings.max_upload_mb * 1e6)
@@ -68,18 +78,15 @@ async def _read_columns(d: Deps, client: AsyncWebClient,
         await download(file, token=d.settings.slack_bot_token, hosts=d.settings.slack_file_hosts,
                        max_bytes=max_bytes, dest=tmp)  # fmt: skip
         tmp.seek(0)
-        with shown_reader(tmp, name=file.name, label=source.label,
-                          max_unzipped_bytes=d.settings.max_unzipped_bytes) as reader:  # fmt: skip
-            return list(reader.header), samples(reader)
+        return await asyncio.to_thread(_header_and_samples, tmp, file.name, source.label,
+                                       d.settings.max_unzipped_bytes)  # fmt: skip
 
 
-async def _keep_header(d: Deps, team_id: str, source_id: int, header: list[str]) -> None:
-    async with d.db.begin() as conn:
-        await conn.execute(
-            update(ImportSource)
-            .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id)
-            .values(header=json.dumps(header, ensure_ascii=False))
-        )  # fmt: skip
+def _header_and_samples(stream: BinaryIO, name: str, label: str,
+                        max_unzipped_bytes: int) -> tuple[list[str], list[list[str]]]:  # fmt: skip
+    with shown_reader(stream, name=name, label=label,
+                      max_unzipped_bytes=max_unzipped_bytes) as reader:  # fmt: skip
+        return list(reader.header), samples(reader)
 
 
 async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
@@ -95,7 +102,7 @@ async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     except (CsvFileError, FileRejected) as exc:
         await fill_modal(client, opened, note_modal(f"The file can't be read: {esc(str(exc))}"))
         return
-    await _keep_header(d, team_id, source_id, header)
+    await keep_header(d.db, team_id, source_id, header)
     remembered = await recall(d.db, team_id, header)
     modal = mapping_modal(batch_id=batch_id, source_id=source_id, label=source.label,
                           header=header, samples=values, current=remembered or guess(header),

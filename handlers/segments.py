@@ -38,7 +38,7 @@ from bot.workspaces import (
     segment_sizes,
 )
 from handlers.campaign_messages import notice_modal
-from handlers.context import Deps, Refusal, deps, is_lead, leads_only
+from handlers.context import Deps, Refusal, deps, is_lead, leads_only, require_lead
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import file_stem, metadata
@@ -79,12 +79,6 @@ def button_of(click: Click) -> ButtonValue:
     if value is None:
         raise Refusal(OLD_BUTTON)
     return value
-
-
-async def _require_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
-                        verb: str) -> None:  # fmt: skip
-    if not await is_lead(d, client, team_id, user_id):
-        raise await leads_only(d, team_id, verb)
 
 
 async def _show_list(d: Deps, client: AsyncWebClient, team_id: str, url: str, *,
@@ -164,7 +158,7 @@ async def _open_rename(d: Deps, client: AsyncWebClient, click: Click) -> None:
     opened = await client.views_open(trigger_id=click.trigger_id,
                                      view=notice_modal("Rename segment", LOADING))  # fmt: skip
     try:
-        await _require_lead(d, client, click.team_id, click.user_id, "rename segments")
+        await require_lead(d, client, click.team_id, click.user_id, "rename segments")
         value = button_of(click)
         segment = await get_segment(d.db, click.team_id, value.segment_id)
         if segment.kind != SegmentKind.STATIC:
@@ -228,7 +222,7 @@ async def submit_name(ack: Any, body: dict[str, Any], view: dict[str, Any],
 
 async def _delete(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, segment_id: int,
                   url: str, offset: int) -> None:  # fmt: skip
-    await _require_lead(d, client, team_id, user_id, "delete segments")
+    await require_lead(d, client, team_id, user_id, "delete segments")
     deleted = await delete_segment(d.db, team_id, segment_id, actor=user_id)
     note = deleted_note(deleted.name, deleted.members, deleted.campaigns)
     await _after_change(d, client, team_id, user_id, url, note, offset)
@@ -254,7 +248,7 @@ async def _ask_first(d: Deps, client: AsyncWebClient, click: Click) -> None:
     opened = await client.views_open(trigger_id=click.trigger_id,
                                      view=notice_modal("Delete segment", LOADING))  # fmt: skip
     try:
-        await _require_lead(d, client, click.team_id, click.user_id, "delete segments")
+        await require_lead(d, client, click.team_id, click.user_id, "delete segments")
         modal = await _confirm_modal(d, click.team_id, button_of(click), click.response_url)
     except (Refusal, WorkspaceError) as exc:
         log.info("segment delete refused: %s", exc)
@@ -266,7 +260,7 @@ async def _delete_click(d: Deps, client: AsyncWebClient, click: Click) -> None:
     """Confirmed in Slack's dialog: delete, unless campaigns started using the segment since
     the list was shown (then they are named in the modal first)."""
     value = button_of(click)
-    await _require_lead(d, client, click.team_id, click.user_id, "delete segments")
+    await require_lead(d, client, click.team_id, click.user_id, "delete segments")
     if await campaigns_using(d.db, click.team_id, value.segment_id):
         modal = await _confirm_modal(d, click.team_id, value, click.response_url)
         await client.views_open(trigger_id=click.trigger_id, view=modal)
@@ -314,7 +308,7 @@ async def submit_delete(ack: Any, body: dict[str, Any], view: dict[str, Any],
 async def _export(d: Deps, client: AsyncWebClient, click: Click) -> None:
     """Stream the segment into a temporary file, upload it to the person's DM with the bot,
     and say so where they clicked. The audit entry counts the rows written."""
-    await _require_lead(d, client, click.team_id, click.user_id, "export segments")
+    await require_lead(d, client, click.team_id, click.user_id, "export segments")
     value = button_of(click)
     segment = await get_segment(d.db, click.team_id, value.segment_id)
     handle, path = tempfile.mkstemp(prefix="segment-", suffix=".csv")

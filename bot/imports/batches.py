@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -38,6 +39,8 @@ from models import (
     StagedRow,
 )
 from models.clock import utcnow
+
+log = logging.getLogger(__name__)
 
 
 async def create_batch(
@@ -464,15 +467,18 @@ async def fail_batch(db: Database, team_id: str, batch_id: int, error: str) -> N
 async def fail_source(
     db: Database, team_id: str, source_id: int, error: str, *, only_pending: bool = False
 ) -> None:
-    """The source can't be read as a whole; `error` is shown to the user."""
+    """The source can't be read as a whole; `error` is shown to the user (and logged: every
+    way a file fails, a bomb, a damaged sheet, a missing column, passes here)."""
     where = [col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id]
     if only_pending:
         where.append(col(ImportSource.status) == SourceStatus.PENDING)
     async with db.begin() as conn:
-        await conn.execute(
+        failed = await conn.execute(
             update(ImportSource).where(*where).values(status=SourceStatus.FAILED,
                                                       error=error[:2000])
         )  # fmt: skip
+    if failed.rowcount:
+        log.info("import source %s of team %s failed: %s", source_id, team_id, error[:300])
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,27 +30,28 @@ _LIVE_ROWS = """
           WHERE team_id = :team AND batch_id = :batch AND removed = :no AND status = 'parsed')
 """
 
-_CONTACTS_INSERT_SQL = f"""
+_CONTACTS_INSERT = """
     INSERT INTO contact (team_id, email, email_key, first_name, last_name, locale, subscribed,
                          source, batch_id, created_at, updated_at)
     SELECT s.team_id, s.email, s.email_key, s.first_name, s.last_name, s.locale,
            COALESCE(s.subscribed, :yes),
            (SELECT kind FROM import_source WHERE id = s.source_id), :batch, :now, :now
-    {_LIVE_ROWS}
+    {live} {only_new}
     ORDER BY s.email_key
-    ON CONFLICT (team_id, email_key) DO NOTHING
+    {on_conflict}
 """
-_INSERT_CONTACTS = text(_CONTACTS_INSERT_SQL).bindparams(bindparam("now", type_=UTCDateTime()))
+_INSERT_CONTACTS = text(_CONTACTS_INSERT.format(
+    live=_LIVE_ROWS, only_new="", on_conflict="ON CONFLICT (team_id, email_key) DO NOTHING",
+)).bindparams(bindparam("now", type_=UTCDateTime()))  # fmt: skip
 
 # PostgreSQL: addresses not yet known are inserted without ON CONFLICT, whose speculative
 # insertion doubles the cost of every row; a concurrent import that adds one of them first
 # makes it fail, and the chunk then falls back to _INSERT_CONTACTS in a savepoint.
-_PG_INSERT_NEW_CONTACTS = text(_CONTACTS_INSERT_SQL.replace(
-    "ORDER BY s.email_key",
-    "AND NOT EXISTS (SELECT 1 FROM contact c WHERE c.team_id = :team AND c.email_key = s.email_key)"
-    "\n    ORDER BY s.email_key",
-).replace("ON CONFLICT (team_id, email_key) DO NOTHING", "")
-).bindparams(bindparam("now", type_=UTCDateTime()))  # fmt: skip
+_PG_INSERT_NEW_CONTACTS = text(_CONTACTS_INSERT.format(
+    live=_LIVE_ROWS, on_conflict="",
+    only_new="AND NOT EXISTS (SELECT 1 FROM contact c "
+             "WHERE c.team_id = :team AND c.email_key = s.email_key)",
+)).bindparams(bindparam("now", type_=UTCDateTime()))  # fmt: skip
 
 _UPDATE_CONTACTS = text(f"""
     UPDATE contact SET first_name = s.first_name, last_name = s.last_name,

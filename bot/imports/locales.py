@@ -11,6 +11,7 @@ value that isn't a code, so a file of codes never pays for it.
 
 from __future__ import annotations
 
+import logging
 import pickle
 import re
 import unicodedata
@@ -19,6 +20,8 @@ from functools import cache, lru_cache
 
 from babel import Locale, localedata
 from babel.core import get_global, parse_locale
+
+log = logging.getLogger(__name__)
 
 _TAG = re.compile(
     r"(?P<lang>[a-z]{2,3})(?:[-_](?P<script>[a-z]{4}))?(?:[-_](?P<region>[a-z]{2}|\d{3}))?\Z",
@@ -69,7 +72,10 @@ def _own_data(locale_id: str) -> _Names:
         with open(localedata.resolve_locale_filename(locale_id), "rb") as file:
             data = pickle.load(file)  # Babel's own data files, shipped in its package
         return (data.get("languages", {}), data.get("scripts", {}), data.get("territories", {}))
-    except (OSError, EOFError, pickle.UnpicklingError, ImportError, AttributeError, TypeError):
+    except (OSError, EOFError, pickle.UnpicklingError, ImportError, AttributeError,
+            TypeError) as exc:  # fmt: skip
+        log.warning("Babel's data for %s can't be read (%s): its own-language names are "
+                    "left out", locale_id, exc)  # fmt: skip
         return ({}, {}, {})
 
 

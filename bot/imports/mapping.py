@@ -230,6 +230,16 @@ async def mapper_for(db: Database, team_id: str,
     return ColumnMapper({row.headers_key: _from_row(row) for row in rows}, dict(given or {}))
 
 
+async def keep_header(db: Database, team_id: str, source_id: int, header: list[str]) -> None:
+    """Keep the file's header on its source: a mapping's submission names columns by position."""
+    async with db.begin() as conn:
+        await conn.execute(
+            update(ImportSource)
+            .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id)
+            .values(header=json.dumps(header, ensure_ascii=False))
+        )  # fmt: skip
+
+
 async def reread_source(db: Database, team_id: str, batch_id: int, source_id: int,
                         header: list[str], mapping: ColumnMap, user: str) -> ImportSource:
     """Remember `mapping` and put the source back to be read with it, in one transaction.
@@ -280,7 +290,6 @@ async def _set_rows_removed(conn: AsyncConnection, team_id: str, batch_id: int,
              "AND source_id = :s"),
         {"yes": True, "t": team_id, "b": batch_id, "s": source_id},
     )  # fmt: skip
-
 
 
 _COLUMN_PROBLEMS = ("No email column", "The column ")  # map_header's and columns_for's

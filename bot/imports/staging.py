@@ -2,8 +2,9 @@
 
 SQLite: one `executemany` over the lazy row iterator, on aiosqlite's own thread: parsing and
 inserting interleave in one thread (two CPU-bound threads would fight over the GIL) and the
-event loop stays free. PostgreSQL: rows are parsed in a worker thread a chunk at a time and
-sent with COPY.
+event loop stays free. PostgreSQL: a big file's parser child (parallel.py) writes COPY CSV,
+relayed to the server as is; other rows are built in a worker thread a chunk at a time and
+sent with binary COPY.
 """
 
 from __future__ import annotations
