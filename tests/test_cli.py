@@ -1,30 +1,22 @@
-"""`referral-bot` as a shell user runs it: a real subprocess against a real database."""
+"""`referral-bot` as a shell user runs it, against a real database.
+
+Commands run through the real entry point in this process (tests/shell.py: the same `main`,
+environment and output as a subprocess, without a Python start-up each); what is about the
+process itself (its exit status and stderr when a file is unreadable or the settings are bad,
+a fresh directory) runs in a real one.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from models import Database
-
-CLI = [sys.executable, "-m", "bot.cli"]
-
-
-def run(
-    env: dict[str, str], *args: str, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DEFAULT_"))}
-    full_env.update(env)
-    return subprocess.run(
-        [*CLI, *args], env=full_env, capture_output=True, text=True, timeout=120, cwd=cwd
-    )
+from tests.shell import run, run_process
 
 
 @pytest.fixture
@@ -129,8 +121,8 @@ async def test_unreadable_file_exits_non_zero_and_imports_nothing(
 ) -> None:
     junk = tmp_path / "export.xlsx"
     junk.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 8)
-    result = run(db_env, "import", str(sample), str(junk), "--segment", "Launch",
-                 "--create-segment", "--json")  # fmt: skip
+    result = run_process(db_env, "import", str(sample), str(junk), "--segment", "Launch",
+                         "--create-segment", "--json")  # fmt: skip
     assert result.returncode == 1
     assert "export.xlsx" in json.loads(result.stdout)["error"]
     assert "This Excel file is damaged" in result.stderr
@@ -164,15 +156,15 @@ async def test_several_workspaces_need_team(
 
 
 def test_bad_settings_give_one_clear_message(tmp_path: Path) -> None:
-    result = run({"DATABASE_URL": "mysql://nope", "DEFAULT_LOCALE": "klingon"}, "segments",
-                 cwd=tmp_path)  # fmt: skip
+    result = run_process({"DATABASE_URL": "mysql://nope", "DEFAULT_LOCALE": "klingon"},
+                         "segments", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 1
     assert "DATABASE_URL" in result.stderr and "DEFAULT_LOCALE" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_db_upgrade_on_a_fresh_directory(tmp_path: Path) -> None:
-    result = run({}, "db", "upgrade", cwd=tmp_path)
+    result = run_process({}, "db", "upgrade", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "referral-bot.db").exists()
 

@@ -1,4 +1,8 @@
-"""The campaign path from the shell, without Slack: create, target, import, send, advocates."""
+"""The campaign path from the shell, without Slack: create, target, import, send, advocates.
+
+Commands run through the real entry point in this process (tests/shell.py); the worker that
+sends the invites is a real `referral-bot worker` process, stopped with SIGTERM.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import email.policy
 import json
 from pathlib import Path
 
-from tests.test_cli import run
+from tests.shell import CLI, environment, run
 
 
 def _json(env: dict[str, str], *args: str) -> dict | list:
@@ -84,21 +88,16 @@ def test_campaign_create_refuses_a_bad_store_url(db_env: dict[str, str]) -> None
 
 def _drain(env: dict[str, str]) -> None:
     """Run a worker until the queue has nothing due (SIGTERM after a short quiet spell)."""
-    import os
     import signal
     import subprocess
-    import sys
     import time
 
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DEFAULT_"))}
-    full.update(env)
-    worker = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=full,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)  # fmt: skip
+    worker = subprocess.Popen([*CLI, "worker"], env=environment(env), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.1)
             jobs = json.loads(run(env, "jobs", "--json").stdout)
             if not [j for j in jobs if j["state"] in ("queued", "running")
                     and j["kind"] in ("send_invites", "enroll")]:  # fmt: skip

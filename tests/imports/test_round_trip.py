@@ -2,7 +2,8 @@
 
 Export prefixes cells a spreadsheet would run as a formula with `'` (CSV injection); the
 importer takes that `'` off again, so names like `=SUM(A1)` and addresses like
-`-dash@example.com` survive the trip (issue 7).
+`-dash@example.com` survive the trip (issue 7). The commands run through the real entry point
+in this process (tests/shell.py).
 """
 
 from __future__ import annotations
@@ -10,16 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import text
 
 from models import Database
-
-CLI = [sys.executable, "-m", "bot.cli"]
+from tests import shell
 
 # (first_name, last_name, email, locale) as the user typed them, every one a valid contact.
 PEOPLE = [
@@ -41,11 +39,7 @@ MEMBERS = text(
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "DEFAULT_"))}
-    full_env.update(env)
-    result = subprocess.run(
-        [*CLI, *args], env=full_env, capture_output=True, text=True, timeout=120
-    )
+    result = shell.run(env, *args)
     assert result.returncode == 0, result.stderr
     return result
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,16 +17,16 @@ from bot.settings import load_settings
 from bot.workspaces import ensure_workspace
 from models import Database
 from models.clock import utcnow
-from tests.jobs.test_worker_processes import CLI, env_for, wait_for, write_csv
+from tests import shell
+from tests.jobs.test_worker_processes import env_for, wait_for, write_csv
 
 SLACK_FILE_JOB = "stage_slack_file"
 MINUTE = timedelta(minutes=1)
 
 
 async def jobs_cli(env: dict[str, str], *args: str) -> str:
-    """`referral-bot jobs ...` in a real process, without blocking this event loop."""
-    done = await asyncio.to_thread(subprocess.run, [*CLI, "jobs", *args], env=env,
-                                   capture_output=True, text=True, timeout=120)  # fmt: skip
+    """`referral-bot jobs ...` (through bot.cli.main), without blocking this event loop."""
+    done = await asyncio.to_thread(shell.run, env, "jobs", *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

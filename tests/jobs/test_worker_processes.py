@@ -1,4 +1,8 @@
-"""Real `referral-bot worker` processes: killed, stopped politely, and two sharing one queue."""
+"""Real `referral-bot worker` processes: killed, stopped politely, and two sharing one queue.
+
+The jobs are queued with `referral-bot import --background` through the real entry point in
+this process (tests/shell.py); the workers are real processes.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,9 +22,9 @@ from bot.imports.background import enqueue_file_import
 from bot.jobs import queue
 from bot.workspaces import ensure_workspace
 from models import Database, Job
+from tests import shell
 from tests.conftest import BACKEND, requires_postgres
-
-CLI = [sys.executable, "-m", "bot.cli"]
+from tests.shell import CLI
 
 
 def env_for(db_env: dict[str, str], **extra: str) -> dict[str, str]:
@@ -40,9 +43,9 @@ def write_csv(path: Path, rows: int, start: int = 0) -> Path:
 
 
 def enqueue(env: dict[str, str], path: Path, segment: str) -> int:
-    out = subprocess.run([*CLI, "import", str(path), "--segment", segment, "--create-segment",
-                          "--background", "--json"], env=env, capture_output=True, text=True,
-                         timeout=120, check=True)  # fmt: skip
+    out = shell.run(env, "import", str(path), "--segment", segment, "--create-segment",
+                    "--background", "--json")  # fmt: skip
+    assert out.returncode == 0, out.stderr
     return int(json.loads(out.stdout)["job"])
 
 
@@ -70,17 +73,20 @@ async def scalar(db: Database, sql: str) -> int:
         return int((await conn.execute(text(sql))).scalar_one())
 
 
+ROWS = 100_000  # the killed worker's import: 50 chunks of 2000 rows, killed after 3 or 4
+
+
 async def test_killed_worker_job_finishes_exactly_once_elsewhere(
     db: Database, db_env: dict[str, str], tmp_path: Path
 ) -> None:
     await ensure_workspace(db, "local")
-    env = env_for(db_env, IMPORT_CHUNK_ROWS="5000")
-    job_id = enqueue(env, write_csv(tmp_path / "big.csv", 200_000), "Big")
+    env = env_for(db_env, IMPORT_CHUNK_ROWS="2000")
+    job_id = enqueue(env, write_csv(tmp_path / "big.csv", ROWS), "Big")
     first = start_worker(env)
     try:
 
         async def applying() -> bool:
-            return (await job(db, job_id)).progress_done >= 20_000
+            return (await job(db, job_id)).progress_done >= 6_000
 
         await wait_for(applying, 120, "the first worker to apply some chunks")
         first.send_signal(signal.SIGKILL)
@@ -88,9 +94,9 @@ async def test_killed_worker_job_finishes_exactly_once_elsewhere(
     finally:
         first.kill()
     interrupted = await job(db, job_id)
-    assert interrupted.state == "running" and interrupted.progress_done < 200_000
+    assert interrupted.state == "running" and interrupted.progress_done < ROWS
     applied = await scalar(db, "SELECT COUNT(*) FROM contact")
-    assert 0 < applied < 200_000
+    assert 0 < applied < ROWS
 
     second = start_worker(env)
     try:
@@ -103,12 +109,12 @@ async def test_killed_worker_job_finishes_exactly_once_elsewhere(
         second.send_signal(signal.SIGTERM)
         second.wait(30)
     done = await job(db, job_id)
-    assert (done.attempts, done.progress_done, done.progress_total) == (2, 200_000, 200_000)
-    assert await scalar(db, "SELECT COUNT(*) FROM contact") == 200_000
-    assert await scalar(db, "SELECT COUNT(DISTINCT email_key) FROM contact") == 200_000
-    assert await scalar(db, "SELECT COUNT(*) FROM segment_member") == 200_000
-    assert await scalar(db, "SELECT new_contacts FROM import_batch") == 200_000
-    assert await scalar(db, "SELECT added_to_segment FROM import_batch") == 200_000
+    assert (done.attempts, done.progress_done, done.progress_total) == (2, ROWS, ROWS)
+    assert await scalar(db, "SELECT COUNT(*) FROM contact") == ROWS
+    assert await scalar(db, "SELECT COUNT(DISTINCT email_key) FROM contact") == ROWS
+    assert await scalar(db, "SELECT COUNT(*) FROM segment_member") == ROWS
+    assert await scalar(db, "SELECT new_contacts FROM import_batch") == ROWS
+    assert await scalar(db, "SELECT added_to_segment FROM import_batch") == ROWS
 
 
 async def test_sigterm_releases_the_job_at_a_chunk_boundary(

@@ -172,12 +172,12 @@ async def test_the_cli_connects_lists_and_imports(db: Database, db_env: dict[str
                                                   mc: FakeMailchimp) -> None:  # fmt: skip
     import asyncio
 
-    from tests.test_cli import run
+    from tests.shell import run
 
     env = {**db_env, "SECRET_KEY": SECRET, "MAILCHIMP_API_URL": mc.base_url}
 
     async def cli(*args: str) -> str:
-        result = await asyncio.to_thread(run, env, *args)
+        result = await asyncio.to_thread(run, env, *args)  # this loop serves the fake
         assert result.returncode == 0, result.stderr
         return result.stdout
 
