@@ -355,7 +355,7 @@ async def stage_reader(
                     raise _NotPending
                 keys = await batch_keys(conn, team_id, source.batch_id, source_id)
                 # A big file is parsed by a child process while this one inserts; a small one
-                # here. For PostgreSQL the child writes COPY CSV, so this process only relays it.
+                # here. For PostgreSQL this process writes its rows as COPY CSV on a thread.
                 constants = (copy_constants(team_id, source.batch_id, source_id)
                              if conn.dialect.name != "sqlite" else None)  # fmt: skip
                 parallel = ParallelRows(path, sorted(keys), constants) if path else None

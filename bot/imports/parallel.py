@@ -3,9 +3,10 @@
 Parsing and classifying are pure Python (about half of an import's CPU); inserting is mostly
 the database's work. Two threads would fight over the GIL, so a big file is parsed by a child
 (`python -m bot.imports.parallel PATH`, which loads only the parsing modules) that streams
-chunks of classified rows through a pipe: on two cores parse and insert overlap. For SQLite
-the chunks are pickled tuples for `executemany`; for PostgreSQL (`--copy`) they are already
-in COPY's text format, so this process only relays bytes to the server.
+chunks of classified rows (pickled tuples) through a pipe: on two cores parse and insert
+overlap. SQLite inserts them with `executemany`; for PostgreSQL this process writes them as
+COPY CSV (csv's C writer) on a worker thread and relays that to the server: the child is the
+slower side, so it does only the parsing.
 Small files and streams without a path are parsed in-process.
 """
 
@@ -51,16 +52,14 @@ class ParallelRows:
     def __init__(self, path: Path, batch_keys: list[str],
                  copy_constants: tuple[object, ...] | None = None) -> None:  # fmt: skip
         argv = [sys.executable, "-m", "bot.imports.parallel", str(path)]
-        self._process = subprocess.Popen(
-            argv + (["--copy"] if copy_constants is not None else []),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        )  # fmt: skip
+        self._process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self._process.stdin is not None
-        pickle.dump((batch_keys, copy_constants), self._process.stdin)
+        self._constants = copy_constants
+        pickle.dump(batch_keys, self._process.stdin)
         self._process.stdin.close()
         self.tally = Tally()
 
-    def _messages(self) -> Iterator[list[Staged] | bytes]:
+    def _messages(self) -> Iterator[list[Staged]]:
         assert self._process.stdout is not None
         try:
             while True:
@@ -68,7 +67,7 @@ class ParallelRows:
                     message = pickle.load(self._process.stdout)
                 except EOFError:
                     raise RuntimeError("the CSV parser process stopped unexpectedly") from None
-                if isinstance(message, list | bytes):
+                if isinstance(message, list):
                     yield message
                     continue
                 kind, detail = message
@@ -83,15 +82,20 @@ class ParallelRows:
 
     def __iter__(self) -> Iterator[Staged]:
         for chunk in self._messages():
-            assert isinstance(chunk, list)
             yield from chunk
 
     async def copy_data(self) -> AsyncIterator[bytes]:
-        """COPY CSV chunks, read from the pipe on a worker thread (the event loop stays free)."""
-        messages = self._messages()
-        while (chunk := await asyncio.to_thread(next, messages, None)) is not None:
-            assert isinstance(chunk, bytes)
-            yield chunk
+        """COPY CSV chunks, read from the pipe and written on a worker thread (the event loop
+        stays free)."""
+        assert self._constants is not None
+        constants, messages = self._constants, self._messages()
+
+        def next_data() -> bytes | None:
+            chunk = next(messages, None)
+            return None if chunk is None else copy_csv(constants, chunk)
+
+        while (data := await asyncio.to_thread(next_data)) is not None:
+            yield data
 
     def close(self) -> None:
         if self._process.poll() is None:
@@ -119,17 +123,16 @@ def copy_csv(constants: tuple[object, ...], rows: list[Staged]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _parse(path: str, copy: bool) -> None:
+def _parse(path: str) -> None:
     """Child side: keys of the batch come on stdin, chunks of rows go to stdout."""
     out = sys.stdout.buffer
-    keys, constants = pickle.load(sys.stdin.buffer)
+    keys = pickle.load(sys.stdin.buffer)
     try:
         with open(path, "rb") as stream, CsvReader(stream) as reader:
             classifier = Classifier(seen={hash(k) for k in keys})  # hashes differ per process
             rows = classifier.records(reader.records(), reader.columns)
             while chunk := list(islice(rows, CHUNK)):
-                message = copy_csv(constants, chunk) if copy else chunk
-                pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump(chunk, out, protocol=pickle.HIGHEST_PROTOCOL)
             pickle.dump(("done", asdict(classifier.tally)), out)
     except CsvFileError as exc:
         pickle.dump(("error", str(exc)), out)
@@ -139,4 +142,4 @@ def _parse(path: str, copy: bool) -> None:
 
 
 if __name__ == "__main__":
-    _parse(sys.argv[1], "--copy" in sys.argv[2:])
+    _parse(sys.argv[1])

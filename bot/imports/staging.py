@@ -2,9 +2,9 @@
 
 SQLite: one `executemany` over the lazy row iterator, on aiosqlite's own thread: parsing and
 inserting interleave in one thread (two CPU-bound threads would fight over the GIL) and the
-event loop stays free. PostgreSQL: a big file's parser child (parallel.py) writes COPY CSV,
-relayed to the server as is; other rows are built in a worker thread a chunk at a time and
-sent with binary COPY.
+event loop stays free. PostgreSQL: a big file's rows, from its parser child (parallel.py), are
+written as COPY CSV on a worker thread and streamed to the server; other rows are built in a
+worker thread a chunk at a time and sent with binary COPY.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ async def stage_rows(
     raw = (await conn.get_raw_connection()).driver_connection
     if conn.dialect.name == "sqlite":
         await _sqlite_insert(raw, team_id, int(batch_id), int(source_id), iter(rows))
-    elif isinstance(rows, ParallelRows):  # the child writes COPY CSV: relay it
+    elif isinstance(rows, ParallelRows):  # the child's rows as COPY CSV, written on a thread
         await raw.copy_to_table(
             "staged_row", source=rows.copy_data(), columns=[*_ROW_COLUMNS, *_CONSTANT_COLUMNS],
             format="csv", force_not_null=_NOT_NULL_TEXT,
