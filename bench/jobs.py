@@ -18,9 +18,11 @@ The PostgreSQL parts (the import, its floor, 1 worker, 2 workers) run interleave
     .venv/bin/python bench/jobs.py                                # 1M + 10 x 100k rows
     .venv/bin/python bench/jobs.py --rows 50000 --small-rows 10000 --json
 
-`jobs --json` is polled every 0.2 s by calling the CLI's own main() in this process (a new
-`referral-bot` process costs ~1.5 s of CPU on a small VM, which would skew the timings and
-blur them by as much); --poll-cli polls with real subprocesses instead. Each PostgreSQL run
+The jobs' rows are polled every 0.2 s over one open connection (`jobs --json` through the
+CLI's main() costs ~0.15 s of CPU a call for its engine and schema check, a fifth of a core
+taken from the workers at that rate; a new `referral-bot` process ~1.5 s), and once they are
+all done `jobs --json` must say so too; --poll-cli polls with real `jobs --json` subprocesses
+instead. Each PostgreSQL run
 gets a fresh schema (bench_<random>), dropped at the end. The PostgreSQL parts are skipped
 with a message if --pg-url isn't reachable.
 
@@ -43,6 +45,7 @@ import resource
 import secrets
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -219,7 +222,7 @@ class Cli:
         return int(json.loads(out)["job"])
 
     def jobs(self, target: Target) -> list[dict[str, Any]]:
-        """`referral-bot jobs --json`: in this process (cheap), or as a subprocess."""
+        """`referral-bot jobs --json`: in this process, or as a subprocess (--poll-cli)."""
         if self.poll_cli:
             return json.loads(self.run(target, "jobs", "--json"))
         out = io.StringIO()
@@ -331,26 +334,75 @@ def stop_all(workers: list[Worker]) -> list[int | None]:
     return [w.stop() for w in workers]
 
 
+class JobRows:
+    """The jobs' rows, read over one connection kept open: what `jobs --json` prints, for a
+    tenth of a millisecond a poll. (`jobs --json` itself builds an engine and checks the schema
+    each time: ~0.15 s of CPU, a fifth of a core at five polls a second, taken from the
+    workers being measured.)"""
+
+    def __init__(self, target: Target) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if target.schema is None:
+            self._sqlite = sqlite3.connect(target.url.removeprefix("sqlite:///"))
+        else:
+            import asyncpg  # the driver the project uses
+
+            self._loop = asyncio.new_event_loop()
+            self._pg = self._loop.run_until_complete(asyncpg.connect(
+                target.url.replace("postgresql+asyncpg://", "postgresql://"),
+                server_settings={"search_path": target.schema}))  # fmt: skip
+
+    def read(self, ids: list[int]) -> list[dict[str, Any]]:
+        sql = "SELECT id, state, attempts, last_error FROM job"
+        if self._loop is None:
+            rows = self._sqlite.execute(sql).fetchall()
+        else:
+            rows = self._loop.run_until_complete(self._pg.fetch(sql))
+        return [{"id": r[0], "state": r[1], "attempts": r[2], "error": r[3]} for r in rows
+                if r[0] in ids]  # fmt: skip
+
+    def close(self) -> None:
+        if self._loop is None:
+            self._sqlite.close()
+        else:
+            self._loop.run_until_complete(self._pg.close())
+            self._loop.close()
+
+
 def wait_done(cli: Cli, target: Target, ids: list[int], timeout: float) -> dict[str, Any]:
-    """Poll `jobs --json` every 0.2 s until every job in `ids` is done; raise if one isn't."""
+    """Poll the jobs every 0.2 s until every job in `ids` is done; raise if one isn't.
+
+    Polled through JobRows (or `jobs --json` as a subprocess with --poll-cli); once all are
+    done, `jobs --json` must say so too."""
     deadline = time.monotonic() + timeout
     polls, poll_time = 0, 0.0
-    while True:
-        start = time.monotonic()
-        jobs = {j["id"]: j for j in cli.jobs(target) if j["id"] in ids}
-        now, wall = time.monotonic(), time.time()
-        polls, poll_time = polls + 1, poll_time + now - start
-        bad = [j for j in jobs.values() if j["state"] in ("failed", "cancelled")]
-        if bad:
-            raise BenchFailed("; ".join(f"job {j['id']} {j['state']}: {j['error']}" for j in bad))
-        if len(jobs) == len(ids) and all(j["state"] == "done" for j in jobs.values()):
-            attempts = sorted(j["attempts"] for j in jobs.values())
-            return {"at": now, "wall": wall, "polls": polls, "poll_seconds": poll_time / polls,
-                    "attempts": attempts}  # fmt: skip
-        if now > deadline:
-            states = sorted(f"{j['id']}:{j['state']}" for j in jobs.values())
-            raise BenchFailed(f"jobs not done after {timeout:.0f} s on {target.label}: {states}")
-        time.sleep(POLL_SECONDS)
+    rows = None if cli.poll_cli else JobRows(target)
+    try:
+        while True:
+            start = time.monotonic()
+            found = rows.read(ids) if rows else cli.jobs(target)
+            jobs = {j["id"]: j for j in found if j["id"] in ids}
+            now, wall = time.monotonic(), time.time()
+            polls, poll_time = polls + 1, poll_time + now - start
+            bad = [j for j in jobs.values() if j["state"] in ("failed", "cancelled")]
+            if bad:
+                raise BenchFailed("; ".join(f"job {j['id']} {j['state']}: {j['error']}"
+                                            for j in bad))  # fmt: skip
+            if len(jobs) == len(ids) and all(j["state"] == "done" for j in jobs.values()):
+                attempts = sorted(j["attempts"] for j in jobs.values())
+                said = {j["id"]: j["state"] for j in cli.jobs(target) if j["id"] in ids}
+                if set(said.values()) != {"done"}:
+                    raise BenchFailed(f"the job rows say done but `jobs --json` says {said}")
+                return {"at": now, "wall": wall, "polls": polls,
+                        "poll_seconds": poll_time / polls, "attempts": attempts}  # fmt: skip
+            if now > deadline:
+                states = sorted(f"{j['id']}:{j['state']}" for j in jobs.values())
+                raise BenchFailed(f"jobs not done after {timeout:.0f} s on {target.label}: "
+                                  f"{states}")  # fmt: skip
+            time.sleep(POLL_SECONDS)
+    finally:
+        if rows:
+            rows.close()
 
 
 def check_segments(cli: Cli, target: Target, expected: dict[str, int]) -> None:

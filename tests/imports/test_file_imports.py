@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from bot.imports import parallel
 from bot.imports.background import _unread_source
 from bot.imports.batches import add_source, create_batch, queue_batch
 from bot.imports.engine import apply_batch
 from bot.imports.files import entry_labels, stage_file
 from bot.imports.importer import ImportFailed, import_files
-from bot.imports.parallel import PARALLEL_MIN_BYTES
 from bot.imports.recognise import CLEANED_REASON
 from bot.workspaces import ensure_workspace, import_target
 from models import BatchStatus, Database, ImportBatch, ImportSource, SourceKind
@@ -296,8 +296,9 @@ async def test_an_encrypted_workbook_gets_a_sentence(db: Database) -> None:
 
 
 async def test_big_files_on_disk_keep_their_kind_and_consent_notes(
-    db: Database, tmp_path: Path
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 4 * 1024 * 1024)  # 32 MB in use
     people = [(f"gone{i}@example.com", "Gone", str(i)) for i in range(40_000)]
     unsub = tmp_path / "unsubscribed_members_export_big.csv"
     unsub.write_bytes(exports.mailchimp_members(exports.UNSUB_COLUMNS, *people))
@@ -305,7 +306,7 @@ async def test_big_files_on_disk_keep_their_kind_and_consent_notes(
     lines = ["email,accepts_marketing"] + [
         f"p{i}@example.com,{'later' if i % 1000 == 0 else 'yes'}" for i in range(200_000)]
     plain.write_text("\n".join(lines) + "\n")
-    assert min(unsub.stat().st_size, plain.stat().st_size) >= PARALLEL_MIN_BYTES
+    assert min(unsub.stat().st_size, plain.stat().st_size) >= parallel.PARALLEL_MIN_BYTES
     batch_id, first = await _draft(db, unsub.name)
     second = await add_source(db, TEAM, batch_id, SourceKind.CSV, plain.name)
     for path, source in ((unsub, first), (plain, second)):

@@ -6,8 +6,10 @@ import csv
 import io
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
+from bot.imports import parallel
 from bot.imports.batches import add_source, create_batch, stage_csv
 from bot.imports.parallel import PARALLEL_MIN_BYTES, copy_csv, file_path
 from bot.workspaces import ensure_workspace, import_target
@@ -39,9 +41,30 @@ async def _staged(db: Database, source_id: int) -> list[tuple]:
         return [tuple(r) for r in await conn.execute(STAGED, {"s": source_id})]
 
 
-async def test_child_process_and_in_process_parsing_agree(db: Database, tmp_path: Path) -> None:
+# Files from this size go to the child here (32 MB in use: test files that big cost too much).
+TEST_MIN_BYTES = 4 * 1024 * 1024
+
+
+def test_files_from_32_mb_on_disk_are_parsed_by_a_child(tmp_path: Path) -> None:
+    # below that, a child's start-up (~0.5 s of CPU) costs more than the overlap saves
+    path = tmp_path / "sparse.csv"
+    with path.open("wb") as f:
+        f.truncate(PARALLEL_MIN_BYTES - 1)
+    with path.open("rb") as stream:
+        assert file_path(stream) is None
+    with path.open("ab") as f:
+        f.write(b"\n")
+    with path.open("rb") as stream:
+        assert file_path(stream) == path
+        assert file_path(io.BytesIO(stream.read())) is None  # no file behind it
+
+
+async def test_child_process_and_in_process_parsing_agree(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", TEST_MIN_BYTES)
     data = big_csv(tmp_path / "big.csv")
-    assert len(data) >= PARALLEL_MIN_BYTES
+    assert len(data) >= TEST_MIN_BYTES
     await ensure_workspace(db, "T1")
     segment = await import_target(db, "T1", "Big", create=True)
     results = []

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.imports.parallel import PARALLEL_MIN_BYTES, ParallelRows, file_path
+from bot.imports import parallel
+from bot.imports.parallel import ParallelRows, file_path
 from bot.imports.reading import (
     READ_BLOCK,
     SAMPLE_BYTES,
@@ -184,11 +185,14 @@ def test_the_decision_starts_where_the_stream_is() -> None:
     assert records[first][1] == "Zoë"
 
 
-def test_a_big_file_parsed_by_the_child_process_decodes_the_same_way(tmp_path: Path) -> None:
+def test_a_big_file_parsed_by_the_child_process_decodes_the_same_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 4 * 1024 * 1024)  # 32 MB in use
     data = samples.big_mixed_utf8()
     path = tmp_path / "big.csv"
     path.write_bytes(data)
-    assert len(data) >= PARALLEL_MIN_BYTES
+    assert len(data) >= parallel.PARALLEL_MIN_BYTES
 
     with path.open("rb") as stream:
         assert file_path(stream) == path
