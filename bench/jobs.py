@@ -666,7 +666,7 @@ def readable(report: dict[str, Any]) -> str:
     lines = [
         f"Background import benchmark (seed {report['seed']}; IMPORT_CHUNK_ROWS "
         f"{s['IMPORT_CHUNK_ROWS']}, JOB_LEASE_SECONDS {s['JOB_LEASE_SECONDS']}, "
-        f"WORKER_POLL_SECONDS {s['WORKER_POLL_SECONDS']}; jobs --json polled {report['poll']})",
+        f"WORKER_POLL_SECONDS {s['WORKER_POLL_SECONDS']}; jobs polled {report['poll']})",
     ]
     if report["postgres_skipped"]:
         lines.append(f"NOTE: {report['postgres_skipped']}.")
@@ -751,7 +751,8 @@ def main(argv: list[str] | None = None) -> int:
     env = os.environ
     report: dict[str, Any] = {
         "seed": args.seed, "rows": args.rows, "small_rows": args.small_rows, "runs": args.runs,
-        "small_files": SMALL_FILES, "poll": "as a subprocess" if args.poll_cli else "in-process",
+        "small_files": SMALL_FILES,
+        "poll": "as a subprocess" if args.poll_cli else "as rows over one connection",
         "settings": {
             "IMPORT_CHUNK_ROWS": env.get("IMPORT_CHUNK_ROWS", "default"),
             "JOB_LEASE_SECONDS": env.get("JOB_LEASE_SECONDS", "default"),
