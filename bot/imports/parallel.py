@@ -27,10 +27,11 @@ from typing import BinaryIO
 from bot.imports.reading import CsvFileError, CsvReader
 from bot.imports.rows import Classifier, Staged, Tally
 
-# A child costs about half a second of CPU to start (an interpreter and the parsing modules);
-# below ~32 MB (half a million rows) that outweighs the overlap it buys, and ten 100k-row
-# imports through one worker took 45 s with children against 37 s without (bench/jobs.py).
-PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+# A child costs about half a second of CPU to start (an interpreter and the parsing modules):
+# ten 100k-row (6 MB) imports through one worker took 45 s with children against 32 s
+# without (bench/jobs.py), while a million short rows (30 MB) took 19 s without against 14 s
+# with one (bench/enroll.py). From 16 MB, a quarter to half a million rows, the overlap wins.
+PARALLEL_MIN_BYTES = 16 * 1024 * 1024
 CHUNK = 10_000
 
 

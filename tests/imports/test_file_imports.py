@@ -298,7 +298,7 @@ async def test_an_encrypted_workbook_gets_a_sentence(db: Database) -> None:
 async def test_big_files_on_disk_keep_their_kind_and_consent_notes(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 4 * 1024 * 1024)  # 32 MB in use
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 4 * 1024 * 1024)  # 16 MB in use
     people = [(f"gone{i}@example.com", "Gone", str(i)) for i in range(40_000)]
     unsub = tmp_path / "unsubscribed_members_export_big.csv"
     unsub.write_bytes(exports.mailchimp_members(exports.UNSUB_COLUMNS, *people))

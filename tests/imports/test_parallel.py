@@ -41,11 +41,11 @@ async def _staged(db: Database, source_id: int) -> list[tuple]:
         return [tuple(r) for r in await conn.execute(STAGED, {"s": source_id})]
 
 
-# Files from this size go to the child here (32 MB in use: test files that big cost too much).
+# Files from this size go to the child here (16 MB in use: test files that big cost too much).
 TEST_MIN_BYTES = 4 * 1024 * 1024
 
 
-def test_files_from_32_mb_on_disk_are_parsed_by_a_child(tmp_path: Path) -> None:
+def test_files_from_16_mb_on_disk_are_parsed_by_a_child(tmp_path: Path) -> None:
     # below that, a child's start-up (~0.5 s of CPU) costs more than the overlap saves
     path = tmp_path / "sparse.csv"
     with path.open("wb") as f:

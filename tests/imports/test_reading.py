@@ -188,7 +188,7 @@ def test_the_decision_starts_where_the_stream_is() -> None:
 def test_a_big_file_parsed_by_the_child_process_decodes_the_same_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 4 * 1024 * 1024)  # 32 MB in use
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 4 * 1024 * 1024)  # 16 MB in use
     data = samples.big_mixed_utf8()
     path = tmp_path / "big.csv"
     path.write_bytes(data)
