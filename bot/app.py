@@ -16,12 +16,10 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.orm import configure_mappers
 
-from bot.imports.slack_files import FileRejected
 from bot.jobs.child import ChildWorker, settings_env
 from bot.jobs.kinds import handlers as job_handlers
 from bot.jobs.supervisor import WorkerSupervisor, combined_health, without_worker
@@ -33,11 +31,11 @@ from handlers.context import Deps
 from handlers.later import Later
 from handlers.messages import esc
 from handlers.notify import SlackNotifier
+from handlers.slack_files import slack_fetcher
 from models import Database
 
 log = logging.getLogger(__name__)
 Health = Callable[[], dict[str, Any]]
-GONE = frozenset({"file_not_found", "file_deleted", "access_denied"})
 
 
 def slack_client(settings: Settings, session: ClientSession | None = None) -> AsyncWebClient:
@@ -108,22 +106,11 @@ def slack_notifier(settings: Settings, client: AsyncWebClient, db: Database) -> 
 def build_worker(settings: Settings, client: AsyncWebClient | None, db: Database) -> Worker:
     """A worker for every job kind; Slack-backed kinds and reports only when a client exists."""
     notifier = slack_notifier(settings, client, db) if client is not None else None
-    lookup = None
-    if client is not None:
-        bound = client
-
-        async def lookup(file_id: str) -> dict[str, Any]:
-            try:
-                return (await bound.files_info(file=file_id))["file"]  # type: ignore[no-any-return]
-            except SlackApiError as exc:
-                if exc.response.get("error") in GONE:
-                    raise FileRejected("The file was deleted, or the bot can't see it.") from None
-                raise
-
+    fetch = slack_fetcher(settings, client) if client is not None else None
     config = WorkerConfig(lease_seconds=settings.job_lease_seconds,
                           poll_seconds=settings.worker_poll_seconds,
                           retry_base_seconds=settings.job_retry_base_seconds)  # fmt: skip
-    return Worker(db, job_handlers(settings, notifier, lookup), config)
+    return Worker(db, job_handlers(settings, notifier, fetch), config)
 
 
 def tell_connected(client: AsyncWebClient) -> Callable[[str, str, str], Any]:

@@ -23,11 +23,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns.preview import inviting_campaigns, preview_batch
 from bot.imports.addresses import InvalidEmail, normalize_email
+from bot.imports.background import FileRejected
 from bot.imports.batches import add_source, confirm_consent, create_batch, get_batch, stage_contact
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.locales import normalize_locale
 from bot.imports.review import describe_status, load, set_message
-from bot.imports.slack_files import FileRejected, check_csv, describe
 from bot.jobs.queue import enqueue
 from bot.mailchimp.accounts import NotConnected, connection, credentials
 from bot.mailchimp.api import Audience, MailchimpError, ReconnectNeeded, audiences
@@ -53,6 +53,7 @@ from handlers.mailchimp_messages import (
 from handlers.messages import CONSENT_VALUE, esc, import_modal, review_message, segment_options
 from handlers.respond import fill_modal
 from handlers.routes import Routes
+from handlers.slack_files import check_csv, describe
 from models import BatchStatus, Database, Segment, SegmentKind, SourceKind
 from models.contacts import ALL_CUSTOMERS
 

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.imports import review
+from bot.imports.background import FileRejected
 from bot.imports.batches import ReviewError, get_source
 from bot.imports.files import shown_reader
 from bot.imports.mapping import (
@@ -30,13 +31,13 @@ from bot.imports.mapping import (
     samples,
 )
 from bot.imports.reading import CsvFileError
-from bot.imports.slack_files import FileRejected, check_csv, describe, download
 from handlers.context import Deps, Refusal, deps, may_change
 from handlers.ids import Action, Callback
 from handlers.mapping_messages import chosen_positions, mapping_errors, mapping_modal, note_modal
 from handlers.messages import esc
 from handlers.respond import fill_modal
 from handlers.routes import Routes
+from handlers.slack_files import slack_fetcher
 from models import BatchStatus, ImportSource
 
 READING = ":hourglass_flowing_sand: Reading the file's columns…"
@@ -71,14 +72,10 @@ async def _read_columns(d: Deps, client: AsyncWebClient,
     Reading decides the encoding over the whole file (or unpacks a workbook): CPU work that
     runs on a thread, not on the event loop that acks Slack."""
     assert source.ref is not None
-    file = describe((await client.files_info(file=source.ref))["file"])
-    max_bytes = int(d.settings.max_upload_mb * 1e6)
-    check_csv(file, max_bytes)
     with tempfile.TemporaryFile() as tmp:
-        await download(file, token=d.settings.slack_bot_token, hosts=d.settings.slack_file_hosts,
-                       max_bytes=max_bytes, dest=tmp)  # fmt: skip
+        name = await slack_fetcher(d.settings, client)(source.ref, tmp)
         tmp.seek(0)
-        return await asyncio.to_thread(_header_and_samples, tmp, file.name, source.label,
+        return await asyncio.to_thread(_header_and_samples, tmp, name, source.label,
                                        d.settings.max_unzipped_bytes)  # fmt: skip
 
 

@@ -13,7 +13,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.imports import review
 from bot.imports.batches import create_upload_batch
-from bot.imports.slack_files import SlackFile, describe
 from bot.once import first_time
 from bot.workspaces import ensure_workspace
 from handlers.context import Deps, Refusal, deps
@@ -21,6 +20,7 @@ from handlers.ids import Action, BlockId
 from handlers.import_modal import import_segment, post_review
 from handlers.messages import esc, plain, upload_offer
 from handlers.routes import Routes
+from handlers.slack_files import SlackFile, describe
 
 
 async def _offer(client: AsyncWebClient, d: Deps, team_id: str, channel: str, thread_ts: str,

@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 
 from sqlmodel import col, select
 
@@ -29,7 +29,6 @@ from bot.imports.files import DEFAULT_MAX_UNZIPPED_BYTES, ENTRY_SEPARATOR, stage
 from bot.imports.importer import check_files
 from bot.imports.job_kinds import IMPORT_JOB
 from bot.imports.mapping import mapper_for
-from bot.imports.slack_files import FileRejected, check_csv, describe, download
 from bot.jobs import queue
 from bot.jobs.worker import Handler, JobContext, JobStopped, PermanentJobError
 from bot.notify import ImportNotifier, Silent
@@ -166,15 +165,21 @@ async def _stage_pending_files(db: Database, team_id: str, batch_id: int,
             raise PermanentJobError(f"{failed.label}: {failed.error}")
 
 
-# Looks a Slack file up by id (files.info) and returns its file object.
-FileLookup = Callable[[str], Awaitable[dict[str, Any]]]
+class FileRejected(Exception):
+    """The file can't be fetched or can't be imported; the message is meant for the user."""
+
+
+# Writes the shared file with this id into `dest` and returns its name as its owner sees it;
+# raises FileRejected with a sentence when it can't or mustn't (Slack's side:
+# handlers/slack_files.py, which alone holds the bot token).
+FileFetcher = Callable[[str, BinaryIO], Awaitable[str]]
 
 
 def slack_file_handler(
-    lookup: FileLookup, *, token: str, hosts: list[str], max_bytes: int, notifier: ImportNotifier,
+    fetch: FileFetcher, *, notifier: ImportNotifier,
     max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
-) -> Handler:
-    """Read a file shared in Slack into its source: look it up, check it, download, stage.
+) -> Handler:  # fmt: skip
+    """Read a file shared in Slack into its source: fetch it, then stage it.
 
     A ZIP fills one source per CSV in it; a retried job stages only those still pending."""
 
@@ -186,12 +191,10 @@ def slack_file_handler(
         assert source.id is not None and source.ref is not None
         staged: list[ImportSource] = [source]
         try:
-            file = describe(await lookup(source.ref))
-            check_csv(file, max_bytes)
             with tempfile.TemporaryFile() as tmp:
-                await download(file, token=token, hosts=hosts, max_bytes=max_bytes, dest=tmp)
+                name = await fetch(source.ref, tmp)
                 tmp.seek(0)
-                staged = await stage_file(db, team_id, source.id, tmp, name=file.name,
+                staged = await stage_file(db, team_id, source.id, tmp, name=name,
                                           max_unzipped_bytes=max_unzipped_bytes)  # fmt: skip
         except FileRejected as exc:
             await _fail_unread(db, team_id, source, str(exc))

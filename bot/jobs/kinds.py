@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.campaigns.enroll import SEND_JOB
 from bot.campaigns.jobs import enroll_handler, send_handler
 from bot.campaigns.service import ENROLL_JOB
-from bot.imports.background import FileLookup, import_handler, slack_file_handler
+from bot.imports.background import FileFetcher, import_handler, slack_file_handler
 from bot.imports.job_kinds import IMPORT_JOB, PURGE_JOB, SLACK_FILE_JOB, UNDO_JOB
 from bot.imports.retention import purge_handler
 from bot.imports.undo import undo_handler
@@ -16,9 +16,9 @@ from bot.settings import Settings
 
 
 def handlers(
-    settings: Settings, notifier: ImportNotifier | None = None, lookup: FileLookup | None = None
+    settings: Settings, notifier: ImportNotifier | None = None, fetch: FileFetcher | None = None
 ) -> dict[str, Handler]:
-    """Job kind -> handler. Reading Slack files needs `lookup` (files.info) and the token;
+    """Job kind -> handler. Reading Slack files needs `fetch` (Slack's side, with the token);
     retrying Slack reports needs a notifier that talks to Slack. A worker without them
     leaves those jobs to one that has them."""
     reports = notifier or Silent()
@@ -33,12 +33,10 @@ def handlers(
     }
     if notifier is not None:
         kinds[REPORT_JOB] = report_handler(notifier)
-    if lookup is not None:
+    if fetch is not None:
         kinds[SLACK_FILE_JOB] = slack_file_handler(
-            lookup, token=settings.slack_bot_token, hosts=settings.slack_file_hosts,
-            max_bytes=int(settings.max_upload_mb * 1e6), notifier=notifier or Silent(),
-            max_unzipped_bytes=settings.max_unzipped_bytes,
-        )  # fmt: skip
+            fetch, notifier=notifier or Silent(), max_unzipped_bytes=settings.max_unzipped_bytes
+        )
     return kinds
 
 

@@ -133,3 +133,13 @@ async def test_only_the_requester_or_a_lead_maps_columns(app: Harness) -> None:
     assert "who asked for this import" in json.dumps(reply.body["view"])
     async with app.db.begin() as conn:
         assert (await conn.execute(text("SELECT COUNT(*) FROM column_mapping"))).scalar_one() == 0
+
+
+async def test_map_columns_on_a_file_deleted_since_says_so(app: Harness) -> None:
+    # files.info answers file_not_found: the modal says what happened, in words
+    review = await _upload(app, "F0204", "work.csv", WORK)
+    del app.slack.files["F0204"]
+    modal = await _click_map(app, review, REP)
+    assert modal.get("callback_id") != Callback.MAP_COLUMNS
+    assert "The file was deleted, or the bot can't see it." in json.dumps(modal)
+    assert app.slack.block_errors == []

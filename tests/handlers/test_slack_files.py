@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.imports.slack_files import FileRejected, check_csv, describe, download
+from bot.imports.background import FileRejected
+from handlers.slack_files import check_csv, describe, download
 from tests.fakes.slack_api import FakeExternalHost, FakeSlack
 
 TOKEN = "xoxb-test"
@@ -75,7 +76,7 @@ async def test_size_cap_and_type_checks(slack: FakeSlack) -> None:
 
 
 def test_plain_http_only_to_a_listed_loopback_host() -> None:
-    from bot.imports.slack_files import _allowed
+    from handlers.slack_files import _allowed
 
     assert _allowed("https://files.slack.com/files-pri/T-F/x.csv", ["files.slack.com"])
     assert not _allowed("http://files.slack.com/files-pri/T-F/x.csv", ["files.slack.com"])

@@ -1,5 +1,6 @@
 """Slack-hosted contact files (CSV, .xlsx, ZIP of CSVs): describe them from `files.info` and
-download them safely.
+download them safely. `SlackFileFetcher` is what the import services are given to fetch a
+shared file by id (bot.imports.background.FileFetcher): they never see the token.
 
 The bot token opens every file in the workspace, so it is only ever sent to the hosts listed
 in SLACK_FILE_HOSTS, over HTTPS (plain HTTP only to a listed loopback host, for tests), and
@@ -15,6 +16,11 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.imports.background import FileRejected
+from bot.settings import Settings
 
 CSV_TYPES = frozenset({"csv", "tsv", "text"})
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -25,8 +31,8 @@ OTHER_SUFFIXES = (".xlsx", ".zip")
 OLD_EXCEL = frozenset({"xls"})
 
 
-class FileRejected(Exception):
-    """The file can't be fetched or can't be imported; the message is meant for the user."""
+# files.info errors that mean the file is gone for good (or out of the bot's sight).
+GONE = frozenset({"file_not_found", "file_deleted", "access_denied"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +128,38 @@ async def download(
                 raise FileRejected(f"{file.name} is larger than {max_bytes / 1e6:.0f} MB.")
             dest.write(chunk)
     return size
+
+
+@dataclass(frozen=True, slots=True)
+class SlackFileFetcher:
+    """Fetches a file shared in Slack by id: looked up, checked, then downloaded.
+
+    The import job and the *Map columns* modal both read files this way."""
+
+    client: AsyncWebClient
+    token: str
+    hosts: list[str]
+    max_bytes: int
+
+    async def __call__(self, file_id: str, dest: BinaryIO) -> str:
+        file = describe(await self.info(file_id))
+        check_csv(file, self.max_bytes)
+        await download(file, token=self.token, hosts=self.hosts, max_bytes=self.max_bytes,
+                       dest=dest)  # fmt: skip
+        return file.name
+
+    async def info(self, file_id: str) -> dict[str, Any]:
+        """The file object from files.info; FileRejected once it is gone."""
+        try:
+            return (await self.client.files_info(file=file_id))["file"]  # type: ignore[no-any-return]
+        except SlackApiError as exc:
+            if exc.response.get("error") in GONE:
+                raise FileRejected("The file was deleted, or the bot can't see it.") from None
+            raise
+
+
+def slack_fetcher(settings: Settings, client: AsyncWebClient) -> SlackFileFetcher:
+    """Reads shared files for imports; only Slack's file hosts ever see the token."""
+    return SlackFileFetcher(client, token=settings.slack_bot_token,
+                            hosts=settings.slack_file_hosts,
+                            max_bytes=int(settings.max_upload_mb * 1e6))  # fmt: skip
