@@ -22,6 +22,7 @@ from bot.imports.background import FileRejected
 from bot.imports.batches import ReviewError, get_source
 from bot.imports.files import shown_reader
 from bot.imports.mapping import (
+    BEING_READ,
     ColumnMap,
     guess,
     keep_header,
@@ -38,7 +39,7 @@ from handlers.messages import esc
 from handlers.respond import fill_modal
 from handlers.routes import Routes
 from handlers.slack_files import slack_fetcher
-from models import BatchStatus, ImportSource
+from models import BatchStatus, ImportSource, SourceStatus
 
 READING = ":hourglass_flowing_sand: Reading the file's columns…"
 NOT_MAPPABLE = "This file's columns can't be chosen: it was not read from a CSV or Excel file."
@@ -60,6 +61,8 @@ async def _source_in_draft(d: Deps, client: AsyncWebClient, team_id: str, user_i
     source = await get_source(d.db, team_id, source_id)
     if source.batch_id != batch_id or source.removed:
         raise Refusal("That file is no longer part of this import.")
+    if source.status == SourceStatus.PENDING:
+        raise Refusal(BEING_READ)
     if not mappable(source):
         raise Refusal(NOT_MAPPABLE)
     return source

@@ -125,16 +125,21 @@ class Routes:
             if kind == "event":
                 app.event(name)(self._single(listener))
 
+    async def _call(self, listener: Listener, names: tuple[str, ...],
+                    given: dict[str, Any]) -> Any:  # fmt: skip
+        """`listener` with the arguments it asks for, `deps` in its context."""
+        given["context"]["deps"] = self.deps
+        return await listener(**{n: given.get(n) for n in names})
+
     def _single(self, listener: Listener) -> Listener:
         names = wanted(listener)
 
         async def run(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                       context: dict[str, Any], command: Any, event: Any,
                       view: Any) -> Any:  # fmt: skip
-            context["deps"] = self.deps
-            given = {"ack": ack, "body": body, "client": client, "context": context,
-                     "command": command, "event": event, "view": view}  # fmt: skip
-            return await listener(**{n: given[n] for n in names})
+            return await self._call(listener, names, {
+                "ack": ack, "body": body, "client": client, "context": context,
+                "command": command, "event": event, "view": view})  # fmt: skip
 
         run.__name__ = run.__qualname__ = getattr(listener, "__name__", "listener")
         return run
@@ -146,10 +151,9 @@ class Routes:
             if found is None:  # bolt matched our pattern, so this can't happen
                 raise LookupError(f"no listener for {key(body)!r}")
             listener, names = found
-            context["deps"] = self.deps
-            given = {"ack": ack, "body": body, "client": client, "context": context,
-                     "command": None, "event": None, "view": view}  # fmt: skip
-            return await listener(**{n: given[n] for n in names})
+            return await self._call(listener, names, {
+                "ack": ack, "body": body, "client": client, "context": context,
+                "view": view})  # fmt: skip
 
         return dispatch
 

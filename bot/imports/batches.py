@@ -262,7 +262,7 @@ async def add_source(db: Database, team_id: str, batch_id: int, kind: SourceKind
                 .returning(col(ImportSource.id))
             )
         ).scalar_one()  # fmt: skip
-    return await _source(db, team_id, source_id)
+    return await get_source(db, team_id, source_id)
 
 
 class _NotPending(Exception):
@@ -299,7 +299,7 @@ async def stage_csv(
     transactions. Raises
     CsvFileError (after recording it on the source) so callers can tell the user.
     """
-    source = await _source(db, team_id, source_id)
+    source = await get_source(db, team_id, source_id)
     if source.status != SourceStatus.PENDING:
         return source  # read already (a retried job), failed or cancelled: leave it be
     try:
@@ -386,7 +386,7 @@ async def stage_reader(
         reader.close()
         if parallel is not None:
             parallel.close()
-    return await _source(db, team_id, source_id)
+    return await get_source(db, team_id, source_id)
 
 
 async def clear_staged(conn: AsyncConnection, team_id: str, batch_id: int, source_id: int) -> None:
@@ -422,15 +422,11 @@ async def stage_contact(
         await stage_rows(conn, team_id=team_id, batch_id=batch_id, source_id=source.id or 0,
                          rows=iter([row]))  # fmt: skip
         await record_counts(conn, source, classifier.tally)
-    return await _source(db, team_id, source.id or 0)
+    return await get_source(db, team_id, source.id or 0)
 
 
 async def get_source(db: Database, team_id: str, source_id: int) -> ImportSource:
     """The source as it stands, if it belongs to this workspace (LookupError if not)."""
-    return await _source(db, team_id, source_id)
-
-
-async def _source(db: Database, team_id: str, source_id: int) -> ImportSource:
     async with db.session() as session:
         source = await session.get(ImportSource, source_id)
     if source is None or source.team_id != team_id:

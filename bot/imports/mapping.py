@@ -23,12 +23,14 @@ from sqlmodel import col, select
 
 from bot.imports.batches import lock_batch, promote_after_source
 from bot.imports.job_kinds import SLACK_FILE_JOB
-from bot.imports.reading import Columns, CsvFileError, _squash, map_header
+from bot.imports.reading import Columns, CsvFileError, map_header, squash
 from bot.jobs.queue import enqueue_in
 from models import ColumnMapping, Database, ImportSource, SourceKind, SourceStatus
 from models.clock import utcnow
 
 FIELDS = ("email", "first_name", "last_name", "locale", "subscribed")
+BEING_READ = ("This file is being read again already: its new counts show on the review "
+              "message when it is done.")
 FIELD_LABELS = {"email": "Email", "first_name": "First name", "last_name": "Last name",
                 "locale": "Locale", "subscribed": "Subscribed"}  # fmt: skip
 
@@ -49,14 +51,14 @@ class ColumnMap:
 
 def headers_key(header: Iterable[str]) -> str:
     """The same for every file with this set of headers, in any order, spacing or case."""
-    names = sorted({_squash(h) for h in header if _squash(h)})
+    names = sorted({squash(h) for h in header if squash(h)})
     return hashlib.sha256(json.dumps(names, ensure_ascii=False).encode()).hexdigest()
 
 
 def position_of(header: list[str], name: str) -> int | None:
     """Where the header `name` sits (compared normalised); the first such column wins."""
-    wanted = _squash(name)
-    return next((i for i, h in enumerate(header) if _squash(h) == wanted), None)
+    wanted = squash(name)
+    return next((i for i, h in enumerate(header) if squash(h) == wanted), None)
 
 
 def columns_for(header: list[str], mapping: ColumnMap) -> Columns:
@@ -260,13 +262,18 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
         )).first()  # fmt: skip
         if source is None:
             raise LookupError("That file is no longer part of this import.")
-        await remember_in(conn, team_id, header, mapping, user)
-        await conn.execute(
+        # Only a file that was read (or failed) goes back to be read: a second submission
+        # while the first reading is queued would queue another, racing it.
+        reset = await conn.execute(
             update(ImportSource)
-            .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id)
+            .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id,
+                   col(ImportSource.status).in_((SourceStatus.PARSED, SourceStatus.FAILED)))
             .values(status=SourceStatus.PENDING, error=None, note=None, rows=0, valid=0,
                     duplicates=0, rejected=0, warnings=0)
         )  # fmt: skip
+        if reset.rowcount != 1:
+            raise LookupError(BEING_READ)
+        await remember_in(conn, team_id, header, mapping, user)
         await _set_rows_removed(conn, team_id, batch_id, source_id)
         await promote_after_source(conn, team_id, batch_id, source_id)
         origin = (await conn.execute(

@@ -25,7 +25,7 @@ FIELD_LIMIT = 64 * 1024  # a runaway quoted field fails one record, not the whol
 MAX_RECORD_LINES = 50  # a record spanning more lines than this is an unclosed quote
 
 # Column names as spelled by our seed, Shopify, Mailchimp, HubSpot, Klaviyo and spreadsheets
-# in English, French, German and Spanish (and a few more), normalised by _squash: spaces, `_`,
+# in English, French, German and Spanish (and a few more), normalised by squash: spaces, `_`,
 # `-` and `.` removed, case folded; accents stay, so both spellings are listed where people
 # type them without ("Prenom").
 HEADER_ALIASES: dict[str, tuple[str, ...]] = {
@@ -80,7 +80,7 @@ class Columns:
     subscribed: int | None = None  # a consent column (yes/no, subscribed, opted in...)
 
 
-def _squash(name: str) -> str:
+def squash(name: str) -> str:
     """A header as the aliases spell it; NFC first, since macOS writes "é" as e + accent."""
     return _SQUASH.sub("", unicodedata.normalize("NFC", name.strip().lstrip("\ufeff"))).casefold()
 
@@ -89,7 +89,7 @@ def map_header(header: list[str]) -> Columns:
     """Columns recognised by their names (HEADER_ALIASES); CsvFileError without an email."""
     found: dict[str, int] = {}
     for index, name in enumerate(header):
-        field = _ALIAS_TO_FIELD.get(_squash(name))
+        field = _ALIAS_TO_FIELD.get(squash(name))
         if field is not None and field not in found:
             found[field] = index
     if "email" not in found:

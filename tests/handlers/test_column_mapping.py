@@ -143,3 +143,27 @@ async def test_map_columns_on_a_file_deleted_since_says_so(app: Harness) -> None
     assert modal.get("callback_id") != Callback.MAP_COLUMNS
     assert "The file was deleted, or the bot can't see it." in json.dumps(modal)
     assert app.slack.block_errors == []
+
+
+async def test_a_second_mapping_submitted_while_the_file_is_read_again_is_told(
+    app: Harness,
+) -> None:
+    # the requester and a lead open Map columns on the same file; the requester submits first
+    review = await _upload(app, "F0205", "work.csv", WORK)
+    mine = await _click_map(app, review, REP)
+    theirs = await _click_map(app, review, LEAD)
+    choice = _state(email="1", first_name="2", last_name="none", locale="3", subscribed="none")
+    first = await app.requests.view_submission(state_values=choice, view_id=mine["id"],
+                                               user_id=REP)  # fmt: skip
+    assert first.status == 200 and not first.body
+    second = await app.requests.view_submission(state_values=choice, view_id=theirs["id"],
+                                                user_id=LEAD)  # fmt: skip
+    assert second.body["response_action"] == "update"
+    assert "being read again already" in json.dumps(second.body["view"])  # not "can't be chosen"
+    async with app.db.begin() as conn:
+        queued = (await conn.execute(text(
+            "SELECT COUNT(*) FROM job WHERE dedupe_key LIKE 'remap:%'"))).scalar_one()
+    assert queued == 1
+    await app.settle()
+    (line,) = _source_lines(app.slack.message("C0001", review["ts"]))
+    assert "3 valid · 0 duplicates · 1 rejected" in line, line

@@ -12,6 +12,7 @@ from bot.imports.batches import add_source, create_batch
 from bot.imports.files import shown_reader, stage_file
 from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.mapping import (
+    BEING_READ,
     ColumnMap,
     columns_for,
     guess,
@@ -20,6 +21,7 @@ from bot.imports.mapping import (
     parse_maps,
     recall,
     remember,
+    reread_source,
     samples,
 )
 from bot.imports.reading import Columns, CsvFileError, CsvReader
@@ -134,3 +136,26 @@ async def test_dry_run_uses_a_map_and_remembers_nothing(db: Database) -> None:
     assert result.totals.valid == 2
     assert await recall(db, TEAM, ["Full Name", "Work Contact", "Given", "Preferred tongue"]) \
         is None
+
+
+async def test_a_file_is_put_back_to_be_read_once_until_it_is_read(db: Database) -> None:
+    # two submissions that both passed the modal's checks: the second finds it pending
+    await ensure_workspace(db, TEAM)
+    segment = await import_target(db, TEAM, "Work", create=True)
+    batch = await create_batch(db, TEAM, segment.id or 0, "U1")
+    source = await add_source(db, TEAM, batch.id or 0, SourceKind.CSV, "work.csv", ref="F1")
+    (failed,) = await stage_file(db, TEAM, source.id or 0, io.BytesIO(WORK), name="work.csv")
+    assert failed.status == SourceStatus.FAILED
+    header = ["Full Name", "Work Contact", "Given", "Preferred tongue"]
+    again = await reread_source(db, TEAM, batch.id or 0, source.id or 0, header,
+                                ColumnMap("Work Contact"), "U1")  # fmt: skip
+    assert again.status == SourceStatus.PENDING
+    with pytest.raises(LookupError, match=BEING_READ):
+        await reread_source(db, TEAM, batch.id or 0, source.id or 0, header,
+                            ColumnMap("Work Contact", "Given"), "U2")  # fmt: skip
+    async with db.begin() as conn:
+        jobs = (await conn.execute(text("SELECT COUNT(*) FROM job WHERE team_id = :t "
+                                        "AND dedupe_key LIKE 'remap:%'"),
+                                   {"t": TEAM})).scalar_one()  # fmt: skip
+    assert jobs == 1
+    assert await recall(db, TEAM, header) == ColumnMap("Work Contact")  # the loser's not kept
