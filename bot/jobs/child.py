@@ -14,7 +14,6 @@ bench/ack_latency.py. The web process keeps its priority; jobs take whatever it 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -30,10 +29,15 @@ log = logging.getLogger(__name__)
 WORKER_NICENESS = 10  # added to serve's own; a job's parser child inherits it
 
 
-def _lower_priority() -> None:
-    """Run in the child before it execs: nicer than serve (never fatal if refused)."""
-    with contextlib.suppress(OSError):
-        os.nice(WORKER_NICENESS)
+def _lower_priority(pid: int) -> None:
+    """Make the started child nicer than serve, from here: a `preexec_fn` would run Python
+    between fork and exec, which isn't safe in a process with threads (aiosqlite's, the
+    executor's). Never fatal: the worker then merely competes with the acks."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid,
+                       min(os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS, 19))
+    except OSError as exc:
+        log.warning("could not lower the priority of worker process %s: %s", pid, exc)
 
 
 class WorkerExited(Exception):
@@ -79,8 +83,9 @@ class ChildWorker:
             return
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot.cli", "worker", env=self.env,
-            stdin=asyncio.subprocess.DEVNULL, preexec_fn=_lower_priority,
+            stdin=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
+        _lower_priority(self._process.pid)
         log.info("%s process %s started", self.name, self._process.pid)
         if self._stopping:  # asked to stop while it was starting
             self._terminate()
