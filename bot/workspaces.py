@@ -113,9 +113,8 @@ async def find_segment(db: Database, team_id: str, name: str) -> Segment | None:
 async def get_segment(db: Database, team_id: str, segment_id: int) -> Segment:
     """The workspace's live segment with this id; another workspace's or a deleted one is
     WorkspaceError, so a stale or forged button changes nothing."""
-    async with db.session() as session:
-        segment = await session.get(Segment, segment_id)
-    if segment is None or segment.team_id != team_id or segment.kind == SegmentKind.DELETED:
+    segment = await db.reader.get(Segment, segment_id, team_id)
+    if segment is None or segment.kind == SegmentKind.DELETED:
         raise WorkspaceError(GONE)
     return segment
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models.reader import Reader
 from models.staging import attach_staging
 
 # 32 MiB of page cache: big imports stay fast within the RSS budget.
@@ -57,6 +58,7 @@ class Database:
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
+        self.reader = Reader(self.engine, _sqlite_file(self.url) if self.is_sqlite else None)
 
     @property
     def is_sqlite(self) -> bool:
@@ -74,7 +76,16 @@ class Database:
             yield conn
 
     async def dispose(self) -> None:
+        await self.reader.close()
         await self.engine.dispose()
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The SQLite file another connection can open, or None for a private in-memory one."""
+    database = make_url(url).database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return database
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -122,9 +122,7 @@ async def _requested(conn: AsyncConnection, team_id: str, batch_id: int, segment
 
 async def get_batch(db: Database, team_id: str, batch_id: int) -> ImportBatch | None:
     """The batch if it belongs to this workspace; another workspace's id finds nothing."""
-    async with db.session() as session:
-        batch = await session.get(ImportBatch, batch_id)
-    return batch if batch is not None and batch.team_id == team_id else None
+    return await db.reader.get(ImportBatch, batch_id, team_id)
 
 
 class ReviewError(Exception):
