@@ -14,7 +14,7 @@ from aiohttp import ClientSession, web
 from aiohttp.web_log import AccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
@@ -25,6 +25,7 @@ from bot.jobs.kinds import handlers as job_handlers
 from bot.jobs.supervisor import WorkerSupervisor, combined_health, without_worker
 from bot.jobs.worker import Worker, WorkerConfig
 from bot.settings import Settings
+from bot.slack_requests import to_bolt_request
 from bot.web import public_routes
 from handlers import register_listeners
 from handlers.context import Deps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from handlers.ids import Action
 from handlers.later import Later
@@ -44,6 +45,14 @@ async def test_an_action_nobody_listens_to_is_left_unhandled_and_calls_nothing(
     await app.done()
     assert reply.status == 404
     assert [c.method for c in app.slack.calls] == ["auth.test"]  # bolt's, on its first request
+
+
+async def test_a_command_whose_text_says_payload_is_still_a_command(app: Harness) -> None:
+    """bolt took any form body with the word "payload" in it for an interactive payload and,
+    finding no such field, gave the listeners an empty body: the command went unhandled."""
+    reply = await app.requests.slash_command(text="payload")
+    assert reply.status == 200
+    assert "/referral import" in json.dumps(reply.body)
 
 
 async def test_work_after_the_ack_waits_its_turn_but_opening_a_modal_does_not() -> None:

@@ -1,0 +1,52 @@
+"""aiohttp request -> bolt request, with the form body parsed by yarl instead of urllib.
+
+Why: every click, modal and menu arrives as `payload=<percent-escaped JSON>` (1 KB for a
+button, tens of KB when the message's blocks come along), and bolt parses it with
+`urllib.parse.parse_qsl`, pure Python: ~40 us of the event loop for a 1.3 KB click, about a
+tenth of serve's CPU for it. yarl (aiohttp's own URL library) unquotes in C, ~5 us, with the
+same result (checked against parse_qsl on fuzzed bodies: bad escapes, `+`, repeated keys,
+blank values). The raw body is kept as it came: bolt checks the signature against it.
+
+One difference from bolt on purpose: bolt takes any form body that merely *contains* the word
+"payload" (say, `/referral payload`) for an interactive payload and, finding no such field,
+hands the listeners an empty body; here only a body with a `payload` field is one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.request.async_request import AsyncBoltRequest
+from yarl import URL
+
+
+def form_fields(body: str) -> dict[str, str]:
+    """`a=1&b=2` as parse_qsl(keep_blank_values=True) reads it (the last of repeated keys)."""
+    return dict(URL.build(query_string=body, encoded=True).query.items())
+
+
+def parse_body(body: str, content_type: str | None) -> dict[str, Any]:
+    """A Slack request's body as bolt's listeners expect it."""
+    if not body:
+        return {}
+    if content_type == "application/json" or body.startswith("{"):
+        return json.loads(body)  # type: ignore[no-any-return]
+    fields = form_fields(body)
+    payload = fields.get("payload")
+    return json.loads(payload) if payload is not None else fields  # type: ignore[no-any-return]
+
+
+async def to_bolt_request(request: web.Request) -> AsyncBoltRequest:
+    """The request for `AsyncApp.async_dispatch`, signature still to be checked by bolt."""
+    raw = await request.text()
+    parsed = AsyncBoltRequest(
+        body=parse_body(raw, request.content_type),
+        query=request.query_string,
+        headers=request.headers,  # type: ignore[arg-type]
+        mode="socket_mode",
+    )  # the one mode that takes a parsed body
+    parsed.raw_body = raw
+    parsed.mode = "http"  # so bolt verifies the signature against the raw body
+    return parsed
