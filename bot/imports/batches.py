@@ -23,7 +23,7 @@ from bot.imports.reading import Columns, ColumnsOf, CsvFileError, CsvReader, map
 from bot.imports.recognise import PLAIN, FileKind, consent_note, join_notes, recognise
 from bot.imports.retention import schedule_purge_in
 from bot.imports.rows import Classifier, Tally
-from bot.imports.staging import copy_constants, stage_rows
+from bot.imports.staging import copy_constants, refresh_statistics, stage_rows
 from bot.jobs.queue import enqueue_in
 from models import (
     BatchStatus,
@@ -367,6 +367,8 @@ async def stage_reader(
                 await clear_staged(conn, team_id, source.batch_id, source_id)
             await fail_source(db, team_id, source_id, str(exc), only_pending=True)
             raise
+        async with db.begin() as conn:
+            await refresh_statistics(conn, tally.rows)
         note = join_notes([*notes, kind.note, consent_note(tally)])
         async with db.begin() as conn:
             try:

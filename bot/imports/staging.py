@@ -22,6 +22,12 @@ from bot.imports.parallel import ParallelRows
 from bot.imports.rows import Staged
 
 COPY_CHUNK = 20_000
+# PostgreSQL plans an import's apply from staged_row's statistics, and a bulk COPY leaves them
+# saying the table is (nearly) empty until autovacuum gets round to it: the apply then joined
+# every staged row to its source through an index, one probe a row, and read the rows more
+# slowly (1M rows: 11.0 s -> 9.5 s for the contacts and memberships with fresh statistics).
+# ANALYZE samples a fixed number of rows, a few tenths of a second however big the table.
+ANALYZE_ROWS = 50_000
 
 # Per-row values only: the constant columns go into the statement as literals, which saves
 # a third of the binding work sqlite3 does per row.
@@ -63,6 +69,13 @@ async def stage_rows(
         )  # fmt: skip
     else:
         await _postgres_copy(raw, copy_constants(team_id, batch_id, source_id), rows)
+
+
+async def refresh_statistics(conn: AsyncConnection, rows: int) -> None:
+    """After staging `rows` rows, in a transaction of its own: ANALYZE takes a lock that
+    another import's ANALYZE waits for, so it must not be held while the rows are written."""
+    if conn.dialect.name != "sqlite" and rows >= ANALYZE_ROWS:
+        await conn.execute(text("ANALYZE staged_row"))
 
 
 async def _sqlite_insert(
