@@ -13,7 +13,6 @@ links go in the same transaction; its contacts stay in All Customers.
 from __future__ import annotations
 
 import csv
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -205,20 +204,15 @@ async def delete_segment(db: Database, team_id: str, segment_id: int, *,
     return Deleted(name, members, campaigns)
 
 
-async def export_rows(db: Database, team_id: str, segment_id: int) -> AsyncIterator[list[str]]:
-    """The header, then one formula-safe row per contact, streamed (never one big list)."""
-    yield list(EXPORT_COLUMNS)
-    async for row in segment_contacts(db, team_id, segment_id):
-        yield neutralise(list(row))
-
-
 async def write_export(db: Database, team_id: str, segment_id: int, out: TextIO) -> int:
-    """Write the segment as CSV to `out`; returns how many contacts it holds."""
+    """Write the segment as CSV to `out` (the header, then one formula-safe row per contact,
+    a chunk at a time); returns how many contacts it holds."""
     writer = csv.writer(out, lineterminator="\n")
-    rows = -1  # the header is not a contact
-    async for row in export_rows(db, team_id, segment_id):
-        writer.writerow(row)
-        rows += 1
+    writer.writerow(EXPORT_COLUMNS)
+    rows = 0
+    async for chunk in segment_contacts(db, team_id, segment_id):
+        writer.writerows(neutralise(list(row)) for row in chunk)
+        rows += len(chunk)
     return rows
 
 
