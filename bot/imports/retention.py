@@ -5,10 +5,16 @@ A purge job runs about once a day per workspace: creating a batch queues one whe
 waiting, and each run queues the next (a day later) while ended batches still hold staged
 rows. The counts shown on an ended import were frozen when it left review, so deleting
 its rows changes nothing anyone sees.
+
+On SQLite the staged rows live in a file of their own (models/staging.py), which a delete
+leaves at its biggest size: a purge that leaves most of it free rewrites it (`VACUUM`), so a
+million-row import's 120 MB don't stay on disk for good.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, text
@@ -20,7 +26,13 @@ from bot.jobs.queue import enqueue_in
 from bot.jobs.worker import Handler, JobContext
 from models import Database
 from models.clock import utcnow
+from models.staging import SCHEMA
 
+# Rewrite the staging file when at least this many of its pages (4 KiB) are free, and they are
+# most of it: rewriting copies what is left, so it is cheap exactly when it pays.
+SHRINK_FREE_PAGES = 2_048
+
+log = logging.getLogger(__name__)
 _ENDED = "('done', 'failed', 'rejected', 'cancelled')"
 
 _PURGE = text(f"""
@@ -55,7 +67,28 @@ async def purge_staged(db: Database, team_id: str, days: float) -> int:
         result = await conn.execute(_PURGE, {"t": team_id, "cutoff": utcnow() - timedelta(days)})
         if (await conn.execute(_LEFT, {"t": team_id})).first() is not None:
             await schedule_purge_in(conn, team_id, utcnow() + timedelta(days=1))
+    if db.is_sqlite and result.rowcount:
+        try:
+            await shrink_staging(db)
+        except sqlite3.OperationalError as exc:  # busy past the timeout; the rows are gone anyway
+            log.warning("staging file not shrunk this time (%s): %s", team_id, exc)
     return result.rowcount
+
+
+async def shrink_staging(db: Database) -> bool:
+    """VACUUM the SQLite staging file if it is mostly free pages; True if it was.
+
+    Outside any transaction (VACUUM can't run in one); it waits, like any writer, for a file
+    being staged meanwhile, and blocks the staging file for as long as it copies what is left.
+    """
+    async with db.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        free = (await raw.execute_fetchall(f"PRAGMA {SCHEMA}.freelist_count"))[0][0]
+        pages = (await raw.execute_fetchall(f"PRAGMA {SCHEMA}.page_count"))[0][0]
+        if free < SHRINK_FREE_PAGES or free * 2 < pages:
+            return False
+        await raw.execute_fetchall(f"VACUUM {SCHEMA}")
+    return True
 
 
 def purge_handler(days: float) -> Handler:
