@@ -10,7 +10,7 @@ from bot.slack_requests import form_fields, parse_body
 
 PIECES = ("a", "b", "=", "&", "+", "%", ";", "é", " ", "€", "💡", '"', "{", "}", ":", ",", "\n",
           "%20", "%2", "%zz", "%41", "%2B", "%26", "%3D", "%C3%A9", "%E9", "%ff", "payload=",
-          "&&", "==")  # fmt: skip
+          "&&", "==", "#", "?", "/", "\r", "\\", "%00", "%23")  # fmt: skip
 
 
 def test_fields_are_read_as_parse_qsl_reads_them() -> None:
