@@ -96,6 +96,8 @@ class ImportSource(SQLModel, table=True):
     ref: str | None = Field(default=None, max_length=255)  # Slack file id, Mailchimp list id
     status: str = Field(default=SourceStatus.PENDING, max_length=16)
     error: str | None = Field(default=None, max_length=2000)
+    # it failed because its columns don't say where the addresses are: *Map columns* can fix it
+    failed_on_columns: bool = False
     # what was recognised while reading it (a Mailchimp export's kind, the sheet read...),
     # one sentence a line, shown under the source on the review message; `error` is failures
     note: str | None = Field(default=None, max_length=500)

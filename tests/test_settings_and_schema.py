@@ -115,3 +115,50 @@ async def test_upgrading_sqlite_carries_staged_rows_and_memberships_over(tmp_pat
         assert "WITHOUT ROWID" in ddl
     finally:
         await db.dispose()
+
+
+async def test_0012_marks_files_that_failed_on_their_columns(db_env: dict[str, str]) -> None:
+    """Files that failed before 0012 are classified once by the wording they failed with."""
+    from sqlalchemy import text
+
+    db = Database(db_env["DATABASE_URL"], schema=db_env.get("DATABASE_SCHEMA"))
+    try:
+        if db.schema:
+            async with db.begin() as conn:
+                await conn.execute(text(f'CREATE SCHEMA "{db.schema}"'))
+        await upgrade(db, "0011")
+        async with db.begin() as conn:
+            await conn.execute(text("INSERT INTO workspace (team_id, name, default_locale, "
+                                    "leads_seeded, created_at) VALUES ('T1', '', 'en', false, "
+                                    "'2026-12-01 00:00:00')"))  # fmt: skip
+            await conn.execute(text("INSERT INTO segment (id, team_id, name, name_key, kind, "
+                                    "created_at) VALUES (1, 'T1', 'S', 's', 'static', "
+                                    "'2026-12-01 00:00:00')"))  # fmt: skip
+            await conn.execute(text(
+                "INSERT INTO import_batch (id, team_id, segment_id, requested_by, status, "
+                "update_existing, rows, valid, duplicates, rejected, warnings, new_contacts, "
+                "existing_contacts, added_to_segment, already_in_segment, apply_cursor, "
+                "created_at, updated_at, undo_advocates, undo_removed) VALUES (1, 'T1', 1, "
+                "'U1', 'draft', false, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '2026-12-01 00:00:00', "
+                "'2026-12-01 00:00:00', false, 0)"))  # fmt: skip
+            for n, (status, error) in enumerate([
+                ("failed", "No email column found. Columns found: 'x'."),
+                ("failed", "The column 'Mail' chosen for Email isn't in this file."),
+                ("failed", "The file is not a CSV file."),
+                ("parsed", None),
+            ], start=1):  # fmt: skip
+                await conn.execute(text(
+                    "INSERT INTO import_source (id, team_id, batch_id, kind, label, status, "
+                    "error, rows, valid, duplicates, rejected, warnings, removed, created_at) "
+                    "VALUES (:n, 'T1', 1, 'csv', 'f.csv', :s, :e, 0, 0, 0, 0, 0, false, "
+                    "'2026-12-01 00:00:00')"), {"n": n, "s": status, "e": error})  # fmt: skip
+        await upgrade(db)
+        async with db.begin() as conn:
+            marked = (await conn.execute(text(
+                "SELECT id FROM import_source WHERE failed_on_columns ORDER BY id"))).scalars()
+            assert list(marked) == [1, 2]
+    finally:
+        if db.schema:
+            async with db.begin() as conn:
+                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{db.schema}" CASCADE'))
+        await db.dispose()

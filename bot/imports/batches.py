@@ -19,7 +19,14 @@ from bot.audit import Act, import_subject, record_in
 from bot.campaigns.preview import inviting_campaigns
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.parallel import ParallelRows, file_path
-from bot.imports.reading import Columns, ColumnsOf, CsvFileError, CsvReader, map_header
+from bot.imports.reading import (
+    Columns,
+    ColumnsError,
+    ColumnsOf,
+    CsvFileError,
+    CsvReader,
+    map_header,
+)
 from bot.imports.recognise import PLAIN, FileKind, consent_note, join_notes, recognise
 from bot.imports.retention import schedule_purge_in
 from bot.imports.rows import Classifier, Tally
@@ -303,7 +310,7 @@ async def stage_csv(
     try:
         reader = CsvReader(stream, columns_of=columns_of)
     except CsvFileError as exc:
-        await fail_source(db, team_id, source_id, str(exc))
+        await fail_source(db, team_id, source_id, exc)
         raise
     kind = recognise(name or source.label, reader.header)
     path = file_path(stream) if kind.plain and _as_guessed(reader) else None
@@ -365,7 +372,7 @@ async def stage_reader(
         except CsvFileError as exc:
             async with db.begin() as conn:  # nothing half-staged, even from an earlier attempt
                 await clear_staged(conn, team_id, source.batch_id, source_id)
-            await fail_source(db, team_id, source_id, str(exc), only_pending=True)
+            await fail_source(db, team_id, source_id, exc, only_pending=True)
             raise
         async with db.begin() as conn:
             await refresh_statistics(conn, tally.rows)
@@ -461,17 +468,22 @@ async def fail_batch(db: Database, team_id: str, batch_id: int, error: str) -> N
 
 
 async def fail_source(
-    db: Database, team_id: str, source_id: int, error: str, *, only_pending: bool = False
-) -> None:
+    db: Database, team_id: str, source_id: int, error: str | CsvFileError, *,
+    only_pending: bool = False,
+) -> None:  # fmt: skip
     """The source can't be read as a whole; `error` is shown to the user (and logged: every
-    way a file fails, a bomb, a damaged sheet, a missing column, passes here)."""
+    way a file fails, a bomb, a damaged sheet, a missing column, passes here). Pass the
+    exception as raised: a ColumnsError marks the file as one *Map columns* can fix."""
     where = [col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id]
     if only_pending:
         where.append(col(ImportSource.status) == SourceStatus.PENDING)
+    columns = isinstance(error, ColumnsError)
+    error = str(error)
     async with db.begin() as conn:
         failed = await conn.execute(
             update(ImportSource).where(*where).values(status=SourceStatus.FAILED,
-                                                      error=error[:2000])
+                                                      error=error[:2000],
+                                                      failed_on_columns=columns)
         )  # fmt: skip
     if failed.rowcount:
         log.info("import source %s of team %s failed: %s", source_id, team_id, error[:300])

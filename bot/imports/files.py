@@ -119,7 +119,7 @@ async def _stage_workbook(db: Database, team_id: str, source: ImportSource, stre
         reader = XlsxReader(stream, max_unzipped_bytes=max_unzipped_bytes,
                             columns_of=columns_of)  # fmt: skip
     except CsvFileError as exc:
-        await fail_source(db, team_id, source_id, str(exc))
+        await fail_source(db, team_id, source_id, exc)
         return await get_source(db, team_id, source_id)
     note = sheets_note(reader.sheet, reader.other_sheets)
     try:
@@ -137,7 +137,7 @@ async def _stage_archive(db: Database, team_id: str, origin: ImportSource, strea
     try:
         archive = _open(stream, max_unzipped_bytes)
     except CsvFileError as exc:  # a bomb, a path outside the archive, damage: nothing read
-        await fail_source(db, team_id, origin.id or 0, str(exc), only_pending=True)
+        await fail_source(db, team_id, origin.id or 0, exc, only_pending=True)
         return [await get_source(db, team_id, origin.id or 0)]
     with archive:
         sources = await entry_sources(db, team_id, origin, entry_labels(name, archive.entries))
@@ -209,7 +209,7 @@ async def _stage_entry(db: Database, team_id: str, source: ImportSource, entry: 
             await stage_reader(db, team_id, source, reader, notes=notes,
                                kind=recognise(entry.name, reader.header))  # fmt: skip
     except CsvFileError as exc:  # unreadable, or damaged part way (then already recorded)
-        await fail_source(db, team_id, source_id, str(exc), only_pending=True)
+        await fail_source(db, team_id, source_id, exc, only_pending=True)
     return await get_source(db, team_id, source_id)
 
 

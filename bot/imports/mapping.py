@@ -23,7 +23,7 @@ from sqlmodel import col, select
 
 from bot.imports.batches import lock_batch, promote_after_source
 from bot.imports.job_kinds import SLACK_FILE_JOB
-from bot.imports.reading import Columns, CsvFileError, map_header, squash
+from bot.imports.reading import Columns, ColumnsError, CsvFileError, map_header, squash
 from bot.jobs.queue import enqueue_in
 from models import ColumnMapping, Database, ImportSource, SourceKind, SourceStatus
 from models.clock import utcnow
@@ -64,7 +64,7 @@ def position_of(header: list[str], name: str) -> int | None:
 def columns_for(header: list[str], mapping: ColumnMap) -> Columns:
     """Where each mapped field sits in `header`; CsvFileError if a chosen header isn't there."""
     if not mapping.email:
-        raise CsvFileError("No email column was chosen: map the column that holds the email "
+        raise ColumnsError("No email column was chosen: map the column that holds the email "
                            "addresses.")  # fmt: skip
     found: dict[str, int | None] = {}
     for name, header_name in mapping.items():
@@ -74,7 +74,7 @@ def columns_for(header: list[str], mapping: ColumnMap) -> Columns:
         index = position_of(header, header_name)
         if index is None:
             shown = ", ".join(repr(h.strip()) for h in header if h.strip()) or "none"
-            raise CsvFileError(f"The column {header_name!r} chosen for {FIELD_LABELS[name]} isn't "
+            raise ColumnsError(f"The column {header_name!r} chosen for {FIELD_LABELS[name]} isn't "
                                f"in this file. Columns found: {shown}.")  # fmt: skip
         found[name] = index
     email = found["email"]
@@ -299,14 +299,6 @@ async def _set_rows_removed(conn: AsyncConnection, team_id: str, batch_id: int,
     )  # fmt: skip
 
 
-_COLUMN_PROBLEMS = ("No email column", "The column ")  # map_header's and columns_for's
-
-
-def column_problem(error: str | None) -> bool:
-    """Whether a failed file failed on its columns (so mapping them can fix it)."""
-    return bool(error) and str(error).startswith(_COLUMN_PROBLEMS)
-
-
 def mappable(source: ImportSource) -> bool:
     """A file read from Slack (a CSV, a workbook, a CSV in a ZIP) whose columns can be chosen:
     read, or failed on its columns; not a ZIP refused as a whole, nor a file still read."""
@@ -316,4 +308,4 @@ def mappable(source: ImportSource) -> bool:
         return False  # the ZIP itself: its CSV files have lines of their own
     if source.status == SourceStatus.PARSED:
         return True
-    return source.status == SourceStatus.FAILED and column_problem(source.error)
+    return source.status == SourceStatus.FAILED and source.failed_on_columns

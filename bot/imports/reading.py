@@ -69,6 +69,10 @@ class CsvFileError(ValueError):
     """The file as a whole can't be imported; the message tells the user what to do."""
 
 
+class ColumnsError(CsvFileError):
+    """The file's columns don't say where the addresses are: choosing them can fix it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Columns:
     """Where each field we know sits in a row; None when the file has no such column."""
@@ -97,7 +101,7 @@ def map_header(header: list[str]) -> Columns:
         hint = ""
         if any("@" in h for h in header):
             hint = " The first row looks like data: add a header row (email, first_name, ...)."
-        raise CsvFileError(
+        raise ColumnsError(
             f"No email column found. Columns found: {names}. Expected a column named "
             f"email, Email or Email Address.{hint}"
         )

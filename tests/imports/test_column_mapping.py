@@ -8,7 +8,7 @@ import io
 import pytest
 from sqlalchemy import text
 
-from bot.imports.batches import add_source, create_batch
+from bot.imports.batches import add_source, create_batch, fail_source, get_source
 from bot.imports.files import shown_reader, stage_file
 from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.mapping import (
@@ -17,6 +17,7 @@ from bot.imports.mapping import (
     columns_for,
     guess,
     headers_key,
+    mappable,
     mapper_for,
     parse_maps,
     recall,
@@ -159,3 +160,19 @@ async def test_a_file_is_put_back_to_be_read_once_until_it_is_read(db: Database)
                                    {"t": TEAM})).scalar_one()  # fmt: skip
     assert jobs == 1
     assert await recall(db, TEAM, header) == ColumnMap("Work Contact")  # the loser's not kept
+
+
+async def test_a_file_is_mappable_by_how_it_failed_not_by_its_wording(db: Database) -> None:
+    """Choosing columns can fix only a file whose columns didn't say where the addresses are;
+    a file refused for something else isn't offered *Map columns*, whatever its message."""
+    await ensure_workspace(db, TEAM)
+    segment = await import_target(db, TEAM, "Work", create=True)
+    batch = await create_batch(db, TEAM, segment.id or 0, "U1")
+    columns = await add_source(db, TEAM, batch.id or 0, SourceKind.CSV, "work.csv", ref="F1")
+    (failed,) = await stage_file(db, TEAM, columns.id or 0, io.BytesIO(WORK), name="work.csv")
+    assert failed.status == SourceStatus.FAILED and mappable(failed)
+    other = await add_source(db, TEAM, batch.id or 0, SourceKind.CSV, "other.csv", ref="F2")
+    await fail_source(db, TEAM, other.id or 0,
+                      CsvFileError("The column separator of this file can't be told."))  # fmt: skip
+    refused = await get_source(db, TEAM, other.id or 0)
+    assert refused.status == SourceStatus.FAILED and not mappable(refused)
