@@ -36,7 +36,7 @@ from bot.imports.mapping import mappable
 from bot.imports.review import BatchView, ContactRow, describe_status
 from bot.imports.rows import CONSENT_UNREAD
 from handlers.ids import Action, BlockId, Callback
-from models import BatchStatus, ImportBatch, ImportSource, SourceKind, SourceStatus
+from models import BatchStatus, FileFormat, ImportBatch, ImportSource, SourceKind, SourceStatus
 
 MAX_SOURCES_SHOWN = 30  # keeps the review message far below Slack's 50 blocks
 MAX_MAP_BUTTONS = 10  # a *Map columns* row each: 30 sources + 10 + the rest stay below 50
@@ -170,9 +170,17 @@ def segment_options(names: list[tuple[int, str]]) -> list[Option]:
     return [Option(value=str(segment_id), text=name[:75]) for segment_id, name in names[:100]]
 
 
+FORMAT_LABEL = {FileFormat.CSV: "CSV file", FileFormat.XLSX: "Excel file",
+                FileFormat.ZIP: "ZIP file", FileFormat.ZIP_CSV: "CSV in a ZIP"}  # fmt: skip
+
+
 def _kind_label(source: ImportSource) -> str:
-    """"CSV file", "Excel file", "CSV in a ZIP"...: file sources all have kind csv."""
+    """"CSV file", "Excel file", "CSV in a ZIP"...: file sources all have kind csv. What the
+    file's bytes said when it was read; until then (and for files read before that was kept)
+    what its name says."""
     if source.kind == SourceKind.CSV:
+        if source.file_format in FORMAT_LABEL:
+            return FORMAT_LABEL[FileFormat(source.file_format)]
         if ENTRY_SEPARATOR in source.label:
             return "CSV in a ZIP"
         if source.label.lower().endswith(".xlsx"):

@@ -16,6 +16,7 @@ from models.contacts import Contact, SeenKey, Segment, SegmentKind, SegmentMembe
 from models.db import Database
 from models.imports import (
     BatchStatus,
+    FileFormat,
     ImportBatch,
     ImportSource,
     Outcome,
@@ -39,6 +40,7 @@ __all__ = [
     "Database",
     "Enrollment",
     "EnrollmentStatus",
+    "FileFormat",
     "HomeViewer",
     "ImportBatch",
     "ImportSource",

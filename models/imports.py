@@ -33,6 +33,15 @@ class SourceStatus(StrEnum):
     FAILED = "failed"  # unreadable as a whole; `error` says why
 
 
+class FileFormat(StrEnum):
+    """What a file source turned out to be when it was read (told by its bytes, not its name)."""
+
+    CSV = "csv"
+    XLSX = "xlsx"
+    ZIP = "zip"  # the archive as a whole: refused before any CSV in it was read
+    ZIP_CSV = "zip_csv"  # one CSV inside a ZIP
+
+
 class Outcome(StrEnum):
     VALID = "valid"
     DUPLICATE = "duplicate"  # same case-folded email earlier in this batch
@@ -98,6 +107,7 @@ class ImportSource(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=2000)
     # it failed because its columns don't say where the addresses are: *Map columns* can fix it
     failed_on_columns: bool = False
+    file_format: str | None = Field(default=None, max_length=8)  # a FileFormat once read
     # what was recognised while reading it (a Mailchimp export's kind, the sheet read...),
     # one sentence a line, shown under the source on the review message; `error` is failures
     note: str | None = Field(default=None, max_length=500)

@@ -35,6 +35,7 @@ from bot.jobs.queue import enqueue_in
 from models import (
     BatchStatus,
     Database,
+    FileFormat,
     ImportBatch,
     ImportSource,
     Outcome,
@@ -254,7 +255,8 @@ async def promote_after_key(conn: AsyncConnection, team_id: str, batch_id: int, 
 
 
 async def add_source(db: Database, team_id: str, batch_id: int, kind: SourceKind, label: str,
-                     ref: str | None = None) -> ImportSource:  # fmt: skip
+                     ref: str | None = None,
+                     file_format: FileFormat | None = None) -> ImportSource:  # fmt: skip
     """Queue a source into a draft batch (refused, with the reason, once it left draft)."""
     async with db.begin() as conn:
         await lock_batch(conn, team_id, batch_id)
@@ -262,8 +264,8 @@ async def add_source(db: Database, team_id: str, batch_id: int, kind: SourceKind
             await conn.execute(
                 insert(ImportSource)
                 .values(team_id=team_id, batch_id=batch_id, kind=kind, label=label[:255], ref=ref,
-                        status=SourceStatus.PENDING, rows=0, valid=0, duplicates=0, rejected=0,
-                        warnings=0, removed=False, created_at=utcnow())
+                        file_format=file_format, status=SourceStatus.PENDING, rows=0, valid=0,
+                        duplicates=0, rejected=0, warnings=0, removed=False, created_at=utcnow())
                 .returning(col(ImportSource.id))
             )
         ).scalar_one()  # fmt: skip
@@ -464,6 +466,16 @@ async def fail_batch(db: Database, team_id: str, batch_id: int, error: str) -> N
             .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id,
                    col(ImportBatch.status).in_([BatchStatus.QUEUED, BatchStatus.IMPORTING]))
             .values(status=BatchStatus.FAILED, error=error[:2000], finished_at=utcnow())
+        )
+
+
+async def set_format(db: Database, team_id: str, source_id: int, file_format: FileFormat) -> None:
+    """Record what the file turned out to be, once its bytes said so (see bot/imports/files.py)."""
+    async with db.begin() as conn:
+        await conn.execute(
+            update(ImportSource)
+            .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id)
+            .values(file_format=file_format)
         )
 
 

@@ -28,6 +28,7 @@ from bot.imports.batches import (
     add_source,
     fail_source,
     get_source,
+    set_format,
     stage_csv,
     stage_reader,
 )
@@ -35,7 +36,7 @@ from bot.imports.excel import OLE_MAGIC, XlsxReader, is_xlsx
 from bot.imports.mapping import lenient_columns, mapper_for
 from bot.imports.reading import ColumnsOf, CsvFileError, CsvReader, map_header
 from bot.imports.recognise import ignored_note, recognise, sheets_note
-from models import Database, ImportSource, SourceKind, SourceStatus
+from models import Database, FileFormat, ImportSource, SourceKind, SourceStatus
 
 MIB = 1024 * 1024
 DEFAULT_MAX_UNZIPPED_BYTES = 500 * MIB  # MAX_UNZIPPED_MB's default
@@ -93,16 +94,21 @@ async def stage_file(
     Returns every source the file fills, each parsed or failed with the reason a person
     reads; a file that can't be read never raises. Sources no longer pending are left as
     they are. Columns: `columns_of`, else a mapping the workspace remembered for the file's
-    headers, else recognised by name.
+    headers, else recognised by name. What the file is (FileFormat) is recorded on the
+    sources as its bytes tell it, for the review to say.
     """
     source = await get_source(db, team_id, source_id)
     mapped = columns_of or await mapper_for(db, team_id)
     if is_workbook(stream, name):
+        await set_format(db, team_id, source_id, FileFormat.XLSX)
         return [await _stage_workbook(db, team_id, source, stream, name, max_unzipped_bytes,
                                       mapped)]  # fmt: skip
     if is_zip(stream):
+        if source.file_format is None:  # not read before: its entries are yet to be found
+            await set_format(db, team_id, source_id, FileFormat.ZIP)
         return await _stage_archive(db, team_id, source, stream, name, max_unzipped_bytes,
                                     mapped)  # fmt: skip
+    await set_format(db, team_id, source_id, FileFormat.CSV)
     try:
         return [await stage_csv(db, team_id, source_id, stream, name=name, columns_of=mapped)]
     except CsvFileError:
@@ -170,7 +176,7 @@ async def entry_sources(db: Database, team_id: str, origin: ImportSource,
             await conn.execute(
                 update(ImportSource)
                 .where(col(ImportSource.id) == origin_id, col(ImportSource.team_id) == team_id)
-                .values(label=labels[0][:255])
+                .values(label=labels[0][:255], file_format=FileFormat.ZIP_CSV)
             )
         origin = await get_source(db, team_id, origin_id)
     async with db.session() as session:
@@ -191,7 +197,8 @@ async def entry_sources(db: Database, team_id: str, origin: ImportSource,
         if source is None:
             try:
                 source = await add_source(db, team_id, origin.batch_id, SourceKind.CSV, label,
-                                          ref=origin.ref)  # fmt: skip
+                                          ref=origin.ref,
+                                          file_format=FileFormat.ZIP_CSV)  # fmt: skip
             except ReviewError:
                 break  # the batch was closed while the ZIP was read
         sources.append(source)

@@ -25,7 +25,7 @@ from bot.imports.batches import lock_batch, promote_after_source
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.reading import Columns, ColumnsError, CsvFileError, map_header, squash
 from bot.jobs.queue import enqueue_in
-from models import ColumnMapping, Database, ImportSource, SourceKind, SourceStatus
+from models import ColumnMapping, Database, FileFormat, ImportSource, SourceKind, SourceStatus
 from models.clock import utcnow
 
 FIELDS = ("email", "first_name", "last_name", "locale", "subscribed")
@@ -304,7 +304,9 @@ def mappable(source: ImportSource) -> bool:
     read, or failed on its columns; not a ZIP refused as a whole, nor a file still read."""
     if source.kind != SourceKind.CSV or not source.ref or source.removed:
         return False
-    if source.label.lower().endswith(".zip"):
+    if source.file_format == FileFormat.ZIP or (
+        source.file_format is None and source.label.lower().endswith(".zip")
+    ):
         return False  # the ZIP itself: its CSV files have lines of their own
     if source.status == SourceStatus.PARSED:
         return True

@@ -127,3 +127,20 @@ async def test_a_zip_bomb_from_the_form_fails_its_source_with_a_sentence(app: Ha
     assert "which is how a ZIP bomb looks" in line
     assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0
     assert await _count(app, "SELECT COUNT(*) FROM import_source") == 1
+
+
+async def test_a_file_is_called_what_its_bytes_are_not_what_its_name_says(app: Harness) -> None:
+    """A workbook saved as "contacts.csv" is read as the workbook it is, and the review says
+    so (it said "CSV file", from the name)."""
+    view_id = await _open_modal(app)
+    workbook = app.slack.add_file("F0104", "contacts.csv", exports.xlsx_workbook())
+    plain = app.slack.add_file("F0105", "klaviyo.csv", exports.klaviyo_profiles())
+    await app.requests.view_submission(
+        state_values=_form(files=[workbook, plain], segment="Named"), view_id=view_id,
+        user_id=REP,
+    )  # fmt: skip
+    await app.settle()
+    review = app.slack.message("C0001", (await _review(app))["ts"])
+    excel, csv = _source_texts(review)
+    assert excel.startswith("*contacts.csv* (Excel file)\n:white_check_mark: 2 valid"), excel
+    assert csv.startswith("*klaviyo.csv* (CSV file)\n:white_check_mark: 5 valid"), csv

@@ -1,17 +1,20 @@
-"""failed on columns
+"""file format, failed on columns
 
 Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-03
 
-Whether a file failed because its columns don't say where the addresses are (which *Map
-columns* can fix), recorded when it fails instead of read back from the wording of its error.
-Files that failed before are classified once here by that wording, as they were until now.
+What a file turned out to be when it was read (CSV, a workbook, a ZIP, a CSV in a ZIP), and
+whether it failed because its columns don't say where the addresses are (which *Map columns*
+can fix): recorded as they happen instead of read back from a file's name or the wording of
+its error. Files that failed before are classified once here by that wording, as they were
+until now; files read before keep no format, and are labelled by their names as before.
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+import sqlmodel
 from alembic import op
 
 revision: str = "0012"
@@ -25,6 +28,9 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("failed_on_columns", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+        batch_op.add_column(
+            sa.Column("file_format", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=True)
+        )
     op.execute(
         "UPDATE import_source SET failed_on_columns = true WHERE status = 'failed' "
         "AND (error LIKE 'No email column%' OR error LIKE 'The column %')"
@@ -33,4 +39,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("import_source", schema=None) as batch_op:
+        batch_op.drop_column("file_format")
         batch_op.drop_column("failed_on_columns")
