@@ -40,16 +40,20 @@ async def _end_long_ago(db: Database, segment: str) -> None:
             {"old": utcnow() - timedelta(days=40), "s": segment})  # fmt: skip
 
 
+async def _two_imports(db: Database, first: tuple[str, int], second: tuple[str, int]) -> int:
+    """Import two files (segment, rows) one after the other; the staging file's pages."""
+    await ensure_workspace(db, "T1")
+    for segment, rows in (first, second):
+        await import_files(db, "T1", [(f"{segment}.csv", _csv(segment, rows))], segment=segment,
+                           create_segment=True)  # fmt: skip
+    return await _pages(db)
+
+
 async def test_a_purge_that_frees_most_of_the_file_shrinks_it(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(retention, "SHRINK_FREE_PAGES", 16)
-    await ensure_workspace(db, "T1")
-    await import_files(db, "T1", [("big.csv", _csv("a", 3000))], segment="Big",
-                       create_segment=True)  # fmt: skip
-    await import_files(db, "T1", [("small.csv", _csv("b", 50))], segment="Small",
-                       create_segment=True)  # fmt: skip
-    full = await _pages(db)
+    full = await _two_imports(db, ("Big", 3000), ("Small", 50))
     await _end_long_ago(db, "Big")
     assert await purge_staged(db, "T1", 30) == 3000
     assert await _pages(db) < full // 4
@@ -61,12 +65,7 @@ async def test_a_purge_that_leaves_most_of_the_file_in_use_leaves_it_be(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(retention, "SHRINK_FREE_PAGES", 16)
-    await ensure_workspace(db, "T1")
-    await import_files(db, "T1", [("small.csv", _csv("a", 600))], segment="Small",
-                       create_segment=True)  # fmt: skip
-    await import_files(db, "T1", [("big.csv", _csv("b", 3000))], segment="Big",
-                       create_segment=True)  # fmt: skip
-    full = await _pages(db)
+    full = await _two_imports(db, ("Small", 600), ("Big", 3000))
     await _end_long_ago(db, "Small")
     assert await purge_staged(db, "T1", 30) == 600
     assert await _pages(db) == full
