@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
+from sqlalchemy import Select
 from sqlmodel import col, select
 
 from bot.workspaces import get_segment
@@ -20,6 +22,20 @@ STREAM_ROWS = 500
 Row = tuple[str, str, str, str, str]
 
 
+def members_query(team_id: str, segment_id: int, *, every_contact: bool) -> Select[Any]:
+    """The segment's contacts' exported columns in contact id order (All Customers: every
+    contact of the workspace)."""
+    query = select(Contact.first_name, Contact.last_name, Contact.email, Contact.locale,
+                   Contact.subscribed).where(Contact.team_id == team_id)  # fmt: skip
+    if every_contact:
+        return query.order_by(col(Contact.id))
+    # The same order by the members' key, which already has it: ordered by contact.id, SQLite
+    # sorted every row in a temporary b-tree before returning the first (0.3 s a million).
+    return (query.join(SegmentMember, col(SegmentMember.contact_id) == Contact.id)
+            .where(SegmentMember.segment_id == segment_id, SegmentMember.team_id == team_id)
+            .order_by(col(SegmentMember.contact_id)))  # fmt: skip
+
+
 async def segment_contacts(db: Database, team_id: str, segment_id: int) -> AsyncIterator[list[Row]]:
     """(first, last, email, locale, subscribed) of every contact in the segment, in id order,
     STREAM_ROWS at a time; a deleted segment or another workspace's is WorkspaceError.
@@ -30,16 +46,9 @@ async def segment_contacts(db: Database, team_id: str, segment_id: int) -> Async
     segment = await get_segment(db, team_id, segment_id)
     workspace = await db.reader.get(Workspace, team_id, team_id)
     default = workspace.default_locale if workspace else "en"
-    query = select(Contact.first_name, Contact.last_name, Contact.email, Contact.locale,
-                   Contact.subscribed).where(Contact.team_id == team_id)  # fmt: skip
-    if segment.kind != SegmentKind.ALL:
-        query = query.join(SegmentMember, col(SegmentMember.contact_id) == Contact.id).where(
-            SegmentMember.segment_id == segment_id, SegmentMember.team_id == team_id
-        )
+    query = members_query(team_id, segment_id, every_contact=segment.kind == SegmentKind.ALL)
     async with db.engine.connect() as conn:  # Core rows: the ORM's cost ~10 us a row more
-        result = await conn.stream(
-            query.order_by(col(Contact.id)).execution_options(yield_per=STREAM_ROWS)
-        )
+        result = await conn.stream(query.execution_options(yield_per=STREAM_ROWS))
         async for rows in result.partitions(STREAM_ROWS):
             yield [(first, last, email, locale or default, YES if subscribed else NO)
                    for first, last, email, locale, subscribed in rows]  # fmt: skip

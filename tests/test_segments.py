@@ -202,3 +202,21 @@ async def test_export_is_formula_safe_and_carries_consent(team: Database) -> Non
     await delete_segment(team, TEAM, vip.id or 0)
     with pytest.raises(WorkspaceError, match="no longer exists"):
         await write_export(team, TEAM, vip.id or 0, io.StringIO())
+
+
+async def test_a_segments_export_reads_its_rows_in_order_without_sorting_them(
+    db: Database,
+) -> None:
+    """A static segment's members come in contact id order from their own key; ordered by
+    contact.id, SQLite sorted every row in a temporary b-tree first (0.3 s a million)."""
+    if db.dialect != "sqlite":
+        pytest.skip("SQLite's planner")
+    from sqlalchemy.dialects import sqlite
+
+    from bot.contacts import members_query
+
+    query = members_query(TEAM, 2, every_contact=False)
+    sql = query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
+    async with db.begin() as conn:
+        plan = " ".join(str(r[-1]) for r in await conn.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
+    assert "TEMP B-TREE" not in plan and "USING PRIMARY KEY (segment_id=?)" in plan, plan
