@@ -34,7 +34,6 @@ from bot.imports.dry_run import DryRun
 from bot.imports.files import ENTRY_SEPARATOR
 from bot.imports.mapping import mappable
 from bot.imports.review import BatchView, ContactRow, describe_status
-from bot.imports.rows import CONSENT_UNREAD
 from handlers.ids import Action, BlockId, Callback
 from models import BatchStatus, FileFormat, ImportBatch, ImportSource, SourceKind, SourceStatus
 
@@ -190,11 +189,11 @@ def _kind_label(source: ImportSource) -> str:
     return KIND_LABEL.get(SourceKind(source.kind), source.kind)
 
 
-def _note_lines(note: str | None) -> str:
-    """What was recognised in the file, a line each; consent values we couldn't read warn."""
+def _note_lines(note: str | None, icon: str) -> str:
+    """A line each, with `icon`: what was recognised in the file (notes), or what was not
+    (the warning about consent values nobody could read)."""
     lines = [line for line in (note or "").splitlines() if line.strip()]
-    return "".join(f"\n{':warning:' if CONSENT_UNREAD in line else ':information_source:'} "
-                   f"{esc(line)}" for line in lines)  # fmt: skip
+    return "".join(f"\n{icon} {esc(line)}" for line in lines)
 
 
 def _source_line(source: ImportSource, counts: Totals,
@@ -210,11 +209,12 @@ def _source_line(source: ImportSource, counts: Totals,
         parts.append("skipped: " + ", ".join(f"{n(c)} {esc(status)}" for status, c in by_status))
     else:
         parts.append(f"{n(counts.rejected)} rejected")
-    if counts.warnings:  # unknown locales, and consent values the note lists
-        unread = CONSENT_UNREAD in (source.note or "")
-        parts.append(f"{n(counts.warnings)} with " + ("a warning" if unread
+    if counts.warnings:  # unknown locales, and consent values the warning lists
+        parts.append(f"{n(counts.warnings)} with " + ("a warning" if source.warning
                                                       else "an unknown locale"))  # fmt: skip
-    return f"{title}\n:white_check_mark: " + " · ".join(parts) + _note_lines(source.note)
+    return (f"{title}\n:white_check_mark: " + " · ".join(parts)
+            + _note_lines(source.note, ":information_source:")
+            + _note_lines(source.warning, ":warning:"))  # fmt: skip
 
 
 def map_columns_actions(batch_id: int, source: ImportSource) -> ActionsBlock:

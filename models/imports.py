@@ -108,6 +108,8 @@ class ImportSource(SQLModel, table=True):
     # it failed because its columns don't say where the addresses are: *Map columns* can fix it
     failed_on_columns: bool = False
     file_format: str | None = Field(default=None, max_length=8)  # a FileFormat once read
+    # what needs a person's eye (consent values nobody could read), shown apart from `note`
+    warning: str | None = Field(default=None, max_length=500)
     # what was recognised while reading it (a Mailchimp export's kind, the sheet read...),
     # one sentence a line, shown under the source on the review message; `error` is failures
     note: str | None = Field(default=None, max_length=500)

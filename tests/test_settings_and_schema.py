@@ -117,10 +117,13 @@ async def test_upgrading_sqlite_carries_staged_rows_and_memberships_over(tmp_pat
         await db.dispose()
 
 
-async def test_0012_marks_files_that_failed_on_their_columns(db_env: dict[str, str]) -> None:
-    """Files that failed before 0012 are classified once by the wording they failed with."""
+async def test_0012_classifies_failures_and_splits_notes(db_env: dict[str, str]) -> None:
+    """Sources from before 0012 are classified once the way they were read until then: a
+    failure by its wording, a note's consent line moved to the warning."""
     from sqlalchemy import text
 
+    consent = ("2 rows have a consent value we don't recognise: “MAYBE” (2). They are imported "
+               "as not subscribed (never emailed); use yes/no.")  # fmt: skip
     db = Database(db_env["DATABASE_URL"], schema=db_env.get("DATABASE_SCHEMA"))
     try:
         if db.schema:
@@ -141,22 +144,27 @@ async def test_0012_marks_files_that_failed_on_their_columns(db_env: dict[str, s
                 "created_at, updated_at, undo_advocates, undo_removed) VALUES (1, 'T1', 1, "
                 "'U1', 'draft', false, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '2026-12-01 00:00:00', "
                 "'2026-12-01 00:00:00', false, 0)"))  # fmt: skip
-            for n, (status, error) in enumerate([
-                ("failed", "No email column found. Columns found: 'x'."),
-                ("failed", "The column 'Mail' chosen for Email isn't in this file."),
-                ("failed", "The file is not a CSV file."),
-                ("parsed", None),
+            for n, (status, error, note) in enumerate([
+                ("failed", "No email column found. Columns found: 'x'.", None),
+                ("failed", "The column 'Mail' chosen for Email isn't in this file.", None),
+                ("failed", "The file is not a CSV file.", None),
+                ("parsed", None, f"This is Mailchimp's cleaned members export.\n{consent}"),
+                ("parsed", None, consent),
             ], start=1):  # fmt: skip
                 await conn.execute(text(
                     "INSERT INTO import_source (id, team_id, batch_id, kind, label, status, "
-                    "error, rows, valid, duplicates, rejected, warnings, removed, created_at) "
-                    "VALUES (:n, 'T1', 1, 'csv', 'f.csv', :s, :e, 0, 0, 0, 0, 0, false, "
-                    "'2026-12-01 00:00:00')"), {"n": n, "s": status, "e": error})  # fmt: skip
+                    "error, note, rows, valid, duplicates, rejected, warnings, removed, "
+                    "created_at) VALUES (:n, 'T1', 1, 'csv', 'f.csv', :s, :e, :note, 0, 0, 0, 0, "
+                    "0, false, '2026-12-01 00:00:00')"),
+                    {"n": n, "s": status, "e": error, "note": note})  # fmt: skip
         await upgrade(db)
         async with db.begin() as conn:
-            marked = (await conn.execute(text(
-                "SELECT id FROM import_source WHERE failed_on_columns ORDER BY id"))).scalars()
-            assert list(marked) == [1, 2]
+            rows = (await conn.execute(text(
+                "SELECT id, failed_on_columns, note, warning FROM import_source ORDER BY id"
+            ))).all()  # fmt: skip
+        assert [r[0] for r in rows if r[1]] == [1, 2]
+        assert [(r[2], r[3]) for r in rows[3:]] == [
+            ("This is Mailchimp's cleaned members export.", consent), (None, consent)]
     finally:
         if db.schema:
             async with db.begin() as conn:

@@ -378,7 +378,7 @@ async def stage_reader(
             raise
         async with db.begin() as conn:
             await refresh_statistics(conn, tally.rows)
-        note = join_notes([*notes, kind.note, consent_note(tally)])
+        note = join_notes([*notes, kind.note])
         async with db.begin() as conn:
             try:
                 await lock_batch(conn, team_id, source.batch_id)
@@ -445,13 +445,14 @@ async def get_source(db: Database, team_id: str, source_id: int) -> ImportSource
 
 async def record_counts(conn: AsyncConnection, source: ImportSource, tally: Tally, *,
                         note: str | None = None) -> bool:  # fmt: skip
-    """Mark the source read with what the parser counted (and what it recognised, `note`);
-    False if it is no longer pending."""
+    """Mark the source read with what the parser counted, what it recognised (`note`) and the
+    consent values it couldn't read (its warning); False if it is no longer pending."""
     result = await conn.execute(
         update(ImportSource)
         .where(col(ImportSource.id) == source.id, col(ImportSource.team_id) == source.team_id,
                col(ImportSource.status) == SourceStatus.PENDING)
-        .values(status=SourceStatus.PARSED, error=None, note=note, rows=tally.rows,
+        .values(status=SourceStatus.PARSED, error=None, note=note,
+                warning=consent_note(tally), rows=tally.rows,
                 valid=tally.valid,
                 duplicates=tally.duplicates, rejected=tally.rejected, warnings=tally.warnings)
     )  # fmt: skip

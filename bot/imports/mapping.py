@@ -268,7 +268,8 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
             update(ImportSource)
             .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id,
                    col(ImportSource.status).in_((SourceStatus.PARSED, SourceStatus.FAILED)))
-            .values(status=SourceStatus.PENDING, error=None, note=None, rows=0, valid=0,
+            .values(status=SourceStatus.PENDING, error=None, note=None, warning=None, rows=0,
+                    valid=0,
                     duplicates=0, rejected=0, warnings=0)
         )  # fmt: skip
         if reset.rowcount != 1:

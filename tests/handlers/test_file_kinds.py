@@ -144,3 +144,27 @@ async def test_a_file_is_called_what_its_bytes_are_not_what_its_name_says(app: H
     excel, csv = _source_texts(review)
     assert excel.startswith("*contacts.csv* (Excel file)\n:white_check_mark: 2 valid"), excel
     assert csv.startswith("*klaviyo.csv* (CSV file)\n:white_check_mark: 5 valid"), csv
+
+
+async def test_a_files_name_in_a_note_never_turns_it_into_a_warning(app: Harness) -> None:
+    """Notes quote the names of sheets and files; one named like the consent warning once
+    got a :warning: and made unknown locales read as "with a warning"."""
+    import io
+    import zipfile
+
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        archive.writestr("contacts.csv", "email,locale\nann@example.com,Klingon\n"
+                                         "bob@example.com,fr\n")  # fmt: skip
+        archive.writestr("a consent value we don't recognise.txt", "hello")
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0106", "export.zip", packed.getvalue(), filetype="zip",
+                              mimetype="application/zip")  # fmt: skip
+    await app.requests.view_submission(state_values=_form(files=[file], segment="Names"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    review = app.slack.message("C0001", (await _review(app))["ts"])
+    (line,) = _source_texts(review)
+    assert "2 valid · 0 duplicates · 0 rejected · 1 with an unknown locale" in line, line
+    assert ":information_source: Not read from export.zip" in line, line
+    assert ":warning:" not in line, line
