@@ -301,8 +301,8 @@ async def stage_csv(
     `name` is the file's name as its owner sees it (default: the source's label): with the
     header it tells Mailchimp's unsubscribed or cleaned export, whose people are staged as
     such. A big file on disk is parsed by a child process (parallel.py), unless its kind
-    needs more than plain classifying, or its columns were mapped by hand (`columns_of`, see
-    bot.imports.mapping: the child recognises headers by name only). See stage_reader for the
+    needs more than plain classifying; the child reads the columns this reader found
+    (`columns_of`: by name, or as mapped, see bot.imports.mapping). See stage_reader for the
     transactions. Raises
     CsvFileError (after recording it on the source) so callers can tell the user.
     """
@@ -315,16 +315,8 @@ async def stage_csv(
         await fail_source(db, team_id, source_id, exc)
         raise
     kind = recognise(name or source.label, reader.header)
-    path = file_path(stream) if kind.plain and _as_guessed(reader) else None
+    path = file_path(stream) if kind.plain else None
     return await stage_reader(db, team_id, source, reader, kind=kind, path=path)
-
-
-def _as_guessed(reader: Reader) -> bool:
-    """Whether the reader's columns are the ones recognising headers by name finds."""
-    try:
-        return map_header(reader.header) == reader.columns
-    except CsvFileError:
-        return False
 
 
 async def stage_reader(
@@ -365,7 +357,8 @@ async def stage_reader(
                 # here. For PostgreSQL this process writes its rows as COPY CSV on a thread.
                 constants = (copy_constants(team_id, source.batch_id, source_id)
                              if conn.dialect.name != "sqlite" else None)  # fmt: skip
-                parallel = ParallelRows(path, sorted(keys), constants) if path else None
+                parallel = (ParallelRows(path, sorted(keys), constants, reader.columns)
+                            if path else None)  # fmt: skip
                 classifier = kind.classifier({hash(k) for k in keys})
                 rows = parallel or classifier.records(reader.records(), reader.columns)
                 await stage_rows(conn, team_id=team_id, batch_id=source.batch_id,

@@ -24,7 +24,7 @@ from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
-from bot.imports.reading import CsvFileError, CsvReader
+from bot.imports.reading import Columns, CsvFileError, CsvReader, map_header
 from bot.imports.rows import Classifier, Staged, Tally
 
 # A child costs about half a second of CPU to start (an interpreter and the parsing modules):
@@ -50,16 +50,19 @@ def file_path(stream: BinaryIO) -> Path | None:
 class ParallelRows:
     """Iterates the classified rows of `path`; `tally` is filled in once they are all read.
 
-    With `copy_constants` (the columns every row shares), iterate `copy_data()` instead: the
-    rows as COPY CSV, a chunk at a time."""
+    `columns`: where the fields are, as the parent read them from the header (recognised by
+    name, or mapped by hand), so the child reads exactly those; None: the child recognises
+    them itself. With `copy_constants` (the columns every row shares), iterate `copy_data()`
+    instead: the rows as COPY CSV, a chunk at a time."""
 
     def __init__(self, path: Path, batch_keys: list[str],
-                 copy_constants: tuple[object, ...] | None = None) -> None:  # fmt: skip
+                 copy_constants: tuple[object, ...] | None = None,
+                 columns: Columns | None = None) -> None:  # fmt: skip
         argv = [sys.executable, "-m", "bot.imports.parallel", str(path)]
         self._process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self._process.stdin is not None
         self._constants = copy_constants
-        pickle.dump(batch_keys, self._process.stdin)
+        pickle.dump((batch_keys, columns), self._process.stdin)
         self._process.stdin.close()
         self.tally = Tally()
 
@@ -128,11 +131,13 @@ def copy_csv(constants: tuple[object, ...], rows: list[Staged]) -> bytes:
 
 
 def _parse(path: str) -> None:
-    """Child side: keys of the batch come on stdin, chunks of rows go to stdout."""
+    """Child side: keys of the batch and the columns come on stdin, chunks of rows go to
+    stdout."""
     out = sys.stdout.buffer
-    keys = pickle.load(sys.stdin.buffer)
+    keys, columns = pickle.load(sys.stdin.buffer)
+    columns_of = map_header if columns is None else (lambda _header: columns)
     try:
-        with open(path, "rb") as stream, CsvReader(stream) as reader:
+        with open(path, "rb") as stream, CsvReader(stream, columns_of=columns_of) as reader:
             classifier = Classifier(seen={hash(k) for k in keys})  # hashes differ per process
             rows = classifier.records(reader.records(), reader.columns)
             while chunk := list(islice(rows, CHUNK)):

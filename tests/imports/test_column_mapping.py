@@ -4,10 +4,12 @@ imports with a mapping, and the next export with the same headers maps itself.""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from bot.imports import parallel
 from bot.imports.batches import add_source, create_batch, fail_source, get_source
 from bot.imports.files import shown_reader, stage_file
 from bot.imports.importer import ImportFailed, import_files, preview_files
@@ -176,3 +178,28 @@ async def test_a_file_is_mappable_by_how_it_failed_not_by_its_wording(db: Databa
                       CsvFileError("The column separator of this file can't be told."))  # fmt: skip
     refused = await get_source(db, TEAM, other.id or 0)
     assert refused.status == SourceStatus.FAILED and not mappable(refused)
+
+
+async def test_a_big_mapped_file_is_parsed_by_the_child_with_its_mapping(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file big enough for the parser child (the threshold lowered here) with columns chosen
+    by hand: the child reads the columns the mapping chose, not the ones it would guess (an
+    "email" column that holds something else is there to be guessed wrongly)."""
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 64 * 1024)
+    lines = ["Full Name,email,Work Contact,Given,Preferred tongue"] + [
+        f"Person {n},not-an-address-{n},p{n}@example.com,Given{n},{'fr' if n % 2 else 'de'}"
+        for n in range(3000)]  # fmt: skip
+    path = tmp_path / "big-work.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size >= parallel.PARALLEL_MIN_BYTES
+    await ensure_workspace(db, TEAM)
+    with path.open("rb") as stream:
+        result = await import_files(db, TEAM, [(path.name, stream)], segment="Big",
+                                    create_segment=True, column_map={
+                                        "email": "Work Contact", "first_name": "Given",
+                                        "locale": "Preferred tongue"})  # fmt: skip
+    assert (result.batch.valid, result.batch.rejected) == (3000, 0)
+    contacts = await _contacts(db)
+    assert contacts["p7@example.com"] == ("Given7", "fr")
+    assert contacts["p8@example.com"] == ("Given8", "de")
