@@ -4,8 +4,11 @@ The click opens a modal at once ("Reading the file…", since a trigger id lives
 the file again from Slack for its headers and a few values each, and fills the modal with
 the current mapping preselected (remembered for these headers, else guessed). The header is
 kept on the source, so the submission (options are column positions) can name the columns:
-it remembers the mapping for the workspace and queues the file to be read again with it;
-the review message shows "Reading…" and then the new counts, as for any upload.
+its field errors are checked before the ack (they can only be shown in it); the modal then
+says it is saving, and after the ack the mapping is remembered for the workspace and the file
+queued to be read again with it (a write, which on SQLite may wait for an import holding the
+one write lock: never before an ack), and the modal says what came of it. The review message
+shows "Reading…" and then the new counts, as for any upload.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ from handlers.slack_files import slack_fetcher
 from models import BatchStatus, ImportSource, SourceStatus
 
 READING = ":hourglass_flowing_sand: Reading the file's columns…"
+SAVING = ":hourglass_flowing_sand: Saving your choice of columns…"
+SAVED = (":white_check_mark: Saved: files with the same headers will be read with these "
+         "columns. This file is being read again with them; the review message shows its new "
+         "counts in a moment.")  # fmt: skip
 NOT_MAPPABLE = "This file's columns can't be chosen: it was not read from a CSV or Excel file."
 
 
@@ -136,13 +143,26 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
         await ack(response_action="errors", errors=errors)
         return
     mapping = ColumnMap(**{f: None if i is None else header[i] for f, i in chosen.items()})
+    await ack(response_action="update", view=note_modal(SAVING).to_dict())
+    d.later.run(_save(d, client, str(view.get("id") or ""), team_id, user_id, batch_id,
+                      source_id, header, mapping), client, body)  # fmt: skip
+
+
+async def _save(
+    d: Deps, client: AsyncWebClient, view_id: str, team_id: str, user_id: str, batch_id: int,
+    source_id: int, header: list[str], mapping: ColumnMap,
+) -> None:  # fmt: skip
+    """Remember the mapping and queue the file's reading (after the ack); the modal says how
+    it went: a second submission that passed the checks meanwhile is told the file is being
+    read already."""
+    shown = {"view": {"id": view_id}}  # closed meanwhile: fill_modal lets it be
     try:
         await reread_source(d.db, team_id, batch_id, source_id, header, mapping, user_id)
     except (ReviewError, LookupError) as exc:
-        await ack(response_action="update", view=note_modal(str(exc)).to_dict())
+        await fill_modal(client, shown, note_modal(str(exc)))
         return
-    await ack()
-    d.later.run(d.notifier.batch_changed(team_id, batch_id), client, body)
+    await fill_modal(client, shown, note_modal(SAVED))
+    await d.notifier.batch_changed(team_id, batch_id)
 
 
 def register(app: Routes) -> None:

@@ -92,8 +92,10 @@ async def test_map_columns_reads_the_file_again_and_is_remembered(app: Harness) 
         state_values=_state(email="1", first_name="2", last_name="none", locale="3",
                             subscribed="none"),
         view_id=modal["id"], user_id=REP)  # fmt: skip
-    assert reply.status == 200 and not reply.body
+    assert reply.body["response_action"] == "update"
+    assert "Saving your choice" in json.dumps(reply.body["view"])  # written after the ack
     await app.settle()
+    assert "Saved: files with the same headers" in json.dumps(app.slack.views[modal["id"]])
     review = app.slack.message("C0001", review["ts"])
     (line,) = _source_lines(review)
     assert "3 valid · 0 duplicates · 1 rejected" in line, line
@@ -155,11 +157,13 @@ async def test_a_second_mapping_submitted_while_the_file_is_read_again_is_told(
     choice = _state(email="1", first_name="2", last_name="none", locale="3", subscribed="none")
     first = await app.requests.view_submission(state_values=choice, view_id=mine["id"],
                                                user_id=REP)  # fmt: skip
-    assert first.status == 200 and not first.body
     second = await app.requests.view_submission(state_values=choice, view_id=theirs["id"],
                                                 user_id=LEAD)  # fmt: skip
-    assert second.body["response_action"] == "update"
-    assert "being read again already" in json.dumps(second.body["view"])  # not "can't be chosen"
+    assert [r.body["response_action"] for r in (first, second)] == ["update", "update"]
+    await app.done()  # each modal says what came of its submission
+    told = [json.dumps(app.slack.views[v["id"]]) for v in (mine, theirs)]
+    assert sum("Saved: files with the same headers" in t for t in told) == 1, told
+    assert sum("being read again already" in t for t in told) == 1, told  # not "can't be chosen"
     async with app.db.begin() as conn:
         queued = (await conn.execute(text(
             "SELECT COUNT(*) FROM job WHERE dedupe_key LIKE 'remap:%'"))).scalar_one()
