@@ -4,7 +4,10 @@ Two clicks, both by a team lead: the button opens a modal that counts what the u
 out (opened first with "Counting…", since a trigger id lives 3 s), and its submission asks for
 the undo (`bot.imports.undo.request_undo`: one transaction, one job whatever the clicks). The
 job reports the result in the import's thread. Refusals (not a lead, already undone, too old,
-another workspace's import) are shown in the modal, so a click from Home needs no channel.
+another workspace's import) are shown in the modal, so a click from Home needs no channel:
+read before the ack where they can be (the ack can say them), and the request itself, a
+write that on SQLite may wait for an import's write lock, is made after the ack, the modal
+then saying what came of it (a second submission that got past the read is told there).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.imports.batches import ReviewError
+from bot.imports.batches import ReviewError, get_batch
+from bot.imports.undo import refusal as undo_refusal
 from bot.imports.undo import request_undo, undo_plan
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.home_publish import refresh_for
@@ -23,6 +27,7 @@ from handlers.messages import metadata
 from handlers.respond import fill_modal
 from handlers.routes import Routes
 from handlers.undo_messages import (
+    asking_modal,
     checking_modal,
     confirm_modal,
     refused_modal,
@@ -87,23 +92,30 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
     d = deps(context)
     team_id, user_id = body["team"]["id"], body["user"]["id"]
     batch_id = int(json.loads(view.get("private_metadata") or "{}").get("batch") or 0)
-    refusal = await _why_not_lead(d, client, team_id, user_id)
+    refusal = await _why_not_lead(d, client, team_id, user_id) or undo_refusal(
+        await get_batch(d.db, team_id, batch_id), batch_id, d.settings.undo_window_days)
     if refusal:
         await ack(response_action="update", view=refused_modal(refusal).to_dict())
         return
+    await ack(response_action="update", view=asking_modal(batch_id).to_dict())
+    d.later.run(_ask(d, client, str(view.get("id") or ""), team_id, user_id, batch_id,
+                     remove_advocates(view["state"]["values"])), client, body)  # fmt: skip
+
+
+async def _ask(d: Deps, client: AsyncWebClient, view_id: str, team_id: str, user_id: str,
+               batch_id: int, advocates: bool) -> None:  # fmt: skip
+    """The undo's request, after the ack; the modal says what came of it."""
+    shown = {"view": {"id": view_id}}  # closed meanwhile: fill_modal lets it be
     try:
-        batch = await request_undo(
-            d.db, team_id, batch_id, user_id, remove_advocates=remove_advocates(
-                view["state"]["values"]), window_days=d.settings.undo_window_days,
-            max_attempts=d.settings.job_max_attempts,
-        )  # fmt: skip
+        batch = await request_undo(d.db, team_id, batch_id, user_id, remove_advocates=advocates,
+                                   window_days=d.settings.undo_window_days,
+                                   max_attempts=d.settings.job_max_attempts)  # fmt: skip
     except ReviewError as exc:
-        await ack(response_action="update", view=refused_modal(str(exc)).to_dict())
+        await fill_modal(client, shown, refused_modal(str(exc)))
         return
     in_thread = bool(batch.channel_id and batch.message_ts)
-    await ack(response_action="update",
-              view=started_modal(batch_id, in_thread=in_thread).to_dict())  # fmt: skip
-    d.later.run(_after(d, client, team_id, batch_id), client, body)
+    await fill_modal(client, shown, started_modal(batch_id, in_thread=in_thread))
+    await _after(d, client, team_id, batch_id)
 
 
 def register(app: Routes) -> None:

@@ -81,6 +81,12 @@ def checking_modal() -> View:
     return _modal([_section(":hourglass_flowing_sand: Counting what this import added…")])
 
 
+def asking_modal(batch_id: int) -> View:
+    """Shown in the submission's ack, while the undo is asked for."""
+    return _modal([_section(f":hourglass_flowing_sand: Asking for the undo of import "
+                            f"#{batch_id}…")])  # fmt: skip
+
+
 def refused_modal(reason: str) -> View:
     """Why this person can't undo this import (reason: mrkdwn written for Slack)."""
     return _modal([_section(f":no_entry_sign: {reason}")])

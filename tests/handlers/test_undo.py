@@ -108,10 +108,12 @@ async def test_undo_from_the_thread_in_two_clicks(app: Harness) -> None:
     reply = await app.requests.view_submission(state_values=_ticked(), view_id=modal["id"],
                                                user_id=LEAD)  # fmt: skip
     assert reply.status == 200 and reply.body["response_action"] == "update"
-    late = await app.requests.view_submission(state_values={}, view_id=second["id"],
-                                              user_id=LEAD)  # fmt: skip
-    assert f"Import #{batch} is already being undone (asked by <@{LEAD}>" in json.dumps(late.body)
+    assert "Asking for the undo" in json.dumps(reply.body["view"])  # asked after the ack
+    await app.requests.view_submission(state_values={}, view_id=second["id"], user_id=LEAD)
     await app.settle()
+    assert "Undoing import" in json.dumps(app.slack.views[modal["id"]])
+    late = json.dumps(app.slack.views[second["id"]])  # told in its ack, or after it
+    assert f"Import #{batch} is already being undone (asked by <@{LEAD}>" in late
 
     assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'undo_import'") == 1
     texts = [m["text"] for m in _thread(app, message)]
