@@ -369,8 +369,7 @@ async def stage_reader(
                 await clear_staged(conn, team_id, source.batch_id, source_id)
             await fail_source(db, team_id, source_id, exc, only_pending=True)
             raise
-        async with db.begin() as conn:
-            await refresh_statistics(conn, tally.rows)
+        await refresh_statistics(db, tally.rows)
         note = join_notes([*notes, kind.note])
         async with db.begin() as conn:
             try:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.imports.parallel import ParallelRows
 from bot.imports.rows import Staged
+from models import Database
 
 COPY_CHUNK = 20_000
 # PostgreSQL plans an import's apply from staged_row's statistics, and a bulk COPY leaves them
@@ -72,10 +73,12 @@ async def stage_rows(
         await _postgres_copy(raw, copy_constants(team_id, batch_id, source_id), rows)
 
 
-async def refresh_statistics(conn: AsyncConnection, rows: int) -> None:
+async def refresh_statistics(db: Database, rows: int) -> None:
     """After staging `rows` rows, in a transaction of its own: ANALYZE takes a lock that
     another import's ANALYZE waits for, so it must not be held while the rows are written."""
-    if conn.dialect.name != "sqlite" and rows >= ANALYZE_ROWS:
+    if db.is_sqlite or rows < ANALYZE_ROWS:
+        return
+    async with db.begin() as conn:
         await conn.execute(text("ANALYZE staged_row"))
 
 
