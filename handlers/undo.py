@@ -19,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.imports.batches import ReviewError, get_batch
 from bot.imports.undo import refusal as undo_refusal
-from bot.imports.undo import request_undo, undo_plan
+from bot.imports.undo import request_undo, resume_undo, stalled_undo, undo_plan
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, Callback
@@ -32,6 +32,7 @@ from handlers.undo_messages import (
     confirm_modal,
     refused_modal,
     remove_advocates,
+    resume_modal,
     started_modal,
 )
 
@@ -65,6 +66,12 @@ async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     if refusal:
         await fill_modal(client, opened, refused_modal(refusal))
         return
+    stopped = await stalled_undo(d.db, team_id, batch_id)
+    if stopped is not None:  # its job failed or was cancelled: offer to finish it
+        await fill_modal(client, opened, resume_modal(batch_id, stopped,
+                                                      metadata=metadata(batch=batch_id,
+                                                                        resume=True)))  # fmt: skip
+        return
     try:
         plan = await undo_plan(d.db, team_id, batch_id, window_days=d.settings.undo_window_days)
     except ReviewError as exc:
@@ -91,25 +98,32 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
     """Check who, then ask for the undo; the modal says what happened either way."""
     d = deps(context)
     team_id, user_id = body["team"]["id"], body["user"]["id"]
-    batch_id = int(json.loads(view.get("private_metadata") or "{}").get("batch") or 0)
-    refusal = await _why_not_lead(d, client, team_id, user_id) or undo_refusal(
-        await get_batch(d.db, team_id, batch_id), batch_id, d.settings.undo_window_days)
+    meta = json.loads(view.get("private_metadata") or "{}")
+    batch_id, resume = int(meta.get("batch") or 0), bool(meta.get("resume"))
+    refusal = await _why_not_lead(d, client, team_id, user_id)
+    if not refusal and not resume:  # a resumed undo is checked by its own conditional write
+        refusal = undo_refusal(await get_batch(d.db, team_id, batch_id), batch_id,
+                               d.settings.undo_window_days)  # fmt: skip
     if refusal:
         await ack(response_action="update", view=refused_modal(refusal).to_dict())
         return
     await ack(response_action="update", view=asking_modal(batch_id).to_dict())
     d.later.run(_ask(d, client, str(view.get("id") or ""), team_id, user_id, batch_id,
-                     remove_advocates(view["state"]["values"])), client, body)  # fmt: skip
+                     remove_advocates(view["state"]["values"]), resume), client, body)  # fmt: skip
 
 
 async def _ask(d: Deps, client: AsyncWebClient, view_id: str, team_id: str, user_id: str,
-               batch_id: int, advocates: bool) -> None:  # fmt: skip
-    """The undo's request, after the ack; the modal says what came of it."""
+               batch_id: int, advocates: bool, resume: bool) -> None:  # fmt: skip
+    """The undo's request (or its resumption), after the ack; the modal says what came of it."""
     shown = {"view": {"id": view_id}}  # closed meanwhile: fill_modal lets it be
     try:
-        batch = await request_undo(d.db, team_id, batch_id, user_id, remove_advocates=advocates,
-                                   window_days=d.settings.undo_window_days,
-                                   max_attempts=d.settings.job_max_attempts)  # fmt: skip
+        if resume:
+            batch = await resume_undo(d.db, team_id, batch_id, user_id)
+        else:
+            batch = await request_undo(d.db, team_id, batch_id, user_id,
+                                       remove_advocates=advocates,
+                                       window_days=d.settings.undo_window_days,
+                                       max_attempts=d.settings.job_max_attempts)  # fmt: skip
     except ReviewError as exc:
         await fill_modal(client, shown, refused_modal(str(exc)))
         return

@@ -119,6 +119,13 @@ def confirm_modal(plan: UndoPlan, *, metadata: str) -> View:
     return _modal(blocks, submit="Undo import", metadata=metadata)
 
 
+def resume_modal(batch_id: int, why: str, *, metadata: str) -> View:
+    """An undo that stopped for good (its job failed or was cancelled): finish it?"""
+    text = (f"*The undo of import #{batch_id} stopped part way* ({esc(why[:300])}). What it took "
+            "out so far stays out. Finish it now? It carries on where it stopped.")
+    return _modal([_section(text)], submit="Finish the undo", metadata=metadata)
+
+
 def started_modal(batch_id: int, *, in_thread: bool) -> View:
     where = ("in the import's thread" if in_thread
              else "in a direct message")  # fmt: skip

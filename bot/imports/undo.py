@@ -144,6 +144,49 @@ async def request_undo(db: Database, team_id: str, batch_id: int, user_id: str, 
     return batch
 
 
+# ---- finishing an undo whose job stopped for good --------------------------------------------
+
+_RESUME = _sql("""
+    UPDATE job SET state = 'queued', attempts = 0, run_after = :now, updated_at = :now,
+        last_error = NULL, lease_owner = NULL, lease_expires_at = NULL, finished_at = NULL
+    WHERE team_id = :t AND dedupe_key = :key AND state IN ('failed', 'cancelled')
+      AND EXISTS (SELECT 1 FROM import_batch
+                  WHERE team_id = :t AND id = :b AND status = 'undoing')
+""")
+
+
+async def stalled_undo(db: Database, team_id: str, batch_id: int) -> str | None:
+    """Why the undo of a batch being undone stopped for good (its job failed or was
+    cancelled), or None when it didn't (it runs, or the batch isn't being undone)."""
+    batch = await get_batch(db, team_id, batch_id)
+    if batch is None or batch.status != BatchStatus.UNDOING:
+        return None
+    job = await find_by_key(db, team_id, f"undo:{batch_id}")
+    if job is None or job.state not in (JobState.FAILED, JobState.CANCELLED):
+        return None
+    return job.last_error or f"its job was {job.state}"
+
+
+async def resume_undo(db: Database, team_id: str, batch_id: int, actor: str) -> ImportBatch:
+    """Queue the stopped undo again, in one transaction with its audit entry; it resumes where
+    it stopped (run_undo deletes by chunks and skips what is gone). Of two clicks one queues
+    it; UndoError with the real state for the other, and for a batch with no such undo."""
+    async with db.begin() as conn:
+        resumed = await conn.execute(_RESUME, {"t": team_id, "b": batch_id,
+                                               "key": f"undo:{batch_id}", "now": utcnow()})
+        if resumed.rowcount == 1:
+            await record_in(conn, team_id, actor, Act.IMPORT_UNDONE, import_subject(batch_id),
+                            "resumed: finishing what had stopped part way")  # fmt: skip
+    batch = await get_batch(db, team_id, batch_id)
+    if resumed.rowcount != 1:
+        if batch is not None and batch.status == BatchStatus.UNDOING:
+            raise UndoError(f"The undo of import #{batch_id} is running again already.")
+        raise UndoError(refusal(batch, batch_id, window_days=10**5)
+                        or f"Import #{batch_id} has no undo to finish.")  # fmt: skip
+    assert batch is not None
+    return batch
+
+
 # ---- what it would do (the confirmation) ----------------------------------------------------
 
 _MEMBERS_OF_BATCH = ("SELECT contact_id FROM segment_member "

@@ -190,3 +190,38 @@ async def test_a_slack_outage_delays_the_result_but_it_arrives_once(app: Harness
     assert "1 deleted, 2 invites cancelled, 1 advocate removed" in done[0]["text"]
     assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'slack_report' "
                         "AND state = 'done'") >= 1  # fmt: skip
+
+
+async def test_an_undo_that_stopped_for_good_is_finished_from_slack(app: Harness) -> None:
+    """Its job gave up (out of retries, or cancelled): *Undo import* offers to finish it, and
+    the job carries on where it stopped; no shell needed."""
+    message, batch = await _slack_import(app)
+    (result,) = _with_undo(app, message)
+    modal = await _click_undo(app, LEAD, value=str(batch), message_ts=result["ts"])
+    await app.requests.view_submission(state_values={}, view_id=modal["id"], user_id=LEAD)
+    await app.done()  # asked for; its job hasn't run
+    async with app.db.begin() as conn:
+        await conn.execute(text(
+            "UPDATE job SET state = 'failed', attempts = max_attempts, "
+            "last_error = 'the database went away <!channel>' WHERE kind = 'undo_import'"))
+    refused = await _click_undo(app, REP, value=str(batch), message_ts=result["ts"])
+    assert "Only team leads can undo imports" in json.dumps(refused["blocks"])
+    again = await _click_undo(app, LEAD, value=str(batch), message_ts=result["ts"])
+    other_tab = await _click_undo(app, LEAD, value=str(batch), message_ts=result["ts"])
+    shown = json.dumps(again["blocks"])
+    assert f"The undo of import #{batch} stopped part way" in shown
+    assert "&lt;!channel&gt;" in shown and "<!channel>" not in shown
+    for view in (again, other_tab):  # both sent: one finishes it, the other is told
+        reply = await app.requests.view_submission(state_values={}, view_id=view["id"],
+                                                   user_id=LEAD)  # fmt: skip
+        assert reply.body["response_action"] == "update"
+    await app.settle()
+    assert any(f"Import #{batch} was undone by <@{LEAD}>" in m["text"]
+               for m in _thread(app, message))  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'undo_import' "
+                             "AND state = 'done'") == 1  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 2  # old@, other@
+    told = [json.dumps(app.slack.views[v["id"]]) for v in (again, other_tab)]
+    assert sum("Undoing import" in t for t in told) == 1, told
+    assert sum("running again already" in t or "was already undone" in t for t in told) == 1
+    assert app.slack.block_errors == []
