@@ -49,6 +49,17 @@ def scratch(prefix: str, keep: bool) -> Iterator[Path]:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def verdict_table(table: list[tuple[str, str, str, str]], *, value_width: int,
+                  target_width: int = 10) -> list[str]:  # fmt: skip
+    """(metric, value, target, verdict) rows as aligned lines under a header and a rule."""
+    width = max(len(row[0]) for row in table)
+    lines = [f"{'metric':<{width}}  {'value':>{value_width}}  {'target':<{target_width}}  verdict",
+             f"{'-' * width}  {'-' * value_width}  {'-' * target_width}  -------"]  # fmt: skip
+    lines += [f"{m:<{width}}  {v:>{value_width}}  {tg:<{target_width}}  {vd}".rstrip()
+              for m, v, tg, vd in table]  # fmt: skip
+    return lines
+
+
 def failed(name: str, exc: BenchFailed, as_json: bool) -> int:
     """Report a failed run on stderr (and as JSON when asked); the exit status to return."""
     if as_json:

@@ -53,7 +53,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from common import BenchFailed, failed, scratch, watch_rss
+from common import BenchFailed, failed, scratch, verdict_table, watch_rss
 
 DEFAULT_ROWS = 1_000_000
 QUICK_ROWS = 100_000
@@ -578,7 +578,6 @@ def report(fig: dict[str, Any]) -> str:
             ("worker CPU, start to stop", f"{s['worker_cpu_seconds']:.2f} s", "", ""),
             ("worker start -> last message", f"{s['worker_until_last_seconds']:.2f} s", "", ""),
         ]  # fmt: skip
-    width = max(len(row[0]) for row in table)
     c = fig["enroll_counts"]
     lines = [
         f"referral-bot enrollment benchmark: {n:,} contacts, {fig['csv_mb']:.1f} MB CSV, "
@@ -589,10 +588,8 @@ def report(fig: dict[str, Any]) -> str:
         f"{fig['enroll_again_counts']['already_advocates']:,}; "
         f"{fig['codes']['distinct_codes']:,} distinct codes: OK",
         "",
-        f"{'metric':<{width}}  {'value':>15}  {'target':<10}  verdict",
-        f"{'-' * width}  {'-' * 15}  {'-' * 10}  -------",
     ]
-    lines += [f"{m:<{width}}  {v:>15}  {tg:<10}  {vd}".rstrip() for m, v, tg, vd in table]
+    lines += verdict_table(table, value_width=15)
     if not s:
         lines.append("(invites/s skipped: --invites 0)")
     return "\n".join(lines)

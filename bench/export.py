@@ -61,7 +61,7 @@ from typing import Any, TextIO, TypeVar
 
 import import_csv
 import uvloop
-from common import BenchFailed, environment, failed, scratch
+from common import BenchFailed, environment, failed, scratch, verdict_table
 from sqlalchemy import text
 
 from bot.cli import main as cli_main
@@ -343,7 +343,6 @@ def report(fig: dict[str, Any]) -> str:
         ("monitored exports, cold / warm",
          f"{fig['cold_export_seconds']:.2f} / {fig['monitored_export_seconds']:.2f} s", "", ""),
     ]  # fmt: skip
-    width = max(len(row[0]) for row in table)
     lines = [
         f"referral-bot export benchmark, {fig['date']}: {n:,} contacts in segment {SEGMENT} "
         f"({fig['rows']:,} rows generated, seed {fig['seed']}), SQLite {fig['sqlite']}, "
@@ -353,10 +352,8 @@ def report(fig: dict[str, Any]) -> str:
         f"{fig['import_seconds']:.1f} s; chunks of {fig['stream_rows']} rows; sink: {fig['sink']}",
         f"runs (s): export {runs('export_runs_seconds')}; floor {runs('floor_runs_seconds')}",
         "",
-        f"{'metric':<{width}}  {'value':>20}  {'target':<10}  verdict",
-        f"{'-' * width}  {'-' * 20}  {'-' * 10}  -------",
     ]
-    lines += [f"{m:<{width}}  {v:>20}  {tg:<10}  {vd}".rstrip() for m, v, tg, vd in table]
+    lines += verdict_table(table, value_width=20)
     return "\n".join(lines)
 
 

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
-from common import BenchFailed, failed, watch_rss
+from common import BenchFailed, failed, verdict_table, watch_rss
 from sqlalchemy import event
 from sqlmodel import Session, create_engine
 
@@ -476,7 +476,6 @@ def report(fig: dict[str, Any]) -> str:
             (".xlsx / CSV: time, peak RSS",
              f"{x['xlsx_csv_time_ratio']:.2f}x / {x['xlsx_csv_rss_ratio']:.2f}x", "", ""),
         ]  # fmt: skip
-    width = max(len(row[0]) for row in table)
     lines = [
         f"referral-bot import benchmark: {n:,} rows, {fig['csv_mb']:.1f} MB CSV "
         f"(seed {fig['seed']}, generated in {fig['generate_seconds']:.1f} s)",
@@ -484,10 +483,8 @@ def report(fig: dict[str, Any]) -> str:
         f"+ rejected {c['rejected']:,}; warnings {c['warnings']:,}; new contacts "
         f"{c['new_contacts']:,}, added to segment {c['added_to_segment']:,}: OK",
         "",
-        f"{'metric':<{width}}  {'value':>12}  {'target':<10}  verdict",
-        f"{'-' * width}  {'-' * 12}  {'-' * 10}  -------",
     ]
-    lines += [f"{m:<{width}}  {v:>12}  {tg:<10}  {vd}".rstrip() for m, v, tg, vd in table]
+    lines += verdict_table(table, value_width=12)
     return "\n".join(lines)
 
 

@@ -56,7 +56,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from common import BenchFailed, failed
+from common import BenchFailed, failed, verdict_table
 
 DEFAULT_MEMBERS = 100_000
 QUICK_MEMBERS = 20_000
@@ -380,7 +380,6 @@ def report(fig: dict[str, Any]) -> str:
     for f in (fig["prerendered"], fig["rendering"]):
         for r in (f["project"], f["baseline"]):
             statuses.update(r["statuses"])
-    width = max(len(row[0]) for row in table)
     lines = [
         f"referral-bot Mailchimp audience benchmark: {n:,} members ({fig['pages']} pages of "
         f"{PAGE:,}), {fig['latency'] * 1000:g} ms per request, the fake in its own process, "
@@ -391,10 +390,8 @@ def report(fig: dict[str, Any]) -> str:
         f"{', '.join(f'{k} x{v}' for k, v in sorted(statuses.items()))}",
         f"the project asked for count={', '.join(p['counts'])}, fields={'; '.join(p['fields'])}",
         "",
-        f"{'metric':<{width}}  {'value':>15}  {'target':<6}  verdict",
-        f"{'-' * width}  {'-' * 15}  {'-' * 6}  -------",
     ]
-    lines += [f"{m:<{width}}  {v:>15}  {tg:<6}  {vd}".rstrip() for m, v, tg, vd in table]
+    lines += verdict_table(table, value_width=15, target_width=6)
     return "\n".join(lines)
 
 

@@ -25,6 +25,15 @@ def _source_texts(message: dict[str, Any]) -> list[str]:
             if b.get("accessory", {}).get("action_id") == Action.REMOVE_SOURCE]  # fmt: skip
 
 
+async def _submitted(app: Harness, segment: str, *files: dict[str, Any]) -> list[str]:
+    """Send the import form with `files` (added to the fake first); the review's source lines."""
+    view_id = await _open_modal(app)
+    await app.requests.view_submission(state_values=_form(files=list(files), segment=segment),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    return _source_texts(app.slack.message("C0001", (await _review(app))["ts"]))
+
+
 async def _count(app: Harness, sql: str) -> int:
     async with app.db.begin() as conn:
         return int((await conn.execute(text(sql))).scalar_one())
@@ -114,14 +123,9 @@ async def test_an_xlsx_and_a_consent_column_through_the_import_form(app: Harness
 
 
 async def test_a_zip_bomb_from_the_form_fails_its_source_with_a_sentence(app: Harness) -> None:
-    view_id = await _open_modal(app)
     file = app.slack.add_file("F0103", "export.zip", bomb(2 * 1024 * 1024), filetype="zip",
                               mimetype="application/zip")  # fmt: skip
-    await app.requests.view_submission(state_values=_form(files=[file], segment="Bomb"),
-                                       view_id=view_id, user_id=REP)  # fmt: skip
-    await app.settle()
-    review = app.slack.message("C0001", (await _review(app))["ts"])
-    (line,) = _source_texts(review)
+    (line,) = await _submitted(app, "Bomb", file)
     assert line.startswith("*export.zip* (ZIP file)\n:warning: contacts.csv in this ZIP is "
                            "compressed")  # fmt: skip
     assert "which is how a ZIP bomb looks" in line
@@ -132,16 +136,9 @@ async def test_a_zip_bomb_from_the_form_fails_its_source_with_a_sentence(app: Ha
 async def test_a_file_is_called_what_its_bytes_are_not_what_its_name_says(app: Harness) -> None:
     """A workbook saved as "contacts.csv" is read as the workbook it is, and the review says
     so (it said "CSV file", from the name)."""
-    view_id = await _open_modal(app)
     workbook = app.slack.add_file("F0104", "contacts.csv", exports.xlsx_workbook())
     plain = app.slack.add_file("F0105", "klaviyo.csv", exports.klaviyo_profiles())
-    await app.requests.view_submission(
-        state_values=_form(files=[workbook, plain], segment="Named"), view_id=view_id,
-        user_id=REP,
-    )  # fmt: skip
-    await app.settle()
-    review = app.slack.message("C0001", (await _review(app))["ts"])
-    excel, csv = _source_texts(review)
+    excel, csv = await _submitted(app, "Named", workbook, plain)
     assert excel.startswith("*contacts.csv* (Excel file)\n:white_check_mark: 2 valid"), excel
     assert csv.startswith("*klaviyo.csv* (CSV file)\n:white_check_mark: 5 valid"), csv
 
@@ -157,14 +154,9 @@ async def test_a_files_name_in_a_note_never_turns_it_into_a_warning(app: Harness
         archive.writestr("contacts.csv", "email,locale\nann@example.com,Klingon\n"
                                          "bob@example.com,fr\n")  # fmt: skip
         archive.writestr("a consent value we don't recognise.txt", "hello")
-    view_id = await _open_modal(app)
     file = app.slack.add_file("F0106", "export.zip", packed.getvalue(), filetype="zip",
                               mimetype="application/zip")  # fmt: skip
-    await app.requests.view_submission(state_values=_form(files=[file], segment="Names"),
-                                       view_id=view_id, user_id=REP)  # fmt: skip
-    await app.settle()
-    review = app.slack.message("C0001", (await _review(app))["ts"])
-    (line,) = _source_texts(review)
+    (line,) = await _submitted(app, "Names", file)
     assert "2 valid · 0 duplicates · 0 rejected · 1 with an unknown locale" in line, line
     assert ":information_source: Not read from export.zip" in line, line
     assert ":warning:" not in line, line

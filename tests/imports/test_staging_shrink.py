@@ -49,23 +49,20 @@ async def _two_imports(db: Database, first: tuple[str, int], second: tuple[str, 
     return await _pages(db)
 
 
-async def test_a_purge_that_frees_most_of_the_file_shrinks_it(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize(("purged", "kept", "shrinks"), [
+    (("Big", 3000), ("Small", 50), True),  # most of the file freed: rewritten smaller
+    (("Small", 600), ("Big", 3000), False),  # most of it still in use: left be
+])  # fmt: skip
+async def test_a_purge_shrinks_the_file_when_it_frees_most_of_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch, purged: tuple[str, int],
+    kept: tuple[str, int], shrinks: bool,
+) -> None:  # fmt: skip
     monkeypatch.setattr(retention, "SHRINK_FREE_PAGES", 16)
-    full = await _two_imports(db, ("Big", 3000), ("Small", 50))
-    await _end_long_ago(db, "Big")
-    assert await purge_staged(db, "T1", 30) == 3000
-    assert await _pages(db) < full // 4
+    full = await _two_imports(db, purged, kept)
+    await _end_long_ago(db, purged[0])
+    assert await purge_staged(db, "T1", 30) == purged[1]
+    pages = await _pages(db)
+    assert pages < full // 4 if shrinks else pages == full
     async with db.begin() as conn:  # what was left is all there
-        assert (await conn.execute(text("SELECT COUNT(*) FROM staged_row"))).scalar_one() == 50
-
-
-async def test_a_purge_that_leaves_most_of_the_file_in_use_leaves_it_be(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(retention, "SHRINK_FREE_PAGES", 16)
-    full = await _two_imports(db, ("Small", 600), ("Big", 3000))
-    await _end_long_ago(db, "Small")
-    assert await purge_staged(db, "T1", 30) == 600
-    assert await _pages(db) == full
+        left = (await conn.execute(text("SELECT COUNT(*) FROM staged_row"))).scalar_one()
+    assert left == kept[1]
