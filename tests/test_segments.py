@@ -23,6 +23,7 @@ from bot.workspaces import (
     segment_sizes,
 )
 from models import BatchStatus, Database, ImportBatch, SegmentKind
+from models.contacts import ALL_CUSTOMERS
 
 TEAM, OTHER = "T0001", "T0002"
 PEOPLE = ("first_name,last_name,email,locale,Accepts Email Marketing\n"
@@ -204,19 +205,39 @@ async def test_export_is_formula_safe_and_carries_consent(team: Database) -> Non
         await write_export(team, TEAM, vip.id or 0, io.StringIO())
 
 
-async def test_a_segments_export_reads_its_rows_in_order_without_sorting_them(
-    db: Database,
+async def test_all_customers_exports_this_workspaces_contacts_in_id_order(
+    team: Database,
 ) -> None:
-    """A static segment's members come in contact id order from their own key; ordered by
-    contact.id, SQLite sorted every row in a temporary b-tree first (0.3 s a million)."""
+    await _import(team, "VIP")
+    await _import(team, "Theirs", "email\nzed@other.example\nann@other.example\n", team=OTHER)
+    await _import(team, "Later", "email\nlate@example.com\n")
+    everyone = await find_segment(team, TEAM, ALL_CUSTOMERS)
+    assert everyone is not None
+    out = io.StringIO()
+    assert await write_export(team, TEAM, everyone.id or 0, out) == 4
+    emails = [row[2] for row in list(csv.reader(io.StringIO(out.getvalue())))[1:]]
+    async with team.begin() as conn:
+        by_id = (await conn.execute(text(
+            "SELECT email FROM contact WHERE team_id = :t ORDER BY id"), {"t": TEAM})).scalars()
+        assert emails == list(by_id)
+    assert emails[-1] == "late@example.com" and not any("other.example" in e for e in emails)
+
+
+@pytest.mark.parametrize("every_contact", [False, True])
+async def test_an_export_reads_its_rows_in_order_without_sorting_them(
+    db: Database, every_contact: bool
+) -> None:
+    """A static segment's members come in contact id order from their own key, All Customers'
+    from the table; ordered by contact.id through the join, or found through a name index,
+    SQLite sorted every row in a temporary b-tree first (0.3 s a million)."""
     if db.dialect != "sqlite":
         pytest.skip("SQLite's planner")
     from sqlalchemy.dialects import sqlite
 
     from bot.contacts import members_query
 
-    query = members_query(TEAM, 2, every_contact=False)
+    query = members_query(TEAM, 2, every_contact=every_contact, sqlite=True)
     sql = query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
     async with db.begin() as conn:
         plan = " ".join(str(r[-1]) for r in await conn.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
-    assert "TEMP B-TREE" not in plan and "USING PRIMARY KEY (segment_id=?)" in plan, plan
+    assert "TEMP B-TREE" not in plan and "name_prefix" not in plan, plan
