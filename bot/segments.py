@@ -26,14 +26,14 @@ from bot.imports.batches import neutralise
 from bot.workspaces import (
     GONE,
     WorkspaceError,
-    clean_segment_name,
     deleted_key,
     find_segment,
+    free_name,
     get_segment,
     name_taken,
     segment_key,
 )
-from models import BatchStatus, Database, SegmentKind, SegmentRole
+from models import BatchStatus, Database, Segment, SegmentKind, SegmentRole
 from models.contacts import ALL_CUSTOMERS
 
 # An import in one of these states will still write into its segment (or is being reviewed)
@@ -122,17 +122,20 @@ async def _campaigns_in(conn: AsyncConnection, team_id: str,
     return [CampaignUse(name, role) for name, role in rows]
 
 
+async def renamable(db: Database, team_id: str, segment_id: int) -> Segment:
+    """The workspace's static segment with this id; WorkspaceError if it is gone or built in."""
+    segment = await get_segment(db, team_id, segment_id)
+    if segment.kind == SegmentKind.ALL:
+        raise _built_in("renamed")
+    return segment
+
+
 async def rename_segment(db: Database, team_id: str, segment_id: int, new_name: str, *,
                          actor: str = CLI) -> Renamed:  # fmt: skip
     """Rename a static segment; the same rules as creating one (unique ignoring case and
     spacing, not All Customers). Changing only the case of its own name is allowed."""
-    name = clean_segment_name(new_name)
-    segment = await get_segment(db, team_id, segment_id)
-    if segment.kind == SegmentKind.ALL:
-        raise _built_in("renamed")
-    existing = await find_segment(db, team_id, name)
-    if existing is not None and existing.id != segment_id:
-        raise name_taken(existing)
+    segment = await renamable(db, team_id, segment_id)
+    name = await free_name(db, team_id, new_name, renaming=segment_id)
     try:
         async with db.begin() as conn:
             changed = await conn.execute(

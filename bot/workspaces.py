@@ -119,16 +119,25 @@ async def get_segment(db: Database, team_id: str, segment_id: int) -> Segment:
     return segment
 
 
+async def free_name(db: Database, team_id: str, name: str, *,
+                    renaming: int | None = None) -> str:  # fmt: skip
+    """The name as it would be stored, if it is free for a new segment (or for the segment
+    `renaming`, whose own name, in any case, is free for it); WorkspaceError saying why not.
+    A read: the write that follows may still lose a race, which the unique index decides."""
+    name = clean_segment_name(name)
+    existing = await find_segment(db, team_id, name)
+    if existing is not None and existing.id != renaming:
+        raise name_taken(existing)
+    return name
+
+
 async def create_segment(db: Database, team_id: str, name: str, *, actor: str = CLI) -> Segment:
     """A new static segment; names are unique per workspace, ignoring case and spacing.
 
     The audit entry commits with the segment; of two people creating the same name at once,
     the unique index turns the loser away with the same message as the check before it.
     """
-    name = clean_segment_name(name)
-    existing = await find_segment(db, team_id, name)
-    if existing is not None:
-        raise name_taken(existing)
+    name = await free_name(db, team_id, name)
     try:
         async with db.session() as session:
             segment = Segment(team_id=team_id, name=name, name_key=segment_key(name))

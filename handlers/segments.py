@@ -27,6 +27,7 @@ from bot.segments import (
     delete_segment,
     member_count,
     record_export,
+    renamable,
     rename_segment,
     write_export,
 )
@@ -34,6 +35,7 @@ from bot.workspaces import (
     WorkspaceError,
     create_segment,
     ensure_workspace,
+    free_name,
     get_segment,
     segment_sizes,
 )
@@ -186,8 +188,9 @@ def _typed_name(view: dict[str, Any]) -> str:
 
 async def submit_name(ack: Any, body: dict[str, Any], view: dict[str, Any],
                       client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
-    """Create or rename before the ack: the write itself (one row, guarded by the unique
-    name index) decides whether the name is free, and a refusal shows on the field."""
+    """Check the name before the ack (a refusal shows on the field), then create or rename
+    after it: a write, which on SQLite may wait for an import holding the one write lock.
+    The unique name index still decides a race; its loser is told where they asked."""
     d = deps(context)
     team_id, user_id = body["team"]["id"], body["user"]["id"]
     meta = json.loads(view.get("private_metadata") or "{}")
@@ -199,22 +202,32 @@ async def submit_name(ack: Any, body: dict[str, Any], view: dict[str, Any],
         await ack(response_action="update",
                   view=notice_modal("Rename segment", str(refusal)).to_dict())  # fmt: skip
         return
+    name = _typed_name(view)
     try:
         if renaming:
             if not isinstance(segment_id, int):
                 raise WorkspaceError("That form doesn't name a segment: open it again.")
-            renamed = await rename_segment(d.db, team_id, segment_id, _typed_name(view),
-                                           actor=user_id)  # fmt: skip
-            note = renamed_note(renamed.old, renamed.new)
-        else:
-            await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
-            segment = await create_segment(d.db, team_id, _typed_name(view), actor=user_id)
-            note = created_note(segment.name)
+            await renamable(d.db, team_id, segment_id)
+        await free_name(d.db, team_id, name, renaming=segment_id if renaming else None)
     except WorkspaceError as exc:  # errors are plain text: shown as typed, no escaping
         await ack(response_action="errors", errors={BlockId.SEGMENT_NAME: str(exc)})
         return
     await ack()
-    d.later.run(_after_change(d, client, team_id, user_id, url, note, offset), client, body)
+    work = _name_change(d, client, team_id, user_id, name, segment_id if renaming else None,
+                        url, offset)  # fmt: skip
+    d.later.run(_explained(work, client, url, user_id), client, body)
+
+
+async def _name_change(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, name: str,
+                       segment_id: int | None, url: str, offset: int) -> None:  # fmt: skip
+    """Create (segment_id None) or rename, after the ack; then the list again, with a note."""
+    if segment_id is not None:
+        renamed = await rename_segment(d.db, team_id, segment_id, name, actor=user_id)
+        note = renamed_note(renamed.old, renamed.new)
+    else:
+        await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
+        note = created_note((await create_segment(d.db, team_id, name, actor=user_id)).name)
+    await _after_change(d, client, team_id, user_id, url, note, offset)
 
 
 # ---- Delete -------------------------------------------------------------------------------

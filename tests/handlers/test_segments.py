@@ -194,6 +194,31 @@ async def test_anyone_creates_a_segment_and_markup_in_its_name_is_inert(app: Har
     assert app.slack.block_errors == []
 
 
+async def test_two_people_creating_one_name_at_once_make_one_segment(app: Harness) -> None:
+    """Both forms pass the check before their acks; the create after the ack decides, and
+    the other person is told where they asked (in the ack if it was already decided)."""
+    await _ws(app)
+    answers = []
+    for user in (REP, LEAD):
+        listing = await _list(app, user=user)
+        answers.append(await _click(app, Action.SEGMENT_CREATE, "0", listing, user=user))
+    forms = [app.slack.open_views(user)[-1] for user in (REP, LEAD)]
+    replies = await asyncio.gather(*(
+        app.requests.view_submission(state_values=_name("Spring promo"), view_id=form["id"],
+                                     user_id=user)
+        for form, user in zip(forms, (REP, LEAD), strict=True)))  # fmt: skip
+    await _done(app)
+    assert await _count(app, "SELECT COUNT(*) FROM segment WHERE team_id = :t "
+                             "AND name = 'Spring promo'", t=TEAM) == 1  # fmt: skip
+    taken = "A segment named 'Spring promo' already exists."
+    told = [reply.body == {"response_action": "errors", "errors": {BlockId.SEGMENT_NAME: taken}}
+            or any(taken in (a.get("text") or "") for a in answer)
+            for reply, answer in zip(replies, answers, strict=True)]  # fmt: skip
+    made = [any("is ready" in (a.get("text") or "") for a in answer) for answer in answers]
+    assert sorted(zip(made, told, strict=True)) == [(False, True), (True, False)], (made, told)
+    assert app.slack.block_errors == []
+
+
 async def _ws(app: Harness) -> None:
     await ensure_workspace(app.db, TEAM)
 
