@@ -39,7 +39,7 @@ from handlers.context import Deps, Refusal, deps, may_change
 from handlers.ids import Action, Callback
 from handlers.mapping_messages import chosen_positions, mapping_errors, mapping_modal, note_modal
 from handlers.messages import esc
-from handlers.respond import fill_modal
+from handlers.respond import fill_modal, update_modal
 from handlers.routes import Routes
 from handlers.slack_files import slack_fetcher
 from models import BatchStatus, ImportSource, SourceStatus
@@ -155,13 +155,12 @@ async def _save(
     """Remember the mapping and queue the file's reading (after the ack); the modal says how
     it went: a second submission that passed the checks meanwhile is told the file is being
     read already."""
-    shown = {"view": {"id": view_id}}  # closed meanwhile: fill_modal lets it be
     try:
         await reread_source(d.db, team_id, batch_id, source_id, header, mapping, user_id)
     except (ReviewError, LookupError) as exc:
-        await fill_modal(client, shown, note_modal(str(exc)))
+        await update_modal(client, view_id, note_modal(str(exc)))
         return
-    await fill_modal(client, shown, note_modal(SAVED))
+    await update_modal(client, view_id, note_modal(SAVED))
     await d.notifier.batch_changed(team_id, batch_id)
 
 

@@ -179,7 +179,7 @@ def _kind_label(source: ImportSource) -> str:
     what its name says."""
     if source.kind == SourceKind.CSV:
         if source.file_format in FORMAT_LABEL:
-            return FORMAT_LABEL[FileFormat(source.file_format)]
+            return FORMAT_LABEL[source.file_format]  # type: ignore[index]
         if ENTRY_SEPARATOR in source.label:
             return "CSV in a ZIP"
         if source.label.lower().endswith(".xlsx"):

@@ -60,11 +60,18 @@ async def respond(client: AsyncWebClient, url: str, text: str, *, replace: bool,
 
 async def fill_modal(client: AsyncWebClient, opened: Any, modal: View) -> None:
     """Fill or replace the placeholder modal just opened (trigger ids live 3 s, so modals
-    open first and are filled after a database read); if the person closed it, or it changed
-    meanwhile (a newer fill), so be it."""
+    open first and are filled after a database read)."""
     view = opened["view"]
+    await update_modal(client, view["id"], modal, hash=view.get("hash"))
+
+
+async def update_modal(client: AsyncWebClient, view_id: str, modal: View, *,
+                       hash: str | None = None) -> None:  # fmt: skip
+    """Show `modal` in the open modal `view_id` (a placeholder, or a form whose submission was
+    acked with "Saving…"); if the person closed it, or it changed meanwhile (a newer fill,
+    when `hash` is given), so be it."""
     try:
-        await client.views_update(view_id=view["id"], hash=view.get("hash"), view=modal)
+        await client.views_update(view_id=view_id, hash=hash, view=modal)
     except SlackApiError as exc:
         if exc.response.get("error") not in ("not_found", "hash_conflict"):
             raise

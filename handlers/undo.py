@@ -24,7 +24,7 @@ from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, Callback
 from handlers.messages import metadata
-from handlers.respond import fill_modal
+from handlers.respond import fill_modal, update_modal
 from handlers.routes import Routes
 from handlers.undo_messages import (
     asking_modal,
@@ -115,7 +115,6 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
 async def _ask(d: Deps, client: AsyncWebClient, view_id: str, team_id: str, user_id: str,
                batch_id: int, advocates: bool, resume: bool) -> None:  # fmt: skip
     """The undo's request (or its resumption), after the ack; the modal says what came of it."""
-    shown = {"view": {"id": view_id}}  # closed meanwhile: fill_modal lets it be
     try:
         if resume:
             batch = await resume_undo(d.db, team_id, batch_id, user_id)
@@ -125,10 +124,10 @@ async def _ask(d: Deps, client: AsyncWebClient, view_id: str, team_id: str, user
                                        window_days=d.settings.undo_window_days,
                                        max_attempts=d.settings.job_max_attempts)  # fmt: skip
     except ReviewError as exc:
-        await fill_modal(client, shown, refused_modal(str(exc)))
+        await update_modal(client, view_id, refused_modal(str(exc)))
         return
     in_thread = bool(batch.channel_id and batch.message_ts)
-    await fill_modal(client, shown, started_modal(batch_id, in_thread=in_thread))
+    await update_modal(client, view_id, started_modal(batch_id, in_thread=in_thread))
     await _after(d, client, team_id, batch_id)
 
 

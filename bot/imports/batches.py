@@ -443,7 +443,7 @@ async def record_counts(conn: AsyncConnection, source: ImportSource, tally: Tall
         update(ImportSource)
         .where(col(ImportSource.id) == source.id, col(ImportSource.team_id) == source.team_id,
                col(ImportSource.status) == SourceStatus.PENDING)
-        .values(status=SourceStatus.PARSED, error=None, note=note,
+        .values(status=SourceStatus.PARSED, error=None, failed_on_columns=False, note=note,
                 warning=consent_note(tally), rows=tally.rows,
                 valid=tally.valid,
                 duplicates=tally.duplicates, rejected=tally.rejected, warnings=tally.warnings)
@@ -462,12 +462,15 @@ async def fail_batch(db: Database, team_id: str, batch_id: int, error: str) -> N
         )
 
 
-async def set_format(db: Database, team_id: str, source_id: int, file_format: FileFormat) -> None:
-    """Record what the file turned out to be, once its bytes said so (see bot/imports/files.py)."""
+async def set_format(db: Database, source: ImportSource, file_format: FileFormat) -> None:
+    """Record what the file turned out to be, once its bytes said so (see bot/imports/files.py);
+    nothing to write when a reading before said the same (a retried job, a remap)."""
+    if source.file_format == file_format:
+        return
     async with db.begin() as conn:
         await conn.execute(
             update(ImportSource)
-            .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id)
+            .where(col(ImportSource.id) == source.id, col(ImportSource.team_id) == source.team_id)
             .values(file_format=file_format)
         )
 
@@ -482,16 +485,15 @@ async def fail_source(
     where = [col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id]
     if only_pending:
         where.append(col(ImportSource.status) == SourceStatus.PENDING)
-    columns = isinstance(error, ColumnsError)
-    error = str(error)
+    message = str(error)
     async with db.begin() as conn:
         failed = await conn.execute(
-            update(ImportSource).where(*where).values(status=SourceStatus.FAILED,
-                                                      error=error[:2000],
-                                                      failed_on_columns=columns)
+            update(ImportSource).where(*where).values(
+                status=SourceStatus.FAILED, error=message[:2000],
+                failed_on_columns=isinstance(error, ColumnsError))
         )  # fmt: skip
     if failed.rowcount:
-        log.info("import source %s of team %s failed: %s", source_id, team_id, error[:300])
+        log.info("import source %s of team %s failed: %s", source_id, team_id, message[:300])
 
 
 @dataclass(frozen=True, slots=True)

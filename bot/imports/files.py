@@ -100,15 +100,15 @@ async def stage_file(
     source = await get_source(db, team_id, source_id)
     mapped = columns_of or await mapper_for(db, team_id)
     if is_workbook(stream, name):
-        await set_format(db, team_id, source_id, FileFormat.XLSX)
+        await set_format(db, source, FileFormat.XLSX)
         return [await _stage_workbook(db, team_id, source, stream, name, max_unzipped_bytes,
                                       mapped)]  # fmt: skip
     if is_zip(stream):
         if source.file_format is None:  # not read before: its entries are yet to be found
-            await set_format(db, team_id, source_id, FileFormat.ZIP)
+            await set_format(db, source, FileFormat.ZIP)
         return await _stage_archive(db, team_id, source, stream, name, max_unzipped_bytes,
                                     mapped)  # fmt: skip
-    await set_format(db, team_id, source_id, FileFormat.CSV)
+    await set_format(db, source, FileFormat.CSV)
     try:
         return [await stage_csv(db, team_id, source_id, stream, name=name, columns_of=mapped)]
     except CsvFileError:

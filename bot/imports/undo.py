@@ -94,13 +94,17 @@ def _when(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "an unknown date"
 
 
-def refusal(batch: ImportBatch | None, batch_id: int, window_days: int) -> str | None:
-    """Why this batch can't be undone now (None: it can), read as it stands."""
+def _gone_or_undone(batch: ImportBatch | None, batch_id: int) -> str:
     if batch is None:
         return f"Import #{batch_id} doesn't exist in this workspace."
-    if batch.status == BatchStatus.UNDONE:
-        return (f"Import #{batch_id} was already undone {_who(batch.undone_by)} on "
-                f"{_when(batch.undone_at)}.")  # fmt: skip
+    return (f"Import #{batch_id} was already undone {_who(batch.undone_by)} on "
+            f"{_when(batch.undone_at)}.")  # fmt: skip
+
+
+def refusal(batch: ImportBatch | None, batch_id: int, window_days: int) -> str | None:
+    """Why this batch can't be undone now (None: it can), read as it stands."""
+    if batch is None or batch.status == BatchStatus.UNDONE:
+        return _gone_or_undone(batch, batch_id)
     if batch.status == BatchStatus.UNDOING:
         return (f"Import #{batch_id} is already being undone (asked {_who(batch.undone_by)} "
                 f"on {_when(batch.undone_at)}).")  # fmt: skip
@@ -178,13 +182,13 @@ async def resume_undo(db: Database, team_id: str, batch_id: int, actor: str) -> 
             await record_in(conn, team_id, actor, Act.IMPORT_UNDONE, import_subject(batch_id),
                             "resumed: finishing what had stopped part way")  # fmt: skip
     batch = await get_batch(db, team_id, batch_id)
-    if resumed.rowcount != 1:
-        if batch is not None and batch.status == BatchStatus.UNDOING:
-            raise UndoError(f"The undo of import #{batch_id} is running again already.")
-        raise UndoError(refusal(batch, batch_id, window_days=10**5)
-                        or f"Import #{batch_id} has no undo to finish.")  # fmt: skip
-    assert batch is not None
-    return batch
+    if resumed.rowcount == 1 and batch is not None:
+        return batch
+    if batch is None or batch.status == BatchStatus.UNDONE:
+        raise UndoError(_gone_or_undone(batch, batch_id))
+    if batch.status == BatchStatus.UNDOING:
+        raise UndoError(f"The undo of import #{batch_id} is running again already.")
+    raise UndoError(f"Import #{batch_id} has no stopped undo to finish.")
 
 
 # ---- what it would do (the confirmation) ----------------------------------------------------
