@@ -505,31 +505,31 @@ class Totals:
     warnings: int = 0
 
 
+# One pass over the batch's index, grouped by source only: the index (batch_id, source_id)
+# yields the rows already grouped, while grouping by (source_id, outcome) made SQLite sort a
+# million rows in a temporary B-tree first (1M rows: 1.2 s -> 0.7 s). A valid row carries a
+# reason only as a warning.
 _COUNT_ROWS = text("""
-    SELECT source_id, outcome, COUNT(*), COUNT(reason) FROM staged_row
+    SELECT source_id,
+           COUNT(CASE WHEN outcome = 'valid' THEN 1 END),
+           COUNT(CASE WHEN outcome = 'duplicate' THEN 1 END),
+           COUNT(CASE WHEN outcome = 'rejected' THEN 1 END),
+           COUNT(CASE WHEN outcome = 'valid' THEN reason END)
+    FROM staged_row
     WHERE team_id = :t AND batch_id = :b AND removed = :no
-    GROUP BY source_id, outcome
+    GROUP BY source_id
 """)
 
 
 async def count_rows(conn: AsyncConnection, team_id: str, batch_id: int) -> dict[int, Totals]:
     """Each source's counts, counted from its staged rows as they stand (removals included)."""
-    raw: dict[int, dict[str, int]] = {}
-    for source_id, outcome, count, with_reason in await conn.execute(
-        _COUNT_ROWS, {"t": team_id, "b": batch_id, "no": False}
-    ):
-        counts = raw.setdefault(source_id, {})
-        counts[outcome] = count
-        if outcome == Outcome.VALID:
-            counts["warnings"] = with_reason  # valid rows carry a reason only as a warning
     return {
-        source_id: Totals(
-            rows=sum(c.get(o, 0) for o in (Outcome.VALID, Outcome.DUPLICATE, Outcome.REJECTED)),
-            valid=c.get(Outcome.VALID, 0), duplicates=c.get(Outcome.DUPLICATE, 0),
-            rejected=c.get(Outcome.REJECTED, 0), warnings=c.get("warnings", 0),
+        source_id: Totals(rows=valid + duplicates + rejected, valid=valid, duplicates=duplicates,
+                          rejected=rejected, warnings=warnings)
+        for source_id, valid, duplicates, rejected, warnings in await conn.execute(
+            _COUNT_ROWS, {"t": team_id, "b": batch_id, "no": False}
         )
-        for source_id, c in raw.items()
-    }  # fmt: skip
+    }
 
 
 # Only the Mailchimp sources' rows are read (through the batch's index): a big CSV's aren't.
