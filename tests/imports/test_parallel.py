@@ -98,3 +98,16 @@ def test_copy_csv_puts_the_constants_on_every_row_whatever_the_fields_hold() -> 
         assert parsed == [
             ["" if v is None else str(v) for v in (*row, "T1", 7, 9, False)] for row in chunk
         ]
+
+
+def test_a_child_that_dies_part_way_is_an_error_not_a_short_file(tmp_path: Path) -> None:
+    """Rows stop mid-stream when the child is killed: the reader says so rather than ending
+    as if the file were shorter (and staging, in its transaction, keeps nothing)."""
+    big_csv(tmp_path / "big.csv")
+    rows = parallel.ParallelRows(tmp_path / "big.csv", [])
+    read = iter(rows)
+    assert next(read)[1] == "broken@@example.com"
+    rows._process.kill()
+    with pytest.raises(RuntimeError, match="stopped unexpectedly"):
+        for _ in read:
+            pass
