@@ -17,6 +17,7 @@ import csv
 import io
 import marshal
 import pickle
+import struct
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -71,10 +72,7 @@ class ParallelRows:
         assert self._process.stdout is not None
         try:
             while True:
-                try:
-                    message = marshal.load(self._process.stdout)
-                except EOFError:
-                    raise RuntimeError("the CSV parser process stopped unexpectedly") from None
+                message = _receive(self._process.stdout)
                 if isinstance(message, list):
                     yield message
                     continue
@@ -131,6 +129,29 @@ def copy_csv(constants: tuple[object, ...], rows: list[Staged]) -> bytes:
     return buffer.getvalue().encode()
 
 
+# Each message: its length (8 bytes), then its marshal data, read whole and loaded with
+# marshal.loads: marshal.load on a stream asks it for a few bytes at a time (300k rows: 2.3 s
+# against 0.13 s; pickle.load took 0.16 s).
+_LENGTH = struct.Struct("<Q")
+
+
+def _send(out: BinaryIO, message: object) -> None:
+    data = marshal.dumps(message)
+    out.write(_LENGTH.pack(len(data)))
+    out.write(data)
+
+
+def _receive(stream: BinaryIO) -> object:
+    """The next message; RuntimeError when the child's output stops part way (it died)."""
+    head = stream.read(_LENGTH.size)
+    if len(head) == _LENGTH.size:
+        (size,) = _LENGTH.unpack(head)
+        data = stream.read(size)
+        if len(data) == size:
+            return marshal.loads(data)
+    raise RuntimeError("the CSV parser process stopped unexpectedly")
+
+
 def _parse(path: str) -> None:
     """Child side: keys of the batch and the columns come on stdin (pickled), chunks of rows
     go to stdout.
@@ -147,12 +168,12 @@ def _parse(path: str) -> None:
             classifier = Classifier(seen={hash(k) for k in keys})  # hashes differ per process
             rows = classifier.records(reader.records(), reader.columns)
             while chunk := list(islice(rows, CHUNK)):
-                marshal.dump(chunk, out)
-            marshal.dump(("done", asdict(classifier.tally)), out)
+                _send(out, chunk)
+            _send(out, ("done", asdict(classifier.tally)))
     except CsvFileError as exc:
-        marshal.dump(("error", str(exc)), out)
+        _send(out, ("error", str(exc)))
     except Exception as exc:  # report, don't die silently
-        marshal.dump(("crash", f"{type(exc).__name__}: {exc}"), out)
+        _send(out, ("crash", f"{type(exc).__name__}: {exc}"))
     out.flush()
 
 
