@@ -141,6 +141,9 @@ _CONTACT_PAGES = text("""
     SELECT pg_relation_size(oid) / current_setting('block_size')::int, relpages
     FROM pg_class WHERE oid = 'contact'::regclass
 """)
+# The columns the probes filter on (and the table's size): half the time of the whole table's
+# statistics (1M contacts: 0.2 s against 0.36-0.5 s); the names' are left to autovacuum.
+_ANALYZE_CONTACT = text("ANALYZE contact (team_id, email_key)")
 
 
 
@@ -209,7 +212,7 @@ async def apply_batch(
 async def refresh_contact_statistics(db: Database) -> bool:
     """PostgreSQL: ANALYZE contact when its statistics lag (STALE_CONTACT_PAGES); True if it
     did. In a transaction of its own: two imports' ANALYZEs wait for each other, and neither
-    may hold a chunk's locks meanwhile. A sample of the table: about 0.1-0.5 s."""
+    may hold a chunk's locks meanwhile. A sample of the table: about 0.2 s at a million."""
     if db.is_sqlite:
         return False
     async with db.begin() as conn:
@@ -217,7 +220,7 @@ async def refresh_contact_statistics(db: Database) -> bool:
     if pages < counted * 1.1 + STALE_CONTACT_PAGES:
         return False
     async with db.begin() as conn:
-        await conn.execute(text("ANALYZE contact"))
+        await conn.execute(_ANALYZE_CONTACT)
     return True
 
 
