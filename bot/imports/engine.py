@@ -146,7 +146,6 @@ _CONTACT_PAGES = text("""
 _ANALYZE_CONTACT = text("ANALYZE contact (team_id, email_key)")
 
 
-
 @dataclass(frozen=True, slots=True)
 class Progress:
     done: int
