@@ -5,8 +5,9 @@ Opening the tab only reads: nothing is created for a workspace that has nothing 
 buttons reuse the other listeners: *New campaign* is the campaign list's own button
 (`campaigns.py` opens the modal and, with no list to refresh, sends the result by direct
 message), *Connect Mailchimp* is `/referral mailchimp`'s (`mailchimp.py` opens the API key
-modal). *New import* is handled here: Home has no channel, so the import form is opened with
-the person's DM as the channel, and the review message is posted there.
+modal). *New import* is handled here: Home has no channel, so the import form asks which
+channel to post the review in; only a team lead may leave it empty for their DM with the bot
+(a review nobody else sees is one no lead could approve).
 """
 
 from __future__ import annotations
@@ -57,11 +58,12 @@ async def on_show_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 
 
 async def _open_import(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
-    """Home has no channel: the review message goes to the person's DM with the bot."""
+    """Home has no channel: the form asks where to post the review (a lead may leave it
+    empty, for their DM with the bot)."""
     user_id = body["user"]["id"]
     dm = await client.conversations_open(users=user_id)  # fast; the trigger lives 3 s
     await open_import_modal(d, client, body["trigger_id"], body["team"]["id"],
-                            channel_id=dm["channel"]["id"])  # fmt: skip
+                            channel_id=dm["channel"]["id"], choose_channel=True)  # fmt: skip
 
 
 async def on_new_import(ack: Any, body: dict[str, Any], client: AsyncWebClient,

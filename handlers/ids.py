@@ -38,6 +38,7 @@ class BlockId(StrEnum):
     MAILCHIMP_LISTS = "mailchimp_lists_block"
     # issue 10
     CONSENT = "consent_block"
+    REVIEW_CHANNEL = "review_channel_block"  # the import form opened from Home: where to review
     CONTACT_QUERY = "contact_query_block"
     SEGMENT_NAME = "segment_name_block"
     UNDO_ADVOCATES = "undo_advocates_block"
@@ -93,12 +94,13 @@ class Action(StrEnum):
     MAILCHIMP_KEY = "mailchimp_key_input"
     MAILCHIMP_LISTS = "mailchimp_lists_select"
     # App Home
-    HOME_NEW_IMPORT = "home_new_import"  # opens the import form; the review goes to the DM
+    HOME_NEW_IMPORT = "home_new_import"  # opens the import form with a channel to review in
     HOME_SEARCH_CONTACTS = "home_search_contacts"  # opens the contact search modal
     HOME_MORE_IMPORTS = "home_more_imports"  # value: how many imports to show
     HOME_MORE_SEGMENTS = "home_more_segments"  # value: how many segments to show
     # consent and dry run (import form, review message)
     CONSENT = "consent_checkbox"
+    REVIEW_CHANNEL = "review_channel_select"
     PREVIEW_ONLY = "review_preview_only"
     CONFIRM_CONSENT = "review_confirm_consent"  # on the review message, when it's missing
     # /referral contacts: search results and a contact's card

@@ -40,7 +40,7 @@ from bot.workspaces import (
     get_segment,
     segment_sizes,
 )
-from handlers.context import Deps, Refusal, deps, may_change
+from handlers.context import Deps, Refusal, deps, is_lead, may_change
 from handlers.ids import Action, BlockId, Callback
 from handlers.mailchimp_messages import (
     LISTS_LOADING,
@@ -50,7 +50,14 @@ from handlers.mailchimp_messages import (
     lists_blocks,
     lists_failed,
 )
-from handlers.messages import CONSENT_VALUE, esc, import_modal, review_message, segment_options
+from handlers.messages import (
+    CONSENT_VALUE,
+    esc,
+    import_modal,
+    not_posted_there,
+    review_message,
+    segment_options,
+)
 from handlers.respond import fill_modal
 from handlers.routes import Routes
 from handlers.slack_files import check_csv, describe
@@ -71,6 +78,9 @@ class ImportForm:
     locale: str = ""
     audience_ids: list[str] = field(default_factory=list)  # Mailchimp lists
     consent: bool = False  # "These people agreed to hear from us" ticked
+    # opened from Home: the form asks where to post the review ("": the person's DM)
+    asks_channel: bool = False
+    review_channel: str = ""
 
 
 def read_form(values: dict[str, dict[str, Any]]) -> ImportForm:
@@ -84,6 +94,9 @@ def read_form(values: dict[str, dict[str, Any]]) -> ImportForm:
     lists = ((values.get(BlockId.MAILCHIMP_LISTS) or {}).get(Action.MAILCHIMP_LISTS) or {}).get(
         "selected_options"
     ) or []
+    channel = ((values.get(BlockId.REVIEW_CHANNEL) or {}).get(Action.REVIEW_CHANNEL) or {}).get(
+        "selected_conversation"
+    )
     return ImportForm(
         segment_id=int(selected["value"]) if selected else None,
         new_segment=text(BlockId.NEW_SEGMENT, Action.NEW_SEGMENT).strip(),
@@ -96,6 +109,8 @@ def read_form(values: dict[str, dict[str, Any]]) -> ImportForm:
         consent=any(o.get("value") == CONSENT_VALUE for o in (
             (values.get(BlockId.CONSENT) or {}).get(Action.CONSENT) or {}
         ).get("selected_options") or []),
+        asks_channel=BlockId.REVIEW_CHANNEL in values,
+        review_channel=str(channel or ""),
     )  # fmt: skip
 
 
@@ -118,6 +133,17 @@ async def consent_error(d: Deps, team_id: str, form: ImportForm,
         return None
     return (f"{names[0]}{' and others' if len(names) > 1 else ''} will email these people an "
             "invite: tick this to confirm they agreed to hear from us.")[:150]  # fmt: skip
+
+
+async def channel_error(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                        form: ImportForm) -> str | None:  # fmt: skip
+    """Why a form opened from Home needs a channel: only leads approve, and a review in the
+    requester's direct messages is one no lead sees."""
+    if not form.asks_channel or form.review_channel:
+        return None
+    if await is_lead(d, client, team_id, user_id):
+        return None
+    return "Only team leads approve imports: choose a channel where one will see it."
 
 
 async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool,
@@ -177,6 +203,9 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
     batch_id: int | None = meta.get("batch")
     form = read_form(view["state"]["values"])
     errors = await validate(d, team_id, form, adding=batch_id is not None, batch_id=batch_id)
+    channel = await channel_error(d, client, team_id, user_id, form)
+    if channel:
+        errors[BlockId.REVIEW_CHANNEL] = channel
     if errors:
         await ack(response_action="errors", errors=errors)
         return
@@ -206,7 +235,8 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
             await confirm_consent(d.db, team_id, batch_id, user_id)
     await queue_sources(d, team_id, batch_id, form, chosen)
     if meta.get("batch") is None:
-        await post_review(client, d, team_id, batch_id, meta.get("channel") or "", user_id)
+        channel = form.review_channel or meta.get("channel") or ""
+        await post_review(client, d, team_id, batch_id, channel, user_id)
     else:
         await d.notifier.batch_changed(team_id, batch_id)
 
@@ -264,12 +294,14 @@ async def mailchimp_part(d: Deps, team_id: str) -> list[Block]:
 async def open_import_modal(d: Deps, client: AsyncWebClient, trigger_id: str, team_id: str, *,
                             channel_id: str, batch_id: int | None = None,
                             segment: str | None = None,
-                            ask_consent: bool = True) -> None:  # fmt: skip
+                            ask_consent: bool = True,
+                            choose_channel: bool = False) -> None:  # fmt: skip
     """Open the form first (trigger ids live 3 s), then fill in the Mailchimp lists."""
 
     def form(mailchimp: list[Block]) -> View:
         return import_modal(channel_id=channel_id, batch_id=batch_id, segment=segment,
-                            mailchimp=mailchimp, ask_consent=ask_consent)  # fmt: skip
+                            mailchimp=mailchimp, ask_consent=ask_consent,
+                            choose_channel=choose_channel)  # fmt: skip
 
     opened = await client.views_open(trigger_id=trigger_id,
                                      view=form(lists_blocks(note=LISTS_LOADING)))
@@ -278,16 +310,21 @@ async def open_import_modal(d: Deps, client: AsyncWebClient, trigger_id: str, te
 
 async def post_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: int,
                       channel: str, user_id: str) -> None:  # fmt: skip
-    """Post the review message where the import started, or in a DM if the bot can't."""
+    """Post the review message where the import started, or in a DM if the bot can't, saying
+    why there: leads approve in the channel, and they don't see that DM."""
     view = await load(d.db, team_id, batch_id)
     previews = await preview_batch(d.db, team_id, batch_id, view.segment.id or 0)
     text, blocks = review_message(view, previews)
     try:
         posted = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
-    except SlackApiError:
-        dm = await client.conversations_open(users=user_id)
-        posted = await client.chat_postMessage(channel=dm["channel"]["id"], text=text,
-                                               blocks=blocks)  # fmt: skip
+    except SlackApiError as exc:
+        error = str(exc.response.get("error") or "")
+        log.info("review of import %s not posted in %s (%s): sent by DM", batch_id, channel,
+                 error)  # fmt: skip
+        dm = (await client.conversations_open(users=user_id))["channel"]["id"]
+        posted = await client.chat_postMessage(channel=dm, text=text, blocks=blocks)
+        if channel and channel != dm:
+            await client.chat_postMessage(channel=dm, text=not_posted_there(channel, error))
     await set_message(d.db, team_id, batch_id, channel_id=posted["channel"],
                       message_ts=posted["ts"])  # fmt: skip
     await d.notifier.share_pending_rejects(team_id, batch_id)  # files read before it existed

@@ -16,6 +16,8 @@ from slack_sdk.models.blocks import (
     CheckboxesElement,
     ConfirmObject,
     ContextBlock,
+    ConversationFilter,
+    ConversationSelectElement,
     DividerBlock,
     ExternalDataSelectElement,
     HeaderBlock,
@@ -106,13 +108,31 @@ def consent_block() -> InputBlock:
     )  # fmt: skip
 
 
+def review_channel_block() -> InputBlock:
+    """Where the review message goes, for a form opened where there is no channel (Home).
+
+    Optional to Slack; the form's check makes it required for anyone who isn't a team lead,
+    since only leads approve and they don't see the requester's direct messages."""
+    return InputBlock(
+        block_id=BlockId.REVIEW_CHANNEL, optional=True, label="Review it in",
+        hint="A channel where a team lead will approve it (I must be a member: /invite me "
+             "there). Empty: our direct messages, where only you see it.",
+        element=ConversationSelectElement(
+            action_id=Action.REVIEW_CHANNEL, placeholder="Choose a channel",
+            filter=ConversationFilter(include=["public", "private"], exclude_bot_users=True)),
+    )  # fmt: skip
+
+
 def import_modal(*, channel_id: str, batch_id: int | None = None, segment: str | None = None,
-                 mailchimp: Sequence[Block] = (), ask_consent: bool = True) -> View:  # fmt: skip
+                 mailchimp: Sequence[Block] = (), ask_consent: bool = True,
+                 choose_channel: bool = False) -> View:  # fmt: skip
     """The import form; with `batch_id` it adds more sources to an existing review.
 
     `mailchimp` is the "Mailchimp lists" part (`mailchimp_messages.lists_blocks`): the modal
-    opens before the audiences are known (trigger ids live 3 s) and is updated with them."""
-    blocks: list[Block] = []
+    opens before the audiences are known (trigger ids live 3 s) and is updated with them.
+    `choose_channel` (opened from Home): the form asks where to post the review; `channel_id`
+    (the person's DM) is where it goes when they leave that empty."""
+    blocks: list[Block] = [review_channel_block()] if choose_channel else []
     if segment is None:
         blocks += [
             InputBlock(
@@ -163,6 +183,23 @@ def import_modal(*, channel_id: str, batch_id: int | None = None, segment: str |
 
 
 CONSENT_VALUE = "agreed"
+
+# Why chat.postMessage refused a channel, as the person can act on it.
+_NOT_POSTED = {
+    "not_in_channel": "I'm not a member of {channel}",
+    "channel_not_found": "I can't see {channel} (a private channel I'm not in?)",
+    "is_archived": "{channel} is archived",
+    "restricted_action": "{channel} doesn't let apps post",
+}
+
+
+def not_posted_there(channel: str, error: str) -> str:
+    """Said in the DM beside a review that couldn't go to the chosen channel."""
+    where = f"<#{channel}>" if channel[:1] in ("C", "G") else "that conversation"
+    reason = _NOT_POSTED.get(error, "Slack refused my message there ({error})")
+    return (f"{reason.format(channel=where, error=esc(error) or 'no reason given')}, so the "
+            "review is here, where only you see it. For a team lead to approve it where they "
+            f"read, invite me to {where} with /invite and start the import from there.")
 
 
 def segment_options(names: list[tuple[int, str]]) -> list[Option]:

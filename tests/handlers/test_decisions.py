@@ -62,6 +62,8 @@ async def test_review_goes_to_a_dm_when_the_channel_refuses(app: Harness) -> Non
     await app.settle()
     message = app.slack.find_action(Action.APPROVE)
     assert message is not None and message["channel"].startswith("D")
+    said = [m["text"] for m in app.slack.messages_in(message["channel"]) if not m.get("blocks")]
+    assert len(said) == 1 and "I'm not a member of <#C0001>" in said[0]  # told why it's here
 
 
 async def test_an_import_whose_segment_was_deleted_meanwhile_cant_be_approved(

@@ -156,33 +156,76 @@ async def test_a_connected_mailchimp_shows_who_and_no_connect_button(app: Harnes
     assert Action.MAILCHIMP_CONNECT in _action_ids(app.slack.home_views[REP])
 
 
-async def test_new_import_opens_the_form_and_the_review_goes_to_the_dm(app: Harness) -> None:
-    home = await _open_home(app)
+async def _home_import_form(app: Harness, user: str) -> dict[str, Any]:
+    """*New import* on Home, pressed by `user`: the form it opens."""
+    home = await _open_home(app, user)
     reply = await app.requests.block_action(Action.HOME_NEW_IMPORT, "new", view=home,
-                                            user_id=REP)  # fmt: skip
+                                            user_id=user)  # fmt: skip
     assert reply.status == 200
     await app.slack.wait_for("views.open")
     await app.settle()
-    modal = app.slack.open_views(REP)[-1]
+    modal = app.slack.open_views(user)[-1]
     assert modal["callback_id"] == Callback.IMPORT
-    dm = json.loads(modal["private_metadata"])["channel"]
-    assert dm == app.slack.dm_channels[REP]
+    assert modal["blocks"][0]["block_id"] == BlockId.REVIEW_CHANNEL  # asked first
+    return modal
 
+
+async def _submit_home_form(app: Harness, modal: dict[str, Any], user: str, *, segment: str,
+                            channel: str | None) -> Any:  # fmt: skip
     def value(v: str) -> dict[str, Any]:
         return {"type": "plain_text_input", "value": v or None}
 
-    state = {BlockId.NEW_SEGMENT: {Action.NEW_SEGMENT: value("From Home")},
+    state = {BlockId.REVIEW_CHANNEL: {Action.REVIEW_CHANNEL: {
+                 "type": "conversations_select", "selected_conversation": channel}},
+             BlockId.NEW_SEGMENT: {Action.NEW_SEGMENT: value(segment)},
              BlockId.EMAIL: {Action.EMAIL: value("solo@example.com")},
              BlockId.FILES: {Action.FILES: {"type": "file_input", "files": []}},
              BlockId.SEGMENT: {Action.SEGMENT: {"type": "external_select",
                                                 "selected_option": None}}}  # fmt: skip
     reply = await app.requests.view_submission(state_values=state, view_id=modal["id"],
-                                               user_id=REP)  # fmt: skip
-    assert reply.status == 200 and not reply.body
+                                               user_id=user)  # fmt: skip
     await app.settle()
-    review = app.slack.find_action(Action.APPROVE, dm)
+    return reply
+
+
+async def test_new_import_from_home_reviews_in_the_channel_chosen(app: Harness) -> None:
+    modal = await _home_import_form(app, REP)
+    # a rep who leaves the channel empty is told why: no lead would see a review in their DM
+    reply = await _submit_home_form(app, modal, REP, segment="From Home", channel=None)
+    assert reply.status == 200
+    errors = reply.body["errors"]
+    assert "Only team leads approve imports" in errors[BlockId.REVIEW_CHANNEL]
+    assert app.slack.find_action(Action.APPROVE) is None
+    reply = await _submit_home_form(app, modal, REP, segment="From Home", channel="C0REVIEW")
+    assert reply.status == 200 and not reply.body
+    review = app.slack.find_action(Action.APPROVE, "C0REVIEW")
     assert review is not None and "From Home" in json.dumps(review["blocks"])
+    assert app.slack.messages_in(app.slack.dm_channels[REP]) == []
     assert app.slack.block_errors == []
+
+
+async def test_a_lead_may_review_a_home_import_in_the_dm(app: Harness) -> None:
+    modal = await _home_import_form(app, LEAD)
+    dm = json.loads(modal["private_metadata"])["channel"]
+    assert dm == app.slack.dm_channels[LEAD]
+    reply = await _submit_home_form(app, modal, LEAD, segment="Lead's own", channel=None)
+    assert reply.status == 200 and not reply.body
+    review = app.slack.find_action(Action.APPROVE, dm)
+    assert review is not None and "Lead's own" in json.dumps(review["blocks"])
+
+
+async def test_a_channel_the_bot_isnt_in_gets_the_review_by_dm_saying_why(app: Harness) -> None:
+    modal = await _home_import_form(app, REP)
+    app.slack.fail("chat.postMessage", "not_in_channel")
+    reply = await _submit_home_form(app, modal, REP, segment="Elsewhere", channel="C0NOBOT")
+    assert reply.status == 200 and not reply.body
+    dm = app.slack.dm_channels[REP]
+    review = app.slack.find_action(Action.APPROVE, dm)
+    assert review is not None and "Elsewhere" in json.dumps(review["blocks"])
+    said = [m["text"] for m in app.slack.messages_in(dm) if not m.get("blocks")]
+    assert len(said) == 1 and "I'm not a member of <#C0NOBOT>" in said[0]
+    assert "/invite" in said[0]
+    assert app.slack.messages_in("C0NOBOT") == []
 
 
 async def test_new_campaign_and_connect_reuse_their_modals(app: Harness) -> None:
