@@ -7,8 +7,9 @@ answered by its own index (`uq_contact_team_email`, `ix_contact_first_name_prefi
 `ix_contact_last_name_prefix`) as a range `prefix <= key < prefix || U+10FFFF`: no lookup
 reads the whole table, however big the workspace. Each lookup keeps only its first rows by
 email, so a short prefix that matches half the names still sorts little. Names are compared
-with the database's `lower()`: PostgreSQL's knows every alphabet ("élo" finds "Élodie"),
-SQLite's only folds A-Z, so there "Élo" finds "Élodie" but "élo" doesn't.
+with the database's `lower()`: PostgreSQL's knows every alphabet; SQLite's only folds A-Z, so
+there a prefix is looked up in each case its other letters may have ("élo" as "élo" and
+"Élo"): "élo", "ÉLO" and "Élo" all find Élodie on both.
 
 Every change is one transaction: a conditional UPDATE or DELETE whose result decides (a
 double click or a race is told the real state), with its audit entry. Nothing here knows of
@@ -111,6 +112,42 @@ def subject(email: str) -> str:
 # ---- search ---------------------------------------------------------------------------------
 
 
+# SQLite's lower() folds A-Z only, so a name's index key keeps any other letter's case: a
+# prefix is looked up in each case its other letters may stand in, up to this many spellings.
+MAX_SPELLINGS = 16
+
+
+def spellings(word: str, *, fold_all: bool) -> list[str]:
+    """The prefixes to look `word` up by in a `lower(name)` index.
+
+    PostgreSQL's lower() folds every alphabet: the word itself (the SQL lowers it). SQLite's
+    leaves "Élodie" as "Élodie", so "élo" is looked up as "élo" and "Élo": each cased letter
+    outside A-Z doubles the spellings, until MAX_SPELLINGS (later ones are taken lowercase:
+    "ÉLÉONORE" in capitals is still found by its first four such letters, or typed as stored).
+    """
+    if fold_all:
+        return [word]
+    forms = [""]
+    for ch in word.lower():
+        cases = [ch]
+        if not ch.isascii():
+            cases += [c for c in dict.fromkeys((ch.upper(), ch.title()))
+                      if len(c) == 1 and c != ch and c.lower() == ch]  # fmt: skip
+        if len(forms) * len(cases) > MAX_SPELLINGS:
+            cases = [ch]
+        forms = [form + case for form in forms for case in cases]
+    return forms
+
+
+@dataclass(frozen=True, slots=True)
+class SearchShape:
+    """How many spellings each name part is looked up by (see `spellings`)."""
+
+    names: int  # the whole query, in the first-name and last-name indexes
+    firsts: int = 0  # two words: the first one in the first-name index...
+    lasts: int = 0  # ...and the rest in the last name
+
+
 def _name_range(column: str, param: str, collate: str) -> str:
     """`column` starts with :param, case-insensitively, written exactly as its index is."""
     key = f"lower({column}){collate}"
@@ -119,9 +156,9 @@ def _name_range(column: str, param: str, collate: str) -> str:
     return f"{key} >= {low} AND {key} < {high}"
 
 
-def search_sql(dialect: str, *, two_words: bool) -> str:
-    """The search: one indexed range lookup per column, each keeping its first :k rows by
-    email, then those few rows ordered by email and paged.
+def search_sql(dialect: str, shape: SearchShape) -> str:
+    """The search: one indexed range lookup per column and spelling, each keeping its first
+    :k rows by email, then those few rows ordered by email and paged.
 
     PostgreSQL's indexes compare `lower(name) COLLATE "C"` (bytewise: a range is exactly a
     prefix whatever the database's collation); SQLite is told which index to use, since its
@@ -139,37 +176,48 @@ def search_sql(dialect: str, *, two_words: bool) -> str:
         "AND email_key < :e_top AND substr(email_key, 1, :e_len) = :e "
         "ORDER BY email_key LIMIT :k) by_email",
     ]
-    for column, alias in (("first_name", "by_first"), ("last_name", "by_last")):
+    for column in ("first_name", "last_name"):
         index = f"ix_contact_{column}_prefix"
-        branches.append(f"SELECT id FROM (SELECT id FROM contact{using(index)} WHERE team_id = :t "
-                        f"AND {_name_range(column, 'q', collate)} "
-                        f"ORDER BY email_key LIMIT :k) {alias}")  # fmt: skip
-    if two_words:  # "ada love": first name "ada…" and last name "love…"
-        branches.append(
-            "SELECT id FROM (SELECT id FROM contact"
-            f"{using('ix_contact_first_name_prefix')} WHERE team_id = :t "
-            f"AND {_name_range('first_name', 'f', collate)} "
-            f"AND {_name_range('last_name', 'l', collate)} "
-            "ORDER BY email_key LIMIT :k) by_full_name"
-        )  # fmt: skip
+        branches += [f"SELECT id FROM (SELECT id FROM contact{using(index)} WHERE team_id = :t "
+                     f"AND {_name_range(column, f'q{i}', collate)} "
+                     f"ORDER BY email_key LIMIT :k) by_{column}_{i}"
+                     for i in range(shape.names)]  # fmt: skip
+    # "ada love": first name "ada…" and last name "love…"
+    lasts = " OR ".join(f"({_name_range('last_name', f'l{i}', collate)})"
+                        for i in range(shape.lasts))  # fmt: skip
+    branches += [
+        "SELECT id FROM (SELECT id FROM contact"
+        f"{using('ix_contact_first_name_prefix')} WHERE team_id = :t "
+        f"AND {_name_range('first_name', f'f{i}', collate)} AND ({lasts}) "
+        f"ORDER BY email_key LIMIT :k) by_full_name_{i}"
+        for i in range(shape.firsts)
+    ]  # fmt: skip
     hits = " UNION ".join(branches)
     return ("SELECT c.id, c.email, c.first_name, c.last_name, c.subscribed FROM contact c "
             f"WHERE c.team_id = :t AND c.id IN ({hits}) "
             "ORDER BY c.email_key, c.id LIMIT :limit OFFSET :offset")  # fmt: skip
 
 
-def search_params(team_id: str, query: str, *, offset: int = 0, limit: int = PAGE
-                  ) -> tuple[dict[str, Any], bool]:  # fmt: skip
-    """The search's parameters, and whether it has the two-word (first + last name) part."""
+def search_params(team_id: str, query: str, dialect: str, *, offset: int = 0,
+                  limit: int = PAGE) -> tuple[dict[str, Any], SearchShape]:  # fmt: skip
+    """The search's parameters, and how many spellings of each part `search_sql` looks up."""
     q = " ".join(query.split())[:MAX_QUERY]
     e = q.casefold()
     params: dict[str, Any] = {"t": team_id, "q": q, "e": e, "e_top": e + TOP, "e_len": len(e),
                               "top": TOP, "k": offset + limit + 1, "limit": limit + 1,
                               "offset": offset}  # fmt: skip
+    fold_all = dialect == "postgresql"
+
+    def spelt(prefix: str, words: list[str]) -> int:
+        params.update({f"{prefix}{i}": word for i, word in enumerate(words)})
+        return len(words)
+
+    names = spelt("q", spellings(q, fold_all=fold_all))
     first, _, rest = q.partition(" ")
-    if rest:
-        params.update(f=first, l=rest)
-    return params, bool(rest)
+    if not rest:
+        return params, SearchShape(names)
+    firsts = spelt("f", spellings(first, fold_all=fold_all))
+    return params, SearchShape(names, firsts, spelt("l", spellings(rest, fold_all=fold_all)))
 
 
 async def search(db: Database, team_id: str, query: str, *, offset: int = 0,
@@ -177,11 +225,11 @@ async def search(db: Database, team_id: str, query: str, *, offset: int = 0,
     """Contacts whose email, first name or last name starts with `query` (case-insensitive),
     by email; `limit` of them from `offset`, and whether there are more."""
     offset = max(0, offset)
-    params, two_words = search_params(team_id, query, offset=offset, limit=limit)
+    params, shape = search_params(team_id, query, db.dialect, offset=offset, limit=limit)
     if not params["q"]:
         return Page(query=params["q"], offset=offset, hits=[], more=False)
     async with db.begin() as conn:
-        sql = search_sql(conn.dialect.name, two_words=two_words)
+        sql = search_sql(db.dialect, shape)
         rows = (await conn.execute(text(sql), params)).all()
         more = len(rows) > limit
         rows = rows[:limit]

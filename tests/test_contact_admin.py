@@ -17,6 +17,7 @@ from bot.audit import Act
 from bot.campaigns.invites import Links, send_invites
 from bot.contact_admin import (
     GONE,
+    MAX_SPELLINGS,
     ContactError,
     card,
     delete_contact,
@@ -26,6 +27,7 @@ from bot.contact_admin import (
     search,
     search_params,
     search_sql,
+    spellings,
     unsubscribe,
 )
 from bot.email.send import OutboxDirSender, SendResult
@@ -106,16 +108,36 @@ async def test_another_workspaces_contact_is_never_found_nor_changed(world: Worl
     assert await _audit(world) == []
 
 
-async def test_accented_names_are_found(world: World) -> None:
-    """SQLite's lower() folds A-Z only: "Élo" finds Élodie there, "élo" only on PostgreSQL."""
+async def test_accented_names_are_found_in_any_case(world: World) -> None:
+    """SQLite's lower() folds A-Z only; its search looks such letters up in each case."""
     await world.import_csv("VIP", people("elodie@example.fr,Élodie,Dupré",
+                                         "eloise@example.fr,ÉLOÏSE,ÖSTRÖM",
+                                         "eliane@example.fr,éliane,östlund",
                                          header="email,first_name,last_name"))  # fmt: skip
-    assert [h.first_name for h in (await search(world.db, TEAM, "Élo")).hits] == ["Élodie"]
-    assert [h.last_name for h in (await search(world.db, TEAM, "Dupr")).hits] == ["Dupré"]
-    if world.db.dialect == "postgresql":
-        assert [h.first_name for h in (await search(world.db, TEAM, "élo")).hits] == ["Élodie"]
-        assert [h.first_name for h in (await search(world.db, TEAM, "ÉLODIE")).hits] == [
-            "Élodie"]  # fmt: skip
+
+    async def firsts(query: str) -> list[str]:
+        return [h.first_name for h in (await search(world.db, TEAM, query)).hits]
+
+    for query in ("Élo", "élo", "ÉLO", "éLo"):
+        assert await firsts(query) == ["Élodie", "ÉLOÏSE"], query  # by email
+    assert await firsts("élodie") == await firsts("ÉLODIE") == ["Élodie"]
+    assert await firsts("éloï") == await firsts("ÉLOÏS") == ["ÉLOÏSE"]
+    assert await firsts("éli") == await firsts("ÉLI") == ["éliane"]
+    assert await firsts("öst") == await firsts("ÖST") == ["éliane", "ÉLOÏSE"]
+    assert await firsts("élodie dupré") == await firsts("ÉLODIE DUPRÉ") == ["Élodie"]
+    assert await firsts("éloïse östr") == ["ÉLOÏSE"]
+    assert await firsts("élodie östr") == []
+    assert await firsts("Dupre") == []  # an accent is a different letter, as on PostgreSQL
+
+
+def test_spellings_cover_each_case_of_other_letters_up_to_a_limit() -> None:
+    assert spellings("ÉLo", fold_all=True) == ["ÉLo"]  # PostgreSQL lowers it itself
+    assert spellings("ÉLo", fold_all=False) == ["élo", "Élo"]
+    assert spellings("ada", fold_all=False) == ["ada"]
+    assert spellings("ß", fold_all=False) == ["ß"]  # "SS" is two letters: not a spelling
+    many = spellings("éèêëé", fold_all=False)
+    assert len(many) == MAX_SPELLINGS and len(set(many)) == MAX_SPELLINGS
+    assert all(form.endswith("é") for form in many)  # past the limit: as typed, lowercase
 
 
 async def test_search_reads_only_index_ranges(world: World) -> None:
@@ -130,9 +152,9 @@ async def test_search_reads_only_index_ranges(world: World) -> None:
               "yes": True} for i in range(4000)])  # fmt: skip
         await conn.execute(text("ANALYZE contact" if world.db.dialect == "postgresql"
                                 else "ANALYZE"))  # fmt: skip
-    for query in ("ada", "ada love"):
-        params, two_words = search_params(TEAM, query)
-        sql = search_sql(world.db.dialect, two_words=two_words)
+    for query in ("ada", "ada love", "élo", "élo öst"):
+        params, shape = search_params(TEAM, query, world.db.dialect)
+        sql = search_sql(world.db.dialect, shape)
         async with world.db.begin() as conn:
             if world.db.dialect == "postgresql":
                 plan = "\n".join(r[0] for r in await conn.execute(text("EXPLAIN " + sql), params))
