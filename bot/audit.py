@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 
+from bot.casefold import contains
 from models import AuditEntry, Database, Enrollment, ImportBatch, Invite, InviteState
 from models.clock import utcnow
 
@@ -122,20 +123,14 @@ async def record(db: Database, team_id: str, actor: str, action: Act, subject: s
         await record_in(conn, team_id, actor, action, subject, detail)
 
 
-def _like(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def _matching(text: str) -> ColumnElement[bool]:
+def _matching(text: str, dialect: str) -> ColumnElement[bool]:
     """The WHERE clause of a filter: an import by number ("import #12", "#12": that import
     only), or words found in the subject, action or detail (ignoring case); words that look
     like a user id also find that person's acts, and lead changes about them."""
     text = " ".join(text.split())
     if number := _IMPORT_FILTER.match(text):
         return col(AuditEntry.subject) == import_subject(int(number.group(1)))
-    pattern = _like(text)
-    found = [func.lower(c).like(pattern, escape="\\")
+    found = [contains(c, text, dialect)
              for c in (col(AuditEntry.subject), col(AuditEntry.action), col(AuditEntry.detail))]
     person = _MENTION.match(text)
     user_id = person.group(1) if person else text.upper()
@@ -154,7 +149,7 @@ async def recent(db: Database, team_id: str, *, limit: int = 50, since: datetime
     if before_id is not None:
         query = query.where(col(AuditEntry.id) < before_id)
     if matching.strip():
-        query = query.where(_matching(matching))
+        query = query.where(_matching(matching, db.dialect))
     query = query.order_by(col(AuditEntry.id).desc()).limit(limit)
     async with db.session() as session:
         rows = (await session.exec(query)).all()

@@ -30,6 +30,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import Act, record_in
 from bot.campaigns.consent import STOP_INVITES
+from bot.casefold import spellings
 from models import Contact, Database, RetiredCode
 from models.clock import utcnow
 
@@ -110,33 +111,6 @@ def subject(email: str) -> str:
 
 
 # ---- search ---------------------------------------------------------------------------------
-
-
-# SQLite's lower() folds A-Z only, so a name's index key keeps any other letter's case: a
-# prefix is looked up in each case its other letters may stand in, up to this many spellings.
-MAX_SPELLINGS = 16
-
-
-def spellings(word: str, *, fold_all: bool) -> list[str]:
-    """The prefixes to look `word` up by in a `lower(name)` index.
-
-    PostgreSQL's lower() folds every alphabet: the word itself (the SQL lowers it). SQLite's
-    leaves "Élodie" as "Élodie", so "élo" is looked up as "élo" and "Élo": each cased letter
-    outside A-Z doubles the spellings, until MAX_SPELLINGS (later ones are taken lowercase:
-    "ÉLÉONORE" in capitals is still found by its first four such letters, or typed as stored).
-    """
-    if fold_all:
-        return [word]
-    forms = [""]
-    for ch in word.lower():
-        cases = [ch]
-        if not ch.isascii():
-            cases += [c for c in dict.fromkeys((ch.upper(), ch.title()))
-                      if len(c) == 1 and c != ch and c.lower() == ch]  # fmt: skip
-        if len(forms) * len(cases) > MAX_SPELLINGS:
-            cases = [ch]
-        forms = [form + case for form in forms for case in cases]
-    return forms
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,6 @@ from bot.audit import Act
 from bot.campaigns.invites import Links, send_invites
 from bot.contact_admin import (
     GONE,
-    MAX_SPELLINGS,
     ContactError,
     card,
     delete_contact,
@@ -27,7 +26,6 @@ from bot.contact_admin import (
     search,
     search_params,
     search_sql,
-    spellings,
     unsubscribe,
 )
 from bot.email.send import OutboxDirSender, SendResult
@@ -128,16 +126,6 @@ async def test_accented_names_are_found_in_any_case(world: World) -> None:
     assert await firsts("éloïse östr") == ["ÉLOÏSE"]
     assert await firsts("élodie östr") == []
     assert await firsts("Dupre") == []  # an accent is a different letter, as on PostgreSQL
-
-
-def test_spellings_cover_each_case_of_other_letters_up_to_a_limit() -> None:
-    assert spellings("ÉLo", fold_all=True) == ["ÉLo"]  # PostgreSQL lowers it itself
-    assert spellings("ÉLo", fold_all=False) == ["élo", "Élo"]
-    assert spellings("ada", fold_all=False) == ["ada"]
-    assert spellings("ß", fold_all=False) == ["ß"]  # "SS" is two letters: not a spelling
-    many = spellings("éèêëé", fold_all=False)
-    assert len(many) == MAX_SPELLINGS and len(set(many)) == MAX_SPELLINGS
-    assert all(form.endswith("é") for form in many)  # past the limit: as typed, lowercase
 
 
 async def test_search_reads_only_index_ranges(world: World) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import func, or_, text, update
 from sqlmodel import col, select
 
 from bot.audit import Act, import_subject, record_in
+from bot.casefold import contains, like_pattern
 from bot.imports.batches import (
     UNDER_WAY,
     ReviewError,
@@ -158,10 +159,11 @@ async def contacts_page(
         col(StagedRow.removed).is_(False),
     ]
     if query.strip():
-        like = f"%{query.strip().casefold()}%"
-        where.append(or_(col(StagedRow.email_key).like(like),
-                         func.lower(StagedRow.first_name).like(like),
-                         func.lower(StagedRow.last_name).like(like)))  # fmt: skip
+        words = query.strip()
+        where.append(or_(col(StagedRow.email_key).like(like_pattern(words.casefold()),
+                                                       escape="\\"),
+                         contains(StagedRow.first_name, words, db.dialect),
+                         contains(StagedRow.last_name, words, db.dialect)))  # fmt: skip
     async with db.session() as session:
         total = (
             await session.exec(select(func.count()).select_from(StagedRow).where(*where))

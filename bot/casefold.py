@@ -1,0 +1,52 @@
+"""Case-insensitive matching that means the same on SQLite and PostgreSQL.
+
+PostgreSQL's lower() folds every alphabet. SQLite's lower() and LIKE fold only A-Z, so there
+"élo" would miss "Élodie": SQLite is asked for each case the other letters may be stored in.
+(Registering a Python casefold() on every SQLite connection would fold exactly, but an index
+on it would make the file unwritable to any tool without that function, `sqlite3` included,
+and each row's call would cost more than these few extra ranges.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, or_
+
+# Each cased letter outside A-Z doubles the spellings looked up; past this many, the rest are
+# taken lowercase.
+MAX_SPELLINGS = 16
+
+
+def spellings(word: str, *, fold_all: bool) -> list[str]:
+    """The forms to look `word` up by in a `lower(column)` comparison.
+
+    `fold_all` (PostgreSQL, whose lower() folds every alphabet): the word itself, for the SQL
+    to lower. SQLite leaves "Élodie" as "Élodie", so "élo" is looked up as "élo" and "Élo"; a
+    word with many such letters ("ÉLÉONORE") is found by its first four in any case, the rest
+    as typed in lowercase or stored so.
+    """
+    if fold_all:
+        return [word]
+    forms = [""]
+    for ch in word.lower():
+        cases = [ch]
+        if not ch.isascii():
+            cases += [c for c in dict.fromkeys((ch.upper(), ch.title()))
+                      if len(c) == 1 and c != ch and c.lower() == ch]  # fmt: skip
+        if len(forms) * len(cases) > MAX_SPELLINGS:
+            cases = [ch]
+        forms = [form + case for form in forms for case in cases]
+    return forms
+
+
+def like_pattern(text: str) -> str:
+    """`%text%` for LIKE with escape `\\`: the text's own %, _ and \\ match themselves."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def contains(column: Any, text: str, dialect: str) -> ColumnElement[bool]:
+    """`column` contains `text`, ignoring case in every alphabet on both databases."""
+    words = [text.lower()] if dialect == "postgresql" else spellings(text, fold_all=False)
+    return or_(*(func.lower(column).like(like_pattern(word), escape="\\") for word in words))
