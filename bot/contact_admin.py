@@ -33,6 +33,7 @@ from bot.campaigns.consent import STOP_INVITES
 from bot.casefold import spellings
 from models import Contact, Database, RetiredCode
 from models.clock import utcnow
+from models.locks import lock_contacts
 
 PAGE = 10
 MAX_QUERY = 100  # characters of a search that count; the rest is ignored
@@ -371,6 +372,7 @@ async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str
     """
     params = {"t": team_id, "c": contact_id}
     async with db.begin() as conn:
+        await lock_contacts(conn, team_id, exclusive=True)  # no import or enrollment mid-way
         email = (await conn.execute(text("DELETE FROM contact WHERE team_id = :t AND id = :c "
                                          "RETURNING email"), params)).scalar()  # fmt: skip
         if email is None:

@@ -22,6 +22,7 @@ from bot.campaigns.codes import new_codes
 from bot.jobs.queue import enqueue_in
 from models import CampaignState, Database, EnrollmentStatus, SegmentKind
 from models.clock import utcnow
+from models.locks import lock_contacts
 
 SEND_JOB = "send_invites"
 _TS = UTCDateTime()
@@ -59,6 +60,8 @@ async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold
     when a delayed invite is due).
     """
     async with db.begin() as conn:
+        # no contact it enrolls may be deleted before it commits (models/locks.py)
+        await lock_contacts(conn, team_id, exclusive=False)
         row = (await conn.execute(
             text("SELECT campaign_id, segment_id, batch_id FROM enrollment "
                  "WHERE id = :e AND team_id = :t"), {"e": enrollment_id, "t": team_id},

@@ -17,6 +17,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from models import BatchStatus, Database, ImportBatch
 from models.clock import utcnow
+from models.locks import lock_contacts
 
 APPLY_CHUNK = 1_000_000
 
@@ -275,6 +276,8 @@ async def _insert_new(conn: AsyncConnection, params: dict[str, object]) -> tuple
 
 async def _apply_chunk(conn: AsyncConnection, batch: ImportBatch, lo: int, hi: int) -> None:
     """One chunk in one transaction: contacts, membership, counters and cursor together."""
+    # No contact this chunk finds may be deleted before it commits (models/locks.py).
+    await lock_contacts(conn, batch.team_id, exclusive=False)
     # Claim the chunk first: if another process already applied it, the cursor moved on; if
     # the import was cancelled, no chunk is claimed any more.
     claimed = await conn.execute(

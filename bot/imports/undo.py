@@ -46,6 +46,7 @@ from bot.jobs.worker import Handler, JobContext, PermanentJobError
 from bot.notify import UNDO_FINISHED, ImportNotifier, enqueue_report_in
 from models import BatchStatus, Database, ImportBatch, JobState
 from models.clock import utcnow
+from models.locks import lock_contacts
 
 UNDO_CHUNK = 10_000  # contacts per transaction
 Progress = Callable[[int, int], Awaitable[None]]  # (memberships removed, to remove)
@@ -409,7 +410,10 @@ async def _record_result(conn: AsyncConnection, team_id: str, batch_id: int) -> 
 
 
 async def _hold(conn: AsyncConnection, params: dict[str, Any]) -> bool:
-    """Take the batch's row for this chunk while it is being undone (else stop quietly)."""
+    """Take the batch's row for this chunk while it is being undone (else stop quietly),
+    after the workspace's contacts lock: the chunk deletes contacts that no import or
+    enrollment under way may attach rows to meanwhile (models/locks.py)."""
+    await lock_contacts(conn, params["t"], exclusive=True)
     return (await conn.execute(_HOLD, {**params, "now": utcnow()})).rowcount == 1
 
 

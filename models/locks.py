@@ -1,0 +1,37 @@
+"""A workspace's contacts lock: what deletes contacts waits for what attaches rows to them.
+
+Contacts have no foreign keys pointing at them (a million-row import would pay for checking
+each), so on PostgreSQL, under READ COMMITTED, a transaction that attaches rows to contacts it
+read (an import's memberships of known addresses, an enrollment's advocates and invites) and
+one that deletes contacts (deleting a contact, undoing an import) could each miss the other's
+uncommitted rows: the deletion removes the contact and what it saw hanging on it, the other
+commits a membership or an advocate of a contact that is gone. So each takes this transaction
+lock first: shared to attach (imports and enrollments still run side by side), exclusive to
+delete (rare and short: it waits for the chunks under way, which then see the contact gone).
+
+On SQLite there is nothing to do: one writer at a time, and a transaction that read before
+another's commit can't write afterwards (SQLITE_BUSY_SNAPSHOT), so these never interleave.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+_SHARED = text("SELECT pg_advisory_xact_lock_shared(:key)")
+_EXCLUSIVE = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+def contacts_key(team_id: str) -> int:
+    """The lock's 64-bit key: a hash of the workspace's id, the same in every process."""
+    digest = hashlib.blake2b(f"contacts:{team_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def lock_contacts(conn: AsyncConnection, team_id: str, *, exclusive: bool) -> None:
+    """Hold the workspace's contacts lock until this transaction ends (PostgreSQL). Take it
+    before any row lock of the transaction, so that waiting for it never closes a cycle."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_EXCLUSIVE if exclusive else _SHARED, {"key": contacts_key(team_id)})
