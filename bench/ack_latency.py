@@ -55,7 +55,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-from common import BenchFailed, environment, failed, scratch
+from common import BenchFailed, environment, failed, say, scratch
 
 from bot.cli import main as cli_main
 from handlers.ids import Action
@@ -400,10 +400,6 @@ class Load:
 
 
 # --- the run --------------------------------------------------------------------------------
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 async def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -19,6 +20,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 class BenchFailed(Exception):
     """The work measured failed or gave wrong counts: the only non-zero exits."""
+
+
+def say(message: str) -> None:
+    """Progress on stderr: stdout is the report, or its JSON."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def referral_bot(parser: argparse.ArgumentParser) -> str:
+    """The `referral-bot` command beside this Python (else on PATH); a usage error without."""
+    exe = shutil.which("referral-bot", path=str(Path(sys.executable).parent)) or shutil.which(
+        "referral-bot"
+    )
+    if exe is None:
+        parser.error("no referral-bot command: install the project (pip install -e .)")
+    return exe
 
 
 @contextlib.contextmanager

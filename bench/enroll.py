@@ -40,7 +40,6 @@ import os
 import queue
 import re
 import resource
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -53,7 +52,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from common import BenchFailed, failed, scratch, verdict_table, watch_rss
+from common import BenchFailed, failed, referral_bot, say, scratch, verdict_table, watch_rss
 
 DEFAULT_ROWS = 1_000_000
 QUICK_ROWS = 100_000
@@ -610,14 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = QUICK_ROWS if args.quick else args.rows
     if rows < 1 or args.invites < 0 or args.invites == 1:
         parser.error("--rows must be positive and --invites 0 or at least 2")
-    exe = shutil.which("referral-bot", path=str(Path(sys.executable).parent)) or shutil.which(
-        "referral-bot"
-    )
-    if exe is None:
-        parser.error("no referral-bot command: install the project (pip install -e .)")
-
-    def say(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+    exe = referral_bot(parser)
 
     try:
         with scratch("referral-bench-enroll-", keep=args.keep) as workdir:

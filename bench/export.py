@@ -61,7 +61,7 @@ from typing import Any, TextIO, TypeVar
 
 import import_csv
 import uvloop
-from common import BenchFailed, environment, failed, scratch, verdict_table
+from common import BenchFailed, environment, failed, say, scratch, verdict_table
 from sqlalchemy import text
 
 from bot.cli import main as cli_main
@@ -89,10 +89,6 @@ FLOOR_SQL = """
     WHERE contact.team_id = ? AND segment_member.segment_id = ? AND segment_member.team_id = ?
     ORDER BY segment_member.contact_id
 """
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # --- the data ------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ import resource
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from array import array
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
-from common import BenchFailed, failed, verdict_table, watch_rss
+from common import BenchFailed, failed, referral_bot, say, verdict_table, watch_rss
 from sqlalchemy import event
 from sqlmodel import Session, create_engine
 
@@ -503,14 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rows < 1 or args.naive_rows < 1:
         parser.error("--rows and --naive-rows must be positive")
-    exe = shutil.which("referral-bot", path=str(Path(sys.executable).parent)) or shutil.which(
-        "referral-bot"
-    )
-    if exe is None:
-        parser.error("no referral-bot command: install the project (pip install -e .)")
-
-    def say(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+    exe = referral_bot(parser)
 
     workdir = Path(tempfile.mkdtemp(prefix="referral-bench-"))
     try:

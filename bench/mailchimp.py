@@ -56,7 +56,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from common import BenchFailed, failed, verdict_table
+from common import BenchFailed, failed, say, verdict_table
 
 DEFAULT_MEMBERS = 100_000
 QUICK_MEMBERS = 20_000
@@ -411,9 +411,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--members must be positive and --latency not negative")
     if args.serve:
         return serve(members, args.latency, args.prerender)
-
-    def say(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
 
     try:
         fast = phase(True, members, args.latency, say)

@@ -44,7 +44,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from common import BenchFailed, failed, scratch
+from common import BenchFailed, failed, say, scratch
 
 from bot.email import (
     MESSAGE_POLICY,
@@ -371,9 +371,6 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args.tls_cert, args.tls_key)
     if args.invites < 1:
         parser.error("--invites must be positive")
-
-    def say(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
 
     try:
         with scratch("referral-bench-smtp-", keep=False) as workdir:
