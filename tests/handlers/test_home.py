@@ -204,6 +204,16 @@ async def test_new_import_from_home_reviews_in_the_channel_chosen(app: Harness) 
     assert app.slack.block_errors == []
 
 
+async def test_when_slack_cant_say_who_is_a_lead_the_form_asks_for_a_channel(
+    app: Harness,
+) -> None:
+    modal = await _home_import_form(app, REP)
+    app.slack.fail("users.info", "fatal_error")
+    reply = await _submit_home_form(app, modal, REP, segment="From Home", channel=None)
+    assert reply.status == 200
+    assert "Only team leads approve" in reply.body["errors"][BlockId.REVIEW_CHANNEL]
+
+
 async def test_a_lead_may_review_a_home_import_in_the_dm(app: Harness) -> None:
     modal = await _home_import_form(app, LEAD)
     dm = json.loads(modal["private_metadata"])["channel"]
