@@ -34,12 +34,12 @@ async def enrollment_summary(db: Database, team_id: str, enrollment_id: int) -> 
         if enrollment is None or enrollment.team_id != team_id:
             raise LookupError("That enrollment doesn't exist in this workspace.")
         campaign = await session.get(Campaign, enrollment.campaign_id)
-        assert campaign is not None
+        assert campaign is not None and campaign.team_id == team_id
         segment = None
         if enrollment.segment_id is not None:
             segment = (await session.exec(text(  # type: ignore[call-overload]
-                "SELECT name FROM segment WHERE id = :s").bindparams(s=enrollment.segment_id)
-            )).scalar()  # fmt: skip
+                "SELECT name FROM segment WHERE id = :s AND team_id = :t"
+            ).bindparams(s=enrollment.segment_id, t=team_id))).scalar()  # fmt: skip
         rows = (await session.exec(text(  # type: ignore[call-overload]
             "SELECT state, reason, fell_back, locale, COUNT(*) FROM invite "
             "WHERE team_id = :t AND enrollment_id = :e GROUP BY state, reason, fell_back, locale"

@@ -275,13 +275,14 @@ async def set_state(db: Database, team_id: str, campaign_id: int, state: Campaig
     """Go live (enrolling every target now; returns the enrollment) or pause."""
     async with db.begin() as conn:
         before = await _take(conn, team_id, campaign_id)
-        await conn.execute(text("UPDATE campaign SET state = :s WHERE id = :c"),
-                           {"s": state, "c": campaign_id})  # fmt: skip
+        await conn.execute(text("UPDATE campaign SET state = :s WHERE id = :c AND team_id = :t"),
+                           {"s": state, "c": campaign_id, "t": team_id})  # fmt: skip
         if state != CampaignState.LIVE or before == CampaignState.LIVE:
             return None
         targets = (await conn.execute(
             text("SELECT COUNT(*) FROM campaign_segment WHERE campaign_id = :c "
-                 "AND role = 'target'"), {"c": campaign_id})).scalar_one()  # fmt: skip
+                 "AND team_id = :t AND role = 'target'"),
+            {"c": campaign_id, "t": team_id})).scalar_one()  # fmt: skip
         if not targets:
             return None  # nothing to enroll until a segment is targeted
         return await _enroll_in(conn, team_id, campaign_id, segment_id=None, batch_id=None,

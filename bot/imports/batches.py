@@ -59,6 +59,7 @@ async def create_batch(
     A `dry_run` batch is staged only to be counted and then dropped: nothing is audited."""
     now = utcnow()
     async with db.session() as session:
+        await _own_segment(await session.connection(), team_id, segment_id)
         batch = ImportBatch(team_id=team_id, segment_id=segment_id, requested_by=requested_by,
                             update_existing=update_existing,
                             consent_by=requested_by if consent else None,
@@ -98,6 +99,7 @@ async def create_upload_batch(
             if existing is None:
                 raise ReviewError("This file was already offered for review.") from None
             return existing, False
+        await _own_segment(await session.connection(), team_id, segment_id)
         batch = ImportBatch(team_id=team_id, segment_id=segment_id, requested_by=requested_by)
         session.add(batch)
         await session.flush()
@@ -116,10 +118,20 @@ async def create_upload_batch(
         return batch.id, True
 
 
+async def _own_segment(conn: AsyncConnection, team_id: str, segment_id: int) -> None:
+    """A batch goes only into a segment of its own workspace (the database's foreign key
+    knows the segment's id, not its workspace); callers check first, this is the last word."""
+    found = (await conn.execute(select(Segment.id).where(
+        col(Segment.id) == segment_id, col(Segment.team_id) == team_id))).first()  # fmt: skip
+    if found is None:
+        raise ReviewError("That segment doesn't exist in this workspace.")
+
+
 async def _requested(conn: AsyncConnection, team_id: str, batch_id: int, segment_id: int,
                      requested_by: str, consent: bool) -> None:  # fmt: skip
     name = (await conn.execute(
-        select(Segment.name).where(col(Segment.id) == segment_id)
+        select(Segment.name).where(col(Segment.id) == segment_id,
+                                   col(Segment.team_id) == team_id)
     )).scalar_one()  # fmt: skip
     subject = import_subject(batch_id)
     await record_in(conn, team_id, requested_by, Act.IMPORT_REQUESTED, subject, f"into {name}")
@@ -631,7 +643,8 @@ async def require_static_segment(conn: AsyncConnection, team_id: str, batch_id: 
     can't receive it (deleting refuses segments with imports under way, this closes the gap)."""
     kind = (await conn.execute(
         select(Segment.kind).join(ImportBatch, col(ImportBatch.segment_id) == col(Segment.id))
-        .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id)
+        .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id,
+               col(Segment.team_id) == team_id)
     )).scalar_one_or_none()  # fmt: skip
     if kind != SegmentKind.STATIC:
         raise ReviewError("The segment of this import was deleted: cancel it and start again "

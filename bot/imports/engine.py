@@ -126,6 +126,8 @@ _INSERT_MEMBERS = text(f"""
     ON CONFLICT (segment_id, contact_id) DO NOTHING
 """).bindparams(bindparam("now", type_=UTCDateTime()))
 
+# Table-wide on purpose: a watermark of ids (no row data), above which the chunk's new
+# contacts are found again (with the batch's id and team).
 _MAX_CONTACT_ID = text("SELECT COALESCE(MAX(id), 0) FROM contact")
 
 # PostgreSQL plans the probes by address above (known contacts' memberships, consent) from

@@ -74,7 +74,7 @@ async def load(db: Database, team_id: str, batch_id: int) -> BatchView:
         if batch is None or batch.team_id != team_id:
             raise ReviewError("That import doesn't exist in this workspace.")
         segment = await session.get(Segment, batch.segment_id)
-        assert segment is not None
+        assert segment is not None and segment.team_id == team_id
         sources = list(
             (
                 await session.exec(

@@ -202,6 +202,25 @@ async def test_workspaces_never_see_each_other(db: Database) -> None:
     assert await _counts(db, "T1") == await _counts(db, "T2") == {"contacts": 4, "members": 4}
 
 
+async def test_a_batch_never_goes_into_another_workspaces_segment(db: Database) -> None:
+    """The segment's foreign key knows its id, not its workspace: the batch's own check."""
+    from bot.imports.batches import ReviewError, create_upload_batch
+
+    await ensure_workspace(db, "T1")
+    await ensure_workspace(db, "T2")
+    theirs = await import_target(db, "T2", "Theirs", create=True)
+    for attempt in (create_batch(db, "T1", theirs.id or 0, "U1"),
+                    create_batch(db, "T1", theirs.id or 0, "U1", dry_run=True),
+                    create_upload_batch(db, "T1", theirs.id or 0, "U1", file_id="F1",
+                                        label="x.csv")):  # fmt: skip
+        with pytest.raises(ReviewError, match="doesn't exist in this workspace"):
+            await attempt
+    async with db.begin() as conn:
+        assert (await conn.execute(text("SELECT COUNT(*) FROM import_batch"))).scalar() == 0
+        assert (await conn.execute(text(
+            "SELECT COUNT(*) FROM audit_entry WHERE team_id = 'T1'"))).scalar() == 0
+
+
 async def test_unreadable_file_imports_nothing(db: Database) -> None:
     await ensure_workspace(db, "T1")
     files = [
