@@ -138,3 +138,6 @@ class Invite(SQLModel, table=True):
     fell_back: bool = False  # the contact's language had no template
     sent_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+    # while `sending`: the job handing it to the mail server (None: sent outside a job); only
+    # an invite whose job is no longer alive is called uncertain by another run
+    sender_job: int | None = None

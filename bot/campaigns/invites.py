@@ -61,10 +61,16 @@ class _Campaign:
     default_locale: str
 
 
+# Invites a dead run left `sending`: it may or may not have handed them over. One a live run
+# holds (its job still running under a lease the worker renews) is that run's to finish: two
+# runs of one enrollment can overlap, e.g. a resend asked for while a long send goes on.
 _CRASHED = text("""
     UPDATE invite SET state = 'uncertain', updated_at = :now,
         reason = 'the sender stopped while handing this invite to the mail server'
     WHERE team_id = :t AND enrollment_id = :e AND state = 'sending'
+      AND (sender_job IS NULL OR sender_job = :job OR NOT EXISTS (
+          SELECT 1 FROM job j WHERE j.id = invite.sender_job AND j.state = 'running'
+            AND j.lease_expires_at > :now))
 """).bindparams(_ts("now"))
 
 _DUE = text("""
@@ -78,7 +84,8 @@ _DUE = text("""
 """).bindparams(_ts("now"))
 
 _START_SQL = """
-    UPDATE invite SET state = 'sending', attempts = attempts + 1, updated_at = :now
+    UPDATE invite SET state = 'sending', attempts = attempts + 1, updated_at = :now,
+        sender_job = :job
     WHERE id = :id AND team_id = :t AND state IN ('queued', 'held')
     RETURNING attempts
 """
@@ -130,8 +137,8 @@ def _outcome(p: _Pending, now: datetime) -> dict[str, Any]:
     return values
 
 
-async def _write(db: Database, team_id: str, done: _Pending | None, start: int | None
-                 ) -> int | None:  # fmt: skip
+async def _write(db: Database, team_id: str, done: _Pending | None, start: int | None,
+                 job: int | None = None) -> int | None:  # fmt: skip
     """Record `done`'s outcome and mark `start` as sending, in one transaction.
 
     Returns the started invite's attempt number, or None if it is no longer to be sent
@@ -143,7 +150,7 @@ async def _write(db: Database, team_id: str, done: _Pending | None, start: int |
         outcome = None
         if done is not None and done.result is not None:
             outcome = {**_outcome(done, now), "t": team_id, "now": now}
-        started = {"id": start, "t": team_id, "now": now}
+        started = {"id": start, "t": team_id, "now": now, "job": job}
         if conn.dialect.name == "sqlite":  # once per invite: the driver directly, far cheaper
             return await _sqlite_write(conn, outcome, started if start is not None else None)
         if outcome is not None:
@@ -201,10 +208,15 @@ Progress = Callable[[], Awaitable[None]]
 async def send_invites(
     db: Database, team_id: str, enrollment_id: int, *, sender: MailSender, links: Links,
     on_progress: Progress | None = None, checkpoint: Callable[[], None] | None = None,
+    job_id: int | None = None,
 ) -> None:  # fmt: skip
-    """Send the enrollment's due invites over one connection; schedule the rest for later."""
+    """Send the enrollment's due invites over one connection; schedule the rest for later.
+
+    `job_id`: the job this run is (None outside one), named on each invite while it is being
+    handed over, so that another run of the enrollment leaves that invite to this one."""
     async with db.begin() as conn:
-        await conn.execute(_CRASHED, {"t": team_id, "e": enrollment_id, "now": utcnow()})
+        await conn.execute(_CRASHED, {"t": team_id, "e": enrollment_id, "now": utcnow(),
+                                      "job": job_id})  # fmt: skip
     campaign = await _campaign(db, team_id, enrollment_id)
     if campaign is None:
         return
@@ -223,7 +235,7 @@ async def send_invites(
                     after = invite_id
                     if checkpoint is not None:
                         checkpoint()
-                    attempts = await _write(db, team_id, pending, invite_id)
+                    attempts = await _write(db, team_id, pending, invite_id, job_id)
                     pending = None
                     if attempts is None:
                         continue

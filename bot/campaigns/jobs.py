@@ -33,7 +33,7 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
             ctx.db, ctx.team_id, enrollment_id,
             sender=sender_for(settings.smtp_url or None, settings.outbox_dir),
             links=Links(settings.public_base, settings.secret_key),
-            on_progress=progress, checkpoint=ctx.checkpoint,
+            on_progress=progress, checkpoint=ctx.checkpoint, job_id=ctx.job.id,
         )  # fmt: skip
 
     return run

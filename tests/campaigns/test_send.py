@@ -148,6 +148,36 @@ async def test_a_sender_that_dies_mid_send_never_sends_that_address_twice(world:
     assert (await _states(world))[first] == "uncertain"
 
 
+async def test_a_second_run_leaves_the_invite_a_live_run_is_handing_over(world: World) -> None:
+    """Two runs of one enrollment overlap (a resend asked for while a send goes on): the
+    second must not call the first's invite in flight uncertain, which lost its outcome (and
+    a later resend emailed that person again)."""
+    from datetime import timedelta
+
+    from bot.campaigns.enroll import SEND_JOB
+    from bot.jobs.queue import enqueue
+    from models.clock import utcnow
+
+    enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(3)))
+    job = await enqueue(world.db, TEAM, SEND_JOB, {"enrollment_id": enrollment})
+    async with world.db.begin() as conn:  # as a worker holds it: running under a live lease
+        await conn.execute(text("UPDATE job SET state = 'running', lease_expires_at = :until "
+                                "WHERE id = :j"), {"until": utcnow() + timedelta(minutes=5),
+                                                   "j": job.id})  # fmt: skip
+    handler = Handler(data_delay=0.5)  # each reply comes half a second after the message
+    async with smtp_server(handler) as server:
+        first = asyncio.create_task(send_invites(
+            world.db, TEAM, enrollment, sender=SmtpSender(parse_smtp_url(server.url)),
+            links=LINKS, job_id=job.id))  # fmt: skip
+        while not handler.messages:
+            await asyncio.sleep(0.01)
+        assert Counter((await _states(world)).values())["sending"] == 1
+        await _send(world, server, enrollment)  # the second run, while the first waits
+        await first
+    assert set((await _states(world)).values()) == {"sent"}
+    assert sorted(_received(server).values()) == [1, 1, 1]
+
+
 async def test_held_invites_wait_and_cancel_invites_sends_nothing(world: World) -> None:
     enrollment = await _enrolled(world, "a@example.com,A,", "b@example.com,B,", hold=300)
     async with smtp_server() as server:
