@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.imports import review
 from bot.imports.batches import create_upload_batch
-from bot.once import first_time
+from bot.once import first_time, forget
 from bot.workspaces import ensure_workspace
 from handlers.context import Deps, Refusal, deps
 from handlers.ids import Action, BlockId
@@ -74,16 +74,21 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
         if exc.response.get("error") not in ("file_not_found", "file_deleted", "access_denied"):
             raise
         raise Refusal("That file was deleted, or I can't see it any more.") from None
-    batch_id, created = await create_upload_batch(
+    batch_id, _ = await create_upload_batch(
         d.db, team_id, segment.id or 0, user_id, file_id=file_id, label=info.name
     )
     channel = body["channel"]["id"]
-    if not created:
+    # one review message per batch: a double click (or two people) would post two
+    posting = f"review-post:{batch_id}"
+    if not await first_time(d.db, team_id, posting):
         earlier = await review.batch_of(d.db, team_id, batch_id)
-        if earlier.message_ts:
-            raise Refusal(f"This file already has a review: import #{batch_id} in "
-                          f"<#{earlier.channel_id}>.")  # fmt: skip
-    await post_review(client, d, team_id, batch_id, channel, user_id)
+        where = f" in <#{earlier.channel_id}>" if earlier.message_ts else " (being posted)"
+        raise Refusal(f"This file already has a review: import #{batch_id}{where}.")
+    try:
+        await post_review(client, d, team_id, batch_id, channel, user_id)
+    except BaseException:
+        await forget(d.db, team_id, posting)  # not posted: the next click posts it
+        raise
     await client.chat_update(channel=channel, ts=body["container"]["message_ts"],
                              text="Review posted", blocks=plain(
                                  f":white_check_mark: <@{user_id}> started a review for "

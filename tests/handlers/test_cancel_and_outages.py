@@ -11,6 +11,7 @@ from bot.imports.cancel import cancel_job
 from bot.jobs.queue import list_jobs
 from handlers.ids import Action, BlockId
 from models import BatchStatus
+from tests.fakes.slack_api import find_element
 from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_import_flow import _count, _form, _open_modal, _review
 
@@ -169,6 +170,33 @@ async def test_review_import_on_an_upload_can_be_retried_and_the_skipped_rows_fo
     await app.settle()
     assert "already has a review" in app.slack.ephemerals[-1]["text"]
     assert len(app.slack.uploads) == 1
+
+
+async def test_a_double_click_on_review_import_posts_one_review(app: Harness) -> None:
+    from bot.workspaces import ensure_workspace, import_target
+
+    await ensure_workspace(app.db, "T0001")
+    segment = await import_target(app.db, "T0001", "VIP", create=True)
+    app.slack.add_file("F0002", "upload.csv", b"email\nok@example.com\n", channels=["C0001"])
+    chosen = {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {
+        "type": "external_select", "selected_option": {
+            "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment.id)}}}}  # fmt: skip
+    offer_msg = await _offer(app)
+    gate = app.slack.hold("chat.postMessage")  # the first click's review is on its way
+    for _ in range(2):
+        await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
+                                        message_ts=offer_msg["ts"],
+                                        state_values=chosen)  # fmt: skip
+    for _ in range(300):  # until the second click is answered, or posts a second review
+        if app.slack.ephemerals or len(app.slack.calls_to("chat.postMessage")) > 1:
+            break
+        await asyncio.sleep(0.01)
+    gate.set()
+    await app.settle()
+    reviews = [m for m in app.slack.messages if m["channel"] == "C0001"
+               and find_element(m.get("blocks") or [], Action.APPROVE)]  # fmt: skip
+    assert len(reviews) == 1
+    assert "already has a review: import #1 (being posted)" in app.slack.ephemerals[-1]["text"]
 
 
 async def _offer(app: Harness) -> dict:
