@@ -7,7 +7,7 @@ import io
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.campaigns.reports import enrollment_summary, failed_invites
+from bot.campaigns.reports import claim_report, enrollment_summary, failed_invites
 from bot.imports.batches import neutralise
 from bot.once import first_time, forget
 from handlers.enrollment_messages import enrollment_report
@@ -34,19 +34,15 @@ class EnrollmentReports:
             posted = await self.client.chat_postMessage(channel=e.channel_id,
                                                         thread_ts=e.thread_ts, text=text,
                                                         blocks=blocks)  # fmt: skip
-            await self._remember(team_id, enrollment_id, str(posted["ts"]))
+            kept = await claim_report(self.db, team_id, enrollment_id, str(posted["ts"]))
+            if kept != posted["ts"]:  # another report was posted first: one reply stays
+                await self.client.chat_delete(channel=e.channel_id, ts=posted["ts"])
+                await self.client.chat_update(channel=e.channel_id, ts=kept, text=text,
+                                              blocks=blocks)  # fmt: skip
         unsettled = sum(summary.count(s) for s in ("queued", "held", "sending"))
         troubled = summary.count("failed") + summary.count("uncertain")
         if troubled and not unsettled:
             await self._share_failures(team_id, e, summary.campaign.name, troubled)
-
-    async def _remember(self, team_id: str, enrollment_id: int, ts: str) -> None:
-        async with self.db.session() as session:
-            row = await session.get(Enrollment, enrollment_id)
-            if row is not None and row.team_id == team_id:
-                row.report_ts = ts
-                session.add(row)
-                await session.commit()
 
     async def _share_failures(self, team_id: str, e: Enrollment, campaign: str,
                               count: int) -> None:  # fmt: skip

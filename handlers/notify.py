@@ -22,7 +22,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from bot.campaigns.preview import preview_batch
 from bot.campaigns.service import list_campaigns
 from bot.imports.batches import write_rejects
-from bot.imports.review import load, set_message
+from bot.imports.review import claim_progress, load
 from bot.jobs.queue import enqueue
 from bot.notify import (
     BATCH_CHANGED,
@@ -88,6 +88,8 @@ class SlackNotifier:
         """Progress is only worth showing now: during an outage it is skipped, not retried."""
         try:
             view = await load(self.db, team_id, batch_id)
+            if view.batch.status not in (BatchStatus.QUEUED, BatchStatus.IMPORTING):
+                return  # finished meanwhile: its result is (being) shown, not this
             await self._progress(team_id, batch_id, progress_text(view.segment.name, done, total))
         except Exception as exc:
             if not (is_outage(exc) or isinstance(exc, SlackApiError)):
@@ -186,7 +188,7 @@ class SlackNotifier:
         blocks = (result_blocks(result, batch_id) if batch.status == BatchStatus.DONE
                   else undone_result_blocks(result, batch)
                   if batch.status == BatchStatus.UNDONE else None)  # fmt: skip
-        await self._progress(team_id, batch_id, result, blocks=blocks)
+        await self._progress(team_id, batch_id, result, blocks=blocks, final=True)
         if not batch.channel_id or not batch.message_ts or batch.status != BatchStatus.DONE:
             return
         if await first_time(self.db, team_id, f"next-step:{batch_id}"):
@@ -233,8 +235,10 @@ class SlackNotifier:
             raise
 
     async def _progress(self, team_id: str, batch_id: int, text: str,
-                        blocks: list[Block] | None = None) -> None:  # fmt: skip
-        """One reply in the thread, posted once and then updated in place."""
+                        blocks: list[Block] | None = None,
+                        final: bool = False) -> None:  # fmt: skip
+        """One reply in the thread, posted once and then updated in place. `final`: the
+        result, which replaces whatever progress another poster's reply shows."""
         view = await load(self.db, team_id, batch_id)
         batch = view.batch
         if not batch.channel_id or not batch.message_ts:
@@ -247,5 +251,10 @@ class SlackNotifier:
         posted: AsyncSlackResponse = await self.client.chat_postMessage(
             channel=batch.channel_id, thread_ts=batch.message_ts, text=text, **extra
         )
-        await set_message(self.db, team_id, batch_id, progress_ts=posted["ts"])
+        kept = await claim_progress(self.db, team_id, batch_id, str(posted["ts"]))
+        if kept != posted["ts"]:  # another poster's reply was kept first: one reply stays
+            await self.client.chat_delete(channel=batch.channel_id, ts=posted["ts"])
+            if final:
+                await self.client.chat_update(channel=batch.channel_id, ts=kept, text=text,
+                                              **extra)  # fmt: skip
 

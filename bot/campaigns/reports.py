@@ -65,3 +65,15 @@ async def failed_invites(db: Database, team_id: str, enrollment_id: int) -> list
             "AND i.state IN ('failed', 'uncertain') ORDER BY i.id"),
             {"t": team_id, "e": enrollment_id})  # fmt: skip
         return [(email, f"{state}: {reason}") for email, state, reason in rows]
+
+
+async def claim_report(db: Database, team_id: str, enrollment_id: int, ts: str) -> str:
+    """Keep `ts` as the enrollment's one report reply unless another was kept first; returns
+    the reply kept (two reports posted at once: the loser deletes its own)."""
+    params = {"ts": ts, "e": enrollment_id, "t": team_id}
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE enrollment SET report_ts = :ts "
+                                "WHERE id = :e AND team_id = :t AND report_ts IS NULL"), params)
+        kept = (await conn.execute(text("SELECT report_ts FROM enrollment "
+                                        "WHERE id = :e AND team_id = :t"), params)).scalar()
+    return str(kept or ts)

@@ -268,6 +268,22 @@ async def _close(conn: Any, team_id: str, batch_id: int, status: BatchStatus,
     )
 
 
+async def claim_progress(db: Database, team_id: str, batch_id: int, ts: str) -> str:
+    """Keep `ts` as the batch's one progress reply unless another was kept first; returns
+    the reply kept. Two posters (the approving click, the worker, a report job) may each post
+    before either has kept theirs: the loser deletes its own."""
+    async with db.begin() as conn:
+        await conn.execute(
+            update(ImportBatch)
+            .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id,
+                   col(ImportBatch.progress_ts).is_(None))
+            .values(progress_ts=ts)
+        )  # fmt: skip
+        kept = (await conn.execute(select(ImportBatch.progress_ts).where(
+            col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id))).scalar()
+    return str(kept or ts)
+
+
 async def set_message(
     db: Database, team_id: str, batch_id: int, *, channel_id: str | None = None,
     message_ts: str | None = None, progress_ts: str | None = None,
