@@ -9,6 +9,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.campaigns import service
 from bot.campaigns.invites import cancel_held, resend_uncertain
 from bot.imports.review import batch_of
+from bot.once import first_time, forget
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.enrollment_messages import go_live_first
 from handlers.ids import Action, BlockId
@@ -55,11 +56,11 @@ async def _target(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None
         await client.chat_postEphemeral(channel=channel, user=user_id, text=text, blocks=blocks,
                                         thread_ts=batch.message_ts)  # fmt: skip
         return
-    await service.target(d.db, team_id, campaign.id or 0, batch.segment_id,
-                         requested_by=user_id, thread=_thread(batch))  # fmt: skip
-    await client.chat_postMessage(channel=channel, thread_ts=batch.message_ts,
-                                  text=f"<@{user_id}> targeted *{esc(campaign.name)}* with this "
-                                  "segment: enrolling its contacts now.")  # fmt: skip
+    enrollment = await service.target(d.db, team_id, campaign.id or 0, batch.segment_id,
+                                      requested_by=user_id, thread=_thread(batch))  # fmt: skip
+    await _announce(d, client, team_id, enrollment, batch, user_id,
+                    f"<@{user_id}> targeted *{esc(campaign.name)}* with this segment: enrolling "
+                    "its contacts now.")  # fmt: skip
 
 
 async def _go_live(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
@@ -68,13 +69,38 @@ async def _go_live(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> Non
     campaign_part, _, batch_part = str(body["actions"][0].get("value") or "").partition(":")
     batch = await _imported(d, team_id, _int(batch_part, "an import"))
     campaign = await service.get_campaign(d.db, team_id, _int(campaign_part, "a campaign"))
-    await service.target(d.db, team_id, campaign.id or 0, batch.segment_id,
-                         requested_by=user_id, thread=_thread(batch))  # fmt: skip
-    await service.set_state(d.db, team_id, campaign.id or 0, CampaignState.LIVE,
-                            requested_by=user_id, thread=_thread(batch))  # fmt: skip
-    await client.chat_postMessage(channel=batch.channel_id or "", thread_ts=batch.message_ts,
-                                  text=f"<@{user_id}> took *{esc(campaign.name)}* live and "
-                                  "targeted this segment: enrolling now.")  # fmt: skip
+    targeted = await service.target(d.db, team_id, campaign.id or 0, batch.segment_id,
+                                    requested_by=user_id, thread=_thread(batch))  # fmt: skip
+    went_live = await service.set_state(d.db, team_id, campaign.id or 0, CampaignState.LIVE,
+                                        requested_by=user_id, thread=_thread(batch))  # fmt: skip
+    # live already (a second click got there first): the enrollment under way, if any
+    enrollment = went_live or targeted or await service.target(
+        d.db, team_id, campaign.id or 0, batch.segment_id, requested_by=user_id,
+        thread=_thread(batch))  # fmt: skip
+    await _announce(d, client, team_id, enrollment, batch, user_id,
+                    f"<@{user_id}> took *{esc(campaign.name)}* live and targeted this segment: "
+                    "enrolling now.")  # fmt: skip
+
+
+async def _announce(d: Deps, client: AsyncWebClient, team_id: str, enrollment: int | None,
+                    batch: ImportBatch, user_id: str, text: str) -> None:  # fmt: skip
+    """Say it in the thread once per enrollment: a second click that found the same one
+    under way is told so, privately."""
+    if enrollment is None:  # paused meanwhile
+        raise Refusal("Nobody was enrolled: the campaign isn't live. Go live to enroll.")
+    key = f"announced:{enrollment}"
+    if not await first_time(d.db, team_id, key):
+        await client.chat_postEphemeral(
+            channel=batch.channel_id or "", user=user_id, thread_ts=batch.message_ts,
+            text="That campaign is already enrolling this segment: its report in this thread "
+                 "follows it.")  # fmt: skip
+        return
+    try:
+        await client.chat_postMessage(channel=batch.channel_id or "",
+                                      thread_ts=batch.message_ts, text=text)  # fmt: skip
+    except BaseException:
+        await forget(d.db, team_id, key)
+        raise
 
 
 async def _cancel_invites(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:

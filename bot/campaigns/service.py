@@ -231,19 +231,33 @@ async def _enroll_in(conn: AsyncConnection, team_id: str, campaign_id: int, *,
     return first
 
 
+# An unfinished enrollment of the segment by targeting (or of every target, by going live).
+_PENDING_ENROLLMENT = text("""
+    SELECT id FROM enrollment WHERE team_id = :t AND campaign_id = :c AND batch_id IS NULL
+      AND (segment_id = :s OR segment_id IS NULL) AND status IN ('queued', 'running')
+    ORDER BY id LIMIT 1
+""")
+
+
 async def target(db: Database, team_id: str, campaign_id: int, segment_id: int, *,
                  requested_by: str, thread: Thread | None = None, hold: bool = True,
                  queue_job: bool = True) -> int | None:  # fmt: skip
     """Make the segment a target; a live campaign enrolls it at once (returns the enrollment).
 
-    Targeting twice is harmless: the segment stays targeted and nobody is enrolled twice.
+    Targeting twice is harmless: the segment stays targeted and nobody is enrolled twice. An
+    enrollment of the segment that hasn't finished yet (a double click, Go live pressed
+    twice) is returned instead of a second one, so one report follows it.
     """
     segment = await get_segment(db, team_id, segment_id)
     async with db.begin() as conn:
-        state = await _take(conn, team_id, campaign_id)
+        state = await _take(conn, team_id, campaign_id)  # two targetings: one after the other
         await _set_role(conn, team_id, campaign_id, segment.id or 0, SegmentRole.TARGET)
         if state != CampaignState.LIVE:
             return None
+        pending = (await conn.execute(_PENDING_ENROLLMENT, {
+            "t": team_id, "c": campaign_id, "s": segment.id})).scalar()  # fmt: skip
+        if pending is not None:
+            return int(pending)
         return await _enroll_in(conn, team_id, campaign_id, segment_id=segment.id, batch_id=None,
                                 requested_by=requested_by, thread=thread, hold=hold,
                                 queue_job=queue_job)  # fmt: skip

@@ -6,6 +6,7 @@ import asyncio
 import os
 
 import pytest
+from sqlalchemy import text
 
 from bot.campaigns import codes, service
 from bot.campaigns.after_import import enroll_imported
@@ -35,6 +36,14 @@ async def test_two_enrollments_at_once_never_enroll_anyone_twice(world: World) -
     segment = await world.segment_id("VIP")
     ids = [await service.target(world.db, TEAM, spring, segment, requested_by="U1",
                                 queue_job=False) for _ in range(2)]  # fmt: skip
+    assert ids[0] == ids[1]  # targeting again while it is pending: the same enrollment
+    async with world.db.begin() as conn:  # a second one all the same (e.g. two processes
+        # before that check existed), to run both at once
+        ids[1] = (await conn.execute(text(
+            "INSERT INTO enrollment (team_id, campaign_id, segment_id, requested_by, status, "
+            "enrolled, already_advocates, excluded, created_at) SELECT team_id, campaign_id, "
+            "segment_id, requested_by, status, 0, 0, 0, created_at FROM enrollment "
+            "WHERE id = :e RETURNING id"), {"e": ids[0]})).scalar_one()  # fmt: skip
     results = await asyncio.gather(*(run_enrollment(world.db, TEAM, e or 0, hold_seconds=0)
                                      for e in ids))  # fmt: skip
     assert sorted(r.enrolled for r in results) == [0, 300]

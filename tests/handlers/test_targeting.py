@@ -137,6 +137,35 @@ async def test_a_draft_campaign_asks_to_go_live_first(app: Harness) -> None:
     _report(app, message)
 
 
+async def test_a_double_click_on_target_or_go_live_enrolls_and_reports_once(
+    app: Harness,
+) -> None:
+    spring = await _campaign(app, "Spring", live=True)
+    autumn = await _campaign(app, "Autumn", live=False)
+    message = await _imported(app)
+    offer = _offer(app, message)
+    batch = next(e["value"] for b in offer["blocks"] if b["type"] == "actions"
+                 for e in b["elements"] if e.get("action_id") == Action.TARGET)  # fmt: skip
+    chosen = {BlockId.TARGET: {Action.TARGET_CHOICE: state_static_select(str(spring.id))}}
+    for _ in range(2):  # no job runs between the clicks: both find the enrollment unfinished
+        await app.requests.block_action(Action.TARGET, batch, user_id=LEAD,
+                                        message_ts=offer["ts"], state_values=chosen)  # fmt: skip
+    await app.done()
+    for _ in range(2):
+        await app.requests.block_action(Action.TARGET_GO_LIVE, f"{autumn.id}:{batch}",
+                                        user_id=LEAD, message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM enrollment") == 2  # one per campaign
+    thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    assert sum("targeted *Spring*" in t for t in thread) == 1
+    assert sum("took *Autumn* live" in t for t in thread) == 1
+    assert sum("new advocates" in json.dumps(m.get("blocks")) for m in
+               app.slack.messages_in("C0001", message["ts"])) == 2  # fmt: skip
+    told = [e["text"] for e in app.slack.ephemerals]
+    assert sum("already enrolling this segment" in t for t in told) == 2
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 4
+
+
 async def test_a_later_import_into_a_targeted_segment_reports_its_enrollment(
     app: Harness,
 ) -> None:
