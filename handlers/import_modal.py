@@ -27,7 +27,7 @@ from bot.imports.background import FileRejected
 from bot.imports.batches import add_source, confirm_consent, create_batch, get_batch, stage_contact
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.locales import normalize_locale
-from bot.imports.review import describe_status, load, set_message
+from bot.imports.review import cancel, describe_status, load, set_message
 from bot.jobs.queue import enqueue
 from bot.mailchimp.accounts import NotConnected, connection, credentials
 from bot.mailchimp.api import Audience, MailchimpError, ReconnectNeeded, audiences
@@ -236,12 +236,22 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
         chosen = await chosen_audiences(d, team_id, form.audience_ids)
         if form.consent:
             await confirm_consent(d.db, team_id, batch_id, user_id)
-    await queue_sources(d, team_id, batch_id, form, chosen)
-    if meta.get("batch") is None:
+    if meta.get("batch") is not None:
+        await queue_sources(d, team_id, batch_id, form, chosen)
+        await d.notifier.batch_changed(team_id, batch_id)
+        return
+    try:
+        await queue_sources(d, team_id, batch_id, form, chosen)
         channel = form.review_channel or meta.get("channel") or ""
         await post_review(client, d, team_id, batch_id, channel, user_id)
-    else:
-        await d.notifier.batch_changed(team_id, batch_id)
+    except Exception as exc:
+        # a draft with no review message is one nobody could approve or cancel, and its
+        # segment couldn't be deleted: withdraw it, and say so
+        log.warning("import %s withdrawn: its review could not be posted", batch_id,
+                    exc_info=exc)  # fmt: skip
+        await cancel(d.db, team_id, batch_id, user_id, is_lead=True)
+        raise Refusal("I couldn't post the review of your import, so nothing was imported: "
+                      "please start again with /referral import.") from exc
 
 
 async def queue_sources(d: Deps, team_id: str, batch_id: int, form: ImportForm,

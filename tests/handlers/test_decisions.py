@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from sqlalchemy import text
+
 from handlers.ids import Action, Callback
 from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_import_flow import CSV, _form, _open_modal, _review
@@ -64,6 +66,22 @@ async def test_review_goes_to_a_dm_when_the_channel_refuses(app: Harness) -> Non
     assert message is not None and message["channel"].startswith("D")
     said = [m["text"] for m in app.slack.messages_in(message["channel"]) if not m.get("blocks")]
     assert len(said) == 1 and "I'm not a member of <#C0001>" in said[0]  # told why it's here
+
+
+async def test_a_review_that_cant_be_posted_anywhere_withdraws_its_import(app: Harness) -> None:
+    """Neither the channel nor the DM took it: a draft nobody could approve or cancel (and
+    whose segment could never be deleted) is withdrawn, and the person told."""
+    app.slack.fail("chat.postMessage", "not_in_channel", times=2)
+    view_id = await _open_modal(app)
+    await app.requests.view_submission(state_values=_form(email="a@example.com", segment="Lost"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    assert app.slack.find_action(Action.APPROVE) is None
+    async with app.db.begin() as conn:
+        status = (await conn.execute(text("SELECT status FROM import_batch"))).scalar_one()
+    assert status == "cancelled"
+    said = [m["text"] for m in app.slack.messages if not m.get("blocks")]
+    assert any("nothing was imported" in t for t in said), said
 
 
 async def test_an_import_whose_segment_was_deleted_meanwhile_cant_be_approved(
