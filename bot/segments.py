@@ -86,6 +86,8 @@ async def _why_unchanged(conn: AsyncConnection, team_id: str, segment_id: int,
         return WorkspaceError(GONE)
     if row.kind == SegmentKind.ALL:
         return _built_in(verb)
+    if row.kind == SegmentKind.STATIC:  # the conditional UPDATE also named the old name
+        return WorkspaceError(f"It was renamed to {row.name!r} meanwhile: nothing changed.")
     return WorkspaceError(f"{row.name!r} was already deleted.")
 
 
@@ -138,11 +140,12 @@ async def rename_segment(db: Database, team_id: str, segment_id: int, new_name: 
     name = await free_name(db, team_id, new_name, renaming=segment_id)
     try:
         async with db.begin() as conn:
+            # from the name it was read with: two renames at once can't both say "was A"
             changed = await conn.execute(
                 text("UPDATE segment SET name = :n, name_key = :k WHERE id = :s AND team_id = :t "
-                     "AND kind = :static"),
+                     "AND kind = :static AND name = :old"),
                 {"n": name, "k": segment_key(name), "s": segment_id, "t": team_id,
-                 "static": SegmentKind.STATIC})  # fmt: skip
+                 "static": SegmentKind.STATIC, "old": segment.name})  # fmt: skip
             if changed.rowcount != 1:
                 raise await _why_unchanged(conn, team_id, segment_id, "renamed")
             await record_in(conn, team_id, actor, Act.SEGMENT_RENAMED, name,

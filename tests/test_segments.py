@@ -246,3 +246,30 @@ async def test_an_export_reads_its_rows_in_order_without_sorting_them(
     assert re.search(r"^SCAN contact\b", plan) is None, plan  # no workspace reads the table
     if every_contact:
         assert re.search(r"SEARCH contact USING INDEX \w+ \(team_id=\?\)", plan), plan
+
+
+async def test_a_rename_from_a_name_changed_meanwhile_is_refused(team: Database) -> None:
+    """PostgreSQL: another rename holds the row (its UPDATE not committed) while this one reads
+    the old name; it used to go through and record "was VIP" for a segment then named Gold."""
+    if team.dialect != "postgresql":
+        pytest.skip("SQLite's one writer can't interleave the two")
+    vip = await import_target(team, TEAM, "VIP", create=True)
+    other = await team.engine.connect()
+    transaction = await other.begin()
+    await other.execute(text("UPDATE segment SET name = 'Gold', name_key = 'gold' WHERE id = :s"),
+                        {"s": vip.id})  # fmt: skip
+    pid = (await other.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    renaming = asyncio.create_task(rename_segment(team, TEAM, vip.id or 0, "Platinum"))
+    for _ in range(500):  # until it waits for the other rename, or finished without waiting
+        async with team.begin() as conn:
+            waiting = (await conn.execute(text(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE :p = ANY(pg_blocking_pids(pid))"
+            ), {"p": pid})).scalar_one()  # fmt: skip
+        if waiting or renaming.done():
+            break
+        await asyncio.sleep(0.01)
+    await transaction.commit()
+    await other.close()
+    with pytest.raises(WorkspaceError, match="renamed to 'Gold' meanwhile"):
+        await renaming
+    assert (await find_segment(team, TEAM, "Gold")) is not None

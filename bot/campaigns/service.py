@@ -251,6 +251,7 @@ async def target(db: Database, team_id: str, campaign_id: int, segment_id: int, 
     segment = await get_segment(db, team_id, segment_id)
     async with db.begin() as conn:
         state = await _take(conn, team_id, campaign_id)  # two targetings: one after the other
+        await _segment_stays(conn, team_id, segment.id or 0)
         await _set_role(conn, team_id, campaign_id, segment.id or 0, SegmentRole.TARGET)
         if state != CampaignState.LIVE:
             return None
@@ -268,7 +269,20 @@ async def exclude(db: Database, team_id: str, campaign_id: int, segment_id: int)
     segment = await get_segment(db, team_id, segment_id)
     async with db.begin() as conn:
         await _take(conn, team_id, campaign_id)
+        await _segment_stays(conn, team_id, segment.id or 0)
         await _set_role(conn, team_id, campaign_id, segment.id or 0, SegmentRole.EXCLUDE)
+
+
+async def _segment_stays(conn: AsyncConnection, team_id: str, segment_id: int) -> None:
+    """The segment isn't deleted, and (PostgreSQL) can't be until this transaction ends: a
+    deletion under way is waited for and then seen, one that comes later removes the link this
+    transaction makes (SQLite: the write lock already orders them)."""
+    lock = " FOR SHARE" if conn.dialect.name == "postgresql" else ""
+    found = (await conn.execute(text(
+        "SELECT id FROM segment WHERE id = :s AND team_id = :t AND kind <> 'deleted'" + lock
+    ), {"s": segment_id, "t": team_id})).first()  # fmt: skip
+    if found is None:
+        raise CampaignError("That segment was deleted meanwhile: nothing changed.")
 
 
 async def _set_role(conn: AsyncConnection, team_id: str, campaign_id: int, segment_id: int,

@@ -165,3 +165,35 @@ async def test_a_retired_code_is_never_drawn_again(
     assert (await world.target(spring, "VIP")).enrolled == 2
     found = [c for (c,) in await world.rows("SELECT code FROM advocate")]
     assert len(set(found)) == 2 and "22222222" not in found
+
+
+async def test_targeting_a_segment_being_deleted_is_refused(world: World) -> None:
+    """PostgreSQL: a deletion under way (its row lock held here, as its UPDATE holds it) is
+    waited for and then seen; before, the campaign kept a target naming a deleted segment."""
+    if world.db.dialect != "postgresql":
+        pytest.skip("SQLite's write lock orders them already")
+    await world.import_csv("VIP", people("a@example.com,A,"))
+    spring = await world.campaign(live=False)
+    segment = await world.segment_id("VIP")
+    deleting = await world.db.engine.connect()
+    transaction = await deleting.begin()
+    await deleting.execute(text("UPDATE segment SET kind = 'deleted' WHERE id = :s"),
+                           {"s": segment})  # fmt: skip
+    pid = (await deleting.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    targeting = asyncio.create_task(service.target(world.db, TEAM, spring, segment,
+                                                   requested_by="U1"))  # fmt: skip
+    for _ in range(500):  # until it waits for the deletion, or finished without waiting
+        async with world.db.begin() as conn:
+            waiting = (await conn.execute(text(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE :p = ANY(pg_blocking_pids(pid))"
+            ), {"p": pid})).scalar_one()  # fmt: skip
+        if waiting or targeting.done():
+            break
+        await asyncio.sleep(0.01)
+    await deleting.execute(text("DELETE FROM campaign_segment WHERE segment_id = :s"),
+                           {"s": segment})  # fmt: skip
+    await transaction.commit()
+    await deleting.close()
+    with pytest.raises(service.CampaignError, match="deleted meanwhile"):
+        await targeting
+    assert await world.scalar("SELECT COUNT(*) FROM campaign_segment") == 0
