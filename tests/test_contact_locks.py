@@ -23,6 +23,7 @@ from bot.campaigns.enroll import run_enrollment
 from bot.contact_admin import delete_contact, find_by_email
 from models import Database
 from tests.campaigns.conftest import TEAM, World, people
+from tests.waiting import backend_pid, until_waiting_or_done
 
 ORPHANS = """
     SELECT (SELECT COUNT(*) FROM advocate a WHERE NOT EXISTS
@@ -44,26 +45,6 @@ async def world(db: Database) -> World:
     return World(db)
 
 
-async def _waiting_on(db: Database, pid: int) -> int | None:
-    """A backend waiting for a lock `pid` holds (a fresh transaction: pg_stat_activity is
-    read once per transaction)."""
-    async with db.begin() as conn:
-        return (await conn.execute(text(
-            "SELECT pid FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid)) LIMIT 1"
-        ), {"pid": pid})).scalar()  # fmt: skip
-
-
-async def _until_waiting_or_done(db: Database, pid: int, task: asyncio.Task[Any]) -> int | None:
-    """The backend that waits for `pid`, or None once `task` finished without waiting."""
-    for _ in range(1000):
-        if task.done():
-            return None
-        if (waiting := await _waiting_on(db, pid)) is not None:
-            return waiting
-        await asyncio.sleep(0.01)
-    raise AssertionError("it neither finished nor waited for the other transaction")
-
-
 @asynccontextmanager
 async def _deletion_stopped_part_way(world: World, contact_id: int
                                      ) -> AsyncIterator[tuple[int, asyncio.Task[Any]]]:  # fmt: skip
@@ -73,10 +54,10 @@ async def _deletion_stopped_part_way(world: World, contact_id: int
     transaction = await blocker.begin()
     await blocker.execute(text("SELECT id FROM invite WHERE contact_id = :c FOR UPDATE"),
                           {"c": contact_id})  # fmt: skip
-    pid = int((await blocker.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+    pid = await backend_pid(blocker)
     deletion = asyncio.create_task(delete_contact(world.db, TEAM, contact_id, "U0002"))
     try:
-        deleting = await _until_waiting_or_done(world.db, pid, deletion)
+        deleting = await until_waiting_or_done(world.db, pid, deletion)
         assert deleting is not None, "the deletion didn't reach the invite it waits for"
         yield deleting, deletion
     finally:
@@ -89,7 +70,7 @@ async def _race(world: World, contact_id: int, other: Coroutine[Any, Any, Any]) 
     """Run `other` while the contact's deletion is under way; its result."""
     async with _deletion_stopped_part_way(world, contact_id) as (deleting, _):
         task = asyncio.create_task(other)
-        waited = await _until_waiting_or_done(world.db, deleting, task)
+        waited = await until_waiting_or_done(world.db, deleting, task)
         assert waited is not None, "it ran through a deletion under way"
     return await task
 
@@ -137,10 +118,10 @@ async def test_an_undo_waits_for_imports_and_enrollments_under_way(world: World)
     transaction = await holder.begin()
     try:
         await lock_contacts(holder, TEAM, exclusive=False)
-        pid = int((await holder.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+        pid = await backend_pid(holder)
         undo = asyncio.create_task(undo_now(world.db, TEAM, batch, "U0002",
                                             remove_advocates=False, window_days=7))  # fmt: skip
-        assert await _until_waiting_or_done(world.db, pid, undo) is not None, "it didn't wait"
+        assert await until_waiting_or_done(world.db, pid, undo) is not None, "it didn't wait"
         assert await world.scalar("SELECT COUNT(*) FROM contact") == 1
     finally:
         await transaction.commit()

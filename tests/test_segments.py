@@ -25,6 +25,7 @@ from bot.workspaces import (
 )
 from models import BatchStatus, Database, ImportBatch, SegmentKind
 from models.contacts import ALL_CUSTOMERS
+from tests.waiting import backend_pid, until_waiting_or_done
 
 TEAM, OTHER = "T0001", "T0002"
 PEOPLE = ("first_name,last_name,email,locale,Accepts Email Marketing\n"
@@ -258,16 +259,9 @@ async def test_a_rename_from_a_name_changed_meanwhile_is_refused(team: Database)
     transaction = await other.begin()
     await other.execute(text("UPDATE segment SET name = 'Gold', name_key = 'gold' WHERE id = :s"),
                         {"s": vip.id})  # fmt: skip
-    pid = (await other.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    pid = await backend_pid(other)
     renaming = asyncio.create_task(rename_segment(team, TEAM, vip.id or 0, "Platinum"))
-    for _ in range(500):  # until it waits for the other rename, or finished without waiting
-        async with team.begin() as conn:
-            waiting = (await conn.execute(text(
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE :p = ANY(pg_blocking_pids(pid))"
-            ), {"p": pid})).scalar_one()  # fmt: skip
-        if waiting or renaming.done():
-            break
-        await asyncio.sleep(0.01)
+    await until_waiting_or_done(team, pid, renaming)
     await transaction.commit()
     await other.close()
     with pytest.raises(WorkspaceError, match="renamed to 'Gold' meanwhile"):

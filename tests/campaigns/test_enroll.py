@@ -13,6 +13,7 @@ from bot.campaigns.after_import import enroll_imported
 from bot.campaigns.enroll import run_enrollment
 from models import CampaignState
 from tests.campaigns.conftest import TEAM, World, people
+from tests.waiting import backend_pid, until_waiting_or_done
 
 
 async def test_a_live_campaign_enrolls_a_targeted_segment_once(world: World) -> None:
@@ -179,17 +180,10 @@ async def test_targeting_a_segment_being_deleted_is_refused(world: World) -> Non
     transaction = await deleting.begin()
     await deleting.execute(text("UPDATE segment SET kind = 'deleted' WHERE id = :s"),
                            {"s": segment})  # fmt: skip
-    pid = (await deleting.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    pid = await backend_pid(deleting)
     targeting = asyncio.create_task(service.target(world.db, TEAM, spring, segment,
                                                    requested_by="U1"))  # fmt: skip
-    for _ in range(500):  # until it waits for the deletion, or finished without waiting
-        async with world.db.begin() as conn:
-            waiting = (await conn.execute(text(
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE :p = ANY(pg_blocking_pids(pid))"
-            ), {"p": pid})).scalar_one()  # fmt: skip
-        if waiting or targeting.done():
-            break
-        await asyncio.sleep(0.01)
+    await until_waiting_or_done(world.db, pid, targeting)
     await deleting.execute(text("DELETE FROM campaign_segment WHERE segment_id = :s"),
                            {"s": segment})  # fmt: skip
     await transaction.commit()

@@ -1,0 +1,37 @@
+"""For tests that make a PostgreSQL race happen: hold a lock in one connection, start the
+code under test, and wait until it is blocked by that connection (or finished without
+ever waiting, which is what the code before a fix did)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from models import Database
+
+
+async def backend_pid(conn: AsyncConnection) -> int:
+    return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def waiting_on(db: Database, pid: int) -> int | None:
+    """A backend waiting for a lock `pid` holds (a fresh transaction each time:
+    pg_stat_activity is read once per transaction)."""
+    async with db.begin() as conn:
+        return (await conn.execute(text(
+            "SELECT pid FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid)) LIMIT 1"
+        ), {"pid": pid})).scalar()  # fmt: skip
+
+
+async def until_waiting_or_done(db: Database, pid: int, task: asyncio.Task[Any]) -> int | None:
+    """The backend that waits for `pid`, or None once `task` finished without waiting."""
+    for _ in range(1000):
+        if task.done():
+            return None
+        if (waiting := await waiting_on(db, pid)) is not None:
+            return waiting
+        await asyncio.sleep(0.01)
+    raise AssertionError("it neither finished nor waited for the other transaction")
