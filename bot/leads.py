@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
@@ -141,19 +141,23 @@ async def add_leads(db: Database, team_id: str, user_ids: Iterable[str], *, by: 
     await _seeded(db, team_id, seed)
     result = Added()
     async with db.begin() as conn:
-        count = (await conn.execute(
-            select(func.count()).select_from(TeamLead).where(col(TeamLead.team_id) == team_id)
-        )).scalar_one()  # fmt: skip
+        # two additions at once go one after the other, each counting the other's leads
+        # (PostgreSQL; SQLite's one writer orders them already)
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT 1 FROM workspace WHERE team_id = :t FOR UPDATE"),
+                               {"t": team_id})  # fmt: skip
         now = utcnow()
         for user_id in wanted:
             if not await _insert_in(conn, team_id, user_id, by, now):
                 result.already.append(user_id)
                 continue
-            count += 1
-            if count > MAX_LEADS:  # the whole transaction rolls back: nobody is added
-                raise LeadsError(f"A workspace has at most {MAX_LEADS} team leads.")
             result.added.append(user_id)
             await record_in(conn, team_id, by, Act.LEAD_ADDED, mention(user_id))
+        count = (await conn.execute(
+            select(func.count()).select_from(TeamLead).where(col(TeamLead.team_id) == team_id)
+        )).scalar_one()  # fmt: skip
+        if count > MAX_LEADS:  # the whole transaction rolls back: nobody is added
+            raise LeadsError(f"A workspace has at most {MAX_LEADS} team leads.")
     return result
 
 

@@ -18,6 +18,7 @@ from handlers.audit_messages import audit_message, entry_line
 from handlers.leads_messages import leads_message
 from models import AuditEntry, Database, Enrollment, ImportBatch, Invite
 from tests.fakes.slack_api import block_problems
+from tests.waiting import backend_pid, until_waiting_or_done
 
 TEAM = "T0001"
 OTHER = "T0002"
@@ -157,6 +158,30 @@ async def test_add_leads_refuses_bad_ids_too_many_and_over_the_limit(
         await add_leads(db, TEAM, ["U0003", "U0004"], by="cli")
     assert await lead_ids(db, TEAM) == ["U0001", "U0002"]  # all or nothing
     assert await _count(db, "SELECT COUNT(*) FROM audit_entry") == 2
+
+
+async def test_two_additions_at_once_stay_within_the_limit(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: another addition under way (not committed yet) is waited for and counted;
+    each used to count only what was committed and both went through, past the limit."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite's one writer orders them already")
+    monkeypatch.setattr(lead_service, "MAX_LEADS", 3)
+    await add_leads(db, TEAM, ["U0001", "U0002"], by="cli")
+    other = await db.engine.connect()
+    transaction = await other.begin()
+    await other.execute(text("SELECT 1 FROM workspace WHERE team_id = :t FOR UPDATE"),
+                        {"t": TEAM})  # fmt: skip
+    await other.execute(text("INSERT INTO team_lead (team_id, user_id, added_by, added_at) "
+                             "VALUES (:t, 'U0003', 'cli', CURRENT_TIMESTAMP)"), {"t": TEAM})
+    adding = asyncio.create_task(add_leads(db, TEAM, ["U0004"], by="cli"))
+    await until_waiting_or_done(db, await backend_pid(other), adding)
+    await transaction.commit()
+    await other.close()
+    with pytest.raises(LeadsError, match="at most 3 team leads"):
+        await adding
+    assert await lead_ids(db, TEAM) == ["U0001", "U0002", "U0003"]
 
 
 async def test_entries_written_with_a_change_roll_back_with_it(db: Database) -> None:
