@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 
 from bot.audit import Act, record_in
@@ -55,12 +56,16 @@ async def save(db: Database, team_id: str, creds: Credentials, *, dc: str, accou
                            auth=creds.auth, secret=seal(secret_key, creds.secret),
                            connected_by=user, connected_at=utcnow())  # fmt: skip
     what = f"{account_name} ({login_email})" if account_name else f"API key, data centre {dc}"
-    async with db.session() as session:
-        await session.merge(row)
-        await session.flush()
-        await record_in(await session.connection(), team_id, user, Act.MAILCHIMP_CONNECTED,
-                        "Mailchimp", what)  # fmt: skip
-        await session.commit()
+    values = row.model_dump()
+    async with db.begin() as conn:
+        # one statement: two connections at once (the OAuth callback and a key) both land,
+        # the later one kept; a read-then-insert failed the second on the primary key
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        insert = dialect.insert(MailchimpAccount).values(**values)
+        await conn.execute(insert.on_conflict_do_update(
+            index_elements=["team_id"],
+            set_={k: v for k, v in values.items() if k != "team_id"}))  # fmt: skip
+        await record_in(conn, team_id, user, Act.MAILCHIMP_CONNECTED, "Mailchimp", what)
     return _public(row)
 
 
