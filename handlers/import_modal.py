@@ -28,7 +28,6 @@ from bot.imports.batches import add_source, confirm_consent, create_batch, get_b
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.locales import normalize_locale
 from bot.imports.review import cancel, describe_status, load, set_message
-from bot.jobs.queue import enqueue
 from bot.mailchimp.accounts import NotConnected, connection, credentials
 from bot.mailchimp.api import Audience, MailchimpError, ReconnectNeeded, audiences
 from bot.mailchimp.jobs import queue_audiences
@@ -258,9 +257,8 @@ async def queue_sources(d: Deps, team_id: str, batch_id: int, form: ImportForm,
                         chosen: Sequence[Audience] = ()) -> None:  # fmt: skip
     for file in form.files:
         info = describe(file)
-        source = await add_source(d.db, team_id, batch_id, SourceKind.CSV, info.name, ref=info.id)
-        await enqueue(d.db, team_id, SLACK_FILE_JOB, {"source_id": source.id},
-                      dedupe_key=f"stage:{source.id}")  # fmt: skip
+        await add_source(d.db, team_id, batch_id, SourceKind.CSV, info.name, ref=info.id,
+                         read_by=SLACK_FILE_JOB)  # fmt: skip
     if form.email:
         await stage_contact(d.db, team_id, batch_id, email=form.email,
                             first_name=form.first_name, last_name=form.last_name,

@@ -267,9 +267,12 @@ async def promote_after_key(conn: AsyncConnection, team_id: str, batch_id: int, 
 
 
 async def add_source(db: Database, team_id: str, batch_id: int, kind: SourceKind, label: str,
-                     ref: str | None = None,
-                     file_format: FileFormat | None = None) -> ImportSource:  # fmt: skip
-    """Queue a source into a draft batch (refused, with the reason, once it left draft)."""
+                     ref: str | None = None, file_format: FileFormat | None = None,
+                     read_by: str | None = None) -> ImportSource:  # fmt: skip
+    """Queue a source into a draft batch (refused, with the reason, once it left draft).
+
+    `read_by`: the kind of job that reads it, queued in the same transaction (a source with
+    no job would stay pending for good, and the batch could never be approved)."""
     async with db.begin() as conn:
         await lock_batch(conn, team_id, batch_id)
         source_id = (
@@ -281,6 +284,9 @@ async def add_source(db: Database, team_id: str, batch_id: int, kind: SourceKind
                 .returning(col(ImportSource.id))
             )
         ).scalar_one()  # fmt: skip
+        if read_by is not None:
+            await enqueue_in(conn, team_id, read_by, {"source_id": source_id},
+                             dedupe_key=f"stage:{source_id}")  # fmt: skip
     return await get_source(db, team_id, source_id)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from bot.imports.batches import add_source, fail_source
-from bot.jobs.queue import enqueue
 from bot.jobs.worker import Handler, JobContext
 from bot.mailchimp.accounts import NotConnected, credentials
 from bot.mailchimp.api import Audience, MailchimpError, ReconnectNeeded
@@ -22,9 +21,7 @@ async def queue_audiences(db: Database, team_id: str, batch_id: int,
     ids = []
     for audience in audiences:
         source = await add_source(db, team_id, batch_id, SourceKind.MAILCHIMP, audience.name,
-                                  ref=audience.id)  # fmt: skip
-        await enqueue(db, team_id, MAILCHIMP_JOB, {"source_id": source.id},
-                      dedupe_key=f"stage:{source.id}")  # fmt: skip
+                                  ref=audience.id, read_by=MAILCHIMP_JOB)  # fmt: skip
         ids.append(source.id or 0)
     return ids
 

@@ -221,6 +221,33 @@ async def test_a_batch_never_goes_into_another_workspaces_segment(db: Database) 
             "SELECT COUNT(*) FROM audit_entry WHERE team_id = 'T1'"))).scalar() == 0
 
 
+async def test_a_source_and_the_job_that_reads_it_are_saved_together(db: Database) -> None:
+    """A source without its job would stay pending for good (the batch never approvable):
+    when the job can't be written, neither is the source (the database refuses jobs here)."""
+    from bot.imports.job_kinds import SLACK_FILE_JOB
+
+    if db.dialect != "sqlite":
+        pytest.skip("the fault is injected with a SQLite trigger")
+    await ensure_workspace(db, "T1")
+    target = await import_target(db, "T1", "VIP", create=True)
+    batch = await create_batch(db, "T1", target.id or 0, "U1")
+    async with db.begin() as conn:
+        await conn.execute(text("CREATE TRIGGER no_jobs BEFORE INSERT ON job "
+                                "BEGIN SELECT RAISE(ABORT, 'jobs refused'); END"))  # fmt: skip
+    with pytest.raises(Exception, match="jobs refused"):
+        await add_source(db, "T1", batch.id or 0, SourceKind.CSV, "a.csv", ref="F1",
+                         read_by=SLACK_FILE_JOB)  # fmt: skip
+    async with db.begin() as conn:
+        assert (await conn.execute(text("SELECT COUNT(*) FROM import_source"))).scalar() == 0
+        await conn.execute(text("DROP TRIGGER no_jobs"))
+    source = await add_source(db, "T1", batch.id or 0, SourceKind.CSV, "a.csv", ref="F1",
+                              read_by=SLACK_FILE_JOB)  # fmt: skip
+    async with db.begin() as conn:
+        key = (await conn.execute(text("SELECT dedupe_key FROM job WHERE kind = :k"),
+                                  {"k": SLACK_FILE_JOB})).scalar_one()  # fmt: skip
+    assert key == f"stage:{source.id}"
+
+
 async def test_unreadable_file_imports_nothing(db: Database) -> None:
     await ensure_workspace(db, "T1")
     files = [
