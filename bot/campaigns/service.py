@@ -222,13 +222,18 @@ async def _enroll_in(conn: AsyncConnection, team_id: str, campaign_id: int, *,
         return int(enrollment_id)
     job_id = await enqueue_in(conn, team_id, ENROLL_JOB,
                               {"enrollment_id": enrollment_id, "hold": hold},
-                              dedupe_key=key)  # fmt: skip
+                              dedupe_key=key or _run_key(enrollment_id))  # fmt: skip
     payload = (await conn.execute(text("SELECT payload FROM job WHERE id = :j"),
                                   {"j": job_id})).scalar_one()  # fmt: skip
     first = int(json.loads(payload)["enrollment_id"])
     if first != enrollment_id:  # asked before: this row is not needed
         await conn.execute(text("DELETE FROM enrollment WHERE id = :e"), {"e": enrollment_id})
     return first
+
+
+def _run_key(enrollment_id: int) -> str:
+    """The dedupe key of the job that runs an enrollment: one job per enrollment."""
+    return f"enroll:{enrollment_id}"
 
 
 # An unfinished enrollment of the segment by targeting (or of every target, by going live).
@@ -258,6 +263,10 @@ async def target(db: Database, team_id: str, campaign_id: int, segment_id: int, 
         pending = (await conn.execute(_PENDING_ENROLLMENT, {
             "t": team_id, "c": campaign_id, "s": segment.id})).scalar()  # fmt: skip
         if pending is not None:
+            if queue_job:  # its job, unless it has one (one the shell queued and didn't run)
+                await enqueue_in(conn, team_id, ENROLL_JOB, {"enrollment_id": pending,
+                                                            "hold": hold},
+                                 dedupe_key=_run_key(pending))  # fmt: skip
             return int(pending)
         return await _enroll_in(conn, team_id, campaign_id, segment_id=segment.id, batch_id=None,
                                 requested_by=requested_by, thread=thread, hold=hold,

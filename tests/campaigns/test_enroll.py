@@ -51,6 +51,20 @@ async def test_two_enrollments_at_once_never_enroll_anyone_twice(world: World) -
     assert await world.scalar("SELECT COUNT(*) FROM invite") == 300
 
 
+async def test_targeting_again_gives_an_unrun_enrollment_its_job(world: World) -> None:
+    """One the shell made and never ran (no job) is returned by the next targeting: it gets
+    its job then, or nobody would ever enroll it; one that has its job gets no second."""
+    await world.import_csv("VIP", people("a@example.com,A,"))
+    spring = await world.campaign()
+    segment = await world.segment_id("VIP")
+    unrun = await service.target(world.db, TEAM, spring, segment, requested_by="cli",
+                                 queue_job=False)  # fmt: skip
+    for _ in range(2):
+        assert await service.target(world.db, TEAM, spring, segment, requested_by="U1") == unrun
+    assert await world.rows("SELECT dedupe_key FROM job WHERE kind = 'enroll'") == [
+        (f"enroll:{unrun}",)]  # fmt: skip
+
+
 async def test_a_draft_campaign_enrolls_nobody_until_it_goes_live(world: World) -> None:
     await world.import_csv("VIP", people("a@example.com,A,"))
     draft = await world.campaign(live=False)
