@@ -12,6 +12,7 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import delete, or_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -159,7 +160,11 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
             return
         view = home_view(await home_data(db, team_id, undo_days=undo_days))
         for user_id in viewers:
-            await client.views_publish(user_id=user_id, view=view)
+            try:
+                await client.views_publish(user_id=user_id, view=view)
+            except SlackApiError as exc:  # a deactivated viewer, say: the others still get it
+                log.warning("Home not republished for team=%s user=%s: %s", team_id, user_id,
+                            exc.response.get("error"))  # fmt: skip
     except Exception:
         log.exception("Home not republished for team=%s", team_id)
 

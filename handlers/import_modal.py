@@ -50,6 +50,7 @@ from handlers.mailchimp_messages import (
     lists_failed,
 )
 from handlers.messages import (
+    CHANNEL_REFUSALS,
     CONSENT_VALUE,
     esc,
     import_modal,
@@ -330,6 +331,8 @@ async def post_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: i
         posted = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
     except SlackApiError as exc:
         error = str(exc.response.get("error") or "")
+        if error not in CHANNEL_REFUSALS:  # rate limits, outages, bad blocks: not the channel
+            raise
         log.info("review of import %s not posted in %s (%s): sent by DM", batch_id, channel,
                  error)  # fmt: skip
         dm = (await client.conversations_open(users=user_id))["channel"]["id"]

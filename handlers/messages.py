@@ -184,13 +184,17 @@ def import_modal(*, channel_id: str, batch_id: int | None = None, segment: str |
 
 CONSENT_VALUE = "agreed"
 
-# Why chat.postMessage refused a channel, as the person can act on it.
+# Why chat.postMessage refused a channel, as the person can act on it: the errors for which
+# the review goes to the requester's DM instead.
 _NOT_POSTED = {
     "not_in_channel": "I'm not a member of {channel}",
     "channel_not_found": "I can't see {channel} (a private channel I'm not in?)",
     "is_archived": "{channel} is archived",
     "restricted_action": "{channel} doesn't let apps post",
 }
+
+
+CHANNEL_REFUSALS = frozenset(_NOT_POSTED)
 
 
 def not_posted_there(channel: str, error: str) -> str:

@@ -26,10 +26,16 @@ from handlers.slack_files import SlackFile, describe
 async def _offer(client: AsyncWebClient, d: Deps, team_id: str, channel: str, thread_ts: str,
                  file: SlackFile) -> None:  # fmt: skip
     # file_shared and message/file_share both announce one upload; Slack also retries events
-    if not file.looks_like_csv or not await first_time(d.db, team_id, f"offer:{file.id}"):
+    key = f"offer:{file.id}"
+    if not file.looks_like_csv or not await first_time(d.db, team_id, key):
         return
     text, blocks = upload_offer(file_id=file.id, file_name=file.name)
-    await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text, blocks=blocks)
+    try:
+        await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text,
+                                      blocks=blocks)  # fmt: skip
+    except BaseException:
+        await forget(d.db, team_id, key)  # not offered: Slack's retry of the event offers it
+        raise
 
 
 async def file_shared(ack: Any, event: dict[str, Any], body: dict[str, Any],

@@ -148,7 +148,8 @@ async def test_review_import_on_an_upload_can_be_retried_and_the_skipped_rows_fo
         "type": "external_select", "selected_option": {
             "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment.id)}}}}  # fmt: skip
     offer_msg = await _offer(app)
-    app.slack.outage("chat.postMessage", times=1)  # the review can't be posted the first time
+    # the review can't be posted the first time (the client's one retry included)
+    app.slack.outage("chat.postMessage", times=2)
     await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
                                     message_ts=offer_msg["ts"], state_values=chosen)  # fmt: skip
     await app.settle()  # meanwhile the file is read: before any review message exists
@@ -187,10 +188,12 @@ async def test_a_double_click_on_review_import_posts_one_review(app: Harness) ->
         await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
                                         message_ts=offer_msg["ts"],
                                         state_values=chosen)  # fmt: skip
-    for _ in range(300):  # until the second click is answered, or posts a second review
+    for _ in range(2000):  # until the second click is answered, or posts a second review
         if app.slack.ephemerals or len(app.slack.calls_to("chat.postMessage")) > 1:
             break
         await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the second click was never answered")
     gate.set()
     await app.settle()
     reviews = [m for m in app.slack.messages if m["channel"] == "C0001"

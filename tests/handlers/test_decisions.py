@@ -84,6 +84,29 @@ async def test_a_review_that_cant_be_posted_anywhere_withdraws_its_import(app: H
     assert any("nothing was imported" in t for t in said), said
 
 
+async def test_only_the_channels_own_refusals_send_the_review_to_the_dm(app: Harness) -> None:
+    """Blocks Slack refuses would be refused in the DM too, and "invite me" would be false
+    advice: the import is withdrawn and the person told instead."""
+    app.slack.fail("chat.postMessage", "invalid_blocks")
+    view_id = await _open_modal(app)
+    await app.requests.view_submission(state_values=_form(email="a@example.com", segment="X"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    assert app.slack.find_action(Action.APPROVE) is None
+    said = [m["text"] for m in app.slack.messages if not m.get("blocks")]
+    assert any("nothing was imported" in t for t in said) and not any("/invite" in t for t in said)
+
+
+async def test_a_connection_dropped_once_is_retried(app: Harness) -> None:
+    app.slack.outage("chat.postMessage", times=1)  # e.g. a stale keep-alive connection
+    view_id = await _open_modal(app)
+    await app.requests.view_submission(state_values=_form(email="a@example.com", segment="Y"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    review = app.slack.find_action(Action.APPROVE)
+    assert review is not None and review["channel"] == "C0001"
+
+
 async def test_an_import_whose_segment_was_deleted_meanwhile_cant_be_approved(
     app: Harness,
 ) -> None:

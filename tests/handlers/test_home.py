@@ -156,6 +156,22 @@ async def test_a_connected_mailchimp_shows_who_and_no_connect_button(app: Harnes
     assert Action.MAILCHIMP_CONNECT in _action_ids(app.slack.home_views[REP])
 
 
+async def test_a_viewer_slack_refuses_doesnt_keep_home_from_the_others(app: Harness) -> None:
+    from bot.app import slack_client
+    from handlers.home_publish import refresh_homes
+
+    await _open_home(app, REP)
+    await _open_home(app, LEAD)
+    await ensure_workspace(app.db, TEAM)
+    async with app.db.session() as session:
+        session.add(Segment(team_id=TEAM, name="Fresh", name_key="fresh"))
+        await session.commit()
+    app.slack.fail("views.publish", "user_not_found")  # the first viewer republished
+    await refresh_homes(app.db, slack_client(app.settings), TEAM, undo_days=7)
+    shown = [u for u in (REP, LEAD) if "Fresh" in json.dumps(app.slack.home_views[u])]
+    assert len(shown) == 1
+
+
 async def _home_import_form(app: Harness, user: str) -> dict[str, Any]:
     """*New import* on Home, pressed by `user`: the form it opens."""
     home = await _open_home(app, user)

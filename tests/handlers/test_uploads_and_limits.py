@@ -55,6 +55,18 @@ async def test_an_uploaded_csv_is_offered_once_and_imported(app: Harness) -> Non
     assert await _contacts(app) == 2
 
 
+async def test_an_offer_slack_refused_is_made_on_the_events_retry(app: Harness) -> None:
+    app.slack.add_file("F0002", "referrals_q3.csv", CSV, channels=["C0001"])
+    shared = file_shared_event("F0002", channel_id="C0001")
+    app.slack.fail("chat.postMessage", "fatal_error")  # the first offer is refused
+    await app.requests.event(shared, event_id="Ev1")
+    await app.settle()
+    assert not [m for m in app.slack.messages if "referrals_q3.csv" in m.get("text", "")]
+    await app.requests.event(shared, event_id="Ev1", retry_num=1)  # Slack tries again
+    await app.settle()
+    assert len([m for m in app.slack.messages if "referrals_q3.csv" in m.get("text", "")]) == 1
+
+
 async def test_an_external_file_is_refused_and_never_gets_the_token(app: Harness) -> None:
     async with FakeExternalHost() as drive:
         url = drive.serve("/export.csv", CSV)
