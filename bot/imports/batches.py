@@ -367,6 +367,12 @@ async def stage_reader(
     try:
         try:
             async with db.begin() as conn:
+                await _hold_batch(conn, team_id, source.batch_id)
+                if not await _still_pending(conn, team_id, source_id):
+                    # read (or given up) by another run meanwhile: its rows are the file's
+                    log.info("import source %s of team %s was read meanwhile", source_id,
+                             team_id)  # fmt: skip
+                    return await get_source(db, team_id, source_id)
                 await clear_staged(conn, team_id, source.batch_id, source_id)
                 if not await _still_draft(conn, team_id, source.batch_id):
                     raise _NotPending
@@ -383,9 +389,9 @@ async def stage_reader(
                                  source_id=source_id, rows=rows)  # fmt: skip
                 tally = parallel.tally if parallel else classifier.tally
         except CsvFileError as exc:
-            async with db.begin() as conn:  # nothing half-staged, even from an earlier attempt
-                await clear_staged(conn, team_id, source.batch_id, source_id)
-            await fail_source(db, team_id, source_id, exc, only_pending=True)
+            # nothing half-staged, even from an earlier attempt: unless another run read it
+            await fail_source(db, team_id, source_id, exc, only_pending=True,
+                              clear_rows_of=source.batch_id)  # fmt: skip
             raise
         await refresh_statistics(db, tally.rows)
         note = join_notes([*notes, kind.note])
@@ -396,11 +402,10 @@ async def stage_reader(
                 raise _NotPending from None
             if not await record_counts(conn, source, tally, note=note):
                 raise _NotPending
-    except _NotPending:
-        async with db.begin() as conn:
-            await clear_staged(conn, team_id, source.batch_id, source_id)
+    except _NotPending:  # the rows go, unless another run read the file meanwhile (its rows)
         await fail_source(db, team_id, source_id, only_pending=True,
-                          error="The import was closed before this file was read.")  # fmt: skip
+                          error="The import was closed before this file was read.",
+                          clear_rows_of=source.batch_id)  # fmt: skip
     finally:
         reader.close()
         if parallel is not None:
@@ -408,11 +413,25 @@ async def stage_reader(
     return await get_source(db, team_id, source_id)
 
 
-async def clear_staged(conn: AsyncConnection, team_id: str, batch_id: int, source_id: int) -> None:
-    """Delete what the source staged before; on PostgreSQL, take the batch's row first."""
+async def _hold_batch(conn: AsyncConnection, team_id: str, batch_id: int) -> None:
+    """PostgreSQL: take the batch's row, so two readings of its files go one after the other
+    (SQLite: the staging file's one writer orders them)."""
     if conn.dialect.name != "sqlite":
         await conn.execute(text("SELECT 1 FROM import_batch WHERE team_id = :t AND id = :b "
                                 "FOR UPDATE"), {"t": team_id, "b": batch_id})  # fmt: skip
+
+
+async def _still_pending(conn: AsyncConnection, team_id: str, source_id: int) -> bool:
+    status = (await conn.execute(
+        select(ImportSource.status).where(col(ImportSource.id) == source_id,
+                                          col(ImportSource.team_id) == team_id)
+    )).scalar_one_or_none()  # fmt: skip
+    return status == SourceStatus.PENDING
+
+
+async def clear_staged(conn: AsyncConnection, team_id: str, batch_id: int, source_id: int) -> None:
+    """Delete what the source staged before; on PostgreSQL, take the batch's row first."""
+    await _hold_batch(conn, team_id, batch_id)
     await conn.execute(
         text("DELETE FROM staged_row WHERE team_id = :t AND batch_id = :b AND source_id = :s"),
         {"t": team_id, "b": batch_id, "s": source_id},
@@ -495,21 +514,28 @@ async def set_format(db: Database, source: ImportSource, file_format: FileFormat
 
 async def fail_source(
     db: Database, team_id: str, source_id: int, error: str | CsvFileError, *,
-    only_pending: bool = False,
+    only_pending: bool = False, clear_rows_of: int | None = None,
 ) -> None:  # fmt: skip
     """The source can't be read as a whole; `error` is shown to the user (and logged: every
     way a file fails, a bomb, a damaged sheet, a missing column, passes here). Pass the
-    exception as raised: a ColumnsError marks the file as one *Map columns* can fix."""
+    exception as raised: a ColumnsError marks the file as one *Map columns* can fix.
+
+    `clear_rows_of` (the batch): its staged rows go too, in the same transaction and only if
+    this marked it failed: a file another run read meanwhile keeps the rows it staged."""
     where = [col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id]
     if only_pending:
         where.append(col(ImportSource.status) == SourceStatus.PENDING)
     message = str(error)
     async with db.begin() as conn:
+        if clear_rows_of is not None:
+            await _hold_batch(conn, team_id, clear_rows_of)
         failed = await conn.execute(
             update(ImportSource).where(*where).values(
                 status=SourceStatus.FAILED, error=message[:2000],
                 failed_on_columns=isinstance(error, ColumnsError))
         )  # fmt: skip
+        if failed.rowcount and clear_rows_of is not None:
+            await clear_staged(conn, team_id, clear_rows_of, source_id)
     if failed.rowcount:
         log.info("import source %s of team %s failed: %s", source_id, team_id, message[:300])
 

@@ -248,6 +248,27 @@ async def test_a_source_and_the_job_that_reads_it_are_saved_together(db: Databas
     assert key == f"stage:{source.id}"
 
 
+async def test_a_second_reading_of_a_file_read_meanwhile_keeps_its_rows(db: Database) -> None:
+    """Two runs read one file (a remap beside a reading, a lease taken over): the one that
+    checked "still pending" before the other finished used to clear the rows, fail to mark
+    the file read and clear them again, leaving it read with no rows."""
+    from bot.imports.batches import get_source, stage_reader
+    from bot.imports.reading import CsvReader
+
+    await ensure_workspace(db, "T1")
+    target = await import_target(db, "T1", "VIP", create=True)
+    batch = await create_batch(db, "T1", target.id or 0, "U1")
+    source = await add_source(db, "T1", batch.id or 0, SourceKind.CSV, "a.csv")
+    data = b"email\na@example.com\nb@example.com\n"
+    stale = await get_source(db, "T1", source.id or 0)  # the second run, checked before
+    await stage_csv(db, "T1", source.id or 0, io.BytesIO(data))  # the first run reads it
+    again = await stage_reader(db, "T1", stale, CsvReader(io.BytesIO(data)))
+    assert again.status == "parsed" and again.valid == 2
+    async with db.begin() as conn:
+        assert (await conn.execute(text("SELECT COUNT(*) FROM staged_row WHERE source_id = :s"),
+                                   {"s": source.id})).scalar() == 2  # fmt: skip
+
+
 async def test_unreadable_file_imports_nothing(db: Database) -> None:
     await ensure_workspace(db, "T1")
     files = [
