@@ -187,6 +187,13 @@ def slack_file_handler(
         db, team_id = ctx.db, ctx.team_id
         source = await _unread_source(db, team_id, int(ctx.payload["source_id"]))
         if source is None:
+            # read already: by this job before it was retried, whose report may not have gone
+            # out (a report is safe to repeat: the message is refreshed, a CSV shared once)
+            async with db.session() as session:
+                done = await session.get(ImportSource, int(ctx.payload["source_id"]))
+            if done is not None and done.team_id == team_id:
+                for read in await _upload_sources(db, team_id, done):
+                    await notifier.source_read(team_id, read.batch_id, read.id or 0)
             return
         assert source.id is not None and source.ref is not None
         staged: list[ImportSource] = [source]

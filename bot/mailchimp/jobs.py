@@ -30,8 +30,12 @@ def mailchimp_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
     async def run(ctx: JobContext) -> None:
         async with ctx.db.session() as session:
             source = await session.get(ImportSource, int(ctx.payload["source_id"]))
-        if (source is None or source.team_id != ctx.team_id
-                or source.status != SourceStatus.PENDING):  # fmt: skip
+        if source is None or source.team_id != ctx.team_id:
+            return
+        if source.status != SourceStatus.PENDING:
+            # read already, perhaps by this job before a retry whose report didn't go out:
+            # the report is safe to repeat
+            await notifier.source_read(ctx.team_id, source.batch_id, source.id or 0)
             return
         try:
             creds = await credentials(ctx.db, ctx.team_id, settings.secret_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 
 from sqlalchemy import text
@@ -200,6 +201,33 @@ async def test_a_double_click_on_review_import_posts_one_review(app: Harness) ->
                and find_element(m.get("blocks") or [], Action.APPROVE)]  # fmt: skip
     assert len(reviews) == 1
     assert "already has a review: import #1 (being posted)" in app.slack.ephemerals[-1]["text"]
+
+
+async def test_a_reading_job_run_again_after_the_file_was_read_still_reports(
+    app: Harness,
+) -> None:
+    """The job read the file, then died (or its report raised) before the review said so:
+    its next run finds nothing to read and must still refresh the review."""
+    from bot.imports.batches import stage_csv
+
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "q3.csv", b"email\na@example.com\nb@example.com\n")
+    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.done()  # the review is posted; its reading job hasn't run
+    review = await _review(app)
+    assert "Reading" in json.dumps(review["blocks"]) or "still being read" in json.dumps(
+        review["blocks"])  # fmt: skip
+    async with app.db.begin() as conn:
+        source = (await conn.execute(text("SELECT id FROM import_source"))).scalar_one()
+    await stage_csv(app.db, "T0001", source, io.BytesIO(file_bytes(app, "F0001")))
+    await app.settle()  # the job runs now: nothing left to read
+    rendered = json.dumps(app.slack.message("C0001", review["ts"])["blocks"])
+    assert "2 to import" in rendered and "still being read" not in rendered
+
+
+def file_bytes(app: Harness, file_id: str) -> bytes:
+    return app.slack.file_contents[file_id]
 
 
 async def _offer(app: Harness) -> dict:
