@@ -5,14 +5,27 @@ from __future__ import annotations
 import csv
 import io
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.campaigns.reports import claim_report, enrollment_summary, failed_invites
+from bot.campaigns.reports import (
+    claim_report,
+    enrollment_summary,
+    failed_invites,
+    forget_report,
+)
 from bot.imports.batches import neutralise
 from bot.once import first_time, forget
 from handlers.enrollment_messages import enrollment_report
 from handlers.messages import esc, file_stem
 from models import Database, Enrollment
+
+# chat.update's answers for a message someone deleted (or that can no longer be edited)
+GONE_MESSAGE = frozenset({"message_not_found", "cant_update_message"})
+
+
+def message_gone(exc: SlackApiError) -> bool:
+    return str(exc.response.get("error") or "") in GONE_MESSAGE
 
 
 class EnrollmentReports:
@@ -27,10 +40,17 @@ class EnrollmentReports:
         if not e.channel_id or not e.thread_ts:
             return
         text, blocks = enrollment_report(summary)
-        if e.report_ts:
-            await self.client.chat_update(channel=e.channel_id, ts=e.report_ts, text=text,
-                                          blocks=blocks)  # fmt: skip
-        else:
+        shown = e.report_ts
+        if shown:
+            try:
+                await self.client.chat_update(channel=e.channel_id, ts=shown, text=text,
+                                              blocks=blocks)  # fmt: skip
+            except SlackApiError as exc:  # deleted: the report is posted again
+                if not message_gone(exc):
+                    raise
+                await forget_report(self.db, team_id, enrollment_id, shown)
+                shown = None
+        if not shown:
             posted = await self.client.chat_postMessage(channel=e.channel_id,
                                                         thread_ts=e.thread_ts, text=text,
                                                         blocks=blocks)  # fmt: skip

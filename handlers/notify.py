@@ -22,7 +22,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from bot.campaigns.preview import preview_batch
 from bot.campaigns.service import list_campaigns
 from bot.imports.batches import write_rejects
-from bot.imports.review import claim_progress, load
+from bot.imports.review import claim_progress, forget_progress, load
 from bot.jobs.queue import enqueue
 from bot.notify import (
     BATCH_CHANGED,
@@ -35,7 +35,7 @@ from bot.notify import (
 )
 from bot.once import first_time, forget
 from handlers.enrollment_messages import target_offer
-from handlers.enrollment_reports import EnrollmentReports
+from handlers.enrollment_reports import EnrollmentReports, message_gone
 from handlers.home_publish import refresh_homes
 from handlers.messages import (
     file_stem,
@@ -145,14 +145,21 @@ class SlackNotifier:
             await enqueue(self.db, team_id, REPORT_JOB, payload, max_attempts=REPORT_ATTEMPTS)
 
     async def _refresh(self, team_id: str, batch_id: int) -> None:
+        """Redraw the review message; one someone deleted stays deleted (the thread's replies
+        and files still follow)."""
         view = await load(self.db, team_id, batch_id)
         if view.batch.channel_id and view.batch.message_ts:
             previews = (await preview_batch(self.db, team_id, batch_id, view.segment.id or 0)
                         if view.batch.status == BatchStatus.DRAFT else [])  # fmt: skip
             text, blocks = review_message(view, previews)
-            await self.client.chat_update(
-                channel=view.batch.channel_id, ts=view.batch.message_ts, text=text, blocks=blocks
-            )
+            try:
+                await self.client.chat_update(channel=view.batch.channel_id,
+                                              ts=view.batch.message_ts, text=text,
+                                              blocks=blocks)  # fmt: skip
+            except SlackApiError as exc:
+                if not message_gone(exc):
+                    raise
+                log.info("review message of import %s was deleted: not redrawn", batch_id)
 
     async def _source_read(self, team_id: str, batch_id: int, source_id: int) -> None:
         await self._refresh(team_id, batch_id)
@@ -245,9 +252,15 @@ class SlackNotifier:
             return
         extra = {"blocks": blocks} if blocks is not None else {}
         if batch.progress_ts:
-            await self.client.chat_update(channel=batch.channel_id, ts=batch.progress_ts,
-                                          text=text, **extra)  # fmt: skip
-            return
+            try:
+                await self.client.chat_update(channel=batch.channel_id, ts=batch.progress_ts,
+                                              text=text, **extra)  # fmt: skip
+                return
+            except SlackApiError as exc:
+                if not message_gone(exc):
+                    raise
+                log.info("progress reply of import %s was deleted: posting it again", batch_id)
+                await forget_progress(self.db, team_id, batch_id, batch.progress_ts)
         posted: AsyncSlackResponse = await self.client.chat_postMessage(
             channel=batch.channel_id, thread_ts=batch.message_ts, text=text, **extra
         )

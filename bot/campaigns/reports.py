@@ -77,3 +77,11 @@ async def claim_report(db: Database, team_id: str, enrollment_id: int, ts: str) 
         kept = (await conn.execute(text("SELECT report_ts FROM enrollment "
                                         "WHERE id = :e AND team_id = :t"), params)).scalar()
     return str(kept or ts)
+
+
+async def forget_report(db: Database, team_id: str, enrollment_id: int, ts: str) -> None:
+    """The report `ts` is gone (someone deleted it): the next refresh posts anew."""
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE enrollment SET report_ts = NULL "
+                                "WHERE id = :e AND team_id = :t AND report_ts = :ts"),
+                           {"e": enrollment_id, "t": team_id, "ts": ts})  # fmt: skip

@@ -284,6 +284,17 @@ async def claim_progress(db: Database, team_id: str, batch_id: int, ts: str) -> 
     return str(kept or ts)
 
 
+async def forget_progress(db: Database, team_id: str, batch_id: int, ts: str) -> None:
+    """The progress reply `ts` is gone (someone deleted it): the next report posts anew."""
+    async with db.begin() as conn:
+        await conn.execute(
+            update(ImportBatch)
+            .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id,
+                   col(ImportBatch.progress_ts) == ts)
+            .values(progress_ts=None)
+        )  # fmt: skip
+
+
 async def set_message(
     db: Database, team_id: str, batch_id: int, *, channel_id: str | None = None,
     message_ts: str | None = None, progress_ts: str | None = None,

@@ -62,3 +62,27 @@ async def test_two_enrollment_reports_posted_at_once_leave_one(app: Harness) -> 
     await _both_post(app, first, reports.report(TEAM, enrollment))
     thread = app.slack.messages_in("C0001", message["ts"])
     assert sum("new advocates" in str(m.get("blocks")) for m in thread) == 1
+
+
+async def test_a_deleted_progress_reply_or_report_is_posted_again(app: Harness) -> None:
+    """Someone deleted the thread's progress reply and the enrollment report: the result and
+    the next report come back as new replies instead of failing on every update."""
+    spring = await _campaign(app, "Spring", live=True)
+    message = await _imported(app)
+    await _target(app, message, spring.id or 0)
+    report = _report(app, message)
+    client = slack_client(app.settings)
+    async with app.db.begin() as conn:
+        batch = (await conn.execute(text("SELECT id, progress_ts FROM import_batch"))).one()
+        enrollment = (await conn.execute(text("SELECT id FROM enrollment"))).scalar_one()
+    await client.chat_delete(channel="C0001", ts=batch.progress_ts)
+    await client.chat_delete(channel="C0001", ts=report["ts"])
+    notifier = SlackNotifier(client, app.db)
+    await notifier.deliver(TEAM, "import_finished", {"batch_id": batch.id})
+    await notifier.enrollments.report(TEAM, enrollment)
+    thread = app.slack.messages_in("C0001", message["ts"])
+    assert sum("Imported into *VIP*" in m["text"] for m in thread) == 1
+    assert sum("new advocates" in str(m.get("blocks")) for m in thread) == 1
+    async with app.db.begin() as conn:
+        kept = (await conn.execute(text("SELECT progress_ts FROM import_batch"))).scalar_one()
+    assert kept not in (None, batch.progress_ts)
