@@ -186,14 +186,20 @@ async def apply_batch(
         if not await _start(conn, team_id, batch_id):
             raise BatchStateError(f"Import #{batch_id} was cancelled before it started.")
     lo, hi = bounds
-    cursor = max(batch.apply_cursor, lo)
-    while cursor <= hi:
-        upper = cursor + chunk_size
+    seen = batch.apply_cursor  # the cursor as stored: a chunk is claimed from exactly there
+    while (start := max(seen, lo)) <= hi:
+        upper = start + chunk_size
         async with db.begin() as conn:
-            await _apply_chunk(conn, batch, cursor, upper)
-        cursor = upper
+            claimed = await _apply_chunk(conn, batch, seen, start, upper)
+        if claimed:
+            seen = upper
+        else:  # another runner moved the cursor (its chunks may be another size), or it stopped
+            cursor, status = await _cursor(db, team_id, batch_id)
+            if status != BatchStatus.IMPORTING or cursor == seen:
+                break
+            seen = cursor
         if on_progress is not None:
-            await on_progress(Progress(min(cursor, hi + 1) - lo, hi + 1 - lo))
+            await on_progress(Progress(min(max(seen, lo), hi + 1) - lo, hi + 1 - lo))
     async with db.begin() as conn:
         await conn.execute(
             text("""
@@ -276,19 +282,31 @@ async def _insert_new(conn: AsyncConnection, params: dict[str, object]) -> tuple
     return new, new  # one membership per new contact, in the same statement
 
 
-async def _apply_chunk(conn: AsyncConnection, batch: ImportBatch, lo: int, hi: int) -> None:
-    """One chunk in one transaction: contacts, membership, counters and cursor together."""
+async def _cursor(db: Database, team_id: str, batch_id: int) -> tuple[int, str]:
+    async with db.begin() as conn:
+        row = (await conn.execute(
+            text("SELECT apply_cursor, status FROM import_batch WHERE team_id = :t AND id = :b"),
+            {"t": team_id, "b": batch_id})).one()  # fmt: skip
+    return int(row[0]), str(row[1])
+
+
+async def _apply_chunk(conn: AsyncConnection, batch: ImportBatch, seen: int, lo: int,
+                       hi: int) -> bool:  # fmt: skip
+    """One chunk in one transaction: contacts, membership, counters and cursor together.
+    False if it wasn't this runner's to apply (the cursor isn't `seen` any more, or the
+    import stopped)."""
     # No contact this chunk finds may be deleted before it commits (models/locks.py).
     await lock_contacts(conn, batch.team_id, exclusive=False)
-    # Claim the chunk first: if another process already applied it, the cursor moved on; if
-    # the import was cancelled, no chunk is claimed any more.
+    # Claim the chunk first, from exactly where the cursor was seen: if another process moved
+    # it (by chunks of another size, perhaps), nothing is claimed and this one catches up from
+    # there instead of leaving a gap; if the import was cancelled, nothing is claimed any more.
     claimed = await conn.execute(
         text("UPDATE import_batch SET apply_cursor = :hi WHERE team_id = :t AND id = :b "
-             "AND apply_cursor <= :lo AND status = 'importing'"),
-        {"hi": hi, "lo": lo, "t": batch.team_id, "b": batch.id},
+             "AND apply_cursor = :seen AND status = 'importing'"),
+        {"hi": hi, "seen": seen, "t": batch.team_id, "b": batch.id},
     )  # fmt: skip
     if claimed.rowcount == 0:
-        return
+        return False
     now = utcnow()
     params = {"team": batch.team_id, "batch": batch.id, "lo": lo, "hi": hi, "no": False,
               "yes": True, "now": now, "segment": batch.segment_id,
@@ -310,3 +328,4 @@ async def _apply_chunk(conn: AsyncConnection, batch: ImportBatch, lo: int, hi: i
              "WHERE team_id = :t AND id = :b").bindparams(bindparam("now", type_=UTCDateTime())),
         {"n": new, "a": added, "now": now, "t": batch.team_id, "b": batch.id},
     )  # fmt: skip
+    return True

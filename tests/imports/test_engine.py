@@ -165,6 +165,41 @@ async def test_an_interrupted_import_resumes_exactly(db: Database) -> None:
     assert await _counts(db, "T1") == {"contacts": 50, "members": 50}
 
 
+async def test_two_runners_with_other_chunk_sizes_leave_no_gap(db: Database) -> None:
+    """A lease taken over by a worker with another IMPORT_CHUNK_ROWS while the first goes on:
+    each claims from exactly where the cursor is, so no range falls between their chunks
+    (claimed from anywhere at or past the cursor, a row between them was never applied)."""
+    await ensure_workspace(db, "T1")
+    segment = await import_target(db, "T1", "VIP", create=True)
+    batch = await create_batch(db, "T1", segment.id, "U1")
+    source = await add_source(db, "T1", batch.id, SourceKind.CSV, "big.csv")
+    rows = "email,first_name\n" + "".join(f"p{i}@example.com,P{i}\n" for i in range(50))
+    await stage_csv(db, "T1", source.id, io.BytesIO(rows.encode()))
+    await queue_batch(db, "T1", batch.id, "U2")
+
+    class Stop(Exception):
+        pass
+
+    async def stop_after_one_chunk(progress) -> None:  # type: ignore[no-untyped-def]
+        raise Stop
+
+    calls = 0
+
+    async def the_other_runs_one_chunk(progress) -> None:  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # after A's first chunk (5 rows), B applies one of 4, then stops
+            with pytest.raises(Stop):
+                await apply_batch(db, "T1", batch.id, chunk_size=4,
+                                  on_progress=stop_after_one_chunk)  # fmt: skip
+
+    done = await apply_batch(db, "T1", batch.id, chunk_size=5,
+                             on_progress=the_other_runs_one_chunk)  # fmt: skip
+    assert done.status == "done"
+    assert (done.new_contacts, done.added_to_segment, done.valid) == (50, 50, 50)
+    assert await _counts(db, "T1") == {"contacts": 50, "members": 50}
+
+
 async def test_duplicates_across_sources_and_a_single_contact(db: Database) -> None:
     await ensure_workspace(db, "T1")
     segment = await import_target(db, "T1", "VIP", create=True)
