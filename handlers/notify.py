@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
@@ -58,9 +58,13 @@ def is_outage(exc: BaseException) -> bool:
     """Slack (or the way to it) is down for now: worth trying again later."""
     if isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError | ConnectionError):
         return True
+    if isinstance(exc, SlackRequestError):  # files_upload_v2's upload step: no 200 from it
+        return True
     if isinstance(exc, SlackApiError):
         status = getattr(exc.response, "status_code", 200)
-        return status >= 500 or exc.response.get("error") in _TRANSIENT
+        # a body that wasn't JSON leaves an aiohttp response here, with no .get
+        error = exc.response.get("error") if hasattr(exc.response, "get") else None
+        return status >= 500 or error in _TRANSIENT
     return False
 
 

@@ -334,6 +334,7 @@ class FakeSlack(Served):
         self.responses: dict[str, list[dict[str, Any]]] = {}  # response_url -> posted bodies
         self.block_errors: list[str] = []
         self.dm_channels: dict[str, str] = {}  # user id -> "D..." channel
+        self.failing_uploads = 0  # the next this many file uploads get a 500 from the host
         self.channel_names: dict[str, str] = {}  # e.g. {"C0001": "referrals"} for file shares
         self.socket_url: str | None = None  # apps.connections.open answers it (FakeSocketMode)
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
@@ -714,6 +715,9 @@ class FakeSlack(Served):
         upload = self._upload(request.match_info["file_id"])
         if upload is None:
             return web.Response(status=404, text="not found", content_type="text/plain")
+        if self.failing_uploads > 0:  # the upload host's own trouble (not a Web API answer)
+            self.failing_uploads -= 1
+            return web.Response(status=500, text="upload failed", content_type="text/plain")
         upload.content = await request.read()
         return web.Response(text=f"OK - {len(upload.content)}", content_type="text/plain")
 

@@ -226,6 +226,27 @@ async def test_a_reading_job_run_again_after_the_file_was_read_still_reports(
     assert "2 to import" in rendered and "still being read" not in rendered
 
 
+async def test_a_skipped_rows_file_the_upload_host_refuses_is_shared_later(
+    app: Harness,
+) -> None:
+    """The upload step answering 500 is an outage like any other: the report is retried by
+    its own job, and the file-reading job (whose work is done) isn't failed for it."""
+    app.slack.failing_uploads = 1
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "q3.csv", b"email\nok@example.com\nnot-an-email\n")
+    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE job SET run_after = CURRENT_TIMESTAMP "
+                                "WHERE state = 'queued'"))  # the report's retry: due now
+    await app.settle()
+    shared = [u for u in app.slack.uploads if u.completed]
+    assert len(shared) == 1 and "not-an-email" in shared[0].text
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'stage_slack_file' "
+                             "AND state = 'done' AND attempts = 1") == 1  # fmt: skip
+
+
 def file_bytes(app: Harness, file_id: str) -> bytes:
     return app.slack.file_contents[file_id]
 
