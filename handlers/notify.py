@@ -61,10 +61,10 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, SlackRequestError):  # files_upload_v2's upload step: no 200 from it
         return True
     if isinstance(exc, SlackApiError):
-        status = getattr(exc.response, "status_code", 200)
-        # a body that wasn't JSON leaves an aiohttp response here, with no .get
-        error = exc.response.get("error") if hasattr(exc.response, "get") else None
-        return status >= 500 or error in _TRANSIENT
+        if getattr(exc.response, "status_code", 200) >= 500:
+            return True
+        data = getattr(exc.response, "data", None)  # a body that wasn't JSON: not a dict
+        return isinstance(data, dict) and data.get("error") in _TRANSIENT
     return False
 
 
