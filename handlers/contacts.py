@@ -13,6 +13,7 @@ from bot.imports import review
 from handlers.context import Refusal, deps, may_change
 from handlers.ids import Action, Callback
 from handlers.messages import CONTACTS_PER_PAGE, contacts_modal
+from handlers.respond import update_modal
 from handlers.routes import Routes
 from models import BatchStatus
 
@@ -50,7 +51,8 @@ async def _update(body: dict[str, Any], client: AsyncWebClient, context: dict[st
     view = await _render(context, body["team"]["id"], batch_id,
                          meta.get("query", "") if query is None else query,
                          meta.get("offset", 0) if offset is None else offset)  # fmt: skip
-    await client.views_update(view_id=body["view"]["id"], hash=body["view"].get("hash"), view=view)
+    # a quicker second click redrew it already (hash_conflict), or it was closed: so be it
+    await update_modal(client, body["view"]["id"], view, hash=body["view"].get("hash"))
     return batch_id
 
 
@@ -82,8 +84,9 @@ async def remove_contact(ack: Any, body: dict[str, Any], client: AsyncWebClient,
             raise Refusal("That button doesn't name a contact: reopen the list and try again.")
         await review.remove_contact(d.db, team_id, batch_id, int(staged_id),
                                     actor=body["user"]["id"])
-        await _update(body, client, context)
+        # the review's counts first: the list's redraw may find the modal closed or changed
         await d.notifier.batch_changed(team_id, batch_id)
+        await _update(body, client, context)
 
     d.later.run(work(), client, body)
 

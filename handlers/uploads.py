@@ -6,6 +6,7 @@ this needs, so the app asks for no channel history scopes and no `message.*` eve
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -21,6 +22,8 @@ from handlers.import_modal import import_segment, post_review
 from handlers.messages import esc, plain, upload_offer
 from handlers.routes import Routes
 from handlers.slack_files import SlackFile, describe
+
+log = logging.getLogger(__name__)
 
 
 async def _offer(client: AsyncWebClient, d: Deps, team_id: str, channel: str, thread_ts: str,
@@ -95,10 +98,15 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
     except BaseException:
         await forget(d.db, team_id, posting)  # not posted: the next click posts it
         raise
-    await client.chat_update(channel=channel, ts=body["container"]["message_ts"],
-                             text="Review posted", blocks=plain(
-                                 f":white_check_mark: <@{user_id}> started a review for "
-                                 f"*{esc(segment.name)}*."))  # fmt: skip
+    try:  # the offer says the review is under way (unless someone deleted the offer)
+        await client.chat_update(channel=channel, ts=body["container"]["message_ts"],
+                                 text="Review posted", blocks=plain(
+                                     f":white_check_mark: <@{user_id}> started a review for "
+                                     f"*{esc(segment.name)}*."))  # fmt: skip
+    except SlackApiError as exc:
+        if exc.response.get("error") not in ("message_not_found", "cant_update_message"):
+            raise
+        log.info("the upload offer of import %s was deleted: not updated", batch_id)
 
 
 def register(app: Routes) -> None:

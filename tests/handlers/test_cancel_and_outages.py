@@ -261,6 +261,50 @@ async def _offer(app: Harness) -> dict:
     return offer
 
 
+async def test_review_import_on_an_offer_deleted_meanwhile_just_works(app: Harness) -> None:
+    from bot.app import slack_client
+    from bot.workspaces import ensure_workspace, import_target
+
+    await ensure_workspace(app.db, "T0001")
+    segment = await import_target(app.db, "T0001", "VIP", create=True)
+    app.slack.add_file("F0002", "upload.csv", b"email\nok@example.com\n", channels=["C0001"])
+    offer = await _offer(app)
+    await slack_client(app.settings).chat_delete(channel="C0001", ts=offer["ts"])
+    chosen = {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {
+        "type": "external_select", "selected_option": {
+            "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment.id)}}}}  # fmt: skip
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
+                                    message_ts=offer["ts"], state_values=chosen)  # fmt: skip
+    await app.settle()
+    assert app.slack.find_action(Action.APPROVE, "C0001") is not None
+    assert app.slack.ephemerals == []  # no "something went wrong" for a review that's there
+
+
+async def test_removing_a_contact_updates_the_review_even_if_the_list_changed(
+    app: Harness,
+) -> None:
+    """A quicker second click redrew the list (hash_conflict): the removal still shows in
+    the review's counts, and nobody is told something went wrong."""
+    view_id = await _open_modal(app)
+    await app.requests.view_submission(state_values=_form(email="solo@example.com", segment="V"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    review = await _review(app)
+    batch = review["blocks"][-1]["elements"][0]["value"]
+    await app.requests.block_action(Action.REVIEW_CONTACTS, batch, user_id=REP,
+                                    message_ts=review["ts"])  # fmt: skip
+    await app.settle()
+    modal = app.slack.open_views(REP)[-1]
+    solo = next(b for b in modal["blocks"] if "solo@example.com" in json.dumps(b))
+    app.slack.fail("views.update", "hash_conflict")
+    await app.requests.block_action(Action.REMOVE_CONTACT, solo["accessory"]["value"],
+                                    user_id=REP, view=modal["id"])  # fmt: skip
+    await app.settle()
+    assert "0 to import" in json.dumps(app.slack.message("C0001", review["ts"])["blocks"])
+    assert app.slack.ephemerals == [] and not [
+        m for m in app.slack.messages if "went wrong" in m.get("text", "")]  # fmt: skip
+
+
 async def test_review_of_an_upload_deleted_meanwhile_says_so(app: Harness) -> None:
     from bot.workspaces import ensure_workspace, import_target
 
