@@ -98,6 +98,10 @@ def _allowed(url: str, hosts: list[str]) -> bool:
     return parts.scheme == "http" and loopback
 
 
+class FileHostUnavailable(Exception):
+    """Slack's file host is busy or down: not the file's fault, worth trying again later."""
+
+
 async def download(
     file: SlackFile, *, token: str, hosts: list[str], max_bytes: int, dest: BinaryIO
 ) -> int:
@@ -114,6 +118,12 @@ async def download(
     ):
         if 300 <= response.status < 400:
             raise FileRejected(f"Slack redirected the download of {file.name}; not following.")
+        if response.status == 429 or response.status >= 500:  # busy for now: the job retries
+            raise FileHostUnavailable(f"Slack's file host answered {response.status} for "
+                                      f"{file.name}.")  # fmt: skip
+        if response.status in (403, 404, 410):
+            raise FileRejected(f"{file.name} was deleted, or I may not read it any more (Slack "
+                               f"answered {response.status}).")  # fmt: skip
         if response.status != 200:
             raise FileRejected(f"Slack answered {response.status} for {file.name}.")
         if response.content_type == "text/html":

@@ -335,6 +335,7 @@ class FakeSlack(Served):
         self.block_errors: list[str] = []
         self.dm_channels: dict[str, str] = {}  # user id -> "D..." channel
         self.failing_uploads = 0  # the next this many file uploads get a 500 from the host
+        self.failing_downloads = 0  # the next this many file downloads get a 503
         self.channel_names: dict[str, str] = {}  # e.g. {"C0001": "referrals"} for file shares
         self.socket_url: str | None = None  # apps.connections.open answers it (FakeSocketMode)
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
@@ -700,6 +701,9 @@ class FakeSlack(Served):
         file = self.files.get(file_id)
         authorized = bool(file) and self.tokens.get(token) == team_file.split("-", 1)[0]
         self.downloads.append(Download(file_id, request.path, header, authorized))
+        if self.failing_downloads > 0:  # the file host's own trouble
+            self.failing_downloads -= 1
+            return web.Response(status=503, text="busy", content_type="text/plain")
         if not authorized:
             # What Slack answers without a valid token: a 200 login page, not a 401.
             return web.Response(text=LOGIN_PAGE, content_type="text/html")

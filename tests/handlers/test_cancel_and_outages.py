@@ -247,6 +247,22 @@ async def test_a_skipped_rows_file_the_upload_host_refuses_is_shared_later(
                              "AND state = 'done' AND attempts = 1") == 1  # fmt: skip
 
 
+async def test_a_busy_file_host_is_tried_again_not_taken_for_a_bad_file(app: Harness) -> None:
+    app.slack.failing_downloads = 1
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "q3.csv", b"email\nok@example.com\n")
+    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE job SET run_after = CURRENT_TIMESTAMP "
+                                "WHERE state = 'queued'"))  # the retry: due now
+    await app.settle()
+    review = await _review(app)
+    assert "1 to import" in json.dumps(review["blocks"])
+    assert await _count(app, "SELECT COUNT(*) FROM import_source WHERE status = 'parsed'") == 1
+
+
 def file_bytes(app: Harness, file_id: str) -> bytes:
     return app.slack.file_contents[file_id]
 
