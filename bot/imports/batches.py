@@ -421,12 +421,15 @@ async def _hold_batch(conn: AsyncConnection, team_id: str, batch_id: int) -> Non
                                 "FOR UPDATE"), {"t": team_id, "b": batch_id})  # fmt: skip
 
 
+async def _status(conn: AsyncConnection, table: type[ImportBatch] | type[ImportSource],
+                  team_id: str, row_id: int) -> str | None:  # fmt: skip
+    """The status of the workspace's batch or source with this id (None: there is none)."""
+    return (await conn.execute(select(table.status).where(
+        col(table.id) == row_id, col(table.team_id) == team_id))).scalar_one_or_none()  # fmt: skip
+
+
 async def _still_pending(conn: AsyncConnection, team_id: str, source_id: int) -> bool:
-    status = (await conn.execute(
-        select(ImportSource.status).where(col(ImportSource.id) == source_id,
-                                          col(ImportSource.team_id) == team_id)
-    )).scalar_one_or_none()  # fmt: skip
-    return status == SourceStatus.PENDING
+    return await _status(conn, ImportSource, team_id, source_id) == SourceStatus.PENDING
 
 
 async def clear_staged(conn: AsyncConnection, team_id: str, batch_id: int, source_id: int) -> None:
@@ -439,11 +442,7 @@ async def clear_staged(conn: AsyncConnection, team_id: str, batch_id: int, sourc
 
 
 async def _still_draft(conn: AsyncConnection, team_id: str, batch_id: int) -> bool:
-    status = (await conn.execute(
-        select(ImportBatch.status).where(col(ImportBatch.id) == batch_id,
-                                         col(ImportBatch.team_id) == team_id)
-    )).scalar_one_or_none()  # fmt: skip
-    return status == BatchStatus.DRAFT
+    return await _status(conn, ImportBatch, team_id, batch_id) == BatchStatus.DRAFT
 
 
 async def stage_contact(

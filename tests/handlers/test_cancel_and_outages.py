@@ -145,9 +145,7 @@ async def test_review_import_on_an_upload_can_be_retried_and_the_skipped_rows_fo
     segment = await import_target(app.db, "T0001", "VIP", create=True)
     app.slack.add_file("F0002", "upload.csv", b"email\nok@example.com\nnot-an-email\n",
                        channels=["C0001"])  # fmt: skip
-    chosen = {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {
-        "type": "external_select", "selected_option": {
-            "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment.id)}}}}  # fmt: skip
+    chosen = _chosen(segment.id or 0)
     offer_msg = await _offer(app)
     # the review can't be posted the first time (the client's one retry included)
     app.slack.outage("chat.postMessage", times=2)
@@ -180,9 +178,7 @@ async def test_a_double_click_on_review_import_posts_one_review(app: Harness) ->
     await ensure_workspace(app.db, "T0001")
     segment = await import_target(app.db, "T0001", "VIP", create=True)
     app.slack.add_file("F0002", "upload.csv", b"email\nok@example.com\n", channels=["C0001"])
-    chosen = {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {
-        "type": "external_select", "selected_option": {
-            "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment.id)}}}}  # fmt: skip
+    chosen = _chosen(segment.id or 0)
     offer_msg = await _offer(app)
     gate = app.slack.hold("chat.postMessage")  # the first click's review is on its way
     for _ in range(2):
@@ -232,15 +228,7 @@ async def test_a_skipped_rows_file_the_upload_host_refuses_is_shared_later(
     """The upload step answering 500 is an outage like any other: the report is retried by
     its own job, and the file-reading job (whose work is done) isn't failed for it."""
     app.slack.failing_uploads = 1
-    view_id = await _open_modal(app)
-    file = app.slack.add_file("F0001", "q3.csv", b"email\nok@example.com\nnot-an-email\n")
-    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
-                                       view_id=view_id, user_id=REP)  # fmt: skip
-    await app.settle()
-    async with app.db.begin() as conn:
-        await conn.execute(text("UPDATE job SET run_after = CURRENT_TIMESTAMP "
-                                "WHERE state = 'queued'"))  # the report's retry: due now
-    await app.settle()
+    await _import_then_retry(app, b"email\nok@example.com\nnot-an-email\n")
     shared = [u for u in app.slack.uploads if u.completed]
     assert len(shared) == 1 and "not-an-email" in shared[0].text
     assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'stage_slack_file' "
@@ -249,22 +237,34 @@ async def test_a_skipped_rows_file_the_upload_host_refuses_is_shared_later(
 
 async def test_a_busy_file_host_is_tried_again_not_taken_for_a_bad_file(app: Harness) -> None:
     app.slack.failing_downloads = 1
-    view_id = await _open_modal(app)
-    file = app.slack.add_file("F0001", "q3.csv", b"email\nok@example.com\n")
-    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
-                                       view_id=view_id, user_id=REP)  # fmt: skip
-    await app.settle()
-    async with app.db.begin() as conn:
-        await conn.execute(text("UPDATE job SET run_after = CURRENT_TIMESTAMP "
-                                "WHERE state = 'queued'"))  # the retry: due now
-    await app.settle()
+    await _import_then_retry(app, b"email\nok@example.com\n")
     review = await _review(app)
     assert "1 to import" in json.dumps(review["blocks"])
     assert await _count(app, "SELECT COUNT(*) FROM import_source WHERE status = 'parsed'") == 1
 
 
+async def _import_then_retry(app: Harness, data: bytes) -> None:
+    """Import a file from the modal, then run the jobs waiting to retry (due now)."""
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "q3.csv", data)
+    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE job SET run_after = CURRENT_TIMESTAMP "
+                                "WHERE state = 'queued'"))  # fmt: skip
+    await app.settle()
+
+
 def file_bytes(app: Harness, file_id: str) -> bytes:
     return app.slack.file_contents[file_id]
+
+
+def _chosen(segment_id: int) -> dict:
+    """The upload offer's state with the VIP segment chosen."""
+    return {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {
+        "type": "external_select", "selected_option": {
+            "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment_id)}}}}
 
 
 async def _offer(app: Harness) -> dict:
@@ -286,9 +286,7 @@ async def test_review_import_on_an_offer_deleted_meanwhile_just_works(app: Harne
     app.slack.add_file("F0002", "upload.csv", b"email\nok@example.com\n", channels=["C0001"])
     offer = await _offer(app)
     await slack_client(app.settings).chat_delete(channel="C0001", ts=offer["ts"])
-    chosen = {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {
-        "type": "external_select", "selected_option": {
-            "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment.id)}}}}  # fmt: skip
+    chosen = _chosen(segment.id or 0)
     await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
                                     message_ts=offer["ts"], state_values=chosen)  # fmt: skip
     await app.settle()
@@ -329,9 +327,7 @@ async def test_review_of_an_upload_deleted_meanwhile_says_so(app: Harness) -> No
     app.slack.add_file("F0002", "upload.csv", b"email\nok@example.com\n", channels=["C0001"])
     offer = await _offer(app)
     del app.slack.files["F0002"]
-    chosen = {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {
-        "type": "external_select", "selected_option": {
-            "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment.id)}}}}  # fmt: skip
+    chosen = _chosen(segment.id or 0)
     await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
                                     message_ts=offer["ts"], state_values=chosen)  # fmt: skip
     await app.settle()

@@ -136,7 +136,8 @@ async def test_second_segment_reuses_contacts(db: Database) -> None:
     assert sizes == {"All Customers": 4, "Newsletter": 4, "VIP": 4}
 
 
-async def test_an_interrupted_import_resumes_exactly(db: Database) -> None:
+async def _fifty_queued(db: Database):  # type: ignore[no-untyped-def]
+    """An approved batch of 50 new addresses into VIP, not applied yet."""
     await ensure_workspace(db, "T1")
     segment = await import_target(db, "T1", "VIP", create=True)
     batch = await create_batch(db, "T1", segment.id, "U1")
@@ -144,6 +145,11 @@ async def test_an_interrupted_import_resumes_exactly(db: Database) -> None:
     rows = "email,first_name\n" + "".join(f"p{i}@example.com,P{i}\n" for i in range(50))
     await stage_csv(db, "T1", source.id, io.BytesIO(rows.encode()))
     await queue_batch(db, "T1", batch.id, "U2")
+    return batch
+
+
+async def test_an_interrupted_import_resumes_exactly(db: Database) -> None:
+    batch = await _fifty_queued(db)
 
     class Crash(Exception):
         pass
@@ -169,13 +175,7 @@ async def test_two_runners_with_other_chunk_sizes_leave_no_gap(db: Database) -> 
     """A lease taken over by a worker with another IMPORT_CHUNK_ROWS while the first goes on:
     each claims from exactly where the cursor is, so no range falls between their chunks
     (claimed from anywhere at or past the cursor, a row between them was never applied)."""
-    await ensure_workspace(db, "T1")
-    segment = await import_target(db, "T1", "VIP", create=True)
-    batch = await create_batch(db, "T1", segment.id, "U1")
-    source = await add_source(db, "T1", batch.id, SourceKind.CSV, "big.csv")
-    rows = "email,first_name\n" + "".join(f"p{i}@example.com,P{i}\n" for i in range(50))
-    await stage_csv(db, "T1", source.id, io.BytesIO(rows.encode()))
-    await queue_batch(db, "T1", batch.id, "U2")
+    batch = await _fifty_queued(db)
 
     class Stop(Exception):
         pass
