@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import OperationalError
 
@@ -42,6 +43,10 @@ SERVICE_ERRORS = (WorkspaceError, CampaignError, MailchimpError, SecretKeyMissin
 BUSY = ("Nothing was changed: the database is busy writing a big import right now. Try again "
         "in a minute.")
 GONE = "That no longer exists (it may have been removed): refresh and try again."
+# views.open got a trigger id Slack no longer honours (more than 3 s old, or used once)
+LATE = ("Slack gave me too little time to open that form (its 3 seconds ran out). Nothing "
+        "changed: click again.")
+_LATE_TRIGGER = frozenset({"expired_trigger_id", "exchanged_trigger_id", "invalid_trigger_id"})
 
 
 def who_and_what(body: dict[str, Any]) -> dict[str, str]:
@@ -73,6 +78,9 @@ def message_for(error: BaseException, where: dict[str, str]) -> str:
     if is_busy(error):
         log.warning("database busy (%s): %s", context, error)
         return BUSY
+    if isinstance(error, SlackApiError) and error.response.get("error") in _LATE_TRIGGER:
+        log.warning("form not opened (%s): %s", context, error.response.get("error"))
+        return LATE
     ref = uuid.uuid4().hex[:8]
     log.error("listener failed (%s ref=%s)", context, ref, exc_info=error)
     return SORRY.format(ref=ref)

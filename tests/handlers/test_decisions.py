@@ -107,6 +107,14 @@ async def test_a_connection_dropped_once_is_retried(app: Harness) -> None:
     assert review is not None and review["channel"] == "C0001"
 
 
+async def test_a_form_slack_gave_too_little_time_says_so(app: Harness) -> None:
+    app.slack.trigger_ttl = -1  # every trigger id has expired by the time it is used
+    reply = await app.requests.slash_command(text="import", user_id=REP)
+    assert reply.status == 200
+    await app.settle()
+    assert "too little time to open that form" in app.slack.ephemerals[-1]["text"]
+
+
 async def test_an_import_whose_segment_was_deleted_meanwhile_cant_be_approved(
     app: Harness,
 ) -> None:
