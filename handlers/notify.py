@@ -24,6 +24,7 @@ from bot.campaigns.service import list_campaigns
 from bot.imports.batches import write_rejects
 from bot.imports.review import claim_progress, forget_progress, load
 from bot.jobs.queue import enqueue
+from bot.leads import is_user_id
 from bot.notify import (
     BATCH_CHANGED,
     ENROLLMENT_CHANGED,
@@ -38,6 +39,7 @@ from handlers.enrollment_messages import target_offer
 from handlers.enrollment_reports import EnrollmentReports, message_gone
 from handlers.home_publish import refresh_homes
 from handlers.messages import (
+    CHANNEL_REFUSALS,
     file_stem,
     progress_text,
     rejects_comment,
@@ -124,6 +126,9 @@ class SlackNotifier:
                 raise
             log.warning("Slack refused the %s report (%s): %s", event, ids,
                         exc.response.get("error"))  # fmt: skip
+            if event in (IMPORT_FINISHED, UNDO_FINISHED) and (
+                    exc.response.get("error") in CHANNEL_REFUSALS):  # fmt: skip
+                await self._result_by_dm(team_id, batch_id, event)
         if event in HOME_EVENTS:
             await refresh_homes(self.db, self.client, team_id, undo_days=self.undo_days)
 
@@ -243,6 +248,30 @@ class SlackNotifier:
             await self.client.chat_postMessage(channel=channel, thread_ts=thread, text=text)
         except BaseException:
             await forget(self.db, team_id, key)  # not told: the retry tells
+            raise
+
+    async def _result_by_dm(self, team_id: str, batch_id: int, event: str) -> None:
+        """The import's channel is archived or the bot left it: whoever asked (for the
+        import, or for its undo) gets the result by direct message, once."""
+        view = await load(self.db, team_id, batch_id)
+        batch = view.batch
+        undone = event == UNDO_FINISHED
+        who = batch.undone_by if undone else batch.requested_by
+        if not who or not is_user_id(who):  # the command line: it printed the result
+            return
+        key = f"result-dm:{event}:{batch_id}"
+        if not await first_time(self.db, team_id, key):
+            return
+        text = (undone_text(batch, view.segment.name) if undone
+                else result_text(batch, view.segment.name))  # fmt: skip
+        try:
+            opened = await self.client.conversations_open(users=who)
+            await self.client.chat_postMessage(
+                channel=opened["channel"]["id"],
+                text=f"{text}\n(I can't post in the import's channel any more, so I'm telling "
+                     "you here.)")  # fmt: skip
+        except BaseException:
+            await forget(self.db, team_id, key)
             raise
 
     async def _progress(self, team_id: str, batch_id: int, text: str,

@@ -115,6 +115,16 @@ async def test_a_form_slack_gave_too_little_time_says_so(app: Harness) -> None:
     assert "too little time to open that form" in app.slack.ephemerals[-1]["text"]
 
 
+async def test_a_result_the_archived_channel_refuses_goes_to_the_requester(app: Harness) -> None:
+    message, batch = await _start(app)
+    app.slack.fail("chat.update", "is_archived", times=10)  # archived after the approval click
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    dm = app.slack.dm_channels[REP]
+    told = [m["text"] for m in app.slack.messages_in(dm)]
+    assert len(told) == 1 and "Imported into *VIP*" in told[0] and "telling you here" in told[0]
+
+
 async def test_an_import_whose_segment_was_deleted_meanwhile_cant_be_approved(
     app: Harness,
 ) -> None:
