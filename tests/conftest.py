@@ -6,6 +6,7 @@ to run every database test on PostgreSQL, each test in a schema of its own.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import shutil
@@ -42,8 +43,22 @@ def db_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     if BACKEND == "postgres":
         schema = f"t_{uuid.uuid4().hex[:12]}"
         yield {"DATABASE_URL": POSTGRES_URL, "DATABASE_SCHEMA": schema}
+        # a subprocess (the CLI, serve) may have made it without the `db` fixture: leave the
+        # server as it was
+        asyncio.run(_drop_schema(schema))
     else:
         yield {"DATABASE_URL": f"sqlite:///{tmp_path / 'test.db'}"}
+
+
+async def _drop_schema(schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(make_url(POSTGRES_URL).set(drivername="postgresql")
+                                 .render_as_string(hide_password=False))  # fmt: skip
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
 
 
 # Running the migrations for every test cost a third of the suite's time. They are run once
