@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns import service
@@ -16,6 +18,8 @@ from handlers.ids import Action, BlockId
 from handlers.messages import esc
 from handlers.routes import Routes
 from models import BatchStatus, CampaignState, ImportBatch
+
+log = logging.getLogger(__name__)
 
 
 def _int(value: object, what: str) -> int:
@@ -98,6 +102,12 @@ async def _announce(d: Deps, client: AsyncWebClient, team_id: str, enrollment: i
     try:
         await client.chat_postMessage(channel=batch.channel_id or "",
                                       thread_ts=batch.message_ts, text=text)  # fmt: skip
+    except SlackApiError as exc:  # the enrollment is under way all the same: say that
+        await forget(d.db, team_id, key)
+        error = str(exc.response.get("error") or "no reason given")
+        log.warning("targeting of enrollment %s not announced: %s", enrollment, error)
+        raise Refusal(f"Enrolling has started, but Slack refused my message in the thread "
+                      f"({esc(error)}).") from exc
     except BaseException:
         await forget(d.db, team_id, key)
         raise

@@ -166,6 +166,17 @@ async def test_a_double_click_on_target_or_go_live_enrolls_and_reports_once(
     assert await _count(app, "SELECT COUNT(*) FROM advocate") == 4
 
 
+async def test_a_thread_that_refuses_the_announcement_is_told_enrolling_started(
+    app: Harness,
+) -> None:
+    spring = await _campaign(app, "Spring", live=True)
+    message = await _imported(app)
+    app.slack.fail("chat.postMessage", "restricted_action")
+    await _target(app, message, spring.id or 0)
+    assert "Enrolling has started" in app.slack.ephemerals[-1]["text"]
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 2
+
+
 async def test_a_later_import_into_a_targeted_segment_reports_its_enrollment(
     app: Harness,
 ) -> None:
