@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns.reports import (
@@ -18,14 +17,8 @@ from bot.imports.batches import neutralise
 from bot.once import first_time, forget
 from handlers.enrollment_messages import enrollment_report
 from handlers.messages import esc, file_stem
+from handlers.thread_reply import show_reply
 from models import Database, Enrollment
-
-# chat.update's answers for a message someone deleted (or that can no longer be edited)
-GONE_MESSAGE = frozenset({"message_not_found", "cant_update_message"})
-
-
-def message_gone(exc: SlackApiError) -> bool:
-    return str(exc.response.get("error") or "") in GONE_MESSAGE
 
 
 class EnrollmentReports:
@@ -40,25 +33,17 @@ class EnrollmentReports:
         if not e.channel_id or not e.thread_ts:
             return
         text, blocks = enrollment_report(summary)
-        shown = e.report_ts
-        if shown:
-            try:
-                await self.client.chat_update(channel=e.channel_id, ts=shown, text=text,
-                                              blocks=blocks)  # fmt: skip
-            except SlackApiError as exc:  # deleted: the report is posted again
-                if not message_gone(exc):
-                    raise
-                await forget_report(self.db, team_id, enrollment_id, shown)
-                shown = None
-        if not shown:
-            posted = await self.client.chat_postMessage(channel=e.channel_id,
-                                                        thread_ts=e.thread_ts, text=text,
-                                                        blocks=blocks)  # fmt: skip
-            kept = await claim_report(self.db, team_id, enrollment_id, str(posted["ts"]))
-            if kept != posted["ts"]:  # another report was posted first: one reply stays
-                await self.client.chat_delete(channel=e.channel_id, ts=posted["ts"])
-                await self.client.chat_update(channel=e.channel_id, ts=kept, text=text,
-                                              blocks=blocks)  # fmt: skip
+
+        async def keep(ts: str) -> str:
+            return await claim_report(self.db, team_id, enrollment_id, ts)
+
+        async def drop(ts: str) -> None:
+            await forget_report(self.db, team_id, enrollment_id, ts)
+
+        # every report is the enrollment's state now: a losing one may replace the kept one
+        await show_reply(self.client, channel=e.channel_id, thread_ts=e.thread_ts,
+                         shown=e.report_ts, text=text, blocks=blocks, keep=keep, drop=drop,
+                         replace_kept=True)  # fmt: skip
         unsettled = sum(summary.count(s) for s in ("queued", "held", "sending"))
         troubled = summary.count("failed") + summary.count("uncertain")
         if troubled and not unsettled:

@@ -17,7 +17,6 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.campaigns.preview import preview_batch
 from bot.campaigns.service import list_campaigns
@@ -36,7 +35,7 @@ from bot.notify import (
 )
 from bot.once import first_time, forget
 from handlers.enrollment_messages import target_offer
-from handlers.enrollment_reports import EnrollmentReports, message_gone
+from handlers.enrollment_reports import EnrollmentReports
 from handlers.home_publish import refresh_homes
 from handlers.messages import (
     CHANNEL_REFUSALS,
@@ -46,6 +45,7 @@ from handlers.messages import (
     result_text,
     review_message,
 )
+from handlers.thread_reply import message_gone, show_reply
 from handlers.undo_messages import result_blocks, undone_result_blocks, undone_text
 from models import BatchStatus, Database, SourceStatus
 
@@ -228,11 +228,10 @@ class SlackNotifier:
             return
         text = undone_text(batch, view.segment.name)
         if batch.channel_id and batch.message_ts:
-            if batch.progress_ts:
+            if batch.progress_ts:  # the result reply, without its Undo button
                 result = result_text(batch, view.segment.name)
-                blocks = undone_result_blocks(result, batch)
-                await self.client.chat_update(channel=batch.channel_id, ts=batch.progress_ts,
-                                              text=result, blocks=blocks)  # fmt: skip
+                await self._progress(team_id, batch_id, result,
+                                     blocks=undone_result_blocks(result, batch), final=True)
             channel, thread = batch.channel_id, batch.message_ts
         elif batch.undone_by and batch.undone_by != "cli":  # an import from the shell
             channel, thread = "", None
@@ -242,13 +241,19 @@ class SlackNotifier:
         if not await first_time(self.db, team_id, key):
             return
         try:
-            if not channel:
-                channel = (await self.client.conversations_open(
-                    users=batch.undone_by))["channel"]["id"]  # fmt: skip
-            await self.client.chat_postMessage(channel=channel, thread_ts=thread, text=text)
+            if channel:
+                await self.client.chat_postMessage(channel=channel, thread_ts=thread, text=text)
+            else:
+                await self._dm(batch.undone_by or "", text)
         except BaseException:
             await forget(self.db, team_id, key)  # not told: the retry tells
             raise
+
+    async def _dm(self, user_id: str, text: str) -> None:
+        """A direct message (handlers.respond.dm; notify can't import it: respond imports the
+        context, which imports this)."""
+        opened = await self.client.conversations_open(users=user_id)
+        await self.client.chat_postMessage(channel=opened["channel"]["id"], text=text)
 
     async def _result_by_dm(self, team_id: str, batch_id: int, event: str) -> None:
         """The import's channel is archived or the bot left it: whoever asked (for the
@@ -265,11 +270,8 @@ class SlackNotifier:
         text = (undone_text(batch, view.segment.name) if undone
                 else result_text(batch, view.segment.name))  # fmt: skip
         try:
-            opened = await self.client.conversations_open(users=who)
-            await self.client.chat_postMessage(
-                channel=opened["channel"]["id"],
-                text=f"{text}\n(I can't post in the import's channel any more, so I'm telling "
-                     "you here.)")  # fmt: skip
+            await self._dm(who, f"{text}\n(I can't post in the import's channel any more, so "
+                                "I'm telling you here.)")  # fmt: skip
         except BaseException:
             await forget(self.db, team_id, key)
             raise
@@ -283,24 +285,14 @@ class SlackNotifier:
         batch = view.batch
         if not batch.channel_id or not batch.message_ts:
             return
-        extra = {"blocks": blocks} if blocks is not None else {}
-        if batch.progress_ts:
-            try:
-                await self.client.chat_update(channel=batch.channel_id, ts=batch.progress_ts,
-                                              text=text, **extra)  # fmt: skip
-                return
-            except SlackApiError as exc:
-                if not message_gone(exc):
-                    raise
-                log.info("progress reply of import %s was deleted: posting it again", batch_id)
-                await forget_progress(self.db, team_id, batch_id, batch.progress_ts)
-        posted: AsyncSlackResponse = await self.client.chat_postMessage(
-            channel=batch.channel_id, thread_ts=batch.message_ts, text=text, **extra
-        )
-        kept = await claim_progress(self.db, team_id, batch_id, str(posted["ts"]))
-        if kept != posted["ts"]:  # another poster's reply was kept first: one reply stays
-            await self.client.chat_delete(channel=batch.channel_id, ts=posted["ts"])
-            if final:
-                await self.client.chat_update(channel=batch.channel_id, ts=kept, text=text,
-                                              **extra)  # fmt: skip
+
+        async def keep(ts: str) -> str:
+            return await claim_progress(self.db, team_id, batch_id, ts)
+
+        async def drop(ts: str) -> None:
+            await forget_progress(self.db, team_id, batch_id, ts)
+
+        await show_reply(self.client, channel=batch.channel_id, thread_ts=batch.message_ts,
+                         shown=batch.progress_ts, text=text, blocks=blocks, keep=keep,
+                         drop=drop, replace_kept=final)  # fmt: skip
 
