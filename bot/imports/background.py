@@ -30,7 +30,7 @@ from bot.imports.importer import check_files
 from bot.imports.job_kinds import IMPORT_JOB
 from bot.imports.mapping import mapper_for
 from bot.jobs import queue
-from bot.jobs.worker import Handler, JobContext, JobStopped, PermanentJobError
+from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped, PermanentJobError
 from bot.notify import ImportNotifier, Silent
 from bot.workspaces import import_target
 from models import (
@@ -82,11 +82,24 @@ async def enqueue_file_import(
 
 def import_handler(chunk_size: int, notifier: ImportNotifier | None = None, *,
                    max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES) -> Handler:  # fmt: skip
-    async def run(ctx: JobContext) -> None:
-        await run_import(ctx, chunk_size, notifier or Silent(),
-                         max_unzipped_bytes=max_unzipped_bytes)  # fmt: skip
+    reports = notifier or Silent()
 
-    return run
+    async def run(ctx: JobContext) -> None:
+        await run_import(ctx, chunk_size, reports, max_unzipped_bytes=max_unzipped_bytes)
+
+    async def give_up(ctx: JobContext, error: str) -> None:
+        await _fail_import(ctx.db, ctx.team_id, int(ctx.payload["batch_id"]), error, reports)
+
+    return GivingUp(run, give_up)
+
+
+async def _fail_import(db: Database, team_id: str, batch_id: int, error: str,
+                       notifier: ImportNotifier) -> None:  # fmt: skip
+    """Out of attempts: the import is failed (what was applied stays) and its thread told."""
+    await fail_batch(db, team_id, batch_id, error)
+    ended = await get_batch(db, team_id, batch_id)
+    if ended is not None and ended.status == BatchStatus.FAILED:
+        await notifier.import_finished(team_id, batch_id)
 
 
 async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier, *,
@@ -120,10 +133,7 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
     except Exception as exc:
         final = isinstance(exc, BatchStateError) or ctx.job.attempts >= ctx.job.max_attempts
         if final:
-            await fail_batch(db, team_id, batch_id, str(exc) or type(exc).__name__)
-            ended = await get_batch(db, team_id, batch_id)
-            if ended is not None and ended.status == BatchStatus.FAILED:
-                await notifier.import_finished(team_id, batch_id)
+            await _fail_import(db, team_id, batch_id, str(exc) or type(exc).__name__, notifier)
         if isinstance(exc, BatchStateError):
             raise PermanentJobError(str(exc)) from None
         raise
@@ -212,7 +222,13 @@ def slack_file_handler(
         for read in staged:
             await notifier.source_read(team_id, read.batch_id, read.id or 0)
 
-    return run
+    async def give_up(ctx: JobContext, error: str) -> None:
+        source = await _unread_source(ctx.db, ctx.team_id, int(ctx.payload["source_id"]))
+        if source is not None:
+            await _fail_unread(ctx.db, ctx.team_id, source, f"Could not read the file: {error}")
+            await notifier.source_read(ctx.team_id, source.batch_id, source.id or 0)
+
+    return GivingUp(run, give_up)
 
 
 async def _upload_sources(db: Database, team_id: str, origin: ImportSource) -> list[ImportSource]:

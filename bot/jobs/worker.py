@@ -87,6 +87,24 @@ class JobContext:
 
 
 Handler = Callable[[JobContext], Awaitable[None]]
+GiveUp = Callable[[JobContext, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class GivingUp:
+    """A handler with the step its job takes when it gives up on a run that never failed.
+
+    A handler gives up in its own `except` when its last attempt fails (the import is marked
+    failed, the file unread, and the thread told). An attempt that kills its worker (out of
+    memory, killed) never gets there: its lease expires and another worker takes it again, so
+    without a limit a job that kills every worker would be taken forever. Once every attempt
+    ended so, the worker runs `give_up` instead of the handler, then fails the job."""
+
+    run: Handler
+    give_up: GiveUp
+
+    async def __call__(self, ctx: JobContext) -> None:
+        await self.run(ctx)
 
 
 @dataclass
@@ -183,6 +201,8 @@ class Worker:
                 ctx.payload = json.loads(job.payload or "{}")
                 if handler is None:
                     raise PermanentJobError(f"no handler for job kind {job.kind!r}")
+                if job.attempts > job.max_attempts:  # see GivingUp
+                    raise PermanentJobError(await self._give_up(ctx, handler))
                 await handler(ctx)
             except JobStopped:
                 if not ctx.lost.is_set() and await self._record(
@@ -206,6 +226,20 @@ class Worker:
         finally:
             beat.cancel()  # only now: the lease stays renewed while a result is being recorded
             await asyncio.wait([beat])
+
+    async def _give_up(self, ctx: JobContext, handler: Handler) -> str:
+        """The job's every attempt ended with its worker gone: give up (see GivingUp) and
+        return the job's error."""
+        job = ctx.job
+        error = (f"gave up: the worker running it stopped during each of its {job.max_attempts}"
+                 " attempts (killed, or out of memory?)")  # fmt: skip
+        log.error("job %s (%s): %s", job.id, job.kind, error)
+        if isinstance(handler, GivingUp):
+            try:
+                await handler.give_up(ctx, error)
+            except Exception:  # the job is failed all the same: it must not be taken again
+                log.exception("job %s (%s): giving up on it failed", job.id, job.kind)
+        return error
 
     async def _record(self, job: Job, what: str, call: Callable[[], Awaitable[bool]]) -> bool:
         """Record a job's outcome, retrying through database errors.

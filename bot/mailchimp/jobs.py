@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.imports.batches import add_source, fail_source
-from bot.jobs.worker import Handler, JobContext
+from bot.jobs.worker import GivingUp, Handler, JobContext
 from bot.mailchimp.accounts import NotConnected, credentials
 from bot.mailchimp.api import Audience, MailchimpError, ReconnectNeeded
 from bot.mailchimp.importing import read_audience
@@ -48,4 +48,13 @@ def mailchimp_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
             await fail_source(ctx.db, ctx.team_id, source.id or 0, str(exc), only_pending=True)
         await notifier.source_read(ctx.team_id, source.batch_id, source.id or 0)
 
-    return run
+    async def give_up(ctx: JobContext, error: str) -> None:
+        async with ctx.db.session() as session:
+            source = await session.get(ImportSource, int(ctx.payload["source_id"]))
+        if source is None or source.team_id != ctx.team_id:
+            return
+        await fail_source(ctx.db, ctx.team_id, source.id or 0,
+                          f"Could not read the audience: {error}", only_pending=True)  # fmt: skip
+        await notifier.source_read(ctx.team_id, source.batch_id, source.id or 0)
+
+    return GivingUp(run, give_up)

@@ -9,7 +9,7 @@ import json
 from sqlalchemy import text
 
 from bot.imports.cancel import cancel_job
-from bot.jobs.queue import list_jobs
+from bot.jobs.queue import claim, list_jobs
 from handlers.ids import Action, BlockId
 from models import BatchStatus
 from tests.fakes.slack_api import find_element
@@ -333,3 +333,43 @@ async def test_review_of_an_upload_deleted_meanwhile_says_so(app: Harness) -> No
     await app.settle()
     assert "deleted, or I can't see it" in app.slack.ephemerals[-1]["text"]
     assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
+
+
+async def _die_every_attempt(app: Harness, kind: str) -> None:
+    """Leave the `kind` job as workers that die running it leave it, every attempt used up:
+    each claims it, and its lease runs out with nobody to renew it."""
+    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == kind)
+    for attempt in range(job.max_attempts):
+        claimed = await claim(app.db, f"killed-{attempt}", lease_seconds=-1)
+        assert claimed is not None and claimed.id == job.id
+
+
+async def test_an_import_that_kills_every_worker_fails_and_the_thread_says_so(
+    app: Harness,
+) -> None:
+    message, batch = await _approved(app)
+    await _die_every_attempt(app, "import")
+    await app.settle()
+    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "import")
+    assert job.state == "failed" and job.attempts == job.max_attempts + 1
+    assert "stopped during each of its 5 attempts" in (job.last_error or "")
+    assert await _count(app, "SELECT COUNT(*) FROM segment_member") == 0
+    assert await _count(app, f"SELECT COUNT(*) FROM import_batch WHERE id = {batch} "
+                             "AND status = 'failed'") == 1  # fmt: skip
+    thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    assert any("The import into *VIP* failed: gave up: the worker running it stopped" in t
+               for t in thread), thread  # fmt: skip
+
+
+async def test_a_file_that_kills_every_worker_reading_it_shows_as_unread(app: Harness) -> None:
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "poison.csv", _csv(10))
+    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.later.drain()
+    await _die_every_attempt(app, "stage_slack_file")
+    await app.settle()
+    rendered = json.dumps((await _review(app))["blocks"])
+    assert "Could not read the file: gave up: the worker running it stopped" in rendered
+    assert "Reading…" not in rendered
+    assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0

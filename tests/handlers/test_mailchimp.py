@@ -19,6 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import text
 
+from bot.jobs import queue
+from bot.jobs.queue import claim, list_jobs
 from bot.mailchimp import accounts
 from bot.mailchimp.oauth import CALLBACK_PATH, read_state
 from bot.workspaces import ensure_workspace
@@ -368,3 +370,22 @@ async def test_lists_chosen_after_a_disconnect_are_refused_inline(build: Build) 
                                                    user_id=REP)  # fmt: skip
         assert "disconnected" in reply.body["errors"][BlockId.MAILCHIMP_LISTS]
         assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
+
+
+async def test_an_audience_that_kills_every_worker_reading_it_shows_as_unread(
+    build: Build,
+) -> None:
+    async with build() as app:
+        await _connect(app)
+        modal = await _import_modal(app)
+        await app.requests.view_submission(state_values=_form(segment="MC") | _chosen(
+            "a1b2c3d4e5"), view_id=modal["id"], user_id=REP)  # fmt: skip
+        await app.later.drain()
+        job = next(j for j in await list_jobs(app.db, TEAM) if j.kind == "mailchimp_list")
+        for attempt in range(job.max_attempts):  # each worker dies; its lease runs out
+            assert await claim(app.db, f"killed-{attempt}", lease_seconds=-1) is not None
+        await app.settle()
+        rendered = json.dumps((await _review(app))["blocks"])
+        assert "Could not read the audience: gave up: the worker running it stopped" in rendered
+        assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0
+        assert (await queue.get_job(app.db, TEAM, job.id or 0)).state == "failed"  # type: ignore[union-attr]

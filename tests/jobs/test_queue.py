@@ -152,3 +152,23 @@ async def test_a_bad_file_is_refused_before_anything_is_queued(
         await enqueue_file_import(db, "T1", [bad], segment="S", create_segment=True)
     assert await queue.list_jobs(db, "T1") == []
     assert [s.name for s, _ in await segment_sizes(db, "T1")] == ["All Customers"]
+
+
+async def test_a_job_whose_worker_died_in_every_attempt_fails_instead_of_running_again(
+    db: Database,
+) -> None:
+    await ensure_workspace(db, "T1")
+    ran: list[int] = []
+
+    async def handler(ctx: JobContext) -> None:
+        ran.append(ctx.job.attempts)
+
+    job = await queue.enqueue(db, "T1", "x", {}, max_attempts=2)
+    for attempt in range(2):  # two workers take it and die: their leases run out
+        assert await queue.claim(db, f"killed-{attempt}", lease_seconds=-1) is not None
+    await Worker(db, {"x": handler}, FAST).run_until_idle()
+    failed = await queue.get_job(db, "T1", job.id or 0)
+    assert failed is not None and ran == []
+    assert (failed.state, failed.attempts) == ("failed", 3)
+    assert "stopped during each of its 2 attempts" in (failed.last_error or "")
+    assert await Worker(db, {"x": handler}, FAST).run_until_idle() == 0  # never taken again
