@@ -137,49 +137,66 @@ def _outcome(p: _Pending, now: datetime) -> dict[str, Any]:
     return values
 
 
-async def _write(db: Database, team_id: str, done: _Pending | None, start: int | None,
-                 job: int | None = None) -> int | None:  # fmt: skip
-    """Record `done`'s outcome and mark `start` as sending, in one transaction.
+class _Outbox:
+    """Writes each invite's step on the send run's own connection.
 
-    Returns the started invite's attempt number, or None if it is no longer to be sent
-    (cancelled, unsubscribed meanwhile)."""
-    now = utcnow()
-    async with db.begin() as conn:
+    Taking a connection from the pool for each invite (which resets it on return) cost about
+    a sixth of the send job's CPU; on SQLite each step also skips SQLAlchemy and goes to the
+    driver in three hand-offs to its thread (statement, statement, commit) instead of seven.
+    """
+
+    def __init__(self, conn: AsyncConnection, team_id: str, job: int | None) -> None:
+        self.conn, self.team_id, self.job = conn, team_id, job
+        self._raw: Any = None
+        self._stamp = _STAMP.bind_processor(conn.dialect)
+
+    async def write(self, done: _Pending | None, start: int | None) -> int | None:
+        """Record `done`'s outcome and mark `start` as sending, in one transaction.
+
+        Returns the started invite's attempt number, or None if it is no longer to be sent
+        (cancelled, unsubscribed meanwhile)."""
+        now = utcnow()
         # without a result nobody knows whether the server took it: it stays `sending`, and
         # the next run calls it uncertain
         outcome = None
         if done is not None and done.result is not None:
-            outcome = {**_outcome(done, now), "t": team_id, "now": now}
-        started = {"id": start, "t": team_id, "now": now, "job": job}
-        if conn.dialect.name == "sqlite":  # once per invite: the driver directly, far cheaper
-            return await _sqlite_write(conn, outcome, started if start is not None else None)
-        if outcome is not None:
-            await conn.execute(_OUTCOME, outcome)
-        if start is None:
-            return None
-        row = (await conn.execute(_START, started)).first()
-        return int(row[0]) if row else None
+            outcome = {**_outcome(done, now), "t": self.team_id, "now": now}
+        started = None
+        if start is not None:
+            started = {"id": start, "t": self.team_id, "now": now, "job": self.job}
+        if self.conn.dialect.name == "sqlite":
+            return await self._sqlite_write(outcome, started)
+        async with self.conn.begin():
+            if outcome is not None:
+                await self.conn.execute(_OUTCOME, outcome)
+            if started is None:
+                return None
+            row = (await self.conn.execute(_START, started)).first()
+            return int(row[0]) if row else None
 
+    async def _sqlite_write(self, outcome: dict[str, Any] | None,
+                            started: dict[str, Any] | None) -> int | None:  # fmt: skip
+        """The same two statements in one transaction on aiosqlite's connection, timestamps
+        stored as SQLAlchemy stores them."""
+        if self._raw is None:
+            self._raw = (await self.conn.get_raw_connection()).driver_connection
+        raw, stamp = self._raw, self._stamp
 
-async def _sqlite_write(conn: AsyncConnection, outcome: dict[str, Any] | None,
-                        started: dict[str, Any] | None) -> int | None:  # fmt: skip
-    """The same two statements on aiosqlite's connection, timestamps stored as SQLAlchemy
-    stores them, inside the caller's transaction."""
-    raw = (await conn.get_raw_connection()).driver_connection
-    stamp = _STAMP.bind_processor(conn.dialect)
+        def prepared(params: dict[str, Any]) -> dict[str, Any]:
+            return {k: stamp(v) if k in _TIMES and v is not None else v  # type: ignore[misc]
+                    for k, v in params.items()}  # fmt: skip
 
-    def prepared(params: dict[str, Any]) -> dict[str, Any]:
-        return {k: stamp(v) if k in _TIMES and v is not None else v  # type: ignore[misc]
-                for k, v in params.items()}  # fmt: skip
-
-    if outcome is not None:
-        await raw.execute(_OUTCOME_SQL, prepared(outcome))
-    if started is None:
-        return None
-    cursor = await raw.execute(_START_SQL, prepared(started))
-    row = await cursor.fetchone()
-    await cursor.close()
-    return int(row[0]) if row else None
+        try:
+            if outcome is not None:
+                await raw.execute(_OUTCOME_SQL, prepared(outcome))
+            rows: list[Any] = []
+            if started is not None:
+                rows = list(await raw.execute_fetchall(_START_SQL, prepared(started)))
+            await raw.commit()
+        except BaseException:
+            await raw.rollback()
+            raise
+        return int(rows[0][0]) if rows else None
 
 
 async def _campaign(db: Database, team_id: str, enrollment_id: int) -> _Campaign | None:
@@ -229,13 +246,14 @@ async def send_invites(
         await _schedule_rest(db, team_id, enrollment_id)
         return
     try:
-        async with sender:
+        async with db.engine.connect() as conn, sender:
+            outbox = _Outbox(conn, team_id, job_id)
             while page:
                 for invite_id, contact_id, email, first, locale, code in page:
                     after = invite_id
                     if checkpoint is not None:
                         checkpoint()
-                    attempts = await _write(db, team_id, pending, invite_id, job_id)
+                    attempts = await outbox.write(pending, invite_id)
                     pending = None
                     if attempts is None:
                         continue
@@ -265,7 +283,8 @@ async def send_invites(
             pending.result = SendResult(SendStatus.RETRY, "", text="the mail server is unreachable")
         raise
     finally:
-        await _write(db, team_id, pending, None)
+        async with db.engine.connect() as conn:
+            await _Outbox(conn, team_id, job_id).write(pending, None)
         await _schedule_rest(db, team_id, enrollment_id)
     if on_progress is not None:
         await on_progress()
