@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from models import Database, SeenKey
+from models.clock import utcnow
 
 
 async def first_time(db: Database, team_id: str, key: str) -> bool:
@@ -26,3 +29,15 @@ async def forget(db: Database, team_id: str, key: str) -> None:
         await conn.execute(
             delete(SeenKey).where(col(SeenKey.team_id) == team_id, col(SeenKey.key) == key[:200])
         )
+
+
+async def hold(db: Database, team_id: str, key: str, *, stale_after: timedelta) -> bool:
+    """Take `key` while a thing is under way (forget() it when done): True if this caller
+    took it, False while someone else holds it. A key older than `stale_after` belongs to a
+    holder that died without letting go (a process killed mid-way): it is taken over."""
+    async with db.begin() as conn:
+        await conn.execute(
+            delete(SeenKey).where(col(SeenKey.team_id) == team_id, col(SeenKey.key) == key[:200],
+                                  col(SeenKey.created_at) < utcnow() - stale_after)
+        )  # fmt: skip
+    return await first_time(db, team_id, key)

@@ -210,6 +210,11 @@ def exported_note(name: str, rows: int) -> str:
             "as a CSV file.")  # fmt: skip
 
 
+def export_under_way(name: str) -> str:
+    return (f":hourglass_flowing_sand: Your export of *{esc(name)}* is already on its way to "
+            "your direct messages with me.")  # fmt: skip
+
+
 def export_comment(name: str, rows: int) -> str:
     return (f"{_contacts(rows)} of *{esc(name)}*. This file holds customer data: share it "
             "with care. It can be imported again as it is.")  # fmt: skip

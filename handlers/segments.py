@@ -15,11 +15,13 @@ import logging
 import os
 import tempfile
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import Any
 
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.once import forget, hold
 from bot.segments import (
     busy_import,
     campaign_counts,
@@ -61,6 +63,7 @@ from handlers.segment_messages import (
     delete_modal,
     deleted_note,
     export_comment,
+    export_under_way,
     exported_note,
     name_modal,
     page_offset,
@@ -71,6 +74,8 @@ from models import SegmentKind
 from models.clock import utcnow
 
 log = logging.getLogger(__name__)
+# An export taking longer than this was stopped (its process killed): clicking again exports.
+EXPORT_STALE = timedelta(minutes=15)
 LOADING = "Loading…"
 OLD_BUTTON = "That button doesn't name a segment: it may come from an old message."
 
@@ -324,21 +329,35 @@ async def _export(d: Deps, client: AsyncWebClient, click: Click) -> None:
     await require_lead(d, client, click.team_id, click.user_id, "export segments")
     value = button_of(click)
     segment = await get_segment(d.db, click.team_id, value.segment_id)
+    # one file per click, not two for a double click: a second click while the first one's
+    # file is on its way is told so
+    exporting = f"exporting:{value.segment_id}:{click.user_id}"
+    if not await hold(d.db, click.team_id, exporting, stale_after=EXPORT_STALE):
+        await respond(client, click.response_url, export_under_way(segment.name), replace=False)
+        return
+    try:
+        await _send_export(d, client, click, segment.name, value.segment_id)
+    finally:
+        await forget(d.db, click.team_id, exporting)
+
+
+async def _send_export(d: Deps, client: AsyncWebClient, click: Click, segment_name: str,
+                       segment_id: int) -> None:  # fmt: skip
     handle, path = tempfile.mkstemp(prefix="segment-", suffix=".csv")
     try:
         # utf-8-sig: Excel then reads the names right; the importer skips the BOM
         with os.fdopen(handle, "w", encoding="utf-8-sig", newline="") as out:
-            rows = await write_export(d.db, click.team_id, value.segment_id, out)
+            rows = await write_export(d.db, click.team_id, segment_id, out)
         dm = await client.conversations_open(users=click.user_id)
-        name = f"{file_stem(segment.name + '.csv')}-contacts-{utcnow():%Y-%m-%d}.csv"
-        comment = export_comment(segment.name, rows)
+        name = f"{file_stem(segment_name + '.csv')}-contacts-{utcnow():%Y-%m-%d}.csv"
+        comment = export_comment(segment_name, rows)
         await client.files_upload_v2(channel=dm["channel"]["id"], file=path, filename=name,
-                                     title=f"{segment.name}: contacts",
+                                     title=f"{segment_name}: contacts",
                                      initial_comment=comment)  # fmt: skip
     finally:
         os.unlink(path)
-    await record_export(d.db, click.team_id, click.user_id, segment.name, rows)
-    note = exported_note(segment.name, rows)
+    await record_export(d.db, click.team_id, click.user_id, segment_name, rows)
+    note = exported_note(segment_name, rows)
     try:
         await respond(client, click.response_url, note, replace=False)
     except ResponseUrlFailed as exc:

@@ -408,6 +408,33 @@ async def test_export_lands_in_the_leads_dm_and_imports_again_to_the_same_contac
     assert app.slack.block_errors == []
 
 
+async def test_export_clicked_twice_sends_one_file_and_tells_the_second_click(
+    app: Harness,
+) -> None:
+    await _import(app, "VIP")
+    listing = await _list(app)
+    value = _button(listing, Action.SEGMENT_EXPORT, "VIP")["value"]
+    gate = app.slack.hold("conversations.open")  # the first click's file is half way
+    first, second = (app.slack.new_response_url("C0001", user_id=LEAD) for _ in range(2))
+    for url in (first, second):
+        await app.requests.block_action(Action.SEGMENT_EXPORT, value, user_id=LEAD,
+                                        response_url=url, message={"blocks": listing["blocks"]})
+    await app.slack.wait_for("conversations.open")
+    for _ in range(500):  # the second click's answer comes while the first one's file waits
+        if app.slack.responses.get(second):
+            break
+        await asyncio.sleep(0.01)
+    gate.set()
+    assert app.slack.responses[second][-1]["text"] == (
+        ":hourglass_flowing_sand: Your export of *VIP* is already on its way to your direct "
+        "messages with me.")  # fmt: skip
+    await app.done()
+    assert len(app.slack.uploads) == 1
+    assert app.slack.responses[first][-1]["text"].startswith(":inbox_tray: *VIP* (3 contacts)")
+    again = await _click(app, Action.SEGMENT_EXPORT, value, listing)  # done: a new file
+    assert again[-1]["text"].startswith(":inbox_tray:") and len(app.slack.uploads) == 2
+
+
 # ---- who may, and whose segment -------------------------------------------------------------
 
 
