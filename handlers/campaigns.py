@@ -42,6 +42,7 @@ from handlers.context import Deps, Refusal, deps, is_lead, leads_only, require_l
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, metadata
+from handlers.placeholder import open_modal
 from handlers.respond import (
     Click,
     ResponseUrlFailed,
@@ -143,7 +144,7 @@ async def on_state(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 
 async def _open_new(d: Deps, client: AsyncWebClient, click: Click, trigger_id: str) -> None:
     """The form needs no data, so it opens at once; a non-lead then sees why they can't."""
-    opened = await client.views_open(trigger_id=trigger_id, view=campaign_modal(
+    opened = await open_modal(client, trigger_id, campaign_modal(
         None, private_metadata=metadata(url=click.response_url)))  # fmt: skip
     if not await is_lead(d, client, click.team_id, click.user_id):
         text = str(await leads_only(d, click.team_id, "create campaigns"))
@@ -152,8 +153,7 @@ async def _open_new(d: Deps, client: AsyncWebClient, click: Click, trigger_id: s
 
 async def _open_edit(d: Deps, client: AsyncWebClient, click: Click, trigger_id: str) -> None:
     """Open a placeholder first (trigger ids live 3 s), then fill it from the database."""
-    opened = await client.views_open(trigger_id=trigger_id,
-                                     view=notice_modal("Edit campaign", LOADING))  # fmt: skip
+    opened = await open_modal(client, trigger_id, notice_modal("Edit campaign", LOADING))
     try:
         await require_lead(d, client, click.team_id, click.user_id, "edit campaigns")
         campaign = await get_campaign(d.db, click.team_id, _campaign_id(click.value))

@@ -33,6 +33,7 @@ from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
 from bot.workspaces import WorkspaceError
 from handlers.context import Refusal
 from handlers.messages import esc
+from handlers.placeholder import show_failure, track
 
 log = logging.getLogger(__name__)
 SORRY = ("Something went wrong on our side, so this may not have gone through. Try again in a "
@@ -92,10 +93,14 @@ def is_busy(error: BaseException) -> bool:
     return isinstance(error, OperationalError) and "database is locked" in str(error)
 
 
-async def tell(client: AsyncWebClient, body: dict[str, Any], error: BaseException) -> None:
-    """A note to whoever acted: ephemeral where they acted, else (modals) a direct message."""
+async def tell(client: AsyncWebClient, body: dict[str, Any], error: BaseException, *,
+               opened: list[dict[str, Any]] | None = None) -> None:  # fmt: skip
+    """A note to whoever acted: in the modal the work opened (`opened`, see
+    handlers/placeholder.py), else ephemeral where they acted, else a direct message."""
     where = who_and_what(body)
     text = message_for(error, where)
+    if opened and await show_failure(client, opened[-1], text):
+        return
     user, channel = where["user"], where["channel"]
     if not user:
         return
@@ -126,6 +131,7 @@ class Later:
 
     async def _guarded(self, work: Coroutine[Any, Any, None], client: AsyncWebClient,
                        body: dict[str, Any], prompt: bool) -> None:  # fmt: skip
+        opened = track()  # the modals `work` opens: a failure is shown in the last one
         try:
             if prompt:
                 await work
@@ -134,7 +140,7 @@ class Later:
                     await work
         except Exception as exc:
             try:
-                await tell(client, body, exc)
+                await tell(client, body, exc, opened=opened)
             except Exception:
                 log.exception("could not tell the user about a failure (%s)", who_and_what(body))
         finally:

@@ -46,6 +46,7 @@ from handlers.mailchimp_messages import (
     status_message,
 )
 from handlers.messages import esc, metadata
+from handlers.placeholder import open_modal
 from handlers.respond import Click, ResponseUrlFailed, respond
 from handlers.routes import Routes
 
@@ -132,7 +133,7 @@ async def _replace_modal(client: AsyncWebClient, view_id: str, modal: View,
 
 async def _open_key_modal(d: Deps, client: AsyncWebClient, click: Click, trigger_id: str) -> None:
     """Open the form first (trigger ids live 3 s); someone who can't connect then sees why."""
-    opened = (await client.views_open(trigger_id=trigger_id, view=key_modal(
+    opened = (await open_modal(client, trigger_id, key_modal(
         metadata(url=click.response_url))))["view"]  # fmt: skip
     refusal = await _why_not(d, client, click.team_id, click.user_id)
     if refusal:

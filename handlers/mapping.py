@@ -39,12 +39,15 @@ from handlers.context import Deps, Refusal, deps, may_change
 from handlers.ids import Action, Callback
 from handlers.mapping_messages import chosen_positions, mapping_errors, mapping_modal, note_modal
 from handlers.messages import esc
+from handlers.placeholder import open_modal
 from handlers.respond import fill_modal, update_modal
 from handlers.routes import Routes
-from handlers.slack_files import slack_fetcher
+from handlers.slack_files import FileHostUnavailable, slack_fetcher
 from models import BatchStatus, ImportSource, SourceStatus
 
 READING = ":hourglass_flowing_sand: Reading the file's columns…"
+HOST_BUSY = ("Slack's file service is busy right now, so the file can't be read again: try "
+             "in a minute.")
 SAVING = ":hourglass_flowing_sand: Saving your choice of columns…"
 SAVED = (":white_check_mark: Saved: files with the same headers will be read with these "
          "columns. This file is being read again with them; the review message shows its new "
@@ -99,7 +102,7 @@ def _header_and_samples(stream: BinaryIO, name: str, label: str,
 async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     team_id, user_id = body["team"]["id"], body["user"]["id"]
     batch_id, source_id = _ids(str(body["actions"][0].get("value") or ""))
-    opened = await client.views_open(trigger_id=body["trigger_id"], view=note_modal(READING))
+    opened = await open_modal(client, body["trigger_id"], note_modal(READING))
     try:
         source = await _source_in_draft(d, client, team_id, user_id, batch_id, source_id)
         header, values = await _read_columns(d, client, source)
@@ -108,6 +111,9 @@ async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
         return
     except (CsvFileError, FileRejected) as exc:
         await fill_modal(client, opened, note_modal(f"The file can't be read: {esc(str(exc))}"))
+        return
+    except FileHostUnavailable:
+        await fill_modal(client, opened, note_modal(HOST_BUSY))
         return
     await keep_header(d.db, team_id, source_id, header)
     remembered = await recall(d.db, team_id, header)

@@ -46,6 +46,7 @@ from handlers.context import Deps, Refusal, deps, is_lead, leads_only, require_l
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import file_stem, metadata
+from handlers.placeholder import open_modal
 from handlers.respond import (
     Click,
     ResponseUrlFailed,
@@ -162,8 +163,7 @@ async def _open(client: AsyncWebClient, trigger_id: str, modal: View) -> None:
 
 async def _open_rename(d: Deps, client: AsyncWebClient, click: Click) -> None:
     """Open a placeholder first (trigger ids live 3 s), then fill it from the database."""
-    opened = await client.views_open(trigger_id=click.trigger_id,
-                                     view=notice_modal("Rename segment", LOADING))  # fmt: skip
+    opened = await open_modal(client, click.trigger_id, notice_modal("Rename segment", LOADING))
     try:
         await require_lead(d, client, click.team_id, click.user_id, "rename segments")
         value = button_of(click)
@@ -263,8 +263,7 @@ async def _confirm_modal(d: Deps, team_id: str, value: ButtonValue, url: str) ->
 async def _ask_first(d: Deps, client: AsyncWebClient, click: Click) -> None:
     """A Delete button without Slack's confirm dialog: open the confirmation modal at once,
     then fill it (or say why the segment can't be deleted)."""
-    opened = await client.views_open(trigger_id=click.trigger_id,
-                                     view=notice_modal("Delete segment", LOADING))  # fmt: skip
+    opened = await open_modal(client, click.trigger_id, notice_modal("Delete segment", LOADING))
     try:
         await require_lead(d, client, click.team_id, click.user_id, "delete segments")
         modal = await _confirm_modal(d, click.team_id, button_of(click), click.response_url)

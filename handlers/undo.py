@@ -24,6 +24,7 @@ from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, Callback
 from handlers.messages import metadata
+from handlers.placeholder import open_modal
 from handlers.respond import fill_modal, update_modal
 from handlers.routes import Routes
 from handlers.undo_messages import (
@@ -61,7 +62,7 @@ async def _why_not_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: 
 async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     team_id, user_id = body["team"]["id"], body["user"]["id"]
     batch_id = _batch_id(body["actions"][0].get("value"))
-    opened = await client.views_open(trigger_id=body["trigger_id"], view=checking_modal())
+    opened = await open_modal(client, body["trigger_id"], checking_modal())
     refusal = await _why_not_lead(d, client, team_id, user_id)
     if refusal:
         await fill_modal(client, opened, refused_modal(refusal))

@@ -171,3 +171,16 @@ async def test_a_second_mapping_submitted_while_the_file_is_read_again_is_told(
     await app.settle()
     (line,) = _source_lines(app.slack.message("C0001", review["ts"]))
     assert "3 valid · 0 duplicates · 1 rejected" in line, line
+
+
+async def test_a_busy_file_host_is_said_in_the_map_columns_modal_not_left_reading(
+    app: Harness,
+) -> None:
+    review = await _upload(app, "F0203", "work.csv", WORK)
+    app.slack.failing_downloads = 5  # Slack's file host answers 503 for a while
+    modal = await _click_map(app, review, REP)
+    shown = json.dumps(modal["blocks"])
+    assert "Reading the file" not in shown
+    assert "Slack's file service is busy" in shown, shown
+    app.slack.failing_downloads = 0
+    assert (await _click_map(app, review, REP))["callback_id"] == Callback.MAP_COLUMNS

@@ -225,3 +225,18 @@ async def test_an_undo_that_stopped_for_good_is_finished_from_slack(app: Harness
     assert sum("Undoing import" in t for t in told) == 1, told
     assert sum("running again already" in t or "was already undone" in t for t in told) == 1
     assert app.slack.block_errors == []
+
+
+async def test_a_failure_after_the_modal_opened_is_shown_in_it_not_left_counting(
+    app: Harness,
+) -> None:
+    batch = await _cli_import(app, "VIP", b"email\na@example.com\n")
+    app.slack.fail("views.update", "internal_error")  # filling "Counting…" fails once
+    await app.requests.block_action(Action.UNDO, str(batch), user_id=LEAD,
+                                    message_ts="1767225700.000100")  # fmt: skip
+    await app.settle()
+    (modal,) = app.slack.open_views(LEAD)
+    shown = json.dumps(modal["blocks"])
+    assert "Counting" not in shown
+    assert "Something went wrong on our side" in shown and "reference:" in shown
+    assert app.slack.ephemerals == [] and app.slack.block_errors == []
