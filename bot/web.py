@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import text
 
-from bot.campaigns.codes import normalise
+from bot.campaigns.codes import could_be_code, normalise
 from bot.campaigns.consent import unsubscribe
 from bot.campaigns.links import BadToken, read_unsubscribe_token
 from bot.mailchimp.accounts import save
@@ -39,19 +39,28 @@ _RETIRED = text("SELECT 1 FROM retired_code WHERE code = :code")
 
 
 def with_ref(store_url: str, code: str) -> str:
-    """The store URL with `ref=<code>` in its query (replacing any `ref` already there)."""
+    """The store URL with `ref=<code>` in its query (replacing any `ref` already there).
+
+    The rest of the query stays as the merchant wrote it, byte for byte: decoding and encoding
+    it again changed `a=1;b=2`, a bare `utm` and a Latin-1 `%E9` on the way to the store."""
     parts = urlsplit(store_url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "ref"]
-    query.append(("ref", code))
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    kept = [piece for piece in parts.query.split("&")
+            if piece and piece != "ref" and not piece.startswith("ref=")]  # fmt: skip
+    return urlunsplit(parts._replace(query="&".join([*kept, f"ref={code}"])))
 
 
 def page(title: str, message: str, *, status: int = 200, action: str | None = None,
          button: str = "") -> web.Response:  # fmt: skip
     body = _PAGES.get_template("page.html.j2").render(title=title, message=message, action=action,
                                                       button=button)  # fmt: skip
-    return web.Response(text=body, status=status, content_type="text/html",
-                        headers={"Cache-Control": "no-store"})  # fmt: skip
+    return web.Response(text=body, status=status, content_type="text/html", headers=_HEADERS)
+
+
+# Pages about someone's address or account: never cached, never framed (the unsubscribe
+# button inside another site's page), never sniffed as another type.
+_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+            "Content-Security-Policy": "frame-ancestors 'none'",
+            "X-Content-Type-Options": "nosniff"}  # fmt: skip
 
 
 Connected = Callable[[str, str, str], Awaitable[None]]  # (team, user, account name)
@@ -66,6 +75,8 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
 
     async def referral(request: web.Request) -> web.StreamResponse:
         code = normalise(request.match_info["code"])
+        if not could_be_code(code):
+            return page("Link not found", "This referral link doesn't exist.", status=404)
         async with db.begin() as conn:
             row = (await conn.execute(_CLICK, {"code": code})).first()
         if row is None or not row[0]:
@@ -85,8 +96,9 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
     async def unsubscribe_form(request: web.Request) -> web.Response:
         if _contact(request) is None:
             return page("Link not valid", "This unsubscribe link isn't valid.", status=400)
+        # relative: the form posts back to the link as sent, whatever path PUBLIC_URL has
         return page("Unsubscribe", "Stop receiving referral invitations at this address?",
-                    action=request.path, button="Unsubscribe")  # fmt: skip
+                    action=request.match_info["token"], button="Unsubscribe")  # fmt: skip
 
     async def unsubscribe_now(request: web.Request) -> web.Response:
         found = _contact(request)
@@ -124,9 +136,10 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         return page("Mailchimp connected", f"{account.account_name or 'Your account'} is "
                     "connected. You can close this tab and go back to Slack.")  # fmt: skip
 
+    # no HEAD: a link checker's HEAD would count a click, or spend the one-time sign-in code
     return [
-        web.get(CALLBACK_PATH, mailchimp_callback),
-        web.get("/r/{code}", referral),
+        web.get(CALLBACK_PATH, mailchimp_callback, allow_head=False),
+        web.get("/r/{code}", referral, allow_head=False),
         web.get("/u/{token}", unsubscribe_form),
         web.post("/u/{token}", unsubscribe_now),
     ]

@@ -21,3 +21,9 @@ def new_codes(count: int) -> list[str]:
 def normalise(code: str) -> str:
     """A code as typed or pasted: case doesn't matter."""
     return code.strip().upper()[: LENGTH * 2]
+
+
+def could_be_code(code: str) -> bool:
+    """Whether a normalised code is made of our symbols at all: junk (a NUL byte, say, which
+    PostgreSQL refuses in text) never reaches the database."""
+    return bool(code) and not code.strip(ALPHABET)

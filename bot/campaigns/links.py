@@ -44,6 +44,7 @@ def read_unsubscribe_token(secret: str, token: str) -> tuple[str, int]:
         contact_id = int(contact)
     except (ValueError, UnicodeDecodeError):
         raise BadToken("malformed") from None
-    if not hmac.compare_digest(mac, _mac(secret, body)):
+    # compare_digest raises on a non-ASCII str: anything but our base64 is simply wrong
+    if not mac.isascii() or not hmac.compare_digest(mac, _mac(secret, body)):
         raise BadToken("bad signature")
     return team_id, contact_id

@@ -51,11 +51,15 @@ def read_state(secret: str, state: str, *, now: float | None = None) -> State:
     try:
         encoded, mac = state.split(".", 1)
         body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        team_id, user_id, expires, nonce = json.loads(body)
     except (ValueError, TypeError):
         raise BadState("malformed") from None
-    if not hmac.compare_digest(mac, _mac(secret, body)):
+    # the signature before anything reads the body; compare_digest raises on non-ASCII str
+    if not mac.isascii() or not hmac.compare_digest(mac, _mac(secret, body)):
         raise BadState("bad signature")
+    try:
+        team_id, user_id, expires, nonce = json.loads(body)
+    except (ValueError, TypeError, RecursionError):
+        raise BadState("malformed") from None
     if (now or time.time()) > float(expires):
         raise BadState("expired")
     return State(str(team_id), str(user_id), str(nonce))
@@ -77,7 +81,18 @@ class Account:
 
 async def exchange(login_url: str, client_id: str, client_secret: str, redirect_uri: str,
                    code: str) -> Account:  # fmt: skip
-    """Code -> token -> metadata (data centre and API endpoint)."""
+    """Code -> token -> metadata (data centre and API endpoint). MailchimpError for whatever
+    goes wrong on the way: Mailchimp unreachable, slow, or answering something else than
+    the JSON objects it documents (an HTML error page from its front end, say)."""
+    try:
+        return await _exchange(login_url, client_id, client_secret, redirect_uri, code)
+    except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError) as exc:
+        raise MailchimpError("Mailchimp couldn't be reached to finish the sign-in "
+                             f"({type(exc).__name__}): try Connect again.") from exc
+
+
+async def _exchange(login_url: str, client_id: str, client_secret: str, redirect_uri: str,
+                    code: str) -> Account:  # fmt: skip
     base = login_url.rstrip("/")
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as http:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -48,6 +49,38 @@ async def test_a_referral_link_counts_the_click_and_leads_to_the_store(
 def test_ref_is_added_to_any_store_url() -> None:
     assert with_ref("https://s.example", "AB") == "https://s.example?ref=AB"
     assert with_ref("https://s.example/p?q=1#top", "AB") == "https://s.example/p?q=1&ref=AB#top"
+    # the merchant's own query goes to the store as written, only `ref` replaced
+    assert with_ref("https://s.example/p?a=1;b=2&ref=old&refx=1&utm", "AB") == (
+        "https://s.example/p?a=1;b=2&refx=1&utm&ref=AB")
+    assert with_ref("https://s.example/p?q=caf%E9&ref", "AB") == (
+        "https://s.example/p?q=caf%E9&ref=AB")
+
+
+async def test_junk_and_head_requests_are_answered_without_counting_or_failing(
+    world: World, site: str
+) -> None:
+    code, contact = await _advocate(world)
+    token = unsubscribe_token(SECRET, TEAM, contact)
+    junk_state = base64.urlsafe_b64encode(b"[" * 3000).decode().rstrip("=") + ".AAAA"
+    async with aiohttp.ClientSession() as http:
+        async with http.head(f"{site}/r/{code}", allow_redirects=False) as response:
+            assert response.status == 405  # a link checker's HEAD is not a click
+        async with http.get(f"{site}/r/AB%00CD", allow_redirects=False) as response:
+            assert response.status == 404  # PostgreSQL refuses a NUL in text: never asked
+        for method in ("GET", "POST"):  # a non-ASCII signature is a wrong one, not a crash
+            async with http.request(method, f"{site}/u/{token.split('.')[0]}.%C3%A9") as response:
+                assert response.status == 400
+        for state in (token.split(".")[0] + ".%C3%A9", junk_state):
+            async with http.get(f"{site}/mailchimp/oauth/callback?code=x&state={state}"
+                                ) as response:  # fmt: skip
+                assert response.status == 400, state
+        async with http.get(f"{site}/u/{token}") as response:
+            page = await response.text()
+            assert response.headers["X-Frame-Options"] == "DENY"
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            # relative, so it posts back to the link as sent whatever path PUBLIC_URL has
+            assert f'<form method="post" action="{token}">' in page
+    assert await world.scalar("SELECT clicks FROM advocate") == 0
 
 
 async def test_unsubscribe_asks_on_get_and_acts_only_on_post(world: World, site: str) -> None:

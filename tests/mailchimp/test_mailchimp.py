@@ -199,6 +199,20 @@ async def test_oauth_connects_once_and_refuses_forged_or_reused_states(
     assert [a.id for a in await api.audiences(creds)] == []  # the OAuth account has no lists
 
 
+async def test_an_oauth_exchange_mailchimp_answers_badly_says_not_connected(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    settings = _settings(db, mc)
+    mc.fail_next("/oauth2/token", 503, "<html>Service Unavailable</html>")
+    routes = public_routes(db, settings)
+    async with serve(build_web_app(None, routes=routes)) as site, aiohttp.ClientSession() as http:
+        params = {"code": "code-1", "state": make_state(SECRET, TEAM, "U0002")}
+        async with http.get(f"{site}/mailchimp/oauth/callback", params=params) as response:
+            assert response.status == 502
+            assert "couldn&#39;t be reached to finish the sign-in" in await response.text()
+    assert await accounts.connection(db, TEAM) is None
+
+
 async def test_the_cli_connects_lists_and_imports(db: Database, db_env: dict[str, str],
                                                   mc: FakeMailchimp) -> None:  # fmt: skip
     import asyncio
