@@ -130,6 +130,29 @@ async def test_unreadable_file_exits_non_zero_and_imports_nothing(
     assert segments == [{"name": "All Customers", "kind": "all", "contacts": 0}]
 
 
+async def test_a_file_with_nothing_valid_says_so_and_lists_every_row(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("email,first_name\nnot-an-email,A\n,B\n", encoding="utf-8")
+    rejects = tmp_path / "rejects.csv"
+    result = run(db_env, "import", str(bad), "--segment", "Launch", "--create-segment",
+                 "--json", "--rejects", str(rejects))  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout)["error"] == (
+        "Nothing to import: no row has a valid new address (2 rows: 2 rejected, 0 duplicates). "
+        "Each is in the rejects file with its reason. Nothing was imported.")  # fmt: skip
+    listed = list(csv.reader(rejects.open(encoding="utf-8")))
+    assert [row[1] for row in listed[1:]] == ["2", "3"]  # every row, by its line
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text("email,first_name\n", encoding="utf-8")
+    result = run(db_env, "import", str(header_only), "--segment", "Launch", "--create-segment")
+    assert result.returncode == 1 and "have a header but no rows" in result.stderr
+    assert "Traceback" not in result.stderr
+    segments = json.loads(run(db_env, "segments", "--json").stdout)
+    assert {s["name"]: s["contacts"] for s in segments} == {"All Customers": 0, "Launch": 0}
+
+
 async def test_missing_segment_and_missing_file_are_explained(
     db: Database, db_env: dict[str, str], sample: Path
 ) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
+from sqlmodel import select
+
 from bot.campaigns.after_import import enroll_imported
 from bot.campaigns.enroll import run_enrollment
 from bot.imports.batches import (
@@ -25,12 +27,12 @@ from bot.imports.engine import APPLY_CHUNK, Progress, apply_batch
 from bot.imports.files import DEFAULT_MAX_UNZIPPED_BYTES, check_file, stage_file
 from bot.imports.mapping import ColumnMapper, mapper_for
 from bot.imports.reading import ColumnsOf, CsvFileError, map_header
-from bot.imports.review import cancel
+from bot.imports.review import ReviewError, cancel
 from bot.mailchimp.api import Audience, Credentials
 from bot.mailchimp.importing import read_audience
 from bot.progress import ProgressBar
 from bot.workspaces import find_segment, import_target
-from models import Database, ImportBatch, SegmentKind, SourceKind, SourceStatus
+from models import Database, ImportBatch, ImportSource, SegmentKind, SourceKind, SourceStatus
 from models.contacts import ALL_CUSTOMERS
 
 
@@ -105,7 +107,12 @@ async def import_files(
     for statuses in by_source.values():
         for status, count in statuses.items():
             skipped[status] = skipped.get(status, 0) + count
-    await queue_batch(db, team_id, batch.id, requested_by)
+    try:
+        await queue_batch(db, team_id, batch.id, requested_by)
+    except ReviewError:  # no valid row: the rows are all accounted for, none imported
+        written = await write_rejects(db, team_id, batch.id, rejects) if rejects else 0
+        await cancel(db, team_id, batch.id, requested_by, is_lead=True)
+        raise ImportFailed(await _nothing_valid(db, team_id, batch.id, written)) from None
     bar.phase("Importing")
 
     async def show(progress: Progress) -> None:
@@ -120,6 +127,22 @@ async def import_files(
         enrolled += counts.enrolled
         invites += counts.invites_queued
     return ImportResult(result, target.name, written, enrolled, invites, skipped)
+
+
+async def _nothing_valid(db: Database, team_id: str, batch_id: int, written: int) -> str:
+    """Why nothing was imported, counted from the sources' rows."""
+    async with db.session() as session:
+        sources = (await session.exec(select(ImportSource).where(
+            ImportSource.team_id == team_id, ImportSource.batch_id == batch_id))).all()  # fmt: skip
+    rows = sum(s.rows for s in sources)
+    duplicates = sum(s.duplicates for s in sources)
+    rejected = sum(s.rejected for s in sources)
+    if not rows:
+        return "Nothing to import: the files have a header but no rows. Nothing was imported."
+    where = " Each is in the rejects file with its reason." if written else (
+        " --rejects FILE lists each with its reason.")
+    return (f"Nothing to import: no row has a valid new address ({rows:,} rows: {rejected:,} "
+            f"rejected, {duplicates:,} duplicates).{where} Nothing was imported.")  # fmt: skip
 
 
 async def _stage(db: Database, team_id: str, batch_id: int,
