@@ -65,6 +65,10 @@ _MAGIC = {
 }
 
 
+HEADER_QUOTE = ("The header row has a quote (\") that never closes, so it runs into the rows "
+                "below it. Fix the header row and try again.")
+
+
 class CsvFileError(ValueError):
     """The file as a whole can't be imported; the message tells the user what to do."""
 
@@ -174,7 +178,10 @@ def detect_encoding(sample: bytes, rest: Iterable[bytes] = ()) -> tuple[str, str
             return "utf-16-le", "replace"
         if even > len(sample) // 6 and odd <= even // 8:
             return "utf-16-be", "replace"
-        raise CsvFileError("This file is not text (it contains binary data). Upload a CSV file.")
+        if even + odd > max(8, len(sample) // 1000):  # a stray NUL or two is dropped (_NoNul)
+            raise CsvFileError(
+                "This file is not text (it contains binary data). Upload a CSV file."
+            )
     non_ascii, utf8_character = _utf8_evidence(itertools.chain((sample,), rest))
     if non_ascii and not utf8_character:
         # Accented bytes and not one UTF-8 character among them: a cp1252 export.
@@ -195,6 +202,36 @@ def sniff_delimiter(sample_text: str) -> str:
     counts = {d: header.count(d) for d in DELIMITERS}
     best = max(DELIMITERS, key=lambda d: counts[d])
     return best if counts[best] else ","
+
+
+class _NoNul(io.BufferedIOBase):
+    """The file's bytes without its NUL bytes, read through as they are asked for.
+
+    A NUL is no character anyone typed (a damaged export, a field padded by an old tool), and
+    PostgreSQL refuses it in text: staging a name holding one failed the whole import there.
+    Only for encodings where a zero byte is only ever NUL (not UTF-16). A C-speed replace per
+    block read; never an empty block before the end, which would read as the end."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__()
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._clean(self._raw.read, size)
+
+    def read1(self, size: int = -1) -> bytes:
+        read1 = getattr(self._raw, "read1", None)
+        return self._clean(read1 or self._raw.read, size)
+
+    @staticmethod
+    def _clean(read: Callable[[int], bytes], size: int | None) -> bytes:
+        while data := read(-1 if size is None else size):
+            if cleaned := data.replace(b"\0", b""):
+                return cleaned
+        return b""
 
 
 # Header -> columns: map_header's guess, or a mapping someone chose (bot.imports.mapping).
@@ -227,12 +264,14 @@ class CsvReader:
                 "This file is not text (it contains binary data). Upload a CSV file."
             )
         self.delimiter = sniff_delimiter(sample_text)
+        text_bytes = stream if self.encoding.startswith("utf-16") else _NoNul(stream)
         self._text: io.TextIOWrapper | None = io.TextIOWrapper(
-            stream, encoding=self.encoding, errors=errors, newline=""
+            text_bytes, encoding=self.encoding, errors=errors, newline=""
         )
         self._reader = csv.reader(self._text, delimiter=self.delimiter, strict=False)
         self.header: list[str] = []
         self._header_line = 0
+        limit = csv.field_size_limit(FIELD_LIMIT)
         try:
             for fields in self._reader:
                 if any(f.strip() for f in fields):
@@ -241,10 +280,19 @@ class CsvReader:
                     break
             if not self.header:
                 raise CsvFileError("The file has no header row and no data.")
+            if any("\n" in f and "@" in f and self.delimiter in f for f in self.header):
+                # a quote opened in the header and closed rows later: it swallowed those rows
+                # (a header cell with a line break in it, as Excel allows, is fine)
+                raise CsvFileError(HEADER_QUOTE)
             self.columns = columns_of(self.header)
+        except csv.Error:
+            self.close()
+            raise CsvFileError(HEADER_QUOTE) from None
         except BaseException:
             self.close()
             raise
+        finally:
+            csv.field_size_limit(limit)
 
     def close(self) -> None:
         """Let go of the stream without closing it (the caller owns it)."""
@@ -259,13 +307,20 @@ class CsvReader:
         self.close()
 
     def _swallowed_rows(self, fields: list[str]) -> bool:
-        """A name or email spanning lines that hold more delimited addresses: a lost quote."""
+        """A quote that never closed joined rows into one: a name or email spanning lines that
+        hold more delimited addresses, or any other column (notes, say) holding a line that
+        looks like a row of its own (an address and a row's delimiters)."""
         c, d = self.columns, self.delimiter
         wanted = (c.email, c.first_name, c.last_name, c.locale)
-        return any(
+        if any(
             i is not None and i < len(fields) and "\n" in (f := fields[i]) and "@" in f and d in f
             for i in wanted
-        )
+        ):
+            return True
+        least = max(1, len(self.header) - 2)
+        return any("\n" in f and any("@" in line and line.count(d) >= least
+                                     for line in f.splitlines()[1:])
+                   for f in fields)  # fmt: skip
 
     def bytes_read(self) -> int:
         return self._raw.tell()

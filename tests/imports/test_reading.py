@@ -570,3 +570,31 @@ def test_a_long_runaway_quote_is_one_malformed_row() -> None:
     records = list(CsvReader(io.BytesIO(data)).records())
     assert len(records) == 1 and isinstance(records[0][1], str)
     assert records[0][1].startswith("Malformed CSV (lines 2-82)")
+
+
+@pytest.mark.parametrize("rows", [10, 5_000], ids=["small", "past-the-field-limit"])
+def test_a_quote_that_never_closes_in_the_header_fails_the_file_not_its_rows(rows: int) -> None:
+    body = b"".join(b"row%d@example.com,R%d\n" % (i, i) for i in range(rows))
+    for data in (b'email,"first_name\n' + body, b'email,"first_name\n' + body + b'x@e.com,"X\n'):
+        with pytest.raises(CsvFileError, match="header row has a quote"):
+            CsvReader(io.BytesIO(data))
+
+
+def test_rows_swallowed_by_a_quote_in_a_notes_column_are_one_malformed_row() -> None:
+    rows = b"".join(b"r%d@example.com,R%d,fine\n" % (i, i) for i in range(10))
+    data = (b"email,first_name,notes\n"
+            b'a@example.com,A,"12 inch screen\n' + rows +  # 2-12
+            b'z@example.com,Z,"7 inch tablet\n'  # 13
+            b"y@example.com,Y,ok\n")  # fmt: skip
+    records = list(CsvReader(io.BytesIO(data)).records())
+    assert isinstance(records[0][1], str) and records[0][1].startswith("Malformed CSV (lines 2-13)")
+    assert records[1] == (14, ["y@example.com", "Y", "ok"])
+
+
+def test_nul_bytes_are_dropped_not_a_reason_to_refuse_the_file() -> None:
+    late = b"".join(b"r%d@example.com,R%d\n" % (i, i) for i in range(5_000))
+    data = b"email,first_name\na@example.com,A\x00nn\n\x00" + late + b"z@example.com,Ze\x00ro\n"
+    _, records = read(data)
+    assert records[0] == (2, ["a@example.com", "Ann"])
+    assert records[-1] == (5_003, ["z@example.com", "Zero"])
+    assert not any("\x00" in f for _, fields in records for f in fields)
