@@ -28,6 +28,9 @@ MIB = 1024 * 1024
 # Below this an entry can't hurt whatever its ratio: a small CSV of one repeated value
 # compresses over 100x and is no bomb.
 RATIO_FLOOR_BYTES = MIB
+# Each CSV in a ZIP becomes a source of the import (a line of the review message): a real
+# export holds a few (Mailchimp's, four). Thousands of one-row entries took seconds each.
+MAX_CSV_ENTRIES = 50
 READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 # What a damaged entry raises while it is decompressed (bz2 raises a bare OSError).
 _DAMAGE = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError)
@@ -179,7 +182,8 @@ def human_size(size: int) -> str:
 
 
 def _check_sizes(csvs: list[zipfile.ZipInfo], max_total_bytes: int, max_ratio: float) -> None:
-    """Refuse a likely ZIP bomb from the central directory alone, before reading any data."""
+    """Refuse a likely ZIP bomb from the central directory alone, before reading any data:
+    each entry's ratio, and the whole archive's (many entries each under the floor)."""
     total = sum(info.file_size for info in csvs)
     if total > max_total_bytes:
         raise CsvFileError(
@@ -195,6 +199,13 @@ def _check_sizes(csvs: list[zipfile.ZipInfo], max_total_bytes: int, max_ratio: f
                 "far more than a real export, which is how a ZIP bomb looks: upload the CSV "
                 "file itself instead."
             )
+    packed = sum(info.compress_size for info in csvs)
+    if total > RATIO_FLOOR_BYTES and total / max(packed, 1) > max_ratio:
+        raise CsvFileError(
+            f"The CSV files in this ZIP are compressed {total / max(packed, 1):,.0f} times, far "
+            "more than a real export, which is how a ZIP bomb looks: upload the CSV files "
+            "themselves instead."
+        )
 
 
 def open_archive(stream: BinaryIO, *, max_total_bytes: int, max_ratio: float = 100.0) -> Archive:
@@ -246,6 +257,11 @@ def _check_entries(
         raise CsvFileError(
             f"This ZIP holds no CSV file{found}: put the CSV export in the ZIP or upload the "
             "CSV file itself."
+        )
+    if len(csvs) > MAX_CSV_ENTRIES:
+        raise CsvFileError(
+            f"This ZIP holds {len(csvs):,} CSV files, more than the {MAX_CSV_ENTRIES} one import "
+            "takes: put them together into fewer files, or import them in several ZIPs."
         )
     for info in csvs:
         name = display_name(info.filename)

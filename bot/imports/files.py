@@ -158,10 +158,11 @@ def entry_labels(archive: str, entries: Sequence[ZipEntry]) -> list[str]:
     """"export.zip › members.csv" per entry; a base name met twice gets " (2)", the same on
     every reading (entries keep the archive's order), so a retry finds the same sources."""
     labels: list[str] = []
+    seen: dict[str, int] = {}
     for entry in entries:
         label = f"{archive[:120]}{ENTRY_SEPARATOR}{entry.name}"[:250]
-        repeat = sum(1 for other in entries[: len(labels)] if other.name == entry.name)
-        labels.append(f"{label} ({repeat + 1})" if repeat else label)
+        repeat = seen[entry.name] = seen.get(entry.name, 0) + 1
+        labels.append(f"{label} ({repeat})" if repeat > 1 else label)
     return labels
 
 

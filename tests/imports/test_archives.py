@@ -222,6 +222,20 @@ def test_a_small_very_compressible_csv_is_no_bomb() -> None:
         assert archive.entries[0].size == len(data)
 
 
+def test_many_small_very_compressible_csvs_are_a_bomb_together() -> None:
+    data = b"email\n" + b"same@example.com\n" * (RATIO_FLOOR_BYTES // 20)  # each under the floor
+    archive_bytes = zip_bytes({f"part{i}.csv": data for i in range(40)})
+    with pytest.raises(CsvFileError, match=r"CSV files in this ZIP are compressed [\d,]+ times"):
+        open_archive(io.BytesIO(archive_bytes), max_total_bytes=CAP)
+
+
+def test_a_zip_of_thousands_of_csvs_is_refused_saying_how_many() -> None:
+    archive_bytes = zip_bytes({f"d{i}/members.csv": b"email\nu%d@example.com\n" % i
+                               for i in range(1_000)})  # fmt: skip
+    with pytest.raises(CsvFileError, match=r"holds 1,000 CSV files, more than the 50 one import"):
+        open_archive(io.BytesIO(archive_bytes), max_total_bytes=CAP)
+
+
 def test_only_csv_entries_count_towards_the_cap() -> None:
     data = zip_bytes({"a.csv": samples.seed_csv(), "video.mp4": bytes(2 * MB)})
     with open_archive(io.BytesIO(data), max_total_bytes=MB, max_ratio=1e9) as archive:
