@@ -411,3 +411,16 @@ def test_a_workbook_unzipping_past_the_cap_is_refused() -> None:
         pass
     with pytest.raises(CsvFileError, match="more than the 49 KB limit"):
         XlsxReader(io.BytesIO(data), max_unzipped_bytes=50_000)
+
+
+def test_a_sheet_of_millions_of_empty_cells_is_refused_unread() -> None:
+    row = '<row r="2">' + "<c/>" * 2_000_000 + "</row>"  # 8 MB of XML, deflated to ~10 KB
+    stored = excel_written('<row r="1"><c r="A1" t="s"><v>0</v></c></row>' + row, ["email"])
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(stored)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info), zipfile.ZIP_DEFLATED)
+    data = out.getvalue()
+    assert len(data) < 100_000
+    with pytest.raises(CsvFileError, match=r"sheet1\.xml is compressed [\d,]+ times"):
+        XlsxReader(io.BytesIO(data))
