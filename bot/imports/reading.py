@@ -21,6 +21,7 @@ from typing import BinaryIO
 SAMPLE_BYTES = 64 * 1024
 READ_BLOCK = 1024 * 1024  # the encoding decision reads the whole file in blocks this big
 DELIMITERS = (",", ";", "\t", "|")
+MAX_NAMED_COLUMNS = 30  # columns a "no email column" message lists
 FIELD_LIMIT = 64 * 1024  # a runaway quoted field fails one record, not the whole file
 MAX_RECORD_LINES = 50  # a record spanning more lines than this is an unclosed quote
 
@@ -101,7 +102,10 @@ def map_header(header: list[str]) -> Columns:
         if field is not None and field not in found:
             found[field] = index
     if "email" not in found:
-        names = ", ".join(repr(h.strip()) for h in header if h.strip()) or "none"
+        named = [repr(h.strip()[:60]) for h in header if h.strip()]
+        names = ", ".join(named[:MAX_NAMED_COLUMNS]) or "none"
+        if len(named) > MAX_NAMED_COLUMNS:  # a header of a million cells is no message
+            names += f" and {len(named) - MAX_NAMED_COLUMNS:,} more"
         hint = ""
         if any("@" in h for h in header):
             hint = " The first row looks like data: add a header row (email, first_name, ...)."

@@ -598,3 +598,12 @@ def test_nul_bytes_are_dropped_not_a_reason_to_refuse_the_file() -> None:
     assert records[0] == (2, ["a@example.com", "Ann"])
     assert records[-1] == (5_003, ["z@example.com", "Zero"])
     assert not any("\x00" in f for _, fields in records for f in fields)
+
+
+def test_no_email_column_among_thousands_names_a_few() -> None:
+    header = ",".join(f"col{i}" for i in range(5_000)).encode()
+    with pytest.raises(CsvFileError) as failure:
+        CsvReader(io.BytesIO(header + b"\n" + b"x," * 4_999 + b"x\n"))
+    message = str(failure.value)
+    assert "'col0', 'col1'" in message and "'col29' and 4,970 more" in message
+    assert len(message) < 1_000
