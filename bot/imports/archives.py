@@ -181,6 +181,13 @@ def human_size(size: int) -> str:
     return f"{size / MIB:,.0f} MB" if size >= MIB else f"{size / 1024:,.0f} KB"
 
 
+def too_compressed(info: zipfile.ZipInfo, max_ratio: float) -> float | None:
+    """The entry's compression ratio when it is over `max_ratio` and the entry big enough to
+    matter (RATIO_FLOOR_BYTES); None for an entry that can't be a bomb."""
+    ratio = info.file_size / max(info.compress_size, 1)
+    return ratio if info.file_size > RATIO_FLOOR_BYTES and ratio > max_ratio else None
+
+
 def _check_sizes(csvs: list[zipfile.ZipInfo], max_total_bytes: int, max_ratio: float) -> None:
     """Refuse a likely ZIP bomb from the central directory alone, before reading any data:
     each entry's ratio, and the whole archive's (many entries each under the floor)."""
@@ -192,8 +199,7 @@ def _check_sizes(csvs: list[zipfile.ZipInfo], max_total_bytes: int, max_ratio: f
             "them one at a time."
         )
     for info in csvs:
-        ratio = info.file_size / max(info.compress_size, 1)
-        if info.file_size > RATIO_FLOOR_BYTES and ratio > max_ratio:
+        if (ratio := too_compressed(info, max_ratio)) is not None:
             raise CsvFileError(
                 f"{display_name(info.filename)} in this ZIP is compressed {ratio:,.0f} times, "
                 "far more than a real export, which is how a ZIP bomb looks: upload the CSV "

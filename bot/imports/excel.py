@@ -31,7 +31,7 @@ from openpyxl.worksheet._reader import WorkSheetParser
 from openpyxl.xml.constants import SHARED_STRINGS, SHEET_MAIN_NS
 from openpyxl.xml.functions import iterparse
 
-from bot.imports.archives import RATIO_FLOOR_BYTES, human_size
+from bot.imports.archives import human_size, too_compressed
 from bot.imports.reading import Columns, ColumnsOf, CsvFileError, map_header
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # old Office files, and encrypted new ones
@@ -64,8 +64,8 @@ NO_DATA = "The workbook has no data: every sheet is empty."
 
 Rows = Generator[tuple[int, list[str]], None, None]
 
-# A workbook part (a sheet, its shared strings) inflating more than this from over
-# RATIO_FLOOR_BYTES is refused unread: openpyxl-style parsing of a 44 KB sheet of ten million
+# A workbook part (a sheet, its shared strings) inflating more than this (from over a MB) is
+# refused unread: openpyxl-style parsing of a 44 KB sheet of ten million
 # empty cells held 2 GB, and 2 million empty shared strings from 55 KB took 17 s.
 MAX_PART_RATIO = 100.0
 
@@ -156,8 +156,7 @@ def _check_kind(stream: BinaryIO, max_unzipped_bytes: int | None) -> None:
                 f"{human_size(max_unzipped_bytes)} limit: split it or export it as CSV."
             )
         for info in infos:  # a real sheet compresses about 8x; a bomb of empty cells 1,000x
-            ratio = info.file_size / max(info.compress_size, 1)
-            if info.file_size > RATIO_FLOOR_BYTES and ratio > MAX_PART_RATIO:
+            if (ratio := too_compressed(info, MAX_PART_RATIO)) is not None:
                 raise CsvFileError(
                     f"This workbook's {info.filename} is compressed {ratio:,.0f} times, far "
                     "more than a real workbook, which is how a ZIP bomb looks: export the "

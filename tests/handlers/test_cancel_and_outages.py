@@ -102,12 +102,17 @@ async def test_jobs_cancel_on_an_import_ends_its_batch_with_the_partial_result(
     assert status == BatchStatus.CANCELLED
 
 
-async def test_cancelling_a_file_that_is_being_read_marks_it_failed(app: Harness) -> None:
+async def _file_being_read(app: Harness, name: str) -> None:
+    """A rep submits the import form with a 10-row file; its reading job is queued, not run."""
     view_id = await _open_modal(app)
-    file = app.slack.add_file("F0001", "slow.csv", _csv(10))
+    file = app.slack.add_file("F0001", name, _csv(10))
     await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
                                        view_id=view_id, user_id=REP)  # fmt: skip
     await app.later.drain()
+
+
+async def test_cancelling_a_file_that_is_being_read_marks_it_failed(app: Harness) -> None:
+    await _file_being_read(app, "slow.csv")
     job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "stage_slack_file")
     await cancel_job(app.db, "T0001", job.id or 0)
     await app.settle()
@@ -362,11 +367,7 @@ async def test_an_import_that_kills_every_worker_fails_and_the_thread_says_so(
 
 
 async def test_a_file_that_kills_every_worker_reading_it_shows_as_unread(app: Harness) -> None:
-    view_id = await _open_modal(app)
-    file = app.slack.add_file("F0001", "poison.csv", _csv(10))
-    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
-                                       view_id=view_id, user_id=REP)  # fmt: skip
-    await app.later.drain()
+    await _file_being_read(app, "poison.csv")
     await _die_every_attempt(app, "stage_slack_file")
     await app.settle()
     rendered = json.dumps((await _review(app))["blocks"])
