@@ -23,6 +23,7 @@ READ_BLOCK = 1024 * 1024  # the encoding decision reads the whole file in blocks
 DELIMITERS = (",", ";", "\t", "|")
 MAX_NAMED_COLUMNS = 30  # columns a "no email column" message lists
 FIELD_LIMIT = 64 * 1024  # a runaway quoted field fails one record, not the whole file
+MAX_LINE_CHARS = 1024 * 1024  # no real row is this long (see CsvReader.__init__)
 MAX_RECORD_LINES = 50  # a record spanning more lines than this is an unclosed quote
 
 # Column names as spelled by our seed, Shopify, Mailchimp, HubSpot, Klaviyo and spreadsheets
@@ -272,7 +273,12 @@ class CsvReader:
         self._text: io.TextIOWrapper | None = io.TextIOWrapper(
             text_bytes, encoding=self.encoding, errors=errors, newline=""
         )
-        self._reader = csv.reader(self._text, delimiter=self.delimiter, strict=False)
+        # Lines of at most MAX_LINE_CHARS: iterating the text builds each line whole before csv
+        # sees it, so one 250 MB line (a ZIP entry may hold one) took 1.25 GB. A longer line
+        # reaches csv in pieces, each a malformed or rejected row; later line numbers then
+        # count its pieces. readline from a C callable iterator: no slower than iteration.
+        lines = iter(functools.partial(self._text.readline, MAX_LINE_CHARS), "")
+        self._reader = csv.reader(lines, delimiter=self.delimiter, strict=False)
         self.header: list[str] = []
         self._header_line = 0
         limit = csv.field_size_limit(FIELD_LIMIT)

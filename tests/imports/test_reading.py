@@ -607,3 +607,23 @@ def test_no_email_column_among_thousands_names_a_few() -> None:
     message = str(failure.value)
     assert "'col0', 'col1'" in message and "'col29' and 4,970 more" in message
     assert len(message) < 1_000
+
+
+def test_a_line_of_millions_of_characters_is_read_in_bounded_memory() -> None:
+    import tracemalloc
+
+    huge = "\U0001f600" * 8_000_000  # 32 MB of UTF-8, 32 MB as one str
+    data = f"email,first_name\na@example.com,A\nb@example.com,{huge}\nc@example.com,C\n".encode()
+    stream = io.BytesIO(data)
+    del huge
+    tracemalloc.start()
+    try:
+        with CsvReader(stream) as reader:
+            records = list(reader.records())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert records[0] == (2, ["a@example.com", "A"])
+    assert records[-1][1] == ["c@example.com", "C"]  # read, after the long line's pieces
+    assert all(isinstance(fields, str) for _, fields in records[1:-1])  # each malformed
+    assert peak < 24 * 1024 * 1024, peak
