@@ -44,8 +44,15 @@ def who(actor: str) -> str:
     return esc(actor) or "Someone"
 
 
-def subject_text(subject: str) -> str:
-    return subject if _STORED_MENTION.match(subject) else esc(subject)
+# Entries whose subject is a person, stored as a mention: every other subject is a name
+# someone typed (a segment called "<@U0BOSS>" must not show as a mention of the boss).
+_PERSON_SUBJECTS = frozenset({Act.LEAD_ADDED, Act.LEAD_REMOVED})
+
+
+def subject_text(action: str, subject: str) -> str:
+    if action in _PERSON_SUBJECTS and _STORED_MENTION.match(subject):
+        return subject
+    return esc(subject)
 
 
 def outcome_line(outcome: ImportOutcome) -> str:
@@ -69,7 +76,7 @@ def entry_line(entry: Entry, outcomes: Mapping[int, ImportOutcome]) -> str:
     the import on the line below for an approval."""
     detail = detail_words(entry.action, entry.detail[:MAX_DETAIL])
     line = (f"{slack_date(entry.at)} · {who(entry.actor)} "
-            f"{words(esc(entry.action), subject_text(entry.subject))}")  # fmt: skip
+            f"{words(esc(entry.action), subject_text(entry.action, entry.subject))}")  # fmt: skip
     if detail:
         line += f" ({esc(detail)}{'…' if len(entry.detail) > MAX_DETAIL else ''})"
     batch_id = import_of(entry.subject)

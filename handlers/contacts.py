@@ -9,6 +9,7 @@ from typing import Any
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.contact_admin import MAX_QUERY
 from bot.imports import review
 from handlers.context import Refusal, deps, may_change
 from handlers.ids import Action, Callback
@@ -66,7 +67,7 @@ async def page(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 async def search(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                  context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
-    query = body["actions"][0].get("value") or ""
+    query = str(body["actions"][0].get("value") or "")[:MAX_QUERY]  # the box's own limit
     deps(context).later.run(_update(body, client, context, query=query, offset=0), client, body)
 
 

@@ -31,6 +31,7 @@ from slack_sdk.models.blocks.block_elements import FileInputElement
 from slack_sdk.models.views import View
 
 from bot.campaigns.preview import CampaignPreview
+from bot.contact_admin import MAX_QUERY
 from bot.imports.batches import Totals
 from bot.imports.dry_run import DryRun
 from bot.imports.files import ENTRY_SEPARATOR
@@ -454,7 +455,7 @@ def contacts_modal(*, batch_id: int, rows: list[ContactRow], total: int, offset:
         InputBlock(
             block_id=BlockId.SEARCH, optional=True, dispatch_action=True, label="Search",
             element=PlainTextInputElement(action_id=Action.SEARCH, initial_value=query or None,
-                                          placeholder="email or name"),
+                                          placeholder="email or name", max_length=MAX_QUERY),
         ),
         ContextBlock(elements=[MarkdownTextObject(
             text=f"{n(total)} contact(s)" + (f" matching “{esc(query)}”" if query else "")
@@ -485,6 +486,7 @@ def contacts_modal(*, batch_id: int, rows: list[ContactRow], total: int, offset:
 
 
 def upload_offer(*, file_id: str, file_name: str) -> tuple[str, list[Block]]:
+    file_name = file_name[:255]  # as every source label: Slack allows longer file names
     text = f"Import {esc(file_name)} into a segment?"
     return text, [
         SectionBlock(text=MarkdownTextObject(

@@ -250,6 +250,7 @@ async def test_the_audit_log_in_words_for_this_workspace_only(app: Harness) -> N
     await record(app.db, TEAM, LEAD, Act.IMPORT_APPROVED, subject, "1204 contacts to import")
     await record(app.db, TEAM, "cli", Act.MAILCHIMP_DISCONNECTED, "Mailchimp")
     await _entry(app.db, TEAM, LEAD, "campaign.paused", "Spring <@U0666>", "by hand & <b>")
+    await record(app.db, TEAM, REP, Act.SEGMENT_CREATED, "<@U0BOSS01>")  # a name, typed
     await record(app.db, OTHER_TEAM, LEAD, Act.IMPORT_APPROVED, "import #999", "SECRET-OTHER")
 
     shown = await _command(app, "audit")
@@ -261,6 +262,7 @@ async def test_the_audit_log_in_words_for_this_workspace_only(app: Harness) -> N
     assert "The command line disconnected Mailchimp" in words
     assert "did campaign.paused on Spring &lt;@U0666&gt; (by hand &amp; &lt;b&gt;)" in words
     assert "<!channel>" not in words and "<@U0666>" not in words
+    assert "<@U0BOSS01>" not in words and "&lt;@U0BOSS01&gt;" in words  # never a mention
     assert "<!date^" in words
     assert "SECRET-OTHER" not in words and "#999" not in words
     assert find_element(shown["blocks"], Action.AUDIT_MORE) is None  # one page only

@@ -115,3 +115,35 @@ async def test_a_10000_row_file_and_many_sources_stay_within_block_limits(app: H
     assert "10,040 contact(s)" in json.dumps(modal["blocks"]) and len(modal["blocks"]) < 100
     assert (await load(app.db, "T0001", batch_id)).totals.valid == 10_040
     assert app.slack.block_errors == []
+
+
+async def test_a_file_with_a_name_of_hundreds_of_ampersands_is_still_offered(
+    app: Harness,
+) -> None:
+    name = "&" * 800 + ".csv"  # escaped, 4,000 characters: past a section's 3,000
+    app.slack.add_file("F0009", name, CSV, channels=["C0001"])
+    await app.requests.event(file_shared_event("F0009", channel_id="C0001"), event_id="Ev9")
+    await app.settle()
+    offers = [m for m in app.slack.messages if "&amp;&amp;" in m.get("text", "")]
+    assert len(offers) == 1 and app.slack.block_errors == []
+
+
+async def test_a_search_of_hundreds_of_characters_in_the_contacts_modal_still_answers(
+    app: Harness,
+) -> None:
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0004", "few.csv", CSV)
+    await app.requests.view_submission(state_values=_form(files=[file], segment="Few"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    review = await _review(app)
+    batch_id = review["blocks"][-1]["elements"][2]["value"]
+    await app.requests.block_action(Action.REVIEW_CONTACTS, batch_id, user_id=REP,
+                                    message_ts=review["ts"])  # fmt: skip
+    await app.settle()
+    modal = app.slack.open_views(REP)[-1]
+    await app.requests.block_action(Action.SEARCH, "é" * 600, user_id=REP, view=modal)
+    await app.settle()
+    searched = json.dumps(app.slack.open_views(REP)[-1]["blocks"], ensure_ascii=False)
+    assert "0 contact(s) matching “" + "é" * 100 + "”" in searched
+    assert app.slack.ephemerals == [] and app.slack.block_errors == []
