@@ -46,6 +46,7 @@ DEFAULT_SCOPES = (
     "commands,chat:write,files:read,files:write,channels:history,groups:history,users:read"
 )
 MESSAGE_BLOCK_LIMIT = 50
+TEXT_LIMIT = 3000  # characters of a text object (section, context element)
 SURFACE_BLOCK_LIMIT = 100  # modals and App Home
 MESSAGE_TEXT_LIMIT = 40_000
 VIEW_STACK_LIMIT = 3  # root + 2 pushed views
@@ -180,6 +181,10 @@ def block_problems(blocks: Any, surface: Surface = "message") -> list[str]:
 
 
 def _element_problems(block: dict[str, Any], where: str, surface: Surface) -> list[str]:
+    if block["type"] == "context":  # slack_sdk doesn't check its text objects' length
+        return [f"{where}: a context element's text is {len(e['text'])} characters, more "
+                f"than {TEXT_LIMIT}" for e in block.get("elements", [])
+                if isinstance(e, dict) and len(str(e.get("text") or "")) > TEXT_LIMIT]  # fmt: skip
     elements: list[Any] = []
     if block["type"] in ("actions", "input", "section"):
         elements = [block.get("element"), block.get("accessory"), *block.get("elements", [])]
