@@ -26,7 +26,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.campaigns.service import MAX_NAME, CampaignSummary
+from bot.campaigns.service import MAX_NAME, MAX_OFFER, MAX_SENDER, MAX_STORE_URL, CampaignSummary
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, n
 from models import Campaign, CampaignState
@@ -34,9 +34,6 @@ from models import Campaign, CampaignState
 MAX_CAMPAIGNS_SHOWN = 20  # two blocks each: 40 of a message's 50, with room for the rest
 MAX_SEGMENTS_NAMED = 10
 MAX_DELAY_DAYS = 365
-MAX_STORE_URL = 500  # the column sizes: Slack enforces max_length, the handler checks again
-MAX_SENDER = 200
-MAX_OFFER = 200
 INVITE_ON = "on"
 STATE_LABEL = {CampaignState.DRAFT: ":memo: draft", CampaignState.LIVE: ":large_green_circle: live",
                CampaignState.PAUSED: ":double_vertical_bar: paused"}  # fmt: skip

@@ -27,9 +27,6 @@ from bot.campaigns.service import (
 from bot.workspaces import ensure_workspace
 from handlers.campaign_messages import (
     INVITE_ON,
-    MAX_OFFER,
-    MAX_SENDER,
-    MAX_STORE_URL,
     CampaignForm,
     campaign_list,
     campaign_modal,
@@ -60,6 +57,7 @@ FIELD_BLOCKS = {
     "name": BlockId.CAMPAIGN_NAME,
     "store_url": BlockId.CAMPAIGN_STORE_URL,
     "sender": BlockId.CAMPAIGN_SENDER,
+    "offer": BlockId.CAMPAIGN_OFFER,
     "invite_delay_days": BlockId.CAMPAIGN_DELAY,
 }
 LOADING = "Loading…"
@@ -195,26 +193,14 @@ def read_form(values: dict[str, dict[str, Any]]) -> CampaignForm:
     )  # fmt: skip
 
 
-def _too_long(form: CampaignForm) -> dict[str, str]:
-    """Slack enforces the inputs' max_length; checked again because the columns are sized."""
-    errors = {}
-    for block, value, limit in ((BlockId.CAMPAIGN_STORE_URL, form.store_url, MAX_STORE_URL),
-                                (BlockId.CAMPAIGN_SENDER, form.sender, MAX_SENDER),
-                                (BlockId.CAMPAIGN_OFFER, form.offer, MAX_OFFER)):  # fmt: skip
-        if len(value) > limit:
-            errors[block] = f"At most {limit} characters."
-    return errors
-
-
 async def validate(d: Deps, team_id: str, form: CampaignForm,
                    campaign_id: int | None) -> dict[str, str]:  # fmt: skip
     """Inline errors keyed by input block id; empty when the form can be saved."""
     problems = check_fields(name=form.name, store_url=form.store_url, sender=form.sender,
-                            invite_delay_days=form.invite_delay_days)  # fmt: skip
+                            offer=form.offer, invite_delay_days=form.invite_delay_days)  # fmt: skip
     errors: dict[str, str] = {FIELD_BLOCKS[k]: v for k, v in problems.items()}
     if form.invite_delay_days is None:
         errors[BlockId.CAMPAIGN_DELAY] = "A whole number of days: 0 sends at once."
-    errors.update(_too_long(form))
     if BlockId.CAMPAIGN_NAME not in errors:
         try:
             taken = await find_campaign(d.db, team_id, form.name)

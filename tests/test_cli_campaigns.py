@@ -86,6 +86,14 @@ def test_campaign_create_refuses_a_bad_store_url(db_env: dict[str, str]) -> None
     assert result.returncode == 1 and "web address" in result.stderr
 
 
+def test_campaign_create_refuses_an_offer_longer_than_its_column(db_env: dict[str, str]) -> None:
+    result = run(db_env, "campaign", "create", "X", "--store-url", "https://shop.example",
+                 "--offer", "x" * 201)  # fmt: skip
+    assert result.returncode == 1 and "The offer is at most 200 characters." in result.stderr
+    assert "Traceback" not in result.stderr
+    assert json.loads(run(db_env, "campaign", "list", "--json").stdout) == []
+
+
 def _drain(env: dict[str, str]) -> None:
     """Run a worker until the queue has nothing due (SIGTERM after a short quiet spell)."""
     import signal

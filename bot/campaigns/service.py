@@ -38,6 +38,11 @@ from models.clock import utcnow
 
 ENROLL_JOB = "enroll"
 MAX_NAME = 100
+# The columns' sizes (PostgreSQL refuses longer text): said before anything is written, for
+# the shell's `campaign create/edit` as for Slack's form (whose inputs have these max lengths)
+MAX_STORE_URL = 500
+MAX_SENDER = 200
+MAX_OFFER = 200
 
 
 def _now() -> BindParameter[Any]:
@@ -67,10 +72,16 @@ class CampaignSummary:
 
 
 def check_fields(*, name: str | None = None, store_url: str | None = None,
-                 sender: str | None = None, invite_delay_days: int | None = None
-                 ) -> dict[str, str]:  # fmt: skip
+                 sender: str | None = None, offer: str | None = None,
+                 invite_delay_days: int | None = None) -> dict[str, str]:  # fmt: skip
     """Problems with the given fields, keyed by field name (empty: all fine)."""
     problems: dict[str, str] = {}
+    for field, value, limit in (("store_url", store_url, MAX_STORE_URL),
+                                ("sender", sender, MAX_SENDER), ("offer", offer, MAX_OFFER)):
+        if value is not None and len(value.strip()) > limit:
+            problems[field] = f"The {field.replace('_', ' ')} is at most {limit} characters."
+    if problems:
+        return problems
     if name is not None and not " ".join(name.split()):
         problems["name"] = "A campaign needs a name."
     elif name is not None and len(name) > MAX_NAME:
@@ -99,7 +110,7 @@ async def create_campaign(
     db: Database, team_id: str, name: str, *, store_url: str, sender: str = "", offer: str = "",
     invite_email: bool = True, invite_delay_days: int = 0, created_by: str = "cli",
 ) -> Campaign:  # fmt: skip
-    _raise_problems(check_fields(name=name, store_url=store_url, sender=sender,
+    _raise_problems(check_fields(name=name, store_url=store_url, sender=sender, offer=offer,
                                  invite_delay_days=invite_delay_days))  # fmt: skip
     name = " ".join(name.split())
     campaign = Campaign(team_id=team_id, name=name, name_key=segment_key(name),
@@ -123,7 +134,7 @@ async def create_campaign(
 async def update_campaign(db: Database, team_id: str, campaign_id: int, **fields: Any) -> Campaign:
     """Change a campaign's settings (name, store_url, sender, offer, invite_email, delay)."""
     _raise_problems(check_fields(**{k: v for k, v in fields.items()
-                                    if k in ("name", "store_url", "sender",
+                                    if k in ("name", "store_url", "sender", "offer",
                                              "invite_delay_days")}))  # fmt: skip
     if "name" in fields:
         fields["name"] = " ".join(fields["name"].split())
