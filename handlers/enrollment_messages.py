@@ -63,6 +63,11 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
     e, c = summary.enrollment, summary.campaign
     where = f" from *{esc(summary.segment)}*" if summary.segment else ""
     text = f"Enrollment in {esc(c.name)}"
+    if e.status == "failed":
+        return text, [SectionBlock(text=MarkdownTextObject(text=(
+            f":x: Enrolling contacts{where} in *{esc(c.name)}* failed after "
+            f"{n(e.enrolled)} new advocates: {esc(e.error or 'unknown error')} Target the "
+            "campaign again to enroll the rest.")[:3000]))]  # fmt: skip
     if e.status != "done":
         return text, [SectionBlock(text=MarkdownTextObject(
             text=f":hourglass_flowing_sand: Enrolling contacts{where} in *{esc(c.name)}*…"))]

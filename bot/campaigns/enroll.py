@@ -261,6 +261,22 @@ async def _finish(conn: AsyncConnection, enrollment_id: int, excluded: int, alre
     )  # fmt: skip
 
 
+async def fail_enrollment(db: Database, team_id: str, enrollment_id: int, error: str) -> bool:
+    """Give up on an enrollment out of attempts: it is `failed` with the reason (what it
+    enrolled stays), so its thread says so and the segment can be targeted again (an
+    unfinished enrollment is what a second Target click is given). False if it had ended."""
+    async with db.begin() as conn:
+        ended = await conn.execute(
+            text("""UPDATE enrollment SET status = :failed, error = :error, finished_at = :now,
+                        enrolled = (SELECT COUNT(*) FROM advocate WHERE enrollment_id = :e)
+                    WHERE id = :e AND team_id = :t AND status IN ('queued', 'running')""")
+            .bindparams(bindparam("now", type_=UTCDateTime())),
+            {"failed": EnrollmentStatus.FAILED, "error": error[:2000], "now": utcnow(),
+             "e": enrollment_id, "t": team_id},
+        )  # fmt: skip
+    return ended.rowcount == 1
+
+
 async def counts(conn: AsyncConnection, team_id: str, enrollment_id: int) -> EnrollResult:
     """The enrollment's figures, counted from its rows."""
     enrolled, already, excluded = (await conn.execute(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bot.campaigns.enroll import run_enrollment
+from bot.campaigns.enroll import fail_enrollment, run_enrollment
 from bot.campaigns.invites import Links, send_invites
 from bot.email.send import sender_for
-from bot.jobs.worker import Handler, JobContext
+from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped
 from bot.notify import ImportNotifier
 from bot.settings import Settings
 
@@ -14,10 +14,22 @@ def enroll_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
     async def run(ctx: JobContext) -> None:
         enrollment_id = int(ctx.payload["enrollment_id"])
         hold = settings.invite_hold_seconds if ctx.payload.get("hold", True) else 0
-        await run_enrollment(ctx.db, ctx.team_id, enrollment_id, hold_seconds=hold)
+        try:
+            await run_enrollment(ctx.db, ctx.team_id, enrollment_id, hold_seconds=hold)
+        except JobStopped:
+            raise
+        except Exception as exc:
+            if ctx.job.attempts >= ctx.job.max_attempts:
+                await give_up(ctx, f"{type(exc).__name__}: {exc}")
+            raise
         await notifier.enrollment_changed(ctx.team_id, enrollment_id)
 
-    return run
+    async def give_up(ctx: JobContext, error: str) -> None:
+        enrollment_id = int(ctx.payload["enrollment_id"])
+        if await fail_enrollment(ctx.db, ctx.team_id, enrollment_id, f"Enrolling stopped: {error}"):
+            await notifier.enrollment_changed(ctx.team_id, enrollment_id)
+
+    return GivingUp(run, give_up)
 
 
 def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from sqlalchemy import bindparam, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.campaigns import service
+from bot.jobs.queue import claim, list_jobs
 from bot.workspaces import ensure_workspace
 from handlers.ids import Action, BlockId
 from models import Campaign, CampaignState
@@ -239,3 +241,36 @@ async def test_another_workspaces_campaign_is_refused_in_words(app: Harness) -> 
     note = app.slack.ephemerals[-1]["text"]
     assert note == "That campaign doesn't exist in this workspace."
     assert await _count(app, "SELECT COUNT(*) FROM campaign_segment") == 0
+
+
+async def test_an_enrollment_that_kills_every_worker_says_so_and_can_be_targeted_again(
+    app: Harness,
+) -> None:
+    spring = await _campaign(app, "Spring", live=True)
+    message = await _imported(app)
+    offer = _offer(app, message)
+    batch = next(e["value"] for b in offer["blocks"] if b["type"] == "actions"
+                 for e in b["elements"] if e.get("action_id") == Action.TARGET)  # fmt: skip
+    chosen = {BlockId.TARGET: {Action.TARGET_CHOICE: state_static_select(str(spring.id))}}
+    await app.requests.block_action(Action.TARGET, batch, user_id=LEAD, message_ts=offer["ts"],
+                                    state_values=chosen)  # fmt: skip
+    await app.later.drain()
+    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "enroll")
+    for attempt in range(job.max_attempts):  # each worker dies enrolling; its lease runs out
+        assert await claim(app.db, f"killed-{attempt}", 1, kinds={"enroll"}) is not None
+        await _lease_runs_out(app)
+    await app.settle()
+    thread = [json.dumps(m.get("blocks")) for m in app.slack.messages_in("C0001", message["ts"])]
+    assert any("from *VIP* in *Spring* failed after 0 new advocates" in t
+               and "Target the campaign again" in t for t in thread), thread  # fmt: skip
+    await _target(app, message, spring.id or 0)  # not "already enrolling": a new enrollment
+    thread = [json.dumps(m.get("blocks")) for m in app.slack.messages_in("C0001", message["ts"])]
+    assert any("*2* new advocates in *Spring*" in t for t in thread), thread
+    assert app.slack.block_errors == []
+
+
+async def _lease_runs_out(app: Harness) -> None:
+    now = bindparam("now", type_=UTCDateTime())
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE job SET lease_expires_at = :now WHERE state = 'running'")
+                           .bindparams(now), {"now": utcnow() - timedelta(seconds=1)})
