@@ -14,7 +14,7 @@ from handlers.ids import Action, BlockId
 from models import BatchStatus
 from tests.fakes.slack_api import find_element
 from tests.handlers.conftest import LEAD, REP, Harness
-from tests.handlers.test_import_flow import _count, _form, _open_modal, _review
+from tests.handlers.test_import_flow import _contacts_modal, _count, _form, _open_modal, _review
 
 ROWS = 500
 
@@ -304,16 +304,7 @@ async def test_removing_a_contact_updates_the_review_even_if_the_list_changed(
 ) -> None:
     """A quicker second click redrew the list (hash_conflict): the removal still shows in
     the review's counts, and nobody is told something went wrong."""
-    view_id = await _open_modal(app)
-    await app.requests.view_submission(state_values=_form(email="solo@example.com", segment="V"),
-                                       view_id=view_id, user_id=REP)  # fmt: skip
-    await app.settle()
-    review = await _review(app)
-    batch = review["blocks"][-1]["elements"][0]["value"]
-    await app.requests.block_action(Action.REVIEW_CONTACTS, batch, user_id=REP,
-                                    message_ts=review["ts"])  # fmt: skip
-    await app.settle()
-    modal = app.slack.open_views(REP)[-1]
+    review, modal = await _contacts_modal(app, _form(email="solo@example.com", segment="V"))
     solo = next(b for b in modal["blocks"] if "solo@example.com" in json.dumps(b))
     app.slack.fail("views.update", "hash_conflict")
     await app.requests.block_action(Action.REMOVE_CONTACT, solo["accessory"]["value"],

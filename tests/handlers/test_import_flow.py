@@ -7,6 +7,7 @@ import json
 from sqlalchemy import text
 
 from handlers.ids import Action, BlockId, Callback
+from tests.fakes.slack_api import find_element
 from tests.handlers.conftest import LEAD, REP, Harness
 
 CSV = (
@@ -54,6 +55,21 @@ async def _review(app: Harness) -> dict:
     message = app.slack.find_action(Action.APPROVE, "C0001")
     assert message is not None, [m.get("text") for m in app.slack.messages]
     return message
+
+
+async def _contacts_modal(app: Harness, form: dict) -> tuple[dict, dict]:
+    """A rep submits the import form with `form`, then clicks *Review contacts*: the review
+    message and the contacts modal that opened."""
+    view_id = await _open_modal(app)
+    await app.requests.view_submission(state_values=form, view_id=view_id, user_id=REP)
+    await app.settle()
+    review = await _review(app)
+    found = find_element(review["blocks"], Action.REVIEW_CONTACTS)
+    assert found is not None
+    await app.requests.block_action(Action.REVIEW_CONTACTS, found[1]["value"], user_id=REP,
+                                    message_ts=review["ts"])  # fmt: skip
+    await app.settle()
+    return review, app.slack.open_views(REP)[-1]
 
 
 async def _count(app: Harness, sql: str) -> int:

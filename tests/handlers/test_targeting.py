@@ -46,13 +46,22 @@ def _offer(app: Harness, message: dict) -> dict:
     return offer
 
 
-async def _target(app: Harness, message: dict, campaign_id: int, user: str = LEAD) -> None:
+async def _click_target(app: Harness, message: dict, campaign_id: int, user: str = LEAD,
+                        times: int = 1) -> str:  # fmt: skip
+    """Click *Target* in the thread's offer (`times` in a row, no job run between); the
+    import's id the button carries."""
     offer = _offer(app, message)
     batch = next(e["value"] for b in offer["blocks"] if b["type"] == "actions"
                  for e in b["elements"] if e.get("action_id") == Action.TARGET)  # fmt: skip
     chosen = {BlockId.TARGET: {Action.TARGET_CHOICE: state_static_select(str(campaign_id))}}
-    await app.requests.block_action(Action.TARGET, batch, user_id=user, message_ts=offer["ts"],
-                                    state_values=chosen)  # fmt: skip
+    for _ in range(times):
+        await app.requests.block_action(Action.TARGET, batch, user_id=user,
+                                        message_ts=offer["ts"], state_values=chosen)  # fmt: skip
+    return str(batch)
+
+
+async def _target(app: Harness, message: dict, campaign_id: int, user: str = LEAD) -> None:
+    await _click_target(app, message, campaign_id, user)
     await app.settle()
 
 
@@ -145,13 +154,8 @@ async def test_a_double_click_on_target_or_go_live_enrolls_and_reports_once(
     spring = await _campaign(app, "Spring", live=True)
     autumn = await _campaign(app, "Autumn", live=False)
     message = await _imported(app)
-    offer = _offer(app, message)
-    batch = next(e["value"] for b in offer["blocks"] if b["type"] == "actions"
-                 for e in b["elements"] if e.get("action_id") == Action.TARGET)  # fmt: skip
-    chosen = {BlockId.TARGET: {Action.TARGET_CHOICE: state_static_select(str(spring.id))}}
-    for _ in range(2):  # no job runs between the clicks: both find the enrollment unfinished
-        await app.requests.block_action(Action.TARGET, batch, user_id=LEAD,
-                                        message_ts=offer["ts"], state_values=chosen)  # fmt: skip
+    # no job runs between the clicks: both find the enrollment unfinished
+    batch = await _click_target(app, message, spring.id or 0, times=2)
     await app.done()
     for _ in range(2):
         await app.requests.block_action(Action.TARGET_GO_LIVE, f"{autumn.id}:{batch}",
@@ -248,12 +252,7 @@ async def test_an_enrollment_that_kills_every_worker_says_so_and_can_be_targeted
 ) -> None:
     spring = await _campaign(app, "Spring", live=True)
     message = await _imported(app)
-    offer = _offer(app, message)
-    batch = next(e["value"] for b in offer["blocks"] if b["type"] == "actions"
-                 for e in b["elements"] if e.get("action_id") == Action.TARGET)  # fmt: skip
-    chosen = {BlockId.TARGET: {Action.TARGET_CHOICE: state_static_select(str(spring.id))}}
-    await app.requests.block_action(Action.TARGET, batch, user_id=LEAD, message_ts=offer["ts"],
-                                    state_values=chosen)  # fmt: skip
+    await _click_target(app, message, spring.id or 0)
     await app.later.drain()
     job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "enroll")
     for attempt in range(job.max_attempts):  # each worker dies enrolling; its lease runs out

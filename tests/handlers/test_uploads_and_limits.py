@@ -15,7 +15,7 @@ from handlers.notify import SlackNotifier
 from tests.fakes.slack_api import FakeExternalHost
 from tests.fakes.slack_requests import file_shared_event, message_file_share_event
 from tests.handlers.conftest import LEAD, REP, Harness
-from tests.handlers.test_import_flow import CSV, _form, _open_modal, _review
+from tests.handlers.test_import_flow import CSV, _contacts_modal, _form, _open_modal, _review
 
 
 async def _contacts(app: Harness) -> int:
@@ -131,17 +131,8 @@ async def test_a_file_with_a_name_of_hundreds_of_ampersands_is_still_offered(
 async def test_a_search_of_hundreds_of_characters_in_the_contacts_modal_still_answers(
     app: Harness,
 ) -> None:
-    view_id = await _open_modal(app)
     file = app.slack.add_file("F0004", "few.csv", CSV)
-    await app.requests.view_submission(state_values=_form(files=[file], segment="Few"),
-                                       view_id=view_id, user_id=REP)  # fmt: skip
-    await app.settle()
-    review = await _review(app)
-    batch_id = review["blocks"][-1]["elements"][2]["value"]
-    await app.requests.block_action(Action.REVIEW_CONTACTS, batch_id, user_id=REP,
-                                    message_ts=review["ts"])  # fmt: skip
-    await app.settle()
-    modal = app.slack.open_views(REP)[-1]
+    _, modal = await _contacts_modal(app, _form(files=[file], segment="Few"))
     await app.requests.block_action(Action.SEARCH, "é" * 600, user_id=REP, view=modal)
     await app.settle()
     searched = json.dumps(app.slack.open_views(REP)[-1]["blocks"], ensure_ascii=False)
