@@ -16,7 +16,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 SAMPLE_BYTES = 64 * 1024
 READ_BLOCK = 1024 * 1024  # the encoding decision reads the whole file in blocks this big
@@ -25,6 +25,7 @@ MAX_NAMED_COLUMNS = 30  # columns a "no email column" message lists
 FIELD_LIMIT = 64 * 1024  # a runaway quoted field fails one record, not the whole file
 MAX_LINE_CHARS = 1024 * 1024  # no real row is this long (see CsvReader.__init__)
 MAX_RECORD_LINES = 50  # a record spanning more lines than this is an unclosed quote
+RUNAWAY_LOOKAHEAD = 5_000  # lines searched for the end of a quoted field past FIELD_LIMIT
 
 # Column names as spelled by our seed, Shopify, Mailchimp, HubSpot, Klaviyo and spreadsheets
 # in English, French, German and Spanish (and a few more), normalised by squash: spaces, `_`,
@@ -277,8 +278,8 @@ class CsvReader:
         # sees it, so one 250 MB line (a ZIP entry may hold one) took 1.25 GB. A longer line
         # reaches csv in pieces, each a malformed or rejected row; later line numbers then
         # count its pieces. readline from a C callable iterator: no slower than iteration.
-        lines = iter(functools.partial(self._text.readline, MAX_LINE_CHARS), "")
-        self._reader = csv.reader(lines, delimiter=self.delimiter, strict=False)
+        self._lines = iter(functools.partial(self._text.readline, MAX_LINE_CHARS), "")
+        self._reader = csv.reader(self._lines, delimiter=self.delimiter, strict=False)
         self.header: list[str] = []
         self._header_line = 0
         limit = csv.field_size_limit(FIELD_LIMIT)
@@ -332,12 +333,36 @@ class CsvReader:
                                      for line in f.splitlines()[1:])
                    for f in fields)  # fmt: skip
 
+    def _past_runaway_field(self, read: int) -> tuple[Any, int, int]:
+        """After a quoted field outgrew FIELD_LIMIT: (a reader to go on with, the lines read
+        before it, the last line of the malformed record).
+
+        csv goes on at the next line as if the field had ended, so the rest of a long quoted
+        note became rows (an address in it imported). If its closing quote comes within
+        RUNAWAY_LOOKAHEAD lines (the first line holding an odd number of quotes), those lines
+        are the record's too; if not, the quote never closes and the lines read ahead are
+        rows after all: they go to the next reader first."""
+        ahead: list[str] = []
+        size = 0
+        for piece in self._lines:
+            ahead.append(piece)
+            size += len(piece)
+            if piece.count('"') % 2:
+                return self._new_reader(self._lines), read + len(ahead), read + len(ahead)
+            if len(ahead) >= RUNAWAY_LOOKAHEAD or size > MAX_LINE_CHARS * 4:
+                break
+        return self._new_reader(itertools.chain(ahead, self._lines)), read, read
+
+    def _new_reader(self, lines: Iterator[str]) -> Any:
+        return csv.reader(lines, delimiter=self.delimiter, strict=False)
+
     def bytes_read(self) -> int:
         return self._raw.tell()
 
     def records(self) -> Iterator[tuple[int, list[str] | str]]:
         """(first line, fields) per non-blank record; (line, message) for a malformed one."""
         reader = self._reader
+        base = 0  # lines read by the readers before this one (see _past_runaway_field)
         previous = self._header_line
         limit = csv.field_size_limit()
         csv.field_size_limit(FIELD_LIMIT)
@@ -349,11 +374,13 @@ class CsvReader:
                     return
                 except csv.Error as exc:
                     line = previous + 1
-                    previous = reader.line_num
+                    previous = base + reader.line_num
+                    if previous > line:  # a quoted field spanning lines: it may go on
+                        reader, base, previous = self._past_runaway_field(previous)
                     yield line, f"Malformed CSV (lines {line}-{previous}): {exc}"
                     continue
                 line = previous + 1
-                previous = reader.line_num
+                previous = base + reader.line_num
                 if previous > line and (
                     previous - line >= MAX_RECORD_LINES or self._swallowed_rows(fields)
                 ):

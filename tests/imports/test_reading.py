@@ -627,3 +627,19 @@ def test_a_line_of_millions_of_characters_is_read_in_bounded_memory() -> None:
     assert records[-1][1] == ["c@example.com", "C"]  # read, after the long line's pieces
     assert all(isinstance(fields, str) for _, fields in records[1:-1])  # each malformed
     assert peak < 24 * 1024 * 1024, peak
+
+
+def test_a_quoted_note_past_the_field_limit_is_one_malformed_row_to_its_closing_quote() -> None:
+    note = b"".join(b"line %d of a long note, nothing to import here at all....\n" % i
+                    for i in range(1_500))  # fmt: skip
+    data = (b"email,first_name,notes\n"
+            b'a@example.com,A,"' + note +  # lines 2-1501
+            b"bob@inside.example,Bob,quoted in the note\n"  # 1502
+            b'end of the note"\n'  # 1503
+            b"c@example.com,C,after\n")  # 1504 fmt: skip
+    records = list(CsvReader(io.BytesIO(data)).records())
+    assert len(records) == 2, [r[0] for r in records]
+    line, message = records[0]
+    assert line == 2 and isinstance(message, str)
+    assert message.startswith("Malformed CSV (lines 2-1503)") and "field limit" in message
+    assert records[1] == (1504, ["c@example.com", "C", "after"])
