@@ -22,6 +22,7 @@ from handlers.import_modal import import_segment, post_review
 from handlers.messages import esc, plain, upload_offer
 from handlers.routes import Routes
 from handlers.slack_files import SlackFile, describe
+from handlers.thread_reply import message_gone
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
                                      f":white_check_mark: <@{user_id}> started a review for "
                                      f"*{esc(segment.name)}*."))  # fmt: skip
     except SlackApiError as exc:
-        if exc.response.get("error") not in ("message_not_found", "cant_update_message"):
+        if not message_gone(exc):
             raise
         log.info("the upload offer of import %s was deleted: not updated", batch_id)
 

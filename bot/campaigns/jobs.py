@@ -19,7 +19,7 @@ def enroll_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
         except JobStopped:
             raise
         except Exception as exc:
-            if ctx.job.attempts >= ctx.job.max_attempts:
+            if ctx.last_attempt:
                 await give_up(ctx, f"{type(exc).__name__}: {exc}")
             raise
         await notifier.enrollment_changed(ctx.team_id, enrollment_id)

@@ -131,7 +131,7 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
     except JobStopped:
         raise
     except Exception as exc:
-        final = isinstance(exc, BatchStateError) or ctx.job.attempts >= ctx.job.max_attempts
+        final = isinstance(exc, BatchStateError) or ctx.last_attempt
         if final:
             await _fail_import(db, team_id, batch_id, str(exc) or type(exc).__name__, notifier)
         if isinstance(exc, BatchStateError):
@@ -216,7 +216,7 @@ def slack_file_handler(
         except FileRejected as exc:
             await _fail_unread(db, team_id, source, str(exc))
         except Exception as exc:
-            if ctx.job.attempts < ctx.job.max_attempts:
+            if not ctx.last_attempt:
                 raise  # retried later; the review keeps showing "Reading…"
             await _fail_unread(db, team_id, source, f"Could not read the file: {exc}")
         for read in staged:

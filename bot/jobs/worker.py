@@ -68,6 +68,11 @@ class JobContext:
     def team_id(self) -> str:
         return self.job.team_id
 
+    @property
+    def last_attempt(self) -> bool:
+        """This run is the job's last: a failure now is for good (the handler gives up)."""
+        return self.job.attempts >= self.job.max_attempts
+
     def checkpoint(self) -> None:
         """Call between units of work: stops here if shutting down or cancelled."""
         if self.stopping.is_set() or self.lost.is_set():

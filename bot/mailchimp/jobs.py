@@ -43,7 +43,7 @@ def mailchimp_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
         except (ReconnectNeeded, NotConnected, CredentialsUnreadable, SecretKeyMissing) as exc:
             await fail_source(ctx.db, ctx.team_id, source.id or 0, str(exc), only_pending=True)
         except MailchimpError as exc:
-            if ctx.job.attempts < ctx.job.max_attempts:
+            if not ctx.last_attempt:
                 raise  # busy or down: the job retries with backoff
             await fail_source(ctx.db, ctx.team_id, source.id or 0, str(exc), only_pending=True)
         await notifier.source_read(ctx.team_id, source.batch_id, source.id or 0)
