@@ -77,9 +77,12 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
              f"({n(e.already_advocates)} already were, {n(e.excluded)} excluded)."]  # fmt: skip
     sent, queued, held = summary.count("sent"), summary.count("queued"), summary.count("held")
     emailing = [f"{n(sent)} invites sent"]
-    if held:
+    stopped = bool(e.send_error and (held or queued))
+    if stopped:
+        emailing.append(f"{n(held + queued)} not sent yet")
+    if held and not stopped:
         emailing.append(f"{n(held)} held until {slack_date(e.hold_until)}")
-    if queued:
+    if queued and not stopped:
         emailing.append(f"{n(queued)} queued")
     if summary.count("sending"):
         emailing.append(f"{n(summary.count('sending'))} sending")
@@ -94,8 +97,14 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
         lines.append(f"• {n(count)} sent in {esc(locale)}: no template in their language")
     if not c.invite_email:
         lines.append("_The invite email of this campaign is off (e.g. you invite from Klaviyo)._")
+    if stopped:
+        lines.append(f":warning: Sending stopped: {esc(e.send_error or '')[:500]}\nFix the bot's "
+                     "mail settings, then *Retry sending*.")  # fmt: skip
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text="\n".join(lines)[:3000]))]
     buttons = []
+    if stopped:
+        buttons.append(ButtonElement(text="Retry sending", action_id=Action.RETRY_SENDING,
+                                     style="primary", value=str(e.id)))  # fmt: skip
     if summary.holding:
         buttons.append(ButtonElement(
             text="Cancel invites", action_id=Action.CANCEL_INVITES, style="danger",

@@ -9,7 +9,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns import service
-from bot.campaigns.invites import cancel_held, resend_uncertain
+from bot.campaigns.invites import cancel_held, resend_uncertain, retry_sending
 from bot.imports.review import batch_of
 from bot.once import first_time, forget
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only
@@ -138,13 +138,23 @@ async def _resend(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None
     await d.notifier.enrollment_changed(team_id, enrollment.id or 0)
 
 
+async def _retry_sending(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
+    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    await _lead(d, client, team_id, user_id, "retry sending invites")
+    enrollment = await service.get_enrollment(
+        d.db, team_id, _int(body["actions"][0].get("value"), "an enrollment"))  # fmt: skip
+    if not await retry_sending(d.db, team_id, enrollment.id or 0):
+        raise Refusal("Sending has already been restarted.")
+    await d.notifier.enrollment_changed(team_id, enrollment.id or 0)
+
+
 async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                    context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
     d = deps(context)
     work = {Action.TARGET: _target, Action.TARGET_GO_LIVE: _go_live,
-            Action.CANCEL_INVITES: _cancel_invites,
-            Action.RESEND_UNCERTAIN: _resend}[Action(body["actions"][0]["action_id"])]  # fmt: skip
+            Action.CANCEL_INVITES: _cancel_invites, Action.RESEND_UNCERTAIN: _resend,
+            Action.RETRY_SENDING: _retry_sending}[Action(body["actions"][0]["action_id"])]
     d.later.run(work(d, client, body), client, body)
 
 
@@ -154,6 +164,6 @@ async def _noop(ack: Any) -> None:
 
 def register(app: Routes) -> None:
     for action in (Action.TARGET, Action.TARGET_GO_LIVE, Action.CANCEL_INVITES,
-                   Action.RESEND_UNCERTAIN):  # fmt: skip
+                   Action.RESEND_UNCERTAIN, Action.RETRY_SENDING):  # fmt: skip
         app.action(action)(on_click)
     app.action(Action.TARGET_CHOICE)(_noop)

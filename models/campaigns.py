@@ -100,6 +100,9 @@ class Enrollment(SQLModel, table=True):
     thread_ts: str | None = Field(default=None, max_length=32)
     report_ts: str | None = Field(default=None, max_length=32)
     error: str | None = Field(default=None, max_length=2000)
+    # Why its invites stopped going out (its send job gave up); cleared by Retry sending or
+    # by a later send run that gets through.
+    send_error: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
 

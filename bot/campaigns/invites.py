@@ -245,6 +245,8 @@ async def send_invites(
     if not page:  # nothing due (held, delayed, or all done): no connection at all
         await _schedule_rest(db, team_id, enrollment_id)
         return
+    # A run that raises leaves the rest to its own job's retry (or, on its last attempt, to
+    # a person: see stop_sending): a new job per failed run would multiply them.
     try:
         async with db.engine.connect() as conn, sender:
             outbox = _Outbox(conn, team_id, job_id)
@@ -285,9 +287,45 @@ async def send_invites(
     finally:
         async with db.engine.connect() as conn:
             await _Outbox(conn, team_id, job_id).write(pending, None)
-        await _schedule_rest(db, team_id, enrollment_id)
+    await _schedule_rest(db, team_id, enrollment_id)
+    await _sending_again(db, team_id, enrollment_id)
     if on_progress is not None:
         await on_progress()
+
+
+async def stop_sending(db: Database, team_id: str, enrollment_id: int, why: str) -> bool:
+    """The send job gave up: keep why on the enrollment, for its report (queued invites stay
+    queued, with no job, until Retry sending). False if there is no such enrollment."""
+    async with db.begin() as conn:
+        result = await conn.execute(
+            text("UPDATE enrollment SET send_error = :why WHERE id = :e AND team_id = :t"),
+            {"why": why[:500], "e": enrollment_id, "t": team_id})  # fmt: skip
+    return result.rowcount == 1
+
+
+async def retry_sending(db: Database, team_id: str, enrollment_id: int) -> bool:
+    """Retry sending: forget why it stopped and queue a send job, in one transaction. False if
+    sending wasn't stopped (a second click, or a send run got through meanwhile)."""
+    async with db.begin() as conn:
+        result = await conn.execute(
+            text("UPDATE enrollment SET send_error = NULL "
+                 "WHERE id = :e AND team_id = :t AND send_error IS NOT NULL"),
+            {"e": enrollment_id, "t": team_id})  # fmt: skip
+        if result.rowcount != 1:
+            return False
+        # a key of its own: the job that gave up may have been keyed to this very second
+        now = utcnow()
+        await enqueue_in(conn, team_id, SEND_JOB, {"enrollment_id": enrollment_id},
+                         dedupe_key=f"send:{enrollment_id}:retry:{now:%Y%m%d%H%M%S%f}")  # fmt: skip
+    return True
+
+
+async def _sending_again(db: Database, team_id: str, enrollment_id: int) -> None:
+    """A run that got through (a resend, say) ends a stop its report still shows."""
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE enrollment SET send_error = NULL "
+                                "WHERE id = :e AND team_id = :t AND send_error IS NOT NULL"),
+                           {"e": enrollment_id, "t": team_id})  # fmt: skip
 
 
 async def _due(db: Database, team_id: str, enrollment_id: int, after: int) -> list[Any]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bot.campaigns.enroll import fail_enrollment, run_enrollment
-from bot.campaigns.invites import Links, send_invites
-from bot.email.send import sender_for
+from bot.campaigns.invites import Links, send_invites, stop_sending
+from bot.email.send import SmtpSetupError, sender_for
 from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped
 from bot.notify import ImportNotifier
 from bot.settings import Settings
@@ -33,7 +33,11 @@ def enroll_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
 
 
 def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
-    """One SMTP connection (or the outbox directory) per run, reused for every invite."""
+    """One SMTP connection (or the outbox directory) per run, reused for every invite.
+
+    A run that fails is retried by the worker; when it fails for good (or its worker died
+    every time) sending stops with the reason in the thread's report, whose Retry sending
+    queues a new run: nothing is lost and nothing is sent twice."""
 
     async def run(ctx: JobContext) -> None:
         enrollment_id = int(ctx.payload["enrollment_id"])
@@ -41,11 +45,24 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
         async def progress() -> None:
             await notifier.enrollment_changed(ctx.team_id, enrollment_id)
 
-        await send_invites(
-            ctx.db, ctx.team_id, enrollment_id,
-            sender=sender_for(settings.smtp_url or None, settings.outbox_dir),
-            links=Links(settings.public_base, settings.secret_key),
-            on_progress=progress, checkpoint=ctx.checkpoint, job_id=ctx.job.id,
-        )  # fmt: skip
+        try:
+            await send_invites(
+                ctx.db, ctx.team_id, enrollment_id,
+                sender=sender_for(settings.smtp_url or None, settings.outbox_dir),
+                links=Links(settings.public_base, settings.secret_key),
+                on_progress=progress, checkpoint=ctx.checkpoint, job_id=ctx.job.id,
+            )  # fmt: skip
+        except JobStopped:
+            raise
+        except Exception as exc:
+            if ctx.last_attempt:
+                setup = isinstance(exc, SmtpSetupError)  # says what is wrong in words
+                await give_up(ctx, str(exc) if setup else f"{type(exc).__name__}: {exc}")
+            raise
 
-    return run
+    async def give_up(ctx: JobContext, error: str) -> None:
+        enrollment_id = int(ctx.payload["enrollment_id"])
+        if await stop_sending(ctx.db, ctx.team_id, enrollment_id, error):
+            await notifier.enrollment_changed(ctx.team_id, enrollment_id)
+
+    return GivingUp(run, give_up)

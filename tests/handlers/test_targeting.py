@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlmodel.sql.sqltypes import UTCDateTime
@@ -12,10 +14,11 @@ from bot.campaigns import service
 from bot.jobs.queue import claim, list_jobs
 from bot.workspaces import ensure_workspace
 from handlers.ids import Action, BlockId
-from models import Campaign, CampaignState
+from models import Campaign, CampaignState, Database
 from models.clock import utcnow
+from tests.email.smtp_server import password_checker, smtp_server
 from tests.fakes.slack_requests import state_static_select
-from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.conftest import LEAD, REP, Harness, running_app
 from tests.handlers.test_decisions import _start
 from tests.handlers.test_import_flow import _count
 
@@ -266,6 +269,74 @@ async def test_an_enrollment_that_kills_every_worker_says_so_and_can_be_targeted
     thread = [json.dumps(m.get("blocks")) for m in app.slack.messages_in("C0001", message["ts"])]
     assert any("*2* new advocates in *Spring*" in t for t in thread), thread
     assert app.slack.block_errors == []
+
+
+async def test_a_mail_server_refusing_the_login_stops_sending_says_why_and_retry_sends_once(
+    db: Database, tmp_path: Path,
+) -> None:  # fmt: skip
+    password = ["right"]  # what the server accepts; the bot logs in with "wrong"
+
+    def check(*args: Any) -> Any:
+        return password_checker("u", password[0])(*args)
+
+    options = {"auth_require_tls": False, "authenticator": check}
+    async with smtp_server(**options) as server, running_app(
+        db, tmp_path, smtp_url=f"smtp://u:wrong@127.0.0.1:{server.port}"
+    ) as app:
+        spring = await _campaign(app, "Spring", live=True)
+        message = await _imported(app)
+        await _target(app, message, spring.id or 0)
+        await _hold_is_over(app)
+        sends = [j for j in await list_jobs(app.db, "T0001") if j.kind == "send_invites"]
+        assert [(j.state, j.attempts) for j in sends] == [("failed", 5)]  # not a job per run
+        assert server.connections == 5
+        report = _report(app, message)
+        rendered = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
+        assert "0 invites sent \\u00b7 2 not sent yet" in rendered, rendered
+        assert (f"Sending stopped: smtp://u@127.0.0.1:{server.port} refused the login: 535"
+                in rendered and "wrong" not in rendered), rendered  # fmt: skip
+        await app.requests.block_action(Action.RETRY_SENDING, _button(report, Action.RETRY_SENDING),
+                                        user_id=REP, message_ts=report["ts"])  # fmt: skip
+        await app.settle()
+        assert "Only team leads can retry sending" in app.slack.ephemerals[-1]["text"]
+        assert server.connections == 5
+
+        password[0] = "wrong"  # the mail settings are put right
+        for _ in range(2):  # a double click
+            await app.requests.block_action(
+                Action.RETRY_SENDING, _button(report, Action.RETRY_SENDING), user_id=LEAD,
+                message_ts=report["ts"])  # fmt: skip
+        await app.settle()
+        assert sorted(m.rcpt_tos[0] for m in server.handler.messages) == [
+            "jane@example.com", "raj@example.org"]  # fmt: skip
+        assert app.slack.ephemerals[-1]["text"] == "Sending has already been restarted."
+        rendered = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
+        assert "2 invites sent" in rendered and "Sending stopped" not in rendered
+        assert Action.RETRY_SENDING not in rendered
+        assert app.slack.block_errors == []
+
+
+async def test_a_send_job_that_kills_every_worker_stops_sending_and_says_so(app: Harness) -> None:
+    spring = await _campaign(app, "Spring", live=True)
+    message = await _imported(app)
+    await _target(app, message, spring.id or 0)
+    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "send_invites")
+    async with app.db.begin() as conn:  # the hold is over
+        await conn.execute(text("UPDATE job SET run_after = :now WHERE id = :j").bindparams(
+            bindparam("now", type_=UTCDateTime())), {"now": utcnow(), "j": job.id})  # fmt: skip
+    for attempt in range(job.max_attempts):  # each worker dies sending; its lease runs out
+        assert await claim(app.db, f"killed-{attempt}", 1, kinds={"send_invites"}) is not None
+        await _lease_runs_out(app)
+    await _hold_is_over(app)
+    rendered = json.dumps(app.slack.message("C0001", _report(app, message)["ts"])["blocks"])
+    assert "Sending stopped: gave up: the worker running it stopped" in rendered, rendered
+    assert Action.RETRY_SENDING in rendered
+    assert list(app.settings.outbox_dir.glob("*.eml")) == []
+
+
+def _button(message: dict, action: str) -> str:
+    return next(e["value"] for b in message["blocks"] if b["type"] == "actions"
+                for e in b["elements"] if e["action_id"] == action)  # fmt: skip
 
 
 async def _lease_runs_out(app: Harness) -> None:
