@@ -74,23 +74,23 @@ class CampaignSummary:
 def check_fields(*, name: str | None = None, store_url: str | None = None,
                  sender: str | None = None, offer: str | None = None,
                  invite_delay_days: int | None = None) -> dict[str, str]:  # fmt: skip
-    """Problems with the given fields, keyed by field name (empty: all fine)."""
+    """Problems with the given fields, keyed by field name (empty: all fine): every field's
+    at once, so a form shows them all on the first submit. A field over its length is only
+    told so (its content isn't parsed)."""
     problems: dict[str, str] = {}
     for field, value, limit in (("store_url", store_url, MAX_STORE_URL),
                                 ("sender", sender, MAX_SENDER), ("offer", offer, MAX_OFFER)):
         if value is not None and len(value.strip()) > limit:
             problems[field] = f"The {field.replace('_', ' ')} is at most {limit} characters."
-    if problems:
-        return problems
     if name is not None and not " ".join(name.split()):
         problems["name"] = "A campaign needs a name."
     elif name is not None and len(name) > MAX_NAME:
         problems["name"] = f"Names are at most {MAX_NAME} characters."
-    if store_url is not None:
+    if store_url is not None and "store_url" not in problems:
         parts = urlsplit(store_url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             problems["store_url"] = "Use the store's web address, e.g. https://shop.example.com"
-    if sender:
+    if sender and "sender" not in problems:
         _, address = parseaddr(sender)
         try:
             normalize_email(address)

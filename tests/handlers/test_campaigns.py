@@ -98,6 +98,11 @@ async def test_a_lead_creates_a_campaign_through_the_modal(app: Harness) -> None
                                              view_id=modal["id"], user_id=LEAD)  # fmt: skip
     assert bad.body["response_action"] == "errors"
     assert set(bad.body["errors"]) == {BlockId.CAMPAIGN_STORE_URL, BlockId.CAMPAIGN_DELAY}
+    long = await app.requests.view_submission(  # every problem at once, a long offer's too
+        state_values=_form(store_url="shop.example.com", offer="x" * 201, delay="400"),
+        view_id=modal["id"], user_id=LEAD)  # fmt: skip
+    assert set(long.body["errors"]) == {BlockId.CAMPAIGN_STORE_URL, BlockId.CAMPAIGN_OFFER,
+                                        BlockId.CAMPAIGN_DELAY}  # fmt: skip
     assert modal["id"] in app.slack.views  # still open, showing the errors
     assert await _count(app, "SELECT COUNT(*) FROM campaign") == 0
 
