@@ -293,14 +293,49 @@ async def send_invites(
         await on_progress()
 
 
-async def stop_sending(db: Database, team_id: str, enrollment_id: int, why: str) -> bool:
-    """The send job gave up: keep why on the enrollment, for its report (queued invites stay
-    queued, with no job, until Retry sending). False if there is no such enrollment."""
+async def stop_sending(db: Database, team_id: str, enrollment_id: int, why: str,
+                       job_id: int | None = None) -> bool:  # fmt: skip
+    """The send job `job_id` gave up: keep why on the enrollment, for its report (queued
+    invites stay queued, with no job, until Retry sending); an invite its dead run left
+    `sending` is uncertain now (no later run of this job will say so). False if there is no
+    such enrollment."""
     async with db.begin() as conn:
         result = await conn.execute(
             text("UPDATE enrollment SET send_error = :why WHERE id = :e AND team_id = :t"),
             {"why": why[:500], "e": enrollment_id, "t": team_id})  # fmt: skip
+        await conn.execute(_CRASHED, {"t": team_id, "e": enrollment_id, "now": utcnow(),
+                                      "job": job_id})  # fmt: skip
     return result.rowcount == 1
+
+
+_WAITING = text("""
+    SELECT enrollment_id, MIN(send_after) AS due FROM invite
+    WHERE team_id = :t AND campaign_id = :c AND state IN ('queued', 'held')
+    GROUP BY enrollment_id
+""").columns(due=UTCDateTime())
+
+
+async def schedule_waiting_in(conn: AsyncConnection, team_id: str, campaign_id: int) -> None:
+    """A campaign goes live again: its invites that waited while it was paused get their
+    send jobs (a run during the pause sent nothing and left none), in the caller's
+    transaction."""
+    for enrollment_id, due in (await conn.execute(_WAITING, {"t": team_id,
+                                                             "c": campaign_id})).all():  # fmt: skip
+        await _enqueue_send(conn, team_id, enrollment_id, max(due, utcnow()))
+
+
+_INVITE_EMAIL_OFF = text("""
+    UPDATE invite SET state = 'not_emailed', reason = 'invite email off', updated_at = :now
+    WHERE team_id = :t AND campaign_id = :c AND state IN ('queued', 'held')
+""").bindparams(_ts("now"))
+
+
+async def stop_invites_in(conn: AsyncConnection, team_id: str, campaign_id: int) -> int:
+    """The campaign's invite email was turned off: its invites not yet sent never will be
+    (someone else, Klaviyo say, invites them), in the caller's transaction."""
+    result = await conn.execute(_INVITE_EMAIL_OFF, {"t": team_id, "c": campaign_id,
+                                                    "now": utcnow()})  # fmt: skip
+    return int(result.rowcount)
 
 
 async def retry_sending(db: Database, team_id: str, enrollment_id: int) -> bool:
@@ -363,13 +398,22 @@ async def cancel_held(db: Database, team_id: str, enrollment_id: int, who: str) 
 
 
 async def resend_uncertain(db: Database, team_id: str, enrollment_id: int) -> int:
-    """A person chose to resend invites that may not have arrived. Returns how many."""
+    """A person chose to resend invites that may not have arrived. Returns how many.
+
+    Only to contacts still subscribed: one who unsubscribed meanwhile (their uncertain
+    invite did arrive, then) is not emailed again, and said so."""
+    params = {"t": team_id, "e": enrollment_id, "now": utcnow()}
     async with db.begin() as conn:
+        await conn.execute(text("""
+            UPDATE invite SET state = 'not_emailed', reason = 'unsubscribed', updated_at = :now
+            WHERE team_id = :t AND enrollment_id = :e AND state = 'uncertain'
+              AND contact_id IN (SELECT id FROM contact WHERE team_id = :t AND NOT subscribed)
+        """).bindparams(_ts("now")), params)
         result = await conn.execute(text("""
             UPDATE invite SET state = 'queued', reason = 'resent on request', send_after = :now,
                 updated_at = :now
             WHERE team_id = :t AND enrollment_id = :e AND state = 'uncertain'
-        """).bindparams(_ts("now")), {"t": team_id, "e": enrollment_id, "now": utcnow()})
+        """).bindparams(_ts("now")), params)
         if result.rowcount:
             await _enqueue_send(conn, team_id, enrollment_id, utcnow())
     return result.rowcount

@@ -62,7 +62,7 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
 
     async def give_up(ctx: JobContext, error: str) -> None:
         enrollment_id = int(ctx.payload["enrollment_id"])
-        if await stop_sending(ctx.db, ctx.team_id, enrollment_id, error):
+        if await stop_sending(ctx.db, ctx.team_id, enrollment_id, error, ctx.job.id):
             await notifier.enrollment_changed(ctx.team_id, enrollment_id)
 
     return GivingUp(run, give_up)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from bot.campaigns.invites import schedule_waiting_in, stop_invites_in
 from bot.imports.addresses import InvalidEmail, normalize_email
 from bot.jobs.queue import enqueue_in
 from bot.workspaces import get_segment, segment_key
@@ -149,6 +150,8 @@ async def update_campaign(db: Database, team_id: str, campaign_id: int, **fields
         except IntegrityError:
             taken = fields.get("name")
             raise CampaignError(f"A campaign named {taken!r} already exists.") from None
+        if result.rowcount == 1 and fields.get("invite_email") is False:
+            await stop_invites_in(conn, team_id, campaign_id)
     if result.rowcount != 1:
         raise CampaignError("That campaign doesn't exist in this workspace.")
     return await get_campaign(db, team_id, campaign_id)
@@ -327,6 +330,7 @@ async def set_state(db: Database, team_id: str, campaign_id: int, state: Campaig
                            {"s": state, "c": campaign_id, "t": team_id})  # fmt: skip
         if state != CampaignState.LIVE or before == CampaignState.LIVE:
             return None
+        await schedule_waiting_in(conn, team_id, campaign_id)
         targets = (await conn.execute(
             text("SELECT COUNT(*) FROM campaign_segment WHERE campaign_id = :c "
                  "AND team_id = :t AND role = 'target'"),

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from bot.campaigns import service
+from bot.campaigns.consent import unsubscribe
 from bot.campaigns.invites import Links, cancel_held, resend_uncertain, send_invites
 from bot.email.send import OutboxDirSender, SmtpSender, parse_smtp_url
 from tests.campaigns.conftest import SECRET, TEAM, World, people
@@ -197,3 +199,33 @@ async def test_without_smtp_invites_are_written_to_the_outbox(world: World, tmp_
         await send_invites(world.db, TEAM, enrollment, sender=OutboxDirSender(tmp_path),
                            links=LINKS)  # fmt: skip
     assert len(list(tmp_path.glob("*.eml"))) == 2
+
+
+async def test_resend_uncertain_never_emails_a_contact_who_unsubscribed_meanwhile(
+    world: World,
+) -> None:
+    enrollment = await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en")
+    async with smtp_server(Handler(drop_at={"DATA": {1, 2}})) as server:  # taken, reply lost
+        await _send(world, server, enrollment)
+        assert set((await _states(world)).values()) == {"uncertain"}
+        contact = int(str(await world.scalar("SELECT id FROM contact WHERE email = :a",
+                                             a="a@example.com")))  # fmt: skip
+        await unsubscribe(world.db, TEAM, contact)  # they click the email's link
+        assert await resend_uncertain(world.db, TEAM, enrollment) == 1
+        await _send(world, server, enrollment)
+    assert _received(server) == Counter({"a@example.com": 1, "b@example.com": 2})
+    assert await _states(world) == {"a@example.com": "not_emailed", "b@example.com": "sent"}
+
+
+async def test_turning_the_invite_email_off_stops_invites_still_held(world: World) -> None:
+    enrollment = await _enrolled(world, "a@example.com,A,en", hold=300)
+    spring = int(str(await world.scalar("SELECT campaign_id FROM enrollment WHERE id = :e",
+                                        e=enrollment)))  # fmt: skip
+    await service.update_campaign(world.db, TEAM, spring, invite_email=False)
+    async with world.db.begin() as conn:  # the hold ends
+        await conn.execute(text("UPDATE invite SET send_after = updated_at"))
+    async with smtp_server() as server:
+        await _send(world, server, enrollment)
+    assert _received(server) == Counter()
+    assert await world.rows("SELECT state, reason FROM invite") == [
+        ("not_emailed", "invite email off")]  # fmt: skip

@@ -14,7 +14,7 @@ from bot.campaigns import service
 from bot.jobs.queue import claim, list_jobs
 from bot.workspaces import ensure_workspace
 from handlers.ids import Action, BlockId
-from models import Campaign, CampaignState, Database
+from models import Campaign, CampaignState, Database, Job
 from models.clock import utcnow
 from tests.email.smtp_server import password_checker, smtp_server
 from tests.fakes.slack_requests import state_static_select
@@ -320,10 +320,7 @@ async def test_a_send_job_that_kills_every_worker_stops_sending_and_says_so(app:
     spring = await _campaign(app, "Spring", live=True)
     message = await _imported(app)
     await _target(app, message, spring.id or 0)
-    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "send_invites")
-    async with app.db.begin() as conn:  # the hold is over
-        await conn.execute(text("UPDATE job SET run_after = :now WHERE id = :j").bindparams(
-            bindparam("now", type_=UTCDateTime())), {"now": utcnow(), "j": job.id})  # fmt: skip
+    job = await _send_job_due(app)
     for attempt in range(job.max_attempts):  # each worker dies sending; its lease runs out
         assert await claim(app.db, f"killed-{attempt}", 1, kinds={"send_invites"}) is not None
         await _lease_runs_out(app)
@@ -332,6 +329,57 @@ async def test_a_send_job_that_kills_every_worker_stops_sending_and_says_so(app:
     assert "Sending stopped: gave up: the worker running it stopped" in rendered, rendered
     assert Action.RETRY_SENDING in rendered
     assert list(app.settings.outbox_dir.glob("*.eml")) == []
+
+
+async def test_invites_that_waited_out_a_pause_go_when_the_campaign_is_live_again(
+    app: Harness,
+) -> None:  # fmt: skip
+    spring = await _campaign(app, "Spring", live=True)
+    message = await _imported(app)
+    await _target(app, message, spring.id or 0)
+    await service.set_state(app.db, "T0001", spring.id or 0, CampaignState.PAUSED,
+                            requested_by=LEAD)  # fmt: skip
+    await _hold_is_over(app)  # its send job runs while paused: nothing is sent
+    assert list(app.settings.outbox_dir.glob("*.eml")) == []
+    await service.set_state(app.db, "T0001", spring.id or 0, CampaignState.LIVE,
+                            requested_by=LEAD)  # fmt: skip
+    await app.settle()
+    assert len(list(app.settings.outbox_dir.glob("*.eml"))) == 2
+
+
+async def test_a_send_run_killed_handing_over_on_its_last_attempt_leaves_it_uncertain(
+    app: Harness,
+) -> None:  # fmt: skip
+    spring = await _campaign(app, "Spring", live=True)
+    message = await _imported(app)
+    await _target(app, message, spring.id or 0)
+    job = await _send_job_due(app)
+    for attempt in range(job.max_attempts):  # each worker dies; the last one mid-handover
+        assert await claim(app.db, f"killed-{attempt}", 1, kinds={"send_invites"}) is not None
+        await _lease_runs_out(app)
+    async with app.db.begin() as conn:  # what the last run wrote: one sent, one being sent
+        rows = await conn.execute(text("SELECT id FROM invite ORDER BY id"))
+        first, second = [r[0] for r in rows]
+        await conn.execute(text("UPDATE invite SET state = 'sent', attempts = 1 WHERE id = :i"),
+                           {"i": first})  # fmt: skip
+        await conn.execute(text("UPDATE invite SET state = 'sending', attempts = 1, "
+                                "sender_job = :j WHERE id = :i"), {"i": second, "j": job.id})
+    await app.settle()
+    rendered = json.dumps(app.slack.message("C0001", _report(app, message)["ts"])["blocks"])
+    assert "1 invites sent \\u00b7 1 may not have arrived" in rendered, rendered
+    assert Action.RESEND_UNCERTAIN in rendered
+
+
+async def _send_job_due(app: Harness) -> Job:
+    """The enrollment's send job, due now (the hold is over), not run."""
+    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "send_invites")
+    now = bindparam("now", type_=UTCDateTime())
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE job SET run_after = :now WHERE id = :j").bindparams(now),
+                           {"now": utcnow(), "j": job.id})  # fmt: skip
+        await conn.execute(text("UPDATE invite SET send_after = :now").bindparams(now),
+                           {"now": utcnow()})  # fmt: skip
+    return job
 
 
 def _button(message: dict, action: str) -> str:
