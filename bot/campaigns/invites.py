@@ -39,6 +39,7 @@ MAX_SEND_ATTEMPTS = 5
 _STAMP = UTCDateTime()
 RETRY_BASE = timedelta(minutes=1)
 PAGE = 500
+SERVER_STAGE = "server"  # a result made up for the invite in hand when the server failed
 
 
 def _ts(name: str) -> Any:
@@ -91,7 +92,8 @@ _START_SQL = """
 """
 _OUTCOME_SQL = """
     UPDATE invite SET state = :state, reason = :reason, send_after = :send_after,
-        sent_at = :sent_at, locale = :locale, fell_back = :fell_back, updated_at = :now
+        sent_at = :sent_at, locale = :locale, fell_back = :fell_back, updated_at = :now,
+        attempts = attempts - :uncount
     WHERE id = :id AND team_id = :t AND state = 'sending'
 """
 _START = text(_START_SQL).bindparams(_ts("now"))
@@ -119,8 +121,12 @@ def _outcome(p: _Pending, now: datetime) -> dict[str, Any]:
     result = p.result
     assert result is not None
     values: dict[str, Any] = {"id": p.id, "locale": p.locale, "fell_back": p.fell_back,
-                              "send_after": None, "sent_at": None, "reason": None}  # fmt: skip
-    if result.status is SendStatus.RETRY:
+                              "send_after": None, "sent_at": None, "reason": None,
+                              "uncount": 0}  # fmt: skip
+    if result.stage == SERVER_STAGE:  # the run stopped before this one went out: no attempt
+        values.update(state="queued", reason=f"will retry: {result.text}"[:500], send_after=now,
+                      uncount=1)  # fmt: skip
+    elif result.status is SendStatus.RETRY:
         why = result.text or "not sent"
         if p.attempts >= MAX_SEND_ATTEMPTS:
             why = f"gave up after {p.attempts} attempts: {why}"
@@ -280,9 +286,9 @@ async def send_invites(
                         last_report = time.monotonic()
                         await on_progress()
                 page = await _due(db, team_id, enrollment_id, after)
-    except SmtpSetupError:
+    except SmtpSetupError as exc:  # the server, not a message: stop the run (see send.py)
         if pending is not None and pending.result is None:
-            pending.result = SendResult(SendStatus.RETRY, "", text="the mail server is unreachable")
+            pending.result = SendResult(SendStatus.RETRY, "", text=str(exc), stage=SERVER_STAGE)
         raise
     finally:
         async with db.engine.connect() as conn:

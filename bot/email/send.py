@@ -426,17 +426,14 @@ class SmtpSender:
 
         # MAIL FROM: nothing is accepted yet, so a connection that turns out dead here
         # (the server dropped it while idle) is replaced once, transparently.
+        # A failure before RCPT is the server's, not this message's: it would fail every
+        # message the same way (each after a full timeout, each spending an attempt), so it
+        # is raised as SmtpSetupError and the caller stops the run; nothing was handed over.
         for attempt in (1, 2):
             try:
                 smtp = await self._ensure_connected()
             except (SMTPException, OSError) as exc:
-                return SendResult(
-                    SendStatus.RETRY,
-                    message_id,
-                    None,
-                    f"could not connect to {self.config.display}: {exc}",
-                    "connect",
-                )
+                raise SmtpSetupError(f"could not connect to {self.config.display}: {exc}") from exc
             if utf8 and not smtp.supports_extension("smtputf8"):
                 return SendResult(
                     SendStatus.REFUSED,
@@ -458,12 +455,14 @@ class SmtpSender:
             except (SMTPServerDisconnected, SMTPTimeoutError) as exc:
                 self._drop()
                 if attempt == 2:
-                    return SendResult(
-                        SendStatus.RETRY, message_id, None, f"connection lost: {exc}", "mail"
-                    )
-            except SMTPResponseException as exc:
+                    raise SmtpSetupError(
+                        f"the connection to {self.config.display} keeps dropping: {exc}"
+                    ) from exc
+            except SMTPResponseException as exc:  # e.g. 553 sender not owned, 451 rate limit
                 await self._reset(smtp)
-                return _by_code(message_id, exc.code, exc.message, "mail")
+                refused = "refused" if exc.code >= 500 else "is turning away for now"
+                raise SmtpSetupError(f"{self.config.display} {refused} the sender {sender}: "
+                                     f"{exc.code} {exc.message}") from exc  # fmt: skip
 
         # RCPT TO, one per recipient: an invite has one, so its refusal decides.
         refused: list[SMTPRecipientRefused] = []

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
+import pytest
+from aiosmtpd.smtp import SMTP
 from sqlalchemy import text
 
 from bot.campaigns import service
 from bot.campaigns.consent import unsubscribe
 from bot.campaigns.invites import Links, cancel_held, resend_uncertain, send_invites
-from bot.email.send import OutboxDirSender, SmtpSender, parse_smtp_url
+from bot.email.send import OutboxDirSender, SmtpSender, SmtpSetupError, parse_smtp_url
 from tests.campaigns.conftest import SECRET, TEAM, World, people
 from tests.email.smtp_server import Handler, Server, smtp_server
 
@@ -229,3 +233,52 @@ async def test_turning_the_invite_email_off_stops_invites_still_held(world: Worl
     assert _received(server) == Counter()
     assert await world.rows("SELECT state, reason FROM invite") == [
         ("not_emailed", "invite email off")]  # fmt: skip
+
+
+@dataclass
+class _SenderRefused(Handler):
+    mail_reply: str = "553 5.7.1 Sender address rejected: not owned by user"
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:  # fmt: skip
+        return self.mail_reply
+
+
+@pytest.mark.parametrize("reply", ["553 5.7.1 Sender address rejected: not owned by user",
+                                   "451 4.7.1 Rate limited, try later"])  # fmt: skip
+async def test_a_sender_the_server_turns_away_stops_the_run_and_no_invite_is_spent(
+    world: World, reply: str,
+) -> None:  # fmt: skip
+    enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(5)))
+    async with smtp_server(_SenderRefused(mail_reply=reply)) as server:
+        for _ in range(6):  # more runs than an invite has attempts
+            with pytest.raises(SmtpSetupError, match="the sender"):
+                await _send(world, server, enrollment)
+    assert set((await _states(world)).values()) == {"queued"}  # not one failed for good
+    assert await world.rows("SELECT DISTINCT attempts FROM invite") == [(0,)]
+
+
+async def test_a_server_gone_mid_run_stops_the_run_at_once(world: World) -> None:
+    enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(11)))
+    handler, opened = Handler(drop_at={"MAIL": {2}}), []
+    loop = asyncio.get_running_loop()
+
+    def protocol() -> asyncio.Protocol:  # the first connection works; later ones never greet
+        opened.append(1)
+        if len(opened) == 1:
+            return SMTP(handler, hostname="mx.test", loop=loop)
+        return asyncio.Protocol()
+
+    listener = await loop.create_server(protocol, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(SmtpSetupError, match="could not connect"):
+            await send_invites(world.db, TEAM, enrollment, links=LINKS, sender=SmtpSender(
+                parse_smtp_url(f"smtp://127.0.0.1:{port}?timeout=0.5")))  # fmt: skip
+    finally:
+        listener.close()
+    assert len(opened) == 2  # one reconnect, not one (and one timeout) per invite left
+    states = Counter((await _states(world)).values())
+    assert states == Counter({"sent": 1, "queued": 10}), states
+    assert await world.rows("SELECT attempts, COUNT(*) FROM invite GROUP BY attempts "
+                            "ORDER BY attempts") == [(0, 10), (1, 1)]  # fmt: skip
