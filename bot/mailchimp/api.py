@@ -44,6 +44,11 @@ class ReconnectNeeded(MailchimpError):
     """The stored token or key was refused (revoked, deleted or wrong)."""
 
 
+class NotFound(MailchimpError):
+    """What was asked for doesn't exist (an audience deleted since it was chosen): asking
+    again won't help."""
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     api_endpoint: str  # e.g. https://us21.api.mailchimp.com
@@ -59,9 +64,12 @@ class Audience:
 
 
 def data_centre(api_key: str) -> str | None:
-    """`abc123-us21` -> `us21` (the data centre is after the dash)."""
-    _, dash, dc = api_key.strip().rpartition("-")
-    return dc if dash and dc.isalnum() else None
+    """`abc123-us21` -> `us21` (the data centre is after the dash); None if it isn't a key
+    (keys are ASCII letters and digits: one with a pasted zero-width space can't even be
+    sent in a header)."""
+    key, dash, dc = api_key.strip().rpartition("-")
+    plain = key.isascii() and key.isalnum() and dc.isascii() and dc.isalnum()
+    return dc if dash and plain else None
 
 
 def _client(creds: Credentials) -> Any:
@@ -104,21 +112,30 @@ async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str) -> T:
                     "Mailchimp with /referral mailchimp."
                 ) from None
             if status == 404:
-                raise MailchimpError(f"Mailchimp doesn't know that {what}.") from None
+                raise NotFound(f"Mailchimp couldn't {what}: it doesn't exist (any more).") from None
             if status and status != 429 and status < 500:
                 raise MailchimpError(f"Mailchimp refused to {what}: {_detail(exc.text)}") from None
             reason = f"{status or 'network error'} {_detail(exc.text)}".strip()
         else:
-            if not isinstance(result, requests.Response):
+            # The client hands back what it couldn't read as JSON: the body as a str (an HTML
+            # page), or the bare response (a JSON reply cut off part way). Taken as {} that
+            # read as an empty page, its members silently lost: retried instead.
+            if isinstance(result, dict) or (result is not None and not isinstance(
+                    result, (str, bytes, requests.Response))):  # fmt: skip
                 return result
-            if result.status_code in (401,):
+            if isinstance(result, (str, bytes)):
+                reason = "a reply that isn't JSON"
+            elif result.status_code in (401,):
                 raise ReconnectNeeded("Mailchimp refused our credentials: reconnect Mailchimp "
                                       "with /referral mailchimp.")  # fmt: skip
-            if result.ok:
+            elif result.ok and not result.content:
                 return {}  # type: ignore[return-value]  # 204: nothing to read
-            reason = f"{result.status_code} with no body"  # the bare 429/403 of a busy Mailchimp
-            if result.status_code == 403:
-                reason += " (too many connections?)"
+            elif result.ok:
+                reason = f"{result.status_code} with a reply that isn't JSON (cut off?)"
+            else:
+                reason = f"{result.status_code} with no body"  # a busy Mailchimp's bare 429/403
+                if result.status_code == 403:
+                    reason += " (too many connections?)"
         if attempt == RETRIES:
             raise MailchimpError(f"Mailchimp kept failing to {what} ({reason}); try again later.")
         log.warning("Mailchimp %s failed (%s), retrying in %.1f s", what, reason, delay)
@@ -158,7 +175,13 @@ async def members(creds: Credentials, list_id: str) -> list[dict[str, Any]]:
         async with gate:
             return list((await _page(creds, list_id, offset)).get("members") or [])
 
-    rest = await asyncio.gather(*(page(o) for o in range(PAGE, total, PAGE)))
+    tasks = [asyncio.ensure_future(page(o)) for o in range(PAGE, total, PAGE)]
+    try:
+        rest = await asyncio.gather(*tasks)
+    except BaseException:  # one page failed for good: don't go on reading the others
+        for task in tasks:
+            task.cancel()
+        raise
     out = list(first.get("members") or [])
     for chunk in rest:
         out += chunk

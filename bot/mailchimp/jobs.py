@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.imports.batches import add_source, fail_source
 from bot.jobs.worker import GivingUp, Handler, JobContext
 from bot.mailchimp.accounts import NotConnected, credentials
-from bot.mailchimp.api import Audience, MailchimpError, ReconnectNeeded
+from bot.mailchimp.api import Audience, MailchimpError, NotFound, ReconnectNeeded
 from bot.mailchimp.importing import read_audience
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
 from bot.notify import ImportNotifier
@@ -40,12 +40,17 @@ def mailchimp_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
         try:
             creds = await credentials(ctx.db, ctx.team_id, settings.secret_key)
             await read_audience(ctx.db, ctx.team_id, source, creds)
-        except (ReconnectNeeded, NotConnected, CredentialsUnreadable, SecretKeyMissing) as exc:
+        except (ReconnectNeeded, NotFound, NotConnected, CredentialsUnreadable,
+                SecretKeyMissing) as exc:  # fmt: skip
             await fail_source(ctx.db, ctx.team_id, source.id or 0, str(exc), only_pending=True)
         except MailchimpError as exc:
             if not ctx.last_attempt:
                 raise  # busy or down: the job retries with backoff
             await fail_source(ctx.db, ctx.team_id, source.id or 0, str(exc), only_pending=True)
+        except Exception as exc:  # a bug, or an answer nobody foresaw: not "Reading…" forever
+            if ctx.last_attempt:
+                await give_up(ctx, f"{type(exc).__name__}: {exc}")
+            raise
         await notifier.source_read(ctx.team_id, source.batch_id, source.id or 0)
 
     async def give_up(ctx: JobContext, error: str) -> None:

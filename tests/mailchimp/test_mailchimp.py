@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -236,3 +238,60 @@ async def test_the_cli_connects_lists_and_imports(db: Database, db_env: dict[str
     assert (out["valid"], out["duplicates"]) == (3, 1)
     assert out["skipped_by_status"] == {"unsubscribed": 1, "cleaned": 1, "pending": 1}
 
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    ('{"members": [{"email_addr', "application/json"),  # a JSON reply cut off part way
+    ("<html>Be right back</html>", "text/html"),  # a maintenance page with a 200
+])  # fmt: skip
+async def test_a_page_that_isnt_json_is_read_again_not_taken_as_empty(
+    db: Database, mc: FakeMailchimp, monkeypatch: pytest.MonkeyPatch, body: str,
+    content_type: str,
+) -> None:  # fmt: skip
+    mc.account(KEY).add_list("big", "Big").add_members(2_500)
+    monkeypatch.setattr(api, "RETRY_DELAY", 0.01)
+    mc.fail_next("/3.0/lists/big/members", 200, body, times=2, content_type=content_type)
+    members = await api.members(api.Credentials(mc.base_url, "api_key", KEY), "big")
+    assert len({m["email_address"] for m in members}) == 2_500
+    mc.fail_next("/3.0/lists/big/members", 200, body, times=api.RETRIES, content_type=content_type)
+    with pytest.raises(api.MailchimpError, match="isn't JSON"):
+        await api.members(api.Credentials(mc.base_url, "api_key", KEY), "big")
+
+
+async def test_a_page_failing_for_good_stops_the_other_pages(
+    db: Database, mc: FakeMailchimp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mc.account(KEY).add_list("huge", "Huge").add_members(20_000)
+    mc.slow("/3.0/lists/huge/members", 0.2, times=1000)
+    real = api._page
+
+    async def page(creds: api.Credentials, list_id: str, offset: int) -> dict[str, Any]:
+        if offset == 1000:
+            mc.fail_next("/3.0/lists/huge/members", 400, {"title": "Invalid Resource"})
+        return await real(creds, list_id, offset)
+
+    monkeypatch.setattr(api, "_page", page)
+    with pytest.raises(api.MailchimpError, match="refused"):
+        await api.members(api.Credentials(mc.base_url, "api_key", KEY), "huge")
+    started = len(mc.requests_to("/3.0/lists/huge/members"))
+    await asyncio.sleep(1)  # pages already running in threads finish; no new one starts
+    assert len(mc.requests_to("/3.0/lists/huge/members")) <= started + api.MAX_IN_FLIGHT
+    assert len(mc.requests_to("/3.0/lists/huge/members")) < 20
+
+
+async def test_an_audience_deleted_since_is_said_so_in_words_once(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    with pytest.raises(api.NotFound) as gone:
+        await api.members(api.Credentials(mc.base_url, "api_key", KEY), "deleted-list")
+    assert str(gone.value) == "Mailchimp couldn't read that audience: it doesn't exist (any more)."
+    assert [r.status for r in mc.requests_to("/3.0/lists/deleted-list")] == [404]
+
+
+async def test_a_key_with_a_pasted_invisible_character_is_not_a_key(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    with pytest.raises(api.MailchimpError, match="doesn't look like a Mailchimp API key"):
+        await accounts.connect_api_key(db, TEAM, "0123456789abcdef\u200b0123-us21", user="U1",
+                                       secret_key=SECRET, api_url=mc.base_url)  # fmt: skip
+    assert mc.requests == []
