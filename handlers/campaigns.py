@@ -35,7 +35,7 @@ from handlers.campaign_messages import (
     saved_note,
     went_live_note,
 )
-from handlers.context import Deps, Refusal, deps, is_lead, leads_only, require_lead
+from handlers.context import Deps, Refusal, deps, id_in, is_lead, leads_only, require_lead
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, metadata
@@ -64,9 +64,7 @@ LOADING = "Loading…"
 
 
 def _campaign_id(value: str) -> int:
-    if not value.isdigit():
-        raise Refusal("That button doesn't name a campaign: it may come from an old message.")
-    return int(value)
+    return id_in(value, "a campaign")
 
 
 async def _respond(client: AsyncWebClient, url: str, text: str, *, replace: bool,

@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.contact_admin import MAX_QUERY
 from bot.imports import review
-from handlers.context import Refusal, deps, may_change
+from handlers.context import MAX_ID_DIGITS, Refusal, deps, id_in, may_change
 from handlers.ids import Action, Callback
 from handlers.messages import CONTACTS_PER_PAGE, contacts_modal
 from handlers.respond import update_modal
@@ -34,12 +34,26 @@ async def _render(context: dict[str, Any], team_id: str, batch_id: int, query: s
                           editable=batch.status == BatchStatus.DRAFT)  # fmt: skip
 
 
+def _meta(body: dict[str, Any]) -> dict[str, Any]:
+    """The contacts modal's private_metadata; anything but our own (a JSON object naming an
+    import) is refused."""
+    try:
+        meta = json.loads((body.get("view") or {}).get("private_metadata") or "")
+    except ValueError:
+        meta = None
+    batch = str(meta.get("batch", "")) if isinstance(meta, dict) else ""
+    if not (batch.isascii() and batch.isdigit() and len(batch) <= MAX_ID_DIGITS):
+        raise Refusal("That list is out of date: close it and open Review contacts again.")
+    return meta  # type: ignore[return-value]
+
+
 async def open_contacts(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                         context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
 
     async def work() -> None:
-        view = await _render(context, body["team"]["id"], int(body["actions"][0]["value"]), "", 0)
+        batch_id = id_in(body["actions"][0].get("value"), "an import")
+        view = await _render(context, body["team"]["id"], batch_id, "", 0)
         await client.views_open(trigger_id=body["trigger_id"], view=view)
 
     deps(context).later.run(work(), client, body, prompt=True)
@@ -47,8 +61,8 @@ async def open_contacts(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 
 async def _update(body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any], *,
                   query: str | None = None, offset: int | None = None) -> int:  # fmt: skip
-    meta = json.loads(body["view"]["private_metadata"])
-    batch_id = int(meta["batch"])
+    meta = _meta(body)
+    batch_id = id_in(meta.get("batch"), "an import")
     view = await _render(context, body["team"]["id"], batch_id,
                          meta.get("query", "") if query is None else query,
                          meta.get("offset", 0) if offset is None else offset)  # fmt: skip
@@ -60,7 +74,8 @@ async def _update(body: dict[str, Any], client: AsyncWebClient, context: dict[st
 async def page(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
-    offset = int(body["actions"][0]["value"])
+    value = str(body["actions"][0].get("value") or "")
+    offset = int(value) if value.isascii() and value.isdigit() and len(value) < 10 else 0
     deps(context).later.run(_update(body, client, context, offset=offset), client, body)
 
 
@@ -76,15 +91,12 @@ async def remove_contact(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     await ack()
     d = deps(context)
     team_id = body["team"]["id"]
-    batch_id = int(json.loads(body["view"]["private_metadata"])["batch"])
+    batch_id = id_in(_meta(body).get("batch"), "an import")
 
     async def work() -> None:
         await may_change(d, client, team_id, body["user"]["id"], batch_id)
-        staged_id = str(body["actions"][0].get("value") or "")
-        if not staged_id.isdigit():
-            raise Refusal("That button doesn't name a contact: reopen the list and try again.")
-        await review.remove_contact(d.db, team_id, batch_id, int(staged_id),
-                                    actor=body["user"]["id"])
+        staged_id = id_in(body["actions"][0].get("value"), "a contact")
+        await review.remove_contact(d.db, team_id, batch_id, staged_id, actor=body["user"]["id"])
         # the review's counts first: the list's redraw may find the modal closed or changed
         await d.notifier.batch_changed(team_id, batch_id)
         await _update(body, client, context)

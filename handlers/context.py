@@ -21,6 +21,18 @@ class Refusal(Exception):
     """Tell the person who acted why nothing happened (the global error handler shows it)."""
 
 
+MAX_ID_DIGITS = 18  # every id of ours fits in a 64-bit integer
+
+
+def id_in(value: object, what: str) -> int:
+    """The id a button carries; anything else (an old or forged button: "²" passes
+    isdigit() but not int(), 20 digits pass int() but not the database) is refused in words."""
+    text = str(value or "")
+    if not (text.isascii() and text.isdigit() and len(text) <= MAX_ID_DIGITS):
+        raise Refusal(f"That button doesn't name {what}: it may come from an old message.")
+    return int(text)
+
+
 @dataclass(frozen=True)
 class Deps:
     db: Database

@@ -73,7 +73,8 @@ def message_for(error: BaseException, where: dict[str, str]) -> str:
     if isinstance(error, SERVICE_ERRORS):  # services know nothing of Slack: names quoted raw
         log.info("refused (%s): %s", context, error)
         return esc(str(error))
-    if isinstance(error, LookupError):
+    if isinstance(error, LookupError) and not isinstance(error, KeyError | IndexError):
+        # a lookup of ours, said in words; a KeyError is a bug, not a sentence
         log.info("not found (%s): %s", context, error)
         return str(error.args[0]) if error.args and isinstance(error.args[0], str) else GONE
     if is_busy(error):

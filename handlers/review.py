@@ -11,7 +11,7 @@ from bot.imports import review
 from bot.imports.batches import ReviewError, confirm_consent
 from bot.imports.dry_run import dry_run
 from bot.workspaces import get_segment
-from handlers.context import Deps, Refusal, deps, is_lead, lead_refusal, may_change
+from handlers.context import Deps, Refusal, deps, id_in, is_lead, lead_refusal, may_change
 from handlers.ids import Action
 from handlers.import_modal import open_import_modal
 from handlers.messages import dry_run_text
@@ -121,9 +121,7 @@ async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 
 
 def _id(value: str) -> int:
-    if not value.isdigit():
-        raise Refusal("That button doesn't name an import: it may come from an old message.")
-    return int(value)
+    return id_in(value, "an import")
 
 
 def register(app: Routes) -> None:

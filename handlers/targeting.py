@@ -12,7 +12,7 @@ from bot.campaigns import service
 from bot.campaigns.invites import cancel_held, resend_uncertain, retry_sending
 from bot.imports.review import batch_of
 from bot.once import first_time, forget
-from handlers.context import Deps, Refusal, deps, is_lead, leads_only
+from handlers.context import Deps, Refusal, deps, id_in, is_lead, leads_only
 from handlers.enrollment_messages import go_live_first
 from handlers.ids import Action, BlockId
 from handlers.messages import esc
@@ -23,10 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def _int(value: object, what: str) -> int:
-    text = str(value or "")
-    if not text.isdigit():
-        raise Refusal(f"That button doesn't name {what}: it may come from an old message.")
-    return int(text)
+    return id_in(value, what)
 
 
 async def _lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, verb: str) -> None:

@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.imports.batches import ReviewError, get_batch
 from bot.imports.undo import refusal as undo_refusal
 from bot.imports.undo import request_undo, resume_undo, stalled_undo, undo_plan
-from handlers.context import Deps, Refusal, deps, is_lead, leads_only
+from handlers.context import Deps, deps, id_in, is_lead, leads_only
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, Callback
 from handlers.messages import metadata
@@ -47,10 +47,7 @@ async def command(ack: Any, command: dict[str, Any], client: AsyncWebClient,
 
 
 def _batch_id(value: object) -> int:
-    text = str(value or "")
-    if not text.isdigit():
-        raise Refusal("That button doesn't name an import: it may come from an old message.")
-    return int(text)
+    return id_in(value, "an import")
 
 
 async def _why_not_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> str:

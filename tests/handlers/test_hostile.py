@@ -191,3 +191,32 @@ async def test_a_failure_is_logged_with_who_and_what(
     assert failure.exc_info is not None
     note = app.slack.ephemerals[-1]["text"]
     assert "nothing was changed" not in note and "reference" in note
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "\u00b2", "abc"])
+async def test_a_button_value_that_names_nothing_is_refused_in_words(
+    app: Harness, value: str,
+) -> None:  # fmt: skip
+    message, _ = await _start(app)
+    for action in (Action.APPROVE, Action.UNDO, Action.CONTACT_DELETE, Action.CAMPAIGN_LIVE,
+                   Action.CANCEL_INVITES, Action.REVIEW_CONTACTS):  # fmt: skip
+        await app.requests.block_action(action, value, user_id=LEAD, message_ts=message["ts"])
+        await app.settle()
+    told = [e["text"] for e in app.slack.ephemerals] + [
+        r.get("text", "") for rs in app.slack.responses.values() for r in rs]  # fmt: skip
+    assert not [t for t in told if "Something went wrong" in t], told
+    assert sum("doesn't name" in t for t in told) >= 6, told
+
+
+async def test_a_contacts_list_with_broken_metadata_is_told_to_reopen(app: Harness) -> None:
+    message, batch = await _start(app)
+    await app.requests.block_action(Action.REVIEW_CONTACTS, batch, user_id=REP,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    modal = app.slack.open_views(REP)[-1]
+    for meta in ("{}", "garbage", "[]"):
+        await app.requests.block_action(Action.REMOVE_CONTACT, "1", user_id=REP,
+                                        view=dict(modal, private_metadata=meta))  # fmt: skip
+        await app.settle()
+        told = [m.get("text", "") for m in app.slack.messages]  # a modal has no channel: a DM
+        assert "out of date" in told[-1], told
