@@ -81,7 +81,7 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
     if stopped:
         emailing.append(f"{n(held + queued)} not sent yet")
     if held and not stopped:
-        emailing.append(f"{n(held)} held until {slack_date(e.hold_until)}")
+        emailing.append(f"{n(held)} held until {slack_date(summary.held_until or e.hold_until)}")
     if queued and not stopped:
         emailing.append(f"{n(queued)} queued")
     if summary.count("sending"):

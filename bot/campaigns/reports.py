@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import text
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 from models import Campaign, Database, Enrollment
 from models.clock import utcnow
@@ -18,6 +20,8 @@ class EnrollmentSummary:
     by_state: dict[str, int] = field(default_factory=dict)
     not_emailed: dict[str, int] = field(default_factory=dict)  # reason -> count
     fell_back: dict[str, int] = field(default_factory=dict)  # locale used instead -> count
+    # when the first held invite goes: the hold's end, or later with the campaign's delay
+    held_until: datetime | None = None
 
     def count(self, state: str) -> int:
         return self.by_state.get(state, 0)
@@ -44,6 +48,10 @@ async def enrollment_summary(db: Database, team_id: str, enrollment_id: int) -> 
             "SELECT state, reason, fell_back, locale, COUNT(*) FROM invite "
             "WHERE team_id = :t AND enrollment_id = :e GROUP BY state, reason, fell_back, locale"
         ).bindparams(t=team_id, e=enrollment_id))).all()  # fmt: skip
+        held_until = (await session.exec(text(  # type: ignore[call-overload]
+            "SELECT MIN(send_after) AS due FROM invite WHERE team_id = :t AND enrollment_id = :e "
+            "AND state = 'held'").bindparams(t=team_id, e=enrollment_id)
+            .columns(due=UTCDateTime()))).scalar()  # fmt: skip
     by_state: dict[str, int] = {}
     not_emailed: dict[str, int] = {}
     fell_back: dict[str, int] = {}
@@ -53,7 +61,8 @@ async def enrollment_summary(db: Database, team_id: str, enrollment_id: int) -> 
             not_emailed[reason or "not emailed"] = not_emailed.get(reason or "not emailed", 0) + n
         if state == "sent" and fell:
             fell_back[locale or "?"] = fell_back.get(locale or "?", 0) + n
-    return EnrollmentSummary(enrollment, campaign, segment, by_state, not_emailed, fell_back)
+    return EnrollmentSummary(enrollment, campaign, segment, by_state, not_emailed, fell_back,
+                             held_until)  # fmt: skip
 
 
 async def failed_invites(db: Database, team_id: str, enrollment_id: int) -> list[tuple[str, str]]:

@@ -370,6 +370,24 @@ async def test_a_send_run_killed_handing_over_on_its_last_attempt_leaves_it_unce
     assert Action.RESEND_UNCERTAIN in rendered
 
 
+async def test_with_an_invite_delay_the_report_says_when_the_invites_really_go(
+    app: Harness,
+) -> None:  # fmt: skip
+    await ensure_workspace(app.db, "T0001")
+    autumn = await service.create_campaign(app.db, "T0001", "Autumn", invite_delay_days=3,
+                                           store_url="https://shop.example")  # fmt: skip
+    await service.set_state(app.db, "T0001", autumn.id or 0, CampaignState.LIVE,
+                            requested_by=LEAD)  # fmt: skip
+    message = await _imported(app)
+    await _target(app, message, autumn.id or 0)
+    rendered = json.dumps(_report(app, message)["blocks"])
+    async with app.db.begin() as conn:
+        due = (await conn.execute(text("SELECT MIN(send_after) AS due FROM invite")
+                                  .columns(due=UTCDateTime()))).scalar_one()  # fmt: skip
+    assert due > utcnow() + timedelta(days=2)
+    assert f"2 held until <!date^{int(due.timestamp())}^" in rendered, rendered
+
+
 async def _send_job_due(app: Harness) -> Job:
     """The enrollment's send job, due now (the hold is over), not run."""
     job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "send_invites")
