@@ -49,13 +49,21 @@ async def file_shared(ack: Any, event: dict[str, Any], body: dict[str, Any],
     d.later.run(_offer_shared(client, d, body["team_id"], event), client, {})
 
 
+def _shared_in(info: dict[str, Any], channel: str) -> list[dict[str, Any]]:
+    """The file's posts in `channel` (files.info's `shares`); none: not shared there."""
+    shares = info.get("shares") or {}
+    if not channel:
+        return []
+    return list((shares.get("public") or {}).get(channel)
+                or (shares.get("private") or {}).get(channel) or [])  # fmt: skip
+
+
 async def _offer_shared(client: AsyncWebClient, d: Deps, team_id: str,
                         event: dict[str, Any]) -> None:  # fmt: skip
     info = (await client.files_info(file=event["file_id"]))["file"]
     channel = event.get("channel_id") or ""
-    shares = info.get("shares") or {}
-    posts = (shares.get("public") or {}).get(channel) or (shares.get("private") or {}).get(channel)
-    if not channel or not posts:
+    posts = _shared_in(info, channel)
+    if not posts:
         return  # shared somewhere the bot can't reply (or a modal upload)
     await _offer(client, d, team_id, channel, posts[0]["ts"], describe(info))
 
@@ -78,16 +86,19 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     segment = await import_segment(d.db, team_id, int(selected["value"]))
     file_id = str(body["actions"][0].get("value") or "")
+    channel = (body.get("channel") or {}).get("id") or ""
     try:
-        info = describe((await client.files_info(file=file_id))["file"])
+        raw = (await client.files_info(file=file_id))["file"]
     except SlackApiError as exc:
         if exc.response.get("error") not in ("file_not_found", "file_deleted", "access_denied"):
             raise
         raise Refusal("That file was deleted, or I can't see it any more.") from None
+    if not _shared_in(raw, channel):  # the bot sees more files than this channel does
+        raise Refusal("That file isn't shared in this channel: share it here to import it.")
+    info = describe(raw)
     batch_id, _ = await create_upload_batch(
         d.db, team_id, segment.id or 0, user_id, file_id=file_id, label=info.name
     )
-    channel = body["channel"]["id"]
     # one review message per batch: a double click (or two people) would post two
     posting = f"review-post:{batch_id}"
     if not await first_time(d.db, team_id, posting):

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from handlers.ids import Action, Callback
+from bot.workspaces import ensure_workspace, import_target
+from handlers.ids import Action, BlockId, Callback
 from tests.fakes.slack_requests import block_actions_payload, interactive_body
 from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_decisions import _start
@@ -220,3 +221,22 @@ async def test_a_contacts_list_with_broken_metadata_is_told_to_reopen(app: Harne
         await app.settle()
         told = [m.get("text", "") for m in app.slack.messages]  # a modal has no channel: a DM
         assert "out of date" in told[-1], told
+
+
+async def test_review_import_of_a_file_not_shared_in_the_channel_is_refused(
+    app: Harness,
+) -> None:  # fmt: skip
+    await ensure_workspace(app.db, "T0001")
+    segment = await import_target(app.db, "T0001", "VIP", create=True)
+    app.slack.add_file("F0SECRET", "payroll.csv", b"email,first_name\nceo@corp.example,Zed\n",
+                       channels=["G0PRIVATE"], user="U0900")  # fmt: skip
+    chosen = {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {"type": "external_select",
+              "selected_option": {"text": {"type": "plain_text", "text": "VIP"},
+                                  "value": str(segment.id)}}}}  # fmt: skip
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0SECRET", user_id=REP,
+                                    channel_id="C0001", message_ts="1767225700.000100",
+                                    state_values=chosen)  # fmt: skip
+    await app.settle()
+    assert "isn't shared in this channel" in app.slack.ephemerals[-1]["text"]
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
+    assert "ceo@corp.example" not in json.dumps(app.slack.messages)
