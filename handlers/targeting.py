@@ -17,7 +17,7 @@ from handlers.enrollment_messages import go_live_first
 from handlers.ids import Action, BlockId
 from handlers.messages import esc
 from handlers.routes import Routes
-from models import BatchStatus, CampaignState, ImportBatch
+from models import BatchStatus, CampaignState, Enrollment, ImportBatch
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +110,18 @@ async def _announce(d: Deps, client: AsyncWebClient, team_id: str, enrollment: i
         raise
 
 
-async def _cancel_invites(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
+async def _enrollment(d: Deps, client: AsyncWebClient, body: dict[str, Any],
+                      verb: str) -> tuple[str, str, Enrollment]:  # fmt: skip
+    """(team, user, enrollment) of a click on an enrollment report's button, by a lead."""
     team_id, user_id = body["team"]["id"], body["user"]["id"]
-    await _lead(d, client, team_id, user_id, "cancel invites")
+    await _lead(d, client, team_id, user_id, verb)
     enrollment = await service.get_enrollment(
         d.db, team_id, _int(body["actions"][0].get("value"), "an enrollment"))  # fmt: skip
+    return team_id, user_id, enrollment
+
+
+async def _cancel_invites(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
+    team_id, user_id, enrollment = await _enrollment(d, client, body, "cancel invites")
     cancelled = await cancel_held(d.db, team_id, enrollment.id or 0, user_id)
     if not cancelled:
         raise Refusal("Too late: these invites have already left (or were cancelled).")
@@ -126,20 +133,14 @@ async def _cancel_invites(d: Deps, client: AsyncWebClient, body: dict[str, Any])
 
 
 async def _resend(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
-    await _lead(d, client, team_id, user_id, "resend invites")
-    enrollment = await service.get_enrollment(
-        d.db, team_id, _int(body["actions"][0].get("value"), "an enrollment"))  # fmt: skip
+    team_id, _, enrollment = await _enrollment(d, client, body, "resend invites")
     if not await resend_uncertain(d.db, team_id, enrollment.id or 0):
         raise Refusal("There is nothing left to resend.")
     await d.notifier.enrollment_changed(team_id, enrollment.id or 0)
 
 
 async def _retry_sending(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
-    await _lead(d, client, team_id, user_id, "retry sending invites")
-    enrollment = await service.get_enrollment(
-        d.db, team_id, _int(body["actions"][0].get("value"), "an enrollment"))  # fmt: skip
+    team_id, _, enrollment = await _enrollment(d, client, body, "retry sending invites")
     if not await retry_sending(d.db, team_id, enrollment.id or 0):
         raise Refusal("Sending has already been restarted.")
     await d.notifier.enrollment_changed(team_id, enrollment.id or 0)

@@ -42,6 +42,15 @@ async def _imported(app: Harness) -> dict:
     return message
 
 
+async def _targeted(app: Harness) -> tuple[Campaign, dict]:
+    """A live campaign, Spring, targeted from the thread of an approved import of two
+    contacts: the campaign and the import's review message."""
+    spring = await _campaign(app, "Spring", live=True)
+    message = await _imported(app)
+    await _target(app, message, spring.id or 0)
+    return spring, message
+
+
 def _offer(app: Harness, message: dict) -> dict:
     thread = app.slack.messages_in("C0001", message["ts"])
     offer = next((m for m in thread if Action.TARGET in json.dumps(m.get("blocks"))), None)
@@ -111,9 +120,7 @@ async def test_target_a_live_campaign_from_the_thread_and_invites_go_out(app: Ha
 
 
 async def test_cancel_invites_during_the_hold_keeps_the_advocates(app: Harness) -> None:
-    spring = await _campaign(app, "Spring", live=True)
-    message = await _imported(app)
-    await _target(app, message, spring.id or 0)
+    _spring, message = await _targeted(app)
     report = _report(app, message)
     enrollment = next(e["value"] for b in report["blocks"] if b["type"] == "actions"
                       for e in b["elements"]
@@ -317,9 +324,7 @@ async def test_a_mail_server_refusing_the_login_stops_sending_says_why_and_retry
 
 
 async def test_a_send_job_that_kills_every_worker_stops_sending_and_says_so(app: Harness) -> None:
-    spring = await _campaign(app, "Spring", live=True)
-    message = await _imported(app)
-    await _target(app, message, spring.id or 0)
+    _spring, message = await _targeted(app)
     job = await _send_job_due(app)
     for attempt in range(job.max_attempts):  # each worker dies sending; its lease runs out
         assert await claim(app.db, f"killed-{attempt}", 1, kinds={"send_invites"}) is not None
@@ -334,9 +339,7 @@ async def test_a_send_job_that_kills_every_worker_stops_sending_and_says_so(app:
 async def test_invites_that_waited_out_a_pause_go_when_the_campaign_is_live_again(
     app: Harness,
 ) -> None:  # fmt: skip
-    spring = await _campaign(app, "Spring", live=True)
-    message = await _imported(app)
-    await _target(app, message, spring.id or 0)
+    spring, _message = await _targeted(app)
     await service.set_state(app.db, "T0001", spring.id or 0, CampaignState.PAUSED,
                             requested_by=LEAD)  # fmt: skip
     await _hold_is_over(app)  # its send job runs while paused: nothing is sent
@@ -350,9 +353,7 @@ async def test_invites_that_waited_out_a_pause_go_when_the_campaign_is_live_agai
 async def test_a_send_run_killed_handing_over_on_its_last_attempt_leaves_it_uncertain(
     app: Harness,
 ) -> None:  # fmt: skip
-    spring = await _campaign(app, "Spring", live=True)
-    message = await _imported(app)
-    await _target(app, message, spring.id or 0)
+    _spring, message = await _targeted(app)
     job = await _send_job_due(app)
     for attempt in range(job.max_attempts):  # each worker dies; the last one mid-handover
         assert await claim(app.db, f"killed-{attempt}", 1, kinds={"send_invites"}) is not None
