@@ -22,7 +22,7 @@ from slack_sdk.models.blocks import (
 
 from bot.audit import CLI, Act, Entry, ImportOutcome, detail_words, import_of, words
 from handlers.ids import Action
-from handlers.messages import esc, n, slack_date
+from handlers.messages import digits, esc, n, slack_date
 
 PAGE = 20
 MAX_DETAIL = 300  # characters of a detail shown (before escaping)
@@ -107,9 +107,8 @@ def more_value(oldest_id: int, matching: str) -> str:
 
 def read_more_value(value: str) -> tuple[int, str] | None:
     oldest, _, matching = value.partition(":")
-    if not oldest.isdigit():
-        return None
-    return int(oldest), matching[:MAX_FILTER]
+    found = digits(oldest)
+    return None if found is None else (found, matching[:MAX_FILTER])
 
 
 def audit_message(entries: Sequence[Entry], outcomes: Mapping[int, ImportOutcome], *,

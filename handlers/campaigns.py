@@ -38,7 +38,7 @@ from handlers.campaign_messages import (
 from handlers.context import Deps, Refusal, deps, id_in, is_lead, leads_only, require_lead
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import esc, metadata
+from handlers.messages import digits, esc, metadata
 from handlers.placeholder import open_modal
 from handlers.respond import (
     Click,
@@ -187,7 +187,7 @@ def read_form(values: dict[str, dict[str, Any]]) -> CampaignForm:
         sender=text(BlockId.CAMPAIGN_SENDER, Action.CAMPAIGN_SENDER),
         offer=text(BlockId.CAMPAIGN_OFFER, Action.CAMPAIGN_OFFER),
         invite_email=any(o.get("value") == INVITE_ON for o in chosen),
-        invite_delay_days=int(delay) if delay.isdigit() else None,
+        invite_delay_days=digits(delay),
     )  # fmt: skip
 
 

@@ -28,7 +28,7 @@ from handlers.contact_search_messages import card, deleted, gone, prompt, result
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import esc
+from handlers.messages import digits, esc
 from handlers.routes import Routes
 
 log = logging.getLogger(__name__)
@@ -212,9 +212,10 @@ def _ids(action: str, value: str) -> tuple[int, int | None]:
     if action != Action.CONTACT_REMOVE_FROM_SEGMENT:
         return contact_id_of(value), None
     contact, _, segment = value.partition(":")
-    if not segment.isdigit():
+    segment_id = digits(segment)
+    if segment_id is None:
         raise ContactError("That button doesn't name a segment: it may come from an old message.")
-    return contact_id_of(contact), int(segment)
+    return contact_id_of(contact), segment_id
 
 
 async def _apply(d: Deps, where: Where, action: str, contact_id: int,

@@ -11,9 +11,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.contact_admin import MAX_QUERY
 from bot.imports import review
-from handlers.context import MAX_ID_DIGITS, Refusal, deps, id_in, may_change
+from handlers.context import Refusal, deps, id_in, may_change
 from handlers.ids import Action, Callback
-from handlers.messages import CONTACTS_PER_PAGE, contacts_modal
+from handlers.messages import CONTACTS_PER_PAGE, contacts_modal, digits
 from handlers.respond import update_modal
 from handlers.routes import Routes
 from models import BatchStatus
@@ -41,8 +41,7 @@ def _meta(body: dict[str, Any]) -> dict[str, Any]:
         meta = json.loads((body.get("view") or {}).get("private_metadata") or "")
     except ValueError:
         meta = None
-    batch = str(meta.get("batch", "")) if isinstance(meta, dict) else ""
-    if not (batch.isascii() and batch.isdigit() and len(batch) <= MAX_ID_DIGITS):
+    if not isinstance(meta, dict) or digits(meta.get("batch")) is None:
         raise Refusal("That list is out of date: close it and open Review contacts again.")
     return meta  # type: ignore[return-value]
 
@@ -74,8 +73,7 @@ async def _update(body: dict[str, Any], client: AsyncWebClient, context: dict[st
 async def page(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
-    value = str(body["actions"][0].get("value") or "")
-    offset = int(value) if value.isascii() and value.isdigit() and len(value) < 10 else 0
+    offset = digits(body["actions"][0].get("value")) or 0
     deps(context).later.run(_update(body, client, context, offset=offset), client, body)
 
 

@@ -10,6 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.imports import review
 from bot.leads import is_listed, lead_ids
 from bot.settings import Settings
+from handlers.messages import digits
 from handlers.notify import SlackNotifier
 
 if TYPE_CHECKING:
@@ -21,16 +22,12 @@ class Refusal(Exception):
     """Tell the person who acted why nothing happened (the global error handler shows it)."""
 
 
-MAX_ID_DIGITS = 18  # every id of ours fits in a 64-bit integer
-
-
 def id_in(value: object, what: str) -> int:
-    """The id a button carries; anything else (an old or forged button: "²" passes
-    isdigit() but not int(), 20 digits pass int() but not the database) is refused in words."""
-    text = str(value or "")
-    if not (text.isascii() and text.isdigit() and len(text) <= MAX_ID_DIGITS):
+    """The id a button carries; anything else (an old or forged button) is refused in words."""
+    found = digits(value)
+    if found is None:
         raise Refusal(f"That button doesn't name {what}: it may come from an old message.")
-    return int(text)
+    return found
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from bot.imports.batches import status_words
 from bot.mailchimp.accounts import Connection
 from handlers.campaign_messages import STATE_LABEL
 from handlers.ids import Action
-from handlers.messages import esc, n, slack_date
+from handlers.messages import digits, esc, n, slack_date
 from models import BatchStatus, CampaignState, Segment, SegmentKind
 
 MAX_SEGMENTS_SHOWN = 10
@@ -116,8 +116,7 @@ def more_value(segments: int, imports: int) -> str:
 
 def read_more_value(value: str) -> tuple[int, int]:
     segments, _, imports = value.partition(":")
-    return (int(segments) if segments.isdigit() else MAX_SEGMENTS_SHOWN,
-            int(imports) if imports.isdigit() else MAX_IMPORTS_SHOWN)  # fmt: skip
+    return (digits(segments) or MAX_SEGMENTS_SHOWN, digits(imports) or MAX_IMPORTS_SHOWN)
 
 
 def _show_more(action: Action, shown: int, hidden: int, what: str, ceiling: int, where: str,

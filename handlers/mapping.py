@@ -38,7 +38,7 @@ from bot.imports.reading import CsvFileError
 from handlers.context import Deps, Refusal, deps, may_change
 from handlers.ids import Action, Callback
 from handlers.mapping_messages import chosen_positions, mapping_errors, mapping_modal, note_modal
-from handlers.messages import esc
+from handlers.messages import digits, esc
 from handlers.placeholder import open_modal
 from handlers.respond import fill_modal, update_modal
 from handlers.routes import Routes
@@ -57,9 +57,10 @@ NOT_MAPPABLE = "This file's columns can't be chosen: it was not read from a CSV 
 
 def _ids(value: str) -> tuple[int, int]:
     batch, _, source = value.partition(":")
-    if not (batch.isdigit() and source.isdigit()):
+    batch_id, source_id = digits(batch), digits(source)
+    if batch_id is None or source_id is None:
         raise Refusal("That button doesn't name a file: it may come from an old message.")
-    return int(batch), int(source)
+    return batch_id, source_id
 
 
 async def _source_in_draft(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,

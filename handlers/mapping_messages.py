@@ -21,7 +21,7 @@ from slack_sdk.models.views import View
 
 from bot.imports.mapping import FIELD_LABELS, FIELDS, ColumnMap, position_of
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import esc, metadata
+from handlers.messages import digits, esc, metadata
 
 NONE = "none"  # the "(none)" option's value; columns are their position
 MAX_OPTION_TEXT = 75  # Slack's limit for an option's text
@@ -105,7 +105,7 @@ def chosen_positions(values: dict[str, Any]) -> dict[str, int | None]:
     for name, block in FIELD_BLOCKS.items():
         selected = ((values.get(block) or {}).get(Action.MAP_FIELD) or {}).get("selected_option")
         value = str((selected or {}).get("value") or NONE)
-        out[name] = int(value) if value.isdigit() else None
+        out[name] = digits(value)
     return out
 
 

@@ -32,7 +32,7 @@ from slack_sdk.models.views import View
 from bot.segments import CampaignUse
 from bot.workspaces import MAX_SEGMENT_NAME
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import esc, n
+from handlers.messages import digits, esc, n
 from models.contacts import ALL_CUSTOMERS
 
 PAGE_SIZE = 20  # two blocks each: 40 of a message's 50, with room for the rest
@@ -64,18 +64,20 @@ class ButtonValue:
     def parse(cls, value: str) -> ButtonValue | None:
         """None when the value isn't one of ours (an old message, or a forged payload)."""
         parts = value.split(":")
-        if not 2 <= len(parts) <= 3 or not all(p.isdigit() for p in parts[:2]):
+        if not 2 <= len(parts) <= 3 or (len(parts) == 3 and parts[2] != ASK):
             return None
-        if len(parts) == 3 and parts[2] != ASK:
+        segment_id, offset = digits(parts[0]), digits(parts[1])
+        if segment_id is None or offset is None:
             return None
-        return cls(int(parts[0]), int(parts[1]), len(parts) == 3)
+        return cls(segment_id, offset, len(parts) == 3)
 
 
 def page_offset(value: str, total: int) -> int:
     """A More button's offset, kept within the list (junk or a stale value: the first page)."""
-    if not value.isdigit() or int(value) >= max(total, 1):
+    offset = digits(value)
+    if offset is None or offset >= max(total, 1):
         return 0
-    return int(value) - int(value) % PAGE_SIZE
+    return offset - offset % PAGE_SIZE
 
 
 def _contacts(count: int) -> str:

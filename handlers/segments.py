@@ -45,7 +45,7 @@ from handlers.campaign_messages import notice_modal
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only, require_lead
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import file_stem, metadata
+from handlers.messages import digits, file_stem, metadata
 from handlers.placeholder import open_modal
 from handlers.respond import (
     Click,
@@ -138,7 +138,7 @@ async def on_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                   context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
     d, click = deps(context), Click.of(body)
-    offset = int(click.value) if click.value.isdigit() else 0
+    offset = digits(click.value) or 0
     d.later.run(_show_list(d, client, click.team_id, click.response_url, offset=offset,
                            replace=True), client, body)  # fmt: skip
 
@@ -151,7 +151,7 @@ async def on_create(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     """Anyone may create: the form needs no data, so it opens at once (trigger ids live 3 s)."""
     await ack()
     d, click = deps(context), Click.of(body)
-    offset = int(click.value) if click.value.isdigit() else 0
+    offset = digits(click.value) or 0
     modal = name_modal(renaming=None, private_metadata=metadata(url=click.response_url,
                                                                  offset=offset))  # fmt: skip
     d.later.run(_open(client, click.trigger_id, modal), client, body, prompt=True)

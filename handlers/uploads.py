@@ -19,7 +19,7 @@ from bot.workspaces import ensure_workspace
 from handlers.context import Deps, Refusal, deps
 from handlers.ids import Action, BlockId
 from handlers.import_modal import import_segment, post_review
-from handlers.messages import esc, plain, upload_offer
+from handlers.messages import digits, esc, plain, upload_offer
 from handlers.routes import Routes
 from handlers.slack_files import SlackFile, describe
 from handlers.thread_reply import message_gone
@@ -81,10 +81,11 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
     selected = ((state.get(BlockId.UPLOAD) or {}).get(Action.UPLOAD_SEGMENT) or {}).get(
         "selected_option"
     )
-    if not selected or not str(selected.get("value", "")).isdigit():
+    segment_id = digits((selected or {}).get("value"))
+    if segment_id is None:
         raise Refusal("Choose a segment first, then press Review import.")
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
-    segment = await import_segment(d.db, team_id, int(selected["value"]))
+    segment = await import_segment(d.db, team_id, segment_id)
     file_id = str(body["actions"][0].get("value") or "")
     channel = (body.get("channel") or {}).get("id") or ""
     try:

@@ -240,3 +240,23 @@ async def test_review_import_of_a_file_not_shared_in_the_channel_is_refused(
     assert "isn't shared in this channel" in app.slack.ephemerals[-1]["text"]
     assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
     assert "ceo@corp.example" not in json.dumps(app.slack.messages)
+
+
+async def test_odd_digits_in_any_button_value_never_crash_a_listener(
+    app: Harness, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    message, _ = await _start(app)
+    clicks = [(Action.HOME_MORE_IMPORTS, "\u00b2:\u00b2"), (Action.HOME_MORE_SEGMENTS, "1:\u00b2"),
+              (Action.SEGMENT_MORE, "\u00b2"), (Action.SEGMENT_CREATE, "\u00b2"),
+              (Action.SEGMENT_RENAME, "\u00b2:0"), (Action.SEGMENT_DELETE, "1:\u00b2"),
+              (Action.AUDIT_MORE, "\u00b2"), (Action.MAP_COLUMNS, "\u00b2:1"),
+              (Action.CONTACT_REMOVE_FROM_SEGMENT, "1:\u00b2"),
+              (Action.PAGE, "\u00b2")]  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        for action, value in clicks:
+            url = app.slack.new_response_url("C0001", user_id=LEAD)
+            await app.requests.block_action(action, value, user_id=LEAD, response_url=url,
+                                            message_ts=message["ts"])  # fmt: skip
+            await app.settle()
+    crashes = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert crashes == [], crashes
