@@ -83,7 +83,12 @@ def slack_events_route(bolt: AsyncApp) -> Callable[[web.Request], Any]:
             log.warning("refused a request without a valid Slack timestamp from %s",
                         request.remote)  # fmt: skip
             return web.Response(status=401, text="")
-        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+        try:
+            parsed = await to_bolt_request(request)
+        except ValueError as exc:  # before bolt checks the signature: anyone can send this
+            log.warning("refused a malformed request from %s: %s", request.remote, exc)
+            return web.Response(status=400, text="")
+        return await to_aiohttp_response(await bolt.async_dispatch(parsed))
 
     return slack_events
 

@@ -28,14 +28,19 @@ def form_fields(body: str) -> dict[str, str]:
 
 
 def parse_body(body: str, content_type: str | None) -> dict[str, Any]:
-    """A Slack request's body as bolt's listeners expect it."""
+    """A Slack request's body as bolt's listeners expect it; ValueError when it is neither
+    Slack's JSON nor its form (a JSON object in both)."""
     if not body:
         return {}
     if content_type == "application/json" or body.startswith("{"):
-        return json.loads(body)  # type: ignore[no-any-return]
-    fields = form_fields(body)
-    payload = fields.get("payload")
-    return json.loads(payload) if payload is not None else fields  # type: ignore[no-any-return]
+        parsed = json.loads(body)
+    else:
+        fields = form_fields(body)
+        payload = fields.get("payload")
+        parsed = json.loads(payload) if payload is not None else fields
+    if not isinstance(parsed, dict):
+        raise ValueError("the body is not a JSON object")
+    return parsed
 
 
 async def to_bolt_request(request: web.Request) -> AsyncBoltRequest:

@@ -117,6 +117,11 @@ def parse_smtp_url(url: str) -> SmtpConfig:
         raise ValueError(
             f"SMTP URL must start with smtp:// or smtps://, not {parts.scheme or '(nothing)'}://"
         )
+    if "@" in f"{parts.path}?{parts.query}#{parts.fragment}":
+        # a password with an unencoded / ? or # ends the host part early, and the rest of the
+        # password lands in the path or query: no message may quote those
+        raise ValueError("SMTP URL is malformed: a user name or password holding '/', '?' or "
+                         "'#' must be percent-encoded (e.g. '/' as %2F)")  # fmt: skip
     if not parts.hostname:
         raise ValueError("SMTP URL has no host (expected smtp://user:pass@host:port)")
     try:

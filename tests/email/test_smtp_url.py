@@ -67,6 +67,16 @@ def test_the_password_never_shows() -> None:
     assert "hunter2" not in str(caught.value)
 
 
+@pytest.mark.parametrize("url", ["smtp://mailer:2024/Summer-secret@mail.example:587",
+                                 "smtp://mailer:2024?Summer-secret@mail.example:587",
+                                 "smtp://mailer:2024#Summer-secret@mail.example:587",
+                                 "smtp://mailer:20?timeout=Summer-s@mail.example"])  # fmt: skip
+def test_a_password_with_an_unencoded_slash_never_shows_in_the_error(url: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_smtp_url(url)
+    assert "Summer" not in str(caught.value) and "percent-encoded" in str(caught.value)
+
+
 def test_sender_for_picks_smtp_or_the_outbox_dir(tmp_path: Path) -> None:
     assert isinstance(sender_for(None, tmp_path), OutboxDirSender)
     assert isinstance(sender_for("  ", tmp_path), OutboxDirSender)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,20 @@ async def test_a_request_with_a_malformed_timestamp_gets_401_and_no_web_api_call
         )  # fmt: skip
         assert reply.status == 401, timestamp
     await app.settle()
+    assert app.slack.calls == []
+
+
+@pytest.mark.parametrize("body", [b"payload=not-json", b"{not json", b"payload=1", b"payload=[1]",
+                                  b"payload=%FF%FE"])  # fmt: skip
+async def test_a_malformed_unsigned_body_gets_400_not_a_crash(
+    app: Harness, caplog: pytest.LogCaptureFixture, body: bytes,
+) -> None:  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        reply = await app.requests.send(body, "application/x-www-form-urlencoded", headers={
+            "X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=00"})
+    assert reply.status == 400
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert any("refused a malformed request" in r.getMessage() for r in caplog.records)
     assert app.slack.calls == []
 
 
