@@ -441,7 +441,11 @@ def progress_text(segment: str, done: int, total: int) -> str:
 def result_text(batch: ImportBatch, segment: str) -> str:
     seg = esc(segment)
     if batch.status == BatchStatus.FAILED:
-        return f":x: The import into *{seg}* failed: {esc(batch.error) or 'unknown error'}"
+        text = f":x: The import into *{seg}* failed: {esc(batch.error) or 'unknown error'}"
+        if batch.new_contacts or batch.added_to_segment:  # chunks applied before it stopped
+            text += (f"\nBefore it stopped, {n(batch.new_contacts)} new contacts were imported and "
+                     f"{n(batch.added_to_segment)} added to the segment; they stay.")  # fmt: skip
+        return text
     if batch.status == BatchStatus.CANCELLED:
         who = f" by <@{batch.cancelled_by}>" if batch.cancelled_by else ""
         return (

@@ -95,11 +95,16 @@ def import_handler(chunk_size: int, notifier: ImportNotifier | None = None, *,
 
 async def _fail_import(db: Database, team_id: str, batch_id: int, error: str,
                        notifier: ImportNotifier) -> None:  # fmt: skip
-    """Out of attempts: the import is failed (what was applied stays) and its thread told."""
+    """Out of attempts: the import is failed and its thread told. What was applied stays, so
+    contacts it added to a targeted segment are enrolled like any others; a batch found done
+    (its last run died after the apply) is finished as that run would have."""
     await fail_batch(db, team_id, batch_id, error)
     ended = await get_batch(db, team_id, batch_id)
-    if ended is not None and ended.status == BatchStatus.FAILED:
-        await notifier.import_finished(team_id, batch_id)
+    if ended is None or ended.status not in (BatchStatus.FAILED, BatchStatus.DONE):
+        return
+    if ended.status == BatchStatus.DONE or ended.added_to_segment:
+        await enroll_imported(db, ended, hold=True)
+    await notifier.import_finished(team_id, batch_id)
 
 
 async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier, *,

@@ -6,12 +6,17 @@ import asyncio
 import io
 import json
 
+import pytest
 from sqlalchemy import text
 
+from bot.campaigns import service
 from bot.imports.cancel import cancel_job
+from bot.imports.engine import Progress, apply_batch
 from bot.jobs.queue import claim, list_jobs
+from bot.jobs.worker import Worker, WorkerConfig
+from bot.workspaces import import_target
 from handlers.ids import Action, BlockId
-from models import BatchStatus
+from models import BatchStatus, CampaignState
 from tests.fakes.slack_api import find_element
 from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_import_flow import _contacts_modal, _count, _form, _open_modal, _review
@@ -365,3 +370,54 @@ async def test_a_file_that_kills_every_worker_reading_it_shows_as_unread(app: Ha
     assert "Could not read the file: gave up: the worker running it stopped" in rendered
     assert "Reading…" not in rendered
     assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0
+
+
+async def _live_campaign_on_vip(app: Harness) -> None:
+    """A live campaign targeting VIP, enrolled while VIP is still empty."""
+    segment = await import_target(app.db, "T0001", "VIP", create=False)
+    spring = await service.create_campaign(app.db, "T0001", "Spring",
+                                           store_url="https://shop.example")  # fmt: skip
+    await service.target(app.db, "T0001", spring.id or 0, segment.id or 0, requested_by=LEAD)
+    await service.set_state(app.db, "T0001", spring.id or 0, CampaignState.LIVE,
+                            requested_by=LEAD)  # fmt: skip
+    enroll_only = Worker(app.db, {"enroll": app.worker.handlers["enroll"]}, WorkerConfig())
+    assert await enroll_only.run_until_idle() == 1
+
+
+async def test_an_import_given_up_part_way_says_what_it_imported_and_enrolls_it(
+    app: Harness,
+) -> None:  # fmt: skip
+    message, batch = await _approved(app)  # chunks of 100
+    await _live_campaign_on_vip(app)
+    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "import")
+
+    async def killed(progress: Progress) -> None:
+        raise RuntimeError("killed")  # the worker dies (out of memory) after a chunk
+
+    for attempt in range(job.max_attempts):
+        assert await claim(app.db, f"killed-{attempt}", lease_seconds=-1) is not None
+        if attempt < 3:
+            with pytest.raises(RuntimeError):
+                await apply_batch(app.db, "T0001", int(batch), chunk_size=100,
+                                  on_progress=killed)  # fmt: skip
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM segment_member") == 300
+    thread = [m.get("text", "") for m in app.slack.messages_in("C0001", message["ts"])]
+    assert any("failed" in t and "300 new contacts were imported and 300 added" in t
+               for t in thread), thread  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 300
+
+
+async def test_an_import_given_up_after_its_apply_finished_reports_and_enrolls(
+    app: Harness,
+) -> None:  # fmt: skip
+    message, batch = await _approved(app)
+    await _live_campaign_on_vip(app)
+    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "import")
+    for attempt in range(job.max_attempts):  # every worker dies; the last after the apply
+        assert await claim(app.db, f"killed-{attempt}", lease_seconds=-1) is not None
+    assert (await apply_batch(app.db, "T0001", int(batch), chunk_size=100)).status == "done"
+    await app.settle()
+    thread = [m.get("text", "") for m in app.slack.messages_in("C0001", message["ts"])]
+    assert not any("Importing into" in t for t in thread[-1:]), thread
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == ROWS
