@@ -84,7 +84,14 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
                 return page("Link no longer active", "This referral link doesn't work any more.",
                             status=410)  # fmt: skip
             return page("Link not found", "This referral link doesn't exist.", status=404)
-        raise web.HTTPFound(with_ref(str(row[0]), code))
+        try:
+            found = web.HTTPFound(with_ref(str(row[0]), code))
+        except ValueError as exc:  # a store URL saved before it was checked (a port of 99999)
+            log.warning("referral link %s: its campaign's store URL %r can't be redirected to "
+                        "(%s)", code, str(row[0])[:200], exc)  # fmt: skip
+            return page("Link not working", "The shop's address in this campaign is broken: "
+                        "the shop needs to correct it.", status=502)  # fmt: skip
+        raise found
 
     def _contact(request: web.Request) -> tuple[str, int] | None:
         try:

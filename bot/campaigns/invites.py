@@ -279,9 +279,11 @@ async def send_invites(
                     rendered = render_invite(invite)
                     pending = _Pending(invite_id, attempts, locale=rendered.locale,
                                        fell_back=rendered.fell_back)  # fmt: skip
-                    pending.result = await sender.send(
+                    pending.result = result = await sender.send(
                         build_message(invite, rendered, public_host=links.public_url)
                     )
+                    if not result.sent:
+                        _log_outcome(team_id, enrollment_id, invite_id, result)
                     if on_progress is not None and time.monotonic() - last_report > 2:
                         last_report = time.monotonic()
                         await on_progress()
@@ -367,6 +369,15 @@ async def _sending_again(db: Database, team_id: str, enrollment_id: int) -> None
         await conn.execute(text("UPDATE enrollment SET send_error = NULL "
                                 "WHERE id = :e AND team_id = :t AND send_error IS NOT NULL"),
                            {"e": enrollment_id, "t": team_id})  # fmt: skip
+
+
+def _log_outcome(team_id: str, enrollment_id: int, invite_id: int, result: SendResult) -> None:
+    """An invite the server didn't take: refused or maybe-delivered at WARNING, a retry at
+    INFO (the row keeps the reason; the log says whose it was)."""
+    level = logging.INFO if result.status is SendStatus.RETRY else logging.WARNING
+    log.log(level, "invite %s of enrollment %s (team %s): %s at %s: %s %s", invite_id,
+            enrollment_id, team_id, result.status, result.stage or "?", result.code or "",
+            result.text[:200])  # fmt: skip
 
 
 async def _due(db: Database, team_id: str, enrollment_id: int, after: int) -> list[Any]:

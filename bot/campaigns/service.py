@@ -87,10 +87,8 @@ def check_fields(*, name: str | None = None, store_url: str | None = None,
         problems["name"] = "A campaign needs a name."
     elif name is not None and len(name) > MAX_NAME:
         problems["name"] = f"Names are at most {MAX_NAME} characters."
-    if store_url is not None and "store_url" not in problems:
-        parts = urlsplit(store_url.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            problems["store_url"] = "Use the store's web address, e.g. https://shop.example.com"
+    if store_url is not None and "store_url" not in problems and not _web_address(store_url):
+        problems["store_url"] = "Use the store's web address, e.g. https://shop.example.com"
     if sender and "sender" not in problems:
         _, address = parseaddr(sender)
         try:
@@ -100,6 +98,16 @@ def check_fields(*, name: str | None = None, store_url: str | None = None,
     if invite_delay_days is not None and not 0 <= invite_delay_days <= 365:
         problems["invite_delay_days"] = "Between 0 (at once) and 365 days."
     return problems
+
+
+def _web_address(url: str) -> bool:
+    """http(s), a host, and a port that exists: a link to :99999 can't be redirected to."""
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
 
 
 def _raise_problems(problems: dict[str, str]) -> None:

@@ -28,6 +28,12 @@ PRESENCE_SECONDS = 5.0  # a worker refreshes its `worker_process` row at least t
 GIVE_UP_WHEN_STOPPING = 3  # failed attempts to record a result after stop() before giving up
 
 
+def about(job: Job) -> str:
+    """A job as its log lines name it: id, kind, workspace and the ids it works on (its
+    payload holds ids only), so a failure says whose import or enrollment it was."""
+    return f"job {job.id} ({job.kind}, team {job.team_id}, {(job.payload or '{}')[:200]})"
+
+
 class JobStopped(Exception):
     """Raised at a checkpoint when the worker is shutting down or the job was cancelled."""
 
@@ -216,11 +222,13 @@ class Worker:
                     log.info("job %s released for another worker", job.id)
             except PermanentJobError as exc:
                 error = str(exc)
+                log.error("%s failed for good: %s", about(job), error)
                 await self._record(job, "recording its failure", lambda: queue.fail(
                     db, job, owner, error, retry_base=0, permanent=True
                 ))  # fmt: skip
             except Exception as exc:
-                log.exception("job %s (%s) failed", job.id, job.kind)
+                log.exception("%s failed (attempt %s of %s)", about(job), job.attempts,
+                              job.max_attempts)  # fmt: skip
                 error, base = f"{type(exc).__name__}: {exc}", self.config.retry_base_seconds
                 await self._record(job, "recording its failure", lambda: queue.fail(
                     db, job, owner, error, retry_base=base
@@ -238,12 +246,12 @@ class Worker:
         job = ctx.job
         error = (f"gave up: the worker running it stopped during each of its {job.max_attempts}"
                  " attempts (killed, or out of memory?)")  # fmt: skip
-        log.error("job %s (%s): %s", job.id, job.kind, error)
+        log.error("%s: %s", about(job), error)
         if isinstance(handler, GivingUp):
             try:
                 await handler.give_up(ctx, error)
             except Exception:  # the job is failed all the same: it must not be taken again
-                log.exception("job %s (%s): giving up on it failed", job.id, job.kind)
+                log.exception("%s: giving up on it failed", about(job))
         return error
 
     async def _record(self, job: Job, what: str, call: Callable[[], Awaitable[bool]]) -> bool:

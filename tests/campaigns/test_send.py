@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -282,3 +283,19 @@ async def test_a_server_gone_mid_run_stops_the_run_at_once(world: World) -> None
     assert states == Counter({"sent": 1, "queued": 10}), states
     assert await world.rows("SELECT attempts, COUNT(*) FROM invite GROUP BY attempts "
                             "ORDER BY attempts") == [(0, 10), (1, 1)]  # fmt: skip
+
+
+async def test_an_invite_the_server_refuses_is_logged_with_whose_it_was(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    enrollment = await _enrolled(world, "bad@example.com,Bad,en", "ok@example.com,Ok,en")
+    handler = Handler(refuse={"bad@example.com": "550 5.1.1 no such user"},
+                      rcpt_replies={"ok@example.com": ["421 4.7.0 try again later"]})
+    with caplog.at_level(logging.INFO, logger="bot.campaigns.invites"):
+        async with smtp_server(handler) as server:
+            await _send(world, server, enrollment)
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert any(level == logging.WARNING and f"of enrollment {enrollment} (team {TEAM})" in text
+               and "refused" in text and "550" in text for level, text in logged), logged
+    assert any(level == logging.INFO and "retry" in text and "421" in text
+               for level, text in logged), logged  # fmt: skip

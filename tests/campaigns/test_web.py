@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from sqlalchemy import text
 
 from bot.app import build_web_app
+from bot.campaigns import service
 from bot.campaigns.links import unsubscribe_link, unsubscribe_token
 from bot.settings import load_settings
 from bot.web import public_routes, with_ref
@@ -44,6 +47,24 @@ async def test_a_referral_link_counts_the_click_and_leads_to_the_store(
         async with http.get(site + "/r/NOPE2345", allow_redirects=False) as response:
             assert response.status == 404 and "link doesn&#39;t exist" in await response.text()
     assert await world.scalar("SELECT clicks FROM advocate") == 2
+
+
+async def test_a_store_url_with_an_impossible_port_is_refused_and_never_a_500(
+    world: World, site: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(service.CampaignError, match="web address"):
+        await world.campaign("Broken", store_url="https://shop.example:99999/spring")
+    code, _ = await _advocate(world)
+    async with world.db.begin() as conn:  # one saved before the port was checked
+        await conn.execute(text("UPDATE campaign SET store_url = :u"),
+                           {"u": "https://shop.example:99999/spring"})  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        async with aiohttp.ClientSession() as http, http.get(
+                site + f"/r/{code}", allow_redirects=False) as response:  # fmt: skip
+            assert response.status == 502 and "address in this campaign" in await response.text()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert any(code in r.getMessage() and "can't be redirected" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
 
 
 def test_ref_is_added_to_any_store_url() -> None:

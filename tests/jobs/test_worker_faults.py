@@ -18,7 +18,7 @@ from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.jobs import queue
-from bot.jobs.worker import JobContext, Worker, WorkerConfig
+from bot.jobs.worker import JobContext, PermanentJobError, Worker, WorkerConfig
 from bot.workspaces import ensure_workspace
 from models import Database, Job
 from models.clock import utcnow
@@ -161,3 +161,26 @@ async def test_renewing_the_lease_fails_for_a_while_and_the_heartbeat_goes_on(
         worker.stop()
         await asyncio.wait_for(running, 30)
         await worker_db.dispose()
+
+
+async def test_a_failing_job_is_logged_with_its_workspace_and_ids(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    await ensure_workspace(db, "T1")
+    crashing = await queue.enqueue(db, "T1", "send", {"enrollment_id": 42}, max_attempts=1)
+    hopeless = await queue.enqueue(db, "T1", "import", {"batch_id": 999})
+
+    async def boom(ctx: JobContext) -> None:
+        raise RuntimeError("smtp exploded")
+
+    async def gone(ctx: JobContext) -> None:
+        raise PermanentJobError("Import #999 no longer exists.")
+
+    with caplog.at_level(logging.INFO, logger="bot.jobs.worker"):
+        await Worker(db, {"send": boom, "import": gone},
+                     WorkerConfig(retry_base_seconds=0)).run_until_idle()  # fmt: skip
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "bot.jobs.worker"]
+    assert any(level == logging.ERROR and f"job {crashing.id} (send, team T1, " in text
+               and '"enrollment_id": 42' in text for level, text in logged), logged  # fmt: skip
+    assert any(level == logging.ERROR and f"job {hopeless.id} (import, team T1, " in text
+               and "no longer exists" in text for level, text in logged), logged  # fmt: skip
