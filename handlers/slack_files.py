@@ -86,8 +86,12 @@ def check_csv(file: SlackFile, max_bytes: int) -> None:
 def _allowed(url: str, hosts: list[str]) -> bool:
     parts = urlsplit(url)
     host = parts.hostname or ""
-    with_port = f"{host}:{parts.port}" if parts.port else host
-    if with_port not in hosts and not (parts.port is None and host in hosts):
+    try:
+        port = parts.port
+    except ValueError:  # ":bad", ":99999": not a host the token may go to
+        return False
+    with_port = f"{host}:{port}" if port else host
+    if with_port not in hosts and not (port is None and host in hosts):
         return False
     if parts.scheme == "https":
         return True

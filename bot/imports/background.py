@@ -7,6 +7,7 @@ point leaves a job that the next worker finishes with exactly the same result.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,6 +43,7 @@ from models import (
     SourceStatus,
 )
 
+log = logging.getLogger(__name__)
 
 async def enqueue_file_import(
     db: Database,
@@ -218,11 +220,16 @@ def slack_file_handler(
                 tmp.seek(0)
                 staged = await stage_file(db, team_id, source.id, tmp, name=name,
                                           max_unzipped_bytes=max_unzipped_bytes)  # fmt: skip
-        except FileRejected as exc:
+        except FileRejected as exc:  # not Slack's file host, too big, not a CSV...: say why
+            log.warning("import %s (team %s): Slack file %s refused: %s", source.batch_id,
+                        team_id, source.ref, exc)  # fmt: skip
             await _fail_unread(db, team_id, source, str(exc))
         except Exception as exc:
             if not ctx.last_attempt:
                 raise  # retried later; the review keeps showing "Reading…"
+            log.exception("import %s (team %s): Slack file %s could not be read after %s "
+                          "attempts", source.batch_id, team_id, source.ref,
+                          ctx.job.attempts)  # fmt: skip
             await _fail_unread(db, team_id, source, f"Could not read the file: {exc}")
         for read in staged:
             await notifier.source_read(team_id, read.batch_id, read.id or 0)

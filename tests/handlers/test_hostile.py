@@ -14,6 +14,7 @@ import yaml
 
 from bot.workspaces import ensure_workspace, import_target
 from handlers.ids import Action, BlockId, Callback
+from tests.fakes.slack_api import FakeExternalHost
 from tests.fakes.slack_requests import block_actions_payload, interactive_body
 from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_decisions import _start
@@ -275,3 +276,23 @@ async def test_odd_digits_in_any_button_value_never_crash_a_listener(
             await app.settle()
     crashes = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert crashes == [], crashes
+
+
+async def test_a_file_on_another_host_is_refused_logged_and_never_sent_the_token(
+    app: Harness, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    async with FakeExternalHost() as other:
+        urls = [other.serve("/stolen.csv", CSV), f"http://{app.slack.files_host}:bad/x.csv"]
+        view_id = await _open_modal(app)
+        files = [app.slack.add_file(f"F000{i}", "q3.csv", CSV, url_private_download=url)
+                 for i, url in enumerate(urls)]  # fmt: skip
+        with caplog.at_level(logging.INFO):
+            await app.requests.view_submission(state_values=_form(files=files, segment="Q3"),
+                                               view_id=view_id, user_id=REP)  # fmt: skip
+            await app.settle()
+        assert other.requests == [] and other.authorizations == []
+    refused = [r.getMessage() for r in caplog.records
+               if r.levelno == logging.WARNING and "refused" in r.getMessage()]  # fmt: skip
+    assert sum("(team T0001): Slack file F000" in t for t in refused) == 2, refused
+    assert await _count(app, "SELECT COUNT(*) FROM import_source WHERE status = 'failed'") == 2
+    assert await _count(app, "SELECT MAX(attempts) FROM job WHERE kind = 'stage_slack_file'") == 1
