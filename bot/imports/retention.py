@@ -2,9 +2,9 @@
 import ended (done, failed, rejected or cancelled).
 
 A purge job runs about once a day per workspace: creating a batch queues one when none is
-waiting, and each run queues the next (a day later) while ended batches still hold staged
-rows. The counts shown on an ended import were frozen when it left review, so deleting
-its rows changes nothing anyone sees.
+waiting, and each run queues the next (a day later) while any batch still holds staged
+rows. The counts shown on an ended import were frozen when it left review, so deleting its
+rows changes nothing anyone sees.
 
 On SQLite the staged rows live in a file of their own (models/staging.py), which a delete
 leaves at its biggest size: a purge that leaves most of it free rewrites it (`VACUUM`), so a
@@ -41,9 +41,12 @@ _PURGE = text(f"""
         WHERE team_id = :t AND status IN {_ENDED} AND finished_at < :cutoff)
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()))
 
-_LEFT = text(f"""
+# Any batch still holding staged rows, ended or not: an import still in review when this run
+# came ends later, and its rows must be purged then too (only the first batch's creation
+# queued a purge, so a review longer than an hour left its rows on disk for good).
+_LEFT = text("""
     SELECT 1 FROM import_batch b
-    WHERE b.team_id = :t AND b.status IN {_ENDED}
+    WHERE b.team_id = :t
       AND EXISTS (SELECT 1 FROM staged_row s WHERE s.team_id = :t AND s.batch_id = b.id)
     LIMIT 1
 """)

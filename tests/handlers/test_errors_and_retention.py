@@ -81,6 +81,29 @@ async def test_staged_rows_are_deleted_after_their_retention(app: Harness) -> No
         assert figure in before and figure in after
 
 
+async def _purge_due(app: Harness, finished_days_ago: float | None = None) -> None:
+    now = bindparam("now", type_=UTCDateTime())
+    async with app.db.begin() as conn:
+        if finished_days_ago is not None:
+            await conn.execute(text("UPDATE import_batch SET finished_at = :now").bindparams(now),
+                               {"now": utcnow() - timedelta(days=finished_days_ago)})  # fmt: skip
+        await conn.execute(text("UPDATE job SET run_after = :now WHERE kind = 'purge_staged' "
+                                "AND state = 'queued'").bindparams(now), {"now": utcnow()})
+    await app.settle()
+
+
+async def test_rows_of_an_import_reviewed_for_more_than_an_hour_are_purged_too(
+    app: Harness,
+) -> None:  # fmt: skip
+    message, batch = await _start(app)
+    await _purge_due(app)  # an hour later the purge runs: the import is still in review
+    assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 4
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    await _purge_due(app, finished_days_ago=31)  # the next day's run, a month on
+    assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0
+
+
 async def test_a_recent_import_keeps_its_staged_rows(app: Harness) -> None:
     message, batch = await _start(app)
     await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
