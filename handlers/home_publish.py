@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, func, select
 
 from bot.campaigns.service import list_campaigns
+from bot.imports.undo import undoable
 from bot.mailchimp.accounts import connection
 from bot.workspaces import segment_sizes
 from handlers.home_messages import (
@@ -30,7 +31,6 @@ from handlers.home_messages import (
     segment_rows,
 )
 from models import (
-    BatchStatus,
     Database,
     Enrollment,
     HomeViewer,
@@ -75,7 +75,7 @@ async def recent_imports(
                   new_contacts=b.new_contacts, added_to_segment=b.added_to_segment,
                   error=b.error, created_at=b.created_at, finished_at=b.finished_at,
                   undone_by=b.undone_by, consent_by=b.consent_by,
-                  can_undo=b.status == BatchStatus.DONE and b.finished_at is not None
+                  can_undo=undoable(b) and b.finished_at is not None
                   and b.finished_at >= undo_since,
                   enrolled=enrolled.get(b.id or 0, 0), invited=invited.get(b.id or 0, 0))
         for b, name in rows

@@ -22,6 +22,7 @@ from bot.campaigns.preview import preview_batch
 from bot.campaigns.service import list_campaigns
 from bot.imports.batches import write_rejects
 from bot.imports.review import claim_progress, forget_progress, load
+from bot.imports.undo import undoable
 from bot.jobs.queue import enqueue
 from bot.leads import is_user_id
 from bot.notify import (
@@ -201,7 +202,7 @@ class SlackNotifier:
         batch = view.batch
         await self._refresh(team_id, batch_id)
         result = result_text(batch, view.segment.name)
-        blocks = (result_blocks(result, batch_id) if batch.status == BatchStatus.DONE
+        blocks = (result_blocks(result, batch_id) if undoable(batch)
                   else undone_result_blocks(result, batch)
                   if batch.status == BatchStatus.UNDONE else None)  # fmt: skip
         await self._progress(team_id, batch_id, result, blocks=blocks, final=True)

@@ -80,8 +80,18 @@ def _sql(statement: str) -> TextClause:
 _START = _sql("""
     UPDATE import_batch SET status = 'undoing', undone_by = :who, undone_at = :now,
         undo_advocates = :advocates, updated_at = :now
-    WHERE team_id = :t AND id = :b AND status = 'done' AND finished_at >= :cutoff
+    WHERE team_id = :t AND id = :b AND finished_at >= :cutoff
+      AND (status = 'done' OR (status IN ('failed', 'cancelled')
+                               AND (new_contacts > 0 OR added_to_segment > 0)))
 """)
+
+
+def undoable(batch: ImportBatch) -> bool:
+    """Whether the batch added anything an undo could take out: it finished, or it failed or
+    was cancelled part way (what it added stays until it is undone)."""
+    return batch.status == BatchStatus.DONE or (
+        batch.status in (BatchStatus.FAILED, BatchStatus.CANCELLED)
+        and bool(batch.new_contacts or batch.added_to_segment))
 
 
 def _who(actor: str | None) -> str:
@@ -109,8 +119,10 @@ def refusal(batch: ImportBatch | None, batch_id: int, window_days: int) -> str |
     if batch.status == BatchStatus.UNDOING:
         return (f"Import #{batch_id} is already being undone (asked {_who(batch.undone_by)} "
                 f"on {_when(batch.undone_at)}).")  # fmt: skip
-    if batch.status != BatchStatus.DONE:
+    if not undoable(batch):
         state = status_words(batch.status, batch.approved_by, batch.cancelled_by)
+        if batch.status in (BatchStatus.FAILED, BatchStatus.CANCELLED):
+            return f"Import #{batch_id} is {state} and added nothing: there is nothing to undo."
         return f"Import #{batch_id} is {state}: only a finished import can be undone."
     if batch.finished_at is None or batch.finished_at < utcnow() - timedelta(days=window_days):
         return (f"Imports can be undone for {window_days} days; this one finished on "

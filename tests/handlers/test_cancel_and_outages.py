@@ -12,6 +12,7 @@ from sqlalchemy import text
 from bot.campaigns import service
 from bot.imports.cancel import cancel_job
 from bot.imports.engine import Progress, apply_batch
+from bot.imports.undo import request_undo
 from bot.jobs.queue import claim, list_jobs
 from bot.jobs.worker import Worker, WorkerConfig
 from bot.workspaces import import_target
@@ -406,6 +407,13 @@ async def test_an_import_given_up_part_way_says_what_it_imported_and_enrolls_it(
     assert any("failed" in t and "300 new contacts were imported and 300 added" in t
                for t in thread), thread  # fmt: skip
     assert await _count(app, "SELECT COUNT(*) FROM advocate") == 300
+    result = next(m for m in app.slack.messages_in("C0001", message["ts"])
+                  if "failed" in m.get("text", ""))  # fmt: skip
+    assert find_element(result.get("blocks") or [], Action.UNDO) is not None  # what it added
+    await request_undo(app.db, "T0001", int(batch), LEAD, remove_advocates=True, window_days=7)
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM segment_member") == 0
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 0
 
 
 async def test_an_import_given_up_after_its_apply_finished_reports_and_enrolls(
