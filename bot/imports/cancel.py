@@ -1,4 +1,5 @@
-"""Stopping work that is under way: an approved import, or a file still being read.
+"""Stopping work that is under way: an approved import, a file still being read, invites
+being sent.
 
 Each is one transaction: the batch (or source) changes state, its job is cancelled and the
 people following it are told through a report job. A running import's worker notices at its
@@ -14,10 +15,19 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from bot.campaigns.enroll import SEND_JOB
 from bot.imports.batches import UNDER_WAY, ReviewError, lock_batch
 from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB
 from bot.jobs import queue
-from bot.notify import BATCH_CHANGED, IMPORT_FINISHED, enqueue_report_in
+from bot.jobs.queue import enqueue_in
+from bot.notify import (
+    BATCH_CHANGED,
+    ENROLLMENT_CHANGED,
+    IMPORT_FINISHED,
+    REPORT_ATTEMPTS,
+    REPORT_JOB,
+    enqueue_report_in,
+)
 from models import BatchStatus, Database, Job
 from models.clock import utcnow
 
@@ -62,11 +72,15 @@ async def stop_import_in(conn: AsyncConnection, team_id: str, batch_id: int, who
     await enqueue_report_in(conn, team_id, batch_id, IMPORT_FINISHED)
 
 
+LIVE = ("queued", "running")
+
+
 async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") -> Job | None:
     """Cancel a queued or running job; returns it as it now stands (None: no such job).
 
     An import job takes its batch with it (cancelled, with the partial result reported); a
-    file-reading job marks its source failed with the reason.
+    file-reading job marks its source failed with the reason; a send job stops its
+    enrollment's sending (its report offers Retry sending).
     """
     job = await queue.get_job(db, team_id, job_id)
     if job is None:
@@ -83,6 +97,8 @@ async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") 
                 await stop_import_in(conn, team_id, batch_id, who)
         elif job.kind == SLACK_FILE_JOB and "source_id" in payload:
             await _fail_reading_in(conn, team_id, int(payload["source_id"]))
+        elif job.kind == SEND_JOB and "enrollment_id" in payload and job.state in LIVE:
+            await _stop_sending_in(conn, team_id, int(payload["enrollment_id"]))
         await conn.execute(
             text("UPDATE job SET state = 'cancelled', finished_at = :now, updated_at = :now "
                  "WHERE id = :id AND team_id = :t AND state IN ('queued', 'running')")
@@ -90,6 +106,19 @@ async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") 
             {"id": job_id, "t": team_id, "now": utcnow()},
         )  # fmt: skip
     return await queue.get_job(db, team_id, job_id)
+
+
+async def _stop_sending_in(conn: AsyncConnection, team_id: str, enrollment_id: int) -> None:
+    """A cancelled send job leaves its invites queued: the report says sending stopped and
+    offers Retry sending (nothing else would ever send them)."""
+    stopped = await conn.execute(
+        text("UPDATE enrollment SET send_error = :why WHERE id = :e AND team_id = :t"),
+        {"e": enrollment_id, "t": team_id, "why": "its send job was cancelled."},
+    )  # fmt: skip
+    if stopped.rowcount:
+        await enqueue_in(conn, team_id, REPORT_JOB, {
+            "event": ENROLLMENT_CHANGED, "ids": {"enrollment_id": enrollment_id}},
+            max_attempts=REPORT_ATTEMPTS)  # fmt: skip
 
 
 async def _fail_reading_in(conn: AsyncConnection, team_id: str, source_id: int) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.campaigns import service
+from bot.imports.cancel import cancel_job
 from bot.jobs.queue import claim, list_jobs
 from bot.workspaces import ensure_workspace
 from handlers.ids import Action, BlockId
@@ -411,3 +412,18 @@ async def _lease_runs_out(app: Harness) -> None:
     async with app.db.begin() as conn:
         await conn.execute(text("UPDATE job SET lease_expires_at = :now WHERE state = 'running'")
                            .bindparams(now), {"now": utcnow() - timedelta(seconds=1)})
+
+
+async def test_a_cancelled_send_job_stops_sending_and_offers_retry(app: Harness) -> None:
+    _, message = await _targeted(app)
+    job = await _send_job_due(app)
+    await cancel_job(app.db, "T0001", job.id or 0)
+    await app.settle()
+    report = _report(app, message)
+    rendered = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
+    assert "Sending stopped: its send job was cancelled." in rendered, rendered
+    assert list(app.settings.outbox_dir.glob("*.eml")) == []
+    await app.requests.block_action(Action.RETRY_SENDING, _button(report, Action.RETRY_SENDING),
+                                    user_id=LEAD, message_ts=report["ts"])  # fmt: skip
+    await app.settle()
+    assert len(list(app.settings.outbox_dir.glob("*.eml"))) == 2
