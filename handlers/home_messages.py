@@ -184,7 +184,8 @@ def import_line(row: ImportRow) -> str:
         line += (f"\n{_plural(row.new_contacts, 'new contact')}, "
                  f"{n(row.added_to_segment)} added to the segment")  # fmt: skip
         if row.enrolled or row.invited:
-            line += (f" · {n(row.enrolled)} enrolled as advocates, "
+            line += (f" · {n(row.enrolled)} enrolled as "
+                     f"advocate{'' if row.enrolled == 1 else 's'}, "
                      f"{_plural(row.invited, 'invite')} sent")  # fmt: skip
     elif row.status in (BatchStatus.CANCELLED, BatchStatus.IMPORTING) and (
         row.new_contacts or row.added_to_segment

@@ -31,6 +31,7 @@ from handlers.home_messages import (
     segment_rows,
 )
 from models import (
+    Advocate,
     Database,
     Enrollment,
     HomeViewer,
@@ -87,20 +88,27 @@ async def _enrollment_figures(db: Database, team_id: str, batches: list[ImportBa
                               ) -> tuple[dict[int, int], dict[int, int]]:  # fmt: skip
     """Per import: advocates enrolled and invites sent by the enrollments it led to, i.e. the
     ones run for its new contacts (`enrollment.batch_id`) and the ones started from its
-    thread (*Target a campaign*: same thread)."""
+    thread (*Target a campaign*: same thread). Both counted from the rows that still exist
+    (a deleted contact's advocate no longer counts), each advocate found through its invite,
+    which is indexed by enrollment."""
     by_thread = {b.message_ts: b.id or 0 for b in batches if b.message_ts}
     ids = [b.id or 0 for b in batches]
     if not ids:
         return {}, {}
     async with db.session() as session:
-        query = select(Enrollment.id, Enrollment.batch_id, Enrollment.thread_ts,
-                       Enrollment.enrolled).where(
+        query = select(Enrollment.id, Enrollment.batch_id, Enrollment.thread_ts).where(
             col(Enrollment.team_id) == team_id,
             or_(col(Enrollment.batch_id).in_(ids), col(Enrollment.thread_ts).in_(list(by_thread))),
         )  # fmt: skip
         runs = (await session.exec(query)).all()
         owner = {e_id: (batch_id if batch_id in ids else by_thread.get(thread or "", 0))
-                 for e_id, batch_id, thread, _ in runs}  # fmt: skip
+                 for e_id, batch_id, thread in runs}  # fmt: skip
+        advocates = (await session.exec(
+            select(Invite.enrollment_id, func.count())
+            .join(Advocate, col(Advocate.id) == col(Invite.advocate_id))
+            .where(col(Invite.team_id) == team_id, col(Invite.enrollment_id).in_(list(owner)))
+            .group_by(col(Invite.enrollment_id))
+        )).all() if owner else []  # fmt: skip
         sent = (await session.exec(
             select(Invite.enrollment_id, func.count()).where(
                 col(Invite.team_id) == team_id, col(Invite.enrollment_id).in_(list(owner)),
@@ -108,8 +116,8 @@ async def _enrollment_figures(db: Database, team_id: str, batches: list[ImportBa
             ).group_by(col(Invite.enrollment_id))
         )).all() if owner else []  # fmt: skip
     enrolled: dict[int, int] = {}
-    for e_id, _, _, count in runs:
-        enrolled[owner[e_id]] = enrolled.get(owner[e_id], 0) + count
+    for e_id, count in advocates:
+        enrolled[owner[e_id]] = enrolled.get(owner[e_id], 0) + int(count)
     invited: dict[int, int] = {}
     for e_id, count in sent:
         invited[owner[e_id]] = invited.get(owner[e_id], 0) + int(count)

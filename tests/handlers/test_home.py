@@ -7,6 +7,9 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import text
+
+from bot.contact_admin import delete_contact, find_by_email
 from bot.mailchimp.accounts import save
 from bot.mailchimp.api import Credentials
 from bot.workspaces import ensure_workspace, segment_key
@@ -31,6 +34,7 @@ from models import (
 from models.campaigns import SegmentRole
 from models.clock import utcnow
 from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_targeting import _hold_is_over, _targeted
 
 TEAM = "T0001"
 
@@ -363,3 +367,17 @@ async def test_republished_home_follows_the_undo_window_setting(
         await app.settle()
         rendered = json.dumps(app.slack.home_views[LEAD]["blocks"])
         assert "2 new contacts" in rendered and Action.UNDO not in rendered
+
+
+async def test_an_imports_advocates_are_counted_from_the_rows_after_a_contact_is_deleted(
+    app: Harness,
+) -> None:  # fmt: skip
+    await _targeted(app)
+    await _hold_is_over(app)
+    rendered = json.dumps((await _open_home(app, LEAD))["blocks"])
+    assert "2 enrolled as advocates, 2 invites sent" in rendered, rendered
+    async with app.db.begin() as conn:
+        email = (await conn.execute(text("SELECT email FROM contact ORDER BY id"))).scalar()
+    await delete_contact(app.db, "T0001", await find_by_email(app.db, "T0001", email), LEAD)
+    rendered = json.dumps((await _open_home(app, LEAD))["blocks"])
+    assert "1 enrolled as advocate, 1 invite sent" in rendered, rendered
