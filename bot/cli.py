@@ -19,6 +19,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from bot import cli_audit, cli_campaigns, cli_contacts, cli_mailchimp, cli_segments, cli_undo
 from bot.cli_common import CliError
 from bot.imports.background import enqueue_file_import
@@ -37,6 +39,8 @@ from models.migrate import ensure_schema, upgrade
 SUMMARY_KEYS = ("rows", "valid", "duplicates", "rejected", "new_contacts", "existing_contacts",
                 "added_to_segment", "already_in_segment", "warnings", "segment")  # fmt: skip
 
+
+log = logging.getLogger(__name__)
 
 # Modules that each add commands (see bot.cli_common.Subcommands)
 SUBCOMMANDS = (cli_segments, cli_contacts, cli_undo, cli_audit)
@@ -82,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     work = sub.add_parser("worker", help="run background jobs until SIGTERM or Ctrl-C")
     work.add_argument("--concurrency", type=int, default=1, help="jobs at once (PostgreSQL)")
+    # serve's children: stop (as on SIGTERM) when stdin closes, i.e. when serve is gone, even
+    # killed with no chance to stop them (else two workers share a SQLite file after a restart)
+    work.add_argument("--stop-with-stdin", action="store_true", help=argparse.SUPPRESS)
 
     jobs = sub.add_parser("jobs", help="list background jobs, or cancel one")
     jobs.add_argument("--team")
@@ -142,6 +149,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("referral-bot: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `referral-bot export ... | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except (OSError, DBAPIError) as exc:  # the database can't be reached, a path can't be used
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if as_json:
+            print(json.dumps({"error": message}))
+        print(f"referral-bot: {message}", file=sys.stderr)
+        return 1
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -186,11 +202,12 @@ def _column_map(items: list[str]) -> dict[str, str] | None:
 
 async def _import(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
     mailchimp = await _sources(db, team, settings, args)
+    _check_rejects(args.rejects, args.files)
     with ExitStack() as stack:
-        streams = [(p.name, stack.enter_context(p.open("rb"))) for p in args.files]
+        streams = [(_label(p), stack.enter_context(p.open("rb"))) for p in args.files]
         total = sum(os.fstat(f.fileno()).st_size for _, f in streams)
         bar = ProgressBar(total, enabled=sys.stderr.isatty() and not args.json)
-        rejects = stack.enter_context(args.rejects.open("w", newline="")) if args.rejects else None
+        rejects = stack.enter_context(_Rejects(args.rejects)) if args.rejects else None
         result = await import_files(db, team, streams, segment=args.segment,
                                     create_segment=args.create_segment,
                                     update_existing=args.update_existing,
@@ -212,15 +229,62 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
     return 0
 
 
+def _check_files(paths: Sequence[Path]) -> None:
+    for path in paths:
+        if path.is_dir():
+            raise CliError(f"{_label(path)}: is a folder, not a file")
+        if not path.is_file():
+            raise CliError(f"{_label(path)}: no such file")
+
+
+def _label(path: Path) -> str:
+    """A file's name as text, whatever bytes it has on disk (a Latin-1 é shows as �)."""
+    return path.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _check_rejects(rejects: Path | None, inputs: Sequence[Path]) -> None:
+    """Refuse a --rejects that would overwrite an input file, or can't be written at all,
+    before anything is read or written."""
+    if rejects is None:
+        return
+    if rejects.is_dir():
+        raise CliError(f"--rejects {_label(rejects)}: is a folder; name a file to write")
+    if not rejects.parent.is_dir():
+        raise CliError(f"--rejects {_label(rejects)}: its folder doesn't exist")
+    if any(rejects.resolve() == path.resolve() for path in inputs):
+        raise CliError(f"--rejects {_label(rejects)} is one of the files being imported: "
+                       "writing it would destroy that file. Name another file.")  # fmt: skip
+
+
+class _Rejects:
+    """The rejects CSV, written beside its final name and moved into place once written: an
+    import that fails before writing it leaves an existing file as it was."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+    def __enter__(self) -> Any:
+        self._file = self._tmp.open("w", newline="")
+        return self._file
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        written = self._file.tell() > 0
+        self._file.close()
+        # the import ran, or found nothing valid and wrote its rejects to say why
+        if kind is None or (issubclass(kind, ImportFailed) and written):
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+
 async def _sources(db: Database, team: str, settings: Settings, args: argparse.Namespace
                    ) -> cli_mailchimp.Chosen | None:  # fmt: skip
     """Check the files named exist; the Mailchimp audiences named, resolved (or None)."""
     if not args.files and not args.mailchimp_list:
         raise CliError("Name at least one file (CSV, .xlsx or ZIP of CSVs), or a Mailchimp "
                        "audience (--mailchimp-list).")
-    for path in args.files:
-        if not path.is_file():
-            raise CliError(f"{path}: no such file")
+    _check_files(args.files)
     if not args.mailchimp_list:
         return None
     return await cli_mailchimp.resolve_audiences(db, team, settings, args.mailchimp_list)
@@ -229,7 +293,7 @@ async def _sources(db: Database, team: str, settings: Settings, args: argparse.N
 async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
     mailchimp = await _sources(db, team, settings, args)
     with ExitStack() as stack:
-        streams = [(p.name, stack.enter_context(p.open("rb"))) for p in args.files]
+        streams = [(_label(p), stack.enter_context(p.open("rb"))) for p in args.files]
         result, exists = await preview_files(db, team, streams, segment=args.segment,
                                              create_segment=args.create_segment,
                                              mailchimp=mailchimp,
@@ -291,9 +355,16 @@ def _readable(s: dict[str, Any], rejects: Path | None, written: int) -> str:
 async def _import_background(
     db: Database, team: str, settings: Settings, args: argparse.Namespace
 ) -> int:
+    if not args.files:
+        raise CliError("--background imports files: name at least one (CSV, .xlsx or ZIP).")
+    if args.mailchimp_list or args.rejects:
+        raise CliError("--background imports files only, and writes no rejects file: leave out "
+                       "--mailchimp-list and --rejects, or import without --background.")
+    _check_files(args.files)
     for path in args.files:
-        if not path.is_file():
-            raise CliError(f"{path}: no such file")
+        if _label(path) != path.name:
+            raise CliError(f"{_label(path)}: its name isn't UTF-8; rename it to import it in "
+                           "the background.")  # fmt: skip
     job = await enqueue_file_import(db, team, args.files, segment=args.segment,
                                     create_segment=args.create_segment,
                                     update_existing=args.update_existing,
@@ -325,6 +396,8 @@ async def _worker(db: Database, settings: Settings, args: argparse.Namespace) ->
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
+    if args.stop_with_stdin:
+        _stop_when_stdin_closes(loop, worker.stop)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -336,6 +409,23 @@ async def _worker(db: Database, settings: Settings, args: argparse.Namespace) ->
     await worker.run()
     print(f"Worker stopped after {worker.completed} job(s).", file=sys.stderr)
     return 0
+
+
+def _stop_when_stdin_closes(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
+    """Call `stop` once stdin reaches its end: the parent holding its other end is gone."""
+    fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            log.warning("the process that started this worker is gone: stopping")
+            stop()
+
+    loop.add_reader(fd, readable)
 
 
 async def _serve(db: Database, settings: Settings, args: argparse.Namespace) -> int:

@@ -260,3 +260,51 @@ async def test_map_names_the_columns_and_is_remembered(
     again = run(db_env, "import", str(work), "--segment", "Work", "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["existing_contacts"] == 2
+
+
+def test_rejects_never_overwrites_an_input_nor_empties_an_old_file_on_failure(
+    db_env: dict[str, str], sample: Path, tmp_path: Path
+) -> None:
+    original = sample.read_bytes()
+    same = run(db_env, "import", str(sample), "--segment", "S", "--create-segment",
+               "--rejects", str(sample))  # fmt: skip
+    assert same.returncode == 1 and "would destroy that file" in same.stderr
+    assert sample.read_bytes() == original
+    old = tmp_path / "rejects.csv"
+    old.write_text("kept\n")
+    typo = run(db_env, "import", str(sample), "--segment", "Nope", "--rejects", str(old))
+    assert typo.returncode == 1 and "Traceback" not in typo.stderr
+    assert old.read_text() == "kept\n" and [p.name for p in tmp_path.glob(".rejects*")] == []
+    folder = run(db_env, "import", str(sample), "--segment", "S", "--create-segment",
+                 "--rejects", str(tmp_path))  # fmt: skip
+    assert folder.returncode == 1 and "is a folder" in folder.stderr
+
+
+def test_background_refuses_what_it_cant_do_and_folders_are_told_apart(
+    db_env: dict[str, str], sample: Path, tmp_path: Path
+) -> None:
+    for extra in ([], ["--mailchimp-list", "Foo"], [str(sample), "--rejects", "r.csv"]):
+        result = run(db_env, "import", "--segment", "S", "--create-segment", "--background",
+                     *extra)  # fmt: skip
+        assert result.returncode == 1 and "--background" in result.stderr, result.stderr
+    folder = run(db_env, "import", str(tmp_path), "--segment", "S", "--create-segment")
+    assert folder.returncode == 1 and "is a folder, not a file" in folder.stderr
+    jobs = run(db_env, "jobs", "--json")
+    assert jobs.returncode == 0 and json.loads(jobs.stdout) == []
+
+
+def test_a_file_name_that_isnt_utf8_imports_under_a_readable_label(
+    db_env: dict[str, str], sample: Path, tmp_path: Path
+) -> None:
+    latin = tmp_path / b"caf\xe9.csv".decode("utf-8", "surrogateescape")  # as os.listdir has it
+    latin.write_bytes(sample.read_bytes())
+    result = run(db_env, "import", str(latin), "--segment", "S", "--create-segment", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["new_contacts"] == 4
+
+
+def test_a_database_that_cant_be_opened_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    result = run({"DATABASE_URL": f"sqlite:///{tmp_path}/missing/dir/x.db"}, "segments",
+                 "--json")  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "unable to open database file" in json.loads(result.stdout)["error"]

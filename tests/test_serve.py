@@ -79,3 +79,43 @@ async def test_serve_answers_health_and_signed_commands_then_stops_cleanly(
         # in a thread: the fake Slack runs on this loop, and serve's last calls still need it
         _, err = await asyncio.to_thread(server.communicate, timeout=30)
     assert server.returncode == 0, err
+
+
+async def test_a_worker_child_stops_when_serve_is_killed_outright(
+    db: Database, db_env: dict[str, str], slack: FakeSlack
+) -> None:
+    """kill -9 (or the OOM killer) gives serve no chance to stop its worker: the worker sees
+    its stdin close and stops by itself, so a restarted serve never shares SQLite with it."""
+    from sqlalchemy import text
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
+    env.update(db_env)
+    env.update({"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "s3cret",
+                "SECRET_KEY": "test-secret", "SLACK_API_URL": slack.api_url,
+                "PORT": str(free_port())})  # fmt: skip
+    server = subprocess.Popen([*CLI, "serve"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        child = 0
+        for _ in range(300):
+            async with db.begin() as conn:
+                child = (await conn.execute(text("SELECT MAX(pid) FROM worker_process"))
+                         ).scalar() or 0  # fmt: skip
+            if child:
+                break
+            await asyncio.sleep(0.05)
+        assert child and child != server.pid
+        server.kill()
+        server.wait(timeout=10)
+        for _ in range(200):  # it finishes its loop and exits, on its own
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            os.kill(child, signal.SIGKILL)
+            raise AssertionError(f"worker {child} outlived its serve")
+    finally:
+        if server.poll() is None:
+            server.kill()

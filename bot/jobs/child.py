@@ -81,9 +81,11 @@ class ChildWorker:
     async def run(self) -> None:
         if self._stopping:
             return
+        # its stdin is a pipe this process never writes to: when this process ends, however
+        # it ends, the pipe closes and the worker stops (`--stop-with-stdin`)
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "worker", env=self.env,
-            stdin=asyncio.subprocess.DEVNULL,
+            sys.executable, "-m", "bot.cli", "worker", "--stop-with-stdin", env=self.env,
+            stdin=asyncio.subprocess.PIPE,
         )  # fmt: skip
         _lower_priority(self._process.pid)
         log.info("%s process %s started", self.name, self._process.pid)
