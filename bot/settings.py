@@ -141,6 +141,17 @@ class Settings(BaseSettings):
             raise ValueError("must start with https:// (or http:// for a local test)")
         return value.rstrip("/")
 
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str) -> str:
+        """Checked at start-up, not at the first invite (a worker would start and say "through
+        None:default"); the parser's messages never quote the password."""
+        if value.strip():
+            from bot.email.send import parse_smtp_url  # aiosmtplib only when there is a URL
+
+            parse_smtp_url(value)
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -186,6 +186,15 @@ def test_bad_settings_give_one_clear_message(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_bad_smtp_url_is_refused_at_start_naming_it_and_never_its_password(
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    for url in ("smtp://u:hunter2@mail.example.com:58x7", "mail.example.com"):
+        result = run({"DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "SMTP_URL": url}, "worker")
+        assert result.returncode == 1 and "SMTP_URL" in result.stderr, result.stderr
+        assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_db_upgrade_on_a_fresh_directory(tmp_path: Path) -> None:
     result = run_process({}, "db", "upgrade", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
