@@ -28,7 +28,7 @@ from bot.imports.cancel import cancel_job
 from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.mapping import parse_maps
-from bot.jobs.queue import list_jobs, live_kinds, stale_after
+from bot.jobs.queue import list_jobs, live_kinds, stale_after, use_max_attempts
 from bot.notify import REPORT_JOB
 from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
@@ -161,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    before = use_max_attempts(settings.job_max_attempts)
     db = Database(settings.database_url, schema=settings.database_schema)
     try:
         if args.command == "db":
@@ -189,6 +190,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                 return await module.run(db, team, settings, args)
         return await _jobs(db, team, args)
     finally:
+        use_max_attempts(before)
         await db.dispose()
 
 

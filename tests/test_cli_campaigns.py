@@ -114,3 +114,18 @@ def _drain(env: dict[str, str]) -> None:
         worker.send_signal(signal.SIGTERM)
         _, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err
+
+
+def test_job_max_attempts_applies_to_every_job_kind(db_env: dict[str, str], tmp_path: Path
+                                                    ) -> None:  # fmt: skip
+    env = {**db_env, "JOB_MAX_ATTEMPTS": "2"}
+    people = tmp_path / "people.csv"
+    people.write_text("email\nana@example.com\n", encoding="utf-8")
+    assert run(env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
+               "--live").returncode == 0  # fmt: skip
+    assert run(env, "import", str(people), "--segment", "VIP", "--create-segment"
+               ).returncode == 0  # fmt: skip
+    assert run(env, "campaign", "target", "Spring", "--segment", "VIP").returncode == 0
+    jobs = _json(env, "jobs", "--json")
+    assert {j["kind"] for j in jobs} >= {"send_invites", "purge_staged"}, jobs
+    assert {j["max_attempts"] for j in jobs} == {2}, jobs

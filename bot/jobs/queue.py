@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,23 @@ def _sql(statement: str) -> Any:
     return text(statement).bindparams(*(bindparam(n, type_=UTCDateTime()) for n in names))
 
 
+
+@dataclass
+class _Defaults:
+    max_attempts: int = 5
+
+
+# JOB_MAX_ATTEMPTS, for the jobs whose callers don't choose (set once from the settings by
+# the CLI, serve and its workers: enqueue sites deep in the services don't see the settings)
+_defaults = _Defaults()
+
+
+def use_max_attempts(attempts: int) -> int:
+    """Jobs enqueued from now on without their own limit get `attempts` (JOB_MAX_ATTEMPTS);
+    returns the limit before, to put back."""
+    before, _defaults.max_attempts = _defaults.max_attempts, max(1, attempts)
+    return before
+
 async def enqueue(
     db: Database,
     team_id: str,
@@ -42,12 +60,12 @@ async def enqueue(
     payload: dict[str, Any],
     *,
     dedupe_key: str | None = None,
-    max_attempts: int = 5,
+    max_attempts: int | None = None,
 ) -> Job:
     """Add a job; with a `dedupe_key` a second enqueue (double click, retry) returns the first."""
     async with db.session() as session:
         job = Job(team_id=team_id, kind=kind, payload=json.dumps(payload), dedupe_key=dedupe_key,
-                  max_attempts=max_attempts)  # fmt: skip
+                  max_attempts=max_attempts or _defaults.max_attempts)  # fmt: skip
         session.add(job)
         try:
             await session.commit()
@@ -68,7 +86,7 @@ async def enqueue_in(
     payload: dict[str, Any],
     *,
     dedupe_key: str | None = None,
-    max_attempts: int = 5,
+    max_attempts: int | None = None,
     run_after: datetime | None = None,
 ) -> int:
     """Add a job inside the caller's transaction (so a state change and its job commit together).
@@ -78,7 +96,8 @@ async def enqueue_in(
     """
     now = utcnow()
     params = {"team": team_id, "kind": kind, "payload": json.dumps(payload), "key": dedupe_key,
-              "max": max_attempts, "now": now, "run_after": run_after or now}  # fmt: skip
+              "max": max_attempts or _defaults.max_attempts, "now": now,
+              "run_after": run_after or now}  # fmt: skip
     row = (
         await conn.execute(
             _sql("""
