@@ -152,6 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `referral-bot export ... | head`: the reader has had enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OverflowError:  # a number too big for the database (`audit --limit 1e20`)
+        message = "a number given is too big"
+        if as_json:
+            print(json.dumps({"error": message}))
+        print(f"referral-bot: {message}", file=sys.stderr)
+        return 1
     except (OSError, DBAPIError) as exc:  # the database can't be reached, a path can't be used
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if as_json:

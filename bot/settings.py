@@ -172,6 +172,9 @@ def load_settings(**overrides: object) -> Settings:
     """Build settings or raise SettingsError listing each variable and what is wrong with it."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except UnicodeDecodeError as exc:  # pydantic-settings reads .env as UTF-8
+        raise SettingsError(f"Invalid configuration: the .env file isn't UTF-8 text ({exc.reason} "
+                            f"at byte {exc.start}); save it as UTF-8.") from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

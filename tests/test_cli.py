@@ -317,3 +317,15 @@ def test_a_database_that_cant_be_opened_is_one_line_not_a_traceback(tmp_path: Pa
                  "--json")  # fmt: skip
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "unable to open database file" in json.loads(result.stdout)["error"]
+
+
+def test_a_dotenv_that_isnt_utf8_and_a_huge_number_are_one_line_each(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"DEFAULT_LOCALE=caf\xe9\n")
+    bad_env = run_process({}, "segments", cwd=tmp_path)
+    assert bad_env.returncode == 1 and ".env file isn't UTF-8" in bad_env.stderr
+    assert "Traceback" not in bad_env.stderr
+    (tmp_path / ".env").unlink()
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
+    for args in (("audit", "--limit", "99999999999999999999"), ("undo", "99999999999999999999")):
+        result = run(env, *args)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
