@@ -114,13 +114,17 @@ def subject(email: str) -> str:
 # ---- search ---------------------------------------------------------------------------------
 
 
+MAX_NAME_SPLITS = 3  # "mary ann van der berg": where the first name may end, tried at most
+
+
 @dataclass(frozen=True, slots=True)
 class SearchShape:
     """How many spellings each name part is looked up by (see `spellings`)."""
 
     names: int  # the whole query, in the first-name and last-name indexes
-    firsts: int = 0  # two words: the first one in the first-name index...
-    lasts: int = 0  # ...and the rest in the last name
+    # for each place the first name may end (after the first word, the second, ...): the
+    # spellings of the words before it (first-name index) and of the rest (last name)
+    splits: tuple[tuple[int, int], ...] = ()
 
 
 def _name_range(column: str, param: str, collate: str) -> str:
@@ -157,16 +161,18 @@ def search_sql(dialect: str, shape: SearchShape) -> str:
                      f"AND {_name_range(column, f'q{i}', collate)} "
                      f"ORDER BY email_key LIMIT :k) by_{column}_{i}"
                      for i in range(shape.names)]  # fmt: skip
-    # "ada love": first name "ada…" and last name "love…"
-    lasts = " OR ".join(f"({_name_range('last_name', f'l{i}', collate)})"
-                        for i in range(shape.lasts))  # fmt: skip
-    branches += [
-        "SELECT id FROM (SELECT id FROM contact"
-        f"{using('ix_contact_first_name_prefix')} WHERE team_id = :t "
-        f"AND {_name_range('first_name', f'f{i}', collate)} AND ({lasts}) "
-        f"ORDER BY email_key LIMIT :k) by_full_name_{i}"
-        for i in range(shape.firsts)
-    ]  # fmt: skip
+    # "ada love": first name "ada…" and last name "love…"; "mary ann smi": also "mary ann" and
+    # "smi…" (a first name of two words)
+    for s, (firsts, lasts) in enumerate(shape.splits):
+        rest = " OR ".join(f"({_name_range('last_name', f'l{s}_{i}', collate)})"
+                           for i in range(lasts))  # fmt: skip
+        branches += [
+            "SELECT id FROM (SELECT id FROM contact"
+            f"{using('ix_contact_first_name_prefix')} WHERE team_id = :t "
+            f"AND {_name_range('first_name', f'f{s}_{i}', collate)} AND ({rest}) "
+            f"ORDER BY email_key LIMIT :k) by_full_name_{s}_{i}"
+            for i in range(firsts)
+        ]  # fmt: skip
     hits = " UNION ".join(branches)
     return ("SELECT c.id, c.email, c.first_name, c.last_name, c.subscribed FROM contact c "
             f"WHERE c.team_id = :t AND c.id IN ({hits}) "
@@ -188,11 +194,13 @@ def search_params(team_id: str, query: str, dialect: str, *, offset: int = 0,
         return len(words)
 
     names = spelt("q", spellings(q, fold_all=fold_all))
-    first, _, rest = q.partition(" ")
-    if not rest:
-        return params, SearchShape(names)
-    firsts = spelt("f", spellings(first, fold_all=fold_all))
-    return params, SearchShape(names, firsts, spelt("l", spellings(rest, fold_all=fold_all)))
+    words = q.split(" ")
+    splits = []
+    for s, cut in enumerate(range(1, min(len(words), MAX_NAME_SPLITS + 1))):
+        first, rest = " ".join(words[:cut]), " ".join(words[cut:])
+        splits.append((spelt(f"f{s}_", spellings(first, fold_all=fold_all)),
+                       spelt(f"l{s}_", spellings(rest, fold_all=fold_all))))  # fmt: skip
+    return params, SearchShape(names, tuple(splits))
 
 
 async def search(db: Database, team_id: str, query: str, *, offset: int = 0,

@@ -72,6 +72,22 @@ async def test_search_matches_email_first_and_last_name_prefixes_ignoring_case(
         "Bob", "Adams", ("VIP",), True)  # fmt: skip
 
 
+async def test_a_full_name_is_found_whichever_word_the_first_name_ends_at(world: World) -> None:
+    await world.import_csv("VIP", people(
+        "mary@example.com,Mary Ann,Smith", "ada@example.com,Ada,Lovelace",
+        "jan@example.com,Jan,van der Berg", header="email,first_name,last_name"))  # fmt: skip
+
+    async def emails(query: str) -> list[str]:
+        return [h.email for h in (await search(world.db, TEAM, query)).hits]
+
+    assert await emails("Mary Ann Smith") == ["mary@example.com"]
+    assert await emails("mary ann smi") == ["mary@example.com"]
+    assert await emails("Jan van der Berg") == ["jan@example.com"]
+    assert await emails("Ada Lovelace") == ["ada@example.com"]
+    assert await emails("Mary Smith") == ["mary@example.com"]  # a prefix of "Mary Ann"
+    assert await emails("Ann Smith") == []  # first names are matched from their start
+
+
 async def test_search_pages_in_email_order(world: World) -> None:
     await world.import_csv("VIP", people(*[f"p{i:02d}@example.com,P{i}" for i in range(25)]))
     first = await search(world.db, TEAM, "p")
