@@ -142,10 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_in_loop(_run(args, settings))
     except (CliError, SettingsError, WorkspaceError, ImportFailed,
             cli_campaigns.CampaignCliError, cli_mailchimp.MailchimpCliError) as exc:  # fmt: skip
-        if as_json:
-            print(json.dumps({"error": str(exc)}))
-        print(f"referral-bot: {exc}", file=sys.stderr)
-        return 1
+        return _failed(str(exc), as_json)
     except KeyboardInterrupt:
         print("referral-bot: interrupted", file=sys.stderr)
         return 130
@@ -153,17 +150,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except OverflowError:  # a number too big for the database (`audit --limit 1e20`)
-        message = "a number given is too big"
-        if as_json:
-            print(json.dumps({"error": message}))
-        print(f"referral-bot: {message}", file=sys.stderr)
-        return 1
+        return _failed("a number given is too big", as_json)
     except (OSError, DBAPIError) as exc:  # the database can't be reached, a path can't be used
-        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        if as_json:
-            print(json.dumps({"error": message}))
-        print(f"referral-bot: {message}", file=sys.stderr)
-        return 1
+        return _failed((str(exc).strip().splitlines() or [type(exc).__name__])[0], as_json)
+
+
+def _failed(message: str, as_json: bool) -> int:
+    """Say why the command failed, once (and as JSON on stdout with --json); exit status 1."""
+    if as_json:
+        print(json.dumps({"error": message}))
+    print(f"referral-bot: {message}", file=sys.stderr)
+    return 1
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:

@@ -31,6 +31,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from bot.audit import Act, record_in
 from bot.campaigns.consent import STOP_INVITES
 from bot.casefold import spellings
+from bot.ids import digits
 from models import Contact, Database, RetiredCode
 from models.clock import utcnow
 from models.locks import lock_contacts
@@ -247,9 +248,10 @@ async def _segment_names(conn: AsyncConnection, team_id: str, contact_ids: list[
 
 def contact_id_of(value: str) -> int:
     """A contact id from a button value; anything else is an old or forged button."""
-    if not (value.isascii() and value.isdigit() and len(value) <= 18):  # "²", 20 digits: no
+    found = digits(value)
+    if found is None:
         raise ContactError("That button doesn't name a contact: it may come from an old message.")
-    return int(value)
+    return found
 
 
 async def find_by_email(db: Database, team_id: str, email: str) -> int:

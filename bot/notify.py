@@ -70,6 +70,14 @@ UNDO_FINISHED = "undo_finished"
 REPORT_ATTEMPTS = 10  # with the doubling retry delay: about an hour and a half of outage
 
 
+async def enqueue_enrollment_report_in(conn: AsyncConnection, team_id: str,
+                                       enrollment_id: int) -> None:  # fmt: skip
+    """Queue a refresh of an enrollment's report inside the caller's transaction."""
+    await enqueue_in(conn, team_id, REPORT_JOB, {
+        "event": ENROLLMENT_CHANGED, "ids": {"enrollment_id": enrollment_id}},
+        max_attempts=REPORT_ATTEMPTS)  # fmt: skip
+
+
 async def enqueue_report_in(
     conn: AsyncConnection, team_id: str, batch_id: int, event: str, *, source_id: int | None = None
 ) -> None:

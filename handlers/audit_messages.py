@@ -21,8 +21,9 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.audit import CLI, Act, Entry, ImportOutcome, detail_words, import_of, words
+from bot.ids import digits
 from handlers.ids import Action
-from handlers.messages import digits, esc, n, slack_date
+from handlers.messages import esc, n, slack_date
 
 PAGE = 20
 MAX_DETAIL = 300  # characters of a detail shown (before escaping)

@@ -24,6 +24,7 @@ from bot.campaigns.service import (
     set_state,
     update_campaign,
 )
+from bot.ids import digits
 from bot.workspaces import ensure_workspace
 from handlers.campaign_messages import (
     INVITE_ON,
@@ -38,7 +39,7 @@ from handlers.campaign_messages import (
 from handlers.context import Deps, Refusal, deps, id_in, is_lead, leads_only, require_lead
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import digits, esc, metadata
+from handlers.messages import esc, metadata
 from handlers.placeholder import open_modal
 from handlers.respond import (
     Click,

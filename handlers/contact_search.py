@@ -24,11 +24,12 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import contact_admin
 from bot.contact_admin import ContactError, contact_id_of
+from bot.ids import digits
 from handlers.contact_search_messages import card, deleted, gone, prompt, results, search_modal
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import digits, esc
+from handlers.messages import esc
 from handlers.routes import Routes
 
 log = logging.getLogger(__name__)

@@ -10,10 +10,11 @@ from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.contact_admin import MAX_QUERY
+from bot.ids import digits
 from bot.imports import review
 from handlers.context import Refusal, deps, id_in, may_change
 from handlers.ids import Action, Callback
-from handlers.messages import CONTACTS_PER_PAGE, contacts_modal, digits
+from handlers.messages import CONTACTS_PER_PAGE, contacts_modal
 from handlers.respond import update_modal
 from handlers.routes import Routes
 from models import BatchStatus

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.ids import digits
 from bot.imports import review
 from bot.leads import is_listed, lead_ids
 from bot.settings import Settings
-from handlers.messages import digits
 from handlers.notify import SlackNotifier
 
 if TYPE_CHECKING:

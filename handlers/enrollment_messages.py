@@ -98,7 +98,7 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
     if not c.invite_email:
         lines.append("_The invite email of this campaign is off (e.g. you invite from Klaviyo)._")
     if stopped:
-        lines.append(f":warning: Sending stopped: {esc(e.send_error or '')[:500]}\nFix the bot's "
+        lines.append(f":warning: Sending stopped: {esc(e.send_error or '')}\nFix the bot's "
                      "mail settings, then *Retry sending*.")  # fmt: skip
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text="\n".join(lines)[:3000]))]
     buttons = []

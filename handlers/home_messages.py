@@ -25,11 +25,12 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.campaigns.service import CampaignSummary
+from bot.ids import digits
 from bot.imports.batches import status_words
 from bot.mailchimp.accounts import Connection
 from handlers.campaign_messages import STATE_LABEL
 from handlers.ids import Action
-from handlers.messages import digits, esc, n, slack_date
+from handlers.messages import esc, n, slack_date
 from models import BatchStatus, CampaignState, Segment, SegmentKind
 
 MAX_SEGMENTS_SHOWN = 10

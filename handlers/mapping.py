@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.ids import digits
 from bot.imports import review
 from bot.imports.background import FileRejected
 from bot.imports.batches import ReviewError, get_source
@@ -38,7 +39,7 @@ from bot.imports.reading import CsvFileError
 from handlers.context import Deps, Refusal, deps, may_change
 from handlers.ids import Action, Callback
 from handlers.mapping_messages import chosen_positions, mapping_errors, mapping_modal, note_modal
-from handlers.messages import digits, esc
+from handlers.messages import esc
 from handlers.placeholder import open_modal
 from handlers.respond import fill_modal, update_modal
 from handlers.routes import Routes

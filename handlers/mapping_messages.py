@@ -19,9 +19,10 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.ids import digits
 from bot.imports.mapping import FIELD_LABELS, FIELDS, ColumnMap, position_of
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import digits, esc, metadata
+from handlers.messages import esc, metadata
 
 NONE = "none"  # the "(none)" option's value; columns are their position
 MAX_OPTION_TEXT = 75  # Slack's limit for an option's text

@@ -69,17 +69,6 @@ def n(value: int) -> str:
     return f"{value:,}"
 
 
-MAX_ID_DIGITS = 18  # every id and count of ours fits in a 64-bit integer
-
-
-def digits(value: object) -> int | None:
-    """A number as our buttons write it (ASCII digits, at most MAX_ID_DIGITS); None for
-    anything else: "²" passes str.isdigit() but not int(), 20 digits pass int() but not the
-    database."""
-    text = "" if value is None else str(value)
-    if text.isascii() and text.isdigit() and len(text) <= MAX_ID_DIGITS:
-        return int(text)
-    return None
 
 
 def esc(text: str | None) -> str:

@@ -29,10 +29,11 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.ids import digits
 from bot.segments import CampaignUse
 from bot.workspaces import MAX_SEGMENT_NAME
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import digits, esc, n
+from handlers.messages import esc, n
 from models.contacts import ALL_CUSTOMERS
 
 PAGE_SIZE = 20  # two blocks each: 40 of a message's 50, with room for the rest

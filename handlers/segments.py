@@ -21,6 +21,7 @@ from typing import Any
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.ids import digits
 from bot.once import forget, hold
 from bot.segments import (
     busy_import,
@@ -45,7 +46,7 @@ from handlers.campaign_messages import notice_modal
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only, require_lead
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import digits, file_stem, metadata
+from handlers.messages import file_stem, metadata
 from handlers.placeholder import open_modal
 from handlers.respond import (
     Click,

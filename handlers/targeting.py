@@ -22,10 +22,6 @@ from models import BatchStatus, CampaignState, Enrollment, ImportBatch
 log = logging.getLogger(__name__)
 
 
-def _int(value: object, what: str) -> int:
-    return id_in(value, what)
-
-
 async def _lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, verb: str) -> None:
     if not await is_lead(d, client, team_id, user_id):
         raise await leads_only(d, team_id, verb)
@@ -45,12 +41,12 @@ def _thread(batch: ImportBatch) -> service.Thread:
 async def _target(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     team_id, user_id = body["team"]["id"], body["user"]["id"]
     await _lead(d, client, team_id, user_id, "target campaigns")
-    batch = await _imported(d, team_id, _int(body["actions"][0].get("value"), "an import"))
+    batch = await _imported(d, team_id, id_in(body["actions"][0].get("value"), "an import"))
     state = ((body.get("state") or {}).get("values") or {}).get(BlockId.TARGET) or {}
     chosen = (state.get(Action.TARGET_CHOICE) or {}).get("selected_option")
     if not chosen:
         raise Refusal("Choose a campaign first, then press Target a campaign.")
-    campaign = await service.get_campaign(d.db, team_id, _int(chosen.get("value"), "a campaign"))
+    campaign = await service.get_campaign(d.db, team_id, id_in(chosen.get("value"), "a campaign"))
     channel = batch.channel_id or ""
     if campaign.state != CampaignState.LIVE:
         text, blocks = go_live_first(campaign, batch.id or 0)
@@ -68,8 +64,8 @@ async def _go_live(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> Non
     team_id, user_id = body["team"]["id"], body["user"]["id"]
     await _lead(d, client, team_id, user_id, "take campaigns live")
     campaign_part, _, batch_part = str(body["actions"][0].get("value") or "").partition(":")
-    batch = await _imported(d, team_id, _int(batch_part, "an import"))
-    campaign = await service.get_campaign(d.db, team_id, _int(campaign_part, "a campaign"))
+    batch = await _imported(d, team_id, id_in(batch_part, "an import"))
+    campaign = await service.get_campaign(d.db, team_id, id_in(campaign_part, "a campaign"))
     targeted = await service.target(d.db, team_id, campaign.id or 0, batch.segment_id,
                                     requested_by=user_id, thread=_thread(batch))  # fmt: skip
     went_live = await service.set_state(d.db, team_id, campaign.id or 0, CampaignState.LIVE,
@@ -116,7 +112,7 @@ async def _enrollment(d: Deps, client: AsyncWebClient, body: dict[str, Any],
     team_id, user_id = body["team"]["id"], body["user"]["id"]
     await _lead(d, client, team_id, user_id, verb)
     enrollment = await service.get_enrollment(
-        d.db, team_id, _int(body["actions"][0].get("value"), "an enrollment"))  # fmt: skip
+        d.db, team_id, id_in(body["actions"][0].get("value"), "an enrollment"))  # fmt: skip
     return team_id, user_id, enrollment
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.ids import digits
 from bot.imports import review
 from bot.imports.batches import create_upload_batch
 from bot.once import first_time, forget
@@ -19,7 +20,7 @@ from bot.workspaces import ensure_workspace
 from handlers.context import Deps, Refusal, deps
 from handlers.ids import Action, BlockId
 from handlers.import_modal import import_segment, post_review
-from handlers.messages import digits, esc, plain, upload_offer
+from handlers.messages import esc, plain, upload_offer
 from handlers.routes import Routes
 from handlers.slack_files import SlackFile, describe
 from handlers.thread_reply import message_gone

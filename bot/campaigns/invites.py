@@ -301,19 +301,30 @@ async def send_invites(
         await on_progress()
 
 
+_STOP = text("UPDATE enrollment SET send_error = :why WHERE id = :e AND team_id = :t")
+# conditional: the one that clears it (Retry sending, or a run that got through) knows it did
+_CLEAR_STOP = text("UPDATE enrollment SET send_error = NULL "
+                   "WHERE id = :e AND team_id = :t AND send_error IS NOT NULL")
+
+
+async def stop_sending_in(conn: AsyncConnection, team_id: str, enrollment_id: int,
+                          why: str) -> bool:  # fmt: skip
+    """Sending stops with `why` in the enrollment's report (queued invites stay queued, with
+    no job, until Retry sending), in the caller's transaction. False if there is no such
+    enrollment."""
+    result = await conn.execute(_STOP, {"why": why[:500], "e": enrollment_id, "t": team_id})
+    return result.rowcount == 1
+
+
 async def stop_sending(db: Database, team_id: str, enrollment_id: int, why: str,
                        job_id: int | None = None) -> bool:  # fmt: skip
-    """The send job `job_id` gave up: keep why on the enrollment, for its report (queued
-    invites stay queued, with no job, until Retry sending); an invite its dead run left
-    `sending` is uncertain now (no later run of this job will say so). False if there is no
-    such enrollment."""
+    """The send job `job_id` gave up: sending stops (stop_sending_in), and an invite its dead
+    run left `sending` is uncertain now (no later run of this job will say so)."""
     async with db.begin() as conn:
-        result = await conn.execute(
-            text("UPDATE enrollment SET send_error = :why WHERE id = :e AND team_id = :t"),
-            {"why": why[:500], "e": enrollment_id, "t": team_id})  # fmt: skip
+        stopped = await stop_sending_in(conn, team_id, enrollment_id, why)
         await conn.execute(_CRASHED, {"t": team_id, "e": enrollment_id, "now": utcnow(),
                                       "job": job_id})  # fmt: skip
-    return result.rowcount == 1
+    return stopped
 
 
 _WAITING = text("""
@@ -350,10 +361,7 @@ async def retry_sending(db: Database, team_id: str, enrollment_id: int) -> bool:
     """Retry sending: forget why it stopped and queue a send job, in one transaction. False if
     sending wasn't stopped (a second click, or a send run got through meanwhile)."""
     async with db.begin() as conn:
-        result = await conn.execute(
-            text("UPDATE enrollment SET send_error = NULL "
-                 "WHERE id = :e AND team_id = :t AND send_error IS NOT NULL"),
-            {"e": enrollment_id, "t": team_id})  # fmt: skip
+        result = await conn.execute(_CLEAR_STOP, {"e": enrollment_id, "t": team_id})
         if result.rowcount != 1:
             return False
         # a key of its own: the job that gave up may have been keyed to this very second
@@ -366,9 +374,7 @@ async def retry_sending(db: Database, team_id: str, enrollment_id: int) -> bool:
 async def _sending_again(db: Database, team_id: str, enrollment_id: int) -> None:
     """A run that got through (a resend, say) ends a stop its report still shows."""
     async with db.begin() as conn:
-        await conn.execute(text("UPDATE enrollment SET send_error = NULL "
-                                "WHERE id = :e AND team_id = :t AND send_error IS NOT NULL"),
-                           {"e": enrollment_id, "t": team_id})  # fmt: skip
+        await conn.execute(_CLEAR_STOP, {"e": enrollment_id, "t": team_id})
 
 
 def _log_outcome(team_id: str, enrollment_id: int, invite_id: int, result: SendResult) -> None:

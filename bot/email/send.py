@@ -4,7 +4,9 @@ Every send ends in one of four outcomes, because the caller's outbox must know w
 message may be tried again: `sent`; `refused` (5xx, permanent); `retry` (4xx, or the
 connection failed before the end of DATA was written: the server cannot have accepted it);
 `uncertain` (the connection failed after the end of DATA was written and before the reply:
-the server may have accepted it, so resending blindly could deliver it twice).
+the server may have accepted it, so resending blindly could deliver it twice). A failure
+that isn't the message's (no connection, the sender refused at MAIL FROM) raises
+SmtpSetupError instead: every message would fail the same way.
 """
 
 from __future__ import annotations
@@ -76,8 +78,9 @@ class SendResult:
 
 
 class SmtpSetupError(RuntimeError):
-    """No usable SMTP session: unreachable on open, STARTTLS required but not offered, TLS or
-    login refused. Retrying message by message can't help, so this is raised, not returned."""
+    """No usable SMTP session: unreachable (on open or on reconnecting), STARTTLS required but
+    not offered, TLS or login refused, the sender refused at MAIL FROM. Retrying message by
+    message can't help, so this is raised, not returned: the caller stops the run."""
 
 
 @dataclass(frozen=True)
@@ -418,7 +421,8 @@ class SmtpSender:
 
     async def send(self, message: EmailMessage) -> SendResult:
         """Send one message; the outcome says whether it may be sent again (never raises for
-        a refusal or a lost connection; raises SmtpSetupError when TLS or login fails)."""
+        a refusal of the recipient or the message; raises SmtpSetupError for a failure before
+        RCPT, see the class)."""
         async with self._lock:
             return await self._send(message)
 

@@ -16,19 +16,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.campaigns.enroll import SEND_JOB
+from bot.campaigns.invites import stop_sending_in
 from bot.imports.batches import UNDER_WAY, ReviewError, lock_batch
 from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB
 from bot.jobs import queue
-from bot.jobs.queue import enqueue_in
 from bot.notify import (
     BATCH_CHANGED,
-    ENROLLMENT_CHANGED,
     IMPORT_FINISHED,
-    REPORT_ATTEMPTS,
-    REPORT_JOB,
+    enqueue_enrollment_report_in,
     enqueue_report_in,
 )
-from models import BatchStatus, Database, Job
+from models import BatchStatus, Database, Job, JobState
 from models.clock import utcnow
 
 # Valid rows of the batch the engine has passed (its cursor is a staged-row id).
@@ -72,9 +70,6 @@ async def stop_import_in(conn: AsyncConnection, team_id: str, batch_id: int, who
     await enqueue_report_in(conn, team_id, batch_id, IMPORT_FINISHED)
 
 
-LIVE = ("queued", "running")
-
-
 async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") -> Job | None:
     """Cancel a queued or running job; returns it as it now stands (None: no such job).
 
@@ -97,7 +92,8 @@ async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") 
                 await stop_import_in(conn, team_id, batch_id, who)
         elif job.kind == SLACK_FILE_JOB and "source_id" in payload:
             await _fail_reading_in(conn, team_id, int(payload["source_id"]))
-        elif job.kind == SEND_JOB and "enrollment_id" in payload and job.state in LIVE:
+        elif job.kind == SEND_JOB and "enrollment_id" in payload and job.state in (
+                JobState.QUEUED, JobState.RUNNING):
             await _stop_sending_in(conn, team_id, int(payload["enrollment_id"]))
         await conn.execute(
             text("UPDATE job SET state = 'cancelled', finished_at = :now, updated_at = :now "
@@ -111,14 +107,8 @@ async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") 
 async def _stop_sending_in(conn: AsyncConnection, team_id: str, enrollment_id: int) -> None:
     """A cancelled send job leaves its invites queued: the report says sending stopped and
     offers Retry sending (nothing else would ever send them)."""
-    stopped = await conn.execute(
-        text("UPDATE enrollment SET send_error = :why WHERE id = :e AND team_id = :t"),
-        {"e": enrollment_id, "t": team_id, "why": "its send job was cancelled."},
-    )  # fmt: skip
-    if stopped.rowcount:
-        await enqueue_in(conn, team_id, REPORT_JOB, {
-            "event": ENROLLMENT_CHANGED, "ids": {"enrollment_id": enrollment_id}},
-            max_attempts=REPORT_ATTEMPTS)  # fmt: skip
+    if await stop_sending_in(conn, team_id, enrollment_id, "its send job was cancelled."):
+        await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
 
 
 async def _fail_reading_in(conn: AsyncConnection, team_id: str, source_id: int) -> None:

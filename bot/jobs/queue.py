@@ -36,7 +36,6 @@ def _sql(statement: str) -> Any:
     return text(statement).bindparams(*(bindparam(n, type_=UTCDateTime()) for n in names))
 
 
-
 @dataclass
 class _Defaults:
     max_attempts: int = 5
@@ -52,6 +51,7 @@ def use_max_attempts(attempts: int) -> int:
     returns the limit before, to put back."""
     before, _defaults.max_attempts = _defaults.max_attempts, max(1, attempts)
     return before
+
 
 async def enqueue(
     db: Database,
