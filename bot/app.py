@@ -28,6 +28,7 @@ from bot.jobs.kinds import handlers as job_handlers
 from bot.jobs.supervisor import WorkerSupervisor, combined_health, without_worker
 from bot.jobs.worker import Worker, WorkerConfig
 from bot.settings import Settings
+from bot.slack_connection import SocketModeHealth
 from bot.slack_requests import to_bolt_request
 from bot.web import public_routes
 from handlers import register_listeners
@@ -143,13 +144,16 @@ def tell_connected(client: AsyncWebClient) -> Callable[[str, str, str], Any]:
 
 def build_web_app(
     bolt: AsyncApp | None, *, health: Health | None = None,
-    routes: Sequence[web.RouteDef] = (),
+    routes: Sequence[web.RouteDef] = (), socket_mode: SocketModeHealth | None = None,
 ) -> web.Application:  # fmt: skip
     """The routes `serve` answers on HOST:PORT: health, the public pages (referral and
     unsubscribe links) and, when Slack talks HTTP, `/slack/events`."""
 
     async def health_route(_: web.Request) -> web.Response:
         report = health() if health is not None else {"ok": True}
+        if socket_mode is not None:
+            slack = report["slack"] = await socket_mode.report()
+            report["ok"] = bool(report.get("ok")) and slack["ok"]
         return web.json_response(report, status=200 if report.get("ok") else 503)
 
     web_app = web.Application()
@@ -209,11 +213,11 @@ async def serve(
     socket_mode = bool(settings.slack_app_token)
     log.info("%s", settings.invite_delivery())
     health = (lambda: combined_health(supervisors)) if supervisors else without_worker
-    runner = web.AppRunner(build_web_app(None if socket_mode else bolt, health=health,
-                                         routes=public_routes(
-                                             db, settings, on_connected=tell_connected(client)
-                                         )),
-                             access_log_class=SlackQuietAccessLogger)  # fmt: skip
+    connection = SocketModeHealth() if socket_mode else None
+    web_app = build_web_app(None if socket_mode else bolt, health=health, socket_mode=connection,
+                            routes=public_routes(db, settings,
+                                                 on_connected=tell_connected(client)))  # fmt: skip
+    runner = web.AppRunner(web_app, access_log_class=SlackQuietAccessLogger)
     await runner.setup()
     settle_heap()
     handler = None
@@ -225,6 +229,8 @@ async def serve(
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
             handler = AsyncSocketModeHandler(bolt, settings.slack_app_token)
+            assert connection is not None
+            connection.client = handler.client
             # the SDK retries a failed connection forever: `stop` must still end serve
             connecting = asyncio.create_task(handler.connect_async())
             stopping = asyncio.create_task(stop.wait())

@@ -124,7 +124,10 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             log.warning("refused a Mailchimp callback (%s) from %s", exc, request.remote)
             return page("Link not valid", "This sign-in link isn't valid or has expired: "
                         "start again from /referral mailchimp in Slack.", status=400)  # fmt: skip
+        who = f"team {state.team_id}, user {state.user_id}"
         if not await first_time(db, state.team_id, f"mailchimp-oauth:{state.nonce}"):
+            log.warning("refused a Mailchimp sign-in link used before (%s) from %s", who,
+                        request.remote)  # fmt: skip
             return page("Link already used", "This sign-in link was already used: start again "
                         "from /referral mailchimp in Slack.", status=400)  # fmt: skip
         try:
@@ -136,8 +139,9 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
                        account_name=account.account_name, login_email=account.login_email,
                        user=state.user_id, secret_key=settings.secret_key)  # fmt: skip
         except MailchimpError as exc:
-            log.warning("Mailchimp OAuth exchange failed for %s: %s", state.team_id, exc)
+            log.warning("Mailchimp OAuth exchange failed (%s): %s", who, exc)
             return page("Not connected", str(exc), status=502)
+        log.info("Mailchimp account %r connected (%s)", account.account_name, who)
         if on_connected is not None:
             await on_connected(state.team_id, state.user_id, account.account_name)
         return page("Mailchimp connected", f"{account.account_name or 'Your account'} is "

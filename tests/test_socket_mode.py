@@ -150,7 +150,9 @@ async def test_connects_with_the_app_token_and_serves_only_health_over_http(bot:
     assert [c.headers["Authorization"] for c in opens] == ["Bearer xapp-test"]
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{bot.base_url}/healthz") as response:
-            assert response.status == 200 and (await response.json())["ok"] is True
+            health = await response.json()
+            assert response.status == 200 and health["ok"] is True
+            assert health["slack"] == {"ok": True, "state": "connected"}
         for method in ("POST", "GET"):
             async with session.request(method, f"{bot.base_url}/slack/events") as response:
                 assert response.status in (404, 405), method
@@ -284,3 +286,28 @@ async def test_stop_ends_serve_even_while_it_cannot_connect(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def test_health_is_503_while_socket_mode_cannot_connect(
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK retries a refused app token forever: the process must not look healthy."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with FakeSlack(bot_token="xoxb-test", team_id="T0001") as slack:
+        slack.fail("apps.connections.open", "invalid_auth", times=1000)  # e.g. a revoked token
+        settings = _settings(db, slack)
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(settings, db, stop=stop))
+        try:
+            await slack.wait_for("apps.connections.open", timeout=5)
+            url = f"http://127.0.0.1:{settings.port}/healthz"
+            async with aiohttp.ClientSession() as session, session.get(url) as response:
+                health = await response.json()
+            assert response.status == 503 and health["ok"] is False
+            assert health["slack"]["state"].startswith("not connected")
+            assert health["worker"]["state"] == "running"  # the rest of the report is kept
+            assert "invalid_auth" in caplog.text  # the log says why
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 5)

@@ -89,8 +89,8 @@ class JobContext:
         try:
             owned = await queue.report_progress(self.db, self.job, self.owner, done, total)
         except Exception:
-            log.exception("job %s (%s): recording progress %s/%s failed; going on",
-                          self.job.id, self.job.kind, done, total)  # fmt: skip
+            log.exception("%s: recording progress %s/%s failed; going on", about(self.job),
+                          done, total)  # fmt: skip
         else:
             if not owned:
                 self.lost.set()
@@ -198,8 +198,8 @@ class Worker:
                 await self._run(job)
             except Exception:  # _run records its own failures; this is a last resort
                 delay = backoff.next()
-                log.exception("job %s (%s): the worker failed running it; going on in %.1f s",
-                              job.id, job.kind, delay)  # fmt: skip
+                log.exception("%s: the worker failed running it; going on in %.1f s",
+                              about(job), delay)  # fmt: skip
                 await self._pause(delay)
 
     async def _run(self, job: Job) -> None:
@@ -219,7 +219,7 @@ class Worker:
                 if not ctx.lost.is_set() and await self._record(
                     job, "handing it back", lambda: queue.release(db, job, owner)
                 ):
-                    log.info("job %s released for another worker", job.id)
+                    log.info("%s released for another worker", about(job))
             except PermanentJobError as exc:
                 error = str(exc)
                 log.error("%s failed for good: %s", about(job), error)
@@ -269,13 +269,13 @@ class Worker:
                 if self.stopping.is_set():
                     failed_while_stopping += 1
                     if failed_while_stopping >= GIVE_UP_WHEN_STOPPING:
-                        log.exception("job %s (%s): %s failed; stopping anyway, its lease will "
-                                      "expire and another worker takes it over",
-                                      job.id, job.kind, what)  # fmt: skip
+                        log.exception("%s: %s failed; stopping anyway, its lease will expire "
+                                      "and another worker takes it over", about(job),
+                                      what)  # fmt: skip
                         return False
                 delay = backoff.next()
-                log.exception("job %s (%s): %s failed; retrying in %.1f s",
-                              job.id, job.kind, what, delay)  # fmt: skip
+                log.exception("%s: %s failed; retrying in %.1f s", about(job), what,
+                              delay)  # fmt: skip
                 await asyncio.sleep(delay)
 
     async def _heartbeat(self, ctx: JobContext) -> None:
@@ -295,8 +295,8 @@ class Worker:
                 )
             except Exception:
                 wait = backoff.next()
-                log.exception("job %s (%s): renewing its lease failed; retrying in %.1f s",
-                              ctx.job.id, ctx.job.kind, wait)  # fmt: skip
+                log.exception("%s: renewing its lease failed; retrying in %.1f s",
+                              about(ctx.job), wait)  # fmt: skip
                 continue
             if not owned:
                 ctx.lost.set()  # cancelled, or our lease expired and someone else has it

@@ -77,9 +77,10 @@ async def state_of(db: Database, job: Job) -> str:
 
 
 def logged(caplog: pytest.LogCaptureFixture, words: str, job: Job) -> bool:
-    """An error naming the job, its kind and what failed, with its traceback."""
+    """An error naming the job, its kind, its workspace and what failed, with its traceback."""
     return any(
-        words in r.getMessage() and f"job {job.id} ({job.kind})" in r.getMessage() and r.exc_info
+        words in r.getMessage() and f"job {job.id} ({job.kind}, team {job.team_id}, {{"
+        in r.getMessage() and r.exc_info
         for r in caplog.records
     )
 

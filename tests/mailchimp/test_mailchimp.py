@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -165,8 +166,9 @@ async def test_a_revoked_key_says_reconnect(db: Database, mc: FakeMailchimp) -> 
 
 
 async def test_oauth_connects_once_and_refuses_forged_or_reused_states(
-    db: Database, mc: FakeMailchimp
+    db: Database, mc: FakeMailchimp, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="bot")
     settings = _settings(db, mc)
     connected: list[tuple[str, str, str]] = []
 
@@ -193,6 +195,9 @@ async def test_oauth_connects_once_and_refuses_forged_or_reused_states(
         async with http.get(callback, params={"code": "code-1", "state": state}) as response:
             assert response.status == 400 and "already used" in await response.text()
     assert len(mc.token_requests) == 1
+    # whose sign-in it was, in the log: connected, then a link used again
+    said = [r.getMessage() for r in caplog.records if f"team {TEAM}, user U0002" in r.getMessage()]
+    assert "connected" in said[0] and "used before" in said[1], said
     assert connected == [(TEAM, "U0002", "Northwind Coffee")]
     found = await accounts.connection(db, TEAM)
     assert found is not None and (found.auth, found.dc) == ("oauth", "us7")
@@ -202,7 +207,7 @@ async def test_oauth_connects_once_and_refuses_forged_or_reused_states(
 
 
 async def test_an_oauth_exchange_mailchimp_answers_badly_says_not_connected(
-    db: Database, mc: FakeMailchimp
+    db: Database, mc: FakeMailchimp, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = _settings(db, mc)
     mc.fail_next("/oauth2/token", 503, "<html>Service Unavailable</html>")
@@ -213,6 +218,7 @@ async def test_an_oauth_exchange_mailchimp_answers_badly_says_not_connected(
             assert response.status == 502
             assert "couldn&#39;t be reached to finish the sign-in" in await response.text()
     assert await accounts.connection(db, TEAM) is None
+    assert f"exchange failed (team {TEAM}, user U0002)" in caplog.text
 
 
 async def test_the_cli_connects_lists_and_imports(db: Database, db_env: dict[str, str],
