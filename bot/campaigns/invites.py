@@ -84,12 +84,29 @@ _DUE = text("""
     ORDER BY i.id LIMIT :limit
 """).bindparams(_ts("now"))
 
+# Settings win over what is queued, up to the moment of sending: an invite starts only while
+# its contact is subscribed (a file may withdraw consent after enrollment) and its campaign is
+# live with its invite email on (paused or turned off during a run). Two lookups by primary key.
 _START_SQL = """
     UPDATE invite SET state = 'sending', attempts = attempts + 1, updated_at = :now,
         sender_job = :job
     WHERE id = :id AND team_id = :t AND state IN ('queued', 'held')
+      AND EXISTS (SELECT 1 FROM contact c WHERE c.id = invite.contact_id AND c.subscribed)
+      AND EXISTS (SELECT 1 FROM campaign p WHERE p.id = invite.campaign_id
+                    AND p.state = 'live' AND p.invite_email)
     RETURNING attempts
 """
+# Why an invite didn't start (rare: see _START_SQL).
+_NOT_STARTED = text("""
+    SELECT i.state, c.subscribed, p.state, p.invite_email
+    FROM invite i JOIN contact c ON c.id = i.contact_id
+    JOIN campaign p ON p.id = i.campaign_id
+    WHERE i.id = :id AND i.team_id = :t
+""")
+_NOT_EMAILED = text("""
+    UPDATE invite SET state = 'not_emailed', reason = :why, updated_at = :now
+    WHERE id = :id AND team_id = :t AND state IN ('queued', 'held')
+""").bindparams(_ts("now"))
 _OUTCOME_SQL = """
     UPDATE invite SET state = :state, reason = :reason, send_after = :send_after,
         sent_at = :sent_at, locale = :locale, fell_back = :fell_back, updated_at = :now,
@@ -246,7 +263,7 @@ async def send_invites(
     if not links.secret_key:
         raise SmtpSetupError("SECRET_KEY is not set: invites need it to sign unsubscribe links.")
     pending: _Pending | None = None
-    after, last_report = 0, time.monotonic()
+    after, last_report, paused = 0, time.monotonic(), False
     page = await _due(db, team_id, enrollment_id, after)
     if not page:  # nothing due (held, delayed, or all done): no connection at all
         await _schedule_rest(db, team_id, enrollment_id)
@@ -264,6 +281,9 @@ async def send_invites(
                     attempts = await outbox.write(pending, invite_id)
                     pending = None
                     if attempts is None:
+                        if await _not_started(db, team_id, invite_id) == _PAUSED:
+                            paused, page = True, []  # the rest wait for it to go live again
+                            break
                         continue
                     invite = Invite(
                         to_email=email, first_name=first, locale=locale,
@@ -287,7 +307,7 @@ async def send_invites(
                     if on_progress is not None and time.monotonic() - last_report > 2:
                         last_report = time.monotonic()
                         await on_progress()
-                page = await _due(db, team_id, enrollment_id, after)
+                page = page and await _due(db, team_id, enrollment_id, after)
     except SmtpSetupError as exc:  # the server, not a message: stop the run (see send.py)
         if pending is not None and pending.result is None:
             pending.result = SendResult(SendStatus.RETRY, "", text=str(exc), stage=SERVER_STAGE)
@@ -295,10 +315,32 @@ async def send_invites(
     finally:
         async with db.engine.connect() as conn:
             await _Outbox(conn, team_id, job_id).write(pending, None)
-    await _schedule_rest(db, team_id, enrollment_id)
+    if not paused:  # going live again schedules them (schedule_waiting_in)
+        await _schedule_rest(db, team_id, enrollment_id)
     await _sending_again(db, team_id, enrollment_id)
     if on_progress is not None:
         await on_progress()
+
+
+_PAUSED = "paused"
+
+
+async def _not_started(db: Database, team_id: str, invite_id: int) -> str | None:
+    """An invite that didn't start: one whose contact unsubscribed, or whose campaign's invite
+    email is off, will never be sent (said on the invite); one whose campaign isn't live
+    waits (_PAUSED); one another run took or someone cancelled is left as it is."""
+    async with db.begin() as conn:
+        row = (await conn.execute(_NOT_STARTED, {"id": invite_id, "t": team_id})).first()
+        if row is None or row[0] not in ("queued", "held"):
+            return None
+        _, subscribed, campaign_state, invite_email = row
+        if campaign_state != "live":
+            return _PAUSED
+        why = "unsubscribed" if not subscribed else "invite email off" if not invite_email else None
+        if why is not None:
+            await conn.execute(_NOT_EMAILED, {"id": invite_id, "t": team_id, "why": why,
+                                              "now": utcnow()})  # fmt: skip
+        return why
 
 
 _STOP = text("UPDATE enrollment SET send_error = :why WHERE id = :e AND team_id = :t")

@@ -19,6 +19,7 @@ from bot.campaigns import service
 from bot.campaigns.consent import unsubscribe
 from bot.campaigns.invites import Links, cancel_held, resend_uncertain, send_invites
 from bot.email.send import OutboxDirSender, SmtpSender, SmtpSetupError, parse_smtp_url
+from models import CampaignState
 from tests.campaigns.conftest import SECRET, TEAM, World, people
 from tests.email.smtp_server import Handler, Server, smtp_server
 
@@ -234,6 +235,65 @@ async def test_turning_the_invite_email_off_stops_invites_still_held(world: Worl
     assert _received(server) == Counter()
     assert await world.rows("SELECT state, reason FROM invite") == [
         ("not_emailed", "invite email off")]  # fmt: skip
+
+
+async def test_consent_a_later_file_withdraws_stops_an_invite_still_waiting(world: World) -> None:
+    enrollment = await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en",
+                                 invite_delay_days=3)  # fmt: skip
+    # a Shopify export the next day says one of them no longer accepts marketing
+    await world.import_csv("Other", people("a@example.com,A,no",
+                                           header="email,first_name,accepts_marketing"))
+    async with world.db.begin() as conn:  # the delay ends
+        await conn.execute(text("UPDATE invite SET send_after = updated_at"))
+    async with smtp_server() as server:
+        await _send(world, server, enrollment)
+    assert _received(server) == Counter({"b@example.com": 1})
+    assert await world.rows("SELECT c.email, i.state, i.reason FROM invite i JOIN contact c "
+                            "ON c.id = i.contact_id WHERE i.state <> 'sent'") == [
+        ("a@example.com", "not_emailed", "unsubscribed")]  # fmt: skip
+
+
+async def test_resend_uncertain_after_the_invite_email_was_turned_off_sends_nothing(
+    world: World,
+) -> None:
+    enrollment = await _enrolled(world, "a@example.com,A,en")
+    async with smtp_server(Handler(drop_at={"DATA": {1}})) as server:  # taken, reply lost
+        await _send(world, server, enrollment)
+    assert await world.scalar("SELECT state FROM invite") == "uncertain"
+    spring = int(str(await world.scalar("SELECT campaign_id FROM enrollment")))
+    await service.update_campaign(world.db, TEAM, spring, invite_email=False)  # to Klaviyo
+    await resend_uncertain(world.db, TEAM, enrollment)  # then a lead clicks Resend
+    async with smtp_server() as again:
+        await _send(world, again, enrollment)
+    assert _received(again) == Counter()
+    assert await world.rows("SELECT state, reason FROM invite") == [
+        ("not_emailed", "invite email off")]  # fmt: skip
+
+
+_SEND_JOBS = "SELECT COUNT(*) FROM job WHERE kind = 'send_invites'"
+
+
+async def test_pausing_a_campaign_stops_a_send_under_way_and_going_live_sends_the_rest(
+    world: World,
+) -> None:
+    enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(5)))
+    spring = int(str(await world.scalar("SELECT campaign_id FROM enrollment")))
+    handler = Handler(data_delay=0.2)
+    async with smtp_server(handler) as server:
+        run = asyncio.create_task(_send(world, server, enrollment))
+        while not handler.messages:
+            await asyncio.sleep(0.01)
+        # the merchant notices a wrong offer and pauses the campaign
+        await service.set_state(world.db, TEAM, spring, CampaignState.PAUSED, requested_by="U1")
+        await run
+        assert len(handler.messages) == 1
+        assert await world.scalar("SELECT COUNT(*) FROM invite WHERE state = 'queued'") == 4
+        # no send job for them while it is paused (the one targeting queued is this run's)
+        assert await world.scalar(_SEND_JOBS) == 1
+        await service.set_state(world.db, TEAM, spring, CampaignState.LIVE, requested_by="U1")
+        assert await world.scalar(_SEND_JOBS) == 2
+        await _send(world, server, enrollment)
+    assert _received(server) == Counter({f"p{i}@example.com": 1 for i in range(5)})
 
 
 @dataclass
