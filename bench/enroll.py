@@ -309,11 +309,12 @@ def enroll_flow(exe: str, workdir: Path, rows: int, db_name: str, prefix: str,
 # --- part 2: invites/s ---------------------------------------------------------------------
 
 
-def due_invites(db_path: Path) -> list[tuple[int, str, str, str | None, str]]:
-    """(contact id, email, first name, locale, code) of every queued invite, in send order."""
+def due_invites(db_path: Path) -> list[tuple[int, str, str, str | None, str, str]]:
+    """(contact id, email, first name, locale, code, email key) of every queued invite, in
+    send order."""
     with closing(sqlite3.connect(db_path)) as conn:
         return conn.execute("""
-            SELECT c.id, c.email, c.first_name, c.locale, a.code FROM invite i
+            SELECT c.id, c.email, c.first_name, c.locale, a.code, c.email_key FROM invite i
             JOIN contact c ON c.id = i.contact_id JOIN advocate a ON a.id = i.advocate_id
             WHERE i.state = 'queued' ORDER BY i.id""").fetchall()  # fmt: skip
 
@@ -339,10 +340,10 @@ def build_invites(db_path: Path) -> list[Any]:
     return [
         Invite(to_email=email, first_name=first, locale=locale, store_name=store,
                store_url=STORE_URL, offer="", referral_link=referral_link(PUBLIC_URL, code),
-               unsubscribe_url=unsubscribe_link(PUBLIC_URL, SECRET_KEY, team, contact_id),
-               sender=sender, message_key=f"{team}-c{campaign_id}-k{contact_id}",
+               unsubscribe_url=unsubscribe_link(PUBLIC_URL, SECRET_KEY, team, contact_id, key),
+               sender=sender, message_key=f"{team}-c{campaign_id}-{code}",
                default_locale=default_locale)
-        for contact_id, email, first, locale, code in due_invites(db_path)
+        for contact_id, email, first, locale, code, key in due_invites(db_path)
     ]  # fmt: skip
 
 

@@ -17,7 +17,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import text
 
 from bot.campaigns.codes import could_be_code, normalise
-from bot.campaigns.consent import unsubscribe
+from bot.campaigns.consent import address_of, unsubscribe
 from bot.campaigns.links import BadToken, read_unsubscribe_token
 from bot.mailchimp.accounts import save
 from bot.mailchimp.api import MailchimpError
@@ -93,24 +93,40 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
                         "the shop needs to correct it.", status=502)  # fmt: skip
         raise found
 
-    def _contact(request: web.Request) -> tuple[str, int] | None:
+    async def _contact(request: web.Request) -> tuple[str, int] | web.Response:
+        """The (team, contact) an unsubscribe link is for, or the page to answer instead."""
         try:
-            return read_unsubscribe_token(settings.secret_key, request.match_info["token"])
+            token = read_unsubscribe_token(request.match_info["token"])
         except BadToken as exc:
             log.warning("refused an unsubscribe token (%s) from %s", exc, request.remote)
-            return None
+            return _not_valid()
+        address = await address_of(db, token.team_id, token.contact_id)
+        if token.signed_for(settings.secret_key, address):
+            return token.team_id, token.contact_id
+        if address is None and token.names_address:
+            # no contact has that id any more (deleted, or its import undone): nothing to do
+            return page("Not on our list", "This address no longer receives referral "
+                        "invitations from us.")  # fmt: skip
+        log.warning("refused an unsubscribe token for contact %s of team %s (not signed for "
+                    "its address) from %s", token.contact_id, token.team_id,
+                    request.remote)  # fmt: skip
+        return _not_valid()
+
+    def _not_valid() -> web.Response:
+        return page("Link not valid", "This unsubscribe link isn't valid.", status=400)
 
     async def unsubscribe_form(request: web.Request) -> web.Response:
-        if _contact(request) is None:
-            return page("Link not valid", "This unsubscribe link isn't valid.", status=400)
+        found = await _contact(request)
+        if isinstance(found, web.Response):
+            return found
         # relative: the form posts back to the link as sent, whatever path PUBLIC_URL has
         return page("Unsubscribe", "Stop receiving referral invitations at this address?",
                     action=request.match_info["token"], button="Unsubscribe")  # fmt: skip
 
     async def unsubscribe_now(request: web.Request) -> web.Response:
-        found = _contact(request)
-        if found is None:
-            return page("Link not valid", "This unsubscribe link isn't valid.", status=400)
+        found = await _contact(request)
+        if isinstance(found, web.Response):
+            return found
         await unsubscribe(db, *found)
         return page("You're unsubscribed", "You won't receive referral invitations from us "
                     "at this address any more.")  # fmt: skip

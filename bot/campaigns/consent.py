@@ -34,3 +34,12 @@ async def unsubscribe(db: Database, team_id: str, contact_id: int) -> str | None
             return None
         await conn.execute(STOP_INVITES, params)
         return str(row[0])
+
+
+async def address_of(db: Database, team_id: str, contact_id: int) -> str | None:
+    """The contact's email key (what an unsubscribe token is signed over); None if no
+    contact has that id."""
+    async with db.begin() as conn:
+        return (await conn.execute(
+            text("SELECT email_key FROM contact WHERE team_id = :t AND id = :c"),
+            {"t": team_id, "c": contact_id})).scalar()  # fmt: skip

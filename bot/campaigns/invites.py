@@ -75,7 +75,7 @@ _CRASHED = text("""
 """).bindparams(_ts("now"))
 
 _DUE = text("""
-    SELECT i.id, i.contact_id, c.email, c.first_name, c.locale, a.code
+    SELECT i.id, i.contact_id, c.email, c.first_name, c.locale, a.code, c.email_key
     FROM invite i
     JOIN contact c ON c.id = i.contact_id AND c.team_id = i.team_id
     JOIN advocate a ON a.id = i.advocate_id
@@ -274,7 +274,7 @@ async def send_invites(
         async with db.engine.connect() as conn, sender:
             outbox = _Outbox(conn, team_id, job_id)
             while page:
-                for invite_id, contact_id, email, first, locale, code in page:
+                for invite_id, contact_id, email, first, locale, code, email_key in page:
                     after = invite_id
                     if checkpoint is not None:
                         checkpoint()
@@ -290,10 +290,11 @@ async def send_invites(
                         store_name=_store_name(campaign), store_url=campaign.store_url,
                         offer=campaign.offer, referral_link=referral_link(links.public_url, code),
                         unsubscribe_url=unsubscribe_link(links.public_url, links.secret_key,
-                                                         team_id, contact_id),
+                                                         team_id, contact_id, email_key),
                         sender=campaign.sender or f"{_store_name(campaign)} <invites@"
                         f"{urlsplit(links.public_url).hostname or 'localhost'}>",
-                        message_key=f"{team_id}-c{campaign.id}-k{contact_id}",
+                        # the advocate's code, never reused (a contact's id may be)
+                        message_key=f"{team_id}-c{campaign.id}-{code}",
                         default_locale=campaign.default_locale,
                     )  # fmt: skip
                     rendered = render_invite(invite)

@@ -207,6 +207,22 @@ async def test_without_smtp_invites_are_written_to_the_outbox(world: World, tmp_
     assert len(list(tmp_path.glob("*.eml"))) == 2
 
 
+async def test_an_invite_to_a_contact_that_got_a_deleted_contacts_id_has_its_own_message_id(
+    world: World, tmp_path: Path
+) -> None:
+    from bot.contact_admin import delete_contact, find_by_email
+
+    enrollment = await _enrolled(world, "ada@example.com,Ada,en")
+    await send_invites(world.db, TEAM, enrollment, sender=OutboxDirSender(tmp_path), links=LINKS)
+    await delete_contact(world.db, TEAM, await find_by_email(world.db, TEAM, "ada@example.com"),
+                         "U2")  # fmt: skip
+    await world.import_csv("VIP", people("bob@example.com,Bob,en"))  # SQLite: Ada's old id
+    enrollment = int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
+    await send_invites(world.db, TEAM, enrollment, sender=OutboxDirSender(tmp_path), links=LINKS)
+    written = sorted(p.read_text() for p in tmp_path.glob("*.eml"))
+    assert len(written) == 2 and "ada@example.com" in written[0] + written[1]
+
+
 async def test_resend_uncertain_never_emails_a_contact_who_unsubscribed_meanwhile(
     world: World,
 ) -> None:

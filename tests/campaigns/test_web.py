@@ -18,6 +18,8 @@ from bot.web import public_routes, with_ref
 from tests.campaigns.conftest import SECRET, TEAM, World, people
 from tests.fakes.slack_api import serve
 
+KEY = "a@example.com"  # _advocate's address
+
 
 @pytest.fixture
 async def site(world: World) -> AsyncIterator[str]:
@@ -81,7 +83,7 @@ async def test_junk_and_head_requests_are_answered_without_counting_or_failing(
     world: World, site: str
 ) -> None:
     code, contact = await _advocate(world)
-    token = unsubscribe_token(SECRET, TEAM, contact)
+    token = unsubscribe_token(SECRET, TEAM, contact, KEY)
     junk_state = base64.urlsafe_b64encode(b"[" * 3000).decode().rstrip("=") + ".AAAA"
     async with aiohttp.ClientSession() as http:
         async with http.head(f"{site}/r/{code}", allow_redirects=False) as response:
@@ -106,7 +108,7 @@ async def test_junk_and_head_requests_are_answered_without_counting_or_failing(
 
 async def test_unsubscribe_asks_on_get_and_acts_only_on_post(world: World, site: str) -> None:
     _, contact = await _advocate(world)
-    link = unsubscribe_link(site, SECRET, TEAM, contact)
+    link = unsubscribe_link(site, SECRET, TEAM, contact, KEY)
     async with aiohttp.ClientSession() as http:
         async with http.get(link) as response:  # a mail scanner following the link
             assert response.status == 200 and "<form" in await response.text()
@@ -121,8 +123,8 @@ async def test_unsubscribe_asks_on_get_and_acts_only_on_post(world: World, site:
 
 async def test_a_forged_or_foreign_token_is_refused(world: World, site: str) -> None:
     _, contact = await _advocate(world)
-    forged = [unsubscribe_token("another-key", TEAM, contact),
-              unsubscribe_token(SECRET, TEAM, contact)[:-2] + "xx",
+    forged = [unsubscribe_token("another-key", TEAM, contact, KEY),
+              unsubscribe_token(SECRET, TEAM, contact, KEY)[:-2] + "xx",
               "bm9wZQ.AAAA", "garbage"]  # fmt: skip
     async with aiohttp.ClientSession() as http:
         for token in forged:
@@ -132,9 +134,54 @@ async def test_a_forged_or_foreign_token_is_refused(world: World, site: str) -> 
     assert await world.scalar("SELECT subscribed FROM contact") in (True, 1)
 
 
+async def test_an_old_link_never_unsubscribes_the_contact_that_got_its_id(
+    world: World, site: str
+) -> None:
+    """SQLite gives a deleted contact's id to the next contact inserted: Ada's link, still in
+    her mailbox, names Bob's id now."""
+    from bot.contact_admin import delete_contact, find_by_email
+
+    _, ada = await _advocate(world)
+    link = unsubscribe_link(site, SECRET, TEAM, ada, KEY)
+    await delete_contact(world.db, TEAM, await find_by_email(world.db, TEAM, KEY), "U2")
+    await world.import_csv("VIP", people("bob@example.com,Bob,"))
+    bob = await world.scalar("SELECT id FROM contact WHERE email = 'bob@example.com'")
+    async with aiohttp.ClientSession() as http:
+        for method in ("GET", "POST"):
+            async with http.request(method, link) as response:
+                assert response.status == 400, method
+        # with nobody at that id, the page says so and changes nothing
+        await world.import_csv("Other", people("carl@example.com,Carl,"))
+        async with world.db.begin() as conn:
+            await conn.execute(text("DELETE FROM segment_member"))
+            await conn.execute(text("DELETE FROM contact WHERE email = 'bob@example.com'"))
+        async with http.post(link) as response:
+            assert response.status == 200 and "no longer receives" in await response.text()
+    assert await world.rows("SELECT email, subscribed FROM contact") == [
+        ("carl@example.com", True)]  # fmt: skip
+    if world.db.is_sqlite:
+        assert bob == ada  # the reuse this guards against
+
+
+async def test_a_link_sent_before_tokens_named_the_address_still_works(
+    world: World, site: str
+) -> None:
+    import hashlib
+    import hmac
+
+    _, contact = await _advocate(world)
+    body = f"{TEAM}.{contact}".encode()  # the old token: signed over team and id only
+    mac = hmac.new(SECRET.encode(), b"unsubscribe:" + body, hashlib.sha256).digest()[:16]
+    token = (base64.urlsafe_b64encode(body).decode().rstrip("=") + "."
+             + base64.urlsafe_b64encode(mac).decode().rstrip("="))  # fmt: skip
+    async with aiohttp.ClientSession() as http, http.post(f"{site}/u/{token}") as response:
+        assert response.status == 200 and "unsubscribed" in await response.text()
+    assert await world.scalar("SELECT subscribed FROM contact") in (False, 0)
+
+
 async def test_an_unsubscribe_is_sticky_across_later_imports(world: World, site: str) -> None:
     _, contact = await _advocate(world)
-    link = unsubscribe_link(site, SECRET, TEAM, contact)
+    link = unsubscribe_link(site, SECRET, TEAM, contact, KEY)
     async with aiohttp.ClientSession() as http, http.post(link) as response:
         assert response.status == 200
     header = "email,first_name,accepts_marketing"
