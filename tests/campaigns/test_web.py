@@ -146,10 +146,11 @@ async def test_an_old_link_never_unsubscribes_the_contact_that_got_its_id(
     await delete_contact(world.db, TEAM, await find_by_email(world.db, TEAM, KEY), "U2")
     await world.import_csv("VIP", people("bob@example.com,Bob,"))
     bob = await world.scalar("SELECT id FROM contact WHERE email = 'bob@example.com'")
+    reused = bob == ada  # SQLite; PostgreSQL's sequence never gives an id twice
     async with aiohttp.ClientSession() as http:
         for method in ("GET", "POST"):
             async with http.request(method, link) as response:
-                assert response.status == 400, method
+                assert response.status == (400 if reused else 200), method
         # with nobody at that id, the page says so and changes nothing
         await world.import_csv("Other", people("carl@example.com,Carl,"))
         async with world.db.begin() as conn:
@@ -159,8 +160,7 @@ async def test_an_old_link_never_unsubscribes_the_contact_that_got_its_id(
             assert response.status == 200 and "no longer receives" in await response.text()
     assert await world.rows("SELECT email, subscribed FROM contact") == [
         ("carl@example.com", True)]  # fmt: skip
-    if world.db.is_sqlite:
-        assert bob == ada  # the reuse this guards against
+    assert reused or not world.db.is_sqlite  # the reuse this guards against
 
 
 async def test_a_link_sent_before_tokens_named_the_address_still_works(
