@@ -33,6 +33,7 @@ from models import (
     Enrollment,
     Invite,
     InviteState,
+    SegmentKind,
     SegmentRole,
 )
 from models.clock import utcnow
@@ -298,6 +299,10 @@ async def target(db: Database, team_id: str, campaign_id: int, segment_id: int, 
 async def exclude(db: Database, team_id: str, campaign_id: int, segment_id: int) -> None:
     """Contacts of an excluded segment are never enrolled (existing advocates stay)."""
     segment = await get_segment(db, team_id, segment_id)
+    if segment.kind == SegmentKind.ALL:  # it has no member rows: excluding it excluded nobody
+        raise CampaignError(f"{segment.name} holds every contact: excluding it would leave the "
+                            "campaign nobody to enroll. Exclude a segment of the contacts to "
+                            "leave out instead.")  # fmt: skip
     async with db.begin() as conn:
         await _take(conn, team_id, campaign_id)
         await _segment_stays(conn, team_id, segment.id or 0)
@@ -354,11 +359,16 @@ async def enroll_after_import_in(conn: AsyncConnection, team_id: str, batch_id: 
                                  segment_id: int, thread: Thread | None, requested_by: str,
                                  *, hold: bool = True, queue_job: bool = True
                                  ) -> list[int]:  # fmt: skip
-    """Enroll an import's new members in every live campaign targeting its segment."""
+    """Enroll an import's new members in every live campaign targeting its segment, or All
+    Customers (which every contact an import adds is in too: the import's members are its
+    new ones there as well)."""
     campaigns = [r[0] for r in await conn.execute(
-        text("SELECT c.id FROM campaign c JOIN campaign_segment cs ON cs.campaign_id = c.id "
-             "WHERE c.team_id = :t AND c.state = 'live' AND cs.segment_id = :s "
-             "AND cs.role = 'target' ORDER BY c.id"), {"t": team_id, "s": segment_id},
+        text("SELECT DISTINCT c.id FROM campaign c "
+             "JOIN campaign_segment cs ON cs.campaign_id = c.id "
+             "JOIN segment g ON g.id = cs.segment_id AND g.team_id = c.team_id "
+             "WHERE c.team_id = :t AND c.state = 'live' AND cs.role = 'target' "
+             "AND (cs.segment_id = :s OR g.kind = :all) ORDER BY c.id"),
+        {"t": team_id, "s": segment_id, "all": SegmentKind.ALL},
     )]  # fmt: skip
     return [await _enroll_in(conn, team_id, c, segment_id=segment_id, batch_id=batch_id,
                              requested_by=requested_by, thread=thread, hold=hold,

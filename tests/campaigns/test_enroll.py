@@ -89,6 +89,27 @@ async def test_excluded_segments_are_never_enrolled(world: World) -> None:
                             ) == [("a@example.com",)]  # fmt: skip
 
 
+async def test_all_customers_cant_be_excluded(world: World) -> None:
+    await world.import_csv("VIP", people("a@example.com,A,"))
+    spring = await world.campaign()
+    with pytest.raises(service.CampaignError, match="holds every contact"):
+        await service.exclude(world.db, TEAM, spring, await world.segment_id("All Customers"))
+    assert await world.scalar("SELECT COUNT(*) FROM campaign_segment") == 0
+
+
+async def test_a_campaign_targeting_all_customers_enrolls_contacts_any_later_import_adds(
+    world: World,
+) -> None:
+    await world.import_csv("VIP", people("old@example.com,O,"))
+    spring = await world.campaign()
+    await world.target(spring, "All Customers")
+    await world.import_csv("Newsletter", people("old@example.com,O,", "new@example.com,N,"))
+    emails = await world.rows("SELECT c.email FROM advocate a JOIN contact c "
+                              "ON c.id = a.contact_id ORDER BY a.id")  # fmt: skip
+    assert emails == [("old@example.com",), ("new@example.com",)]
+    assert await world.scalar("SELECT COUNT(*) FROM invite") == 2
+
+
 async def test_unsubscribed_contacts_are_enrolled_but_never_emailed(world: World) -> None:
     csv = people("yes@example.com,Y,true", "no@example.com,N,no", "unsure@example.com,U,maybe",
                  "plain@example.com,P,", header="email,first_name,accepts_marketing")  # fmt: skip
