@@ -61,8 +61,10 @@ def _preferences(tag: str) -> list[str]:
     language = parts[0].lower()
     subtags = {part.lower() for part in parts[1:]}
     normalised = "-".join(parts)
-    if language == "zh":
-        return [normalised, "zh-TW" if subtags & _TRADITIONAL_CHINESE else "zh-CN"]
+    if language == "zh":  # the script, when given, over the country: zh-Hans-HK is Simplified
+        traditional = "hant" in subtags or ("hans" not in subtags
+                                            and bool(subtags & _TRADITIONAL_CHINESE))
+        return [normalised, "zh-TW" if traditional else "zh-CN"]
     if language == "pt":
         return [normalised, "pt-BR"]
     return [normalised, language]

@@ -143,6 +143,9 @@ def test_a_missing_first_name_becomes_the_start_of_the_address() -> None:
         ("zh-Hant", "en", ("zh-TW", False)),
         ("zh-HK", "en", ("zh-TW", False)),
         ("zh_TW", "en", ("zh-TW", False)),
+        ("zh-Hans-HK", "en", ("zh-CN", False)),  # the script wins over the country
+        ("zh_Hans_TW", "en", ("zh-CN", False)),
+        ("zh-Hant-CN", "en", ("zh-TW", False)),
         ("ja-JP", "en", ("ja", False)),
         ("xx", "de", ("de", True)),
         ("xx", "fr-CA", ("fr", True)),
