@@ -32,7 +32,7 @@ from bot.jobs.queue import list_jobs, live_kinds, stale_after, use_max_attempts
 from bot.notify import REPORT_JOB
 from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
-from bot.workspaces import WorkspaceError, resolve_team
+from bot.workspaces import WorkspaceError, apply_default_locale, resolve_team
 from models import Database, Job, JobState
 from models.migrate import ensure_schema, upgrade
 
@@ -174,6 +174,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "serve":
             return await _serve(db, settings, args)
         await ensure_schema(db)
+        await apply_default_locale(db, settings.default_locale)
         if args.command == "worker":
             return await _worker(db, settings, args)
         team = await resolve_team(db, args.team, default_locale=settings.default_locale)
@@ -449,6 +450,7 @@ async def _serve(db: Database, settings: Settings, args: argparse.Namespace) -> 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    await apply_default_locale(db, settings.default_locale)
     await serve(settings, db, run_worker=settings.run_worker and not args.no_worker)
     return 0
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot.audit import CLI, Act, record_in
 from models import Contact, Database, Segment, SegmentKind, SegmentMember, Workspace
 from models.contacts import ALL_CUSTOMERS
+
+log = logging.getLogger(__name__)
 
 LOCAL_TEAM = "local"  # the CLI's workspace when no Slack workspace exists yet
 MAX_SEGMENT_NAME = 100
@@ -77,6 +80,23 @@ async def ensure_workspace(db: Database, team_id: str, *, default_locale: str = 
         )  # fmt: skip
         await session.commit()
         return workspace
+
+
+async def apply_default_locale(db: Database, locale: str) -> int:
+    """DEFAULT_LOCALE is the invite language of contacts without one, in every workspace: a
+    workspace row keeps a copy (made when it was created) only until the setting changes,
+    since nothing else sets it. Returns how many workspaces changed; writes nothing (no
+    write lock) when none differs."""
+    async with db.begin() as conn:
+        params = {"l": locale}
+        if (await conn.execute(text("SELECT 1 FROM workspace WHERE default_locale <> :l "
+                                    "LIMIT 1"), params)).first() is None:  # fmt: skip
+            return 0
+        changed = await conn.execute(text("UPDATE workspace SET default_locale = :l "
+                                          "WHERE default_locale <> :l"), params)  # fmt: skip
+    log.info("invites without a locale now go out in %r (DEFAULT_LOCALE) in %s workspace(s)",
+             locale, changed.rowcount)  # fmt: skip
+    return int(changed.rowcount)
 
 
 async def resolve_team(db: Database, team_id: str | None, *, default_locale: str = "en") -> str:

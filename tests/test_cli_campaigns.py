@@ -129,3 +129,22 @@ def test_job_max_attempts_applies_to_every_job_kind(db_env: dict[str, str], tmp_
     jobs = _json(env, "jobs", "--json")
     assert {j["kind"] for j in jobs} >= {"send_invites", "purge_staged"}, jobs
     assert {j["max_attempts"] for j in jobs} == {2}, jobs
+
+
+def test_default_locale_applies_to_a_workspace_made_before_it_was_set(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    people = tmp_path / "people.csv"
+    people.write_text("email,first_name\njean@example.com,Jean\n", encoding="utf-8")
+    # the first import, before the operator set DEFAULT_LOCALE, makes the workspace
+    assert run(db_env, "import", str(people), "--segment", "VIP",
+               "--create-segment").returncode == 0  # fmt: skip
+    env = {**db_env, "DEFAULT_LOCALE": "fr", "SECRET_KEY": "s", "PUBLIC_URL": "https://r.example",
+           "OUTBOX_DIR": str(tmp_path / "outbox"), "WORKER_POLL_SECONDS": "0.1"}  # fmt: skip
+    assert run(env, "campaign", "create", "Printemps", "--store-url", "https://shop.example",
+               "--live").returncode == 0  # fmt: skip
+    assert run(env, "campaign", "target", "Printemps", "--segment", "VIP").returncode == 0
+    _drain(env)
+    [sent] = list((tmp_path / "outbox").glob("*.eml"))
+    message = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
+    assert message["Content-Language"] == "fr", str(message["Subject"])
