@@ -163,7 +163,10 @@ async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool,
             errors[BlockId.NEW_SEGMENT] = "Choose an existing segment or a new name, not both."
         elif form.new_segment:
             existing = await find_segment(d.db, team_id, form.new_segment)
-            if existing is not None:
+            if existing is not None and existing.kind == SegmentKind.ALL:  # never in the menu
+                errors[BlockId.NEW_SEGMENT] = (f"{existing.name} is built in and holds every "
+                                               "contact already: name a segment to import into.")
+            elif existing is not None:
                 errors[BlockId.NEW_SEGMENT] = f"{existing.name} already exists: choose it above."
     if not form.files and not form.email and not form.audience_ids:
         errors[BlockId.FILES] = "Add a CSV file, a Mailchimp list, or a customer's email below."

@@ -142,6 +142,20 @@ async def test_inline_errors_and_nothing_created(app: Harness) -> None:
     assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
 
 
+async def test_naming_all_customers_as_a_new_segment_says_what_to_do(app: Harness) -> None:
+    from bot.workspaces import ensure_workspace
+
+    await ensure_workspace(app.db, "T0001")
+    view_id = await _open_modal(app)
+    reply = await app.requests.view_submission(
+        state_values=_form(email="a@example.com", segment="all customers"), view_id=view_id,
+        user_id=REP)  # fmt: skip
+    # not "choose it above": All Customers is never among the segments offered there
+    assert reply.body["errors"] == {BlockId.NEW_SEGMENT: (
+        "All Customers is built in and holds every contact already: name a segment to "
+        "import into.")}  # fmt: skip
+
+
 async def test_remove_a_source_then_a_contact(app: Harness) -> None:
     view_id = await _open_modal(app)
     file = app.slack.add_file("F0001", "q3.csv", CSV)
