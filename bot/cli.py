@@ -149,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `referral-bot export ... | head`: the reader has had enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except UnicodeEncodeError:  # argv keeps bytes that aren't UTF-8 as lone surrogates
+        return _failed("an argument isn't valid UTF-8 text (cut in the middle of a "
+                       "character?)", as_json)  # fmt: skip
     except OverflowError:  # a number too big for the database (`audit --limit 1e20`)
         return _failed("a number given is too big", as_json)
     except (OSError, DBAPIError) as exc:  # the database can't be reached, a path can't be used

@@ -329,3 +329,11 @@ def test_a_dotenv_that_isnt_utf8_and_a_huge_number_are_one_line_each(tmp_path: P
     for args in (("audit", "--limit", "99999999999999999999"), ("undo", "99999999999999999999")):
         result = run(env, *args)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_an_argument_that_isnt_utf8_is_one_line(db_env: dict[str, str]) -> None:
+    """`contacts search $'\\xc3'` (the first byte of "é"): argv holds a lone surrogate."""
+    for args in (("contacts", "search", "\udcc3"), ("export", "--segment", "Caf\udcc3")):
+        result = run(db_env, *args)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-300:]
+        assert "isn't valid UTF-8 text" in result.stderr
