@@ -1,5 +1,7 @@
 """Staged rows are kept only while they are useful: deleted STAGED_RETENTION_DAYS after their
-import ended (done, failed, rejected or cancelled).
+import ended (done, failed, rejected or cancelled, and undone: an undone import ended too, and
+leaving it out kept its rows on disk for good, the purge queueing itself again every day for
+them). An import being undone keeps its rows until its undo has finished.
 
 A purge job runs about once a day per workspace: creating a batch queues one when none is
 waiting, and each run queues the next (a day later) while any batch still holds staged
@@ -33,7 +35,7 @@ from models.staging import SCHEMA
 SHRINK_FREE_PAGES = 2_048
 
 log = logging.getLogger(__name__)
-_ENDED = "('done', 'failed', 'rejected', 'cancelled')"
+_ENDED = "('done', 'failed', 'rejected', 'cancelled', 'undone')"  # never 'undoing': not yet
 
 _PURGE = text(f"""
     DELETE FROM staged_row WHERE team_id = :t AND batch_id IN (

@@ -15,7 +15,7 @@ from bot.audit import Act
 from bot.campaigns import service
 from bot.campaigns.enroll import run_enrollment
 from bot.imports.importer import import_files
-from bot.imports.job_kinds import UNDO_JOB
+from bot.imports.job_kinds import PURGE_JOB, UNDO_JOB
 from bot.imports.undo import UndoError, request_undo, run_undo, undo_plan
 from bot.jobs.kinds import handlers
 from bot.jobs.worker import Worker, WorkerConfig
@@ -279,3 +279,36 @@ async def test_a_crash_between_chunks_resumes_to_the_same_result(
     assert await _members(db, "VIP") == ["old@example.com"]
     assert await _contacts(db) == ["new3@example.com", "old@example.com", "other@example.com"]
     assert set(await _advocates(db)) == {"old@example.com"}
+
+
+async def _purge_a_month_on(db: Database, batch: int) -> None:
+    """The import finished 31 days ago and the workspace's purge is due: a worker runs it."""
+    now = bindparam("now", type_=UTCDateTime())
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET finished_at = :now WHERE id = :b")
+                           .bindparams(now), {"now": utcnow() - timedelta(days=31), "b": batch})
+        await conn.execute(text("UPDATE job SET run_after = :now WHERE kind = :k "
+                                "AND state = 'queued'").bindparams(now),
+                           {"now": utcnow(), "k": PURGE_JOB})  # fmt: skip
+    kinds = handlers(load_settings(database_url=db.url, staged_retention_days=30))
+    await Worker(db, {PURGE_JOB: kinds[PURGE_JOB]}, WorkerConfig()).run_until_idle()
+
+
+async def test_an_undone_imports_staged_rows_are_purged_once_its_undo_finished(
+    db: Database,
+) -> None:
+    """An undone import never counted as ended: its staged rows stayed for good and the purge
+    queued itself again every day for them."""
+    await ensure_workspace(db, TEAM)
+    batch = await _import(db, "VIP", "a@example.com", "b@example.com")
+    staged = "SELECT COUNT(*) FROM staged_row WHERE batch_id = :b"
+    queued = "SELECT COUNT(*) FROM job WHERE kind = :k AND state = 'queued'"
+    await request_undo(db, TEAM, batch, LEAD, remove_advocates=False, window_days=WEEK + 31)
+    await _purge_a_month_on(db, batch)
+    assert await _one(db, staged, b=batch) == 2  # being undone: kept until it is done
+    assert await _one(db, queued, k=PURGE_JOB) == 1  # tomorrow's
+
+    await run_undo(db, TEAM, batch)
+    await _purge_a_month_on(db, batch)
+    assert await _one(db, staged, b=batch) == 0
+    assert await _one(db, queued, k=PURGE_JOB) == 0  # nothing left to purge: no more runs
