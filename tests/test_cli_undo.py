@@ -116,3 +116,8 @@ async def test_undo_finishes_an_undo_whose_job_failed(
     code, result = await _json(capsys, "undo", str(batch))
     assert code == 0 and (result["status"], result["deleted"]) == ("undone", 1)
     assert await _sql(db, "SELECT state FROM job WHERE kind = 'undo_import'") == "done"
+    async with db.begin() as conn:  # finished from the shell: the log says so, like Slack's
+        log = [tuple(r) for r in await conn.execute(text(
+            "SELECT actor, detail FROM audit_entry WHERE action = 'import.undone' ORDER BY id"))]
+    assert [(actor, detail.split(":")[0]) for actor, detail in log] == [
+        ("U0002", "started"), ("cli", "resumed"), ("U0002", "done")]  # fmt: skip

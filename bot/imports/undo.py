@@ -501,16 +501,15 @@ async def undo_now(db: Database, team_id: str, batch_id: int, actor: str, *,
                    remove_advocates: bool, window_days: int, chunk_size: int = UNDO_CHUNK,
                    max_attempts: int = 5) -> ImportBatch:  # fmt: skip
     """Request the undo and do its work in this process (the CLI); its job is then marked
-    done. An undo whose job failed or was cancelled part way is finished here too."""
+    done. An undo whose job failed or was cancelled part way is finished here too, resumed
+    like Slack's *Finish the undo* (`resume_undo`), so the audit log says who finished it."""
     try:
         await request_undo(db, team_id, batch_id, actor, remove_advocates=remove_advocates,
                            window_days=window_days, max_attempts=max_attempts)  # fmt: skip
     except UndoError:
-        batch = await get_batch(db, team_id, batch_id)
-        job = await find_by_key(db, team_id, f"undo:{batch_id}")
-        stalled = job is not None and job.state in (JobState.FAILED, JobState.CANCELLED)
-        if batch is None or batch.status != BatchStatus.UNDOING or not stalled:
+        if await stalled_undo(db, team_id, batch_id) is None:
             raise
+        await resume_undo(db, team_id, batch_id, actor)
     batch = await run_undo(db, team_id, batch_id, chunk_size=chunk_size)
     async with db.begin() as conn:
         await conn.execute(_DONE_BY_HAND, {"t": team_id, "key": f"undo:{batch_id}",
