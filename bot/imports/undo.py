@@ -10,10 +10,11 @@ transaction that makes its changes and adds their rowcounts to the batch's `undo
    - with `undo_advocates`, the advocates this import's enrollments made for them go (their
      codes retired: links answer 410) with their invites that never went out; a waiting
      (held or queued) invite is cancelled first;
-   - any invite still waiting (held or queued) is cancelled unless the contact is still in
-     another segment its campaign targets (or the campaign targets All Customers): the undo
-     takes them out of the audience, whichever enrollment queued it (this import's, or a
-     campaign targeted at the segment later). Sent invites are history and stay;
+   - any invite still waiting (held or queued) of a campaign that targets the segment is
+     cancelled unless the contact is still in another segment it targets (or it targets All
+     Customers): the undo takes them out of the audience, whichever enrollment queued it
+     (this import's, or a campaign targeted at the segment later). Other campaigns never
+     reached them through this segment: their invites stay. Sent invites are history and stay;
    - the membership rows are deleted, and the contacts this import created that are now in
      no segment are deleted with their advocates (codes retired) and invites.
 2. A sweep of the contacts this import created (`contact.batch_id`) that were no longer in
@@ -216,14 +217,22 @@ _DELETABLE = """
                       AND (x.segment_id <> :s OR x.batch_id IS NULL OR x.batch_id <> :b))
 """
 
-# The invite's campaign no longer reaches its contact once the membership in :s is gone.
+# The invite's campaign reached its contact through the membership in :s and no longer does
+# once it is gone: the campaign targets :s, and neither All Customers nor another segment the
+# contact is in. A campaign that doesn't target :s never reached anyone through it: its invite
+# stays (a contact a lead took out of that campaign's target "stays in its campaigns", and an
+# import into an untargeted segment cancelled its invite on undo).
 _NOT_TARGETED_ELSEWHERE = """
-    NOT EXISTS (SELECT 1 FROM campaign_segment cs JOIN segment g ON g.id = cs.segment_id
-                WHERE cs.campaign_id = invite.campaign_id AND cs.role = 'target'
-                  AND g.kind = 'all')
+    EXISTS (SELECT 1 FROM campaign_segment cs
+            WHERE cs.campaign_id = invite.campaign_id AND cs.team_id = :t
+              AND cs.role = 'target' AND cs.segment_id = :s)
+    AND NOT EXISTS (SELECT 1 FROM campaign_segment cs JOIN segment g ON g.id = cs.segment_id
+                    WHERE cs.campaign_id = invite.campaign_id AND cs.team_id = :t
+                      AND cs.role = 'target' AND g.kind = 'all')
     AND NOT EXISTS (SELECT 1 FROM campaign_segment cs
                     JOIN segment_member x ON x.segment_id = cs.segment_id
-                    WHERE cs.campaign_id = invite.campaign_id AND cs.role = 'target'
+                    WHERE cs.campaign_id = invite.campaign_id AND cs.team_id = :t
+                      AND cs.role = 'target' AND x.team_id = :t
                       AND x.contact_id = invite.contact_id AND x.segment_id <> :s)
 """
 

@@ -14,6 +14,7 @@ from bot.app import build_web_app
 from bot.audit import Act
 from bot.campaigns import service
 from bot.campaigns.enroll import run_enrollment
+from bot.contact_admin import find_by_email, remove_from_segment
 from bot.imports.importer import import_files
 from bot.imports.job_kinds import PURGE_JOB, UNDO_JOB
 from bot.imports.undo import UndoError, request_undo, run_undo, undo_plan
@@ -312,3 +313,23 @@ async def test_an_undone_imports_staged_rows_are_purged_once_its_undo_finished(
     await _purge_a_month_on(db, batch)
     assert await _one(db, staged, b=batch) == 0
     assert await _one(db, queued, k=PURGE_JOB) == 0  # nothing left to purge: no more runs
+
+
+async def test_an_invite_of_a_campaign_that_never_targeted_the_segment_stays(
+    db: Database,
+) -> None:
+    """y is Autumn's (Autumn targets Newsletter; invite held), then a lead takes y out of
+    Newsletter ("it stays in its campaigns"). An import adds y to VIP, which no campaign
+    targets: undoing it cancelled Autumn's invite."""
+    await ensure_workspace(db, TEAM)
+    await _import(db, "Newsletter", "y@example.com")
+    await _live_campaign(db, "Autumn", "Newsletter")
+    await _invite(db, "y@example.com", "held")
+    y = await find_by_email(db, TEAM, "y@example.com")
+    await remove_from_segment(db, TEAM, y, await _segment(db, "Newsletter"), LEAD)
+    batch = await _import(db, "VIP", "y@example.com")
+    plan = await undo_plan(db, TEAM, batch, window_days=WEEK)
+    assert (plan.removes, plan.deletes, plan.invites) == (1, 0, 0)
+    await _undo(db, batch)
+    assert await _states(db) == {"y@example.com": "held"}
+    assert await _counts(db, batch) == ("undone", LEAD, 1, 0, 0, 0)
