@@ -92,6 +92,14 @@ def refused_modal(reason: str) -> View:
     return _modal([_section(f":no_entry_sign: {reason}")])
 
 
+def _with_advocates(plan: UndoPlan) -> str:
+    """The invites the undo cancels when the advocates go too, where that is more: theirs go
+    even if the campaign still reaches the contact (the modal said fewer than were cancelled)."""
+    if plan.invites_with_advocates == plan.invites:
+        return ""
+    return f", {n(plan.invites_with_advocates)} if the advocates it enrolled are removed too"
+
+
 def confirm_modal(plan: UndoPlan, *, metadata: str) -> View:
     """What undoing will do, counted now, and whether the advocates it enrolled go too."""
     seg = esc(plan.segment)
@@ -102,8 +110,8 @@ def confirm_modal(plan: UndoPlan, *, metadata: str) -> View:
         f"• Deletes the {_many(plan.deletes, 'contact')} it created that "
         f"{'is' if plan.deletes == 1 else 'are'} in no other segment, with their referral "
         "links.",
-        f"• Cancels invites still waiting to be sent to them ({n(plan.invites)} now). Invites "
-        "already sent stay sent.",
+        f"• Cancels invites still waiting to be sent to them ({n(plan.invites)} now"
+        f"{_with_advocates(plan)}). Invites already sent stay sent.",
     ]  # fmt: skip
     option = Option(value=REMOVE_ADVOCATES,
                     text=f"Also remove the {_many(plan.advocates, 'advocate')} it enrolled",

@@ -68,6 +68,9 @@ class UndoPlan:
     deletes: int  # contacts it created that would be in no segment afterwards
     invites: int  # invites still waiting (held or queued) that would be cancelled
     advocates: int  # advocates its enrollments made for the contacts it added
+    # ... and the invites cancelled when those advocates go too: theirs go with them, even
+    # where the campaign still reaches the contact through another segment
+    invites_with_advocates: int
 
 
 def _sql(statement: str) -> TextClause:
@@ -247,7 +250,11 @@ _PLAN = _sql(f"""
          AND ((contact_id IN ({_MEMBERS_OF_BATCH}) AND {_NOT_TARGETED_ELSEWHERE})
               OR contact_id IN ({_DELETABLE}))),
       (SELECT COUNT(*) FROM advocate WHERE team_id = :t
-         AND enrollment_id IN ({_OWN_ENROLLMENTS}) AND contact_id IN ({_MEMBERS_OF_BATCH}))
+         AND enrollment_id IN ({_OWN_ENROLLMENTS}) AND contact_id IN ({_MEMBERS_OF_BATCH})),
+      (SELECT COUNT(*) FROM invite WHERE team_id = :t AND state IN ('queued', 'held')
+         AND ((contact_id IN ({_MEMBERS_OF_BATCH})
+               AND ({_NOT_TARGETED_ELSEWHERE} OR enrollment_id IN ({_OWN_ENROLLMENTS})))
+              OR contact_id IN ({_DELETABLE})))
 """)
 
 
@@ -264,10 +271,9 @@ async def undo_plan(db: Database, team_id: str, batch_id: int, *,
             text("SELECT name FROM segment WHERE id = :s AND team_id = :t"),
             {"s": batch.segment_id, "t": team_id},
         )).scalar_one()  # fmt: skip
-        removes, deletes, invites, advocates = (await conn.execute(
+        counts = (await conn.execute(
             _PLAN, {"t": team_id, "b": batch_id, "s": batch.segment_id})).one()  # fmt: skip
-    return UndoPlan(batch_id, str(segment), batch.finished_at, int(removes), int(deletes),
-                    int(invites), int(advocates))  # fmt: skip
+    return UndoPlan(batch_id, str(segment), batch.finished_at, *(int(c) for c in counts))
 
 
 # ---- the job's work -------------------------------------------------------------------------

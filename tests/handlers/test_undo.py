@@ -240,3 +240,28 @@ async def test_a_failure_after_the_modal_opened_is_shown_in_it_not_left_counting
     assert "Counting" not in shown
     assert "Something went wrong on our side" in shown and "reference:" in shown
     assert app.slack.ephemerals == [] and app.slack.block_errors == []
+
+
+async def test_the_confirmation_counts_the_invites_removing_the_advocates_cancels(
+    app: Harness,
+) -> None:
+    """Spring targets Other too, so other@ stays in its audience and the undo keeps its
+    invite, unless the advocates the import enrolled go: the modal said 1 invite, and the undo
+    with *Also remove the advocates* cancelled 2."""
+    message, batch = await _slack_import(app)
+    (result,) = _with_undo(app, message)
+    spring = await _count(app, "SELECT id FROM campaign WHERE name = 'Spring'")
+    other = await find_segment(app.db, "T0001", "Other")
+    assert other is not None
+    enrollment = await service.target(app.db, "T0001", spring, other.id or 0,
+                                      requested_by=LEAD, queue_job=False)  # fmt: skip
+    if enrollment is not None:
+        await run_enrollment(app.db, "T0001", enrollment, hold_seconds=0)
+    modal = await _click_undo(app, LEAD, value=str(batch), message_ts=result["ts"])
+    shown = json.dumps(modal["blocks"])
+    assert "(1 now, 2 if the advocates it enrolled are removed too)" in shown
+    await app.requests.view_submission(state_values=_ticked(), view_id=modal["id"],
+                                       user_id=LEAD)  # fmt: skip
+    await app.settle()
+    (done,) = [m["text"] for m in _thread(app, message) if "was undone" in m["text"]]
+    assert "1 deleted, 2 invites cancelled, 2 advocates removed" in done

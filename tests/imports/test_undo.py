@@ -136,8 +136,8 @@ async def _counts(db: Database, batch: int) -> tuple:
 async def test_undo_takes_out_only_what_the_import_added(db: Database, world: dict) -> None:
     batch = world["batch"]
     plan = await undo_plan(db, TEAM, batch, window_days=WEEK)
-    assert (plan.segment, plan.removes, plan.deletes, plan.invites, plan.advocates) == (
-        "VIP", 4, 3, 4, 4)  # fmt: skip
+    assert (plan.segment, plan.removes, plan.deletes, plan.invites, plan.advocates,
+            plan.invites_with_advocates) == ("VIP", 4, 3, 4, 4, 4)  # fmt: skip
 
     await _undo(db, batch)
 
