@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.audit import CLI
 from bot.cli_common import CliError
-from bot.imports.undo import UndoError, undo_now
+from bot.imports.undo import UndoError, kept_unsubscribed_in, undo_now
 from bot.settings import Settings
 from models import Database, Segment
 
@@ -47,15 +47,18 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
         raise CliError(_plain(str(exc))) from None
     async with db.session() as session:
         segment = await session.get(Segment, batch.segment_id)
+    async with db.begin() as conn:  # no confirmation told the shell they stay, so this does
+        kept = await kept_unsubscribed_in(conn, team, args.import_id)
     name = segment.name if segment is not None else ""
     result = {"import": batch.id, "segment": name, "status": batch.status,
               "removed": batch.undo_removed, "deleted": batch.undo_deleted,
-              "invites_cancelled": batch.undo_invites_cancelled,
+              "kept_unsubscribed": kept, "invites_cancelled": batch.undo_invites_cancelled,
               "advocates_removed": batch.undo_advocates_removed}  # fmt: skip
     if args.json:
         print(json.dumps(result))
     else:
+        also = f" ({kept:,} kept: they unsubscribed)" if kept else ""
         print(f"Undid import #{batch.id}: {batch.undo_removed:,} contacts removed from {name!r}, "
-              f"{batch.undo_deleted:,} deleted, {batch.undo_invites_cancelled:,} invites "
+              f"{batch.undo_deleted:,} deleted{also}, {batch.undo_invites_cancelled:,} invites "
               f"cancelled, {batch.undo_advocates_removed:,} advocates removed.")  # fmt: skip
     return 0

@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.cli import main
+from bot.contact_admin import find_by_email, unsubscribe
 from bot.imports.undo import request_undo
 from models import Database
 from models.clock import utcnow
@@ -69,7 +70,8 @@ async def test_undo_prints_its_counts_and_refuses_a_second_time(
     code, result = await _json(capsys, "undo", str(batch), "--advocates")
     assert code == 0
     assert result == {"import": batch, "segment": "VIP", "status": "undone", "removed": 2,
-                      "deleted": 1, "invites_cancelled": 0, "advocates_removed": 0}  # fmt: skip
+                      "deleted": 1, "kept_unsubscribed": 0, "invites_cancelled": 0,
+                      "advocates_removed": 0}  # fmt: skip
     assert await _sql(db, "SELECT COUNT(*) FROM contact") == 2
     assert await _sql(db, "SELECT state FROM job WHERE kind = 'undo_import'") == "done"
     assert await _sql(db, "SELECT actor FROM audit_entry WHERE action = 'import.undone'") == "cli"
@@ -121,3 +123,15 @@ async def test_undo_finishes_an_undo_whose_job_failed(
             "SELECT actor, detail FROM audit_entry WHERE action = 'import.undone' ORDER BY id"))]
     assert [(actor, detail.split(":")[0]) for actor, detail in log] == [
         ("U0002", "started"), ("cli", "resumed"), ("U0002", "done")]  # fmt: skip
+
+
+async def test_undo_says_it_kept_the_contacts_who_unsubscribed(
+    shell: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shell has no confirmation: the result line says who stayed and why."""
+    batch = await _import(shell, capsys, "Wrong", "ann@example.com", "bob@example.com")
+    await unsubscribe(db, "local", await find_by_email(db, "local", "ann@example.com"), "cli")
+    assert await _main("undo", str(batch)) == 0
+    assert ("2 contacts removed from 'Wrong', 1 deleted (1 kept: they unsubscribed), "
+            "0 invites cancelled") in capsys.readouterr().out  # fmt: skip
+    assert await _sql(db, "SELECT email FROM contact") == "ann@example.com"

@@ -16,9 +16,13 @@ transaction that makes its changes and adds their rowcounts to the batch's `undo
      (this import's, or a campaign targeted at the segment later). Other campaigns never
      reached them through this segment: their invites stay. Sent invites are history and stay;
    - the membership rows are deleted, and the contacts this import created that are now in
-     no segment are deleted with their advocates (codes retired) and invites.
+     no segment are deleted with their advocates (codes retired) and invites, except those
+     who unsubscribed (`unsubscribed_at`: our link, or a lead): they stay, in no segment, like
+     a contact that was there before the import. Deleting them lost the unsubscribe, and the
+     same file imported again (into the right segment) had them emailed.
 2. A sweep of the contacts this import created (`contact.batch_id`) that were no longer in
-   its segment when the undo started (removed by hand) and are in no segment: deleted too.
+   its segment when the undo started (removed by hand) and are in no segment: deleted too
+   (the same exception).
 
 Members that were in the segment before the import keep their older membership row (the
 engine's ON CONFLICT DO NOTHING), so they are never touched; contacts that existed before it
@@ -66,6 +70,7 @@ class UndoPlan:
     finished_at: datetime | None
     removes: int  # memberships of the segment this import added, still there
     deletes: int  # contacts it created that would be in no segment afterwards
+    keeps: int  # ... but that unsubscribed: they stay, so their unsubscribe stays
     invites: int  # invites still waiting (held or queued) that would be cancelled
     advocates: int  # advocates its enrollments made for the contacts it added
     # ... and the invites cancelled when those advocates go too: theirs go with them, even
@@ -213,12 +218,15 @@ async def resume_undo(db: Database, team_id: str, batch_id: int, actor: str) -> 
 _MEMBERS_OF_BATCH = ("SELECT contact_id FROM segment_member "
                      "WHERE segment_id = :s AND team_id = :t AND batch_id = :b")  # fmt: skip
 
-# Contacts this import created that have no membership but the one it added.
-_DELETABLE = """
+# Contacts this import created that have no membership but the one it added ...
+_ORPHANED = """
     SELECT c.id FROM contact c WHERE c.team_id = :t AND c.batch_id = :b
       AND NOT EXISTS (SELECT 1 FROM segment_member x WHERE x.contact_id = c.id AND x.team_id = :t
                       AND (x.segment_id <> :s OR x.batch_id IS NULL OR x.batch_id <> :b))
 """
+# ... and never unsubscribed: one who did stays (deleting it deleted its unsubscribe too).
+_DELETABLE = f"{_ORPHANED} AND c.unsubscribed_at IS NULL"
+_KEPT = f"{_ORPHANED} AND c.unsubscribed_at IS NOT NULL"
 
 # The invite's campaign reached its contact through the membership in :s and no longer does
 # once it is gone: the campaign targets :s, and neither All Customers nor another segment the
@@ -246,6 +254,7 @@ _PLAN = _sql(f"""
       (SELECT COUNT(*) FROM segment_member
        WHERE segment_id = :s AND team_id = :t AND batch_id = :b),
       (SELECT COUNT(*) FROM ({_DELETABLE}) d),
+      (SELECT COUNT(*) FROM ({_KEPT}) k),
       (SELECT COUNT(*) FROM invite WHERE team_id = :t AND state IN ('queued', 'held')
          AND ((contact_id IN ({_MEMBERS_OF_BATCH}) AND {_NOT_TARGETED_ELSEWHERE})
               OR contact_id IN ({_DELETABLE}))),
@@ -310,16 +319,18 @@ def _own(table: str) -> str:
     return f"{_added(table)} AND {table}.enrollment_id IN ({_OWN_ENROLLMENTS})"
 
 
-# Contacts this import created that are in no segment (now).
-_NO_SEGMENT = ("NOT EXISTS (SELECT 1 FROM segment_member x "
-               "WHERE x.contact_id = contact.id AND x.team_id = :t)")  # fmt: skip
+# Contacts this import created that are in no segment (now) and never unsubscribed: an
+# unsubscribed one stays, or the next import of the same file would email it again.
+_GOES = ("NOT EXISTS (SELECT 1 FROM segment_member x "
+         "WHERE x.contact_id = contact.id AND x.team_id = :t) "
+         "AND contact.unsubscribed_at IS NULL")  # fmt: skip
 
 
 def _of_gone(table: str) -> str:
-    """... whose contact this import created and is in no segment (now)."""
+    """... whose contact this import created, is in no segment (now) and goes."""
     return (f"{_in_range(table)} AND EXISTS (SELECT 1 FROM contact "
             f"WHERE contact.id = {table}.contact_id AND contact.team_id = :t "
-            f"AND contact.batch_id = :b AND {_NO_SEGMENT})")  # fmt: skip
+            f"AND contact.batch_id = :b AND {_GOES})")  # fmt: skip
 
 
 _CANCEL_OWN_INVITES = _sql(f"""
@@ -352,7 +363,7 @@ _RETIRE_CODES = _sql(f"""
 """)
 _DROP_ADVOCATES = _sql(f"DELETE FROM advocate WHERE {_of_gone('advocate')}")
 _DELETE_CONTACTS = _sql("DELETE FROM contact WHERE team_id = :t AND batch_id = :b "
-                        f"AND id BETWEEN :lo AND :hi AND {_NO_SEGMENT}")  # fmt: skip
+                        f"AND id BETWEEN :lo AND :hi AND {_GOES}")  # fmt: skip
 _COUNT = _sql("""
     UPDATE import_batch SET undo_removed = undo_removed + :removed,
         undo_deleted = undo_deleted + :deleted,
@@ -362,6 +373,14 @@ _COUNT = _sql("""
 """)
 _FINISH = _sql("UPDATE import_batch SET status = 'undone', updated_at = :now "
                "WHERE team_id = :t AND id = :b AND status = 'undoing'")  # fmt: skip
+# The contacts it created that it kept because they unsubscribed (in no segment once it is
+# done): counted from the rows when it finishes, as nothing else counts them.
+_KEPT_AFTER = _sql("""
+    SELECT COUNT(*) FROM contact WHERE team_id = :t AND batch_id = :b
+      AND unsubscribed_at IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM segment_member x
+                      WHERE x.contact_id = contact.id AND x.team_id = :t)
+""")
 
 
 @dataclass
@@ -431,9 +450,18 @@ async def _record_result(conn: AsyncConnection, team_id: str, batch_id: int) -> 
         WHERE b.team_id = :t AND b.id = :b
     """), {"t": team_id, "b": batch_id})).one()  # fmt: skip
     actor, segment, removed, deleted, cancelled, advocates = row
+    kept = await kept_unsubscribed_in(conn, team_id, batch_id)
+    kept_words = f" ({kept} kept: they unsubscribed)" if kept else ""
     await record_in(conn, team_id, actor or "cli", Act.IMPORT_UNDONE, import_subject(batch_id),
-                    f"done: {removed} removed from {segment}, {deleted} contacts deleted, "
-                    f"{cancelled} invites cancelled, {advocates} advocates removed")  # fmt: skip
+                    f"done: {removed} removed from {segment}, {deleted} contacts deleted"
+                    f"{kept_words}, {cancelled} invites cancelled, {advocates} advocates "
+                    "removed")  # fmt: skip
+
+
+async def kept_unsubscribed_in(conn: AsyncConnection, team_id: str, batch_id: int) -> int:
+    """How many contacts this undone import created stay, in no segment, because they
+    unsubscribed: the undo keeps them so that no later import emails them again."""
+    return int((await conn.execute(_KEPT_AFTER, {"t": team_id, "b": batch_id})).scalar_one())
 
 
 async def _hold(conn: AsyncConnection, params: dict[str, Any]) -> bool:

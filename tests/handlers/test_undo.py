@@ -12,6 +12,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.campaigns import service
 from bot.campaigns.enroll import run_enrollment
+from bot.contact_admin import find_by_email, unsubscribe
 from bot.imports.importer import import_files
 from bot.workspaces import ensure_workspace, find_segment
 from handlers.ids import Action, BlockId, Callback
@@ -265,3 +266,25 @@ async def test_the_confirmation_counts_the_invites_removing_the_advocates_cancel
     await app.settle()
     (done,) = [m["text"] for m in _thread(app, message) if "was undone" in m["text"]]
     assert "1 deleted, 2 invites cancelled, 2 advocates removed" in done
+
+
+async def test_the_confirmation_says_who_stays_because_they_unsubscribed(app: Harness) -> None:
+    """ann unsubscribed after the import: the undo keeps her (in no segment) so that her
+    unsubscribe stays, and the confirmation says so instead of counting her as deleted."""
+    batch = await _cli_import(app, "Wrong", b"email\nann@example.com\nbob@example.com\n")
+    await unsubscribe(app.db, "T0001", await find_by_email(app.db, "T0001", "ann@example.com"),
+                      LEAD)  # fmt: skip
+    home = await _open_home(app, LEAD)
+    modal = await _click_undo(app, LEAD, value=str(batch), view=home)
+    shown = json.dumps(modal["blocks"])
+    assert "Deletes the 1 contact it created that is in no other segment" in shown
+    assert ("Keeps the 1 contact it created who unsubscribed, in no segment, so that no later "
+            "import emails them again.") in shown  # fmt: skip
+    await app.requests.view_submission(state_values={}, view_id=modal["id"], user_id=LEAD)
+    await app.settle()
+    texts = [m["text"] for m in app.slack.messages_in(app.slack.dm_channels[LEAD])]
+    assert any("2 contacts removed from *Wrong*, 1 deleted, 0 invites cancelled." in t
+               for t in texts), texts  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM contact WHERE email = 'ann@example.com' "
+                             "AND unsubscribed_at IS NOT NULL") == 1  # fmt: skip
+    assert app.slack.block_errors == []

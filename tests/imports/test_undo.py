@@ -14,7 +14,7 @@ from bot.app import build_web_app
 from bot.audit import Act
 from bot.campaigns import service
 from bot.campaigns.enroll import run_enrollment
-from bot.contact_admin import find_by_email, remove_from_segment
+from bot.contact_admin import find_by_email, remove_from_segment, unsubscribe
 from bot.imports.importer import import_files
 from bot.imports.job_kinds import PURGE_JOB, UNDO_JOB
 from bot.imports.undo import UndoError, request_undo, run_undo, undo_plan
@@ -333,3 +333,32 @@ async def test_an_invite_of_a_campaign_that_never_targeted_the_segment_stays(
     await _undo(db, batch)
     assert await _states(db) == {"y@example.com": "held"}
     assert await _counts(db, batch) == ("undone", LEAD, 1, 0, 0, 0)
+
+
+async def test_undo_keeps_a_contact_who_unsubscribed_so_no_later_import_emails_it(
+    db: Database,
+) -> None:
+    """Imported into the wrong segment; ann unsubscribes; the lead undoes the import and
+    imports the same file into the right one, which a live campaign targets. The undo deleted
+    ann with her unsubscribe, and the new import had her invite queued."""
+    await ensure_workspace(db, TEAM)
+    await _import(db, "Right", "old@example.com")
+    await _live_campaign(db, "Spring", "Right")
+    wrong = await _import(db, "Wrong", "ann@example.com", "bob@example.com")
+    await unsubscribe(db, TEAM, await find_by_email(db, TEAM, "ann@example.com"), LEAD)
+    plan = await undo_plan(db, TEAM, wrong, window_days=WEEK)
+    assert (plan.removes, plan.deletes, plan.keeps) == (2, 1, 1)
+
+    await _undo(db, wrong)
+    assert await _contacts(db) == ["ann@example.com", "old@example.com"]  # bob@ went
+    assert await _counts(db, wrong) == ("undone", LEAD, 2, 1, 0, 0)
+    assert await _one(db, "SELECT detail FROM audit_entry WHERE action = :a ORDER BY id DESC",
+                      a=Act.IMPORT_UNDONE.value) == (
+        "done: 2 removed from Wrong, 1 contacts deleted (1 kept: they unsubscribed), "
+        "0 invites cancelled, 0 advocates removed")  # fmt: skip
+
+    await _import(db, "Right", "ann@example.com", "bob@example.com")  # Spring enrolls them
+    assert await _states(db) == {"old@example.com": "queued", "ann@example.com": "not_emailed",
+                                 "bob@example.com": "queued"}  # fmt: skip
+    assert await _rows(db, "SELECT subscribed, unsubscribed_at IS NOT NULL FROM contact "
+                       "WHERE email = 'ann@example.com'") in ([(False, True)], [(0, 1)])
