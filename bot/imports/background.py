@@ -17,19 +17,31 @@ from typing import BinaryIO
 from sqlmodel import col, select
 
 from bot.campaigns.after_import import enroll_imported
+from bot.imports.archives import is_zip, open_archive
 from bot.imports.batches import (
     add_source,
     create_batch,
     fail_batch,
     fail_source,
     get_batch,
+    get_source,
     queue_batch,
+    stage_reader,
 )
 from bot.imports.engine import BatchStateError, Progress, apply_batch
-from bot.imports.files import DEFAULT_MAX_UNZIPPED_BYTES, ENTRY_SEPARATOR, stage_file
+from bot.imports.files import (
+    DEFAULT_MAX_UNZIPPED_BYTES,
+    ENTRY_SEPARATOR,
+    MAX_RATIO,
+    entry_labels,
+    is_workbook,
+    stage_file,
+)
 from bot.imports.importer import check_files
 from bot.imports.job_kinds import IMPORT_JOB
 from bot.imports.mapping import mapper_for
+from bot.imports.reading import CsvFileError, CsvReader
+from bot.imports.recognise import ignored_note, recognise
 from bot.jobs import queue
 from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped, PermanentJobError
 from bot.notify import ImportNotifier, Silent
@@ -198,18 +210,21 @@ def slack_file_handler(
 ) -> Handler:  # fmt: skip
     """Read a file shared in Slack into its source: fetch it, then stage it.
 
-    A ZIP fills one source per CSV in it; a retried job stages only those still pending."""
+    A ZIP fills one source per CSV in it; a retried job stages only those still pending.
+    A payload with "again" (*Map columns*) reads that one source again, the ZIP's entry of
+    its name for a CSV in a ZIP, and nothing else of the file."""
 
     async def run(ctx: JobContext) -> None:
         db, team_id = ctx.db, ctx.team_id
-        source = await _unread_source(db, team_id, int(ctx.payload["source_id"]))
+        source_id, again = int(ctx.payload["source_id"]), bool(ctx.payload.get("again"))
+        source = await (_pending_source if again else _unread_source)(db, team_id, source_id)
         if source is None:
             # read already: by this job before it was retried, whose report may not have gone
             # out (a report is safe to repeat: the message is refreshed, a CSV shared once)
             async with db.session() as session:
-                done = await session.get(ImportSource, int(ctx.payload["source_id"]))
+                done = await session.get(ImportSource, source_id)
             if done is not None and done.team_id == team_id:
-                for read in await _upload_sources(db, team_id, done):
+                for read in [done] if again else await _upload_sources(db, team_id, done):
                     await notifier.source_read(team_id, read.batch_id, read.id or 0)
             return
         assert source.id is not None and source.ref is not None
@@ -218,29 +233,72 @@ def slack_file_handler(
             with tempfile.TemporaryFile() as tmp:
                 name = await fetch(source.ref, tmp)
                 tmp.seek(0)
-                staged = await stage_file(db, team_id, source.id, tmp, name=name,
-                                          max_unzipped_bytes=max_unzipped_bytes)  # fmt: skip
+                staged = (
+                    [await _stage_again(db, team_id, source, tmp, name, max_unzipped_bytes)]
+                    if again else
+                    await stage_file(db, team_id, source.id, tmp, name=name,
+                                     max_unzipped_bytes=max_unzipped_bytes)
+                )  # fmt: skip
         except FileRejected as exc:  # not Slack's file host, too big, not a CSV...: say why
             log.warning("import %s (team %s): Slack file %s refused: %s", source.batch_id,
                         team_id, source.ref, exc)  # fmt: skip
-            await _fail_unread(db, team_id, source, str(exc))
+            await _fail_unread(db, team_id, source, str(exc), alone=again)
         except Exception as exc:
             if not ctx.last_attempt:
                 raise  # retried later; the review keeps showing "Reading…"
             log.exception("import %s (team %s): Slack file %s could not be read after %s "
                           "attempts", source.batch_id, team_id, source.ref,
                           ctx.job.attempts)  # fmt: skip
-            await _fail_unread(db, team_id, source, f"Could not read the file: {exc}")
+            await _fail_unread(db, team_id, source, f"Could not read the file: {exc}",
+                               alone=again)  # fmt: skip
         for read in staged:
             await notifier.source_read(team_id, read.batch_id, read.id or 0)
 
     async def give_up(ctx: JobContext, error: str) -> None:
-        source = await _unread_source(ctx.db, ctx.team_id, int(ctx.payload["source_id"]))
+        source_id, again = int(ctx.payload["source_id"]), bool(ctx.payload.get("again"))
+        source = await (_pending_source if again else _unread_source)(ctx.db, ctx.team_id,
+                                                                      source_id)  # fmt: skip
         if source is not None:
-            await _fail_unread(ctx.db, ctx.team_id, source, f"Could not read the file: {error}")
+            await _fail_unread(ctx.db, ctx.team_id, source, f"Could not read the file: {error}",
+                               alone=again)  # fmt: skip
             await notifier.source_read(ctx.team_id, source.batch_id, source.id or 0)
 
     return GivingUp(run, give_up)
+
+
+async def _stage_again(db: Database, team_id: str, source: ImportSource, stream: BinaryIO,
+                       name: str, max_unzipped_bytes: int) -> ImportSource:  # fmt: skip
+    """Stage the source alone from its file (called `name`): a CSV or a workbook as a whole;
+    from a ZIP, the CSV its label names (as the *Map columns* modal found it), however the
+    ZIP's other sources stand: the first one, which a reading of the whole ZIP starts from,
+    may have been removed from the review."""
+    if is_workbook(stream, name) or not is_zip(stream):
+        (staged, *_) = await stage_file(db, team_id, source.id or 0, stream, name=name,
+                                        max_unzipped_bytes=max_unzipped_bytes)  # fmt: skip
+        return staged
+    columns_of = await mapper_for(db, team_id)
+    try:
+        archive = open_archive(stream, max_total_bytes=max_unzipped_bytes, max_ratio=MAX_RATIO)
+    except CsvFileError as exc:
+        await fail_source(db, team_id, source.id or 0, exc, only_pending=True)
+        return await get_source(db, team_id, source.id or 0)
+    with archive:
+        labels = [label[:255] for label in entry_labels(name, archive.entries)]
+        if source.label not in labels:
+            await fail_source(db, team_id, source.id or 0, f"{source.label} is no longer in "
+                              f"{name}.", only_pending=True)  # fmt: skip
+            return await get_source(db, team_id, source.id or 0)
+        index = labels.index(source.label)
+        entry = archive.entries[index]
+        notes = [ignored_note(name, archive.ignored)] if index == 0 else []
+        try:
+            with entry.open() as data:
+                reader = CsvReader(data, columns_of=columns_of)
+                await stage_reader(db, team_id, source, reader, notes=notes,
+                                   kind=recognise(entry.name, reader.header))  # fmt: skip
+        except CsvFileError as exc:  # unreadable, or damaged part way (then already recorded)
+            await fail_source(db, team_id, source.id or 0, exc, only_pending=True)
+    return await get_source(db, team_id, source.id or 0)
 
 
 async def _upload_sources(db: Database, team_id: str, origin: ImportSource) -> list[ImportSource]:
@@ -275,9 +333,20 @@ def _archive_prefix(label: str) -> str:
     return head + separator if separator else "\0"  # no ZIP: no siblings
 
 
-async def _fail_unread(db: Database, team_id: str, origin: ImportSource, error: str) -> None:
-    """The file can't be read at all: every source of it still pending fails with `error`."""
-    for source in await _upload_sources(db, team_id, origin):
+async def _pending_source(db: Database, team_id: str, source_id: int) -> ImportSource | None:
+    """The source, if it is still to be read (and still part of its import's review)."""
+    async with db.session() as session:
+        source = await session.get(ImportSource, source_id)
+    if source is None or source.team_id != team_id or source.removed:
+        return None
+    return source if source.status == SourceStatus.PENDING else None
+
+
+async def _fail_unread(db: Database, team_id: str, origin: ImportSource, error: str, *,
+                       alone: bool = False) -> None:  # fmt: skip
+    """The file can't be read at all: every source of it still pending fails with `error`
+    (`alone`: only `origin`, read again by itself; the others are not this job's)."""
+    for source in [origin] if alone else await _upload_sources(db, team_id, origin):
         if source.status == SourceStatus.PENDING and (
             source.id == origin.id or source.label.startswith(_archive_prefix(origin.label))
         ):

@@ -250,15 +250,17 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
     addresses in other files become valid again (as when a file is removed); reading it
     again replaces them. The reading is queued in the same transaction, as the job that
     reads an uploaded file (its bytes are in Slack), which picks the remembered mapping up:
-    for a CSV in a ZIP the job is the ZIP's, which reads again only the entries pending.
+    the job reads this source alone ("again"), a CSV in a ZIP as the ZIP's entry of its
+    name, whatever became of the other sources of the same Slack file (removed, or the file
+    added again since).
     """
     async with db.begin() as conn:
         await lock_batch(conn, team_id, batch_id)
         source = (await conn.execute(
-            select(ImportSource).where(col(ImportSource.id) == source_id,
-                                       col(ImportSource.team_id) == team_id,
-                                       col(ImportSource.batch_id) == batch_id,
-                                       col(ImportSource.removed).is_(False))
+            select(ImportSource.id).where(col(ImportSource.id) == source_id,
+                                          col(ImportSource.team_id) == team_id,
+                                          col(ImportSource.batch_id) == batch_id,
+                                          col(ImportSource.removed).is_(False))
         )).first()  # fmt: skip
         if source is None:
             raise LookupError("That file is no longer part of this import.")
@@ -277,13 +279,7 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
         await remember_in(conn, team_id, header, mapping, user)
         await _set_rows_removed(conn, team_id, batch_id, source_id)
         await promote_after_source(conn, team_id, batch_id, source_id)
-        origin = (await conn.execute(
-            select(ImportSource.id).where(
-                col(ImportSource.team_id) == team_id, col(ImportSource.batch_id) == batch_id,
-                col(ImportSource.ref) == source.ref, col(ImportSource.kind) == SourceKind.CSV,
-            ).order_by(col(ImportSource.id)).limit(1)
-        )).scalar_one()  # fmt: skip
-        await enqueue_in(conn, team_id, SLACK_FILE_JOB, {"source_id": origin},
+        await enqueue_in(conn, team_id, SLACK_FILE_JOB, {"source_id": source_id, "again": True},
                          dedupe_key=f"remap:{source_id}:{utcnow().timestamp()}")  # fmt: skip
     async with db.session() as session:
         found = await session.get(ImportSource, source_id)

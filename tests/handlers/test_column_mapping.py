@@ -4,7 +4,9 @@ itself."""
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from typing import Any
 
 from sqlalchemy import text
@@ -184,3 +186,84 @@ async def test_a_busy_file_host_is_said_in_the_map_columns_modal_not_left_readin
     assert "Slack's file service is busy" in shown, shown
     app.slack.failing_downloads = 0
     assert (await _click_map(app, review, REP))["callback_id"] == Callback.MAP_COLUMNS
+
+
+def _zip(**files: bytes) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(f"{name}.csv", data)
+    return out.getvalue()
+
+
+def _remove_button(message: dict[str, Any], label: str) -> str:
+    return next(b["accessory"]["value"] for b in message["blocks"]
+                if b.get("accessory", {}).get("action_id") == Action.REMOVE_SOURCE
+                and label in b["text"]["text"])  # fmt: skip
+
+
+async def _map_work_columns(app: Harness, review: dict[str, Any]) -> dict[str, Any]:
+    """*Map columns* on the review's one mappable file, WORK's columns chosen: the review
+    message once the file was read again."""
+    modal = await _click_map(app, review, REP)
+    assert modal["callback_id"] == Callback.MAP_COLUMNS
+    await app.requests.view_submission(
+        state_values=_state(email="1", first_name="2", last_name="none", locale="3",
+                            subscribed="none"),
+        view_id=modal["id"], user_id=REP)  # fmt: skip
+    await app.settle()
+    return app.slack.message("C0001", review["ts"])
+
+
+async def test_map_columns_on_a_zip_entry_after_its_first_entry_was_removed(
+    app: Harness,
+) -> None:
+    # export.zip: customers.csv reads fine, crm.csv has no email column the bot recognises;
+    # customers.csv (the ZIP's first entry, which a reading of the whole ZIP starts from) is
+    # removed, then crm.csv's columns are mapped: crm.csv is read, customers.csv stays out
+    view_id = await _open_modal(app)
+    data = _zip(customers=b"email\nzed@example.com\n", crm=WORK)
+    file = app.slack.add_file("F0400", "export.zip", data, filetype="zip",
+                              mimetype="application/zip")  # fmt: skip
+    await app.requests.view_submission(state_values=_form(files=[file], segment="Zip"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    review = app.slack.message("C0001", (await _review(app))["ts"])
+    removal = _remove_button(review, "export.zip › customers.csv")
+    await app.requests.block_action(Action.REMOVE_SOURCE, removal, user_id=REP,
+                                    message_ts=review["ts"])  # fmt: skip
+    await app.settle()
+    review = await _map_work_columns(app, app.slack.message("C0001", review["ts"]))
+    (line,) = _source_lines(review)  # was ":hourglass_flowing_sand: Reading…" for good
+    assert "*export.zip › crm.csv*" in line and "3 valid · 0 duplicates · 1 rejected" in line, line
+
+    batch = removal.split(":")[0]
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=review["ts"])
+    await app.settle()
+    assert not any("still being read" in e["text"] for e in app.slack.ephemerals)
+    thread = [m["text"] for m in app.slack.messages_in("C0001", review["ts"])]
+    assert any("Imported into *Zip*" in t and "3 new contacts" in t for t in thread), thread
+    async with app.db.begin() as conn:
+        emails = set((await conn.execute(text("SELECT email FROM contact"))).scalars())
+    assert emails == {"ada@example.com", "bob@example.org", "cy@example.net"}
+
+
+async def test_map_columns_on_a_file_removed_then_added_again(app: Harness) -> None:
+    # work.csv removed, then the same Slack file added again with *Add more*: mapping the
+    # columns of the one in the review reads that one
+    review = await _upload(app, "F0206", "work.csv", WORK)
+    removal = _remove_button(review, "work.csv")
+    await app.requests.block_action(Action.REMOVE_SOURCE, removal, user_id=REP,
+                                    message_ts=review["ts"])  # fmt: skip
+    await app.settle()
+    batch = removal.split(":")[0]
+    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=review["ts"])
+    await app.settle()
+    modal = app.slack.open_views(REP)[-1]
+    await app.requests.view_submission(state_values=_form(files=[app.slack.file_object("F0206")]),
+                                       view_id=modal["id"], user_id=REP)  # fmt: skip
+    await app.settle()
+    review = await _map_work_columns(app, app.slack.message("C0001", review["ts"]))
+    (line,) = _source_lines(review)  # was ":hourglass_flowing_sand: Reading…" for good
+    assert "3 valid · 0 duplicates · 1 rejected" in line, line
+    assert "*Total:* 4 rows · *3 to import*" in json.dumps(review["blocks"], ensure_ascii=False)
