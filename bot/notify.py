@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from sqlalchemy import text
+from sqlalchemy import delete, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import col
 
 from bot.jobs.queue import enqueue_in
+from models import Database, SeenKey
+from models.clock import utcnow
 
 
 class ImportNotifier(Protocol):
@@ -97,3 +100,39 @@ async def enqueue_report_in(
         payload["ids"]["source_id"] = source_id
     await enqueue_in(conn, team_id, REPORT_JOB, payload, max_attempts=REPORT_ATTEMPTS)
 
+
+# The skipped-rows CSV of a file reaches the import's thread once per reading of the file.
+# rejects_key is taken (bot.once) when the CSV of the current reading is shared; reading the
+# file again (*Map columns*) lets it go, so the new reading shares its own, and takes
+# earlier_rejects_key instead while the thread shows an earlier reading's CSV: a new reading
+# that skips no row then says that CSV no longer applies.
+def rejects_key(source_id: int) -> str:
+    return f"rejects:{source_id}"
+
+
+def earlier_rejects_key(source_id: int) -> str:
+    return f"rejects-earlier:{source_id}"
+
+
+async def reading_again_in(conn: AsyncConnection, team_id: str, source_id: int) -> None:
+    """The source is put back to be read, in the caller's transaction: its skipped rows are
+    shared again once it is read; a CSV shared of the reading before becomes an earlier one."""
+    shared = await conn.execute(delete(SeenKey).where(
+        col(SeenKey.team_id) == team_id, col(SeenKey.key) == rejects_key(source_id)))  # fmt: skip
+    if shared.rowcount:
+        earlier = earlier_rejects_key(source_id)
+        await conn.execute(delete(SeenKey).where(
+            col(SeenKey.team_id) == team_id, col(SeenKey.key) == earlier))  # fmt: skip
+        await conn.execute(insert(SeenKey).values(team_id=team_id, key=earlier,
+                                                  created_at=utcnow()))  # fmt: skip
+
+
+async def take_earlier_rejects(db: Database, team_id: str, source_id: int) -> bool:
+    """Whether the thread's skipped-rows CSV of the source was an earlier reading's, not told
+    since that it no longer applies; True once (put it back with bot.once.first_time if the
+    telling fails)."""
+    async with db.begin() as conn:
+        taken = await conn.execute(delete(SeenKey).where(
+            col(SeenKey.team_id) == team_id,
+            col(SeenKey.key) == earlier_rejects_key(source_id)))  # fmt: skip
+    return bool(taken.rowcount)

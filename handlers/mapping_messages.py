@@ -127,3 +127,9 @@ def mapping_errors(chosen: dict[str, int | None], header: list[str]) -> dict[str
         else:
             used[position] = name
     return errors
+
+
+def none_skipped_now(label: str) -> str:
+    """In the import's thread: the file, read again, has no rows skipped any more."""
+    return (f"*{esc(label)}* was read again and none of its rows are skipped now: its "
+            "skipped-rows CSV above no longer applies.")  # fmt: skip

@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns.preview import preview_batch
 from bot.campaigns.service import list_campaigns
-from bot.imports.batches import write_rejects
+from bot.imports.batches import get_source, write_rejects
 from bot.imports.review import claim_progress, forget_progress, load
 from bot.imports.undo import undoable
 from bot.jobs.queue import enqueue
@@ -33,11 +33,15 @@ from bot.notify import (
     REPORT_JOB,
     SOURCE_READ,
     UNDO_FINISHED,
+    earlier_rejects_key,
+    rejects_key,
+    take_earlier_rejects,
 )
 from bot.once import first_time, forget
 from handlers.enrollment_messages import target_offer
 from handlers.enrollment_reports import EnrollmentReports
 from handlers.home_publish import refresh_homes
+from handlers.mapping_messages import none_skipped_now
 from handlers.messages import (
     CHANNEL_REFUSALS,
     file_stem,
@@ -172,19 +176,28 @@ class SlackNotifier:
                 log.info("review message of import %s was deleted: not redrawn", batch_id)
 
     async def _source_read(self, team_id: str, batch_id: int, source_id: int) -> None:
+        """Refresh, and share the skipped rows of the file's reading in the thread, once per
+        reading (a retried report, a reading job run again: shared already). A file read
+        again whose rows are all fine now says its earlier CSV no longer applies."""
         await self._refresh(team_id, batch_id)
         view = await load(self.db, team_id, batch_id)
         batch = view.batch
         source = next((s for s in view.sources if s.id == source_id), None)
-        if source is None or source.status != SourceStatus.PARSED:
-            return
-        counts = view.counts_of(source)
-        if not (counts.rejected or counts.duplicates) or not batch.message_ts:
+        if source is None or source.status != SourceStatus.PARSED or not batch.message_ts:
             return  # without a review message yet, posting it shares what is pending
-        key = f"rejects:{source_id}"
+        counts = view.counts_of(source)
+        if not (counts.rejected or counts.duplicates):
+            await self._none_skipped(team_id, batch.channel_id or "", batch.message_ts,
+                                     source_id, source.label)  # fmt: skip
+            return
+        key = rejects_key(source_id)
         if not await first_time(self.db, team_id, key):
             return
         try:
+            if (await get_source(self.db, team_id, source_id)).status != SourceStatus.PARSED:
+                # put back to be read since it was loaded: that reading shares its own CSV
+                await forget(self.db, team_id, key)
+                return
             out = io.StringIO()
             await write_rejects(self.db, team_id, batch_id, out, source_id=source_id)
             await self.client.files_upload_v2(
@@ -195,6 +208,19 @@ class SlackNotifier:
             )
         except BaseException:
             await forget(self.db, team_id, key)  # not shared: the next attempt shares it
+            raise
+
+    async def _none_skipped(self, team_id: str, channel: str, thread_ts: str, source_id: int,
+                            label: str) -> None:  # fmt: skip
+        """The thread's skipped-rows CSV of the file came from an earlier reading: say, once,
+        that it no longer applies."""
+        if not await take_earlier_rejects(self.db, team_id, source_id):
+            return
+        try:
+            await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts,
+                                               text=none_skipped_now(label))  # fmt: skip
+        except BaseException:
+            await first_time(self.db, team_id, earlier_rejects_key(source_id))  # told next time
             raise
 
     async def _finished(self, team_id: str, batch_id: int) -> None:

@@ -25,6 +25,7 @@ from bot.imports.batches import lock_batch, promote_after_source
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.reading import Columns, ColumnsError, CsvFileError, map_header, squash
 from bot.jobs.queue import enqueue_in
+from bot.notify import reading_again_in
 from models import ColumnMapping, Database, FileFormat, ImportSource, SourceKind, SourceStatus
 from models.clock import utcnow
 
@@ -248,11 +249,11 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
 
     Only in a draft. The source's rows are marked removed first, so duplicates of its
     addresses in other files become valid again (as when a file is removed); reading it
-    again replaces them. The reading is queued in the same transaction, as the job that
-    reads an uploaded file (its bytes are in Slack), which picks the remembered mapping up:
-    the job reads this source alone ("again"), a CSV in a ZIP as the ZIP's entry of its
-    name, whatever became of the other sources of the same Slack file (removed, or the file
-    added again since).
+    again replaces them, and shares its skipped rows in the thread anew. The reading is
+    queued in the same transaction, as the job that reads an uploaded file (its bytes are in
+    Slack), which picks the remembered mapping up: the job reads this source alone
+    ("again"), a CSV in a ZIP as the ZIP's entry of its name, whatever became of the other
+    sources of the same Slack file (removed, or the file added again since).
     """
     async with db.begin() as conn:
         await lock_batch(conn, team_id, batch_id)
@@ -279,6 +280,7 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
         await remember_in(conn, team_id, header, mapping, user)
         await _set_rows_removed(conn, team_id, batch_id, source_id)
         await promote_after_source(conn, team_id, batch_id, source_id)
+        await reading_again_in(conn, team_id, source_id)  # its skipped rows are shared anew
         await enqueue_in(conn, team_id, SLACK_FILE_JOB, {"source_id": source_id, "again": True},
                          dedupe_key=f"remap:{source_id}:{utcnow().timestamp()}")  # fmt: skip
     async with db.session() as session:

@@ -267,3 +267,82 @@ async def test_map_columns_on_a_file_removed_then_added_again(app: Harness) -> N
     (line,) = _source_lines(review)  # was ":hourglass_flowing_sand: Reading…" for good
     assert "3 valid · 0 duplicates · 1 rejected" in line, line
     assert "*Total:* 4 rows · *3 to import*" in json.dumps(review["blocks"], ensure_ascii=False)
+
+
+# "Email" is a column of old, broken addresses; the real ones are in "Work Email"
+WRONG_GUESS = (b"Email,Work Email,First Name\n"
+               b"n/a,ada@example.com,Ada\n"
+               b"n/a,bob@example.org,Bob\n"
+               b"n/a,cy@example.net,Cy\n"
+               b"n/a,not-an-email,Dee\n")  # fmt: skip
+
+
+async def _remap(app: Harness, review: dict[str, Any], **positions: str) -> dict[str, Any]:
+    """*Map columns* on the review's one file, `positions` chosen; the review message after."""
+    modal = await _click_map(app, review, REP)
+    choice = {"first_name": "none", "last_name": "none", "locale": "none",
+              "subscribed": "none", **positions}  # fmt: skip
+    await app.requests.view_submission(state_values=_state(**choice), view_id=modal["id"],
+                                       user_id=REP)  # fmt: skip
+    await app.settle()
+    return app.slack.message("C0001", review["ts"])
+
+
+def _thread_csvs(app: Harness, review: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """The skipped-rows CSVs shared in the review's thread: (comment, rows without header)."""
+    return [(u.initial_comment or "", u.text.splitlines()[1:]) for u in app.slack.uploads
+            if u.thread_ts == review["ts"] and u.completed]  # fmt: skip
+
+
+async def test_the_skipped_rows_csv_in_the_thread_follows_a_remap(app: Harness) -> None:
+    review = await _upload(app, "F0301", "shop.csv", WRONG_GUESS)
+    (line,) = _source_lines(review)
+    assert "0 valid · 0 duplicates · 4 rejected" in line, line
+    ((comment, rows),) = _thread_csvs(app, review)
+    assert comment.startswith("4 rejected") and len(rows) == 4
+
+    # the right email column: 3 valid, 1 rejected; the thread gets the CSV of that reading,
+    # though the file host refuses its first upload (the report is retried)
+    app.slack.failing_uploads = 1
+    review = await _remap(app, review, email="1", first_name="2")
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE job SET run_after = CURRENT_TIMESTAMP "
+                                "WHERE state = 'queued'"))  # fmt: skip
+    await app.settle()
+    (line,) = _source_lines(review)
+    assert "3 valid · 0 duplicates · 1 rejected" in line, line
+    (_, (comment, rows)) = _thread_csvs(app, review)  # was the first reading's alone
+    assert comment.startswith("1 rejected and 0 duplicate rows in *shop.csv*"), comment
+    assert len(rows) == 1 and "not-an-email" in rows[0], rows
+
+    # the reading job run again (a worker died before marking it done): not shared twice
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE job SET state = 'queued', run_after = CURRENT_TIMESTAMP "
+                                "WHERE dedupe_key LIKE 'remap:%'"))  # fmt: skip
+    await app.settle()
+    assert len(_thread_csvs(app, review)) == 2
+
+    # the same choice again: a new reading, whose CSV is shared in turn
+    review = await _remap(app, review, email="1", first_name="2")
+    assert len(_thread_csvs(app, review)) == 3
+
+
+async def test_a_remap_that_skips_no_row_says_the_csv_no_longer_applies(app: Harness) -> None:
+    data = WRONG_GUESS.replace(b"not-an-email", b"dee@example.com")
+    review = await _upload(app, "F0302", "shop.csv", data)
+    assert len(_thread_csvs(app, review)) == 1  # 4 rows "won't be imported"
+    review = await _remap(app, review, email="1", first_name="2")
+    (line,) = _source_lines(review)
+    assert "4 valid · 0 duplicates · 0 rejected" in line, line
+    assert len(_thread_csvs(app, review)) == 1
+    told = [m["text"] for m in app.slack.messages_in("C0001", review["ts"])]
+    assert told.count("*shop.csv* was read again and none of its rows are skipped now: its "
+                      "skipped-rows CSV above no longer applies.") == 1, told
+
+    # back to the wrong column: its CSV again; then right again: told again, once
+    review = await _remap(app, review, email="0", first_name="2")
+    ((_, first), (_, second)) = _thread_csvs(app, review)
+    assert second == first
+    review = await _remap(app, review, email="1", first_name="2")
+    told = [m["text"] for m in app.slack.messages_in("C0001", review["ts"])]
+    assert sum("none of its rows are skipped now" in t for t in told) == 2, told
