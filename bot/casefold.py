@@ -18,6 +18,12 @@ from sqlalchemy import ColumnElement, func, or_
 MAX_SPELLINGS = 16
 
 
+# "İ" (Turkish capital dotted I) lowers to "i" + U+0307 in Python, and SQLite's lower() keeps
+# it as it is: "İbrahim" was found by no spelling, not even as typed.
+_DOTTED_I = "\u0130"
+_DOTTED_I_LOWER = _DOTTED_I.lower()
+
+
 def spellings(word: str, *, fold_all: bool) -> list[str]:
     """The forms to look `word` up by in a `lower(column)` comparison.
 
@@ -29,11 +35,17 @@ def spellings(word: str, *, fold_all: bool) -> list[str]:
     if fold_all:
         return [word]
     forms = [""]
-    for ch in word.lower():
-        cases = [ch]
-        if not ch.isascii():
-            cases += [c for c in dict.fromkeys((ch.upper(), ch.title()))
-                      if len(c) == 1 and c != ch and c.lower() == ch]  # fmt: skip
+    for typed in word:
+        ch = typed.lower()
+        if ch == "i" or ch == _DOTTED_I_LOWER:  # Turkish: "İ" is the capital of "i" (below)
+            cases = ["i", _DOTTED_I]
+        elif len(ch) != 1:  # lowers to more than one letter: as typed, as SQLite keeps it
+            cases = [typed]
+        else:
+            cases = [ch]
+            if not ch.isascii():
+                cases += [c for c in dict.fromkeys((ch.upper(), ch.title()))
+                          if len(c) == 1 and c != ch and c.lower() == ch]  # fmt: skip
         if len(forms) * len(cases) > MAX_SPELLINGS:
             cases = [ch]
         forms = [form + case for form in forms for case in cases]

@@ -88,6 +88,17 @@ async def test_a_full_name_is_found_whichever_word_the_first_name_ends_at(world:
     assert await emails("Ann Smith") == []  # first names are matched from their start
 
 
+async def test_a_turkish_dotted_capital_i_is_found_however_it_is_typed(world: World) -> None:
+    """Python lowers "İ" to "i" + a combining dot and SQLite's lower() keeps it: "İbrahim"
+    was found by no query at all on SQLite, not even typed as stored."""
+    await world.import_csv("VIP", people("ib@example.com,İbrahim,Yılmaz", "ip@example.com,Ipek,Ak",
+                                         header="email,first_name,last_name"))  # fmt: skip
+    for query in ("İbrahim", "ibrahim", "İBRAHİM", "IBRA"):
+        assert [h.email for h in (await search(world.db, TEAM, query)).hits] == [
+            "ib@example.com"], query  # fmt: skip
+    assert [h.email for h in (await search(world.db, TEAM, "ipek")).hits] == ["ip@example.com"]
+
+
 async def test_search_pages_in_email_order(world: World) -> None:
     await world.import_csv("VIP", people(*[f"p{i:02d}@example.com,P{i}" for i in range(25)]))
     first = await search(world.db, TEAM, "p")
