@@ -186,6 +186,9 @@ async def apply_batch(
         if not await _start(conn, team_id, batch_id):
             raise BatchStateError(f"Import #{batch_id} was cancelled before it started.")
     lo, hi = bounds
+    # Chunks are ranges of staged-row ids, which other imports' rows (and this one's skipped
+    # rows) share: progress is that fraction of the rows this import applies.
+    span, rows = hi + 1 - lo, batch.valid or hi + 1 - lo
     seen = batch.apply_cursor  # the cursor as stored: a chunk is claimed from exactly there
     while (start := max(seen, lo)) <= hi:
         upper = start + chunk_size
@@ -199,7 +202,8 @@ async def apply_batch(
                 break
             seen = cursor
         if on_progress is not None:
-            await on_progress(Progress(min(max(seen, lo), hi + 1) - lo, hi + 1 - lo))
+            passed = min(max(seen, lo), hi + 1) - lo
+            await on_progress(Progress(rows * passed // span, rows))
     async with db.begin() as conn:
         await conn.execute(
             text("""

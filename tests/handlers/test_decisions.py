@@ -141,3 +141,26 @@ async def test_an_import_whose_segment_was_deleted_meanwhile_cant_be_approved(
     async with app.db.begin() as conn:
         status = (await conn.execute(text("SELECT status FROM import_batch"))).scalar_one()
     assert status == "draft"
+
+
+async def test_progress_counts_this_imports_rows_not_other_imports(app: Harness) -> None:
+    """Chunks are ranges of staged-row ids, which another import staged meanwhile shares."""
+    message, batch = await _start(app, segment="Small")
+    view_id = await _open_modal(app)  # someone else's import, staged meanwhile
+    big = "email\n" + "".join(f"p{i}@example.com\n" for i in range(300))
+    file = app.slack.add_file("F0900", "big.csv", big.encode())
+    await app.requests.view_submission(state_values=_form(files=[file], segment="Big"),
+                                       view_id=view_id, user_id=LEAD)  # fmt: skip
+    await app.settle()
+    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
+    await app.settle()
+    modal = app.slack.open_views(REP)[-1]
+    await app.requests.view_submission(state_values=_form(email="late@example.com"),
+                                       view_id=modal["id"], user_id=REP)  # fmt: skip
+    await app.settle()
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    shown = [str(c.args.get("text")) for c in app.slack.calls
+             if c.method in ("chat.postMessage", "chat.update")
+             and "Importing into *Small*" in str(c.args.get("text"))]  # fmt: skip
+    assert len(shown) > 1 and all(" of 3 " in t for t in shown), shown  # 3 contacts to import
