@@ -169,6 +169,22 @@ def people_rows(people: Sequence[tuple[str, str, str]]) -> list[list[str]]:
     return [["email", "first_name", "last_name"]] + [[e, f, la] for f, la, e in people]
 
 
+# People as Excel's "CSV" writes them on a Japanese, Chinese, Central European or old Mac
+# system: in the system's code page, not UTF-8.
+LEGACY_PEOPLE: dict[str, list[tuple[str, str, str]]] = {
+    "shift_jis": [("悠斗", "田中", "yuto@example.jp"), ("さくら", "佐藤", "sakura@example.jp"),
+                  ("健太", "鈴木", "kenta@example.jp"), ("ﾊﾅｺ", "ﾔﾏﾀﾞ", "hanako@example.jp")],
+    "gbk": [("伟", "王", "wei@example.cn"), ("秀英", "刘", "xiuying@example.cn"),
+            ("娜", "张", "na@example.cn"), ("敏", "陈", "min@example.cn")],
+    "cp1250": [("Łukasz", "Świątek", "lukasz@example.pl"), ("Antonín", "Dvořák", "a@example.cz"),
+               ("Zofia", "Wójcik", "zofia@example.pl")],
+    "mac_roman": [("Renée", "Dupré", "renee@example.fr"), ("Jürgen", "Groß", "j@example.de"),
+                  ("François", "Lefèvre", "f@example.fr")],
+    "cp1252": [("José", "Muñoz", "jose@example.es"), ("Zoë", "Brontë", "zoe@example.com"),
+               ("Søren", "Ångström", "soren@example.dk")],
+}  # fmt: skip
+
+
 def utf8_with_stray_cp1252(filler_rows: int = 0) -> tuple[bytes, int]:
     """A UTF-8 file whose later row has one name saved by a cp1252 tool (b"Ren\\xe9e").
 

@@ -351,6 +351,19 @@ async def test_a_background_import_reads_a_zip_and_a_workbook(db: Database,
     assert len(contacts) == 5 and contacts["gone@example.com"][3] is False
 
 
+# --- what the file reader copes with, seen in the contacts stored --------------------------
+
+
+async def test_a_shift_jis_export_stores_the_names_as_written(db: Database) -> None:
+    """Excel's "CSV" on a Japanese system is Shift-JIS: "悠斗 田中" was stored as "—I“l “c’†"."""
+    data = "email,first_name,last_name\r\nyuto@example.jp,悠斗,田中\r\n".encode("shift_jis")
+
+    result = await _import(db, "顧客.csv", data)
+
+    assert (result.batch.valid, result.batch.rejected) == (1, 0)
+    assert (await _contacts(db))["yuto@example.jp"][:2] == ("悠斗", "田中")
+
+
 def test_entry_labels_are_stable_and_distinct() -> None:
     with zipfile.ZipFile(io.BytesIO(exports.zip_bytes(
         {"a/list.csv": b"email\n", "b/list.csv": b"email\n", "c.csv": b"email\n"}

@@ -220,6 +220,44 @@ def test_utf32_is_refused_by_name(encoding: str) -> None:
     )
 
 
+@pytest.mark.parametrize("encoding", list(samples.LEGACY_PEOPLE))
+def test_a_legacy_code_page_reads_as_written(encoding: str) -> None:
+    """Excel's "CSV" on a Japanese, Chinese, Central European or old Mac system: Shift-JIS's
+    "悠斗" was read as cp1252's "—I“l"."""
+    people_ = samples.LEGACY_PEOPLE[encoding]
+    data = samples.csv_bytes(samples.people_rows(people_), encoding=encoding)
+    with pytest.raises(UnicodeDecodeError):
+        data.decode("utf-8")
+
+    reader, records = read(data)
+
+    assert people(reader, records) == people_
+
+
+def test_gbk_whose_bytes_make_a_utf8_character_is_still_gbk() -> None:
+    """GBK's 伟 is UTF-8's ΰ: one UTF-8 character among many bytes that aren't UTF-8 doesn't
+    make the file UTF-8 with stray bytes."""
+    people_ = samples.LEGACY_PEOPLE["gbk"]
+    data = samples.csv_bytes(samples.people_rows(people_), encoding="gbk")
+    assert "伟".encode("gbk").decode("utf-8") == "ΰ"
+
+    assert people(*read(data)) == people_
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "email,first_name,last_name\r\nmin@example.kr,민준,김\r\n".encode("euc_kr"),  # GBK too
+        b"email,first_name\r\na@example.com,\xa4\xa7\xb6\xae\r\nb@example.com,\xb0\xb6\xa9\r\n",
+    ],
+    ids=["ambiguous", "unreadable"],
+)
+def test_a_code_page_that_cant_be_told_is_refused_not_guessed(data: bytes) -> None:
+    with pytest.raises(CsvFileError, match="not UTF-8") as failure:
+        CsvReader(io.BytesIO(data))
+    assert "won't guess" in str(failure.value) and "CSV UTF-8" in str(failure.value)
+
+
 def test_excel_unicode_text_utf16_le_bom_tab_separated() -> None:
     more = [*samples.ACCENTED_PEOPLE, ("一郎", "鈴木", "ichiro@example.jp")]
     data = samples.excel_unicode_text(samples.people_rows(more))
