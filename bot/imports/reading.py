@@ -18,13 +18,17 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from bot.imports.addresses import InvalidEmail, normalize_email
+
 SAMPLE_BYTES = 64 * 1024
 READ_BLOCK = 1024 * 1024  # the encoding decision reads the whole file in blocks this big
 DELIMITERS = (",", ";", "\t", "|")
 MAX_NAMED_COLUMNS = 30  # columns a "no email column" message lists
 FIELD_LIMIT = 64 * 1024  # a runaway quoted field fails one record, not the whole file
 MAX_LINE_CHARS = 1024 * 1024  # no real row is this long (see CsvReader.__init__)
-MAX_RECORD_LINES = 50  # a record spanning more lines than this is an unclosed quote
+# A record spanning more lines than this whose last field ends with a line break is a quote
+# that never closed (csv ends it at the end of the file without a word).
+MAX_RECORD_LINES = 50
 RUNAWAY_LOOKAHEAD = 5_000  # lines searched for the end of a quoted field past FIELD_LIMIT
 
 # Column names as spelled by our seed, Shopify, Mailchimp, HubSpot, Klaviyo and spreadsheets
@@ -566,6 +570,19 @@ class _NoNul(io.BufferedIOBase):
         return b""
 
 
+def _row_shaped(line: str, delimiter: str, width: int, email: int) -> bool:
+    """Whether `line` reads as a row of a file `width` columns wide: that many fields, and
+    a valid address in the email column."""
+    if line.count(delimiter) != width - 1 or "@" not in line:
+        return False
+    cell = line.split(delimiter)[email].strip().strip('"')
+    try:
+        normalize_email(cell)
+    except InvalidEmail:
+        return False
+    return True
+
+
 # Header -> columns: map_header's guess, or a mapping someone chose (bot.imports.mapping).
 # Called once per file, so a chosen mapping costs the CSV hot path nothing.
 ColumnsOf = Callable[[list[str]], Columns]
@@ -641,21 +658,24 @@ class CsvReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _swallowed_rows(self, fields: list[str]) -> bool:
-        """A quote that never closed joined rows into one: a name or email spanning lines that
-        hold more delimited addresses, or any other column (notes, say) holding a line that
-        looks like a row of its own (an address and a row's delimiters)."""
-        c, d = self.columns, self.delimiter
-        wanted = (c.email, c.first_name, c.last_name, c.locale)
-        if any(
-            i is not None and i < len(fields) and "\n" in (f := fields[i]) and "@" in f and d in f
-            for i in wanted
-        ):
+    def _unclosed(self, fields: list[str], lines: int) -> bool:
+        """Whether a record spanning `lines` lines is a quote that never closed: it swallowed
+        rows, or ran long to the end of the file. A long note that closes is a note."""
+        if lines > MAX_RECORD_LINES and fields and fields[-1].endswith(("\n", "\r")):
             return True
-        least = max(1, len(self.header) - 2)
-        return any("\n" in f and any("@" in line and line.count(d) >= least
-                                     for line in f.splitlines()[1:])
-                   for f in fields)  # fmt: skip
+        return self._swallowed_rows(fields)
+
+    def _swallowed_rows(self, fields: list[str]) -> bool:
+        """A quote that never closed joined rows into one: a line inside a field spanning
+        lines reads as a whole row of this file. A note that mentions an address on a line
+        of its own ("Billing: accounts@acme.com, ext 204"), or runs long, is no such line."""
+        width, email, delimiter = len(self.header), self.columns.email, self.delimiter
+        return any(
+            _row_shaped(line, delimiter, width, email)
+            for field in fields
+            if "\n" in field
+            for line in field.splitlines()[1:]
+        )
 
     def _past_runaway_field(self, read: int) -> tuple[Any, int, int]:
         """After a quoted field outgrew FIELD_LIMIT: (a reader to go on with, the lines read
@@ -705,9 +725,7 @@ class CsvReader:
                     continue
                 line = previous + 1
                 previous = base + reader.line_num
-                if previous > line and (
-                    previous - line >= MAX_RECORD_LINES or self._swallowed_rows(fields)
-                ):
+                if previous > line and self._unclosed(fields, previous - line + 1):
                     yield (
                         line,
                         (

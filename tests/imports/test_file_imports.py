@@ -364,6 +364,33 @@ async def test_a_shift_jis_export_stores_the_names_as_written(db: Database) -> N
     assert (await _contacts(db))["yuto@example.jp"][:2] == ("悠斗", "田中")
 
 
+async def test_a_multiline_note_mentioning_an_address_is_imported_not_rejected(
+    db: Database,
+) -> None:
+    """Ann's row was rejected as "Malformed CSV (lines 2-3): a quote that never closes...":
+    her note's second line has an address and a comma."""
+    data = (b"email,first_name,notes\r\n"
+            b'ann@example.com,Ann,"Wholesale.\nBilling: accounts@acme.com, ext 204"\r\n'
+            b"bob@example.com,Bob,\r\n")  # fmt: skip
+    rejects = io.StringIO()
+
+    result = await _import(db, "list.csv", data, rejects=rejects)
+
+    assert (result.batch.valid, result.batch.rejected) == (2, 0), rejects.getvalue()
+    assert set(await _contacts(db)) == {"ann@example.com", "bob@example.com"}
+
+
+async def test_a_quoted_note_of_sixty_lines_is_imported_not_rejected(db: Database) -> None:
+    note = "\n".join(f"line {i}" for i in range(60))
+    data = f'email,first_name,notes\r\nann@example.com,Ann,"{note}"\r\n'.encode()
+    rejects = io.StringIO()
+
+    result = await _import(db, "list.csv", data, rejects=rejects)
+
+    assert (result.batch.valid, result.batch.rejected) == (1, 0), rejects.getvalue()
+    assert (await _contacts(db))["ann@example.com"][0] == "Ann"
+
+
 def test_entry_labels_are_stable_and_distinct() -> None:
     with zipfile.ZipFile(io.BytesIO(exports.zip_bytes(
         {"a/list.csv": b"email\n", "b/list.csv": b"email\n", "c.csv": b"email\n"}

@@ -629,6 +629,26 @@ def test_rows_swallowed_by_a_quote_in_a_notes_column_are_one_malformed_row() -> 
     assert records[1] == (14, ["y@example.com", "Y", "ok"])
 
 
+def test_a_note_mentioning_an_address_on_a_line_of_its_own_is_a_row() -> None:
+    """The line holds an address and a delimiter, but it isn't a row of this file: not as
+    many fields as the header, and no valid address in the email column."""
+    data = (b"email,first_name,notes\r\n"
+            b'ann@example.com,Ann,"Wholesale.\nBilling: accounts@acme.com, ext 204"\r\n'
+            b"bob@example.com,Bob,\r\n")  # fmt: skip
+    _, records = read(data)
+    assert records == [
+        (2, ["ann@example.com", "Ann", "Wholesale.\nBilling: accounts@acme.com, ext 204"]),
+        (4, ["bob@example.com", "Bob", ""]),
+    ]
+
+
+def test_a_long_note_that_closes_is_a_row() -> None:
+    note = "\n".join(f"line {i}" for i in range(60))
+    data = f'email,first_name,notes\r\nann@example.com,Ann,"{note}"\r\nbob@example.com,Bob,\r\n'
+    _, records = read(data.encode())
+    assert records == [(2, ["ann@example.com", "Ann", note]), (62, ["bob@example.com", "Bob", ""])]
+
+
 def test_nul_bytes_are_dropped_not_a_reason_to_refuse_the_file() -> None:
     late = b"".join(b"r%d@example.com,R%d\n" % (i, i) for i in range(5_000))
     data = b"email,first_name\na@example.com,A\x00nn\n\x00" + late + b"z@example.com,Ze\x00ro\n"
