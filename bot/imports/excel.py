@@ -16,6 +16,7 @@ kept as UTF-8 in one buffer (about 40% of the memory of a list of str).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import zipfile
 from array import array
 from collections.abc import Generator, Iterator
@@ -32,7 +33,14 @@ from openpyxl.xml.constants import SHARED_STRINGS, SHEET_MAIN_NS
 from openpyxl.xml.functions import iterparse
 
 from bot.imports.archives import human_size, too_compressed
-from bot.imports.reading import Columns, ColumnsOf, CsvFileError, map_header
+from bot.imports.reading import (
+    MAX_HEADER_SEARCH,
+    Columns,
+    ColumnsOf,
+    CsvFileError,
+    is_header,
+    map_header,
+)
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # old Office files, and encrypted new ones
 # An encrypted .xlsx is an OLE file whose directory holds this stream (MS-OFFCRYPTO).
@@ -319,6 +327,30 @@ def _fields(row: Any, parser: WorkSheetParser, strings: SharedStrings) -> list[s
     return fields
 
 
+def _header_and_rows(rows: Rows) -> tuple[tuple[int, list[str]] | None, Rows]:
+    """A sheet's header row and the rows below it; None for a sheet without rows.
+
+    The header is the first of the first MAX_HEADER_SEARCH rows in which an email column is
+    recognised (a report puts a title and a date above it), else the first row, as before.
+    """
+    head: list[tuple[int, list[str]]] = []
+    for row in itertools.islice(rows, MAX_HEADER_SEARCH):  # read no further than the header
+        if is_header(row[1]):
+            return row, rows
+        head.append(row)
+    return (head[0] if head else None), _rows_from(head[1:], rows)
+
+
+def _rows_from(head: list[tuple[int, list[str]]], rows: Rows) -> Rows:
+    """`head`, then the rest of `rows`; closing it closes `rows` (and the sheet's part), or,
+    before it started, dropping it does."""
+    try:
+        yield from head
+        yield from rows
+    finally:
+        rows.close()
+
+
 class XlsxReader:
     """Streams the rows of a workbook's first non-empty sheet; `.records()` as CsvReader's.
 
@@ -348,12 +380,12 @@ class XlsxReader:
         self.header: list[str] = []
         self.header_row = 0
         for sheet in sorted(sheets, key=lambda s: not s.visible):  # stable: visible first
-            rows = self._guarded(self._book.rows(sheet))
-            first = next(rows, None)
-            if first is not None:
+            header, rows = _header_and_rows(self._guarded(self._book.rows(sheet)))
+            if header is not None:
                 self.sheet, self._rows = sheet.title, rows
-                self.header_row, self.header = first
+                self.header_row, self.header = header
                 break
+            rows.close()
         if self._rows is None:
             raise CsvFileError(NO_DATA)
         self.other_sheets = [s.title for s in sheets if s.title != self.sheet and self._used(s)]

@@ -23,6 +23,8 @@ from bot.imports.addresses import InvalidEmail, normalize_email
 SAMPLE_BYTES = 64 * 1024
 READ_BLOCK = 1024 * 1024  # the encoding decision reads the whole file in blocks this big
 DELIMITERS = (",", ";", "\t", "|")
+MAX_HEADER_SEARCH = 10  # non-blank lines searched for the header (a title may come first)
+_SEP_HINT = re.compile(r'"?sep=([^"\r\n])"?\Z', re.IGNORECASE)  # Excel's delimiter line
 MAX_NAMED_COLUMNS = 30  # columns a "no email column" message lists
 FIELD_LIMIT = 64 * 1024  # a runaway quoted field fails one record, not the whole file
 MAX_LINE_CHARS = 1024 * 1024  # no real row is this long (see CsvReader.__init__)
@@ -540,6 +542,48 @@ def sniff_delimiter(sample_text: str) -> str:
     return best if counts[best] else ","
 
 
+def is_header(fields: list[str]) -> bool:
+    """Whether `fields` are a header whose email column is recognised by name."""
+    try:
+        map_header(fields)
+    except CsvFileError:
+        return False
+    return True
+
+
+def _blank(fields: list[str]) -> bool:
+    return not any(f.strip() for f in fields)
+
+
+def find_header(sample_text: str) -> tuple[str, int]:
+    """(delimiter, lines above the header) for a file starting with `sample_text`.
+
+    Usually the header is the first line. Excel may write a `sep=;` line above it (the
+    delimiter to use), and a report a title and a blank line ("Customer export 2024-05-01"):
+    the header is the first of the first MAX_HEADER_SEARCH non-blank lines in which an email
+    column is recognised, each read with the delimiter it uses most; when none is, the first
+    line, as before (a chosen mapping, or the "no email column" message, then goes by it).
+    """
+    lines = io.StringIO(sample_text, newline="").readlines()
+    hint = _SEP_HINT.match(lines[0].lstrip("\ufeff").strip()) if lines else None
+    start = 1 if hint else 0
+    searched = 0
+    for index in range(start, len(lines)):
+        delimiter = hint[1] if hint else sniff_delimiter(lines[index])
+        try:
+            fields = next(csv.reader(lines[index:], delimiter=delimiter, strict=False), [])
+        except csv.Error:
+            break
+        if _blank(fields):
+            continue
+        if is_header(fields):
+            return delimiter, index
+        searched += 1
+        if searched >= MAX_HEADER_SEARCH:
+            break
+    return (hint[1] if hint else sniff_delimiter("".join(lines[start:]))), start
+
+
 class _NoNul(io.BufferedIOBase):
     """The file's bytes without its NUL bytes, read through as they are asked for.
 
@@ -610,7 +654,7 @@ class CsvReader:
         sample_text = sample.decode(self.encoding, errors="ignore")
         if _looks_binary(sample_text):
             raise CsvFileError(NOT_TEXT)
-        self.delimiter = sniff_delimiter(sample_text)
+        self.delimiter, above = find_header(sample_text)
         text_bytes = stream if self.encoding.startswith("utf-16") else _NoNul(stream)
         self._text: io.TextIOWrapper | None = io.TextIOWrapper(
             text_bytes, encoding=self.encoding, errors=errors, newline=""
@@ -620,6 +664,7 @@ class CsvReader:
         # reaches csv in pieces, each a malformed or rejected row; later line numbers then
         # count its pieces. readline from a C callable iterator: no slower than iteration.
         self._lines = iter(functools.partial(self._text.readline, MAX_LINE_CHARS), "")
+        self._above = sum(1 for _ in itertools.islice(self._lines, above))  # a title, `sep=;`
         self._reader = csv.reader(self._lines, delimiter=self.delimiter, strict=False)
         self.header: list[str] = []
         self._header_line = 0
@@ -628,7 +673,7 @@ class CsvReader:
             for fields in self._reader:
                 if any(f.strip() for f in fields):
                     self.header = fields
-                    self._header_line = self._reader.line_num
+                    self._header_line = self._above + self._reader.line_num
                     break
             if not self.header:
                 raise CsvFileError("The file has no header row and no data.")
@@ -706,7 +751,7 @@ class CsvReader:
     def records(self) -> Iterator[tuple[int, list[str] | str]]:
         """(first line, fields) per non-blank record; (line, message) for a malformed one."""
         reader = self._reader
-        base = 0  # lines read by the readers before this one (see _past_runaway_field)
+        base = self._above  # lines read before this reader (see _past_runaway_field)
         previous = self._header_line
         limit = csv.field_size_limit()
         csv.field_size_limit(FIELD_LIMIT)

@@ -391,6 +391,20 @@ async def test_a_quoted_note_of_sixty_lines_is_imported_not_rejected(db: Databas
     assert (await _contacts(db))["ann@example.com"][0] == "Ann"
 
 
+@pytest.mark.parametrize("above", [b"sep=;\r\n", b"Customer export 2024-05-01\r\n\r\n"],
+                         ids=["sep", "title"])
+async def test_a_line_above_the_header_no_longer_refuses_the_file(db: Database,
+                                                                  above: bytes) -> None:
+    """Excel's `sep=;` line or a report's title was taken for the header: "No email column
+    found. Columns found: 'sep='...", and nothing could be imported."""
+    data = above + b"email;first_name\r\nann@example.com;Ann\r\n"
+
+    result = await _import(db, "export.csv", data)
+
+    assert (result.batch.valid, result.batch.rejected) == (1, 0)
+    assert (await _contacts(db))["ann@example.com"][0] == "Ann"
+
+
 def test_entry_labels_are_stable_and_distinct() -> None:
     with zipfile.ZipFile(io.BytesIO(exports.zip_bytes(
         {"a/list.csv": b"email\n", "b/list.csv": b"email\n", "c.csv": b"email\n"}

@@ -354,6 +354,34 @@ def test_quoted_newline_in_the_header_row_and_blank_lines_before_it() -> None:
     assert [line for line, _ in records] == [5, 7]
 
 
+@pytest.mark.parametrize(
+    ("above", "first_line"),
+    [
+        (b"sep=;\r\n", 3),  # Excel's delimiter line
+        (b'"sep=;"\r\n', 3),
+        (b"Customer export 2024-05-01\r\n\r\n", 4),  # a report's title and a blank line
+        (b"Customer export\r\nStore: Acme; Paris\r\n;;\r\n", 5),
+    ],
+    ids=["sep", "quoted-sep", "title", "title-lines"],
+)
+def test_lines_above_the_header_are_skipped(above: bytes, first_line: int) -> None:
+    """A line above the header made it the header: "No email column found. Columns found:
+    'sep=' ..." and nothing could be imported."""
+    data = above + b"email;first_name\r\nann@example.com;Ann\r\nbob@example.com;Bob\r\n"
+
+    reader, records = read(data)
+
+    assert (reader.delimiter, reader.header) == (";", ["email", "first_name"])
+    assert records == [(first_line, ["ann@example.com", "Ann"]),
+                       (first_line + 1, ["bob@example.com", "Bob"])]  # fmt: skip
+
+
+def test_without_a_recognised_header_the_first_line_is_named_as_before() -> None:
+    data = b"Customer export\r\n\r\nWork Mail,Name\r\nann@example.com,Ann\r\n"
+    with pytest.raises(CsvFileError, match="Columns found: 'Customer export'"):
+        CsvReader(io.BytesIO(data))
+
+
 def test_blank_lines_and_delimiter_only_rows_are_skipped() -> None:
     data = (
         b"email;first_name;last_name\n"  # 1
