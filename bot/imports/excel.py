@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 import zipfile
 from array import array
 from collections.abc import Generator, Iterator
@@ -55,6 +56,7 @@ _TEXT = f"{{{SHEET_MAIN_NS}}}t"
 _STRING_ITEM = f"{{{SHEET_MAIN_NS}}}si"
 _STRING_TABLE = f"{{{SHEET_MAIN_NS}}}sst"
 _DIGITS = "0123456789"
+_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 
 PASSWORD_PROTECTED = (
     "This Excel file is password-protected: save it without a password or export it as CSV."
@@ -195,11 +197,28 @@ class SharedStrings:
         return self._data[start : self._ends[index]].decode("utf-8", "surrogatepass")
 
 
+def unescape(text: str) -> str:
+    """`text` with OOXML's `_xHHHH_` escapes decoded (ECMA-376 ST_Xstring): Excel writes a
+    cell's carriage return as `_x000D_`, and a literal `_x000D_` as `_x005F_x000D_` (`_x005F_`
+    is the underscore). One pass left to right, so an escaped underscore never starts another
+    escape. NUL is dropped (PostgreSQL refuses it in text), a lone surrogate kept as written."""
+    if "_x" not in text:
+        return text
+    return _ESCAPE.sub(_unescaped, text)
+
+
+def _unescaped(match: re.Match[str]) -> str:
+    code = int(match[1], 16)
+    if 0xD800 <= code <= 0xDFFF:
+        return match[0]
+    return chr(code) if code else ""
+
+
 def _string_content(node: Any) -> str:
     """The text of an <si> or <is>: one <t> (the usual case, fast) or openpyxl's rich text."""
     if len(node) == 1 and node[0].tag == _TEXT:
-        return node[0].text or ""
-    return Text.from_tree(node).content
+        return unescape(node[0].text or "")
+    return unescape(Text.from_tree(node).content)
 
 
 def _completed(source: Any, tag: str, parent_tag: str) -> Iterator[Any]:
@@ -223,11 +242,12 @@ def _completed(source: Any, tag: str, parent_tag: str) -> Iterator[Any]:
 
 
 def _read_shared_strings(archive: zipfile.ZipFile, path: str) -> SharedStrings:
-    """The table as openpyxl reads it (`x005F_` dropped), in bounded memory besides itself."""
+    """The table, escapes decoded, in bounded memory besides itself (openpyxl only drops
+    `x005F_`, keeping `_x000D_` as text)."""
     table = SharedStrings()
     with archive.open(path) as source:
         for item in _completed(source, _STRING_ITEM, _STRING_TABLE):
-            table.append(_string_content(item).replace("x005F_", ""))
+            table.append(_string_content(item))
     return table
 
 
@@ -316,6 +336,8 @@ def _fields(row: Any, parser: WorkSheetParser, strings: SharedStrings) -> list[s
         elif kind == "inlineStr":
             inline = cell.find(_INLINE)
             text = _string_content(inline) if inline is not None else ""
+        elif kind == "str":  # a formula's text result
+            text = unescape(cell_text(parser.parse_cell(cell)["value"]))
         else:
             text = cell_text(parser.parse_cell(cell)["value"])
         placed.append((column, text))

@@ -210,6 +210,27 @@ def test_shared_strings_table() -> None:
         table[-1]  # an index from a file is never counted from the end
 
 
+def test_excel_escapes_in_strings_are_decoded() -> None:
+    """Excel writes a cell's carriage return as `_x000D_`: it was kept as text, so "Ann" was
+    stored as "Ann_x000D_" and the address was invalid. `_x005F_` escapes the underscore."""
+    strings = ["Email", "Notes", "ann@example.com_x000D_\n", "one_x000D_\ntwo_x0009_tab",
+               "_x005F_x000D_ as typed", "A_x0000_B _xD800_ _x41_"]  # fmt: skip
+    sheet = (
+        '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>'
+        '<row r="2"><c r="A2" t="s"><v>2</v></c><c r="B2" t="s"><v>3</v></c></row>'
+        '<row r="3"><c r="A3" t="inlineStr"><is><t>bob@example.com_x000D_</t></is></c>'
+        '<c r="B3" t="s"><v>4</v></c></row>'
+        '<row r="4"><c r="A4" t="str"><f>A3</f><v>cat@example.com_x000A_</v></c>'
+        '<c r="B4" t="s"><v>5</v></c></row>'
+    )
+    _, records = read(excel_written(sheet, strings))
+    assert records == [
+        (2, ["ann@example.com\r\n", "one\r\ntwo\ttab"]),
+        (3, ["bob@example.com\r", "_x000D_ as typed"]),
+        (4, ["cat@example.com\n", "AB _xD800_ _x41_"]),
+    ]
+
+
 def test_formulas_openpyxl_wrote_have_no_cached_value() -> None:
     """openpyxl saves formulas without a result; data_only then reads "" (Excel would fill
     them in on its next save)."""

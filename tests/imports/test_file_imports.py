@@ -405,6 +405,21 @@ async def test_a_line_above_the_header_no_longer_refuses_the_file(db: Database,
     assert (await _contacts(db))["ann@example.com"][0] == "Ann"
 
 
+async def test_excel_escaped_carriage_returns_are_not_stored_as_text(db: Database) -> None:
+    """Cells Excel saved with a carriage return: the address was rejected as invalid and the
+    name stored as "Ann_x000D_"."""
+    data = excel_written(
+        '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>'
+        '<row r="2"><c r="A2" t="s"><v>2</v></c><c r="B2" t="s"><v>3</v></c></row>',
+        ["Email", "First Name", "ann@example.com_x000D_\n", "Ann_x000D_\n"])
+    rejects = io.StringIO()
+
+    result = await _import(db, "list.xlsx", data, rejects=rejects)
+
+    assert (result.batch.valid, result.batch.rejected) == (1, 0), rejects.getvalue()
+    assert (await _contacts(db))["ann@example.com"][0] == "Ann"
+
+
 def test_entry_labels_are_stable_and_distinct() -> None:
     with zipfile.ZipFile(io.BytesIO(exports.zip_bytes(
         {"a/list.csv": b"email\n", "b/list.csv": b"email\n", "c.csv": b"email\n"}
