@@ -125,7 +125,8 @@ class Classifier:
     subscribed: bool | None = None
     # Every row is skipped with this reason (Mailchimp's cleaned export: addresses that bounced).
     skip_reason: str | None = None
-    _locales: dict[str, str] = field(default_factory=dict)  # raw spelling -> known locale
+    # raw spelling -> known locale (None: a cell of spaces)
+    _locales: dict[str, str | None] = field(default_factory=dict)
 
     def contact(
         self, line: int, email: str, first: str = "", last: str = "", locale: str = "",
@@ -181,8 +182,9 @@ class Classifier:
         reason = None
         loc: str | None = None
         if locale:
-            loc = normalize_locale(locale)
-            if loc is not None:
+            # a cell of spaces is an empty one, remembered so its next rows stay on the fast path
+            loc = normalize_locale(locale) if locale.strip() else None
+            if loc is not None or not locale.strip():
                 self._locales[locale] = loc
             else:
                 tally.warnings += 1

@@ -420,6 +420,15 @@ async def test_excel_escaped_carriage_returns_are_not_stored_as_text(db: Databas
     assert (await _contacts(db))["ann@example.com"][0] == "Ann"
 
 
+async def test_a_locale_cell_of_spaces_counts_no_warning(db: Database) -> None:
+    data = b"email,first_name,locale\r\nann@example.com,Ann, \r\n"
+
+    result = await _import(db, "list.csv", data)
+
+    assert (result.batch.valid, result.batch.warnings) == (1, 0)
+    assert (await _contacts(db))["ann@example.com"][2] is None
+
+
 def test_entry_labels_are_stable_and_distinct() -> None:
     with zipfile.ZipFile(io.BytesIO(exports.zip_bytes(
         {"a/list.csv": b"email\n", "b/list.csv": b"email\n", "c.csv": b"email\n"}

@@ -321,6 +321,14 @@ def test_unknown_locale_is_valid_with_a_warning(raw: str) -> None:
     assert (tally.valid, tally.warnings) == (2, 2)
 
 
+def test_a_locale_cell_of_spaces_is_empty_not_a_warning() -> None:
+    """It gave "Unknown locale '': the workspace default is used" and a warning per row."""
+    staged, tally = classify(b"email,locale\nada@example.com, \nbob@example.com,  \t\n"
+                             b"cy@example.com, \n")  # fmt: skip
+    assert [(row[5], row[6], row[7]) for row in staged] == [(None, VALID, None)] * 3
+    assert tally.warnings == 0
+
+
 def test_a_duplicate_does_not_add_a_locale_warning() -> None:
     staged, tally = classify(b"email,locale\nada@example.com,klingon\nADA@example.com,klingon\n")
 
