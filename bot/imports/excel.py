@@ -78,6 +78,7 @@ Rows = Generator[tuple[int, list[str]], None, None]
 # refused unread: openpyxl-style parsing of a 44 KB sheet of ten million
 # empty cells held 2 GB, and 2 million empty shared strings from 55 KB took 17 s.
 MAX_PART_RATIO = 100.0
+MAX_NAMED_SHEETS = 5  # sheets a "no email column" message names
 
 
 def is_xlsx(stream: BinaryIO) -> bool:
@@ -373,8 +374,15 @@ def _rows_from(head: list[tuple[int, list[str]]], rows: Rows) -> Rows:
         rows.close()
 
 
+def _sheet_names(names: list[str]) -> str:
+    shown = ", ".join(f"“{name}”" for name in names[:MAX_NAMED_SHEETS])
+    more = len(names) - MAX_NAMED_SHEETS
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
 class XlsxReader:
-    """Streams the rows of a workbook's first non-empty sheet; `.records()` as CsvReader's.
+    """Streams the rows of a workbook's first sheet with an email column (else its first
+    sheet with data); `.records()` as CsvReader's.
 
     A visible sheet is preferred to a hidden one (a hidden sheet is usually a lookup list).
     Formulas give the value Excel saved with the file, or "" if it saved none (openpyxl saves
@@ -397,21 +405,55 @@ class XlsxReader:
             raise
 
     def _open_first_sheet(self) -> None:
+        """Open the sheet to read: the first (visible first) whose header has an email column
+        recognised by name, else the first whose header `columns_of` maps, else fail naming
+        the first sheet's columns and the other sheets. A summary or instructions tab before
+        the customers refused the workbook, naming only its own columns."""
         sheets = self._book.sheets
-        self.sheet = ""
-        self.header: list[str] = []
-        self.header_row = 0
+        self._rows = None
+        unrecognised: list[tuple[_Sheet, list[str]]] = []
         for sheet in sorted(sheets, key=lambda s: not s.visible):  # stable: visible first
-            header, rows = _header_and_rows(self._guarded(self._book.rows(sheet)))
-            if header is not None:
-                self.sheet, self._rows = sheet.title, rows
-                self.header_row, self.header = header
+            header, rows = self._header_of(sheet)
+            if header is not None and is_header(header[1]):
+                self._use(sheet, header, rows)
                 break
             rows.close()
+            if header is not None:
+                unrecognised.append((sheet, header[1]))
         if self._rows is None:
-            raise CsvFileError(NO_DATA)
+            self._open_mapped_sheet(unrecognised)
         self.other_sheets = [s.title for s in sheets if s.title != self.sheet and self._used(s)]
+
+    def _header_of(self, sheet: _Sheet) -> tuple[tuple[int, list[str]] | None, Rows]:
+        return _header_and_rows(self._guarded(self._book.rows(sheet)))
+
+    def _use(self, sheet: _Sheet, header: tuple[int, list[str]] | None, rows: Rows) -> None:
+        assert header is not None
+        self.sheet, self._rows = sheet.title, rows
+        self.header_row, self.header = header
         self.columns: Columns = self._columns_of(self.header)
+
+    def _open_mapped_sheet(self, unrecognised: list[tuple[_Sheet, list[str]]]) -> None:
+        """No sheet's email column is recognised by name: the first one `columns_of` maps (a
+        mapping someone chose), else the first sheet's failure, naming the other sheets."""
+        if not unrecognised:
+            raise CsvFileError(NO_DATA)
+        failures: list[CsvFileError] = []
+        for sheet, header in unrecognised:
+            try:
+                self._columns_of(header)
+            except CsvFileError as exc:
+                failures.append(exc)
+                continue
+            self._use(sheet, *self._header_of(sheet))
+            return
+        first, *others = (sheet.title for sheet, _ in unrecognised)
+        if not others:
+            raise failures[0]
+        raise type(failures[0])(
+            f"{failures[0]} That is the sheet “{first}”; the other sheets ({_sheet_names(others)})"
+            " have no email column either."
+        )
 
     def _used(self, sheet: _Sheet) -> bool:
         """Whether a sheet has a non-blank row: read until the first one."""

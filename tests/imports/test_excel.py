@@ -24,7 +24,7 @@ from bot.imports.excel import (
     cell_text,
     is_xlsx,
 )
-from bot.imports.reading import Columns, CsvFileError
+from bot.imports.reading import Columns, ColumnsError, CsvFileError
 from bot.imports.rows import VALID, Classifier
 from tests.imports import csv_samples as samples
 
@@ -298,6 +298,39 @@ def test_a_sheet_without_a_recognised_header_starts_at_its_first_row_as_before()
                                                                                    None)) as reader:
         assert reader.header == ["Work Mail", "Name"]
         assert [line for line, _ in reader.records()] == list(range(2, 14))
+
+
+def test_the_first_sheet_with_an_email_column_is_read() -> None:
+    """A summary tab first refused the workbook: "No email column found. Columns found:
+    'Total', '1'", though the next sheet held the customers."""
+    data = workbook(("Summary", [["Total", 1]]), ("Instructions", [["Fill in the next tab"]]),
+                    ("Contacts", [["Email", "First Name"], ["ann@example.com", "Ann"]]))
+    reader, records = read(data)
+    assert (reader.sheet, reader.header) == ("Contacts", ["Email", "First Name"])
+    assert reader.other_sheets == ["Summary", "Instructions"]
+    assert records == [(2, ["ann@example.com", "Ann"])]
+
+
+def test_a_mapped_header_on_a_later_sheet_is_read() -> None:
+    data = workbook(("Summary", [["Total", 1]]), ("People", [["Work Mail"], ["a@example.com"]]))
+
+    def mapped(header: list[str]) -> Columns:
+        if header != ["Work Mail"]:
+            raise ColumnsError("not this one")
+        return Columns(0, None, None, None)
+
+    with XlsxReader(io.BytesIO(data), columns_of=mapped) as reader:
+        assert reader.sheet == "People"
+        assert list(reader.records()) == [(2, ["a@example.com"])]
+
+
+def test_no_sheet_with_an_email_column_names_the_other_sheets() -> None:
+    data = workbook(("Summary", [["Total", 1]]), ("Notes", [["call Ada"]]), ("Empty", []))
+    with pytest.raises(ColumnsError) as failure:
+        XlsxReader(io.BytesIO(data))
+    assert str(failure.value).startswith("No email column found. Columns found: 'Total', '1'.")
+    assert str(failure.value).endswith("That is the sheet “Summary”; the other sheets (“Notes”) "
+                                       "have no email column either.")  # fmt: skip
 
 
 def test_a_hidden_sheet_is_read_when_it_is_the_only_one_with_data() -> None:

@@ -22,7 +22,7 @@ from bot.workspaces import ensure_workspace, import_target
 from models import BatchStatus, Database, ImportBatch, ImportSource, SourceKind
 from tests.imports import exports
 from tests.imports.test_archives import bomb
-from tests.imports.test_excel import excel_written
+from tests.imports.test_excel import excel_written, workbook
 
 TEAM = "T1"
 ZIP_LABELS = [f"export.zip › {name}" for name in
@@ -427,6 +427,21 @@ async def test_a_locale_cell_of_spaces_counts_no_warning(db: Database) -> None:
 
     assert (result.batch.valid, result.batch.warnings) == (1, 0)
     assert (await _contacts(db))["ann@example.com"][2] is None
+
+
+async def test_a_workbook_whose_first_sheet_is_a_summary_imports_its_customers(
+    db: Database,
+) -> None:
+    """It was refused: "No email column found. Columns found: 'Total', '1'"."""
+    data = workbook(("Summary", [["Total", 1]]),
+                    ("Contacts", [["Email", "First Name"], ["ann@example.com", "Ann"]]))
+
+    result = await _import(db, "customers.xlsx", data)
+
+    assert (result.batch.valid, result.batch.rejected) == (1, 0)
+    assert (await _contacts(db))["ann@example.com"][0] == "Ann"
+    source = (await _sources(db, result.batch.id))[0]
+    assert source.note is not None and "“Contacts” was read; not read: “Summary”" in source.note
 
 
 def test_entry_labels_are_stable_and_distinct() -> None:
