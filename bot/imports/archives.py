@@ -250,6 +250,43 @@ def open_archive(stream: BinaryIO, *, max_total_bytes: int, max_ratio: float = 1
     return Archive(entries, ignored, archive)
 
 
+OPENDOCUMENT = (
+    "This is an OpenDocument spreadsheet (.ods, from LibreOffice or OpenOffice), which can't be "
+    "read here: save it as CSV or as an Excel .xlsx workbook (File › Save As) and upload that."
+)
+NUMBERS = (
+    "This is an Apple Numbers file, which can't be read here: export it as CSV or Excel "
+    "(File › Export To › CSV… or Excel…) and upload that."
+)
+_OPENDOCUMENT_TYPE = b"application/vnd.oasis.opendocument"
+
+
+def _spreadsheet_kind(archive: zipfile.ZipFile) -> str | None:
+    """The sentence for a spreadsheet that is a ZIP but not a workbook we read (it was told
+    "This ZIP holds no CSV file (it holds mimetype, content.xml)"), else None.
+
+    OpenDocument names its type in a first entry called `mimetype`; a Numbers document holds
+    its tables as `Index/*.iwa` (or, saved as a package and zipped, `Index.zip`)."""
+    names = archive.namelist()
+    mimetype = next((i for i in archive.infolist() if i.filename == "mimetype"), None)
+    if mimetype is not None and mimetype.file_size < 200:
+        try:
+            if archive.read(mimetype).startswith(_OPENDOCUMENT_TYPE):
+                return OPENDOCUMENT
+        except (*_DAMAGE, NotImplementedError, RuntimeError):
+            pass  # damaged or encrypted: the general sentence will do
+    if any(_numbers_part(name) for name in names):
+        return NUMBERS
+    return None
+
+
+def _numbers_part(name: str) -> bool:
+    parts = _parts(name)
+    return (parts[-1:] == ["Index.zip"]) or (
+        len(parts) >= 2 and parts[-2] == "Index" and parts[-1].endswith(".iwa")
+    )
+
+
 def _check_entries(
     archive: zipfile.ZipFile, csvs: list[zipfile.ZipInfo], ignored: list[str]
 ) -> None:
@@ -259,6 +296,8 @@ def _check_entries(
                 "This is an Excel workbook, not a ZIP of CSV files: upload it as an .xlsx file "
                 "or export it as CSV."
             )
+        if (kind := _spreadsheet_kind(archive)) is not None:
+            raise CsvFileError(kind)
         found = f" (it holds {', '.join(ignored[:5])})" if ignored else ""
         raise CsvFileError(
             f"This ZIP holds no CSV file{found}: put the CSV export in the ZIP or upload the "

@@ -316,6 +316,32 @@ def test_a_zip_without_csv_says_what_it_holds() -> None:
         open_archive(io.BytesIO(zip_bytes({})), max_total_bytes=CAP)
 
 
+@pytest.mark.parametrize(
+    ("entries", "start"),
+    [
+        ({"mimetype": b"application/vnd.oasis.opendocument.spreadsheet",
+          "content.xml": b"<office:document-content/>", "META-INF/manifest.xml": b"<m/>"},
+         "This is an OpenDocument spreadsheet (.ods"),
+        ({"Index/Document.iwa": b"\x00", "Index/Tables/DataList.iwa": b"\x00",
+          "Metadata/Properties.plist": b"<plist/>", "preview.jpg": b"\xff\xd8\xff"},
+         "This is an Apple Numbers file"),
+        ({"Customers.numbers/Index.zip": b"PK", "Customers.numbers/Metadata/Properties.plist":
+          b"<plist/>"}, "This is an Apple Numbers file"),
+    ],
+    ids=["ods", "numbers", "numbers-package-zipped"],
+)  # fmt: skip
+def test_a_spreadsheet_we_dont_read_is_named_not_called_a_zip(
+    entries: dict[str, bytes], start: str
+) -> None:
+    """An .ods or .numbers file was told "This ZIP holds no CSV file (it holds mimetype,
+    content.xml)...": it isn't a ZIP to its owner, and putting a CSV in it is no way out."""
+    with pytest.raises(CsvFileError) as failure:
+        open_archive(io.BytesIO(zip_bytes(entries)), max_total_bytes=CAP)
+    message = str(failure.value)
+    assert message.startswith(start) and "ZIP" not in message
+    assert "export it as CSV" in message or "save it as CSV" in message
+
+
 def test_an_xlsx_workbook_is_not_taken_for_an_archive() -> None:
     with pytest.raises(CsvFileError, match="This is an Excel workbook"):
         open_archive(io.BytesIO(samples.xlsx_workbook()), max_total_bytes=CAP)

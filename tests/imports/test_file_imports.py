@@ -444,6 +444,22 @@ async def test_a_workbook_whose_first_sheet_is_a_summary_imports_its_customers(
     assert source.note is not None and "“Contacts” was read; not read: “Summary”" in source.note
 
 
+async def test_an_ods_spreadsheet_is_told_what_it_is(db: Database) -> None:
+    """It was told "This ZIP holds no CSV file (it holds mimetype, content.xml)"."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        archive.writestr("content.xml", "<office:document-content/>")
+
+    with pytest.raises(ImportFailed) as failed:
+        await _import(db, "customers.ods", out.getvalue())
+
+    message = str(failed.value)
+    assert "OpenDocument spreadsheet" in message and "ZIP" not in message
+    assert "save it as CSV or as an Excel .xlsx workbook" in message
+    assert await _contacts(db) == {}
+
+
 def test_entry_labels_are_stable_and_distinct() -> None:
     with zipfile.ZipFile(io.BytesIO(exports.zip_bytes(
         {"a/list.csv": b"email\n", "b/list.csv": b"email\n", "c.csv": b"email\n"}
