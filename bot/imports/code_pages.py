@@ -1,0 +1,290 @@
+"""Which legacy code page a CSV that isn't UTF-8 was written in.
+
+A file that isn't UTF-8 was written in its computer's code page: Excel's "CSV" on Windows
+writes the system's ANSI code page, old Mac tools Mac Roman, and the bytes alone don't say
+which. reading.py hands the lines holding non-ASCII bytes to `legacy_encoding`, which reads
+them in each candidate and keeps the reading whose words look like words.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class UnknownCodePage(ValueError):
+    """No code page reads the file's words plausibly, or two do equally: the message says to
+    save it as CSV UTF-8."""
+
+
+# --- legacy code pages ---------------------------------------------------------------------
+# A file that isn't UTF-8 was written in its computer's code page: Excel's "CSV" on Windows
+# writes the system's ANSI code page (cp1252 in Western Europe and the Americas, Shift-JIS in
+# Japan, GBK in China, cp1250 in Central Europe...), old Mac tools Mac Roman. The bytes alone
+# don't say which; reading Japanese as cp1252 stored "悠斗" as "—I“l". So the lines holding
+# non-ASCII bytes (EVIDENCE_BYTES of them, from the first) are read in each code page below,
+# and the reading whose words look like words wins. charset-normalizer was tried first: on a
+# few short names it took GBK for Korean and cp1252 for cp1250 or cp775, so the judgement is
+# ours, and knows what names look like.
+
+EVIDENCE_BYTES = 16 * 1024
+# (codec, what a person calls it), most likely first: a tie between readings that differ only
+# in Latin letters goes to the earliest (cp1252, as before: "Muñoz" is also cp1250's "Muńoz").
+LEGACY_ENCODINGS: tuple[tuple[str, str], ...] = (
+    ("cp1252", "Western European (Windows-1252)"),
+    ("cp1250", "Central European (Windows-1250)"),
+    ("cp1254", "Turkish (Windows-1254)"),
+    ("cp1257", "Baltic (Windows-1257)"),
+    ("mac_roman", "Mac Roman"),
+    ("cp1251", "Cyrillic (Windows-1251)"),
+    ("cp1253", "Greek (Windows-1253)"),
+    ("cp1255", "Hebrew (Windows-1255)"),
+    ("cp1256", "Arabic (Windows-1256)"),
+    ("cp874", "Thai (Windows-874)"),
+    ("cp932", "Japanese (Shift-JIS)"),
+    ("gb18030", "Simplified Chinese (GBK)"),
+    ("big5", "Traditional Chinese (Big5)"),
+    ("cp949", "Korean (EUC-KR)"),
+)
+_LATIN_READINGS = frozenset({"utf-8", "cp1252", "cp1250", "cp1254", "cp1257", "mac_roman"})
+MIN_PLAUSIBLE = 0.5  # below this share of plausible words in every reading, we can't tell
+_TIE = 0.02  # readings this close in score are as plausible as each other
+_KOREAN_MIN_SYLLABLES = 8  # see _korean_over_chinese
+
+SAVE_AS_UTF8 = "Save it as CSV UTF-8 (in Excel: File › Save As › CSV UTF-8) and upload that."
+UNREADABLE_ENCODING = (
+    "This file is not UTF-8, and its accented or non-Latin characters don't read as words in "
+    f"any encoding we know, so we won't guess. {SAVE_AS_UTF8}"
+)
+
+# Non-ASCII lowercase letters of the languages written in Latin code pages. A word's accented
+# letters all belong to one of them: cp1250's "Dvořák" read as cp1252 is "Dvoøák", and no
+# language has both ø and á.
+_ALPHABETS = tuple(frozenset(letters) for letters in (
+    "àâæçéèêëîïôœùûüÿ",  # French
+    "äöüßé",  # German
+    "áéíóúñüï",  # Spanish, Galician
+    "áâãàçéêíóôõú",  # Portuguese
+    "àèéìíîòóùú",  # Italian
+    "àçèéíïòóúü·",  # Catalan
+    "åäöæøéü",  # Danish, Norwegian, Swedish, Finnish
+    "áðéíóúýþæö",  # Icelandic, Faroese
+    "éëïöüáèóêôûâ",  # Dutch, Afrikaans
+    "áéíóöőúüű",  # Hungarian
+    "ąćęłńóśźż",  # Polish
+    "áčďéěíňóřšťúůýž",  # Czech
+    "áäčďéíĺľňóôŕšťúýž",  # Slovak
+    "čćđšž",  # Croatian, Slovene, Bosnian
+    "ăâîșşțţ",  # Romanian
+    "çğıöşü",  # Turkish
+    "ąčęėįšųūž",  # Lithuanian
+    "āčēģīķļņšūž",  # Latvian
+    "äõöüšž",  # Estonian
+    "ëç",  # Albanian
+    "àáèéìíòóùú",  # Scottish and Irish Gaelic
+))  # fmt: skip
+# Between words: spaces, the delimiters, ASCII and CJK punctuation (Japanese 、。「」, fullwidth).
+_WORD_BREAK = re.compile(
+    "[\\s,;|\"()\\[\\]{}<>/\\\\:=+*&^%$#!?~`@\u3000-\u303f\uff01-\uff0f\uff1a-\uff20"
+    "\uff3b-\uff40\uff5b-\uff65]+"
+)
+_OPENERS = "“‘«¿¡„‚‹•–—…©'-."
+_CLOSERS = "”’»›•–—…™®©'-."
+_NUMERIC_SIGNS = frozenset("€£¥¢°²³¹½¼¾ºª×±")  # next to a digit, or ending a word (m², 5°)
+_JOINERS = frozenset("’·")  # O’Brien, l·l
+
+
+@functools.lru_cache(maxsize=4096)
+def _system(char: str) -> str:
+    """The writing system of a letter: LATIN, CYRILLIC, Han, Kana, HANGUL, Fullwidth..."""
+    name = unicodedata.name(char, "")
+    first = name.partition(" ")[0]
+    if first in ("HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA") or name.startswith(
+        "HALFWIDTH KATAKANA"
+    ):
+        return "Kana"
+    if first == "CJK" or name.startswith("IDEOGRAPHIC"):
+        return "Han"
+    if first in ("FULLWIDTH", "HALFWIDTH"):
+        return "Fullwidth"
+    return first
+
+
+_CJK_SYSTEMS = frozenset({"Han", "Kana", "HANGUL", "Fullwidth"})
+_JAPANESE = frozenset({"Han", "Kana", "Fullwidth"})
+_CHINESE_OR_KOREAN = (frozenset({"Han", "Fullwidth"}), frozenset({"HANGUL", "Fullwidth"}))
+
+
+def _code(char: str, encoding: str) -> int:
+    """`char`'s code in a CJK standard, or 0 when the standard lacks it."""
+    try:
+        return int.from_bytes(char.encode(encoding), "big")
+    except UnicodeEncodeError:
+        return 0
+
+
+# Whether a character is one that text in this code page commonly holds: JIS level 1 kanji
+# and kana, GB2312 level 1 hanzi, Big5's frequent characters, KS X 1001's Hangul. Read in the
+# wrong code page, CJK bytes give rare characters (GBK's extensions, level 2, UHC's rare
+# syllables), which is what tells the readings apart.
+_COMMON: dict[str, Callable[[int], bool]] = {
+    "cp932": lambda c: 0xA1 <= c <= 0xDF or 0x8140 <= c <= 0x84BE or 0x889F <= c <= 0x9872,
+    "gb18030": lambda c: 0xA1A1 <= c <= 0xA3FE or 0xB0A1 <= c <= 0xD7F9,
+    "big5": lambda c: 0xA140 <= c <= 0xA3BF or 0xA440 <= c <= 0xC67E,
+    "cp949": lambda c: 0xA1A1 <= c <= 0xA3FE or 0xB0A1 <= c <= 0xC8FE,
+}
+_STANDARD = {"cp932": "shift_jis", "gb18030": "gb2312", "big5": "big5", "cp949": "euc_kr"}
+
+
+def _cjk_common(encoding: str, chars: list[str]) -> bool:
+    """At least half of a word's CJK characters are common in `encoding`'s language."""
+    if encoding not in _COMMON:
+        return True  # a UTF-8 reading: any character is what was written
+    common, standard = _COMMON[encoding], _STANDARD[encoding]
+    return 2 * sum(1 for c in chars if common(_code(c, standard))) >= len(chars)
+
+
+def _edges_stripped(word: str) -> str:
+    return word.lstrip(_OPENERS).rstrip(_CLOSERS)
+
+
+def _out_of_place(core: str, i: int) -> bool:
+    """Whether the non-ASCII character at `i` can't stand where it does in a word."""
+    char, before = core[i], core[i - 1] if i else ""
+    after = core[i + 1 : i + 2]
+    if char.isalpha():
+        # an uppercase letter inside a lowercase word: Mac Roman's é read as cp1252 ("RenŽe"),
+        # cp1252's ó read as Mac Roman ("WÛjcik")
+        return char.isupper() and before.isalpha() and (before.islower() or after.islower())
+    category = unicodedata.category(char)
+    if category[0] == "M":
+        # a vowel sign or tone mark sits on a letter of its script: cp1252's é read as Thai
+        return before.isascii() or not before.isalpha()
+    if category == "Nd":
+        return not "\uff10" <= char <= "\uff19"  # fullwidth digits only: Thai ๕ among letters
+    if char in _NUMERIC_SIGNS:
+        # "£ukasz": cp1250's Ł read as cp1252; "m²", "5°", "€50" are fine
+        return not (before.isdigit() or after.isdigit() or (not after and before.isascii()))
+    return not (char in _JOINERS and before.isalpha())  # a symbol among letters: "I“l"
+
+
+def _a_number_or_sign(core: str) -> bool:
+    """A word without letters reads as one when it is a sign, with digits or not ("§", "±5",
+    "50€"); "∞∂" or "°¶" are bytes of letters read in the wrong code page."""
+    signs = [c for c in core if not c.isascii() and unicodedata.category(c) != "Nd"]
+    return len(signs) <= 1 and not any(unicodedata.category(c)[0] == "C" for c in signs)
+
+
+def _plausible(word: str, encoding: str) -> bool:
+    """Whether `word` (holding non-ASCII) reads as a word, a name or a number: letters of one
+    writing system (Latin letters of one language), with no symbol between them."""
+    core = _edges_stripped(word)
+    if not any(c.isalpha() for c in core):
+        return _a_number_or_sign(core)
+    if any(not char.isascii() and _out_of_place(core, i) for i, char in enumerate(core)):
+        return False
+    letters = [c for c in core if not c.isascii() and c.isalpha()]
+    systems = {_system(c) for c in letters}
+    ascii_letters = sum(1 for c in core if c.isascii() and c.isalpha())
+    if not systems:
+        return True  # ASCII letters and signs: "m²"
+    if systems <= _JAPANESE or any(systems <= allowed for allowed in _CHINESE_OR_KOREAN):
+        # "Ren痴e": Mac Roman's é read as Shift-JIS
+        return not ascii_letters and _cjk_common(encoding, letters)
+    if len(systems) > 1:
+        return False  # "Renйe": cp1252's é read as cp1251
+    if systems == {"GREEK"} and "ς" in core[:-1]:
+        return False  # final sigma inside a word: Cyrillic's т read as Greek
+    if systems != {"LATIN"}:
+        return not ascii_letters  # Cyrillic, Greek, Hebrew... don't mix in ASCII letters
+    latin = {c.lower() for c in letters}
+    if not ascii_letters and len(latin) >= 2 and len(core) >= 3:
+        return False  # "Èâàí": Cyrillic or Chinese bytes read as Latin letters
+    return any(latin <= alphabet for alphabet in _ALPHABETS)
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in _WORD_BREAK.split(text) if not w.isascii()]
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    encoding: str
+    text: str
+    score: float  # the share of its non-ASCII words that read as words
+
+
+def _reading(evidence: bytes, encoding: str) -> _Reading | None:
+    """`evidence` read in `encoding`, scored; None if it isn't text in that code page."""
+    errors = {"utf-8": "_referral_cp1252", "cp1252": "_referral_latin1"}.get(encoding, "strict")
+    try:
+        text = evidence.decode(encoding, errors=errors)
+    except UnicodeDecodeError:
+        return None
+    words = _words(text)
+    plausible = sum(1 for word in words if _plausible(word, encoding))
+    return _Reading(encoding, text, plausible / len(words) if words else 1.0)
+
+
+def _describe(encoding: str) -> str:
+    return dict(LEGACY_ENCODINGS).get(encoding, "UTF-8")
+
+
+def _korean_over_chinese(tied: list[_Reading]) -> _Reading | None:
+    """Korean's Hangul bytes are all GB2312 level 1 hanzi and Big5 frequent characters too,
+    so a Korean file always ties with the Chinese readings; Chinese text whose every
+    character falls where Hangul is, over _KOREAN_MIN_SYLLABLES characters, is rare."""
+    korean = next((r for r in tied if r.encoding == "cp949"), None)
+    others = {r.encoding for r in tied} - {"cp949"}
+    if korean is None or not others <= {"gb18030", "big5"}:
+        return None
+    syllables = sum(1 for c in korean.text if not c.isascii() and _system(c) == "HANGUL")
+    return korean if syllables >= _KOREAN_MIN_SYLLABLES else None
+
+
+def _decide(readings: list[_Reading]) -> str:
+    """The encoding of the most plausible reading; UnknownCodePage when none is plausible or two
+    that read differently are equally so (Korean or Chinese? we don't guess).
+
+    The first reading is the one the reader always made (cp1252, or UTF-8 with stray cp1252
+    bytes): as plausible as any other, it stays, so "€100" isn't Cyrillic's "Ђ100"."""
+    best = max(r.score for r in readings)
+    if best < MIN_PLAUSIBLE:
+        raise UnknownCodePage(UNREADABLE_ENCODING)
+    if readings[0].score >= best - _TIE:
+        return readings[0].encoding
+    tied = [r for r in readings if r.score >= best - _TIE]
+    first = tied[0]
+    differing = [r for r in tied if r.text != first.text]
+    if not differing or all(r.encoding in _LATIN_READINGS for r in (first, *differing)):
+        return first.encoding
+    if (korean := _korean_over_chinese(tied)) is not None:
+        return korean.encoding
+    raise UnknownCodePage(
+        f"This file is not UTF-8, and its characters read just as well as "
+        f"{_describe(first.encoding)} or {_describe(differing[0].encoding)} text, so we won't "
+        f"guess which. {SAVE_AS_UTF8}"
+    )
+
+
+def legacy_encoding(evidence: bytes, *, utf8_too: bool = False) -> str:
+    """The code page `evidence` (lines of a file that isn't UTF-8) was written in.
+
+    `utf8_too`: the evidence holds UTF-8 characters among its other bytes, so reading it as
+    UTF-8 with stray cp1252 bytes is a candidate too (first: the reader's old default). One
+    word is too little to tell Latin code pages apart: cp1252 (or UTF-8) as before, unless
+    the word reads only in a script of its own (Japanese, say).
+    """
+    candidates = [*(("utf-8",) if utf8_too else ()), *(e for e, _ in LEGACY_ENCODINGS)]
+    readings = [r for e in candidates if (r := _reading(evidence, e)) is not None]
+    if len(_words(evidence.decode("latin-1"))) > 1:
+        return _decide(readings)
+    default = "utf-8" if utf8_too else "cp1252"
+    try:
+        chosen = _decide(readings)
+    except UnknownCodePage:
+        return default
+    return default if chosen in _LATIN_READINGS else chosen  # only a script of its own counts
