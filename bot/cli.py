@@ -137,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     as_json = getattr(args, "json", False)
+    if (bad := _not_utf8(args)) is not None:
+        return _failed(f"{bad} isn't valid UTF-8 text (cut in the middle of a character?)",
+                       as_json)  # fmt: skip
     try:
         settings = load_settings()
         return run_in_loop(_run(args, settings))
@@ -149,13 +152,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `referral-bot export ... | head`: the reader has had enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except UnicodeEncodeError:  # argv keeps bytes that aren't UTF-8 as lone surrogates
-        return _failed("an argument isn't valid UTF-8 text (cut in the middle of a "
-                       "character?)", as_json)  # fmt: skip
     except OverflowError:  # a number too big for the database (`audit --limit 1e20`)
         return _failed("a number given is too big", as_json)
     except (OSError, DBAPIError) as exc:  # the database can't be reached, a path can't be used
         return _failed((str(exc).strip().splitlines() or [type(exc).__name__])[0], as_json)
+
+
+def _not_utf8(args: argparse.Namespace) -> str | None:
+    """The first text argument holding bytes that aren't UTF-8 (argv keeps them as lone
+    surrogates, which no database takes), quoted with them shown as \\x escapes; None if all
+    are text. File names are paths, not text: any bytes go."""
+    for value in vars(args).values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    shown = os.fsencode(item).decode("ascii", "backslashreplace")
+                    return f"'{shown}'"
+    return None
 
 
 def _failed(message: str, as_json: bool) -> int:
