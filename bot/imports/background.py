@@ -26,7 +26,6 @@ from bot.imports.batches import (
     get_batch,
     get_source,
     queue_batch,
-    stage_reader,
 )
 from bot.imports.engine import BatchStateError, Progress, apply_batch
 from bot.imports.files import (
@@ -35,13 +34,14 @@ from bot.imports.files import (
     MAX_RATIO,
     entry_labels,
     is_workbook,
+    stage_entry,
     stage_file,
 )
 from bot.imports.importer import check_files
 from bot.imports.job_kinds import IMPORT_JOB
 from bot.imports.mapping import mapper_for
-from bot.imports.reading import CsvFileError, CsvReader
-from bot.imports.recognise import ignored_note, recognise
+from bot.imports.reading import CsvFileError
+from bot.imports.recognise import ignored_note
 from bot.jobs import queue
 from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped, PermanentJobError
 from bot.notify import ImportNotifier, Silent
@@ -291,14 +291,7 @@ async def _stage_again(db: Database, team_id: str, source: ImportSource, stream:
         index = labels.index(source.label)
         entry = archive.entries[index]
         notes = [ignored_note(name, archive.ignored)] if index == 0 else []
-        try:
-            with entry.open() as data:
-                reader = CsvReader(data, columns_of=columns_of)
-                await stage_reader(db, team_id, source, reader, notes=notes,
-                                   kind=recognise(entry.name, reader.header))  # fmt: skip
-        except CsvFileError as exc:  # unreadable, or damaged part way (then already recorded)
-            await fail_source(db, team_id, source.id or 0, exc, only_pending=True)
-    return await get_source(db, team_id, source.id or 0)
+        return await stage_entry(db, team_id, source, entry, notes, columns_of)
 
 
 async def _upload_sources(db: Database, team_id: str, origin: ImportSource) -> list[ImportSource]:

@@ -150,7 +150,7 @@ async def _stage_archive(db: Database, team_id: str, origin: ImportSource, strea
         staged = []
         for index, (entry, source) in enumerate(zip(archive.entries, sources, strict=False)):
             notes = [ignored_note(name, archive.ignored)] if index == 0 else []
-            staged.append(await _stage_entry(db, team_id, source, entry, notes, columns_of))
+            staged.append(await stage_entry(db, team_id, source, entry, notes, columns_of))
     return staged
 
 
@@ -206,8 +206,9 @@ async def entry_sources(db: Database, team_id: str, origin: ImportSource,
     return sources
 
 
-async def _stage_entry(db: Database, team_id: str, source: ImportSource, entry: ZipEntry,
-                       notes: list[str | None], columns_of: ColumnsOf) -> ImportSource:  # fmt: skip
+async def stage_entry(db: Database, team_id: str, source: ImportSource, entry: ZipEntry,
+                      notes: list[str | None], columns_of: ColumnsOf) -> ImportSource:  # fmt: skip
+    """One CSV of a ZIP into its (pending, not removed) source; CsvFileError fails it."""
     source_id = source.id or 0
     if source.status != SourceStatus.PENDING or source.removed:
         return source
