@@ -95,6 +95,9 @@ _OPENERS = "“‘«¿¡„‚‹•–—…©'-."
 _CLOSERS = "”’»›•–—…™®©'-."
 _NUMERIC_SIGNS = frozenset("€£¥¢°²³¹½¼¾ºª×±")  # next to a digit, or ending a word (m², 5°)
 _JOINERS = frozenset("’·")  # O’Brien, l·l
+# Unicode calls it a letter, but it is a unit's sign ("5µg" in a notes column): counted as
+# one of the Greek alphabet, it made the whole file Big5.
+_MICRO = "µ"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -186,7 +189,7 @@ def _plausible(word: str, encoding: str) -> bool:
         return _a_number_or_sign(core)
     if any(not char.isascii() and _out_of_place(core, i) for i, char in enumerate(core)):
         return False
-    letters = [c for c in core if not c.isascii() and c.isalpha()]
+    letters = [c for c in core if not c.isascii() and c.isalpha() and c != _MICRO]
     systems = {_system(c) for c in letters}
     ascii_letters = sum(1 for c in core if c.isascii() and c.isalpha())
     if not systems:

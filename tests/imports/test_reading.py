@@ -234,6 +234,16 @@ def test_a_legacy_code_page_reads_as_written(encoding: str) -> None:
     assert people(reader, records) == people_
 
 
+@pytest.mark.parametrize("note", ["5µg twice a day", "10 µm", "Paid 10€ — “VIP”", "5° ½"])
+def test_signs_in_a_western_file_keep_it_western(note: str) -> None:
+    """Signs are no letters of another script: "5µg" (µ is a letter to Unicode) read as
+    Big5's 5笑 made the whole cp1252 file Big5."""
+    data = f"email,first_name,notes\r\nann@example.com,Ann,{note}\r\n".encode("cp1252")
+    reader, records = read(data)
+    assert reader.encoding == "cp1252"
+    assert [fields for _, fields in records] == [["ann@example.com", "Ann", note]]
+
+
 def test_gbk_whose_bytes_make_a_utf8_character_is_still_gbk() -> None:
     """GBK's 伟 is UTF-8's ΰ: one UTF-8 character among many bytes that aren't UTF-8 doesn't
     make the file UTF-8 with stray bytes."""
