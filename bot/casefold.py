@@ -9,6 +9,7 @@ and each row's call would cost more than these few extra ranges.)
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_
@@ -32,8 +33,9 @@ def spellings(word: str, *, fold_all: bool) -> list[str]:
     word with many such letters ("ÉLÉONORE") is found by its first four in any case, the rest
     as typed in lowercase or stored so.
     """
+    word = unicodedata.normalize("NFC", word)  # typed decomposed: each form is both (below)
     if fold_all:
-        return [word]
+        return _with_decomposed([word])
     forms = [""]
     for typed in word:
         ch = typed.lower()
@@ -49,7 +51,15 @@ def spellings(word: str, *, fold_all: bool) -> list[str]:
         if len(forms) * len(cases) > MAX_SPELLINGS:
             cases = [ch]
         forms = [form + case for form in forms for case in cases]
-    return forms
+    return _with_decomposed(forms)
+
+
+def _with_decomposed(forms: list[str]) -> list[str]:
+    """`forms`, then each with its accents decomposed where that differs: a macOS export
+    writes "é" as "e" + U+0301 and the import stores names as written, so "émile" typed
+    anywhere else must look for that spelling too (cheaper here, per search, than composing
+    every name of every import)."""
+    return [*forms, *(d for f in forms if (d := unicodedata.normalize("NFD", f)) != f)]
 
 
 def like_pattern(text: str) -> str:
@@ -60,5 +70,6 @@ def like_pattern(text: str) -> str:
 
 def contains(column: Any, text: str, dialect: str) -> ColumnElement[bool]:
     """`column` contains `text`, ignoring case in every alphabet on both databases."""
-    words = [text.lower()] if dialect == "postgresql" else spellings(text, fold_all=False)
+    fold_all = dialect == "postgresql"
+    words = [w.lower() if fold_all else w for w in spellings(text, fold_all=fold_all)]
     return or_(*(func.lower(column).like(like_pattern(word), escape="\\") for word in words))

@@ -4,6 +4,8 @@ the audit log's filter (contact search has its own tests in test_contact_admin.p
 
 from __future__ import annotations
 
+import unicodedata
+
 from bot.audit import Act, recent, record
 from bot.casefold import MAX_SPELLINGS, spellings
 from bot.imports.batches import create_batch, stage_contact
@@ -15,13 +17,15 @@ TEAM = "T0001"
 
 
 def test_spellings_cover_each_case_of_other_letters_up_to_a_limit() -> None:
-    assert spellings("ÉLo", fold_all=True) == ["ÉLo"]  # PostgreSQL lowers it itself
-    assert spellings("ÉLo", fold_all=False) == ["élo", "Élo"]
+    # PostgreSQL lowers it itself; each form is also looked up decomposed (NFD: "E" + U+0301)
+    assert spellings("ÉLo", fold_all=True) == ["ÉLo", "E\u0301Lo"]
+    assert spellings("ÉLo", fold_all=False) == ["élo", "Élo", "e\u0301lo", "E\u0301lo"]
     assert spellings("ada", fold_all=False) == ["ada"]
     assert spellings("ß", fold_all=False) == ["ß"]  # "SS" is two letters: not a spelling
     many = spellings("éèêëé", fold_all=False)
-    assert len(many) == MAX_SPELLINGS and len(set(many)) == MAX_SPELLINGS
-    assert all(form.endswith("é") for form in many)  # past the limit: as typed, lowercase
+    composed = [form for form in many if form == unicodedata.normalize("NFC", form)]
+    assert len(composed) == MAX_SPELLINGS and len(set(many)) == 2 * MAX_SPELLINGS
+    assert all(form.endswith("é") for form in composed)  # past the limit: as typed, lowercase
 
 
 async def test_the_review_finds_accented_names_in_any_case(db: Database) -> None:
@@ -44,6 +48,20 @@ async def test_the_review_finds_accented_names_in_any_case(db: Database) -> None
     assert await found("dupre") == []  # é is its own letter
     assert await found("o_i") == []  # `_` is no wildcard (elodie has "odi")
     assert await found("under_") == ["under_score@example.com"]
+
+
+async def test_the_review_finds_a_name_whose_accent_the_file_wrote_decomposed(
+    db: Database,
+) -> None:
+    """macOS exports write "é" as "e" + U+0301; names are stored as written."""
+    await ensure_workspace(db, TEAM)
+    segment = await import_target(db, TEAM, "VIP", create=True)
+    batch = await create_batch(db, TEAM, segment.id or 0, "U0001")
+    await stage_contact(db, TEAM, batch.id or 0, email="em@example.fr",
+                        first_name="E\u0301mile", last_name="Zola")  # fmt: skip
+    for query in ("\u00e9mile", "\u00c9MILE", "E\u0301mile"):
+        rows, _ = await contacts_page(db, TEAM, batch.id or 0, query=query)
+        assert [row.email for row in rows] == ["em@example.fr"], query
 
 
 async def test_the_audit_filter_finds_accented_words_in_any_case(db: Database) -> None:

@@ -99,6 +99,14 @@ async def test_a_turkish_dotted_capital_i_is_found_however_it_is_typed(world: Wo
     assert [h.email for h in (await search(world.db, TEAM, "ipek")).hits] == ["ip@example.com"]
 
 
+async def test_a_name_a_mac_wrote_decomposed_is_found_as_typed_anywhere(world: World) -> None:
+    await world.import_csv("VIP", people("em@example.com,E\u0301mile,", "el@example.com,Élodie,",
+                                         header="email,first_name,last_name"))  # fmt: skip
+    for query, found in (("\u00e9mile", ["em@example.com"]), ("ÉMI", ["em@example.com"]),
+                         ("e\u0301lo", ["el@example.com"])):  # fmt: skip
+        assert [h.email for h in (await search(world.db, TEAM, query)).hits] == found, query
+
+
 async def test_search_pages_in_email_order(world: World) -> None:
     await world.import_csv("VIP", people(*[f"p{i:02d}@example.com,P{i}" for i in range(25)]))
     first = await search(world.db, TEAM, "p")
