@@ -364,6 +364,15 @@ _RETIRE_CODES = _sql(f"""
 _DROP_ADVOCATES = _sql(f"DELETE FROM advocate WHERE {_of_gone('advocate')}")
 _DELETE_CONTACTS = _sql("DELETE FROM contact WHERE team_id = :t AND batch_id = :b "
                         f"AND id BETWEEN :lo AND :hi AND {_GOES}")  # fmt: skip
+# Contacts it created that stay because a later import put them in another segment become
+# that import's: undoing it, later, takes them too (they stayed in All Customers for good).
+_LATER_IMPORT = ("SELECT MAX(x.batch_id) FROM segment_member x "
+                 "WHERE x.contact_id = contact.id AND x.team_id = :t AND x.batch_id IS NOT NULL")
+_HAND_ON = _sql(f"""
+    UPDATE contact SET batch_id = ({_LATER_IMPORT})
+    WHERE team_id = :t AND batch_id = :b AND id BETWEEN :lo AND :hi
+      AND ({_LATER_IMPORT}) IS NOT NULL
+""")
 _COUNT = _sql("""
     UPDATE import_batch SET undo_removed = undo_removed + :removed,
         undo_deleted = undo_deleted + :deleted,
@@ -490,13 +499,15 @@ async def _members_chunk(conn: AsyncConnection, params: dict[str, Any], advocate
 
 async def _delete_contacts(conn: AsyncConnection, params: dict[str, Any], tally: _Tally) -> None:
     """Delete the range's contacts created by this import that are in no segment, with their
-    advocates and invites; their referral codes are retired (links answer 410, never reused)."""
+    advocates and invites; their referral codes are retired (links answer 410, never reused).
+    Those a later import holds in a segment are handed on to it (_HAND_ON)."""
     p = {**params, "now": utcnow()}
     tally.cancelled += (await conn.execute(_DROP_WAITING, p)).rowcount
     await conn.execute(_DROP_INVITES, p)
     await conn.execute(_RETIRE_CODES, p)
     tally.advocates += (await conn.execute(_DROP_ADVOCATES, p)).rowcount
     tally.deleted += (await conn.execute(_DELETE_CONTACTS, p)).rowcount
+    await conn.execute(_HAND_ON, p)
 
 
 async def _count(conn: AsyncConnection, params: dict[str, Any], tally: _Tally) -> None:

@@ -362,3 +362,20 @@ async def test_undo_keeps_a_contact_who_unsubscribed_so_no_later_import_emails_i
                                  "bob@example.com": "queued"}  # fmt: skip
     assert await _rows(db, "SELECT subscribed, unsubscribed_at IS NOT NULL FROM contact "
                        "WHERE email = 'ann@example.com'") in ([(False, True)], [(0, 1)])
+
+
+@pytest.mark.parametrize("order", ["first import first", "later import first"])
+async def test_undoing_both_imports_of_a_contact_deletes_it_in_either_order(
+    db: Database, order: str
+) -> None:
+    """x came with import A (into VIP), then import B put it in Newsletter too. Undoing A
+    keeps x (B holds it); undoing B then left it in All Customers for good, though neither
+    import stands any more (the other order deleted it)."""
+    await ensure_workspace(db, TEAM)
+    first = await _import(db, "VIP", "x@example.com", "a@example.com")
+    second = await _import(db, "Newsletter", "x@example.com")
+    batches = [first, second] if order == "first import first" else [second, first]
+    await _undo(db, batches[0])
+    assert await _one(db, "SELECT COUNT(*) FROM contact WHERE email = 'x@example.com'") == 1
+    await _undo(db, batches[1])
+    assert await _rows(db, "SELECT email FROM contact") == []
