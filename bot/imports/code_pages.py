@@ -92,12 +92,20 @@ _WORD_BREAK = re.compile(
     "\uff3b-\uff40\uff5b-\uff65]+"
 )
 _OPENERS = "“‘«¿¡„‚‹•–—…©'-."
-_CLOSERS = "”’»›•–—…™®©'-."
+_CLOSERS = "”’“‘»›•–—…™®©'-."  # “ and ‘ close German quotes („Stammkunde“)
 _NUMERIC_SIGNS = frozenset("€£¥¢°²³¹½¼¾ºª×±")  # next to a digit, or ending a word (m², 5°)
-_JOINERS = frozenset("’·")  # O’Brien, l·l
-# Unicode calls it a letter, but it is a unit's sign ("5µg" in a notes column): counted as
-# one of the Greek alphabet, it made the whole file Big5.
-_MICRO = "µ"
+_JOINERS = frozenset("’·–")  # O’Brien, l·l, Mon–Fri
+# Unicode calls them letters, but they are signs: a unit's ("5µg" in a notes column, which
+# as a Greek letter made a whole file Big5) and the ordinals ("Nº 5", "4ºC", "1ª"; as letters
+# of no alphabet they made a Spanish file Central European, Muñoz stored as Muńoz).
+_SIGN_LETTERS = frozenset("µºª")
+# Bytes misread are told apart by their words, so a mid-word dash ("Mon–Fri") counts against
+# cp1252 as it does against any reading. Among the Latin code pages, which share most letters,
+# a reading other than cp1252 wins only when cp1252's is mostly implausible and it is nearly
+# all words; otherwise the file stays cp1252, the reader's choice before code pages were told
+# apart (a Polish file whose ł, ś and ą read as cp1252's ³, œ and ¹ still switches).
+_LATIN_STAYS = 0.75
+_LATIN_SWITCHES = 0.9
 
 
 @functools.lru_cache(maxsize=4096)
@@ -189,7 +197,7 @@ def _plausible(word: str, encoding: str) -> bool:
         return _a_number_or_sign(core)
     if any(not char.isascii() and _out_of_place(core, i) for i, char in enumerate(core)):
         return False
-    letters = [c for c in core if not c.isascii() and c.isalpha() and c != _MICRO]
+    letters = [c for c in core if not c.isascii() and c.isalpha() and c not in _SIGN_LETTERS]
     systems = {_system(c) for c in letters}
     ascii_letters = sum(1 for c in core if c.isascii() and c.isalpha())
     if not systems:
@@ -232,6 +240,10 @@ def _reading(evidence: bytes, encoding: str) -> _Reading | None:
     return _Reading(encoding, text, plausible / len(words) if words else 1.0)
 
 
+def _has_letters(reading: _Reading) -> bool:
+    return any(c.isalpha() for word in _words(reading.text) for c in word)
+
+
 def _describe(encoding: str) -> str:
     return dict(LEGACY_ENCODINGS).get(encoding, "UTF-8")
 
@@ -256,8 +268,17 @@ def _decide(readings: list[_Reading]) -> str:
     bytes): as plausible as any other, it stays, so "€100" isn't Cyrillic's "Ђ100"."""
     best = max(r.score for r in readings)
     if best < MIN_PLAUSIBLE:
+        if _has_letters(readings[0]):  # words we misjudge, not bytes of no language
+            return readings[0].encoding
         raise UnknownCodePage(UNREADABLE_ENCODING)
     if readings[0].score >= best - _TIE:
+        return readings[0].encoding
+    latin = [r for r in readings[1:] if r.encoding in _LATIN_READINGS]
+    stays = readings[0].encoding in _LATIN_READINGS and readings[0].score >= _LATIN_STAYS
+    if latin and (stays or max(r.score for r in latin) < _LATIN_SWITCHES):
+        readings = [readings[0], *(r for r in readings[1:] if r not in latin)]
+    best = max(r.score for r in readings)
+    if readings[0].score >= best - _TIE or best < MIN_PLAUSIBLE:
         return readings[0].encoding
     tied = [r for r in readings if r.score >= best - _TIE]
     first = tied[0]

@@ -234,7 +234,9 @@ def test_a_legacy_code_page_reads_as_written(encoding: str) -> None:
     assert people(reader, records) == people_
 
 
-@pytest.mark.parametrize("note", ["5µg twice a day", "10 µm", "Paid 10€ — “VIP”", "5° ½"])
+@pytest.mark.parametrize("note", ["5µg twice a day", "10 µm", "Paid 10€ — “VIP”", "5° ½",
+                                  "Calle Mayor Nº 5", "keep at 4ºC", "„Stammkunde“",
+                                  "Open Mon–Fri"])
 def test_signs_in_a_western_file_keep_it_western(note: str) -> None:
     """Signs are no letters of another script: "5µg" (µ is a letter to Unicode) read as
     Big5's 5笑 made the whole cp1252 file Big5."""
@@ -242,6 +244,20 @@ def test_signs_in_a_western_file_keep_it_western(note: str) -> None:
     reader, records = read(data)
     assert reader.encoding == "cp1252"
     assert [fields for _, fields in records] == [["ann@example.com", "Ann", note]]
+
+
+@pytest.mark.parametrize(("name", "note"), [
+    (("Begoña", "Muñoz"), "Calle Mayor Nº 5"),  # cp1250's "Nş" read better: ñ stored as ń
+    (("Renée", "Roy"), "Open Mon–Fri"),  # Mac Roman's "MonñFri" read better: RenÈe
+])  # fmt: skip
+def test_a_western_file_whose_signs_read_as_letters_elsewhere_stays_western(
+    name: tuple[str, str], note: str
+) -> None:
+    data = ("email,first_name,last_name,notes\r\n"
+            f"a@example.com,{name[0]},{name[1]},{note}\r\n"
+            f"b@example.com,Bob,Ray,{note}\r\n").encode("cp1252")  # fmt: skip
+    reader, records = read(data)
+    assert reader.encoding == "cp1252" and records[0][1][1:3] == list(name)
 
 
 def test_gbk_whose_bytes_make_a_utf8_character_is_still_gbk() -> None:
