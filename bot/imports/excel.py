@@ -358,6 +358,9 @@ def _header_and_rows(rows: Rows) -> tuple[tuple[int, list[str]] | None, Rows]:
     """
     head: list[tuple[int, list[str]]] = []
     for row in itertools.islice(rows, MAX_HEADER_SEARCH):  # read no further than the header
+        if head and any("@" in cell for cell in row[1]):
+            head.append(row)  # a row of data: past any title (see reading.find_header)
+            break
         if is_header(row[1]):
             return row, rows
         head.append(row)

@@ -295,8 +295,9 @@ def find_header(sample_text: str) -> tuple[str, int]:
     Usually the header is the first line. Excel may write a `sep=;` line above it (the
     delimiter to use), and a report a title and a blank line ("Customer export 2024-05-01"):
     the header is the first of the first MAX_HEADER_SEARCH non-blank lines in which an email
-    column is recognised, each read with the delimiter it uses most; when none is, the first
-    line, as before (a chosen mapping, or the "no email column" message, then goes by it).
+    column is recognised, each read with the delimiter it uses most, stopping at the first row
+    holding an address; when none is, the first line, as before (a chosen mapping, or the "no
+    email column" message, then goes by it).
     """
     lines = io.StringIO(sample_text, newline="").readlines()
     hint = _SEP_HINT.match(lines[0].lstrip("\ufeff").strip()) if lines else None
@@ -310,6 +311,8 @@ def find_header(sample_text: str) -> tuple[str, int]:
             break
         if _blank(fields):
             continue
+        if searched and any("@" in field for field in fields):
+            break  # a row of data: past any title (a row whose Channel says "email" is no header)
         if is_header(fields):
             return delimiter, index
         searched += 1

@@ -292,6 +292,15 @@ def test_a_title_above_the_header_is_skipped() -> None:
     assert records == [(5, ["ada@example.com", "Ada"])]
 
 
+def test_a_data_row_holding_the_word_email_is_not_taken_for_the_header() -> None:
+    rows: Sheet = [["Contact", "Name", "Channel"], ["ann@example.com", "Ann", "email"],
+                   ["bob@example.com", "Bob", "sms"]]  # fmt: skip
+    with XlsxReader(io.BytesIO(workbook(("S", rows))), columns_of=lambda h: Columns(0, 1, None,
+                                                                                   None)) as reader:
+        assert reader.header == ["Contact", "Name", "Channel"]  # a mapping's, not Ann's row
+        assert [line for line, _ in reader.records()] == [2, 3]
+
+
 def test_a_sheet_without_a_recognised_header_starts_at_its_first_row_as_before() -> None:
     rows: Sheet = [["Work Mail", "Name"], *([f"p{i}@example.com", "P"] for i in range(12))]
     with XlsxReader(io.BytesIO(workbook(("S", rows))), columns_of=lambda h: Columns(0, 1, None,

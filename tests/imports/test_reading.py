@@ -402,6 +402,15 @@ def test_lines_above_the_header_are_skipped(above: bytes, first_line: int) -> No
                        (first_line + 1, ["bob@example.com", "Bob"])]  # fmt: skip
 
 
+def test_a_data_row_holding_the_word_email_is_not_taken_for_the_header() -> None:
+    """The header's names aren't recognised (Map columns is for that); a row whose Channel
+    cell says "email" was: the rows above it vanished and Channel was read as addresses."""
+    data = (b"Contact,Name,Channel\r\nann@example.com,Ann,email\r\n"
+            b"bob@example.com,Bob,sms\r\n")
+    with pytest.raises(CsvFileError, match="No email column found"):
+        read(data)
+
+
 def test_without_a_recognised_header_the_first_line_is_named_as_before() -> None:
     data = b"Customer export\r\n\r\nWork Mail,Name\r\nann@example.com,Ann\r\n"
     with pytest.raises(CsvFileError, match="Columns found: 'Customer export'"):
