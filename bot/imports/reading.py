@@ -352,11 +352,17 @@ class _NoNul(io.BufferedIOBase):
 
 
 def _row_shaped(line: str, delimiter: str, width: int, email: int) -> bool:
-    """Whether `line` reads as a row of a file `width` columns wide: that many fields, and
-    a valid address in the email column."""
-    if line.count(delimiter) != width - 1 or "@" not in line:
+    """Whether `line` reads as a row of a file `width` columns wide: its fields (the last
+    may be cut off), and a valid address in the email column."""
+    if "@" not in line:
         return False
-    cell = line.split(delimiter)[email].strip().strip('"')
+    # read as csv reads a row: Shopify quotes a Tags cell holding commas ("vip, retail"), and
+    # a swallowed line is cut where a quote in it closed the runaway field: all its fields but
+    # the last, and an address in the email column
+    fields = next(csv.reader([line], delimiter=delimiter, strict=False), [])
+    if len(fields) <= email or len(fields) < width - 1:
+        return False
+    cell = fields[email].strip()
     try:
         normalize_email(cell)
     except InvalidEmail:

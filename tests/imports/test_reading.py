@@ -402,6 +402,17 @@ def test_lines_above_the_header_are_skipped(above: bytes, first_line: int) -> No
                        (first_line + 1, ["bob@example.com", "Bob"])]  # fmt: skip
 
 
+def test_a_quote_that_never_closes_before_rows_with_quoted_commas_is_still_malformed() -> None:
+    """Shopify quotes a Tags cell holding commas: Bob's line has more delimiters than the
+    header, so it didn't count as a row, and Ann's runaway note swallowed it unreported."""
+    data = (b"email,first_name,last_name,tags,note\r\n"
+            b'a@example.com,Ann,Lee,"vip, wholesale","Called re: order\r\n'
+            b'b@example.com,Bob,Ray,"vip, retail",\r\n'
+            b'c@example.com,Cat,Fox,"new, retail",\r\n')  # fmt: skip
+    _, records = read(data)
+    assert isinstance(records[0][1], str) and "Malformed" in records[0][1], records[0]
+
+
 def test_a_data_row_holding_the_word_email_is_not_taken_for_the_header() -> None:
     """The header's names aren't recognised (Map columns is for that); a row whose Channel
     cell says "email" was: the rows above it vanished and Channel was read as addresses."""
