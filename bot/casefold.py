@@ -20,7 +20,9 @@ MAX_SPELLINGS = 16
 
 
 # "İ" (Turkish capital dotted I) lowers to "i" + U+0307 in Python, and SQLite's lower() keeps
-# it as it is: "İbrahim" was found by no spelling, not even as typed.
+# it as it is: "İbrahim" was found by no spelling, not even as typed. A typed "i" isn't looked
+# up as "İ" too: every i would double the spellings, and used up the budget before the letters
+# that need it ("IVANIŠEVIĆ" was found no more).
 _DOTTED_I = "\u0130"
 _DOTTED_I_LOWER = _DOTTED_I.lower()
 
@@ -39,8 +41,8 @@ def spellings(word: str, *, fold_all: bool) -> list[str]:
     forms = [""]
     for typed in word:
         ch = typed.lower()
-        if ch == "i" or ch == _DOTTED_I_LOWER:  # Turkish: "İ" is the capital of "i" (below)
-            cases = ["i", _DOTTED_I]
+        if ch == _DOTTED_I_LOWER:  # typed "İ": stored so, or as "i" ("İBRAHİM" for "İbrahim")
+            cases = [_DOTTED_I, "i"]
         elif len(ch) != 1:  # lowers to more than one letter: as typed, as SQLite keeps it
             cases = [typed]
         else:
