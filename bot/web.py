@@ -100,17 +100,16 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         except BadToken as exc:
             log.warning("refused an unsubscribe token (%s) from %s", exc, request.remote)
             return _not_valid()
+        if not token.genuine(settings.secret_key):
+            log.warning("refused an unsubscribe token (bad signature) from %s", request.remote)
+            return _not_valid()
         address = await address_of(db, token.team_id, token.contact_id)
-        if token.signed_for(settings.secret_key, address):
-            return token.team_id, token.contact_id
-        if address is None and token.names_address:
-            # no contact has that id any more (deleted, or its import undone): nothing to do
+        if address is None or not token.for_address(settings.secret_key, address):
+            # its contact is gone (deleted, its import undone; SQLite may have given its id to
+            # another contact since): nothing to do
             return page("Not on our list", "This address no longer receives referral "
                         "invitations from us.")  # fmt: skip
-        log.warning("refused an unsubscribe token for contact %s of team %s (not signed for "
-                    "its address) from %s", token.contact_id, token.team_id,
-                    request.remote)  # fmt: skip
-        return _not_valid()
+        return token.team_id, token.contact_id
 
     def _not_valid() -> web.Response:
         return page("Link not valid", "This unsubscribe link isn't valid.", status=400)

@@ -1,11 +1,12 @@
 """Referral links and signed unsubscribe tokens: the two URLs an invite carries.
 
 An unsubscribe token names the workspace and contact and is signed with SECRET_KEY
-(HMAC-SHA256, truncated to 128 bits) over those and the contact's address, so nobody can
-unsubscribe an address they weren't sent, and a link still in an old email never
-unsubscribes someone else: SQLite gives a deleted contact's id to the next one inserted. It
-never expires: RFC 8058 mail clients may use it long after the email arrived. Links sent
-before tokens named the address (their body has no ".a") are checked as they were signed.
+(HMAC-SHA256, truncated to 128 bits) twice: over those, so nobody can unsubscribe an address
+they weren't sent (checked before any lookup), and over the contact's address too, so a link
+still in an old email never unsubscribes someone else: SQLite gives a deleted contact's id to
+the next one inserted. It never expires: RFC 8058 mail clients may use it long after the email
+arrived. Links sent before tokens named the address (their body has no ".a", one signature)
+are checked as they were signed.
 """
 
 from __future__ import annotations
@@ -35,13 +36,15 @@ def _mac(secret: str, body: bytes) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-_BOUND = b".a"  # the body's mark of a token signed over the address too
+_BOUND = b".a"  # the body's mark of a token that also carries a signature over the address
 
 
 def unsubscribe_token(secret: str, team_id: str, contact_id: int, email_key: str) -> str:
+    """body.mac.address_mac: the first signature says we made it (checked without the
+    database), the second which address it was made for."""
     body = f"{team_id}.{contact_id}".encode() + _BOUND
-    return (base64.urlsafe_b64encode(body).decode().rstrip("=") + "."
-            + _mac(secret, body + b"\0" + email_key.encode()))  # fmt: skip
+    return ".".join((base64.urlsafe_b64encode(body).decode().rstrip("="), _mac(secret, body),
+                     _mac(secret, body + b"\0" + email_key.encode())))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,36 +53,36 @@ class UnsubscribeToken:
     contact_id: int
     body: bytes
     mac: str
+    address_mac: str | None  # None: sent before tokens named the address
 
-    @property
-    def names_address(self) -> bool:
-        """False for a token sent before tokens were signed over the address."""
-        return self.body.endswith(_BOUND)
+    def genuine(self, secret: str) -> bool:
+        """Whether we made this token (a forged one is refused before any lookup)."""
+        return hmac.compare_digest(self.mac, _mac(secret, self.body))
 
-    def signed_for(self, secret: str, email_key: str | None) -> bool:
-        """Whether we signed this token for the contact that has its id and `email_key` now
-        (None: no contact has that id)."""
-        if not self.names_address:
-            signed = self.body
-        elif email_key is None:
-            return False
-        else:
-            signed = self.body + b"\0" + email_key.encode()
-        return hmac.compare_digest(self.mac, _mac(secret, signed))
+    def for_address(self, secret: str, email_key: str) -> bool:
+        """Whether the contact that has the token's id now has the address it was made for
+        (always, for a token sent before tokens named the address)."""
+        if self.address_mac is None:
+            return True
+        signed = _mac(secret, self.body + b"\0" + email_key.encode())
+        return hmac.compare_digest(self.address_mac, signed)
 
 
 def read_unsubscribe_token(token: str) -> UnsubscribeToken:
-    """The parts of a well-formed token, not yet checked (see signed_for); BadToken for
+    """The parts of a well-formed token, not yet checked (genuine, for_address); BadToken for
     anything else."""
     try:
-        encoded, mac = token.split(".", 1)
+        encoded, mac, *rest = token.split(".")
         body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
         named = body.removesuffix(_BOUND)
         team_id, contact = named.decode().rsplit(".", 1)
         contact_id = int(contact)
     except (ValueError, UnicodeDecodeError):
         raise BadToken("malformed") from None
+    address_mac = rest[0] if rest else None
+    if len(rest) > 1 or (address_mac is None) != (named == body):
+        raise BadToken("malformed")
     # compare_digest raises on a non-ASCII str: anything but our base64 is simply wrong
-    if not mac.isascii():
+    if not mac.isascii() or not (address_mac or "").isascii():
         raise BadToken("bad signature")
-    return UnsubscribeToken(team_id, contact_id, body, mac)
+    return UnsubscribeToken(team_id, contact_id, body, mac, address_mac)

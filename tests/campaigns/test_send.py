@@ -66,7 +66,8 @@ async def test_each_subscribed_contact_gets_one_invite_in_its_language(world: Wo
     for to, message in by_to.items():
         body = _text(message)
         assert f"https://bot.example/r/{codes[to]}" in body
-        assert message["List-Unsubscribe"].startswith("<https://bot.example/u/")
+        # a long link moves to a continuation line, as the email package folds it
+        assert message["List-Unsubscribe"].strip().startswith("<https://bot.example/u/")
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert message["From"] == "Shop <hello@shop.example>"
     assert "¡Hola, Ana!" in _text(by_to["ana@example.com"])
