@@ -158,6 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _failed((str(exc).strip().splitlines() or [type(exc).__name__])[0], as_json)
 
 
+async def _apply_default_locale(db: Database, settings: Settings) -> None:
+    """DEFAULT_LOCALE, when this process was given it (environment or .env): a command run
+    from a shell without the deployment's settings must not switch every workspace to the
+    default "en"."""
+    if "default_locale" in settings.model_fields_set:
+        await apply_default_locale(db, settings.default_locale)
+
+
 def _not_utf8(args: argparse.Namespace) -> str | None:
     """The first text argument holding bytes that aren't UTF-8 (argv keeps them as lone
     surrogates, which no database takes), quoted with them shown as \\x escapes; None if all
@@ -192,7 +200,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "serve":
             return await _serve(db, settings, args)
         await ensure_schema(db)
-        await apply_default_locale(db, settings.default_locale)
+        await _apply_default_locale(db, settings)
         if args.command == "worker":
             return await _worker(db, settings, args)
         team = await resolve_team(db, args.team, default_locale=settings.default_locale)
@@ -468,7 +476,7 @@ async def _serve(db: Database, settings: Settings, args: argparse.Namespace) -> 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    await apply_default_locale(db, settings.default_locale)
+    await _apply_default_locale(db, settings)
     await serve(settings, db, run_worker=settings.run_worker and not args.no_worker)
     return 0
 

@@ -148,3 +148,24 @@ def test_default_locale_applies_to_a_workspace_made_before_it_was_set(
     [sent] = list((tmp_path / "outbox").glob("*.eml"))
     message = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
     assert message["Content-Language"] == "fr", str(message["Subject"])
+
+
+def test_a_command_run_without_default_locale_leaves_the_workspaces_as_they_are(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """An operator's shell without the deployment's .env ran `jobs`, and every workspace's
+    invites switched to the default English."""
+    people = tmp_path / "people.csv"
+    people.write_text("email,first_name\njean@example.com,Jean\n", encoding="utf-8")
+    assert run({**db_env, "DEFAULT_LOCALE": "fr"}, "import", str(people), "--segment", "VIP",
+               "--create-segment").returncode == 0  # fmt: skip
+    assert run(db_env, "jobs").returncode == 0  # DEFAULT_LOCALE not set here
+    env = {**db_env, "SECRET_KEY": "s", "PUBLIC_URL": "https://r.example",
+           "OUTBOX_DIR": str(tmp_path / "outbox"), "WORKER_POLL_SECONDS": "0.1"}  # fmt: skip
+    assert run(env, "campaign", "create", "Printemps", "--store-url", "https://shop.example",
+               "--live").returncode == 0  # fmt: skip
+    assert run(env, "campaign", "target", "Printemps", "--segment", "VIP").returncode == 0
+    _drain(env)
+    [sent] = list((tmp_path / "outbox").glob("*.eml"))
+    message = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
+    assert message["Content-Language"] == "fr", str(message["Subject"])

@@ -44,13 +44,18 @@ class WorkerExited(Exception):
     """The worker process ended without being asked to (the supervisor starts another)."""
 
 
+# Settings whose being given at all means something (bot.cli._apply_default_locale): passed
+# on only when they were.
+_ONLY_WHEN_GIVEN = frozenset({"default_locale"})
+
+
 def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment that gives a child process these very settings (they may have come
     from a `.env` file or, in tests, from code rather than from this process's environment)."""
     env = dict(os.environ if base is None else base)
     for name in Settings.model_fields:
         value = getattr(settings, name)
-        if value is None:
+        if value is None or (name in _ONLY_WHEN_GIVEN and name not in settings.model_fields_set):
             env.pop(name.upper(), None)
             continue
         if isinstance(value, bool):
