@@ -33,7 +33,8 @@ def spellings(word: str, *, fold_all: bool) -> list[str]:
     `fold_all` (PostgreSQL, whose lower() folds every alphabet): the word itself, for the SQL
     to lower. SQLite leaves "Élodie" as "Élodie", so "élo" is looked up as "élo" and "Élo"; a
     word with many such letters ("ÉLÉONORE") is found by its first four in any case, the rest
-    as typed in lowercase or stored so.
+    as typed in lowercase or stored so. Either way each form is also looked up decomposed
+    (_with_decomposed), so there are at most twice MAX_SPELLINGS.
     """
     word = unicodedata.normalize("NFC", word)  # typed decomposed: each form is both (below)
     if fold_all:

@@ -131,23 +131,31 @@ def test_job_max_attempts_applies_to_every_job_kind(db_env: dict[str, str], tmp_
     assert {j["max_attempts"] for j in jobs} == {2}, jobs
 
 
-def test_default_locale_applies_to_a_workspace_made_before_it_was_set(
-    db_env: dict[str, str], tmp_path: Path
-) -> None:
+def _import_jean(env: dict[str, str], tmp_path: Path) -> None:
     people = tmp_path / "people.csv"
     people.write_text("email,first_name\njean@example.com,Jean\n", encoding="utf-8")
-    # the first import, before the operator set DEFAULT_LOCALE, makes the workspace
-    assert run(db_env, "import", str(people), "--segment", "VIP",
+    assert run(env, "import", str(people), "--segment", "VIP",
                "--create-segment").returncode == 0  # fmt: skip
-    env = {**db_env, "DEFAULT_LOCALE": "fr", "SECRET_KEY": "s", "PUBLIC_URL": "https://r.example",
+
+
+def _invite_language(env: dict[str, str], tmp_path: Path) -> str:
+    """Target VIP with a new live campaign, send its invite to the outbox: its language."""
+    env = {**env, "SECRET_KEY": "s", "PUBLIC_URL": "https://r.example",
            "OUTBOX_DIR": str(tmp_path / "outbox"), "WORKER_POLL_SECONDS": "0.1"}  # fmt: skip
     assert run(env, "campaign", "create", "Printemps", "--store-url", "https://shop.example",
                "--live").returncode == 0  # fmt: skip
     assert run(env, "campaign", "target", "Printemps", "--segment", "VIP").returncode == 0
     _drain(env)
     [sent] = list((tmp_path / "outbox").glob("*.eml"))
-    message = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
-    assert message["Content-Language"] == "fr", str(message["Subject"])
+    return str(email.message_from_bytes(sent.read_bytes(),
+                                        policy=email.policy.default)["Content-Language"])
+
+
+def test_default_locale_applies_to_a_workspace_made_before_it_was_set(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    _import_jean(db_env, tmp_path)  # the first import, before DEFAULT_LOCALE was set
+    assert _invite_language({**db_env, "DEFAULT_LOCALE": "fr"}, tmp_path) == "fr"
 
 
 def test_a_command_run_without_default_locale_leaves_the_workspaces_as_they_are(
@@ -155,17 +163,6 @@ def test_a_command_run_without_default_locale_leaves_the_workspaces_as_they_are(
 ) -> None:
     """An operator's shell without the deployment's .env ran `jobs`, and every workspace's
     invites switched to the default English."""
-    people = tmp_path / "people.csv"
-    people.write_text("email,first_name\njean@example.com,Jean\n", encoding="utf-8")
-    assert run({**db_env, "DEFAULT_LOCALE": "fr"}, "import", str(people), "--segment", "VIP",
-               "--create-segment").returncode == 0  # fmt: skip
+    _import_jean({**db_env, "DEFAULT_LOCALE": "fr"}, tmp_path)
     assert run(db_env, "jobs").returncode == 0  # DEFAULT_LOCALE not set here
-    env = {**db_env, "SECRET_KEY": "s", "PUBLIC_URL": "https://r.example",
-           "OUTBOX_DIR": str(tmp_path / "outbox"), "WORKER_POLL_SECONDS": "0.1"}  # fmt: skip
-    assert run(env, "campaign", "create", "Printemps", "--store-url", "https://shop.example",
-               "--live").returncode == 0  # fmt: skip
-    assert run(env, "campaign", "target", "Printemps", "--segment", "VIP").returncode == 0
-    _drain(env)
-    [sent] = list((tmp_path / "outbox").glob("*.eml"))
-    message = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
-    assert message["Content-Language"] == "fr", str(message["Subject"])
+    assert _invite_language(db_env, tmp_path) == "fr"
