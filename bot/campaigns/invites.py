@@ -381,9 +381,13 @@ async def schedule_waiting_in(conn: AsyncConnection, team_id: str, campaign_id: 
     """A campaign goes live again: its invites that waited while it was paused get their
     send jobs (a run during the pause sent nothing and left none), in the caller's
     transaction."""
+    now = utcnow()
     for enrollment_id, due in (await conn.execute(_WAITING, {"t": team_id,
                                                              "c": campaign_id})).all():  # fmt: skip
-        await _enqueue_send(conn, team_id, enrollment_id, max(due, utcnow()))
+        # a key of its own: the run the pause stopped may be keyed to this very second
+        await enqueue_in(conn, team_id, SEND_JOB, {"enrollment_id": enrollment_id},
+                         dedupe_key=f"send:{enrollment_id}:live:{now:%Y%m%d%H%M%S%f}",
+                         run_after=max(due, now))  # fmt: skip
 
 
 _INVITE_EMAIL_OFF = text("""

@@ -313,6 +313,32 @@ async def test_pausing_a_campaign_stops_a_send_under_way_and_going_live_sends_th
     assert _received(server) == Counter({f"p{i}@example.com": 1 for i in range(5)})
 
 
+async def test_going_live_within_the_second_the_paused_run_was_keyed_to_still_sends(
+    world: World,
+) -> None:
+    """A send job's key names the second it was due: one keyed to the second of going live
+    (the run the pause stopped) swallowed the new run, and the rest waited for good."""
+    from datetime import timedelta
+
+    from models.clock import utcnow
+
+    enrollment = await _enrolled(world, "a@example.com,A,en")
+    spring = int(str(await world.scalar("SELECT campaign_id FROM enrollment")))
+    await service.set_state(world.db, TEAM, spring, CampaignState.PAUSED, requested_by="U1")
+    now = utcnow()
+    async with world.db.begin() as conn:  # the stopped run's key, whichever second this is
+        await conn.execute(text("UPDATE job SET state = 'done' WHERE kind = 'send_invites'"))
+        for second in (now, now + timedelta(seconds=1)):
+            await conn.execute(text(
+                "INSERT INTO job (team_id, kind, payload, dedupe_key, state, attempts, "
+                "max_attempts, run_after, progress_done, progress_total, created_at, updated_at)"
+                " VALUES (:t, 'send_invites', '{}', :k, 'done', 1, 5, :n, 0, 0, :n, :n)"),
+                {"t": TEAM, "k": f"send:{enrollment}:{second:%Y%m%d%H%M%S}", "n": now})
+    await service.set_state(world.db, TEAM, spring, CampaignState.LIVE, requested_by="U1")
+    assert await world.scalar("SELECT COUNT(*) FROM job WHERE kind = 'send_invites' "
+                              "AND state = 'queued'") == 1
+
+
 @dataclass
 class _SenderRefused(Handler):
     mail_reply: str = "553 5.7.1 Sender address rejected: not owned by user"
