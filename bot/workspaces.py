@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 
 from sqlalchemy import func, text
 from sqlalchemy.exc import IntegrityError
@@ -27,8 +28,19 @@ class WorkspaceError(Exception):
     """A workspace or segment can't be found or used as asked; the message says why."""
 
 
+def _visible(name: str) -> str:
+    """The name as people see it: composed (a macOS "e" + accent is "é") and without
+    invisible format characters (a zero-width space pasted from a document), spacing
+    collapsed. "Café" twice, or "VIP" and "VIP" + U+200B, were two segments that looked the
+    same."""
+    composed = unicodedata.normalize("NFC", name)
+    if not composed.isascii():
+        composed = "".join(c for c in composed if unicodedata.category(c) != "Cf")
+    return " ".join(composed.split())
+
+
 def segment_key(name: str) -> str:
-    return " ".join(name.split()).casefold()
+    return _visible(name).casefold()
 
 
 def deleted_key(segment_id: int) -> str:
@@ -37,12 +49,12 @@ def deleted_key(segment_id: int) -> str:
 
 
 def clean_segment_name(name: str) -> str:
-    """The name as stored (spacing collapsed), or WorkspaceError saying what is wrong with it.
+    """The name as stored (see _visible), or WorkspaceError saying what is wrong with it.
 
     Uniqueness is checked by the caller (`find_segment`) and, against races, by the unique
     (team_id, name_key) index.
     """
-    name = " ".join(name.split())
+    name = _visible(name)
     if not name:
         raise WorkspaceError("A segment needs a name.")
     if len(name) > MAX_SEGMENT_NAME:

@@ -66,6 +66,21 @@ async def test_create_records_who_and_keeps_names_unique(team: Database) -> None
                        ("U0002", "segment.created", "VIP customers")]  # fmt: skip
 
 
+async def test_names_that_look_the_same_are_one_name(team: Database) -> None:
+    """An accent macOS wrote decomposed, or a zero-width space pasted from a document, made
+    a second segment that looked exactly like the first."""
+    await create_segment(team, TEAM, "Caf\u00e9")
+    vip = await create_segment(team, TEAM, "VIP\u200b")  # stored as people see it
+    assert vip.name == "VIP"
+    for twin in ("Cafe\u0301", "\u200bVIP", "V\u200dIP"):
+        with pytest.raises(WorkspaceError, match="already exists"):
+            await create_segment(team, TEAM, twin)
+    with pytest.raises(WorkspaceError, match="needs a name"):
+        await create_segment(team, TEAM, "\u200b\u2060")
+    found = await find_segment(team, TEAM, "cafe\u0301")
+    assert found is not None and found.name == "Caf\u00e9"
+
+
 async def test_racing_creates_of_one_name_make_one_segment(team: Database) -> None:
     results = await asyncio.gather(*(create_segment(team, TEAM, f"Spring{' ' * i}")
                                      for i in range(4)), return_exceptions=True)  # fmt: skip

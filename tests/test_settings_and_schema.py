@@ -170,3 +170,43 @@ async def test_0012_classifies_failures_and_splits_notes(db_env: dict[str, str])
             async with db.begin() as conn:
                 await conn.execute(text(f'DROP SCHEMA IF EXISTS "{db.schema}" CASCADE'))
         await db.dispose()
+
+
+async def test_0015_gives_lookalike_names_made_before_it_one_key(db_env: dict[str, str]) -> None:
+    """A segment made from a macOS paste ("Cafe" + U+0301) kept its key: found by no name
+    typed composed, and importing into "Café" made a second one."""
+    from sqlalchemy import text
+
+    from bot.workspaces import find_segment, import_target
+
+    db = Database(db_env["DATABASE_URL"], schema=db_env.get("DATABASE_SCHEMA"))
+    try:
+        if db.schema:
+            async with db.begin() as conn:
+                await conn.execute(text(f'CREATE SCHEMA "{db.schema}"'))
+        await upgrade(db, "0014")
+        async with db.begin() as conn:
+            await conn.execute(text("INSERT INTO workspace (team_id, name, default_locale, "
+                                    "leads_seeded, created_at) VALUES ('T1', '', 'en', false, "
+                                    "'2026-12-01 00:00:00')"))  # fmt: skip
+            for n, (name, key) in enumerate([("All Customers", "all customers"),
+                                              ("Cafe\u0301", "cafe\u0301"),
+                                              ("VIP\u200b", "vip\u200b"), ("VIP", "vip")],
+                                             start=1):  # fmt: skip
+                await conn.execute(text(
+                    "INSERT INTO segment (id, team_id, name, name_key, kind, created_at) "
+                    "VALUES (:n, 'T1', :name, :key, :kind, '2026-12-01 00:00:00')"),
+                    {"n": n, "name": name, "key": key,
+                     "kind": "all" if n == 1 else "static"})  # fmt: skip
+        await upgrade(db)
+        found = await find_segment(db, "T1", "Café")
+        assert found is not None and found.id == 2
+        assert (await import_target(db, "T1", "café", create=True)).id == 2  # no second Café
+        async with db.begin() as conn:
+            keys = dict((await conn.execute(text("SELECT id, name_key FROM segment"))).all())
+        assert keys[3] == "vip\u200b" and keys[4] == "vip"  # a collision keeps its old key
+    finally:
+        if db.schema:
+            async with db.begin() as conn:
+                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{db.schema}" CASCADE'))
+        await db.dispose()
