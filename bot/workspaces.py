@@ -28,14 +28,18 @@ class WorkspaceError(Exception):
     """A workspace or segment can't be found or used as asked; the message says why."""
 
 
+# Characters that show nothing and mean nothing in a name: zero-width space, word joiner, BOM,
+# soft hyphen. Not the zero-width joiners, which make emoji (👩‍💻) and Persian words.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\u00ad"))
+
+
 def _visible(name: str) -> str:
     """The name as people see it: composed (a macOS "e" + accent is "é") and without
-    invisible format characters (a zero-width space pasted from a document), spacing
-    collapsed. "Café" twice, or "VIP" and "VIP" + U+200B, were two segments that looked the
-    same."""
+    invisible characters (a zero-width space pasted from a document), spacing collapsed.
+    "Café" twice, or "VIP" and "VIP" + U+200B, were two segments that looked the same."""
     composed = unicodedata.normalize("NFC", name)
     if not composed.isascii():
-        composed = "".join(c for c in composed if unicodedata.category(c) != "Cf")
+        composed = composed.translate(_INVISIBLE)
     return " ".join(composed.split())
 
 

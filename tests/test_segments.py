@@ -72,13 +72,16 @@ async def test_names_that_look_the_same_are_one_name(team: Database) -> None:
     await create_segment(team, TEAM, "Caf\u00e9")
     vip = await create_segment(team, TEAM, "VIP\u200b")  # stored as people see it
     assert vip.name == "VIP"
-    for twin in ("Cafe\u0301", "\u200bVIP", "V\u200dIP"):
+    for twin in ("Cafe\u0301", "\u200bVIP", "V\u2060IP", "VIP\u00ad"):
         with pytest.raises(WorkspaceError, match="already exists"):
             await create_segment(team, TEAM, twin)
     with pytest.raises(WorkspaceError, match="needs a name"):
         await create_segment(team, TEAM, "\u200b\u2060")
     found = await find_segment(team, TEAM, "cafe\u0301")
     assert found is not None and found.name == "Caf\u00e9"
+    coder = "\U0001f469\u200d\U0001f4bb"  # woman technologist: joined, not two emoji
+    assert (await create_segment(team, TEAM, f"{coder} team")).name == f"{coder} team"
+    assert (await create_segment(team, TEAM, "\U0001f469\U0001f4bb team")).id is not None
 
 
 async def test_racing_creates_of_one_name_make_one_segment(team: Database) -> None:

@@ -23,10 +23,13 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# zero-width space, word joiner, BOM, soft hyphen (not the joiners of emoji and Persian)
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\u00ad"))
+
+
 def _key(name: str) -> str:
     """bot.workspaces.segment_key as of this revision (a migration keeps its own copy)."""
-    composed = unicodedata.normalize("NFC", name)
-    composed = "".join(c for c in composed if unicodedata.category(c) != "Cf")
+    composed = unicodedata.normalize("NFC", name).translate(_INVISIBLE)
     return " ".join(composed.split()).casefold()
 
 
