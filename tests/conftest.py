@@ -148,7 +148,12 @@ async def db(db_env: dict[str, str]) -> AsyncIterator[Database]:
     try:
         yield database
     finally:
-        if database.schema:
-            async with database.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{database.schema}" CASCADE'))
-        await database.dispose()
+        await dropped(database)
+
+
+async def dropped(database: Database) -> None:
+    """Dispose of a test's database, dropping its schema (PostgreSQL) first."""
+    if database.schema:
+        async with database.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{database.schema}" CASCADE'))
+    await database.dispose()

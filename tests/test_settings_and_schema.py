@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 
@@ -117,6 +119,28 @@ async def test_upgrading_sqlite_carries_staged_rows_and_memberships_over(tmp_pat
         await db.dispose()
 
 
+@contextlib.asynccontextmanager
+async def _at_revision(db_env: dict[str, str], revision: str) -> AsyncIterator[Database]:
+    """A database of its own at `revision`, with one workspace (T1), dropped afterwards."""
+    from sqlalchemy import text
+
+    from tests.conftest import dropped
+
+    db = Database(db_env["DATABASE_URL"], schema=db_env.get("DATABASE_SCHEMA"))
+    try:
+        if db.schema:
+            async with db.begin() as conn:
+                await conn.execute(text(f'CREATE SCHEMA "{db.schema}"'))
+        await upgrade(db, revision)
+        async with db.begin() as conn:
+            await conn.execute(text("INSERT INTO workspace (team_id, name, default_locale, "
+                                    "leads_seeded, created_at) VALUES ('T1', '', 'en', false, "
+                                    "'2026-12-01 00:00:00')"))  # fmt: skip
+        yield db
+    finally:
+        await dropped(db)
+
+
 async def test_0012_classifies_failures_and_splits_notes(db_env: dict[str, str]) -> None:
     """Sources from before 0012 are classified once the way they were read until then: a
     failure by its wording, a note's consent line moved to the warning."""
@@ -124,16 +148,8 @@ async def test_0012_classifies_failures_and_splits_notes(db_env: dict[str, str])
 
     consent = ("2 rows have a consent value we don't recognise: “MAYBE” (2). They are imported "
                "as not subscribed (never emailed); use yes/no.")  # fmt: skip
-    db = Database(db_env["DATABASE_URL"], schema=db_env.get("DATABASE_SCHEMA"))
-    try:
-        if db.schema:
-            async with db.begin() as conn:
-                await conn.execute(text(f'CREATE SCHEMA "{db.schema}"'))
-        await upgrade(db, "0011")
+    async with _at_revision(db_env, "0011") as db:
         async with db.begin() as conn:
-            await conn.execute(text("INSERT INTO workspace (team_id, name, default_locale, "
-                                    "leads_seeded, created_at) VALUES ('T1', '', 'en', false, "
-                                    "'2026-12-01 00:00:00')"))  # fmt: skip
             await conn.execute(text("INSERT INTO segment (id, team_id, name, name_key, kind, "
                                     "created_at) VALUES (1, 'T1', 'S', 's', 'static', "
                                     "'2026-12-01 00:00:00')"))  # fmt: skip
@@ -165,11 +181,6 @@ async def test_0012_classifies_failures_and_splits_notes(db_env: dict[str, str])
         assert [r[0] for r in rows if r[1]] == [1, 2]
         assert [(r[2], r[3]) for r in rows[3:]] == [
             ("This is Mailchimp's cleaned members export.", consent), (None, consent)]
-    finally:
-        if db.schema:
-            async with db.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{db.schema}" CASCADE'))
-        await db.dispose()
 
 
 async def test_0015_gives_lookalike_names_made_before_it_one_key(db_env: dict[str, str]) -> None:
@@ -179,16 +190,8 @@ async def test_0015_gives_lookalike_names_made_before_it_one_key(db_env: dict[st
 
     from bot.workspaces import find_segment, import_target
 
-    db = Database(db_env["DATABASE_URL"], schema=db_env.get("DATABASE_SCHEMA"))
-    try:
-        if db.schema:
-            async with db.begin() as conn:
-                await conn.execute(text(f'CREATE SCHEMA "{db.schema}"'))
-        await upgrade(db, "0014")
+    async with _at_revision(db_env, "0014") as db:
         async with db.begin() as conn:
-            await conn.execute(text("INSERT INTO workspace (team_id, name, default_locale, "
-                                    "leads_seeded, created_at) VALUES ('T1', '', 'en', false, "
-                                    "'2026-12-01 00:00:00')"))  # fmt: skip
             for n, (name, key) in enumerate([("All Customers", "all customers"),
                                               ("Cafe\u0301", "cafe\u0301"),
                                               ("VIP\u200b", "vip\u200b"), ("VIP", "vip")],
@@ -205,8 +208,3 @@ async def test_0015_gives_lookalike_names_made_before_it_one_key(db_env: dict[st
         async with db.begin() as conn:
             keys = dict((await conn.execute(text("SELECT id, name_key FROM segment"))).all())
         assert keys[3] == "vip\u200b" and keys[4] == "vip"  # a collision keeps its old key
-    finally:
-        if db.schema:
-            async with db.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{db.schema}" CASCADE'))
-        await db.dispose()
