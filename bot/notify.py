@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from sqlalchemy import delete, insert, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlmodel import col
 
 from bot.jobs.queue import enqueue_in
-from models import Database, SeenKey
-from models.clock import utcnow
+from bot.once import forget, forget_in, seen_in
+from models import Database
 
 
 class ImportNotifier(Protocol):
@@ -117,22 +116,12 @@ def earlier_rejects_key(source_id: int) -> str:
 async def reading_again_in(conn: AsyncConnection, team_id: str, source_id: int) -> None:
     """The source is put back to be read, in the caller's transaction: its skipped rows are
     shared again once it is read; a CSV shared of the reading before becomes an earlier one."""
-    shared = await conn.execute(delete(SeenKey).where(
-        col(SeenKey.team_id) == team_id, col(SeenKey.key) == rejects_key(source_id)))  # fmt: skip
-    if shared.rowcount:
-        earlier = earlier_rejects_key(source_id)
-        await conn.execute(delete(SeenKey).where(
-            col(SeenKey.team_id) == team_id, col(SeenKey.key) == earlier))  # fmt: skip
-        await conn.execute(insert(SeenKey).values(team_id=team_id, key=earlier,
-                                                  created_at=utcnow()))  # fmt: skip
+    if await forget_in(conn, team_id, rejects_key(source_id)):
+        await seen_in(conn, team_id, earlier_rejects_key(source_id))
 
 
 async def take_earlier_rejects(db: Database, team_id: str, source_id: int) -> bool:
     """Whether the thread's skipped-rows CSV of the source was an earlier reading's, not told
     since that it no longer applies; True once (put it back with bot.once.first_time if the
     telling fails)."""
-    async with db.begin() as conn:
-        taken = await conn.execute(delete(SeenKey).where(
-            col(SeenKey.team_id) == team_id,
-            col(SeenKey.key) == earlier_rejects_key(source_id)))  # fmt: skip
-    return bool(taken.rowcount)
+    return await forget(db, team_id, earlier_rejects_key(source_id))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
 from models import Database, SeenKey
@@ -23,12 +24,27 @@ async def first_time(db: Database, team_id: str, key: str) -> bool:
     return True
 
 
-async def forget(db: Database, team_id: str, key: str) -> None:
-    """Undo first_time() for a thing that turned out not to be done (so a retry does it)."""
+async def forget(db: Database, team_id: str, key: str) -> bool:
+    """Undo first_time() for a thing that turned out not to be done (so a retry does it);
+    True if the key was there."""
     async with db.begin() as conn:
-        await conn.execute(
-            delete(SeenKey).where(col(SeenKey.team_id) == team_id, col(SeenKey.key) == key[:200])
-        )
+        return await forget_in(conn, team_id, key)
+
+
+async def forget_in(conn: AsyncConnection, team_id: str, key: str) -> bool:
+    """forget(), in the caller's transaction."""
+    result = await conn.execute(
+        delete(SeenKey).where(col(SeenKey.team_id) == team_id, col(SeenKey.key) == key[:200])
+    )
+    return bool(result.rowcount)
+
+
+async def seen_in(conn: AsyncConnection, team_id: str, key: str) -> None:
+    """Mark `key` seen in the caller's transaction, whether or not it was (first_time() after
+    it is False)."""
+    await forget_in(conn, team_id, key)
+    await conn.execute(insert(SeenKey).values(team_id=team_id, key=key[:200],
+                                              created_at=utcnow()))  # fmt: skip
 
 
 async def hold(db: Database, team_id: str, key: str, *, stale_after: timedelta) -> bool:

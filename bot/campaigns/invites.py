@@ -91,16 +91,17 @@ _START_SQL = """
     UPDATE invite SET state = 'sending', attempts = attempts + 1, updated_at = :now,
         sender_job = :job
     WHERE id = :id AND team_id = :t AND state IN ('queued', 'held')
-      AND EXISTS (SELECT 1 FROM contact c WHERE c.id = invite.contact_id AND c.subscribed)
+      AND EXISTS (SELECT 1 FROM contact c WHERE c.id = invite.contact_id
+                    AND c.team_id = invite.team_id AND c.subscribed)
       AND EXISTS (SELECT 1 FROM campaign p WHERE p.id = invite.campaign_id
-                    AND p.state = 'live' AND p.invite_email)
+                    AND p.team_id = invite.team_id AND p.state = 'live' AND p.invite_email)
     RETURNING attempts
 """
 # Why an invite didn't start (rare: see _START_SQL).
 _NOT_STARTED = text("""
     SELECT i.state, c.subscribed, p.state, p.invite_email
-    FROM invite i JOIN contact c ON c.id = i.contact_id
-    JOIN campaign p ON p.id = i.campaign_id
+    FROM invite i JOIN contact c ON c.id = i.contact_id AND c.team_id = i.team_id
+    JOIN campaign p ON p.id = i.campaign_id AND p.team_id = i.team_id
     WHERE i.id = :id AND i.team_id = :t
 """)
 _NOT_EMAILED = text("""
@@ -381,13 +382,10 @@ async def schedule_waiting_in(conn: AsyncConnection, team_id: str, campaign_id: 
     """A campaign goes live again: its invites that waited while it was paused get their
     send jobs (a run during the pause sent nothing and left none), in the caller's
     transaction."""
-    now = utcnow()
     for enrollment_id, due in (await conn.execute(_WAITING, {"t": team_id,
                                                              "c": campaign_id})).all():  # fmt: skip
         # a key of its own: the run the pause stopped may be keyed to this very second
-        await enqueue_in(conn, team_id, SEND_JOB, {"enrollment_id": enrollment_id},
-                         dedupe_key=f"send:{enrollment_id}:live:{now:%Y%m%d%H%M%S%f}",
-                         run_after=max(due, now))  # fmt: skip
+        await _enqueue_send(conn, team_id, enrollment_id, max(due, utcnow()), occasion="live")
 
 
 _INVITE_EMAIL_OFF = text("""
@@ -412,9 +410,7 @@ async def retry_sending(db: Database, team_id: str, enrollment_id: int) -> bool:
         if result.rowcount != 1:
             return False
         # a key of its own: the job that gave up may have been keyed to this very second
-        now = utcnow()
-        await enqueue_in(conn, team_id, SEND_JOB, {"enrollment_id": enrollment_id},
-                         dedupe_key=f"send:{enrollment_id}:retry:{now:%Y%m%d%H%M%S%f}")  # fmt: skip
+        await _enqueue_send(conn, team_id, enrollment_id, utcnow(), occasion="retry")
     return True
 
 
@@ -450,8 +446,12 @@ async def _schedule_rest(db: Database, team_id: str, enrollment_id: int) -> None
 
 
 async def _enqueue_send(conn: AsyncConnection, team_id: str, enrollment_id: int,
-                        when: datetime) -> None:  # fmt: skip
+                        when: datetime, *, occasion: str | None = None) -> None:  # fmt: skip
+    """A send job due `when`, one per enrollment and second; with an `occasion` (a person's
+    Retry sending, going live again) one of its own, whatever ran in that second."""
     key = f"send:{enrollment_id}:{when:%Y%m%d%H%M%S}"
+    if occasion is not None:
+        key = f"send:{enrollment_id}:{occasion}:{utcnow():%Y%m%d%H%M%S%f}"
     await enqueue_in(conn, team_id, SEND_JOB, {"enrollment_id": enrollment_id},
                      dedupe_key=key, run_after=when)  # fmt: skip
 

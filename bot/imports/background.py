@@ -57,6 +57,7 @@ from models import (
 
 log = logging.getLogger(__name__)
 
+
 async def enqueue_file_import(
     db: Database,
     team_id: str,

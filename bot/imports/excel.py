@@ -39,6 +39,7 @@ from bot.imports.reading import (
     Columns,
     ColumnsOf,
     CsvFileError,
+    holds_an_address,
     is_header,
     map_header,
 )
@@ -358,7 +359,7 @@ def _header_and_rows(rows: Rows) -> tuple[tuple[int, list[str]] | None, Rows]:
     """
     head: list[tuple[int, list[str]]] = []
     for row in itertools.islice(rows, MAX_HEADER_SEARCH):  # read no further than the header
-        if head and any("@" in cell for cell in row[1]):
+        if head and holds_an_address(row[1]):
             head.append(row)  # a row of data: past any title (see reading.find_header)
             break
         if is_header(row[1]):

@@ -289,6 +289,11 @@ def _blank(fields: list[str]) -> bool:
     return not any(f.strip() for f in fields)
 
 
+def holds_an_address(fields: list[str]) -> bool:
+    """A row of data, not a title or a header: the header search stops at the first one."""
+    return any("@" in field for field in fields)
+
+
 def find_header(sample_text: str) -> tuple[str, int]:
     """(delimiter, lines above the header) for a file starting with `sample_text`.
 
@@ -311,7 +316,7 @@ def find_header(sample_text: str) -> tuple[str, int]:
             break
         if _blank(fields):
             continue
-        if searched and any("@" in field for field in fields):
+        if searched and holds_an_address(fields):
             break  # a row of data: past any title (a row whose Channel says "email" is no header)
         if is_header(fields):
             return delimiter, index

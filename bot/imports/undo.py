@@ -371,7 +371,8 @@ _LATER_IMPORT = ("SELECT MAX(x.batch_id) FROM segment_member x "
 _HAND_ON = _sql(f"""
     UPDATE contact SET batch_id = ({_LATER_IMPORT})
     WHERE team_id = :t AND batch_id = :b AND id BETWEEN :lo AND :hi
-      AND ({_LATER_IMPORT}) IS NOT NULL
+      AND EXISTS (SELECT 1 FROM segment_member x WHERE x.contact_id = contact.id
+                  AND x.team_id = :t AND x.batch_id IS NOT NULL)
 """)
 _COUNT = _sql("""
     UPDATE import_batch SET undo_removed = undo_removed + :removed,
