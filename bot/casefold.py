@@ -52,7 +52,7 @@ def spellings(word: str, *, fold_all: bool) -> list[str]:
                 cases += [c for c in dict.fromkeys((ch.upper(), ch.title()))
                           if len(c) == 1 and c != ch and c.lower() == ch]  # fmt: skip
         if len(forms) * len(cases) > MAX_SPELLINGS:
-            cases = [ch]
+            cases = cases[:1]  # lowercase, or as typed where that is what SQLite keeps
         forms = [form + case for form in forms for case in cases]
     return _with_decomposed(forms)
 

@@ -26,6 +26,8 @@ def test_spellings_cover_each_case_of_other_letters_up_to_a_limit() -> None:
     composed = [form for form in many if form == unicodedata.normalize("NFC", form)]
     assert len(composed) == MAX_SPELLINGS and len(set(many)) == 2 * MAX_SPELLINGS
     assert all(form.endswith("é") for form in composed)  # past the limit: as typed, lowercase
+    # past the limit a typed "İ" stays "İ", as SQLite keeps it (not Python's "i" + U+0307)
+    assert all(form.endswith("\u0130") for form in spellings("éèêëé\u0130", fold_all=False)[:16])
 
 
 async def test_the_review_finds_accented_names_in_any_case(db: Database) -> None:
