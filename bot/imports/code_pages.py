@@ -53,6 +53,10 @@ _LATIN_READINGS = frozenset({"utf-8", "cp1252", "cp1250", "cp1254", "cp1257", "m
 MIN_PLAUSIBLE = 0.5  # below this share of plausible words in every reading, we can't tell
 _TIE = 0.02  # readings this close in score are as plausible as each other
 _KOREAN_MIN_SYLLABLES = 8  # see _korean_over_chinese
+# scripts with capitals and without, among the single-byte code pages': see
+# _caseless_over_lowercase
+_CASED = frozenset({"CYRILLIC", "GREEK"})
+_CASELESS = frozenset({"HEBREW", "ARABIC", "THAI"})
 
 SAVE_AS_UTF8 = "Save it as CSV UTF-8 (in Excel: File › Save As › CSV UTF-8) and upload that."
 UNREADABLE_ENCODING = (
@@ -94,7 +98,7 @@ _WORD_BREAK = re.compile(
 _OPENERS = "“‘«¿¡„‚‹•–—…©'-."
 _CLOSERS = "”’“‘»›•–—…™®©'-."  # “ and ‘ close German quotes („Stammkunde“)
 _NUMERIC_SIGNS = frozenset("€£¥¢°²³¹½¼¾ºª×±")  # next to a digit, or ending a word (m², 5°)
-_JOINERS = frozenset("’·–")  # O’Brien, l·l, Mon–Fri
+_JOINERS = frozenset("’·–׳״")  # O’Brien, l·l, Mon–Fri, Hebrew's ג׳ורג׳ and ת״א
 # Unicode calls them letters, but they are signs: a unit's ("5µg" in a notes column, which
 # as a Greek letter made a whole file Big5) and the ordinals ("Nº 5", "4ºC", "1ª"; as letters
 # of no alphabet they made a Spanish file Central European, Muñoz stored as Muńoz).
@@ -148,18 +152,57 @@ _COMMON: dict[str, Callable[[int], bool]] = {
     "cp949": lambda c: 0xA1A1 <= c <= 0xA3FE or 0xB0A1 <= c <= 0xC8FE,
 }
 _STANDARD = {"cp932": "shift_jis", "gb18030": "gb2312", "big5": "big5", "cp949": "euc_kr"}
+_HALFWIDTH_KANA = ("\uff61", "\uff9f")  # Shift-JIS's bytes 0xA1-0xDF
 
 
 def _cjk_common(encoding: str, chars: list[str]) -> bool:
-    """At least half of a word's CJK characters are common in `encoding`'s language."""
+    """At least half of a word's CJK characters are common in `encoding`'s language.
+
+    Halfwidth katakana don't vouch for the kanji beside them: they are Shift-JIS's single
+    bytes, which Thai's and Arabic's letters read as ("ใจดี" is "罟ｴﾕ", a rare kanji the
+    kana made a common word)."""
     if encoding not in _COMMON:
         return True  # a UTF-8 reading: any character is what was written
     common, standard = _COMMON[encoding], _STANDARD[encoding]
+    chars = [c for c in chars if not _HALFWIDTH_KANA[0] <= c <= _HALFWIDTH_KANA[1]] or chars
     return 2 * sum(1 for c in chars if common(_code(c, standard))) >= len(chars)
 
 
 def _edges_stripped(word: str) -> str:
     return word.lstrip(_OPENERS).rstrip(_CLOSERS)
+
+
+# Hebrew's five letters with a final form (ך ם ן ף ץ) take it at the end of a word only.
+_HEBREW_FINAL_INSIDE = re.compile("[ךםןףץ][\u05d0-\u05ea]")
+_THAI_CONSONANTS = ("\u0e01", "\u0e2e")  # ก to ฮ
+_THAI_LEADING_VOWELS = frozenset("เแโใไ")  # written before the consonant they follow
+_THAI_FOLLOWING_VOWELS = frozenset("ะาำๅ")  # written after it
+_THAI_VOWEL_SIGNS = frozenset("\u0e31\u0e34\u0e35\u0e36\u0e37\u0e38\u0e39")  # ั ิ ี ึ ื ุ ู
+_THAI_TONE_MARKS = frozenset("\u0e48\u0e49\u0e4a\u0e4b\u0e4c")  # ่ ้ ๊ ๋ and ์
+
+
+def _thai_consonant(char: str) -> bool:
+    """`char` ("" past either end of the word) is a Thai consonant."""
+    return len(char) == 1 and _THAI_CONSONANTS[0] <= char <= _THAI_CONSONANTS[1]
+
+
+def _thai_out_of_place(core: str, i: int) -> bool:
+    """Whether the Thai character at `i` can't stand where it does: a vowel written before
+    its consonant (เ แ โ ใ ไ) comes before one, a vowel written after it doesn't start a word,
+    and a sign above or below sits on a consonant, a tone mark on a vowel sign on one too
+    (ที่, ศักดิ์), never two vowel signs. Arabic's letters read as Thai break these ("سعيد"
+    is "ำฺํฯ"), as do halfwidth katakana (ﾅｶﾑﾗ is "ลถัื")."""
+    char, before = core[i], core[i - 1] if i else ""
+    if char in _THAI_LEADING_VOWELS:
+        return not _thai_consonant(core[i + 1 : i + 2])
+    if char in _THAI_FOLLOWING_VOWELS:
+        return not before or before.isascii()
+    if unicodedata.category(char)[0] != "M":
+        return False
+    if _thai_consonant(before):
+        return char == "\u0e4e"  # yamakkan: Pali's, not a name's
+    on_a_vowel_sign = before in _THAI_VOWEL_SIGNS and _thai_consonant(core[i - 2 : i - 1])
+    return not (char in _THAI_TONE_MARKS and on_a_vowel_sign)
 
 
 def _out_of_place(core: str, i: int) -> bool:
@@ -173,7 +216,8 @@ def _out_of_place(core: str, i: int) -> bool:
     category = unicodedata.category(char)
     if category[0] == "M":
         # a vowel sign or tone mark sits on a letter of its script: cp1252's é read as Thai
-        return before.isascii() or not before.isalpha()
+        # (a Thai tone mark on the vowel sign on one, ที่, is _thai_out_of_place's to judge)
+        return (before.isascii() or not before.isalpha()) and before not in _THAI_VOWEL_SIGNS
     if category == "Nd":
         return not "\uff10" <= char <= "\uff19"  # fullwidth digits only: Thai ๕ among letters
     if char in _NUMERIC_SIGNS:
@@ -209,6 +253,10 @@ def _plausible(word: str, encoding: str) -> bool:
         return False  # "Renйe": cp1252's é read as cp1251
     if systems == {"GREEK"} and "ς" in core[:-1]:
         return False  # final sigma inside a word: Cyrillic's т read as Greek
+    if systems == {"HEBREW"} and _HEBREW_FINAL_INSIDE.search(core):
+        return False  # a final letter before another: lowercase Cyrillic's "анна" as "אםםא"
+    if systems == {"THAI"} and any(_thai_out_of_place(core, i) for i in range(len(core))):
+        return False  # Arabic's "منى" read as Thai: "ใไ์"
     if systems != {"LATIN"}:
         return not ascii_letters  # Cyrillic, Greek, Hebrew... don't mix in ASCII letters
     latin = {c.lower() for c in letters}
@@ -248,6 +296,38 @@ def _describe(encoding: str) -> str:
     return dict(LEGACY_ENCODINGS).get(encoding, "UTF-8")
 
 
+def _systems(reading: _Reading) -> set[str]:
+    """The writing systems of the reading's non-ASCII letters."""
+    return {_system(c) for word in _words(reading.text) for c in word
+            if not c.isascii() and c.isalpha() and c not in _SIGN_LETTERS}  # fmt: skip
+
+
+def _capitalised(reading: _Reading) -> bool:
+    """Some word of the reading starts with a capital letter."""
+    firsts = (next((c for c in word if c.isalpha()), "") for word in _words(reading.text))
+    return any(first.isupper() for first in firsts)
+
+
+def _lowercase_cased(reading: _Reading) -> bool:
+    """The reading is in Cyrillic or Greek, and none of its words starts with a capital."""
+    systems = _systems(reading)
+    return bool(systems) and systems <= _CASED and not _capitalised(reading)
+
+
+def _caseless_over_lowercase(tied: list[_Reading]) -> list[_Reading]:
+    """`tied` without its Cyrillic and Greek readings where no word starts with a capital,
+    when one in a script without capitals (Hebrew, Arabic, Thai) is among them.
+
+    Names and places start with a capital in Cyrillic and Greek, but a script without any has
+    none to give: Hebrew's letters are the bytes of lowercase Cyrillic and Greek (cp1251 reads
+    "נועה כהן" as "ретд лдп"), so a Hebrew file tied with both and was refused. Latin is left
+    out: these bytes read as Latin only in words of a letter or two (more accented letters
+    alone make no word), too little to go on (Shift-JIS's "嶋 儘" is Mac Roman's "ìà ò‘")."""
+    if not any(_systems(r) & _CASELESS for r in tied):
+        return tied
+    return [r for r in tied if not _lowercase_cased(r)]
+
+
 def _korean_over_chinese(tied: list[_Reading]) -> _Reading | None:
     """Korean's Hangul bytes are all GB2312 level 1 hanzi and Big5 frequent characters too,
     so a Korean file always ties with the Chinese readings; Chinese text whose every
@@ -280,7 +360,7 @@ def _decide(readings: list[_Reading]) -> str:
     best = max(r.score for r in readings)
     if readings[0].score >= best - _TIE or best < MIN_PLAUSIBLE:
         return readings[0].encoding
-    tied = [r for r in readings if r.score >= best - _TIE]
+    tied = _caseless_over_lowercase([r for r in readings if r.score >= best - _TIE])
     first = tied[0]
     differing = [r for r in tied if r.text != first.text]
     if not differing or all(r.encoding in _LATIN_READINGS for r in (first, *differing)):

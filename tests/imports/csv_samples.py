@@ -184,6 +184,18 @@ LEGACY_PEOPLE: dict[str, list[tuple[str, str, str]]] = {
                ("Søren", "Ångström", "soren@example.dk")],
 }  # fmt: skip
 
+# People as Excel's "CSV" writes them on an Israeli, Arab or Thai system: scripts without
+# capitals, whose bytes read as words in another code page too (Hebrew's as lowercase
+# Cyrillic, Arabic's as Thai, Thai's as Shift-JIS's halfwidth katakana).
+CASELESS_PEOPLE: dict[str, list[tuple[str, str, str]]] = {
+    "cp1255": [("נועה", "כהן", "noa.cohen@example.co.il"), ("יוסף", "לוי", "yosef@example.co.il"),
+               ("מיכל", "מזרחי", "michal@example.co.il"), ("אורי", "בן-דוד", "uri@example.co.il")],
+    "cp1256": [("ليلى", "منصور", "layla@example.lb"), ("هدى", "الهاشمي", "huda@example.jo"),
+               ("حسن", "الزهراني", "hassan@example.sa"), ("منى", "العلي", "mona@example.eg")],
+    "cp874": [("มาลี", "ศรีสุข", "malee@example.co.th"), ("ศิริพร", "ใจดี", "siriporn@example.co.th"),
+              ("ธนพล", "เจริญสุข", "thanaphon@example.co.th")],
+}  # fmt: skip
+
 
 def utf8_with_stray_cp1252(filler_rows: int = 0) -> tuple[bytes, int]:
     """A UTF-8 file whose later row has one name saved by a cp1252 tool (b"Ren\\xe9e").

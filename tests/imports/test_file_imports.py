@@ -364,6 +364,34 @@ async def test_a_shift_jis_export_stores_the_names_as_written(db: Database) -> N
     assert (await _contacts(db))["yuto@example.jp"][:2] == ("悠斗", "田中")
 
 
+@pytest.mark.parametrize(("encoding", "rows"), [
+    ("cp1255", [("נועה", "כהן", "noa@example.co.il", "he"),
+                ("יוסף", "לוי", "yosef@example.co.il", "he-IL"),
+                ("מיכל", "בן-דוד", "michal@example.co.il", "he")]),
+    ("cp1256", [("ليلى", "منصور", "layla@example.lb", "ar-LB"),
+                ("هدى", "الهاشمي", "huda@example.jo", "ar"),
+                ("حسن", "الزهراني", "hassan@example.sa", "ar-SA"),
+                ("منى", "العلي", "mona@example.eg", "ar")]),
+    ("cp874", [("วิชัย", "มั่นคง", "wichai@example.co.th", "th"),
+               ("สุดา", "ทองดี", "suda@example.co.th", "th-TH"),
+               ("มาลี", "ศรีสุข", "malee@example.co.th", "th")]),
+], ids=["hebrew", "arabic", "thai"])  # fmt: skip
+async def test_hebrew_arabic_and_thai_exports_store_the_names_as_written(
+    db: Database, encoding: str, rows: list[tuple[str, str, str, str]]
+) -> None:
+    """Excel's "CSV" on an Israeli, Arab or Thai system: the Hebrew file was refused as reading
+    just as well as Cyrillic, the Arabic one as Thai, and "วิชัย มั่นคง" was stored as Shift-JIS's
+    "ﾇﾔｪﾑﾂ ﾁﾑ雹､ｧ"."""
+    data = ("email,first_name,last_name,locale\r\n"
+            + "".join(f"{e},{f},{la},{loc}\r\n" for f, la, e, loc in rows)).encode(encoding)
+
+    result = await _import(db, "customers.csv", data)
+
+    assert (result.batch.valid, result.batch.rejected) == (len(rows), 0)
+    contacts = await _contacts(db)
+    assert [contacts[e][:3] for _, _, e, _ in rows] == [(f, la, loc) for f, la, _, loc in rows]
+
+
 async def test_a_multiline_note_mentioning_an_address_is_imported_not_rejected(
     db: Database,
 ) -> None:

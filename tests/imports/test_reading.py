@@ -234,6 +234,61 @@ def test_a_legacy_code_page_reads_as_written(encoding: str) -> None:
     assert people(reader, records) == people_
 
 
+@pytest.mark.parametrize("encoding", list(samples.CASELESS_PEOPLE))
+def test_a_hebrew_arabic_or_thai_export_reads_as_written(encoding: str) -> None:
+    """Excel's "CSV" on an Israeli, Arab or Thai system was refused: Hebrew's letters read as
+    well as lowercase Cyrillic ("נועה" as cp1251's "ретд"), Arabic's as Thai, Thai's as
+    Shift-JIS's halfwidth katakana."""
+    people_ = samples.CASELESS_PEOPLE[encoding]
+    data = samples.csv_bytes(samples.people_rows(people_), encoding=encoding)
+
+    reader, records = read(data)
+
+    assert reader.encoding == encoding and people(reader, records) == people_
+
+
+@pytest.mark.parametrize("names", [["נועה", "כהן"], ["נועה"]], ids=["first-and-last", "first"])
+def test_a_hebrew_file_of_one_short_line_reads_as_hebrew(names: list[str]) -> None:
+    """Two names were refused, one stored as cp1252's "ðåòä"."""
+    header = ["email", "first_name", "last_name"][: 1 + len(names)]
+    data = samples.csv_bytes([header, ["noa@example.co.il", *names]], encoding="cp1255")
+
+    _, records = read(data)
+
+    assert records == [(2, ["noa@example.co.il", *names])]
+
+
+@pytest.mark.parametrize("rows", [
+    [["Александр", "Иванов", "постоянный клиент"], ["Наталья", "Смирнова", "скидка 10%"]],
+    [["Γιώργος", "Παπαδόπουλος", "τακτικός πελάτης"], ["Μαρία", "Οικονόμου", "Αθήνα"]],
+    [["мария", "смирнова", "москва"], ["иван", "петров", "постоянный клиент"]],
+], ids=["russian", "greek", "russian-in-lowercase"])  # fmt: skip
+def test_cyrillic_and_greek_exports_keep_their_reading(rows: list[list[str]]) -> None:
+    """Hebrew, Arabic or Thai wins a tie with Cyrillic or Greek only when no word of theirs
+    starts with a capital, and names do; a Russian file all in lowercase has letters that
+    cp1255 lacks (я) or that no Hebrew word holds where they are (п, read as final ן)."""
+    encoding = "cp1253" if rows[0][0] == "Γιώργος" else "cp1251"
+    table = [["email", "first_name", "last_name", "notes"],
+             *([f"{i}@example.com", *row] for i, row in enumerate(rows))]  # fmt: skip
+
+    reader, records = read(samples.csv_bytes(table, encoding=encoding))
+
+    assert reader.encoding == encoding and [fields for _, fields in records] == table[1:]
+
+
+@pytest.mark.parametrize("data", [
+    "email,first_name,last_name\r\nahmed@example.ae,أحمد,سعيد\r\n".encode("cp1256"),
+    "email,first_name,last_name\r\nsomchai@example.co.th,สมชาย,บุญมา\r\n".encode("cp874"),
+    "email,first_name,last_name\r\ntakashi@example.jp,ﾀｶｼ,ﾀﾅｶ\r\n".encode("shift_jis"),
+], ids=["arabic-or-gbk", "thai-or-halfwidth-katakana", "halfwidth-katakana-or-thai"])  # fmt: skip
+def test_a_short_line_that_reads_as_well_in_another_script_is_still_refused(data: bytes) -> None:
+    """Two names in Arabic are GBK's common "猛阆 于硐" too, Thai's "สมชาย บุญมา" Shift-JIS's
+    "ﾊﾁｪﾒﾂ ｺﾘｭﾁﾒ", and those halfwidth katakana are Thai: no capitals tell them apart."""
+    with pytest.raises(CsvFileError, match="not UTF-8") as failure:
+        CsvReader(io.BytesIO(data))
+    assert "won't guess" in str(failure.value) and "CSV UTF-8" in str(failure.value)
+
+
 @pytest.mark.parametrize("note", ["5µg twice a day", "10 µm", "Paid 10€ — “VIP”", "5° ½",
                                   "Calle Mayor Nº 5", "keep at 4ºC", "„Stammkunde“",
                                   "Open Mon–Fri"])
