@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,11 +106,12 @@ _JOINERS = frozenset("’·–׳״")  # O’Brien, l·l, Mon–Fri, Hebrew's ג�
 _SIGN_LETTERS = frozenset("µºª")
 # Bytes misread are told apart by their words, so a mid-word dash ("Mon–Fri") counts against
 # cp1252 as it does against any reading. Among the Latin code pages, which share most letters,
-# a reading other than cp1252 wins only when cp1252's is mostly implausible and it is nearly
-# all words; otherwise the file stays cp1252, the reader's choice before code pages were told
-# apart (a Polish file whose ł, ś and ą read as cp1252's ³, œ and ¹ still switches).
+# a reading other than cp1252 wins when cp1252's is mostly implausible and it is nearly all
+# words, or when it reads the words the two spell differently better (_outreads); otherwise
+# the file stays cp1252, the reader's choice before code pages were told apart.
 _LATIN_STAYS = 0.75
 _LATIN_SWITCHES = 0.9
+_DECISIVE_WORDS = 1  # see _outreads
 
 
 @functools.lru_cache(maxsize=4096)
@@ -205,6 +207,11 @@ def _thai_out_of_place(core: str, i: int) -> bool:
     return not (char in _THAI_TONE_MARKS and on_a_vowel_sign)
 
 
+def _unit(head: str) -> bool:
+    """`head` ends with at most two ASCII letters, as a unit does (m, cm, ft), not a name."""
+    return len(head) - len(head.rstrip(string.ascii_letters)) <= 2
+
+
 def _out_of_place(core: str, i: int) -> bool:
     """Whether the non-ASCII character at `i` can't stand where it does in a word."""
     char, before = core[i], core[i - 1] if i else ""
@@ -221,8 +228,10 @@ def _out_of_place(core: str, i: int) -> bool:
     if category == "Nd":
         return not "\uff10" <= char <= "\uff19"  # fullwidth digits only: Thai ๕ among letters
     if char in _NUMERIC_SIGNS:
-        # "£ukasz": cp1250's Ł read as cp1252; "m²", "5°", "€50" are fine
-        return not (before.isdigit() or after.isdigit() or (not after and before.isascii()))
+        # "£ukasz": cp1250's Ł read as cp1252; "m²", "5°", "€50" are fine, and so is a unit's
+        # sign ending a word ("10m²", "cm³"), but not a name's ("Pawe³": cp1250's Paweł)
+        unit = not after and before.isascii() and _unit(core[:i])
+        return not (before.isdigit() or after.isdigit() or unit)
     return not (char in _JOINERS and before.isalpha())  # a symbol among letters: "I“l"
 
 
@@ -259,7 +268,8 @@ def _plausible(word: str, encoding: str) -> bool:
         return False  # Arabic's "منى" read as Thai: "ใไ์"
     if systems != {"LATIN"}:
         return not ascii_letters  # Cyrillic, Greek, Hebrew... don't mix in ASCII letters
-    latin = {c.lower() for c in letters}
+    # Turkish's İ lowercases to i and a combining dot: an ASCII i, in no alphabet's list
+    latin = {lower for c in letters if not (lower := c.lower()[:1]).isascii()}
     if not ascii_letters and len(latin) >= 2 and len(core) >= 3:
         return False  # "Èâàí": Cyrillic or Chinese bytes read as Latin letters
     return any(latin <= alphabet for alphabet in _ALPHABETS)
@@ -328,6 +338,34 @@ def _caseless_over_lowercase(tied: list[_Reading]) -> list[_Reading]:
     return [r for r in tied if not _lowercase_cased(r)]
 
 
+def _outreads(other: _Reading, first: _Reading) -> bool:
+    """Whether a Latin reading beats the first (cp1252) one where the two read differently,
+    however few those words are: at least _DECISIVE_WORDS of them read as words only in
+    `other` (cp1252's "Pawe³", "Gra¿yna": a sign between letters), and none only in `first`.
+
+    The scores alone can't tell: most of a Polish or Czech file's accented letters read as
+    some Western language's in cp1252 too ("Wiœniewski", "Kuèera", "Poznañ"), so its cp1252
+    reading scores high and the file stayed cp1252, Paweł stored as Pawe³. A cp1252 file
+    doesn't put ³, ¹ or ¿ between letters, and one word Central European code pages read
+    worse ("Núñez" as cp1250's "Ńúńez") keeps it Western."""
+    if other.score < _LATIN_SWITCHES:
+        return False
+    theirs, ours = _words(other.text), _words(first.text)
+    if len(theirs) != len(ours):  # the words don't line up (a UTF-8 reading, a no-break space)
+        return False
+    decisive: set[str] = set()
+    for word, first_word in zip(theirs, ours, strict=True):
+        if word == first_word:
+            continue
+        plausible, first_plausible = _plausible(word, other.encoding), _plausible(
+            first_word, first.encoding)
+        if first_plausible and not plausible:
+            return False
+        if plausible and not first_plausible:
+            decisive.add(word)
+    return len(decisive) >= _DECISIVE_WORDS
+
+
 def _korean_over_chinese(tied: list[_Reading]) -> _Reading | None:
     """Korean's Hangul bytes are all GB2312 level 1 hanzi and Big5 frequent characters too,
     so a Korean file always ties with the Chinese readings; Chinese text whose every
@@ -356,7 +394,12 @@ def _decide(readings: list[_Reading]) -> str:
     latin = [r for r in readings[1:] if r.encoding in _LATIN_READINGS]
     stays = readings[0].encoding in _LATIN_READINGS and readings[0].score >= _LATIN_STAYS
     if latin and (stays or max(r.score for r in latin) < _LATIN_SWITCHES):
-        readings = [readings[0], *(r for r in readings[1:] if r not in latin)]
+        outreading = [r for r in latin if _outreads(r, readings[0])]
+        others = [r for r in readings[1:] if r not in latin]
+        if outreading:  # it takes the first reading's place: the one to beat
+            readings = [max(outreading, key=lambda r: r.score), *others]
+        else:
+            readings = [readings[0], *others]
     best = max(r.score for r in readings)
     if readings[0].score >= best - _TIE or best < MIN_PLAUSIBLE:
         return readings[0].encoding

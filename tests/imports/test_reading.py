@@ -291,7 +291,7 @@ def test_a_short_line_that_reads_as_well_in_another_script_is_still_refused(data
 
 @pytest.mark.parametrize("note", ["5µg twice a day", "10 µm", "Paid 10€ — “VIP”", "5° ½",
                                   "Calle Mayor Nº 5", "keep at 4ºC", "„Stammkunde“",
-                                  "Open Mon–Fri"])
+                                  "Open Mon–Fri", "10m² terrace", "5 cm³ vial", "£50 voucher"])
 def test_signs_in_a_western_file_keep_it_western(note: str) -> None:
     """Signs are no letters of another script: "5µg" (µ is a letter to Unicode) read as
     Big5's 5笑 made the whole cp1252 file Big5."""
@@ -313,6 +313,55 @@ def test_a_western_file_whose_signs_read_as_letters_elsewhere_stays_western(
             f"b@example.com,Bob,Ray,{note}\r\n").encode("cp1252")  # fmt: skip
     reader, records = read(data)
     assert reader.encoding == "cp1252" and records[0][1][1:3] == list(name)
+
+
+# Central European and Turkish files whose cp1252 reading looked plausible word by word:
+# most of their accented letters are some Western language's in cp1252 too (ś as French œ,
+# ń as Spanish ñ, Turkish ş and ı as Icelandic þ and ý), so they were stored as cp1252.
+CP1250_PEOPLE = [("Paweł", "Wójcik", "Gdańsk"), ("Grażyna", "Procházka", "Ostrava"),
+                 ("Lukáš", "Wiśniewski", "Praha"), ("Petr", "Novotný", "České Budějovice"),
+                 ("Wojciech", "Kučera", "Poznań"), ("Jan", "Novák", "Brno")]  # fmt: skip
+CP1254_PEOPLE = [("Çağrı", "Yılmaz", "İstanbul"), ("Ayşe", "Kılıç", "İzmir"),
+                 ("İsmail", "Doğan", "Eskişehir"), ("Özlem", "Şahin", "Muğla")]  # fmt: skip
+CP1257_PEOPLE = [("Jonas", "Kazlauskas", "Vilnius"), ("Rūta", "Žukauskas", "Klaipėda"),
+                 ("Eglė", "Stankevičius", "Šiauliai"), ("Mārtiņš", "Bērziņš", "Rīga")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("encoding", "rows"), [
+    ("cp1250", CP1250_PEOPLE), ("cp1250", CP1250_PEOPLE[:1]), ("cp1254", CP1254_PEOPLE),
+    ("cp1257", CP1257_PEOPLE),
+], ids=["polish-and-czech", "one-polish-row", "turkish", "baltic"])  # fmt: skip
+def test_a_central_european_turkish_or_baltic_export_reads_as_written(
+    encoding: str, rows: list[tuple[str, str, str]]
+) -> None:
+    """"Paweł" was stored as cp1252's "Pawe³" (a unit's sign to the reader, like "m³"),
+    "Wiśniewski" as "Wiœniewski", "İsmail" as "Ýsmail" (the reader lowercased İ to i and a
+    dot, in no alphabet)."""
+    table = [["email", "first_name", "last_name", "city"],
+             *([f"{i}@example.com", *row] for i, row in enumerate(rows))]  # fmt: skip
+
+    reader, records = read(samples.csv_bytes(table, encoding=encoding))
+
+    assert reader.encoding == encoding and [fields for _, fields in records] == table[1:]
+
+
+@pytest.mark.parametrize("rows", [
+    [("Arnþór", "Sigurðsson", "Reykjavík"), ("Guðrún", "Jónsdóttir", "Hafnarfjörður"),
+     ("Eyþór", "Þorsteinsson", "Alþingi"), ("Sigurður", "Magnússon", "Egilsstaðir")],
+    [("Begoña", "Núñez", "A Coruña"), ("Bjørn", "Sæther", "Tromsø"), ("Loïc", "Dubœuf", "5° Nord"),
+     ("Íñigo", "Ibáñez", "10m² terrace")],
+], ids=["icelandic", "spanish-norwegian-french"])  # fmt: skip
+def test_western_exports_whose_letters_are_central_european_too_stay_western(
+    rows: list[tuple[str, str, str]],
+) -> None:
+    """Icelandic þ and ð are Turkish ş and ğ in cp1254, Norwegian ø Czech ř in cp1250: a word
+    that reads only in cp1252 ("Núñez" is cp1250's "Ńúńez") keeps the file Western."""
+    table = [["email", "first_name", "last_name", "city"],
+             *([f"{i}@example.com", *row] for i, row in enumerate(rows))]  # fmt: skip
+
+    reader, records = read(samples.csv_bytes(table, encoding="cp1252"))
+
+    assert reader.encoding == "cp1252" and [fields for _, fields in records] == table[1:]
 
 
 def test_gbk_whose_bytes_make_a_utf8_character_is_still_gbk() -> None:
