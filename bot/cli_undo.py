@@ -51,14 +51,18 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
         kept = await kept_unsubscribed_in(conn, team, args.import_id)
     name = segment.name if segment is not None else ""
     result = {"import": batch.id, "segment": name, "status": batch.status,
-              "removed": batch.undo_removed, "deleted": batch.undo_deleted,
-              "kept_unsubscribed": kept, "invites_cancelled": batch.undo_invites_cancelled,
+              "removed": batch.undo_removed, "kept_in_segment": batch.undo_handed_on,
+              "deleted": batch.undo_deleted, "kept_unsubscribed": kept,
+              "invites_cancelled": batch.undo_invites_cancelled,
               "advocates_removed": batch.undo_advocates_removed}  # fmt: skip
     if args.json:
         print(json.dumps(result))
     else:
         also = f" ({kept:,} kept: they unsubscribed)" if kept else ""
-        print(f"Undid import #{batch.id}: {batch.undo_removed:,} contacts removed from {name!r}, "
-              f"{batch.undo_deleted:,} deleted{also}, {batch.undo_invites_cancelled:,} invites "
-              f"cancelled, {batch.undo_advocates_removed:,} advocates removed.")  # fmt: skip
+        listed = (f" ({batch.undo_handed_on:,} kept: a later import listed them too)"
+                  if batch.undo_handed_on else "")  # fmt: skip
+        print(f"Undid import #{batch.id}: {batch.undo_removed:,} contacts removed from {name!r}"
+              f"{listed}, {batch.undo_deleted:,} deleted{also}, "
+              f"{batch.undo_invites_cancelled:,} invites cancelled, "
+              f"{batch.undo_advocates_removed:,} advocates removed.")  # fmt: skip
     return 0

@@ -314,9 +314,14 @@ async def _email(conn: AsyncConnection, team_id: str, contact_id: int) -> str:
 async def remove_from_segment(db: Database, team_id: str, contact_id: int, segment_id: int,
                               actor: str) -> str:  # fmt: skip
     """Take the contact out of one static segment (it stays in All Customers and in its
-    campaigns). Returns the segment's name."""
+    campaigns). Returns the segment's name.
+
+    The later imports' listings of the membership go with it (a listing never outlives its
+    membership); the contacts lock keeps an import's chunk under way from recording one
+    for the membership as it goes (models/locks.py)."""
     params = {"t": team_id, "c": contact_id, "s": segment_id}
     async with db.begin() as conn:
+        await lock_contacts(conn, team_id, exclusive=True)
         email = await _email(conn, team_id, contact_id)
         name = (await conn.execute(text("SELECT name FROM segment WHERE team_id = :t AND id = :s "
                                         "AND kind = 'static'"), params)).scalar()  # fmt: skip
@@ -327,6 +332,9 @@ async def remove_from_segment(db: Database, team_id: str, contact_id: int, segme
             "AND contact_id = :c"), params)  # fmt: skip
         if not removed.rowcount:
             raise ContactError(f"{email} isn't in {name} any more.")
+        await conn.execute(text(
+            "DELETE FROM segment_member_listing WHERE team_id = :t AND segment_id = :s "
+            "AND contact_id = :c"), params)  # fmt: skip
         await record_in(conn, team_id, actor, Act.CONTACT_REMOVED_FROM_SEGMENT, subject(email),
                         f"removed from the segment {name}")  # fmt: skip
     return str(name)
@@ -387,6 +395,13 @@ async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str
                                          "RETURNING email"), params)).scalar()  # fmt: skip
         if email is None:
             raise ContactError(GONE)
+        # later imports' listings of its memberships, found through them (before they go):
+        # SQLite gives its id to the next contact, which a listing left behind would keep in
+        # the segment when the import that adds it is undone
+        await conn.execute(text(
+            "DELETE FROM segment_member_listing WHERE team_id = :t AND contact_id = :c "
+            "AND segment_id IN (SELECT segment_id FROM segment_member "
+            "WHERE team_id = :t AND contact_id = :c)"), params)  # fmt: skip
         members = await conn.execute(text("DELETE FROM segment_member WHERE team_id = :t "
                                           "AND contact_id = :c"), params)  # fmt: skip
         invites = await conn.execute(text("DELETE FROM invite WHERE team_id = :t "

@@ -6,8 +6,9 @@ and the other is told the segment's real state. The audit entry commits with the
 
 Deleting is soft: import batches keep pointing at the segment (a foreign key), so the row
 stays as `kind = 'deleted'` with its name (for the history of those imports) and gives its
-name key up (`deleted:<id>`) so the name can be used again. Its memberships and campaign
-links go in the same transaction; its contacts stay in All Customers.
+name key up (`deleted:<id>`) so the name can be used again. Its memberships (with the later
+imports' listings of them: bot/imports/undo.py) and campaign links go in the same
+transaction; its contacts stay in All Customers.
 """
 
 from __future__ import annotations
@@ -199,6 +200,9 @@ async def delete_segment(db: Database, team_id: str, segment_id: int, *,
         members = (await conn.execute(
             text("DELETE FROM segment_member WHERE team_id = :t AND segment_id = :s"),
             params)).rowcount  # fmt: skip
+        await conn.execute(  # later imports' listings of those memberships go with them
+            text("DELETE FROM segment_member_listing WHERE team_id = :t AND segment_id = :s"),
+            params)  # fmt: skip
         await conn.execute(
             text("DELETE FROM campaign_segment WHERE team_id = :t AND segment_id = :s"), params
         )

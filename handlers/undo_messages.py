@@ -52,13 +52,19 @@ def _who(actor: str | None) -> str:
 def undone_text(batch: ImportBatch, segment: str) -> str:
     """"Undone by <@U>: 120 contacts removed from VIP, 80 deleted, 15 invites cancelled"."""
     text = (f":leftwards_arrow_with_hook: Import #{batch.id} was undone {_who(batch.undone_by)}: "
-            f"{_many(batch.undo_removed, 'contact')} removed from *{esc(segment)}*, "
+            f"{_many(batch.undo_removed, 'contact')} removed from *{esc(segment)}*"
+            f"{_kept_listed(batch.undo_handed_on)}, "
             f"{n(batch.undo_deleted)} deleted, {_many(batch.undo_invites_cancelled, 'invite')} "
             "cancelled")  # fmt: skip
     if batch.undo_advocates_removed:
         text += (f", {_many(batch.undo_advocates_removed, 'advocate')} removed (their referral "
                  "links no longer work)")  # fmt: skip
     return text + "."
+
+
+def _kept_listed(count: int) -> str:
+    """" (2 kept: a later import listed them too)": memberships the undo handed on."""
+    return f" ({n(count)} kept: a later import listed them too)" if count else ""
 
 
 def undone_result_blocks(result: str, batch: ImportBatch) -> list[Block]:
@@ -107,6 +113,9 @@ def confirm_modal(plan: UndoPlan, *, metadata: str) -> View:
         f"*Undo import #{plan.batch_id} into {seg}?* It finished {slack_date(plan.finished_at)}.",
         f"• Removes the {_many(plan.removes, 'contact')} this import added to *{seg}* "
         "(contacts that were already there stay).",
+        *([f"• Keeps the {_many(plan.hands_on, 'contact')} it added that a later import into "
+           f"*{seg}* listed too: they stay there, as that import's (undoing it takes them "
+           "out)."] if plan.hands_on else []),
         f"• Deletes the {_many(plan.deletes, 'contact')} it created that "
         f"{'is' if plan.deletes == 1 else 'are'} in no other segment, with their referral "
         "links.",

@@ -12,7 +12,15 @@ from models.campaigns import (
     InviteState,
     SegmentRole,
 )
-from models.contacts import Contact, SeenKey, Segment, SegmentKind, SegmentMember, Workspace
+from models.contacts import (
+    Contact,
+    SeenKey,
+    Segment,
+    SegmentKind,
+    SegmentMember,
+    SegmentMemberListing,
+    Workspace,
+)
 from models.db import Database
 from models.imports import (
     BatchStatus,
@@ -55,6 +63,7 @@ __all__ = [
     "Segment",
     "SegmentKind",
     "SegmentMember",
+    "SegmentMemberListing",
     "SegmentRole",
     "SourceKind",
     "SourceStatus",

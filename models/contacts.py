@@ -80,6 +80,26 @@ class SegmentMember(SQLModel, table=True):
     added_at: datetime = Field(default_factory=utcnow)
 
 
+class SegmentMemberListing(SQLModel, table=True):
+    """A later import also listed a contact that was already in its segment through an
+    earlier import's membership (the engine's insert of it conflicted): undoing the earlier
+    import hands the membership on to the earliest such import still standing, instead of
+    taking the contact out of a segment the later import's requester expects it in.
+
+    Written only when the membership was another import's (`segment_member.batch_id` set).
+    It goes with that membership (every delete of a membership deletes these with it: SQLite
+    gives a deleted contact's id to the next contact) and when its own import is undone.
+    WITHOUT ROWID on SQLite, like segment_member; found by (segment, contact)."""
+
+    __tablename__ = "segment_member_listing"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    segment_id: int = Field(primary_key=True)
+    contact_id: int = Field(primary_key=True)
+    batch_id: int = Field(primary_key=True)  # the import that listed it
+    team_id: str = Field(max_length=32)
+
+
 class SeenKey(SQLModel, table=True):
     """Keys of things done once per workspace (Slack event ids, file offers): retries dedupe."""
 

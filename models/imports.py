@@ -90,6 +90,9 @@ class ImportBatch(SQLModel, table=True):
     undo_deleted: int = 0  # contacts it created that were in no other segment
     undo_invites_cancelled: int = 0
     undo_advocates_removed: int = 0
+    # memberships it had added that stayed: a later import still standing had listed those
+    # contacts too, and now holds them (segment_member_listing)
+    undo_handed_on: int = 0
 
 
 class ImportSource(SQLModel, table=True):

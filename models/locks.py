@@ -8,6 +8,9 @@ uncommitted rows: the deletion removes the contact and what it saw hanging on it
 commits a membership or an advocate of a contact that is gone. So each takes this transaction
 lock first: shared to attach (imports and enrollments still run side by side), exclusive to
 delete (rare and short: it waits for the chunks under way, which then see the contact gone).
+Taking a contact out of a segment by hand takes it exclusive too: an import's chunk records
+which contacts it found in its segment already (segment_member_listing) from memberships it
+read, and would otherwise record one for a membership the removal deletes meanwhile.
 
 On SQLite there is nothing to do: one writer at a time, and a transaction that read before
 another's commit can't write afterwards (SQLITE_BUSY_SNAPSHOT), so these never interleave.

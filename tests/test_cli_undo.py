@@ -70,8 +70,8 @@ async def test_undo_prints_its_counts_and_refuses_a_second_time(
     code, result = await _json(capsys, "undo", str(batch), "--advocates")
     assert code == 0
     assert result == {"import": batch, "segment": "VIP", "status": "undone", "removed": 2,
-                      "deleted": 1, "kept_unsubscribed": 0, "invites_cancelled": 0,
-                      "advocates_removed": 0}  # fmt: skip
+                      "kept_in_segment": 0, "deleted": 1, "kept_unsubscribed": 0,
+                      "invites_cancelled": 0, "advocates_removed": 0}  # fmt: skip
     assert await _sql(db, "SELECT COUNT(*) FROM contact") == 2
     assert await _sql(db, "SELECT state FROM job WHERE kind = 'undo_import'") == "done"
     assert await _sql(db, "SELECT actor FROM audit_entry WHERE action = 'import.undone'") == "cli"
@@ -135,3 +135,19 @@ async def test_undo_says_it_kept_the_contacts_who_unsubscribed(
     assert ("2 contacts removed from 'Wrong', 1 deleted (1 kept: they unsubscribed), "
             "0 invites cancelled") in capsys.readouterr().out  # fmt: skip
     assert await _sql(db, "SELECT email FROM contact") == "ann@example.com"
+
+
+async def test_undo_says_it_kept_the_contacts_a_later_import_listed(
+    shell: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """x came with this import and with a later one into the same segment: it stays there,
+    and the result (line and JSON) says how many stayed so."""
+    batch = await _import(shell, capsys, "VIP", "x@example.com", "a@example.com")
+    later = await _import(shell, capsys, "VIP", "x@example.com", "b@example.com")
+    assert await _main("undo", str(batch)) == 0
+    assert ("1 contacts removed from 'VIP' (1 kept: a later import listed them too), "
+            "1 deleted, 0 invites cancelled") in capsys.readouterr().out  # fmt: skip
+    code, result = await _json(capsys, "undo", str(later))
+    assert code == 0 and (result["removed"], result["kept_in_segment"], result["deleted"]) == (
+        2, 0, 2)  # fmt: skip
+    assert await _sql(db, "SELECT COUNT(*) FROM contact") == 0

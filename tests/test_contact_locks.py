@@ -128,3 +128,32 @@ async def test_an_undo_waits_for_imports_and_enrollments_under_way(world: World)
         await holder.close()
     assert (await undo).undo_deleted == 1
     assert await world.rows(ORPHANS) == [(0, 0, 0)]
+
+
+async def test_taking_a_contact_out_of_a_segment_waits_for_imports_under_way(
+    world: World,
+) -> None:
+    """An import's chunk records which contacts it found in its segment already, from the
+    memberships it read (undoing the import that added them hands them on to it): a removal
+    committed in between left a record of a membership that was gone. So the removal waits
+    for the chunks under way, like a deletion (here a transaction standing in for one)."""
+    from bot.contact_admin import remove_from_segment
+    from models.locks import lock_contacts
+
+    await world.import_csv("VIP", people("ada@example.com,Ada"))
+    ada = await find_by_email(world.db, TEAM, "ada@example.com")
+    members = "SELECT COUNT(*) FROM segment_member WHERE contact_id = :c"
+    holder = await world.db.engine.connect()
+    transaction = await holder.begin()
+    try:
+        await lock_contacts(holder, TEAM, exclusive=False)
+        pid = await backend_pid(holder)
+        removal = asyncio.create_task(remove_from_segment(
+            world.db, TEAM, ada, await world.segment_id("VIP"), "U0002"))  # fmt: skip
+        assert await until_waiting_or_done(world.db, pid, removal) is not None, "it didn't wait"
+        assert await world.scalar(members, c=ada) == 1
+    finally:
+        await transaction.commit()
+        await holder.close()
+    assert await removal == "VIP"
+    assert await world.scalar(members, c=ada) == 0

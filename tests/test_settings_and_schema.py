@@ -208,3 +208,62 @@ async def test_0015_gives_lookalike_names_made_before_it_one_key(db_env: dict[st
         async with db.begin() as conn:
             keys = dict((await conn.execute(text("SELECT id, name_key FROM segment"))).all())
         assert keys[3] == "vip\u200b" and keys[4] == "vip"  # a collision keeps its old key
+
+
+async def test_0016_adds_the_listings_and_downgrades_keeping_the_rest(
+    db_env: dict[str, str],
+) -> None:
+    """0016 adds segment_member_listing (WITHOUT ROWID on SQLite, like segment_member) and the
+    undo's count of memberships handed on, 0 for the imports made before it; downgrading
+    drops both and keeps every other row; upgrading again works."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from models.migrate import alembic_config
+
+    def columns(sync: object, table: str) -> set[str]:
+        return {c["name"] for c in inspect(sync).get_columns(table)}
+
+    async with _at_revision(db_env, "0015") as db:
+        async with db.begin() as conn:
+            await conn.execute(text("INSERT INTO segment (id, team_id, name, name_key, kind, "
+                                    "created_at) VALUES (1, 'T1', 'S', 's', 'static', "
+                                    "'2026-12-01 00:00:00')"))  # fmt: skip
+            await conn.execute(text(
+                "INSERT INTO import_batch (id, team_id, segment_id, requested_by, status, "
+                "update_existing, rows, valid, duplicates, rejected, warnings, new_contacts, "
+                "existing_contacts, added_to_segment, already_in_segment, apply_cursor, "
+                "created_at, updated_at, undo_advocates, undo_removed) VALUES (1, 'T1', 1, "
+                "'U1', 'done', false, 1, 1, 0, 0, 0, 1, 0, 1, 0, 2, '2026-12-01 00:00:00', "
+                "'2026-12-01 00:00:00', false, 0)"))  # fmt: skip
+            await conn.execute(text(
+                "INSERT INTO segment_member (segment_id, contact_id, team_id, batch_id, "
+                "added_at) VALUES (1, 7, 'T1', 1, '2026-12-01 00:00:00')"))  # fmt: skip
+        await upgrade(db)
+        async with db.begin() as conn:
+            assert (await conn.execute(text(
+                "SELECT id, undo_handed_on FROM import_batch"))).all() == [(1, 0)]  # fmt: skip
+            await conn.execute(text(
+                "INSERT INTO segment_member_listing (segment_id, contact_id, batch_id, team_id) "
+                "VALUES (1, 7, 2, 'T1')"))  # fmt: skip
+            if db.is_sqlite:
+                ddl = (await conn.execute(text("SELECT sql FROM sqlite_master "
+                                               "WHERE name = 'segment_member_listing'"))
+                       ).scalar_one()  # fmt: skip
+                assert "WITHOUT ROWID" in ddl
+
+        async with db.engine.begin() as conn:
+            await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0015"))
+        assert await current_revision(db) == "0015"
+        async with db.engine.connect() as conn:
+            tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+            batch_columns = await conn.run_sync(columns, "import_batch")
+            members = (await conn.execute(text(
+                "SELECT segment_id, contact_id, batch_id FROM segment_member"))).all()
+            batches = (await conn.execute(text("SELECT id, status FROM import_batch"))).all()
+        assert "segment_member_listing" not in tables and "segment_member" in tables
+        assert "undo_handed_on" not in batch_columns and "undo_removed" in batch_columns
+        assert (members, batches) == ([(1, 7, 1)], [(1, "done")])
+
+        await upgrade(db)
+        assert await current_revision(db) == head_revision()

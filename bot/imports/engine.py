@@ -126,6 +126,26 @@ _INSERT_MEMBERS = text(f"""
     ON CONFLICT (segment_id, contact_id) DO NOTHING
 """).bindparams(bindparam("now", type_=UTCDateTime()))
 
+# Contacts of the chunk that were in the segment already through another import's membership
+# (the insert above conflicted): this import listed them too, and undoing that one hands them
+# on to this one (bot/imports/undo.py). Run only when the insert above missed some of the
+# known contacts, so an import of new contacts, or of known ones new to the segment, never
+# pays for it; a membership of no import (`batch_id` NULL) is never undone and needs none.
+# Each staged row finds its contact through the unique index, then its membership by key
+# (one lookup by address per row, as the insert above; the membership's own columns are
+# written: PostgreSQL types a parameter in the select list apart from one in a comparison).
+_INSERT_LISTINGS = text(f"""
+    INSERT INTO segment_member_listing (segment_id, contact_id, batch_id, team_id)
+    SELECT m.segment_id, m.contact_id, :batch, m.team_id
+    FROM (SELECT (SELECT c.id FROM contact c
+                  WHERE c.team_id = :team AND c.email_key = s.email_key) AS id
+          {_LIVE_ROWS}) AS k
+    JOIN segment_member m ON m.segment_id = :segment AND m.contact_id = k.id
+    WHERE m.team_id = :team AND m.batch_id <> :batch
+    ORDER BY m.contact_id
+    ON CONFLICT DO NOTHING
+""")
+
 # Table-wide on purpose: a watermark of ids (no row data), above which the chunk's new
 # contacts are found again (with the batch's id and team).
 _MAX_CONTACT_ID = text("SELECT COALESCE(MAX(id), 0) FROM contact")
@@ -325,7 +345,10 @@ async def _apply_chunk(conn: AsyncConnection, batch: ImportBatch, seen: int, lo:
             await conn.execute(_GIVE_CONSENT, {**params, "to": True, "fro": False})
     if new < live:
         # some contacts already existed: find them by email (the new ones just conflict)
-        added += (await conn.execute(_INSERT_MEMBERS, params)).rowcount
+        joined = (await conn.execute(_INSERT_MEMBERS, params)).rowcount
+        added += joined
+        if joined < live - new:  # some of them were in the segment already
+            await conn.execute(_INSERT_LISTINGS, params)
     await conn.execute(
         text("UPDATE import_batch SET new_contacts = new_contacts + :n, "
              "added_to_segment = added_to_segment + :a, updated_at = :now "

@@ -7,6 +7,13 @@ transaction that makes its changes and adds their rowcounts to the batch's `undo
 
 1. Memberships of the import's segment that this import added (`segment_member.batch_id`),
    a chunk of contacts at a time. For those contacts, in the same transaction:
+   - first, those a later import into the same segment listed too (it found them there
+     already: `segment_member_listing`, written by the engine) stay when that import still
+     stands (neither being undone nor undone): the membership becomes the earliest such
+     import's, and with it the contact if this one created it (_HAND_ON below), so undoing
+     that one later takes them out as if this one had never happened; the other listings stay
+     with the membership and hand it on again. Nothing below touches them: they are still in
+     the audience of the campaigns that target the segment;
    - with `undo_advocates`, the advocates this import's enrollments made for them go (their
      codes retired: links answer 410) with their invites that never went out; a waiting
      (held or queued) invite is cancelled first;
@@ -20,15 +27,22 @@ transaction that makes its changes and adds their rowcounts to the batch's `undo
      who unsubscribed (`unsubscribed_at`: our link, or a lead): they stay, in no segment, like
      a contact that was there before the import. Deleting them lost the unsubscribe, and the
      same file imported again (into the right segment) had them emailed.
+   - listings of those contacts that no longer point at another import's membership go:
+     a listing never outlives its membership (SQLite gives a deleted contact's id to the
+     next contact inserted, which a stale one would keep in the segment).
 2. A sweep of the contacts this import created (`contact.batch_id`) that were no longer in
    its segment when the undo started (removed by hand) and are in no segment: deleted too
    (the same exception).
+3. This import's own listings (contacts that were in the segment already when it ran): they
+   go. The memberships were never its own and stay, as they do for a member from before it.
 
 Members that were in the segment before the import keep their older membership row (the
 engine's ON CONFLICT DO NOTHING), so they are never touched; contacts that existed before it
-have another `batch_id` and are never deleted. Every chunk re-reads what is left, so a crash
-or a second run (a retried job, the CLI beside a worker) resumes without counting twice; the
-batch's row is taken at the start of each chunk, so two runners go one chunk at a time.
+have another `batch_id` and are never deleted. So in either order, undoing an import A and a
+later import B that listed a contact A had added takes it out once, with the second. Every
+chunk re-reads what is left, so a crash or a second run (a retried job, the CLI beside a
+worker) resumes without counting twice; the batch's row is taken at the start of each chunk,
+so two runners go one chunk at a time.
 """
 
 from __future__ import annotations
@@ -54,7 +68,8 @@ from models.clock import utcnow
 from models.locks import lock_contacts
 
 UNDO_CHUNK = 10_000  # contacts per transaction
-Progress = Callable[[int, int], Awaitable[None]]  # (memberships removed, to remove)
+# (memberships removed or handed on, of those it added)
+Progress = Callable[[int, int], Awaitable[None]]
 
 
 class UndoError(ReviewError):
@@ -68,7 +83,7 @@ class UndoPlan:
     batch_id: int
     segment: str
     finished_at: datetime | None
-    removes: int  # memberships of the segment this import added, still there
+    removes: int  # memberships of the segment this import added, still there, that go
     deletes: int  # contacts it created that would be in no segment afterwards
     keeps: int  # ... but that unsubscribed: they stay, so their unsubscribe stays
     invites: int  # invites still waiting (held or queued) that would be cancelled
@@ -76,6 +91,9 @@ class UndoPlan:
     # ... and the invites cancelled when those advocates go too: theirs go with them, even
     # where the campaign still reaches the contact through another segment
     invites_with_advocates: int
+    # memberships it added that stay, handed on to a later import still standing that listed
+    # those contacts too (they were in the segment already when it ran): not in `removes`
+    hands_on: int
 
 
 def _sql(statement: str) -> TextClause:
@@ -218,15 +236,26 @@ async def resume_undo(db: Database, team_id: str, batch_id: int, actor: str) -> 
 _MEMBERS_OF_BATCH = ("SELECT contact_id FROM segment_member "
                      "WHERE segment_id = :s AND team_id = :t AND batch_id = :b")  # fmt: skip
 
+# Imports that stand: not being undone, nor undone (one that failed or was cancelled part way
+# keeps what it did until it is undone).
+_STANDING = "lb.status NOT IN ('undoing', 'undone')"
+
+
+def _listed_later(contact: str) -> str:
+    """Another import still standing listed this contact of the segment while it was in it
+    already (segment_member_listing): undoing this import hands the membership on to it."""
+    return ("EXISTS (SELECT 1 FROM segment_member_listing l JOIN import_batch lb "
+            "ON lb.id = l.batch_id AND lb.team_id = :t "
+            f"WHERE l.segment_id = :s AND l.contact_id = {contact} AND l.team_id = :t "
+            f"AND l.batch_id <> :b AND {_STANDING})")  # fmt: skip
+
+
 # Contacts this import created that have no membership but the one it added ...
 _ORPHANED = """
     SELECT c.id FROM contact c WHERE c.team_id = :t AND c.batch_id = :b
       AND NOT EXISTS (SELECT 1 FROM segment_member x WHERE x.contact_id = c.id AND x.team_id = :t
                       AND (x.segment_id <> :s OR x.batch_id IS NULL OR x.batch_id <> :b))
 """
-# ... and never unsubscribed: one who did stays (deleting it deleted its unsubscribe too).
-_DELETABLE = f"{_ORPHANED} AND c.unsubscribed_at IS NULL"
-_KEPT = f"{_ORPHANED} AND c.unsubscribed_at IS NOT NULL"
 
 # The invite's campaign reached its contact through the membership in :s and no longer does
 # once it is gone: the campaign targets :s, and neither All Customers nor another segment the
@@ -249,22 +278,43 @@ _NOT_TARGETED_ELSEWHERE = """
 
 _OWN_ENROLLMENTS = "SELECT id FROM enrollment WHERE team_id = :t AND batch_id = :b"
 
-_PLAN = _sql(f"""
-    SELECT
-      (SELECT COUNT(*) FROM segment_member
-       WHERE segment_id = :s AND team_id = :t AND batch_id = :b),
-      (SELECT COUNT(*) FROM ({_DELETABLE}) d),
-      (SELECT COUNT(*) FROM ({_KEPT}) k),
-      (SELECT COUNT(*) FROM invite WHERE team_id = :t AND state IN ('queued', 'held')
-         AND ((contact_id IN ({_MEMBERS_OF_BATCH}) AND {_NOT_TARGETED_ELSEWHERE})
-              OR contact_id IN ({_DELETABLE}))),
-      (SELECT COUNT(*) FROM advocate WHERE team_id = :t
-         AND enrollment_id IN ({_OWN_ENROLLMENTS}) AND contact_id IN ({_MEMBERS_OF_BATCH})),
-      (SELECT COUNT(*) FROM invite WHERE team_id = :t AND state IN ('queued', 'held')
-         AND ((contact_id IN ({_MEMBERS_OF_BATCH})
-               AND ({_NOT_TARGETED_ELSEWHERE} OR enrollment_id IN ({_OWN_ENROLLMENTS})))
-              OR contact_id IN ({_DELETABLE})))
-""")
+
+def _plan(listed: bool) -> TextClause:
+    """The counts of UndoPlan. `listed`: some import listed contacts of the segment that were
+    in it already (segment_member_listing), so some memberships may be handed on rather than
+    removed; with none, the counts skip the probe per membership that would find nothing
+    (it made them a third slower)."""
+    stays, handed_on, orphaned = "", "SELECT 0 WHERE 1 = 0", _ORPHANED
+    if listed:  # those a later import listed stay: handed on, neither removed nor deleted
+        later = _listed_later("segment_member.contact_id")
+        stays, handed_on = f" AND NOT {later}", f"{_MEMBERS_OF_BATCH} AND {later}"
+        orphaned = f"{_ORPHANED} AND NOT {_listed_later('c.id')}"
+    removed = f"{_MEMBERS_OF_BATCH}{stays}"
+    # ... and never unsubscribed: one who did stays (deleting it deleted its unsubscribe too).
+    deletable = f"{orphaned} AND c.unsubscribed_at IS NULL"
+    kept = f"{orphaned} AND c.unsubscribed_at IS NOT NULL"
+    return _sql(f"""
+        SELECT
+          (SELECT COUNT(*) FROM segment_member
+           WHERE segment_id = :s AND team_id = :t AND batch_id = :b{stays}),
+          (SELECT COUNT(*) FROM ({deletable}) d),
+          (SELECT COUNT(*) FROM ({kept}) k),
+          (SELECT COUNT(*) FROM invite WHERE team_id = :t AND state IN ('queued', 'held')
+             AND ((contact_id IN ({removed}) AND {_NOT_TARGETED_ELSEWHERE})
+                  OR contact_id IN ({deletable}))),
+          (SELECT COUNT(*) FROM advocate WHERE team_id = :t
+             AND enrollment_id IN ({_OWN_ENROLLMENTS}) AND contact_id IN ({removed})),
+          (SELECT COUNT(*) FROM invite WHERE team_id = :t AND state IN ('queued', 'held')
+             AND ((contact_id IN ({removed})
+                   AND ({_NOT_TARGETED_ELSEWHERE} OR enrollment_id IN ({_OWN_ENROLLMENTS})))
+                  OR contact_id IN ({deletable}))),
+          (SELECT COUNT(*) FROM ({handed_on}) h)
+    """)
+
+
+_PLANS = {listed: _plan(listed) for listed in (False, True)}
+_ANY_LISTED = text("SELECT 1 FROM segment_member_listing "
+                   "WHERE segment_id = :s AND team_id = :t LIMIT 1")  # fmt: skip
 
 
 async def undo_plan(db: Database, team_id: str, batch_id: int, *,
@@ -280,8 +330,9 @@ async def undo_plan(db: Database, team_id: str, batch_id: int, *,
             text("SELECT name FROM segment WHERE id = :s AND team_id = :t"),
             {"s": batch.segment_id, "t": team_id},
         )).scalar_one()  # fmt: skip
-        counts = (await conn.execute(
-            _PLAN, {"t": team_id, "b": batch_id, "s": batch.segment_id})).one()  # fmt: skip
+        params = {"t": team_id, "b": batch_id, "s": batch.segment_id}
+        listed = (await conn.execute(_ANY_LISTED, params)).first() is not None
+        counts = (await conn.execute(_PLANS[listed], params)).one()
     return UndoPlan(batch_id, str(segment), batch.finished_at, *(int(c) for c in counts))
 
 
@@ -333,6 +384,31 @@ def _of_gone(table: str) -> str:
             f"AND contact.batch_id = :b AND {_GOES})")  # fmt: skip
 
 
+# Memberships it added of contacts a later import still standing listed too (they were in the
+# segment already when it ran, so its insert conflicted): they stay, and become the earliest
+# such import's, so undoing that one later takes them out as if this one had never happened.
+# Done first in a chunk: what follows (advocates, invites, the removal, the contacts'
+# deletion and _HAND_ON) then sees them as that import's.
+_HAND_OVER = _sql(f"""
+    UPDATE segment_member SET batch_id = (
+        SELECT MIN(l.batch_id) FROM segment_member_listing l JOIN import_batch lb
+          ON lb.id = l.batch_id AND lb.team_id = :t
+        WHERE l.segment_id = :s AND l.contact_id = segment_member.contact_id
+          AND l.team_id = :t AND l.batch_id <> :b AND {_STANDING})
+    WHERE segment_id = :s AND team_id = :t AND batch_id = :b AND contact_id BETWEEN :lo AND :hi
+      AND {_listed_later("segment_member.contact_id")}
+""")
+# Listings of the range that no longer point at another import's membership: the one that
+# now holds its membership, and those whose membership went (an import being undone too had
+# listed it). A listing never outlives its membership: SQLite gives a deleted contact's id
+# to the next contact, which it must not keep in the segment.
+_DROP_SPENT_LISTINGS = _sql("""
+    DELETE FROM segment_member_listing
+    WHERE segment_id = :s AND team_id = :t AND contact_id BETWEEN :lo AND :hi
+      AND NOT EXISTS (SELECT 1 FROM segment_member m WHERE m.segment_id = :s
+                      AND m.contact_id = segment_member_listing.contact_id AND m.team_id = :t
+                      AND m.batch_id <> segment_member_listing.batch_id)
+""")
 _CANCEL_OWN_INVITES = _sql(f"""
     UPDATE invite SET state = 'cancelled', reason = :why, updated_at = :now
     WHERE {_own("invite")} AND state IN ('queued', 'held')
@@ -374,8 +450,17 @@ _HAND_ON = _sql(f"""
       AND EXISTS (SELECT 1 FROM segment_member x WHERE x.contact_id = contact.id
                   AND x.team_id = :t AND x.batch_id IS NOT NULL)
 """)
+# 3. Its own listings (contacts that were in the segment already when it ran): they go, a
+# range at a time; the memberships they point at were never its own and stay.
+_LISTED_HI = _sql("SELECT MAX(contact_id) FROM (SELECT contact_id FROM segment_member_listing "
+                  "WHERE segment_id = :s AND team_id = :t AND batch_id = :b "
+                  "AND contact_id >= :lo ORDER BY contact_id LIMIT :n) l")  # fmt: skip
+_DROP_OWN_LISTINGS = _sql("DELETE FROM segment_member_listing WHERE segment_id = :s "
+                          "AND team_id = :t AND batch_id = :b "
+                          "AND contact_id BETWEEN :lo AND :hi")  # fmt: skip
 _COUNT = _sql("""
     UPDATE import_batch SET undo_removed = undo_removed + :removed,
+        undo_handed_on = undo_handed_on + :handed,
         undo_deleted = undo_deleted + :deleted,
         undo_invites_cancelled = undo_invites_cancelled + :cancelled,
         undo_advocates_removed = undo_advocates_removed + :advocates, updated_at = :now
@@ -396,6 +481,7 @@ _KEPT_AFTER = _sql("""
 @dataclass
 class _Tally:
     removed: int = 0
+    handed: int = 0
     deleted: int = 0
     cancelled: int = 0
     advocates: int = 0
@@ -416,7 +502,8 @@ async def run_undo(db: Database, team_id: str, batch_id: int, *, chunk_size: int
     chunk = max(1, min(chunk_size, UNDO_CHUNK))
     params = {"t": team_id, "b": batch_id, "s": batch.segment_id, "n": chunk,
               "why": f"import #{batch_id} was undone"}  # fmt: skip
-    removed, lo = batch.undo_removed, 0
+    # memberships dealt with: removed, or handed on to a later import
+    removed, lo = batch.undo_removed + batch.undo_handed_on, 0
     while True:  # 1. the memberships it added, and what hangs on them
         async with db.begin() as conn:
             if not await _hold(conn, params):
@@ -426,7 +513,7 @@ async def run_undo(db: Database, team_id: str, batch_id: int, *, chunk_size: int
                 break
             removed += await _members_chunk(conn, {**params, "lo": lo, "hi": hi},
                                             batch.undo_advocates)  # fmt: skip
-        lo = hi + 1  # every membership it added up to `hi` is gone now
+        lo = hi + 1  # every membership it added up to `hi` is gone (or handed on) now
         if progress is not None:
             await progress(removed, max(removed, batch.added_to_segment))
     lo = 0
@@ -443,6 +530,16 @@ async def run_undo(db: Database, team_id: str, batch_id: int, *, chunk_size: int
         lo = hi + 1
         if progress is not None:
             await progress(removed, max(removed, batch.added_to_segment))
+    lo = 0
+    while True:  # 3. its own listings of contacts that were in the segment already
+        async with db.begin() as conn:
+            if not await _hold(conn, params):
+                break
+            hi = (await conn.execute(_LISTED_HI, {**params, "lo": lo})).scalar()
+            if hi is None:
+                break
+            await conn.execute(_DROP_OWN_LISTINGS, {**params, "lo": lo, "hi": hi})
+        lo = hi + 1
     async with db.begin() as conn:
         if (await conn.execute(_FINISH, {**params, "now": utcnow()})).rowcount == 1:
             await _record_result(conn, team_id, batch_id)
@@ -455,15 +552,16 @@ async def _record_result(conn: AsyncConnection, team_id: str, batch_id: int) -> 
     """The audit entry of the finished undo, with its counts (read in its transaction)."""
     row = (await conn.execute(text("""
         SELECT b.undone_by, s.name, b.undo_removed, b.undo_deleted, b.undo_invites_cancelled,
-               b.undo_advocates_removed
+               b.undo_advocates_removed, b.undo_handed_on
         FROM import_batch b JOIN segment s ON s.id = b.segment_id
         WHERE b.team_id = :t AND b.id = :b
     """), {"t": team_id, "b": batch_id})).one()  # fmt: skip
-    actor, segment, removed, deleted, cancelled, advocates = row
+    actor, segment, removed, deleted, cancelled, advocates, handed = row
     kept = await kept_unsubscribed_in(conn, team_id, batch_id)
     kept_words = f" ({kept} kept: they unsubscribed)" if kept else ""
+    listed = f" ({handed} kept: a later import listed them too)" if handed else ""
     await record_in(conn, team_id, actor or "cli", Act.IMPORT_UNDONE, import_subject(batch_id),
-                    f"done: {removed} removed from {segment}, {deleted} contacts deleted"
+                    f"done: {removed} removed from {segment}{listed}, {deleted} contacts deleted"
                     f"{kept_words}, {cancelled} invites cancelled, {advocates} advocates "
                     "removed")  # fmt: skip
 
@@ -483,9 +581,11 @@ async def _hold(conn: AsyncConnection, params: dict[str, Any]) -> bool:
 
 
 async def _members_chunk(conn: AsyncConnection, params: dict[str, Any], advocates: bool) -> int:
-    """One chunk of the contacts this import added to its segment; returns memberships removed."""
+    """One chunk of the contacts this import added to its segment; returns memberships removed
+    or handed on."""
     p = {**params, "now": utcnow()}
     tally = _Tally()
+    tally.handed += (await conn.execute(_HAND_OVER, p)).rowcount
     if advocates:
         tally.cancelled += (await conn.execute(_CANCEL_OWN_INVITES, p)).rowcount
         await conn.execute(_DROP_OWN_UNSENT, p)
@@ -493,9 +593,10 @@ async def _members_chunk(conn: AsyncConnection, params: dict[str, Any], advocate
         tally.advocates += (await conn.execute(_DELETE_OWN, p)).rowcount
     tally.cancelled += (await conn.execute(_CANCEL_UNTARGETED, p)).rowcount
     tally.removed += (await conn.execute(_REMOVE_MEMBERS, p)).rowcount
+    await conn.execute(_DROP_SPENT_LISTINGS, p)
     await _delete_contacts(conn, params, tally)
     await _count(conn, params, tally)
-    return tally.removed
+    return tally.removed + tally.handed
 
 
 async def _delete_contacts(conn: AsyncConnection, params: dict[str, Any], tally: _Tally) -> None:
@@ -513,7 +614,8 @@ async def _delete_contacts(conn: AsyncConnection, params: dict[str, Any], tally:
 
 async def _count(conn: AsyncConnection, params: dict[str, Any], tally: _Tally) -> None:
     await conn.execute(_COUNT, {"t": params["t"], "b": params["b"], "now": utcnow(),
-                                "removed": tally.removed, "deleted": tally.deleted,
+                                "removed": tally.removed, "handed": tally.handed,
+                                "deleted": tally.deleted,
                                 "cancelled": tally.cancelled,
                                 "advocates": tally.advocates})  # fmt: skip
 

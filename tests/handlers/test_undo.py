@@ -288,3 +288,27 @@ async def test_the_confirmation_says_who_stays_because_they_unsubscribed(app: Ha
     assert await _count(app, "SELECT COUNT(*) FROM contact WHERE email = 'ann@example.com' "
                              "AND unsubscribed_at IS NOT NULL") == 1  # fmt: skip
     assert app.slack.block_errors == []
+
+
+async def test_the_confirmation_and_the_result_say_who_stays_for_a_later_import(
+    app: Harness,
+) -> None:
+    """x came with this import and again with a later one into the same segment: undoing
+    this one keeps x there (it is the later import's now), and both messages say so instead
+    of counting x as removed and deleted."""
+    batch = await _cli_import(app, "VIP", b"email\nx@example.com\na@example.com\n")
+    await _cli_import(app, "VIP", b"email\nx@example.com\n")
+    home = await _open_home(app, LEAD)
+    modal = await _click_undo(app, LEAD, value=str(batch), view=home)
+    shown = json.dumps(modal["blocks"])
+    assert "Removes the 1 contact this import added to *VIP*" in shown
+    assert ("Keeps the 1 contact it added that a later import into *VIP* listed too: they "
+            "stay there, as that import's (undoing it takes them out).") in shown
+    assert "Deletes the 1 contact it created that is in no other segment" in shown
+    await app.requests.view_submission(state_values={}, view_id=modal["id"], user_id=LEAD)
+    await app.settle()
+    texts = [m["text"] for m in app.slack.messages_in(app.slack.dm_channels[LEAD])]
+    assert any("1 contact removed from *VIP* (1 kept: a later import listed them too), "
+               "1 deleted, 0 invites cancelled." in t for t in texts), texts  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM contact WHERE email = 'x@example.com'") == 1
+    assert app.slack.block_errors == []

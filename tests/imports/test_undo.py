@@ -14,12 +14,13 @@ from bot.app import build_web_app
 from bot.audit import Act
 from bot.campaigns import service
 from bot.campaigns.enroll import run_enrollment
-from bot.contact_admin import find_by_email, remove_from_segment, unsubscribe
+from bot.contact_admin import delete_contact, find_by_email, remove_from_segment, unsubscribe
 from bot.imports.importer import import_files
 from bot.imports.job_kinds import PURGE_JOB, UNDO_JOB
 from bot.imports.undo import UndoError, request_undo, run_undo, undo_plan
 from bot.jobs.kinds import handlers
 from bot.jobs.worker import Worker, WorkerConfig
+from bot.segments import delete_segment
 from bot.settings import load_settings
 from bot.web import public_routes
 from bot.workspaces import ensure_workspace, find_segment
@@ -379,3 +380,250 @@ async def test_undoing_both_imports_of_a_contact_deletes_it_in_either_order(
     assert await _one(db, "SELECT COUNT(*) FROM contact WHERE email = 'x@example.com'") == 1
     await _undo(db, batches[1])
     assert await _rows(db, "SELECT email FROM contact") == []
+
+
+# ---- a later import into the same segment listed the contact too ----------------------------
+
+
+async def _listings(db: Database) -> list[tuple]:
+    """Every later import's listing: (segment, email, import), in order."""
+    return await _rows(db, "SELECT s.name, c.email, l.batch_id FROM segment_member_listing l "
+                       "JOIN segment s ON s.id = l.segment_id "
+                       "JOIN contact c ON c.id = l.contact_id WHERE l.team_id = :t "
+                       "ORDER BY s.name, c.email, l.batch_id", t=TEAM)  # fmt: skip
+
+
+async def _owners(db: Database, segment: str) -> dict[str, tuple]:
+    """email -> (the import its membership of the segment is, the import that created it)."""
+    rows = await _rows(db, "SELECT c.email, m.batch_id, c.batch_id FROM segment_member m "
+                       "JOIN contact c ON c.id = m.contact_id WHERE m.segment_id = :s",
+                       s=await _segment(db, segment))  # fmt: skip
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+async def _handed_on(db: Database, batch: int) -> int:
+    return int(await _one(db, "SELECT undo_handed_on FROM import_batch WHERE id = :b",
+                          b=batch) or 0)  # fmt: skip
+
+
+async def test_undoing_an_import_keeps_a_contact_a_later_import_into_the_segment_listed(
+    db: Database,
+) -> None:
+    """A creates x and a in VIP; B, a later import into VIP, lists x (already there: its
+    insert conflicted) and b. Undoing A took x out of VIP and deleted it, though B stands and
+    its requester expects x there. Now x stays, as B's, and undoing B then takes it."""
+    await ensure_workspace(db, TEAM)
+    first = await _import(db, "VIP", "x@example.com", "a@example.com")
+    second = await _import(db, "VIP", "x@example.com", "b@example.com")
+    assert (await _rows(db, "SELECT added_to_segment, already_in_segment FROM import_batch "
+                        "WHERE id = :b", b=second)) == [(1, 1)]  # its summary: unchanged
+
+    plan = await undo_plan(db, TEAM, first, window_days=WEEK)
+    assert (plan.removes, plan.deletes, plan.keeps) == (1, 1, 0)
+    assert plan.hands_on == 1
+    await _undo(db, first)
+    assert await _owners(db, "VIP") == {"x@example.com": (second, second),
+                                        "b@example.com": (second, second)}  # fmt: skip
+    assert await _contacts(db) == ["b@example.com", "x@example.com"]  # a@ went
+    assert await _counts(db, first) == ("undone", LEAD, 1, 1, 0, 0)
+    assert await _listings(db) == []  # B's listing became its membership
+    assert await _handed_on(db, first) == 1
+    assert await _one(db, "SELECT detail FROM audit_entry WHERE action = :a ORDER BY id DESC",
+                      a=Act.IMPORT_UNDONE.value) == (
+        "done: 1 removed from VIP (1 kept: a later import listed them too), 1 contacts deleted, "
+        "0 invites cancelled, 0 advocates removed")  # fmt: skip
+
+    # as if A had never happened: B added (and created) x, so undoing B takes x too
+    plan = await undo_plan(db, TEAM, second, window_days=WEEK)
+    assert (plan.removes, plan.hands_on, plan.deletes) == (2, 0, 2)
+    await _undo(db, second)
+    assert await _members(db, "VIP") == []
+    assert await _contacts(db) == []
+    assert await _counts(db, second) == ("undone", LEAD, 2, 2, 0, 0)
+
+
+async def test_undoing_the_later_import_first_leaves_the_contact_to_the_first(
+    db: Database,
+) -> None:
+    """x was in VIP already when B ran: undoing B takes nothing of x and forgets its listing,
+    so undoing A then takes x out and deletes it, as before."""
+    await ensure_workspace(db, TEAM)
+    first = await _import(db, "VIP", "x@example.com", "a@example.com")
+    second = await _import(db, "VIP", "x@example.com", "b@example.com")
+    plan = await undo_plan(db, TEAM, second, window_days=WEEK)
+    assert (plan.removes, plan.hands_on, plan.deletes) == (1, 0, 1)
+    await _undo(db, second)
+    assert await _owners(db, "VIP") == {"x@example.com": (first, first),
+                                        "a@example.com": (first, first)}  # fmt: skip
+    assert await _listings(db) == []
+    assert await _counts(db, second) == ("undone", LEAD, 1, 1, 0, 0)
+
+    plan = await undo_plan(db, TEAM, first, window_days=WEEK)
+    assert (plan.removes, plan.hands_on, plan.deletes) == (2, 0, 2)
+    await _undo(db, first)
+    assert await _contacts(db) == []
+    assert await _handed_on(db, first) == 0
+
+
+async def test_the_earliest_import_still_standing_takes_it_and_hands_it_on_again(
+    db: Database,
+) -> None:
+    """A, then B, C and D into VIP all list x (created by A). B is being undone when A's undo
+    runs: C, the earliest still standing, takes x; D's listing stays with the membership, so
+    undoing C hands x on to D, and undoing D takes it out for good."""
+    await ensure_workspace(db, TEAM)
+    a = await _import(db, "VIP", "x@example.com")
+    b, c, d = [await _import(db, "VIP", "x@example.com") for _ in range(3)]
+    await request_undo(db, TEAM, b, LEAD, remove_advocates=False, window_days=WEEK)
+    await _undo(db, a)
+    assert await _owners(db, "VIP") == {"x@example.com": (c, c)}
+    assert await _listings(db) == [("VIP", "x@example.com", n) for n in (b, d)]
+    await run_undo(db, TEAM, b)  # it listed x only: nothing of x goes, and its listing does
+    assert await _owners(db, "VIP") == {"x@example.com": (c, c)}
+    assert await _listings(db) == [("VIP", "x@example.com", d)]
+    assert await _counts(db, b) == ("undone", LEAD, 0, 0, 0, 0)
+
+    await _undo(db, c)
+    assert await _owners(db, "VIP") == {"x@example.com": (d, d)}
+    assert await _listings(db) == []
+    assert (await _counts(db, c), await _handed_on(db, c)) == (("undone", LEAD, 0, 0, 0, 0), 1)
+    await _undo(db, d)
+    assert await _contacts(db) == []
+
+
+async def test_a_handed_on_contact_keeps_its_waiting_invite_and_its_advocate(
+    db: Database,
+) -> None:
+    """Spring targets VIP: A's import enrolled x and a (invites queued). B lists x. Undoing A
+    with its advocates cancels a's invite and retires a's link only: x is still in Spring's
+    audience through B. The confirmation counted exactly that."""
+    await ensure_workspace(db, TEAM)
+    await _import(db, "VIP", "old@example.com")
+    await _live_campaign(db, "Spring", "VIP")
+    first = await _import(db, "VIP", "x@example.com", "a@example.com")
+    await _import(db, "VIP", "x@example.com")
+    await _invite(db, "x@example.com", "held")
+    codes = await _advocates(db)
+    assert await _states(db) == {"old@example.com": "queued", "x@example.com": "held",
+                                 "a@example.com": "queued"}  # fmt: skip
+
+    plan = await undo_plan(db, TEAM, first, window_days=WEEK)
+    assert (plan.removes, plan.deletes, plan.invites, plan.advocates,
+            plan.invites_with_advocates) == (1, 1, 1, 1, 1)  # fmt: skip
+    assert plan.hands_on == 1
+    await _undo(db, first, advocates=True)
+    assert await _states(db) == {"old@example.com": "queued", "x@example.com": "held"}
+    assert await _advocates(db) == {"old@example.com": codes["old@example.com"],
+                                    "x@example.com": codes["x@example.com"]}  # fmt: skip
+    assert await _members(db, "VIP") == ["old@example.com", "x@example.com"]
+    assert await _counts(db, first) == ("undone", LEAD, 1, 1, 1, 1)
+
+
+async def test_the_plan_counts_what_goes_when_the_later_import_is_being_undone(
+    db: Database,
+) -> None:
+    """A listing counts only while its import stands: B being undone hands nothing on."""
+    await ensure_workspace(db, TEAM)
+    first = await _import(db, "VIP", "x@example.com")
+    second = await _import(db, "VIP", "x@example.com")
+    plan = await undo_plan(db, TEAM, first, window_days=WEEK)
+    assert (plan.removes, plan.deletes) == (0, 0)
+    assert plan.hands_on == 1
+    await request_undo(db, TEAM, second, LEAD, remove_advocates=False, window_days=WEEK)
+    plan = await undo_plan(db, TEAM, first, window_days=WEEK)
+    assert (plan.removes, plan.hands_on, plan.deletes) == (1, 0, 1)
+    await _undo(db, first)
+    assert await _contacts(db) == []
+    await run_undo(db, TEAM, second)
+    assert await _listings(db) == [] and await _counts(db, second) == ("undone", LEAD, 0, 0, 0, 0)
+
+
+async def test_only_a_membership_another_import_added_is_listed(db: Database) -> None:
+    """B (into VIP) brings x (in VIP through A), y (known, new to VIP), n (new) and w (in
+    VIP, but not through an import): only x is recorded. An import of new contacts, or of
+    known ones new to its segment, writes none."""
+    await ensure_workspace(db, TEAM)
+    first = await _import(db, "VIP", "x@example.com", "w@example.com")
+    other = await _import(db, "Other", "y@example.com")
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE segment_member SET batch_id = NULL WHERE contact_id = "
+                                "(SELECT id FROM contact WHERE email = 'w@example.com')"))
+    assert await _listings(db) == []
+    second = await _import(db, "VIP", "x@example.com", "y@example.com", "n@example.com",
+                           "w@example.com")  # fmt: skip
+    assert await _listings(db) == [("VIP", "x@example.com", second)]
+    assert await _owners(db, "VIP") == {
+        "x@example.com": (first, first), "w@example.com": (None, first),
+        "y@example.com": (second, other), "n@example.com": (second, second)}  # fmt: skip
+    assert await _rows(db, "SELECT new_contacts, added_to_segment, already_in_segment "
+                       "FROM import_batch WHERE id = :b", b=second) == [(1, 2, 2)]
+
+
+async def test_a_crash_while_handing_on_resumes_without_counting_twice(db: Database) -> None:
+    await ensure_workspace(db, TEAM)
+    first = await _import(db, "VIP", "a1@example.com", "a2@example.com", "a3@example.com",
+                          "a4@example.com")  # fmt: skip
+    second = await _import(db, "VIP", "a2@example.com", "a3@example.com")
+    await request_undo(db, TEAM, first, LEAD, remove_advocates=False, window_days=WEEK)
+    seen: list[tuple[int, int]] = []
+
+    async def die_after_three(done: int, total: int) -> None:
+        seen.append((done, total))
+        if len(seen) == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        await run_undo(db, TEAM, first, chunk_size=1, progress=die_after_three)
+    assert seen == [(1, 4), (2, 4), (3, 4)]  # removed or handed on, of the 4 it added
+    assert (await _counts(db, first))[2:4] == (1, 1) and await _handed_on(db, first) == 2
+    await run_undo(db, TEAM, first, chunk_size=1)
+    assert await _counts(db, first) == ("undone", LEAD, 2, 2, 0, 0)
+    assert await _handed_on(db, first) == 2
+    assert await _owners(db, "VIP") == {"a2@example.com": (second, second),
+                                        "a3@example.com": (second, second)}  # fmt: skip
+
+
+async def test_a_listing_goes_with_its_membership_removed_or_deleted_by_hand(
+    db: Database,
+) -> None:
+    """A creates a, r and x in VIP; B lists all three. A lead takes r out of VIP and deletes
+    x; then D imports r again into VIP and creates y, which SQLite gives x's id. Undoing A
+    hands a on to B (and r, back in VIP through D, to D); undoing D then takes r and y out
+    and deletes them: B's listings of r and x went with their memberships, and one left
+    behind would keep r or y in VIP as B's."""
+    await ensure_workspace(db, TEAM)
+    first = await _import(db, "VIP", "a@example.com", "r@example.com", "x@example.com")
+    second = await _import(db, "VIP", "a@example.com", "r@example.com", "x@example.com")
+    x = await find_by_email(db, TEAM, "x@example.com")
+    r = await find_by_email(db, TEAM, "r@example.com")
+    await remove_from_segment(db, TEAM, r, await _segment(db, "VIP"), LEAD)
+    await delete_contact(db, TEAM, x, LEAD)
+    third = await _import(db, "VIP", "r@example.com", "y@example.com")
+    if db.is_sqlite:
+        assert await find_by_email(db, TEAM, "y@example.com") == x  # the id is reused
+
+    plan = await undo_plan(db, TEAM, first, window_days=WEEK)
+    assert (plan.removes, plan.deletes) == (0, 0)
+    assert plan.hands_on == 1
+    assert await _listings(db) == [("VIP", "a@example.com", second)]
+    await _undo(db, first)
+    assert await _owners(db, "VIP") == {"a@example.com": (second, second),
+                                        "r@example.com": (third, third),
+                                        "y@example.com": (third, third)}  # fmt: skip
+    plan = await undo_plan(db, TEAM, third, window_days=WEEK)
+    assert (plan.removes, plan.hands_on, plan.deletes) == (2, 0, 2)
+    await _undo(db, third)
+    assert await _members(db, "VIP") == ["a@example.com"]
+    assert await _contacts(db) == ["a@example.com"]
+    assert await _counts(db, third) == ("undone", LEAD, 2, 2, 0, 0)
+
+
+async def test_deleting_the_segment_deletes_its_listings(db: Database) -> None:
+    await ensure_workspace(db, TEAM)
+    await _import(db, "VIP", "x@example.com")
+    await _import(db, "Other", "x@example.com")
+    await _import(db, "Other", "x@example.com")
+    await _import(db, "VIP", "x@example.com")
+    assert [r[0] for r in await _listings(db)] == ["Other", "VIP"]
+    await delete_segment(db, TEAM, await _segment(db, "VIP"), actor=LEAD)
+    assert [r[0] for r in await _listings(db)] == ["Other"]
