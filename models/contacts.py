@@ -88,7 +88,8 @@ class SegmentMemberListing(SQLModel, table=True):
 
     Written only when the membership was another import's (`segment_member.batch_id` set).
     It goes with that membership (every delete of a membership deletes these with it: SQLite
-    gives a deleted contact's id to the next contact) and when its own import is undone.
+    gives a deleted contact's id to the next contact), when its own import is undone, and
+    once the import holding the membership can no longer be undone (the daily purge).
     WITHOUT ROWID on SQLite, like segment_member; found by (segment, contact)."""
 
     __tablename__ = "segment_member_listing"

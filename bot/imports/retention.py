@@ -8,6 +8,11 @@ waiting, and each run queues the next (a day later) while any batch still holds 
 rows. The counts shown on an ended import were frozen when it left review, so deleting its
 rows changes nothing anyone sees.
 
+The same run forgets the later imports' listings of memberships (segment_member_listing) whose
+import can no longer be undone (it ended more than UNDO_WINDOW_DAYS ago, and isn't being
+undone): no undo will hand those on any more, and a workspace that imports its whole list
+into the same segment every month kept a row per contact and import for good.
+
 On SQLite the staged rows live in a file of their own (models/staging.py), which a delete
 leaves at its biggest size: a purge that leaves most of it free rewrites it (`VACUUM`), so a
 million-row import's 120 MB don't stay on disk for good.
@@ -43,6 +48,15 @@ _PURGE = text(f"""
         WHERE team_id = :t AND status IN {_ENDED} AND finished_at < :cutoff)
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()))
 
+_PURGE_LISTINGS = text("""
+    DELETE FROM segment_member_listing WHERE team_id = :t AND EXISTS (
+        SELECT 1 FROM segment_member m JOIN import_batch b ON b.id = m.batch_id
+        WHERE m.segment_id = segment_member_listing.segment_id
+          AND m.contact_id = segment_member_listing.contact_id AND m.team_id = :t
+          AND b.team_id = :t AND b.status IN ('done', 'failed', 'cancelled')
+          AND b.finished_at < :cutoff)
+""").bindparams(bindparam("cutoff", type_=UTCDateTime()))
+
 # Any batch still holding staged rows, ended or not: an import still in review when this run
 # came ends later, and its rows must be purged then too (only the first batch's creation
 # queued a purge, so a review longer than an hour left its rows on disk for good).
@@ -66,10 +80,16 @@ async def schedule_purge_in(conn: AsyncConnection, team_id: str, when: datetime)
                      run_after=when)  # fmt: skip
 
 
-async def purge_staged(db: Database, team_id: str, days: float) -> int:
-    """Delete the staged rows of imports that ended more than `days` ago; returns how many."""
+async def purge_staged(db: Database, team_id: str, days: float,
+                       undo_days: float | None = None) -> int:  # fmt: skip
+    """Delete the staged rows of imports that ended more than `days` ago, and (given the undo
+    window, `undo_days`) the listings no undo can hand on any more; returns how many staged
+    rows it deleted."""
     async with db.begin() as conn:
         result = await conn.execute(_PURGE, {"t": team_id, "cutoff": utcnow() - timedelta(days)})
+        if undo_days is not None:
+            await conn.execute(_PURGE_LISTINGS, {"t": team_id,
+                                                 "cutoff": utcnow() - timedelta(undo_days)})
         if (await conn.execute(_LEFT, {"t": team_id})).first() is not None:
             await schedule_purge_in(conn, team_id, utcnow() + timedelta(days=1))
     if db.is_sqlite and result.rowcount:
@@ -96,8 +116,8 @@ async def shrink_staging(db: Database) -> bool:
     return True
 
 
-def purge_handler(days: float) -> Handler:
+def purge_handler(days: float, undo_days: float | None = None) -> Handler:
     async def run(ctx: JobContext) -> None:
-        await purge_staged(ctx.db, ctx.team_id, days)
+        await purge_staged(ctx.db, ctx.team_id, days, undo_days)
 
     return run

@@ -25,7 +25,7 @@ def handlers(
     kinds = {
         IMPORT_JOB: import_handler(settings.import_chunk_rows, reports,
                                    max_unzipped_bytes=settings.max_unzipped_bytes),
-        PURGE_JOB: purge_handler(settings.staged_retention_days),
+        PURGE_JOB: purge_handler(settings.staged_retention_days, settings.undo_window_days),
         ENROLL_JOB: enroll_handler(settings, reports),
         SEND_JOB: send_handler(settings, reports),
         MAILCHIMP_JOB: mailchimp_handler(settings, reports),

@@ -627,3 +627,31 @@ async def test_deleting_the_segment_deletes_its_listings(db: Database) -> None:
     assert [r[0] for r in await _listings(db)] == ["Other", "VIP"]
     await delete_segment(db, TEAM, await _segment(db, "VIP"), actor=LEAD)
     assert [r[0] for r in await _listings(db)] == ["Other"]
+
+
+async def test_the_purge_forgets_listings_once_no_undo_can_hand_them_on(db: Database) -> None:
+    """A listing matters while the import holding its membership can still be undone: the
+    daily purge forgets it once that import is past the undo window (a workspace importing
+    its whole list into one segment every month kept a row per contact and import for good).
+    One whose holder can still be undone, or is being undone, stays."""
+    await ensure_workspace(db, TEAM)
+    old = await _import(db, "VIP", "x@example.com")
+    undoing = await _import(db, "Other", "y@example.com")
+    await _import(db, "New", "z@example.com")
+    later = [await _import(db, segment, email) for segment, email in (
+        ("VIP", "x@example.com"), ("Other", "y@example.com"), ("New", "z@example.com"))]
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET finished_at = :f WHERE id IN (:a, :b)")
+                           .bindparams(bindparam("f", type_=UTCDateTime())),
+                           {"f": utcnow() - timedelta(days=WEEK, hours=1), "a": old,
+                            "b": undoing})  # fmt: skip
+        await conn.execute(text("UPDATE import_batch SET status = 'undoing' WHERE id = :b"),
+                           {"b": undoing})  # fmt: skip
+        await conn.execute(text("UPDATE job SET run_after = :now WHERE kind = :k "
+                                "AND state = 'queued'").bindparams(bindparam(
+                                    "now", type_=UTCDateTime())),
+                           {"now": utcnow(), "k": PURGE_JOB})  # fmt: skip
+    kinds = handlers(load_settings(database_url=db.url, undo_window_days=WEEK))
+    await Worker(db, {PURGE_JOB: kinds[PURGE_JOB]}, WorkerConfig()).run_until_idle()
+    assert await _listings(db) == [("New", "z@example.com", later[2]),
+                                   ("Other", "y@example.com", later[1])]  # fmt: skip
