@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect
@@ -141,6 +142,23 @@ async def _at_revision(db_env: dict[str, str], revision: str) -> AsyncIterator[D
         await dropped(db)
 
 
+async def _segment_and_batch(conn: Any, status: str, counts: tuple[int, ...]) -> None:
+    """Segment 1 and import batch 1 of workspace T1 as an old revision's columns hold them:
+    `counts` are rows, valid, duplicates, rejected, warnings, new_contacts,
+    existing_contacts, added_to_segment, already_in_segment and apply_cursor."""
+    from sqlalchemy import text
+
+    await conn.execute(text("INSERT INTO segment (id, team_id, name, name_key, kind, created_at) "
+                            "VALUES (1, 'T1', 'S', 's', 'static', '2026-12-01 00:00:00')"))
+    await conn.execute(text(
+        "INSERT INTO import_batch (id, team_id, segment_id, requested_by, status, "
+        "update_existing, rows, valid, duplicates, rejected, warnings, new_contacts, "
+        "existing_contacts, added_to_segment, already_in_segment, apply_cursor, "
+        "created_at, updated_at, undo_advocates, undo_removed) VALUES (1, 'T1', 1, "
+        f"'U1', :status, false, {', '.join(str(c) for c in counts)}, '2026-12-01 00:00:00', "
+        "'2026-12-01 00:00:00', false, 0)"), {"status": status})  # fmt: skip
+
+
 async def test_0012_classifies_failures_and_splits_notes(db_env: dict[str, str]) -> None:
     """Sources from before 0012 are classified once the way they were read until then: a
     failure by its wording, a note's consent line moved to the warning."""
@@ -150,16 +168,7 @@ async def test_0012_classifies_failures_and_splits_notes(db_env: dict[str, str])
                "as not subscribed (never emailed); use yes/no.")  # fmt: skip
     async with _at_revision(db_env, "0011") as db:
         async with db.begin() as conn:
-            await conn.execute(text("INSERT INTO segment (id, team_id, name, name_key, kind, "
-                                    "created_at) VALUES (1, 'T1', 'S', 's', 'static', "
-                                    "'2026-12-01 00:00:00')"))  # fmt: skip
-            await conn.execute(text(
-                "INSERT INTO import_batch (id, team_id, segment_id, requested_by, status, "
-                "update_existing, rows, valid, duplicates, rejected, warnings, new_contacts, "
-                "existing_contacts, added_to_segment, already_in_segment, apply_cursor, "
-                "created_at, updated_at, undo_advocates, undo_removed) VALUES (1, 'T1', 1, "
-                "'U1', 'draft', false, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '2026-12-01 00:00:00', "
-                "'2026-12-01 00:00:00', false, 0)"))  # fmt: skip
+            await _segment_and_batch(conn, "draft", (0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
             for n, (status, error, note) in enumerate([
                 ("failed", "No email column found. Columns found: 'x'.", None),
                 ("failed", "The column 'Mail' chosen for Email isn't in this file.", None),
@@ -226,16 +235,7 @@ async def test_0016_adds_the_listings_and_downgrades_keeping_the_rest(
 
     async with _at_revision(db_env, "0015") as db:
         async with db.begin() as conn:
-            await conn.execute(text("INSERT INTO segment (id, team_id, name, name_key, kind, "
-                                    "created_at) VALUES (1, 'T1', 'S', 's', 'static', "
-                                    "'2026-12-01 00:00:00')"))  # fmt: skip
-            await conn.execute(text(
-                "INSERT INTO import_batch (id, team_id, segment_id, requested_by, status, "
-                "update_existing, rows, valid, duplicates, rejected, warnings, new_contacts, "
-                "existing_contacts, added_to_segment, already_in_segment, apply_cursor, "
-                "created_at, updated_at, undo_advocates, undo_removed) VALUES (1, 'T1', 1, "
-                "'U1', 'done', false, 1, 1, 0, 0, 0, 1, 0, 1, 0, 2, '2026-12-01 00:00:00', "
-                "'2026-12-01 00:00:00', false, 0)"))  # fmt: skip
+            await _segment_and_batch(conn, "done", (1, 1, 0, 0, 0, 1, 0, 1, 0, 2))
             await conn.execute(text(
                 "INSERT INTO segment_member (segment_id, contact_id, team_id, batch_id, "
                 "added_at) VALUES (1, 7, 'T1', 1, '2026-12-01 00:00:00')"))  # fmt: skip

@@ -503,49 +503,53 @@ async def run_undo(db: Database, team_id: str, batch_id: int, *, chunk_size: int
     params = {"t": team_id, "b": batch_id, "s": batch.segment_id, "n": chunk,
               "why": f"import #{batch_id} was undone"}  # fmt: skip
     # memberships dealt with: removed, or handed on to a later import
-    removed, lo = batch.undo_removed + batch.undo_handed_on, 0
-    while True:  # 1. the memberships it added, and what hangs on them
-        async with db.begin() as conn:
-            if not await _hold(conn, params):
-                break
-            hi = (await conn.execute(_MEMBERS_HI, {**params, "lo": lo})).scalar()
-            if hi is None:
-                break
-            removed += await _members_chunk(conn, {**params, "lo": lo, "hi": hi},
-                                            batch.undo_advocates)  # fmt: skip
-        lo = hi + 1  # every membership it added up to `hi` is gone (or handed on) now
+    removed = batch.undo_removed + batch.undo_handed_on
+
+    async def members(conn: AsyncConnection, range_: dict[str, Any]) -> None:
+        nonlocal removed
+        removed += await _members_chunk(conn, range_, batch.undo_advocates)
+
+    async def own(conn: AsyncConnection, range_: dict[str, Any]) -> None:
+        tally = _Tally()
+        await _delete_contacts(conn, range_, tally)
+        await _count(conn, params, tally)
+
+    async def listings(conn: AsyncConnection, range_: dict[str, Any]) -> None:
+        await conn.execute(_DROP_OWN_LISTINGS, range_)
+
+    async def told() -> None:
         if progress is not None:
             await progress(removed, max(removed, batch.added_to_segment))
-    lo = 0
-    while True:  # 2. contacts it created that were already out of the segment
-        async with db.begin() as conn:
-            if not await _hold(conn, params):
-                break
-            hi = (await conn.execute(_OWN_HI, {**params, "lo": lo})).scalar()
-            if hi is None:
-                break
-            tally = _Tally()
-            await _delete_contacts(conn, {**params, "lo": lo, "hi": hi}, tally)
-            await _count(conn, params, tally)
-        lo = hi + 1
-        if progress is not None:
-            await progress(removed, max(removed, batch.added_to_segment))
-    lo = 0
-    while True:  # 3. its own listings of contacts that were in the segment already
-        async with db.begin() as conn:
-            if not await _hold(conn, params):
-                break
-            hi = (await conn.execute(_LISTED_HI, {**params, "lo": lo})).scalar()
-            if hi is None:
-                break
-            await conn.execute(_DROP_OWN_LISTINGS, {**params, "lo": lo, "hi": hi})
-        lo = hi + 1
+
+    await _by_ranges(db, params, _MEMBERS_HI, members, told)  # 1. the memberships it added
+    await _by_ranges(db, params, _OWN_HI, own, told)  # 2. its contacts already out of it
+    await _by_ranges(db, params, _LISTED_HI, listings)  # 3. its own listings
     async with db.begin() as conn:
         if (await conn.execute(_FINISH, {**params, "now": utcnow()})).rowcount == 1:
             await _record_result(conn, team_id, batch_id)
     done = await get_batch(db, team_id, batch_id)
     assert done is not None
     return done
+
+
+async def _by_ranges(db: Database, params: dict[str, Any], highest: TextClause,
+                     work: Callable[[AsyncConnection, dict[str, Any]], Awaitable[None]],
+                     after: Callable[[], Awaitable[None]] | None = None) -> None:  # fmt: skip
+    """`work` on one range of contact ids after another (up to what `highest` reads from each
+    `lo`), each in its own transaction that first takes the batch (_hold); stops when nothing
+    is left or the undo is no longer running. `after` runs after each committed range."""
+    lo = 0
+    while True:
+        async with db.begin() as conn:
+            if not await _hold(conn, params):
+                return
+            hi = (await conn.execute(highest, {**params, "lo": lo})).scalar()
+            if hi is None:
+                return
+            await work(conn, {**params, "lo": lo, "hi": hi})
+        lo = hi + 1  # everything up to `hi` is done with now
+        if after is not None:
+            await after()
 
 
 async def _record_result(conn: AsyncConnection, team_id: str, batch_id: int) -> None:
