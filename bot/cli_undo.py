@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.audit import CLI
 from bot.cli_common import CliError
-from bot.imports.undo import UndoError, kept_unsubscribed_in, undo_now
+from bot.imports.undo import UndoError, handed_on_words, kept_unsubscribed_in, undo_now
 from bot.settings import Settings
 from models import Database, Segment
 
@@ -59,8 +59,7 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
         print(json.dumps(result))
     else:
         also = f" ({kept:,} kept: they unsubscribed)" if kept else ""
-        listed = (f" ({batch.undo_handed_on:,} kept: a later import listed them too)"
-                  if batch.undo_handed_on else "")  # fmt: skip
+        listed = handed_on_words(batch.undo_handed_on)
         print(f"Undid import #{batch.id}: {batch.undo_removed:,} contacts removed from {name!r}"
               f"{listed}, {batch.undo_deleted:,} deleted{also}, "
               f"{batch.undo_invites_cancelled:,} invites cancelled, "

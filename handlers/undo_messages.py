@@ -17,7 +17,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.imports.undo import UndoPlan
+from bot.imports.undo import UndoPlan, handed_on_words
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, n, slack_date
 from models import ImportBatch
@@ -53,18 +53,13 @@ def undone_text(batch: ImportBatch, segment: str) -> str:
     """"Undone by <@U>: 120 contacts removed from VIP, 80 deleted, 15 invites cancelled"."""
     text = (f":leftwards_arrow_with_hook: Import #{batch.id} was undone {_who(batch.undone_by)}: "
             f"{_many(batch.undo_removed, 'contact')} removed from *{esc(segment)}*"
-            f"{_kept_listed(batch.undo_handed_on)}, "
+            f"{handed_on_words(batch.undo_handed_on)}, "
             f"{n(batch.undo_deleted)} deleted, {_many(batch.undo_invites_cancelled, 'invite')} "
             "cancelled")  # fmt: skip
     if batch.undo_advocates_removed:
         text += (f", {_many(batch.undo_advocates_removed, 'advocate')} removed (their referral "
                  "links no longer work)")  # fmt: skip
     return text + "."
-
-
-def _kept_listed(count: int) -> str:
-    """" (2 kept: a later import listed them too)": memberships the undo handed on."""
-    return f" ({n(count)} kept: a later import listed them too)" if count else ""
 
 
 def undone_result_blocks(result: str, batch: ImportBatch) -> list[Block]:

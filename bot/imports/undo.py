@@ -552,6 +552,12 @@ async def _by_ranges(db: Database, params: dict[str, Any], highest: TextClause,
             await after()
 
 
+def handed_on_words(count: int) -> str:
+    """" (2 kept: a later import listed them too)" after "N removed from SEGMENT", or "": the
+    memberships an undo handed on (the thread, the command line and the audit log say it)."""
+    return f" ({count:,} kept: a later import listed them too)" if count else ""
+
+
 async def _record_result(conn: AsyncConnection, team_id: str, batch_id: int) -> None:
     """The audit entry of the finished undo, with its counts (read in its transaction)."""
     row = (await conn.execute(text("""
@@ -563,7 +569,7 @@ async def _record_result(conn: AsyncConnection, team_id: str, batch_id: int) -> 
     actor, segment, removed, deleted, cancelled, advocates, handed = row
     kept = await kept_unsubscribed_in(conn, team_id, batch_id)
     kept_words = f" ({kept} kept: they unsubscribed)" if kept else ""
-    listed = f" ({handed} kept: a later import listed them too)" if handed else ""
+    listed = handed_on_words(handed)
     await record_in(conn, team_id, actor or "cli", Act.IMPORT_UNDONE, import_subject(batch_id),
                     f"done: {removed} removed from {segment}{listed}, {deleted} contacts deleted"
                     f"{kept_words}, {cancelled} invites cancelled, {advocates} advocates "
