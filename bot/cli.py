@@ -246,7 +246,8 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
                                     rejects=rejects, progress=bar, mailchimp=mailchimp,
                                     chunk_size=settings.import_chunk_rows,
                                     max_unzipped_bytes=settings.max_unzipped_bytes,
-                                    column_map=args.column_map)  # fmt: skip
+                                    column_map=args.column_map,
+                                    undo_window_days=settings.undo_window_days)  # fmt: skip
     summary: dict[str, Any] = {key: getattr(result.batch, key, None) for key in SUMMARY_KEYS}
     summary["import_id"] = result.batch.id
     summary["segment"] = result.segment_name

@@ -96,11 +96,13 @@ async def enqueue_file_import(
 
 
 def import_handler(chunk_size: int, notifier: ImportNotifier | None = None, *,
-                   max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES) -> Handler:  # fmt: skip
+                   max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
+                   undo_window_days: int | None = None) -> Handler:  # fmt: skip
     reports = notifier or Silent()
 
     async def run(ctx: JobContext) -> None:
-        await run_import(ctx, chunk_size, reports, max_unzipped_bytes=max_unzipped_bytes)
+        await run_import(ctx, chunk_size, reports, max_unzipped_bytes=max_unzipped_bytes,
+                         undo_window_days=undo_window_days)  # fmt: skip
 
     async def give_up(ctx: JobContext, error: str) -> None:
         await _fail_import(ctx.db, ctx.team_id, int(ctx.payload["batch_id"]), error, reports)
@@ -123,7 +125,8 @@ async def _fail_import(db: Database, team_id: str, batch_id: int, error: str,
 
 
 async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier, *,
-                     max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES) -> None:  # fmt: skip
+                     max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
+                     undo_window_days: int | None = None) -> None:  # fmt: skip
     db, team_id = ctx.db, ctx.team_id
     batch_id = int(ctx.payload["batch_id"])
     batch = await get_batch(db, team_id, batch_id)
@@ -147,7 +150,7 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
 
     try:
         result = await apply_batch(db, team_id, batch_id, on_progress=report,
-                                   chunk_size=chunk_size)  # fmt: skip
+                                   chunk_size=chunk_size, undo_window_days=undo_window_days)
     except JobStopped:
         raise
     except Exception as exc:

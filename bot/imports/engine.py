@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +21,7 @@ from models.clock import utcnow
 from models.locks import lock_contacts
 
 APPLY_CHUNK = 1_000_000
+_EVER = datetime(1970, 1, 1, tzinfo=UTC)  # a cutoff no import finished before
 
 # Rows of the batch that become contacts: valid, not removed, from a source still in the batch.
 _LIVE = """
@@ -130,10 +132,13 @@ _INSERT_MEMBERS = text(f"""
 # (the insert above conflicted): this import listed them too, and undoing that one hands them
 # on to this one (bot/imports/undo.py). Run only when the insert above missed some of the
 # known contacts, so an import of new contacts, or of known ones new to the segment, never
-# pays for it; a membership of no import (`batch_id` NULL) is never undone and needs none.
-# Each staged row finds its contact through the unique index, then its membership by key
-# (one lookup by address per row, as the insert above; the membership's own columns are
-# written: PostgreSQL types a parameter in the select list apart from one in a comparison).
+# pays for it; a membership of no import (`batch_id` NULL) is never undone and needs none,
+# nor one of an import past its undo window (`:cutoff`, the purge's own test: see
+# retention.py, which deletes such listings daily). Each staged row finds its contact through
+# the unique index, then its membership by key (one lookup by address per row, as the insert
+# above; the membership's own columns are written: PostgreSQL types a parameter in the select
+# list apart from one in a comparison).
+_PAST_UNDO = "b.status IN ('done', 'failed', 'cancelled') AND b.finished_at < :cutoff"
 _INSERT_LISTINGS = text(f"""
     INSERT INTO segment_member_listing (segment_id, contact_id, batch_id, team_id)
     SELECT m.segment_id, m.contact_id, :batch, m.team_id
@@ -141,10 +146,21 @@ _INSERT_LISTINGS = text(f"""
                   WHERE c.team_id = :team AND c.email_key = s.email_key) AS id
           {_LIVE_ROWS}) AS k
     JOIN segment_member m ON m.segment_id = :segment AND m.contact_id = k.id
-    WHERE m.team_id = :team AND m.batch_id <> :batch
+    JOIN import_batch b ON b.id = m.batch_id
+    WHERE m.team_id = :team AND m.batch_id <> :batch AND b.team_id = :team
+      AND NOT ({_PAST_UNDO})
     ORDER BY m.contact_id
     ON CONFLICT DO NOTHING
-""")
+""").bindparams(bindparam("cutoff", type_=UTCDateTime()))
+# Whether any other import into the segment could still be undone: when none can (a list
+# imported again into the same segment every month), no listing can ever be handed on, and
+# the chunk skips the lookup of every row above. Imports not applied yet hold no membership.
+_UNDOABLE_HOLDER = text(f"""
+    SELECT 1 FROM import_batch b
+    WHERE b.team_id = :team AND b.segment_id = :segment AND b.id <> :batch
+      AND b.status NOT IN ('draft', 'rejected', 'undone') AND NOT ({_PAST_UNDO})
+    LIMIT 1
+""").bindparams(bindparam("cutoff", type_=UTCDateTime()))
 
 # Table-wide on purpose: a watermark of ids (no row data), above which the chunk's new
 # contacts are found again (with the batch's id and team).
@@ -186,8 +202,13 @@ async def apply_batch(
     *,
     on_progress: Callable[[Progress], Awaitable[None]] | None = None,
     chunk_size: int = APPLY_CHUNK,
+    undo_window_days: int | None = None,
 ) -> ImportBatch:
-    """Import a queued (or interrupted) batch and return it with its final counts."""
+    """Import a queued (or interrupted) batch and return it with its final counts.
+
+    `undo_window_days` (UNDO_WINDOW_DAYS): memberships of imports that finished longer ago
+    can't be undone any more, so the contacts this import lists again aren't recorded for
+    them; None records them all."""
     async with db.session() as session:
         batch = await session.get(ImportBatch, batch_id)
         if batch is None or batch.team_id != team_id:
@@ -206,6 +227,7 @@ async def apply_batch(
         if not await _start(conn, team_id, batch_id):
             raise BatchStateError(f"Import #{batch_id} was cancelled before it started.")
     lo, hi = bounds
+    cutoff = _EVER if undo_window_days is None else utcnow() - timedelta(days=undo_window_days)
     # Chunks are ranges of staged-row ids, which other imports' rows (and this one's skipped
     # rows) share: progress is that fraction of the rows this import applies.
     span, rows = hi + 1 - lo, batch.valid or hi + 1 - lo
@@ -213,7 +235,7 @@ async def apply_batch(
     while (start := max(seen, lo)) <= hi:
         upper = start + chunk_size
         async with db.begin() as conn:
-            claimed = await _apply_chunk(conn, batch, seen, start, upper)
+            claimed = await _apply_chunk(conn, batch, seen, start, upper, cutoff)
         if claimed:
             seen = upper
         else:  # another runner moved the cursor (its chunks may be another size), or it stopped
@@ -315,7 +337,7 @@ async def _cursor(db: Database, team_id: str, batch_id: int) -> tuple[int, str]:
 
 
 async def _apply_chunk(conn: AsyncConnection, batch: ImportBatch, seen: int, lo: int,
-                       hi: int) -> bool:  # fmt: skip
+                       hi: int, cutoff: datetime) -> bool:  # fmt: skip
     """One chunk in one transaction: contacts, membership, counters and cursor together.
     False if it wasn't this runner's to apply (the cursor isn't `seen` any more, or the
     import stopped)."""
@@ -333,7 +355,7 @@ async def _apply_chunk(conn: AsyncConnection, batch: ImportBatch, seen: int, lo:
         return False
     now = utcnow()
     params = {"team": batch.team_id, "batch": batch.id, "lo": lo, "hi": hi, "no": False,
-              "yes": True, "now": now, "segment": batch.segment_id,
+              "yes": True, "now": now, "segment": batch.segment_id, "cutoff": cutoff,
               "below": (await conn.execute(_MAX_CONTACT_ID)).scalar_one()}  # fmt: skip
     live, with_consent = (await conn.execute(_LIVE_SUMMARY, params)).one()
     new, added = await _insert_new(conn, params)
@@ -347,8 +369,8 @@ async def _apply_chunk(conn: AsyncConnection, batch: ImportBatch, seen: int, lo:
         # some contacts already existed: find them by email (the new ones just conflict)
         joined = (await conn.execute(_INSERT_MEMBERS, params)).rowcount
         added += joined
-        if joined < live - new:  # some of them were in the segment already
-            await conn.execute(_INSERT_LISTINGS, params)
+        if joined < live - new and (await conn.execute(_UNDOABLE_HOLDER, params)).first():
+            await conn.execute(_INSERT_LISTINGS, params)  # some were in the segment already
     await conn.execute(
         text("UPDATE import_batch SET new_contacts = new_contacts + :n, "
              "added_to_segment = added_to_segment + :a, updated_at = :now "

@@ -79,6 +79,7 @@ async def import_files(
     mailchimp: tuple[Credentials, Sequence[Audience]] | None = None,
     max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
     column_map: dict[str, str] | None = None,
+    undo_window_days: int | None = None,
 ) -> ImportResult:
     """Import seekable streams (CSV, .xlsx, ZIP of CSVs) into a static segment; every file is
     checked first, and a file found unreadable while staging cancels the import unapplied.
@@ -118,7 +119,8 @@ async def import_files(
     async def show(progress: Progress) -> None:
         bar.update(progress.done, progress.total)
 
-    result = await apply_batch(db, team_id, batch.id, on_progress=show, chunk_size=chunk_size)
+    result = await apply_batch(db, team_id, batch.id, on_progress=show, chunk_size=chunk_size,
+                               undo_window_days=undo_window_days)  # fmt: skip
     bar.close()
     written = await write_rejects(db, team_id, batch.id, rejects) if rejects is not None else 0
     enrolled = invites = 0

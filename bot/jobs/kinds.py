@@ -24,7 +24,8 @@ def handlers(
     reports = notifier or Silent()
     kinds = {
         IMPORT_JOB: import_handler(settings.import_chunk_rows, reports,
-                                   max_unzipped_bytes=settings.max_unzipped_bytes),
+                                   max_unzipped_bytes=settings.max_unzipped_bytes,
+                                   undo_window_days=settings.undo_window_days),
         PURGE_JOB: purge_handler(settings.staged_retention_days, settings.undo_window_days),
         ENROLL_JOB: enroll_handler(settings, reports),
         SEND_JOB: send_handler(settings, reports),

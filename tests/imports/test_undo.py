@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 from datetime import timedelta
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -15,8 +17,9 @@ from bot.audit import Act
 from bot.campaigns import service
 from bot.campaigns.enroll import run_enrollment
 from bot.contact_admin import delete_contact, find_by_email, remove_from_segment, unsubscribe
+from bot.imports.background import enqueue_file_import
 from bot.imports.importer import import_files
-from bot.imports.job_kinds import PURGE_JOB, UNDO_JOB
+from bot.imports.job_kinds import IMPORT_JOB, PURGE_JOB, UNDO_JOB
 from bot.imports.undo import UndoError, request_undo, run_undo, undo_plan
 from bot.jobs.kinds import handlers
 from bot.jobs.worker import Worker, WorkerConfig
@@ -33,10 +36,12 @@ LEAD = "U0002"
 WEEK = 7
 
 
-async def _import(db: Database, segment: str, *emails: str, team: str = TEAM) -> int:
+async def _import(db: Database, segment: str, *emails: str, team: str = TEAM,
+                  window: int | None = None) -> int:  # fmt: skip
     csv = "email,first_name\n" + "".join(f"{e},{e.split('@')[0]}\n" for e in emails)
     result = await import_files(db, team, [("people.csv", io.BytesIO(csv.encode()))],
-                                segment=segment, create_segment=True)  # fmt: skip
+                                segment=segment, create_segment=True,
+                                undo_window_days=window)  # fmt: skip
     return result.batch.id or 0
 
 
@@ -557,6 +562,44 @@ async def test_only_a_membership_another_import_added_is_listed(db: Database) ->
         "y@example.com": (second, other), "n@example.com": (second, second)}  # fmt: skip
     assert await _rows(db, "SELECT new_contacts, added_to_segment, already_in_segment "
                        "FROM import_batch WHERE id = :b", b=second) == [(1, 2, 2)]
+
+
+async def _finished_days_ago(db: Database, days: float, *batches: int) -> None:
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET finished_at = :f WHERE id = :b")
+                           .bindparams(bindparam("f", type_=UTCDateTime())),
+                           [{"f": utcnow() - timedelta(days=days), "b": b} for b in batches])
+
+
+async def test_no_listing_is_written_for_an_import_past_its_undo_window(
+    db: Database, tmp_path: Path
+) -> None:
+    """A listing matters only while the import holding the membership can be undone: a list
+    imported into the same segment again a month later records none (and skips looking its
+    rows up), one within the window or being undone still does."""
+    await ensure_workspace(db, TEAM)
+    old = await _import(db, "VIP", "x@example.com", "y@example.com")
+    recent = await _import(db, "VIP", "z@example.com")
+    await _finished_days_ago(db, WEEK + 1, old)
+    again = await _import(db, "VIP", "x@example.com", "y@example.com", "z@example.com",
+                          window=WEEK)  # fmt: skip
+    assert await _listings(db) == [("VIP", "z@example.com", again)]
+    await _finished_days_ago(db, 30, recent)
+    # a background import, as serve's workers run it, takes the window from the settings
+    csv = tmp_path / "people.csv"
+    csv.write_text("email\nx@example.com\ny@example.com\nz@example.com\n")
+    job = await enqueue_file_import(db, TEAM, [csv], segment="VIP")
+    kinds = handlers(load_settings(database_url=db.url, undo_window_days=WEEK))
+    await Worker(db, {IMPORT_JOB: kinds[IMPORT_JOB]}, WorkerConfig()).run_until_idle()
+    monthly = int(json.loads(job.payload)["batch_id"])
+    assert await _listings(db) == [("VIP", "z@example.com", again)]
+    assert await _rows(db, "SELECT added_to_segment, already_in_segment FROM import_batch "
+                       "WHERE id = :b", b=monthly) == [(0, 3)]
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET status = 'undoing' WHERE id = :b"),
+                           {"b": old})
+    being_undone = await _import(db, "VIP", "x@example.com", window=WEEK)
+    assert ("VIP", "x@example.com", being_undone) in await _listings(db)
 
 
 async def test_a_crash_while_handing_on_resumes_without_counting_twice(db: Database) -> None:
