@@ -15,7 +15,13 @@ from typing import Any
 
 from bot.audit import CLI
 from bot.cli_common import CliError
-from bot.imports.undo import UndoError, handed_on_words, kept_unsubscribed_in, undo_now
+from bot.imports.undo import (
+    UndoError,
+    handed_on_words,
+    kept_unsubscribed_in,
+    undo_now,
+    unsubscribed_words,
+)
 from bot.settings import Settings
 from models import Database, Segment
 
@@ -58,7 +64,7 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
     if args.json:
         print(json.dumps(result))
     else:
-        also = f" ({kept:,} kept: they unsubscribed)" if kept else ""
+        also = unsubscribed_words(kept)
         listed = handed_on_words(batch.undo_handed_on)
         print(f"Undid import #{batch.id}: {batch.undo_removed:,} contacts removed from {name!r}"
               f"{listed}, {batch.undo_deleted:,} deleted{also}, "

@@ -558,6 +558,12 @@ def handed_on_words(count: int) -> str:
     return f" ({count:,} kept: a later import listed them too)" if count else ""
 
 
+def unsubscribed_words(count: int) -> str:
+    """" (3 kept: they unsubscribed)" after "N deleted", or "": the contacts the import
+    created that stay because they unsubscribed (the command line and the audit log say it)."""
+    return f" ({count:,} kept: they unsubscribed)" if count else ""
+
+
 async def _record_result(conn: AsyncConnection, team_id: str, batch_id: int) -> None:
     """The audit entry of the finished undo, with its counts (read in its transaction)."""
     row = (await conn.execute(text("""
@@ -567,12 +573,11 @@ async def _record_result(conn: AsyncConnection, team_id: str, batch_id: int) -> 
         WHERE b.team_id = :t AND b.id = :b
     """), {"t": team_id, "b": batch_id})).one()  # fmt: skip
     actor, segment, removed, deleted, cancelled, advocates, handed = row
-    kept = await kept_unsubscribed_in(conn, team_id, batch_id)
-    kept_words = f" ({kept} kept: they unsubscribed)" if kept else ""
+    kept = unsubscribed_words(await kept_unsubscribed_in(conn, team_id, batch_id))
     listed = handed_on_words(handed)
     await record_in(conn, team_id, actor or "cli", Act.IMPORT_UNDONE, import_subject(batch_id),
-                    f"done: {removed} removed from {segment}{listed}, {deleted} contacts deleted"
-                    f"{kept_words}, {cancelled} invites cancelled, {advocates} advocates "
+                    f"done: {removed:,} removed from {segment}{listed}, {deleted:,} contacts "
+                    f"deleted{kept}, {cancelled:,} invites cancelled, {advocates:,} advocates "
                     "removed")  # fmt: skip
 
 

@@ -370,6 +370,24 @@ async def test_undo_keeps_a_contact_who_unsubscribed_so_no_later_import_emails_i
                        "WHERE email = 'ann@example.com'") in ([(False, True)], [(0, 1)])
 
 
+async def test_the_audit_entry_of_a_big_undo_counts_with_thousands_separators(
+    db: Database,
+) -> None:
+    """As the thread and the command line do: "2,500 removed", not "2500 removed"."""
+    await ensure_workspace(db, TEAM)
+    batch = await _import(db, "Big", *(f"p{i}@example.com" for i in range(2_500)))
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE contact SET unsubscribed_at = :now, subscribed = :no "
+                                "WHERE email LIKE 'p1%'").bindparams(
+                                    bindparam("now", type_=UTCDateTime())),
+                           {"now": utcnow(), "no": False})  # fmt: skip
+    await _undo(db, batch)
+    assert await _one(db, "SELECT detail FROM audit_entry WHERE action = :a ORDER BY id DESC",
+                      a=Act.IMPORT_UNDONE.value) == (
+        "done: 2,500 removed from Big, 1,389 contacts deleted (1,111 kept: they unsubscribed), "
+        "0 invites cancelled, 0 advocates removed")  # fmt: skip
+
+
 @pytest.mark.parametrize("order", ["first import first", "later import first"])
 async def test_undoing_both_imports_of_a_contact_deletes_it_in_either_order(
     db: Database, order: str
