@@ -104,6 +104,7 @@ _JOINERS = frozenset("’·–׳״")  # O’Brien, l·l, Mon–Fri, Hebrew's ג�
 # as a Greek letter made a whole file Big5) and the ordinals ("Nº 5", "4ºC", "1ª"; as letters
 # of no alphabet they made a Spanish file Central European, Muñoz stored as Muńoz).
 _SIGN_LETTERS = frozenset("µºª")
+_VOWELS = frozenset("aeiouıöüâîû")  # what Turkish's ğ follows; what no Western è precedes
 # Bytes misread are told apart by their words, so a mid-word dash ("Mon–Fri") counts against
 # cp1252 as it does against any reading. Among the Latin code pages, which share most letters,
 # a reading other than cp1252 wins when cp1252's is mostly implausible and it is nearly all
@@ -217,6 +218,12 @@ def _out_of_place(core: str, i: int) -> bool:
     char, before = core[i], core[i - 1] if i else ""
     after = core[i + 1 : i + 2]
     if char.isalpha():
+        if char in "èÈ" and after.lower() in _VOWELS:
+            return True  # no Western word has è before a vowel: cp1250's č has ("Kuèera")
+        if char in "ğĞ":
+            # Turkish's soft g only ever follows a vowel: Icelandic's ð read as cp1254 does
+            # not ("Hörður" as "Hörğur", "Sigurðsson" as "Sigurğsson")
+            return before.lower() not in _VOWELS
         # an uppercase letter inside a lowercase word: Mac Roman's é read as cp1252 ("RenŽe"),
         # cp1252's ó read as Mac Roman ("WÛjcik")
         return char.isupper() and before.isalpha() and (before.islower() or after.islower())
@@ -366,6 +373,49 @@ def _outreads(other: _Reading, first: _Reading) -> bool:
     return len(decisive) >= _DECISIVE_WORDS
 
 
+def _letters(reading: _Reading) -> set[str]:
+    """The reading's non-ASCII letters, lowercased."""
+    return {c.lower() for word in _words(reading.text) for c in word
+            if c.isalpha() and not c.isascii()}
+
+
+# cp1254's ğ, ş and ı as cp1252 reads them, and the rest of Turkish's letters, the same in both
+_TURKISH_IN_CP1252 = frozenset("ðþý")
+_SHARED = frozenset("çöüâîû")
+_TURKISH_WORDS = 3  # see _turkish_over_cp1252
+
+
+def _turkish_over_cp1252(readings: list[_Reading]) -> _Reading:
+    """The first (cp1252) reading, or cp1254's when the file reads as Turkish in it.
+
+    Turkish's ğ, ş and ı are cp1252's ð, þ and ý, letters of Icelandic, Czech and Slovak, so a
+    Turkish file reads as words in cp1252 too ("Ayþe Yýlmaz", "Doðan") and stayed cp1252, its
+    names stored garbled. Those languages write them among letters Turkish has no use for
+    (Icelandic's á, é, í, ó, ú, æ: Jón, Guðrún, -dóttir; Czech's á, í, č, ř, š: Novák,
+    Dvořák): a file whose accented letters are all Turkish's in cp1254, in at least
+    _TURKISH_WORDS words that the two read differently, and every one of them a word in
+    cp1254 (ğ follows a vowel, as in Turkish: Icelandic's "Hörður" is no "Hörğur"), is
+    Turkish. Fewer words stay cp1252: one or two Icelandic names without an acute vowel
+    ("Þorsteinn Björnsson"), or Czech ones with only ý ("Nový"), read as Turkish too."""
+    first = readings[0]
+    turkish = next((r for r in readings if r.encoding == "cp1254"), None)
+    if first.encoding != "cp1252" or turkish is None or turkish.score < _LATIN_SWITCHES:
+        return first
+    letters = _letters(first)
+    if not letters & _TURKISH_IN_CP1252 or not letters <= _TURKISH_IN_CP1252 | _SHARED:
+        return first
+    theirs, ours = _words(turkish.text), _words(first.text)
+    if len(theirs) != len(ours):
+        return first
+    differing = set()
+    for word, first_word in zip(theirs, ours, strict=True):
+        if word != first_word:
+            if not _plausible(word, turkish.encoding):
+                return first
+            differing.add(word)
+    return turkish if len(differing) >= _TURKISH_WORDS else first
+
+
 def _korean_over_chinese(tied: list[_Reading]) -> _Reading | None:
     """Korean's Hangul bytes are all GB2312 level 1 hanzi and Big5 frequent characters too,
     so a Korean file always ties with the Chinese readings; Chinese text whose every
@@ -390,7 +440,7 @@ def _decide(readings: list[_Reading]) -> str:
             return readings[0].encoding
         raise UnknownCodePage(UNREADABLE_ENCODING)
     if readings[0].score >= best - _TIE:
-        return readings[0].encoding
+        return _turkish_over_cp1252(readings).encoding
     latin = [r for r in readings[1:] if r.encoding in _LATIN_READINGS]
     stays = readings[0].encoding in _LATIN_READINGS and readings[0].score >= _LATIN_STAYS
     if latin and (stays or max(r.score for r in latin) < _LATIN_SWITCHES):

@@ -345,12 +345,44 @@ def test_a_central_european_turkish_or_baltic_export_reads_as_written(
     assert reader.encoding == encoding and [fields for _, fields in records] == table[1:]
 
 
+# Every word of these reads as a word in cp1252 too: Turkish's ş, ğ and ı are Icelandic's þ
+# and ð and Czech's ý there ("Ayþe Yýlmaz", "Doðan"), and Czech's č is a French è ("Kuèera").
+CP1254_AS_ICELANDIC = [("Ayşe", "Yılmaz", "Aydın"), ("Mehmet", "Doğan", "Muş"),
+                       ("Zeynep", "Şahin", "Sivas"), ("Emre", "Akın", "Çorum"),
+                       ("Özlem", "Yazıcı", "Düzce")]  # fmt: skip
+CP1250_AS_FRENCH = [("Petr", "Kučera", "Brno"), ("Jana", "Sedláček", "Kladno"),
+                    ("Eva", "Čech", "Plzeň"), ("Pavel", "Marek", "Praha")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("encoding", "rows"), [
+    ("cp1254", CP1254_AS_ICELANDIC), ("cp1250", CP1250_AS_FRENCH),
+], ids=["turkish", "czech"])  # fmt: skip
+def test_an_export_whose_every_word_reads_in_cp1252_too_reads_as_written(
+    encoding: str, rows: list[tuple[str, str, str]]
+) -> None:
+    """Stored as "Ayþe Yýlmaz" and "Kuèera": no word told the code pages apart. Now a Turkish
+    file whose accented letters are all Turkish's in cp1254 is Turkish, and è before a vowel
+    is no Western word's."""
+    table = [["email", "first_name", "last_name", "city"],
+             *([f"{i}@example.com", *row] for i, row in enumerate(rows))]  # fmt: skip
+
+    reader, records = read(samples.csv_bytes(table, encoding=encoding))
+
+    assert reader.encoding == encoding and [fields for _, fields in records] == table[1:]
+
+
 @pytest.mark.parametrize("rows", [
     [("Arnþór", "Sigurðsson", "Reykjavík"), ("Guðrún", "Jónsdóttir", "Hafnarfjörður"),
      ("Eyþór", "Þorsteinsson", "Alþingi"), ("Sigurður", "Magnússon", "Egilsstaðir")],
     [("Begoña", "Núñez", "A Coruña"), ("Bjørn", "Sæther", "Tromsø"), ("Loïc", "Dubœuf", "5° Nord"),
      ("Íñigo", "Ibáñez", "10m² terrace")],
-], ids=["icelandic", "spanish-norwegian-french"])  # fmt: skip
+    # no acute vowel, so every accented letter is Turkish's in cp1254 too: but Turkish's ğ
+    # only ever follows a vowel ("Sigurður" is no "Sigurğur")
+    [("Sigurður", "Þorsteinsson", "Höfn"), ("Hörður", "Guðmundsson", "Garður"),
+     ("Þröstur", "Björnsson", "Hveragerði")],
+    [("Loïc", "Mosè", "Forlì"), ("Màiri", "MacLeòid", "Ùig"), ("Agnès", "Lefèvre", "Bergès")],
+], ids=["icelandic", "spanish-norwegian-french", "icelandic-without-acutes",
+        "italian-gaelic-french"])  # fmt: skip
 def test_western_exports_whose_letters_are_central_european_too_stay_western(
     rows: list[tuple[str, str, str]],
 ) -> None:
