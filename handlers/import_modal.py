@@ -125,8 +125,6 @@ async def consent_error(d: Deps, team_id: str, form: ImportForm,
         if batch is None or batch.consent_by is not None:
             return None  # already confirmed (or gone: the submit says so)
         segment_id = batch.segment_id
-    if segment_id is None:
-        return None  # a new segment: no campaign targets it yet
     async with d.db.begin() as conn:
         names = await inviting_campaigns(conn, team_id, segment_id)
     if not names:

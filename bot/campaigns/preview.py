@@ -11,12 +11,17 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from models import Database
+from models import Database, SegmentKind
 
+# Targeting the segment or All Customers: every contact an import adds is in All Customers
+# too, and enroll_after_import_in enrolls (and emails) them for both alike.
 _LIVE_TARGETING = text("""
     SELECT c.id, c.name, c.invite_email, c.invite_delay_days FROM campaign c
-    JOIN campaign_segment cs ON cs.campaign_id = c.id AND cs.role = 'target'
-    WHERE c.team_id = :t AND c.state = 'live' AND cs.segment_id = :s ORDER BY c.name_key
+    WHERE c.team_id = :t AND c.state = 'live' AND EXISTS (
+        SELECT 1 FROM campaign_segment cs JOIN segment g ON g.id = cs.segment_id
+        WHERE cs.campaign_id = c.id AND cs.team_id = :t AND cs.role = 'target'
+          AND (cs.segment_id = :s OR g.kind = :all))
+    ORDER BY c.name_key
 """)
 
 _COUNTS = text("""
@@ -53,19 +58,28 @@ class CampaignPreview:
     invites_on: bool = True  # the campaign sends invite emails (consent must be confirmed)
 
 
-async def inviting_campaigns(conn: AsyncConnection, team_id: str, segment_id: int) -> list[str]:
-    """Names of the live campaigns targeting the segment that send invite emails: an import
-    into it needs the requester's word that these people agreed to hear from us."""
-    rows = (await conn.execute(_LIVE_TARGETING, {"t": team_id, "s": segment_id})).all()
+def _targeting(team_id: str, segment_id: int | None) -> dict[str, object]:
+    """_LIVE_TARGETING's parameters; a segment not created yet (None) is targeted by nobody,
+    but All Customers still is."""
+    return {"t": team_id, "s": segment_id or 0, "all": SegmentKind.ALL}
+
+
+async def inviting_campaigns(conn: AsyncConnection, team_id: str,
+                             segment_id: int | None) -> list[str]:  # fmt: skip
+    """Names of the live campaigns targeting the segment (or All Customers) that send invite
+    emails: an import into it needs the requester's word that these people agreed to hear
+    from us."""
+    rows = (await conn.execute(_LIVE_TARGETING, _targeting(team_id, segment_id))).all()
     return [str(name) for _, name, invite_email, _ in rows if invite_email]
 
 
-async def preview_batch(db: Database, team_id: str, batch_id: int, segment_id: int
+async def preview_batch(db: Database, team_id: str, batch_id: int, segment_id: int | None
                         ) -> list[CampaignPreview]:  # fmt: skip
-    """One preview per live campaign that targets the segment (none: an empty list)."""
+    """One preview per live campaign that targets the segment or All Customers (none: an
+    empty list)."""
     out = []
     async with db.begin() as conn:
-        campaigns = (await conn.execute(_LIVE_TARGETING, {"t": team_id, "s": segment_id})).all()
+        campaigns = (await conn.execute(_LIVE_TARGETING, _targeting(team_id, segment_id))).all()
         for campaign_id, name, invite_email, delay in campaigns:
             total, already, excluded, unsubscribed = (await conn.execute(_COUNTS, {
                 "t": team_id, "b": batch_id, "c": campaign_id, "no": False})).one()  # fmt: skip

@@ -56,7 +56,7 @@ async def drop_batch(db: Database, team_id: str, batch_id: int) -> None:
 
 async def dry_run(db: Database, team_id: str, batch_id: int, segment_id: int | None) -> DryRun:
     """The counts of importing the batch into the segment now (None: a segment that doesn't
-    exist yet, so nobody is in it and no campaign targets it)."""
+    exist yet, so nobody is in it and only campaigns targeting All Customers reach them)."""
     params = {"t": team_id, "b": batch_id, "no": False, "s": segment_id or 0}
     async with db.begin() as conn:
         statuses = (await conn.execute(
@@ -70,6 +70,7 @@ async def dry_run(db: Database, team_id: str, batch_id: int, segment_id: int | N
     parsed = [counts.get(i, Totals()) for i, status in statuses if status == SourceStatus.PARSED]
     totals = add_up(parsed)
     pending = sum(1 for _, status in statuses if status == SourceStatus.PENDING)
-    campaigns = await preview_batch(db, team_id, batch_id, segment_id) if segment_id else []
+    # a new segment too: a campaign targeting All Customers enrolls whom the import adds
+    campaigns = await preview_batch(db, team_id, batch_id, segment_id)
     return DryRun(totals, totals.valid - existing, existing, totals.valid - in_segment,
                   in_segment, pending, campaigns)  # fmt: skip

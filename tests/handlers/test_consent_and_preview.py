@@ -131,3 +131,35 @@ async def test_preview_only_reports_every_count_and_writes_nothing(app: Harness)
     assert "Spring &lt;!channel&gt;" in text and "will be invited" in text
     after = {table: await _count(app, f"SELECT COUNT(*) FROM {table}") for table in before}
     assert after == before
+
+
+async def test_a_campaign_targeting_all_customers_asks_consent_and_is_previewed(
+        app: Harness) -> None:  # fmt: skip
+    """Every contact an import adds is in All Customers too, and a live campaign targeting it
+    emails them right after the import: the form asks for consent (into a new segment too)
+    and the review says whom it will invite, as for a campaign targeting the import's segment.
+    Before, neither did: the lead approved without a word, and the contacts were emailed."""
+    from bot.campaigns import service
+
+    await _imported(app)  # VIP: two contacts
+    everyone = await _campaign(app, "Everyone", live=True)
+    all_customers = await find_segment(app.db, "T0001", "All Customers")
+    vip = await find_segment(app.db, "T0001", "VIP")
+    assert all_customers is not None and vip is not None and vip.id is not None
+    await service.target(app.db, "T0001", everyone.id or 0, all_customers.id or 0,
+                         requested_by=LEAD)  # fmt: skip
+    await app.settle()
+    for form in (_choose(_form(email="new@example.com"), vip.id),
+                 _form(email="new@example.com", segment="Newcomers")):  # fmt: skip
+        view_id = await _open_modal(app)
+        reply = await app.requests.view_submission(state_values=form, view_id=view_id,
+                                                   user_id=REP)  # fmt: skip
+        assert reply.body["response_action"] == "errors"
+        assert "Everyone will email these people" in reply.body["errors"][BlockId.CONSENT]
+
+    view_id = await _open_modal(app)
+    form = _choose(_form(email="new@example.com", consent=True), vip.id)
+    await app.requests.view_submission(state_values=form, view_id=view_id, user_id=REP)
+    await app.settle()
+    rendered = json.dumps((await _review(app))["blocks"])
+    assert "Everyone" in rendered and "*1 will be invited*" in rendered
