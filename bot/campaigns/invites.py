@@ -27,7 +27,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.campaigns.enroll import SEND_JOB
 from bot.campaigns.links import referral_link, unsubscribe_link
-from bot.email.message import build_message
+from bot.email.message import build_message, parse_sender
 from bot.email.render import Invite, render_invite
 from bot.email.send import MailSender, SendResult, SendStatus, SmtpSetupError
 from bot.jobs.queue import enqueue_in
@@ -263,6 +263,14 @@ async def send_invites(
         return
     if not links.secret_key:
         raise SmtpSetupError("SECRET_KEY is not set: invites need it to sign unsubscribe links.")
+    from_header = campaign.sender or (f"{_store_name(campaign)} <invites@"
+                                      f"{urlsplit(links.public_url).hostname or 'localhost'}>")
+    try:  # checked once, before any invite is `sending`: no message could be built
+        parse_sender(from_header)
+    except ValueError:
+        raise SmtpSetupError(f"The sender of {campaign.name}, {from_header!r}, isn't one "
+                             "address like 'Shop <hello@shop.example>': edit the campaign."
+                             ) from None
     pending: _Pending | None = None
     after, last_report, paused = 0, time.monotonic(), False
     page = await _due(db, team_id, enrollment_id, after)
@@ -292,8 +300,7 @@ async def send_invites(
                         offer=campaign.offer, referral_link=referral_link(links.public_url, code),
                         unsubscribe_url=unsubscribe_link(links.public_url, links.secret_key,
                                                          team_id, contact_id, email_key),
-                        sender=campaign.sender or f"{_store_name(campaign)} <invites@"
-                        f"{urlsplit(links.public_url).hostname or 'localhost'}>",
+                        sender=from_header,
                         # the advocate's code, never reused (a contact's id may be)
                         message_key=f"{team_id}-c{campaign.id}-{code}",
                         default_locale=campaign.default_locale,

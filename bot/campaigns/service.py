@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +20,8 @@ from sqlmodel import col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.campaigns.invites import schedule_waiting_in, stop_invites_in
-from bot.imports.addresses import InvalidEmail, normalize_email
+from bot.email.message import parse_sender
+from bot.imports.addresses import normalize_email
 from bot.jobs.queue import enqueue_in
 from bot.workspaces import get_segment, segment_key
 from models import (
@@ -91,10 +91,9 @@ def check_fields(*, name: str | None = None, store_url: str | None = None,
     if store_url is not None and "store_url" not in problems and not _web_address(store_url):
         problems["store_url"] = "Use the store's web address, e.g. https://shop.example.com"
     if sender and "sender" not in problems:
-        _, address = parseaddr(sender)
-        try:
-            normalize_email(address)
-        except InvalidEmail:
+        try:  # read as the invite's From is: parseaddr took the first of two addresses
+            normalize_email(parse_sender(sender)[1])
+        except ValueError:  # InvalidEmail too
             problems["sender"] = "Use a sender such as: Shop <hello@shop.example>"
     if invite_delay_days is not None and not 0 <= invite_delay_days <= 365:
         problems["invite_delay_days"] = "Between 0 (at once) and 365 days."

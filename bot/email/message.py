@@ -76,6 +76,13 @@ def _address(value: str, what: str) -> tuple[str, str]:
     return found[0]
 
 
+def parse_sender(sender: str) -> tuple[str, str]:
+    """(display name, address) of a From value, read as `build_message` reads it: a
+    ValueError unless it is exactly one address. A campaign's form checks its sender with
+    this, so a sender it accepts is one every invite can be built with."""
+    return _address(sender, "sender")
+
+
 def _encoded_address(name: str, address: str) -> str:
     """`Name <addr>` with the name quoted or encoded as needed (the address must be ASCII)."""
     if not name:
@@ -111,7 +118,7 @@ def build_message(invite: Invite, rendered: Rendered, *, public_host: str) -> Em
     and POST to the URL; the URL's handler must only unsubscribe on POST) and a deterministic
     Message-ID on the sender's domain (or `public_host` when the sender has none).
     """
-    sender_name, sender_address = _address(invite.sender, "sender")
+    sender_name, sender_address = parse_sender(invite.sender)
     _, to_address = _address(invite.to_email, "to_email")
     unsubscribe = invite.unsubscribe_url.strip()
     if not unsubscribe.isascii() or any(c.isspace() or c in "<>" for c in unsubscribe):

@@ -402,3 +402,29 @@ async def test_an_invite_the_server_refuses_is_logged_with_whose_it_was(
                and "refused" in text and "550" in text for level, text in logged), logged
     assert any(level == logging.INFO and "retry" in text and "421" in text
                for level, text in logged), logged  # fmt: skip
+
+
+@pytest.mark.parametrize("sender", ["hello@shop.example, support@shop.example",
+                                    "Shop <hello@shop.example>;", "Shop <hello@shop.example>>"])
+async def test_a_sender_that_isnt_one_address_is_refused_before_any_invite_is_spent(
+    world: World, sender: str,
+) -> None:  # fmt: skip
+    """The form's check read the sender as the email package's lenient parseaddr does (the
+    first address), the message as getaddresses does (all of them): a campaign saved with two
+    addresses failed every invite it tried, each left `sending` and then called uncertain
+    ("may not have arrived"), though none had reached the server."""
+    with pytest.raises(service.CampaignError, match="Use a sender such as"):
+        await world.campaign("Typo", sender=sender)
+    enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(3)))
+    async with world.db.begin() as conn:  # one saved before the form checked it so
+        await conn.execute(text("UPDATE campaign SET sender = :s"), {"s": sender})
+    async with smtp_server() as server:
+        for _ in range(3):  # the job's retries
+            with pytest.raises(SmtpSetupError, match="isn't one address"):
+                await _send(world, server, enrollment)
+        assert set((await _states(world)).values()) == {"queued"}
+        assert await world.rows("SELECT DISTINCT attempts FROM invite") == [(0,)]
+        async with world.db.begin() as conn:  # the lead corrects it
+            await conn.execute(text("UPDATE campaign SET sender = 'Shop <hello@shop.example>'"))
+        await _send(world, server, enrollment)
+    assert _received(server) == Counter({f"p{i}@example.com": 1 for i in range(3)})
