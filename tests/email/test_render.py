@@ -165,3 +165,20 @@ def test_an_unknown_locale_renders_in_the_default_and_says_so() -> None:
     rendered = render_invite(make_invite(locale="xx", default_locale="de"))
     assert (rendered.locale, rendered.fell_back) == ("de", True)
     assert rendered.text.startswith("Hallo François,")
+
+
+@pytest.mark.parametrize("locale", TEMPLATE_LOCALES)
+def test_an_invite_without_an_offer_promises_none(locale: str) -> None:
+    """The offer is optional (the campaign form and `campaign create` leave it empty): the
+    invite said "enjoy this offer:" over an empty box (an indented blank line in the text)."""
+    with_offer = render_invite(make_invite(locale=locale, first_name="Ana", store_name="Lumen"))
+    without = render_invite(make_invite(locale=locale, first_name="Ana", store_name="Lumen",
+                                        offer=""))  # fmt: skip
+    offer_intro = with_offer.text.splitlines()[2]  # greeting, blank line, intro
+    intro = without.text.splitlines()[2]
+    assert offer_intro not in without.text and html.escape(offer_intro) not in without.html
+    assert "Lumen" in intro and html.escape(intro) in without.html
+    assert "    \n" not in without.text and "#fef3c7" not in without.html  # no offer box
+    assert without.text.splitlines()[4] == with_offer.text.splitlines()[6]  # the link label
+    if locale != "en":  # translated
+        assert intro != render_invite(make_invite(locale="en", offer="")).text.splitlines()[2]
