@@ -114,10 +114,10 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
             print(json.dumps(rows))
             return 0
         for row in rows:
-            print(f"{row['name']}  [{row['state']}]  invite email "
-                  f"{'on' if row['invite_email'] else 'off'}  targets: "
-                  f"{', '.join(row['targets']) or '-'}  excluded: "
-                  f"{', '.join(row['excluded']) or '-'}  advocates: {row['advocates']:,}")
+            print(f"{row['name']}  [{row['state']}]  invite email {_invite_words(row)}  "
+                  f"targets: {', '.join(row['targets']) or '-'}  excluded: "
+                  f"{', '.join(row['excluded']) or '-'}  advocates: {row['advocates']:,}  "
+                  f"invites sent: {row['invites_sent']:,}")  # fmt: skip
         if not rows:
             print("No campaigns yet: referral-bot campaign create NAME --store-url URL")
         return 0
@@ -149,6 +149,14 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                     f"{campaign.state} campaign: its contacts are enrolled when it goes live.")
     print(json.dumps(out) if getattr(args, "json", False) else text)
     return 0
+
+
+def _invite_words(row: dict[str, Any]) -> str:
+    """'off', 'on' (at once) or 'on after 3 days': a delayed campaign's invites wait."""
+    days = int(row["invite_delay_days"])
+    if not row["invite_email"]:
+        return "off"
+    return f"on after {days} day{'' if days == 1 else 's'}" if days else "on"
 
 
 def _summary(s: service.CampaignSummary) -> dict[str, Any]:

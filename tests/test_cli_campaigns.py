@@ -166,3 +166,26 @@ def test_a_command_run_without_default_locale_leaves_the_workspaces_as_they_are(
     _import_jean({**db_env, "DEFAULT_LOCALE": "fr"}, tmp_path)
     assert run(db_env, "jobs").returncode == 0  # DEFAULT_LOCALE not set here
     assert _invite_language(db_env, tmp_path) == "fr"
+
+
+def test_campaign_list_prints_the_delay_and_the_invites_sent(db_env: dict[str, str],
+                                                             tmp_path: Path) -> None:  # fmt: skip
+    """As the README's table promises (and `--json` and Slack's list show): the text listing
+    printed neither, so a merchant in the shell couldn't tell a delayed campaign from one
+    that sends nothing, nor how many invites went out."""
+    people = tmp_path / "people.csv"
+    people.write_text("email\nana@example.com\nbo@example.com\n", encoding="utf-8")
+    assert run(db_env, "import", str(people), "--segment", "VIP",
+               "--create-segment").returncode == 0  # fmt: skip
+    for name, delay in (("Spring", "0"), ("Later", "3")):
+        assert run(db_env, "campaign", "create", name, "--store-url", "https://shop.example",
+                   "--invite-delay-days", delay, "--live").returncode == 0  # fmt: skip
+        assert run(db_env, "campaign", "target", name, "--segment", "VIP").returncode == 0
+        if name == "Spring":  # Later's invites wait three days
+            _drain({**db_env, "SECRET_KEY": "s", "OUTBOX_DIR": str(tmp_path / "outbox"),
+                    "PUBLIC_URL": "https://r.example", "WORKER_POLL_SECONDS": "0.1"})  # fmt: skip
+    lines = run(db_env, "campaign", "list").stdout.splitlines()
+    assert [line.split("  ")[0] for line in lines] == ["Later", "Spring"]
+    assert "invite email on after 3 days" in lines[0] and "invites sent: 0" in lines[0]
+    assert "invite email on " in lines[1] and "invites sent: 2" in lines[1]
+    assert "advocates: 2" in lines[0] and "advocates: 2" in lines[1]
