@@ -395,6 +395,38 @@ async def schedule_waiting_in(conn: AsyncConnection, team_id: str, campaign_id: 
         await _enqueue_send(conn, team_id, enrollment_id, max(due, utcnow()), occasion="live")
 
 
+# Invites still waiting for their first attempt, of the campaign's enrollments: a retry or a
+# resend keeps the time it was given.
+_UNTRIED_WAITING = """
+    WHERE team_id = :t AND campaign_id = :c AND state IN ('queued', 'held') AND attempts = 0
+      AND reason IS NULL
+"""
+_ENROLLMENTS_WAITING = text(f"""
+    SELECT e.id, e.created_at, e.hold_until FROM enrollment e
+    WHERE e.team_id = :t AND e.id IN (SELECT enrollment_id FROM invite {_UNTRIED_WAITING})
+""").columns(created_at=UTCDateTime(), hold_until=UTCDateTime())
+_RESCHEDULE = text(f"""
+    UPDATE invite SET send_after = :due, updated_at = :now
+    {_UNTRIED_WAITING} AND enrollment_id = :e
+""").bindparams(_ts("due"), _ts("now"))
+
+
+async def reschedule_waiting_in(conn: AsyncConnection, team_id: str, campaign_id: int,
+                                delay_days: int, *, live: bool) -> None:  # fmt: skip
+    """The campaign's invite delay changed: invites not sent yet wait that long after their
+    enrollment instead (still past its hold), and a live campaign's enrollments get send jobs
+    for the new times, in the caller's transaction. A merchant who set 7 days by mistake and
+    then 0 expects the invites to go now, not a week later."""
+    params = {"t": team_id, "c": campaign_id}
+    for enrollment_id, enrolled_at, hold_until in (
+            await conn.execute(_ENROLLMENTS_WAITING, params)).all():  # fmt: skip
+        due = max(hold_until or enrolled_at, enrolled_at + timedelta(days=delay_days))
+        await conn.execute(_RESCHEDULE, {**params, "e": enrollment_id, "due": due,
+                                         "now": utcnow()})  # fmt: skip
+    if live:
+        await schedule_waiting_in(conn, team_id, campaign_id)
+
+
 _INVITE_EMAIL_OFF = text("""
     UPDATE invite SET state = 'not_emailed', reason = 'invite email off', updated_at = :now
     WHERE team_id = :t AND campaign_id = :c AND state IN ('queued', 'held')

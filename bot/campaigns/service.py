@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from bot.campaigns.invites import schedule_waiting_in, stop_invites_in
+from bot.campaigns.invites import reschedule_waiting_in, schedule_waiting_in, stop_invites_in
 from bot.email.message import parse_sender
 from bot.imports.addresses import normalize_email
 from bot.jobs.queue import enqueue_in
@@ -149,6 +149,8 @@ async def update_campaign(db: Database, team_id: str, campaign_id: int, **fields
         fields["name"] = " ".join(fields["name"].split())
         fields["name_key"] = segment_key(fields["name"])
     async with db.begin() as conn:
+        before = (await conn.execute(select(Campaign.invite_delay_days, Campaign.state).where(
+            col(Campaign.id) == campaign_id, col(Campaign.team_id) == team_id))).first()
         try:
             result = await conn.execute(
                 update(Campaign).where(col(Campaign.id) == campaign_id,
@@ -160,6 +162,11 @@ async def update_campaign(db: Database, team_id: str, campaign_id: int, **fields
             raise CampaignError(f"A campaign named {taken!r} already exists.") from None
         if result.rowcount == 1 and fields.get("invite_email") is False:
             await stop_invites_in(conn, team_id, campaign_id)
+        elif (result.rowcount == 1 and before is not None
+              and fields.get("invite_delay_days", before[0]) != before[0]):
+            await reschedule_waiting_in(conn, team_id, campaign_id,
+                                        int(fields["invite_delay_days"]),
+                                        live=before[1] == CampaignState.LIVE)  # fmt: skip
     if result.rowcount != 1:
         raise CampaignError("That campaign doesn't exist in this workspace.")
     return await get_campaign(db, team_id, campaign_id)

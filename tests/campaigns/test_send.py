@@ -287,6 +287,33 @@ async def test_resend_uncertain_after_the_invite_email_was_turned_off_sends_noth
         ("not_emailed", "invite email off")]  # fmt: skip
 
 
+async def test_shortening_the_invite_delay_sends_the_invites_waiting_for_it(
+    world: World,
+) -> None:
+    """Set to 7 days by mistake, then to 0: the invites went out a week later anyway, their
+    time fixed at enrollment. Now they are due at once (a send job is queued for them), and
+    lengthening the delay again holds back what hasn't gone."""
+    enrollment = await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en",
+                                 invite_delay_days=7)  # fmt: skip
+    spring = int(str(await world.scalar("SELECT campaign_id FROM enrollment")))
+    jobs = int(str(await world.scalar(_SEND_JOBS)))
+    await service.update_campaign(world.db, TEAM, spring, invite_delay_days=0)
+    assert int(str(await world.scalar(_SEND_JOBS))) == jobs + 1
+    async with smtp_server() as server:
+        await _send(world, server, enrollment)
+    assert _received(server) == Counter({"a@example.com": 1, "b@example.com": 1})
+
+    later = await _enrolled(world, "c@example.com,C,en", name="Summer")
+    summer = int(str(await world.scalar("SELECT campaign_id FROM enrollment WHERE id = :e",
+                                        e=later)))  # fmt: skip
+    await service.update_campaign(world.db, TEAM, summer, invite_delay_days=2)
+    async with smtp_server() as server:
+        await _send(world, server, later)
+    assert _received(server) == Counter()
+    assert await world.rows("SELECT state, COUNT(*) FROM invite WHERE enrollment_id = :e "
+                            "GROUP BY state", e=later) == [("queued", 3)]  # a, b and c
+
+
 _SEND_JOBS = "SELECT COUNT(*) FROM job WHERE kind = 'send_invites'"
 
 
