@@ -14,6 +14,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.campaigns.reports import reported_waiting
 from bot.campaigns.service import (
     CampaignError,
     check_fields,
@@ -227,7 +228,10 @@ async def _save(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
             campaign = await create_campaign(d.db, team_id, form.name, created_by=user_id,
                                              **fields)  # fmt: skip
         else:
+            waiting = await reported_waiting(d.db, team_id, campaign_id)
             campaign = await update_campaign(d.db, team_id, campaign_id, name=form.name, **fields)
+            for enrollment_id in waiting:  # their threads' reports: held, Cancel invites...
+                await d.notifier.enrollment_changed(team_id, enrollment_id)
         note = saved_note(campaign.name, created=campaign_id is None)
         await refresh_for(d, client, team_id)
     except CampaignError as exc:

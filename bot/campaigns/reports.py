@@ -32,6 +32,24 @@ class EnrollmentSummary:
         return self.count("held") > 0 and hold is not None and hold > utcnow()
 
 
+_REPORTED_WAITING = text("""
+    SELECT e.id FROM enrollment e
+    WHERE e.team_id = :t AND e.campaign_id = :c AND e.report_ts IS NOT NULL
+      AND EXISTS (SELECT 1 FROM invite i WHERE i.team_id = :t AND i.enrollment_id = e.id
+                  AND i.state IN ('queued', 'held'))
+    ORDER BY e.id
+""")
+
+
+async def reported_waiting(db: Database, team_id: str, campaign_id: int) -> list[int]:
+    """The campaign's enrollments with a report in a thread and invites not sent yet: what
+    those reports say (held until, Cancel invites) changes when the campaign's invite email
+    or delay does, so they are shown again after such an edit."""
+    async with db.begin() as conn:
+        rows = await conn.execute(_REPORTED_WAITING, {"t": team_id, "c": campaign_id})
+        return [int(r[0]) for r in rows]
+
+
 async def enrollment_summary(db: Database, team_id: str, enrollment_id: int) -> EnrollmentSummary:
     async with db.session() as session:
         enrollment = await session.get(Enrollment, enrollment_id)

@@ -20,6 +20,7 @@ from models.clock import utcnow
 from tests.email.smtp_server import password_checker, smtp_server
 from tests.fakes.slack_requests import state_static_select
 from tests.handlers.conftest import LEAD, REP, Harness, running_app
+from tests.handlers.test_campaigns import _form as campaign_form
 from tests.handlers.test_decisions import _start
 from tests.handlers.test_import_flow import _count
 
@@ -117,6 +118,26 @@ async def test_target_a_live_campaign_from_the_thread_and_invites_go_out(app: Ha
     await _target(app, message, spring.id or 0)  # a second click: nobody enrolled twice
     assert await _count(app, "SELECT COUNT(*) FROM advocate") == 2
     assert len(list(app.settings.outbox_dir.glob("*.eml"))) == 2
+    assert app.slack.block_errors == []
+
+
+async def test_turning_the_invite_email_off_in_slack_updates_the_threads_report(
+    app: Harness,
+) -> None:
+    """The report went on saying "2 held until ..." with its Cancel invites button after a
+    lead turned the campaign's invite email off (for Klaviyo): nothing was held any more."""
+    spring, message = await _targeted(app)
+    report = _report(app, message)
+    assert Action.CANCEL_INVITES in json.dumps(report["blocks"])
+    listing = await app.listing("campaign", LEAD)
+    await app.click_in(listing, Action.CAMPAIGN_EDIT, str(spring.id), LEAD)
+    modal = app.slack.open_views(LEAD)[-1]
+    await app.requests.view_submission(state_values=campaign_form(invite=False),
+                                       view_id=modal["id"], user_id=LEAD)  # fmt: skip
+    await app.settle()
+    rendered = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
+    assert Action.CANCEL_INVITES not in rendered and "held until" not in rendered
+    assert "invite email off" in rendered
     assert app.slack.block_errors == []
 
 
