@@ -28,6 +28,7 @@ from bot.imports.files import shown_reader
 from bot.imports.mapping import (
     BEING_READ,
     ColumnMap,
+    column_name,
     guess,
     keep_header,
     mappable,
@@ -150,7 +151,8 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
     if errors:
         await ack(response_action="errors", errors=errors)
         return
-    mapping = ColumnMap(**{f: None if i is None else header[i] for f, i in chosen.items()})
+    mapping = ColumnMap(**{f: None if i is None else column_name(header, i)
+                           for f, i in chosen.items()})  # fmt: skip
     await ack(response_action="update", view=note_modal(SAVING).to_dict())
     d.later.run(_save(d, client, str(view.get("id") or ""), team_id, user_id, batch_id,
                       source_id, header, mapping), client, body)  # fmt: skip

@@ -56,10 +56,44 @@ def headers_key(header: Iterable[str]) -> str:
     return hashlib.sha256(json.dumps(names, ensure_ascii=False).encode()).hexdigest()
 
 
+# Between a header and which of the columns so named is meant ("Email" NTH "2": the second
+# "Email"): a header a file repeats, or leaves blank, doesn't name one column by itself. No
+# header holds this control character, and PostgreSQL's text keeps it (it refuses only NUL).
+NTH = "\x1f"
+
+
+def column_name(header: list[str], index: int) -> str:
+    """How a mapping names the column at `index`: its header, or, when the header names an
+    earlier column too or is blank, the header and which of the columns so named it is.
+
+    Options in *Map columns* are positions; naming the second "Email" by its header read the
+    first "Email" instead, and a column without a header could not be chosen at all."""
+    wanted = squash(header[index])
+    same = [i for i, h in enumerate(header) if squash(h) == wanted]
+    if wanted and same[0] == index:
+        return header[index]
+    return f"{header[index].strip()}{NTH}{same.index(index) + 1}"
+
+
 def position_of(header: list[str], name: str) -> int | None:
-    """Where the header `name` sits (compared normalised); the first such column wins."""
+    """Where the header `name` sits (compared normalised): the first such column, or the one
+    `column_name` names."""
+    name, _, nth = name.partition(NTH)
     wanted = squash(name)
-    return next((i for i, h in enumerate(header) if squash(h) == wanted), None)
+    same = [i for i, h in enumerate(header) if squash(h) == wanted]
+    which = int(nth) - 1 if nth.isdigit() else 0
+    return same[which] if 0 <= which < len(same) else None
+
+
+def shown_name(name: str) -> str:
+    """A mapping's column as a message names it: 'Email', 'Email' (no. 2 of the columns so
+    named), or no. 1 of the columns without a name."""
+    name, _, nth = name.partition(NTH)
+    if not nth:
+        return repr(name)
+    if not name.strip():
+        return f"no. {nth} of the columns without a name"
+    return f"{name!r} (no. {nth} of the columns so named)"
 
 
 def columns_for(header: list[str], mapping: ColumnMap) -> Columns:
@@ -75,8 +109,9 @@ def columns_for(header: list[str], mapping: ColumnMap) -> Columns:
         index = position_of(header, header_name)
         if index is None:
             shown = ", ".join(repr(h.strip()) for h in header if h.strip()) or "none"
-            raise ColumnsError(f"The column {header_name!r} chosen for {FIELD_LABELS[name]} isn't "
-                               f"in this file. Columns found: {shown}.")  # fmt: skip
+            raise ColumnsError(f"The column {shown_name(header_name)} chosen for "
+                               f"{FIELD_LABELS[name]} isn't in this file. Columns found: "
+                               f"{shown}.")  # fmt: skip
         found[name] = index
     email = found["email"]
     assert email is not None

@@ -346,3 +346,49 @@ async def test_a_remap_that_skips_no_row_says_the_csv_no_longer_applies(app: Har
     review = await _remap(app, review, email="1", first_name="2")
     told = [m["text"] for m in app.slack.messages_in("C0001", review["ts"])]
     assert sum("none of its rows are skipped now" in t for t in told) == 2, told
+
+
+# Two "Email" columns: the shop's own address first, the customer's second; and a file whose
+# address column has no header at all
+TWICE = (b"Email,First Name,Email\n"
+         b"info@shop.example,Ada,ada@example.com\n"
+         b"info@shop.example,Bob,bob@example.org\n")  # fmt: skip
+NAMELESS = (b"Name,,Phone\n"
+            b"Ada,ada@example.com,555 0100\n"
+            b"Bob,bob@example.org,555 0101\n")  # fmt: skip
+
+
+async def test_a_repeated_header_chosen_by_position_reads_that_column(app: Harness) -> None:
+    # the second "Email" chosen: the first was read instead (1 valid: info@shop.example, and
+    # Bob's row a duplicate of it); the modal preselects the choice when opened again
+    review = await _upload(app, "F0501", "twice.csv", TWICE)
+    review = await _remap(app, review, email="2", first_name="1")
+    (line,) = _source_lines(review)
+    assert "2 valid · 0 duplicates · 0 rejected" in line, line
+    async with app.db.begin() as conn:
+        rows = (await conn.execute(text("SELECT email, first_name FROM staged_row WHERE NOT "
+                                        "removed ORDER BY line"))).all()  # fmt: skip
+    assert [tuple(r) for r in rows] == [("ada@example.com", "Ada"), ("bob@example.org", "Bob")]
+    modal = await _click_map(app, review, REP)
+    assert _choice(modal, BlockId.MAP_EMAIL)["initial_option"]["value"] == "2"
+
+
+async def test_a_column_without_a_header_can_be_chosen(app: Harness) -> None:
+    # the modal offers "(column 2, no name)"; choosing it left the modal at "Saving…" and the
+    # file unread (a mapping of the empty header has no email column)
+    review = await _upload(app, "F0502", "nameless.csv", NAMELESS)
+    review = await _remap(app, review, email="1", first_name="0")
+    assert any("Saved: files with the same headers" in json.dumps(v)
+               for v in app.slack.views.values())  # fmt: skip
+    (line,) = _source_lines(review)
+    assert "2 valid · 0 duplicates · 0 rejected" in line, line
+
+    # next week's export, same headers: it maps itself
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0503", "nameless-2.csv", NAMELESS.replace(b"ada@", b"ada2@"))
+    await app.requests.view_submission(state_values=_form(files=[file], segment="Work 2"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    second = [m for m in app.slack.messages_in("C0001") if "Work 2" in m.get("text", "")][-1]
+    (line,) = _source_lines(second)
+    assert "2 valid · 0 duplicates · 0 rejected" in line, line

@@ -16,6 +16,7 @@ from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.mapping import (
     BEING_READ,
     ColumnMap,
+    column_name,
     columns_for,
     guess,
     headers_key,
@@ -65,6 +66,20 @@ def test_columns_for_names_a_missing_header() -> None:
         columns_for(header, ColumnMap("Work Email"))
     with pytest.raises(CsvFileError, match="No email column was chosen"):
         columns_for(header, ColumnMap(None, "Given"))
+
+
+def test_a_repeated_or_blank_header_is_named_by_which_of_its_columns_it_is() -> None:
+    header = ["Email", "Name", "email ", "", "Phone", " "]
+    names = [column_name(header, i) for i in range(len(header))]
+    assert names[:2] == ["Email", "Name"]  # a name that tells its column stays as it was
+    assert columns_for(header, ColumnMap(names[2], names[3], names[5])) == Columns(2, 3, 5, None)
+    # the same headers without the second "Email": the choice is not read from the first
+    with pytest.raises(CsvFileError) as failure:
+        columns_for(["Email", "Name"], ColumnMap(names[2]))
+    assert "The column 'email' (no. 2 of the columns so named) chosen for Email" in str(
+        failure.value)
+    with pytest.raises(CsvFileError, match=r"no\. 1 of the columns without a name"):
+        columns_for(["Email", "Name"], ColumnMap("Email", names[3]))
 
 
 def test_samples_are_the_first_non_empty_values_of_each_column() -> None:
