@@ -439,9 +439,14 @@ class XlsxReader:
 
     def _open_mapped_sheet(self, unrecognised: list[tuple[_Sheet, list[str]]]) -> None:
         """No sheet's email column is recognised by name: the first one `columns_of` maps (a
-        mapping someone chose), else the first sheet's failure, naming the other sheets."""
+        mapping someone chose), else the first sheet's failure, naming the other sheets.
+
+        Sheets whose first rows hold an address come first: *Map columns* shows the sheet
+        this opens (any header maps there), and a summary tab before the customers showed
+        its own columns ('Total', '2'), so the customers' could never be chosen."""
         if not unrecognised:
             raise CsvFileError(NO_DATA)
+        unrecognised = sorted(unrecognised, key=lambda found: not self._holds_addresses(found[0]))
         failures: list[CsvFileError] = []
         for sheet, header in unrecognised:
             try:
@@ -458,6 +463,17 @@ class XlsxReader:
             f"{failures[0]} That is the sheet “{first}”; the other sheets ({_sheet_names(others)})"
             " have no email column either."
         )
+
+    def _holds_addresses(self, sheet: _Sheet) -> bool:
+        """Whether a row of `sheet` below its header, among the first few, holds an address."""
+        _header, rows = self._header_of(sheet)
+        try:
+            return any(holds_an_address(fields) for _, fields in
+                       itertools.islice(rows, MAX_HEADER_SEARCH))  # fmt: skip
+        except CsvFileError:
+            return False  # damaged further down: its failure comes when it is read
+        finally:
+            rows.close()
 
     def _used(self, sheet: _Sheet) -> bool:
         """Whether a sheet has a non-blank row: read until the first one."""

@@ -16,6 +16,7 @@ from handlers.mapping_messages import FIELD_BLOCKS
 from tests.fakes.slack_requests import state_static_select
 from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_import_flow import _form, _open_modal, _review
+from tests.imports.test_excel import workbook
 
 STRANGER = "U0777"
 WORK = (b"Full Name,Work Contact,First Name,Preferred tongue\n"
@@ -392,3 +393,23 @@ async def test_a_column_without_a_header_can_be_chosen(app: Harness) -> None:
     second = [m for m in app.slack.messages_in("C0001") if "Work 2" in m.get("text", "")][-1]
     (line,) = _source_lines(second)
     assert "2 valid · 0 duplicates · 0 rejected" in line, line
+
+
+async def test_map_columns_on_a_workbook_shows_the_sheet_with_the_addresses(app: Harness) -> None:
+    # a summary tab before the customers, whose email column isn't recognised: the failure
+    # and the modal named the summary's columns ('Total', '2'), so "Work Contact" could never
+    # be chosen and the workbook never imported
+    data = workbook(("Summary", [["Total", 2]]),
+                    ("People", [["Work Contact", "Given"], ["ada@example.com", "Ada"],
+                                ["bob@example.org", "Bob"]]))  # fmt: skip
+    review = await _upload(app, "F0504", "book.xlsx", data)
+    (line,) = _source_lines(review)
+    assert "Columns found: 'Work Contact', 'Given'." in line, line
+    assert "That is the sheet “People”; the other sheets (“Summary”)" in line, line
+    modal = await _click_map(app, review, REP)
+    texts = [o["text"]["text"] for o in _choice(modal, BlockId.MAP_EMAIL)["options"]]
+    assert texts == ["Work Contact — ada@example.com, bob@example.org", "Given — Ada, Bob"]
+    review = await _remap(app, review, email="0", first_name="1")
+    (line,) = _source_lines(review)
+    assert "2 valid · 0 duplicates · 0 rejected" in line, line
+    assert "Only the sheet “People” was read; not read: “Summary”" in line, line
