@@ -39,6 +39,7 @@ from bot.imports.reading import (
     Columns,
     ColumnsOf,
     CsvFileError,
+    header_above_data,
     holds_an_address,
     is_header,
     map_header,
@@ -355,13 +356,15 @@ def _header_and_rows(rows: Rows) -> tuple[tuple[int, list[str]] | None, Rows]:
     """A sheet's header row and the rows below it; None for a sheet without rows.
 
     The header is the first of the first MAX_HEADER_SEARCH rows in which an email column is
-    recognised (a report puts a title and a date above it), else the first row, as before.
+    recognised (a report puts a title and a date above it), else the row above the first row
+    of data below a title (reading.header_above_data), else the first row, as before.
     """
     head: list[tuple[int, list[str]]] = []
     for row in itertools.islice(rows, MAX_HEADER_SEARCH):  # read no further than the header
         if head and holds_an_address(row[1]):
             head.append(row)  # a row of data: past any title (see reading.find_header)
-            break
+            above = header_above_data([fields for _, fields in head])
+            return head[above], _rows_from(head[above + 1 :], rows)
         if is_header(row[1]):
             return row, rows
         head.append(row)

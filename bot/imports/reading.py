@@ -294,6 +294,20 @@ def holds_an_address(fields: list[str]) -> bool:
     return any("@" in field for field in fields)
 
 
+def header_above_data(rows: list[list[str]]) -> int:
+    """Which of `rows` (the non-blank rows searched, the last the first row of data) is the
+    header when none has an email column recognised by name: the row just above the data
+    when every row above it holds fewer fields (a report's title and date), else the first.
+
+    A title above a header of unrecognised names ("Work Contact") was taken for the header,
+    so *Map columns* offered the title as the one column and the file could never import."""
+    if len(rows) < 3:
+        return 0
+    width = sum(1 for f in rows[-2] if f.strip())
+    titles = rows[:-2]
+    return len(rows) - 2 if all(sum(1 for f in t if f.strip()) < width for t in titles) else 0
+
+
 def find_header(sample_text: str) -> tuple[str, int]:
     """(delimiter, lines above the header) for a file starting with `sample_text`.
 
@@ -301,13 +315,14 @@ def find_header(sample_text: str) -> tuple[str, int]:
     delimiter to use), and a report a title and a blank line ("Customer export 2024-05-01"):
     the header is the first of the first MAX_HEADER_SEARCH non-blank lines in which an email
     column is recognised, each read with the delimiter it uses most, stopping at the first row
-    holding an address; when none is, the first line, as before (a chosen mapping, or the "no
-    email column" message, then goes by it).
+    holding an address; when none is, the line above that row below a title
+    (header_above_data), else the first line, as before (a chosen mapping, or the "no email
+    column" message, then goes by it).
     """
     lines = io.StringIO(sample_text, newline="").readlines()
     hint = _SEP_HINT.match(lines[0].lstrip("\ufeff").strip()) if lines else None
     start = 1 if hint else 0
-    searched = 0
+    searched: list[tuple[int, str, list[str]]] = []  # (line index, delimiter, fields)
     for index in range(start, len(lines)):
         delimiter = hint[1] if hint else sniff_delimiter(lines[index])
         try:
@@ -317,11 +332,15 @@ def find_header(sample_text: str) -> tuple[str, int]:
         if _blank(fields):
             continue
         if searched and holds_an_address(fields):
-            break  # a row of data: past any title (a row whose Channel says "email" is no header)
+            # a row of data: past any title (a row whose Channel says "email" is no header)
+            above = header_above_data([found for *_, found in searched] + [fields])
+            if above:
+                return searched[above][1], searched[above][0]
+            break
         if is_header(fields):
             return delimiter, index
-        searched += 1
-        if searched >= MAX_HEADER_SEARCH:
+        searched.append((index, delimiter, fields))
+        if len(searched) >= MAX_HEADER_SEARCH:
             break
     return (hint[1] if hint else sniff_delimiter("".join(lines[start:]))), start
 

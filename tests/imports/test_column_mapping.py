@@ -135,6 +135,18 @@ async def test_unmapped_fails_mapped_imports_and_next_week_maps_itself(db: Datab
     assert tuple(row) == ("dora@example.de", "de")
 
 
+async def test_a_mapping_reads_a_report_with_a_title_above_its_header(db: Database) -> None:
+    # --map email="Work Contact": "The column 'Work Contact' chosen for Email isn't in this
+    # file. Columns found: 'Customer export 2024-05-01'", the title; nothing imported
+    await ensure_workspace(db, TEAM)
+    report = b"Customer export 2024-05-01\n\n" + WORK
+    result = await import_files(db, TEAM, [("report.csv", io.BytesIO(report))], segment="Work",
+                                create_segment=True, requested_by="U1",
+                                column_map={"email": "Work Contact"})  # fmt: skip
+    assert (result.batch.valid, result.batch.rejected) == (2, 1)
+    assert set(await _contacts(db)) == {"ada@example.com", "bob@example.org"}
+
+
 async def test_a_changed_mapping_replaces_the_remembered_one(db: Database) -> None:
     await ensure_workspace(db, TEAM)
     header = ["Work Contact", "Given"]

@@ -309,6 +309,18 @@ def test_a_sheet_without_a_recognised_header_starts_at_its_first_row_as_before()
         assert [line for line, _ in reader.records()] == list(range(2, 14))
 
 
+def test_a_title_above_a_header_of_names_not_recognised_is_skipped() -> None:
+    """The title was the header: a mapping could never name "Work Mail"."""
+    rows: Sheet = [["Customer export 2024-05-01"], [None], ["Work Mail", "Name"],
+                   ["ann@example.com", "Ann"], ["bob@example.com", "Bob"]]  # fmt: skip
+    with pytest.raises(ColumnsError, match=r"Columns found: 'Work Mail', 'Name'\."):
+        XlsxReader(io.BytesIO(workbook(("S", rows))))
+    with XlsxReader(io.BytesIO(workbook(("S", rows))), columns_of=lambda h: Columns(
+            h.index("Work Mail"), 1, None, None)) as reader:  # fmt: skip
+        assert (reader.header, reader.header_row) == (["Work Mail", "Name"], 3)
+        assert [line for line, _ in reader.records()] == [4, 5]
+
+
 def test_the_first_sheet_with_an_email_column_is_read() -> None:
     """A summary tab first refused the workbook: "No email column found. Columns found:
     'Total', '1'", though the next sheet held the customers."""

@@ -558,9 +558,24 @@ def test_a_data_row_holding_the_word_email_is_not_taken_for_the_header() -> None
         read(data)
 
 
-def test_without_a_recognised_header_the_first_line_is_named_as_before() -> None:
+def test_without_a_recognised_header_the_line_above_the_data_below_a_title_is_named() -> None:
+    """The title was taken for the header: "Columns found: 'Customer export'", and Map
+    columns (or --map email="Work Mail") could offer or find nothing else: never imported."""
     data = b"Customer export\r\n\r\nWork Mail,Name\r\nann@example.com,Ann\r\n"
-    with pytest.raises(CsvFileError, match="Columns found: 'Customer export'"):
+    with pytest.raises(CsvFileError, match=r"Columns found: 'Work Mail', 'Name'\."):
+        CsvReader(io.BytesIO(data))
+    def mapped(header: list[str]) -> Columns:
+        return Columns(header.index("Work Mail"), None, None, None)
+
+    with CsvReader(io.BytesIO(data), columns_of=mapped) as reader:
+        assert reader.header == ["Work Mail", "Name"]
+        assert list(reader.records()) == [(4, ["ann@example.com", "Ann"])]
+
+
+def test_without_a_header_the_first_line_is_still_named_as_before() -> None:
+    # rows as wide as the one above the data are no title: nothing above it is dropped
+    data = b"Ann,,555 0100\r\nBob,,555 0101\r\ncy@example.com,Cy,555 0102\r\n"
+    with pytest.raises(CsvFileError, match=r"Columns found: 'Ann', '555 0100'\."):
         CsvReader(io.BytesIO(data))
 
 
