@@ -34,8 +34,9 @@ MAX_LINE_CHARS = 1024 * 1024  # no real row is this long (see CsvReader.__init__
 MAX_RECORD_LINES = 50
 RUNAWAY_LOOKAHEAD = 5_000  # lines searched for the end of a quoted field past FIELD_LIMIT
 
-# Column names as spelled by our seed, Shopify, Mailchimp, HubSpot, Klaviyo and spreadsheets
-# in English, French, German and Spanish (and a few more), normalised by squash: spaces, `_`,
+# Column names as spelled by our seed, Shopify, Mailchimp, HubSpot, Klaviyo, WooCommerce and
+# spreadsheets in English, French, German, Spanish, Japanese, Chinese and Korean (and a few
+# more), normalised by squash: spaces, `_`,
 # `-` and `.` removed, case folded; accents stay, so both spellings are listed where people
 # type them without ("Prenom").
 HEADER_ALIASES: dict[str, tuple[str, ...]] = {
@@ -44,16 +45,20 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
               "courriel", "adressecourriel", "adresseemail", "adressemail", "adresseélectronique",
               "emailadresse", "mailadresse",  # E-Mail-Adresse
               "correo", "correoelectrónico", "correoelectronico",
-              "emailadres", "indirizzoemail", "endereçodeemail", "enderecodeemail"),
-    "first_name": ("firstname", "fname", "givenname", "forename",
-                   "prénom", "prenom", "vorname", "nombre", "voornaam", "nome"),
-    "last_name": ("lastname", "lname", "surname", "familyname",
+              "emailadres", "indirizzoemail", "endereçodeemail", "enderecodeemail",
+              "billingemail",  # WooCommerce's order export
+              "メールアドレス", "メール", "eメール", "電子メール", "邮箱", "电子邮件", "电子邮箱",
+              "電子郵件", "電子郵箱", "이메일", "이메일주소"),
+    "first_name": ("firstname", "fname", "givenname", "forename", "billingfirstname",
+                   "prénom", "prenom", "vorname", "nombre", "voornaam", "nome",
+                   "名", "名前", "名字", "이름"),
+    "last_name": ("lastname", "lname", "surname", "familyname", "billinglastname",
                   "nom", "nomdefamille", "nachname", "familienname", "apellido", "apellidos",
-                  "achternaam", "cognome", "sobrenome"),
+                  "achternaam", "cognome", "sobrenome", "姓", "苗字", "姓氏", "성"),
     "locale": ("locale", "language", "lang", "languagecode", "preferredlanguage",
                "preferredlocale", "languagepreference",
                "langue", "languepréférée", "languepreferee", "sprache", "bevorzugtesprache",
-               "idioma", "idiomapreferido", "lingua", "taal"),
+               "idioma", "idiomapreferido", "lingua", "taal", "言語", "语言", "語言", "언어"),
     # consent to marketing email: Shopify's, Mailchimp's, HubSpot's and Klaviyo's exports, and
     # plain spellings; rows.CONSENT says which values they hold
     "subscribed": ("acceptsmarketing", "acceptsemailmarketing", "subscribed",

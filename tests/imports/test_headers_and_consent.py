@@ -25,6 +25,10 @@ from bot.imports.rows import REJECTED, VALID, Classifier, Tally, consent_of
         ("E-Mail-Adresse", "Vorname", "Nachname", "Sprache"),
         ("Correo electrónico", "Nombre", "Apellido", "Idioma"),
         ("correo_electronico", "nombre", "apellidos", "idioma"),
+        ("billing_email", "Billing First Name", "billing_last_name", "Language"),  # WooCommerce
+        ("メールアドレス", "名", "姓", "言語"),
+        ("电子邮件", "名字", "姓氏", "语言"),
+        ("이메일", "이름", "성", "언어"),
     ],
 )
 def test_header_aliases(email: str, first: str, last: str, language: str) -> None:
