@@ -235,10 +235,14 @@ def open_archive(stream: BinaryIO, *, max_total_bytes: int, max_ratio: float = 1
         )
     csvs: list[zipfile.ZipInfo] = []
     ignored: list[str] = []
-    for info in infos:
-        if info.filename.lower().endswith(".csv") and not _skipped(info):
+    listed = [info for info in infos if not _skipped(info)]
+    # .tsv and .txt exports (Excel's "Text (Tab delimited)") are read as on their own; a .txt
+    # only when nothing else is, so a README beside the CSVs isn't taken for one
+    tables = (".csv", ".tsv") if any(_ends(i, (".csv", ".tsv")) for i in listed) else (".txt",)
+    for info in listed:
+        if _ends(info, tables):
             csvs.append(info)
-        elif not _skipped(info):
+        else:
             ignored.append(display_name(info.filename))
     try:
         _check_entries(archive, csvs, ignored)
@@ -248,6 +252,10 @@ def open_archive(stream: BinaryIO, *, max_total_bytes: int, max_ratio: float = 1
         raise
     entries = [ZipEntry(display_name(i.filename), i.file_size, archive, i) for i in csvs]
     return Archive(entries, ignored, archive)
+
+
+def _ends(info: zipfile.ZipInfo, suffixes: tuple[str, ...]) -> bool:
+    return info.filename.lower().endswith(suffixes)
 
 
 OPENDOCUMENT = (

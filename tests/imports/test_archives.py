@@ -308,6 +308,25 @@ def test_damaged_entry_data_fails_with_a_sentence_while_reading() -> None:
             list(reader.records())
 
 
+def test_tab_separated_and_text_exports_in_a_zip_are_read_as_on_their_own() -> None:
+    """Refused as "This ZIP holds no CSV file (it holds a.tsv)", though the same files are
+    read when uploaded alone. A .txt is read only when nothing else is (a README beside the
+    CSVs is no export)."""
+    tsv = b"email\tfirst_name\r\nada@example.com\tAda\r\n"
+    for names in (["a.tsv"], ["Customers.txt", "Leads.txt"]):
+        data = zip_bytes({name: tsv for name in names})
+        with open_archive(io.BytesIO(data), max_total_bytes=CAP) as archive:
+            assert [entry.name for entry in archive.entries] == names
+            with archive.entries[0].open() as stream, CsvReader(stream) as reader:
+                rows = list(Classifier().records(reader.records(), reader.columns))
+        assert [(row[1], row[3], row[6]) for row in rows] == [("ada@example.com", "Ada", VALID)]
+    mixed = zip_bytes({"export.csv": members([], "ada@example.com"), "README.txt": b"hello",
+                       "more.tsv": tsv})  # fmt: skip
+    with open_archive(io.BytesIO(mixed), max_total_bytes=CAP) as archive:
+        assert [entry.name for entry in archive.entries] == ["export.csv", "more.tsv"]
+        assert archive.ignored == ["README.txt"]
+
+
 def test_a_zip_without_csv_says_what_it_holds() -> None:
     data = zip_bytes({"notes.pdf": samples.pdf_document(), "list.xlsx": b"x", ".hidden.csv": b""})
     with pytest.raises(CsvFileError, match=r"no CSV file \(it holds notes.pdf, list.xlsx\)"):
