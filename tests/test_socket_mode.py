@@ -40,8 +40,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def until(probe: Callable[[], T], timeout: float = 5.0, what: str = "") -> T:
-    """Poll `probe` until it returns something truthy (listeners and jobs run after the ack)."""
+async def until(probe: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:
+    """Poll `probe` until it returns something truthy (listeners and jobs run after the ack).
+
+    The wait ends as soon as it does; the timeout is generous because a job's result comes
+    from serve's worker child, which a machine busy with other tests (CI runs them two at a
+    time on two cores) took more than 5 s to start and run."""
     deadline = time.monotonic() + timeout
     while not (result := probe()):
         if time.monotonic() > deadline:
