@@ -80,6 +80,13 @@ def _name(cell: str) -> str:
     return unquote(cell.strip()).strip()[:MAX_NAME]
 
 
+def first_name_of(email: str) -> str:
+    """A missing first name: the address's part before `@`, without a `+tag` ("jane" for
+    jane+shop@example.com, which invites greeted as "Hi jane+shop,")."""
+    local = email.rpartition("@")[0]
+    return (local.partition("+")[0] or local)[:MAX_NAME]
+
+
 @dataclass(slots=True)
 class Tally:
     """Running counts of one source; rows == valid + duplicates + rejected."""
@@ -175,7 +182,7 @@ class Classifier:
             tally.duplicates += 1
             loc = normalize_locale(locale) if locale else None
             if not first and self.default_first_name:
-                first = normalized.rpartition("@")[0][:MAX_NAME]
+                first = first_name_of(normalized)
             return (line, normalized, key, first, last, loc, DUPLICATE,
                     "Duplicate of an earlier row in this import", subscribed)  # fmt: skip
         self.seen.add(hash(key))
@@ -190,7 +197,7 @@ class Classifier:
                 tally.warnings += 1
                 reason = f"Unknown locale {locale.strip()[:35]!r}: the workspace default is used"
         if not first and self.default_first_name:
-            first = normalized.rpartition("@")[0][:MAX_NAME]
+            first = first_name_of(normalized)
         if unread is not None:
             tally.warnings += reason is None
             reason = f"{reason}; {consent_note}" if reason else consent_note
@@ -245,7 +252,7 @@ class Classifier:
                     if digest not in seen:
                         seen.add(digest)
                         if not first and default_first:
-                            first = email.partition("@")[0]
+                            first = first_name_of(email)
                         valid += 1
                         yield (line, email, key, first, last, locales.get(raw_locale), VALID, None,
                                subscribed)  # fmt: skip

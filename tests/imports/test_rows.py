@@ -237,14 +237,17 @@ def test_a_malformed_record_is_rejected_with_its_lines() -> None:
 
 
 def test_missing_first_name_defaults_to_the_part_before_the_at() -> None:
+    """...without a +tag: invites greeted bob+news@ as "Hi bob+news,"."""
     data = samples.csv_bytes(
         [
             ["email", "first_name", "last_name", "locale"],
             ["ada.lovelace@example.com", "", "Lovelace", ""],  # fast path
             ["bob+news@example.com", "   ", "", ""],  # blank name counts as missing
-            ["josé@example.com", "", "", ""],  # unicode: the slow path
+            ["josé+shop@example.com", "", "", ""],  # unicode: the slow path
             ["cy@example.com", "", "", "klingon"],  # unknown locale: the slow path
             ["dee@EXAMPLE.com", "Dee", "", ""],  # a name given is kept
+            ["+orders@example.com", "", "", ""],  # nothing before the tag: kept whole
+            ["BOB+news@example.com", "", "", ""],  # a duplicate keeps its default too
         ]
     )
 
@@ -252,10 +255,12 @@ def test_missing_first_name_defaults_to_the_part_before_the_at() -> None:
 
     assert [(r[1], r[3]) for r in staged] == [
         ("ada.lovelace@example.com", "ada.lovelace"),
-        ("bob+news@example.com", "bob+news"),
-        ("josé@example.com", "josé"),
+        ("bob+news@example.com", "bob"),
+        ("josé+shop@example.com", "josé"),
         ("cy@example.com", "cy"),
         ("dee@example.com", "Dee"),
+        ("+orders@example.com", "+orders"),
+        ("BOB+news@example.com", "BOB"),
     ]
 
 
