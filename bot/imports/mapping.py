@@ -23,7 +23,14 @@ from sqlmodel import col, select
 
 from bot.imports.batches import lock_batch, promote_after_source
 from bot.imports.job_kinds import SLACK_FILE_JOB
-from bot.imports.reading import Columns, ColumnsError, CsvFileError, map_header, squash
+from bot.imports.reading import (
+    Columns,
+    ColumnsError,
+    CsvFileError,
+    full_name_column,
+    map_header,
+    squash,
+)
 from bot.jobs.queue import enqueue_in
 from bot.notify import reading_again_in
 from models import ColumnMapping, Database, FileFormat, ImportSource, SourceKind, SourceStatus
@@ -115,8 +122,11 @@ def columns_for(header: list[str], mapping: ColumnMap) -> Columns:
         found[name] = index
     email = found["email"]
     assert email is not None
+    full = None  # whole names, as recognised by name, when neither part is mapped
+    if found["first_name"] is None and found["last_name"] is None:
+        full = full_name_column(header)
     return Columns(email, found["first_name"], found["last_name"], found["locale"],
-                   found["subscribed"])  # fmt: skip
+                   found["subscribed"], full)  # fmt: skip
 
 
 def guess(header: list[str]) -> ColumnMap:

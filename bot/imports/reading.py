@@ -59,6 +59,11 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
                "preferredlocale", "languagepreference",
                "langue", "languepréférée", "languepreferee", "sprache", "bevorzugtesprache",
                "idioma", "idiomapreferido", "lingua", "taal", "言語", "语言", "語言", "언어"),
+    # one column for the whole name (Stripe's "Name", a Shopify order's "Billing Name"): split
+    # into first and last name (rows.split_full_name) when there is no column for either
+    "full_name": ("name", "fullname", "customername", "contactname", "billingname",
+                  "nomcomplet", "vollständigername", "nombrecompleto", "nomecompleto",
+                  "氏名", "お名前", "姓名"),
     # consent to marketing email: Shopify's, Mailchimp's, HubSpot's and Klaviyo's exports, and
     # plain spellings; rows.CONSENT says which values they hold
     "subscribed": ("acceptsmarketing", "acceptsemailmarketing", "subscribed",
@@ -102,6 +107,7 @@ class Columns:
     last_name: int | None
     locale: int | None
     subscribed: int | None = None  # a consent column (yes/no, subscribed, opted in...)
+    full_name: int | None = None  # "Name": read only without a first and a last name column
 
 
 def squash(name: str) -> str:
@@ -109,13 +115,22 @@ def squash(name: str) -> str:
     return _SQUASH.sub("", unicodedata.normalize("NFC", name.strip().lstrip("\ufeff"))).casefold()
 
 
+def full_name_column(header: list[str]) -> int | None:
+    """The column holding whole names: a specific one ("Full Name", "Billing Name") before a
+    plain "Name", which a Shopify order export gives the order's number."""
+    names = [i for i, h in enumerate(header) if _ALIAS_TO_FIELD.get(squash(h)) == "full_name"]
+    return next((i for i in names if squash(header[i]) != "name"), names[0] if names else None)
+
+
 def map_header(header: list[str]) -> Columns:
     """Columns recognised by their names (HEADER_ALIASES); CsvFileError without an email."""
     found: dict[str, int] = {}
     for index, name in enumerate(header):
         field = _ALIAS_TO_FIELD.get(squash(name))
-        if field is not None and field not in found:
+        if field is not None and field not in found and field != "full_name":
             found[field] = index
+    if (full := full_name_column(header)) is not None:
+        found["full_name"] = full
     if "email" not in found:
         named = [repr(h.strip()[:60]) for h in header if h.strip()]
         names = ", ".join(named[:MAX_NAMED_COLUMNS]) or "none"
@@ -130,7 +145,7 @@ def map_header(header: list[str]) -> Columns:
         )
     return Columns(
         found["email"], found.get("first_name"), found.get("last_name"), found.get("locale"),
-        found.get("subscribed"),
+        found.get("subscribed"), found.get("full_name"),
     )  # fmt: skip
 
 

@@ -80,6 +80,43 @@ def _name(cell: str) -> str:
     return unquote(cell.strip()).strip()[:MAX_NAME]
 
 
+def split_full_name(name: str) -> tuple[str, str]:
+    """(first, last) of a whole name: "Ada Lovelace" and "Lovelace, Ada" alike; a name of
+    one word is a first name. A value with a digit or a leading # is no name (a Shopify
+    order's "Name" is its number, "#1001"): ("", ""), so the address gives the first name."""
+    name = " ".join(name.split())
+    if not name or name[0] == "#" or any(c.isdigit() for c in name):
+        return "", ""
+    if "," in name:
+        last, _, first = name.partition(",")
+        return first.strip()[:MAX_NAME], last.strip()[:MAX_NAME]
+    first, _, last = name.partition(" ")
+    return first[:MAX_NAME], last[:MAX_NAME]
+
+
+def _with_split_names(records: Iterable[tuple[int, list[str] | str]], columns: Columns
+                      ) -> tuple[Iterator[tuple[int, list[str] | str]], Columns]:  # fmt: skip
+    """`records` with the full name's first and last name put in front of each row's fields,
+    and `columns` pointing at them (every other column two places on)."""
+    full = columns.full_name
+    assert full is not None
+
+    def split(rows: Iterable[tuple[int, list[str] | str]]
+              ) -> Iterator[tuple[int, list[str] | str]]:  # fmt: skip
+        for line, fields in rows:
+            if type(fields) is str:
+                yield line, fields
+                continue
+            names = split_full_name(fields[full]) if full < len(fields) else ("", "")
+            yield line, [*names, *fields]
+
+    def on(index: int | None) -> int | None:
+        return None if index is None else index + 2
+
+    moved = Columns(columns.email + 2, 0, 1, on(columns.locale), on(columns.subscribed))
+    return split(records), moved
+
+
 def first_name_of(email: str) -> str:
     """A missing first name: the address's part before `@`, without a `+tag` ("jane" for
     jane+shop@example.com, which invites greeted as "Hi jane+shop,")."""
@@ -210,6 +247,9 @@ class Classifier:
         self, records: Iterable[tuple[int, list[str] | str]], columns: Columns
     ) -> Iterator[Staged]:
         """Classify CSV records: plain rows inline (the hot path), the rest through contact()."""
+        if (columns.full_name is not None and columns.first_name is None
+                and columns.last_name is None):
+            records, columns = _with_split_names(records, columns)
         if self.skip_reason is not None:
             yield from self._skip_all(records, columns, self.skip_reason)
             return

@@ -48,6 +48,14 @@ async def _contacts(db: Database) -> dict[str, tuple[str, str | None]]:
         return {r[0]: (r[1], r[2]) for r in rows}
 
 
+def test_a_mapped_file_still_reads_its_whole_name_column_when_no_name_is_mapped() -> None:
+    """Mapping only the address ("Work Mail") kept the names out: "Name" is read as a whole
+    name there too, unless a first or last name column is mapped."""
+    header = ["Work Mail", "Name", "Given"]
+    assert columns_for(header, ColumnMap(email="Work Mail")).full_name == 1
+    assert columns_for(header, ColumnMap(email="Work Mail", first_name="Given")).full_name is None
+
+
 def test_headers_key_ignores_order_case_and_spacing() -> None:
     assert headers_key(["Work Contact", "Given"]) == headers_key(["given", " work_contact"])
     assert headers_key(["Work Contact"]) != headers_key(["Work Contact", "Given"])

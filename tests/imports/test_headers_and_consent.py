@@ -36,6 +36,14 @@ def test_header_aliases(email: str, first: str, last: str, language: str) -> Non
     assert (columns.email, columns.first_name, columns.last_name, columns.locale) == (1, 2, 3, 5)
 
 
+def test_a_whole_name_column_is_found_and_a_specific_one_preferred() -> None:
+    assert map_header(["Email", "Name"]).full_name == 1  # Stripe
+    assert map_header(["Email", "Full name", "Phone"]).full_name == 1
+    # a Shopify order export: "Name" is the order's number, "Billing Name" the customer's
+    assert map_header(["Name", "Email", "Billing Name"]).full_name == 2
+    assert map_header(["Email", "Phone"]).full_name is None
+
+
 def test_accents_typed_as_two_characters_still_match() -> None:
     decomposed = unicodedata.normalize("NFD", "Prénom")  # how macOS may write it
     assert map_header(["Courriel", decomposed]).first_name == 1

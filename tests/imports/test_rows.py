@@ -264,6 +264,36 @@ def test_missing_first_name_defaults_to_the_part_before_the_at() -> None:
     ]
 
 
+def test_a_whole_name_column_gives_first_and_last_names() -> None:
+    """Stripe's "Name", a Shopify order's "Billing Name": ignored, so every invite greeted
+    the address's local part ("Hi ada.l,"). Read only where no first or last name column is;
+    an order number in Shopify's own "Name" column is no name."""
+    data = samples.csv_bytes(
+        [
+            ["Name", "Email", "Billing Name"],
+            ["#1001", "ada.l@example.com", "Ada Lovelace"],
+            ["#1002", "gh@example.com", "  Grace   Brewster  Hopper "],
+            ["#1003", "lo@example.com", "Lovelace, Ada"],
+            ["#1004", "prince@example.com", "Prince"],
+            ["#1005", "nobody@example.com", ""],
+            ["#1006", "nobody@example.com", "Dup Licate"],
+        ]
+    )
+    staged, _ = classify(data)
+    assert [(r[1], r[3], r[4], r[6]) for r in staged] == [
+        ("ada.l@example.com", "Ada", "Lovelace", VALID),
+        ("gh@example.com", "Grace", "Brewster Hopper", VALID),
+        ("lo@example.com", "Ada", "Lovelace", VALID),
+        ("prince@example.com", "Prince", "", VALID),
+        ("nobody@example.com", "nobody", "", VALID),
+        ("nobody@example.com", "Dup", "Licate", DUPLICATE),
+    ]
+    orders = samples.csv_bytes([["Name", "Email"], ["#1001", "ada.l@example.com"]])
+    assert [(r[3], r[4]) for r in classify(orders)[0]] == [("ada.l", "")]
+    both = samples.csv_bytes([["Email", "Name", "First Name"], ["a@example.com", "A B", "Al"]])
+    assert [(r[3], r[4]) for r in classify(both)[0]] == [("Al", "")]
+
+
 def test_first_name_is_left_blank_when_defaulting_is_off() -> None:
     staged, _ = classify(
         b"email,first_name\nada@example.com,\njos\xc3\xa9@example.com,\n",
