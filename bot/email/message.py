@@ -61,10 +61,16 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+_FOLDABLE = 60  # the longest word a header line of 78 characters folds around, with its name
+
+
 def _encoded_text(text: str, name: str) -> str:
-    """Unstructured header text: ASCII as is (folded), anything else as encoded words."""
+    """Unstructured header text: ASCII as is (folded), anything else as encoded words.
+
+    A word too long to fold (a first name of 300 letters) is encoded too: as is, the header
+    was folded before it and read back starting with a space."""
     text = _one_line(text)
-    plain = text.isascii() and "=?" not in text
+    plain = text.isascii() and "=?" not in text and all(len(w) <= _FOLDABLE for w in text.split())
     return Header(text, "us-ascii" if plain else "utf-8", header_name=name).encode()
 
 

@@ -57,6 +57,19 @@ def test_japanese_names_survive() -> None:
     assert plain is not None and plain.get_content().startswith("悠斗様")
 
 
+@pytest.mark.parametrize("first_name", ["A" * 200, "Ann", "Ada" + "x" * 80])
+def test_a_subject_with_a_word_too_long_to_fold_reads_back_as_written(first_name: str) -> None:
+    """A first name of 200 letters (a file's notes pasted into the name column) folded the
+    Subject before it: read back, it started with a space."""
+    invite = make_invite(first_name=first_name, locale="en", store_name="Shop")
+    rendered = render_invite(invite)
+    assert rendered.subject.isascii()  # no other reason to encode it
+    data = build_message(invite, rendered, public_host="bot.example").as_bytes()
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    assert parse(data)["Subject"] == rendered.subject
+    assert rendered.subject.startswith(first_name)
+
+
 def test_message_id_is_stable_per_invite_and_unique_per_key() -> None:
     invite = make_invite()
     first = build_message(invite, render_invite(invite), public_host="x.example")
