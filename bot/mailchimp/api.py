@@ -30,6 +30,7 @@ _POOL = ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT, thread_name_prefix="mailch
 TIMEOUT = 30.0  # seconds, for connecting and for each read
 RETRIES = 5
 RETRY_DELAY = 1.0  # seconds before the first retry; it doubles, up to 30
+READS = 3  # passes over a list that keeps changing while it is read, merged
 MEMBER_FIELDS = ["members.email_address", "members.status", "members.merge_fields.FNAME",
                  "members.merge_fields.LNAME", "members.language", "total_items"]  # fmt: skip
 
@@ -166,14 +167,34 @@ async def audiences(creds: Credentials) -> list[Audience]:
 
 
 async def members(creds: Credentials, list_id: str) -> list[dict[str, Any]]:
-    """Every member of an audience (all statuses), pages fetched a few at a time."""
+    """Every member of an audience (all statuses), once each, pages fetched a few at a time.
+
+    Pages are read by offset, so a list that changes while it is read shifts members across
+    pages: one deleted or archived moves every later member a place back, into a page read
+    already (never imported), and one that moves to the end is read twice. So members are
+    kept by address, once, and a read whose pages disagree on `total_items`, or that found
+    another number of members, is followed by another, merged into it (at most READS)."""
+    found: dict[str, dict[str, Any]] = {}
+    for _ in range(READS):
+        read, totals = await _read(creds, list_id)
+        this_read = {str(m.get("email_address") or "").lower(): m for m in read}
+        found |= this_read
+        if len(set(totals)) == 1 and len(this_read) == totals[0]:
+            break
+        log.info("Mailchimp audience %s changed while it was read (%d members, totals %s): "
+                 "reading it again", list_id, len(this_read), sorted(set(totals)))  # fmt: skip
+    return list(found.values())
+
+
+async def _read(creds: Credentials, list_id: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """One pass over the pages: the members and every page's `total_items`."""
     first = await _page(creds, list_id, 0)
     total = int(first.get("total_items") or 0)
     gate = asyncio.Semaphore(MAX_IN_FLIGHT)
 
-    async def page(offset: int) -> list[dict[str, Any]]:
+    async def page(offset: int) -> dict[str, Any]:
         async with gate:
-            return list((await _page(creds, list_id, offset)).get("members") or [])
+            return await _page(creds, list_id, offset)
 
     tasks = [asyncio.ensure_future(page(o)) for o in range(PAGE, total, PAGE)]
     try:
@@ -182,10 +203,12 @@ async def members(creds: Credentials, list_id: str) -> list[dict[str, Any]]:
         for task in tasks:
             task.cancel()
         raise
-    out = list(first.get("members") or [])
-    for chunk in rest:
-        out += chunk
-    return out
+    out: list[dict[str, Any]] = []
+    totals = []
+    for body in (first, *rest):
+        out += list(body.get("members") or [])
+        totals.append(int(body.get("total_items") or 0))
+    return out, totals
 
 
 async def _page(creds: Credentials, list_id: str, offset: int) -> dict[str, Any]:

@@ -34,7 +34,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -559,6 +559,13 @@ class _Rule:
 
 
 @dataclass
+class _After:
+    prefix: str
+    times: int
+    action: Callable[[], None]
+
+
+@dataclass
 class _Code:
     token: str
     account: FakeAccount
@@ -581,8 +588,8 @@ class FakeMailchimp(Served):
 
     Use as `async with FakeMailchimp() as mc:`; point the real client at `mc.api_host`, the
     OAuth flow at `mc.login_url`. State is public: seed it (`add_account`, `FakeAccount.add_list`,
-    `FakeList.add_member(s)`, `issue_code`), script it (`fail_next`, `slow`, `latency`, `revoke`)
-    and assert on it (`requests`, `violations`, `peak_concurrency`, `authorize_requests`,
+    `FakeList.add_member(s)`, `issue_code`), script it (`fail_next`, `slow`, `latency`, `revoke`,
+    `after`) and assert on it (`requests`, `violations`, `peak_concurrency`, `authorize_requests`,
     `token_requests`).
     """
 
@@ -611,6 +618,7 @@ class FakeMailchimp(Served):
         self._codes: dict[str, _Code] = {}
         self._faults: list[_Rule] = []
         self._slow: list[_Rule] = []
+        self._after: list[_After] = []
         self._account_ids = itertools.count(1)
         self._base_url: str | None = None
 
@@ -753,6 +761,12 @@ class FakeMailchimp(Served):
         """Delay the next `times` requests under `path_prefix` by `seconds` (plus `latency`)."""
         self._slow.append(_Rule(self._prefix(path_prefix), times, seconds=seconds))
 
+    def after(self, path_prefix: str, action: Callable[[], None], times: int = 1) -> None:
+        """Run `action()` (on the fake's loop) once each of the next `times` requests under
+        `path_prefix` has been answered: the account changing while the bot reads it (a
+        member deleted from a list between two pages, as a merchant or a sync may do)."""
+        self._after.append(_After(self._prefix(path_prefix), times, action))
+
     def revoke(self, key_or_token: str) -> None:
         """The key or token stops working: API calls and /oauth2/metadata answer 401."""
         self.revoked.add(key_or_token)
@@ -839,6 +853,11 @@ class FakeMailchimp(Served):
             self.open_requests -= 1
         record.status = response.status
         record.finished = time.monotonic()
+        for hook in [h for h in self._after if h.times > 0 and request.path.startswith(h.prefix)]:
+            hook.times -= 1
+            if hook.times == 0:
+                self._after.remove(hook)
+            hook.action()
         return response
 
     async def _dispatch(self, request: web.Request, record: MailchimpRequest) -> web.Response:

@@ -301,3 +301,31 @@ async def test_a_key_with_a_pasted_invisible_character_is_not_a_key(
         await accounts.connect_api_key(db, TEAM, "0123456789abcdef\u200b0123-us21", user="U1",
                                        secret_key=SECRET, api_url=mc.base_url)  # fmt: skip
     assert mc.requests == []
+
+
+@pytest.mark.parametrize("change", ["deleted", "moved to the end"])
+async def test_a_list_changing_while_it_is_read_loses_nobody_and_doubles_nobody(
+    db: Database, mc: FakeMailchimp, change: str
+) -> None:
+    """Pages are read by offset: ten members leaving the first page after it was read moved
+    the first ten of the second page into the first, read already, and they were never
+    imported. Ten moving to the end (Mailchimp orders by a field that changed) were also
+    counted as duplicates of themselves."""
+    busy = mc.account(KEY).add_list("busy", "Busy")
+    busy.add_members(2_500, statuses=("subscribed",))
+    everyone = {m.email_address.lower() for m in busy.members}
+
+    def edit() -> None:
+        first_ten = busy.members[:10]
+        del busy.members[:10]
+        if change == "moved to the end":
+            busy.members.extend(first_ten)
+
+    mc.after("/3.0/lists/busy/members", edit)  # once the first page went out
+    chosen = (api.Credentials(mc.base_url, "api_key", KEY), [api.Audience("busy", "Busy", 2_500)])
+    result = await import_files(db, TEAM, [], segment="Busy", create_segment=True,
+                                mailchimp=chosen)
+    async with db.begin() as conn:
+        imported = set((await conn.execute(text("SELECT lower(email) FROM contact"))).scalars())
+    assert imported == everyone  # the ten deleted were members when the import started
+    assert (result.batch.valid, result.batch.duplicates) == (2_500, 0)
