@@ -22,7 +22,7 @@ from bot.campaigns.links import BadToken, read_unsubscribe_token
 from bot.mailchimp.accounts import save
 from bot.mailchimp.api import MailchimpError
 from bot.mailchimp.oauth import CALLBACK_PATH, BadState, exchange, read_state
-from bot.once import first_time
+from bot.once import first_time, forget
 from bot.settings import Settings
 from models import Database
 
@@ -155,6 +155,9 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
                        user=state.user_id, secret_key=settings.secret_key)  # fmt: skip
         except MailchimpError as exc:
             log.warning("Mailchimp OAuth exchange failed (%s): %s", who, exc)
+            # nothing was connected: the link may be used again (the page says "try Connect
+            # again", and Slack's Connect button is this same link, valid until it expires)
+            await forget(db, state.team_id, f"mailchimp-oauth:{state.nonce}")
             return page("Not connected", str(exc), status=502)
         log.info("Mailchimp account %r connected (%s)", account.account_name, who)
         if on_connected is not None:

@@ -1,7 +1,8 @@
 """Connecting Mailchimp by OAuth 2: the authorize URL, a signed state, the code exchange.
 
 The state names the workspace and the person, expires after STATE_TTL and works once (its
-nonce is recorded when used), so a forged, stale or replayed callback gets an error page and
+nonce is recorded when used, and forgotten again when the exchange fails, so *Connect* works
+again as the error page says), so a forged, stale or replayed callback gets an error page and
 no token exchange happens. Mailchimp's tokens don't expire and have no scopes; the account's
 data centre and API endpoint come from the metadata endpoint (`Authorization: OAuth <token>`).
 """

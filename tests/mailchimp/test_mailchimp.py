@@ -329,3 +329,28 @@ async def test_a_list_changing_while_it_is_read_loses_nobody_and_doubles_nobody(
         imported = set((await conn.execute(text("SELECT lower(email) FROM contact"))).scalars())
     assert imported == everyone  # the ten deleted were members when the import started
     assert (result.batch.valid, result.batch.duplicates) == (2_500, 0)
+
+
+async def test_connect_again_after_a_failed_sign_in_works_as_the_page_says(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """The error page says "try Connect again", and Connect in Slack is the same sign-in
+    link: its state was spent on the failed exchange, so that answered "Link already used"."""
+    settings = _settings(db, mc)
+    token = "oauth-token-2"
+    mc.add_account(token=token, dc="us7", name="Northwind Coffee")
+    mc.issue_code("code-2", token, token)
+    mc.fail_next("/oauth2/token", 503, "<html>Service Unavailable</html>")
+    routes = public_routes(db, settings)
+    async with serve(build_web_app(None, routes=routes)) as site, aiohttp.ClientSession() as http:
+        callback = f"{site}/mailchimp/oauth/callback"
+        state = make_state(SECRET, TEAM, "U0002")  # the Connect button's, clicked twice
+        async with http.get(callback, params={"code": "code-1", "state": state}) as response:
+            assert response.status == 502 and "try Connect again" in await response.text()
+        assert await accounts.connection(db, TEAM) is None
+        async with http.get(callback, params={"code": "code-2", "state": state}) as response:
+            assert response.status == 200, await response.text()
+        async with http.get(callback, params={"code": "code-2", "state": state}) as response:
+            assert response.status == 400 and "already used" in await response.text()
+    found = await accounts.connection(db, TEAM)
+    assert found is not None and found.dc == "us7"
