@@ -33,7 +33,10 @@ Chosen = tuple[api.Credentials, list[api.Audience]]
 
 async def resolve_audiences(db: Database, team: str, settings: Settings,
                             wanted: list[str]) -> Chosen:  # fmt: skip
-    """`--mailchimp-list ID_OR_NAME` values -> the audiences (by id, or by name ignoring case)."""
+    """`--mailchimp-list ID_OR_NAME` values -> the audiences (by id, or by name ignoring case).
+
+    Mailchimp lets audiences share a name: such a name is refused with their ids, not taken
+    to mean the first (whose members may be another shop's)."""
     creds = await _credentials(db, team, settings)
     known = await api.audiences(creds)
     chosen = []
@@ -43,6 +46,10 @@ async def resolve_audiences(db: Database, team: str, settings: Settings,
         if not match:
             names = ", ".join(f"{a.name} ({a.id})" for a in known) or "none"
             raise MailchimpCliError(f"No Mailchimp audience {value!r}. Audiences: {names}.")
+        if len(match) > 1:
+            ids = ", ".join(f"{a.name} ({a.id})" for a in match)
+            raise MailchimpCliError(f"{len(match)} audiences are named {value!r}: {ids}. Give "
+                                    "the id of the one to import with --mailchimp-list.")
         chosen.append(match[0])
     return creds, chosen
 

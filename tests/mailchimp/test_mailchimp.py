@@ -354,3 +354,20 @@ async def test_connect_again_after_a_failed_sign_in_works_as_the_page_says(
             assert response.status == 400 and "already used" in await response.text()
     found = await accounts.connection(db, TEAM)
     assert found is not None and found.dc == "us7"
+
+
+async def test_an_audience_name_two_audiences_share_is_refused_not_guessed(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """Mailchimp lets two audiences have one name: `--mailchimp-list Newsletter` imported
+    whichever came first, perhaps the other shop's customers, and said nothing."""
+    from bot.cli_mailchimp import MailchimpCliError, resolve_audiences
+
+    settings = _settings(db, mc)
+    await accounts.connect_api_key(db, TEAM, KEY, user="U1", secret_key=SECRET,
+                                   api_url=settings.mailchimp_api_url)  # fmt: skip
+    mc.account(KEY).add_list("aud3", "newsletter")
+    with pytest.raises(MailchimpCliError, match=r"2 audiences are named 'Newsletter'.*aud2.*aud3"):
+        await resolve_audiences(db, TEAM, settings, ["Newsletter"])
+    _, chosen = await resolve_audiences(db, TEAM, settings, ["aud3", "Regulars"])
+    assert [a.id for a in chosen] == ["aud3", "aud1"]
