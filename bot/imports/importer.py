@@ -140,7 +140,18 @@ async def _nothing_valid(db: Database, team_id: str, batch_id: int, written: int
     duplicates = sum(s.duplicates for s in sources)
     rejected = sum(s.rejected for s in sources)
     if not rows:
-        return "Nothing to import: the files have a header but no rows. Nothing was imported."
+        # an audience has no header: "the files have a header but no rows" puzzled people
+        # who imported only an empty audience
+        audiences = [s.label for s in sources if s.kind == SourceKind.MAILCHIMP]
+        if not audiences:
+            what = "the files have a header but no rows"
+        elif len(audiences) < len(sources):
+            what = "the files have no rows and the Mailchimp audiences no members"
+        elif len(audiences) == 1:
+            what = f"the Mailchimp audience {audiences[0]} has no members"
+        else:
+            what = "the chosen Mailchimp audiences have no members"
+        return f"Nothing to import: {what}. Nothing was imported."
     where = " Each is in the rejects file with its reason." if written else (
         " --rejects FILE lists each with its reason.")
     return (f"Nothing to import: no row has a valid new address ({rows:,} rows: {rejected:,} "

@@ -371,3 +371,18 @@ async def test_an_audience_name_two_audiences_share_is_refused_not_guessed(
         await resolve_audiences(db, TEAM, settings, ["Newsletter"])
     _, chosen = await resolve_audiences(db, TEAM, settings, ["aud3", "Regulars"])
     assert [a.id for a in chosen] == ["aud3", "aud1"]
+
+
+async def test_an_empty_audience_is_said_to_have_no_members(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """It said "the files have a header but no rows", of an import with no file at all."""
+    from bot.imports.importer import ImportFailed
+
+    mc.account(KEY).add_list("empty", "Empty")
+    creds = api.Credentials(mc.base_url, "api_key", KEY)
+    with pytest.raises(ImportFailed) as failed:
+        await import_files(db, TEAM, [], segment="E", create_segment=True,
+                           mailchimp=(creds, [api.Audience("empty", "Empty", 0)]))  # fmt: skip
+    assert str(failed.value) == ("Nothing to import: the Mailchimp audience Empty has no members. "
+                                 "Nothing was imported.")  # fmt: skip
