@@ -32,7 +32,8 @@ RETRIES = 5
 RETRY_DELAY = 1.0  # seconds before the first retry; it doubles, up to 30
 READS = 3  # passes over a list that keeps changing while it is read, merged
 MEMBER_FIELDS = ["members.email_address", "members.status", "members.merge_fields.FNAME",
-                 "members.merge_fields.LNAME", "members.language", "total_items"]  # fmt: skip
+                 "members.merge_fields.LNAME", "members.full_name", "members.language",
+                 "total_items"]  # fmt: skip
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ from bot.imports.batches import (
     record_counts,
 )
 from bot.imports.locales import normalize_locale
-from bot.imports.rows import REJECTED, Classifier, Staged
+from bot.imports.rows import REJECTED, Classifier, Staged, split_full_name
 from bot.imports.staging import stage_rows
 from bot.mailchimp import api
 from models import Database, ImportSource, SourceStatus
@@ -43,6 +43,9 @@ def member_rows(members: list[dict[str, Any]], classifier: Classifier) -> Iterat
     for line, member in enumerate(members, start=1):
         merge = member.get("merge_fields") or {}
         first, last = str(merge.get("FNAME") or ""), str(merge.get("LNAME") or "")
+        if not first and not last:
+            # an audience whose merge tags were renamed (FIRSTNAME): Mailchimp's own whole name
+            first, last = split_full_name(str(member.get("full_name") or ""))
         email = str(member.get("email_address") or "")
         status = str(member.get("status") or "unknown")
         if status == "subscribed":

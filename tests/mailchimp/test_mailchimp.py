@@ -386,3 +386,28 @@ async def test_an_empty_audience_is_said_to_have_no_members(
                            mailchimp=(creds, [api.Audience("empty", "Empty", 0)]))  # fmt: skip
     assert str(failed.value) == ("Nothing to import: the Mailchimp audience Empty has no members. "
                                  "Nothing was imported.")  # fmt: skip
+
+
+async def test_an_audience_with_renamed_name_tags_keeps_its_members_names(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """An audience whose merge tags are FIRSTNAME / SURNAME, not FNAME / LNAME: every member
+    was imported without a name, and invites said "Hi bob,". Mailchimp's own `full_name`
+    gives it now; FNAME and LNAME still come first."""
+    account = mc.accounts[0]
+    shop = account.add_list("aud9", "Shop")
+    shop.add_member("bob@example.com", merge_fields={"FIRSTNAME": "Bob", "SURNAME": "Smith"},
+                    full_name="Bob Smith")  # fmt: skip
+    shop.add_member("ann@example.com", first_name="Ann", last_name="Lee", full_name="A. Lee")
+    settings = _settings(db, mc)
+    await accounts.connect_api_key(db, TEAM, KEY, user="U1", secret_key=SECRET,
+                                   api_url=settings.mailchimp_api_url)  # fmt: skip
+    creds = await accounts.credentials(db, TEAM, SECRET)
+    chosen = [a for a in await api.audiences(creds) if a.id == "aud9"]
+    await import_files(db, TEAM, [], segment="Shop", create_segment=True,
+                       mailchimp=(creds, chosen))  # fmt: skip
+    async with db.begin() as conn:
+        rows = (await conn.execute(text("SELECT email, first_name, last_name FROM contact "
+                                        "ORDER BY email"))).all()  # fmt: skip
+    assert [tuple(r) for r in rows] == [("ann@example.com", "Ann", "Lee"),
+                                        ("bob@example.com", "Bob", "Smith")]  # fmt: skip
