@@ -46,6 +46,11 @@ class ReconnectNeeded(MailchimpError):
     """The stored token or key was refused (revoked, deleted or wrong)."""
 
 
+class Refused(MailchimpError):
+    """Mailchimp refused the request itself (a 4xx other than 401/403/404/429): asking again
+    gets the same answer, so it is said at once instead of retried."""
+
+
 class NotFound(MailchimpError):
     """What was asked for doesn't exist (an audience deleted since it was chosen): asking
     again won't help."""
@@ -116,7 +121,7 @@ async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str) -> T:
             if status == 404:
                 raise NotFound(f"Mailchimp couldn't {what}: it doesn't exist (any more).") from None
             if status and status != 429 and status < 500:
-                raise MailchimpError(f"Mailchimp refused to {what}: {_detail(exc.text)}") from None
+                raise Refused(f"Mailchimp refused to {what}: {_detail(exc.text)}") from None
             reason = f"{status or 'network error'} {_detail(exc.text)}".strip()
         else:
             # The client hands back what it couldn't read as JSON: the body as a str (an HTML

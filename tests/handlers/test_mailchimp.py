@@ -372,6 +372,26 @@ async def test_lists_chosen_after_a_disconnect_are_refused_inline(build: Build) 
         assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
 
 
+async def test_an_audience_mailchimp_refuses_to_read_says_so_at_once(
+    build: Build, mc: FakeMailchimp
+) -> None:
+    """A 400 while reading the members was retried like a busy Mailchimp: the source said
+    "Reading…" through every attempt of the job (minutes of backoff) before the refusal."""
+    async with build() as app:
+        await _connect(app)
+        modal = await _import_modal(app)
+        mc.fail_next("/3.0/lists/a1b2c3d4e5/members", 400,
+                     {"title": "Invalid Resource", "detail": "The list is being rebuilt."})
+        await app.requests.view_submission(state_values=_form(segment="MC") | _chosen(
+            "a1b2c3d4e5"), view_id=modal["id"], user_id=REP)  # fmt: skip
+        await app.settle()
+        rendered = json.dumps((await _review(app))["blocks"])
+        assert "Mailchimp refused to" in rendered and "The list is being rebuilt." in rendered
+        job = next(j for j in await list_jobs(app.db, TEAM) if j.kind == "mailchimp_list")
+        assert (job.state, job.attempts) == ("done", 1)
+        assert app.slack.block_errors == []
+
+
 async def test_an_audience_that_kills_every_worker_reading_it_shows_as_unread(
     build: Build,
 ) -> None:
