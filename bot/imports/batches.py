@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO, Protocol, TextIO
 
-from sqlalchemy import func, insert, text, update
+from sqlalchemy import bindparam, func, insert, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
@@ -246,6 +246,12 @@ _PROMOTE_AFTER_SOURCE = text(_PROMOTE.format(
     live=_LIVE_SOURCES,
 ))  # fmt: skip
 _PROMOTE_AFTER_KEY = text(_PROMOTE.format(keys=":key", live=_LIVE_SOURCES))
+# A source about to be read again counts as gone already (its rows are replaced after)
+_PROMOTE_BEFORE_REREAD = text(_PROMOTE.format(
+    keys="SELECT r.email_key FROM staged_row r WHERE r.team_id = :t AND r.batch_id = :b "
+         "AND r.source_id = :s AND r.outcome = 'valid' AND r.removed = :no",
+    live=f"{_LIVE_SOURCES} AND id <> :s",
+))  # fmt: skip
 
 
 async def promote_after_source(
@@ -254,6 +260,18 @@ async def promote_after_source(
     """Re-decide the duplicates of a removed source's addresses; returns rows promoted."""
     result = await conn.execute(
         _PROMOTE_AFTER_SOURCE, {"t": team_id, "b": batch_id, "s": source_id, "no": False}
+    )
+    return result.rowcount
+
+
+async def promote_before_reread(
+    conn: AsyncConnection, team_id: str, batch_id: int, source_id: int
+) -> int:
+    """The source is put back to be read (*Map columns*): the duplicates elsewhere of the
+    addresses it holds become valid as if it were removed; returns rows promoted. Its rows
+    are left as they are, for the caller to drop all but those removed by hand."""
+    result = await conn.execute(
+        _PROMOTE_BEFORE_REREAD, {"t": team_id, "b": batch_id, "s": source_id, "no": False}
     )
     return result.rowcount
 
@@ -373,6 +391,7 @@ async def stage_reader(
                     log.info("import source %s of team %s was read meanwhile", source_id,
                              team_id)  # fmt: skip
                     return await get_source(db, team_id, source_id)
+                removals = await removed_by_hand(conn, team_id, source.batch_id, source_id)
                 await clear_staged(conn, team_id, source.batch_id, source_id)
                 if not await _still_draft(conn, team_id, source.batch_id):
                     raise _NotPending
@@ -387,6 +406,7 @@ async def stage_reader(
                 rows = parallel or classifier.records(reader.records(), reader.columns)
                 await stage_rows(conn, team_id=team_id, batch_id=source.batch_id,
                                  source_id=source_id, rows=rows)  # fmt: skip
+                await remove_again(conn, team_id, source.batch_id, source_id, removals)
                 tally = parallel.tally if parallel else classifier.tally
         except CsvFileError as exc:
             # nothing half-staged, even from an earlier attempt: unless another run read it
@@ -432,13 +452,57 @@ async def _still_pending(conn: AsyncConnection, team_id: str, source_id: int) ->
     return await _status(conn, ImportSource, team_id, source_id) == SourceStatus.PENDING
 
 
-async def clear_staged(conn: AsyncConnection, team_id: str, batch_id: int, source_id: int) -> None:
-    """Delete what the source staged before; on PostgreSQL, take the batch's row first."""
+async def clear_staged(conn: AsyncConnection, team_id: str, batch_id: int, source_id: int, *,
+                       keep_removed: bool = False) -> None:  # fmt: skip
+    """Delete what the source staged before; on PostgreSQL, take the batch's row first.
+
+    `keep_removed`: the rows removed by hand stay (a file that failed to be read again keeps
+    them for its next reading, see removed_by_hand; removed, they count nowhere)."""
     await _hold_batch(conn, team_id, batch_id)
     await conn.execute(
-        text("DELETE FROM staged_row WHERE team_id = :t AND batch_id = :b AND source_id = :s"),
-        {"t": team_id, "b": batch_id, "s": source_id},
-    )
+        text("DELETE FROM staged_row WHERE team_id = :t AND batch_id = :b AND source_id = :s"
+             + (" AND removed = :no" if keep_removed else "")),
+        {"t": team_id, "b": batch_id, "s": source_id, "no": False},
+    )  # fmt: skip
+
+
+_REMOVED_BY_HAND = text("SELECT line, email_key FROM staged_row WHERE team_id = :t "
+                        "AND batch_id = :b AND source_id = :s AND removed = :yes")  # fmt: skip
+_ROWS_ON_LINES = text(
+    "SELECT id, line, email_key, outcome FROM staged_row WHERE team_id = :t AND batch_id = :b "
+    "AND source_id = :s AND line IN :lines AND removed = :no"
+).bindparams(bindparam("lines", expanding=True))
+_REMOVE_ROWS = text(
+    "UPDATE staged_row SET removed = :yes WHERE team_id = :t AND batch_id = :b AND id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+
+
+async def removed_by_hand(conn: AsyncConnection, team_id: str, batch_id: int,
+                          source_id: int) -> list[tuple[int, str]]:  # fmt: skip
+    """(line, address) of the source's rows removed one by one (*Review contacts*): a file
+    read again (*Map columns*) has only these left of its earlier reading (see
+    mapping.reread_source), so its new rows can be removed again."""
+    found = await conn.execute(_REMOVED_BY_HAND,
+                               {"t": team_id, "b": batch_id, "s": source_id, "yes": True})
+    return [(int(line), str(key)) for line, key in found]  # fmt: skip
+
+
+async def remove_again(conn: AsyncConnection, team_id: str, batch_id: int, source_id: int,
+                       removals: Sequence[tuple[int, str]]) -> None:  # fmt: skip
+    """Remove the freshly staged rows that someone removed by hand from the earlier reading:
+    the same line with the same address (a new email column makes it another contact). As
+    when it was removed, its next duplicate takes a valid row's place."""
+    if not removals:
+        return
+    params = {"t": team_id, "b": batch_id, "s": source_id, "no": False}
+    wanted = set(removals)
+    rows = [row for row in await conn.execute(_ROWS_ON_LINES, {**params, "lines": sorted(
+        {line for line, _ in wanted})}) if (row[1], row[2]) in wanted]  # fmt: skip
+    if not rows:
+        return
+    await conn.execute(_REMOVE_ROWS, {**params, "yes": True, "ids": [row[0] for row in rows]})
+    for key in sorted({row[2] for row in rows if row[3] == Outcome.VALID}):
+        await promote_after_key(conn, team_id, batch_id, key)
 
 
 async def _still_draft(conn: AsyncConnection, team_id: str, batch_id: int) -> bool:
@@ -534,7 +598,7 @@ async def fail_source(
                 failed_on_columns=isinstance(error, ColumnsError))
         )  # fmt: skip
         if failed.rowcount and clear_rows_of is not None:
-            await clear_staged(conn, team_id, clear_rows_of, source_id)
+            await clear_staged(conn, team_id, clear_rows_of, source_id, keep_removed=True)
     if failed.rowcount:
         log.info("import source %s of team %s failed: %s", source_id, team_id, message[:300])
 

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
-from bot.imports.batches import lock_batch, promote_after_source
+from bot.imports.batches import lock_batch, promote_before_reread
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.reading import (
     Columns,
@@ -323,8 +323,10 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
         if reset.rowcount != 1:
             raise LookupError(BEING_READ)
         await remember_in(conn, team_id, header, mapping, user)
-        await _set_rows_removed(conn, team_id, batch_id, source_id)
-        await promote_after_source(conn, team_id, batch_id, source_id)
+        # its duplicates elsewhere become valid (as when a file is removed), and its rows go,
+        # but for those removed by hand: reading it again removes them again
+        await promote_before_reread(conn, team_id, batch_id, source_id)
+        await _drop_rows_read(conn, team_id, batch_id, source_id)
         await reading_again_in(conn, team_id, source_id)  # its skipped rows are shared anew
         await enqueue_in(conn, team_id, SLACK_FILE_JOB, {"source_id": source_id, "again": True},
                          dedupe_key=f"remap:{source_id}:{utcnow().timestamp()}")  # fmt: skip
@@ -334,12 +336,12 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
     return found
 
 
-async def _set_rows_removed(conn: AsyncConnection, team_id: str, batch_id: int,
-                            source_id: int) -> None:  # fmt: skip
+async def _drop_rows_read(conn: AsyncConnection, team_id: str, batch_id: int,
+                          source_id: int) -> None:  # fmt: skip
     await conn.execute(
-        text("UPDATE staged_row SET removed = :yes WHERE team_id = :t AND batch_id = :b "
-             "AND source_id = :s"),
-        {"yes": True, "t": team_id, "b": batch_id, "s": source_id},
+        text("DELETE FROM staged_row WHERE team_id = :t AND batch_id = :b AND source_id = :s "
+             "AND removed = :no"),
+        {"no": False, "t": team_id, "b": batch_id, "s": source_id},
     )  # fmt: skip
 
 

@@ -349,6 +349,52 @@ async def test_a_remap_that_skips_no_row_says_the_csv_no_longer_applies(app: Har
     assert sum("none of its rows are skipped now" in t for t in told) == 2, told
 
 
+async def _remove_contact(app: Harness, review: dict[str, Any], first_name: str) -> None:
+    """*Review contacts*, then Remove on the contact of that first name."""
+    (batch,) = [e["value"] for b in review["blocks"] if b["type"] == "actions"
+                for e in b["elements"] if e["action_id"] == Action.REVIEW_CONTACTS]  # fmt: skip
+    await app.requests.block_action(Action.REVIEW_CONTACTS, batch, user_id=REP,
+                                    message_ts=review["ts"])  # fmt: skip
+    await app.settle()
+    modal = app.slack.open_views(REP)[-1]
+    (row,) = [b for b in modal["blocks"] if b.get("text", {}).get("text", "").split("*")[1:2]
+              == [first_name]]  # fmt: skip
+    await app.requests.block_action(Action.REMOVE_CONTACT, row["accessory"]["value"],
+                                    user_id=REP, view=modal["id"])  # fmt: skip
+    await app.settle()
+
+
+async def test_contacts_removed_by_hand_stay_removed_when_the_file_is_mapped_again(
+    app: Harness,
+) -> None:
+    """Someone removes Bob (both his rows) from the review, then maps the file's locale
+    column: the file is read again, and Bob must not come back to be imported."""
+    data = WORK + b"Bob Again,BOB@example.org,Robert,fr\n"
+    review = await _upload(app, "F0303", "work.csv", data)
+    review = await _remap(app, review, email="1", first_name="2")
+    (line,) = _source_lines(review)
+    assert "3 valid · 1 duplicates · 1 rejected" in line, line
+    await _remove_contact(app, review, "Bob")
+    await _remove_contact(app, review, "Robert")  # his duplicate took his place: him too
+    (line,) = _source_lines(app.slack.message("C0001", review["ts"]))
+    assert "2 valid · 0 duplicates · 1 rejected" in line, line
+
+    review = await _remap(app, review, email="1", first_name="2", locale="3")
+    (line,) = _source_lines(review)
+    assert "2 valid · 0 duplicates · 1 rejected" in line, line
+    await _remap(app, review, email="1", first_name="2")  # and again
+    (line,) = _source_lines(app.slack.message("C0001", review["ts"]))
+    assert "2 valid · 0 duplicates · 1 rejected" in line, line
+
+    (batch,) = [e["value"] for b in review["blocks"] if b["type"] == "actions"
+                for e in b["elements"] if e["action_id"] == Action.APPROVE]  # fmt: skip
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=review["ts"])
+    await app.settle()
+    async with app.db.begin() as conn:
+        emails = (await conn.execute(text("SELECT email FROM contact ORDER BY email"))).scalars()
+        assert list(emails) == ["ada@example.com", "cy@example.net"]
+
+
 # Two "Email" columns: the shop's own address first, the customer's second; and a file whose
 # address column has no header at all
 TWICE = (b"Email,First Name,Email\n"
