@@ -130,6 +130,7 @@ def mapping_errors(chosen: dict[str, int | None], header: list[str]) -> dict[str
 
 
 def none_skipped_now(label: str) -> str:
-    """In the import's thread: the file, read again, has no rows skipped any more."""
-    return (f"*{esc(label)}* was read again and none of its rows are skipped now: its "
-            "skipped-rows CSV above no longer applies.")  # fmt: skip
+    """In the import's thread: the file has no rows skipped any more (read again with other
+    columns, or the file its duplicates repeated was removed)."""
+    return (f"None of the rows of *{esc(label)}* are skipped now: its skipped-rows CSV above "
+            "no longer applies.")  # fmt: skip

@@ -24,8 +24,10 @@ async def _remove_source(d: Deps, client: AsyncWebClient, team_id: str, user_id:
     batch_part, _, source_part = value.partition(":")
     batch_id, source_id = _id(batch_part), _id(source_part)
     await may_change(d, client, team_id, user_id, batch_id)
-    await review.remove_source(d.db, team_id, batch_id, source_id, actor=user_id)
+    promoted = await review.remove_source(d.db, team_id, batch_id, source_id, actor=user_id)
     await d.notifier.batch_changed(team_id, batch_id)
+    for other in promoted:  # its skipped-rows CSV in the thread lists rows imported now
+        await d.notifier.source_read(team_id, batch_id, other)
 
 
 async def _add_more(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, batch_id: int,

@@ -244,7 +244,7 @@ _PROMOTE_AFTER_SOURCE = text(_PROMOTE.format(
     keys="SELECT r.email_key FROM staged_row r WHERE r.team_id = :t AND r.batch_id = :b "
          "AND r.source_id = :s AND r.outcome = 'valid'",
     live=_LIVE_SOURCES,
-))  # fmt: skip
+) + "RETURNING source_id")  # fmt: skip
 _PROMOTE_AFTER_KEY = text(_PROMOTE.format(keys=":key", live=_LIVE_SOURCES))
 # A source about to be read again counts as gone already (its rows are replaced after)
 _PROMOTE_BEFORE_REREAD = text(_PROMOTE.format(
@@ -256,12 +256,13 @@ _PROMOTE_BEFORE_REREAD = text(_PROMOTE.format(
 
 async def promote_after_source(
     conn: AsyncConnection, team_id: str, batch_id: int, source_id: int
-) -> int:
-    """Re-decide the duplicates of a removed source's addresses; returns rows promoted."""
+) -> set[int]:
+    """Re-decide the duplicates of a removed source's addresses; returns the sources some of
+    whose rows became valid (their counts, and the skipped rows shared of them, changed)."""
     result = await conn.execute(
         _PROMOTE_AFTER_SOURCE, {"t": team_id, "b": batch_id, "s": source_id, "no": False}
     )
-    return result.rowcount
+    return {int(row[0]) for row in result}
 
 
 async def promote_before_reread(

@@ -34,6 +34,7 @@ from bot.imports.batches import (
 from bot.imports.cancel import stop_import_in
 from bot.imports.job_kinds import IMPORT_JOB
 from bot.jobs.queue import enqueue_in
+from bot.notify import reading_again_in
 from models import (
     BatchStatus,
     Database,
@@ -104,8 +105,12 @@ def describe_status(batch: ImportBatch) -> str:
 
 async def remove_source(
     db: Database, team_id: str, batch_id: int, source_id: int, *, actor: str = "cli"
-) -> None:
-    """Take a source out of a draft; its addresses' duplicates elsewhere become valid."""
+) -> list[int]:
+    """Take a source out of a draft; its addresses' duplicates elsewhere become valid.
+
+    Returns the other sources with rows that became valid: the skipped-rows CSV the thread
+    has of each lists rows that will be imported now, so each is shared anew once told
+    (notifier.source_read), as after a file is read again."""
     async with db.begin() as conn:
         await lock_batch(conn, team_id, batch_id)
         result = await conn.execute(
@@ -116,12 +121,15 @@ async def remove_source(
         )  # fmt: skip
         if result.rowcount != 1:
             raise ReviewError("That source is not part of this import (or was already removed).")
-        await promote_after_source(conn, team_id, batch_id, source_id)
+        promoted = sorted(await promote_after_source(conn, team_id, batch_id, source_id))
+        for other in promoted:
+            await reading_again_in(conn, team_id, other)
         label = (await conn.execute(
             select(ImportSource.label).where(col(ImportSource.id) == source_id)
         )).scalar_one()  # fmt: skip
         await record_in(conn, team_id, actor, Act.IMPORT_SOURCE_REMOVED,
                         import_subject(batch_id), f"removed {label}")  # fmt: skip
+    return promoted
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,55 @@ async def test_removing_a_file_gives_its_duplicates_in_another_file_back(app: Ha
     assert any("15 rows read, 15 valid" in t for t in thread)
 
 
+async def test_removing_a_file_shares_anew_the_skipped_rows_of_files_it_repeated(
+    app: Harness,
+) -> None:
+    """b.csv's and c.csv's skipped-rows CSVs in the thread list their repeats of a.csv's
+    addresses as duplicates that won't be imported; once a.csv is removed they are imported,
+    so the thread must not keep saying they won't be."""
+    shared = [f"shared{i}@example.com" for i in range(3)]
+    file_a = app.slack.add_file("F000A", "a.csv", _csv([*shared, "only-a@example.com"]))
+    file_b = app.slack.add_file("F000B", "b.csv", _csv([*shared, "b@example.com"])
+                                + b"not-an-email,Bad\n")  # fmt: skip
+    file_c = app.slack.add_file("F000C", "c.csv", _csv(["ONLY-A@example.com"]))
+    view_id = await _open_modal(app)
+    await app.requests.view_submission(
+        state_values=_form(files=[file_a, file_b, file_c], segment="VIP"), view_id=view_id,
+        user_id=REP)  # fmt: skip
+    await app.settle()
+    message = await _review(app)
+
+    def csvs() -> dict[str, list[tuple[str, str]]]:
+        """file name -> (comment, rows) of each skipped-rows CSV in the thread, in order"""
+        out: dict[str, list[tuple[str, str]]] = {}
+        for u in app.slack.uploads:
+            if u.thread_ts == message["ts"] and u.completed:
+                out.setdefault(u.filename.split("-skipped")[0], []).append(
+                    (u.initial_comment or "", u.text))
+        return out
+
+    assert [c for c, _ in csvs()["b"]] == [
+        "1 rejected and 3 duplicate rows in *b.csv* won't be imported; this CSV says why."]
+    assert len(csvs()["c"]) == 1 and "a" not in csvs()
+
+    remove_a = next(b for b in message["blocks"] if "a.csv" in json.dumps(b)
+                    and b.get("accessory", {}).get("action_id") == Action.REMOVE_SOURCE)
+    await app.requests.block_action(Action.REMOVE_SOURCE, remove_a["accessory"]["value"],
+                                    user_id=REP, message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    rendered = json.dumps(app.slack.message("C0001", message["ts"])["blocks"],
+                          ensure_ascii=False)  # fmt: skip
+    assert "4 valid · 0 duplicates · 1 rejected" in rendered, rendered
+    assert "1 valid · 0 duplicates · 0 rejected" in rendered, rendered
+    (_, (comment, rows)) = csvs()["b"]  # b.csv's CSV as it stands now
+    assert comment.startswith("1 rejected and 0 duplicate rows in *b.csv*"), comment
+    assert "not-an-email" in rows and "shared" not in rows
+    assert len(csvs()["c"]) == 1
+    told = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    assert told.count("None of the rows of *c.csv* are skipped now: its skipped-rows CSV "
+                      "above no longer applies.") == 1, told
+
+
 async def test_removing_a_contact_lets_its_next_duplicate_in(app: Harness) -> None:
     await ensure_workspace(app.db, "T0001")
     segment = await import_target(app.db, "T0001", "VIP", create=True)
