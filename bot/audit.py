@@ -29,6 +29,12 @@ from models.clock import utcnow
 CLI = "cli"  # the actor of a shell command (shell users are trusted admins)
 
 
+def by_whom(actor: str) -> str:
+    """Who did something, after a verb, for Slack: "by <@U…>", or "from the command line"
+    for the shell (`<@cli>` names nobody: Slack shows it as a broken mention)."""
+    return "from the command line" if actor == CLI else f"by <@{actor}>"
+
+
 class Act(StrEnum):
     IMPORT_REQUESTED = "import.requested"
     IMPORT_CONSENT = "import.consent"  # "These people agreed to hear from us" was ticked

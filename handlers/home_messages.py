@@ -24,6 +24,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.audit import by_whom
 from bot.campaigns.service import CampaignSummary
 from bot.ids import digits
 from bot.imports.batches import status_words
@@ -180,7 +181,7 @@ def import_line(row: ImportRow) -> str:
     status = status_words(row.status, row.approved_by, row.cancelled_by, row.undone_by)
     when = slack_date(row.created_at) if row.created_at else ""
     line = (f"*{esc(row.segment)}* · {status}\n"
-            f"Requested by <@{row.requested_by}>" + (f" · {when}" if when else ""))  # fmt: skip
+            f"Requested {by_whom(row.requested_by)}" + (f" · {when}" if when else ""))  # fmt: skip
     if row.status in (BatchStatus.DONE, BatchStatus.UNDOING, BatchStatus.UNDONE):
         line += (f"\n{_plural(row.new_contacts, 'new contact')}, "
                  f"{n(row.added_to_segment)} added to the segment")  # fmt: skip
@@ -231,9 +232,9 @@ def mailchimp_line(conn: Connection) -> str:
     else:
         who = f"the account in data centre `{esc(conn.dc)}`"
     when = slack_date(conn.connected_at) if isinstance(conn.connected_at, datetime) else ""
-    by = f"<@{conn.connected_by}>" if conn.connected_by else "someone"
+    by = by_whom(conn.connected_by) if conn.connected_by else "by someone"
     return (f":white_check_mark: *Connected*: {who}\n"
-            f"Connected by {by}" + (f" · {when}" if when else ""))  # fmt: skip
+            f"Connected {by}" + (f" · {when}" if when else ""))  # fmt: skip
 
 
 def mailchimp_blocks(conn: Connection | None) -> list[Block]:

@@ -27,6 +27,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.audit import by_whom
 from bot.mailchimp.accounts import Connection
 from bot.mailchimp.api import Audience
 from bot.mailchimp.oauth import STATE_TTL
@@ -71,9 +72,9 @@ def _account_line(conn: Connection) -> str:
         who = f"the account in data centre `{esc(conn.dc)}`"
     how = "signed in with Mailchimp" if conn.auth == "oauth" else "with an API key"
     when = slack_date(conn.connected_at) if isinstance(conn.connected_at, datetime) else ""
-    by = " · ".join(part for part in (f"<@{conn.connected_by}>", when, how) if part)
+    by = " · ".join(part for part in (by_whom(conn.connected_by), when, how) if part)
     return (f":white_check_mark: *Mailchimp is connected*: {who}\n"
-            f"Connected by {by}. Its audiences can be chosen in `/referral import`.")
+            f"Connected {by}. Its audiences can be chosen in `/referral import`.")
 
 
 def _disconnect_button() -> ButtonElement:

@@ -30,6 +30,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.blocks.block_elements import FileInputElement
 from slack_sdk.models.views import View
 
+from bot.audit import by_whom
 from bot.campaigns.preview import CampaignPreview
 from bot.contact_admin import MAX_QUERY
 from bot.imports.batches import Totals
@@ -298,7 +299,7 @@ def review_message(view: BatchView, previews: Sequence[CampaignPreview] = ()
     blocks: list[Block] = [
         HeaderBlock(text=title[:150]),  # plain_text: shown as typed
         ContextBlock(elements=[MarkdownTextObject(
-            text=f"Requested by <@{batch.requested_by}> · {slack_date(batch.created_at)}"
+            text=f"Requested {by_whom(batch.requested_by)} · {slack_date(batch.created_at)}"
         )]),
     ]  # fmt: skip
     map_buttons = MAX_MAP_BUTTONS
@@ -436,7 +437,7 @@ def result_text(batch: ImportBatch, segment: str) -> str:
                      f"{n(batch.added_to_segment)} added to the segment; they stay.")  # fmt: skip
         return text
     if batch.status == BatchStatus.CANCELLED:
-        who = f" by <@{batch.cancelled_by}>" if batch.cancelled_by else ""
+        who = f" {by_whom(batch.cancelled_by)}" if batch.cancelled_by else ""
         return (
             f":no_entry_sign: The import into *{seg}* was cancelled{who}: "
             f"{n(_processed(batch))} of {n(batch.valid)} contacts imported before it was "

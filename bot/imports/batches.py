@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
-from bot.audit import Act, import_subject, record_in
+from bot.audit import Act, by_whom, import_subject, record_in
 from bot.campaigns.preview import inviting_campaigns
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.parallel import ParallelRows, file_path
@@ -193,9 +193,9 @@ async def state_sentence(conn: AsyncConnection, team_id: str, batch_id: int) -> 
 
 def status_words(status: str, approved_by: str | None, cancelled_by: str | None = None,
                  undone_by: str | None = None) -> str:  # fmt: skip
-    who = f" by <@{approved_by}>" if approved_by else ""
-    by = f" by <@{cancelled_by}>" if cancelled_by else ""
-    undo = f" by <@{undone_by}>" if undone_by else ""
+    who = f" {by_whom(approved_by)}" if approved_by else ""
+    by = f" {by_whom(cancelled_by)}" if cancelled_by else ""
+    undo = f" {by_whom(undone_by)}" if undone_by else ""
     return {
         BatchStatus.DRAFT: "waiting for review",
         BatchStatus.QUEUED: f"approved{who} and waiting to run",

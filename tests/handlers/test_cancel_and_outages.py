@@ -102,6 +102,11 @@ async def test_jobs_cancel_on_an_import_ends_its_batch_with_the_partial_result(
     assert await _count(app, "SELECT COUNT(*) FROM segment_member") == 0
     thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
     assert any(f"0 of {ROWS:,} contacts imported before it was cancelled" in t for t in thread)
+    # the shell cancelled it: said in words, not as a mention of nobody (`<@cli>`)
+    assert any("was cancelled from the command line:" in t for t in thread), thread
+    review = json.dumps(next(m["blocks"] for m in app.slack.messages_in("C0001")
+                             if m["ts"] == message["ts"]))  # fmt: skip
+    assert "cancelled from the command line" in review and "<@cli>" not in review
     async with app.db.begin() as conn:
         status = (await conn.execute(text(f"SELECT status FROM import_batch WHERE id = {batch}"))
                   ).scalar_one()  # fmt: skip

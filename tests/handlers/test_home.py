@@ -381,3 +381,32 @@ async def test_an_imports_advocates_are_counted_from_the_rows_after_a_contact_is
     await delete_contact(app.db, "T0001", await find_by_email(app.db, "T0001", email), LEAD)
     rendered = json.dumps((await _open_home(app, LEAD))["blocks"])
     assert "1 enrolled as advocate, 1 invite sent" in rendered, rendered
+
+
+async def test_what_the_command_line_did_says_so_not_a_broken_mention(app: Harness) -> None:
+    """`referral-bot import`, `undo` and `mailchimp connect` act as "cli": Home said
+    "Requested by <@cli>", "approved by <@cli>", "Connected by <@cli>" (no such person)."""
+    import io
+
+    from bot.audit import CLI
+    from bot.imports.importer import import_files
+    from bot.imports.undo import undo_now
+
+    await ensure_workspace(app.db, TEAM)
+    for segment in ("VIP", "Newsletter"):
+        result = await import_files(app.db, TEAM, [(f"{segment}.csv", io.BytesIO(
+            f"email\n{segment.lower()}@example.com\n".encode()))], segment=segment,
+            create_segment=True)  # fmt: skip
+    await undo_now(app.db, TEAM, result.batch.id or 0, CLI, remove_advocates=False,
+                   window_days=7)
+    await save(app.db, TEAM, Credentials("https://us21.api.mailchimp.com/3.0", "api_key",
+                                         "k-us21"),
+               dc="us21", account_name="Shop", login_email="", user=CLI,
+               secret_key="test-secret")  # fmt: skip
+    rendered = json.dumps((await _open_home(app, LEAD))["blocks"], ensure_ascii=False)
+    assert "<@cli>" not in rendered, rendered
+    assert "*VIP* · imported (approved from the command line)" in rendered
+    assert ("*Newsletter* · imported (approved from the command line), then undone from the "
+            "command line") in rendered  # fmt: skip
+    assert "Requested from the command line" in rendered
+    assert "Connected from the command line" in rendered
