@@ -103,11 +103,24 @@ def _campaign_buttons(campaign: Campaign) -> ActionsBlock:
     ])  # fmt: skip
 
 
-def campaign_list(summaries: list[CampaignSummary], note: str = "") -> tuple[str, list[Block]]:
-    """(fallback text, blocks) of the campaign list; `note` (mrkdwn, already escaped) on top.
+def page_of(summaries: list[CampaignSummary], campaign_id: int | None) -> int:
+    """The offset of the page that shows this campaign (the first page if it isn't there)."""
+    index = next((i for i, s in enumerate(summaries) if s.campaign.id == campaign_id), 0)
+    return index - index % MAX_CAMPAIGNS_SHOWN
 
-    Shows at most MAX_CAMPAIGNS_SHOWN campaigns so the message stays under Slack's 50 blocks.
+
+def campaign_list(summaries: list[CampaignSummary], note: str = "", *,
+                  offset: int = 0) -> tuple[str, list[Block]]:  # fmt: skip
+    """(fallback text, blocks) of one page of the campaign list; `note` (mrkdwn, already
+    escaped) on top.
+
+    A page is MAX_CAMPAIGNS_SHOWN campaigns from `offset`, so the message stays under Slack's
+    50 blocks; *More* shows the next one (every campaign can be reached and changed from
+    Slack, not only the first page's). An offset past the end (a stale button) is page one.
     """
+    if not 0 <= offset < len(summaries):
+        offset = 0
+    offset -= offset % MAX_CAMPAIGNS_SHOWN
     blocks: list[Block] = []
     if note:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=note[:3000])))
@@ -117,17 +130,20 @@ def campaign_list(summaries: list[CampaignSummary], note: str = "") -> tuple[str
             text="No campaigns yet. A campaign turns the contacts of the segments it targets "
                  "into advocates with referral links, and can send each one an invite email."
         )))  # fmt: skip
-    for summary in summaries[:MAX_CAMPAIGNS_SHOWN]:
+    page = summaries[offset : offset + MAX_CAMPAIGNS_SHOWN]
+    for summary in page:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_campaign_text(summary))))
         blocks.append(_campaign_buttons(summary.campaign))
-    hidden = len(summaries) - MAX_CAMPAIGNS_SHOWN
-    if hidden > 0:
+    if len(summaries) > MAX_CAMPAIGNS_SHOWN:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
-            text=f"…and {n(hidden)} more campaigns: `referral-bot campaign list` shows them all."
+            text=f"Campaigns {n(offset + 1)}–{n(offset + len(page))} of {n(len(summaries))}"
         )]))  # fmt: skip
-    blocks.append(ActionsBlock(elements=[ButtonElement(
-        text="New campaign", action_id=Action.CAMPAIGN_CREATE, value="new", style="primary",
-    )]))  # fmt: skip
+    buttons = [ButtonElement(text="New campaign", action_id=Action.CAMPAIGN_CREATE, value="new",
+                             style="primary")]  # fmt: skip
+    if offset + MAX_CAMPAIGNS_SHOWN < len(summaries):
+        buttons.append(ButtonElement(text="More", action_id=Action.CAMPAIGN_MORE,
+                                     value=str(offset + MAX_CAMPAIGNS_SHOWN)))  # fmt: skip
+    blocks.append(ActionsBlock(elements=buttons))
     return note or LIST_TITLE, blocks
 
 

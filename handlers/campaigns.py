@@ -33,6 +33,7 @@ from handlers.campaign_messages import (
     campaign_list,
     campaign_modal,
     notice_modal,
+    page_of,
     paused_note,
     saved_note,
     went_live_note,
@@ -76,8 +77,13 @@ async def _respond(client: AsyncWebClient, url: str, text: str, *, replace: bool
 
 
 async def _show_list(d: Deps, client: AsyncWebClient, team_id: str, url: str, *,
-                     note: str = "", replace: bool) -> None:  # fmt: skip
-    text, blocks = campaign_list(await list_campaigns(d.db, team_id), note=note)
+                     note: str = "", replace: bool, offset: int = 0,
+                     campaign_id: int | None = None) -> None:  # fmt: skip
+    """A page of the list: from `offset`, or the one showing `campaign_id` (just changed)."""
+    summaries = await list_campaigns(d.db, team_id)
+    if campaign_id is not None:
+        offset = page_of(summaries, campaign_id)
+    text, blocks = campaign_list(summaries, note=note, offset=offset)
     await _respond(client, url, text, replace=replace, blocks=blocks)
 
 
@@ -91,6 +97,15 @@ async def list_command(ack: Any, command: dict[str, Any], client: AsyncWebClient
     d = deps(context)
     d.later.run(_show_list(d, client, command["team_id"], command["response_url"],
                            replace=False), client, command)  # fmt: skip
+
+
+async def on_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                  context: dict[str, Any]) -> None:  # fmt: skip
+    """*More*: the next page of the list, in place of this one."""
+    await ack()
+    d, click = deps(context), Click.of(body)
+    d.later.run(_show_list(d, client, click.team_id, click.response_url, replace=True,
+                           offset=digits(click.value) or 0), client, body)  # fmt: skip
 
 
 # ---- Go live / Pause ------------------------------------------------------------------------
@@ -109,7 +124,7 @@ async def _go_live(d: Deps, client: AsyncWebClient, click: Click) -> None:
     targets = len(mine.targets)
     # set_state enrolls nobody when the campaign was live already (or has no targets)
     note = went_live_note(mine.campaign.name, targets, already_live=enrollment is None)
-    text, blocks = campaign_list(summaries, note=note)
+    text, blocks = campaign_list(summaries, note=note, offset=page_of(summaries, campaign_id))
     await _respond(client, click.response_url, text, replace=True, blocks=blocks)
 
 
@@ -124,7 +139,8 @@ async def _pause(d: Deps, client: AsyncWebClient, click: Click) -> None:
                     requested_by=click.user_id)  # fmt: skip
     await refresh_for(d, client, click.team_id)
     await _show_list(d, client, click.team_id, click.response_url, replace=True,
-                     note=paused_note(before.name, before.state))  # fmt: skip
+                     note=paused_note(before.name, before.state),
+                     campaign_id=campaign_id)  # fmt: skip
 
 
 async def on_state(ack: Any, body: dict[str, Any], client: AsyncWebClient,
@@ -233,6 +249,7 @@ async def _save(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
             for enrollment_id in waiting:  # their threads' reports: held, Cancel invites...
                 await d.notifier.enrollment_changed(team_id, enrollment_id)
         note = saved_note(campaign.name, created=campaign_id is None)
+        campaign_id = campaign.id  # the list shows the page it is on
         await refresh_for(d, client, team_id)
     except CampaignError as exc:
         log.info("campaign save refused: %s", exc)
@@ -240,7 +257,8 @@ async def _save(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
     try:
         if not url:
             raise ResponseUrlFailed("the modal carries no response_url")
-        await _show_list(d, client, team_id, url, note=note, replace=True)
+        await _show_list(d, client, team_id, url, note=note, replace=True,
+                         campaign_id=campaign_id)  # fmt: skip
     except ResponseUrlFailed as exc:  # e.g. the modal stayed open past the URL's 30 minutes
         log.info("could not refresh the campaign list (%s); sending a direct message", exc)
         await dm(client, user_id, note)
@@ -274,4 +292,5 @@ def register(app: Routes) -> None:
     app.action(Action.CAMPAIGN_EDIT)(on_open)
     app.action(Action.CAMPAIGN_LIVE)(on_state)
     app.action(Action.CAMPAIGN_PAUSE)(on_state)
+    app.action(Action.CAMPAIGN_MORE)(on_more)
     app.view(Callback.CAMPAIGN)(submit)

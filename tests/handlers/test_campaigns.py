@@ -262,5 +262,34 @@ def test_a_long_list_stays_within_slacks_block_limit() -> None:
     assert len(rendered) <= 50
     edits = [b for b in rendered if find_element([b], Action.CAMPAIGN_EDIT)]
     assert len(edits) == MAX_CAMPAIGNS_SHOWN
-    assert "…and 10 more campaigns" in json.dumps(rendered, ensure_ascii=False)
+    assert "Campaigns 1–20 of 30" in json.dumps(rendered, ensure_ascii=False)
+    assert find_element(rendered, Action.CAMPAIGN_MORE)[1]["value"] == "20"
     assert "S9 and 20 more" in json.dumps(rendered)
+    _, last = campaign_list(summaries, note=note, offset=20)
+    assert block_problems([b.to_dict() for b in last]) == []
+    assert len([b for b in last if find_element([b.to_dict()], Action.CAMPAIGN_EDIT)]) == 10
+
+
+async def test_every_campaign_of_a_long_list_can_be_reached_and_changed(app: Harness) -> None:
+    """With more than a page of campaigns, the rest were only "…and 5 more campaigns:
+    `referral-bot campaign list` shows them all": nobody could edit, start or pause them
+    from Slack, though Home sends people to `/referral campaign` for them."""
+    ids = [await _campaign(app, f"Campaign {i:02d}") for i in range(MAX_CAMPAIGNS_SHOWN + 5)]
+    listing = await _list(app)
+    assert len([b for b in listing["blocks"] if find_element([b], Action.CAMPAIGN_EDIT)]) == 20
+    more = _button(listing, Action.CAMPAIGN_MORE)
+
+    page = (await _click(app, Action.CAMPAIGN_MORE, more, listing))[-1]
+    assert page["replace_original"] is True
+    rendered = json.dumps(page["blocks"], ensure_ascii=False)
+    assert "Campaign 24" in rendered and "Campaign 19" not in rendered
+    assert "Campaigns 21–25 of 25" in rendered
+    assert find_element(page["blocks"], Action.CAMPAIGN_MORE) is None  # the last page
+
+    # a change on the second page shows that page again, with the change in it
+    live = (await _click(app, Action.CAMPAIGN_LIVE, _button(page, Action.CAMPAIGN_LIVE, ids[-1]),
+                         page))[-1]  # fmt: skip
+    assert await _state(app, ids[-1]) == CampaignState.LIVE
+    assert live["text"].startswith("Campaign 24 is live")
+    assert _button(live, Action.CAMPAIGN_PAUSE, ids[-1]) == str(ids[-1])
+    assert app.slack.block_errors == []
