@@ -6,10 +6,10 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers import audit_log, campaigns, contact_search, leads, mailchimp, segments
+from handlers import audit_log, campaigns, contact_search, leads, mailchimp, segments, undo
 from handlers.context import deps
 from handlers.import_modal import open_import_modal
-from handlers.messages import HELP
+from handlers.messages import help_text
 from handlers.routes import Routes
 
 # `/referral <word> ...` -> its listener; each gets the whole command (text included) to parse
@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "segment": segments.command,
     "leads": leads.command,
     "audit": audit_log.command,
+    "undo": undo.command,  # says where undo is (a button, not a subcommand)
 }
 
 
@@ -34,7 +35,7 @@ async def referral(ack: Any, command: dict[str, Any], client: AsyncWebClient,
         await listener(ack, command, client, context)
         return
     if words[:1] != ["import"]:
-        await ack(text=HELP)
+        await ack(text=help_text(deps(context).settings.undo_window_days))
         return
     await ack()
     # trigger ids live 3 seconds: opening the modal is the first thing after the ack

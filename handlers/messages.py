@@ -47,6 +47,16 @@ CONTACTS_PER_PAGE = 10
 KIND_LABEL = {SourceKind.CSV: "CSV file", SourceKind.CONTACT: "one contact",
               SourceKind.MAILCHIMP: "Mailchimp list"}  # fmt: skip
 
+def help_text(undo_days: int) -> str:
+    """`/referral help` (and any word it doesn't know), with the undo window as set
+    (UNDO_WINDOW_DAYS), not a fixed week."""
+    return HELP.replace("{undo_window}", undo_window(undo_days))
+
+
+def undo_window(days: int) -> str:
+    return "a day" if days == 1 else f"{days} days"
+
+
 HELP = (
     "*Referral contacts, from Slack*\n"
     "• `/referral import`: add contacts to a segment from CSV files, Mailchimp lists or one by "
@@ -60,7 +70,8 @@ HELP = (
     "• `/referral segments`: your segments; create, rename, delete or export one.\n"
     "• `/referral leads`: who may approve and undo imports; leads and admins change the list.\n"
     "• `/referral audit`: who did what and when (team leads).\n"
-    "• Undo an import from its thread within a week of it, in two clicks (team leads).\n"
+    "• Undo an import from its thread or the Home tab within {undo_window} of it, in two clicks "
+    "(team leads).\n"
     "• Upload a CSV to a channel I'm in and I'll offer to import it.\n"
     "• `/referral help`: this message."
 )

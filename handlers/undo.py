@@ -23,7 +23,7 @@ from bot.imports.undo import request_undo, resume_undo, stalled_undo, undo_plan
 from handlers.context import Deps, deps, id_in, is_lead, leads_only
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, Callback
-from handlers.messages import metadata
+from handlers.messages import metadata, undo_window
 from handlers.placeholder import open_modal
 from handlers.respond import fill_modal, update_modal
 from handlers.routes import Routes
@@ -42,8 +42,10 @@ WHAT = "undo imports"
 
 async def command(ack: Any, command: dict[str, Any], client: AsyncWebClient,
                   context: dict[str, Any]) -> None:  # fmt: skip
-    """Undo is offered in an import's thread and on Home, not as a subcommand."""
-    await ack(text="Undo an import with *Undo import* in its thread, or on the Home tab.")
+    """Undo is offered in an import's thread and on Home, not as a subcommand: say where."""
+    days = undo_window(deps(context).settings.undo_window_days)
+    await ack(text=f"Undo an import with *Undo import* in its thread, or *Undo* on the Home "
+                   f"tab, within {days} of it finishing (team leads).")  # fmt: skip
 
 
 def _batch_id(value: object) -> int:

@@ -312,3 +312,21 @@ async def test_the_confirmation_and_the_result_say_who_stays_for_a_later_import(
                "1 deleted, 0 invites cancelled." in t for t in texts), texts  # fmt: skip
     assert await _count(app, "SELECT COUNT(*) FROM contact WHERE email = 'x@example.com'") == 1
     assert app.slack.block_errors == []
+
+
+async def test_help_and_referral_undo_say_the_undo_window_set(db: Any, tmp_path: Any) -> None:
+    """UNDO_WINDOW_DAYS=30: `/referral help` said "within a week" whatever the setting, and
+    `/referral undo` (no such subcommand: its answer was never routed) gave the whole help."""
+    from tests.handlers.conftest import running_app
+
+    async with running_app(db, tmp_path, undo_window_days=30) as app:
+
+        async def answer(text: str, user: str) -> str:
+            body = (await app.requests.slash_command(text=text, user_id=user)).body
+            return str(body["text"] if isinstance(body, dict) else body)
+
+        helped = await answer("help", REP)
+        assert "within 30 days of it" in helped and "a week" not in helped
+        assert await answer("undo 12", LEAD) == (
+            "Undo an import with *Undo import* in its thread, or *Undo* on the Home tab, within "
+            "30 days of it finishing (team leads).")  # fmt: skip
