@@ -27,9 +27,16 @@ SUBCOMMANDS = {
 }
 
 
+def typed(text: str) -> str:
+    """A slash command's text as typed: Slack sends `&`, `<` and `>` as entities, so
+    `/referral contacts AT&T` searched for "AT&amp;T" and found nothing."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 async def referral(ack: Any, command: dict[str, Any], client: AsyncWebClient,
                    context: dict[str, Any]) -> None:  # fmt: skip
-    words = (command.get("text") or "").lower().split()
+    command = {**command, "text": typed(command.get("text") or "")}
+    words = command["text"].lower().split()
     listener = SUBCOMMANDS.get(words[0] if words else "")
     if listener is not None:
         await listener(ack, command, client, context)

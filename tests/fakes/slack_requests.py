@@ -101,7 +101,10 @@ def slash_command_form(
     trigger_id: str | None = None,
     response_url: str | None = None,
 ) -> dict[str, str]:
-    """The form fields of a slash command, in Slack's order."""
+    """The form fields of a slash command, in Slack's order. `text` as typed: Slack sends it
+    with `&`, `<` and `>` as `&amp;`, `&lt;` and `&gt;` (also with should_escape false, which
+    only keeps mentions and channels as typed)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return {
         "token": VERIFICATION_TOKEN,
         "team_id": team_id,

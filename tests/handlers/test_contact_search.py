@@ -186,7 +186,11 @@ async def test_more_pages_through_the_matches(app: Harness) -> None:
 
 
 async def test_markup_in_names_and_queries_is_shown_as_typed(app: Harness) -> None:
-    await _import(app, "<!here> VIP", "x@example.com,<!channel>,<@U0002>\n")
+    """Slack sends a command's `&`, `<` and `>` as entities: "AT&T" arrived as "AT&amp;T"
+    and found nothing."""
+    await _import(app, "<!here> VIP", "x@example.com,<!channel>,<@U0002>\n"
+                  "y@example.com,AT&T,Shop\n")  # fmt: skip
+    assert "AT&amp;T" in _rendered(await _command(app, "AT&T"))
     found = await _command(app, "<!channel")
     assert "&lt;!channel&gt;" in _rendered(found) and "<!channel>" not in _rendered(found)
     assert "“&lt;!channel”" in found["text"]
