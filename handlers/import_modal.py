@@ -194,9 +194,9 @@ async def suggest_segments(ack: Any, body: dict[str, Any], context: dict[str, An
     team_id = body["team"]["id"]
     query = (body.get("value") or "").casefold()
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
-    names = [(s.id or 0, f"{s.name} ({n:,})") for s, n in await segment_sizes(d.db, team_id)
+    sized = [(s.id or 0, s.name, n) for s, n in await segment_sizes(d.db, team_id)
              if s.kind == SegmentKind.STATIC and query in s.name.casefold()]  # fmt: skip
-    await ack(options=[o.to_dict() for o in segment_options(names)])
+    await ack(options=[o.to_dict() for o in segment_options(sized)])
 
 
 async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient,

@@ -221,8 +221,19 @@ def not_posted_there(channel: str, error: str) -> str:
             f"read, invite me to {where} with /invite and start the import from there.")
 
 
-def segment_options(names: list[tuple[int, str]]) -> list[Option]:
-    return [Option(value=str(segment_id), text=name[:75]) for segment_id, name in names[:100]]
+MAX_OPTION_TEXT = 75  # Slack's limit for an option's text
+
+
+def segment_options(sized: list[tuple[int, str, int]]) -> list[Option]:
+    """The import form's segment choices: "VIP (1,204)". A long name (segments take 100
+    characters) is cut, not its count: cutting the whole text at 75 showed "… (1,2"."""
+    options = []
+    for segment_id, name, size in sized[:100]:
+        count = f" ({size:,})"
+        room = MAX_OPTION_TEXT - len(count)
+        shown = name if len(name) <= room else name[: room - 1].rstrip() + "…"
+        options.append(Option(value=str(segment_id), text=shown + count))
+    return options
 
 
 FORMAT_LABEL = {FileFormat.CSV: "CSV file", FileFormat.XLSX: "Excel file",

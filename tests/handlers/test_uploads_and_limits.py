@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 from sqlalchemy import text
 
 from bot.app import slack_client
 from bot.imports.batches import stage_contact
+from bot.imports.importer import import_files
 from bot.imports.review import load
 from bot.workspaces import ensure_workspace, import_target
 from handlers.ids import Action, BlockId
@@ -89,6 +91,22 @@ async def test_segment_suggestions_list_static_segments(app: Harness) -> None:
                                                 view_id=view_id, user_id=REP)  # fmt: skip
     labels = [o["text"]["text"] for o in reply.body["options"]]
     assert labels == ["Spring VIPs (0)"]
+
+
+async def test_a_long_segment_name_is_cut_in_suggestions_not_its_count(app: Harness) -> None:
+    """Options are 75 characters: "name (count)" was cut whole, showing "… (1,2"."""
+    await ensure_workspace(app.db, "T0001")
+    long = "Customers who bought the spring collection at the Lisbon pop-up store 2026"
+    segment = await import_target(app.db, "T0001", long, create=True)
+    csv = "email\n" + "".join(f"p{i}@example.com\n" for i in range(1_234))
+    await import_files(app.db, "T0001", [("p.csv", io.BytesIO(csv.encode()))], segment=long)
+    view_id = await _open_modal(app)
+    reply = await app.requests.block_suggestion(Action.SEGMENT, "lisbon", block_id=BlockId.SEGMENT,
+                                                view_id=view_id, user_id=REP)  # fmt: skip
+    (option,) = reply.body["options"]
+    assert option["value"] == str(segment.id)
+    assert option["text"]["text"].endswith("… (1,234)") and len(option["text"]["text"]) == 75
+    assert app.slack.block_errors == []
 
 
 async def test_a_10000_row_file_and_many_sources_stay_within_block_limits(app: Harness) -> None:
