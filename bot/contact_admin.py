@@ -356,7 +356,8 @@ async def unsubscribe(db: Database, team_id: str, contact_id: int, actor: str) -
             raise ContactError(f"{await _email(conn, team_id, contact_id)} is already "
                                "unsubscribed.")  # fmt: skip
         stopped = (await conn.execute(STOP_INVITES, params)).rowcount  # as the link does
-        detail = f"{stopped} invite(s) not yet sent stopped" if stopped else ""
+        many = f"{stopped:,} invite{'' if stopped == 1 else 's'}"
+        detail = f"{many} not yet sent stopped" if stopped else ""
         await record_in(conn, team_id, actor, Act.CONTACT_UNSUBSCRIBED, subject(row[0]), detail)
     return int(stopped)
 

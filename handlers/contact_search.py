@@ -229,7 +229,8 @@ async def _apply(d: Deps, where: Where, action: str, contact_id: int,
         return f":white_check_mark: Removed from *{esc(name)}* (still in All Customers)."
     if action == Action.CONTACT_UNSUBSCRIBE:
         stopped = await contact_admin.unsubscribe(db, team, contact_id, actor)
-        extra = f" {stopped} invite(s) not yet sent won't be." if stopped else ""
+        many = f"{stopped:,} invite{'' if stopped == 1 else 's'}"
+        extra = f" {many} not yet sent won't be." if stopped else ""
         return f":white_check_mark: Unsubscribed: no more invite emails.{extra}"
     await contact_admin.resubscribe(db, team, contact_id, actor)
     return ":white_check_mark: Resubscribed: invites of later enrollments will be emailed."

@@ -303,7 +303,7 @@ async def test_a_lead_unsubscribes_then_resubscribes(app: Harness) -> None:
     ada = await _id(app, "ada@example.com")
     card = await _click(app, Action.CONTACT_SHOW, await _command(app, "ada@"))
     after = await _click(app, Action.CONTACT_UNSUBSCRIBE, card)
-    assert ("Unsubscribed: no more invite emails. 1 invite(s) not yet sent won't be."
+    assert ("Unsubscribed: no more invite emails. 1 invite not yet sent won't be."
             in after["text"])  # fmt: skip
     assert "unsubscribed" in _rendered(after)
     assert await _rows(app, "SELECT state, reason FROM invite WHERE contact_id = :c",
