@@ -63,6 +63,21 @@ def _state(**positions: str) -> dict[str, Any]:
             for f, v in positions.items()}  # fmt: skip
 
 
+
+async def _next_weeks_export(app: Harness, file_id: str, name: str,
+                             data: bytes) -> tuple[dict[str, Any], str]:  # fmt: skip
+    """Import `data` into a new segment (Work 2) from the form: its review message and its
+    one source's line."""
+    view_id = await _open_modal(app)
+    file = app.slack.add_file(file_id, name, data)
+    await app.requests.view_submission(state_values=_form(files=[file], segment="Work 2"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    review = [m for m in app.slack.messages_in("C0001") if "Work 2" in m.get("text", "")][-1]
+    (line,) = _source_lines(review)
+    return review, line
+
+
 async def test_map_columns_reads_the_file_again_and_is_remembered(app: Harness) -> None:
     review = await _upload(app, "F0201", "work.csv", WORK)
     (line,) = _source_lines(review)
@@ -109,13 +124,8 @@ async def test_map_columns_reads_the_file_again_and_is_remembered(app: Harness) 
     assert tuple(row) == ("Work Contact", "First Name", "Preferred tongue", REP)
 
     # next week's export, same headers: it maps itself, and the modal says it was remembered
-    view_id = await _open_modal(app)
-    file = app.slack.add_file("F0202", "work-2.csv", WORK.replace(b"ada@", b"ada2@"))
-    await app.requests.view_submission(state_values=_form(files=[file], segment="Work 2"),
-                                       view_id=view_id, user_id=REP)  # fmt: skip
-    await app.settle()
-    second = [m for m in app.slack.messages_in("C0001") if "Work 2" in m.get("text", "")][-1]
-    (line,) = _source_lines(second)
+    second, line = await _next_weeks_export(app, "F0202", "work-2.csv",
+                                            WORK.replace(b"ada@", b"ada2@"))  # fmt: skip
     assert "3 valid" in line
     modal = await _click_map(app, second, LEAD)
     assert _choice(modal, BlockId.MAP_EMAIL)["initial_option"]["value"] == "1"
@@ -431,13 +441,8 @@ async def test_a_column_without_a_header_can_be_chosen(app: Harness) -> None:
     assert "2 valid · 0 duplicates · 0 rejected" in line, line
 
     # next week's export, same headers: it maps itself
-    view_id = await _open_modal(app)
-    file = app.slack.add_file("F0503", "nameless-2.csv", NAMELESS.replace(b"ada@", b"ada2@"))
-    await app.requests.view_submission(state_values=_form(files=[file], segment="Work 2"),
-                                       view_id=view_id, user_id=REP)  # fmt: skip
-    await app.settle()
-    second = [m for m in app.slack.messages_in("C0001") if "Work 2" in m.get("text", "")][-1]
-    (line,) = _source_lines(second)
+    _, line = await _next_weeks_export(app, "F0503", "nameless-2.csv",
+                                       NAMELESS.replace(b"ada@", b"ada2@"))  # fmt: skip
     assert "2 valid · 0 duplicates · 0 rejected" in line, line
 
 
