@@ -148,7 +148,7 @@ async def test_progress_counts_this_imports_rows_not_other_imports(app: Harness)
     message, batch = await _start(app, segment="Small")
     view_id = await _open_modal(app)  # someone else's import, staged meanwhile
     big = "email\n" + "".join(f"p{i}@example.com\n" for i in range(300))
-    file = app.slack.add_file("F0900", "big.csv", big.encode())
+    file = app.slack.add_file("F0900", "big.csv", big.encode(), user=LEAD)  # theirs
     await app.requests.view_submission(state_values=_form(files=[file], segment="Big"),
                                        view_id=view_id, user_id=LEAD)  # fmt: skip
     await app.settle()

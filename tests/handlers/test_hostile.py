@@ -296,3 +296,31 @@ async def test_a_file_on_another_host_is_refused_logged_and_never_sent_the_token
     assert sum("(team T0001): Slack file F000" in t for t in refused) == 2, refused
     assert await _count(app, "SELECT COUNT(*) FROM import_source WHERE status = 'failed'") == 2
     assert await _count(app, "SELECT MAX(attempts) FROM job WHERE kind = 'stage_slack_file'") == 1
+
+
+async def test_an_import_form_naming_a_file_someone_else_uploaded_reads_nothing(
+    app: Harness,
+) -> None:  # fmt: skip
+    """The form's file_input carries file ids; the bot's token opens every file it can see
+    (a private channel's payroll), so only files the submitter uploaded are read."""
+    secret = app.slack.add_file("F0SECRET", "payroll.csv", b"email,first_name\n"
+                                b"ceo@corp.example,Zed\n", channels=["G0PRIVATE"],
+                                user="U0900")  # fmt: skip
+    view_id = await _open_modal(app)
+    await app.requests.view_submission(state_values=_form(files=[secret], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    assert "ceo@corp.example" not in json.dumps([app.slack.messages, app.slack.views])
+    assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0
+    assert await _count(app, "SELECT COUNT(*) FROM import_source") == 0
+    assert await _count(app, "SELECT COUNT(*) FROM segment WHERE name = 'VIP'") == 0
+    told = [m["text"] for m in app.slack.messages if m["channel"].startswith("D")]
+    assert any("payroll.csv" in t and "you uploaded" in t for t in told), told
+
+    # the same form with the rep's own file is read as ever
+    own = app.slack.add_file("F0OWN", "mine.csv", CSV, user=REP)
+    view_id = await _open_modal(app)
+    await app.requests.view_submission(state_values=_form(files=[own], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM import_source") == 1
