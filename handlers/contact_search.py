@@ -153,7 +153,9 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
 async def _more(d: Deps, client: AsyncWebClient, where: Where, value: str) -> None:
     try:
         asked = json.loads(value)
-        query, offset = str(asked["q"]), int(asked["o"])
+        query, offset = str(asked["q"]), digits(asked["o"])  # not 1e400, -5 or 20 digits
+        if offset is None:
+            raise ValueError("not an offset")
     except (ValueError, KeyError, TypeError):
         await _show(client, where, gone("That button is from an old message: search again."),
                     replace=True)  # fmt: skip

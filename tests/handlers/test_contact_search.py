@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from bot.campaigns import service
@@ -366,3 +368,17 @@ async def test_a_lead_deletes_from_the_modal(app: Harness) -> None:
     assert await _rows(app, "SELECT COUNT(*) FROM contact WHERE email = 'ada@example.com'") == [
         (0,)]  # fmt: skip
     assert app.slack.block_errors == []
+
+
+@pytest.mark.parametrize("offset", ["99999999999999999999", "9223372036854775807", "1e400"])
+async def test_a_more_button_with_an_absurd_offset_is_answered_not_crashed(
+    app: Harness, caplog: pytest.LogCaptureFixture, offset: str,
+) -> None:  # fmt: skip
+    await _import(app, "VIP", "".join(f"p{i:02d}@example.com,P{i},\n" for i in range(13)))
+    first = await _command(app, "p")
+    with caplog.at_level(logging.INFO):
+        answer = await _click(app, Action.CONTACT_MORE, first, value=f'{{"q":"p","o":{offset}}}',
+                              user=REP)  # fmt: skip
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert "Something went wrong" not in _rendered(answer)
+    assert "old message: search again" in _rendered(answer)
