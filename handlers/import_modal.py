@@ -22,6 +22,7 @@ from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns.preview import inviting_campaigns, preview_batch
+from bot.ids import digits
 from bot.imports.addresses import InvalidEmail, normalize_email
 from bot.imports.background import FileRejected
 from bot.imports.batches import add_source, confirm_consent, create_batch, get_batch, stage_contact
@@ -70,6 +71,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class ImportForm:
     segment_id: int | None = None
+    segment_unknown: bool = False  # a chosen option whose value isn't one of our ids
     new_segment: str = ""
     files: list[dict[str, Any]] = field(default_factory=list)
     email: str = ""
@@ -97,8 +99,10 @@ def read_form(values: dict[str, dict[str, Any]]) -> ImportForm:
     channel = ((values.get(BlockId.REVIEW_CHANNEL) or {}).get(Action.REVIEW_CHANNEL) or {}).get(
         "selected_conversation"
     )
+    segment_id = digits(selected.get("value")) if isinstance(selected, dict) else None
     return ImportForm(
-        segment_id=int(selected["value"]) if selected else None,
+        segment_id=segment_id,
+        segment_unknown=bool(selected) and segment_id is None,
         new_segment=text(BlockId.NEW_SEGMENT, Action.NEW_SEGMENT).strip(),
         files=list(files),
         email=text(BlockId.EMAIL, Action.EMAIL).strip(),
@@ -155,7 +159,9 @@ async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool,
     if consent:
         errors[BlockId.CONSENT] = consent
     if not adding:
-        if form.segment_id is None and not form.new_segment:
+        if form.segment_unknown:  # not an option we offered (20 digits failed in the database)
+            errors[BlockId.SEGMENT] = "That choice isn't a segment any more: choose it again."
+        elif form.segment_id is None and not form.new_segment:
             errors[BlockId.SEGMENT] = "Choose a segment, or name a new one below."
         elif form.segment_id is not None and form.new_segment:
             errors[BlockId.NEW_SEGMENT] = "Choose an existing segment or a new name, not both."

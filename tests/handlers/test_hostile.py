@@ -324,3 +324,23 @@ async def test_an_import_form_naming_a_file_someone_else_uploaded_reads_nothing(
                                        view_id=view_id, user_id=REP)  # fmt: skip
     await app.settle()
     assert await _count(app, "SELECT COUNT(*) FROM import_source") == 1
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "VIP", "\u00b2"])
+async def test_an_import_form_choosing_a_segment_by_a_bad_id_is_told_inline(
+    app: Harness, caplog: pytest.LogCaptureFixture, value: str,
+) -> None:  # fmt: skip
+    """The segment menu's options are ours (block_suggestion); a value that is no id of ours
+    reached int() and the database: 'Something went wrong' and an error in the log."""
+    view_id = await _open_modal(app)
+    form = _form(email="a@example.com")
+    form[BlockId.SEGMENT] = {Action.SEGMENT: {"type": "external_select", "selected_option": {
+        "text": {"type": "plain_text", "text": "VIP"}, "value": value}}}  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        reply = await app.requests.view_submission(state_values=form, view_id=view_id,
+                                                   user_id=REP)  # fmt: skip
+        await app.settle()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert reply.body["response_action"] == "errors"
+    assert "choose it again" in reply.body["errors"][BlockId.SEGMENT]
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
