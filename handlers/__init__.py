@@ -22,6 +22,7 @@ from handlers import (
     mapping,
     review,
     segments,
+    sources,
     targeting,
     undo,
     uploads,
@@ -55,6 +56,6 @@ def register_listeners(app: AsyncApp, deps: Deps) -> None:
     routes = Routes(deps)
     for module in (commands, import_modal, review, contacts, uploads, targeting, campaigns,
                    mailchimp, home, contact_search, segments, undo, leads, audit_log,
-                   mapping):  # fmt: skip
+                   mapping, sources):  # fmt: skip
         module.register(routes)
     routes.install(app)

@@ -15,6 +15,7 @@ class Callback(StrEnum):
     SEGMENT_DELETE = "referral_segment_delete"  # asks first when campaigns target it
     UNDO = "referral_undo"  # confirm an undo (and whether advocates go too)
     MAP_COLUMNS = "referral_map_columns"  # which header holds each field of a file
+    SOURCES = "referral_sources"  # *All sources*: every source of an import, by pages
 
 
 class BlockId(StrEnum):
@@ -131,3 +132,8 @@ class Action(StrEnum):
     # column mapping (the review message's source lines, and its modal)
     MAP_COLUMNS = "review_map_columns"  # value: batch:source; opens the mapping modal
     MAP_FIELD = "map_column_select"  # each field's select (told apart by block id)
+    # *All sources*: the review message shows 30 sources; a modal pages through them all
+    SOURCES_OPEN = "review_all_sources"  # value: batch:index of the first source to show
+    SOURCES_NEXT = "sources_next"  # value: the offset of the page it shows
+    SOURCES_PREVIOUS = "sources_previous"
+    SOURCES_REMOVE = "sources_remove"  # value: batch:source, as the message's Remove

@@ -43,6 +43,9 @@ from models import BatchStatus, FileFormat, ImportBatch, ImportSource, SourceKin
 
 MAX_SOURCES_SHOWN = 30  # keeps the review message far below Slack's 50 blocks
 MAX_MAP_BUTTONS = 10  # a *Map columns* row each: 30 sources + 10 + the rest stay below 50
+# *All sources* (a modal: 100 blocks) pages by as many, each with its Map columns row: its
+# first page is the message's sources, the next ones those the message has no room for
+SOURCES_PER_PAGE = MAX_SOURCES_SHOWN
 CONTACTS_PER_PAGE = 10
 KIND_LABEL = {SourceKind.CSV: "CSV file", SourceKind.CONTACT: "one contact",
               SourceKind.MAILCHIMP: "Mailchimp list"}  # fmt: skip
@@ -290,6 +293,79 @@ def map_columns_actions(batch_id: int, source: ImportSource) -> ActionsBlock:
         text="Map columns", action_id=Action.MAP_COLUMNS, value=f"{batch_id}:{source.id}")])
 
 
+def _source_blocks(view: BatchView, source: ImportSource, remove: Action | None,
+                   map_row: bool) -> list[Block]:  # fmt: skip
+    """A source's line with its counts, its *Remove* (`remove`: the message's or the modal's
+    action) and, with `map_row`, its *Map columns* row."""
+    batch_id = view.batch.id or 0
+    accessory = None
+    if remove is not None:
+        accessory = ButtonElement(text="Remove", action_id=remove, value=f"{batch_id}:{source.id}")
+    line = _source_line(source, view.counts_of(source), view.skipped.get(source.id or 0))
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=line[:3000]),
+                                        accessory=accessory)]  # fmt: skip
+    if map_row:
+        blocks.append(map_columns_actions(batch_id, source))
+    return blocks
+
+
+def _all_sources(batch_id: int, hidden: int, unmapped: list[int],
+                 draft: bool) -> SectionBlock | None:  # fmt: skip
+    """The line under the sources when the message can't show them all, or has no room for
+    every *Map columns* row: *All sources* opens a modal with every one of them and its
+    buttons, at the page of the first one missing here (without it, sources past the 30th
+    could not be removed or mapped from Slack at all)."""
+    if hidden > 0:
+        more = "1 more source" if hidden == 1 else f"{n(hidden)} more sources"
+        text = (f"…and {more} (counted in the total): *All sources* lists "
+                + ("them with their buttons." if draft else "them."))  # fmt: skip
+        first = MAX_SOURCES_SHOWN
+    elif unmapped:
+        files = "1 more file" if len(unmapped) == 1 else f"{n(len(unmapped))} more files"
+        text = f"*Map columns* for {files}: under *All sources*."
+        first = unmapped[0]
+    else:
+        return None
+    button = ButtonElement(text="All sources", action_id=Action.SOURCES_OPEN,
+                           value=f"{batch_id}:{first}")  # fmt: skip
+    return SectionBlock(text=MarkdownTextObject(text=text), accessory=button)
+
+
+def sources_modal(view: BatchView, offset: int) -> View:
+    """*All sources*: the page of the import's sources holding the `offset`th, each with its
+    counts and, while in review, its Remove and Map columns (2 blocks each: 62 of 100)."""
+    batch = view.batch
+    draft = batch.status == BatchStatus.DRAFT
+    total = len(view.sources)
+    last = max(0, total - 1) // SOURCES_PER_PAGE * SOURCES_PER_PAGE
+    offset = min(max(0, offset), last) // SOURCES_PER_PAGE * SOURCES_PER_PAGE
+    page = view.sources[offset:offset + SOURCES_PER_PAGE]
+    shown = (f"sources {n(offset + 1)}–{n(offset + len(page))} of {n(total)}" if page
+             else "no sources")  # fmt: skip
+    about = (f"Import #{batch.id} into *{esc(view.segment.name)}* · {shown} · "
+             f"{n(view.totals.valid)} to import")  # fmt: skip
+    if not draft:
+        about += f"\nThis import is {describe_status(batch)}: its sources can't be changed."
+    blocks: list[Block] = [ContextBlock(elements=[MarkdownTextObject(text=about[:3000])])]
+    remove = Action.SOURCES_REMOVE if draft else None
+    for source in page:
+        blocks += _source_blocks(view, source, remove, draft and mappable(source))
+    if not page:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text="_No contacts queued._")))
+    pager = []
+    if offset > 0:
+        pager.append(ButtonElement(text="Previous", action_id=Action.SOURCES_PREVIOUS,
+                                   value=str(offset - SOURCES_PER_PAGE)))  # fmt: skip
+    if offset + len(page) < total:
+        pager.append(ButtonElement(text="Next", action_id=Action.SOURCES_NEXT,
+                                   value=str(offset + SOURCES_PER_PAGE)))  # fmt: skip
+    if pager:
+        blocks.append(ActionsBlock(elements=pager))
+    return View(type="modal", callback_id=Callback.SOURCES, title="All sources", close="Close",
+                blocks=blocks,
+                private_metadata=metadata(batch=batch.id, offset=offset))  # fmt: skip
+
+
 def rejects_comment(label: str, counts: Totals) -> str:
     return (f"{n(counts.rejected)} rejected and {n(counts.duplicates)} duplicate rows in "
             f"*{esc(label)}* won't be imported; this CSV says why.")  # fmt: skip
@@ -324,22 +400,18 @@ def review_message(view: BatchView, previews: Sequence[CampaignPreview] = ()
             text=f"Requested {by_whom(batch.requested_by)} · {slack_date(batch.created_at)}"
         )]),
     ]  # fmt: skip
-    map_buttons = MAX_MAP_BUTTONS
-    for source in view.sources[:MAX_SOURCES_SHOWN]:
-        accessory = None
-        if draft:
-            accessory = ButtonElement(text="Remove", action_id=Action.REMOVE_SOURCE,
-                                      value=f"{batch.id}:{source.id}")  # fmt: skip
-        line = _source_line(source, view.counts_of(source), view.skipped.get(source.id or 0))
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=line[:3000]),
-                                   accessory=accessory))  # fmt: skip
-        if draft and map_buttons and mappable(source):
-            map_buttons -= 1
-            blocks.append(map_columns_actions(batch.id or 0, source))
-    hidden = len(view.sources) - MAX_SOURCES_SHOWN
-    if hidden > 0:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(
-            text=f"…and {hidden} more sources (counted in the total)")]))  # fmt: skip
+    mapped = 0
+    unmapped: list[int] = []  # positions of files shown without their *Map columns* row
+    for index, source in enumerate(view.sources[:MAX_SOURCES_SHOWN]):
+        map_row = draft and mappable(source)
+        if map_row and mapped == MAX_MAP_BUTTONS:
+            map_row = False
+            unmapped.append(index)
+        mapped += map_row
+        blocks += _source_blocks(view, source, Action.REMOVE_SOURCE if draft else None, map_row)
+    more = _all_sources(batch.id or 0, len(view.sources) - MAX_SOURCES_SHOWN, unmapped, draft)
+    if more is not None:
+        blocks.append(more)
     if not view.sources:
         blocks.append(SectionBlock(text=MarkdownTextObject(text="_No contacts queued._")))
     blocks.append(DividerBlock())

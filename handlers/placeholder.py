@@ -28,9 +28,16 @@ def track() -> list[dict[str, Any]]:
     return opened
 
 
-async def open_modal(client: AsyncWebClient, trigger_id: str, view: View) -> Any:
-    """views.open, remembered for the running piece of work (see the module docstring)."""
-    opened = await client.views_open(trigger_id=trigger_id, view=view)
+async def open_modal(client: AsyncWebClient, trigger_id: str, view: View, *,
+                     push: bool = False) -> Any:  # fmt: skip
+    """views.open, remembered for the running piece of work (see the module docstring).
+
+    `push`: the click came from a modal (*Map columns* in *All sources*): the new one goes
+    on top of it (views.push), so closing it goes back there rather than closing both."""
+    if push:
+        opened = await client.views_push(trigger_id=trigger_id, view=view)
+    else:
+        opened = await client.views_open(trigger_id=trigger_id, view=view)
     kept = _opened.get()
     if kept is not None:
         kept.append(opened["view"])

@@ -3,6 +3,7 @@ approve, reject, cancel."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -19,13 +20,18 @@ from handlers.routes import Routes
 from models import BatchStatus
 
 
-async def _remove_source(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
-                         value: str) -> None:  # fmt: skip
+async def remove_source(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                        value: str, *,
+                        removed: Callable[[], Awaitable[None]] | None = None) -> None:  # fmt: skip
+    """*Remove* on the review message, or in *All sources* (`removed` redraws that modal once
+    the message is: before the skipped-rows CSVs, whose uploads take longest)."""
     batch_part, _, source_part = value.partition(":")
     batch_id, source_id = _id(batch_part), _id(source_part)
     await may_change(d, client, team_id, user_id, batch_id)
     promoted = await review.remove_source(d.db, team_id, batch_id, source_id, actor=user_id)
     await d.notifier.batch_changed(team_id, batch_id)
+    if removed is not None:
+        await removed()
     for other in promoted:  # its skipped-rows CSV in the thread lists rows imported now
         await d.notifier.source_read(team_id, batch_id, other)
 
@@ -107,7 +113,7 @@ async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     action = body["actions"][0]
     value = str(action.get("value") or "")
     work = {
-        Action.REMOVE_SOURCE: lambda: _remove_source(d, client, team_id, user_id, value),
+        Action.REMOVE_SOURCE: lambda: remove_source(d, client, team_id, user_id, value),
         Action.ADD_MORE: lambda: _add_more(d, client, team_id, user_id, _id(value),
                                            body["trigger_id"]),
         Action.APPROVE: lambda: _approve(d, client, team_id, user_id, _id(value)),

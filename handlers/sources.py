@@ -1,0 +1,101 @@
+"""*All sources*: a modal paging through every source of an import, with their buttons.
+
+The review message has room for 30 sources and 10 *Map columns* rows (Slack allows a message
+50 blocks); an import of a ZIP of 35 CSVs left sources 31-35 without Remove or Map columns.
+The message's *All sources* opens this modal at the page of the first source it lacks; its
+Remove is the message's (same permission check, the message redrawn, the skipped-rows CSVs
+that no longer apply shared anew) and redraws the modal; its Map columns pushes the mapping
+modal on top of this one. Anyone in the channel may look; changing is for the requester or a
+team lead, checked on the click, as on the message.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from slack_sdk.models.views import View
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.ids import digits
+from bot.imports import review
+from handlers.context import Deps, Refusal, deps, id_in
+from handlers.ids import Action
+from handlers.mapping_messages import note_modal
+from handlers.messages import sources_modal
+from handlers.placeholder import open_modal
+from handlers.respond import fill_modal, update_modal
+from handlers.review import remove_source
+from handlers.routes import Routes
+
+LOADING = ":hourglass_flowing_sand: Counting the sources…"
+
+
+async def _render(d: Deps, team_id: str, batch_id: int, offset: int) -> View:
+    return sources_modal(await review.load(d.db, team_id, batch_id), offset)
+
+
+def _meta(body: dict[str, Any]) -> tuple[int, int]:
+    """(batch, offset) of the modal clicked in; anything but our own metadata is refused."""
+    try:
+        meta = json.loads((body.get("view") or {}).get("private_metadata") or "")
+    except ValueError:
+        meta = None
+    batch = digits(meta.get("batch")) if isinstance(meta, dict) else None
+    if batch is None:
+        raise Refusal("That list is out of date: close it and open All sources again.")
+    return batch, digits(meta.get("offset")) or 0  # type: ignore[union-attr]
+
+
+async def _redraw(d: Deps, client: AsyncWebClient, body: dict[str, Any],
+                  offset: int | None = None) -> None:  # fmt: skip
+    """The modal anew (a page past the end shows the last); a quicker second click redrew it
+    already (hash_conflict), or it was closed: so be it."""
+    batch_id, shown = _meta(body)
+    view = await _render(d, body["team"]["id"], batch_id, shown if offset is None else offset)
+    await update_modal(client, body["view"]["id"], view, hash=body["view"].get("hash"))
+
+
+async def open_sources(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                       context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d = deps(context)
+
+    async def work() -> None:
+        batch_part, _, first = str(body["actions"][0].get("value") or "").partition(":")
+        batch_id = id_in(batch_part, "an import")
+        opened = await open_modal(client, body["trigger_id"],
+                                  note_modal(LOADING, title="All sources"))  # fmt: skip
+        await fill_modal(client, opened, await _render(d, body["team"]["id"], batch_id,
+                                                       digits(first) or 0))  # fmt: skip
+
+    d.later.run(work(), client, body, prompt=True)
+
+
+async def page(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+               context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d = deps(context)
+    offset = digits(body["actions"][0].get("value")) or 0
+    d.later.run(_redraw(d, client, body, offset), client, body)
+
+
+async def remove(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                 context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d = deps(context)
+
+    async def work() -> None:
+        _meta(body)  # a click in anything but this modal changes nothing
+        await remove_source(d, client, body["team"]["id"], body["user"]["id"],
+                            str(body["actions"][0].get("value") or ""),
+                            removed=lambda: _redraw(d, client, body))  # fmt: skip
+
+    d.later.run(work(), client, body)
+
+
+def register(app: Routes) -> None:
+    app.action(Action.SOURCES_OPEN)(open_sources)
+    app.action(Action.SOURCES_NEXT)(page)
+    app.action(Action.SOURCES_PREVIOUS)(page)
+    app.action(Action.SOURCES_REMOVE)(remove)
