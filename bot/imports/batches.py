@@ -245,7 +245,7 @@ _PROMOTE_AFTER_SOURCE = text(_PROMOTE.format(
          "AND r.source_id = :s AND r.outcome = 'valid'",
     live=_LIVE_SOURCES,
 ) + "RETURNING source_id")  # fmt: skip
-_PROMOTE_AFTER_KEY = text(_PROMOTE.format(keys=":key", live=_LIVE_SOURCES))
+_PROMOTE_AFTER_KEY = text(_PROMOTE.format(keys=":key", live=_LIVE_SOURCES) + "RETURNING source_id")
 # A source about to be read again counts as gone already (its rows are replaced after)
 _PROMOTE_BEFORE_REREAD = text(_PROMOTE.format(
     keys="SELECT r.email_key FROM staged_row r WHERE r.team_id = :t AND r.batch_id = :b "
@@ -277,12 +277,14 @@ async def promote_before_reread(
     return result.rowcount
 
 
-async def promote_after_key(conn: AsyncConnection, team_id: str, batch_id: int, key: str) -> int:
-    """Re-decide the duplicates of one removed address; returns rows promoted (0 or 1)."""
+async def promote_after_key(conn: AsyncConnection, team_id: str, batch_id: int,
+                            key: str) -> set[int]:  # fmt: skip
+    """Re-decide the duplicates of one removed address; returns the source whose row became
+    valid (none, or one: its counts, and the skipped rows shared of it, changed)."""
     result = await conn.execute(
         _PROMOTE_AFTER_KEY, {"t": team_id, "b": batch_id, "key": key, "no": False}
     )
-    return result.rowcount
+    return {int(row[0]) for row in result}
 
 
 async def add_source(db: Database, team_id: str, batch_id: int, kind: SourceKind, label: str,

@@ -193,8 +193,12 @@ _STAGED = text("SELECT email, email_key, outcome, removed FROM staged_row "
 
 async def remove_contact(
     db: Database, team_id: str, batch_id: int, staged_id: int, *, actor: str = "cli"
-) -> str:
-    """Drop one queued contact (its next duplicate, if any, takes its place). Returns its email."""
+) -> list[int]:
+    """Drop one queued contact (its next duplicate, if any, takes its place).
+
+    Returns the source whose duplicate took its place, if any: as for remove_source, the
+    skipped-rows CSV the thread has of it lists a row that will be imported now, so it is
+    shared anew once told; removing a contact without a duplicate changes no CSV."""
     async with db.begin() as conn:
         await lock_batch(conn, team_id, batch_id)
         row = (await conn.execute(_STAGED, {"id": staged_id, "t": team_id, "b": batch_id})).first()
@@ -202,17 +206,20 @@ async def remove_contact(
             raise ReviewError("That contact is not part of this import.")
         email, key, outcome, removed = row
         if removed:
-            return str(email)
+            return []
         await conn.execute(
             update(StagedRow)
             .where(col(StagedRow.id) == staged_id, col(StagedRow.team_id) == team_id)
             .values(removed=True)
         )
+        promoted: set[int] = set()
         if outcome == Outcome.VALID:
-            await promote_after_key(conn, team_id, batch_id, key)
+            promoted = await promote_after_key(conn, team_id, batch_id, key)
+        for other in promoted:
+            await reading_again_in(conn, team_id, other)
         await record_in(conn, team_id, actor, Act.IMPORT_CONTACT_REMOVED,
                         import_subject(batch_id), f"removed {email}")  # fmt: skip
-        return str(email)
+        return sorted(promoted)
 
 
 async def approve(

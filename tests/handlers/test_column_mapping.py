@@ -374,6 +374,36 @@ async def _remove_contact(app: Harness, review: dict[str, Any], first_name: str)
     await app.settle()
 
 
+async def test_a_contact_removed_shares_anew_the_csv_its_duplicate_was_skipped_in(
+    app: Harness,
+) -> None:
+    """Xa in a.csv, then Xb (the same address) in b.csv, added with *Add more*: b.csv's CSV in
+    the thread skips Xb. Removing Xa lets Xb in, so b.csv's CSV is shared anew without it;
+    removing Yb, who has no duplicate, shares nothing."""
+    review = await _upload(app, "F0310", "a.csv", b"email,first_name\nx@example.com,Xa\n")
+    (batch,) = [e["value"] for b in review["blocks"] if b["type"] == "actions"
+                for e in b["elements"] if e["action_id"] == Action.ADD_MORE]  # fmt: skip
+    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=review["ts"])
+    await app.settle()
+    file = app.slack.add_file("F0311", "b.csv", b"email,first_name\nX@example.com,Xb\n"
+                                                b"y@example.com,Yb\nnot-an-email,Bad\n")
+    await app.requests.view_submission(state_values=_form(files=[file]),
+                                       view_id=app.slack.open_views(REP)[-1]["id"], user_id=REP)
+    await app.settle()
+    ((comment, rows),) = _thread_csvs(app, review)
+    assert "*b.csv*" in comment and len(rows) == 2 and "X@example.com" in rows[0], rows
+
+    await _remove_contact(app, review, "Xa")
+    lines = _source_lines(app.slack.message("C0001", review["ts"]))
+    assert "*b.csv* (CSV file)\n:white_check_mark: 2 valid · 0 duplicates · 1 rejected" in lines
+    (_, (comment, rows)) = _thread_csvs(app, review)
+    assert "0 duplicate rows in *b.csv*" in comment, comment
+    assert len(rows) == 1 and "not-an-email" in rows[0], rows
+
+    await _remove_contact(app, review, "Yb")
+    assert len(_thread_csvs(app, review)) == 2  # nothing it lists changed
+
+
 async def test_contacts_removed_by_hand_stay_removed_when_the_file_is_mapped_again(
     app: Harness,
 ) -> None:
