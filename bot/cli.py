@@ -34,7 +34,7 @@ from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
 from bot.workspaces import WorkspaceError, apply_default_locale, resolve_team
 from models import Database, Job, JobState
-from models.migrate import ensure_schema, upgrade
+from models.migrate import SchemaTooNew, ensure_schema, upgrade
 
 SUMMARY_KEYS = ("rows", "valid", "duplicates", "rejected", "new_contacts", "existing_contacts",
                 "added_to_segment", "already_in_segment", "warnings", "segment")  # fmt: skip
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         return run_in_loop(_run(args, settings))
-    except (CliError, SettingsError, WorkspaceError, ImportFailed,
+    except (CliError, SettingsError, WorkspaceError, ImportFailed, SchemaTooNew,
             cli_campaigns.CampaignCliError, cli_mailchimp.MailchimpCliError) as exc:  # fmt: skip
         return _failed(str(exc), as_json)
     except KeyboardInterrupt:

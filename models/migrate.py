@@ -41,8 +41,28 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+class SchemaTooNew(Exception):
+    """The database was migrated by a newer referral-bot than this one: its revision is none
+    of ours, so this code can neither use nor upgrade it."""
+
+
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _refuse_unknown_revision(connection: Connection) -> None:
+    """Raise SchemaTooNew, naming the revisions, when the database is at one we don't have
+    (Alembic would otherwise fail with "Can't locate revision" and a traceback)."""
+    current = MigrationContext.configure(connection).get_current_heads()
+    script = ScriptDirectory.from_config(alembic_config())
+    known = {rev.revision for rev in script.walk_revisions()}
+    unknown = [rev for rev in current if rev not in known]
+    if unknown:
+        raise SchemaTooNew(
+            f"the database's schema is at revision {', '.join(unknown)}, newer than this "
+            f"referral-bot knows (its newest is {script.get_current_head()}): a newer version "
+            "migrated it. Run that version (or a newer one) against it; nothing was changed."
+        )
 
 
 async def current_revision(db: Database) -> str | None:
@@ -55,6 +75,7 @@ async def upgrade(db: Database, revision: str = "head") -> None:
     async with db.engine.begin() as conn:
         if db.schema and not db.is_sqlite:
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
+        await conn.run_sync(_refuse_unknown_revision)
         await conn.run_sync(lambda c: command.upgrade(alembic_config(c), revision))
 
 

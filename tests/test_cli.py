@@ -337,3 +337,26 @@ def test_an_argument_that_isnt_utf8_is_one_line(db_env: dict[str, str]) -> None:
         result = run(db_env, *args)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-300:]
         assert "isn't valid UTF-8 text" in result.stderr
+
+
+async def test_a_database_migrated_by_a_newer_version_is_explained_and_left_alone(
+    db: Database, db_env: dict[str, str]
+) -> None:
+    """A rollback to older code, or an old worker left running beside a new `serve`: Alembic
+    said "Can't locate revision '0017'" in a traceback, and `--json` printed nothing."""
+    from sqlalchemy import text
+
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    serving = {**db_env, "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s",
+               "SECRET_KEY": "k", "PORT": "1"}  # fmt: skip
+    for env, args in ((db_env, ("jobs", "--json")), (db_env, ("db", "upgrade")),
+                      (serving, ("serve",))):  # fmt: skip
+        result = run(env, *args)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-500:]
+        assert "revision 9999, newer than this referral-bot knows" in result.stderr
+    listed = json.loads(run(db_env, "jobs", "--json").stdout)
+    assert "a newer version migrated it" in listed["error"]
+    async with db.begin() as conn:
+        version = await conn.execute(text("SELECT version_num FROM alembic_version"))
+        assert version.scalar_one() == "9999"
