@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from alembic import command
@@ -70,9 +71,26 @@ async def current_revision(db: Database) -> str | None:
         return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
 
 
+def _lock_key(schema: str | None) -> int:
+    """The PostgreSQL advisory lock migrating `schema` takes: the same in every process."""
+    digest = hashlib.blake2b(f"migrations:{schema or ''}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 async def upgrade(db: Database, revision: str = "head") -> None:
-    """Bring the schema to `revision`; safe to call on every start (a no-op when current)."""
+    """Bring the schema to `revision`; safe to call on every start (a no-op when current).
+
+    Processes started together (`serve` and `referral-bot worker`s after a deploy) migrate one
+    at a time: each first takes the database's write lock (SQLite) or an advisory lock
+    (PostgreSQL), then reads the revision, so the others find the work done. Without it they
+    all ran the same DDL and all but one died ("table staged_row already exists").
+    """
     async with db.engine.begin() as conn:
+        if db.is_sqlite:  # the whole upgrade is one transaction, holding the write lock
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": _lock_key(db.schema)})  # fmt: skip
         if db.schema and not db.is_sqlite:
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
         await conn.run_sync(_refuse_unknown_revision)

@@ -360,3 +360,28 @@ async def test_a_database_migrated_by_a_newer_version_is_explained_and_left_alon
     async with db.begin() as conn:
         version = await conn.execute(text("SELECT version_num FROM alembic_version"))
         assert version.scalar_one() == "9999"
+
+
+
+async def test_processes_started_together_on_a_new_database_migrate_it_once(
+    db_env: dict[str, str],
+) -> None:
+    """`serve` and workers started together after a deploy each migrate on start: they ran the
+    same DDL side by side and all but one died ("table staged_row already exists" on SQLite,
+    a duplicate key in pg_type on PostgreSQL). Here three engines, as three processes would,
+    upgrade one new database at once (each statement awaits its driver: they interleave)."""
+    import asyncio
+
+    from models.migrate import current_revision, head_revision, upgrade
+
+    url, schema = db_env["DATABASE_URL"], db_env.get("DATABASE_SCHEMA")
+    engines = [Database(url, schema=schema) for _ in range(3)]
+    try:
+        outcomes = await asyncio.gather(*(upgrade(e) for e in engines), return_exceptions=True)
+        assert outcomes == [None] * 3, outcomes
+        assert await current_revision(engines[0]) == head_revision()
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    result = run(db_env, "jobs", "--json")
+    assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr
