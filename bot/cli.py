@@ -34,6 +34,7 @@ from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
 from bot.workspaces import WorkspaceError, apply_default_locale, resolve_team
 from models import Database, Job, JobState
+from models.clock import utcnow
 from models.migrate import SchemaTooNew, ensure_schema, upgrade
 
 SUMMARY_KEYS = ("rows", "valid", "duplicates", "rejected", "new_contacts", "existing_contacts",
@@ -495,15 +496,24 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
     jobs = await list_jobs(db, team)
     lease = load_settings().job_lease_seconds
     runnable = await live_kinds(db, stale_after(lease))
-    waiting = {job.id for job in jobs if job.state == JobState.QUEUED and job.kind not in runnable}
+    # still `running`, but its worker stopped renewing the lease: killed, or its host is gone
+    now = utcnow()
+    orphaned = {job.id for job in jobs if job.state == JobState.RUNNING
+                and job.lease_expires_at is not None and job.lease_expires_at < now}  # fmt: skip
+    waiting = {job.id for job in jobs if job.kind not in runnable
+               and (job.state == JobState.QUEUED or job.id in orphaned)}  # fmt: skip
     if args.json:
-        print(json.dumps([_job_dict(job, waiting_for_worker=job.id in waiting) for job in jobs]))
+        print(json.dumps([_job_dict(job, waiting_for_worker=job.id in waiting,
+                                    worker_stopped=job.id in orphaned) for job in jobs]))
         return 0
     if not jobs:
         print("No jobs yet.")
     for job in jobs:
         progress = f"{job.progress_done:,}/{job.progress_total:,}" if job.progress_total else "-"
         error = f"  {job.last_error}" if job.last_error else ""
+        if job.id in orphaned:
+            error += "  its worker stopped" + ("" if job.id in waiting
+                                               else "; another worker resumes it")  # fmt: skip
         if job.id in waiting:
             error += f"  waiting for a worker that can run it{NEEDS.get(job.kind, '')}"
         print(f"{job.id:>6}  {job.kind:<8} {job.state:<10} {progress:>22}  "
@@ -515,11 +525,13 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
 NEEDS = {kind: " (start one with SLACK_BOT_TOKEN set)" for kind in (SLACK_FILE_JOB, REPORT_JOB)}
 
 
-def _job_dict(job: Job, *, waiting_for_worker: bool = False) -> dict[str, Any]:
+def _job_dict(
+    job: Job, *, waiting_for_worker: bool = False, worker_stopped: bool = False
+) -> dict[str, Any]:
     return {"id": job.id, "kind": job.kind, "state": job.state, "attempts": job.attempts,
             "max_attempts": job.max_attempts, "progress_done": job.progress_done,
             "progress_total": job.progress_total, "error": job.last_error,
-            "waiting_for_worker": waiting_for_worker,
+            "waiting_for_worker": waiting_for_worker, "worker_stopped": worker_stopped,
             "payload": json.loads(job.payload)}  # fmt: skip
 
 

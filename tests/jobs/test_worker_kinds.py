@@ -108,3 +108,41 @@ async def test_a_queued_kind_is_waiting_only_while_no_fresh_worker_runs_it(
     await queue.unregister_worker(db, "plain")
     await queue.unregister_worker(db, "slacky")
     assert await queue.live_kinds(db, MINUTE) == frozenset()
+
+
+async def test_a_running_job_whose_worker_died_says_so_and_waits_for_one(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A worker killed mid-import (kill -9, out of memory) leaves its job `running` with a
+    lease that expires. `jobs` said "running 173,800/200,000" for as long as no worker came
+    back, with nothing running it; the queued job beside it said it was waiting."""
+    await ensure_workspace(db, "local")
+    job = await enqueue_file_import(
+        db, "local", [write_csv(tmp_path / "a.csv", 20)], segment="S", create_segment=True
+    )
+    claimed = await queue.claim(db, "gone-host:4242:dead", 30.0, {"import"})  # as the worker did
+    assert claimed is not None and claimed.id == job.id
+    await queue.report_progress(db, claimed, "gone-host:4242:dead", 8, 20)
+    env = env_for(db_env)
+    listed = {j["id"]: j for j in json.loads(await jobs_cli(env, "--json"))}
+    assert (listed[job.id]["state"], listed[job.id]["worker_stopped"]) == ("running", False)
+    lines = {int(line.split()[0]): line for line in (await jobs_cli(env)).splitlines()}
+    assert lines[job.id].endswith("8/20  attempts 1/5")
+
+    async with db.begin() as conn:  # then it was killed: nothing renews its lease
+        update = text("UPDATE job SET lease_expires_at = :old WHERE id = :id")
+        old = bindparam("old", type_=UTCDateTime())
+        await conn.execute(update.bindparams(old), {"old": utcnow() - MINUTE, "id": job.id})
+    listed = {j["id"]: j for j in json.loads(await jobs_cli(env, "--json"))}
+    assert (listed[job.id]["state"], listed[job.id]["worker_stopped"],
+            listed[job.id]["waiting_for_worker"]) == ("running", True, True)  # fmt: skip
+    lines = {int(line.split()[0]): line for line in (await jobs_cli(env)).splitlines()}
+    assert lines[job.id].endswith("8/20  attempts 1/5  its worker stopped  waiting for a "
+                                  "worker that can run it")  # fmt: skip
+
+    await queue.register_worker(db, "alive", {"import"}, pid=2, host="b")  # one is back
+    listed = {j["id"]: j for j in json.loads(await jobs_cli(env, "--json"))}
+    assert (listed[job.id]["worker_stopped"], listed[job.id]["waiting_for_worker"]) == (True, False)
+    lines = {int(line.split()[0]): line for line in (await jobs_cli(env)).splitlines()}
+    assert lines[job.id].endswith("its worker stopped; another worker resumes it")
+    await queue.unregister_worker(db, "alive")
