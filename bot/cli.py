@@ -19,6 +19,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from asyncpg import PostgresError
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from bot import cli_audit, cli_campaigns, cli_contacts, cli_mailchimp, cli_segments, cli_undo
@@ -195,12 +197,12 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     db = Database(settings.database_url, schema=settings.database_schema)
     try:
         if args.command == "db":
-            await upgrade(db)
+            await _reach(db, settings, upgrade(db))
             print("Database schema is up to date.")
             return 0
         if args.command == "serve":
             return await _serve(db, settings, args)
-        await ensure_schema(db)
+        await _reach(db, settings, ensure_schema(db))
         await _apply_default_locale(db, settings)
         if args.command == "worker":
             return await _worker(db, settings, args)
@@ -223,6 +225,20 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         use_max_attempts(before)
         await db.dispose()
+
+
+async def _reach(db: Database, settings: Settings, first: Coroutine[Any, Any, None]) -> None:
+    """Run a command's first use of the database (its migration check); failing to reach it
+    says which database, without its password: a bare "[Errno 111] Connection refused", or a
+    traceback for a wrong database name, user or password, named neither."""
+    try:
+        await first
+    except (OSError, DBAPIError, PostgresError) as exc:
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
+        if settings.database_schema and not db.is_sqlite:
+            where += f" (schema {settings.database_schema})"
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CliError(f"can't use the database {where} (DATABASE_URL): {reason}") from None
 
 
 def _column_map(items: list[str]) -> dict[str, str] | None:
@@ -474,7 +490,7 @@ async def _serve(db: Database, settings: Settings, args: argparse.Namespace) -> 
         )
     from bot.app import serve  # Slack libraries only when needed
 
-    await ensure_schema(db)
+    await _reach(db, settings, ensure_schema(db))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

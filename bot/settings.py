@@ -21,6 +21,12 @@ def _split_commas(value: object) -> object:
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
 
 
+# What DATABASE_URL may start with (models.db.async_url picks the async driver of each).
+DATABASE_DRIVERS = frozenset({"sqlite", "sqlite+pysqlite", "sqlite+aiosqlite", "postgres",
+                              "postgresql", "postgresql+psycopg2", "postgresql+psycopg",
+                              "postgresql+asyncpg"})  # fmt: skip
+
+
 class SettingsError(Exception):
     """Raised with one readable message naming every bad variable."""
 
@@ -155,8 +161,25 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
+        """The URL's shape, at start-up: a typo used to surface as SQLAlchemy's traceback
+        ("Can't load plugin: sqlalchemy.dialects:postgresq"). Never quotes the URL (it may
+        hold a password)."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         if not value.startswith(("sqlite", "postgresql", "postgres")):
             raise ValueError("must start with sqlite:/// or postgresql://")
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("isn't a database URL: sqlite:///path/to/file.db or "
+                             "postgresql://user:password@host:5432/database") from None  # fmt: skip
+        if url.drivername not in DATABASE_DRIVERS:
+            raise ValueError(f"{url.drivername}:// is no database referral-bot knows: "
+                             "sqlite:/// or postgresql://")  # fmt: skip
+        if url.get_backend_name() == "sqlite" and (url.host or url.username or url.port):
+            raise ValueError("a SQLite URL is sqlite:/// and then the file (three slashes, four "
+                             "for an absolute path: sqlite:////var/lib/bot.db)")  # fmt: skip
         return value
 
     @field_validator("default_locale")

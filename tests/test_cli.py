@@ -385,3 +385,39 @@ async def test_processes_started_together_on_a_new_database_migrate_it_once(
             await engine.dispose()
     result = run(db_env, "jobs", "--json")
     assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr
+
+
+def test_a_database_url_that_is_wrong_or_unreachable_is_named_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """DATABASE_URL typos and a database that isn't there: each was a SQLAlchemy or asyncpg
+    traceback (a wrong database name, user or password too), or a bare "[Errno 111]
+    Connection refused" that named no database. Never the password."""
+    import socket
+
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import POSTGRES_URL
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cases = {
+        "postgresq://bot:hunter2@db.example/bot": "postgresq:// is no database referral-bot knows",
+        "sqlite://bot.db": "a SQLite URL is sqlite:/// and then the file",
+        "sqlite:/bot.db": "isn't a database URL",
+        f"postgresql://bot:hunter2@127.0.0.1:{port}/bot":
+            f"can't use the database postgresql://bot:***@127.0.0.1:{port}/bot (DATABASE_URL): ",
+    }  # fmt: skip
+    if POSTGRES_URL:
+        wrong = make_url(POSTGRES_URL).set(database="no_such_db_here", password="hunter2")
+        cases[wrong.render_as_string(hide_password=False)] = (
+            "(DATABASE_URL): database \"no_such_db_here\" does not exist")  # fmt: skip
+    serving = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "SECRET_KEY": "k"}
+    for url, said in cases.items():
+        for env, args in (({}, ("jobs", "--json")), (serving, ("serve",)), ({}, ("db", "upgrade"))):
+            result = run({"DATABASE_URL": url, **env}, *args)
+            assert result.returncode == 1, (url, args, result.stderr)
+            assert "Traceback" not in result.stderr and said in result.stderr, result.stderr[-400:]
+            assert "hunter2" not in result.stderr + result.stdout
+        assert said in json.loads(run({"DATABASE_URL": url}, "jobs", "--json").stdout)["error"]
