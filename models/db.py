@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,10 +22,9 @@ from models.staging import attach_staging
 
 # 32 MiB of page cache: big imports stay fast within the RSS budget.
 _SQLITE_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
+    "PRAGMA busy_timeout=30000",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=30000",
     "PRAGMA cache_size=-32768",
 )
 
@@ -58,7 +58,7 @@ class Database:
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
-        self.reader = Reader(self.engine, _sqlite_file(self.url) if self.is_sqlite else None)
+        self.reader = Reader(self.engine, sqlite_file(self.url) if self.is_sqlite else None)
 
     @property
     def is_sqlite(self) -> bool:
@@ -80,7 +80,7 @@ class Database:
         await self.engine.dispose()
 
 
-def _sqlite_file(url: str) -> str | None:
+def sqlite_file(url: str) -> str | None:
     """The SQLite file another connection can open, or None for a private in-memory one."""
     database = make_url(url).database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
@@ -88,9 +88,32 @@ def _sqlite_file(url: str) -> str | None:
     return database
 
 
+WAL_WAIT_SECONDS = 30.0
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the file in WAL mode (once per file: it stays so). A new file's switch needs the
+    file to itself and fails at once, busy timeout or not, while another connection is in a
+    transaction on it: processes started together on a new database (serve and its worker
+    child after a deploy) failed with "database is locked". So it waits for its turn."""
+    deadline = time.monotonic() + WAL_WAIT_SECONDS
+    while True:
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # the driver's OperationalError, wrapped or not
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.02)
+
+
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     for pragma in _SQLITE_PRAGMAS:
         cursor.execute(pragma)
+    _use_wal(cursor)
     cursor.close()
     attach_staging(dbapi_conn)

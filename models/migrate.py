@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic import command
@@ -11,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
-from models.db import Database
+from models.db import Database, sqlite_file
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -81,20 +85,38 @@ async def upgrade(db: Database, revision: str = "head") -> None:
     """Bring the schema to `revision`; safe to call on every start (a no-op when current).
 
     Processes started together (`serve` and `referral-bot worker`s after a deploy) migrate one
-    at a time: each first takes the database's write lock (SQLite) or an advisory lock
-    (PostgreSQL), then reads the revision, so the others find the work done. Without it they
-    all ran the same DDL and all but one died ("table staged_row already exists").
+    at a time: each first takes a lock (a file lock beside the SQLite file, an advisory lock
+    on PostgreSQL), then reads the revision, so the others find the work done. Without it they
+    all ran the same DDL and all but one died ("table staged_row already exists"). SQLite's
+    own write lock won't do: the staging file attached to every connection is locked with it,
+    and connections opening meanwhile (which shape that file) waited on each other.
+
+    A schema already at head (every start but a deploy's) takes no lock.
     """
-    async with db.engine.begin() as conn:
-        if db.is_sqlite:  # the whole upgrade is one transaction, holding the write lock
-            await conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
+    if revision == "head" and await current_revision(db) == head_revision():
+        return
+    async with _migration_lock(db), db.engine.begin() as conn:
+        if not db.is_sqlite:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                {"key": _lock_key(db.schema)})  # fmt: skip
         if db.schema and not db.is_sqlite:
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
         await conn.run_sync(_refuse_unknown_revision)
         await conn.run_sync(lambda c: command.upgrade(alembic_config(c), revision))
+
+
+@asynccontextmanager
+async def _migration_lock(db: Database) -> AsyncIterator[None]:
+    """SQLite: an exclusive lock on `<file>.migrating`, taken on a thread (it may wait for
+    another process's migration), released when the file is closed. Nothing on PostgreSQL (the
+    advisory lock is taken in the migration's transaction) or for a private in-memory one."""
+    path = sqlite_file(db.url) if db.is_sqlite else None
+    if path is None:
+        yield
+        return
+    with open(f"{path}.migrating", "a+b") as lock:
+        await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)
+        yield
 
 
 async def ensure_schema(db: Database) -> None:

@@ -15,6 +15,8 @@ that names it unqualified reads this one. Its schema is kept here, not in the mi
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ VERSION = 1
 # The columns and order of models.imports.StagedRow; only the index the queries use: rows of a
 # batch (and of one source in it), in the order they were staged.
 _DDL = (
-    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.staged_row (
+    """CREATE TABLE IF NOT EXISTS {schema}.staged_row (
         id INTEGER NOT NULL PRIMARY KEY,
         team_id VARCHAR(32) NOT NULL,
         batch_id INTEGER NOT NULL,
@@ -39,7 +41,7 @@ _DDL = (
         reason VARCHAR(500),
         removed BOOLEAN NOT NULL,
         subscribed BOOLEAN)""",
-    f"CREATE INDEX IF NOT EXISTS {SCHEMA}.ix_staged_row_batch ON staged_row (batch_id, source_id)",
+    "CREATE INDEX IF NOT EXISTS {schema}.ix_staged_row_batch ON staged_row (batch_id, source_id)",
 )
 
 
@@ -57,34 +59,58 @@ def attach_staging(dbapi_conn: Any) -> None:
     try:
         cursor.execute("PRAGMA database_list")
         main = next(row[2] for row in cursor.fetchall() if row[1] == "main")
-        cursor.execute(f"ATTACH DATABASE ? AS {SCHEMA}", (staging_path(main),))
+        path = staging_path(main)
+        if path != ":memory:":
+            _shape_file(path)
+        cursor.execute(f"ATTACH DATABASE ? AS {SCHEMA}", (path,))
         cursor.execute(f"PRAGMA {SCHEMA}.journal_mode=MEMORY")
         cursor.execute(f"PRAGMA {SCHEMA}.synchronous=OFF")
         cursor.execute(f"PRAGMA {SCHEMA}.cache_size=-8192")
-        if (version := _version(cursor)) != VERSION:
-            _create(cursor, version)
+        if path == ":memory:" and (version := _version(cursor, SCHEMA)) != VERSION:
+            _create(cursor, version, SCHEMA)  # this connection's own, in memory
     finally:
         cursor.close()
 
 
-def _create(cursor: Any, version: int) -> None:
+def _shape_file(path: str) -> None:
+    """Shape the staging file on a connection of its own, before it is attached.
+
+    Shaped through the attached connection, its `BEGIN IMMEDIATE` took the main file's write
+    lock too: connections opened together on a new database (serve, its worker child and a
+    command, one of them migrating the main file) waited on each other for the busy timeout
+    and one failed with "database is locked". The file alone locks only itself."""
+    if Path(path).exists() and _file_version(path) == VERSION:
+        return  # every connection after the first: one read, no lock
+    with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as own:
+        cursor = own.cursor()
+        cursor.execute("PRAGMA journal_mode=MEMORY")
+        if (version := _version(cursor, "main")) != VERSION:
+            _create(cursor, version, "main")
+
+
+def _file_version(path: str) -> int:
+    with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as own:
+        return _version(own.cursor(), "main")
+
+
+def _create(cursor: Any, version: int, schema: str) -> None:
     """Shape the file (an older shape is dropped: staged rows can be read again from their
     sources, and no older shape exists yet)."""
     cursor.execute("BEGIN IMMEDIATE")
     try:
         # another connection may have shaped it while this one waited for the lock
-        if _version(cursor) != VERSION:
+        if _version(cursor, schema) != VERSION:
             if version:  # nothing older than 1 exists yet; future versions migrate here
-                cursor.execute(f"DROP TABLE IF EXISTS {SCHEMA}.staged_row")
+                cursor.execute(f"DROP TABLE IF EXISTS {schema}.staged_row")
             for statement in _DDL:
-                cursor.execute(statement)
-            cursor.execute(f"PRAGMA {SCHEMA}.user_version={VERSION}")
+                cursor.execute(statement.format(schema=schema))
+            cursor.execute(f"PRAGMA {schema}.user_version={VERSION}")
         cursor.execute("COMMIT")
     except BaseException:
         cursor.execute("ROLLBACK")
         raise
 
 
-def _version(cursor: Any) -> int:
-    cursor.execute(f"PRAGMA {SCHEMA}.user_version")
+def _version(cursor: Any, schema: str) -> int:
+    cursor.execute(f"PRAGMA {schema}.user_version")
     return int(cursor.fetchone()[0])

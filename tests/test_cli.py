@@ -387,6 +387,35 @@ async def test_processes_started_together_on_a_new_database_migrate_it_once(
     assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr
 
 
+async def test_a_current_schema_is_checked_without_waiting_for_the_write_lock(
+    db_env: dict[str, str],
+) -> None:
+    """Every command checks the schema on start: with the migrations' write lock taken even
+    when there was nothing to migrate, `referral-bot jobs` waited for a running import's
+    chunk to commit (seconds, up to the busy timeout) on SQLite."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from models.migrate import _lock_key, upgrade
+
+    url, schema = db_env["DATABASE_URL"], db_env.get("DATABASE_SCHEMA")
+    migrated, other = Database(url, schema=schema), Database(url, schema=schema)
+    try:
+        await upgrade(migrated)
+        async with other.engine.connect() as holder:  # an import's chunk, mid-transaction
+            if other.is_sqlite:
+                await holder.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                await holder.execute(text("SELECT pg_advisory_lock(:k)"),  # a deploy's migration
+                                     {"k": _lock_key(schema)})  # fmt: skip
+            await asyncio.wait_for(upgrade(migrated), timeout=3)
+            await holder.rollback()
+    finally:
+        await migrated.dispose()
+        await other.dispose()
+
+
 def test_a_database_url_that_is_wrong_or_unreachable_is_named_in_one_line(
     tmp_path: Path,
 ) -> None:
