@@ -416,6 +416,23 @@ async def test_a_current_schema_is_checked_without_waiting_for_the_write_lock(
         await other.dispose()
 
 
+def test_a_database_url_with_libpqs_sslmode_works(db_env: dict[str, str]) -> None:
+    """Hosts hand out `postgresql://...?sslmode=require`: asyncpg refused the keyword with
+    a traceback (`connect() got an unexpected keyword argument 'sslmode'`)."""
+    from sqlalchemy.engine import make_url
+
+    from models.db import async_url
+
+    assert async_url("postgresql://u@db.example/shop?sslmode=require") == (
+        "postgresql+asyncpg://u@db.example/shop?ssl=require")  # fmt: skip
+    if "DATABASE_SCHEMA" not in db_env:
+        return  # the rest needs a PostgreSQL server (TEST_POSTGRES_URL)
+    url = make_url(db_env["DATABASE_URL"]).update_query_dict({"sslmode": "disable"})
+    result = run({**db_env, "DATABASE_URL": url.render_as_string(hide_password=False)},
+                 "jobs", "--json")  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr[-400:]
+
+
 def test_a_database_url_that_is_wrong_or_unreachable_is_named_in_one_line(
     tmp_path: Path,
 ) -> None:
