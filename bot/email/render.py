@@ -67,6 +67,8 @@ def _preferences(tag: str) -> list[str]:
         return [normalised, "zh-TW" if traditional else "zh-CN"]
     if language == "pt":
         return [normalised, "pt-BR"]
+    if language in ("no", "nn"):  # Norwegian as most systems tag it, and Nynorsk: Bokmål
+        return [normalised, "nb"]
     return [normalised, language]
 
 

@@ -12,7 +12,8 @@ from bot.email import TEMPLATE_LOCALES, choose_locale, render_invite
 from bot.email.render import template_environment
 from tests.email.invites import REFERRAL_LINK, make_invite
 
-REQUIRED_LOCALES = {"en", "fr", "de", "es", "pt-BR", "ja", "zh-TW", "it", "nl", "sv"}
+REQUIRED_LOCALES = {"en", "fr", "de", "es", "pt-BR", "ja", "zh-TW", "it", "nl", "sv", "da", "nb",
+                    "ru"}  # fmt: skip
 
 
 def share_links(text: str) -> dict[str, str]:
@@ -153,6 +154,12 @@ def test_a_missing_first_name_becomes_the_start_of_the_address() -> None:
         ("", "es", ("es", False)),
         (None, "pt", ("pt-BR", False)),
         ("sv", "ko", ("sv", False)),
+        # Danish, Norwegian and Russian customers got English ("fell back"); "no" and
+        # Nynorsk are served in Bokmål
+        ("da-DK", "en", ("da", False)),
+        ("no", "en", ("nb", False)),
+        ("nn-NO", "en", ("nb", False)),
+        ("ru_RU", "en", ("ru", False)),
         ("xx", "ko", ("en", True)),  # a default without templates: English
         (None, "ko", ("en", True)),
     ],
