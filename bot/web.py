@@ -168,7 +168,8 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
     # no HEAD: a link checker's HEAD would count a click, or spend the one-time sign-in code
     return [
         web.get(CALLBACK_PATH, mailchimp_callback, allow_head=False),
-        web.get("/r/{code}", referral, allow_head=False),
+        # "/r/ABCD2345/" too: a slash after the code is punctuation like "." (normalise)
+        web.get("/r/{code:[^/]+/?}", referral, allow_head=False),
         web.get("/u/{token}", unsubscribe_form),
         web.post("/u/{token}", unsubscribe_now),
     ]

@@ -19,8 +19,13 @@ def new_codes(count: int) -> list[str]:
 
 
 def normalise(code: str) -> str:
-    """A code as typed or pasted: case doesn't matter."""
-    return code.strip().upper()[: LENGTH * 2]
+    """A code as typed or pasted: case doesn't matter, nor what a sentence or a mail client's
+    link-finder left after it ("ABCD2345.", "abcd2345)", a closing quote, "。", a slash)."""
+    code = code.strip()
+    end = len(code)
+    while end and not code[end - 1].isalnum():
+        end -= 1
+    return code[:end].upper()[: LENGTH * 2]
 
 
 def could_be_code(code: str) -> bool:

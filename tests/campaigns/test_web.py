@@ -51,6 +51,25 @@ async def test_a_referral_link_counts_the_click_and_leads_to_the_store(
     assert await world.scalar("SELECT clicks FROM advocate") == 2
 
 
+async def test_a_code_with_punctuation_after_it_still_leads_to_the_store(
+    world: World, site: str
+) -> None:
+    """Mail clients and chat apps link a URL at the end of a sentence with what follows it:
+    "…/r/ABCD2345." or "(…/r/abcd2345)"; a Japanese sentence ends in "。"."""
+    code, _ = await _advocate(world)
+    typed = [f"{code}.", f"{code.lower()},", f"{code})", f"{code}%22", f"{code}%E3%80%82",
+             f"{code}%E2%80%9D.", f"{code}/", f"{code}!%20"]  # fmt: skip
+    async with aiohttp.ClientSession() as http:
+        for path in typed:
+            async with http.get(f"{site}/r/{path}", allow_redirects=False) as response:
+                assert response.status == 302, path
+                assert response.headers["Location"].endswith(f"&ref={code}"), path
+        for path in (f"{code}/x", f".{code}x", f"{code[:-1]}."):  # still not a code
+            async with http.get(f"{site}/r/{path}", allow_redirects=False) as response:
+                assert response.status == 404, path
+    assert await world.scalar("SELECT clicks FROM advocate") == len(typed)
+
+
 async def test_a_store_url_with_an_impossible_port_is_refused_and_never_a_500(
     world: World, site: str, caplog: pytest.LogCaptureFixture
 ) -> None:
