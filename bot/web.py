@@ -17,13 +17,15 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import text
 
 from bot.campaigns.codes import could_be_code, normalise
-from bot.campaigns.consent import address_of, unsubscribe
+from bot.campaigns.consent import recipient_of, unsubscribe
 from bot.campaigns.links import BadToken, read_unsubscribe_token
+from bot.email.render import choose_locale
 from bot.mailchimp.accounts import save
 from bot.mailchimp.api import MailchimpError
 from bot.mailchimp.oauth import CALLBACK_PATH, BadState, exchange, read_state
 from bot.once import first_time, forget
 from bot.settings import Settings
+from bot.web_text import UNSUBSCRIBE, UnsubscribeText
 from models import Database
 
 log = logging.getLogger(__name__)
@@ -50,10 +52,11 @@ def with_ref(store_url: str, code: str) -> str:
 
 
 def page(title: str, message: str, *, status: int = 200, action: str | None = None,
-         button: str = "") -> web.Response:  # fmt: skip
+         button: str = "", lang: str = "en") -> web.Response:  # fmt: skip
     body = _PAGES.get_template("page.html.j2").render(title=title, message=message, action=action,
-                                                      button=button)  # fmt: skip
-    return web.Response(text=body, status=status, content_type="text/html", headers=_HEADERS)
+                                                      button=button, lang=lang)  # fmt: skip
+    return web.Response(text=body, status=status, content_type="text/html",
+                        headers={**_HEADERS, "Content-Language": lang})  # fmt: skip
 
 
 # Pages about someone's address or account: never cached, never framed (the unsubscribe
@@ -93,8 +96,10 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
                         "the shop needs to correct it.", status=502)  # fmt: skip
         raise found
 
-    async def _contact(request: web.Request) -> tuple[str, int] | web.Response:
-        """The (team, contact) an unsubscribe link is for, or the page to answer instead."""
+    async def _contact(request: web.Request
+                       ) -> tuple[str, int, str, UnsubscribeText] | web.Response:  # fmt: skip
+        """The (team, contact) an unsubscribe link is for with the language of its invites
+        (and that language's words), or the page to answer instead."""
         try:
             token = read_unsubscribe_token(request.match_info["token"])
         except BadToken as exc:
@@ -103,13 +108,14 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         if not token.genuine(settings.secret_key):
             log.warning("refused an unsubscribe token (bad signature) from %s", request.remote)
             return _not_valid()
-        address = await address_of(db, token.team_id, token.contact_id)
-        if address is None or not token.for_address(settings.secret_key, address):
+        recipient = await recipient_of(db, token.team_id, token.contact_id)
+        if recipient is None or not token.for_address(settings.secret_key, recipient.email_key):
             # its contact is gone (deleted, its import undone; SQLite may have given its id to
             # another contact since): nothing to do
             return page("Not on our list", "This address no longer receives referral "
                         "invitations from us.")  # fmt: skip
-        return token.team_id, token.contact_id
+        lang = choose_locale(recipient.locale, recipient.default_locale)[0]
+        return token.team_id, token.contact_id, lang, UNSUBSCRIBE.get(lang, UNSUBSCRIBE["en"])
 
     def _not_valid() -> web.Response:
         return page("Link not valid", "This unsubscribe link isn't valid.", status=400)
@@ -118,17 +124,18 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         found = await _contact(request)
         if isinstance(found, web.Response):
             return found
+        _, _, lang, words = found
         # relative: the form posts back to the link as sent, whatever path PUBLIC_URL has
-        return page("Unsubscribe", "Stop receiving referral invitations at this address?",
-                    action=request.match_info["token"], button="Unsubscribe")  # fmt: skip
+        return page(words.title, words.question, action=request.match_info["token"],
+                    button=words.button, lang=lang)  # fmt: skip
 
     async def unsubscribe_now(request: web.Request) -> web.Response:
         found = await _contact(request)
         if isinstance(found, web.Response):
             return found
-        await unsubscribe(db, *found)
-        return page("You're unsubscribed", "You won't receive referral invitations from us "
-                    "at this address any more.")  # fmt: skip
+        team_id, contact_id, lang, words = found
+        await unsubscribe(db, team_id, contact_id)
+        return page(words.done_title, words.done, lang=lang)
 
     async def mailchimp_callback(request: web.Request) -> web.Response:
         if request.query.get("error"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from sqlalchemy import bindparam, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -36,10 +38,22 @@ async def unsubscribe(db: Database, team_id: str, contact_id: int) -> str | None
         return str(row[0])
 
 
-async def address_of(db: Database, team_id: str, contact_id: int) -> str | None:
-    """The contact's email key (what an unsubscribe token is signed over); None if no
-    contact has that id."""
+_RECIPIENT = text("""
+    SELECT c.email_key, c.locale, w.default_locale FROM contact c
+    LEFT JOIN workspace w ON w.team_id = c.team_id
+    WHERE c.team_id = :t AND c.id = :c
+""")
+
+
+class Recipient(NamedTuple):
+    email_key: str  # what an unsubscribe token is signed over
+    locale: str | None  # the contact's own; None: the workspace's default
+    default_locale: str
+
+
+async def recipient_of(db: Database, team_id: str, contact_id: int) -> Recipient | None:
+    """The contact's email key and languages (its invites' language: the pages it reaches
+    from them speak it too); None if no contact has that id."""
     async with db.begin() as conn:
-        return (await conn.execute(
-            text("SELECT email_key FROM contact WHERE team_id = :t AND id = :c"),
-            {"t": team_id, "c": contact_id})).scalar()  # fmt: skip
+        row = (await conn.execute(_RECIPIENT, {"t": team_id, "c": contact_id})).first()
+    return None if row is None else Recipient(str(row[0]), row[1], str(row[2] or "en"))

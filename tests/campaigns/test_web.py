@@ -140,6 +140,44 @@ async def test_unsubscribe_asks_on_get_and_acts_only_on_post(world: World, site:
     assert await world.scalar("SELECT reason FROM invite") == "unsubscribed"
 
 
+async def test_the_unsubscribe_pages_speak_the_invites_language(world: World, site: str) -> None:
+    """Amélie's invite was in French, Yuto's in Japanese, Jonas's in the workspace's German
+    (he has no locale of his own): the page their link opens, and the one after the button,
+    are too. X's language has no invite templates: his page is German, as his invite was."""
+    await world.import_csv("VIP", people("amelie@example.com,Amélie,fr-CA",
+                                         "yuto@example.com,悠斗,ja", "jonas@example.com,Jonas,",
+                                         "x@example.com,X,xx"))  # fmt: skip
+    async with world.db.begin() as conn:
+        await conn.execute(text("UPDATE workspace SET default_locale = 'de'"))
+    await world.target(await world.campaign(), "VIP")
+    expected = {"amelie@example.com": ("fr", "Se désabonner", "Vous êtes désabonné"),
+                "yuto@example.com": ("ja", "配信停止", "配信を停止しました"),
+                "jonas@example.com": ("de", "Abmelden", "Du bist abgemeldet"),
+                "x@example.com": ("de", "Abmelden", "Du bist abgemeldet")}  # fmt: skip
+    rows = await world.rows("SELECT email, id FROM contact")
+    assert {email for email, _ in rows} == set(expected)
+    async with aiohttp.ClientSession() as http:
+        for email, contact in rows:
+            lang, button, done = expected[email]
+            link = unsubscribe_link(site, SECRET, TEAM, int(contact), email)
+            async with http.get(link) as response:
+                page = await response.text()
+                assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+                assert response.headers["Content-Language"] == lang
+                assert f'<html lang="{lang}">' in page, email
+                assert f'<button type="submit">{button}</button>' in page, email
+            async with http.post(link, data={"List-Unsubscribe": "One-Click"}) as response:
+                assert response.status == 200 and f"<h1>{done}</h1>" in await response.text()
+    assert await world.rows("SELECT DISTINCT subscribed FROM contact") in ([(False,)], [(0,)])
+
+
+def test_every_invite_language_has_unsubscribe_pages() -> None:
+    from bot.email.render import TEMPLATE_LOCALES
+    from bot.web_text import UNSUBSCRIBE
+
+    assert sorted(UNSUBSCRIBE) == sorted(TEMPLATE_LOCALES)
+
+
 async def test_a_forged_or_foreign_token_is_refused(world: World, site: str) -> None:
     _, contact = await _advocate(world)
     body, mac, address_mac = unsubscribe_token(SECRET, TEAM, contact, KEY).split(".")
