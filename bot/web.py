@@ -97,9 +97,10 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         raise found
 
     async def _contact(request: web.Request
-                       ) -> tuple[str, int, str, UnsubscribeText] | web.Response:  # fmt: skip
+                       ) -> tuple[str, int, str, UnsubscribeText, bool] | web.Response:  # fmt: skip
         """The (team, contact) an unsubscribe link is for with the language of its invites
-        (and that language's words), or the page to answer instead."""
+        (and that language's words) and whether it is still subscribed, or the page to answer
+        instead."""
         try:
             token = read_unsubscribe_token(request.match_info["token"])
         except BadToken as exc:
@@ -115,7 +116,8 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             return page("Not on our list", "This address no longer receives referral "
                         "invitations from us.")  # fmt: skip
         lang = choose_locale(recipient.locale, recipient.default_locale)[0]
-        return token.team_id, token.contact_id, lang, UNSUBSCRIBE.get(lang, UNSUBSCRIBE["en"])
+        return (token.team_id, token.contact_id, lang, UNSUBSCRIBE.get(lang, UNSUBSCRIBE["en"]),
+                recipient.subscribed)  # fmt: skip
 
     def _not_valid() -> web.Response:
         return page("Link not valid", "This unsubscribe link isn't valid.", status=400)
@@ -124,7 +126,9 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         found = await _contact(request)
         if isinstance(found, web.Response):
             return found
-        _, _, lang, words = found
+        _, _, lang, words, subscribed = found
+        if not subscribed:  # back to check it worked (or one-click did it): no question again
+            return page(words.done_title, words.done, lang=lang)
         # relative: the form posts back to the link as sent, whatever path PUBLIC_URL has
         return page(words.title, words.question, action=request.match_info["token"],
                     button=words.button, lang=lang)  # fmt: skip
@@ -133,7 +137,7 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         found = await _contact(request)
         if isinstance(found, web.Response):
             return found
-        team_id, contact_id, lang, words = found
+        team_id, contact_id, lang, words, _ = found
         await unsubscribe(db, team_id, contact_id)
         return page(words.done_title, words.done, lang=lang)
 

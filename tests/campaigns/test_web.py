@@ -135,6 +135,10 @@ async def test_unsubscribe_asks_on_get_and_acts_only_on_post(world: World, site:
         for _ in range(2):  # RFC 8058 one-click POST, twice: the same result
             async with http.post(link, data={"List-Unsubscribe": "One-Click"}) as response:
                 assert response.status == 200 and "unsubscribed" in await response.text()
+        async with http.get(link) as response:  # back to check: no question asked again
+            page = await response.text()
+            assert response.status == 200 and "<h1>You&#39;re unsubscribed</h1>" in page
+            assert "<form" not in page
     assert await world.scalar("SELECT subscribed FROM contact") in (False, 0)
     assert await world.scalar("SELECT state FROM invite") == "not_emailed"
     assert await world.scalar("SELECT reason FROM invite") == "unsubscribed"
