@@ -38,6 +38,11 @@ _CLICK = text("""
 """)
 
 _RETIRED = text("SELECT 1 FROM retired_code WHERE code = :code")
+# A HEAD (link checkers, mail gateways) is answered as the GET would be, without a click
+_LOOK = text("""
+    SELECT (SELECT store_url FROM campaign WHERE campaign.id = advocate.campaign_id)
+    FROM advocate WHERE code = :code
+""")
 
 
 def with_ref(store_url: str, code: str) -> str:
@@ -81,7 +86,8 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         if not could_be_code(code):
             return page("Link not found", "This referral link doesn't exist.", status=404)
         async with db.begin() as conn:
-            row = (await conn.execute(_CLICK, {"code": code})).first()
+            row = (await conn.execute(_LOOK if request.method == "HEAD" else _CLICK,
+                                      {"code": code})).first()  # fmt: skip
         if row is None or not row[0]:
             if row is None and await _retired(code):
                 return page("Link no longer active", "This referral link doesn't work any more.",
@@ -176,11 +182,11 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         return page("Mailchimp connected", f"{account.account_name or 'Your account'} is "
                     "connected. You can close this tab and go back to Slack.")  # fmt: skip
 
-    # no HEAD: a link checker's HEAD would count a click, or spend the one-time sign-in code
+    # no HEAD for the sign-in callback: a link checker's HEAD would spend its one-time code
     return [
         web.get(CALLBACK_PATH, mailchimp_callback, allow_head=False),
         # "/r/ABCD2345/" too: a slash after the code is punctuation like "." (normalise)
-        web.get("/r/{code:[^/]+/?}", referral, allow_head=False),
+        web.get("/r/{code:[^/]+/?}", referral),  # a HEAD counts no click (_LOOK)
         web.get("/u/{token}", unsubscribe_form),
         web.post("/u/{token}", unsubscribe_now),
     ]
