@@ -9,7 +9,8 @@ transaction that makes its changes and adds their rowcounts to the batch's `undo
    a chunk of contacts at a time. For those contacts, in the same transaction:
    - first, those a later import into the same segment listed too (it found them there
      already: `segment_member_listing`, written by the engine) stay when that import still
-     stands (neither being undone nor undone): the membership becomes the earliest such
+     stands (neither being undone nor undone, and not failed or cancelled having added
+     nothing, which can't be undone: _STANDING): the membership becomes the earliest such
      import's, and with it the contact if this one created it (_HAND_ON below), so undoing
      that one later takes them out as if this one had never happened; the other listings stay
      with the membership and hand it on again. Nothing below touches them: they are still in
@@ -237,8 +238,11 @@ _MEMBERS_OF_BATCH = ("SELECT contact_id FROM segment_member "
                      "WHERE segment_id = :s AND team_id = :t AND batch_id = :b")  # fmt: skip
 
 # Imports that stand: not being undone, nor undone (one that failed or was cancelled part way
-# keeps what it did until it is undone).
-_STANDING = "lb.status NOT IN ('undoing', 'undone')"
+# keeps what it did until it is undone), and that can be undone later (_START): one that
+# failed or was cancelled having added nothing can't, so a membership handed on to it stayed
+# in the segment for good, though the confirmation said undoing it takes them out.
+_STANDING = ("lb.status NOT IN ('undoing', 'undone') AND (lb.status NOT IN ('failed', "
+             "'cancelled') OR lb.new_contacts > 0 OR lb.added_to_segment > 0)")  # fmt: skip
 
 
 def _listed_later(contact: str) -> str:

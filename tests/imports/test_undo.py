@@ -18,16 +18,19 @@ from bot.campaigns import service
 from bot.campaigns.enroll import run_enrollment
 from bot.contact_admin import delete_contact, find_by_email, remove_from_segment, unsubscribe
 from bot.imports.background import enqueue_file_import
+from bot.imports.batches import add_source, create_batch, queue_batch, stage_csv
+from bot.imports.engine import apply_batch
 from bot.imports.importer import import_files
 from bot.imports.job_kinds import IMPORT_JOB, PURGE_JOB, UNDO_JOB
+from bot.imports.review import cancel
 from bot.imports.undo import UndoError, request_undo, run_undo, undo_plan
 from bot.jobs.kinds import handlers
 from bot.jobs.worker import Worker, WorkerConfig
 from bot.segments import delete_segment
 from bot.settings import load_settings
 from bot.web import public_routes
-from bot.workspaces import ensure_workspace, find_segment
-from models import CampaignState, Database
+from bot.workspaces import ensure_workspace, find_segment, import_target
+from models import CampaignState, Database, SourceKind
 from models.clock import utcnow
 from tests.fakes.slack_api import serve
 
@@ -512,6 +515,43 @@ async def test_the_earliest_import_still_standing_takes_it_and_hands_it_on_again
     assert (await _counts(db, c), await _handed_on(db, c)) == (("undone", LEAD, 0, 0, 0, 0), 1)
     await _undo(db, d)
     assert await _contacts(db) == []
+
+
+async def test_nothing_is_handed_on_to_a_cancelled_import_that_added_nothing(
+    db: Database,
+) -> None:
+    """A creates x and y in VIP; B lists x (already there), then is cancelled before its
+    next chunk: it added nothing, so it can't be undone. Undoing A handed x on to B anyway
+    (the confirmation said "undoing it takes them out") and x stayed in VIP for good, B's
+    undo refused. Now only an import that can be undone takes a membership on."""
+    await ensure_workspace(db, TEAM)
+    first = await _import(db, "VIP", "x@example.com", "y@example.com")
+    segment = await import_target(db, TEAM, "VIP", create=False)
+    later = await create_batch(db, TEAM, segment.id or 0, LEAD)
+    source = await add_source(db, TEAM, later.id or 0, SourceKind.CSV, "again.csv")
+    await stage_csv(db, TEAM, source.id or 0,
+                    io.BytesIO(b"email\nx@example.com\nz@example.com\n"))  # fmt: skip
+    await queue_batch(db, TEAM, later.id or 0, LEAD)
+
+    async def cancel_after_one_row(progress: object) -> None:
+        await cancel(db, TEAM, later.id or 0, LEAD, is_lead=True)
+
+    stopped = await apply_batch(db, TEAM, later.id or 0, chunk_size=1,
+                                on_progress=cancel_after_one_row)  # fmt: skip
+    assert (stopped.status, stopped.new_contacts, stopped.added_to_segment) == ("cancelled", 0, 0)
+    assert await _listings(db) == [("VIP", "x@example.com", later.id)]
+    with pytest.raises(UndoError, match="added nothing"):
+        await request_undo(db, TEAM, later.id or 0, LEAD, remove_advocates=False,
+                           window_days=WEEK)  # fmt: skip
+
+    plan = await undo_plan(db, TEAM, first, window_days=WEEK)
+    assert (plan.removes, plan.hands_on, plan.deletes) == (2, 0, 2)
+    await _undo(db, first)
+    assert await _members(db, "VIP") == []
+    assert await _contacts(db) == []
+    assert await _listings(db) == []
+    assert (await _counts(db, first), await _handed_on(db, first)) == (
+        ("undone", LEAD, 2, 2, 0, 0), 0)
 
 
 async def test_a_handed_on_contact_keeps_its_waiting_invite_and_its_advocate(
