@@ -18,6 +18,7 @@ Slack; `ContactError` messages are for people and quote emails and names raw.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -252,6 +253,30 @@ def contact_id_of(value: str) -> int:
     if found is None:
         raise ContactError("That button doesn't name a contact: it may come from an old message.")
     return found
+
+
+def contact_ref(contact_id: int, email: str) -> str:
+    """A contact as a button names it: its id and a check of its address ("12.3f9a0c1b").
+    SQLite gives a deleted contact's id to the next contact, so a card left open acted on
+    someone else (Delete on x's card, confirmed naming x, deleted y)."""
+    return f"{contact_id}.{_address_check(email)}"
+
+
+def _address_check(email: str) -> str:
+    return hashlib.sha256(email.casefold().encode()).hexdigest()[:8]
+
+
+async def resolve_ref(db: Database, team_id: str, ref: str) -> int:
+    """The contact a button names, while it is still the one the button was made for (a
+    button without a check, from a card shown before there were checks, names its id)."""
+    id_part, _, check = ref.partition(".")
+    contact_id = contact_id_of(id_part)
+    if check:
+        async with db.begin() as conn:
+            email = await _email(conn, team_id, contact_id)
+        if _address_check(email) != check:
+            raise ContactError(GONE)
+    return contact_id
 
 
 async def find_by_email(db: Database, team_id: str, email: str) -> int:

@@ -210,15 +210,16 @@ async def on_show(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 # ---- changes (team leads) -------------------------------------------------------------------
 
 
-def _ids(action: str, value: str) -> tuple[int, int | None]:
-    """(contact, segment) from a button value: "contact" or "contact:segment"."""
+def _ids(action: str, value: str) -> tuple[str, int | None]:
+    """(contact, segment) from a button value: "contact" or "contact:segment", the contact
+    as contact_admin.contact_ref names it (resolve_ref reads it)."""
     if action != Action.CONTACT_REMOVE_FROM_SEGMENT:
-        return contact_id_of(value), None
+        return value, None
     contact, _, segment = value.partition(":")
     segment_id = digits(segment)
     if segment_id is None:
         raise ContactError("That button doesn't name a segment: it may come from an old message.")
-    return contact_id_of(contact), segment_id
+    return contact, segment_id
 
 
 async def _apply(d: Deps, where: Where, action: str, contact_id: int,
@@ -241,9 +242,11 @@ async def _apply(d: Deps, where: Where, action: str, contact_id: int,
 async def _change(d: Deps, client: AsyncWebClient, where: Where, action: str,
                   value: str) -> None:  # fmt: skip
     try:
-        contact_id, segment_id = _ids(action, value)
+        ref, segment_id = _ids(action, value)
+        contact_id = await contact_admin.resolve_ref(d.db, where.team_id, ref)
     except ContactError as exc:
-        await _show(client, where, gone(esc(str(exc))), replace=True)
+        await _show(client, where, gone(esc(str(exc))), replace=True,
+                    back=str(exc) == contact_admin.GONE)  # fmt: skip
         return
     changed = False
     try:

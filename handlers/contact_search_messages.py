@@ -25,7 +25,16 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.campaigns.links import referral_link
-from bot.contact_admin import MAX_QUERY, CampaignRef, Card, Deleted, Hit, Page, deleted_detail
+from bot.contact_admin import (
+    MAX_QUERY,
+    CampaignRef,
+    Card,
+    Deleted,
+    Hit,
+    Page,
+    contact_ref,
+    deleted_detail,
+)
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, metadata, n, slack_date
 
@@ -159,7 +168,7 @@ def _fit(template: str, email: str) -> str:
 
 
 def _buttons(c: Card) -> ActionsBlock:
-    value = str(c.id)
+    value = contact_ref(c.id, c.email)
     consent = (
         ButtonElement(text="Unsubscribe", action_id=Action.CONTACT_UNSUBSCRIBE, value=value)
         if c.subscribed else
@@ -196,7 +205,7 @@ def card(c: Card, public_url: str, *, note: str = "") -> tuple[str, list[Block]]
                 text=MarkdownTextObject(text=f"• {esc(_cut(segment.name))}"),
                 accessory=ButtonElement(text="Remove from segment",
                                         action_id=Action.CONTACT_REMOVE_FROM_SEGMENT,
-                                        value=f"{c.id}:{segment.id}"),
+                                        value=f"{contact_ref(c.id, c.email)}:{segment.id}"),
             ))  # fmt: skip
         more = len(c.segments) - MAX_SEGMENTS_SHOWN
         if more > 0:

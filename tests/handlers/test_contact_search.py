@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from bot import contact_admin
 from bot.campaigns import service
 from bot.campaigns.enroll import run_enrollment
 from bot.imports.importer import import_files
@@ -230,6 +231,27 @@ async def test_the_card_shows_segments_campaigns_links_and_the_buttons(app: Harn
         "Deletes ada@example.com everywhere: segments, campaigns, referral links (they'll stop "
         "working). This can't be undone.")  # fmt: skip
     assert find_element(shown["blocks"], Action.CONTACT_RESUBSCRIBE) is None
+    assert app.slack.block_errors == []
+
+
+async def test_a_card_left_open_never_acts_on_the_contact_that_took_its_id(
+    app: Harness,
+) -> None:
+    """SQLite gives a deleted contact's id to the next contact: Delete on x's card, left
+    open (its confirm naming x), deleted y, who had taken x's id."""
+    await _import(app, "VIP", "keep@example.com,Keep,\n")
+    await _import(app, "VIP", "x@example.com,Ex,\n")
+    card = await _click(app, Action.CONTACT_SHOW, await _command(app, "x@example.com"))
+    x = await contact_admin.find_by_email(app.db, TEAM, "x@example.com")
+    await contact_admin.delete_contact(app.db, TEAM, x, LEAD)  # from another card, say
+    await _import(app, "Other", "y@example.com,Why,\n")
+    for action in (Action.CONTACT_UNSUBSCRIBE, Action.CONTACT_REMOVE_FROM_SEGMENT,
+                   Action.CONTACT_DELETE):  # fmt: skip
+        answer = await _click(app, action, card)
+        assert "doesn't exist in this workspace" in answer["text"], action
+    assert await _rows(app, "SELECT email, subscribed FROM contact ORDER BY email") in (
+        [("keep@example.com", True), ("y@example.com", True)],
+        [("keep@example.com", 1), ("y@example.com", 1)])  # fmt: skip
     assert app.slack.block_errors == []
 
 
