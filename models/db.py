@@ -34,12 +34,12 @@ def async_url(url: str) -> str:
     u = make_url(url)
     if u.drivername in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg"):
         u = u.set(drivername="postgresql+asyncpg")
+    elif u.drivername in ("sqlite", "sqlite+pysqlite"):
+        u = u.set(drivername="sqlite+aiosqlite")
     if u.drivername == "postgresql+asyncpg" and "sslmode" in u.query:
         # hosts hand out libpq's `?sslmode=require`; asyncpg takes the same modes as `ssl`
         mode = u.query["sslmode"]
         u = u.difference_update_query(["sslmode"]).update_query_dict({"ssl": mode})
-    elif u.drivername in ("sqlite", "sqlite+pysqlite"):
-        u = u.set(drivername="sqlite+aiosqlite")
     return u.render_as_string(hide_password=False)
 
 

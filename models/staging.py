@@ -79,18 +79,11 @@ def _shape_file(path: str) -> None:
     lock too: connections opened together on a new database (serve, its worker child and a
     command, one of them migrating the main file) waited on each other for the busy timeout
     and one failed with "database is locked". The file alone locks only itself."""
-    if Path(path).exists() and _file_version(path) == VERSION:
-        return  # every connection after the first: one read, no lock
     with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as own:
-        cursor = own.cursor()
-        cursor.execute("PRAGMA journal_mode=MEMORY")
+        cursor = own.cursor()  # every connection after the first: this one read, no lock
         if (version := _version(cursor, "main")) != VERSION:
+            cursor.execute("PRAGMA journal_mode=MEMORY")
             _create(cursor, version, "main")
-
-
-def _file_version(path: str) -> int:
-    with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as own:
-        return _version(own.cursor(), "main")
 
 
 def _create(cursor: Any, version: int, schema: str) -> None:
