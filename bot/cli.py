@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import ExitStack
@@ -233,7 +234,7 @@ async def _reach(db: Database, settings: Settings, first: Coroutine[Any, Any, No
     traceback for a wrong database name, user or password, named neither."""
     try:
         await first
-    except (OSError, DBAPIError, PostgresError) as exc:
+    except (OSError, sqlite3.Error, DBAPIError, PostgresError) as exc:
         where = make_url(settings.database_url).render_as_string(hide_password=True)
         if settings.database_schema and not db.is_sqlite:
             where += f" (schema {settings.database_schema})"

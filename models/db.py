@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from typing import Any
 
 from sqlalchemy import event
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.reader import Reader
-from models.staging import attach_staging
+from models.staging import attach_staging, shape_file, staging_path
 
 # 32 MiB of page cache: big imports stay fast within the RSS budget.
 _SQLITE_PRAGMAS = (
@@ -112,6 +113,15 @@ def _use_wal(cursor: Any) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
         time.sleep(0.02)
+
+
+def prepare_file(path: str) -> None:
+    """Put a SQLite file in WAL mode and shape its staging file, on a plain connection:
+    blocking (they may wait for another process), so upgrade runs it on a thread before the
+    engine connects; the connect hook then finds both done and only reads."""
+    with closing(sqlite3.connect(path, timeout=WAL_WAIT_SECONDS, isolation_level=None)) as own:
+        _use_wal(own.cursor())
+    shape_file(staging_path(path))
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:

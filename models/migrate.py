@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
-from models.db import Database, sqlite_file
+from models.db import Database, prepare_file, sqlite_file
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -93,6 +93,8 @@ async def upgrade(db: Database, revision: str = "head") -> None:
 
     A schema already at head (every start but a deploy's) takes no lock.
     """
+    if db.is_sqlite and (path := sqlite_file(db.url)) is not None:
+        await asyncio.to_thread(prepare_file, path)  # before the first connection
     if revision == "head" and await current_revision(db) == head_revision():
         return
     async with _migration_lock(db), db.engine.begin() as conn:

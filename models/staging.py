@@ -60,20 +60,23 @@ def attach_staging(dbapi_conn: Any) -> None:
         cursor.execute("PRAGMA database_list")
         main = next(row[2] for row in cursor.fetchall() if row[1] == "main")
         path = staging_path(main)
-        if path != ":memory:":
-            _shape_file(path)
         cursor.execute(f"ATTACH DATABASE ? AS {SCHEMA}", (path,))
         cursor.execute(f"PRAGMA {SCHEMA}.journal_mode=MEMORY")
         cursor.execute(f"PRAGMA {SCHEMA}.synchronous=OFF")
         cursor.execute(f"PRAGMA {SCHEMA}.cache_size=-8192")
-        if path == ":memory:" and (version := _version(cursor, SCHEMA)) != VERSION:
+        if (version := _version(cursor, SCHEMA)) == VERSION:
+            return  # shaped already (by upgrade, off the event loop: prepare_file)
+        if path == ":memory:":
             _create(cursor, version, SCHEMA)  # this connection's own, in memory
+        else:
+            shape_file(path)  # a process that didn't migrate first: here, once
     finally:
         cursor.close()
 
 
-def _shape_file(path: str) -> None:
-    """Shape the staging file on a connection of its own, before it is attached.
+def shape_file(path: str) -> None:
+    """Shape the staging file on a connection of its own (blocking: models.db.prepare_file
+    calls it on a thread before the engine's first connection).
 
     Shaped through the attached connection, its `BEGIN IMMEDIATE` took the main file's write
     lock too: connections opened together on a new database (serve, its worker child and a
