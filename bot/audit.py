@@ -29,10 +29,11 @@ from models.clock import utcnow
 CLI = "cli"  # the actor of a shell command (shell users are trusted admins)
 
 
-def by_whom(actor: str) -> str:
+def by_whom(actor: str | None) -> str:
     """Who did something, after a verb, for Slack: "by <@U…>", or "from the command line"
-    for the shell (`<@cli>` names nobody: Slack shows it as a broken mention)."""
-    return "from the command line" if actor == CLI else f"by <@{actor}>"
+    for the shell, or when nobody is recorded (`<@cli>` names nobody: Slack shows it as a
+    broken mention)."""
+    return "from the command line" if not actor or actor == CLI else f"by <@{actor}>"
 
 
 class Act(StrEnum):

@@ -13,6 +13,7 @@ from typing import Any
 from bot.campaigns import service
 from bot.campaigns.advocates import advocate_rows
 from bot.campaigns.enroll import EnrollResult, run_enrollment
+from bot.contact_admin import plural
 from bot.settings import Settings
 from bot.workspaces import find_segment
 from models import CampaignState, Database, Segment
@@ -156,7 +157,7 @@ def _invite_words(row: dict[str, Any]) -> str:
     days = int(row["invite_delay_days"])
     if not row["invite_email"]:
         return "off"
-    return f"on after {days} day{'' if days == 1 else 's'}" if days else "on"
+    return f"on after {plural(days, 'day')}" if days else "on"
 
 
 def _summary(s: service.CampaignSummary) -> dict[str, Any]:

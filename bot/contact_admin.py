@@ -43,8 +43,16 @@ TOP = "\U0010ffff"  # sorts after every character: `prefix || TOP` bounds a pref
 GONE = "That contact doesn't exist in this workspace (it may have been deleted)."
 
 
+
 class ContactError(Exception):
     """A contact can't be found or changed as asked; the message says why, for people."""
+
+
+class ContactGone(ContactError):
+    """The contact isn't (or is no longer) in this workspace: GONE."""
+
+    def __init__(self) -> None:
+        super().__init__(GONE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +283,7 @@ async def resolve_ref(db: Database, team_id: str, ref: str) -> int:
         async with db.begin() as conn:
             email = await _email(conn, team_id, contact_id)
         if _address_check(email) != check:
-            raise ContactError(GONE)
+            raise ContactGone()
     return contact_id
 
 
@@ -297,7 +305,7 @@ async def card(db: Database, team_id: str, contact_id: int) -> Card:
         contact = (await session.exec(select(Contact).where(
             Contact.team_id == team_id, Contact.id == contact_id))).first()  # fmt: skip
         if contact is None:
-            raise ContactError(GONE)
+            raise ContactGone()
         conn = await session.connection()
         default = (await conn.execute(text("SELECT default_locale FROM workspace WHERE team_id "
                                            "= :t"), {"t": team_id})).scalar()  # fmt: skip
@@ -332,7 +340,7 @@ async def _email(conn: AsyncConnection, team_id: str, contact_id: int) -> str:
     email = (await conn.execute(text("SELECT email FROM contact WHERE team_id = :t AND id = :c"),
                                 {"t": team_id, "c": contact_id})).scalar()  # fmt: skip
     if email is None:
-        raise ContactError(GONE)
+        raise ContactGone()
     return str(email)
 
 
@@ -381,8 +389,7 @@ async def unsubscribe(db: Database, team_id: str, contact_id: int, actor: str) -
             raise ContactError(f"{await _email(conn, team_id, contact_id)} is already "
                                "unsubscribed.")  # fmt: skip
         stopped = (await conn.execute(STOP_INVITES, params)).rowcount  # as the link does
-        many = f"{stopped:,} invite{'' if stopped == 1 else 's'}"
-        detail = f"{many} not yet sent stopped" if stopped else ""
+        detail = f"{plural(stopped, 'invite')} not yet sent stopped" if stopped else ""
         await record_in(conn, team_id, actor, Act.CONTACT_UNSUBSCRIBED, subject(row[0]), detail)
     return int(stopped)
 
@@ -420,7 +427,7 @@ async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str
         email = (await conn.execute(text("DELETE FROM contact WHERE team_id = :t AND id = :c "
                                          "RETURNING email"), params)).scalar()  # fmt: skip
         if email is None:
-            raise ContactError(GONE)
+            raise ContactGone()
         # later imports' listings of its memberships, found through them (before they go):
         # SQLite gives its id to the next contact, which a listing left behind would keep in
         # the segment when the import that adds it is undone

@@ -232,7 +232,7 @@ async def _apply(d: Deps, where: Where, action: str, contact_id: int,
         return f":white_check_mark: Removed from *{esc(name)}* (still in All Customers)."
     if action == Action.CONTACT_UNSUBSCRIBE:
         stopped = await contact_admin.unsubscribe(db, team, contact_id, actor)
-        many = f"{stopped:,} invite{'' if stopped == 1 else 's'}"
+        many = contact_admin.plural(stopped, "invite")
         extra = f" {many} not yet sent won't be." if stopped else ""
         return f":white_check_mark: Unsubscribed: no more invite emails.{extra}"
     await contact_admin.resubscribe(db, team, contact_id, actor)
@@ -246,7 +246,7 @@ async def _change(d: Deps, client: AsyncWebClient, where: Where, action: str,
         contact_id = await contact_admin.resolve_ref(d.db, where.team_id, ref)
     except ContactError as exc:
         await _show(client, where, gone(esc(str(exc))), replace=True,
-                    back=str(exc) == contact_admin.GONE)  # fmt: skip
+                    back=isinstance(exc, contact_admin.ContactGone))  # fmt: skip
         return
     changed = False
     try:
@@ -265,7 +265,7 @@ async def _change(d: Deps, client: AsyncWebClient, where: Where, action: str,
         note = f":no_entry: {exc}"
     except ContactError as exc:  # the real state differs (double click, race, gone)
         log.info("contact change not made: %s", exc)
-        if str(exc) == contact_admin.GONE:
+        if isinstance(exc, contact_admin.ContactGone):
             await _show(client, where, gone(esc(str(exc))), replace=True, back=True)
             return
         note = f":information_source: {esc(str(exc))}"

@@ -20,6 +20,7 @@ from slack_sdk.models.blocks import (
     UserMultiSelectElement,
 )
 
+from bot.audit import by_whom
 from bot.leads import MAX_ADDED_AT_ONCE, Lead
 from handlers.ids import Action, BlockId
 from handlers.messages import slack_date
@@ -32,9 +33,7 @@ WHO_COUNTS = ("Team leads approve, undo and delete imports, see the audit log an
 def _added_by(lead: Lead) -> str:
     if lead.added_by == "seed":
         return "from the TEAM_LEADS setting"
-    if lead.added_by == "cli":
-        return "from the command line"
-    return f"by <@{lead.added_by}>"
+    return by_whom(lead.added_by)
 
 
 def _row(lead: Lead, can_edit: bool) -> SectionBlock:

@@ -106,7 +106,7 @@ async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     team_id, user_id = body["team"]["id"], body["user"]["id"]
     batch_id, source_id = _ids(str(body["actions"][0].get("value") or ""))
     opened = await open_modal(client, body["trigger_id"], note_modal(READING),
-                              push=bool(body.get("view")))  # fmt: skip
+                              push=(body.get("view") or {}).get("type") == "modal")  # fmt: skip
     try:
         source = await _source_in_draft(d, client, team_id, user_id, batch_id, source_id)
         header, values = await _read_columns(d, client, source)

@@ -32,7 +32,7 @@ from slack_sdk.models.views import View
 
 from bot.audit import by_whom
 from bot.campaigns.preview import CampaignPreview
-from bot.contact_admin import MAX_QUERY
+from bot.contact_admin import MAX_QUERY, plural
 from bot.imports.batches import Totals
 from bot.imports.dry_run import DryRun
 from bot.imports.files import ENTRY_SEPARATOR
@@ -316,12 +316,12 @@ def _all_sources(batch_id: int, hidden: int, unmapped: list[int],
     buttons, at the page of the first one missing here (without it, sources past the 30th
     could not be removed or mapped from Slack at all)."""
     if hidden > 0:
-        more = "1 more source" if hidden == 1 else f"{n(hidden)} more sources"
+        more = plural(hidden, "more source")
         text = (f"…and {more} (counted in the total): *All sources* lists "
                 + ("them with their buttons." if draft else "them."))  # fmt: skip
         first = MAX_SOURCES_SHOWN
     elif unmapped:
-        files = "1 more file" if len(unmapped) == 1 else f"{n(len(unmapped))} more files"
+        files = plural(len(unmapped), "more file")
         text = f"*Map columns* for {files}: under *All sources*."
         first = unmapped[0]
     else:

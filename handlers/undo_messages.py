@@ -17,6 +17,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.audit import by_whom
 from bot.imports.undo import UndoPlan, handed_on_words
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, n, slack_date
@@ -45,13 +46,10 @@ def result_blocks(result: str, batch_id: int) -> list[Block]:
     return [_section(result), ActionsBlock(elements=[undo_button(batch_id)])]
 
 
-def _who(actor: str | None) -> str:
-    return "from the command line" if not actor or actor == "cli" else f"by <@{actor}>"
-
-
 def undone_text(batch: ImportBatch, segment: str) -> str:
     """"Undone by <@U>: 120 contacts removed from VIP, 80 deleted, 15 invites cancelled"."""
-    text = (f":leftwards_arrow_with_hook: Import #{batch.id} was undone {_who(batch.undone_by)}: "
+    text = (f":leftwards_arrow_with_hook: Import #{batch.id} was undone "
+            f"{by_whom(batch.undone_by)}: "
             f"{_many(batch.undo_removed, 'contact')} removed from *{esc(segment)}*"
             f"{handed_on_words(batch.undo_handed_on)}, "
             f"{n(batch.undo_deleted)} deleted, {_many(batch.undo_invites_cancelled, 'invite')} "
@@ -67,7 +65,7 @@ def undone_result_blocks(result: str, batch: ImportBatch) -> list[Block]:
     return [
         _section(result),
         ContextBlock(elements=[MarkdownTextObject(
-            text=f"Undone {_who(batch.undone_by)} · {slack_date(batch.undone_at)}")]),
+            text=f"Undone {by_whom(batch.undone_by)} · {slack_date(batch.undone_at)}")]),
     ]  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from models import Database, SegmentKind
 _LIVE_TARGETING = text("""
     SELECT c.id, c.name, c.invite_email, c.invite_delay_days FROM campaign c
     WHERE c.team_id = :t AND c.state = 'live' AND EXISTS (
-        SELECT 1 FROM campaign_segment cs JOIN segment g ON g.id = cs.segment_id
+        SELECT 1 FROM campaign_segment cs JOIN segment g ON g.id = cs.segment_id AND g.team_id = :t
         WHERE cs.campaign_id = c.id AND cs.team_id = :t AND cs.role = 'target'
           AND (cs.segment_id = :s OR g.kind = :all))
     ORDER BY c.name_key

@@ -15,13 +15,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from sqlalchemy import text, update
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
-from bot.imports.batches import lock_batch, promote_before_reread
+from bot.imports.batches import clear_staged, lock_batch, promote_before_reread
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.reading import (
     Columns,
@@ -292,9 +292,9 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
                         header: list[str], mapping: ColumnMap, user: str) -> ImportSource:
     """Remember `mapping` and put the source back to be read with it, in one transaction.
 
-    Only in a draft. The source's rows are marked removed first, so duplicates of its
-    addresses in other files become valid again (as when a file is removed); reading it
-    again replaces them, and shares its skipped rows in the thread anew. The reading is
+    Only in a draft. Duplicates of its addresses in other files become valid again (as when
+    a file is removed) and its rows are deleted, but for those removed by hand, which its new
+    reading removes again; its skipped rows are shared in the thread anew. The reading is
     queued in the same transaction, as the job that reads an uploaded file (its bytes are in
     Slack), which picks the remembered mapping up: the job reads this source alone
     ("again"), a CSV in a ZIP as the ZIP's entry of its name, whatever became of the other
@@ -326,7 +326,7 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
         # its duplicates elsewhere become valid (as when a file is removed), and its rows go,
         # but for those removed by hand: reading it again removes them again
         await promote_before_reread(conn, team_id, batch_id, source_id)
-        await _drop_rows_read(conn, team_id, batch_id, source_id)
+        await clear_staged(conn, team_id, batch_id, source_id, keep_removed=True)
         await reading_again_in(conn, team_id, source_id)  # its skipped rows are shared anew
         await enqueue_in(conn, team_id, SLACK_FILE_JOB, {"source_id": source_id, "again": True},
                          dedupe_key=f"remap:{source_id}:{utcnow().timestamp()}")  # fmt: skip
@@ -336,13 +336,6 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
     return found
 
 
-async def _drop_rows_read(conn: AsyncConnection, team_id: str, batch_id: int,
-                          source_id: int) -> None:  # fmt: skip
-    await conn.execute(
-        text("DELETE FROM staged_row WHERE team_id = :t AND batch_id = :b AND source_id = :s "
-             "AND removed = :no"),
-        {"no": False, "t": team_id, "b": batch_id, "s": source_id},
-    )  # fmt: skip
 
 
 def mappable(source: ImportSource) -> bool:

@@ -58,7 +58,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import TextClause
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from bot.audit import Act, import_subject, record_in
+from bot.audit import Act, by_whom, import_subject, record_in
 from bot.imports.batches import ReviewError, get_batch, status_words
 from bot.imports.job_kinds import UNDO_JOB
 from bot.jobs.queue import enqueue_in, find_by_key
@@ -122,13 +122,6 @@ def undoable(batch: ImportBatch) -> bool:
         and bool(batch.new_contacts or batch.added_to_segment))
 
 
-def _who(actor: str | None) -> str:
-    """A person in a sentence: a Slack mention, or the shell."""
-    if not actor or actor == "cli":
-        return "from the command line"
-    return f"by <@{actor}>"
-
-
 def _when(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "an unknown date"
 
@@ -136,7 +129,7 @@ def _when(moment: datetime | None) -> str:
 def _gone_or_undone(batch: ImportBatch | None, batch_id: int) -> str:
     if batch is None:
         return f"Import #{batch_id} doesn't exist in this workspace."
-    return (f"Import #{batch_id} was already undone {_who(batch.undone_by)} on "
+    return (f"Import #{batch_id} was already undone {by_whom(batch.undone_by)} on "
             f"{_when(batch.undone_at)}.")  # fmt: skip
 
 
@@ -145,7 +138,7 @@ def refusal(batch: ImportBatch | None, batch_id: int, window_days: int) -> str |
     if batch is None or batch.status == BatchStatus.UNDONE:
         return _gone_or_undone(batch, batch_id)
     if batch.status == BatchStatus.UNDOING:
-        return (f"Import #{batch_id} is already being undone (asked {_who(batch.undone_by)} "
+        return (f"Import #{batch_id} is already being undone (asked {by_whom(batch.undone_by)} "
                 f"on {_when(batch.undone_at)}).")  # fmt: skip
     if not undoable(batch):
         state = status_words(batch.status, batch.approved_by, batch.cancelled_by)

@@ -181,14 +181,18 @@ async def members(creds: Credentials, list_id: str) -> list[dict[str, Any]]:
     kept by address, once, and a read whose pages disagree on `total_items`, or that found
     another number of members, is followed by another, merged into it (at most READS)."""
     found: dict[str, dict[str, Any]] = {}
-    for _ in range(READS):
+    for attempt in range(1, READS + 1):
         read, totals = await _read(creds, list_id)
         this_read = {str(m.get("email_address") or "").lower(): m for m in read}
         found |= this_read
         if len(set(totals)) == 1 and len(this_read) == totals[0]:
             break
-        log.info("Mailchimp audience %s changed while it was read (%d members, totals %s): "
-                 "reading it again", list_id, len(this_read), sorted(set(totals)))  # fmt: skip
+        if attempt == READS:
+            log.warning("Mailchimp audience %s still changed while it was read %d times: "
+                        "importing the %d members found", list_id, READS, len(found))
+        else:
+            log.info("Mailchimp audience %s changed while it was read (%d members, totals "
+                     "%s): reading it again", list_id, len(this_read), sorted(set(totals)))
     return list(found.values())
 
 
