@@ -52,6 +52,13 @@ class _Scope:
     excludes: bool = True  # the campaign excludes some segment (else skip that check)
 
 
+
+def send_after(start: datetime, hold_until: datetime | None, delay_days: int) -> datetime:
+    """When an enrollment's invites are due: the campaign's delay after `start` (the
+    enrollment), never before its hold ends. Enrolling and a later change of the delay
+    (invites.reschedule_waiting_in) both go by it."""
+    return max(hold_until or start, start + timedelta(days=delay_days))
+
 async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold_seconds: float
                          ) -> EnrollResult:  # fmt: skip
     """Enroll what the enrollment row asks for; a finished one just reports its counts.
@@ -89,10 +96,10 @@ async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold
         hold_until = now + timedelta(seconds=hold_seconds) if hold_seconds > 0 else None
         excluded, already = await _excluded_and_known(conn, team_id, campaign_id, scope)
         await _insert_advocates(conn, team_id, campaign_id, enrollment_id, scope, now)
-        send_after = max(hold_until or now, now + timedelta(days=delay_days))
+        due = send_after(now, hold_until, delay_days)
         await _insert_invites(conn, team_id, campaign_id, enrollment_id, now=now,
                               invite_email=bool(invite_email), hold=hold_until is not None,
-                              send_after=send_after)  # fmt: skip
+                              send_after=due)  # fmt: skip
         await conn.execute(
             text("UPDATE enrollment SET hold_until = :h WHERE id = :e")
             .bindparams(bindparam("h", type_=UTCDateTime())), {"h": hold_until, "e": enrollment_id}
@@ -101,7 +108,7 @@ async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold
         result = await counts(conn, team_id, enrollment_id)
         if result.invites_queued:
             await enqueue_in(conn, team_id, SEND_JOB, {"enrollment_id": enrollment_id},
-                             dedupe_key=f"send:{enrollment_id}", run_after=send_after)  # fmt: skip
+                             dedupe_key=f"send:{enrollment_id}", run_after=due)  # fmt: skip
         return result
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from bot.campaigns.enroll import SEND_JOB
+from bot.campaigns.enroll import SEND_JOB, send_after
 from bot.campaigns.links import referral_link, unsubscribe_link
 from bot.email.message import build_message, parse_sender
 from bot.email.render import Invite, render_invite
@@ -420,7 +420,7 @@ async def reschedule_waiting_in(conn: AsyncConnection, team_id: str, campaign_id
     params = {"t": team_id, "c": campaign_id}
     for enrollment_id, enrolled_at, hold_until in (
             await conn.execute(_ENROLLMENTS_WAITING, params)).all():  # fmt: skip
-        due = max(hold_until or enrolled_at, enrolled_at + timedelta(days=delay_days))
+        due = send_after(enrolled_at, hold_until, delay_days)
         await conn.execute(_RESCHEDULE, {**params, "e": enrollment_id, "due": due,
                                          "now": utcnow()})  # fmt: skip
     if live:
