@@ -53,8 +53,11 @@ class JobTableLock:
         if self.db.is_sqlite:
             path = make_url(self.db.url).database
             assert path is not None
-            self.sqlite = sqlite3.connect(path, timeout=10, isolation_level=None)
-            self.sqlite.execute("BEGIN EXCLUSIVE")
+            # on a thread: waiting here on the event loop could wait for a write of this same
+            # loop (the worker's heartbeat) that can't finish meanwhile ("database is locked")
+            self.sqlite = sqlite3.connect(path, timeout=10, isolation_level=None,
+                                          check_same_thread=False)  # fmt: skip
+            await asyncio.to_thread(self.sqlite.execute, "BEGIN EXCLUSIVE")
         else:
             self.conn = await self.db.engine.connect()
             await self.conn.execute(text("LOCK TABLE job IN EXCLUSIVE MODE"))  # reads still work
