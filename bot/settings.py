@@ -21,12 +21,6 @@ def _split_commas(value: object) -> object:
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
 
 
-# What DATABASE_URL may start with (models.db.async_url picks the async driver of each).
-DATABASE_DRIVERS = frozenset({"sqlite", "sqlite+pysqlite", "sqlite+aiosqlite", "postgres",
-                              "postgresql", "postgresql+psycopg2", "postgresql+psycopg",
-                              "postgresql+asyncpg"})  # fmt: skip
-
-
 class SettingsError(Exception):
     """Raised with one readable message naming every bad variable."""
 
@@ -167,6 +161,8 @@ class Settings(BaseSettings):
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
+        from models.db import ASYNC_DRIVERS
+
         if not value.startswith(("sqlite", "postgresql", "postgres")):
             raise ValueError("must start with sqlite:/// or postgresql://")
         try:
@@ -174,7 +170,7 @@ class Settings(BaseSettings):
         except ArgumentError:
             raise ValueError("isn't a database URL: sqlite:///path/to/file.db or "
                              "postgresql://user:password@host:5432/database") from None  # fmt: skip
-        if url.drivername not in DATABASE_DRIVERS:
+        if url.drivername not in ASYNC_DRIVERS:
             raise ValueError(f"{url.drivername}:// is no database referral-bot knows: "
                              "sqlite:/// or postgresql://")  # fmt: skip
         if url.get_backend_name() == "sqlite" and (url.host or url.username or url.port):

@@ -30,13 +30,20 @@ _SQLITE_PRAGMAS = (
 )
 
 
+# The URL schemes people paste (DATABASE_URL), each with the async driver it is used through.
+ASYNC_DRIVERS = {
+    "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg", "postgresql+psycopg": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite", "sqlite+pysqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}  # fmt: skip
+
+
 def async_url(url: str) -> str:
     """Accept the URLs people paste (postgresql://, sqlite:///) and pick the async driver."""
     u = make_url(url)
-    if u.drivername in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg"):
-        u = u.set(drivername="postgresql+asyncpg")
-    elif u.drivername in ("sqlite", "sqlite+pysqlite"):
-        u = u.set(drivername="sqlite+aiosqlite")
+    u = u.set(drivername=ASYNC_DRIVERS.get(u.drivername, u.drivername))
     if u.drivername == "postgresql+asyncpg" and "sslmode" in u.query:
         # hosts hand out libpq's `?sslmode=require`; asyncpg takes the same modes as `ssl`
         mode = u.query["sslmode"]
