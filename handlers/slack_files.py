@@ -19,11 +19,11 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.imports.archives import CSV_SUFFIXES
 from bot.imports.background import FileRejected
 from bot.settings import Settings
 
 CSV_TYPES = frozenset({"csv", "tsv", "text"})
-CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 # Excel workbooks and ZIPs of CSVs (Mailchimp's audience export), by Slack's filetype or name;
 # what the bytes really are is decided when the file is read (files.py).
 OTHER_TYPES = frozenset({"xlsx", "zip"})

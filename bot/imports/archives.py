@@ -24,6 +24,11 @@ from typing import BinaryIO
 from bot.imports.reading import CsvFileError
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an archive with entries; an empty one
+# Names of delimited-text tables: the suffixes of CSV and TSV exports, and .txt (Excel's "Text
+# (Tab delimited)"), which inside a ZIP counts only when nothing else does (a README beside).
+TABLE_SUFFIXES = (".csv", ".tsv")
+TEXT_SUFFIX = ".txt"
+CSV_SUFFIXES = (*TABLE_SUFFIXES, TEXT_SUFFIX)
 MIB = 1024 * 1024
 # Below this an entry can't hurt whatever its ratio: a small CSV of one repeated value
 # compresses over 100x and is no bomb.
@@ -236,9 +241,9 @@ def open_archive(stream: BinaryIO, *, max_total_bytes: int, max_ratio: float = 1
     csvs: list[zipfile.ZipInfo] = []
     ignored: list[str] = []
     listed = [info for info in infos if not _skipped(info)]
-    # .tsv and .txt exports (Excel's "Text (Tab delimited)") are read as on their own; a .txt
-    # only when nothing else is, so a README beside the CSVs isn't taken for one
-    tables = (".csv", ".tsv") if any(_ends(i, (".csv", ".tsv")) for i in listed) else (".txt",)
+    # .tsv and .txt exports are read as on their own; a .txt only when nothing else is, so a
+    # README beside the CSVs isn't taken for one
+    tables = TABLE_SUFFIXES if any(_ends(i, TABLE_SUFFIXES) for i in listed) else (TEXT_SUFFIX,)
     for info in listed:
         if _ends(info, tables):
             csvs.append(info)
