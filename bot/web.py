@@ -1,16 +1,18 @@
-"""The public pages `serve` answers beside Slack: referral, unsubscribe and OAuth callbacks.
+"""The public pages `serve` answers beside Slack: referral, unsubscribe, and Mailchimp's
+sign-in (its start page and OAuth callback).
 
 They are served in HTTP and Socket Mode alike, to anyone on the internet, so they reveal
 nothing: an unknown code is a plain 404 (a deleted advocate's code a plain 410 Gone), a forged
 unsubscribe token a plain 400, and a GET never unsubscribes (mail scanners follow links); only
-the POST does (RFC 8058 one-click).
+the POST does (RFC 8058 one-click). Mailchimp's start page names a workspace and a person only
+for a link the bot signed, and likewise only its POST goes on (`bot/mailchimp/oauth.py`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -22,10 +24,30 @@ from bot.campaigns.links import BadToken, read_unsubscribe_token
 from bot.email.render import choose_locale
 from bot.mailchimp.accounts import save
 from bot.mailchimp.api import MailchimpError
-from bot.mailchimp.oauth import CALLBACK_PATH, BadState, exchange, read_state
+from bot.mailchimp.oauth import (
+    BROWSER_COOKIE,
+    CALLBACK_PATH,
+    CONNECT_PATH,
+    COOKIE_PATH,
+    STATE_TTL,
+    BadState,
+    Start,
+    State,
+    authorize_url,
+    bind_state,
+    claim_start,
+    exchange,
+    new_browser_id,
+    read_bound_state,
+    read_state,
+    same_browser,
+    start_status,
+    used_key,
+)
 from bot.once import first_time, forget
 from bot.settings import Settings
 from bot.web_text import UNSUBSCRIBE, UnsubscribeText
+from bot.workspaces import workspace_name
 from models import Database
 
 log = logging.getLogger(__name__)
@@ -72,6 +94,19 @@ _HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
 
 
 Connected = Callable[[str, str, str], Awaitable[None]]  # (team, user, account name)
+
+
+def _cross_site(request: web.Request, public_base: str) -> bool:
+    """A form on another site posted this: an auto-submitting one would take a browser past
+    the start page's question, to Mailchimp with someone else's state bound to it. Browsers
+    say so in Sec-Fetch-Site, older ones in Origin; a request with neither isn't a form's."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    origin = request.headers.get("Origin")
+    public = urlsplit(public_base)
+    return origin is not None and origin not in (f"{public.scheme}://{public.netloc}",
+                                                 f"{request.scheme}://{request.host}")  # fmt: skip
 
 
 def public_routes(db: Database, settings: Settings, *, on_connected: Connected | None = None
@@ -147,17 +182,90 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         await unsubscribe(db, team_id, contact_id)
         return page(words.done_title, words.done, lang=lang)
 
+    def _start(request: web.Request) -> State | web.Response:
+        """The start link's state, or the page to answer instead."""
+        try:
+            return read_state(settings.secret_key, request.query.get("state", ""))
+        except BadState as exc:
+            log.warning("refused a Mailchimp start link (%s) from %s", exc, request.remote)
+            return page("Link not valid", "This Connect link isn't valid or has expired: run "
+                        "/referral mailchimp in Slack for a new one.", status=400)  # fmt: skip
+
+    async def mailchimp_start(request: web.Request) -> web.Response:
+        """Whose sign-in this is, before anything happens: a GET changes nothing."""
+        state = _start(request)
+        if isinstance(state, web.Response):
+            return state
+        status = await start_status(db, state, request.cookies.get(BROWSER_COOKIE))
+        if status is not Start.OPEN:
+            return _start_refused(state, status, request)
+        workspace = await workspace_name(db, state.team_id) or state.team_id
+        person = state.person or state.user_id
+        # relative: the form posts back to this page, whatever path PUBLIC_URL has
+        return page("Connect Mailchimp?", f"{person} asked to connect a Mailchimp account to "
+                    f"the Slack workspace “{workspace}”. Continue only if you are {person} and "
+                    "clicked Connect Mailchimp in Slack just now. If someone sent you this link, "
+                    "close this page: continuing would let them import your Mailchimp audiences.",
+                    action="connect?" + urlencode({"state": request.query["state"]}),
+                    button="Continue to Mailchimp")  # fmt: skip
+
+    async def mailchimp_continue(request: web.Request) -> web.Response:
+        """Bind this browser to the sign-in (a cookie, its hash in the state) and go to
+        Mailchimp; the first browser to continue claims the start link."""
+        state = _start(request)
+        if isinstance(state, web.Response):
+            return state
+        if _cross_site(request, settings.public_base):
+            log.warning("refused a Mailchimp Continue posted from another site (team %s, user "
+                        "%s, origin %r) from %s", state.team_id, state.user_id,
+                        request.headers.get("Origin"), request.remote)  # fmt: skip
+            return page("Not connected", "This sign-in was sent from another website, so "
+                        "nothing happened. To connect Mailchimp, click Connect Mailchimp in "
+                        "Slack (/referral mailchimp shows it).", status=403)  # fmt: skip
+        browser = new_browser_id(request.cookies.get(BROWSER_COOKIE))
+        status = await claim_start(db, state, browser)
+        if status is not Start.OPEN:
+            return _start_refused(state, status, request)
+        bound = bind_state(settings.secret_key, state, browser)
+        response = web.Response(status=303, headers={**_HEADERS, "Location": authorize_url(
+            settings.mailchimp_login_url, settings.mailchimp_client_id,
+            settings.public_base + CALLBACK_PATH, bound)})  # fmt: skip
+        response.set_cookie(BROWSER_COOKIE, browser, max_age=STATE_TTL, httponly=True,
+                            samesite="Lax", path=urlsplit(settings.public_base).path + COOKIE_PATH,
+                            secure=settings.public_base.startswith("https:"))  # fmt: skip
+        return response
+
+    def _start_refused(state: State, status: Start, request: web.Request) -> web.Response:
+        log.warning("refused a Mailchimp start link %s (team %s, user %s) from %s",
+                    "used before" if status is Start.USED else "opened in another browser",
+                    state.team_id, state.user_id, request.remote)  # fmt: skip
+        if status is Start.USED:
+            return page("Link already used", "This Connect link was already used to sign in: "
+                        "run /referral mailchimp in Slack for a new one.", status=400)  # fmt: skip
+        return page("Link already used", "This Connect link was already opened in another "
+                    "browser. Nothing was connected: run /referral mailchimp in Slack and click "
+                    "Connect Mailchimp again, in the browser you sign in to Mailchimp with.",
+                    status=400)  # fmt: skip
+
     async def mailchimp_callback(request: web.Request) -> web.Response:
         if request.query.get("error"):
             return page("Not connected", "Mailchimp sign-in was cancelled; nothing changed.")
         try:
-            state = read_state(settings.secret_key, request.query.get("state", ""))
+            state = read_bound_state(settings.secret_key, request.query.get("state", ""))
         except BadState as exc:
             log.warning("refused a Mailchimp callback (%s) from %s", exc, request.remote)
             return page("Link not valid", "This sign-in link isn't valid or has expired: "
                         "start again from /referral mailchimp in Slack.", status=400)  # fmt: skip
         who = f"team {state.team_id}, user {state.user_id}"
-        if not await first_time(db, state.team_id, f"mailchimp-oauth:{state.nonce}"):
+        if not same_browser(state, request.cookies.get(BROWSER_COOKIE)):
+            # before the state is spent: the browser it belongs to can still finish with it
+            log.warning("refused a Mailchimp callback in a browser that didn't start it (%s) "
+                        "from %s", who, request.remote)  # fmt: skip
+            return page("Not connected", "This Mailchimp sign-in was started in another "
+                        "browser, so nothing was connected. If you are connecting Mailchimp for "
+                        "your team, open the Connect Mailchimp button in Slack again from this "
+                        "browser (/referral mailchimp shows it).", status=403)  # fmt: skip
+        if not await first_time(db, state.team_id, used_key(state)):
             log.warning("refused a Mailchimp sign-in link used before (%s) from %s", who,
                         request.remote)  # fmt: skip
             return page("Link already used", "This sign-in link was already used: start again "
@@ -172,9 +280,9 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
                        user=state.user_id, secret_key=settings.secret_key)  # fmt: skip
         except MailchimpError as exc:
             log.warning("Mailchimp OAuth exchange failed (%s): %s", who, exc)
-            # nothing was connected: the link may be used again (the page says "try Connect
-            # again", and Slack's Connect button is this same link, valid until it expires)
-            await forget(db, state.team_id, f"mailchimp-oauth:{state.nonce}")
+            # nothing was connected: Connect in Slack (the same start link, claimed by this
+            # browser) may go through again, as the page says
+            await forget(db, state.team_id, used_key(state))
             return page("Not connected", str(exc), status=502)
         log.info("Mailchimp account %r connected (%s)", account.account_name, who)
         if on_connected is not None:
@@ -185,6 +293,8 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
     # no HEAD for the sign-in callback: a link checker's HEAD would spend its one-time code
     return [
         web.get(CALLBACK_PATH, mailchimp_callback, allow_head=False),
+        web.get(CONNECT_PATH, mailchimp_start),  # a GET (a HEAD too) only shows whose it is
+        web.post(CONNECT_PATH, mailchimp_continue),
         # "/r/ABCD2345/" too: a slash after the code is punctuation like "." (normalise)
         web.get("/r/{code:[^/]+/?}", referral),  # a HEAD counts no click (_LOOK)
         web.get("/u/{token}", unsubscribe_form),

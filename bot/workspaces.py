@@ -229,3 +229,20 @@ async def segment_sizes(db: Database, team_id: str) -> list[tuple[Segment, int]]
     sized = [(s, everyone if s.kind == SegmentKind.ALL else counts.get(s.id, 0)) for s in segments]
     sized.sort(key=lambda pair: pair[0].kind != SegmentKind.ALL)
     return sized
+
+
+async def name_workspace(db: Database, team_id: str, name: str) -> None:
+    """Keep the workspace's name as Slack says it: pages outside Slack (the Mailchimp sign-in's
+    start page) name the workspace by it. Callers skip it when the stored name is the same
+    (an UPDATE takes SQLite's write lock even when it changes nothing)."""
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE workspace SET name = :n WHERE team_id = :t"),
+                           {"n": name[:200], "t": team_id})  # fmt: skip
+
+
+async def workspace_name(db: Database, team_id: str) -> str:
+    """The workspace's name as last seen in Slack ("" if never seen, or no such workspace)."""
+    async with db.begin() as conn:
+        found = await conn.execute(text("SELECT name FROM workspace WHERE team_id = :t"),
+                                   {"t": team_id})  # fmt: skip
+        return str(found.scalar() or "")

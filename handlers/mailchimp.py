@@ -2,9 +2,10 @@
 
 Anyone may look; only team leads connect or disconnect, and a click by someone else changes
 nothing and says who can. *Connect* is Mailchimp's own sign-in when an OAuth app is configured
-(MAILCHIMP_CLIENT_ID): a URL button carrying a signed, single-use state made for the lead who
-asked, so the callback in `bot/web.py` knows whose workspace it is. Otherwise it opens a modal
-for an API key.
+(MAILCHIMP_CLIENT_ID): a URL button to the bot's own start page (`bot/web.py`), carrying a
+signed, single-use state made for the lead who asked, so the start page can say whose
+workspace and sign-in it is before sending the browser on to Mailchimp (`bot/mailchimp/oauth.py`
+says why). Otherwise it opens a modal for an API key.
 
 The key is checked with a ping before it is stored. A view_submission must be answered within
 3 s, and a ping usually takes well under a second but can take far longer (Mailchimp's 429s
@@ -30,9 +31,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.mailchimp.accounts import Connection, connect_api_key, connection, disconnect
 from bot.mailchimp.api import MailchimpError, ReconnectNeeded
-from bot.mailchimp.oauth import CALLBACK_PATH, authorize_url, make_state
+from bot.mailchimp.oauth import connect_url, make_state
 from bot.mailchimp.secrets import SecretKeyMissing
-from bot.workspaces import ensure_workspace
+from bot.workspaces import ensure_workspace, name_workspace
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
@@ -79,11 +80,36 @@ async def _offer(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) ->
     if not (lead and d.settings.mailchimp_client_id):
         return ConnectOffer(lead=lead)
     # the callback stores the account under this workspace: its row must exist by then
-    await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
-    state = make_state(d.settings.secret_key, team_id, user_id)
-    url = authorize_url(d.settings.mailchimp_login_url, d.settings.mailchimp_client_id,
-                        d.settings.public_base + CALLBACK_PATH, state)  # fmt: skip
-    return ConnectOffer(sign_in_url=url, lead=True)
+    workspace = await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
+    name = await _workspace_name(client, team_id)
+    if name and name != workspace.name:  # the start page names the workspace
+        await name_workspace(d.db, team_id, name)
+    state = make_state(d.settings.secret_key, team_id, user_id,
+                       person=await _person_name(client, user_id))  # fmt: skip
+    return ConnectOffer(sign_in_url=connect_url(d.settings.public_base, state), lead=True)
+
+
+async def _workspace_name(client: AsyncWebClient, team_id: str) -> str:
+    """The workspace's name (auth.test: no scope needed), if the bot's token is this
+    workspace's (an org-wide install answers for the organisation)."""
+    try:
+        found = await client.auth_test()
+    except SlackApiError as exc:  # a name is nice to have: Connect works without it
+        log.warning("auth.test failed (team %s): %s", team_id, exc.response.get("error"))
+        return ""
+    return str(found.get("team") or "") if found.get("team_id") == team_id else ""
+
+
+async def _person_name(client: AsyncWebClient, user_id: str) -> str:
+    """How the start page names the person who asked (their id if Slack says nothing)."""
+    try:
+        user = (await client.users_info(user=user_id)).get("user") or {}
+    except SlackApiError as exc:
+        log.warning("users.info failed for %s: %s", user_id, exc.response.get("error"))
+        return user_id
+    profile = user.get("profile") or {}
+    return str(profile.get("real_name") or user.get("real_name") or profile.get("display_name")
+               or user.get("name") or user_id)  # fmt: skip
 
 
 async def _show_status(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, url: str,

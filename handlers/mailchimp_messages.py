@@ -58,7 +58,7 @@ class ConnectOffer:
     """What *Connect* does for the person who asked: open Mailchimp's sign-in, or the API
     key modal; or nothing, and say why (no SECRET_KEY to encrypt credentials with)."""
 
-    sign_in_url: str = ""  # OAuth configured and a team lead asked: the authorize URL
+    sign_in_url: str = ""  # OAuth configured and a team lead asked: the sign-in's start page
     secret_key_missing: bool = False
     lead: bool = True  # others see the buttons too, with a line saying who may use them
 

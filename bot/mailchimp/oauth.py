@@ -1,10 +1,27 @@
-"""Connecting Mailchimp by OAuth 2: the authorize URL, a signed state, the code exchange.
+"""Connecting Mailchimp by OAuth 2: the start link, the authorize URL, a signed state bound to
+the browser, the code exchange.
 
-The state names the workspace and the person, expires after STATE_TTL and works once (its
-nonce is recorded when used, and forgotten again when the exchange fails, so *Connect* works
-again as the error page says), so a forged, stale or replayed callback gets an error page and
-no token exchange happens. Mailchimp's tokens don't expire and have no scopes; the account's
-data centre and API endpoint come from the metadata endpoint (`Authorization: OAuth <token>`).
+*Connect* in Slack opens our start page (CONNECT_PATH), not Mailchimp: a link sent on to
+someone else would otherwise connect *their* Mailchimp account to the sender's workspace
+(login CSRF). The start page names the workspace and the person, and its Continue (a POST, so
+link previews can't spend it; `bot/web.py` refuses one posted from another site, which would
+skip the question) gives the browser a random cookie (BROWSER_COOKIE) and sends it to
+Mailchimp with a state that carries a hash of that cookie. The callback refuses a state
+whose hash doesn't match the cookie the browser brings back, so the authorize URL (or the
+callback) followed from another browser connects nothing.
+
+The binding is stateless (the cookie's hash inside the signed state) because the state already
+travels to Mailchimp and back, signed: nothing needs a table of its own, nor clean-up. The two
+one-time facts are `seen_key` rows (team id on the row, as for other once-only things): the
+start claimed by a browser (so a second browser opening the same Slack link is told to ask
+for a new one; the first may continue again, after cancelling on Mailchimp, say), and the
+state used at the callback (forgotten again when the exchange fails, so *Connect* works again
+as the error page says). A forged, stale or replayed state gets an error page and no token
+exchange happens. The start state and the bound state are signed for different purposes, so
+neither passes for the other.
+
+Mailchimp's tokens don't expire and have no scopes; the account's data centre and API
+endpoint come from the metadata endpoint (`Authorization: OAuth <token>`).
 """
 
 from __future__ import annotations
@@ -13,21 +30,34 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
+from enum import Enum
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
 
 from bot.mailchimp.api import Credentials, MailchimpError
+from models import Database, SeenKey
+from models.clock import utcnow
 
 STATE_TTL = 600  # seconds between "Connect" and the callback
+CONNECT_PATH = "/mailchimp/connect"  # the start page Slack's Connect button opens
 CALLBACK_PATH = "/mailchimp/oauth/callback"
+COOKIE_PATH = "/mailchimp"  # the cookie goes to the start page and the callback only
+BROWSER_COOKIE = "mailchimp_browser"
+_COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")  # what new_browser_id makes
+_START, _BOUND = b"mailchimp-start:", b"mailchimp-bound:"
 
 
 class BadState(Exception):
-    """The callback's state wasn't made by us, or is too old."""
+    """The state wasn't made by us (for this step), or is too old."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,41 +65,143 @@ class State:
     team_id: str
     user_id: str
     nonce: str
+    expires: int
+    person: str = ""  # the start's: the person's name in Slack, for the start page
+    browser: str = ""  # the bound one's: browser_hash of the cookie it was sent with
 
 
-def _mac(secret: str, body: bytes) -> str:
-    digest = hmac.new(secret.encode(), b"mailchimp-oauth:" + body, hashlib.sha256).digest()
+def _mac(secret: str, purpose: bytes, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), purpose + body, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
 
 
-def make_state(secret: str, team_id: str, user_id: str, *, now: float | None = None) -> str:
-    body = json.dumps([team_id, user_id, int((now or time.time()) + STATE_TTL),
-                       secrets.token_urlsafe(12)]).encode()  # fmt: skip
-    return base64.urlsafe_b64encode(body).decode().rstrip("=") + "." + _mac(secret, body)
+def _sign(secret: str, purpose: bytes, fields: list[str | int]) -> str:
+    body = json.dumps(fields).encode()
+    return base64.urlsafe_b64encode(body).decode().rstrip("=") + "." + _mac(secret, purpose, body)
 
 
-def read_state(secret: str, state: str, *, now: float | None = None) -> State:
+def _open(secret: str, purpose: bytes, state: str, now: float | None) -> list[Any]:
     try:
         encoded, mac = state.split(".", 1)
         body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
     except (ValueError, TypeError):
         raise BadState("malformed") from None
     # the signature before anything reads the body; compare_digest raises on non-ASCII str
-    if not mac.isascii() or not hmac.compare_digest(mac, _mac(secret, body)):
+    if not mac.isascii() or not hmac.compare_digest(mac, _mac(secret, purpose, body)):
         raise BadState("bad signature")
     try:
-        team_id, user_id, expires, nonce = json.loads(body)
+        fields = json.loads(body)
+        if not isinstance(fields, list) or len(fields) != 5:
+            raise ValueError
+        expires = int(fields[2])
     except (ValueError, TypeError, RecursionError):
         raise BadState("malformed") from None
-    if (now or time.time()) > float(expires):
+    if (now or time.time()) > expires:
         raise BadState("expired")
-    return State(str(team_id), str(user_id), str(nonce))
+    return fields
+
+
+def make_state(secret: str, team_id: str, user_id: str, *, person: str = "",
+               now: float | None = None) -> str:  # fmt: skip
+    """The start link's state, made when Slack shows *Connect* to a team lead."""
+    return _sign(secret, _START, [team_id, user_id, int((now or time.time()) + STATE_TTL),
+                                  secrets.token_urlsafe(12), person[:100]])  # fmt: skip
+
+
+def read_state(secret: str, state: str, *, now: float | None = None) -> State:
+    """The start link's state; BadState if forged, malformed or expired."""
+    team_id, user_id, expires, nonce, person = _open(secret, _START, state, now)
+    return State(str(team_id), str(user_id), str(nonce), int(expires), person=str(person))
+
+
+def bind_state(secret: str, start: State, browser: str) -> str:
+    """The state sent to Mailchimp: the start's (same nonce, same expiry), bound to a browser."""
+    return _sign(secret, _BOUND, [start.team_id, start.user_id, start.expires, start.nonce,
+                                  browser_hash(browser)])  # fmt: skip
+
+
+def read_bound_state(secret: str, state: str, *, now: float | None = None) -> State:
+    """The callback's state; BadState if forged (a start link's state too), or expired."""
+    team_id, user_id, expires, nonce, browser = _open(secret, _BOUND, state, now)
+    return State(str(team_id), str(user_id), str(nonce), int(expires), browser=str(browser))
+
+
+def new_browser_id(cookie: str | None) -> str:
+    """The browser's cookie value: the one it has (so two sign-ins in one browser don't
+    unbind each other), else a new random one."""
+    if cookie and _COOKIE_VALUE.fullmatch(cookie):
+        return cookie
+    return secrets.token_urlsafe(32)
+
+
+def browser_hash(cookie: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(cookie.encode()).digest()[:16]).decode()[:22]
+
+
+def same_browser(state: State, cookie: str | None) -> bool:
+    """The callback came back to the browser that pressed Continue."""
+    return bool(cookie and state.browser and _COOKIE_VALUE.fullmatch(cookie)
+                and hmac.compare_digest(browser_hash(cookie), state.browser))  # fmt: skip
+
+
+def connect_url(public_base: str, state: str) -> str:
+    """What Slack's *Connect* button opens: our start page, never Mailchimp directly."""
+    return f"{public_base.rstrip('/')}{CONNECT_PATH}?{urlencode({'state': state})}"
 
 
 def authorize_url(login_url: str, client_id: str, redirect_uri: str, state: str) -> str:
     query = urlencode({"response_type": "code", "client_id": client_id,
                        "redirect_uri": redirect_uri, "state": state})  # fmt: skip
     return f"{login_url.rstrip('/')}/oauth2/authorize?{query}"
+
+
+# ---- once-only facts ------------------------------------------------------------------------
+
+
+class Start(Enum):
+    """Where a start link stands for one browser."""
+
+    OPEN = "open"  # nobody continued yet, or this browser did
+    TAKEN = "taken"  # another browser continued with it
+    USED = "used"  # its sign-in finished (connected)
+
+
+def used_key(state: State) -> str:
+    """The seen_key of a state spent at the callback."""
+    return f"mailchimp-oauth:{state.nonce}"
+
+
+def _start_keys(state: State, browser: str | None) -> tuple[str, str]:
+    """The start's claim, and this browser's share of it ("" without a cookie)."""
+    claim = f"mailchimp-start:{state.nonce}"
+    return claim, f"{claim}:{browser_hash(browser)}" if browser else ""
+
+
+async def start_status(db: Database, state: State, browser: str | None) -> Start:
+    claim, mine = _start_keys(state, browser)
+    async with db.session() as session:
+        found = set((await session.exec(select(SeenKey.key).where(
+            col(SeenKey.team_id) == state.team_id,
+            col(SeenKey.key).in_([claim, mine, used_key(state)])))).all())  # fmt: skip
+    if used_key(state) in found:
+        return Start.USED
+    return Start.TAKEN if claim in found and mine not in found else Start.OPEN
+
+
+async def claim_start(db: Database, state: State, browser: str) -> Start:
+    """Continue: the first browser claims the start link (one transaction, so of two at once
+    exactly one does); OPEN if this browser may go on to Mailchimp."""
+    claim, mine = _start_keys(state, browser)
+    if await start_status(db, state, browser) is Start.USED:
+        return Start.USED
+    try:
+        async with db.begin() as conn:
+            await conn.execute(insert(SeenKey), [
+                {"team_id": state.team_id, "key": key, "created_at": utcnow()}
+                for key in (claim, mine)])  # fmt: skip
+    except IntegrityError:  # claimed before: by this browser (Continue again) or another
+        return await start_status(db, state, browser)
+    return Start.OPEN
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,27 +8,32 @@ MAILCHIMP_API_URL set to the fake's base URL.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
+from aiohttp import ClientSession, CookieJar
 from sqlalchemy import text
 
+from bot.app import build_web_app, slack_client, tell_connected
 from bot.jobs import queue
 from bot.jobs.queue import claim, list_jobs
 from bot.mailchimp import accounts
-from bot.mailchimp.oauth import CALLBACK_PATH, read_state
-from bot.workspaces import ensure_workspace
+from bot.mailchimp.oauth import CALLBACK_PATH, CONNECT_PATH, read_state
+from bot.web import public_routes
+from bot.workspaces import ensure_workspace, workspace_name
 from handlers import mailchimp as mailchimp_handlers
 from handlers.ids import Action, BlockId, Callback
 from models import Database
 from tests.fakes.mailchimp import FakeMailchimp
-from tests.fakes.slack_api import find_element
+from tests.fakes.slack_api import find_element, serve
 from tests.handlers.conftest import LEAD, REP, Harness, running_app
 from tests.handlers.test_import_flow import _count, _form, _review
 
@@ -271,16 +276,15 @@ async def test_without_secret_key_it_says_to_set_it(build: Build) -> None:
 
 async def test_oauth_mode_shows_a_sign_in_button(build: Build, mc: FakeMailchimp) -> None:
     async with build(mailchimp_client_id="cid-123", mailchimp_client_secret="csecret") as app:
+        app.slack.users[LEAD] = {"profile": {"real_name": "Dana Lead", "display_name": "dana"}}
         status = await _status(app)
         found = find_element(status["blocks"], Action.MAILCHIMP_SIGN_IN)
         assert found is not None
-        url = urlsplit(found[1]["url"])
-        assert f"{url.scheme}://{url.netloc}" == mc.base_url and url.path == "/oauth2/authorize"
-        query = parse_qs(url.query)
-        assert query["client_id"] == ["cid-123"]
-        assert query["redirect_uri"] == ["https://bot.example" + CALLBACK_PATH]
-        state = read_state(SECRET_KEY, query["state"][0])
-        assert (state.team_id, state.user_id) == (TEAM, LEAD)
+        url = urlsplit(found[1]["url"])  # the bot's start page, never Mailchimp's directly
+        assert (url.scheme, url.netloc, url.path) == ("https", "bot.example", CONNECT_PATH)
+        state = read_state(SECRET_KEY, parse_qs(url.query)["state"][0])
+        assert (state.team_id, state.user_id, state.person) == (TEAM, LEAD, "Dana Lead")
+        assert await workspace_name(app.db, TEAM) == "Acme"  # auth.test's, for the start page
         clicked = await app.requests.block_action(Action.MAILCHIMP_SIGN_IN, None, user_id=LEAD,
                                                   message={"blocks": status["blocks"]})
         assert clicked.status == 200  # a URL button's click is acknowledged, nothing more
@@ -289,6 +293,38 @@ async def test_oauth_mode_shows_a_sign_in_button(build: Build, mc: FakeMailchimp
         assert find_element(rep_status["blocks"], Action.MAILCHIMP_SIGN_IN) is None
         assert find_element(rep_status["blocks"], Action.MAILCHIMP_CONNECT) is not None
         assert app.slack.block_errors == []
+
+
+async def test_oauth_sign_in_from_slack_to_the_dm(build: Build, mc: FakeMailchimp) -> None:
+    """Connect in Slack -> the start page -> Continue -> Mailchimp -> the callback, in one
+    browser; the lead is told in a DM."""
+    mc.add_account(token="oauth-token", dc="us7", name="Northwind Coffee")
+    mc.issue_code("code-1", "oauth-token", "oauth-token")
+    async with build(mailchimp_client_id="cid-123", mailchimp_client_secret="csecret") as app:
+        found = find_element((await _status(app))["blocks"], Action.MAILCHIMP_SIGN_IN)
+        assert found is not None
+        link = urlsplit(found[1]["url"])
+        routes = public_routes(app.db, app.settings,
+                               on_connected=tell_connected(slack_client(app.settings)))
+        async with (serve(build_web_app(None, routes=routes)) as site,
+                    ClientSession(cookie_jar=CookieJar(unsafe=True,
+                                                       treat_as_secure_origin=site)) as browser):
+            async with browser.get(f"{site}{link.path}?{link.query}") as response:
+                page = await response.text()
+                assert response.status == 200 and "workspace “Acme”" in page
+                action = re.search(r'action="([^"]+)"', page)
+                assert action is not None
+            async with browser.post(urljoin(str(response.url), html.unescape(action[1]))
+                                    ) as response:  # fmt: skip
+                assert response.status == 200 and [r.status for r in response.history] == [303]
+            query = {"code": "code-1", "state": mc.authorize_requests[-1]["state"]}
+            async with browser.get(f"{site}{CALLBACK_PATH}", params=query) as response:
+                assert response.status == 200, await response.text()
+        dm = app.slack.messages_in(app.slack.dm_channels[LEAD])
+        assert dm[-1]["text"] == (":white_check_mark: Mailchimp is connected: *Northwind "
+                                  "Coffee*. Its audiences can now be added to imports.")
+        connected = await accounts.connection(app.db, TEAM)
+        assert connected is not None and connected.connected_by == LEAD
 
 
 # ---- audiences in the import modal ----------------------------------------------------------

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import aiohttp
 import pytest
@@ -17,10 +19,17 @@ from sqlalchemy import text
 from bot.app import build_web_app
 from bot.imports.importer import import_files
 from bot.mailchimp import accounts, api
-from bot.mailchimp.oauth import authorize_url, make_state
+from bot.mailchimp.oauth import (
+    CALLBACK_PATH,
+    CONNECT_PATH,
+    STATE_TTL,
+    bind_state,
+    make_state,
+    read_state,
+)
 from bot.settings import Settings, load_settings
 from bot.web import public_routes
-from bot.workspaces import ensure_workspace
+from bot.workspaces import ensure_workspace, name_workspace
 from models import Database
 from tests.fakes.mailchimp import FakeMailchimp
 from tests.fakes.slack_api import serve
@@ -55,11 +64,11 @@ async def mc(db: Database) -> AsyncIterator[FakeMailchimp]:
         yield fake
 
 
-def _settings(db: Database, mc: FakeMailchimp) -> Settings:
+def _settings(db: Database, mc: FakeMailchimp, public_url: str = "https://bot.example"
+              ) -> Settings:  # fmt: skip
     return load_settings(database_url=db.url, secret_key=SECRET, mailchimp_api_url=mc.base_url,
                          mailchimp_login_url=mc.login_url, mailchimp_client_id="cid",
-                         mailchimp_client_secret="csecret",
-                         public_url="https://bot.example")  # fmt: skip
+                         mailchimp_client_secret="csecret", public_url=public_url)  # fmt: skip
 
 
 async def test_an_api_key_is_checked_then_kept_sealed(db: Database, mc: FakeMailchimp,
@@ -165,6 +174,38 @@ async def test_a_revoked_key_says_reconnect(db: Database, mc: FakeMailchimp) -> 
         await api.members(creds, "aud1")
 
 
+def _browser(site: str) -> aiohttp.ClientSession:
+    """A browser: its own cookie jar (for a loopback IP; Secure cookies go to the test site,
+    as to the https PUBLIC_URL it stands for)."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True,
+                                                              treat_as_secure_origin=site))
+
+
+async def _continue(browser: aiohttp.ClientSession, site: str, mc: FakeMailchimp,
+                    state: str) -> dict[str, str]:  # fmt: skip
+    """Open Slack's Connect link (the start page) and press Continue, as a browser does:
+    returns the query Mailchimp's authorize page got (its login page was shown)."""
+    async with browser.get(f"{site}{CONNECT_PATH}", params={"state": state}) as response:
+        assert response.status == 200, await response.text()
+        found = re.search(r'<form method="post" action="([^"]+)"', await response.text())
+        assert found is not None
+        form = urljoin(str(response.url), html.unescape(found[1]))
+    same = {"Origin": site, "Sec-Fetch-Site": "same-origin"}  # what a browser says of our form
+    async with browser.post(form, headers=same) as response:  # 303 to Mailchimp
+        assert [r.status for r in response.history] == [303]
+        assert response.status == 200 and "Log in to authorize" in await response.text()
+    return mc.authorize_requests[-1]
+
+
+async def _back_from_mailchimp(browser: aiohttp.ClientSession, site: str, code: str,
+                               authorize: dict[str, str]) -> tuple[int, str]:  # fmt: skip
+    """Mailchimp sends the browser to the redirect URI with the code and the state it got."""
+    assert authorize["redirect_uri"] == "https://bot.example" + CALLBACK_PATH
+    params = {"code": code, "state": authorize["state"]}
+    async with browser.get(f"{site}{CALLBACK_PATH}", params=params) as response:
+        return response.status, await response.text()
+
+
 async def test_oauth_connects_once_and_refuses_forged_or_reused_states(
     db: Database, mc: FakeMailchimp, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -179,20 +220,27 @@ async def test_oauth_connects_once_and_refuses_forged_or_reused_states(
     mc.add_account(token=token, dc="us7", name="Northwind Coffee")
     mc.issue_code("code-1", token, token)
     routes = public_routes(db, settings, on_connected=tell)
-    async with serve(build_web_app(None, routes=routes)) as site, aiohttp.ClientSession() as http:
-        state = make_state(SECRET, TEAM, "U0002")
-        url = authorize_url(settings.mailchimp_login_url, "cid",
-                            settings.public_base + "/mailchimp/oauth/callback", state)  # fmt: skip
-        query = parse_qs(urlsplit(url).query)
-        assert query["response_type"] == ["code"] and query["state"] == [state]
-        callback = f"{site}/mailchimp/oauth/callback"
+    async with serve(build_web_app(None, routes=routes)) as site, _browser(site) as http:
+        state = make_state(SECRET, TEAM, "U0002", person="Dana")
         forged = make_state("another-key", TEAM, "U0002")
-        async with http.get(callback, params={"code": "code-1", "state": forged}) as response:
+        async with http.get(f"{site}{CONNECT_PATH}", params={"state": forged}) as response:
+            assert response.status == 400 and "run /referral mailchimp" in await response.text()
+        async with http.post(f"{site}{CONNECT_PATH}", params={"state": forged}) as response:
             assert response.status == 400
+        assert mc.authorize_requests == []
+        authorize = await _continue(http, site, mc, state)
+        assert (authorize["response_type"], authorize["client_id"]) == ("code", "cid")
+        callback = f"{site}{CALLBACK_PATH}"
+        # the start link's state isn't the callback's: it was never bound to a browser
+        for wrong in (forged, state, bind_state("another-key", read_state(SECRET, state), "x")):
+            async with http.get(callback, params={"code": "code-1", "state": wrong}) as response:
+                assert response.status == 400
         assert mc.token_requests == []  # no exchange for a forged state
-        async with http.get(callback, params={"code": "code-1", "state": state}) as response:
-            assert response.status == 200 and "connected" in await response.text()
-        async with http.get(callback, params={"code": "code-1", "state": state}) as response:
+        status, page = await _back_from_mailchimp(http, site, "code-1", authorize)
+        assert status == 200 and "connected" in page
+        status, page = await _back_from_mailchimp(http, site, "code-1", authorize)
+        assert status == 400 and "already used" in page
+        async with http.get(f"{site}{CONNECT_PATH}", params={"state": state}) as response:
             assert response.status == 400 and "already used" in await response.text()
     assert len(mc.token_requests) == 1
     # whose sign-in it was, in the log: connected, then a link used again
@@ -206,17 +254,147 @@ async def test_oauth_connects_once_and_refuses_forged_or_reused_states(
     assert [a.id for a in await api.audiences(creds)] == []  # the OAuth account has no lists
 
 
+@pytest.mark.parametrize(("public_url", "path", "secure"), [
+    ("https://bot.example", "/mailchimp", True),
+    ("http://localhost:8080/referral/", "/referral/mailchimp", False),  # trying it out
+])  # fmt: skip
+async def test_continue_binds_the_browser_with_a_cookie_only_the_sign_in_sees(
+    db: Database, mc: FakeMailchimp, public_url: str, path: str, secure: bool
+) -> None:
+    settings = _settings(db, mc, public_url)
+    routes = public_routes(db, settings)
+    async with serve(build_web_app(None, routes=routes)) as site, _browser(site) as http:
+        state = make_state(SECRET, TEAM, "U0002")
+        async with http.get(f"{site}{CONNECT_PATH}", params={"state": state}) as response:
+            assert not response.cookies  # looking sets nothing (link previews look)
+        async with http.post(f"{site}{CONNECT_PATH}", params={"state": state},
+                             allow_redirects=False) as response:  # fmt: skip
+            assert response.status == 303
+            location = urlsplit(response.headers["Location"])
+            cookie = response.cookies["mailchimp_browser"]
+    assert f"{location.scheme}://{location.netloc}{location.path}" == mc.authorize_url
+    assert parse_qs(location.query)["redirect_uri"] == [settings.public_base + CALLBACK_PATH]
+    assert len(cookie.value) >= 43 and cookie.value not in location.query
+    assert (cookie["path"], cookie["httponly"], cookie["samesite"], cookie["max-age"]) == (
+        path, True, "Lax", str(STATE_TTL))  # fmt: skip
+    assert bool(cookie["secure"]) is secure
+
+
+async def test_a_sign_in_finished_in_another_browser_connects_nothing(
+    db: Database, mc: FakeMailchimp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Login CSRF: a lead goes as far as Mailchimp, then sends the authorize URL (or the
+    callback) to someone else. Their Mailchimp account used to be connected to the lead's
+    workspace, whose audiences the lead could then import."""
+    settings = _settings(db, mc)
+    connected: list[tuple[str, str, str]] = []
+
+    async def tell(team: str, user: str, account: str) -> None:
+        connected.append((team, user, account))
+
+    mc.add_account(token="victim-token", dc="us9", name="Someone Else's Shop")
+    mc.issue_code("victim-code", "victim-token", "victim-token")
+    mc.add_account(token="lead-token", dc="us7", name="Northwind Coffee")
+    mc.issue_code("lead-code", "lead-token", "lead-token")
+    routes = public_routes(db, settings, on_connected=tell)
+    async with (serve(build_web_app(None, routes=routes)) as site, _browser(site) as lead,
+                _browser(site) as victim):  # fmt: skip
+        authorize = await _continue(lead, site, mc, make_state(SECRET, TEAM, "U0002"))
+        async with victim.get(mc.authorize_url, params=authorize) as response:
+            assert response.status == 200  # Mailchimp's login page: the victim signs in
+        status, page = await _back_from_mailchimp(victim, site, "victim-code", authorize)
+        assert status == 403
+        assert "started in another browser" in page and "nothing was connected" in page
+        assert "open the Connect Mailchimp button in Slack again from this browser" in page
+        assert mc.token_requests == [] and connected == []
+        assert await accounts.connection(db, TEAM) is None
+        # the lead's own browser still finishes with it: the refusal spent nothing
+        status, page = await _back_from_mailchimp(lead, site, "lead-code", authorize)
+        assert status == 200 and "Northwind Coffee is connected" in page
+    assert f"browser that didn't start it (team {TEAM}, user U0002)" in caplog.text
+    found = await accounts.connection(db, TEAM)
+    assert found is not None and found.account_name == "Northwind Coffee"
+    assert connected == [(TEAM, "U0002", "Northwind Coffee")]
+
+
+async def test_the_start_page_names_the_workspace_and_person_as_text(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    settings = _settings(db, mc)
+    await name_workspace(db, TEAM, "<script>alert(1)</script> & <!channel>")
+    routes = public_routes(db, settings)
+    async with serve(build_web_app(None, routes=routes)) as site, _browser(site) as http:
+        state = make_state(SECRET, TEAM, "U0002", person="<b>Eve</b>")
+        async with http.get(f"{site}{CONNECT_PATH}", params={"state": state}) as response:
+            assert response.status == 200
+            assert response.headers["Cache-Control"] == "no-store"
+            page = await response.text()
+    assert ("the Slack workspace “&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;!channel&gt;”"
+            in page)  # fmt: skip
+    assert "&lt;b&gt;Eve&lt;/b&gt; asked to connect" in page
+    assert "<script>" not in page and "<b>" not in page and "<!channel>" not in page
+    assert "If someone sent you this link, close this page" in page
+    assert '<form method="post" action="connect?state=' in page and "Continue to Mailchimp" in page
+    assert mc.authorize_requests == []
+
+
+async def test_a_start_link_opened_in_a_second_browser_is_told_to_connect_again(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """The start works once: the first browser to continue claims it (and may continue
+    again, back from Mailchimp's login page, say); any other is told to ask Slack again."""
+    settings = _settings(db, mc)
+    routes = public_routes(db, settings)
+    async with (serve(build_web_app(None, routes=routes)) as site, _browser(site) as first,
+                _browser(site) as second):  # fmt: skip
+        state = make_state(SECRET, TEAM, "U0002")
+        await _continue(first, site, mc, state)
+        for method in ("GET", "POST"):
+            async with second.request(method, f"{site}{CONNECT_PATH}",
+                                      params={"state": state}) as response:  # fmt: skip
+                assert response.status == 400 and not response.history
+                page = await response.text()
+                assert "already opened in another browser" in page
+                assert "click Connect Mailchimp again" in page
+        assert len(mc.authorize_requests) == 1  # the second browser never got to Mailchimp
+        await _continue(first, site, mc, state)  # the first comes back and goes on again
+    assert len(mc.authorize_requests) == 2
+
+
+@pytest.mark.parametrize("headers", [
+    {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+    {"Origin": "https://evil.example"},  # a browser without Sec-Fetch-*
+    {"Sec-Fetch-Site": "same-site"},  # another host under the same domain
+])  # fmt: skip
+async def test_a_continue_posted_from_another_site_does_nothing(
+    db: Database, mc: FakeMailchimp, caplog: pytest.LogCaptureFixture, headers: dict[str, str]
+) -> None:
+    """An auto-submitting form on another site would skip the start page's question and
+    take the visitor's browser to Mailchimp bound to the sender's sign-in."""
+    settings = _settings(db, mc)
+    routes = public_routes(db, settings)
+    async with serve(build_web_app(None, routes=routes)) as site, _browser(site) as http:
+        state = make_state(SECRET, TEAM, "U0002")
+        async with http.post(f"{site}{CONNECT_PATH}", params={"state": state},
+                             headers=headers) as response:  # fmt: skip
+            assert response.status == 403 and not response.history
+            assert "sent from another website" in await response.text()
+            assert not response.cookies
+        assert mc.authorize_requests == []
+        await _continue(http, site, mc, state)  # claimed nothing: the lead's own click works
+    assert f"posted from another site (team {TEAM}, user U0002" in caplog.text
+
+
 async def test_an_oauth_exchange_mailchimp_answers_badly_says_not_connected(
     db: Database, mc: FakeMailchimp, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = _settings(db, mc)
     mc.fail_next("/oauth2/token", 503, "<html>Service Unavailable</html>")
     routes = public_routes(db, settings)
-    async with serve(build_web_app(None, routes=routes)) as site, aiohttp.ClientSession() as http:
-        params = {"code": "code-1", "state": make_state(SECRET, TEAM, "U0002")}
-        async with http.get(f"{site}/mailchimp/oauth/callback", params=params) as response:
-            assert response.status == 502
-            assert "couldn&#39;t be reached to finish the sign-in" in await response.text()
+    async with serve(build_web_app(None, routes=routes)) as site, _browser(site) as http:
+        authorize = await _continue(http, site, mc, make_state(SECRET, TEAM, "U0002"))
+        status, page = await _back_from_mailchimp(http, site, "code-1", authorize)
+        assert status == 502 and "couldn&#39;t be reached to finish the sign-in" in page
     assert await accounts.connection(db, TEAM) is None
     assert f"exchange failed (team {TEAM}, user U0002)" in caplog.text
 
@@ -334,24 +512,25 @@ async def test_a_list_changing_while_it_is_read_loses_nobody_and_doubles_nobody(
 async def test_connect_again_after_a_failed_sign_in_works_as_the_page_says(
     db: Database, mc: FakeMailchimp
 ) -> None:
-    """The error page says "try Connect again", and Connect in Slack is the same sign-in
-    link: its state was spent on the failed exchange, so that answered "Link already used"."""
+    """The error page says "try Connect again", and Connect in Slack is the same start link:
+    its state was spent on the failed exchange, so that answered "Link already used"."""
     settings = _settings(db, mc)
     token = "oauth-token-2"
     mc.add_account(token=token, dc="us7", name="Northwind Coffee")
     mc.issue_code("code-2", token, token)
     mc.fail_next("/oauth2/token", 503, "<html>Service Unavailable</html>")
     routes = public_routes(db, settings)
-    async with serve(build_web_app(None, routes=routes)) as site, aiohttp.ClientSession() as http:
-        callback = f"{site}/mailchimp/oauth/callback"
+    async with serve(build_web_app(None, routes=routes)) as site, _browser(site) as http:
         state = make_state(SECRET, TEAM, "U0002")  # the Connect button's, clicked twice
-        async with http.get(callback, params={"code": "code-1", "state": state}) as response:
-            assert response.status == 502 and "try Connect again" in await response.text()
+        authorize = await _continue(http, site, mc, state)
+        status, page = await _back_from_mailchimp(http, site, "code-1", authorize)
+        assert status == 502 and "try Connect again" in page
         assert await accounts.connection(db, TEAM) is None
-        async with http.get(callback, params={"code": "code-2", "state": state}) as response:
-            assert response.status == 200, await response.text()
-        async with http.get(callback, params={"code": "code-2", "state": state}) as response:
-            assert response.status == 400 and "already used" in await response.text()
+        authorize = await _continue(http, site, mc, state)
+        status, page = await _back_from_mailchimp(http, site, "code-2", authorize)
+        assert status == 200, page
+        status, page = await _back_from_mailchimp(http, site, "code-2", authorize)
+        assert status == 400 and "already used" in page
     found = await accounts.connection(db, TEAM)
     assert found is not None and found.dc == "us7"
 
