@@ -19,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers.context import Deps, deps
 from handlers.home_messages import read_more_value
-from handlers.home_publish import publish_home
+from handlers.home_publish import Lists, publish_home
 from handlers.ids import Action
 from handlers.import_modal import open_import_modal
 from handlers.routes import Routes
@@ -48,13 +48,13 @@ def undo_days(d: Deps) -> int:
 
 async def on_show_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                        context: dict[str, Any]) -> None:  # fmt: skip
-    """*Show more* segments or imports: the same Home with a longer list (for this person)."""
+    """*Show more* or *Show less* segments or imports: the same Home with a longer or shorter
+    list (for this person), kept for the republishes after changes."""
     await ack()
     d = deps(context)
-    segments, imports = read_more_value(str(body["actions"][0].get("value") or ""))
+    lists = Lists.chosen(*read_more_value(str(body["actions"][0].get("value") or "")))
     d.later.run(publish_home(d.db, client, body["team"]["id"], body["user"]["id"],
-                             undo_days=undo_days(d), segments_shown=segments,
-                             imports_shown=imports), client, body)  # fmt: skip
+                             undo_days=undo_days(d), lists=lists), client, body)  # fmt: skip
 
 
 async def _open_import(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
@@ -78,3 +78,5 @@ def register(app: Routes) -> None:
     app.action(Action.HOME_NEW_IMPORT)(on_new_import)
     app.action(Action.HOME_MORE_SEGMENTS)(on_show_more)
     app.action(Action.HOME_MORE_IMPORTS)(on_show_more)
+    app.action(Action.HOME_LESS_SEGMENTS)(on_show_more)
+    app.action(Action.HOME_LESS_IMPORTS)(on_show_more)

@@ -121,15 +121,42 @@ def read_more_value(value: str) -> tuple[int, int]:
     return (digits(segments) or MAX_SEGMENTS_SHOWN, digits(imports) or MAX_IMPORTS_SHOWN)
 
 
-def _show_more(action: Action, shown: int, hidden: int, what: str, ceiling: int, where: str,
-               value: str) -> list[Block]:  # fmt: skip
-    """A *Show more* button while Home has room for another page, then where the rest is."""
-    if hidden <= 0:
-        return []
-    if shown < ceiling:
-        return [ActionsBlock(elements=[ButtonElement(
-            text=f"Show more ({n(hidden)} more {what})", action_id=action, value=value)])]
-    return _more(hidden, what, where)
+@dataclass(frozen=True, slots=True)
+class _Paging:
+    """One list's *Show more* / *Show less*: its buttons, its first page and its ceiling."""
+
+    more: Action
+    less: Action
+    first_page: int
+    ceiling: int
+    what: str  # "segments"
+    where: str  # where the rest is, once Home is full
+
+
+_SEGMENT_PAGING = _Paging(Action.HOME_MORE_SEGMENTS, Action.HOME_LESS_SEGMENTS,
+                          MAX_SEGMENTS_SHOWN, MAX_SEGMENTS_EVER, "segments",
+                          "`/referral segments` lists them all.")  # fmt: skip
+_IMPORT_PAGING = _Paging(Action.HOME_MORE_IMPORTS, Action.HOME_LESS_IMPORTS, MAX_IMPORTS_SHOWN,
+                         MAX_IMPORTS_EVER, "imports",
+                         "`/referral audit` tells who requested and approved each.")  # fmt: skip
+
+
+def _show_more(paging: _Paging, shown: int, hidden: int, more: str, less: str) -> list[Block]:
+    """*Show more* while Home has room for another page (then where the rest is), and *Show
+    less* once the list is longer than its first page: what a person opened stays open
+    across republishes, so they need a way to fold it back."""
+    blocks: list[Block] = []
+    buttons: list[ButtonElement] = []
+    if hidden > 0 and shown < paging.ceiling:
+        buttons.append(ButtonElement(text=f"Show more ({n(hidden)} more {paging.what})",
+                                     action_id=paging.more, value=more))  # fmt: skip
+    else:
+        blocks += _more(hidden, paging.what, paging.where)
+    if shown > paging.first_page:
+        buttons.append(ButtonElement(text="Show less", action_id=paging.less, value=less))
+    if buttons:
+        blocks.append(ActionsBlock(elements=buttons))
+    return blocks
 
 
 def segment_blocks(segments: Sequence[SegmentRow], shown: int = MAX_SEGMENTS_SHOWN,
@@ -142,9 +169,9 @@ def segment_blocks(segments: Sequence[SegmentRow], shown: int = MAX_SEGMENTS_SHO
     for row in segments[:shown]:
         kind = " _(every contact)_" if row.built_in else ""
         blocks.append(_section(f"*{esc(row.name)}*{kind} · {_plural(row.contacts, 'contact')}"))
-    value = more_value(min(shown + MORE_STEP, MAX_SEGMENTS_EVER), imports_shown)
-    blocks += _show_more(Action.HOME_MORE_SEGMENTS, shown, len(segments) - shown, "segments",
-                         MAX_SEGMENTS_EVER, "`/referral segments` lists them all.", value)
+    more = more_value(min(shown + MORE_STEP, MAX_SEGMENTS_EVER), imports_shown)
+    blocks += _show_more(_SEGMENT_PAGING, min(shown, len(segments)), len(segments) - shown,
+                         more, more_value(MAX_SEGMENTS_SHOWN, imports_shown))  # fmt: skip
     return blocks
 
 
@@ -216,11 +243,9 @@ def import_blocks(imports: Sequence[ImportRow], total: int, shown: int = MAX_IMP
         if row.can_undo:
             section.accessory = _undo_button(row.batch_id)
         blocks.append(section)
-    value = more_value(segments_shown, min(len(rows) + MORE_STEP, MAX_IMPORTS_EVER))
-    blocks += _show_more(Action.HOME_MORE_IMPORTS, len(rows),
-                         max(total, len(imports)) - len(rows), "imports", MAX_IMPORTS_EVER,
-                         "`/referral audit` tells who requested and approved each.",
-                         value)  # fmt: skip
+    more = more_value(segments_shown, min(len(rows) + MORE_STEP, MAX_IMPORTS_EVER))
+    blocks += _show_more(_IMPORT_PAGING, len(rows), max(total, len(imports)) - len(rows), more,
+                         more_value(segments_shown, MAX_IMPORTS_SHOWN))  # fmt: skip
     return blocks
 
 

@@ -9,12 +9,14 @@ it lately; the data is read once for all of them.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
+from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import delete, or_
+from sqlalchemy import case, delete, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, func, select
 
@@ -25,6 +27,8 @@ from bot.workspaces import segment_sizes
 from handlers.home_messages import (
     MAX_IMPORTS_EVER,
     MAX_IMPORTS_SHOWN,
+    MAX_SEGMENTS_EVER,
+    MAX_SEGMENTS_SHOWN,
     HomeData,
     ImportRow,
     home_view,
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 VIEWERS_KEPT = timedelta(days=30)  # whose Home is republished after a change
+EXPANDED_KEPT = timedelta(hours=1)  # how long *Show more* holds after the last open or click
 UNDO_DAYS = 7  # UNDO_WINDOW_DAYS' default, for refreshes that don't pass the setting
 MAX_REPUBLISHED = 50  # per change: the most recent viewers (views.publish is Tier 4)
 
@@ -140,36 +145,82 @@ async def home_data(db: Database, team_id: str, *, imports_shown: int = MAX_IMPO
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Lists:
+    """How far someone expanded Home's lists with *Show more* (None: the first page)."""
+
+    segments: int | None = None
+    imports: int | None = None
+
+    @classmethod
+    def chosen(cls, segments: int, imports: int) -> Lists:
+        """A *Show more* / *Show less* button's choice, within what Home can hold (its value
+        comes from the client); a first page is stored as None."""
+        segments = max(1, min(segments, MAX_SEGMENTS_EVER))
+        imports = max(1, min(imports, MAX_IMPORTS_EVER))
+        return cls(None if segments <= MAX_SEGMENTS_SHOWN else segments,
+                   None if imports <= MAX_IMPORTS_SHOWN else imports)  # fmt: skip
+
+    @property
+    def imports_shown(self) -> int:
+        return self.imports or MAX_IMPORTS_SHOWN
+
+    def of(self, data: HomeData) -> HomeData:
+        """`data` shown with these lists (it may hold more imports than they show)."""
+        return replace(data, segments_shown=self.segments, imports_shown=self.imports_shown)
+
+
+FIRST_PAGES = Lists()
+
+
 async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_id: str, *,
-                       imports_shown: int = MAX_IMPORTS_SHOWN,
-                       segments_shown: int | None = None,
-                       undo_days: int = UNDO_DAYS) -> None:  # fmt: skip
-    """Show one person their Home now, and remember them for later republishing."""
-    data = await home_data(db, team_id, imports_shown=imports_shown,
-                           segments_shown=segments_shown, undo_days=undo_days)  # fmt: skip
+                       lists: Lists | None = None, undo_days: int = UNDO_DAYS) -> None:
+    """Show one person their Home now, and remember them for later republishing.
+
+    `lists`: what they just chose with *Show more* or *Show less*, kept for the republishes
+    that follow; without it (they opened the tab), what they chose last, if it still holds.
+    The choice is written before the publish so that a republish racing it shows it too."""
+    chose = lists is not None
+    if lists is not None:
+        await _seen(db, team_id, user_id, lists)
+    else:
+        lists = await _kept_lists(db, team_id, user_id)
+    data = await home_data(db, team_id, imports_shown=lists.imports_shown,
+                           segments_shown=lists.segments, undo_days=undo_days)  # fmt: skip
     await client.views_publish(user_id=user_id, view=home_view(data))
-    await _seen(db, team_id, user_id)
+    if not chose:
+        await _seen(db, team_id, user_id)
 
 
 async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
                         undo_days: int = UNDO_DAYS) -> None:  # fmt: skip
-    """Republish Home for the workspace's recent viewers. Never raises: Home is a view of
-    the data, and a change already made must not look failed because a tab didn't refresh."""
+    """Republish Home for the workspace's recent viewers, each with the lists they expanded.
+    Never raises: Home is a view of the data, and a change already made must not look failed
+    because a tab didn't refresh."""
     try:
-        since = utcnow() - VIEWERS_KEPT
+        now = utcnow()
         async with db.begin() as conn:
             await conn.execute(delete(HomeViewer).where(
-                col(HomeViewer.team_id) == team_id, col(HomeViewer.opened_at) < since))  # fmt: skip
-            viewers = (await conn.execute(
-                select(HomeViewer.user_id).where(col(HomeViewer.team_id) == team_id)
+                col(HomeViewer.team_id) == team_id,
+                col(HomeViewer.opened_at) < now - VIEWERS_KEPT))  # fmt: skip
+            rows = (await conn.execute(
+                select(HomeViewer.user_id, HomeViewer.opened_at, HomeViewer.segments_shown,
+                       HomeViewer.imports_shown)
+                .where(col(HomeViewer.team_id) == team_id)
                 .order_by(col(HomeViewer.opened_at).desc()).limit(MAX_REPUBLISHED)
-            )).scalars().all()  # fmt: skip
-        if not viewers:
+            )).all()  # fmt: skip
+        if not rows:
             return
-        view = home_view(await home_data(db, team_id, undo_days=undo_days))
-        for user_id in viewers:
+        viewers = {user_id: _still_kept(opened_at, segments, imports, now)
+                   for user_id, opened_at, segments, imports in rows}  # fmt: skip
+        most = max(lists.imports_shown for lists in viewers.values())
+        data = await home_data(db, team_id, imports_shown=most, undo_days=undo_days)
+        views: dict[Lists, View] = {}  # the data is read once; one view per choice of lists
+        for user_id, lists in viewers.items():
+            if lists not in views:
+                views[lists] = home_view(lists.of(data))
             try:
-                await client.views_publish(user_id=user_id, view=view)
+                await client.views_publish(user_id=user_id, view=views[lists])
             except SlackApiError as exc:  # a deactivated viewer, say: the others still get it
                 log.warning("Home not republished for team=%s user=%s: %s", team_id, user_id,
                             exc.response.get("error"))  # fmt: skip
@@ -182,14 +233,46 @@ async def refresh_for(d: Deps, client: AsyncWebClient, team_id: str) -> None:
     await refresh_homes(d.db, client, team_id, undo_days=d.settings.undo_window_days)
 
 
-async def _seen(db: Database, team_id: str, user_id: str) -> None:
-    """Upsert (team, user) -> now: one statement, so two tabs opening at once can't collide."""
+def _still_kept(opened_at: datetime, segments: int | None, imports: int | None,
+                now: datetime) -> Lists:  # fmt: skip
+    """The lists someone expanded, while they keep using Home (opened or clicked it within
+    EXPANDED_KEPT); after that, the first pages: a tab left open all day folds back, and
+    so does the Home they come back to tomorrow."""
+    if opened_at < now - EXPANDED_KEPT:
+        return FIRST_PAGES
+    return Lists(segments, imports)
+
+
+async def _kept_lists(db: Database, team_id: str, user_id: str) -> Lists:
+    async with db.begin() as conn:
+        row = (await conn.execute(
+            select(HomeViewer.opened_at, HomeViewer.segments_shown, HomeViewer.imports_shown)
+            .where(col(HomeViewer.team_id) == team_id, col(HomeViewer.user_id) == user_id)
+        )).first()  # fmt: skip
+    return FIRST_PAGES if row is None else _still_kept(*row, utcnow())
+
+
+async def _seen(db: Database, team_id: str, user_id: str, lists: Lists | None = None) -> None:
+    """Upsert (team, user) -> now: one statement, so two tabs opening at once can't collide.
+
+    With `lists`, they are the person's choice from now on; without, the choice stays if it
+    still held (see `_still_kept`), else it is forgotten in the same statement, so opening
+    Home after a while doesn't bring an old expansion back."""
     now = utcnow()
+    table = HomeViewer.__table__  # type: ignore[attr-defined]
+    if lists is None:
+        stale = table.c.opened_at < now - EXPANDED_KEPT
+        chosen = {"segments_shown": case((stale, None), else_=table.c.segments_shown),
+                  "imports_shown": case((stale, None), else_=table.c.imports_shown)}  # fmt: skip
+        values: dict[str, Any] = {}
+    else:
+        chosen = values = {"segments_shown": lists.segments, "imports_shown": lists.imports}
     async with db.begin() as conn:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(HomeViewer).values(team_id=team_id, user_id=user_id, opened_at=now)
+        stmt = dialect.insert(HomeViewer).values(team_id=team_id, user_id=user_id,
+                                                 opened_at=now, **values)  # fmt: skip
         await conn.execute(stmt.on_conflict_do_update(
-            index_elements=["team_id", "user_id"], set_={"opened_at": now}))  # fmt: skip
+            index_elements=["team_id", "user_id"], set_={"opened_at": now, **chosen}))  # fmt: skip
 
 
-__all__ = ["home_data", "publish_home", "recent_imports", "refresh_for", "refresh_homes"]
+__all__ = ["Lists", "home_data", "publish_home", "recent_imports", "refresh_for", "refresh_homes"]

@@ -101,6 +101,8 @@ class Action(StrEnum):
     HOME_SEARCH_CONTACTS = "home_search_contacts"  # opens the contact search modal
     HOME_MORE_IMPORTS = "home_more_imports"  # value: how many imports to show
     HOME_MORE_SEGMENTS = "home_more_segments"  # value: how many segments to show
+    HOME_LESS_IMPORTS = "home_less_imports"  # *Show less*: the same value, the first page
+    HOME_LESS_SEGMENTS = "home_less_segments"
     # consent and dry run (import form, review message)
     CONSENT = "consent_checkbox"
     REVIEW_CHANNEL = "review_channel_select"

@@ -50,10 +50,20 @@ class RetiredCode(SQLModel, table=True):
 
 
 class HomeViewer(SQLModel, table=True):
-    """Someone who opened the App Home: their tab is republished when things change."""
+    """Someone who opened the App Home: their tab is republished when things change.
+
+    The row also keeps how far they expanded its lists with *Show more* (None: the first
+    page), so a republish after a change shows them what they were reading instead of
+    folding it back. It lives here rather than in a table of its own because it is the
+    same (team, person) key, read by the same republish and pruned with the viewer; it
+    counts only while they keep using Home (`opened_at`, their last open or click, is
+    recent: see handlers/home_publish.py), so an expansion never outlives the visit.
+    """
 
     __tablename__ = "home_viewer"
 
     team_id: str = Field(primary_key=True, max_length=32)
     user_id: str = Field(primary_key=True, max_length=64)
     opened_at: datetime = Field(default_factory=utcnow)
+    segments_shown: int | None = None  # *Show more* on segments: how many they see
+    imports_shown: int | None = None  # and on recent imports

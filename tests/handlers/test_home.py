@@ -410,3 +410,89 @@ async def test_what_the_command_line_did_says_so_not_a_broken_mention(app: Harne
             "command line") in rendered  # fmt: skip
     assert "Requested from the command line" in rendered
     assert "Connected from the command line" in rendered
+
+
+def _segments_listed(view: dict[str, Any]) -> int:
+    return sum(b["type"] == "section" and b["text"]["text"].startswith("*Segment ")
+               for b in view["blocks"])  # fmt: skip
+
+
+async def _click(app: Harness, view: dict[str, Any], action: str, user: str = REP
+                 ) -> dict[str, Any]:  # fmt: skip
+    """Press the Home button `action`; the Home published after it."""
+    button = next(e for b in view["blocks"] if b["type"] == "actions" for e in b["elements"]
+                  if e["action_id"] == action)  # fmt: skip
+    await app.requests.block_action(action, button["value"], view=view, user_id=user)
+    await app.settle()
+    assert app.slack.block_errors == []
+    return app.slack.home_views[user]
+
+
+async def _republished(app: Harness) -> dict[str, Any]:
+    """What Slack-side changes call (a segment created, an import finished, an undo...)."""
+    from bot.app import slack_client
+    from handlers.home_publish import refresh_homes
+
+    await refresh_homes(app.db, slack_client(app.settings), TEAM, undo_days=7)
+    return app.slack.home_views[REP]
+
+
+async def test_show_more_stays_open_across_republishes_until_show_less_or_an_hour_away(
+    app: Harness,
+) -> None:
+    await _seed(app, segments=40, campaigns=0, imports=0)
+    await save(app.db, TEAM, Credentials("https://us21.api.mailchimp.com/3.0", "api_key",
+                                         "k-us21"),
+               dc="us21", account_name="Shop", login_email="", user=LEAD,
+               secret_key="test-secret")  # fmt: skip
+    view = await _open_home(app, REP)
+    assert _segments_listed(view) == MAX_SEGMENTS_SHOWN - 1  # All Customers comes first
+    view = await _click(app, view, Action.HOME_MORE_SEGMENTS)
+    assert _segments_listed(view) == 2 * MAX_SEGMENTS_SHOWN - 1
+
+    # a lead disconnects Mailchimp: REP's Home is republished, still showing what they opened
+    await app.requests.block_action(Action.MAILCHIMP_DISCONNECT, "disconnect", user_id=LEAD)
+    await app.settle()
+    view = app.slack.home_views[REP]
+    assert Action.MAILCHIMP_CONNECT in _action_ids(view)  # the republished one
+    assert _segments_listed(view) == 2 * MAX_SEGMENTS_SHOWN - 1
+    # coming back to the tab, and another change, keep it too
+    assert _segments_listed(await _open_home(app, REP)) == 2 * MAX_SEGMENTS_SHOWN - 1
+    assert _segments_listed(await _republished(app)) == 2 * MAX_SEGMENTS_SHOWN - 1
+
+    # *Show less* folds it back, for good
+    view = await _click(app, view, Action.HOME_LESS_SEGMENTS)
+    assert _segments_listed(view) == MAX_SEGMENTS_SHOWN - 1
+    assert Action.HOME_LESS_SEGMENTS not in _action_ids(view)
+    assert _segments_listed(await _republished(app)) == MAX_SEGMENTS_SHOWN - 1
+
+    # expanded again, then away from Home for over an hour: it opens folded, and stays so
+    view = await _click(app, view, Action.HOME_MORE_SEGMENTS)
+    assert _segments_listed(view) == 2 * MAX_SEGMENTS_SHOWN - 1
+    async with app.db.begin() as conn:
+        from sqlalchemy import bindparam
+        from sqlmodel.sql.sqltypes import UTCDateTime
+
+        await conn.execute(text("UPDATE home_viewer SET opened_at = :t WHERE team_id = :team")
+                           .bindparams(bindparam("t", type_=UTCDateTime())),
+                           {"t": utcnow() - timedelta(hours=2), "team": TEAM})  # fmt: skip
+    assert _segments_listed(await _republished(app)) == MAX_SEGMENTS_SHOWN - 1
+    assert _segments_listed(await _open_home(app, REP)) == MAX_SEGMENTS_SHOWN - 1
+    assert _segments_listed(await _republished(app)) == MAX_SEGMENTS_SHOWN - 1
+
+
+async def test_each_person_keeps_their_own_lists(app: Harness) -> None:
+    await _seed(app, segments=40, campaigns=0, imports=35)
+    rep = await _open_home(app, REP)
+    await _open_home(app, LEAD)
+    rep = await _click(app, rep, Action.HOME_MORE_IMPORTS)
+    rep = await _click(app, rep, Action.HOME_MORE_IMPORTS)
+    assert "Show more (5 more imports)" in json.dumps(rep["blocks"])
+    await _republished(app)
+    rep, lead = app.slack.home_views[REP], app.slack.home_views[LEAD]
+    imports = [sum(b["type"] == "section" and "Requested by" in b["text"]["text"]
+                   for b in v["blocks"]) for v in (rep, lead)]  # fmt: skip
+    assert imports == [3 * MAX_IMPORTS_SHOWN, MAX_IMPORTS_SHOWN]
+    assert Action.HOME_LESS_IMPORTS in _action_ids(rep)
+    assert Action.HOME_LESS_IMPORTS not in _action_ids(lead)
+    assert len(rep["blocks"]) <= 100
