@@ -33,6 +33,7 @@ from bot.slack_requests import to_bolt_request
 from bot.web import public_routes
 from handlers import register_listeners
 from handlers.context import Deps
+from handlers.home_publish import home_refresher
 from handlers.later import Later
 from handlers.messages import esc
 from handlers.notify import SlackNotifier
@@ -120,10 +121,12 @@ def build_worker(settings: Settings, client: AsyncWebClient | None, db: Database
     """A worker for every job kind; Slack-backed kinds and reports only when a client exists."""
     notifier = slack_notifier(settings, client, db) if client is not None else None
     fetch = slack_fetcher(settings, client) if client is not None else None
+    homes = (home_refresher(db, client, undo_days=settings.undo_window_days)
+             if client is not None else None)  # fmt: skip
     config = WorkerConfig(lease_seconds=settings.job_lease_seconds,
                           poll_seconds=settings.worker_poll_seconds,
                           retry_base_seconds=settings.job_retry_base_seconds)  # fmt: skip
-    return Worker(db, job_handlers(settings, notifier, fetch), config)
+    return Worker(db, job_handlers(settings, notifier, fetch, homes), config)
 
 
 def tell_connected(client: AsyncWebClient) -> Callable[[str, str, str], Any]:

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bot import cli_audit, cli_campaigns, cli_contacts, cli_mailchimp, cli_segments, cli_undo
 from bot.cli_common import CliError
+from bot.home_refresh import HOME_REFRESH_JOB, queue_home_refresh
 from bot.imports.background import enqueue_file_import
 from bot.imports.cancel import cancel_job
 from bot.imports.importer import ImportFailed, import_files, preview_files
@@ -45,6 +46,9 @@ SUMMARY_KEYS = ("rows", "valid", "duplicates", "rejected", "new_contacts", "exis
 
 
 log = logging.getLogger(__name__)
+# Failures a command reports in words (one line on stderr, exit status 1)
+TOLD = (CliError, SettingsError, WorkspaceError, ImportFailed, SchemaTooNew,
+        cli_campaigns.CampaignCliError, cli_mailchimp.MailchimpCliError)  # fmt: skip
 
 # Modules that each add commands (see bot.cli_common.Subcommands)
 SUBCOMMANDS = (cli_segments, cli_contacts, cli_undo, cli_audit)
@@ -147,8 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         return run_in_loop(_run(args, settings))
-    except (CliError, SettingsError, WorkspaceError, ImportFailed, SchemaTooNew,
-            cli_campaigns.CampaignCliError, cli_mailchimp.MailchimpCliError) as exc:  # fmt: skip
+    except TOLD as exc:
         return _failed(str(exc), as_json)
     except KeyboardInterrupt:
         print("referral-bot: interrupted", file=sys.stderr)
@@ -208,24 +211,75 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "worker":
             return await _worker(db, settings, args)
         team = await resolve_team(db, args.team, default_locale=settings.default_locale)
-        if args.command == "import":
-            args.column_map = _column_map(args.map)
-            if args.dry_run:
-                return await _dry_run(db, team, settings, args)
-            if args.background:
-                return await _import_background(db, team, settings, args)
-            return await _import(db, team, settings, args)
-        if args.command == "mailchimp":
-            return await cli_mailchimp.run(db, team, settings, args)
-        if args.command in ("campaign", "advocates"):
-            return await cli_campaigns.run(db, team, settings, args)
-        for module in SUBCOMMANDS:
-            if args.command in module.COMMANDS:
-                return await module.run(db, team, settings, args)
-        return await _jobs(db, team, args)
+        if _changes_home(args):
+            return await _then_refresh_home(db, team, _command(db, team, settings, args))
+        return await _command(db, team, settings, args)
     finally:
         use_max_attempts(before)
         await db.dispose()
+
+
+async def _command(db: Database, team: str, settings: Settings, args: argparse.Namespace
+                   ) -> int:  # fmt: skip
+    """Run a command of the workspace `team`."""
+    if args.command == "import":
+        args.column_map = _column_map(args.map)
+        if args.dry_run:
+            return await _dry_run(db, team, settings, args)
+        if args.background:
+            return await _import_background(db, team, settings, args)
+        return await _import(db, team, settings, args)
+    if args.command == "mailchimp":
+        return await cli_mailchimp.run(db, team, settings, args)
+    if args.command in ("campaign", "advocates"):
+        return await cli_campaigns.run(db, team, settings, args)
+    for module in SUBCOMMANDS:
+        if args.command in module.COMMANDS:
+            return await module.run(db, team, settings, args)
+    return await _jobs(db, team, args)
+
+
+# Commands that change what the App Home tab shows (segments, campaigns, imports, Mailchimp)
+_HOME_CHANGES: dict[str, Callable[[argparse.Namespace], bool]] = {
+    "import": lambda a: not a.dry_run,
+    "undo": lambda a: True,
+    "segments": lambda a: getattr(a, "segments_command", None) in ("rename", "delete"),
+    "campaign": lambda a: a.campaign_command != "list",
+    "contacts": lambda a: a.contacts_command == "delete",
+    "mailchimp": lambda a: a.mailchimp_command in ("connect", "disconnect"),
+    "jobs": lambda a: getattr(a, "jobs_command", None) == "cancel",  # an import's job
+}
+
+
+def _changes_home(args: argparse.Namespace) -> bool:
+    return _HOME_CHANGES.get(args.command, lambda _: False)(args)
+
+
+async def _then_refresh_home(db: Database, team: str, command: Coroutine[Any, Any, int]) -> int:
+    """Run a command that changes what Home shows, then queue the refresh of the Home tabs
+    open in Slack (bot.home_refresh: the shell has no Slack connection, serve's worker
+    does). Also after a refusal or a failure told in words, which may have written some (an
+    import that failed part way is listed, cancelled); not after the database itself failed."""
+    ran = False
+    try:
+        code = await command
+        ran = True
+        return code
+    except TOLD:
+        ran = True
+        raise
+    finally:
+        if ran:
+            await _refresh_home_later(db, team)
+
+
+async def _refresh_home_later(db: Database, team: str) -> None:
+    """Never fails the command: its change is made, only Slack's view of it lags."""
+    try:
+        await queue_home_refresh(db, team)
+    except Exception:
+        log.warning("Home tabs open in Slack show this change only once reopened: queuing "
+                    "their refresh failed", exc_info=True)  # fmt: skip
 
 
 async def _reach(db: Database, settings: Settings, first: Coroutine[Any, Any, None]) -> None:
@@ -539,7 +593,8 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
 
 
 # What a worker needs to take a job kind that not every worker runs (see bot/jobs/kinds.py).
-NEEDS = {kind: " (start one with SLACK_BOT_TOKEN set)" for kind in (SLACK_FILE_JOB, REPORT_JOB)}
+NEEDS = {kind: " (start one with SLACK_BOT_TOKEN set)"
+         for kind in (SLACK_FILE_JOB, REPORT_JOB, HOME_REFRESH_JOB)}
 
 
 def _job_dict(

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, func, select
 
 from bot.campaigns.service import list_campaigns
+from bot.home_refresh import VIEWERS_KEPT, HomeRefresher
 from bot.imports.undo import undoable
 from bot.mailchimp.accounts import connection
 from bot.workspaces import segment_sizes
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
     from handlers.context import Deps  # it imports the notifier, which imports this module
 
 log = logging.getLogger(__name__)
-VIEWERS_KEPT = timedelta(days=30)  # whose Home is republished after a change
 EXPANDED_KEPT = timedelta(hours=1)  # how long *Show more* holds after the last open or click
 UNDO_DAYS = 7  # UNDO_WINDOW_DAYS' default, for refreshes that don't pass the setting
 MAX_REPUBLISHED = 50  # per change: the most recent viewers (views.publish is Tier 4)
@@ -233,6 +233,15 @@ async def refresh_for(d: Deps, client: AsyncWebClient, team_id: str) -> None:
     await refresh_homes(d.db, client, team_id, undo_days=d.settings.undo_window_days)
 
 
+def home_refresher(db: Database, client: AsyncWebClient, *, undo_days: int) -> HomeRefresher:
+    """`refresh_homes` for a worker's `home_refresh` jobs (changes made from the shell)."""
+
+    async def refresh(team_id: str) -> None:
+        await refresh_homes(db, client, team_id, undo_days=undo_days)
+
+    return refresh
+
+
 def _still_kept(opened_at: datetime, segments: int | None, imports: int | None,
                 now: datetime) -> Lists:  # fmt: skip
     """The lists someone expanded, while they keep using Home (opened or clicked it within
@@ -275,4 +284,5 @@ async def _seen(db: Database, team_id: str, user_id: str, lists: Lists | None = 
             index_elements=["team_id", "user_id"], set_={"opened_at": now, **chosen}))  # fmt: skip
 
 
-__all__ = ["Lists", "home_data", "publish_home", "recent_imports", "refresh_for", "refresh_homes"]
+__all__ = ["Lists", "home_data", "home_refresher", "publish_home", "recent_imports", "refresh_for",
+           "refresh_homes"]

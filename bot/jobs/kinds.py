@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.campaigns.enroll import SEND_JOB
 from bot.campaigns.jobs import enroll_handler, send_handler
 from bot.campaigns.service import ENROLL_JOB
+from bot.home_refresh import HOME_REFRESH_JOB, HomeRefresher, home_refresh_handler
 from bot.imports.background import FileFetcher, import_handler, slack_file_handler
 from bot.imports.job_kinds import IMPORT_JOB, PURGE_JOB, SLACK_FILE_JOB, UNDO_JOB
 from bot.imports.retention import purge_handler
@@ -16,11 +17,13 @@ from bot.settings import Settings
 
 
 def handlers(
-    settings: Settings, notifier: ImportNotifier | None = None, fetch: FileFetcher | None = None
+    settings: Settings, notifier: ImportNotifier | None = None, fetch: FileFetcher | None = None,
+    homes: HomeRefresher | None = None,
 ) -> dict[str, Handler]:
     """Job kind -> handler. Reading Slack files needs `fetch` (Slack's side, with the token);
-    retrying Slack reports needs a notifier that talks to Slack. A worker without them
-    leaves those jobs to one that has them."""
+    retrying Slack reports needs a notifier that talks to Slack, and refreshing Home tabs
+    after the shell's changes needs `homes`. A worker without them leaves those jobs to one
+    that has them."""
     reports = notifier or Silent()
     kinds = {
         IMPORT_JOB: import_handler(settings.import_chunk_rows, reports,
@@ -34,6 +37,8 @@ def handlers(
     }
     if notifier is not None:
         kinds[REPORT_JOB] = report_handler(notifier)
+    if homes is not None:
+        kinds[HOME_REFRESH_JOB] = home_refresh_handler(homes)
     if fetch is not None:
         kinds[SLACK_FILE_JOB] = slack_file_handler(
             fetch, notifier=notifier or Silent(), max_unzipped_bytes=settings.max_unzipped_bytes

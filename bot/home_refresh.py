@@ -1,0 +1,65 @@
+"""Refreshing the App Home tabs open in Slack after changes made without Slack.
+
+A change made in Slack republishes Home at once (handlers/home_publish.refresh_homes). The
+command line has no Slack connection, so its changes queue a `home_refresh` job instead,
+which only a worker with a Slack client runs (serve's): the job calls that same refresh.
+
+One pending job per workspace: changes made while one waits join it, and it waits
+REFRESH_DELAY before running, so a script of many commands publishes once. A change made
+while one runs queues the next, since the running one may have read the data before it.
+Nothing is queued for a workspace nobody opened Home in lately: one used only from the shell
+would keep a job that no worker of its can run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from sqlalchemy import text
+from sqlmodel import col, select
+
+from bot.jobs.queue import enqueue_in
+from bot.jobs.worker import Handler, JobContext
+from models import Database, HomeViewer
+from models.clock import utcnow
+
+HOME_REFRESH_JOB = "home_refresh"
+VIEWERS_KEPT = timedelta(days=30)  # whose Home is republished after a change
+REFRESH_DELAY = timedelta(seconds=2)  # changes made meanwhile are published together
+_PENDING = "home_refresh"  # the dedupe key of the workspace's pending refresh
+
+HomeRefresher = Callable[[str], Awaitable[None]]  # team id -> Home republished (Slack's side)
+
+
+async def queue_home_refresh(db: Database, team_id: str) -> int | None:
+    """Queue the refresh of the workspace's Home tabs, or join the one already waiting;
+    its job id, or None when nobody in the workspace has opened Home lately.
+
+    One transaction: the key is taken back from the workspace's last refresh unless it is
+    still queued, then the insert either queues a new job or finds the queued one (two
+    commands at once on PostgreSQL: the second insert waits for the first and joins it)."""
+    async with db.begin() as conn:
+        viewer = (await conn.execute(
+            select(HomeViewer.user_id).where(
+                col(HomeViewer.team_id) == team_id,
+                col(HomeViewer.opened_at) >= utcnow() - VIEWERS_KEPT).limit(1)
+        )).first()  # fmt: skip
+        if viewer is None:
+            return None
+        await conn.execute(
+            text("UPDATE job SET dedupe_key = NULL WHERE team_id = :team AND kind = :kind "
+                 "AND dedupe_key = :key AND state <> 'queued'"),
+            {"team": team_id, "kind": HOME_REFRESH_JOB, "key": _PENDING},
+        )  # fmt: skip
+        return await enqueue_in(conn, team_id, HOME_REFRESH_JOB, {}, dedupe_key=_PENDING,
+                                run_after=utcnow() + REFRESH_DELAY)  # fmt: skip
+
+
+def home_refresh_handler(refresh: HomeRefresher) -> Handler:
+    """Run a queued refresh with the worker's Slack side."""
+
+    async def run(ctx: JobContext) -> None:
+        await refresh(ctx.team_id)
+
+    return run
