@@ -274,17 +274,20 @@ def _address_check(email: str) -> str:
     return hashlib.sha256(email.casefold().encode()).hexdigest()[:8]
 
 
-async def resolve_ref(db: Database, team_id: str, ref: str) -> int:
-    """The contact a button names, while it is still the one the button was made for (a
-    button without a check, from a card shown before there were checks, names its id)."""
-    id_part, _, check = ref.partition(".")
-    contact_id = contact_id_of(id_part)
-    if check:
-        async with db.begin() as conn:
-            email = await _email(conn, team_id, contact_id)
-        if _address_check(email) != check:
-            raise ContactGone()
-    return contact_id
+@dataclass(frozen=True, slots=True)
+class ContactRef:
+    """A contact as a button names it. `check` is "" on a button from a card shown before
+    there were checks: the id alone names the contact, as it always did."""
+
+    id: int
+    check: str = ""
+
+
+def parse_ref(value: str) -> ContactRef:
+    """A button's contact ("12.3f9a0c1b", or "12"). Nothing is read here: each change checks
+    the address in its own transaction (`_key_of`), as the card does when it is shown."""
+    id_part, _, check = value.partition(".")
+    return ContactRef(contact_id_of(id_part), check)
 
 
 async def find_by_email(db: Database, team_id: str, email: str) -> int:
@@ -299,12 +302,13 @@ async def find_by_email(db: Database, team_id: str, email: str) -> int:
     return int(found)
 
 
-async def card(db: Database, team_id: str, contact_id: int) -> Card:
-    """The contact with its static segments and its campaigns (link code, invite state)."""
+async def card(db: Database, team_id: str, contact_id: int, *, check: str = "") -> Card:
+    """The contact with its static segments and its campaigns (link code, invite state).
+    With a button's `check`, only while the id still names the contact it was made for."""
     async with db.session() as session:
         contact = (await session.exec(select(Contact).where(
             Contact.team_id == team_id, Contact.id == contact_id))).first()  # fmt: skip
-        if contact is None:
+        if contact is None or (check and _address_check(contact.email) != check):
             raise ContactGone()
         conn = await session.connection()
         default = (await conn.execute(text("SELECT default_locale FROM workspace WHERE team_id "
@@ -336,34 +340,54 @@ async def card(db: Database, team_id: str, contact_id: int) -> Card:
 _NOW = bindparam("now", type_=UTCDateTime())
 
 
-async def _email(conn: AsyncConnection, team_id: str, contact_id: int) -> str:
-    email = (await conn.execute(text("SELECT email FROM contact WHERE team_id = :t AND id = :c"),
-                                {"t": team_id, "c": contact_id})).scalar()  # fmt: skip
-    if email is None:
+async def _key_of(conn: AsyncConnection, team_id: str, contact_id: int, check: str
+                  ) -> tuple[str, str]:  # fmt: skip
+    """(email, address key) of the contact, if the id still names the one a button was made
+    for (`check`, when it has one), read in the change's own transaction.
+
+    The change's statement then matches that key too, and a change that matched nothing
+    asks `_same`: SQLite gives a deleted contact's id to the next contact, and a transaction's
+    reads before its first write aren't isolated from other commits there, so a deletion
+    and a new contact between this read and the write would otherwise be changed instead.
+    """
+    row = (await conn.execute(text("SELECT email, email_key FROM contact WHERE team_id = :t "
+                                   "AND id = :c"), {"t": team_id, "c": contact_id})).first()
+    if row is None or (check and _address_check(row[0]) != check):
         raise ContactGone()
-    return str(email)
+    return str(row[0]), str(row[1])
+
+
+_SAME = text("SELECT 1 FROM contact WHERE team_id = :t AND id = :c AND email_key = :k")
+
+
+async def _same(conn: AsyncConnection, params: dict[str, Any]) -> None:
+    """After a change that matched nothing: ContactGone unless the id still has key :k."""
+    if (await conn.execute(_SAME, params)).first() is None:
+        raise ContactGone()
 
 
 async def remove_from_segment(db: Database, team_id: str, contact_id: int, segment_id: int,
-                              actor: str) -> str:  # fmt: skip
+                              actor: str, *, check: str = "") -> str:  # fmt: skip
     """Take the contact out of one static segment (it stays in All Customers and in its
     campaigns). Returns the segment's name.
 
     The later imports' listings of the membership go with it (a listing never outlives its
     membership); the contacts lock keeps an import's chunk under way from recording one
-    for the membership as it goes (models/locks.py)."""
-    params = {"t": team_id, "c": contact_id, "s": segment_id}
+    for the membership as it goes (models/locks.py). `check`: a button's, see `_key_of`."""
+    params: dict[str, Any] = {"t": team_id, "c": contact_id, "s": segment_id}
     async with db.begin() as conn:
         await lock_contacts(conn, team_id, exclusive=True)
-        email = await _email(conn, team_id, contact_id)
+        email, params["k"] = await _key_of(conn, team_id, contact_id, check)
         name = (await conn.execute(text("SELECT name FROM segment WHERE team_id = :t AND id = :s "
                                         "AND kind = 'static'"), params)).scalar()  # fmt: skip
         if name is None:
             raise ContactError("That segment no longer exists.")
         removed = await conn.execute(text(
             "DELETE FROM segment_member WHERE team_id = :t AND segment_id = :s "
-            "AND contact_id = :c"), params)  # fmt: skip
+            "AND contact_id = :c AND EXISTS (SELECT 1 FROM contact WHERE team_id = :t "
+            "AND id = :c AND email_key = :k)"), params)  # fmt: skip
         if not removed.rowcount:
+            await _same(conn, params)
             raise ContactError(f"{email} isn't in {name} any more.")
         await conn.execute(text(
             "DELETE FROM segment_member_listing WHERE team_id = :t AND segment_id = :s "
@@ -375,19 +399,22 @@ async def remove_from_segment(db: Database, team_id: str, contact_id: int, segme
 
 _UNSUBSCRIBE = text("""
     UPDATE contact SET subscribed = :no, unsubscribed_at = :now, updated_at = :now
-    WHERE team_id = :t AND id = :c AND subscribed = :yes RETURNING email
+    WHERE team_id = :t AND id = :c AND email_key = :k AND subscribed = :yes RETURNING email
 """).bindparams(_NOW)
 
 
-async def unsubscribe(db: Database, team_id: str, contact_id: int, actor: str) -> int:
+async def unsubscribe(db: Database, team_id: str, contact_id: int, actor: str, *,
+                      check: str = "") -> int:  # fmt: skip
     """No more invites to this contact: sticky against later imports (`unsubscribed_at`, as
-    the unsubscribe link does), and its invites not yet sent are stopped. Returns how many."""
+    the unsubscribe link does), and its invites not yet sent are stopped. Returns how many.
+    `check`: a button's, see `_key_of`."""
     params = {"t": team_id, "c": contact_id, "no": False, "yes": True, "now": utcnow()}
     async with db.begin() as conn:
+        email, params["k"] = await _key_of(conn, team_id, contact_id, check)
         row = (await conn.execute(_UNSUBSCRIBE, params)).first()
         if row is None:
-            raise ContactError(f"{await _email(conn, team_id, contact_id)} is already "
-                               "unsubscribed.")  # fmt: skip
+            await _same(conn, params)
+            raise ContactError(f"{email} is already unsubscribed.")
         stopped = (await conn.execute(STOP_INVITES, params)).rowcount  # as the link does
         detail = f"{plural(stopped, 'invite')} not yet sent stopped" if stopped else ""
         await record_in(conn, team_id, actor, Act.CONTACT_UNSUBSCRIBED, subject(row[0]), detail)
@@ -396,36 +423,44 @@ async def unsubscribe(db: Database, team_id: str, contact_id: int, actor: str) -
 
 _RESUBSCRIBE = text("""
     UPDATE contact SET subscribed = :yes, unsubscribed_at = NULL, updated_at = :now
-    WHERE team_id = :t AND id = :c AND (subscribed = :no OR unsubscribed_at IS NOT NULL)
+    WHERE team_id = :t AND id = :c AND email_key = :k
+      AND (subscribed = :no OR unsubscribed_at IS NOT NULL)
     RETURNING email
 """).bindparams(_NOW)
 
 
-async def resubscribe(db: Database, team_id: str, contact_id: int, actor: str) -> None:
+async def resubscribe(db: Database, team_id: str, contact_id: int, actor: str, *,
+                      check: str = "") -> None:  # fmt: skip
     """The contact agreed to hear from us again: later invites are emailed. Invites it wasn't
-    sent meanwhile stay unsent (nobody is emailed about an old enrollment by surprise)."""
+    sent meanwhile stay unsent (nobody is emailed about an old enrollment by surprise).
+    `check`: a button's, see `_key_of`."""
     params = {"t": team_id, "c": contact_id, "no": False, "yes": True, "now": utcnow()}
     async with db.begin() as conn:
+        email, params["k"] = await _key_of(conn, team_id, contact_id, check)
         row = (await conn.execute(_RESUBSCRIBE, params)).first()
         if row is None:
-            raise ContactError(f"{await _email(conn, team_id, contact_id)} is already "
-                               "subscribed.")  # fmt: skip
+            await _same(conn, params)
+            raise ContactError(f"{email} is already subscribed.")
         await record_in(conn, team_id, actor, Act.CONTACT_RESUBSCRIBED, subject(row[0]))
 
 
-async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str) -> Deleted:
+async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str, *,
+                         check: str = "") -> Deleted:  # fmt: skip
     """Delete the contact, its segment memberships, its invites and its advocates, and retire
     their referral codes (the links answer 410 Gone, and the codes are never used again).
 
     Invites go in every state. One being handed to the mail server at this moment can't be
     recalled, but its row may go: the sender records an outcome by id and state, so a row
     that is gone is skipped, never an error. Staged import rows are left to retention.
+    `check`: a button's, see `_key_of`.
     """
     params = {"t": team_id, "c": contact_id}
     async with db.begin() as conn:
         await lock_contacts(conn, team_id, exclusive=True)  # no import or enrollment mid-way
+        _, params["k"] = await _key_of(conn, team_id, contact_id, check)
         email = (await conn.execute(text("DELETE FROM contact WHERE team_id = :t AND id = :c "
-                                         "RETURNING email"), params)).scalar()  # fmt: skip
+                                         "AND email_key = :k RETURNING email"),
+                                    params)).scalar()  # fmt: skip
         if email is None:
             raise ContactGone()
         # later imports' listings of its memberships, found through them (before they go):

@@ -23,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import contact_admin
-from bot.contact_admin import ContactError, contact_id_of
+from bot.contact_admin import ContactError, ContactRef, contact_id_of, parse_ref
 from bot.ids import digits
 from handlers.contact_search_messages import card, deleted, gone, prompt, results, search_modal
 from handlers.context import Deps, Refusal, deps, is_lead, leads_only
@@ -177,10 +177,11 @@ async def on_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 
 
 async def _card(d: Deps, client: AsyncWebClient, where: Where, contact_id: int, *,
-                note: str = "", replace: bool) -> None:  # fmt: skip
-    """The contact's card as the database has it now, with `note` (mrkdwn) on top."""
+                note: str = "", replace: bool, check: str = "") -> None:  # fmt: skip
+    """The contact's card as the database has it now, with `note` (mrkdwn) on top (with a
+    button's `check`: while the id still names the contact the button was made for)."""
     try:
-        contact = await contact_admin.card(d.db, where.team_id, contact_id)
+        contact = await contact_admin.card(d.db, where.team_id, contact_id, check=check)
     except ContactError as exc:
         text = f"{note}\n{esc(str(exc))}" if note else esc(str(exc))
         await _show(client, where, gone(text), replace=replace, back=True)
@@ -210,32 +211,33 @@ async def on_show(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 # ---- changes (team leads) -------------------------------------------------------------------
 
 
-def _ids(action: str, value: str) -> tuple[str, int | None]:
+def _ids(action: str, value: str) -> tuple[ContactRef, int | None]:
     """(contact, segment) from a button value: "contact" or "contact:segment", the contact
-    as contact_admin.contact_ref names it (resolve_ref reads it)."""
+    as contact_admin.contact_ref names it (each change checks it in its own transaction)."""
     if action != Action.CONTACT_REMOVE_FROM_SEGMENT:
-        return value, None
+        return parse_ref(value), None
     contact, _, segment = value.partition(":")
     segment_id = digits(segment)
     if segment_id is None:
         raise ContactError("That button doesn't name a segment: it may come from an old message.")
-    return contact, segment_id
+    return parse_ref(contact), segment_id
 
 
-async def _apply(d: Deps, where: Where, action: str, contact_id: int,
+async def _apply(d: Deps, where: Where, action: str, ref: ContactRef,
                  segment_id: int | None) -> str:  # fmt: skip
     """Make the change; returns what happened, in mrkdwn."""
-    db, team, actor = d.db, where.team_id, where.user_id
+    db, team, actor, check = d.db, where.team_id, where.user_id, ref.check
     if action == Action.CONTACT_REMOVE_FROM_SEGMENT:
         assert segment_id is not None
-        name = await contact_admin.remove_from_segment(db, team, contact_id, segment_id, actor)
+        name = await contact_admin.remove_from_segment(db, team, ref.id, segment_id, actor,
+                                                       check=check)  # fmt: skip
         return f":white_check_mark: Removed from *{esc(name)}* (still in All Customers)."
     if action == Action.CONTACT_UNSUBSCRIBE:
-        stopped = await contact_admin.unsubscribe(db, team, contact_id, actor)
+        stopped = await contact_admin.unsubscribe(db, team, ref.id, actor, check=check)
         many = contact_admin.plural(stopped, "invite")
         extra = f" {many} not yet sent won't be." if stopped else ""
         return f":white_check_mark: Unsubscribed: no more invite emails.{extra}"
-    await contact_admin.resubscribe(db, team, contact_id, actor)
+    await contact_admin.resubscribe(db, team, ref.id, actor, check=check)
     return ":white_check_mark: Resubscribed: invites of later enrollments will be emailed."
 
 
@@ -243,22 +245,20 @@ async def _change(d: Deps, client: AsyncWebClient, where: Where, action: str,
                   value: str) -> None:  # fmt: skip
     try:
         ref, segment_id = _ids(action, value)
-        contact_id = await contact_admin.resolve_ref(d.db, where.team_id, ref)
     except ContactError as exc:
-        await _show(client, where, gone(esc(str(exc))), replace=True,
-                    back=isinstance(exc, contact_admin.ContactGone))  # fmt: skip
+        await _show(client, where, gone(esc(str(exc))), replace=True)  # a forged button
         return
     changed = False
     try:
         if not await is_lead(d, client, where.team_id, where.user_id):
             raise await leads_only(d, where.team_id, VERBS[Action(action)])
         if action == Action.CONTACT_DELETE:
-            result = await contact_admin.delete_contact(d.db, where.team_id, contact_id,
-                                                        where.user_id)  # fmt: skip
+            result = await contact_admin.delete_contact(d.db, where.team_id, ref.id,
+                                                        where.user_id, check=ref.check)  # fmt: skip
             await _show(client, where, deleted(result), replace=True, back=True)
             await refresh_for(d, client, where.team_id)
             return
-        note = await _apply(d, where, action, contact_id, segment_id)
+        note = await _apply(d, where, action, ref, segment_id)
         changed = True
     except Refusal as exc:  # our own mrkdwn (it mentions the leads)
         log.info("contact change refused: %s", exc)
@@ -269,7 +269,7 @@ async def _change(d: Deps, client: AsyncWebClient, where: Where, action: str,
             await _show(client, where, gone(esc(str(exc))), replace=True, back=True)
             return
         note = f":information_source: {esc(str(exc))}"
-    await _card(d, client, where, contact_id, note=note, replace=True)
+    await _card(d, client, where, ref.id, note=note, replace=True, check=ref.check)
     if changed:
         await refresh_for(d, client, where.team_id)
 

@@ -255,6 +255,70 @@ async def test_a_card_left_open_never_acts_on_the_contact_that_took_its_id(
     assert app.slack.block_errors == []
 
 
+ADMIN = "U0ADMIN"  # a workspace admin, not on the leads list: is_lead asks Slack (users.info)
+
+
+@pytest.mark.parametrize("action", [Action.CONTACT_UNSUBSCRIBE, Action.CONTACT_RESUBSCRIBE,
+                                    Action.CONTACT_REMOVE_FROM_SEGMENT, Action.CONTACT_DELETE])
+async def test_a_contact_deleted_and_its_id_reused_while_the_click_is_under_way_is_left_alone(
+    app: Harness, action: str,
+) -> None:  # fmt: skip
+    """The click names x (id and address check); while it asks Slack whether the person is a
+    lead, x is deleted and y takes x's id (SQLite). The change must find x gone, not change y."""
+    unsubscribed = action == Action.CONTACT_RESUBSCRIBE  # so that the card has Resubscribe
+    await _import(app, "VIP", "keep@example.com,Keep,\n")
+    await _import(app, "VIP", "x@example.com,Ex,\n")
+    x = await contact_admin.find_by_email(app.db, TEAM, "x@example.com")
+    if unsubscribed:
+        await contact_admin.unsubscribe(app.db, TEAM, x, LEAD)
+    card = await _click(app, Action.CONTACT_SHOW, await _command(app, "x@example.com"))
+    app.slack.users[ADMIN] = {"is_admin": True}
+    gate = app.slack.hold("users.info")
+    url = app.slack.new_response_url("C0001", user_id=ADMIN)
+    await app.requests.block_action(action, _value(card, action), user_id=ADMIN,
+                                    response_url=url, message={"blocks": card["blocks"]})
+    await app.slack.wait_for("users.info")
+    await contact_admin.delete_contact(app.db, TEAM, x, LEAD)  # from another card, say
+    await _import(app, "VIP", "y@example.com,Why,\n")
+    y = await contact_admin.find_by_email(app.db, TEAM, "y@example.com")
+    if app.db.is_sqlite:
+        assert y == x  # the race this is about
+    if unsubscribed:
+        await contact_admin.unsubscribe(app.db, TEAM, y, LEAD)
+    before = await _audit(app)
+    gate.set()
+    await _done(app)
+    (answer,) = app.slack.responses[url]
+    assert "doesn't exist in this workspace" in answer["text"]
+    assert "y@example.com" not in _rendered(answer)
+    assert await _rows(app, "SELECT c.email, c.subscribed, s.name FROM contact c "
+                            "JOIN segment_member m ON m.contact_id = c.id "
+                            "JOIN segment s ON s.id = m.segment_id "
+                            "WHERE c.id = :c AND s.kind = 'static'",
+                       c=y) in ([("y@example.com", not unsubscribed, "VIP")],
+                                [("y@example.com", int(not unsubscribed), "VIP")])  # fmt: skip
+    assert await _audit(app) == before  # nothing else changed either
+    assert app.slack.block_errors == []
+
+
+async def test_a_button_from_before_there_were_checks_still_acts_by_id(app: Harness) -> None:
+    await _ada(app)
+    ada = await _id(app, "ada@example.com")
+    card = await _click(app, Action.CONTACT_SHOW, await _command(app, "ada@"))
+    vip = (await _rows(app, "SELECT id FROM segment WHERE name = 'VIP'"))[0][0]
+    removed = await _click(app, Action.CONTACT_REMOVE_FROM_SEGMENT, card, value=f"{ada}:{vip}")
+    assert "Removed from *VIP*" in removed["text"]
+    after = await _click(app, Action.CONTACT_UNSUBSCRIBE, card, value=str(ada))
+    assert "Unsubscribed: no more invite emails." in after["text"]
+    back = await _click(app, Action.CONTACT_RESUBSCRIBE, after, value=str(ada))
+    assert "Resubscribed" in back["text"]
+    done = await _click(app, Action.CONTACT_DELETE, card, value=str(ada))
+    assert "Deleted *ada@example.com*" in done["text"]
+    assert [a[1] for a in await _audit(app)] == [
+        "contact.removed_from_segment", "contact.unsubscribed", "contact.resubscribed",
+        "contact.deleted"]  # fmt: skip
+
+
 async def test_another_workspaces_contact_is_refused(app: Harness) -> None:
     await _ada(app)
     await _import(app, "VIP", "theirs@example.com,Ada,\n", team=OTHER)
