@@ -22,6 +22,11 @@ class ImportNotifier(Protocol):
     async def source_read(self, team_id: str, batch_id: int, source_id: int) -> None:
         """A file finished reading (or failed): refresh, and share its skipped rows."""
 
+    async def rejects_changed(self, team_id: str, batch_id: int, source_id: int) -> None:
+        """Rows of a file not read again became valid (another file, or a contact, removed or
+        read again): share its skipped rows anew. No refresh: the caller redraws the review
+        message once, for all the files that changed."""
+
     async def import_progress(self, team_id: str, batch_id: int, done: int, total: int) -> None:
         """The approved import moved on (called at most about once a second)."""
 
@@ -45,6 +50,9 @@ class Silent:
     async def source_read(self, team_id: str, batch_id: int, source_id: int) -> None:
         return None
 
+    async def rejects_changed(self, team_id: str, batch_id: int, source_id: int) -> None:
+        return None
+
     async def import_progress(self, team_id: str, batch_id: int, done: int, total: int) -> None:
         return None
 
@@ -66,6 +74,7 @@ class Silent:
 REPORT_JOB = "slack_report"
 BATCH_CHANGED = "batch_changed"
 SOURCE_READ = "source_read"
+REJECTS_CHANGED = "rejects_changed"
 IMPORT_FINISHED = "import_finished"
 ENROLLMENT_CHANGED = "enrollment_changed"
 UNDO_FINISHED = "undo_finished"

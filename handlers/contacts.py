@@ -101,7 +101,7 @@ async def remove_contact(ack: Any, body: dict[str, Any], client: AsyncWebClient,
         await d.notifier.batch_changed(team_id, batch_id)
         await _update(body, client, context)
         for other in promoted:  # its skipped-rows CSV in the thread lists a row imported now
-            await d.notifier.source_read(team_id, batch_id, other)
+            await d.notifier.rejects_changed(team_id, batch_id, other)
 
     d.later.run(work(), client, body)
 

@@ -167,12 +167,15 @@ async def _save(
     it went: a second submission that passed the checks meanwhile is told the file is being
     read already."""
     try:
-        await reread_source(d.db, team_id, batch_id, source_id, header, mapping, user_id)
+        promoted = await reread_source(d.db, team_id, batch_id, source_id, header, mapping,
+                                       user_id)  # fmt: skip
     except (ReviewError, LookupError) as exc:
         await update_modal(client, view_id, note_modal(str(exc)))
         return
     await update_modal(client, view_id, note_modal(SAVED))
     await d.notifier.batch_changed(team_id, batch_id)
+    for other in promoted:  # its skipped-rows CSV in the thread lists rows imported now
+        await d.notifier.rejects_changed(team_id, batch_id, other)
 
 
 def register(app: Routes) -> None:

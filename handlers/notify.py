@@ -29,6 +29,7 @@ from bot.notify import (
     BATCH_CHANGED,
     ENROLLMENT_CHANGED,
     IMPORT_FINISHED,
+    REJECTS_CHANGED,
     REPORT_ATTEMPTS,
     REPORT_JOB,
     SOURCE_READ,
@@ -92,6 +93,9 @@ class SlackNotifier:
     async def source_read(self, team_id: str, batch_id: int, source_id: int) -> None:
         await self._or_later(team_id, SOURCE_READ, batch_id=batch_id, source_id=source_id)
 
+    async def rejects_changed(self, team_id: str, batch_id: int, source_id: int) -> None:
+        await self._or_later(team_id, REJECTS_CHANGED, batch_id=batch_id, source_id=source_id)
+
     async def import_finished(self, team_id: str, batch_id: int) -> None:
         await self._or_later(team_id, IMPORT_FINISHED, batch_id=batch_id)
 
@@ -119,6 +123,8 @@ class SlackNotifier:
         steps: dict[str, Callable[[], Awaitable[None]]] = {
             BATCH_CHANGED: lambda: self._refresh(team_id, batch_id),
             SOURCE_READ: lambda: self._source_read(team_id, batch_id, ids.get("source_id", 0)),
+            REJECTS_CHANGED: lambda: self._share_rejects(team_id, batch_id,
+                                                         ids.get("source_id", 0)),
             IMPORT_FINISHED: lambda: self._finished(team_id, batch_id),
             ENROLLMENT_CHANGED: lambda: self.enrollments.report(team_id,
                                                                 ids.get("enrollment_id", 0)),
@@ -176,10 +182,14 @@ class SlackNotifier:
                 log.info("review message of import %s was deleted: not redrawn", batch_id)
 
     async def _source_read(self, team_id: str, batch_id: int, source_id: int) -> None:
-        """Refresh, and share the skipped rows of the file's reading in the thread, once per
-        reading (a retried report, a reading job run again: shared already). A file read
-        again whose rows are all fine now says its earlier CSV no longer applies."""
+        """Refresh, and share the skipped rows of the file's reading in the thread."""
         await self._refresh(team_id, batch_id)
+        await self._share_rejects(team_id, batch_id, source_id)
+
+    async def _share_rejects(self, team_id: str, batch_id: int, source_id: int) -> None:
+        """Share the skipped rows of the file's reading in the thread, once per reading (a
+        retried report, a reading job run again: shared already). A file read again whose
+        rows are all fine now says its earlier CSV no longer applies."""
         view = await load(self.db, team_id, batch_id)
         batch = view.batch
         source = next((s for s in view.sources if s.id == source_id), None)

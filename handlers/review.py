@@ -33,7 +33,7 @@ async def remove_source(d: Deps, client: AsyncWebClient, team_id: str, user_id: 
     if removed is not None:
         await removed()
     for other in promoted:  # its skipped-rows CSV in the thread lists rows imported now
-        await d.notifier.source_read(team_id, batch_id, other)
+        await d.notifier.rejects_changed(team_id, batch_id, other)
 
 
 async def _add_more(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, batch_id: int,

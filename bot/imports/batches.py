@@ -251,7 +251,7 @@ _PROMOTE_BEFORE_REREAD = text(_PROMOTE.format(
     keys="SELECT r.email_key FROM staged_row r WHERE r.team_id = :t AND r.batch_id = :b "
          "AND r.source_id = :s AND r.outcome = 'valid' AND r.removed = :no",
     live=f"{_LIVE_SOURCES} AND id <> :s",
-))  # fmt: skip
+) + "RETURNING source_id")  # fmt: skip
 
 
 async def promote_after_source(
@@ -267,14 +267,15 @@ async def promote_after_source(
 
 async def promote_before_reread(
     conn: AsyncConnection, team_id: str, batch_id: int, source_id: int
-) -> int:
+) -> set[int]:
     """The source is put back to be read (*Map columns*): the duplicates elsewhere of the
-    addresses it holds become valid as if it were removed; returns rows promoted. Its rows
-    are left as they are, for the caller to drop all but those removed by hand."""
+    addresses it holds become valid as if it were removed; returns the other sources some of
+    whose rows became valid, as promote_after_source. Its rows are left as they are, for the
+    caller to drop all but those removed by hand."""
     result = await conn.execute(
         _PROMOTE_BEFORE_REREAD, {"t": team_id, "b": batch_id, "s": source_id, "no": False}
     )
-    return result.rowcount
+    return {int(row[0]) for row in result}
 
 
 async def promote_after_key(conn: AsyncConnection, team_id: str, batch_id: int,

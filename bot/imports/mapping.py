@@ -289,12 +289,15 @@ async def keep_header(db: Database, team_id: str, source_id: int, header: list[s
 
 
 async def reread_source(db: Database, team_id: str, batch_id: int, source_id: int,
-                        header: list[str], mapping: ColumnMap, user: str) -> ImportSource:
+                        header: list[str], mapping: ColumnMap, user: str) -> list[int]:
     """Remember `mapping` and put the source back to be read with it, in one transaction.
 
     Only in a draft. Duplicates of its addresses in other files become valid again (as when
     a file is removed) and its rows are deleted, but for those removed by hand, which its new
-    reading removes again; its skipped rows are shared in the thread anew. The reading is
+    reading removes again; its skipped rows are shared in the thread anew. Returns the other
+    sources with rows that became valid: as for review.remove_source, the skipped-rows CSV
+    the thread has of each lists rows that will be imported now, so each is shared anew
+    once told (notifier.rejects_changed). The reading is
     queued in the same transaction, as the job that reads an uploaded file (its bytes are in
     Slack), which picks the remembered mapping up: the job reads this source alone
     ("again"), a CSV in a ZIP as the ZIP's entry of its name, whatever became of the other
@@ -325,15 +328,13 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
         await remember_in(conn, team_id, header, mapping, user)
         # its duplicates elsewhere become valid (as when a file is removed), and its rows go,
         # but for those removed by hand: reading it again removes them again
-        await promote_before_reread(conn, team_id, batch_id, source_id)
+        promoted = sorted(await promote_before_reread(conn, team_id, batch_id, source_id))
         await clear_staged(conn, team_id, batch_id, source_id, keep_removed=True)
-        await reading_again_in(conn, team_id, source_id)  # its skipped rows are shared anew
+        for changed in (source_id, *promoted):  # their skipped rows are shared anew
+            await reading_again_in(conn, team_id, changed)
         await enqueue_in(conn, team_id, SLACK_FILE_JOB, {"source_id": source_id, "again": True},
                          dedupe_key=f"remap:{source_id}:{utcnow().timestamp()}")  # fmt: skip
-    async with db.session() as session:
-        found = await session.get(ImportSource, source_id)
-    assert found is not None
-    return found
+    return promoted
 
 
 

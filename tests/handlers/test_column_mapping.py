@@ -393,7 +393,9 @@ async def test_a_contact_removed_shares_anew_the_csv_its_duplicate_was_skipped_i
     ((comment, rows),) = _thread_csvs(app, review)
     assert "*b.csv*" in comment and len(rows) == 2 and "X@example.com" in rows[0], rows
 
+    updates = _review_updates(app, review)
     await _remove_contact(app, review, "Xa")
+    assert _review_updates(app, review) == updates + 1  # once, not once more for b.csv's CSV
     lines = _source_lines(app.slack.message("C0001", review["ts"]))
     assert "*b.csv* (CSV file)\n:white_check_mark: 2 valid · 0 duplicates · 1 rejected" in lines
     (_, (comment, rows)) = _thread_csvs(app, review)
@@ -494,3 +496,57 @@ async def test_map_columns_on_a_workbook_shows_the_sheet_with_the_addresses(app:
     (line,) = _source_lines(review)
     assert "2 valid · 0 duplicates · 0 rejected" in line, line
     assert "Only the sheet “People” was read; not read: “Summary”" in line, line
+
+
+def _review_updates(app: Harness, review: dict[str, Any]) -> int:
+    """How many times the review message was redrawn (chat.update on it) so far."""
+    return sum(1 for c in app.slack.calls_to("chat.update") if c.args.get("ts") == review["ts"])
+
+
+async def _add_more(app: Harness, review: dict[str, Any], file_id: str, name: str,
+                    data: bytes) -> None:  # fmt: skip
+    """*Add more* on the review message, with one more file."""
+    (batch,) = [e["value"] for b in review["blocks"] if b["type"] == "actions"
+                for e in b["elements"] if e["action_id"] == Action.ADD_MORE]  # fmt: skip
+    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=review["ts"])
+    await app.settle()
+    file = app.slack.add_file(file_id, name, data)
+    await app.requests.view_submission(state_values=_form(files=[file]),
+                                       view_id=app.slack.open_views(REP)[-1]["id"], user_id=REP)
+    await app.settle()
+
+
+async def test_a_remap_shares_anew_the_csv_of_another_file_whose_duplicates_it_let_in(
+    app: Harness,
+) -> None:
+    """a.csv is read by its "Email" column, so b.csv's X@ repeats a.csv's x@ and b.csv's CSV
+    in the thread skips it. Mapping a.csv's "Work Email" instead takes x@ out of a.csv: Xb is
+    imported now, so b.csv's CSV is shared anew without it, as when a.csv is removed."""
+    review = await _upload(app, "F0320", "a.csv", b"Email,Work Email,First Name\n"
+                                                  b"x@example.com,wx@example.com,Xa\n")
+    await _add_more(app, review, "F0321", "b.csv", b"email,first_name\nX@example.com,Xb\n"
+                                                   b"not-an-email,Bad\n")  # fmt: skip
+    review = app.slack.message("C0001", review["ts"])
+    ((comment, rows),) = _thread_csvs(app, review)
+    assert comment.startswith("1 rejected and 1 duplicate rows in *b.csv*"), comment
+    a_map = min(_map_buttons(review), key=lambda v: int(v.split(":")[1]))  # a.csv's
+    await app.requests.block_action(Action.MAP_COLUMNS, a_map, user_id=REP,
+                                    message_ts=review["ts"])  # fmt: skip
+    await app.done()
+    modal = app.slack.open_views(REP)[-1]
+    updates = _review_updates(app, review)
+    app.slack.failing_uploads = 1  # b.csv's new CSV: its report is retried by a job
+    await app.requests.view_submission(
+        state_values=_state(email="1", first_name="2", last_name="none", locale="none",
+                            subscribed="none"), view_id=modal["id"], user_id=REP)  # fmt: skip
+    await app.settle()
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE job SET run_after = CURRENT_TIMESTAMP "
+                                "WHERE state = 'queued'"))  # fmt: skip
+    await app.settle()
+    assert _review_updates(app, review) == updates + 2  # "Reading…", then a.csv's new counts
+    lines = _source_lines(app.slack.message("C0001", review["ts"]))
+    assert any("*b.csv*" in x and "1 valid · 0 duplicates · 1 rejected" in x for x in lines), lines
+    (_, (comment, rows)) = _thread_csvs(app, review)
+    assert comment.startswith("1 rejected and 0 duplicate rows in *b.csv*"), comment
+    assert len(rows) == 1 and "not-an-email" in rows[0], rows

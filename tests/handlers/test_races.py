@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from typing import Any
 
 from bot.imports.batches import add_source, create_batch, stage_contact, stage_csv
 from bot.imports.review import load
 from bot.workspaces import ensure_workspace, import_target
 from handlers.ids import Action
+from tests.fakes.slack_api import Call
 from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_import_flow import _count, _form, _open_modal, _review
 
@@ -103,6 +105,11 @@ async def test_removing_a_file_gives_its_duplicates_in_another_file_back(app: Ha
     assert any("15 rows read, 15 valid" in t for t in thread)
 
 
+def _redraws(app: Harness, message: dict[str, Any]) -> list[Call]:
+    """The chat.update calls on the review message so far."""
+    return [c for c in app.slack.calls_to("chat.update") if c.args.get("ts") == message["ts"]]
+
+
 async def test_removing_a_file_shares_anew_the_skipped_rows_of_files_it_repeated(
     app: Harness,
 ) -> None:
@@ -136,9 +143,11 @@ async def test_removing_a_file_shares_anew_the_skipped_rows_of_files_it_repeated
 
     remove_a = next(b for b in message["blocks"] if "a.csv" in json.dumps(b)
                     and b.get("accessory", {}).get("action_id") == Action.REMOVE_SOURCE)
+    updates = len(_redraws(app, message))
     await app.requests.block_action(Action.REMOVE_SOURCE, remove_a["accessory"]["value"],
                                     user_id=REP, message_ts=message["ts"])  # fmt: skip
     await app.settle()
+    assert len(_redraws(app, message)) == updates + 1  # once, not once more per file shared
     rendered = json.dumps(app.slack.message("C0001", message["ts"])["blocks"],
                           ensure_ascii=False)  # fmt: skip
     assert "4 valid · 0 duplicates · 1 rejected" in rendered, rendered

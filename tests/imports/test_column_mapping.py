@@ -185,9 +185,9 @@ async def test_a_file_is_put_back_to_be_read_once_until_it_is_read(db: Database)
     (failed,) = await stage_file(db, TEAM, source.id or 0, io.BytesIO(WORK), name="work.csv")
     assert failed.status == SourceStatus.FAILED
     header = ["Full Name", "Work Contact", "Given", "Preferred tongue"]
-    again = await reread_source(db, TEAM, batch.id or 0, source.id or 0, header,
-                                ColumnMap("Work Contact"), "U1")  # fmt: skip
-    assert again.status == SourceStatus.PENDING
+    await reread_source(db, TEAM, batch.id or 0, source.id or 0, header,
+                        ColumnMap("Work Contact"), "U1")  # fmt: skip
+    assert (await get_source(db, TEAM, source.id or 0)).status == SourceStatus.PENDING
     with pytest.raises(LookupError, match=BEING_READ):
         await reread_source(db, TEAM, batch.id or 0, source.id or 0, header,
                             ColumnMap("Work Contact", "Given"), "U2")  # fmt: skip
