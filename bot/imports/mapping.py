@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -36,6 +37,7 @@ from bot.notify import reading_again_in
 from models import ColumnMapping, Database, FileFormat, ImportSource, SourceKind, SourceStatus
 from models.clock import utcnow
 
+log = logging.getLogger(__name__)
 FIELDS = ("email", "first_name", "last_name", "locale", "subscribed")
 BEING_READ = ("This file is being read again already: its new counts show on the review "
               "message when it is done.")
@@ -101,6 +103,14 @@ def shown_name(name: str) -> str:
     if not name.strip():
         return f"no. {nth} of the columns without a name"
     return f"{name!r} (no. {nth} of the columns so named)"
+
+
+def fits(header: list[str], mapping: ColumnMap) -> bool:
+    """Whether every column `mapping` names is in `header`. A remembered mapping is found by
+    the set of header names (headers_key), where a repeated name counts once: the second
+    "Email" chosen for a file with two isn't in next week's file with one."""
+    return bool(mapping.email) and all(name is None or position_of(header, name) is not None
+                                       for _, name in mapping.items())  # fmt: skip
 
 
 def columns_for(header: list[str], mapping: ColumnMap) -> Columns:
@@ -225,15 +235,19 @@ def _from_row(row: ColumnMapping) -> ColumnMap:
 
 
 async def recall(db: Database, team_id: str, header: list[str]) -> ColumnMap | None:
-    """The mapping this workspace chose for files with these headers, if any."""
+    """The mapping this workspace chose for files with these headers, if any and if it fits
+    this header (see `fits`: one that doesn't is not what this file is read with)."""
     async with db.session() as session:
         row = await session.get(ColumnMapping, (team_id, headers_key(header)))
-    return _from_row(row) if row is not None else None
+    mapping = _from_row(row) if row is not None else None
+    return mapping if mapping is not None and fits(header, mapping) else None
 
 
 @dataclass
 class ColumnMapper:
-    """A reader's `columns_of`: a mapping given now, then one remembered, then the guess.
+    """A reader's `columns_of`: a mapping given now, then one remembered that fits the
+    file's header, then the guess (a remembered mapping never fails a file: a person
+    chose it for another file, and *Map columns* can choose again for this one).
 
     Built before a file is opened (the workspace's mappings are few, read at once), since a
     reader tells its columns synchronously. `used` keeps what each file was mapped with, so
@@ -248,9 +262,12 @@ class ColumnMapper:
         key = headers_key(header)
         if self.given:
             mapping = complete(header, self.given)
-        elif key in self.remembered:
+        elif key in self.remembered and fits(header, self.remembered[key]):
             mapping = self.remembered[key]
         else:
+            if key in self.remembered:
+                log.info("a remembered column mapping doesn't fit the header %r: guessed",
+                         header[:50])  # fmt: skip
             return map_header(header)
         columns = columns_for(header, mapping)
         self.used[key] = (list(header), mapping)

@@ -462,6 +462,22 @@ async def test_a_repeated_header_chosen_by_position_reads_that_column(app: Harne
     assert _choice(modal, BlockId.MAP_EMAIL)["initial_option"]["value"] == "2"
 
 
+async def test_a_second_email_remembered_doesnt_fail_a_file_with_one_email_column(
+    app: Harness,
+) -> None:
+    """The second "Email" of TWICE was chosen and remembered; a file with the same names but
+    one "Email" column (its headers count as the same set) failed: "The column 'Email' (no. 2
+    of the columns so named) chosen for Email isn't in this file". It is read by its guess."""
+    review = await _upload(app, "F0504", "twice.csv", TWICE)
+    await _remap(app, review, email="2", first_name="1")
+    review, line = await _next_weeks_export(app, "F0505", "once.csv",
+                                            b"Email,First Name\ndora@example.de,Dora\n")
+    assert "1 valid · 0 duplicates · 0 rejected" in line, line
+    modal = await _click_map(app, review, REP)  # the guess, said to be one
+    assert _choice(modal, BlockId.MAP_EMAIL)["initial_option"]["value"] == "0"
+    assert "Columns were guessed from their names." in json.dumps(modal)
+
+
 async def test_a_column_without_a_header_can_be_chosen(app: Harness) -> None:
     # the modal offers "(column 2, no name)"; choosing it left the modal at "Saving…" and the
     # file unread (a mapping of the empty header has no email column)

@@ -166,6 +166,27 @@ async def test_a_changed_mapping_replaces_the_remembered_one(db: Database) -> No
     assert mapper(header) == Columns(0, 1, None, None) and mapper.chosen(header)
 
 
+async def test_a_remembered_mapping_that_doesnt_fit_a_file_falls_back_to_the_guess(
+    db: Database,
+) -> None:
+    """The second of two "Email" columns remembered; a file with one "Email" column has the
+    same set of headers, and failed ("'Email' (no. 2 of the columns so named) ... isn't in
+    this file"): nothing imported. It is read as guessed; --map still fails when it misses."""
+    await ensure_workspace(db, TEAM)
+    await remember(db, TEAM, ["Email", "Name", "Email"], ColumnMap(column_name(
+        ["Email", "Name", "Email"], 2), "Name"), "U1")  # fmt: skip
+    once = b"Email,Name\ndora@example.de,Dora\n"
+    result = await import_files(db, TEAM, [("once.csv", io.BytesIO(once))], segment="Work",
+                                create_segment=True)  # fmt: skip
+    assert (result.batch.valid, result.batch.rejected) == (1, 0)
+    assert await _contacts(db) == {"dora@example.de": ("Dora", None)}
+    assert await recall(db, TEAM, ["Email", "Name"]) is None  # not this file's, to show
+    assert await recall(db, TEAM, ["Email", "Name", "Email"]) is not None
+    with pytest.raises(ImportFailed, match="isn't in this file"):
+        await import_files(db, TEAM, [("once.csv", io.BytesIO(once))], segment="Work",
+                           column_map={"email": column_name(["Email", "Name", "Email"], 2)})
+
+
 async def test_dry_run_uses_a_map_and_remembers_nothing(db: Database) -> None:
     await ensure_workspace(db, TEAM)
     result, _ = await preview_files(db, TEAM, [("work.csv", io.BytesIO(WORK))], segment="Work",
