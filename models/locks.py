@@ -12,8 +12,12 @@ Taking a contact out of a segment by hand takes it exclusive too: an import's ch
 which contacts it found in its segment already (segment_member_listing) from memberships it
 read, and would otherwise record one for a membership the removal deletes meanwhile.
 
-On SQLite there is nothing to do: one writer at a time, and a transaction that read before
-another's commit can't write afterwards (SQLITE_BUSY_SNAPSHOT), so these never interleave.
+On SQLite there is nothing to do: one writer at a time, so these never interleave. Note that
+the driver (pysqlite, under aiosqlite) opens the transaction at its first write, not at
+`db.begin()`: reads before that write see other transactions' commits. So each of these
+transactions writes first (the import chunk's claim, the enrollment's campaign row) or makes
+its write conditional on what it read (a deletion matches the address it read), and reads
+what it attaches or deletes inside its write, never from an earlier read.
 """
 
 from __future__ import annotations
