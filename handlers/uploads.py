@@ -66,7 +66,10 @@ async def _offer_shared(client: AsyncWebClient, d: Deps, team_id: str,
     posts = _shared_in(info, channel)
     if not posts:
         return  # shared somewhere the bot can't reply (or a modal upload)
-    await _offer(client, d, team_id, channel, posts[0]["ts"], describe(info))
+    # a share inside a thread carries the thread's ts: the offer goes there, not under the
+    # reply itself (Slack asks for a parent's ts as thread_ts)
+    thread_ts = posts[0].get("thread_ts") or posts[0]["ts"]
+    await _offer(client, d, team_id, channel, thread_ts, describe(info))
 
 
 async def review_upload(ack: Any, body: dict[str, Any], client: AsyncWebClient,

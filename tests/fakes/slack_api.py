@@ -431,8 +431,12 @@ class FakeSlack(Served):
         user: str = "U0001",
         title: str | None = None,
         url_private: str | None = None,
+        replies_to: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Register a file for files.info and the private download URLs; returns the object.
+
+        `replies_to` (channel -> a message's ts): the file was shared there as a reply in that
+        message's thread; its share then carries the thread's `thread_ts`, as Slack's does.
 
         Hosted files get `url_private`/`url_private_download` on this server (like
         files.slack.com). For `external=True` pass the other host's URL as
@@ -453,6 +457,8 @@ class FakeSlack(Served):
                 "channel_name": self.channel_names.get(channel, channel.lower()),
                 "team_id": self.team_id,
             }
+            if replies_to and channel in replies_to:
+                share["thread_ts"] = replies_to[channel]
             (private_shares if channel[0] in "GD" else public).setdefault(channel, []).append(share)
         obj: dict[str, Any] = {
             "id": file_id,

@@ -57,6 +57,21 @@ async def test_an_uploaded_csv_is_offered_once_and_imported(app: Harness) -> Non
     assert await _contacts(app) == 2
 
 
+async def test_a_csv_shared_as_a_thread_reply_is_offered_in_that_thread(app: Harness) -> None:
+    """A share inside a thread has its own ts and the thread's thread_ts (files.info): the
+    offer goes to the thread (its parent's ts), not under the reply, which Slack says not to
+    use as a thread_ts."""
+    await ensure_workspace(app.db, "T0001")
+    parent = app.slack._store_message("C0001", "Here is this quarter's list", None, None)
+    app.slack.add_file("F0002", "referrals_q3.csv", CSV, channels=["C0001"],
+                       replies_to={"C0001": parent["ts"]})  # fmt: skip
+    await app.requests.event(file_shared_event("F0002", channel_id="C0001"), event_id="Ev1")
+    await app.settle()
+    offers = [m for m in app.slack.messages_in("C0001", thread_ts=parent["ts"])
+              if "referrals_q3.csv" in m.get("text", "")]  # fmt: skip
+    assert len(offers) == 1
+
+
 async def test_an_offer_slack_refused_is_made_on_the_events_retry(app: Harness) -> None:
     app.slack.add_file("F0002", "referrals_q3.csv", CSV, channels=["C0001"])
     shared = file_shared_event("F0002", channel_id="C0001")
