@@ -67,6 +67,10 @@ class Advocate(SQLModel, table=True):
     contact_id: int
     code: str = Field(max_length=16)
     enrollment_id: int | None = None
+    # The import whose membership of its segment enrolled it (its enrollment's), or the one an
+    # undo handed that membership on to: undoing that import with its advocates removes it.
+    # None: enrolled by targeting or going live.
+    batch_id: int | None = None
     clicks: int = 0
     created_at: datetime = Field(default_factory=utcnow)
 

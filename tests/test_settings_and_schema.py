@@ -267,3 +267,43 @@ async def test_0016_adds_the_listings_and_downgrades_keeping_the_rest(
 
         await upgrade(db)
         assert await current_revision(db) == head_revision()
+
+
+async def test_0018_gives_each_advocate_the_import_its_enrollment_was_for(
+    db_env: dict[str, str],
+) -> None:
+    """0018 adds advocate.batch_id: an advocate an import's enrollment made takes that import,
+    one made by targeting or going live none; downgrading drops it, keeping the advocates."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from models.migrate import alembic_config
+
+    async with _at_revision(db_env, "0017") as db:
+        async with db.begin() as conn:
+            for enrollment, batch in ((1, 5), (2, None)):
+                await conn.execute(text(
+                    "INSERT INTO enrollment (id, team_id, campaign_id, batch_id, requested_by, "
+                    "status, enrolled, already_advocates, excluded, created_at) VALUES "
+                    "(:e, 'T1', 1, :b, 'U1', 'done', 1, 0, 0, '2026-12-01 00:00:00')"),
+                    {"e": enrollment, "b": batch})  # fmt: skip
+            for advocate, enrollment in ((1, 1), (2, 2), (3, None)):
+                await conn.execute(text(
+                    "INSERT INTO advocate (id, team_id, campaign_id, contact_id, code, "
+                    "enrollment_id, clicks, created_at) VALUES (:a, 'T1', 1, :a, :code, :e, 0, "
+                    "'2026-12-01 00:00:00')"), {"a": advocate, "code": f"c{advocate}",
+                                                "e": enrollment})  # fmt: skip
+        await upgrade(db)
+        async with db.begin() as conn:
+            rows = (await conn.execute(text("SELECT id, batch_id FROM advocate ORDER BY id"))).all()
+        assert rows == [(1, 5), (2, None), (3, None)]
+
+        async with db.engine.begin() as conn:
+            await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0017"))
+        async with db.engine.connect() as conn:
+            columns = await conn.run_sync(
+                lambda c: {col["name"] for col in inspect(c).get_columns("advocate")})
+            kept = (await conn.execute(text("SELECT id FROM advocate ORDER BY id"))).all()
+        assert "batch_id" not in columns and kept == [(1,), (2,), (3,)]
+        await upgrade(db)
+        assert await current_revision(db) == head_revision()

@@ -43,6 +43,10 @@ class EnrollResult:
     not_emailed: dict[str, int]  # reason -> count
 
 
+# An advocate's enrollment, and the import that enrolled it (None: targeting or going live).
+_By = tuple[int, int | None]
+
+
 @dataclass(frozen=True, slots=True)
 class _Scope:
     """Where the candidates come from: SQL pieces over `m` (member rows) or `c` (contacts)."""
@@ -95,7 +99,8 @@ async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold
         now = utcnow()
         hold_until = now + timedelta(seconds=hold_seconds) if hold_seconds > 0 else None
         excluded, already = await _excluded_and_known(conn, team_id, campaign_id, scope)
-        await _insert_advocates(conn, team_id, campaign_id, enrollment_id, scope, now)
+        await _insert_advocates(conn, team_id, campaign_id, (enrollment_id, batch_id), scope,
+                                now)  # fmt: skip
         due = send_after(now, hold_until, delay_days)
         await _insert_invites(conn, team_id, campaign_id, enrollment_id, now=now,
                               invite_email=bool(invite_email), hold=hold_until is not None,
@@ -171,9 +176,10 @@ async def _excluded_and_known(conn: AsyncConnection, team_id: str, campaign_id: 
 
 
 async def _insert_advocates(conn: AsyncConnection, team_id: str, campaign_id: int,
-                            enrollment_id: int, scope: _Scope, now: datetime) -> None:  # fmt: skip
+                            by: _By, scope: _Scope, now: datetime) -> None:  # fmt: skip
     """New advocates with fresh codes, a chunk of contacts at a time (bounded memory); the few
-    whose code collides with an existing one are drawn again."""
+    whose code collides with an existing one are drawn again. Each names its enrollment and
+    the import that enrolled it (`by`): undoing that import with its advocates removes it."""
     exclusion = f"AND NOT {_IN_EXCLUDED}" if scope.excludes else ""
     query = text(f"SELECT m.contact_id FROM {scope.source} m WHERE m.contact_id > :after "
                  f"{exclusion} AND NOT {_IS_ADVOCATE} "
@@ -186,11 +192,9 @@ async def _insert_advocates(conn: AsyncConnection, team_id: str, campaign_id: in
             return
         rows = list(zip(contacts, new_codes(len(contacts)), strict=True))
         if conn.dialect.name == "sqlite":
-            inserted = await _sqlite_advocates(conn, team_id, campaign_id, enrollment_id, rows,
-                                               now)  # fmt: skip
+            inserted = await _sqlite_advocates(conn, team_id, campaign_id, by, rows, now)
         else:
-            inserted = await _postgres_advocates(conn, team_id, campaign_id, enrollment_id, rows,
-                                                 now)  # fmt: skip
+            inserted = await _postgres_advocates(conn, team_id, campaign_id, by, rows, now)
         if inserted == len(rows):
             after, stalled = contacts[-1], 0  # the next chunk
             continue
@@ -199,35 +203,37 @@ async def _insert_advocates(conn: AsyncConnection, team_id: str, campaign_id: in
             raise EnrollmentError("Could not draw unique referral codes; try again.")
 
 
-async def _sqlite_advocates(conn: AsyncConnection, team_id: str, campaign_id: int,
-                            enrollment_id: int, rows: list[tuple[int, str]],
-                            now: datetime) -> int:  # fmt: skip
+async def _sqlite_advocates(conn: AsyncConnection, team_id: str, campaign_id: int, by: _By,
+                            rows: list[tuple[int, str]], now: datetime) -> int:  # fmt: skip
     raw = (await conn.get_raw_connection()).driver_connection
     stamp = _TS.bind_processor(conn.dialect)(now)  # type: ignore[misc]
     before = raw.total_changes
+    enrollment_id, batch_id = by
+    batch = "NULL" if batch_id is None else int(batch_id)
     await raw.executemany(
-        "INSERT INTO advocate (team_id, campaign_id, contact_id, code, enrollment_id, clicks, "
-        f"created_at) SELECT ?, {int(campaign_id)}, ?, ?, {int(enrollment_id)}, 0, ? "
-        "WHERE NOT EXISTS (SELECT 1 FROM retired_code WHERE code = ?) ON CONFLICT DO NOTHING",
+        "INSERT INTO advocate (team_id, campaign_id, contact_id, code, enrollment_id, batch_id, "
+        f"clicks, created_at) SELECT ?, {int(campaign_id)}, ?, ?, {int(enrollment_id)}, {batch}, "
+        "0, ? WHERE NOT EXISTS (SELECT 1 FROM retired_code WHERE code = ?) "
+        "ON CONFLICT DO NOTHING",
         ((team_id, contact, code, stamp, code) for contact, code in rows),
     )
     return int(raw.total_changes - before)
 
 
-async def _postgres_advocates(conn: AsyncConnection, team_id: str, campaign_id: int,
-                              enrollment_id: int, rows: list[tuple[int, str]],
-                              now: datetime) -> int:  # fmt: skip
+async def _postgres_advocates(conn: AsyncConnection, team_id: str, campaign_id: int, by: _By,
+                              rows: list[tuple[int, str]], now: datetime) -> int:  # fmt: skip
     raw = (await conn.get_raw_connection()).driver_connection
     await raw.execute("CREATE TEMP TABLE IF NOT EXISTS new_advocate "
                       "(contact_id integer, code varchar(16)) ON COMMIT DROP")  # fmt: skip
     await raw.execute("TRUNCATE new_advocate")
     await raw.copy_records_to_table("new_advocate", records=rows,
                                     columns=["contact_id", "code"])  # fmt: skip
+    enrollment_id, batch_id = by
     status = await raw.execute(
-        "INSERT INTO advocate (team_id, campaign_id, contact_id, code, enrollment_id, clicks, "
-        "created_at) SELECT $1, $2, contact_id, code, $3, 0, $4 FROM new_advocate n "
+        "INSERT INTO advocate (team_id, campaign_id, contact_id, code, enrollment_id, batch_id, "
+        "clicks, created_at) SELECT $1, $2, contact_id, code, $3, $5, 0, $4 FROM new_advocate n "
         "WHERE NOT EXISTS (SELECT 1 FROM retired_code r WHERE r.code = n.code) "
-        "ON CONFLICT DO NOTHING", team_id, campaign_id, enrollment_id, now,
+        "ON CONFLICT DO NOTHING", team_id, campaign_id, enrollment_id, now, batch_id,
     )  # fmt: skip
     return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
 

@@ -11,13 +11,15 @@ transaction that makes its changes and adds their rowcounts to the batch's `undo
      already: `segment_member_listing`, written by the engine) stay when that import still
      stands (neither being undone nor undone, and not failed or cancelled having added
      nothing, which can't be undone: _STANDING): the membership becomes the earliest such
-     import's, and with it the contact if this one created it (_HAND_ON below), so undoing
-     that one later takes them out as if this one had never happened; the other listings stay
+     import's, and with it the contact if this one created it (_HAND_ON below) and the
+     advocates this import enrolled through it (`advocate.batch_id`), so undoing that one later
+     with its advocates takes them out as if this one had never happened; the other listings stay
      with the membership and hand it on again. Nothing below touches them: they are still in
      the audience of the campaigns that target the segment;
-   - with `undo_advocates`, the advocates this import's enrollments made for them go (their
-     codes retired: links answer 410) with their invites that never went out; a waiting
-     (held or queued) invite is cancelled first;
+   - with `undo_advocates`, the advocates this import enrolled for them go (`advocate.
+     batch_id`: its enrollments made them, or an earlier import's undo handed them on with the
+     membership; their codes retired: links answer 410) with their invites that never went
+     out; a waiting (held or queued) invite is cancelled first;
    - any invite still waiting (held or queued) of a campaign that targets the segment is
      cancelled unless the contact is still in another segment it targets (or it targets All
      Customers): the undo takes them out of the audience, whichever enrollment queued it
@@ -273,7 +275,10 @@ _NOT_TARGETED_ELSEWHERE = """
                       AND x.contact_id = invite.contact_id AND x.segment_id <> :s)
 """
 
-_OWN_ENROLLMENTS = "SELECT id FROM enrollment WHERE team_id = :t AND batch_id = :b"
+# The invite is of an advocate this import enrolled (advocate.batch_id): it goes with it.
+_OWN_ADVOCATES_INVITE = ("EXISTS (SELECT 1 FROM advocate a WHERE a.campaign_id = "
+                         "invite.campaign_id AND a.contact_id = invite.contact_id "
+                         "AND a.team_id = :t AND a.batch_id = :b)")  # fmt: skip
 
 
 def _plan(listed: bool) -> TextClause:
@@ -299,11 +304,11 @@ def _plan(listed: bool) -> TextClause:
           (SELECT COUNT(*) FROM invite WHERE team_id = :t AND state IN ('queued', 'held')
              AND ((contact_id IN ({removed}) AND {_NOT_TARGETED_ELSEWHERE})
                   OR contact_id IN ({deletable}))),
-          (SELECT COUNT(*) FROM advocate WHERE team_id = :t
-             AND enrollment_id IN ({_OWN_ENROLLMENTS}) AND contact_id IN ({removed})),
+          (SELECT COUNT(*) FROM advocate WHERE team_id = :t AND batch_id = :b
+             AND contact_id IN ({removed})),
           (SELECT COUNT(*) FROM invite WHERE team_id = :t AND state IN ('queued', 'held')
              AND ((contact_id IN ({removed})
-                   AND ({_NOT_TARGETED_ELSEWHERE} OR enrollment_id IN ({_OWN_ENROLLMENTS})))
+                   AND ({_NOT_TARGETED_ELSEWHERE} OR {_OWN_ADVOCATES_INVITE}))
                   OR contact_id IN ({deletable}))),
           (SELECT COUNT(*) FROM ({handed_on}) h)
     """)
@@ -363,8 +368,9 @@ def _added(table: str) -> str:
 
 
 def _own(table: str) -> str:
-    """... that this import's enrollments made."""
-    return f"{_added(table)} AND {table}.enrollment_id IN ({_OWN_ENROLLMENTS})"
+    """... that this import enrolled (advocate.batch_id), or the invites of those advocates."""
+    own = "advocate.batch_id = :b" if table == "advocate" else _OWN_ADVOCATES_INVITE
+    return f"{_added(table)} AND {own}"
 
 
 # Contacts this import created that are in no segment (now) and never unsubscribed: an
@@ -381,19 +387,32 @@ def _of_gone(table: str) -> str:
             f"AND contact.batch_id = :b AND {_GOES})")  # fmt: skip
 
 
+def _earliest_lister(contact: str) -> str:
+    """The earliest import still standing that listed this contact of the segment: the one
+    undoing this import hands the membership on to."""
+    return ("SELECT MIN(l.batch_id) FROM segment_member_listing l JOIN import_batch lb "
+            "ON lb.id = l.batch_id AND lb.team_id = :t "
+            f"WHERE l.segment_id = :s AND l.contact_id = {contact} AND l.team_id = :t "
+            f"AND l.batch_id <> :b AND {_STANDING}")  # fmt: skip
+
+
 # Memberships it added of contacts a later import still standing listed too (they were in the
 # segment already when it ran, so its insert conflicted): they stay, and become the earliest
 # such import's, so undoing that one later takes them out as if this one had never happened.
 # Done first in a chunk: what follows (advocates, invites, the removal, the contacts'
 # deletion and _HAND_ON) then sees them as that import's.
 _HAND_OVER = _sql(f"""
-    UPDATE segment_member SET batch_id = (
-        SELECT MIN(l.batch_id) FROM segment_member_listing l JOIN import_batch lb
-          ON lb.id = l.batch_id AND lb.team_id = :t
-        WHERE l.segment_id = :s AND l.contact_id = segment_member.contact_id
-          AND l.team_id = :t AND l.batch_id <> :b AND {_STANDING})
+    UPDATE segment_member SET batch_id = ({_earliest_lister("segment_member.contact_id")})
     WHERE segment_id = :s AND team_id = :t AND batch_id = :b AND contact_id BETWEEN :lo AND :hi
       AND {_listed_later("segment_member.contact_id")}
+""")
+# ... and the advocates this import enrolled through those memberships go with them, to the
+# same import: undoing it with its advocates then removes them as the contact leaves the
+# segment (they stayed, tied to this import's enrollment, though nothing held them any more).
+# Run just before _HAND_OVER, while the memberships are still this import's.
+_HAND_ADVOCATES = _sql(f"""
+    UPDATE advocate SET batch_id = ({_earliest_lister("advocate.contact_id")})
+    WHERE {_own("advocate")} AND {_listed_later("advocate.contact_id")}
 """)
 # Listings of the range that no longer point at another import's membership: the one that
 # now holds its membership, and those whose membership went (an import being undone too had
@@ -597,6 +616,7 @@ async def _members_chunk(conn: AsyncConnection, params: dict[str, Any], advocate
     or handed on."""
     p = {**params, "now": utcnow()}
     tally = _Tally()
+    await conn.execute(_HAND_ADVOCATES, p)
     tally.handed += (await conn.execute(_HAND_OVER, p)).rowcount
     if advocates:
         tally.cancelled += (await conn.execute(_CANCEL_OWN_INVITES, p)).rowcount

@@ -582,6 +582,110 @@ async def test_a_handed_on_contact_keeps_its_waiting_invite_and_its_advocate(
     assert await _counts(db, first) == ("undone", LEAD, 1, 1, 1, 1)
 
 
+async def _link_statuses(db: Database, codes: dict[str, str]) -> dict[str, int]:
+    """email -> what its referral link answers (302: it leads to the store, 410: retired)."""
+    settings = load_settings(database_url=db.url, secret_key="s")
+    answers = {}
+    async with serve(build_web_app(None, routes=public_routes(db, settings))) as site, \
+            aiohttp.ClientSession() as http:  # fmt: skip
+        for email, code in codes.items():
+            async with http.get(f"{site}/r/{code}", allow_redirects=False) as response:
+                answers[email] = response.status
+    return answers
+
+
+@pytest.mark.parametrize("first_with_advocates", [False, True])
+async def test_an_advocate_goes_with_the_membership_undo_handed_on(
+    db: Database, first_with_advocates: bool
+) -> None:
+    """Spring targets VIP; x is in Other already. A adds x to VIP and enrolls it (its invite
+    held); B lists x. Undoing A hands x's membership on to B, and x's advocate stays (x is
+    still in VIP). Undoing B then with *Also remove advocates* took x out of VIP but left its
+    advocate, link and invite: the advocate was A's enrollment's, and only B's counted. Now the
+    advocate goes with the membership, as if A had never happened."""
+    await ensure_workspace(db, TEAM)
+    await _import(db, "Other", "x@example.com")
+    await _import(db, "VIP", "old@example.com")
+    await _live_campaign(db, "Spring", "VIP")
+    first = await _import(db, "VIP", "x@example.com", "a@example.com")
+    second = await _import(db, "VIP", "x@example.com")
+    await _invite(db, "x@example.com", "held")
+    codes = await _advocates(db)
+    await _undo(db, first, advocates=first_with_advocates)
+    assert await _members(db, "VIP") == ["old@example.com", "x@example.com"]
+    assert await _states(db) == {"old@example.com": "queued", "x@example.com": "held"}
+
+    plan = await undo_plan(db, TEAM, second, window_days=WEEK)
+    assert (plan.removes, plan.deletes, plan.invites, plan.advocates,
+            plan.invites_with_advocates) == (1, 0, 1, 1, 1)  # fmt: skip
+    await _undo(db, second, advocates=True)
+    assert await _members(db, "VIP") == ["old@example.com"]
+    assert await _members(db, "Other") == ["x@example.com"]
+    assert await _advocates(db) == {"old@example.com": codes["old@example.com"]}
+    assert await _states(db) == {"old@example.com": "queued"}  # x's held invite went with it
+    assert await _counts(db, second) == ("undone", LEAD, 1, 0, 1, 1)
+    assert await _link_statuses(db, {e: codes[e] for e in ("old@example.com", "x@example.com")}
+                                ) == {"old@example.com": 302, "x@example.com": 410}  # fmt: skip
+
+
+async def test_an_advocate_stays_while_another_import_keeps_its_contact_in_the_segment(
+    db: Database,
+) -> None:
+    """A adds x to VIP (Spring enrolls it); B and C list x. Undoing A, then B, each with
+    their advocates, hands x on (to B, then to C): x stays in VIP and keeps its advocate and
+    link. Undoing C with its advocates takes both out."""
+    await ensure_workspace(db, TEAM)
+    await _import(db, "Other", "x@example.com")
+    await import_target(db, TEAM, "VIP", create=True)
+    await _live_campaign(db, "Spring", "VIP")
+    a = await _import(db, "VIP", "x@example.com")
+    b, c = [await _import(db, "VIP", "x@example.com") for _ in range(2)]
+    codes = await _advocates(db)
+    assert list(codes) == ["x@example.com"]
+    for batch in (a, b):
+        plan = await undo_plan(db, TEAM, batch, window_days=WEEK)
+        assert (plan.removes, plan.hands_on, plan.advocates, plan.invites_with_advocates) == (
+            0, 1, 0, 0)  # fmt: skip
+        await _undo(db, batch, advocates=True)
+        assert await _members(db, "VIP") == ["x@example.com"]
+        assert await _advocates(db) == codes
+        assert await _states(db) == {"x@example.com": "queued"}
+        assert await _counts(db, batch) == ("undone", LEAD, 0, 0, 0, 0)
+    assert await _link_statuses(db, codes) == {"x@example.com": 302}
+
+    plan = await undo_plan(db, TEAM, c, window_days=WEEK)
+    assert (plan.removes, plan.advocates, plan.invites_with_advocates) == (1, 1, 1)
+    await _undo(db, c, advocates=True)
+    assert await _members(db, "VIP") == []
+    assert await _advocates(db) == {}
+    assert await _counts(db, c) == ("undone", LEAD, 1, 0, 1, 1)
+    assert await _link_statuses(db, codes) == {"x@example.com": 410}
+
+
+async def test_an_advocate_a_later_import_found_enrolled_already_is_not_its_own(
+    db: Database,
+) -> None:
+    """A adds y to VIP (Spring enrolls it); a lead takes y out of VIP, and B adds it again
+    (a membership of its own, not handed on: y was an advocate already when B's enrollment
+    ran). Undoing A with its advocates, then B with its own, takes y out of VIP but leaves its
+    advocate: neither enrolled it through the membership that goes."""
+    await ensure_workspace(db, TEAM)
+    await _import(db, "Other", "y@example.com")
+    await import_target(db, TEAM, "VIP", create=True)
+    await _live_campaign(db, "Spring", "VIP")
+    a = await _import(db, "VIP", "y@example.com")
+    codes = await _advocates(db)
+    y = await find_by_email(db, TEAM, "y@example.com")
+    await remove_from_segment(db, TEAM, y, await _segment(db, "VIP"), LEAD)
+    b = await _import(db, "VIP", "y@example.com")
+    assert await _listings(db) == []
+    for batch in (a, b):
+        await _undo(db, batch, advocates=True)
+    assert await _members(db, "VIP") == []
+    assert await _advocates(db) == codes
+    assert await _counts(db, b) == ("undone", LEAD, 1, 0, 1, 0)  # its invite: cancelled
+
+
 async def test_the_plan_counts_what_goes_when_the_later_import_is_being_undone(
     db: Database,
 ) -> None:
