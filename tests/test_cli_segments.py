@@ -15,7 +15,7 @@ import pytest
 from bot.audit import recent
 from bot.campaigns.service import create_campaign, target
 from bot.cli import main
-from bot.workspaces import ensure_workspace, find_segment
+from bot.workspaces import ensure_workspace, find_segment, import_target
 from models import Database, ImportBatch
 
 TEAM = "local"
@@ -128,3 +128,40 @@ async def test_export_still_works_and_is_audited(db: Database, cli: Cli, people:
     assert code == 1 and "No segment named 'VIP'" in json.loads(out)["error"]
     code, out, _ = await cli("segments", "rename", "VIP", "Gold", "--team", TEAM, "--json")
     assert code == 0 and json.loads(out) == {"renamed": "VIP", "to": "Gold"}
+
+
+async def test_an_import_into_a_segment_being_deleted_imports_nothing(
+    db: Database, cli: Cli, people: Path
+) -> None:
+    """PostgreSQL, a real race: `segments delete`'s transaction has marked VIP deleted (paused
+    here, at the campaign links, by a table lock) when `import --segment VIP` runs. The import
+    chose VIP (not deleted yet for it), waited for the deletion, then imported into the
+    deleted segment: exit 0, and its contacts in a segment nobody sees. Now it is refused."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite's one writer can't interleave the two")
+    from sqlalchemy import text
+
+    from bot.segments import delete_segment
+    from tests.waiting import backend_pid, until_waiting_or_done
+
+    await ensure_workspace(db, TEAM)
+    vip = await import_target(db, TEAM, "VIP", create=True)
+    holder = await db.engine.connect()
+    transaction = await holder.begin()
+    await holder.execute(text("LOCK TABLE campaign_segment IN SHARE MODE"))
+    deleting = asyncio.create_task(delete_segment(db, TEAM, vip.id or 0))
+    deleter = await until_waiting_or_done(db, await backend_pid(holder), deleting)
+    assert deleter is not None
+    importing = asyncio.create_task(cli("import", str(people), "--segment", "VIP"))
+    assert await until_waiting_or_done(db, deleter, importing) is not None
+    await transaction.commit()
+    await holder.close()
+    await deleting
+    code, out, err = await importing
+    assert (code, out) == (1, "")
+    assert "The segment 'VIP' was deleted; nothing was imported." in err
+    async with db.begin() as conn:
+        written = (await conn.execute(text(
+            "SELECT (SELECT COUNT(*) FROM import_batch), (SELECT COUNT(*) FROM contact)"
+        ))).one()  # fmt: skip
+    assert tuple(written) == (0, 0)

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from bot.audit import recent
 from bot.campaigns.service import create_campaign, exclude, target
+from bot.imports.batches import create_batch, create_upload_batch
 from bot.imports.importer import import_files
 from bot.segments import busy_import, delete_segment, rename_segment, write_export
 from bot.workspaces import (
@@ -285,3 +286,50 @@ async def test_a_rename_from_a_name_changed_meanwhile_is_refused(team: Database)
     with pytest.raises(WorkspaceError, match="renamed to 'Gold' meanwhile"):
         await renaming
     assert (await find_segment(team, TEAM, "Gold")) is not None
+
+
+async def test_an_import_into_a_segment_deleted_since_it_was_chosen_is_refused(
+    team: Database,
+) -> None:
+    """The segment is chosen (import_target, or the Slack form's pick), then deleted before
+    the import is created: the batch was created anyway, into a deleted segment whose
+    memberships nobody sees. Now its creation checks the segment in its own transaction, for
+    an import and for an uploaded file's review alike, and writes nothing."""
+    db = team
+    await _import(db, "VIP")
+    chosen = await import_target(db, TEAM, "VIP", create=False)
+    await delete_segment(db, TEAM, chosen.id or 0)
+    written = "SELECT (SELECT COUNT(*) FROM import_batch) + (SELECT COUNT(*) FROM audit_entry)"
+    before = await _count(db, written)
+    gone = "The segment 'VIP' was deleted; nothing was imported."
+    with pytest.raises(WorkspaceError, match=re.escape(gone)):
+        await create_batch(db, TEAM, chosen.id or 0, "U0001")
+    with pytest.raises(WorkspaceError, match=re.escape(gone)):
+        await create_upload_batch(db, TEAM, chosen.id or 0, "U0001", file_id="F1",
+                                  label="people.csv")  # fmt: skip
+    assert await _count(db, written) == before  # no batch, no "import requested"
+    assert await _count(db, "SELECT COUNT(*) FROM seen_key") == 0  # the file can be offered again
+
+
+async def test_an_import_waits_for_a_deletion_under_way_and_is_refused(team: Database) -> None:
+    """PostgreSQL: the deletion's transaction holds the segment (its UPDATE done, paused on a
+    table this test locks) when the import is created: the batch's insert waited for it, then
+    went into the deleted segment. Now the creation waits and sees the segment gone."""
+    if team.dialect != "postgresql":
+        pytest.skip("SQLite's one writer can't interleave the two")
+    db = team
+    vip = await import_target(db, TEAM, "VIP", create=True)
+    holder = await db.engine.connect()
+    transaction = await holder.begin()
+    await holder.execute(text("LOCK TABLE campaign_segment IN SHARE MODE"))
+    deleting = asyncio.create_task(delete_segment(db, TEAM, vip.id or 0))
+    deleter = await until_waiting_or_done(db, await backend_pid(holder), deleting)
+    assert deleter is not None  # paused after its UPDATE, at the campaign links
+    creating = asyncio.create_task(create_batch(db, TEAM, vip.id or 0, "U0001"))
+    await until_waiting_or_done(db, deleter, creating)
+    await transaction.commit()
+    await holder.close()
+    assert (await deleting).name == "VIP"
+    with pytest.raises(WorkspaceError, match="The segment 'VIP' was deleted"):
+        await creating
+    assert await _count(db, "SELECT COUNT(*) FROM import_batch") == 0

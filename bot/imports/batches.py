@@ -32,6 +32,7 @@ from bot.imports.retention import schedule_purge_in
 from bot.imports.rows import Classifier, Tally
 from bot.imports.staging import copy_constants, refresh_statistics, stage_rows
 from bot.jobs.queue import enqueue_in
+from bot.workspaces import WorkspaceError
 from models import (
     BatchStatus,
     Database,
@@ -119,12 +120,24 @@ async def create_upload_batch(
 
 
 async def _own_segment(conn: AsyncConnection, team_id: str, segment_id: int) -> None:
-    """A batch goes only into a segment of its own workspace (the database's foreign key
-    knows the segment's id, not its workspace); callers check first, this is the last word."""
-    found = (await conn.execute(select(Segment.id).where(
-        col(Segment.id) == segment_id, col(Segment.team_id) == team_id))).first()  # fmt: skip
-    if found is None:
+    """A batch goes only into a live segment of its own workspace (the database's foreign key
+    knows the segment's id, neither its workspace nor that it was deleted); callers check
+    first, this is the last word, in the batch's transaction. A segment deleted since it was
+    chosen left a batch whose memberships nobody could see. On PostgreSQL the row stays
+    locked (FOR SHARE) until the batch commits: a deletion under way is waited for and then
+    seen, and one that comes later finds the batch and is refused (segments.delete_segment);
+    SQLite's one writer orders them already."""
+    lock = " FOR SHARE" if conn.dialect.name == "postgresql" else ""
+    live = (await conn.execute(text(
+        "SELECT id FROM segment WHERE id = :s AND team_id = :t AND kind <> :deleted" + lock
+    ), {"s": segment_id, "t": team_id, "deleted": SegmentKind.DELETED})).first()  # fmt: skip
+    if live is not None:
+        return
+    name = (await conn.execute(select(Segment.name).where(
+        col(Segment.id) == segment_id, col(Segment.team_id) == team_id))).scalar()  # fmt: skip
+    if name is None:
         raise ReviewError("That segment doesn't exist in this workspace.")
+    raise WorkspaceError(f"The segment {name!r} was deleted; nothing was imported.")
 
 
 async def _requested(conn: AsyncConnection, team_id: str, batch_id: int, segment_id: int,
