@@ -23,6 +23,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.orm import configure_mappers
 
+from bot.db_health import DatabaseHealth
 from bot.jobs.child import ChildWorker, settings_env
 from bot.jobs.kinds import handlers as job_handlers
 from bot.jobs.supervisor import WorkerSupervisor, combined_health, without_worker
@@ -148,15 +149,17 @@ def tell_connected(client: AsyncWebClient) -> Callable[[str, str, str], Any]:
 def build_web_app(
     bolt: AsyncApp | None, *, health: Health | None = None,
     routes: Sequence[web.RouteDef] = (), socket_mode: SocketModeHealth | None = None,
+    database: DatabaseHealth | None = None,
 ) -> web.Application:  # fmt: skip
     """The routes `serve` answers on HOST:PORT: health, the public pages (referral and
     unsubscribe links) and, when Slack talks HTTP, `/slack/events`."""
 
     async def health_route(_: web.Request) -> web.Response:
         report = health() if health is not None else {"ok": True}
-        if socket_mode is not None:
-            slack = report["slack"] = await socket_mode.report()
-            report["ok"] = bool(report.get("ok")) and slack["ok"]
+        for name, part in (("database", database), ("slack", socket_mode)):
+            if part is not None:
+                found = report[name] = await part.report()
+                report["ok"] = bool(report.get("ok")) and found["ok"]
         return web.json_response(report, status=200 if report.get("ok") else 503)
 
     web_app = web.Application()
@@ -218,6 +221,7 @@ async def serve(
     health = (lambda: combined_health(supervisors)) if supervisors else without_worker
     connection = SocketModeHealth() if socket_mode else None
     web_app = build_web_app(None if socket_mode else bolt, health=health, socket_mode=connection,
+                            database=DatabaseHealth(db),
                             routes=public_routes(db, settings,
                                                  on_connected=tell_connected(client)))  # fmt: skip
     runner = web.AppRunner(web_app, access_log_class=SlackQuietAccessLogger)

@@ -144,7 +144,7 @@ async def test_serve_reports_its_worker_on_healthz(db: Database, run_worker: boo
         assert status == 200
         state = "running" if run_worker else "off"
         worker = {"state": state, "restarts": 0, "last_error": None}
-        expected = {"ok": True, "worker": worker}
+        expected = {"ok": True, "worker": worker, "database": {"ok": True}}
         if run_worker:
             expected["workers"] = [worker]
         assert report == expected
@@ -221,3 +221,91 @@ async def test_serve_runs_jobs_in_a_child_process_it_restarts(db: Database) -> N
 
 async def _at_least(count: Any, n: int) -> bool:
     return bool(await count >= n)
+
+
+class TcpProxy:
+    """A loopback TCP proxy to `target`: `down()` closes its port and every connection through
+    it (the database is unreachable, as when its host goes away); `up()` opens the same port
+    again."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def up(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def down(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+
+async def test_healthz_answers_503_while_the_database_is_unreachable() -> None:
+    """The process's port answered 200 "ok" while PostgreSQL was down: nothing acked or ran,
+    and nothing told the orchestrator. A real server behind a proxy the test takes down."""
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    from bot.db_health import DatabaseHealth
+    from tests.conftest import POSTGRES_URL, _drop_schema, migrated
+
+    if not POSTGRES_URL:
+        pytest.skip("needs a PostgreSQL server (TEST_POSTGRES_URL)")
+    server = make_url(POSTGRES_URL)
+    proxy = TcpProxy(server.host or "127.0.0.1", server.port or 5432)
+    await proxy.up()
+    url = server.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    database = Database(url, schema=schema)
+    try:
+        await migrated(database, url)
+        app = build_web_app(None, health=lambda: {"ok": True},
+                            database=DatabaseHealth(database, cache_seconds=0.2))  # fmt: skip
+        async with serve_app(app) as base:
+            assert await get(f"{base}/healthz") == (200, {"ok": True, "database": {"ok": True}})
+            await proxy.down()
+            status, report = await _until_status(f"{base}/healthz", 503)
+            assert status == 503 and report["ok"] is False and report["database"]["ok"] is False
+            error = report["database"]["error"]
+            assert "refused" in error.lower() and "\n" not in error, error
+            await proxy.up()
+            assert await _until_status(f"{base}/healthz", 200) == (
+                200, {"ok": True, "database": {"ok": True}})  # fmt: skip
+    finally:
+        await database.dispose()
+        await proxy.down()
+        await _drop_schema(schema)  # straight to the server, whatever state the proxy is in
+
+
+async def _until_status(url: str, status: int) -> tuple[int, dict[str, Any]]:
+    """/healthz once it answers `status` (a result is kept for a moment)."""
+    deadline = time.monotonic() + 15
+    while True:
+        got = await get(url)
+        if got[0] == status or time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(0.05)

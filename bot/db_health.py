@@ -1,0 +1,90 @@
+"""/healthz's view of the database.
+
+A process whose database is down acks no slash command and runs no job, yet its port still
+answers: /healthz said 200 "ok" all along. So it runs one cheap query under a short timeout
+and answers 503 when that fails. Orchestrators probe every few seconds, often from several
+places at once: a result is kept for a moment, and probes that arrive while a query is under
+way wait for that one instead of each opening a connection (a database that hangs would
+otherwise collect one stuck query per probe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from models import Database
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_SECONDS = 2.0
+CACHE_SECONDS = 1.5
+# Reads the database itself (a bare SELECT 1 never touches a SQLite file) and no workspace data
+_PROBE = text("SELECT 1 FROM alembic_version")
+
+
+class DatabaseHealth:
+    """Whether one cheap query gets an answer within `timeout_seconds`, checked at most once
+    per `cache_seconds`."""
+
+    def __init__(self, db: Database, *, timeout_seconds: float = TIMEOUT_SECONDS,
+                 cache_seconds: float = CACHE_SECONDS) -> None:  # fmt: skip
+        self.db = db
+        self.timeout_seconds = timeout_seconds
+        self.cache_seconds = cache_seconds
+        self._last: dict[str, Any] | None = None
+        self._checked_at = 0.0
+        self._running: asyncio.Task[dict[str, Any]] | None = None
+
+    async def report(self) -> dict[str, Any]:
+        """{"ok": True}, or {"ok": False, "error": one line without the password}."""
+        if self._last is not None and time.monotonic() - self._checked_at < self.cache_seconds:
+            return self._last
+        if self._running is None or self._running.done():
+            self._running = asyncio.create_task(self._check(), name="database-health")
+        return await asyncio.shield(self._running)  # a probe that gives up leaves it to others
+
+    async def _check(self) -> dict[str, Any]:
+        try:
+            await asyncio.wait_for(self._query(), self.timeout_seconds)
+            report: dict[str, Any] = {"ok": True}
+        except TimeoutError:
+            report = {"ok": False, "error": f"no answer within {self.timeout_seconds:g} s"}
+        except Exception as exc:  # whatever the driver raises: the probe must answer
+            report = {"ok": False, "error": self._one_line(exc)}
+        self._log_change(report)
+        self._last, self._checked_at = report, time.monotonic()
+        return report
+
+    async def _query(self) -> None:
+        async with self.db.engine.connect() as conn:
+            await conn.execute(_PROBE)
+
+    def _one_line(self, exc: BaseException) -> str:
+        """The driver's own error, first line, with the URL's password masked if it shows."""
+        cause: BaseException = exc
+        if isinstance(cause, DBAPIError) and cause.orig is not None:
+            cause = cause.orig
+        if isinstance(cause.__cause__, Exception):  # asyncpg's own under SQLAlchemy's adapter
+            cause = cause.__cause__
+        line = (str(cause).strip().splitlines() or [""])[0]
+        password = make_url(self.db.url).password
+        if password:
+            line = line.replace(str(password), "***")
+        return f"{type(cause).__name__}: {line}" if line else type(cause).__name__
+
+    def _log_change(self, report: dict[str, Any]) -> None:
+        """Log when the database stops or starts answering, not at every probe."""
+        was_ok = self._last is None or self._last["ok"]
+        where = make_url(self.db.url).render_as_string(hide_password=True)
+        if was_ok and not report["ok"]:
+            log.warning("health check: the database %s doesn't answer (/healthz now answers "
+                        "503): %s", where, report["error"])  # fmt: skip
+        elif not was_ok and report["ok"]:
+            log.info("health check: the database %s answers again", where)
