@@ -39,7 +39,7 @@ from bot.settings import Settings, SettingsError, load_settings
 from bot.workspaces import WorkspaceError, apply_default_locale, resolve_team
 from models import Database, Job, JobState
 from models.clock import utcnow
-from models.migrate import SchemaTooNew, ensure_schema, upgrade
+from models.migrate import MigrationFailed, SchemaTooNew, ensure_schema, upgrade
 
 SUMMARY_KEYS = ("rows", "valid", "duplicates", "rejected", "new_contacts", "existing_contacts",
                 "added_to_segment", "already_in_segment", "warnings", "segment")  # fmt: skip
@@ -288,6 +288,8 @@ async def _reach(db: Database, settings: Settings, first: Coroutine[Any, Any, No
     traceback for a wrong database name, user or password, named neither."""
     try:
         await first
+    except MigrationFailed as exc:  # reached, but a migration's statement failed: not the URL
+        raise CliError(str(exc)) from None
     except (OSError, sqlite3.Error, DBAPIError, PostgresError) as exc:
         where = make_url(settings.database_url).render_as_string(hide_password=True)
         if settings.database_schema and not db.is_sqlite:

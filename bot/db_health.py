@@ -17,9 +17,9 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 
 from models import Database
+from models.db import driver_error
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +68,9 @@ class DatabaseHealth:
 
     def _one_line(self, exc: BaseException) -> str:
         """The driver's own error, first line, with the URL's password masked if it shows."""
-        cause: BaseException = exc
-        if isinstance(cause, DBAPIError) and cause.orig is not None:
-            cause = cause.orig
-        if isinstance(cause.__cause__, Exception):  # asyncpg's own under SQLAlchemy's adapter
-            cause = cause.__cause__
-        line = (str(cause).strip().splitlines() or [""])[0]
+        line = driver_error(exc)
         password = make_url(self.db.url).password
-        if password:
-            line = line.replace(str(password), "***")
-        return f"{type(cause).__name__}: {line}" if line else type(cause).__name__
+        return line.replace(str(password), "***") if password else line
 
     def _log_change(self, report: dict[str, Any]) -> None:
         """Log when the database stops or starts answering, not at every probe."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -49,6 +50,19 @@ def async_url(url: str) -> str:
         mode = u.query["sslmode"]
         u = u.difference_update_query(["sslmode"]).update_query_dict({"ssl": mode})
     return u.render_as_string(hide_password=False)
+
+
+def driver_error(exc: BaseException) -> str:
+    """The database driver's own error in one line ("DuplicateTableError: relation "x" already
+    exists"), without SQLAlchemy's wrapping: its class prefix, the SQL and a link to its docs
+    would take a screen. Never holds the URL (the drivers don't print it)."""
+    cause: BaseException = exc
+    if isinstance(cause, DBAPIError) and cause.orig is not None:
+        cause = cause.orig
+    if isinstance(cause.__cause__, Exception):  # asyncpg's own under SQLAlchemy's adapter
+        cause = cause.__cause__
+    line = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {line}" if line else type(cause).__name__
 
 
 class Database:

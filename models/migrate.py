@@ -14,8 +14,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
-from models.db import Database, prepare_file, sqlite_file
+from models.db import Database, driver_error, prepare_file, sqlite_file
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -104,7 +105,37 @@ async def upgrade(db: Database, revision: str = "head") -> None:
         if db.schema and not db.is_sqlite:
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
         await conn.run_sync(_refuse_unknown_revision)
-        await conn.run_sync(lambda c: command.upgrade(alembic_config(c), revision))
+        await conn.run_sync(_run_migrations, revision)
+
+
+class MigrationFailed(Exception):
+    """A migration's statement failed on a database that was reached (a table made by hand,
+    data a new constraint refuses): the URL is fine, the schema or its data isn't."""
+
+
+def _run_migrations(connection: Connection, revision: str) -> None:
+    """Alembic's upgrade, naming the revision whose statement failed (MigrationFailed)."""
+    start = MigrationContext.configure(connection).get_current_revision()
+    applied: list[str] = []
+    cfg = alembic_config(connection)
+    cfg.attributes["on_version_apply"] = (
+        lambda *, step, **_: applied.append(step.up_revision_id),)  # fmt: skip
+    try:
+        command.upgrade(cfg, revision)
+    except DBAPIError as exc:
+        failing = _next_revision(applied[-1] if applied else start)
+        target = f" to revision {failing}" if failing else ""
+        left = f"its recorded revision is still {start}" if start else "it had no schema yet"
+        raise MigrationFailed(f"migrating the database{target} failed: {driver_error(exc)} "
+                              f"({left})") from exc  # fmt: skip
+
+
+def _next_revision(current: str | None) -> str | None:
+    """The revision that comes after `current` (the first one after an empty database)."""
+    for script in ScriptDirectory.from_config(alembic_config()).walk_revisions():
+        if script.down_revision == current:
+            return script.revision
+    return None
 
 
 @asynccontextmanager

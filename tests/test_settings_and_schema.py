@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
@@ -307,3 +308,26 @@ async def test_0018_gives_each_advocate_the_import_its_enrollment_was_for(
         assert "batch_id" not in columns and kept == [(1,), (2,), (3,)]
         await upgrade(db)
         assert await current_revision(db) == head_revision()
+
+
+async def test_a_migration_that_fails_says_so_and_blames_no_database_url(
+    db_env: dict[str, str],
+) -> None:
+    """A statement of a migration that fails (here 0016's table, already made by hand) was
+    reported as "can't use the database ... (DATABASE_URL)", sending people to check a URL
+    that was fine. It names the revision and the error, in one line."""
+    from sqlalchemy import text
+
+    from tests.shell import run
+
+    async with _at_revision(db_env, "0015") as db:
+        async with db.begin() as conn:
+            await conn.execute(text("CREATE TABLE segment_member_listing (x INTEGER)"))
+        for args in (("db", "upgrade"), ("segments", "--json")):
+            result = await asyncio.to_thread(run, db_env, *args)
+            assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+            said = result.stderr.strip()
+            assert "\n" not in said and "DATABASE_URL" not in said, said
+            assert "migrating the database to revision 0016 failed" in said, said
+            assert "segment_member_listing" in said and "already exists" in said, said
+        assert await current_revision(db) == "0015"

@@ -34,6 +34,8 @@ def run_migrations() -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         include_object=partial(compared, dialect=connection.dialect.name),
+        # models.migrate follows the steps to name the one that failed
+        on_version_apply=context.config.attributes.get("on_version_apply", ()),
     )
     with context.begin_transaction():
         context.run_migrations()
