@@ -31,7 +31,7 @@ from bot.jobs.worker import Worker, WorkerConfig
 from bot.settings import Settings
 from bot.slack_connection import SocketModeHealth
 from bot.slack_requests import to_bolt_request
-from bot.web import public_routes
+from bot.web import own_error_pages, public_routes
 from handlers import register_listeners
 from handlers.context import Deps
 from handlers.home_publish import home_refresher
@@ -62,6 +62,7 @@ def slack_client(settings: Settings, session: ClientSession | None = None) -> As
 
 
 SLACK_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
 
 
 class SlackQuietAccessLogger(AccessLogger):
@@ -162,10 +163,11 @@ def build_web_app(
                 report["ok"] = bool(report.get("ok")) and found["ok"]
         return web.json_response(report, status=200 if report.get("ok") else 503)
 
-    web_app = web.Application()
+    # Slack's endpoint and /healthz answer machines: aiohttp's own 404/405 there, as ever
+    web_app = web.Application(middlewares=[own_error_pages({SLACK_PATH, HEALTH_PATH})])
     if bolt is not None:
         web_app.router.add_post(SLACK_PATH, slack_events_route(bolt))
-    web_app.router.add_get("/healthz", health_route)
+    web_app.router.add_get(HEALTH_PATH, health_route)
     web_app.add_routes(routes)
     return web_app
 

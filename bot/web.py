@@ -11,10 +11,11 @@ for a link the bot signed, and likewise only its POST goes on (`bot/mailchimp/oa
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import text
 
@@ -46,7 +47,14 @@ from bot.mailchimp.oauth import (
 )
 from bot.once import first_time, forget
 from bot.settings import Settings
-from bot.web_text import UNSUBSCRIBE, UnsubscribeText
+from bot.web_text import (
+    NOT_ALLOWED,
+    NOT_FOUND,
+    UNSUBSCRIBE,
+    PageText,
+    UnsubscribeText,
+    visitor_language,
+)
 from bot.workspaces import workspace_name
 from models import Database
 
@@ -84,6 +92,36 @@ def page(title: str, message: str, *, status: int = 200, action: str | None = No
                                                       button=button, lang=lang)  # fmt: skip
     return web.Response(text=body, status=status, content_type="text/html",
                         headers={**_HEADERS, "Content-Language": lang})  # fmt: skip
+
+
+def visitor_page(request: web.Request, words: dict[str, PageText], *, status: int,
+                 headers: dict[str, str] | None = None) -> web.Response:  # fmt: skip
+    """A page for a visitor we know nothing of, in the language their browser asks for."""
+    lang = visitor_language(request.headers.get("Accept-Language"))
+    response = page(*words[lang], status=status, lang=lang)
+    response.headers.update({**(headers or {}), "Vary": "Accept-Language"})
+    return response
+
+
+def own_error_pages(untouched: Collection[str]) -> Middleware:
+    """Middleware: an address that is no route (404), or a route asked with a method it doesn't
+    take (405), gets our page in the visitor's language instead of aiohttp's bare "404: Not
+    Found". Paths in `untouched` (Slack's endpoint, /healthz: machines read them) keep
+    aiohttp's answers, and so does a 404 or 405 a handler raises itself."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+            if request.path in untouched or request.match_info.http_exception is None:
+                raise
+            if isinstance(exc, web.HTTPMethodNotAllowed):
+                return visitor_page(request, NOT_ALLOWED, status=exc.status,
+                                    headers={"Allow": exc.headers["Allow"]})  # fmt: skip
+            return visitor_page(request, NOT_FOUND, status=exc.status)
+
+    return middleware
 
 
 # Pages about someone's address or account: never cached, never framed (the unsubscribe

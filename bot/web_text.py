@@ -1,5 +1,7 @@
-"""The unsubscribe pages' words in each invite language: the page a contact reaches from an
-invite is in the invite's language (`choose_locale`, as the invite chose it).
+"""The public pages' words in each invite language: the page a contact reaches from an
+invite is in the invite's language (`choose_locale`, as the invite chose it); a page for a
+visitor we know nothing of (an address that is no page) is in the language their browser asks
+for (`visitor_language`).
 
 Plain text (the page template escapes it). Keyed by the template locales of
 `bot/email/templates/`: a language added there needs its words here too (a test checks); the
@@ -9,6 +11,10 @@ invites' own "Unsubscribe" link text is the button. A native speaker should read
 from __future__ import annotations
 
 from typing import NamedTuple
+
+from bot.email.render import best_locale
+
+FALLBACK = "en"
 
 
 class UnsubscribeText(NamedTuple):
@@ -77,3 +83,74 @@ UNSUBSCRIBE: dict[str, UnsubscribeText] = {
         "取消訂閱", "不再於此地址接收推薦邀請？", "取消訂閱", "已取消訂閱",
         "我們將不再寄送推薦邀請到此地址。"),
 }  # fmt: skip
+
+
+class PageText(NamedTuple):
+    title: str
+    message: str
+
+
+# An address that is no page of ours (404)
+NOT_FOUND: dict[str, PageText] = {
+    "da": PageText("Siden findes ikke", "Der er ingen side på denne adresse."),
+    "de": PageText("Seite nicht gefunden", "Unter dieser Adresse gibt es keine Seite."),
+    "en": PageText("Page not found", "There's no page at this address."),
+    "es": PageText("Página no encontrada", "No hay ninguna página en esta dirección."),
+    "fr": PageText("Page introuvable", "Il n'y a pas de page à cette adresse."),
+    "it": PageText("Pagina non trovata", "Non c'è nessuna pagina a questo indirizzo."),
+    "ja": PageText("ページが見つかりません", "このURLのページはありません。"),
+    "nb": PageText("Fant ikke siden", "Det finnes ingen side på denne adressen."),
+    "nl": PageText("Pagina niet gevonden", "Er staat geen pagina op dit adres."),
+    "pt-BR": PageText("Página não encontrada", "Não há nenhuma página neste endereço."),
+    "ru": PageText("Страница не найдена", "По этому адресу нет страницы."),
+    "sv": PageText("Sidan hittades inte", "Det finns ingen sida på den här adressen."),
+    "zh-CN": PageText("找不到页面", "此网址没有页面。"),
+    "zh-TW": PageText("找不到網頁", "此網址沒有網頁。"),
+}  # fmt: skip
+
+# A page of ours asked for with a method it doesn't take (405): a form posted to a link
+NOT_ALLOWED: dict[str, PageText] = {
+    "da": PageText("Siden er ikke tilgængelig", "Denne side kan ikke åbnes på denne måde."),
+    "de": PageText("Seite nicht verfügbar", "Diese Seite kann so nicht geöffnet werden."),
+    "en": PageText("Page not available", "This page can't be opened this way."),
+    "es": PageText("Página no disponible", "Esta página no se puede abrir de esta forma."),
+    "fr": PageText("Page non disponible", "Cette page ne peut pas être ouverte de cette façon."),
+    "it": PageText("Pagina non disponibile",
+                   "Questa pagina non può essere aperta in questo modo."),
+    "ja": PageText("ページを表示できません", "このページはこの方法では開けません。"),
+    "nb": PageText("Siden er ikke tilgjengelig", "Denne siden kan ikke åpnes på denne måten."),
+    "nl": PageText("Pagina niet beschikbaar",
+                   "Deze pagina kan niet op deze manier worden geopend."),
+    "pt-BR": PageText("Página indisponível", "Esta página não pode ser aberta desta forma."),
+    "ru": PageText("Страница недоступна", "Эту страницу нельзя открыть таким способом."),
+    "sv": PageText("Sidan är inte tillgänglig",
+                   "Den här sidan kan inte öppnas på det här sättet."),
+    "zh-CN": PageText("无法打开页面", "无法以这种方式打开此页面。"),
+    "zh-TW": PageText("無法開啟網頁", "無法以這種方式開啟此網頁。"),
+}  # fmt: skip
+
+_ACCEPTED_TAGS = 32  # a header's first tags: no browser sends more
+
+
+def accepted_languages(header: str | None) -> list[str]:
+    """An Accept-Language header's tags, most wanted first (by q; equal ones in the header's
+    order), leaving out `*` and what it refuses (q=0) or garbles."""
+    weighted: list[tuple[float, int, str]] = []
+    for n, item in enumerate((header or "").split(",")[:_ACCEPTED_TAGS]):
+        tag, _, params = item.partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if tag.strip() and tag.strip() != "*" and 0 < quality <= 1:
+            weighted.append((-quality, n, tag.strip()))
+    return [tag for _, _, tag in sorted(weighted)]
+
+
+def visitor_language(header: str | None) -> str:
+    """The language of ours that a visitor's Accept-Language asks for first, else English."""
+    return best_locale(accepted_languages(header), UNSUBSCRIBE) or FALLBACK

@@ -7,6 +7,7 @@ layouts, so a translator edits words and never markup, and a link fix is made in
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,6 @@ def _discover_locales(directory: Path) -> tuple[str, ...]:
 
 
 TEMPLATE_LOCALES: tuple[str, ...] = _discover_locales(TEMPLATE_DIR)
-_CANONICAL = {locale.lower(): locale for locale in TEMPLATE_LOCALES}
 
 # Only .html.j2 is autoescaped: the text and subject must show a name exactly as typed, and
 # share.j2 builds plain URL strings that the HTML layout escapes when it prints them.
@@ -72,12 +72,23 @@ def _preferences(tag: str) -> list[str]:
     return [normalised, language]
 
 
+def best_locale(tags: Iterable[str], available: Iterable[str]) -> str | None:
+    """The locale of `available` serving the first of `tags` (best first) that one serves, as
+    `available` spells it; None when none does. The same aliases as invites: a bare `pt` is
+    Brazilian, Chinese goes by script, `no` and `nn` are Bokmål."""
+    canonical = {locale.lower(): locale for locale in available}
+    for tag in tags:
+        if tag.strip():
+            found = negotiate_locale(_preferences(tag.strip()), list(canonical.values()),
+                                     sep="-")  # fmt: skip
+            if found:
+                return canonical.get(found.lower())
+    return None
+
+
 def _negotiate(tag: str | None) -> str | None:
     """The template locale for `tag`, or None when there is none (or no tag at all)."""
-    if not tag or not tag.strip():
-        return None
-    found = negotiate_locale(_preferences(tag.strip()), TEMPLATE_LOCALES, sep="-")
-    return _CANONICAL.get(found.lower()) if found else None
+    return best_locale([tag], TEMPLATE_LOCALES) if tag else None
 
 
 def choose_locale(contact_locale: str | None, default: str) -> tuple[str, bool]:

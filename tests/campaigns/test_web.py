@@ -181,9 +181,10 @@ async def test_the_unsubscribe_pages_speak_the_invites_language(world: World, si
 
 def test_every_invite_language_has_unsubscribe_pages() -> None:
     from bot.email.render import TEMPLATE_LOCALES
-    from bot.web_text import UNSUBSCRIBE
+    from bot.web_text import NOT_ALLOWED, NOT_FOUND, UNSUBSCRIBE
 
-    assert sorted(UNSUBSCRIBE) == sorted(TEMPLATE_LOCALES)
+    for words in (UNSUBSCRIBE, NOT_FOUND, NOT_ALLOWED):
+        assert sorted(words) == sorted(TEMPLATE_LOCALES)
 
 
 async def test_a_forged_or_foreign_token_is_refused(world: World, site: str) -> None:
@@ -273,3 +274,53 @@ async def test_an_unsubscribe_is_sticky_across_later_imports(world: World, site:
         people("a@example.com,A,yes", header=header).encode()))], segment="VIP",
         update_existing=True)  # fmt: skip
     assert await world.scalar("SELECT subscribed FROM contact") in (False, 0)
+
+
+async def test_an_address_that_is_no_page_gets_our_page_in_the_visitors_language(
+    world: World,
+) -> None:
+    """A mistyped or truncated link answered aiohttp's bare "404: Not Found" (and a form
+    posted to a referral link "405: Method Not Allowed"), in English, with none of the site's
+    pages. Slack's endpoint and /healthz, read by machines, answer as they did."""
+    from bot.app import build_app, slack_client
+
+    settings = load_settings(database_url=world.db.url, secret_key=SECRET,
+                             slack_bot_token="xoxb-test", slack_signing_secret="s3cret",
+                             slack_api_url="http://127.0.0.1:9/api/")  # fmt: skip
+    bolt = build_app(settings, slack_client(settings), world.db)
+    app = build_web_app(bolt, health=lambda: {"ok": True},
+                        routes=public_routes(world.db, settings))  # fmt: skip
+    cases = [  # method, path, Accept-Language, status, lang, heading
+        ("GET", "/r", None, 404, "en", "Page not found"),
+        ("GET", "/nope/at/all", "fr-CH, fr;q=0.9, en;q=0.8", 404, "fr", "Page introuvable"),
+        ("GET", "/favicon.ico", "en;q=0.1, ja", 404, "ja", "ページが見つかりません"),
+        ("GET", "/u/", "zh-Hant-TW", 404, "zh-TW", "找不到網頁"),
+        ("HEAD", "/nope", "pt", 404, "pt-BR", None),
+        ("POST", "/r/ABCD2345", "de-AT", 405, "de", "Seite nicht verfügbar"),
+        ("PUT", "/u/token", "xx, *", 405, "en", "Page not available"),
+    ]
+    async with serve(app) as site, aiohttp.ClientSession() as http:
+        for method, path, language, status, lang, heading in cases:
+            headers = {"Accept-Language": language} if language else {}
+            async with http.request(method, site + path, headers=headers,
+                                    allow_redirects=False) as response:  # fmt: skip
+                page = await response.text()
+                assert response.status == status, path
+                assert response.headers["Content-Type"] == "text/html; charset=utf-8", path
+                assert response.headers["Content-Language"] == lang, path
+                assert response.headers["Vary"] == "Accept-Language"
+                if heading:
+                    assert f'<html lang="{lang}">' in page and f"<h1>{heading}</h1>" in page
+                if status == 405:
+                    assert "GET" in response.headers["Allow"], path
+        # machines' endpoints: as before, whatever the language
+        not_allowed = "405: Method Not Allowed"
+        for method, path, status, text_ in (("GET", "/slack/events", 405, not_allowed),
+                                            ("POST", "/healthz", 405, not_allowed),
+                                            ("POST", "/slack/events", 401, "")):  # fmt: skip
+            async with http.request(method, site + path, headers={"Accept-Language": "fr"}
+                                    ) as response:  # fmt: skip
+                assert (response.status, await response.text()) == (status, text_), path
+                assert response.content_type != "text/html", path
+        async with http.get(site + "/healthz") as response:
+            assert (response.status, await response.json()) == (200, {"ok": True})
