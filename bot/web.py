@@ -4,8 +4,10 @@ sign-in (its start page and OAuth callback).
 They are served in HTTP and Socket Mode alike, to anyone on the internet, so they reveal
 nothing: an unknown code is a plain 404 (a deleted advocate's code a plain 410 Gone), a forged
 unsubscribe token a plain 400, and a GET never unsubscribes (mail scanners follow links); only
-the POST does (RFC 8058 one-click). Mailchimp's start page names a workspace and a person only
-for a link the bot signed, and likewise only its POST goes on (`bot/mailchimp/oauth.py`).
+the POST does (RFC 8058 one-click). A page about a contact we know speaks the invite's
+language; the others, the language the visitor's browser asks for. Mailchimp's start page
+names a workspace and a person only for a link the bot signed, and likewise only its POST goes
+on (`bot/mailchimp/oauth.py`).
 """
 
 from __future__ import annotations
@@ -48,8 +50,13 @@ from bot.mailchimp.oauth import (
 from bot.once import first_time, forget
 from bot.settings import Settings
 from bot.web_text import (
+    LINK_BROKEN,
+    LINK_GONE,
+    LINK_NOT_FOUND,
+    LINK_NOT_VALID,
     NOT_ALLOWED,
     NOT_FOUND,
+    NOT_ON_LIST,
     UNSUBSCRIBE,
     PageText,
     UnsubscribeText,
@@ -157,22 +164,20 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
     async def referral(request: web.Request) -> web.StreamResponse:
         code = normalise(request.match_info["code"])
         if not could_be_code(code):
-            return page("Link not found", "This referral link doesn't exist.", status=404)
+            return visitor_page(request, LINK_NOT_FOUND, status=404)
         async with db.begin() as conn:
             row = (await conn.execute(_LOOK if request.method == "HEAD" else _CLICK,
                                       {"code": code})).first()  # fmt: skip
         if row is None or not row[0]:
             if row is None and await _retired(code):
-                return page("Link no longer active", "This referral link doesn't work any more.",
-                            status=410)  # fmt: skip
-            return page("Link not found", "This referral link doesn't exist.", status=404)
+                return visitor_page(request, LINK_GONE, status=410)
+            return visitor_page(request, LINK_NOT_FOUND, status=404)
         try:
             found = web.HTTPFound(with_ref(str(row[0]), code))
         except ValueError as exc:  # a store URL saved before it was checked (a port of 99999)
             log.warning("referral link %s: its campaign's store URL %r can't be redirected to "
                         "(%s)", code, str(row[0])[:200], exc)  # fmt: skip
-            return page("Link not working", "The shop's address in this campaign is broken: "
-                        "the shop needs to correct it.", status=502)  # fmt: skip
+            return visitor_page(request, LINK_BROKEN, status=502)
         raise found
 
     async def _contact(request: web.Request
@@ -184,22 +189,18 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             token = read_unsubscribe_token(request.match_info["token"])
         except BadToken as exc:
             log.warning("refused an unsubscribe token (%s) from %s", exc, request.remote)
-            return _not_valid()
+            return visitor_page(request, LINK_NOT_VALID, status=400)
         if not token.genuine(settings.secret_key):
             log.warning("refused an unsubscribe token (bad signature) from %s", request.remote)
-            return _not_valid()
+            return visitor_page(request, LINK_NOT_VALID, status=400)
         recipient = await recipient_of(db, token.team_id, token.contact_id)
         if recipient is None or not token.for_address(settings.secret_key, recipient.email_key):
             # its contact is gone (deleted, its import undone; SQLite may have given its id to
-            # another contact since): nothing to do
-            return page("Not on our list", "This address no longer receives referral "
-                        "invitations from us.")  # fmt: skip
+            # another contact since): nothing to do, in the visitor's language (no invite's)
+            return visitor_page(request, NOT_ON_LIST, status=200)
         lang = choose_locale(recipient.locale, recipient.default_locale)[0]
         return (token.team_id, token.contact_id, lang, UNSUBSCRIBE.get(lang, UNSUBSCRIBE["en"]),
                 recipient.subscribed)  # fmt: skip
-
-    def _not_valid() -> web.Response:
-        return page("Link not valid", "This unsubscribe link isn't valid.", status=400)
 
     async def unsubscribe_form(request: web.Request) -> web.Response:
         found = await _contact(request)

@@ -1,7 +1,8 @@
 """The public pages' words in each invite language: the page a contact reaches from an
 invite is in the invite's language (`choose_locale`, as the invite chose it); a page for a
 visitor we know nothing of (an address that is no page) is in the language their browser asks
-for (`visitor_language`).
+for (`visitor_language`): a referral link's visitor (a friend of the advocate, whose language
+we don't know), and an unsubscribe link whose contact is gone or that isn't ours.
 
 Plain text (the page template escapes it). Keyed by the template locales of
 `bot/email/templates/`: a language added there needs its words here too (a test checks); the
@@ -127,6 +128,120 @@ NOT_ALLOWED: dict[str, PageText] = {
                    "Den här sidan kan inte öppnas på det här sättet."),
     "zh-CN": PageText("无法打开页面", "无法以这种方式打开此页面。"),
     "zh-TW": PageText("無法開啟網頁", "無法以這種方式開啟此網頁。"),
+}  # fmt: skip
+
+# A referral code nobody has (404)
+LINK_NOT_FOUND: dict[str, PageText] = {
+    "da": PageText("Linket findes ikke", "Dette henvisningslink findes ikke."),
+    "de": PageText("Link nicht gefunden", "Diesen Empfehlungslink gibt es nicht."),
+    "en": PageText("Link not found", "This referral link doesn't exist."),
+    "es": PageText("Enlace no encontrado", "Este enlace de recomendación no existe."),
+    "fr": PageText("Lien introuvable", "Ce lien de parrainage n'existe pas."),
+    "it": PageText("Link non trovato", "Questo link di referral non esiste."),
+    "ja": PageText("リンクが見つかりません", "この紹介リンクは存在しません。"),
+    "nb": PageText("Fant ikke lenken", "Denne vervelenken finnes ikke."),
+    "nl": PageText("Link niet gevonden", "Deze aanbevelingslink bestaat niet."),
+    "pt-BR": PageText("Link não encontrado", "Este link de indicação não existe."),
+    "ru": PageText("Ссылка не найдена", "Такой реферальной ссылки нет."),
+    "sv": PageText("Länken hittades inte", "Den här värvningslänken finns inte."),
+    "zh-CN": PageText("找不到链接", "此推荐链接不存在。"),
+    "zh-TW": PageText("找不到連結", "此推薦連結不存在。"),
+}  # fmt: skip
+
+# A deleted advocate's code (410)
+LINK_GONE: dict[str, PageText] = {
+    "da": PageText("Linket er ikke længere aktivt", "Dette henvisningslink virker ikke længere."),
+    "de": PageText("Link nicht mehr aktiv", "Dieser Empfehlungslink funktioniert nicht mehr."),
+    "en": PageText("Link no longer active", "This referral link doesn't work any more."),
+    "es": PageText("El enlace ya no está activo", "Este enlace de recomendación ya no funciona."),
+    "fr": PageText("Lien désactivé", "Ce lien de parrainage ne fonctionne plus."),
+    "it": PageText("Link non più attivo", "Questo link di referral non funziona più."),
+    "ja": PageText("リンクは無効になりました", "この紹介リンクは現在ご利用いただけません。"),
+    "nb": PageText("Lenken er ikke lenger aktiv", "Denne vervelenken virker ikke lenger."),
+    "nl": PageText("Link niet meer actief", "Deze aanbevelingslink werkt niet meer."),
+    "pt-BR": PageText("O link não está mais ativo", "Este link de indicação não funciona mais."),
+    "ru": PageText("Ссылка больше не действует", "Эта реферальная ссылка больше не работает."),
+    "sv": PageText("Länken är inte längre aktiv", "Den här värvningslänken fungerar inte längre."),
+    "zh-CN": PageText("链接已失效", "此推荐链接已无法使用。"),
+    "zh-TW": PageText("連結已失效", "此推薦連結已無法使用。"),
+}  # fmt: skip
+
+# A campaign's store URL that can't be redirected to (502)
+LINK_BROKEN: dict[str, PageText] = {
+    "da": PageText("Linket virker ikke", "Butikkens adresse i denne kampagne er forkert: "
+                   "butikken skal rette den."),
+    "de": PageText("Link funktioniert nicht", "Die Adresse des Shops in dieser Kampagne ist "
+                   "fehlerhaft: Der Shop muss sie korrigieren."),
+    "en": PageText("Link not working", "The shop's address in this campaign is broken: the "
+                   "shop needs to correct it."),
+    "es": PageText("El enlace no funciona", "La dirección de la tienda en esta campaña es "
+                   "incorrecta: la tienda debe corregirla."),
+    "fr": PageText("Lien hors service", "L'adresse de la boutique dans cette campagne est "
+                   "erronée : la boutique doit la corriger."),
+    "it": PageText("Link non funzionante", "L'indirizzo del negozio in questa campagna è "
+                   "errato: il negozio deve correggerlo."),
+    "ja": PageText("リンクが機能していません",
+                   "このキャンペーンのショップのアドレスに誤りがあります。ショップによる修正が必要です。"),
+    "nb": PageText("Lenken virker ikke", "Butikkens adresse i denne kampanjen er feil: "
+                   "butikken må rette den."),
+    "nl": PageText("Link werkt niet", "Het adres van de winkel in deze campagne klopt niet: "
+                   "de winkel moet het corrigeren."),
+    "pt-BR": PageText("O link não funciona", "O endereço da loja nesta campanha está "
+                      "incorreto: a loja precisa corrigi-lo."),
+    "ru": PageText("Ссылка не работает", "Адрес магазина в этой кампании указан неверно: "
+                   "магазину нужно его исправить."),
+    "sv": PageText("Länken fungerar inte", "Butikens adress i den här kampanjen är felaktig: "
+                   "butiken behöver rätta den."),
+    "zh-CN": PageText("链接无法使用", "此活动中的商店网址有误，需要由商店更正。"),
+    "zh-TW": PageText("連結無法使用", "此活動中的商店網址有誤，需要由商店更正。"),
+}  # fmt: skip
+
+# An unsubscribe link whose contact is gone (deleted, its import undone)
+NOT_ON_LIST: dict[str, PageText] = {
+    "da": PageText("Ikke på vores liste",
+                   "Denne adresse modtager ikke længere henvisningsinvitationer fra os."),
+    "de": PageText("Nicht auf unserer Liste",
+                   "Diese Adresse erhält keine Empfehlungseinladungen mehr von uns."),
+    "en": PageText("Not on our list",
+                   "This address no longer receives referral invitations from us."),
+    "es": PageText("No está en nuestra lista",
+                   "Esta dirección ya no recibe invitaciones de recomendación nuestras."),
+    "fr": PageText("Absent de notre liste",
+                   "Cette adresse ne reçoit plus d'invitations de parrainage de notre part."),
+    "it": PageText("Non presente nella nostra lista",
+                   "Questo indirizzo non riceve più inviti di referral da parte nostra."),
+    "ja": PageText("配信リストにありません",
+                   "このアドレスには今後、紹介のご案内をお送りしません。"),
+    "nb": PageText("Ikke på listen vår",
+                   "Denne adressen får ikke lenger vervingsinvitasjoner fra oss."),
+    "nl": PageText("Niet op onze lijst", "Dit adres ontvangt van ons geen uitnodigingen om "
+                   "vrienden aan te bevelen meer."),
+    "pt-BR": PageText("Fora da nossa lista",
+                      "Este endereço não recebe mais nossos convites de indicação."),
+    "ru": PageText("Адреса нет в нашем списке",
+                   "На этот адрес больше не приходят наши реферальные приглашения."),
+    "sv": PageText("Inte på vår lista",
+                   "Den här adressen får inte längre värvningsinbjudningar från oss."),
+    "zh-CN": PageText("不在我们的名单中", "此地址已不再接收我们的推荐邀请。"),
+    "zh-TW": PageText("不在我們的名單中", "此地址已不再接收我們的推薦邀請。"),
+}  # fmt: skip
+
+# An unsubscribe link that isn't ours (forged, mangled by a mail client) (400)
+LINK_NOT_VALID: dict[str, PageText] = {
+    "da": PageText("Ugyldigt link", "Dette afmeldingslink er ikke gyldigt."),
+    "de": PageText("Ungültiger Link", "Dieser Abmeldelink ist ungültig."),
+    "en": PageText("Link not valid", "This unsubscribe link isn't valid."),
+    "es": PageText("Enlace no válido", "Este enlace para cancelar la suscripción no es válido."),
+    "fr": PageText("Lien non valide", "Ce lien de désabonnement n'est pas valide."),
+    "it": PageText("Link non valido", "Questo link per annullare l'iscrizione non è valido."),
+    "ja": PageText("無効なリンク", "この配信停止リンクは無効です。"),
+    "nb": PageText("Ugyldig lenke", "Denne avmeldingslenken er ikke gyldig."),
+    "nl": PageText("Ongeldige link", "Deze afmeldlink is niet geldig."),
+    "pt-BR": PageText("Link inválido", "Este link para cancelar a inscrição não é válido."),
+    "ru": PageText("Недействительная ссылка", "Эта ссылка для отписки недействительна."),
+    "sv": PageText("Ogiltig länk", "Den här avregistreringslänken är inte giltig."),
+    "zh-CN": PageText("链接无效", "此退订链接无效。"),
+    "zh-TW": PageText("連結無效", "此取消訂閱連結無效。"),
 }  # fmt: skip
 
 _ACCEPTED_TAGS = 32  # a header's first tags: no browser sends more

@@ -180,10 +180,12 @@ async def test_the_unsubscribe_pages_speak_the_invites_language(world: World, si
 
 
 def test_every_invite_language_has_unsubscribe_pages() -> None:
+    from bot import web_text
     from bot.email.render import TEMPLATE_LOCALES
-    from bot.web_text import NOT_ALLOWED, NOT_FOUND, UNSUBSCRIBE
 
-    for words in (UNSUBSCRIBE, NOT_FOUND, NOT_ALLOWED):
+    for words in (web_text.UNSUBSCRIBE, web_text.NOT_FOUND, web_text.NOT_ALLOWED,
+                  web_text.LINK_NOT_FOUND, web_text.LINK_GONE, web_text.LINK_BROKEN,
+                  web_text.NOT_ON_LIST, web_text.LINK_NOT_VALID):  # fmt: skip
         assert sorted(words) == sorted(TEMPLATE_LOCALES)
 
 
@@ -324,3 +326,54 @@ async def test_an_address_that_is_no_page_gets_our_page_in_the_visitors_language
                 assert response.content_type != "text/html", path
         async with http.get(site + "/healthz") as response:
             assert (response.status, await response.json()) == (200, {"ok": True})
+
+
+async def test_pages_for_unknown_links_speak_the_visitors_language(
+    world: World, site: str
+) -> None:
+    """A friend following a referral link that doesn't (or no longer does) lead anywhere, and
+    someone whose unsubscribe link names nobody any more, got English pages whatever their
+    language; a known contact's page still speaks the invite's language, whatever the
+    browser's."""
+    from bot.contact_admin import delete_contact, find_by_email
+
+    await world.import_csv("VIP", people("amelie@example.com,Amélie,fr", "bob@example.com,Bob,",
+                                         "carl@example.com,Carl,"))  # fmt: skip
+    await world.target(await world.campaign(), "VIP")
+    ids = dict(await world.rows("SELECT email, id FROM contact"))
+    codes = dict(await world.rows("SELECT c.email, a.code FROM advocate a "
+                                  "JOIN contact c ON c.id = a.contact_id"))  # fmt: skip
+    links = {email: unsubscribe_link(site, SECRET, TEAM, int(ids[email]), email)
+             for email in ids}  # fmt: skip
+    for email in ("bob@example.com", "carl@example.com"):
+        await delete_contact(world.db, TEAM, await find_by_email(world.db, TEAM, email), "U2")
+    broken = await world.campaign("Broken", store_url="https://shop.example/")
+    await world.target(broken, "VIP")
+    broken_code = await world.scalar("SELECT code FROM advocate WHERE campaign_id = :c",
+                                     c=broken)  # fmt: skip
+    async with world.db.begin() as conn:  # a store URL saved before ports were checked
+        await conn.execute(text("UPDATE campaign SET store_url = :u WHERE id = :c"),
+                           {"u": "https://shop.example:99999/", "c": broken})  # fmt: skip
+    cases = [  # method, path, Accept-Language, status, lang, heading
+        ("GET", "/r/NOPE2345", "es-MX,es;q=0.9", 404, "es", "Enlace no encontrado"),
+        ("GET", "/r/no-such-code!", "ja", 404, "ja", "リンクが見つかりません"),
+        ("GET", f"/r/{codes['bob@example.com']}", "de-DE", 410, "de", "Link nicht mehr aktiv"),
+        ("GET", f"/r/{broken_code}", "pt-PT", 502, "pt-BR", "O link não funciona"),
+        ("GET", links["bob@example.com"], "sv", 200, "sv", "Inte på vår lista"),
+        ("POST", links["carl@example.com"], "zh-CN", 200, "zh-CN", "不在我们的名单中"),
+        ("GET", "/u/garbage", "nl-BE", 400, "nl", "Ongeldige link"),
+        ("POST", "/u/garbage", "ru", 400, "ru", "Недействительная ссылка"),
+        ("GET", "/u/garbage", None, 400, "en", "Link not valid"),
+        ("GET", links["amelie@example.com"], "ja", 200, "fr", "Se désabonner"),  # the invite's
+    ]
+    async with aiohttp.ClientSession() as http:
+        for method, path, language, status, lang, heading in cases:
+            url = path if path.startswith("http") else site + path
+            headers = {"Accept-Language": language} if language else {}
+            async with http.request(method, url, headers=headers,
+                                    allow_redirects=False) as response:  # fmt: skip
+                page = await response.text()
+                assert response.status == status, path
+                assert response.headers["Content-Language"] == lang, path
+                assert f'<html lang="{lang}">' in page and f"<h1>{heading}</h1>" in page, path
+    assert await world.scalar("SELECT subscribed FROM contact") in (True, 1)  # Amélie's
