@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
@@ -37,6 +37,16 @@ async def forget_in(conn: AsyncConnection, team_id: str, key: str) -> bool:
         delete(SeenKey).where(col(SeenKey.team_id) == team_id, col(SeenKey.key) == key[:200])
     )
     return bool(result.rowcount)
+
+
+async def keys_under(db: Database, team_id: str, prefix: str) -> list[str]:
+    """The workspace's keys that start with `prefix`: things noted to be done once another
+    process gets to them (forget() each when done)."""
+    async with db.begin() as conn:
+        found = await conn.execute(select(SeenKey.key).where(
+            col(SeenKey.team_id) == team_id,
+            col(SeenKey.key).startswith(prefix[:200], autoescape=True)))  # fmt: skip
+        return list(found.scalars())
 
 
 async def seen_in(conn: AsyncConnection, team_id: str, key: str) -> None:

@@ -121,9 +121,12 @@ async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
         return
     await keep_header(d.db, team_id, source_id, header)
     remembered = await recall(d.db, team_id, header)
+    below = body.get("view") or {}  # *All sources*: redrawn once the file is read again
     modal = mapping_modal(batch_id=batch_id, source_id=source_id, label=source.label,
                           header=header, samples=values, current=remembered or guess(header),
-                          remembered=remembered is not None)  # fmt: skip
+                          remembered=remembered is not None,
+                          list_id=str(below.get("id") or "")
+                          if below.get("callback_id") == Callback.SOURCES else "")  # fmt: skip
     await fill_modal(client, opened, modal)
 
 
@@ -156,16 +159,18 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
                            for f, i in chosen.items()})  # fmt: skip
     await ack(response_action="update", view=note_modal(SAVING).to_dict())
     d.later.run(_save(d, client, str(view.get("id") or ""), team_id, user_id, batch_id,
-                      source_id, header, mapping), client, body)  # fmt: skip
+                      source_id, header, mapping, str(meta.get("list") or "")),
+                client, body)  # fmt: skip
 
 
 async def _save(
     d: Deps, client: AsyncWebClient, view_id: str, team_id: str, user_id: str, batch_id: int,
-    source_id: int, header: list[str], mapping: ColumnMap,
+    source_id: int, header: list[str], mapping: ColumnMap, list_id: str = "",
 ) -> None:  # fmt: skip
     """Remember the mapping and queue the file's reading (after the ack); the modal says how
     it went: a second submission that passed the checks meanwhile is told the file is being
-    read already."""
+    read already. The *All sources* list it was opened from (`list_id`) shows the file being
+    read, then read."""
     try:
         promoted = await reread_source(d.db, team_id, batch_id, source_id, header, mapping,
                                        user_id)  # fmt: skip
@@ -174,6 +179,8 @@ async def _save(
         return
     await update_modal(client, view_id, note_modal(SAVED))
     await d.notifier.batch_changed(team_id, batch_id)
+    if list_id:
+        await d.notifier.show_list_when_read(team_id, batch_id, source_id, list_id)
     for other in promoted:  # its skipped-rows CSV in the thread lists rows imported now
         await d.notifier.rejects_changed(team_id, batch_id, other)
 

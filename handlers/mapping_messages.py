@@ -75,8 +75,9 @@ def field_block(name: str, header: list[str], samples: list[list[str]],
 
 def mapping_modal(*, batch_id: int, source_id: int, label: str, header: list[str],
                   samples: list[list[str]], current: ColumnMap,
-                  remembered: bool) -> View:  # fmt: skip
-    """One select per field, the current mapping (remembered, else guessed) preselected."""
+                  remembered: bool, list_id: str = "") -> View:  # fmt: skip
+    """One select per field, the current mapping (remembered, else guessed) preselected;
+    `list_id`: the *All sources* list under it, to redraw when the file is read again."""
     said = ("These columns were chosen for files with the same headers before."
             if remembered else "Columns were guessed from their names.")  # fmt: skip
     blocks: list[Block] = [
@@ -91,7 +92,8 @@ def mapping_modal(*, batch_id: int, source_id: int, label: str, header: list[str
             text=f"Only the first {MAX_OPTIONS - 1} of {len(header)} columns can be chosen.")]))
     return View(type="modal", callback_id=Callback.MAP_COLUMNS, title="Map columns",
                 submit="Read again", close="Cancel", blocks=blocks,
-                private_metadata=metadata(batch=batch_id, source=source_id))  # fmt: skip
+                private_metadata=metadata(batch=batch_id, source=source_id,
+                                          **({"list": list_id} if list_id else {})))  # fmt: skip
 
 
 def note_modal(text: str, title: str = "Map columns") -> View:

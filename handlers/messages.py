@@ -366,6 +366,11 @@ def sources_modal(view: BatchView, offset: int) -> View:
                 private_metadata=metadata(batch=batch.id, offset=offset))  # fmt: skip
 
 
+def source_offset(view: BatchView, source_id: int) -> int:
+    """Where the source is in the import's list (sources_modal shows the page holding it)."""
+    return next((i for i, s in enumerate(view.sources) if s.id == source_id), 0)
+
+
 def rejects_comment(label: str, counts: Totals) -> str:
     return (f"{n(counts.rejected)} rejected and {n(counts.duplicates)} duplicate rows in "
             f"*{esc(label)}* won't be imported; this CSV says why.")  # fmt: skip

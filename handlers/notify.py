@@ -38,7 +38,7 @@ from bot.notify import (
     rejects_key,
     take_earlier_rejects,
 )
-from bot.once import first_time, forget
+from bot.once import first_time, forget, keys_under
 from handlers.enrollment_messages import target_offer
 from handlers.enrollment_reports import EnrollmentReports
 from handlers.home_publish import refresh_homes
@@ -50,7 +50,10 @@ from handlers.messages import (
     rejects_comment,
     result_text,
     review_message,
+    source_offset,
+    sources_modal,
 )
+from handlers.modals import update_modal
 from handlers.thread_reply import message_gone, show_reply
 from handlers.undo_messages import result_blocks, undone_result_blocks, undone_text
 from models import BatchStatus, Database, SourceStatus
@@ -58,6 +61,7 @@ from models import BatchStatus, Database, SourceStatus
 log = logging.getLogger(__name__)
 # what changes Home's figures
 HOME_EVENTS = frozenset({IMPORT_FINISHED, ENROLLMENT_CHANGED, UNDO_FINISHED})
+LIST_KEY = "sources-list:"  # an All sources list to redraw when a file is read: source, view
 _TRANSIENT = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
                         "request_timeout"})  # fmt: skip
 
@@ -151,6 +155,25 @@ class SlackNotifier:
                 await self._or_later(team_id, SOURCE_READ, batch_id=batch_id,
                                      source_id=source.id or 0)  # fmt: skip
 
+    async def show_list_when_read(self, team_id: str, batch_id: int, source_id: int,
+                                  view_id: str) -> None:  # fmt: skip
+        """The *All sources* list `view_id`, under the Map columns that put the file back to
+        be read: redrawn now (the file being read) and again when its reading ends, in
+        whichever process reads it (_source_read), so it never shows the counts of before.
+        Noted first: a reading that ended meanwhile is in this redraw, and not waited for."""
+        key = f"{LIST_KEY}{source_id}:{view_id}"
+        await first_time(self.db, team_id, key)
+        try:
+            being_read = await self._show_list(team_id, batch_id, source_id, view_id)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("All sources list %s of import %s not redrawn: %r", view_id, batch_id,
+                        exc)  # fmt: skip
+            return  # the redraw when the file is read still comes
+        if not being_read:
+            await forget(self.db, team_id, key)
+
     # -- the reports themselves ----------------------------------------------------------------
 
     async def _or_later(self, team_id: str, event: str, **ids: int) -> None:
@@ -184,7 +207,24 @@ class SlackNotifier:
     async def _source_read(self, team_id: str, batch_id: int, source_id: int) -> None:
         """Refresh, and share the skipped rows of the file's reading in the thread."""
         await self._refresh(team_id, batch_id)
+        await self._lists_read(team_id, batch_id, source_id)
         await self._share_rejects(team_id, batch_id, source_id)
+
+    async def _lists_read(self, team_id: str, batch_id: int, source_id: int) -> None:
+        """Redraw the *All sources* lists waiting for this file's reading (a list closed
+        meanwhile: so be it); each is forgotten once redrawn, so a retried report redraws
+        only those an outage missed."""
+        for key in await keys_under(self.db, team_id, f"{LIST_KEY}{source_id}:"):
+            await self._show_list(team_id, batch_id, source_id, key.rpartition(":")[2])
+            await forget(self.db, team_id, key)
+
+    async def _show_list(self, team_id: str, batch_id: int, source_id: int,
+                         view_id: str) -> bool:  # fmt: skip
+        """The *All sources* list at the page holding the file; True while it is being read."""
+        view = await load(self.db, team_id, batch_id)
+        await update_modal(self.client, view_id,
+                           sources_modal(view, source_offset(view, source_id)))  # fmt: skip
+        return any(s.id == source_id and s.status == SourceStatus.PENDING for s in view.sources)
 
     async def _share_rejects(self, team_id: str, batch_id: int, source_id: int) -> None:
         """Share the skipped rows of the file's reading in the thread, once per reading (a

@@ -11,7 +11,6 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -19,6 +18,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.imports.batches import ReviewError
 from handlers.context import Refusal
 from handlers.messages import esc
+from handlers.modals import update_modal
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +63,6 @@ async def fill_modal(client: AsyncWebClient, opened: Any, modal: View) -> None:
     open first and are filled after a database read)."""
     view = opened["view"]
     await update_modal(client, view["id"], modal, hash=view.get("hash"))
-
-
-async def update_modal(client: AsyncWebClient, view_id: str, modal: View, *,
-                       hash: str | None = None) -> None:  # fmt: skip
-    """Show `modal` in the open modal `view_id` (a placeholder, or a form whose submission was
-    acked with "Saving…"); if the person closed it, or it changed meanwhile (a newer fill,
-    when `hash` is given), so be it."""
-    try:
-        await client.views_update(view_id=view_id, hash=hash, view=modal)
-    except SlackApiError as exc:
-        if exc.response.get("error") not in ("not_found", "hash_conflict"):
-            raise
-        log.info("the %s modal was closed before it was filled in", modal.callback_id or "")
 
 
 async def dm(client: AsyncWebClient, user_id: str, text: str) -> None:

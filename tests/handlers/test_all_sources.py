@@ -161,3 +161,38 @@ async def test_files_past_the_tenth_get_map_columns_from_all_sources(app: Harnes
     assert mapping["callback_id"] == Callback.MAP_COLUMNS
     assert "export.zip › e12.csv" in json.dumps(mapping["blocks"], ensure_ascii=False)
     assert app.slack.block_errors == []
+
+
+def _line(modal: dict[str, Any], name: str) -> str:
+    (line,) = [b["text"]["text"] for b in modal["blocks"]
+               if f" {name}*" in b.get("text", {}).get("text", "")]  # fmt: skip
+    return line
+
+
+async def test_the_list_under_map_columns_shows_the_file_read_again(app: Harness) -> None:
+    # e12's email column can't be told: All sources lists it failed, with Map columns
+    entries = [(f"e{i:02}.csv", f"email\np{i}@example.com\n".encode()) for i in range(1, 12)]
+    review = await _import_zip(app, [*entries, ("e12.csv", WORK)])
+    modal = await _all_sources(app, review, REP)
+    assert ":warning:" in _line(modal, "e12.csv")
+    await app.requests.block_action(Action.MAP_COLUMNS,
+                                    _value(_buttons(modal["blocks"], Action.MAP_COLUMNS),
+                                           "e12.csv"),
+                                    user_id=REP, view=modal)  # fmt: skip
+    await app.done()
+    mapping = app.slack.open_views(REP)[-1]
+    await app.requests.view_submission(
+        state_values=_state(email="1", first_name="2", last_name="none", locale="3",
+                            subscribed="none"),
+        view_id=mapping["id"], user_id=REP)  # fmt: skip
+    await app.done()
+    # saved: the list below says the file is being read, as the review message does
+    assert "Reading…" in _line(app.slack.views[modal["id"]], "e12.csv")
+    await app.settle()
+    # read: the list below shows its new counts (and its Map columns again) at once
+    listed = app.slack.views[modal["id"]]
+    assert "3 valid · 0 duplicates · 1 rejected" in _line(listed, "e12.csv")
+    assert "e12.csv" in " ".join(_buttons(listed["blocks"], Action.MAP_COLUMNS))
+    assert "sources 1–12 of 12" in json.dumps(listed["blocks"], ensure_ascii=False)
+    assert "Saved" in json.dumps(app.slack.views[mapping["id"]]["blocks"])  # still on top
+    assert app.slack.block_errors == []

@@ -1,0 +1,28 @@
+"""Showing a view in a modal that is already open, for listeners and for background reports.
+
+Apart from handlers.respond, which imports the listeners' context: the notifier (which that
+context holds) redraws modals too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.models.views import View
+from slack_sdk.web.async_client import AsyncWebClient
+
+log = logging.getLogger(__name__)
+
+
+async def update_modal(client: AsyncWebClient, view_id: str, modal: View, *,
+                       hash: str | None = None) -> None:  # fmt: skip
+    """Show `modal` in the open modal `view_id` (a placeholder, or a form whose submission was
+    acked with "Saving…"); if the person closed it, or it changed meanwhile (a newer fill,
+    when `hash` is given), so be it."""
+    try:
+        await client.views_update(view_id=view_id, hash=hash, view=modal)
+    except SlackApiError as exc:
+        if exc.response.get("error") not in ("not_found", "hash_conflict"):
+            raise
+        log.info("the %s modal was closed before it was filled in", modal.callback_id or "")
