@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -12,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.contact_admin import MAX_QUERY
 from bot.ids import digits
 from bot.imports import review
-from handlers.context import Refusal, deps, id_in, may_change
+from handlers.context import deps, id_in, list_meta, may_change
 from handlers.ids import Action, Callback
 from handlers.messages import CONTACTS_PER_PAGE, contacts_modal
 from handlers.respond import update_modal
@@ -36,15 +35,8 @@ async def _render(context: dict[str, Any], team_id: str, batch_id: int, query: s
 
 
 def _meta(body: dict[str, Any]) -> dict[str, Any]:
-    """The contacts modal's private_metadata; anything but our own (a JSON object naming an
-    import) is refused."""
-    try:
-        meta = json.loads((body.get("view") or {}).get("private_metadata") or "")
-    except ValueError:
-        meta = None
-    if not isinstance(meta, dict) or digits(meta.get("batch")) is None:
-        raise Refusal("That list is out of date: close it and open Review contacts again.")
-    return meta  # type: ignore[return-value]
+    """The contacts modal's private_metadata; anything but our own is refused."""
+    return list_meta(body, "Review contacts")
 
 
 async def open_contacts(ack: Any, body: dict[str, Any], client: AsyncWebClient,

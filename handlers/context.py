@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,19 @@ def id_in(value: object, what: str) -> int:
     if found is None:
         raise Refusal(f"That button doesn't name {what}: it may come from an old message.")
     return found
+
+
+def list_meta(body: dict[str, Any], opened_by: str) -> dict[str, Any]:
+    """The private_metadata of the list modal clicked in: a JSON object naming an import.
+    Anything else (a click in another view, forged metadata) is refused, telling the person
+    to open the list again with its button (`opened_by`)."""
+    try:
+        meta = json.loads((body.get("view") or {}).get("private_metadata") or "")
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict) or digits(meta.get("batch")) is None:
+        raise Refusal(f"That list is out of date: close it and open {opened_by} again.")
+    return meta
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ team lead, checked on the click, as on the message.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from slack_sdk.models.views import View
@@ -19,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import digits
 from bot.imports import review
-from handlers.context import Deps, Refusal, deps, id_in
+from handlers.context import Deps, deps, id_in, list_meta
 from handlers.ids import Action
 from handlers.mapping_messages import note_modal
 from handlers.messages import sources_modal
@@ -37,14 +36,8 @@ async def _render(d: Deps, team_id: str, batch_id: int, offset: int) -> View:
 
 def _meta(body: dict[str, Any]) -> tuple[int, int]:
     """(batch, offset) of the modal clicked in; anything but our own metadata is refused."""
-    try:
-        meta = json.loads((body.get("view") or {}).get("private_metadata") or "")
-    except ValueError:
-        meta = None
-    batch = digits(meta.get("batch")) if isinstance(meta, dict) else None
-    if batch is None:
-        raise Refusal("That list is out of date: close it and open All sources again.")
-    return batch, digits(meta.get("offset")) or 0  # type: ignore[union-attr]
+    meta = list_meta(body, "All sources")
+    return digits(meta.get("batch")) or 0, digits(meta.get("offset")) or 0
 
 
 async def _redraw(d: Deps, client: AsyncWebClient, body: dict[str, Any],
