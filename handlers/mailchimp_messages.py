@@ -33,11 +33,10 @@ from bot.mailchimp.api import Audience
 from bot.mailchimp.oauth import STATE_TTL
 from handlers.campaign_messages import notice_modal
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import esc, n, slack_date
+from handlers.messages import counted_option, esc, n, slack_date
 
 MODAL_TITLE = "Connect Mailchimp"
 MAX_OPTIONS = 100  # Slack's limit for a static select
-MAX_OPTION_TEXT = 75
 MAX_KEY_LENGTH = 100  # real keys are 32 hex characters, a dash and the data centre
 SECRET_KEY_MISSING = (
     ":warning: Set `SECRET_KEY` (a long random string) in the bot's environment and restart it "
@@ -167,10 +166,8 @@ def refused_modal(text: str) -> View:
 
 def _option(audience: Audience) -> Option:
     """"Name (1,234 subscribed)", the name shortened so the count always shows."""
-    count = f" ({n(audience.subscribed)} subscribed)"
-    room = MAX_OPTION_TEXT - len(count)
-    name = audience.name if len(audience.name) <= room else audience.name[: room - 1] + "…"
-    return Option(value=audience.id[:150], text=name + count)
+    return counted_option(audience.id[:150], audience.name,
+                          f" ({n(audience.subscribed)} subscribed)")  # fmt: skip
 
 
 def lists_blocks(audiences: Sequence[Audience] = (), note: str = "") -> list[Block]:

@@ -227,16 +227,19 @@ def not_posted_there(channel: str, error: str) -> str:
 MAX_OPTION_TEXT = 75  # Slack's limit for an option's text
 
 
+def counted_option(value: str, name: str, count: str) -> Option:
+    """An option "name (count)" within Slack's 75 characters: a long name (segments take 100
+    characters, audiences more) is cut, not its count: cutting the whole text at 75 showed
+    "… (1,2"."""
+    room = MAX_OPTION_TEXT - len(count)
+    shown = name if len(name) <= room else name[: room - 1].rstrip() + "…"
+    return Option(value=value, text=shown + count)
+
+
 def segment_options(sized: list[tuple[int, str, int]]) -> list[Option]:
-    """The import form's segment choices: "VIP (1,204)". A long name (segments take 100
-    characters) is cut, not its count: cutting the whole text at 75 showed "… (1,2"."""
-    options = []
-    for segment_id, name, size in sized[:100]:
-        count = f" ({size:,})"
-        room = MAX_OPTION_TEXT - len(count)
-        shown = name if len(name) <= room else name[: room - 1].rstrip() + "…"
-        options.append(Option(value=str(segment_id), text=shown + count))
-    return options
+    """The import form's segment choices: "VIP (1,204)"."""
+    return [counted_option(str(segment_id), name, f" ({n(size)})")
+            for segment_id, name, size in sized[:100]]  # fmt: skip
 
 
 FORMAT_LABEL = {FileFormat.CSV: "CSV file", FileFormat.XLSX: "Excel file",
