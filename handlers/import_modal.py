@@ -61,7 +61,7 @@ from handlers.messages import (
 )
 from handlers.respond import fill_modal
 from handlers.routes import Routes
-from handlers.slack_files import GONE, check_csv, describe
+from handlers.slack_files import check_csv, describe, slack_fetcher
 from models import BatchStatus, Database, Segment, SegmentKind, SourceKind
 from models.contacts import ALL_CUSTOMERS
 
@@ -230,7 +230,7 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     if batch_id is None:
         chosen = await chosen_audiences(d, team_id, form.audience_ids)  # before anything exists
-        await own_uploads(client, user_id, form.files)
+        await own_uploads(d, client, user_id, form.files)
         segment = (await create_segment(d.db, team_id, form.new_segment, actor=user_id)
                    if form.new_segment
                    else await import_segment(d.db, team_id, form.segment_id or 0))  # fmt: skip
@@ -242,7 +242,7 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
             raise Refusal(f"That import is already {describe_status(existing)}; "
                           "start a new one with /referral import.")  # fmt: skip
         chosen = await chosen_audiences(d, team_id, form.audience_ids)
-        await own_uploads(client, user_id, form.files)
+        await own_uploads(d, client, user_id, form.files)
         if form.consent:
             await confirm_consent(d.db, team_id, batch_id, user_id)
     if meta.get("batch") is not None:
@@ -277,20 +277,20 @@ async def queue_sources(d: Deps, team_id: str, batch_id: int, form: ImportForm,
         await queue_audiences(d.db, team_id, batch_id, list(chosen))
 
 
-async def own_uploads(client: AsyncWebClient, user_id: str,
+async def own_uploads(d: Deps, client: AsyncWebClient, user_id: str,
                       files: Sequence[dict[str, Any]]) -> None:  # fmt: skip
     """Refuse the form unless the person submitting it uploaded every file it names.
 
     The form carries file ids, and the bot's token opens every file the bot can see (one in
-    a private channel, another workspace's in a shared one): `files.info` says who uploaded
-    each, and only the submitter's own uploads are read."""
+    a private channel, another workspace's in a shared one): `files.info` (the fetcher's, as
+    the reading job asks it) says who uploaded each, and only the submitter's own uploads are
+    read; a file gone meanwhile is no upload of theirs."""
+    fetcher = slack_fetcher(d.settings, client)
     for file in files:
         file_id = str(file.get("id") or "")
         try:
-            info = (await client.files_info(file=file_id))["file"] if file_id else {}
-        except SlackApiError as exc:
-            if exc.response.get("error") not in GONE:
-                raise
+            info = await fetcher.info(file_id) if file_id else {}
+        except FileRejected:
             info = {}
         if not file_id or info.get("user") != user_id:
             name = esc(str(info.get("name") or file.get("name") or "a file"))
