@@ -103,10 +103,15 @@ def _campaign_buttons(campaign: Campaign) -> ActionsBlock:
     ])  # fmt: skip
 
 
+def _page_start(index: int) -> int:
+    """The offset of the page of the list that holds its `index`th campaign."""
+    return index - index % MAX_CAMPAIGNS_SHOWN
+
+
 def page_of(summaries: list[CampaignSummary], campaign_id: int | None) -> int:
     """The offset of the page that shows this campaign (the first page if it isn't there)."""
-    index = next((i for i, s in enumerate(summaries) if s.campaign.id == campaign_id), 0)
-    return index - index % MAX_CAMPAIGNS_SHOWN
+    return _page_start(next((i for i, s in enumerate(summaries)
+                             if s.campaign.id == campaign_id), 0))  # fmt: skip
 
 
 def campaign_list(summaries: list[CampaignSummary], note: str = "", *,
@@ -118,9 +123,7 @@ def campaign_list(summaries: list[CampaignSummary], note: str = "", *,
     50 blocks; *More* shows the next one (every campaign can be reached and changed from
     Slack, not only the first page's). An offset past the end (a stale button) is page one.
     """
-    if not 0 <= offset < len(summaries):
-        offset = 0
-    offset -= offset % MAX_CAMPAIGNS_SHOWN
+    offset = _page_start(offset if 0 <= offset < len(summaries) else 0)
     blocks: list[Block] = []
     if note:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=note[:3000])))
