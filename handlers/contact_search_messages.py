@@ -36,7 +36,7 @@ from bot.contact_admin import (
     deleted_detail,
 )
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import esc, metadata, n, slack_date
+from handlers.messages import clip, esc, metadata, n, slack_date
 
 MAX_SEGMENTS_SHOWN = 15  # one block each, with its Remove button
 MAX_CAMPAIGNS_SHOWN = 10  # lines of one section
@@ -55,7 +55,7 @@ INVITE_WORDS = {
 
 
 def _cut(text: str, limit: int = MAX_NAME_SHOWN) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return clip(text, limit)
 
 
 def _name(first: str, last: str) -> str:

@@ -22,10 +22,9 @@ from slack_sdk.models.views import View
 from bot.ids import digits
 from bot.imports.mapping import FIELD_LABELS, FIELDS, ColumnMap, position_of
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import esc, metadata
+from handlers.messages import MAX_OPTION_TEXT, clip, esc, metadata
 
 NONE = "none"  # the "(none)" option's value; columns are their position
-MAX_OPTION_TEXT = 75  # Slack's limit for an option's text
 MAX_OPTIONS = 100  # Slack's limit for a static select
 FIELD_BLOCKS = {"email": BlockId.MAP_EMAIL, "first_name": BlockId.MAP_FIRST_NAME,
                 "last_name": BlockId.MAP_LAST_NAME, "locale": BlockId.MAP_LOCALE,
@@ -37,15 +36,11 @@ HINTS = {
 }
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def column_text(index: int, name: str, values: list[str]) -> str:
     """"Work Email — ada@example.com, bob@example.org, …", within Slack's 75 characters."""
     title = name.strip() or f"(column {index + 1}, no name)"
     shown = ", ".join(values) if values else "(empty)"
-    return _clip(f"{_clip(title, 40)} — {shown}", MAX_OPTION_TEXT)
+    return clip(f"{clip(title, 40)} — {shown}", MAX_OPTION_TEXT)
 
 
 def _options(header: list[str], samples: list[list[str]], optional: bool) -> list[Option]:

@@ -227,6 +227,11 @@ def not_posted_there(channel: str, error: str) -> str:
 MAX_OPTION_TEXT = 75  # Slack's limit for an option's text
 
 
+def clip(text: str, limit: int) -> str:
+    """`text` within `limit` characters (Slack's limit of a field): cut with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def counted_option(value: str, name: str, count: str) -> Option:
     """An option "name (count)" within Slack's 75 characters: a long name (segments take 100
     characters, audiences more) is cut, not its count: cutting the whole text at 75 showed

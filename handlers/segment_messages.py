@@ -33,7 +33,7 @@ from bot.ids import digits
 from bot.segments import CampaignUse
 from bot.workspaces import MAX_SEGMENT_NAME
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import esc, n
+from handlers.messages import clip, esc, n
 from models.contacts import ALL_CUSTOMERS
 
 PAGE_SIZE = 20  # two blocks each: 40 of a message's 50, with room for the rest
@@ -86,7 +86,7 @@ def _contacts(count: int) -> str:
 
 
 def _plain(text: str, limit: int) -> PlainTextObject:
-    return PlainTextObject(text=text if len(text) <= limit else text[: limit - 1] + "…")
+    return PlainTextObject(text=clip(text, limit))
 
 
 def _delete_confirm(item: SegmentItem) -> ConfirmObject:
