@@ -43,6 +43,7 @@ from bot.imports.reading import (
     holds_an_address,
     is_header,
     map_header,
+    row_above_header,
 )
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # old Office files, and encrypted new ones
@@ -364,11 +365,17 @@ def _header_and_rows(rows: Rows) -> tuple[tuple[int, list[str]] | None, Rows]:
         if head and holds_an_address(row[1]):
             head.append(row)  # a row of data: past any title (see reading.find_header)
             above = header_above_data([fields for _, fields in head])
-            return head[above], _rows_from(head[above + 1 :], rows)
+            return head[above], _rows_from([*_addressed(head[:above]), *head[above + 1 :]], rows)
         if is_header(row[1]):
-            return row, rows
+            return row, _rows_from(_addressed(head), rows)
         head.append(row)
     return (head[0] if head else None), _rows_from(head[1:], rows)
+
+
+def _addressed(above: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]]:
+    """The rows above the header holding an address: counted, not dropped unseen (see
+    XlsxReader.records)."""
+    return [row for row in above if holds_an_address(row[1])]
 
 
 def _rows_from(head: list[tuple[int, list[str]]], rows: Rows) -> Rows:
@@ -498,10 +505,16 @@ class XlsxReader:
             raise CsvFileError(DAMAGED) from exc
 
     def records(self) -> Iterator[tuple[int, list[str] | str]]:
-        """(row number as Excel shows it, fields) per non-blank row after the header."""
+        """(row number as Excel shows it, fields) per non-blank row after the header, and
+        before them those above it holding an address (reading.row_above_header)."""
         if self._rows is None:
             return
-        yield from self._rows
+        header_row, columns = self.header_row, self.columns
+        for number, fields in self._rows:
+            if number < header_row:
+                yield row_above_header(number, fields, columns, header_row)
+            else:
+                yield number, fields
 
     def close(self) -> None:
         """Let go of the workbook; the stream stays open (the caller owns it)."""

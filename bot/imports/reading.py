@@ -86,6 +86,8 @@ _MAGIC = {
 
 
 NOT_TEXT = "This file is not text (it contains binary data). Upload a CSV file."
+ABOVE_HEADER = ("Above the header row (line {header}), so not read as a contact: if it is "
+                "one, move it below the header")
 HEADER_QUOTE = ("The header row has a quote (\") that never closes, so it runs into the rows "
                 "below it. Fix the header row and try again.")
 
@@ -404,14 +406,28 @@ def _row_shaped(line: str, delimiter: str, width: int, email: int) -> bool:
     # a swallowed line is cut where a quote in it closed the runaway field: all its fields but
     # the last, and an address in the email column
     fields = next(csv.reader([line], delimiter=delimiter, strict=False), [])
-    if len(fields) <= email or len(fields) < width - 1:
+    return len(fields) >= width - 1 and _address_in(fields, email)
+
+
+def _address_in(fields: list[str], email: int) -> bool:
+    """Whether the email column of `fields` holds a valid address."""
+    if len(fields) <= email:
         return False
-    cell = fields[email].strip()
     try:
-        normalize_email(cell)
+        normalize_email(fields[email].strip())
     except InvalidEmail:
         return False
     return True
+
+
+def row_above_header(line: int, fields: list[str], columns: Columns,
+                     header_line: int) -> tuple[int, list[str] | str]:  # fmt: skip
+    """A record above the header holding an address, as the import counts it: a row of data
+    when its email column holds a valid address (a headerless file's first row), else
+    rejected saying where it stands (a title: "Export, sent by ops@example.com")."""
+    if _address_in(fields, columns.email):
+        return line, fields
+    return line, ABOVE_HEADER.format(header=header_line)
 
 
 # Header -> columns: map_header's guess, or a mapping someone chose (bot.imports.mapping).
@@ -451,7 +467,8 @@ class CsvReader:
         # reaches csv in pieces, each a malformed or rejected row; later line numbers then
         # count its pieces. readline from a C callable iterator: no slower than iteration.
         self._lines = iter(functools.partial(self._text.readline, MAX_LINE_CHARS), "")
-        self._above = sum(1 for _ in itertools.islice(self._lines, above))  # a title, `sep=;`
+        skipped = list(itertools.islice(self._lines, above))  # a title, `sep=;`
+        self._above = len(skipped)
         self._reader = csv.reader(self._lines, delimiter=self.delimiter, strict=False)
         self.header: list[str] = []
         self._header_line = 0
@@ -469,6 +486,7 @@ class CsvReader:
                 # (a header cell with a line break in it, as Excel allows, is fine)
                 raise CsvFileError(HEADER_QUOTE)
             self.columns = columns_of(self.header)
+            self._before = self._rows_above(skipped)
         except csv.Error:
             self.close()
             raise CsvFileError(HEADER_QUOTE) from None
@@ -489,6 +507,20 @@ class CsvReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _rows_above(self, lines: list[str]) -> list[tuple[int, list[str] | str]]:
+        """The records among `lines` (those above the header) that hold an address: each
+        must show in the counts. A title and a date are no data, but a headerless file's
+        first row was dropped unseen when the header was chosen below it (a row of more
+        fields and no address: header_above_data). See row_above_header."""
+        found: list[tuple[int, list[str] | str]] = []
+        reader = self._new_reader(iter(lines))
+        line = 1
+        for fields in reader:
+            if holds_an_address(fields):
+                found.append(row_above_header(line, fields, self.columns, self._header_line))
+            line = reader.line_num + 1
+        return found
 
     def _unclosed(self, fields: list[str], lines: int) -> bool:
         """Whether a record spanning `lines` lines is a quote that never closed: it swallowed
@@ -537,6 +569,7 @@ class CsvReader:
 
     def records(self) -> Iterator[tuple[int, list[str] | str]]:
         """(first line, fields) per non-blank record; (line, message) for a malformed one."""
+        yield from self._before  # rows above the header holding an address (_rows_above)
         reader = self._reader
         base = self._above  # lines read before this reader (see _past_runaway_field)
         previous = self._header_line

@@ -3,6 +3,7 @@ service layer into the database: sources, notes, counts, reasons, locale and con
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import zipfile
@@ -431,6 +432,53 @@ async def test_a_line_above_the_header_no_longer_refuses_the_file(db: Database,
 
     assert (result.batch.valid, result.batch.rejected) == (1, 0)
     assert (await _contacts(db))["ann@example.com"][0] == "Ann"
+
+
+HEADERLESS = [["ann@example.com", "", ""],  # 1: a row of data, fewer fields than the next
+              ["Bob", "Ray", "Paris"],  # 2: no address: the header chosen, named by the mapping
+              ["cy@example.com", "Cy", "Lee"], ["ann@example.com", "Ann", "Lee"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["people.csv", "people.xlsx"])
+async def test_a_headerless_first_row_above_the_chosen_header_is_imported(
+    db: Database, name: str
+) -> None:
+    """A headerless file whose first row lacks names, below it a row without an address:
+    that row was chosen as the header (the first row taken for a title above it) and the
+    first row was counted nowhere, neither imported nor in the rejects file."""
+    if name.endswith(".csv"):
+        data = "".join(",".join(row) + "\r\n" for row in HEADERLESS).encode()
+    else:
+        data = workbook(("People", [[cell for cell in row if cell] for row in HEADERLESS]))
+    rejects = io.StringIO()
+
+    result = await _import(db, name, data, rejects=rejects,
+                           column_map={"email": "Bob", "first_name": "Ray"})  # fmt: skip
+
+    batch = result.batch
+    assert (batch.rows, batch.valid, batch.duplicates, batch.rejected) == (3, 2, 1, 0)
+    assert set(await _contacts(db)) == {"ann@example.com", "cy@example.com"}
+    assert [row[1] for row in csv.reader(io.StringIO(rejects.getvalue()))][1:] == ["4"]
+
+
+async def test_a_title_holding_an_address_above_the_header_is_rejected_saying_why(
+    db: Database,
+) -> None:
+    """The title's line was counted nowhere: every line holding an address shows in the
+    counts, and this one in the rejects file with its reason."""
+    data = (b"Customer export, sent by ops@example.com\r\n\r\n"
+            b"email,first_name,last_name\r\nann@example.com,Ann,Lee\r\n")
+    rejects = io.StringIO()
+
+    result = await _import(db, "report.csv", data, rejects=rejects)
+
+    batch = result.batch
+    assert (batch.rows, batch.valid, batch.duplicates, batch.rejected) == (2, 1, 0, 1)
+    assert set(await _contacts(db)) == {"ann@example.com"}
+    (_, rejected) = list(csv.reader(io.StringIO(rejects.getvalue())))
+    assert rejected[1] == "1" and rejected[-1] == (
+        "Above the header row (line 3), so not read as a contact: if it is one, move it below "
+        "the header")
 
 
 async def test_excel_escaped_carriage_returns_are_not_stored_as_text(db: Database) -> None:
