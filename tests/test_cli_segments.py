@@ -141,22 +141,14 @@ async def test_an_import_into_a_segment_being_deleted_imports_nothing(
         pytest.skip("SQLite's one writer can't interleave the two")
     from sqlalchemy import text
 
-    from bot.segments import delete_segment
-    from tests.waiting import backend_pid, until_waiting_or_done
+    from tests.waiting import pause_segment_deletion, until_waiting_or_done
 
     await ensure_workspace(db, TEAM)
     vip = await import_target(db, TEAM, "VIP", create=True)
-    holder = await db.engine.connect()
-    transaction = await holder.begin()
-    await holder.execute(text("LOCK TABLE campaign_segment IN SHARE MODE"))
-    deleting = asyncio.create_task(delete_segment(db, TEAM, vip.id or 0))
-    deleter = await until_waiting_or_done(db, await backend_pid(holder), deleting)
-    assert deleter is not None
+    deletion = await pause_segment_deletion(db, TEAM, vip.id or 0)
     importing = asyncio.create_task(cli("import", str(people), "--segment", "VIP"))
-    assert await until_waiting_or_done(db, deleter, importing) is not None
-    await transaction.commit()
-    await holder.close()
-    await deleting
+    assert await until_waiting_or_done(db, deletion.pid, importing) is not None
+    await deletion.let_go()
     code, out, err = await importing
     assert (code, out) == (1, "")
     assert "The segment 'VIP' was deleted; nothing was imported." in err

@@ -26,7 +26,7 @@ from bot.workspaces import (
 )
 from models import BatchStatus, Database, ImportBatch, SegmentKind
 from models.contacts import ALL_CUSTOMERS
-from tests.waiting import backend_pid, until_waiting_or_done
+from tests.waiting import backend_pid, pause_segment_deletion, until_waiting_or_done
 
 TEAM, OTHER = "T0001", "T0002"
 PEOPLE = ("first_name,last_name,email,locale,Accepts Email Marketing\n"
@@ -319,17 +319,10 @@ async def test_an_import_waits_for_a_deletion_under_way_and_is_refused(team: Dat
         pytest.skip("SQLite's one writer can't interleave the two")
     db = team
     vip = await import_target(db, TEAM, "VIP", create=True)
-    holder = await db.engine.connect()
-    transaction = await holder.begin()
-    await holder.execute(text("LOCK TABLE campaign_segment IN SHARE MODE"))
-    deleting = asyncio.create_task(delete_segment(db, TEAM, vip.id or 0))
-    deleter = await until_waiting_or_done(db, await backend_pid(holder), deleting)
-    assert deleter is not None  # paused after its UPDATE, at the campaign links
+    deletion = await pause_segment_deletion(db, TEAM, vip.id or 0)
     creating = asyncio.create_task(create_batch(db, TEAM, vip.id or 0, "U0001"))
-    await until_waiting_or_done(db, deleter, creating)
-    await transaction.commit()
-    await holder.close()
-    assert (await deleting).name == "VIP"
+    await until_waiting_or_done(db, deletion.pid, creating)
+    assert (await deletion.let_go()).name == "VIP"
     with pytest.raises(WorkspaceError, match="The segment 'VIP' was deleted"):
         await creating
     assert await _count(db, "SELECT COUNT(*) FROM import_batch") == 0

@@ -5,10 +5,11 @@ ever waiting, which is what the code before a fix did)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
 from models import Database
 
@@ -35,3 +36,34 @@ async def until_waiting_or_done(db: Database, pid: int, task: asyncio.Task[Any])
             return waiting
         await asyncio.sleep(0.01)
     raise AssertionError("it neither finished nor waited for the other transaction")
+
+
+@dataclass
+class PausedDeletion:
+    """`delete_segment` under way, its UPDATE done, paused at the campaign links."""
+
+    task: asyncio.Task[Any]
+    pid: int  # its backend: what the code under test may wait for
+    _holder: AsyncConnection
+    _transaction: AsyncTransaction
+
+    async def let_go(self) -> Any:
+        """Release the pause; the deletion's result."""
+        await self._transaction.commit()
+        await self._holder.close()
+        return await self.task
+
+
+async def pause_segment_deletion(db: Database, team_id: str, segment_id: int,
+                                 **kwargs: Any) -> PausedDeletion:  # fmt: skip
+    """Start the real `delete_segment` and hold it, mid-transaction, by a lock on the table it
+    reaches after marking the segment deleted (PostgreSQL)."""
+    from bot.segments import delete_segment
+
+    holder = await db.engine.connect()
+    transaction = await holder.begin()
+    await holder.execute(text("LOCK TABLE campaign_segment IN SHARE MODE"))
+    task = asyncio.create_task(delete_segment(db, team_id, segment_id, **kwargs))
+    pid = await until_waiting_or_done(db, await backend_pid(holder), task)
+    assert pid is not None, "the deletion never reached the campaign links"
+    return PausedDeletion(task, pid, holder, transaction)

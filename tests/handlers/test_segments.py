@@ -499,33 +499,25 @@ async def test_an_import_form_for_a_segment_being_deleted_imports_nothing(app: H
     here, at the campaign links, by a table lock) when a rep submits the import form with VIP
     chosen. The form's work waited for the deletion, then created the import into the deleted
     segment and posted its review. Now the rep is told by direct message and nothing is made."""
-    from bot.segments import delete_segment
     from bot.workspaces import import_target
     from tests.handlers.test_errors_and_retention import _dms
     from tests.handlers.test_import_flow import _form, _open_modal
-    from tests.waiting import backend_pid, until_waiting_or_done
+    from tests.waiting import pause_segment_deletion, until_waiting_or_done
 
     if app.db.dialect != "postgresql":
         pytest.skip("SQLite's one writer can't interleave the two")
     await ensure_workspace(app.db, TEAM)
     vip = await import_target(app.db, TEAM, "VIP", create=True)
     view_id = await _open_modal(app)
-    holder = await app.db.engine.connect()
-    transaction = await holder.begin()
-    await holder.execute(text("LOCK TABLE campaign_segment IN SHARE MODE"))
-    deleting = asyncio.create_task(delete_segment(app.db, TEAM, vip.id or 0, actor=LEAD))
-    deleter = await until_waiting_or_done(app.db, await backend_pid(holder), deleting)
-    assert deleter is not None
+    deletion = await pause_segment_deletion(app.db, TEAM, vip.id or 0, actor=LEAD)
     form = _form(email="a@example.com")
     form[BlockId.SEGMENT][Action.SEGMENT]["selected_option"] = {
         "text": {"type": "plain_text", "text": "VIP"}, "value": str(vip.id)}  # fmt: skip
     reply = await app.requests.view_submission(state_values=form, view_id=view_id, user_id=REP)
     assert reply.status == 200 and not reply.body  # the form closed: VIP was there
     creating = asyncio.create_task(app.later.drain())
-    assert await until_waiting_or_done(app.db, deleter, creating) is not None
-    await transaction.commit()
-    await holder.close()
-    await deleting
+    assert await until_waiting_or_done(app.db, deletion.pid, creating) is not None
+    await deletion.let_go()
     await creating
     await app.settle()
     async with app.db.begin() as conn:
