@@ -12,7 +12,8 @@ import functools
 import re
 import string
 import unicodedata
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 
@@ -65,32 +66,79 @@ UNREADABLE_ENCODING = (
     f"any encoding we know, so we won't guess. {SAVE_AS_UTF8}"
 )
 
-# Non-ASCII lowercase letters of the languages written in Latin code pages. A word's accented
-# letters all belong to one of them: cp1250's "Dvořák" read as cp1252 is "Dvoøák", and no
-# language has both ø and á.
-_ALPHABETS = tuple(frozenset(letters) for letters in (
-    "àâæçéèêëîïôœùûüÿ",  # French
-    "äöüßé",  # German
-    "áéíóúñüï",  # Spanish, Galician
-    "áâãàçéêíóôõú",  # Portuguese
-    "àèéìíîòóùú",  # Italian
-    "àçèéíïòóúü·",  # Catalan
-    "åäöæøéü",  # Danish, Norwegian, Swedish, Finnish
-    "áðéíóúýþæö",  # Icelandic, Faroese
-    "éëïöüáèóêôûâ",  # Dutch, Afrikaans
-    "áéíóöőúüű",  # Hungarian
-    "ąćęłńóśźż",  # Polish
-    "áčďéěíňóřšťúůýž",  # Czech
-    "áäčďéíĺľňóôŕšťúýž",  # Slovak
-    "čćđšž",  # Croatian, Slovene, Bosnian
-    "ăâîșşțţ",  # Romanian
-    "çğıöşü",  # Turkish
-    "ąčęėįšųūž",  # Lithuanian
-    "āčēģīķļņšūž",  # Latvian
-    "äõöüšž",  # Estonian
-    "ëç",  # Albanian
-    "àáèéìíòóùú",  # Scottish and Irish Gaelic
-))  # fmt: skip
+
+@dataclass(frozen=True, slots=True)
+class _Alphabet:
+    """How a language written in a Latin code page spells its words: its non-ASCII lowercase
+    letters, the ASCII letters it doesn't write, and where some letters can't stand. What a
+    code page misread gives breaks these: Czech's "Zdeněk" read as cp1252 is "Zdenìk", and no
+    language writes both k and ì inside a word; Turkish's "Muş" is "Muþ", and Icelandic, the
+    only language with þ, never ends a word with it."""
+
+    letters: frozenset[str]
+    pages: frozenset[str]  # the code pages its computers write ("CSV" in Excel on Windows)
+    absent: frozenset[str] = frozenset()  # ASCII letters it doesn't write
+    final: frozenset[str] = frozenset()  # letters it writes only at the end of a word
+    not_initial: frozenset[str] = frozenset()  # letters no word starts with
+    not_final: frozenset[str] = frozenset()  # letters no word ends with
+    before_consonant: frozenset[str] = frozenset()  # letters never followed by a vowel
+
+    def spells(self, word: str) -> bool:
+        """Whether `word` (lowercase letters only, ASCII or not) is spelled in this alphabet."""
+        for i, char in enumerate(word):
+            if char.isascii():
+                if char in self.absent:
+                    return False
+                continue
+            if char not in self.letters:
+                return False
+            after = word[i + 1 : i + 2]
+            if ((char in self.final and after) or (char in self.not_initial and not i)
+                    or (char in self.not_final and not after)
+                    or (char in self.before_consonant and after in _VOWELS)):  # fmt: skip
+                return False
+        return True
+
+
+_WESTERN = "cp1252 mac_roman"
+_CENTRAL = "cp1250"
+
+
+def _alphabet(letters: str, pages: str, absent: str = "", **where: str) -> _Alphabet:
+    return _Alphabet(frozenset(letters), frozenset(pages.split()), frozenset(absent),
+                     **{k: frozenset(v) for k, v in where.items()})  # fmt: skip
+
+
+_VOWELS = frozenset("aeiouıöüâîû")  # what Turkish's ğ follows; what no Western è precedes
+# Languages written in Latin code pages. French, Catalan and Dutch write è before a
+# consonant only (cp1250's "Kučera" read as cp1252 is "Kuèera"); Italian writes its accents
+# on a word's last vowel; Icelandic (and Faroese) doesn't write c, q, w or z, starts no word
+# with ð and ends none with þ; Turkish starts none with ğ, Czech none with ů (Gaelic's Ùig
+# read as cp1250 is "Ůig"); Gaelic has eighteen letters.
+_ALPHABETS = (
+    _alphabet("àâæçéèêëîïôœùûüÿ", _WESTERN, before_consonant="è"),  # French
+    _alphabet("äöüßé", _WESTERN),  # German
+    _alphabet("áéíóúñüï", _WESTERN),  # Spanish, Galician
+    _alphabet("áâãàçéêíóôõú", _WESTERN),  # Portuguese
+    _alphabet("àèéìíîòóùú", _WESTERN, "jkwxy", final="àèéìíîòóùú"),  # Italian
+    _alphabet("àçèéíïòóúü·", _WESTERN, before_consonant="è"),  # Catalan
+    _alphabet("åäöæøéü", _WESTERN),  # Danish, Norwegian, Swedish, Finnish
+    _alphabet("áðéíóúýþæö", _WESTERN, "cqwz", not_initial="ð", not_final="þ"),  # Icelandic
+    _alphabet("éëïöüáèóêôûâ", _WESTERN, before_consonant="è"),  # Dutch, Afrikaans
+    _alphabet("áéíóöőúüű", _CENTRAL),  # Hungarian
+    _alphabet("ąćęłńóśźż", _CENTRAL, "qvx"),  # Polish
+    _alphabet("áčďéěíňóřšťúůýž", _CENTRAL, not_initial="ů"),  # Czech
+    _alphabet("áäčďéíĺľňóôŕšťúýž", _CENTRAL),  # Slovak
+    _alphabet("čćđšž", _CENTRAL),  # Croatian, Slovene, Bosnian
+    _alphabet("ăâîșşțţ", _CENTRAL),  # Romanian
+    _alphabet("çğıöşü", "cp1254", "qwx", not_initial="ğ"),  # Turkish
+    _alphabet("ąčęėįšųūž", "cp1257", "qwx"),  # Lithuanian
+    _alphabet("āčēģīķļņšūž", "cp1257", "qwxy"),  # Latvian
+    _alphabet("äõöüšž", "cp1257"),  # Estonian
+    _alphabet("ëç", f"{_WESTERN} {_CENTRAL}"),  # Albanian
+    _alphabet("àáèéìíòóùú", _WESTERN, "jkqvwxyz"),  # Scottish and Irish Gaelic
+)
+_NOT_LETTERS = re.compile(r"[^\w]|[\d_]")  # between the parts of a word ("Frýdek-Místek")
 # Between words: spaces, the delimiters, ASCII and CJK punctuation (Japanese 、。「」, fullwidth).
 _WORD_BREAK = re.compile(
     "[\\s,;|\"()\\[\\]{}<>/\\\\:=+*&^%$#!?~`@\u3000-\u303f\uff01-\uff0f\uff1a-\uff20"
@@ -104,7 +152,6 @@ _JOINERS = frozenset("’·–׳״")  # O’Brien, l·l, Mon–Fri, Hebrew's ג�
 # as a Greek letter made a whole file Big5) and the ordinals ("Nº 5", "4ºC", "1ª"; as letters
 # of no alphabet they made a Spanish file Central European, Muñoz stored as Muńoz).
 _SIGN_LETTERS = frozenset("µºª")
-_VOWELS = frozenset("aeiouıöüâîû")  # what Turkish's ğ follows; what no Western è precedes
 # Bytes misread are told apart by their words, so a mid-word dash ("Mon–Fri") counts against
 # cp1252 as it does against any reading. Among the Latin code pages, which share most letters,
 # a reading other than cp1252 wins when cp1252's is mostly implausible and it is nearly all
@@ -113,6 +160,7 @@ _VOWELS = frozenset("aeiouıöüâîû")  # what Turkish's ğ follows; what no W
 _LATIN_STAYS = 0.75
 _LATIN_SWITCHES = 0.9
 _DECISIVE_WORDS = 1  # see _outreads
+_MIN_WORD = 3  # letters of a file's one word that may switch it to another Latin code page
 
 
 @functools.lru_cache(maxsize=4096)
@@ -218,8 +266,6 @@ def _out_of_place(core: str, i: int) -> bool:
     char, before = core[i], core[i - 1] if i else ""
     after = core[i + 1 : i + 2]
     if char.isalpha():
-        if char in "èÈ" and after.lower() in _VOWELS:
-            return True  # no Western word has è before a vowel: cp1250's č has ("Kuèera")
         if char in "ğĞ":
             # Turkish's soft g only ever follows a vowel: Icelandic's ð read as cp1254 does
             # not ("Hörður" as "Hörğur", "Sigurðsson" as "Sigurğsson")
@@ -279,7 +325,38 @@ def _plausible(word: str, encoding: str) -> bool:
     latin = {lower for c in letters if not (lower := c.lower()[:1]).isascii()}
     if not ascii_letters and len(latin) >= 2 and len(core) >= 3:
         return False  # "Èâàí": Cyrillic or Chinese bytes read as Latin letters
-    return any(latin <= alphabet for alphabet in _ALPHABETS)
+    return _spelled(core)
+
+
+def _spelled(core: str) -> bool:
+    """Whether every part of `core` ("Frýdek-Místek", "D'Angelo") holding a non-ASCII letter
+    is spelled in one language's alphabet."""
+    return bool(_spelling(_word_parts(core)))
+
+
+_EVERY_ALPHABET = frozenset(range(len(_ALPHABETS)))
+
+
+def _spelling(parts: Iterable[str]) -> frozenset[int]:
+    """The alphabets (their places in _ALPHABETS) that spell every one of `parts`."""
+    found = _EVERY_ALPHABET
+    for part in parts:
+        found &= _alphabets_of(part)
+        if not found:
+            break
+    return found
+
+
+@functools.lru_cache(maxsize=8192)
+def _alphabets_of(part: str) -> frozenset[int]:
+    """The alphabets that spell `part`: names repeat down a file, each is judged once."""
+    return frozenset(i for i, alphabet in enumerate(_ALPHABETS) if alphabet.spells(part))
+
+
+def _word_parts(core: str) -> list[str]:
+    """The lowercase runs of letters of `core` holding a non-ASCII letter (not a sign's)."""
+    letters = "".join(" " if c in _SIGN_LETTERS else c for c in core.lower())
+    return [p for p in _NOT_LETTERS.split(letters) if not p.isascii()]
 
 
 def _words(text: str) -> list[str]:
@@ -301,7 +378,8 @@ def _reading(evidence: bytes, encoding: str) -> _Reading | None:
     except UnicodeDecodeError:
         return None
     words = _words(text)
-    plausible = sum(1 for word in words if _plausible(word, encoding))
+    # names repeat down a file: each is judged once
+    plausible = sum(n for word, n in Counter(words).items() if _plausible(word, encoding))
     return _Reading(encoding, text, plausible / len(words) if words else 1.0)
 
 
@@ -373,6 +451,62 @@ def _outreads(other: _Reading, first: _Reading) -> bool:
     return len(decisive) >= _DECISIVE_WORDS
 
 
+def _one_language(reading: _Reading, words: list[str] | None = None) -> bool:
+    """Whether the alphabet of one language whose computers write the reading's code page
+    spells every word of the reading holding non-ASCII Latin letters (or every one of
+    `words`): a file of names from one country is written in its language, by a computer
+    set up for it (Excel on Windows saves "CSV" in the system's code page).
+
+    A code page misread scatters a file's letters over several: Lithuanian's "Šimkus
+    Klaipėda" read as cp1252 is Icelandic's ð and French's ë ("Ðimkus Klaipëda"), Turkish's
+    "Ayşe Yılmaz" Icelandic's þ and Czech's ý ("Ayþe Yýlmaz", Icelandic writes no z), and
+    Latvian's "Mežs Šmits" read as cp1250 Romanian's ţ and Croatian's đ."""
+    return _spread(reading, words) > 0
+
+
+def _spread(reading: _Reading, words: list[str] | None = None) -> int:
+    """How many alphabets of languages written in the reading's code page (any, for UTF-8)
+    spell every word of it holding non-ASCII Latin letters (or every one of `words`); 0
+    when none does, or there is no such word.
+
+    Of two readings each spelled in one language, the one whose letters more languages
+    write is the likelier: Lithuanian's "Šimkus" read as cp1250 is Croatian's "Đimkus", a
+    letter of one language; š is three Baltic languages'."""
+    latin = {part for word in set(_words(reading.text) if words is None else words)
+             if (parts := _word_parts(_edges_stripped(word)))
+             and all(_system(c) == "LATIN" for part in parts for c in part)
+             for part in parts}  # fmt: skip
+    if not latin:
+        return 0
+    return sum(1 for i in _spelling(latin) if reading.encoding == "utf-8"
+               or reading.encoding in _ALPHABETS[i].pages)  # fmt: skip
+
+
+def _one_language_over_cp1252(readings: list[_Reading]) -> _Reading:
+    """The first (cp1252) reading, or another Latin one as plausible that one language spells
+    (_one_language) and that reads every word the two spell differently as a word, which no
+    one language spells as cp1252 reads them: the most plausible such, then the one whose
+    letters more languages write (_spread), then the earliest."""
+    first = readings[0]
+    if first.encoding != "cp1252":
+        return first
+    others = [r for r in readings[1:] if r.encoding in _LATIN_READINGS
+              and r.score >= first.score - _TIE and _one_language(r)
+              and _differs_plausibly(r, first)]  # fmt: skip
+    return max(others, key=lambda r: (r.score, _spread(r))) if others else first
+
+
+def _differs_plausibly(other: _Reading, first: _Reading) -> bool:
+    """The two readings' words line up, some differ, `other` reads each of those as a word,
+    and no one language spells them as `first` reads them."""
+    theirs, ours = _words(other.text), _words(first.text)
+    if len(theirs) != len(ours):
+        return False
+    differing = [(w, f) for w, f in zip(theirs, ours, strict=True) if w != f]
+    return (bool(differing) and all(_plausible(w, other.encoding) for w, _ in differing)
+            and not _one_language(first, [f for _, f in differing]))  # fmt: skip
+
+
 def _letters(reading: _Reading) -> set[str]:
     """The reading's non-ASCII letters, lowercased."""
     return {c.lower() for word in _words(reading.text) for c in word
@@ -440,14 +574,16 @@ def _decide(readings: list[_Reading]) -> str:
             return readings[0].encoding
         raise UnknownCodePage(UNREADABLE_ENCODING)
     if readings[0].score >= best - _TIE:
-        return _turkish_over_cp1252(readings).encoding
+        chosen = _one_language_over_cp1252(readings)
+        return (chosen if chosen is not readings[0] else _turkish_over_cp1252(readings)).encoding
     latin = [r for r in readings[1:] if r.encoding in _LATIN_READINGS]
     stays = readings[0].encoding in _LATIN_READINGS and readings[0].score >= _LATIN_STAYS
     if latin and (stays or max(r.score for r in latin) < _LATIN_SWITCHES):
         outreading = [r for r in latin if _outreads(r, readings[0])]
         others = [r for r in readings[1:] if r not in latin]
         if outreading:  # it takes the first reading's place: the one to beat
-            readings = [max(outreading, key=lambda r: r.score), *others]
+            best_latin = max(outreading, key=lambda r: (r.score, _spread(r)))
+            readings = [best_latin, *others]
         else:
             readings = [readings[0], *others]
     best = max(r.score for r in readings)
@@ -456,8 +592,10 @@ def _decide(readings: list[_Reading]) -> str:
     tied = _caseless_over_lowercase([r for r in readings if r.score >= best - _TIE])
     first = tied[0]
     differing = [r for r in tied if r.text != first.text]
-    if not differing or all(r.encoding in _LATIN_READINGS for r in (first, *differing)):
+    if not differing:
         return first.encoding
+    if all(r.encoding in _LATIN_READINGS for r in (first, *differing)):
+        return max(tied, key=_spread).encoding  # the earliest of equals
     if (korean := _korean_over_chinese(tied)) is not None:
         return korean.encoding
     raise UnknownCodePage(
@@ -473,7 +611,9 @@ def legacy_encoding(evidence: bytes, *, utf8_too: bool = False) -> str:
     `utf8_too`: the evidence holds UTF-8 characters among its other bytes, so reading it as
     UTF-8 with stray cp1252 bytes is a candidate too (first: the reader's old default). One
     word is too little to tell Latin code pages apart: cp1252 (or UTF-8) as before, unless
-    the word reads only in a script of its own (Japanese, say).
+    the word reads only in a script of its own (Japanese, say), or isn't spelled in any
+    language in cp1252 and is in another Latin code page (Turkish's "Kılıç", cp1252's
+    "Kýlýç": Icelandic has ý but no c or ç).
     """
     candidates = [*(("utf-8",) if utf8_too else ()), *(e for e, _ in LEGACY_ENCODINGS)]
     readings = [r for e in candidates if (r := _reading(evidence, e)) is not None]
@@ -484,4 +624,12 @@ def legacy_encoding(evidence: bytes, *, utf8_too: bool = False) -> str:
         chosen = _decide(readings)
     except UnknownCodePage:
         return default
-    return default if chosen in _LATIN_READINGS else chosen  # only a script of its own counts
+    if chosen not in _LATIN_READINGS:
+        return chosen  # a script of its own
+    spelled = next(r for r in readings if r.encoding == chosen)
+    words = _words(spelled.text)
+    letters = sum(1 for c in _edges_stripped(words[0]) if c.isalpha()) if words else 0
+    if (chosen != default and readings[0].score == 0 and letters >= _MIN_WORD
+            and _one_language(spelled)):  # fmt: skip
+        return chosen  # the word is spelled in this Latin code page, and not in cp1252
+    return default
