@@ -498,13 +498,16 @@ def _one_language_over_cp1252(readings: list[_Reading]) -> _Reading:
 
 def _differs_plausibly(other: _Reading, first: _Reading) -> bool:
     """The two readings' words line up, some differ, `other` reads each of those as a word,
-    and no one language spells them as `first` reads them."""
+    and at least one of them, as `first` reads it, is no word of any language: a file mixing
+    two Western languages ("Hélène" and "Øystein": no one language spells both) keeps its
+    cp1252 reading, since each of its words is some language's ("Hélčne", "Řystein" in
+    cp1250); "Ayþe" is nobody's."""
     theirs, ours = _words(other.text), _words(first.text)
     if len(theirs) != len(ours):
         return False
     differing = [(w, f) for w, f in zip(theirs, ours, strict=True) if w != f]
     return (bool(differing) and all(_plausible(w, other.encoding) for w, _ in differing)
-            and not _one_language(first, [f for _, f in differing]))  # fmt: skip
+            and any(not _one_language(first, [f]) for _, f in differing))  # fmt: skip
 
 
 def _letters(reading: _Reading) -> set[str]:

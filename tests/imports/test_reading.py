@@ -375,8 +375,10 @@ def test_an_export_whose_every_word_reads_in_cp1252_too_reads_as_written(
 # Short exports whose words read as words in cp1252 or in another Latin code page too, so
 # they were stored as cp1252 ("Kýlýç", "Zdenìk", "Ðimkus", "Kârlis"): now a word no language
 # spells in cp1252 (Icelandic writes no c, Italian its accents only on a word's last vowel,
-# no word starts with ð), or a file one language spells in its own code page and none in
-# cp1252, tells them apart, even a file of one word.
+# no word starts with ð), tells them apart, even a file of one word. Not yet: a file each
+# of whose words some Western language spells as cp1252 reads it ("Kazlauskienë" and
+# "Radviliðkis", "Maþeika"), which a mixed Western list looks like too ("Hélène", "Øystein"):
+# those stay cp1252 (see test_western_exports_whose_letters_are_central_european_too_stay_western).
 @pytest.mark.parametrize(("encoding", "rows"), [
     ("cp1254", [("Murat", "Kılıç", "Kocaeli")]),
     ("cp1254", [("Ayşe", "Yılmaz", "Ordu")]),
@@ -384,16 +386,13 @@ def test_an_export_whose_every_word_reads_in_cp1252_too_reads_as_written(
     ("cp1250", [("Zdeněk", "Blažek", "Cheb")]),
     ("cp1250", [("Helena", "Němcová", "Prostějov"), ("Petr", "Hájek", "Brno")]),
     ("cp1257", [("Ona", "Šimkus", "Palanga")]),
-    ("cp1257", [("Ieva", "Kazlauskienė", "Utena"), ("Petras", "Butkutė", "Radviliškis")]),
-    ("cp1257", [("Arūnas", "Mažeika", "Gargždai")]),
     ("cp1257", [("Inese", "Mežs", "Talsi"), ("Kārlis", "Šmits", "Dobele")]),
     ("cp1257", [("Helen", "Šmidt", "Kuressaare"), ("Tiina", "Kõiv", "Pärnu")]),
     ("mac_roman", [("Francisco", "Sánchez", "Toulon")]),
     ("mac_roman", [("Manuel", "Côté", "Stuttgart")]),
 ], ids=["turkish-one-word", "turkish-one-row", "turkish-two-rows", "czech-one-row",
-        "czech-two-rows", "lithuanian-one-word", "lithuanian-two-rows", "lithuanian-one-row",
-        "latvian-two-rows", "estonian-two-rows", "mac-roman-one-word",
-        "mac-roman-one-row"])  # fmt: skip
+        "czech-two-rows", "lithuanian-one-word", "latvian-two-rows", "estonian-two-rows",
+        "mac-roman-one-word", "mac-roman-one-row"])  # fmt: skip
 def test_a_short_export_reads_in_its_code_page(
     encoding: str, rows: list[tuple[str, str, str]]
 ) -> None:
@@ -431,9 +430,18 @@ def test_generated_western_exports_are_not_misread(language: str) -> None:
     [("Màiri", "MacLeòid", "Dùn Èideann")],
     [("Gunnar", "Krause", "Steòrnabhagh"), ("Anaïs", "Dupré", "Cáceres")],
     [("Zoë", "Müller", "Forlì"), ("Íñigo", "Ibáñez", "Reykjavík"), ("Bjørn", "Sæther", "Tromsø")],
+    # two Western languages in one file, no one of which spells every word: each word is
+    # still some Western language's ("Hélène" French, "Øystein" Norwegian), so the file stays
+    # cp1252 (cp1250 read them "Hélčne", "Řystein")
+    [("Hélène", "Dubois", "Paris"), ("Øystein", "Berg", "Oslo")],
+    [("Renée", "Lefèvre", "Lyon"), ("Søren", "Dahl", "Aarhus")],
+    [("Agnès", "Martin", "Nantes"), ("Bjørn", "Olsen", "Bergen")],
+    [("Åsa", "Berg", "Umeå"), ("Hélène", "Roux", "Nîmes")],
+    [("Niccolò", "Rossi", "Roma"), ("Søren", "Dahl", "Odense")],
 ], ids=["icelandic", "spanish-norwegian-french", "icelandic-without-acutes",
         "italian-gaelic-french", "scottish-gaelic", "gaelic-french-spanish",
-        "from-everywhere"])  # fmt: skip
+        "from-everywhere", "french-norwegian", "french-danish", "french-norwegian-2",
+        "swedish-french", "italian-danish"])  # fmt: skip
 def test_western_exports_whose_letters_are_central_european_too_stay_western(
     rows: list[tuple[str, str, str]],
 ) -> None:
