@@ -311,6 +311,38 @@ async def test_an_import_into_a_segment_deleted_since_it_was_chosen_is_refused(
     assert await _count(db, "SELECT COUNT(*) FROM seen_key") == 0  # the file can be offered again
 
 
+async def test_sqlite_an_import_created_while_another_process_deletes_its_segment_is_refused(
+    team: Database,
+) -> None:
+    """SQLite: another process (a connection of its own here) holds the write lock, having
+    marked VIP deleted, when the import is created. pysqlite begins a transaction at its first
+    write, so the creation's segment check, read before its INSERT, saw VIP live; the INSERT
+    then waited for the lock and went into the deleted segment. The check now comes after the
+    INSERT, inside the write transaction."""
+    import sqlite3
+
+    from models.db import sqlite_file
+
+    db = team
+    path = sqlite_file(db.url) if db.dialect == "sqlite" else None
+    if path is None:
+        pytest.skip("SQLite's write lock (PostgreSQL: test_an_import_waits_for_a_deletion...)")
+    vip = await import_target(db, TEAM, "VIP", create=True)
+    other = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+    try:
+        await asyncio.to_thread(other.execute, "BEGIN IMMEDIATE")
+        await asyncio.to_thread(other.execute, "UPDATE segment SET kind = ? WHERE id = ?",
+                                (SegmentKind.DELETED.value, vip.id))  # fmt: skip
+        creating = asyncio.create_task(create_batch(db, TEAM, vip.id or 0, "U0001"))
+        await asyncio.sleep(0.5)  # it reads (before the fix), then waits for the lock
+        await asyncio.to_thread(other.execute, "COMMIT")
+        with pytest.raises(WorkspaceError, match="The segment 'VIP' was deleted"):
+            await creating
+    finally:
+        other.close()
+    assert await _count(db, "SELECT COUNT(*) FROM import_batch") == 0
+
+
 async def test_an_import_waits_for_a_deletion_under_way_and_is_refused(team: Database) -> None:
     """PostgreSQL: the deletion's transaction holds the segment (its UPDATE done, paused on a
     table this test locks) when the import is created: the batch's insert waited for it, then

@@ -60,7 +60,6 @@ async def create_batch(
     A `dry_run` batch is staged only to be counted and then dropped: nothing is audited."""
     now = utcnow()
     async with db.session() as session:
-        await _own_segment(await session.connection(), team_id, segment_id)
         batch = ImportBatch(team_id=team_id, segment_id=segment_id, requested_by=requested_by,
                             update_existing=update_existing,
                             consent_by=requested_by if consent else None,
@@ -69,6 +68,9 @@ async def create_batch(
         await session.flush()
         assert batch.id is not None
         conn = await session.connection()
+        # after the INSERT: on SQLite the transaction (and its write lock) begins there, so a
+        # deletion that another process commits meanwhile is seen; refused, it rolls back
+        await _own_segment(conn, team_id, segment_id)
         # staged rows are deleted some time after their import ends: make sure that runs
         await schedule_purge_in(conn, team_id, now + timedelta(hours=1))
         if not dry_run:
@@ -125,8 +127,9 @@ async def _own_segment(conn: AsyncConnection, team_id: str, segment_id: int) -> 
     first, this is the last word, in the batch's transaction. A segment deleted since it was
     chosen left a batch whose memberships nobody could see. On PostgreSQL the row stays
     locked (FOR SHARE) until the batch commits: a deletion under way is waited for and then
-    seen, and one that comes later finds the batch and is refused (segments.delete_segment);
-    SQLite's one writer orders them already."""
+    seen, and one that comes later finds the batch and is refused (segments.delete_segment).
+    On SQLite it must come after the transaction's first write (pysqlite begins there): read
+    before it, another process's deletion could commit in between."""
     lock = " FOR SHARE" if conn.dialect.name == "postgresql" else ""
     live = (await conn.execute(text(
         "SELECT id FROM segment WHERE id = :s AND team_id = :t AND kind <> :deleted" + lock
