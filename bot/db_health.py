@@ -43,7 +43,10 @@ class DatabaseHealth:
         self._running: asyncio.Task[dict[str, Any]] | None = None
 
     async def report(self) -> dict[str, Any]:
-        """{"ok": True}, or {"ok": False, "error": one line without the password}."""
+        """{"ok": True}, or {"ok": False, "error": "unreachable" or "no answer within 2 s"}.
+
+        /healthz is on the public port: the driver's own error (a host, a user name, "password
+        authentication failed") goes to the log only, never to whoever asks."""
         if self._last is not None and time.monotonic() - self._checked_at < self.cache_seconds:
             return self._last
         if self._running is None or self._running.done():
@@ -51,14 +54,16 @@ class DatabaseHealth:
         return await asyncio.shield(self._running)  # a probe that gives up leaves it to others
 
     async def _check(self) -> dict[str, Any]:
+        detail = ""
         try:
             await asyncio.wait_for(self._query(), self.timeout_seconds)
             report: dict[str, Any] = {"ok": True}
         except TimeoutError:
             report = {"ok": False, "error": f"no answer within {self.timeout_seconds:g} s"}
         except Exception as exc:  # whatever the driver raises: the probe must answer
-            report = {"ok": False, "error": self._one_line(exc)}
-        self._log_change(report)
+            report = {"ok": False, "error": "unreachable"}
+            detail = self._one_line(exc)
+        self._log_change(report, detail)
         self._last, self._checked_at = report, time.monotonic()
         return report
 
@@ -72,12 +77,13 @@ class DatabaseHealth:
         password = make_url(self.db.url).password
         return line.replace(str(password), "***") if password else line
 
-    def _log_change(self, report: dict[str, Any]) -> None:
-        """Log when the database stops or starts answering, not at every probe."""
+    def _log_change(self, report: dict[str, Any], detail: str) -> None:
+        """Log when the database stops or starts answering (with the driver's error), not at
+        every probe."""
         was_ok = self._last is None or self._last["ok"]
         where = make_url(self.db.url).render_as_string(hide_password=True)
         if was_ok and not report["ok"]:
             log.warning("health check: the database %s doesn't answer (/healthz now answers "
-                        "503): %s", where, report["error"])  # fmt: skip
+                        "503): %s", where, detail or report["error"])  # fmt: skip
         elif not was_ok and report["ok"]:
             log.info("health check: the database %s answers again", where)
