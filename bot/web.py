@@ -300,10 +300,11 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             # before the state is spent: the browser it belongs to can still finish with it
             log.warning("refused a Mailchimp callback in a browser that didn't start it (%s) "
                         "from %s", who, request.remote)  # fmt: skip
+            # the old button's start link is claimed by the other browser: ask for a new one
             return page("Not connected", "This Mailchimp sign-in was started in another "
                         "browser, so nothing was connected. If you are connecting Mailchimp for "
-                        "your team, open the Connect Mailchimp button in Slack again from this "
-                        "browser (/referral mailchimp shows it).", status=403)  # fmt: skip
+                        "your team, run /referral mailchimp in Slack for a new Connect button "
+                        "and open it in this browser.", status=403)  # fmt: skip
         if not await first_time(db, state.team_id, used_key(state)):
             log.warning("refused a Mailchimp sign-in link used before (%s) from %s", who,
                         request.remote)  # fmt: skip

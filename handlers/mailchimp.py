@@ -94,8 +94,8 @@ async def _workspace_name(client: AsyncWebClient, team_id: str) -> str:
     workspace's (an org-wide install answers for the organisation)."""
     try:
         found = await client.auth_test()
-    except SlackApiError as exc:  # a name is nice to have: Connect works without it
-        log.warning("auth.test failed (team %s): %s", team_id, exc.response.get("error"))
+    except Exception as exc:  # a name is nice to have: Connect works without it (a timeout too)
+        log.warning("auth.test failed (team %s): %r", team_id, exc)
         return ""
     return str(found.get("team") or "") if found.get("team_id") == team_id else ""
 
@@ -104,8 +104,8 @@ async def _person_name(client: AsyncWebClient, user_id: str) -> str:
     """How the start page names the person who asked (their id if Slack says nothing)."""
     try:
         user = (await client.users_info(user=user_id)).get("user") or {}
-    except SlackApiError as exc:
-        log.warning("users.info failed for %s: %s", user_id, exc.response.get("error"))
+    except Exception as exc:  # the start page names the id instead (a timeout too)
+        log.warning("users.info failed for %s: %r", user_id, exc)
         return user_id
     profile = user.get("profile") or {}
     return str(profile.get("real_name") or user.get("real_name") or profile.get("display_name")

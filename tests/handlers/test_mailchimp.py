@@ -295,6 +295,22 @@ async def test_oauth_mode_shows_a_sign_in_button(build: Build, mc: FakeMailchimp
         assert app.slack.block_errors == []
 
 
+async def test_oauth_sign_in_button_survives_slack_not_answering_for_names(
+    build: Build, mc: FakeMailchimp
+) -> None:
+    """The start page's names are nice to have: auth.test and users.info dropped (a network
+    error in the client, not a Slack error answer) still show Connect, naming the lead by id."""
+    async with build(mailchimp_client_id="cid-123", mailchimp_client_secret="csecret") as app:
+        await _status(app)  # bolt's own auth.test (its authorization, kept) comes first
+        app.slack.outage("auth.test", times=10)
+        app.slack.outage("users.info", times=10)
+        status = await _status(app)
+        found = find_element(status["blocks"], Action.MAILCHIMP_SIGN_IN)
+        assert found is not None, status
+        state = read_state(SECRET_KEY, parse_qs(urlsplit(found[1]["url"]).query)["state"][0])
+        assert (state.user_id, state.person) == (LEAD, LEAD)
+
+
 async def test_oauth_sign_in_from_slack_to_the_dm(build: Build, mc: FakeMailchimp) -> None:
     """Connect in Slack -> the start page -> Continue -> Mailchimp -> the callback, in one
     browser; the lead is told in a DM."""

@@ -305,7 +305,8 @@ async def test_a_sign_in_finished_in_another_browser_connects_nothing(
         status, page = await _back_from_mailchimp(victim, site, "victim-code", authorize)
         assert status == 403
         assert "started in another browser" in page and "nothing was connected" in page
-        assert "open the Connect Mailchimp button in Slack again from this browser" in page
+        # not "the Connect button again": its start link is the other browser's now
+        assert "run /referral mailchimp in Slack for a new Connect button" in page
         assert mc.token_requests == [] and connected == []
         assert await accounts.connection(db, TEAM) is None
         # the lead's own browser still finishes with it: the refusal spent nothing
