@@ -616,8 +616,9 @@ async def _members_chunk(conn: AsyncConnection, params: dict[str, Any], advocate
     or handed on."""
     p = {**params, "now": utcnow()}
     tally = _Tally()
-    await conn.execute(_HAND_ADVOCATES, p)
-    tally.handed += (await conn.execute(_HAND_OVER, p)).rowcount
+    if (await conn.execute(_ANY_LISTED, p)).first() is not None:  # else nothing to hand on
+        await conn.execute(_HAND_ADVOCATES, p)
+        tally.handed += (await conn.execute(_HAND_OVER, p)).rowcount
     if advocates:
         tally.cancelled += (await conn.execute(_CANCEL_OWN_INVITES, p)).rowcount
         await conn.execute(_DROP_OWN_UNSENT, p)
