@@ -126,6 +126,10 @@ def _run_migrations(connection: Connection, revision: str) -> None:
         failing = _next_revision(applied[-1] if applied else start)
         target = f" to revision {failing}" if failing else ""
         left = f"its recorded revision is still {start}" if start else "it had no schema yet"
+        if connection.dialect.name == "sqlite" and failing:
+            # pysqlite runs DDL outside a transaction: nothing of the revision was rolled back
+            left += (f"; SQLite applies a migration's statements one at a time, so those of "
+                     f"{failing} before the one that failed may be in place")  # fmt: skip
         raise MigrationFailed(f"migrating the database{target} failed: {driver_error(exc)} "
                               f"({left})") from exc  # fmt: skip
 
