@@ -149,11 +149,13 @@ async def update_campaign(db: Database, team_id: str, campaign_id: int, **fields
         fields["name"] = " ".join(fields["name"].split())
         fields["name_key"] = segment_key(fields["name"])
     async with db.begin() as conn:
-        # the row locked (as going live takes it): a delay change and going live meanwhile
-        # would each miss the other's send jobs
-        before = (await conn.execute(select(Campaign.invite_delay_days, Campaign.state).where(
-            col(Campaign.id) == campaign_id, col(Campaign.team_id) == team_id
-        ).with_for_update())).first()  # fmt: skip
+        # the row taken first with a write (PostgreSQL's row lock, SQLite's write lock, which
+        # pysqlite takes only at a write), as going live and enrolling take it: a delay
+        # change and going live meanwhile would each miss the other's send jobs
+        before = (await conn.execute(
+            text("UPDATE campaign SET updated_at = updated_at WHERE id = :c AND team_id = :t "
+                 "RETURNING invite_delay_days, state"), {"c": campaign_id, "t": team_id},
+        )).first()  # fmt: skip
         try:
             result = await conn.execute(
                 update(Campaign).where(col(Campaign.id) == campaign_id,
