@@ -33,6 +33,7 @@ from bot.audit import Act, record_in
 from bot.campaigns.consent import STOP_INVITES
 from bot.casefold import spellings
 from bot.ids import digits
+from bot.imports.addresses import email_key
 from models import Contact, Database, RetiredCode
 from models.clock import utcnow
 from models.locks import lock_contacts
@@ -271,7 +272,8 @@ def contact_ref(contact_id: int, email: str) -> str:
 
 
 def _address_check(email: str) -> str:
-    return hashlib.sha256(email.casefold().encode()).hexdigest()[:8]
+    """The button's check: a hash of the address's key (the same for every spelling)."""
+    return hashlib.sha256(email_key(email).encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True, slots=True)
