@@ -177,12 +177,14 @@ async def _save(
     except (ReviewError, LookupError) as exc:
         await update_modal(client, view_id, note_modal(str(exc)))
         return
-    await update_modal(client, view_id, note_modal(SAVED))
-    await d.notifier.batch_changed(team_id, batch_id)
-    if list_id:
-        await d.notifier.show_list_when_read(team_id, batch_id, source_id, list_id)
-    for other in promoted:  # its skipped-rows CSV in the thread lists rows imported now
-        await d.notifier.rejects_changed(team_id, batch_id, other)
+    try:
+        await update_modal(client, view_id, note_modal(SAVED))
+        await d.notifier.batch_changed(team_id, batch_id)
+        if list_id:
+            await d.notifier.show_list_when_read(team_id, batch_id, source_id, list_id)
+    finally:  # committed already: a redraw Slack refused mustn't keep these stale
+        for other in promoted:  # its skipped-rows CSV in the thread lists rows imported now
+            await d.notifier.rejects_changed(team_id, batch_id, other)
 
 
 def register(app: Routes) -> None:

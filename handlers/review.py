@@ -29,11 +29,13 @@ async def remove_source(d: Deps, client: AsyncWebClient, team_id: str, user_id: 
     batch_id, source_id = _id(batch_part), _id(source_part)
     await may_change(d, client, team_id, user_id, batch_id)
     promoted = await review.remove_source(d.db, team_id, batch_id, source_id, actor=user_id)
-    await d.notifier.batch_changed(team_id, batch_id)
-    if removed is not None:
-        await removed()
-    for other in promoted:  # its skipped-rows CSV in the thread lists rows imported now
-        await d.notifier.rejects_changed(team_id, batch_id, other)
+    try:
+        await d.notifier.batch_changed(team_id, batch_id)
+        if removed is not None:
+            await removed()
+    finally:  # committed already: a redraw Slack refused mustn't keep these stale
+        for other in promoted:  # its skipped-rows CSV in the thread lists rows imported now
+            await d.notifier.rejects_changed(team_id, batch_id, other)
 
 
 async def _add_more(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, batch_id: int,

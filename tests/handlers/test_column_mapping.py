@@ -406,6 +406,30 @@ async def test_a_contact_removed_shares_anew_the_csv_its_duplicate_was_skipped_i
     assert len(_thread_csvs(app, review)) == 2  # nothing it lists changed
 
 
+async def test_a_contact_removed_while_slack_refuses_the_list_redraw_still_shares_the_csv(
+    app: Harness,
+) -> None:
+    """The removal is made and committed before the Review contacts list is redrawn: when
+    Slack refuses that redraw (rate limited), b.csv's skipped-rows CSV must still be shared
+    anew, since nothing would share it later."""
+    review = await _upload(app, "F0312", "a.csv", b"email,first_name\nx@example.com,Xa\n")
+    (batch,) = [e["value"] for b in review["blocks"] if b["type"] == "actions"
+                for e in b["elements"] if e["action_id"] == Action.ADD_MORE]  # fmt: skip
+    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=review["ts"])
+    await app.settle()
+    file = app.slack.add_file("F0313", "b.csv", b"email,first_name\nX@example.com,Xb\n"
+                                                b"not-an-email,Bad\n")
+    await app.requests.view_submission(state_values=_form(files=[file]),
+                                       view_id=app.slack.open_views(REP)[-1]["id"], user_id=REP)
+    await app.settle()
+    assert len(_thread_csvs(app, review)) == 1
+
+    app.slack.fail("views.update", "ratelimited", times=5)
+    await _remove_contact(app, review, "Xa")
+    (_, (comment, _rows)) = _thread_csvs(app, review)
+    assert "0 duplicate rows in *b.csv*" in comment, comment
+
+
 async def test_contacts_removed_by_hand_stay_removed_when_the_file_is_mapped_again(
     app: Harness,
 ) -> None:
