@@ -320,6 +320,9 @@ async def test_sqlite_an_import_created_while_another_process_deletes_its_segmen
     then waited for the lock and went into the deleted segment. The check now comes after the
     INSERT, inside the write transaction."""
     import sqlite3
+    from typing import Any
+
+    from sqlalchemy import event
 
     from models.db import sqlite_file
 
@@ -333,8 +336,19 @@ async def test_sqlite_an_import_created_while_another_process_deletes_its_segmen
         await asyncio.to_thread(other.execute, "BEGIN IMMEDIATE")
         await asyncio.to_thread(other.execute, "UPDATE segment SET kind = ? WHERE id = ?",
                                 (SegmentKind.DELETED.value, vip.id))  # fmt: skip
-        creating = asyncio.create_task(create_batch(db, TEAM, vip.id or 0, "U0001"))
-        await asyncio.sleep(0.5)  # it reads (before the fix), then waits for the lock
+        loop, inserting = asyncio.get_running_loop(), asyncio.Event()
+
+        def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            if statement.lstrip().upper().startswith("INSERT INTO IMPORT_BATCH"):
+                loop.call_soon_threadsafe(inserting.set)
+
+        event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+        try:
+            creating = asyncio.create_task(create_batch(db, TEAM, vip.id or 0, "U0001"))
+            # the batch's INSERT goes out (before the fix, after the check had read VIP live)
+            await asyncio.wait_for(inserting.wait(), 30)
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
         await asyncio.to_thread(other.execute, "COMMIT")
         with pytest.raises(WorkspaceError, match="The segment 'VIP' was deleted"):
             await creating
