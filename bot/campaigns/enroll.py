@@ -43,10 +43,6 @@ class EnrollResult:
     not_emailed: dict[str, int]  # reason -> count
 
 
-# An advocate's enrollment, and the import that enrolled it (None: targeting or going live).
-_By = tuple[int, int | None]
-
-
 @dataclass(frozen=True, slots=True)
 class _Scope:
     """Where the candidates come from: SQL pieces over `m` (member rows) or `c` (contacts)."""
@@ -99,7 +95,7 @@ async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold
         now = utcnow()
         hold_until = now + timedelta(seconds=hold_seconds) if hold_seconds > 0 else None
         excluded, already = await _excluded_and_known(conn, team_id, campaign_id, scope)
-        await _insert_advocates(conn, team_id, campaign_id, (enrollment_id, batch_id), scope,
+        await _insert_advocates(conn, team_id, campaign_id, enrollment_id, batch_id, scope,
                                 now)  # fmt: skip
         due = send_after(now, hold_until, delay_days)
         await _insert_invites(conn, team_id, campaign_id, enrollment_id, now=now,
@@ -176,10 +172,12 @@ async def _excluded_and_known(conn: AsyncConnection, team_id: str, campaign_id: 
 
 
 async def _insert_advocates(conn: AsyncConnection, team_id: str, campaign_id: int,
-                            by: _By, scope: _Scope, now: datetime) -> None:  # fmt: skip
+                            enrollment_id: int, batch_id: int | None, scope: _Scope,
+                            now: datetime) -> None:  # fmt: skip
     """New advocates with fresh codes, a chunk of contacts at a time (bounded memory); the few
     whose code collides with an existing one are drawn again. Each names its enrollment and
-    the import that enrolled it (`by`): undoing that import with its advocates removes it."""
+    the import that enrolled it (`batch_id`; None when targeting or going live did): undoing
+    that import with its advocates removes it."""
     exclusion = f"AND NOT {_IN_EXCLUDED}" if scope.excludes else ""
     query = text(f"SELECT m.contact_id FROM {scope.source} m WHERE m.contact_id > :after "
                  f"{exclusion} AND NOT {_IS_ADVOCATE} "
@@ -192,9 +190,11 @@ async def _insert_advocates(conn: AsyncConnection, team_id: str, campaign_id: in
             return
         rows = list(zip(contacts, new_codes(len(contacts)), strict=True))
         if conn.dialect.name == "sqlite":
-            inserted = await _sqlite_advocates(conn, team_id, campaign_id, by, rows, now)
+            inserted = await _sqlite_advocates(conn, team_id, campaign_id, enrollment_id,
+                                               batch_id, rows, now)  # fmt: skip
         else:
-            inserted = await _postgres_advocates(conn, team_id, campaign_id, by, rows, now)
+            inserted = await _postgres_advocates(conn, team_id, campaign_id, enrollment_id,
+                                                 batch_id, rows, now)  # fmt: skip
         if inserted == len(rows):
             after, stalled = contacts[-1], 0  # the next chunk
             continue
@@ -203,12 +203,12 @@ async def _insert_advocates(conn: AsyncConnection, team_id: str, campaign_id: in
             raise EnrollmentError("Could not draw unique referral codes; try again.")
 
 
-async def _sqlite_advocates(conn: AsyncConnection, team_id: str, campaign_id: int, by: _By,
+async def _sqlite_advocates(conn: AsyncConnection, team_id: str, campaign_id: int,
+                            enrollment_id: int, batch_id: int | None,
                             rows: list[tuple[int, str]], now: datetime) -> int:  # fmt: skip
     raw = (await conn.get_raw_connection()).driver_connection
     stamp = _TS.bind_processor(conn.dialect)(now)  # type: ignore[misc]
     before = raw.total_changes
-    enrollment_id, batch_id = by
     batch = "NULL" if batch_id is None else int(batch_id)
     await raw.executemany(
         "INSERT INTO advocate (team_id, campaign_id, contact_id, code, enrollment_id, batch_id, "
@@ -220,7 +220,8 @@ async def _sqlite_advocates(conn: AsyncConnection, team_id: str, campaign_id: in
     return int(raw.total_changes - before)
 
 
-async def _postgres_advocates(conn: AsyncConnection, team_id: str, campaign_id: int, by: _By,
+async def _postgres_advocates(conn: AsyncConnection, team_id: str, campaign_id: int,
+                              enrollment_id: int, batch_id: int | None,
                               rows: list[tuple[int, str]], now: datetime) -> int:  # fmt: skip
     raw = (await conn.get_raw_connection()).driver_connection
     await raw.execute("CREATE TEMP TABLE IF NOT EXISTS new_advocate "
@@ -228,7 +229,6 @@ async def _postgres_advocates(conn: AsyncConnection, team_id: str, campaign_id: 
     await raw.execute("TRUNCATE new_advocate")
     await raw.copy_records_to_table("new_advocate", records=rows,
                                     columns=["contact_id", "code"])  # fmt: skip
-    enrollment_id, batch_id = by
     status = await raw.execute(
         "INSERT INTO advocate (team_id, campaign_id, contact_id, code, enrollment_id, batch_id, "
         "clicks, created_at) SELECT $1, $2, contact_id, code, $3, $5, 0, $4 FROM new_advocate n "
