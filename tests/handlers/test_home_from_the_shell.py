@@ -35,9 +35,11 @@ async def _refresh_jobs(db: Database) -> list[tuple[str, str]]:
 
 
 async def _run_due_jobs(app: Harness) -> None:
-    from bot.home_refresh import REFRESH_DELAY
-
-    await asyncio.sleep(REFRESH_DELAY.total_seconds())  # it waits a moment to gather changes
+    """Run the refresh now: it waits a moment (REFRESH_DELAY) to gather changes."""
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE job SET run_after = CURRENT_TIMESTAMP "
+                                "WHERE kind = :kind AND state = 'queued'"),
+                           {"kind": HOME_REFRESH_JOB})  # fmt: skip
     await app.settle()
 
 
