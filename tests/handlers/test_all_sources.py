@@ -3,9 +3,7 @@ review message has room for 30 of them and 10 *Map columns* rows."""
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from typing import Any
 
 from sqlalchemy import text
@@ -15,22 +13,15 @@ from tests.fakes.slack_api import find_element
 from tests.handlers.conftest import REP, Harness
 from tests.handlers.test_column_mapping import WORK, _state
 from tests.handlers.test_import_flow import _form, _open_modal, _review
+from tests.imports.exports import zip_bytes
 
 STRANGER = "U0777"
-
-
-def _zip(entries: list[tuple[str, bytes]]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in entries:
-            archive.writestr(name, data)
-    return out.getvalue()
 
 
 async def _import_zip(app: Harness, entries: list[tuple[str, bytes]]) -> dict[str, Any]:
     """A rep imports export.zip with `/referral import`: the review message once it is read."""
     view_id = await _open_modal(app)
-    file = app.slack.add_file("F0500", "export.zip", _zip(entries), filetype="zip",
+    file = app.slack.add_file("F0500", "export.zip", zip_bytes(dict(entries)), filetype="zip",
                               mimetype="application/zip")  # fmt: skip
     await app.requests.view_submission(state_values=_form(files=[file], segment="Zip"),
                                        view_id=view_id, user_id=REP)  # fmt: skip

@@ -4,9 +4,7 @@ itself."""
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from typing import Any
 
 from sqlalchemy import text
@@ -16,6 +14,7 @@ from handlers.mapping_messages import FIELD_BLOCKS
 from tests.fakes.slack_requests import state_static_select
 from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_import_flow import _form, _open_modal, _review
+from tests.imports.exports import zip_bytes
 from tests.imports.test_excel import workbook
 
 STRANGER = "U0777"
@@ -199,14 +198,6 @@ async def test_a_busy_file_host_is_said_in_the_map_columns_modal_not_left_readin
     assert (await _click_map(app, review, REP))["callback_id"] == Callback.MAP_COLUMNS
 
 
-def _zip(**files: bytes) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            archive.writestr(f"{name}.csv", data)
-    return out.getvalue()
-
-
 def _remove_button(message: dict[str, Any], label: str) -> str:
     return next(b["accessory"]["value"] for b in message["blocks"]
                 if b.get("accessory", {}).get("action_id") == Action.REMOVE_SOURCE
@@ -233,7 +224,7 @@ async def test_map_columns_on_a_zip_entry_after_its_first_entry_was_removed(
     # customers.csv (the ZIP's first entry, which a reading of the whole ZIP starts from) is
     # removed, then crm.csv's columns are mapped: crm.csv is read, customers.csv stays out
     view_id = await _open_modal(app)
-    data = _zip(customers=b"email\nzed@example.com\n", crm=WORK)
+    data = zip_bytes({"customers.csv": b"email\nzed@example.com\n", "crm.csv": WORK})
     file = app.slack.add_file("F0400", "export.zip", data, filetype="zip",
                               mimetype="application/zip")  # fmt: skip
     await app.requests.view_submission(state_values=_form(files=[file], segment="Zip"),
