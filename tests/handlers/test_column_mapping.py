@@ -372,15 +372,8 @@ async def test_a_contact_removed_shares_anew_the_csv_its_duplicate_was_skipped_i
     the thread skips Xb. Removing Xa lets Xb in, so b.csv's CSV is shared anew without it;
     removing Yb, who has no duplicate, shares nothing."""
     review = await _upload(app, "F0310", "a.csv", b"email,first_name\nx@example.com,Xa\n")
-    (batch,) = [e["value"] for b in review["blocks"] if b["type"] == "actions"
-                for e in b["elements"] if e["action_id"] == Action.ADD_MORE]  # fmt: skip
-    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=review["ts"])
-    await app.settle()
-    file = app.slack.add_file("F0311", "b.csv", b"email,first_name\nX@example.com,Xb\n"
-                                                b"y@example.com,Yb\nnot-an-email,Bad\n")
-    await app.requests.view_submission(state_values=_form(files=[file]),
-                                       view_id=app.slack.open_views(REP)[-1]["id"], user_id=REP)
-    await app.settle()
+    await _add_more(app, review, "F0311", "b.csv", b"email,first_name\nX@example.com,Xb\n"
+                                                   b"y@example.com,Yb\nnot-an-email,Bad\n")
     ((comment, rows),) = _thread_csvs(app, review)
     assert "*b.csv*" in comment and len(rows) == 2 and "X@example.com" in rows[0], rows
 
@@ -404,15 +397,8 @@ async def test_a_contact_removed_while_slack_refuses_the_list_redraw_still_share
     Slack refuses that redraw (rate limited), b.csv's skipped-rows CSV must still be shared
     anew, since nothing would share it later."""
     review = await _upload(app, "F0312", "a.csv", b"email,first_name\nx@example.com,Xa\n")
-    (batch,) = [e["value"] for b in review["blocks"] if b["type"] == "actions"
-                for e in b["elements"] if e["action_id"] == Action.ADD_MORE]  # fmt: skip
-    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=review["ts"])
-    await app.settle()
-    file = app.slack.add_file("F0313", "b.csv", b"email,first_name\nX@example.com,Xb\n"
-                                                b"not-an-email,Bad\n")
-    await app.requests.view_submission(state_values=_form(files=[file]),
-                                       view_id=app.slack.open_views(REP)[-1]["id"], user_id=REP)
-    await app.settle()
+    await _add_more(app, review, "F0313", "b.csv", b"email,first_name\nX@example.com,Xb\n"
+                                                   b"not-an-email,Bad\n")
     assert len(_thread_csvs(app, review)) == 1
 
     app.slack.fail("views.update", "ratelimited", times=5)
