@@ -8,7 +8,9 @@ chunk and exits (the same as a `referral-bot worker` run by hand).
 
 Children run at a lower CPU priority (`WORKER_NICENESS`): on a small machine an import can
 keep every core busy, and acks that wait for a core were half of p99 under a 1M-row import in
-bench/ack_latency.py. The web process keeps its priority; jobs take whatever it leaves.
+bench/ack_latency.py. The web process keeps its priority; jobs take whatever it leaves (on
+Linux, as SCHED_IDLE, only what no other process wants: a machine busy with other work starves
+them, and README says to run `referral-bot worker` by hand there).
 """
 
 from __future__ import annotations
@@ -32,12 +34,21 @@ WORKER_NICENESS = 10  # added to serve's own; a job's parser child inherits it
 def _lower_priority(pid: int) -> None:
     """Make the started child nicer than serve, from here: a `preexec_fn` would run Python
     between fork and exec, which isn't safe in a process with threads (aiosqlite's, the
-    executor's). Never fatal: the worker then merely competes with the acks."""
+    executor's). Never fatal: the worker then merely competes with the acks.
+
+    On Linux the child also runs as SCHED_IDLE: a niced process keeps its core until the
+    scheduler's wakeup granularity says otherwise, so an ack arriving while both cores import
+    could wait for it; an idle-class process gives way at once to any normal one."""
     try:
         os.setpriority(os.PRIO_PROCESS, pid,
                        min(os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS, 19))
     except OSError as exc:
         log.warning("could not lower the priority of worker process %s: %s", pid, exc)
+    if hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+        except OSError as exc:
+            log.warning("could not make worker process %s idle-class: %s", pid, exc)
 
 
 class WorkerExited(Exception):
