@@ -33,7 +33,7 @@ from openpyxl.worksheet._reader import WorkSheetParser
 from openpyxl.xml.constants import SHARED_STRINGS, SHEET_MAIN_NS
 from openpyxl.xml.functions import iterparse
 
-from bot.imports.archives import human_size, too_compressed
+from bot.imports.archives import OLE_MAGIC, human_size, too_compressed
 from bot.imports.reading import (
     MAX_HEADER_SEARCH,
     Columns,
@@ -46,7 +46,6 @@ from bot.imports.reading import (
     row_above_header,
 )
 
-OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # old Office files, and encrypted new ones
 # An encrypted .xlsx is an OLE file whose directory holds this stream (MS-OFFCRYPTO).
 _ENCRYPTED_STREAM = "EncryptedPackage".encode("utf-16-le")
 _HALF_SECOND = dt.timedelta(microseconds=500_000)
@@ -82,21 +81,6 @@ Rows = Generator[tuple[int, list[str]], None, None]
 # empty cells held 2 GB, and 2 million empty shared strings from 55 KB took 17 s.
 MAX_PART_RATIO = 100.0
 MAX_NAMED_SHEETS = 5  # sheets a "no email column" message names
-
-
-def is_xlsx(stream: BinaryIO) -> bool:
-    """Whether `stream` is a ZIP holding `xl/workbook.xml`; its position is left where it was."""
-    start = stream.tell()
-    try:
-        if stream.read(4) != b"PK\x03\x04":
-            return False
-        stream.seek(start)
-        with zipfile.ZipFile(stream) as archive:
-            return "xl/workbook.xml" in archive.namelist()
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError):
-        return False
-    finally:
-        stream.seek(start)
 
 
 def cell_text(value: Any) -> str:

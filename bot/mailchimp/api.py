@@ -15,11 +15,10 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import mailchimp_marketing
-import requests
-from mailchimp_marketing.api_client import ApiClientError
+if TYPE_CHECKING:
+    from mailchimp_marketing.api_client import ApiClientError
 
 log = logging.getLogger(__name__)
 PAGE = 1000  # the most Mailchimp returns per page
@@ -80,6 +79,10 @@ def data_centre(api_key: str) -> str | None:
 
 
 def _client(creds: Credentials) -> Any:
+    # loaded on the first call, as in call(): the client and `requests` under it are 19 MB
+    # and 60 ms of start-up that commands and imports without Mailchimp never use
+    import mailchimp_marketing
+
     client = mailchimp_marketing.Client()
     if creds.auth == "oauth":
         client.set_config({"access_token": creds.secret, "server": "", "timeout": TIMEOUT})
@@ -107,6 +110,9 @@ def _detail(text: object) -> str:
 
 async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str) -> T:
     """Run `fn(client)` in a thread; retry 429/5xx/network errors; classify the rest."""
+    import requests
+    from mailchimp_marketing.api_client import ApiClientError
+
     delay = RETRY_DELAY
     for attempt in range(1, RETRIES + 1):
         try:

@@ -14,6 +14,7 @@ from xml.sax.saxutils import escape
 import openpyxl
 import pytest
 
+from bot.imports.archives import is_xlsx
 from bot.imports.excel import (
     NO_DATA,
     NOT_XLSX,
@@ -22,7 +23,6 @@ from bot.imports.excel import (
     SharedStrings,
     XlsxReader,
     cell_text,
-    is_xlsx,
 )
 from bot.imports.reading import Columns, ColumnsError, CsvFileError
 from bot.imports.rows import VALID, Classifier
