@@ -17,6 +17,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.campaigns.enroll import SEND_JOB
 from bot.campaigns.invites import stop_sending_in
+from bot.campaigns.service import Thread, enroll_after_import_in
 from bot.imports.batches import UNDER_WAY, ReviewError, lock_batch
 from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB
 from bot.jobs import queue
@@ -55,12 +56,17 @@ _CANCEL_JOB = text("""
 async def stop_import_in(conn: AsyncConnection, team_id: str, batch_id: int, who: str) -> None:
     """Cancel an approved (or CLI background) import whose batch row this transaction holds.
 
-    What was imported stays imported; the batch's counts say how much that was.
+    What was imported stays imported; the batch's counts say how much that was. The contacts
+    it already added to a segment that live campaigns target are enrolled, as a failed
+    import's are: nothing else would ever enrol them (a later import enrols only its own).
     """
-    cursor = (await conn.execute(
-        text("SELECT apply_cursor FROM import_batch WHERE team_id = :t AND id = :b"),
+    batch = (await conn.execute(
+        text("SELECT apply_cursor, segment_id, channel_id, message_ts, "
+             "COALESCE(approved_by, requested_by), added_to_segment FROM import_batch "
+             "WHERE team_id = :t AND id = :b"),
         {"t": team_id, "b": batch_id},
-    )).scalar_one()  # fmt: skip
+    )).one()  # fmt: skip
+    cursor, segment_id, channel_id, message_ts, requested_by, added = batch
     params = {"t": team_id, "b": batch_id, "no": False, "cursor": cursor}
     processed = (await conn.execute(_PROCESSED, params)).scalar_one() if cursor else 0
     await conn.execute(_STOP_BATCH, {"t": team_id, "b": batch_id, "who": who, "now": utcnow(),
@@ -68,6 +74,10 @@ async def stop_import_in(conn: AsyncConnection, team_id: str, batch_id: int, who
                                      "cancelled": BatchStatus.CANCELLED})  # fmt: skip
     await conn.execute(_CANCEL_JOB, {"t": team_id, "key": f"import:{batch_id}", "now": utcnow()})
     await enqueue_report_in(conn, team_id, batch_id, IMPORT_FINISHED)
+    if added:  # the chunks' own count, committed with their memberships
+        thread = Thread(channel_id, message_ts) if channel_id and message_ts else None
+        await enroll_after_import_in(conn, team_id, batch_id, segment_id, thread,
+                                     requested_by, hold=True)  # fmt: skip
 
 
 async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") -> Job | None:

@@ -421,6 +421,28 @@ async def test_an_import_given_up_part_way_says_what_it_imported_and_enrolls_it(
     assert await _count(app, "SELECT COUNT(*) FROM contact") == 0
 
 
+async def test_an_import_cancelled_part_way_enrolls_what_it_imported(app: Harness) -> None:
+    """A campaign targets the segment: the contacts the cancelled import already added stay,
+    so they become advocates as a failed import's do (nothing later would enrol them)."""
+    message, batch = await _approved(app)  # chunks of 100
+    await _live_campaign_on_vip(app)
+    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "import")
+
+    async def stopped(progress: Progress) -> None:
+        raise RuntimeError("interrupted")  # after its first chunk, before the next
+
+    with pytest.raises(RuntimeError):
+        await apply_batch(app.db, "T0001", int(batch), chunk_size=100, on_progress=stopped)
+    await cancel_job(app.db, "T0001", job.id or 0)
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM segment_member") == 100
+    assert await _count(app, f"SELECT COUNT(*) FROM import_batch WHERE id = {batch} "
+                             "AND status = 'cancelled'") == 1  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 100
+    thread = [m.get("text", "") for m in app.slack.messages_in("C0001", message["ts"])]
+    assert any("Enrollment in Spring" in t for t in thread), thread  # its report, in the thread
+
+
 async def test_an_import_given_up_after_its_apply_finished_reports_and_enrolls(
     app: Harness,
 ) -> None:  # fmt: skip
