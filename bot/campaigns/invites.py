@@ -510,7 +510,10 @@ async def resend_uncertain(db: Database, team_id: str, enrollment_id: int) -> in
     """A person chose to resend invites that may not have arrived. Returns how many.
 
     Only to contacts still subscribed: one who unsubscribed meanwhile (their uncertain
-    invite did arrive, then) is not emailed again, and said so."""
+    invite did arrive, then) is not emailed again, and said so. Only to advocates that still
+    exist: an undo that took the advocate out left its uncertain invite as it was (it may
+    have arrived), but there is no link to send any more, and the send job, which reads the
+    advocate's code, would leave it queued for ever."""
     params = {"t": team_id, "e": enrollment_id, "now": utcnow()}
     async with db.begin() as conn:
         await conn.execute(text("""
@@ -522,6 +525,7 @@ async def resend_uncertain(db: Database, team_id: str, enrollment_id: int) -> in
             UPDATE invite SET state = 'queued', reason = 'resent on request', send_after = :now,
                 updated_at = :now
             WHERE team_id = :t AND enrollment_id = :e AND state = 'uncertain'
+              AND advocate_id IN (SELECT id FROM advocate WHERE team_id = :t)
         """).bindparams(_ts("now")), params)
         if result.rowcount:
             await _enqueue_send(conn, team_id, enrollment_id, utcnow())

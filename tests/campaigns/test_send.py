@@ -19,6 +19,9 @@ from bot.campaigns import service
 from bot.campaigns.consent import unsubscribe
 from bot.campaigns.invites import Links, cancel_held, resend_uncertain, send_invites
 from bot.email.send import OutboxDirSender, SmtpSender, SmtpSetupError, parse_smtp_url
+from bot.imports.job_kinds import UNDO_JOB
+from bot.imports.undo import request_undo, undo_handler
+from bot.jobs.worker import Worker, WorkerConfig
 from models import CampaignState
 from tests.campaigns.conftest import SECRET, TEAM, World, people
 from tests.email.smtp_server import Handler, Server, smtp_server
@@ -238,6 +241,30 @@ async def test_resend_uncertain_never_emails_a_contact_who_unsubscribed_meanwhil
         await _send(world, server, enrollment)
     assert _received(server) == Counter({"a@example.com": 1, "b@example.com": 2})
     assert await _states(world) == {"a@example.com": "not_emailed", "b@example.com": "sent"}
+
+
+async def test_resend_uncertain_skips_an_advocate_an_undo_took_out(world: World) -> None:
+    """Undoing the import with its advocates keeps their uncertain invites (they may have
+    arrived): Resend has no link to send them, and must not leave them queued for ever."""
+    await world.import_csv("Old", people("a@example.com,A,en"))  # a contact already
+    spring = await world.campaign()
+    await world.import_csv("VIP", people("z@example.com,Z,en"))  # VIP exists to be targeted
+    await world.target(spring, "VIP")
+    await world.import_csv("VIP", people("a@example.com,A,en"))  # enrolled by this import
+    batch = int(str(await world.scalar("SELECT MAX(id) FROM import_batch")))
+    enrollment = int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
+    async with smtp_server(Handler(drop_at={"DATA": {1}})) as server:  # taken, reply lost
+        await _send(world, server, enrollment)
+    assert await _states(world) == {"a@example.com": "uncertain", "z@example.com": "queued"}
+    invite, advocate = (await world.rows(
+        "SELECT i.id, i.advocate_id FROM invite i JOIN contact c ON c.id = i.contact_id "
+        "WHERE c.email = 'a@example.com'"))[0]  # fmt: skip
+    await request_undo(world.db, TEAM, batch, "U1", remove_advocates=True, window_days=7)
+    assert await Worker(world.db, {UNDO_JOB: undo_handler(1000)}, WorkerConfig()
+                        ).run_until_idle() == 1  # fmt: skip
+    assert await world.scalar("SELECT COUNT(*) FROM advocate WHERE id = :a", a=advocate) == 0
+    assert await resend_uncertain(world.db, TEAM, enrollment) == 0  # "nothing left to resend"
+    assert await world.scalar("SELECT state FROM invite WHERE id = :i", i=invite) == "uncertain"
 
 
 async def test_turning_the_invite_email_off_stops_invites_still_held(world: World) -> None:
