@@ -43,20 +43,27 @@ def column_text(index: int, name: str, values: list[str]) -> str:
     return clip(f"{clip(title, 40)} — {shown}", MAX_OPTION_TEXT)
 
 
-def _options(header: list[str], samples: list[list[str]], optional: bool) -> list[Option]:
+def _options(header: list[str], samples: list[list[str]], optional: bool,
+             current: int | None) -> list[Option]:  # fmt: skip
+    """The first columns that fit in one select, and always the `current` one: a column past
+    them, shown unselected, was submitted as "(none)" by a person who only meant to fix
+    another field (a consent column lost: unsubscribed people imported as subscribed)."""
     options = [Option(value=NONE, text="(none)")] if optional else []
     room = MAX_OPTIONS - len(options)
-    options += [Option(value=str(i), text=column_text(i, name, samples[i] if i < len(samples)
-                                                       else []))
-                for i, name in enumerate(header[:room])]  # fmt: skip
+    positions = list(range(min(len(header), room)))
+    if current is not None and current >= room:
+        positions[-1] = current
+    options += [Option(value=str(i), text=column_text(i, header[i], samples[i]
+                                                       if i < len(samples) else []))
+                for i in positions]  # fmt: skip
     return options
 
 
 def field_block(name: str, header: list[str], samples: list[list[str]],
                 current: str | None) -> InputBlock:  # fmt: skip
     optional = name != "email"
-    options = _options(header, samples, optional)
     position = position_of(header, current) if current is not None else None
+    options = _options(header, samples, optional, position)
     chosen = str(position) if position is not None else (NONE if optional else None)
     initial = next((o for o in options if o.value == chosen), None)
     return InputBlock(

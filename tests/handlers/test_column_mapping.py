@@ -567,3 +567,36 @@ async def test_a_remap_shares_anew_the_csv_of_another_file_whose_duplicates_it_l
     (_, (comment, rows)) = _thread_csvs(app, review)
     assert comment.startswith("1 rejected and 0 duplicate rows in *b.csv*"), comment
     assert len(rows) == 1 and "not-an-email" in rows[0], rows
+
+
+async def test_read_again_keeps_a_column_past_the_first_99_of_a_wide_export(
+    app: Harness,
+) -> None:  # fmt: skip
+    """A 121-column export with consent in its last column: Map columns offers that column
+    preselected, so submitting the modal as shown (to fix another field, say) doesn't read
+    the file again without consent (unsubscribed people imported as subscribed)."""
+    header = ["Email", "First Name", *(f"prop{i}" for i in range(2, 120)),
+              "Marketing contact status"]  # fmt: skip
+    rows = [["ada@example.com", "Ada", *[""] * 118, "subscribed"],
+            ["bob@example.com", "Bob", *[""] * 118, "unsubscribed"]]  # fmt: skip
+    data = "".join(",".join(r) + "\n" for r in [header, *rows]).encode()
+    review = await _upload(app, "F0301", "hubspot.csv", data)
+
+    async def consent() -> list[tuple[str, object]]:
+        async with app.db.begin() as conn:
+            return [(e, bool(s) if s is not None else None) for e, s in await conn.execute(text(
+                "SELECT email, subscribed FROM staged_row ORDER BY id"))]  # fmt: skip
+
+    assert await consent() == [("ada@example.com", True), ("bob@example.com", False)]
+    modal = await _click_map(app, review, REP)
+    shown = {bid: next(b["element"] for b in modal["blocks"] if b.get("block_id") == bid)
+             for bid in FIELD_BLOCKS.values()}  # fmt: skip
+    assert shown[FIELD_BLOCKS["subscribed"]]["initial_option"]["value"] == "120"
+    assert all(len(e["options"]) <= 100 for e in shown.values())
+    state = {bid: {Action.MAP_FIELD: {"type": "static_select",
+                                      "selected_option": e.get("initial_option")}}
+             for bid, e in shown.items()}  # fmt: skip
+    await app.requests.view_submission(state_values=state, view_id=modal["id"], user_id=REP)
+    await app.settle()
+    assert await consent() == [("ada@example.com", True), ("bob@example.com", False)]
+    assert app.slack.block_errors == []
