@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from bot.campaigns.after_import import enroll_imported
 from bot.imports.archives import is_zip, open_archive
 from bot.imports.batches import (
+    ReviewError,
     add_source,
     create_batch,
     fail_batch,
@@ -95,6 +96,9 @@ async def enqueue_file_import(
     )  # fmt: skip
 
 
+NOTHING_VALID = "Nothing to import: no row of the files has a valid new address."
+
+
 def import_handler(chunk_size: int, notifier: ImportNotifier | None = None, *,
                    max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
                    undo_window_days: int | None = None) -> Handler:  # fmt: skip
@@ -105,17 +109,21 @@ def import_handler(chunk_size: int, notifier: ImportNotifier | None = None, *,
                          undo_window_days=undo_window_days)  # fmt: skip
 
     async def give_up(ctx: JobContext, error: str) -> None:
-        await _fail_import(ctx.db, ctx.team_id, int(ctx.payload["batch_id"]), error, reports)
+        await _fail_import(ctx.db, ctx.team_id, int(ctx.payload["batch_id"]), error, reports,
+                           draft=bool(ctx.payload.get("approved_by")))  # fmt: skip
 
     return GivingUp(run, give_up)
 
 
 async def _fail_import(db: Database, team_id: str, batch_id: int, error: str,
-                       notifier: ImportNotifier) -> None:  # fmt: skip
+                       notifier: ImportNotifier, *, draft: bool = False) -> None:  # fmt: skip
     """Out of attempts: the import is failed and its thread told. What was applied stays, so
     contacts it added to a targeted segment are enrolled like any others; a batch found done
-    (its last run died after the apply) is finished as that run would have."""
-    await fail_batch(db, team_id, batch_id, error)
+    (its last run died after the apply) is finished as that run would have. `draft`: an
+    import approved when queued (`import --background`) that never got as far as its
+    approval fails too; left a draft, nobody could review it, and its segment couldn't be
+    deleted."""
+    await fail_batch(db, team_id, batch_id, error, draft=draft)
     ended = await get_batch(db, team_id, batch_id)
     if ended is None or ended.status not in (BatchStatus.FAILED, BatchStatus.DONE):
         return
@@ -133,12 +141,26 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
     if batch is None:
         raise PermanentJobError(f"Import #{batch_id} no longer exists.")
     if batch.status == BatchStatus.DRAFT:
-        await _stage_pending_files(db, team_id, batch_id, max_unzipped_bytes)
-        ctx.checkpoint()
         approver = ctx.payload.get("approved_by")
-        if not approver:
-            return  # staged for review; approval enqueues the apply
-        await queue_batch(db, team_id, batch_id, str(approver))
+        try:
+            await _stage_pending_files(db, team_id, batch_id, max_unzipped_bytes)
+            ctx.checkpoint()
+            if not approver:
+                return  # staged for review; approval enqueues the apply
+            await queue_batch(db, team_id, batch_id, str(approver))
+        except JobStopped:
+            raise
+        except ReviewError as exc:  # nothing valid, or its segment deleted: no retry helps
+            staged = await get_batch(db, team_id, batch_id)
+            error = NOTHING_VALID if staged is not None and not staged.valid else str(exc)
+            if approver:
+                await _fail_import(db, team_id, batch_id, error, notifier, draft=True)
+            raise PermanentJobError(error) from None
+        except Exception as exc:  # a file gone or unreadable since it was queued
+            if approver and ctx.last_attempt:
+                await _fail_import(db, team_id, batch_id, f"{type(exc).__name__}: {exc}",
+                                   notifier, draft=True)  # fmt: skip
+            raise
     last = 0.0
 
     async def report(progress: Progress) -> None:

@@ -571,13 +571,16 @@ async def record_counts(conn: AsyncConnection, source: ImportSource, tally: Tall
     return result.rowcount == 1
 
 
-async def fail_batch(db: Database, team_id: str, batch_id: int, error: str) -> None:
-    """Give up on an approved batch (out of retries); what was applied stays applied."""
+async def fail_batch(db: Database, team_id: str, batch_id: int, error: str, *,
+                     draft: bool = False) -> None:  # fmt: skip
+    """Give up on an approved batch (out of retries); what was applied stays applied.
+    `draft`: a draft too (an import approved when queued that failed before its approval)."""
+    statuses = [BatchStatus.QUEUED, BatchStatus.IMPORTING, *([BatchStatus.DRAFT] * draft)]
     async with db.begin() as conn:
         await conn.execute(
             update(ImportBatch)
             .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id,
-                   col(ImportBatch.status).in_([BatchStatus.QUEUED, BatchStatus.IMPORTING]))
+                   col(ImportBatch.status).in_(statuses))
             .values(status=BatchStatus.FAILED, error=error[:2000], finished_at=utcnow())
         )
 

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from bot.imports.background import IMPORT_JOB, enqueue_file_import, import_handler
+from bot.imports.background import (
+    IMPORT_JOB,
+    NOTHING_VALID,
+    enqueue_file_import,
+    import_handler,
+)
+from bot.imports.batches import get_batch
 from bot.jobs import queue
 from bot.jobs.worker import JobContext, Worker, WorkerConfig
-from bot.workspaces import ensure_workspace, segment_sizes
+from bot.segments import delete_segment
+from bot.workspaces import WorkspaceError, ensure_workspace, find_segment, segment_sizes
 from models import Database, JobState
 from models.clock import utcnow
 
@@ -68,6 +76,61 @@ async def test_a_job_that_always_fails_ends_failed_with_its_error(
     assert failed is not None
     assert (failed.state, failed.attempts) == ("failed", 3)
     assert "FileNotFoundError" in (failed.last_error or "") and "gone.csv" in failed.last_error
+
+
+async def _batch_and_segment_deletion(db: Database, job: object) -> tuple[str, str]:
+    """The queued import's batch status, and what deleting its segment says."""
+    batch = await get_batch(db, "T1", json.loads(job.payload)["batch_id"])  # type: ignore[attr-defined]
+    segment = await find_segment(db, "T1", "S")
+    assert batch is not None and segment is not None
+    try:
+        await delete_segment(db, "T1", segment.id or 0)
+    except WorkspaceError as exc:
+        return batch.status, str(exc)
+    return batch.status, "deleted"
+
+
+async def test_a_background_import_whose_file_vanished_fails_its_import_too(
+    db: Database, tmp_path: Path
+) -> None:
+    """Out of attempts before its approval, the import isn't left a draft nobody can review
+    (whose segment then couldn't be deleted)."""
+    await ensure_workspace(db, "T1")
+    path = csv_file(tmp_path, "gone.csv", 3)
+    job = await enqueue_file_import(db, "T1", [path], segment="S", create_segment=True,
+                                    max_attempts=2)  # fmt: skip
+    path.unlink()
+    await worker(db).run_until_idle()
+    assert await _batch_and_segment_deletion(db, job) == ("failed", "deleted")
+
+
+async def test_a_background_import_with_nothing_valid_fails_at_once_and_says_why(
+    db: Database, tmp_path: Path
+) -> None:
+    await ensure_workspace(db, "T1")
+    path = tmp_path / "bad.csv"
+    path.write_text("email,first_name\nnot-an-email,A\n")
+    job = await enqueue_file_import(db, "T1", [path], segment="S", create_segment=True,
+                                    max_attempts=3)  # fmt: skip
+    await worker(db).run_until_idle()
+    failed = await queue.get_job(db, "T1", job.id or 0)
+    assert failed is not None and (failed.state, failed.attempts) == ("failed", 1)
+    assert failed.last_error == NOTHING_VALID
+    batch = await get_batch(db, "T1", json.loads(job.payload)["batch_id"])
+    assert batch is not None and batch.error == NOTHING_VALID
+    assert await _batch_and_segment_deletion(db, job) == ("failed", "deleted")
+
+
+async def test_a_background_import_given_up_while_reading_fails_its_import_too(
+    db: Database, tmp_path: Path
+) -> None:
+    await ensure_workspace(db, "T1")
+    job = await enqueue_file_import(db, "T1", [csv_file(tmp_path, "a.csv", 3)], segment="S",
+                                    create_segment=True, max_attempts=2)  # fmt: skip
+    for attempt in range(2):  # each worker dies reading the file: its lease runs out
+        assert await queue.claim(db, f"killed-{attempt}", lease_seconds=-1) is not None
+    await worker(db).run_until_idle()
+    assert await _batch_and_segment_deletion(db, job) == ("failed", "deleted")
 
 
 async def test_retries_wait_with_backoff(db: Database, tmp_path: Path) -> None:
