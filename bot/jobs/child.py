@@ -9,8 +9,9 @@ chunk and exits (the same as a `referral-bot worker` run by hand).
 Children run at a lower CPU priority (`WORKER_NICENESS`): on a small machine an import can
 keep every core busy, and acks that wait for a core were half of p99 under a 1M-row import in
 bench/ack_latency.py. The web process keeps its priority; jobs take whatever it leaves (on
-Linux, as SCHED_IDLE, only what no other process wants: a machine busy with other work starves
-them, and README says to run `referral-bot worker` by hand there).
+Linux, as SCHED_IDLE, only what no other process wants: a machine whose cores other work keeps
+busy starves them, and on SQLite the chunk a starved child is writing holds the write lock that
+serve's own writes wait for; README says to run `referral-bot worker` by hand there).
 """
 
 from __future__ import annotations
