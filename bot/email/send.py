@@ -93,6 +93,9 @@ class SmtpConfig:
     password: str | None = field(default=None, repr=False)
     implicit_tls: bool = False  # smtps://: TLS from the first byte
     require_starttls: bool = False  # smtp://...?starttls=required: never send in clear text
+    # smtp://...?starttls=off: never STARTTLS, and a password may go in clear text (a relay
+    # without TLS); otherwise a login without TLS is refused
+    no_starttls: bool = False
     timeout: float = DEFAULT_TIMEOUT
 
     @property
@@ -108,8 +111,11 @@ def parse_smtp_url(url: str) -> SmtpConfig:
     """`smtp://user:pass@host:port[?starttls=required&timeout=S]` or `smtps://...`.
 
     smtp:// upgrades with STARTTLS whenever the server offers it (`starttls=required` refuses
-    to go on without it); smtps:// is implicit TLS. Ports default to 25 and 465; user and
-    password are percent-decoded. Errors name the part that is wrong, never the password.
+    to go on without it; with a user and password, a server that doesn't offer it is refused
+    too, since someone on the way may have struck it from the reply: `starttls=off` for a
+    relay that has no TLS sends them in clear text); smtps:// is implicit TLS. Ports default
+    to 25 and 465; user and password are percent-decoded. Errors name the part that is
+    wrong, never the password.
     """
     try:
         parts = urlsplit(url.strip())
@@ -137,14 +143,15 @@ def parse_smtp_url(url: str) -> SmtpConfig:
         raise ValueError(f"SMTP URL takes no path, got {parts.path!r}")
     if parts.fragment:
         raise ValueError("SMTP URL takes no #fragment")
-    require_starttls, timeout = False, DEFAULT_TIMEOUT
+    require_starttls, no_starttls, timeout = False, False, DEFAULT_TIMEOUT
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key == "starttls":
             if scheme == "smtps":
                 raise ValueError("SMTP URL: starttls applies to smtp:// only (smtps:// is TLS)")
-            if value not in ("required", "auto"):
-                raise ValueError(f"SMTP URL: starttls must be 'required' or 'auto', not {value!r}")
-            require_starttls = value == "required"
+            if value not in ("required", "auto", "off"):
+                raise ValueError("SMTP URL: starttls must be 'required', 'auto' or 'off', not "
+                                 f"{value!r}")  # fmt: skip
+            require_starttls, no_starttls = value == "required", value == "off"
         elif key == "timeout":
             try:
                 timeout = float(value)
@@ -165,6 +172,7 @@ def parse_smtp_url(url: str) -> SmtpConfig:
         password=password,
         implicit_tls=scheme == "smtps",
         require_starttls=require_starttls,
+        no_starttls=no_starttls,
         timeout=timeout,
     )
 
@@ -359,7 +367,7 @@ class SmtpSender:
                     raise SmtpSetupError(f"TLS with {config.display} failed: {exc}") from exc
                 raise
             await smtp.ehlo()
-            if not config.implicit_tls:
+            if not config.implicit_tls and not config.no_starttls:
                 if smtp.supports_extension("starttls"):
                     try:
                         await smtp.starttls(tls_context=await self._tls())
@@ -372,6 +380,12 @@ class SmtpSender:
                     raise SmtpSetupError(
                         f"{config.display} does not offer STARTTLS, which SMTP_URL requires "
                         "(starttls=required): refusing to send in clear text"
+                    )
+                elif config.username:
+                    raise SmtpSetupError(
+                        f"{config.display} does not offer STARTTLS: refusing to send the "
+                        "password in clear text (for a relay that has no TLS, add "
+                        "?starttls=off to SMTP_URL)"
                     )
             if config.username:
                 await self._login(smtp)

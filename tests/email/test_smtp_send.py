@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -173,19 +174,37 @@ async def test_an_unreachable_server_is_a_clear_error() -> None:
 
 async def test_login_uses_the_decoded_user_and_password() -> None:
     options = {"auth_require_tls": False, "authenticator": password_checker("us@er", "p@ss:w")}
-    async with smtp_server(**options) as server:
-        good = SmtpSender(
-            parse_smtp_url(f"smtp://us%40er:p%40ss%3Aw@127.0.0.1:{server.port}?timeout=5")
-        )
+    async with smtp_server(**options) as server:  # a relay without TLS: starttls=off says so
+        good = SmtpSender(parse_smtp_url(
+            f"smtp://us%40er:p%40ss%3Aw@127.0.0.1:{server.port}?starttls=off&timeout=5"))
         async with good as smtp:
             result = await smtp.send(make_message(0))
         assert result.status is SENT
 
-        bad = SmtpSender(parse_smtp_url(f"smtp://us%40er:wrong@127.0.0.1:{server.port}?timeout=5"))
+        bad = SmtpSender(parse_smtp_url(
+            f"smtp://us%40er:wrong@127.0.0.1:{server.port}?starttls=off&timeout=5"))
         with pytest.raises(SmtpSetupError, match="refused the login: 535"):
             async with bad:
                 pass
     assert len(server.handler.messages) == 1
+
+
+async def test_a_password_never_goes_in_clear_text_to_a_server_without_starttls() -> None:
+    """STARTTLS missing from the server's reply (or struck from it by someone on the way):
+    the login is refused before the password is sent, unless the URL says starttls=off."""
+    logins: list[str] = []
+    check = password_checker("u", "p")
+
+    def recording(*args: Any) -> Any:
+        logins.append("AUTH")
+        return check(*args)
+
+    async with smtp_server(auth_require_tls=False, authenticator=recording) as server:
+        smtp = SmtpSender(parse_smtp_url(f"smtp://u:p@127.0.0.1:{server.port}?timeout=5"))
+        with pytest.raises(SmtpSetupError, match="refusing to send the password in clear text"):
+            async with smtp:
+                pass
+    assert logins == [] and server.handler.messages == []
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from bot.email import OutboxDirSender, SmtpConfig, SmtpSender, parse_smtp_url, s
             SmtpConfig("h", 25, require_starttls=True, timeout=2.5),
         ),
         ("smtp://h?starttls=auto", SmtpConfig("h", 25)),
+        ("smtp://h?starttls=off", SmtpConfig("h", 25, no_starttls=True)),
         ("smtp://[::1]:2525", SmtpConfig("::1", 2525)),
         ("smtps://u:p@h:10465?timeout=9", SmtpConfig("h", 10465, "u", "p", True, timeout=9.0)),
     ],

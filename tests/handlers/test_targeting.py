@@ -310,7 +310,7 @@ async def test_a_mail_server_refusing_the_login_stops_sending_says_why_and_retry
 
     options = {"auth_require_tls": False, "authenticator": check}
     async with smtp_server(**options) as server, running_app(
-        db, tmp_path, smtp_url=f"smtp://u:wrong@127.0.0.1:{server.port}"
+        db, tmp_path, smtp_url=f"smtp://u:wrong@127.0.0.1:{server.port}?starttls=off"
     ) as app:
         spring = await _campaign(app, "Spring", live=True)
         message = await _imported(app)
