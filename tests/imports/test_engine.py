@@ -388,3 +388,35 @@ async def test_an_address_another_import_adds_meanwhile_is_counted_as_known(db: 
     assert (done.added_to_segment, done.already_in_segment) == (20, 0)
     assert await _counts(db, "T1") == {"contacts": 20, "members": 20}
     assert (await _contacts(db, "T1"))["p7@example.com"][0] == "Seven"  # theirs, kept
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="concurrent writers: PostgreSQL")
+async def test_two_imports_updating_the_same_contacts_at_once_dont_deadlock(
+    db: Database,
+) -> None:  # fmt: skip
+    """Two lists of the same customers in opposite orders, each imported with
+    --update-existing into its own segment at once: each chunk takes the contacts it updates
+    in one order (by id), so neither waits for a row the other holds while holding one it
+    wants (PostgreSQL found a deadlock and failed one of them, every time, at 30,000)."""
+    n = 30_000
+
+    def listed(order: range | reversed[int], name: str) -> bytes:
+        return ("email,first_name\n" + "".join(f"u{i}@example.com,{name}{i}\n"
+                                               for i in order)).encode()  # fmt: skip
+
+    await ensure_workspace(db, "T1")
+    await import_files(db, "T1", [("all.csv", io.BytesIO(listed(range(n), "S")))],
+                       segment="All", create_segment=True)  # fmt: skip
+    for segment in ("A", "B"):
+        await import_target(db, "T1", segment, create=True)
+    results = await asyncio.gather(
+        import_files(db, "T1", [("a.csv", io.BytesIO(listed(range(n), "A")))], segment="A",
+                     update_existing=True),
+        import_files(db, "T1", [("b.csv", io.BytesIO(listed(reversed(range(n)), "B")))],
+                     segment="B", update_existing=True),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert [r.batch.status for r in results if not isinstance(r, BaseException)] == [
+        "done", "done"], results  # fmt: skip
+    sizes = {segment.name: size for segment, size in await segment_sizes(db, "T1")}
+    assert (sizes["A"], sizes["B"]) == (n, n)
