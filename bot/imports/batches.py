@@ -101,6 +101,9 @@ async def create_upload_batch(
             )).first()  # fmt: skip
             if existing is None:
                 raise ReviewError("This file was already offered for review.") from None
+            await _rechoose(await session.connection(), team_id, existing, segment_id,
+                            requested_by)  # fmt: skip
+            await session.commit()
             return existing, False
         await _own_segment(await session.connection(), team_id, segment_id)
         batch = ImportBatch(team_id=team_id, segment_id=segment_id, requested_by=requested_by)
@@ -119,6 +122,25 @@ async def create_upload_batch(
         await schedule_purge_in(conn, team_id, utcnow() + timedelta(hours=1))
         await session.commit()
         return batch.id, True
+
+
+async def _rechoose(conn: AsyncConnection, team_id: str, batch_id: int, segment_id: int,
+                    requested_by: str) -> None:  # fmt: skip
+    """A second *Review import* on an upload whose review wasn't posted (Slack refused it)
+    posts that same review: with the segment and the requester of this click, not the first
+    one's, which the offer would otherwise say they chose. A review already posted stays."""
+    changed = await conn.execute(
+        update(ImportBatch)
+        .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id,
+               col(ImportBatch.status) == BatchStatus.DRAFT,
+               col(ImportBatch.message_ts).is_(None),
+               (col(ImportBatch.segment_id) != segment_id)
+               | (col(ImportBatch.requested_by) != requested_by))
+        .values(segment_id=segment_id, requested_by=requested_by, updated_at=utcnow())
+    )  # fmt: skip
+    if changed.rowcount:
+        await _own_segment(conn, team_id, segment_id)
+        await _requested(conn, team_id, batch_id, segment_id, requested_by, consent=False)
 
 
 async def _own_segment(conn: AsyncConnection, team_id: str, segment_id: int) -> None:

@@ -188,6 +188,34 @@ async def test_review_import_on_an_upload_can_be_retried_and_the_skipped_rows_fo
     assert len(app.slack.uploads) == 1
 
 
+async def test_a_retried_review_import_posts_the_segment_and_requester_of_the_retry(
+    app: Harness,
+) -> None:  # fmt: skip
+    """The first click's review couldn't be posted; the second, by someone else choosing
+    another segment, posts the review for that segment, as its offer line then says."""
+    from bot.workspaces import ensure_workspace, import_target
+
+    await ensure_workspace(app.db, "T0001")
+    vip = await import_target(app.db, "T0001", "VIP", create=True)
+    news = await import_target(app.db, "T0001", "Newsletter", create=True)
+    app.slack.add_file("F0002", "upload.csv", b"email\nok@example.com\n", channels=["C0001"])
+    offer_msg = await _offer(app)
+    app.slack.outage("chat.postMessage", times=2)
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
+                                    message_ts=offer_msg["ts"], state_values=_chosen(vip.id or 0))
+    await app.settle()
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=LEAD,
+                                    message_ts=offer_msg["ts"],
+                                    state_values=_chosen(news.id or 0))  # fmt: skip
+    await app.settle()
+    review = json.dumps((await _review(app))["blocks"])
+    assert "Newsletter" in review and "VIP" not in review and f"<@{LEAD}>" in review, review
+    offer = json.dumps(app.slack.message("C0001", offer_msg["ts"])["blocks"])
+    assert f"<@{LEAD}> started a review for *Newsletter*" in offer
+    assert await _count(app, f"SELECT COUNT(*) FROM import_batch WHERE segment_id = {news.id} "
+                             f"AND requested_by = '{LEAD}'") == 1  # fmt: skip
+
+
 async def test_a_double_click_on_review_import_posts_one_review(app: Harness) -> None:
     from bot.workspaces import ensure_workspace, import_target
 
