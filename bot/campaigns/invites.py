@@ -13,6 +13,7 @@ itself; a person may choose Resend.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,7 +36,14 @@ from models import Database
 from models.clock import utcnow
 
 log = logging.getLogger(__name__)
-MAX_SEND_ATTEMPTS = 5
+# A 4xx (greylisting, a busy or throttling server) is retried 1, 2, 4 ... 64 minutes later:
+# about two hours before an invite fails for good (five attempts gave up after 15 minutes of a
+# provider's rate limit, failing a whole campaign's invites).
+MAX_SEND_ATTEMPTS = 8
+# The same permanent refusal for this many invites in a row, not about their addresses (a
+# sender the provider hasn't verified, relaying denied): the server's, not the messages'.
+SERVER_WIDE_STREAK = 3
+_ENHANCED = re.compile(r"\b[245]\.(\d{1,3})\.\d{1,3}\b")
 _STAMP = UTCDateTime()
 RETRY_BASE = timedelta(minutes=1)
 PAGE = 500
@@ -273,6 +281,8 @@ async def send_invites(
                              ) from None
     pending: _Pending | None = None
     after, last_report, paused = 0, time.monotonic(), False
+    streak: list[int] = []  # the invites refused in a row the same server-wide-looking way
+    streak_of: tuple[str, int, str] | None = None
     page = await _due(db, team_id, enrollment_id, after)
     if not page:  # nothing due (held, delayed, or all done): no connection at all
         await _schedule_rest(db, team_id, enrollment_id)
@@ -313,6 +323,18 @@ async def send_invites(
                     )
                     if not result.sent:
                         _log_outcome(team_id, enrollment_id, invite_id, result)
+                    seen = _server_wide(result, email)
+                    streak = [*streak, invite_id] if seen and seen == streak_of else (
+                        [invite_id] if seen else [])  # fmt: skip
+                    streak_of = seen
+                    if len(streak) >= SERVER_WIDE_STREAK:
+                        why = (f"the mail server refused {len(streak)} invites in a row the "
+                               f"same way, which is about the sender or the server, not the "
+                               f"addresses: {result.code} {result.text}")  # fmt: skip
+                        await _server_refused(db, team_id, streak[:-1], why)
+                        pending.result = SendResult(SendStatus.RETRY, "", text=why,
+                                                    stage=SERVER_STAGE)  # fmt: skip
+                        raise SmtpSetupError(why)
                     if on_progress is not None and time.monotonic() - last_report > 2:
                         last_report = time.monotonic()
                         await on_progress()
@@ -332,6 +354,38 @@ async def send_invites(
 
 
 _PAUSED = "paused"
+
+
+def _server_wide(result: SendResult, recipient: str) -> tuple[str, int, str] | None:
+    """What a refusal would be if it were the server's rather than this message's: its stage,
+    code and text without the address; None when it may be about the address or mailbox
+    (an enhanced code X.1.x or X.2.x, or a bare refusal at RCPT), or isn't permanent (a 4xx
+    is retried per invite: greylisting passes at the first retry)."""
+    code = result.code
+    if result.sent or code is None or not 500 <= code < 600:
+        return None
+    enhanced = _ENHANCED.search(result.text)
+    if enhanced is not None and enhanced[1] in ("1", "2"):
+        return None
+    if enhanced is None and result.stage == "rcpt":
+        return None
+    said = re.sub(re.escape(recipient), "", result.text, flags=re.IGNORECASE)
+    return result.stage, code, said
+
+
+_RESTORE = text("""
+    UPDATE invite SET state = 'queued', attempts = attempts - 1, reason = :why,
+        send_after = :now, updated_at = :now
+    WHERE team_id = :t AND state = 'failed' AND id IN :ids
+""").bindparams(bindparam("ids", expanding=True), _ts("now"))
+
+
+async def _server_refused(db: Database, team_id: str, streak: list[int], why: str) -> None:
+    """The refusals of a server-wide streak weren't the invites': back to queued, their
+    attempts given back (the last is still in hand)."""
+    async with db.begin() as conn:
+        await conn.execute(_RESTORE, {"t": team_id, "ids": streak, "now": utcnow(),
+                                      "why": f"will retry: {why}"[:500]})  # fmt: skip
 
 
 async def _not_started(db: Database, team_id: str, invite_id: int) -> str | None:

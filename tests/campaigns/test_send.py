@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -265,6 +266,66 @@ async def test_resend_uncertain_skips_an_advocate_an_undo_took_out(world: World)
     assert await world.scalar("SELECT COUNT(*) FROM advocate WHERE id = :a", a=advocate) == 0
     assert await resend_uncertain(world.db, TEAM, enrollment) == 0  # "nothing left to resend"
     assert await world.scalar("SELECT state FROM invite WHERE id = :i", i=invite) == "uncertain"
+
+
+async def test_a_sender_the_provider_refuses_for_every_invite_stops_the_run_not_the_invites(
+    world: World,
+) -> None:
+    """SES or SendGrid check the From address at the end of DATA: the same 554 for every
+    invite is the sender's problem. The run stops after three, nobody's invite failed for
+    good or spent an attempt, and once the sender is verified they all go."""
+    emails = [f"p{i}@example.com" for i in range(6)]
+    enrollment = await _enrolled(world, *(f"{e},P,en" for e in emails))
+    refused = "554 Message rejected: Email address is not verified: hello@shop.example"
+    async with smtp_server(Handler(data_replies=[refused] * 6)) as server:
+        with pytest.raises(SmtpSetupError, match="refused 3 invites in a row the same way"):
+            await _send(world, server, enrollment)
+    assert await world.rows("SELECT state, attempts, COUNT(*) FROM invite GROUP BY state, "
+                            "attempts") == [("queued", 0, 6)]  # fmt: skip
+    async with smtp_server() as fixed:
+        await _send(world, fixed, enrollment)
+    assert _received(fixed) == Counter({e: 1 for e in emails})
+
+
+async def test_unknown_addresses_in_a_row_fail_on_their_own_and_the_rest_go(
+    world: World,
+) -> None:
+    gone = [f"gone{i}@example.com" for i in range(4)]
+    enrollment = await _enrolled(world, *(f"{e},G,en" for e in gone), "ok@example.com,Ok,en")
+    handler = Handler(refuse={e: f"550 5.1.1 <{e}>: Recipient address rejected: User unknown"
+                              for e in gone})  # fmt: skip
+    async with smtp_server(handler) as server:
+        await _send(world, server, enrollment)
+    assert _received(server) == Counter({"ok@example.com": 1})
+    states = await _states(world)
+    assert [states[e] for e in gone] == ["failed"] * 4 and states["ok@example.com"] == "sent"
+
+
+async def test_a_throttling_server_is_retried_for_about_two_hours_before_an_invite_fails(
+    world: World,
+) -> None:
+    """451 at RCPT on every try: retried 1, 2, 4 ... 64 minutes later, eight attempts in all
+    (five gave up after a quarter of an hour of a provider's rate limit)."""
+    enrollment = await _enrolled(world, "a@example.com,A,en")
+    handler = Handler(rcpt_replies={"a@example.com": ["451 4.7.1 Rate limited, slow down"] * 9})
+    waits = []
+    async with smtp_server(handler) as server:
+        for _ in range(8):
+            await _send(world, server, enrollment)
+            state, due, changed = (await world.rows(
+                "SELECT state, send_after, updated_at FROM invite"))[0]  # fmt: skip
+            if state == "queued":
+                waits.append(round((_when(due) - _when(changed)).total_seconds() / 60))
+            async with world.db.begin() as conn:  # the wait is over
+                await conn.execute(text("UPDATE invite SET send_after = updated_at"))
+    assert waits == [1, 2, 4, 8, 16, 32, 64]
+    assert await world.rows("SELECT state, attempts FROM invite") == [("failed", 8)]
+    assert "gave up after 8 attempts" in str(await world.scalar("SELECT reason FROM invite"))
+
+
+def _when(value: object) -> datetime:
+    """A timestamp as either database hands it back."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
 async def test_turning_the_invite_email_off_stops_invites_still_held(world: World) -> None:
