@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from typing import Any
 
 from bot.campaigns import service
 from bot.campaigns.advocates import advocate_rows
 from bot.campaigns.enroll import EnrollResult, run_enrollment
+from bot.campaigns.invites import retry_campaign_sending
 from bot.contact_admin import plural
 from bot.settings import Settings
 from bot.workspaces import find_segment
@@ -52,7 +54,9 @@ def add_parsers(sub: Any) -> None:
         if verb == "target":
             cmd.add_argument("--hold", action="store_true",
                              help="hold the invites for INVITE_HOLD_SECONDS first")  # fmt: skip
-    for verb, text in (("live", "go live: enroll every target now"), ("pause", "pause")):
+    for verb, text in (("live", "go live: enroll every target now"), ("pause", "pause"),
+                       ("retry-sending", "send again the invites whose sending stopped "
+                                         "(`campaign list` says why it stopped)")):  # fmt: skip
         cmd = actions.add_parser(verb, help=text)
         cmd.add_argument("name")
         cmd.add_argument("--json", action="store_true")
@@ -119,6 +123,10 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                   f"targets: {', '.join(row['targets']) or '-'}  excluded: "
                   f"{', '.join(row['excluded']) or '-'}  advocates: {row['advocates']:,}  "
                   f"invites sent: {row['invites_sent']:,}")  # fmt: skip
+            if row["sending_stopped"]:
+                print(f"  sending stopped: {row['sending_stopped']} "
+                      f"(fix the mail settings, then: referral-bot campaign retry-sending "
+                      f"{shlex.quote(row['name'])})")  # fmt: skip
         if not rows:
             print("No campaigns yet: referral-bot campaign create NAME --store-url URL")
         return 0
@@ -133,6 +141,14 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         elif command == "exclude":
             segment = await _segment(db, team, args.segment)
             await service.exclude(db, team, cid, segment.id or 0)
+        elif command == "retry-sending":
+            restarted = await retry_campaign_sending(db, team, cid)
+            out = {"campaign": campaign.name, "restarted": len(restarted)}
+            text = (f"Sending the invites of {campaign.name!r} again: a worker sends them "
+                    "(`referral-bot jobs` shows it)." if restarted else
+                    f"No invites of {campaign.name!r} stopped sending: nothing to retry.")
+            print(json.dumps(out) if args.json else text)
+            return 0
         else:
             state = CampaignState.LIVE if command == "live" else CampaignState.PAUSED
             enrollment = await service.set_state(db, team, cid, state, requested_by="cli",
@@ -165,7 +181,8 @@ def _summary(s: service.CampaignSummary) -> dict[str, Any]:
     return {"id": c.id, "name": c.name, "state": c.state, "invite_email": c.invite_email,
             "invite_delay_days": c.invite_delay_days, "store_url": c.store_url,
             "targets": s.targets, "excluded": s.excluded, "advocates": s.advocates,
-            "invites_sent": s.invites_sent}  # fmt: skip
+            "invites_sent": s.invites_sent,
+            "sending_stopped": s.stopped[-1][1] if s.stopped else None}  # fmt: skip
 
 
 async def _advocates(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:

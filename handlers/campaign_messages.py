@@ -78,10 +78,14 @@ def invite_line(campaign: Campaign) -> str:
 def _campaign_text(summary: CampaignSummary) -> str:
     c = summary.campaign
     state = STATE_LABEL.get(CampaignState(c.state), c.state)
+    stopped = ""
+    if summary.stopped:  # the latest stop's reason; Retry sending restarts them all
+        stopped = (f"\n:warning: Sending stopped: {esc(summary.stopped[-1][1])}\nFix the bot's "
+                   "mail settings, then *Retry sending*.")  # fmt: skip
     return (f"*{esc(c.name)}* · {state}\n"
             f"Targets: {_segments(summary.targets)} · Excluded: {_segments(summary.excluded)}\n"
             f"{n(summary.advocates)} advocates · {n(summary.invites_sent)} invites sent · "
-            f"{invite_line(c)}")[:3000]  # fmt: skip
+            f"{invite_line(c)}{stopped}")[:3000]  # fmt: skip
 
 
 def _go_live_confirm(campaign: Campaign) -> ConfirmObject:
@@ -92,15 +96,18 @@ def _go_live_confirm(campaign: Campaign) -> ConfirmObject:
                               f"referral link, {emails}.")  # fmt: skip
 
 
-def _campaign_buttons(campaign: Campaign) -> ActionsBlock:
+def _campaign_buttons(summary: CampaignSummary) -> ActionsBlock:
+    campaign = summary.campaign
     value = str(campaign.id)
     change = (ButtonElement(text="Pause", action_id=Action.CAMPAIGN_PAUSE, value=value)
               if campaign.state == CampaignState.LIVE else
               ButtonElement(text="Go live", action_id=Action.CAMPAIGN_LIVE, value=value,
                             style="primary", confirm=_go_live_confirm(campaign)))  # fmt: skip
-    return ActionsBlock(elements=[
-        ButtonElement(text="Edit", action_id=Action.CAMPAIGN_EDIT, value=value), change,
-    ])  # fmt: skip
+    buttons = [ButtonElement(text="Edit", action_id=Action.CAMPAIGN_EDIT, value=value), change]
+    if summary.stopped:
+        buttons.append(ButtonElement(text="Retry sending", action_id=Action.CAMPAIGN_RETRY_SENDING,
+                                     value=value))  # fmt: skip
+    return ActionsBlock(elements=buttons)
 
 
 def _page_start(index: int) -> int:
@@ -136,7 +143,7 @@ def campaign_list(summaries: list[CampaignSummary], note: str = "", *,
     page = summaries[offset : offset + MAX_CAMPAIGNS_SHOWN]
     for summary in page:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_campaign_text(summary))))
-        blocks.append(_campaign_buttons(summary.campaign))
+        blocks.append(_campaign_buttons(summary))
     if len(summaries) > MAX_CAMPAIGNS_SHOWN:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
             text=f"Campaigns {n(offset + 1)}–{n(offset + len(page))} of {n(len(summaries))}"

@@ -14,6 +14,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.campaigns.invites import retry_campaign_sending
 from bot.campaigns.reports import reported_waiting
 from bot.campaigns.service import (
     CampaignError,
@@ -141,6 +142,28 @@ async def _pause(d: Deps, client: AsyncWebClient, click: Click) -> None:
     await _show_list(d, client, click.team_id, click.response_url, replace=True,
                      note=paused_note(before.name, before.state),
                      campaign_id=campaign_id)  # fmt: skip
+
+
+async def _retry_sending(d: Deps, client: AsyncWebClient, click: Click) -> None:
+    """The list's *Retry sending*: enrollments started without a thread (Go live here, the
+    command line) have no report to offer it, so the list does."""
+    await require_lead(d, client, click.team_id, click.user_id, "retry sending invites")
+    campaign = await get_campaign(d.db, click.team_id, _campaign_id(click.value))
+    restarted = await retry_campaign_sending(d.db, click.team_id, campaign.id or 0)
+    for enrollment_id in restarted:  # a report in a thread says so too
+        await d.notifier.enrollment_changed(click.team_id, enrollment_id)
+    note = (f"Sending the invites of {esc(campaign.name)} again." if restarted else
+            f"Sending the invites of {esc(campaign.name)} was already restarted.")  # fmt: skip
+    await _show_list(d, client, click.team_id, click.response_url, replace=True, note=note,
+                     campaign_id=campaign.id)  # fmt: skip
+
+
+async def on_retry(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                   context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    d, click = deps(context), Click.of(body)
+    d.later.run(explained(_retry_sending(d, client, click), client, click.response_url,
+                          refused=(CampaignError,), what="retry sending"), client, body)
 
 
 async def on_state(ack: Any, body: dict[str, Any], client: AsyncWebClient,
@@ -293,4 +316,5 @@ def register(app: Routes) -> None:
     app.action(Action.CAMPAIGN_LIVE)(on_state)
     app.action(Action.CAMPAIGN_PAUSE)(on_state)
     app.action(Action.CAMPAIGN_MORE)(on_more)
+    app.action(Action.CAMPAIGN_RETRY_SENDING)(on_retry)
     app.view(Callback.CAMPAIGN)(submit)

@@ -189,3 +189,35 @@ def test_campaign_list_prints_the_delay_and_the_invites_sent(db_env: dict[str, s
     assert "invite email on after 3 days" in lines[0] and "invites sent: 0" in lines[0]
     assert "invite email on " in lines[1] and "invites sent: 2" in lines[1]
     assert "advocates: 2" in lines[0] and "advocates: 2" in lines[1]
+
+
+def test_sending_stopped_shows_in_campaign_list_and_retry_sending_sends(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """An enrollment from the shell has no Slack thread to report in: `campaign list` says
+    its sending stopped, and `campaign retry-sending` sends once the mail settings work."""
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**db_env, "SECRET_KEY": "s", "PUBLIC_URL": "https://r.example",
+           "WORKER_POLL_SECONDS": "0.1", "JOB_MAX_ATTEMPTS": "1",
+           "OUTBOX_DIR": str(tmp_path / "outbox")}  # fmt: skip
+    _import_jean(env, tmp_path)
+    assert run(env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
+               "--live").returncode == 0  # fmt: skip
+    assert run(env, "campaign", "target", "Spring", "--segment", "VIP").returncode == 0
+    _drain({**env, "SMTP_URL": f"smtp://127.0.0.1:{port}?timeout=2"})
+    [row] = _json(env, "campaign", "list")
+    assert "could not connect" in (row["sending_stopped"] or ""), row
+    listed = run(env, "campaign", "list")
+    assert "sending stopped: could not connect" in listed.stdout
+    assert "referral-bot campaign retry-sending Spring" in listed.stdout
+    assert _json(env, "campaign", "retry-sending", "Spring") == {"campaign": "Spring",
+                                                                 "restarted": 1}  # fmt: skip
+    again = run(env, "campaign", "retry-sending", "Spring")
+    assert again.returncode == 0 and "nothing to retry" in again.stdout
+    _drain(env)  # SMTP_URL put right (here: the outbox directory)
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+    assert _json(env, "campaign", "list")[0]["sending_stopped"] is None

@@ -507,6 +507,19 @@ async def retry_sending(db: Database, team_id: str, enrollment_id: int) -> bool:
     return True
 
 
+async def retry_campaign_sending(db: Database, team_id: str, campaign_id: int) -> list[int]:
+    """Retry sending for every stopped enrollment of a campaign (the campaign list's button,
+    `campaign retry-sending`), in one transaction; returns the enrollments restarted (none
+    after a second click)."""
+    async with db.begin() as conn:
+        restarted = [int(e) for (e,) in await conn.execute(text(
+            "UPDATE enrollment SET send_error = NULL WHERE team_id = :t AND campaign_id = :c "
+            "AND send_error IS NOT NULL RETURNING id"), {"t": team_id, "c": campaign_id})]
+        for enrollment_id in restarted:
+            await _enqueue_send(conn, team_id, enrollment_id, utcnow(), occasion="retry")
+    return sorted(restarted)
+
+
 async def _sending_again(db: Database, team_id: str, enrollment_id: int) -> None:
     """A run that got through (a resend, say) ends a stop its report still shows."""
     async with db.begin() as conn:

@@ -8,6 +8,7 @@ enrollment itself skips existing advocates).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,9 @@ class CampaignSummary:
     excluded: list[str]
     advocates: int
     invites_sent: int
+    # (enrollment id, why) of its enrollments whose sending stopped: shown in the list with
+    # Retry sending, since one started without a Slack thread has no report that would say so
+    stopped: list[tuple[int, str]] = dataclasses.field(default_factory=list)
 
 
 def check_fields(*, name: str | None = None, store_url: str | None = None,
@@ -214,12 +218,18 @@ async def list_campaigns(db: Database, team_id: str) -> list[CampaignSummary]:
             .where(Invite.team_id == team_id, Invite.state == InviteState.SENT)
             .group_by(col(Invite.campaign_id))
         )).all())  # fmt: skip
+        stops = (await session.exec(
+            select(Enrollment.campaign_id, Enrollment.id, Enrollment.send_error)
+            .where(Enrollment.team_id == team_id, col(Enrollment.send_error).is_not(None))
+            .order_by(col(Enrollment.id))
+        )).all()  # fmt: skip
     out = []
     for c in campaigns:
         targets = [n for cid, role, n in roles if cid == c.id and role == SegmentRole.TARGET]
         excluded = [n for cid, role, n in roles if cid == c.id and role == SegmentRole.EXCLUDE]
+        stopped = [(int(e), str(why)) for cid, e, why in stops if cid == c.id]
         out.append(CampaignSummary(c, targets, excluded, advocates.get(c.id, 0),
-                                   sent.get(c.id, 0)))  # fmt: skip
+                                   sent.get(c.id, 0), stopped))  # fmt: skip
     return out
 
 

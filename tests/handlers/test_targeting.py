@@ -13,7 +13,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from bot.campaigns import service
 from bot.imports.cancel import cancel_job
 from bot.jobs.queue import claim, list_jobs
-from bot.workspaces import ensure_workspace
+from bot.workspaces import ensure_workspace, segment_sizes
 from handlers.ids import Action, BlockId
 from models import Campaign, CampaignState, Database, Job
 from models.clock import utcnow
@@ -448,3 +448,43 @@ async def test_a_cancelled_send_job_stops_sending_and_offers_retry(app: Harness)
                                     user_id=LEAD, message_ts=report["ts"])  # fmt: skip
     await app.settle()
     assert len(list(app.settings.outbox_dir.glob("*.eml"))) == 2
+
+
+async def test_a_campaign_gone_live_from_the_list_shows_stopped_sending_there_with_retry(
+    db: Database, tmp_path: Path,
+) -> None:  # fmt: skip
+    """Go live from `/referral campaign` starts an enrollment without a thread, so no report
+    would ever say its sending stopped: the campaign list says so and offers Retry sending."""
+    password = ["right"]  # what the server accepts; the bot logs in with "wrong"
+
+    def check(*args: Any) -> Any:
+        return password_checker("u", password[0])(*args)
+
+    options = {"auth_require_tls": False, "authenticator": check}
+    async with smtp_server(**options) as server, running_app(
+        db, tmp_path, smtp_url=f"smtp://u:wrong@127.0.0.1:{server.port}?starttls=off"
+    ) as app:
+        await _imported(app)  # two contacts in VIP
+        spring = await _campaign(app, "Spring", live=False)
+        vip = next(s for s in await segment_sizes(app.db, "T0001") if s[0].name == "VIP")[0]
+        await service.target(app.db, "T0001", spring.id or 0, vip.id or 0, requested_by=LEAD)
+        listing = await app.listing("campaign")
+        await app.click_in(listing, Action.CAMPAIGN_LIVE, str(spring.id))
+        await app.settle()
+        await _hold_is_over(app)
+        sends = [j for j in await list_jobs(app.db, "T0001") if j.kind == "send_invites"]
+        assert [(j.state, j.attempts) for j in sends] == [("failed", 5)]
+        listing = await app.listing("campaign")
+        shown = json.dumps(listing["blocks"])
+        assert "Sending stopped" in shown and "refused the login: 535" in shown, shown
+        assert "wrong" not in shown
+        password[0] = "wrong"  # the mail settings are put right
+        answers = await app.click_in(listing, Action.CAMPAIGN_RETRY_SENDING, str(spring.id))
+        await app.settle()
+        assert "Sending the invites of Spring again." in json.dumps(answers[-1]["blocks"])
+        assert sorted(m.rcpt_tos[0] for m in server.handler.messages) == [
+            "jane@example.com", "raj@example.org"]  # fmt: skip
+        again = await app.click_in(listing, Action.CAMPAIGN_RETRY_SENDING, str(spring.id))
+        assert "was already restarted" in json.dumps(again[-1]["blocks"])
+        assert "Sending stopped" not in json.dumps((await app.listing("campaign"))["blocks"])
+        assert app.slack.block_errors == []
