@@ -8,10 +8,10 @@ from slack_sdk.models.blocks import (
     ButtonElement,
     ConfirmObject,
     ContextBlock,
+    ExternalDataSelectElement,
     MarkdownTextObject,
     Option,
     SectionBlock,
-    StaticSelectElement,
 )
 
 from bot.campaigns.reports import EnrollmentSummary
@@ -19,24 +19,32 @@ from handlers.ids import Action, BlockId
 from handlers.messages import esc, n, slack_date
 from models import Campaign, CampaignState
 
-MAX_CHOICES = 100  # a static select holds at most 100 options
+MAX_CHOICES = 100  # a select's menu holds at most 100 options
+
+
+def campaign_options(campaigns: list[Campaign], query: str = "") -> list[Option]:
+    """The target offer's menu: campaigns whose name holds `query`, draft ones marked."""
+    folded = query.casefold()
+    return [Option(value=str(c.id), text=f"{c.name} ({c.state})"[:75])
+            for c in campaigns if folded in c.name.casefold()][:MAX_CHOICES]  # fmt: skip
 
 
 def target_offer(segment: str, batch_id: int, campaigns: list[Campaign]) -> tuple[str, list[Block]]:
-    """After an import: choose a campaign that targets the segment (draft ones are marked)."""
+    """After an import: choose a campaign that targets the segment (draft ones are marked).
+
+    The menu loads the campaigns when it is opened (an external select): this message is
+    posted once, and a campaign created after it (the first one, say) must be in it too."""
     text = f"Next step: target a campaign with {esc(segment)}"
     intro = (f"*Next step:* target a campaign with *{esc(segment)}*: its contacts become "
              "advocates with their own referral links and get an invite.")  # fmt: skip
     if not campaigns:
-        return text, [SectionBlock(text=MarkdownTextObject(
-            text=intro + "\nThere is no campaign yet: create one with `/referral campaign`."))]
-    options = [Option(value=str(c.id), text=f"{c.name} ({c.state})"[:75])
-               for c in campaigns[:MAX_CHOICES]]  # fmt: skip
+        intro += ("\nThere is no campaign yet: create one with `/referral campaign`, then "
+                  "choose it here.")  # fmt: skip
     return text, [
         SectionBlock(text=MarkdownTextObject(text=intro)),
         ActionsBlock(block_id=BlockId.TARGET, elements=[
-            StaticSelectElement(action_id=Action.TARGET_CHOICE, placeholder="Choose a campaign",
-                                options=options),
+            ExternalDataSelectElement(action_id=Action.TARGET_CHOICE, min_query_length=0,
+                                  placeholder="Choose a campaign"),
             ButtonElement(text="Target a campaign", action_id=Action.TARGET, style="primary",
                           value=str(batch_id)),
         ]),

@@ -13,7 +13,7 @@ from bot.campaigns.invites import cancel_held, resend_uncertain, retry_sending
 from bot.imports.review import batch_of
 from bot.once import first_time, forget
 from handlers.context import Deps, Refusal, deps, id_in, is_lead, leads_only
-from handlers.enrollment_messages import go_live_first
+from handlers.enrollment_messages import campaign_options, go_live_first
 from handlers.ids import Action, BlockId
 from handlers.messages import esc
 from handlers.routes import Routes
@@ -156,8 +156,17 @@ async def _noop(ack: Any) -> None:
     await ack()  # choosing a campaign does nothing until Target a campaign
 
 
+async def suggest_campaigns(ack: Any, body: dict[str, Any], context: dict[str, Any]) -> None:
+    """The target offer's menu, read when it is opened: today's campaigns of this workspace."""
+    d = deps(context)
+    campaigns = [s.campaign for s in await service.list_campaigns(d.db, body["team"]["id"])]
+    await ack(options=[o.to_dict() for o in campaign_options(campaigns,
+                                                             str(body.get("value") or ""))])
+
+
 def register(app: Routes) -> None:
     for action in (Action.TARGET, Action.TARGET_GO_LIVE, Action.CANCEL_INVITES,
                    Action.RESEND_UNCERTAIN, Action.RETRY_SENDING):  # fmt: skip
         app.action(action)(on_click)
     app.action(Action.TARGET_CHOICE)(_noop)
+    app.options(Action.TARGET_CHOICE)(suggest_campaigns)

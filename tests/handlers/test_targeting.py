@@ -488,3 +488,25 @@ async def test_a_campaign_gone_live_from_the_list_shows_stopped_sending_there_wi
         assert "was already restarted" in json.dumps(again[-1]["blocks"])
         assert "Sending stopped" not in json.dumps((await app.listing("campaign"))["blocks"])
         assert app.slack.block_errors == []
+
+
+async def test_a_campaign_created_after_the_import_can_be_targeted_from_its_thread(
+    app: Harness,
+) -> None:  # fmt: skip
+    """The next step is offered once, when the import finishes; the menu asks for the
+    campaigns when opened, so the first campaign, created after, is there to choose."""
+    message = await _imported(app)
+    offer = _offer(app, message)
+    assert "There is no campaign yet" in json.dumps(offer["blocks"])
+    spring = await _campaign(app, "Spring", live=True)
+    await _campaign(app, "Autumn", live=False)
+    menu = await app.requests.block_suggestion(Action.TARGET_CHOICE, "", block_id=BlockId.TARGET)
+    assert [o["text"]["text"] for o in menu.body["options"]] == ["Autumn (draft)",
+                                                                 "Spring (live)"]  # fmt: skip
+    typed = await app.requests.block_suggestion(Action.TARGET_CHOICE, "spr",
+                                                block_id=BlockId.TARGET)  # fmt: skip
+    assert [o["value"] for o in typed.body["options"]] == [str(spring.id)]
+    await _target(app, message, spring.id or 0)
+    thread = [json.dumps(m.get("blocks")) for m in app.slack.messages_in("C0001", message["ts"])]
+    assert any("*2* new advocates in *Spring*" in t for t in thread), thread
+    assert app.slack.block_errors == []
