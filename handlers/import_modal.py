@@ -34,6 +34,8 @@ from bot.mailchimp.api import Audience, MailchimpError, ReconnectNeeded, audienc
 from bot.mailchimp.jobs import queue_audiences
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
 from bot.workspaces import (
+    WorkspaceError,
+    clean_segment_name,
     create_segment,
     ensure_workspace,
     find_segment,
@@ -165,6 +167,8 @@ async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool,
             errors[BlockId.SEGMENT] = "Choose a segment, or name a new one below."
         elif form.segment_id is not None and form.new_segment:
             errors[BlockId.NEW_SEGMENT] = "Choose an existing segment or a new name, not both."
+        elif form.new_segment and (unusable := _unusable_name(form.new_segment)):
+            errors[BlockId.NEW_SEGMENT] = unusable  # said here: after, the form would be lost
         elif form.new_segment:
             existing = await find_segment(d.db, team_id, form.new_segment)
             if existing is not None and existing.kind == SegmentKind.ALL:  # never in the menu
@@ -193,6 +197,16 @@ async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool,
     if form.locale and normalize_locale(form.locale) is None:
         errors[BlockId.LOCALE] = "Use a language code such as en, fr or pt-BR."
     return errors
+
+
+def _unusable_name(name: str) -> str | None:
+    """Why a new segment can't have this name (only invisible characters, too long,
+    reserved), in the words segment creation would use; None when it can."""
+    try:
+        clean_segment_name(name)
+    except WorkspaceError as exc:
+        return str(exc)
+    return None
 
 
 async def suggest_segments(ack: Any, body: dict[str, Any], context: dict[str, Any]) -> None:

@@ -156,6 +156,19 @@ async def test_naming_all_customers_as_a_new_segment_says_what_to_do(app: Harnes
         "import into.")}  # fmt: skip
 
 
+async def test_a_new_segment_name_that_cant_be_used_is_said_on_the_field(app: Harness) -> None:
+    """Only invisible characters, or a reserved name: said on the field, not by a direct
+    message after the form (and its files) closed."""
+    view_id = await _open_modal(app)
+    for name, said in (("\u200b", "A segment needs a name."),
+                       ("deleted:3", "'deleted:3' is reserved: choose another name.")):
+        reply = await app.requests.view_submission(
+            state_values=_form(email="a@example.com", segment=name), view_id=view_id,
+            user_id=REP)  # fmt: skip
+        assert reply.body["errors"] == {BlockId.NEW_SEGMENT: said}
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
+
+
 async def test_remove_a_source_then_a_contact(app: Harness) -> None:
     view_id = await _open_modal(app)
     file = app.slack.add_file("F0001", "q3.csv", CSV)
