@@ -97,7 +97,14 @@ async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") 
             try:
                 await lock_batch(conn, team_id, batch_id, UNDER_WAY)
             except ReviewError:
-                pass  # the batch already ended; the job alone is cancelled
+                # the batch already ended; the job alone is cancelled, unless its import
+                # finished: then it is done in effect (its enrollment runs), and saying
+                # "cancelled" would tell the person they stopped it
+                ended = (await conn.execute(
+                    text("SELECT status FROM import_batch WHERE team_id = :t AND id = :b"),
+                    {"t": team_id, "b": batch_id})).scalar()  # fmt: skip
+                if ended == BatchStatus.DONE:
+                    return job
             else:
                 await stop_import_in(conn, team_id, batch_id, who)
         elif job.kind == SLACK_FILE_JOB and "source_id" in payload:

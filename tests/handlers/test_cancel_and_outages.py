@@ -113,6 +113,21 @@ async def test_jobs_cancel_on_an_import_ends_its_batch_with_the_partial_result(
     assert status == BatchStatus.CANCELLED
 
 
+async def test_jobs_cancel_after_the_import_finished_doesnt_claim_it_was_cancelled(
+    app: Harness,
+) -> None:  # fmt: skip
+    """The worker finished the import but hasn't marked its job done yet: the job isn't
+    called cancelled (the person would think nothing was imported, nor invited)."""
+    _, batch = await _approved(app)
+    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "import")
+    assert await claim(app.db, "w1", lease_seconds=30) is not None  # a worker runs it
+    assert (await apply_batch(app.db, "T0001", int(batch), chunk_size=100)).status == "done"
+    told = await cancel_job(app.db, "T0001", job.id or 0)
+    assert told is not None and told.state == "running"
+    assert await _count(app, f"SELECT COUNT(*) FROM import_batch WHERE id = {batch} "
+                             "AND status = 'done'") == 1  # fmt: skip
+
+
 async def _file_being_read(app: Harness, name: str) -> None:
     """A rep submits the import form with a 10-row file; its reading job is queued, not run."""
     view_id = await _open_modal(app)
