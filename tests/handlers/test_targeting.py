@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from bot.workspaces import ensure_workspace, segment_sizes
 from handlers.ids import Action, BlockId
 from models import Campaign, CampaignState, Database, Job
 from models.clock import utcnow
-from tests.email.smtp_server import password_checker, smtp_server
+from tests.email.smtp_server import Server, password_checker, smtp_server
 from tests.fakes.slack_requests import state_static_select
 from tests.handlers.conftest import LEAD, REP, Harness, running_app
 from tests.handlers.test_campaigns import _form as campaign_form
@@ -300,9 +302,11 @@ async def test_an_enrollment_that_kills_every_worker_says_so_and_can_be_targeted
     assert app.slack.block_errors == []
 
 
-async def test_a_mail_server_refusing_the_login_stops_sending_says_why_and_retry_sends_once(
-    db: Database, tmp_path: Path,
-) -> None:  # fmt: skip
+@contextlib.asynccontextmanager
+async def _refused_login(db: Database, tmp_path: Path
+                         ) -> AsyncIterator[tuple[Harness, Server, list[str]]]:  # fmt: skip
+    """The app, and a mail server that refuses its login until `password[0]` is set to the
+    one the bot sends ("wrong"): the mail settings put right."""
     password = ["right"]  # what the server accepts; the bot logs in with "wrong"
 
     def check(*args: Any) -> Any:
@@ -312,6 +316,13 @@ async def test_a_mail_server_refusing_the_login_stops_sending_says_why_and_retry
     async with smtp_server(**options) as server, running_app(
         db, tmp_path, smtp_url=f"smtp://u:wrong@127.0.0.1:{server.port}?starttls=off"
     ) as app:
+        yield app, server, password
+
+
+async def test_a_mail_server_refusing_the_login_stops_sending_says_why_and_retry_sends_once(
+    db: Database, tmp_path: Path,
+) -> None:  # fmt: skip
+    async with _refused_login(db, tmp_path) as (app, server, password):
         spring = await _campaign(app, "Spring", live=True)
         message = await _imported(app)
         await _target(app, message, spring.id or 0)
@@ -455,15 +466,7 @@ async def test_a_campaign_gone_live_from_the_list_shows_stopped_sending_there_wi
 ) -> None:  # fmt: skip
     """Go live from `/referral campaign` starts an enrollment without a thread, so no report
     would ever say its sending stopped: the campaign list says so and offers Retry sending."""
-    password = ["right"]  # what the server accepts; the bot logs in with "wrong"
-
-    def check(*args: Any) -> Any:
-        return password_checker("u", password[0])(*args)
-
-    options = {"auth_require_tls": False, "authenticator": check}
-    async with smtp_server(**options) as server, running_app(
-        db, tmp_path, smtp_url=f"smtp://u:wrong@127.0.0.1:{server.port}?starttls=off"
-    ) as app:
+    async with _refused_login(db, tmp_path) as (app, server, password):
         await _imported(app)  # two contacts in VIP
         spring = await _campaign(app, "Spring", live=False)
         vip = next(s for s in await segment_sizes(app.db, "T0001") if s[0].name == "VIP")[0]
