@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -30,6 +31,9 @@ TIMEOUT = 30.0  # seconds, for connecting and for each read
 RETRIES = 5
 RETRY_DELAY = 1.0  # seconds before the first retry; it doubles, up to 30
 READS = 3  # passes over a list that keeps changing while it is read, merged
+# how much earlier than our clock a read is taken to begin, for Mailchimp's clock (a change
+# just before the read only costs another read)
+CLOCK_SLACK = timedelta(seconds=1)
 MEMBER_FIELDS = ["members.email_address", "members.status", "members.merge_fields.FNAME",
                  "members.merge_fields.LNAME", "members.full_name", "members.language",
                  "total_items"]  # fmt: skip
@@ -184,14 +188,18 @@ async def members(creds: Credentials, list_id: str) -> list[dict[str, Any]]:
     Pages are read by offset, so a list that changes while it is read shifts members across
     pages: one deleted or archived moves every later member a place back, into a page read
     already (never imported), and one that moves to the end is read twice. So members are
-    kept by address, once, and a read whose pages disagree on `total_items`, or that found
-    another number of members, is followed by another, merged into it (at most READS)."""
+    kept by address, once, and a read whose pages disagree on `total_items`, that found
+    another number of members, or during which a member joined or changed (one deleted
+    and one added keep the count, and lost the member shifted back) is followed by another,
+    merged into it (at most READS)."""
     found: dict[str, dict[str, Any]] = {}
     for attempt in range(1, READS + 1):
+        began = datetime.now(UTC) - CLOCK_SLACK
         read, totals = await _read(creds, list_id)
         this_read = {str(m.get("email_address") or "").lower(): m for m in read}
         found |= this_read
-        if len(set(totals)) == 1 and len(this_read) == totals[0]:
+        if (len(set(totals)) == 1 and len(this_read) == totals[0]
+                and not await _changed_since(creds, list_id, began)):  # fmt: skip
             break
         if attempt == READS:
             log.warning("Mailchimp audience %s still changed while it was read %d times: "
@@ -200,6 +208,15 @@ async def members(creds: Credentials, list_id: str) -> list[dict[str, Any]]:
             log.info("Mailchimp audience %s changed while it was read (%d members, totals "
                      "%s): reading it again", list_id, len(this_read), sorted(set(totals)))
     return list(found.values())
+
+
+async def _changed_since(creds: Credentials, list_id: str, began: datetime) -> bool:
+    """Whether a member of the list was added or changed since `began` (one small request)."""
+    since = began.isoformat(timespec="seconds")
+    body = await call(creds, lambda c: c.lists.get_list_members_info(
+        list_id, fields=["total_items"], count=1, since_last_changed=since),
+        what="read that audience")  # fmt: skip
+    return int(body.get("total_items") or 0) > 0
 
 
 async def _read(creds: Credentials, list_id: str) -> tuple[list[dict[str, Any]], list[int]]:

@@ -36,6 +36,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aiohttp import web
@@ -190,6 +191,9 @@ def project(
 # --------------------------------------------------------------------------------------------
 
 
+OLD_CHANGE = "2024-11-03T17:40:11+00:00"  # members seeded in bulk changed long ago
+
+
 @dataclass(slots=True)
 class FakeMember:
     """One audience member, stored compactly (100,000 of them are cheap) and rendered on demand.
@@ -206,6 +210,9 @@ class FakeMember:
     web_id: int = 0
     extra: dict[str, Any] | None = None
     merge_extra: dict[str, Any] | None = None
+    # when it was added or changed, as Mailchimp writes it (`since_last_changed` filters on
+    # it): long ago unless a test says otherwise (`add_member(..., changed_now=True)`)
+    last_changed: str = OLD_CHANGE
 
     @property
     def id(self) -> str:
@@ -247,7 +254,7 @@ class FakeMember:
             "ip_opt": "",
             "timestamp_opt": "2024-01-15T09:00:00+00:00" if self.status != "pending" else "",
             "member_rating": 2,
-            "last_changed": "2024-11-03T17:40:11+00:00",
+            "last_changed": self.last_changed,
             "language": self.language,
             "vip": False,
             "email_client": "",
@@ -311,9 +318,11 @@ class FakeList:
         language: str = "",
         *,
         merge_fields: Mapping[str, Any] | None = None,
+        changed_now: bool = False,
         **extra: Any,
     ) -> FakeMember:
-        """Add one member; `extra` overrides keys of the rendered member (e.g. `vip=True`)."""
+        """Add one member; `extra` overrides keys of the rendered member (e.g. `vip=True`);
+        `changed_now`: it joins now (while the list is being read), not long ago."""
         if status not in STATUSES:
             raise ValueError(f"unknown member status {status!r}; one of {STATUSES}")
         member = FakeMember(
@@ -325,6 +334,8 @@ class FakeList:
             web_id=len(self.members) + 1,
             extra=extra or None,
             merge_extra=dict(merge_fields) if merge_fields else None,
+            last_changed=(datetime.now(UTC).isoformat(timespec="seconds") if changed_now
+                          else OLD_CHANGE),
         )
         self._insert(member)
         return member
@@ -1050,6 +1061,13 @@ class FakeMailchimp(Served):
         members = fake_list.members
         if status is not None:
             members = [m for m in members if m.status == status]
+        if (since := query.get("since_last_changed")) is not None:
+            try:
+                after = datetime.fromisoformat(since)
+            except ValueError:
+                return self._problem(400, "Invalid Resource",
+                                     "since_last_changed must be an ISO 8601 time.")  # fmt: skip
+            members = [m for m in members if datetime.fromisoformat(m.last_changed) >= after]
         page = members[offset : offset + count]
         href = f"https://{fake_list.dc}.api.mailchimp.com/3.0/lists/{fake_list.id}"
         body = {
