@@ -28,7 +28,7 @@ from bot.imports.files import DEFAULT_MAX_UNZIPPED_BYTES, check_file, stage_file
 from bot.imports.mapping import ColumnMapper, mapper_for
 from bot.imports.reading import ColumnsOf, CsvFileError, map_header
 from bot.imports.review import ReviewError, cancel
-from bot.mailchimp.api import Audience, Credentials
+from bot.mailchimp.api import Audience, Credentials, MailchimpError
 from bot.mailchimp.importing import read_audience
 from bot.progress import ProgressBar
 from bot.workspaces import find_segment, import_target
@@ -97,8 +97,12 @@ async def import_files(
     try:
         await _stage(db, team_id, batch.id, files, progress, mailchimp, max_unzipped_bytes,
                      mapper)  # fmt: skip
-    except ImportFailed:
+    except MailchimpError as exc:  # out of retries, a revoked key, an audience deleted
         await cancel(db, team_id, batch.id, requested_by, is_lead=True)
+        raise ImportFailed(f"{exc} Nothing was imported.") from None
+    except BaseException:  # unreadable, or interrupted (Ctrl-C): no draft left behind
+        with contextlib.suppress(Exception):
+            await asyncio.shield(cancel(db, team_id, batch.id, requested_by, is_lead=True))
         raise
     await mapper.remember_given(db, team_id, requested_by)
     async with db.begin() as conn:
@@ -223,6 +227,8 @@ async def preview_files(
         await _stage(db, team_id, batch.id, files, progress, mailchimp, max_unzipped_bytes,
                      mapper)  # fmt: skip
         return await dry_run(db, team_id, batch.id, target.id if target else None), bool(target)
+    except MailchimpError as exc:
+        raise ImportFailed(f"{exc} Nothing was imported.") from None
     finally:
         await drop_batch(db, team_id, batch.id)
 

@@ -428,6 +428,31 @@ async def test_the_cli_connects_lists_and_imports(db: Database, db_env: dict[str
 
 
 
+async def test_a_cli_import_whose_audience_mailchimp_wont_serve_fails_in_words(
+    db: Database, db_env: dict[str, str], mc: FakeMailchimp, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Out of retries reading the audience: one line saying so, and no draft left behind
+    (one kept its segment from ever being deleted)."""
+    import asyncio
+
+    from tests.shell import run
+
+    env = {**db_env, "SECRET_KEY": SECRET, "MAILCHIMP_API_URL": mc.base_url}
+    assert (await asyncio.to_thread(run, env, "mailchimp", "--team", TEAM, "connect",
+                                    "--api-key", KEY)).returncode == 0  # fmt: skip
+    mc.fail_next("/3.0/lists/aud1/members", 503, body={"title": "Busy"}, times=1000)
+    monkeypatch.setattr(api, "RETRY_DELAY", 0.01)
+    failed = await asyncio.to_thread(run, env, "import", "--mailchimp-list", "aud1",
+                                     "--segment", "MC", "--create-segment", "--team", TEAM)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
+    assert "Mailchimp kept failing" in failed.stderr and "Nothing was imported." in failed.stderr
+    async with db.begin() as conn:
+        statuses = (await conn.execute(text("SELECT status FROM import_batch"))).scalars().all()
+    assert statuses == ["cancelled"]
+    deleted = await asyncio.to_thread(run, env, "segments", "delete", "MC", "--team", TEAM)
+    assert deleted.returncode == 0, deleted.stderr
+
+
 @pytest.mark.parametrize(("body", "content_type"), [
     ('{"members": [{"email_addr', "application/json"),  # a JSON reply cut off part way
     ("<html>Be right back</html>", "text/html"),  # a maintenance page with a 200
