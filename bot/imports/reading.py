@@ -12,6 +12,7 @@ import csv
 import functools
 import io
 import itertools
+import operator
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
@@ -367,6 +368,10 @@ def find_header(sample_text: str) -> tuple[str, int]:
     return (hint[1] if hint else sniff_delimiter("".join(lines[start:]))), start
 
 
+# U+0000 out of a line of UTF-16 text, where a zero byte is half of many characters (see _NoNul)
+_DROP_NUL = operator.methodcaller("replace", "\0", "")
+
+
 class _NoNul(io.BufferedIOBase):
     """The file's bytes without its NUL bytes, read through as they are asked for.
 
@@ -467,6 +472,8 @@ class CsvReader:
         # reaches csv in pieces, each a malformed or rejected row; later line numbers then
         # count its pieces. readline from a C callable iterator: no slower than iteration.
         self._lines = iter(functools.partial(self._text.readline, MAX_LINE_CHARS), "")
+        if text_bytes is stream:  # UTF-16: its NUL is a character, dropped from the text
+            self._lines = map(_DROP_NUL, self._lines)
         skipped = list(itertools.islice(self._lines, above))  # a title, `sep=;`
         self._above = len(skipped)
         self._reader = csv.reader(self._lines, delimiter=self.delimiter, strict=False)

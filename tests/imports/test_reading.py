@@ -942,6 +942,14 @@ def test_nul_bytes_are_dropped_not_a_reason_to_refuse_the_file() -> None:
     assert not any("\x00" in f for _, fields in records for f in fields)
 
 
+def test_a_nul_character_in_utf16_text_is_dropped_too() -> None:
+    """"Unicode text" (UTF-16) from Excel: its zero bytes are halves of characters, so NUL is
+    dropped from the decoded text; PostgreSQL refused it and failed the whole import."""
+    data = "email\tfirst_name\r\na@example.com\tA\x00da\r\nb@ex\x00ample.com\tBo\r\n"
+    _, records = read(codecs.BOM_UTF16_LE + data.encode("utf-16-le"))
+    assert records == [(2, ["a@example.com", "Ada"]), (3, ["b@example.com", "Bo"])]
+
+
 def test_no_email_column_among_thousands_names_a_few() -> None:
     header = ",".join(f"col{i}" for i in range(5_000)).encode()
     with pytest.raises(CsvFileError) as failure:
