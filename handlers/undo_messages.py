@@ -117,8 +117,8 @@ def confirm_modal(plan: UndoPlan, *, metadata: str) -> View:
     ]  # fmt: skip
     if plan.keeps:  # not among the deleted: say why they stay
         lines.insert(3, f"• Keeps the {_many(plan.keeps, 'contact')} it created who "
-                        "unsubscribed, in no segment, so that no later import emails them "
-                        "again.")  # fmt: skip
+                        "unsubscribed or were already sent an invite, in no segment, so that "
+                        "no later import emails them (again).")  # fmt: skip
     option = Option(value=REMOVE_ADVOCATES,
                     text=f"Also remove the {_many(plan.advocates, 'advocate')} it enrolled",
                     description="Their referral links stop working.")  # fmt: skip

@@ -132,7 +132,8 @@ async def test_undo_says_it_kept_the_contacts_who_unsubscribed(
     batch = await _import(shell, capsys, "Wrong", "ann@example.com", "bob@example.com")
     await unsubscribe(db, "local", await find_by_email(db, "local", "ann@example.com"), "cli")
     assert await _main("undo", str(batch)) == 0
-    assert ("2 contacts removed from 'Wrong', 1 deleted (1 kept: they unsubscribed), "
+    assert ("2 contacts removed from 'Wrong', 1 deleted (1 kept: they unsubscribed or were "
+            "emailed), "
             "0 invites cancelled") in capsys.readouterr().out  # fmt: skip
     assert await _sql(db, "SELECT email FROM contact") == "ann@example.com"
 

@@ -88,7 +88,7 @@ class UndoPlan:
     finished_at: datetime | None
     removes: int  # memberships of the segment this import added, still there, that go
     deletes: int  # contacts it created that would be in no segment afterwards
-    keeps: int  # ... but that unsubscribed: they stay, so their unsubscribe stays
+    keeps: int  # ... but that unsubscribed or were emailed: they stay, and so does that
     invites: int  # invites still waiting (held or queued) that would be cancelled
     advocates: int  # advocates its enrollments made for the contacts it added
     # ... and the invites cancelled when those advocates go too: theirs go with them, even
@@ -281,6 +281,14 @@ _OWN_ADVOCATES_INVITE = ("EXISTS (SELECT 1 FROM advocate a WHERE a.campaign_id =
                          "AND a.team_id = :t AND a.batch_id = :b)")  # fmt: skip
 
 
+def _kept(contact: str) -> str:
+    """The contact (a column or alias) stays although it is in no segment: it unsubscribed,
+    or an invite went out to it (sent, or maybe: uncertain, sending)."""
+    return (f"({contact}.unsubscribed_at IS NOT NULL OR EXISTS (SELECT 1 FROM invite i "
+            f"WHERE i.contact_id = {contact}.id AND i.team_id = :t "
+            "AND i.state IN ('sent', 'sending', 'uncertain')))")  # fmt: skip
+
+
 def _plan(listed: bool) -> TextClause:
     """The counts of UndoPlan. `listed`: some import listed contacts of the segment that were
     in it already (segment_member_listing), so some memberships may be handed on rather than
@@ -292,9 +300,10 @@ def _plan(listed: bool) -> TextClause:
         stays, handed_on = f" AND NOT {later}", f"{_MEMBERS_OF_BATCH} AND {later}"
         orphaned = f"{_ORPHANED} AND NOT {_listed_later('c.id')}"
     removed = f"{_MEMBERS_OF_BATCH}{stays}"
-    # ... and never unsubscribed: one who did stays (deleting it deleted its unsubscribe too).
-    deletable = f"{orphaned} AND c.unsubscribed_at IS NULL"
-    kept = f"{orphaned} AND c.unsubscribed_at IS NOT NULL"
+    # ... and neither unsubscribed nor emailed: those stay (deleting one deleted its
+    # unsubscribe too; a new import of an emailed one emailed it again)
+    deletable = f"{orphaned} AND NOT {_kept('c')}"
+    kept = f"{orphaned} AND {_kept('c')}"
     return _sql(f"""
         SELECT
           (SELECT COUNT(*) FROM segment_member
@@ -373,11 +382,12 @@ def _own(table: str) -> str:
     return f"{_added(table)} AND {own}"
 
 
-# Contacts this import created that are in no segment (now) and never unsubscribed: an
-# unsubscribed one stays, or the next import of the same file would email it again.
+# Contacts this import created that are in no segment (now), never unsubscribed and never
+# (perhaps) emailed an invite: an unsubscribed one stays, and so does one whose invite went
+# out (sent, or maybe: uncertain, sending), or the next import of the same file would create
+# it again and email it a second time (with a new link; the first one's answered 410).
 _GOES = ("NOT EXISTS (SELECT 1 FROM segment_member x "
-         "WHERE x.contact_id = contact.id AND x.team_id = :t) "
-         "AND contact.unsubscribed_at IS NULL")  # fmt: skip
+         f"WHERE x.contact_id = contact.id AND x.team_id = :t) AND NOT {_kept('contact')}")
 
 
 def _of_gone(table: str) -> str:
@@ -484,11 +494,11 @@ _COUNT = _sql("""
 """)
 _FINISH = _sql("UPDATE import_batch SET status = 'undone', updated_at = :now "
                "WHERE team_id = :t AND id = :b AND status = 'undoing'")  # fmt: skip
-# The contacts it created that it kept because they unsubscribed (in no segment once it is
-# done): counted from the rows when it finishes, as nothing else counts them.
-_KEPT_AFTER = _sql("""
-    SELECT COUNT(*) FROM contact WHERE team_id = :t AND batch_id = :b
-      AND unsubscribed_at IS NOT NULL
+# The contacts it created that it kept because they unsubscribed or were emailed (in no
+# segment once it is done): counted from the rows when it finishes, as nothing else counts
+# them.
+_KEPT_AFTER = _sql(f"""
+    SELECT COUNT(*) FROM contact WHERE team_id = :t AND batch_id = :b AND {_kept("contact")}
       AND NOT EXISTS (SELECT 1 FROM segment_member x
                       WHERE x.contact_id = contact.id AND x.team_id = :t)
 """)
@@ -575,9 +585,10 @@ def handed_on_words(count: int) -> str:
 
 
 def unsubscribed_words(count: int) -> str:
-    """" (3 kept: they unsubscribed)" after "N deleted", or "": the contacts the import
-    created that stay because they unsubscribed (the command line and the audit log say it)."""
-    return f" ({count:,} kept: they unsubscribed)" if count else ""
+    """" (3 kept: they unsubscribed or were emailed)" after "N deleted", or "": the contacts
+    the import created that stay because they unsubscribed or an invite went out to them (the
+    command line and the audit log say it)."""
+    return f" ({count:,} kept: they unsubscribed or were emailed)" if count else ""
 
 
 async def _record_result(conn: AsyncConnection, team_id: str, batch_id: int) -> None:
@@ -599,7 +610,8 @@ async def _record_result(conn: AsyncConnection, team_id: str, batch_id: int) -> 
 
 async def kept_unsubscribed_in(conn: AsyncConnection, team_id: str, batch_id: int) -> int:
     """How many contacts this undone import created stay, in no segment, because they
-    unsubscribed: the undo keeps them so that no later import emails them again."""
+    unsubscribed or were emailed: the undo keeps them so that no later import emails them
+    (again)."""
     return int((await conn.execute(_KEPT_AFTER, {"t": team_id, "b": batch_id})).scalar_one())
 
 

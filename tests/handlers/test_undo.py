@@ -278,8 +278,8 @@ async def test_the_confirmation_says_who_stays_because_they_unsubscribed(app: Ha
     modal = await _click_undo(app, LEAD, value=str(batch), view=home)
     shown = json.dumps(modal["blocks"])
     assert "Deletes the 1 contact it created that is in no other segment" in shown
-    assert ("Keeps the 1 contact it created who unsubscribed, in no segment, so that no later "
-            "import emails them again.") in shown  # fmt: skip
+    assert ("Keeps the 1 contact it created who unsubscribed or were already sent an invite, in "
+            "no segment, so that no later import emails them (again).") in shown  # fmt: skip
     await app.requests.view_submission(state_values={}, view_id=modal["id"], user_id=LEAD)
     await app.settle()
     texts = [m["text"] for m in app.slack.messages_in(app.slack.dm_channels[LEAD])]

@@ -32,6 +32,7 @@ from bot.web import public_routes
 from bot.workspaces import ensure_workspace, find_segment, import_target
 from models import CampaignState, Database, SourceKind
 from models.clock import utcnow
+from models.contacts import ALL_CUSTOMERS
 from tests.fakes.slack_api import serve
 
 TEAM, OTHER_TEAM = "T0001", "T0002"
@@ -344,6 +345,26 @@ async def test_an_invite_of_a_campaign_that_never_targeted_the_segment_stays(
     assert await _counts(db, batch) == ("undone", LEAD, 1, 0, 0, 0)
 
 
+async def test_undo_keeps_a_contact_already_emailed_so_a_new_import_doesnt_email_it_again(
+    db: Database,
+) -> None:
+    """Imported into the wrong segment, ann was invited by a campaign targeting All
+    Customers; the lead undoes the import and imports the file into the right segment. The
+    undo deleted ann with her sent invite, and the new import invited her a second time."""
+    await ensure_workspace(db, TEAM)
+    await _import(db, "Right", "old@example.com")
+    await _live_campaign(db, "Spring", ALL_CUSTOMERS)
+    wrong = await _import(db, "Wrong", "ann@example.com", "bob@example.com")
+    await _invite(db, "ann@example.com", "sent")
+    plan = await undo_plan(db, TEAM, wrong, window_days=WEEK)
+    assert (plan.deletes, plan.keeps) == (1, 1)
+
+    await _undo(db, wrong)
+    assert await _contacts(db) == ["ann@example.com", "old@example.com"]  # bob@ went
+    await _import(db, "Right", "ann@example.com")
+    assert (await _states(db))["ann@example.com"] == "sent"  # not queued a second time
+
+
 async def test_undo_keeps_a_contact_who_unsubscribed_so_no_later_import_emails_it(
     db: Database,
 ) -> None:
@@ -363,7 +384,8 @@ async def test_undo_keeps_a_contact_who_unsubscribed_so_no_later_import_emails_i
     assert await _counts(db, wrong) == ("undone", LEAD, 2, 1, 0, 0)
     assert await _one(db, "SELECT detail FROM audit_entry WHERE action = :a ORDER BY id DESC",
                       a=Act.IMPORT_UNDONE.value) == (
-        "done: 2 removed from Wrong, 1 contacts deleted (1 kept: they unsubscribed), "
+        "done: 2 removed from Wrong, 1 contacts deleted (1 kept: they unsubscribed or were "
+        "emailed), "
         "0 invites cancelled, 0 advocates removed")  # fmt: skip
 
     await _import(db, "Right", "ann@example.com", "bob@example.com")  # Spring enrolls them
@@ -387,7 +409,8 @@ async def test_the_audit_entry_of_a_big_undo_counts_with_thousands_separators(
     await _undo(db, batch)
     assert await _one(db, "SELECT detail FROM audit_entry WHERE action = :a ORDER BY id DESC",
                       a=Act.IMPORT_UNDONE.value) == (
-        "done: 2,500 removed from Big, 1,389 contacts deleted (1,111 kept: they unsubscribed), "
+        "done: 2,500 removed from Big, 1,389 contacts deleted (1,111 kept: they unsubscribed "
+        "or were emailed), "
         "0 invites cancelled, 0 advocates removed")  # fmt: skip
 
 
