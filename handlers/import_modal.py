@@ -48,6 +48,7 @@ from handlers.mailchimp_messages import (
     LISTS_LOADING,
     LISTS_NOT_CONNECTED,
     LISTS_RECONNECT,
+    LISTS_UNREADABLE,
     SECRET_KEY_MISSING,
     lists_blocks,
     lists_failed,
@@ -338,8 +339,12 @@ async def mailchimp_part(d: Deps, team_id: str) -> list[Block]:
         return lists_blocks(await audiences(creds))
     except NotConnected:
         return lists_blocks(note=LISTS_NOT_CONNECTED)
-    except (ReconnectNeeded, CredentialsUnreadable):
+    except ReconnectNeeded:
         return lists_blocks(note=LISTS_RECONNECT)
+    except CredentialsUnreadable:  # Mailchimp wasn't even asked: the operator's doing
+        log.warning("Mailchimp credentials of %s don't decrypt with this SECRET_KEY (changed "
+                    "since they were saved?): connect Mailchimp again", team_id)  # fmt: skip
+        return lists_blocks(note=LISTS_UNREADABLE)
     except SecretKeyMissing:
         return lists_blocks(note=SECRET_KEY_MISSING)
     except MailchimpError as exc:

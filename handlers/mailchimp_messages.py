@@ -49,6 +49,9 @@ LISTS_NOT_CONNECTED = ("Mailchimp lists can be imported here too, once a team le
 LISTS_NONE = "Your Mailchimp account has no audiences yet."
 LISTS_RECONNECT = (":warning: Mailchimp no longer accepts our credentials: reconnect Mailchimp "
                    "with `/referral mailchimp` to import its lists here.")  # fmt: skip
+LISTS_UNREADABLE = (":warning: The saved Mailchimp connection can't be read (the bot's "
+                    "`SECRET_KEY` changed since it was saved): a team lead disconnects and "
+                    "connects Mailchimp again with `/referral mailchimp`.")  # fmt: skip
 LISTS_HINT = "Subscribed members are imported; the others are counted as skipped, by status."
 
 

@@ -274,6 +274,21 @@ async def test_without_secret_key_it_says_to_set_it(build: Build) -> None:
         assert find_element(status["blocks"], Action.MAILCHIMP_CONNECT) is None
 
 
+async def test_credentials_saved_under_another_secret_key_are_said_so_and_logged(
+    build: Build, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """SECRET_KEY changed after Mailchimp was connected: the form says so (not that Mailchimp
+    refused us: it wasn't asked) and the log tells the operator."""
+    async with build() as app:
+        await _connect(app)
+    async with build(secret_key="another-secret") as app:
+        modal = await _import_modal(app)
+        shown = json.dumps(modal["blocks"])
+        assert "`SECRET_KEY` changed" in shown and "no longer accepts" not in shown
+        assert any("don't decrypt with this SECRET_KEY" in r.getMessage() and TEAM in
+                   r.getMessage() for r in caplog.records)  # fmt: skip
+
+
 async def test_oauth_mode_shows_a_sign_in_button(build: Build, mc: FakeMailchimp) -> None:
     async with build(mailchimp_client_id="cid-123", mailchimp_client_secret="csecret") as app:
         app.slack.users[LEAD] = {"profile": {"real_name": "Dana Lead", "display_name": "dana"}}
