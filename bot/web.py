@@ -25,6 +25,7 @@ from bot.campaigns.codes import could_be_code, normalise
 from bot.campaigns.consent import recipient_of, unsubscribe
 from bot.campaigns.links import BadToken, read_unsubscribe_token
 from bot.email.render import choose_locale
+from bot.home_refresh import queue_home_refresh
 from bot.mailchimp.accounts import save
 from bot.mailchimp.api import MailchimpError
 from bot.mailchimp.oauth import (
@@ -325,6 +326,7 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             await forget(db, state.team_id, used_key(state))
             return page("Not connected", str(exc), status=502)
         log.info("Mailchimp account %r connected (%s)", account.account_name, who)
+        await queue_home_refresh(db, state.team_id)  # Home tabs open still offer Connect
         if on_connected is not None:
             await on_connected(state.team_id, state.user_id, account.account_name)
         return page("Mailchimp connected", f"{account.account_name or 'Your account'} is "

@@ -30,7 +30,7 @@ from bot.mailchimp.oauth import (
 from bot.settings import Settings, load_settings
 from bot.web import public_routes
 from bot.workspaces import ensure_workspace, name_workspace
-from models import Database
+from models import Database, HomeViewer
 from tests.fakes.mailchimp import FakeMailchimp
 from tests.fakes.slack_api import serve
 
@@ -222,6 +222,9 @@ async def test_oauth_connects_once_and_refuses_forged_or_reused_states(
     token = "oauth-token-1"
     mc.add_account(token=token, dc="us7", name="Northwind Coffee")
     mc.issue_code("code-1", token, token)
+    async with db.session() as session:  # someone has Home open: it must show the connection
+        session.add(HomeViewer(team_id=TEAM, user_id="U0003"))
+        await session.commit()
     routes = public_routes(db, settings, on_connected=tell)
     async with serve(build_web_app(None, routes=routes)) as site, _browser(site) as http:
         state = make_state(SECRET, TEAM, "U0002", person="Dana")
@@ -250,6 +253,11 @@ async def test_oauth_connects_once_and_refuses_forged_or_reused_states(
     said = [r.getMessage() for r in caplog.records if f"team {TEAM}, user U0002" in r.getMessage()]
     assert "connected" in said[0] and "used before" in said[1], said
     assert connected == [(TEAM, "U0002", "Northwind Coffee")]
+    async with db.begin() as conn:
+        refreshes = (await conn.execute(text(
+            "SELECT state FROM job WHERE kind = 'home_refresh' AND team_id = :t"), {"t": TEAM}
+        )).scalars().all()  # fmt: skip
+    assert refreshes == ["queued"]
     found = await accounts.connection(db, TEAM)
     assert found is not None and (found.auth, found.dc) == ("oauth", "us7")
     creds = await accounts.credentials(db, TEAM, SECRET)
