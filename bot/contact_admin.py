@@ -34,7 +34,7 @@ from bot.campaigns.consent import STOP_INVITES
 from bot.casefold import spellings
 from bot.ids import digits
 from bot.imports.addresses import email_key
-from models import Contact, Database, RetiredCode
+from models import Contact, Database, RetiredCode, SuppressedAddress
 from models.clock import utcnow
 from models.locks import lock_contacts
 
@@ -423,6 +423,7 @@ async def unsubscribe(db: Database, team_id: str, contact_id: int, actor: str, *
     return int(stopped)
 
 
+_UNSUPPRESS = text("DELETE FROM suppressed_address WHERE team_id = :t AND email_key = :k")
 _RESUBSCRIBE = text("""
     UPDATE contact SET subscribed = :yes, unsubscribed_at = NULL, updated_at = :now
     WHERE team_id = :t AND id = :c AND email_key = :k
@@ -443,6 +444,7 @@ async def resubscribe(db: Database, team_id: str, contact_id: int, actor: str, *
         if row is None:
             await _same(conn, params)
             raise ContactError(f"{email} is already subscribed.")
+        await conn.execute(_UNSUPPRESS, params)  # their unsubscribe is over
         await record_in(conn, team_id, actor, Act.CONTACT_RESUBSCRIBED, subject(row[0]))
 
 
@@ -460,11 +462,17 @@ async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str
     async with db.begin() as conn:
         await lock_contacts(conn, team_id, exclusive=True)  # no import or enrollment mid-way
         _, params["k"] = await _key_of(conn, team_id, contact_id, check)
-        email = (await conn.execute(text("DELETE FROM contact WHERE team_id = :t AND id = :c "
-                                         "AND email_key = :k RETURNING email"),
-                                    params)).scalar()  # fmt: skip
-        if email is None:
+        gone = (await conn.execute(text("DELETE FROM contact WHERE team_id = :t AND id = :c "
+                                        "AND email_key = :k RETURNING email, unsubscribed_at"),
+                                   params)).first()  # fmt: skip
+        if gone is None:
             raise ContactGone()
+        email, unsubscribed_at = gone
+        if unsubscribed_at is not None:  # its unsubscribe outlives it (SuppressedAddress)
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            await conn.execute(dialect.insert(SuppressedAddress).values(
+                team_id=team_id, email_key=params["k"], suppressed_at=utcnow(),
+            ).on_conflict_do_nothing(index_elements=["team_id", "email_key"]))  # fmt: skip
         # later imports' listings of its memberships, found through them (before they go):
         # SQLite gives its id to the next contact, which a listing left behind would keep in
         # the segment when the import that adds it is undone

@@ -181,7 +181,8 @@ def _buttons(c: Card) -> ActionsBlock:
         text="Delete contact", action_id=Action.CONTACT_DELETE, value=value, style="danger",
         confirm=_confirm("Delete this contact?", _fit(
             "Deletes {email} everywhere: segments, campaigns, referral links (they'll stop "
-            "working). This can't be undone.", c.email), "Delete", danger=True),
+            "working). This can't be undone. If they unsubscribed, an import that adds them "
+            "again adds them unsubscribed.", c.email), "Delete", danger=True),
     )  # fmt: skip
     return ActionsBlock(elements=[consent, delete])
 

@@ -1,6 +1,6 @@
 """SQLModel tables and the database handle. Imports nothing else of ours."""
 
-from models.admin import AuditEntry, HomeViewer, RetiredCode, TeamLead
+from models.admin import AuditEntry, HomeViewer, RetiredCode, SuppressedAddress, TeamLead
 from models.campaigns import (
     Advocate,
     Campaign,
@@ -68,6 +68,7 @@ __all__ = [
     "SourceKind",
     "SourceStatus",
     "StagedRow",
+    "SuppressedAddress",
     "TeamLead",
     "WorkerProcess",
     "Workspace",

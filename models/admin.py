@@ -49,6 +49,21 @@ class RetiredCode(SQLModel, table=True):
     retired_at: datetime = Field(default_factory=utcnow)
 
 
+class SuppressedAddress(SQLModel, table=True):
+    """The address of a contact deleted after it unsubscribed: an import that creates it again
+    creates it unsubscribed. Deleting the contact deleted its unsubscribe with it, and the
+    next import of the same list emailed the person who had asked not to be. Kept as the
+    address key (what makes two spellings one contact), as mailing lists keep their
+    suppression lists; a resubscribe by a lead lifts it."""
+
+    __tablename__ = "suppressed_address"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    team_id: str = Field(primary_key=True, max_length=32)
+    email_key: str = Field(primary_key=True, max_length=320)
+    suppressed_at: datetime = Field(default_factory=utcnow)
+
+
 class HomeViewer(SQLModel, table=True):
     """Someone who opened the App Home: their tab is republished when things change.
 

@@ -287,6 +287,31 @@ async def test_delete_takes_everything_of_the_contact_and_retires_its_codes(worl
                         "2 invites deleted)")]  # fmt: skip
 
 
+async def test_a_contact_deleted_after_it_unsubscribed_comes_back_unsubscribed(
+    world: World,
+) -> None:
+    """Ada unsubscribed, then a lead deleted her: the next import of the same list (VIP,
+    which a live campaign targets) created her again subscribed and queued her invite. Her
+    unsubscribe now outlives her; a resubscribe by a lead lifts it."""
+    ada, _ = await _enrolled(world)
+    await unsubscribe(world.db, TEAM, ada, "U1")
+    await delete_contact(world.db, TEAM, ada, "U1")
+    await world.import_csv("VIP", people("ada@example.com,Ada", "cy@example.com,Cy"))
+    again = await _id(world, "ada@example.com")
+    assert await world.rows("SELECT c.email, c.subscribed, c.unsubscribed_at IS NOT NULL, "
+                            "i.state FROM contact c JOIN invite i ON i.contact_id = c.id "
+                            "WHERE c.email IN ('ada@example.com', 'cy@example.com') "
+                            "ORDER BY c.email") in (
+        [("ada@example.com", False, True, "not_emailed"), ("cy@example.com", True, False, "queued")],
+        [("ada@example.com", 0, 1, "not_emailed"), ("cy@example.com", 1, 0, "queued")],
+    )  # fmt: skip
+    await resubscribe(world.db, TEAM, again, "U1")  # she agreed again
+    await delete_contact(world.db, TEAM, again, "U1")
+    await world.import_csv("Newsletter", people("ada@example.com,Ada"))
+    assert await world.scalar("SELECT subscribed FROM contact WHERE email = 'ada@example.com'"
+                              ) in (True, 1)  # fmt: skip
+
+
 class _DeletesWhileSending:
     """The mail server's side: while one message is being handed over, a lead deletes its
     contact (the invite row goes while it is `sending`)."""

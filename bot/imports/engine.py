@@ -37,20 +37,41 @@ _LIVE_ROWS = f"FROM staged_row s WHERE {_LIVE}"
 _LIVE_ROWS_AND_SOURCE = (
     f"FROM staged_row s JOIN import_source src ON src.id = s.source_id WHERE {_LIVE}"
 )
+_SUPPRESSION_FROM = ("FROM suppressed_address x "
+                     "WHERE x.team_id = s.team_id AND x.email_key = s.email_key")  # fmt: skip
+_SUPPRESSION = f"SELECT 1 {_SUPPRESSION_FROM}"
 
 _CONTACTS_INSERT = f"""
     INSERT INTO contact (team_id, email, email_key, first_name, last_name, locale, subscribed,
-                         source, batch_id, created_at, updated_at)
+                         source, batch_id, created_at, updated_at{{unsubscribed}})
     SELECT s.team_id, s.email, s.email_key, s.first_name, s.last_name, s.locale,
-           COALESCE(s.subscribed, :yes),
-           src.kind, :batch, :now, :now
+           {{subscribed}},
+           src.kind, :batch, :now, :now{{suppressed_at}}
     {_LIVE_ROWS_AND_SOURCE} {{only_new}}
     ORDER BY s.email_key
     {{on_conflict}}
 """
+# A workspace with suppressed addresses (contacts deleted after they unsubscribed: see
+# models.SuppressedAddress) creates them again unsubscribed: a lookup per row by the table's
+# key, made only by the chunks of a workspace that has any (_HAS_SUPPRESSED).
+_PLAIN = {"unsubscribed": "", "subscribed": "COALESCE(s.subscribed, :yes)", "suppressed_at": ""}
+_SUPPRESSED = {
+    "unsubscribed": ", unsubscribed_at",
+    "subscribed": f"CASE WHEN EXISTS ({_SUPPRESSION}) THEN :no ELSE COALESCE(s.subscribed, :yes) "
+                  "END",
+    "suppressed_at": f", (SELECT x.suppressed_at {_SUPPRESSION_FROM})",
+}
+_HAS_SUPPRESSED = text("SELECT 1 FROM suppressed_address WHERE team_id = :team LIMIT 1")
 _ON_CONFLICT = "ON CONFLICT (team_id, email_key) DO NOTHING"
-_INSERT_CONTACTS = text(_CONTACTS_INSERT.format(only_new="", on_conflict=_ON_CONFLICT)
-                        ).bindparams(bindparam("now", type_=UTCDateTime()))  # fmt: skip
+
+
+def _contacts_insert(suppressed: bool, **parts: str) -> str:
+    return _CONTACTS_INSERT.format(**(_SUPPRESSED if suppressed else _PLAIN), **parts)
+
+
+_INSERT_CONTACTS = {suppressed: text(_contacts_insert(
+    suppressed, only_new="", on_conflict=_ON_CONFLICT,
+)).bindparams(bindparam("now", type_=UTCDateTime())) for suppressed in (False, True)}
 
 # The contacts this chunk creates are new to the segment too: their memberships need neither
 # a lookup by email nor a conflict check. SQLite reads them back (above the maximum id read
@@ -73,14 +94,14 @@ _WITH_MEMBERS = """
 # PostgreSQL: addresses not yet known are inserted without ON CONFLICT, whose speculative
 # insertion doubles the cost of every row; a concurrent import that adds one of them first
 # makes it fail, and the chunk then falls back to the conflict-safe insert in a savepoint.
-_PG_INSERT_NEW = text(_WITH_MEMBERS.format(insert=_CONTACTS_INSERT.format(
-    on_conflict="",
+_PG_INSERT_NEW = {suppressed: text(_WITH_MEMBERS.format(insert=_contacts_insert(
+    suppressed, on_conflict="",
     only_new="AND NOT EXISTS (SELECT 1 FROM contact c "
              "WHERE c.team_id = :team AND c.email_key = s.email_key)",
-))).bindparams(bindparam("now", type_=UTCDateTime()))  # fmt: skip
-_PG_INSERT_NEW_SAFE = text(_WITH_MEMBERS.format(insert=_CONTACTS_INSERT.format(
-    only_new="", on_conflict=_ON_CONFLICT,
-))).bindparams(bindparam("now", type_=UTCDateTime()))  # fmt: skip
+))).bindparams(bindparam("now", type_=UTCDateTime())) for suppressed in (False, True)}
+_PG_INSERT_NEW_SAFE = {suppressed: text(_WITH_MEMBERS.format(insert=_contacts_insert(
+    suppressed, only_new="", on_conflict=_ON_CONFLICT,
+))).bindparams(bindparam("now", type_=UTCDateTime())) for suppressed in (False, True)}
 # A sort of a million staged rows by address spills to disk in runs of work_mem (4 MB by
 # default); bigger runs take a second or two less. For this transaction only.
 _PG_SORT_MEMORY = text("SET LOCAL work_mem = '64MB'")
@@ -327,15 +348,16 @@ async def _start(conn: AsyncConnection, team_id: str, batch_id: int) -> bool:
 async def _insert_new(conn: AsyncConnection, params: dict[str, object]) -> tuple[int, int]:
     """Insert the chunk's addresses that aren't contacts yet, with their memberships; returns
     (contacts, memberships) added."""
+    suppressed = (await conn.execute(_HAS_SUPPRESSED, params)).first() is not None
     if conn.dialect.name == "sqlite":  # one writer: no race, and ON CONFLICT costs nothing
-        new = (await conn.execute(_INSERT_CONTACTS, params)).rowcount
+        new = (await conn.execute(_INSERT_CONTACTS[suppressed], params)).rowcount
         return new, (await conn.execute(_SQLITE_INSERT_NEW_MEMBERS, params)).rowcount
     await conn.execute(_PG_SORT_MEMORY)
     try:
         async with conn.begin_nested():
-            new = (await conn.execute(_PG_INSERT_NEW, params)).rowcount
+            new = (await conn.execute(_PG_INSERT_NEW[suppressed], params)).rowcount
     except IntegrityError:  # another import added some of them since this chunk began
-        new = (await conn.execute(_PG_INSERT_NEW_SAFE, params)).rowcount
+        new = (await conn.execute(_PG_INSERT_NEW_SAFE[suppressed], params)).rowcount
     return new, new  # one membership per new contact, in the same statement
 
 

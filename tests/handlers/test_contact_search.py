@@ -229,7 +229,8 @@ async def test_the_card_shows_segments_campaigns_links_and_the_buttons(app: Harn
     assert delete[1]["confirm"]["style"] == "danger"
     assert delete[1]["confirm"]["text"]["text"] == (
         "Deletes ada@example.com everywhere: segments, campaigns, referral links (they'll stop "
-        "working). This can't be undone.")  # fmt: skip
+        "working). This can't be undone. If they unsubscribed, an import that adds them again "
+        "adds them unsubscribed.")  # fmt: skip
     assert find_element(shown["blocks"], Action.CONTACT_RESUBSCRIBE) is None
     assert app.slack.block_errors == []
 

@@ -46,6 +46,6 @@ async def test_new_contacts_take_their_source_from_a_join_not_a_subquery_per_row
     await ensure_workspace(db, "T1")
     await import_files(db, "T1", [("a.csv", io.BytesIO(CSV.encode()))], segment="S",
                        create_segment=True)  # fmt: skip
-    plan = await _plan(db, engine._INSERT_CONTACTS)
+    plan = await _plan(db, engine._INSERT_CONTACTS[False])  # no suppressed address
     assert "CORRELATED" not in plan, plan
     assert "ix_staged_row_batch" in plan, plan
