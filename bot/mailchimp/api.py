@@ -112,8 +112,9 @@ def _detail(text: object) -> str:
     return str(text or "")[:200]
 
 
-async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str) -> T:
-    """Run `fn(client)` in a thread; retry 429/5xx/network errors; classify the rest."""
+async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str, about: str = "") -> T:
+    """Run `fn(client)` in a thread; retry 429/5xx/network errors; classify the rest.
+    `about`: which list, for the log (several workspaces' reads may be retrying at once)."""
     import requests
     from mailchimp_marketing.api_client import ApiClientError
 
@@ -155,7 +156,8 @@ async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str) -> T:
                     reason += " (too many connections?)"
         if attempt == RETRIES:
             raise MailchimpError(f"Mailchimp kept failing to {what} ({reason}); try again later.")
-        log.warning("Mailchimp %s failed (%s), retrying in %.1f s", what, reason, delay)
+        log.warning("Mailchimp %s failed (%s; %s at %s), retrying in %.1f s", what, reason,
+                    about or "no list", creds.api_endpoint, delay)  # fmt: skip
         await asyncio.sleep(delay)
         delay = min(delay * 2, 30.0)
     raise AssertionError("unreachable")
@@ -215,7 +217,7 @@ async def _changed_since(creds: Credentials, list_id: str, began: datetime) -> b
     since = began.isoformat(timespec="seconds")
     body = await call(creds, lambda c: c.lists.get_list_members_info(
         list_id, fields=["total_items"], count=1, since_last_changed=since),
-        what="read that audience")  # fmt: skip
+        what="read that audience", about=f"audience {list_id}")  # fmt: skip
     return int(body.get("total_items") or 0) > 0
 
 
@@ -247,4 +249,4 @@ async def _read(creds: Credentials, list_id: str) -> tuple[list[dict[str, Any]],
 async def _page(creds: Credentials, list_id: str, offset: int) -> dict[str, Any]:
     return await call(creds, lambda c: c.lists.get_list_members_info(
         list_id, fields=MEMBER_FIELDS, count=PAGE, offset=offset),
-        what="read that audience")  # fmt: skip
+        what="read that audience", about=f"audience {list_id}, offset {offset}")  # fmt: skip

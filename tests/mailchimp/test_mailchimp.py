@@ -461,6 +461,19 @@ async def test_a_cli_import_whose_audience_mailchimp_wont_serve_fails_in_words(
     assert deleted.returncode == 0, deleted.stderr
 
 
+async def test_a_retried_page_is_logged_with_its_audience(
+    mc: FakeMailchimp, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Several workspaces' reads may be retrying at once: each warning says whose list."""
+    mc.account(KEY).add_list("big", "Big").add_members(1_500)
+    monkeypatch.setattr(api, "RETRY_DELAY", 0.01)
+    mc.fail_next("/3.0/lists/big/members", 503, body={"title": "Busy"})
+    found = await api.members(api.Credentials(mc.base_url, "api_key", KEY), "big")
+    assert len(found) == 1_500
+    said = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert said and "audience big" in said[0] and mc.base_url in said[0], said
+
+
 @pytest.mark.parametrize(("body", "content_type"), [
     ('{"members": [{"email_addr', "application/json"),  # a JSON reply cut off part way
     ("<html>Be right back</html>", "text/html"),  # a maintenance page with a 200
