@@ -302,7 +302,8 @@ async def test_a_contact_deleted_after_it_unsubscribed_comes_back_unsubscribed(
                             "i.state FROM contact c JOIN invite i ON i.contact_id = c.id "
                             "WHERE c.email IN ('ada@example.com', 'cy@example.com') "
                             "ORDER BY c.email") in (
-        [("ada@example.com", False, True, "not_emailed"), ("cy@example.com", True, False, "queued")],
+        [("ada@example.com", False, True, "not_emailed"),
+         ("cy@example.com", True, False, "queued")],
         [("ada@example.com", 0, 1, "not_emailed"), ("cy@example.com", 1, 0, "queued")],
     )  # fmt: skip
     await resubscribe(world.db, TEAM, again, "U1")  # she agreed again

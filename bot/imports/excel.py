@@ -40,6 +40,7 @@ from bot.imports.reading import (
     ColumnsOf,
     CsvFileError,
     header_above_data,
+    header_is_data,
     holds_an_address,
     is_header,
     map_header,
@@ -494,11 +495,15 @@ class XlsxReader:
         if self._rows is None:
             return
         header_row, columns = self.header_row, self.columns
+        first = [(header_row, list(self.header))] if header_is_data(self.header, columns) else []
         for number, fields in self._rows:
             if number < header_row:
                 yield row_above_header(number, fields, columns, header_row)
-            else:
-                yield number, fields
+                continue
+            yield from first  # the header is a row of data (reading.header_is_data)
+            first = []
+            yield number, fields
+        yield from first
 
     def close(self) -> None:
         """Let go of the workbook; the stream stays open (the caller owns it)."""

@@ -435,6 +435,13 @@ def row_above_header(line: int, fields: list[str], columns: Columns,
     return line, ABOVE_HEADER.format(header=header_line)
 
 
+def header_is_data(header: list[str], columns: Columns) -> bool:
+    """The row taken for the header is a row of data: its email column holds an address. A
+    file without a header, mapped with *Map columns*, offers its first row's values as the
+    column names; that row was then counted nowhere, not even as skipped."""
+    return _address_in(header, columns.email)
+
+
 # Header -> columns: map_header's guess, or a mapping someone chose (bot.imports.mapping).
 # Called once per file, so a chosen mapping costs the CSV hot path nothing.
 ColumnsOf = Callable[[list[str]], Columns]
@@ -494,6 +501,8 @@ class CsvReader:
                 raise CsvFileError(HEADER_QUOTE)
             self.columns = columns_of(self.header)
             self._before = self._rows_above(skipped)
+            if header_is_data(self.header, self.columns):
+                self._before.append((self._header_line, list(self.header)))
         except csv.Error:
             self.close()
             raise CsvFileError(HEADER_QUOTE) from None

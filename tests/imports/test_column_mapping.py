@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from bot.imports import parallel
 from bot.imports.batches import add_source, create_batch, fail_source, get_source
+from bot.imports.excel import XlsxReader
 from bot.imports.files import shown_reader, stage_file
 from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.mapping import (
@@ -31,6 +32,7 @@ from bot.imports.mapping import (
 from bot.imports.reading import Columns, CsvFileError, CsvReader
 from bot.workspaces import ensure_workspace, import_target
 from models import Database, SourceKind, SourceStatus
+from tests.imports.test_excel import workbook
 
 TEAM = "T1"
 WORK = (b"Full Name,Work Contact,Given,Preferred tongue\n"
@@ -259,3 +261,20 @@ async def test_a_big_mapped_file_is_parsed_by_the_child_with_its_mapping(
     contacts = await _contacts(db)
     assert contacts["p7@example.com"] == ("Given7", "fr")
     assert contacts["p8@example.com"] == ("Given8", "de")
+
+
+@pytest.mark.parametrize("kind", ["csv", "xlsx"])
+def test_a_headerless_file_mapped_by_hand_counts_its_first_row(kind: str) -> None:
+    """Map columns on a file without a header offers its first row's values as the column
+    names; that row is a contact too, and was counted nowhere, not even as skipped."""
+    rows = [["ada@example.com", "Ada"], ["bob@example.com", "Bob"], ["cy@example.com", "Cy"]]
+    chosen = Columns(email=0, first_name=1, last_name=None, locale=None)
+    if kind == "csv":
+        data = "".join(",".join(r) + "\r\n" for r in rows).encode()
+        with CsvReader(io.BytesIO(data), columns_of=lambda _header: chosen) as reader:
+            records = list(reader.records())
+    else:
+        data = workbook(("People", rows))
+        with XlsxReader(io.BytesIO(data), columns_of=lambda _header: chosen) as reader:
+            records = list(reader.records())
+    assert records == [(1, rows[0]), (2, rows[1]), (3, rows[2])]
