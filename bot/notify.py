@@ -39,6 +39,9 @@ class ImportNotifier(Protocol):
     async def undo_finished(self, team_id: str, batch_id: int) -> None:
         """The import was undone: say what was taken out, and refresh the review message."""
 
+    async def undo_stopped(self, team_id: str, batch_id: int) -> None:
+        """The undo's job gave up part way: say so, and how to finish it."""
+
     async def deliver(self, team_id: str, event: str, ids: dict[str, int]) -> None:
         """Send one held-back report now; raise if it still can't go (the job retries)."""
 
@@ -65,6 +68,9 @@ class Silent:
     async def undo_finished(self, team_id: str, batch_id: int) -> None:
         return None
 
+    async def undo_stopped(self, team_id: str, batch_id: int) -> None:
+        return None
+
     async def deliver(self, team_id: str, event: str, ids: dict[str, int]) -> None:
         return None
 
@@ -78,6 +84,7 @@ REJECTS_CHANGED = "rejects_changed"
 IMPORT_FINISHED = "import_finished"
 ENROLLMENT_CHANGED = "enrollment_changed"
 UNDO_FINISHED = "undo_finished"
+UNDO_STOPPED = "undo_stopped"
 REPORT_ATTEMPTS = 10  # with the doubling retry delay: about an hour and a half of outage
 
 

@@ -34,6 +34,7 @@ from bot.notify import (
     REPORT_JOB,
     SOURCE_READ,
     UNDO_FINISHED,
+    UNDO_STOPPED,
     earlier_rejects_key,
     rejects_key,
     take_earlier_rejects,
@@ -45,6 +46,7 @@ from handlers.home_publish import refresh_homes
 from handlers.mapping_messages import none_skipped_now
 from handlers.messages import (
     CHANNEL_REFUSALS,
+    esc,
     file_stem,
     progress_text,
     rejects_comment,
@@ -60,7 +62,7 @@ from models import BatchStatus, Database, SourceStatus
 
 log = logging.getLogger(__name__)
 # what changes Home's figures
-HOME_EVENTS = frozenset({IMPORT_FINISHED, ENROLLMENT_CHANGED, UNDO_FINISHED})
+HOME_EVENTS = frozenset({IMPORT_FINISHED, ENROLLMENT_CHANGED, UNDO_FINISHED, UNDO_STOPPED})
 LIST_KEY = "sources-list:"  # an All sources list to redraw when a file is read: source, view
 _TRANSIENT = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
                         "request_timeout"})  # fmt: skip
@@ -121,6 +123,9 @@ class SlackNotifier:
     async def undo_finished(self, team_id: str, batch_id: int) -> None:
         await self._or_later(team_id, UNDO_FINISHED, batch_id=batch_id)
 
+    async def undo_stopped(self, team_id: str, batch_id: int) -> None:
+        await self._or_later(team_id, UNDO_STOPPED, batch_id=batch_id)
+
     async def deliver(self, team_id: str, event: str, ids: dict[str, int]) -> None:
         """Send one report now; an outage raises, so the report job tries again later."""
         batch_id = ids.get("batch_id", 0)
@@ -133,6 +138,7 @@ class SlackNotifier:
             ENROLLMENT_CHANGED: lambda: self.enrollments.report(team_id,
                                                                 ids.get("enrollment_id", 0)),
             UNDO_FINISHED: lambda: self._undone(team_id, batch_id),
+            UNDO_STOPPED: lambda: self._undo_stopped(team_id, batch_id),
         }  # fmt: skip
         try:
             await steps[event]()
@@ -322,6 +328,31 @@ class SlackNotifier:
                 await self.client.chat_postMessage(channel=channel, thread_ts=thread, text=text)
             else:
                 await self._dm(batch.undone_by or "", text)
+        except BaseException:
+            await forget(self.db, team_id, key)  # not told: the retry tells
+            raise
+
+    async def _undo_stopped(self, team_id: str, batch_id: int) -> None:
+        """The undo's job gave up with the import half undone: in the import's thread (or a
+        DM to who asked, for an import from the shell), once, with how to finish it."""
+        view = await load(self.db, team_id, batch_id)
+        batch = view.batch
+        await self._refresh(team_id, batch_id)
+        if batch.status != BatchStatus.UNDOING:
+            return  # finished since, or never started
+        text = (f":warning: Undoing import #{batch_id} into *{esc(view.segment.name)}* stopped "
+                "part way (its job ran out of attempts: `referral-bot jobs` says why). What it "
+                "took out so far stays out. Click *Undo import* on its result again to finish "
+                f"it, or run `referral-bot undo {batch_id}`.")  # fmt: skip
+        key = f"undo-stopped:{batch_id}"
+        if not await first_time(self.db, team_id, key):
+            return
+        try:
+            if batch.channel_id and batch.message_ts:
+                await self.client.chat_postMessage(channel=batch.channel_id,
+                                                   thread_ts=batch.message_ts, text=text)
+            elif batch.undone_by and is_user_id(batch.undone_by):
+                await self._dm(batch.undone_by, text)
         except BaseException:
             await forget(self.db, team_id, key)  # not told: the retry tells
             raise

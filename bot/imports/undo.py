@@ -64,8 +64,8 @@ from bot.audit import Act, by_whom, import_subject, record_in
 from bot.imports.batches import ReviewError, get_batch, status_words
 from bot.imports.job_kinds import UNDO_JOB
 from bot.jobs.queue import enqueue_in, find_by_key
-from bot.jobs.worker import Handler, JobContext, PermanentJobError
-from bot.notify import UNDO_FINISHED, ImportNotifier, enqueue_report_in
+from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped, PermanentJobError
+from bot.notify import UNDO_FINISHED, UNDO_STOPPED, ImportNotifier, enqueue_report_in
 from models import BatchStatus, Database, ImportBatch, JobState
 from models.clock import utcnow
 from models.locks import lock_contacts
@@ -669,6 +669,15 @@ def undo_handler(chunk_size: int, notifier: ImportNotifier | None = None) -> Han
     """The undo job: run (or resume) the undo, then report it in the import's thread; a
     worker that can't talk to Slack leaves the report to one that can (a report job)."""
 
+    async def tell(db: Database, team_id: str, batch_id: int, event: str) -> None:
+        if notifier is None:  # a worker without Slack: a report job takes it there
+            async with db.begin() as conn:
+                await enqueue_report_in(conn, team_id, batch_id, event)
+        elif event == UNDO_FINISHED:
+            await notifier.undo_finished(team_id, batch_id)
+        else:
+            await notifier.undo_stopped(team_id, batch_id)
+
     async def run(ctx: JobContext) -> None:
         batch_id = int(ctx.payload["batch_id"])
 
@@ -680,15 +689,19 @@ def undo_handler(chunk_size: int, notifier: ImportNotifier | None = None) -> Han
                                    progress=progress)  # fmt: skip
         except UndoError as exc:
             raise PermanentJobError(str(exc)) from None
-        if batch.status != BatchStatus.UNDONE:
-            return
-        if notifier is not None:
-            await notifier.undo_finished(ctx.team_id, batch_id)
-            return
-        async with ctx.db.begin() as conn:
-            await enqueue_report_in(conn, ctx.team_id, batch_id, UNDO_FINISHED)
+        except JobStopped:
+            raise
+        except Exception:
+            if ctx.last_attempt:  # the import stays half undone: whoever asked must know
+                await tell(ctx.db, ctx.team_id, batch_id, UNDO_STOPPED)
+            raise
+        if batch.status == BatchStatus.UNDONE:
+            await tell(ctx.db, ctx.team_id, batch_id, UNDO_FINISHED)
 
-    return run
+    async def give_up(ctx: JobContext, error: str) -> None:  # every attempt killed its worker
+        await tell(ctx.db, ctx.team_id, int(ctx.payload["batch_id"]), UNDO_STOPPED)
+
+    return GivingUp(run, give_up)
 
 
 # ---- at once, from the shell ----------------------------------------------------------------

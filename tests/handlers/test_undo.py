@@ -14,8 +14,12 @@ from bot.campaigns import service
 from bot.campaigns.enroll import run_enrollment
 from bot.contact_admin import find_by_email, unsubscribe
 from bot.imports.importer import import_files
+from bot.imports.job_kinds import UNDO_JOB
+from bot.imports.undo import request_undo
+from bot.jobs.queue import claim, list_jobs
 from bot.workspaces import ensure_workspace, find_segment
 from handlers.ids import Action, BlockId, Callback
+from handlers.messages import esc
 from models import CampaignState
 from models.clock import utcnow
 from tests.handlers.conftest import LEAD, REP, Harness
@@ -330,3 +334,20 @@ async def test_help_and_referral_undo_say_the_undo_window_set(db: Any, tmp_path:
         assert await answer("undo 12", LEAD) == (
             "Undo an import with *Undo import* in its thread, or *Undo* on the Home tab, within "
             "30 days of it finishing (team leads).")  # fmt: skip
+
+
+async def test_an_undo_whose_job_gives_up_says_so_in_the_thread_and_how_to_finish(
+    app: Harness,
+) -> None:  # fmt: skip
+    """Every attempt of the undo's job killed its worker: the import stays half undone, and
+    the thread was never told (the modal had promised the result there)."""
+    message, batch = await _slack_import(app)
+    await request_undo(app.db, "T0001", batch, LEAD, remove_advocates=False, window_days=7)
+    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == UNDO_JOB)
+    for attempt in range(job.max_attempts):  # each worker dies; its lease runs out
+        assert await claim(app.db, f"killed-{attempt}", -1, kinds={UNDO_JOB}) is not None
+    await app.settle()
+    said = [m.get("text", "") for m in _thread(app, message)]
+    assert any(f"Undoing import #{batch} into *{esc(SEGMENT)}* stopped part way" in t
+               and f"referral-bot undo {batch}" in t for t in said), said  # fmt: skip
+    assert app.slack.block_errors == []
