@@ -926,6 +926,20 @@ def test_a_note_mentioning_an_address_on_a_line_of_its_own_is_a_row() -> None:
     ]
 
 
+def test_a_narrow_files_note_with_an_address_and_a_comma_on_a_line_is_a_row() -> None:
+    """In a file of two or three columns, a note's line "bea@acme.com, mornings only" has
+    as many fields as a row but for one: a well-formed note, and its contact, were rejected
+    as a quote that never closed."""
+    note = "Please cc her assistant:\r\nbea@acme.com, mornings only"
+    three = f'email,first_name,notes\r\nada@x.com,Ada,"{note}"\r\nbob@x.com,Bob,\r\n'
+    _, records = read(three.encode())
+    assert records == [(2, ["ada@x.com", "Ada", note]), (4, ["bob@x.com", "Bob", ""])]
+    two = 'email,notes\r\nada@x.com,"Her assistant:\r\nbea@acme.com"\r\nbob@x.com,\r\n'
+    _, records = read(two.encode())
+    assert records == [(2, ["ada@x.com", "Her assistant:\r\nbea@acme.com"]),
+                       (4, ["bob@x.com", ""])]  # fmt: skip
+
+
 def test_a_long_note_that_closes_is_a_row() -> None:
     note = "\n".join(f"line {i}" for i in range(60))
     data = f'email,first_name,notes\r\nann@example.com,Ann,"{note}"\r\nbob@example.com,Bob,\r\n'
