@@ -42,6 +42,7 @@ from bot.imports.reading import (
     header_above_data,
     header_is_data,
     holds_an_address,
+    is_data_row,
     is_header,
     map_header,
     row_above_header,
@@ -347,7 +348,7 @@ def _header_and_rows(rows: Rows) -> tuple[tuple[int, list[str]] | None, Rows]:
     """
     head: list[tuple[int, list[str]]] = []
     for row in itertools.islice(rows, MAX_HEADER_SEARCH):  # read no further than the header
-        if head and holds_an_address(row[1]):
+        if head and is_data_row(row[1]):
             head.append(row)  # a row of data: past any title (see reading.find_header)
             above = header_above_data([fields for _, fields in head])
             return head[above], _rows_from([*_addressed(head[:above]), *head[above + 1 :]], rows)

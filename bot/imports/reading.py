@@ -313,8 +313,21 @@ def _blank(fields: list[str]) -> bool:
 
 
 def holds_an_address(fields: list[str]) -> bool:
-    """A row of data, not a title or a header: the header search stops at the first one."""
+    """A row mentioning an address: one above the header is counted (row_above_header)."""
     return any("@" in field for field in fields)
+
+
+def is_data_row(fields: list[str]) -> bool:
+    """A row of data, not a title or a header: a cell that is an address, not one that
+    mentions one among words ("Exported by jane@shop.com"). The header search stops at the
+    first: a second title line naming its sender stopped it above the header, and the file
+    offered only its title as columns. "Ada <ada@x.com>" is an address cell too."""
+    return any("@" in field and (not any(c.isspace() for c in field.strip())
+                                 or _ANGLED.search(field) is not None)
+               for field in fields)  # fmt: skip
+
+
+_ANGLED = re.compile(r"<[^<>\s@]+@[^<>\s@]+>\s*\Z")
 
 
 def header_above_data(rows: list[list[str]]) -> int:
@@ -354,7 +367,7 @@ def find_header(sample_text: str) -> tuple[str, int]:
             break
         if _blank(fields):
             continue
-        if searched and holds_an_address(fields):
+        if searched and is_data_row(fields):
             # a row of data: past any title (a row whose Channel says "email" is no header)
             above = header_above_data([found for *_, found in searched] + [fields])
             if above:

@@ -292,6 +292,14 @@ def test_a_title_above_the_header_is_skipped() -> None:
     assert records == [(5, ["ada@example.com", "Ada"])]
 
 
+def test_a_title_row_naming_its_senders_address_doesnt_stop_the_header_search() -> None:
+    data = workbook(("Report", [["Contacts export"], ["Owner: jane@shop.com"], [None],
+                                ["Email", "First Name"], ["ada@example.com", "Ada"]]))
+    reader, records = read(data)
+    assert (reader.header, reader.header_row) == (["Email", "First Name"], 4)
+    assert records[-1] == (5, ["ada@example.com", "Ada"])
+
+
 def test_a_data_row_holding_the_word_email_is_not_taken_for_the_header() -> None:
     rows: Sheet = [["Contact", "Name", "Channel"], ["ann@example.com", "Ann", "email"],
                    ["bob@example.com", "Bob", "sms"]]  # fmt: skip

@@ -631,6 +631,18 @@ def test_without_a_recognised_header_the_line_above_the_data_below_a_title_is_na
         assert list(reader.records()) == [(4, ["ann@example.com", "Ann"])]
 
 
+def test_a_title_line_naming_its_senders_address_doesnt_stop_the_header_search() -> None:
+    """"Exported by jane@shop.com" under the title was taken for the first row of data, so
+    the title became the header: "No email column found. Columns found: 'Contacts export'",
+    and Map columns offered only the title. The line is counted, above the header."""
+    data = (b"Contacts export\r\nExported by jane@shop.com\r\n\r\nEmail,First Name\r\n"
+            b"ada@example.com,Ada\r\n")  # fmt: skip
+    reader, records = read(data)
+    assert reader.header == ["Email", "First Name"]
+    assert records[-1] == (5, ["ada@example.com", "Ada"])
+    assert [line for line, _ in records] == [2, 5]  # the sender's line: rejected, above
+
+
 def test_without_a_header_the_first_line_is_still_named_as_before() -> None:
     # rows as wide as the one above the data are no title: nothing above it is dropped
     data = b"Ann,,555 0100\r\nBob,,555 0101\r\ncy@example.com,Cy,555 0102\r\n"
