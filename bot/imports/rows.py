@@ -87,11 +87,18 @@ def split_full_name(name: str) -> tuple[str, str]:
     name = " ".join(name.split())
     if not name or name[0] == "#" or any(c.isdigit() for c in name):
         return "", ""
-    if "," in name:
-        last, _, first = name.partition(",")
-        return first.strip()[:MAX_NAME], last.strip()[:MAX_NAME]
-    first, _, last = name.partition(" ")
+    parts = [part.strip() for part in name.split(",")]
+    while len(parts) > 1 and parts[-1].replace(".", "").casefold() in _NAME_SUFFIXES:
+        parts.pop()  # "Ada Lovelace, PhD" is no "Lovelace, Ada": invites said "Hi PhD"
+    if len(parts) > 1:
+        return ", ".join(parts[1:])[:MAX_NAME], parts[0][:MAX_NAME]
+    first, _, last = parts[0].partition(" ")
     return first[:MAX_NAME], last[:MAX_NAME]
+
+
+# What follows a comma after a whole name without being a first name (dots dropped, any case)
+_NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "phd", "md", "dds", "dmd", "do",
+                            "dvm", "esq", "mba", "jd", "rn", "cpa", "pe", "obe", "mbe"})
 
 
 def _with_split_names(records: Iterable[tuple[int, list[str] | str]], columns: Columns

@@ -17,6 +17,7 @@ from bot.imports.rows import (
     Classifier,
     Staged,
     Tally,
+    split_full_name,
     unquote,
 )
 from tests.imports import csv_samples as samples
@@ -262,6 +263,19 @@ def test_missing_first_name_defaults_to_the_part_before_the_at() -> None:
         ("+orders@example.com", "+orders"),
         ("BOB+news@example.com", "BOB"),
     ]
+
+
+@pytest.mark.parametrize(("whole", "first", "last"), [
+    ("Ada Lovelace, PhD", "Ada", "Lovelace"),  # was first name "PhD": "Hi PhD,"
+    ("Ada Lovelace, Ph.D.", "Ada", "Lovelace"),
+    ("Martin Luther King, Jr.", "Martin", "Luther King"),
+    ("Lovelace, Ada, MBE", "Ada", "Lovelace"),
+    ("Lovelace, Ada", "Ada", "Lovelace"),
+    ("Do, Anh", "Anh", "Do"),  # a surname that is also a title stays a surname
+])  # fmt: skip
+def test_a_credential_after_a_whole_name_is_no_first_name(whole: str, first: str,
+                                                          last: str) -> None:  # fmt: skip
+    assert split_full_name(whole) == (first, last)
 
 
 def test_a_whole_name_column_gives_first_and_last_names() -> None:
