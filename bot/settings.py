@@ -126,19 +126,44 @@ class Settings(BaseSettings):
                 f"{self.outbox_dir.resolve()} (set SMTP_URL to send them).")
 
     def invite_problems(self) -> list[str]:
-        """What is missing to send invites (serve and worker need it)."""
-        if self.secret_key:
-            return []
-        import secrets
+        """What is missing to send invites (serve and worker need it). With SMTP_URL, real
+        people get them once and for good: their referral and unsubscribe links must lead to
+        this `serve`, not to the localhost a trial's .eml files may point at."""
+        problems = []
+        if not self.secret_key:
+            import secrets
 
-        return [f"SECRET_KEY: a long random string that signs unsubscribe links, e.g. "
-                f"{secrets.token_urlsafe(32)} (keep it: changing it breaks links already sent)"]
+            problems.append(
+                f"SECRET_KEY: a long random string that signs unsubscribe links, e.g. "
+                f"{secrets.token_urlsafe(32)} (keep it: changing it breaks links already sent)")
+        if self.smtp_url and not self.public_url:
+            problems.append(
+                "PUBLIC_URL: the https:// address people reach `serve` at; invites sent through "
+                "SMTP_URL carry referral and unsubscribe links to it (without it they'd lead to "
+                f"{self.public_base}, which nobody else can reach)")
+        return problems
 
     @field_validator("public_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
+        """An address links are made of: a host, no ?query or #fragment (a link would end up
+        in them), a port that exists."""
+        if not value:
+            return value
+        if not value.startswith(("http://", "https://")):
             raise ValueError("must start with https:// (or http:// for a local test)")
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018  (raises for a port out of range)
+        except ValueError:
+            raise ValueError("has a port that isn't a number from 1 to 65535") from None
+        if not parts.hostname:
+            raise ValueError("has no host (expected e.g. https://referrals.example.com)")
+        if parts.query or parts.fragment or value.rstrip("/").endswith(("?", "#")):
+            raise ValueError("must not hold a ?query or #fragment: links are made by adding "
+                             "paths to it")  # fmt: skip
         return value.rstrip("/")
 
     @field_validator("smtp_url")

@@ -221,3 +221,19 @@ def test_sending_stopped_shows_in_campaign_list_and_retry_sending_sends(
     _drain(env)  # SMTP_URL put right (here: the outbox directory)
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
     assert _json(env, "campaign", "list")[0]["sending_stopped"] is None
+
+
+def test_a_worker_sending_by_smtp_without_public_url_emails_nobody_and_says_why(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Its invites would carry links to localhost, for good: the run stops before anyone is
+    emailed (no connection made), and the campaign list says what to set."""
+    env = {**db_env, "SECRET_KEY": "s", "WORKER_POLL_SECONDS": "0.1", "JOB_MAX_ATTEMPTS": "1",
+           "OUTBOX_DIR": str(tmp_path / "outbox")}  # fmt: skip
+    _import_jean(env, tmp_path)
+    assert run(env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
+               "--live").returncode == 0  # fmt: skip
+    assert run(env, "campaign", "target", "Spring", "--segment", "VIP").returncode == 0
+    _drain({**env, "SMTP_URL": "smtp://127.0.0.1:9?timeout=2", "PUBLIC_URL": ""})
+    [row] = _json(env, "campaign", "list")
+    assert (row["sending_stopped"] or "").startswith("PUBLIC_URL is not set"), row

@@ -38,6 +38,30 @@ def test_every_bad_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "DEFAULT_LOCALE" in message and "'elvish'" in message
 
 
+@pytest.mark.parametrize(("url", "said"), [
+    ("https://", "has no host"),
+    ("https://x.example/?a=1", "?query or #fragment"),
+    ("https://x.example#top", "?query or #fragment"),
+    ("https://x.example:99999", "port"),
+    ("x.example", "must start with https://"),
+])  # fmt: skip
+def test_a_public_url_links_cant_be_made_of_is_refused(url: str, said: str) -> None:
+    """Referral links are PUBLIC_URL plus a path: "https://x.example/?a=1/r/CODE" was sent."""
+    with pytest.raises(SettingsError, match="PUBLIC_URL") as err:
+        load_settings(public_url=url)
+    assert said in str(err.value)
+
+
+def test_sending_by_smtp_needs_a_public_url() -> None:
+    """Invites sent through SMTP_URL go to real people once: without PUBLIC_URL their links
+    led to localhost (serve and worker said nothing)."""
+    settings = load_settings(smtp_url="smtp://mail.example:587", secret_key="s", public_url="")
+    assert [p.split(":")[0] for p in settings.invite_problems()] == ["PUBLIC_URL"]
+    assert load_settings(smtp_url="", secret_key="s", public_url="").invite_problems() == []
+    assert load_settings(smtp_url="smtp://mail.example:587", secret_key="s",
+                         public_url="https://r.example").invite_problems() == []  # fmt: skip
+
+
 async def test_migrations_reach_head_and_match_the_models(db: Database) -> None:
     assert await current_revision(db) == head_revision()
     await upgrade(db)  # a second run is a no-op

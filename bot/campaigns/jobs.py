@@ -46,6 +46,11 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
             await notifier.enrollment_changed(ctx.team_id, enrollment_id)
 
         try:
+            if settings.smtp_url and not settings.public_url:  # before anyone is emailed
+                raise SmtpSetupError(
+                    "PUBLIC_URL is not set: the invites' referral and unsubscribe links would "
+                    f"lead to {settings.public_base}, which nobody else can reach. Set it to "
+                    "the address people reach the bot at, then Retry sending.")
             await send_invites(
                 ctx.db, ctx.team_id, enrollment_id,
                 sender=sender_for(settings.smtp_url or None, settings.outbox_dir),

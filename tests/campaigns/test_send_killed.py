@@ -35,6 +35,7 @@ async def test_a_killed_sender_is_replaced_and_no_address_gets_two_invites(
     async with smtp_server(handler) as server:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SMTP_"))}
         env.update(db_env, SECRET_KEY="s", SMTP_URL=server.url, JOB_LEASE_SECONDS="2",
+                   PUBLIC_URL="https://r.example",
                    WORKER_POLL_SECONDS="0.1", JOB_RETRY_BASE_SECONDS="0")  # fmt: skip
         first = await _worker(env)
         try:
