@@ -32,12 +32,15 @@ def parse_body(body: str, content_type: str | None) -> dict[str, Any]:
     Slack's JSON nor its form (a JSON object in both)."""
     if not body:
         return {}
-    if content_type == "application/json" or body.startswith("{"):
-        parsed = json.loads(body)
-    else:
-        fields = form_fields(body)
-        payload = fields.get("payload")
-        parsed = json.loads(payload) if payload is not None else fields
+    try:
+        if content_type == "application/json" or body.startswith("{"):
+            parsed = json.loads(body)
+        else:
+            fields = form_fields(body)
+            payload = fields.get("payload")
+            parsed = json.loads(payload) if payload is not None else fields
+    except RecursionError:  # JSON nested thousands deep: nobody's but an attacker's
+        raise ValueError("the body's JSON nests too deep") from None
     if not isinstance(parsed, dict):
         raise ValueError("the body is not a JSON object")
     return parsed
@@ -45,7 +48,10 @@ def parse_body(body: str, content_type: str | None) -> dict[str, Any]:
 
 async def to_bolt_request(request: web.Request) -> AsyncBoltRequest:
     """The request for `AsyncApp.async_dispatch`, signature still to be checked by bolt."""
-    raw = await request.text()
+    # Slack sends UTF-8 whatever the Content-Type says: a made-up charset made request.text()
+    # raise LookupError (a 500 to an unsigned request); bytes that aren't UTF-8 raise
+    # UnicodeDecodeError, a ValueError, refused as malformed
+    raw = (await request.read()).decode("utf-8")
     parsed = AsyncBoltRequest(
         body=parse_body(raw, request.content_type),
         query=request.query_string,

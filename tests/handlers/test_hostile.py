@@ -53,6 +53,24 @@ async def test_a_malformed_unsigned_body_gets_400_not_a_crash(
     assert app.slack.calls == []
 
 
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b"command=%2Freferral&text=help", "application/x-www-form-urlencoded; charset=nope"),
+    (b'{"a":' * 100_000, "application/json"),  # nested past Python's recursion limit
+])  # fmt: skip
+async def test_a_made_up_charset_or_deep_json_is_refused_not_a_500(
+    app: Harness, caplog: pytest.LogCaptureFixture, body: bytes, content_type: str,
+) -> None:  # fmt: skip
+    """Anyone can send these before the signature is checked: a LookupError and a
+    RecursionError answered 500 with a traceback in the log. Now the charset is ignored (Slack
+    sends UTF-8) and the unsigned request refused; the deep JSON is malformed."""
+    with caplog.at_level(logging.INFO):
+        reply = await app.requests.send(body, content_type, headers={
+            "X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=00"})
+    assert reply.status == (401 if "charset" in content_type else 400)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert app.slack.calls == []
+
+
 async def test_the_error_handler_never_acts_on_an_unverified_request(app: Harness) -> None:
     """Even past the HTTP route (e.g. another adapter), bolt's own failure path stays silent."""
     from slack_bolt.request.async_request import AsyncBoltRequest
