@@ -26,7 +26,10 @@ class SettingsError(Exception):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # no inf or nan in a number: MAX_UNZIPPED_MB=inf (a natural "no limit") was accepted, then
+    # failed the first workbook's import turning it into bytes
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
+                                      allow_inf_nan=False)  # fmt: skip
 
     database_url: str = Field(
         default_factory=lambda: f"sqlite:///{Path.cwd() / 'referral-bot.db'}",

@@ -52,6 +52,14 @@ def test_a_public_url_links_cant_be_made_of_is_refused(url: str, said: str) -> N
     assert said in str(err.value)
 
 
+@pytest.mark.parametrize("name", ["max_unzipped_mb", "job_lease_seconds", "invite_hold_seconds",
+                                  "worker_poll_seconds", "staged_retention_days"])
+def test_an_infinite_number_is_refused_at_start(name: str) -> None:
+    """MAX_UNZIPPED_MB=inf was accepted, then failed the first workbook's import."""
+    with pytest.raises(SettingsError, match=f"{name.upper()}: Input should be a finite number"):
+        load_settings(**{name: float("inf")})
+
+
 def test_sending_by_smtp_needs_a_public_url() -> None:
     """Invites sent through SMTP_URL go to real people once: without PUBLIC_URL their links
     led to localhost (serve and worker said nothing)."""
