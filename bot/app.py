@@ -254,9 +254,12 @@ async def serve(
                     await connecting
         await stop.wait()
     finally:
+        # the workers are told first: waiting for requests in progress (runner.cleanup) gave a
+        # child stopped by the same signal time to be counted a crash and started again
+        stopping = [asyncio.create_task(supervisor.stop()) for supervisor in supervisors]
         if handler is not None:
             await handler.close_async()
         await runner.cleanup()
         await later.drain()
-        await asyncio.gather(*(supervisor.stop() for supervisor in supervisors))
+        await asyncio.gather(*stopping)
         await session.close()

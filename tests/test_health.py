@@ -224,6 +224,49 @@ async def test_serve_runs_jobs_in_a_child_process_it_restarts(db: Database) -> N
             os.kill(pid, 0)
 
 
+async def test_a_worker_child_stopped_by_the_same_signal_as_serve_is_no_crash(
+    db: Database, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """systemd's stop and Ctrl-C signal the whole process group: the child may end before
+    serve stops it. That was logged as a crash ("the background worker crashed", a traceback)
+    and a new child started during the shutdown."""
+    import logging
+    import os
+    import signal
+
+    from sqlalchemy import text
+
+    caplog.set_level(logging.INFO, logger="bot")
+    port = free_port()
+    settings = load_settings(database_url=db.url, database_schema=db.schema,
+                             slack_bot_token="xoxb-test", slack_signing_secret="s3cret",
+                             slack_app_token="", slack_api_url="http://127.0.0.1:9/api/",
+                             host="127.0.0.1", port=port, worker_poll_seconds=0.05)  # fmt: skip
+
+    async def workers() -> list[int]:
+        async with db.begin() as conn:
+            return [int(pid) for (pid,) in await conn.execute(
+                text("SELECT pid FROM worker_process"))]  # fmt: skip
+
+    stop = asyncio.Event()
+    serving = asyncio.create_task(serve(settings, db, stop=stop))
+    try:
+        for _ in range(400):
+            if first := await workers():
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("no worker process")
+        os.kill(first[0], signal.SIGTERM)  # the group's signal reaches the child first ...
+        await asyncio.sleep(0.8)  # ... and it has stopped when serve gets to its own
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 30)
+    said = [r.getMessage() for r in caplog.records]
+    assert not any("crashed" in m or "restarting" in m for m in said), said
+    assert any("stopped (status" in m for m in said), said
+
+
 async def _at_least(count: Any, n: int) -> bool:
     return bool(await count >= n)
 

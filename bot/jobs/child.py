@@ -17,6 +17,7 @@ serve's own writes wait for; README says to run `referral-bot worker` by hand th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 
 
 WORKER_NICENESS = 10  # added to serve's own; a job's parser child inherits it
+# A child that ended as a stop signal ends it (0: it stopped after SIGTERM or SIGINT, or the
+# signal's own status) waits this long for serve's stop() before it counts as a crash.
+STOP_GRACE_SECONDS = 2.0
+_STOPPED_BY_SIGNAL = frozenset({0, -signal.SIGTERM, -signal.SIGINT})
 
 
 def _lower_priority(pid: int) -> None:
@@ -90,6 +95,7 @@ class ChildWorker:
         self.name = name
         self._process: asyncio.subprocess.Process | None = None
         self._stopping = False
+        self._stopped = asyncio.Event()
 
     @property
     def pid(self) -> int | None:
@@ -109,6 +115,12 @@ class ChildWorker:
         if self._stopping:  # asked to stop while it was starting
             self._terminate()
         code = await self._process.wait()
+        if not self._stopping and code in _STOPPED_BY_SIGNAL:
+            # stopped, not crashed: systemd's stop and Ctrl-C signal the whole process group,
+            # and the child may finish before serve, signalled too, gets to stop() it; a
+            # crash alert and a restart during every shutdown were false
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), STOP_GRACE_SECONDS)
         if self._stopping:
             log.info("%s process %s stopped (status %s)", self.name, self._process.pid, code)
             return
@@ -117,6 +129,7 @@ class ChildWorker:
 
     def stop(self) -> None:
         self._stopping = True
+        self._stopped.set()
         self._terminate()
 
     def _terminate(self) -> None:
