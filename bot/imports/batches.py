@@ -593,6 +593,19 @@ async def record_counts(conn: AsyncConnection, source: ImportSource, tally: Tall
     return result.rowcount == 1
 
 
+# An import that ends (failed, cancelled) having added nothing itself may still hold
+# memberships: an earlier import's undo handed it those it had listed while it ran. Counted
+# as added, so it can be undone (`undoable`): else nothing could ever take them out. Only
+# for one that applied something (its cursor moved): a count of its segment's members.
+HANDED_ON_COUNTED = text("""
+    UPDATE import_batch SET added_to_segment = (
+        SELECT COUNT(*) FROM segment_member m
+        WHERE m.segment_id = import_batch.segment_id AND m.team_id = :t AND m.batch_id = :b)
+    WHERE team_id = :t AND id = :b AND status IN ('failed', 'cancelled') AND apply_cursor > 0
+      AND new_contacts = 0 AND added_to_segment = 0
+""")
+
+
 async def fail_batch(db: Database, team_id: str, batch_id: int, error: str, *,
                      draft: bool = False) -> None:  # fmt: skip
     """Give up on an approved batch (out of retries); what was applied stays applied.
@@ -605,6 +618,7 @@ async def fail_batch(db: Database, team_id: str, batch_id: int, error: str, *,
                    col(ImportBatch.status).in_(statuses))
             .values(status=BatchStatus.FAILED, error=error[:2000], finished_at=utcnow())
         )
+        await conn.execute(HANDED_ON_COUNTED, {"t": team_id, "b": batch_id})
 
 
 async def set_format(db: Database, source: ImportSource, file_format: FileFormat) -> None:

@@ -18,7 +18,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from bot.campaigns.enroll import SEND_JOB
 from bot.campaigns.invites import stop_sending_in
 from bot.campaigns.service import Thread, enroll_after_import_in
-from bot.imports.batches import UNDER_WAY, ReviewError, lock_batch
+from bot.imports.batches import HANDED_ON_COUNTED, UNDER_WAY, ReviewError, lock_batch
 from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB
 from bot.jobs import queue
 from bot.notify import (
@@ -73,6 +73,11 @@ async def stop_import_in(conn: AsyncConnection, team_id: str, batch_id: int, who
                                      "processed": processed,
                                      "cancelled": BatchStatus.CANCELLED})  # fmt: skip
     await conn.execute(_CANCEL_JOB, {"t": team_id, "key": f"import:{batch_id}", "now": utcnow()})
+    await conn.execute(HANDED_ON_COUNTED, {"t": team_id, "b": batch_id})
+    if not added:  # memberships handed on to it while it ran count (HANDED_ON_COUNTED)
+        added = (await conn.execute(text(
+            "SELECT added_to_segment FROM import_batch WHERE team_id = :t AND id = :b"),
+            {"t": team_id, "b": batch_id})).scalar_one()  # fmt: skip
     await enqueue_report_in(conn, team_id, batch_id, IMPORT_FINISHED)
     if added:  # the chunks' own count, committed with their memberships
         thread = Thread(channel_id, message_ts) if channel_id and message_ts else None

@@ -345,6 +345,34 @@ async def test_an_invite_of_a_campaign_that_never_targeted_the_segment_stays(
     assert await _counts(db, batch) == ("undone", LEAD, 1, 0, 0, 0)
 
 
+async def test_memberships_handed_to_an_import_then_cancelled_can_still_be_undone(
+    db: Database,
+) -> None:
+    """The first import is undone while a second of the same list runs: x, which the second
+    listed, is handed on to it. The second is then cancelled having added nothing itself,
+    so nothing could ever undo it, and x stayed in the segment for good."""
+    await ensure_workspace(db, TEAM)
+    first = await _import(db, "VIP", "x@example.com", "y@example.com")
+    segment = await import_target(db, TEAM, "VIP", create=False)
+    later = await create_batch(db, TEAM, segment.id or 0, LEAD)
+    source = await add_source(db, TEAM, later.id or 0, SourceKind.CSV, "again.csv")
+    await stage_csv(db, TEAM, source.id or 0, io.BytesIO(b"email\nx@example.com\nz@example.com\n"))
+    await queue_batch(db, TEAM, later.id or 0, LEAD)
+    done: list[bool] = []
+
+    async def undo_then_cancel(_progress: object) -> None:
+        if not done:  # after its first chunk (x, listed): undo the first, cancel this one
+            done.append(True)
+            await _undo(db, first)
+            await cancel(db, TEAM, later.id or 0, LEAD, is_lead=True)
+
+    stopped = await apply_batch(db, TEAM, later.id or 0, chunk_size=1,
+                                on_progress=undo_then_cancel)  # fmt: skip
+    assert stopped.status == "cancelled" and await _members(db, "VIP") == ["x@example.com"]
+    await _undo(db, later.id or 0)  # refused before: "cancelled and added nothing"
+    assert await _members(db, "VIP") == []
+
+
 async def test_undo_keeps_a_contact_already_emailed_so_a_new_import_doesnt_email_it_again(
     db: Database,
 ) -> None:
