@@ -1,7 +1,9 @@
 """Before a lead approves an import: who of it a live campaign will invite, and who not.
 
 Counted from the batch's queued rows against what the database holds now (existing contacts,
-their consent, advocates, excluded segments), for every live campaign targeting the segment.
+their consent, advocates, excluded segments, suppressed addresses), for every live campaign
+targeting the segment; the segment itself may be one the campaign excludes (it targets All
+Customers), and then every row is excluded, new contacts too.
 """
 
 from __future__ import annotations
@@ -33,11 +35,18 @@ _COUNTS = text("""
     FROM (
         SELECT EXISTS (SELECT 1 FROM advocate a WHERE a.campaign_id = :c
                        AND a.contact_id = k.id) AS advocate,
-               EXISTS (SELECT 1 FROM segment_member x JOIN campaign_segment cs
-                       ON cs.segment_id = x.segment_id AND cs.campaign_id = :c
-                       AND cs.role = 'exclude'
-                       WHERE x.team_id = :t AND x.contact_id = k.id) AS excluded,
-               (s.subscribed = :no OR k.subscribed = :no) AS unsubscribed
+               (EXISTS (SELECT 1 FROM segment_member x JOIN campaign_segment cs
+                        ON cs.segment_id = x.segment_id AND cs.campaign_id = :c
+                        AND cs.role = 'exclude'
+                        WHERE x.team_id = :t AND x.contact_id = k.id)
+                OR EXISTS (SELECT 1 FROM campaign_segment cs WHERE cs.campaign_id = :c
+                           AND cs.team_id = :t AND cs.role = 'exclude'
+                           AND cs.segment_id = :s)) AS excluded,
+               (s.subscribed = :no OR k.subscribed = :no
+                OR (k.id IS NULL AND EXISTS (SELECT 1 FROM suppressed_address x
+                                             WHERE x.team_id = :t
+                                               AND x.email_key = s.email_key))
+               ) AS unsubscribed
         FROM staged_row s
         LEFT JOIN contact k ON k.team_id = s.team_id AND k.email_key = s.email_key
         WHERE s.team_id = :t AND s.batch_id = :b AND s.outcome = 'valid' AND s.removed = :no
@@ -82,7 +91,8 @@ async def preview_batch(db: Database, team_id: str, batch_id: int, segment_id: i
         campaigns = (await conn.execute(_LIVE_TARGETING, _targeting(team_id, segment_id))).all()
         for campaign_id, name, invite_email, delay in campaigns:
             total, already, excluded, unsubscribed = (await conn.execute(_COUNTS, {
-                "t": team_id, "b": batch_id, "c": campaign_id, "no": False})).one()  # fmt: skip
+                "t": team_id, "b": batch_id, "c": campaign_id, "no": False,
+                "s": segment_id or 0})).one()  # fmt: skip
             enrolling = total - already - excluded
             without: dict[str, int] = {}
             if not invite_email:

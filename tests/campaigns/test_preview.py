@@ -1,0 +1,53 @@
+"""The review's preview of whom live campaigns will invite, against what enrolling then does."""
+
+from __future__ import annotations
+
+import io
+
+from bot.campaigns import service
+from bot.campaigns.preview import preview_batch
+from bot.contact_admin import delete_contact, unsubscribe
+from bot.imports.batches import add_source, create_batch, stage_csv
+from bot.workspaces import find_segment
+from models import CampaignState, SourceKind
+from tests.campaigns.conftest import TEAM, World, people
+
+
+async def _staged(world: World, segment: str, csv: str) -> int:
+    """A draft import of `csv` into `segment`, its rows staged (as under review)."""
+    segment_id = await world.segment_id(segment)
+    batch = await create_batch(world.db, TEAM, segment_id, "U1")
+    source = await add_source(world.db, TEAM, batch.id or 0, SourceKind.CSV, "p.csv")
+    await stage_csv(world.db, TEAM, source.id or 0, io.BytesIO(csv.encode()))
+    return batch.id or 0
+
+
+async def test_an_import_into_an_excluded_segment_is_previewed_as_excluded(world: World) -> None:
+    """Spring targets All Customers and excludes Wholesale: new contacts imported into
+    Wholesale were previewed as "will be invited", and enrolling excluded them all."""
+    await world.import_csv("Wholesale", people("w0@example.com,W,"))
+    spring = await world.campaign(live=False)
+    everyone = await find_segment(world.db, TEAM, "All Customers")
+    assert everyone is not None
+    await service.target(world.db, TEAM, spring, everyone.id or 0, requested_by="U1",
+                         queue_job=False)  # fmt: skip
+    await service.exclude(world.db, TEAM, spring, await world.segment_id("Wholesale"))
+    await service.set_state(world.db, TEAM, spring, CampaignState.LIVE, requested_by="U1",
+                            queue_job=False)  # fmt: skip
+    batch = await _staged(world, "Wholesale", people("w1@example.com,W,", "w2@example.com,W,"))
+    [shown] = await preview_batch(world.db, TEAM, batch, await world.segment_id("Wholesale"))
+    assert (shown.will_invite, shown.excluded) == (0, 2)
+
+
+async def test_a_suppressed_address_is_previewed_as_unsubscribed(world: World) -> None:
+    """A contact deleted after it unsubscribed comes back unsubscribed: the preview said it
+    would be invited."""
+    await world.import_csv("VIP", people("a@example.com,A,", "b@example.com,B,"))
+    spring = await world.campaign()
+    await world.target(spring, "VIP")
+    ada = int(str(await world.scalar("SELECT id FROM contact WHERE email = 'a@example.com'")))
+    await unsubscribe(world.db, TEAM, ada, "U1")
+    await delete_contact(world.db, TEAM, ada, "U1")
+    batch = await _staged(world, "VIP", people("a@example.com,A,"))
+    [shown] = await preview_batch(world.db, TEAM, batch, await world.segment_id("VIP"))
+    assert (shown.will_invite, shown.without_email) == (0, {"unsubscribed": 1})
