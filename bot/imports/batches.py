@@ -30,7 +30,7 @@ from bot.imports.reading import (
 from bot.imports.recognise import PLAIN, FileKind, consent_note, join_notes, recognise
 from bot.imports.retention import schedule_purge_in
 from bot.imports.rows import Classifier, Tally
-from bot.imports.staging import copy_constants, refresh_statistics, stage_rows
+from bot.imports.staging import copy_constants, refresh_statistics, stage_rows, take_staging
 from bot.jobs.queue import enqueue_in
 from bot.workspaces import WorkspaceError
 from models import (
@@ -557,14 +557,20 @@ async def stage_contact(
 ) -> ImportSource:  # fmt: skip
     """Queue one customer typed in by hand as a source of its own."""
     source = await add_source(db, team_id, batch_id, SourceKind.CONTACT, email.strip())
-    async with db.begin() as conn:
-        await lock_batch(conn, team_id, batch_id)
-        keys = await batch_keys(conn, team_id, batch_id, source.id or 0)
-        classifier = Classifier(seen={hash(k) for k in keys})
-        row = classifier.contact(1, email, first_name, last_name, locale)
-        await stage_rows(conn, team_id=team_id, batch_id=batch_id, source_id=source.id or 0,
-                         rows=iter([row]))  # fmt: skip
-        await record_counts(conn, source, classifier.tally)
+    try:
+        async with db.begin() as conn:
+            await lock_batch(conn, team_id, batch_id)
+            await take_staging(conn)
+            keys = await batch_keys(conn, team_id, batch_id, source.id or 0)
+            classifier = Classifier(seen={hash(k) for k in keys})
+            row = classifier.contact(1, email, first_name, last_name, locale)
+            await stage_rows(conn, team_id=team_id, batch_id=batch_id,
+                             source_id=source.id or 0, rows=iter([row]))  # fmt: skip
+            await record_counts(conn, source, classifier.tally)
+    except Exception:  # no job reads it again: left pending, it blocked approval for good
+        await fail_source(db, team_id, source.id or 0, "This customer couldn't be added: "
+                          "remove this line and add them again.", only_pending=True)
+        raise
     return await get_source(db, team_id, source.id or 0)
 
 

@@ -33,6 +33,7 @@ from bot.imports.batches import (
 )
 from bot.imports.cancel import stop_import_in
 from bot.imports.job_kinds import IMPORT_JOB
+from bot.imports.staging import take_staging
 from bot.jobs.queue import enqueue_in
 from bot.notify import reading_again_in
 from models import (
@@ -201,6 +202,7 @@ async def remove_contact(
     shared anew once told; removing a contact without a duplicate changes no CSV."""
     async with db.begin() as conn:
         await lock_batch(conn, team_id, batch_id)
+        await take_staging(conn)
         row = (await conn.execute(_STAGED, {"id": staged_id, "t": team_id, "b": batch_id})).first()
         if row is None:
             raise ReviewError("That contact is not part of this import.")

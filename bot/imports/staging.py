@@ -73,6 +73,23 @@ async def stage_rows(
         await _postgres_copy(raw, copy_constants(team_id, batch_id, source_id), rows)
 
 
+# A write that changes nothing: on SQLite it takes the staging file's write lock (waiting
+# out the busy timeout for it) before the transaction reads staged rows.
+_TAKE = text("UPDATE staged_row SET removed = removed WHERE id = -1")
+
+
+async def take_staging(conn: AsyncConnection) -> None:
+    """Call before a transaction reads staged rows and then writes them (SQLite only).
+
+    The staging file keeps a rollback journal: a transaction that read it (a shared lock)
+    and then wants to write, while another holds its write lock (a big file being staged),
+    is refused at once, busy timeout or not (SQLite's way out of a deadlock), so a contact
+    typed in or a contact removed failed whenever any file was being read. Taking the write
+    lock first waits for it instead."""
+    if conn.dialect.name == "sqlite":
+        await conn.execute(_TAKE)
+
+
 async def refresh_statistics(db: Database, rows: int) -> None:
     """After staging `rows` rows, in a transaction of its own: ANALYZE takes a lock that
     another import's ANALYZE waits for, so it must not be held while the rows are written."""

@@ -21,7 +21,7 @@ from bot.imports.batches import (
 )
 from bot.imports.locales import normalize_locale
 from bot.imports.rows import REJECTED, Classifier, Staged, split_full_name
-from bot.imports.staging import stage_rows
+from bot.imports.staging import stage_rows, take_staging
 from bot.mailchimp import api
 from models import Database, ImportSource, SourceStatus
 
@@ -65,6 +65,7 @@ async def stage_audience(db: Database, team_id: str, source: ImportSource,
     try:
         async with db.begin() as conn:
             await lock_batch(conn, team_id, source.batch_id)
+            await take_staging(conn)
             keys = await batch_keys(conn, team_id, source.batch_id, source_id)
             classifier = Classifier(seen={hash(k) for k in keys})
             rows = member_rows(members, classifier)

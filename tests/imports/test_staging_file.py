@@ -109,3 +109,43 @@ async def test_staging_a_file_leaves_the_main_database_writable(sqlite_only: Dat
         stream.go.set()
         staged = await staging
     assert (staged.status, staged.rows, staged.valid) == ("parsed", 20_000, 20_000)
+
+
+@pytest.mark.parametrize("change", ["typed-in contact", "contact removed"])
+async def test_a_review_change_waits_for_a_file_being_staged_instead_of_failing(
+    sqlite_only: Database, change: str,
+) -> None:  # fmt: skip
+    """Another import's file is being staged (the staging file's write lock is taken): a
+    contact typed in, or a contact removed, read staged rows and then wrote them, and SQLite
+    refused the write at once (a deadlock's way out), busy timeout or not. The typed-in
+    contact's source then stayed "being read" and blocked approval for good."""
+    from bot.imports.batches import stage_contact
+    from bot.imports.review import contacts_page, load, remove_contact
+
+    db = sqlite_only
+    await ensure_workspace(db, TEAM)
+    segment = await import_target(db, TEAM, "Staged", create=True)
+    mine = await create_batch(db, TEAM, segment.id or 0, "U1")
+    small = await add_source(db, TEAM, mine.id or 0, SourceKind.CSV, "small.csv")
+    await stage_csv(db, TEAM, small.id or 0, io.BytesIO(_csv(3)))
+    other = await create_batch(db, TEAM, segment.id or 0, "U2")
+    big = await add_source(db, TEAM, other.id or 0, SourceKind.CSV, "big.csv")
+    stream = PausingStream(_csv(20_000))
+    staging = asyncio.create_task(stage_csv(db, TEAM, big.id or 0, stream))
+    try:
+        assert await asyncio.to_thread(stream.paused.wait, 30), "staging never started"
+        if change == "typed-in contact":
+            doing = asyncio.create_task(stage_contact(db, TEAM, mine.id or 0,
+                                                      email="new@example.com"))  # fmt: skip
+        else:
+            rows, _ = await contacts_page(db, TEAM, mine.id or 0)
+            doing = asyncio.create_task(remove_contact(db, TEAM, mine.id or 0, rows[0].id))
+        await asyncio.sleep(0.3)
+        assert not doing.done() or doing.exception() is None  # waiting, not refused
+    finally:
+        stream.go.set()
+        await staging
+    await doing
+    view = await load(db, TEAM, mine.id or 0)
+    assert all(s.status == "parsed" for s in view.sources), view.sources
+    assert view.totals.valid == (4 if change == "typed-in contact" else 2)
