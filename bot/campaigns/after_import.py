@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from sqlalchemy import bindparam, text
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from bot.campaigns.enroll import EnrollResult, run_enrollment
 from bot.campaigns.service import Thread, enroll_after_import_in
 from models import Database, ImportBatch
+from models.clock import utcnow
 
 
 async def enroll_imported(db: Database, batch: ImportBatch, *, hold: bool,
@@ -17,3 +22,27 @@ async def enroll_imported(db: Database, batch: ImportBatch, *, hold: bool,
             conn, batch.team_id, batch.id or 0, batch.segment_id, thread,
             batch.approved_by or batch.requested_by, hold=hold, queue_job=queue_job,
         )  # fmt: skip
+
+
+# An import's enrollment job (its key: service.enroll_after_import_in), run in this process
+_DONE_HERE = text("""
+    UPDATE job SET state = 'done', finished_at = :now, updated_at = :now
+    WHERE team_id = :t AND dedupe_key = :key AND state = 'queued'
+""").bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+async def enroll_imported_now(db: Database, batch: ImportBatch) -> list[EnrollResult]:
+    """The command line's import: its enrollments are run here, at once, but each is queued
+    as a job first: a run cut short (Ctrl-C, a dropped SSH session) left an enrollment with
+    no job, its contacts never enrolled and nothing to say so; a worker now finishes it. The
+    job is marked done once this process has run it."""
+    results = []
+    for enrollment in await enroll_imported(db, batch, hold=False):
+        results.append(await run_enrollment(db, batch.team_id, enrollment, hold_seconds=0))
+        async with db.begin() as conn:
+            campaign = (await conn.execute(
+                text("SELECT campaign_id FROM enrollment WHERE id = :e AND team_id = :t"),
+                {"e": enrollment, "t": batch.team_id})).scalar_one()  # fmt: skip
+            await conn.execute(_DONE_HERE, {"t": batch.team_id, "now": utcnow(),
+                                            "key": f"enroll:{campaign}:batch:{batch.id}"})
+    return results

@@ -13,8 +13,7 @@ from typing import BinaryIO, TextIO
 
 from sqlmodel import select
 
-from bot.campaigns.after_import import enroll_imported
-from bot.campaigns.enroll import run_enrollment
+from bot.campaigns.after_import import enroll_imported_now
 from bot.imports.batches import (
     add_source,
     create_batch,
@@ -128,8 +127,7 @@ async def import_files(
     bar.close()
     written = await write_rejects(db, team_id, batch.id, rejects) if rejects is not None else 0
     enrolled = invites = 0
-    for enrollment in await enroll_imported(db, result, hold=False, queue_job=False):
-        counts = await run_enrollment(db, team_id, enrollment, hold_seconds=0)
+    for counts in await enroll_imported_now(db, result):
         enrolled += counts.enrolled
         invites += counts.invites_queued
     return ImportResult(result, target.name, written, enrolled, invites, skipped)

@@ -215,3 +215,21 @@ async def test_targeting_a_segment_being_deleted_is_refused(world: World) -> Non
     with pytest.raises(service.CampaignError, match="deleted meanwhile"):
         await targeting
     assert await world.scalar("SELECT COUNT(*) FROM campaign_segment") == 0
+
+
+async def test_a_shell_imports_enrollment_is_a_job_run_in_the_shell_and_marked_done(
+    world: World,
+) -> None:
+    """The command line enrolled in its own process with no job: cut short (Ctrl-C, a
+    dropped SSH session), the enrollment stayed queued for ever and its contacts were never
+    enrolled. Its first step now queues the job (a worker finishes what the shell didn't);
+    run here, the job is marked done."""
+    await world.import_csv("VIP", people("old@example.com,O,"))
+    spring = await world.campaign()
+    await world.target(spring, "VIP")
+    await world.import_csv("VIP", people("new@example.com,N,"))  # the shell's import
+    batch = int(str(await world.scalar("SELECT MAX(id) FROM import_batch")))
+    assert await world.rows("SELECT state FROM job WHERE kind = 'enroll' AND dedupe_key = :k",
+                            k=f"enroll:{spring}:batch:{batch}") == [("done",)]  # fmt: skip
+    assert await world.rows("SELECT status, enrolled FROM enrollment WHERE batch_id = :b",
+                            b=batch) == [("done", 1)]  # fmt: skip
