@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.campaigns.preview import preview_batch
 from bot.campaigns.service import list_campaigns
 from bot.imports.batches import get_source, write_rejects
-from bot.imports.review import claim_progress, forget_progress, load
+from bot.imports.review import BatchView, claim_progress, forget_progress, load
 from bot.imports.undo import undoable
 from bot.jobs.queue import enqueue
 from bot.leads import is_user_id
@@ -62,6 +62,18 @@ from models import BatchStatus, Database, SourceStatus
 
 log = logging.getLogger(__name__)
 # what changes Home's figures
+REDRAWS = 3  # draws of the review message per refresh, if it keeps changing meanwhile
+
+
+def _state(view: BatchView) -> tuple[object, ...]:
+    """What a review message shows that a click changes: the import's state, its files and
+    their counts (a contact removed changes only the counts)."""
+    b = view.batch
+    return (b.status, b.updated_at, b.consent_by, b.approved_by, b.cancelled_by,
+            [(s.id, s.status, s.removed, s.label) for s in view.sources], view.counts,
+            view.totals)  # fmt: skip
+
+
 HOME_EVENTS = frozenset({IMPORT_FINISHED, ENROLLMENT_CHANGED, UNDO_FINISHED, UNDO_STOPPED})
 LIST_KEY = "sources-list:"  # an All sources list to redraw when a file is read: source, view
 _TRANSIENT = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
@@ -195,9 +207,16 @@ class SlackNotifier:
 
     async def _refresh(self, team_id: str, batch_id: int) -> None:
         """Redraw the review message; one someone deleted stays deleted (the thread's replies
-        and files still follow)."""
+        and files still follow).
+
+        Two redraws (a file removed, a rejection) each read the import, then update the
+        message; the one read first could land last and show a draft's buttons over the
+        rejection for good. So after its update a redraw reads the import again, and draws
+        again when it changed meanwhile (a few times at most)."""
         view = await load(self.db, team_id, batch_id)
-        if view.batch.channel_id and view.batch.message_ts:
+        for _ in range(REDRAWS):
+            if not (view.batch.channel_id and view.batch.message_ts):
+                return
             previews = (await preview_batch(self.db, team_id, batch_id, view.segment.id or 0)
                         if view.batch.status == BatchStatus.DRAFT else [])  # fmt: skip
             text, blocks = review_message(view, previews)
@@ -209,6 +228,10 @@ class SlackNotifier:
                 if not message_gone(exc):
                     raise
                 log.info("review message of import %s was deleted: not redrawn", batch_id)
+                return
+            drawn, view = _state(view), await load(self.db, team_id, batch_id)
+            if _state(view) == drawn:
+                return
 
     async def _source_read(self, team_id: str, batch_id: int, source_id: int) -> None:
         """Refresh, and share the skipped rows of the file's reading in the thread."""

@@ -164,3 +164,38 @@ async def test_progress_counts_this_imports_rows_not_other_imports(app: Harness)
              if c.method in ("chat.postMessage", "chat.update")
              and "Importing into *Small*" in str(c.args.get("text"))]  # fmt: skip
     assert len(shown) > 1 and all(" of 3 " in t for t in shown), shown  # 3 contacts to import
+
+
+async def test_a_redraw_read_before_a_rejection_but_landing_after_it_is_drawn_again(
+    app: Harness,
+) -> None:  # fmt: skip
+    """A file removed: its redraw read the draft, then Slack held its update; a lead rejected
+    meanwhile and that redraw landed first. The held one then showed the draft's buttons
+    over the rejection for good."""
+    import asyncio
+
+    message, batch = await _start(app)
+    remove = next(b["accessory"]["value"] for b in message["blocks"]
+                  if b.get("accessory", {}).get("action_id") == Action.REMOVE_SOURCE)
+    updates = len(app.slack.calls_to("chat.update"))
+    gate = app.slack.hold("chat.update")
+    await app.requests.block_action(Action.REMOVE_SOURCE, remove, user_id=REP,
+                                    message_ts=message["ts"])  # fmt: skip
+    for _ in range(200):  # its redraw is at Slack, held, the draft drawn
+        if len(app.slack.calls_to("chat.update")) > updates:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the removal never redrew the review message")
+    app.slack._holds.pop("chat.update")  # later updates go through at once
+    await app.requests.block_action(Action.REJECT, batch, user_id=LEAD, message_ts=message["ts"])
+    for _ in range(200):  # (not settle: it would wait for the held redraw)
+        if app.slack.find_action(Action.APPROVE, "C0001") is None:
+            break  # the rejection's drawing
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the rejection never redrew the review message")
+    gate.set()  # the draft's drawing lands last
+    await app.settle()
+    assert app.slack.find_action(Action.APPROVE, "C0001") is None
+    assert "rejected" in json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
