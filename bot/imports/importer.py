@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
@@ -33,6 +34,8 @@ from bot.progress import ProgressBar
 from bot.workspaces import find_segment, import_target
 from models import Database, ImportBatch, ImportSource, SegmentKind, SourceKind, SourceStatus
 from models.contacts import ALL_CUSTOMERS
+
+log = logging.getLogger(__name__)
 
 
 class ImportFailed(Exception):
@@ -100,8 +103,11 @@ async def import_files(
         await cancel(db, team_id, batch.id, requested_by, is_lead=True)
         raise ImportFailed(f"{exc} Nothing was imported.") from None
     except BaseException:  # unreadable, or interrupted (Ctrl-C): no draft left behind
-        with contextlib.suppress(Exception):
+        try:
             await asyncio.shield(cancel(db, team_id, batch.id, requested_by, is_lead=True))
+        except Exception:
+            log.exception("import #%s of %s could not be cancelled after its files failed: "
+                          "it stays a draft", batch.id, team_id)  # fmt: skip
         raise
     await mapper.remember_given(db, team_id, requested_by)
     async with db.begin() as conn:
