@@ -10,6 +10,9 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
+# Mailchimp's client is loaded lazily by bot.mailchimp.api (the command line rarely needs it);
+# serve and its workers load it here, at start, not on the event loop during a request.
+import mailchimp_marketing  # noqa: F401
 from aiohttp import ClientSession, web
 from aiohttp.web_log import AccessLogger
 from aiohttp.web_request import BaseRequest

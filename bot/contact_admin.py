@@ -24,7 +24,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import select
 from sqlmodel.sql.sqltypes import UTCDateTime
@@ -36,6 +35,7 @@ from bot.ids import digits
 from bot.imports.addresses import email_key
 from models import Contact, Database, RetiredCode, SuppressedAddress
 from models.clock import utcnow
+from models.db import upsert
 from models.locks import lock_contacts
 
 PAGE = 10
@@ -469,8 +469,7 @@ async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str
             raise ContactGone()
         email, unsubscribed_at = gone
         if unsubscribed_at is not None:  # its unsubscribe outlives it (SuppressedAddress)
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            await conn.execute(dialect.insert(SuppressedAddress).values(
+            await conn.execute(upsert(conn, SuppressedAddress).values(
                 team_id=team_id, email_key=params["k"], suppressed_at=utcnow(),
             ).on_conflict_do_nothing(index_elements=["team_id", "email_key"]))  # fmt: skip
         # later imports' listings of its memberships, found through them (before they go):
@@ -487,9 +486,8 @@ async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str
         codes = [str(r[0]) for r in await conn.execute(text(
             "DELETE FROM advocate WHERE team_id = :t AND contact_id = :c RETURNING code"), params)]
         if codes:
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
             now = utcnow()
-            await conn.execute(dialect.insert(RetiredCode).values(
+            await conn.execute(upsert(conn, RetiredCode).values(
                 [{"code": code, "team_id": team_id, "retired_at": now} for code in codes]
             ).on_conflict_do_nothing(index_elements=["code"]))  # fmt: skip
         result = Deleted(email=str(email), segments=int(members.rowcount),

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import delete, func, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
@@ -27,6 +26,7 @@ from bot.audit import Act, record_in
 from bot.workspaces import ensure_workspace
 from models import Database, TeamLead, Workspace
 from models.clock import utcnow
+from models.db import upsert
 
 MAX_LEADS = 100
 MAX_ADDED_AT_ONCE = 10
@@ -84,8 +84,7 @@ async def _seed_in(conn: AsyncConnection, team_id: str, seed: Sequence[str]) -> 
 async def _insert_in(conn: AsyncConnection, team_id: str, user_id: str, by: str,
                      now: datetime) -> bool:  # fmt: skip
     """Insert unless they are a lead already (the primary key decides, races included)."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(TeamLead).values(team_id=team_id, user_id=user_id, added_by=by[:64],
+    stmt = upsert(conn, TeamLead).values(team_id=team_id, user_id=user_id, added_by=by[:64],
                                            added_at=now)  # fmt: skip
     done = await conn.execute(stmt.on_conflict_do_nothing(index_elements=["team_id", "user_id"]))
     return done.rowcount == 1

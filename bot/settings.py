@@ -97,6 +97,11 @@ class Settings(BaseSettings):
         return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
 
     @property
+    def links_unreachable(self) -> bool:
+        """Invites go to real people (SMTP_URL) with links to this machine's localhost."""
+        return bool(self.smtp_url and not self.public_url)
+
+    @property
     def max_unzipped_bytes(self) -> int:
         """MAX_UNZIPPED_MB in bytes (MiB, as archives.human_size shows them: 500 is "500 MB")."""
         return int(self.max_unzipped_mb * 1024 * 1024)
@@ -139,7 +144,7 @@ class Settings(BaseSettings):
             problems.append(
                 f"SECRET_KEY: a long random string that signs unsubscribe links, e.g. "
                 f"{secrets.token_urlsafe(32)} (keep it: changing it breaks links already sent)")
-        if self.smtp_url and not self.public_url:
+        if self.links_unreachable:
             problems.append(
                 "PUBLIC_URL: the https:// address people reach `serve` at; invites sent through "
                 "SMTP_URL carry referral and unsubscribe links to it (without it they'd lead to "

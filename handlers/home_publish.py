@@ -17,7 +17,6 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import case, delete, or_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, func, select
 
 from bot.campaigns.service import list_campaigns
@@ -46,6 +45,7 @@ from models import (
     Segment,
 )
 from models.clock import utcnow
+from models.db import upsert
 
 if TYPE_CHECKING:
     from handlers.context import Deps  # it imports the notifier, which imports this module
@@ -277,8 +277,7 @@ async def _seen(db: Database, team_id: str, user_id: str, lists: Lists | None = 
     else:
         chosen = values = {"segments_shown": lists.segments, "imports_shown": lists.imports}
     async with db.begin() as conn:
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(HomeViewer).values(team_id=team_id, user_id=user_id,
+        stmt = upsert(conn, HomeViewer).values(team_id=team_id, user_id=user_id,
                                                  opened_at=now, **values)  # fmt: skip
         await conn.execute(stmt.on_conflict_do_update(
             index_elements=["team_id", "user_id"], set_={"opened_at": now, **chosen}))  # fmt: skip

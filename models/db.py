@@ -106,6 +106,14 @@ class Database:
         await self.engine.dispose()
 
 
+def upsert(conn: AsyncConnection, table: Any) -> Any:
+    """INSERT into `table` in the connection's dialect, for its `on_conflict_do_nothing` /
+    `on_conflict_do_update` (SQLite's and PostgreSQL's take the same arguments)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+
+
 def sqlite_file(url: str) -> str | None:
     """The SQLite file another connection can open, or None for a private in-memory one."""
     database = make_url(url).database or ""

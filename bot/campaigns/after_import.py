@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, text
-from sqlmodel.sql.sqltypes import UTCDateTime
+from sqlalchemy import text
 
 from bot.campaigns.enroll import EnrollResult, run_enrollment
-from bot.campaigns.service import Thread, enroll_after_import_in
+from bot.campaigns.service import Thread, enroll_after_import_in, import_enrollment_key
+from bot.jobs.queue import done_by_hand_in
 from models import Database, ImportBatch
-from models.clock import utcnow
 
 
 async def enroll_imported(db: Database, batch: ImportBatch, *, hold: bool,
@@ -24,13 +23,6 @@ async def enroll_imported(db: Database, batch: ImportBatch, *, hold: bool,
         )  # fmt: skip
 
 
-# An import's enrollment job (its key: service.enroll_after_import_in), run in this process
-_DONE_HERE = text("""
-    UPDATE job SET state = 'done', finished_at = :now, updated_at = :now
-    WHERE team_id = :t AND dedupe_key = :key AND state = 'queued'
-""").bindparams(bindparam("now", type_=UTCDateTime()))
-
-
 async def enroll_imported_now(db: Database, batch: ImportBatch) -> list[EnrollResult]:
     """The command line's import: its enrollments are run here, at once, but each is queued
     as a job first: a run cut short (Ctrl-C, a dropped SSH session) left an enrollment with
@@ -43,6 +35,6 @@ async def enroll_imported_now(db: Database, batch: ImportBatch) -> list[EnrollRe
             campaign = (await conn.execute(
                 text("SELECT campaign_id FROM enrollment WHERE id = :e AND team_id = :t"),
                 {"e": enrollment, "t": batch.team_id})).scalar_one()  # fmt: skip
-            await conn.execute(_DONE_HERE, {"t": batch.team_id, "now": utcnow(),
-                                            "key": f"enroll:{campaign}:batch:{batch.id}"})
+            key = import_enrollment_key(campaign, batch.id or 0)
+            await done_by_hand_in(conn, batch.team_id, key)
     return results

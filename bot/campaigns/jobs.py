@@ -46,7 +46,7 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
             await notifier.enrollment_changed(ctx.team_id, enrollment_id)
 
         try:
-            if settings.smtp_url and not settings.public_url:  # before anyone is emailed
+            if settings.links_unreachable:  # before anyone is emailed
                 raise SmtpSetupError(
                     "PUBLIC_URL is not set: the invites' referral and unsubscribe links would "
                     f"lead to {settings.public_base}, which nobody else can reach. Set it to "

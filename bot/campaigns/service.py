@@ -275,6 +275,12 @@ async def _enroll_in(conn: AsyncConnection, team_id: str, campaign_id: int, *,
     return first
 
 
+def import_enrollment_key(campaign_id: int, batch_id: int) -> str:
+    """The dedupe key of the job enrolling an import's contacts in a campaign: one per pair
+    (after_import.enroll_imported_now marks it done by this key)."""
+    return f"enroll:{campaign_id}:batch:{batch_id}"
+
+
 def _run_key(enrollment_id: int) -> str:
     """The dedupe key of the job that runs an enrollment: one job per enrollment."""
     return f"enroll:{enrollment_id}"
@@ -393,7 +399,7 @@ async def enroll_after_import_in(conn: AsyncConnection, team_id: str, batch_id: 
     )]  # fmt: skip
     return [await _enroll_in(conn, team_id, c, segment_id=segment_id, batch_id=batch_id,
                              requested_by=requested_by, thread=thread, hold=hold,
-                             queue_job=queue_job, key=f"enroll:{c}:batch:{batch_id}")
+                             queue_job=queue_job, key=import_enrollment_key(c, batch_id))
             for c in campaigns]  # fmt: skip
 
 

@@ -609,6 +609,7 @@ HANDED_ON_COUNTED = text("""
         WHERE m.segment_id = import_batch.segment_id AND m.team_id = :t AND m.batch_id = :b)
     WHERE team_id = :t AND id = :b AND status IN ('failed', 'cancelled') AND apply_cursor > 0
       AND new_contacts = 0 AND added_to_segment = 0
+    RETURNING added_to_segment
 """)
 
 

@@ -73,11 +73,9 @@ async def stop_import_in(conn: AsyncConnection, team_id: str, batch_id: int, who
                                      "processed": processed,
                                      "cancelled": BatchStatus.CANCELLED})  # fmt: skip
     await conn.execute(_CANCEL_JOB, {"t": team_id, "key": f"import:{batch_id}", "now": utcnow()})
-    await conn.execute(HANDED_ON_COUNTED, {"t": team_id, "b": batch_id})
-    if not added:  # memberships handed on to it while it ran count (HANDED_ON_COUNTED)
-        added = (await conn.execute(text(
-            "SELECT added_to_segment FROM import_batch WHERE team_id = :t AND id = :b"),
-            {"t": team_id, "b": batch_id})).scalar_one()  # fmt: skip
+    # memberships handed on to it while it ran count too (HANDED_ON_COUNTED)
+    counted = await conn.execute(HANDED_ON_COUNTED, {"t": team_id, "b": batch_id})
+    added = added or (counted.scalar() or 0)
     await enqueue_report_in(conn, team_id, batch_id, IMPORT_FINISHED)
     if added:  # the chunks' own count, committed with their memberships
         thread = Thread(channel_id, message_ts) if channel_id and message_ts else None

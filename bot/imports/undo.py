@@ -63,7 +63,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from bot.audit import Act, by_whom, import_subject, record_in
 from bot.imports.batches import ReviewError, get_batch, status_words
 from bot.imports.job_kinds import UNDO_JOB
-from bot.jobs.queue import enqueue_in, find_by_key
+from bot.jobs.queue import done_by_hand_in, enqueue_in, find_by_key
 from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped, PermanentJobError
 from bot.notify import UNDO_FINISHED, UNDO_STOPPED, ImportNotifier, enqueue_report_in
 from models import BatchStatus, Database, ImportBatch, JobState
@@ -706,12 +706,6 @@ def undo_handler(chunk_size: int, notifier: ImportNotifier | None = None) -> Han
 
 # ---- at once, from the shell ----------------------------------------------------------------
 
-_DONE_BY_HAND = _sql("""
-    UPDATE job SET state = 'done', finished_at = :now, updated_at = :now, last_error = NULL
-    WHERE team_id = :t AND dedupe_key = :key AND state IN ('queued', 'failed', 'cancelled')
-""")
-
-
 async def undo_now(db: Database, team_id: str, batch_id: int, actor: str, *,
                    remove_advocates: bool, window_days: int, chunk_size: int = UNDO_CHUNK,
                    max_attempts: int = 5) -> ImportBatch:  # fmt: skip
@@ -727,7 +721,6 @@ async def undo_now(db: Database, team_id: str, batch_id: int, actor: str, *,
         await resume_undo(db, team_id, batch_id, actor)
     batch = await run_undo(db, team_id, batch_id, chunk_size=chunk_size)
     async with db.begin() as conn:
-        await conn.execute(_DONE_BY_HAND, {"t": team_id, "key": f"undo:{batch_id}",
-                                           "now": utcnow()})  # fmt: skip
+        await done_by_hand_in(conn, team_id, f"undo:{batch_id}")
         await enqueue_report_in(conn, team_id, batch_id, UNDO_FINISHED)  # the Slack thread
     return batch

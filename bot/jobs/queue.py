@@ -120,6 +120,19 @@ async def enqueue_in(
     return int(existing.scalar_one())
 
 
+_DONE_BY_HAND = _sql("""
+    UPDATE job SET state = 'done', finished_at = :now, updated_at = :now, last_error = NULL
+    WHERE team_id = :t AND dedupe_key = :key AND state IN ('queued', 'failed', 'cancelled')
+""")
+
+
+async def done_by_hand_in(conn: AsyncConnection, team_id: str, dedupe_key: str) -> None:
+    """The work of the job keyed `dedupe_key` was done in this process (the command line runs
+    what it queued at once): it is done, unless a worker is running it (that run finds the
+    work done and finishes it itself)."""
+    await conn.execute(_DONE_BY_HAND, {"t": team_id, "key": dedupe_key, "now": utcnow()})
+
+
 async def find_by_key(db: Database, team_id: str, dedupe_key: str) -> Job | None:
     async with db.session() as session:
         query = select(Job).where(Job.team_id == team_id, Job.dedupe_key == dedupe_key)

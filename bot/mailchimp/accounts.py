@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 
 from bot.audit import Act, record_in
@@ -17,6 +16,7 @@ from bot.mailchimp.api import Credentials, MailchimpError, data_centre, ping
 from bot.mailchimp.secrets import seal, unseal
 from models import Database, MailchimpAccount
 from models.clock import utcnow
+from models.db import upsert
 
 
 class NotConnected(MailchimpError):
@@ -60,8 +60,7 @@ async def save(db: Database, team_id: str, creds: Credentials, *, dc: str, accou
     async with db.begin() as conn:
         # one statement: two connections at once (the OAuth callback and a key) both land,
         # the later one kept; a read-then-insert failed the second on the primary key
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        insert = dialect.insert(MailchimpAccount).values(**values)
+        insert = upsert(conn, MailchimpAccount).values(**values)
         await conn.execute(insert.on_conflict_do_update(
             index_elements=["team_id"],
             set_={k: v for k, v in values.items() if k != "team_id"}))  # fmt: skip
