@@ -230,6 +230,6 @@ async def test_a_shell_imports_enrollment_is_a_job_run_in_the_shell_and_marked_d
     await world.import_csv("VIP", people("new@example.com,N,"))  # the shell's import
     batch = int(str(await world.scalar("SELECT MAX(id) FROM import_batch")))
     assert await world.rows("SELECT state FROM job WHERE kind = 'enroll' AND dedupe_key = :k",
-                            k=f"enroll:{spring}:batch:{batch}") == [("done",)]  # fmt: skip
+                            k=service.import_enrollment_key(spring, batch)) == [("done",)]
     assert await world.rows("SELECT status, enrolled FROM enrollment WHERE batch_id = :b",
                             b=batch) == [("done", 1)]  # fmt: skip

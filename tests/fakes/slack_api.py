@@ -525,6 +525,11 @@ class FakeSlack(Served):
         self._holds[method] = gate
         return gate
 
+    def unhold(self, method: str) -> None:
+        """Later calls to `method` go through at once; those already held still wait for
+        their gate (one call held while the next passes: a reply that lands late)."""
+        self._holds.pop(method, None)
+
     def close_view(self, view_id: str) -> None:
         """The user closed (or submitted) this modal: it and the views above it are gone."""
         for root, stack in list(self._stacks.items()):

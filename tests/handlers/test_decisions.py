@@ -187,7 +187,7 @@ async def test_a_redraw_read_before_a_rejection_but_landing_after_it_is_drawn_ag
         await asyncio.sleep(0.02)
     else:
         raise AssertionError("the removal never redrew the review message")
-    app.slack._holds.pop("chat.update")  # later updates go through at once
+    app.slack.unhold("chat.update")  # later updates go through at once
     await app.requests.block_action(Action.REJECT, batch, user_id=LEAD, message_ts=message["ts"])
     for _ in range(200):  # (not settle: it would wait for the held redraw)
         if app.slack.find_action(Action.APPROVE, "C0001") is None:

@@ -15,7 +15,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from bot.campaigns import service
 from bot.imports.cancel import cancel_job
 from bot.jobs.queue import claim, list_jobs
-from bot.workspaces import ensure_workspace, segment_sizes
+from bot.workspaces import ensure_workspace, find_segment
 from handlers.ids import Action, BlockId
 from models import Campaign, CampaignState, Database, Job
 from models.clock import utcnow
@@ -469,7 +469,8 @@ async def test_a_campaign_gone_live_from_the_list_shows_stopped_sending_there_wi
     async with _refused_login(db, tmp_path) as (app, server, password):
         await _imported(app)  # two contacts in VIP
         spring = await _campaign(app, "Spring", live=False)
-        vip = next(s for s in await segment_sizes(app.db, "T0001") if s[0].name == "VIP")[0]
+        vip = await find_segment(app.db, "T0001", "VIP")
+        assert vip is not None
         await service.target(app.db, "T0001", spring.id or 0, vip.id or 0, requested_by=LEAD)
         listing = await app.listing("campaign")
         await app.click_in(listing, Action.CAMPAIGN_LIVE, str(spring.id))

@@ -19,7 +19,7 @@ from bot.jobs import queue
 from bot.jobs.worker import JobContext, Worker, WorkerConfig
 from bot.segments import delete_segment
 from bot.workspaces import WorkspaceError, ensure_workspace, find_segment, segment_sizes
-from models import Database, JobState
+from models import Database, Job, JobState
 from models.clock import utcnow
 
 FAST = WorkerConfig(lease_seconds=5, poll_seconds=0.05, retry_base_seconds=0)
@@ -78,9 +78,9 @@ async def test_a_job_that_always_fails_ends_failed_with_its_error(
     assert "FileNotFoundError" in (failed.last_error or "") and "gone.csv" in failed.last_error
 
 
-async def _batch_and_segment_deletion(db: Database, job: object) -> tuple[str, str]:
+async def _batch_and_segment_deletion(db: Database, job: Job) -> tuple[str, str]:
     """The queued import's batch status, and what deleting its segment says."""
-    batch = await get_batch(db, "T1", json.loads(job.payload)["batch_id"])  # type: ignore[attr-defined]
+    batch = await get_batch(db, "T1", json.loads(job.payload or "{}")["batch_id"])
     segment = await find_segment(db, "T1", "S")
     assert batch is not None and segment is not None
     try:
