@@ -67,7 +67,6 @@ PAGE = 1000
 MAX_CONNECTIONS = 10  # Mailchimp's simultaneous connections per account
 TARGET_SPEEDUP = 6.0
 SERVER_TIMEOUT = 60.0
-MEMBER_KEYS = {"email_address", "status", "merge_fields", "language"}
 
 
 # --- the fake (runs as `mailchimp.py --serve --members N --latency S [--prerender]`) -------
@@ -263,7 +262,12 @@ def check(name: str, members: list[dict[str, Any]], expect: int) -> None:
     if len(members) != expect or len(emails) != expect:
         raise BenchFailed(f"{name}: {len(members):,} members with {len(emails):,} distinct "
                           f"addresses, expected {expect:,}")  # fmt: skip
-    extra = set().union(*(m.keys() for m in members)) - MEMBER_KEYS
+    from bot.mailchimp.api import MEMBER_FIELDS
+
+    # the keys the project asks for ("members.merge_fields.FNAME": merge_fields); a fixed set
+    # here fell behind when full_name was added to MEMBER_FIELDS, and the bench failed
+    asked = {f.split(".")[1] for f in MEMBER_FIELDS if f.startswith("members.")}
+    extra = set().union(*(m.keys() for m in members)) - asked
     if extra:
         raise BenchFailed(f"{name}: members carry fields not asked for: {sorted(extra)}")
 
