@@ -321,7 +321,8 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
                                     chunk_size=settings.import_chunk_rows,
                                     max_unzipped_bytes=settings.max_unzipped_bytes,
                                     column_map=args.column_map,
-                                    undo_window_days=settings.undo_window_days)  # fmt: skip
+                                    undo_window_days=settings.undo_window_days,
+                                    lease_seconds=settings.job_lease_seconds)  # fmt: skip
     summary: dict[str, Any] = {key: getattr(result.batch, key, None) for key in SUMMARY_KEYS}
     summary["import_id"] = result.batch.id
     summary["segment"] = result.segment_name

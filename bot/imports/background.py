@@ -39,7 +39,7 @@ from bot.imports.files import (
     stage_file,
 )
 from bot.imports.importer import check_files
-from bot.imports.job_kinds import IMPORT_JOB
+from bot.imports.job_kinds import IMPORT_JOB, import_job_key
 from bot.imports.mapping import mapper_for
 from bot.imports.reading import CsvFileError
 from bot.imports.recognise import ignored_note
@@ -92,7 +92,7 @@ async def enqueue_file_import(
         await add_source(db, team_id, batch.id, SourceKind.CSV, path.name, ref=str(path.resolve()))
     return await queue.enqueue(
         db, team_id, IMPORT_JOB, {"batch_id": batch.id, "approved_by": requested_by},
-        dedupe_key=f"import:{batch.id}", max_attempts=max_attempts,
+        dedupe_key=import_job_key(batch.id), max_attempts=max_attempts,
     )  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from bot.campaigns.enroll import SEND_JOB
 from bot.campaigns.invites import stop_sending_in
 from bot.campaigns.service import Thread, enroll_after_import_in
 from bot.imports.batches import HANDED_ON_COUNTED, UNDER_WAY, ReviewError, lock_batch
-from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB
+from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB, import_job_key
 from bot.jobs import queue
 from bot.notify import (
     BATCH_CHANGED,
@@ -72,7 +72,8 @@ async def stop_import_in(conn: AsyncConnection, team_id: str, batch_id: int, who
     await conn.execute(_STOP_BATCH, {"t": team_id, "b": batch_id, "who": who, "now": utcnow(),
                                      "processed": processed,
                                      "cancelled": BatchStatus.CANCELLED})  # fmt: skip
-    await conn.execute(_CANCEL_JOB, {"t": team_id, "key": f"import:{batch_id}", "now": utcnow()})
+    await conn.execute(_CANCEL_JOB,
+                       {"t": team_id, "key": import_job_key(batch_id), "now": utcnow()})
     # memberships handed on to it while it ran count too (HANDED_ON_COUNTED)
     counted = await conn.execute(HANDED_ON_COUNTED, {"t": team_id, "b": batch_id})
     added = added or (counted.scalar() or 0)

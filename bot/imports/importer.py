@@ -17,17 +17,20 @@ from sqlmodel import select
 from bot.campaigns.after_import import enroll_imported_now
 from bot.imports.batches import (
     add_source,
+    approve_in,
     create_batch,
-    queue_batch,
     skipped_by_status,
     write_rejects,
 )
 from bot.imports.dry_run import DryRun, drop_batch, dry_run
 from bot.imports.engine import APPLY_CHUNK, Progress, apply_batch
 from bot.imports.files import DEFAULT_MAX_UNZIPPED_BYTES, check_file, stage_file
+from bot.imports.job_kinds import IMPORT_JOB, import_job_key
 from bot.imports.mapping import ColumnMapper, mapper_for
 from bot.imports.reading import ColumnsOf, CsvFileError, map_header
 from bot.imports.review import ReviewError, cancel
+from bot.jobs.here import running_here, shell_owner
+from bot.jobs.queue import enqueue_running_in
 from bot.mailchimp.api import Audience, Credentials, MailchimpError
 from bot.mailchimp.importing import read_audience
 from bot.progress import ProgressBar
@@ -82,6 +85,7 @@ async def import_files(
     max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
     column_map: dict[str, str] | None = None,
     undo_window_days: int | None = None,
+    lease_seconds: float = 30.0,
 ) -> ImportResult:
     """Import seekable streams (CSV, .xlsx, ZIP of CSVs) into a static segment; every file is
     checked first, and a file found unreadable while staging cancels the import unapplied.
@@ -117,8 +121,9 @@ async def import_files(
     for statuses in by_source.values():
         for status, count in statuses.items():
             skipped[status] = skipped.get(status, 0) + count
+    owner = shell_owner()
     try:
-        await queue_batch(db, team_id, batch.id, requested_by)
+        job_id = await _approve_here(db, team_id, batch.id, requested_by, owner, lease_seconds)
     except ReviewError:  # no valid row: the rows are all accounted for, none imported
         written = await write_rejects(db, team_id, batch.id, rejects) if rejects else 0
         await cancel(db, team_id, batch.id, requested_by, is_lead=True)
@@ -128,15 +133,28 @@ async def import_files(
     async def show(progress: Progress) -> None:
         bar.update(progress.done, progress.total)
 
-    result = await apply_batch(db, team_id, batch.id, on_progress=show, chunk_size=chunk_size,
-                               undo_window_days=undo_window_days)  # fmt: skip
+    enrolled = invites = 0
+    async with running_here(db, team_id, job_id, owner, lease_seconds):
+        result = await apply_batch(db, team_id, batch.id, on_progress=show,
+                                   chunk_size=chunk_size,
+                                   undo_window_days=undo_window_days)  # fmt: skip
+        for counts in await enroll_imported_now(db, result):
+            enrolled += counts.enrolled
+            invites += counts.invites_queued
     bar.close()
     written = await write_rejects(db, team_id, batch.id, rejects) if rejects is not None else 0
-    enrolled = invites = 0
-    for counts in await enroll_imported_now(db, result):
-        enrolled += counts.enrolled
-        invites += counts.invites_queued
     return ImportResult(result, target.name, written, enrolled, invites, skipped)
+
+
+async def _approve_here(db: Database, team_id: str, batch_id: int, requested_by: str,
+                        owner: str, lease_seconds: float) -> int:  # fmt: skip
+    """Approve the draft and queue its import job as this process's own, in one transaction:
+    if the process dies applying it, a worker finishes the import and its enrollments."""
+    async with db.begin() as conn:
+        await approve_in(conn, team_id, batch_id, requested_by)
+        return await enqueue_running_in(conn, team_id, IMPORT_JOB, {"batch_id": batch_id},
+                                        dedupe_key=import_job_key(batch_id), owner=owner,
+                                        lease_seconds=lease_seconds)  # fmt: skip
 
 
 async def _nothing_valid(db: Database, team_id: str, batch_id: int, written: int) -> str:

@@ -32,7 +32,7 @@ from bot.imports.batches import (
     status_words,
 )
 from bot.imports.cancel import stop_import_in
-from bot.imports.job_kinds import IMPORT_JOB
+from bot.imports.job_kinds import IMPORT_JOB, import_job_key
 from bot.imports.staging import take_staging
 from bot.jobs.queue import enqueue_in
 from bot.notify import reading_again_in
@@ -233,7 +233,8 @@ async def approve(
         await require_static_segment(conn, team_id, batch_id)
         await require_consent(conn, team_id, batch_id)
         await enqueue_in(conn, team_id, IMPORT_JOB, {"batch_id": batch_id},
-                         dedupe_key=f"import:{batch_id}", max_attempts=max_attempts)  # fmt: skip
+                         dedupe_key=import_job_key(batch_id),
+                         max_attempts=max_attempts)  # fmt: skip
         await record_in(conn, team_id, user_id, Act.IMPORT_APPROVED, import_subject(batch_id),
                         f"{totals.valid} contacts to import")  # fmt: skip
     return totals

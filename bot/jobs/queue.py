@@ -120,6 +120,41 @@ async def enqueue_in(
     return int(existing.scalar_one())
 
 
+async def enqueue_running_in(
+    conn: AsyncConnection,
+    team_id: str,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    dedupe_key: str,
+    owner: str,
+    lease_seconds: float,
+) -> int:
+    """Add a job that this process runs itself, already claimed under its lease (the command
+    line's import): killed part way, it stops renewing the lease and a worker takes the job
+    over, as from a worker that died. An existing job of that key is returned untouched."""
+    now = utcnow()
+    params = {"team": team_id, "kind": kind, "payload": json.dumps(payload), "key": dedupe_key,
+              "max": _defaults.max_attempts, "now": now, "owner": owner,
+              "lease": now + timedelta(seconds=lease_seconds)}  # fmt: skip
+    row = (await conn.execute(_sql("""
+        INSERT INTO job (team_id, kind, payload, dedupe_key, state, attempts, max_attempts,
+                         run_after, lease_owner, lease_expires_at, progress_done,
+                         progress_total, created_at, updated_at)
+        VALUES (:team, :kind, :payload, :key, 'running', 1, :max, :now, :owner, :lease, 0, 0,
+                :now, :now)
+        ON CONFLICT (team_id, dedupe_key) DO NOTHING
+        RETURNING id
+    """), params)).first()  # fmt: skip
+    if row is not None:
+        return int(row[0])
+    existing = await conn.execute(
+        text("SELECT id FROM job WHERE team_id = :team AND dedupe_key = :key"),
+        {"team": team_id, "key": dedupe_key},
+    )
+    return int(existing.scalar_one())
+
+
 _DONE_BY_HAND = _sql("""
     UPDATE job SET state = 'done', finished_at = :now, updated_at = :now, last_error = NULL
     WHERE team_id = :t AND dedupe_key = :key AND state IN ('queued', 'failed', 'cancelled')

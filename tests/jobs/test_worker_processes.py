@@ -158,6 +158,94 @@ async def test_sigterm_releases_the_job_at_a_chunk_boundary(
     assert (await job(db, job_id)).attempts == 1
 
 
+def start_import(env: dict[str, str], path: Path, segment: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([*CLI, "import", str(path), "--segment", segment,
+                             "--create-segment", "--json"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+
+
+async def _import_job(db: Database) -> Job:
+    async with db.begin() as conn:
+        job_id = (await conn.execute(
+            text("SELECT MAX(id) FROM job WHERE kind = 'import'"))).scalar()  # fmt: skip
+    assert job_id is not None, "the shell's import queued no job"
+    return await job(db, int(job_id))
+
+
+async def _stop_shell_import(db: Database, env: dict[str, str], path: Path,
+                             sig: signal.Signals) -> subprocess.Popen[str]:  # fmt: skip
+    """Start `referral-bot import` of `path` into Big and send it `sig` once some of its
+    chunks are in."""
+    shell_import = start_import(env, path, "Big")
+    try:
+
+        async def applying() -> bool:
+            return await scalar(db, "SELECT COUNT(*) FROM contact") >= 6_000
+
+        await wait_for(applying, 120, "the shell's import to apply some chunks")
+        shell_import.send_signal(sig)
+        shell_import.communicate(timeout=60)
+    finally:
+        shell_import.kill()
+    return shell_import
+
+
+async def _finish_with_a_worker(db: Database, env: dict[str, str]) -> None:
+    worker = start_worker(env)
+    try:
+
+        async def finished() -> bool:
+            return (await _import_job(db)).state == "done"
+
+        await wait_for(finished, 180, "a worker to finish the shell's import")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+
+
+async def test_a_shell_import_killed_part_way_is_finished_by_a_worker_with_its_enrollment(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """It ran with no job: killed, its import stayed "importing" for ever (the segment
+    undeletable, nothing in `jobs`) and a live campaign never enrolled what it added."""
+    env = env_for(db_env, IMPORT_CHUNK_ROWS="2000")
+    first = shell.run(env, "import", str(write_csv(tmp_path / "one.csv", 1)), "--segment",
+                      "Big", "--create-segment")  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    for argv in (("campaign", "create", "Spring", "--store-url", "https://shop.example",
+                  "--no-invite-email", "--live"),
+                 ("campaign", "target", "Spring", "--segment", "Big")):  # fmt: skip
+        done = shell.run(env, *argv)
+        assert done.returncode == 0, done.stderr
+    await _stop_shell_import(db, env, write_csv(tmp_path / "big.csv", ROWS, start=1),
+                             signal.SIGKILL)  # fmt: skip
+    interrupted = await _import_job(db)
+    assert (interrupted.state, interrupted.attempts) == ("running", 1)
+    assert interrupted.lease_owner is not None and interrupted.lease_owner.startswith("shell:")
+    assert 0 < await scalar(db, "SELECT COUNT(*) FROM contact") < ROWS + 1
+
+    await _finish_with_a_worker(db, env)
+    assert await scalar(db, "SELECT COUNT(*) FROM contact") == ROWS + 1
+    assert await scalar(db, "SELECT COUNT(*) FROM segment_member") == ROWS + 1
+    assert await scalar(db, "SELECT COUNT(*) FROM import_batch WHERE status = 'done'") == 2
+    assert await scalar(db, "SELECT COUNT(*) FROM advocate") == ROWS + 1
+
+
+async def test_ctrl_c_hands_a_shell_import_to_the_workers_at_once(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = env_for(db_env, IMPORT_CHUNK_ROWS="2000", JOB_LEASE_SECONDS="600")
+    stopped = await _stop_shell_import(db, env, write_csv(tmp_path / "big.csv", ROWS),
+                                       signal.SIGINT)  # fmt: skip
+    assert stopped.returncode == 130
+    handed = await _import_job(db)
+    assert (handed.state, handed.attempts, handed.lease_owner) == ("queued", 0, None)
+    await _finish_with_a_worker(db, env)  # at once: not after the 10-minute lease
+    assert await scalar(db, "SELECT COUNT(*) FROM contact") == ROWS
+    assert await scalar(db, "SELECT new_contacts FROM import_batch") == ROWS
+
+
 @requires_postgres
 @pytest.mark.skipif(BACKEND != "postgres", reason="two workers share a queue on PostgreSQL only")
 async def test_two_workers_share_ten_jobs_without_double_work(
