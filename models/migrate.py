@@ -15,6 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from models.db import Database, driver_error, prepare_file, sqlite_file
 
@@ -98,7 +99,8 @@ async def upgrade(db: Database, revision: str = "head") -> None:
         await asyncio.to_thread(prepare_file, path)  # before the first connection
     if revision == "head" and await current_revision(db) == head_revision():
         return
-    async with _migration_lock(db), db.engine.begin() as conn:
+    async with (_migration_lock(db), db.engine.connect() as conn, _without_foreign_keys(conn),
+                conn.begin()):  # fmt: skip
         if not db.is_sqlite:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                {"key": _lock_key(db.schema)})  # fmt: skip
@@ -106,6 +108,25 @@ async def upgrade(db: Database, revision: str = "head") -> None:
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
         await conn.run_sync(_refuse_unknown_revision)
         await conn.run_sync(_run_migrations, revision)
+
+
+@asynccontextmanager
+async def _without_foreign_keys(conn: AsyncConnection) -> AsyncIterator[None]:
+    """SQLite: foreign keys off while migrating, as Alembic's batch documentation advises.
+    Batch mode rebuilds a table to change it (copy, DROP, rename); with them on, dropping
+    `workspace` or `import_batch` while rows pointed at them failed, so a database holding
+    data never got past revision 0008. The pragma is a no-op inside a transaction, hence
+    outside it, and on again before the connection goes back to the pool."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    await conn.commit()
+    try:
+        yield
+    finally:
+        await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+        await conn.commit()
 
 
 class MigrationFailed(Exception):

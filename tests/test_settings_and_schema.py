@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from bot.settings import SettingsError, load_settings
 from models import Database
@@ -118,6 +118,30 @@ def test_a_worker_process_gets_the_very_settings_of_serve(
         monkeypatch.setenv(name, value)
     again = load_settings()
     assert again.model_dump() == {**settings.model_dump(), "outbox_dir": tmp_path / "out"}
+
+
+async def test_a_sqlite_database_with_data_from_0007_upgrades_to_head(tmp_path: Path) -> None:
+    """0008 rebuilds `workspace` (batch mode): with foreign keys on, dropping it while a
+    segment pointed at it failed, and every database with data stopped at 0007 for good."""
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        await upgrade(db, "0007")
+        async with db.begin() as conn:
+            await conn.execute(text(
+                "INSERT INTO workspace (team_id, name, default_locale, created_at) "
+                "VALUES ('T1', '', 'en', '2026-12-01 00:00:00')"))  # fmt: skip
+            await conn.execute(text(
+                "INSERT INTO segment (id, team_id, name, name_key, kind, created_at) "
+                "VALUES (1, 'T1', 'All Customers', 'all customers', 'all', '2026-12-01')"
+            ))  # fmt: skip
+        await upgrade(db)
+        assert await current_revision(db) == head_revision()
+        async with db.begin() as conn:
+            assert (await conn.execute(text("SELECT team_id FROM segment"))).all() == [("T1",)]
+            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+            assert (await conn.execute(text("PRAGMA foreign_key_check"))).all() == []
+    finally:
+        await db.dispose()
 
 
 async def test_upgrading_sqlite_carries_staged_rows_and_memberships_over(tmp_path: Path) -> None:
