@@ -77,7 +77,10 @@ class Database:
             kwargs["pool_size"] = 5
             kwargs["pool_pre_ping"] = True
             if schema:
-                kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
+                # quoted, as CREATE SCHEMA names it: unquoted, "Referral" was folded to
+                # "referral", which didn't exist, and no table could be created
+                quoted = '"' + schema.replace('"', '""') + '"'
+                kwargs["connect_args"] = {"server_settings": {"search_path": quoted}}
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)

@@ -104,8 +104,13 @@ async def upgrade(db: Database, revision: str = "head") -> None:
         if not db.is_sqlite:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                {"key": _lock_key(db.schema)})  # fmt: skip
-        if db.schema and not db.is_sqlite:
-            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
+        if db.schema and not db.is_sqlite and not (await conn.execute(
+                text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": db.schema}
+        )).first():  # fmt: skip
+            # only when missing: PostgreSQL checks the database's CREATE privilege before IF
+            # NOT EXISTS, so a role given only its own schema by the DBA was refused
+            name = db.schema.replace('"', '""')
+            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{name}"'))
         await conn.run_sync(_refuse_unknown_revision)
         await conn.run_sync(_run_migrations, revision)
 

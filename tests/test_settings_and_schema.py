@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, make_url, text
 
 from bot.settings import SettingsError, load_settings
 from models import Database
 from models.migrate import compared, current_revision, head_revision, upgrade
+from tests import shell
+from tests.conftest import POSTGRES_URL, _drop_schema, requires_postgres
 
 
 def test_defaults_and_normalised_locale(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,6 +144,32 @@ async def test_a_sqlite_database_with_data_from_0007_upgrades_to_head(tmp_path: 
             assert (await conn.execute(text("PRAGMA foreign_key_check"))).all() == []
     finally:
         await db.dispose()
+
+
+@requires_postgres
+async def test_a_schema_named_with_capitals_or_made_by_the_dba_is_used() -> None:
+    """DATABASE_SCHEMA=t_Caps: CREATE SCHEMA made "t_Caps" but the unquoted search_path looked
+    for t_caps, so nothing could be created. And a schema a DBA made for a role without
+    CREATE on the database was refused (CREATE SCHEMA IF NOT EXISTS needs that privilege)."""
+    caps, owned = f"t_Caps{os.getpid()}", f"t_own{os.getpid()}"
+    role = f"t_role{os.getpid()}"
+    admin = Database(POSTGRES_URL)
+    try:
+        result = shell.run({"DATABASE_URL": POSTGRES_URL, "DATABASE_SCHEMA": caps}, "segments")
+        assert result.returncode == 0, result.stderr
+        assert "All Customers" in result.stdout
+        async with admin.begin() as conn:
+            await conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+            await conn.execute(text(f"CREATE SCHEMA {owned} AUTHORIZATION {role}"))
+        as_role = make_url(POSTGRES_URL).set(username=role).render_as_string(hide_password=False)
+        result = shell.run({"DATABASE_URL": as_role, "DATABASE_SCHEMA": owned}, "segments")
+        assert result.returncode == 0, result.stderr
+    finally:
+        await _drop_schema(caps)
+        await _drop_schema(owned)
+        async with admin.begin() as conn:
+            await conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        await admin.dispose()
 
 
 async def test_upgrading_sqlite_carries_staged_rows_and_memberships_over(tmp_path: Path) -> None:
