@@ -151,6 +151,15 @@ class Settings(BaseSettings):
                 f"{self.public_base}, which nobody else can reach)")
         return problems
 
+    @field_validator("slack_bot_token", "slack_signing_secret", "slack_app_token",
+                     "mailchimp_client_secret")  # fmt: skip
+    @classmethod
+    def _no_surrounding_space(cls, value: str) -> str:
+        """A secret copied with its line's newline (a Kubernetes secret made from a file):
+        every request's signature failed to match, with nothing but a 401 to show for it.
+        Not SECRET_KEY: links already sent were signed with it exactly as it was."""
+        return value.strip()
+
     @field_validator("public_url")
     @classmethod
     def _http_url(cls, value: str) -> str:

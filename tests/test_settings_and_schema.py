@@ -30,6 +30,13 @@ def test_defaults_and_normalised_locale(monkeypatch: pytest.MonkeyPatch) -> None
     )
 
 
+def test_slack_secrets_pasted_with_a_newline_still_sign(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "abc123\n")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", " xoxb-1-2\r\n")
+    settings = load_settings()
+    assert (settings.slack_signing_secret, settings.slack_bot_token) == ("abc123", "xoxb-1-2")
+
+
 def test_every_bad_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "mysql://x")
     monkeypatch.setenv("DEFAULT_LOCALE", "elvish")
