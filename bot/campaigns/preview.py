@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.imports.engine import UNSUBSCRIBING_REPEATS
 from models import Database, SegmentKind
 
 # Targeting the segment or All Customers: every contact an import adds is in All Customers
@@ -26,7 +27,7 @@ _LIVE_TARGETING = text("""
     ORDER BY c.name_key
 """)
 
-_COUNTS = text("""
+_COUNTS = text(f"""
     SELECT COUNT(*),
            COALESCE(SUM(CASE WHEN q.advocate THEN 1 ELSE 0 END), 0),
            COALESCE(SUM(CASE WHEN NOT q.advocate AND q.excluded THEN 1 ELSE 0 END), 0),
@@ -43,6 +44,7 @@ _COUNTS = text("""
                            AND cs.team_id = :t AND cs.role = 'exclude'
                            AND cs.segment_id = :s)) AS excluded,
                (s.subscribed = :no OR k.subscribed = :no
+                OR s.email_key IN ({UNSUBSCRIBING_REPEATS})
                 OR (k.id IS NULL AND EXISTS (SELECT 1 FROM suppressed_address x
                                              WHERE x.team_id = :t
                                                AND x.email_key = s.email_key))

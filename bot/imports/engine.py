@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from bot.imports.staging import take_staging
 from models import BatchStatus, Database, ImportBatch
 from models.clock import utcnow
 from models.locks import lock_contacts
@@ -217,6 +218,27 @@ _CONTACT_PAGES = text("""
 _ANALYZE_CONTACT = text("ANALYZE contact (team_id, email_key)")
 
 
+# A later row of an address that says it doesn't want marketing email (the Mailchimp export's
+# unsubscribed file after a shop's customer list, or "yes" then "no" in one file) is a
+# duplicate, never applied: its word goes to the row that is, or that person was imported
+# subscribed and emailed. A removed row or file says nothing. Shared with the campaigns'
+# preview, which must promise what the apply will do.
+UNSUBSCRIBING_REPEATS = """
+    SELECT d.email_key FROM staged_row d
+    WHERE d.team_id = :t AND d.batch_id = :b AND d.outcome = 'duplicate' AND d.removed = :no
+      AND d.subscribed = :no
+      AND d.source_id IN (SELECT id FROM import_source WHERE team_id = :t AND batch_id = :b
+                          AND removed = :no AND status = 'parsed')
+"""
+_ANY_UNSUBSCRIBING_REPEAT = text(UNSUBSCRIBING_REPEATS + " LIMIT 1")
+_HEED_REPEATS = text(f"""
+    UPDATE staged_row SET subscribed = :no
+    WHERE team_id = :t AND batch_id = :b AND outcome = 'valid' AND removed = :no
+      AND (subscribed IS NULL OR subscribed <> :no)
+      AND email_key IN ({UNSUBSCRIBING_REPEATS})
+""")
+
+
 @dataclass(frozen=True, slots=True)
 class Progress:
     done: int
@@ -255,6 +277,7 @@ async def apply_batch(
         raise BatchStateError(f"The rows of import #{batch_id} are gone (the database was "
                               "restarted after a crash): import the files again.")  # fmt: skip
     await refresh_contact_statistics(db)
+    await _heed_unsubscribing_repeats(db, team_id, batch_id)
     async with db.begin() as conn:
         if not await _start(conn, team_id, batch_id):
             raise BatchStateError(f"Import #{batch_id} was cancelled before it started.")
@@ -333,6 +356,18 @@ _SOURCE_MIN = text("SELECT MIN(id) FROM staged_row WHERE batch_id = :b AND sourc
                    "AND team_id = :t")  # fmt: skip
 _SOURCE_MAX = text("SELECT MAX(id) FROM staged_row WHERE batch_id = :b AND source_id = :s "
                    "AND team_id = :t")  # fmt: skip
+
+
+async def _heed_unsubscribing_repeats(db: Database, team_id: str, batch_id: int) -> None:
+    """UNSUBSCRIBING_REPEATS: looked for first (one read of the batch's rows), written only
+    when there are some, after taking the staging file's write lock (see take_staging)."""
+    params = {"t": team_id, "b": batch_id, "no": False}
+    async with db.begin() as conn:
+        if (await conn.execute(_ANY_UNSUBSCRIBING_REPEAT, params)).first() is None:
+            return
+    async with db.begin() as conn:
+        await take_staging(conn)
+        await conn.execute(_HEED_REPEATS, params)
 
 
 async def _start(conn: AsyncConnection, team_id: str, batch_id: int) -> bool:

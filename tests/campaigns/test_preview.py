@@ -51,3 +51,17 @@ async def test_a_suppressed_address_is_previewed_as_unsubscribed(world: World) -
     batch = await _staged(world, "VIP", people("a@example.com,A,"))
     [shown] = await preview_batch(world.db, TEAM, batch, await world.segment_id("VIP"))
     assert (shown.will_invite, shown.without_email) == (0, {"unsubscribed": 1})
+
+
+async def test_an_unsubscribe_later_in_the_import_is_previewed_as_unsubscribed(
+    world: World,
+) -> None:
+    """"yes" then "no" for one address: the preview promised an invite the apply now won't
+    send (the later row's word goes to the row imported)."""
+    await world.import_csv("VIP", people("a@example.com,A,"))
+    spring = await world.campaign()
+    await world.target(spring, "VIP")
+    batch = await _staged(world, "VIP", "email,accepts email marketing\n"
+                          "b@example.com,yes\nb@example.com,no\nc@example.com,yes\n")
+    [shown] = await preview_batch(world.db, TEAM, batch, await world.segment_id("VIP"))
+    assert (shown.will_invite, shown.without_email) == (1, {"unsubscribed": 1})

@@ -19,8 +19,10 @@ from bot.imports.engine import apply_batch
 from bot.imports.files import entry_labels, stage_file
 from bot.imports.importer import ImportFailed, import_files
 from bot.imports.recognise import CLEANED_REASON
+from bot.imports.review import remove_source
 from bot.workspaces import ensure_workspace, import_target
 from models import BatchStatus, Database, ImportBatch, ImportSource, SourceKind
+from tests.imports import csv_samples as samples
 from tests.imports import exports
 from tests.imports.test_archives import bomb
 from tests.imports.test_excel import excel_written, workbook
@@ -156,6 +158,31 @@ async def test_mailchimp_files_uploaded_one_at_a_time_are_recognised(db: Databas
     contacts = await _contacts(db)
     assert set(contacts) == {"gone@example.com", "buyer@example.com"}
     assert not any(subscribed for *_, subscribed in contacts.values())
+
+
+async def test_an_unsubscribe_later_in_the_import_is_heeded_not_dropped(db: Database) -> None:
+    """A shop's customers (accepts marketing: yes) and Mailchimp's export in one import: the
+    person in the unsubscribed CSV was a duplicate of the shop's row, never applied, and was
+    imported subscribed. The same for "yes" then "no" in one file. A removed file says
+    nothing."""
+    batch_id, shop = await _draft(db, "customers.csv")
+    shopify = samples.csv_bytes([["Email", "First Name", "Accepts Email Marketing"],
+                                 ["gone@example.com", "Gone", "yes"],
+                                 ["twice@example.com", "Twice", "yes"],
+                                 ["twice@example.com", "Twice", "no"],
+                                 ["kept@example.com", "Kept", "yes"]])  # fmt: skip
+    await stage_file(db, TEAM, shop.id or 0, io.BytesIO(shopify), name="customers.csv")
+    mc = await add_source(db, TEAM, batch_id, SourceKind.CSV, "export.zip")
+    await stage_file(db, TEAM, mc.id or 0, io.BytesIO(exports.mailchimp_zip()), name="export.zip")
+    later = await add_source(db, TEAM, batch_id, SourceKind.CSV, "later.csv")
+    await stage_file(db, TEAM, later.id or 0, io.BytesIO(samples.csv_bytes(
+        [["Email", "Accepts Email Marketing"], ["kept@example.com", "no"]])), name="later.csv")
+    await remove_source(db, TEAM, batch_id, later.id or 0)
+    assert (await _apply(db, batch_id)).status == BatchStatus.DONE
+    contacts = await _contacts(db)
+    assert contacts["gone@example.com"][3] is False  # unsubscribed in Mailchimp
+    assert contacts["twice@example.com"][3] is False
+    assert contacts["kept@example.com"][3] is True  # its "no" was in a removed file
 
 
 # --- other tools' exports ------------------------------------------------------------------
