@@ -35,7 +35,15 @@ from bot.mailchimp.api import Audience, Credentials, MailchimpError
 from bot.mailchimp.importing import read_audience
 from bot.progress import ProgressBar
 from bot.workspaces import find_segment, import_target
-from models import Database, ImportBatch, ImportSource, SegmentKind, SourceKind, SourceStatus
+from models import (
+    BatchStatus,
+    Database,
+    ImportBatch,
+    ImportSource,
+    SegmentKind,
+    SourceKind,
+    SourceStatus,
+)
 from models.contacts import ALL_CUSTOMERS
 
 log = logging.getLogger(__name__)
@@ -143,6 +151,12 @@ async def import_files(
             invites += counts.invites_queued
     bar.close()
     written = await write_rejects(db, team_id, batch.id, rejects) if rejects is not None else 0
+    if result.status == BatchStatus.CANCELLED:  # `jobs cancel` from another shell
+        raise ImportFailed(
+            f"Import #{batch.id} was cancelled part way: {result.new_contacts:,} new contacts "
+            f"and {result.added_to_segment:,} memberships of '{target.name}' were added "
+            f"before it stopped (`referral-bot undo {batch.id}` takes them out)."
+        )  # fmt: skip
     return ImportResult(result, target.name, written, enrolled, invites, skipped)
 
 

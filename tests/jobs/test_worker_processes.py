@@ -246,6 +246,29 @@ async def test_ctrl_c_hands_a_shell_import_to_the_workers_at_once(
     assert await scalar(db, "SELECT new_contacts FROM import_batch") == ROWS
 
 
+async def test_a_shell_import_cancelled_from_another_shell_says_so(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """It printed "Imported into segment 'Big'" with counts that didn't add up, exit 0."""
+    env = env_for(db_env, IMPORT_CHUNK_ROWS="2000")
+    shell_import = start_import(env, write_csv(tmp_path / "big.csv", ROWS), "Big")
+    try:
+
+        async def applying() -> bool:
+            return await scalar(db, "SELECT COUNT(*) FROM contact") >= 6_000
+
+        await wait_for(applying, 120, "the shell's import to apply some chunks")
+        cancelled = shell.run(env, "jobs", "cancel", str((await _import_job(db)).id))
+        assert cancelled.returncode == 0, cancelled.stderr
+        out, err = shell_import.communicate(timeout=60)
+    finally:
+        shell_import.kill()
+    assert shell_import.returncode == 1, out
+    added = await scalar(db, "SELECT COUNT(*) FROM contact")
+    assert f"was cancelled part way: {added:,} new contacts" in err
+    assert await scalar(db, "SELECT COUNT(*) FROM import_batch WHERE status = 'cancelled'") == 1
+
+
 @requires_postgres
 @pytest.mark.skipif(BACKEND != "postgres", reason="two workers share a queue on PostgreSQL only")
 async def test_two_workers_share_ten_jobs_without_double_work(
