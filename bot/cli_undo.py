@@ -48,7 +48,8 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
         batch = await undo_now(db, team, args.import_id, CLI, remove_advocates=args.advocates,
                                window_days=settings.undo_window_days,
                                chunk_size=settings.import_chunk_rows,
-                               max_attempts=settings.job_max_attempts)  # fmt: skip
+                               max_attempts=settings.job_max_attempts,
+                               lease_seconds=settings.job_lease_seconds)  # fmt: skip
     except UndoError as exc:
         raise CliError(_plain(str(exc))) from None
     async with db.session() as session:

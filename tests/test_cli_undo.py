@@ -112,8 +112,6 @@ async def test_undo_finishes_an_undo_whose_job_failed(
 ) -> None:
     batch = await _import(shell, capsys, "VIP", "a@example.com")
     await request_undo(db, "local", batch, "U0002", remove_advocates=False, window_days=7)
-    assert await _main("undo", str(batch)) == 1  # a worker will run it
-    assert "is already being undone (asked by U0002 on" in capsys.readouterr().err
     await _sql(db, "UPDATE job SET state = 'failed' WHERE kind = 'undo_import'")
     code, result = await _json(capsys, "undo", str(batch))
     assert code == 0 and (result["status"], result["deleted"]) == ("undone", 1)
@@ -123,6 +121,21 @@ async def test_undo_finishes_an_undo_whose_job_failed(
             "SELECT actor, detail FROM audit_entry WHERE action = 'import.undone' ORDER BY id"))]
     assert [(actor, detail.split(":")[0]) for actor, detail in log] == [
         ("U0002", "started"), ("cli", "resumed"), ("U0002", "done")]  # fmt: skip
+
+
+async def test_undo_finishes_an_undo_left_waiting_for_a_worker(
+    shell: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An undo interrupted in the shell (Ctrl-C hands its job back) or asked in Slack with no
+    worker running: `undo` again was refused ("already being undone") and the import stayed
+    half undone, its segment undeletable, until a worker ran."""
+    batch = await _import(shell, capsys, "VIP", "a@example.com", "b@example.com")
+    await request_undo(db, "local", batch, "U0002", remove_advocates=False, window_days=7)
+    code, result = await _json(capsys, "undo", str(batch))
+    assert code == 0 and (result["status"], result["deleted"]) == ("undone", 2)
+    assert await _sql(db, "SELECT state FROM job WHERE kind = 'undo_import'") == "done"
+    assert await _main("undo", str(batch)) == 1
+    assert "already undone" in capsys.readouterr().err
 
 
 async def test_undo_says_it_kept_the_contacts_who_unsubscribed(

@@ -63,7 +63,8 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from bot.audit import Act, by_whom, import_subject, record_in
 from bot.imports.batches import ReviewError, get_batch, status_words
 from bot.imports.job_kinds import UNDO_JOB
-from bot.jobs.queue import done_by_hand_in, enqueue_in, find_by_key
+from bot.jobs.here import running_here, shell_owner
+from bot.jobs.queue import claim_by_key, enqueue_in, enqueue_running_in, find_by_key
 from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped, PermanentJobError
 from bot.notify import UNDO_FINISHED, UNDO_STOPPED, ImportNotifier, enqueue_report_in
 from models import BatchStatus, Database, ImportBatch, JobState
@@ -154,9 +155,11 @@ def refusal(batch: ImportBatch | None, batch_id: int, window_days: int) -> str |
 
 
 async def request_undo(db: Database, team_id: str, batch_id: int, user_id: str, *,
-                       remove_advocates: bool, window_days: int,
-                       max_attempts: int = 5) -> ImportBatch:  # fmt: skip
+                       remove_advocates: bool, window_days: int, max_attempts: int = 5,
+                       runner: tuple[str, float] | None = None) -> ImportBatch:  # fmt: skip
     """Mark a finished import as being undone and queue its undo job, in one transaction.
+    `runner` (owner, lease seconds): the job is queued as that process's own, running
+    (bot.jobs.here), so no worker takes it first.
 
     Raises UndoError with the real state when it can't be (already undone or being undone,
     not finished, too old, another workspace's): a double click queues one job."""
@@ -166,9 +169,14 @@ async def request_undo(db: Database, team_id: str, batch_id: int, user_id: str, 
             "t": team_id, "b": batch_id, "who": user_id[:64], "now": now,
             "advocates": remove_advocates, "cutoff": now - timedelta(days=window_days),
         })  # fmt: skip
-        if started.rowcount == 1:
+        if started.rowcount == 1 and runner is not None:
+            await enqueue_running_in(conn, team_id, UNDO_JOB, {"batch_id": batch_id},
+                                     dedupe_key=undo_key(batch_id), owner=runner[0],
+                                     lease_seconds=runner[1])  # fmt: skip
+        elif started.rowcount == 1:
             await enqueue_in(conn, team_id, UNDO_JOB, {"batch_id": batch_id},
-                             dedupe_key=f"undo:{batch_id}", max_attempts=max_attempts)  # fmt: skip
+                             dedupe_key=undo_key(batch_id), max_attempts=max_attempts)  # fmt: skip
+        if started.rowcount == 1:
             segment = (await conn.execute(
                 text("SELECT s.name FROM import_batch b JOIN segment s ON s.id = b.segment_id "
                      "WHERE b.id = :b AND b.team_id = :t"), {"b": batch_id, "t": team_id},
@@ -201,7 +209,7 @@ async def stalled_undo(db: Database, team_id: str, batch_id: int) -> str | None:
     batch = await get_batch(db, team_id, batch_id)
     if batch is None or batch.status != BatchStatus.UNDOING:
         return None
-    job = await find_by_key(db, team_id, f"undo:{batch_id}")
+    job = await find_by_key(db, team_id, undo_key(batch_id))
     if job is None or job.state not in (JobState.FAILED, JobState.CANCELLED):
         return None
     return job.last_error or f"its job was {job.state}"
@@ -213,7 +221,7 @@ async def resume_undo(db: Database, team_id: str, batch_id: int, actor: str) -> 
     it; UndoError with the real state for the other, and for a batch with no such undo."""
     async with db.begin() as conn:
         resumed = await conn.execute(_RESUME, {"t": team_id, "b": batch_id,
-                                               "key": f"undo:{batch_id}", "now": utcnow()})
+                                               "key": undo_key(batch_id), "now": utcnow()})
         if resumed.rowcount == 1:
             await record_in(conn, team_id, actor, Act.IMPORT_UNDONE, import_subject(batch_id),
                             "resumed: finishing what had stopped part way")  # fmt: skip
@@ -708,19 +716,44 @@ def undo_handler(chunk_size: int, notifier: ImportNotifier | None = None) -> Han
 
 async def undo_now(db: Database, team_id: str, batch_id: int, actor: str, *,
                    remove_advocates: bool, window_days: int, chunk_size: int = UNDO_CHUNK,
-                   max_attempts: int = 5) -> ImportBatch:  # fmt: skip
-    """Request the undo and do its work in this process (the CLI); its job is then marked
-    done. An undo whose job failed or was cancelled part way is finished here too, resumed
-    like Slack's *Finish the undo* (`resume_undo`), so the audit log says who finished it."""
+                   max_attempts: int = 5, lease_seconds: float = 30.0) -> ImportBatch:  # fmt: skip
+    """Request the undo and do its work in this process (the CLI), as its job's runner (see
+    bot.jobs.here: interrupted, a worker or the next `undo` finishes it). An undo whose job
+    failed or was cancelled part way is finished here too, resumed like Slack's *Finish the
+    undo* (`resume_undo`), so the audit log says who finished it; so is one left waiting for
+    a worker (a run interrupted by Ctrl-C) that none has taken."""
+    owner = shell_owner()
     try:
         await request_undo(db, team_id, batch_id, actor, remove_advocates=remove_advocates,
-                           window_days=window_days, max_attempts=max_attempts)  # fmt: skip
+                           window_days=window_days, max_attempts=max_attempts,
+                           runner=(owner, lease_seconds))  # fmt: skip
+        job = await find_by_key(db, team_id, undo_key(batch_id))
     except UndoError:
-        if await stalled_undo(db, team_id, batch_id) is None:
+        if await stalled_undo(db, team_id, batch_id) is not None:
+            await resume_undo(db, team_id, batch_id, actor)
+        elif not await _waiting_undo(db, team_id, batch_id):
             raise
-        await resume_undo(db, team_id, batch_id, actor)
-    batch = await run_undo(db, team_id, batch_id, chunk_size=chunk_size)
+        job = await claim_by_key(db, team_id, undo_key(batch_id), owner, lease_seconds)
+    if job is None or job.id is None:
+        raise UndoError(f"A worker is undoing import #{batch_id} now: `referral-bot jobs` "
+                        "follows it.")  # fmt: skip
+    async with running_here(db, team_id, job.id, owner, lease_seconds):
+        batch = await run_undo(db, team_id, batch_id, chunk_size=chunk_size)
     async with db.begin() as conn:
-        await done_by_hand_in(conn, team_id, f"undo:{batch_id}")
         await enqueue_report_in(conn, team_id, batch_id, UNDO_FINISHED)  # the Slack thread
     return batch
+
+
+async def _waiting_undo(db: Database, team_id: str, batch_id: int) -> bool:
+    """Being undone, by a job nobody runs: queued, or its runner's lease lapsed."""
+    batch = await get_batch(db, team_id, batch_id)
+    job = await find_by_key(db, team_id, undo_key(batch_id))
+    if batch is None or batch.status != BatchStatus.UNDOING or job is None:
+        return False
+    lapsed = job.lease_expires_at is not None and job.lease_expires_at < utcnow()
+    return job.state == JobState.QUEUED or (job.state == JobState.RUNNING and lapsed)
+
+
+def undo_key(batch_id: int) -> str:
+    """The undo job's dedupe key: one undo job per import."""
+    return f"undo:{batch_id}"

@@ -155,6 +155,28 @@ async def enqueue_running_in(
     return int(existing.scalar_one())
 
 
+async def claim_by_key(db: Database, team_id: str, dedupe_key: str, owner: str,
+                       lease_seconds: float) -> Job | None:  # fmt: skip
+    """Take the job of that key for the command line to run now (see bot.jobs.here): queued
+    (even if not due yet), or running under a lease that lapsed (a run killed part way). None
+    when there is no such job or a live worker runs it."""
+    now = utcnow()
+    statement = _sql(f"""
+        UPDATE job SET state = 'running', lease_owner = :owner, lease_expires_at = :lease,
+            attempts = attempts + 1, updated_at = :now
+        WHERE team_id = :t AND dedupe_key = :key
+          AND (state = 'queued' OR (state = 'running' AND lease_expires_at < :now))
+        RETURNING {_JOB_COLUMNS}
+    """)
+    params = {"t": team_id, "key": dedupe_key, "owner": owner, "now": now,
+              "lease": now + timedelta(seconds=lease_seconds)}  # fmt: skip
+    rows = select(Job).from_statement(statement.columns(*Job.__table__.columns))  # type: ignore[attr-defined]
+    async with db.session() as session:
+        row = (await session.exec(rows, params=params)).first()  # type: ignore[call-overload]
+        await session.commit()
+    return None if row is None else row[0]
+
+
 _DONE_BY_HAND = _sql("""
     UPDATE job SET state = 'done', finished_at = :now, updated_at = :now, last_error = NULL
     WHERE team_id = :t AND dedupe_key = :key AND state IN ('queued', 'failed', 'cancelled')
