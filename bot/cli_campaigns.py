@@ -16,6 +16,8 @@ from bot.campaigns.advocates import advocate_rows
 from bot.campaigns.enroll import EnrollResult, run_enrollment
 from bot.campaigns.invites import retry_campaign_sending
 from bot.contact_admin import plural
+from bot.jobs.here import running_here, shell_owner
+from bot.jobs.queue import claim_by_key
 from bot.settings import Settings
 from bot.workspaces import find_segment
 from models import CampaignState, Database, Segment
@@ -109,7 +111,7 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         )  # fmt: skip
         if args.live:
             await service.set_state(db, team, campaign.id or 0, CampaignState.LIVE,
-                                    requested_by="cli", queue_job=False)  # fmt: skip
+                                    requested_by="cli", hold=False)  # fmt: skip
         out = {"id": campaign.id, "name": campaign.name,
                "state": CampaignState.LIVE if args.live else campaign.state}  # fmt: skip
         text = f"Campaign {campaign.name!r} created ({out['state']})."
@@ -137,7 +139,7 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         if command == "target":
             segment = await _segment(db, team, args.segment)
             enrollment = await service.target(db, team, cid, segment.id or 0, requested_by="cli",
-                                              queue_job=False)  # fmt: skip
+                                              hold=args.hold)  # fmt: skip
         elif command == "exclude":
             segment = await _segment(db, team, args.segment)
             await service.exclude(db, team, cid, segment.id or 0)
@@ -152,20 +154,38 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         else:
             state = CampaignState.LIVE if command == "live" else CampaignState.PAUSED
             enrollment = await service.set_state(db, team, cid, state, requested_by="cli",
-                                                 queue_job=False)  # fmt: skip
+                                                 hold=False)  # fmt: skip
         out = {"campaign": campaign.name}
         text = f"Campaign {campaign.name!r}: {command} done."
         if enrollment is not None:
             hold = settings.invite_hold_seconds if getattr(args, "hold", False) else 0
-            result = await run_enrollment(db, team, enrollment, hold_seconds=hold)
-            out.update(enroll_json(result))
-            text = _enroll_text(result)
+            result = await _enroll_here(db, team, enrollment, hold, settings.job_lease_seconds)
+            if result is None:
+                out["enrolling"] = "a worker"
+                text = (f"A worker is enrolling the contacts of {campaign.name!r} now: "
+                        "`referral-bot jobs` follows it.")  # fmt: skip
+            else:
+                out.update(enroll_json(result))
+                text = _enroll_text(result)
         elif command == "target":
             out.update(enroll_json(EnrollResult(0, 0, 0, 0, {})))
             text = (f"{args.segment!r} is now a target of {campaign.name!r}, a "
                     f"{campaign.state} campaign: its contacts are enrolled when it goes live.")
     print(json.dumps(out) if getattr(args, "json", False) else text)
     return 0
+
+
+async def _enroll_here(db: Database, team: str, enrollment: int, hold_seconds: float,
+                       lease_seconds: float) -> EnrollResult | None:  # fmt: skip
+    """Run the enrollment's job in this process (bot.jobs.here): cut short, a worker or the
+    next `campaign live` finishes it. None when a worker runs it already."""
+    owner = shell_owner()
+    key = service.enrollment_job_key(enrollment)
+    job = await claim_by_key(db, team, key, owner, lease_seconds)
+    if job is None or job.id is None:
+        return None
+    async with running_here(db, team, job.id, owner, lease_seconds):
+        return await run_enrollment(db, team, enrollment, hold_seconds=hold_seconds)
 
 
 def _invite_words(row: dict[str, Any]) -> str:

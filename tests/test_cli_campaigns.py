@@ -11,6 +11,10 @@ import email.policy
 import json
 from pathlib import Path
 
+from sqlalchemy import text
+
+from bot.campaigns import service
+from models import CampaignState, Database
 from tests.shell import CLI, environment, run
 
 
@@ -237,3 +241,31 @@ def test_a_worker_sending_by_smtp_without_public_url_emails_nobody_and_says_why(
     _drain({**env, "SMTP_URL": "smtp://127.0.0.1:9?timeout=2", "PUBLIC_URL": ""})
     [row] = _json(env, "campaign", "list")
     assert (row["sending_stopped"] or "").startswith("PUBLIC_URL is not set"), row
+
+
+async def test_going_live_again_finishes_an_enrollment_cut_short(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`campaign live` cut short (Ctrl-C, kill -9) after the campaign went live: its
+    enrollment had no job, so nothing ever ran it, and `campaign live` again said "live done."
+    with nobody enrolled. Now it runs the enrollment, whether its job was never made (the
+    shell before), handed back (Ctrl-C) or held by a process that died (its lease lapsed)."""
+    people = tmp_path / "people.csv"
+    people.write_text("email\nana@example.com\nbo@example.com\n", encoding="utf-8")
+    assert run(db_env, "import", str(people), "--segment", "VIP",
+               "--create-segment").returncode == 0  # fmt: skip
+    for name in ("Spring", "Summer"):
+        _json(db_env, "campaign", "create", name, "--store-url", "https://shop.example")
+        _json(db_env, "campaign", "target", name, "--segment", "VIP")
+    spring = await service.find_campaign(db, "local", "Spring")
+    await service.set_state(db, "local", spring.id or 0, CampaignState.LIVE, requested_by="cli",
+                            queue_job=False)  # fmt: skip
+    summer = await service.find_campaign(db, "local", "Summer")
+    await service.set_state(db, "local", summer.id or 0, CampaignState.LIVE, requested_by="cli")
+    async with db.begin() as conn:  # its runner died: running, under a lease that lapsed
+        await conn.execute(text("UPDATE job SET state = 'running', lease_owner = 'gone', "
+                                "lease_expires_at = '2000-01-01 00:00:00' WHERE kind = 'enroll'"))
+    for name in ("Spring", "Summer"):
+        assert _json(db_env, "campaign", "live", name)["enrolled"] == 2
+    assert [c["advocates"] for c in _json(db_env, "campaign", "list")] == [2, 2]
+    assert _json(db_env, "campaign", "live", "Spring") == {"campaign": "Spring"}  # done already

@@ -266,7 +266,7 @@ async def _enroll_in(conn: AsyncConnection, team_id: str, campaign_id: int, *,
         return int(enrollment_id)
     job_id = await enqueue_in(conn, team_id, ENROLL_JOB,
                               {"enrollment_id": enrollment_id, "hold": hold},
-                              dedupe_key=key or _run_key(enrollment_id))  # fmt: skip
+                              dedupe_key=key or enrollment_job_key(enrollment_id))  # fmt: skip
     payload = (await conn.execute(text("SELECT payload FROM job WHERE id = :j"),
                                   {"j": job_id})).scalar_one()  # fmt: skip
     first = int(json.loads(payload)["enrollment_id"])
@@ -281,7 +281,20 @@ def import_enrollment_key(campaign_id: int, batch_id: int) -> str:
     return f"enroll:{campaign_id}:batch:{batch_id}"
 
 
-def _run_key(enrollment_id: int) -> str:
+async def _pending_in(conn: AsyncConnection, team_id: str, campaign_id: int, segment_id: int,
+                      *, hold: bool, queue_job: bool) -> int | None:  # fmt: skip
+    """The unfinished enrollment of the segment (0: of every target, by going live), with
+    its job, unless it has one: an enrollment the shell made and was interrupted running (or
+    made before its enrollments had jobs) was never run, and going live again said "done"."""
+    pending = (await conn.execute(_PENDING_ENROLLMENT, {
+        "t": team_id, "c": campaign_id, "s": segment_id})).scalar()  # fmt: skip
+    if pending is not None and queue_job:
+        await enqueue_in(conn, team_id, ENROLL_JOB, {"enrollment_id": pending, "hold": hold},
+                         dedupe_key=enrollment_job_key(pending))  # fmt: skip
+    return None if pending is None else int(pending)
+
+
+def enrollment_job_key(enrollment_id: int) -> str:
     """The dedupe key of the job that runs an enrollment: one job per enrollment."""
     return f"enroll:{enrollment_id}"
 
@@ -310,14 +323,10 @@ async def target(db: Database, team_id: str, campaign_id: int, segment_id: int, 
         await _set_role(conn, team_id, campaign_id, segment.id or 0, SegmentRole.TARGET)
         if state != CampaignState.LIVE:
             return None
-        pending = (await conn.execute(_PENDING_ENROLLMENT, {
-            "t": team_id, "c": campaign_id, "s": segment.id})).scalar()  # fmt: skip
+        pending = await _pending_in(conn, team_id, campaign_id, segment.id or 0, hold=hold,
+                                    queue_job=queue_job)  # fmt: skip
         if pending is not None:
-            if queue_job:  # its job, unless it has one (one the shell queued and didn't run)
-                await enqueue_in(conn, team_id, ENROLL_JOB, {"enrollment_id": pending,
-                                                            "hold": hold},
-                                 dedupe_key=_run_key(pending))  # fmt: skip
-            return int(pending)
+            return pending
         return await _enroll_in(conn, team_id, campaign_id, segment_id=segment.id, batch_id=None,
                                 requested_by=requested_by, thread=thread, hold=hold,
                                 queue_job=queue_job)  # fmt: skip
@@ -368,8 +377,11 @@ async def set_state(db: Database, team_id: str, campaign_id: int, state: Campaig
         before = await _take(conn, team_id, campaign_id)
         await conn.execute(text("UPDATE campaign SET state = :s WHERE id = :c AND team_id = :t"),
                            {"s": state, "c": campaign_id, "t": team_id})  # fmt: skip
-        if state != CampaignState.LIVE or before == CampaignState.LIVE:
+        if state != CampaignState.LIVE:
             return None
+        if before == CampaignState.LIVE:  # going live again: its enrollment if unfinished
+            return await _pending_in(conn, team_id, campaign_id, 0, hold=hold,
+                                     queue_job=queue_job)  # fmt: skip
         await schedule_waiting_in(conn, team_id, campaign_id)
         targets = (await conn.execute(
             text("SELECT COUNT(*) FROM campaign_segment WHERE campaign_id = :c "
