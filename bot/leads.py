@@ -37,6 +37,26 @@ class LeadsError(Exception):
     """The lead list can't change as asked; the message says why."""
 
 
+SEEDED = "seed"  # team_lead.added_by of the leads TEAM_LEADS listed ...
+SEEDED_CHECKED = "seed:checked"  # ... once Slack said they are people of that workspace
+
+
+def is_seeded(added_by: str) -> bool:
+    return added_by in (SEEDED, SEEDED_CHECKED)
+
+
+async def check_seeded(db: Database, team_id: str, user_id: str, *, member: bool) -> None:
+    """Slack said whether a lead TEAM_LEADS listed is a person of this workspace: they stay
+    (checked once), or leave its list, which seeds every workspace alike."""
+    async with db.begin() as conn:
+        where = (col(TeamLead.team_id) == team_id, col(TeamLead.user_id) == user_id,
+                 col(TeamLead.added_by) == SEEDED)  # fmt: skip
+        if member:
+            await conn.execute(update(TeamLead).where(*where).values(added_by=SEEDED_CHECKED))
+        else:
+            await conn.execute(delete(TeamLead).where(*where))
+
+
 @dataclass(frozen=True, slots=True)
 class Lead:
     user_id: str
@@ -78,7 +98,7 @@ async def _seed_in(conn: AsyncConnection, team_id: str, seed: Sequence[str]) -> 
         return
     now = utcnow()
     for user_id in dict.fromkeys(seed):
-        await _insert_in(conn, team_id, user_id, "seed", now)
+        await _insert_in(conn, team_id, user_id, SEEDED, now)
 
 
 async def _insert_in(conn: AsyncConnection, team_id: str, user_id: str, by: str,
@@ -106,7 +126,9 @@ async def leads(db: Database, team_id: str, seed: Sequence[str] = ()) -> list[Le
             .where(col(TeamLead.team_id) == team_id)
             .order_by(col(TeamLead.added_at), col(TeamLead.user_id))
         )  # fmt: skip
-        return [Lead(str(u), str(by), at) for u, by, at in rows]
+        # checked or not, shown as listed by TEAM_LEADS (listed_by tells them apart)
+        return [Lead(str(u), SEEDED if by == SEEDED_CHECKED else str(by), at)
+                for u, by, at in rows]  # fmt: skip
 
 
 async def lead_ids(db: Database, team_id: str, seed: Sequence[str] = ()) -> list[str]:
@@ -115,16 +137,26 @@ async def lead_ids(db: Database, team_id: str, seed: Sequence[str] = ()) -> list
 
 
 async def is_listed(db: Database, team_id: str, user_id: str, seed: Sequence[str] = ()) -> bool:
-    """Is this person a listed lead? One indexed read once the workspace is seeded (on the
-    database's reader: every lead-only click asks, and it must not queue behind an import's
-    write nor cost the event loop a millisecond)."""
+    """Is this person a listed lead?"""
+    return await listed_by(db, team_id, user_id, seed) is not None
+
+
+async def listed_by(db: Database, team_id: str, user_id: str,
+                    seed: Sequence[str] = ()) -> str | None:  # fmt: skip
+    """Who listed this person as a lead ("seed": TEAM_LEADS), or None if nobody did. One
+    indexed read once the workspace is seeded (on the database's reader: every lead-only
+    click asks, and it must not queue behind an import's write nor cost the event loop a
+    millisecond)."""
     rows = await db.reader.rows(_LISTED, {"t": team_id, "u": user_id})
     if rows and rows[0][0]:
-        return bool(rows[0][1])
-    return user_id in await lead_ids(db, team_id, seed)  # first use: seeds the list
+        return None if rows[0][1] is None else str(rows[0][1])
+    for lead in await leads(db, team_id, seed):  # first use: seeds the list
+        if lead.user_id == user_id:
+            return lead.added_by
+    return None
 
 
-_LISTED = ("SELECT w.leads_seeded, EXISTS (SELECT 1 FROM team_lead l WHERE l.team_id = :t "
+_LISTED = ("SELECT w.leads_seeded, (SELECT l.added_by FROM team_lead l WHERE l.team_id = :t "
            "AND l.user_id = :u) FROM workspace w WHERE w.team_id = :t")
 
 

@@ -10,7 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import digits
 from bot.imports import review
-from bot.leads import is_listed, lead_ids
+from bot.leads import SEEDED, check_seeded, lead_ids, listed_by
 from bot.settings import Settings
 from handlers.notify import SlackNotifier
 
@@ -61,15 +61,21 @@ async def is_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -
     and owners of *this* workspace count too.
 
     In a shared channel a guest from another workspace may be an admin there: `users.info`
-    says which workspace the user belongs to, and only this one's flags count.
+    says which workspace the user belongs to, and only this one's flags count. TEAM_LEADS
+    seeds every workspace's list alike, so a seeded lead must be of this workspace too (as
+    `/referral leads` checks whom it adds): else one workspace's leads approved another's
+    imports.
     """
-    if await is_listed(d.db, team_id, user_id, d.settings.team_leads):
+    by = await listed_by(d.db, team_id, user_id, d.settings.team_leads)
+    if by is not None and by != SEEDED:
         return True
     info = await client.users_info(user=user_id)
     user = info.get("user") or {}
-    if user.get("team_id") != team_id:
-        return False
-    return bool(user.get("is_admin") or user.get("is_owner"))
+    member = user.get("team_id") == team_id
+    if by == SEEDED:
+        await check_seeded(d.db, team_id, user_id, member=member)
+        return member
+    return member and bool(user.get("is_admin") or user.get("is_owner"))
 
 
 async def lead_refusal(d: Deps, team_id: str, verb: str) -> Refusal:

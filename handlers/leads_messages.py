@@ -21,7 +21,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.audit import by_whom
-from bot.leads import MAX_ADDED_AT_ONCE, Lead
+from bot.leads import MAX_ADDED_AT_ONCE, Lead, is_seeded
 from handlers.ids import Action, BlockId
 from handlers.messages import slack_date
 
@@ -31,7 +31,7 @@ WHO_COUNTS = ("Team leads approve, undo and delete imports, see the audit log an
 
 
 def _added_by(lead: Lead) -> str:
-    if lead.added_by == "seed":
+    if is_seeded(lead.added_by):
         return "from the TEAM_LEADS setting"
     return by_whom(lead.added_by)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bot.imports.batches import create_batch, stage_contact
 from bot.workspaces import ensure_workspace, import_target
 from handlers.ids import Action, BlockId, Callback
 from tests.fakes.slack_api import FakeExternalHost
@@ -179,6 +180,26 @@ async def test_admins_of_another_workspace_are_not_leads_here(app: Harness) -> N
     assert "Only team leads" in app.slack.ephemerals[-1]["text"]
     assert await _count(app, "SELECT COUNT(*) FROM contact") == 0
     await app.requests.block_action(Action.APPROVE, batch, user_id="U0ADMIN",
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 2
+
+
+async def test_team_leads_of_one_workspace_are_not_leads_of_another(app: Harness) -> None:
+    """TEAM_LEADS seeds every workspace's list alike: one workspace's lead (users.info says
+    T0001) approved another workspace's import, skipping the check `/referral leads` makes."""
+    app.slack.users[LEAD] = {"team_id": "T0001"}
+    await ensure_workspace(app.db, "T0002")
+    segment = await import_target(app.db, "T0002", "Theirs", create=True)
+    theirs = await create_batch(app.db, "T0002", segment.id or 0, "U0900")
+    await stage_contact(app.db, "T0002", theirs.id or 0, email="their@example.com")
+    await app.requests.block_action(Action.APPROVE, str(theirs.id), user_id=LEAD,
+                                    team_id="T0002", message_ts="1.0")  # fmt: skip
+    await app.settle()
+    assert "Only team leads" in app.slack.ephemerals[-1]["text"]
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 0
+    message, batch = await _start(app)  # their own workspace: still a lead
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD,
                                     message_ts=message["ts"])  # fmt: skip
     await app.settle()
     assert await _count(app, "SELECT COUNT(*) FROM contact") == 2
