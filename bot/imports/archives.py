@@ -44,6 +44,10 @@ _MAILCHIMP_NAME = re.compile(
     r"^(?P<kind>non[-_]?subscribed|unsubscribed|subscribed|cleaned)_\w*export", re.IGNORECASE
 )
 _REMADE = "download the export again or zip the CSV files again, then upload it"
+# Columns only Mailchimp's audience exports have (a file named like one must have one to be
+# taken as one, but for the unsubscribed and non-subscribed names: see mailchimp_kind).
+_MAILCHIMP_COLUMNS = frozenset({"MEMBER_RATING", "OPTIN_TIME", "CONFIRM_TIME", "LEID", "EUID",
+                                "LAST_CHANGED"})  # fmt: skip
 
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # old Office files, and encrypted new ones
@@ -372,9 +376,16 @@ def mailchimp_kind(name: str, header: list[str]) -> str | None:
     if "CLEAN_TIME" in columns:
         return "cleaned"
     matched = _MAILCHIMP_NAME.match(display_name(name))
+    mailchimps = bool(columns & _MAILCHIMP_COLUMNS)
     if matched:
         kind = matched["kind"].lower()
-        return "transactional" if kind.startswith("non") else kind
+        if kind.startswith("non"):
+            return "transactional"
+        # The name alone says only what can't email anyone by mistake: a merchant's tidied
+        # `cleaned_customer_export.csv` had every row skipped as bounced, and a
+        # `subscribed_..._export.csv` of their own would have said everyone opted in.
+        if kind == "unsubscribed" or mailchimps:
+            return kind
     if columns & {"OPTIN_TIME", "CONFIRM_TIME"}:
         return "subscribed"
     return None

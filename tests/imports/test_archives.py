@@ -393,3 +393,8 @@ def test_mailchimp_kind_of_other_exports_is_none() -> None:
     assert mailchimp_kind("contacts.csv", samples.SEED_HEADER) is None
     assert mailchimp_kind("customers_export.csv", samples.SHOPIFY_HEADER) is None
     assert mailchimp_kind("x.csv", ["\ufeffEmail Address", " unsub_time "]) == "unsubscribed"
+    # a merchant's own file named like one: only the names that can't email anyone count
+    plain = ["Email", "First Name", "Last Name"]
+    assert mailchimp_kind("cleaned_customer_export.csv", plain) is None
+    assert mailchimp_kind("subscribed_customers_export.csv", plain) is None
+    assert mailchimp_kind("unsubscribed_customers_export.csv", plain) == "unsubscribed"

@@ -185,6 +185,19 @@ async def test_an_unsubscribe_later_in_the_import_is_heeded_not_dropped(db: Data
     assert contacts["kept@example.com"][3] is True  # its "no" was in a removed file
 
 
+async def test_a_file_of_their_own_named_like_mailchimps_cleaned_export_imports(
+    db: Database,
+) -> None:
+    """`cleaned_customer_export.csv` (tidied by the merchant): every row was skipped as
+    "cleaned by Mailchimp (address bounced)" for its name alone."""
+    batch_id, src = await _draft(db, "cleaned_customer_export.csv")
+    data = samples.csv_bytes([["Email", "First Name", "Last Name"],
+                              ["ada@example.com", "Ada", "L"], ["bob@example.com", "Bob", "B"]])
+    await stage_file(db, TEAM, src.id or 0, io.BytesIO(data), name="cleaned_customer_export.csv")
+    (source,) = await _sources(db, batch_id)
+    assert (source.valid, source.rejected) == (2, 0)
+
+
 # --- other tools' exports ------------------------------------------------------------------
 
 
