@@ -148,7 +148,7 @@ async def _stage_workbook(db: Database, team_id: str, source: ImportSource, stre
 async def _stage_archive(db: Database, team_id: str, origin: ImportSource, stream: BinaryIO,
                          name: str, max_unzipped_bytes: int,
                          columns_of: ColumnsOf) -> list[ImportSource]:  # fmt: skip
-    if origin.removed:
+    if origin.removed and not await _read_before(db, team_id, origin):
         return [origin]  # removed from the review before it was read: add nothing for it
     try:
         archive = _open(stream, max_unzipped_bytes)
@@ -162,6 +162,18 @@ async def _stage_archive(db: Database, team_id: str, origin: ImportSource, strea
             notes = [ignored_note(name, archive.ignored)] if index == 0 else []
             staged.append(await stage_entry(db, team_id, source, entry, notes, columns_of))
     return staged
+
+
+async def _read_before(db: Database, team_id: str, origin: ImportSource) -> bool:
+    """Whether a reading of this ZIP cut short (a worker killed, the database gone) added its
+    other CSVs' sources already: removing the first CSV then must not leave the rest unread
+    for good (the review said "Reading..." and no approval could pass)."""
+    async with db.session() as session:
+        found = (await session.exec(select(ImportSource.id).where(
+            ImportSource.team_id == team_id, ImportSource.batch_id == origin.batch_id,
+            ImportSource.ref == origin.ref, ImportSource.kind == SourceKind.CSV,
+            col(ImportSource.id) > (origin.id or 0)).limit(1))).first()  # fmt: skip
+    return origin.ref is not None and found is not None
 
 
 def entry_labels(archive: str, entries: Sequence[ZipEntry]) -> list[str]:

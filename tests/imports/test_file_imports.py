@@ -198,6 +198,29 @@ async def test_a_file_of_their_own_named_like_mailchimps_cleaned_export_imports(
     assert (source.valid, source.rejected) == (2, 0)
 
 
+async def test_a_zip_read_part_way_whose_first_csv_was_removed_reads_the_rest(
+    db: Database, tmp_path: Path
+) -> None:
+    """A reading cut short at the ZIP's third CSV, then its first CSV removed: the retry
+    read nothing more, the third stayed "Reading..." and no approval could pass."""
+    data = exports.zip_bytes({f"{n}.csv": f"email\n{n}@example.com\n".encode()
+                              for n in ("a", "b", "c")})  # fmt: skip
+    batch_id, origin = await _draft(db, "export.zip", ref=str(tmp_path / "export.zip"))
+    await stage_file(db, TEAM, origin.id or 0, io.BytesIO(data), name="export.zip")
+    third = (await _sources(db, batch_id))[2]
+    async with db.begin() as conn:  # as the reading cut short left it
+        await conn.execute(text("DELETE FROM staged_row WHERE source_id = :s"), {"s": third.id})
+        await conn.execute(text("UPDATE import_source SET status = 'pending' WHERE id = :s"),
+                           {"s": third.id})  # fmt: skip
+    await remove_source(db, TEAM, batch_id, origin.id or 0)
+    [removed] = [s for s in await _sources(db, batch_id) if s.id == origin.id]
+    await stage_file(db, TEAM, removed.id or 0, io.BytesIO(data), name="export.zip")  # retry
+    sources = await _sources(db, batch_id)
+    assert [(s.status, s.removed) for s in sources] == [
+        ("parsed", True), ("parsed", False), ("parsed", False)]  # fmt: skip
+    assert await _staged(db, sources[2].id or 0) == [("c@example.com", "valid", None, None)]
+
+
 # --- other tools' exports ------------------------------------------------------------------
 
 
