@@ -87,14 +87,14 @@ async def remove_contact(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     async def work() -> None:
         await may_change(d, client, team_id, body["user"]["id"], batch_id)
         staged_id = id_in(body["actions"][0].get("value"), "a contact")
-        promoted = await review.remove_contact(d.db, team_id, batch_id, staged_id,
+        repeated = await review.remove_contact(d.db, team_id, batch_id, staged_id,
                                                actor=body["user"]["id"])  # fmt: skip
         try:
             # the review's counts first: the list's redraw may find the modal closed or changed
             await d.notifier.batch_changed(team_id, batch_id)
             await _update(body, client, context)
         finally:  # committed already: a redraw Slack refused mustn't keep these stale
-            for other in promoted:  # its skipped-rows CSV lists a row imported now
+            for other in repeated:  # its skipped-rows CSV lists a repeat removed now
                 await d.notifier.rejects_changed(team_id, batch_id, other)
 
     d.later.run(work(), client, body)

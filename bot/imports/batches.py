@@ -894,7 +894,8 @@ async def write_rejects(
             select(StagedRow.source_id, StagedRow.line, StagedRow.email, StagedRow.first_name,
                    StagedRow.last_name, StagedRow.outcome, StagedRow.reason)
             .where(StagedRow.team_id == team_id, StagedRow.batch_id == batch_id,
-                   col(StagedRow.source_id).in_(list(labels)), StagedRow.outcome != Outcome.VALID)
+                   col(StagedRow.source_id).in_(list(labels)), StagedRow.outcome != Outcome.VALID,
+                   col(StagedRow.removed).is_(False))  # a contact removed from the review
             .order_by(col(StagedRow.id))
         )  # fmt: skip
         async for source_id, line, email, first, last, outcome, reason in result:

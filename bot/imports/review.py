@@ -24,7 +24,6 @@ from bot.imports.batches import (
     freeze_counts,
     get_batch,
     lock_batch,
-    promote_after_key,
     promote_after_source,
     require_consent,
     require_static_segment,
@@ -195,33 +194,37 @@ _STAGED = text("SELECT email, email_key, outcome, removed FROM staged_row "
 async def remove_contact(
     db: Database, team_id: str, batch_id: int, staged_id: int, *, actor: str = "cli"
 ) -> list[int]:
-    """Drop one queued contact (its next duplicate, if any, takes its place).
+    """Drop one queued contact: the address, with every row of it in the import.
 
-    Returns the source whose duplicate took its place, if any: as for remove_source, the
-    skipped-rows CSV the thread has of it lists a row that will be imported now, so it is
-    shared anew once told; removing a contact without a duplicate changes no CSV."""
+    Only the row clicked went before, and the address's next row (a repeat customer is a row
+    per order in a shop's export) took its place: the contact removed stayed listed, and was
+    imported, unless Remove was pressed once per line. Returns the sources that had its
+    repeats: their skipped-rows CSV the thread has lists rows that are removed now, so it is
+    shared anew once told; a contact without repeats changes no CSV."""
     async with db.begin() as conn:
         await lock_batch(conn, team_id, batch_id)
         await take_staging(conn)
         row = (await conn.execute(_STAGED, {"id": staged_id, "t": team_id, "b": batch_id})).first()
         if row is None:
             raise ReviewError("That contact is not part of this import.")
-        email, key, outcome, removed = row
+        email, key, _outcome, removed = row
         if removed:
             return []
-        await conn.execute(
+        gone = await conn.execute(
             update(StagedRow)
-            .where(col(StagedRow.id) == staged_id, col(StagedRow.team_id) == team_id)
+            .where(col(StagedRow.team_id) == team_id, col(StagedRow.batch_id) == batch_id,
+                   col(StagedRow.email_key) == key, col(StagedRow.removed).is_(False),
+                   col(StagedRow.outcome).in_([Outcome.VALID, Outcome.DUPLICATE]))
             .values(removed=True)
-        )
-        promoted: set[int] = set()
-        if outcome == Outcome.VALID:
-            promoted = await promote_after_key(conn, team_id, batch_id, key)
-        for other in promoted:
-            await reading_again_in(conn, team_id, other)
+            .returning(col(StagedRow.source_id), col(StagedRow.outcome))
+        )  # fmt: skip
+        repeated = sorted({int(source) for source, outcome in gone
+                           if outcome == Outcome.DUPLICATE})  # fmt: skip
+        for source in repeated:
+            await reading_again_in(conn, team_id, source)
         await record_in(conn, team_id, actor, Act.IMPORT_CONTACT_REMOVED,
                         import_subject(batch_id), f"removed {email}")  # fmt: skip
-        return sorted(promoted)
+        return repeated
 
 
 async def approve(

@@ -369,8 +369,8 @@ async def test_a_contact_removed_shares_anew_the_csv_its_duplicate_was_skipped_i
     app: Harness,
 ) -> None:
     """Xa in a.csv, then Xb (the same address) in b.csv, added with *Add more*: b.csv's CSV in
-    the thread skips Xb. Removing Xa lets Xb in, so b.csv's CSV is shared anew without it;
-    removing Yb, who has no duplicate, shares nothing."""
+    the thread skips Xb. Removing Xa removes the address, Xb too, so b.csv's CSV is shared
+    anew without it; removing Yb, who has no duplicate, shares nothing."""
     review = await _upload(app, "F0310", "a.csv", b"email,first_name\nx@example.com,Xa\n")
     await _add_more(app, review, "F0311", "b.csv", b"email,first_name\nX@example.com,Xb\n"
                                                    b"y@example.com,Yb\nnot-an-email,Bad\n")
@@ -381,7 +381,7 @@ async def test_a_contact_removed_shares_anew_the_csv_its_duplicate_was_skipped_i
     await _remove_contact(app, review, "Xa")
     assert _review_updates(app, review) == updates + 1  # once, not once more for b.csv's CSV
     lines = _source_lines(app.slack.message("C0001", review["ts"]))
-    assert "*b.csv* (CSV file)\n:white_check_mark: 2 valid · 0 duplicates · 1 rejected" in lines
+    assert "*b.csv* (CSV file)\n:white_check_mark: 1 valid · 0 duplicates · 1 rejected" in lines
     (_, (comment, rows)) = _thread_csvs(app, review)
     assert "0 duplicate rows in *b.csv*" in comment, comment
     assert len(rows) == 1 and "not-an-email" in rows[0], rows
@@ -417,8 +417,7 @@ async def test_contacts_removed_by_hand_stay_removed_when_the_file_is_mapped_aga
     review = await _remap(app, review, email="1", first_name="2")
     (line,) = _source_lines(review)
     assert "3 valid · 1 duplicates · 1 rejected" in line, line
-    await _remove_contact(app, review, "Bob")
-    await _remove_contact(app, review, "Robert")  # his duplicate took his place: him too
+    await _remove_contact(app, review, "Bob")  # the address: his second row, Robert, too
     (line,) = _source_lines(app.slack.message("C0001", review["ts"]))
     assert "2 valid · 0 duplicates · 1 rejected" in line, line
 

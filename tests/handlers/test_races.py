@@ -161,23 +161,25 @@ async def test_removing_a_file_shares_anew_the_skipped_rows_of_files_it_repeated
                       "above no longer applies.") == 1, told
 
 
-async def test_removing_a_contact_lets_its_next_duplicate_in(app: Harness) -> None:
+async def test_removing_a_contact_removes_every_row_of_its_address(app: Harness) -> None:
+    """A repeat customer (a row per order): Remove let the next row in, so the contact removed
+    stayed listed and was imported unless Remove was pressed once per line."""
     await ensure_workspace(app.db, "T0001")
     segment = await import_target(app.db, "T0001", "VIP", create=True)
     batch = await create_batch(app.db, "T0001", segment.id or 0, REP)
     source = await add_source(app.db, "T0001", batch.id or 0, "csv", "a.csv")
-    rows = _csv(["x@example.com", "X@example.com", "y@example.com"])
+    rows = _csv(["x@example.com", "X@example.com", "y@example.com", "x@EXAMPLE.com"])
     await stage_csv(app.db, "T0001", source.id or 0, io.BytesIO(rows))
     view = await load(app.db, "T0001", batch.id or 0)
-    assert view.totals.valid == 2 and view.totals.duplicates == 1
+    assert view.totals.valid == 2 and view.totals.duplicates == 2
     from bot.imports.review import contacts_page, remove_contact
 
     rows, _ = await contacts_page(app.db, "T0001", batch.id or 0)
-    await remove_contact(app.db, "T0001", batch.id or 0, rows[0].id)
+    assert await remove_contact(app.db, "T0001", batch.id or 0, rows[0].id) == [source.id]
     view = await load(app.db, "T0001", batch.id or 0)
-    assert (view.totals.rows, view.totals.valid, view.totals.duplicates) == (2, 2, 0)
+    assert (view.totals.rows, view.totals.valid, view.totals.duplicates) == (1, 1, 0)
     rows, _ = await contacts_page(app.db, "T0001", batch.id or 0)
-    assert [r.email for r in rows] == ["X@example.com", "y@example.com"]
+    assert [r.email for r in rows] == ["y@example.com"]
 
 
 async def test_two_files_read_at_once_never_both_count_an_address(app: Harness) -> None:
