@@ -158,6 +158,9 @@ async def test_sigterm_releases_the_job_at_a_chunk_boundary(
     assert (await job(db, job_id)).attempts == 1
 
 
+SHELL_ROWS = 300_000  # a shell import stopped part way: at 2000 a chunk, seconds of applying
+
+
 def start_import(env: dict[str, str], path: Path, segment: str) -> subprocess.Popen[str]:
     return subprocess.Popen([*CLI, "import", str(path), "--segment", segment,
                              "--create-segment", "--json"],
@@ -218,40 +221,40 @@ async def test_a_shell_import_killed_part_way_is_finished_by_a_worker_with_its_e
                  ("campaign", "target", "Spring", "--segment", "Big")):  # fmt: skip
         done = shell.run(env, *argv)
         assert done.returncode == 0, done.stderr
-    await _stop_shell_import(db, env, write_csv(tmp_path / "big.csv", ROWS, start=1),
+    await _stop_shell_import(db, env, write_csv(tmp_path / "big.csv", SHELL_ROWS, start=1),
                              signal.SIGKILL)  # fmt: skip
     interrupted = await _import_job(db)
     assert (interrupted.state, interrupted.attempts) == ("running", 1)
     assert interrupted.lease_owner is not None and interrupted.lease_owner.startswith("shell:")
-    assert 0 < await scalar(db, "SELECT COUNT(*) FROM contact") < ROWS + 1
+    assert 0 < await scalar(db, "SELECT COUNT(*) FROM contact") < SHELL_ROWS + 1
 
     await _finish_with_a_worker(db, env)
-    assert await scalar(db, "SELECT COUNT(*) FROM contact") == ROWS + 1
-    assert await scalar(db, "SELECT COUNT(*) FROM segment_member") == ROWS + 1
+    assert await scalar(db, "SELECT COUNT(*) FROM contact") == SHELL_ROWS + 1
+    assert await scalar(db, "SELECT COUNT(*) FROM segment_member") == SHELL_ROWS + 1
     assert await scalar(db, "SELECT COUNT(*) FROM import_batch WHERE status = 'done'") == 2
-    assert await scalar(db, "SELECT COUNT(*) FROM advocate") == ROWS + 1
+    assert await scalar(db, "SELECT COUNT(*) FROM advocate") == SHELL_ROWS + 1
 
 
 async def test_ctrl_c_hands_a_shell_import_to_the_workers_at_once(
     db: Database, db_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = env_for(db_env, IMPORT_CHUNK_ROWS="2000", JOB_LEASE_SECONDS="600")
-    stopped = await _stop_shell_import(db, env, write_csv(tmp_path / "big.csv", ROWS),
+    stopped = await _stop_shell_import(db, env, write_csv(tmp_path / "big.csv", SHELL_ROWS),
                                        signal.SIGINT)  # fmt: skip
     assert stopped.returncode == 130
     handed = await _import_job(db)
     assert (handed.state, handed.attempts, handed.lease_owner) == ("queued", 0, None)
     await _finish_with_a_worker(db, env)  # at once: not after the 10-minute lease
-    assert await scalar(db, "SELECT COUNT(*) FROM contact") == ROWS
-    assert await scalar(db, "SELECT new_contacts FROM import_batch") == ROWS
+    assert await scalar(db, "SELECT COUNT(*) FROM contact") == SHELL_ROWS
+    assert await scalar(db, "SELECT new_contacts FROM import_batch") == SHELL_ROWS
 
 
 async def test_a_shell_import_cancelled_from_another_shell_says_so(
     db: Database, db_env: dict[str, str], tmp_path: Path
 ) -> None:
     """It printed "Imported into segment 'Big'" with counts that didn't add up, exit 0."""
-    env = env_for(db_env, IMPORT_CHUNK_ROWS="2000")
-    shell_import = start_import(env, write_csv(tmp_path / "big.csv", ROWS), "Big")
+    env = env_for(db_env, IMPORT_CHUNK_ROWS="500")  # 600 chunks: cancelled well before the end
+    shell_import = start_import(env, write_csv(tmp_path / "big.csv", SHELL_ROWS), "Big")
     try:
 
         async def applying() -> bool:
