@@ -30,6 +30,7 @@ from bot.imports.reading import (
     CsvFileError,
     full_name_column,
     map_header,
+    opt_out_column,
     squash,
 )
 from bot.jobs.queue import enqueue_in
@@ -135,8 +136,15 @@ def columns_for(header: list[str], mapping: ColumnMap) -> Columns:
     full = None  # whole names, as recognised by name, when neither part is mapped
     if found["first_name"] is None and found["last_name"] is None:
         full = full_name_column(header)
+    subscribed, opt_out = found["subscribed"], opt_out_column(header)
+    if subscribed is not None and subscribed == opt_out:
+        # "Email Opt Out" chosen as Subscribed: its "true" would have emailed exactly the
+        # people who opted out. Read as what its name says.
+        subscribed = None
+    elif opt_out is not None and opt_out in found.values():
+        opt_out = None  # chosen for another field: that is what it holds
     return Columns(email, found["first_name"], found["last_name"], found["locale"],
-                   found["subscribed"], full)  # fmt: skip
+                   subscribed, full, opt_out)  # fmt: skip
 
 
 def guess(header: list[str]) -> ColumnMap:

@@ -74,6 +74,14 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
                    "emailsubscriptionstatus", "marketingemailconsent"),
 }
 _ALIAS_TO_FIELD = {alias: field for field, names in HEADER_ALIASES.items() for alias in names}
+# The same consent the other way round: true = do not email (Salesforce's and Zoho's "Email
+# Opt Out", HubSpot's "Unsubscribed from all email", "Do Not Email"). Read as well as a
+# consent column: either saying no keeps the person from being emailed.
+OPT_OUT_ALIASES = frozenset({
+    "emailoptout", "optout", "optedout", "emailoptedout", "hasoptedoutofemail", "donotemail",
+    "donotmail", "dontemail", "unsubscribed", "emailunsubscribed", "unsubscribedfromallemail",
+    "unsubscribefromallemail", "unsubscribedfromemail", "globalunsubscribe", "emailbounced",
+})  # fmt: skip
 _SQUASH = re.compile(r"[\s_\-.]+")
 
 _MAGIC = {
@@ -111,6 +119,12 @@ class Columns:
     locale: int | None
     subscribed: int | None = None  # a consent column (yes/no, subscribed, opted in...)
     full_name: int | None = None  # "Name": read only without a first and a last name column
+    opt_out: int | None = None  # an opt-out column (OPT_OUT_ALIASES: true = do not email)
+
+
+def opt_out_column(header: list[str]) -> int | None:
+    """The first column named as an opt-out (OPT_OUT_ALIASES), if any."""
+    return next((i for i, h in enumerate(header) if squash(h) in OPT_OUT_ALIASES), None)
 
 
 def squash(name: str) -> str:
@@ -148,7 +162,7 @@ def map_header(header: list[str]) -> Columns:
         )
     return Columns(
         found["email"], found.get("first_name"), found.get("last_name"), found.get("locale"),
-        found.get("subscribed"), found.get("full_name"),
+        found.get("subscribed"), found.get("full_name"), opt_out_column(header),
     )  # fmt: skip
 
 

@@ -48,6 +48,25 @@ def _spellings(phrase: str) -> set[str]:
 # Casefolded value -> subscribed; every spelling is a key, so the hot loop needs one lookup.
 CONSENT: dict[str, bool] = {form: value for value, phrases in _CONSENT_WORDS.items()
                             for phrase in phrases for form in _spellings(phrase)}  # fmt: skip
+# An opt-out column's values (reading.OPT_OUT_ALIASES) -> subscribed: a yes there is a no to
+# email; a no leaves the person as a file without consent leaves them (a consent column, if
+# any, decides). Status words keep their meaning ("unsubscribed" is a no either way).
+_OPT_OUT_YES = ("yes", "y", "true", "1", "x", "checked", "opted out", "opt out", "unsubscribed",
+                "do not email", "bounced")
+_OPT_OUT_NO = ("no", "n", "false", "0", "unchecked", "not opted out", "subscribed",
+               "opted in", "opt in")
+OPT_OUT: dict[str, bool] = {form: subscribed for subscribed, phrases in (
+    (False, _OPT_OUT_YES), (True, _OPT_OUT_NO)) for phrase in phrases
+    for form in _spellings(phrase)}  # fmt: skip
+
+
+def opt_out_of(raw: str) -> bool | None:
+    """What an opt-out cell says of consent (False: opted out; None: we can't tell)."""
+    folded = raw.strip().casefold()
+    found = OPT_OUT.get(folded)
+    return OPT_OUT.get(_CONSENT_SPACES.sub(" ", folded)) if found is None else found
+
+
 # Unrecognised consent values are listed on the review message: this many distinct ones.
 MAX_CONSENT_VALUES = 10
 CONSENT_UNREAD = "consent value we don't recognise"  # how the review message spots the note
@@ -120,7 +139,8 @@ def _with_split_names(records: Iterable[tuple[int, list[str] | str]], columns: C
     def on(index: int | None) -> int | None:
         return None if index is None else index + 2
 
-    moved = Columns(columns.email + 2, 0, 1, on(columns.locale), on(columns.subscribed))
+    moved = Columns(columns.email + 2, 0, 1, on(columns.locale), on(columns.subscribed),
+                    opt_out=on(columns.opt_out))  # fmt: skip
     return split(records), moved
 
 
@@ -181,12 +201,13 @@ class Classifier:
 
     def contact(
         self, line: int, email: str, first: str = "", last: str = "", locale: str = "",
-        consent: str | None = None,
+        consent: str | None = None, opt_out: str | None = None,
     ) -> Staged:
         """Classify one contact given field by field (typed in, or from Mailchimp).
 
-        `consent` is the raw value of a consent column (None: there is none). A value we can't
-        read is taken as *not* subscribed, and said: nobody is emailed on a guess.
+        `consent` is the raw value of a consent column, `opt_out` of an opt-out column (None:
+        there is none). A value we can't read is taken as *not* subscribed, and said: nobody
+        is emailed on a guess.
         """
         tally = self.tally
         subscribed = self.subscribed
@@ -197,6 +218,13 @@ class Classifier:
                 subscribed = False
                 unread = consent.strip()[:30]
                 consent_note = f"Unrecognised consent value {unread!r}: treated as not subscribed"
+        if self.subscribed is None and opt_out is not None and opt_out.strip():
+            said = opt_out_of(opt_out)
+            if said is None and unread is None:
+                unread = opt_out.strip()[:30]
+                consent_note = f"Unrecognised opt-out value {unread!r}: treated as not subscribed"
+            if not said:
+                subscribed = False
         tally.rows += 1
         email = email.strip()
         first = first.strip()[:MAX_NAME]
@@ -262,8 +290,9 @@ class Classifier:
             return
         e, f, la, lo = columns.email, columns.first_name, columns.last_name, columns.locale
         sub, consent_values, fixed = columns.subscribed, CONSENT, self.subscribed
+        oo, opt_outs = columns.opt_out, OPT_OUT
         if fixed is not None:
-            sub = None  # the file's kind decides, not the column
+            sub = oo = None  # the file's kind decides, not the columns
         seen, plain, locales = self.seen, plain_email, self._locales
         default_first = self.default_first_name
         valid = 0
@@ -290,8 +319,19 @@ class Classifier:
                     subscribed = consent_values.get(consent.strip().casefold())
                     if subscribed is None:
                         raw_email, raw_locale = unquote(raw_email.strip()), unquote(raw_locale)
-                        yield self.contact(line, raw_email, first, last, raw_locale, consent)
+                        yield self.contact(line, raw_email, first, last, raw_locale, consent,
+                                           fields[oo] if oo is not None and oo < n else None)
                         continue
+                opt_out = (fields[oo] if oo < n else "") if oo is not None else None
+                if opt_out:
+                    said = opt_outs.get(opt_out.strip().casefold())
+                    if said is None:
+                        raw_email, raw_locale = unquote(raw_email.strip()), unquote(raw_locale)
+                        yield self.contact(line, raw_email, first, last, raw_locale, consent,
+                                           opt_out)  # fmt: skip
+                        continue
+                    if not said:
+                        subscribed = False
                 email = plain(raw_email)  # None for '-dash@example.com: the slow path unquotes
                 if email is not None and (raw_locale in locales or not raw_locale):
                     key = email.lower()  # plain addresses are ASCII: lower() == casefold()
@@ -305,7 +345,7 @@ class Classifier:
                                subscribed)  # fmt: skip
                         continue
                 raw_email, raw_locale = unquote(raw_email.strip()), unquote(raw_locale)
-                yield self.contact(line, raw_email, first, last, raw_locale, consent)
+                yield self.contact(line, raw_email, first, last, raw_locale, consent, opt_out)
         finally:
             self.tally.rows += valid
             self.tally.valid += valid

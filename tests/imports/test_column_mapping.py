@@ -58,6 +58,17 @@ def test_a_mapped_file_still_reads_its_whole_name_column_when_no_name_is_mapped(
     assert columns_for(header, ColumnMap(email="Work Mail", first_name="Given")).full_name is None
 
 
+def test_an_opt_out_column_chosen_as_subscribed_is_read_as_an_opt_out() -> None:
+    """Map columns offers one consent field, "Subscribed": choosing "Email Opt Out" for it
+    read its "true" as a yes, emailing exactly the people who opted out."""
+    header = ["Work Mail", "Email Opt Out", "Accepts Marketing"]
+    chosen = columns_for(header, ColumnMap(email="Work Mail", subscribed="Email Opt Out"))
+    assert (chosen.subscribed, chosen.opt_out) == (None, 1)
+    both = columns_for(header, ColumnMap(email="Work Mail", subscribed="Accepts Marketing"))
+    assert (both.subscribed, both.opt_out) == (2, 1)  # recognised by name: read as well
+    assert columns_for(header, ColumnMap(email="Email Opt Out")).opt_out is None
+
+
 def test_headers_key_ignores_order_case_and_spacing() -> None:
     assert headers_key(["Work Contact", "Given"]) == headers_key(["given", " work_contact"])
     assert headers_key(["Work Contact"]) != headers_key(["Work Contact", "Given"])

@@ -221,6 +221,35 @@ async def test_a_zip_read_part_way_whose_first_csv_was_removed_reads_the_rest(
     assert await _staged(db, sources[2].id or 0) == [("c@example.com", "valid", None, None)]
 
 
+async def test_an_opt_out_column_keeps_those_who_opted_out_from_being_emailed(
+    db: Database,
+) -> None:
+    """Salesforce's "Email Opt Out" (true = do not email) was no consent column: everyone was
+    imported subscribed. HubSpot's "Unsubscribed from all email" beside its marketing status:
+    either saying no is a no. A value it can't read is a no too, and said."""
+    batch_id, crm = await _draft(db, "salesforce.csv")
+    data = samples.csv_bytes([["First Name", "Email", "Email Opt Out"],
+                              ["Ada", "ada@example.com", "true"],
+                              ["Bob", "bob@example.com", "false"],
+                              ["Cy", "cy@example.com", ""],
+                              ["Di", "di@example.com", "2024-03-01"]])  # fmt: skip
+    await stage_file(db, TEAM, crm.id or 0, io.BytesIO(data), name="salesforce.csv")
+    hub = await add_source(db, TEAM, batch_id, SourceKind.CSV, "hubspot.csv")
+    data = samples.csv_bytes([["Email", "Marketing contact status", "Unsubscribed from all email"],
+                              ["eve@example.com", "Marketing contact", "true"],
+                              ["fay@example.com", "Marketing contact", "false"],
+                              ["gus@example.com", "Non-marketing contact", "false"]])  # fmt: skip
+    await stage_file(db, TEAM, hub.id or 0, io.BytesIO(data), name="hubspot.csv")
+    (first, _) = await _sources(db, batch_id)
+    assert first.warnings == 1 and "2024-03-01" in (first.warning or "")
+    await _apply(db, batch_id)
+    subscribed = {email: row[3] for email, row in (await _contacts(db)).items()}
+    assert subscribed == {"ada@example.com": False, "bob@example.com": True,
+                          "cy@example.com": True, "di@example.com": False,
+                          "eve@example.com": False, "fay@example.com": True,
+                          "gus@example.com": False}  # fmt: skip
+
+
 # --- other tools' exports ------------------------------------------------------------------
 
 
