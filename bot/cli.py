@@ -32,7 +32,7 @@ from bot.imports.cancel import cancel_job
 from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.mapping import parse_maps
-from bot.jobs.queue import list_jobs, live_kinds, stale_after, use_max_attempts
+from bot.jobs.queue import list_jobs, live_workers, stale_after, use_max_attempts
 from bot.notify import REPORT_JOB
 from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
@@ -569,11 +569,16 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
         return 0 if job.state == JobState.CANCELLED else 1
     jobs = await list_jobs(db, team)
     lease = load_settings().job_lease_seconds
-    runnable = await live_kinds(db, stale_after(lease))
     # still `running`, but its worker stopped renewing the lease: killed, or its host is gone
     now = utcnow()
-    orphaned = {job.id for job in jobs if job.state == JobState.RUNNING
-                and job.lease_expires_at is not None and job.lease_expires_at < now}  # fmt: skip
+    orphans = [job for job in jobs if job.state == JobState.RUNNING
+               and job.lease_expires_at is not None and job.lease_expires_at < now]  # fmt: skip
+    orphaned = {job.id for job in orphans}
+    # a worker whose lease lapsed is dead, though its row is still within `stale_after` (a
+    # live one renews every third of a lease): it resumes nothing
+    dead = {job.lease_owner for job in orphans}
+    runnable = frozenset().union(*(w.kind_set for w in await live_workers(db, stale_after(lease))
+                                   if w.owner not in dead))  # fmt: skip
     waiting = {job.id for job in jobs if job.kind not in runnable
                and (job.state == JobState.QUEUED or job.id in orphaned)}  # fmt: skip
     if args.json:

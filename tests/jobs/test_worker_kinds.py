@@ -140,6 +140,12 @@ async def test_a_running_job_whose_worker_died_says_so_and_waits_for_one(
     assert lines[job.id].endswith("8/20  attempts 1/5  its worker stopped  waiting for a "
                                   "worker that can run it")  # fmt: skip
 
+    # the dead worker's own row is still fresh (seen within stale_after): it resumes nothing
+    await queue.register_worker(db, "gone-host:4242:dead", {"import"}, pid=4242, host="gone")
+    listed = {j["id"]: j for j in json.loads(await jobs_cli(env, "--json"))}
+    assert (listed[job.id]["worker_stopped"], listed[job.id]["waiting_for_worker"]) == (True, True)
+    await queue.unregister_worker(db, "gone-host:4242:dead")
+
     await queue.register_worker(db, "alive", {"import"}, pid=2, host="b")  # one is back
     listed = {j["id"]: j for j in json.loads(await jobs_cli(env, "--json"))}
     assert (listed[job.id]["worker_stopped"], listed[job.id]["waiting_for_worker"]) == (True, False)
