@@ -14,6 +14,7 @@ from bot.imports import review
 from handlers.context import deps, id_in, list_meta, may_change
 from handlers.ids import Action, Callback
 from handlers.messages import CONTACTS_PER_PAGE, contacts_modal
+from handlers.modals import redraw_after_write
 from handlers.respond import update_modal
 from handlers.routes import Routes
 from models import BatchStatus
@@ -52,14 +53,23 @@ async def open_contacts(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 
 
 async def _update(body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any], *,
-                  query: str | None = None, offset: int | None = None) -> int:  # fmt: skip
+                  query: str | None = None, offset: int | None = None,
+                  written: bool = False) -> int:  # fmt: skip
+    """Redraw the list; `written`: after a removal (see redraw_after_write)."""
     meta = _meta(body)
     batch_id = id_in(meta.get("batch"), "an import")
-    view = await _render(context, body["team"]["id"], batch_id,
-                         meta.get("query", "") if query is None else query,
-                         meta.get("offset", 0) if offset is None else offset)  # fmt: skip
-    # a quicker second click redrew it already (hash_conflict), or it was closed: so be it
-    await update_modal(client, body["view"]["id"], view, hash=body["view"].get("hash"))
+
+    async def render() -> View:
+        return await _render(context, body["team"]["id"], batch_id,
+                             meta.get("query", "") if query is None else query,
+                             meta.get("offset", 0) if offset is None else offset)  # fmt: skip
+
+    if written:
+        await redraw_after_write(client, body["view"]["id"], render,
+                                 hash=body["view"].get("hash"))  # fmt: skip
+    else:  # a quicker second click redrew it already (hash_conflict), or it was closed
+        await update_modal(client, body["view"]["id"], await render(),
+                           hash=body["view"].get("hash"))  # fmt: skip
     return batch_id
 
 
@@ -92,7 +102,7 @@ async def remove_contact(ack: Any, body: dict[str, Any], client: AsyncWebClient,
         try:
             # the review's counts first: the list's redraw may find the modal closed or changed
             await d.notifier.batch_changed(team_id, batch_id)
-            await _update(body, client, context)
+            await _update(body, client, context, written=True)
         finally:  # committed already: a redraw Slack refused mustn't keep these stale
             for other in repeated:  # its skipped-rows CSV lists a repeat removed now
                 await d.notifier.rejects_changed(team_id, batch_id, other)

@@ -7,6 +7,7 @@ context holds) redraws modals too.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
@@ -26,3 +27,20 @@ async def update_modal(client: AsyncWebClient, view_id: str, modal: View, *,
         if exc.response.get("error") not in ("not_found", "hash_conflict"):
             raise
         log.info("the %s modal was closed before it was filled in", modal.callback_id or "")
+
+
+async def redraw_after_write(client: AsyncWebClient, view_id: str,
+                             render: Callable[[], Awaitable[View]], *,
+                             hash: str | None) -> None:  # fmt: skip
+    """The modal drawn anew from the database after a click changed it (a Remove). A
+    hash_conflict means another click redrew it meanwhile, maybe from the database before
+    this click's write committed (two quick Removes: the second row stayed listed, with its
+    Remove button, for good): drawn once more, without the hash, from the database as it is
+    now that both are in."""
+    try:
+        await client.views_update(view_id=view_id, hash=hash, view=await render())
+    except SlackApiError as exc:
+        if exc.response.get("error") == "hash_conflict":
+            await update_modal(client, view_id, await render())
+        elif exc.response.get("error") != "not_found":
+            raise

@@ -22,6 +22,7 @@ from handlers.context import Deps, deps, id_in, list_meta
 from handlers.ids import Action
 from handlers.mapping_messages import note_modal
 from handlers.messages import sources_modal
+from handlers.modals import redraw_after_write
 from handlers.placeholder import open_modal
 from handlers.respond import fill_modal, update_modal
 from handlers.review import remove_source
@@ -42,11 +43,19 @@ def _meta(body: dict[str, Any]) -> tuple[int, int]:
 
 async def _redraw(d: Deps, client: AsyncWebClient, body: dict[str, Any],
                   offset: int | None = None) -> None:  # fmt: skip
-    """The modal anew (a page past the end shows the last); a quicker second click redrew it
-    already (hash_conflict), or it was closed: so be it."""
+    """The modal anew at another page (a page past the end shows the last); a quicker second
+    click redrew it already (hash_conflict), or it was closed: so be it."""
     batch_id, shown = _meta(body)
     view = await _render(d, body["team"]["id"], batch_id, shown if offset is None else offset)
     await update_modal(client, body["view"]["id"], view, hash=body["view"].get("hash"))
+
+
+async def _redraw_removed(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
+    """The modal anew after a Remove (see redraw_after_write)."""
+    batch_id, shown = _meta(body)
+    await redraw_after_write(client, body["view"]["id"],
+                             lambda: _render(d, body["team"]["id"], batch_id, shown),
+                             hash=body["view"].get("hash"))  # fmt: skip
 
 
 async def open_sources(ack: Any, body: dict[str, Any], client: AsyncWebClient,
@@ -82,7 +91,7 @@ async def remove(ack: Any, body: dict[str, Any], client: AsyncWebClient,
         _meta(body)  # a click in anything but this modal changes nothing
         await remove_source(d, client, body["team"]["id"], body["user"]["id"],
                             str(body["actions"][0].get("value") or ""),
-                            removed=lambda: _redraw(d, client, body))  # fmt: skip
+                            removed=lambda: _redraw_removed(d, client, body))  # fmt: skip
 
     d.later.run(work(), client, body)
 

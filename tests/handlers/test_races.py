@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import io
 import json
 from typing import Any
@@ -13,7 +14,14 @@ from bot.workspaces import ensure_workspace, import_target
 from handlers.ids import Action
 from tests.fakes.slack_api import Call
 from tests.handlers.conftest import LEAD, REP, Harness
-from tests.handlers.test_import_flow import _count, _form, _open_modal, _review
+from tests.handlers.test_all_sources import _all_sources, _buttons, _import_zip, _value
+from tests.handlers.test_import_flow import (
+    _contacts_modal,
+    _count,
+    _form,
+    _open_modal,
+    _review,
+)
 
 ADMIN = "U0ADMIN"  # a second lead: an admin of this workspace
 
@@ -193,3 +201,40 @@ async def test_two_files_read_at_once_never_both_count_an_address(app: Harness) 
                            for s in sources))  # fmt: skip
     view = await load(app.db, "T0001", batch.id or 0)
     assert view.totals.valid == 20_000 and view.totals.duplicates == 20_000
+
+
+async def test_two_quick_removes_in_review_contacts_leave_neither_listed(app: Harness) -> None:
+    """Two Removes clicked on the same screen: the second's redraw met a hash_conflict (the
+    first had redrawn it, from the database before the second removal) and was dropped, so
+    the modal listed the removed contact, with its Remove button, for good."""
+    csv = b"email,first_name\n" + b"".join(f"p{i}@example.com,P{i}\n".encode()
+                                            for i in range(5))  # fmt: skip
+    file = app.slack.add_file("F0001", "q.csv", csv)
+    review, modal = await _contacts_modal(app, _form(files=[file], segment="VIP"))
+    seen = copy.deepcopy(modal)  # the screen both clicks were made on
+    rows = [b for b in seen["blocks"]
+            if b.get("accessory", {}).get("action_id") == Action.REMOVE_CONTACT]  # fmt: skip
+    for address in ("p0@example.com", "p1@example.com"):
+        row = next(b for b in rows if address in json.dumps(b))
+        await app.requests.block_action(Action.REMOVE_CONTACT, row["accessory"]["value"],
+                                        user_id=REP, view=seen)  # fmt: skip
+        await app.settle()
+    shown = json.dumps(app.slack.views[modal["id"]]["blocks"])
+    assert "p0@example.com" not in shown and "p1@example.com" not in shown
+    assert "3 to import" in json.dumps(app.slack.message("C0001", review["ts"])["blocks"])
+
+
+async def test_two_quick_removes_in_all_sources_leave_neither_listed(app: Harness) -> None:
+    entries = [(f"e{i:02}.csv", f"email\np{i}@example.com\n".encode()) for i in range(1, 36)]
+    review = await _import_zip(app, entries)
+    modal = await _all_sources(app, review, REP)
+    seen = copy.deepcopy(modal)
+    removes = _buttons(seen["blocks"], Action.SOURCES_REMOVE)
+    for name in ("e31.csv", "e32.csv"):
+        await app.requests.block_action(Action.SOURCES_REMOVE, _value(removes, name),
+                                        user_id=REP, view=seen)  # fmt: skip
+        await app.settle()
+    shown = json.dumps(app.slack.views[modal["id"]]["blocks"], ensure_ascii=False)
+    assert "e31.csv" not in shown and "e32.csv" not in shown
+    assert "33 to import" in json.dumps(app.slack.message("C0001", review["ts"])["blocks"],
+                                        ensure_ascii=False)  # fmt: skip
