@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import digits
 from bot.imports import review
-from bot.imports.batches import create_upload_batch
+from bot.imports.batches import create_upload_batch, review_post_key
 from bot.once import first_time, forget
 from bot.workspaces import ensure_workspace
 from handlers.context import Deps, Refusal, deps
@@ -101,15 +101,17 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
     if not _shared_in(raw, channel):  # the bot sees more files than this channel does
         raise Refusal("That file isn't shared in this channel: share it here to import it.")
     info = describe(raw)
-    batch_id, _ = await create_upload_batch(
+    # one review message per batch: a double click (or two people) would post two, and the
+    # second click's segment must not replace the first's while its review is being posted
+    batch_id, posting_here = await create_upload_batch(
         d.db, team_id, segment.id or 0, user_id, file_id=file_id, label=info.name
     )
-    # one review message per batch: a double click (or two people) would post two
-    posting = f"review-post:{batch_id}"
-    if not await first_time(d.db, team_id, posting):
+    posting = review_post_key(batch_id)
+    if not posting_here:
         earlier = await review.batch_of(d.db, team_id, batch_id)
         where = f" in <#{earlier.channel_id}>" if earlier.message_ts else " (being posted)"
-        raise Refusal(f"This file already has a review: import #{batch_id}{where}.")
+        raise Refusal(f"This file already has a review, started by <@{earlier.requested_by}>: "
+                      f"import #{batch_id}{where}.")  # fmt: skip
     try:
         await post_review(client, d, team_id, batch_id, channel, user_id)
     except BaseException:

@@ -82,10 +82,12 @@ async def create_batch(
 async def create_upload_batch(
     db: Database, team_id: str, segment_id: int, requested_by: str, *, file_id: str, label: str
 ) -> tuple[int, bool]:
-    """One review per uploaded file: (new batch id, True), or (the earlier one's id, False).
+    """One review per uploaded file: (its batch id, whether this caller posts its review).
 
-    The batch, its source, the reading job and the once-per-file key commit together, so a
-    failure part way leaves nothing, and a retry after a failed post finds the same batch.
+    The batch, its source, the reading job, the once-per-file key and the key of posting its
+    review (review_post_key) commit together, so a failure part way leaves nothing, and a
+    retry after a failed post (which forgets the posting key) finds the same batch. A second
+    click while the first one's review is being posted, or after, changes nothing.
     """
     async with db.session() as session:
         session.add(SeenKey(team_id=team_id, key=f"review:{file_id}"[:200]))
@@ -101,10 +103,15 @@ async def create_upload_batch(
             )).first()  # fmt: skip
             if existing is None:
                 raise ReviewError("This file was already offered for review.") from None
+            try:
+                async with session.begin_nested():
+                    session.add(SeenKey(team_id=team_id, key=review_post_key(existing)))
+            except IntegrityError:  # being posted, or posted: the first click's choice stands
+                return existing, False
             await _rechoose(await session.connection(), team_id, existing, segment_id,
                             requested_by)  # fmt: skip
             await session.commit()
-            return existing, False
+            return existing, True
         await _own_segment(await session.connection(), team_id, segment_id)
         batch = ImportBatch(team_id=team_id, segment_id=segment_id, requested_by=requested_by)
         session.add(batch)
@@ -120,8 +127,14 @@ async def create_upload_batch(
         await enqueue_in(conn, team_id, SLACK_FILE_JOB, {"source_id": source.id},
                          dedupe_key=f"stage:{source.id}")  # fmt: skip
         await schedule_purge_in(conn, team_id, utcnow() + timedelta(hours=1))
+        session.add(SeenKey(team_id=team_id, key=review_post_key(batch.id)))
         await session.commit()
         return batch.id, True
+
+
+def review_post_key(batch_id: int) -> str:
+    """Held while an upload's review message is posted, and after: one message per batch."""
+    return f"review-post:{batch_id}"
 
 
 async def _rechoose(conn: AsyncConnection, team_id: str, batch_id: int, segment_id: int,

@@ -15,7 +15,7 @@ from bot.imports.engine import Progress, apply_batch
 from bot.imports.undo import request_undo
 from bot.jobs.queue import claim, list_jobs
 from bot.jobs.worker import Worker, WorkerConfig
-from bot.workspaces import import_target
+from bot.workspaces import ensure_workspace, import_target
 from handlers.ids import Action, BlockId
 from models import BatchStatus, CampaignState
 from tests.fakes.slack_api import find_element
@@ -255,7 +255,8 @@ async def test_a_double_click_on_review_import_posts_one_review(app: Harness) ->
     reviews = [m for m in app.slack.messages if m["channel"] == "C0001"
                and find_element(m.get("blocks") or [], Action.APPROVE)]  # fmt: skip
     assert len(reviews) == 1
-    assert "already has a review: import #1 (being posted)" in app.slack.ephemerals[-1]["text"]
+    assert ("already has a review, started by <@U0001>: import #1 (being posted)"
+            in app.slack.ephemerals[-1]["text"])  # fmt: skip
 
 
 async def test_a_reading_job_run_again_after_the_file_was_read_still_reports(
@@ -499,3 +500,39 @@ async def test_an_import_given_up_after_its_apply_finished_reports_and_enrolls(
     thread = [m.get("text", "") for m in app.slack.messages_in("C0001", message["ts"])]
     assert not any("Importing into" in t for t in thread[-1:]), thread
     assert await _count(app, "SELECT COUNT(*) FROM advocate") == ROWS
+
+
+async def test_a_second_review_click_while_the_first_is_posted_changes_nothing(
+    app: Harness,
+) -> None:
+    """REP chose VIP and the review was being posted when LEAD chose Other: the import was
+    moved to Other, requested by LEAD (who lost nothing, but REP lost the right to change
+    it), while the offer said REP started a review for VIP, and LEAD was told nothing
+    happened."""
+    await ensure_workspace(app.db, "T0001")
+    vip = await import_target(app.db, "T0001", "VIP", create=True)
+    other = await import_target(app.db, "T0001", "Other", create=True)
+    app.slack.add_file("F0002", "upload.csv", b"email\nok@example.com\n", channels=["C0001"])
+    offer = await _offer(app)
+    gate = app.slack.hold("chat.postMessage")  # REP's review is on its way
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
+                                    message_ts=offer["ts"], state_values=_chosen(vip.id or 0))
+    for _ in range(500):
+        if app.slack.calls_to("chat.postMessage"):
+            break
+        await asyncio.sleep(0.01)
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=LEAD,
+                                    message_ts=offer["ts"], state_values=_chosen(other.id or 0))
+    for _ in range(500):
+        if app.slack.ephemerals:
+            break
+        await asyncio.sleep(0.01)
+    gate.set()
+    await app.settle()
+    async with app.db.begin() as conn:
+        chosen = (await conn.execute(text(
+            "SELECT s.name, b.requested_by FROM import_batch b JOIN segment s "
+            "ON s.id = b.segment_id"))).one()  # fmt: skip
+    assert tuple(chosen) == ("VIP", REP)
+    assert f"started by <@{REP}>" in app.slack.ephemerals[-1]["text"]
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 1
