@@ -203,7 +203,7 @@ class Settings(BaseSettings):
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
-        from models.db import ASYNC_DRIVERS
+        from models.db import ASYNC_DRIVERS, PG_URL_PARAMETERS
 
         if not value.startswith(("sqlite", "postgresql", "postgres")):
             raise ValueError("must start with sqlite:/// or postgresql://")
@@ -218,6 +218,14 @@ class Settings(BaseSettings):
         if url.get_backend_name() == "sqlite" and (url.host or url.username or url.port):
             raise ValueError("a SQLite URL is sqlite:/// and then the file (three slashes, four "
                              "for an absolute path: sqlite:////var/lib/bot.db)")  # fmt: skip
+        timeout = url.query.get("connect_timeout")
+        if isinstance(timeout, str) and not timeout.replace(".", "", 1).isdigit():
+            raise ValueError("?connect_timeout= must be a number of seconds")
+        unknown = sorted(set(url.query) - PG_URL_PARAMETERS)
+        if url.get_backend_name() == "postgresql" and unknown:
+            raise ValueError(f"?{unknown[0]}= isn't a parameter referral-bot can pass to "
+                             "PostgreSQL (it takes sslmode, connect_timeout, application_name "
+                             "and channel_binding)")  # fmt: skip
         return value
 
     @field_validator("default_locale")

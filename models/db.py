@@ -41,15 +41,46 @@ ASYNC_DRIVERS = {
 }  # fmt: skip
 
 
+# libpq's URL parameters that hosts hand out, as asyncpg takes them: `?sslmode=require` is
+# asyncpg's `ssl` (in the URL), `connect_timeout` its `timeout` and `application_name` a
+# server setting (connect_args); `channel_binding` (Neon's URLs) asyncpg can't be asked for,
+# and TLS is still what sslmode says. Any other parameter is refused at start (bot.settings):
+# asyncpg took each as a keyword and failed with a traceback.
+PG_URL_PARAMETERS = frozenset({"sslmode", "ssl", "connect_timeout", "application_name",
+                               "channel_binding"})  # fmt: skip
+
+
 def async_url(url: str) -> str:
     """Accept the URLs people paste (postgresql://, sqlite:///) and pick the async driver."""
     u = make_url(url)
     u = u.set(drivername=ASYNC_DRIVERS.get(u.drivername, u.drivername))
-    if u.drivername == "postgresql+asyncpg" and "sslmode" in u.query:
-        # hosts hand out libpq's `?sslmode=require`; asyncpg takes the same modes as `ssl`
-        mode = u.query["sslmode"]
-        u = u.difference_update_query(["sslmode"]).update_query_dict({"ssl": mode})
+    if u.drivername == "postgresql+asyncpg":
+        query = dict(u.query)
+        if "sslmode" in query:
+            query["ssl"] = query.pop("sslmode")
+        for passed_apart in ("connect_timeout", "application_name", "channel_binding"):
+            query.pop(passed_apart, None)  # see connect_args
+        u = u.set(query=query)
     return u.render_as_string(hide_password=False)
+
+
+def connect_args(url: str, schema: str | None) -> dict[str, Any]:
+    """asyncpg's keywords for what the URL says apart from its query (see PG_URL_PARAMETERS)
+    and for the schema."""
+    query = make_url(url).query
+    args: dict[str, Any] = {}
+    server: dict[str, str] = {}
+    if isinstance(timeout := query.get("connect_timeout"), str):
+        args["timeout"] = float(timeout)
+    if isinstance(name := query.get("application_name"), str):
+        server["application_name"] = name
+    if schema:
+        # quoted, as CREATE SCHEMA names it: unquoted, "Referral" was folded to "referral",
+        # which didn't exist, and no table could be created
+        server["search_path"] = '"' + schema.replace('"', '""') + '"'
+    if server:
+        args["server_settings"] = server
+    return args
 
 
 def driver_error(exc: BaseException) -> str:
@@ -76,11 +107,7 @@ class Database:
         if self.dialect == "postgresql":
             kwargs["pool_size"] = 5
             kwargs["pool_pre_ping"] = True
-            if schema:
-                # quoted, as CREATE SCHEMA names it: unquoted, "Referral" was folded to
-                # "referral", which didn't exist, and no table could be created
-                quoted = '"' + schema.replace('"', '""') + '"'
-                kwargs["connect_args"] = {"server_settings": {"search_path": quoted}}
+            kwargs["connect_args"] = connect_args(url, schema)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)

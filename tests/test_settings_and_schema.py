@@ -179,6 +179,23 @@ async def test_a_schema_named_with_capitals_or_made_by_the_dba_is_used() -> None
         await admin.dispose()
 
 
+@requires_postgres
+def test_a_database_url_with_libpq_parameters_connects_or_is_refused_in_one_line() -> None:
+    """asyncpg took each URL parameter as a keyword: a host's connection string
+    (?connect_timeout=10, Neon's channel_binding=require) failed with an 80-line traceback."""
+    schema = f"t_url{os.getpid()}"
+    url = (f"{POSTGRES_URL}?sslmode=disable&connect_timeout=10&application_name=refbot"
+           "&channel_binding=prefer")  # fmt: skip
+    try:
+        result = shell.run({"DATABASE_URL": url, "DATABASE_SCHEMA": schema}, "segments")
+        assert result.returncode == 0, result.stderr
+    finally:
+        asyncio.run(_drop_schema(schema))
+    refused = shell.run({"DATABASE_URL": f"{POSTGRES_URL}?keepalives=1"}, "segments")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "?keepalives= isn't a parameter referral-bot can pass" in refused.stderr
+
+
 async def test_upgrading_sqlite_carries_staged_rows_and_memberships_over(tmp_path: Path) -> None:
     """0009 moves a draft's staged rows into the staging file and rebuilds segment_member
     WITHOUT ROWID: a review under way and the segments' members survive the upgrade."""
