@@ -176,7 +176,7 @@ def import_modal(*, channel_id: str, batch_id: int | None = None, segment: str |
             hint="Exports from Shopify, Mailchimp (its ZIP as it is), HubSpot, Klaviyo or a "
                  "spreadsheet. Headers: email, first name, last name and optional language.",
             element=FileInputElement(action_id=Action.FILES,
-                                     filetypes=["csv", "tsv", "txt", "xlsx", "zip"],
+                                     filetypes=["csv", "tsv", "txt", "xlsx", "xlsm", "zip"],
                                      max_files=10),
         ),
         *mailchimp,

@@ -26,8 +26,9 @@ from bot.settings import Settings
 CSV_TYPES = frozenset({"csv", "tsv", "text"})
 # Excel workbooks and ZIPs of CSVs (Mailchimp's audience export), by Slack's filetype or name;
 # what the bytes really are is decided when the file is read (files.py).
-OTHER_TYPES = frozenset({"xlsx", "zip"})
-OTHER_SUFFIXES = (".xlsx", ".zip")
+# A macro-enabled workbook or a template is the same workbook to read (its macros never run).
+OTHER_TYPES = frozenset({"xlsx", "xlsm", "xltx", "xltm", "zip"})
+OTHER_SUFFIXES = (".xlsx", ".xlsm", ".xltx", ".xltm", ".zip")
 OLD_EXCEL = frozenset({"xls"})
 
 

@@ -296,6 +296,8 @@ NUMBERS = (
     "This is an Apple Numbers file, which can't be read here: export it as CSV or Excel "
     "(File › Export To › CSV… or Excel…) and upload that."
 )
+XLSB = ("This is an Excel binary workbook (.xlsb), which can't be read here: save it as an "
+        "Excel Workbook (.xlsx) or as CSV (File › Save As) and upload that.")
 _OPENDOCUMENT_TYPE = b"application/vnd.oasis.opendocument"
 
 
@@ -315,6 +317,8 @@ def _spreadsheet_kind(archive: zipfile.ZipFile) -> str | None:
             pass  # damaged or encrypted: the general sentence will do
     if any(_numbers_part(name) for name in names):
         return NUMBERS
+    if "xl/workbook.bin" in names:
+        return XLSB
     return None
 
 

@@ -122,6 +122,16 @@ async def test_an_xlsx_and_a_consent_column_through_the_import_form(app: Harness
     assert app.slack.block_errors == []
 
 
+async def test_a_macro_enabled_workbook_is_read_like_any_workbook(app: Harness) -> None:
+    """An .xlsm was refused ("not a CSV file: export it as CSV") though it is the same
+    workbook to read (its macros never run)."""
+    modal_files = await _submitted(app, "Kunden", app.slack.add_file(
+        "F0105", "Kunden.xlsm", exports.xlsx_workbook(), filetype="xlsm",
+        mimetype="application/vnd.ms-excel.sheet.macroEnabled.12"))  # fmt: skip
+    (line,) = modal_files
+    assert line.startswith("*Kunden.xlsm* (Excel file)\n:white_check_mark: 2 valid"), line
+
+
 async def test_a_zip_bomb_from_the_form_fails_its_source_with_a_sentence(app: Harness) -> None:
     file = app.slack.add_file("F0103", "export.zip", bomb(2 * 1024 * 1024), filetype="zip",
                               mimetype="application/zip")  # fmt: skip

@@ -612,6 +612,20 @@ async def test_a_workbook_whose_first_sheet_is_a_summary_imports_its_customers(
     assert source.note is not None and "“Contacts” was read; not read: “Summary”" in source.note
 
 
+async def test_a_binary_excel_workbook_is_told_what_it_is(db: Database) -> None:
+    """An .xlsb was told "This ZIP holds no CSV file (it holds [Content_Types].xml,
+    workbook.bin, sheet1.bin)"."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.bin", b"\x83\x01\x00")
+        archive.writestr("xl/worksheets/sheet1.bin", b"\x81\x01\x00")
+    with pytest.raises(ImportFailed) as failed:
+        await _import(db, "customers.xlsb", out.getvalue())
+    assert "Excel binary workbook (.xlsb)" in str(failed.value)
+    assert "ZIP" not in str(failed.value)
+
+
 async def test_an_ods_spreadsheet_is_told_what_it_is(db: Database) -> None:
     """It was told "This ZIP holds no CSV file (it holds mimetype, content.xml)"."""
     out = io.BytesIO()
