@@ -469,7 +469,8 @@ async def stage_reader(
                               clear_rows_of=source.batch_id)  # fmt: skip
             raise
         await refresh_statistics(db, tally.rows)
-        note = join_notes([*notes, kind.note])
+        late = getattr(reader, "late_note", None)  # what only reading the rows shows
+        note = join_notes([*notes, kind.note, late() if late is not None else None])
         async with db.begin() as conn:
             try:
                 await lock_batch(conn, team_id, source.batch_id)

@@ -56,6 +56,7 @@ _ROW = f"{{{SHEET_MAIN_NS}}}row"
 _CELL = f"{{{SHEET_MAIN_NS}}}c"
 _VALUE = f"{{{SHEET_MAIN_NS}}}v"
 _INLINE = f"{{{SHEET_MAIN_NS}}}is"
+_FORMULA = f"{{{SHEET_MAIN_NS}}}f"
 _TEXT = f"{{{SHEET_MAIN_NS}}}t"
 _STRING_ITEM = f"{{{SHEET_MAIN_NS}}}si"
 _STRING_TABLE = f"{{{SHEET_MAIN_NS}}}sst"
@@ -267,6 +268,7 @@ class _Book:
                 _read_shared_strings(self.archive, part.PartName[1:]) if part else SharedStrings()
             )
             self.workbook = reader.wb
+            self.uncalculated = [0]  # formula cells saved without a result, as read so far
             self.sheets = [
                 _Sheet(sheet.name, sheet.state in (None, "visible"), rel.target)
                 for sheet, rel in reader.parser.find_sheets()
@@ -292,7 +294,7 @@ class _Book:
             number = 0
             for row in _completed(source, _ROW, _SHEET_DATA):
                 number = _row_number(row.get("r"), number)
-                fields = _fields(row, parser, strings)
+                fields = _fields(row, parser, strings, self.uncalculated)
                 if fields and any(f.strip() for f in fields if f):
                     yield number, fields
 
@@ -310,8 +312,10 @@ def _row_number(r: str | None, previous: int) -> int:
     return int(number)
 
 
-def _fields(row: Any, parser: WorkSheetParser, strings: SharedStrings) -> list[str]:
-    """A <row>'s cells as text, each at its column (A is 0); "" where a row has no cell."""
+def _fields(row: Any, parser: WorkSheetParser, strings: SharedStrings,
+            uncalculated: list[int]) -> list[str]:  # fmt: skip
+    """A <row>'s cells as text, each at its column (A is 0); "" where a row has no cell.
+    Counts in `uncalculated` the formulas saved without a result (read as "")."""
     placed: list[tuple[int, str]] = []
     column = 0
     for cell in row:
@@ -330,6 +334,8 @@ def _fields(row: Any, parser: WorkSheetParser, strings: SharedStrings) -> list[s
             text = unescape(cell_text(parser.parse_cell(cell)["value"]))
         else:
             text = cell_text(parser.parse_cell(cell)["value"])
+        if not text and kind != "str" and cell.find(_FORMULA) is not None:  # "str": a result
+            uncalculated[0] += 1
         placed.append((column, text))
     if not placed:
         return []
@@ -505,6 +511,17 @@ class XlsxReader:
             first = []
             yield number, fields
         yield from first
+
+    def late_note(self) -> str | None:
+        """What reading the rows found that the review must say: formulas saved without
+        their results (a workbook a program wrote, never saved in Excel) read as empty, so an
+        email column of them was a column of "Missing email" with no hint why."""
+        count = self._book.uncalculated[0]
+        if not count:
+            return None
+        cells = f"{count:,} cell" + ("s are formulas" if count > 1 else " is a formula")
+        return (f"{cells} saved without a result (the file was made by a program, not saved "
+                "in Excel), read as empty: open the file in Excel, save it, and add it again.")
 
     def close(self) -> None:
         """Let go of the workbook; the stream stays open (the caller owns it)."""

@@ -612,6 +612,21 @@ async def test_a_workbook_whose_first_sheet_is_a_summary_imports_its_customers(
     assert source.note is not None and "“Contacts” was read; not read: “Summary”" in source.note
 
 
+async def test_email_formulas_saved_without_results_are_said_on_the_review(
+    db: Database,
+) -> None:
+    """A workbook a script wrote (openpyxl, pandas) holds formulas without their results:
+    its email column of =LOWER(...) read as empty, every row "Missing email", no hint why."""
+    data = workbook(("Customers", [["Email", "Name"], ['=LOWER("ADA@EXAMPLE.COM")', "Ada"],
+                                   ['=LOWER("BOB@EXAMPLE.COM")', "Bob"], ["cy@example.com", "Cy"]]))
+    batch_id, source = await _draft(db, "export.xlsx")
+    await stage_file(db, TEAM, source.id or 0, io.BytesIO(data), name="export.xlsx")
+    (read,) = await _sources(db, batch_id)
+    assert (read.valid, read.rejected) == (1, 2)
+    assert "2 cells are formulas saved without a result" in (read.note or ""), read.note
+    assert "open the file in Excel, save it" in (read.note or "")
+
+
 async def test_a_binary_excel_workbook_is_told_what_it_is(db: Database) -> None:
     """An .xlsb was told "This ZIP holds no CSV file (it holds [Content_Types].xml,
     workbook.bin, sheet1.bin)"."""
