@@ -76,6 +76,9 @@ DAMAGED = (
     "or export it as CSV."
 )
 NO_DATA = "The workbook has no data: every sheet is empty."
+STRICT = ("This workbook was saved as Strict Open XML, which can't be read here: save it as an "
+          "Excel Workbook (.xlsx) or as CSV (File › Save As) and upload that.")
+_STRICT_NAMESPACE = b"purl.oclc.org/ooxml/spreadsheetml"
 
 Rows = Generator[tuple[int, list[str]], None, None]
 
@@ -163,8 +166,20 @@ def _check_kind(stream: BinaryIO, max_unzipped_bytes: int | None) -> None:
                     "more than a real workbook, which is how a ZIP bomb looks: export the "
                     "sheet as CSV and upload that."
                 )
+        stream.seek(start)
+        if _strict(stream):  # its every sheet read as empty: "The workbook has no data"
+            raise CsvFileError(STRICT)
     finally:
         stream.seek(start)
+
+
+def _strict(stream: BinaryIO) -> bool:
+    """Whether the workbook is Excel's "Strict Open XML" (another namespace for every part)."""
+    try:
+        with zipfile.ZipFile(stream) as archive, archive.open("xl/workbook.xml") as part:
+            return _STRICT_NAMESPACE in part.read(4096)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError):
+        return False  # damaged or encrypted: openpyxl's reading says so
 
 
 class SharedStrings:

@@ -524,3 +524,23 @@ def test_a_sheet_of_millions_of_empty_cells_is_refused_unread() -> None:
     assert len(data) < 100_000
     with pytest.raises(CsvFileError, match=r"sheet1\.xml is compressed [\d,]+ times"):
         XlsxReader(io.BytesIO(data))
+
+
+def test_a_strict_open_xml_workbook_is_told_what_it_is() -> None:
+    """Excel's "Strict Open XML Spreadsheet" names every part's namespace otherwise: it read as
+    "The workbook has no data: every sheet is empty" though its sheet has rows."""
+    plain = workbook(("S", [["Email", "Name"], ["a@example.com", "Ada"]]))
+    swaps = {"http://schemas.openxmlformats.org/spreadsheetml/2006/main":
+             "http://purl.oclc.org/ooxml/spreadsheetml/main",
+             "http://schemas.openxmlformats.org/officeDocument/2006/relationships":
+             "http://purl.oclc.org/ooxml/officeDocument/relationships"}  # fmt: skip
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(plain)) as source, zipfile.ZipFile(out, "w") as strict:
+        for info in source.infolist():
+            data = source.read(info).decode()
+            if info.filename.startswith("xl/") or info.filename.endswith(".rels"):
+                for transitional, strict_ns in swaps.items():
+                    data = data.replace(transitional, strict_ns)
+            strict.writestr(info.filename, data)
+    with pytest.raises(CsvFileError, match="saved as Strict Open XML"):
+        XlsxReader(io.BytesIO(out.getvalue()))
