@@ -30,6 +30,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import Act, record_in
 from bot.campaigns.consent import STOP_INVITES
+from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.casefold import spellings
 from bot.ids import digits
 from bot.imports.addresses import email_key
@@ -394,6 +395,7 @@ async def remove_from_segment(db: Database, team_id: str, contact_id: int, segme
         await conn.execute(text(
             "DELETE FROM segment_member_listing WHERE team_id = :t AND segment_id = :s "
             "AND contact_id = :c"), params)  # fmt: skip
+        await enroll_when_exclusion_ends_in(conn, team_id, segment_id, actor)
         await record_in(conn, team_id, actor, Act.CONTACT_REMOVED_FROM_SEGMENT, subject(email),
                         f"removed from the segment {name}")  # fmt: skip
     return str(name)

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.audit import CLI, Act, record, record_in
+from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.contacts import EXPORT_COLUMNS, segment_contacts
 from bot.imports.batches import neutralise
 from bot.workspaces import (
@@ -56,7 +57,8 @@ class CampaignUse:
             return (f"{self.name} targets it: its advocates stay advocates, but contacts added "
                     "later won't be enrolled through this segment.")  # fmt: skip
         return (f"{self.name} excludes it: its contacts are no longer kept out of that "
-                "campaign.")  # fmt: skip
+                "campaign, so those of them in a segment it targets are enrolled now (and "
+                "invited, if it sends invites).")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +205,7 @@ async def delete_segment(db: Database, team_id: str, segment_id: int, *,
         await conn.execute(  # later imports' listings of those memberships go with them
             text("DELETE FROM segment_member_listing WHERE team_id = :t AND segment_id = :s"),
             params)  # fmt: skip
+        await enroll_when_exclusion_ends_in(conn, team_id, segment_id, actor)
         await conn.execute(
             text("DELETE FROM campaign_segment WHERE team_id = :t AND segment_id = :s"), params
         )

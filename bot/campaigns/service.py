@@ -415,6 +415,30 @@ async def enroll_after_import_in(conn: AsyncConnection, team_id: str, batch_id: 
             for c in campaigns]  # fmt: skip
 
 
+_EXCLUDING_LIVE = text("""
+    SELECT DISTINCT c.id FROM campaign c JOIN campaign_segment cs ON cs.campaign_id = c.id
+    WHERE c.team_id = :t AND c.state = 'live' AND cs.team_id = :t AND cs.segment_id = :s
+      AND cs.role = 'exclude'
+    ORDER BY c.id
+""")
+
+
+async def enroll_when_exclusion_ends_in(conn: AsyncConnection, team_id: str, segment_id: int,
+                                        requested_by: str) -> list[int]:  # fmt: skip
+    """Contacts of the segment stop being kept out of the live campaigns that exclude it (it
+    is being deleted, a contact left it, an import into it was undone): each of those
+    campaigns enrolls its targets again, in a job, so those of them in a target become
+    advocates (advocates are skipped, the still excluded counted). Nothing did before: they
+    stayed in targeted segments without a link for good, and importing them again enrolled
+    nobody (they were members already) while the review promised them an invite. Call it
+    while the exclusion still stands (this reads it); returns the enrollments."""
+    campaigns = [int(r[0]) for r in await conn.execute(_EXCLUDING_LIVE,
+                                                       {"t": team_id, "s": segment_id})]
+    return [await _enroll_in(conn, team_id, campaign, segment_id=None, batch_id=None,
+                             requested_by=requested_by, thread=None)
+            for campaign in campaigns]  # fmt: skip
+
+
 async def get_enrollment(db: Database, team_id: str, enrollment_id: int) -> Enrollment:
     async with db.session() as session:
         enrollment = await session.get(Enrollment, enrollment_id)

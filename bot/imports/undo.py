@@ -61,6 +61,7 @@ from sqlalchemy.sql.elements import TextClause
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import Act, by_whom, import_subject, record_in
+from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.imports.batches import ReviewError, get_batch, status_words
 from bot.imports.job_kinds import UNDO_JOB
 from bot.jobs.here import running_here, shell_owner
@@ -561,6 +562,9 @@ async def run_undo(db: Database, team_id: str, batch_id: int, *, chunk_size: int
     async with db.begin() as conn:
         if (await conn.execute(_FINISH, {**params, "now": utcnow()})).rowcount == 1:
             await _record_result(conn, team_id, batch_id)
+            # its contacts left the segment: a live campaign excluding it may enroll them now
+            await enroll_when_exclusion_ends_in(conn, team_id, batch.segment_id,
+                                                batch.undone_by or batch.requested_by)
     done = await get_batch(db, team_id, batch_id)
     assert done is not None
     return done

@@ -233,3 +233,44 @@ async def test_a_shell_imports_enrollment_is_a_job_run_in_the_shell_and_marked_d
                             k=service.import_enrollment_key(spring, batch)) == [("done",)]
     assert await world.rows("SELECT status, enrolled FROM enrollment WHERE batch_id = :b",
                             b=batch) == [("done", 1)]  # fmt: skip
+
+
+async def _run_queued_enrollments(world: World) -> None:
+    """What a worker does with the enrollment jobs queued meanwhile."""
+    for (enrollment,) in await world.rows("SELECT id FROM enrollment WHERE status = 'queued'"):
+        await run_enrollment(world.db, TEAM, int(enrollment), hold_seconds=0)
+
+
+async def _advocates(world: World) -> list[str]:
+    return [r[0] for r in await world.rows(
+        "SELECT c.email FROM advocate a JOIN contact c ON c.id = a.contact_id ORDER BY c.email")]
+
+
+@pytest.mark.parametrize("how", ["segment deleted", "contact removed", "import undone"])
+async def test_contacts_no_longer_excluded_are_enrolled(world: World, how: str) -> None:
+    """Spring targets VIP and excludes Staff; a is in both. Once a leaves Staff (Staff
+    deleted, a taken out of it, the import that put a there undone) nothing enrolled a: it
+    stayed in a targeted segment without a link, importing it again enrolled nobody (a was a
+    member already) and the review's preview promised it an invite."""
+    from bot.contact_admin import remove_from_segment
+    from bot.imports.undo import undo_now
+    from bot.segments import delete_segment
+
+    await world.import_csv("VIP", people("a@example.com,A,", "b@example.com,B,"))
+    await world.import_csv("Staff", people("a@example.com,A,"))
+    spring = await world.campaign()
+    await service.exclude(world.db, TEAM, spring, await world.segment_id("Staff"))
+    first = await world.target(spring, "VIP")
+    assert (first.enrolled, first.excluded) == (1, 1)
+    staff = await world.segment_id("Staff")
+    if how == "segment deleted":
+        await delete_segment(world.db, TEAM, staff)
+    elif how == "contact removed":
+        ada = int(str(await world.scalar("SELECT id FROM contact WHERE email = 'a@example.com'")))
+        await remove_from_segment(world.db, TEAM, ada, staff, "U1")
+    else:
+        batch = int(str(await world.scalar(
+            "SELECT id FROM import_batch WHERE segment_id = :s", s=staff)))  # fmt: skip
+        await undo_now(world.db, TEAM, batch, "U1", remove_advocates=False, window_days=7)
+    await _run_queued_enrollments(world)
+    assert await _advocates(world) == ["a@example.com", "b@example.com"]
