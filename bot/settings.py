@@ -222,7 +222,7 @@ class Settings(BaseSettings):
         if isinstance(timeout, str) and not timeout.replace(".", "", 1).isdigit():
             raise ValueError("?connect_timeout= must be a number of seconds")
         unknown = sorted(set(url.query) - PG_URL_PARAMETERS)
-        if url.get_backend_name() == "postgresql" and unknown:
+        if url.get_backend_name() in ("postgresql", "postgres") and unknown:
             raise ValueError(f"?{unknown[0]}= isn't a parameter referral-bot can pass to "
                              "PostgreSQL (it takes sslmode, connect_timeout, application_name "
                              "and channel_binding)")  # fmt: skip

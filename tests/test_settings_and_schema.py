@@ -191,9 +191,11 @@ def test_a_database_url_with_libpq_parameters_connects_or_is_refused_in_one_line
         assert result.returncode == 0, result.stderr
     finally:
         asyncio.run(_drop_schema(schema))
-    refused = shell.run({"DATABASE_URL": f"{POSTGRES_URL}?keepalives=1"}, "segments")
-    assert refused.returncode != 0 and "Traceback" not in refused.stderr
-    assert "?keepalives= isn't a parameter referral-bot can pass" in refused.stderr
+    for scheme in ("postgresql://", "postgres://"):  # Heroku's spelling too
+        bad = scheme + POSTGRES_URL.split("://", 1)[1] + "?keepalives=1"
+        refused = shell.run({"DATABASE_URL": bad}, "segments")
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
+        assert "?keepalives= isn't a parameter referral-bot can pass" in refused.stderr
 
 
 async def test_upgrading_sqlite_carries_staged_rows_and_memberships_over(tmp_path: Path) -> None:
