@@ -29,6 +29,7 @@ from bot.cli_common import CliError
 from bot.home_refresh import HOME_REFRESH_JOB, queue_home_refresh
 from bot.imports.background import enqueue_file_import
 from bot.imports.cancel import cancel_job
+from bot.imports.engine import BatchStateError
 from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.mapping import parse_maps
@@ -47,7 +48,7 @@ SUMMARY_KEYS = ("rows", "valid", "duplicates", "rejected", "new_contacts", "exis
 
 log = logging.getLogger(__name__)
 # Failures a command reports in words (one line on stderr, exit status 1)
-TOLD = (CliError, SettingsError, WorkspaceError, ImportFailed, SchemaTooNew,
+TOLD = (CliError, SettingsError, WorkspaceError, ImportFailed, SchemaTooNew, BatchStateError,
         cli_campaigns.CampaignCliError, cli_mailchimp.MailchimpCliError)  # fmt: skip
 
 # Modules that each add commands (see bot.cli_common.Subcommands)

@@ -267,6 +267,7 @@ async def test_a_shell_import_cancelled_from_another_shell_says_so(
     finally:
         shell_import.kill()
     assert shell_import.returncode == 1, out
+    assert "Traceback" not in err, err
     added = await scalar(db, "SELECT COUNT(*) FROM contact")
     assert f"was cancelled part way: {added:,} new contacts" in err
     assert await scalar(db, "SELECT COUNT(*) FROM import_batch WHERE status = 'cancelled'") == 1
