@@ -269,3 +269,22 @@ async def test_going_live_again_finishes_an_enrollment_cut_short(
         assert _json(db_env, "campaign", "live", name)["enrolled"] == 2
     assert [c["advocates"] for c in _json(db_env, "campaign", "list")] == [2, 2]
     assert _json(db_env, "campaign", "live", "Spring") == {"campaign": "Spring"}  # done already
+
+
+async def test_going_live_again_runs_an_enrollment_whose_job_was_cancelled(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`jobs cancel` of an enroll job left its enrollment pending: every later `campaign live`
+    said "A worker is enrolling the contacts" and nothing ever ran it."""
+    people = tmp_path / "people.csv"
+    people.write_text("email\nana@example.com\nbo@example.com\n", encoding="utf-8")
+    assert run(db_env, "import", str(people), "--segment", "VIP",
+               "--create-segment").returncode == 0  # fmt: skip
+    _json(db_env, "campaign", "create", "Spring", "--store-url", "https://shop.example")
+    _json(db_env, "campaign", "target", "Spring", "--segment", "VIP")
+    spring = await service.find_campaign(db, "local", "Spring")
+    await service.set_state(db, "local", spring.id or 0, CampaignState.LIVE, requested_by="U1")
+    async with db.begin() as conn:
+        job = (await conn.execute(text("SELECT id FROM job WHERE kind = 'enroll'"))).scalar()
+    assert run(db_env, "jobs", "cancel", str(job)).returncode == 0
+    assert _json(db_env, "campaign", "live", "Spring")["enrolled"] == 2

@@ -289,8 +289,16 @@ async def _pending_in(conn: AsyncConnection, team_id: str, campaign_id: int, seg
     pending = (await conn.execute(_PENDING_ENROLLMENT, {
         "t": team_id, "c": campaign_id, "s": segment_id})).scalar()  # fmt: skip
     if pending is not None and queue_job:
-        await enqueue_in(conn, team_id, ENROLL_JOB, {"enrollment_id": pending, "hold": hold},
-                         dedupe_key=enrollment_job_key(pending))  # fmt: skip
+        job = await enqueue_in(conn, team_id, ENROLL_JOB, {"enrollment_id": pending,
+                                                          "hold": hold},
+                               dedupe_key=enrollment_job_key(pending))  # fmt: skip
+        # its job cancelled (`jobs cancel`) or given up with the enrollment still to run:
+        # queued again, or nothing would ever run it and every Go live returned it as is
+        await conn.execute(text(
+            "UPDATE job SET state = 'queued', attempts = 0, run_after = :now, "
+            "last_error = NULL, finished_at = NULL WHERE id = :j AND team_id = :t "
+            "AND state IN ('cancelled', 'failed')").bindparams(_now()),
+            {"j": job, "t": team_id})  # fmt: skip
     return None if pending is None else int(pending)
 
 
