@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
@@ -30,7 +31,7 @@ from bot.imports.mapping import ColumnMapper, mapper_for
 from bot.imports.reading import ColumnsOf, CsvFileError, map_header
 from bot.imports.review import ReviewError, cancel
 from bot.jobs.here import running_here, shell_owner
-from bot.jobs.queue import enqueue_running_in
+from bot.jobs.queue import enqueue_running_in, report_progress
 from bot.mailchimp.api import Audience, Credentials, MailchimpError
 from bot.mailchimp.importing import read_audience
 from bot.progress import ProgressBar
@@ -137,12 +138,18 @@ async def import_files(
         await cancel(db, team_id, batch.id, requested_by, is_lead=True)
         raise ImportFailed(await _nothing_valid(db, team_id, batch.id, written)) from None
     bar.phase("Importing")
+    shown = 0.0
 
     async def show(progress: Progress) -> None:
+        """The bar, and (once a second) the job's progress, which `jobs` shows."""
+        nonlocal shown
         bar.update(progress.done, progress.total)
+        if time.monotonic() - shown >= 1.0 or progress.done >= progress.total:
+            shown = time.monotonic()
+            await report_progress(db, job, owner, progress.done, progress.total)
 
     enrolled = invites = 0
-    async with running_here(db, team_id, job_id, owner, lease_seconds):
+    async with running_here(db, team_id, job_id, owner, lease_seconds) as job:
         result = await apply_batch(db, team_id, batch.id, on_progress=show,
                                    chunk_size=chunk_size,
                                    undo_window_days=undo_window_days)  # fmt: skip

@@ -65,6 +65,7 @@ async def _renew(db: Database, job: Job, owner: str, lease_seconds: float) -> No
             if not await queue.heartbeat(db, job, owner, lease_seconds):
                 return  # cancelled (`jobs cancel`): the import sees its batch stopped
             wait = interval
-        except Exception:
+        except Exception as exc:  # SQLite: a long chunk of this very process holds the lock
             wait = min(1.0, interval)
-            log.exception("%s: renewing its lease failed; retrying in %.1f s", about(job), wait)
+            log.warning("%s: renewing its lease failed (%s); retrying in %.1f s", about(job),
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__, wait)

@@ -225,6 +225,7 @@ async def test_a_shell_import_killed_part_way_is_finished_by_a_worker_with_its_e
                              signal.SIGKILL)  # fmt: skip
     interrupted = await _import_job(db)
     assert (interrupted.state, interrupted.attempts) == ("running", 1)
+    assert interrupted.progress_total == SHELL_ROWS and interrupted.progress_done > 0  # `jobs`
     assert interrupted.lease_owner is not None and interrupted.lease_owner.startswith("shell:")
     assert 0 < await scalar(db, "SELECT COUNT(*) FROM contact") < SHELL_ROWS + 1
 
