@@ -19,7 +19,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns.preview import preview_batch
-from bot.campaigns.service import list_campaigns
+from bot.campaigns.service import enrollments_in_thread, list_campaigns
 from bot.imports.batches import get_source, write_rejects
 from bot.imports.review import BatchView, claim_progress, forget_progress, load
 from bot.imports.undo import undoable
@@ -332,6 +332,12 @@ class SlackNotifier:
         await self._refresh(team_id, batch_id)
         if batch.status != BatchStatus.UNDONE:
             return
+        if batch.channel_id and batch.message_ts:
+            # the thread's enrollment reports: the undo cancelled their invites or removed
+            # their advocates, and they still offered Cancel invites on invites held no more
+            for enrollment in await enrollments_in_thread(self.db, team_id, batch.channel_id,
+                                                          batch.message_ts):  # fmt: skip
+                await self.enrollments.report(team_id, enrollment)
         text = undone_text(batch, view.segment.name)
         if batch.channel_id and batch.message_ts:
             if batch.progress_ts:  # the result reply, without its Undo button

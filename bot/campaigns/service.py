@@ -447,6 +447,15 @@ async def enroll_when_exclusion_ends_in(conn: AsyncConnection, team_id: str, seg
             for campaign in campaigns]  # fmt: skip
 
 
+async def enrollments_in_thread(db: Database, team_id: str, channel_id: str,
+                                thread_ts: str) -> list[int]:  # fmt: skip
+    """The enrollments reported in a Slack thread (an import's), oldest first."""
+    async with db.begin() as conn:
+        return [int(r[0]) for r in await conn.execute(text(
+            "SELECT id FROM enrollment WHERE team_id = :t AND channel_id = :c "
+            "AND thread_ts = :ts ORDER BY id"), {"t": team_id, "c": channel_id, "ts": thread_ts})]
+
+
 async def get_enrollment(db: Database, team_id: str, enrollment_id: int) -> Enrollment:
     async with db.session() as session:
         enrollment = await session.get(Enrollment, enrollment_id)

@@ -351,3 +351,30 @@ async def test_an_undo_whose_job_gives_up_says_so_in_the_thread_and_how_to_finis
     assert any(f"Undoing import #{batch} into *{esc(SEGMENT)}* stopped part way" in t
                and f"referral-bot undo {batch}" in t for t in said), said  # fmt: skip
     assert app.slack.block_errors == []
+
+
+async def _undo_with_advocates(app: Harness, batch: str, ts: str) -> None:
+    await app.requests.block_action(Action.UNDO, batch, user_id=LEAD, message_ts=ts)
+    await app.settle()
+    modal = app.slack.open_views(LEAD)[-1]
+    box = next(b for b in modal["blocks"] if b.get("type") == "input")
+    state = {box["block_id"]: {box["element"]["action_id"]: {
+        "type": "checkboxes", "selected_options": box["element"]["options"]}}}  # fmt: skip
+    await app.requests.view_submission(state_values=state, view_id=modal["id"], user_id=LEAD)
+    await app.settle()
+
+
+async def test_an_undo_refreshes_the_threads_enrollment_report(app: Harness) -> None:
+    """Targeted from the thread (invites held), then undone with its advocates: the report
+    still said "2 held until ..." with a Cancel invites button that answered "Too late:
+    these invites have already left"."""
+    from tests.handlers.test_targeting import _campaign, _imported, _target
+
+    spring = await _campaign(app, "Spring", live=True)
+    message = await _imported(app)
+    await _target(app, message, spring.id or 0)
+    report = next(m for m in app.slack.messages_in("C0001", message["ts"])
+                  if Action.CANCEL_INVITES in json.dumps(m.get("blocks")))  # fmt: skip
+    await _undo_with_advocates(app, "1", message["ts"])
+    shown = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
+    assert "held until" not in shown and Action.CANCEL_INVITES not in shown, shown
