@@ -505,8 +505,21 @@ def _review_actions(batch_id: int, *, confirm_consent: bool = False) -> ActionsB
                                   text="They are added to the segment. A team lead can undo "
                                        "the import from its thread for a few days."),
         ),
-        ButtonElement(text="Reject", action_id=Action.REJECT, value=value, style="danger"),
-        ButtonElement(text="Cancel", action_id=Action.CANCEL, value=value),
+        # one misclick on either ended the review for good (the files to upload and map again)
+        ButtonElement(
+            text="Reject", action_id=Action.REJECT, value=value, style="danger",
+            confirm=ConfirmObject(title="Reject this import?", confirm="Reject", deny="Keep it",
+                                  text=f"Nothing of import #{value} is imported, and the review "
+                                       "ends: importing these contacts means starting again."),
+        ),
+        ButtonElement(
+            text="Cancel", action_id=Action.CANCEL, value=value,
+            confirm=ConfirmObject(title="Cancel this import?", confirm="Cancel it",
+                                  deny="Keep it",
+                                  text=f"Import #{value} is dropped before anything is "
+                                       "imported: importing these contacts means starting "
+                                       "again."),
+        ),
     ]  # fmt: skip
     return ActionsBlock(elements=buttons)
 

@@ -42,6 +42,15 @@ async def test_only_the_requester_or_a_lead_cancels_and_only_a_lead_rejects(app:
     assert "already rejected" in app.slack.ephemerals[-1]["text"]
 
 
+async def test_every_button_that_ends_a_review_asks_first(app: Harness) -> None:
+    """Approve asked; one misclick on Reject or Cancel ended the review for good."""
+    message, _ = await _start(app)
+    buttons = {e["action_id"]: e for b in message["blocks"] if b["type"] == "actions"
+               for e in b["elements"]}  # fmt: skip
+    for action in (Action.APPROVE, Action.REJECT, Action.CANCEL):
+        assert buttons[action].get("confirm", {}).get("confirm", {}).get("text"), action
+
+
 async def test_add_more_reopens_the_form_for_the_same_import(app: Harness) -> None:
     message, batch = await _start(app)
     await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
