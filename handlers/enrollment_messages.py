@@ -29,6 +29,11 @@ def campaign_options(campaigns: list[Campaign], query: str = "") -> list[Option]
             for c in campaigns if folded in c.name.casefold()][:MAX_CHOICES]  # fmt: skip
 
 
+CONSENT_TO_TARGET = ("Its contacts become advocates and, if the campaign sends invite emails, "
+                     "get one (not those who unsubscribed). Go on only if they agreed to hear "
+                     "from us: your name is kept with the enrollment.")
+
+
 def target_offer(segment: str, batch_id: int, campaigns: list[Campaign]) -> tuple[str, list[Block]]:
     """After an import: choose a campaign that targets the segment (draft ones are marked).
 
@@ -45,8 +50,12 @@ def target_offer(segment: str, batch_id: int, campaigns: list[Campaign]) -> tupl
         ActionsBlock(block_id=BlockId.TARGET, elements=[
             ExternalDataSelectElement(action_id=Action.TARGET_CHOICE, min_query_length=0,
                                   placeholder="Choose a campaign"),
+            # the import's form asks for consent only when a live campaign targets the
+            # segment then: targeting afterwards emailed people nobody vouched for
             ButtonElement(text="Target a campaign", action_id=Action.TARGET, style="primary",
-                          value=str(batch_id)),
+                          value=str(batch_id), confirm=ConfirmObject(
+                              title="Invite these people?", confirm="They agreed",
+                              deny="Not yet", text=CONSENT_TO_TARGET)),
         ]),
     ]  # fmt: skip
 
@@ -61,7 +70,8 @@ def go_live_first(campaign: Campaign, batch_id: int) -> tuple[str, list[Block]]:
             text="Go live and target", action_id=Action.TARGET_GO_LIVE, style="primary",
             value=f"{campaign.id}:{batch_id}",
             confirm=ConfirmObject(title="Go live?", confirm="Go live", deny="Not yet",
-                                  text="Every target segment is enrolled and invited now."),
+                                  text="Every target segment is enrolled and invited now. "
+                                       + CONSENT_TO_TARGET),
         )]),
     ]  # fmt: skip
 

@@ -165,6 +165,20 @@ async def test_cancel_invites_during_the_hold_keeps_the_advocates(app: Harness) 
     assert "Too late" in app.slack.ephemerals[-1]["text"]
 
 
+async def test_targeting_from_the_thread_asks_whether_they_agreed(app: Harness) -> None:
+    """The import's form asks for consent only when a live campaign targets the segment
+    then: Target a campaign (and Go live and target) afterwards emailed them unasked."""
+    draft = await _campaign(app, "Autumn", live=False)
+    message = await _imported(app)
+    target = next(e for b in _offer(app, message)["blocks"] if b["type"] == "actions"
+                  for e in b["elements"] if e["action_id"] == Action.TARGET)  # fmt: skip
+    assert "agreed to hear from us" in target["confirm"]["text"]["text"]
+    await _target(app, message, draft.id or 0)
+    go_live = next(e for b in app.slack.ephemerals[-1]["blocks"] if b["type"] == "actions"
+                   for e in b["elements"])  # fmt: skip
+    assert "agreed to hear from us" in go_live["confirm"]["text"]["text"]
+
+
 async def test_a_draft_campaign_asks_to_go_live_first(app: Harness) -> None:
     draft = await _campaign(app, "Autumn", live=False)
     message = await _imported(app)
