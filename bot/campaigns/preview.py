@@ -43,7 +43,9 @@ _COUNTS = text(f"""
                 OR EXISTS (SELECT 1 FROM campaign_segment cs WHERE cs.campaign_id = :c
                            AND cs.team_id = :t AND cs.role = 'exclude'
                            AND cs.segment_id = :s)) AS excluded,
-               (s.subscribed = :no OR k.subscribed = :no
+               (s.subscribed = :no
+                OR (k.subscribed = :no AND NOT (:resubscribes AND k.unsubscribed_at IS NULL
+                                                AND s.subscribed = :yes))
                 OR s.email_key IN ({UNSUBSCRIBING_REPEATS})
                 OR (k.id IS NULL AND EXISTS (SELECT 1 FROM suppressed_address x
                                              WHERE x.team_id = :t
@@ -91,10 +93,15 @@ async def preview_batch(db: Database, team_id: str, batch_id: int, segment_id: i
     out = []
     async with db.begin() as conn:
         campaigns = (await conn.execute(_LIVE_TARGETING, _targeting(team_id, segment_id))).all()
+        # --update-existing gives a known contact its consent back when the file says yes
+        # (not after it unsubscribed through our link): the apply's _GIVE_CONSENT
+        resubscribes = bool((await conn.execute(text(
+            "SELECT update_existing FROM import_batch WHERE team_id = :t AND id = :b"),
+            {"t": team_id, "b": batch_id})).scalar())  # fmt: skip
         for campaign_id, name, invite_email, delay in campaigns:
             total, already, excluded, unsubscribed = (await conn.execute(_COUNTS, {
-                "t": team_id, "b": batch_id, "c": campaign_id, "no": False,
-                "s": segment_id or 0})).one()  # fmt: skip
+                "t": team_id, "b": batch_id, "c": campaign_id, "no": False, "yes": True,
+                "s": segment_id or 0, "resubscribes": resubscribes})).one()  # fmt: skip
             enrolling = total - already - excluded
             without: dict[str, int] = {}
             if not invite_email:

@@ -65,3 +65,24 @@ async def test_an_unsubscribe_later_in_the_import_is_previewed_as_unsubscribed(
                           "b@example.com,yes\nb@example.com,no\nc@example.com,yes\n")
     [shown] = await preview_batch(world.db, TEAM, batch, await world.segment_id("VIP"))
     assert (shown.will_invite, shown.without_email) == (1, {"unsubscribed": 1})
+
+
+async def test_a_contact_update_existing_resubscribes_is_previewed_as_invited(
+    world: World,
+) -> None:
+    """A known contact a file had unsubscribed, imported with --update-existing and "yes":
+    the apply gives its consent back and it is emailed, while the preview said it wouldn't
+    be ("unsubscribed")."""
+    await world.import_csv("Other", people("a@example.com,A,no",
+                                           header="email,first_name,subscribed"))  # fmt: skip
+    spring = await world.campaign()
+    await world.import_csv("VIP", people("z@example.com,Z,"))
+    await world.target(spring, "VIP")
+    vip = await world.segment_id("VIP")
+    for update_existing, invited in ((False, 0), (True, 1)):
+        batch = await create_batch(world.db, TEAM, vip, "U1", update_existing=update_existing)
+        source = await add_source(world.db, TEAM, batch.id or 0, SourceKind.CSV, "p.csv")
+        await stage_csv(world.db, TEAM, source.id or 0, io.BytesIO(
+            b"email,first_name,subscribed\na@example.com,A,yes\n"))  # fmt: skip
+        [shown] = await preview_batch(world.db, TEAM, batch.id or 0, vip)
+        assert shown.will_invite == invited, (update_existing, shown)
