@@ -19,7 +19,8 @@ transaction that makes its changes and adds their rowcounts to the batch's `undo
    - with `undo_advocates`, the advocates this import enrolled for them go (`advocate.
      batch_id`: its enrollments made them, or an earlier import's undo handed them on with the
      membership; their codes retired: links answer 410) with their invites that never went
-     out; a waiting (held or queued) invite is cancelled first;
+     out; a waiting (held or queued) invite is cancelled first; not those the campaign
+     still reaches through another segment it targets (or All Customers): they keep their link;
    - any invite still waiting (held or queued) of a campaign that targets the segment is
      cancelled unless the contact is still in another segment it targets (or it targets All
      Customers): the undo takes them out of the audience, whichever enrollment queued it
@@ -298,6 +299,21 @@ def _kept(contact: str) -> str:
             "AND i.state IN ('sent', 'sending', 'uncertain')))")  # fmt: skip
 
 
+def _reached_elsewhere(table: str) -> str:
+    """... whose campaign still reaches the contact: it targets All Customers, or another
+    segment the contact is in. Such an advocate stays: undoing the import that enrolled it
+    retired the link of a contact still in a segment the campaign targets (and, its invite
+    sent, that link answered 410 while the contact stayed in the audience)."""
+    return f"""(EXISTS (SELECT 1 FROM campaign_segment cs JOIN segment g ON g.id = cs.segment_id
+                        WHERE cs.campaign_id = {table}.campaign_id AND cs.team_id = :t
+                          AND cs.role = 'target' AND g.kind = 'all')
+                OR EXISTS (SELECT 1 FROM campaign_segment cs
+                           JOIN segment_member x ON x.segment_id = cs.segment_id
+                           WHERE cs.campaign_id = {table}.campaign_id AND cs.team_id = :t
+                             AND cs.role = 'target' AND x.team_id = :t
+                             AND x.contact_id = {table}.contact_id AND x.segment_id <> :s))"""
+
+
 def _plan(listed: bool) -> TextClause:
     """The counts of UndoPlan. `listed`: some import listed contacts of the segment that were
     in it already (segment_member_listing), so some memberships may be handed on rather than
@@ -323,10 +339,12 @@ def _plan(listed: bool) -> TextClause:
              AND ((contact_id IN ({removed}) AND {_NOT_TARGETED_ELSEWHERE})
                   OR contact_id IN ({deletable}))),
           (SELECT COUNT(*) FROM advocate WHERE team_id = :t AND batch_id = :b
-             AND contact_id IN ({removed})),
+             AND contact_id IN ({removed})
+             AND (NOT {_reached_elsewhere("advocate")} OR contact_id IN ({deletable}))),
           (SELECT COUNT(*) FROM invite WHERE team_id = :t AND state IN ('queued', 'held')
              AND ((contact_id IN ({removed})
-                   AND ({_NOT_TARGETED_ELSEWHERE} OR {_OWN_ADVOCATES_INVITE}))
+                   AND ({_NOT_TARGETED_ELSEWHERE} OR ({_OWN_ADVOCATES_INVITE}
+                                                      AND NOT {_reached_elsewhere("invite")})))
                   OR contact_id IN ({deletable}))),
           (SELECT COUNT(*) FROM ({handed_on}) h)
     """)
@@ -391,6 +409,11 @@ def _own(table: str) -> str:
     return f"{_added(table)} AND {own}"
 
 
+def _own_leaving(table: str) -> str:
+    """_own, but not what the campaign still reaches through another target (those stay)."""
+    return f"{_own(table)} AND NOT {_reached_elsewhere(table)}"
+
+
 # Contacts this import created that are in no segment (now), never unsubscribed and never
 # (perhaps) emailed an invite: an unsubscribed one stays, and so does one whose invite went
 # out (sent, or maybe: uncertain, sending), or the next import of the same file would create
@@ -446,18 +469,18 @@ _DROP_SPENT_LISTINGS = _sql("""
 """)
 _CANCEL_OWN_INVITES = _sql(f"""
     UPDATE invite SET state = 'cancelled', reason = :why, updated_at = :now
-    WHERE {_own("invite")} AND state IN ('queued', 'held')
+    WHERE {_own_leaving("invite")} AND state IN ('queued', 'held')
 """)
 # Invites that never went out leave with their advocate (a later enrollment may invite the
 # contact afresh); those that did stay, so nobody is emailed twice for one campaign.
-_DROP_OWN_UNSENT = _sql(f"DELETE FROM invite WHERE {_own('invite')} "
+_DROP_OWN_UNSENT = _sql(f"DELETE FROM invite WHERE {_own_leaving('invite')} "
                         "AND state IN ('cancelled', 'not_emailed')")  # fmt: skip
 _RETIRE_OWN = _sql(f"""
     INSERT INTO retired_code (code, team_id, retired_at)
-    SELECT code, team_id, :now FROM advocate WHERE {_own("advocate")}
+    SELECT code, team_id, :now FROM advocate WHERE {_own_leaving("advocate")}
     ON CONFLICT (code) DO NOTHING
 """)
-_DELETE_OWN = _sql(f"DELETE FROM advocate WHERE {_own('advocate')}")
+_DELETE_OWN = _sql(f"DELETE FROM advocate WHERE {_own_leaving('advocate')}")
 _CANCEL_UNTARGETED = _sql(f"""
     UPDATE invite SET state = 'cancelled', reason = :why, updated_at = :now
     WHERE {_added("invite")} AND state IN ('queued', 'held') AND {_NOT_TARGETED_ELSEWHERE}

@@ -274,3 +274,28 @@ async def test_contacts_no_longer_excluded_are_enrolled(world: World, how: str) 
         await undo_now(world.db, TEAM, batch, "U1", remove_advocates=False, window_days=7)
     await _run_queued_enrollments(world)
     assert await _advocates(world) == ["a@example.com", "b@example.com"]
+
+
+async def test_undo_with_advocates_keeps_one_another_target_still_reaches(world: World) -> None:
+    """Spring targets VIP and News. n came new with an import into VIP (enrolled through
+    it), then with one into News. Undoing the VIP import with its advocates retired n's link
+    though n stayed in News, which Spring targets: a contact in the audience without a link,
+    whose sent link answered 410, and importing News again enrolled nobody."""
+    from bot.imports.undo import undo_now, undo_plan
+
+    spring = await world.campaign()
+    await world.import_csv("VIP", people("z@example.com,Z,"))
+    await world.import_csv("News", people("y@example.com,Y,"))
+    await world.target(spring, "VIP")
+    await world.target(spring, "News")
+    await world.import_csv("VIP", people("n@example.com,N,", "o@example.com,O,"))
+    vip_batch = int(str(await world.scalar("SELECT MAX(id) FROM import_batch")))
+    await world.import_csv("News", people("n@example.com,N,"))
+    plan = await undo_plan(world.db, TEAM, vip_batch, window_days=7)
+    assert plan.advocates == 1  # o's, not n's
+    code = await world.scalar("SELECT a.code FROM advocate a JOIN contact c "
+                              "ON c.id = a.contact_id WHERE c.email = 'n@example.com'")
+    await undo_now(world.db, TEAM, vip_batch, "U1", remove_advocates=True, window_days=7)
+    assert await _advocates(world) == ["n@example.com", "y@example.com", "z@example.com"]
+    assert await world.scalar("SELECT a.code FROM advocate a JOIN contact c "
+                              "ON c.id = a.contact_id WHERE c.email = 'n@example.com'") == code
