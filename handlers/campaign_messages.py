@@ -162,8 +162,9 @@ def went_live_note(name: str, targets: int, *, already_live: bool) -> str:
     if already_live and targets:
         return f"{esc(name)} is already live."
     if not targets:
-        return (f"{esc(name)} is live. It targets no segment yet: the contacts of a segment "
-                "you target are enrolled at once.")  # fmt: skip
+        return (f"{esc(name)} is live. It targets no segment yet: choose it under *Target a "
+                "campaign* in the thread of an import (or `referral-bot campaign target`), and "
+                "that segment's contacts are enrolled at once.")  # fmt: skip
     plural = "s" if targets != 1 else ""
     return f"{esc(name)} is live: enrolling its {n(targets)} target segment{plural} now."
 
@@ -176,8 +177,9 @@ def paused_note(name: str, was: str) -> str:
 
 def saved_note(name: str, created: bool) -> str:
     if created:
-        return (f"{esc(name)} is ready as a draft: target a segment, then press Go live to "
-                "enroll its contacts.")  # fmt: skip
+        return (f"{esc(name)} is ready as a draft: target a segment (under *Target a "
+                "campaign* in the thread of an import into it, or `referral-bot campaign "
+                "target`), then press Go live to enroll its contacts.")  # fmt: skip
     return f"{esc(name)} is saved."
 
 

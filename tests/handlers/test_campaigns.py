@@ -120,6 +120,8 @@ async def test_a_lead_creates_a_campaign_through_the_modal(app: Harness) -> None
     refreshed = responses[-1]
     assert refreshed["replace_original"] is True
     assert refreshed["text"].startswith("Spring is ready as a draft")
+    # where to target it: the campaign screens have no target field
+    assert "*Target a campaign* in the thread of an import" in refreshed["text"]
     assert "Invite email: on, 2 days after enrollment" in json.dumps(refreshed["blocks"])
     assert _button(refreshed, Action.CAMPAIGN_LIVE)
     assert app.slack.block_errors == []
