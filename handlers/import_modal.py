@@ -40,6 +40,7 @@ from bot.workspaces import (
     ensure_workspace,
     find_segment,
     get_segment,
+    segment_key,
     segment_sizes,
 )
 from handlers.context import Deps, Refusal, deps, is_lead, may_change
@@ -58,6 +59,7 @@ from handlers.messages import (
     CONSENT_VALUE,
     esc,
     import_modal,
+    new_segment_option,
     not_posted_there,
     review_message,
     segment_options,
@@ -218,6 +220,29 @@ async def suggest_segments(ack: Any, body: dict[str, Any], context: dict[str, An
     sized = [(s.id or 0, s.name, n) for s, n in await segment_sizes(d.db, team_id)
              if s.kind == SegmentKind.STATIC and query in s.name.casefold()]  # fmt: skip
     await ack(options=[o.to_dict() for o in segment_options(sized)])
+
+
+async def suggest_upload_segments(ack: Any, body: dict[str, Any],
+                                  context: dict[str, Any]) -> None:  # fmt: skip
+    """The upload offer's segments and, for a name typed that none has, "New segment “…”":
+    the offer has no field to create one, so in a workspace without segments it was a dead
+    end ("Choose a segment first") with nothing to choose."""
+    d = deps(context)
+    team_id = body["team"]["id"]
+    typed = (body.get("value") or "").strip()
+    await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
+    segments = [(s, n) for s, n in await segment_sizes(d.db, team_id)
+                if s.kind == SegmentKind.STATIC]  # fmt: skip
+    sized = [(s.id or 0, s.name, n) for s, n in segments
+             if typed.casefold() in s.name.casefold()]  # fmt: skip
+    options = [o.to_dict() for o in segment_options(sized)][:99]
+    try:
+        name = clean_segment_name(typed) if typed else ""
+    except WorkspaceError:
+        name = ""  # said when chosen: a name of only invisible characters, a reserved one
+    if name and all(segment_key(s.name) != segment_key(name) for s, _ in segments):
+        options.append(new_segment_option(name).to_dict())
+    await ack(options=options)
 
 
 async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient,
@@ -404,5 +429,5 @@ async def import_segment(db: Database, team_id: str, segment_id: int) -> Segment
 
 def register(app: Routes) -> None:
     app.options(Action.SEGMENT)(suggest_segments)
-    app.options(Action.UPLOAD_SEGMENT)(suggest_segments)
+    app.options(Action.UPLOAD_SEGMENT)(suggest_upload_segments)
     app.view(Callback.IMPORT)(submit)

@@ -241,6 +241,14 @@ def counted_option(value: str, name: str, count: str) -> Option:
     return Option(value=value, text=shown + count)
 
 
+NEW_SEGMENT_VALUE = "new:"  # an upload offer's choice of a segment to create, by its name
+
+
+def new_segment_option(name: str) -> Option:
+    """"New segment “Spring list”" (the name as typed, cut to fit Slack's 75 characters)."""
+    return counted_option(NEW_SEGMENT_VALUE + name, "New segment “" + name, "”")
+
+
 def segment_options(sized: list[tuple[int, str, int]]) -> list[Option]:
     """The import form's segment choices: "VIP (1,204)"."""
     return [counted_option(str(segment_id), name, f" ({n(size)})")
@@ -617,7 +625,8 @@ def upload_offer(*, file_id: str, file_name: str) -> tuple[str, list[Block]]:
     text = f"Import {esc(file_name)} into a segment?"
     return text, [
         SectionBlock(text=MarkdownTextObject(
-            text=f":inbox_tray: Import *{esc(file_name)}* into a segment? Choose one, then review."
+            text=f":inbox_tray: Import *{esc(file_name)}* into a segment? Choose one (or type "
+                 "a new one's name), then review."
         )),
         ActionsBlock(block_id=BlockId.UPLOAD, elements=[
             ExternalDataSelectElement(action_id=Action.UPLOAD_SEGMENT, min_query_length=0,

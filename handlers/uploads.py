@@ -16,11 +16,11 @@ from bot.ids import digits
 from bot.imports import review
 from bot.imports.batches import create_upload_batch, review_post_key
 from bot.once import first_time, forget
-from bot.workspaces import ensure_workspace
+from bot.workspaces import WorkspaceError, create_segment, ensure_workspace, find_segment
 from handlers.context import Deps, Refusal, deps
 from handlers.ids import Action, BlockId
 from handlers.import_modal import import_segment, post_review
-from handlers.messages import esc, plain, upload_offer
+from handlers.messages import NEW_SEGMENT_VALUE, esc, plain, upload_offer
 from handlers.routes import Routes
 from handlers.slack_files import SlackFile, describe
 from handlers.thread_reply import message_gone
@@ -85,10 +85,20 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
     selected = ((state.get(BlockId.UPLOAD) or {}).get(Action.UPLOAD_SEGMENT) or {}).get(
         "selected_option"
     )
-    segment_id = digits((selected or {}).get("value"))
-    if segment_id is None:
-        raise Refusal("Choose a segment first, then press Review import.")
+    value = str((selected or {}).get("value") or "")
+    segment_id = digits(value)
+    if segment_id is None and not value.startswith(NEW_SEGMENT_VALUE):
+        raise Refusal("Choose a segment first (or type a new one's name), then press Review "
+                      "import.")  # fmt: skip
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
+    if segment_id is None:  # "New segment “…”": made now, or the one made meanwhile
+        name = value.removeprefix(NEW_SEGMENT_VALUE)
+        try:
+            found = await find_segment(d.db, team_id, name)
+            segment = found or await create_segment(d.db, team_id, name, actor=user_id)
+        except WorkspaceError as exc:
+            raise Refusal(str(exc)) from None
+        segment_id = segment.id or 0
     segment = await import_segment(d.db, team_id, segment_id)
     file_id = str(body["actions"][0].get("value") or "")
     channel = (body.get("channel") or {}).get("id") or ""

@@ -57,6 +57,29 @@ async def test_an_uploaded_csv_is_offered_once_and_imported(app: Harness) -> Non
     assert await _contacts(app) == 2
 
 
+async def test_an_upload_into_a_workspace_without_segments_creates_one(app: Harness) -> None:
+    """The offer's menu listed existing segments only: in a new workspace it was empty, and
+    Review import answered "Choose a segment first" with nothing to choose."""
+    app.slack.add_file("F0002", "customers.csv", CSV, channels=["C0001"])
+    await app.requests.event(file_shared_event("F0002", channel_id="C0001"), event_id="Ev1")
+    await app.settle()
+    offer = next(m for m in app.slack.messages if "customers.csv" in m.get("text", ""))
+    reply = await app.requests.block_suggestion(Action.UPLOAD_SEGMENT, "Spring <!here>",
+                                                block_id=BlockId.UPLOAD, user_id=REP)
+    (option,) = reply.body["options"]
+    assert option["text"]["text"] == "New segment “Spring <!here>”"
+    chosen = {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {
+        "type": "external_select", "selected_option": option}}}  # fmt: skip
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
+                                    message_ts=offer["ts"], state_values=chosen)  # fmt: skip
+    await app.settle()
+    review = await _review(app)
+    assert "Contact import #1 into Spring &lt;!here&gt;" in review["text"]
+    again = await app.requests.block_suggestion(Action.UPLOAD_SEGMENT, "spring <!here>",
+                                                block_id=BlockId.UPLOAD, user_id=REP)
+    assert [o["text"]["text"] for o in again.body["options"]] == ["Spring <!here> (0)"]
+
+
 async def test_a_csv_shared_as_a_thread_reply_is_offered_in_that_thread(app: Harness) -> None:
     """A share inside a thread has its own ts and the thread's thread_ts (files.info): the
     offer goes to the thread (its parent's ts), not under the reply, which Slack says not to
