@@ -400,7 +400,7 @@ async def post_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: i
     why there: leads approve in the channel, and they don't see that DM."""
     view = await load(d.db, team_id, batch_id)
     previews = await preview_batch(d.db, team_id, batch_id, view.segment.id or 0)
-    text, blocks = review_message(view, previews)
+    text, blocks = review_message(view, previews, undo_days=d.settings.undo_window_days)
     try:
         posted = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
     except SlackApiError as exc:

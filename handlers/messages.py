@@ -405,9 +405,10 @@ def _preview_line(p: CampaignPreview) -> str:
     )
 
 
-def review_message(view: BatchView, previews: Sequence[CampaignPreview] = ()
-                   ) -> tuple[str, list[Block]]:  # fmt: skip
+def review_message(view: BatchView, previews: Sequence[CampaignPreview] = (), *,
+                   undo_days: int = 7) -> tuple[str, list[Block]]:  # fmt: skip
     """(fallback text, blocks) of the review message; read-only once it leaves draft.
+    `undo_days`: UNDO_WINDOW_DAYS, which Approve's confirmation promises.
 
     While in draft, each live campaign targeting the segment says whom it will email, so the
     lead approves knowing who gets an invite."""
@@ -449,7 +450,8 @@ def review_message(view: BatchView, previews: Sequence[CampaignPreview] = ()
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=consent)]))
     if draft:
         needs = batch.consent_by is None and any(p.invites_on for p in previews)
-        blocks.append(_review_actions(batch.id or 0, confirm_consent=needs))
+        blocks.append(_review_actions(batch.id or 0, confirm_consent=needs,
+                                      undo_days=undo_days))  # fmt: skip
     else:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_record(batch))]))
         if batch.status in (BatchStatus.QUEUED, BatchStatus.IMPORTING):
@@ -492,7 +494,8 @@ def _consent_line(batch: ImportBatch, needed: bool) -> str:
     return ""
 
 
-def _review_actions(batch_id: int, *, confirm_consent: bool = False) -> ActionsBlock:
+def _review_actions(batch_id: int, *, confirm_consent: bool = False,
+                    undo_days: int = 7) -> ActionsBlock:  # fmt: skip
     value = str(batch_id)
     buttons = [
         ButtonElement(text="Review contacts", action_id=Action.REVIEW_CONTACTS, value=value),
@@ -510,8 +513,10 @@ def _review_actions(batch_id: int, *, confirm_consent: bool = False) -> ActionsB
         ButtonElement(
             text="Approve & import", action_id=Action.APPROVE, value=value, style="primary",
             confirm=ConfirmObject(title="Import these contacts?", confirm="Import", deny="Not yet",
-                                  text="They are added to the segment. A team lead can undo "
-                                       "the import from its thread for a few days."),
+                                  text="They are added to the segment. " + (
+                                      f"A team lead can undo the import from its thread "
+                                      f"within {undo_window(undo_days)}." if undo_days else
+                                      "It can't be undone (UNDO_WINDOW_DAYS is 0).")),
         ),
         # one misclick on either ended the review for good (the files to upload and map again)
         ButtonElement(

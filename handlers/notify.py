@@ -219,7 +219,7 @@ class SlackNotifier:
                 return
             previews = (await preview_batch(self.db, team_id, batch_id, view.segment.id or 0)
                         if view.batch.status == BatchStatus.DRAFT else [])  # fmt: skip
-            text, blocks = review_message(view, previews)
+            text, blocks = review_message(view, previews, undo_days=self.undo_days)
             try:
                 await self.client.chat_update(channel=view.batch.channel_id,
                                               ts=view.batch.message_ts, text=text,

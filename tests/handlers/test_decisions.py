@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from sqlalchemy import text
 
 from handlers.ids import Action, Callback
-from tests.handlers.conftest import LEAD, REP, Harness
+from models import Database
+from tests.handlers.conftest import LEAD, REP, Harness, running_app
 from tests.handlers.test_import_flow import CSV, _form, _open_modal, _review
 
 
@@ -49,6 +51,19 @@ async def test_every_button_that_ends_a_review_asks_first(app: Harness) -> None:
                for e in b["elements"]}  # fmt: skip
     for action in (Action.APPROVE, Action.REJECT, Action.CANCEL):
         assert buttons[action].get("confirm", {}).get("confirm", {}).get("text"), action
+
+
+async def test_approves_confirmation_says_how_long_the_import_can_be_undone(
+    db: Database, tmp_path: Path
+) -> None:
+    """It said "for a few days" whatever UNDO_WINDOW_DAYS, also 0 (no undo at all)."""
+    for days, said in ((3, "undo the import from its thread within 3 days"),
+                       (0, "It can't be undone (UNDO_WINDOW_DAYS is 0).")):  # fmt: skip
+        async with running_app(db, tmp_path, undo_window_days=days) as app:
+            message, _ = await _start(app, segment=f"VIP {days}")
+            approve = next(e for b in message["blocks"] if b["type"] == "actions"
+                           for e in b["elements"] if e["action_id"] == Action.APPROVE)  # fmt: skip
+            assert said in approve["confirm"]["text"]["text"]
 
 
 async def test_add_more_reopens_the_form_for_the_same_import(app: Harness) -> None:
