@@ -483,6 +483,13 @@ async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str
             "WHERE team_id = :t AND contact_id = :c)"), params)  # fmt: skip
         members = await conn.execute(text("DELETE FROM segment_member WHERE team_id = :t "
                                           "AND contact_id = :c"), params)  # fmt: skip
+        # the campaigns that emailed it (or may have) remember its address (InvitedAddress)
+        await conn.execute(text(
+            "INSERT INTO invited_address (team_id, campaign_id, email_key, invited_at) "
+            "SELECT team_id, campaign_id, :k, :now FROM invite WHERE team_id = :t "
+            "AND contact_id = :c AND state IN ('sent', 'sending', 'uncertain') "
+            "ON CONFLICT DO NOTHING").bindparams(bindparam("now", type_=UTCDateTime())),
+            {**params, "now": utcnow()})  # fmt: skip
         invites = await conn.execute(text("DELETE FROM invite WHERE team_id = :t "
                                           "AND contact_id = :c"), params)  # fmt: skip
         codes = [str(r[0]) for r in await conn.execute(text(

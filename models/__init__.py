@@ -1,6 +1,13 @@
 """SQLModel tables and the database handle. Imports nothing else of ours."""
 
-from models.admin import AuditEntry, HomeViewer, RetiredCode, SuppressedAddress, TeamLead
+from models.admin import (
+    AuditEntry,
+    HomeViewer,
+    InvitedAddress,
+    RetiredCode,
+    SuppressedAddress,
+    TeamLead,
+)
 from models.campaigns import (
     Advocate,
     Campaign,
@@ -54,6 +61,7 @@ __all__ = [
     "ImportSource",
     "Invite",
     "InviteState",
+    "InvitedAddress",
     "Job",
     "JobState",
     "MailchimpAccount",

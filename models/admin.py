@@ -64,6 +64,21 @@ class SuppressedAddress(SQLModel, table=True):
     suppressed_at: datetime = Field(default_factory=utcnow)
 
 
+class InvitedAddress(SQLModel, table=True):
+    """The address of a deleted contact that a campaign had emailed (its invite sent, or
+    perhaps sent): enrolled again in that campaign (the address imported anew), it is not
+    emailed a second time. Deleting the contact deleted its invites with it, and the next
+    import of the same list emailed the person again, with a new link."""
+
+    __tablename__ = "invited_address"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    team_id: str = Field(primary_key=True, max_length=32)
+    campaign_id: int = Field(primary_key=True)
+    email_key: str = Field(primary_key=True, max_length=320)
+    invited_at: datetime = Field(default_factory=utcnow)
+
+
 class HomeViewer(SQLModel, table=True):
     """Someone who opened the App Home: their tab is republished when things change.
 

@@ -238,28 +238,47 @@ async def _postgres_advocates(conn: AsyncConnection, team_id: str, campaign_id: 
     return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
 
 
-_INSERT_INVITES = text("""
-    INSERT INTO invite (team_id, campaign_id, contact_id, advocate_id, enrollment_id, state,
-                        reason, send_after, attempts, fell_back, updated_at)
-    SELECT a.team_id, a.campaign_id, a.contact_id, a.id, :e,
-           CASE WHEN NOT :invite_email THEN 'not_emailed'
-                WHEN NOT c.subscribed THEN 'not_emailed'
-                WHEN :hold THEN 'held' ELSE 'queued' END,
-           CASE WHEN NOT :invite_email THEN 'invite email off'
-                WHEN NOT c.subscribed THEN 'unsubscribed' END,
-           :send_after, 0, :no, :now
-    FROM advocate a JOIN contact c ON c.id = a.contact_id AND c.team_id = a.team_id
-    WHERE a.campaign_id = :c AND a.enrollment_id = :e AND a.team_id = :t
-    ON CONFLICT (campaign_id, contact_id) DO NOTHING
-""").bindparams(bindparam("send_after", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()))
+# A deleted contact this campaign had emailed, imported again (models.InvitedAddress), is not
+# emailed a second time. Looked up only in a campaign that has such addresses: a probe per
+# advocate otherwise, for nothing.
+_INVITED_BEFORE = ("EXISTS (SELECT 1 FROM invited_address x WHERE x.team_id = a.team_id "
+                   "AND x.campaign_id = a.campaign_id AND x.email_key = c.email_key)")
+
+
+def _invites_insert(invited_before: bool) -> Any:
+    before = f"WHEN {_INVITED_BEFORE} THEN" if invited_before else ""
+    return text(f"""
+        INSERT INTO invite (team_id, campaign_id, contact_id, advocate_id, enrollment_id, state,
+                            reason, send_after, attempts, fell_back, updated_at)
+        SELECT a.team_id, a.campaign_id, a.contact_id, a.id, :e,
+               CASE WHEN NOT :invite_email THEN 'not_emailed'
+                    WHEN NOT c.subscribed THEN 'not_emailed'
+                    {before + " 'not_emailed'" if before else ""}
+                    WHEN :hold THEN 'held' ELSE 'queued' END,
+               CASE WHEN NOT :invite_email THEN 'invite email off'
+                    WHEN NOT c.subscribed THEN 'unsubscribed'
+                    {before + " 'invited before'" if before else ""} END,
+               :send_after, 0, :no, :now
+        FROM advocate a JOIN contact c ON c.id = a.contact_id AND c.team_id = a.team_id
+        WHERE a.campaign_id = :c AND a.enrollment_id = :e AND a.team_id = :t
+        ON CONFLICT (campaign_id, contact_id) DO NOTHING
+    """).bindparams(bindparam("send_after", type_=UTCDateTime()),
+                    bindparam("now", type_=UTCDateTime()))  # fmt: skip
+
+
+_INSERT_INVITES = {before: _invites_insert(before) for before in (False, True)}
+_ANY_INVITED_BEFORE = text("SELECT 1 FROM invited_address WHERE team_id = :t "
+                           "AND campaign_id = :c LIMIT 1")  # fmt: skip
 
 
 async def _insert_invites(conn: AsyncConnection, team_id: str, campaign_id: int,
                           enrollment_id: int, *, now: datetime, invite_email: bool, hold: bool,
                           send_after: datetime) -> None:  # fmt: skip
-    await conn.execute(_INSERT_INVITES, {"t": team_id, "c": campaign_id, "e": enrollment_id,
-                                         "invite_email": invite_email, "hold": hold, "no": False,
-                                         "send_after": send_after, "now": now})  # fmt: skip
+    params = {"t": team_id, "c": campaign_id}
+    before = (await conn.execute(_ANY_INVITED_BEFORE, params)).first() is not None
+    await conn.execute(_INSERT_INVITES[before], {
+        **params, "e": enrollment_id, "invite_email": invite_email, "hold": hold, "no": False,
+        "send_after": send_after, "now": now})  # fmt: skip
 
 
 async def _finish(conn: AsyncConnection, enrollment_id: int, excluded: int, already: int,
