@@ -514,13 +514,15 @@ async def test_a_second_review_click_while_the_first_is_posted_changes_nothing(
     other = await import_target(app.db, "T0001", "Other", create=True)
     app.slack.add_file("F0002", "upload.csv", b"email\nok@example.com\n", channels=["C0001"])
     offer = await _offer(app)
+    posted = len(app.slack.calls_to("chat.postMessage"))  # the offer itself
     gate = app.slack.hold("chat.postMessage")  # REP's review is on its way
     await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
                                     message_ts=offer["ts"], state_values=_chosen(vip.id or 0))
-    for _ in range(500):
-        if app.slack.calls_to("chat.postMessage"):
+    for _ in range(3000):  # REP's review is being posted (held) before LEAD clicks
+        if len(app.slack.calls_to("chat.postMessage")) > posted:
             break
         await asyncio.sleep(0.01)
+    assert len(app.slack.calls_to("chat.postMessage")) > posted, "REP's review wasn't posted"
     await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=LEAD,
                                     message_ts=offer["ts"], state_values=_chosen(other.id or 0))
     for _ in range(500):
