@@ -70,12 +70,12 @@ async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold
         # no contact it enrolls may be deleted before it commits (models/locks.py)
         await lock_contacts(conn, team_id, exclusive=False)
         row = (await conn.execute(
-            text("SELECT campaign_id, segment_id, batch_id FROM enrollment "
+            text("SELECT campaign_id, segment_id, batch_id, thread_ts FROM enrollment "
                  "WHERE id = :e AND team_id = :t"), {"e": enrollment_id, "t": team_id},
         )).first()  # fmt: skip
         if row is None:
             raise EnrollmentError(f"No enrollment #{enrollment_id} in this workspace.")
-        campaign_id, segment_id, batch_id = row
+        campaign_id, segment_id, batch_id, thread = row
         # the campaign's row first: a second run of this enrollment waits here, then sees it done
         campaign = (await conn.execute(
             text("UPDATE campaign SET updated_at = updated_at WHERE id = :c AND team_id = :t "
@@ -97,6 +97,9 @@ async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold
         excluded, already = await _excluded_and_known(conn, team_id, campaign_id, scope)
         await _insert_advocates(conn, team_id, campaign_id, enrollment_id, batch_id, scope,
                                 now)  # fmt: skip
+        if batch_id is None and segment_id is not None and thread is not None:
+            await conn.execute(_OF_THE_THREADS_IMPORT, {"e": enrollment_id, "t": team_id,
+                                                        "s": segment_id})  # fmt: skip
         due = send_after(now, hold_until, delay_days)
         await _insert_invites(conn, team_id, campaign_id, enrollment_id, now=now,
                               invite_email=bool(invite_email), hold=hold_until is not None,
@@ -169,6 +172,25 @@ async def _excluded_and_known(conn: AsyncConnection, team_id: str, campaign_id: 
         FROM {scope.source} m
     """), scope.params)).one()  # fmt: skip
     return int(excluded), int(known)
+
+
+# Targeted from an import's thread (Target a campaign, Go live and target): the advocates of
+# the contacts that import put in the segment are that import's, as Home counts them, so that
+# undoing it with its advocates removes them. They had no import, and the undo's confirmation
+# said "Also remove the 0 advocates it enrolled" and kept their links.
+_OF_THE_THREADS_IMPORT = text("""
+    UPDATE advocate SET batch_id = (
+        SELECT b.id FROM import_batch b JOIN enrollment e ON e.channel_id = b.channel_id
+          AND e.thread_ts = b.message_ts
+        WHERE e.id = :e AND b.team_id = :t AND e.team_id = :t AND b.segment_id = :s)
+    WHERE enrollment_id = :e AND team_id = :t AND batch_id IS NULL
+      AND contact_id IN (SELECT m.contact_id FROM segment_member m
+                         JOIN import_batch b ON b.id = m.batch_id
+                         JOIN enrollment e ON e.channel_id = b.channel_id
+                           AND e.thread_ts = b.message_ts
+                         WHERE e.id = :e AND m.segment_id = :s AND m.team_id = :t
+                           AND b.team_id = :t)
+""")
 
 
 async def _insert_advocates(conn: AsyncConnection, team_id: str, campaign_id: int,

@@ -380,3 +380,22 @@ async def test_an_undo_refreshes_the_threads_enrollment_report(app: Harness) -> 
     await _undo_with_advocates(app, "1", message["ts"])
     shown = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
     assert "held until" not in shown and Action.CANCEL_INVITES not in shown, shown
+
+
+async def test_undo_counts_and_removes_the_advocates_targeting_from_its_thread_made(
+    app: Harness,
+) -> None:
+    """Target a campaign from an import's thread: Home said "2 enrolled as advocates", the
+    undo's confirmation "Also remove the 0 advocates it enrolled", and ticked, the undo kept
+    both advocates, their links working."""
+    from tests.handlers.test_targeting import _campaign, _imported, _target
+
+    spring = await _campaign(app, "Spring", live=True)
+    message = await _imported(app)
+    await _target(app, message, spring.id or 0)
+    await app.requests.block_action(Action.UNDO, "1", user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    shown = json.dumps(app.slack.open_views(LEAD)[-1]["blocks"])
+    assert "Also remove the 2 advocates it enrolled" in shown, shown
+    await _undo_with_advocates(app, "1", message["ts"])
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 0
