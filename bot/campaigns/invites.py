@@ -594,6 +594,6 @@ async def resend_uncertain(db: Database, team_id: str, enrollment_id: int) -> in
             WHERE team_id = :t AND enrollment_id = :e AND state = 'uncertain'
               AND advocate_id IN (SELECT id FROM advocate WHERE team_id = :t)
         """).bindparams(_ts("now")), params)
-        if result.rowcount:
-            await _enqueue_send(conn, team_id, enrollment_id, utcnow())
+        if result.rowcount:  # a job of its own: one of this second may have run already
+            await _enqueue_send(conn, team_id, enrollment_id, utcnow(), occasion="resend")
     return result.rowcount

@@ -7,14 +7,15 @@ import contextlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.campaigns import service
 from bot.campaigns.consent import unsubscribe
@@ -24,6 +25,7 @@ from bot.imports.job_kinds import UNDO_JOB
 from bot.imports.undo import request_undo, undo_handler
 from bot.jobs.worker import Worker, WorkerConfig
 from models import CampaignState
+from models.clock import utcnow
 from tests.campaigns.conftest import SECRET, TEAM, World, people
 from tests.email.smtp_server import Handler, Server, smtp_server
 
@@ -242,6 +244,28 @@ async def test_resend_uncertain_never_emails_a_contact_who_unsubscribed_meanwhil
         await _send(world, server, enrollment)
     assert _received(server) == Counter({"a@example.com": 1, "b@example.com": 2})
     assert await _states(world) == {"a@example.com": "not_emailed", "b@example.com": "sent"}
+
+
+async def test_resend_after_a_run_of_the_same_second_still_gets_a_job(world: World) -> None:
+    """Resend's send job was keyed by enrollment and second: a run of that second already
+    done took its place, and the invites it queued again waited for ever."""
+    enrollment = await _enrolled(world, "a@example.com,A,en")
+    async with smtp_server(Handler(drop_at={"DATA": {1}})) as server:  # taken, reply lost
+        await _send(world, server, enrollment)
+    now = utcnow()
+    async with world.db.begin() as conn:  # the enrollment's run, and runs of this second
+        await conn.execute(text("UPDATE job SET state = 'done' WHERE kind = 'send_invites'"))
+        for when in (now, now + timedelta(seconds=1)):
+            await conn.execute(text(
+                "INSERT INTO job (team_id, kind, payload, dedupe_key, state, attempts, "
+                "max_attempts, run_after, progress_done, progress_total, created_at, "
+                "updated_at) VALUES (:t, 'send_invites', '{}', :k, 'done', 1, 5, :n, 0, 0, "
+                ":n, :n)").bindparams(bindparam("n", type_=UTCDateTime())),
+                {"t": TEAM, "k": f"send:{enrollment}:{when:%Y%m%d%H%M%S}", "n": now})  # fmt: skip
+    assert await resend_uncertain(world.db, TEAM, enrollment) == 1
+    queued = await world.scalar("SELECT COUNT(*) FROM job WHERE kind = 'send_invites' "
+                                "AND state = 'queued'")  # fmt: skip
+    assert queued == 1
 
 
 async def test_resend_uncertain_skips_an_advocate_an_undo_took_out(world: World) -> None:
