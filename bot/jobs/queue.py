@@ -111,6 +111,12 @@ async def enqueue_in(
             params,
         )
     ).first()
+    return await _inserted_or_existing(conn, row, team_id, dedupe_key)
+
+
+async def _inserted_or_existing(conn: AsyncConnection, row: Any, team_id: str,
+                                dedupe_key: str | None) -> int:  # fmt: skip
+    """The id an INSERT ... ON CONFLICT DO NOTHING RETURNING id gave, or the existing job's."""
     if row is not None:
         return int(row[0])
     existing = await conn.execute(
@@ -146,13 +152,7 @@ async def enqueue_running_in(
         ON CONFLICT (team_id, dedupe_key) DO NOTHING
         RETURNING id
     """), params)).first()  # fmt: skip
-    if row is not None:
-        return int(row[0])
-    existing = await conn.execute(
-        text("SELECT id FROM job WHERE team_id = :team AND dedupe_key = :key"),
-        {"team": team_id, "key": dedupe_key},
-    )
-    return int(existing.scalar_one())
+    return await _inserted_or_existing(conn, row, team_id, dedupe_key)
 
 
 async def claim_by_key(db: Database, team_id: str, dedupe_key: str, owner: str,
