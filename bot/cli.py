@@ -329,6 +329,7 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
     summary["segment"] = result.segment_name
     summary["enrolled"] = result.enrolled
     summary["invites_queued"] = result.invites_queued
+    summary["notes"] = [{"file": label, "note": text} for label, text in result.notes]
     if args.mailchimp_list:
         summary["skipped_by_status"] = result.skipped_by_status
     if args.json:
@@ -450,10 +451,13 @@ def _readable(s: dict[str, Any], rejects: Path | None, written: int) -> str:
         f"  {s['rejected']:>10,} rejected",
     ]
     if s["warnings"]:
-        lines.append(f"  {s['warnings']:>10,} warnings (unknown locale: workspace default used)")
+        lines.append(f"  {s['warnings']:>10,} imported with a warning (an unknown locale, or a "
+                     "consent value not recognised: see below)")  # fmt: skip
     if s.get("enrolled"):
         lines.append(f"  {s['enrolled']:>10,} enrolled as advocates of live campaigns "
                      f"({s['invites_queued']:,} invites queued for the worker)")  # fmt: skip
+    for note in s.get("notes") or []:  # as the review message says them, file by file
+        lines.append(f"Note on {note['file']}: {note['note']}")
     if rejects is not None:
         lines.append(f"Wrote {written:,} rejected and duplicate rows to {rejects}")
     elif s["duplicates"] or s["rejected"]:

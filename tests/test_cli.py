@@ -82,6 +82,23 @@ async def test_readable_summary_and_second_run_finds_everyone(
     assert (again["added_to_segment"], again["already_in_segment"]) == (0, 4)
 
 
+async def test_the_summary_says_what_the_review_message_says_of_each_file(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A consent value nobody could read (imported as not subscribed) was reported as an
+    "unknown locale", and the files' notes (sheets not read, formulas without results) the
+    review message shows were never printed: rows vanished from the shell unexplained."""
+    people = tmp_path / "c.csv"
+    people.write_text("email,subscribed\na@example.com,maybe\nb@example.com,yes\n")
+    shown = run(db_env, "import", str(people), "--segment", "S", "--create-segment")
+    assert shown.returncode == 0, shown.stderr
+    assert "unknown locale: workspace default used" not in shown.stdout
+    assert "Note on c.csv: 1 row has a consent value we don't recognise" in shown.stdout
+    again = run(db_env, "import", str(people), "--segment", "S", "--json")
+    (note,) = json.loads(again.stdout)["notes"]
+    assert note["file"] == "c.csv" and "“maybe” (1)" in note["note"]
+
+
 async def test_dry_run_reports_every_count_and_writes_nothing(
     db: Database, db_env: dict[str, str], sample: Path, tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.campaigns.after_import import enroll_imported_now
 from bot.imports.batches import (
@@ -76,6 +76,9 @@ class ImportResult:
     enrolled: int = 0  # new advocates of live campaigns that target the segment
     invites_queued: int = 0
     skipped_by_status: dict[str, int] = field(default_factory=dict)  # Mailchimp members
+    # what the review message says of each file (a consent value nobody could read, sheets
+    # not read, formulas without results, the export recognised): (file, sentence)
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
 
 async def import_files(
@@ -164,7 +167,19 @@ async def import_files(
             f"and {result.added_to_segment:,} memberships of '{target.name}' were added "
             f"before it stopped (`referral-bot undo {batch.id}` takes them out)."
         )  # fmt: skip
-    return ImportResult(result, target.name, written, enrolled, invites, skipped)
+    return ImportResult(result, target.name, written, enrolled, invites, skipped,
+                        await _notes(db, team_id, batch.id))  # fmt: skip
+
+
+async def _notes(db: Database, team_id: str, batch_id: int) -> list[tuple[str, str]]:
+    """Each file's warning, then its note, as the review message shows them."""
+    async with db.session() as session:
+        sources = (await session.exec(select(ImportSource).where(
+            ImportSource.team_id == team_id, ImportSource.batch_id == batch_id,
+            col(ImportSource.removed).is_(False),
+        ).order_by(col(ImportSource.id)))).all()  # fmt: skip
+    return [(source.label, text) for source in sources
+            for text in (source.warning, source.note) if text]  # fmt: skip
 
 
 async def _approve_here(db: Database, team_id: str, batch_id: int, requested_by: str,
