@@ -34,7 +34,7 @@ from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.casefold import spellings
 from bot.ids import digits
 from bot.imports.addresses import email_key
-from models import Contact, Database, RetiredCode, SuppressedAddress
+from models import Contact, Database, InvitedAddress, RetiredCode, SuppressedAddress
 from models.clock import utcnow
 from models.db import upsert
 from models.locks import lock_contacts
@@ -483,15 +483,20 @@ async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str
             "WHERE team_id = :t AND contact_id = :c)"), params)  # fmt: skip
         members = await conn.execute(text("DELETE FROM segment_member WHERE team_id = :t "
                                           "AND contact_id = :c"), params)  # fmt: skip
-        # the campaigns that emailed it (or may have) remember its address (InvitedAddress)
-        await conn.execute(text(
-            "INSERT INTO invited_address (team_id, campaign_id, email_key, invited_at) "
-            "SELECT team_id, campaign_id, :k, :now FROM invite WHERE team_id = :t "
-            "AND contact_id = :c AND state IN ('sent', 'sending', 'uncertain') "
-            "ON CONFLICT DO NOTHING").bindparams(bindparam("now", type_=UTCDateTime())),
-            {**params, "now": utcnow()})  # fmt: skip
-        invites = await conn.execute(text("DELETE FROM invite WHERE team_id = :t "
-                                          "AND contact_id = :c"), params)  # fmt: skip
+        gone_invites = (await conn.execute(text(
+            "DELETE FROM invite WHERE team_id = :t AND contact_id = :c "
+            "RETURNING campaign_id, state"), params)).all()  # fmt: skip
+        # the campaigns that emailed it (or may have) remember its address (InvitedAddress):
+        # read from the rows deleted, so one a send run had just taken is counted
+        emailed = sorted({int(c) for c, state in gone_invites
+                          if state in ("sent", "sending", "uncertain")})  # fmt: skip
+        if emailed:
+            now = utcnow()
+            await conn.execute(upsert(conn, InvitedAddress).values(
+                [{"team_id": team_id, "campaign_id": c, "email_key": params["k"],
+                  "invited_at": now} for c in emailed]
+            ).on_conflict_do_nothing(index_elements=["team_id", "campaign_id", "email_key"]))
+        invites = len(gone_invites)
         codes = [str(r[0]) for r in await conn.execute(text(
             "DELETE FROM advocate WHERE team_id = :t AND contact_id = :c RETURNING code"), params)]
         if codes:
@@ -500,7 +505,7 @@ async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str
                 [{"code": code, "team_id": team_id, "retired_at": now} for code in codes]
             ).on_conflict_do_nothing(index_elements=["code"]))  # fmt: skip
         result = Deleted(email=str(email), segments=int(members.rowcount),
-                         advocates=len(codes), invites=int(invites.rowcount))  # fmt: skip
+                         advocates=len(codes), invites=invites)  # fmt: skip
         await record_in(conn, team_id, actor, Act.CONTACT_DELETED, subject(result.email),
                         deleted_detail(result))  # fmt: skip
     return result

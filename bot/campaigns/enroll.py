@@ -97,9 +97,13 @@ async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold
         excluded, already = await _excluded_and_known(conn, team_id, campaign_id, scope)
         await _insert_advocates(conn, team_id, campaign_id, enrollment_id, batch_id, scope,
                                 now)  # fmt: skip
-        if batch_id is None and segment_id is not None and thread is not None:
-            await conn.execute(_OF_THE_THREADS_IMPORT, {"e": enrollment_id, "t": team_id,
-                                                        "s": segment_id})  # fmt: skip
+        if batch_id is None and thread is not None:  # Target, or Go live and target
+            imported = (await conn.execute(_THREADS_IMPORT, {"e": enrollment_id,
+                                                             "t": team_id})).first()  # fmt: skip
+            if imported is not None:
+                await conn.execute(_OF_THE_THREADS_IMPORT, {
+                    "e": enrollment_id, "t": team_id, "c": campaign_id, "b": imported[0],
+                    "s": imported[1]})  # fmt: skip
         due = send_after(now, hold_until, delay_days)
         await _insert_invites(conn, team_id, campaign_id, enrollment_id, now=now,
                               invite_email=bool(invite_email), hold=hold_until is not None,
@@ -179,17 +183,16 @@ async def _excluded_and_known(conn: AsyncConnection, team_id: str, campaign_id: 
 # undoing it with its advocates removes them. They had no import, and the undo's confirmation
 # said "Also remove the 0 advocates it enrolled" and kept their links.
 _OF_THE_THREADS_IMPORT = text("""
-    UPDATE advocate SET batch_id = (
-        SELECT b.id FROM import_batch b JOIN enrollment e ON e.channel_id = b.channel_id
-          AND e.thread_ts = b.message_ts
-        WHERE e.id = :e AND b.team_id = :t AND e.team_id = :t AND b.segment_id = :s)
-    WHERE enrollment_id = :e AND team_id = :t AND batch_id IS NULL
+    UPDATE advocate SET batch_id = :b
+    WHERE campaign_id = :c AND team_id = :t AND enrollment_id = :e AND batch_id IS NULL
       AND contact_id IN (SELECT m.contact_id FROM segment_member m
-                         JOIN import_batch b ON b.id = m.batch_id
-                         JOIN enrollment e ON e.channel_id = b.channel_id
-                           AND e.thread_ts = b.message_ts
-                         WHERE e.id = :e AND m.segment_id = :s AND m.team_id = :t
-                           AND b.team_id = :t)
+                         WHERE m.segment_id = :s AND m.team_id = :t AND m.batch_id = :b)
+""")
+# The import whose review message the enrollment's thread is (and the segment it went into).
+_THREADS_IMPORT = text("""
+    SELECT b.id, b.segment_id FROM import_batch b JOIN enrollment e
+      ON e.channel_id = b.channel_id AND e.thread_ts = b.message_ts
+    WHERE e.id = :e AND e.team_id = :t AND b.team_id = :t
 """)
 
 

@@ -44,8 +44,9 @@ _COUNTS = text(f"""
                            AND cs.team_id = :t AND cs.role = 'exclude'
                            AND cs.segment_id = :s)) AS excluded,
                (s.subscribed = :no
-                OR (k.subscribed = :no AND NOT (:resubscribes AND k.unsubscribed_at IS NULL
-                                                AND s.subscribed = :yes))
+                OR (k.subscribed = :no
+                    AND NOT COALESCE(:resubscribes AND k.unsubscribed_at IS NULL
+                                     AND s.subscribed = :yes, :no))
                 OR s.email_key IN ({UNSUBSCRIBING_REPEATS})
                 OR (k.id IS NULL AND EXISTS (SELECT 1 FROM suppressed_address x
                                              WHERE x.team_id = :t

@@ -79,10 +79,12 @@ async def test_a_contact_update_existing_resubscribes_is_previewed_as_invited(
     await world.import_csv("VIP", people("z@example.com,Z,"))
     await world.target(spring, "VIP")
     vip = await world.segment_id("VIP")
-    for update_existing, invited in ((False, 0), (True, 1)):
+    # a cell saying nothing (no "yes") gives nothing back: it stays unsubscribed
+    for update_existing, consent, invited in ((False, b"yes", 0), (True, b"yes", 1),
+                                              (True, b"", 0)):  # fmt: skip
         batch = await create_batch(world.db, TEAM, vip, "U1", update_existing=update_existing)
         source = await add_source(world.db, TEAM, batch.id or 0, SourceKind.CSV, "p.csv")
         await stage_csv(world.db, TEAM, source.id or 0, io.BytesIO(
-            b"email,first_name,subscribed\na@example.com,A,yes\n"))  # fmt: skip
+            b"email,first_name,subscribed\na@example.com,A," + consent + b"\n"))  # fmt: skip
         [shown] = await preview_batch(world.db, TEAM, batch.id or 0, vip)
-        assert shown.will_invite == invited, (update_existing, shown)
+        assert shown.will_invite == invited, (update_existing, consent, shown)

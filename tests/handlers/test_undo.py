@@ -399,3 +399,21 @@ async def test_undo_counts_and_removes_the_advocates_targeting_from_its_thread_m
     assert "Also remove the 2 advocates it enrolled" in shown, shown
     await _undo_with_advocates(app, "1", message["ts"])
     assert await _count(app, "SELECT COUNT(*) FROM advocate") == 0
+
+
+async def test_go_live_and_target_from_its_thread_makes_the_imports_advocates_too(
+    app: Harness,
+) -> None:
+    """A draft campaign taken live from the thread: going live enrolls every target (no
+    segment of its own), and its advocates were left without the import."""
+    from tests.handlers.test_targeting import _campaign, _imported, _target
+
+    draft = await _campaign(app, "Autumn", live=False)
+    message = await _imported(app)
+    await _target(app, message, draft.id or 0)
+    value = next(e["value"] for b in app.slack.ephemerals[-1]["blocks"]
+                 if b["type"] == "actions" for e in b["elements"])  # fmt: skip
+    await app.requests.block_action(Action.TARGET_GO_LIVE, value, user_id=LEAD,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM advocate WHERE batch_id = 1") == 2
