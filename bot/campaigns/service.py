@@ -442,9 +442,25 @@ async def enroll_when_exclusion_ends_in(conn: AsyncConnection, team_id: str, seg
     while the exclusion still stands (this reads it); returns the enrollments."""
     campaigns = [int(r[0]) for r in await conn.execute(_EXCLUDING_LIVE,
                                                        {"t": team_id, "s": segment_id})]
-    return [await _enroll_in(conn, team_id, campaign, segment_id=None, batch_id=None,
-                             requested_by=requested_by, thread=None)
-            for campaign in campaigns]  # fmt: skip
+    enrollments = []
+    for campaign in campaigns:
+        # one not started yet will see this change too: contacts taken out one by one made
+        # one enrollment of every target each, and each read the whole audience
+        waiting = (await conn.execute(_WAITING_FULL_ENROLLMENT,
+                                      {"t": team_id, "c": campaign})).scalar()  # fmt: skip
+        enrollments.append(int(waiting) if waiting is not None else await _enroll_in(
+            conn, team_id, campaign, segment_id=None, batch_id=None,
+            requested_by=requested_by, thread=None))  # fmt: skip
+    return enrollments
+
+
+_WAITING_FULL_ENROLLMENT = text("""
+    SELECT e.id FROM enrollment e JOIN job j ON j.team_id = e.team_id
+      AND j.dedupe_key = 'enroll:' || CAST(e.id AS VARCHAR(20))
+    WHERE e.team_id = :t AND e.campaign_id = :c AND e.segment_id IS NULL
+      AND e.batch_id IS NULL AND e.status = 'queued' AND j.state = 'queued'
+    ORDER BY e.id LIMIT 1
+""")
 
 
 async def enrollments_in_thread(db: Database, team_id: str, channel_id: str,

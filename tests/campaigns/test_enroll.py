@@ -319,3 +319,22 @@ async def test_a_deleted_contact_imported_again_is_not_emailed_twice(world: Worl
         "ORDER BY c.email")  # fmt: skip
     assert states == [("A@example.com", "not_emailed", "invited before"),
                       ("b@example.com", "queued", None)]  # fmt: skip
+
+
+async def test_contacts_taken_out_one_by_one_share_one_waiting_enrollment(world: World) -> None:
+    """Each contact taken out of an excluded segment queued an enrollment of every target,
+    each reading the whole audience: one waiting to start sees every change."""
+    from bot.contact_admin import remove_from_segment
+
+    await world.import_csv("VIP", people("a@example.com,A,", "b@example.com,B,"))
+    await world.import_csv("Staff", people("a@example.com,A,", "b@example.com,B,"))
+    spring = await world.campaign()
+    await service.exclude(world.db, TEAM, spring, await world.segment_id("Staff"))
+    await world.target(spring, "VIP")
+    staff = await world.segment_id("Staff")
+    for email in ("a@example.com", "b@example.com"):
+        contact = int(str(await world.scalar("SELECT id FROM contact WHERE email = :e", e=email)))
+        await remove_from_segment(world.db, TEAM, contact, staff, "U1")
+    assert await world.scalar("SELECT COUNT(*) FROM enrollment WHERE status = 'queued'") == 1
+    await _run_queued_enrollments(world)
+    assert await _advocates(world) == ["a@example.com", "b@example.com"]
