@@ -32,6 +32,9 @@ _COUNTS = text(f"""
            COALESCE(SUM(CASE WHEN q.advocate THEN 1 ELSE 0 END), 0),
            COALESCE(SUM(CASE WHEN NOT q.advocate AND q.excluded THEN 1 ELSE 0 END), 0),
            COALESCE(SUM(CASE WHEN NOT q.advocate AND NOT q.excluded AND q.unsubscribed
+                             THEN 1 ELSE 0 END), 0),
+           COALESCE(SUM(CASE WHEN NOT q.advocate AND NOT q.excluded
+                             AND NOT COALESCE(q.unsubscribed, :no) AND q.invited_before
                              THEN 1 ELSE 0 END), 0)
     FROM (
         SELECT EXISTS (SELECT 1 FROM advocate a WHERE a.campaign_id = :c
@@ -51,7 +54,11 @@ _COUNTS = text(f"""
                 OR (k.id IS NULL AND EXISTS (SELECT 1 FROM suppressed_address x
                                              WHERE x.team_id = :t
                                                AND x.email_key = s.email_key))
-               ) AS unsubscribed
+               ) AS unsubscribed,
+               -- a deleted contact this campaign emailed, created again (InvitedAddress)
+               (k.id IS NULL AND EXISTS (SELECT 1 FROM invited_address x WHERE x.team_id = :t
+                                         AND x.campaign_id = :c
+                                         AND x.email_key = s.email_key)) AS invited_before
         FROM staged_row s
         LEFT JOIN contact k ON k.team_id = s.team_id AND k.email_key = s.email_key
         WHERE s.team_id = :t AND s.batch_id = :b AND s.outcome = 'valid' AND s.removed = :no
@@ -100,16 +107,17 @@ async def preview_batch(db: Database, team_id: str, batch_id: int, segment_id: i
             "SELECT update_existing FROM import_batch WHERE team_id = :t AND id = :b"),
             {"t": team_id, "b": batch_id})).scalar())  # fmt: skip
         for campaign_id, name, invite_email, delay in campaigns:
-            total, already, excluded, unsubscribed = (await conn.execute(_COUNTS, {
+            total, already, excluded, unsubscribed, before = (await conn.execute(_COUNTS, {
                 "t": team_id, "b": batch_id, "c": campaign_id, "no": False, "yes": True,
                 "s": segment_id or 0, "resubscribes": resubscribes})).one()  # fmt: skip
             enrolling = total - already - excluded
             without: dict[str, int] = {}
             if not invite_email:
                 without["invite email off"] = enrolling
-            elif unsubscribed:
+            else:
                 without["unsubscribed"] = unsubscribed
-            invited = 0 if not invite_email else enrolling - unsubscribed
+                without["invited before"] = before
+            invited = 0 if not invite_email else enrolling - unsubscribed - before
             out.append(CampaignPreview(name, invited, delay if invite_email else 0,
                                        {k: v for k, v in without.items() if v},
                                        already, excluded, bool(invite_email)))  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 
 import pytest
@@ -319,6 +320,17 @@ async def test_a_deleted_contact_imported_again_is_not_emailed_twice(world: Worl
         "ORDER BY c.email")  # fmt: skip
     assert states == [("A@example.com", "not_emailed", "invited before"),
                       ("b@example.com", "queued", None)]  # fmt: skip
+    from bot.campaigns.preview import preview_batch
+    from bot.contact_admin import delete_contact as delete
+    from bot.imports.batches import add_source, create_batch, stage_csv
+
+    again = int(str(await world.scalar("SELECT id FROM contact WHERE email = 'A@example.com'")))
+    await delete(world.db, TEAM, again, "U1")  # its invite never went: nothing remembered anew
+    batch = await create_batch(world.db, TEAM, await world.segment_id("VIP"), "U1")
+    source = await add_source(world.db, TEAM, batch.id or 0, "csv", "p.csv")
+    await stage_csv(world.db, TEAM, source.id or 0, io.BytesIO(b"email\na@example.com\n"))
+    [shown] = await preview_batch(world.db, TEAM, batch.id or 0, await world.segment_id("VIP"))
+    assert (shown.will_invite, shown.without_email) == (0, {"invited before": 1})
 
 
 async def test_contacts_taken_out_one_by_one_share_one_waiting_enrollment(world: World) -> None:
