@@ -108,6 +108,12 @@ async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold
         await _insert_invites(conn, team_id, campaign_id, enrollment_id, now=now,
                               invite_email=bool(invite_email), hold=hold_until is not None,
                               send_after=due)  # fmt: skip
+        if batch_id is not None:  # an import's: its contacts an undo had cancelled
+            await conn.execute(text(_INVITE_AGAIN.format(source=scope.source)).bindparams(
+                bindparam("send_after", type_=UTCDateTime()),
+                bindparam("now", type_=UTCDateTime())), {
+                **scope.params, "e": enrollment_id, "invite_email": bool(invite_email),
+                "hold": hold_until is not None, "send_after": due, "now": now})  # fmt: skip
         await conn.execute(
             text("UPDATE enrollment SET hold_until = :h WHERE id = :e")
             .bindparams(bindparam("h", type_=UTCDateTime())), {"h": hold_until, "e": enrollment_id}
@@ -294,6 +300,24 @@ def _invites_insert(invited_before: bool) -> Any:
 _INSERT_INVITES = {before: _invites_insert(before) for before in (False, True)}
 _ANY_INVITED_BEFORE = text("SELECT 1 FROM invited_address WHERE team_id = :t "
                            "AND campaign_id = :c LIMIT 1")  # fmt: skip
+
+
+# An advocate whose waiting invite an undo cancelled (the import that put it in a targeted
+# segment undone, its advocates kept), put there again by this import: invited as the undone
+# import would have, instead of staying an advocate with a cancelled invite, never emailed.
+_INVITE_AGAIN = """
+    UPDATE invite SET enrollment_id = :e, send_after = :send_after, updated_at = :now,
+        state = CASE WHEN NOT :invite_email THEN 'not_emailed'
+                     WHEN NOT (SELECT c.subscribed FROM contact c
+                               WHERE c.id = invite.contact_id) THEN 'not_emailed'
+                     WHEN :hold THEN 'held' ELSE 'queued' END,
+        reason = CASE WHEN NOT :invite_email THEN 'invite email off'
+                      WHEN NOT (SELECT c.subscribed FROM contact c
+                                WHERE c.id = invite.contact_id) THEN 'unsubscribed' END
+    WHERE campaign_id = :c AND team_id = :t AND state = 'cancelled'
+      AND reason LIKE 'import #% was undone'
+      AND contact_id IN (SELECT m.contact_id FROM {source} m)
+"""
 
 
 async def _insert_invites(conn: AsyncConnection, team_id: str, campaign_id: int,

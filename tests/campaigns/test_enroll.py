@@ -350,3 +350,24 @@ async def test_contacts_taken_out_one_by_one_share_one_waiting_enrollment(world:
     assert await world.scalar("SELECT COUNT(*) FROM enrollment WHERE status = 'queued'") == 1
     await _run_queued_enrollments(world)
     assert await _advocates(world) == ["a@example.com", "b@example.com"]
+
+
+async def test_an_undone_import_done_again_invites_a_known_contact(world: World) -> None:
+    """b was a contact already; imported into VIP (targeted), its invite queued; the import
+    undone without its advocates (the invite cancelled, b stays an advocate); the same file
+    again: b was "already an advocate" and its cancelled invite stayed so, never emailed."""
+    from bot.imports.undo import undo_now
+
+    await world.import_csv("Other", people("b@example.com,B,"))
+    spring = await world.campaign()
+    await world.import_csv("VIP", people("z@example.com,Z,"))
+    await world.target(spring, "VIP")
+    async with world.db.begin() as conn:
+        await conn.execute(text("UPDATE campaign SET invite_delay_days = 3"))
+    await world.import_csv("VIP", people("b@example.com,B,"))
+    batch = int(str(await world.scalar("SELECT MAX(id) FROM import_batch")))
+    await undo_now(world.db, TEAM, batch, "U1", remove_advocates=False, window_days=7)
+    state = "SELECT i.state FROM invite i JOIN contact c ON c.id = i.contact_id WHERE c.email = :e"
+    assert await world.scalar(state, e="b@example.com") == "cancelled"
+    await world.import_csv("VIP", people("b@example.com,B,"))
+    assert await world.scalar(state, e="b@example.com") == "queued"
