@@ -369,10 +369,16 @@ async def _same(conn: AsyncConnection, params: dict[str, Any]) -> None:
         raise ContactGone()
 
 
+@dataclass(frozen=True, slots=True)
+class RemovedFrom:
+    segment: str
+    enrolling: bool  # a live campaign excluded the segment: its targets are enrolled again
+
+
 async def remove_from_segment(db: Database, team_id: str, contact_id: int, segment_id: int,
-                              actor: str, *, check: str = "") -> str:  # fmt: skip
+                              actor: str, *, check: str = "") -> RemovedFrom:  # fmt: skip
     """Take the contact out of one static segment (it stays in All Customers and in its
-    campaigns). Returns the segment's name.
+    campaigns). Returns the segment's name, and whether campaigns that excluded it enroll.
 
     The later imports' listings of the membership go with it (a listing never outlives its
     membership); the contacts lock keeps an import's chunk under way from recording one
@@ -395,10 +401,10 @@ async def remove_from_segment(db: Database, team_id: str, contact_id: int, segme
         await conn.execute(text(
             "DELETE FROM segment_member_listing WHERE team_id = :t AND segment_id = :s "
             "AND contact_id = :c"), params)  # fmt: skip
-        await enroll_when_exclusion_ends_in(conn, team_id, segment_id, actor)
+        enrolling = bool(await enroll_when_exclusion_ends_in(conn, team_id, segment_id, actor))
         await record_in(conn, team_id, actor, Act.CONTACT_REMOVED_FROM_SEGMENT, subject(email),
                         f"removed from the segment {name}")  # fmt: skip
-    return str(name)
+    return RemovedFrom(str(name), enrolling)
 
 
 _UNSUBSCRIBE = text("""

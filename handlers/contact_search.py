@@ -229,9 +229,12 @@ async def _apply(d: Deps, where: Where, action: str, ref: ContactRef,
     db, team, actor, check = d.db, where.team_id, where.user_id, ref.check
     if action == Action.CONTACT_REMOVE_FROM_SEGMENT:
         assert segment_id is not None
-        name = await contact_admin.remove_from_segment(db, team, ref.id, segment_id, actor,
-                                                       check=check)  # fmt: skip
-        return f":white_check_mark: Removed from *{esc(name)}* (still in All Customers)."
+        removed = await contact_admin.remove_from_segment(db, team, ref.id, segment_id, actor,
+                                                          check=check)  # fmt: skip
+        extra = (" A live campaign excluded it: if they are in a segment it targets, they are "
+                 "enrolled now (and invited, if it sends invites)." if removed.enrolling else "")
+        return (f":white_check_mark: Removed from *{esc(removed.segment)}* (still in All "
+                f"Customers).{extra}")  # fmt: skip
     if action == Action.CONTACT_UNSUBSCRIBE:
         stopped = await contact_admin.unsubscribe(db, team, ref.id, actor, check=check)
         many = contact_admin.plural(stopped, "invite")

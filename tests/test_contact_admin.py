@@ -18,6 +18,7 @@ from bot.campaigns.invites import Links, send_invites
 from bot.contact_admin import (
     GONE,
     ContactError,
+    RemovedFrom,
     card,
     delete_contact,
     find_by_email,
@@ -231,7 +232,8 @@ async def test_the_card_shows_segments_campaigns_and_invites(world: World) -> No
 
 async def test_remove_from_a_segment_keeps_the_contact_everywhere_else(world: World) -> None:
     ada, vip = await _enrolled(world)
-    assert await remove_from_segment(world.db, TEAM, ada, vip, "U0002") == "VIP"
+    removed = await remove_from_segment(world.db, TEAM, ada, vip, "U0002")
+    assert removed == RemovedFrom("VIP", enrolling=False)
     shown = await card(world.db, TEAM, ada)
     assert [s.name for s in shown.segments] == ["Newsletter"] and len(shown.campaigns) == 2
     assert [h.email for h in (await search(world.db, TEAM, "ada")).hits] == ["ada@example.com"]

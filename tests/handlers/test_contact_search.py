@@ -302,6 +302,29 @@ async def test_a_contact_deleted_and_its_id_reused_while_the_click_is_under_way_
     assert app.slack.block_errors == []
 
 
+async def test_taking_a_contact_out_of_an_excluded_segment_says_it_may_be_enrolled(
+    app: Harness,
+) -> None:
+    """Summer targets VIP and excludes Newsletter: ada, in both, leaves Newsletter, and the
+    reply said only "Removed from Newsletter" while Summer enrolled (and invited) her."""
+    await _ada(app)
+    summer = await service.create_campaign(app.db, "T0001", "Summer",
+                                           store_url="https://shop.example")  # fmt: skip
+    news = await find_segment(app.db, "T0001", "Newsletter")
+    vip = await find_segment(app.db, "T0001", "VIP")
+    assert news is not None and vip is not None
+    await service.exclude(app.db, "T0001", summer.id or 0, news.id or 0)
+    await service.target(app.db, "T0001", summer.id or 0, vip.id or 0, requested_by=LEAD,
+                         queue_job=False)  # fmt: skip
+    await service.set_state(app.db, "T0001", summer.id or 0, CampaignState.LIVE,
+                            requested_by=LEAD, queue_job=False)  # fmt: skip
+    ada = await _id(app, "ada@example.com")
+    card = await _click(app, Action.CONTACT_SHOW, await _command(app, "ada@"))
+    removed = await _click(app, Action.CONTACT_REMOVE_FROM_SEGMENT, card,
+                           value=f"{ada}:{news.id}")  # fmt: skip
+    assert "A live campaign excluded it: if they are in a segment it targets" in removed["text"]
+
+
 async def test_a_button_from_before_there_were_checks_still_acts_by_id(app: Harness) -> None:
     await _ada(app)
     ada = await _id(app, "ada@example.com")
