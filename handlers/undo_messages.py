@@ -115,6 +115,12 @@ def confirm_modal(plan: UndoPlan, *, metadata: str) -> View:
         f"• Cancels invites still waiting to be sent to them ({n(plan.invites)} now"
         f"{_with_advocates(plan)}). Invites already sent stay sent.",
     ]  # fmt: skip
+    if plan.excluding:  # leaving the segment ends their exclusion
+        names = ", ".join(f"*{esc(name)}*" for name in plan.excluding[:5])
+        lines.append(f"• {names} {'excludes' if len(plan.excluding) == 1 else 'exclude'} "
+                     f"*{seg}*: the contacts it takes out that are in a segment "
+                     f"{'it' if len(plan.excluding) == 1 else 'they'} target are enrolled "
+                     "then (and invited, where invites are on).")  # fmt: skip
     if plan.keeps:  # not among the deleted: say why they stay
         lines.insert(3, f"• Keeps the {_many(plan.keeps, 'contact')} it created who "
                         "unsubscribed or were already sent an invite, in no segment, so that "

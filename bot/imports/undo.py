@@ -100,6 +100,9 @@ class UndoPlan:
     # memberships it added that stay, handed on to a later import still standing that listed
     # those contacts too (they were in the segment already when it ran): not in `removes`
     hands_on: int
+    # live campaigns that exclude the segment: contacts leaving it that are in one of their
+    # targets are enrolled (and invited) once the undo is done
+    excluding: tuple[str, ...] = ()
 
 
 def _sql(statement: str) -> TextClause:
@@ -371,7 +374,12 @@ async def undo_plan(db: Database, team_id: str, batch_id: int, *,
         params = {"t": team_id, "b": batch_id, "s": batch.segment_id}
         listed = (await conn.execute(_ANY_LISTED, params)).first() is not None
         counts = (await conn.execute(_PLANS[listed], params)).one()
-    return UndoPlan(batch_id, str(segment), batch.finished_at, *(int(c) for c in counts))
+        excluding = tuple(str(r[0]) for r in await conn.execute(text(
+            "SELECT c.name FROM campaign c JOIN campaign_segment cs ON cs.campaign_id = c.id "
+            "WHERE c.team_id = :t AND c.state = 'live' AND cs.team_id = :t "
+            "AND cs.segment_id = :s AND cs.role = 'exclude' ORDER BY c.name_key"), params))
+    return UndoPlan(batch_id, str(segment), batch.finished_at, *(int(c) for c in counts),
+                    excluding=excluding)  # fmt: skip
 
 
 # ---- the job's work -------------------------------------------------------------------------

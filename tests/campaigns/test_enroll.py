@@ -270,8 +270,12 @@ async def test_contacts_no_longer_excluded_are_enrolled(world: World, how: str) 
         ada = int(str(await world.scalar("SELECT id FROM contact WHERE email = 'a@example.com'")))
         await remove_from_segment(world.db, TEAM, ada, staff, "U1")
     else:
+        from bot.imports.undo import undo_plan
+
         batch = int(str(await world.scalar(
             "SELECT id FROM import_batch WHERE segment_id = :s", s=staff)))  # fmt: skip
+        # the confirmation says so
+        assert (await undo_plan(world.db, TEAM, batch, window_days=7)).excluding == ("Spring",)
         await undo_now(world.db, TEAM, batch, "U1", remove_advocates=False, window_days=7)
     await _run_queued_enrollments(world)
     assert await _advocates(world) == ["a@example.com", "b@example.com"]
