@@ -42,17 +42,27 @@ async def running_here(db: Database, team_id: str, job_id: int, owner: str,
         yield job
     except BaseException:
         beat.cancel()
-        try:
-            if await asyncio.shield(queue.release(db, job, owner)):
-                log.warning("%s stopped part way: a worker finishes it (`referral-bot worker`), "
-                            "or `referral-bot jobs cancel %s` ends it with what it did",
-                            about(job), job.id)  # fmt: skip
-        except Exception:
-            log.exception("%s could not be handed back: a worker takes it over once its "
-                          "lease lapses", about(job))  # fmt: skip
+        await _hand_back(db, job, owner)
         raise
     beat.cancel()
-    await queue.finish(db, job, owner)
+    try:
+        await queue.finish(db, job, owner)
+    except BaseException:  # Ctrl-C while the end was recorded: a worker finds the work done
+        await _hand_back(db, job, owner)
+        raise
+
+
+async def _hand_back(db: Database, job: Job, owner: str) -> None:
+    """Queue the job again at once for the workers (its work resumes where this run left
+    it), instead of leaving it running under a lease nobody renews."""
+    try:
+        if await asyncio.shield(queue.release(db, job, owner)):
+            log.warning("%s stopped part way: a worker finishes it (`referral-bot worker`), "
+                        "or `referral-bot jobs cancel %s` ends it with what it did",
+                        about(job), job.id)  # fmt: skip
+    except Exception:
+        log.exception("%s could not be handed back: a worker takes it over once its lease "
+                      "lapses", about(job))  # fmt: skip
 
 
 async def _renew(db: Database, job: Job, owner: str, lease_seconds: float) -> None:
