@@ -107,12 +107,36 @@ _PG_INSERT_NEW_SAFE = {suppressed: text(_WITH_MEMBERS.format(insert=_contacts_in
 # default); bigger runs take a second or two less. For this transaction only.
 _PG_SORT_MEMORY = text("SET LOCAL work_mem = '64MB'")
 
-_UPDATE_CONTACTS = text(f"""
-    UPDATE contact SET first_name = s.first_name, last_name = s.last_name,
-                       locale = COALESCE(s.locale, contact.locale), updated_at = :now
-    FROM (SELECT s.email_key, s.first_name, s.last_name, s.locale {_LIVE_ROWS}) AS s
-    WHERE contact.team_id = :team AND contact.email_key = s.email_key
-""").bindparams(bindparam("now", type_=UTCDateTime()))
+# --update-existing: what the file says of a known contact replaces what was known; what it
+# doesn't say keeps it. A row without a first name holds the address's local part (the
+# name an invite greets a new contact by, rows.first_name_of): compared with that, it counts
+# as no name, or a consent-only export (to re-subscribe people) renamed them all "jane.doe".
+def _update_contacts(local_part: str) -> str:
+    fallback = (f"CASE WHEN {local_part} LIKE '%+%' AND {local_part} NOT LIKE '+%' "
+                f"THEN {_before('+', local_part)} ELSE {local_part} END")
+    return f"""
+        UPDATE contact SET
+            first_name = CASE WHEN s.first_name = '' OR s.first_name = {fallback}
+                              THEN contact.first_name ELSE s.first_name END,
+            last_name = CASE WHEN s.last_name = '' THEN contact.last_name ELSE s.last_name END,
+            locale = COALESCE(s.locale, contact.locale), updated_at = :now
+        FROM (SELECT s.email, s.email_key, s.first_name, s.last_name, s.locale
+              {_LIVE_ROWS}) AS s
+        WHERE contact.team_id = :team AND contact.email_key = s.email_key
+    """
+
+
+def _before(mark: str, value: str) -> str:
+    """SQL for `value` up to `mark` (SQLite's instr; PostgreSQL spells it strpos)."""
+    return f"substr({value}, 1, {{find}}({value}, '{mark}') - 1)"
+
+
+_LOCAL = _before("@", "s.email")
+_UPDATE_CONTACTS = {
+    dialect: text(_update_contacts(_LOCAL).replace("{find}", find)).bindparams(
+        bindparam("now", type_=UTCDateTime()))
+    for dialect, find in (("sqlite", "instr"), ("postgresql", "strpos"))
+}  # fmt: skip
 
 # PostgreSQL: the known contacts an --update-existing chunk updates, locked first in one
 # order (by id). The UPDATE locks them in the order its plan meets them, which follows each
@@ -430,7 +454,7 @@ async def _apply_chunk(conn: AsyncConnection, batch: ImportBatch, seen: int, lo:
     if batch.update_existing:
         if conn.dialect.name == "postgresql" and new < live:
             await conn.execute(_LOCK_KNOWN, params)
-        await conn.execute(_UPDATE_CONTACTS, params)
+        await conn.execute(_UPDATE_CONTACTS[conn.dialect.name], params)
     if with_consent:
         await conn.execute(_WITHDRAW_CONSENT, {**params, "to": False, "fro": True})
         if batch.update_existing:

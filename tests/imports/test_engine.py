@@ -127,6 +127,24 @@ async def test_update_existing_overwrites_names_but_keeps_a_known_locale(db: Dat
     assert (await _contacts(db, "T1"))["jane@example.com"] == ("Janet", "Changed", "fr-FR")
 
 
+async def test_update_existing_with_a_file_that_names_nobody_keeps_the_names(
+    db: Database,
+) -> None:
+    """A consent-only export imported with --update-existing (the README's way to re-subscribe
+    people) renamed every known contact after their address ("jane", "bo") and blanked
+    their last names."""
+    await ensure_workspace(db, "T1")
+    await _import(db, "T1", "email,first_name,last_name\njane@example.com,Jane,Doe\n"
+                            "bo+shop@example.com,Bo,Lund\nbo@example.com,bo,Lowercase\n")
+    consent_only = ("email,accepts_marketing\njane@example.com,yes\nbo+shop@example.com,yes\n"
+                    "bo@example.com,yes\n")  # fmt: skip
+    await _import(db, "T1", consent_only, update_existing=True)
+    contacts = await _contacts(db, "T1")
+    assert contacts["jane@example.com"][:2] == ("Jane", "Doe")
+    assert contacts["bo+shop@example.com"][:2] == ("Bo", "Lund")
+    assert contacts["bo@example.com"][:2] == ("bo", "Lowercase")
+
+
 async def test_second_segment_reuses_contacts(db: Database) -> None:
     await ensure_workspace(db, "T1")
     await _import(db, "T1", MESSY, segment="VIP")
