@@ -90,7 +90,8 @@ def _campaign_text(summary: CampaignSummary) -> str:
 
 def _go_live_confirm(campaign: Campaign) -> ConfirmObject:
     emails = ("and their invite emails are sent (turn the invite email off first if Klaviyo "
-              "sends them)" if campaign.invite_email else "without an invite email")  # fmt: skip
+              "sends them). Go on only if they agreed to hear from us"
+              if campaign.invite_email else "without an invite email")  # fmt: skip
     return ConfirmObject(title="Go live?", confirm="Go live", deny="Not yet",
                          text=f"Every contact of its target segments becomes an advocate with a "
                               f"referral link, {emails}.")  # fmt: skip

@@ -124,6 +124,8 @@ async def test_a_lead_creates_a_campaign_through_the_modal(app: Harness) -> None
     assert "*Target a campaign* in the thread of an import" in refreshed["text"]
     assert "Invite email: on, 2 days after enrollment" in json.dumps(refreshed["blocks"])
     assert _button(refreshed, Action.CAMPAIGN_LIVE)
+    found = find_element(refreshed["blocks"], Action.CAMPAIGN_LIVE)
+    assert found and "agreed to hear from us" in found[1]["confirm"]["text"]["text"]
     assert app.slack.block_errors == []
 
 
