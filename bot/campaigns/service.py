@@ -264,6 +264,9 @@ async def _enroll_in(conn: AsyncConnection, team_id: str, campaign_id: int, *,
     )).scalar_one()  # fmt: skip
     if not queue_job:
         return int(enrollment_id)
+    # the hold is the time to press Cancel invites, on the report in its thread: without a
+    # thread (Go live from /referral campaign, a shell's import) it only delayed the invites
+    hold = hold and thread is not None
     job_id = await enqueue_in(conn, team_id, ENROLL_JOB,
                               {"enrollment_id": enrollment_id, "hold": hold},
                               dedupe_key=key or enrollment_job_key(enrollment_id))  # fmt: skip

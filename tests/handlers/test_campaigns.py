@@ -187,6 +187,28 @@ async def test_go_live_enrolls_the_targets_and_pause_stops(app: Harness) -> None
     assert app.slack.block_errors == []
 
 
+async def test_go_live_from_the_list_sends_without_a_hold_nobody_can_cancel(
+    app: Harness,
+) -> None:
+    """Go live from /referral campaign held the invites INVITE_HOLD_SECONDS, the time to
+    press Cancel invites, but its enrollment has no thread, so no button: a delay, nothing
+    more."""
+    import io
+
+    from bot.imports.importer import import_files
+
+    await ensure_workspace(app.db, TEAM)
+    await import_files(app.db, TEAM, [("p.csv", io.BytesIO(b"email\na@example.com\n"))],
+                       segment="VIP", create_segment=True)  # fmt: skip
+    spring = await _campaign(app)
+    vip = await _count(app, "SELECT id FROM segment WHERE name = 'VIP'")
+    await target(app.db, TEAM, spring, vip, requested_by=LEAD)
+    await _click(app, Action.CAMPAIGN_LIVE, str(spring), await _list(app))
+    await app.settle()
+    states = await app.db.reader.rows("SELECT state FROM invite", {})
+    assert [tuple(r) for r in states] != [("held",)] and len(states) == 1
+
+
 async def test_a_rep_is_refused_and_nothing_changes(app: Harness) -> None:
     spring = await _campaign(app)
     listing = await _list(app, user=REP)
