@@ -63,6 +63,10 @@ def add_parsers(sub: Any) -> None:
         cmd.add_argument("name")
         cmd.add_argument("--json", action="store_true")
 
+    for action in actions.choices.values():
+        # SUPPRESS: `campaign --team T list` keeps the T given before the action too
+        action.add_argument("--team", default=argparse.SUPPRESS)
+
     adv = sub.add_parser("advocates", help="a campaign's advocates with links and invite state")
     adv.add_argument("--campaign", required=True)
     adv.add_argument("--team")

@@ -26,6 +26,9 @@ def add_parsers(sub: Any) -> None:
         cmd = actions.add_parser(name, help=text)
         cmd.add_argument("--json", action="store_true")
     actions.add_parser("disconnect", help="forget the credentials")
+    for action in actions.choices.values():
+        # SUPPRESS: `mailchimp --team T status` keeps the T given before the action too
+        action.add_argument("--team", default=argparse.SUPPRESS)
 
 
 Chosen = tuple[api.Credentials, list[api.Audience]]

@@ -225,6 +225,10 @@ def test_options_before_and_after_a_jobs_action_both_count() -> None:
     after = build_parser().parse_args(["jobs", "cancel", "5", "--team", "T2"])
     assert (before.team, before.json, before.job_id) == ("T1", True, 5)
     assert (after.team, after.json) == ("T2", False)
+    # `campaign list --team T` and `mailchimp status --team T` exited 2 ("unrecognized")
+    for argv in (["campaign", "list", "--team", "T3"], ["campaign", "--team", "T3", "list"],
+                 ["mailchimp", "status", "--team", "T3"], ["mailchimp", "--team", "T3", "lists"]):
+        assert build_parser().parse_args(argv).team == "T3", argv
 
 
 async def test_mailchimp_zip_and_xlsx_from_the_shell(
