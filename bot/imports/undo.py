@@ -153,8 +153,11 @@ def refusal(batch: ImportBatch | None, batch_id: int, window_days: int) -> str |
         if batch.status in (BatchStatus.FAILED, BatchStatus.CANCELLED):
             return f"Import #{batch_id} is {state} and added nothing: there is nothing to undo."
         return f"Import #{batch_id} is {state}: only a finished import can be undone."
+    if not window_days:
+        return "Imports can't be undone here (UNDO_WINDOW_DAYS is 0)."
     if batch.finished_at is None or batch.finished_at < utcnow() - timedelta(days=window_days):
-        return (f"Imports can be undone for {window_days} days; this one finished on "
+        days = "a day" if window_days == 1 else f"{window_days} days"
+        return (f"Imports can be undone for {days}; this one finished on "
                 f"{_when(batch.finished_at)}.")  # fmt: skip
     return None
 

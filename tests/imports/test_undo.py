@@ -236,6 +236,9 @@ async def test_too_old_not_finished_and_another_workspaces_imports_are_refused(
     with pytest.raises(UndoError, match=r"Imports can be undone for 7 days; this one finished "
                                         r"on \d{4}-\d\d-\d\d"):  # fmt: skip
         await request_undo(db, TEAM, batch, LEAD, remove_advocates=False, window_days=WEEK)
+    # UNDO_WINDOW_DAYS=0 said "can be undone for 0 days"
+    with pytest.raises(UndoError, match=r"can't be undone here \(UNDO_WINDOW_DAYS is 0\)"):
+        await request_undo(db, TEAM, batch, LEAD, remove_advocates=False, window_days=0)
     await request_undo(db, TEAM, batch, LEAD, remove_advocates=False, window_days=WEEK + 1)
 
     await ensure_workspace(db, OTHER_TEAM)
