@@ -155,5 +155,5 @@ async def test_taking_a_contact_out_of_a_segment_waits_for_imports_under_way(
     finally:
         await transaction.commit()
         await holder.close()
-    assert await removal == "VIP"
+    assert (await removal).segment == "VIP"
     assert await world.scalar(members, c=ada) == 0
