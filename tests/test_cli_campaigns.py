@@ -288,3 +288,33 @@ async def test_going_live_again_runs_an_enrollment_whose_job_was_cancelled(
         job = (await conn.execute(text("SELECT id FROM job WHERE kind = 'enroll'"))).scalar()
     assert run(db_env, "jobs", "cancel", str(job)).returncode == 0
     assert _json(db_env, "campaign", "live", "Spring")["enrolled"] == 2
+
+
+async def test_target_hold_is_kept_for_a_worker_that_runs_the_enrollment(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Without a thread an enrollment's invites aren't held (no Cancel invites button), but
+    `campaign target --hold` asks for it: a worker running that enrollment dropped it."""
+    people = tmp_path / "people.csv"
+    people.write_text("email\nana@example.com\n", encoding="utf-8")
+    assert run(db_env, "import", str(people), "--segment", "VIP",
+               "--create-segment").returncode == 0  # fmt: skip
+    _json(db_env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
+          "--live")  # fmt: skip
+    spring = await service.find_campaign(db, "local", "Spring")
+    vip = await service.get_segment(db, "local", int(str(await _scalar(
+        db, "SELECT id FROM segment WHERE name = 'VIP'"))))  # fmt: skip
+    for hold, held in ((True, True), (None, False)):
+        async with db.begin() as conn:
+            await conn.execute(text("DELETE FROM campaign_segment"))
+            await conn.execute(text("UPDATE enrollment SET status = 'done'"))
+        await service.target(db, "local", spring.id or 0, vip.id or 0, requested_by="cli",
+                             hold=hold)  # fmt: skip
+        payload = await _scalar(db, "SELECT payload FROM job WHERE kind = 'enroll' "
+                                    "ORDER BY id DESC LIMIT 1")  # fmt: skip
+        assert json.loads(str(payload))["hold"] is held
+
+
+async def _scalar(db: Database, sql: str) -> object:
+    async with db.begin() as conn:
+        return (await conn.execute(text(sql))).scalar()

@@ -10,7 +10,7 @@ from bot.jobs.queue import done_by_hand_in
 from models import Database, ImportBatch
 
 
-async def enroll_imported(db: Database, batch: ImportBatch, *, hold: bool,
+async def enroll_imported(db: Database, batch: ImportBatch, *, hold: bool | None,
                           queue_job: bool = True) -> list[int]:  # fmt: skip
     """Contacts an import added to a segment that live campaigns target are enrolled right away
     (the job's key makes a second run of this a no-op); returns the enrollments."""

@@ -317,6 +317,10 @@ _INVITE_AGAIN = """
     WHERE campaign_id = :c AND team_id = :t AND state = 'cancelled'
       AND reason LIKE 'import #% was undone'
       AND contact_id IN (SELECT m.contact_id FROM {source} m)
+      AND NOT EXISTS (SELECT 1 FROM segment_member x JOIN campaign_segment cs
+                      ON cs.segment_id = x.segment_id AND cs.campaign_id = :c
+                      AND cs.role = 'exclude'
+                      WHERE x.team_id = :t AND x.contact_id = invite.contact_id)
 """
 
 

@@ -38,7 +38,11 @@ _COUNTS = text(f"""
                              THEN 1 ELSE 0 END), 0)
     FROM (
         SELECT EXISTS (SELECT 1 FROM advocate a WHERE a.campaign_id = :c
-                       AND a.contact_id = k.id) AS advocate,
+                       AND a.contact_id = k.id
+                       -- one whose invite an undo cancelled is invited again (enroll.py)
+                       AND NOT EXISTS (SELECT 1 FROM invite i WHERE i.campaign_id = :c
+                                       AND i.contact_id = k.id AND i.state = 'cancelled'
+                                       AND i.reason LIKE 'import #% was undone')) AS advocate,
                (EXISTS (SELECT 1 FROM segment_member x JOIN campaign_segment cs
                         ON cs.segment_id = x.segment_id AND cs.campaign_id = :c
                         AND cs.role = 'exclude'

@@ -246,7 +246,7 @@ async def _take(conn: AsyncConnection, team_id: str, campaign_id: int) -> str:
 
 async def _enroll_in(conn: AsyncConnection, team_id: str, campaign_id: int, *,
                      segment_id: int | None, batch_id: int | None, requested_by: str,
-                     thread: Thread | None, hold: bool = True, queue_job: bool = True,
+                     thread: Thread | None, hold: bool | None = None, queue_job: bool = True,
                      key: str | None = None) -> int:  # fmt: skip
     """An enrollment row and its job, in the caller's transaction; returns the enrollment id.
 
@@ -265,8 +265,9 @@ async def _enroll_in(conn: AsyncConnection, team_id: str, campaign_id: int, *,
     if not queue_job:
         return int(enrollment_id)
     # the hold is the time to press Cancel invites, on the report in its thread: without a
-    # thread (Go live from /referral campaign, a shell's import) it only delayed the invites
-    hold = hold and thread is not None
+    # thread (Go live from /referral campaign, a shell's import) it only delayed the invites.
+    # Unless asked for (`campaign target --hold`): None is "when there is a thread".
+    hold = thread is not None if hold is None else hold
     job_id = await enqueue_in(conn, team_id, ENROLL_JOB,
                               {"enrollment_id": enrollment_id, "hold": hold},
                               dedupe_key=key or enrollment_job_key(enrollment_id))  # fmt: skip
@@ -285,13 +286,17 @@ def import_enrollment_key(campaign_id: int, batch_id: int) -> str:
 
 
 async def _pending_in(conn: AsyncConnection, team_id: str, campaign_id: int, segment_id: int,
-                      *, hold: bool, queue_job: bool) -> int | None:  # fmt: skip
+                      *, hold: bool | None, queue_job: bool) -> int | None:  # fmt: skip
     """The unfinished enrollment of the segment (0: of every target, by going live), with
     its job, unless it has one: an enrollment the shell made and was interrupted running (or
     made before its enrollments had jobs) was never run, and going live again said "done"."""
     pending = (await conn.execute(_PENDING_ENROLLMENT, {
         "t": team_id, "c": campaign_id, "s": segment_id})).scalar()  # fmt: skip
     if pending is not None and queue_job:
+        if hold is None:  # as _enroll_in: held when reported in a thread
+            hold = (await conn.execute(text(
+                "SELECT thread_ts IS NOT NULL FROM enrollment WHERE id = :e"),
+                {"e": pending})).scalar() is True  # fmt: skip
         job = await enqueue_in(conn, team_id, ENROLL_JOB, {"enrollment_id": pending,
                                                           "hold": hold},
                                dedupe_key=enrollment_job_key(pending))  # fmt: skip
@@ -319,7 +324,7 @@ _PENDING_ENROLLMENT = text("""
 
 
 async def target(db: Database, team_id: str, campaign_id: int, segment_id: int, *,
-                 requested_by: str, thread: Thread | None = None, hold: bool = True,
+                 requested_by: str, thread: Thread | None = None, hold: bool | None = None,
                  queue_job: bool = True) -> int | None:  # fmt: skip
     """Make the segment a target; a live campaign enrolls it at once (returns the enrollment).
 
@@ -381,7 +386,7 @@ async def _set_role(conn: AsyncConnection, team_id: str, campaign_id: int, segme
 
 
 async def set_state(db: Database, team_id: str, campaign_id: int, state: CampaignState, *,
-                    requested_by: str, thread: Thread | None = None, hold: bool = True,
+                    requested_by: str, thread: Thread | None = None, hold: bool | None = None,
                     queue_job: bool = True) -> int | None:  # fmt: skip
     """Go live (enrolling every target now; returns the enrollment) or pause."""
     async with db.begin() as conn:
@@ -407,7 +412,7 @@ async def set_state(db: Database, team_id: str, campaign_id: int, state: Campaig
 
 async def enroll_after_import_in(conn: AsyncConnection, team_id: str, batch_id: int,
                                  segment_id: int, thread: Thread | None, requested_by: str,
-                                 *, hold: bool = True, queue_job: bool = True
+                                 *, hold: bool | None = None, queue_job: bool = True
                                  ) -> list[int]:  # fmt: skip
     """Enroll an import's new members in every live campaign targeting its segment, or All
     Customers (which every contact an import adds is in too: the import's members are its

@@ -128,7 +128,7 @@ async def _fail_import(db: Database, team_id: str, batch_id: int, error: str,
     if ended is None or ended.status not in (BatchStatus.FAILED, BatchStatus.DONE):
         return
     if ended.status == BatchStatus.DONE or ended.added_to_segment:
-        await enroll_imported(db, ended, hold=True)
+        await enroll_imported(db, ended, hold=None)
     await notifier.import_finished(team_id, batch_id)
 
 
@@ -183,7 +183,7 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
             raise PermanentJobError(str(exc)) from None
         raise
     if result.status == BatchStatus.DONE:
-        await enroll_imported(db, result, hold=True)
+        await enroll_imported(db, result, hold=None)
     if result.status != BatchStatus.CANCELLED:  # a cancellation reports itself
         await notifier.import_finished(team_id, batch_id)
 

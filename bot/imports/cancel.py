@@ -81,7 +81,7 @@ async def stop_import_in(conn: AsyncConnection, team_id: str, batch_id: int, who
     if added:  # the chunks' own count, committed with their memberships
         thread = Thread(channel_id, message_ts) if channel_id and message_ts else None
         await enroll_after_import_in(conn, team_id, batch_id, segment_id, thread,
-                                     requested_by, hold=True)  # fmt: skip
+                                     requested_by)  # fmt: skip
 
 
 async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") -> Job | None:
