@@ -158,7 +158,7 @@ async def test_sigterm_releases_the_job_at_a_chunk_boundary(
     assert (await job(db, job_id)).attempts == 1
 
 
-SHELL_ROWS = 150_000  # a shell import stopped part way: at 1000 a chunk, seconds of applying
+SHELL_ROWS = 150_000  # a shell import stopped part way: 75 chunks of 2,000 to apply
 
 
 def start_import(env: dict[str, str], path: Path, segment: str) -> subprocess.Popen[str]:
@@ -212,7 +212,7 @@ async def test_a_shell_import_killed_part_way_is_finished_by_a_worker_with_its_e
 ) -> None:
     """It ran with no job: killed, its import stayed "importing" for ever (the segment
     undeletable, nothing in `jobs`) and a live campaign never enrolled what it added."""
-    env = env_for(db_env, IMPORT_CHUNK_ROWS="1000")
+    env = env_for(db_env, IMPORT_CHUNK_ROWS="2000")
     first = shell.run(env, "import", str(write_csv(tmp_path / "one.csv", 1)), "--segment",
                       "Big", "--create-segment")  # fmt: skip
     assert first.returncode == 0, first.stderr
@@ -239,7 +239,7 @@ async def test_a_shell_import_killed_part_way_is_finished_by_a_worker_with_its_e
 async def test_ctrl_c_hands_a_shell_import_to_the_workers_at_once(
     db: Database, db_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = env_for(db_env, IMPORT_CHUNK_ROWS="1000", JOB_LEASE_SECONDS="600")
+    env = env_for(db_env, IMPORT_CHUNK_ROWS="2000", JOB_LEASE_SECONDS="600")
     stopped = await _stop_shell_import(db, env, write_csv(tmp_path / "big.csv", SHELL_ROWS),
                                        signal.SIGINT)  # fmt: skip
     assert stopped.returncode == 130
@@ -254,7 +254,7 @@ async def test_a_shell_import_cancelled_from_another_shell_says_so(
     db: Database, db_env: dict[str, str], tmp_path: Path
 ) -> None:
     """It printed "Imported into segment 'Big'" with counts that didn't add up, exit 0."""
-    env = env_for(db_env, IMPORT_CHUNK_ROWS="250")  # 600 chunks: cancelled well before the end
+    env = env_for(db_env, IMPORT_CHUNK_ROWS="500")  # 300 chunks: cancelled well before the end
     shell_import = start_import(env, write_csv(tmp_path / "big.csv", SHELL_ROWS), "Big")
     try:
 
