@@ -356,10 +356,14 @@ async def test_contacts_taken_out_one_by_one_share_one_waiting_enrollment(world:
     assert await _advocates(world) == ["a@example.com", "b@example.com"]
 
 
-async def test_an_undone_import_done_again_invites_a_known_contact(world: World) -> None:
-    """b was a contact already; imported into VIP (targeted), its invite queued; the import
-    undone without its advocates (the invite cancelled, b stays an advocate); the same file
-    again: b was "already an advocate" and its cancelled invite stayed so, never emailed."""
+_INVITE_STATE = ("SELECT i.state FROM invite i JOIN contact c ON c.id = i.contact_id "
+                 "WHERE c.email = :e")
+
+
+async def _undone_with_its_invite_cancelled(world: World) -> int:
+    """b, a contact already (in Other), imported into VIP, which live Spring targets (invites
+    delayed 3 days): its invite queued; that import undone without its advocates, so the
+    invite is cancelled and b stays an advocate. Returns Spring."""
     from bot.imports.undo import undo_now
 
     await world.import_csv("Other", people("b@example.com,B,"))
@@ -371,11 +375,17 @@ async def test_an_undone_import_done_again_invites_a_known_contact(world: World)
     await world.import_csv("VIP", people("b@example.com,B,"))
     batch = int(str(await world.scalar("SELECT MAX(id) FROM import_batch")))
     await undo_now(world.db, TEAM, batch, "U1", remove_advocates=False, window_days=7)
-    state = "SELECT i.state FROM invite i JOIN contact c ON c.id = i.contact_id WHERE c.email = :e"
-    assert await world.scalar(state, e="b@example.com") == "cancelled"
+    assert await world.scalar(_INVITE_STATE, e="b@example.com") == "cancelled"
+    return spring
+
+
+async def test_an_undone_import_done_again_invites_a_known_contact(world: World) -> None:
+    """The same file again: b was "already an advocate" and its cancelled invite stayed so,
+    never emailed."""
     from bot.campaigns.preview import preview_batch
     from bot.imports.batches import add_source, create_batch, stage_csv
 
+    await _undone_with_its_invite_cancelled(world)
     vip = await world.segment_id("VIP")
     draft = await create_batch(world.db, TEAM, vip, "U1")
     source = await add_source(world.db, TEAM, draft.id or 0, "csv", "p.csv")
@@ -383,25 +393,14 @@ async def test_an_undone_import_done_again_invites_a_known_contact(world: World)
     [shown] = await preview_batch(world.db, TEAM, draft.id or 0, vip)
     assert (shown.will_invite, shown.already_advocates) == (1, 0)  # as the apply then does
     await world.import_csv("VIP", people("b@example.com,B,"))
-    assert await world.scalar(state, e="b@example.com") == "queued"
+    assert await world.scalar(_INVITE_STATE, e="b@example.com") == "queued"
 
 
 async def test_an_undone_import_done_again_invites_nobody_the_campaign_now_excludes(
     world: World,
 ) -> None:
-    from bot.imports.undo import undo_now
-
-    await world.import_csv("Other", people("b@example.com,B,"))
-    spring = await world.campaign()
-    await world.import_csv("VIP", people("z@example.com,Z,"))
-    await world.target(spring, "VIP")
-    async with world.db.begin() as conn:
-        await conn.execute(text("UPDATE campaign SET invite_delay_days = 3"))
-    await world.import_csv("VIP", people("b@example.com,B,"))
-    batch = int(str(await world.scalar("SELECT MAX(id) FROM import_batch")))
-    await undo_now(world.db, TEAM, batch, "U1", remove_advocates=False, window_days=7)
+    spring = await _undone_with_its_invite_cancelled(world)
     await world.import_csv("Blocked", people("b@example.com,B,"))
     await service.exclude(world.db, TEAM, spring, await world.segment_id("Blocked"))
     await world.import_csv("VIP", people("b@example.com,B,"))
-    state = "SELECT i.state FROM invite i JOIN contact c ON c.id = i.contact_id WHERE c.email = :e"
-    assert await world.scalar(state, e="b@example.com") == "cancelled"
+    assert await world.scalar(_INVITE_STATE, e="b@example.com") == "cancelled"
