@@ -26,6 +26,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.campaigns.invites import stopped_by_hand
 from bot.campaigns.service import MAX_NAME, MAX_OFFER, MAX_SENDER, MAX_STORE_URL, CampaignSummary
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, n
@@ -80,8 +81,10 @@ def _campaign_text(summary: CampaignSummary) -> str:
     state = STATE_LABEL.get(CampaignState(c.state), c.state)
     stopped = ""
     if summary.stopped:  # the latest stop's reason; Retry sending restarts them all
-        stopped = (f"\n:warning: Sending stopped: {esc(summary.stopped[-1][1])}\nFix the bot's "
-                   "mail settings, then *Retry sending*.")  # fmt: skip
+        why = summary.stopped[-1][1]
+        fix = ("*Retry sending* sends them." if stopped_by_hand(why) else
+               "Fix the bot's mail settings, then *Retry sending*.")  # fmt: skip
+        stopped = f"\n:warning: Sending stopped: {esc(why)}\n{fix}"
     return (f"*{esc(c.name)}* · {state}\n"
             f"Targets: {_segments(summary.targets)} · Excluded: {_segments(summary.excluded)}\n"
             f"{n(summary.advocates)} advocates · {n(summary.invites_sent)} invites sent · "

@@ -318,3 +318,21 @@ async def test_target_hold_is_kept_for_a_worker_that_runs_the_enrollment(
 async def _scalar(db: Database, sql: str) -> object:
     async with db.begin() as conn:
         return (await conn.execute(text(sql))).scalar()
+
+
+def test_a_cancelled_send_job_is_not_blamed_on_the_mail_settings(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`jobs cancel` of a send job: the campaign list said to fix the mail settings."""
+    people = tmp_path / "people.csv"
+    people.write_text("email\nana@example.com\n", encoding="utf-8")
+    assert run(db_env, "import", str(people), "--segment", "VIP",
+               "--create-segment").returncode == 0  # fmt: skip
+    _json(db_env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
+          "--live")  # fmt: skip
+    assert _json(db_env, "campaign", "target", "Spring", "--segment", "VIP")["enrolled"] == 1
+    (send,) = [j["id"] for j in _json(db_env, "jobs") if j["kind"] == "send_invites"]
+    assert run(db_env, "jobs", "cancel", str(send)).returncode == 0
+    listed = run(db_env, "campaign", "list")
+    assert "sending stopped: its send job was cancelled. (referral-bot campaign retry-sending " \
+           "Spring)" in listed.stdout, listed.stdout

@@ -412,6 +412,15 @@ _CLEAR_STOP = text("UPDATE enrollment SET send_error = NULL "
                    "WHERE id = :e AND team_id = :t AND send_error IS NOT NULL")
 
 
+SEND_JOB_CANCELLED = "its send job was cancelled."  # `jobs cancel`: nothing to fix first
+
+
+def stopped_by_hand(why: str | None) -> bool:
+    """Whether sending stopped because someone cancelled it, not for the mail settings: the
+    advice beside it said "fix the mail settings" to someone who had only cancelled it."""
+    return (why or "").strip() == SEND_JOB_CANCELLED
+
+
 async def stop_sending_in(conn: AsyncConnection, team_id: str, enrollment_id: int,
                           why: str) -> bool:  # fmt: skip
     """Sending stops with `why` in the enrollment's report (queued invites stay queued, with

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.campaigns.enroll import SEND_JOB
-from bot.campaigns.invites import stop_sending_in
+from bot.campaigns.invites import SEND_JOB_CANCELLED, stop_sending_in
 from bot.campaigns.service import Thread, enroll_after_import_in
 from bot.imports.batches import HANDED_ON_COUNTED, UNDER_WAY, ReviewError, lock_batch
 from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB, import_job_key
@@ -128,7 +128,7 @@ async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") 
 async def _stop_sending_in(conn: AsyncConnection, team_id: str, enrollment_id: int) -> None:
     """A cancelled send job leaves its invites queued: the report says sending stopped and
     offers Retry sending (nothing else would ever send them)."""
-    if await stop_sending_in(conn, team_id, enrollment_id, "its send job was cancelled."):
+    if await stop_sending_in(conn, team_id, enrollment_id, SEND_JOB_CANCELLED):
         await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
 
 
