@@ -295,12 +295,7 @@ async def test_target_hold_is_kept_for_a_worker_that_runs_the_enrollment(
 ) -> None:
     """Without a thread an enrollment's invites aren't held (no Cancel invites button), but
     `campaign target --hold` asks for it: a worker running that enrollment dropped it."""
-    people = tmp_path / "people.csv"
-    people.write_text("email\nana@example.com\n", encoding="utf-8")
-    assert run(db_env, "import", str(people), "--segment", "VIP",
-               "--create-segment").returncode == 0  # fmt: skip
-    _json(db_env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
-          "--live")  # fmt: skip
+    _ana_in_vip_and_live_spring(db_env, tmp_path)
     spring = await service.find_campaign(db, "local", "Spring")
     vip = await service.get_segment(db, "local", int(str(await _scalar(
         db, "SELECT id FROM segment WHERE name = 'VIP'"))))  # fmt: skip
@@ -324,15 +319,20 @@ def test_a_cancelled_send_job_is_not_blamed_on_the_mail_settings(
     db_env: dict[str, str], tmp_path: Path
 ) -> None:
     """`jobs cancel` of a send job: the campaign list said to fix the mail settings."""
-    people = tmp_path / "people.csv"
-    people.write_text("email\nana@example.com\n", encoding="utf-8")
-    assert run(db_env, "import", str(people), "--segment", "VIP",
-               "--create-segment").returncode == 0  # fmt: skip
-    _json(db_env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
-          "--live")  # fmt: skip
+    _ana_in_vip_and_live_spring(db_env, tmp_path)
     assert _json(db_env, "campaign", "target", "Spring", "--segment", "VIP")["enrolled"] == 1
     (send,) = [j["id"] for j in _json(db_env, "jobs") if j["kind"] == "send_invites"]
     assert run(db_env, "jobs", "cancel", str(send)).returncode == 0
     listed = run(db_env, "campaign", "list")
     assert "sending stopped: its send job was cancelled. (referral-bot campaign retry-sending " \
            "Spring)" in listed.stdout, listed.stdout
+
+
+def _ana_in_vip_and_live_spring(db_env: dict[str, str], tmp_path: Path) -> None:
+    """ana imported into VIP; Spring created live (targeting nothing yet)."""
+    people = tmp_path / "people.csv"
+    people.write_text("email\nana@example.com\n", encoding="utf-8")
+    assert run(db_env, "import", str(people), "--segment", "VIP",
+               "--create-segment").returncode == 0  # fmt: skip
+    _json(db_env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
+          "--live")  # fmt: skip
