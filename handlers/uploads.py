@@ -96,8 +96,8 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
         try:
             found = await find_segment(d.db, team_id, name)
             segment = found or await create_segment(d.db, team_id, name, actor=user_id)
-        except WorkspaceError as exc:
-            raise Refusal(str(exc)) from None
+        except WorkspaceError as exc:  # it may quote the name as typed: mrkdwn-escaped
+            raise Refusal(esc(str(exc))) from None
         segment_id = segment.id or 0
     segment = await import_segment(d.db, team_id, segment_id)
     file_id = str(body["actions"][0].get("value") or "")

@@ -109,7 +109,8 @@ async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold
                               invite_email=bool(invite_email), hold=hold_until is not None,
                               send_after=due)  # fmt: skip
         if batch_id is not None:  # an import's: its contacts an undo had cancelled
-            await conn.execute(text(_INVITE_AGAIN.format(source=scope.source)).bindparams(
+            statement = _INVITE_AGAIN.format(source=scope.source, undone=UNDONE_REASONS)
+            await conn.execute(text(statement).bindparams(
                 bindparam("send_after", type_=UTCDateTime()),
                 bindparam("now", type_=UTCDateTime())), {
                 **scope.params, "e": enrollment_id, "invite_email": bool(invite_email),
@@ -305,6 +306,14 @@ _ANY_INVITED_BEFORE = text("SELECT 1 FROM invited_address WHERE team_id = :t "
 # An advocate whose waiting invite an undo cancelled (the import that put it in a targeted
 # segment undone, its advocates kept), put there again by this import: invited as the undone
 # import would have, instead of staying an advocate with a cancelled invite, never emailed.
+# The reason an undo gives the waiting invites it cancels (bot/imports/undo.py), and the
+# pattern that finds them again: the re-invite below and the campaigns' preview.
+def undone_reason(batch_id: int) -> str:
+    return f"import #{batch_id} was undone"
+
+
+UNDONE_REASONS = "import #% was undone"  # LIKE
+
 _INVITE_AGAIN = """
     UPDATE invite SET enrollment_id = :e, send_after = :send_after, updated_at = :now,
         state = CASE WHEN NOT :invite_email THEN 'not_emailed'
@@ -315,7 +324,7 @@ _INVITE_AGAIN = """
                       WHEN NOT (SELECT c.subscribed FROM contact c
                                 WHERE c.id = invite.contact_id) THEN 'unsubscribed' END
     WHERE campaign_id = :c AND team_id = :t AND state = 'cancelled'
-      AND reason LIKE 'import #% was undone'
+      AND reason LIKE '{undone}'
       AND contact_id IN (SELECT m.contact_id FROM {source} m)
       AND NOT EXISTS (SELECT 1 FROM segment_member x JOIN campaign_segment cs
                       ON cs.segment_id = x.segment_id AND cs.campaign_id = :c

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.campaigns.enroll import UNDONE_REASONS
 from bot.imports.engine import UNSUBSCRIBING_REPEATS
 from models import Database, SegmentKind
 
@@ -42,7 +43,7 @@ _COUNTS = text(f"""
                        -- one whose invite an undo cancelled is invited again (enroll.py)
                        AND NOT EXISTS (SELECT 1 FROM invite i WHERE i.campaign_id = :c
                                        AND i.contact_id = k.id AND i.state = 'cancelled'
-                                       AND i.reason LIKE 'import #% was undone')) AS advocate,
+                                       AND i.reason LIKE '{UNDONE_REASONS}')) AS advocate,
                (EXISTS (SELECT 1 FROM segment_member x JOIN campaign_segment cs
                         ON cs.segment_id = x.segment_id AND cs.campaign_id = :c
                         AND cs.role = 'exclude'

@@ -295,8 +295,8 @@ async def _pending_in(conn: AsyncConnection, team_id: str, campaign_id: int, seg
     if pending is not None and queue_job:
         if hold is None:  # as _enroll_in: held when reported in a thread
             hold = (await conn.execute(text(
-                "SELECT thread_ts IS NOT NULL FROM enrollment WHERE id = :e"),
-                {"e": pending})).scalar() is True  # fmt: skip
+                "SELECT thread_ts IS NOT NULL FROM enrollment WHERE id = :e AND team_id = :t"),
+                {"e": pending, "t": team_id})).scalar() is True  # fmt: skip
         job = await enqueue_in(conn, team_id, ENROLL_JOB, {"enrollment_id": pending,
                                                           "hold": hold},
                                dedupe_key=enrollment_job_key(pending))  # fmt: skip
@@ -453,7 +453,10 @@ async def enroll_when_exclusion_ends_in(conn: AsyncConnection, team_id: str, seg
     enrollments = []
     for campaign in campaigns:
         # one not started yet will see this change too: contacts taken out one by one made
-        # one enrollment of every target each, and each read the whole audience
+        # one enrollment of every target each, and each read the whole audience. The
+        # campaign's row first: a run starting now waits for this commit, and one already
+        # under way is over before this reads whether it is still waiting
+        await _take(conn, team_id, campaign)
         waiting = (await conn.execute(_WAITING_FULL_ENROLLMENT,
                                       {"t": team_id, "c": campaign})).scalar()  # fmt: skip
         enrollments.append(int(waiting) if waiting is not None else await _enroll_in(

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import bindparam, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import TextClause
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.imports.staging import take_staging
@@ -111,10 +112,13 @@ _PG_SORT_MEMORY = text("SET LOCAL work_mem = '64MB'")
 # doesn't say keeps it. A row without a first name holds the address's local part (the
 # name an invite greets a new contact by, rows.first_name_of): compared with that, it counts
 # as no name, or a consent-only export (to re-subscribe people) renamed them all "jane.doe".
-def _update_contacts(local_part: str) -> str:
-    fallback = (f"CASE WHEN {local_part} LIKE '%+%' AND {local_part} NOT LIKE '+%' "
-                f"THEN {_before('+', local_part)} ELSE {local_part} END")
-    return f"""
+def _update_contacts(find: str) -> TextClause:
+    """The statement for a dialect: `find` is its function for a character's position
+    (SQLite's instr, PostgreSQL's strpos)."""
+    local = f"substr(s.email, 1, {find}(s.email, '@') - 1)"
+    fallback = (f"CASE WHEN {local} LIKE '%+%' AND {local} NOT LIKE '+%' "
+                f"THEN substr({local}, 1, {find}({local}, '+') - 1) ELSE {local} END")
+    return text(f"""
         UPDATE contact SET
             first_name = CASE WHEN s.first_name = '' OR s.first_name = {fallback}
                               THEN contact.first_name ELSE s.first_name END,
@@ -123,20 +127,11 @@ def _update_contacts(local_part: str) -> str:
         FROM (SELECT s.email, s.email_key, s.first_name, s.last_name, s.locale
               {_LIVE_ROWS}) AS s
         WHERE contact.team_id = :team AND contact.email_key = s.email_key
-    """
+    """).bindparams(bindparam("now", type_=UTCDateTime()))
 
 
-def _before(mark: str, value: str) -> str:
-    """SQL for `value` up to `mark` (SQLite's instr; PostgreSQL spells it strpos)."""
-    return f"substr({value}, 1, {{find}}({value}, '{mark}') - 1)"
-
-
-_LOCAL = _before("@", "s.email")
-_UPDATE_CONTACTS = {
-    dialect: text(_update_contacts(_LOCAL).replace("{find}", find)).bindparams(
-        bindparam("now", type_=UTCDateTime()))
-    for dialect, find in (("sqlite", "instr"), ("postgresql", "strpos"))
-}  # fmt: skip
+_UPDATE_CONTACTS = {"sqlite": _update_contacts("instr"),
+                    "postgresql": _update_contacts("strpos")}  # fmt: skip
 
 # PostgreSQL: the known contacts an --update-existing chunk updates, locked first in one
 # order (by id). The UPDATE locks them in the order its plan meets them, which follows each

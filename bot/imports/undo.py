@@ -62,6 +62,7 @@ from sqlalchemy.sql.elements import TextClause
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import Act, by_whom, import_subject, record_in
+from bot.campaigns.enroll import undone_reason
 from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.imports.batches import ReviewError, get_batch, status_words
 from bot.imports.job_kinds import UNDO_JOB
@@ -570,7 +571,7 @@ async def run_undo(db: Database, team_id: str, batch_id: int, *, chunk_size: int
         raise UndoError(f"Import #{batch_id} is {batch.status}: there is no undo to run.")
     chunk = max(1, min(chunk_size, UNDO_CHUNK))
     params = {"t": team_id, "b": batch_id, "s": batch.segment_id, "n": chunk,
-              "why": f"import #{batch_id} was undone"}  # fmt: skip
+              "why": undone_reason(batch_id)}  # fmt: skip
     # memberships dealt with: removed, or handed on to a later import
     removed = batch.undo_removed + batch.undo_handed_on
 
