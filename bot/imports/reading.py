@@ -579,6 +579,9 @@ class CsvReader:
             return True
         return self._swallowed_rows(fields)
 
+    def _row_shaped(self, line: str) -> bool:
+        return _row_shaped(line, self.delimiter, len(self.header), self.columns.email)
+
     def _swallowed_rows(self, fields: list[str]) -> bool:
         """A quote that never closed joined rows into one: a line inside a field spanning
         lines reads as a whole row of this file. A note that mentions an address on a line
@@ -591,7 +594,7 @@ class CsvReader:
             for line in field.splitlines()[1:]
         )
 
-    def _past_runaway_field(self, read: int) -> tuple[Any, int, int]:
+    def _past_runaway_field(self, read: int, *, maybe: bool = False) -> tuple[Any, int, int]:
         """After a quoted field outgrew FIELD_LIMIT: (a reader to go on with, the lines read
         before it, the last line of the malformed record).
 
@@ -599,13 +602,20 @@ class CsvReader:
         note became rows (an address in it imported). If its closing quote comes within
         RUNAWAY_LOOKAHEAD lines (the first line holding an odd number of quotes), those lines
         are the record's too; if not, the quote never closes and the lines read ahead are
-        rows after all: they go to the next reader first."""
+        rows after all: they go to the next reader first.
+
+        `maybe`: the field outgrew the limit on the record's first line, whose text csv keeps
+        to itself, so its quote may have closed there (one 70 KB cell). The lines up to the
+        next odd quote are then the note's only if none of them reads as a row of this file;
+        otherwise the field had ended and they are rows."""
         ahead: list[str] = []
         size = 0
         for piece in self._lines:
             ahead.append(piece)
             size += len(piece)
             if piece.count('"') % 2:
+                if maybe and any(self._row_shaped(line) for line in ahead):
+                    break
                 return self._new_reader(self._lines), read + len(ahead), read + len(ahead)
             if len(ahead) >= RUNAWAY_LOOKAHEAD or size > MAX_LINE_CHARS * 4:
                 break
@@ -634,8 +644,10 @@ class CsvReader:
                 except csv.Error as exc:
                     line = previous + 1
                     previous = base + reader.line_num
-                    if previous > line:  # a quoted field spanning lines: it may go on
+                    if previous > line:  # a quoted field spanning lines: it goes on
                         reader, base, previous = self._past_runaway_field(previous)
+                    elif "field limit" in str(exc):  # past the limit on its first line
+                        reader, base, previous = self._past_runaway_field(previous, maybe=True)
                     yield line, f"Malformed CSV (lines {line}-{previous}): {exc}"
                     continue
                 line = previous + 1

@@ -1019,3 +1019,38 @@ def test_a_quoted_note_past_the_field_limit_is_one_malformed_row_to_its_closing_
     assert line == 2 and isinstance(message, str)
     assert message.startswith("Malformed CSV (lines 2-1503)") and "field limit" in message
     assert records[1] == (1504, ["c@example.com", "C", "after"])
+
+
+def test_a_note_past_the_field_limit_on_its_first_line_keeps_its_later_lines() -> None:
+    """Ann's note opens with 70 KB on one line (a pasted signature) and goes on over more
+    lines: csv gave up on its first line, the look-ahead for the closing quote ran only for a
+    record already spanning lines, so the note's later lines became rows and the address on
+    one of them was imported as a contact of its own."""
+    note = b"x" * 70_000 + b"\nForwarded by her assistant:\nbea@assistant.example\nthanks"
+    data = (b"email,first_name,notes\r\n"
+            b'ann@example.com,Ann,"' + note + b'"\r\n'  # lines 2-5
+            b"cy@example.com,Cy,\r\n")  # fmt: skip
+
+    records = list(CsvReader(io.BytesIO(data)).records())
+
+    assert len(records) == 2, records
+    line, message = records[0]
+    assert line == 2 and isinstance(message, str)
+    assert message.startswith("Malformed CSV (lines 2-5)") and "field limit" in message
+    assert records[1] == (6, ["cy@example.com", "Cy", ""])
+
+
+def test_a_cell_past_the_field_limit_closed_on_its_line_leaves_the_rows_after_it() -> None:
+    """A 70 KB cell whose quote closes on its own line fails that row only: the rows after
+    it are rows, even when a later row's note opens a quote of its own."""
+    data = (b"email,first_name,notes\r\n"
+            b'ann@example.com,Ann,"' + b"x" * 70_000 + b'"\r\n'
+            b"bob@example.com,Bob,\r\n"
+            b'cy@example.com,Cy,"a note\r\nover two lines"\r\n')  # fmt: skip
+
+    records = list(CsvReader(io.BytesIO(data)).records())
+
+    assert [r[0] for r in records] == [2, 3, 4], records
+    assert isinstance(records[0][1], str) and "field limit" in records[0][1]
+    assert records[1:] == [(3, ["bob@example.com", "Bob", ""]),
+                           (4, ["cy@example.com", "Cy", "a note\r\nover two lines"])]  # fmt: skip
