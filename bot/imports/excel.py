@@ -41,6 +41,7 @@ from bot.imports.reading import (
     CsvFileError,
     header_above_data,
     header_is_data,
+    header_past_labels,
     holds_an_address,
     is_data_row,
     is_header,
@@ -370,8 +371,16 @@ def _header_and_rows(rows: Rows) -> tuple[tuple[int, list[str]] | None, Rows]:
     head: list[tuple[int, list[str]]] = []
     for row in itertools.islice(rows, MAX_HEADER_SEARCH):  # read no further than the header
         if head and is_data_row(row[1]):
-            head.append(row)  # a row of data: past any title (see reading.find_header)
+            # a row of data: past any title (see reading.find_header), unless label lines
+            # beside an address lead to a header below (reading.header_past_labels)
+            ahead = [row, *itertools.islice(rows, MAX_HEADER_SEARCH - len(head) - 1)]
+            below = header_past_labels([fields for _, fields in ahead])
+            if below is not None:
+                return ahead[below], _rows_from(
+                    _addressed([*head, *ahead[:below]]) + ahead[below + 1 :], rows)
+            head.append(row)
             above = header_above_data([fields for _, fields in head])
+            rows = _rows_from(ahead[1:], rows)
             return head[above], _rows_from([*_addressed(head[:above]), *head[above + 1 :]], rows)
         if is_header(row[1]):
             return row, _rows_from(_addressed(head), rows)

@@ -358,6 +358,23 @@ def header_above_data(rows: list[list[str]]) -> int:
     return len(rows) - 2 if all(sum(1 for f in t if f.strip()) < width for t in titles) else 0
 
 
+def header_past_labels(rows: list[list[str]]) -> int | None:
+    """Which of `rows` (non-blank rows from the first one holding an address down) is a
+    header recognised by name, when the rows above it are a report's label lines beside an
+    address ("Exported by | ops@shop.com", as a spreadsheet writes it: an address cell of its
+    own, so it read as data and stopped the search above the header). None when no row holds
+    no address and is such a header, or a row above it is wider (a headerless file's data)."""
+    for index, fields in enumerate(rows[1:], 1):
+        if is_header(fields) and not holds_an_address(fields):
+            width = _filled(fields)
+            return index if all(_filled(row) <= width for row in rows[:index]) else None
+    return None
+
+
+def _filled(fields: list[str]) -> int:
+    return sum(1 for f in fields if f.strip())
+
+
 def find_header(sample_text: str) -> tuple[str, int]:
     """(delimiter, lines above the header) for a file starting with `sample_text`.
 
@@ -383,6 +400,8 @@ def find_header(sample_text: str) -> tuple[str, int]:
             continue
         if searched and is_data_row(fields):
             # a row of data: past any title (a row whose Channel says "email" is no header)
+            if below := _header_below(lines, index, hint, MAX_HEADER_SEARCH - len(searched)):
+                return below
             above = header_above_data([found for *_, found in searched] + [fields])
             if above:
                 return searched[above][1], searched[above][0]
@@ -393,6 +412,26 @@ def find_header(sample_text: str) -> tuple[str, int]:
         if len(searched) >= MAX_HEADER_SEARCH:
             break
     return (hint[1] if hint else sniff_delimiter("".join(lines[start:]))), start
+
+
+def _header_below(lines: list[str], start: int, hint: re.Match[str] | None,
+                  rows: int) -> tuple[str, int] | None:  # fmt: skip
+    """(delimiter, line index) of a header under label lines from `lines[start]` on, within
+    `rows` non-blank lines (header_past_labels)."""
+    found: list[tuple[int, str, list[str]]] = []
+    for index in range(start, len(lines)):
+        delimiter = hint[1] if hint else sniff_delimiter(lines[index])
+        try:
+            fields = next(csv.reader(lines[index:], delimiter=delimiter, strict=False), [])
+        except csv.Error:
+            break
+        if _blank(fields):
+            continue
+        found.append((index, delimiter, fields))
+        if len(found) >= rows:
+            break
+    below = header_past_labels([fields for *_, fields in found])
+    return None if below is None else (found[below][1], found[below][0])
 
 
 # U+0000 out of a line of UTF-16 text, where a zero byte is half of many characters (see _NoNul)
@@ -613,13 +652,18 @@ class CsvReader:
         for piece in self._lines:
             ahead.append(piece)
             size += len(piece)
+            if maybe and not piece.endswith(("\n", "\r")) and len(piece) >= MAX_LINE_CHARS:
+                break  # a piece of a line too long to read whole: no note's line
             if piece.count('"') % 2:
                 if maybe and any(self._row_shaped(line) for line in ahead):
                     break
                 return self._new_reader(self._lines), read + len(ahead), read + len(ahead)
             if len(ahead) >= RUNAWAY_LOOKAHEAD or size > MAX_LINE_CHARS * 4:
                 break
-        return self._new_reader(itertools.chain(ahead, self._lines)), read, read
+        # the lines read ahead go first, to this reader and to any later look-ahead (through an
+        # iterator of them: a chain holding the list itself kept every line read for good)
+        self._lines = itertools.chain(iter(ahead), self._lines)
+        return self._new_reader(self._lines), read, read
 
     def _new_reader(self, lines: Iterator[str]) -> Any:
         return csv.reader(lines, delimiter=self.delimiter, strict=False)

@@ -667,3 +667,32 @@ def test_entry_labels_are_stable_and_distinct() -> None:
                    for i in archive.infolist()]  # fmt: skip
         assert entry_labels("x.zip", entries) == ["x.zip › list.csv", "x.zip › list.csv (2)",
                                                   "x.zip › c.csv"]  # fmt: skip
+
+
+REPORT = [["Customer report", None, None],
+          ["Exported by", "ops@shop.example", None],  # label and address, two cells
+          ["Date", "2024-05-01", None],
+          [None, None, None],
+          ["Email", "First Name", "Last Name"],  # the header, on row 5
+          ["ada@example.com", "Ada", "Lovelace"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["report.csv", "report.xlsx"])
+async def test_a_report_naming_its_sender_in_a_cell_of_its_own_finds_its_header(
+    db: Database, name: str
+) -> None:
+    """A report's "Exported by | ops@shop.example" line, label and address in two cells as a
+    spreadsheet writes it, read as a row of data and stopped the header search above the
+    real header: the title was taken for the header and the whole file refused ("No email
+    column found. Columns found: 'Customer report'")."""
+    if name.endswith(".csv"):
+        data = "".join(",".join(c or "" for c in row) + "\r\n" for row in REPORT).encode()
+    else:
+        data = workbook(("Report", REPORT))
+    rejects = io.StringIO()
+
+    result = await _import(db, name, data, rejects=rejects)
+
+    assert set(await _contacts(db)) == {"ada@example.com"}
+    assert result.batch.valid == 1
+    assert f"{name},2,,,,rejected,\"Above the header row (line 5)" in rejects.getvalue()
