@@ -76,8 +76,13 @@ def normalize_email(raw: str) -> str:
 
 
 def _slow_normalize(raw: str) -> str:
+    """email-validator's verdict, for an address as people paste it too: from a mail client
+    with the person's name ("Ada Lovelace <ada@example.com>") or from a web page's link
+    ("mailto:ada@example.com"); both were rejected as invalid."""
+    address = raw[7:].lstrip() if raw[:7].lower() == "mailto:" else raw
     try:
-        return validate_email(raw, check_deliverability=False).normalized
+        return validate_email(address, check_deliverability=False,
+                              allow_display_name=True).normalized  # fmt: skip
     except EmailNotValidError as exc:
         raise InvalidEmail(str(exc)) from None
 

@@ -250,3 +250,26 @@ def test_email_key_makes_case_variants_one_contact() -> None:
     assert email_key(normalize_email("ZOË@example.com")) == email_key(
         normalize_email("zoe\u0308@example.com")
     )
+
+
+@pytest.mark.parametrize(
+    ("pasted", "expected"),
+    [
+        ("Ada Lovelace <ada@Example.com>", "ada@example.com"),
+        ('"Lovelace, Ada" <ada@example.com>', "ada@example.com"),
+        ("mailto:bob@example.com", "bob@example.com"),
+        ("MAILTO: bob@Example.com", "bob@example.com"),
+    ],
+)
+def test_an_address_pasted_with_its_name_or_as_a_mailto_link_is_the_address(
+    pasted: str, expected: str
+) -> None:
+    """Cells pasted from a mail client ("Ada Lovelace <ada@…>") or a web page's link
+    ("mailto:bob@…") were rejected as invalid emails, though the header search already took
+    "Name <address>" for an address cell."""
+    assert normalize_email(pasted) == expected
+
+
+def test_a_mailto_link_with_more_than_an_address_is_still_invalid() -> None:
+    with pytest.raises(InvalidEmail):
+        normalize_email("mailto:bob@example.com?subject=hi")

@@ -696,3 +696,13 @@ async def test_a_report_naming_its_sender_in_a_cell_of_its_own_finds_its_header(
     assert set(await _contacts(db)) == {"ada@example.com"}
     assert result.batch.valid == 1
     assert f"{name},2,,,,rejected,\"Above the header row (line 5)" in rejects.getvalue()
+
+
+async def test_addresses_pasted_with_a_name_or_as_mailto_links_are_imported(db: Database) -> None:
+    data = (b"Email,First Name\r\n"
+            b"Ada Lovelace <ada@example.com>,Ada\r\nmailto:bob@example.com,Bob\r\n")
+
+    result = await _import(db, "pasted.csv", data)
+
+    assert result.batch.valid == 2
+    assert set(await _contacts(db)) == {"ada@example.com", "bob@example.com"}
