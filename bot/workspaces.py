@@ -47,6 +47,14 @@ def segment_key(name: str) -> str:
     return _visible(name).casefold()
 
 
+def too_long_compared(length: int, limit: int) -> str:
+    """A name within `limit` whose key (the name as names are compared) isn't: casefolding
+    spells "ß" as "ss", and the key's column holds `limit` characters (PostgreSQL refused
+    such a name with an error nobody could act on)."""
+    return (f"Names are at most {limit} characters, counted as they are compared: this one "
+            f"is {length}, with letters such as ß counted as ss. Shorten it a little.")
+
+
 def deleted_key(segment_id: int) -> str:
     """The name_key a deleted segment takes, freeing its name."""
     return f"deleted:{segment_id}"
@@ -63,6 +71,8 @@ def clean_segment_name(name: str) -> str:
         raise WorkspaceError("A segment needs a name.")
     if len(name) > MAX_SEGMENT_NAME:
         raise WorkspaceError(f"Segment names are at most {MAX_SEGMENT_NAME} characters.")
+    if (longer := len(segment_key(name))) > MAX_SEGMENT_NAME:
+        raise WorkspaceError(too_long_compared(longer, MAX_SEGMENT_NAME))
     if _DELETED_KEY.fullmatch(segment_key(name)):
         raise WorkspaceError(f"{name!r} is reserved: choose another name.")
     return name

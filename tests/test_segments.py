@@ -372,3 +372,22 @@ async def test_an_import_waits_for_a_deletion_under_way_and_is_refused(team: Dat
     with pytest.raises(WorkspaceError, match="The segment 'VIP' was deleted"):
         await creating
     assert await _count(db, "SELECT COUNT(*) FROM import_batch") == 0
+
+
+async def test_a_name_within_the_limit_whose_compared_form_is_not_is_refused_in_words(
+    team: Database,
+) -> None:
+    """"ß" is compared as "ss": a 100-character name holding some took more than the 100
+    characters its key's column holds, and PostgreSQL refused the insert, so Slack showed
+    "Something went wrong" (SQLite stored it). Now the name is refused saying why."""
+    from bot.campaigns.service import CampaignError
+
+    name = "Großkunden Straße " + "ß" * 82
+    assert len(name) == 100
+    with pytest.raises(WorkspaceError, match="this one is 184, with letters such as ß"):
+        await create_segment(team, TEAM, name)
+    with pytest.raises(CampaignError, match="counted as they are compared"):
+        await create_campaign(team, TEAM, name, store_url="https://shop.example")
+    fits = "Großkunden " + "ß" * 44  # 55 characters, 99 compared
+    assert (await create_segment(team, TEAM, fits)).name == fits
+    assert (await create_campaign(team, TEAM, fits, store_url="https://shop.example")).name == fits

@@ -24,7 +24,7 @@ from bot.campaigns.invites import reschedule_waiting_in, schedule_waiting_in, st
 from bot.email.message import parse_sender
 from bot.imports.addresses import normalize_email
 from bot.jobs.queue import enqueue_in
-from bot.workspaces import get_segment, segment_key
+from bot.workspaces import get_segment, segment_key, too_long_compared
 from models import (
     Advocate,
     Campaign,
@@ -92,6 +92,8 @@ def check_fields(*, name: str | None = None, store_url: str | None = None,
         problems["name"] = "A campaign needs a name."
     elif name is not None and len(name) > MAX_NAME:
         problems["name"] = f"Names are at most {MAX_NAME} characters."
+    elif name is not None and (longer := len(segment_key(name))) > MAX_NAME:
+        problems["name"] = too_long_compared(longer, MAX_NAME)
     if store_url is not None and "store_url" not in problems and not _web_address(store_url):
         problems["store_url"] = "Use the store's web address, e.g. https://shop.example.com"
     if sender and "sender" not in problems:
