@@ -17,7 +17,7 @@ from slack_sdk.models.blocks import (
 from bot.campaigns.invites import stopped_by_hand
 from bot.campaigns.reports import EnrollmentSummary
 from handlers.ids import Action, BlockId
-from handlers.messages import esc, n, slack_date
+from handlers.messages import counted_option, esc, n, slack_date
 from models import Campaign, CampaignState
 
 MAX_CHOICES = 100  # a select's menu holds at most 100 options
@@ -26,7 +26,7 @@ MAX_CHOICES = 100  # a select's menu holds at most 100 options
 def campaign_options(campaigns: list[Campaign], query: str = "") -> list[Option]:
     """The target offer's menu: campaigns whose name holds `query`, draft ones marked."""
     folded = query.casefold()
-    return [Option(value=str(c.id), text=f"{c.name} ({c.state})"[:75])
+    return [counted_option(str(c.id), c.name, f" ({c.state})")  # a long name is cut, not this
             for c in campaigns if folded in c.name.casefold()][:MAX_CHOICES]  # fmt: skip
 
 

@@ -405,6 +405,29 @@ def _preview_line(p: CampaignPreview) -> str:
     )
 
 
+def preview_lines(previews: Sequence[CampaignPreview], prefix: str = "",
+                  room: int = 3000) -> str:  # fmt: skip
+    """Each live campaign's line, as many as fit in `room` characters, then how many more
+    there are: the first five alone were shown, and a sixth campaign emailed everyone with
+    nothing in the review saying it would."""
+    lines = [prefix + _preview_line(p) for p in previews]
+    shown: list[str] = []
+    used = 0
+    for index, line in enumerate(lines):
+        rest = len(lines) - index - 1
+        tail = len(_more_campaigns(rest)) + 1 if rest else 0
+        if used + len(line) + 1 + tail > room:
+            shown.append(prefix + _more_campaigns(len(lines) - index))
+            break
+        shown.append(line)
+        used += len(line) + 1
+    return "\n".join(shown)
+
+
+def _more_campaigns(count: int) -> str:
+    return f"…and {n(count)} more live campaign(s) target this segment and will email them too."
+
+
 def review_message(view: BatchView, previews: Sequence[CampaignPreview] = (), *,
                    undo_days: int = 7) -> tuple[str, list[Block]]:  # fmt: skip
     """(fallback text, blocks) of the review message; read-only once it leaves draft.
@@ -443,8 +466,7 @@ def review_message(view: BatchView, previews: Sequence[CampaignPreview] = (), *,
         summary += f"\n:hourglass_flowing_sand: {view.pending} file(s) still being read."
     blocks.append(SectionBlock(text=MarkdownTextObject(text=summary)))
     if draft and previews:
-        lines = "\n".join(_preview_line(p) for p in previews[:5])
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=lines[:3000])))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=preview_lines(previews))))
     consent = _consent_line(batch, draft and any(p.invites_on for p in previews))
     if consent:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=consent)]))
@@ -475,13 +497,16 @@ def dry_run_text(result: DryRun, segment: str) -> str:
         f"• {n(result.added_to_segment)} would be added to the segment, "
         f"{n(result.already_in_segment)} are already in it",
     ]  # fmt: skip
-    lines += [f"• {_preview_line(p)}" for p in result.campaigns[:5]]
     if not result.campaigns:
         lines.append("• No live campaign targets this segment: nobody would be invited.")
     if result.pending_sources:
         lines.append(f":hourglass_flowing_sand: {result.pending_sources} file(s) still being "
                      "read are not counted yet.")  # fmt: skip
-    return "\n".join(lines)[:3000]
+    head = "\n".join(lines)
+    if result.campaigns:
+        campaigns = preview_lines(result.campaigns, "• ", 3000 - len(head) - 1)
+        head = "\n".join([*lines[:4], campaigns, *lines[4:]])
+    return head[:3000]
 
 
 def _consent_line(batch: ImportBatch, needed: bool) -> str:

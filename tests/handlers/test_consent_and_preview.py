@@ -163,3 +163,56 @@ async def test_a_campaign_targeting_all_customers_asks_consent_and_is_previewed(
     await app.settle()
     rendered = json.dumps((await _review(app))["blocks"])
     assert "Everyone" in rendered and "*1 will be invited*" in rendered
+
+
+async def _live_for_everyone(app: Harness, names: list[str]) -> None:
+    from bot.campaigns import service
+    from bot.workspaces import ensure_workspace, segment_sizes
+    from models import SegmentKind
+
+    await ensure_workspace(app.db, "T0001")
+    everyone = next(s for s, _ in await segment_sizes(app.db, "T0001")
+                    if s.kind == SegmentKind.ALL)  # fmt: skip
+    for name in names:
+        campaign = await _campaign(app, name, live=True)
+        await service.target(app.db, "T0001", campaign.id or 0, everyone.id or 0,
+                             requested_by=LEAD)  # fmt: skip
+    await app.settle()
+
+
+async def _reviewed(app: Harness) -> str:
+    from tests.handlers.test_import_flow import CSV
+
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "q3.csv", CSV)
+    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP",
+                                                          consent=True),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    return json.dumps((await _review(app))["blocks"], ensure_ascii=False)
+
+
+async def test_the_review_names_every_live_campaign_that_will_email_the_import(
+    app: Harness,
+) -> None:
+    """The review showed the first five live campaigns only: a sixth emailed everyone once
+    approved with nothing in the review saying it would."""
+    await _live_for_everyone(app, ["Autumn", "Birthday", "Christmas", "Diwali", "Easter",
+                                   "Friends & family"])  # fmt: skip
+
+    review = await _reviewed(app)
+
+    assert "Friends &amp; family" in review and "more live campaign" not in review
+
+
+async def test_live_campaigns_past_what_the_review_has_room_for_are_counted(
+    app: Harness,
+) -> None:
+    names = [f"Campaign number {i:02d} of the spring referral programme" for i in range(40)]
+    await _live_for_everyone(app, names)
+
+    review = await _reviewed(app)
+
+    shown = sum(name in review for name in names)
+    more = int(review.split("…and ")[1].split(" more live campaign(s)")[0])
+    assert 5 < shown < 40 and shown + more == 40, (shown, more)

@@ -528,3 +528,18 @@ async def test_a_campaign_created_after_the_import_can_be_targeted_from_its_thre
     thread = [json.dumps(m.get("blocks")) for m in app.slack.messages_in("C0001", message["ts"])]
     assert any("*2* new advocates in *Spring*" in t for t in thread), thread
     assert app.slack.block_errors == []
+
+
+def test_a_long_draft_campaigns_option_still_says_it_is_a_draft() -> None:
+    """The target menu cut "name (draft)" at 75 characters: a 70-character draft read
+    "… Europe 2026 (draf", and a longer one lost its marker, picked for a live one."""
+    from handlers.enrollment_messages import campaign_options
+
+    name = "Spring referral programme for our most loyal customers in Europe 2026 and on"
+    draft = Campaign(id=3, team_id="T0001", name=name, name_key=name.casefold(), state="draft",
+                     store_url="https://shop.example")  # fmt: skip
+
+    (option,) = campaign_options([draft])
+
+    shown = option.to_dict()["text"]["text"]
+    assert shown.endswith("… (draft)") and len(shown) <= 75, shown
