@@ -216,3 +216,23 @@ async def test_live_campaigns_past_what_the_review_has_room_for_are_counted(
     shown = sum(name in review for name in names)
     more = int(review.split("…and ")[1].split(" more live campaign(s)")[0])
     assert 5 < shown < 40 and shown + more == 40, (shown, more)
+
+
+def test_preview_only_names_every_live_campaign_or_counts_the_rest() -> None:
+    from bot.campaigns.preview import CampaignPreview
+    from bot.imports.batches import Totals
+    from bot.imports.dry_run import DryRun
+    from handlers.messages import dry_run_text
+
+    def preview(count: int) -> DryRun:
+        campaigns = [CampaignPreview(f"Campaign number {i:02d} of the spring programme", 2, 0,
+                                     {}, 0, 0) for i in range(count)]  # fmt: skip
+        return DryRun(Totals(3, 2, 1, 0), 2, 0, 2, 0, pending_sources=1, campaigns=campaigns)
+
+    six = dry_run_text(preview(6), "VIP")
+    forty = dry_run_text(preview(40), "VIP")
+
+    assert "number 05" in six and "more live campaign" not in six
+    shown = forty.count("• :mailbox_with_mail:")
+    assert f"…and {40 - shown} more live campaign(s)" in forty and 5 < shown < 40
+    assert forty.endswith("still being read are not counted yet.") and len(forty) <= 3000
