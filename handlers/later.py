@@ -64,6 +64,15 @@ def who_and_what(body: dict[str, Any]) -> dict[str, str]:
     }  # fmt: skip
 
 
+def thread_of(body: dict[str, Any]) -> str | None:
+    """The thread a button was clicked in (an import's thread: Target, Retry sending...),
+    where a refusal is said: in the channel, it was out of sight of whoever reads the thread
+    (on a phone, the thread fills the screen)."""
+    container = body.get("container") or {}
+    message = body.get("message") or {}
+    return container.get("thread_ts") or message.get("thread_ts") or None
+
+
 def message_for(error: BaseException, where: dict[str, str]) -> str:
     """What to tell the person; every failure is logged with its context either way."""
     context = " ".join(f"{k}={v}" for k, v in where.items() if v)
@@ -107,7 +116,8 @@ async def tell(client: AsyncWebClient, body: dict[str, Any], error: BaseExceptio
         return
     if channel:
         try:
-            await client.chat_postEphemeral(channel=channel, user=user, text=text)
+            await client.chat_postEphemeral(channel=channel, user=user, text=text,
+                                            thread_ts=thread_of(body))  # fmt: skip
             return
         except Exception:
             log.warning("could not reply in %s; sending a direct message", channel)

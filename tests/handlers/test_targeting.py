@@ -543,3 +543,20 @@ def test_a_long_draft_campaigns_option_still_says_it_is_a_draft() -> None:
 
     shown = option.to_dict()["text"]["text"]
     assert shown.endswith("… (draft)") and len(shown) <= 75, shown
+
+
+async def test_a_refusal_of_a_click_in_the_imports_thread_is_said_in_that_thread(
+    app: Harness,
+) -> None:
+    """Refusals of the thread's buttons (Target, Cancel invites, Retry sending...) went to
+    the channel, out of sight of someone reading the thread."""
+    spring = await _campaign(app, "Spring", live=True)
+    message = await _imported(app)
+    before = len(app.slack.ephemerals)
+
+    await _click_target(app, message, spring.id or 0, user=REP)  # not a team lead
+    await app.settle()
+
+    told = app.slack.ephemerals[before:]
+    assert [e["text"][:40] for e in told] == ["Only team leads can target campaigns. As"]
+    assert told[0]["thread_ts"] == message["ts"], told[0]
