@@ -51,7 +51,7 @@ async def test_import_json_export_round_trip(
     }  # fmt: skip
     with rejects.open(newline="") as f:
         lines = list(csv.reader(f))
-    assert [(r[1], r[5]) for r in lines[1:]] == [("6", "duplicate"), ("7", "rejected")]
+    assert [(r[1], r[7]) for r in lines[1:]] == [("6", "duplicate"), ("7", "rejected")]
 
     exported = run(db_env, "export", "--segment", "launch")
     assert exported.returncode == 0, exported.stderr
