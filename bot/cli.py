@@ -375,7 +375,9 @@ class _Rejects:
         self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
     def __enter__(self) -> Any:
-        self._file = self._tmp.open("w", newline="")
+        # utf-8-sig whatever the locale: Excel then reads the names right (the importer skips
+        # the BOM), and a name no locale encoding has can't fail the write
+        self._file = self._tmp.open("w", newline="", encoding="utf-8-sig")
         return self._file
 
     def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:

@@ -280,7 +280,9 @@ class SlackNotifier:
             out = io.StringIO()
             await write_rejects(self.db, team_id, batch_id, out, source_id=source_id)
             await self.client.files_upload_v2(
-                channel=batch.channel_id, thread_ts=batch.message_ts, content=out.getvalue(),
+                # utf-8-sig: Excel then reads the names right; the importer skips the BOM
+                channel=batch.channel_id, thread_ts=batch.message_ts,
+                content=out.getvalue().encode("utf-8-sig"),
                 filename=f"{file_stem(source.label)}-skipped-rows.csv",
                 title=f"{source.label}: rows that won't be imported, and why",
                 initial_comment=rejects_comment(source.label, counts),

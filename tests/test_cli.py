@@ -8,6 +8,7 @@ a fresh directory) runs in a real one.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -51,7 +52,7 @@ async def test_import_json_export_round_trip(
     }  # fmt: skip
     with rejects.open(newline="") as f:
         lines = list(csv.reader(f))
-    assert [(r[1], r[5]) for r in lines[1:]] == [("6", "duplicate"), ("7", "rejected")]
+    assert [(r[1], r[7]) for r in lines[1:]] == [("6", "duplicate"), ("7", "rejected")]
 
     exported = run(db_env, "export", "--segment", "launch")
     assert exported.returncode == 0, exported.stderr
@@ -168,6 +169,32 @@ async def test_a_file_with_nothing_valid_says_so_and_lists_every_row(
     assert "Traceback" not in result.stderr
     segments = json.loads(run(db_env, "segments", "--json").stdout)
     assert {s["name"]: s["contacts"] for s in segments} == {"All Customers": 0, "Launch": 0}
+
+
+async def test_the_rejects_file_opens_in_excel_with_its_accents_and_imports_again(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Excel opens a CSV without a byte order mark in the ANSI code page ("José" read
+    "JosÃ©"); on a server whose locale isn't UTF-8 (LANG=C) writing "José" to it failed with
+    a traceback after the import was applied. The file is UTF-8 with a BOM whatever the
+    locale, and a row fixed in it imports again."""
+    clients = tmp_path / "clients.csv"
+    clients.write_text("email,first_name\njose@@example.com,José\nana@example.com,Ana\n",
+                       encoding="utf-8")  # fmt: skip
+    rejects = tmp_path / "rejects.csv"
+    c_locale = {**db_env, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    result = run_process(c_locale, "import", str(clients), "--segment", "Launch",
+                         "--create-segment", "--rejects", str(rejects))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    written = rejects.read_bytes()
+    assert written.startswith(codecs.BOM_UTF8) and b"Jos\xc3\xa9" in written, written[:80]
+
+    rejects.write_bytes(written.replace(b"jose@@", b"jose@"))
+    again = run(db_env, "import", str(rejects), "--segment", "Launch", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["new_contacts"] == 1
+    exported = run(db_env, "export", "--segment", "launch").stdout
+    assert "José,,jose@example.com" in exported, exported
 
 
 async def test_missing_segment_and_missing_file_are_explained(

@@ -17,6 +17,7 @@ from sqlmodel import col, select
 
 from bot.audit import Act, by_whom, import_subject, record_in
 from bot.campaigns.preview import inviting_campaigns
+from bot.contacts import NO, YES
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.parallel import ParallelRows, file_path
 from bot.imports.reading import (
@@ -887,13 +888,23 @@ async def queue_batch(db: Database, team_id: str, batch_id: int, approved_by: st
     return batch
 
 
-REJECTS_HEADER = ("source", "line", "email", "first_name", "last_name", "outcome", "reason")
+# The file a merchant fixes rows in and imports again: `locale` and `subscribed` are headers
+# the importer reads back (reading.HEADER_ALIASES), so a row imported from it keeps its consent
+# (a blank one is no consent column, which counts as yes) and locale; the others it ignores.
+REJECTS_HEADER = ("source", "line", "email", "first_name", "last_name", "locale", "subscribed",
+                  "outcome", "reason")  # fmt: skip
+
+
+def _consent(subscribed: bool | None) -> str:
+    """A staged row's consent as the importer reads it back; blank when the file gave none."""
+    return "" if subscribed is None else YES if subscribed else NO
 
 
 async def write_rejects(
     db: Database, team_id: str, batch_id: int, out: TextIO, *, source_id: int | None = None
 ) -> int:
-    """Every rejected or duplicate row of the batch (or one source), with line and reason."""
+    """Every rejected or duplicate row of the batch (or one source), with line and reason,
+    and what importing it again needs (its locale and consent)."""
     writer = csv.writer(out)
     writer.writerow(REJECTS_HEADER)
     count = 0
@@ -906,14 +917,18 @@ async def write_rejects(
         labels = dict((await session.exec(sources)).all())
         result = await session.stream(
             select(StagedRow.source_id, StagedRow.line, StagedRow.email, StagedRow.first_name,
-                   StagedRow.last_name, StagedRow.outcome, StagedRow.reason)
+                   StagedRow.last_name, StagedRow.locale, StagedRow.subscribed,
+                   StagedRow.outcome, StagedRow.reason)
             .where(StagedRow.team_id == team_id, StagedRow.batch_id == batch_id,
                    col(StagedRow.source_id).in_(list(labels)), StagedRow.outcome != Outcome.VALID,
                    col(StagedRow.removed).is_(False))  # a contact removed from the review
             .order_by(col(StagedRow.id))
         )  # fmt: skip
-        async for source_id, line, email, first, last, outcome, reason in result:
-            label, *cells = neutralise([labels.get(source_id, ""), email, first, last, outcome,
+        async for source_id, line, email, first, last, locale, subscribed, outcome, reason in (
+            result
+        ):
+            label, *cells = neutralise([labels.get(source_id, ""), email, first, last,
+                                        locale or "", _consent(subscribed), outcome,
                                         reason or ""])  # every text cell, the file name too
             writer.writerow([label, line, *cells])
             count += 1

@@ -215,7 +215,8 @@ async def test_every_cell_of_the_skipped_rows_csv_is_formula_safe(app: Harness) 
     await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
                                        view_id=view_id, user_id=REP)  # fmt: skip
     await app.settle()
-    rows = list(csv.reader(io.StringIO(app.slack.uploads[-1].text)))
+    content = (app.slack.uploads[-1].content or b"").decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(content)))
     assert rows[0][0] == "source" and len(rows) == 3
     for row in rows[1:]:
         for cell in row:

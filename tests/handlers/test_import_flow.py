@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 
 from sqlalchemy import text
@@ -126,6 +127,24 @@ async def test_whole_flow_from_command_to_result_in_the_thread(app: Harness) -> 
     assert app.slack.find_action(Action.APPROVE, "C0001") is None  # read-only now
     assert f"<@{LEAD}>" in json.dumps(record["blocks"])
     assert app.slack.block_errors == []
+
+
+async def test_the_skipped_rows_csv_in_the_thread_opens_in_excel_with_its_accents(
+    app: Harness,
+) -> None:
+    """Excel opens a CSV without a byte order mark in the ANSI code page: the skipped-rows CSV
+    of a French shop read "JosÃ© MÃ¼ller" (the segment export has a BOM for that reason)."""
+    view_id = await _open_modal(app)
+    data = "email,first_name,last_name\njosé@@example.com,José,Müller\n".encode()
+    file = app.slack.add_file("F0009", "clients.csv", data)
+    await app.requests.view_submission(state_values=_form(files=[file], segment="Clients"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+
+    (skipped,) = app.slack.uploads
+    content = skipped.content or b""
+    assert content.startswith(codecs.BOM_UTF8), content[:40]
+    assert "José,Müller" in content.decode("utf-8-sig")
 
 
 async def test_inline_errors_and_nothing_created(app: Harness) -> None:

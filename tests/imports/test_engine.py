@@ -89,9 +89,9 @@ async def test_messy_file_lands_with_counts_that_add_up(db: Database) -> None:
         "solo@example.com": ("solo", "Solo", None),
     }
     rejects = out.getvalue().splitlines()
-    assert rejects[0] == "source,line,email,first_name,last_name,outcome,reason"
-    assert rejects[1].startswith("contacts.csv,5,jane@example.com,Jürgen,Müller,duplicate,")
-    assert rejects[2].startswith("contacts.csv,6,not-an-email,Nobody,Here,rejected,Invalid email")
+    assert rejects[0] == "source,line,email,first_name,last_name,locale,subscribed,outcome,reason"
+    assert rejects[1].startswith("contacts.csv,5,jane@example.com,Jürgen,Müller,de,,duplicate,")
+    assert rejects[2].startswith("contacts.csv,6,not-an-email,Nobody,Here,,,rejected,Invalid email")
     assert len(rejects) == 3
 
 

@@ -588,6 +588,36 @@ async def test_excel_escaped_carriage_returns_are_not_stored_as_text(db: Databas
     assert (await _contacts(db))["ann@example.com"][0] == "Ann"
 
 
+async def test_a_row_fixed_in_the_rejects_csv_and_imported_again_keeps_its_consent(
+    db: Database,
+) -> None:
+    """The rejects CSV is where a merchant fixes a rejected row (a trailing dot) to import it
+    again, but it kept only the address and names: Bob's "no" was gone, and importing the
+    fixed file subscribed (and emailed) someone who had said no. The row's consent and locale
+    are columns the importer reads back; nothing else of the file is read as a contact's."""
+    data = (b"Email,First Name,Accepts Email Marketing,Locale\r\n"
+            b"ada@example.com,Ada,yes,en\r\n"
+            b"bob@example.com.,Bob,no,fr\r\n"  # rejected: trailing dot
+            b"ADA@example.com,Ada,yes,de\r\n"  # duplicate
+            b"cy@example.com.,Cy,,\r\n")  # rejected, no consent given
+    rejects = io.StringIO()
+    await _import(db, "shop.csv", data, rejects=rejects)
+    fixed = rejects.getvalue().replace("example.com.,", "example.com,")
+
+    result = await _import(db, "shop-skipped-rows.csv", fixed.encode())
+
+    assert (result.batch.valid, result.batch.warnings) == (3, 0), fixed
+    contacts = await _contacts(db)
+    assert contacts["bob@example.com"][3] is False, fixed
+    assert contacts["cy@example.com"][3] is True  # as the first file said: nothing
+    assert contacts["ada@example.com"] == ("Ada", "", "en", True)
+    listed = {r["email"]: (r["subscribed"], r["locale"], r["outcome"])
+              for r in csv.DictReader(io.StringIO(rejects.getvalue()))}  # fmt: skip
+    assert listed["ADA@example.com"] == ("yes", "de", "duplicate")
+    assert listed["bob@example.com."][::2] == ("no", "rejected")
+    assert listed["cy@example.com."][::2] == ("", "rejected")
+
+
 async def test_a_locale_cell_of_spaces_counts_no_warning(db: Database) -> None:
     data = b"email,first_name,locale\r\nann@example.com,Ann, \r\n"
 
