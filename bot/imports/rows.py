@@ -151,6 +151,11 @@ def first_name_of(email: str) -> str:
     return (local.partition("+")[0] or local)[:MAX_NAME]
 
 
+def _kept(locale: str) -> str | None:
+    """A rejected row's locale, as the skipped-rows CSV gives it back (None: none, or unknown)."""
+    return normalize_locale(locale) if locale.strip() else None
+
+
 @dataclass(slots=True)
 class Tally:
     """Running counts of one source; rows == valid + duplicates + rejected."""
@@ -229,9 +234,10 @@ class Classifier:
         email = email.strip()
         first = first.strip()[:MAX_NAME]
         last = last.strip()[:MAX_NAME]
-        if not email:
+        if not email:  # kept with its locale: fixed in the skipped-rows CSV, it comes back
             tally.rejected += 1
-            return (line, "", "", first, last, None, REJECTED, "Missing email", subscribed)
+            return (line, "", "", first, last, _kept(locale), REJECTED, "Missing email",
+                    subscribed)  # fmt: skip
         try:
             normalized = normalize_email(email)
         except InvalidEmail as exc:
@@ -242,7 +248,7 @@ class Classifier:
                 "",
                 first,
                 last,
-                None,
+                _kept(locale),
                 REJECTED,
                 f"Invalid email: {exc}"[:500],
                 subscribed,

@@ -71,7 +71,7 @@ def test_seed_file_outcomes() -> None:
         (4, "no.name@example.com", "no.name", "Nameless", None, VALID),
         (5, "GRACE@example.com", "Grace", "Hopper", "en-US", VALID),
         (6, "grace@example.com", "Grace", "Hopper", "en-US", DUPLICATE),
-        (7, "bad@@example.com", "Bad", "Address", None, REJECTED),
+        (7, "bad@@example.com", "Bad", "Address", "fr", REJECTED),
         (8, "lin.wei@example.cn", "Lin", "Wei", "zh-TW", VALID),
         (9, "worf@example.com", "Worf", "", None, VALID),
     ]
