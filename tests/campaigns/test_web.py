@@ -377,3 +377,27 @@ async def test_pages_for_unknown_links_speak_the_visitors_language(
                 assert response.headers["Content-Language"] == lang, path
                 assert f'<html lang="{lang}">' in page and f"<h1>{heading}</h1>" in page, path
     assert await world.scalar("SELECT subscribed FROM contact") in (True, 1)  # Amélie's
+
+
+async def test_a_shortened_link_is_refused_and_one_with_a_bracket_after_it_works(
+    world: World, site: str
+) -> None:
+    """A link whose last characters a wrapped line lost said "Not on our list: this address
+    no longer receives referral invitations from us", and the person was still subscribed;
+    one with the closing bracket (or ">") a mail client's link finder took said so too."""
+    _, contact = await _advocate(world)
+    link = unsubscribe_link(site, SECRET, TEAM, contact, KEY)
+    async with aiohttp.ClientSession() as http:
+        for shortened in (link[:-1], link[:-3], link[:-23]):
+            for method in ("GET", "POST"):
+                async with http.request(method, shortened) as response:
+                    page = await response.text()
+                    assert response.status == 400, (method, shortened)
+                    assert "no longer receives" not in page
+        assert await world.scalar("SELECT subscribed FROM contact") in (True, 1)
+        for extended in (link + ")", link + "%3E", link + "."):
+            async with http.get(extended) as response:
+                assert response.status == 200 and "<form" in await response.text(), extended
+        async with http.post(link + "%3E") as response:
+            assert response.status == 200 and "unsubscribed" in await response.text()
+    assert await world.scalar("SELECT subscribed FROM contact") in (False, 0)
