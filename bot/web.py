@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection
+from typing import NamedTuple
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
@@ -142,6 +143,17 @@ _HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
 Connected = Callable[[str, str, str], Awaitable[None]]  # (team, user, account name)
 
 
+class _Addressee(NamedTuple):
+    """The contact an unsubscribe link was made for, as its link was checked."""
+
+    team_id: str
+    contact_id: int
+    email_key: str  # its address key then: what the unsubscribe matches too
+    lang: str  # its invites' language, and the words of its pages in it
+    words: UnsubscribeText
+    subscribed: bool
+
+
 def _cross_site(request: web.Request, public_base: str) -> bool:
     """A form on another site posted this: an auto-submitting one would take a browser past
     the start page's question, to Mailchimp with someone else's state bound to it. Browsers
@@ -181,11 +193,8 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             return visitor_page(request, LINK_BROKEN, status=502)
         raise found
 
-    async def _contact(request: web.Request
-                       ) -> tuple[str, int, str, UnsubscribeText, bool] | web.Response:  # fmt: skip
-        """The (team, contact) an unsubscribe link is for with the language of its invites
-        (and that language's words) and whether it is still subscribed, or the page to answer
-        instead."""
+    async def _contact(request: web.Request) -> _Addressee | web.Response:
+        """The contact an unsubscribe link is for, or the page to answer instead."""
         try:
             token = read_unsubscribe_token(request.match_info["token"])
         except BadToken as exc:
@@ -200,15 +209,15 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             # another contact since): nothing to do, in the visitor's language (no invite's)
             return visitor_page(request, NOT_ON_LIST, status=200)
         lang = choose_locale(recipient.locale, recipient.default_locale)[0]
-        return (token.team_id, token.contact_id, lang, UNSUBSCRIBE.get(lang, UNSUBSCRIBE["en"]),
-                recipient.subscribed)  # fmt: skip
+        return _Addressee(token.team_id, token.contact_id, recipient.email_key, lang,
+                          UNSUBSCRIBE.get(lang, UNSUBSCRIBE["en"]), recipient.subscribed)
 
     async def unsubscribe_form(request: web.Request) -> web.Response:
         found = await _contact(request)
         if isinstance(found, web.Response):
             return found
-        _, _, lang, words, subscribed = found
-        if not subscribed:  # back to check it worked (or one-click did it): no question again
+        words, lang = found.words, found.lang
+        if not found.subscribed:  # back to check it worked (or one-click did it): no question
             return page(words.done_title, words.done, lang=lang)
         # relative: the form posts back to the link as sent, whatever path PUBLIC_URL has
         return page(words.title, words.question, action=request.match_info["token"],
@@ -218,9 +227,10 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         found = await _contact(request)
         if isinstance(found, web.Response):
             return found
-        team_id, contact_id, lang, words, _ = found
-        await unsubscribe(db, team_id, contact_id)
-        return page(words.done_title, words.done, lang=lang)
+        if await unsubscribe(db, found.team_id, found.contact_id, found.email_key) is None:
+            # deleted since it was checked (its id perhaps another contact's now): as above
+            return visitor_page(request, NOT_ON_LIST, status=200)
+        return page(found.words.done_title, found.words.done, lang=found.lang)
 
     def _start(request: web.Request) -> State | web.Response:
         """The start link's state, or the page to answer instead."""

@@ -13,7 +13,7 @@ from models.clock import utcnow
 _UNSUBSCRIBE = text("""
     UPDATE contact SET subscribed = :no, unsubscribed_at = COALESCE(unsubscribed_at, :now),
                        updated_at = :now
-    WHERE team_id = :t AND id = :c RETURNING email
+    WHERE team_id = :t AND id = :c AND email_key = :k RETURNING email
 """).bindparams(bindparam("now", type_=UTCDateTime()))
 
 # shared with bot/contact_admin.py (a lead's Unsubscribe): what is being handed to the mail
@@ -24,12 +24,16 @@ STOP_INVITES = text("""
 """).bindparams(bindparam("now", type_=UTCDateTime()))
 
 
-async def unsubscribe(db: Database, team_id: str, contact_id: int) -> str | None:
-    """Unsubscribe a contact (again is fine); returns its email, None if it no longer exists.
+async def unsubscribe(db: Database, team_id: str, contact_id: int, email_key: str
+                      ) -> str | None:  # fmt: skip
+    """Unsubscribe a contact (again is fine); returns its email, None if no contact has that id
+    and address key (any more).
 
-    No later import re-subscribes it: `unsubscribed_at` stays set.
+    No later import re-subscribes it: `unsubscribed_at` stays set. The key is the one the
+    link was checked against, in another transaction: SQLite gives a contact deleted since to
+    the next one imported, which the id alone would unsubscribe.
     """
-    params = {"t": team_id, "c": contact_id, "no": False, "now": utcnow()}
+    params = {"t": team_id, "c": contact_id, "k": email_key, "no": False, "now": utcnow()}
     async with db.begin() as conn:
         row = (await conn.execute(_UNSUBSCRIBE, params)).first()
         if row is None:

@@ -401,3 +401,33 @@ async def test_a_shortened_link_is_refused_and_one_with_a_bracket_after_it_works
         async with http.post(link + "%3E") as response:
             assert response.status == 200 and "unsubscribed" in await response.text()
     assert await world.scalar("SELECT subscribed FROM contact") in (False, 0)
+
+
+async def test_an_unsubscribe_racing_a_delete_never_unsubscribes_the_next_contact(
+    world: World, site: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ada's link was checked against her contact in one transaction and the contact
+    unsubscribed by id alone in another: her contact deleted and Bob imported between the two
+    (SQLite gives Bob her id), Bob was unsubscribed."""
+    import bot.web
+    from bot.campaigns.consent import Recipient, recipient_of
+    from bot.contact_admin import delete_contact
+    from models import Database
+
+    _, ada = await _advocate(world)
+    link = unsubscribe_link(site, SECRET, TEAM, ada, KEY)
+
+    async def checked_then_replaced(db: Database, team_id: str, contact_id: int
+                                    ) -> Recipient | None:  # fmt: skip
+        found = await recipient_of(db, team_id, contact_id)  # forces the interleaving:
+        await delete_contact(world.db, TEAM, ada, "U2")  # meanwhile, in Slack
+        await world.import_csv("Other", people("bob@example.com,Bob,"))
+        return found
+
+    monkeypatch.setattr(bot.web, "recipient_of", checked_then_replaced)
+    async with aiohttp.ClientSession() as http, http.post(link) as response:
+        assert response.status == 200
+        assert "You&#39;re unsubscribed" not in await response.text()
+    bob = await world.rows("SELECT id, email, subscribed FROM contact")
+    assert [(email, subscribed) for _, email, subscribed in bob] == [("bob@example.com", True)]
+    assert bob[0][0] == ada or not world.db.is_sqlite  # the reuse this guards against
