@@ -151,7 +151,7 @@ class _Addressee(NamedTuple):
     email_key: str  # its address key then: what the unsubscribe matches too
     lang: str  # its invites' language, and the words of its pages in it
     words: UnsubscribeText
-    subscribed: bool
+    unsubscribed: bool  # for good (`unsubscribed_at`), not only switched off by an import
 
 
 def _cross_site(request: web.Request, public_base: str) -> bool:
@@ -210,14 +210,16 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             return visitor_page(request, NOT_ON_LIST, status=200)
         lang = choose_locale(recipient.locale, recipient.default_locale)[0]
         return _Addressee(token.team_id, token.contact_id, recipient.email_key, lang,
-                          UNSUBSCRIBE.get(lang, UNSUBSCRIBE["en"]), recipient.subscribed)
+                          UNSUBSCRIBE.get(lang, UNSUBSCRIBE["en"]), recipient.unsubscribed)
 
     async def unsubscribe_form(request: web.Request) -> web.Response:
         found = await _contact(request)
         if isinstance(found, web.Response):
             return found
         words, lang = found.words, found.lang
-        if not found.subscribed:  # back to check it worked (or one-click did it): no question
+        # back to check it worked (or one-click did it): no question again. Not when an
+        # import only switched consent off: the next may switch it on, and her click sticks
+        if found.unsubscribed:
             return page(words.done_title, words.done, lang=lang)
         # relative: the form posts back to the link as sent, whatever path PUBLIC_URL has
         return page(words.title, words.question, action=request.match_info["token"],

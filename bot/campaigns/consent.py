@@ -43,7 +43,7 @@ async def unsubscribe(db: Database, team_id: str, contact_id: int, email_key: st
 
 
 _RECIPIENT = text("""
-    SELECT c.email_key, c.locale, w.default_locale, c.subscribed FROM contact c
+    SELECT c.email_key, c.locale, w.default_locale, c.unsubscribed_at FROM contact c
     LEFT JOIN workspace w ON w.team_id = c.team_id
     WHERE c.team_id = :t AND c.id = :c
 """)
@@ -53,13 +53,15 @@ class Recipient(NamedTuple):
     email_key: str  # what an unsubscribe token is signed over
     locale: str | None  # the contact's own; None: the workspace's default
     default_locale: str
-    subscribed: bool
+    # they (or a lead) unsubscribed, which no import undoes; an import saying they accept no
+    # marketing switches `subscribed` off until the next one says yes again
+    unsubscribed: bool
 
 
 async def recipient_of(db: Database, team_id: str, contact_id: int) -> Recipient | None:
     """The contact's email key, languages (its invites' language: the pages it reaches from
-    them speak it too) and whether it is subscribed; None if no contact has that id."""
+    them speak it too) and whether it unsubscribed; None if no contact has that id."""
     async with db.begin() as conn:
         row = (await conn.execute(_RECIPIENT, {"t": team_id, "c": contact_id})).first()
     return None if row is None else Recipient(str(row[0]), row[1], str(row[2] or "en"),
-                                              bool(row[3]))  # fmt: skip
+                                              row[3] is not None)  # fmt: skip

@@ -431,3 +431,34 @@ async def test_an_unsubscribe_racing_a_delete_never_unsubscribes_the_next_contac
     bob = await world.rows("SELECT id, email, subscribed FROM contact")
     assert [(email, subscribed) for _, email, subscribed in bob] == [("bob@example.com", True)]
     assert bob[0][0] == ada or not world.db.is_sqlite  # the reuse this guards against
+
+
+async def test_a_link_opened_after_an_import_withdrew_consent_still_unsubscribes(
+    world: World, site: str
+) -> None:
+    """Ada's invite went out; then the shop's list said she accepts no marketing (an
+    --update-existing import). Her Unsubscribe link said "You're unsubscribed" with no button,
+    and the next list saying yes subscribed her again: the next campaign invited her."""
+    import io
+
+    from bot.imports.importer import import_files
+
+    async def shop_list(answer: str) -> None:
+        csv = people(f"{KEY},A,{answer}", header="email,first_name,accepts_marketing")
+        await import_files(world.db, TEAM, [("shop.csv", io.BytesIO(csv.encode()))],
+                           segment="VIP", update_existing=True)  # fmt: skip
+
+    _, contact = await _advocate(world)
+    link = unsubscribe_link(site, SECRET, TEAM, contact, KEY)
+    await shop_list("no")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(link) as response:
+            page = await response.text()
+            assert "<form" in page and "You&#39;re unsubscribed" not in page
+        async with http.post(link) as response:
+            assert "You&#39;re unsubscribed" in await response.text()
+    await shop_list("yes")
+    await world.target(await world.campaign("Summer"), "VIP")
+    assert await world.scalar("SELECT subscribed FROM contact") in (False, 0)
+    assert await world.rows("SELECT i.state FROM invite i JOIN campaign c ON "
+                            "c.id = i.campaign_id WHERE c.name = 'Summer'") == [("not_emailed",)]
