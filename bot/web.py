@@ -4,10 +4,13 @@ sign-in (its start page and OAuth callback).
 They are served in HTTP and Socket Mode alike, to anyone on the internet, so they reveal
 nothing: an unknown code is a plain 404 (a deleted advocate's code a plain 410 Gone), a forged
 unsubscribe token a plain 400, and a GET never unsubscribes (mail scanners follow links); only
-the POST does (RFC 8058 one-click). A page about a contact we know speaks the invite's
-language; the others, the language the visitor's browser asks for. Mailchimp's start page
-names a workspace and a person only for a link the bot signed, and likewise only its POST goes
-on (`bot/mailchimp/oauth.py`).
+the POST does (RFC 8058 one-click). A link whose contact was deleted since still unsubscribes
+its address, found among those the workspace remembers (a campaign emailed it), so that no
+later import brings it back subscribed; one whose address we don't know says only that its
+contact was removed. A page about a contact we know speaks the invite's language; the others,
+the language the visitor's browser asks for. Mailchimp's start page names a workspace and a
+person only for a link the bot signed, and likewise only its POST goes on
+(`bot/mailchimp/oauth.py`).
 """
 
 from __future__ import annotations
@@ -23,8 +26,14 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import text
 
 from bot.campaigns.codes import could_be_code, normalise
-from bot.campaigns.consent import recipient_of, unsubscribe
-from bot.campaigns.links import BadToken, read_unsubscribe_token
+from bot.campaigns.consent import (
+    recipient_of,
+    remembered_addresses,
+    suppress,
+    suppressed,
+    unsubscribe,
+)
+from bot.campaigns.links import BadToken, UnsubscribeToken, read_unsubscribe_token
 from bot.email.render import choose_locale
 from bot.home_refresh import queue_home_refresh
 from bot.mailchimp.accounts import save
@@ -52,6 +61,7 @@ from bot.mailchimp.oauth import (
 from bot.once import first_time, forget
 from bot.settings import Settings
 from bot.web_text import (
+    CONTACT_GONE,
     LINK_BROKEN,
     LINK_GONE,
     LINK_NOT_FOUND,
@@ -146,12 +156,19 @@ Connected = Callable[[str, str, str], Awaitable[None]]  # (team, user, account n
 class _Addressee(NamedTuple):
     """The contact an unsubscribe link was made for, as its link was checked."""
 
-    team_id: str
-    contact_id: int
+    token: UnsubscribeToken
     email_key: str  # its address key then: what the unsubscribe matches too
     lang: str  # its invites' language, and the words of its pages in it
     words: UnsubscribeText
     unsubscribed: bool  # for good (`unsubscribed_at`), not only switched off by an import
+
+
+class _Gone(NamedTuple):
+    """An unsubscribe link whose contact is gone (deleted, or its import undone)."""
+
+    team_id: str
+    contact_id: int
+    email_key: str | None  # the address it was made for, if the workspace remembers it
 
 
 def _cross_site(request: web.Request, public_base: str) -> bool:
@@ -193,7 +210,7 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             return visitor_page(request, LINK_BROKEN, status=502)
         raise found
 
-    async def _contact(request: web.Request) -> _Addressee | web.Response:
+    async def _contact(request: web.Request) -> _Addressee | _Gone | web.Response:
         """The contact an unsubscribe link is for, or the page to answer instead."""
         try:
             token = read_unsubscribe_token(request.match_info["token"])
@@ -206,33 +223,66 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         recipient = await recipient_of(db, token.team_id, token.contact_id)
         if recipient is None or not token.for_address(settings.secret_key, recipient.email_key):
             # its contact is gone (deleted, its import undone; SQLite may have given its id to
-            # another contact since): nothing to do, in the visitor's language (no invite's)
-            return visitor_page(request, NOT_ON_LIST, status=200)
+            # another contact since)
+            return await _gone(token)
         lang = choose_locale(recipient.locale, recipient.default_locale)[0]
-        return _Addressee(token.team_id, token.contact_id, recipient.email_key, lang,
+        return _Addressee(token, recipient.email_key, lang,
                           UNSUBSCRIBE.get(lang, UNSUBSCRIBE["en"]), recipient.unsubscribed)
+
+    async def _gone(token: UnsubscribeToken) -> _Gone:
+        """A link whose contact is gone, with the address it was made for if the workspace
+        remembers it: a campaign emailed it (how the link came), or it is suppressed."""
+        keys = await remembered_addresses(db, token.team_id)
+        return _Gone(token.team_id, token.contact_id, token.made_for(settings.secret_key, keys))
+
+    def _gone_unknown(request: web.Request, gone: _Gone) -> web.Response:
+        """Nothing to record the unsubscribe against: a link sent before links named their
+        address, or a contact deleted before deletions kept the addresses campaigns emailed
+        (migration 0020). Its invites went with it, but a new import may bring the address
+        back: the page says so rather than promising it is off the list."""
+        log.info("an unsubscribe link of a deleted contact (team %s, contact %s) names no "
+                 "address we know: nothing recorded", gone.team_id, gone.contact_id)  # fmt: skip
+        return visitor_page(request, CONTACT_GONE, status=200)
 
     async def unsubscribe_form(request: web.Request) -> web.Response:
         found = await _contact(request)
         if isinstance(found, web.Response):
             return found
+        # relative: the form posts back to the link as sent, whatever path PUBLIC_URL has
+        action = request.match_info["token"]
+        if isinstance(found, _Gone):  # in the visitor's language: no invite's to go by
+            if found.email_key is None:
+                return _gone_unknown(request, found)
+            if await suppressed(db, found.team_id, found.email_key):
+                return visitor_page(request, NOT_ON_LIST, status=200)
+            lang = visitor_language(request.headers.get("Accept-Language"))
+            words = UNSUBSCRIBE[lang]
+            response = page(words.title, words.question, action=action, button=words.button,
+                            lang=lang)  # fmt: skip
+            response.headers["Vary"] = "Accept-Language"
+            return response
         words, lang = found.words, found.lang
         # back to check it worked (or one-click did it): no question again. Not when an
         # import only switched consent off: the next may switch it on, and her click sticks
         if found.unsubscribed:
             return page(words.done_title, words.done, lang=lang)
-        # relative: the form posts back to the link as sent, whatever path PUBLIC_URL has
-        return page(words.title, words.question, action=request.match_info["token"],
-                    button=words.button, lang=lang)  # fmt: skip
+        return page(words.title, words.question, action=action, button=words.button,
+                    lang=lang)  # fmt: skip
 
     async def unsubscribe_now(request: web.Request) -> web.Response:
         found = await _contact(request)
         if isinstance(found, web.Response):
             return found
-        if await unsubscribe(db, found.team_id, found.contact_id, found.email_key) is None:
-            # deleted since it was checked (its id perhaps another contact's now): as above
-            return visitor_page(request, NOT_ON_LIST, status=200)
-        return page(found.words.done_title, found.words.done, lang=found.lang)
+        if isinstance(found, _Addressee):
+            token = found.token
+            if await unsubscribe(db, token.team_id, token.contact_id,
+                                 found.email_key) is not None:  # fmt: skip
+                return page(found.words.done_title, found.words.done, lang=found.lang)
+            found = await _gone(token)  # deleted since it was checked
+        if found.email_key is None:
+            return _gone_unknown(request, found)
+        await suppress(db, found.team_id, found.email_key)
+        return visitor_page(request, NOT_ON_LIST, status=200)
 
     def _start(request: web.Request) -> State | web.Response:
         """The start link's state, or the page to answer instead."""

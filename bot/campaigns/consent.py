@@ -7,8 +7,10 @@ from typing import NamedTuple
 from sqlalchemy import bindparam, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from models import Database
+from models import Database, SuppressedAddress
 from models.clock import utcnow
+from models.db import upsert
+from models.locks import lock_contacts
 
 _UNSUBSCRIBE = text("""
     UPDATE contact SET subscribed = :no, unsubscribed_at = COALESCE(unsubscribed_at, :now),
@@ -40,6 +42,57 @@ async def unsubscribe(db: Database, team_id: str, contact_id: int, email_key: st
             return None
         await conn.execute(STOP_INVITES, params)
         return str(row[0])
+
+
+# The addresses of deleted contacts a workspace still knows: those a campaign emailed
+# (models.InvitedAddress), whose links may still be clicked, and those suppressed already.
+_REMEMBERED = text("""
+    SELECT email_key FROM invited_address WHERE team_id = :t
+    UNION SELECT email_key FROM suppressed_address WHERE team_id = :t
+""")
+
+
+async def remembered_addresses(db: Database, team_id: str) -> list[str]:
+    """The address keys an unsubscribe link whose contact is gone may have been made for."""
+    async with db.begin() as conn:
+        return [str(key) for key in (await conn.execute(_REMEMBERED, {"t": team_id})).scalars()]
+
+
+_OFF_THE_LIST = text("""
+    SELECT 1 FROM suppressed_address x WHERE x.team_id = :t AND x.email_key = :k
+      AND NOT EXISTS (SELECT 1 FROM contact c WHERE c.team_id = :t AND c.email_key = :k
+                                                AND c.unsubscribed_at IS NULL)
+""")
+_UNSUBSCRIBE_ADDRESS = text("""
+    UPDATE contact SET subscribed = :no, unsubscribed_at = COALESCE(unsubscribed_at, :now),
+                       updated_at = :now
+    WHERE team_id = :t AND email_key = :k RETURNING id
+""").bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+async def suppressed(db: Database, team_id: str, email_key: str) -> bool:
+    """Whether a deleted contact's address is unsubscribed for good: suppressed (an import
+    creates it again unsubscribed), and any contact with it now unsubscribed too."""
+    async with db.begin() as conn:
+        found = await conn.execute(_OFF_THE_LIST, {"t": team_id, "k": email_key})
+        return found.first() is not None
+
+
+async def suppress(db: Database, team_id: str, email_key: str) -> None:
+    """Unsubscribe a deleted contact's address, as deleting it after it unsubscribed does
+    (models.SuppressedAddress): the import that creates it again creates it unsubscribed,
+    and a contact an import has made of it already is unsubscribed, its invites stopped.
+
+    The contacts lock, exclusive, waits for an import's chunk under way, which would create
+    the contact subscribed after this reads none (models/locks.py)."""
+    params = {"t": team_id, "k": email_key, "no": False, "now": utcnow()}
+    async with db.begin() as conn:
+        await lock_contacts(conn, team_id, exclusive=True)
+        await conn.execute(upsert(conn, SuppressedAddress).values(
+            team_id=team_id, email_key=email_key, suppressed_at=params["now"],
+        ).on_conflict_do_nothing(index_elements=["team_id", "email_key"]))  # fmt: skip
+        for contact_id in (await conn.execute(_UNSUBSCRIBE_ADDRESS, params)).scalars().all():
+            await conn.execute(STOP_INVITES, {**params, "c": contact_id})
 
 
 _RECIPIENT = text("""

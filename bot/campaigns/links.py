@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -71,6 +72,13 @@ class UnsubscribeToken:
             return True
         signed = _mac(secret, self.body + b"\0" + email_key.encode())
         return hmac.compare_digest(self.address_mac, signed)
+
+    def made_for(self, secret: str, email_keys: Iterable[str]) -> str | None:
+        """Which of these address keys the token was made for: None if none, or for a token
+        sent before tokens named the address (it can't tell)."""
+        if self.address_mac is None:
+            return None
+        return next((key for key in email_keys if self.for_address(secret, key)), None)
 
 
 def read_unsubscribe_token(token: str) -> UnsubscribeToken:
