@@ -383,16 +383,39 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
                        user=state.user_id, secret_key=settings.secret_key)  # fmt: skip
         except MailchimpError as exc:
             log.warning("Mailchimp OAuth exchange failed (%s): %s", who, exc)
-            # nothing was connected: Connect in Slack (the same start link, claimed by this
-            # browser) may go through again, as the page says
-            await forget(db, state.team_id, used_key(state))
+            await _give_back(state, who)
             return page("Not connected", str(exc), status=502)
+        except Exception:  # ours (the database locked, say): nothing was connected either
+            log.exception("Mailchimp sign-in failed before the account was saved (%s)", who)
+            await _give_back(state, who)
+            return page("Not connected", "Something went wrong on our side, so nothing was "
+                        "connected: try Connect again.", status=500)  # fmt: skip
         log.info("Mailchimp account %r connected (%s)", account.account_name, who)
-        await queue_home_refresh(db, state.team_id)  # Home tabs open still offer Connect
-        if on_connected is not None:
-            await on_connected(state.team_id, state.user_id, account.account_name)
+        await _tell_connected(state, account.account_name, who)
         return page("Mailchimp connected", f"{account.account_name or 'Your account'} is "
                     "connected. You can close this tab and go back to Slack.")  # fmt: skip
+
+    async def _give_back(state: State, who: str) -> None:
+        """Nothing was connected: Connect in Slack (the same start link, claimed by this
+        browser) may go through again, as the error page says."""
+        try:
+            await forget(db, state.team_id, used_key(state))
+        except Exception:
+            log.exception("a Mailchimp sign-in that connected nothing couldn't be given back "
+                          "(%s): its Connect link now says it was used", who)  # fmt: skip
+
+    async def _tell_connected(state: State, account_name: str, who: str) -> None:
+        """The account is saved: Home tabs open still offer Connect, and the person is told in
+        Slack. Neither may turn the connection into an error page: it is made."""
+        try:
+            await queue_home_refresh(db, state.team_id)
+        except Exception:
+            log.exception("Mailchimp connected (%s), but Home tabs weren't refreshed", who)
+        try:
+            if on_connected is not None:
+                await on_connected(state.team_id, state.user_id, account_name)
+        except Exception:
+            log.exception("Mailchimp connected (%s), but the person wasn't told in Slack", who)
 
     # no HEAD for the sign-in callback: a link checker's HEAD would spend its one-time code
     return [
