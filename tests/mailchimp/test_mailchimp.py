@@ -291,6 +291,24 @@ async def test_continue_binds_the_browser_with_a_cookie_only_the_sign_in_sees(
     assert bool(cookie["secure"]) is secure
 
 
+async def test_a_start_page_opened_with_a_cookie_we_never_made_is_shown(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """A mailchimp_browser cookie of bytes that aren't UTF-8 (set by nothing of ours) made the
+    start page a bare 500: it was hashed as it came, unlike in the Continue and the callback."""
+    settings = _settings(db, mc)
+    state = make_state(SECRET, TEAM, "U0002")
+    async with serve(build_web_app(None, routes=public_routes(db, settings))) as site:
+        host, port = site.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET {CONNECT_PATH}?state={state} HTTP/1.1\r\nHost: bot.example\r\n"
+                     .encode() + b"Cookie: mailchimp_browser=\xff\xfe\r\n"
+                     b"Connection: close\r\n\r\n")  # fmt: skip
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"Connect Mailchimp?" in answer, answer[:200]
+
+
 async def test_a_sign_in_finished_in_another_browser_connects_nothing(
     db: Database, mc: FakeMailchimp, caplog: pytest.LogCaptureFixture
 ) -> None:
