@@ -4,16 +4,20 @@ sign-in (its start page and OAuth callback).
 They are served in HTTP and Socket Mode alike, to anyone on the internet, so they reveal
 nothing: an unknown code is a plain 404 (a deleted advocate's code a plain 410 Gone), a forged
 unsubscribe token a plain 400, and a GET never unsubscribes (mail scanners follow links); only
-the POST does (RFC 8058 one-click). A page about a contact we know speaks the invite's
-language; the others, the language the visitor's browser asks for. Mailchimp's start page
-names a workspace and a person only for a link the bot signed, and likewise only its POST goes
-on (`bot/mailchimp/oauth.py`).
+the POST does (RFC 8058 one-click). A link whose contact was deleted since still unsubscribes
+its address, found among those the workspace remembers (a campaign emailed it), so that no
+later import brings it back subscribed; one whose address we don't know says only that its
+contact was removed. A page about a contact we know speaks the invite's language; the others,
+the language the visitor's browser asks for. Mailchimp's start page names a workspace and a
+person only for a link the bot signed, and likewise only its POST goes on
+(`bot/mailchimp/oauth.py`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection
+from typing import NamedTuple
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
@@ -22,8 +26,14 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import text
 
 from bot.campaigns.codes import could_be_code, normalise
-from bot.campaigns.consent import recipient_of, unsubscribe
-from bot.campaigns.links import BadToken, read_unsubscribe_token
+from bot.campaigns.consent import (
+    recipient_of,
+    remembered_addresses,
+    suppress,
+    suppressed,
+    unsubscribe,
+)
+from bot.campaigns.links import BadToken, UnsubscribeToken, read_unsubscribe_token
 from bot.email.render import choose_locale
 from bot.home_refresh import queue_home_refresh
 from bot.mailchimp.accounts import save
@@ -51,6 +61,7 @@ from bot.mailchimp.oauth import (
 from bot.once import first_time, forget
 from bot.settings import Settings
 from bot.web_text import (
+    CONTACT_GONE,
     LINK_BROKEN,
     LINK_GONE,
     LINK_NOT_FOUND,
@@ -142,6 +153,24 @@ _HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
 Connected = Callable[[str, str, str], Awaitable[None]]  # (team, user, account name)
 
 
+class _Addressee(NamedTuple):
+    """The contact an unsubscribe link was made for, as its link was checked."""
+
+    token: UnsubscribeToken
+    email_key: str  # its address key then: what the unsubscribe matches too
+    lang: str  # its invites' language, and the words of its pages in it
+    words: UnsubscribeText
+    unsubscribed: bool  # for good (`unsubscribed_at`), not only switched off by an import
+
+
+class _Gone(NamedTuple):
+    """An unsubscribe link whose contact is gone (deleted, or its import undone)."""
+
+    team_id: str
+    contact_id: int
+    email_key: str | None  # the address it was made for, if the workspace remembers it
+
+
 def _cross_site(request: web.Request, public_base: str) -> bool:
     """A form on another site posted this: an auto-submitting one would take a browser past
     the start page's question, to Mailchimp with someone else's state bound to it. Browsers
@@ -181,11 +210,8 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             return visitor_page(request, LINK_BROKEN, status=502)
         raise found
 
-    async def _contact(request: web.Request
-                       ) -> tuple[str, int, str, UnsubscribeText, bool] | web.Response:  # fmt: skip
-        """The (team, contact) an unsubscribe link is for with the language of its invites
-        (and that language's words) and whether it is still subscribed, or the page to answer
-        instead."""
+    async def _contact(request: web.Request) -> _Addressee | _Gone | web.Response:
+        """The contact an unsubscribe link is for, or the page to answer instead."""
         try:
             token = read_unsubscribe_token(request.match_info["token"])
         except BadToken as exc:
@@ -197,30 +223,66 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         recipient = await recipient_of(db, token.team_id, token.contact_id)
         if recipient is None or not token.for_address(settings.secret_key, recipient.email_key):
             # its contact is gone (deleted, its import undone; SQLite may have given its id to
-            # another contact since): nothing to do, in the visitor's language (no invite's)
-            return visitor_page(request, NOT_ON_LIST, status=200)
+            # another contact since)
+            return await _gone(token)
         lang = choose_locale(recipient.locale, recipient.default_locale)[0]
-        return (token.team_id, token.contact_id, lang, UNSUBSCRIBE.get(lang, UNSUBSCRIBE["en"]),
-                recipient.subscribed)  # fmt: skip
+        return _Addressee(token, recipient.email_key, lang,
+                          UNSUBSCRIBE.get(lang, UNSUBSCRIBE["en"]), recipient.unsubscribed)
+
+    async def _gone(token: UnsubscribeToken) -> _Gone:
+        """A link whose contact is gone, with the address it was made for if the workspace
+        remembers it: a campaign emailed it (how the link came), or it is suppressed."""
+        keys = await remembered_addresses(db, token.team_id)
+        return _Gone(token.team_id, token.contact_id, token.made_for(settings.secret_key, keys))
+
+    def _gone_unknown(request: web.Request, gone: _Gone) -> web.Response:
+        """Nothing to record the unsubscribe against: a link sent before links named their
+        address, or a contact deleted before deletions kept the addresses campaigns emailed
+        (migration 0020). Its invites went with it, but a new import may bring the address
+        back: the page says so rather than promising it is off the list."""
+        log.info("an unsubscribe link of a deleted contact (team %s, contact %s) names no "
+                 "address we know: nothing recorded", gone.team_id, gone.contact_id)  # fmt: skip
+        return visitor_page(request, CONTACT_GONE, status=200)
 
     async def unsubscribe_form(request: web.Request) -> web.Response:
         found = await _contact(request)
         if isinstance(found, web.Response):
             return found
-        _, _, lang, words, subscribed = found
-        if not subscribed:  # back to check it worked (or one-click did it): no question again
-            return page(words.done_title, words.done, lang=lang)
         # relative: the form posts back to the link as sent, whatever path PUBLIC_URL has
-        return page(words.title, words.question, action=request.match_info["token"],
-                    button=words.button, lang=lang)  # fmt: skip
+        action = request.match_info["token"]
+        if isinstance(found, _Gone):  # in the visitor's language: no invite's to go by
+            if found.email_key is None:
+                return _gone_unknown(request, found)
+            if await suppressed(db, found.team_id, found.email_key):
+                return visitor_page(request, NOT_ON_LIST, status=200)
+            lang = visitor_language(request.headers.get("Accept-Language"))
+            words = UNSUBSCRIBE[lang]
+            response = page(words.title, words.question, action=action, button=words.button,
+                            lang=lang)  # fmt: skip
+            response.headers["Vary"] = "Accept-Language"
+            return response
+        words, lang = found.words, found.lang
+        # back to check it worked (or one-click did it): no question again. Not when an
+        # import only switched consent off: the next may switch it on, and her click sticks
+        if found.unsubscribed:
+            return page(words.done_title, words.done, lang=lang)
+        return page(words.title, words.question, action=action, button=words.button,
+                    lang=lang)  # fmt: skip
 
     async def unsubscribe_now(request: web.Request) -> web.Response:
         found = await _contact(request)
         if isinstance(found, web.Response):
             return found
-        team_id, contact_id, lang, words, _ = found
-        await unsubscribe(db, team_id, contact_id)
-        return page(words.done_title, words.done, lang=lang)
+        if isinstance(found, _Addressee):
+            token = found.token
+            if await unsubscribe(db, token.team_id, token.contact_id,
+                                 found.email_key) is not None:  # fmt: skip
+                return page(found.words.done_title, found.words.done, lang=found.lang)
+            found = await _gone(token)  # deleted since it was checked
+        if found.email_key is None:
+            return _gone_unknown(request, found)
+        await suppress(db, found.team_id, found.email_key)
+        return visitor_page(request, NOT_ON_LIST, status=200)
 
     def _start(request: web.Request) -> State | web.Response:
         """The start link's state, or the page to answer instead."""
@@ -321,16 +383,39 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
                        user=state.user_id, secret_key=settings.secret_key)  # fmt: skip
         except MailchimpError as exc:
             log.warning("Mailchimp OAuth exchange failed (%s): %s", who, exc)
-            # nothing was connected: Connect in Slack (the same start link, claimed by this
-            # browser) may go through again, as the page says
-            await forget(db, state.team_id, used_key(state))
+            await _give_back(state, who)
             return page("Not connected", str(exc), status=502)
+        except Exception:  # ours (the database locked, say): nothing was connected either
+            log.exception("Mailchimp sign-in failed before the account was saved (%s)", who)
+            await _give_back(state, who)
+            return page("Not connected", "Something went wrong on our side, so nothing was "
+                        "connected: try Connect again.", status=500)  # fmt: skip
         log.info("Mailchimp account %r connected (%s)", account.account_name, who)
-        await queue_home_refresh(db, state.team_id)  # Home tabs open still offer Connect
-        if on_connected is not None:
-            await on_connected(state.team_id, state.user_id, account.account_name)
+        await _tell_connected(state, account.account_name, who)
         return page("Mailchimp connected", f"{account.account_name or 'Your account'} is "
                     "connected. You can close this tab and go back to Slack.")  # fmt: skip
+
+    async def _give_back(state: State, who: str) -> None:
+        """Nothing was connected: Connect in Slack (the same start link, claimed by this
+        browser) may go through again, as the error page says."""
+        try:
+            await forget(db, state.team_id, used_key(state))
+        except Exception:
+            log.exception("a Mailchimp sign-in that connected nothing couldn't be given back "
+                          "(%s): its Connect link now says it was used", who)  # fmt: skip
+
+    async def _tell_connected(state: State, account_name: str, who: str) -> None:
+        """The account is saved: Home tabs open still offer Connect, and the person is told in
+        Slack. Neither may turn the connection into an error page: it is made."""
+        try:
+            await queue_home_refresh(db, state.team_id)
+        except Exception:
+            log.exception("Mailchimp connected (%s), but Home tabs weren't refreshed", who)
+        try:
+            if on_connected is not None:
+                await on_connected(state.team_id, state.user_id, account_name)
+        except Exception:
+            log.exception("Mailchimp connected (%s), but the person wasn't told in Slack", who)
 
     # no HEAD for the sign-in callback: a link checker's HEAD would spend its one-time code
     return [

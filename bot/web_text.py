@@ -226,6 +226,72 @@ NOT_ON_LIST: dict[str, PageText] = {
     "zh-TW": PageText("不在我們的名單中", "此地址已不再接收我們的推薦邀請。"),
 }  # fmt: skip
 
+# An unsubscribe link whose contact was deleted, its address unknown to us (nothing recorded):
+# nothing is on its way to it, but a later import of the address may invite it again
+CONTACT_GONE: dict[str, PageText] = {
+    "da": PageText("Allerede fjernet",
+                   "Adressen, som dette link blev sendt til, er fjernet fra vores liste, så "
+                   "der er ingen invitationer på vej til den. Vi kunne ikke registrere en "
+                   "afmelding: Hvis du får en ny invitation, så brug afmeldingslinket i den."),
+    "de": PageText("Bereits entfernt",
+                   "Die Adresse, an die dieser Link geschickt wurde, wurde von unserer Liste "
+                   "entfernt, es sind also keine Einladungen an sie unterwegs. Eine Abmeldung "
+                   "konnten wir nicht speichern: Wenn du wieder eine Einladung bekommst, nutze "
+                   "den Abmeldelink darin."),
+    "en": PageText("Already removed",
+                   "The address this link was sent to was removed from our list, so no "
+                   "invitations are on their way to it. We couldn't record an unsubscribe: if "
+                   "you get another invitation, use the unsubscribe link in that one."),
+    "es": PageText("Ya eliminada",
+                   "La dirección a la que se envió este enlace se eliminó de nuestra lista, así "
+                   "que no hay invitaciones en camino. No pudimos registrar la cancelación: si "
+                   "recibes otra invitación, usa el enlace para cancelar la suscripción que "
+                   "incluya."),
+    "fr": PageText("Déjà retirée",
+                   "L'adresse à laquelle ce lien a été envoyé a été retirée de notre liste : "
+                   "aucune invitation n'est en route vers elle. Nous n'avons pas pu enregistrer "
+                   "de désabonnement : si vous recevez une autre invitation, utilisez le lien "
+                   "de désabonnement qu'elle contient."),
+    "it": PageText("Già rimosso",
+                   "L'indirizzo a cui è stato inviato questo link è stato rimosso dalla nostra "
+                   "lista, quindi non ci sono inviti in arrivo. Non abbiamo potuto registrare "
+                   "l'annullamento: se ricevi un altro invito, usa il link per annullare "
+                   "l'iscrizione che contiene."),
+    "ja": PageText("削除済みです",
+                   "このリンクの送信先アドレスはリストから削除されているため、送信予定の"
+                   "ご案内はありません。配信停止は記録できませんでした。今後ご案内が届いた"
+                   "場合は、そのメールの配信停止リンクをご利用ください。"),
+    "nb": PageText("Allerede fjernet",
+                   "Adressen denne lenken ble sendt til, er fjernet fra listen vår, så ingen "
+                   "invitasjoner er på vei dit. Vi kunne ikke registrere en avmelding: Får du "
+                   "en ny invitasjon, bruk avmeldingslenken i den."),
+    "nl": PageText("Al verwijderd",
+                   "Het adres waarnaar deze link is gestuurd, is van onze lijst verwijderd, dus "
+                   "er zijn geen uitnodigingen naar onderweg. We konden geen afmelding "
+                   "vastleggen: krijg je nog een uitnodiging, gebruik dan de afmeldlink daarin."),
+    "pt-BR": PageText("Já removido",
+                      "O endereço para o qual este link foi enviado foi removido da nossa "
+                      "lista, então não há convites a caminho dele. Não conseguimos registrar "
+                      "o cancelamento: se você receber outro convite, use o link para "
+                      "cancelar a inscrição que ele traz."),
+    "ru": PageText("Адрес уже удалён",
+                   "Адрес, на который была отправлена эта ссылка, удалён из нашего списка, "
+                   "поэтому приглашений на него не запланировано. Записать отписку мы не "
+                   "смогли: если вы получите ещё одно приглашение, воспользуйтесь ссылкой для "
+                   "отписки в нём."),
+    "sv": PageText("Redan borttagen",
+                   "Adressen som den här länken skickades till har tagits bort från vår lista, "
+                   "så inga inbjudningar är på väg dit. Vi kunde inte registrera någon "
+                   "avregistrering: om du får en ny inbjudan, använd avregistreringslänken i "
+                   "den."),
+    "zh-CN": PageText("已被移除",
+                      "此链接的收件地址已从我们的名单中移除，因此没有待发送给它的邀请。"
+                      "我们无法记录退订：如果你再次收到邀请，请使用该邮件中的退订链接。"),
+    "zh-TW": PageText("已被移除",
+                      "此連結的收件地址已從我們的名單中移除，因此沒有待寄送給它的邀請。"
+                      "我們無法記錄取消訂閱：如果你再次收到邀請，請使用該郵件中的取消訂閱連結。"),
+}  # fmt: skip
+
 # An unsubscribe link that isn't ours (forged, mangled by a mail client) (400)
 LINK_NOT_VALID: dict[str, PageText] = {
     "da": PageText("Ugyldigt link", "Dette afmeldingslink er ikke gyldigt."),

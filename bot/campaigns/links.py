@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -29,6 +31,10 @@ def unsubscribe_link(public_url: str, secret: str, team_id: str, contact_id: int
                      email_key: str) -> str:  # fmt: skip
     token = unsubscribe_token(secret, team_id, contact_id, email_key)
     return f"{public_url.rstrip('/')}/u/{token}"
+
+
+_SIGNATURE = re.compile(r"[A-Za-z0-9_-]{22}")  # what _mac makes: 16 bytes, unpadded base64url
+_TRAILING = re.compile(r"[^A-Za-z0-9_-]+\Z")  # after the token's last base64url character
 
 
 def _mac(secret: str, body: bytes) -> str:
@@ -67,10 +73,23 @@ class UnsubscribeToken:
         signed = _mac(secret, self.body + b"\0" + email_key.encode())
         return hmac.compare_digest(self.address_mac, signed)
 
+    def made_for(self, secret: str, email_keys: Iterable[str]) -> str | None:
+        """Which of these address keys the token was made for: None if none, or for a token
+        sent before tokens named the address (it can't tell)."""
+        if self.address_mac is None:
+            return None
+        return next((key for key in email_keys if self.for_address(secret, key)), None)
+
 
 def read_unsubscribe_token(token: str) -> UnsubscribeToken:
     """The parts of a well-formed token, not yet checked (genuine, for_address); BadToken for
-    anything else."""
+    anything else.
+
+    What a sentence or a mail client's link finder left after it (".", ")", ">") is dropped,
+    as from a referral code; a signature of any other length than ours (the link's end lost
+    on a wrapped line) is refused here: a shortened address signature would otherwise pass
+    for a link whose contact is gone, and the page say the address is off the list."""
+    token = _TRAILING.sub("", token)
     try:
         encoded, mac, *rest = token.split(".")
         body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
@@ -82,7 +101,8 @@ def read_unsubscribe_token(token: str) -> UnsubscribeToken:
     address_mac = rest[0] if rest else None
     if len(rest) > 1 or (address_mac is None) != (named == body):
         raise BadToken("malformed")
-    # compare_digest raises on a non-ASCII str: anything but our base64 is simply wrong
-    if not mac.isascii() or not (address_mac or "").isascii():
+    # anything but our base64 of our length is simply wrong (compare_digest raises on a
+    # non-ASCII str)
+    if not all(_SIGNATURE.fullmatch(m) for m in (mac, address_mac) if m is not None):
         raise BadToken("bad signature")
     return UnsubscribeToken(team_id, contact_id, body, mac, address_mac)

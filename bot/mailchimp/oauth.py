@@ -172,9 +172,12 @@ def used_key(state: State) -> str:
 
 
 def _start_keys(state: State, browser: str | None) -> tuple[str, str]:
-    """The start's claim, and this browser's share of it ("" without a cookie)."""
+    """The start's claim, and this browser's share of it ("" without a cookie, or with one
+    we never made: bytes that aren't UTF-8 can't even be hashed)."""
     claim = f"mailchimp-start:{state.nonce}"
-    return claim, f"{claim}:{browser_hash(browser)}" if browser else ""
+    if not browser or not _COOKIE_VALUE.fullmatch(browser):
+        return claim, ""
+    return claim, f"{claim}:{browser_hash(browser)}"
 
 
 async def start_status(db: Database, state: State, browser: str | None) -> Start:

@@ -239,7 +239,7 @@ async def test_resend_uncertain_never_emails_a_contact_who_unsubscribed_meanwhil
         assert set((await _states(world)).values()) == {"uncertain"}
         contact = int(str(await world.scalar("SELECT id FROM contact WHERE email = :a",
                                              a="a@example.com")))  # fmt: skip
-        await unsubscribe(world.db, TEAM, contact)  # they click the email's link
+        await unsubscribe(world.db, TEAM, contact, "a@example.com")  # they click the email's link
         assert await resend_uncertain(world.db, TEAM, enrollment) == 1
         await _send(world, server, enrollment)
     assert _received(server) == Counter({"a@example.com": 1, "b@example.com": 2})

@@ -185,7 +185,8 @@ def test_every_invite_language_has_unsubscribe_pages() -> None:
 
     for words in (web_text.UNSUBSCRIBE, web_text.NOT_FOUND, web_text.NOT_ALLOWED,
                   web_text.LINK_NOT_FOUND, web_text.LINK_GONE, web_text.LINK_BROKEN,
-                  web_text.NOT_ON_LIST, web_text.LINK_NOT_VALID):  # fmt: skip
+                  web_text.NOT_ON_LIST, web_text.CONTACT_GONE,
+                  web_text.LINK_NOT_VALID):  # fmt: skip
         assert sorted(words) == sorted(TEMPLATE_LOCALES)
 
 
@@ -220,14 +221,14 @@ async def test_an_old_link_never_unsubscribes_the_contact_that_got_its_id(
         for method in ("GET", "POST"):
             async with http.request(method, link) as response:
                 assert response.status == 200, method
-                assert "no longer receives" in await response.text()
+                assert "was removed from our list" in await response.text()
         # with nobody at that id, the page says so and changes nothing
         await world.import_csv("Other", people("carl@example.com,Carl,"))
         async with world.db.begin() as conn:
             await conn.execute(text("DELETE FROM segment_member"))
             await conn.execute(text("DELETE FROM contact WHERE email = 'bob@example.com'"))
         async with http.post(link) as response:
-            assert response.status == 200 and "no longer receives" in await response.text()
+            assert response.status == 200 and "removed from our list" in await response.text()
     assert await world.rows("SELECT email, subscribed FROM contact") == [
         ("carl@example.com", True)]  # fmt: skip
     assert reused or not world.db.is_sqlite  # the reuse this guards against
@@ -345,6 +346,9 @@ async def test_pages_for_unknown_links_speak_the_visitors_language(
                                   "JOIN contact c ON c.id = a.contact_id"))  # fmt: skip
     links = {email: unsubscribe_link(site, SECRET, TEAM, int(ids[email]), email)
              for email in ids}  # fmt: skip
+    async with world.db.begin() as conn:  # Carl's invite went out, Bob's never did
+        await conn.execute(text("UPDATE invite SET state = 'sent' WHERE contact_id = :c"),
+                           {"c": ids["carl@example.com"]})  # fmt: skip
     for email in ("bob@example.com", "carl@example.com"):
         await delete_contact(world.db, TEAM, await find_by_email(world.db, TEAM, email), "U2")
     broken = await world.campaign("Broken", store_url="https://shop.example/")
@@ -359,7 +363,7 @@ async def test_pages_for_unknown_links_speak_the_visitors_language(
         ("GET", "/r/no-such-code!", "ja", 404, "ja", "リンクが見つかりません"),
         ("GET", f"/r/{codes['bob@example.com']}", "de-DE", 410, "de", "Link nicht mehr aktiv"),
         ("GET", f"/r/{broken_code}", "pt-PT", 502, "pt-BR", "O link não funciona"),
-        ("GET", links["bob@example.com"], "sv", 200, "sv", "Inte på vår lista"),
+        ("GET", links["bob@example.com"], "sv", 200, "sv", "Redan borttagen"),
         ("POST", links["carl@example.com"], "zh-CN", 200, "zh-CN", "不在我们的名单中"),
         ("GET", "/u/garbage", "nl-BE", 400, "nl", "Ongeldige link"),
         ("POST", "/u/garbage", "ru", 400, "ru", "Недействительная ссылка"),
@@ -377,3 +381,149 @@ async def test_pages_for_unknown_links_speak_the_visitors_language(
                 assert response.headers["Content-Language"] == lang, path
                 assert f'<html lang="{lang}">' in page and f"<h1>{heading}</h1>" in page, path
     assert await world.scalar("SELECT subscribed FROM contact") in (True, 1)  # Amélie's
+
+
+async def test_a_shortened_link_is_refused_and_one_with_a_bracket_after_it_works(
+    world: World, site: str
+) -> None:
+    """A link whose last characters a wrapped line lost said "Not on our list: this address
+    no longer receives referral invitations from us", and the person was still subscribed;
+    one with the closing bracket (or ">") a mail client's link finder took said so too."""
+    _, contact = await _advocate(world)
+    link = unsubscribe_link(site, SECRET, TEAM, contact, KEY)
+    async with aiohttp.ClientSession() as http:
+        for shortened in (link[:-1], link[:-3], link[:-23]):
+            for method in ("GET", "POST"):
+                async with http.request(method, shortened) as response:
+                    page = await response.text()
+                    assert response.status == 400, (method, shortened)
+                    assert "no longer receives" not in page
+        assert await world.scalar("SELECT subscribed FROM contact") in (True, 1)
+        for extended in (link + ")", link + "%3E", link + "."):
+            async with http.get(extended) as response:
+                assert response.status == 200 and "<form" in await response.text(), extended
+        async with http.post(link + "%3E") as response:
+            assert response.status == 200 and "unsubscribed" in await response.text()
+    assert await world.scalar("SELECT subscribed FROM contact") in (False, 0)
+
+
+async def test_an_unsubscribe_racing_a_delete_never_unsubscribes_the_next_contact(
+    world: World, site: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ada's link was checked against her contact in one transaction and the contact
+    unsubscribed by id alone in another: her contact deleted and Bob imported between the two
+    (SQLite gives Bob her id), Bob was unsubscribed."""
+    import bot.web
+    from bot.campaigns.consent import Recipient, recipient_of
+    from bot.contact_admin import delete_contact
+    from models import Database
+
+    _, ada = await _advocate(world)
+    link = unsubscribe_link(site, SECRET, TEAM, ada, KEY)
+
+    async def checked_then_replaced(db: Database, team_id: str, contact_id: int
+                                    ) -> Recipient | None:  # fmt: skip
+        found = await recipient_of(db, team_id, contact_id)  # forces the interleaving:
+        await delete_contact(world.db, TEAM, ada, "U2")  # meanwhile, in Slack
+        await world.import_csv("Other", people("bob@example.com,Bob,"))
+        return found
+
+    monkeypatch.setattr(bot.web, "recipient_of", checked_then_replaced)
+    async with aiohttp.ClientSession() as http, http.post(link) as response:
+        assert response.status == 200
+        assert "You&#39;re unsubscribed" not in await response.text()
+    bob = await world.rows("SELECT id, email, subscribed FROM contact")
+    assert [(email, subscribed) for _, email, subscribed in bob] == [("bob@example.com", True)]
+    assert bob[0][0] == ada or not world.db.is_sqlite  # the reuse this guards against
+
+
+async def test_a_link_opened_after_an_import_withdrew_consent_still_unsubscribes(
+    world: World, site: str
+) -> None:
+    """Ada's invite went out; then the shop's list said she accepts no marketing (an
+    --update-existing import). Her Unsubscribe link said "You're unsubscribed" with no button,
+    and the next list saying yes subscribed her again: the next campaign invited her."""
+    import io
+
+    from bot.imports.importer import import_files
+
+    async def shop_list(answer: str) -> None:
+        csv = people(f"{KEY},A,{answer}", header="email,first_name,accepts_marketing")
+        await import_files(world.db, TEAM, [("shop.csv", io.BytesIO(csv.encode()))],
+                           segment="VIP", update_existing=True)  # fmt: skip
+
+    _, contact = await _advocate(world)
+    link = unsubscribe_link(site, SECRET, TEAM, contact, KEY)
+    await shop_list("no")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(link) as response:
+            page = await response.text()
+            assert "<form" in page and "You&#39;re unsubscribed" not in page
+        async with http.post(link) as response:
+            assert "You&#39;re unsubscribed" in await response.text()
+    await shop_list("yes")
+    await world.target(await world.campaign("Summer"), "VIP")
+    assert await world.scalar("SELECT subscribed FROM contact") in (False, 0)
+    assert await world.rows("SELECT i.state FROM invite i JOIN campaign c ON "
+                            "c.id = i.campaign_id WHERE c.name = 'Summer'") == [("not_emailed",)]
+
+
+async def _emailed_then_deleted(world: World, site: str) -> str:
+    """Ada's invite went out, then a lead deleted her contact: her Unsubscribe link."""
+    from bot.contact_admin import delete_contact
+
+    _, ada = await _advocate(world)
+    await world.import_csv("Other", people("b@example.com,B,"))  # so ids aren't reused
+    async with world.db.begin() as conn:
+        await conn.execute(text("UPDATE invite SET state = 'sent'"))
+    await delete_contact(world.db, TEAM, ada, "U2")
+    return unsubscribe_link(site, SECRET, TEAM, ada, KEY)
+
+
+async def _summer_invites(world: World) -> list[tuple]:
+    """The address imported again and a new campaign targeting it: its invite and consent."""
+    await world.import_csv("VIP", people(f"{KEY},A,"))
+    await world.target(await world.campaign("Summer"), "VIP")
+    return await world.rows(_SUMMER.format("c.subscribed, i.state"))
+
+
+_SUMMER = ("SELECT {} FROM invite i JOIN contact c ON c.id = i.contact_id "
+           "JOIN campaign p ON p.id = i.campaign_id WHERE p.name = 'Summer'")  # fmt: skip
+
+
+async def test_an_unsubscribe_after_the_contact_was_deleted_is_kept(
+    world: World, site: str
+) -> None:
+    """Ada got an invite, a lead deleted her contact, she clicked Unsubscribe: the page said
+    she no longer receives invitations and recorded nothing, and the next import of the
+    same list with a new campaign emailed her again."""
+    link = await _emailed_then_deleted(world, site)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(link) as response:  # a GET changes nothing: it asks
+            page = await response.text()
+            assert "<form" in page and "no longer receives" not in page
+        for _ in range(2):
+            async with http.post(link, data={"List-Unsubscribe": "One-Click"}) as response:
+                page = await response.text()
+                assert response.status == 200
+                assert "This address no longer receives referral invitations from us." in page
+        async with http.get(link) as response:  # back to check: no question again
+            assert "<form" not in await response.text()
+    assert await _summer_invites(world) in ([(False, "not_emailed")], [(0, "not_emailed")])
+
+
+async def test_an_unsubscribe_after_the_contact_was_imported_again_unsubscribes_it(
+    world: World, site: str
+) -> None:
+    """Ada's contact deleted and imported again (a new id) before she clicks her old invite's
+    Unsubscribe: the contact she is now is unsubscribed, its waiting invite stopped."""
+    link = await _emailed_then_deleted(world, site)
+    assert await _summer_invites(world) in ([(True, "queued")], [(1, "queued")])
+    async with aiohttp.ClientSession() as http:
+        async with http.get(link) as response:
+            assert "<form" in await response.text()
+        async with http.post(link) as response:
+            assert "no longer receives referral invitations" in await response.text()
+    assert await world.rows(_SUMMER.format(
+        "c.subscribed, c.unsubscribed_at IS NOT NULL, i.state, i.reason")) in (
+        [(False, True, "not_emailed", "unsubscribed")], [(0, 1, "not_emailed", "unsubscribed")])

@@ -291,6 +291,24 @@ async def test_continue_binds_the_browser_with_a_cookie_only_the_sign_in_sees(
     assert bool(cookie["secure"]) is secure
 
 
+async def test_a_start_page_opened_with_a_cookie_we_never_made_is_shown(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """A mailchimp_browser cookie of bytes that aren't UTF-8 (set by nothing of ours) made the
+    start page a bare 500: it was hashed as it came, unlike in the Continue and the callback."""
+    settings = _settings(db, mc)
+    state = make_state(SECRET, TEAM, "U0002")
+    async with serve(build_web_app(None, routes=public_routes(db, settings))) as site:
+        host, port = site.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET {CONNECT_PATH}?state={state} HTTP/1.1\r\nHost: bot.example\r\n"
+                     .encode() + b"Cookie: mailchimp_browser=\xff\xfe\r\n"
+                     b"Connection: close\r\n\r\n")  # fmt: skip
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"Connect Mailchimp?" in answer, answer[:200]
+
+
 async def test_a_sign_in_finished_in_another_browser_connects_nothing(
     db: Database, mc: FakeMailchimp, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -648,3 +666,48 @@ async def test_an_audience_with_renamed_name_tags_keeps_its_members_names(
                                         "ORDER BY email"))).all()  # fmt: skip
     assert [tuple(r) for r in rows] == [("ann@example.com", "Ann", "Lee"),
                                         ("bob@example.com", "Bob", "Smith")]  # fmt: skip
+
+
+_REFUSE_SAVES = {  # the database refusing to store the account (as a locked one does)
+    "sqlite": ["CREATE TRIGGER refuse_save BEFORE INSERT ON mailchimp_account "
+               "BEGIN SELECT RAISE(ABORT, 'database is locked'); END"],
+    "postgresql": ["CREATE FUNCTION refuse_save() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$ BEGIN RAISE EXCEPTION 'could not write'; END $$",
+                   "CREATE TRIGGER refuse_save BEFORE INSERT ON mailchimp_account "
+                   "FOR EACH ROW EXECUTE FUNCTION refuse_save()"],
+}  # fmt: skip
+
+
+async def test_a_sign_in_the_database_failed_to_save_can_be_connected_again(
+    db: Database, mc: FakeMailchimp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database failed while the account was saved: a bare 500, and Connect in Slack (the
+    same start link) then said "already used to sign in". Once saved, a failing message in
+    Slack turned the connection made into a 500 too."""
+
+    async def slack_down(team_id: str, user_id: str, account: str) -> None:
+        raise ConnectionError("slack.com unreachable")
+
+    settings = _settings(db, mc)
+    mc.add_account(token="t1", dc="us7", name="Northwind Coffee")
+    mc.issue_code("code-1", "t1", "t1")
+    mc.issue_code("code-2", "t1", "t1")
+    routes = public_routes(db, settings, on_connected=slack_down)
+    async with serve(build_web_app(None, routes=routes)) as site, _browser(site) as http:
+        state = make_state(SECRET, TEAM, "U0002")  # the Connect button's, clicked twice
+        async with db.begin() as conn:
+            for statement in _REFUSE_SAVES[db.dialect]:
+                await conn.execute(text(statement))
+        authorize = await _continue(http, site, mc, state)
+        status, page = await _back_from_mailchimp(http, site, "code-1", authorize)
+        assert status == 500 and "Not connected" in page and "try Connect again" in page
+        assert await accounts.connection(db, TEAM) is None
+        async with db.begin() as conn:
+            await conn.execute(text("DROP TRIGGER refuse_save" + (
+                " ON mailchimp_account" if db.dialect == "postgresql" else "")))
+        authorize = await _continue(http, site, mc, state)
+        status, page = await _back_from_mailchimp(http, site, "code-2", authorize)
+        assert status == 200 and "Northwind Coffee is connected" in page, page
+    assert await accounts.connection(db, TEAM) is not None
+    assert f"failed before the account was saved (team {TEAM}, user U0002)" in caplog.text
+    assert "wasn't told in Slack" in caplog.text
