@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from slack_bolt.request.internals import extract_team_id
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import digits
@@ -29,6 +30,21 @@ def id_in(value: object, what: str) -> int:
     if found is None:
         raise Refusal(f"That button doesn't name {what}: it may come from an old message.")
     return found
+
+
+def team_of(body: dict[str, Any]) -> str:
+    """The workspace a request is for: the one that installed the bot, as bolt decides it
+    for `context["team_id"]` (and for the token it authorizes with).
+
+    `team` isn't always it: in a channel shared with another organisation (Slack Connect),
+    a modal submitted by one of its members carries their organisation as `team` and the
+    installing workspace as `view.app_installed_team_id`. Read from `team`, the submission
+    ran against a workspace that isn't here ("That import doesn't exist") and made a row
+    for it, after which the CLI couldn't tell which workspace was "the only one"."""
+    team_id = extract_team_id(body)
+    if not team_id:
+        raise Refusal("Slack didn't say which workspace that came from: nothing was done.")
+    return str(team_id)
 
 
 def list_meta(body: dict[str, Any], opened_by: str) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from bot.workspaces import (
     segment_key,
     segment_sizes,
 )
-from handlers.context import Deps, Refusal, deps, is_lead, may_change
+from handlers.context import Deps, Refusal, deps, is_lead, may_change, team_of
 from handlers.ids import Action, BlockId, Callback
 from handlers.mailchimp_messages import (
     LISTS_LOADING,
@@ -214,7 +214,7 @@ def _unusable_name(name: str) -> str | None:
 
 async def suggest_segments(ack: Any, body: dict[str, Any], context: dict[str, Any]) -> None:
     d = deps(context)
-    team_id = body["team"]["id"]
+    team_id = team_of(body)
     query = (body.get("value") or "").casefold()
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     sized = [(s.id or 0, s.name, n) for s, n in await segment_sizes(d.db, team_id)
@@ -228,7 +228,7 @@ async def suggest_upload_segments(ack: Any, body: dict[str, Any],
     the offer has no field to create one, so in a workspace without segments it was a dead
     end ("Choose a segment first") with nothing to choose."""
     d = deps(context)
-    team_id = body["team"]["id"]
+    team_id = team_of(body)
     typed = (body.get("value") or "").strip()
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     segments = [(s, n) for s, n in await segment_sizes(d.db, team_id)
@@ -248,7 +248,7 @@ async def suggest_upload_segments(ack: Any, body: dict[str, Any],
 async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient,
                  context: dict[str, Any]) -> None:  # fmt: skip
     d = deps(context)
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    team_id, user_id = team_of(body), body["user"]["id"]
     meta = json.loads(view.get("private_metadata") or "{}")
     batch_id: int | None = meta.get("batch")
     form = read_form(view["state"]["values"])

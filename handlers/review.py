@@ -12,7 +12,7 @@ from bot.imports import review
 from bot.imports.batches import ReviewError, confirm_consent
 from bot.imports.dry_run import dry_run
 from bot.workspaces import get_segment
-from handlers.context import Deps, Refusal, deps, id_in, is_lead, lead_refusal, may_change
+from handlers.context import Deps, Refusal, deps, id_in, is_lead, lead_refusal, may_change, team_of
 from handlers.ids import Action
 from handlers.import_modal import open_import_modal
 from handlers.messages import dry_run_text
@@ -111,7 +111,7 @@ async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     """Ack at once; the work runs after the response (tracked, failures told to the user)."""
     await ack()
     d = deps(context)
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    team_id, user_id = team_of(body), body["user"]["id"]
     action = body["actions"][0]
     value = str(action.get("value") or "")
     work = {

@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import digits
 from bot.imports import review
-from handlers.context import Deps, deps, id_in, list_meta
+from handlers.context import Deps, deps, id_in, list_meta, team_of
 from handlers.ids import Action
 from handlers.mapping_messages import note_modal
 from handlers.messages import sources_modal
@@ -46,7 +46,7 @@ async def _redraw(d: Deps, client: AsyncWebClient, body: dict[str, Any],
     """The modal anew at another page (a page past the end shows the last); a quicker second
     click redrew it already (hash_conflict), or it was closed: so be it."""
     batch_id, shown = _meta(body)
-    view = await _render(d, body["team"]["id"], batch_id, shown if offset is None else offset)
+    view = await _render(d, team_of(body), batch_id, shown if offset is None else offset)
     await update_modal(client, body["view"]["id"], view, hash=body["view"].get("hash"))
 
 
@@ -54,7 +54,7 @@ async def _redraw_removed(d: Deps, client: AsyncWebClient, body: dict[str, Any])
     """The modal anew after a Remove (see redraw_after_write)."""
     batch_id, shown = _meta(body)
     await redraw_after_write(client, body["view"]["id"],
-                             lambda: _render(d, body["team"]["id"], batch_id, shown),
+                             lambda: _render(d, team_of(body), batch_id, shown),
                              hash=body["view"].get("hash"))  # fmt: skip
 
 
@@ -68,7 +68,7 @@ async def open_sources(ack: Any, body: dict[str, Any], client: AsyncWebClient,
         batch_id = id_in(batch_part, "an import")
         opened = await open_modal(client, body["trigger_id"],
                                   note_modal(LOADING, title="All sources"))  # fmt: skip
-        await fill_modal(client, opened, await _render(d, body["team"]["id"], batch_id,
+        await fill_modal(client, opened, await _render(d, team_of(body), batch_id,
                                                        digits(first) or 0))  # fmt: skip
 
     d.later.run(work(), client, body, prompt=True)
@@ -89,7 +89,7 @@ async def remove(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 
     async def work() -> None:
         _meta(body)  # a click in anything but this modal changes nothing
-        await remove_source(d, client, body["team"]["id"], body["user"]["id"],
+        await remove_source(d, client, team_of(body), body["user"]["id"],
                             str(body["actions"][0].get("value") or ""),
                             removed=lambda: _redraw_removed(d, client, body))  # fmt: skip
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from bot.imports.batches import create_batch, stage_contact
-from bot.workspaces import ensure_workspace, import_target
+from bot.workspaces import ensure_workspace, import_target, resolve_team
 from handlers.ids import Action, BlockId, Callback
 from tests.fakes.slack_api import FakeExternalHost
 from tests.fakes.slack_requests import block_actions_payload, interactive_body
@@ -22,6 +22,7 @@ from tests.handlers.test_decisions import _start
 from tests.handlers.test_import_flow import CSV, _count, _form, _open_modal, _review
 
 STRANGER = "U0777"
+OUTSIDER, OTHER_ORG = "U0EXT", "T0EXT"  # a member of the organisation C0001 is shared with
 EVIL = "<!channel> Promo <https://evil.example|Approve> & more"
 
 
@@ -183,6 +184,29 @@ async def test_admins_of_another_workspace_are_not_leads_here(app: Harness) -> N
                                     message_ts=message["ts"])  # fmt: skip
     await app.settle()
     assert await _count(app, "SELECT COUNT(*) FROM contact") == 2
+
+
+async def test_a_form_submitted_from_another_organisation_is_judged_in_this_workspace(
+    app: Harness,
+) -> None:  # fmt: skip
+    """C0001 is shared with another organisation (Slack Connect). A form one of its members
+    submits carries their organisation as `team` and this workspace as
+    `view.app_installed_team_id`: the submission ran against their organisation ("That
+    import doesn't exist in this workspace.") and made a workspace row for it, after which
+    every CLI command wanting the only workspace said "There are several workspaces". Now it
+    is judged here, and no workspace is made."""
+    app.slack.users[OUTSIDER] = {"team_id": OTHER_ORG}
+    _, batch = await _start(app)
+    await app.requests.view_submission(
+        Callback.IMPORT, _form(email="late@example.com"), user_id=OUTSIDER, team_id=OTHER_ORG,
+        private_metadata=json.dumps({"batch": int(batch), "channel": "C0001"}),
+    )  # fmt: skip
+    await app.settle()
+    told = [m["text"] for m in app.slack.messages if m["channel"].startswith("D")]
+    assert told == [f"Only <@{REP}>, who asked for this import, or a team lead can change it."]
+    assert await _count(app, "SELECT COUNT(*) FROM workspace") == 1
+    assert await resolve_team(app.db, None) == "T0001"
+    assert await _count(app, "SELECT COUNT(*) FROM staged_row WHERE email LIKE 'late@%'") == 0
 
 
 async def test_team_leads_of_one_workspace_are_not_leads_of_another(app: Harness) -> None:
