@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.contact_admin import MAX_QUERY
 from bot.ids import digits
 from bot.imports import review
-from handlers.context import deps, id_in, list_meta, may_change, team_of
+from handlers.context import deps, id_in, list_meta, may_change, require_member, team_of
 from handlers.ids import Action, Callback
 from handlers.messages import CONTACTS_PER_PAGE, contacts_modal
 from handlers.modals import redraw_after_write
@@ -46,6 +46,7 @@ async def open_contacts(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 
     async def work() -> None:
         batch_id = id_in(body["actions"][0].get("value"), "an import")
+        await require_member(client, team_of(body), body["user"]["id"])
         view = await _render(context, team_of(body), batch_id, "", 0)
         await client.views_open(trigger_id=body["trigger_id"], view=view)
 

@@ -94,6 +94,19 @@ async def is_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -
     return member and bool(user.get("is_admin") or user.get("is_owner"))
 
 
+OUTSIDER = "Only members of this workspace can see or change its imports and segments."
+
+
+async def require_member(client: AsyncWebClient, team_id: str, user_id: str) -> None:
+    """Refuse a member of another organisation (one a channel is shared with): the review
+    message's buttons and the upload offer are in that channel, and showed them this
+    workspace's contacts and segments. Tested as `is_lead` tests membership; a failing
+    `users.info` raises, as there: nothing is shown."""
+    info = await client.users_info(user=user_id)
+    if (info.get("user") or {}).get("team_id") != team_id:
+        raise Refusal(OUTSIDER)
+
+
 async def lead_refusal(d: Deps, team_id: str, verb: str) -> Refusal:
     return await leads_only(d, team_id, f"{verb} imports")
 

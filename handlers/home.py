@@ -62,7 +62,7 @@ async def _open_import(d: Deps, client: AsyncWebClient, body: dict[str, Any]) ->
     empty, for their DM with the bot)."""
     user_id = body["user"]["id"]
     dm = await client.conversations_open(users=user_id)  # fast; the trigger lives 3 s
-    await open_import_modal(d, client, body["trigger_id"], team_of(body),
+    await open_import_modal(d, client, body["trigger_id"], team_of(body), user_id,
                             channel_id=dm["channel"]["id"], choose_channel=True)  # fmt: skip
 
 

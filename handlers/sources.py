@@ -5,8 +5,9 @@ The review message has room for 30 sources and 10 *Map columns* rows (Slack allo
 The message's *All sources* opens this modal at the page of the first source it lacks; its
 Remove is the message's (same permission check, the message redrawn, the skipped-rows CSVs
 that no longer apply shared anew) and redraws the modal; its Map columns pushes the mapping
-modal on top of this one. Anyone in the channel may look; changing is for the requester or a
-team lead, checked on the click, as on the message.
+modal on top of this one. Anyone of this workspace in the channel may look (not a member of
+another organisation it is shared with); changing is for the requester or a team lead,
+checked on the click, as on the message.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import digits
 from bot.imports import review
-from handlers.context import Deps, deps, id_in, list_meta, team_of
+from handlers.context import Deps, deps, id_in, list_meta, require_member, team_of
 from handlers.ids import Action
 from handlers.mapping_messages import note_modal
 from handlers.messages import sources_modal
@@ -68,6 +69,7 @@ async def open_sources(ack: Any, body: dict[str, Any], client: AsyncWebClient,
         batch_id = id_in(batch_part, "an import")
         opened = await open_modal(client, body["trigger_id"],
                                   note_modal(LOADING, title="All sources"))  # fmt: skip
+        await require_member(client, team_of(body), body["user"]["id"])  # said in the modal
         await fill_modal(client, opened, await _render(d, team_of(body), batch_id,
                                                        digits(first) or 0))  # fmt: skip
 
