@@ -39,7 +39,7 @@ from handlers.campaign_messages import (
     saved_note,
     went_live_note,
 )
-from handlers.context import Deps, Refusal, deps, id_in, is_lead, leads_only, require_lead
+from handlers.context import Deps, Refusal, deps, id_in, is_lead, leads_only, require_lead, team_of
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, metadata
@@ -291,7 +291,7 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
                  context: dict[str, Any]) -> None:  # fmt: skip
     """Check who and what before the ack (errors show inline); save after it."""
     d = deps(context)
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    team_id, user_id = team_of(body), body["user"]["id"]
     meta = json.loads(view.get("private_metadata") or "{}")
     campaign_id: int | None = meta.get("campaign")
     verb = "create campaigns" if campaign_id is None else "edit campaigns"

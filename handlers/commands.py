@@ -48,6 +48,7 @@ async def referral(ack: Any, command: dict[str, Any], client: AsyncWebClient,
     # trigger ids live 3 seconds: opening the modal is the first thing after the ack
     d = deps(context)
     d.later.run(open_import_modal(d, client, command["trigger_id"], command["team_id"],
+                                  command["user_id"],
                                   channel_id=command["channel_id"]), client, command,
                 prompt=True)  # fmt: skip
 

@@ -26,7 +26,7 @@ from bot import contact_admin
 from bot.contact_admin import ContactError, ContactRef, contact_id_of, parse_ref
 from bot.ids import digits
 from handlers.contact_search_messages import card, deleted, gone, prompt, results, search_modal
-from handlers.context import Deps, Refusal, deps, is_lead, leads_only
+from handlers.context import Deps, Refusal, deps, is_lead, leads_only, team_of
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc
@@ -61,7 +61,7 @@ class Where:
             meta = json.loads(view.get("private_metadata") or "{}")
         except ValueError:
             meta = {}
-        return cls(team_id=body["team"]["id"], user_id=body["user"]["id"],
+        return cls(team_id=team_of(body), user_id=body["user"]["id"],
                    channel_id=str((body.get("channel") or {}).get("id") or ""),
                    response_url=str(body.get("response_url") or ""),
                    view_id=str(view.get("id") or ""),
@@ -145,7 +145,7 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
     if not query:
         await ack(response_action="errors", errors={BlockId.CONTACT_QUERY: EMPTY_QUERY})
         return
-    page = await contact_admin.search(d.db, body["team"]["id"], query)
+    page = await contact_admin.search(d.db, team_of(body), query)
     _, blocks = results(page)
     await ack(response_action="update", view=search_modal(page.query, blocks).to_dict())
 

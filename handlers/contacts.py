@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.contact_admin import MAX_QUERY
 from bot.ids import digits
 from bot.imports import review
-from handlers.context import deps, id_in, list_meta, may_change
+from handlers.context import deps, id_in, list_meta, may_change, require_member, team_of
 from handlers.ids import Action, Callback
 from handlers.messages import CONTACTS_PER_PAGE, contacts_modal
 from handlers.modals import redraw_after_write
@@ -46,7 +46,8 @@ async def open_contacts(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 
     async def work() -> None:
         batch_id = id_in(body["actions"][0].get("value"), "an import")
-        view = await _render(context, body["team"]["id"], batch_id, "", 0)
+        await require_member(client, team_of(body), body["user"]["id"])
+        view = await _render(context, team_of(body), batch_id, "", 0)
         await client.views_open(trigger_id=body["trigger_id"], view=view)
 
     deps(context).later.run(work(), client, body, prompt=True)
@@ -60,7 +61,7 @@ async def _update(body: dict[str, Any], client: AsyncWebClient, context: dict[st
     batch_id = id_in(meta.get("batch"), "an import")
 
     async def render() -> View:
-        return await _render(context, body["team"]["id"], batch_id,
+        return await _render(context, team_of(body), batch_id,
                              meta.get("query", "") if query is None else query,
                              meta.get("offset", 0) if offset is None else offset)  # fmt: skip
 
@@ -91,7 +92,7 @@ async def remove_contact(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                          context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
     d = deps(context)
-    team_id = body["team"]["id"]
+    team_id = team_of(body)
     batch_id = id_in(_meta(body).get("batch"), "an import")
 
     async def work() -> None:

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from slack_bolt.request.internals import extract_team_id
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import digits
@@ -29,6 +30,21 @@ def id_in(value: object, what: str) -> int:
     if found is None:
         raise Refusal(f"That button doesn't name {what}: it may come from an old message.")
     return found
+
+
+def team_of(body: dict[str, Any]) -> str:
+    """The workspace a request is for: the one that installed the bot, as bolt decides it
+    for `context["team_id"]` (and for the token it authorizes with).
+
+    `team` isn't always it: in a channel shared with another organisation (Slack Connect),
+    a modal submitted by one of its members carries their organisation as `team` and the
+    installing workspace as `view.app_installed_team_id`. Read from `team`, the submission
+    ran against a workspace that isn't here ("That import doesn't exist") and made a row
+    for it, after which the CLI couldn't tell which workspace was "the only one"."""
+    team_id = extract_team_id(body)
+    if not team_id:
+        raise Refusal("Slack didn't say which workspace that came from: nothing was done.")
+    return str(team_id)
 
 
 def list_meta(body: dict[str, Any], opened_by: str) -> dict[str, Any]:
@@ -76,6 +92,19 @@ async def is_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -
         await check_seeded(d.db, team_id, user_id, member=member)
         return member
     return member and bool(user.get("is_admin") or user.get("is_owner"))
+
+
+OUTSIDER = "Only members of this workspace can see or change its imports and segments."
+
+
+async def require_member(client: AsyncWebClient, team_id: str, user_id: str) -> None:
+    """Refuse a member of another organisation (one a channel is shared with): the review
+    message's buttons and the upload offer are in that channel, and showed them this
+    workspace's contacts and segments. Tested as `is_lead` tests membership; a failing
+    `users.info` raises, as there: nothing is shown."""
+    info = await client.users_info(user=user_id)
+    if (info.get("user") or {}).get("team_id") != team_id:
+        raise Refusal(OUTSIDER)
 
 
 async def lead_refusal(d: Deps, team_id: str, verb: str) -> Refusal:

@@ -17,7 +17,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers.context import Deps, deps
+from handlers.context import Deps, deps, team_of
 from handlers.home_messages import read_more_value
 from handlers.home_publish import Lists, publish_home
 from handlers.ids import Action
@@ -53,7 +53,7 @@ async def on_show_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     await ack()
     d = deps(context)
     lists = Lists.chosen(*read_more_value(str(body["actions"][0].get("value") or "")))
-    d.later.run(publish_home(d.db, client, body["team"]["id"], body["user"]["id"],
+    d.later.run(publish_home(d.db, client, team_of(body), body["user"]["id"],
                              undo_days=undo_days(d), lists=lists), client, body)  # fmt: skip
 
 
@@ -62,7 +62,7 @@ async def _open_import(d: Deps, client: AsyncWebClient, body: dict[str, Any]) ->
     empty, for their DM with the bot)."""
     user_id = body["user"]["id"]
     dm = await client.conversations_open(users=user_id)  # fast; the trigger lives 3 s
-    await open_import_modal(d, client, body["trigger_id"], body["team"]["id"],
+    await open_import_modal(d, client, body["trigger_id"], team_of(body), user_id,
                             channel_id=dm["channel"]["id"], choose_channel=True)  # fmt: skip
 
 

@@ -43,7 +43,7 @@ from bot.workspaces import (
     segment_key,
     segment_sizes,
 )
-from handlers.context import Deps, Refusal, deps, is_lead, may_change
+from handlers.context import Deps, Refusal, deps, is_lead, may_change, require_member, team_of
 from handlers.ids import Action, BlockId, Callback
 from handlers.mailchimp_messages import (
     LISTS_LOADING,
@@ -64,6 +64,7 @@ from handlers.messages import (
     review_message,
     segment_options,
 )
+from handlers.placeholder import open_modal
 from handlers.respond import fill_modal
 from handlers.routes import Routes
 from handlers.slack_files import check_csv, describe, slack_fetcher
@@ -214,7 +215,7 @@ def _unusable_name(name: str) -> str | None:
 
 async def suggest_segments(ack: Any, body: dict[str, Any], context: dict[str, Any]) -> None:
     d = deps(context)
-    team_id = body["team"]["id"]
+    team_id = team_of(body)
     query = (body.get("value") or "").casefold()
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     sized = [(s.id or 0, s.name, n) for s, n in await segment_sizes(d.db, team_id)
@@ -222,13 +223,20 @@ async def suggest_segments(ack: Any, body: dict[str, Any], context: dict[str, An
     await ack(options=[o.to_dict() for o in segment_options(sized)])
 
 
-async def suggest_upload_segments(ack: Any, body: dict[str, Any],
+async def suggest_upload_segments(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                                   context: dict[str, Any]) -> None:  # fmt: skip
     """The upload offer's segments and, for a name typed that none has, "New segment “…”":
     the offer has no field to create one, so in a workspace without segments it was a dead
-    end ("Choose a segment first") with nothing to choose."""
+    end ("Choose a segment first") with nothing to choose. The offer is in the channel: a
+    member of another organisation it is shared with gets no options (their Review import
+    click says why)."""
     d = deps(context)
-    team_id = body["team"]["id"]
+    team_id = team_of(body)
+    try:
+        await require_member(client, team_id, body["user"]["id"])
+    except Refusal:
+        await ack(options=[])
+        return
     typed = (body.get("value") or "").strip()
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     segments = [(s, n) for s, n in await segment_sizes(d.db, team_id)
@@ -248,7 +256,7 @@ async def suggest_upload_segments(ack: Any, body: dict[str, Any],
 async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient,
                  context: dict[str, Any]) -> None:  # fmt: skip
     d = deps(context)
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    team_id, user_id = team_of(body), body["user"]["id"]
     meta = json.loads(view.get("private_metadata") or "{}")
     batch_id: int | None = meta.get("batch")
     form = read_form(view["state"]["values"])
@@ -267,6 +275,7 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
 async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                   meta: dict[str, Any], form: ImportForm) -> None:  # fmt: skip
     batch_id: int | None = meta.get("batch")
+    await require_member(client, team_id, user_id)
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     if batch_id is None:
         chosen = await chosen_audiences(d, team_id, form.audience_ids)  # before anything exists
@@ -377,20 +386,21 @@ async def mailchimp_part(d: Deps, team_id: str) -> list[Block]:
         return lists_blocks(note=lists_failed(str(exc)))
 
 
-async def open_import_modal(d: Deps, client: AsyncWebClient, trigger_id: str, team_id: str, *,
-                            channel_id: str, batch_id: int | None = None,
+async def open_import_modal(d: Deps, client: AsyncWebClient, trigger_id: str, team_id: str,
+                            user_id: str, *, channel_id: str, batch_id: int | None = None,
                             segment: str | None = None,
                             ask_consent: bool = True,
                             choose_channel: bool = False) -> None:  # fmt: skip
-    """Open the form first (trigger ids live 3 s), then fill in the Mailchimp lists."""
+    """Open the form first (trigger ids live 3 s), then fill in the Mailchimp lists; a member
+    of another organisation (a shared channel's) is told in it that it isn't for them."""
 
     def form(mailchimp: list[Block]) -> View:
         return import_modal(channel_id=channel_id, batch_id=batch_id, segment=segment,
                             mailchimp=mailchimp, ask_consent=ask_consent,
                             choose_channel=choose_channel)  # fmt: skip
 
-    opened = await client.views_open(trigger_id=trigger_id,
-                                     view=form(lists_blocks(note=LISTS_LOADING)))
+    opened = await open_modal(client, trigger_id, form(lists_blocks(note=LISTS_LOADING)))
+    await require_member(client, team_id, user_id)
     await fill_modal(client, opened, form(await mailchimp_part(d, team_id)))
 
 

@@ -22,7 +22,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.leads import MAX_ADDED_AT_ONCE, LeadsError, add_leads, is_user_id, leads, remove_lead
-from handlers.context import Deps, Refusal, deps, is_lead, leads_only
+from handlers.context import Deps, Refusal, deps, is_lead, leads_only, team_of
 from handlers.ids import Action, BlockId
 from handlers.leads_messages import leads_message
 from handlers.messages import esc
@@ -44,7 +44,7 @@ class Asker:
 
     @classmethod
     def of_click(cls, body: dict[str, Any]) -> Asker:
-        return cls(body["team"]["id"], body["user"]["id"], str(body.get("response_url") or ""))
+        return cls(team_of(body), body["user"]["id"], str(body.get("response_url") or ""))
 
     @classmethod
     def of_command(cls, command: dict[str, Any]) -> Asker:

@@ -34,7 +34,7 @@ from bot.mailchimp.api import MailchimpError, ReconnectNeeded
 from bot.mailchimp.oauth import connect_url, make_state
 from bot.mailchimp.secrets import SecretKeyMissing
 from bot.workspaces import ensure_workspace, name_workspace
-from handlers.context import Deps, Refusal, deps, is_lead, leads_only
+from handlers.context import Deps, Refusal, deps, is_lead, leads_only, team_of
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.mailchimp_messages import (
@@ -222,7 +222,7 @@ async def on_key_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
                         client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
     """Check who, then the key (inline error if Mailchimp answers in time), then save."""
     d = deps(context)
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    team_id, user_id = team_of(body), body["user"]["id"]
     meta = view.get("private_metadata") or "{}"
     refusal = await _why_not(d, client, team_id, user_id)
     if refusal:

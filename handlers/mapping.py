@@ -37,7 +37,7 @@ from bot.imports.mapping import (
     samples,
 )
 from bot.imports.reading import CsvFileError
-from handlers.context import Deps, Refusal, deps, may_change
+from handlers.context import Deps, Refusal, deps, may_change, team_of
 from handlers.ids import Action, Callback
 from handlers.mapping_messages import chosen_positions, mapping_errors, mapping_modal, note_modal
 from handlers.messages import esc
@@ -103,7 +103,7 @@ def _header_and_samples(stream: BinaryIO, name: str, label: str,
 
 
 async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    team_id, user_id = team_of(body), body["user"]["id"]
     batch_id, source_id = _ids(str(body["actions"][0].get("value") or ""))
     opened = await open_modal(client, body["trigger_id"], note_modal(READING),
                               push=(body.get("view") or {}).get("type") == "modal")  # fmt: skip
@@ -141,7 +141,7 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
                     client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
     """Check the choice (field errors stay in the modal), then remember it and read again."""
     d = deps(context)
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    team_id, user_id = team_of(body), body["user"]["id"]
     meta = json.loads(view.get("private_metadata") or "{}")
     batch_id, source_id = int(meta.get("batch") or 0), int(meta.get("source") or 0)
     try:

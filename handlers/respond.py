@@ -16,7 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.imports.batches import ReviewError
-from handlers.context import Refusal
+from handlers.context import Refusal, team_of
 from handlers.messages import esc
 from handlers.modals import update_modal
 
@@ -40,7 +40,7 @@ class Click:
     @classmethod
     def of(cls, body: dict[str, Any]) -> Click:
         action = (body.get("actions") or [{}])[0]
-        return cls(body["team"]["id"], body["user"]["id"], str(action.get("value") or ""),
+        return cls(team_of(body), body["user"]["id"], str(action.get("value") or ""),
                    str(body.get("response_url") or ""),
                    str(body.get("trigger_id") or ""))  # fmt: skip
 

@@ -12,7 +12,17 @@ from bot.imports import review
 from bot.imports.batches import ReviewError, confirm_consent
 from bot.imports.dry_run import dry_run
 from bot.workspaces import get_segment
-from handlers.context import Deps, Refusal, deps, id_in, is_lead, lead_refusal, may_change
+from handlers.context import (
+    Deps,
+    Refusal,
+    deps,
+    id_in,
+    is_lead,
+    lead_refusal,
+    may_change,
+    require_member,
+    team_of,
+)
 from handlers.ids import Action
 from handlers.import_modal import open_import_modal
 from handlers.messages import dry_run_text
@@ -44,7 +54,8 @@ async def _add_more(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
     if batch.status != BatchStatus.DRAFT:
         raise Refusal(f"This import is already {review.describe_status(batch)}.")
     segment = await get_segment(d.db, team_id, batch.segment_id)
-    await open_import_modal(d, client, trigger_id, team_id, channel_id=batch.channel_id or "",
+    await open_import_modal(d, client, trigger_id, team_id, user_id,
+                            channel_id=batch.channel_id or "",
                             batch_id=batch.id, segment=segment.name,
                             ask_consent=batch.consent_by is None)  # fmt: skip
 
@@ -92,6 +103,7 @@ async def _cancel(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
 async def _preview_only(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                         batch_id: int, channel_id: str) -> None:  # fmt: skip
     """Every count of approving now, to the person who asked only; nothing is written."""
+    await require_member(client, team_id, user_id)
     batch = await review.batch_of(d.db, team_id, batch_id)
     segment = await get_segment(d.db, team_id, batch.segment_id)
     result = await dry_run(d.db, team_id, batch_id, segment.id)
@@ -111,7 +123,7 @@ async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     """Ack at once; the work runs after the response (tracked, failures told to the user)."""
     await ack()
     d = deps(context)
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    team_id, user_id = team_of(body), body["user"]["id"]
     action = body["actions"][0]
     value = str(action.get("value") or "")
     work = {

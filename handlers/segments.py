@@ -43,7 +43,7 @@ from bot.workspaces import (
     segment_sizes,
 )
 from handlers.campaign_messages import notice_modal
-from handlers.context import Deps, Refusal, deps, is_lead, leads_only, require_lead
+from handlers.context import Deps, Refusal, deps, is_lead, leads_only, require_lead, team_of
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import file_stem, metadata
@@ -198,7 +198,7 @@ async def submit_name(ack: Any, body: dict[str, Any], view: dict[str, Any],
     after it: a write, which on SQLite may wait for an import holding the one write lock.
     The unique name index still decides a race; its loser is told where they asked."""
     d = deps(context)
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    team_id, user_id = team_of(body), body["user"]["id"]
     meta = json.loads(view.get("private_metadata") or "{}")
     segment_id, url = meta.get("segment"), str(meta.get("url") or "")
     offset = int(meta.get("offset") or 0)
@@ -305,7 +305,7 @@ async def submit_delete(ack: Any, body: dict[str, Any], view: dict[str, Any],
     """Confirmed in the modal: a non-lead sees why in the modal; the delete runs after the
     ack (a big segment's memberships take a moment) and its outcome replaces the list."""
     d = deps(context)
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    team_id, user_id = team_of(body), body["user"]["id"]
     meta = json.loads(view.get("private_metadata") or "{}")
     if not await is_lead(d, client, team_id, user_id):
         refusal = await leads_only(d, team_id, "delete segments")

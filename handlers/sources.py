@@ -5,8 +5,9 @@ The review message has room for 30 sources and 10 *Map columns* rows (Slack allo
 The message's *All sources* opens this modal at the page of the first source it lacks; its
 Remove is the message's (same permission check, the message redrawn, the skipped-rows CSVs
 that no longer apply shared anew) and redraws the modal; its Map columns pushes the mapping
-modal on top of this one. Anyone in the channel may look; changing is for the requester or a
-team lead, checked on the click, as on the message.
+modal on top of this one. Anyone of this workspace in the channel may look (not a member of
+another organisation it is shared with); changing is for the requester or a team lead,
+checked on the click, as on the message.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import digits
 from bot.imports import review
-from handlers.context import Deps, deps, id_in, list_meta
+from handlers.context import Deps, deps, id_in, list_meta, require_member, team_of
 from handlers.ids import Action
 from handlers.mapping_messages import note_modal
 from handlers.messages import sources_modal
@@ -46,7 +47,7 @@ async def _redraw(d: Deps, client: AsyncWebClient, body: dict[str, Any],
     """The modal anew at another page (a page past the end shows the last); a quicker second
     click redrew it already (hash_conflict), or it was closed: so be it."""
     batch_id, shown = _meta(body)
-    view = await _render(d, body["team"]["id"], batch_id, shown if offset is None else offset)
+    view = await _render(d, team_of(body), batch_id, shown if offset is None else offset)
     await update_modal(client, body["view"]["id"], view, hash=body["view"].get("hash"))
 
 
@@ -54,7 +55,7 @@ async def _redraw_removed(d: Deps, client: AsyncWebClient, body: dict[str, Any])
     """The modal anew after a Remove (see redraw_after_write)."""
     batch_id, shown = _meta(body)
     await redraw_after_write(client, body["view"]["id"],
-                             lambda: _render(d, body["team"]["id"], batch_id, shown),
+                             lambda: _render(d, team_of(body), batch_id, shown),
                              hash=body["view"].get("hash"))  # fmt: skip
 
 
@@ -68,7 +69,8 @@ async def open_sources(ack: Any, body: dict[str, Any], client: AsyncWebClient,
         batch_id = id_in(batch_part, "an import")
         opened = await open_modal(client, body["trigger_id"],
                                   note_modal(LOADING, title="All sources"))  # fmt: skip
-        await fill_modal(client, opened, await _render(d, body["team"]["id"], batch_id,
+        await require_member(client, team_of(body), body["user"]["id"])  # said in the modal
+        await fill_modal(client, opened, await _render(d, team_of(body), batch_id,
                                                        digits(first) or 0))  # fmt: skip
 
     d.later.run(work(), client, body, prompt=True)
@@ -89,7 +91,7 @@ async def remove(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 
     async def work() -> None:
         _meta(body)  # a click in anything but this modal changes nothing
-        await remove_source(d, client, body["team"]["id"], body["user"]["id"],
+        await remove_source(d, client, team_of(body), body["user"]["id"],
                             str(body["actions"][0].get("value") or ""),
                             removed=lambda: _redraw_removed(d, client, body))  # fmt: skip
 

@@ -12,7 +12,7 @@ from bot.campaigns import service
 from bot.campaigns.invites import cancel_held, resend_uncertain, retry_sending
 from bot.imports.review import batch_of
 from bot.once import first_time, forget
-from handlers.context import Deps, Refusal, deps, id_in, is_lead, leads_only
+from handlers.context import Deps, Refusal, deps, id_in, is_lead, leads_only, team_of
 from handlers.enrollment_messages import campaign_options, go_live_first
 from handlers.ids import Action, BlockId
 from handlers.messages import esc
@@ -39,7 +39,7 @@ def _thread(batch: ImportBatch) -> service.Thread:
 
 
 async def _target(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    team_id, user_id = team_of(body), body["user"]["id"]
     await _lead(d, client, team_id, user_id, "target campaigns")
     batch = await _imported(d, team_id, id_in(body["actions"][0].get("value"), "an import"))
     state = ((body.get("state") or {}).get("values") or {}).get(BlockId.TARGET) or {}
@@ -61,7 +61,7 @@ async def _target(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None
 
 
 async def _go_live(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    team_id, user_id = team_of(body), body["user"]["id"]
     await _lead(d, client, team_id, user_id, "take campaigns live")
     campaign_part, _, batch_part = str(body["actions"][0].get("value") or "").partition(":")
     batch = await _imported(d, team_id, id_in(batch_part, "an import"))
@@ -109,7 +109,7 @@ async def _announce(d: Deps, client: AsyncWebClient, team_id: str, enrollment: i
 async def _enrollment(d: Deps, client: AsyncWebClient, body: dict[str, Any],
                       verb: str) -> tuple[str, str, Enrollment]:  # fmt: skip
     """(team, user, enrollment) of a click on an enrollment report's button, by a lead."""
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    team_id, user_id = team_of(body), body["user"]["id"]
     await _lead(d, client, team_id, user_id, verb)
     enrollment = await service.get_enrollment(
         d.db, team_id, id_in(body["actions"][0].get("value"), "an enrollment"))  # fmt: skip
@@ -159,7 +159,7 @@ async def _noop(ack: Any) -> None:
 async def suggest_campaigns(ack: Any, body: dict[str, Any], context: dict[str, Any]) -> None:
     """The target offer's menu, read when it is opened: today's campaigns of this workspace."""
     d = deps(context)
-    campaigns = [s.campaign for s in await service.list_campaigns(d.db, body["team"]["id"])]
+    campaigns = [s.campaign for s in await service.list_campaigns(d.db, team_of(body))]
     await ack(options=[o.to_dict() for o in campaign_options(campaigns,
                                                              str(body.get("value") or ""))])
 

@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.imports.batches import ReviewError, get_batch
 from bot.imports.undo import refusal as undo_refusal
 from bot.imports.undo import request_undo, resume_undo, stalled_undo, undo_plan
-from handlers.context import Deps, deps, id_in, is_lead, leads_only
+from handlers.context import Deps, deps, id_in, is_lead, leads_only, team_of
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, Callback
 from handlers.messages import metadata, undo_window
@@ -59,7 +59,7 @@ async def _why_not_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: 
 
 
 async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    team_id, user_id = team_of(body), body["user"]["id"]
     batch_id = _batch_id(body["actions"][0].get("value"))
     opened = await open_modal(client, body["trigger_id"], checking_modal())
     refusal = await _why_not_lead(d, client, team_id, user_id)
@@ -97,7 +97,7 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
                     client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
     """Check who, then ask for the undo; the modal says what happened either way."""
     d = deps(context)
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    team_id, user_id = team_of(body), body["user"]["id"]
     meta = json.loads(view.get("private_metadata") or "{}")
     batch_id, resume = int(meta.get("batch") or 0), bool(meta.get("resume"))
     refusal = await _why_not_lead(d, client, team_id, user_id)

@@ -17,7 +17,7 @@ from bot.imports import review
 from bot.imports.batches import create_upload_batch, review_post_key
 from bot.once import first_time, forget
 from bot.workspaces import WorkspaceError, create_segment, ensure_workspace, find_segment
-from handlers.context import Deps, Refusal, deps
+from handlers.context import Deps, Refusal, deps, require_member, team_of
 from handlers.ids import Action, BlockId
 from handlers.import_modal import import_segment, post_review
 from handlers.messages import NEW_SEGMENT_VALUE, esc, plain, upload_offer
@@ -47,7 +47,7 @@ async def file_shared(ack: Any, event: dict[str, Any], body: dict[str, Any],
                       client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
     d = deps(context)
-    d.later.run(_offer_shared(client, d, body["team_id"], event), client, {})
+    d.later.run(_offer_shared(client, d, team_of(body), event), client, {})
 
 
 def _shared_in(info: dict[str, Any], channel: str) -> list[dict[str, Any]]:
@@ -80,7 +80,8 @@ async def review_upload(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 
 
 async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
-    team_id, user_id = body["team"]["id"], body["user"]["id"]
+    team_id, user_id = team_of(body), body["user"]["id"]
+    await require_member(client, team_id, user_id)
     state = (body.get("state") or {}).get("values") or {}
     selected = ((state.get(BlockId.UPLOAD) or {}).get(Action.UPLOAD_SEGMENT) or {}).get(
         "selected_option"

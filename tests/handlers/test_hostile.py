@@ -13,15 +13,18 @@ import pytest
 import yaml
 
 from bot.imports.batches import create_batch, stage_contact
-from bot.workspaces import ensure_workspace, import_target
+from bot.workspaces import ensure_workspace, import_target, resolve_team
 from handlers.ids import Action, BlockId, Callback
 from tests.fakes.slack_api import FakeExternalHost
 from tests.fakes.slack_requests import block_actions_payload, interactive_body
 from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_cancel_and_outages import _offer
 from tests.handlers.test_decisions import _start
 from tests.handlers.test_import_flow import CSV, _count, _form, _open_modal, _review
 
 STRANGER = "U0777"
+OUTSIDER, OTHER_ORG = "U0EXT", "T0EXT"  # a member of the organisation C0001 is shared with
+OUTSIDER_REFUSAL = "Only members of this workspace can see or change its imports and segments."
 EVIL = "<!channel> Promo <https://evil.example|Approve> & more"
 
 
@@ -183,6 +186,74 @@ async def test_admins_of_another_workspace_are_not_leads_here(app: Harness) -> N
                                     message_ts=message["ts"])  # fmt: skip
     await app.settle()
     assert await _count(app, "SELECT COUNT(*) FROM contact") == 2
+
+
+async def test_a_form_submitted_from_another_organisation_is_judged_in_this_workspace(
+    app: Harness,
+) -> None:  # fmt: skip
+    """C0001 is shared with another organisation (Slack Connect). A form one of its members
+    submits carries their organisation as `team` and this workspace as
+    `view.app_installed_team_id`: the submission ran against their organisation ("That
+    import doesn't exist in this workspace.") and made a workspace row for it, after which
+    every CLI command wanting the only workspace said "There are several workspaces". Now it
+    is judged here, and no workspace is made."""
+    app.slack.users[OUTSIDER] = {"team_id": OTHER_ORG}
+    _, batch = await _start(app)
+    await app.requests.view_submission(
+        Callback.IMPORT, _form(email="late@example.com"), user_id=OUTSIDER, team_id=OTHER_ORG,
+        private_metadata=json.dumps({"batch": int(batch), "channel": "C0001"}),
+    )  # fmt: skip
+    await app.settle()
+    told = [m["text"] for m in app.slack.messages if m["channel"].startswith("D")]
+    assert told == [OUTSIDER_REFUSAL]
+    assert await _count(app, "SELECT COUNT(*) FROM workspace") == 1
+    assert await resolve_team(app.db, None) == "T0001"
+    assert await _count(app, "SELECT COUNT(*) FROM staged_row WHERE email LIKE 'late@%'") == 0
+
+
+async def test_a_member_of_another_organisation_is_shown_and_starts_nothing(
+    app: Harness,
+) -> None:  # fmt: skip
+    """C0001 is shared with another organisation (Slack Connect). One of its members clicked
+    *Review contacts* on a review there and read every staged contact's email and name;
+    *Preview only* and *All sources* showed the import; the upload offer's menu listed the
+    segments with their sizes, and *Review import* made a segment and started a review. Now
+    each is refused in words, as the lead checks refuse them, and nothing is made."""
+    app.slack.users[OUTSIDER] = {"team_id": OTHER_ORG}
+    message, batch = await _start(app)
+    for action, value in ((Action.REVIEW_CONTACTS, batch), (Action.PREVIEW_ONLY, batch),
+                          (Action.SOURCES_OPEN, f"{batch}:0")):  # fmt: skip
+        await app.requests.block_action(action, value, user_id=OUTSIDER, message_ts=message["ts"])
+    await app.requests.slash_command(text="import", user_id=OUTSIDER)
+    app.slack.add_file("F0002", "theirs.csv", b"email\nok@example.com\n", channels=["C0001"],
+                       user=OUTSIDER)  # fmt: skip
+    offer = await _offer(app)
+    menu = await app.requests.block_suggestion(Action.UPLOAD_SEGMENT, "", block_id=BlockId.UPLOAD,
+                                               user_id=OUTSIDER)  # fmt: skip
+    assert menu.body["options"] == []
+    new = {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {"type": "external_select", "selected_option": {
+        "text": {"type": "plain_text", "text": "New segment"}, "value": "new:Partners"}}}}
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=OUTSIDER,
+                                    message_ts=offer["ts"], state_values=new)  # fmt: skip
+    await app.settle()
+    told = [e["text"] for e in app.slack.ephemerals if e["user"] == OUTSIDER]
+    assert told == [OUTSIDER_REFUSAL] * 3  # contacts, preview, review import
+    shown = json.dumps(app.slack.open_views(OUTSIDER))
+    assert "example.com" not in shown and "example.org" not in shown and "q3.csv" not in shown
+    assert shown.count(OUTSIDER_REFUSAL) == 2  # All sources, the import form: said there
+    assert await _count(app, "SELECT COUNT(*) FROM segment WHERE name = 'Partners'") == 0
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 1
+
+
+async def test_a_member_check_slack_cannot_answer_shows_nothing(app: Harness) -> None:
+    """users.info failing is no answer: the contacts stay hidden, as a lead check fails."""
+    message, batch = await _start(app)
+    app.slack.fail("users.info", "fatal_error")
+    await app.requests.block_action(Action.REVIEW_CONTACTS, batch, user_id=REP,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    assert app.slack.open_views(REP) == []
+    assert "went wrong" in app.slack.ephemerals[-1]["text"]
 
 
 async def test_team_leads_of_one_workspace_are_not_leads_of_another(app: Harness) -> None:
