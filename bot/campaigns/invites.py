@@ -43,7 +43,17 @@ MAX_SEND_ATTEMPTS = 8
 # The same permanent refusal for this many invites in a row, not about their addresses (a
 # sender the provider hasn't verified, relaying denied): the server's, not the messages'.
 SERVER_WIDE_STREAK = 3
-_ENHANCED = re.compile(r"\b[245]\.(\d{1,3})\.\d{1,3}\b")
+# The enhanced status code (RFC 3463) opens the reply text, after the address a refusal at
+# RCPT is quoted with: found anywhere, a fragment of an IP address (`[10.4.1.25]`) was read
+# as one.
+_ENHANCED = re.compile(r"^\s*(?:[^\s:]*@[^\s:]*:\s*)?([245]\.\d{1,3}\.\d{1,3})\b")
+# Enhanced codes about the recipient: X.1.x (the address), X.2.1 (mailbox disabled), X.2.2
+# (mailbox full). X.2.0 is not among them: Microsoft 365 refuses a From the login may not
+# send as with 5.2.0, for every invite alike.
+_ABOUT_RECIPIENT = re.compile(r"\d\.(1\.\d+|2\.[12])")
+# Words of a reply that differ from message to message (queue and transaction ids, counts,
+# addresses): Gmail ends every reply with one (`a1234567sm123456wrx.0 - gsmtp`).
+_VOLATILE = re.compile(r"\S*[\d@]\S*")
 _STAMP = UTCDateTime()
 RETRY_BASE = timedelta(minutes=1)
 PAGE = 500
@@ -282,7 +292,7 @@ async def send_invites(
     pending: _Pending | None = None
     after, last_report, paused = 0, time.monotonic(), False
     streak: list[int] = []  # the invites refused in a row the same server-wide-looking way
-    streak_of: tuple[str, int, str] | None = None
+    streak_of: tuple[str, int, str, str] | None = None
     page = await _due(db, team_id, enrollment_id, after)
     if not page:  # nothing due (held, delayed, or all done): no connection at all
         await _schedule_rest(db, team_id, enrollment_id)
@@ -356,21 +366,23 @@ async def send_invites(
 _PAUSED = "paused"
 
 
-def _server_wide(result: SendResult, recipient: str) -> tuple[str, int, str] | None:
+def _server_wide(result: SendResult, recipient: str) -> tuple[str, int, str, str] | None:
     """What a refusal would be if it were the server's rather than this message's: its stage,
-    code and text without the address; None when it may be about the address or mailbox
-    (an enhanced code X.1.x or X.2.x, or a bare refusal at RCPT), or isn't permanent (a 4xx
-    is retried per invite: greylisting passes at the first retry)."""
+    code, enhanced code and words (without the address, ids and numbers, which differ from
+    message to message); None when it may be about the recipient (an enhanced code X.1.x,
+    X.2.1 or X.2.2, or a bare refusal at RCPT), or isn't permanent (a 4xx is retried per
+    invite: greylisting passes at the first retry)."""
     code = result.code
     if result.sent or code is None or not 500 <= code < 600:
         return None
-    enhanced = _ENHANCED.search(result.text)
-    if enhanced is not None and enhanced[1] in ("1", "2"):
+    enhanced = _ENHANCED.match(result.text)
+    if enhanced is not None and _ABOUT_RECIPIENT.fullmatch(enhanced[1]):
         return None
     if enhanced is None and result.stage == "rcpt":
         return None
     said = re.sub(re.escape(recipient), "", result.text, flags=re.IGNORECASE)
-    return result.stage, code, said
+    words = " ".join(_VOLATILE.sub("", said).split())
+    return result.stage, code, enhanced[1] if enhanced else "", words
 
 
 _RESTORE = text("""

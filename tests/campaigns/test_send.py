@@ -311,13 +311,41 @@ async def test_a_sender_the_provider_refuses_for_every_invite_stops_the_run_not_
     assert _received(fixed) == Counter({e: 1 for e in emails})
 
 
+_GMAIL_QUOTA = ("550 5.4.5 Daily user sending limit exceeded. For more information on Gmail "
+                "sending limits go to https://support.google.com/a/answer/166852 "
+                "a{n}sm1234{n}wrx.{n} - gsmtp")
+_SEND_AS_DENIED = ("554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException."
+                   "MapiExceptionSendAsDenied; Failed to process message due to a permanent "
+                   "exception with message Cannot submit message.")
+_BLOCKLISTED = "554 Service unavailable; Client host [10.4.1.25] blocked using zen.spamhaus.org"
+
+
+@pytest.mark.parametrize("reply", [_GMAIL_QUOTA, _SEND_AS_DENIED, _BLOCKLISTED],
+                         ids=["gmail-quota", "m365-send-as-denied", "ip-in-text"])
+async def test_a_server_wide_refusal_worded_per_message_still_stops_the_run(
+    world: World, reply: str,
+) -> None:  # fmt: skip
+    """Gmail's daily quota ends each refusal with an id of its own, Microsoft 365 refuses a
+    From it won't send as with 5.2.0 (read as 'about the mailbox'), and an IP address in the
+    text (10.4.1.25) was read as the enhanced code 4.1.25 ('about the address'): no streak
+    ever formed, and every invite of the campaign failed for good."""
+    enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(6)))
+    replies = [reply.format(n=1234567 + i) for i in range(6)]
+    async with smtp_server(Handler(data_replies=replies)) as server:
+        with pytest.raises(SmtpSetupError, match="refused 3 invites in a row the same way"):
+            await _send(world, server, enrollment)
+    assert await world.rows("SELECT state, attempts, COUNT(*) FROM invite GROUP BY state, "
+                            "attempts") == [("queued", 0, 6)]  # fmt: skip
+
+
+@pytest.mark.parametrize("reply", ["550 5.1.1 <{e}>: Recipient address rejected: User unknown",
+                                   "552 5.2.2 <{e}>: Mailbox full"])  # fmt: skip
 async def test_unknown_addresses_in_a_row_fail_on_their_own_and_the_rest_go(
-    world: World,
-) -> None:
+    world: World, reply: str,
+) -> None:  # fmt: skip
     gone = [f"gone{i}@example.com" for i in range(4)]
     enrollment = await _enrolled(world, *(f"{e},G,en" for e in gone), "ok@example.com,Ok,en")
-    handler = Handler(refuse={e: f"550 5.1.1 <{e}>: Recipient address rejected: User unknown"
-                              for e in gone})  # fmt: skip
+    handler = Handler(refuse={e: reply.format(e=e) for e in gone})
     async with smtp_server(handler) as server:
         await _send(world, server, enrollment)
     assert _received(server) == Counter({"ok@example.com": 1})
