@@ -105,7 +105,7 @@ _DUE = text("""
 # Settings win over what is queued, up to the moment of sending: an invite starts only while
 # its contact is subscribed (a file may withdraw consent after enrollment) and its campaign is
 # live with its invite email on (paused or turned off during a run). Two lookups by primary key.
-_START_SQL = """
+_START_WHERE = """
     UPDATE invite SET state = 'sending', attempts = attempts + 1, updated_at = :now,
         sender_job = :job
     WHERE id = :id AND team_id = :t AND state IN ('queued', 'held')
@@ -113,8 +113,13 @@ _START_SQL = """
                     AND c.team_id = invite.team_id AND c.subscribed)
       AND EXISTS (SELECT 1 FROM campaign p WHERE p.id = invite.campaign_id
                     AND p.team_id = invite.team_id AND p.state = 'live' AND p.invite_email)
-    RETURNING attempts
 """
+_START_SQL = _START_WHERE + "RETURNING attempts"
+# A run of a job starts an invite only while its job is still running: `jobs cancel` went
+# unnoticed until the next heartbeat (every third of the lease), and invites kept going out.
+_JOB_RUNNING = """SELECT 1 FROM job j WHERE j.id = :job AND j.team_id = :t
+                    AND j.state = 'running'"""
+_START_FOR_JOB_SQL = _START_WHERE + f"AND EXISTS ({_JOB_RUNNING})\nRETURNING attempts"
 # Why an invite didn't start (rare: see _START_SQL).
 _NOT_STARTED = text("""
     SELECT i.state, c.subscribed, p.state, p.invite_email
@@ -133,6 +138,8 @@ _OUTCOME_SQL = """
     WHERE id = :id AND team_id = :t AND state = 'sending'
 """
 _START = text(_START_SQL).bindparams(_ts("now"))
+_START_FOR_JOB = text(_START_FOR_JOB_SQL).bindparams(_ts("now"))
+_STILL_RUNNING = text(_JOB_RUNNING)
 _OUTCOME = text(_OUTCOME_SQL).bindparams(_ts("now"), _ts("send_after"), _ts("sent_at"))
 _TIMES = ("now", "send_after", "sent_at")
 
@@ -213,7 +220,8 @@ class _Outbox:
                 await self.conn.execute(_OUTCOME, outcome)
             if started is None:
                 return None
-            row = (await self.conn.execute(_START, started)).first()
+            start_sql = _START if self.job is None else _START_FOR_JOB
+            row = (await self.conn.execute(start_sql, started)).first()
             return int(row[0]) if row else None
 
     async def _sqlite_write(self, outcome: dict[str, Any] | None,
@@ -233,7 +241,8 @@ class _Outbox:
                 await raw.execute(_OUTCOME_SQL, prepared(outcome))
             rows: list[Any] = []
             if started is not None:
-                rows = list(await raw.execute_fetchall(_START_SQL, prepared(started)))
+                start_sql = _START_SQL if self.job is None else _START_FOR_JOB_SQL
+                rows = list(await raw.execute_fetchall(start_sql, prepared(started)))
             await raw.commit()
         except BaseException:
             await raw.rollback()
@@ -290,7 +299,7 @@ async def send_invites(
                              "address like 'Shop <hello@shop.example>': edit the campaign."
                              ) from None
     pending: _Pending | None = None
-    after, last_report, paused = 0, time.monotonic(), False
+    after, last_report, paused, cancelled = 0, time.monotonic(), False, False
     streak: list[int] = []  # the invites refused in a row the same server-wide-looking way
     streak_of: tuple[str, int, str, str] | None = None
     page = await _due(db, team_id, enrollment_id, after)
@@ -310,6 +319,9 @@ async def send_invites(
                     attempts = await outbox.write(pending, invite_id)
                     pending = None
                     if attempts is None:
+                        if not await _job_running(db, team_id, job_id):
+                            cancelled, page = True, []  # `jobs cancel`: the rest stay queued
+                            break
                         if await _not_started(db, team_id, invite_id) == _PAUSED:
                             paused, page = True, []  # the rest wait for it to go live again
                             break
@@ -356,6 +368,10 @@ async def send_invites(
     finally:
         async with db.engine.connect() as conn:
             await _Outbox(conn, team_id, job_id).write(pending, None)
+    # a job cancelled while its last invite was in flight: its run neither queues another
+    # nor ends the stop `jobs cancel` reported (Retry sending does)
+    if cancelled or not await _job_running(db, team_id, job_id):
+        return
     if not paused:  # going live again schedules them (schedule_waiting_in)
         await _schedule_rest(db, team_id, enrollment_id)
     await _sending_again(db, team_id, enrollment_id)
@@ -398,6 +414,16 @@ async def _server_refused(db: Database, team_id: str, streak: list[int], why: st
     async with db.begin() as conn:
         await conn.execute(_RESTORE, {"t": team_id, "ids": streak, "now": utcnow(),
                                       "why": f"will retry: {why}"[:500]})  # fmt: skip
+
+
+async def _job_running(db: Database, team_id: str, job_id: int | None) -> bool:
+    """Whether the run's job is still running (not cancelled by `jobs cancel`); a run outside
+    a job always is."""
+    if job_id is None:
+        return True
+    async with db.begin() as conn:
+        row = (await conn.execute(_STILL_RUNNING, {"job": job_id, "t": team_id})).first()
+    return row is not None
 
 
 async def _not_started(db: Database, team_id: str, invite_id: int) -> str | None:
@@ -541,10 +567,17 @@ async def retry_campaign_sending(db: Database, team_id: str, campaign_id: int) -
     return sorted(restarted)
 
 
+# a run never ends a stop someone asked for with `jobs cancel`: only Retry sending does
+_CLEAR_STOP_BY_RUN = text("UPDATE enrollment SET send_error = NULL WHERE id = :e AND team_id = :t "
+                          "AND send_error IS NOT NULL AND send_error <> :by_hand")
+
+
 async def _sending_again(db: Database, team_id: str, enrollment_id: int) -> None:
-    """A run that got through (a resend, say) ends a stop its report still shows."""
+    """A run that got through (a resend, say) ends a stop its report still shows, unless
+    someone stopped sending by hand."""
     async with db.begin() as conn:
-        await conn.execute(_CLEAR_STOP, {"e": enrollment_id, "t": team_id})
+        await conn.execute(_CLEAR_STOP_BY_RUN, {"e": enrollment_id, "t": team_id,
+                                                "by_hand": SEND_JOB_CANCELLED})  # fmt: skip
 
 
 def _log_outcome(team_id: str, enrollment_id: int, invite_id: int, result: SendResult) -> None:

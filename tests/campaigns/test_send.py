@@ -595,3 +595,42 @@ async def test_a_sender_that_isnt_one_address_is_refused_before_any_invite_is_sp
             await conn.execute(text("UPDATE campaign SET sender = 'Shop <hello@shop.example>'"))
         await _send(world, server, enrollment)
     assert _received(server) == Counter({f"p{i}@example.com": 1 for i in range(3)})
+
+
+@pytest.mark.parametrize("invites", [10, 2])
+async def test_jobs_cancel_of_a_running_send_stops_it_and_stays_cancelled(
+    world: World, invites: int,
+) -> None:  # fmt: skip
+    """`referral-bot jobs cancel` of a send job under way: invites kept going out until the
+    worker's next heartbeat (8 of 10), and a run that ended before it cleared the stop and
+    queued a new send job, undoing the cancel."""
+    from bot.campaigns.enroll import SEND_JOB
+    from bot.campaigns.invites import SEND_JOB_CANCELLED
+    from bot.campaigns.jobs import send_handler
+    from bot.imports.cancel import cancel_job
+    from bot.notify import Silent
+    from bot.settings import Settings
+
+    enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(invites)))
+    last = f"p{invites - 1}@example.com"  # a retry for it would queue a send job
+    handler = Handler(data_delay=0.2,  # a busy relay: a fifth of a second per message
+                      rcpt_replies={last: ["421 4.7.0 try again later"]})
+    async with smtp_server(handler) as server:
+        settings = Settings(_env_file=None, smtp_url=server.url,  # type: ignore[call-arg]
+                            public_url="https://bot.example", secret_key=SECRET)
+        worker = Worker(world.db, {SEND_JOB: send_handler(settings, Silent())},
+                        WorkerConfig(lease_seconds=30))  # fmt: skip
+        run = asyncio.create_task(worker.run_until_idle())
+        while not handler.messages:
+            await asyncio.sleep(0.01)
+        job = int(str(await world.scalar("SELECT id FROM job WHERE kind = 'send_invites'")))
+        cancelled = await cancel_job(world.db, TEAM, job)
+        assert cancelled is not None and cancelled.state == "cancelled"
+        at_cancel = len(handler.messages)
+        await run
+    assert len(handler.messages) - at_cancel <= 1  # at most the one in flight
+    assert await world.scalar("SELECT send_error FROM enrollment WHERE id = :e",
+                              e=enrollment) == SEND_JOB_CANCELLED  # fmt: skip
+    assert await world.scalar("SELECT COUNT(*) FROM job WHERE kind = 'send_invites' "
+                              "AND state = 'queued'") == 0  # fmt: skip
+    assert Counter((await _states(world)).values())["queued"] >= invites - 2
