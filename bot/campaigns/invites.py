@@ -451,6 +451,34 @@ _CLEAR_STOP = text("UPDATE enrollment SET send_error = NULL "
 
 
 SEND_JOB_CANCELLED = "its send job was cancelled."  # `jobs cancel`: nothing to fix first
+# A server that turned the bot away (no connection, a 4xx at MAIL FROM) gets a later run,
+# 1, 2, 4 ... 64 minutes on, as an invite's own 4xx does: about two hours, then sending stops.
+SERVER_WAITS = MAX_SEND_ATTEMPTS - 1
+_TURNED_AWAY = "the mail server turned the bot away for about two hours"
+
+
+def server_turned_away(why: str | None) -> bool:
+    """Whether sending stopped because the server kept turning the bot away for a while (a
+    provider's throttle or an outage), which fixing the mail settings may not help."""
+    return (why or "").startswith(_TURNED_AWAY)
+
+
+async def send_later(db: Database, team_id: str, enrollment_id: int, waited: int,
+                     job_id: int | None, why: str) -> str | None:  # fmt: skip
+    """The server turned the run away (`why`) after it had already waited `waited` times:
+    queue a send job after the next, longer wait and return None, or, once it has waited
+    about two hours, return why sending stops. The job's own quick retries (5 s doubling)
+    spent its attempts in about a minute and a half of a provider's throttle."""
+    if waited >= SERVER_WAITS:
+        return f"{_TURNED_AWAY}: {why}"
+    async with db.begin() as conn:
+        if job_id is not None and (await conn.execute(
+                _STILL_RUNNING, {"job": job_id, "t": team_id})).first() is None:  # fmt: skip
+            return None  # cancelled meanwhile: nothing to send later
+        await _enqueue_send(conn, team_id, enrollment_id, utcnow() + RETRY_BASE * 2 ** waited,
+                            occasion=f"wait{waited + 1}",
+                            payload={"server_waits": waited + 1})  # fmt: skip
+    return None
 
 
 def stopped_by_hand(why: str | None) -> bool:
@@ -606,13 +634,14 @@ async def _schedule_rest(db: Database, team_id: str, enrollment_id: int) -> None
 
 
 async def _enqueue_send(conn: AsyncConnection, team_id: str, enrollment_id: int,
-                        when: datetime, *, occasion: str | None = None) -> None:  # fmt: skip
+                        when: datetime, *, occasion: str | None = None,
+                        payload: dict[str, Any] | None = None) -> None:  # fmt: skip
     """A send job due `when`, one per enrollment and second; with an `occasion` (a person's
     Retry sending, going live again) one of its own, whatever ran in that second."""
     key = f"send:{enrollment_id}:{when:%Y%m%d%H%M%S}"
     if occasion is not None:
         key = f"send:{enrollment_id}:{occasion}:{utcnow():%Y%m%d%H%M%S%f}"
-    await enqueue_in(conn, team_id, SEND_JOB, {"enrollment_id": enrollment_id},
+    await enqueue_in(conn, team_id, SEND_JOB, {"enrollment_id": enrollment_id, **(payload or {})},
                      dedupe_key=key, run_after=when)  # fmt: skip
 
 

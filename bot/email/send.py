@@ -83,6 +83,12 @@ class SmtpSetupError(RuntimeError):
     message can't help, so this is raised, not returned: the caller stops the run."""
 
 
+class SmtpServerBusy(SmtpSetupError):
+    """The server turned the session away for now: a 4xx at its greeting, at login or at
+    MAIL FROM (a provider's throttle, `451 4.7.1`), or a connection that keeps dropping. Not
+    a setting to fix: the caller tries again later, as it does an invite's own 4xx."""
+
+
 @dataclass(frozen=True)
 class SmtpConfig:
     """Where and how to reach the SMTP server (see `parse_smtp_url`)."""
@@ -289,6 +295,15 @@ def _by_code(message_id: str, code: int, text: str, stage: str) -> SendResult:
     return SendResult(status, message_id, code, text, stage)
 
 
+def _not_connected(config: SmtpConfig, exc: BaseException) -> SmtpSetupError:
+    """No session: a server that answered 4xx (`421` too busy at its greeting, `454` at login)
+    turned the bot away for now (SmtpServerBusy); no connection at all (refused, unknown host,
+    no answer) is most often a wrong SMTP_URL, told after the job's quick retries."""
+    busy = isinstance(exc, SMTPResponseException) and 400 <= exc.code < 500
+    return (SmtpServerBusy if busy else SmtpSetupError)(
+        f"could not connect to {config.display}: {exc}")
+
+
 class SmtpSender:
     """Sends messages over ONE SMTP connection, reopened only when it has to be.
 
@@ -310,7 +325,7 @@ class SmtpSender:
         try:
             await self._connect()
         except (SMTPException, OSError) as exc:
-            raise SmtpSetupError(f"could not connect to {self.config.display}: {exc}") from exc
+            raise _not_connected(self.config, exc) from exc
         return self
 
     async def __aexit__(
@@ -456,7 +471,7 @@ class SmtpSender:
             try:
                 smtp = await self._ensure_connected()
             except (SMTPException, OSError) as exc:
-                raise SmtpSetupError(f"could not connect to {self.config.display}: {exc}") from exc
+                raise _not_connected(self.config, exc) from exc
             if utf8 and not smtp.supports_extension("smtputf8"):
                 return SendResult(
                     SendStatus.REFUSED,
@@ -478,13 +493,16 @@ class SmtpSender:
             except (SMTPServerDisconnected, SMTPTimeoutError) as exc:
                 self._drop()
                 if attempt == 2:
-                    raise SmtpSetupError(
+                    raise SmtpServerBusy(
                         f"the connection to {self.config.display} keeps dropping: {exc}"
                     ) from exc
             except SMTPResponseException as exc:  # e.g. 553 sender not owned, 451 rate limit
                 await self._reset(smtp)
-                refused = "refused" if exc.code >= 500 else "is turning away for now"
-                raise SmtpSetupError(f"{self.config.display} {refused} the sender {sender}: "
+                if 400 <= exc.code < 500:
+                    raise SmtpServerBusy(f"{self.config.display} is turning away the sender "
+                                         f"{sender} for now: {exc.code} {exc.message}"
+                                         ) from exc  # fmt: skip
+                raise SmtpSetupError(f"{self.config.display} refused the sender {sender}: "
                                      f"{exc.code} {exc.message}") from exc  # fmt: skip
 
         # RCPT TO, one per recipient: an invite has one, so its refusal decides.

@@ -634,3 +634,47 @@ async def test_jobs_cancel_of_a_running_send_stops_it_and_stays_cancelled(
     assert await world.scalar("SELECT COUNT(*) FROM job WHERE kind = 'send_invites' "
                               "AND state = 'queued'") == 0  # fmt: skip
     assert Counter((await _states(world)).values())["queued"] >= invites - 2
+
+
+async def test_a_provider_throttle_at_mail_from_waits_hours_not_seconds(world: World) -> None:
+    """451 4.7.1 at MAIL FROM (a provider's rate limit): the send job's five quick attempts
+    (about 75 s) ended sending for good, and the report said to fix the mail settings. Now
+    later runs come 1, 2, 4 ... 64 minutes on, as for an invite's own 4xx, then sending
+    stops saying what happened."""
+    import json
+
+    from bot.campaigns.enroll import SEND_JOB
+    from bot.campaigns.jobs import send_handler
+    from bot.campaigns.reports import enrollment_summary
+    from bot.notify import Silent
+    from bot.settings import Settings
+    from handlers.enrollment_messages import enrollment_report
+
+    enrollment = await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en")
+    waits = []
+    async with smtp_server(_SenderRefused(mail_reply="451 4.7.1 Rate limited, try later")
+                           ) as server:  # fmt: skip
+        settings = Settings(_env_file=None, smtp_url=server.url,  # type: ignore[call-arg]
+                            public_url="https://bot.example", secret_key=SECRET)
+        worker = Worker(world.db, {SEND_JOB: send_handler(settings, Silent())},
+                        WorkerConfig(retry_base_seconds=0))  # fmt: skip
+        for _ in range(8):
+            await worker.run_until_idle()
+            due = await world.rows("SELECT run_after, created_at FROM job "
+                                   "WHERE kind = 'send_invites' AND state = 'queued'")
+            if due:
+                (run_after, created), = due
+                waits.append(round((_when(run_after) - _when(created)).total_seconds() / 60))
+                async with world.db.begin() as conn:  # the wait is over
+                    await conn.execute(text("UPDATE job SET run_after = created_at "
+                                            "WHERE state = 'queued'"))  # fmt: skip
+            summary = await enrollment_summary(world.db, TEAM, enrollment)
+            shown = json.dumps([b.to_dict() for b in enrollment_report(summary)[1]])
+            assert "Fix the bot's mail settings" not in shown, shown
+    assert waits == [1, 2, 4, 8, 16, 32, 64]
+    assert await world.rows("SELECT state, attempts FROM invite") == [("queued", 0)] * 2
+    why = str(await world.scalar("SELECT send_error FROM enrollment"))
+    assert why.startswith("the mail server turned the bot away for about two hours")
+    assert "451 4.7.1" in why and "*Retry sending* tries again" in shown
+    assert await world.rows("SELECT state, COUNT(*) FROM job WHERE kind = 'send_invites' "
+                            "GROUP BY state ORDER BY state") == [("done", 7), ("failed", 1)]
