@@ -282,7 +282,9 @@ def _flatten(message: EmailMessage, *, utf8: bool, eight_bit: bool) -> bytes:
         message = copy.copy(message)
         del message["Bcc"]
     policy = email.policy.SMTPUTF8 if utf8 else email.policy.SMTP
-    policy = policy.clone(cte_type="8bit" if eight_bit else "7bit")
+    # headers stored raw are already encoded (build_message): refolded, a link longer than a
+    # line became RFC 2047 encoded words, and List-Unsubscribe no longer read as `<URL>`
+    policy = policy.clone(cte_type="8bit" if eight_bit else "7bit", refold_source="none")
     buffer = io.BytesIO()
     BytesGenerator(buffer, policy=policy).flatten(message)
     data = _LINE_ENDINGS.sub(b"\r\n", buffer.getvalue())
