@@ -41,6 +41,8 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
+from bot.email.message import ascii_domain
+
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 DEFAULT_TIMEOUT = 60.0
 QUIT_TIMEOUT = 5.0
@@ -218,12 +220,12 @@ def _raw_values(message: EmailMessage, *names: str) -> list[str]:
 def _envelope(message: EmailMessage) -> tuple[str, list[str]]:
     """Envelope sender and recipients from the headers (Sender or From; To, Cc, Bcc)."""
     senders = getaddresses(_raw_values(message, "Sender") or _raw_values(message, "From"))
-    senders = [address for _, address in senders if address]
+    senders = [ascii_domain(address) for _, address in senders if address]
     if len(senders) != 1:
         raise ValueError("the message needs exactly one From (or Sender) address")
-    recipients = [
-        address for _, address in getaddresses(_raw_values(message, "To", "Cc", "Bcc")) if address
-    ]
+    recipients = [ascii_domain(address)
+                  for _, address in getaddresses(_raw_values(message, "To", "Cc", "Bcc"))
+                  if address]  # fmt: skip
     if not recipients:
         raise ValueError("the message has no To, Cc or Bcc address")
     return senders[0], recipients
@@ -475,6 +477,11 @@ class SmtpSender:
             except (SMTPException, OSError) as exc:
                 raise _not_connected(self.config, exc) from exc
             if utf8 and not smtp.supports_extension("smtputf8"):
+                if not sender.isascii():  # every invite alike: the campaign's, not one's
+                    raise SmtpSetupError(
+                        f"the sender {sender} has accents before the @, which needs SMTPUTF8, "
+                        f"and {self.config.display} does not offer it: edit the campaign's "
+                        "sender")
                 return SendResult(
                     SendStatus.REFUSED,
                     message_id,
@@ -618,7 +625,11 @@ class OutboxDirSender:
     def _write(self, message_id: str, message: EmailMessage) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / outbox_file_name(message_id)
-        data = _flatten(message, utf8=False, eight_bit=False)
+        # an address with accents before the @ as UTF-8 (RFC 6532): encoded words inside an
+        # address (`To: jos=?utf-8?q?=C3=A9?=@...`) are no address at all
+        sender, recipients = _envelope(message)
+        utf8 = not all(address.isascii() for address in (sender, *recipients))
+        data = _flatten(message, utf8=utf8, eight_bit=False)
         handle, temp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".eml", dir=self.directory)
         try:
             with os.fdopen(handle, "wb") as file:

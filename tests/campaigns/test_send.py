@@ -678,3 +678,32 @@ async def test_a_provider_throttle_at_mail_from_waits_hours_not_seconds(world: W
     assert "451 4.7.1" in why and "*Retry sending* tries again" in shown
     assert await world.rows("SELECT state, COUNT(*) FROM job WHERE kind = 'send_invites' "
                             "GROUP BY state ORDER BY state") == [("done", 7), ("failed", 1)]
+
+
+async def test_an_idn_domain_goes_as_its_a_label_to_a_relay_without_smtputf8(
+    world: World,
+) -> None:
+    """ana@bücher.de needs no SMTPUTF8 (the domain can go as xn--bcher-kva.de), yet on a relay
+    without it (SES, SendGrid ...) her invite failed for good; a sender on such a domain
+    failed every invite of the campaign (code None: never a 'server-wide' stop)."""
+    enrollment = await _enrolled(world, "ana@bücher.de,Ana,de", "bob@example.com,Bob,en",
+                                 sender="Bücher <hello@bücher.de>")  # fmt: skip
+    async with smtp_server(enable_SMTPUTF8=False) as server:
+        await _send(world, server, enrollment)
+    assert _received(server) == Counter({"ana@xn--bcher-kva.de": 1, "bob@example.com": 1})
+    assert {m.mail_from for m in server.handler.messages} == {"hello@xn--bcher-kva.de"}
+    assert set((await _states(world)).values()) == {"sent"}
+
+
+async def test_a_sender_with_accents_before_the_at_stops_the_run_on_a_relay_without_smtputf8(
+    world: World,
+) -> None:
+    """josé@shop.example as the campaign's sender can't go through a relay without SMTPUTF8:
+    every invite failed for good, one by one, as if about its address."""
+    enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(3)),
+                                 sender="José <josé@shop.example>")  # fmt: skip
+    async with smtp_server(enable_SMTPUTF8=False) as server:
+        with pytest.raises(SmtpSetupError, match="SMTPUTF8"):
+            await _send(world, server, enrollment)
+    assert await world.rows("SELECT state, attempts, COUNT(*) FROM invite GROUP BY state, "
+                            "attempts") == [("queued", 0, 3)]  # fmt: skip
