@@ -14,7 +14,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.campaigns.invites import stopped_by_hand
+from bot.campaigns.invites import server_turned_away, stopped_by_hand
 from bot.campaigns.reports import EnrollmentSummary
 from handlers.ids import Action, BlockId
 from handlers.messages import counted_option, esc, n, slack_date
@@ -118,7 +118,9 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
         lines.append("_The invite email of this campaign is off (e.g. you invite from Klaviyo)._")
     if stopped:
         fix = ("*Retry sending* sends them." if stopped_by_hand(e.send_error) else
-               "Fix the bot's mail settings, then *Retry sending*.")  # fmt: skip
+               "*Retry sending* tries again; if it keeps happening, check the mail provider's "
+               "sending limits and the bot's mail settings." if server_turned_away(e.send_error)
+               else "Fix the bot's mail settings, then *Retry sending*.")  # fmt: skip
         lines.append(f":warning: Sending stopped: {esc(e.send_error or '')}\n{fix}")
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text="\n".join(lines)[:3000]))]
     buttons = []

@@ -43,7 +43,17 @@ MAX_SEND_ATTEMPTS = 8
 # The same permanent refusal for this many invites in a row, not about their addresses (a
 # sender the provider hasn't verified, relaying denied): the server's, not the messages'.
 SERVER_WIDE_STREAK = 3
-_ENHANCED = re.compile(r"\b[245]\.(\d{1,3})\.\d{1,3}\b")
+# The enhanced status code (RFC 3463) opens the reply text, after the address a refusal at
+# RCPT is quoted with: found anywhere, a fragment of an IP address (`[10.4.1.25]`) was read
+# as one.
+_ENHANCED = re.compile(r"^\s*(?:[^\s:]*@[^\s:]*:\s*)?([245]\.\d{1,3}\.\d{1,3})\b")
+# Enhanced codes about the recipient: X.1.x (the address), X.2.1 (mailbox disabled), X.2.2
+# (mailbox full). X.2.0 is not among them: Microsoft 365 refuses a From the login may not
+# send as with 5.2.0, for every invite alike.
+_ABOUT_RECIPIENT = re.compile(r"\d\.(1\.\d+|2\.[12])")
+# Words of a reply that differ from message to message (queue and transaction ids, counts,
+# addresses): Gmail ends every reply with one (`a1234567sm123456wrx.0 - gsmtp`).
+_VOLATILE = re.compile(r"\S*[\d@]\S*")
 _STAMP = UTCDateTime()
 RETRY_BASE = timedelta(minutes=1)
 PAGE = 500
@@ -95,7 +105,7 @@ _DUE = text("""
 # Settings win over what is queued, up to the moment of sending: an invite starts only while
 # its contact is subscribed (a file may withdraw consent after enrollment) and its campaign is
 # live with its invite email on (paused or turned off during a run). Two lookups by primary key.
-_START_SQL = """
+_START_WHERE = """
     UPDATE invite SET state = 'sending', attempts = attempts + 1, updated_at = :now,
         sender_job = :job
     WHERE id = :id AND team_id = :t AND state IN ('queued', 'held')
@@ -103,8 +113,13 @@ _START_SQL = """
                     AND c.team_id = invite.team_id AND c.subscribed)
       AND EXISTS (SELECT 1 FROM campaign p WHERE p.id = invite.campaign_id
                     AND p.team_id = invite.team_id AND p.state = 'live' AND p.invite_email)
-    RETURNING attempts
 """
+_START_SQL = _START_WHERE + "RETURNING attempts"
+# A run of a job starts an invite only while its job is still running: `jobs cancel` went
+# unnoticed until the next heartbeat (every third of the lease), and invites kept going out.
+_JOB_RUNNING = """SELECT 1 FROM job j WHERE j.id = :job AND j.team_id = :t
+                    AND j.state = 'running'"""
+_START_FOR_JOB_SQL = _START_WHERE + f"AND EXISTS ({_JOB_RUNNING})\nRETURNING attempts"
 # Why an invite didn't start (rare: see _START_SQL).
 _NOT_STARTED = text("""
     SELECT i.state, c.subscribed, p.state, p.invite_email
@@ -123,6 +138,8 @@ _OUTCOME_SQL = """
     WHERE id = :id AND team_id = :t AND state = 'sending'
 """
 _START = text(_START_SQL).bindparams(_ts("now"))
+_START_FOR_JOB = text(_START_FOR_JOB_SQL).bindparams(_ts("now"))
+_STILL_RUNNING = text(_JOB_RUNNING)
 _OUTCOME = text(_OUTCOME_SQL).bindparams(_ts("now"), _ts("send_after"), _ts("sent_at"))
 _TIMES = ("now", "send_after", "sent_at")
 
@@ -203,7 +220,8 @@ class _Outbox:
                 await self.conn.execute(_OUTCOME, outcome)
             if started is None:
                 return None
-            row = (await self.conn.execute(_START, started)).first()
+            start_sql = _START if self.job is None else _START_FOR_JOB
+            row = (await self.conn.execute(start_sql, started)).first()
             return int(row[0]) if row else None
 
     async def _sqlite_write(self, outcome: dict[str, Any] | None,
@@ -223,7 +241,8 @@ class _Outbox:
                 await raw.execute(_OUTCOME_SQL, prepared(outcome))
             rows: list[Any] = []
             if started is not None:
-                rows = list(await raw.execute_fetchall(_START_SQL, prepared(started)))
+                start_sql = _START_SQL if self.job is None else _START_FOR_JOB_SQL
+                rows = list(await raw.execute_fetchall(start_sql, prepared(started)))
             await raw.commit()
         except BaseException:
             await raw.rollback()
@@ -280,9 +299,9 @@ async def send_invites(
                              "address like 'Shop <hello@shop.example>': edit the campaign."
                              ) from None
     pending: _Pending | None = None
-    after, last_report, paused = 0, time.monotonic(), False
+    after, last_report, paused, cancelled = 0, time.monotonic(), False, False
     streak: list[int] = []  # the invites refused in a row the same server-wide-looking way
-    streak_of: tuple[str, int, str] | None = None
+    streak_of: tuple[str, int, str, str] | None = None
     page = await _due(db, team_id, enrollment_id, after)
     if not page:  # nothing due (held, delayed, or all done): no connection at all
         await _schedule_rest(db, team_id, enrollment_id)
@@ -300,6 +319,9 @@ async def send_invites(
                     attempts = await outbox.write(pending, invite_id)
                     pending = None
                     if attempts is None:
+                        if not await _job_running(db, team_id, job_id):
+                            cancelled, page = True, []  # `jobs cancel`: the rest stay queued
+                            break
                         if await _not_started(db, team_id, invite_id) == _PAUSED:
                             paused, page = True, []  # the rest wait for it to go live again
                             break
@@ -346,6 +368,10 @@ async def send_invites(
     finally:
         async with db.engine.connect() as conn:
             await _Outbox(conn, team_id, job_id).write(pending, None)
+    # a job cancelled while its last invite was in flight: its run neither queues another
+    # nor ends the stop `jobs cancel` reported (Retry sending does)
+    if cancelled or not await _job_running(db, team_id, job_id):
+        return
     if not paused:  # going live again schedules them (schedule_waiting_in)
         await _schedule_rest(db, team_id, enrollment_id)
     await _sending_again(db, team_id, enrollment_id)
@@ -356,21 +382,23 @@ async def send_invites(
 _PAUSED = "paused"
 
 
-def _server_wide(result: SendResult, recipient: str) -> tuple[str, int, str] | None:
+def _server_wide(result: SendResult, recipient: str) -> tuple[str, int, str, str] | None:
     """What a refusal would be if it were the server's rather than this message's: its stage,
-    code and text without the address; None when it may be about the address or mailbox
-    (an enhanced code X.1.x or X.2.x, or a bare refusal at RCPT), or isn't permanent (a 4xx
-    is retried per invite: greylisting passes at the first retry)."""
+    code, enhanced code and words (without the address, ids and numbers, which differ from
+    message to message); None when it may be about the recipient (an enhanced code X.1.x,
+    X.2.1 or X.2.2, or a bare refusal at RCPT), or isn't permanent (a 4xx is retried per
+    invite: greylisting passes at the first retry)."""
     code = result.code
     if result.sent or code is None or not 500 <= code < 600:
         return None
-    enhanced = _ENHANCED.search(result.text)
-    if enhanced is not None and enhanced[1] in ("1", "2"):
+    enhanced = _ENHANCED.match(result.text)
+    if enhanced is not None and _ABOUT_RECIPIENT.fullmatch(enhanced[1]):
         return None
     if enhanced is None and result.stage == "rcpt":
         return None
     said = re.sub(re.escape(recipient), "", result.text, flags=re.IGNORECASE)
-    return result.stage, code, said
+    words = " ".join(_VOLATILE.sub("", said).split())
+    return result.stage, code, enhanced[1] if enhanced else "", words
 
 
 _RESTORE = text("""
@@ -386,6 +414,16 @@ async def _server_refused(db: Database, team_id: str, streak: list[int], why: st
     async with db.begin() as conn:
         await conn.execute(_RESTORE, {"t": team_id, "ids": streak, "now": utcnow(),
                                       "why": f"will retry: {why}"[:500]})  # fmt: skip
+
+
+async def _job_running(db: Database, team_id: str, job_id: int | None) -> bool:
+    """Whether the run's job is still running (not cancelled by `jobs cancel`); a run outside
+    a job always is."""
+    if job_id is None:
+        return True
+    async with db.begin() as conn:
+        row = (await conn.execute(_STILL_RUNNING, {"job": job_id, "t": team_id})).first()
+    return row is not None
 
 
 async def _not_started(db: Database, team_id: str, invite_id: int) -> str | None:
@@ -413,6 +451,34 @@ _CLEAR_STOP = text("UPDATE enrollment SET send_error = NULL "
 
 
 SEND_JOB_CANCELLED = "its send job was cancelled."  # `jobs cancel`: nothing to fix first
+# A server that turned the bot away (no connection, a 4xx at MAIL FROM) gets a later run,
+# 1, 2, 4 ... 64 minutes on, as an invite's own 4xx does: about two hours, then sending stops.
+SERVER_WAITS = MAX_SEND_ATTEMPTS - 1
+_TURNED_AWAY = "the mail server turned the bot away for about two hours"
+
+
+def server_turned_away(why: str | None) -> bool:
+    """Whether sending stopped because the server kept turning the bot away for a while (a
+    provider's throttle or an outage), which fixing the mail settings may not help."""
+    return (why or "").startswith(_TURNED_AWAY)
+
+
+async def send_later(db: Database, team_id: str, enrollment_id: int, waited: int,
+                     job_id: int | None, why: str) -> str | None:  # fmt: skip
+    """The server turned the run away (`why`) after it had already waited `waited` times:
+    queue a send job after the next, longer wait and return None, or, once it has waited
+    about two hours, return why sending stops. The job's own quick retries (5 s doubling)
+    spent its attempts in about a minute and a half of a provider's throttle."""
+    if waited >= SERVER_WAITS:
+        return f"{_TURNED_AWAY}: {why}"
+    async with db.begin() as conn:
+        if job_id is not None and (await conn.execute(
+                _STILL_RUNNING, {"job": job_id, "t": team_id})).first() is None:  # fmt: skip
+            return None  # cancelled meanwhile: nothing to send later
+        await _enqueue_send(conn, team_id, enrollment_id, utcnow() + RETRY_BASE * 2 ** waited,
+                            occasion=f"wait{waited + 1}",
+                            payload={"server_waits": waited + 1})  # fmt: skip
+    return None
 
 
 def stopped_by_hand(why: str | None) -> bool:
@@ -529,10 +595,17 @@ async def retry_campaign_sending(db: Database, team_id: str, campaign_id: int) -
     return sorted(restarted)
 
 
+# a run never ends a stop someone asked for with `jobs cancel`: only Retry sending does
+_CLEAR_STOP_BY_RUN = text("UPDATE enrollment SET send_error = NULL WHERE id = :e AND team_id = :t "
+                          "AND send_error IS NOT NULL AND send_error <> :by_hand")
+
+
 async def _sending_again(db: Database, team_id: str, enrollment_id: int) -> None:
-    """A run that got through (a resend, say) ends a stop its report still shows."""
+    """A run that got through (a resend, say) ends a stop its report still shows, unless
+    someone stopped sending by hand."""
     async with db.begin() as conn:
-        await conn.execute(_CLEAR_STOP, {"e": enrollment_id, "t": team_id})
+        await conn.execute(_CLEAR_STOP_BY_RUN, {"e": enrollment_id, "t": team_id,
+                                                "by_hand": SEND_JOB_CANCELLED})  # fmt: skip
 
 
 def _log_outcome(team_id: str, enrollment_id: int, invite_id: int, result: SendResult) -> None:
@@ -561,13 +634,14 @@ async def _schedule_rest(db: Database, team_id: str, enrollment_id: int) -> None
 
 
 async def _enqueue_send(conn: AsyncConnection, team_id: str, enrollment_id: int,
-                        when: datetime, *, occasion: str | None = None) -> None:  # fmt: skip
+                        when: datetime, *, occasion: str | None = None,
+                        payload: dict[str, Any] | None = None) -> None:  # fmt: skip
     """A send job due `when`, one per enrollment and second; with an `occasion` (a person's
     Retry sending, going live again) one of its own, whatever ran in that second."""
     key = f"send:{enrollment_id}:{when:%Y%m%d%H%M%S}"
     if occasion is not None:
         key = f"send:{enrollment_id}:{occasion}:{utcnow():%Y%m%d%H%M%S%f}"
-    await enqueue_in(conn, team_id, SEND_JOB, {"enrollment_id": enrollment_id},
+    await enqueue_in(conn, team_id, SEND_JOB, {"enrollment_id": enrollment_id, **(payload or {})},
                      dedupe_key=key, run_after=when)  # fmt: skip
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from bot.campaigns.enroll import fail_enrollment, run_enrollment
-from bot.campaigns.invites import Links, send_invites, stop_sending
-from bot.email.send import SmtpSetupError, sender_for
-from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped
+from bot.campaigns.invites import Links, send_invites, send_later, stop_sending
+from bot.email.send import SmtpServerBusy, SmtpSetupError, sender_for
+from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped, PermanentJobError
 from bot.notify import ImportNotifier
 from bot.settings import Settings
 
@@ -37,7 +37,8 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
 
     A run that fails is retried by the worker; when it fails for good (or its worker died
     every time) sending stops with the reason in the thread's report, whose Retry sending
-    queues a new run: nothing is lost and nothing is sent twice."""
+    queues a new run: nothing is lost and nothing is sent twice. A server that turns the
+    run away for now gets later runs instead, for about two hours (send_later)."""
 
     async def run(ctx: JobContext) -> None:
         enrollment_id = int(ctx.payload["enrollment_id"])
@@ -59,6 +60,13 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
             )  # fmt: skip
         except JobStopped:
             raise
+        except SmtpServerBusy as exc:  # turned away for now: a later run, not a quick retry
+            waited = int(ctx.payload.get("server_waits", 0))
+            why = await send_later(ctx.db, ctx.team_id, enrollment_id, waited, ctx.job.id,
+                                   str(exc))  # fmt: skip
+            if why is not None:
+                await give_up(ctx, why)
+                raise PermanentJobError(why) from exc
         except Exception as exc:
             if ctx.last_attempt:
                 setup = isinstance(exc, SmtpSetupError)  # says what is wrong in words

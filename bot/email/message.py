@@ -19,6 +19,8 @@ from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses
 
+import idna  # email-validator's own IDNA 2008 (the codec in the standard library is 2003's)
+
 from bot.email.render import Invite, Rendered
 
 # CRLF line endings, 7-bit bodies (quoted-printable or base64, whichever is shorter), headers
@@ -82,6 +84,19 @@ def _address(value: str, what: str) -> tuple[str, str]:
     return found[0]
 
 
+def ascii_domain(address: str) -> str:
+    """`ana@bücher.de` -> `ana@xn--bcher-kva.de`: an internationalised domain goes as its
+    A-label, valid everywhere, so only a non-ASCII local part needs the server's SMTPUTF8
+    (most relays have none, and the invite failed for good). Anything else as it is."""
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:
+        return address
+
+
 def parse_sender(sender: str) -> tuple[str, str]:
     """(display name, address) of a From value, read as `build_message` reads it: a
     ValueError unless it is exactly one address. A campaign's form checks its sender with
@@ -125,7 +140,8 @@ def build_message(invite: Invite, rendered: Rendered, *, public_host: str) -> Em
     Message-ID on the sender's domain (or `public_host` when the sender has none).
     """
     sender_name, sender_address = parse_sender(invite.sender)
-    _, to_address = _address(invite.to_email, "to_email")
+    sender_address = ascii_domain(sender_address)
+    to_address = ascii_domain(_address(invite.to_email, "to_email")[1])
     unsubscribe = invite.unsubscribe_url.strip()
     if not unsubscribe.isascii() or any(c.isspace() or c in "<>" for c in unsubscribe):
         raise ValueError(f"unsubscribe_url must be an ASCII URL (percent-encoded): {unsubscribe!r}")

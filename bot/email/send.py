@@ -41,6 +41,8 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
+from bot.email.message import ascii_domain
+
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 DEFAULT_TIMEOUT = 60.0
 QUIT_TIMEOUT = 5.0
@@ -81,6 +83,12 @@ class SmtpSetupError(RuntimeError):
     """No usable SMTP session: unreachable (on open or on reconnecting), STARTTLS required but
     not offered, TLS or login refused, the sender refused at MAIL FROM. Retrying message by
     message can't help, so this is raised, not returned: the caller stops the run."""
+
+
+class SmtpServerBusy(SmtpSetupError):
+    """The server turned the session away for now: a 4xx at its greeting, at login or at
+    MAIL FROM (a provider's throttle, `451 4.7.1`), or a connection that keeps dropping. Not
+    a setting to fix: the caller tries again later, as it does an invite's own 4xx."""
 
 
 @dataclass(frozen=True)
@@ -212,12 +220,12 @@ def _raw_values(message: EmailMessage, *names: str) -> list[str]:
 def _envelope(message: EmailMessage) -> tuple[str, list[str]]:
     """Envelope sender and recipients from the headers (Sender or From; To, Cc, Bcc)."""
     senders = getaddresses(_raw_values(message, "Sender") or _raw_values(message, "From"))
-    senders = [address for _, address in senders if address]
+    senders = [ascii_domain(address) for _, address in senders if address]
     if len(senders) != 1:
         raise ValueError("the message needs exactly one From (or Sender) address")
-    recipients = [
-        address for _, address in getaddresses(_raw_values(message, "To", "Cc", "Bcc")) if address
-    ]
+    recipients = [ascii_domain(address)
+                  for _, address in getaddresses(_raw_values(message, "To", "Cc", "Bcc"))
+                  if address]  # fmt: skip
     if not recipients:
         raise ValueError("the message has no To, Cc or Bcc address")
     return senders[0], recipients
@@ -276,7 +284,9 @@ def _flatten(message: EmailMessage, *, utf8: bool, eight_bit: bool) -> bytes:
         message = copy.copy(message)
         del message["Bcc"]
     policy = email.policy.SMTPUTF8 if utf8 else email.policy.SMTP
-    policy = policy.clone(cte_type="8bit" if eight_bit else "7bit")
+    # headers stored raw are already encoded (build_message): refolded, a link longer than a
+    # line became RFC 2047 encoded words, and List-Unsubscribe no longer read as `<URL>`
+    policy = policy.clone(cte_type="8bit" if eight_bit else "7bit", refold_source="none")
     buffer = io.BytesIO()
     BytesGenerator(buffer, policy=policy).flatten(message)
     data = _LINE_ENDINGS.sub(b"\r\n", buffer.getvalue())
@@ -287,6 +297,15 @@ def _by_code(message_id: str, code: int, text: str, stage: str) -> SendResult:
     """5xx is permanent; anything else that isn't success (4xx, a garbled reply) may retry."""
     status = SendStatus.REFUSED if 500 <= code < 600 else SendStatus.RETRY
     return SendResult(status, message_id, code, text, stage)
+
+
+def _not_connected(config: SmtpConfig, exc: BaseException) -> SmtpSetupError:
+    """No session: a server that answered 4xx (`421` too busy at its greeting, `454` at login)
+    turned the bot away for now (SmtpServerBusy); no connection at all (refused, unknown host,
+    no answer) is most often a wrong SMTP_URL, told after the job's quick retries."""
+    busy = isinstance(exc, SMTPResponseException) and 400 <= exc.code < 500
+    return (SmtpServerBusy if busy else SmtpSetupError)(
+        f"could not connect to {config.display}: {exc}")
 
 
 class SmtpSender:
@@ -310,7 +329,7 @@ class SmtpSender:
         try:
             await self._connect()
         except (SMTPException, OSError) as exc:
-            raise SmtpSetupError(f"could not connect to {self.config.display}: {exc}") from exc
+            raise _not_connected(self.config, exc) from exc
         return self
 
     async def __aexit__(
@@ -456,8 +475,13 @@ class SmtpSender:
             try:
                 smtp = await self._ensure_connected()
             except (SMTPException, OSError) as exc:
-                raise SmtpSetupError(f"could not connect to {self.config.display}: {exc}") from exc
+                raise _not_connected(self.config, exc) from exc
             if utf8 and not smtp.supports_extension("smtputf8"):
+                if not sender.isascii():  # every invite alike: the campaign's, not one's
+                    raise SmtpSetupError(
+                        f"the sender {sender} has accents before the @, which needs SMTPUTF8, "
+                        f"and {self.config.display} does not offer it: edit the campaign's "
+                        "sender")
                 return SendResult(
                     SendStatus.REFUSED,
                     message_id,
@@ -478,13 +502,16 @@ class SmtpSender:
             except (SMTPServerDisconnected, SMTPTimeoutError) as exc:
                 self._drop()
                 if attempt == 2:
-                    raise SmtpSetupError(
+                    raise SmtpServerBusy(
                         f"the connection to {self.config.display} keeps dropping: {exc}"
                     ) from exc
             except SMTPResponseException as exc:  # e.g. 553 sender not owned, 451 rate limit
                 await self._reset(smtp)
-                refused = "refused" if exc.code >= 500 else "is turning away for now"
-                raise SmtpSetupError(f"{self.config.display} {refused} the sender {sender}: "
+                if 400 <= exc.code < 500:
+                    raise SmtpServerBusy(f"{self.config.display} is turning away the sender "
+                                         f"{sender} for now: {exc.code} {exc.message}"
+                                         ) from exc  # fmt: skip
+                raise SmtpSetupError(f"{self.config.display} refused the sender {sender}: "
                                      f"{exc.code} {exc.message}") from exc  # fmt: skip
 
         # RCPT TO, one per recipient: an invite has one, so its refusal decides.
@@ -598,7 +625,11 @@ class OutboxDirSender:
     def _write(self, message_id: str, message: EmailMessage) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / outbox_file_name(message_id)
-        data = _flatten(message, utf8=False, eight_bit=False)
+        # an address with accents before the @ as UTF-8 (RFC 6532): encoded words inside an
+        # address (`To: jos=?utf-8?q?=C3=A9?=@...`) are no address at all
+        sender, recipients = _envelope(message)
+        utf8 = not all(address.isascii() for address in (sender, *recipients))
+        data = _flatten(message, utf8=utf8, eight_bit=False)
         handle, temp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".eml", dir=self.directory)
         try:
             with os.fdopen(handle, "wb") as file:

@@ -311,13 +311,41 @@ async def test_a_sender_the_provider_refuses_for_every_invite_stops_the_run_not_
     assert _received(fixed) == Counter({e: 1 for e in emails})
 
 
+_GMAIL_QUOTA = ("550 5.4.5 Daily user sending limit exceeded. For more information on Gmail "
+                "sending limits go to https://support.google.com/a/answer/166852 "
+                "a{n}sm1234{n}wrx.{n} - gsmtp")
+_SEND_AS_DENIED = ("554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException."
+                   "MapiExceptionSendAsDenied; Failed to process message due to a permanent "
+                   "exception with message Cannot submit message.")
+_BLOCKLISTED = "554 Service unavailable; Client host [10.4.1.25] blocked using zen.spamhaus.org"
+
+
+@pytest.mark.parametrize("reply", [_GMAIL_QUOTA, _SEND_AS_DENIED, _BLOCKLISTED],
+                         ids=["gmail-quota", "m365-send-as-denied", "ip-in-text"])
+async def test_a_server_wide_refusal_worded_per_message_still_stops_the_run(
+    world: World, reply: str,
+) -> None:  # fmt: skip
+    """Gmail's daily quota ends each refusal with an id of its own, Microsoft 365 refuses a
+    From it won't send as with 5.2.0 (read as 'about the mailbox'), and an IP address in the
+    text (10.4.1.25) was read as the enhanced code 4.1.25 ('about the address'): no streak
+    ever formed, and every invite of the campaign failed for good."""
+    enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(6)))
+    replies = [reply.format(n=1234567 + i) for i in range(6)]
+    async with smtp_server(Handler(data_replies=replies)) as server:
+        with pytest.raises(SmtpSetupError, match="refused 3 invites in a row the same way"):
+            await _send(world, server, enrollment)
+    assert await world.rows("SELECT state, attempts, COUNT(*) FROM invite GROUP BY state, "
+                            "attempts") == [("queued", 0, 6)]  # fmt: skip
+
+
+@pytest.mark.parametrize("reply", ["550 5.1.1 <{e}>: Recipient address rejected: User unknown",
+                                   "552 5.2.2 <{e}>: Mailbox full"])  # fmt: skip
 async def test_unknown_addresses_in_a_row_fail_on_their_own_and_the_rest_go(
-    world: World,
-) -> None:
+    world: World, reply: str,
+) -> None:  # fmt: skip
     gone = [f"gone{i}@example.com" for i in range(4)]
     enrollment = await _enrolled(world, *(f"{e},G,en" for e in gone), "ok@example.com,Ok,en")
-    handler = Handler(refuse={e: f"550 5.1.1 <{e}>: Recipient address rejected: User unknown"
-                              for e in gone})  # fmt: skip
+    handler = Handler(refuse={e: reply.format(e=e) for e in gone})
     async with smtp_server(handler) as server:
         await _send(world, server, enrollment)
     assert _received(server) == Counter({"ok@example.com": 1})
@@ -567,3 +595,115 @@ async def test_a_sender_that_isnt_one_address_is_refused_before_any_invite_is_sp
             await conn.execute(text("UPDATE campaign SET sender = 'Shop <hello@shop.example>'"))
         await _send(world, server, enrollment)
     assert _received(server) == Counter({f"p{i}@example.com": 1 for i in range(3)})
+
+
+@pytest.mark.parametrize("invites", [10, 2])
+async def test_jobs_cancel_of_a_running_send_stops_it_and_stays_cancelled(
+    world: World, invites: int,
+) -> None:  # fmt: skip
+    """`referral-bot jobs cancel` of a send job under way: invites kept going out until the
+    worker's next heartbeat (8 of 10), and a run that ended before it cleared the stop and
+    queued a new send job, undoing the cancel."""
+    from bot.campaigns.enroll import SEND_JOB
+    from bot.campaigns.invites import SEND_JOB_CANCELLED
+    from bot.campaigns.jobs import send_handler
+    from bot.imports.cancel import cancel_job
+    from bot.notify import Silent
+    from bot.settings import Settings
+
+    enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(invites)))
+    last = f"p{invites - 1}@example.com"  # a retry for it would queue a send job
+    handler = Handler(data_delay=0.2,  # a busy relay: a fifth of a second per message
+                      rcpt_replies={last: ["421 4.7.0 try again later"]})
+    async with smtp_server(handler) as server:
+        settings = Settings(_env_file=None, smtp_url=server.url,  # type: ignore[call-arg]
+                            public_url="https://bot.example", secret_key=SECRET)
+        worker = Worker(world.db, {SEND_JOB: send_handler(settings, Silent())},
+                        WorkerConfig(lease_seconds=30))  # fmt: skip
+        run = asyncio.create_task(worker.run_until_idle())
+        while not handler.messages:
+            await asyncio.sleep(0.01)
+        job = int(str(await world.scalar("SELECT id FROM job WHERE kind = 'send_invites'")))
+        cancelled = await cancel_job(world.db, TEAM, job)
+        assert cancelled is not None and cancelled.state == "cancelled"
+        at_cancel = len(handler.messages)
+        await run
+    assert len(handler.messages) - at_cancel <= 1  # at most the one in flight
+    assert await world.scalar("SELECT send_error FROM enrollment WHERE id = :e",
+                              e=enrollment) == SEND_JOB_CANCELLED  # fmt: skip
+    assert await world.scalar("SELECT COUNT(*) FROM job WHERE kind = 'send_invites' "
+                              "AND state = 'queued'") == 0  # fmt: skip
+    assert Counter((await _states(world)).values())["queued"] >= invites - 2
+
+
+async def test_a_provider_throttle_at_mail_from_waits_hours_not_seconds(world: World) -> None:
+    """451 4.7.1 at MAIL FROM (a provider's rate limit): the send job's five quick attempts
+    (about 75 s) ended sending for good, and the report said to fix the mail settings. Now
+    later runs come 1, 2, 4 ... 64 minutes on, as for an invite's own 4xx, then sending
+    stops saying what happened."""
+    import json
+
+    from bot.campaigns.enroll import SEND_JOB
+    from bot.campaigns.jobs import send_handler
+    from bot.campaigns.reports import enrollment_summary
+    from bot.notify import Silent
+    from bot.settings import Settings
+    from handlers.enrollment_messages import enrollment_report
+
+    enrollment = await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en")
+    waits = []
+    async with smtp_server(_SenderRefused(mail_reply="451 4.7.1 Rate limited, try later")
+                           ) as server:  # fmt: skip
+        settings = Settings(_env_file=None, smtp_url=server.url,  # type: ignore[call-arg]
+                            public_url="https://bot.example", secret_key=SECRET)
+        worker = Worker(world.db, {SEND_JOB: send_handler(settings, Silent())},
+                        WorkerConfig(retry_base_seconds=0))  # fmt: skip
+        for _ in range(8):
+            await worker.run_until_idle()
+            due = await world.rows("SELECT run_after, created_at FROM job "
+                                   "WHERE kind = 'send_invites' AND state = 'queued'")
+            if due:
+                (run_after, created), = due
+                waits.append(round((_when(run_after) - _when(created)).total_seconds() / 60))
+                async with world.db.begin() as conn:  # the wait is over
+                    await conn.execute(text("UPDATE job SET run_after = created_at "
+                                            "WHERE state = 'queued'"))  # fmt: skip
+            summary = await enrollment_summary(world.db, TEAM, enrollment)
+            shown = json.dumps([b.to_dict() for b in enrollment_report(summary)[1]])
+            assert "Fix the bot's mail settings" not in shown, shown
+    assert waits == [1, 2, 4, 8, 16, 32, 64]
+    assert await world.rows("SELECT state, attempts FROM invite") == [("queued", 0)] * 2
+    why = str(await world.scalar("SELECT send_error FROM enrollment"))
+    assert why.startswith("the mail server turned the bot away for about two hours")
+    assert "451 4.7.1" in why and "*Retry sending* tries again" in shown
+    assert await world.rows("SELECT state, COUNT(*) FROM job WHERE kind = 'send_invites' "
+                            "GROUP BY state ORDER BY state") == [("done", 7), ("failed", 1)]
+
+
+async def test_an_idn_domain_goes_as_its_a_label_to_a_relay_without_smtputf8(
+    world: World,
+) -> None:
+    """ana@bücher.de needs no SMTPUTF8 (the domain can go as xn--bcher-kva.de), yet on a relay
+    without it (SES, SendGrid ...) her invite failed for good; a sender on such a domain
+    failed every invite of the campaign (code None: never a 'server-wide' stop)."""
+    enrollment = await _enrolled(world, "ana@bücher.de,Ana,de", "bob@example.com,Bob,en",
+                                 sender="Bücher <hello@bücher.de>")  # fmt: skip
+    async with smtp_server(enable_SMTPUTF8=False) as server:
+        await _send(world, server, enrollment)
+    assert _received(server) == Counter({"ana@xn--bcher-kva.de": 1, "bob@example.com": 1})
+    assert {m.mail_from for m in server.handler.messages} == {"hello@xn--bcher-kva.de"}
+    assert set((await _states(world)).values()) == {"sent"}
+
+
+async def test_a_sender_with_accents_before_the_at_stops_the_run_on_a_relay_without_smtputf8(
+    world: World,
+) -> None:
+    """josé@shop.example as the campaign's sender can't go through a relay without SMTPUTF8:
+    every invite failed for good, one by one, as if about its address."""
+    enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(3)),
+                                 sender="José <josé@shop.example>")  # fmt: skip
+    async with smtp_server(enable_SMTPUTF8=False) as server:
+        with pytest.raises(SmtpSetupError, match="SMTPUTF8"):
+            await _send(world, server, enrollment)
+    assert await world.rows("SELECT state, attempts, COUNT(*) FROM invite GROUP BY state, "
+                            "attempts") == [("queued", 0, 3)]  # fmt: skip

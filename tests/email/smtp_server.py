@@ -144,10 +144,9 @@ async def smtp_server(handler: Handler | None = None, **smtp_options: Any) -> As
         server.connections += 1
         smtp = SMTP(
             server.handler,
-            enable_SMTPUTF8=True,
             hostname="mx.test",  # aiosmtpd would otherwise ask DNS (getfqdn) per connection
             loop=loop,
-            **smtp_options,
+            **{"enable_SMTPUTF8": True, **smtp_options},  # False: as most relays are
         )
         server.protocols.append(smtp)
         return smtp

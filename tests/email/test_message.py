@@ -132,3 +132,22 @@ def test_a_message_the_fast_path_cant_take_goes_through_the_generator() -> None:
     assert back["X-Campaign"] == "Été 2026"
     assert back["Bcc"] is None  # never on the wire
     assert back["Message-ID"] == message["Message-ID"]
+
+
+@pytest.mark.parametrize("to_email", ["josé@example.org", "jose@example.org"],
+                         ids=["smtputf8", "header-object"])
+def test_a_long_unsubscribe_link_stays_a_url_through_the_generator(to_email: str) -> None:
+    """RFC 8058's one-click unsubscribe needs List-Unsubscribe as `<URL>`: for an address that
+    needs SMTPUTF8 (or any message the fast path can't take) the generator refolded the long
+    link into RFC 2047 encoded words (`=?utf-8?q?=3Chttps...`), which mail providers don't
+    decode there, so their unsubscribe button was gone."""
+    link = ("https://referral-bot.example.com/u/VDAwMDEuMTIzNDU2LjE3MDAwMDAwMDA."
+            "fTooqLS_72cqVKXDYpHqaAbcdefghij")  # longer than a header line, on its own
+    invite = make_invite(to_email=to_email, unsubscribe_url=link)
+    message = build_message(invite, render_invite(invite), public_host="bot.example")
+    message["X-Campaign"] = "Été 2026"  # a header object: the generator path either way
+
+    data = _flatten(message, utf8=not to_email.isascii(), eight_bit=True)
+    (header,) = re.findall(rb"^List-Unsubscribe:(.*?)\r\n(?! )", data, re.M | re.S)
+    assert b"=?" not in header and header.strip() == f"<{link}>".encode()
+    assert parse(data)["List-Unsubscribe"].strip() == f"<{link}>"

@@ -65,3 +65,19 @@ async def test_a_message_without_message_id_is_refused(tmp_path: Path) -> None:
     del message["Message-ID"]
     with pytest.raises(ValueError, match="Message-ID"):
         await OutboxDirSender(tmp_path).send(message)
+
+
+@pytest.mark.parametrize(("to_email", "written"), [
+    ("ana@bücher.de", b"To: ana@xn--bcher-kva.de"),
+    ("josé@example.org", "To: josé@example.org".encode()),
+])  # fmt: skip
+async def test_an_internationalised_recipient_is_written_as_an_address(
+    tmp_path: Path, to_email: str, written: bytes,
+) -> None:  # fmt: skip
+    """The .eml said `To: ana@=?utf-8?q?b=C3=BCcher?=.de`: encoded words inside an address
+    are no address, so the file could not be handed to another mailer."""
+    async with OutboxDirSender(tmp_path) as sender:
+        await sender.send(make_message(0, to_email=to_email))
+    (eml,) = tmp_path.glob("*.eml")
+    assert [line for line in eml.read_bytes().split(b"\r\n") if line.startswith(b"To:")
+            ] == [written]  # fmt: skip

@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from bot.email import SendResult, SendStatus, SmtpSender, SmtpSetupError, parse_smtp_url
+from bot.email import (
+    SendResult,
+    SendStatus,
+    SmtpSender,
+    SmtpServerBusy,
+    SmtpSetupError,
+    parse_smtp_url,
+)
 from tests.email.invites import make_message
 from tests.email.smtp_server import Handler, Server, password_checker, smtp_server
 
@@ -167,9 +174,30 @@ async def test_an_unreachable_server_is_a_clear_error() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     smtp = SmtpSender(parse_smtp_url(f"smtp://127.0.0.1:{port}?timeout=2"))
-    with pytest.raises(SmtpSetupError, match=r"could not connect to smtp://127\.0\.0\.1"):
+    with pytest.raises(SmtpSetupError, match=r"could not connect to smtp://127\.0\.0\.1") as info:
         async with smtp:
             pass
+    assert not isinstance(info.value, SmtpServerBusy)  # most often a wrong SMTP_URL
+
+
+async def test_a_server_too_busy_to_greet_is_busy_not_a_setting() -> None:
+    """421 at the greeting (a provider's connection limit) is the server's for now: the
+    invites wait for a later run instead of the job's quick retries."""
+    loop = asyncio.get_running_loop()
+
+    class Busy(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            transport.write(b"421 4.7.0 Too many connections, try later\r\n")
+            transport.close()
+
+    listener = await loop.create_server(Busy, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(SmtpServerBusy, match="421"):
+            async with SmtpSender(parse_smtp_url(f"smtp://127.0.0.1:{port}?timeout=2")):
+                pass
+    finally:
+        listener.close()
 
 
 async def test_login_uses_the_decoded_user_and_password() -> None:
