@@ -14,7 +14,7 @@ from typing import Any
 from bot.campaigns import service
 from bot.campaigns.advocates import advocate_rows
 from bot.campaigns.enroll import EnrollResult, run_enrollment
-from bot.campaigns.invites import retry_campaign_sending, stopped_by_hand
+from bot.campaigns.invites import retry_campaign_sending, stop_remedy
 from bot.contact_admin import plural
 from bot.jobs.here import running_here, shell_owner
 from bot.jobs.queue import claim_by_key
@@ -131,8 +131,10 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                   f"invites sent: {row['invites_sent']:,}")  # fmt: skip
             if row["sending_stopped"]:
                 retry = f"referral-bot campaign retry-sending {shlex.quote(row['name'])}"
-                fix = ("" if stopped_by_hand(row["sending_stopped"]) else
-                       "fix the mail settings, then: ")  # fmt: skip
+                fix = {"retry": "", "wait": "the mail server turned the bot away: check the "
+                       "provider's sending limits if it keeps happening; then: ",
+                       "settings": "fix the mail settings, then: "
+                       }[stop_remedy(row["sending_stopped"])]  # fmt: skip
                 print(f"  sending stopped: {row['sending_stopped']} ({fix}{retry})")
         if not rows:
             print("No campaigns yet: referral-bot campaign create NAME --store-url URL")

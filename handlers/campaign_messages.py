@@ -26,8 +26,9 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.campaigns.invites import stopped_by_hand
+from bot.campaigns.invites import stop_remedy
 from bot.campaigns.service import MAX_NAME, MAX_OFFER, MAX_SENDER, MAX_STORE_URL, CampaignSummary
+from handlers.enrollment_messages import RETRY_ADVICE
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, n
 from models import Campaign, CampaignState
@@ -82,9 +83,7 @@ def _campaign_text(summary: CampaignSummary) -> str:
     stopped = ""
     if summary.stopped:  # the latest stop's reason; Retry sending restarts them all
         why = summary.stopped[-1][1]
-        fix = ("*Retry sending* sends them." if stopped_by_hand(why) else
-               "Fix the bot's mail settings, then *Retry sending*.")  # fmt: skip
-        stopped = f"\n:warning: Sending stopped: {esc(why)}\n{fix}"
+        stopped = f"\n:warning: Sending stopped: {esc(why)}\n{RETRY_ADVICE[stop_remedy(why)]}"
     return (f"*{esc(c.name)}* · {state}\n"
             f"Targets: {_segments(summary.targets)} · Excluded: {_segments(summary.excluded)}\n"
             f"{n(summary.advocates)} advocates · {n(summary.invites_sent)} invites sent · "

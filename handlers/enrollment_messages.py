@@ -14,13 +14,22 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.campaigns.invites import server_turned_away, stopped_by_hand
+from bot.campaigns.invites import stop_remedy
 from bot.campaigns.reports import EnrollmentSummary
 from handlers.ids import Action, BlockId
 from handlers.messages import counted_option, esc, n, slack_date
 from models import Campaign, CampaignState
 
 MAX_CHOICES = 100  # a select's menu holds at most 100 options
+
+
+# What the person does about a stop of sending (bot.campaigns.invites.stop_remedy)
+RETRY_ADVICE = {
+    "retry": "*Retry sending* sends them.",
+    "wait": ("*Retry sending* tries again; if it keeps happening, check the mail provider's "
+             "sending limits and the bot's mail settings."),
+    "settings": "Fix the bot's mail settings, then *Retry sending*.",
+}
 
 
 def campaign_options(campaigns: list[Campaign], query: str = "") -> list[Option]:
@@ -117,11 +126,8 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
     if not c.invite_email:
         lines.append("_The invite email of this campaign is off (e.g. you invite from Klaviyo)._")
     if stopped:
-        fix = ("*Retry sending* sends them." if stopped_by_hand(e.send_error) else
-               "*Retry sending* tries again; if it keeps happening, check the mail provider's "
-               "sending limits and the bot's mail settings." if server_turned_away(e.send_error)
-               else "Fix the bot's mail settings, then *Retry sending*.")  # fmt: skip
-        lines.append(f":warning: Sending stopped: {esc(e.send_error or '')}\n{fix}")
+        lines.append(f":warning: Sending stopped: {esc(e.send_error or '')}\n"
+                     f"{RETRY_ADVICE[stop_remedy(e.send_error)]}")  # fmt: skip
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text="\n".join(lines)[:3000]))]
     buttons = []
     if stopped:

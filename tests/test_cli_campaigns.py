@@ -6,6 +6,7 @@ sends the invites is a real `referral-bot worker` process, stopped with SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
@@ -336,3 +337,34 @@ def _ana_in_vip_and_live_spring(db_env: dict[str, str], tmp_path: Path) -> None:
                "--create-segment").returncode == 0  # fmt: skip
     _json(db_env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
           "--live")  # fmt: skip
+
+
+def test_a_server_that_turned_the_bot_away_is_not_blamed_on_the_mail_settings(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Sending stopped after two hours of a provider's throttle: the campaign list (CLI and
+    Slack) told the person to fix the mail settings, which were fine."""
+    from bot.campaigns.invites import _TURNED_AWAY
+    from bot.campaigns.service import list_campaigns
+    from handlers.campaign_messages import _campaign_text
+
+    _ana_in_vip_and_live_spring(db_env, tmp_path)
+    assert _json(db_env, "campaign", "target", "Spring", "--segment", "VIP")["enrolled"] == 1
+    why = f"{_TURNED_AWAY}: 451 4.7.1 Rate limited, try later"
+
+    async def stop_and_summarise() -> str:
+        db = Database(db_env["DATABASE_URL"], schema=db_env.get("DATABASE_SCHEMA"))
+        try:
+            async with db.begin() as conn:
+                await conn.execute(text("UPDATE enrollment SET send_error = :w"), {"w": why})
+            (summary,) = await list_campaigns(db, "local")
+            return _campaign_text(summary)
+        finally:
+            await db.dispose()
+
+    shown = asyncio.run(stop_and_summarise())
+    listed = run(db_env, "campaign", "list").stdout
+
+    assert "check the mail provider's sending limits" in shown and "Fix the bot's" not in shown
+    assert "turned the bot away: check the provider's sending limits" in listed, listed
+    assert "fix the mail settings" not in listed

@@ -457,6 +457,16 @@ SERVER_WAITS = MAX_SEND_ATTEMPTS - 1
 _TURNED_AWAY = "the mail server turned the bot away for about two hours"
 
 
+def stop_remedy(why: str | None) -> str:
+    """How a stop of sending (its reason `why`) is put right, for every surface that says
+    so: "retry" (someone stopped it: retrying sends), "wait" (the server turned the bot away
+    for a while: retry, and if it keeps happening check the provider's sending limits), or
+    "settings" (fix the mail settings first)."""
+    if stopped_by_hand(why):
+        return "retry"
+    return "wait" if server_turned_away(why) else "settings"
+
+
 def server_turned_away(why: str | None) -> bool:
     """Whether sending stopped because the server kept turning the bot away for a while (a
     provider's throttle or an outage), which fixing the mail settings may not help."""
