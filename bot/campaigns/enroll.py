@@ -172,14 +172,16 @@ _IS_ADVOCATE = """EXISTS (SELECT 1 FROM advocate a WHERE a.campaign_id = :c
 
 async def _excluded_and_known(conn: AsyncConnection, team_id: str, campaign_id: int,
                               scope: _Scope) -> tuple[int, int]:  # fmt: skip
+    """(left out, already advocates) of the scope: an advocate in an excluded segment is one
+    that already was (an exclusion keeps advocates), not one left out, as the preview counts."""
     if not scope.excludes:
         known = (await conn.execute(text(
             f"SELECT COUNT(*) FROM {scope.source} m WHERE {_IS_ADVOCATE}"), scope.params)
         ).scalar_one()  # fmt: skip
         return 0, int(known)
     excluded, known = (await conn.execute(text(f"""
-        SELECT COALESCE(SUM(CASE WHEN {_IN_EXCLUDED} THEN 1 ELSE 0 END), 0),
-               COALESCE(SUM(CASE WHEN NOT {_IN_EXCLUDED} AND {_IS_ADVOCATE} THEN 1 ELSE 0 END), 0)
+        SELECT COALESCE(SUM(CASE WHEN {_IN_EXCLUDED} AND NOT {_IS_ADVOCATE} THEN 1 ELSE 0 END), 0),
+               COALESCE(SUM(CASE WHEN {_IS_ADVOCATE} THEN 1 ELSE 0 END), 0)
         FROM {scope.source} m
     """), scope.params)).one()  # fmt: skip
     return int(excluded), int(known)

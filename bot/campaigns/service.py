@@ -24,6 +24,7 @@ from bot.campaigns.invites import reschedule_waiting_in, schedule_waiting_in, st
 from bot.email.message import parse_sender
 from bot.imports.addresses import normalize_email
 from bot.jobs.queue import enqueue_in
+from bot.notify import enqueue_enrollment_report_in
 from bot.workspaces import get_segment, segment_key, too_long_compared
 from models import (
     Advocate,
@@ -350,8 +351,21 @@ async def target(db: Database, team_id: str, campaign_id: int, segment_id: int, 
                                 queue_job=queue_job)  # fmt: skip
 
 
+# Invites of the campaign still waiting (queued, held: a delay, a hold) for the contacts of a
+# segment it now excludes: they went out all the same, to the very people the merchant had
+# just left out (the send checks consent and the campaign, not the exclusions).
+_STOP_EXCLUDED = text("""
+    UPDATE invite SET state = 'cancelled', reason = :why, updated_at = :now
+    WHERE campaign_id = :c AND team_id = :t AND state IN ('queued', 'held')
+      AND contact_id IN (SELECT contact_id FROM segment_member WHERE segment_id = :s
+                         AND team_id = :t)
+    RETURNING enrollment_id
+""").bindparams(bindparam("now", type_=UTCDateTime()))
+
+
 async def exclude(db: Database, team_id: str, campaign_id: int, segment_id: int) -> None:
-    """Contacts of an excluded segment are never enrolled (existing advocates stay)."""
+    """Contacts of an excluded segment are never enrolled, and their invites still waiting
+    are cancelled (existing advocates stay, links and all)."""
     segment = await get_segment(db, team_id, segment_id)
     if segment.kind == SegmentKind.ALL:  # it has no member rows: excluding it excluded nobody
         raise CampaignError(f"{segment.name} holds every contact: excluding it would leave the "
@@ -361,6 +375,11 @@ async def exclude(db: Database, team_id: str, campaign_id: int, segment_id: int)
         await _take(conn, team_id, campaign_id)
         await _segment_stays(conn, team_id, segment.id or 0)
         await _set_role(conn, team_id, campaign_id, segment.id or 0, SegmentRole.EXCLUDE)
+        stopped = await conn.execute(_STOP_EXCLUDED, {
+            "c": campaign_id, "t": team_id, "s": segment.id, "now": utcnow(),
+            "why": f"excluded: in {segment.name}, which the campaign excludes"})  # fmt: skip
+        for enrollment_id in sorted({row[0] for row in stopped}):
+            await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
 
 
 async def _segment_stays(conn: AsyncConnection, team_id: str, segment_id: int) -> None:

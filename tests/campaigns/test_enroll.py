@@ -404,3 +404,40 @@ async def test_an_undone_import_done_again_invites_nobody_the_campaign_now_exclu
     await service.exclude(world.db, TEAM, spring, await world.segment_id("Blocked"))
     await world.import_csv("VIP", people("b@example.com,B,"))
     assert await world.scalar(_INVITE_STATE, e="b@example.com") == "cancelled"
+
+
+async def test_an_advocate_in_an_excluded_segment_is_not_called_excluded(world: World) -> None:
+    """Targeting again after an exclusion said "(1 already were, 1 excluded)" of two
+    advocates: the one in the excluded segment kept her link, she was never left out."""
+    await world.import_csv("VIP", people("a@example.com,A,", "b@example.com,B,"))
+    spring = await world.campaign()
+    assert (await world.target(spring, "VIP")).enrolled == 2
+    await world.import_csv("Staff", people("a@example.com,A,", "c@example.com,C,"))
+    await service.exclude(world.db, TEAM, spring, await world.segment_id("Staff"))
+    await world.import_csv("VIP", people("c@example.com,C,"))
+
+    again = await world.target(spring, "VIP")
+
+    assert await world.scalar("SELECT COUNT(*) FROM advocate") == 2
+    assert (again.enrolled, again.already_advocates, again.excluded) == (0, 2, 1), again
+
+
+async def test_excluding_a_segment_cancels_its_contacts_waiting_invites(world: World) -> None:
+    """With an invite delay (or a hold), a contact of a segment excluded after targeting was
+    still emailed when the delay ended: the send checks consent and the campaign, not the
+    exclusions. Her advocate and link stay."""
+    await world.import_csv("VIP", people("a@example.com,A,", "b@example.com,B,"))
+    spring = await world.campaign(invite_delay_days=3)
+    assert (await world.target(spring, "VIP")).invites_queued == 2
+    await world.import_csv("Staff", people("a@example.com,A,"))
+
+    await service.exclude(world.db, TEAM, spring, await world.segment_id("Staff"))
+
+    invites = await world.rows(
+        "SELECT c.email, i.state, i.reason FROM invite i JOIN contact c ON c.id = i.contact_id "
+        "ORDER BY c.email")  # fmt: skip
+    assert invites == [("a@example.com", "cancelled", "excluded: in Staff, which the campaign "
+                        "excludes"), ("b@example.com", "queued", None)], invites  # fmt: skip
+    assert await world.scalar("SELECT COUNT(*) FROM advocate") == 2
+    assert await world.scalar("SELECT COUNT(*) FROM job WHERE kind = 'slack_report' AND "
+                              "payload LIKE '%enrollment_changed%'") == 1
