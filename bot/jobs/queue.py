@@ -294,12 +294,19 @@ async def fail(
             db, job, owner, "state = 'failed', last_error = :error, finished_at = :now, "
             "lease_owner = NULL, lease_expires_at = NULL", error=error[:4000]
         )  # fmt: skip
-    delay = min(timedelta(seconds=retry_base * 2 ** (job.attempts - 1)), MAX_BACKOFF)
     return await _update_owned(
         db, job, owner, "state = 'queued', last_error = :error, run_after = :run_after, "
         "lease_owner = NULL, lease_expires_at = NULL", error=error[:4000],
-        run_after=utcnow() + delay,
+        run_after=utcnow() + retry_delay(retry_base, job.attempts),
     )  # fmt: skip
+
+
+def retry_delay(retry_base: float, attempts: int) -> timedelta:
+    """`retry_base` doubled per failed attempt, at most MAX_BACKOFF. Capped as a number of
+    seconds before the timedelta is built: a job allowed some 45 attempts (JOB_MAX_ATTEMPTS)
+    would otherwise ask timedelta for more days than it holds (OverflowError)."""
+    doublings = min(max(attempts - 1, 0), 64)
+    return timedelta(seconds=min(retry_base * 2.0**doublings, MAX_BACKOFF.total_seconds()))
 
 
 async def cancel(db: Database, team_id: str, job_id: int) -> Job | None:

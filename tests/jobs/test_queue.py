@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from bot.imports.background import (
     IMPORT_JOB,
@@ -144,6 +146,31 @@ async def test_retries_wait_with_backoff(db: Database, tmp_path: Path) -> None:
     waiting = await queue.get_job(db, "T1", job.id)
     assert waiting is not None and waiting.state == "queued" and waiting.attempts == 1
     assert waiting.run_after > utcnow() + timedelta(seconds=50)
+
+
+async def test_a_job_allowed_many_attempts_waits_at_most_an_hour_instead_of_wedging_the_worker(
+    db: Database,
+) -> None:
+    """JOB_MAX_ATTEMPTS=60 (keep trying for days, at most an hour apart): the 45th failure's
+    wait was computed before it was capped, overflowed, and the worker retried recording that
+    failure for ever while the job stayed `running`."""
+    await ensure_workspace(db, "T1")
+    job = await queue.enqueue(db, "T1", "flaky", {}, max_attempts=60)
+    async with db.begin() as conn:  # 44 failed attempts so far, each retried
+        await conn.execute(text("UPDATE job SET attempts = 44 WHERE id = :j"), {"j": job.id})
+
+    async def flaky(ctx: JobContext) -> None:
+        raise ConnectionError("Mailchimp is down")
+
+    patient = Worker(db, {"flaky": flaky}, WorkerConfig(lease_seconds=5, retry_base_seconds=5))
+    try:
+        await asyncio.wait_for(patient.run_until_idle(), 10)
+    except TimeoutError:
+        pytest.fail("the worker is still trying to record the failure after 10 s")
+    after = await queue.get_job(db, "T1", job.id or 0)
+    assert after is not None and (after.state, after.attempts) == ("queued", 45)
+    assert after.run_after <= utcnow() + queue.MAX_BACKOFF
+    assert after.run_after > utcnow() + queue.MAX_BACKOFF - timedelta(minutes=1)
 
 
 async def test_an_expired_lease_lets_another_worker_take_the_job(db: Database) -> None:
