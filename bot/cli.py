@@ -588,7 +588,9 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
                and (job.state == JobState.QUEUED or job.id in orphaned)}  # fmt: skip
     if args.json:
         print(json.dumps([_job_dict(job, waiting_for_worker=job.id in waiting,
-                                    worker_stopped=job.id in orphaned) for job in jobs]))
+                                    worker_stopped=job.id in orphaned,
+                                    out_of_attempts=job.id in orphaned and _out_of_attempts(job))
+                          for job in jobs]))  # fmt: skip
         return 0
     if not jobs:
         print("No jobs yet.")
@@ -596,13 +598,26 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
         progress = f"{job.progress_done:,}/{job.progress_total:,}" if job.progress_total else "-"
         error = f"  {job.last_error}" if job.last_error else ""
         if job.id in orphaned:
-            error += "  its worker stopped" + ("" if job.id in waiting
-                                               else "; another worker resumes it")  # fmt: skip
+            error += "  its worker stopped" + _orphan_fate(job, waiting=job.id in waiting)
         if job.id in waiting:
             error += f"  waiting for a worker that can run it{NEEDS.get(job.kind, '')}"
         print(f"{job.id:>6}  {job.kind:<8} {job.state:<10} {progress:>22}  "
               f"attempts {job.attempts}/{job.max_attempts}{error}")  # fmt: skip
     return 0
+
+
+def _out_of_attempts(job: Job) -> bool:
+    """Its next claim is past its last attempt: the worker fails it (see GivingUp) instead of
+    running it again."""
+    return job.attempts >= job.max_attempts
+
+
+def _orphan_fate(job: Job, *, waiting: bool) -> str:
+    """What becomes of a running job whose worker stopped: resumed by another worker, or,
+    out of attempts, failed by it; nothing said while no worker can take it (see `waiting`)."""
+    if _out_of_attempts(job):
+        return "; out of attempts: the next worker marks it failed"
+    return "" if waiting else "; another worker resumes it"
 
 
 # What a worker needs to take a job kind that not every worker runs (see bot/jobs/kinds.py).
@@ -611,13 +626,14 @@ NEEDS = {kind: " (start one with SLACK_BOT_TOKEN set)"
 
 
 def _job_dict(
-    job: Job, *, waiting_for_worker: bool = False, worker_stopped: bool = False
+    job: Job, *, waiting_for_worker: bool = False, worker_stopped: bool = False,
+    out_of_attempts: bool = False,
 ) -> dict[str, Any]:
     return {"id": job.id, "kind": job.kind, "state": job.state, "attempts": job.attempts,
             "max_attempts": job.max_attempts, "progress_done": job.progress_done,
             "progress_total": job.progress_total, "error": job.last_error,
             "waiting_for_worker": waiting_for_worker, "worker_stopped": worker_stopped,
-            "payload": json.loads(job.payload)}  # fmt: skip
+            "out_of_attempts": out_of_attempts, "payload": json.loads(job.payload)}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -148,7 +148,32 @@ async def test_a_running_job_whose_worker_died_says_so_and_waits_for_one(
 
     await queue.register_worker(db, "alive", {"import"}, pid=2, host="b")  # one is back
     listed = {j["id"]: j for j in json.loads(await jobs_cli(env, "--json"))}
-    assert (listed[job.id]["worker_stopped"], listed[job.id]["waiting_for_worker"]) == (True, False)
+    assert (listed[job.id]["worker_stopped"], listed[job.id]["waiting_for_worker"],
+            listed[job.id]["out_of_attempts"]) == (True, False, False)  # fmt: skip
     lines = {int(line.split()[0]): line for line in (await jobs_cli(env)).splitlines()}
     assert lines[job.id].endswith("its worker stopped; another worker resumes it")
     await queue.unregister_worker(db, "alive")
+
+
+async def test_a_job_whose_worker_died_in_its_last_attempt_is_not_promised_a_resume(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """An import whose worker died during its last attempt: `jobs` said "another worker
+    resumes it", but the next worker gave it up (failed the import) instead of resuming."""
+    await ensure_workspace(db, "local")
+    job = await enqueue_file_import(db, "local", [write_csv(tmp_path / "a.csv", 20)],
+                                    segment="S", create_segment=True, max_attempts=2)  # fmt: skip
+    for attempt in range(2):  # both attempts' workers were killed (out of memory, say)
+        assert await queue.claim(db, f"dead-{attempt}", lease_seconds=-1) is not None
+    await queue.register_worker(db, "alive", {"import"}, pid=2, host="b")  # one is running
+    env = env_for(db_env)
+    listed = {j["id"]: j for j in json.loads(await jobs_cli(env, "--json"))}
+    assert (listed[job.id]["worker_stopped"], listed[job.id]["out_of_attempts"],
+            listed[job.id]["waiting_for_worker"]) == (True, True, False)  # fmt: skip
+    lines = {int(line.split()[0]): line for line in (await jobs_cli(env)).splitlines()}
+    assert lines[job.id].endswith("attempts 2/2  its worker stopped; out of attempts: the next "
+                                  "worker marks it failed")  # fmt: skip
+    await queue.unregister_worker(db, "alive")
+    await build_worker(load_settings(), None, db).run_until_idle()  # what the next worker does
+    after = await queue.get_job(db, "local", job.id or 0)
+    assert after is not None and after.state == "failed"
