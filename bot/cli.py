@@ -33,7 +33,14 @@ from bot.imports.engine import BatchStateError
 from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.mapping import parse_maps
-from bot.jobs.queue import list_jobs, live_workers, stale_after, use_max_attempts
+from bot.jobs.queue import (
+    SETTLED,
+    count_settled,
+    list_jobs,
+    live_workers,
+    stale_after,
+    use_max_attempts,
+)
 from bot.notify import REPORT_JOB
 from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
@@ -102,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = sub.add_parser("jobs", help="list background jobs, or cancel one")
     jobs.add_argument("--team")
     jobs.add_argument("--json", action="store_true")
+    jobs.add_argument("--all", action="store_true",
+                      help="every job, not only the newest 50 done or cancelled ones")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
     cancel = jobs_sub.add_parser("cancel", help="cancel a queued or running job")
     cancel.add_argument("job_id", type=int, metavar="ID")
@@ -572,7 +581,8 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
         else:
             print(f"Job {job.id} is {job.state}.")
         return 0 if job.state == JobState.CANCELLED else 1
-    jobs = await list_jobs(db, team)
+    jobs = await list_jobs(db, team, limit=None if args.all else JOBS_SHOWN)
+    hidden = await _settled_not_shown(db, team, jobs)
     lease = load_settings().job_lease_seconds
     # still `running`, but its worker stopped renewing the lease: killed, or its host is gone
     now = utcnow()
@@ -591,6 +601,8 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
                                     worker_stopped=job.id in orphaned,
                                     out_of_attempts=job.id in orphaned and _out_of_attempts(job))
                           for job in jobs]))  # fmt: skip
+        if hidden:  # on stderr: the output stays the list of jobs scripts read
+            print(_not_shown(hidden), file=sys.stderr)
         return 0
     if not jobs:
         print("No jobs yet.")
@@ -603,7 +615,22 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
             error += f"  waiting for a worker that can run it{NEEDS.get(job.kind, '')}"
         print(f"{job.id:>6}  {job.kind:<8} {job.state:<10} {progress:>22}  "
               f"attempts {job.attempts}/{job.max_attempts}{error}")  # fmt: skip
+    if hidden:
+        print(_not_shown(hidden))
     return 0
+
+
+JOBS_SHOWN = 50  # done or cancelled jobs `jobs` lists without --all (newest first)
+
+
+async def _settled_not_shown(db: Database, team: str, shown: list[Job]) -> int:
+    """How many done or cancelled jobs the listing left out (it shows all the others)."""
+    listed = sum(1 for job in shown if job.state in SETTLED)
+    return max(0, await count_settled(db, team) - listed)
+
+
+def _not_shown(hidden: int) -> str:
+    return f"… and {hidden:,} older done or cancelled jobs not shown (--all lists them)"
 
 
 def _out_of_attempts(job: Job) -> bool:

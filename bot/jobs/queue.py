@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, func, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from models import Database, Job, WorkerProcess
+from models import Database, Job, JobState, WorkerProcess
 from models.clock import utcnow
 
 MAX_BACKOFF = timedelta(hours=1)
@@ -202,10 +202,30 @@ async def get_job(db: Database, team_id: str, job_id: int) -> Job | None:
     return job if job is not None and job.team_id == team_id else None
 
 
-async def list_jobs(db: Database, team_id: str, limit: int = 50) -> list[Job]:
+# Jobs with nothing left to run or to look into; the others (queued, running, failed) are
+# always listed, so a failed import never drops off behind a day's home refreshes.
+SETTLED = (JobState.DONE, JobState.CANCELLED)
+
+
+async def list_jobs(db: Database, team_id: str, limit: int | None = 50) -> list[Job]:
+    """The workspace's jobs, newest first: every queued, running and failed one, and the
+    newest `limit` done or cancelled ones (None: all; see `count_settled`)."""
+    mine = select(Job).where(Job.team_id == team_id)
+    settled = mine.where(col(Job.state).in_(SETTLED)).order_by(col(Job.id).desc())
+    if limit is not None:
+        settled = settled.limit(limit)
     async with db.session() as session:
-        query = select(Job).where(Job.team_id == team_id).order_by(col(Job.id).desc()).limit(limit)
-        return list((await session.exec(query)).all())
+        jobs = [*(await session.exec(mine.where(col(Job.state).not_in(SETTLED)))).all(),
+                *(await session.exec(settled)).all()]  # fmt: skip
+    return sorted(jobs, key=lambda job: job.id or 0, reverse=True)
+
+
+async def count_settled(db: Database, team_id: str) -> int:
+    """How many of the workspace's jobs are done or cancelled (what `list_jobs` may leave out)."""
+    async with db.session() as session:
+        query = select(func.count()).select_from(Job).where(
+            Job.team_id == team_id, col(Job.state).in_(SETTLED))
+        return int((await session.exec(query)).one())
 
 
 async def claim(

@@ -177,3 +177,33 @@ async def test_a_job_whose_worker_died_in_its_last_attempt_is_not_promised_a_res
     await build_worker(load_settings(), None, db).run_until_idle()  # what the next worker does
     after = await queue.get_job(db, "local", job.id or 0)
     assert after is not None and after.state == "failed"
+
+
+async def test_jobs_lists_every_failed_job_and_says_how_many_it_leaves_out(
+    db: Database, db_env: dict[str, str]
+) -> None:
+    """`jobs` listed the newest 50 jobs and stopped, without a word: an import that failed an
+    hour ago, behind 50 home refreshes since, was simply not there."""
+    await ensure_workspace(db, "local")
+    failed = await queue.enqueue(db, "local", "import", {"batch_id": 1})
+    for n in range(55):
+        await queue.enqueue(db, "local", "home_refresh", {"n": n})
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE job SET state = CASE WHEN id = :j THEN 'failed' "
+                                "ELSE 'done' END"), {"j": failed.id})  # fmt: skip
+    waiting = await queue.enqueue(db, "local", "home_refresh", {"n": 55})
+    env = env_for(db_env)
+
+    def listed(out: str) -> list[int]:
+        return [int(line.split()[0]) for line in out.splitlines() if line.strip()[:1].isdigit()]
+
+    out = await jobs_cli(env)
+    shown = listed(out)
+    assert shown[0] == waiting.id and shown[-1] == failed.id and len(shown) == 52
+    assert out.rstrip().endswith("… and 5 older done or cancelled jobs not shown (--all lists "
+                                 "them)")  # fmt: skip
+    everything = await jobs_cli(env, "--all")
+    assert len(listed(everything)) == 57 and "not shown" not in everything
+    done = await asyncio.to_thread(shell.run, env, "jobs", "--json")
+    assert done.returncode == 0 and len(json.loads(done.stdout)) == 52
+    assert "5 older done or cancelled jobs not shown" in done.stderr
