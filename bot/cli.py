@@ -36,6 +36,7 @@ from bot.imports.mapping import parse_maps
 from bot.jobs.queue import (
     SETTLED,
     count_settled,
+    database_now,
     list_jobs,
     live_workers,
     stale_after,
@@ -46,7 +47,6 @@ from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
 from bot.workspaces import WorkspaceError, apply_default_locale, resolve_team
 from models import Database, Job, JobState
-from models.clock import utcnow
 from models.migrate import MigrationFailed, SchemaTooNew, ensure_schema, upgrade
 
 SUMMARY_KEYS = ("rows", "valid", "duplicates", "rejected", "new_contacts", "existing_contacts",
@@ -585,7 +585,7 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
     hidden = await _settled_not_shown(db, team, jobs)
     lease = load_settings().job_lease_seconds
     # still `running`, but its worker stopped renewing the lease: killed, or its host is gone
-    now = utcnow()
+    now = await database_now(db)  # by the clock leases are stamped with, not this host's
     orphans = [job for job in jobs if job.state == JobState.RUNNING
                and job.lease_expires_at is not None and job.lease_expires_at < now]  # fmt: skip
     orphaned = {job.id for job in orphans}

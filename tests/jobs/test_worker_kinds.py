@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import bindparam, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -18,6 +19,7 @@ from bot.workspaces import ensure_workspace
 from models import Database
 from models.clock import utcnow
 from tests import shell
+from tests.conftest import BACKEND
 from tests.jobs.test_worker_processes import env_for, wait_for, write_csv
 
 SLACK_FILE_JOB = "stage_slack_file"
@@ -207,3 +209,20 @@ async def test_jobs_lists_every_failed_job_and_says_how_many_it_leaves_out(
     done = await asyncio.to_thread(shell.run, env, "jobs", "--json")
     assert done.returncode == 0 and len(json.loads(done.stdout)) == 52
     assert "5 older done or cancelled jobs not shown" in done.stderr
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="SQLite's processes share one host's clock")
+async def test_jobs_on_a_host_whose_clock_runs_ahead_sees_a_live_worker_alive(
+    db: Database, db_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`jobs` compared leases with its own host's clock: run on a host 45 s ahead, it said of
+    a job whose worker renewed its 30 s lease a moment ago "its worker stopped"."""
+    await ensure_workspace(db, "local")
+    job = await queue.enqueue(db, "local", "import", {"batch_id": 1})
+    assert await queue.claim(db, "host-a", 30.0, {"import"}) is not None
+    await queue.register_worker(db, "host-a", {"import"}, pid=1, host="a")
+    ahead = lambda: utcnow() + timedelta(seconds=45)  # noqa: E731
+    for module in ("bot.cli", "bot.jobs.queue"):  # this host's clock, wherever it is read
+        monkeypatch.setattr(f"{module}.utcnow", ahead, raising=False)
+    listed = {j["id"]: j for j in json.loads(await jobs_cli(env_for(db_env), "--json"))}
+    assert listed[job.id]["worker_stopped"] is False
