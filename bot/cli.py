@@ -33,13 +33,20 @@ from bot.imports.engine import BatchStateError
 from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.mapping import parse_maps
-from bot.jobs.queue import list_jobs, live_workers, stale_after, use_max_attempts
+from bot.jobs.queue import (
+    SETTLED,
+    count_settled,
+    database_now,
+    list_jobs,
+    live_workers,
+    stale_after,
+    use_max_attempts,
+)
 from bot.notify import REPORT_JOB
 from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
 from bot.workspaces import WorkspaceError, apply_default_locale, resolve_team
 from models import Database, Job, JobState
-from models.clock import utcnow
 from models.migrate import MigrationFailed, SchemaTooNew, ensure_schema, upgrade
 
 SUMMARY_KEYS = ("rows", "valid", "duplicates", "rejected", "new_contacts", "existing_contacts",
@@ -102,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = sub.add_parser("jobs", help="list background jobs, or cancel one")
     jobs.add_argument("--team")
     jobs.add_argument("--json", action="store_true")
+    jobs.add_argument("--all", action="store_true",
+                      help="every job, not only the newest 50 done or cancelled ones")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
     cancel = jobs_sub.add_parser("cancel", help="cancel a queued or running job")
     cancel.add_argument("job_id", type=int, metavar="ID")
@@ -574,10 +583,11 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
         else:
             print(f"Job {job.id} is {job.state}.")
         return 0 if job.state == JobState.CANCELLED else 1
-    jobs = await list_jobs(db, team)
+    jobs = await list_jobs(db, team, limit=None if args.all else JOBS_SHOWN)
+    hidden = await _settled_not_shown(db, team, jobs)
     lease = load_settings().job_lease_seconds
     # still `running`, but its worker stopped renewing the lease: killed, or its host is gone
-    now = utcnow()
+    now = await database_now(db)  # by the clock leases are stamped with, not this host's
     orphans = [job for job in jobs if job.state == JobState.RUNNING
                and job.lease_expires_at is not None and job.lease_expires_at < now]  # fmt: skip
     orphaned = {job.id for job in orphans}
@@ -590,7 +600,11 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
                and (job.state == JobState.QUEUED or job.id in orphaned)}  # fmt: skip
     if args.json:
         print(json.dumps([_job_dict(job, waiting_for_worker=job.id in waiting,
-                                    worker_stopped=job.id in orphaned) for job in jobs]))
+                                    worker_stopped=job.id in orphaned,
+                                    out_of_attempts=job.id in orphaned and _out_of_attempts(job))
+                          for job in jobs]))  # fmt: skip
+        if hidden:  # on stderr: the output stays the list of jobs scripts read
+            print(_not_shown(hidden), file=sys.stderr)
         return 0
     if not jobs:
         print("No jobs yet.")
@@ -598,13 +612,41 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
         progress = f"{job.progress_done:,}/{job.progress_total:,}" if job.progress_total else "-"
         error = f"  {job.last_error}" if job.last_error else ""
         if job.id in orphaned:
-            error += "  its worker stopped" + ("" if job.id in waiting
-                                               else "; another worker resumes it")  # fmt: skip
+            error += "  its worker stopped" + _orphan_fate(job, waiting=job.id in waiting)
         if job.id in waiting:
             error += f"  waiting for a worker that can run it{NEEDS.get(job.kind, '')}"
         print(f"{job.id:>6}  {job.kind:<8} {job.state:<10} {progress:>22}  "
               f"attempts {job.attempts}/{job.max_attempts}{error}")  # fmt: skip
+    if hidden:
+        print(_not_shown(hidden))
     return 0
+
+
+JOBS_SHOWN = 50  # done or cancelled jobs `jobs` lists without --all (newest first)
+
+
+async def _settled_not_shown(db: Database, team: str, shown: list[Job]) -> int:
+    """How many done or cancelled jobs the listing left out (it shows all the others)."""
+    listed = sum(1 for job in shown if job.state in SETTLED)
+    return max(0, await count_settled(db, team) - listed)
+
+
+def _not_shown(hidden: int) -> str:
+    return f"… and {hidden:,} older done or cancelled jobs not shown (--all lists them)"
+
+
+def _out_of_attempts(job: Job) -> bool:
+    """Its next claim is past its last attempt: the worker fails it (see GivingUp) instead of
+    running it again."""
+    return job.attempts >= job.max_attempts
+
+
+def _orphan_fate(job: Job, *, waiting: bool) -> str:
+    """What becomes of a running job whose worker stopped: resumed by another worker, or,
+    out of attempts, failed by it; nothing said while no worker can take it (see `waiting`)."""
+    if _out_of_attempts(job):
+        return "; out of attempts: the next worker marks it failed"
+    return "" if waiting else "; another worker resumes it"
 
 
 # What a worker needs to take a job kind that not every worker runs (see bot/jobs/kinds.py).
@@ -613,13 +655,14 @@ NEEDS = {kind: " (start one with SLACK_BOT_TOKEN set)"
 
 
 def _job_dict(
-    job: Job, *, waiting_for_worker: bool = False, worker_stopped: bool = False
+    job: Job, *, waiting_for_worker: bool = False, worker_stopped: bool = False,
+    out_of_attempts: bool = False,
 ) -> dict[str, Any]:
     return {"id": job.id, "kind": job.kind, "state": job.state, "attempts": job.attempts,
             "max_attempts": job.max_attempts, "progress_done": job.progress_done,
             "progress_total": job.progress_total, "error": job.last_error,
             "waiting_for_worker": waiting_for_worker, "worker_stopped": worker_stopped,
-            "payload": json.loads(job.payload)}  # fmt: skip
+            "out_of_attempts": out_of_attempts, "payload": json.loads(job.payload)}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Stopping work that is under way: an approved import, a file still being read, invites
-being sent.
+"""Stopping work that is under way: an approved import, a file or a Mailchimp audience still
+being read, invites being sent.
 
 Each is one transaction: the batch (or source) changes state, its job is cancelled and the
 people following it are told through a report job. A running import's worker notices at its
@@ -21,6 +21,7 @@ from bot.campaigns.service import Thread, enroll_after_import_in
 from bot.imports.batches import HANDED_ON_COUNTED, UNDER_WAY, ReviewError, lock_batch
 from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB, import_job_key
 from bot.jobs import queue
+from bot.mailchimp.jobs import MAILCHIMP_JOB
 from bot.notify import (
     BATCH_CHANGED,
     IMPORT_FINISHED,
@@ -29,6 +30,10 @@ from bot.notify import (
 )
 from models import BatchStatus, Database, Job, JobState
 from models.clock import utcnow
+
+# The jobs that read a source into a review, and what its source says once one is cancelled.
+READING_JOBS = {SLACK_FILE_JOB: "Reading this file was cancelled.",
+                MAILCHIMP_JOB: "Reading this audience was cancelled."}  # fmt: skip
 
 # Valid rows of the batch the engine has passed (its cursor is a staged-row id).
 _PROCESSED = text("""
@@ -88,8 +93,8 @@ async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") 
     """Cancel a queued or running job; returns it as it now stands (None: no such job).
 
     An import job takes its batch with it (cancelled, with the partial result reported); a
-    file-reading job marks its source failed with the reason; a send job stops its
-    enrollment's sending (its report offers Retry sending).
+    job reading a file or a Mailchimp audience marks its source failed with the reason; a
+    send job stops its enrollment's sending (its report offers Retry sending).
     """
     job = await queue.get_job(db, team_id, job_id)
     if job is None:
@@ -111,8 +116,9 @@ async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") 
                     return job
             else:
                 await stop_import_in(conn, team_id, batch_id, who)
-        elif job.kind == SLACK_FILE_JOB and "source_id" in payload:
-            await _fail_reading_in(conn, team_id, int(payload["source_id"]))
+        elif job.kind in READING_JOBS and "source_id" in payload:
+            await _fail_reading_in(conn, team_id, int(payload["source_id"]),
+                                   READING_JOBS[job.kind])  # fmt: skip
         elif job.kind == SEND_JOB and "enrollment_id" in payload and job.state in (
                 JobState.QUEUED, JobState.RUNNING):
             await _stop_sending_in(conn, team_id, int(payload["enrollment_id"]))
@@ -132,11 +138,14 @@ async def _stop_sending_in(conn: AsyncConnection, team_id: str, enrollment_id: i
         await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
 
 
-async def _fail_reading_in(conn: AsyncConnection, team_id: str, source_id: int) -> None:
+async def _fail_reading_in(conn: AsyncConnection, team_id: str, source_id: int,
+                           why: str) -> None:  # fmt: skip
+    """A source whose reading job is cancelled would say "Reading…" for good (and Approve
+    "still being read"): it fails with `why`, and its review is refreshed to say so."""
     row = (await conn.execute(
         text("UPDATE import_source SET status = 'failed', error = :why "
              "WHERE id = :s AND team_id = :t AND status = 'pending' RETURNING batch_id"),
-        {"s": source_id, "t": team_id, "why": "Reading this file was cancelled."},
+        {"s": source_id, "t": team_id, "why": why},
     )).first()  # fmt: skip
     if row is not None:
         await enqueue_report_in(conn, team_id, int(row[0]), BATCH_CHANGED)

@@ -11,18 +11,19 @@ the live workers run.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, func, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from models import Database, Job, WorkerProcess
+from models import Database, Job, JobState, WorkerProcess
 from models.clock import utcnow
 
 MAX_BACKOFF = timedelta(hours=1)
@@ -32,8 +33,44 @@ _JOB_COLUMNS = ", ".join(column.name for column in Job.__table__.columns)  # typ
 
 def _sql(statement: str) -> Any:
     """text() with our timestamp parameters typed, so both dialects store them alike."""
-    names = [name for name in _TIMES if f":{name}" in statement]
+    names = [name for name in _TIMES if re.search(rf":{name}\b", statement)]
     return text(statement).bindparams(*(bindparam(n, type_=UTCDateTime()) for n in names))
+
+
+# Leases are stamped and compared by one clock for every process. On PostgreSQL that is the
+# server's: hosts' clocks drift apart, and a host whose clock ran a lease ahead of another's
+# took a job whose worker was alive and renewing it, and both ran it. SQLite is a file that
+# every process opens on one host, so they share its clock: there it is the process's, bound
+# as :now and :lease. (run_after and the bookkeeping times stay the process's: a skew there
+# only moves a retry by the skew.)
+_PG_NOW = "statement_timestamp()"
+
+
+def _lease_now(sqlite: bool) -> str:
+    """SQL for "now" as leases are compared (see above)."""
+    return ":now" if sqlite else _PG_NOW
+
+
+def _lease_until(sqlite: bool) -> str:
+    """SQL for when a lease taken now lapses: `:lease_seconds` after `_lease_now`."""
+    return ":lease" if sqlite else f"{_PG_NOW} + make_interval(secs => :lease_seconds)"
+
+
+def _lease_params(lease_seconds: float) -> dict[str, Any]:
+    """The parameters of `_lease_now` and `_lease_until`, for either database."""
+    now = utcnow()
+    return {"now": now, "lease": now + timedelta(seconds=lease_seconds),
+            "lease_seconds": float(lease_seconds)}  # fmt: skip
+
+
+async def database_now(db: Database) -> datetime:
+    """Now by the clock leases are stamped with (see `_lease_now`): a lease is lapsed when it
+    is earlier than this."""
+    if db.is_sqlite:
+        return utcnow()
+    async with db.begin() as conn:
+        now = (await conn.execute(text(f"SELECT {_PG_NOW}"))).scalar_one()
+    return now.astimezone(UTC)
 
 
 @dataclass
@@ -139,15 +176,15 @@ async def enqueue_running_in(
     """Add a job that this process runs itself, already claimed under its lease (the command
     line's import): killed part way, it stops renewing the lease and a worker takes the job
     over, as from a worker that died. An existing job of that key is returned untouched."""
-    now = utcnow()
     params = {"team": team_id, "kind": kind, "payload": json.dumps(payload), "key": dedupe_key,
-              "max": _defaults.max_attempts, "now": now, "owner": owner,
-              "lease": now + timedelta(seconds=lease_seconds)}  # fmt: skip
-    row = (await conn.execute(_sql("""
+              "max": _defaults.max_attempts, "owner": owner,
+              **_lease_params(lease_seconds)}  # fmt: skip
+    until = _lease_until(conn.dialect.name == "sqlite")
+    row = (await conn.execute(_sql(f"""
         INSERT INTO job (team_id, kind, payload, dedupe_key, state, attempts, max_attempts,
                          run_after, lease_owner, lease_expires_at, progress_done,
                          progress_total, created_at, updated_at)
-        VALUES (:team, :kind, :payload, :key, 'running', 1, :max, :now, :owner, :lease, 0, 0,
+        VALUES (:team, :kind, :payload, :key, 'running', 1, :max, :now, :owner, {until}, 0, 0,
                 :now, :now)
         ON CONFLICT (team_id, dedupe_key) DO NOTHING
         RETURNING id
@@ -160,16 +197,16 @@ async def claim_by_key(db: Database, team_id: str, dedupe_key: str, owner: str,
     """Take the job of that key for the command line to run now (see bot.jobs.here): queued
     (even if not due yet), or running under a lease that lapsed (a run killed part way). None
     when there is no such job or a live worker runs it."""
-    now = utcnow()
     statement = _sql(f"""
-        UPDATE job SET state = 'running', lease_owner = :owner, lease_expires_at = :lease,
-            attempts = attempts + 1, updated_at = :now
+        UPDATE job SET state = 'running', lease_owner = :owner,
+            lease_expires_at = {_lease_until(db.is_sqlite)}, attempts = attempts + 1,
+            updated_at = :now
         WHERE team_id = :t AND dedupe_key = :key
-          AND (state = 'queued' OR (state = 'running' AND lease_expires_at < :now))
+          AND (state = 'queued'
+               OR (state = 'running' AND lease_expires_at < {_lease_now(db.is_sqlite)}))
         RETURNING {_JOB_COLUMNS}
     """)
-    params = {"t": team_id, "key": dedupe_key, "owner": owner, "now": now,
-              "lease": now + timedelta(seconds=lease_seconds)}  # fmt: skip
+    params = {"t": team_id, "key": dedupe_key, "owner": owner, **_lease_params(lease_seconds)}
     rows = select(Job).from_statement(statement.columns(*Job.__table__.columns))  # type: ignore[attr-defined]
     async with db.session() as session:
         row = (await session.exec(rows, params=params)).first()  # type: ignore[call-overload]
@@ -202,10 +239,30 @@ async def get_job(db: Database, team_id: str, job_id: int) -> Job | None:
     return job if job is not None and job.team_id == team_id else None
 
 
-async def list_jobs(db: Database, team_id: str, limit: int = 50) -> list[Job]:
+# Jobs with nothing left to run or to look into; the others (queued, running, failed) are
+# always listed, so a failed import never drops off behind a day's home refreshes.
+SETTLED = (JobState.DONE, JobState.CANCELLED)
+
+
+async def list_jobs(db: Database, team_id: str, limit: int | None = 50) -> list[Job]:
+    """The workspace's jobs, newest first: every queued, running and failed one, and the
+    newest `limit` done or cancelled ones (None: all; see `count_settled`)."""
+    mine = select(Job).where(Job.team_id == team_id)
+    settled = mine.where(col(Job.state).in_(SETTLED)).order_by(col(Job.id).desc())
+    if limit is not None:
+        settled = settled.limit(limit)
     async with db.session() as session:
-        query = select(Job).where(Job.team_id == team_id).order_by(col(Job.id).desc()).limit(limit)
-        return list((await session.exec(query)).all())
+        jobs = [*(await session.exec(mine.where(col(Job.state).not_in(SETTLED)))).all(),
+                *(await session.exec(settled)).all()]  # fmt: skip
+    return sorted(jobs, key=lambda job: job.id or 0, reverse=True)
+
+
+async def count_settled(db: Database, team_id: str) -> int:
+    """How many of the workspace's jobs are done or cancelled (what `list_jobs` may leave out)."""
+    async with db.session() as session:
+        query = select(func.count()).select_from(Job).where(
+            Job.team_id == team_id, col(Job.state).in_(SETTLED))
+        return int((await session.exec(query)).one())
 
 
 async def claim(
@@ -218,24 +275,21 @@ async def claim(
     """
     if kinds is not None and not kinds:
         return None
-    now = utcnow()
     lock = "" if db.is_sqlite else "FOR UPDATE SKIP LOCKED"
     of_kind = "" if kinds is None else "AND kind IN :kinds"
     statement = _sql(f"""
         UPDATE job SET state = 'running', lease_owner = :owner,
-            lease_expires_at = :lease, attempts = attempts + 1, updated_at = :now
+            lease_expires_at = {_lease_until(db.is_sqlite)}, attempts = attempts + 1,
+            updated_at = :now
         WHERE id = (
             SELECT id FROM job
             WHERE ((state = 'queued' AND run_after <= :now)
-                   OR (state = 'running' AND lease_expires_at < :now)) {of_kind}
+                   OR (state = 'running' AND lease_expires_at < {_lease_now(db.is_sqlite)}))
+                  {of_kind}
             ORDER BY id LIMIT 1 {lock})
         RETURNING {_JOB_COLUMNS}
     """)
-    params: dict[str, Any] = {
-        "owner": owner,
-        "now": now,
-        "lease": now + timedelta(seconds=lease_seconds),
-    }
+    params: dict[str, Any] = {"owner": owner, **_lease_params(lease_seconds)}
     if kinds is not None:
         statement = statement.bindparams(bindparam("kinds", expanding=True))
         params["kinds"] = sorted(kinds)
@@ -260,8 +314,8 @@ async def _update_owned(
 
 
 async def heartbeat(db: Database, job: Job, owner: str, lease_seconds: float) -> bool:
-    lease = utcnow() + timedelta(seconds=lease_seconds)
-    return await _update_owned(db, job, owner, "lease_expires_at = :lease", lease=lease)
+    return await _update_owned(db, job, owner, f"lease_expires_at = {_lease_until(db.is_sqlite)}",
+                               **_lease_params(lease_seconds))  # fmt: skip
 
 
 async def report_progress(db: Database, job: Job, owner: str, done: int, total: int) -> bool:
@@ -294,12 +348,19 @@ async def fail(
             db, job, owner, "state = 'failed', last_error = :error, finished_at = :now, "
             "lease_owner = NULL, lease_expires_at = NULL", error=error[:4000]
         )  # fmt: skip
-    delay = min(timedelta(seconds=retry_base * 2 ** (job.attempts - 1)), MAX_BACKOFF)
     return await _update_owned(
         db, job, owner, "state = 'queued', last_error = :error, run_after = :run_after, "
         "lease_owner = NULL, lease_expires_at = NULL", error=error[:4000],
-        run_after=utcnow() + delay,
+        run_after=utcnow() + retry_delay(retry_base, job.attempts),
     )  # fmt: skip
+
+
+def retry_delay(retry_base: float, attempts: int) -> timedelta:
+    """`retry_base` doubled per failed attempt, at most MAX_BACKOFF. Capped as a number of
+    seconds before the timedelta is built: a job allowed some 45 attempts (JOB_MAX_ATTEMPTS)
+    would otherwise ask timedelta for more days than it holds (OverflowError)."""
+    doublings = min(max(attempts - 1, 0), 64)
+    return timedelta(seconds=min(retry_base * 2.0**doublings, MAX_BACKOFF.total_seconds()))
 
 
 async def cancel(db: Database, team_id: str, job_id: int) -> Job | None:

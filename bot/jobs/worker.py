@@ -3,7 +3,9 @@
 A worker claims only the kinds it has handlers for and keeps a row in `worker_process` while
 it runs, so `referral-bot jobs` can tell which queued jobs no live worker can take. It never
 dies of a database error: every queue call logs the job and the traceback, backs off (0.5 s
-doubling to 30 s) and tries again, so a database restart only pauses the work.
+doubling to 30 s) and tries again, so a database restart only pauses the work. Recording a
+result gives up at once on any other error (a bug: retrying would fail the same way for ever
+while the job's lease stays renewed); the lease then lapses and the job is taken again.
 """
 
 from __future__ import annotations
@@ -14,10 +16,16 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from asyncpg import InterfaceError as PostgresInterfaceError
+from asyncpg import PostgresError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot.jobs import queue
 from models import Database, Job
@@ -26,6 +34,8 @@ log = logging.getLogger(__name__)
 
 PRESENCE_SECONDS = 5.0  # a worker refreshes its `worker_process` row at least this often
 GIVE_UP_WHEN_STOPPING = 3  # failed attempts to record a result after stop() before giving up
+# Errors that waiting can fix: the database (or the way to it) is down, busy or restarting.
+TRANSIENT = (OSError, sqlite3.Error, DBAPIError, PoolTimeout, PostgresError, PostgresInterfaceError)
 
 
 def about(job: Job) -> str:
@@ -257,15 +267,22 @@ class Worker:
     async def _record(self, job: Job, what: str, call: Callable[[], Awaitable[bool]]) -> bool:
         """Record a job's outcome, retrying through database errors.
 
-        True if recorded; False if the job was no longer ours, or if the worker is stopping and
-        the database still fails: the job's lease then expires and another worker takes it.
+        True if recorded; False if the job was no longer ours, if the error is one waiting
+        can't fix (see TRANSIENT), or if the worker is stopping and the database still fails:
+        the job's lease then expires and another worker takes it (an attempt more, so a job
+        that keeps failing so ends failed once it is out of attempts).
         """
         backoff = self._backoff()
         failed_while_stopping = 0
         while True:
             try:
                 return await call()
-            except Exception:
+            except Exception as exc:
+                if not isinstance(exc, TRANSIENT):
+                    log.exception("%s: %s failed, and retrying can't help; leaving it to its "
+                                  "lease, which lapses: then another worker takes it again",
+                                  about(job), what)  # fmt: skip
+                    return False
                 if self.stopping.is_set():
                     failed_while_stopping += 1
                     if failed_while_stopping >= GIVE_UP_WHEN_STOPPING:

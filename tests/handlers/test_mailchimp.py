@@ -23,6 +23,7 @@ from aiohttp import ClientSession, CookieJar
 from sqlalchemy import text
 
 from bot.app import build_web_app, slack_client, tell_connected
+from bot.imports.cancel import cancel_job
 from bot.jobs import queue
 from bot.jobs.queue import claim, list_jobs
 from bot.mailchimp import accounts
@@ -476,3 +477,29 @@ async def test_an_audience_that_kills_every_worker_reading_it_shows_as_unread(
         assert "Could not read the audience: gave up: the worker running it stopped" in rendered
         assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0
         assert (await queue.get_job(app.db, TEAM, job.id or 0)).state == "failed"  # type: ignore[union-attr]
+
+
+async def test_cancelling_the_job_reading_an_audience_marks_it_cancelled(build: Build) -> None:
+    """`referral-bot jobs cancel ID` on the job reading an audience: the job was cancelled
+    but its audience said "Reading…" for good, and Approve answered "Some files are still
+    being read" (a file's reading job marked its file failed; an audience's did not)."""
+    async with build() as app:
+        await _connect(app)
+        modal = await _import_modal(app)
+        await app.requests.view_submission(state_values=_form(segment="MC") | _chosen(
+            "a1b2c3d4e5"), view_id=modal["id"], user_id=REP)  # fmt: skip
+        await app.later.drain()  # the audience's job is queued, not run
+        job = next(j for j in await list_jobs(app.db, TEAM) if j.kind == "mailchimp_list")
+        cancelled = await cancel_job(app.db, TEAM, job.id or 0)
+        assert cancelled is not None and cancelled.state == "cancelled"
+        await app.settle()
+        message = await _review(app)
+        rendered = json.dumps(message["blocks"])
+        assert "Reading this audience was cancelled." in rendered and "Reading…" not in rendered
+        batch_id = find_element(message["blocks"], Action.APPROVE)[1]["value"]  # type: ignore[index]
+        await app.requests.block_action(Action.APPROVE, batch_id, user_id=LEAD,
+                                        message_ts=message["ts"])  # fmt: skip
+        await app.settle()
+        refused = app.slack.ephemerals[-1]["text"]
+        assert "nothing valid to import" in refused and "still being read" not in refused
+        assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0

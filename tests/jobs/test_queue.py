@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from bot.imports.background import (
     IMPORT_JOB,
@@ -21,6 +23,7 @@ from bot.segments import delete_segment
 from bot.workspaces import WorkspaceError, ensure_workspace, find_segment, segment_sizes
 from models import Database, Job, JobState
 from models.clock import utcnow
+from tests.conftest import BACKEND
 
 FAST = WorkerConfig(lease_seconds=5, poll_seconds=0.05, retry_base_seconds=0)
 
@@ -146,6 +149,31 @@ async def test_retries_wait_with_backoff(db: Database, tmp_path: Path) -> None:
     assert waiting.run_after > utcnow() + timedelta(seconds=50)
 
 
+async def test_a_job_allowed_many_attempts_waits_at_most_an_hour_instead_of_wedging_the_worker(
+    db: Database,
+) -> None:
+    """JOB_MAX_ATTEMPTS=60 (keep trying for days, at most an hour apart): the 45th failure's
+    wait was computed before it was capped, overflowed, and the worker retried recording that
+    failure for ever while the job stayed `running`."""
+    await ensure_workspace(db, "T1")
+    job = await queue.enqueue(db, "T1", "flaky", {}, max_attempts=60)
+    async with db.begin() as conn:  # 44 failed attempts so far, each retried
+        await conn.execute(text("UPDATE job SET attempts = 44 WHERE id = :j"), {"j": job.id})
+
+    async def flaky(ctx: JobContext) -> None:
+        raise ConnectionError("Mailchimp is down")
+
+    patient = Worker(db, {"flaky": flaky}, WorkerConfig(lease_seconds=5, retry_base_seconds=5))
+    try:
+        await asyncio.wait_for(patient.run_until_idle(), 10)
+    except TimeoutError:
+        pytest.fail("the worker is still trying to record the failure after 10 s")
+    after = await queue.get_job(db, "T1", job.id or 0)
+    assert after is not None and (after.state, after.attempts) == ("queued", 45)
+    assert after.run_after <= utcnow() + queue.MAX_BACKOFF
+    assert after.run_after > utcnow() + queue.MAX_BACKOFF - timedelta(minutes=1)
+
+
 async def test_an_expired_lease_lets_another_worker_take_the_job(db: Database) -> None:
     await ensure_workspace(db, "T1")
     job = await queue.enqueue(db, "T1", "x", {})
@@ -157,6 +185,26 @@ async def test_an_expired_lease_lets_another_worker_take_the_job(db: Database) -
     assert again is not None and again.id == job.id and again.attempts == 2
     assert not await queue.finish(db, first, "dead-worker")  # the old owner can't finish it
     assert await queue.finish(db, again, "other")
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="SQLite's processes share one host's clock")
+async def test_a_host_whose_clock_runs_ahead_takes_no_job_another_runs(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leases were stamped and compared by each process's own clock: a second host 45 s ahead
+    saw a 30 s lease, renewed a moment ago, as lapsed, took the job and ran it a second time.
+    They are the database server's now."""
+    await ensure_workspace(db, "T1")
+    job = await queue.enqueue(db, "T1", "x", {}, dedupe_key="import:1")
+    mine = await queue.claim(db, "host-a", lease_seconds=30)
+    assert mine is not None and mine.id == job.id
+    assert await queue.heartbeat(db, mine, "host-a", lease_seconds=30)  # alive and renewing
+    monkeypatch.setattr(queue, "utcnow", lambda: utcnow() + timedelta(seconds=45))  # host b
+    assert await queue.claim(db, "host-b", lease_seconds=30) is None
+    assert await queue.claim_by_key(db, "T1", "import:1", "shell-b", lease_seconds=30) is None
+    assert await queue.heartbeat(db, mine, "host-a", lease_seconds=-1)  # then host a died
+    taken = await queue.claim(db, "host-b", lease_seconds=30)
+    assert taken is not None and taken.id == job.id and taken.attempts == 2
 
 
 async def test_cancelled_job_never_runs(db: Database, tmp_path: Path) -> None:

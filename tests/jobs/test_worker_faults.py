@@ -188,3 +188,30 @@ async def test_a_failing_job_is_logged_with_its_workspace_and_ids(
                and '"enrollment_id": 42' in text for level, text in logged), logged  # fmt: skip
     assert any(level == logging.ERROR and f"job {hopeless.id} (import, team T1, " in text
                and "no longer exists" in text for level, text in logged), logged  # fmt: skip
+
+
+async def test_an_error_retrying_cannot_fix_is_logged_and_the_worker_goes_on(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Recording a job's result failed with a bug, not the database (the retry wait of a job
+    with many attempts overflowed): the worker retried it for ever, its job `running` under a
+    lease it kept renewing, and took no other job. It now logs the job and gives up: the
+    lease lapses and the job is taken again."""
+    await ensure_workspace(db, "T1")
+    job = await queue.enqueue(db, "T1", "x", {})
+    claimed = await queue.claim(db, "w", lease_seconds=5)
+    assert claimed is not None and claimed.id == job.id
+    worker = Worker(db, {}, WorkerConfig(lease_seconds=5))
+    calls: list[int] = []
+
+    async def record() -> bool:
+        calls.append(1)
+        raise OverflowError("days=1018066322; must have magnitude <= 999999999")
+
+    with caplog.at_level(logging.ERROR, logger="bot.jobs.worker"):
+        recorded = await asyncio.wait_for(worker._record(claimed, "recording its failure",
+                                                         record), 10)  # fmt: skip
+    assert recorded is False and calls == [1]
+    assert logged(caplog, "recording its failure failed, and retrying can't help", job)
+    assert await state_of(db, job) == "running"  # left to its lease
+

@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import bindparam, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -18,6 +19,7 @@ from bot.workspaces import ensure_workspace
 from models import Database
 from models.clock import utcnow
 from tests import shell
+from tests.conftest import BACKEND
 from tests.jobs.test_worker_processes import env_for, wait_for, write_csv
 
 SLACK_FILE_JOB = "stage_slack_file"
@@ -148,7 +150,79 @@ async def test_a_running_job_whose_worker_died_says_so_and_waits_for_one(
 
     await queue.register_worker(db, "alive", {"import"}, pid=2, host="b")  # one is back
     listed = {j["id"]: j for j in json.loads(await jobs_cli(env, "--json"))}
-    assert (listed[job.id]["worker_stopped"], listed[job.id]["waiting_for_worker"]) == (True, False)
+    assert (listed[job.id]["worker_stopped"], listed[job.id]["waiting_for_worker"],
+            listed[job.id]["out_of_attempts"]) == (True, False, False)  # fmt: skip
     lines = {int(line.split()[0]): line for line in (await jobs_cli(env)).splitlines()}
     assert lines[job.id].endswith("its worker stopped; another worker resumes it")
     await queue.unregister_worker(db, "alive")
+
+
+async def test_a_job_whose_worker_died_in_its_last_attempt_is_not_promised_a_resume(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """An import whose worker died during its last attempt: `jobs` said "another worker
+    resumes it", but the next worker gave it up (failed the import) instead of resuming."""
+    await ensure_workspace(db, "local")
+    job = await enqueue_file_import(db, "local", [write_csv(tmp_path / "a.csv", 20)],
+                                    segment="S", create_segment=True, max_attempts=2)  # fmt: skip
+    for attempt in range(2):  # both attempts' workers were killed (out of memory, say)
+        assert await queue.claim(db, f"dead-{attempt}", lease_seconds=-1) is not None
+    await queue.register_worker(db, "alive", {"import"}, pid=2, host="b")  # one is running
+    env = env_for(db_env)
+    listed = {j["id"]: j for j in json.loads(await jobs_cli(env, "--json"))}
+    assert (listed[job.id]["worker_stopped"], listed[job.id]["out_of_attempts"],
+            listed[job.id]["waiting_for_worker"]) == (True, True, False)  # fmt: skip
+    lines = {int(line.split()[0]): line for line in (await jobs_cli(env)).splitlines()}
+    assert lines[job.id].endswith("attempts 2/2  its worker stopped; out of attempts: the next "
+                                  "worker marks it failed")  # fmt: skip
+    await queue.unregister_worker(db, "alive")
+    await build_worker(load_settings(), None, db).run_until_idle()  # what the next worker does
+    after = await queue.get_job(db, "local", job.id or 0)
+    assert after is not None and after.state == "failed"
+
+
+async def test_jobs_lists_every_failed_job_and_says_how_many_it_leaves_out(
+    db: Database, db_env: dict[str, str]
+) -> None:
+    """`jobs` listed the newest 50 jobs and stopped, without a word: an import that failed an
+    hour ago, behind 50 home refreshes since, was simply not there."""
+    await ensure_workspace(db, "local")
+    failed = await queue.enqueue(db, "local", "import", {"batch_id": 1})
+    for n in range(55):
+        await queue.enqueue(db, "local", "home_refresh", {"n": n})
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE job SET state = CASE WHEN id = :j THEN 'failed' "
+                                "ELSE 'done' END"), {"j": failed.id})  # fmt: skip
+    waiting = await queue.enqueue(db, "local", "home_refresh", {"n": 55})
+    env = env_for(db_env)
+
+    def listed(out: str) -> list[int]:
+        return [int(line.split()[0]) for line in out.splitlines() if line.strip()[:1].isdigit()]
+
+    out = await jobs_cli(env)
+    shown = listed(out)
+    assert shown[0] == waiting.id and shown[-1] == failed.id and len(shown) == 52
+    assert out.rstrip().endswith("… and 5 older done or cancelled jobs not shown (--all lists "
+                                 "them)")  # fmt: skip
+    everything = await jobs_cli(env, "--all")
+    assert len(listed(everything)) == 57 and "not shown" not in everything
+    done = await asyncio.to_thread(shell.run, env, "jobs", "--json")
+    assert done.returncode == 0 and len(json.loads(done.stdout)) == 52
+    assert "5 older done or cancelled jobs not shown" in done.stderr
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="SQLite's processes share one host's clock")
+async def test_jobs_on_a_host_whose_clock_runs_ahead_sees_a_live_worker_alive(
+    db: Database, db_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`jobs` compared leases with its own host's clock: run on a host 45 s ahead, it said of
+    a job whose worker renewed its 30 s lease a moment ago "its worker stopped"."""
+    await ensure_workspace(db, "local")
+    job = await queue.enqueue(db, "local", "import", {"batch_id": 1})
+    assert await queue.claim(db, "host-a", 30.0, {"import"}) is not None
+    await queue.register_worker(db, "host-a", {"import"}, pid=1, host="a")
+    ahead = lambda: utcnow() + timedelta(seconds=45)  # noqa: E731
+    for module in ("bot.cli", "bot.jobs.queue"):  # this host's clock, wherever it is read
+        monkeypatch.setattr(f"{module}.utcnow", ahead, raising=False)
+    listed = {j["id"]: j for j in json.loads(await jobs_cli(env_for(db_env), "--json"))}
+    assert listed[job.id]["worker_stopped"] is False
