@@ -22,6 +22,9 @@ class EnrollmentSummary:
     fell_back: dict[str, int] = field(default_factory=dict)  # locale used instead -> count
     # when the first held invite goes: the hold's end, or later with the campaign's delay
     held_until: datetime | None = None
+    # its advocates still there, counted from the rows: an undo with its advocates removes
+    # some after the enrollment recorded how many it made (None: not counted)
+    advocates: int | None = None
 
     def count(self, state: str) -> int:
         return self.by_state.get(state, 0)
@@ -70,6 +73,9 @@ async def enrollment_summary(db: Database, team_id: str, enrollment_id: int) -> 
             "SELECT MIN(send_after) AS due FROM invite WHERE team_id = :t AND enrollment_id = :e "
             "AND state = 'held'").bindparams(t=team_id, e=enrollment_id)
             .columns(due=UTCDateTime()))).scalar()  # fmt: skip
+        advocates = (await session.exec(text(  # type: ignore[call-overload]
+            "SELECT COUNT(*) FROM advocate WHERE team_id = :t AND enrollment_id = :e"
+        ).bindparams(t=team_id, e=enrollment_id))).scalar()  # fmt: skip
     by_state: dict[str, int] = {}
     not_emailed: dict[str, int] = {}
     fell_back: dict[str, int] = {}
@@ -80,7 +86,7 @@ async def enrollment_summary(db: Database, team_id: str, enrollment_id: int) -> 
         if state == "sent" and fell:
             fell_back[locale or "?"] = fell_back.get(locale or "?", 0) + n
     return EnrollmentSummary(enrollment, campaign, segment, by_state, not_emailed, fell_back,
-                             held_until)  # fmt: skip
+                             held_until, int(advocates or 0))  # fmt: skip
 
 
 async def failed_invites(db: Database, team_id: str, enrollment_id: int) -> list[tuple[str, str]]:

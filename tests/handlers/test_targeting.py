@@ -560,3 +560,24 @@ async def test_a_refusal_of_a_click_in_the_imports_thread_is_said_in_that_thread
     told = app.slack.ephemerals[before:]
     assert [e["text"][:40] for e in told] == ["Only team leads can target campaigns. As"]
     assert told[0]["thread_ts"] == message["ts"], told[0]
+
+
+async def test_after_an_undo_with_its_advocates_the_report_says_how_many_remain(
+    app: Harness,
+) -> None:
+    """The thread's report kept saying "*2* new advocates" after an undo had removed both
+    (the number recorded when the enrollment finished); the advocates are counted now."""
+    from bot.imports.undo import request_undo
+    from tests.handlers.test_import_flow import _count
+
+    _spring, message = await _targeted(app)
+    assert "*2* new advocates" in json.dumps(_report(app, message)["blocks"])
+    batch = await _count(app, "SELECT MAX(id) FROM import_batch")
+
+    await request_undo(app.db, "T0001", batch, LEAD, remove_advocates=True, window_days=7)
+    await app.settle()
+
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 0
+    report = json.dumps(app.slack.message("C0001", _report(app, message)["ts"])["blocks"])
+    assert "2 of them removed since (an import undone with its advocates" in report, report
+    assert "0 remain" in report
