@@ -289,12 +289,18 @@ def import_enrollment_key(campaign_id: int, batch_id: int) -> str:
 
 
 async def _pending_in(conn: AsyncConnection, team_id: str, campaign_id: int, segment_id: int,
-                      *, hold: bool | None, queue_job: bool) -> int | None:  # fmt: skip
-    """The unfinished enrollment of the segment (0: of every target, by going live), with
-    its job, unless it has one: an enrollment the shell made and was interrupted running (or
-    made before its enrollments had jobs) was never run, and going live again said "done"."""
+                      *, thread: Thread | None, hold: bool | None,
+                      queue_job: bool) -> int | None:  # fmt: skip
+    """The unfinished enrollment of the segment (0: of every target, by going live) made
+    for the same thread (or none), with its job, unless it has one: an enrollment the shell
+    made and was interrupted running (or made before its enrollments had jobs) was never run,
+    and going live again said "done". Another thread's (or a threadless Go live's) isn't
+    reused: its report went elsewhere, and its invites unheld, while this thread was told
+    its report would follow."""
     pending = (await conn.execute(_PENDING_ENROLLMENT, {
-        "t": team_id, "c": campaign_id, "s": segment_id})).scalar()  # fmt: skip
+        "t": team_id, "c": campaign_id, "s": segment_id,
+        "ch": thread.channel_id if thread else "",
+        "ts": thread.thread_ts if thread else ""})).scalar()  # fmt: skip
     if pending is not None and queue_job:
         if hold is None:  # as _enroll_in: held when reported in a thread
             hold = (await conn.execute(text(
@@ -322,6 +328,7 @@ def enrollment_job_key(enrollment_id: int) -> str:
 _PENDING_ENROLLMENT = text("""
     SELECT id FROM enrollment WHERE team_id = :t AND campaign_id = :c AND batch_id IS NULL
       AND (segment_id = :s OR segment_id IS NULL) AND status IN ('queued', 'running')
+      AND COALESCE(channel_id, '') = :ch AND COALESCE(thread_ts, '') = :ts
     ORDER BY id LIMIT 1
 """)
 
@@ -342,8 +349,8 @@ async def target(db: Database, team_id: str, campaign_id: int, segment_id: int, 
         await _set_role(conn, team_id, campaign_id, segment.id or 0, SegmentRole.TARGET)
         if state != CampaignState.LIVE:
             return None
-        pending = await _pending_in(conn, team_id, campaign_id, segment.id or 0, hold=hold,
-                                    queue_job=queue_job)  # fmt: skip
+        pending = await _pending_in(conn, team_id, campaign_id, segment.id or 0,
+                                    thread=thread, hold=hold, queue_job=queue_job)  # fmt: skip
         if pending is not None:
             return pending
         return await _enroll_in(conn, team_id, campaign_id, segment_id=segment.id, batch_id=None,
@@ -417,7 +424,7 @@ async def set_state(db: Database, team_id: str, campaign_id: int, state: Campaig
         if state != CampaignState.LIVE:
             return None
         if before == CampaignState.LIVE:  # going live again: its enrollment if unfinished
-            return await _pending_in(conn, team_id, campaign_id, 0, hold=hold,
+            return await _pending_in(conn, team_id, campaign_id, 0, thread=thread, hold=hold,
                                      queue_job=queue_job)  # fmt: skip
         await schedule_waiting_in(conn, team_id, campaign_id)
         targets = (await conn.execute(

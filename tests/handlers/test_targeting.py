@@ -581,3 +581,28 @@ async def test_after_an_undo_with_its_advocates_the_report_says_how_many_remain(
     report = json.dumps(app.slack.message("C0001", _report(app, message)["ts"])["blocks"])
     assert "2 of them removed since (an import undone with its advocates" in report, report
     assert "0 remain" in report
+
+
+async def test_target_from_a_thread_while_a_go_live_enrollment_waits_reports_in_the_thread(
+    app: Harness,
+) -> None:
+    """Go live from /referral campaign (no thread) queued an enrollment of every target; a
+    lead then clicked Target in an import's thread before a worker ran it, was told its
+    report would follow in the thread, and the thread never heard another word: the click
+    was handed the threadless enrollment. The thread's own enrollment reports there now."""
+    message = await _imported(app)  # jane and raj into VIP
+    spring = await _campaign(app, "Spring", live=False)
+    vip = await find_segment(app.db, "T0001", "VIP")
+    assert vip is not None
+    await service.target(app.db, "T0001", spring.id or 0, vip.id or 0, requested_by=LEAD)
+    await service.set_state(app.db, "T0001", spring.id or 0, CampaignState.LIVE,
+                            requested_by=LEAD)  # as /referral campaign's Go live: no thread
+
+    await _click_target(app, message, spring.id or 0)
+    await app.settle()
+
+    thread = json.dumps(app.slack.messages_in("C0001", message["ts"]))
+    assert "targeted *Spring*" in thread
+    assert "new advocates in *Spring*" in thread, thread
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 2
+    assert await _count(app, "SELECT COUNT(*) FROM enrollment WHERE thread_ts IS NOT NULL") == 1
