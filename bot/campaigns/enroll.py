@@ -362,14 +362,20 @@ async def fail_enrollment(db: Database, team_id: str, enrollment_id: int, error:
     enrolled stays), so its thread says so and the segment can be targeted again (an
     unfinished enrollment is what a second Target click is given). False if it had ended."""
     async with db.begin() as conn:
-        ended = await conn.execute(
-            text("""UPDATE enrollment SET status = :failed, error = :error, finished_at = :now,
-                        enrolled = (SELECT COUNT(*) FROM advocate WHERE enrollment_id = :e)
-                    WHERE id = :e AND team_id = :t AND status IN ('queued', 'running')""")
-            .bindparams(bindparam("now", type_=UTCDateTime())),
-            {"failed": EnrollmentStatus.FAILED, "error": error[:2000], "now": utcnow(),
-             "e": enrollment_id, "t": team_id},
-        )  # fmt: skip
+        return await fail_enrollment_in(conn, team_id, enrollment_id, error)
+
+
+async def fail_enrollment_in(conn: AsyncConnection, team_id: str, enrollment_id: int,
+                             error: str) -> bool:  # fmt: skip
+    """fail_enrollment inside the caller's transaction (`jobs cancel` of its job)."""
+    ended = await conn.execute(
+        text("""UPDATE enrollment SET status = :failed, error = :error, finished_at = :now,
+                    enrolled = (SELECT COUNT(*) FROM advocate WHERE enrollment_id = :e)
+                WHERE id = :e AND team_id = :t AND status IN ('queued', 'running')""")
+        .bindparams(bindparam("now", type_=UTCDateTime())),
+        {"failed": EnrollmentStatus.FAILED, "error": error[:2000], "now": utcnow(),
+         "e": enrollment_id, "t": team_id},
+    )  # fmt: skip
     return ended.rowcount == 1
 
 

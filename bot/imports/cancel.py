@@ -15,9 +15,9 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from bot.campaigns.enroll import SEND_JOB
+from bot.campaigns.enroll import SEND_JOB, fail_enrollment_in
 from bot.campaigns.invites import SEND_JOB_CANCELLED, stop_sending_in
-from bot.campaigns.service import Thread, enroll_after_import_in
+from bot.campaigns.service import ENROLL_JOB, Thread, enroll_after_import_in
 from bot.imports.batches import HANDED_ON_COUNTED, UNDER_WAY, ReviewError, lock_batch
 from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB, import_job_key
 from bot.jobs import queue
@@ -122,6 +122,9 @@ async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") 
         elif job.kind == SEND_JOB and "enrollment_id" in payload and job.state in (
                 JobState.QUEUED, JobState.RUNNING):
             await _stop_sending_in(conn, team_id, int(payload["enrollment_id"]))
+        elif job.kind == ENROLL_JOB and "enrollment_id" in payload and job.state in (
+                JobState.QUEUED, JobState.RUNNING):
+            await _stop_enrolling_in(conn, team_id, int(payload["enrollment_id"]))
         await conn.execute(
             text("UPDATE job SET state = 'cancelled', finished_at = :now, updated_at = :now "
                  "WHERE id = :id AND team_id = :t AND state IN ('queued', 'running')")
@@ -136,6 +139,17 @@ async def _stop_sending_in(conn: AsyncConnection, team_id: str, enrollment_id: i
     offers Retry sending (nothing else would ever send them)."""
     if await stop_sending_in(conn, team_id, enrollment_id, SEND_JOB_CANCELLED):
         await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
+
+
+async def _stop_enrolling_in(conn: AsyncConnection, team_id: str, enrollment_id: int) -> None:
+    """A cancelled enrollment job: the enrollment stayed "queued" for ever (nothing else runs
+    it: an import's is never queued again), its thread's report saying "Enrolling contacts…"
+    and the segment's next Target handed that dead enrollment. It fails, saying so."""
+    if await fail_enrollment_in(conn, team_id, enrollment_id, ENROLL_CANCELLED):
+        await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
+
+
+ENROLL_CANCELLED = "its job was cancelled (`referral-bot jobs cancel`)."
 
 
 async def _fail_reading_in(conn: AsyncConnection, team_id: str, source_id: int,

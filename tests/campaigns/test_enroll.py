@@ -441,3 +441,30 @@ async def test_excluding_a_segment_cancels_its_contacts_waiting_invites(world: W
     assert await world.scalar("SELECT COUNT(*) FROM advocate") == 2
     assert await world.scalar("SELECT COUNT(*) FROM job WHERE kind = 'slack_report' AND "
                               "payload LIKE '%enrollment_changed%'") == 1
+
+
+async def test_cancelling_an_imports_enrollment_job_ends_the_enrollment_saying_so(
+    world: World,
+) -> None:
+    """`jobs cancel` of the job enrolling an import's contacts left the enrollment "queued"
+    for ever: nothing queues an import's enrollment again, so its thread kept saying
+    "Enrolling contacts…" and its contacts were never enrolled, with nothing to say so."""
+    from bot.imports.batches import get_batch
+    from bot.imports.cancel import cancel_job
+
+    await world.import_csv("VIP", people("new@example.com,N,"))  # no campaign yet
+    batch = await get_batch(world.db, TEAM, int(str(await world.scalar(
+        "SELECT MAX(id) FROM import_batch"))))  # fmt: skip
+    assert batch is not None
+    await world.target(await world.campaign(), "VIP")
+    (enrollment,) = await enroll_imported(world.db, batch, hold=False)  # queued, not run
+    job = int(str(await world.scalar("SELECT id FROM job WHERE kind = 'enroll' "
+                                     "AND state = 'queued'")))  # fmt: skip
+
+    await cancel_job(world.db, TEAM, job)
+
+    assert await world.rows("SELECT status, error FROM enrollment WHERE id = :e",
+                            e=enrollment) == [("failed", "its job was cancelled "
+                                                         "(`referral-bot jobs cancel`).")]
+    assert await world.scalar("SELECT COUNT(*) FROM job WHERE kind = 'slack_report' AND "
+                              "payload LIKE '%enrollment_changed%'") == 1
