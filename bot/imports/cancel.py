@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from bot.audit import Act, import_subject, record_in
 from bot.campaigns.enroll import SEND_JOB, fail_enrollment_in
 from bot.campaigns.invites import SEND_JOB_CANCELLED, stop_sending_in
 from bot.campaigns.service import ENROLL_JOB, Thread, enroll_after_import_in
@@ -115,7 +116,13 @@ async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") 
                 if ended == BatchStatus.DONE:
                     return job
             else:
+                status = (await conn.execute(
+                    text("SELECT status FROM import_batch WHERE team_id = :t AND id = :b"),
+                    {"t": team_id, "b": batch_id})).scalar_one()  # fmt: skip
                 await stop_import_in(conn, team_id, batch_id, who)
+                # audited as a cancel from Slack is: it was missing from the audit log
+                await record_in(conn, team_id, who, Act.IMPORT_CANCELLED,
+                                import_subject(batch_id), f"stopped while {status}")  # fmt: skip
         elif job.kind in READING_JOBS and "source_id" in payload:
             await _fail_reading_in(conn, team_id, int(payload["source_id"]),
                                    READING_JOBS[job.kind])  # fmt: skip

@@ -538,3 +538,21 @@ async def test_a_second_review_click_while_the_first_is_posted_changes_nothing(
     assert tuple(chosen) == ("VIP", REP)
     assert f"started by <@{REP}>" in app.slack.ephemerals[-1]["text"]
     assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 1
+
+
+async def test_cancelling_an_import_from_the_command_line_is_audited(app: Harness) -> None:
+    """`referral-bot jobs cancel` of an import's job cancelled it ("cancelled from the
+    command line" in its thread) with nothing in the audit log; Slack's Cancel records it."""
+    from bot.audit import recent
+
+    _, batch = await _approved(app)
+    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "import")
+
+    assert await cancel_job(app.db, "T0001", job.id or 0) is not None
+    await app.settle()
+
+    assert await _count(app, f"SELECT COUNT(*) FROM import_batch WHERE id = {batch} "
+                             "AND status = 'cancelled' AND cancelled_by = 'cli'") == 1
+    entries = [(e.actor, e.action, e.subject, e.detail) for e in await recent(app.db, "T0001")]
+    assert ("cli", "import.cancelled", f"import #{batch}", "stopped while queued") in entries, \
+        entries
