@@ -201,8 +201,10 @@ class ReviewError(Exception):
     """The action can't be done now; the message says why, for the person who acted."""
 
 
+# A failed file's rows count nowhere (they are never imported): a reading cancelled while the
+# rows were being staged left them, and those addresses were duplicates in every other file.
 _LIVE_SOURCES = ("SELECT id FROM import_source WHERE team_id = :t AND batch_id = :b "
-                 "AND removed = :no")  # fmt: skip
+                 "AND removed = :no AND status <> 'failed'")  # fmt: skip
 
 
 DRAFT_ONLY = (BatchStatus.DRAFT,)
@@ -678,10 +680,20 @@ async def fail_source(
                 status=SourceStatus.FAILED, error=message[:2000],
                 failed_on_columns=isinstance(error, ColumnsError))
         )  # fmt: skip
-        if failed.rowcount and clear_rows_of is not None:
+        if clear_rows_of is not None and (failed.rowcount or await _failed(conn, team_id,
+                                                                          source_id)):
+            # failed by this call, or by someone else meanwhile (`jobs cancel` of its reading,
+            # while the rows were being staged): its rows go either way
             await clear_staged(conn, team_id, clear_rows_of, source_id, keep_removed=True)
     if failed.rowcount:
         log.info("import source %s of team %s failed: %s", source_id, team_id, message[:300])
+
+
+async def _failed(conn: AsyncConnection, team_id: str, source_id: int) -> bool:
+    status = (await conn.execute(
+        text("SELECT status FROM import_source WHERE id = :s AND team_id = :t"),
+        {"s": source_id, "t": team_id})).scalar()  # fmt: skip
+    return status == SourceStatus.FAILED
 
 
 @dataclass(frozen=True, slots=True)

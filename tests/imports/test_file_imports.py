@@ -736,3 +736,42 @@ async def test_addresses_pasted_with_a_name_or_as_mailto_links_are_imported(db: 
 
     assert result.batch.valid == 2
     assert set(await _contacts(db)) == {"ada@example.com", "bob@example.com"}
+
+
+async def test_a_file_whose_reading_is_cancelled_leaves_no_rows_that_hide_another_files(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`referral-bot jobs cancel` of the job reading a file, while its rows were being staged:
+    the file failed but its rows stayed, so its addresses were duplicates in every other file
+    of the review (the same file added again included) and were imported from none."""
+    from bot.imports import batches
+    from bot.imports.batches import stage_csv
+    from bot.imports.cancel import cancel_job
+    from bot.imports.job_kinds import SLACK_FILE_JOB
+
+    await ensure_workspace(db, TEAM)
+    segment = await import_target(db, TEAM, "S", create=True)
+    batch = await create_batch(db, TEAM, segment.id or 0, "U1")
+    first = await add_source(db, TEAM, batch.id or 0, SourceKind.CSV, "a.csv", ref="F1",
+                             read_by=SLACK_FILE_JOB)  # fmt: skip
+    async with db.begin() as conn:
+        job = (await conn.execute(text("SELECT id FROM job WHERE dedupe_key = :k"),
+                                  {"k": f"stage:{first.id}"})).scalar_one()  # fmt: skip
+    staged_then = batches.refresh_statistics
+
+    async def cancelled_meanwhile(db_: Database, rows: int) -> None:
+        await cancel_job(db_, TEAM, job, "U1")  # its rows are written, not yet counted
+        await staged_then(db_, rows)
+
+    monkeypatch.setattr(batches, "refresh_statistics", cancelled_meanwhile)
+    assert (await stage_csv(db, TEAM, first.id or 0,
+                            io.BytesIO(b"email\nx@example.com\n"))).status == "failed"
+    monkeypatch.setattr(batches, "refresh_statistics", staged_then)
+    second = await add_source(db, TEAM, batch.id or 0, SourceKind.CSV, "b.csv")
+    again = await stage_csv(db, TEAM, second.id or 0,
+                            io.BytesIO(b"email\nx@example.com\ny@example.com\n"))  # fmt: skip
+    await queue_batch(db, TEAM, batch.id or 0, "U2")
+    await apply_batch(db, TEAM, batch.id or 0)
+
+    assert (again.valid, again.duplicates) == (2, 0)
+    assert set(await _contacts(db)) == {"x@example.com", "y@example.com"}
