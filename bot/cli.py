@@ -149,6 +149,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -173,6 +174,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _failed("a number given is too big", as_json)
     except (OSError, DBAPIError) as exc:  # the database can't be reached, a path can't be used
         return _failed((str(exc).strip().splitlines() or [type(exc).__name__])[0], as_json)
+
+
+def _tolerant_output() -> None:
+    """Print what the terminal's encoding can't show (a name under LANG=C, which is ASCII) as
+    \\x escapes: a strict stdout failed the command with a traceback part way, even after an
+    import was saved. A stream replaced by one without `reconfigure` (a test's) is left as is."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
 
 
 async def _apply_default_locale(db: Database, settings: Settings) -> None:

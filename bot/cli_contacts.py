@@ -53,7 +53,7 @@ async def _search(db: Database, team: str, args: argparse.Namespace) -> int:
              "segments": list(h.segments), "subscribed": h.subscribed}
             for h in page.hits]  # fmt: skip
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False))
+        print(json.dumps(rows))  # ASCII: \u escapes read the same on any terminal
         return 0
     if not rows:
         print(f"No contact's email, first name or last name starts with {args.query!r}.")

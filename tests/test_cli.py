@@ -19,6 +19,9 @@ import pytest
 from models import Database
 from tests.shell import run, run_process
 
+# a server whose locale isn't UTF-8: its terminal takes ASCII only
+C_LOCALE = {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+
 
 @pytest.fixture
 def sample(tmp_path: Path) -> Path:
@@ -182,7 +185,7 @@ async def test_the_rejects_file_opens_in_excel_with_its_accents_and_imports_agai
     clients.write_text("email,first_name\njose@@example.com,José\nana@example.com,Ana\n",
                        encoding="utf-8")  # fmt: skip
     rejects = tmp_path / "rejects.csv"
-    c_locale = {**db_env, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    c_locale = {**db_env, **C_LOCALE}
     result = run_process(c_locale, "import", str(clients), "--segment", "Launch",
                          "--create-segment", "--rejects", str(rejects))  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -195,6 +198,45 @@ async def test_the_rejects_file_opens_in_excel_with_its_accents_and_imports_agai
     assert json.loads(again.stdout)["new_contacts"] == 1
     exported = run(db_env, "export", "--segment", "launch").stdout
     assert "José,,jose@example.com" in exported, exported
+
+
+async def test_import_on_a_non_utf8_terminal_reports_what_it_did(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Under LANG=C an all-ASCII import whose summary has a note (its curly quotes) printed a
+    UnicodeEncodeError traceback and exit status 1 after the import was saved."""
+    f = tmp_path / "consent.csv"
+    f.write_text("email,first_name,subscribed\nana@x.com,Ana,si\nbo@x.com,Bo,yes\n")
+    result = run_process({**db_env, **C_LOCALE}, "import", str(f), "--segment", "Launch",
+                         "--create-segment")  # fmt: skip
+    assert "Traceback" not in result.stderr, result.stderr[-400:]
+    assert result.returncode == 0
+    assert "Note on consent.csv" in result.stdout, result.stdout
+    segments = json.loads(run(db_env, "segments", "--json").stdout)
+    assert {s["name"]: s["contacts"] for s in segments}["Launch"] == 2
+
+
+async def test_listing_commands_on_a_non_utf8_terminal(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Under LANG=C, segments, contacts search (also --json), audit and export failed with a
+    traceback on the first name that isn't ASCII. Text shows it as escapes, JSON as \\u
+    escapes, and export writes UTF-8 whatever the locale, so its CSV imports again."""
+    f = tmp_path / "jp.csv"
+    f.write_text("email,first_name,last_name\nyuto@example.jp,悠斗,田中\n", encoding="utf-8")
+    assert run(db_env, "import", str(f), "--segment", "顧客", "--create-segment").returncode == 0
+    outputs, failures = {}, {}
+    for args in (["segments"], ["contacts", "search", "yuto"],
+                 ["contacts", "search", "yuto", "--json"], ["audit"],
+                 ["export", "--segment", "All Customers"]):  # fmt: skip
+        result = run_process({**db_env, **C_LOCALE}, *args)
+        outputs[args[-1]] = result.stdout
+        if result.returncode != 0 or "Traceback" in result.stderr:
+            failures[" ".join(args)] = result.stderr.strip().splitlines()[-1]
+    assert failures == {}
+    assert "\\u9867\\u5ba2" in outputs["segments"], outputs["segments"]  # 顧客, escaped
+    assert json.loads(outputs["--json"])[0]["first_name"] == "悠斗"
+    assert "悠斗,田中,yuto@example.jp" in outputs["All Customers"], outputs["All Customers"]
 
 
 async def test_missing_segment_and_missing_file_are_explained(
