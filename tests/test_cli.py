@@ -361,6 +361,22 @@ async def test_map_names_the_columns_and_is_remembered(
     assert json.loads(again.stdout)["existing_contacts"] == 2
 
 
+async def test_a_map_that_imported_nothing_is_not_remembered(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`--map` naming the wrong column: "Nothing was imported", yet the mapping was kept for
+    those headers, and every later import of that export (shell or Slack) was read with it
+    and failed the same way."""
+    f = tmp_path / "customers.csv"
+    f.write_text("email,first_name\nana@example.com,Ana\nbo@example.com,Bo\n")
+    wrong = run(db_env, "import", str(f), "--segment", "S", "--create-segment",
+                "--map", "email=first_name")  # fmt: skip
+    assert wrong.returncode == 1 and "Nothing was imported" in wrong.stderr, wrong.stderr
+    plain = run(db_env, "import", str(f), "--segment", "S", "--json")
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout)["new_contacts"] == 2
+
+
 def test_rejects_never_overwrites_an_input_nor_empties_an_old_file_on_failure(
     db_env: dict[str, str], sample: Path, tmp_path: Path
 ) -> None:
