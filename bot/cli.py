@@ -197,15 +197,26 @@ async def _apply_default_locale(db: Database, settings: Settings) -> None:
 def _not_utf8(args: argparse.Namespace) -> str | None:
     """The first text argument holding bytes that aren't UTF-8 (argv keeps them as lone
     surrogates, which no database takes), quoted with them shown as \\x escapes; None if all
-    are text. File names are paths, not text: any bytes go."""
-    for value in vars(args).values():
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str) and not item.isascii():
-                try:
-                    item.encode("utf-8")
-                except UnicodeEncodeError:
-                    shown = os.fsencode(item).decode("ascii", "backslashreplace")
-                    return f"'{shown}'"
+    are text. File names are paths, not text: any bytes go.
+
+    Under a locale that isn't UTF-8 (LANG=C: ASCII), argv holds UTF-8 text typed in a UTF-8
+    terminal ("Café") as surrogates too: such an argument is taken as the UTF-8 it is."""
+    for key, value in vars(args).items():
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            if not isinstance(item, str) or item.isascii():
+                continue
+            try:
+                item.encode("utf-8")
+                continue
+            except UnicodeEncodeError:
+                raw = os.fsencode(item)
+            try:
+                items[i] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return f"'{raw.decode('ascii', 'backslashreplace')}'"
+        if not isinstance(value, list):
+            setattr(args, key, items[0])
     return None
 
 

@@ -445,6 +445,19 @@ def test_an_argument_that_isnt_utf8_is_one_line(db_env: dict[str, str]) -> None:
         assert "isn't valid UTF-8 text" in result.stderr
 
 
+async def test_utf8_arguments_under_a_non_utf8_locale_are_taken_as_typed(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Under LANG=C, `export --segment Café` typed in a UTF-8 terminal was refused as "isn't
+    valid UTF-8 text" (argv holds its bytes as surrogates). It is UTF-8: taken as such."""
+    f = tmp_path / "a.csv"
+    f.write_text("email\na@example.com\n")
+    assert run(db_env, "import", str(f), "--segment", "Café", "--create-segment").returncode == 0
+    result = run_process({**db_env, **C_LOCALE}, "export", "--segment", "Café")
+    assert result.returncode == 0, result.stderr
+    assert "a@example.com" in result.stdout
+
+
 async def test_a_database_migrated_by_a_newer_version_is_explained_and_left_alone(
     db: Database, db_env: dict[str, str]
 ) -> None:
