@@ -12,12 +12,18 @@ import codecs
 import csv
 import io
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
+from bot.imports.parallel import PARALLEL_MIN_BYTES
 from models import Database
-from tests.shell import run, run_process
+from tests.shell import CLI, environment, run, run_process
 
 # a server whose locale isn't UTF-8: its terminal takes ASCII only
 C_LOCALE = {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
@@ -237,6 +243,41 @@ async def test_listing_commands_on_a_non_utf8_terminal(
     assert "\\u9867\\u5ba2" in outputs["segments"], outputs["segments"]  # 顧客, escaped
     assert json.loads(outputs["--json"])[0]["first_name"] == "悠斗"
     assert "悠斗,田中,yuto@example.jp" in outputs["All Customers"], outputs["All Customers"]
+
+
+async def test_ctrl_c_during_a_big_import_stops_its_parser_without_a_traceback(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Ctrl-C in a terminal signals the whole foreground process group: the child parsing a
+    file of 16 MB or more printed a KeyboardInterrupt traceback. It ignores Ctrl-C, and the
+    import stopping it is all that is seen."""
+    big = tmp_path / "big.csv"
+    with big.open("w") as f:
+        f.write("email,first_name,last_name\n")
+        f.writelines(f"user{i}@example{i % 50}.com,F{i},L{i}\n" for i in range(700_000))
+    assert big.stat().st_size >= PARALLEL_MIN_BYTES  # read by the parser child
+
+    def own_group() -> None:  # as a shell starts a foreground job
+        os.setpgid(0, 0)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen([*CLI, "import", str(big), "--segment", "S", "--create-segment"],
+                            env=environment(db_env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=own_group)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not psutil.Process(proc.pid).children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert psutil.Process(proc.pid).children(), "no parser child started"
+        time.sleep(0.5)  # parsing
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    with pytest.raises(ProcessLookupError):  # the parser was stopped with it
+        os.killpg(proc.pid, 0)
 
 
 async def test_missing_segment_and_missing_file_are_explained(
