@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bot import cli_audit, cli_campaigns, cli_contacts, cli_mailchimp, cli_segments, cli_undo
 from bot.cli_common import CliError
+from bot.cli_locales import unknown_locale_notes
 from bot.home_refresh import HOME_REFRESH_JOB, queue_home_refresh
 from bot.imports.background import enqueue_file_import
 from bot.imports.cancel import cancel_job
@@ -360,7 +361,8 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
     summary["segment"] = result.segment_name
     summary["enrolled"] = result.enrolled
     summary["invites_queued"] = result.invites_queued
-    summary["notes"] = [{"file": label, "note": text} for label, text in result.notes]
+    notes = [*result.notes, *await unknown_locale_notes(db, team, result.batch.id or 0)]
+    summary["notes"] = [{"file": label, "note": text} for label, text in notes]
     if args.mailchimp_list:
         summary["skipped_by_status"] = result.skipped_by_status
     if args.json:

@@ -109,6 +109,26 @@ async def test_the_summary_says_what_the_review_message_says_of_each_file(
     assert note["file"] == "c.csv" and "“maybe” (1)" in note["note"]
 
 
+async def test_the_warning_line_points_at_the_unknown_locales_below_it(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """"1 imported with a warning (...: see below)", and below it nothing named the row or
+    its value (valid rows aren't in --rejects either). A note names each unknown value with
+    its count, as the consent note does; none when every locale is known."""
+    f = tmp_path / "loc.csv"
+    f.write_text("email,first_name,locale\nana@example.com,Ana,klingon\n"
+                 "bo@example.com,Bo,en\ncy@example.com,Cy,Klingon\ndi@example.com,Di,xx\n")
+    result = run(db_env, "import", str(f), "--segment", "S", "--create-segment")
+    assert result.returncode == 0, result.stderr
+    assert "3 imported with a warning" in result.stdout and "see below" in result.stdout
+    assert ("Note on loc.csv: 3 rows have a locale we don't recognise: “Klingon” (1), "
+            "“klingon” (1), “xx” (1).") in result.stdout, result.stdout
+    known = tmp_path / "known.csv"
+    known.write_text("email,locale\nel@example.com,fr\n")
+    quiet = run(db_env, "import", str(known), "--segment", "S", "--json")
+    assert json.loads(quiet.stdout)["notes"] == []
+
+
 async def test_dry_run_reports_every_count_and_writes_nothing(
     db: Database, db_env: dict[str, str], sample: Path, tmp_path: Path
 ) -> None:
