@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from bot.imports.parallel import PARALLEL_MIN_BYTES
+from bot.workspaces import ensure_workspace
 from models import Database
 from tests.shell import CLI, environment, run, run_process
 
@@ -313,8 +314,6 @@ async def test_missing_segment_and_missing_file_are_explained(
 async def test_several_workspaces_need_team(
     db: Database, db_env: dict[str, str], sample: Path
 ) -> None:
-    from bot.workspaces import ensure_workspace
-
     await ensure_workspace(db, "T1")
     await ensure_workspace(db, "T2")
     result = run(db_env, "segments")
@@ -323,6 +322,22 @@ async def test_several_workspaces_need_team(
     assert ok.returncode == 0, ok.stderr
     t1 = json.loads(run(db_env, "segments", "--team", "T1", "--json").stdout)
     assert t1 == [{"name": "All Customers", "kind": "all", "contacts": 0}]
+
+
+async def test_an_unknown_team_lists_every_workspace(
+    db: Database, db_env: dict[str, str]
+) -> None:
+    """`--team T9` among T1, T2 and T3 said "Known: T1, T2." (the lookup stopped at two): the
+    one meant may be the one not listed. All are listed; a very long list ends "and N more"."""
+    for team in ("T3", "T1", "T2"):
+        await ensure_workspace(db, team)
+    result = run(db_env, "segments", "--team", "T9")
+    assert result.returncode == 1
+    assert "No workspace 'T9'. Known: T1, T2, T3." in result.stderr, result.stderr
+    for i in range(20):  # 23 in all: the first 20 are listed
+        await ensure_workspace(db, f"U{i:02}")
+    many = run(db_env, "segments", "--team", "T9").stderr
+    assert "Known: T1, T2, T3, U00, " in many and ", U16 and 3 more." in many, many
 
 
 def test_bad_settings_give_one_clear_message(tmp_path: Path) -> None:
