@@ -343,7 +343,8 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
     mailchimp = await _sources(db, team, settings, args)
     _check_rejects(args.rejects, args.files)
     with ExitStack() as stack:
-        streams = [(_label(p), stack.enter_context(p.open("rb"))) for p in args.files]
+        streams = [(label, stack.enter_context(p.open("rb")))
+                   for label, p in zip(_labels(args.files), args.files, strict=True)]
         total = sum(os.fstat(f.fileno()).st_size for _, f in streams)
         bar = ProgressBar(total, enabled=sys.stderr.isatty() and not args.json)
         rejects = stack.enter_context(_Rejects(args.rejects)) if args.rejects else None
@@ -375,14 +376,28 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
 def _check_files(paths: Sequence[Path]) -> None:
     for path in paths:
         if path.is_dir():
-            raise CliError(f"{_label(path)}: is a folder, not a file")
+            raise CliError(f"{_shown(path)}: is a folder, not a file")
         if not path.is_file():
-            raise CliError(f"{_label(path)}: no such file")
+            raise CliError(f"{_shown(path)}: no such file")
 
 
 def _label(path: Path) -> str:
     """A file's name as text, whatever bytes it has on disk (a Latin-1 é shows as �)."""
     return path.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _shown(path: Path) -> str:
+    """A path as it was typed, as text for a message (bytes that aren't UTF-8 show as �): its
+    name alone said ": is a folder" for `.`, and told apart no two files of the same name."""
+    return os.fsdecode(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _labels(paths: Sequence[Path]) -> list[str]:
+    """What the import calls each file (its review, notes and errors): its name, or the path
+    as typed where two files share a name."""
+    names = [_label(path) for path in paths]
+    return [_shown(path) if names.count(name) > 1 else name
+            for path, name in zip(paths, names, strict=True)]  # fmt: skip
 
 
 def _check_rejects(rejects: Path | None, inputs: Sequence[Path]) -> None:
@@ -391,11 +406,11 @@ def _check_rejects(rejects: Path | None, inputs: Sequence[Path]) -> None:
     if rejects is None:
         return
     if rejects.is_dir():
-        raise CliError(f"--rejects {_label(rejects)}: is a folder; name a file to write")
+        raise CliError(f"--rejects {_shown(rejects)}: is a folder; name a file to write")
     if not rejects.parent.is_dir():
-        raise CliError(f"--rejects {_label(rejects)}: its folder doesn't exist")
+        raise CliError(f"--rejects {_shown(rejects)}: its folder doesn't exist")
     if any(rejects.resolve() == path.resolve() for path in inputs):
-        raise CliError(f"--rejects {_label(rejects)} is one of the files being imported: "
+        raise CliError(f"--rejects {_shown(rejects)} is one of the files being imported: "
                        "writing it would destroy that file. Name another file.")  # fmt: skip
 
 
@@ -410,7 +425,11 @@ class _Rejects:
     def __enter__(self) -> Any:
         # utf-8-sig whatever the locale: Excel then reads the names right (the importer skips
         # the BOM), and a name no locale encoding has can't fail the write
-        self._file = self._tmp.open("w", newline="", encoding="utf-8-sig")
+        try:
+            self._file = self._tmp.open("w", newline="", encoding="utf-8-sig")
+        except OSError as exc:  # its error names the hidden file beside it, not the one given
+            raise CliError(f"--rejects {_shown(self.path)} can't be written: "
+                           f"{exc.strerror or exc}") from None  # fmt: skip
         return self._file
 
     def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
@@ -438,7 +457,8 @@ async def _sources(db: Database, team: str, settings: Settings, args: argparse.N
 async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
     mailchimp = await _sources(db, team, settings, args)
     with ExitStack() as stack:
-        streams = [(_label(p), stack.enter_context(p.open("rb"))) for p in args.files]
+        streams = [(label, stack.enter_context(p.open("rb")))
+                   for label, p in zip(_labels(args.files), args.files, strict=True)]
         result, exists = await preview_files(db, team, streams, segment=args.segment,
                                              create_segment=args.create_segment,
                                              mailchimp=mailchimp,
@@ -494,7 +514,7 @@ def _readable(s: dict[str, Any], rejects: Path | None, written: int) -> str:
     for note in s.get("notes") or []:  # as the review message says them, file by file
         lines.append(f"Note on {note['file']}: {note['note']}")
     if rejects is not None:
-        lines.append(f"Wrote {written:,} rejected and duplicate rows to {rejects}")
+        lines.append(f"Wrote {written:,} rejected and duplicate rows to {_shown(rejects)}")
     elif s["duplicates"] or s["rejected"]:
         lines.append("Use --rejects OUT.csv to see every skipped row and why.")
     return "\n".join(lines)
@@ -511,7 +531,7 @@ async def _import_background(
     _check_files(args.files)
     for path in args.files:
         if _label(path) != path.name:
-            raise CliError(f"{_label(path)}: its name isn't UTF-8; rename it to import it in "
+            raise CliError(f"{_shown(path)}: its name isn't UTF-8; rename it to import it in "
                            "the background.")  # fmt: skip
     job = await enqueue_file_import(db, team, args.files, segment=args.segment,
                                     create_segment=args.create_segment,

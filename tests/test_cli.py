@@ -484,6 +484,36 @@ def test_background_refuses_what_it_cant_do_and_folders_are_told_apart(
     assert jobs.returncode == 0 and json.loads(jobs.stdout) == []
 
 
+def test_paths_are_named_as_typed(db_env: dict[str, str], tmp_path: Path) -> None:
+    """Messages named a path by its last part: `import .` said ": is a folder", two files of
+    one name in two folders couldn't be told apart, and a --rejects that can't be created
+    named the hidden temporary file beside it."""
+    folder = run_process(db_env, "import", ".", "--segment", "S", "--create-segment",
+                         cwd=tmp_path)  # fmt: skip
+    assert folder.returncode == 1
+    assert folder.stderr == "referral-bot: .: is a folder, not a file\n", folder.stderr
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "a" / "x.csv").write_text("email\nana@example.com\n")
+    (tmp_path / "b" / "x.csv").write_text("name\nBo\n")  # no email column
+    missing = run(db_env, "import", str(tmp_path / "a" / "x.csv"), str(tmp_path / "b" / "y.csv"),
+                  "--segment", "S", "--create-segment")  # fmt: skip
+    assert f"{tmp_path / 'b' / 'y.csv'}: no such file" in missing.stderr, missing.stderr
+    which = run(db_env, "import", str(tmp_path / "a" / "x.csv"), str(tmp_path / "b" / "x.csv"),
+                "--segment", "S", "--create-segment")  # fmt: skip
+    assert which.returncode == 1
+    assert which.stderr.startswith(f"referral-bot: {tmp_path / 'b' / 'x.csv'}: "), which.stderr
+
+    # a name the folder takes, whose temporary file's longer name it doesn't
+    rejects = tmp_path / ("r" * 246 + ".csv")  # 250 bytes of the 255 a name may have
+    unwritable = run(db_env, "import", str(tmp_path / "a" / "x.csv"), "--segment", "S",
+                     "--create-segment", "--rejects", str(rejects))  # fmt: skip
+    assert unwritable.returncode == 1
+    assert unwritable.stderr == (f"referral-bot: --rejects {rejects} can't be written: "
+                                 "File name too long\n"), unwritable.stderr
+
+
 def test_a_file_name_that_isnt_utf8_imports_under_a_readable_label(
     db_env: dict[str, str], sample: Path, tmp_path: Path
 ) -> None:
