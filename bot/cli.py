@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from bot import cli_audit, cli_campaigns, cli_contacts, cli_mailchimp, cli_segments, cli_undo
-from bot.cli_common import CliError
+from bot.cli_common import CliError, positive
 from bot.cli_locales import unknown_locale_notes
 from bot.home_refresh import HOME_REFRESH_JOB, queue_home_refresh
 from bot.imports.background import enqueue_file_import
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="every job, not only the newest 50 done or cancelled ones")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
     cancel = jobs_sub.add_parser("cancel", help="cancel a queued or running job")
-    cancel.add_argument("job_id", type=int, metavar="ID")
+    cancel.add_argument("job_id", type=positive, metavar="ID")
     # SUPPRESS: `jobs --team T cancel 5` keeps the T given before the action
     cancel.add_argument("--team", default=argparse.SUPPRESS)
     cancel.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `referral-bot export ... | head`: the reader has had enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except OverflowError:  # a number too big for the database (`audit --limit 1e20`)
+    except OverflowError:  # a number too big for the database
         return _failed("a number given is too big", as_json)
     except (OSError, DBAPIError) as exc:  # the database can't be reached, a path can't be used
         return _failed((str(exc).strip().splitlines() or [type(exc).__name__])[0], as_json)

@@ -540,7 +540,23 @@ def test_a_dotenv_that_isnt_utf8_and_a_huge_number_are_one_line_each(tmp_path: P
     env = {"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
     for args in (("audit", "--limit", "99999999999999999999"), ("undo", "99999999999999999999")):
         result = run(env, *args)
-        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_an_id_or_limit_no_database_takes_is_a_usage_error(db_env: dict[str, str]) -> None:
+    """On PostgreSQL `undo 3000000000` (past its INTEGER ids), `jobs cancel 3000000000` and
+    `audit --limit 9300000000000000000` printed asyncpg's DataError ("value out of int32
+    range"). Ids and limits are whole numbers from 1 to 2,147,483,647: a usage error."""
+    for args in (["undo", "3000000000"], ["jobs", "cancel", "3000000000"],
+                 ["audit", "--limit", "9300000000000000000"],
+                 ["contacts", "search", "a", "--limit", "9300000000000000000"],
+                 ["undo", "0"], ["audit", "--limit", "0"]):  # fmt: skip
+        result = run(db_env, *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "isn't between 1 and 2,147,483,647" in result.stderr, result.stderr
+        assert "sqlalchemy" not in result.stderr and "asyncpg" not in result.stderr
+    largest = run(db_env, "undo", "2147483647")  # the database's to answer
+    assert largest.returncode == 1 and "#2147483647 doesn't exist" in largest.stderr
 
 
 def test_an_argument_that_isnt_utf8_is_one_line(db_env: dict[str, str]) -> None:
