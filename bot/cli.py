@@ -153,9 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
+    if args.command is None:  # a usage error, as argparse's own (scripts see it failed)
+        parser.print_help(sys.stderr)
+        return 2
     as_json = getattr(args, "json", False)
     if (bad := _not_utf8(args)) is not None:
         return _failed(f"{bad} isn't valid UTF-8 text (cut in the middle of a character?)",

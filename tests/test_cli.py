@@ -340,6 +340,14 @@ async def test_an_unknown_team_lists_every_workspace(
     assert "Known: T1, T2, T3, U00, " in many and ", U16 and 3 more." in many, many
 
 
+def test_no_command_prints_the_help_and_fails(tmp_path: Path) -> None:
+    """A bare `referral-bot` printed its help and exit status 0, as if it had done something."""
+    result = run_process({}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: referral-bot") and "import" in result.stderr
+    assert result.stdout == ""
+
+
 def test_bad_settings_give_one_clear_message(tmp_path: Path) -> None:
     result = run_process({"DATABASE_URL": "mysql://nope", "DEFAULT_LOCALE": "klingon"},
                          "segments", cwd=tmp_path)  # fmt: skip
