@@ -25,7 +25,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from bot import cli_audit, cli_campaigns, cli_contacts, cli_mailchimp, cli_segments, cli_undo
-from bot.cli_common import CliError
+from bot.cli_common import CliError, positive
+from bot.cli_locales import unknown_locale_notes
 from bot.home_refresh import HOME_REFRESH_JOB, queue_home_refresh
 from bot.imports.background import enqueue_file_import
 from bot.imports.cancel import cancel_job
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="every job, not only the newest 50 done or cancelled ones")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
     cancel = jobs_sub.add_parser("cancel", help="cancel a queued or running job")
-    cancel.add_argument("job_id", type=int, metavar="ID")
+    cancel.add_argument("job_id", type=positive, metavar="ID")
     # SUPPRESS: `jobs --team T cancel 5` keeps the T given before the action
     cancel.add_argument("--team", default=argparse.SUPPRESS)
     cancel.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
@@ -149,11 +150,12 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
+    if args.command is None:  # a usage error, as argparse's own (scripts see it failed)
+        parser.print_help(sys.stderr)
+        return 2
     as_json = getattr(args, "json", False)
     if (bad := _not_utf8(args)) is not None:
         return _failed(f"{bad} isn't valid UTF-8 text (cut in the middle of a character?)",
@@ -169,10 +171,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `referral-bot export ... | head`: the reader has had enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except OverflowError:  # a number too big for the database (`audit --limit 1e20`)
+    except OverflowError:  # a number too big for the database
         return _failed("a number given is too big", as_json)
     except (OSError, DBAPIError) as exc:  # the database can't be reached, a path can't be used
         return _failed((str(exc).strip().splitlines() or [type(exc).__name__])[0], as_json)
+
+
+def _tolerant_output() -> None:
+    """Print what the terminal's encoding can't show (a name under LANG=C, which is ASCII) as
+    \\x escapes: a strict stdout failed the command with a traceback part way, even after an
+    import was saved. A stream replaced by one without `reconfigure` (a test's) is left as is."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
 
 
 async def _apply_default_locale(db: Database, settings: Settings) -> None:
@@ -186,15 +198,26 @@ async def _apply_default_locale(db: Database, settings: Settings) -> None:
 def _not_utf8(args: argparse.Namespace) -> str | None:
     """The first text argument holding bytes that aren't UTF-8 (argv keeps them as lone
     surrogates, which no database takes), quoted with them shown as \\x escapes; None if all
-    are text. File names are paths, not text: any bytes go."""
-    for value in vars(args).values():
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str) and not item.isascii():
-                try:
-                    item.encode("utf-8")
-                except UnicodeEncodeError:
-                    shown = os.fsencode(item).decode("ascii", "backslashreplace")
-                    return f"'{shown}'"
+    are text. File names are paths, not text: any bytes go.
+
+    Under a locale that isn't UTF-8 (LANG=C: ASCII), argv holds UTF-8 text typed in a UTF-8
+    terminal ("Café") as surrogates too: such an argument is taken as the UTF-8 it is."""
+    for key, value in vars(args).items():
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            if not isinstance(item, str) or item.isascii():
+                continue
+            try:
+                item.encode("utf-8")
+                continue
+            except UnicodeEncodeError:
+                raw = os.fsencode(item)
+            try:
+                items[i] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return f"'{raw.decode('ascii', 'backslashreplace')}'"
+        if not isinstance(value, list):
+            setattr(args, key, items[0])
     return None
 
 
@@ -320,7 +343,8 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
     mailchimp = await _sources(db, team, settings, args)
     _check_rejects(args.rejects, args.files)
     with ExitStack() as stack:
-        streams = [(_label(p), stack.enter_context(p.open("rb"))) for p in args.files]
+        streams = [(label, stack.enter_context(p.open("rb")))
+                   for label, p in zip(_labels(args.files), args.files, strict=True)]
         total = sum(os.fstat(f.fileno()).st_size for _, f in streams)
         bar = ProgressBar(total, enabled=sys.stderr.isatty() and not args.json)
         rejects = stack.enter_context(_Rejects(args.rejects)) if args.rejects else None
@@ -338,7 +362,8 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
     summary["segment"] = result.segment_name
     summary["enrolled"] = result.enrolled
     summary["invites_queued"] = result.invites_queued
-    summary["notes"] = [{"file": label, "note": text} for label, text in result.notes]
+    notes = [*result.notes, *await unknown_locale_notes(db, team, result.batch.id or 0)]
+    summary["notes"] = [{"file": label, "note": text} for label, text in notes]
     if args.mailchimp_list:
         summary["skipped_by_status"] = result.skipped_by_status
     if args.json:
@@ -351,14 +376,28 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
 def _check_files(paths: Sequence[Path]) -> None:
     for path in paths:
         if path.is_dir():
-            raise CliError(f"{_label(path)}: is a folder, not a file")
+            raise CliError(f"{_shown(path)}: is a folder, not a file")
         if not path.is_file():
-            raise CliError(f"{_label(path)}: no such file")
+            raise CliError(f"{_shown(path)}: no such file")
 
 
 def _label(path: Path) -> str:
     """A file's name as text, whatever bytes it has on disk (a Latin-1 é shows as �)."""
     return path.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _shown(path: Path) -> str:
+    """A path as it was typed, as text for a message (bytes that aren't UTF-8 show as �): its
+    name alone said ": is a folder" for `.`, and told apart no two files of the same name."""
+    return os.fsdecode(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _labels(paths: Sequence[Path]) -> list[str]:
+    """What the import calls each file (its review, notes and errors): its name, or the path
+    as typed where two files share a name."""
+    names = [_label(path) for path in paths]
+    return [_shown(path) if names.count(name) > 1 else name
+            for path, name in zip(paths, names, strict=True)]  # fmt: skip
 
 
 def _check_rejects(rejects: Path | None, inputs: Sequence[Path]) -> None:
@@ -367,11 +406,11 @@ def _check_rejects(rejects: Path | None, inputs: Sequence[Path]) -> None:
     if rejects is None:
         return
     if rejects.is_dir():
-        raise CliError(f"--rejects {_label(rejects)}: is a folder; name a file to write")
+        raise CliError(f"--rejects {_shown(rejects)}: is a folder; name a file to write")
     if not rejects.parent.is_dir():
-        raise CliError(f"--rejects {_label(rejects)}: its folder doesn't exist")
+        raise CliError(f"--rejects {_shown(rejects)}: its folder doesn't exist")
     if any(rejects.resolve() == path.resolve() for path in inputs):
-        raise CliError(f"--rejects {_label(rejects)} is one of the files being imported: "
+        raise CliError(f"--rejects {_shown(rejects)} is one of the files being imported: "
                        "writing it would destroy that file. Name another file.")  # fmt: skip
 
 
@@ -386,7 +425,11 @@ class _Rejects:
     def __enter__(self) -> Any:
         # utf-8-sig whatever the locale: Excel then reads the names right (the importer skips
         # the BOM), and a name no locale encoding has can't fail the write
-        self._file = self._tmp.open("w", newline="", encoding="utf-8-sig")
+        try:
+            self._file = self._tmp.open("w", newline="", encoding="utf-8-sig")
+        except OSError as exc:  # its error names the hidden file beside it, not the one given
+            raise CliError(f"--rejects {_shown(self.path)} can't be written: "
+                           f"{exc.strerror or exc}") from None  # fmt: skip
         return self._file
 
     def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
@@ -414,7 +457,8 @@ async def _sources(db: Database, team: str, settings: Settings, args: argparse.N
 async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
     mailchimp = await _sources(db, team, settings, args)
     with ExitStack() as stack:
-        streams = [(_label(p), stack.enter_context(p.open("rb"))) for p in args.files]
+        streams = [(label, stack.enter_context(p.open("rb")))
+                   for label, p in zip(_labels(args.files), args.files, strict=True)]
         result, exists = await preview_files(db, team, streams, segment=args.segment,
                                              create_segment=args.create_segment,
                                              mailchimp=mailchimp,
@@ -470,7 +514,7 @@ def _readable(s: dict[str, Any], rejects: Path | None, written: int) -> str:
     for note in s.get("notes") or []:  # as the review message says them, file by file
         lines.append(f"Note on {note['file']}: {note['note']}")
     if rejects is not None:
-        lines.append(f"Wrote {written:,} rejected and duplicate rows to {rejects}")
+        lines.append(f"Wrote {written:,} rejected and duplicate rows to {_shown(rejects)}")
     elif s["duplicates"] or s["rejected"]:
         lines.append("Use --rejects OUT.csv to see every skipped row and why.")
     return "\n".join(lines)
@@ -487,7 +531,7 @@ async def _import_background(
     _check_files(args.files)
     for path in args.files:
         if _label(path) != path.name:
-            raise CliError(f"{_label(path)}: its name isn't UTF-8; rename it to import it in "
+            raise CliError(f"{_shown(path)}: its name isn't UTF-8; rename it to import it in "
                            "the background.")  # fmt: skip
     job = await enqueue_file_import(db, team, args.files, segment=args.segment,
                                     create_segment=args.create_segment,

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from bot.audit import CLI, Entry, recent, sentence
-from bot.cli_common import CliError
+from bot.cli_common import CliError, positive
 from bot.leads import LeadsError, add_lead, is_user_id, leads, remove_lead
 from bot.settings import Settings
 from models import Database
@@ -30,7 +30,7 @@ def add_parsers(sub: Any) -> None:
     audit = sub.add_parser("audit", help="who did what and when (newest first)")
     audit.add_argument("--since", metavar="DATE",
                        help="only entries from then on: YYYY-MM-DD or an ISO datetime (UTC)")
-    audit.add_argument("--limit", type=int, metavar="N",
+    audit.add_argument("--limit", type=positive, metavar="N",
                        help=f"at most N entries (default {DEFAULT_LIMIT}, or all with --since)")
     audit.add_argument("--team")
     audit.add_argument("--json", action="store_true",
@@ -88,8 +88,6 @@ def _line(entry: Entry) -> str:
 async def _audit(db: Database, team: str, args: argparse.Namespace) -> int:
     since = parse_since(args.since) if args.since else None
     limit = args.limit if args.limit is not None else (SINCE_LIMIT if since else DEFAULT_LIMIT)
-    if limit < 1:
-        raise CliError("--limit must be at least 1.")
     entries = await recent(db, team, limit=limit, since=since)
     if args.json:
         rows = [{"at": _iso(e.at), "actor": e.actor, "action": e.action, "subject": e.subject,

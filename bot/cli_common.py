@@ -8,6 +8,21 @@ from typing import Protocol
 from bot.settings import Settings
 from models import Database
 
+# The largest id (and the largest count) every database takes: ids are INTEGER columns, and
+# PostgreSQL refused a bigger one with a raw "value out of int32 range" error
+MAX_INT = 2**31 - 1
+
+
+def positive(text: str) -> int:
+    """An id or a --limit: a whole number from 1 to MAX_INT, else a usage error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} isn't a whole number") from None
+    if not 1 <= value <= MAX_INT:
+        raise argparse.ArgumentTypeError(f"{text} isn't between 1 and {MAX_INT:,}")
+    return value
+
 
 class CliError(Exception):
     """A failure to report on stderr (and as {"error": ...} with --json), exit status 1."""

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from bot.audit import CLI
-from bot.cli_common import CliError
+from bot.cli_common import CliError, positive
 from bot.contact_admin import ContactError, delete_contact, deleted_detail, find_by_email, search
 from bot.settings import Settings
 from models import Database
@@ -25,7 +25,7 @@ def add_parsers(sub: Any) -> None:
     find = actions.add_parser("search", help="contacts whose email, first or last name starts "
                               "with Q (ignoring case)")  # fmt: skip
     find.add_argument("query", metavar="Q")
-    find.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="at most this many")
+    find.add_argument("--limit", type=positive, default=DEFAULT_LIMIT, help="at most this many")
     find.add_argument("--team")
     find.add_argument("--json", action="store_true")
 
@@ -46,14 +46,12 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
 
 
 async def _search(db: Database, team: str, args: argparse.Namespace) -> int:
-    if args.limit < 1:
-        raise CliError("--limit must be at least 1.")
     page = await search(db, team, args.query, limit=args.limit)
     rows = [{"email": h.email, "first_name": h.first_name, "last_name": h.last_name,
              "segments": list(h.segments), "subscribed": h.subscribed}
             for h in page.hits]  # fmt: skip
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False))
+        print(json.dumps(rows))  # ASCII: \u escapes read the same on any terminal
         return 0
     if not rows:
         print(f"No contact's email, first name or last name starts with {args.query!r}.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, BinaryIO, TextIO, cast
 
 from bot.audit import CLI
 from bot.cli_common import CliError
@@ -100,9 +100,30 @@ async def _delete(db: Database, team: str, args: argparse.Namespace) -> int:
     return 0
 
 
+class _Utf8Bytes:
+    """Text written as UTF-8 bytes to a binary stream: what csv.writer needs of a file."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+
+    def write(self, text: str) -> int:
+        return self._out.write(text.encode("utf-8"))
+
+
+def _utf8_stdout() -> TextIO:
+    """Where export writes its CSV: stdout's bytes, as UTF-8 whatever the locale (under
+    LANG=C the locale's ASCII failed on the first accent, and escapes would make a CSV that
+    no longer imports); stdout itself when it has no bytes underneath (a test's StringIO)."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        return sys.stdout
+    sys.stdout.flush()  # anything printed before goes first
+    return cast(TextIO, _Utf8Bytes(buffer))
+
+
 async def _export(db: Database, team: str, args: argparse.Namespace) -> int:
     segment = await _named(db, team, args.segment)
-    rows = await write_export(db, team, segment.id or 0, sys.stdout)
+    rows = await write_export(db, team, segment.id or 0, _utf8_stdout())
     sys.stdout.flush()
     await record_export(db, team, CLI, segment.name, rows)
     return 0

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from bot.audit import CLI
-from bot.cli_common import CliError
+from bot.cli_common import CliError, positive
 from bot.imports.undo import (
     UndoError,
     handed_on_words,
@@ -31,7 +31,7 @@ _MENTION = re.compile(r"<@([A-Z0-9]+)>")
 
 def add_parsers(sub: Any) -> None:
     undo = sub.add_parser("undo", help="undo a finished import (within UNDO_WINDOW_DAYS)")
-    undo.add_argument("import_id", type=int, metavar="IMPORT_ID")
+    undo.add_argument("import_id", type=positive, metavar="IMPORT_ID")
     undo.add_argument("--advocates", action="store_true",
                       help="also remove the advocates it enrolled (their links stop working)")
     undo.add_argument("--team", help="Slack team id (default: the only workspace)")

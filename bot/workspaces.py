@@ -131,7 +131,7 @@ async def resolve_team(db: Database, team_id: str | None, *, default_locale: str
         teams = list((await session.exec(select(Workspace.team_id).limit(2))).all())
     if team_id is not None:
         if team_id not in teams and not await _exists(db, team_id):
-            raise WorkspaceError(f"No workspace {team_id!r}. Known: {', '.join(teams) or 'none'}.")
+            raise WorkspaceError(f"No workspace {team_id!r}. Known: {await _known(db)}.")
         return team_id
     if len(teams) > 1:
         raise WorkspaceError("There are several workspaces: choose one with --team.")
@@ -139,6 +139,21 @@ async def resolve_team(db: Database, team_id: str | None, *, default_locale: str
         return teams[0]
     await ensure_workspace(db, LOCAL_TEAM, default_locale=default_locale)
     return LOCAL_TEAM
+
+
+KNOWN_SHOWN = 20  # workspaces an unknown --team lists; the others are counted
+
+
+async def _known(db: Database) -> str:
+    """Every workspace's team id, in order (a long list cut short, saying how many more):
+    what an unknown --team could have meant."""
+    async with db.session() as session:
+        teams = list((await session.exec(
+            select(Workspace.team_id).order_by(col(Workspace.team_id)).limit(KNOWN_SHOWN)
+        )).all())  # fmt: skip
+        total = (await session.exec(select(func.count()).select_from(Workspace))).one()
+    listed = ", ".join(teams) or "none"
+    return listed + (f" and {total - len(teams):,} more" if total > len(teams) else "")
 
 
 async def _exists(db: Database, team_id: str) -> bool:

@@ -12,12 +12,22 @@ import codecs
 import csv
 import io
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
+from bot.imports.parallel import PARALLEL_MIN_BYTES
+from bot.workspaces import ensure_workspace
 from models import Database
-from tests.shell import run, run_process
+from tests.shell import CLI, environment, run, run_process
+
+# a server whose locale isn't UTF-8: its terminal takes ASCII only
+C_LOCALE = {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
 
 
 @pytest.fixture
@@ -98,6 +108,26 @@ async def test_the_summary_says_what_the_review_message_says_of_each_file(
     again = run(db_env, "import", str(people), "--segment", "S", "--json")
     (note,) = json.loads(again.stdout)["notes"]
     assert note["file"] == "c.csv" and "“maybe” (1)" in note["note"]
+
+
+async def test_the_warning_line_points_at_the_unknown_locales_below_it(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """"1 imported with a warning (...: see below)", and below it nothing named the row or
+    its value (valid rows aren't in --rejects either). A note names each unknown value with
+    its count, as the consent note does; none when every locale is known."""
+    f = tmp_path / "loc.csv"
+    f.write_text("email,first_name,locale\nana@example.com,Ana,klingon\n"
+                 "bo@example.com,Bo,en\ncy@example.com,Cy,Klingon\ndi@example.com,Di,xx\n")
+    result = run(db_env, "import", str(f), "--segment", "S", "--create-segment")
+    assert result.returncode == 0, result.stderr
+    assert "3 imported with a warning" in result.stdout and "see below" in result.stdout
+    assert ("Note on loc.csv: 3 rows have a locale we don't recognise: “Klingon” (1), "
+            "“klingon” (1), “xx” (1).") in result.stdout, result.stdout
+    known = tmp_path / "known.csv"
+    known.write_text("email,locale\nel@example.com,fr\n")
+    quiet = run(db_env, "import", str(known), "--segment", "S", "--json")
+    assert json.loads(quiet.stdout)["notes"] == []
 
 
 async def test_dry_run_reports_every_count_and_writes_nothing(
@@ -182,7 +212,7 @@ async def test_the_rejects_file_opens_in_excel_with_its_accents_and_imports_agai
     clients.write_text("email,first_name\njose@@example.com,José\nana@example.com,Ana\n",
                        encoding="utf-8")  # fmt: skip
     rejects = tmp_path / "rejects.csv"
-    c_locale = {**db_env, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    c_locale = {**db_env, **C_LOCALE}
     result = run_process(c_locale, "import", str(clients), "--segment", "Launch",
                          "--create-segment", "--rejects", str(rejects))  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -195,6 +225,80 @@ async def test_the_rejects_file_opens_in_excel_with_its_accents_and_imports_agai
     assert json.loads(again.stdout)["new_contacts"] == 1
     exported = run(db_env, "export", "--segment", "launch").stdout
     assert "José,,jose@example.com" in exported, exported
+
+
+async def test_import_on_a_non_utf8_terminal_reports_what_it_did(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Under LANG=C an all-ASCII import whose summary has a note (its curly quotes) printed a
+    UnicodeEncodeError traceback and exit status 1 after the import was saved."""
+    f = tmp_path / "consent.csv"
+    f.write_text("email,first_name,subscribed\nana@x.com,Ana,si\nbo@x.com,Bo,yes\n")
+    result = run_process({**db_env, **C_LOCALE}, "import", str(f), "--segment", "Launch",
+                         "--create-segment")  # fmt: skip
+    assert "Traceback" not in result.stderr, result.stderr[-400:]
+    assert result.returncode == 0
+    assert "Note on consent.csv" in result.stdout, result.stdout
+    segments = json.loads(run(db_env, "segments", "--json").stdout)
+    assert {s["name"]: s["contacts"] for s in segments}["Launch"] == 2
+
+
+async def test_listing_commands_on_a_non_utf8_terminal(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Under LANG=C, segments, contacts search (also --json), audit and export failed with a
+    traceback on the first name that isn't ASCII. Text shows it as escapes, JSON as \\u
+    escapes, and export writes UTF-8 whatever the locale, so its CSV imports again."""
+    f = tmp_path / "jp.csv"
+    f.write_text("email,first_name,last_name\nyuto@example.jp,悠斗,田中\n", encoding="utf-8")
+    assert run(db_env, "import", str(f), "--segment", "顧客", "--create-segment").returncode == 0
+    outputs, failures = {}, {}
+    for args in (["segments"], ["contacts", "search", "yuto"],
+                 ["contacts", "search", "yuto", "--json"], ["audit"],
+                 ["export", "--segment", "All Customers"]):  # fmt: skip
+        result = run_process({**db_env, **C_LOCALE}, *args)
+        outputs[args[-1]] = result.stdout
+        if result.returncode != 0 or "Traceback" in result.stderr:
+            failures[" ".join(args)] = result.stderr.strip().splitlines()[-1]
+    assert failures == {}
+    assert "\\u9867\\u5ba2" in outputs["segments"], outputs["segments"]  # 顧客, escaped
+    assert json.loads(outputs["--json"])[0]["first_name"] == "悠斗"
+    assert "悠斗,田中,yuto@example.jp" in outputs["All Customers"], outputs["All Customers"]
+
+
+async def test_ctrl_c_during_a_big_import_stops_its_parser_without_a_traceback(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Ctrl-C in a terminal signals the whole foreground process group: the child parsing a
+    file of 16 MB or more printed a KeyboardInterrupt traceback. It ignores Ctrl-C, and the
+    import stopping it is all that is seen."""
+    big = tmp_path / "big.csv"
+    with big.open("w") as f:
+        f.write("email,first_name,last_name\n")
+        f.writelines(f"user{i}@example{i % 50}.com,F{i},L{i}\n" for i in range(700_000))
+    assert big.stat().st_size >= PARALLEL_MIN_BYTES  # read by the parser child
+
+    def own_group() -> None:  # as a shell starts a foreground job
+        os.setpgid(0, 0)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen([*CLI, "import", str(big), "--segment", "S", "--create-segment"],
+                            env=environment(db_env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=own_group)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not psutil.Process(proc.pid).children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert psutil.Process(proc.pid).children(), "no parser child started"
+        time.sleep(0.5)  # parsing
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    with pytest.raises(ProcessLookupError):  # the parser was stopped with it
+        os.killpg(proc.pid, 0)
 
 
 async def test_missing_segment_and_missing_file_are_explained(
@@ -210,8 +314,6 @@ async def test_missing_segment_and_missing_file_are_explained(
 async def test_several_workspaces_need_team(
     db: Database, db_env: dict[str, str], sample: Path
 ) -> None:
-    from bot.workspaces import ensure_workspace
-
     await ensure_workspace(db, "T1")
     await ensure_workspace(db, "T2")
     result = run(db_env, "segments")
@@ -220,6 +322,30 @@ async def test_several_workspaces_need_team(
     assert ok.returncode == 0, ok.stderr
     t1 = json.loads(run(db_env, "segments", "--team", "T1", "--json").stdout)
     assert t1 == [{"name": "All Customers", "kind": "all", "contacts": 0}]
+
+
+async def test_an_unknown_team_lists_every_workspace(
+    db: Database, db_env: dict[str, str]
+) -> None:
+    """`--team T9` among T1, T2 and T3 said "Known: T1, T2." (the lookup stopped at two): the
+    one meant may be the one not listed. All are listed; a very long list ends "and N more"."""
+    for team in ("T3", "T1", "T2"):
+        await ensure_workspace(db, team)
+    result = run(db_env, "segments", "--team", "T9")
+    assert result.returncode == 1
+    assert "No workspace 'T9'. Known: T1, T2, T3." in result.stderr, result.stderr
+    for i in range(20):  # 23 in all: the first 20 are listed
+        await ensure_workspace(db, f"U{i:02}")
+    many = run(db_env, "segments", "--team", "T9").stderr
+    assert "Known: T1, T2, T3, U00, " in many and ", U16 and 3 more." in many, many
+
+
+def test_no_command_prints_the_help_and_fails(tmp_path: Path) -> None:
+    """A bare `referral-bot` printed its help and exit status 0, as if it had done something."""
+    result = run_process({}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: referral-bot") and "import" in result.stderr
+    assert result.stdout == ""
 
 
 def test_bad_settings_give_one_clear_message(tmp_path: Path) -> None:
@@ -319,6 +445,22 @@ async def test_map_names_the_columns_and_is_remembered(
     assert json.loads(again.stdout)["existing_contacts"] == 2
 
 
+async def test_a_map_that_imported_nothing_is_not_remembered(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`--map` naming the wrong column: "Nothing was imported", yet the mapping was kept for
+    those headers, and every later import of that export (shell or Slack) was read with it
+    and failed the same way."""
+    f = tmp_path / "customers.csv"
+    f.write_text("email,first_name\nana@example.com,Ana\nbo@example.com,Bo\n")
+    wrong = run(db_env, "import", str(f), "--segment", "S", "--create-segment",
+                "--map", "email=first_name")  # fmt: skip
+    assert wrong.returncode == 1 and "Nothing was imported" in wrong.stderr, wrong.stderr
+    plain = run(db_env, "import", str(f), "--segment", "S", "--json")
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout)["new_contacts"] == 2
+
+
 def test_rejects_never_overwrites_an_input_nor_empties_an_old_file_on_failure(
     db_env: dict[str, str], sample: Path, tmp_path: Path
 ) -> None:
@@ -350,6 +492,36 @@ def test_background_refuses_what_it_cant_do_and_folders_are_told_apart(
     assert jobs.returncode == 0 and json.loads(jobs.stdout) == []
 
 
+def test_paths_are_named_as_typed(db_env: dict[str, str], tmp_path: Path) -> None:
+    """Messages named a path by its last part: `import .` said ": is a folder", two files of
+    one name in two folders couldn't be told apart, and a --rejects that can't be created
+    named the hidden temporary file beside it."""
+    folder = run_process(db_env, "import", ".", "--segment", "S", "--create-segment",
+                         cwd=tmp_path)  # fmt: skip
+    assert folder.returncode == 1
+    assert folder.stderr == "referral-bot: .: is a folder, not a file\n", folder.stderr
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "a" / "x.csv").write_text("email\nana@example.com\n")
+    (tmp_path / "b" / "x.csv").write_text("name\nBo\n")  # no email column
+    missing = run(db_env, "import", str(tmp_path / "a" / "x.csv"), str(tmp_path / "b" / "y.csv"),
+                  "--segment", "S", "--create-segment")  # fmt: skip
+    assert f"{tmp_path / 'b' / 'y.csv'}: no such file" in missing.stderr, missing.stderr
+    which = run(db_env, "import", str(tmp_path / "a" / "x.csv"), str(tmp_path / "b" / "x.csv"),
+                "--segment", "S", "--create-segment")  # fmt: skip
+    assert which.returncode == 1
+    assert which.stderr.startswith(f"referral-bot: {tmp_path / 'b' / 'x.csv'}: "), which.stderr
+
+    # a name the folder takes, whose temporary file's longer name it doesn't
+    rejects = tmp_path / ("r" * 246 + ".csv")  # 250 bytes of the 255 a name may have
+    unwritable = run(db_env, "import", str(tmp_path / "a" / "x.csv"), "--segment", "S",
+                     "--create-segment", "--rejects", str(rejects))  # fmt: skip
+    assert unwritable.returncode == 1
+    assert unwritable.stderr == (f"referral-bot: --rejects {rejects} can't be written: "
+                                 "File name too long\n"), unwritable.stderr
+
+
 def test_a_file_name_that_isnt_utf8_imports_under_a_readable_label(
     db_env: dict[str, str], sample: Path, tmp_path: Path
 ) -> None:
@@ -376,7 +548,23 @@ def test_a_dotenv_that_isnt_utf8_and_a_huge_number_are_one_line_each(tmp_path: P
     env = {"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
     for args in (("audit", "--limit", "99999999999999999999"), ("undo", "99999999999999999999")):
         result = run(env, *args)
-        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_an_id_or_limit_no_database_takes_is_a_usage_error(db_env: dict[str, str]) -> None:
+    """On PostgreSQL `undo 3000000000` (past its INTEGER ids), `jobs cancel 3000000000` and
+    `audit --limit 9300000000000000000` printed asyncpg's DataError ("value out of int32
+    range"). Ids and limits are whole numbers from 1 to 2,147,483,647: a usage error."""
+    for args in (["undo", "3000000000"], ["jobs", "cancel", "3000000000"],
+                 ["audit", "--limit", "9300000000000000000"],
+                 ["contacts", "search", "a", "--limit", "9300000000000000000"],
+                 ["undo", "0"], ["audit", "--limit", "0"]):  # fmt: skip
+        result = run(db_env, *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "isn't between 1 and 2,147,483,647" in result.stderr, result.stderr
+        assert "sqlalchemy" not in result.stderr and "asyncpg" not in result.stderr
+    largest = run(db_env, "undo", "2147483647")  # the database's to answer
+    assert largest.returncode == 1 and "#2147483647 doesn't exist" in largest.stderr
 
 
 def test_an_argument_that_isnt_utf8_is_one_line(db_env: dict[str, str]) -> None:
@@ -385,6 +573,19 @@ def test_an_argument_that_isnt_utf8_is_one_line(db_env: dict[str, str]) -> None:
         result = run(db_env, *args)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-300:]
         assert "isn't valid UTF-8 text" in result.stderr
+
+
+async def test_utf8_arguments_under_a_non_utf8_locale_are_taken_as_typed(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Under LANG=C, `export --segment Café` typed in a UTF-8 terminal was refused as "isn't
+    valid UTF-8 text" (argv holds its bytes as surrogates). It is UTF-8: taken as such."""
+    f = tmp_path / "a.csv"
+    f.write_text("email\na@example.com\n")
+    assert run(db_env, "import", str(f), "--segment", "Café", "--create-segment").returncode == 0
+    result = run_process({**db_env, **C_LOCALE}, "export", "--segment", "Café")
+    assert result.returncode == 0, result.stderr
+    assert "a@example.com" in result.stdout
 
 
 async def test_a_database_migrated_by_a_newer_version_is_explained_and_left_alone(

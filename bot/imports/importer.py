@@ -103,7 +103,8 @@ async def import_files(
     checked first, and a file found unreadable while staging cancels the import unapplied.
 
     `column_map` (field -> header, `--map`) maps every file's columns, over the guess; once
-    the files are read it is remembered for their headers, as a mapping chosen in Slack."""
+    the import is approved (it found valid rows) it is remembered for their headers, as a
+    mapping chosen in Slack."""
     mapper = await mapper_for(db, team_id, column_map)
     check_files(files, max_unzipped_bytes=max_unzipped_bytes, columns_of=mapper)
     target = await import_target(db, team_id, segment, create=create_segment)
@@ -125,7 +126,6 @@ async def import_files(
             log.exception("import #%s of %s could not be cancelled after its files failed: "
                           "it stays a draft", batch.id, team_id)  # fmt: skip
         raise
-    await mapper.remember_given(db, team_id, requested_by)
     async with db.begin() as conn:
         by_source = await skipped_by_status(conn, team_id, batch.id)
     bar = progress or ProgressBar(0, enabled=False)
@@ -140,6 +140,9 @@ async def import_files(
         written = await write_rejects(db, team_id, batch.id, rejects) if rejects else 0
         await cancel(db, team_id, batch.id, requested_by, is_lead=True)
         raise ImportFailed(await _nothing_valid(db, team_id, batch.id, written)) from None
+    # only now: a mapping that found no valid row (the wrong column) would otherwise be kept,
+    # and every later import of that export read with it
+    await mapper.remember_given(db, team_id, requested_by)
     bar.phase("Importing")
     shown = 0.0
 
