@@ -149,10 +149,14 @@ async def _stop_sending_in(conn: AsyncConnection, team_id: str, enrollment_id: i
 
 
 async def _stop_enrolling_in(conn: AsyncConnection, team_id: str, enrollment_id: int) -> None:
-    """A cancelled enrollment job: the enrollment stayed "queued" for ever (nothing else runs
-    it: an import's is never queued again), its thread's report saying "Enrolling contacts…"
-    and the segment's next Target handed that dead enrollment. It fails, saying so."""
-    if await fail_enrollment_in(conn, team_id, enrollment_id, ENROLL_CANCELLED):
+    """A cancelled job enrolling an import's contacts: the enrollment stayed "queued" for
+    ever (nothing queues an import's enrollment again), its thread's report saying "Enrolling
+    contacts…". It fails, saying so. A targeting's or Go live's is left waiting: the next
+    Target or Go live queues its job again (service._pending_in)."""
+    of_an_import = (await conn.execute(
+        text("SELECT batch_id IS NOT NULL FROM enrollment WHERE id = :e AND team_id = :t"),
+        {"e": enrollment_id, "t": team_id})).scalar()  # fmt: skip
+    if of_an_import and await fail_enrollment_in(conn, team_id, enrollment_id, ENROLL_CANCELLED):
         await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
 
 
