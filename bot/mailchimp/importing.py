@@ -2,9 +2,12 @@
 
 Only `subscribed` members are imported; unsubscribed, cleaned, pending, transactional and
 archived ones are staged as skipped with their status as the reason, so the review message
-counts them per status and the skipped-rows CSV lists them. Members are de-duplicated against
-the batch's other sources like any CSV row. Staging is one transaction that takes the batch
-first, exactly as for a file.
+counts them per status and the skipped-rows CSV lists them. Unsubscribed and non-subscribed
+(transactional) members are a no to marketing email, as in Mailchimp's export
+(recognise.MAILCHIMP_KINDS): they keep their address key and subscribed=False, so the apply
+heeds them (engine.OPTED_OUT) though they create no contact. Members are de-duplicated
+against the batch's other sources like any CSV row. Staging is one transaction that takes
+the batch first, exactly as for a file.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from bot.imports.addresses import InvalidEmail, email_key, normalize_email
 from bot.imports.batches import (
     ReviewError,
     batch_keys,
@@ -20,6 +24,7 @@ from bot.imports.batches import (
     record_counts,
 )
 from bot.imports.locales import normalize_locale
+from bot.imports.recognise import MAILCHIMP_KINDS
 from bot.imports.rows import REJECTED, Classifier, Staged, split_full_name
 from bot.imports.staging import stage_rows, take_staging
 from bot.mailchimp import api
@@ -27,6 +32,10 @@ from models import Database, ImportSource, SourceStatus
 
 STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional", "archived")
 SKIPPED_REASON = "{status} in Mailchimp"
+# The statuses that say the person wants no marketing email (the export's subscribed=False
+# kinds); cleaned (bounced), pending (unconfirmed) and archived ones say nothing of consent.
+SAYS_NO = frozenset(kind for kind, file_kind in MAILCHIMP_KINDS.items()
+                    if file_kind.subscribed is False)  # fmt: skip
 
 
 def mailchimp_locale(language: str | None) -> str | None:
@@ -54,8 +63,17 @@ def member_rows(members: list[dict[str, Any]], classifier: Classifier) -> Iterat
             continue
         classifier.tally.rows += 1
         classifier.tally.rejected += 1
-        yield (line, email[:320], "", first[:200], last[:200], None, REJECTED,
+        key = _key(email) if status in SAYS_NO else ""
+        yield (line, email[:320], key, first[:200], last[:200], None, REJECTED,
                SKIPPED_REASON.format(status=status), False)  # fmt: skip
+
+
+def _key(email: str) -> str:
+    """The address's key, so an unsubscribe is matched to the person ("": not an address)."""
+    try:
+        return email_key(normalize_email(email))
+    except InvalidEmail:
+        return ""
 
 
 async def stage_audience(db: Database, team_id: str, source: ImportSource,

@@ -711,3 +711,54 @@ async def test_a_sign_in_the_database_failed_to_save_can_be_connected_again(
     assert await accounts.connection(db, TEAM) is not None
     assert f"failed before the account was saved (team {TEAM}, user U0002)" in caplog.text
     assert "wasn't told in Slack" in caplog.text
+
+
+async def _consent(db: Database) -> dict[str, bool]:
+    async with db.begin() as conn:
+        rows = await conn.execute(text("SELECT email, subscribed FROM contact"))
+        return {email: bool(subscribed) for email, subscribed in rows}
+
+
+_SHOP = (b"Email,First Name,Accepts Email Marketing\ngone@example.com,Gone,yes\n"
+         b"bounce@example.com,Bounce,yes\nnever@example.com,Never,yes\n")  # fmt: skip
+
+
+async def test_an_audience_unsubscribe_in_the_same_import_is_heeded_like_the_exports(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """The shop's customer list (accepts marketing: yes) and the connected audience in one
+    import, Mailchimp saying gone@ unsubscribed: the review said "skipped: 1 unsubscribed"
+    and gone@ was imported subscribed and invited. Mailchimp's export of the same audience
+    was heeded. A cleaned (bounced) member says nothing of consent, as in the export."""
+    import io
+
+    mc.account(KEY).get_list("aud1").add_member("never@example.com", "transactional")
+    creds = api.Credentials(mc.base_url, "api_key", KEY)
+    result = await import_files(db, TEAM, [("customers.csv", io.BytesIO(_SHOP))],
+                                segment="Shop", create_segment=True,
+                                mailchimp=(creds, [api.Audience("aud1", "Regulars", 2)]))
+    assert result.skipped_by_status == {"unsubscribed": 1, "cleaned": 1, "transactional": 1}
+    assert (result.batch.valid, result.batch.new_contacts) == (5, 5)
+    assert await _consent(db) == {"gone@example.com": False, "bounce@example.com": True,
+                                  "never@example.com": False, "ana@example.com": True,
+                                  "joao@example.com": True}  # fmt: skip
+
+
+async def test_a_known_contact_unsubscribed_in_the_audience_stops_being_invited(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """gone@ was imported from the shop's list last week and has unsubscribed in Mailchimp
+    since: importing the audience left them subscribed (Mailchimp's unsubscribed export
+    withdraws their consent). Their skipped row creates no contact."""
+    import io
+
+    await import_files(db, TEAM, [("customers.csv", io.BytesIO(_SHOP))], segment="Shop",
+                       create_segment=True)  # fmt: skip
+    mc.account(KEY).get_list("aud1").add_member("never@example.com", "transactional")
+    mc.account(KEY).get_list("aud1").add_member("other@example.com", "unsubscribed")
+    creds = api.Credentials(mc.base_url, "api_key", KEY)
+    await import_files(db, TEAM, [], segment="Shop",
+                       mailchimp=(creds, [api.Audience("aud1", "Regulars", 2)]))  # fmt: skip
+    assert await _consent(db) == {"gone@example.com": False, "bounce@example.com": True,
+                                  "never@example.com": False, "ana@example.com": True,
+                                  "joao@example.com": True}  # fmt: skip
