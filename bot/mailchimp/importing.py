@@ -28,6 +28,7 @@ from bot.imports.recognise import MAILCHIMP_KINDS
 from bot.imports.rows import REJECTED, Classifier, Staged, split_full_name
 from bot.imports.staging import stage_rows, take_staging
 from bot.mailchimp import api
+from bot.mailchimp.accounts import Stamp, stamp_in
 from models import Database, ImportSource, SourceStatus
 
 STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional", "archived")
@@ -76,13 +77,24 @@ def _key(email: str) -> str:
         return ""
 
 
+class Disconnected(ReviewError):
+    """The connection the members were read through is not the workspace's any more."""
+
+
 async def stage_audience(db: Database, team_id: str, source: ImportSource,
-                         members: list[dict[str, Any]]) -> None:  # fmt: skip
-    """Stage the members into the source, replacing whatever it staged before."""
+                         members: list[dict[str, Any]], read_from: Stamp | None = None
+                         ) -> None:  # fmt: skip
+    """Stage the members into the source, replacing whatever it staged before.
+
+    `read_from`: the connection they were read through. Disconnected (or connected to
+    another account: another client's audience, perhaps) since, the source fails and none
+    of them is staged: nobody approves people of an account the workspace let go."""
     source_id = source.id or 0
     try:
         async with db.begin() as conn:
             await lock_batch(conn, team_id, source.batch_id)
+            if read_from is not None and await stamp_in(conn, team_id) != read_from:
+                raise Disconnected
             await take_staging(conn)
             keys = await batch_keys(conn, team_id, source.batch_id, source_id)
             classifier = Classifier(seen={hash(k) for k in keys})
@@ -91,15 +103,23 @@ async def stage_audience(db: Database, team_id: str, source: ImportSource,
                              source_id=source_id, rows=rows)  # fmt: skip
             if not await record_counts(conn, source, classifier.tally):
                 raise ReviewError("not pending")
+    except Disconnected:
+        await fail_source(db, team_id, source_id, only_pending=True, error=DISCONNECTED)
     except ReviewError:
         await fail_source(db, team_id, source_id, only_pending=True,
                           error="The import was closed before this audience was read.")  # fmt: skip
 
 
+DISCONNECTED = ("Mailchimp was disconnected (or connected to another account) while this "
+                "audience was read, so none of its members were taken.")  # fmt: skip
+
+
 async def read_audience(db: Database, team_id: str, source: ImportSource,
-                        creds: api.Credentials) -> None:  # fmt: skip
-    """Fetch the audience's members and stage them (a failure is raised to the caller)."""
+                        creds: api.Credentials, read_from: Stamp | None = None
+                        ) -> None:  # fmt: skip
+    """Fetch the audience's members and stage them (a failure is raised to the caller);
+    `read_from`: the connection `creds` came from (see stage_audience)."""
     if source.status != SourceStatus.PENDING or not source.ref:
         return
     members = await api.members(creds, source.ref)
-    await stage_audience(db, team_id, source, members)
+    await stage_audience(db, team_id, source, members, read_from)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.imports.batches import add_source, fail_source
 from bot.jobs.worker import GivingUp, Handler, JobContext
-from bot.mailchimp.accounts import NotConnected, credentials
+from bot.mailchimp.accounts import NotConnected, stamped_credentials
 from bot.mailchimp.api import Audience, MailchimpError, NotFound, ReconnectNeeded, Refused
 from bot.mailchimp.importing import read_audience
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
@@ -38,8 +38,8 @@ def mailchimp_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
             await notifier.source_read(ctx.team_id, source.batch_id, source.id or 0)
             return
         try:
-            creds = await credentials(ctx.db, ctx.team_id, settings.secret_key)
-            await read_audience(ctx.db, ctx.team_id, source, creds)
+            creds, stamp = await stamped_credentials(ctx.db, ctx.team_id, settings.secret_key)
+            await read_audience(ctx.db, ctx.team_id, source, creds, read_from=stamp)
         except (ReconnectNeeded, NotFound, Refused, NotConnected, CredentialsUnreadable,
                 SecretKeyMissing) as exc:  # fmt: skip
             await fail_source(ctx.db, ctx.team_id, source.id or 0, str(exc), only_pending=True)

@@ -762,3 +762,62 @@ async def test_a_known_contact_unsubscribed_in_the_audience_stops_being_invited(
     assert await _consent(db) == {"gone@example.com": False, "bounce@example.com": True,
                                   "never@example.com": False, "ana@example.com": True,
                                   "joao@example.com": True}  # fmt: skip
+
+
+class _Reads:
+    """An ImportNotifier that only remembers the sources it was told were read."""
+
+    def __init__(self) -> None:
+        self.read: list[int] = []
+
+    async def source_read(self, team_id: str, batch_id: int, source_id: int) -> None:
+        self.read.append(source_id)
+
+
+@pytest.mark.parametrize("then", ["disconnect", "another account"])
+async def test_a_disconnect_while_an_audience_is_read_stages_none_of_its_members(
+    db: Database, mc: FakeMailchimp, then: str
+) -> None:
+    """A lead connected the wrong account (an agency's: another client's audience in the
+    import) and clicks Disconnect, or connects the right one, while the audience is read:
+    the read went on with the credentials it had, and the other account's members landed in
+    the review to be approved."""
+    from bot.imports.batches import create_batch
+    from bot.jobs.queue import list_jobs
+    from bot.jobs.worker import JobContext
+    from bot.mailchimp.importing import DISCONNECTED
+    from bot.mailchimp.jobs import MAILCHIMP_JOB, mailchimp_handler, queue_audiences
+    from bot.workspaces import create_segment
+    from models import ImportSource
+
+    settings = _settings(db, mc)
+    await accounts.connect_api_key(db, TEAM, KEY, user="U1", secret_key=SECRET,
+                                   api_url=settings.mailchimp_api_url)  # fmt: skip
+    other_key = "fedcba9876543210fedcba9876543210-us21"
+    mc.add_account(other_key, name="The right shop")
+    segment = await create_segment(db, TEAM, "From MC", actor="U1")
+    batch = await create_batch(db, TEAM, segment.id or 0, "U1")
+    (source_id,) = await queue_audiences(db, TEAM, batch.id or 0,
+                                         [api.Audience("aud1", "Regulars", 2)])  # fmt: skip
+    job = next(j for j in await list_jobs(db, TEAM) if j.kind == MAILCHIMP_JOB)
+    job.attempts = 1
+    mc.slow("/3.0/lists/aud1/members", 0.5)  # the first page takes a moment
+    ctx = JobContext(db, job, "w1", json.loads(job.payload), asyncio.Event())
+    notifier = _Reads()
+    reading = asyncio.create_task(mailchimp_handler(settings, notifier)(ctx))  # type: ignore[arg-type]
+    while not mc.requests_to("/3.0/lists/aud1/members"):
+        await asyncio.sleep(0.01)
+    if then == "disconnect":
+        assert await accounts.disconnect(db, TEAM, user="U1")
+    else:
+        await accounts.connect_api_key(db, TEAM, other_key, user="U1", secret_key=SECRET,
+                                       api_url=settings.mailchimp_api_url)  # fmt: skip
+    await reading
+    async with db.session() as session:
+        source = await session.get(ImportSource, source_id)
+    async with db.begin() as conn:
+        staged = (await conn.execute(text("SELECT COUNT(*) FROM staged_row WHERE source_id = :s"),
+                                     {"s": source_id})).scalar()  # fmt: skip
+    assert source is not None
+    assert (source.status, source.error, staged) == ("failed", DISCONNECTED, 0)
+    assert notifier.read == [source_id]  # the thread is told
