@@ -374,6 +374,29 @@ async def test_import_modal_lists_the_audiences(build: Build) -> None:
         assert app.slack.block_errors == []
 
 
+async def test_every_audience_of_an_account_with_many_can_be_chosen(
+    build: Build, mc: FakeMailchimp
+) -> None:
+    """An agency's account with 130 audiences: the modal offered the first 100 in
+    Mailchimp's order (the oldest) and said so; the 30 newest couldn't be imported from Slack
+    at all. Past 100 they come by name, in option groups of 100 (Slack's limits)."""
+    account = mc.account(KEY)
+    for i in range(3, 131):
+        account.add_list(f"aud{i:03d}", f"Store {i:03d}")
+    async with build() as app:
+        await _connect(app)
+        modal = await _import_modal(app)
+        found = find_element(modal["blocks"], Action.MAILCHIMP_LISTS)
+        assert found is not None and "options" not in found[1]
+        groups = found[1]["option_groups"]
+        assert [(g["label"]["text"], len(g["options"])) for g in groups] == [
+            ("Customers – Store 100", 100), ("Store 101 – Store 130", 30)]
+        offered = [o["value"] for g in groups for o in g["options"]]
+        assert len(set(offered)) == 130 and offered[-1] == "aud130"
+        assert "Showing the first" not in json.dumps(modal["blocks"])
+        assert app.slack.block_errors == []
+
+
 async def test_import_modal_says_how_to_connect(build: Build) -> None:
     async with build() as app:
         modal = await _import_modal(app)
