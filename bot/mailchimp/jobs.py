@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlmodel import col, select
+
 from bot.imports.batches import add_source, fail_source
 from bot.jobs.worker import GivingUp, Handler, JobContext
 from bot.mailchimp.accounts import NotConnected, stamped_credentials
@@ -24,6 +26,16 @@ async def queue_audiences(db: Database, team_id: str, batch_id: int,
                                   ref=audience.id, read_by=MAILCHIMP_JOB)  # fmt: skip
         ids.append(source.id or 0)
     return ids
+
+
+async def queued_audiences(db: Database, team_id: str, batch_id: int) -> set[str]:
+    """The ids of the audiences the batch reads or has read (a failed one may be added again)."""
+    async with db.session() as session:
+        found = await session.exec(select(ImportSource.ref).where(
+            col(ImportSource.team_id) == team_id, col(ImportSource.batch_id) == batch_id,
+            col(ImportSource.kind) == SourceKind.MAILCHIMP, col(ImportSource.removed).is_(False),
+            col(ImportSource.status) != SourceStatus.FAILED))  # fmt: skip
+        return {str(ref) for ref in found.all() if ref}
 
 
 def mailchimp_handler(settings: Settings, notifier: ImportNotifier) -> Handler:

@@ -451,6 +451,32 @@ async def test_two_overlapping_audiences_import_subscribed_members_once(build: B
         assert app.slack.block_errors == []
 
 
+async def test_an_audience_the_draft_has_already_is_not_added_again(build: Build) -> None:
+    """*Add more* on a review that reads Customers, choosing Customers again (and the
+    Newsletter): Customers was read twice and its members counted twice."""
+    async with build() as app:
+        await _connect(app)
+        modal = await _import_modal(app)
+        await app.requests.view_submission(
+            state_values=_form(segment="From Mailchimp") | _chosen("a1b2c3d4e5"),
+            view_id=modal["id"], user_id=REP)  # fmt: skip
+        await app.settle()
+        message = await _review(app)
+        batch = find_element(message["blocks"], Action.ADD_MORE)[1]["value"]  # type: ignore[index]
+        await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP,
+                                        message_ts=message["ts"])  # fmt: skip
+        await app.settle()
+        modal = app.slack.open_views(REP)[-1]
+        await app.requests.view_submission(
+            state_values=_chosen("a1b2c3d4e5", "f6e5d4c3b2"), view_id=modal["id"], user_id=REP)
+        await app.settle()
+        refs = await _count(app, "SELECT COUNT(*) FROM import_source WHERE ref = 'a1b2c3d4e5'")
+        assert (refs, await _count(app, "SELECT COUNT(*) FROM import_source")) == (1, 2)
+        rendered = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+        assert "3 to import" in rendered and "1 duplicates" in rendered
+        assert "skipped: 1 cleaned, 1 unsubscribed" in rendered
+
+
 async def test_lists_chosen_after_a_disconnect_are_refused_inline(build: Build) -> None:
     async with build() as app:
         await _connect(app)

@@ -628,6 +628,25 @@ async def test_an_audience_name_two_audiences_share_is_refused_not_guessed(
     assert [a.id for a in chosen] == ["aud3", "aud1"]
 
 
+async def test_one_audience_named_twice_is_read_and_counted_once(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """`import --mailchimp-list aud1 --mailchimp-list Regulars` (its id, then its name): the
+    audience was read twice, its members counted as duplicates of themselves and its one
+    unsubscribed member reported as two."""
+    from bot.cli_mailchimp import resolve_audiences
+
+    settings = _settings(db, mc)
+    await accounts.connect_api_key(db, TEAM, KEY, user="U1", secret_key=SECRET,
+                                   api_url=settings.mailchimp_api_url)  # fmt: skip
+    chosen = await resolve_audiences(db, TEAM, settings, ["aud1", "Regulars", "newsletter", "aud2"])
+    assert [a.id for a in chosen[1]] == ["aud1", "aud2"]
+    result = await import_files(db, TEAM, [], segment="MC", create_segment=True,
+                                mailchimp=chosen)  # fmt: skip
+    assert result.skipped_by_status == {"unsubscribed": 1, "cleaned": 1, "pending": 1}
+    assert (result.batch.valid, result.batch.duplicates) == (3, 1)
+
+
 async def test_an_empty_audience_is_said_to_have_no_members(
     db: Database, mc: FakeMailchimp
 ) -> None:
