@@ -39,7 +39,8 @@ async def resolve_audiences(db: Database, team: str, settings: Settings,
     """`--mailchimp-list ID_OR_NAME` values -> the audiences (by id, or by name ignoring case).
 
     Mailchimp lets audiences share a name: such a name is refused with their ids, not taken
-    to mean the first (whose members may be another shop's)."""
+    to mean the first (whose members may be another shop's). One audience named twice (by
+    its id, then its name) is imported once: read twice, its members were counted twice."""
     creds = await _credentials(db, team, settings)
     known = await api.audiences(creds)
     chosen = []
@@ -53,7 +54,8 @@ async def resolve_audiences(db: Database, team: str, settings: Settings,
             ids = ", ".join(f"{a.name} ({a.id})" for a in match)
             raise MailchimpCliError(f"{len(match)} audiences are named {value!r}: {ids}. Give "
                                     "the id of the one to import with --mailchimp-list.")
-        chosen.append(match[0])
+        if match[0] not in chosen:
+            chosen.append(match[0])
     return creds, chosen
 
 

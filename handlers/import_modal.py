@@ -31,7 +31,7 @@ from bot.imports.locales import normalize_locale
 from bot.imports.review import cancel, describe_status, load, set_message
 from bot.mailchimp.accounts import NotConnected, connection, credentials
 from bot.mailchimp.api import Audience, MailchimpError, ReconnectNeeded, audiences
-from bot.mailchimp.jobs import queue_audiences
+from bot.mailchimp.jobs import queue_audiences, queued_audiences
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
 from bot.workspaces import (
     WorkspaceError,
@@ -290,7 +290,7 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
         if existing.status != BatchStatus.DRAFT:
             raise Refusal(f"That import is already {describe_status(existing)}; "
                           "start a new one with /referral import.")  # fmt: skip
-        chosen = await chosen_audiences(d, team_id, form.audience_ids)
+        chosen = await chosen_audiences(d, team_id, form.audience_ids, batch_id)
         await own_uploads(d, client, user_id, form.files)
         if form.consent:
             await confirm_consent(d.db, team_id, batch_id, user_id)
@@ -347,9 +347,14 @@ async def own_uploads(d: Deps, client: AsyncWebClient, user_id: str,
                           "form. Upload the file itself in /referral import.")  # fmt: skip
 
 
-async def chosen_audiences(d: Deps, team_id: str, ids: Sequence[str]) -> list[Audience]:
+async def chosen_audiences(d: Deps, team_id: str, ids: Sequence[str],
+                           batch_id: int | None = None) -> list[Audience]:  # fmt: skip
     """The chosen Mailchimp lists, read again from the account: the form carries only ids, so
-    names come from Mailchimp and a list deleted since the form opened is refused."""
+    names come from Mailchimp and a list deleted since the form opened is refused. Lists the
+    draft `batch_id` has already are left out: added again, one was read and counted twice."""
+    if batch_id is not None:
+        queued = await queued_audiences(d.db, team_id, batch_id)
+        ids = [i for i in ids if i not in queued]
     if not ids:
         return []
     try:

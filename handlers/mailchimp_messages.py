@@ -21,6 +21,7 @@ from slack_sdk.models.blocks import (
     InputBlock,
     MarkdownTextObject,
     Option,
+    OptionGroup,
     PlainTextInputElement,
     SectionBlock,
     StaticMultiSelectElement,
@@ -36,7 +37,9 @@ from handlers.ids import Action, BlockId, Callback
 from handlers.messages import counted_option, esc, n, slack_date
 
 MODAL_TITLE = "Connect Mailchimp"
-MAX_OPTIONS = 100  # Slack's limit for a static select
+MAX_OPTIONS = 100  # Slack's limit for a static select, and for an option group
+MAX_SHOWN = MAX_OPTIONS * 100  # in Slack's most option groups
+MAX_GROUP_LABEL = 75
 MAX_KEY_LENGTH = 100  # real keys are 32 hex characters, a dash and the data centre
 SECRET_KEY_MISSING = (
     ":warning: Set `SECRET_KEY` (a long random string) in the bot's environment and restart it "
@@ -173,21 +176,43 @@ def _option(audience: Audience) -> Option:
                           f" ({n(audience.subscribed)} subscribed)")  # fmt: skip
 
 
+def _group(audiences: Sequence[Audience]) -> OptionGroup:
+    """Up to MAX_OPTIONS audiences under the names they run from and to."""
+    first, last = audiences[0].name, audiences[-1].name
+    room = (MAX_GROUP_LABEL - len(" – ")) // 2
+    label = " – ".join(dict.fromkeys(name if len(name) <= room else name[: room - 1] + "…"
+                                     for name in (first, last)))  # fmt: skip
+    return OptionGroup(label=label, options=[_option(a) for a in audiences])
+
+
+def _audience_select(audiences: Sequence[Audience]) -> StaticMultiSelectElement:
+    """The audiences by name; past Slack's MAX_OPTIONS options, in groups of as many (an
+    agency's account has hundreds: only the first 100, the oldest, could be chosen)."""
+    if len(audiences) <= MAX_OPTIONS:
+        return StaticMultiSelectElement(action_id=Action.MAILCHIMP_LISTS,
+                                        placeholder="Choose audiences",
+                                        options=[_option(a) for a in audiences])  # fmt: skip
+    groups = [_group(audiences[i:i + MAX_OPTIONS])
+              for i in range(0, min(len(audiences), MAX_SHOWN), MAX_OPTIONS)]  # fmt: skip
+    return StaticMultiSelectElement(action_id=Action.MAILCHIMP_LISTS,
+                                    placeholder="Choose audiences (type to search)",
+                                    option_groups=groups)  # fmt: skip
+
+
 def lists_blocks(audiences: Sequence[Audience] = (), note: str = "") -> list[Block]:
     """A multi-select of the account's audiences, or one context line (`note`, mrkdwn) saying
     why there is none: still loading, not connected, reconnect, or Mailchimp failed."""
     if not audiences:
         return [ContextBlock(elements=[MarkdownTextObject(text=(note or LISTS_NONE)[:3000])])]
+    by_name = sorted(audiences, key=lambda a: (a.name.casefold(), a.id))
     blocks: list[Block] = [InputBlock(
         block_id=BlockId.MAILCHIMP_LISTS, optional=True, label="Mailchimp lists",
-        hint=LISTS_HINT,
-        element=StaticMultiSelectElement(action_id=Action.MAILCHIMP_LISTS,
-                                         placeholder="Choose audiences",
-                                         options=[_option(a) for a in audiences[:MAX_OPTIONS]]),
+        hint=LISTS_HINT, element=_audience_select(by_name),
     )]  # fmt: skip
-    if len(audiences) > MAX_OPTIONS:
+    if len(audiences) > MAX_SHOWN:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
-            text=f"Showing the first {MAX_OPTIONS} of {n(len(audiences))} audiences.")]))
+            text=f"Showing the first {n(MAX_SHOWN)} of {n(len(audiences))} audiences by name; "
+                 "import the others with `referral-bot import --mailchimp-list`.")]))
     return blocks
 
 

@@ -25,15 +25,24 @@ from models.locks import lock_contacts
 APPLY_CHUNK = 1_000_000
 _EVER = datetime(1970, 1, 1, tzinfo=UTC)  # a cutoff no import finished before
 
-# Rows of the batch that become contacts: valid, not removed, from a source still in the batch.
-_LIVE = """
+# Rows skipped because their source says the person wants no marketing email (a Mailchimp
+# audience's unsubscribed members: bot/mailchimp/importing.py) keep their address key: they
+# create no contact, but their no is heeded as a valid row's is (UNSUBSCRIBING_REPEATS,
+# _WITHDRAW_CONSENT). Every other skipped row has no key. `{t}` is the staged row's alias.
+OPTED_OUT = "({t}.outcome = 'rejected' AND {t}.email_key <> '' AND {t}.subscribed = :no)"
+_ROWS_WHERE = """
     s.team_id = :team AND s.batch_id = :batch AND s.id >= :lo AND s.id < :hi
-      AND s.outcome = 'valid' AND s.removed = :no
+      AND {outcome} AND s.removed = :no
       AND s.source_id IN (
           SELECT id FROM import_source
           WHERE team_id = :team AND batch_id = :batch AND removed = :no AND status = 'parsed')
 """
+# Rows of the batch that become contacts: valid, not removed, from a source still in the batch.
+_LIVE = _ROWS_WHERE.format(outcome="s.outcome = 'valid'")
 _LIVE_ROWS = f"FROM staged_row s WHERE {_LIVE}"
+# The same, and the rows that only say no: what is heard of consent.
+_HEARD_ROWS = "FROM staged_row s WHERE " + _ROWS_WHERE.format(
+    outcome=f"(s.outcome = 'valid' OR {OPTED_OUT.format(t='s')})")
 # The same, with each row's source joined for its kind: a subquery per row cost SQLite about
 # a second per million rows.
 _LIVE_ROWS_AND_SOURCE = (
@@ -146,20 +155,23 @@ _LOCK_KNOWN = text(f"""
 
 # How many rows of the chunk become contacts, and how many of them say something of consent:
 # one read of the chunk for both.
-_LIVE_SUMMARY = text(f"SELECT COUNT(*), COUNT(s.subscribed) {_LIVE_ROWS}")
+_LIVE_SUMMARY = text("SELECT COUNT(CASE WHEN s.outcome = 'valid' THEN 1 END), "
+                     f"COUNT(s.subscribed) {_HEARD_ROWS}")
 
 # A file that says a known contact no longer wants marketing email is always heeded; one that
 # says it does re-subscribes it only with --update-existing, and never after it unsubscribed
 # through our link (`unsubscribed_at`). Each row finds its contact through the unique index.
-_SET_CONSENT = f"""
+# A skipped row that says no (OPTED_OUT) withdraws consent too.
+_SET_CONSENT = """
     UPDATE contact SET subscribed = :to, updated_at = :now
     WHERE subscribed = :fro AND id IN (
         SELECT (SELECT c.id FROM contact c WHERE c.team_id = :team AND c.email_key = s.email_key)
-        {_LIVE_ROWS} AND s.subscribed = :to)
+        {rows} AND s.subscribed = :to)
 """
-_WITHDRAW_CONSENT = text(_SET_CONSENT).bindparams(bindparam("now", type_=UTCDateTime()))
-_GIVE_CONSENT = text(_SET_CONSENT.replace("WHERE subscribed = :fro AND",
-                                          "WHERE subscribed = :fro AND unsubscribed_at IS NULL AND")
+_WITHDRAW_CONSENT = text(_SET_CONSENT.format(rows=_HEARD_ROWS)
+                         ).bindparams(bindparam("now", type_=UTCDateTime()))  # fmt: skip
+_GIVE_CONSENT = text(_SET_CONSENT.format(rows=_LIVE_ROWS).replace(
+    "WHERE subscribed = :fro AND", "WHERE subscribed = :fro AND unsubscribed_at IS NULL AND")
                      ).bindparams(bindparam("now", type_=UTCDateTime()))  # fmt: skip
 
 # Memberships of the contacts that already existed: each staged row finds its contact through
@@ -240,12 +252,13 @@ _ANALYZE_CONTACT = text("ANALYZE contact (team_id, email_key)")
 # A later row of an address that says it doesn't want marketing email (the Mailchimp export's
 # unsubscribed file after a shop's customer list, or "yes" then "no" in one file) is a
 # duplicate, never applied: its word goes to the row that is, or that person was imported
-# subscribed and emailed. A removed row or file says nothing. Shared with the campaigns'
+# subscribed and emailed. So does a skipped row's no (OPTED_OUT: an audience's unsubscribed
+# member), wherever it stands. A removed row or file says nothing. Shared with the campaigns'
 # preview, which must promise what the apply will do.
-UNSUBSCRIBING_REPEATS = """
+UNSUBSCRIBING_REPEATS = f"""
     SELECT d.email_key FROM staged_row d
-    WHERE d.team_id = :t AND d.batch_id = :b AND d.outcome = 'duplicate' AND d.removed = :no
-      AND d.subscribed = :no
+    WHERE d.team_id = :t AND d.batch_id = :b AND d.removed = :no
+      AND ((d.outcome = 'duplicate' AND d.subscribed = :no) OR {OPTED_OUT.format(t="d")})
       AND d.source_id IN (SELECT id FROM import_source WHERE team_id = :t AND batch_id = :b
                           AND removed = :no AND status = 'parsed')
 """

@@ -7,8 +7,10 @@ make a call; they are never logged or shown back.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
 from bot.audit import Act, record_in
@@ -79,13 +81,40 @@ async def connection(db: Database, team_id: str) -> Connection | None:
     return _public(row) if row is not None else None
 
 
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """Which connection credentials were read from: a Disconnect, or a connection to another
+    account, while they are used makes another one (or none) the workspace's."""
+
+    api_endpoint: str
+    connected_at: datetime
+
+
 async def credentials(db: Database, team_id: str, secret_key: str) -> Credentials:
+    return (await stamped_credentials(db, team_id, secret_key))[0]
+
+
+async def stamped_credentials(db: Database, team_id: str, secret_key: str
+                              ) -> tuple[Credentials, Stamp]:  # fmt: skip
+    """The credentials, with the Stamp of the connection they came from."""
     async with db.session() as session:
         row = await session.get(MailchimpAccount, team_id)
     if row is None:
         raise NotConnected("Mailchimp isn't connected: connect it with /referral mailchimp "
                            "(or `referral-bot mailchimp connect --api-key KEY`).")  # fmt: skip
-    return Credentials(row.api_endpoint, row.auth, unseal(secret_key, row.secret))
+    creds = Credentials(row.api_endpoint, row.auth, unseal(secret_key, row.secret))
+    return creds, Stamp(row.api_endpoint, row.connected_at)
+
+
+async def stamp_in(conn: AsyncConnection, team_id: str) -> Stamp | None:
+    """The Stamp of the connection now (None: disconnected), held until `conn` commits
+    (PostgreSQL: a Disconnect or a new connection waits; SQLite has one writer)."""
+    query = select(MailchimpAccount.api_endpoint, MailchimpAccount.connected_at).where(
+        col(MailchimpAccount.team_id) == team_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    row = (await conn.execute(query)).first()
+    return None if row is None else Stamp(row[0], row[1])
 
 
 async def disconnect(db: Database, team_id: str, *, user: str = "cli") -> bool:

@@ -2,9 +2,12 @@
 
 Only `subscribed` members are imported; unsubscribed, cleaned, pending, transactional and
 archived ones are staged as skipped with their status as the reason, so the review message
-counts them per status and the skipped-rows CSV lists them. Members are de-duplicated against
-the batch's other sources like any CSV row. Staging is one transaction that takes the batch
-first, exactly as for a file.
+counts them per status and the skipped-rows CSV lists them. Unsubscribed and non-subscribed
+(transactional) members are a no to marketing email, as in Mailchimp's export
+(recognise.MAILCHIMP_KINDS): they keep their address key and subscribed=False, so the apply
+heeds them (engine.OPTED_OUT) though they create no contact. Members are de-duplicated
+against the batch's other sources like any CSV row. Staging is one transaction that takes
+the batch first, exactly as for a file.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from bot.imports.addresses import InvalidEmail, email_key, normalize_email
 from bot.imports.batches import (
     ReviewError,
     batch_keys,
@@ -20,13 +24,19 @@ from bot.imports.batches import (
     record_counts,
 )
 from bot.imports.locales import normalize_locale
+from bot.imports.recognise import MAILCHIMP_KINDS
 from bot.imports.rows import REJECTED, Classifier, Staged, split_full_name
 from bot.imports.staging import stage_rows, take_staging
 from bot.mailchimp import api
+from bot.mailchimp.accounts import Stamp, stamp_in
 from models import Database, ImportSource, SourceStatus
 
 STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional", "archived")
 SKIPPED_REASON = "{status} in Mailchimp"
+# The statuses that say the person wants no marketing email (the export's subscribed=False
+# kinds); cleaned (bounced), pending (unconfirmed) and archived ones say nothing of consent.
+SAYS_NO = frozenset(kind for kind, file_kind in MAILCHIMP_KINDS.items()
+                    if file_kind.subscribed is False)  # fmt: skip
 
 
 def mailchimp_locale(language: str | None) -> str | None:
@@ -54,17 +64,37 @@ def member_rows(members: list[dict[str, Any]], classifier: Classifier) -> Iterat
             continue
         classifier.tally.rows += 1
         classifier.tally.rejected += 1
-        yield (line, email[:320], "", first[:200], last[:200], None, REJECTED,
+        key = _key(email) if status in SAYS_NO else ""
+        yield (line, email[:320], key, first[:200], last[:200], None, REJECTED,
                SKIPPED_REASON.format(status=status), False)  # fmt: skip
 
 
+def _key(email: str) -> str:
+    """The address's key, so an unsubscribe is matched to the person ("": not an address)."""
+    try:
+        return email_key(normalize_email(email))
+    except InvalidEmail:
+        return ""
+
+
+class Disconnected(ReviewError):
+    """The connection the members were read through is not the workspace's any more."""
+
+
 async def stage_audience(db: Database, team_id: str, source: ImportSource,
-                         members: list[dict[str, Any]]) -> None:  # fmt: skip
-    """Stage the members into the source, replacing whatever it staged before."""
+                         members: list[dict[str, Any]], read_from: Stamp | None = None
+                         ) -> None:  # fmt: skip
+    """Stage the members into the source, replacing whatever it staged before.
+
+    `read_from`: the connection they were read through. Disconnected (or connected to
+    another account: another client's audience, perhaps) since, the source fails and none
+    of them is staged: nobody approves people of an account the workspace let go."""
     source_id = source.id or 0
     try:
         async with db.begin() as conn:
             await lock_batch(conn, team_id, source.batch_id)
+            if read_from is not None and await stamp_in(conn, team_id) != read_from:
+                raise Disconnected
             await take_staging(conn)
             keys = await batch_keys(conn, team_id, source.batch_id, source_id)
             classifier = Classifier(seen={hash(k) for k in keys})
@@ -73,15 +103,23 @@ async def stage_audience(db: Database, team_id: str, source: ImportSource,
                              source_id=source_id, rows=rows)  # fmt: skip
             if not await record_counts(conn, source, classifier.tally):
                 raise ReviewError("not pending")
+    except Disconnected:
+        await fail_source(db, team_id, source_id, only_pending=True, error=DISCONNECTED)
     except ReviewError:
         await fail_source(db, team_id, source_id, only_pending=True,
                           error="The import was closed before this audience was read.")  # fmt: skip
 
 
+DISCONNECTED = ("Mailchimp was disconnected (or connected to another account) while this "
+                "audience was read, so none of its members were taken.")  # fmt: skip
+
+
 async def read_audience(db: Database, team_id: str, source: ImportSource,
-                        creds: api.Credentials) -> None:  # fmt: skip
-    """Fetch the audience's members and stage them (a failure is raised to the caller)."""
+                        creds: api.Credentials, read_from: Stamp | None = None
+                        ) -> None:  # fmt: skip
+    """Fetch the audience's members and stage them (a failure is raised to the caller);
+    `read_from`: the connection `creds` came from (see stage_audience)."""
     if source.status != SourceStatus.PENDING or not source.ref:
         return
     members = await api.members(creds, source.ref)
-    await stage_audience(db, team_id, source, members)
+    await stage_audience(db, team_id, source, members, read_from)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from sqlmodel import col, select
+
 from bot.imports.batches import add_source, fail_source
 from bot.jobs.worker import GivingUp, Handler, JobContext
-from bot.mailchimp.accounts import NotConnected, credentials
+from bot.mailchimp.accounts import NotConnected, stamped_credentials
 from bot.mailchimp.api import Audience, MailchimpError, NotFound, ReconnectNeeded, Refused
 from bot.mailchimp.importing import read_audience
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
@@ -26,6 +28,16 @@ async def queue_audiences(db: Database, team_id: str, batch_id: int,
     return ids
 
 
+async def queued_audiences(db: Database, team_id: str, batch_id: int) -> set[str]:
+    """The ids of the audiences the batch reads or has read (a failed one may be added again)."""
+    async with db.session() as session:
+        found = await session.exec(select(ImportSource.ref).where(
+            col(ImportSource.team_id) == team_id, col(ImportSource.batch_id) == batch_id,
+            col(ImportSource.kind) == SourceKind.MAILCHIMP, col(ImportSource.removed).is_(False),
+            col(ImportSource.status) != SourceStatus.FAILED))  # fmt: skip
+        return {str(ref) for ref in found.all() if ref}
+
+
 def mailchimp_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
     async def run(ctx: JobContext) -> None:
         async with ctx.db.session() as session:
@@ -38,8 +50,8 @@ def mailchimp_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
             await notifier.source_read(ctx.team_id, source.batch_id, source.id or 0)
             return
         try:
-            creds = await credentials(ctx.db, ctx.team_id, settings.secret_key)
-            await read_audience(ctx.db, ctx.team_id, source, creds)
+            creds, stamp = await stamped_credentials(ctx.db, ctx.team_id, settings.secret_key)
+            await read_audience(ctx.db, ctx.team_id, source, creds, read_from=stamp)
         except (ReconnectNeeded, NotFound, Refused, NotConnected, CredentialsUnreadable,
                 SecretKeyMissing) as exc:  # fmt: skip
             await fail_source(ctx.db, ctx.team_id, source.id or 0, str(exc), only_pending=True)

@@ -374,6 +374,29 @@ async def test_import_modal_lists_the_audiences(build: Build) -> None:
         assert app.slack.block_errors == []
 
 
+async def test_every_audience_of_an_account_with_many_can_be_chosen(
+    build: Build, mc: FakeMailchimp
+) -> None:
+    """An agency's account with 130 audiences: the modal offered the first 100 in
+    Mailchimp's order (the oldest) and said so; the 30 newest couldn't be imported from Slack
+    at all. Past 100 they come by name, in option groups of 100 (Slack's limits)."""
+    account = mc.account(KEY)
+    for i in range(3, 131):
+        account.add_list(f"aud{i:03d}", f"Store {i:03d}")
+    async with build() as app:
+        await _connect(app)
+        modal = await _import_modal(app)
+        found = find_element(modal["blocks"], Action.MAILCHIMP_LISTS)
+        assert found is not None and "options" not in found[1]
+        groups = found[1]["option_groups"]
+        assert [(g["label"]["text"], len(g["options"])) for g in groups] == [
+            ("Customers – Store 100", 100), ("Store 101 – Store 130", 30)]
+        offered = [o["value"] for g in groups for o in g["options"]]
+        assert len(set(offered)) == 130 and offered[-1] == "aud130"
+        assert "Showing the first" not in json.dumps(modal["blocks"])
+        assert app.slack.block_errors == []
+
+
 async def test_import_modal_says_how_to_connect(build: Build) -> None:
     async with build() as app:
         modal = await _import_modal(app)
@@ -426,6 +449,32 @@ async def test_two_overlapping_audiences_import_subscribed_members_once(build: B
         thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
         assert any("Imported into *From Mailchimp*" in t and "3 new contacts" in t for t in thread)
         assert app.slack.block_errors == []
+
+
+async def test_an_audience_the_draft_has_already_is_not_added_again(build: Build) -> None:
+    """*Add more* on a review that reads Customers, choosing Customers again (and the
+    Newsletter): Customers was read twice and its members counted twice."""
+    async with build() as app:
+        await _connect(app)
+        modal = await _import_modal(app)
+        await app.requests.view_submission(
+            state_values=_form(segment="From Mailchimp") | _chosen("a1b2c3d4e5"),
+            view_id=modal["id"], user_id=REP)  # fmt: skip
+        await app.settle()
+        message = await _review(app)
+        batch = find_element(message["blocks"], Action.ADD_MORE)[1]["value"]  # type: ignore[index]
+        await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP,
+                                        message_ts=message["ts"])  # fmt: skip
+        await app.settle()
+        modal = app.slack.open_views(REP)[-1]
+        await app.requests.view_submission(
+            state_values=_chosen("a1b2c3d4e5", "f6e5d4c3b2"), view_id=modal["id"], user_id=REP)
+        await app.settle()
+        refs = await _count(app, "SELECT COUNT(*) FROM import_source WHERE ref = 'a1b2c3d4e5'")
+        assert (refs, await _count(app, "SELECT COUNT(*) FROM import_source")) == (1, 2)
+        rendered = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+        assert "3 to import" in rendered and "1 duplicates" in rendered
+        assert "skipped: 1 cleaned, 1 unsubscribed" in rendered
 
 
 async def test_lists_chosen_after_a_disconnect_are_refused_inline(build: Build) -> None:

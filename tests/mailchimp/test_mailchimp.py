@@ -628,6 +628,25 @@ async def test_an_audience_name_two_audiences_share_is_refused_not_guessed(
     assert [a.id for a in chosen] == ["aud3", "aud1"]
 
 
+async def test_one_audience_named_twice_is_read_and_counted_once(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """`import --mailchimp-list aud1 --mailchimp-list Regulars` (its id, then its name): the
+    audience was read twice, its members counted as duplicates of themselves and its one
+    unsubscribed member reported as two."""
+    from bot.cli_mailchimp import resolve_audiences
+
+    settings = _settings(db, mc)
+    await accounts.connect_api_key(db, TEAM, KEY, user="U1", secret_key=SECRET,
+                                   api_url=settings.mailchimp_api_url)  # fmt: skip
+    chosen = await resolve_audiences(db, TEAM, settings, ["aud1", "Regulars", "newsletter", "aud2"])
+    assert [a.id for a in chosen[1]] == ["aud1", "aud2"]
+    result = await import_files(db, TEAM, [], segment="MC", create_segment=True,
+                                mailchimp=chosen)  # fmt: skip
+    assert result.skipped_by_status == {"unsubscribed": 1, "cleaned": 1, "pending": 1}
+    assert (result.batch.valid, result.batch.duplicates) == (3, 1)
+
+
 async def test_an_empty_audience_is_said_to_have_no_members(
     db: Database, mc: FakeMailchimp
 ) -> None:
@@ -711,3 +730,113 @@ async def test_a_sign_in_the_database_failed_to_save_can_be_connected_again(
     assert await accounts.connection(db, TEAM) is not None
     assert f"failed before the account was saved (team {TEAM}, user U0002)" in caplog.text
     assert "wasn't told in Slack" in caplog.text
+
+
+async def _consent(db: Database) -> dict[str, bool]:
+    async with db.begin() as conn:
+        rows = await conn.execute(text("SELECT email, subscribed FROM contact"))
+        return {email: bool(subscribed) for email, subscribed in rows}
+
+
+_SHOP = (b"Email,First Name,Accepts Email Marketing\ngone@example.com,Gone,yes\n"
+         b"bounce@example.com,Bounce,yes\nnever@example.com,Never,yes\n")  # fmt: skip
+
+
+async def test_an_audience_unsubscribe_in_the_same_import_is_heeded_like_the_exports(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """The shop's customer list (accepts marketing: yes) and the connected audience in one
+    import, Mailchimp saying gone@ unsubscribed: the review said "skipped: 1 unsubscribed"
+    and gone@ was imported subscribed and invited. Mailchimp's export of the same audience
+    was heeded. A cleaned (bounced) member says nothing of consent, as in the export."""
+    import io
+
+    mc.account(KEY).get_list("aud1").add_member("never@example.com", "transactional")
+    creds = api.Credentials(mc.base_url, "api_key", KEY)
+    result = await import_files(db, TEAM, [("customers.csv", io.BytesIO(_SHOP))],
+                                segment="Shop", create_segment=True,
+                                mailchimp=(creds, [api.Audience("aud1", "Regulars", 2)]))
+    assert result.skipped_by_status == {"unsubscribed": 1, "cleaned": 1, "transactional": 1}
+    assert (result.batch.valid, result.batch.new_contacts) == (5, 5)
+    assert await _consent(db) == {"gone@example.com": False, "bounce@example.com": True,
+                                  "never@example.com": False, "ana@example.com": True,
+                                  "joao@example.com": True}  # fmt: skip
+
+
+async def test_a_known_contact_unsubscribed_in_the_audience_stops_being_invited(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """gone@ was imported from the shop's list last week and has unsubscribed in Mailchimp
+    since: importing the audience left them subscribed (Mailchimp's unsubscribed export
+    withdraws their consent). Their skipped row creates no contact."""
+    import io
+
+    await import_files(db, TEAM, [("customers.csv", io.BytesIO(_SHOP))], segment="Shop",
+                       create_segment=True)  # fmt: skip
+    mc.account(KEY).get_list("aud1").add_member("never@example.com", "transactional")
+    mc.account(KEY).get_list("aud1").add_member("other@example.com", "unsubscribed")
+    creds = api.Credentials(mc.base_url, "api_key", KEY)
+    await import_files(db, TEAM, [], segment="Shop",
+                       mailchimp=(creds, [api.Audience("aud1", "Regulars", 2)]))  # fmt: skip
+    assert await _consent(db) == {"gone@example.com": False, "bounce@example.com": True,
+                                  "never@example.com": False, "ana@example.com": True,
+                                  "joao@example.com": True}  # fmt: skip
+
+
+class _Reads:
+    """An ImportNotifier that only remembers the sources it was told were read."""
+
+    def __init__(self) -> None:
+        self.read: list[int] = []
+
+    async def source_read(self, team_id: str, batch_id: int, source_id: int) -> None:
+        self.read.append(source_id)
+
+
+@pytest.mark.parametrize("then", ["disconnect", "another account"])
+async def test_a_disconnect_while_an_audience_is_read_stages_none_of_its_members(
+    db: Database, mc: FakeMailchimp, then: str
+) -> None:
+    """A lead connected the wrong account (an agency's: another client's audience in the
+    import) and clicks Disconnect, or connects the right one, while the audience is read:
+    the read went on with the credentials it had, and the other account's members landed in
+    the review to be approved."""
+    from bot.imports.batches import create_batch
+    from bot.jobs.queue import list_jobs
+    from bot.jobs.worker import JobContext
+    from bot.mailchimp.importing import DISCONNECTED
+    from bot.mailchimp.jobs import MAILCHIMP_JOB, mailchimp_handler, queue_audiences
+    from bot.workspaces import create_segment
+    from models import ImportSource
+
+    settings = _settings(db, mc)
+    await accounts.connect_api_key(db, TEAM, KEY, user="U1", secret_key=SECRET,
+                                   api_url=settings.mailchimp_api_url)  # fmt: skip
+    other_key = "fedcba9876543210fedcba9876543210-us21"
+    mc.add_account(other_key, name="The right shop")
+    segment = await create_segment(db, TEAM, "From MC", actor="U1")
+    batch = await create_batch(db, TEAM, segment.id or 0, "U1")
+    (source_id,) = await queue_audiences(db, TEAM, batch.id or 0,
+                                         [api.Audience("aud1", "Regulars", 2)])  # fmt: skip
+    job = next(j for j in await list_jobs(db, TEAM) if j.kind == MAILCHIMP_JOB)
+    job.attempts = 1
+    mc.slow("/3.0/lists/aud1/members", 0.5)  # the first page takes a moment
+    ctx = JobContext(db, job, "w1", json.loads(job.payload), asyncio.Event())
+    notifier = _Reads()
+    reading = asyncio.create_task(mailchimp_handler(settings, notifier)(ctx))  # type: ignore[arg-type]
+    while not mc.requests_to("/3.0/lists/aud1/members"):
+        await asyncio.sleep(0.01)
+    if then == "disconnect":
+        assert await accounts.disconnect(db, TEAM, user="U1")
+    else:
+        await accounts.connect_api_key(db, TEAM, other_key, user="U1", secret_key=SECRET,
+                                       api_url=settings.mailchimp_api_url)  # fmt: skip
+    await reading
+    async with db.session() as session:
+        source = await session.get(ImportSource, source_id)
+    async with db.begin() as conn:
+        staged = (await conn.execute(text("SELECT COUNT(*) FROM staged_row WHERE source_id = :s"),
+                                     {"s": source_id})).scalar()  # fmt: skip
+    assert source is not None
+    assert (source.status, source.error, staged) == ("failed", DISCONNECTED, 0)
+    assert notifier.read == [source_id]  # the thread is told
