@@ -34,6 +34,7 @@ from bot.workspaces import WorkspaceError
 from handlers.context import Refusal
 from handlers.messages import esc
 from handlers.placeholder import show_failure, track
+from handlers.slack_errors import slack_error
 
 log = logging.getLogger(__name__)
 SORRY = ("Something went wrong on our side, so this may not have gone through. Try again in a "
@@ -89,8 +90,8 @@ def message_for(error: BaseException, where: dict[str, str]) -> str:
     if is_busy(error):
         log.warning("database busy (%s): %s", context, error)
         return BUSY
-    if isinstance(error, SlackApiError) and error.response.get("error") in _LATE_TRIGGER:
-        log.warning("form not opened (%s): %s", context, error.response.get("error"))
+    if isinstance(error, SlackApiError) and slack_error(error) in _LATE_TRIGGER:
+        log.warning("form not opened (%s): %s", context, slack_error(error))
         return LATE
     ref = uuid.uuid4().hex[:8]
     log.error("listener failed (%s ref=%s)", context, ref, exc_info=error)

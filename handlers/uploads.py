@@ -22,6 +22,7 @@ from handlers.ids import Action, BlockId
 from handlers.import_modal import import_segment, post_review
 from handlers.messages import NEW_SEGMENT_VALUE, esc, plain, upload_offer
 from handlers.routes import Routes
+from handlers.slack_errors import slack_error
 from handlers.slack_files import SlackFile, describe
 from handlers.thread_reply import message_gone
 
@@ -106,7 +107,7 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
     try:
         raw = (await client.files_info(file=file_id))["file"]
     except SlackApiError as exc:
-        if exc.response.get("error") not in ("file_not_found", "file_deleted", "access_denied"):
+        if slack_error(exc) not in ("file_not_found", "file_deleted", "access_denied"):
             raise
         raise Refusal("That file was deleted, or I can't see it any more.") from None
     if not _shared_in(raw, channel):  # the bot sees more files than this channel does
