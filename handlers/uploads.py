@@ -20,7 +20,9 @@ from bot.workspaces import WorkspaceError, create_segment, ensure_workspace, fin
 from handlers.context import Deps, Refusal, deps, require_member, team_of
 from handlers.ids import Action, BlockId
 from handlers.import_modal import import_segment, post_review
+from handlers.later import is_busy
 from handlers.messages import NEW_SEGMENT_VALUE, esc, plain, upload_offer
+from handlers.notify import is_outage
 from handlers.routes import Routes
 from handlers.slack_errors import slack_error
 from handlers.slack_files import SlackFile, describe
@@ -40,7 +42,7 @@ async def _offer(client: AsyncWebClient, d: Deps, team_id: str, channel: str, th
         await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text,
                                       blocks=blocks)  # fmt: skip
     except BaseException:
-        await forget(d.db, team_id, key)  # not offered: Slack's retry of the event offers it
+        await forget(d.db, team_id, key)  # not offered: the next try (or a duplicate) offers it
         raise
 
 
@@ -48,7 +50,31 @@ async def file_shared(ack: Any, event: dict[str, Any], body: dict[str, Any],
                       client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
     d = deps(context)
-    d.later.run(_offer_shared(client, d, team_of(body), event), client, {})
+    d.later.run(_offer_tried(client, d, team_of(body), event, 1), client, {})
+
+
+# Slack never sends an event again once it was answered 200 (and it is, before the offer is
+# made): a Slack or database hiccup would lose the offer for good, so it is tried again here,
+# after 2 then 4 times JOB_RETRY_BASE_SECONDS (10 s and 20 s by default), like a job's retry.
+# A durable job would also survive a restart; the once-per-file key still stops a duplicate.
+OFFER_TRIES = 3
+
+
+async def _offer_tried(client: AsyncWebClient, d: Deps, team_id: str, event: dict[str, Any],
+                       attempt: int) -> None:  # fmt: skip
+    """Try #`attempt` of the offer; a passing failure (Slack unreachable or 5xx, the database
+    busy) schedules the next, the last one's failure is logged (Later) with its context."""
+    try:
+        await _offer_shared(client, d, team_id, event)
+    except Exception as exc:
+        if attempt >= OFFER_TRIES or not (is_outage(exc) or is_busy(exc)):
+            raise
+        delay = d.settings.job_retry_base_seconds * 2**attempt
+        log.warning("upload offer not made (team=%s channel=%s file=%s, try %d of %d), trying "
+                    "again in %g s: %r", team_id, event.get("channel_id"), event.get("file_id"),
+                    attempt, OFFER_TRIES, delay, exc)  # fmt: skip
+        d.later.run_after(delay, _offer_tried(client, d, team_id, event, attempt + 1),
+                          client, {})  # fmt: skip
 
 
 def _shared_in(info: dict[str, Any], channel: str) -> list[dict[str, Any]]:

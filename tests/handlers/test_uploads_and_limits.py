@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from bot.app import slack_client
@@ -95,16 +97,41 @@ async def test_a_csv_shared_as_a_thread_reply_is_offered_in_that_thread(app: Har
     assert len(offers) == 1
 
 
-async def test_an_offer_slack_refused_is_made_on_the_events_retry(app: Harness) -> None:
+def _offers(app: Harness, name: str) -> list[dict[str, Any]]:
+    return [m for m in app.slack.messages if name in m.get("text", "")]
+
+
+@pytest.mark.parametrize("failure", ["503", "fatal_error"])
+async def test_an_offer_slack_fails_once_is_tried_again_and_made_once(app: Harness,
+                                                                      failure: str) -> None:
+    """The event is answered 200 before the offer is made, so Slack never sends it again: the
+    offer was dropped "for Slack's retry", which never came, and nobody heard of the upload."""
     app.slack.add_file("F0002", "referrals_q3.csv", CSV, channels=["C0001"])
     shared = file_shared_event("F0002", channel_id="C0001")
-    app.slack.fail("chat.postMessage", "fatal_error")  # the first offer is refused
-    await app.requests.event(shared, event_id="Ev1")
+    if failure == "503":
+        app.slack.outage("chat.postMessage", status=503)  # one 503 from Slack
+    else:
+        app.slack.fail("chat.postMessage", "fatal_error")  # one refusal Slack calls passing
+    assert (await app.requests.event(shared, event_id="Ev1")).status == 200
     await app.settle()
-    assert not [m for m in app.slack.messages if "referrals_q3.csv" in m.get("text", "")]
-    await app.requests.event(shared, event_id="Ev1", retry_num=1)  # Slack tries again
+    assert len(_offers(app, "referrals_q3.csv")) == 1
+    await app.requests.event(shared, event_id="Ev1", retry_num=1)  # a retry Slack did send
     await app.settle()
-    assert len([m for m in app.slack.messages if "referrals_q3.csv" in m.get("text", "")]) == 1
+    assert len(_offers(app, "referrals_q3.csv")) == 1
+
+
+async def test_an_offer_is_tried_three_times_and_a_refusal_only_once(app: Harness) -> None:
+    app.slack.add_file("F0002", "referrals_q3.csv", CSV, channels=["C0001"])
+    app.slack.add_file("F0003", "referrals_q4.csv", CSV, channels=["C0002"])
+    app.slack.outage("files.info", times=5, status=503)  # Slack down for longer
+    await app.requests.event(file_shared_event("F0002", channel_id="C0001"), event_id="Ev1")
+    await app.settle()
+    assert len(app.slack.calls_to("files.info")) == 3 and not _offers(app, "referrals_q3.csv")
+    app.slack.outage("files.info", times=0)
+    app.slack.fail("chat.postMessage", "not_in_channel")  # that is for good: not tried again
+    await app.requests.event(file_shared_event("F0003", channel_id="C0002"), event_id="Ev2")
+    await app.settle()
+    assert len(app.slack.calls_to("chat.postMessage")) == 1
 
 
 async def test_an_external_file_is_refused_and_never_gets_the_token(app: Harness) -> None:
