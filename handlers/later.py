@@ -62,6 +62,7 @@ def who_and_what(body: dict[str, Any]) -> dict[str, str]:
         "channel": str((body.get("channel") or {}).get("id") or body.get("channel_id") or ""),
         "action": str(actions[0].get("action_id") or view.get("callback_id")
                       or body.get("command") or event.get("type") or body.get("type") or ""),
+        "file": str(event.get("file_id") or ""),  # an upload's offer: which file it was
     }  # fmt: skip
 
 

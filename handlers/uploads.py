@@ -50,7 +50,15 @@ async def file_shared(ack: Any, event: dict[str, Any], body: dict[str, Any],
                       client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
     d = deps(context)
-    d.later.run(_offer_tried(client, d, team_of(body), event, 1), client, {})
+    team_id = team_of(body)
+    d.later.run(_offer_tried(client, d, team_id, event, 1), client, _context(team_id, event))
+
+
+def _context(team_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The offer's workspace, channel and file, for a failure's log line: there is no one to
+    tell (nobody clicked), and without them it said only "listener failed ( ref=…)"."""
+    return {"team_id": team_id, "channel_id": str(event.get("channel_id") or ""),
+            "event": {"type": "file_shared", "file_id": str(event.get("file_id") or "")}}
 
 
 # Slack never sends an event again once it was answered 200 (and it is, before the offer is
@@ -74,7 +82,7 @@ async def _offer_tried(client: AsyncWebClient, d: Deps, team_id: str, event: dic
                     "again in %g s: %r", team_id, event.get("channel_id"), event.get("file_id"),
                     attempt, OFFER_TRIES, delay, exc)  # fmt: skip
         d.later.run_after(delay, _offer_tried(client, d, team_id, event, attempt + 1),
-                          client, {})  # fmt: skip
+                          client, _context(team_id, event))  # fmt: skip
 
 
 def _shared_in(info: dict[str, Any], channel: str) -> list[dict[str, Any]]:
@@ -88,8 +96,15 @@ def _shared_in(info: dict[str, Any], channel: str) -> list[dict[str, Any]]:
 
 async def _offer_shared(client: AsyncWebClient, d: Deps, team_id: str,
                         event: dict[str, Any]) -> None:  # fmt: skip
-    info = (await client.files_info(file=event["file_id"]))["file"]
     channel = event.get("channel_id") or ""
+    try:
+        info = (await client.files_info(file=event["file_id"]))["file"]
+    except SlackApiError as exc:
+        if slack_error(exc) not in ("file_not_found", "file_deleted"):
+            raise
+        log.info("file gone before the offer (team=%s channel=%s file=%s): not offered",
+                 team_id, channel, event["file_id"])  # fmt: skip
+        return
     posts = _shared_in(info, channel)
     if not posts:
         return  # shared somewhere the bot can't reply (or a modal upload)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -132,6 +133,32 @@ async def test_an_offer_is_tried_three_times_and_a_refusal_only_once(app: Harnes
     await app.requests.event(file_shared_event("F0003", channel_id="C0002"), event_id="Ev2")
     await app.settle()
     assert len(app.slack.calls_to("chat.postMessage")) == 1
+
+
+async def test_a_file_deleted_before_the_offer_is_no_error(
+    app: Harness, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Deleted right after the upload, the file's files.info answers file_not_found: that was
+    logged as an ERROR with a traceback ("listener failed ( ref=…)"), nothing to act on."""
+    with caplog.at_level(logging.INFO):
+        await app.requests.event(file_shared_event("F0GONE", channel_id="C0001"), event_id="Ev1")
+        await app.settle()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("file gone before the offer" in r.getMessage() and "F0GONE" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+
+
+async def test_a_failed_offer_is_logged_with_its_team_channel_and_file(
+    app: Harness, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """The log said "listener failed ( ref=…)": no workspace, channel or file to look for."""
+    app.slack.add_file("F0002", "referrals_q3.csv", CSV, channels=["C0001"])
+    app.slack.fail("chat.postMessage", "not_in_channel")
+    with caplog.at_level(logging.INFO):
+        await app.requests.event(file_shared_event("F0002", channel_id="C0001"), event_id="Ev1")
+        await app.settle()
+    (failure,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "team=T0001" in failure and "channel=C0001" in failure and "file=F0002" in failure
 
 
 async def test_an_external_file_is_refused_and_never_gets_the_token(app: Harness) -> None:
