@@ -14,8 +14,9 @@ from bot.app import slack_client
 from bot.imports.batches import stage_contact
 from bot.imports.importer import import_files
 from bot.imports.review import load
-from bot.workspaces import ensure_workspace, import_target
+from bot.workspaces import ensure_workspace, find_segment, import_target
 from handlers.ids import Action, BlockId
+from handlers.messages import NEW_SEGMENT_VALUE
 from handlers.notify import SlackNotifier
 from tests.fakes.slack_api import FakeExternalHost
 from tests.fakes.slack_requests import file_shared_event, message_file_share_event
@@ -159,6 +160,53 @@ async def test_a_failed_offer_is_logged_with_its_team_channel_and_file(
         await app.settle()
     (failure,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert "team=T0001" in failure and "channel=C0001" in failure and "file=F0002" in failure
+
+
+def _new_segment(name: str) -> dict[str, Any]:
+    return {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {"type": "external_select",
+            "selected_option": {"text": {"type": "plain_text", "text": f"New segment {name}"},
+                                "value": NEW_SEGMENT_VALUE + name}}}}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["too big", "external"])
+async def test_a_file_the_import_would_refuse_is_not_offered_but_explained(
+    app: Harness, kind: str,
+) -> None:  # fmt: skip
+    """A 50 MB file (MAX_UPLOAD_MB is 10) or one stored outside Slack was offered; Review import
+    then made a segment and a review that could never be imported."""
+    if kind == "too big":
+        app.slack.add_file("F0BIG", "all <!here>.csv", CSV, channels=["C0001"])
+        app.slack.files["F0BIG"]["size"] = 50_000_000
+        reason = "all &lt;!here&gt;.csv is 50.0 MB; the limit is 10 MB."
+    else:
+        app.slack.add_file("F0BIG", "all <!here>.csv", CSV, channels=["C0001"], external=True,
+                           url_private_download="https://drive.example/all.csv")  # fmt: skip
+        reason = "all &lt;!here&gt;.csv is stored outside Slack"
+    await app.requests.event(file_shared_event("F0BIG", channel_id="C0001"), event_id="Ev1")
+    await app.settle()
+    assert app.slack.find_action(Action.UPLOAD_REVIEW, "C0001") is None
+    (said,) = [m for m in app.slack.messages if m["channel"] == "C0001" and m.get("thread_ts")]
+    assert reason in said["text"] and reason in json.dumps(said["blocks"])
+
+
+async def test_review_import_of_a_file_the_import_would_refuse_makes_nothing(
+    app: Harness,
+) -> None:  # fmt: skip
+    """An offer made before the file could be checked (by an earlier version): Review import
+    made the new segment and a batch, then a review of a file that can't be read."""
+    app.slack.add_file("F0BIG", "all.csv", CSV, channels=["C0001"])
+    await app.requests.event(file_shared_event("F0BIG", channel_id="C0001"), event_id="Ev1")
+    await app.settle()
+    offer = app.slack.find_action(Action.UPLOAD_REVIEW, "C0001")
+    assert offer is not None
+    app.slack.files["F0BIG"]["size"] = 50_000_000
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0BIG", user_id=REP,
+                                    message_ts=offer["ts"], state_values=_new_segment("Everyone"))
+    await app.settle()
+    assert "all.csv is 50.0 MB; the limit is 10 MB." in app.slack.ephemerals[-1]["text"]
+    assert await find_segment(app.db, "T0001", "Everyone") is None
+    async with app.db.begin() as conn:
+        assert (await conn.execute(text("SELECT COUNT(*) FROM import_batch"))).scalar_one() == 0
 
 
 async def test_an_external_file_is_refused_and_never_gets_the_token(app: Harness) -> None:
