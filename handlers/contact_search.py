@@ -31,6 +31,7 @@ from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc
 from handlers.routes import Routes
+from handlers.slack_errors import slack_error
 
 log = logging.getLogger(__name__)
 VERBS = {
@@ -78,7 +79,7 @@ async def _show(client: AsyncWebClient, where: Where, shown: tuple[str, list[Blo
         try:
             await client.views_update(view_id=where.view_id, view=modal)
         except SlackApiError as exc:
-            if exc.response.get("error") != "not_found":
+            if slack_error(exc) != "not_found":
                 raise
             log.info("the contact search modal was closed before it was updated")
         return

@@ -34,6 +34,7 @@ from handlers.home_messages import (
     home_view,
     segment_rows,
 )
+from handlers.slack_errors import slack_error
 from models import (
     Advocate,
     Database,
@@ -223,7 +224,7 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
                 await client.views_publish(user_id=user_id, view=views[lists])
             except SlackApiError as exc:  # a deactivated viewer, say: the others still get it
                 log.warning("Home not republished for team=%s user=%s: %s", team_id, user_id,
-                            exc.response.get("error"))  # fmt: skip
+                            slack_error(exc))  # fmt: skip
     except Exception:
         log.exception("Home not republished for team=%s", team_id)
 

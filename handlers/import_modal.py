@@ -67,6 +67,7 @@ from handlers.messages import (
 from handlers.placeholder import open_modal
 from handlers.respond import fill_modal
 from handlers.routes import Routes
+from handlers.slack_errors import slack_error
 from handlers.slack_files import check_csv, describe, slack_fetcher
 from models import BatchStatus, Database, Segment, SegmentKind, SourceKind
 from models.contacts import ALL_CUSTOMERS
@@ -419,7 +420,7 @@ async def post_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: i
     try:
         posted = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
     except SlackApiError as exc:
-        error = str(exc.response.get("error") or "")
+        error = str(slack_error(exc) or "")
         if error not in CHANNEL_REFUSALS:  # rate limits, outages, bad blocks: not the channel
             raise
         log.info("review of import %s not posted in %s (%s): sent by DM", batch_id, channel,

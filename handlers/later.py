@@ -34,6 +34,7 @@ from bot.workspaces import WorkspaceError
 from handlers.context import Refusal
 from handlers.messages import esc
 from handlers.placeholder import show_failure, track
+from handlers.slack_errors import slack_error
 
 log = logging.getLogger(__name__)
 SORRY = ("Something went wrong on our side, so this may not have gone through. Try again in a "
@@ -61,6 +62,7 @@ def who_and_what(body: dict[str, Any]) -> dict[str, str]:
         "channel": str((body.get("channel") or {}).get("id") or body.get("channel_id") or ""),
         "action": str(actions[0].get("action_id") or view.get("callback_id")
                       or body.get("command") or event.get("type") or body.get("type") or ""),
+        "file": str(event.get("file_id") or ""),  # an upload's offer: which file it was
     }  # fmt: skip
 
 
@@ -89,8 +91,8 @@ def message_for(error: BaseException, where: dict[str, str]) -> str:
     if is_busy(error):
         log.warning("database busy (%s): %s", context, error)
         return BUSY
-    if isinstance(error, SlackApiError) and error.response.get("error") in _LATE_TRIGGER:
-        log.warning("form not opened (%s): %s", context, error.response.get("error"))
+    if isinstance(error, SlackApiError) and slack_error(error) in _LATE_TRIGGER:
+        log.warning("form not opened (%s): %s", context, slack_error(error))
         return LATE
     ref = uuid.uuid4().hex[:8]
     log.error("listener failed (%s ref=%s)", context, ref, exc_info=error)
@@ -139,6 +141,22 @@ class Later:
         task = asyncio.create_task(self._guarded(work, client, body, prompt))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def run_after(self, seconds: float, work: Coroutine[Any, Any, None],
+                  client: AsyncWebClient, body: dict[str, Any]) -> None:  # fmt: skip
+        """Run `work` in its turn once `seconds` have passed (a retry's backoff). The wait
+        holds none of the RUNNING turns: offers retried through a Slack outage must not leave
+        every click waiting behind their sleep."""
+        self.run(self._after(seconds, work, client, body), client, body, prompt=True)
+
+    async def _after(self, seconds: float, work: Coroutine[Any, Any, None],
+                     client: AsyncWebClient, body: dict[str, Any]) -> None:  # fmt: skip
+        try:
+            await asyncio.sleep(seconds)
+        except BaseException:
+            work.close()  # cancelled while waiting: never started, and never will
+            raise
+        self.run(work, client, body)
 
     async def _guarded(self, work: Coroutine[Any, Any, None], client: AsyncWebClient,
                        body: dict[str, Any], prompt: bool) -> None:  # fmt: skip

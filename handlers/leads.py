@@ -29,6 +29,7 @@ from handlers.messages import esc
 from handlers.respond import explained as refusals_answered
 from handlers.respond import respond as answer
 from handlers.routes import Routes
+from handlers.slack_errors import slack_error
 
 log = logging.getLogger(__name__)
 CHANGE = "change the team leads"
@@ -101,7 +102,7 @@ async def why_not(client: AsyncWebClient, team_id: str, user_id: str) -> str:
     try:
         user = (await client.users_info(user=user_id)).get("user") or {}
     except SlackApiError as exc:
-        if exc.response.get("error") in ("user_not_found", "users_not_found"):
+        if slack_error(exc) in ("user_not_found", "users_not_found"):
             return f"{esc(user_id)} isn't a user Slack knows."
         raise
     if user.get("team_id") != team_id:

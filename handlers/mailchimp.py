@@ -50,6 +50,7 @@ from handlers.messages import esc, metadata
 from handlers.placeholder import open_modal
 from handlers.respond import Click, ResponseUrlFailed, respond
 from handlers.routes import Routes
+from handlers.slack_errors import slack_error
 
 log = logging.getLogger(__name__)
 INLINE_WAIT = 1.5  # seconds the ping may take before the modal is answered "Checking…"
@@ -150,7 +151,7 @@ async def _replace_modal(client: AsyncWebClient, view_id: str, modal: View,
     try:
         await client.views_update(view_id=view_id, hash=view_hash, view=modal)
     except SlackApiError as exc:
-        if exc.response.get("error") not in ("not_found", "hash_conflict"):
+        if slack_error(exc) not in ("not_found", "hash_conflict"):
             raise
         log.info("the Mailchimp modal was closed or changed before it was updated")
         return False

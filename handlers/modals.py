@@ -13,6 +13,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
+from handlers.slack_errors import slack_error
+
 log = logging.getLogger(__name__)
 
 
@@ -24,7 +26,7 @@ async def update_modal(client: AsyncWebClient, view_id: str, modal: View, *,
     try:
         await client.views_update(view_id=view_id, hash=hash, view=modal)
     except SlackApiError as exc:
-        if exc.response.get("error") not in ("not_found", "hash_conflict"):
+        if slack_error(exc) not in ("not_found", "hash_conflict"):
             raise
         log.info("the %s modal was closed before it was filled in", modal.callback_id or "")
 
@@ -40,7 +42,7 @@ async def redraw_after_write(client: AsyncWebClient, view_id: str,
     try:
         await client.views_update(view_id=view_id, hash=hash, view=await render())
     except SlackApiError as exc:
-        if exc.response.get("error") == "hash_conflict":
+        if slack_error(exc) == "hash_conflict":
             await update_modal(client, view_id, await render())
-        elif exc.response.get("error") != "not_found":
+        elif slack_error(exc) != "not_found":
             raise

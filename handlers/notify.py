@@ -56,6 +56,7 @@ from handlers.messages import (
     sources_modal,
 )
 from handlers.modals import update_modal
+from handlers.slack_errors import slack_error
 from handlers.thread_reply import message_gone, show_reply
 from handlers.undo_messages import result_blocks, undone_result_blocks, undone_text
 from models import BatchStatus, Database, SourceStatus
@@ -158,9 +159,9 @@ class SlackNotifier:
             if is_outage(exc):
                 raise
             log.warning("Slack refused the %s report (%s): %s", event, ids,
-                        exc.response.get("error"))  # fmt: skip
+                        slack_error(exc))  # fmt: skip
             if event in (IMPORT_FINISHED, UNDO_FINISHED) and (
-                    exc.response.get("error") in CHANNEL_REFUSALS):  # fmt: skip
+                    slack_error(exc) in CHANNEL_REFUSALS):  # fmt: skip
                 await self._result_by_dm(team_id, batch_id, event)
         if event in HOME_EVENTS:
             await refresh_homes(self.db, self.client, team_id, undo_days=self.undo_days)

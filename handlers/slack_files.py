@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.imports.archives import CSV_SUFFIXES
 from bot.imports.background import FileRejected
 from bot.settings import Settings
+from handlers.slack_errors import slack_error
 
 CSV_TYPES = frozenset({"csv", "tsv", "text"})
 # Excel workbooks and ZIPs of CSVs (Mailchimp's audience export), by Slack's filetype or name;
@@ -168,7 +169,7 @@ class SlackFileFetcher:
         try:
             return (await self.client.files_info(file=file_id))["file"]  # type: ignore[no-any-return]
         except SlackApiError as exc:
-            if exc.response.get("error") in GONE:
+            if slack_error(exc) in GONE:
                 raise FileRejected("The file was deleted, or the bot can't see it.") from None
             raise
 

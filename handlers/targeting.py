@@ -17,6 +17,7 @@ from handlers.enrollment_messages import campaign_options, go_live_first
 from handlers.ids import Action, BlockId
 from handlers.messages import esc
 from handlers.routes import Routes
+from handlers.slack_errors import slack_error
 from models import BatchStatus, CampaignState, Enrollment, ImportBatch
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ async def _announce(d: Deps, client: AsyncWebClient, team_id: str, enrollment: i
                                       thread_ts=batch.message_ts, text=text)  # fmt: skip
     except SlackApiError as exc:  # the enrollment is under way all the same: say that
         await forget(d.db, team_id, key)
-        error = str(exc.response.get("error") or "no reason given")
+        error = str(slack_error(exc) or "no reason given")
         log.warning("targeting of enrollment %s not announced: %s", enrollment, error)
         raise Refusal(f"Enrolling has started, but Slack refused my message in the thread "
                       f"({esc(error)}).") from exc

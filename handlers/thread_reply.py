@@ -16,6 +16,8 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from handlers.slack_errors import slack_error
+
 log = logging.getLogger(__name__)
 
 # chat.update's answers for a message someone deleted (or that can no longer be edited)
@@ -23,7 +25,7 @@ GONE_MESSAGE = frozenset({"message_not_found", "cant_update_message"})
 
 
 def message_gone(exc: SlackApiError) -> bool:
-    return str(exc.response.get("error") or "") in GONE_MESSAGE
+    return str(slack_error(exc) or "") in GONE_MESSAGE
 
 
 async def show_reply(client: AsyncWebClient, *, channel: str, thread_ts: str, shown: str | None,

@@ -14,15 +14,19 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import digits
 from bot.imports import review
+from bot.imports.background import FileRejected
 from bot.imports.batches import create_upload_batch, review_post_key
 from bot.once import first_time, forget
 from bot.workspaces import WorkspaceError, create_segment, ensure_workspace, find_segment
 from handlers.context import Deps, Refusal, deps, require_member, team_of
 from handlers.ids import Action, BlockId
 from handlers.import_modal import import_segment, post_review
+from handlers.later import is_busy
 from handlers.messages import NEW_SEGMENT_VALUE, esc, plain, upload_offer
+from handlers.notify import is_outage
 from handlers.routes import Routes
-from handlers.slack_files import SlackFile, describe
+from handlers.slack_errors import slack_error
+from handlers.slack_files import SlackFile, check_csv, describe
 from handlers.thread_reply import message_gone
 
 log = logging.getLogger(__name__)
@@ -34,20 +38,63 @@ async def _offer(client: AsyncWebClient, d: Deps, team_id: str, channel: str, th
     key = f"offer:{file.id}"
     if not file.looks_like_csv or not await first_time(d.db, team_id, key):
         return
-    text, blocks = upload_offer(file_id=file.id, file_name=file.name)
+    try:
+        check_csv(file, max_bytes(d))
+    except FileRejected as exc:  # the import would refuse it: say why now, not after a review
+        text = esc(str(exc))
+        blocks = plain(f":warning: I can't import this file: {text}")
+    else:
+        text, blocks = upload_offer(file_id=file.id, file_name=file.name)
     try:
         await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text,
                                       blocks=blocks)  # fmt: skip
     except BaseException:
-        await forget(d.db, team_id, key)  # not offered: Slack's retry of the event offers it
+        await forget(d.db, team_id, key)  # not offered: the next try (or a duplicate) offers it
         raise
+
+
+def max_bytes(d: Deps) -> int:
+    """MAX_UPLOAD_MB, as the import checks it."""
+    return int(d.settings.max_upload_mb * 1e6)
 
 
 async def file_shared(ack: Any, event: dict[str, Any], body: dict[str, Any],
                       client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
     d = deps(context)
-    d.later.run(_offer_shared(client, d, team_of(body), event), client, {})
+    team_id = team_of(body)
+    d.later.run(_offer_tried(client, d, team_id, event, 1), client, _context(team_id, event))
+
+
+def _context(team_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The offer's workspace, channel and file, for a failure's log line: there is no one to
+    tell (nobody clicked), and without them it said only "listener failed ( ref=…)"."""
+    return {"team_id": team_id, "channel_id": str(event.get("channel_id") or ""),
+            "event": {"type": "file_shared", "file_id": str(event.get("file_id") or "")}}
+
+
+# Slack never sends an event again once it was answered 200 (and it is, before the offer is
+# made): a Slack or database hiccup would lose the offer for good, so it is tried again here,
+# after 2 then 4 times JOB_RETRY_BASE_SECONDS (10 s and 20 s by default), like a job's retry.
+# A durable job would also survive a restart; the once-per-file key still stops a duplicate.
+OFFER_TRIES = 3
+
+
+async def _offer_tried(client: AsyncWebClient, d: Deps, team_id: str, event: dict[str, Any],
+                       attempt: int) -> None:  # fmt: skip
+    """Try #`attempt` of the offer; a passing failure (Slack unreachable or 5xx, the database
+    busy) schedules the next, the last one's failure is logged (Later) with its context."""
+    try:
+        await _offer_shared(client, d, team_id, event)
+    except Exception as exc:
+        if attempt >= OFFER_TRIES or not (is_outage(exc) or is_busy(exc)):
+            raise
+        delay = d.settings.job_retry_base_seconds * 2**attempt
+        log.warning("upload offer not made (team=%s channel=%s file=%s, try %d of %d), trying "
+                    "again in %g s: %r", team_id, event.get("channel_id"), event.get("file_id"),
+                    attempt, OFFER_TRIES, delay, exc)  # fmt: skip
+        d.later.run_after(delay, _offer_tried(client, d, team_id, event, attempt + 1),
+                          client, _context(team_id, event))  # fmt: skip
 
 
 def _shared_in(info: dict[str, Any], channel: str) -> list[dict[str, Any]]:
@@ -61,8 +108,15 @@ def _shared_in(info: dict[str, Any], channel: str) -> list[dict[str, Any]]:
 
 async def _offer_shared(client: AsyncWebClient, d: Deps, team_id: str,
                         event: dict[str, Any]) -> None:  # fmt: skip
-    info = (await client.files_info(file=event["file_id"]))["file"]
     channel = event.get("channel_id") or ""
+    try:
+        info = (await client.files_info(file=event["file_id"]))["file"]
+    except SlackApiError as exc:
+        if slack_error(exc) not in ("file_not_found", "file_deleted"):
+            raise
+        log.info("file gone before the offer (team=%s channel=%s file=%s): not offered",
+                 team_id, channel, event["file_id"])  # fmt: skip
+        return
     posts = _shared_in(info, channel)
     if not posts:
         return  # shared somewhere the bot can't reply (or a modal upload)
@@ -91,6 +145,9 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
     if segment_id is None and not value.startswith(NEW_SEGMENT_VALUE):
         raise Refusal("Choose a segment first (or type a new one's name), then press Review "
                       "import.")  # fmt: skip
+    file_id = str(body["actions"][0].get("value") or "")
+    channel = (body.get("channel") or {}).get("id") or ""
+    info = await _importable(client, d, file_id, channel)  # before any segment is made
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     if segment_id is None:  # "New segment “…”": made now, or the one made meanwhile
         name = value.removeprefix(NEW_SEGMENT_VALUE)
@@ -101,17 +158,6 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
             raise Refusal(esc(str(exc))) from None
         segment_id = segment.id or 0
     segment = await import_segment(d.db, team_id, segment_id)
-    file_id = str(body["actions"][0].get("value") or "")
-    channel = (body.get("channel") or {}).get("id") or ""
-    try:
-        raw = (await client.files_info(file=file_id))["file"]
-    except SlackApiError as exc:
-        if exc.response.get("error") not in ("file_not_found", "file_deleted", "access_denied"):
-            raise
-        raise Refusal("That file was deleted, or I can't see it any more.") from None
-    if not _shared_in(raw, channel):  # the bot sees more files than this channel does
-        raise Refusal("That file isn't shared in this channel: share it here to import it.")
-    info = describe(raw)
     # one review message per batch: a double click (or two people) would post two, and the
     # second click's segment must not replace the first's while its review is being posted
     batch_id, posting_here = await create_upload_batch(
@@ -137,6 +183,27 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
         if not message_gone(exc):
             raise
         log.info("the upload offer of import %s was deleted: not updated", batch_id)
+
+
+async def _importable(client: AsyncWebClient, d: Deps, file_id: str, channel: str
+                      ) -> SlackFile:  # fmt: skip
+    """The file to review, refused as the import would refuse it (gone, not shared here, too
+    big, stored outside Slack) before a segment or a batch is made: found after them, it left
+    a new segment and a review that could never be imported."""
+    try:
+        raw = (await client.files_info(file=file_id))["file"]
+    except SlackApiError as exc:
+        if slack_error(exc) not in ("file_not_found", "file_deleted", "access_denied"):
+            raise
+        raise Refusal("That file was deleted, or I can't see it any more.") from None
+    if not _shared_in(raw, channel):  # the bot sees more files than this channel does
+        raise Refusal("That file isn't shared in this channel: share it here to import it.")
+    info = describe(raw)
+    try:
+        check_csv(info, max_bytes(d))
+    except FileRejected as exc:
+        raise Refusal(esc(str(exc))) from None
+    return info
 
 
 def register(app: Routes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from handlers.ids import Action, BlockId
 from models.clock import utcnow
 from models.contacts import ALL_CUSTOMERS
 from tests.conftest import BACKEND
+from tests.fakes.slack_requests import file_shared_event
 from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_decisions import _start
-from tests.handlers.test_import_flow import _count, _form, _open_modal
+from tests.handlers.test_import_flow import CSV, _count, _form, _open_modal
 
 
 def _dms(app: Harness, user: str) -> list[str]:
@@ -56,6 +58,37 @@ async def test_a_failed_form_submission_is_explained_by_direct_message(app: Harn
     assert (told and "already approved" in told[-1]) or "already imported" in told[-1]
     assert await _count(app, "SELECT COUNT(*) FROM staged_row WHERE email = "
                              "'late@example.com'") == 0  # fmt: skip
+
+
+async def test_a_slack_5xx_that_isnt_json_is_still_explained_to_whoever_clicked(
+    app: Harness, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Slack answered a click's call 503 with a plain-text body: reading its error code raised
+    inside the failure handler, so the person who clicked Review import was told nothing and
+    the log said only "could not tell the user about a failure"."""
+    app.slack.add_file("F0002", "referrals_q3.csv", CSV, channels=["C0001"])
+    await app.requests.event(file_shared_event("F0002", channel_id="C0001"), event_id="Ev1")
+    await app.settle()
+    offer = app.slack.find_action(Action.UPLOAD_REVIEW, "C0001")
+    assert offer is not None
+    app.slack.outage("users.info", status=503)  # the body is "upstream unavailable"
+    with caplog.at_level(logging.INFO):
+        await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
+                                        message_ts=offer["ts"])  # fmt: skip
+        await app.settle()
+    told = [e["text"] for e in app.slack.ephemerals if e["user"] == REP]
+    assert told and "reference" in told[-1], told
+    assert not [r for r in caplog.records if "could not tell" in r.getMessage()]
+
+
+def test_a_slack_error_code_is_read_only_from_a_json_answer() -> None:
+    from slack_sdk.errors import SlackApiError
+
+    from handlers.slack_errors import slack_error
+
+    assert slack_error(SlackApiError("x", {"ok": False, "error": "not_found"})) == "not_found"
+    assert slack_error(SlackApiError("x", "upstream unavailable")) == ""
+    assert slack_error(SlackApiError("x", None)) == ""
 
 
 async def test_staged_rows_are_deleted_after_their_retention(app: Harness) -> None:

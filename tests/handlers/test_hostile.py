@@ -9,6 +9,7 @@ import logging
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 
@@ -39,6 +40,26 @@ async def test_a_request_with_a_malformed_timestamp_gets_401_and_no_web_api_call
             headers={"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": "v0=00"},
         )  # fmt: skip
         assert reply.status == 401, timestamp
+    await app.settle()
+    assert app.slack.calls == []
+
+
+async def test_slacks_unsigned_ssl_check_is_answered_200_and_nothing_else(
+    app: Harness,
+) -> None:  # fmt: skip
+    """Slack checks the certificate with `ssl_check=1` and no signature headers (bolt answers it
+    200 before verifying): it got 401 here, so Slack reported the Request URL as failing."""
+    for body in (b"ssl_check=1&token=xxx", b"ssl_check=1&" + interactive_body(
+            block_actions_payload(Action.APPROVE, "1", user_id="U0VICTIM1"))):  # fmt: skip
+        async with aiohttp.ClientSession() as session, session.post(
+            app.requests.url, data=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded",
+                     "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)"},
+        ) as response:  # fmt: skip
+            assert response.status == 200 and await response.text() == ""
+    reply = await app.requests.send(b"ssl_check=0&token=xxx", "application/x-www-form-urlencoded",
+                                    headers={"X-Slack-Request-Timestamp": ""})  # fmt: skip
+    assert reply.status == 401  # anything else unsigned is still refused
     await app.settle()
     assert app.slack.calls == []
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from bot.app import slack_client
 from bot.imports.batches import stage_contact
 from bot.imports.importer import import_files
 from bot.imports.review import load
-from bot.workspaces import ensure_workspace, import_target
+from bot.workspaces import ensure_workspace, find_segment, import_target
 from handlers.ids import Action, BlockId
+from handlers.messages import NEW_SEGMENT_VALUE
 from handlers.notify import SlackNotifier
 from tests.fakes.slack_api import FakeExternalHost
 from tests.fakes.slack_requests import file_shared_event, message_file_share_event
@@ -95,16 +99,114 @@ async def test_a_csv_shared_as_a_thread_reply_is_offered_in_that_thread(app: Har
     assert len(offers) == 1
 
 
-async def test_an_offer_slack_refused_is_made_on_the_events_retry(app: Harness) -> None:
+def _offers(app: Harness, name: str) -> list[dict[str, Any]]:
+    return [m for m in app.slack.messages if name in m.get("text", "")]
+
+
+@pytest.mark.parametrize("failure", ["503", "fatal_error"])
+async def test_an_offer_slack_fails_once_is_tried_again_and_made_once(app: Harness,
+                                                                      failure: str) -> None:
+    """The event is answered 200 before the offer is made, so Slack never sends it again: the
+    offer was dropped "for Slack's retry", which never came, and nobody heard of the upload."""
     app.slack.add_file("F0002", "referrals_q3.csv", CSV, channels=["C0001"])
     shared = file_shared_event("F0002", channel_id="C0001")
-    app.slack.fail("chat.postMessage", "fatal_error")  # the first offer is refused
-    await app.requests.event(shared, event_id="Ev1")
+    if failure == "503":
+        app.slack.outage("chat.postMessage", status=503)  # one 503 from Slack
+    else:
+        app.slack.fail("chat.postMessage", "fatal_error")  # one refusal Slack calls passing
+    assert (await app.requests.event(shared, event_id="Ev1")).status == 200
     await app.settle()
-    assert not [m for m in app.slack.messages if "referrals_q3.csv" in m.get("text", "")]
-    await app.requests.event(shared, event_id="Ev1", retry_num=1)  # Slack tries again
+    assert len(_offers(app, "referrals_q3.csv")) == 1
+    await app.requests.event(shared, event_id="Ev1", retry_num=1)  # a retry Slack did send
     await app.settle()
-    assert len([m for m in app.slack.messages if "referrals_q3.csv" in m.get("text", "")]) == 1
+    assert len(_offers(app, "referrals_q3.csv")) == 1
+
+
+async def test_an_offer_is_tried_three_times_and_a_refusal_only_once(app: Harness) -> None:
+    app.slack.add_file("F0002", "referrals_q3.csv", CSV, channels=["C0001"])
+    app.slack.add_file("F0003", "referrals_q4.csv", CSV, channels=["C0002"])
+    app.slack.outage("files.info", times=5, status=503)  # Slack down for longer
+    await app.requests.event(file_shared_event("F0002", channel_id="C0001"), event_id="Ev1")
+    await app.settle()
+    assert len(app.slack.calls_to("files.info")) == 3 and not _offers(app, "referrals_q3.csv")
+    app.slack.outage("files.info", times=0)
+    app.slack.fail("chat.postMessage", "not_in_channel")  # that is for good: not tried again
+    await app.requests.event(file_shared_event("F0003", channel_id="C0002"), event_id="Ev2")
+    await app.settle()
+    assert len(app.slack.calls_to("chat.postMessage")) == 1
+
+
+async def test_a_file_deleted_before_the_offer_is_no_error(
+    app: Harness, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Deleted right after the upload, the file's files.info answers file_not_found: that was
+    logged as an ERROR with a traceback ("listener failed ( ref=…)"), nothing to act on."""
+    with caplog.at_level(logging.INFO):
+        await app.requests.event(file_shared_event("F0GONE", channel_id="C0001"), event_id="Ev1")
+        await app.settle()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("file gone before the offer" in r.getMessage() and "F0GONE" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+
+
+async def test_a_failed_offer_is_logged_with_its_team_channel_and_file(
+    app: Harness, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """The log said "listener failed ( ref=…)": no workspace, channel or file to look for."""
+    app.slack.add_file("F0002", "referrals_q3.csv", CSV, channels=["C0001"])
+    app.slack.fail("chat.postMessage", "not_in_channel")
+    with caplog.at_level(logging.INFO):
+        await app.requests.event(file_shared_event("F0002", channel_id="C0001"), event_id="Ev1")
+        await app.settle()
+    (failure,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "team=T0001" in failure and "channel=C0001" in failure and "file=F0002" in failure
+
+
+def _new_segment(name: str) -> dict[str, Any]:
+    return {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {"type": "external_select",
+            "selected_option": {"text": {"type": "plain_text", "text": f"New segment {name}"},
+                                "value": NEW_SEGMENT_VALUE + name}}}}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["too big", "external"])
+async def test_a_file_the_import_would_refuse_is_not_offered_but_explained(
+    app: Harness, kind: str,
+) -> None:  # fmt: skip
+    """A 50 MB file (MAX_UPLOAD_MB is 10) or one stored outside Slack was offered; Review import
+    then made a segment and a review that could never be imported."""
+    if kind == "too big":
+        app.slack.add_file("F0BIG", "all <!here>.csv", CSV, channels=["C0001"])
+        app.slack.files["F0BIG"]["size"] = 50_000_000
+        reason = "all &lt;!here&gt;.csv is 50.0 MB; the limit is 10 MB."
+    else:
+        app.slack.add_file("F0BIG", "all <!here>.csv", CSV, channels=["C0001"], external=True,
+                           url_private_download="https://drive.example/all.csv")  # fmt: skip
+        reason = "all &lt;!here&gt;.csv is stored outside Slack"
+    await app.requests.event(file_shared_event("F0BIG", channel_id="C0001"), event_id="Ev1")
+    await app.settle()
+    assert app.slack.find_action(Action.UPLOAD_REVIEW, "C0001") is None
+    (said,) = [m for m in app.slack.messages if m["channel"] == "C0001" and m.get("thread_ts")]
+    assert reason in said["text"] and reason in json.dumps(said["blocks"])
+
+
+async def test_review_import_of_a_file_the_import_would_refuse_makes_nothing(
+    app: Harness,
+) -> None:  # fmt: skip
+    """An offer made before the file could be checked (by an earlier version): Review import
+    made the new segment and a batch, then a review of a file that can't be read."""
+    app.slack.add_file("F0BIG", "all.csv", CSV, channels=["C0001"])
+    await app.requests.event(file_shared_event("F0BIG", channel_id="C0001"), event_id="Ev1")
+    await app.settle()
+    offer = app.slack.find_action(Action.UPLOAD_REVIEW, "C0001")
+    assert offer is not None
+    app.slack.files["F0BIG"]["size"] = 50_000_000
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0BIG", user_id=REP,
+                                    message_ts=offer["ts"], state_values=_new_segment("Everyone"))
+    await app.settle()
+    assert "all.csv is 50.0 MB; the limit is 10 MB." in app.slack.ephemerals[-1]["text"]
+    assert await find_segment(app.db, "T0001", "Everyone") is None
+    async with app.db.begin() as conn:
+        assert (await conn.execute(text("SELECT COUNT(*) FROM import_batch"))).scalar_one() == 0
 
 
 async def test_an_external_file_is_refused_and_never_gets_the_token(app: Harness) -> None:
