@@ -310,7 +310,9 @@ class SlackNotifier:
         batch = view.batch
         await self._refresh(team_id, batch_id)
         result = result_text(batch, view.segment.name)
-        blocks = (result_blocks(result, batch_id) if undoable(batch)
+        # no Undo button where imports can't be undone (UNDO_WINDOW_DAYS=0): it only ever
+        # opened "Imports can't be undone here"
+        blocks = (result_blocks(result, batch_id) if undoable(batch) and self.undo_days > 0
                   else undone_result_blocks(result, batch)
                   if batch.status == BatchStatus.UNDONE else None)  # fmt: skip
         await self._progress(team_id, batch_id, result, blocks=blocks, final=True)

@@ -417,3 +417,24 @@ async def test_go_live_and_target_from_its_thread_makes_the_imports_advocates_to
                                     message_ts=message["ts"])  # fmt: skip
     await app.settle()
     assert await _count(app, "SELECT COUNT(*) FROM advocate WHERE batch_id = 1") == 2
+
+
+async def test_with_undo_window_0_the_result_in_the_thread_offers_no_undo(
+    db: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    """UNDO_WINDOW_DAYS=0: Approve says the import can't be undone and Home offers no Undo,
+    but the thread's result offered *Undo import*, which only ever opened "Imports can't be
+    undone here"."""
+    from tests.fakes.slack_api import find_element
+    from tests.handlers.conftest import running_app
+    from tests.handlers.test_targeting import _imported
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with running_app(db, tmp_path, undo_window_days=0) as app:
+        message = await _imported(app)
+        thread = app.slack.messages_in("C0001", message["ts"])
+        results = [m for m in thread if m.get("text", "").startswith(":white_check_mark:")]
+        offered = [m for m in thread if find_element(m.get("blocks") or [], Action.UNDO)]
+
+    assert results and offered == [], offered
