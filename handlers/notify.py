@@ -22,7 +22,7 @@ from bot.campaigns.preview import preview_batch
 from bot.campaigns.service import enrollments_in_thread, list_campaigns
 from bot.imports.batches import get_source, write_rejects
 from bot.imports.review import BatchView, claim_progress, forget_progress, load
-from bot.imports.undo import undoable
+from bot.imports.undo import stalled_undo, undoable
 from bot.jobs.queue import enqueue
 from bot.leads import is_user_id
 from bot.notify import (
@@ -374,10 +374,13 @@ class SlackNotifier:
         await self._refresh(team_id, batch_id)
         if batch.status != BatchStatus.UNDOING:
             return  # finished since, or never started
+        why = await stalled_undo(self.db, team_id, batch_id)  # out of attempts, or cancelled
+        why = ("its job was cancelled: `referral-bot jobs cancel`" if why == "its job was cancelled"
+               else "its job ran out of attempts: `referral-bot jobs` says why")  # fmt: skip
         text = (f":warning: Undoing import #{batch_id} into *{esc(view.segment.name)}* stopped "
-                "part way (its job ran out of attempts: `referral-bot jobs` says why). What it "
-                "took out so far stays out. Click *Undo import* on its result again to finish "
-                f"it, or run `referral-bot undo {batch_id}`.")  # fmt: skip
+                f"part way ({why}). What it took out so far stays out. Click *Undo import* on "
+                f"its result again to finish it, or run `referral-bot undo {batch_id}`."
+                )  # fmt: skip
         key = f"undo-stopped:{batch_id}"
         if not await first_time(self.db, team_id, key):
             return

@@ -20,12 +20,13 @@ from bot.campaigns.enroll import SEND_JOB, fail_enrollment_in
 from bot.campaigns.invites import SEND_JOB_CANCELLED, stop_sending_in
 from bot.campaigns.service import ENROLL_JOB, Thread, enroll_after_import_in
 from bot.imports.batches import HANDED_ON_COUNTED, UNDER_WAY, ReviewError, lock_batch
-from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB, import_job_key
+from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB, UNDO_JOB, import_job_key
 from bot.jobs import queue
 from bot.mailchimp.jobs import MAILCHIMP_JOB
 from bot.notify import (
     BATCH_CHANGED,
     IMPORT_FINISHED,
+    UNDO_STOPPED,
     enqueue_enrollment_report_in,
     enqueue_report_in,
 )
@@ -132,6 +133,9 @@ async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") 
         elif job.kind == ENROLL_JOB and "enrollment_id" in payload and job.state in (
                 JobState.QUEUED, JobState.RUNNING):
             await _stop_enrolling_in(conn, team_id, int(payload["enrollment_id"]))
+        elif job.kind == UNDO_JOB and "batch_id" in payload and job.state in (
+                JobState.QUEUED, JobState.RUNNING):
+            await _stop_undoing_in(conn, team_id, int(payload["batch_id"]), who)
         await conn.execute(
             text("UPDATE job SET state = 'cancelled', finished_at = :now, updated_at = :now "
                  "WHERE id = :id AND team_id = :t AND state IN ('queued', 'running')")
@@ -158,6 +162,20 @@ async def _stop_enrolling_in(conn: AsyncConnection, team_id: str, enrollment_id:
         {"e": enrollment_id, "t": team_id})).scalar()  # fmt: skip
     if of_an_import and await fail_enrollment_in(conn, team_id, enrollment_id, ENROLL_CANCELLED):
         await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
+
+
+async def _stop_undoing_in(conn: AsyncConnection, team_id: str, batch_id: int, who: str) -> None:
+    """A cancelled undo job: its import stays half undone ("being undone"), and nobody was
+    told; its thread now offers *Finish the undo* (a cancelled undo job is a stalled one) and
+    the audit log says who stopped it, as for a stop on its own."""
+    undoing = (await conn.execute(
+        text("SELECT 1 FROM import_batch WHERE team_id = :t AND id = :b AND status = :undoing"),
+        {"t": team_id, "b": batch_id, "undoing": BatchStatus.UNDOING})).first()  # fmt: skip
+    if undoing is None:
+        return
+    await record_in(conn, team_id, who, Act.IMPORT_UNDONE, import_subject(batch_id),
+                    "stopped part way: its job was cancelled")  # fmt: skip
+    await enqueue_report_in(conn, team_id, batch_id, UNDO_STOPPED)
 
 
 ENROLL_CANCELLED = "its job was cancelled (`referral-bot jobs cancel`)."

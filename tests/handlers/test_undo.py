@@ -438,3 +438,23 @@ async def test_with_undo_window_0_the_result_in_the_thread_offers_no_undo(
         offered = [m for m in thread if find_element(m.get("blocks") or [], Action.UNDO)]
 
     assert results and offered == [], offered
+
+
+async def test_jobs_cancel_of_an_undo_tells_its_thread_and_the_audit_log(app: Harness) -> None:
+    """`referral-bot jobs cancel` of an undo's job left the import "being undone" with nobody
+    told and nothing in the audit log; its thread now offers to finish it."""
+    from bot.audit import recent
+    from bot.imports.cancel import cancel_job
+
+    message, batch = await _slack_import(app)
+    await request_undo(app.db, "T0001", batch, LEAD, remove_advocates=False, window_days=7)
+    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == UNDO_JOB)
+
+    cancelled = await cancel_job(app.db, "T0001", job.id or 0)
+    await app.settle()
+
+    assert cancelled is not None and cancelled.state == "cancelled"
+    said = json.dumps(_thread(app, message))
+    assert "stopped part way (its job was cancelled: `referral-bot jobs cancel`)" in said, said
+    entries = [(e.actor, e.action, e.detail) for e in await recent(app.db, "T0001")]
+    assert ("cli", "import.undone", "stopped part way: its job was cancelled") in entries
