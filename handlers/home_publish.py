@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import case, delete, or_
+from sqlalchemy import case, delete
 from sqlmodel import col, func, select
 
+from bot.audit import EnrollmentFigures, enrollment_figures
 from bot.campaigns.service import list_campaigns
 from bot.home_refresh import VIEWERS_KEPT, HomeRefresher
 from bot.imports.undo import undoable
@@ -34,16 +35,7 @@ from handlers.home_messages import (
     home_view,
     segment_rows,
 )
-from models import (
-    Advocate,
-    Database,
-    Enrollment,
-    HomeViewer,
-    ImportBatch,
-    Invite,
-    InviteState,
-    Segment,
-)
+from models import Database, HomeViewer, ImportBatch, Segment
 from models.clock import utcnow
 from models.db import upsert
 
@@ -54,6 +46,7 @@ log = logging.getLogger(__name__)
 EXPANDED_KEPT = timedelta(hours=1)  # how long *Show more* holds after the last open or click
 UNDO_DAYS = 7  # UNDO_WINDOW_DAYS' default, for refreshes that don't pass the setting
 MAX_REPUBLISHED = 50  # per change: the most recent viewers (views.publish is Tier 4)
+NONE = EnrollmentFigures()  # an import that led to no enrollment
 
 
 async def recent_imports(
@@ -74,7 +67,7 @@ async def recent_imports(
             select(func.count()).select_from(ImportBatch).where(
                 col(ImportBatch.team_id) == team_id)
         )).one()  # fmt: skip
-    enrolled, invited = await _enrollment_figures(db, team_id, [b for b, _ in rows])
+    figures = await enrollment_figures(db, team_id, {b.id or 0: b.message_ts for b, _ in rows})
     imports = [
         ImportRow(batch_id=b.id or 0, segment=name, status=b.status, requested_by=b.requested_by,
                   approved_by=b.approved_by, cancelled_by=b.cancelled_by,
@@ -83,50 +76,11 @@ async def recent_imports(
                   undone_by=b.undone_by, consent_by=b.consent_by,
                   can_undo=undoable(b) and b.finished_at is not None
                   and b.finished_at >= undo_since,
-                  enrolled=enrolled.get(b.id or 0, 0), invited=invited.get(b.id or 0, 0))
+                  enrolled=figures.get(b.id or 0, NONE).enrolled,
+                  invited=figures.get(b.id or 0, NONE).sent)
         for b, name in rows
     ]  # fmt: skip
     return imports, int(total)
-
-
-async def _enrollment_figures(db: Database, team_id: str, batches: list[ImportBatch]
-                              ) -> tuple[dict[int, int], dict[int, int]]:  # fmt: skip
-    """Per import: advocates enrolled and invites sent by the enrollments it led to, i.e. the
-    ones run for its new contacts (`enrollment.batch_id`) and the ones started from its
-    thread (*Target a campaign*: same thread). Both counted from the rows that still exist
-    (a deleted contact's advocate no longer counts), each advocate found through its invite,
-    which is indexed by enrollment."""
-    by_thread = {b.message_ts: b.id or 0 for b in batches if b.message_ts}
-    ids = [b.id or 0 for b in batches]
-    if not ids:
-        return {}, {}
-    async with db.session() as session:
-        query = select(Enrollment.id, Enrollment.batch_id, Enrollment.thread_ts).where(
-            col(Enrollment.team_id) == team_id,
-            or_(col(Enrollment.batch_id).in_(ids), col(Enrollment.thread_ts).in_(list(by_thread))),
-        )  # fmt: skip
-        runs = (await session.exec(query)).all()
-        owner = {e_id: (batch_id if batch_id in ids else by_thread.get(thread or "", 0))
-                 for e_id, batch_id, thread in runs}  # fmt: skip
-        advocates = (await session.exec(
-            select(Invite.enrollment_id, func.count())
-            .join(Advocate, col(Advocate.id) == col(Invite.advocate_id))
-            .where(col(Invite.team_id) == team_id, col(Invite.enrollment_id).in_(list(owner)))
-            .group_by(col(Invite.enrollment_id))
-        )).all() if owner else []  # fmt: skip
-        sent = (await session.exec(
-            select(Invite.enrollment_id, func.count()).where(
-                col(Invite.team_id) == team_id, col(Invite.enrollment_id).in_(list(owner)),
-                col(Invite.state) == InviteState.SENT,
-            ).group_by(col(Invite.enrollment_id))
-        )).all() if owner else []  # fmt: skip
-    enrolled: dict[int, int] = {}
-    for e_id, count in advocates:
-        enrolled[owner[e_id]] = enrolled.get(owner[e_id], 0) + int(count)
-    invited: dict[int, int] = {}
-    for e_id, count in sent:
-        invited[owner[e_id]] = invited.get(owner[e_id], 0) + int(count)
-    return enrolled, invited
 
 
 async def home_data(db: Database, team_id: str, *, imports_shown: int = MAX_IMPORTS_SHOWN,
