@@ -74,7 +74,8 @@ def _state(view: BatchView) -> tuple[object, ...]:
             view.totals)  # fmt: skip
 
 
-HOME_EVENTS = frozenset({IMPORT_FINISHED, ENROLLMENT_CHANGED, UNDO_FINISHED, UNDO_STOPPED})
+HOME_EVENTS = frozenset({BATCH_CHANGED, IMPORT_FINISHED, ENROLLMENT_CHANGED, UNDO_FINISHED,
+                         UNDO_STOPPED})
 LIST_KEY = "sources-list:"  # an All sources list to redraw when a file is read: source, view
 _TRANSIENT = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
                         "request_timeout"})  # fmt: skip

@@ -496,3 +496,33 @@ async def test_each_person_keeps_their_own_lists(app: Harness) -> None:
     assert Action.HOME_LESS_IMPORTS in _action_ids(rep)
     assert Action.HOME_LESS_IMPORTS not in _action_ids(lead)
     assert len(rep["blocks"]) <= 100
+
+
+def _shown(app: Harness, user: str) -> str:
+    """The Home Slack shows `user` now, as text ("·" as such)."""
+    return json.dumps(app.slack.home_views[user]["blocks"], ensure_ascii=False)
+
+
+async def test_home_follows_imports_requested_rejected_and_withdrawn_in_slack(
+    app: Harness,
+) -> None:
+    """A lead looking at Home saw nothing of an import asked for in Slack, and then the
+    rejected (or withdrawn) import still waiting for review: only finishing an import or an
+    undo republished it."""
+    from tests.handlers.test_decisions import _start
+
+    await _open_home(app, LEAD)
+    message, batch = await _start(app)  # REP asks for an import into a new segment, VIP
+    shown = _shown(app, LEAD)
+    assert "*VIP* · waiting for review" in shown, shown
+    await app.requests.block_action(Action.REJECT, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    shown = _shown(app, LEAD)
+    assert f"*VIP* · rejected by <@{LEAD}>" in shown and "waiting for review" not in shown
+
+    message, batch = await _start(app, segment="Spring fair")
+    assert "*Spring fair* · waiting for review" in _shown(app, LEAD)
+    await app.requests.block_action(Action.CANCEL, batch, user_id=REP, message_ts=message["ts"])
+    await app.settle()
+    shown = _shown(app, LEAD)
+    assert f"*Spring fair* · cancelled by <@{REP}>" in shown, shown
