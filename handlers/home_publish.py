@@ -9,12 +9,12 @@ it lately; the data is read once for all of them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
-from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import case, delete
 from sqlmodel import col, func, select
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 EXPANDED_KEPT = timedelta(hours=1)  # how long *Show more* holds after the last open or click
 UNDO_DAYS = 7  # UNDO_WINDOW_DAYS' default, for refreshes that don't pass the setting
 MAX_REPUBLISHED = 50  # per change: the most recent viewers (views.publish is Tier 4)
+REREADS = 3  # reads of the data per publish, while it keeps changing meanwhile
 NONE = EnrollmentFigures()  # an import that led to no enrollment
 
 
@@ -139,9 +140,8 @@ async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_
         await _seen(db, team_id, user_id, lists)
     else:
         lists = await _kept_lists(db, team_id, user_id)
-    data = await home_data(db, team_id, imports_shown=lists.imports_shown,
-                           segments_shown=lists.segments, undo_days=undo_days)  # fmt: skip
-    await client.views_publish(user_id=user_id, view=home_view(data))
+    await _publish_current(db, client, team_id, {user_id: lists}, undo_days=undo_days,
+                           quiet=False)  # fmt: skip
     if not chose:
         await _seen(db, team_id, user_id)
 
@@ -167,19 +167,44 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
             return
         viewers = {user_id: _still_kept(opened_at, segments, imports, now)
                    for user_id, opened_at, segments, imports in rows}  # fmt: skip
-        most = max(lists.imports_shown for lists in viewers.values())
-        data = await home_data(db, team_id, imports_shown=most, undo_days=undo_days)
-        views: dict[Lists, View] = {}  # the data is read once; one view per choice of lists
-        for user_id, lists in viewers.items():
-            if lists not in views:
-                views[lists] = home_view(lists.of(data))
-            try:
-                await client.views_publish(user_id=user_id, view=views[lists])
-            except SlackApiError as exc:  # a deactivated viewer, say: the others still get it
-                log.warning("Home not republished for team=%s user=%s: %s", team_id, user_id,
-                            exc.response.get("error"))  # fmt: skip
+        await _publish_current(db, client, team_id, viewers, undo_days=undo_days, quiet=True)
     except Exception:
         log.exception("Home not republished for team=%s", team_id)
+
+
+async def _publish_current(db: Database, client: AsyncWebClient, team_id: str,
+                           viewers: Mapping[str, Lists], *, undo_days: int,
+                           quiet: bool) -> None:  # fmt: skip
+    """Publish Home to `viewers` (the data read once, one view per choice of lists), then
+    read the data again and republish the views it changes, a few times at most.
+
+    Two changes a moment apart each republish Home; the refresh that read first can land
+    last (Slack answered it slowly) and put back the Home of before the second change, for
+    good. Reading again once its publishes landed, the late one sees the newer data and
+    publishes it. This holds whichever process ran the other refresh (serve's listeners, a
+    worker), where a lock would order the refreshes of one process only.
+
+    `quiet`: a publish Slack refuses (a deactivated viewer, say) is logged and the others
+    still get theirs; else it raises."""
+    most = max(lists.imports_shown for lists in viewers.values())
+    shown: dict[Lists, dict[str, Any]] = {}
+    for _ in range(REREADS):
+        data = await home_data(db, team_id, imports_shown=most, undo_days=undo_days)
+        views = {lists: home_view(lists.of(data)) for lists in set(viewers.values())}
+        changed = {lists for lists, view in views.items() if view.to_dict() != shown.get(lists)}
+        if not changed:
+            return
+        for user_id, lists in viewers.items():
+            if lists not in changed:
+                continue
+            try:
+                await client.views_publish(user_id=user_id, view=views[lists])
+            except SlackApiError as exc:
+                if not quiet:
+                    raise
+                log.warning("Home not republished for team=%s user=%s: %s", team_id, user_id,
+                            exc.response.get("error"))  # fmt: skip
+        shown |= {lists: views[lists].to_dict() for lists in changed}
 
 
 async def refresh_for(d: Deps, client: AsyncWebClient, team_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import timedelta
@@ -526,3 +527,29 @@ async def test_home_follows_imports_requested_rejected_and_withdrawn_in_slack(
     await app.settle()
     shown = _shown(app, LEAD)
     assert f"*Spring fair* · cancelled by <@{REP}>" in shown, shown
+
+
+async def test_a_refresh_slack_answers_late_doesnt_put_back_an_older_home(app: Harness) -> None:
+    """Two changes a moment apart (two leads, or an import finishing while a segment is
+    created) each republish Home. The first refresh read the data before the second change;
+    Slack took its views.publish last, and Home showed the state before the second change
+    for good (nothing republished it again)."""
+    from bot.app import slack_client
+    from bot.workspaces import create_segment
+    from handlers.home_publish import refresh_homes
+
+    await ensure_workspace(app.db, TEAM)
+    await _open_home(app, REP)
+    await create_segment(app.db, TEAM, "First")
+    client = slack_client(app.settings)
+    before = len(app.slack.calls_to("views.publish"))
+    gate = app.slack.hold("views.publish")  # Slack answers the first refresh slowly
+    first = asyncio.create_task(refresh_homes(app.db, client, TEAM, undo_days=7))
+    await app.slack.wait_for("views.publish", before + 1)
+    app.slack.unhold("views.publish")
+    await create_segment(app.db, TEAM, "Second")  # the second change, and its refresh
+    await refresh_homes(app.db, client, TEAM, undo_days=7)
+    assert "*Second*" in _shown(app, REP)
+    gate.set()  # the first refresh's Home lands now, without Second
+    await first
+    assert "*First*" in _shown(app, REP) and "*Second*" in _shown(app, REP), _shown(app, REP)
