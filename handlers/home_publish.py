@@ -9,12 +9,13 @@ it lately; the data is read once for all of them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
+from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import case, delete
 from sqlmodel import col, func, select
@@ -35,7 +36,7 @@ from handlers.home_messages import (
     home_view,
     segment_rows,
 )
-from models import Database, HomeViewer, ImportBatch, Segment
+from models import Database, HomeViewer, ImportBatch, Segment, Workspace
 from models.clock import utcnow
 from models.db import upsert
 
@@ -128,8 +129,21 @@ class Lists:
 FIRST_PAGES = Lists()
 
 
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What one person's Home depends on besides the data: the lists they expanded, and
+    whether they are a team lead (only leads are offered the lead-only buttons)."""
+
+    lists: Lists
+    lead: bool
+
+    def view(self, data: HomeData) -> View:
+        return home_view(self.lists.of(data), lead=self.lead)
+
+
 async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_id: str, *,
-                       lists: Lists | None = None, undo_days: int = UNDO_DAYS) -> None:
+                       team_leads: Sequence[str], lists: Lists | None = None,
+                       undo_days: int = UNDO_DAYS) -> None:  # fmt: skip
     """Show one person their Home now, and remember them for later republishing.
 
     `lists`: what they just chose with *Show more* or *Show less*, kept for the republishes
@@ -140,17 +154,19 @@ async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_
         await _seen(db, team_id, user_id, lists)
     else:
         lists = await _kept_lists(db, team_id, user_id)
-    await _publish_current(db, client, team_id, {user_id: lists}, undo_days=undo_days,
+    shape = Shape(lists, await _is_lead(db, client, team_id, user_id, team_leads))
+    await _publish_current(db, client, team_id, {user_id: shape}, undo_days=undo_days,
                            quiet=False)  # fmt: skip
     if not chose:
         await _seen(db, team_id, user_id)
 
 
 async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
-                        undo_days: int = UNDO_DAYS) -> None:  # fmt: skip
-    """Republish Home for the workspace's recent viewers, each with the lists they expanded.
-    Never raises: Home is a view of the data, and a change already made must not look failed
-    because a tab didn't refresh."""
+                        team_leads: Sequence[str], undo_days: int = UNDO_DAYS) -> None:  # fmt: skip
+    """Republish Home for the workspace's recent viewers, each with the lists they expanded
+    and the buttons they may use (`team_leads`: TEAM_LEADS, for `is_lead`). Never raises:
+    Home is a view of the data, and a change already made must not look failed because a
+    tab didn't refresh."""
     try:
         now = utcnow()
         async with db.begin() as conn:
@@ -165,7 +181,8 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
             )).all()  # fmt: skip
         if not rows:
             return
-        viewers = {user_id: _still_kept(opened_at, segments, imports, now)
+        viewers = {user_id: Shape(_still_kept(opened_at, segments, imports, now),
+                                  await _is_lead(db, client, team_id, user_id, team_leads))
                    for user_id, opened_at, segments, imports in rows}  # fmt: skip
         await _publish_current(db, client, team_id, viewers, undo_days=undo_days, quiet=True)
     except Exception:
@@ -173,9 +190,9 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
 
 
 async def _publish_current(db: Database, client: AsyncWebClient, team_id: str,
-                           viewers: Mapping[str, Lists], *, undo_days: int,
+                           viewers: Mapping[str, Shape], *, undo_days: int,
                            quiet: bool) -> None:  # fmt: skip
-    """Publish Home to `viewers` (the data read once, one view per choice of lists), then
+    """Publish Home to `viewers` (the data read once, one view per shape), then
     read the data again and republish the views it changes, a few times at most.
 
     Two changes a moment apart each republish Home; the refresh that read first can land
@@ -186,37 +203,69 @@ async def _publish_current(db: Database, client: AsyncWebClient, team_id: str,
 
     `quiet`: a publish Slack refuses (a deactivated viewer, say) is logged and the others
     still get theirs; else it raises."""
-    most = max(lists.imports_shown for lists in viewers.values())
-    shown: dict[Lists, dict[str, Any]] = {}
+    most = max(shape.lists.imports_shown for shape in viewers.values())
+    shown: dict[Shape, dict[str, Any]] = {}
     for _ in range(REREADS):
         data = await home_data(db, team_id, imports_shown=most, undo_days=undo_days)
-        views = {lists: home_view(lists.of(data)) for lists in set(viewers.values())}
-        changed = {lists for lists, view in views.items() if view.to_dict() != shown.get(lists)}
+        views = {shape: shape.view(data) for shape in set(viewers.values())}
+        changed = {shape for shape, view in views.items() if view.to_dict() != shown.get(shape)}
         if not changed:
             return
-        for user_id, lists in viewers.items():
-            if lists not in changed:
+        for user_id, shape in viewers.items():
+            if shape not in changed:
                 continue
             try:
-                await client.views_publish(user_id=user_id, view=views[lists])
+                await client.views_publish(user_id=user_id, view=views[shape])
             except SlackApiError as exc:
                 if not quiet:
                     raise
                 log.warning("Home not republished for team=%s user=%s: %s", team_id, user_id,
                             exc.response.get("error"))  # fmt: skip
-        shown |= {lists: views[lists].to_dict() for lists in changed}
+        shown |= {shape: views[shape].to_dict() for shape in changed}
+
+
+async def _is_lead(db: Database, client: AsyncWebClient, team_id: str, user_id: str,
+                   team_leads: Sequence[str]) -> bool:  # fmt: skip
+    """`is_lead` (one users.info at most, as for a click), deciding whether Home offers the
+    lead-only buttons. When Slack can't say, no: the buttons would check again and refuse."""
+    from handlers.context import lead_in  # it imports the notifier, which imports this module
+
+    try:
+        async with db.session() as session:
+            exists = await session.get(Workspace, team_id) is not None
+        if not exists:
+            return await _lead_of_new_workspace(client, team_id, user_id, team_leads)
+        return await lead_in(db, team_leads, client, team_id, user_id)
+    except Exception as exc:
+        log.warning("Home of team=%s user=%s shown without the lead-only buttons: %r", team_id,
+                    user_id, exc)  # fmt: skip
+        return False
+
+
+async def _lead_of_new_workspace(client: AsyncWebClient, team_id: str, user_id: str,
+                                 team_leads: Sequence[str]) -> bool:  # fmt: skip
+    """`is_lead` for a workspace with no row yet (Home opened before anything else), without
+    its writes: it would create the workspace and seed its list, and opening Home only
+    reads. Nobody is listed yet but TEAM_LEADS, who count once Slack says they are people of
+    this workspace, as its admins and owners do."""
+    user = (await client.users_info(user=user_id)).get("user") or {}
+    if user.get("team_id") != team_id:
+        return False
+    return user_id in team_leads or bool(user.get("is_admin") or user.get("is_owner"))
 
 
 async def refresh_for(d: Deps, client: AsyncWebClient, team_id: str) -> None:
     """`refresh_homes` with the workspace's settings (the undo window decides *Undo*)."""
-    await refresh_homes(d.db, client, team_id, undo_days=d.settings.undo_window_days)
+    await refresh_homes(d.db, client, team_id, team_leads=d.settings.team_leads,
+                        undo_days=d.settings.undo_window_days)  # fmt: skip
 
 
-def home_refresher(db: Database, client: AsyncWebClient, *, undo_days: int) -> HomeRefresher:
+def home_refresher(db: Database, client: AsyncWebClient, *, team_leads: Sequence[str],
+                   undo_days: int) -> HomeRefresher:  # fmt: skip
     """`refresh_homes` for a worker's `home_refresh` jobs (changes made from the shell)."""
 
     async def refresh(team_id: str) -> None:
-        await refresh_homes(db, client, team_id, undo_days=undo_days)
+        await refresh_homes(db, client, team_id, team_leads=team_leads, undo_days=undo_days)
 
     return refresh
 
@@ -262,5 +311,5 @@ async def _seen(db: Database, team_id: str, user_id: str, lists: Lists | None = 
             index_elements=["team_id", "user_id"], set_={"opened_at": now, **chosen}))  # fmt: skip
 
 
-__all__ = ["Lists", "home_data", "home_refresher", "publish_home", "recent_imports", "refresh_for",
-           "refresh_homes"]
+__all__ = ["Lists", "Shape", "home_data", "home_refresher", "publish_home", "recent_imports",
+           "refresh_for", "refresh_homes"]
