@@ -12,7 +12,7 @@ invited), so "who approved last week's import and how many were invited" is one 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -23,7 +23,15 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 
 from bot.casefold import contains
-from models import AuditEntry, Database, Enrollment, ImportBatch, Invite, InviteState
+from models import (
+    Advocate,
+    AuditEntry,
+    Database,
+    Enrollment,
+    ImportBatch,
+    Invite,
+    InviteState,
+)
 from models.clock import utcnow
 
 CLI = "cli"  # the actor of a shell command (shell users are trusted admins)
@@ -197,43 +205,75 @@ def sentence(entry: Entry) -> str:
     return words(entry.action, entry.subject) + (f" ({detail})" if detail else "")
 
 
+@dataclass(frozen=True, slots=True)
+class EnrollmentFigures:
+    """What the enrollments an import led to did, counted from the rows that still exist."""
+
+    enrolled: int = 0  # advocates (a deleted contact's or an undone import's: gone)
+    sent: int = 0  # invites sent
+    waiting: int = 0  # invites queued, held or being sent
+
+
+_WAITING = frozenset({InviteState.QUEUED, InviteState.HELD, InviteState.SENDING})
+
+
+async def enrollment_figures(db: Database, team_id: str, threads: Mapping[int, str | None]
+                             ) -> dict[int, EnrollmentFigures]:  # fmt: skip
+    """Per import (`threads`: its id -> its review message's ts): the advocates and invites
+    of the enrollments it led to, i.e. the ones run for its new contacts
+    (`enrollment.batch_id`) and the ones started from its thread (*Target a campaign*: same
+    thread). Counted from the rows, not from `enrollment.enrolled` (a count at the time):
+    contacts deleted or an undo since took their advocates and invites with them. Each
+    advocate is found through its invite, which is indexed by enrollment. Home and the audit
+    log both say this, so they agree."""
+    ids = list(threads)
+    by_thread = {ts: batch_id for batch_id, ts in threads.items() if ts}
+    if not ids:
+        return {}
+    async with db.session() as session:
+        runs = (await session.exec(
+            select(Enrollment.id, Enrollment.batch_id, Enrollment.thread_ts).where(
+                col(Enrollment.team_id) == team_id,
+                or_(col(Enrollment.batch_id).in_(ids),
+                    col(Enrollment.thread_ts).in_(list(by_thread))))
+        )).all()  # fmt: skip
+        owner = {e_id: (batch_id if batch_id in threads else by_thread[thread or ""])
+                 for e_id, batch_id, thread in runs}  # fmt: skip
+        counts = (await session.exec(
+            select(Invite.enrollment_id, Invite.state, func.count(col(Invite.id)),
+                   func.count(col(Advocate.id)))
+            .outerjoin(Advocate, and_(col(Advocate.id) == col(Invite.advocate_id),
+                                      col(Advocate.team_id) == team_id))
+            .where(col(Invite.team_id) == team_id, col(Invite.enrollment_id).in_(list(owner)))
+            .group_by(col(Invite.enrollment_id), col(Invite.state))
+        )).all() if owner else []  # fmt: skip
+    totals: dict[int, list[int]] = {}
+    for e_id, state, invites, advocates in counts:
+        total = totals.setdefault(owner[e_id], [0, 0, 0])
+        total[0] += int(advocates)
+        total[1] += int(invites) if state == InviteState.SENT else 0
+        total[2] += int(invites) if state in _WAITING else 0
+    return {batch_id: EnrollmentFigures(*total) for batch_id, total in totals.items()}
+
+
 async def import_outcomes(db: Database, team_id: str,
                           batch_ids: Iterable[int]) -> dict[int, ImportOutcome]:  # fmt: skip
     """For each of these imports of this workspace: its state and counts, how many of its
-    contacts were enrolled in campaigns, and their invites sent or waiting."""
+    contacts were enrolled in campaigns, and their invites sent or waiting (as Home counts
+    them: `enrollment_figures`)."""
     ids = sorted(set(batch_ids))
     if not ids:
         return {}
-    waiting = {InviteState.QUEUED, InviteState.HELD, InviteState.SENDING}
     async with db.session() as session:
         batches = (await session.exec(
             select(ImportBatch.id, ImportBatch.status, ImportBatch.new_contacts,
-                   ImportBatch.added_to_segment)
+                   ImportBatch.added_to_segment, ImportBatch.message_ts)
             .where(col(ImportBatch.team_id) == team_id, col(ImportBatch.id).in_(ids))
         )).all()  # fmt: skip
-        enrolled = dict((await session.exec(
-            select(Enrollment.batch_id, func.sum(Enrollment.enrolled))
-            .where(col(Enrollment.team_id) == team_id, col(Enrollment.batch_id).in_(ids))
-            .group_by(col(Enrollment.batch_id))
-        )).all())  # fmt: skip
-        by_state = (await session.exec(
-            select(Enrollment.batch_id, Invite.state, func.count())
-            .join(Enrollment, and_(col(Enrollment.id) == col(Invite.enrollment_id),
-                                   col(Enrollment.team_id) == team_id))
-            .where(col(Invite.team_id) == team_id, col(Enrollment.batch_id).in_(ids))
-            .group_by(col(Enrollment.batch_id), col(Invite.state))
-        )).all()  # fmt: skip
-    sent: dict[int, int] = {}
-    pending: dict[int, int] = {}
-    for batch_id, state, count in by_state:
-        if state == InviteState.SENT:
-            sent[batch_id or 0] = sent.get(batch_id or 0, 0) + int(count)
-        elif state in waiting:
-            pending[batch_id or 0] = pending.get(batch_id or 0, 0) + int(count)
-    return {
-        int(batch_id or 0): ImportOutcome(
-            str(status), int(new), int(added), int(enrolled.get(batch_id) or 0),
-            sent.get(batch_id or 0, 0), pending.get(batch_id or 0, 0),
-        )
-        for batch_id, status, new, added in batches
-    }  # fmt: skip
+    figures = await enrollment_figures(db, team_id, {int(b[0] or 0): b[4] for b in batches})
+    outcomes: dict[int, ImportOutcome] = {}
+    for batch_id, status, new, added, _ in batches:
+        found = figures.get(int(batch_id or 0), EnrollmentFigures())
+        outcomes[int(batch_id or 0)] = ImportOutcome(str(status), int(new), int(added),
+                                                     found.enrolled, found.sent, found.waiting)
+    return outcomes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -82,14 +83,21 @@ async def is_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -
     `/referral leads` checks whom it adds): else one workspace's leads approved another's
     imports.
     """
-    by = await listed_by(d.db, team_id, user_id, d.settings.team_leads)
+    return await lead_in(d.db, d.settings.team_leads, client, team_id, user_id)
+
+
+async def lead_in(db: Database, team_leads: Sequence[str], client: AsyncWebClient,
+                  team_id: str, user_id: str) -> bool:  # fmt: skip
+    """`is_lead` with the database and TEAM_LEADS given, for what has no `Deps` (Home's
+    republishing, from the notifier or a worker)."""
+    by = await listed_by(db, team_id, user_id, team_leads)
     if by is not None and by != SEEDED:
         return True
     info = await client.users_info(user=user_id)
     user = info.get("user") or {}
     member = user.get("team_id") == team_id
     if by == SEEDED:
-        await check_seeded(d.db, team_id, user_id, member=member)
+        await check_seeded(db, team_id, user_id, member=member)
         return member
     return member and bool(user.get("is_admin") or user.get("is_owner"))
 

@@ -38,8 +38,9 @@ async def home_opened(ack: Any, event: dict[str, Any], body: dict[str, Any],
     if not team_id or not user_id:
         return
     # a failure is logged with team and event; no direct message each time Home is opened
-    d.later.run(publish_home(d.db, client, team_id, user_id, undo_days=undo_days(d)), client,
-                {"team_id": team_id, "event": {"type": "app_home_opened"}})  # fmt: skip
+    d.later.run(publish_home(d.db, client, team_id, user_id, team_leads=d.settings.team_leads,
+                             undo_days=undo_days(d)),
+                client, {"team_id": team_id, "event": {"type": "app_home_opened"}})  # fmt: skip
 
 
 def undo_days(d: Deps) -> int:
@@ -54,7 +55,8 @@ async def on_show_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     d = deps(context)
     lists = Lists.chosen(*read_more_value(str(body["actions"][0].get("value") or "")))
     d.later.run(publish_home(d.db, client, team_of(body), body["user"]["id"],
-                             undo_days=undo_days(d), lists=lists), client, body)  # fmt: skip
+                             team_leads=d.settings.team_leads, undo_days=undo_days(d),
+                             lists=lists), client, body)  # fmt: skip
 
 
 async def _open_import(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:

@@ -232,7 +232,9 @@ def _undo_button(batch_id: int) -> ButtonElement:
 
 
 def import_blocks(imports: Sequence[ImportRow], total: int, shown: int = MAX_IMPORTS_SHOWN,
-                  segments_shown: int = MAX_SEGMENTS_SHOWN) -> list[Block]:  # fmt: skip
+                  segments_shown: int = MAX_SEGMENTS_SHOWN, *,
+                  lead: bool = False) -> list[Block]:  # fmt: skip
+    """`lead`: *Undo* beside the imports that can be undone (only leads may)."""
     blocks: list[Block] = [HeaderBlock(text="Recent imports")]
     if not imports:
         blocks.append(_section("No imports yet: press *New import*, or upload a CSV to a "
@@ -240,7 +242,7 @@ def import_blocks(imports: Sequence[ImportRow], total: int, shown: int = MAX_IMP
     rows = imports[:max(1, min(shown, MAX_IMPORTS_EVER))]
     for row in rows:
         section = _section(import_line(row))
-        if row.can_undo:
+        if row.can_undo and lead:
             section.accessory = _undo_button(row.batch_id)
         blocks.append(section)
     more = more_value(segments_shown, min(len(rows) + MORE_STEP, MAX_IMPORTS_EVER))
@@ -262,15 +264,18 @@ def mailchimp_line(conn: Connection) -> str:
             f"Connected {by}" + (f" · {when}" if when else ""))  # fmt: skip
 
 
-def mailchimp_blocks(conn: Connection | None) -> list[Block]:
+def mailchimp_blocks(conn: Connection | None, *, lead: bool = False) -> list[Block]:
+    """`lead`: *Connect Mailchimp* when it isn't (only leads may); others read who can."""
     blocks: list[Block] = [HeaderBlock(text="Mailchimp")]
     if conn is not None:
         blocks.append(_section(mailchimp_line(conn)))
         blocks.append(_context("`/referral mailchimp` disconnects it (team leads)."))
         return blocks
-    blocks.append(_section("*Not connected.* Connect Mailchimp to import its audiences into a "
-                           "segment; only subscribed members are imported."))  # fmt: skip
-    blocks.append(ActionsBlock(elements=[_connect_button()]))
+    who = "Connect Mailchimp" if lead else "A team lead can connect Mailchimp"
+    blocks.append(_section(f"*Not connected.* {who} to import its audiences into a segment; "
+                           "only subscribed members are imported."))  # fmt: skip
+    if lead:
+        blocks.append(ActionsBlock(elements=[_connect_button()]))
     return blocks
 
 
@@ -283,31 +288,33 @@ def _connect_button() -> ButtonElement:
                          value="connect")  # fmt: skip
 
 
-def action_buttons(connected: bool) -> ActionsBlock:
-    buttons = [
-        ButtonElement(text="New import", action_id=Action.HOME_NEW_IMPORT, value="new",
-                      style="primary"),
-        # the campaign list's New campaign button: campaigns.py opens the modal for it
-        ButtonElement(text="New campaign", action_id=Action.CAMPAIGN_CREATE, value="new"),
-        # contact_search.py opens the search modal
-        ButtonElement(text="Search contacts", action_id=Action.HOME_SEARCH_CONTACTS,
-                      value="search"),
-    ]  # fmt: skip
-    if not connected:
+def action_buttons(connected: bool, *, lead: bool = False) -> ActionsBlock:
+    """The common actions; *New campaign* and *Connect Mailchimp* for team leads only (the
+    others would be refused on clicking)."""
+    buttons = [ButtonElement(text="New import", action_id=Action.HOME_NEW_IMPORT, value="new",
+                             style="primary")]  # fmt: skip
+    if lead:  # the campaign list's New campaign button: campaigns.py opens the modal for it
+        buttons.append(ButtonElement(text="New campaign", action_id=Action.CAMPAIGN_CREATE,
+                                     value="new"))  # fmt: skip
+    # contact_search.py opens the search modal
+    buttons.append(ButtonElement(text="Search contacts", action_id=Action.HOME_SEARCH_CONTACTS,
+                                 value="search"))  # fmt: skip
+    if lead and not connected:
         buttons.append(_connect_button())
     return ActionsBlock(elements=buttons)
 
 
-def home_view(data: HomeData) -> View:
+def home_view(data: HomeData, *, lead: bool) -> View:
+    """Home as `lead` (a team lead, or not: no buttons they would be refused) sees it."""
     blocks: list[Block] = [HeaderBlock(text=TITLE)]
-    blocks.append(action_buttons(data.mailchimp is not None))
+    blocks.append(action_buttons(data.mailchimp is not None, lead=lead))
     segments = min(data.segments_shown or MAX_SEGMENTS_SHOWN, MAX_SEGMENTS_EVER)
     imports = min(data.imports_shown, MAX_IMPORTS_EVER)
     blocks += [DividerBlock(), *segment_blocks(data.segments, segments, imports)]
     blocks += [DividerBlock(), *campaign_blocks(data.campaigns)]
     blocks += [DividerBlock(), *import_blocks(data.imports, data.imports_total, imports,
-                                              segments)]  # fmt: skip
-    blocks += [DividerBlock(), *mailchimp_blocks(data.mailchimp)]
+                                              segments, lead=lead)]  # fmt: skip
+    blocks += [DividerBlock(), *mailchimp_blocks(data.mailchimp, lead=lead)]
     blocks.append(_context("Type `/referral help` anywhere for the commands."))
     return View(type="home", blocks=blocks)
 

@@ -9,6 +9,7 @@ it lately; the data is read once for all of them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import case, delete, or_
+from sqlalchemy import case, delete
 from sqlmodel import col, func, select
 
+from bot.audit import EnrollmentFigures, enrollment_figures
 from bot.campaigns.service import list_campaigns
 from bot.home_refresh import VIEWERS_KEPT, HomeRefresher
 from bot.imports.undo import undoable
@@ -35,16 +37,7 @@ from handlers.home_messages import (
     segment_rows,
 )
 from handlers.slack_errors import slack_error
-from models import (
-    Advocate,
-    Database,
-    Enrollment,
-    HomeViewer,
-    ImportBatch,
-    Invite,
-    InviteState,
-    Segment,
-)
+from models import Database, HomeViewer, ImportBatch, Segment, Workspace
 from models.clock import utcnow
 from models.db import upsert
 
@@ -55,6 +48,8 @@ log = logging.getLogger(__name__)
 EXPANDED_KEPT = timedelta(hours=1)  # how long *Show more* holds after the last open or click
 UNDO_DAYS = 7  # UNDO_WINDOW_DAYS' default, for refreshes that don't pass the setting
 MAX_REPUBLISHED = 50  # per change: the most recent viewers (views.publish is Tier 4)
+REREADS = 3  # reads of the data per publish, while it keeps changing meanwhile
+NONE = EnrollmentFigures()  # an import that led to no enrollment
 
 
 async def recent_imports(
@@ -75,7 +70,7 @@ async def recent_imports(
             select(func.count()).select_from(ImportBatch).where(
                 col(ImportBatch.team_id) == team_id)
         )).one()  # fmt: skip
-    enrolled, invited = await _enrollment_figures(db, team_id, [b for b, _ in rows])
+    figures = await enrollment_figures(db, team_id, {b.id or 0: b.message_ts for b, _ in rows})
     imports = [
         ImportRow(batch_id=b.id or 0, segment=name, status=b.status, requested_by=b.requested_by,
                   approved_by=b.approved_by, cancelled_by=b.cancelled_by,
@@ -84,50 +79,11 @@ async def recent_imports(
                   undone_by=b.undone_by, consent_by=b.consent_by,
                   can_undo=undoable(b) and b.finished_at is not None
                   and b.finished_at >= undo_since,
-                  enrolled=enrolled.get(b.id or 0, 0), invited=invited.get(b.id or 0, 0))
+                  enrolled=figures.get(b.id or 0, NONE).enrolled,
+                  invited=figures.get(b.id or 0, NONE).sent)
         for b, name in rows
     ]  # fmt: skip
     return imports, int(total)
-
-
-async def _enrollment_figures(db: Database, team_id: str, batches: list[ImportBatch]
-                              ) -> tuple[dict[int, int], dict[int, int]]:  # fmt: skip
-    """Per import: advocates enrolled and invites sent by the enrollments it led to, i.e. the
-    ones run for its new contacts (`enrollment.batch_id`) and the ones started from its
-    thread (*Target a campaign*: same thread). Both counted from the rows that still exist
-    (a deleted contact's advocate no longer counts), each advocate found through its invite,
-    which is indexed by enrollment."""
-    by_thread = {b.message_ts: b.id or 0 for b in batches if b.message_ts}
-    ids = [b.id or 0 for b in batches]
-    if not ids:
-        return {}, {}
-    async with db.session() as session:
-        query = select(Enrollment.id, Enrollment.batch_id, Enrollment.thread_ts).where(
-            col(Enrollment.team_id) == team_id,
-            or_(col(Enrollment.batch_id).in_(ids), col(Enrollment.thread_ts).in_(list(by_thread))),
-        )  # fmt: skip
-        runs = (await session.exec(query)).all()
-        owner = {e_id: (batch_id if batch_id in ids else by_thread.get(thread or "", 0))
-                 for e_id, batch_id, thread in runs}  # fmt: skip
-        advocates = (await session.exec(
-            select(Invite.enrollment_id, func.count())
-            .join(Advocate, col(Advocate.id) == col(Invite.advocate_id))
-            .where(col(Invite.team_id) == team_id, col(Invite.enrollment_id).in_(list(owner)))
-            .group_by(col(Invite.enrollment_id))
-        )).all() if owner else []  # fmt: skip
-        sent = (await session.exec(
-            select(Invite.enrollment_id, func.count()).where(
-                col(Invite.team_id) == team_id, col(Invite.enrollment_id).in_(list(owner)),
-                col(Invite.state) == InviteState.SENT,
-            ).group_by(col(Invite.enrollment_id))
-        )).all() if owner else []  # fmt: skip
-    enrolled: dict[int, int] = {}
-    for e_id, count in advocates:
-        enrolled[owner[e_id]] = enrolled.get(owner[e_id], 0) + int(count)
-    invited: dict[int, int] = {}
-    for e_id, count in sent:
-        invited[owner[e_id]] = invited.get(owner[e_id], 0) + int(count)
-    return enrolled, invited
 
 
 async def home_data(db: Database, team_id: str, *, imports_shown: int = MAX_IMPORTS_SHOWN,
@@ -174,8 +130,21 @@ class Lists:
 FIRST_PAGES = Lists()
 
 
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What one person's Home depends on besides the data: the lists they expanded, and
+    whether they are a team lead (only leads are offered the lead-only buttons)."""
+
+    lists: Lists
+    lead: bool
+
+    def view(self, data: HomeData) -> View:
+        return home_view(self.lists.of(data), lead=self.lead)
+
+
 async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_id: str, *,
-                       lists: Lists | None = None, undo_days: int = UNDO_DAYS) -> None:
+                       team_leads: Sequence[str], lists: Lists | None = None,
+                       undo_days: int = UNDO_DAYS) -> None:  # fmt: skip
     """Show one person their Home now, and remember them for later republishing.
 
     `lists`: what they just chose with *Show more* or *Show less*, kept for the republishes
@@ -186,18 +155,19 @@ async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_
         await _seen(db, team_id, user_id, lists)
     else:
         lists = await _kept_lists(db, team_id, user_id)
-    data = await home_data(db, team_id, imports_shown=lists.imports_shown,
-                           segments_shown=lists.segments, undo_days=undo_days)  # fmt: skip
-    await client.views_publish(user_id=user_id, view=home_view(data))
+    shape = Shape(lists, await _is_lead(db, client, team_id, user_id, team_leads))
+    await _publish_current(db, client, team_id, {user_id: shape}, undo_days=undo_days,
+                           quiet=False)  # fmt: skip
     if not chose:
         await _seen(db, team_id, user_id)
 
 
 async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
-                        undo_days: int = UNDO_DAYS) -> None:  # fmt: skip
-    """Republish Home for the workspace's recent viewers, each with the lists they expanded.
-    Never raises: Home is a view of the data, and a change already made must not look failed
-    because a tab didn't refresh."""
+                        team_leads: Sequence[str], undo_days: int = UNDO_DAYS) -> None:  # fmt: skip
+    """Republish Home for the workspace's recent viewers, each with the lists they expanded
+    and the buttons they may use (`team_leads`: TEAM_LEADS, for `is_lead`). Never raises:
+    Home is a view of the data, and a change already made must not look failed because a
+    tab didn't refresh."""
     try:
         now = utcnow()
         async with db.begin() as conn:
@@ -212,33 +182,91 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
             )).all()  # fmt: skip
         if not rows:
             return
-        viewers = {user_id: _still_kept(opened_at, segments, imports, now)
+        viewers = {user_id: Shape(_still_kept(opened_at, segments, imports, now),
+                                  await _is_lead(db, client, team_id, user_id, team_leads))
                    for user_id, opened_at, segments, imports in rows}  # fmt: skip
-        most = max(lists.imports_shown for lists in viewers.values())
-        data = await home_data(db, team_id, imports_shown=most, undo_days=undo_days)
-        views: dict[Lists, View] = {}  # the data is read once; one view per choice of lists
-        for user_id, lists in viewers.items():
-            if lists not in views:
-                views[lists] = home_view(lists.of(data))
-            try:
-                await client.views_publish(user_id=user_id, view=views[lists])
-            except SlackApiError as exc:  # a deactivated viewer, say: the others still get it
-                log.warning("Home not republished for team=%s user=%s: %s", team_id, user_id,
-                            slack_error(exc))  # fmt: skip
+        await _publish_current(db, client, team_id, viewers, undo_days=undo_days, quiet=True)
     except Exception:
         log.exception("Home not republished for team=%s", team_id)
 
 
+async def _publish_current(db: Database, client: AsyncWebClient, team_id: str,
+                           viewers: Mapping[str, Shape], *, undo_days: int,
+                           quiet: bool) -> None:  # fmt: skip
+    """Publish Home to `viewers` (the data read once, one view per shape), then
+    read the data again and republish the views it changes, a few times at most.
+
+    Two changes a moment apart each republish Home; the refresh that read first can land
+    last (Slack answered it slowly) and put back the Home of before the second change, for
+    good. Reading again once its publishes landed, the late one sees the newer data and
+    publishes it. This holds whichever process ran the other refresh (serve's listeners, a
+    worker), where a lock would order the refreshes of one process only.
+
+    `quiet`: a publish Slack refuses (a deactivated viewer, say) is logged and the others
+    still get theirs; else it raises."""
+    most = max(shape.lists.imports_shown for shape in viewers.values())
+    shown: dict[Shape, dict[str, Any]] = {}
+    for _ in range(REREADS):
+        data = await home_data(db, team_id, imports_shown=most, undo_days=undo_days)
+        views = {shape: shape.view(data) for shape in set(viewers.values())}
+        changed = {shape for shape, view in views.items() if view.to_dict() != shown.get(shape)}
+        if not changed:
+            return
+        for user_id, shape in viewers.items():
+            if shape not in changed:
+                continue
+            try:
+                await client.views_publish(user_id=user_id, view=views[shape])
+            except SlackApiError as exc:
+                if not quiet:
+                    raise
+                log.warning("Home not republished for team=%s user=%s: %s", team_id, user_id,
+                            slack_error(exc))  # fmt: skip
+        shown |= {shape: views[shape].to_dict() for shape in changed}
+
+
+async def _is_lead(db: Database, client: AsyncWebClient, team_id: str, user_id: str,
+                   team_leads: Sequence[str]) -> bool:  # fmt: skip
+    """`is_lead` (one users.info at most, as for a click), deciding whether Home offers the
+    lead-only buttons. When Slack can't say, no: the buttons would check again and refuse."""
+    from handlers.context import lead_in  # it imports the notifier, which imports this module
+
+    try:
+        async with db.session() as session:
+            exists = await session.get(Workspace, team_id) is not None
+        if not exists:
+            return await _lead_of_new_workspace(client, team_id, user_id, team_leads)
+        return await lead_in(db, team_leads, client, team_id, user_id)
+    except Exception as exc:
+        log.warning("Home of team=%s user=%s shown without the lead-only buttons: %r", team_id,
+                    user_id, exc)  # fmt: skip
+        return False
+
+
+async def _lead_of_new_workspace(client: AsyncWebClient, team_id: str, user_id: str,
+                                 team_leads: Sequence[str]) -> bool:  # fmt: skip
+    """`is_lead` for a workspace with no row yet (Home opened before anything else), without
+    its writes: it would create the workspace and seed its list, and opening Home only
+    reads. Nobody is listed yet but TEAM_LEADS, who count once Slack says they are people of
+    this workspace, as its admins and owners do."""
+    user = (await client.users_info(user=user_id)).get("user") or {}
+    if user.get("team_id") != team_id:
+        return False
+    return user_id in team_leads or bool(user.get("is_admin") or user.get("is_owner"))
+
+
 async def refresh_for(d: Deps, client: AsyncWebClient, team_id: str) -> None:
     """`refresh_homes` with the workspace's settings (the undo window decides *Undo*)."""
-    await refresh_homes(d.db, client, team_id, undo_days=d.settings.undo_window_days)
+    await refresh_homes(d.db, client, team_id, team_leads=d.settings.team_leads,
+                        undo_days=d.settings.undo_window_days)  # fmt: skip
 
 
-def home_refresher(db: Database, client: AsyncWebClient, *, undo_days: int) -> HomeRefresher:
+def home_refresher(db: Database, client: AsyncWebClient, *, team_leads: Sequence[str],
+                   undo_days: int) -> HomeRefresher:  # fmt: skip
     """`refresh_homes` for a worker's `home_refresh` jobs (changes made from the shell)."""
 
     async def refresh(team_id: str) -> None:
-        await refresh_homes(db, client, team_id, undo_days=undo_days)
+        await refresh_homes(db, client, team_id, team_leads=team_leads, undo_days=undo_days)
 
     return refresh
 
@@ -284,5 +312,5 @@ async def _seen(db: Database, team_id: str, user_id: str, lists: Lists | None = 
             index_elements=["team_id", "user_id"], set_={"opened_at": now, **chosen}))  # fmt: skip
 
 
-__all__ = ["Lists", "home_data", "home_refresher", "publish_home", "recent_imports", "refresh_for",
-           "refresh_homes"]
+__all__ = ["Lists", "Shape", "home_data", "home_refresher", "publish_home", "recent_imports",
+           "refresh_for", "refresh_homes"]

@@ -44,6 +44,7 @@ from bot.workspaces import (
     segment_sizes,
 )
 from handlers.context import Deps, Refusal, deps, is_lead, may_change, require_member, team_of
+from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.mailchimp_messages import (
     LISTS_LOADING,
@@ -432,6 +433,7 @@ async def post_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: i
     await set_message(d.db, team_id, batch_id, channel_id=posted["channel"],
                       message_ts=posted["ts"])  # fmt: skip
     await d.notifier.share_pending_rejects(team_id, batch_id)  # files read before it existed
+    await refresh_for(d, client, team_id)  # Home lists the import, waiting for review
 
 
 async def import_segment(db: Database, team_id: str, segment_id: int) -> Segment:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -75,7 +75,8 @@ def _state(view: BatchView) -> tuple[object, ...]:
             view.totals)  # fmt: skip
 
 
-HOME_EVENTS = frozenset({IMPORT_FINISHED, ENROLLMENT_CHANGED, UNDO_FINISHED, UNDO_STOPPED})
+HOME_EVENTS = frozenset({BATCH_CHANGED, IMPORT_FINISHED, ENROLLMENT_CHANGED, UNDO_FINISHED,
+                         UNDO_STOPPED})
 LIST_KEY = "sources-list:"  # an All sources list to redraw when a file is read: source, view
 _TRANSIENT = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
                         "request_timeout"})  # fmt: skip
@@ -98,9 +99,11 @@ def is_outage(exc: BaseException) -> bool:
 class SlackNotifier:
     """Implements bot.notify.ImportNotifier with chat.update / postMessage / files_upload_v2."""
 
-    def __init__(self, client: AsyncWebClient, db: Database, *, undo_days: int = 7) -> None:
+    def __init__(self, client: AsyncWebClient, db: Database, *, team_leads: Sequence[str],
+                 undo_days: int = 7) -> None:  # fmt: skip
         self.client = client
         self.db = db
+        self.team_leads = team_leads  # TEAM_LEADS: whose Home offers the lead-only buttons
         self.undo_days = undo_days  # UNDO_WINDOW_DAYS: whether Home offers *Undo*
         self.enrollments = EnrollmentReports(client, db)
 
@@ -164,7 +167,8 @@ class SlackNotifier:
                     slack_error(exc) in CHANNEL_REFUSALS):  # fmt: skip
                 await self._result_by_dm(team_id, batch_id, event)
         if event in HOME_EVENTS:
-            await refresh_homes(self.db, self.client, team_id, undo_days=self.undo_days)
+            await refresh_homes(self.db, self.client, team_id, team_leads=self.team_leads,
+                                undo_days=self.undo_days)  # fmt: skip
 
     async def share_pending_rejects(self, team_id: str, batch_id: int) -> None:
         """The skipped-rows CSV of every file read before the review message existed."""

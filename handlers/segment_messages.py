@@ -6,11 +6,14 @@ name that reaches mrkdwn or a message's `text` goes through `esc()`; `plain_text
 
 Buttons carry only ids: `<segment id>:<offset of the page>` (plus `:ask` on a Delete button
 that opens the confirmation modal instead of Slack's confirm dialog), so a change can show
-the same page again. Listeners re-read everything by id and workspace.
+the same page again; *More* carries the last segment shown (`after:<its name key>`), so a
+segment deleted or created meanwhile shifts no other out of the next page. Listeners re-read
+everything by id and workspace.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,6 +43,7 @@ PAGE_SIZE = 20  # two blocks each: 40 of a message's 50, with room for the rest
 MAX_CAMPAIGNS_NAMED = 20  # in the delete confirmation
 TITLE = "Segments"
 ASK = "ask"
+AFTER = "after:"  # a More button's value: the name key of the last segment shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,7 @@ class SegmentItem:
     name: str
     contacts: int
     campaigns: int = 0
+    key: str = ""  # its name key: the list's order, and where *More* continues
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +78,17 @@ class ButtonValue:
         return cls(segment_id, offset, len(parts) == 3)
 
 
-def page_offset(value: str, total: int) -> int:
-    """A More button's offset, kept within the list (junk or a stale value: the first page)."""
-    offset = digits(value)
-    if offset is None or offset >= max(total, 1):
+def page_offset(value: str, keys: Sequence[str]) -> int:
+    """Where a page starts in the list now (`keys`: its name keys, in order): after the key a
+    *More* value names (whether that segment is still there or not), or at an offset (a
+    change shows its page again); junk or past the end: the first page."""
+    if value.startswith(AFTER):
+        offset: int | None = bisect_right(keys, value[len(AFTER):])
+    else:
+        offset = digits(value)
+    if offset is None or offset >= max(len(keys), 1):
         return 0
-    return offset - offset % PAGE_SIZE
+    return offset
 
 
 def _contacts(count: int) -> str:
@@ -149,9 +159,9 @@ def segment_list(everyone: SegmentItem | None, segments: Sequence[SegmentItem], 
             text=f"Segments {n(offset + 1)}–{n(last)} of {n(len(segments))}")]))  # fmt: skip
     buttons = [ButtonElement(text="New segment", action_id=Action.SEGMENT_CREATE,
                              value=str(offset), style="primary")]  # fmt: skip
-    if offset + PAGE_SIZE < len(segments):
+    if page and offset + PAGE_SIZE < len(segments):
         buttons.append(ButtonElement(text="More", action_id=Action.SEGMENT_MORE,
-                                     value=str(offset + PAGE_SIZE)))  # fmt: skip
+                                     value=f"{AFTER}{page[-1].key}"))  # fmt: skip
     blocks.append(ActionsBlock(elements=buttons))
     return note or TITLE, blocks
 

@@ -91,16 +91,20 @@ def button_of(click: Click) -> ButtonValue:
 
 
 async def _show_list(d: Deps, client: AsyncWebClient, team_id: str, url: str, *,
-                     offset: int = 0, note: str = "", replace: bool) -> None:  # fmt: skip
-    """Read the segments (counted from rows) and answer with one page of the list."""
+                     offset: int = 0, page: str = "", note: str = "",
+                     replace: bool) -> None:  # fmt: skip
+    """Read the segments (counted from rows) and answer with one page of the list: from
+    `offset`, or where a *More* button's `page` says."""
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     sized = await segment_sizes(d.db, team_id)
     used = await campaign_counts(d.db, team_id)
     everyone = next((SegmentItem(s.id or 0, s.name, count) for s, count in sized
                      if s.kind == SegmentKind.ALL), None)  # fmt: skip
-    static = [SegmentItem(s.id or 0, s.name, count, used.get(s.id or 0, 0))
-              for s, count in sized if s.kind == SegmentKind.STATIC]  # fmt: skip
-    offset = page_offset(str(offset), len(static))
+    # in the order of their keys as Python compares them, as `page_offset` does
+    static = sorted((SegmentItem(s.id or 0, s.name, count, used.get(s.id or 0, 0), s.name_key)
+                     for s, count in sized if s.kind == SegmentKind.STATIC),
+                    key=lambda item: item.key)  # fmt: skip
+    offset = page_offset(page or str(offset), [item.key for item in static])
     text, blocks = segment_list(everyone, static, offset=offset, note=note)
     await respond(client, url, text, replace=replace, blocks=blocks)
 
@@ -139,8 +143,7 @@ async def on_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                   context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
     d, click = deps(context), Click.of(body)
-    offset = digits(click.value) or 0
-    d.later.run(_show_list(d, client, click.team_id, click.response_url, offset=offset,
+    d.later.run(_show_list(d, client, click.team_id, click.response_url, page=click.value,
                            replace=True), client, body)  # fmt: skip
 
 

@@ -16,7 +16,7 @@ from bot.leads import LeadsError, add_lead, add_leads, lead_ids, remove_lead
 from bot.workspaces import create_segment, ensure_workspace
 from handlers.audit_messages import audit_message, entry_line
 from handlers.leads_messages import leads_message
-from models import AuditEntry, Database, Enrollment, ImportBatch, Invite
+from models import Advocate, AuditEntry, Database, Enrollment, ImportBatch, Invite
 from tests.fakes.slack_api import block_problems
 from tests.waiting import backend_pid, until_waiting_or_done
 
@@ -107,9 +107,15 @@ async def test_import_outcomes_count_rows_of_this_workspace_only(db: Database) -
                     team_id=team, campaign_id=campaign, batch_id=ids[team], enrolled=4,
                     created_at=now).returning(Enrollment.id))).scalar_one()  # fmt: skip
                 for n, state in enumerate(("sent", "held", "failed", "not_emailed")):
+                    contact = len(ids) * 10 + n
+                    advocate = (await conn.execute(insert(Advocate).values(
+                        team_id=team, campaign_id=campaign, contact_id=contact,
+                        code=f"{team}-{campaign}-{n}", enrollment_id=enrollment,
+                        batch_id=ids[team], created_at=now).returning(Advocate.id)
+                    )).scalar_one()  # fmt: skip
                     await conn.execute(insert(Invite).values(
-                        team_id=team, campaign_id=campaign, contact_id=len(ids) * 10 + n,
-                        advocate_id=n,
+                        team_id=team, campaign_id=campaign, contact_id=contact,
+                        advocate_id=advocate,
                         enrollment_id=enrollment, state=state, updated_at=now))  # fmt: skip
     mine = await import_outcomes(db, TEAM, [ids[TEAM], ids[OTHER], 999])
     assert set(mine) == {ids[TEAM]}  # another workspace's import is not found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import timedelta
@@ -86,7 +87,7 @@ async def _seed(app: Harness, *, segments: int, campaigns: int, imports: int) ->
 
 
 async def test_home_of_an_empty_workspace_is_friendly_and_has_the_buttons(app: Harness) -> None:
-    view = await _open_home(app)
+    view = await _open_home(app, LEAD)
     assert view["type"] == "home"
     rendered = json.dumps(view["blocks"])
     assert "No segments yet" in rendered and "No campaigns yet" in rendered
@@ -149,7 +150,8 @@ async def test_a_connected_mailchimp_shows_who_and_no_connect_button(app: Harnes
                                          "k-us21"),
                dc="us21", account_name="Shop <b>", login_email="", user=LEAD,
                secret_key="test-secret")  # fmt: skip
-    view = await _open_home(app)
+    await _open_home(app)
+    view = await _open_home(app, LEAD)
     rendered = json.dumps(view["blocks"])
     assert "Shop &lt;b&gt;" in rendered and f"<@{LEAD}>" in rendered
     assert Action.MAILCHIMP_CONNECT not in _action_ids(view)
@@ -157,7 +159,8 @@ async def test_a_connected_mailchimp_shows_who_and_no_connect_button(app: Harnes
     # disconnecting from /referral mailchimp republishes the Home of whoever looked at it
     await app.requests.block_action(Action.MAILCHIMP_DISCONNECT, "disconnect", user_id=LEAD)
     await app.settle()
-    assert Action.MAILCHIMP_CONNECT in _action_ids(app.slack.home_views[REP])
+    assert Action.MAILCHIMP_CONNECT in _action_ids(app.slack.home_views[LEAD])
+    assert "Not connected" in json.dumps(app.slack.home_views[REP]["blocks"])
 
 
 async def test_a_viewer_slack_refuses_doesnt_keep_home_from_the_others(app: Harness) -> None:
@@ -171,7 +174,8 @@ async def test_a_viewer_slack_refuses_doesnt_keep_home_from_the_others(app: Harn
         session.add(Segment(team_id=TEAM, name="Fresh", name_key="fresh"))
         await session.commit()
     app.slack.fail("views.publish", "user_not_found")  # the first viewer republished
-    await refresh_homes(app.db, slack_client(app.settings), TEAM, undo_days=7)
+    await refresh_homes(app.db, slack_client(app.settings), TEAM, undo_days=7,
+                        team_leads=app.settings.team_leads)
     shown = [u for u in (REP, LEAD) if "Fresh" in json.dumps(app.slack.home_views[u])]
     assert len(shown) == 1
 
@@ -332,7 +336,7 @@ def test_the_builder_caps_every_section() -> None:
         imports_shown=10_000,
         segments_shown=10_000,
     )  # fmt: skip
-    view = home_view(data).to_dict()
+    view = home_view(data, lead=True).to_dict()
     assert len(view["blocks"]) <= 100
     assert all(len(b["text"]["text"]) <= 3000 for b in view["blocks"] if b["type"] == "section")
     assert "x<" not in "".join(b["text"]["text"] for b in view["blocks"]
@@ -433,7 +437,8 @@ async def _republished(app: Harness) -> dict[str, Any]:
     from bot.app import slack_client
     from handlers.home_publish import refresh_homes
 
-    await refresh_homes(app.db, slack_client(app.settings), TEAM, undo_days=7)
+    await refresh_homes(app.db, slack_client(app.settings), TEAM, undo_days=7,
+                        team_leads=app.settings.team_leads)
     return app.slack.home_views[REP]
 
 
@@ -454,7 +459,7 @@ async def test_show_more_stays_open_across_republishes_until_show_less_or_an_hou
     await app.requests.block_action(Action.MAILCHIMP_DISCONNECT, "disconnect", user_id=LEAD)
     await app.settle()
     view = app.slack.home_views[REP]
-    assert Action.MAILCHIMP_CONNECT in _action_ids(view)  # the republished one
+    assert "Not connected" in json.dumps(view["blocks"])  # the republished one
     assert _segments_listed(view) == 2 * MAX_SEGMENTS_SHOWN - 1
     # coming back to the tab, and another change, keep it too
     assert _segments_listed(await _open_home(app, REP)) == 2 * MAX_SEGMENTS_SHOWN - 1
@@ -496,3 +501,83 @@ async def test_each_person_keeps_their_own_lists(app: Harness) -> None:
     assert Action.HOME_LESS_IMPORTS in _action_ids(rep)
     assert Action.HOME_LESS_IMPORTS not in _action_ids(lead)
     assert len(rep["blocks"]) <= 100
+
+
+def _shown(app: Harness, user: str) -> str:
+    """The Home Slack shows `user` now, as text ("·" as such)."""
+    return json.dumps(app.slack.home_views[user]["blocks"], ensure_ascii=False)
+
+
+async def test_home_follows_imports_requested_rejected_and_withdrawn_in_slack(
+    app: Harness,
+) -> None:
+    """A lead looking at Home saw nothing of an import asked for in Slack, and then the
+    rejected (or withdrawn) import still waiting for review: only finishing an import or an
+    undo republished it."""
+    from tests.handlers.test_decisions import _start
+
+    await _open_home(app, LEAD)
+    message, batch = await _start(app)  # REP asks for an import into a new segment, VIP
+    shown = _shown(app, LEAD)
+    assert "*VIP* · waiting for review" in shown, shown
+    await app.requests.block_action(Action.REJECT, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    shown = _shown(app, LEAD)
+    assert f"*VIP* · rejected by <@{LEAD}>" in shown and "waiting for review" not in shown
+
+    message, batch = await _start(app, segment="Spring fair")
+    assert "*Spring fair* · waiting for review" in _shown(app, LEAD)
+    await app.requests.block_action(Action.CANCEL, batch, user_id=REP, message_ts=message["ts"])
+    await app.settle()
+    shown = _shown(app, LEAD)
+    assert f"*Spring fair* · cancelled by <@{REP}>" in shown, shown
+
+
+async def test_a_refresh_slack_answers_late_doesnt_put_back_an_older_home(app: Harness) -> None:
+    """Two changes a moment apart (two leads, or an import finishing while a segment is
+    created) each republish Home. The first refresh read the data before the second change;
+    Slack took its views.publish last, and Home showed the state before the second change
+    for good (nothing republished it again)."""
+    from bot.app import slack_client
+    from bot.workspaces import create_segment
+    from handlers.home_publish import refresh_homes
+
+    await ensure_workspace(app.db, TEAM)
+    await _open_home(app, REP)
+    await create_segment(app.db, TEAM, "First")
+    client = slack_client(app.settings)
+    before = len(app.slack.calls_to("views.publish"))
+    gate = app.slack.hold("views.publish")  # Slack answers the first refresh slowly
+    first = asyncio.create_task(refresh_homes(app.db, client, TEAM, undo_days=7,
+                                              team_leads=app.settings.team_leads))
+    await app.slack.wait_for("views.publish", before + 1)
+    app.slack.unhold("views.publish")
+    await create_segment(app.db, TEAM, "Second")  # the second change, and its refresh
+    await refresh_homes(app.db, client, TEAM, undo_days=7,
+                        team_leads=app.settings.team_leads)
+    assert "*Second*" in _shown(app, REP)
+    gate.set()  # the first refresh's Home lands now, without Second
+    await first
+    assert "*First*" in _shown(app, REP) and "*Second*" in _shown(app, REP), _shown(app, REP)
+
+
+async def test_a_non_leads_home_offers_no_lead_only_buttons(app: Harness) -> None:
+    """REP is no team lead: their Home offered *Undo*, *New campaign* and *Connect
+    Mailchimp*, each refused when clicked. Now only a lead's Home offers them, opened or
+    republished."""
+    from tests.handlers.test_decisions import _start
+
+    await _open_home(app, REP)
+    await _open_home(app, LEAD)
+    message, batch = await _start(app)
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()  # the import finishes: both Homes republished
+    lead_only = (Action.UNDO, Action.CAMPAIGN_CREATE, Action.MAILCHIMP_CONNECT)
+    for view in (app.slack.home_views[LEAD], await _open_home(app, LEAD)):
+        assert all(action in json.dumps(view["blocks"]) for action in lead_only)
+    for view in (app.slack.home_views[REP], await _open_home(app, REP)):
+        shown = json.dumps(view["blocks"])
+        assert "2 new contacts" in shown
+        assert [action for action in lead_only if action in shown] == []
+        assert "A team lead can connect Mailchimp" in shown
+        assert Action.HOME_NEW_IMPORT in shown and Action.HOME_SEARCH_CONTACTS in shown

@@ -19,7 +19,7 @@ from bot.audit import Act, record
 from bot.workspaces import create_segment, ensure_workspace
 from handlers.audit_messages import PAGE
 from handlers.ids import Action, BlockId
-from models import AuditEntry, Database, Enrollment, ImportBatch, Invite
+from models import Advocate, AuditEntry, Database, Enrollment, ImportBatch, Invite
 from tests.fakes.slack_api import block_problems, find_element
 from tests.handlers.conftest import LEAD, REP, Harness, running_app
 
@@ -244,8 +244,12 @@ async def test_the_audit_log_in_words_for_this_workspace_only(app: Harness) -> N
             team_id=TEAM, campaign_id=1, batch_id=batch_id, status="done", enrolled=3,
             created_at=datetime.now(UTC)).returning(Enrollment.id))).scalar_one()  # fmt: skip
         for n, state in enumerate(("sent", "sent", "queued")):
+            advocate = (await conn.execute(insert(Advocate).values(
+                team_id=TEAM, campaign_id=1, contact_id=n, code=f"code-{n}",
+                enrollment_id=enrollment, created_at=datetime.now(UTC)).returning(Advocate.id)
+            )).scalar_one()  # fmt: skip
             await conn.execute(insert(Invite).values(
-                team_id=TEAM, campaign_id=1, contact_id=n, advocate_id=n,
+                team_id=TEAM, campaign_id=1, contact_id=n, advocate_id=advocate,
                 enrollment_id=enrollment, state=state, updated_at=datetime.now(UTC)))  # fmt: skip
     subject = f"import #{batch_id}"
     await record(app.db, TEAM, REP, Act.IMPORT_REQUESTED, subject, "into <!channel> VIP")
@@ -324,3 +328,68 @@ async def test_the_audit_log_is_for_leads_and_stays_within_slack_limits(app: Har
     assert "Only team leads can see the audit log" in by_rep["text"]
     assert "removed" not in _all_text(by_rep)
     assert app.slack.block_errors == []
+
+
+async def _enrolled_by_the_import(app: Harness) -> str:
+    """An import of two contacts into VIP, which the live campaign Spring targets before the
+    import is approved: the enrollment of its new contacts carries its batch id. Its id."""
+    from bot.campaigns import service
+    from bot.workspaces import find_segment
+    from tests.handlers.test_import_flow import CSV, _form, _open_modal, _review
+    from tests.handlers.test_targeting import _campaign, _hold_is_over
+
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "q3.csv", CSV)
+    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP",
+                                                          consent=True),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    message = await _review(app)
+    batch = message["blocks"][-1]["elements"][0]["value"]
+    spring = await _campaign(app, "Spring", live=True)
+    vip = await find_segment(app.db, TEAM, "VIP")
+    assert vip is not None
+    await service.target(app.db, TEAM, spring.id or 0, vip.id or 0, requested_by=LEAD)
+    await app.settle()
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    await _hold_is_over(app)
+    return str(batch)
+
+
+async def test_an_imports_outcome_is_counted_from_the_rows_after_a_contact_is_deleted(
+    app: Harness,
+) -> None:
+    """A lead deleted one of an import's two contacts (its advocate and invite went with it):
+    Home said 1 enrolled, 1 invite sent, the audit log kept saying 2 and 2 (the enrollment's
+    count at the time)."""
+    from bot.contact_admin import delete_contact, find_by_email
+    from tests.handlers.test_home import _open_home
+
+    batch = await _enrolled_by_the_import(app)
+    assert "2 enrolled in campaigns, 2 invites sent" in _all_text(await _command(app, "audit"))
+    async with app.db.begin() as conn:
+        email = (await conn.execute(text("SELECT email FROM contact ORDER BY id"))).scalar()
+    await delete_contact(app.db, TEAM, await find_by_email(app.db, TEAM, email), LEAD)
+    home = json.dumps((await _open_home(app, LEAD))["blocks"])
+    assert "1 enrolled as advocate, 1 invite sent" in home, home
+    words = _all_text(await _command(app, f"audit import #{batch}"))
+    assert "1 enrolled in campaigns, 1 invites sent" in words, words
+
+
+async def test_an_imports_outcome_counts_the_campaign_targeted_from_its_thread(
+    app: Harness,
+) -> None:
+    """*Target a campaign* in an import's thread enrolled its two contacts: Home said so,
+    the audit log said nothing about them (it looked only at enrollments run for the
+    import's new contacts)."""
+    from tests.handlers.test_home import _open_home
+    from tests.handlers.test_targeting import _hold_is_over, _targeted
+
+    await _targeted(app)
+    await _hold_is_over(app)
+    home = json.dumps((await _open_home(app, LEAD))["blocks"])
+    assert "2 enrolled as advocates, 2 invites sent" in home, home
+    words = _all_text(await _command(app, "audit"))
+    assert "approved import #1" in words
+    assert "2 enrolled in campaigns, 2 invites sent" in words, words

@@ -38,7 +38,7 @@ async def test_a_result_and_a_progress_posted_at_once_leave_one_reply_saying_the
                                 "status = 'importing'"))  # fmt: skip
     client = slack_client(app.settings)
     await client.chat_delete(channel="C0001", ts=batch.progress_ts)
-    notifier = SlackNotifier(client, app.db)
+    notifier = SlackNotifier(client, app.db, team_leads=app.settings.team_leads)
     progress = asyncio.create_task(notifier.import_progress(TEAM, batch.id, 1, 2))
     await _both_post(app, progress, notifier._progress(TEAM, batch.id, "the result",
                                                        final=True))  # fmt: skip
@@ -57,7 +57,7 @@ async def test_two_enrollment_reports_posted_at_once_leave_one(app: Harness) -> 
         await conn.execute(text("UPDATE enrollment SET report_ts = NULL"))
     client = slack_client(app.settings)
     await client.chat_delete(channel="C0001", ts=report["ts"])
-    reports = SlackNotifier(client, app.db).enrollments
+    reports = SlackNotifier(client, app.db, team_leads=app.settings.team_leads).enrollments
     first = asyncio.create_task(reports.report(TEAM, enrollment))
     await _both_post(app, first, reports.report(TEAM, enrollment))
     thread = app.slack.messages_in("C0001", message["ts"])
@@ -77,7 +77,7 @@ async def test_a_deleted_progress_reply_or_report_is_posted_again(app: Harness) 
         enrollment = (await conn.execute(text("SELECT id FROM enrollment"))).scalar_one()
     await client.chat_delete(channel="C0001", ts=batch.progress_ts)
     await client.chat_delete(channel="C0001", ts=report["ts"])
-    notifier = SlackNotifier(client, app.db)
+    notifier = SlackNotifier(client, app.db, team_leads=app.settings.team_leads)
     await notifier.deliver(TEAM, "import_finished", {"batch_id": batch.id})
     await notifier.enrollments.report(TEAM, enrollment)
     thread = app.slack.messages_in("C0001", message["ts"])

@@ -160,6 +160,30 @@ async def test_three_hundred_segments_page_within_slacks_limits(app: Harness) ->
     assert "Segments 1–20 of 300" in json.dumps(junk[-1]["blocks"], ensure_ascii=False)
 
 
+async def test_more_skips_no_segment_when_one_was_deleted_meanwhile(app: Harness) -> None:
+    """Another lead deleted a segment of the first page before *More* was clicked: the next
+    page started one segment too far (it paged by offset in the list read again), so one
+    segment was never shown. *More* now continues after the last segment shown."""
+    from bot.segments import delete_segment
+
+    await _ws(app)
+    ids = [(await create_segment(app.db, TEAM, f"Segment {i:02d}")).id or 0
+           for i in range(PAGE_SIZE + 5)]
+    first = await _list(app, user=REP)
+
+    def names(listing: dict[str, Any]) -> list[str]:
+        return [b["text"]["text"].split("*")[1] for b in listing["blocks"]
+                if b["type"] == "section" and b["text"]["text"].startswith("*Segment ")]
+
+    assert names(first) == [f"Segment {i:02d}" for i in range(PAGE_SIZE)]
+    await delete_segment(app.db, TEAM, ids[3], actor=LEAD)  # another lead, meanwhile
+    more = _buttons(first, Action.SEGMENT_MORE)[0]
+    second = (await _click(app, Action.SEGMENT_MORE, more["value"], first, user=REP))[-1]
+    assert names(second) == [f"Segment {i:02d}" for i in range(PAGE_SIZE, PAGE_SIZE + 5)]
+    assert "Segments 20–24 of 24" in json.dumps(second["blocks"], ensure_ascii=False)
+    assert not _buttons(second, Action.SEGMENT_MORE)
+
+
 # ---- New segment and Rename -----------------------------------------------------------------
 
 

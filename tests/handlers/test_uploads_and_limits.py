@@ -264,7 +264,8 @@ async def test_a_10000_row_file_and_many_sources_stay_within_block_limits(app: H
                                     message_ts=review["ts"])  # fmt: skip
     await app.settle()
 
-    await SlackNotifier(slack_client(app.settings), app.db).batch_changed("T0001", batch_id)
+    notifier = SlackNotifier(slack_client(app.settings), app.db, team_leads=app.settings.team_leads)
+    await notifier.batch_changed("T0001", batch_id)
     updated = app.slack.message("C0001", review["ts"])
     assert len(updated["blocks"]) <= 50
     assert "more sources" in json.dumps(updated["blocks"])
