@@ -165,3 +165,19 @@ async def test_undo_says_it_kept_the_contacts_a_later_import_listed(
     assert code == 0 and (result["removed"], result["kept_in_segment"], result["deleted"]) == (
         2, 0, 2)  # fmt: skip
     assert await _sql(db, "SELECT COUNT(*) FROM contact") == 0
+
+
+async def test_undo_with_advocates_of_an_undo_asked_without_them_is_refused_in_words(
+    shell: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A lead asked the undo in Slack without its advocates; `undo N --advocates` then
+    finished it, said "undone", and kept the import's advocates and their links."""
+    batch = await _import(shell, capsys, "VIP", "a@example.com", "b@example.com")
+    await request_undo(db, "local", batch, "U0002", remove_advocates=False, window_days=7)
+
+    assert await _main("undo", str(batch), "--advocates") == 1
+    said = capsys.readouterr().err
+    assert "being undone without removing its advocates" in said, said
+    assert await _sql(db, "SELECT status FROM import_batch WHERE id = :b", b=batch) == "undoing"
+    code, result = await _json(capsys, "undo", str(batch))
+    assert code == 0 and result["status"] == "undone"

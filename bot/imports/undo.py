@@ -768,6 +768,7 @@ async def undo_now(db: Database, team_id: str, batch_id: int, actor: str, *,
                            runner=(owner, lease_seconds))  # fmt: skip
         job = await find_by_key(db, team_id, undo_key(batch_id))
     except UndoError:
+        await _same_advocates(db, team_id, batch_id, remove_advocates)
         if await stalled_undo(db, team_id, batch_id) is not None:
             await resume_undo(db, team_id, batch_id, actor)
         elif not await _waiting_undo(db, team_id, batch_id):
@@ -781,6 +782,18 @@ async def undo_now(db: Database, team_id: str, batch_id: int, actor: str, *,
     async with db.begin() as conn:
         await enqueue_report_in(conn, team_id, batch_id, UNDO_FINISHED)  # the Slack thread
     return batch
+
+
+async def _same_advocates(db: Database, team_id: str, batch_id: int, remove: bool) -> None:
+    """An undo asked without its advocates (in Slack, or by another shell) can't be finished
+    with them: the chunks already undone kept theirs. `undo N --advocates` finished it and said
+    "undone" with those advocates and their links still there; it is refused, saying so."""
+    batch = await get_batch(db, team_id, batch_id)
+    if (remove and batch is not None and batch.status == BatchStatus.UNDOING
+            and not batch.undo_advocates):
+        raise UndoError(f"Import #{batch_id} is being undone without removing its advocates, "
+                        "as it was asked; part of it is done already, so --advocates can't "
+                        f"apply now. Finish it with `referral-bot undo {batch_id}`.")  # fmt: skip
 
 
 async def _waiting_undo(db: Database, team_id: str, batch_id: int) -> bool:
