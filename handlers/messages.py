@@ -586,15 +586,26 @@ def progress_text(segment: str, done: int, total: int) -> str:
             f"({n(done)} of {n(total)} rows)")  # fmt: skip
 
 
+def ended_as(batch: ImportBatch) -> str:
+    """How the import itself ended, for one being undone or undone: a failed or cancelled
+    one's result became "Imported into …" with 500 rows, 500 valid once it was undone."""
+    if batch.status not in (BatchStatus.UNDOING, BatchStatus.UNDONE):
+        return batch.status
+    if batch.cancelled_by:
+        return BatchStatus.CANCELLED
+    return BatchStatus.FAILED if batch.error else BatchStatus.DONE
+
+
 def result_text(batch: ImportBatch, segment: str) -> str:
     seg = esc(segment)
-    if batch.status == BatchStatus.FAILED:
+    ended = ended_as(batch)
+    if ended == BatchStatus.FAILED:
         text = f":x: The import into *{seg}* failed: {esc(batch.error) or 'unknown error'}"
         if batch.new_contacts or batch.added_to_segment:  # chunks applied before it stopped
             text += (f"\nBefore it stopped, {n(batch.new_contacts)} new contacts were imported and "
                      f"{n(batch.added_to_segment)} added to the segment; they stay.")  # fmt: skip
         return text
-    if batch.status == BatchStatus.CANCELLED:
+    if ended == BatchStatus.CANCELLED:
         who = f" {by_whom(batch.cancelled_by)}" if batch.cancelled_by else ""
         return (
             f":no_entry_sign: The import into *{seg}* was cancelled{who}: "

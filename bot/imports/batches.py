@@ -250,6 +250,9 @@ def status_words(status: str, approved_by: str | None, cancelled_by: str | None 
     who = f" {by_whom(approved_by)}" if approved_by else ""
     by = f" {by_whom(cancelled_by)}" if cancelled_by else ""
     undo = f" {by_whom(undone_by)}" if undone_by else ""
+    # what an import being undone had done: one cancelled part way wasn't "imported"
+    part = (f"cancelled{by} part way (approved{who})" if cancelled_by
+            else f"imported (approved{who})")  # fmt: skip
     return {
         BatchStatus.DRAFT: "waiting for review",
         BatchStatus.QUEUED: f"approved{who} and waiting to run",
@@ -258,8 +261,8 @@ def status_words(status: str, approved_by: str | None, cancelled_by: str | None 
         BatchStatus.FAILED: "failed",
         BatchStatus.REJECTED: f"rejected{who}",
         BatchStatus.CANCELLED: f"cancelled{by}",
-        BatchStatus.UNDOING: f"imported (approved{who}), being undone{undo}",
-        BatchStatus.UNDONE: f"imported (approved{who}), then undone{undo}",
+        BatchStatus.UNDOING: f"{part}, being undone{undo}",
+        BatchStatus.UNDONE: f"{part}, then undone{undo}",
     }.get(status, status)
 
 

@@ -556,3 +556,36 @@ async def test_cancelling_an_import_from_the_command_line_is_audited(app: Harnes
     entries = [(e.actor, e.action, e.subject, e.detail) for e in await recent(app.db, "T0001")]
     assert ("cli", "import.cancelled", f"import #{batch}", "stopped while queued") in entries, \
         entries
+
+
+async def test_undoing_a_cancelled_import_keeps_its_result_saying_it_was_cancelled(
+    app: Harness,
+) -> None:
+    """Undone, an import cancelled after 100 of its 500 contacts had its result rewritten to
+    ":white_check_mark: Imported into VIP: 500 rows read, 500 valid", and its status said
+    "imported (approved by …), then undone"."""
+    message, batch = await _approved(app)  # 500 rows
+    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "import")
+
+    async def stopped(progress: Progress) -> None:
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        await apply_batch(app.db, "T0001", int(batch), chunk_size=100, on_progress=stopped)
+    await cancel_job(app.db, "T0001", job.id or 0)
+    await app.settle()
+    result = next(m for m in app.slack.messages_in("C0001", message["ts"])
+                  if find_element(m.get("blocks") or [], Action.UNDO) is not None)  # fmt: skip
+    assert "100 of 500 contacts imported" in result["text"]
+
+    await request_undo(app.db, "T0001", int(batch), LEAD, remove_advocates=False, window_days=7)
+    await app.settle()
+
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 0
+    after = app.slack.message("C0001", result["ts"])
+    shown = after["text"] + json.dumps(after.get("blocks"))
+    assert "Imported into" not in shown and "was cancelled from the command line" in shown, shown
+    assert "Undone by" in shown
+    review = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    assert "cancelled from the command line part way" in review and "then undone" in review, \
+        review
