@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,8 @@ from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.imports.locales import normalize_locale
+
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")  # bot.leads.USER_ID (leads imports the database)
 
 
 def _split_commas(value: object) -> object:
@@ -121,6 +124,14 @@ class Settings(BaseSettings):
                 "SLACK_SIGNING_SECRET: under Basic Information > App Credentials (HTTP mode), "
                 "or set SLACK_APP_TOKEN (xapp-...) to use Socket Mode instead"
             )
+        if self.mailchimp_client_id and not self.mailchimp_client_secret:
+            problems.append("MAILCHIMP_CLIENT_SECRET: the secret of the Mailchimp app whose "
+                            "MAILCHIMP_CLIENT_ID is set (or unset both to connect by API key)")
+        if self.mailchimp_client_id and not self.public_url:
+            # every lead's Connect button opened http://localhost:3000 in their own browser
+            problems.append("PUBLIC_URL: the https:// address people reach `serve` at; "
+                            "Connect Mailchimp's sign-in comes back to it (MAILCHIMP_CLIENT_ID "
+                            "is set)")
         return problems
 
     def invite_delivery(self) -> str:
@@ -159,6 +170,23 @@ class Settings(BaseSettings):
         every request's signature failed to match, with nothing but a 401 to show for it.
         Not SECRET_KEY: links already sent were signed with it exactly as it was."""
         return value.strip()
+
+    @field_validator("team_leads")
+    @classmethod
+    def _user_ids(cls, value: list[str]) -> list[str]:
+        """Slack user ids, as Slack shows them: a lower-case id or a pasted mention is taken as
+        the id it is; anything else is refused at start. A value like "@jane" was seeded as a
+        lead nobody could be, for good (seeding is once), and could be removed from nowhere."""
+        ids = []
+        for item in value:
+            for word in item.replace(";", " ").split():
+                uid = word.strip().removeprefix("<@").removesuffix(">").split("|")[0].upper()
+                if not _USER_ID.match(uid):
+                    raise ValueError(f"{word!r} is not a Slack user id (like U012AB3CD: in "
+                                     "Slack, a person's profile > ⋮ > Copy member ID); "
+                                     "separate ids with commas")  # fmt: skip
+                ids.append(uid)
+        return ids
 
     @field_validator("public_url")
     @classmethod

@@ -115,7 +115,7 @@ def test_a_worker_process_gets_the_very_settings_of_serve(
     from bot.settings import load_settings
 
     monkeypatch.chdir(tmp_path)  # no .env here
-    settings = load_settings(database_url="sqlite:///x.db", team_leads=["U1", "U2"],
+    settings = load_settings(database_url="sqlite:///x.db", team_leads=["U01", "U02"],
                              slack_file_hosts=["files.slack.com", "127.0.0.1:9"],
                              run_worker=False, outbox_dir=Path("out"), invite_hold_seconds=2.5,
                              database_schema=None, secret_key="k")  # fmt: skip
@@ -443,3 +443,37 @@ async def test_a_migration_that_fails_says_so_and_blames_no_database_url(
             # SQLite doesn't roll a revision's DDL back: the message mustn't suggest it did
             assert ("may be in place" in said) is (db.dialect == "sqlite"), said
         assert await current_revision(db) == "0015"
+
+
+@pytest.mark.parametrize(("value", "ids"), [
+    ("U012AB3CD, u045ef6gh", ["U012AB3CD", "U045EF6GH"]),
+    ("U012AB3CD U045EF6GH", ["U012AB3CD", "U045EF6GH"]),
+    ("<@U012AB3CD>", ["U012AB3CD"]),
+])  # fmt: skip
+def test_team_leads_are_taken_as_the_user_ids_they_name(
+    value: str, ids: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lower-case id, a pasted mention or ids separated by spaces were seeded as they were
+    written: leads nobody could be, seeded once for good, and removable from nowhere."""
+    monkeypatch.setenv("TEAM_LEADS", value)
+    assert load_settings().team_leads == ids
+
+
+def test_a_team_lead_that_is_no_user_id_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEAM_LEADS", "U012AB3CD,@jane")
+    with pytest.raises(SettingsError, match=r"TEAM_LEADS: .*'@jane' is not a Slack user id"):
+        load_settings()
+
+
+def test_mailchimp_sign_in_needs_a_public_url_and_its_secret() -> None:
+    """With MAILCHIMP_CLIENT_ID but no PUBLIC_URL, `serve` started without a word and every
+    lead's Connect button sent them to http://localhost:3000."""
+    base = {"slack_bot_token": "xoxb-1", "slack_signing_secret": "s"}
+    alone = load_settings(**base, mailchimp_client_id="123", public_url="")
+    assert [p.split(":")[0] for p in alone.slack_problems()] == [
+        "MAILCHIMP_CLIENT_SECRET", "PUBLIC_URL"]
+    assert load_settings(**base, mailchimp_client_id="123", mailchimp_client_secret="x",
+                         public_url="https://r.example").slack_problems() == []  # fmt: skip
+    assert load_settings(**base, public_url="").slack_problems() == []
