@@ -198,8 +198,13 @@ def _supervisors(settings: Settings, client: AsyncWebClient, db: Database
     if settings.worker_processes == 0:
         return [WorkerSupervisor(build_worker(settings, client, db))]
     env = settings_env(settings)
+    children = settings.worker_processes
+    if db.is_sqlite and children > 1:  # as `worker --concurrency` says it: several only queue
+        log.warning("SQLite has one writer at a time: starting one worker process, not %d "
+                    "(WORKER_PROCESSES)", children)  # fmt: skip
+        children = 1
     return [WorkerSupervisor(ChildWorker(env, name=f"worker {n + 1}"))
-            for n in range(settings.worker_processes)]  # fmt: skip
+            for n in range(children)]  # fmt: skip
 
 
 def settle_heap() -> None:

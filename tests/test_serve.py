@@ -119,3 +119,22 @@ async def test_a_worker_child_stops_when_serve_is_killed_outright(
     finally:
         if server.poll() is None:
             server.kill()
+
+
+async def test_several_worker_processes_on_sqlite_start_one_and_say_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """WORKER_PROCESSES=4 on SQLite started four writers of one file: they only queued on its
+    lock and stretched clicks toward the busy timeout, with nothing said (`worker
+    --concurrency 4` already ran one job at a time, saying why)."""
+    from bot.app import _supervisors
+    from bot.settings import load_settings
+
+    settings = load_settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", worker_processes=4)
+    db = Database(settings.database_url)
+    try:
+        with caplog.at_level("WARNING"):
+            assert len(_supervisors(settings, None, db)) == 1  # type: ignore[arg-type]
+    finally:
+        await db.dispose()
+    assert "SQLite has one writer at a time: starting one worker process, not 4" in caplog.text
