@@ -716,3 +716,19 @@ def test_a_database_url_that_is_wrong_or_unreachable_is_named_in_one_line(
             assert "Traceback" not in result.stderr and said in result.stderr, result.stderr[-400:]
             assert "hunter2" not in result.stderr + result.stdout
         assert said in json.loads(run({"DATABASE_URL": url}, "jobs", "--json").stdout)["error"]
+
+
+def test_run_from_another_folder_reads_the_files_named_there(tmp_path: Path) -> None:
+    """`../repo/run import mine.csv` said "mine.csv: no such file": ./run changed to its own
+    folder before running the command, so relative paths, .env and the default database
+    were the checkout's, not the working directory's the README names."""
+    (tmp_path / "mine.csv").write_text("email\nana@example.com\n", encoding="utf-8")
+    script = Path(__file__).resolve().parents[1] / "run"
+
+    done = subprocess.run([str(script), "import", "mine.csv", "--segment", "X",
+                           "--create-segment", "--json"], cwd=tmp_path, env=environment({}),
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["new_contacts"] == 1
+    assert (tmp_path / "referral-bot.db").exists()
