@@ -50,6 +50,9 @@ class _Scope:
     source: str  # FROM ... alias m with a contact_id column
     params: dict[str, Any]
     excludes: bool = True  # the campaign excludes some segment (else skip that check)
+    # The same scope as a condition on one contact `{contact}`, found by the primary key of
+    # segment_member (segment_id, contact_id): for the few invites the re-invite looks at
+    holds: str = "1 = 0"
 
 
 
@@ -108,13 +111,8 @@ async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold
         await _insert_invites(conn, team_id, campaign_id, enrollment_id, now=now,
                               invite_email=bool(invite_email), hold=hold_until is not None,
                               send_after=due)  # fmt: skip
-        if batch_id is not None:  # an import's: its contacts an undo had cancelled
-            statement = _INVITE_AGAIN.format(source=scope.source, undone=UNDONE_REASONS)
-            await conn.execute(text(statement).bindparams(
-                bindparam("send_after", type_=UTCDateTime()),
-                bindparam("now", type_=UTCDateTime())), {
-                **scope.params, "e": enrollment_id, "invite_email": bool(invite_email),
-                "hold": hold_until is not None, "send_after": due, "now": now})  # fmt: skip
+        await _invite_again(conn, enrollment_id, scope, now=now, invite_email=bool(invite_email),
+                            hold=hold_until is not None, send_after=due)  # fmt: skip
         await conn.execute(
             text("UPDATE enrollment SET hold_until = :h WHERE id = :e")
             .bindparams(bindparam("h", type_=UTCDateTime())), {"h": hold_until, "e": enrollment_id}
@@ -135,7 +133,7 @@ async def _scope(conn: AsyncConnection, team_id: str, campaign_id: int, segment_
         text("SELECT 1 FROM campaign_segment WHERE campaign_id = :c AND role = 'exclude' "
              "LIMIT 1"), params)).first())  # fmt: skip
     scope = await _members(conn, segment_id, batch_id, params)
-    return _Scope(scope.source, scope.params, excludes)
+    return _Scope(scope.source, scope.params, excludes, scope.holds)
 
 
 async def _members(conn: AsyncConnection, segment_id: int | None, batch_id: int | None,
@@ -143,7 +141,9 @@ async def _members(conn: AsyncConnection, segment_id: int | None, batch_id: int 
     if batch_id is not None:  # contacts an import just added to a targeted segment
         params.update(s=segment_id, b=batch_id)
         return _Scope("(SELECT contact_id FROM segment_member WHERE team_id = :t "
-                      "AND segment_id = :s AND batch_id = :b)", params)  # fmt: skip
+                      "AND segment_id = :s AND batch_id = :b)", params,
+                      holds="EXISTS (SELECT 1 FROM segment_member m WHERE m.segment_id = :s "
+                      "AND m.contact_id = {contact} AND m.team_id = :t AND m.batch_id = :b)")
     targets = [segment_id] if segment_id is not None else [
         r[0] for r in await conn.execute(
             text("SELECT segment_id FROM campaign_segment WHERE campaign_id = :c "
@@ -152,14 +152,17 @@ async def _members(conn: AsyncConnection, segment_id: int | None, batch_id: int 
     kinds = dict((await conn.execute(
         text("SELECT id, kind FROM segment WHERE team_id = :t"), params)).all())  # fmt: skip
     if any(kinds.get(s) == SegmentKind.ALL for s in targets):
-        return _Scope("(SELECT id AS contact_id FROM contact WHERE team_id = :t)", params)
+        return _Scope("(SELECT id AS contact_id FROM contact WHERE team_id = :t)", params,
+                      holds="1 = 1")  # an invite's contact is one of the workspace's
     if not targets:
         return _Scope("(SELECT contact_id FROM segment_member WHERE 1 = 0)", params)
     names = {f"s{i}": s for i, s in enumerate(targets)}
     params.update(names)
     members = ", ".join(f":{n}" for n in names)
     return _Scope(f"(SELECT DISTINCT contact_id FROM segment_member WHERE team_id = :t "
-                  f"AND segment_id IN ({members}))", params)  # fmt: skip
+                  f"AND segment_id IN ({members}))", params,
+                  holds=f"EXISTS (SELECT 1 FROM segment_member m WHERE m.segment_id IN "
+                  f"({members}) AND m.contact_id = {{contact}} AND m.team_id = :t)")
 
 
 _IN_EXCLUDED = """EXISTS (SELECT 1 FROM segment_member x JOIN campaign_segment cs
@@ -305,9 +308,6 @@ _ANY_INVITED_BEFORE = text("SELECT 1 FROM invited_address WHERE team_id = :t "
                            "AND campaign_id = :c LIMIT 1")  # fmt: skip
 
 
-# An advocate whose waiting invite an undo cancelled (the import that put it in a targeted
-# segment undone, its advocates kept), put there again by this import: invited as the undone
-# import would have, instead of staying an advocate with a cancelled invite, never emailed.
 # The reason an undo gives the waiting invites it cancels (bot/imports/undo.py), and the
 # pattern that finds them again: the re-invite below and the campaigns' preview.
 def undone_reason(batch_id: int) -> str:
@@ -316,23 +316,57 @@ def undone_reason(batch_id: int) -> str:
 
 UNDONE_REASONS = "import #% was undone"  # LIKE
 
+# An advocate whose waiting invite an undo cancelled (the import that put it in a targeted
+# segment undone, its advocates kept), in the enrollment's scope again (an import put it back
+# in a targeted segment, a segment it is in was targeted, the campaign went live, it left a
+# segment the campaign excludes): invited as a new advocate would be, instead of staying an
+# advocate with a cancelled invite, never emailed. Only an import did it before.
+#
+# Run by every enrollment, so it must cost nothing when nobody is to be invited again (an
+# enrollment of a million contacts has just written a million invites of this campaign): it
+# starts from the workspace's cancelled invites (ix_invite_due: team_id, state), a handful,
+# and looks each one's contact up in the scope by segment_member's key (`holds`), never
+# reading the scope's members nor the campaign's invites. The unary + on campaign_id keeps
+# SQLite (no statistics) off the unique (campaign_id, contact_id) index, which it prefers
+# otherwise and which reads every invite of the campaign; PostgreSQL picks ix_invite_due
+# either way.
 _INVITE_AGAIN = """
     UPDATE invite SET enrollment_id = :e, send_after = :send_after, updated_at = :now,
         state = CASE WHEN NOT :invite_email THEN 'not_emailed'
                      WHEN NOT (SELECT c.subscribed FROM contact c
                                WHERE c.id = invite.contact_id) THEN 'not_emailed'
+                     WHEN {invited_before} THEN 'not_emailed'
                      WHEN :hold THEN 'held' ELSE 'queued' END,
         reason = CASE WHEN NOT :invite_email THEN 'invite email off'
                       WHEN NOT (SELECT c.subscribed FROM contact c
-                                WHERE c.id = invite.contact_id) THEN 'unsubscribed' END
-    WHERE campaign_id = :c AND team_id = :t AND state = 'cancelled'
+                                WHERE c.id = invite.contact_id) THEN 'unsubscribed'
+                      WHEN {invited_before} THEN 'invited before' END
+    WHERE team_id = :t AND state = 'cancelled' AND +campaign_id = :c
       AND reason LIKE '{undone}'
-      AND contact_id IN (SELECT m.contact_id FROM {source} m)
+      AND {holds}
       AND NOT EXISTS (SELECT 1 FROM segment_member x JOIN campaign_segment cs
                       ON cs.segment_id = x.segment_id AND cs.campaign_id = :c
                       AND cs.role = 'exclude'
                       WHERE x.team_id = :t AND x.contact_id = invite.contact_id)
 """
+# As _INVITED_BEFORE, for the invite's contact.
+_INVITE_AGAIN_BEFORE = ("EXISTS (SELECT 1 FROM invited_address x WHERE x.team_id = :t "
+                        "AND x.campaign_id = :c AND x.email_key = (SELECT c.email_key "
+                        "FROM contact c WHERE c.id = invite.contact_id))")
+
+
+async def _invite_again(conn: AsyncConnection, enrollment_id: int, scope: _Scope, *,
+                        now: datetime, invite_email: bool, hold: bool,
+                        send_after: datetime) -> None:  # fmt: skip
+    """Invite again those of the scope whose waiting invite an undo cancelled (_INVITE_AGAIN),
+    honouring the exclusions, their consent, the campaign's invite email and the addresses
+    it emailed before, as a new advocate's invite does; the campaign is live (the caller)."""
+    statement = _INVITE_AGAIN.format(holds=scope.holds.format(contact="invite.contact_id"),
+                                     undone=UNDONE_REASONS, invited_before=_INVITE_AGAIN_BEFORE)
+    await conn.execute(text(statement).bindparams(
+        bindparam("send_after", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime())), {
+        **scope.params, "e": enrollment_id, "invite_email": invite_email, "hold": hold,
+        "send_after": send_after, "now": now})  # fmt: skip
 
 
 async def _insert_invites(conn: AsyncConnection, team_id: str, campaign_id: int,

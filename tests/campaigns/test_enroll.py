@@ -406,6 +406,58 @@ async def test_an_undone_import_done_again_invites_nobody_the_campaign_now_exclu
     assert await world.scalar(_INVITE_STATE, e="b@example.com") == "cancelled"
 
 
+@pytest.mark.parametrize("how", ["target", "go live", "exclusion ends"])
+async def test_an_advocate_whose_invite_an_undo_cancelled_is_invited_when_targeted_again(
+    world: World, how: str,
+) -> None:
+    """b, in Other, was invited to Spring through VIP; that import was undone (the invite
+    cancelled, b kept as an advocate). Spring then reached Other (targeted there, going live
+    with it targeted, or b leaving a segment Spring excludes): b was in Spring's audience
+    again but stayed an advocate with a cancelled invite, never emailed, though a later
+    import into VIP would have invited it."""
+    from bot.contact_admin import remove_from_segment
+
+    spring = await _undone_with_its_invite_cancelled(world)
+    other = await world.segment_id("Other")
+    if how == "target":
+        assert (await world.target(spring, "Other")).invites_queued == 1
+    elif how == "go live":
+        await service.set_state(world.db, TEAM, spring, CampaignState.PAUSED, requested_by="U1")
+        assert await service.target(world.db, TEAM, spring, other, requested_by="U1") is None
+        await service.set_state(world.db, TEAM, spring, CampaignState.LIVE, requested_by="U1",
+                                queue_job=False)  # fmt: skip
+        await _run_queued_enrollments(world)
+    else:
+        await world.import_csv("Blocked", people("b@example.com,B,"))
+        blocked = await world.segment_id("Blocked")
+        await service.exclude(world.db, TEAM, spring, blocked)
+        await world.target(spring, "Other")
+        assert await world.scalar(_INVITE_STATE, e="b@example.com") == "cancelled"  # excluded
+        bea = int(str(await world.scalar("SELECT id FROM contact WHERE email = 'b@example.com'")))
+        await remove_from_segment(world.db, TEAM, bea, blocked, "U1")
+        await _run_queued_enrollments(world)
+    assert await world.scalar(_INVITE_STATE, e="b@example.com") == "queued"
+    assert await world.scalar("SELECT COUNT(*) FROM advocate") == 2  # b's link kept, z's
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ("UPDATE contact SET subscribed = :no WHERE email = 'b@example.com'", "unsubscribed"),
+    ("UPDATE campaign SET invite_email = :no", "invite email off")],
+    ids=["unsubscribed", "invite email off"])  # fmt: skip
+async def test_targeting_again_emails_no_undone_advocate_the_campaign_may_not(
+    world: World, change: str, why: str,
+) -> None:
+    """Invited again as a new advocate would be: not emailed once it said no, nor by a
+    campaign that sends no invites."""
+    spring = await _undone_with_its_invite_cancelled(world)
+    async with world.db.begin() as conn:
+        await conn.execute(text(change), {"no": False})
+    await world.target(spring, "Other")
+    assert await world.rows(
+        "SELECT i.state, i.reason FROM invite i JOIN contact c ON c.id = i.contact_id "
+        "WHERE c.email = 'b@example.com'") == [("not_emailed", why)]  # fmt: skip
+
+
 async def test_an_advocate_in_an_excluded_segment_is_not_called_excluded(world: World) -> None:
     """Targeting again after an exclusion said "(1 already were, 1 excluded)" of two
     advocates: the one in the excluded segment kept her link, she was never left out."""
