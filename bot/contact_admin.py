@@ -432,6 +432,11 @@ async def unsubscribe(db: Database, team_id: str, contact_id: int, actor: str, *
 
 
 _UNSUPPRESS = text("DELETE FROM suppressed_address WHERE team_id = :t AND email_key = :k")
+# An import that re-subscribed the contact no longer answers for its consent (undoing it would
+# unsubscribe it again): the contact's own word does (models.ResubscribedContact). Also with
+# the contact: SQLite gives a deleted contact's id to the next one.
+_FORGET_RESUBSCRIBED = text("DELETE FROM resubscribed_contact WHERE contact_id = :c "
+                            "AND team_id = :t")  # fmt: skip
 _RESUBSCRIBE = text("""
     UPDATE contact SET subscribed = :yes, unsubscribed_at = NULL, updated_at = :now
     WHERE team_id = :t AND id = :c AND email_key = :k
@@ -453,6 +458,7 @@ async def resubscribe(db: Database, team_id: str, contact_id: int, actor: str, *
             await _same(conn, params)
             raise ContactError(f"{email} is already subscribed.")
         await conn.execute(_UNSUPPRESS, params)  # their unsubscribe is over
+        await conn.execute(_FORGET_RESUBSCRIBED, params)  # and their yes is their own
         await record_in(conn, team_id, actor, Act.CONTACT_RESUBSCRIBED, subject(row[0]))
 
 
@@ -489,6 +495,7 @@ async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str
             "WHERE team_id = :t AND contact_id = :c)"), params)  # fmt: skip
         members = await conn.execute(text("DELETE FROM segment_member WHERE team_id = :t "
                                           "AND contact_id = :c"), params)  # fmt: skip
+        await conn.execute(_FORGET_RESUBSCRIBED, params)
         gone_invites = (await conn.execute(text(
             "DELETE FROM invite WHERE team_id = :t AND contact_id = :c "
             "RETURNING campaign_id, state"), params)).all()  # fmt: skip

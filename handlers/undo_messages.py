@@ -114,6 +114,8 @@ def confirm_modal(plan: UndoPlan, *, metadata: str) -> View:
         "links.",
         f"• Cancels invites still waiting to be sent to them ({n(plan.invites)} now"
         f"{_with_advocates(plan)}). Invites already sent stay sent.",
+        *([f"• Unsubscribes again the {_many(plan.unsubscribes, 'contact')} it re-subscribed "
+           "(they had said no before it; its file said yes)."] if plan.unsubscribes else []),
     ]  # fmt: skip
     if plan.excluding:  # leaving the segment ends their exclusion
         names = ", ".join(f"*{esc(name)}*" for name in plan.excluding[:5])

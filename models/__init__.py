@@ -21,6 +21,7 @@ from models.campaigns import (
 )
 from models.contacts import (
     Contact,
+    ResubscribedContact,
     SeenKey,
     Segment,
     SegmentKind,
@@ -66,6 +67,7 @@ __all__ = [
     "JobState",
     "MailchimpAccount",
     "Outcome",
+    "ResubscribedContact",
     "RetiredCode",
     "SeenKey",
     "Segment",

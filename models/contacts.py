@@ -101,6 +101,30 @@ class SegmentMemberListing(SQLModel, table=True):
     team_id: str = Field(max_length=32)
 
 
+class ResubscribedContact(SQLModel, table=True):
+    """An --update-existing import re-subscribed this contact: it had said no (an earlier
+    file), and this import's file said yes. Undoing the import unsubscribes it again, unless
+    its consent changed since (see bot/imports/undo.py); without this row the undo left the
+    contact subscribed, and the next campaign emailed someone who had opted out.
+
+    Only the latest import to re-subscribe a contact keeps a row for it (an earlier one's
+    yes was withdrawn in between, or it couldn't have re-subscribed it). The rows go with the
+    undo that uses them, with the contact, when a lead resubscribes it (their word, not the
+    import's), and once the import can no longer be undone (the daily purge). WITHOUT ROWID
+    on SQLite; found by import and by contact (SQLite gives a deleted contact's id to the
+    next contact, which a row left behind would unsubscribe)."""
+
+    __tablename__ = "resubscribed_contact"
+    __table_args__ = (
+        Index("ix_resubscribed_contact_contact", "contact_id"),
+        {"sqlite_with_rowid": False},
+    )
+
+    team_id: str = Field(primary_key=True, max_length=32)
+    batch_id: int = Field(primary_key=True)  # the import that re-subscribed it
+    contact_id: int = Field(primary_key=True)
+
+
 class SeenKey(SQLModel, table=True):
     """Keys of things done once per workspace (Slack event ids, file offers): retries dedupe."""
 

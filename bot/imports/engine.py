@@ -170,9 +170,30 @@ _SET_CONSENT = """
 """
 _WITHDRAW_CONSENT = text(_SET_CONSENT.format(rows=_HEARD_ROWS)
                          ).bindparams(bindparam("now", type_=UTCDateTime()))  # fmt: skip
-_GIVE_CONSENT = text(_SET_CONSENT.format(rows=_LIVE_ROWS).replace(
+_GIVE = _SET_CONSENT.format(rows=_LIVE_ROWS).replace(
     "WHERE subscribed = :fro AND", "WHERE subscribed = :fro AND unsubscribed_at IS NULL AND")
-                     ).bindparams(bindparam("now", type_=UTCDateTime()))  # fmt: skip
+# The contacts it re-subscribes are recorded (models.ResubscribedContact), in the same
+# transaction, so that undoing the import unsubscribes them again: from the update's RETURNING,
+# which is empty (and nothing more runs) when no contact changes. An earlier import's record
+# of the same contact goes: their yes was withdrawn since, and this import's is the latest.
+# PostgreSQL does it all in one statement; SQLite (no data-modifying WITH) writes the ids it
+# read back (_give_consent).
+_GIVE_RECORDED = f"""
+    WITH given AS ({_GIVE} RETURNING id, team_id),
+    superseded AS (
+        DELETE FROM resubscribed_contact r USING given g
+        WHERE r.team_id = :team AND r.contact_id = g.id AND r.batch_id <> :batch)
+    INSERT INTO resubscribed_contact (team_id, batch_id, contact_id)
+    SELECT team_id, :batch, id FROM given
+    ON CONFLICT DO NOTHING
+"""
+_GIVE_CONSENT = {dialect: text(sql).bindparams(bindparam("now", type_=UTCDateTime()))
+                 for dialect, sql in (("sqlite", f"{_GIVE} RETURNING id"),
+                                      ("postgresql", _GIVE_RECORDED))}  # fmt: skip
+_SUPERSEDE_RESUBSCRIBED = text("DELETE FROM resubscribed_contact WHERE contact_id = :c "
+                               "AND team_id = :team AND batch_id <> :batch")  # fmt: skip
+_RECORD_RESUBSCRIBED = text("INSERT INTO resubscribed_contact (team_id, batch_id, contact_id) "
+                            "VALUES (:team, :batch, :c) ON CONFLICT DO NOTHING")  # fmt: skip
 
 # Memberships of the contacts that already existed: each staged row finds its contact through
 # the unique (team_id, email_key) index, a plan that stays right however big the import is
@@ -428,6 +449,18 @@ async def _insert_new(conn: AsyncConnection, params: dict[str, object]) -> tuple
     return new, new  # one membership per new contact, in the same statement
 
 
+async def _give_consent(conn: AsyncConnection, params: dict[str, object]) -> None:
+    """Re-subscribe the chunk's known contacts whose row says yes (--update-existing), and
+    record which (_GIVE_CONSENT) for the import's undo."""
+    given = await conn.execute(_GIVE_CONSENT[conn.dialect.name], params)
+    if conn.dialect.name != "sqlite":
+        return
+    ids = [{"team": params["team"], "batch": params["batch"], "c": int(row[0])} for row in given]
+    if ids:  # one writer: nothing changes these contacts before the chunk commits
+        await conn.execute(_SUPERSEDE_RESUBSCRIBED, ids)
+        await conn.execute(_RECORD_RESUBSCRIBED, ids)
+
+
 async def _cursor(db: Database, team_id: str, batch_id: int) -> tuple[int, str]:
     async with db.begin() as conn:
         row = (await conn.execute(
@@ -466,7 +499,7 @@ async def _apply_chunk(conn: AsyncConnection, batch: ImportBatch, seen: int, lo:
     if with_consent:
         await conn.execute(_WITHDRAW_CONSENT, {**params, "to": False, "fro": True})
         if batch.update_existing:
-            await conn.execute(_GIVE_CONSENT, {**params, "to": True, "fro": False})
+            await _give_consent(conn, {**params, "to": True, "fro": False})
     if new < live:
         # some contacts already existed: find them by email (the new ones just conflict)
         joined = (await conn.execute(_INSERT_MEMBERS, params)).rowcount

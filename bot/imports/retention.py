@@ -11,7 +11,8 @@ rows changes nothing anyone sees.
 The same run forgets the later imports' listings of memberships (segment_member_listing) whose
 import can no longer be undone (it ended more than UNDO_WINDOW_DAYS ago, and isn't being
 undone): no undo will hand those on any more, and a workspace that imports its whole list
-into the same segment every month kept a row per contact and import for good.
+into the same segment every month kept a row per contact and import for good. So it forgets
+whom such an import re-subscribed (resubscribed_contact): only its undo needs that.
 
 On SQLite the staged rows live in a file of their own (models/staging.py), which a delete
 leaves at its biggest size: a purge that leaves most of it free rewrites it (`VACUUM`), so a
@@ -57,6 +58,14 @@ _PURGE_LISTINGS = text("""
           AND b.finished_at < :cutoff)
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()))
 
+# Imports that can't be undone any more (nor are being undone) need no record of whom they
+# re-subscribed: only their undo reads it.
+_PURGE_RESUBSCRIBED = text(f"""
+    DELETE FROM resubscribed_contact WHERE team_id = :t AND batch_id IN (
+        SELECT id FROM import_batch
+        WHERE team_id = :t AND status IN {_ENDED} AND finished_at < :cutoff)
+""").bindparams(bindparam("cutoff", type_=UTCDateTime()))
+
 # Any batch still holding staged rows, ended or not: an import still in review when this run
 # came ends later, and its rows must be purged then too (only the first batch's creation
 # queued a purge, so a review longer than an hour left its rows on disk for good).
@@ -83,13 +92,14 @@ async def schedule_purge_in(conn: AsyncConnection, team_id: str, when: datetime)
 async def purge_staged(db: Database, team_id: str, days: float,
                        undo_days: float | None = None) -> int:  # fmt: skip
     """Delete the staged rows of imports that ended more than `days` ago, and (given the undo
-    window, `undo_days`) the listings no undo can hand on any more; returns how many staged
-    rows it deleted."""
+    window, `undo_days`) the listings no undo can hand on any more and the re-subscriptions
+    no undo can take back; returns how many staged rows it deleted."""
     async with db.begin() as conn:
         result = await conn.execute(_PURGE, {"t": team_id, "cutoff": utcnow() - timedelta(days)})
         if undo_days is not None:
-            await conn.execute(_PURGE_LISTINGS, {"t": team_id,
-                                                 "cutoff": utcnow() - timedelta(undo_days)})
+            past_undo = {"t": team_id, "cutoff": utcnow() - timedelta(undo_days)}
+            await conn.execute(_PURGE_LISTINGS, past_undo)
+            await conn.execute(_PURGE_RESUBSCRIBED, past_undo)
         if (await conn.execute(_LEFT, {"t": team_id})).first() is not None:
             await schedule_purge_in(conn, team_id, utcnow() + timedelta(days=1))
     if db.is_sqlite and result.rowcount:

@@ -39,6 +39,14 @@ transaction that makes its changes and adds their rowcounts to the batch's `undo
    (the same exception).
 3. This import's own listings (contacts that were in the segment already when it ran): they
    go. The memberships were never its own and stay, as they do for a member from before it.
+4. The consent it gave: the contacts an --update-existing import re-subscribed (they had said
+   no, its file said yes: `resubscribed_contact`, written by the engine) are unsubscribed
+   again, whether or not it added them to the segment, unless their consent changed since:
+   only those still subscribed (an import's no or an unsubscribe since stands) and never
+   unsubscribed through our link or by a lead (`unsubscribed_at`: no import re-subscribes
+   those anyway). A later import that re-subscribed them again holds the record instead (the
+   engine moves it), and a lead's resubscribe deletes it: their yes stands. The records go
+   with the chunk. Consent it withdrew stays withdrawn: a no is never undone.
 
 Members that were in the segment before the import keep their older membership row (the
 engine's ON CONFLICT DO NOTHING), so they are never touched; contacts that existed before it
@@ -104,6 +112,8 @@ class UndoPlan:
     # live campaigns that exclude the segment: contacts leaving it that are in one of their
     # targets are enrolled (and invited) once the undo is done
     excluding: tuple[str, ...] = ()
+    # contacts it re-subscribed (--update-existing) that would be unsubscribed again
+    unsubscribes: int = 0
 
 
 def _sql(statement: str) -> TextClause:
@@ -358,6 +368,12 @@ def _plan(listed: bool) -> TextClause:
 
 
 _PLANS = {listed: _plan(listed) for listed in (False, True)}
+# Contacts it re-subscribed that its undo unsubscribes again (_UNSUBSCRIBE_AGAIN's test)
+_UNSUBSCRIBES = _sql("""
+    SELECT COUNT(*) FROM resubscribed_contact r JOIN contact c ON c.id = r.contact_id
+    WHERE r.team_id = :t AND r.batch_id = :b AND c.team_id = :t AND c.subscribed = :yes
+      AND c.unsubscribed_at IS NULL
+""")
 _ANY_LISTED = text("SELECT 1 FROM segment_member_listing "
                    "WHERE segment_id = :s AND team_id = :t LIMIT 1")  # fmt: skip
 
@@ -378,12 +394,13 @@ async def undo_plan(db: Database, team_id: str, batch_id: int, *,
         params = {"t": team_id, "b": batch_id, "s": batch.segment_id}
         listed = (await conn.execute(_ANY_LISTED, params)).first() is not None
         counts = (await conn.execute(_PLANS[listed], params)).one()
+        unsubscribes = (await conn.execute(_UNSUBSCRIBES, {**params, "yes": True})).scalar_one()
         excluding = tuple(str(r[0]) for r in await conn.execute(text(
             "SELECT c.name FROM campaign c JOIN campaign_segment cs ON cs.campaign_id = c.id "
             "WHERE c.team_id = :t AND c.state = 'live' AND cs.team_id = :t "
             "AND cs.segment_id = :s AND cs.role = 'exclude' ORDER BY c.name_key"), params))
     return UndoPlan(batch_id, str(segment), batch.finished_at, *(int(c) for c in counts),
-                    excluding=excluding)  # fmt: skip
+                    excluding=excluding, unsubscribes=int(unsubscribes))  # fmt: skip
 
 
 # ---- the job's work -------------------------------------------------------------------------
@@ -528,6 +545,27 @@ _LISTED_HI = _sql("SELECT MAX(contact_id) FROM (SELECT contact_id FROM segment_m
 _DROP_OWN_LISTINGS = _sql("DELETE FROM segment_member_listing WHERE segment_id = :s "
                           "AND team_id = :t AND batch_id = :b "
                           "AND contact_id BETWEEN :lo AND :hi")  # fmt: skip
+# 4. The consent it gave, a range of the contacts it re-subscribed at a time: unsubscribed
+# again where it still stands (see the module's docstring); the records go with them.
+_RESUBSCRIBED_HI = _sql("SELECT MAX(contact_id) FROM (SELECT contact_id "
+                        "FROM resubscribed_contact WHERE team_id = :t AND batch_id = :b "
+                        "AND contact_id >= :lo ORDER BY contact_id LIMIT :n) r")  # fmt: skip
+_RESUBSCRIBED = ("SELECT contact_id FROM resubscribed_contact WHERE team_id = :t "
+                 "AND batch_id = :b AND contact_id BETWEEN :lo AND :hi")  # fmt: skip
+_UNSUBSCRIBE_AGAIN = _sql(f"""
+    UPDATE contact SET subscribed = :no, updated_at = :now
+    WHERE team_id = :t AND id IN ({_RESUBSCRIBED}) AND subscribed = :yes
+      AND unsubscribed_at IS NULL
+""")
+_DROP_RESUBSCRIBED = _sql("DELETE FROM resubscribed_contact WHERE team_id = :t "
+                          "AND batch_id = :b AND contact_id BETWEEN :lo AND :hi")  # fmt: skip
+# Any import's records of the range's contacts that were deleted: SQLite gives a deleted
+# contact's id to the next contact, which a record left behind would unsubscribe.
+_DROP_RESUBSCRIBED_OF_GONE = _sql("""
+    DELETE FROM resubscribed_contact WHERE contact_id BETWEEN :lo AND :hi AND team_id = :t
+      AND NOT EXISTS (SELECT 1 FROM contact c
+                      WHERE c.id = resubscribed_contact.contact_id AND c.team_id = :t)
+""")
 _COUNT = _sql("""
     UPDATE import_batch SET undo_removed = undo_removed + :removed,
         undo_handed_on = undo_handed_on + :handed,
@@ -587,6 +625,11 @@ async def run_undo(db: Database, team_id: str, batch_id: int, *, chunk_size: int
     async def listings(conn: AsyncConnection, range_: dict[str, Any]) -> None:
         await conn.execute(_DROP_OWN_LISTINGS, range_)
 
+    async def consent(conn: AsyncConnection, range_: dict[str, Any]) -> None:
+        await conn.execute(_UNSUBSCRIBE_AGAIN, {**range_, "no": False, "yes": True,
+                                                "now": utcnow()})  # fmt: skip
+        await conn.execute(_DROP_RESUBSCRIBED, range_)
+
     async def told() -> None:
         if progress is not None:
             await progress(removed, max(removed, batch.added_to_segment))
@@ -594,6 +637,7 @@ async def run_undo(db: Database, team_id: str, batch_id: int, *, chunk_size: int
     await _by_ranges(db, params, _MEMBERS_HI, members, told)  # 1. the memberships it added
     await _by_ranges(db, params, _OWN_HI, own, told)  # 2. its contacts already out of it
     await _by_ranges(db, params, _LISTED_HI, listings)  # 3. its own listings
+    await _by_ranges(db, params, _RESUBSCRIBED_HI, consent)  # 4. the consent it gave
     async with db.begin() as conn:
         if (await conn.execute(_FINISH, {**params, "now": utcnow()})).rowcount == 1:
             await _record_result(conn, team_id, batch_id)
@@ -700,7 +744,10 @@ async def _delete_contacts(conn: AsyncConnection, params: dict[str, Any], tally:
     await conn.execute(_DROP_INVITES, p)
     await conn.execute(_RETIRE_CODES, p)
     tally.advocates += (await conn.execute(_DROP_ADVOCATES, p)).rowcount
-    tally.deleted += (await conn.execute(_DELETE_CONTACTS, p)).rowcount
+    deleted = (await conn.execute(_DELETE_CONTACTS, p)).rowcount
+    if deleted:
+        await conn.execute(_DROP_RESUBSCRIBED_OF_GONE, p)
+    tally.deleted += deleted
     await conn.execute(_HAND_ON, p)
 
 

@@ -296,6 +296,20 @@ async def test_the_confirmation_says_who_stays_because_they_unsubscribed(app: Ha
     assert app.slack.block_errors == []
 
 
+async def test_the_confirmation_says_whom_the_undo_unsubscribes_again(app: Harness) -> None:
+    """ann had said no; an --update-existing import said yes and re-subscribed her. Its
+    undo unsubscribes her again, and the confirmation says so."""
+    await _cli_import(app, "Old", b"email,subscribed\nann@example.com,no\n")
+    result = await import_files(app.db, "T0001", [("p.csv", io.BytesIO(
+        b"email,subscribed\nann@example.com,yes\nbob@example.com,yes\n"))], segment="VIP",
+        create_segment=True, update_existing=True)  # fmt: skip
+    home = await _open_home(app, LEAD)
+    modal = await _click_undo(app, LEAD, value=str(result.batch.id), view=home)
+    assert ("Unsubscribes again the 1 contact it re-subscribed (they had said no before it; "
+            "its file said yes).") in json.dumps(modal["blocks"])
+    assert app.slack.block_errors == []
+
+
 async def test_the_confirmation_and_the_result_say_who_stays_for_a_later_import(
     app: Harness,
 ) -> None:

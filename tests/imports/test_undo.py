@@ -16,12 +16,19 @@ from bot.app import build_web_app
 from bot.audit import Act
 from bot.campaigns import service
 from bot.campaigns.enroll import run_enrollment
-from bot.contact_admin import delete_contact, find_by_email, remove_from_segment, unsubscribe
+from bot.contact_admin import (
+    delete_contact,
+    find_by_email,
+    remove_from_segment,
+    resubscribe,
+    unsubscribe,
+)
 from bot.imports.background import enqueue_file_import
 from bot.imports.batches import add_source, create_batch, queue_batch, stage_csv
 from bot.imports.engine import apply_batch
 from bot.imports.importer import import_files
 from bot.imports.job_kinds import IMPORT_JOB, PURGE_JOB, UNDO_JOB
+from bot.imports.retention import purge_staged
 from bot.imports.review import cancel
 from bot.imports.undo import UndoError, request_undo, run_undo, undo_plan
 from bot.jobs.kinds import handlers
@@ -424,6 +431,112 @@ async def test_undo_keeps_a_contact_who_unsubscribed_so_no_later_import_emails_i
                                  "bob@example.com": "queued"}  # fmt: skip
     assert await _rows(db, "SELECT subscribed, unsubscribed_at IS NOT NULL FROM contact "
                        "WHERE email = 'ann@example.com'") in ([(False, True)], [(0, 1)])
+
+
+async def _say(db: Database, segment: str, rows: str, *, update_existing: bool = False) -> int:
+    """Import `rows` (a CSV with its header) into the segment; returns the import's id."""
+    result = await import_files(db, TEAM, [("people.csv", io.BytesIO(rows.encode()))],
+                                segment=segment, create_segment=True,
+                                update_existing=update_existing)  # fmt: skip
+    return result.batch.id or 0
+
+
+async def _subscribed(db: Database) -> dict[str, tuple[bool, bool]]:
+    """Each contact's (subscribed, unsubscribed through our link or by a lead)."""
+    rows = await _rows(db, "SELECT email, subscribed, unsubscribed_at IS NOT NULL FROM contact "
+                       "WHERE team_id = :t", t=TEAM)  # fmt: skip
+    return {email: (bool(on), bool(off)) for email, on, off in rows}
+
+
+async def _resubscribed(db: Database) -> list[tuple]:
+    """Whom imports re-subscribed: (email, import), in order."""
+    return await _rows(db, "SELECT c.email, r.batch_id FROM resubscribed_contact r "
+                       "JOIN contact c ON c.id = r.contact_id WHERE r.team_id = :t "
+                       "ORDER BY c.email, r.batch_id", t=TEAM)  # fmt: skip
+
+
+async def test_undo_unsubscribes_again_whom_an_update_existing_import_re_subscribed(
+    db: Database,
+) -> None:
+    """x@ and y@ had said no (earlier files; y@ into VIP already). An --update-existing import
+    into VIP said yes and re-subscribed them. Undoing it left them subscribed, and the next
+    campaign emailed two people who had opted out, though an undo leaves things as if the
+    import had never happened."""
+    await ensure_workspace(db, TEAM)
+    await _say(db, "Old", "email,subscribed\nx@example.com,no\n")
+    await _say(db, "VIP", "email,subscribed\ny@example.com,no\n")
+    batch = await _say(db, "VIP", "email,subscribed\nx@example.com,yes\ny@example.com,yes\n"
+                       "z@example.com,yes\n", update_existing=True)  # fmt: skip
+    assert await _subscribed(db) == {"x@example.com": (True, False),
+                                     "y@example.com": (True, False),
+                                     "z@example.com": (True, False)}  # fmt: skip
+    await _undo(db, batch)
+    assert await _members(db, "VIP") == ["y@example.com"]  # there before it: stays
+    assert await _subscribed(db) == {"x@example.com": (False, False),
+                                     "y@example.com": (False, False)}  # fmt: skip
+    assert await _resubscribed(db) == []
+
+
+async def test_undo_leaves_consent_that_changed_after_the_import_re_subscribed(
+    db: Database,
+) -> None:
+    """Import A (--update-existing) re-subscribed a@, b@, c@ and d@, who had said no. Since:
+    a file said no for a@ and another import (C) yes again; a file said no for b@ and a lead
+    resubscribed her; c@ unsubscribed through our link. Undoing A unsubscribes d@ only: the
+    later word of each of the others stands. Undoing C then unsubscribes a@ (as before C)."""
+    await ensure_workspace(db, TEAM)
+    emails = ["a@example.com", "b@example.com", "c@example.com", "d@example.com"]
+    await _say(db, "Old", "email,subscribed\n" + "".join(f"{e},no\n" for e in emails))
+    first = await _say(db, "VIP", "email,subscribed\n" + "".join(f"{e},yes\n" for e in emails),
+                       update_existing=True)  # fmt: skip
+    await _say(db, "Old", "email,subscribed\na@example.com,no\nb@example.com,no\n")
+    later = await _say(db, "Later", "email,subscribed\na@example.com,yes\n",
+                       update_existing=True)  # fmt: skip
+    await resubscribe(db, TEAM, await find_by_email(db, TEAM, "b@example.com"), LEAD)
+    await unsubscribe(db, TEAM, await find_by_email(db, TEAM, "c@example.com"), LEAD)
+    assert await _resubscribed(db) == [("a@example.com", later), ("c@example.com", first),
+                                       ("d@example.com", first)]  # fmt: skip
+    assert (await undo_plan(db, TEAM, first, window_days=WEEK)).unsubscribes == 1
+
+    await _undo(db, first)
+    assert await _subscribed(db) == {"a@example.com": (True, False),
+                                     "b@example.com": (True, False),
+                                     "c@example.com": (False, True),
+                                     "d@example.com": (False, False)}  # fmt: skip
+    await _undo(db, later)
+    assert (await _subscribed(db))["a@example.com"] == (False, False)
+    assert await _resubscribed(db) == []
+
+
+async def test_whom_an_import_re_subscribed_is_forgotten_with_the_contact_or_past_undo(
+    db: Database,
+) -> None:
+    """The record of a re-subscription never outlives its contact (SQLite gives a deleted
+    contact's id to the next one, which the undo would then unsubscribe): deleted by a lead,
+    or by the undo of the import that created it. The daily purge forgets it once its import
+    can't be undone any more."""
+    await ensure_workspace(db, TEAM)
+    created = await _say(db, "Old", "email,subscribed\nx@example.com,no\ny@example.com,no\n")
+    await _say(db, "Past", "email,subscribed\nold@example.com,no\n")
+    batch = await _say(db, "VIP", "email,subscribed\nx@example.com,yes\ny@example.com,yes\n",
+                       update_existing=True)  # fmt: skip
+    past = await _say(db, "Past", "email,subscribed\nold@example.com,yes\n",
+                      update_existing=True)  # fmt: skip
+    assert len(await _resubscribed(db)) == 3
+    await delete_contact(db, TEAM, await find_by_email(db, TEAM, "y@example.com"), LEAD)
+    x = await find_by_email(db, TEAM, "x@example.com")
+    await remove_from_segment(db, TEAM, x, await _segment(db, "VIP"), LEAD)
+    await _undo(db, created)  # x@ is in no segment now: it goes
+    assert await _contacts(db) == ["old@example.com"]
+    assert await _resubscribed(db) == [("old@example.com", past)]
+
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET finished_at = :f WHERE id IN (:a, :b)")
+                           .bindparams(bindparam("f", type_=UTCDateTime())),
+                           {"f": utcnow() - timedelta(days=WEEK, hours=1), "a": batch,
+                            "b": past})  # fmt: skip
+    await purge_staged(db, TEAM, 30, WEEK)
+    assert await _one(db, "SELECT COUNT(*) FROM resubscribed_contact") == 0
 
 
 async def test_the_audit_entry_of_a_big_undo_counts_with_thousands_separators(
