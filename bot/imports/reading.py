@@ -390,14 +390,7 @@ def find_header(sample_text: str) -> tuple[str, int]:
     hint = _SEP_HINT.match(lines[0].lstrip("\ufeff").strip()) if lines else None
     start = 1 if hint else 0
     searched: list[tuple[int, str, list[str]]] = []  # (line index, delimiter, fields)
-    for index in range(start, len(lines)):
-        delimiter = hint[1] if hint else sniff_delimiter(lines[index])
-        try:
-            fields = next(csv.reader(lines[index:], delimiter=delimiter, strict=False), [])
-        except csv.Error:
-            break
-        if _blank(fields):
-            continue
+    for index, delimiter, fields in _nonblank_rows(lines, start, hint):
         if searched and is_data_row(fields):
             # a row of data: past any title (a row whose Channel says "email" is no header)
             if below := _header_below(lines, index, hint, MAX_HEADER_SEARCH - len(searched)):
@@ -414,22 +407,25 @@ def find_header(sample_text: str) -> tuple[str, int]:
     return (hint[1] if hint else sniff_delimiter("".join(lines[start:]))), start
 
 
-def _header_below(lines: list[str], start: int, hint: re.Match[str] | None,
-                  rows: int) -> tuple[str, int] | None:  # fmt: skip
-    """(delimiter, line index) of a header under label lines from `lines[start]` on, within
-    `rows` non-blank lines (header_past_labels)."""
-    found: list[tuple[int, str, list[str]]] = []
+def _nonblank_rows(lines: list[str], start: int, hint: re.Match[str] | None
+                   ) -> Iterator[tuple[int, str, list[str]]]:  # fmt: skip
+    """(line index, delimiter, fields) of each non-blank line from `lines[start]`, each read
+    with the delimiter it uses most (or the `sep=` hint's); up to the first malformed one."""
     for index in range(start, len(lines)):
         delimiter = hint[1] if hint else sniff_delimiter(lines[index])
         try:
             fields = next(csv.reader(lines[index:], delimiter=delimiter, strict=False), [])
         except csv.Error:
-            break
-        if _blank(fields):
-            continue
-        found.append((index, delimiter, fields))
-        if len(found) >= rows:
-            break
+            return
+        if not _blank(fields):
+            yield index, delimiter, fields
+
+
+def _header_below(lines: list[str], start: int, hint: re.Match[str] | None,
+                  rows: int) -> tuple[str, int] | None:  # fmt: skip
+    """(delimiter, line index) of a header under label lines from `lines[start]` on, within
+    `rows` non-blank lines (header_past_labels)."""
+    found = list(itertools.islice(_nonblank_rows(lines, start, hint), rows))
     below = header_past_labels([fields for *_, fields in found])
     return None if below is None else (found[below][1], found[below][0])
 
