@@ -25,6 +25,7 @@ from sqlmodel import col, select
 from bot.imports.batches import clear_staged, lock_batch, promote_before_reread
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.reading import (
+    OPT_OUT_ALIASES,
     Columns,
     ColumnsError,
     CsvFileError,
@@ -137,10 +138,11 @@ def columns_for(header: list[str], mapping: ColumnMap) -> Columns:
     if found["first_name"] is None and found["last_name"] is None:
         full = full_name_column(header)
     subscribed, opt_out = found["subscribed"], opt_out_column(header)
-    if subscribed is not None and subscribed == opt_out:
+    if subscribed is not None and squash(header[subscribed]) in OPT_OUT_ALIASES:
         # "Email Opt Out" chosen as Subscribed: its "true" would have emailed exactly the
-        # people who opted out. Read as what its name says.
-        subscribed = None
+        # people who opted out. Read as what its name says, even after another opt-out
+        # column ("Email Bounced"): the one chosen is the one meant.
+        subscribed, opt_out = None, subscribed
     elif opt_out is not None and opt_out in found.values():
         opt_out = None  # chosen for another field: that is what it holds
     return Columns(email, found["first_name"], found["last_name"], found["locale"],

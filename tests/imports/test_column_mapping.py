@@ -69,6 +69,32 @@ def test_an_opt_out_column_chosen_as_subscribed_is_read_as_an_opt_out() -> None:
     assert columns_for(header, ColumnMap(email="Email Opt Out")).opt_out is None
 
 
+def test_a_second_opt_out_column_chosen_as_subscribed_is_read_as_an_opt_out() -> None:
+    """A Salesforce-like export with two opt-out columns, "Email Bounced" then "Email Opt
+    Out": choosing "Email Opt Out" for Subscribed read its "true" as a yes."""
+    header = ["Email", "Email Bounced", "Email Opt Out"]
+    chosen = columns_for(header, ColumnMap(email="Email", subscribed="Email Opt Out"))
+    assert (chosen.subscribed, chosen.opt_out) == (None, 2)  # the column chosen, as an opt-out
+
+
+async def test_an_opt_out_chosen_as_subscribed_beside_another_opt_out_keeps_people_out(
+    db: Database,
+) -> None:
+    """Ada opted out ("Email Opt Out" true, not bounced); the second opt-out column chosen as
+    Subscribed imported her subscribed, and she was emailed."""
+    await ensure_workspace(db, TEAM)
+    data = (b"Email,Email Bounced,Email Opt Out\n"
+            b"ada@example.com,false,true\n"
+            b"bob@example.com,false,false\n")  # fmt: skip
+    await import_files(db, TEAM, [("sf.csv", io.BytesIO(data))], segment="Work",
+                       create_segment=True, column_map={"subscribed": "Email Opt Out"})
+    async with db.begin() as conn:
+        rows = await conn.execute(text("SELECT email, subscribed FROM contact WHERE team_id = "
+                                       ":t"), {"t": TEAM})  # fmt: skip
+        subscribed = {r[0]: bool(r[1]) for r in rows}
+    assert subscribed == {"ada@example.com": False, "bob@example.com": True}
+
+
 def test_headers_key_ignores_order_case_and_spacing() -> None:
     assert headers_key(["Work Contact", "Given"]) == headers_key(["given", " work_contact"])
     assert headers_key(["Work Contact"]) != headers_key(["Work Contact", "Given"])
