@@ -137,6 +137,8 @@ def columns_for(header: list[str], mapping: ColumnMap) -> Columns:
     full = None  # whole names, as recognised by name, when neither part is mapped
     if found["first_name"] is None and found["last_name"] is None:
         full = full_name_column(header)
+        if full is not None and full in found.values():
+            full = None  # "Contact Name" chosen for Email: that is what it holds
     subscribed, opt_out = found["subscribed"], opt_out_column(header)
     if subscribed is not None and squash(header[subscribed]) in OPT_OUT_ALIASES:
         # "Email Opt Out" chosen as Subscribed: its "true" would have emailed exactly the

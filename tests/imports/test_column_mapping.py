@@ -58,6 +58,23 @@ def test_a_mapped_file_still_reads_its_whole_name_column_when_no_name_is_mapped(
     assert columns_for(header, ColumnMap(email="Work Mail", first_name="Given")).full_name is None
 
 
+
+async def test_a_mapped_email_column_named_like_a_whole_name_is_not_read_as_names(
+    db: Database,
+) -> None:
+    """A CRM's "Contact Name" column holds the addresses; Map columns chooses it for Email and
+    leaves the names at (none). It was read as the whole name too: first names were the
+    addresses."""
+    assert columns_for(["Contact Name", "Phone"],
+                       ColumnMap(email="Contact Name")).full_name is None  # fmt: skip
+    await ensure_workspace(db, TEAM)
+    await import_files(db, TEAM, [("crm.csv", io.BytesIO(b"Contact Name,Phone\n"
+                                                          b"ada@example.com,555 0100\n"))],
+                       segment="Work", create_segment=True,
+                       column_map={"email": "Contact Name"})  # fmt: skip
+    # no name column: greeted by the address's part before @, as for any file without names
+    assert await _contacts(db) == {"ada@example.com": ("ada", None)}
+
 def test_an_opt_out_column_chosen_as_subscribed_is_read_as_an_opt_out() -> None:
     """Map columns offers one consent field, "Subscribed": choosing "Email Opt Out" for it
     read its "true" as a yes, emailing exactly the people who opted out."""
