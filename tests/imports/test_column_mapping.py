@@ -332,3 +332,45 @@ def test_a_headerless_file_mapped_by_hand_counts_its_first_row(kind: str) -> Non
         with XlsxReader(io.BytesIO(data), columns_of=lambda _header: chosen) as reader:
             records = list(reader.records())
     assert records == [(1, rows[0]), (2, rows[1]), (3, rows[2])]
+
+
+async def _run_background(db: Database, tmp_path: Path, column_map: dict[str, str]) -> str:
+    """`import work.csv --background --map ...`, and a worker that runs it: the job's state."""
+    from bot.imports.background import IMPORT_JOB, enqueue_file_import, import_handler
+    from bot.jobs import queue
+    from bot.jobs.worker import Worker, WorkerConfig
+
+    await ensure_workspace(db, TEAM)
+    path = tmp_path / "work.csv"
+    path.write_bytes(WORK)
+    job = await enqueue_file_import(db, TEAM, [path], segment="Work", create_segment=True,
+                                    requested_by="U1", column_map=column_map)  # fmt: skip
+    config = WorkerConfig(lease_seconds=5, poll_seconds=0.05, retry_base_seconds=0)
+    await Worker(db, {IMPORT_JOB: import_handler(2)}, config).run_until_idle()
+    done = await queue.get_job(db, TEAM, job.id or 0)
+    assert done is not None
+    return done.state
+
+
+async def test_a_background_map_that_finds_no_valid_row_is_not_remembered(
+    db: Database, tmp_path: Path
+) -> None:
+    """`import --background --map email="Full Name"` (the wrong column): the job found nothing
+    to import, yet the mapping was remembered when it was queued, and every later export of
+    that tool was read with it. README: remembered once the import finds valid rows."""
+    assert await _run_background(db, tmp_path, {"email": "Full Name"}) == "failed"
+    assert await recall(db, TEAM, ["Full Name", "Work Contact", "Given",
+                                   "Preferred tongue"]) is None  # fmt: skip
+
+
+async def test_a_background_map_is_read_by_the_job_and_remembered_once_it_finds_rows(
+    db: Database, tmp_path: Path
+) -> None:
+    """The job reads the files with the mapping given, and remembers it once it found valid
+    rows."""
+    column_map = {"email": "Work Contact", "locale": "Preferred tongue"}
+    assert await _run_background(db, tmp_path, column_map) == "done"
+    assert {e: locale for e, (_, locale) in (await _contacts(db)).items()} == {
+        "ada@example.com": "en", "bob@example.org": "fr"}
+    assert await recall(db, TEAM, ["Full Name", "Work Contact", "Given", "Preferred tongue"]
+                        ) == ColumnMap("Work Contact", None, None, "Preferred tongue")  # fmt: skip
