@@ -257,8 +257,9 @@ async def recall(db: Database, team_id: str, header: list[str]) -> ColumnMap | N
 
 @dataclass
 class ColumnMapper:
-    """A reader's `columns_of`: a mapping given now, then one remembered that fits the
-    file's header, then the guess (a remembered mapping never fails a file: a person
+    """A reader's `columns_of`: a mapping given now (over the one remembered for the file's
+    header, else over the guess), then one remembered that fits the file's header, then the
+    guess (a remembered mapping never fails a file: a person
     chose it for another file, and *Map columns* can choose again for this one).
 
     Built before a file is opened (the workspace's mappings are few, read at once), since a
@@ -273,7 +274,7 @@ class ColumnMapper:
     def __call__(self, header: list[str]) -> Columns:
         key = headers_key(header)
         if self.given:
-            mapping = complete(header, self.given)
+            mapping = self._given_over_remembered(header)
         elif key in self.remembered and fits(header, self.remembered[key]):
             mapping = self.remembered[key]
         else:
@@ -284,6 +285,17 @@ class ColumnMapper:
         columns = columns_for(header, mapping)
         self.used[key] = (list(header), mapping)
         return columns
+
+    def _given_over_remembered(self, header: list[str]) -> ColumnMap:
+        """`given` over the mapping remembered for `header`, else over the guess: a `--map`
+        of one field (the locale) kept the others a person chose in Slack out, reading the
+        guessed email column, and remembering that over the choice."""
+        remembered = self.remembered.get(headers_key(header))
+        if remembered is not None:
+            mapping = replace(remembered, **self.given)
+            if fits(header, mapping):
+                return mapping
+        return complete(header, self.given)
 
     def chosen(self, header: list[str]) -> bool:
         """Whether `header`'s columns came from a mapping, not the guess."""

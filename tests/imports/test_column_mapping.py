@@ -243,6 +243,26 @@ async def test_a_remembered_mapping_that_doesnt_fit_a_file_falls_back_to_the_gue
                            column_map={"email": column_name(["Email", "Name", "Email"], 2)})
 
 
+async def test_a_map_of_one_field_keeps_the_remembered_mapping_of_the_others(
+    db: Database,
+) -> None:
+    """"Work Email" was chosen in Slack for this export (its "Email" holds the home addresses
+    of an old sign-up form). `import --map locale=Lang` only adds the language column, yet
+    the other fields were guessed: the home addresses were imported, and "Email" was
+    remembered over the Work Email choice for every later export."""
+    await ensure_workspace(db, TEAM)
+    data = (b"Email,Work Email,First Name,Lang\n"
+            b"ada@home.example,ada@work.example,Ada,fr\n"
+            b"bob@home.example,bob@work.example,Bob,de\n")  # fmt: skip
+    header = ["Email", "Work Email", "First Name", "Lang"]
+    await remember(db, TEAM, header, ColumnMap("Work Email", "First Name"), "U1")
+    await import_files(db, TEAM, [("crm.csv", io.BytesIO(data))], segment="Work",
+                       create_segment=True, requested_by="U2",
+                       column_map={"locale": "Lang"})  # fmt: skip
+    assert await _contacts(db) == {"ada@work.example": ("Ada", "fr"),
+                                   "bob@work.example": ("Bob", "de")}  # fmt: skip
+    assert await recall(db, TEAM, header) == ColumnMap("Work Email", "First Name", None, "Lang")
+
 async def test_dry_run_uses_a_map_and_remembers_nothing(db: Database) -> None:
     await ensure_workspace(db, TEAM)
     result, _ = await preview_files(db, TEAM, [("work.csv", io.BytesIO(WORK))], segment="Work",
