@@ -331,7 +331,9 @@ async def keep_header(db: Database, team_id: str, source_id: int, header: list[s
 
 async def reread_source(db: Database, team_id: str, batch_id: int, source_id: int,
                         header: list[str], mapping: ColumnMap, user: str) -> list[int]:
-    """Remember `mapping` and put the source back to be read with it, in one transaction.
+    """Remember `mapping` and put the source back to be read with it, in one transaction,
+    with the import's other files that failed on their columns (_failed_on_columns): the
+    modal says files with the same headers are read with these columns.
 
     Only in a draft. Duplicates of its addresses in other files become valid again (as when
     a file is removed) and its rows are deleted, but for those removed by hand, which its new
@@ -356,15 +358,7 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
             raise LookupError("That file is no longer part of this import.")
         # Only a file that was read (or failed) goes back to be read: a second submission
         # while the first reading is queued would queue another, racing it.
-        reset = await conn.execute(
-            update(ImportSource)
-            .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id,
-                   col(ImportSource.status).in_((SourceStatus.PARSED, SourceStatus.FAILED)))
-            .values(status=SourceStatus.PENDING, error=None, note=None, warning=None, rows=0,
-                    valid=0,
-                    duplicates=0, rejected=0, warnings=0)
-        )  # fmt: skip
-        if reset.rowcount != 1:
+        if not await _put_back(conn, team_id, source_id):
             raise LookupError(BEING_READ)
         await remember_in(conn, team_id, header, mapping, user)
         # its duplicates elsewhere become valid (as when a file is removed), and its rows go,
@@ -373,9 +367,50 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
         await clear_staged(conn, team_id, batch_id, source_id, keep_removed=True)
         for changed in (source_id, *promoted):  # their skipped rows are shared anew
             await reading_again_in(conn, team_id, changed)
-        await enqueue_in(conn, team_id, SLACK_FILE_JOB, {"source_id": source_id, "again": True},
-                         dedupe_key=f"remap:{source_id}:{utcnow().timestamp()}")  # fmt: skip
+        await _read_again_in(conn, team_id, source_id)
+        # the modal says files with the same headers are read with these columns: so are
+        # this import's others that failed on theirs (a header not kept yet may be another)
+        for other in await _failed_on_columns(conn, team_id, batch_id, source_id, header):
+            if await _put_back(conn, team_id, other):
+                await reading_again_in(conn, team_id, other)
+                await _read_again_in(conn, team_id, other)
     return promoted
+
+
+async def _put_back(conn: AsyncConnection, team_id: str, source_id: int) -> bool:
+    """Put a source that was read (or failed) back to be read; False if it is read already."""
+    reset = await conn.execute(
+        update(ImportSource)
+        .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id,
+               col(ImportSource.status).in_((SourceStatus.PARSED, SourceStatus.FAILED)))
+        .values(status=SourceStatus.PENDING, error=None, note=None, warning=None, rows=0,
+                valid=0, duplicates=0, rejected=0, warnings=0)
+    )  # fmt: skip
+    return reset.rowcount == 1
+
+
+async def _read_again_in(conn: AsyncConnection, team_id: str, source_id: int) -> None:
+    """Queue the reading of the source alone from its Slack file (see reread_source)."""
+    await enqueue_in(conn, team_id, SLACK_FILE_JOB, {"source_id": source_id, "again": True},
+                     dedupe_key=f"remap:{source_id}:{utcnow().timestamp()}")  # fmt: skip
+
+
+async def _failed_on_columns(conn: AsyncConnection, team_id: str, batch_id: int,
+                             source_id: int, header: list[str]) -> list[int]:  # fmt: skip
+    """The import's other files from Slack that failed on their columns, but those whose
+    header, kept by *Map columns*, is another set of headers than `header`."""
+    rows = (await conn.execute(
+        select(ImportSource.id, ImportSource.header).where(
+            col(ImportSource.team_id) == team_id, col(ImportSource.batch_id) == batch_id,
+            col(ImportSource.id) != source_id, col(ImportSource.removed).is_(False),
+            col(ImportSource.status) == SourceStatus.FAILED,
+            col(ImportSource.failed_on_columns).is_(True),
+            col(ImportSource.kind) == SourceKind.CSV, col(ImportSource.ref).is_not(None),
+        ).order_by(col(ImportSource.id))
+    )).all()  # fmt: skip
+    key = headers_key(header)
+    return [id_ for id_, kept in rows
+            if kept is None or headers_key(json.loads(kept)) == key]  # fmt: skip
 
 
 
