@@ -40,7 +40,7 @@ from bot.imports.files import (
 )
 from bot.imports.importer import check_files
 from bot.imports.job_kinds import IMPORT_JOB, import_job_key
-from bot.imports.mapping import ColumnMapper, mapper_for
+from bot.imports.mapping import ColumnMapper, mapper_for, mapper_submitted
 from bot.imports.reading import CsvFileError
 from bot.imports.recognise import ignored_note
 from bot.jobs import queue
@@ -268,7 +268,8 @@ def slack_file_handler(
                 name = await fetch(source.ref, tmp)
                 tmp.seek(0)
                 staged = (
-                    [await _stage_again(db, team_id, source, tmp, name, max_unzipped_bytes)]
+                    [await _stage_again(db, team_id, source, tmp, name, max_unzipped_bytes,
+                                        await mapper_submitted(db, team_id, ctx.payload))]
                     if again else
                     await stage_file(db, team_id, source.id, tmp, name=name,
                                      max_unzipped_bytes=max_unzipped_bytes)
@@ -301,16 +302,18 @@ def slack_file_handler(
 
 
 async def _stage_again(db: Database, team_id: str, source: ImportSource, stream: BinaryIO,
-                       name: str, max_unzipped_bytes: int) -> ImportSource:  # fmt: skip
-    """Stage the source alone from its file (called `name`): a CSV or a workbook as a whole;
+                       name: str, max_unzipped_bytes: int,
+                       columns_of: ColumnMapper) -> ImportSource:  # fmt: skip
+    """Stage the source alone from its file (called `name`) with `columns_of` (the mapping
+    submitted in *Map columns*): a CSV or a workbook as a whole;
     from a ZIP, the CSV its label names (as the *Map columns* modal found it), however the
     ZIP's other sources stand: the first one, which a reading of the whole ZIP starts from,
     may have been removed from the review."""
     if is_workbook(stream, name) or not is_zip(stream):
         (staged, *_) = await stage_file(db, team_id, source.id or 0, stream, name=name,
-                                        max_unzipped_bytes=max_unzipped_bytes)  # fmt: skip
+                                        max_unzipped_bytes=max_unzipped_bytes,
+                                        columns_of=columns_of)  # fmt: skip
         return staged
-    columns_of = await mapper_for(db, team_id)
     try:
         archive = open_archive(stream, max_total_bytes=max_unzipped_bytes, max_ratio=MAX_RATIO)
     except CsvFileError as exc:

@@ -342,7 +342,7 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
     the thread has of each lists rows that will be imported now, so each is shared anew
     once told (notifier.rejects_changed). The reading is
     queued in the same transaction, as the job that reads an uploaded file (its bytes are in
-    Slack), which picks the remembered mapping up: the job reads this source alone
+    Slack), with the mapping submitted (mapper_submitted): the job reads this source alone
     ("again"), a CSV in a ZIP as the ZIP's entry of its name, whatever became of the other
     sources of the same Slack file (removed, or the file added again since).
     """
@@ -367,13 +367,13 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
         await clear_staged(conn, team_id, batch_id, source_id, keep_removed=True)
         for changed in (source_id, *promoted):  # their skipped rows are shared anew
             await reading_again_in(conn, team_id, changed)
-        await _read_again_in(conn, team_id, source_id)
+        await _read_again_in(conn, team_id, source_id, header, mapping)
         # the modal says files with the same headers are read with these columns: so are
         # this import's others that failed on theirs (a header not kept yet may be another)
         for other in await _failed_on_columns(conn, team_id, batch_id, source_id, header):
             if await _put_back(conn, team_id, other):
                 await reading_again_in(conn, team_id, other)
-                await _read_again_in(conn, team_id, other)
+                await _read_again_in(conn, team_id, other, header, mapping)
     return promoted
 
 
@@ -389,10 +389,26 @@ async def _put_back(conn: AsyncConnection, team_id: str, source_id: int) -> bool
     return reset.rowcount == 1
 
 
-async def _read_again_in(conn: AsyncConnection, team_id: str, source_id: int) -> None:
-    """Queue the reading of the source alone from its Slack file (see reread_source)."""
-    await enqueue_in(conn, team_id, SLACK_FILE_JOB, {"source_id": source_id, "again": True},
+async def _read_again_in(conn: AsyncConnection, team_id: str, source_id: int,
+                         header: list[str], mapping: ColumnMap) -> None:  # fmt: skip
+    """Queue the reading of the source alone from its Slack file (see reread_source), with
+    the mapping submitted for `header` (see mapper_submitted)."""
+    payload = {"source_id": source_id, "again": True, "headers_key": headers_key(header),
+               "mapping": dict(mapping.items())}  # fmt: skip
+    await enqueue_in(conn, team_id, SLACK_FILE_JOB, payload,
                      dedupe_key=f"remap:{source_id}:{utcnow().timestamp()}")  # fmt: skip
+
+
+async def mapper_submitted(db: Database, team_id: str,
+                           payload: Mapping[str, object]) -> ColumnMapper:  # fmt: skip
+    """The workspace's mappings, with the one a reading was queued with (reread_source) over
+    the one remembered for its headers: someone mapping a file with the same headers before
+    the reading runs changes what is remembered, not what this file was said to be read with."""
+    mapper = await mapper_for(db, team_id)
+    key, chosen = payload.get("headers_key"), payload.get("mapping")
+    if isinstance(key, str) and isinstance(chosen, dict):
+        mapper.remembered[key] = ColumnMap(**{f: chosen.get(f) for f in FIELDS})
+    return mapper
 
 
 async def _failed_on_columns(conn: AsyncConnection, team_id: str, batch_id: int,
