@@ -40,7 +40,7 @@ from bot.imports.files import (
 )
 from bot.imports.importer import check_files
 from bot.imports.job_kinds import IMPORT_JOB, import_job_key
-from bot.imports.mapping import mapper_for
+from bot.imports.mapping import ColumnMapper, mapper_for, mapper_submitted
 from bot.imports.reading import CsvFileError
 from bot.imports.recognise import ignored_note
 from bot.jobs import queue
@@ -74,14 +74,14 @@ async def enqueue_file_import(
 ) -> Job:
     """Check the files now (so a bad one is reported at once), then leave the work to a job.
 
-    A `column_map` (`--map`) is remembered for the files' headers once they pass: the job
-    reads them with the workspace's remembered mappings."""
+    A `column_map` (`--map`) goes with the job, which reads the files with it and remembers
+    it for their headers only once the import is approved with valid rows: a mapping of the
+    wrong column, which finds none, would otherwise read every later export of that tool."""
     mapper = await mapper_for(db, team_id, column_map)
     for path in paths:
         with path.open("rb") as stream:
             check_files([(path.name, stream)], max_unzipped_bytes=max_unzipped_bytes,
                         columns_of=mapper)  # fmt: skip
-    await mapper.remember_given(db, team_id, requested_by)
     target = await import_target(db, team_id, segment, create=create_segment)
     assert target.id is not None
     batch = await create_batch(
@@ -90,8 +90,11 @@ async def enqueue_file_import(
     assert batch.id is not None
     for path in paths:
         await add_source(db, team_id, batch.id, SourceKind.CSV, path.name, ref=str(path.resolve()))
+    payload: dict[str, object] = {"batch_id": batch.id, "approved_by": requested_by}
+    if column_map:
+        payload["column_map"] = dict(column_map)
     return await queue.enqueue(
-        db, team_id, IMPORT_JOB, {"batch_id": batch.id, "approved_by": requested_by},
+        db, team_id, IMPORT_JOB, payload,
         dedupe_key=import_job_key(batch.id), max_attempts=max_attempts,
     )  # fmt: skip
 
@@ -142,12 +145,15 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
         raise PermanentJobError(f"Import #{batch_id} no longer exists.")
     if batch.status == BatchStatus.DRAFT:
         approver = ctx.payload.get("approved_by")
+        mapper = await mapper_for(db, team_id, ctx.payload.get("column_map"))
         try:
-            await _stage_pending_files(db, team_id, batch_id, max_unzipped_bytes)
+            await _stage_pending_files(db, team_id, batch_id, max_unzipped_bytes, mapper)
             ctx.checkpoint()
             if not approver:
                 return  # staged for review; approval enqueues the apply
             await queue_batch(db, team_id, batch_id, str(approver))
+            # only now, as in the foreground: approved, so it found valid rows
+            await mapper.remember_given(db, team_id, str(approver))
         except JobStopped:
             raise
         except ReviewError as exc:  # nothing valid, or its segment deleted: no retry helps
@@ -189,9 +195,10 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
 
 
 async def _stage_pending_files(db: Database, team_id: str, batch_id: int,
-                               max_unzipped_bytes: int) -> None:  # fmt: skip
-    """Stage every file of the batch not read yet. A ZIP's entries share its ref (the path):
-    the file is staged again from its first source, which stages only those still pending."""
+                               max_unzipped_bytes: int, mapper: ColumnMapper) -> None:  # fmt: skip
+    """Stage every file of the batch not read yet, with `mapper`'s columns. A ZIP's entries
+    share its ref (the path): the file is staged again from its first source, which stages
+    only those still pending."""
     async with db.session() as session:
         files = (
             await session.exec(
@@ -214,7 +221,8 @@ async def _stage_pending_files(db: Database, team_id: str, batch_id: int,
         path = Path(ref)
         with path.open("rb") as stream:  # a vanished file fails and retries
             staged = await stage_file(db, team_id, origin.id, stream, name=path.name,
-                                      max_unzipped_bytes=max_unzipped_bytes)  # fmt: skip
+                                      max_unzipped_bytes=max_unzipped_bytes,
+                                      columns_of=mapper)  # fmt: skip
         failed = next((s for s in staged if s.status == SourceStatus.FAILED), None)
         if failed is not None:
             raise PermanentJobError(f"{failed.label}: {failed.error}")
@@ -260,7 +268,8 @@ def slack_file_handler(
                 name = await fetch(source.ref, tmp)
                 tmp.seek(0)
                 staged = (
-                    [await _stage_again(db, team_id, source, tmp, name, max_unzipped_bytes)]
+                    [await _stage_again(db, team_id, source, tmp, name, max_unzipped_bytes,
+                                        await mapper_submitted(db, team_id, ctx.payload))]
                     if again else
                     await stage_file(db, team_id, source.id, tmp, name=name,
                                      max_unzipped_bytes=max_unzipped_bytes)
@@ -293,16 +302,18 @@ def slack_file_handler(
 
 
 async def _stage_again(db: Database, team_id: str, source: ImportSource, stream: BinaryIO,
-                       name: str, max_unzipped_bytes: int) -> ImportSource:  # fmt: skip
-    """Stage the source alone from its file (called `name`): a CSV or a workbook as a whole;
+                       name: str, max_unzipped_bytes: int,
+                       columns_of: ColumnMapper) -> ImportSource:  # fmt: skip
+    """Stage the source alone from its file (called `name`) with `columns_of` (the mapping
+    submitted in *Map columns*): a CSV or a workbook as a whole;
     from a ZIP, the CSV its label names (as the *Map columns* modal found it), however the
     ZIP's other sources stand: the first one, which a reading of the whole ZIP starts from,
     may have been removed from the review."""
     if is_workbook(stream, name) or not is_zip(stream):
         (staged, *_) = await stage_file(db, team_id, source.id or 0, stream, name=name,
-                                        max_unzipped_bytes=max_unzipped_bytes)  # fmt: skip
+                                        max_unzipped_bytes=max_unzipped_bytes,
+                                        columns_of=columns_of)  # fmt: skip
         return staged
-    columns_of = await mapper_for(db, team_id)
     try:
         archive = open_archive(stream, max_total_bytes=max_unzipped_bytes, max_ratio=MAX_RATIO)
     except CsvFileError as exc:

@@ -25,6 +25,7 @@ from sqlmodel import col, select
 from bot.imports.batches import clear_staged, lock_batch, promote_before_reread
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.reading import (
+    OPT_OUT_ALIASES,
     Columns,
     ColumnsError,
     CsvFileError,
@@ -136,11 +137,14 @@ def columns_for(header: list[str], mapping: ColumnMap) -> Columns:
     full = None  # whole names, as recognised by name, when neither part is mapped
     if found["first_name"] is None and found["last_name"] is None:
         full = full_name_column(header)
+        if full is not None and full in found.values():
+            full = None  # "Contact Name" chosen for Email: that is what it holds
     subscribed, opt_out = found["subscribed"], opt_out_column(header)
-    if subscribed is not None and subscribed == opt_out:
+    if subscribed is not None and squash(header[subscribed]) in OPT_OUT_ALIASES:
         # "Email Opt Out" chosen as Subscribed: its "true" would have emailed exactly the
-        # people who opted out. Read as what its name says.
-        subscribed = None
+        # people who opted out. Read as what its name says, even after another opt-out
+        # column ("Email Bounced"): the one chosen is the one meant.
+        subscribed, opt_out = None, subscribed
     elif opt_out is not None and opt_out in found.values():
         opt_out = None  # chosen for another field: that is what it holds
     return Columns(email, found["first_name"], found["last_name"], found["locale"],
@@ -253,8 +257,9 @@ async def recall(db: Database, team_id: str, header: list[str]) -> ColumnMap | N
 
 @dataclass
 class ColumnMapper:
-    """A reader's `columns_of`: a mapping given now, then one remembered that fits the
-    file's header, then the guess (a remembered mapping never fails a file: a person
+    """A reader's `columns_of`: a mapping given now (over the one remembered for the file's
+    header, else over the guess), then one remembered that fits the file's header, then the
+    guess (a remembered mapping never fails a file: a person
     chose it for another file, and *Map columns* can choose again for this one).
 
     Built before a file is opened (the workspace's mappings are few, read at once), since a
@@ -269,7 +274,7 @@ class ColumnMapper:
     def __call__(self, header: list[str]) -> Columns:
         key = headers_key(header)
         if self.given:
-            mapping = complete(header, self.given)
+            mapping = self._given_over_remembered(header)
         elif key in self.remembered and fits(header, self.remembered[key]):
             mapping = self.remembered[key]
         else:
@@ -280,6 +285,17 @@ class ColumnMapper:
         columns = columns_for(header, mapping)
         self.used[key] = (list(header), mapping)
         return columns
+
+    def _given_over_remembered(self, header: list[str]) -> ColumnMap:
+        """`given` over the mapping remembered for `header`, else over the guess: a `--map`
+        of one field (the locale) kept the others a person chose in Slack out, reading the
+        guessed email column, and remembering that over the choice."""
+        remembered = self.remembered.get(headers_key(header))
+        if remembered is not None:
+            mapping = replace(remembered, **self.given)
+            if fits(header, mapping):
+                return mapping
+        return complete(header, self.given)
 
     def chosen(self, header: list[str]) -> bool:
         """Whether `header`'s columns came from a mapping, not the guess."""
@@ -315,7 +331,9 @@ async def keep_header(db: Database, team_id: str, source_id: int, header: list[s
 
 async def reread_source(db: Database, team_id: str, batch_id: int, source_id: int,
                         header: list[str], mapping: ColumnMap, user: str) -> list[int]:
-    """Remember `mapping` and put the source back to be read with it, in one transaction.
+    """Remember `mapping` and put the source back to be read with it, in one transaction,
+    with the import's other files that failed on their columns (_failed_on_columns): the
+    modal says files with the same headers are read with these columns.
 
     Only in a draft. Duplicates of its addresses in other files become valid again (as when
     a file is removed) and its rows are deleted, but for those removed by hand, which its new
@@ -324,7 +342,7 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
     the thread has of each lists rows that will be imported now, so each is shared anew
     once told (notifier.rejects_changed). The reading is
     queued in the same transaction, as the job that reads an uploaded file (its bytes are in
-    Slack), which picks the remembered mapping up: the job reads this source alone
+    Slack), with the mapping submitted (mapper_submitted): the job reads this source alone
     ("again"), a CSV in a ZIP as the ZIP's entry of its name, whatever became of the other
     sources of the same Slack file (removed, or the file added again since).
     """
@@ -340,15 +358,7 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
             raise LookupError("That file is no longer part of this import.")
         # Only a file that was read (or failed) goes back to be read: a second submission
         # while the first reading is queued would queue another, racing it.
-        reset = await conn.execute(
-            update(ImportSource)
-            .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id,
-                   col(ImportSource.status).in_((SourceStatus.PARSED, SourceStatus.FAILED)))
-            .values(status=SourceStatus.PENDING, error=None, note=None, warning=None, rows=0,
-                    valid=0,
-                    duplicates=0, rejected=0, warnings=0)
-        )  # fmt: skip
-        if reset.rowcount != 1:
+        if not await _put_back(conn, team_id, source_id):
             raise LookupError(BEING_READ)
         await remember_in(conn, team_id, header, mapping, user)
         # its duplicates elsewhere become valid (as when a file is removed), and its rows go,
@@ -357,9 +367,66 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
         await clear_staged(conn, team_id, batch_id, source_id, keep_removed=True)
         for changed in (source_id, *promoted):  # their skipped rows are shared anew
             await reading_again_in(conn, team_id, changed)
-        await enqueue_in(conn, team_id, SLACK_FILE_JOB, {"source_id": source_id, "again": True},
-                         dedupe_key=f"remap:{source_id}:{utcnow().timestamp()}")  # fmt: skip
+        await _read_again_in(conn, team_id, source_id, header, mapping)
+        # the modal says files with the same headers are read with these columns: so are
+        # this import's others that failed on theirs (a header not kept yet may be another)
+        for other in await _failed_on_columns(conn, team_id, batch_id, source_id, header):
+            if await _put_back(conn, team_id, other):
+                await reading_again_in(conn, team_id, other)
+                await _read_again_in(conn, team_id, other, header, mapping)
     return promoted
+
+
+async def _put_back(conn: AsyncConnection, team_id: str, source_id: int) -> bool:
+    """Put a source that was read (or failed) back to be read; False if it is read already."""
+    reset = await conn.execute(
+        update(ImportSource)
+        .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id,
+               col(ImportSource.status).in_((SourceStatus.PARSED, SourceStatus.FAILED)))
+        .values(status=SourceStatus.PENDING, error=None, note=None, warning=None, rows=0,
+                valid=0, duplicates=0, rejected=0, warnings=0)
+    )  # fmt: skip
+    return reset.rowcount == 1
+
+
+async def _read_again_in(conn: AsyncConnection, team_id: str, source_id: int,
+                         header: list[str], mapping: ColumnMap) -> None:  # fmt: skip
+    """Queue the reading of the source alone from its Slack file (see reread_source), with
+    the mapping submitted for `header` (see mapper_submitted)."""
+    payload = {"source_id": source_id, "again": True, "headers_key": headers_key(header),
+               "mapping": dict(mapping.items())}  # fmt: skip
+    await enqueue_in(conn, team_id, SLACK_FILE_JOB, payload,
+                     dedupe_key=f"remap:{source_id}:{utcnow().timestamp()}")  # fmt: skip
+
+
+async def mapper_submitted(db: Database, team_id: str,
+                           payload: Mapping[str, object]) -> ColumnMapper:  # fmt: skip
+    """The workspace's mappings, with the one a reading was queued with (reread_source) over
+    the one remembered for its headers: someone mapping a file with the same headers before
+    the reading runs changes what is remembered, not what this file was said to be read with."""
+    mapper = await mapper_for(db, team_id)
+    key, chosen = payload.get("headers_key"), payload.get("mapping")
+    if isinstance(key, str) and isinstance(chosen, dict):
+        mapper.remembered[key] = ColumnMap(**{f: chosen.get(f) for f in FIELDS})
+    return mapper
+
+
+async def _failed_on_columns(conn: AsyncConnection, team_id: str, batch_id: int,
+                             source_id: int, header: list[str]) -> list[int]:  # fmt: skip
+    """The import's other files from Slack that failed on their columns, but those whose
+    header, kept by *Map columns*, is another set of headers than `header`."""
+    rows = (await conn.execute(
+        select(ImportSource.id, ImportSource.header).where(
+            col(ImportSource.team_id) == team_id, col(ImportSource.batch_id) == batch_id,
+            col(ImportSource.id) != source_id, col(ImportSource.removed).is_(False),
+            col(ImportSource.status) == SourceStatus.FAILED,
+            col(ImportSource.failed_on_columns).is_(True),
+            col(ImportSource.kind) == SourceKind.CSV, col(ImportSource.ref).is_not(None),
+        ).order_by(col(ImportSource.id))
+    )).all()  # fmt: skip
+    key = headers_key(header)
+    return [id_ for id_, kept in rows
+            if kept is None or headers_key(json.loads(kept)) == key]  # fmt: skip
 
 
 

@@ -599,3 +599,49 @@ async def test_read_again_keeps_a_column_past_the_first_99_of_a_wide_export(
     await app.settle()
     assert await consent() == [("ada@example.com", True), ("bob@example.com", False)]
     assert app.slack.block_errors == []
+
+
+async def test_mapping_one_file_reads_again_the_other_file_of_the_import_with_its_headers(
+    app: Harness,
+) -> None:
+    """Two weekly exports of the same tool in one import, both "No email column found". Map
+    columns on the first said "Saved: files with the same headers will be read with these
+    columns", yet the second, with the very same headers, stayed failed (and was left out of
+    an approval)."""
+    review = await _upload(app, "F0711", "week1.csv", WORK)
+    await _add_more(app, review, "F0712", "week2.csv", WORK.replace(b"ada@", b"ada2@"))
+    review = app.slack.message("C0001", review["ts"])
+    first = min(_map_buttons(review), key=lambda v: int(v.split(":")[1]))
+    await app.requests.block_action(Action.MAP_COLUMNS, first, user_id=REP,
+                                    message_ts=review["ts"])  # fmt: skip
+    await app.done()
+    modal = app.slack.open_views(REP)[-1]
+    await app.requests.view_submission(
+        state_values=_state(email="1", first_name="2", last_name="none", locale="3",
+                            subscribed="none"), view_id=modal["id"], user_id=REP)  # fmt: skip
+    await app.settle()
+    assert "Saved: files with the same headers" in json.dumps(app.slack.views[modal["id"]])
+    lines = _source_lines(app.slack.message("C0001", review["ts"]))
+    assert "3 valid · 0 duplicates · 1 rejected" in lines[0], lines
+    assert "1 valid · 2 duplicates · 1 rejected" in lines[1], lines  # Bob and Cy in both
+
+
+async def test_a_file_is_read_again_with_the_columns_submitted_for_it(app: Harness) -> None:
+    """Two imports of the same tool's export, both failed. The requester maps the first with
+    the Work Contact column; a lead, a moment later and before that reading ran, maps the
+    other with Full Name. The modal said the first is read again with the requester's
+    columns; its reading read whatever was remembered when it ran: the lead's, 0 valid."""
+    first = await _upload(app, "F0721", "week1.csv", WORK)
+    second, _ = await _next_weeks_export(app, "F0722", "week2.csv",
+                                         WORK.replace(b"ada@", b"ada2@"))  # fmt: skip
+    views = [await _click_map(app, first, REP), await _click_map(app, second, LEAD)]
+    await app.requests.view_submission(
+        state_values=_state(email="1", first_name="2", last_name="none", locale="3",
+                            subscribed="none"), view_id=views[0]["id"], user_id=REP)
+    await app.done()
+    await app.requests.view_submission(
+        state_values=_state(email="0", first_name="none", last_name="none", locale="none",
+                            subscribed="none"), view_id=views[1]["id"], user_id=LEAD)
+    await app.settle()
+    (line,) = _source_lines(app.slack.message("C0001", first["ts"]))
+    assert "3 valid · 0 duplicates · 1 rejected" in line, line

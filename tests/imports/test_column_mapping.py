@@ -58,6 +58,23 @@ def test_a_mapped_file_still_reads_its_whole_name_column_when_no_name_is_mapped(
     assert columns_for(header, ColumnMap(email="Work Mail", first_name="Given")).full_name is None
 
 
+
+async def test_a_mapped_email_column_named_like_a_whole_name_is_not_read_as_names(
+    db: Database,
+) -> None:
+    """A CRM's "Contact Name" column holds the addresses; Map columns chooses it for Email and
+    leaves the names at (none). It was read as the whole name too: first names were the
+    addresses."""
+    assert columns_for(["Contact Name", "Phone"],
+                       ColumnMap(email="Contact Name")).full_name is None  # fmt: skip
+    await ensure_workspace(db, TEAM)
+    await import_files(db, TEAM, [("crm.csv", io.BytesIO(b"Contact Name,Phone\n"
+                                                          b"ada@example.com,555 0100\n"))],
+                       segment="Work", create_segment=True,
+                       column_map={"email": "Contact Name"})  # fmt: skip
+    # no name column: greeted by the address's part before @, as for any file without names
+    assert await _contacts(db) == {"ada@example.com": ("ada", None)}
+
 def test_an_opt_out_column_chosen_as_subscribed_is_read_as_an_opt_out() -> None:
     """Map columns offers one consent field, "Subscribed": choosing "Email Opt Out" for it
     read its "true" as a yes, emailing exactly the people who opted out."""
@@ -67,6 +84,32 @@ def test_an_opt_out_column_chosen_as_subscribed_is_read_as_an_opt_out() -> None:
     both = columns_for(header, ColumnMap(email="Work Mail", subscribed="Accepts Marketing"))
     assert (both.subscribed, both.opt_out) == (2, 1)  # recognised by name: read as well
     assert columns_for(header, ColumnMap(email="Email Opt Out")).opt_out is None
+
+
+def test_a_second_opt_out_column_chosen_as_subscribed_is_read_as_an_opt_out() -> None:
+    """A Salesforce-like export with two opt-out columns, "Email Bounced" then "Email Opt
+    Out": choosing "Email Opt Out" for Subscribed read its "true" as a yes."""
+    header = ["Email", "Email Bounced", "Email Opt Out"]
+    chosen = columns_for(header, ColumnMap(email="Email", subscribed="Email Opt Out"))
+    assert (chosen.subscribed, chosen.opt_out) == (None, 2)  # the column chosen, as an opt-out
+
+
+async def test_an_opt_out_chosen_as_subscribed_beside_another_opt_out_keeps_people_out(
+    db: Database,
+) -> None:
+    """Ada opted out ("Email Opt Out" true, not bounced); the second opt-out column chosen as
+    Subscribed imported her subscribed, and she was emailed."""
+    await ensure_workspace(db, TEAM)
+    data = (b"Email,Email Bounced,Email Opt Out\n"
+            b"ada@example.com,false,true\n"
+            b"bob@example.com,false,false\n")  # fmt: skip
+    await import_files(db, TEAM, [("sf.csv", io.BytesIO(data))], segment="Work",
+                       create_segment=True, column_map={"subscribed": "Email Opt Out"})
+    async with db.begin() as conn:
+        rows = await conn.execute(text("SELECT email, subscribed FROM contact WHERE team_id = "
+                                       ":t"), {"t": TEAM})  # fmt: skip
+        subscribed = {r[0]: bool(r[1]) for r in rows}
+    assert subscribed == {"ada@example.com": False, "bob@example.com": True}
 
 
 def test_headers_key_ignores_order_case_and_spacing() -> None:
@@ -200,6 +243,26 @@ async def test_a_remembered_mapping_that_doesnt_fit_a_file_falls_back_to_the_gue
                            column_map={"email": column_name(["Email", "Name", "Email"], 2)})
 
 
+async def test_a_map_of_one_field_keeps_the_remembered_mapping_of_the_others(
+    db: Database,
+) -> None:
+    """"Work Email" was chosen in Slack for this export (its "Email" holds the home addresses
+    of an old sign-up form). `import --map locale=Lang` only adds the language column, yet
+    the other fields were guessed: the home addresses were imported, and "Email" was
+    remembered over the Work Email choice for every later export."""
+    await ensure_workspace(db, TEAM)
+    data = (b"Email,Work Email,First Name,Lang\n"
+            b"ada@home.example,ada@work.example,Ada,fr\n"
+            b"bob@home.example,bob@work.example,Bob,de\n")  # fmt: skip
+    header = ["Email", "Work Email", "First Name", "Lang"]
+    await remember(db, TEAM, header, ColumnMap("Work Email", "First Name"), "U1")
+    await import_files(db, TEAM, [("crm.csv", io.BytesIO(data))], segment="Work",
+                       create_segment=True, requested_by="U2",
+                       column_map={"locale": "Lang"})  # fmt: skip
+    assert await _contacts(db) == {"ada@work.example": ("Ada", "fr"),
+                                   "bob@work.example": ("Bob", "de")}  # fmt: skip
+    assert await recall(db, TEAM, header) == ColumnMap("Work Email", "First Name", None, "Lang")
+
 async def test_dry_run_uses_a_map_and_remembers_nothing(db: Database) -> None:
     await ensure_workspace(db, TEAM)
     result, _ = await preview_files(db, TEAM, [("work.csv", io.BytesIO(WORK))], segment="Work",
@@ -289,3 +352,45 @@ def test_a_headerless_file_mapped_by_hand_counts_its_first_row(kind: str) -> Non
         with XlsxReader(io.BytesIO(data), columns_of=lambda _header: chosen) as reader:
             records = list(reader.records())
     assert records == [(1, rows[0]), (2, rows[1]), (3, rows[2])]
+
+
+async def _run_background(db: Database, tmp_path: Path, column_map: dict[str, str]) -> str:
+    """`import work.csv --background --map ...`, and a worker that runs it: the job's state."""
+    from bot.imports.background import IMPORT_JOB, enqueue_file_import, import_handler
+    from bot.jobs import queue
+    from bot.jobs.worker import Worker, WorkerConfig
+
+    await ensure_workspace(db, TEAM)
+    path = tmp_path / "work.csv"
+    path.write_bytes(WORK)
+    job = await enqueue_file_import(db, TEAM, [path], segment="Work", create_segment=True,
+                                    requested_by="U1", column_map=column_map)  # fmt: skip
+    config = WorkerConfig(lease_seconds=5, poll_seconds=0.05, retry_base_seconds=0)
+    await Worker(db, {IMPORT_JOB: import_handler(2)}, config).run_until_idle()
+    done = await queue.get_job(db, TEAM, job.id or 0)
+    assert done is not None
+    return done.state
+
+
+async def test_a_background_map_that_finds_no_valid_row_is_not_remembered(
+    db: Database, tmp_path: Path
+) -> None:
+    """`import --background --map email="Full Name"` (the wrong column): the job found nothing
+    to import, yet the mapping was remembered when it was queued, and every later export of
+    that tool was read with it. README: remembered once the import finds valid rows."""
+    assert await _run_background(db, tmp_path, {"email": "Full Name"}) == "failed"
+    assert await recall(db, TEAM, ["Full Name", "Work Contact", "Given",
+                                   "Preferred tongue"]) is None  # fmt: skip
+
+
+async def test_a_background_map_is_read_by_the_job_and_remembered_once_it_finds_rows(
+    db: Database, tmp_path: Path
+) -> None:
+    """The job reads the files with the mapping given, and remembers it once it found valid
+    rows."""
+    column_map = {"email": "Work Contact", "locale": "Preferred tongue"}
+    assert await _run_background(db, tmp_path, column_map) == "done"
+    assert {e: locale for e, (_, locale) in (await _contacts(db)).items()} == {
+        "ada@example.com": "en", "bob@example.org": "fr"}
+    assert await recall(db, TEAM, ["Full Name", "Work Contact", "Given", "Preferred tongue"]
+                        ) == ColumnMap("Work Contact", None, None, "Preferred tongue")  # fmt: skip
