@@ -62,6 +62,14 @@ _TEXT = f"{{{SHEET_MAIN_NS}}}t"
 _STRING_ITEM = f"{{{SHEET_MAIN_NS}}}si"
 _STRING_TABLE = f"{{{SHEET_MAIN_NS}}}sst"
 _DIGITS = "0123456789"
+# A <mergeCell ref="C2:C4"/> (any namespace prefix), in the bytes of a sheet part: "<" can't
+# appear raw in a cell's text, so this matches elements only.
+_MERGE_CELL = re.compile(
+    rb"<(?:[A-Za-z_][\w.-]*:)?mergeCell\s[^>]*?\bref\s*=\s*[\"']"
+    rb"([A-Za-z]{1,3})([0-9]{1,7}):([A-Za-z]{1,3})([0-9]{1,7})[\"']"
+)
+_MERGE_CELLS_END = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?mergeCells\s*>")
+_SCAN_CHUNK = 1 << 16
 _ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 
 PASSWORD_PROTECTED = (
@@ -258,6 +266,79 @@ def _read_shared_strings(archive: zipfile.ZipFile, path: str) -> SharedStrings:
     return table
 
 
+def _merged_down(source: BinaryIO) -> list[tuple[int, int, int]]:
+    """(first column, top row, bottom row) of each merged range of a sheet part spanning
+    several rows, by top row.
+
+    Excel keeps a merged range's value in its top-left cell only, and lists the ranges in
+    <mergeCells>, after <sheetData>: a "No" merged down a consent column (C2:C4) read as "No"
+    for row 2 and as empty, so subscribed, for rows 3 and 4. The part's bytes are scanned
+    rather than parsed as XML a second time, which would double the reading of a big sheet:
+    up to the first "mergeCell" only a fast search runs. Only the ranges are kept.
+    """
+    merges: list[tuple[int, int, int]] = []
+    pending = b""  # the end of what was read that may hold the start of a cut element
+    seen = False
+    while chunk := source.read(_SCAN_CHUNK):
+        data = pending + chunk
+        if not seen:
+            at = data.find(b"mergeCell")
+            if at < 0:
+                pending = data[-256:]
+                continue
+            seen = True
+            data = data[max(data.rfind(b"<", 0, at), 0) :]
+        end = 0
+        for match in _MERGE_CELL.finditer(data):
+            end = match.end()
+            first, top, last, bottom = match.groups()
+            try:
+                column = min(column_index_from_string(first.decode().upper()),
+                             column_index_from_string(last.decode().upper()))  # fmt: skip
+            except ValueError:
+                continue  # past column XFD: not a range Excel could show
+            top_row, bottom_row = sorted((int(top), int(bottom)))
+            if bottom_row > top_row:
+                merges.append((column, top_row, bottom_row))
+        if _MERGE_CELLS_END.search(data, end):
+            break
+        cut = data.rfind(b"<", end)
+        pending = data[cut:] if cut >= 0 else b""
+    return sorted(merges, key=lambda merge: merge[1])
+
+
+class _MergedDown:
+    """Gives the rows under the top of a range merged down a column the value of its top-left
+    cell, as Excel shows it beside them (see _merged_down). Rows come in order; only the ranges
+    reaching the current row are held. The other columns of a range merged across are left
+    empty: the value belongs to the column it is in, not to the ones beside it."""
+
+    def __init__(self, merges: list[tuple[int, int, int]]) -> None:
+        self._merges = merges
+        self._next = 0
+        self._open: list[tuple[int, int, str]] = []  # column, bottom row, value
+
+    def see(self, number: int, fields: list[str]) -> None:
+        """Note the values of the ranges starting at row `number` (read, blank or not)."""
+        merges = self._merges
+        while self._next < len(merges) and merges[self._next][1] <= number:
+            column, top, bottom = merges[self._next]
+            self._next += 1
+            value = fields[column - 1] if top == number and column <= len(fields) else ""
+            if value:
+                self._open.append((column, bottom, value))
+        if self._open:
+            self._open = [merge for merge in self._open if merge[1] >= number]
+
+    def fill(self, fields: list[str]) -> list[str]:
+        """`fields` of the row last seen, with the values of the ranges over it."""
+        for column, _bottom, value in self._open:
+            if column > len(fields):
+                fields.extend([""] * (column - len(fields)))
+            fields[column - 1] = value
+        return fields
+
+
 @dataclass(frozen=True, slots=True)
 class _Sheet:
     title: str
@@ -284,6 +365,7 @@ class _Book:
                 _read_shared_strings(self.archive, part.PartName[1:]) if part else SharedStrings()
             )
             self.workbook = reader.wb
+            self._merges: dict[str, list[tuple[int, int, int]]] = {}  # by sheet part
             self.uncalculated = [0]  # formula cells saved without a result, as read so far
             self.sheets = [
                 _Sheet(sheet.name, sheet.state in (None, "visible"), rel.target)
@@ -294,14 +376,16 @@ class _Book:
             self.archive.close()
             raise
 
-    def rows(self, sheet: _Sheet) -> Rows:
-        """(Excel's row number, fields) of each non-blank row of `sheet`, streamed.
+    def rows(self, sheet: _Sheet, *, merged: bool = True) -> Rows:
+        """(Excel's row number, fields) of each non-blank row of `sheet`, streamed; `merged`:
+        with the values of merged ranges over the rows below their top (_MergedDown).
 
         The loop runs over the cells, not the <dimension> some tools get wrong. Strings are
         read here; numbers, dates, booleans and errors by openpyxl's WorkSheetParser.
         """
         book = self.workbook
         strings = self.strings
+        merges = _MergedDown(self._merged(sheet) if merged else [])
         with self.archive.open(sheet.path) as source:
             parser = WorkSheetParser(
                 source, strings, data_only=True, epoch=book.epoch,
@@ -311,8 +395,16 @@ class _Book:
             for row in _completed(source, _ROW, _SHEET_DATA):
                 number = _row_number(row.get("r"), number)
                 fields = _fields(row, parser, strings, self.uncalculated)
+                merges.see(number, fields)
                 if fields and any(f.strip() for f in fields if f):
-                    yield number, fields
+                    yield number, merges.fill(fields)
+
+    def _merged(self, sheet: _Sheet) -> list[tuple[int, int, int]]:
+        """The ranges merged down in `sheet`, scanned once per sheet."""
+        if sheet.path not in self._merges:
+            with self.archive.open(sheet.path) as source:
+                self._merges[sheet.path] = _merged_down(source)
+        return self._merges[sheet.path]
 
     def close(self) -> None:
         self.archive.close()
@@ -503,7 +595,7 @@ class XlsxReader:
 
     def _used(self, sheet: _Sheet) -> bool:
         """Whether a sheet has a non-blank row: read until the first one."""
-        rows = self._book.rows(sheet)
+        rows = self._book.rows(sheet, merged=False)  # merged values fill no blank row
         try:
             return next(rows, None) is not None
         except Exception:  # a damaged sheet we won't read anyway: don't mention it

@@ -257,6 +257,28 @@ def test_blank_rows_are_skipped_and_rows_are_numbered_as_excel_shows_them() -> N
     assert records[1] == (7, ["", "grace@example.com", "Grace"])
 
 
+def test_a_value_merged_down_a_column_is_read_on_every_row_beside_it() -> None:
+    """Excel shows a merged cell's value beside every row it spans but keeps it in the top
+    cell only: a "No" merged down the consent column read as empty, so subscribed, on every
+    row under its top. Past the header search too; a merge across columns stays in its own
+    column, and blank rows inside a merge stay blank."""
+    rows: Sheet = [["Email", "Name", "Subscribed", "Note", "Phone"]]
+    rows += [[f"u{i}@example.com", f"N{i}", "No" if i == 2 else None] for i in range(2, 15)]
+    rows[1] += ["VIP"]
+    rows += [["last@example.com", "Last", "Yes"], [None], [None]]
+    book = openpyxl.load_workbook(io.BytesIO(workbook(("S", rows))))
+    for merged in ("C2:C14", "D2:E2", "C15:C17"):
+        book.active.merge_cells(merged)
+    out = io.BytesIO()
+    book.save(out)
+
+    _, records = read(out.getvalue())
+
+    assert [(line, fields[2:3]) for line, fields in records] == [
+        *((line, ["No"]) for line in range(2, 15)), (15, ["Yes"])]
+    assert records[0] == (2, ["u2@example.com", "N2", "No", "VIP"])  # not VIP in Phone
+
+
 def test_a_wrong_dimension_does_not_cut_rows_off() -> None:
     """Some tools write <dimension ref="A1"/>; read-only openpyxl would stop at row 1."""
     rows = "".join(

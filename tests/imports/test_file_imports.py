@@ -9,6 +9,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import openpyxl
 import pytest
 from sqlalchemy import text
 
@@ -655,6 +656,28 @@ async def test_email_formulas_saved_without_results_are_said_on_the_review(
     assert (read.valid, read.rejected) == (1, 2)
     assert "2 cells are formulas saved without a result" in (read.note or ""), read.note
     assert "open the file in Excel, save it" in (read.note or "")
+
+
+async def test_a_no_merged_down_the_consent_column_is_heeded_on_every_row(
+    db: Database,
+) -> None:
+    """A "No" merged down the Subscribed column beside three people (C2:C4) counted for the
+    first only: Excel keeps the value in the top cell, so the two under it read empty,
+    were imported subscribed and emailed."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in (["Email", "Name", "Subscribed"], ["ann@example.com", "Ann", "No"],
+                ["bob@example.com", "Bob"], ["cy@example.com", "Cy"], ["di@example.com", "Di"]):
+        sheet.append(row)
+    sheet.merge_cells("C2:C4")
+    out = io.BytesIO()
+    book.save(out)
+
+    await _import(db, "customers.xlsx", out.getvalue())
+
+    assert {email: c[3] for email, c in (await _contacts(db)).items()} == {
+        "ann@example.com": False, "bob@example.com": False, "cy@example.com": False,
+        "di@example.com": True}  # fmt: skip
 
 
 async def test_a_binary_excel_workbook_is_told_what_it_is(db: Database) -> None:
