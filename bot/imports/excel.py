@@ -241,17 +241,27 @@ def _completed(source: Any, tag: str, parent_tag: str) -> Iterator[Any]:
 
     Only "start" events are asked for, half as many as "start" and "end" (iterating them costs
     more than parsing): an element is complete when the next one starts, or when the document ends.
-    Dropping it keeps the tree to a few elements, whatever the size of the part.
+    Dropping it keeps the tree to a few elements, whatever the size of the part. Parsing
+    stops when an element starts beside `parent_tag` (a parent below the root: <sheetData>):
+    what follows it is not read, and Excel's <hyperlinks>, one per mailto: address, grew the
+    tree by a row's worth each.
     """
-    parent = previous = None
+    root = parent = previous = None
+    siblings = 0  # the root's children when `parent` started, itself included
     for _event, element in iterparse(source, events=("start",)):
         if element.tag == tag and parent is not None:
             if previous is not None:
                 yield previous
                 del parent[0]  # `previous`, the oldest child left
             previous = element
+        elif root is None:
+            root = element
+            if element.tag == parent_tag:
+                parent = element
         elif element.tag == parent_tag:
-            parent = element
+            parent, siblings = element, len(root)
+        elif siblings and len(root) > siblings and element is root[siblings]:
+            break  # the element after `parent` (the tree can be parsed a little ahead)
     if previous is not None:
         yield previous
 
