@@ -376,7 +376,6 @@ class _Book:
             )
             self.workbook = reader.wb
             self._merges: dict[str, list[tuple[int, int, int]]] = {}  # by sheet part
-            self.uncalculated = [0]  # formula cells saved without a result, as read so far
             self.sheets = [
                 _Sheet(sheet.name, sheet.state in (None, "visible"), rel.target)
                 for sheet, rel in reader.parser.find_sheets()
@@ -386,9 +385,11 @@ class _Book:
             self.archive.close()
             raise
 
-    def rows(self, sheet: _Sheet, *, merged: bool = True) -> Rows:
+    def rows(self, sheet: _Sheet, *, merged: bool = True,
+             uncalculated: list[int] | None = None) -> Rows:  # fmt: skip
         """(Excel's row number, fields) of each non-blank row of `sheet`, streamed; `merged`:
         with the values of merged ranges over the rows below their top (_MergedDown).
+        `uncalculated` counts the formulas saved without a result in the rows read.
 
         The loop runs over the cells, not the <dimension> some tools get wrong. Strings are
         read here; numbers, dates, booleans and errors by openpyxl's WorkSheetParser.
@@ -396,6 +397,7 @@ class _Book:
         book = self.workbook
         strings = self.strings
         merges = _MergedDown(self._merged(sheet) if merged else [])
+        uncalculated = [0] if uncalculated is None else uncalculated
         with self.archive.open(sheet.path) as source:
             parser = WorkSheetParser(
                 source, strings, data_only=True, epoch=book.epoch,
@@ -404,7 +406,7 @@ class _Book:
             number = 0
             for row in _completed(source, _ROW, _SHEET_DATA):
                 number = _row_number(row.get("r"), number)
-                fields = _fields(row, parser, strings, self.uncalculated)
+                fields = _fields(row, parser, strings, uncalculated)
                 merges.see(number, fields)
                 if fields and any(f.strip() for f in fields if f):
                     yield number, merges.fill(fields)
@@ -526,6 +528,9 @@ class XlsxReader:
         _check_kind(stream, max_unzipped_bytes)
         self._columns_of = columns_of
         self._rows: Rows | None = None
+        # formula cells saved without a result in the rows of the sheet read: those of other
+        # sheets, and of rows read again to choose it, are not the import's
+        self._uncalculated = [0]
         try:
             self._book = _Book(stream)
         except Exception as exc:  # openpyxl raises whatever the broken XML or ZIP causes
@@ -545,9 +550,9 @@ class XlsxReader:
         self._rows = None
         unrecognised: list[tuple[_Sheet, list[str]]] = []
         for sheet in sorted(sheets, key=lambda s: not s.visible):  # stable: visible first
-            header, rows = self._header_of(sheet)
+            header, rows, uncalculated = self._header_of(sheet)
             if header is not None and is_header(header[1]):
-                self._use(sheet, header, rows)
+                self._use(sheet, header, rows, uncalculated)
                 break
             rows.close()
             if header is not None:
@@ -556,12 +561,19 @@ class XlsxReader:
             self._open_mapped_sheet(unrecognised)
         self.other_sheets = [s.title for s in sheets if s.title != self.sheet and self._used(s)]
 
-    def _header_of(self, sheet: _Sheet) -> tuple[tuple[int, list[str]] | None, Rows]:
-        return _header_and_rows(self._guarded(self._book.rows(sheet)))
+    def _header_of(
+        self, sheet: _Sheet
+    ) -> tuple[tuple[int, list[str]] | None, Rows, list[int]]:
+        """The header and rows of `sheet`, and the count of its uncalculated formulas read."""
+        uncalculated = [0]
+        header, rows = _header_and_rows(
+            self._guarded(self._book.rows(sheet, uncalculated=uncalculated)))
+        return header, rows, uncalculated
 
-    def _use(self, sheet: _Sheet, header: tuple[int, list[str]] | None, rows: Rows) -> None:
+    def _use(self, sheet: _Sheet, header: tuple[int, list[str]] | None, rows: Rows,
+             uncalculated: list[int]) -> None:  # fmt: skip
         assert header is not None
-        self.sheet, self._rows = sheet.title, rows
+        self.sheet, self._rows, self._uncalculated = sheet.title, rows, uncalculated
         self.header_row, self.header = header
         self.columns: Columns = self._columns_of(self.header)
 
@@ -594,7 +606,7 @@ class XlsxReader:
 
     def _holds_addresses(self, sheet: _Sheet) -> bool:
         """Whether a row of `sheet` below its header, among the first few, holds an address."""
-        _header, rows = self._header_of(sheet)
+        _header, rows, _uncalculated = self._header_of(sheet)
         try:
             return any(holds_an_address(fields) for _, fields in
                        itertools.islice(rows, MAX_HEADER_SEARCH))  # fmt: skip
@@ -642,7 +654,7 @@ class XlsxReader:
         """What reading the rows found that the review must say: formulas saved without
         their results (a workbook a program wrote, never saved in Excel) read as empty, so an
         email column of them was a column of "Missing email" with no hint why."""
-        count = self._book.uncalculated[0]
+        count = self._uncalculated[0]
         if not count:
             return None
         cells = f"{count:,} cell" + ("s are formulas" if count > 1 else " is a formula")

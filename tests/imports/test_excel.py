@@ -238,6 +238,23 @@ def test_formulas_openpyxl_wrote_have_no_cached_value() -> None:
     assert records == [(2, ["a@example.com", "21", ""])]
 
 
+def test_only_formulas_of_the_sheet_read_are_said_saved_without_a_result() -> None:
+    """A summary tab's =COUNTA() was said as a formula of the import, and the formulas of a
+    sheet read after its header was mapped were counted at every reading (3 times): 2 said 6."""
+    summary = workbook(("Summary", [["Customers", "=COUNTA(Customers!A:A)-1"]]),
+                       ("Customers", [["Email", "Name"], ["ann@example.com", "Ann"]]))
+    reader, records = read(summary)
+    assert records == [(2, ["ann@example.com", "Ann"])]
+    assert reader.late_note() is None, reader.late_note()
+
+    mapped = workbook(("Sheet", [["Contact", "Greeting"], ["ann@example.com", '=UPPER("hi")'],
+                                 ["bob@example.com", '=UPPER("yo")']]))
+    with XlsxReader(io.BytesIO(mapped),
+                    columns_of=lambda header: Columns(0, None, None, None)) as reader:
+        assert len(list(reader.records())) == 2
+        assert (reader.late_note() or "").startswith("2 cells are formulas"), reader.late_note()
+
+
 # --- rows and sheets -----------------------------------------------------------------------
 
 
