@@ -12,6 +12,7 @@ and the sizes it declares are enforced again while reading, since they can lie.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import lzma
 import re
@@ -191,6 +192,20 @@ def display_name(path: str) -> str:
     return "".join(ch if ch.isprintable() else "?" for ch in base)[:120] or "?"
 
 
+def entry_name(info: zipfile.ZipInfo) -> str:
+    """The entry's name as display_name shows it, read as UTF-8 when the ZIP doesn't say.
+
+    Without the UTF-8 flag (0x800) zipfile decodes a name as cp437, but macOS Finder's
+    Compress writes UTF-8 names without the flag: "Abonnés.csv" showed as "Abonn├⌐s.csv".
+    A name that isn't valid UTF-8 is a real cp437 one (old Windows tools) and stays as it is.
+    """
+    name = info.filename
+    if not info.flag_bits & 0x800:
+        with contextlib.suppress(UnicodeError):
+            name = name.encode("cp437").decode("utf-8")
+    return display_name(name)
+
+
 def _parts(path: str) -> list[str]:
     return [p for p in re.split(r"[/\\]", path) if p not in ("", ".")]
 
@@ -231,7 +246,7 @@ def _check_sizes(csvs: list[zipfile.ZipInfo], max_total_bytes: int, max_ratio: f
     for info in csvs:
         if (ratio := too_compressed(info, max_ratio)) is not None:
             raise CsvFileError(
-                f"{display_name(info.filename)} in this ZIP is compressed {ratio:,.0f} times, "
+                f"{entry_name(info)} in this ZIP is compressed {ratio:,.0f} times, "
                 "far more than a real export, which is how a ZIP bomb looks: upload the CSV "
                 "file itself instead."
             )
@@ -255,11 +270,11 @@ def open_archive(stream: BinaryIO, *, max_total_bytes: int, max_ratio: float = 1
         infos = archive.infolist()
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise CsvFileError(f"This ZIP file is damaged or incomplete: {_REMADE}.") from exc
-    unsafe = [info.filename for info in infos if _unsafe(info.filename)]
+    unsafe = [info for info in infos if _unsafe(info.filename)]
     if unsafe:
         archive.close()
         raise CsvFileError(
-            f"This ZIP was refused: the entry {display_name(unsafe[0])!r} points outside the "
+            f"This ZIP was refused: the entry {entry_name(unsafe[0])!r} points outside the "
             "archive's folder (a name starting with / or holding ..). Zip the CSV files again "
             "from a folder and upload the new ZIP."
         )
@@ -273,14 +288,14 @@ def open_archive(stream: BinaryIO, *, max_total_bytes: int, max_ratio: float = 1
         if _ends(info, tables):
             csvs.append(info)
         else:
-            ignored.append(display_name(info.filename))
+            ignored.append(entry_name(info))
     try:
         _check_entries(archive, csvs, ignored)
         _check_sizes(csvs, max_total_bytes, max_ratio)
     except CsvFileError:
         archive.close()
         raise
-    entries = [ZipEntry(display_name(i.filename), i.file_size, archive, i) for i in csvs]
+    entries = [ZipEntry(entry_name(i), i.file_size, archive, i) for i in csvs]
     return Archive(entries, ignored, archive)
 
 
@@ -351,7 +366,7 @@ def _check_entries(
             "takes: put them together into fewer files, or import them in several ZIPs."
         )
     for info in csvs:
-        name = display_name(info.filename)
+        name = entry_name(info)
         if info.flag_bits & 0x1:
             raise CsvFileError(
                 f"{name} in this ZIP is password-protected: zip the CSV files again without a "

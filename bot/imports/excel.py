@@ -62,6 +62,14 @@ _TEXT = f"{{{SHEET_MAIN_NS}}}t"
 _STRING_ITEM = f"{{{SHEET_MAIN_NS}}}si"
 _STRING_TABLE = f"{{{SHEET_MAIN_NS}}}sst"
 _DIGITS = "0123456789"
+# A <mergeCell ref="C2:C4"/> (any namespace prefix), in the bytes of a sheet part: "<" can't
+# appear raw in a cell's text, so this matches elements only.
+_MERGE_CELL = re.compile(
+    rb"<(?:[A-Za-z_][\w.-]*:)?mergeCell\s[^>]*?\bref\s*=\s*[\"']"
+    rb"([A-Za-z]{1,3})([0-9]{1,7}):([A-Za-z]{1,3})([0-9]{1,7})[\"']"
+)
+_MERGE_CELLS_END = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?mergeCells\s*>")
+_SCAN_CHUNK = 1 << 16
 _ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 
 PASSWORD_PROTECTED = (
@@ -233,17 +241,27 @@ def _completed(source: Any, tag: str, parent_tag: str) -> Iterator[Any]:
 
     Only "start" events are asked for, half as many as "start" and "end" (iterating them costs
     more than parsing): an element is complete when the next one starts, or when the document ends.
-    Dropping it keeps the tree to a few elements, whatever the size of the part.
+    Dropping it keeps the tree to a few elements, whatever the size of the part. Parsing
+    stops when an element starts beside `parent_tag` (a parent below the root: <sheetData>):
+    what follows it is not read, and Excel's <hyperlinks>, one per mailto: address, grew the
+    tree by a row's worth each.
     """
-    parent = previous = None
+    root = parent = previous = None
+    siblings = 0  # the root's children when `parent` started, itself included
     for _event, element in iterparse(source, events=("start",)):
         if element.tag == tag and parent is not None:
             if previous is not None:
                 yield previous
                 del parent[0]  # `previous`, the oldest child left
             previous = element
+        elif root is None:
+            root = element
+            if element.tag == parent_tag:
+                parent = element
         elif element.tag == parent_tag:
-            parent = element
+            parent, siblings = element, len(root)
+        elif siblings and len(root) > siblings and element is root[siblings]:
+            break  # the element after `parent` (the tree can be parsed a little ahead)
     if previous is not None:
         yield previous
 
@@ -256,6 +274,79 @@ def _read_shared_strings(archive: zipfile.ZipFile, path: str) -> SharedStrings:
         for item in _completed(source, _STRING_ITEM, _STRING_TABLE):
             table.append(_string_content(item))
     return table
+
+
+def _merged_down(source: BinaryIO) -> list[tuple[int, int, int]]:
+    """(first column, top row, bottom row) of each merged range of a sheet part spanning
+    several rows, by top row.
+
+    Excel keeps a merged range's value in its top-left cell only, and lists the ranges in
+    <mergeCells>, after <sheetData>: a "No" merged down a consent column (C2:C4) read as "No"
+    for row 2 and as empty, so subscribed, for rows 3 and 4. The part's bytes are scanned
+    rather than parsed as XML a second time, which would double the reading of a big sheet:
+    up to the first "mergeCell" only a fast search runs. Only the ranges are kept.
+    """
+    merges: list[tuple[int, int, int]] = []
+    pending = b""  # the end of what was read that may hold the start of a cut element
+    seen = False
+    while chunk := source.read(_SCAN_CHUNK):
+        data = pending + chunk
+        if not seen:
+            at = data.find(b"mergeCell")
+            if at < 0:
+                pending = data[-256:]
+                continue
+            seen = True
+            data = data[max(data.rfind(b"<", 0, at), 0) :]
+        end = 0
+        for match in _MERGE_CELL.finditer(data):
+            end = match.end()
+            first, top, last, bottom = match.groups()
+            try:
+                column = min(column_index_from_string(first.decode().upper()),
+                             column_index_from_string(last.decode().upper()))  # fmt: skip
+            except ValueError:
+                continue  # past column XFD: not a range Excel could show
+            top_row, bottom_row = sorted((int(top), int(bottom)))
+            if bottom_row > top_row:
+                merges.append((column, top_row, bottom_row))
+        if _MERGE_CELLS_END.search(data, end):
+            break
+        cut = data.rfind(b"<", end)
+        pending = data[cut:] if cut >= 0 else b""
+    return sorted(merges, key=lambda merge: merge[1])
+
+
+class _MergedDown:
+    """Gives the rows under the top of a range merged down a column the value of its top-left
+    cell, as Excel shows it beside them (see _merged_down). Rows come in order; only the ranges
+    reaching the current row are held. The other columns of a range merged across are left
+    empty: the value belongs to the column it is in, not to the ones beside it."""
+
+    def __init__(self, merges: list[tuple[int, int, int]]) -> None:
+        self._merges = merges
+        self._next = 0
+        self._open: list[tuple[int, int, str]] = []  # column, bottom row, value
+
+    def see(self, number: int, fields: list[str]) -> None:
+        """Note the values of the ranges starting at row `number` (read, blank or not)."""
+        merges = self._merges
+        while self._next < len(merges) and merges[self._next][1] <= number:
+            column, top, bottom = merges[self._next]
+            self._next += 1
+            value = fields[column - 1] if top == number and column <= len(fields) else ""
+            if value:
+                self._open.append((column, bottom, value))
+        if self._open:
+            self._open = [merge for merge in self._open if merge[1] >= number]
+
+    def fill(self, fields: list[str]) -> list[str]:
+        """`fields` of the row last seen, with the values of the ranges over it."""
+        for column, _bottom, value in self._open:
+            if column > len(fields):
+                fields.extend([""] * (column - len(fields)))
+            fields[column - 1] = value
+        return fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +375,7 @@ class _Book:
                 _read_shared_strings(self.archive, part.PartName[1:]) if part else SharedStrings()
             )
             self.workbook = reader.wb
-            self.uncalculated = [0]  # formula cells saved without a result, as read so far
+            self._merges: dict[str, list[tuple[int, int, int]]] = {}  # by sheet part
             self.sheets = [
                 _Sheet(sheet.name, sheet.state in (None, "visible"), rel.target)
                 for sheet, rel in reader.parser.find_sheets()
@@ -294,14 +385,19 @@ class _Book:
             self.archive.close()
             raise
 
-    def rows(self, sheet: _Sheet) -> Rows:
-        """(Excel's row number, fields) of each non-blank row of `sheet`, streamed.
+    def rows(self, sheet: _Sheet, *, merged: bool = True,
+             uncalculated: list[int] | None = None) -> Rows:  # fmt: skip
+        """(Excel's row number, fields) of each non-blank row of `sheet`, streamed; `merged`:
+        with the values of merged ranges over the rows below their top (_MergedDown).
+        `uncalculated` counts the formulas saved without a result in the rows read.
 
         The loop runs over the cells, not the <dimension> some tools get wrong. Strings are
         read here; numbers, dates, booleans and errors by openpyxl's WorkSheetParser.
         """
         book = self.workbook
         strings = self.strings
+        merges = _MergedDown(self._merged(sheet) if merged else [])
+        uncalculated = [0] if uncalculated is None else uncalculated
         with self.archive.open(sheet.path) as source:
             parser = WorkSheetParser(
                 source, strings, data_only=True, epoch=book.epoch,
@@ -310,9 +406,17 @@ class _Book:
             number = 0
             for row in _completed(source, _ROW, _SHEET_DATA):
                 number = _row_number(row.get("r"), number)
-                fields = _fields(row, parser, strings, self.uncalculated)
+                fields = _fields(row, parser, strings, uncalculated)
+                merges.see(number, fields)
                 if fields and any(f.strip() for f in fields if f):
-                    yield number, fields
+                    yield number, merges.fill(fields)
+
+    def _merged(self, sheet: _Sheet) -> list[tuple[int, int, int]]:
+        """The ranges merged down in `sheet`, scanned once per sheet."""
+        if sheet.path not in self._merges:
+            with self.archive.open(sheet.path) as source:
+                self._merges[sheet.path] = _merged_down(source)
+        return self._merges[sheet.path]
 
     def close(self) -> None:
         self.archive.close()
@@ -424,6 +528,9 @@ class XlsxReader:
         _check_kind(stream, max_unzipped_bytes)
         self._columns_of = columns_of
         self._rows: Rows | None = None
+        # formula cells saved without a result in the rows of the sheet read: those of other
+        # sheets, and of rows read again to choose it, are not the import's
+        self._uncalculated = [0]
         try:
             self._book = _Book(stream)
         except Exception as exc:  # openpyxl raises whatever the broken XML or ZIP causes
@@ -443,9 +550,9 @@ class XlsxReader:
         self._rows = None
         unrecognised: list[tuple[_Sheet, list[str]]] = []
         for sheet in sorted(sheets, key=lambda s: not s.visible):  # stable: visible first
-            header, rows = self._header_of(sheet)
+            header, rows, uncalculated = self._header_of(sheet)
             if header is not None and is_header(header[1]):
-                self._use(sheet, header, rows)
+                self._use(sheet, header, rows, uncalculated)
                 break
             rows.close()
             if header is not None:
@@ -454,12 +561,19 @@ class XlsxReader:
             self._open_mapped_sheet(unrecognised)
         self.other_sheets = [s.title for s in sheets if s.title != self.sheet and self._used(s)]
 
-    def _header_of(self, sheet: _Sheet) -> tuple[tuple[int, list[str]] | None, Rows]:
-        return _header_and_rows(self._guarded(self._book.rows(sheet)))
+    def _header_of(
+        self, sheet: _Sheet
+    ) -> tuple[tuple[int, list[str]] | None, Rows, list[int]]:
+        """The header and rows of `sheet`, and the count of its uncalculated formulas read."""
+        uncalculated = [0]
+        header, rows = _header_and_rows(
+            self._guarded(self._book.rows(sheet, uncalculated=uncalculated)))
+        return header, rows, uncalculated
 
-    def _use(self, sheet: _Sheet, header: tuple[int, list[str]] | None, rows: Rows) -> None:
+    def _use(self, sheet: _Sheet, header: tuple[int, list[str]] | None, rows: Rows,
+             uncalculated: list[int]) -> None:  # fmt: skip
         assert header is not None
-        self.sheet, self._rows = sheet.title, rows
+        self.sheet, self._rows, self._uncalculated = sheet.title, rows, uncalculated
         self.header_row, self.header = header
         self.columns: Columns = self._columns_of(self.header)
 
@@ -492,7 +606,7 @@ class XlsxReader:
 
     def _holds_addresses(self, sheet: _Sheet) -> bool:
         """Whether a row of `sheet` below its header, among the first few, holds an address."""
-        _header, rows = self._header_of(sheet)
+        _header, rows, _uncalculated = self._header_of(sheet)
         try:
             return any(holds_an_address(fields) for _, fields in
                        itertools.islice(rows, MAX_HEADER_SEARCH))  # fmt: skip
@@ -503,7 +617,7 @@ class XlsxReader:
 
     def _used(self, sheet: _Sheet) -> bool:
         """Whether a sheet has a non-blank row: read until the first one."""
-        rows = self._book.rows(sheet)
+        rows = self._book.rows(sheet, merged=False)  # merged values fill no blank row
         try:
             return next(rows, None) is not None
         except Exception:  # a damaged sheet we won't read anyway: don't mention it
@@ -540,7 +654,7 @@ class XlsxReader:
         """What reading the rows found that the review must say: formulas saved without
         their results (a workbook a program wrote, never saved in Excel) read as empty, so an
         email column of them was a column of "Missing email" with no hint why."""
-        count = self._book.uncalculated[0]
+        count = self._uncalculated[0]
         if not count:
             return None
         cells = f"{count:,} cell" + ("s are formulas" if count > 1 else " is a formula")

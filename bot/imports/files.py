@@ -158,10 +158,36 @@ async def _stage_archive(db: Database, team_id: str, origin: ImportSource, strea
     with archive:
         sources = await entry_sources(db, team_id, origin, entry_labels(name, archive.entries))
         staged = []
-        for index, (entry, source) in enumerate(zip(archive.entries, sources, strict=False)):
-            notes = [ignored_note(name, archive.ignored)] if index == 0 else []
-            staged.append(await stage_entry(db, team_id, source, entry, notes, columns_of))
+        # what the ZIP held besides its CSVs: said on the first CSV that parses (a failed
+        # one's note is never shown), else on the first one's failure
+        unsaid = ignored_note(name, archive.ignored)
+        for entry, source in zip(archive.entries, sources, strict=False):
+            read = await stage_entry(db, team_id, source, entry, [unsaid], columns_of)
+            if read.status == SourceStatus.PARSED and not read.removed:
+                unsaid = None
+            staged.append(read)
+    if unsaid is not None:
+        staged = await _said_on_failure(db, team_id, staged, unsaid)
     return staged
+
+
+async def _said_on_failure(db: Database, team_id: str, staged: list[ImportSource],
+                           note: str) -> list[ImportSource]:  # fmt: skip
+    """`staged`, the first failed source's error followed by `note` (once, on a retry too),
+    unless its error changed meanwhile (the file was mapped and read again)."""
+    failed = next((s for s in staged if s.status == SourceStatus.FAILED and s.error), None)
+    if failed is None or note in (failed.error or ""):
+        return staged
+    async with db.begin() as conn:
+        await conn.execute(
+            update(ImportSource)
+            .where(col(ImportSource.id) == failed.id, col(ImportSource.team_id) == team_id,
+                   col(ImportSource.status) == SourceStatus.FAILED,
+                   col(ImportSource.error) == failed.error)
+            .values(error=f"{failed.error} {note}"[:2000])
+        )  # fmt: skip
+    refreshed = await get_source(db, team_id, failed.id or 0)
+    return [refreshed if s is failed else s for s in staged]
 
 
 async def _read_before(db: Database, team_id: str, origin: ImportSource) -> bool:

@@ -176,6 +176,21 @@ def test_stored_entries_and_folders_are_read_by_base_name() -> None:
             assert len(list(reader.records())) == len(samples.seed_rows()) - 1
 
 
+def test_names_macos_finder_zipped_keep_their_accents() -> None:
+    """Finder's Compress writes UTF-8 names without the ZIP's UTF-8 flag: "Abonnés.csv"
+    showed as "Abonn├⌐s.csv". A name that isn't UTF-8 is read as cp437, as the ZIP says."""
+    data = zip_bytes({"AbonnXXs.csv": b"email\na@example.com\n", "NotXX.pdf": b"%PDF",
+                      "SeXor.csv": b"email\nb@example.com\n"})  # fmt: skip
+    data = data.replace(b"AbonnXXs", "Abonnés".encode()).replace(b"NotXX", "Noté".encode())
+    data = data.replace(b"SeXor", b"Se\xa4or")  # "Señor" in cp437
+
+    with open_archive(io.BytesIO(data), max_total_bytes=CAP) as archive:
+        assert [e.name for e in archive.entries] == ["Abonnés.csv", "Señor.csv"]
+        assert archive.ignored == ["Noté.pdf"]
+        with archive.entries[0].open() as stream:
+            assert stream.read() == b"email\na@example.com\n"
+
+
 # --- unsafe names --------------------------------------------------------------------------
 
 

@@ -238,6 +238,23 @@ def test_formulas_openpyxl_wrote_have_no_cached_value() -> None:
     assert records == [(2, ["a@example.com", "21", ""])]
 
 
+def test_only_formulas_of_the_sheet_read_are_said_saved_without_a_result() -> None:
+    """A summary tab's =COUNTA() was said as a formula of the import, and the formulas of a
+    sheet read after its header was mapped were counted at every reading (3 times): 2 said 6."""
+    summary = workbook(("Summary", [["Customers", "=COUNTA(Customers!A:A)-1"]]),
+                       ("Customers", [["Email", "Name"], ["ann@example.com", "Ann"]]))
+    reader, records = read(summary)
+    assert records == [(2, ["ann@example.com", "Ann"])]
+    assert reader.late_note() is None, reader.late_note()
+
+    mapped = workbook(("Sheet", [["Contact", "Greeting"], ["ann@example.com", '=UPPER("hi")'],
+                                 ["bob@example.com", '=UPPER("yo")']]))
+    with XlsxReader(io.BytesIO(mapped),
+                    columns_of=lambda header: Columns(0, None, None, None)) as reader:
+        assert len(list(reader.records())) == 2
+        assert (reader.late_note() or "").startswith("2 cells are formulas"), reader.late_note()
+
+
 # --- rows and sheets -----------------------------------------------------------------------
 
 
@@ -255,6 +272,28 @@ def test_blank_rows_are_skipped_and_rows_are_numbered_as_excel_shows_them() -> N
     assert reader.header_row == 3 and reader.header == ["", "email", "first_name"]
     assert [line for line, _ in records] == [4, 7, 8]
     assert records[1] == (7, ["", "grace@example.com", "Grace"])
+
+
+def test_a_value_merged_down_a_column_is_read_on_every_row_beside_it() -> None:
+    """Excel shows a merged cell's value beside every row it spans but keeps it in the top
+    cell only: a "No" merged down the consent column read as empty, so subscribed, on every
+    row under its top. Past the header search too; a merge across columns stays in its own
+    column, and blank rows inside a merge stay blank."""
+    rows: Sheet = [["Email", "Name", "Subscribed", "Note", "Phone"]]
+    rows += [[f"u{i}@example.com", f"N{i}", "No" if i == 2 else None] for i in range(2, 15)]
+    rows[1] += ["VIP"]
+    rows += [["last@example.com", "Last", "Yes"], [None], [None]]
+    book = openpyxl.load_workbook(io.BytesIO(workbook(("S", rows))))
+    for merged in ("C2:C14", "D2:E2", "C15:C17"):
+        book.active.merge_cells(merged)
+    out = io.BytesIO()
+    book.save(out)
+
+    _, records = read(out.getvalue())
+
+    assert [(line, fields[2:3]) for line, fields in records] == [
+        *((line, ["No"]) for line in range(2, 15)), (15, ["Yes"])]
+    assert records[0] == (2, ["u2@example.com", "N2", "No", "VIP"])  # not VIP in Phone
 
 
 def test_a_wrong_dimension_does_not_cut_rows_off() -> None:
@@ -408,6 +447,33 @@ def test_reading_streams_in_bounded_memory() -> None:
 
     small, big = peak(1_000), peak(10_000)
     assert big < small + 1024 * 1024, (small, big)  # the Classifier's set grows a little
+
+
+def test_addresses_excel_made_links_of_are_read_in_bounded_memory() -> None:
+    """Excel makes each address typed in a mailto: link, one <hyperlink> a row after the
+    <sheetData>: they were kept in the parsed tree, about 560 bytes a row."""
+
+    def peak(rows: int) -> int:
+        book = openpyxl.Workbook()
+        sheet = book.active
+        sheet.append(["email", "first_name"])
+        for i in range(rows):
+            sheet.append([f"user{i}@example.com", f"F{i}"])
+            sheet.cell(i + 2, 1).hyperlink = f"mailto:user{i}@example.com"
+        out = io.BytesIO()
+        book.save(out)
+        out.seek(0)
+        tracemalloc.start()
+        try:
+            with XlsxReader(out) as reader:
+                count = sum(1 for _ in reader.records())  # no Classifier: its set grows
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            assert count == rows
+
+    small, big = peak(1_000), peak(10_000)
+    assert big < small + 256 * 1024, (small, big)
 
 
 def test_close_leaves_the_stream_open_and_is_idempotent() -> None:

@@ -9,6 +9,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import openpyxl
 import pytest
 from sqlalchemy import text
 
@@ -357,6 +358,34 @@ async def test_one_bad_csv_in_a_zip_fails_only_its_source(db: Database) -> None:
     assert (await _apply(db, batch_id)).valid == 2
 
 
+async def test_what_a_zip_held_besides_its_csvs_is_said_when_its_first_csv_fails(
+    db: Database,
+) -> None:
+    """The note "Not read from lists.zip (only its CSV files are): …" went on the first CSV
+    only, and a failed file shows its error, not its notes: the workbook in the ZIP was
+    never read and nothing said so. It goes on the first CSV read, else on the failure."""
+    workbook_in_zip = workbook(("S", [["email"], ["b@example.com"]]))
+    _, origin = await _draft(db, "lists.zip", ref="F0009")
+    data = exports.zip_bytes({"phones.csv": b"name,phone\nAda,555\n",
+                              "good.csv": b"email\na@example.com\n",
+                              "customers.xlsx": workbook_in_zip})  # fmt: skip
+    staged = await stage_file(db, TEAM, origin.id or 0, io.BytesIO(data), name="lists.zip")
+    assert [s.status for s in staged] == ["failed", "parsed"]
+    assert "customers.xlsx" not in (staged[0].error or "")
+    assert "Not read from lists.zip (only its CSV files are): “customers.xlsx”" in (
+        staged[1].note or "")
+
+    _, origin = await _draft(db, "phones.zip", ref="F0010")
+    data = exports.zip_bytes({"phones.csv": b"name,phone\nAda,555\n",
+                              "customers.xlsx": workbook_in_zip})  # fmt: skip
+    for _reading in range(2):  # a retried job says it once
+        (failed,) = await stage_file(db, TEAM, origin.id or 0, io.BytesIO(data),
+                                     name="phones.zip")  # fmt: skip
+        assert failed.status == "failed" and failed.failed_on_columns
+        assert (failed.error or "").startswith("No email column found")
+        assert (failed.error or "").count("Not read from phones.zip") == 1, failed.error
+
+
 async def test_a_sheet_damaged_part_way_fails_its_source_and_stages_nothing(
     db: Database,
 ) -> None:
@@ -655,6 +684,28 @@ async def test_email_formulas_saved_without_results_are_said_on_the_review(
     assert (read.valid, read.rejected) == (1, 2)
     assert "2 cells are formulas saved without a result" in (read.note or ""), read.note
     assert "open the file in Excel, save it" in (read.note or "")
+
+
+async def test_a_no_merged_down_the_consent_column_is_heeded_on_every_row(
+    db: Database,
+) -> None:
+    """A "No" merged down the Subscribed column beside three people (C2:C4) counted for the
+    first only: Excel keeps the value in the top cell, so the two under it read empty,
+    were imported subscribed and emailed."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in (["Email", "Name", "Subscribed"], ["ann@example.com", "Ann", "No"],
+                ["bob@example.com", "Bob"], ["cy@example.com", "Cy"], ["di@example.com", "Di"]):
+        sheet.append(row)
+    sheet.merge_cells("C2:C4")
+    out = io.BytesIO()
+    book.save(out)
+
+    await _import(db, "customers.xlsx", out.getvalue())
+
+    assert {email: c[3] for email, c in (await _contacts(db)).items()} == {
+        "ann@example.com": False, "bob@example.com": False, "cy@example.com": False,
+        "di@example.com": True}  # fmt: skip
 
 
 async def test_a_binary_excel_workbook_is_told_what_it_is(db: Database) -> None:
