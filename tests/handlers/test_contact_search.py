@@ -204,6 +204,39 @@ async def test_markup_in_names_and_queries_is_shown_as_typed(app: Harness) -> No
     assert app.slack.block_errors == []
 
 
+OUTSIDER, OTHER_ORG = "U0EXT", "T0EXT"  # a member of the organisation C0001 is shared with
+
+
+async def test_a_member_of_another_organisation_cannot_search_or_open_cards(
+    app: Harness,
+) -> None:
+    """C0001 is shared with another organisation (Slack Connect). One of its members typed
+    `/referral contacts a` there and was shown this workspace's customers (emails, names,
+    consent, segments); Show opened a card with their referral links."""
+    await _ada(app)
+    app.slack.users[OUTSIDER] = {"team_id": OTHER_ORG}
+    refused = "Only members of this workspace can search its contacts."
+    answer = await _command(app, "a", user=OUTSIDER)
+    assert refused in answer["text"] and "@example.com" not in _rendered(answer)
+    found = await _command(app, "a")  # a member's results: their buttons, clicked by the outsider
+    for action in (Action.CONTACT_SHOW, Action.CONTACT_MORE):
+        value = _value(found, Action.CONTACT_SHOW) if action == Action.CONTACT_SHOW else (
+            '{"q":"a","o":0}')  # fmt: skip
+        clicked = await _click(app, action, found, value=value, user=OUTSIDER)
+        assert refused in clicked["text"] and "@example.com" not in _rendered(clicked), action
+    await app.requests.block_action(Action.HOME_SEARCH_CONTACTS, "search", user_id=OUTSIDER,
+                                    view={"id": "VHOME0003", "type": "home", "blocks": []})
+    await _done(app)
+    (modal,) = app.slack.open_views(OUTSIDER)
+    state = {BlockId.CONTACT_QUERY: {Action.CONTACT_QUERY: {"type": "plain_text_input",
+                                                            "value": "a"}}}  # fmt: skip
+    reply = await app.requests.view_submission(state_values=state, view_id=modal["id"],
+                                               user_id=OUTSIDER)  # fmt: skip
+    assert reply.body["errors"] == {BlockId.CONTACT_QUERY: refused}
+    assert "bob@example.com" not in json.dumps(app.slack.open_views(OUTSIDER))
+    assert app.slack.block_errors == []
+
+
 # ---- the card -------------------------------------------------------------------------------
 
 
