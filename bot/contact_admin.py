@@ -65,6 +65,9 @@ class Hit:
     last_name: str
     subscribed: bool
     segments: tuple[str, ...]  # its static segments' names (every contact is in All Customers)
+    # they (or a lead) unsubscribed, which no import undoes; not subscribed without it: an
+    # import said they accept no marketing, and a later one may say yes
+    unsubscribed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +189,8 @@ def search_sql(dialect: str, shape: SearchShape) -> str:
             for i in range(firsts)
         ]  # fmt: skip
     hits = " UNION ".join(branches)
-    return ("SELECT c.id, c.email, c.first_name, c.last_name, c.subscribed FROM contact c "
+    return ("SELECT c.id, c.email, c.first_name, c.last_name, c.subscribed, "
+            "c.unsubscribed_at IS NOT NULL FROM contact c "
             f"WHERE c.team_id = :t AND c.id IN ({hits}) "
             "ORDER BY c.email_key, c.id LIMIT :limit OFFSET :offset")  # fmt: skip
 
@@ -230,8 +234,9 @@ async def search(db: Database, team_id: str, query: str, *, offset: int = 0,
         rows = rows[:limit]
         names = await _segment_names(conn, team_id, [int(r[0]) for r in rows])
     hits = [Hit(id=int(cid), email=email, first_name=first or "", last_name=last or "",
-                subscribed=bool(subscribed), segments=tuple(names.get(int(cid), ())))
-            for cid, email, first, last, subscribed in rows]  # fmt: skip
+                subscribed=bool(subscribed), segments=tuple(names.get(int(cid), ())),
+                unsubscribed=bool(unsubscribed))
+            for cid, email, first, last, subscribed, unsubscribed in rows]  # fmt: skip
     return Page(query=params["q"], offset=offset, hits=hits, more=more)
 
 
@@ -407,9 +412,12 @@ async def remove_from_segment(db: Database, team_id: str, contact_id: int, segme
     return RemovedFrom(str(name), enrolling)
 
 
+# also one an import switched off (subscribed false, no unsubscribed_at): that lasts only
+# until an --update-existing import says yes, the lead's unsubscribe (as the link's) for good
 _UNSUBSCRIBE = text("""
     UPDATE contact SET subscribed = :no, unsubscribed_at = :now, updated_at = :now
-    WHERE team_id = :t AND id = :c AND email_key = :k AND subscribed = :yes RETURNING email
+    WHERE team_id = :t AND id = :c AND email_key = :k AND unsubscribed_at IS NULL
+    RETURNING email
 """).bindparams(_NOW)
 
 
@@ -418,7 +426,7 @@ async def unsubscribe(db: Database, team_id: str, contact_id: int, actor: str, *
     """No more invites to this contact: sticky against later imports (`unsubscribed_at`, as
     the unsubscribe link does), and its invites not yet sent are stopped. Returns how many.
     `check`: a button's, see `_key_of`."""
-    params = {"t": team_id, "c": contact_id, "no": False, "yes": True, "now": utcnow()}
+    params = {"t": team_id, "c": contact_id, "no": False, "now": utcnow()}
     async with db.begin() as conn:
         email, params["k"] = await _key_of(conn, team_id, contact_id, check)
         row = (await conn.execute(_UNSUBSCRIBE, params)).first()

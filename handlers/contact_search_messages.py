@@ -86,9 +86,16 @@ def _hit_line(hit: Hit) -> str:
     name = _name(hit.first_name, hit.last_name)
     segments = (f"in {n(len(hit.segments))} segment{'' if len(hit.segments) == 1 else 's'}"
                 if hit.segments else "in All Customers only")  # fmt: skip
-    consent = "subscribed" if hit.subscribed else "unsubscribed"
+    consent = consent_word(hit)
     head = f"*{esc(_cut(hit.email, 320))}*" + (f"  {esc(_cut(name))}" if name else "")
     return f"{head}\n{segments} · {consent}"
+
+
+def consent_word(hit: Hit) -> str:
+    """"unsubscribed" only when that sticks; an import's "no marketing" is "not subscribed"."""
+    if hit.subscribed:
+        return "subscribed"
+    return "unsubscribed" if hit.unsubscribed else "not subscribed"
 
 
 def results(page: Page, *, note: str = "") -> tuple[str, list[Block]]:
@@ -167,16 +174,25 @@ def _fit(template: str, email: str) -> str:
     return template.format(email=_cut(email, room))
 
 
+def _consent_buttons(c: Card) -> list[ButtonElement]:
+    """Unsubscribe unless it sticks already (one an import switched off is unsubscribed for
+    good by it: a later import saying yes would subscribe them again); Resubscribe unless
+    subscribed."""
+    value = contact_ref(c.id, c.email)
+    buttons = []
+    if c.unsubscribed_at is None:
+        buttons.append(ButtonElement(text="Unsubscribe", action_id=Action.CONTACT_UNSUBSCRIBE,
+                                     value=value))  # fmt: skip
+    if not c.subscribed:
+        buttons.append(ButtonElement(
+            text="Resubscribe", action_id=Action.CONTACT_RESUBSCRIBE, value=value,
+            confirm=_confirm("Resubscribe?", _fit(
+                "Only if {email} agreed to hear from us again.", c.email), "Resubscribe")))
+    return buttons
+
+
 def _buttons(c: Card) -> ActionsBlock:
     value = contact_ref(c.id, c.email)
-    consent = (
-        ButtonElement(text="Unsubscribe", action_id=Action.CONTACT_UNSUBSCRIBE, value=value)
-        if c.subscribed else
-        ButtonElement(text="Resubscribe", action_id=Action.CONTACT_RESUBSCRIBE, value=value,
-                      confirm=_confirm("Resubscribe?", _fit(
-                          "Only if {email} agreed to hear from us again.", c.email),
-                          "Resubscribe"))
-    )  # fmt: skip
     delete = ButtonElement(
         text="Delete contact", action_id=Action.CONTACT_DELETE, value=value, style="danger",
         confirm=_confirm("Delete this contact?", _fit(
@@ -184,7 +200,7 @@ def _buttons(c: Card) -> ActionsBlock:
             "working). This can't be undone. If they unsubscribed, an import that adds them "
             "again adds them unsubscribed.", c.email), "Delete", danger=True),
     )  # fmt: skip
-    return ActionsBlock(elements=[consent, delete])
+    return ActionsBlock(elements=[*_consent_buttons(c), delete])
 
 
 def card(c: Card, public_url: str, *, note: str = "") -> tuple[str, list[Block]]:

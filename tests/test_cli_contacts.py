@@ -53,10 +53,12 @@ async def test_search_prints_the_matches(shell: Database,
     assert code == 0
     assert json.loads(out) == [
         {"email": "Ada@example.com", "first_name": "Ada", "last_name": "Lovelace",
-         "segments": ["Newsletter", "VIP"], "subscribed": True},
+         "segments": ["Newsletter", "VIP"], "subscribed": True, "unsubscribed": False},
         {"email": "bob@example.com", "first_name": "Bob", "last_name": "Adams",
-         "segments": ["VIP"], "subscribed": False},
+         "segments": ["VIP"], "subscribed": False, "unsubscribed": False},
     ]  # fmt: skip
+    code, out, _ = await _cli(capsys, "contacts", "search", "bob")  # imported saying no
+    assert code == 0 and "not subscribed" in out
     code, out, _ = await _cli(capsys, "contacts", "search", "love")
     assert code == 0 and "Ada@example.com" in out and "Newsletter, VIP" in out
     assert "bob" not in out

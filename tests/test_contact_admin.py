@@ -264,6 +264,30 @@ async def test_unsubscribe_stops_unsent_invites_and_sticks(world: World) -> None
                                                    Act.CONTACT_RESUBSCRIBED]  # fmt: skip
 
 
+async def test_a_lead_unsubscribes_a_contact_an_import_switched_off_for_good(
+    world: World,
+) -> None:
+    """Ada was imported saying no to marketing, then asked a lead never to email her. The
+    lead's Unsubscribe was refused ("already unsubscribed"), so the next --update-existing
+    import saying yes subscribed her again and a campaign could email her."""
+    await world.import_csv("VIP", people("ada@example.com,Ada,,no",
+                                         header="email,first_name,locale,accepts_marketing"))
+    ada = await _id(world, "ada@example.com")
+    (hit,) = (await search(world.db, TEAM, "ada")).hits
+    assert (hit.subscribed, hit.unsubscribed) == (False, False)  # "not subscribed"
+    assert await unsubscribe(world.db, TEAM, ada, "U0002") == 0
+    (hit,) = (await search(world.db, TEAM, "ada")).hits
+    assert (hit.subscribed, hit.unsubscribed) == (False, True)  # "unsubscribed"
+    csv = "email,first_name,accepts_marketing\nada@example.com,Ada,yes\n"
+    await import_files(world.db, TEAM, [("sync.csv", io.BytesIO(csv.encode()))], segment="VIP",
+                       update_existing=True)  # fmt: skip
+    shown = await card(world.db, TEAM, ada)
+    assert not shown.subscribed and shown.unsubscribed_at is not None
+    with pytest.raises(ContactError, match="already unsubscribed"):
+        await unsubscribe(world.db, TEAM, ada, "U0002")
+    assert [a[1] for a in await _audit(world)] == [Act.CONTACT_UNSUBSCRIBED]
+
+
 async def test_delete_takes_everything_of_the_contact_and_retires_its_codes(world: World) -> None:
     ada, _ = await _enrolled(world)
     codes = {r[0] for r in await world.rows("SELECT code FROM advocate WHERE contact_id = :c",

@@ -468,6 +468,27 @@ async def test_a_lead_unsubscribes_then_resubscribes(app: Harness) -> None:
     assert app.slack.block_errors == []
 
 
+async def test_a_contact_imported_without_consent_can_be_unsubscribed_for_good(
+    app: Harness,
+) -> None:
+    """Bob was imported saying no to marketing: his card offered only Resubscribe, so a lead
+    asked never to email him couldn't make it stick against a later import saying yes."""
+    await ensure_workspace(app.db, TEAM)
+    csv = "email,first_name,accepts_marketing\nbob@example.com,Bob,no\n"
+    await import_files(app.db, TEAM, [("people.csv", io.BytesIO(csv.encode()))], segment="VIP",
+                       create_segment=True)  # fmt: skip
+    found = await _command(app, "bob")
+    assert "in 1 segment · not subscribed" in _rendered(found)
+    card = await _click(app, Action.CONTACT_SHOW, found)
+    assert find_element(card["blocks"], Action.CONTACT_RESUBSCRIBE)
+    after = await _click(app, Action.CONTACT_UNSUBSCRIBE, card)
+    assert "Unsubscribed: no more invite emails." in after["text"]
+    assert find_element(after["blocks"], Action.CONTACT_UNSUBSCRIBE) is None
+    assert find_element(after["blocks"], Action.CONTACT_RESUBSCRIBE)
+    assert "in 1 segment · unsubscribed" in _rendered(await _command(app, "bob"))
+    assert app.slack.block_errors == []
+
+
 async def test_a_lead_deletes_a_contact_everywhere(app: Harness) -> None:
     await _ada(app)
     ada = await _id(app, "ada@example.com")
