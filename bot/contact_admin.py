@@ -470,6 +470,11 @@ async def resubscribe(db: Database, team_id: str, contact_id: int, actor: str, *
         await record_in(conn, team_id, actor, Act.CONTACT_RESUBSCRIBED, subject(row[0]))
 
 
+_DELETE_CONTACT = text("DELETE FROM contact WHERE team_id = :t AND id = :c AND email_key = :k "
+                       "RETURNING email, unsubscribed_at"
+                       ).columns(unsubscribed_at=UTCDateTime())  # a datetime on SQLite too
+
+
 async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str, *,
                          check: str = "") -> Deleted:  # fmt: skip
     """Delete the contact, its segment memberships, its invites and its advocates, and retire
@@ -484,15 +489,14 @@ async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str
     async with db.begin() as conn:
         await lock_contacts(conn, team_id, exclusive=True)  # no import or enrollment mid-way
         _, params["k"] = await _key_of(conn, team_id, contact_id, check)
-        gone = (await conn.execute(text("DELETE FROM contact WHERE team_id = :t AND id = :c "
-                                        "AND email_key = :k RETURNING email, unsubscribed_at"),
-                                   params)).first()  # fmt: skip
+        gone = (await conn.execute(_DELETE_CONTACT, params)).first()
         if gone is None:
             raise ContactGone()
         email, unsubscribed_at = gone
-        if unsubscribed_at is not None:  # its unsubscribe outlives it (SuppressedAddress)
+        if unsubscribed_at is not None:  # its unsubscribe outlives it (SuppressedAddress),
+            # dated when they unsubscribed: a card of it imported again shows that day
             await conn.execute(upsert(conn, SuppressedAddress).values(
-                team_id=team_id, email_key=params["k"], suppressed_at=utcnow(),
+                team_id=team_id, email_key=params["k"], suppressed_at=unsubscribed_at,
             ).on_conflict_do_nothing(index_elements=["team_id", "email_key"]))  # fmt: skip
         # later imports' listings of its memberships, found through them (before they go):
         # SQLite gives its id to the next contact, which a listing left behind would keep in

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import Act
 from bot.campaigns.invites import Links, send_invites
@@ -337,6 +339,24 @@ async def test_a_contact_deleted_after_it_unsubscribed_comes_back_unsubscribed(
     await world.import_csv("Newsletter", people("ada@example.com,Ada"))
     assert await world.scalar("SELECT subscribed FROM contact WHERE email = 'ada@example.com'"
                               ) in (True, 1)  # fmt: skip
+
+
+async def test_a_suppressed_address_comes_back_with_the_day_it_unsubscribed(
+    world: World,
+) -> None:
+    """Ada unsubscribed on one day, a lead deleted her weeks later, and an import brought her
+    back: her card said she unsubscribed on the day of the deletion."""
+    ada, _ = await _enrolled(world)
+    await unsubscribe(world.db, TEAM, ada, "U1")
+    async with world.db.begin() as conn:  # she unsubscribed 30 days ago
+        await conn.execute(text("UPDATE contact SET unsubscribed_at = :d WHERE id = :c")
+                           .bindparams(bindparam("d", type_=UTCDateTime())),
+                           {"d": datetime(2024, 3, 1, 9, 30, tzinfo=UTC), "c": ada})
+    await delete_contact(world.db, TEAM, ada, "U1")
+    await world.import_csv("VIP", people("ada@example.com,Ada"))
+    again = await card(world.db, TEAM, await _id(world, "ada@example.com"))
+    assert not again.subscribed
+    assert again.unsubscribed_at == datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
 
 
 class _DeletesWhileSending:
