@@ -33,7 +33,7 @@ from bot.campaigns.consent import STOP_INVITES
 from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.casefold import spellings
 from bot.ids import digits
-from bot.imports.addresses import email_key
+from bot.imports.addresses import InvalidEmail, email_key, normalize_email
 from models import Contact, Database, InvitedAddress, RetiredCode, SuppressedAddress
 from models.clock import utcnow
 from models.db import upsert
@@ -199,7 +199,9 @@ def search_params(team_id: str, query: str, dialect: str, *, offset: int = 0,
                   limit: int = PAGE) -> tuple[dict[str, Any], SearchShape]:  # fmt: skip
     """The search's parameters, and how many spellings of each part `search_sql` looks up."""
     q = " ".join(query.split())[:MAX_QUERY]
-    e = q.casefold()
+    # a whole address as an import stores it ("ada@xn--bcher-kva.de": ada@bücher.de); a
+    # prefix of one is matched as typed
+    e = address_key(q) if "@" in q else q.casefold()
     params: dict[str, Any] = {"t": team_id, "q": q, "e": e, "e_top": e + TOP, "e_len": len(e),
                               "top": TOP, "k": offset + limit + 1, "limit": limit + 1,
                               "offset": offset}  # fmt: skip
@@ -298,12 +300,24 @@ def parse_ref(value: str) -> ContactRef:
     return ContactRef(contact_id_of(id_part), check)
 
 
+def address_key(typed: str) -> str:
+    """The key of an address as people type or paste it: normalised as an import stores it
+    (punycode domains in Unicode, "mailto:" and "Name <…>" taken off), so
+    "ada@xn--bcher-kva.de" finds ada@bücher.de; anything that isn't an address, case-folded."""
+    typed = typed.strip()
+    try:
+        return email_key(normalize_email(typed))
+    except InvalidEmail:
+        return typed.casefold()
+
+
 async def find_by_email(db: Database, team_id: str, email: str) -> int:
-    """The id of the workspace's contact with this address (case doesn't matter)."""
+    """The id of the workspace's contact with this address, however it is spelt (case,
+    punycode, "mailto:", "Name <address>": see `address_key`)."""
     async with db.begin() as conn:
         found = (await conn.execute(
             text("SELECT id FROM contact WHERE team_id = :t AND email_key = :e"),
-            {"t": team_id, "e": email.strip().casefold()},
+            {"t": team_id, "e": address_key(email)},
         )).scalar()  # fmt: skip
     if found is None:
         raise ContactError(f"No contact with the email {email.strip()!r} in this workspace.")

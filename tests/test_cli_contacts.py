@@ -96,3 +96,13 @@ async def test_each_workspace_sees_its_own_contacts(
     assert code == 1 and "No contact" in json.loads(out)["error"]
     code, _, _ = await _cli(capsys, "contacts", "delete", "zed@example.com", "--team", OTHER)
     assert code == 0
+
+
+async def test_delete_finds_an_address_spelt_in_punycode(
+    shell: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`contacts delete ada@xn--bcher-kva.de`, as a bounce report writes ada@bücher.de, said
+    there was no such contact."""
+    await _import(shell, TEAM, "VIP", "ada@bücher.de,Ada,,yes\n")
+    code, out, _ = await _cli(capsys, "contacts", "delete", "ada@xn--bcher-kva.de", "--json")
+    assert code == 0 and json.loads(out)["email"] == "ada@bücher.de"

@@ -130,6 +130,21 @@ async def test_search_pages_in_email_order(world: World) -> None:
     assert not last.more
 
 
+async def test_an_address_is_found_however_mail_tools_spell_it(world: World) -> None:
+    """An international domain is stored in Unicode: `contacts delete` given the address as
+    mail logs and bounce reports write it (punycode), or pasted from a mail client or a
+    link, said there was no such contact; searching the whole address found nothing."""
+    await world.import_csv("VIP", people("Ada@Bücher.de,Ada", "bob@example.com,Bob"))
+    ada = await _id(world, "ada@bücher.de")
+    for typed in ("ada@xn--bcher-kva.de", "ADA@XN--BCHER-KVA.DE", "mailto:ada@bücher.de",
+                  "Ada Lovelace <ada@xn--bcher-kva.de>", " ada@BÜCHER.de "):  # fmt: skip
+        assert await _id(world, typed) == ada, typed
+        assert [h.id for h in (await search(world.db, TEAM, typed)).hits] == [ada], typed
+    assert [h.id for h in (await search(world.db, TEAM, "ada@b")).hits] == [ada]  # a prefix
+    with pytest.raises(ContactError, match="No contact with the email 'nobody'"):
+        await _id(world, "nobody")
+
+
 async def test_another_workspaces_contact_is_never_found_nor_changed(world: World) -> None:
     await world.import_csv("VIP", people("ours@example.com,Ours"))
     await ensure_workspace(world.db, OTHER)
