@@ -73,9 +73,10 @@ class Hit:
 @dataclass(frozen=True, slots=True)
 class Page:
     query: str
-    offset: int
+    offset: int  # how many matches came before (for "11–20")
     hits: list[Hit]
     more: bool  # another page follows
+    after: str = ""  # the last hit's address key: the next page starts after it
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,13 +168,13 @@ def search_sql(dialect: str, shape: SearchShape) -> str:
     branches = [
         # substr: exact even if the email index's collation isn't bytewise
         "SELECT id FROM (SELECT id FROM contact WHERE team_id = :t AND email_key >= :e "
-        "AND email_key < :e_top AND substr(email_key, 1, :e_len) = :e "
+        "AND email_key < :e_top AND substr(email_key, 1, :e_len) = :e AND email_key > :after "
         "ORDER BY email_key LIMIT :k) by_email",
     ]
     for column in ("first_name", "last_name"):
         index = f"ix_contact_{column}_prefix"
         branches += [f"SELECT id FROM (SELECT id FROM contact{using(index)} WHERE team_id = :t "
-                     f"AND {_name_range(column, f'q{i}', collate)} "
+                     f"AND {_name_range(column, f'q{i}', collate)} AND email_key > :after "
                      f"ORDER BY email_key LIMIT :k) by_{column}_{i}"
                      for i in range(shape.names)]  # fmt: skip
     # "ada love": first name "ada…" and last name "love…"; "mary ann smi": also "mary ann" and
@@ -185,26 +186,29 @@ def search_sql(dialect: str, shape: SearchShape) -> str:
             "SELECT id FROM (SELECT id FROM contact"
             f"{using('ix_contact_first_name_prefix')} WHERE team_id = :t "
             f"AND {_name_range('first_name', f'f{s}_{i}', collate)} AND ({rest}) "
+            "AND email_key > :after "
             f"ORDER BY email_key LIMIT :k) by_full_name_{s}_{i}"
             for i in range(firsts)
         ]  # fmt: skip
     hits = " UNION ".join(branches)
     return ("SELECT c.id, c.email, c.first_name, c.last_name, c.subscribed, "
-            "c.unsubscribed_at IS NOT NULL FROM contact c "
-            f"WHERE c.team_id = :t AND c.id IN ({hits}) "
+            "c.unsubscribed_at IS NOT NULL, c.email_key FROM contact c "
+            f"WHERE c.team_id = :t AND c.id IN ({hits}) AND c.email_key > :after "
             "ORDER BY c.email_key, c.id LIMIT :limit OFFSET :offset")  # fmt: skip
 
 
-def search_params(team_id: str, query: str, dialect: str, *, offset: int = 0,
-                  limit: int = PAGE) -> tuple[dict[str, Any], SearchShape]:  # fmt: skip
-    """The search's parameters, and how many spellings of each part `search_sql` looks up."""
+def search_params(team_id: str, query: str, dialect: str, *, offset: int = 0, limit: int = PAGE,
+                  after: str = "") -> tuple[dict[str, Any], SearchShape]:  # fmt: skip
+    """The search's parameters, and how many spellings of each part `search_sql` looks up.
+    `after`: an address key; only matches after it (the rows skipped by `offset` then are
+    not read)."""
     q = " ".join(query.split())[:MAX_QUERY]
     # a whole address as an import stores it ("ada@xn--bcher-kva.de": ada@bücher.de); a
     # prefix of one is matched as typed
     e = address_key(q) if "@" in q else q.casefold()
     params: dict[str, Any] = {"t": team_id, "q": q, "e": e, "e_top": e + TOP, "e_len": len(e),
                               "top": TOP, "k": offset + limit + 1, "limit": limit + 1,
-                              "offset": offset}  # fmt: skip
+                              "offset": offset, "after": after}  # fmt: skip
     fold_all = dialect == "postgresql"
 
     def spelt(prefix: str, words: list[str]) -> int:
@@ -222,11 +226,15 @@ def search_params(team_id: str, query: str, dialect: str, *, offset: int = 0,
 
 
 async def search(db: Database, team_id: str, query: str, *, offset: int = 0,
-                 limit: int = PAGE) -> Page:  # fmt: skip
+                 limit: int = PAGE, after: str = "") -> Page:  # fmt: skip
     """Contacts whose email, first name or last name starts with `query` (case-insensitive),
-    by email; `limit` of them from `offset`, and whether there are more."""
+    by email; `limit` of them, and whether there are more. The next page is the one `after`
+    the last hit's address key (`Page.after`; `offset` then only numbers it): counted by
+    offset, a contact deleted or added on an earlier page since made one skipped or shown
+    twice. Without `after`, `offset` skips that many (a button from before there were keys)."""
     offset = max(0, offset)
-    params, shape = search_params(team_id, query, db.dialect, offset=offset, limit=limit)
+    params, shape = search_params(team_id, query, db.dialect, offset=0 if after else offset,
+                                  limit=limit, after=after)  # fmt: skip
     if not params["q"]:
         return Page(query=params["q"], offset=offset, hits=[], more=False)
     async with db.begin() as conn:
@@ -238,8 +246,9 @@ async def search(db: Database, team_id: str, query: str, *, offset: int = 0,
     hits = [Hit(id=int(cid), email=email, first_name=first or "", last_name=last or "",
                 subscribed=bool(subscribed), segments=tuple(names.get(int(cid), ())),
                 unsubscribed=bool(unsubscribed))
-            for cid, email, first, last, subscribed, unsubscribed in rows]  # fmt: skip
-    return Page(query=params["q"], offset=offset, hits=hits, more=more)
+            for cid, email, first, last, subscribed, unsubscribed, _ in rows]  # fmt: skip
+    return Page(query=params["q"], offset=offset, hits=hits, more=more,
+                after=str(rows[-1][-1]) if rows else after)  # fmt: skip
 
 
 async def _segment_names(conn: AsyncConnection, team_id: str, contact_ids: list[int]

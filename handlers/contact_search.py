@@ -40,6 +40,7 @@ VERBS = {
     Action.CONTACT_RESUBSCRIBE: "resubscribe contacts",
     Action.CONTACT_DELETE: "delete contacts",
 }
+MAX_AFTER = 1000  # characters of a More button's address key: more is forged
 EMPTY_QUERY = "Type the start of an email address, a first name or a last name."
 OUTSIDER = "Only members of this workspace can search its contacts."
 
@@ -177,13 +178,14 @@ async def _more(d: Deps, client: AsyncWebClient, where: Where, value: str) -> No
     try:
         asked = json.loads(value)
         query, offset = str(asked["q"]), digits(asked["o"])  # not 1e400, -5 or 20 digits
-        if offset is None:
+        after = asked.get("a", "")  # none on a button from before pages were keyed
+        if offset is None or not isinstance(after, str) or len(after) > MAX_AFTER:
             raise ValueError("not an offset")
     except (ValueError, KeyError, TypeError):
         await _show(client, where, gone("That button is from an old message: search again."),
                     replace=True)  # fmt: skip
         return
-    page = await contact_admin.search(d.db, where.team_id, query, offset=offset)
+    page = await contact_admin.search(d.db, where.team_id, query, offset=offset, after=after)
     await _show(client, where, results(page), replace=True, query=page.query)
 
 

@@ -8,6 +8,7 @@ or a message's `text` goes through `esc()`; confirm dialogs use plain_text (not 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from slack_sdk.models.blocks import (
@@ -114,14 +115,18 @@ def results(page: Page, *, note: str = "") -> tuple[str, list[Block]]:
             accessory=ButtonElement(text="Show", action_id=Action.CONTACT_SHOW, value=str(hit.id)),
         ))  # fmt: skip
     if page.more:
-        value = more_value(page.query, page.offset + len(page.hits))
+        value = more_value(page.query, page.offset + len(page.hits), page.after)
         blocks.append(ActionsBlock(elements=[ButtonElement(
             text="More", action_id=Action.CONTACT_MORE, value=value)]))  # fmt: skip
     return text, _noted(note, blocks)
 
 
-def more_value(query: str, offset: int) -> str:
-    return metadata(q=query[:MAX_QUERY], o=offset)
+def more_value(query: str, offset: int, after: str = "") -> str:
+    """*More*'s value: the search, how many came before (numbering) and the address key the
+    next page starts after ("" on *Back to results*: the first page)."""
+    # not \u-escaped: an address of Unicode letters must stay within a value's 2,000
+    return json.dumps({"q": query[:MAX_QUERY], "o": offset, "a": after},
+                      separators=(",", ":"), ensure_ascii=False)  # fmt: skip
 
 
 # ---- a contact's card -----------------------------------------------------------------------

@@ -130,6 +130,20 @@ async def test_search_pages_in_email_order(world: World) -> None:
     assert not last.more
 
 
+async def test_the_next_page_starts_after_the_last_contact_shown(world: World) -> None:
+    """A lead searched "a", deleted a03 from the first page's card, then clicked More: the
+    next page started at the 11th match of the list as it was then, so a11 (now the 10th)
+    was on neither page. One added before the last shown moved another onto both."""
+    await world.import_csv("VIP", people(*[f"a{i:02d}@example.com,A{i:02d}" for i in range(1, 14)]))
+    first = await search(world.db, TEAM, "a")
+    assert first.hits[-1].email == "a10@example.com" and first.more
+    await delete_contact(world.db, TEAM, first.hits[2].id, "U0002")
+    await world.import_csv("VIP", people("a00@example.com,A00"))
+    more = await search(world.db, TEAM, "a", offset=10, after=first.after)
+    assert [h.email for h in more.hits] == [f"a{i:02d}@example.com" for i in (11, 12, 13)]
+    assert not more.more and more.offset == 10
+
+
 async def test_an_address_is_found_however_mail_tools_spell_it(world: World) -> None:
     """An international domain is stored in Unicode: `contacts delete` given the address as
     mail logs and bounce reports write it (punycode), or pasted from a mail client or a

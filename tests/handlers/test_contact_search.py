@@ -188,6 +188,19 @@ async def test_more_pages_through_the_matches(app: Harness) -> None:
     assert app.slack.block_errors == []
 
 
+async def test_more_after_a_contact_shown_is_deleted_skips_none(app: Harness) -> None:
+    """A lead deleted p02 from the first page's card, then clicked More on the results: the
+    next page began at the 11th match of the list as it was then, and p10 was never shown."""
+    await _import(app, "VIP", "".join(f"p{i:02d}@example.com,P{i},\n" for i in range(13)))
+    first = await _command(app, "p")
+    await contact_admin.delete_contact(app.db, TEAM, await _id(app, "p02@example.com"), LEAD)
+    second = await _click(app, Action.CONTACT_MORE, first, user=REP)
+    shown = _rendered(second)
+    assert all(f"p{i}@example.com" in shown for i in (10, 11, 12)) and "p09@" not in shown
+    assert "(11–13)" in second["text"]  # numbered on from the page it followed
+    assert app.slack.block_errors == []
+
+
 async def test_markup_in_names_and_queries_is_shown_as_typed(app: Harness) -> None:
     """Slack sends a command's `&`, `<` and `>` as entities: "AT&T" arrived as "AT&amp;T"
     and found nothing."""
