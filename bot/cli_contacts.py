@@ -14,7 +14,7 @@ from bot.settings import Settings
 from models import Database
 
 COMMANDS: tuple[str, ...] = ("contacts",)
-SEARCH_KEYS = ("email", "first_name", "last_name", "segments", "subscribed")
+SEARCH_KEYS = ("email", "first_name", "last_name", "segments", "subscribed", "unsubscribed")
 DEFAULT_LIMIT = 50
 
 
@@ -48,7 +48,8 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
 async def _search(db: Database, team: str, args: argparse.Namespace) -> int:
     page = await search(db, team, args.query, limit=args.limit)
     rows = [{"email": h.email, "first_name": h.first_name, "last_name": h.last_name,
-             "segments": list(h.segments), "subscribed": h.subscribed}
+             "segments": list(h.segments), "subscribed": h.subscribed,
+             "unsubscribed": h.unsubscribed}
             for h in page.hits]  # fmt: skip
     if args.json:
         print(json.dumps(rows))  # ASCII: \u escapes read the same on any terminal
@@ -59,9 +60,10 @@ async def _search(db: Database, team: str, args: argparse.Namespace) -> int:
     width = max(len(r["email"]) for r in rows)
     for r in rows:
         name = " ".join(p for p in (r["first_name"], r["last_name"]) if p)
-        consent = "subscribed" if r["subscribed"] else "unsubscribed"
+        consent = ("subscribed" if r["subscribed"] else
+                   "unsubscribed" if r["unsubscribed"] else "not subscribed")  # fmt: skip
         segments = ", ".join(r["segments"]) or "(All Customers only)"
-        print(f"{r['email']:<{width}}  {name:<30}  {consent:<12}  {segments}")
+        print(f"{r['email']:<{width}}  {name:<30}  {consent:<14}  {segments}")
     if page.more:
         print(f"(more match: use --limit to see more than {args.limit})")
     return 0

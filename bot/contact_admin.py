@@ -33,7 +33,7 @@ from bot.campaigns.consent import STOP_INVITES
 from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.casefold import spellings
 from bot.ids import digits
-from bot.imports.addresses import email_key
+from bot.imports.addresses import InvalidEmail, email_key, normalize_email
 from models import Contact, Database, InvitedAddress, RetiredCode, SuppressedAddress
 from models.clock import utcnow
 from models.db import upsert
@@ -65,14 +65,18 @@ class Hit:
     last_name: str
     subscribed: bool
     segments: tuple[str, ...]  # its static segments' names (every contact is in All Customers)
+    # they (or a lead) unsubscribed, which no import undoes; not subscribed without it: an
+    # import said they accept no marketing, and a later one may say yes
+    unsubscribed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
     query: str
-    offset: int
+    offset: int  # how many matches came before (for "11–20")
     hits: list[Hit]
     more: bool  # another page follows
+    after: str = ""  # the last hit's address key: the next page starts after it
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,13 +168,13 @@ def search_sql(dialect: str, shape: SearchShape) -> str:
     branches = [
         # substr: exact even if the email index's collation isn't bytewise
         "SELECT id FROM (SELECT id FROM contact WHERE team_id = :t AND email_key >= :e "
-        "AND email_key < :e_top AND substr(email_key, 1, :e_len) = :e "
+        "AND email_key < :e_top AND substr(email_key, 1, :e_len) = :e AND email_key > :after "
         "ORDER BY email_key LIMIT :k) by_email",
     ]
     for column in ("first_name", "last_name"):
         index = f"ix_contact_{column}_prefix"
         branches += [f"SELECT id FROM (SELECT id FROM contact{using(index)} WHERE team_id = :t "
-                     f"AND {_name_range(column, f'q{i}', collate)} "
+                     f"AND {_name_range(column, f'q{i}', collate)} AND email_key > :after "
                      f"ORDER BY email_key LIMIT :k) by_{column}_{i}"
                      for i in range(shape.names)]  # fmt: skip
     # "ada love": first name "ada…" and last name "love…"; "mary ann smi": also "mary ann" and
@@ -182,23 +186,29 @@ def search_sql(dialect: str, shape: SearchShape) -> str:
             "SELECT id FROM (SELECT id FROM contact"
             f"{using('ix_contact_first_name_prefix')} WHERE team_id = :t "
             f"AND {_name_range('first_name', f'f{s}_{i}', collate)} AND ({rest}) "
+            "AND email_key > :after "
             f"ORDER BY email_key LIMIT :k) by_full_name_{s}_{i}"
             for i in range(firsts)
         ]  # fmt: skip
     hits = " UNION ".join(branches)
-    return ("SELECT c.id, c.email, c.first_name, c.last_name, c.subscribed FROM contact c "
-            f"WHERE c.team_id = :t AND c.id IN ({hits}) "
+    return ("SELECT c.id, c.email, c.first_name, c.last_name, c.subscribed, "
+            "c.unsubscribed_at IS NOT NULL, c.email_key FROM contact c "
+            f"WHERE c.team_id = :t AND c.id IN ({hits}) AND c.email_key > :after "
             "ORDER BY c.email_key, c.id LIMIT :limit OFFSET :offset")  # fmt: skip
 
 
-def search_params(team_id: str, query: str, dialect: str, *, offset: int = 0,
-                  limit: int = PAGE) -> tuple[dict[str, Any], SearchShape]:  # fmt: skip
-    """The search's parameters, and how many spellings of each part `search_sql` looks up."""
+def search_params(team_id: str, query: str, dialect: str, *, offset: int = 0, limit: int = PAGE,
+                  after: str = "") -> tuple[dict[str, Any], SearchShape]:  # fmt: skip
+    """The search's parameters, and how many spellings of each part `search_sql` looks up.
+    `after`: an address key; only matches after it (the rows skipped by `offset` then are
+    not read)."""
     q = " ".join(query.split())[:MAX_QUERY]
-    e = q.casefold()
+    # a whole address as an import stores it ("ada@xn--bcher-kva.de": ada@bücher.de); a
+    # prefix of one is matched as typed
+    e = address_key(q) if "@" in q else q.casefold()
     params: dict[str, Any] = {"t": team_id, "q": q, "e": e, "e_top": e + TOP, "e_len": len(e),
                               "top": TOP, "k": offset + limit + 1, "limit": limit + 1,
-                              "offset": offset}  # fmt: skip
+                              "offset": offset, "after": after}  # fmt: skip
     fold_all = dialect == "postgresql"
 
     def spelt(prefix: str, words: list[str]) -> int:
@@ -216,11 +226,15 @@ def search_params(team_id: str, query: str, dialect: str, *, offset: int = 0,
 
 
 async def search(db: Database, team_id: str, query: str, *, offset: int = 0,
-                 limit: int = PAGE) -> Page:  # fmt: skip
+                 limit: int = PAGE, after: str = "") -> Page:  # fmt: skip
     """Contacts whose email, first name or last name starts with `query` (case-insensitive),
-    by email; `limit` of them from `offset`, and whether there are more."""
+    by email; `limit` of them, and whether there are more. The next page is the one `after`
+    the last hit's address key (`Page.after`; `offset` then only numbers it): counted by
+    offset, a contact deleted or added on an earlier page since made one skipped or shown
+    twice. Without `after`, `offset` skips that many (a button from before there were keys)."""
     offset = max(0, offset)
-    params, shape = search_params(team_id, query, db.dialect, offset=offset, limit=limit)
+    params, shape = search_params(team_id, query, db.dialect, offset=0 if after else offset,
+                                  limit=limit, after=after)  # fmt: skip
     if not params["q"]:
         return Page(query=params["q"], offset=offset, hits=[], more=False)
     async with db.begin() as conn:
@@ -230,9 +244,11 @@ async def search(db: Database, team_id: str, query: str, *, offset: int = 0,
         rows = rows[:limit]
         names = await _segment_names(conn, team_id, [int(r[0]) for r in rows])
     hits = [Hit(id=int(cid), email=email, first_name=first or "", last_name=last or "",
-                subscribed=bool(subscribed), segments=tuple(names.get(int(cid), ())))
-            for cid, email, first, last, subscribed in rows]  # fmt: skip
-    return Page(query=params["q"], offset=offset, hits=hits, more=more)
+                subscribed=bool(subscribed), segments=tuple(names.get(int(cid), ())),
+                unsubscribed=bool(unsubscribed))
+            for cid, email, first, last, subscribed, unsubscribed, _ in rows]  # fmt: skip
+    return Page(query=params["q"], offset=offset, hits=hits, more=more,
+                after=str(rows[-1][-1]) if rows else after)  # fmt: skip
 
 
 async def _segment_names(conn: AsyncConnection, team_id: str, contact_ids: list[int]
@@ -293,12 +309,24 @@ def parse_ref(value: str) -> ContactRef:
     return ContactRef(contact_id_of(id_part), check)
 
 
+def address_key(typed: str) -> str:
+    """The key of an address as people type or paste it: normalised as an import stores it
+    (punycode domains in Unicode, "mailto:" and "Name <…>" taken off), so
+    "ada@xn--bcher-kva.de" finds ada@bücher.de; anything that isn't an address, case-folded."""
+    typed = typed.strip()
+    try:
+        return email_key(normalize_email(typed))
+    except InvalidEmail:
+        return typed.casefold()
+
+
 async def find_by_email(db: Database, team_id: str, email: str) -> int:
-    """The id of the workspace's contact with this address (case doesn't matter)."""
+    """The id of the workspace's contact with this address, however it is spelt (case,
+    punycode, "mailto:", "Name <address>": see `address_key`)."""
     async with db.begin() as conn:
         found = (await conn.execute(
             text("SELECT id FROM contact WHERE team_id = :t AND email_key = :e"),
-            {"t": team_id, "e": email.strip().casefold()},
+            {"t": team_id, "e": address_key(email)},
         )).scalar()  # fmt: skip
     if found is None:
         raise ContactError(f"No contact with the email {email.strip()!r} in this workspace.")
@@ -407,9 +435,12 @@ async def remove_from_segment(db: Database, team_id: str, contact_id: int, segme
     return RemovedFrom(str(name), enrolling)
 
 
+# also one an import switched off (subscribed false, no unsubscribed_at): that lasts only
+# until an --update-existing import says yes, the lead's unsubscribe (as the link's) for good
 _UNSUBSCRIBE = text("""
     UPDATE contact SET subscribed = :no, unsubscribed_at = :now, updated_at = :now
-    WHERE team_id = :t AND id = :c AND email_key = :k AND subscribed = :yes RETURNING email
+    WHERE team_id = :t AND id = :c AND email_key = :k AND unsubscribed_at IS NULL
+    RETURNING email
 """).bindparams(_NOW)
 
 
@@ -418,7 +449,7 @@ async def unsubscribe(db: Database, team_id: str, contact_id: int, actor: str, *
     """No more invites to this contact: sticky against later imports (`unsubscribed_at`, as
     the unsubscribe link does), and its invites not yet sent are stopped. Returns how many.
     `check`: a button's, see `_key_of`."""
-    params = {"t": team_id, "c": contact_id, "no": False, "yes": True, "now": utcnow()}
+    params = {"t": team_id, "c": contact_id, "no": False, "now": utcnow()}
     async with db.begin() as conn:
         email, params["k"] = await _key_of(conn, team_id, contact_id, check)
         row = (await conn.execute(_UNSUBSCRIBE, params)).first()
@@ -462,6 +493,11 @@ async def resubscribe(db: Database, team_id: str, contact_id: int, actor: str, *
         await record_in(conn, team_id, actor, Act.CONTACT_RESUBSCRIBED, subject(row[0]))
 
 
+_DELETE_CONTACT = text("DELETE FROM contact WHERE team_id = :t AND id = :c AND email_key = :k "
+                       "RETURNING email, unsubscribed_at"
+                       ).columns(unsubscribed_at=UTCDateTime())  # a datetime on SQLite too
+
+
 async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str, *,
                          check: str = "") -> Deleted:  # fmt: skip
     """Delete the contact, its segment memberships, its invites and its advocates, and retire
@@ -476,15 +512,14 @@ async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str
     async with db.begin() as conn:
         await lock_contacts(conn, team_id, exclusive=True)  # no import or enrollment mid-way
         _, params["k"] = await _key_of(conn, team_id, contact_id, check)
-        gone = (await conn.execute(text("DELETE FROM contact WHERE team_id = :t AND id = :c "
-                                        "AND email_key = :k RETURNING email, unsubscribed_at"),
-                                   params)).first()  # fmt: skip
+        gone = (await conn.execute(_DELETE_CONTACT, params)).first()
         if gone is None:
             raise ContactGone()
         email, unsubscribed_at = gone
-        if unsubscribed_at is not None:  # its unsubscribe outlives it (SuppressedAddress)
+        if unsubscribed_at is not None:  # its unsubscribe outlives it (SuppressedAddress),
+            # dated when they unsubscribed: a card of it imported again shows that day
             await conn.execute(upsert(conn, SuppressedAddress).values(
-                team_id=team_id, email_key=params["k"], suppressed_at=utcnow(),
+                team_id=team_id, email_key=params["k"], suppressed_at=unsubscribed_at,
             ).on_conflict_do_nothing(index_elements=["team_id", "email_key"]))  # fmt: skip
         # later imports' listings of its memberships, found through them (before they go):
         # SQLite gives its id to the next contact, which a listing left behind would keep in

@@ -26,7 +26,7 @@ from bot import contact_admin
 from bot.contact_admin import ContactError, ContactRef, contact_id_of, parse_ref
 from bot.ids import digits
 from handlers.contact_search_messages import card, deleted, gone, prompt, results, search_modal
-from handlers.context import Deps, Refusal, deps, is_lead, leads_only, team_of
+from handlers.context import Deps, Refusal, deps, is_lead, leads_only, require_member, team_of
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc
@@ -40,7 +40,9 @@ VERBS = {
     Action.CONTACT_RESUBSCRIBE: "resubscribe contacts",
     Action.CONTACT_DELETE: "delete contacts",
 }
+MAX_AFTER = 1000  # characters of a More button's address key: more is forged
 EMPTY_QUERY = "Type the start of an email address, a first name or a last name."
+OUTSIDER = "Only members of this workspace can search its contacts."
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +99,24 @@ async def _show(client: AsyncWebClient, where: Where, shown: tuple[str, list[Blo
         await client.chat_postMessage(channel=dm["channel"]["id"], text=text)
 
 
+async def _outsider(client: AsyncWebClient, where: Where, *, replace: bool) -> bool:
+    """Refuse (and say so where they look) a member of another organisation: a channel
+    shared with it (Slack Connect) let its members list this workspace's contacts and open
+    their cards (emails, names, consent, referral links)."""
+    try:
+        await require_member(client, where.team_id, where.user_id)
+    except Refusal:
+        await _show(client, where, gone(OUTSIDER), replace=replace)
+        return True
+    return False
+
+
 # ---- search ---------------------------------------------------------------------------------
 
 
 async def _answer(d: Deps, client: AsyncWebClient, where: Where, query: str) -> None:
+    if query and await _outsider(client, where, replace=False):
+        return
     if not query:
         await _show(client, where, prompt(), replace=False)
         return
@@ -146,22 +162,30 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
     if not query:
         await ack(response_action="errors", errors={BlockId.CONTACT_QUERY: EMPTY_QUERY})
         return
+    try:
+        await require_member(client, team_of(body), body["user"]["id"])
+    except Refusal:
+        await ack(response_action="errors", errors={BlockId.CONTACT_QUERY: OUTSIDER})
+        return
     page = await contact_admin.search(d.db, team_of(body), query)
     _, blocks = results(page)
     await ack(response_action="update", view=search_modal(page.query, blocks).to_dict())
 
 
 async def _more(d: Deps, client: AsyncWebClient, where: Where, value: str) -> None:
+    if await _outsider(client, where, replace=True):
+        return
     try:
         asked = json.loads(value)
         query, offset = str(asked["q"]), digits(asked["o"])  # not 1e400, -5 or 20 digits
-        if offset is None:
+        after = asked.get("a", "")  # none on a button from before pages were keyed
+        if offset is None or not isinstance(after, str) or len(after) > MAX_AFTER:
             raise ValueError("not an offset")
     except (ValueError, KeyError, TypeError):
         await _show(client, where, gone("That button is from an old message: search again."),
                     replace=True)  # fmt: skip
         return
-    page = await contact_admin.search(d.db, where.team_id, query, offset=offset)
+    page = await contact_admin.search(d.db, where.team_id, query, offset=offset, after=after)
     await _show(client, where, results(page), replace=True, query=page.query)
 
 
@@ -192,6 +216,8 @@ async def _card(d: Deps, client: AsyncWebClient, where: Where, contact_id: int, 
 
 
 async def _show_card(d: Deps, client: AsyncWebClient, where: Where, value: str) -> None:
+    if await _outsider(client, where, replace=False):
+        return
     try:
         contact_id = contact_id_of(value)
     except ContactError as exc:

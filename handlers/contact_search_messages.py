@@ -8,6 +8,7 @@ or a message's `text` goes through `esc()`; confirm dialogs use plain_text (not 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from slack_sdk.models.blocks import (
@@ -86,9 +87,16 @@ def _hit_line(hit: Hit) -> str:
     name = _name(hit.first_name, hit.last_name)
     segments = (f"in {n(len(hit.segments))} segment{'' if len(hit.segments) == 1 else 's'}"
                 if hit.segments else "in All Customers only")  # fmt: skip
-    consent = "subscribed" if hit.subscribed else "unsubscribed"
+    consent = consent_word(hit)
     head = f"*{esc(_cut(hit.email, 320))}*" + (f"  {esc(_cut(name))}" if name else "")
     return f"{head}\n{segments} · {consent}"
+
+
+def consent_word(hit: Hit) -> str:
+    """"unsubscribed" only when that sticks; an import's "no marketing" is "not subscribed"."""
+    if hit.subscribed:
+        return "subscribed"
+    return "unsubscribed" if hit.unsubscribed else "not subscribed"
 
 
 def results(page: Page, *, note: str = "") -> tuple[str, list[Block]]:
@@ -107,14 +115,18 @@ def results(page: Page, *, note: str = "") -> tuple[str, list[Block]]:
             accessory=ButtonElement(text="Show", action_id=Action.CONTACT_SHOW, value=str(hit.id)),
         ))  # fmt: skip
     if page.more:
-        value = more_value(page.query, page.offset + len(page.hits))
+        value = more_value(page.query, page.offset + len(page.hits), page.after)
         blocks.append(ActionsBlock(elements=[ButtonElement(
             text="More", action_id=Action.CONTACT_MORE, value=value)]))  # fmt: skip
     return text, _noted(note, blocks)
 
 
-def more_value(query: str, offset: int) -> str:
-    return metadata(q=query[:MAX_QUERY], o=offset)
+def more_value(query: str, offset: int, after: str = "") -> str:
+    """*More*'s value: the search, how many came before (numbering) and the address key the
+    next page starts after ("" on *Back to results*: the first page)."""
+    # not \u-escaped: an address of Unicode letters must stay within a value's 2,000
+    return json.dumps({"q": query[:MAX_QUERY], "o": offset, "a": after},
+                      separators=(",", ":"), ensure_ascii=False)  # fmt: skip
 
 
 # ---- a contact's card -----------------------------------------------------------------------
@@ -167,16 +179,25 @@ def _fit(template: str, email: str) -> str:
     return template.format(email=_cut(email, room))
 
 
+def _consent_buttons(c: Card) -> list[ButtonElement]:
+    """Unsubscribe unless it sticks already (one an import switched off is unsubscribed for
+    good by it: a later import saying yes would subscribe them again); Resubscribe unless
+    subscribed."""
+    value = contact_ref(c.id, c.email)
+    buttons = []
+    if c.unsubscribed_at is None:
+        buttons.append(ButtonElement(text="Unsubscribe", action_id=Action.CONTACT_UNSUBSCRIBE,
+                                     value=value))  # fmt: skip
+    if not c.subscribed:
+        buttons.append(ButtonElement(
+            text="Resubscribe", action_id=Action.CONTACT_RESUBSCRIBE, value=value,
+            confirm=_confirm("Resubscribe?", _fit(
+                "Only if {email} agreed to hear from us again.", c.email), "Resubscribe")))
+    return buttons
+
+
 def _buttons(c: Card) -> ActionsBlock:
     value = contact_ref(c.id, c.email)
-    consent = (
-        ButtonElement(text="Unsubscribe", action_id=Action.CONTACT_UNSUBSCRIBE, value=value)
-        if c.subscribed else
-        ButtonElement(text="Resubscribe", action_id=Action.CONTACT_RESUBSCRIBE, value=value,
-                      confirm=_confirm("Resubscribe?", _fit(
-                          "Only if {email} agreed to hear from us again.", c.email),
-                          "Resubscribe"))
-    )  # fmt: skip
     delete = ButtonElement(
         text="Delete contact", action_id=Action.CONTACT_DELETE, value=value, style="danger",
         confirm=_confirm("Delete this contact?", _fit(
@@ -184,7 +205,7 @@ def _buttons(c: Card) -> ActionsBlock:
             "working). This can't be undone. If they unsubscribed, an import that adds them "
             "again adds them unsubscribed.", c.email), "Delete", danger=True),
     )  # fmt: skip
-    return ActionsBlock(elements=[consent, delete])
+    return ActionsBlock(elements=[*_consent_buttons(c), delete])
 
 
 def card(c: Card, public_url: str, *, note: str = "") -> tuple[str, list[Block]]:

@@ -53,10 +53,12 @@ async def test_search_prints_the_matches(shell: Database,
     assert code == 0
     assert json.loads(out) == [
         {"email": "Ada@example.com", "first_name": "Ada", "last_name": "Lovelace",
-         "segments": ["Newsletter", "VIP"], "subscribed": True},
+         "segments": ["Newsletter", "VIP"], "subscribed": True, "unsubscribed": False},
         {"email": "bob@example.com", "first_name": "Bob", "last_name": "Adams",
-         "segments": ["VIP"], "subscribed": False},
+         "segments": ["VIP"], "subscribed": False, "unsubscribed": False},
     ]  # fmt: skip
+    code, out, _ = await _cli(capsys, "contacts", "search", "bob")  # imported saying no
+    assert code == 0 and "not subscribed" in out
     code, out, _ = await _cli(capsys, "contacts", "search", "love")
     assert code == 0 and "Ada@example.com" in out and "Newsletter, VIP" in out
     assert "bob" not in out
@@ -94,3 +96,13 @@ async def test_each_workspace_sees_its_own_contacts(
     assert code == 1 and "No contact" in json.loads(out)["error"]
     code, _, _ = await _cli(capsys, "contacts", "delete", "zed@example.com", "--team", OTHER)
     assert code == 0
+
+
+async def test_delete_finds_an_address_spelt_in_punycode(
+    shell: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`contacts delete ada@xn--bcher-kva.de`, as a bounce report writes ada@bücher.de, said
+    there was no such contact."""
+    await _import(shell, TEAM, "VIP", "ada@bücher.de,Ada,,yes\n")
+    code, out, _ = await _cli(capsys, "contacts", "delete", "ada@xn--bcher-kva.de", "--json")
+    assert code == 0 and json.loads(out)["email"] == "ada@bücher.de"

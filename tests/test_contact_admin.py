@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import Act
 from bot.campaigns.invites import Links, send_invites
@@ -126,6 +128,35 @@ async def test_search_pages_in_email_order(world: World) -> None:
     last = await search(world.db, TEAM, "p", offset=20)
     assert [h.email for h in last.hits] == [f"p{i:02d}@example.com" for i in range(20, 25)]
     assert not last.more
+
+
+async def test_the_next_page_starts_after_the_last_contact_shown(world: World) -> None:
+    """A lead searched "a", deleted a03 from the first page's card, then clicked More: the
+    next page started at the 11th match of the list as it was then, so a11 (now the 10th)
+    was on neither page. One added before the last shown moved another onto both."""
+    await world.import_csv("VIP", people(*[f"a{i:02d}@example.com,A{i:02d}" for i in range(1, 14)]))
+    first = await search(world.db, TEAM, "a")
+    assert first.hits[-1].email == "a10@example.com" and first.more
+    await delete_contact(world.db, TEAM, first.hits[2].id, "U0002")
+    await world.import_csv("VIP", people("a00@example.com,A00"))
+    more = await search(world.db, TEAM, "a", offset=10, after=first.after)
+    assert [h.email for h in more.hits] == [f"a{i:02d}@example.com" for i in (11, 12, 13)]
+    assert not more.more and more.offset == 10
+
+
+async def test_an_address_is_found_however_mail_tools_spell_it(world: World) -> None:
+    """An international domain is stored in Unicode: `contacts delete` given the address as
+    mail logs and bounce reports write it (punycode), or pasted from a mail client or a
+    link, said there was no such contact; searching the whole address found nothing."""
+    await world.import_csv("VIP", people("Ada@Bücher.de,Ada", "bob@example.com,Bob"))
+    ada = await _id(world, "ada@bücher.de")
+    for typed in ("ada@xn--bcher-kva.de", "ADA@XN--BCHER-KVA.DE", "mailto:ada@bücher.de",
+                  "Ada Lovelace <ada@xn--bcher-kva.de>", " ada@BÜCHER.de "):  # fmt: skip
+        assert await _id(world, typed) == ada, typed
+        assert [h.id for h in (await search(world.db, TEAM, typed)).hits] == [ada], typed
+    assert [h.id for h in (await search(world.db, TEAM, "ada@b")).hits] == [ada]  # a prefix
+    with pytest.raises(ContactError, match="No contact with the email 'nobody'"):
+        await _id(world, "nobody")
 
 
 async def test_another_workspaces_contact_is_never_found_nor_changed(world: World) -> None:
@@ -264,6 +295,30 @@ async def test_unsubscribe_stops_unsent_invites_and_sticks(world: World) -> None
                                                    Act.CONTACT_RESUBSCRIBED]  # fmt: skip
 
 
+async def test_a_lead_unsubscribes_a_contact_an_import_switched_off_for_good(
+    world: World,
+) -> None:
+    """Ada was imported saying no to marketing, then asked a lead never to email her. The
+    lead's Unsubscribe was refused ("already unsubscribed"), so the next --update-existing
+    import saying yes subscribed her again and a campaign could email her."""
+    await world.import_csv("VIP", people("ada@example.com,Ada,,no",
+                                         header="email,first_name,locale,accepts_marketing"))
+    ada = await _id(world, "ada@example.com")
+    (hit,) = (await search(world.db, TEAM, "ada")).hits
+    assert (hit.subscribed, hit.unsubscribed) == (False, False)  # "not subscribed"
+    assert await unsubscribe(world.db, TEAM, ada, "U0002") == 0
+    (hit,) = (await search(world.db, TEAM, "ada")).hits
+    assert (hit.subscribed, hit.unsubscribed) == (False, True)  # "unsubscribed"
+    csv = "email,first_name,accepts_marketing\nada@example.com,Ada,yes\n"
+    await import_files(world.db, TEAM, [("sync.csv", io.BytesIO(csv.encode()))], segment="VIP",
+                       update_existing=True)  # fmt: skip
+    shown = await card(world.db, TEAM, ada)
+    assert not shown.subscribed and shown.unsubscribed_at is not None
+    with pytest.raises(ContactError, match="already unsubscribed"):
+        await unsubscribe(world.db, TEAM, ada, "U0002")
+    assert [a[1] for a in await _audit(world)] == [Act.CONTACT_UNSUBSCRIBED]
+
+
 async def test_delete_takes_everything_of_the_contact_and_retires_its_codes(world: World) -> None:
     ada, _ = await _enrolled(world)
     codes = {r[0] for r in await world.rows("SELECT code FROM advocate WHERE contact_id = :c",
@@ -313,6 +368,24 @@ async def test_a_contact_deleted_after_it_unsubscribed_comes_back_unsubscribed(
     await world.import_csv("Newsletter", people("ada@example.com,Ada"))
     assert await world.scalar("SELECT subscribed FROM contact WHERE email = 'ada@example.com'"
                               ) in (True, 1)  # fmt: skip
+
+
+async def test_a_suppressed_address_comes_back_with_the_day_it_unsubscribed(
+    world: World,
+) -> None:
+    """Ada unsubscribed on one day, a lead deleted her weeks later, and an import brought her
+    back: her card said she unsubscribed on the day of the deletion."""
+    ada, _ = await _enrolled(world)
+    await unsubscribe(world.db, TEAM, ada, "U1")
+    async with world.db.begin() as conn:  # she unsubscribed 30 days ago
+        await conn.execute(text("UPDATE contact SET unsubscribed_at = :d WHERE id = :c")
+                           .bindparams(bindparam("d", type_=UTCDateTime())),
+                           {"d": datetime(2024, 3, 1, 9, 30, tzinfo=UTC), "c": ada})
+    await delete_contact(world.db, TEAM, ada, "U1")
+    await world.import_csv("VIP", people("ada@example.com,Ada"))
+    again = await card(world.db, TEAM, await _id(world, "ada@example.com"))
+    assert not again.subscribed
+    assert again.unsubscribed_at == datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
 
 
 class _DeletesWhileSending:

@@ -188,6 +188,19 @@ async def test_more_pages_through_the_matches(app: Harness) -> None:
     assert app.slack.block_errors == []
 
 
+async def test_more_after_a_contact_shown_is_deleted_skips_none(app: Harness) -> None:
+    """A lead deleted p02 from the first page's card, then clicked More on the results: the
+    next page began at the 11th match of the list as it was then, and p10 was never shown."""
+    await _import(app, "VIP", "".join(f"p{i:02d}@example.com,P{i},\n" for i in range(13)))
+    first = await _command(app, "p")
+    await contact_admin.delete_contact(app.db, TEAM, await _id(app, "p02@example.com"), LEAD)
+    second = await _click(app, Action.CONTACT_MORE, first, user=REP)
+    shown = _rendered(second)
+    assert all(f"p{i}@example.com" in shown for i in (10, 11, 12)) and "p09@" not in shown
+    assert "(11–13)" in second["text"]  # numbered on from the page it followed
+    assert app.slack.block_errors == []
+
+
 async def test_markup_in_names_and_queries_is_shown_as_typed(app: Harness) -> None:
     """Slack sends a command's `&`, `<` and `>` as entities: "AT&T" arrived as "AT&amp;T"
     and found nothing."""
@@ -201,6 +214,39 @@ async def test_markup_in_names_and_queries_is_shown_as_typed(app: Harness) -> No
     rendered = _rendered(shown)
     assert "&lt;!channel&gt; &lt;@U0002&gt;" in rendered and "&lt;!here&gt; VIP" in rendered
     assert "<!channel>" not in rendered and "<!here>" not in rendered and "<@U0002>" not in rendered
+    assert app.slack.block_errors == []
+
+
+OUTSIDER, OTHER_ORG = "U0EXT", "T0EXT"  # a member of the organisation C0001 is shared with
+
+
+async def test_a_member_of_another_organisation_cannot_search_or_open_cards(
+    app: Harness,
+) -> None:
+    """C0001 is shared with another organisation (Slack Connect). One of its members typed
+    `/referral contacts a` there and was shown this workspace's customers (emails, names,
+    consent, segments); Show opened a card with their referral links."""
+    await _ada(app)
+    app.slack.users[OUTSIDER] = {"team_id": OTHER_ORG}
+    refused = "Only members of this workspace can search its contacts."
+    answer = await _command(app, "a", user=OUTSIDER)
+    assert refused in answer["text"] and "@example.com" not in _rendered(answer)
+    found = await _command(app, "a")  # a member's results: their buttons, clicked by the outsider
+    for action in (Action.CONTACT_SHOW, Action.CONTACT_MORE):
+        value = _value(found, Action.CONTACT_SHOW) if action == Action.CONTACT_SHOW else (
+            '{"q":"a","o":0}')  # fmt: skip
+        clicked = await _click(app, action, found, value=value, user=OUTSIDER)
+        assert refused in clicked["text"] and "@example.com" not in _rendered(clicked), action
+    await app.requests.block_action(Action.HOME_SEARCH_CONTACTS, "search", user_id=OUTSIDER,
+                                    view={"id": "VHOME0003", "type": "home", "blocks": []})
+    await _done(app)
+    (modal,) = app.slack.open_views(OUTSIDER)
+    state = {BlockId.CONTACT_QUERY: {Action.CONTACT_QUERY: {"type": "plain_text_input",
+                                                            "value": "a"}}}  # fmt: skip
+    reply = await app.requests.view_submission(state_values=state, view_id=modal["id"],
+                                               user_id=OUTSIDER)  # fmt: skip
+    assert reply.body["errors"] == {BlockId.CONTACT_QUERY: refused}
+    assert "bob@example.com" not in json.dumps(app.slack.open_views(OUTSIDER))
     assert app.slack.block_errors == []
 
 
@@ -432,6 +478,27 @@ async def test_a_lead_unsubscribes_then_resubscribes(app: Harness) -> None:
     assert await _rows(app, "SELECT unsubscribed_at FROM contact WHERE id = :c", c=ada) == [
         (None,)]  # fmt: skip
     assert [a[1] for a in await _audit(app)] == ["contact.unsubscribed", "contact.resubscribed"]
+    assert app.slack.block_errors == []
+
+
+async def test_a_contact_imported_without_consent_can_be_unsubscribed_for_good(
+    app: Harness,
+) -> None:
+    """Bob was imported saying no to marketing: his card offered only Resubscribe, so a lead
+    asked never to email him couldn't make it stick against a later import saying yes."""
+    await ensure_workspace(app.db, TEAM)
+    csv = "email,first_name,accepts_marketing\nbob@example.com,Bob,no\n"
+    await import_files(app.db, TEAM, [("people.csv", io.BytesIO(csv.encode()))], segment="VIP",
+                       create_segment=True)  # fmt: skip
+    found = await _command(app, "bob")
+    assert "in 1 segment · not subscribed" in _rendered(found)
+    card = await _click(app, Action.CONTACT_SHOW, found)
+    assert find_element(card["blocks"], Action.CONTACT_RESUBSCRIBE)
+    after = await _click(app, Action.CONTACT_UNSUBSCRIBE, card)
+    assert "Unsubscribed: no more invite emails." in after["text"]
+    assert find_element(after["blocks"], Action.CONTACT_UNSUBSCRIBE) is None
+    assert find_element(after["blocks"], Action.CONTACT_RESUBSCRIBE)
+    assert "in 1 segment · unsubscribed" in _rendered(await _command(app, "bob"))
     assert app.slack.block_errors == []
 
 
