@@ -517,10 +517,15 @@ async def stop_sending(db: Database, team_id: str, enrollment_id: int, why: str,
     return stopped
 
 
+# Not those of an enrollment whose sending stopped (send_error: its job cancelled by hand,
+# the mail settings refused, the server turned the bot away): editing the delay or going live
+# again restarted what someone had stopped on purpose; Retry sending is what restarts it.
 _WAITING = text("""
-    SELECT enrollment_id, MIN(send_after) AS due FROM invite
-    WHERE team_id = :t AND campaign_id = :c AND state IN ('queued', 'held')
-    GROUP BY enrollment_id
+    SELECT i.enrollment_id, MIN(i.send_after) AS due FROM invite i
+    WHERE i.team_id = :t AND i.campaign_id = :c AND i.state IN ('queued', 'held')
+      AND NOT EXISTS (SELECT 1 FROM enrollment e WHERE e.id = i.enrollment_id
+                      AND e.team_id = :t AND e.send_error IS NOT NULL)
+    GROUP BY i.enrollment_id
 """).columns(due=UTCDateTime())
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -108,13 +109,34 @@ def check_fields(*, name: str | None = None, store_url: str | None = None,
 
 
 def _web_address(url: str) -> bool:
-    """http(s), a host, and a port that exists: a link to :99999 can't be redirected to."""
+    """http(s), a host that is a DNS name or an address, and a port that exists: a link to
+    :99999 can't be redirected to, nor one to "my shop.com" (every referral link broken)."""
     parts = urlsplit(url.strip())
     try:
         port = parts.port
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
+    host = parts.hostname or ""
+    return (parts.scheme in ("http", "https") and port != 0 and not any(c.isspace() for c in
+            url.strip()) and _host_name(host))  # fmt: skip
+
+
+def _host_name(host: str) -> bool:
+    """A DNS name (IDNA allowed) or an IP address: no empty label, no spaces or brackets."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    labels = ascii_host.rstrip(".").split(".")
+    return all(re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", label)
+               for label in labels)  # fmt: skip
 
 
 def _raise_problems(problems: dict[str, str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from bot.campaigns.service import CampaignSummary, create_campaign, get_campaign, target
@@ -319,3 +320,22 @@ async def test_every_campaign_of_a_long_list_can_be_reached_and_changed(app: Har
     assert live["text"].startswith("Campaign 24 is live")
     assert _button(live, Action.CAMPAIGN_PAUSE, ids[-1]) == str(ids[-1])
     assert app.slack.block_errors == []
+
+
+@pytest.mark.parametrize("url", ["https://my shop.com", "https://shop..com",
+                                 "https://<script>.com/"])
+async def test_a_store_url_whose_host_is_no_host_name_is_refused_on_the_form(
+    app: Harness, url: str
+) -> None:
+    """"https://my shop.com" was saved: every referral link then redirected to an address no
+    browser opens, and the invite email showed it."""
+    listing = await _list(app)
+    await _click(app, Action.CAMPAIGN_CREATE, "new", listing)
+    modal = app.slack.open_views(LEAD)[-1]
+
+    answer = await app.requests.view_submission(state_values=_form(store_url=url),
+                                                view_id=modal["id"], user_id=LEAD)  # fmt: skip
+    await _done(app)
+
+    assert answer.body and answer.body.get("response_action") == "errors", answer.body
+    assert await _count(app, "SELECT COUNT(*) FROM campaign") == 0

@@ -606,3 +606,35 @@ async def test_target_from_a_thread_while_a_go_live_enrollment_waits_reports_in_
     assert "new advocates in *Spring*" in thread, thread
     assert await _count(app, "SELECT COUNT(*) FROM advocate") == 2
     assert await _count(app, "SELECT COUNT(*) FROM enrollment WHERE thread_ts IS NOT NULL") == 1
+
+
+async def test_editing_the_delay_doesnt_restart_sending_someone_stopped(app: Harness) -> None:
+    """`jobs cancel` of a send job stopped an enrollment's sending ("Retry sending sends
+    them"); a lead then changing the campaign's invite delay sent them all the same."""
+    from tests.handlers.test_campaigns import _click as click_in_list
+    from tests.handlers.test_campaigns import _list as campaign_list
+
+    await ensure_workspace(app.db, "T0001")
+    autumn = await service.create_campaign(app.db, "T0001", "Autumn", invite_delay_days=3,
+                                           store_url="https://shop.example")  # fmt: skip
+    await service.set_state(app.db, "T0001", autumn.id or 0, CampaignState.LIVE,
+                            requested_by=LEAD)  # fmt: skip
+    message = await _imported(app)
+    await _target(app, message, autumn.id or 0)
+    send = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "send_invites")
+    await cancel_job(app.db, "T0001", send.id or 0)
+    await app.settle()
+    report = _report(app, message)
+
+    listing = await campaign_list(app)
+    await click_in_list(app, Action.CAMPAIGN_EDIT, str(autumn.id), listing)
+    modal = app.slack.open_views(LEAD)[-1]
+    await app.requests.view_submission(
+        state_values=campaign_form(name="Autumn", delay="0", store_url="https://shop.example"),
+        view_id=modal["id"], user_id=LEAD)  # fmt: skip
+    await app.settle()
+    await _hold_is_over(app)
+
+    assert list(app.settings.outbox_dir.glob("*.eml")) == []
+    rendered = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
+    assert "Sending stopped: its send job was cancelled." in rendered, rendered
