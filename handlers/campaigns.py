@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -195,7 +196,8 @@ async def _open_edit(d: Deps, client: AsyncWebClient, click: Click, trigger_id: 
         await require_lead(d, client, click.team_id, click.user_id, "edit campaigns")
         campaign = await get_campaign(d.db, click.team_id, _campaign_id(click.value))
         modal = campaign_modal(CampaignForm.of(campaign), private_metadata=metadata(
-            campaign=campaign.id, url=click.response_url))  # fmt: skip
+            campaign=campaign.id, url=click.response_url,
+            opened=campaign.updated_at.isoformat()))  # saved since: refused (update_campaign)
     except (Refusal, CampaignError) as exc:
         log.info("campaign edit refused: %s", exc)
         modal = notice_modal("Edit campaign", for_people(exc))
@@ -252,7 +254,8 @@ async def validate(d: Deps, team_id: str, form: CampaignForm,
 
 
 async def _save(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
-                campaign_id: int | None, form: CampaignForm, url: str) -> None:  # fmt: skip
+                campaign_id: int | None, form: CampaignForm, url: str, *,
+                opened: datetime | None = None) -> None:  # fmt: skip
     """Create or update, then refresh the list the modal was opened from (or DM the result).
 
     The modal is closed by now, so a refusal (e.g. the name was taken a moment ago) is told
@@ -268,7 +271,8 @@ async def _save(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                                              **fields)  # fmt: skip
         else:
             waiting = await reported_waiting(d.db, team_id, campaign_id)
-            campaign = await update_campaign(d.db, team_id, campaign_id, name=form.name, **fields)
+            campaign = await update_campaign(d.db, team_id, campaign_id, name=form.name,
+                                             opened=opened, **fields)  # fmt: skip
             for enrollment_id in waiting:  # their threads' reports: held, Cancel invites...
                 await d.notifier.enrollment_changed(team_id, enrollment_id)
         note = saved_note(campaign.name, created=campaign_id is None)
@@ -306,8 +310,9 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
         await ack(response_action="errors", errors=errors)
         return
     await ack()
-    d.later.run(_save(d, client, team_id, user_id, campaign_id, form, str(meta.get("url") or "")),
-                client, body)  # fmt: skip
+    opened = datetime.fromisoformat(meta["opened"]) if meta.get("opened") else None
+    d.later.run(_save(d, client, team_id, user_id, campaign_id, form, str(meta.get("url") or ""),
+                      opened=opened), client, body)  # fmt: skip
 
 
 def register(app: Routes) -> None:

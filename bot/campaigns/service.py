@@ -12,10 +12,11 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import BindParameter, bindparam, func, text, update
+from sqlalchemy import BindParameter, Integer, String, bindparam, func, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
@@ -169,8 +170,13 @@ async def create_campaign(
     return campaign
 
 
-async def update_campaign(db: Database, team_id: str, campaign_id: int, **fields: Any) -> Campaign:
-    """Change a campaign's settings (name, store_url, sender, offer, invite_email, delay)."""
+async def update_campaign(db: Database, team_id: str, campaign_id: int, *,
+                          opened: datetime | None = None, **fields: Any) -> Campaign:  # fmt: skip
+    """Change a campaign's settings (name, store_url, sender, offer, invite_email, delay).
+
+    `opened`: the campaign's updated_at when the form was opened. A save made since refuses
+    this one: a form opened earlier wrote all its fields back over another lead's save (the
+    invite email turned off for Klaviyo came back on, and its contacts got two emails)."""
     _raise_problems(check_fields(**{k: v for k, v in fields.items()
                                     if k in ("name", "store_url", "sender", "offer",
                                              "invite_delay_days")}))  # fmt: skip
@@ -183,8 +189,13 @@ async def update_campaign(db: Database, team_id: str, campaign_id: int, **fields
         # change and going live meanwhile would each miss the other's send jobs
         before = (await conn.execute(
             text("UPDATE campaign SET updated_at = updated_at WHERE id = :c AND team_id = :t "
-                 "RETURNING invite_delay_days, state"), {"c": campaign_id, "t": team_id},
+                 "RETURNING invite_delay_days, state, updated_at")
+            .columns(invite_delay_days=Integer(), state=String(), updated_at=UTCDateTime()),
+            {"c": campaign_id, "t": team_id},
         )).first()  # fmt: skip
+        if before is not None and opened is not None and before[2] != opened:
+            raise CampaignError("Someone saved this campaign after you opened Edit, so nothing "
+                                "was changed: open Edit again to see their changes.")  # fmt: skip
         try:
             result = await conn.execute(
                 update(Campaign).where(col(Campaign.id) == campaign_id,

@@ -339,3 +339,32 @@ async def test_a_store_url_whose_host_is_no_host_name_is_refused_on_the_form(
 
     assert answer.body and answer.body.get("response_action") == "errors", answer.body
     assert await _count(app, "SELECT COUNT(*) FROM campaign") == 0
+
+
+async def _open_edit(app: Harness, campaign_id: int) -> dict[str, Any]:
+    listing = await _list(app)
+    await _click(app, Action.CAMPAIGN_EDIT, _button(listing, Action.CAMPAIGN_EDIT, campaign_id),
+                 listing)  # fmt: skip
+    return app.slack.open_views(LEAD)[-1]
+
+
+async def test_a_form_opened_before_another_save_doesnt_write_over_it(app: Harness) -> None:
+    """Two leads edit Spring at once: one turns the invite email off (Klaviyo sends them) and
+    renames it; the other, whose form was opened earlier, changes only the offer. That save
+    wrote every field back: the invite email on again (two emails), the rename undone."""
+    spring = await _campaign(app, "Spring", offer="Give 5%")
+    first, stale = await _open_edit(app, spring), await _open_edit(app, spring)
+    await app.requests.view_submission(state_values=_form(name="Spring VIP", offer="Give 5%",
+                                                          invite=False),
+                                       view_id=first["id"], user_id=LEAD)  # fmt: skip
+    await _done(app)
+
+    await app.requests.view_submission(state_values=_form(name="Spring", invite=True,
+                                                          offer="Give 10%"),
+                                       view_id=stale["id"], user_id=LEAD)  # fmt: skip
+    await _done(app)
+
+    after = await get_campaign(app.db, TEAM, spring)
+    assert (after.name, after.invite_email, after.offer) == ("Spring VIP", False, "Give 5%")
+    told = json.dumps(app.slack.responses, ensure_ascii=False)
+    assert "Someone saved this campaign after you opened Edit" in told, told[-800:]
