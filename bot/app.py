@@ -32,7 +32,7 @@ from bot.jobs.kinds import handlers as job_handlers
 from bot.jobs.supervisor import WorkerSupervisor, combined_health, without_worker
 from bot.jobs.worker import Worker, WorkerConfig
 from bot.settings import Settings
-from bot.slack_connection import SocketModeHealth
+from bot.slack_connection import LISTENERS_GRACE_SECONDS, SocketModeHealth, track_listeners
 from bot.slack_requests import form_fields, to_bolt_request
 from bot.web import own_error_pages, public_routes
 from handlers import register_listeners
@@ -254,6 +254,7 @@ async def serve(
     await runner.setup()
     settle_heap()
     handler = None
+    listening: set[asyncio.Task[Any]] = set()
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()
         log.info("listening on %s:%s%s", settings.host, settings.port,
@@ -264,6 +265,7 @@ async def serve(
             handler = AsyncSocketModeHandler(bolt, settings.slack_app_token)
             assert connection is not None
             connection.client = handler.client
+            listening = track_listeners(handler.client)
             # the SDK retries a failed connection forever: `stop` must still end serve
             connecting = asyncio.create_task(handler.connect_async())
             stopping = asyncio.create_task(stop.wait())
@@ -282,6 +284,8 @@ async def serve(
         # child stopped by the same signal time to be counted a crash and started again
         stopping = [asyncio.create_task(supervisor.stop()) for supervisor in supervisors]
         if handler is not None:
+            if listening:  # their acks go over the websocket: it stays open until they end
+                await asyncio.wait(set(listening), timeout=LISTENERS_GRACE_SECONDS)
             await handler.close_async()
         await runner.cleanup()
         await later.drain()

@@ -9,7 +9,9 @@ isn't, after a grace period for the reconnections Slack asks for every few hours
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 # A reconnection Slack asks for (or a dropped connection) takes a second or two; whatever
@@ -42,3 +44,34 @@ class SocketModeHealth:
         away = now - self._lost_at
         return {"ok": away < self.grace_seconds, "state": "reconnecting",
                 "seconds": round(away, 1)}  # fmt: skip
+
+
+# How long `serve`, told to stop, waits for Socket Mode listeners already running before it
+# closes the websocket: a listener's ack goes over it (process_before_response).
+LISTENERS_GRACE_SECONDS = 10.0
+
+
+def track_listeners(client: Any) -> set[asyncio.Task[Any]]:
+    """The tasks of the Socket Mode request listeners running now (the SDK keeps none).
+
+    Closed while a form submission's listener still ran, the websocket took its ack with it:
+    Slack showed the person an error although the listener went on and made the import, so
+    a resubmit made a second. `serve` waits for these before it closes the connection."""
+    running: set[asyncio.Task[Any]] = set()
+
+    def tracked(listener: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        async def listen(socket_client: Any, request: Any) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                running.add(task)
+            try:
+                await listener(socket_client, request)
+            finally:
+                if task is not None:
+                    running.discard(task)
+
+        return listen
+
+    listeners = client.socket_mode_request_listeners
+    listeners[:] = [tracked(listener) for listener in listeners]
+    return running

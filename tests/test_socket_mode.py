@@ -315,3 +315,40 @@ async def test_health_is_503_while_socket_mode_cannot_connect(
         finally:
             stop.set()
             await asyncio.wait_for(task, 5)
+
+
+async def test_stopping_while_a_submission_is_handled_acks_it_before_the_socket_closes(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM while the import form's Submit was being checked (a slow database): serve
+    closed the websocket first, so Slack never got the ack and showed the person an error,
+    while the listener went on and made the import; a resubmit made a second one."""
+    import handlers.import_modal as im
+
+    checked = im.validate
+    reached, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_validate(*args: Any, **kwargs: Any) -> Any:
+        reached.set()
+        await release.wait()
+        return await checked(*args, **kwargs)
+
+    monkeypatch.setattr(im, "validate", slow_validate)
+    view_id = await _open_import_modal(bot)
+    submitting = asyncio.create_task(bot.requests.view_submission(
+        state_values=_form(segment="Late VIPs", email="late@example.com", first="Late"),
+        view_id=view_id, user_id=REP))  # fmt: skip
+    await asyncio.wait_for(reached.wait(), 5)
+    envelope_id = bot.socket.sent[-1]["envelope_id"]
+    connection = bot.socket.connections[-1]
+
+    bot.stop.set()  # what SIGTERM does
+    await asyncio.sleep(0.3)
+    assert connection.open  # the listener's ack still has a way to go
+    release.set()  # the database answers
+    await asyncio.wait_for(asyncio.shield(bot.task), 20)
+    await asyncio.gather(submitting, return_exceptions=True)
+
+    assert envelope_id in bot.socket.acks
+    assert not connection.open
+    assert await bot.count("SELECT COUNT(*) FROM import_batch") == 1
