@@ -109,7 +109,16 @@ def slack_events_route(bolt: AsyncApp) -> Callable[[web.Request], Any]:
         except ValueError as exc:  # before bolt checks the signature: anyone can send this
             log.warning("refused a malformed request from %s: %s", request.remote, exc)
             return web.Response(status=400, text="")
-        return await to_aiohttp_response(await bolt.async_dispatch(parsed))
+        try:
+            answer = await bolt.async_dispatch(parsed)
+        except Exception as exc:  # bolt's own reading of the payload, before any listener:
+            # a signed payload of a shape it can't handle ("actions": [], a view without a
+            # type) was a bare 500 with aiohttp's traceback and no word of who or what
+            log.warning("refused a request of a shape bolt can't handle from %s (%s): %s: %s",
+                        request.remote, parsed.body.get("type") or "?", type(exc).__name__,
+                        exc)  # fmt: skip
+            return web.Response(status=400, text="")
+        return await to_aiohttp_response(answer)
 
     return slack_events
 

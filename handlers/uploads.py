@@ -109,13 +109,18 @@ def _shared_in(info: dict[str, Any], channel: str) -> list[dict[str, Any]]:
 async def _offer_shared(client: AsyncWebClient, d: Deps, team_id: str,
                         event: dict[str, Any]) -> None:  # fmt: skip
     channel = event.get("channel_id") or ""
+    file_id = str(event.get("file_id") or "")
+    if not file_id:  # no file to look at: a KeyError logged as a listener failure before
+        log.info("a file_shared event without a file_id (team=%s channel=%s): ignored",
+                 team_id, channel)  # fmt: skip
+        return
     try:
-        info = (await client.files_info(file=event["file_id"]))["file"]
+        info = (await client.files_info(file=file_id))["file"]
     except SlackApiError as exc:
         if slack_error(exc) not in ("file_not_found", "file_deleted"):
             raise
         log.info("file gone before the offer (team=%s channel=%s file=%s): not offered",
-                 team_id, channel, event["file_id"])  # fmt: skip
+                 team_id, channel, file_id)  # fmt: skip
         return
     posts = _shared_in(info, channel)
     if not posts:

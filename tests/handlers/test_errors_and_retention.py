@@ -185,3 +185,45 @@ def test_a_busy_sqlite_is_told_as_busy_not_as_a_failure(tmp_path: Path) -> None:
         engine.dispose()
     assert message_for(caught.value, {"team": "T1", "action": "review_approve"}) == BUSY
     assert "Something went wrong" in message_for(RuntimeError("boom"), {"team": "T1"})
+
+
+_WHO = {"user": {"id": LEAD, "team_id": "T0001"}, "team": {"id": "T0001"}}
+
+
+@pytest.mark.parametrize("payload", [
+    {"type": "block_actions", "actions": [], **_WHO},
+    {"type": "block_actions", "actions": ["review_approve"], **_WHO},
+    {"type": "block_actions", "actions": "review_approve", **_WHO},
+    {"type": "block_actions", "actions": [{"action_id": "review_approve", "value": "1"}],
+     "user": LEAD, "team": {"id": "T0001"}},
+    {"type": "view_submission", "view": None, **_WHO},
+    {"type": "view_submission", "view": {"id": "V1", "callback_id": "referral_import"}, **_WHO},
+])  # fmt: skip
+async def test_a_signed_payload_of_a_shape_bolt_cant_read_is_refused_not_a_500(
+    app: Harness, caplog: pytest.LogCaptureFixture, payload: dict
+) -> None:
+    """Signed payloads bolt crashes on before any listener ("actions": [], a view without a
+    type) were a bare 500 with aiohttp's traceback and no word of who or what."""
+    with caplog.at_level(logging.INFO):
+        reply = await app.requests.send_interactive(payload)
+        await app.settle()
+
+    assert reply.status == 400, reply
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert any("refused a request of a shape bolt can't handle" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+
+
+async def test_a_file_shared_event_without_a_file_id_is_ignored_not_a_failure(
+    app: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.fakes.slack_requests import event_callback
+
+    with caplog.at_level(logging.INFO):
+        reply = await app.requests.send_json(event_callback(
+            {"type": "file_shared", "channel_id": "C0001", "user_id": LEAD}))  # fmt: skip
+        await app.settle()
+
+    assert reply.status == 200
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert any("without a file_id" in r.getMessage() for r in caplog.records)
