@@ -418,9 +418,8 @@ async def test_a_send_run_killed_handing_over_on_its_last_attempt_leaves_it_unce
     assert Action.RESEND_UNCERTAIN in rendered
 
 
-async def test_with_an_invite_delay_the_report_says_when_the_invites_really_go(
-    app: Harness,
-) -> None:  # fmt: skip
+async def _targeted_with_a_delay(app: Harness) -> tuple[Campaign, dict]:
+    """Autumn, live with a 3-day invite delay, targeted from an import's thread."""
     await ensure_workspace(app.db, "T0001")
     autumn = await service.create_campaign(app.db, "T0001", "Autumn", invite_delay_days=3,
                                            store_url="https://shop.example")  # fmt: skip
@@ -428,6 +427,13 @@ async def test_with_an_invite_delay_the_report_says_when_the_invites_really_go(
                             requested_by=LEAD)  # fmt: skip
     message = await _imported(app)
     await _target(app, message, autumn.id or 0)
+    return autumn, message
+
+
+async def test_with_an_invite_delay_the_report_says_when_the_invites_really_go(
+    app: Harness,
+) -> None:  # fmt: skip
+    _, message = await _targeted_with_a_delay(app)
     rendered = json.dumps(_report(app, message)["blocks"])
     async with app.db.begin() as conn:
         due = (await conn.execute(text("SELECT MIN(send_after) AS due FROM invite")
@@ -614,13 +620,7 @@ async def test_editing_the_delay_doesnt_restart_sending_someone_stopped(app: Har
     from tests.handlers.test_campaigns import _click as click_in_list
     from tests.handlers.test_campaigns import _list as campaign_list
 
-    await ensure_workspace(app.db, "T0001")
-    autumn = await service.create_campaign(app.db, "T0001", "Autumn", invite_delay_days=3,
-                                           store_url="https://shop.example")  # fmt: skip
-    await service.set_state(app.db, "T0001", autumn.id or 0, CampaignState.LIVE,
-                            requested_by=LEAD)  # fmt: skip
-    message = await _imported(app)
-    await _target(app, message, autumn.id or 0)
+    autumn, message = await _targeted_with_a_delay(app)
     send = next(j for j in await list_jobs(app.db, "T0001") if j.kind == "send_invites")
     await cancel_job(app.db, "T0001", send.id or 0)
     await app.settle()
