@@ -8,7 +8,6 @@ nothing. The list is ephemeral: after a change it is replaced through the click'
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
 from typing import Any
@@ -40,7 +39,17 @@ from handlers.campaign_messages import (
     saved_note,
     went_live_note,
 )
-from handlers.context import Deps, Refusal, deps, id_in, is_lead, leads_only, require_lead, team_of
+from handlers.context import (
+    Deps,
+    Refusal,
+    deps,
+    form_meta,
+    id_in,
+    is_lead,
+    leads_only,
+    require_lead,
+    team_of,
+)
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, metadata
@@ -296,8 +305,10 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
     """Check who and what before the ack (errors show inline); save after it."""
     d = deps(context)
     team_id, user_id = team_of(body), body["user"]["id"]
-    meta = json.loads(view.get("private_metadata") or "{}")
-    campaign_id: int | None = meta.get("campaign")
+    meta = await form_meta(ack, view, "Campaign", optional=("campaign",))
+    if meta is None:
+        return
+    campaign_id: int | None = meta["campaign"]
     verb = "create campaigns" if campaign_id is None else "edit campaigns"
     if not await is_lead(d, client, team_id, user_id):
         refusal = notice_modal(view.get("title", {}).get("text") or "Campaign",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -14,11 +15,16 @@ from bot.ids import digits
 from bot.imports import review
 from bot.leads import SEEDED, check_seeded, lead_ids, listed_by
 from bot.settings import Settings
+from handlers.campaign_messages import notice_modal
 from handlers.notify import SlackNotifier
 
 if TYPE_CHECKING:
     from handlers.later import Later
 from models import Database, ImportBatch
+
+log = logging.getLogger(__name__)
+
+OUT_OF_DATE = "This form is out of date: close it and open it again."
 
 
 class Refusal(Exception):
@@ -58,6 +64,41 @@ def list_meta(body: dict[str, Any], opened_by: str) -> dict[str, Any]:
         meta = None
     if not isinstance(meta, dict) or digits(meta.get("batch")) is None:
         raise Refusal(f"That list is out of date: close it and open {opened_by} again.")
+    return meta
+
+
+def _ids_read(text: object, required: Sequence[str],
+              optional: Sequence[str]) -> dict[str, Any] | None:  # fmt: skip
+    """The form's metadata with the ids named turned to int (an optional one absent: None);
+    None when it isn't a JSON object or an id isn't one of ours."""
+    try:
+        meta = json.loads(text or "{}") if isinstance(text, str | None) else None
+    except ValueError:
+        return None
+    if not isinstance(meta, dict):
+        return None
+    for key in (*required, *optional):
+        if meta.get(key) is None and key in optional:
+            meta[key] = None
+            continue
+        meta[key] = digits(meta.get(key))
+        if meta[key] is None:
+            return None
+    return meta
+
+
+async def form_meta(ack: Any, view: dict[str, Any], title: str, *, required: Sequence[str] = (),
+                    optional: Sequence[str] = ()) -> dict[str, Any] | None:  # fmt: skip
+    """The private_metadata a form's submit handler wrote when it opened the form, its ids
+    (`required`, or `optional` and absent) as int. Anything else (a form opened by an older
+    release with another shape, submitted after a deploy; forged metadata) is answered in
+    the form itself, telling the person to open it again, and None returned: raising here
+    closed the modal, losing what was typed, with "Something went wrong" and an ERROR."""
+    meta = _ids_read(view.get("private_metadata"), required, optional)
+    if meta is None:
+        log.info("a %s form came back with metadata it doesn't write: told to open it again",
+                 view.get("callback_id"))  # fmt: skip
+        await ack(response_action="update", view=notice_modal(title, OUT_OF_DATE).to_dict())
     return meta
 
 

@@ -10,7 +10,6 @@ carries only audience ids: on submit the names are read again from the account.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,7 +42,16 @@ from bot.workspaces import (
     segment_key,
     segment_sizes,
 )
-from handlers.context import Deps, Refusal, deps, is_lead, may_change, require_member, team_of
+from handlers.context import (
+    Deps,
+    Refusal,
+    deps,
+    form_meta,
+    is_lead,
+    may_change,
+    require_member,
+    team_of,
+)
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.mailchimp_messages import (
@@ -259,8 +267,10 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
                  context: dict[str, Any]) -> None:  # fmt: skip
     d = deps(context)
     team_id, user_id = team_of(body), body["user"]["id"]
-    meta = json.loads(view.get("private_metadata") or "{}")
-    batch_id: int | None = meta.get("batch")
+    meta = await form_meta(ack, view, "Import contacts", optional=("batch",))
+    if meta is None:
+        return
+    batch_id: int | None = meta["batch"]
     form = read_form(view["state"]["values"])
     errors = await validate(d, team_id, form, adding=batch_id is not None, batch_id=batch_id)
     channel = await channel_error(d, client, team_id, user_id, form)

@@ -37,7 +37,7 @@ from bot.imports.mapping import (
     samples,
 )
 from bot.imports.reading import CsvFileError
-from handlers.context import Deps, Refusal, deps, may_change, team_of
+from handlers.context import Deps, Refusal, deps, form_meta, may_change, team_of
 from handlers.ids import Action, Callback
 from handlers.mapping_messages import chosen_positions, mapping_errors, mapping_modal, note_modal
 from handlers.messages import esc
@@ -142,8 +142,10 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
     """Check the choice (field errors stay in the modal), then remember it and read again."""
     d = deps(context)
     team_id, user_id = team_of(body), body["user"]["id"]
-    meta = json.loads(view.get("private_metadata") or "{}")
-    batch_id, source_id = int(meta.get("batch") or 0), int(meta.get("source") or 0)
+    meta = await form_meta(ack, view, "Map columns", required=("batch", "source"))
+    if meta is None:
+        return
+    batch_id, source_id = meta["batch"], meta["source"]
     try:
         source = await _source_in_draft(d, client, team_id, user_id, batch_id, source_id)
     except (Refusal, ReviewError, LookupError) as exc:

@@ -10,7 +10,6 @@ and Home is republished for the people who look at it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -43,7 +42,16 @@ from bot.workspaces import (
     segment_sizes,
 )
 from handlers.campaign_messages import notice_modal
-from handlers.context import Deps, Refusal, deps, is_lead, leads_only, require_lead, team_of
+from handlers.context import (
+    Deps,
+    Refusal,
+    deps,
+    form_meta,
+    is_lead,
+    leads_only,
+    require_lead,
+    team_of,
+)
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import file_stem, metadata
@@ -202,10 +210,13 @@ async def submit_name(ack: Any, body: dict[str, Any], view: dict[str, Any],
     The unique name index still decides a race; its loser is told where they asked."""
     d = deps(context)
     team_id, user_id = team_of(body), body["user"]["id"]
-    meta = json.loads(view.get("private_metadata") or "{}")
-    segment_id, url = meta.get("segment"), str(meta.get("url") or "")
-    offset = int(meta.get("offset") or 0)
     renaming = view.get("callback_id") == Callback.SEGMENT_RENAME
+    meta = await form_meta(ack, view, "Rename segment" if renaming else "New segment",
+                           required=("segment",) if renaming else (), optional=("offset",))
+    if meta is None:
+        return
+    segment_id, url = meta.get("segment"), str(meta.get("url") or "")
+    offset = meta["offset"] or 0
     if renaming and not await is_lead(d, client, team_id, user_id):
         refusal = await leads_only(d, team_id, "rename segments")
         await ack(response_action="update",
@@ -214,8 +225,6 @@ async def submit_name(ack: Any, body: dict[str, Any], view: dict[str, Any],
     name = _typed_name(view)
     try:
         if renaming:
-            if not isinstance(segment_id, int):
-                raise WorkspaceError("That form doesn't name a segment: open it again.")
             await renamable(d.db, team_id, segment_id)
         await free_name(d.db, team_id, name, renaming=segment_id if renaming else None)
     except WorkspaceError as exc:  # errors are plain text: shown as typed, no escaping
@@ -309,17 +318,18 @@ async def submit_delete(ack: Any, body: dict[str, Any], view: dict[str, Any],
     ack (a big segment's memberships take a moment) and its outcome replaces the list."""
     d = deps(context)
     team_id, user_id = team_of(body), body["user"]["id"]
-    meta = json.loads(view.get("private_metadata") or "{}")
+    meta = await form_meta(ack, view, "Delete segment", required=("segment",),
+                           optional=("offset",))  # fmt: skip
+    if meta is None:
+        return
     if not await is_lead(d, client, team_id, user_id):
         refusal = await leads_only(d, team_id, "delete segments")
         await ack(response_action="update",
                   view=notice_modal("Delete segment", str(refusal)).to_dict())  # fmt: skip
         return
     await ack()
-    segment_id, url = meta.get("segment"), str(meta.get("url") or "")
-    if not isinstance(segment_id, int):
-        raise Refusal(OLD_BUTTON)
-    work = _delete(d, client, team_id, user_id, segment_id, url, int(meta.get("offset") or 0))
+    url = str(meta.get("url") or "")
+    work = _delete(d, client, team_id, user_id, meta["segment"], url, meta["offset"] or 0)
     d.later.run(_explained(work, client, url, user_id), client, body)
 
 

@@ -12,7 +12,6 @@ then saying what came of it (a second submission that got past the read is told 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -20,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.imports.batches import ReviewError, get_batch
 from bot.imports.undo import refusal as undo_refusal
 from bot.imports.undo import request_undo, resume_undo, stalled_undo, undo_plan
-from handlers.context import Deps, deps, id_in, is_lead, leads_only, team_of
+from handlers.context import Deps, deps, form_meta, id_in, is_lead, leads_only, team_of
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, Callback
 from handlers.messages import metadata, undo_window
@@ -98,8 +97,10 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
     """Check who, then ask for the undo; the modal says what happened either way."""
     d = deps(context)
     team_id, user_id = team_of(body), body["user"]["id"]
-    meta = json.loads(view.get("private_metadata") or "{}")
-    batch_id, resume = int(meta.get("batch") or 0), bool(meta.get("resume"))
+    meta = await form_meta(ack, view, "Undo import", required=("batch",))
+    if meta is None:
+        return
+    batch_id, resume = meta["batch"], bool(meta.get("resume"))
     refusal = await _why_not_lead(d, client, team_id, user_id)
     if not refusal and not resume:  # a resumed undo is checked by its own conditional write
         refusal = undo_refusal(await get_batch(d.db, team_id, batch_id), batch_id,

@@ -476,3 +476,30 @@ async def test_an_import_form_choosing_a_segment_by_a_bad_id_is_told_inline(
     assert reply.body["response_action"] == "errors"
     assert "choose it again" in reply.body["errors"][BlockId.SEGMENT]
     assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
+
+
+@pytest.mark.parametrize("callback", [Callback.IMPORT, Callback.CAMPAIGN, Callback.SEGMENT_CREATE,
+                                      Callback.SEGMENT_RENAME, Callback.SEGMENT_DELETE,
+                                      Callback.UNDO, Callback.MAP_COLUMNS])  # fmt: skip
+@pytest.mark.parametrize("meta", ["garbage", "[]", json.dumps(
+    {k: "x" for k in ("batch", "source", "segment", "campaign", "offset")})])  # fmt: skip
+async def test_a_form_whose_metadata_isnt_ours_is_told_to_reopen_in_the_form(
+    app: Harness, caplog: pytest.LogCaptureFixture, callback: str, meta: str,
+) -> None:  # fmt: skip
+    """A form opened by an older release (another metadata shape) and submitted after a
+    deploy: the person saw "Something went wrong… reference", the modal closed with what
+    they typed, and an ERROR was logged. Now the form itself says to open it again."""
+    await _start(app)
+    before = await _count(app, "SELECT COUNT(*) FROM import_batch")
+    view = {"id": "V0META", "type": "modal", "callback_id": callback, "blocks": [],
+            "private_metadata": meta}  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        reply = await app.requests.view_submission(callback, {}, view=view, user_id=LEAD)
+        await app.settle()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert reply.body["response_action"] == "update", reply.body
+    assert "out of date" in json.dumps(reply.body["view"])
+    told = [m.get("text", "") for m in app.slack.messages] + [
+        e["text"] for e in app.slack.ephemerals]  # fmt: skip
+    assert not [t for t in told if "Something went wrong" in t], told
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch") == before
