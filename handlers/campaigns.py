@@ -9,7 +9,7 @@ nothing. The list is ephemeral: after a change it is replaced through the click'
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -309,6 +309,10 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
     if meta is None:
         return
     campaign_id: int | None = meta["campaign"]
+    try:  # when the edit form was opened: a save made since refuses this one
+        opened = datetime.fromisoformat(meta["opened"]) if meta.get("opened") else None
+    except (TypeError, ValueError):
+        opened = datetime.min.replace(tzinfo=UTC)  # not ours: matches no save, so refused
     verb = "create campaigns" if campaign_id is None else "edit campaigns"
     if not await is_lead(d, client, team_id, user_id):
         refusal = notice_modal(view.get("title", {}).get("text") or "Campaign",
@@ -321,7 +325,6 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
         await ack(response_action="errors", errors=errors)
         return
     await ack()
-    opened = datetime.fromisoformat(meta["opened"]) if meta.get("opened") else None
     d.later.run(_save(d, client, team_id, user_id, campaign_id, form, str(meta.get("url") or ""),
                       opened=opened), client, body)  # fmt: skip
 
