@@ -66,14 +66,17 @@ async def stop_import_in(conn: AsyncConnection, team_id: str, batch_id: int, who
     What was imported stays imported; the batch's counts say how much that was. The contacts
     it already added to a segment that live campaigns target are enrolled, as a failed
     import's are: nothing else would ever enrol them (a later import enrols only its own).
+    The audit log records who stopped it (`jobs cancel` of its job was missing there).
     """
     batch = (await conn.execute(
         text("SELECT apply_cursor, segment_id, channel_id, message_ts, "
-             "COALESCE(approved_by, requested_by), added_to_segment FROM import_batch "
+             "COALESCE(approved_by, requested_by), added_to_segment, status FROM import_batch "
              "WHERE team_id = :t AND id = :b"),
         {"t": team_id, "b": batch_id},
     )).one()  # fmt: skip
-    cursor, segment_id, channel_id, message_ts, requested_by, added = batch
+    cursor, segment_id, channel_id, message_ts, requested_by, added, status = batch
+    await record_in(conn, team_id, who, Act.IMPORT_CANCELLED, import_subject(batch_id),
+                    f"stopped while {status}")  # fmt: skip
     params = {"t": team_id, "b": batch_id, "no": False, "cursor": cursor}
     processed = (await conn.execute(_PROCESSED, params)).scalar_one() if cursor else 0
     await conn.execute(_STOP_BATCH, {"t": team_id, "b": batch_id, "who": who, "now": utcnow(),
@@ -117,13 +120,7 @@ async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") 
                 if ended == BatchStatus.DONE:
                     return job
             else:
-                status = (await conn.execute(
-                    text("SELECT status FROM import_batch WHERE team_id = :t AND id = :b"),
-                    {"t": team_id, "b": batch_id})).scalar_one()  # fmt: skip
                 await stop_import_in(conn, team_id, batch_id, who)
-                # audited as a cancel from Slack is: it was missing from the audit log
-                await record_in(conn, team_id, who, Act.IMPORT_CANCELLED,
-                                import_subject(batch_id), f"stopped while {status}")  # fmt: skip
         elif job.kind in READING_JOBS and "source_id" in payload:
             await _fail_reading_in(conn, team_id, int(payload["source_id"]),
                                    READING_JOBS[job.kind])  # fmt: skip

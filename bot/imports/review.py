@@ -272,11 +272,10 @@ async def cancel(
         if status == BatchStatus.DRAFT:
             await freeze_counts(conn, team_id, batch_id)
             await _close(conn, team_id, batch_id, BatchStatus.CANCELLED, cancelled_by=user_id)
-        else:
+            await record_in(conn, team_id, user_id, Act.IMPORT_CANCELLED,
+                            import_subject(batch_id), "withdrawn before approval")  # fmt: skip
+        else:  # audited there, as every stop of an import under way
             await stop_import_in(conn, team_id, batch_id, user_id)
-        await record_in(conn, team_id, user_id, Act.IMPORT_CANCELLED, import_subject(batch_id),
-                        "withdrawn before approval" if status == BatchStatus.DRAFT
-                        else f"stopped while {status}")  # fmt: skip
     return BatchStatus(status)
 
 
