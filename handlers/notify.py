@@ -22,8 +22,8 @@ from bot.campaigns.preview import preview_batch
 from bot.campaigns.service import enrollments_in_thread, list_campaigns
 from bot.imports.batches import get_source, write_rejects
 from bot.imports.review import BatchView, claim_progress, forget_progress, load
-from bot.imports.undo import stalled_undo, undoable
-from bot.jobs.queue import enqueue
+from bot.imports.undo import undo_key, undoable
+from bot.jobs.queue import enqueue, find_by_key
 from bot.leads import is_user_id
 from bot.notify import (
     BATCH_CHANGED,
@@ -59,7 +59,7 @@ from handlers.modals import update_modal
 from handlers.slack_errors import slack_error
 from handlers.thread_reply import message_gone, show_reply
 from handlers.undo_messages import result_blocks, undone_result_blocks, undone_text
-from models import BatchStatus, Database, SourceStatus
+from models import BatchStatus, Database, JobState, SourceStatus
 
 log = logging.getLogger(__name__)
 # what changes Home's figures
@@ -378,8 +378,9 @@ class SlackNotifier:
         await self._refresh(team_id, batch_id)
         if batch.status != BatchStatus.UNDOING:
             return  # finished since, or never started
-        why = await stalled_undo(self.db, team_id, batch_id)  # out of attempts, or cancelled
-        why = ("its job was cancelled: `referral-bot jobs cancel`" if why == "its job was cancelled"
+        job = await find_by_key(self.db, team_id, undo_key(batch_id))  # why it stopped
+        why = ("its job was cancelled: `referral-bot jobs cancel`"
+               if job is not None and job.state == JobState.CANCELLED
                else "its job ran out of attempts: `referral-bot jobs` says why")  # fmt: skip
         text = (f":warning: Undoing import #{batch_id} into *{esc(view.segment.name)}* stopped "
                 f"part way ({why}). What it took out so far stays out. Click *Undo import* on "

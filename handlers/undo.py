@@ -20,7 +20,6 @@ from bot.imports.batches import ReviewError, get_batch
 from bot.imports.undo import refusal as undo_refusal
 from bot.imports.undo import request_undo, resume_undo, stalled_undo, undo_plan
 from handlers.context import Deps, deps, form_meta, id_in, is_lead, leads_only, team_of
-from handlers.home_publish import refresh_for
 from handlers.ids import Action, Callback
 from handlers.messages import metadata, undo_window
 from handlers.placeholder import open_modal
@@ -87,9 +86,9 @@ async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 
 
 async def _after(d: Deps, client: AsyncWebClient, team_id: str, batch_id: int) -> None:
-    """The review message and Home say "being undone" until the job reports."""
+    """The review message and Home say "being undone" until the job reports (the report
+    of BATCH_CHANGED republishes Home too)."""
     await d.notifier.batch_changed(team_id, batch_id)
-    await refresh_for(d, client, team_id)
 
 
 async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
