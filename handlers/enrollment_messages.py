@@ -103,7 +103,7 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
         return text, [SectionBlock(text=MarkdownTextObject(text=f":warning: {esc(e.error)}"))]
     lines = [f":tada: *{n(e.enrolled)}* new advocates in *{esc(c.name)}*{where} "
              f"({n(e.already_advocates)} already were, {n(e.excluded)} excluded)."]  # fmt: skip
-    if summary.advocates is not None and summary.advocates < e.enrolled:
+    if summary.advocates < e.enrolled:
         lines.append(f"• {n(e.enrolled - summary.advocates)} of them removed since (an import "
                      f"undone with its advocates, or contacts deleted): {n(summary.advocates)} "
                      "remain")  # fmt: skip

@@ -333,13 +333,13 @@ UNDONE_REASONS = "import #% was undone"  # LIKE
 _INVITE_AGAIN = """
     UPDATE invite SET enrollment_id = :e, send_after = :send_after, updated_at = :now,
         state = CASE WHEN NOT :invite_email THEN 'not_emailed'
-                     WHEN NOT (SELECT c.subscribed FROM contact c
-                               WHERE c.id = invite.contact_id) THEN 'not_emailed'
+                     WHEN NOT (SELECT c.subscribed FROM contact c WHERE
+                               c.id = invite.contact_id AND c.team_id = :t) THEN 'not_emailed'
                      WHEN {invited_before} THEN 'not_emailed'
                      WHEN :hold THEN 'held' ELSE 'queued' END,
         reason = CASE WHEN NOT :invite_email THEN 'invite email off'
-                      WHEN NOT (SELECT c.subscribed FROM contact c
-                                WHERE c.id = invite.contact_id) THEN 'unsubscribed'
+                      WHEN NOT (SELECT c.subscribed FROM contact c WHERE
+                                c.id = invite.contact_id AND c.team_id = :t) THEN 'unsubscribed'
                       WHEN {invited_before} THEN 'invited before' END
     WHERE team_id = :t AND state = 'cancelled' AND +campaign_id = :c
       AND reason LIKE '{undone}'
@@ -352,7 +352,7 @@ _INVITE_AGAIN = """
 # As _INVITED_BEFORE, for the invite's contact.
 _INVITE_AGAIN_BEFORE = ("EXISTS (SELECT 1 FROM invited_address x WHERE x.team_id = :t "
                         "AND x.campaign_id = :c AND x.email_key = (SELECT c.email_key "
-                        "FROM contact c WHERE c.id = invite.contact_id))")
+                        "FROM contact c WHERE c.id = invite.contact_id AND c.team_id = :t))")
 
 
 async def _invite_again(conn: AsyncConnection, enrollment_id: int, scope: _Scope, *,

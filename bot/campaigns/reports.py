@@ -23,8 +23,8 @@ class EnrollmentSummary:
     # when the first held invite goes: the hold's end, or later with the campaign's delay
     held_until: datetime | None = None
     # its advocates still there, counted from the rows: an undo with its advocates removes
-    # some after the enrollment recorded how many it made (None: not counted)
-    advocates: int | None = None
+    # some after the enrollment recorded how many it made
+    advocates: int = 0
 
     def count(self, state: str) -> int:
         return self.by_state.get(state, 0)

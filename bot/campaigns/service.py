@@ -335,10 +335,8 @@ async def _pending_in(conn: AsyncConnection, team_id: str, campaign_id: int, seg
         "ch": thread.channel_id if thread else "",
         "ts": thread.thread_ts if thread else ""})).scalar()  # fmt: skip
     if pending is not None and queue_job:
-        if hold is None:  # as _enroll_in: held when reported in a thread
-            hold = (await conn.execute(text(
-                "SELECT thread_ts IS NOT NULL FROM enrollment WHERE id = :e AND team_id = :t"),
-                {"e": pending, "t": team_id})).scalar() is True  # fmt: skip
+        if hold is None:  # as _enroll_in: held when reported in a thread (it matched ours)
+            hold = thread is not None
         job = await enqueue_in(conn, team_id, ENROLL_JOB, {"enrollment_id": pending,
                                                           "hold": hold},
                                dedupe_key=enrollment_job_key(pending))  # fmt: skip
