@@ -431,7 +431,7 @@ async def post_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: i
     try:
         posted = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
     except SlackApiError as exc:
-        error = str(slack_error(exc) or "")
+        error = slack_error(exc)
         if error not in CHANNEL_REFUSALS:  # rate limits, outages, bad blocks: not the channel
             raise
         log.info("review of import %s not posted in %s (%s): sent by DM", batch_id, channel,

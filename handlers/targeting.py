@@ -98,7 +98,7 @@ async def _announce(d: Deps, client: AsyncWebClient, team_id: str, enrollment: i
                                       thread_ts=batch.message_ts, text=text)  # fmt: skip
     except SlackApiError as exc:  # the enrollment is under way all the same: say that
         await forget(d.db, team_id, key)
-        error = str(slack_error(exc) or "no reason given")
+        error = slack_error(exc) or "no reason given"
         log.warning("targeting of enrollment %s not announced: %s", enrollment, error)
         raise Refusal(f"Enrolling has started, but Slack refused my message in the thread "
                       f"({esc(error)}).") from exc

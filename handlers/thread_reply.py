@@ -25,7 +25,7 @@ GONE_MESSAGE = frozenset({"message_not_found", "cant_update_message"})
 
 
 def message_gone(exc: SlackApiError) -> bool:
-    return str(slack_error(exc) or "") in GONE_MESSAGE
+    return slack_error(exc) in GONE_MESSAGE
 
 
 async def show_reply(client: AsyncWebClient, *, channel: str, thread_ts: str, shown: str | None,

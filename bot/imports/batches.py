@@ -683,8 +683,7 @@ async def fail_source(
                 status=SourceStatus.FAILED, error=message[:2000],
                 failed_on_columns=isinstance(error, ColumnsError))
         )  # fmt: skip
-        if clear_rows_of is not None and (failed.rowcount or await _failed(conn, team_id,
-                                                                          source_id)):
+        if clear_rows_of is not None and await _failed(conn, team_id, source_id):
             # failed by this call, or by someone else meanwhile (`jobs cancel` of its reading,
             # while the rows were being staged): its rows go either way
             await clear_staged(conn, team_id, clear_rows_of, source_id, keep_removed=True)

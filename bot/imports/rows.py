@@ -152,7 +152,8 @@ def first_name_of(email: str) -> str:
 
 
 def _kept(locale: str) -> str | None:
-    """A rejected row's locale, as the skipped-rows CSV gives it back (None: none, or unknown)."""
+    """The locale of a row not imported (duplicate, rejected), kept for when it is (the
+    earlier row leaves the review) or comes back fixed from the skipped-rows CSV."""
     return normalize_locale(locale) if locale.strip() else None
 
 
@@ -258,7 +259,7 @@ class Classifier:
             # kept whole (locale, default first name): if the earlier row leaves the review,
             # this one is imported instead
             tally.duplicates += 1
-            loc = normalize_locale(locale) if locale else None
+            loc = _kept(locale)
             if not first and self.default_first_name:
                 first = first_name_of(normalized)
             return (line, normalized, key, first, last, loc, DUPLICATE,

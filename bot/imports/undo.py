@@ -103,8 +103,8 @@ class UndoPlan:
     keeps: int  # ... but that unsubscribed or were emailed: they stay, and so does that
     invites: int  # invites still waiting (held or queued) that would be cancelled
     advocates: int  # advocates its enrollments made for the contacts it added
-    # ... and the invites cancelled when those advocates go too: theirs go with them, even
-    # where the campaign still reaches the contact through another segment
+    # ... and the invites cancelled when those advocates go too: theirs go with them, but
+    # not where the campaign still reaches the contact through another segment it targets
     invites_with_advocates: int
     # memberships it added that stay, handed on to a later import still standing that listed
     # those contacts too (they were in the segment already when it ran): not in `removes`
