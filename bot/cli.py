@@ -35,6 +35,7 @@ from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.mapping import parse_maps
 from bot.jobs.queue import (
+    JOBS_SHOWN,
     SETTLED,
     count_settled,
     database_now,
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--team")
     jobs.add_argument("--json", action="store_true")
     jobs.add_argument("--all", action="store_true",
-                      help="every job, not only the newest 50 done or cancelled ones")
+                      help=f"every job, not only the newest {JOBS_SHOWN} done or cancelled ones")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
     cancel = jobs_sub.add_parser("cancel", help="cancel a queued or running job")
     cancel.add_argument("job_id", type=positive, metavar="ID")
@@ -599,9 +600,12 @@ def _stop_when_stdin_closes(loop: asyncio.AbstractEventLoop, stop: Callable[[], 
 async def _serve(db: Database, settings: Settings, args: argparse.Namespace) -> int:
     slack, invites = settings.slack_problems(), settings.invite_problems()
     if slack or invites:
+        # slack_problems also holds Mailchimp's sign-in settings: with Slack set up already,
+        # "Slack isn't configured yet" sent people to redo an app that worked
         intro = ("Slack isn't configured yet. Create the app from manifest.yml at "
                  "https://api.slack.com/apps (From a manifest), install it, then set:"
-                 if slack else "One more setting before serving:")  # fmt: skip
+                 if any(p.startswith("SLACK_") for p in slack)
+                 else "One more setting before serving:")  # fmt: skip
         raise CliError(
             intro + "\n  " + "\n  ".join(slack + invites)
             + "\n(in the environment or a .env file here; see README.md > Running the Slack app)"
@@ -666,7 +670,6 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
     return 0
 
 
-JOBS_SHOWN = 50  # done or cancelled jobs `jobs` lists without --all (newest first)
 
 
 async def _settled_not_shown(db: Database, team: str, shown: list[Job]) -> int:

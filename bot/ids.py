@@ -3,6 +3,9 @@ argument. One check for all of them, so none trusts `str.isdigit()` alone."""
 
 from __future__ import annotations
 
+import re
+
+USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")  # a Slack user id, as stored and mentioned
 MAX_ID_DIGITS = 18  # every id and count of ours fits in a 64-bit integer
 
 

@@ -13,7 +13,6 @@ say (`handlers.context.is_lead`), not this list's.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
 from bot.audit import Act, record_in
+from bot.ids import USER_ID
 from bot.workspaces import ensure_workspace
 from models import Database, TeamLead, Workspace
 from models.clock import utcnow
@@ -30,7 +30,6 @@ from models.db import upsert
 
 MAX_LEADS = 100
 MAX_ADDED_AT_ONCE = 10
-USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")  # a Slack user id, as stored and mentioned
 
 
 class LeadsError(Exception):

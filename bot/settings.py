@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.ids import USER_ID
 from bot.imports.locales import normalize_locale
-
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")  # bot.leads.USER_ID (leads imports the database)
 
 
 def _split_commas(value: object) -> object:
@@ -181,7 +179,7 @@ class Settings(BaseSettings):
         for item in value:
             for word in item.replace(";", " ").split():
                 uid = word.strip().removeprefix("<@").removesuffix(">").split("|")[0].upper()
-                if not _USER_ID.match(uid):
+                if not USER_ID.match(uid):
                     raise ValueError(f"{word!r} is not a Slack user id (like U012AB3CD: in "
                                      "Slack, a person's profile > ⋮ > Copy member ID); "
                                      "separate ids with commas")  # fmt: skip

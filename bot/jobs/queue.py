@@ -244,7 +244,10 @@ async def get_job(db: Database, team_id: str, job_id: int) -> Job | None:
 SETTLED = (JobState.DONE, JobState.CANCELLED)
 
 
-async def list_jobs(db: Database, team_id: str, limit: int | None = 50) -> list[Job]:
+JOBS_SHOWN = 50  # done or cancelled jobs listed unless all are asked for (newest first)
+
+
+async def list_jobs(db: Database, team_id: str, limit: int | None = JOBS_SHOWN) -> list[Job]:
     """The workspace's jobs, newest first: every queued, running and failed one, and the
     newest `limit` done or cancelled ones (None: all; see `count_settled`)."""
     mine = select(Job).where(Job.team_id == team_id)
