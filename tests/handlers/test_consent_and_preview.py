@@ -181,15 +181,10 @@ async def _live_for_everyone(app: Harness, names: list[str]) -> None:
 
 
 async def _reviewed(app: Harness) -> str:
-    from tests.handlers.test_import_flow import CSV
+    from tests.handlers.test_decisions import _start
 
-    view_id = await _open_modal(app)
-    file = app.slack.add_file("F0001", "q3.csv", CSV)
-    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP",
-                                                          consent=True),
-                                       view_id=view_id, user_id=REP)  # fmt: skip
-    await app.settle()
-    return json.dumps((await _review(app))["blocks"], ensure_ascii=False)
+    message, _ = await _start(app, consent=True)
+    return json.dumps(message["blocks"], ensure_ascii=False)
 
 
 async def test_the_review_names_every_live_campaign_that_will_email_the_import(

@@ -13,10 +13,13 @@ from tests.handlers.conftest import LEAD, REP, Harness, running_app
 from tests.handlers.test_import_flow import CSV, _form, _open_modal, _review
 
 
-async def _start(app: Harness, segment: str = "VIP") -> tuple[dict, str]:
+async def _start(app: Harness, segment: str = "VIP", *,
+                 consent: bool = False) -> tuple[dict, str]:  # fmt: skip
+    """The review message of q3.csv submitted by REP into `segment`, and its batch id."""
     view_id = await _open_modal(app)
     file = app.slack.add_file("F0001", "q3.csv", CSV)
-    await app.requests.view_submission(state_values=_form(files=[file], segment=segment),
+    await app.requests.view_submission(state_values=_form(files=[file], segment=segment,
+                                                          consent=consent),
                                        view_id=view_id, user_id=REP)  # fmt: skip
     await app.settle()
     message = await _review(app)

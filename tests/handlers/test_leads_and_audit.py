@@ -335,17 +335,10 @@ async def _enrolled_by_the_import(app: Harness) -> str:
     import is approved: the enrollment of its new contacts carries its batch id. Its id."""
     from bot.campaigns import service
     from bot.workspaces import find_segment
-    from tests.handlers.test_import_flow import CSV, _form, _open_modal, _review
+    from tests.handlers.test_decisions import _start
     from tests.handlers.test_targeting import _campaign, _hold_is_over
 
-    view_id = await _open_modal(app)
-    file = app.slack.add_file("F0001", "q3.csv", CSV)
-    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP",
-                                                          consent=True),
-                                       view_id=view_id, user_id=REP)  # fmt: skip
-    await app.settle()
-    message = await _review(app)
-    batch = message["blocks"][-1]["elements"][0]["value"]
+    message, batch = await _start(app, consent=True)
     spring = await _campaign(app, "Spring", live=True)
     vip = await find_segment(app.db, TEAM, "VIP")
     assert vip is not None

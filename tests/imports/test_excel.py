@@ -422,6 +422,23 @@ def test_records_go_through_the_classifier() -> None:
     assert [row[0] for row in staged] == list(range(2, len(rows) + 1))
 
 
+def _peak_reading(out: io.BytesIO, rows: int, *, classified: bool) -> int:
+    """Peak traced memory of reading the workbook in `out` (and classifying its rows), which
+    must hold `rows` rows."""
+    out.seek(0)
+    tracemalloc.start()
+    try:
+        with XlsxReader(out) as reader:
+            records = reader.records()
+            if classified:
+                records = Classifier().records(records, reader.columns)  # type: ignore[assignment]
+            count = sum(1 for _ in records)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        assert count == rows
+
+
 def test_reading_streams_in_bounded_memory() -> None:
     """Ten times the rows take hardly more memory: no list of rows, and no tree of parsed rows
     (openpyxl's read-only loop keeps one, and parses a sheet without <dimension> whole at load,
@@ -435,15 +452,7 @@ def test_reading_streams_in_bounded_memory() -> None:
             sheet.append([f"user{i}@example.com", f"First{i}", f"Last{i}", "en"])
         out = io.BytesIO()
         book.save(out)
-        out.seek(0)
-        tracemalloc.start()
-        try:
-            with XlsxReader(out) as reader:
-                count = sum(1 for _ in Classifier().records(reader.records(), reader.columns))
-            return tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-            assert count == rows
+        return _peak_reading(out, rows, classified=True)
 
     small, big = peak(1_000), peak(10_000)
     assert big < small + 1024 * 1024, (small, big)  # the Classifier's set grows a little
@@ -462,15 +471,7 @@ def test_addresses_excel_made_links_of_are_read_in_bounded_memory() -> None:
             sheet.cell(i + 2, 1).hyperlink = f"mailto:user{i}@example.com"
         out = io.BytesIO()
         book.save(out)
-        out.seek(0)
-        tracemalloc.start()
-        try:
-            with XlsxReader(out) as reader:
-                count = sum(1 for _ in reader.records())  # no Classifier: its set grows
-            return tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-            assert count == rows
+        return _peak_reading(out, rows, classified=False)  # the Classifier's set grows
 
     small, big = peak(1_000), peak(10_000)
     assert big < small + 256 * 1024, (small, big)
