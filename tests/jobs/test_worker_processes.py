@@ -195,11 +195,16 @@ async def _stop_shell_import(db: Database, env: dict[str, str], path: Path,
 
 
 async def _finish_with_a_worker(db: Database, env: dict[str, str]) -> None:
+    """Until the import and the enrollment jobs it queued are done: stopped as soon as the
+    import was, the worker sometimes never got to the enrollment (CI saw 1 advocate)."""
     worker = start_worker(env)
     try:
 
         async def finished() -> bool:
-            return (await _import_job(db)).state == "done"
+            if (await _import_job(db)).state != "done":
+                return False
+            return await scalar(db, "SELECT COUNT(*) FROM job WHERE kind = 'enroll' "
+                                    "AND state <> 'done'") == 0  # fmt: skip
 
         await wait_for(finished, 180, "a worker to finish the shell's import")
     finally:
