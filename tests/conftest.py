@@ -37,6 +37,37 @@ requires_postgres = pytest.mark.skipif(
 )
 
 
+# Each PostgreSQL test makes and drops a schema of ~80 tables, indexes and sequences: a run
+# leaves ~70,000 dead rows in pg_class and ten times that in pg_attribute, and on a server
+# without autovacuum (CI's) they pile up run after run. At 3.4M dead pg_attribute rows every
+# catalog lookup took ~35 ms instead of 0.3 ms and a test's schema 0.14 s instead of 0.07 s.
+# So the run starts by vacuuming the catalogs the tests churn (about a second when the last
+# run's are all there is to clear; a role that may not vacuum them is warned and goes on).
+_CHURNED_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef", "pg_depend", "pg_type",
+                     "pg_constraint", "pg_index", "pg_trigger", "pg_sequence", "pg_namespace",
+                     "pg_statistic")  # fmt: skip
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if BACKEND == "postgres" and not hasattr(session.config, "workerinput"):
+        asyncio.run(_vacuum_catalogs())
+
+
+async def _vacuum_catalogs() -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_asyncpg_url())
+    try:
+        await conn.execute("VACUUM " + ", ".join(f"pg_catalog.{t}" for t in _CHURNED_CATALOGS))
+    finally:
+        await conn.close()
+
+
+def _asyncpg_url() -> str:
+    return make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(
+        hide_password=False)  # fmt: skip
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The PostgreSQL run runs the tests that use a database: the others (parsing, rendering,
     the fakes) already ran on SQLite and would run the same again (~25 s of CI). A module
@@ -82,8 +113,7 @@ def db_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 async def _drop_schema(schema: str) -> None:
     import asyncpg
 
-    conn = await asyncpg.connect(make_url(POSTGRES_URL).set(drivername="postgresql")
-                                 .render_as_string(hide_password=False))  # fmt: skip
+    conn = await asyncpg.connect(_asyncpg_url())
     try:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
