@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from sqlalchemy import text
 from sqlmodel import col, select
 
-from bot.jobs.queue import enqueue_in
+from bot.jobs.queue import enqueue_pending_in
 from bot.jobs.worker import Handler, JobContext
 from models import Database, HomeViewer
 from models.clock import utcnow
@@ -36,9 +35,7 @@ async def queue_home_refresh(db: Database, team_id: str) -> int | None:
     """Queue the refresh of the workspace's Home tabs, or join the one already waiting;
     its job id, or None when nobody in the workspace has opened Home lately.
 
-    One transaction: the key is taken back from the workspace's last refresh unless it is
-    still queued, then the insert either queues a new job or finds the queued one (two
-    commands at once on PostgreSQL: the second insert waits for the first and joins it)."""
+    One transaction: see `enqueue_pending_in`."""
     async with db.begin() as conn:
         viewer = (await conn.execute(
             select(HomeViewer.user_id).where(
@@ -47,13 +44,9 @@ async def queue_home_refresh(db: Database, team_id: str) -> int | None:
         )).first()  # fmt: skip
         if viewer is None:
             return None
-        await conn.execute(
-            text("UPDATE job SET dedupe_key = NULL WHERE team_id = :team AND kind = :kind "
-                 "AND dedupe_key = :key AND state <> 'queued'"),
-            {"team": team_id, "kind": HOME_REFRESH_JOB, "key": _PENDING},
-        )  # fmt: skip
-        return await enqueue_in(conn, team_id, HOME_REFRESH_JOB, {}, dedupe_key=_PENDING,
-                                run_after=utcnow() + REFRESH_DELAY)  # fmt: skip
+        return await enqueue_pending_in(conn, team_id, HOME_REFRESH_JOB, {},
+                                        dedupe_key=_PENDING,
+                                        run_after=utcnow() + REFRESH_DELAY)  # fmt: skip
 
 
 def home_refresh_handler(refresh: HomeRefresher) -> Handler:

@@ -5,12 +5,12 @@ The Slack layer implements this (handlers/notify.py); the command line uses Sile
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.jobs.queue import enqueue_in
+from bot.jobs.queue import enqueue_pending_in
 from bot.once import forget, forget_in, seen_in
 from models import Database
 
@@ -88,12 +88,29 @@ UNDO_STOPPED = "undo_stopped"
 REPORT_ATTEMPTS = 10  # with the doubling retry delay: about an hour and a half of outage
 
 
+def report_key(event: str, ids: dict[str, int]) -> str:
+    """The dedupe key of the report job of `event` about `ids` (see enqueue_report_job_in)."""
+    return f"report:{event}:" + ",".join(f"{name}={ids[name]}" for name in sorted(ids))
+
+
+async def enqueue_report_job_in(conn: AsyncConnection, team_id: str, event: str,
+                                ids: dict[str, int]) -> int:  # fmt: skip
+    """Queue the report of `event` about `ids`, or join the same report still waiting to run.
+
+    A send run reports every couple of seconds: during a Slack outage each report queued a
+    job of its own, and once Slack was back they all redrew the same message and republished
+    Home, inviting rate limits. A report draws the data as it is when it runs, so the one
+    waiting shows the later ones too; one that started may have read it before, so a report
+    made meanwhile queues the next (see enqueue_pending_in)."""
+    return await enqueue_pending_in(conn, team_id, REPORT_JOB, {"event": event, "ids": ids},
+                                    dedupe_key=report_key(event, ids),
+                                    max_attempts=REPORT_ATTEMPTS)  # fmt: skip
+
+
 async def enqueue_enrollment_report_in(conn: AsyncConnection, team_id: str,
                                        enrollment_id: int) -> None:  # fmt: skip
     """Queue a refresh of an enrollment's report inside the caller's transaction."""
-    await enqueue_in(conn, team_id, REPORT_JOB, {
-        "event": ENROLLMENT_CHANGED, "ids": {"enrollment_id": enrollment_id}},
-        max_attempts=REPORT_ATTEMPTS)  # fmt: skip
+    await enqueue_report_job_in(conn, team_id, ENROLLMENT_CHANGED, {"enrollment_id": enrollment_id})
 
 
 async def enqueue_report_in(
@@ -110,10 +127,9 @@ async def enqueue_report_in(
     ).first()  # fmt: skip
     if has_message is None:
         return
-    payload: dict[str, Any] = {"event": event, "ids": {"batch_id": batch_id}}
-    if source_id is not None:
-        payload["ids"]["source_id"] = source_id
-    await enqueue_in(conn, team_id, REPORT_JOB, payload, max_attempts=REPORT_ATTEMPTS)
+    ids = {"batch_id": batch_id} if source_id is None else {"batch_id": batch_id,
+                                                            "source_id": source_id}
+    await enqueue_report_job_in(conn, team_id, event, ids)
 
 
 # The skipped-rows CSV of a file reaches the import's thread once per reading of the file.

@@ -23,19 +23,18 @@ from bot.campaigns.service import enrollments_in_thread, list_campaigns
 from bot.imports.batches import get_source, write_rejects
 from bot.imports.review import BatchView, claim_progress, forget_progress, load
 from bot.imports.undo import undo_key, undoable
-from bot.jobs.queue import enqueue, find_by_key
+from bot.jobs.queue import find_by_key
 from bot.leads import is_user_id
 from bot.notify import (
     BATCH_CHANGED,
     ENROLLMENT_CHANGED,
     IMPORT_FINISHED,
     REJECTS_CHANGED,
-    REPORT_ATTEMPTS,
-    REPORT_JOB,
     SOURCE_READ,
     UNDO_FINISHED,
     UNDO_STOPPED,
     earlier_rejects_key,
+    enqueue_report_job_in,
     rejects_key,
     take_earlier_rejects,
 )
@@ -207,8 +206,8 @@ class SlackNotifier:
                 raise
             log.warning("Slack unreachable for the %s report (%s, %r): retrying later",
                         event, ids, exc)  # fmt: skip
-            payload = {"event": event, "ids": ids}
-            await enqueue(self.db, team_id, REPORT_JOB, payload, max_attempts=REPORT_ATTEMPTS)
+            async with self.db.begin() as conn:
+                await enqueue_report_job_in(conn, team_id, event, ids)
 
     async def _refresh(self, team_id: str, batch_id: int) -> None:
         """Redraw the review message; one someone deleted stays deleted (the thread's replies

@@ -151,6 +151,39 @@ async def enqueue_in(
     return await _inserted_or_existing(conn, row, team_id, dedupe_key)
 
 
+async def enqueue_pending_in(
+    conn: AsyncConnection,
+    team_id: str,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    dedupe_key: str,
+    max_attempts: int | None = None,
+    run_after: datetime | None = None,
+) -> int:
+    """Queue a job that redoes work from the data as it is when it runs (a refresh, a report),
+    or join the job of that key still waiting to run: changes made while one waits need no
+    second run. A change made once it started queues the next, since it may have read the
+    data before: the key is taken back from a job of that key that is no longer queued.
+
+    Joining gives the waiting job its retries back, due no later than a new one would be: the
+    newest change, which it now carries, must not wait out the backoff of an older one's
+    failures, nor be dropped with its last attempt. Two callers at once on PostgreSQL: the
+    second insert waits for the first and joins it."""
+    params = {"team": team_id, "kind": kind, "key": dedupe_key, "now": utcnow(),
+              "run_after": run_after or utcnow()}  # fmt: skip
+    await conn.execute(_sql("UPDATE job SET dedupe_key = NULL, updated_at = :now "
+                            "WHERE team_id = :team AND kind = :kind AND dedupe_key = :key "
+                            "AND state <> 'queued'"), params)  # fmt: skip
+    await conn.execute(_sql("""
+        UPDATE job SET attempts = 0, updated_at = :now,
+            run_after = CASE WHEN run_after > :run_after THEN :run_after ELSE run_after END
+        WHERE team_id = :team AND kind = :kind AND dedupe_key = :key AND state = 'queued'
+    """), params)  # fmt: skip
+    return await enqueue_in(conn, team_id, kind, payload, dedupe_key=dedupe_key,
+                            max_attempts=max_attempts, run_after=params["run_after"])  # fmt: skip
+
+
 async def _inserted_or_existing(conn: AsyncConnection, row: Any, team_id: str,
                                 dedupe_key: str | None) -> int:  # fmt: skip
     """The id an INSERT ... ON CONFLICT DO NOTHING RETURNING id gave, or the existing job's."""

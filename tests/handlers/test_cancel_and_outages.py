@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
+from sqlmodel.sql.sqltypes import UTCDateTime
 
-from bot.campaigns import service
+from bot.campaigns import invites, service
 from bot.imports.cancel import cancel_job
 from bot.imports.engine import Progress, apply_batch
 from bot.imports.undo import request_undo
 from bot.jobs.queue import claim, list_jobs
 from bot.jobs.worker import Worker, WorkerConfig
+from bot.notify import BATCH_CHANGED, ENROLLMENT_CHANGED, SOURCE_READ, enqueue_report_job_in
 from bot.workspaces import ensure_workspace, import_target
 from handlers.ids import Action, BlockId
 from models import BatchStatus, CampaignState
+from models.clock import utcnow
 from tests.fakes.slack_api import find_element
 from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_import_flow import _contacts_modal, _count, _form, _open_modal, _review
+from tests.handlers.test_targeting import _hold_is_over, _report, _targeted
 
 ROWS = 500
 
@@ -165,6 +171,80 @@ async def test_a_slack_outage_mid_import_neither_fails_it_nor_loses_the_result(
     assert sum("Next step" in t for t in thread) == 1
     record = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
     assert "This import is imported" in record
+
+
+async def test_a_slack_outage_while_invites_go_out_holds_back_one_report_not_one_per_tick(
+    app: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run reports its progress every 2 s: with Slack unreachable each report queued a
+    retry job of its own, and once Slack was back every one of them redrew the same report
+    and republished Home (rate limits). One job waits, and it shows the final count."""
+    _, message = await _targeted(app)  # two contacts enrolled, held
+
+    class Clock:  # every invite takes 3 s: the run reports its progress after each
+        ticks = itertools.count(0, 3)
+
+        @staticmethod
+        def monotonic() -> float:
+            return float(next(Clock.ticks))
+
+    monkeypatch.setattr(invites, "time", Clock)
+    monkeypatch.setattr(app.worker.config, "retry_base_seconds", 60.0)  # as in production
+    app.slack.outage("chat.update", times=1000)  # Slack is unreachable while they go out
+    await _hold_is_over(app)
+    assert len(list(app.settings.outbox_dir.glob("*.eml"))) == 2
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'slack_report' "
+                             "AND state = 'queued'") == 1  # fmt: skip
+    app.slack.outage("chat.update", times=0)  # Slack is back
+    await _due_now(app)
+    updates = len(app.slack.calls_to("chat.update"))
+    await app.settle()
+    report = _report(app, message)
+    assert "2 invites sent" in json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
+    assert len(app.slack.calls_to("chat.update")) - updates == 1
+
+
+async def _due_now(app: Harness) -> None:
+    """The queued jobs are due now (their retry delay is over)."""
+    now = bindparam("now", type_=UTCDateTime())
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE job SET run_after = :now WHERE state = 'queued'")
+                           .bindparams(now), {"now": utcnow()})  # fmt: skip
+
+
+async def _report_job_in(app: Harness, event: str, **ids: int) -> int:
+    async with app.db.begin() as conn:
+        return await enqueue_report_job_in(conn, "T0001", event, ids)
+
+
+async def test_a_held_back_report_joins_the_same_one_waiting_but_not_another(
+    app: Harness,
+) -> None:
+    """Reports of other events or ids get jobs of their own; one made once the waiting job
+    started queues the next (that run may have read the data before); and the report that
+    joins gets all the retries back, due at once, not after the older one's backoff."""
+    await ensure_workspace(app.db, "T0001")
+    first = await _report_job_in(app, ENROLLMENT_CHANGED, enrollment_id=1)
+    assert await _report_job_in(app, ENROLLMENT_CHANGED, enrollment_id=1) == first
+    others = {await _report_job_in(app, ENROLLMENT_CHANGED, enrollment_id=2),
+              await _report_job_in(app, BATCH_CHANGED, batch_id=1),
+              await _report_job_in(app, SOURCE_READ, batch_id=1, source_id=1),
+              await _report_job_in(app, SOURCE_READ, batch_id=1, source_id=2)}  # fmt: skip
+    assert len(others) == 4 and first not in others
+
+    async with app.db.begin() as conn:  # failed 9 times, the next try an hour away
+        await conn.execute(text("UPDATE job SET attempts = 9, run_after = :later WHERE id = :j")
+                           .bindparams(bindparam("later", type_=UTCDateTime())),
+                           {"later": utcnow() + timedelta(hours=1), "j": first})  # fmt: skip
+    assert await _report_job_in(app, ENROLLMENT_CHANGED, enrollment_id=1) == first
+    (job,) = [j for j in await list_jobs(app.db, "T0001") if j.id == first]
+    assert job.attempts == 0 and job.run_after <= utcnow()
+
+    running = await claim(app.db, "w1", lease_seconds=30)
+    assert running is not None and running.id == first
+    after = await _report_job_in(app, ENROLLMENT_CHANGED, enrollment_id=1)
+    assert after not in {first, *others}
+    assert await _report_job_in(app, ENROLLMENT_CHANGED, enrollment_id=1) == after
 
 
 async def test_review_import_on_an_upload_can_be_retried_and_the_skipped_rows_follow(
