@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.audit import recent
-from bot.campaigns.service import create_campaign, exclude, target
+from bot.campaigns.service import create_campaign, exclude, set_state, target
 from bot.imports.batches import create_batch, create_upload_batch
 from bot.imports.importer import import_files
 from bot.segments import busy_import, delete_segment, rename_segment, write_export
@@ -24,7 +24,7 @@ from bot.workspaces import (
     import_target,
     segment_sizes,
 )
-from models import BatchStatus, Database, ImportBatch, SegmentKind
+from models import BatchStatus, CampaignState, Database, ImportBatch, SegmentKind
 from models.contacts import ALL_CUSTOMERS
 from tests.waiting import backend_pid, pause_segment_deletion, until_waiting_or_done
 
@@ -206,6 +206,28 @@ async def test_an_excluded_segment_is_unlinked_too(team: Database) -> None:
     deleted = await delete_segment(team, TEAM, staff.id or 0)
     assert deleted.campaigns[0].consequence().startswith("Spring excludes it")
     assert await _count(team, "SELECT COUNT(*) FROM campaign_segment") == 0
+
+
+async def test_deleting_an_excluded_segment_says_when_its_contacts_are_enrolled(
+    team: Database,
+) -> None:
+    """Only a live campaign enrolls at once: deleting a segment a draft or paused campaign
+    excluded told the lead its contacts "are enrolled now"."""
+    staff = await create_segment(team, TEAM, "Staff")
+    for name, state in (("Autumn", None), ("Spring", CampaignState.LIVE),
+                        ("Summer", CampaignState.PAUSED)):
+        campaign = await create_campaign(team, TEAM, name, store_url="https://s.example",
+                                         created_by="U0002")  # fmt: skip
+        await exclude(team, TEAM, campaign.id or 0, staff.id or 0)
+        if state is not None:
+            await set_state(team, TEAM, campaign.id or 0, state, requested_by="U0002")
+    deleted = await delete_segment(team, TEAM, staff.id or 0)
+    said = [use.consequence() for use in deleted.campaigns]
+    assert [s.split(":")[0] for s in said] == ["Autumn excludes it", "Spring excludes it",
+                                               "Summer excludes it"]  # fmt: skip
+    assert said[0].endswith("will be enrolled when it goes live.")
+    assert said[1].endswith("are enrolled now (and invited, if it sends invites).")
+    assert said[2].endswith("will be enrolled when it resumes.")
 
 
 async def test_export_is_formula_safe_and_carries_consent(team: Database) -> None:
