@@ -85,6 +85,39 @@ async def test_names_that_look_the_same_are_one_name(team: Database) -> None:
     assert (await create_segment(team, TEAM, "\U0001f469\U0001f4bb team")).id is not None
 
 
+@pytest.mark.parametrize("mark", ["\u200e", "\u200f", "\u2066", "\u2063", "\u180e",
+                                  "\u034f", "\u202c", "\ufe0f"])  # fmt: skip
+async def test_no_character_that_shows_nothing_makes_a_second_name(
+    team: Database, mark: str,
+) -> None:
+    """A left-to-right mark copied from RTL text (or another character that shows nothing:
+    a bidi isolate, U+2063, a variation selector) made a second "VIP" that looked exactly like
+    the first, and a second All Customers."""
+    await create_segment(team, TEAM, "VIP")
+    for twin in (f"VIP{mark}", f"{mark}VIP", f"V{mark}IP"):
+        with pytest.raises(WorkspaceError, match="'VIP' already exists"):
+            await create_segment(team, TEAM, twin)
+        found = await find_segment(team, TEAM, twin)
+        assert found is not None and found.name == "VIP"
+    with pytest.raises(WorkspaceError, match="built in"):
+        await create_segment(team, TEAM, f"All Customers{mark}")
+    with pytest.raises(WorkspaceError, match="needs a name"):
+        await create_segment(team, TEAM, f"{mark} {mark}")
+
+
+async def test_a_name_keeps_the_characters_that_shape_how_it_shows(team: Database) -> None:
+    """Only the comparison ignores them: the heart stays the emoji (U+FE0F), and the flags
+    of Scotland and England (tags after 🏴) stay two names."""
+    heart = await create_segment(team, TEAM, "\u2764\ufe0f fans")
+    assert heart.name == "\u2764\ufe0f fans"
+    with pytest.raises(WorkspaceError, match="already exists"):
+        await create_segment(team, TEAM, "\u2764 fans")
+    scotland, england = ("\U0001f3f4" + "".join(chr(0xE0000 + ord(c)) for c in tag) + "\U000e007f"
+                         for tag in ("gbsct", "gbeng"))
+    await create_segment(team, TEAM, f"{scotland} fans")
+    assert (await create_segment(team, TEAM, f"{england} fans")).name == f"{england} fans"
+
+
 async def test_racing_creates_of_one_name_make_one_segment(team: Database) -> None:
     results = await asyncio.gather(*(create_segment(team, TEAM, f"Spring{' ' * i}")
                                      for i in range(4)), return_exceptions=True)  # fmt: skip
