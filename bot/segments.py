@@ -35,7 +35,7 @@ from bot.workspaces import (
     name_taken,
     segment_key,
 )
-from models import BatchStatus, Database, Segment, SegmentKind, SegmentRole
+from models import BatchStatus, CampaignState, Database, Segment, SegmentKind, SegmentRole
 from models.contacts import ALL_CUSTOMERS
 
 # An import in one of these states will still write into its segment (or is being reviewed)
@@ -50,6 +50,7 @@ class CampaignUse:
 
     name: str
     role: str  # SegmentRole
+    state: str  # CampaignState: only a live campaign enrolls the contacts it stops excluding
 
     def consequence(self) -> str:
         """What deleting the segment means for this campaign, in one plain sentence."""
@@ -57,8 +58,14 @@ class CampaignUse:
             return (f"{self.name} targets it: its advocates stay advocates, but contacts added "
                     "later won't be enrolled through this segment.")  # fmt: skip
         return (f"{self.name} excludes it: its contacts are no longer kept out of that "
-                "campaign, so those of them in a segment it targets are enrolled now (and "
-                "invited, if it sends invites).")  # fmt: skip
+                f"campaign, so those of them in a segment it targets {_WHEN[self.state]}")
+
+
+# When a campaign enrolls the contacts it no longer excludes: a live one at once
+# (enroll_when_exclusion_ends_in), a draft or paused one with all its targets when it goes live.
+_WHEN = {CampaignState.LIVE: "are enrolled now (and invited, if it sends invites).",
+         CampaignState.DRAFT: "will be enrolled when it goes live.",
+         CampaignState.PAUSED: "will be enrolled when it resumes."}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +127,11 @@ async def campaign_counts(db: Database, team_id: str) -> dict[int, int]:
 async def _campaigns_in(conn: AsyncConnection, team_id: str,
                         segment_id: int) -> list[CampaignUse]:  # fmt: skip
     rows = (await conn.execute(text(
-        "SELECT c.name, cs.role FROM campaign_segment cs JOIN campaign c "
+        "SELECT c.name, cs.role, c.state FROM campaign_segment cs JOIN campaign c "
         "ON c.id = cs.campaign_id AND c.team_id = cs.team_id "
         "WHERE cs.team_id = :t AND cs.segment_id = :s ORDER BY c.name_key, cs.role"),
         {"t": team_id, "s": segment_id})).all()  # fmt: skip
-    return [CampaignUse(name, role) for name, role in rows]
+    return [CampaignUse(name, role, state) for name, role, state in rows]
 
 
 async def renamable(db: Database, team_id: str, segment_id: int) -> Segment:

@@ -31,6 +31,12 @@ class WorkspaceError(Exception):
 # Characters that show nothing and mean nothing in a name: zero-width space, word joiner, BOM,
 # soft hyphen. Not the zero-width joiners, which make emoji (👩‍💻) and Persian words.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\u00ad"))
+# Format characters (category Cf) a name's key keeps, as what they do can be seen: the joiners
+# (above), the Arabic number signs that show as a sign (U+0600..0605, U+06DD, ...), and the
+# tags that tell the flag of Scotland from England's (🏴 + U+E0067 ...). See _unseen.
+_SEEN_FORMAT = frozenset("\u200c\u200d\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f"
+                         "\u0890\u0891\u08e2\U000110bd\U000110cd") | frozenset(
+    map(chr, range(0xE0020, 0xE0080)))  # fmt: skip
 
 
 def _visible(name: str) -> str:
@@ -43,8 +49,24 @@ def _visible(name: str) -> str:
     return " ".join(composed.split())
 
 
+def _unseen(char: str) -> bool:
+    """A character that changes nothing people can tell apart in a name: a format character
+    (a left-to-right mark pasted from RTL text, a bidi isolate, U+2063), the grapheme joiner,
+    a variation selector (❤ and ❤️ are one heart)."""
+    return (char == "\u034f" or "\ufe00" <= char <= "\ufe0f"
+            or (unicodedata.category(char) == "Cf" and char not in _SEEN_FORMAT))  # fmt: skip
+
+
 def segment_key(name: str) -> str:
-    return _visible(name).casefold()
+    """The name as names are compared: as seen (_visible), without the characters that show
+    nothing, ignoring case. Those are left out of the key only, not out of the stored name:
+    some shape what is shown (U+FE0F makes ❤️ the emoji, U+180E a Mongolian vowel's form, a
+    mark the order of mixed RTL text), but two names they alone tell apart look the same, so
+    "VIP" + U+200E was a second "VIP" and "All Customers" + U+200E a second All Customers."""
+    name = _visible(name)
+    if not name.isascii():
+        name = " ".join("".join(c for c in name if not _unseen(c)).split())
+    return name.casefold()
 
 
 def too_long_compared(length: int, limit: int) -> str:
@@ -67,7 +89,7 @@ def clean_segment_name(name: str) -> str:
     (team_id, name_key) index.
     """
     name = _visible(name)
-    if not name:
+    if not segment_key(name):  # nothing but spaces or characters that show nothing
         raise WorkspaceError("A segment needs a name.")
     if len(name) > MAX_SEGMENT_NAME:
         raise WorkspaceError(f"Segment names are at most {MAX_SEGMENT_NAME} characters.")

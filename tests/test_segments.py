@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.audit import recent
-from bot.campaigns.service import create_campaign, exclude, target
+from bot.campaigns.service import create_campaign, exclude, set_state, target
 from bot.imports.batches import create_batch, create_upload_batch
 from bot.imports.importer import import_files
 from bot.segments import busy_import, delete_segment, rename_segment, write_export
@@ -24,7 +24,7 @@ from bot.workspaces import (
     import_target,
     segment_sizes,
 )
-from models import BatchStatus, Database, ImportBatch, SegmentKind
+from models import BatchStatus, CampaignState, Database, ImportBatch, SegmentKind
 from models.contacts import ALL_CUSTOMERS
 from tests.waiting import backend_pid, pause_segment_deletion, until_waiting_or_done
 
@@ -83,6 +83,39 @@ async def test_names_that_look_the_same_are_one_name(team: Database) -> None:
     coder = "\U0001f469\u200d\U0001f4bb"  # woman technologist: joined, not two emoji
     assert (await create_segment(team, TEAM, f"{coder} team")).name == f"{coder} team"
     assert (await create_segment(team, TEAM, "\U0001f469\U0001f4bb team")).id is not None
+
+
+@pytest.mark.parametrize("mark", ["\u200e", "\u200f", "\u2066", "\u2063", "\u180e",
+                                  "\u034f", "\u202c", "\ufe0f"])  # fmt: skip
+async def test_no_character_that_shows_nothing_makes_a_second_name(
+    team: Database, mark: str,
+) -> None:
+    """A left-to-right mark copied from RTL text (or another character that shows nothing:
+    a bidi isolate, U+2063, a variation selector) made a second "VIP" that looked exactly like
+    the first, and a second All Customers."""
+    await create_segment(team, TEAM, "VIP")
+    for twin in (f"VIP{mark}", f"{mark}VIP", f"V{mark}IP"):
+        with pytest.raises(WorkspaceError, match="'VIP' already exists"):
+            await create_segment(team, TEAM, twin)
+        found = await find_segment(team, TEAM, twin)
+        assert found is not None and found.name == "VIP"
+    with pytest.raises(WorkspaceError, match="built in"):
+        await create_segment(team, TEAM, f"All Customers{mark}")
+    with pytest.raises(WorkspaceError, match="needs a name"):
+        await create_segment(team, TEAM, f"{mark} {mark}")
+
+
+async def test_a_name_keeps_the_characters_that_shape_how_it_shows(team: Database) -> None:
+    """Only the comparison ignores them: the heart stays the emoji (U+FE0F), and the flags
+    of Scotland and England (tags after 🏴) stay two names."""
+    heart = await create_segment(team, TEAM, "\u2764\ufe0f fans")
+    assert heart.name == "\u2764\ufe0f fans"
+    with pytest.raises(WorkspaceError, match="already exists"):
+        await create_segment(team, TEAM, "\u2764 fans")
+    scotland, england = ("\U0001f3f4" + "".join(chr(0xE0000 + ord(c)) for c in tag) + "\U000e007f"
+                         for tag in ("gbsct", "gbeng"))
+    await create_segment(team, TEAM, f"{scotland} fans")
+    assert (await create_segment(team, TEAM, f"{england} fans")).name == f"{england} fans"
 
 
 async def test_racing_creates_of_one_name_make_one_segment(team: Database) -> None:
@@ -206,6 +239,28 @@ async def test_an_excluded_segment_is_unlinked_too(team: Database) -> None:
     deleted = await delete_segment(team, TEAM, staff.id or 0)
     assert deleted.campaigns[0].consequence().startswith("Spring excludes it")
     assert await _count(team, "SELECT COUNT(*) FROM campaign_segment") == 0
+
+
+async def test_deleting_an_excluded_segment_says_when_its_contacts_are_enrolled(
+    team: Database,
+) -> None:
+    """Only a live campaign enrolls at once: deleting a segment a draft or paused campaign
+    excluded told the lead its contacts "are enrolled now"."""
+    staff = await create_segment(team, TEAM, "Staff")
+    for name, state in (("Autumn", None), ("Spring", CampaignState.LIVE),
+                        ("Summer", CampaignState.PAUSED)):
+        campaign = await create_campaign(team, TEAM, name, store_url="https://s.example",
+                                         created_by="U0002")  # fmt: skip
+        await exclude(team, TEAM, campaign.id or 0, staff.id or 0)
+        if state is not None:
+            await set_state(team, TEAM, campaign.id or 0, state, requested_by="U0002")
+    deleted = await delete_segment(team, TEAM, staff.id or 0)
+    said = [use.consequence() for use in deleted.campaigns]
+    assert [s.split(":")[0] for s in said] == ["Autumn excludes it", "Spring excludes it",
+                                               "Summer excludes it"]  # fmt: skip
+    assert said[0].endswith("will be enrolled when it goes live.")
+    assert said[1].endswith("are enrolled now (and invited, if it sends invites).")
+    assert said[2].endswith("will be enrolled when it resumes.")
 
 
 async def test_export_is_formula_safe_and_carries_consent(team: Database) -> None:

@@ -330,6 +330,36 @@ async def test_0015_gives_lookalike_names_made_before_it_one_key(db_env: dict[st
         assert keys[3] == "vip\u200b" and keys[4] == "vip"  # a collision keeps its old key
 
 
+async def test_0022_keys_names_made_before_it_without_what_shows_nothing(
+    db_env: dict[str, str],
+) -> None:
+    """A segment named with a left-to-right mark kept its key: "Staff" typed found nothing
+    and made a second one that looked the same; a lookalike of another keeps its key."""
+    from sqlalchemy import text
+
+    from bot.workspaces import WorkspaceError, create_segment, find_segment
+
+    async with _at_revision(db_env, "0021") as db:
+        async with db.begin() as conn:
+            for n, (name, key) in enumerate([("All Customers", "all customers"),
+                                              ("Staff\u200e", "staff\u200e"),
+                                              ("VIP\u2066", "vip\u2066"), ("VIP", "vip")],
+                                             start=1):  # fmt: skip
+                await conn.execute(text(
+                    "INSERT INTO segment (id, team_id, name, name_key, kind, created_at) "
+                    "VALUES (:n, 'T1', :name, :key, :kind, '2026-12-01 00:00:00')"),
+                    {"n": n, "name": name, "key": key,
+                     "kind": "all" if n == 1 else "static"})  # fmt: skip
+        await upgrade(db)
+        found = await find_segment(db, "T1", "staff")
+        assert found is not None and found.id == 2
+        with pytest.raises(WorkspaceError, match="already exists"):
+            await create_segment(db, "T1", "Staff")
+        async with db.begin() as conn:
+            keys = dict((await conn.execute(text("SELECT id, name_key FROM segment"))).all())
+        assert keys[3] == "vip\u2066" and keys[4] == "vip"  # a collision keeps its old key
+
+
 async def test_0016_adds_the_listings_and_downgrades_keeping_the_rest(
     db_env: dict[str, str],
 ) -> None:
