@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import SplitResult, quote
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,6 +21,32 @@ def _split_commas(value: object) -> object:
 
 # Environment variables hold lists as "a,b,c", not JSON.
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
+
+
+# A path's characters that stay as typed: RFC 3986's pchar punctuation, and % so that a path
+# already percent-encoded isn't encoded twice (quote keeps letters, digits and _.-~ anyway).
+_PATH_SAFE = "/%:@!$&'()*+,;="
+
+
+def _ascii_url(parts: SplitResult) -> str:
+    """PUBLIC_URL as links must carry it: emails' headers (List-Unsubscribe) take ASCII only,
+    so https://bücher.de/mein shop had every invite fail to build. The host becomes its xn--
+    form (IDNA 2008, as browsers and the recipients' domains: the codec in the standard
+    library is 2003's, which turns ß into ss, another domain), the path is percent-encoded.
+    Browsers send that form back (Origin, the address bar), so the web pages compare alike."""
+    import idna
+
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not hostport.isascii():
+        try:
+            host = idna.encode(parts.hostname or "", uts46=True).decode("ascii")
+        except idna.IDNAError:
+            raise ValueError(f"has a host, {parts.hostname!r}, that isn't a valid "
+                             "internationalised domain name (type its xn-- form if it has "
+                             "one)") from None  # fmt: skip
+        hostport = host if parts.port is None else f"{host}:{parts.port}"
+    userinfo = quote(userinfo, safe=_PATH_SAFE.replace("/", "").replace("@", ""))
+    return f"{parts.scheme}://{userinfo}{at}{hostport}{quote(parts.path, safe=_PATH_SAFE)}"
 
 
 class SettingsError(Exception):
@@ -190,7 +217,7 @@ class Settings(BaseSettings):
     @classmethod
     def _http_url(cls, value: str) -> str:
         """An address links are made of: a host, no ?query or #fragment (a link would end up
-        in them), a port that exists."""
+        in them), a port that exists; kept in its ASCII form (see _ascii_url)."""
         if not value:
             return value
         if not value.startswith(("http://", "https://")):
@@ -207,7 +234,7 @@ class Settings(BaseSettings):
         if parts.query or parts.fragment or value.rstrip("/").endswith(("?", "#")):
             raise ValueError("must not hold a ?query or #fragment: links are made by adding "
                              "paths to it")  # fmt: skip
-        return value.rstrip("/")
+        return _ascii_url(parts).rstrip("/")
 
     @field_validator("smtp_url")
     @classmethod

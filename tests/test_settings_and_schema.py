@@ -61,6 +61,28 @@ def test_a_public_url_links_cant_be_made_of_is_refused(url: str, said: str) -> N
     assert said in str(err.value)
 
 
+@pytest.mark.parametrize(("url", "used"), [
+    ("https://empfehlung.bücher.de", "https://empfehlung.xn--bcher-kva.de"),
+    ("https://Bücher.DE:8443/", "https://xn--bcher-kva.de:8443"),
+    ("https://straße.de", "https://xn--strae-oqa.de"),  # IDNA 2008 keeps ß (2003 made it ss)
+    ("https://r.example/mein shop/ä", "https://r.example/mein%20shop/%C3%A4"),
+    ("https://r.example/a%20b/", "https://r.example/a%20b"),  # already encoded: kept
+    ("https://[::1]:3000", "https://[::1]:3000"),
+])  # fmt: skip
+def test_a_public_url_is_used_in_its_ascii_form(url: str, used: str) -> None:
+    """Links go into emails' headers, which take ASCII only: an internationalised host or a
+    path with a space was accepted, then every invite failed to build."""
+    settings = load_settings(public_url=url)
+    assert settings.public_url == settings.public_base == used
+    assert load_settings(public_url=used).public_url == used  # the same when given again
+
+
+def test_a_public_url_whose_host_has_no_ascii_form_is_refused() -> None:
+    with pytest.raises(SettingsError, match="PUBLIC_URL") as err:
+        load_settings(public_url="https://bad_☃host.example")
+    assert "internationalised domain name" in str(err.value)
+
+
 @pytest.mark.parametrize("name", ["max_unzipped_mb", "job_lease_seconds", "invite_hold_seconds",
                                   "worker_poll_seconds", "staged_retention_days"])
 def test_an_infinite_number_is_refused_at_start(name: str) -> None:

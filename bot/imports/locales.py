@@ -15,6 +15,7 @@ import logging
 import pickle
 import re
 import unicodedata
+from collections import ChainMap
 from collections.abc import Iterator, Mapping
 from functools import cache, lru_cache
 
@@ -80,9 +81,13 @@ def _own_data(locale_id: str) -> _Names:
 
 
 def _merged(parent: _Names | None, child: _Names) -> _Names:
+    """`child`'s names over `parent`'s, as views: the parent's hundreds of names aren't copied."""
     if parent is None:
         return child
-    return ({**parent[0], **child[0]}, {**parent[1], **child[1]}, {**parent[2], **child[2]})
+    if not any(child):
+        return parent
+    return (ChainMap(dict(child[0]), parent[0]), ChainMap(dict(child[1]), parent[1]),
+            ChainMap(dict(child[2]), parent[2]))  # fmt: skip
 
 
 def _inherits_from_language(lang: str, script: str) -> bool:
@@ -94,6 +99,54 @@ def _inherits_from_language(lang: str, script: str) -> bool:
         return parent == lang
     likely = get_global("likely_subtags").get(lang)
     return likely is None or parse_locale(likely)[2] == script
+
+
+def _parent(locale_id: str) -> str | None:
+    """The locale Babel fills `locale_id`'s data from, None for root (which names nothing
+    anyone writes): `nb` -> `no`, `zh_Hant_MO` -> `zh_Hant_HK`, `fr_CA` -> `fr`."""
+    parent = get_global("parent_exceptions").get(locale_id)
+    if parent is None:
+        lang, region, script, _variant = parse_locale(locale_id)
+        if region:
+            parent = f"{lang}_{script}" if script else lang
+        elif script and _inherits_from_language(lang, script):
+            parent = lang
+    return None if parent in (None, "root") else parent
+
+
+class _Inherited:
+    """Each locale's names with those it inherits, as Babel resolves them (`nb`'s file names
+    nothing: all comes from `no`; `zh_Hant_HK` respells a few of `zh_Hant`'s). Files are
+    kept until `forget`, called between languages: keeping all ~1,100 peaked at 28 MB."""
+
+    def __init__(self) -> None:
+        self._own: dict[str, _Names] = {}
+        self._resolved: dict[str, _Names] = {}
+
+    def forget(self) -> None:
+        self._own.clear()
+        self._resolved.clear()
+
+    def own(self, locale_id: str) -> _Names:
+        if locale_id not in self._own:
+            self._own[locale_id] = _own_data(locale_id)
+        return self._own[locale_id]
+
+    def names(self, locale_id: str) -> _Names:
+        if locale_id not in self._resolved:
+            parent = _parent(locale_id)
+            self._resolved[locale_id] = _merged(self.names(parent) if parent else None,
+                                                self.own(locale_id))  # fmt: skip
+        return self._resolved[locale_id]
+
+    def spellers(self, locale_id: str) -> Iterator[_Names]:
+        """The names of `locale_id` and of each locale it inherits from: `zh_Hant_HK` is
+        "中文 (繁體字, 中國香港特別行政區)" in its own data, "中文 (繁體, 中國香港特別行政區)" in
+        `zh_Hant`'s, and people may write either."""
+        at: str | None = locale_id
+        while at is not None:
+            yield self.names(at)
+            at = _parent(at)
 
 
 def _display_name(lang: str, script: str | None, region: str | None, names: _Names) -> str | None:
@@ -126,33 +179,22 @@ def _spellings() -> Iterator[tuple[str, str]]:
         if "_" in key and key.partition("_")[0] in known:
             yield name, _bcp47(key)
 
-    # locale ids grouped by language, then by the locale whose data spells their names:
-    # `zh_Hant_TW` is named by `zh_Hant`, `fr_CA` by `fr`.
-    identifiers = {i for i in localedata.locale_identifiers() if _TAG.match(i)}  # no variants
-    by_language: dict[str, dict[str | None, list[tuple[str, str | None, str | None]]]] = {}
-    for locale_id in sorted(identifiers):
+    inherited = _Inherited()
+    last_lang = ""
+    # sorted, each language's locales come together ("ff", "ff_Latn_SN", then "ffm")
+    for locale_id in sorted(i for i in localedata.locale_identifiers() if _TAG.match(i)):
         lang, region, script, _variant = parse_locale(locale_id)
-        speller = script if script and f"{lang}_{script}" in identifiers else None
-        by_language.setdefault(lang, {}).setdefault(speller, []).append((locale_id, script, region))
-
-    for lang, spellers in by_language.items():
-        language_names = _own_data(lang) if lang in identifiers else None
-        for speller_script, members in spellers.items():
-            if speller_script is None:
-                own = language_names or ({}, {}, {})
-            else:
-                inherits = _inherits_from_language(lang, speller_script)
-                own = _merged(language_names if inherits else None,
-                              _own_data(f"{lang}_{speller_script}"))  # fmt: skip
-            for key, name in own[0].items():
-                if key.startswith(f"{lang}_"):
-                    yield name, _bcp47(key)
-            for locale_id, script, region in members:
-                tag = _bcp47(locale_id)
-                for names in (english_names, own):
-                    name = _display_name(lang, script, region, names)
-                    if name:
-                        yield name, tag
+        if lang != last_lang:
+            inherited.forget()
+            last_lang = lang
+        for key, name in inherited.own(locale_id)[0].items():  # "繁體中文", "français canadien"
+            if key.startswith(f"{lang}_"):
+                yield name, _bcp47(key)
+        tag = _bcp47(locale_id)
+        for names in (english_names, *inherited.spellers(locale_id)):
+            name = _display_name(lang, script, region, names)
+            if name:
+                yield name, tag
 
 
 def _fold(text: str, separators: frozenset[str] | None) -> str:
@@ -177,8 +219,8 @@ def name_table() -> tuple[Mapping[str, str | None], frozenset[str]]:
     brackets, commas, the Tibetan tsheg...): squashing exactly those lets "chinese traditional"
     match "Chinese (Traditional)" while "English?" stays unknown.
 
-    Built once per process, at the first value that is no code: 0.25-0.4 s (unpickling ~390 of
-    Babel's data files), 2.6 MB at its peak and 0.3 MB kept for ~2,000 names. Going
+    Built once per process, at the first value that is no code: 0.25-0.4 s (unpickling the
+    ~1,100 data files Babel has), 2.4 MB at its peak and 0.3 MB kept for ~2,000 names. Going
     through `Locale(...).get_display_name` for all 1,100 locales took 5 s and kept 200 MB.
     """
     table: dict[str, str | None] = {}

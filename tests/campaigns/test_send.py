@@ -86,6 +86,27 @@ async def test_each_subscribed_contact_gets_one_invite_in_its_language(world: Wo
     assert fell_back == [("kim@example.com", "en")]  # no Korean template: said, not hidden
 
 
+async def test_an_internationalised_public_url_still_sends_invites(world: World) -> None:
+    """PUBLIC_URL=https://empfehlung.bücher.de/mein shop was accepted at start, then every
+    invite failed to build (its links weren't ASCII) after being marked `sending`: each run
+    left one invite falsely uncertain and emailed nobody. Links now carry its xn-- form."""
+    from bot.settings import load_settings
+
+    public = load_settings(public_url="https://empfehlung.bücher.de/mein shop",
+                           secret_key=SECRET).public_base  # fmt: skip
+    enrollment = await _enrolled(world, "ana@example.com,Ana,es", "bo@example.com,Bo,en")
+    async with smtp_server() as server:
+        for _ in range(2):  # the job's retry
+            await send_invites(world.db, TEAM, enrollment, links=Links(public, SECRET),
+                               sender=SmtpSender(parse_smtp_url(server.url)))  # fmt: skip
+    assert _received(server) == Counter({"ana@example.com": 1, "bo@example.com": 1})
+    assert set((await _states(world)).values()) == {"sent"}
+    site = "https://empfehlung.xn--bcher-kva.de/mein%20shop"
+    for message in (m.parsed() for m in server.handler.messages):
+        assert f"{site}/r/" in _text(message)
+        assert message["List-Unsubscribe"].strip().startswith(f"<{site}/u/")
+
+
 def _text(message: EmailMessage) -> str:
     part = message.get_body(("plain",))
     assert part is not None

@@ -93,6 +93,28 @@ def test_language_names_in_english_or_their_own_language(raw: str, expected: str
     assert normalize_locale(raw) == expected
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # Babel's nb and nn take their names from no's data (their own files have none)
+        ("norsk bokmål", "nb"),
+        ("Norsk bokmål (Norge)", "nb-NO"),
+        ("norsk nynorsk", "nn"),
+        ("norsk nynorsk (Noreg)", "nn-NO"),
+        ("Norwegian Bokmål", "nb"),
+        # zh_Hant_HK's own file spells Hong Kong and the script its own way
+        ("中文 (繁體字, 中國香港特別行政區)", "zh-Hant-HK"),
+        ("中文（繁體字，中國澳門特別行政區）", "zh-Hant-MO"),  # Macau inherits Hong Kong's
+        ("中文 (繁體, 台灣)", "zh-Hant-TW"),
+        ("한국어 (조선민주주의인민공화국)", "ko-KP"),
+    ],
+)
+def test_a_language_named_as_its_own_data_inherits_it(raw: str, expected: str) -> None:
+    """README promises names "in English or in the language itself": a sheet saying "norsk
+    bokmål" got the workspace default language (Babel's nb data names nothing itself)."""
+    assert normalize_locale(raw) == expected
+
+
 def test_a_name_two_locales_share_is_neither() -> None:
     # South Ndebele (nr) and North Ndebele (nd) both call themselves isiNdebele.
     assert normalize_locale("isiNdebele") is None
