@@ -7,7 +7,8 @@ out of retries), `queued` again (a 4xx or a connection that failed before the se
 have taken it: tried later) or `uncertain` (the connection failed after the message was
 handed over: the server may have delivered it). A row still `sending` when the job starts
 again belongs to a run that died mid-send: it becomes `uncertain`, never sent again by
-itself; a person may choose Resend.
+itself; a person may choose Resend. A run that was only slow (its worker lost the job's lease)
+starts no more invites, and its answer for the one in flight replaces that guess.
 """
 
 from __future__ import annotations
@@ -83,9 +84,10 @@ class _Campaign:
 # Invites a dead run left `sending`: it may or may not have handed them over. One a live run
 # holds (its job still running under a lease the worker renews) is that run's to finish: two
 # runs of one enrollment can overlap, e.g. a resend asked for while a long send goes on.
-_CRASHED = text("""
-    UPDATE invite SET state = 'uncertain', updated_at = :now,
-        reason = 'the sender stopped while handing this invite to the mail server'
+# A run only slow (a worker starved of CPU) may be alive after all: see _OUTCOME_OVER_GUESS.
+_GUESSED = "the sender stopped while handing this invite to the mail server"
+_CRASHED = text(f"""
+    UPDATE invite SET state = 'uncertain', updated_at = :now, reason = '{_GUESSED}'
     WHERE team_id = :t AND enrollment_id = :e AND state = 'sending'
       AND (sender_job IS NULL OR sender_job = :job OR NOT EXISTS (
           SELECT 1 FROM job j WHERE j.id = invite.sender_job AND j.state = 'running'
@@ -119,7 +121,12 @@ _START_SQL = _START_WHERE + "RETURNING attempts"
 # unnoticed until the next heartbeat (every third of the lease), and invites kept going out.
 _JOB_RUNNING = """SELECT 1 FROM job j WHERE j.id = :job AND j.team_id = :t
                     AND j.state = 'running'"""
+# ... and, in a worker, only while that worker still holds the job's lease: one starved of
+# CPU past its lease went on sending invites the worker that took the job over had called
+# uncertain, or was sending itself.
+_JOB_HELD = _JOB_RUNNING + " AND j.lease_owner = :owner"
 _START_FOR_JOB_SQL = _START_WHERE + f"AND EXISTS ({_JOB_RUNNING})\nRETURNING attempts"
+_START_HELD_SQL = _START_WHERE + f"AND EXISTS ({_JOB_HELD})\nRETURNING attempts"
 # Why an invite didn't start (rare: see _START_SQL).
 _NOT_STARTED = text("""
     SELECT i.state, c.subscribed, p.state, p.invite_email
@@ -131,16 +138,29 @@ _NOT_EMAILED = text("""
     UPDATE invite SET state = 'not_emailed', reason = :why, updated_at = :now
     WHERE id = :id AND team_id = :t AND state IN ('queued', 'held')
 """).bindparams(_ts("now"))
-_OUTCOME_SQL = """
+_OUTCOME_SET = """
     UPDATE invite SET state = :state, reason = :reason, send_after = :send_after,
         sent_at = :sent_at, locale = :locale, fell_back = :fell_back, updated_at = :now,
         attempts = attempts - :uncount
-    WHERE id = :id AND team_id = :t AND state = 'sending'
+"""
+_OUTCOME_SQL = _OUTCOME_SET + "WHERE id = :id AND team_id = :t AND state = 'sending'"
+# The run that handed an invite over and got the server's answer knows better than a run
+# that took its job over meanwhile and guessed it uncertain (_CRASHED): left uncertain though
+# delivered, the thread offered Resend uncertain, and a click emailed the person again. Not
+# a retry's outcome: a Resend of the guess sends it once, but a queued invite whose run lost
+# its job would wait with no job to send it.
+_OUTCOME_OVER_GUESS_SQL = _OUTCOME_SET + f"""
+    WHERE id = :id AND team_id = :t AND (state = 'sending' OR state = 'uncertain'
+        AND reason = '{_GUESSED}' AND sender_job = :job)
 """
 _START = text(_START_SQL).bindparams(_ts("now"))
 _START_FOR_JOB = text(_START_FOR_JOB_SQL).bindparams(_ts("now"))
+_START_HELD = text(_START_HELD_SQL).bindparams(_ts("now"))
 _STILL_RUNNING = text(_JOB_RUNNING)
+_STILL_HELD = text(_JOB_HELD)
 _OUTCOME = text(_OUTCOME_SQL).bindparams(_ts("now"), _ts("send_after"), _ts("sent_at"))
+_OUTCOME_OVER_GUESS = text(_OUTCOME_OVER_GUESS_SQL).bindparams(
+    _ts("now"), _ts("send_after"), _ts("sent_at"))
 _TIMES = ("now", "send_after", "sent_at")
 
 _NEXT_DUE = text("""
@@ -194,10 +214,22 @@ class _Outbox:
     driver in three hand-offs to its thread (statement, statement, commit) instead of seven.
     """
 
-    def __init__(self, conn: AsyncConnection, team_id: str, job: int | None) -> None:
-        self.conn, self.team_id, self.job = conn, team_id, job
+    def __init__(self, conn: AsyncConnection, team_id: str, job: int | None,
+                 owner: str | None) -> None:  # fmt: skip
+        self.conn, self.team_id, self.job, self.owner = conn, team_id, job, owner
         self._raw: Any = None
         self._stamp = _STAMP.bind_processor(conn.dialect)
+        # a run outside a job starts any invite; one of a job only while it runs, and held
+        # by this worker if it says which it is
+        self._start_sql = (_START_SQL if job is None else _START_FOR_JOB_SQL if owner is None
+                           else _START_HELD_SQL)  # fmt: skip
+        self._start = (_START if job is None else _START_FOR_JOB if owner is None
+                       else _START_HELD)  # fmt: skip
+
+    def _over_guess(self, outcome: dict[str, Any]) -> bool:
+        """Whether the outcome also lands on its invite if a run that took this run's job over
+        guessed it uncertain meanwhile (see _OUTCOME_OVER_GUESS_SQL)."""
+        return self.job is not None and outcome["state"] != "queued"
 
     async def write(self, done: _Pending | None, start: int | None) -> int | None:
         """Record `done`'s outcome and mark `start` as sending, in one transaction.
@@ -209,19 +241,20 @@ class _Outbox:
         # the next run calls it uncertain
         outcome = None
         if done is not None and done.result is not None:
-            outcome = {**_outcome(done, now), "t": self.team_id, "now": now}
+            outcome = {**_outcome(done, now), "t": self.team_id, "now": now, "job": self.job}
         started = None
         if start is not None:
-            started = {"id": start, "t": self.team_id, "now": now, "job": self.job}
+            started = {"id": start, "t": self.team_id, "now": now, "job": self.job,
+                       "owner": self.owner}  # fmt: skip
         if self.conn.dialect.name == "sqlite":
             return await self._sqlite_write(outcome, started)
         async with self.conn.begin():
             if outcome is not None:
-                await self.conn.execute(_OUTCOME, outcome)
+                over_guess = self._over_guess(outcome)
+                await self.conn.execute(_OUTCOME_OVER_GUESS if over_guess else _OUTCOME, outcome)
             if started is None:
                 return None
-            start_sql = _START if self.job is None else _START_FOR_JOB
-            row = (await self.conn.execute(start_sql, started)).first()
+            row = (await self.conn.execute(self._start, started)).first()
             return int(row[0]) if row else None
 
     async def _sqlite_write(self, outcome: dict[str, Any] | None,
@@ -238,11 +271,11 @@ class _Outbox:
 
         try:
             if outcome is not None:
-                await raw.execute(_OUTCOME_SQL, prepared(outcome))
+                outcome_sql = _OUTCOME_OVER_GUESS_SQL if self._over_guess(outcome) else _OUTCOME_SQL
+                await raw.execute(outcome_sql, prepared(outcome))
             rows: list[Any] = []
             if started is not None:
-                start_sql = _START_SQL if self.job is None else _START_FOR_JOB_SQL
-                rows = list(await raw.execute_fetchall(start_sql, prepared(started)))
+                rows = list(await raw.execute_fetchall(self._start_sql, prepared(started)))
             await raw.commit()
         except BaseException:
             await raw.rollback()
@@ -276,12 +309,14 @@ Progress = Callable[[], Awaitable[None]]
 async def send_invites(
     db: Database, team_id: str, enrollment_id: int, *, sender: MailSender, links: Links,
     on_progress: Progress | None = None, checkpoint: Callable[[], None] | None = None,
-    job_id: int | None = None,
+    job_id: int | None = None, lease_owner: str | None = None,
 ) -> None:  # fmt: skip
     """Send the enrollment's due invites over one connection; schedule the rest for later.
 
     `job_id`: the job this run is (None outside one), named on each invite while it is being
-    handed over, so that another run of the enrollment leaves that invite to this one."""
+    handed over, so that another run of the enrollment leaves that invite to this one.
+    `lease_owner`: the worker running that job; once another holds its lease (this one was
+    too slow to renew it), the run starts no more invites and leaves the rest to it."""
     async with db.begin() as conn:
         await conn.execute(_CRASHED, {"t": team_id, "e": enrollment_id, "now": utcnow(),
                                       "job": job_id})  # fmt: skip
@@ -310,7 +345,7 @@ async def send_invites(
     # a person: see stop_sending): a new job per failed run would multiply them.
     try:
         async with db.engine.connect() as conn, sender:
-            outbox = _Outbox(conn, team_id, job_id)
+            outbox = _Outbox(conn, team_id, job_id, lease_owner)
             while page:
                 for invite_id, contact_id, email, first, locale, code, email_key in page:
                     after = invite_id
@@ -319,8 +354,10 @@ async def send_invites(
                     attempts = await outbox.write(pending, invite_id)
                     pending = None
                     if attempts is None:
-                        if not await _job_running(db, team_id, job_id):
-                            cancelled, page = True, []  # `jobs cancel`: the rest stay queued
+                        if not await _job_running(db, team_id, job_id, lease_owner):
+                            # `jobs cancel`, or another worker took the job: the rest stay
+                            # queued (for that worker)
+                            cancelled, page = True, []
                             break
                         if await _not_started(db, team_id, invite_id) == _PAUSED:
                             paused, page = True, []  # the rest wait for it to go live again
@@ -367,10 +404,11 @@ async def send_invites(
         raise
     finally:
         async with db.engine.connect() as conn:
-            await _Outbox(conn, team_id, job_id).write(pending, None)
+            await _Outbox(conn, team_id, job_id, lease_owner).write(pending, None)
     # a job cancelled while its last invite was in flight: its run neither queues another
-    # nor ends the stop `jobs cancel` reported (Retry sending does)
-    if cancelled or not await _job_running(db, team_id, job_id):
+    # nor ends the stop `jobs cancel` reported (Retry sending does); one another worker took
+    # over is that worker's to finish
+    if cancelled or not await _job_running(db, team_id, job_id, lease_owner):
         return
     if not paused:  # going live again schedules them (schedule_waiting_in)
         await _schedule_rest(db, team_id, enrollment_id)
@@ -416,13 +454,15 @@ async def _server_refused(db: Database, team_id: str, streak: list[int], why: st
                                       "why": f"will retry: {why}"[:500]})  # fmt: skip
 
 
-async def _job_running(db: Database, team_id: str, job_id: int | None) -> bool:
-    """Whether the run's job is still running (not cancelled by `jobs cancel`); a run outside
-    a job always is."""
+async def _job_running(db: Database, team_id: str, job_id: int | None,
+                       owner: str | None) -> bool:  # fmt: skip
+    """Whether the run's job is still running (not cancelled by `jobs cancel`), held by
+    `owner` if given (not taken over by another worker); a run outside a job always is."""
     if job_id is None:
         return True
+    still = _STILL_RUNNING if owner is None else _STILL_HELD
     async with db.begin() as conn:
-        row = (await conn.execute(_STILL_RUNNING, {"job": job_id, "t": team_id})).first()
+        row = (await conn.execute(still, {"job": job_id, "t": team_id, "owner": owner})).first()
     return row is not None
 
 

@@ -57,6 +57,7 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
                 sender=sender_for(settings.smtp_url or None, settings.outbox_dir),
                 links=Links(settings.public_base, settings.secret_key),
                 on_progress=progress, checkpoint=ctx.checkpoint, job_id=ctx.job.id,
+                lease_owner=ctx.owner,
             )  # fmt: skip
         except JobStopped:
             raise

@@ -214,6 +214,36 @@ async def test_a_second_run_leaves_the_invite_a_live_run_is_handing_over(world: 
     assert sorted(_received(server).values()) == [1, 1, 1]
 
 
+async def test_a_run_whose_job_another_worker_took_over_sends_nothing_more(
+    world: World,
+) -> None:
+    """A worker starved of CPU past its lease comes back while another holds the job: it
+    started invites that one was sending or had called uncertain. It starts none now, and
+    leaves the rest to the lease holder (no send job of its own)."""
+    from bot.campaigns.enroll import SEND_JOB
+    from bot.jobs.queue import enqueue
+
+    enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(3)))
+    job = await enqueue(world.db, TEAM, SEND_JOB, {"enrollment_id": enrollment})
+    async with world.db.begin() as conn:  # the other worker took it over
+        await conn.execute(text("DELETE FROM job WHERE id <> :j"), {"j": job.id})
+        await conn.execute(text("UPDATE job SET state = 'running', lease_owner = 'other', "
+                                "lease_expires_at = :until WHERE id = :j"),
+                           {"until": utcnow() + timedelta(minutes=5), "j": job.id})  # fmt: skip
+    async with smtp_server() as server:
+        await send_invites(world.db, TEAM, enrollment,
+                           sender=SmtpSender(parse_smtp_url(server.url)), links=LINKS,
+                           job_id=job.id, lease_owner="slow")  # fmt: skip
+        assert server.handler.messages == []
+        assert set((await _states(world)).values()) == {"queued"}
+        assert await world.scalar("SELECT COUNT(*) FROM job") == 1
+        await send_invites(world.db, TEAM, enrollment,
+                           sender=SmtpSender(parse_smtp_url(server.url)), links=LINKS,
+                           job_id=job.id, lease_owner="other")  # fmt: skip
+    assert set((await _states(world)).values()) == {"sent"}
+    assert sorted(_received(server).values()) == [1, 1, 1]
+
+
 async def test_held_invites_wait_and_cancel_invites_sends_nothing(world: World) -> None:
     enrollment = await _enrolled(world, "a@example.com,A,", "b@example.com,B,", hold=300)
     async with smtp_server() as server:

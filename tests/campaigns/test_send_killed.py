@@ -1,4 +1,5 @@
-"""A real worker process killed (SIGKILL) mid-send: the restarted one never emails anyone twice."""
+"""A real worker process killed (SIGKILL) or stopped (SIGSTOP) mid-send: the one that takes
+over never emails anyone twice."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import signal
 import sys
 from collections import Counter
 
-from tests.campaigns.conftest import World, people
+from bot.campaigns.invites import Links, resend_uncertain, send_invites
+from bot.email.send import SmtpSender, parse_smtp_url
+from tests.campaigns.conftest import TEAM, World, people
+from tests.conftest import requires_postgres
 from tests.email.smtp_server import Handler, smtp_server
 
 
@@ -62,3 +66,62 @@ async def test_a_killed_sender_is_replaced_and_no_address_gets_two_invites(
     assert len(received) == 6 and set(received.values()) == {1}  # nobody twice
     states = Counter(s for (s,) in await world.rows("SELECT state FROM invite"))
     assert states == Counter({"sent": 5, "uncertain": 1})  # the one in flight is not guessed
+
+
+@requires_postgres
+async def test_a_slow_senders_delivered_invite_is_not_offered_for_resending(
+    world: World, db_env: dict[str, str]
+) -> None:
+    """A worker only slow (starved of CPU, not dead) loses its lease with an invite in flight;
+    the one that takes the job over guesses that invite uncertain. The server's 250 the first
+    then reads is what happened: the invite is sent, and Resend uncertain doesn't email that
+    person again."""
+    await world.import_csv("VIP", people(*(f"p{i}@example.com,P{i},en" for i in range(6))))
+    await world.target(await world.campaign(), "VIP")
+    handler = Handler(data_delay=4)  # the first message's 250 comes 4 s after its DATA
+    async with smtp_server(handler) as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SMTP_"))}
+        env.update(db_env, SECRET_KEY="s", SMTP_URL=server.url, JOB_LEASE_SECONDS="2",
+                   PUBLIC_URL="https://r.example",
+                   WORKER_POLL_SECONDS="0.1", JOB_RETRY_BASE_SECONDS="0")  # fmt: skip
+        first = await _worker(env)
+        second = None
+        try:
+            async def handed_over() -> bool:
+                return bool(handler.messages)
+
+            await _until(handed_over, 30, "the first invite to reach the server")
+            first.send_signal(signal.SIGSTOP)  # starved of CPU, not dead
+            handler.data_delay = 0
+            await asyncio.sleep(3)  # its 2 s lease lapses
+            second = await _worker(env)
+
+            async def settled() -> bool:
+                left = await world.scalar("SELECT COUNT(*) FROM invite WHERE state IN "
+                                          "('queued', 'held', 'sending')")  # fmt: skip
+                return left == 0
+
+            await _until(settled, 60, "the second worker to finish")
+            await asyncio.sleep(2)  # the server answers 250 to the first worker's message
+            first.send_signal(signal.SIGCONT)  # it reads the 250: the invite was delivered
+            await asyncio.sleep(3)
+        finally:
+            first.send_signal(signal.SIGCONT)
+            first.send_signal(signal.SIGTERM)
+            await first.wait()
+            if second is not None:
+                second.send_signal(signal.SIGTERM)
+                await second.wait()
+    received = Counter(to for m in handler.messages for to in m.rcpt_tos)
+    assert len(received) == 6 and set(received.values()) == {1}
+    delivered_first = handler.messages[0].rcpt_tos[0]
+    states = dict(await world.rows("SELECT c.email, i.state FROM invite i "
+                                   "JOIN contact c ON c.id = i.contact_id"))  # fmt: skip
+    assert states == {f"p{i}@example.com": "sent" for i in range(6)}
+    enrollment = int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
+    assert not await resend_uncertain(world.db, TEAM, enrollment)  # nothing to offer
+    async with smtp_server() as again:
+        await send_invites(world.db, TEAM, enrollment,
+                           sender=SmtpSender(parse_smtp_url(again.url)),
+                           links=Links("https://bot.example", "test-secret"))  # fmt: skip
+    assert again.handler.messages == [], f"{delivered_first} emailed twice"
