@@ -161,7 +161,8 @@ async def test_dry_run_reports_every_count_and_writes_nothing(
         counts = [(await conn.execute(text(f"SELECT COUNT(*) FROM {t}"))).scalar_one()
                   for t in ("contact", "import_batch", "staged_row",
                             "audit_entry WHERE action LIKE 'import.%'")]  # fmt: skip
-    assert counts == [4, 1, 6, 1]  # the real import's: contacts, batch, rows, its request
+    assert counts == [4, 1, 6, 2]  # the real import's: contacts, batch, rows, its request and
+    # its approval (the dry runs audit nothing)
 
 
 async def test_unreadable_file_exits_non_zero_and_imports_nothing(

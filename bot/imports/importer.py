@@ -20,6 +20,7 @@ from bot.imports.batches import (
     add_source,
     approve_in,
     create_batch,
+    record_approval_in,
     skipped_by_status,
     write_rejects,
 )
@@ -190,7 +191,8 @@ async def _approve_here(db: Database, team_id: str, batch_id: int, requested_by:
     """Approve the draft and queue its import job as this process's own, in one transaction:
     if the process dies applying it, a worker finishes the import and its enrollments."""
     async with db.begin() as conn:
-        await approve_in(conn, team_id, batch_id, requested_by)
+        totals = await approve_in(conn, team_id, batch_id, requested_by)
+        await record_approval_in(conn, team_id, batch_id, requested_by, totals)
         return await enqueue_running_in(conn, team_id, IMPORT_JOB, {"batch_id": batch_id},
                                         dedupe_key=import_job_key(batch_id), owner=owner,
                                         lease_seconds=lease_seconds)  # fmt: skip
