@@ -836,6 +836,15 @@ async def record_approval_in(conn: AsyncConnection, team_id: str, batch_id: int,
                     f"{totals.valid} contacts to import")  # fmt: skip
 
 
+async def own_live_segment_in(conn: AsyncConnection, team_id: str, batch_id: int) -> None:
+    """The batch's segment is still live, and held so until this transaction commits (see
+    _own_segment); else WorkspaceError ("The segment 'VIP' was deleted; ..."). A shell import
+    checks this as it approves: its draft doesn't keep its segment from being deleted."""
+    segment_id = (await conn.execute(select(ImportBatch.segment_id).where(
+        col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id))).scalar_one()
+    await _own_segment(conn, team_id, segment_id)
+
+
 async def require_static_segment(conn: AsyncConnection, team_id: str, batch_id: int) -> None:
     """The batch's segment still exists: a segment deleted while its import was being created
     can't receive it (deleting refuses segments with imports under way, this closes the gap)."""
