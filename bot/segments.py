@@ -17,14 +17,15 @@ import csv
 from dataclasses import dataclass
 from typing import TextIO
 
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import col
 
-from bot.audit import CLI, Act, record, record_in
+from bot.audit import CLI, Act, import_subject, record, record_in
 from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.contacts import EXPORT_COLUMNS, segment_contacts
-from bot.imports.batches import neutralise
+from bot.imports.batches import freeze_counts, neutralise
 from bot.workspaces import (
     GONE,
     WorkspaceError,
@@ -35,13 +36,35 @@ from bot.workspaces import (
     name_taken,
     segment_key,
 )
-from models import BatchStatus, CampaignState, Database, Segment, SegmentKind, SegmentRole
+from models import (
+    BatchStatus,
+    CampaignState,
+    Database,
+    ImportBatch,
+    Segment,
+    SegmentKind,
+    SegmentRole,
+)
+from models.clock import utcnow
 from models.contacts import ALL_CUSTOMERS
 
 # An import in one of these states will still write into its segment (or is being reviewed)
 BUSY = {BatchStatus.DRAFT: "is waiting for review", BatchStatus.QUEUED: "is queued",
         BatchStatus.IMPORTING: "is running", BatchStatus.UNDOING: "is being undone"}  # fmt: skip
 ROLE_WORDS = {SegmentRole.TARGET: "targeted", SegmentRole.EXCLUDE: "excluded"}
+
+# A draft the shell is staging (`referral-bot import`, `--dry-run`): no review message, and no
+# job until it is approved, so nobody but its own process can finish or cancel it. One whose
+# process was killed (a dropped SSH session) stayed a draft for good, and its segment could
+# never be deleted; a dry run under way kept it for a while. So such a draft doesn't keep its
+# segment: deleting the segment withdraws it, and a live import then stops saying why. Slack's
+# drafts (a user's id, a review message) and `import --background` (its job) still do.
+_SHELL_DRAFT = f"""
+    status = 'draft' AND requested_by = '{CLI}' AND message_ts IS NULL
+    AND NOT EXISTS (SELECT 1 FROM job j WHERE j.team_id = import_batch.team_id
+                    AND j.dedupe_key = 'import:' || import_batch.id
+                    AND j.state IN ('queued', 'running'))
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +201,44 @@ async def _busy_in(conn: AsyncConnection, team_id: str, segment_id: int) -> str 
     statuses = ", ".join(f"'{s.value}'" for s in BUSY)
     row = (await conn.execute(text(  # type: ignore[attr-defined]
         f"SELECT id, status FROM import_batch WHERE team_id = :t AND segment_id = :s "
-        f"AND status IN ({statuses}) ORDER BY id LIMIT 1"),
+        f"AND status IN ({statuses}) AND NOT ({_SHELL_DRAFT}) ORDER BY id LIMIT 1"),
         {"t": team_id, "s": segment_id})).first()  # fmt: skip
     if row is None:
         return None
     return f"Import #{row.id} into it {BUSY[BatchStatus(row.status)]}: finish or cancel it first."
+
+
+async def _withdraw_shell_drafts_in(conn: AsyncConnection, team_id: str, segment_id: int,
+                                    actor: str) -> None:  # fmt: skip
+    """Cancel the segment's shell drafts (_SHELL_DRAFT); their staged rows are purged as any
+    cancelled import's. On PostgreSQL a draft whose file is being staged right now holds its
+    row: it is skipped rather than waited for (that can take minutes), and its import finds
+    the segment deleted when it comes to approve. An import that was asked for (not a dry
+    run) is recorded as cancelled."""
+    skip = " FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
+    params = {"t": team_id, "s": segment_id}
+    drafts = (await conn.execute(text(
+        f"SELECT id FROM import_batch WHERE team_id = :t AND segment_id = :s AND {_SHELL_DRAFT}"
+        + skip), params)).scalars().all()  # fmt: skip
+    for batch_id in drafts:
+        await freeze_counts(conn, team_id, batch_id)
+        await conn.execute(
+            update(ImportBatch)
+            .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id)
+            .values(status=BatchStatus.CANCELLED, cancelled_by=actor, finished_at=utcnow(),
+                    updated_at=utcnow())
+        )  # fmt: skip
+        if await _was_requested(conn, team_id, batch_id):
+            await record_in(conn, team_id, actor, Act.IMPORT_CANCELLED,
+                            import_subject(batch_id), "withdrawn: its segment was deleted")
+
+
+async def _was_requested(conn: AsyncConnection, team_id: str, batch_id: int) -> bool:
+    """Whether the audit log has the batch's request (a dry run's has none)."""
+    return (await conn.execute(
+        text("SELECT 1 FROM audit_entry WHERE team_id = :t AND subject = :s AND action = :a"),
+        {"t": team_id, "s": import_subject(batch_id), "a": Act.IMPORT_REQUESTED})
+    ).first() is not None  # fmt: skip
 
 
 async def delete_segment(db: Database, team_id: str, segment_id: int, *,
@@ -203,6 +259,7 @@ async def delete_segment(db: Database, team_id: str, segment_id: int, *,
             raise await _why_unchanged(conn, team_id, segment_id, "deleted")
         if busy := await _busy_in(conn, team_id, segment_id):
             raise WorkspaceError(busy)  # rolls the UPDATE back
+        await _withdraw_shell_drafts_in(conn, team_id, segment_id, actor)
         name = (await conn.execute(text("SELECT name FROM segment WHERE id = :s AND team_id = :t"),
                                    params)).scalar_one()  # fmt: skip
         campaigns = await _campaigns_in(conn, team_id, segment_id)

@@ -161,7 +161,8 @@ async def test_dry_run_reports_every_count_and_writes_nothing(
         counts = [(await conn.execute(text(f"SELECT COUNT(*) FROM {t}"))).scalar_one()
                   for t in ("contact", "import_batch", "staged_row",
                             "audit_entry WHERE action LIKE 'import.%'")]  # fmt: skip
-    assert counts == [4, 1, 6, 1]  # the real import's: contacts, batch, rows, its request
+    assert counts == [4, 1, 6, 2]  # the real import's: contacts, batch, rows, its request and
+    # its approval (the dry runs audit nothing)
 
 
 async def test_unreadable_file_exits_non_zero_and_imports_nothing(
@@ -299,6 +300,94 @@ async def test_ctrl_c_during_a_big_import_stops_its_parser_without_a_traceback(
     assert "Traceback" not in err, err
     with pytest.raises(ProcessLookupError):  # the parser was stopped with it
         os.killpg(proc.pid, 0)
+
+
+def _big_csv(tmp_path: Path) -> Path:
+    """A file just big enough to be read by the parser child (a second or two of staging)."""
+    big = tmp_path / "big.csv"
+    note = "x" * 60  # a column nobody imports: fewer rows to stage for the size
+    with big.open("w") as f:
+        f.write("email,first_name,note\n")
+        f.writelines(f"user{i}@example{i % 50}.com,F{i},{note}\n" for i in range(200_000))
+    assert big.stat().st_size >= PARALLEL_MIN_BYTES
+    return big
+
+
+def _staging(db_env: dict[str, str], big: Path, *how: str) -> subprocess.Popen[str]:
+    """`import big.csv --segment S ...` in a session of its own (as over SSH), returned once
+    its parser child is reading the file: its draft batch exists and its rows are staging."""
+    proc = subprocess.Popen([*CLI, "import", str(big), "--segment", "S", *how],
+                            env=environment(db_env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not psutil.Process(proc.pid).children() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert psutil.Process(proc.pid).children(), "no parser child started"
+    return proc
+
+
+async def _batches(db: Database) -> list[tuple[int, str, str | None]]:
+    """(id, status, cancelled_by) of every import batch."""
+    from sqlalchemy import text
+
+    async with db.begin() as conn:
+        rows = await conn.execute(
+            text("SELECT id, status, cancelled_by FROM import_batch ORDER BY id"))
+        return [(r[0], r[1], r[2]) for r in rows]
+
+
+@pytest.mark.parametrize("how", [["--create-segment"], ["--dry-run"]])
+async def test_an_import_killed_while_staging_leaves_its_segment_deletable(
+    db: Database, db_env: dict[str, str], sample: Path, tmp_path: Path, how: list[str]
+) -> None:
+    """An SSH session dropped during an import (or a dry run) left its draft: no review
+    message, no job, so nothing could finish or cancel it, and `segments delete S` was refused
+    for good ("Import #2 into it is waiting for review"). Deleting S now withdraws it."""
+    assert run(db_env, "import", str(sample), "--segment", "S", "--create-segment").returncode == 0
+    proc = _staging(db_env, _big_csv(tmp_path), *how)
+    try:
+        os.killpg(proc.pid, signal.SIGHUP)  # the SSH session dropped
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGHUP
+    assert (await _batches(db))[1][1] == "draft"  # what the killed import left
+    assert run(db_env, "undo", "2").returncode == 1  # not finished: nothing takes it back
+    deleted = run(db_env, "segments", "delete", "S")
+    assert deleted.returncode == 0, deleted.stderr
+    assert await _batches(db) == [(1, "done", None), (2, "cancelled", "cli")]
+    audit = run(db_env, "audit", "--json")
+    cancelled = [e for e in json.loads(audit.stdout) if e["action"] == "import.cancelled"]
+    # the import asked for is told as withdrawn; a dry run, never audited, isn't
+    assert [e["detail"] for e in cancelled] == (
+        [] if "--dry-run" in how else ["withdrawn: its segment was deleted"])
+
+
+@pytest.mark.parametrize("how", [[], ["--dry-run"]])
+async def test_an_import_whose_segment_is_deleted_while_it_reads_stops_saying_so(
+    db: Database, db_env: dict[str, str], sample: Path, tmp_path: Path, how: list[str]
+) -> None:
+    """The segment of an import being read from the shell is deleted (which its draft no
+    longer prevents): the import stops with one line saying so, and imports nothing."""
+    assert run(db_env, "import", str(sample), "--segment", "S", "--create-segment").returncode == 0
+    proc = _staging(db_env, _big_csv(tmp_path), *how)
+    try:
+        deleted = run(db_env, "segments", "delete", "S")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert deleted.returncode == 0, deleted.stderr
+    assert (proc.returncode, out) == (1, ""), err
+    what = "the dry run has nothing to count" if how else "nothing was imported"
+    said = f"The segment 'S' was deleted while the files were being read; {what}."
+    assert err == f"referral-bot: {said}\n"
+    from sqlalchemy import text
+
+    async with db.begin() as conn:
+        contacts = (await conn.execute(text("SELECT COUNT(*) FROM contact"))).scalar_one()
+    assert contacts == 4  # the first import's only
+    withdrawn = [] if how else [(2, "cancelled", "cli")]  # a dry run's batch is dropped
+    assert await _batches(db) == [(1, "done", None), *withdrawn]
 
 
 async def test_missing_segment_and_missing_file_are_explained(

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -229,6 +230,54 @@ async def test_delete_is_refused_for_all_customers_busy_imports_and_other_teams(
     assert (await delete_segment(db, TEAM, vip.id or 0)).name == "VIP"
     entries = [e.action for e in await recent(db, TEAM)]
     assert entries.count("segment.deleted") == 1
+
+
+async def test_drafts_the_shell_left_behind_dont_keep_their_segment(
+    team: Database, tmp_path: Path
+) -> None:
+    """A shell import (or dry run) killed while staging left a draft with no review message
+    and no job: nothing could cancel it, and deleting its segment was refused for good.
+    Deleting withdraws such drafts now, and their rows are purged as any cancelled import's;
+    a Slack draft awaiting review and an `import --background` still keep theirs."""
+    from bot.imports.background import enqueue_file_import
+    from bot.imports.batches import add_source, stage_csv
+    from bot.imports.retention import purge_staged
+    from bot.imports.review import set_message
+    from models import SourceKind
+
+    db = team
+    vip = await create_segment(db, TEAM, "VIP")
+    killed = await create_batch(db, TEAM, vip.id or 0, "cli")  # what `import` makes first
+    source = await add_source(db, TEAM, killed.id or 0, SourceKind.CSV, "people.csv")
+    await stage_csv(db, TEAM, source.id or 0, io.BytesIO(PEOPLE.encode()), name="people.csv")
+    dry = await create_batch(db, TEAM, vip.id or 0, "cli", dry_run=True)  # `--dry-run`'s
+    assert await busy_import(db, TEAM, vip.id or 0) is None  # Slack's Delete offers it
+    await delete_segment(db, TEAM, vip.id or 0, actor="U0002")
+    async with db.begin() as conn:
+        ended = (await conn.execute(text(
+            "SELECT id, status, cancelled_by, finished_at IS NOT NULL FROM import_batch "
+            "ORDER BY id"))).all()  # fmt: skip
+    assert [tuple(r) for r in ended] == [(killed.id, "cancelled", "U0002", True),
+                                         (dry.id, "cancelled", "U0002", True)]  # fmt: skip
+    cancelled = [(e.actor, e.subject, e.detail) for e in await recent(db, TEAM)
+                 if e.action == "import.cancelled"]  # the dry run was never audited
+    assert cancelled == [("U0002", f"import #{killed.id}", "withdrawn: its segment was deleted")]
+    assert await _count(db, "SELECT COUNT(*) FROM staged_row") == 3  # its rows, until purged
+    await purge_staged(db, TEAM, 0)
+    assert await _count(db, "SELECT COUNT(*) FROM staged_row") == 0
+
+    slack = await create_segment(db, TEAM, "Slack")
+    review = await create_batch(db, TEAM, slack.id or 0, "U0001")
+    await set_message(db, TEAM, review.id or 0, channel_id="C1", message_ts="1.2")
+    people = tmp_path / "people.csv"
+    people.write_text(PEOPLE)
+    background = await create_segment(db, TEAM, "Background")
+    await enqueue_file_import(db, TEAM, [people], segment="Background")
+    for segment, batch_id in ((slack, review.id), (background, (review.id or 0) + 1)):
+        message = f"Import #{batch_id} into it is waiting for review: finish or cancel it first."
+        assert await busy_import(db, TEAM, segment.id or 0) == message
+        with pytest.raises(WorkspaceError, match=message):
+            await delete_segment(db, TEAM, segment.id or 0)
 
 
 async def test_an_excluded_segment_is_unlinked_too(team: Database) -> None:

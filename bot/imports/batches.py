@@ -828,6 +828,23 @@ async def approve_in(
     return total
 
 
+async def record_approval_in(conn: AsyncConnection, team_id: str, batch_id: int,
+                             approved_by: str, totals: Totals) -> None:  # fmt: skip
+    """The audit entry of an approval, in its transaction: the audit log shows what became of
+    an import only under it, whether it was approved in Slack or run from the shell."""
+    await record_in(conn, team_id, approved_by, Act.IMPORT_APPROVED, import_subject(batch_id),
+                    f"{totals.valid} contacts to import")  # fmt: skip
+
+
+async def own_live_segment_in(conn: AsyncConnection, team_id: str, batch_id: int) -> None:
+    """The batch's segment is still live, and held so until this transaction commits (see
+    _own_segment); else WorkspaceError ("The segment 'VIP' was deleted; ..."). A shell import
+    checks this as it approves: its draft doesn't keep its segment from being deleted."""
+    segment_id = (await conn.execute(select(ImportBatch.segment_id).where(
+        col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id))).scalar_one()
+    await _own_segment(conn, team_id, segment_id)
+
+
 async def require_static_segment(conn: AsyncConnection, team_id: str, batch_id: int) -> None:
     """The batch's segment still exists: a segment deleted while its import was being created
     can't receive it (deleting refuses segments with imports under way, this closes the gap)."""
@@ -889,8 +906,9 @@ async def queue_batch(db: Database, team_id: str, batch_id: int, approved_by: st
     """Approve a draft for trusted callers (CLI, background imports); an approved batch as is."""
     try:
         async with db.begin() as conn:
-            await approve_in(conn, team_id, batch_id, approved_by)
-    except ReviewError:
+            totals = await approve_in(conn, team_id, batch_id, approved_by)
+            await record_approval_in(conn, team_id, batch_id, approved_by, totals)
+    except ReviewError:  # not a draft (approved already: audited then), or nothing valid
         batch = await get_batch(db, team_id, batch_id)
         if batch is None:
             raise LookupError(f"No import #{batch_id} in this workspace.") from None

@@ -20,6 +20,8 @@ from bot.imports.batches import (
     add_source,
     approve_in,
     create_batch,
+    own_live_segment_in,
+    record_approval_in,
     skipped_by_status,
     write_rejects,
 )
@@ -35,12 +37,13 @@ from bot.jobs.queue import enqueue_running_in, report_progress
 from bot.mailchimp.api import Audience, Credentials, MailchimpError
 from bot.mailchimp.importing import read_audience
 from bot.progress import ProgressBar
-from bot.workspaces import find_segment, import_target
+from bot.workspaces import WorkspaceError, find_segment, import_target
 from models import (
     BatchStatus,
     Database,
     ImportBatch,
     ImportSource,
+    Segment,
     SegmentKind,
     SourceKind,
     SourceStatus,
@@ -52,6 +55,9 @@ log = logging.getLogger(__name__)
 
 class ImportFailed(Exception):
     """A file can't be imported at all; nothing was imported."""
+
+
+DRY_RUN_GONE = "the dry run has nothing to count"
 
 
 def check_files(files: Sequence[tuple[str, BinaryIO]], *,
@@ -117,14 +123,13 @@ async def import_files(
         await _stage(db, team_id, batch.id, files, progress, mailchimp, max_unzipped_bytes,
                      mapper)  # fmt: skip
     except MailchimpError as exc:  # out of retries, a revoked key, an audience deleted
-        await cancel(db, team_id, batch.id, requested_by, is_lead=True)
-        raise ImportFailed(f"{exc} Nothing was imported.") from None
-    except BaseException:  # unreadable, or interrupted (Ctrl-C): no draft left behind
-        try:
-            await asyncio.shield(cancel(db, team_id, batch.id, requested_by, is_lead=True))
-        except Exception:
-            log.exception("import #%s of %s could not be cancelled after its files failed: "
-                          "it stays a draft", batch.id, team_id)  # fmt: skip
+        await _withdraw(db, team_id, batch.id, requested_by)
+        raise await _deleted_under(db, team_id, target) or ImportFailed(
+            f"{exc} Nothing was imported.") from None
+    except BaseException as exc:  # unreadable, or interrupted (Ctrl-C): no draft left behind
+        await asyncio.shield(_withdraw(db, team_id, batch.id, requested_by))
+        if isinstance(exc, Exception) and (gone := await _deleted_under(db, team_id, target)):
+            raise gone from None  # its file was closed by that, or its next one refused
         raise
     async with db.begin() as conn:
         by_source = await skipped_by_status(conn, team_id, batch.id)
@@ -136,7 +141,11 @@ async def import_files(
     owner = shell_owner()
     try:
         job_id = await _approve_here(db, team_id, batch.id, requested_by, owner, lease_seconds)
-    except ReviewError:  # no valid row: the rows are all accounted for, none imported
+    except (ReviewError, WorkspaceError):
+        if gone := await _deleted_under(db, team_id, target):
+            await _withdraw(db, team_id, batch.id, requested_by)
+            raise gone from None
+        # no valid row: the rows are all accounted for, none imported
         written = await write_rejects(db, team_id, batch.id, rejects) if rejects else 0
         await cancel(db, team_id, batch.id, requested_by, is_lead=True)
         raise ImportFailed(await _nothing_valid(db, team_id, batch.id, written)) from None
@@ -185,12 +194,39 @@ async def _notes(db: Database, team_id: str, batch_id: int) -> list[tuple[str, s
             for text in (source.warning, source.note) if text]  # fmt: skip
 
 
+async def _withdraw(db: Database, team_id: str, batch_id: int, requested_by: str) -> None:
+    """Cancel the import's draft, so that none is left behind; a draft closed already (its
+    segment was deleted meanwhile, which withdrew it) is left as it is."""
+    try:
+        await cancel(db, team_id, batch_id, requested_by, is_lead=True)
+    except ReviewError:
+        pass
+    except Exception:
+        log.exception("import #%s of %s could not be cancelled after its files failed: "
+                      "it stays a draft", batch_id, team_id)  # fmt: skip
+
+
+async def _deleted_under(db: Database, team_id: str, segment: Segment,
+                         what: str = "nothing was imported") -> ImportFailed | None:  # fmt: skip
+    """What to say if the segment was deleted while the import read its files (deleting it
+    withdraws the import's draft, see bot.segments): the failure then, whatever it was."""
+    async with db.session() as session:
+        kind = (await session.exec(select(Segment.kind).where(
+            Segment.id == segment.id, Segment.team_id == team_id))).first()  # fmt: skip
+    if kind != SegmentKind.DELETED:
+        return None
+    return ImportFailed(f"The segment {segment.name!r} was deleted while the files were being "
+                        f"read; {what}.")
+
+
 async def _approve_here(db: Database, team_id: str, batch_id: int, requested_by: str,
                         owner: str, lease_seconds: float) -> int:  # fmt: skip
     """Approve the draft and queue its import job as this process's own, in one transaction:
     if the process dies applying it, a worker finishes the import and its enrollments."""
     async with db.begin() as conn:
-        await approve_in(conn, team_id, batch_id, requested_by)
+        totals = await approve_in(conn, team_id, batch_id, requested_by)
+        await own_live_segment_in(conn, team_id, batch_id)  # deleted while it was read?
+        await record_approval_in(conn, team_id, batch_id, requested_by, totals)
         return await enqueue_running_in(conn, team_id, IMPORT_JOB, {"batch_id": batch_id},
                                         dedupe_key=import_job_key(batch_id), owner=owner,
                                         lease_seconds=lease_seconds)  # fmt: skip
@@ -287,11 +323,19 @@ async def preview_files(
     try:
         await _stage(db, team_id, batch.id, files, progress, mailchimp, max_unzipped_bytes,
                      mapper)  # fmt: skip
-        return await dry_run(db, team_id, batch.id, target.id if target else None), bool(target)
+        counted = await dry_run(db, team_id, batch.id, target.id if target else None)
     except MailchimpError as exc:
-        raise ImportFailed(f"{exc} Nothing was imported.") from None
+        raise await _deleted_under(db, team_id, holder, DRY_RUN_GONE) or ImportFailed(
+            f"{exc} Nothing was imported.") from None
+    except (ImportFailed, ReviewError):  # a file closed, or the next one refused
+        if gone := await _deleted_under(db, team_id, holder, DRY_RUN_GONE):
+            raise gone from None
+        raise
     finally:
         await drop_batch(db, team_id, batch.id)
+    if gone := await _deleted_under(db, team_id, holder, DRY_RUN_GONE):
+        raise gone  # counted against a segment that is no more
+    return counted, bool(target)
 
 
 async def _tick(bar: ProgressBar, stream: BinaryIO, base: int) -> None:

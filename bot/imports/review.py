@@ -25,6 +25,7 @@ from bot.imports.batches import (
     get_batch,
     lock_batch,
     promote_after_source,
+    record_approval_in,
     require_consent,
     require_static_segment,
     skipped_by_status,
@@ -238,8 +239,7 @@ async def approve(
         await enqueue_in(conn, team_id, IMPORT_JOB, {"batch_id": batch_id},
                          dedupe_key=import_job_key(batch_id),
                          max_attempts=max_attempts)  # fmt: skip
-        await record_in(conn, team_id, user_id, Act.IMPORT_APPROVED, import_subject(batch_id),
-                        f"{totals.valid} contacts to import")  # fmt: skip
+        await record_approval_in(conn, team_id, batch_id, user_id, totals)
     return totals
 
 

@@ -386,3 +386,36 @@ async def test_an_imports_outcome_counts_the_campaign_targeted_from_its_thread(
     words = _all_text(await _command(app, "audit"))
     assert "approved import #1" in words
     assert "2 enrolled in campaigns, 2 invites sent" in words, words
+
+
+async def test_imports_from_the_shell_are_recorded_as_approved_with_their_outcome(
+    app: Harness, tmp_path: Path
+) -> None:
+    """`referral-bot import` (and `import --background`) approved the import without an
+    audit entry: the log showed only "asked for", with no line saying what it imported."""
+    import io
+
+    from bot.audit import recent
+    from bot.imports.background import IMPORT_JOB, enqueue_file_import, import_handler
+    from bot.imports.batches import queue_batch
+    from bot.imports.importer import import_files
+    from bot.jobs.worker import Worker, WorkerConfig
+
+    await ensure_workspace(app.db, TEAM)
+    people = "email\n" + "".join(f"p{i}@example.com\n" for i in range(3))
+    await import_files(app.db, TEAM, [("people.csv", io.BytesIO(people.encode()))],
+                       segment="VIP", create_segment=True)  # fmt: skip
+    more = tmp_path / "more.csv"
+    more.write_text("email\n" + "".join(f"q{i}@example.com\n" for i in range(2)))
+    await enqueue_file_import(app.db, TEAM, [more], segment="VIP")
+    config = WorkerConfig(lease_seconds=5, poll_seconds=0.05, retry_base_seconds=0)
+    await Worker(app.db, {IMPORT_JOB: import_handler(2)}, config).run_until_idle()
+    await queue_batch(app.db, TEAM, 2, "cli")  # already approved: no second entry
+    approvals = [(e.actor, e.subject, e.detail) for e in await recent(app.db, TEAM)
+                 if e.action == Act.IMPORT_APPROVED]  # fmt: skip
+    assert approvals == [("cli", "import #2", "2 contacts to import"),
+                         ("cli", "import #1", "3 contacts to import")]  # fmt: skip
+    words = _all_text(await _command(app, "audit"))
+    assert "The command line approved import #1 (3 contacts to import)" in words, words
+    assert "imported: 3 new contacts, 3 added to the segment" in words, words
+    assert "imported: 2 new contacts, 2 added to the segment" in words, words
