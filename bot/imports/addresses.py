@@ -75,11 +75,18 @@ def normalize_email(raw: str) -> str:
     return plain_email(raw) or _slow_normalize(raw)
 
 
+_NAMED = re.compile(r"[^<>]*<([^<>]+)>\s*")  # "Name <address>"
+
+
 def _slow_normalize(raw: str) -> str:
     """email-validator's verdict, for an address as people paste it too: from a mail client
     with the person's name ("Ada Lovelace <ada@example.com>") or from a web page's link
     ("mailto:ada@example.com"); both were rejected as invalid."""
     address = raw[7:].lstrip() if raw[:7].lower() == "mailto:" else raw
+    if named := _NAMED.fullmatch(address):
+        # the address alone: email-validator refuses an unquoted name beyond ASCII
+        # ("Élodie Dupont <elodie@…>", as mail clients copy it), and the name is dropped anyway
+        address = named.group(1).strip()
     try:
         return validate_email(address, check_deliverability=False,
                               allow_display_name=True).normalized  # fmt: skip

@@ -259,6 +259,10 @@ def test_email_key_makes_case_variants_one_contact() -> None:
         ('"Lovelace, Ada" <ada@example.com>', "ada@example.com"),
         ("mailto:bob@example.com", "bob@example.com"),
         ("MAILTO: bob@Example.com", "bob@example.com"),
+        # unquoted names beyond ASCII, as mail clients copy them: email-validator refuses them
+        ("Élodie Dupont <elodie@example.com>", "elodie@example.com"),
+        ("田中 悠斗 <tanaka@example.jp>", "tanaka@example.jp"),
+        ("José <José@example.es>", "José@example.es"),
     ],
 )
 def test_an_address_pasted_with_its_name_or_as_a_mailto_link_is_the_address(
