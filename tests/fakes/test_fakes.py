@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -434,6 +435,14 @@ def test_slash_command_form_matches_the_documented_field_order() -> None:
     assert json.loads(parse_qs(interactive_body(payload).decode())["payload"][0]) == payload
 
 
+async def _until(check: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Wait for what a bolt listener does after its ack (it runs on after the response)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "the listener's work never showed"
+        await asyncio.sleep(0.01)
+
+
 async def test_requests_dispatch_through_a_real_bolt_app(slack: FakeSlack) -> None:
     """Both fakes against slack-bolt's own aiohttp server: shapes, signing, triggers, acks."""
     app = AsyncApp(
@@ -493,17 +502,19 @@ async def test_requests_dispatch_through_a_real_bolt_app(slack: FakeSlack) -> No
         )
         assert (await requests.block_action("review_approve", user_id="U0002")).status == 200
         await slack.wait_for("auth.test")  # bolt's lazy auth.test happened once
+        # the listener goes on after its ack: its respond() may land after the 200
+        await _until(lambda: slack.message("C0001", posted["ts"])["text"] == "Approved")
         action = seen["action"]
         assert action["container"]["message_ts"] == posted["ts"]
         assert action["actions"][0]["block_id"] == "review_actions"
         assert action["message"]["blocks"][0]["elements"][0]["action_id"] == "review_approve"
-        assert slack.message("C0001", posted["ts"])["text"] == "Approved"
 
         slack.add_file("F0002", "referrals_q3.csv", CSV, channels=["C0001"])
         event = message_file_share_event([slack.file_object("F0002")], text="Q3 list")
         assert (await requests.event(event, event_id="Ev0002")).status == 200
         assert (await requests.event(event, event_id="Ev0002", retry_num=1)).status == 200
         assert (await requests.event(file_shared_event("F0002"))).status == 200
+        await _until(lambda: len(seen.get("messages", [])) == 2 and "file_shared" in seen)
         assert [retry for _, retry in seen["messages"]] == [None, ["1"]]
         assert seen["messages"][0][0]["files"][0]["id"] == "F0002"
         assert seen["file_shared"]["file_id"] == "F0002"
