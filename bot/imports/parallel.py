@@ -62,7 +62,7 @@ class ParallelRows:
                  copy_constants: tuple[object, ...] | None = None,
                  columns: Columns | None = None) -> None:  # fmt: skip
         argv = [sys.executable, "-m", "bot.imports.parallel", str(path)]
-        self._process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._process = _start_deaf_to_ctrl_c(argv)
         assert self._process.stdin is not None
         self._constants = copy_constants
         pickle.dump((batch_keys, columns), self._process.stdin)
@@ -110,6 +110,23 @@ class ParallelRows:
         self._process.wait()
         if self._process.stdout is not None:
             self._process.stdout.close()
+
+
+def _start_deaf_to_ctrl_c(argv: list[str]) -> subprocess.Popen[bytes]:
+    """The parser child, started with SIGINT blocked (a blocked signal mask is inherited across
+    fork and exec): Ctrl-C in a terminal signals the whole foreground process group, and one
+    that came while the child was still loading its modules (half a second of CPU, more on a
+    busy machine), before `_parse` could ignore it, printed the traceback of an import. The
+    parent stops the child itself (`close`). Only this thread blocks it meanwhile: the
+    process's Ctrl-C still reaches Python's handler through the others."""
+    block = getattr(signal, "pthread_sigmask", None)
+    if block is None:  # Windows: no process groups to signal
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    before = block(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    finally:
+        block(signal.SIG_SETMASK, before)
 
 
 def copy_csv(constants: tuple[object, ...], rows: list[Staged]) -> bytes:
