@@ -131,11 +131,27 @@ async def enqueue_in(
     With a `dedupe_key` an existing job of that key wins and its id is returned: the insert
     never raises, so the caller's transaction stays usable on PostgreSQL too.
     """
+    row = await _insert_in(conn, team_id, kind, payload, dedupe_key=dedupe_key,
+                           max_attempts=max_attempts, run_after=run_after)  # fmt: skip
+    return await _inserted_or_existing(conn, row, team_id, dedupe_key)
+
+
+async def _insert_in(
+    conn: AsyncConnection,
+    team_id: str,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    dedupe_key: str | None,
+    max_attempts: int | None,
+    run_after: datetime | None,
+) -> Any:
+    """INSERT the job unless one of its key exists: the row of its id, or None."""
     now = utcnow()
     params = {"team": team_id, "kind": kind, "payload": json.dumps(payload), "key": dedupe_key,
               "max": max_attempts or _defaults.max_attempts, "now": now,
               "run_after": run_after or now}  # fmt: skip
-    row = (
+    return (
         await conn.execute(
             _sql("""
                 INSERT INTO job (team_id, kind, payload, dedupe_key, state, attempts, max_attempts,
@@ -148,7 +164,21 @@ async def enqueue_in(
             params,
         )
     ).first()
-    return await _inserted_or_existing(conn, row, team_id, dedupe_key)
+
+
+# A job of `enqueue_pending_in` that was no longer queued when a newer one took its key keeps
+# it as "was:<its id>:<key>": unique still, and a run of it that fails or is handed back then
+# knows which key to look under for the newer copy that does its work (`_leave_owned`).
+_RETIRED = "was:"
+_RETIRE = f"'{_RETIRED}' || CAST(id AS VARCHAR(20)) || ':' || dedupe_key"
+_JOIN_TRIES = 5  # each try but the last loses to another enqueue that committed meanwhile
+
+
+def pending_key(dedupe_key: str | None) -> str | None:
+    """The key a job of `enqueue_pending_in` gave up to a newer copy; None for any other."""
+    if dedupe_key is None or not dedupe_key.startswith(_RETIRED):
+        return None
+    return dedupe_key.split(":", 2)[2]
 
 
 async def enqueue_pending_in(
@@ -164,24 +194,36 @@ async def enqueue_pending_in(
     """Queue a job that redoes work from the data as it is when it runs (a refresh, a report),
     or join the job of that key still waiting to run: changes made while one waits need no
     second run. A change made once it started queues the next, since it may have read the
-    data before: the key is taken back from a job of that key that is no longer queued.
+    data before: the key is taken from a job of that key that is no longer queued (a job
+    of one kind: the same key always comes with the same payload).
 
-    Joining gives the waiting job its retries back, due no later than a new one would be: the
-    newest change, which it now carries, must not wait out the backoff of an older one's
-    failures, nor be dropped with its last attempt. Two callers at once on PostgreSQL: the
-    second insert waits for the first and joins it."""
-    params = {"team": team_id, "kind": kind, "key": dedupe_key, "now": utcnow(),
+    One UPDATE takes the keyed row and decides by its state then: on PostgreSQL it waits for a
+    worker claiming the job, so a change never joins a job that already started (its report
+    would be lost); a concurrent enqueue that inserted the key first is joined on the next try.
+
+    A job that hasn't failed yet is due no later than a new one would be; one that failed
+    keeps its attempts and its backoff: Slack down, every report joining it would otherwise
+    retry it at once, and a report that fails for good would live as long as reports come."""
+    params = {"team": team_id, "key": dedupe_key, "now": utcnow(),
               "run_after": run_after or utcnow()}  # fmt: skip
-    await conn.execute(_sql("UPDATE job SET dedupe_key = NULL, updated_at = :now "
-                            "WHERE team_id = :team AND kind = :kind AND dedupe_key = :key "
-                            "AND state <> 'queued'"), params)  # fmt: skip
-    await conn.execute(_sql("""
-        UPDATE job SET attempts = 0, updated_at = :now,
-            run_after = CASE WHEN run_after > :run_after THEN :run_after ELSE run_after END
-        WHERE team_id = :team AND kind = :kind AND dedupe_key = :key AND state = 'queued'
-    """), params)  # fmt: skip
-    return await enqueue_in(conn, team_id, kind, payload, dedupe_key=dedupe_key,
-                            max_attempts=max_attempts, run_after=params["run_after"])  # fmt: skip
+    for _ in range(_JOIN_TRIES):
+        holder = (await conn.execute(_sql(f"""
+            UPDATE job SET updated_at = :now,
+                run_after = CASE WHEN state = 'queued' AND attempts = 0
+                                      AND run_after > :run_after
+                                 THEN :run_after ELSE run_after END,
+                dedupe_key = CASE WHEN state = 'queued' THEN dedupe_key ELSE {_RETIRE} END
+            WHERE team_id = :team AND dedupe_key = :key
+            RETURNING id, state
+        """), params)).first()  # fmt: skip
+        if holder is not None and holder.state == JobState.QUEUED:
+            return int(holder.id)
+        row = await _insert_in(conn, team_id, kind, payload, dedupe_key=dedupe_key,
+                               max_attempts=max_attempts,
+                               run_after=params["run_after"])  # fmt: skip
+        if row is not None:
+            return int(row[0])
+    raise RuntimeError(f"no job of key {dedupe_key!r} queued after {_JOIN_TRIES} tries")
 
 
 async def _inserted_or_existing(conn: AsyncConnection, row: Any, team_id: str,
@@ -369,9 +411,9 @@ async def finish(db: Database, job: Job, owner: str) -> bool:
 
 async def release(db: Database, job: Job, owner: str) -> bool:
     """Hand a job back untouched by this attempt (graceful shutdown): it runs again at once."""
-    return await _update_owned(
+    return await _leave_owned(
         db, job, owner, "state = 'queued', attempts = attempts - 1, lease_owner = NULL, "
-        "lease_expires_at = NULL, run_after = :now"
+        "lease_expires_at = NULL, run_after = :now", outcome="handed back"
     )  # fmt: skip
 
 
@@ -380,15 +422,62 @@ async def fail(
 ) -> bool:
     """Record the error; retry later with exponential backoff, or give up after max attempts."""
     if permanent or job.attempts >= job.max_attempts:
-        return await _update_owned(
+        return await _leave_owned(
             db, job, owner, "state = 'failed', last_error = :error, finished_at = :now, "
-            "lease_owner = NULL, lease_expires_at = NULL", error=error[:4000]
+            "lease_owner = NULL, lease_expires_at = NULL", outcome=error, error=error[:4000]
         )  # fmt: skip
-    return await _update_owned(
+    return await _leave_owned(
         db, job, owner, "state = 'queued', last_error = :error, run_after = :run_after, "
-        "lease_owner = NULL, lease_expires_at = NULL", error=error[:4000],
+        "lease_owner = NULL, lease_expires_at = NULL", outcome=error, error=error[:4000],
         run_after=utcnow() + retry_delay(retry_base, job.attempts),
     )  # fmt: skip
+
+
+_SUPERSEDED = ("state = 'done', finished_at = :now, lease_owner = NULL, "
+               "lease_expires_at = NULL, last_error = :note")  # fmt: skip
+
+
+async def _leave_owned(db: Database, job: Job, owner: str, assignments: str, *, outcome: str,
+                       **params: Any) -> bool:  # fmt: skip
+    """`_update_owned` for a run that ends without the job's work done (failed, handed back).
+
+    A job of `enqueue_pending_in` whose key a newer copy took while it ran would wait in the
+    queue beside that copy, keyless: during a Slack outage one more per retry, each replayed
+    once Slack was back. The copy started after this run and does the same work from newer
+    data, so this job is done, superseded. Only when that copy gave up or was cancelled does
+    this one go on, with the key back, for later reports to join."""
+    async with db.begin() as conn:
+        mine = (await conn.execute(
+            _sql("UPDATE job SET updated_at = :now WHERE id = :id AND lease_owner = :owner "
+                 "AND state = 'running' RETURNING dedupe_key"),
+            {"id": job.id, "owner": owner, "now": utcnow()},
+        )).first()  # fmt: skip
+        if mine is None:
+            return False
+        values = {"id": job.id, "now": utcnow(), **params}
+        if (key := pending_key(mine.dedupe_key)) is not None:
+            if (newer := await _copy_at_work_in(conn, job.team_id, key)) is not None:
+                note = f"superseded by job {newer}, queued while this one ran ({outcome})"
+                assignments, values["note"] = _SUPERSEDED, note[:4000]
+            else:
+                assignments, values["key"] = f"{assignments}, dedupe_key = :key", key
+        await conn.execute(_sql(f"UPDATE job SET {assignments}, updated_at = :now "
+                                "WHERE id = :id"), values)  # fmt: skip
+    return True
+
+
+async def _copy_at_work_in(conn: AsyncConnection, team_id: str, key: str) -> int | None:
+    """The job holding `key` that is queued, running or done (see `_leave_owned`), if any; one
+    that failed or was cancelled gives the key up."""
+    params = {"team": team_id, "key": key, "now": utcnow()}
+    await conn.execute(_sql(f"UPDATE job SET dedupe_key = {_RETIRE}, updated_at = :now "
+                            "WHERE team_id = :team AND dedupe_key = :key "
+                            "AND state IN ('failed', 'cancelled')"), params)  # fmt: skip
+    holder = await conn.execute(
+        text("SELECT id FROM job WHERE team_id = :team AND dedupe_key = :key"),
+        {"team": team_id, "key": key},
+    )
+    return holder.scalar()
 
 
 def retry_delay(retry_base: float, attempts: int) -> timedelta:

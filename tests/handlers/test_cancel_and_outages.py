@@ -18,7 +18,13 @@ from bot.imports.engine import Progress, apply_batch
 from bot.imports.undo import request_undo
 from bot.jobs.queue import claim, list_jobs
 from bot.jobs.worker import Worker, WorkerConfig
-from bot.notify import BATCH_CHANGED, ENROLLMENT_CHANGED, SOURCE_READ, enqueue_report_job_in
+from bot.notify import (
+    BATCH_CHANGED,
+    ENROLLMENT_CHANGED,
+    REPORT_ATTEMPTS,
+    SOURCE_READ,
+    enqueue_report_job_in,
+)
 from bot.workspaces import ensure_workspace, import_target
 from handlers.ids import Action, BlockId
 from models import BatchStatus, CampaignState
@@ -222,7 +228,9 @@ async def test_a_held_back_report_joins_the_same_one_waiting_but_not_another(
 ) -> None:
     """Reports of other events or ids get jobs of their own; one made once the waiting job
     started queues the next (that run may have read the data before); and the report that
-    joins gets all the retries back, due at once, not after the older one's backoff."""
+    joins a job that failed before keeps its attempts and backoff (Slack is likely still
+    down: retrying at every report would use its attempts up at once, and resetting them kept
+    a report that fails for good alive as long as reports came)."""
     await ensure_workspace(app.db, "T0001")
     first = await _report_job_in(app, ENROLLMENT_CHANGED, enrollment_id=1)
     assert await _report_job_in(app, ENROLLMENT_CHANGED, enrollment_id=1) == first
@@ -238,13 +246,95 @@ async def test_a_held_back_report_joins_the_same_one_waiting_but_not_another(
                            {"later": utcnow() + timedelta(hours=1), "j": first})  # fmt: skip
     assert await _report_job_in(app, ENROLLMENT_CHANGED, enrollment_id=1) == first
     (job,) = [j for j in await list_jobs(app.db, "T0001") if j.id == first]
-    assert job.attempts == 0 and job.run_after <= utcnow()
+    assert job.attempts == 9 and job.run_after > utcnow() + timedelta(minutes=59)
+    await _due_now(app)
 
     running = await claim(app.db, "w1", lease_seconds=30)
     assert running is not None and running.id == first
     after = await _report_job_in(app, ENROLLMENT_CHANGED, enrollment_id=1)
     assert after not in {first, *others}
     assert await _report_job_in(app, ENROLLMENT_CHANGED, enrollment_id=1) == after
+
+
+async def _draft_review(app: Harness) -> tuple[dict, int]:
+    """A rep's review of a 10-row file, not approved: the message and its import's id."""
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "small.csv", _csv(10))
+    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    message = await _review(app)
+    return message, int(message["blocks"][-1]["elements"][2]["value"])
+
+
+def _redraws(app: Harness, ts: str) -> int:
+    return sum(1 for c in app.slack.calls_to("chat.update") if c.args.get("ts") == ts)
+
+
+async def test_reports_made_while_slack_is_down_and_their_retry_runs_leave_one_job(
+    app: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slack answers "service unavailable" while a report's retry runs, and the import changes
+    meanwhile (a newer report of the same message). The run that fails used to go back to
+    the queue beside the newer report's job, so every such retry left one more copy, each
+    redrawing the review message once Slack was back. The newer one does its work: one job
+    waits, and the message is redrawn once."""
+    message, batch = await _draft_review(app)
+    monkeypatch.setattr(app.worker.config, "retry_base_seconds", 60.0)  # as in production
+    app.slack.fail("chat.update", "service_unavailable", times=1000)
+    await _report_job_in(app, BATCH_CHANGED, batch_id=batch)
+    newer_reports = 3
+    gate = app.slack.hold("chat.update")
+    worker = asyncio.create_task(app.worker.run_until_idle())
+    for _ in range(newer_reports):  # each run of the report sees a newer one made meanwhile
+        await _called(app, "chat.update", after=len(app.slack.calls_to("chat.update")))
+        await _report_job_in(app, BATCH_CHANGED, batch_id=batch)
+        gate, held = app.slack.hold("chat.update"), gate
+        held.set()  # Slack answers the running report: service unavailable
+    gate.set()
+    await worker
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'slack_report' "
+                             "AND state = 'queued'") == 1  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'slack_report' "
+                             "AND state = 'done'") == newer_reports  # fmt: skip
+
+    app.slack.fail("chat.update", "service_unavailable", times=0)  # Slack is back
+    await _due_now(app)
+    before = _redraws(app, message["ts"])
+    await app.settle()
+    assert _redraws(app, message["ts"]) - before == 1
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'slack_report' "
+                             "AND state NOT IN ('done')") == 0  # fmt: skip
+
+
+async def _called(app: Harness, method: str, *, after: int) -> None:
+    """Wait until `method` was called more than `after` times."""
+
+    async def called() -> bool:
+        return len(app.slack.calls_to(method)) > after
+
+    await _wait_until(called)
+
+
+async def test_a_report_that_fails_for_good_ends_failed_though_reports_keep_joining_it(
+    app: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slack refuses the report every time: each new report joining its job gave the job its
+    attempts back, so it was retried for as long as reports came. It ends failed after its
+    attempts, and the next report queues a fresh one."""
+    _, batch = await _draft_review(app)
+    monkeypatch.setattr(app.worker.config, "retry_base_seconds", 60.0)  # as in production
+    app.slack.fail("chat.update", "service_unavailable", times=1000)
+    first = await _report_job_in(app, BATCH_CHANGED, batch_id=batch)
+    for _ in range(REPORT_ATTEMPTS):
+        await _due_now(app)
+        await app.worker.run_until_idle()
+        await _report_job_in(app, BATCH_CHANGED, batch_id=batch)  # another change meanwhile
+    (job,) = [j for j in await list_jobs(app.db, "T0001") if j.id == first]
+    assert job.state == "failed" and job.attempts == REPORT_ATTEMPTS, job
+    assert "service_unavailable" in (job.last_error or "")
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'slack_report' "
+                             "AND state = 'queued'") == 1  # fmt: skip
 
 
 async def test_review_import_on_an_upload_can_be_retried_and_the_skipped_rows_follow(

@@ -283,3 +283,77 @@ async def test_a_job_whose_worker_died_in_every_attempt_fails_instead_of_running
     assert (failed.state, failed.attempts) == ("failed", 3)
     assert "stopped during each of its 2 attempts" in (failed.last_error or "")
     assert await Worker(db, {"x": handler}, FAST).run_until_idle() == 0  # never taken again
+
+
+# Jobs that redo work from the data as it is when they run (Slack reports, Home refreshes):
+# enqueue_pending_in joins the one still queued; one made once it started queues the next.
+
+
+async def _pending(db: Database, key: str = "report:x:batch_id=1") -> int:
+    async with db.begin() as conn:
+        return await queue.enqueue_pending_in(conn, "T1", "report", {"n": 1}, dedupe_key=key)
+
+
+async def _states(db: Database) -> list[tuple[int, str]]:
+    return sorted((j.id or 0, j.state) for j in await queue.list_jobs(db, "T1"))
+
+
+async def test_a_run_handed_back_while_a_newer_copy_waits_is_done_not_queued_twice(
+    db: Database,
+) -> None:
+    """The worker stops (shutdown) during a run whose newer copy was queued meanwhile: handed
+    back, the run waited beside that copy and both ran. The copy does its work."""
+    await ensure_workspace(db, "T1")
+    first = await _pending(db)
+    running = await queue.claim(db, "w1", lease_seconds=30)
+    assert running is not None and running.id == first
+    newer = await _pending(db)
+    assert newer != first and await _pending(db) == newer
+    assert await queue.release(db, running, "w1")
+    assert await _states(db) == [(first, "done"), (newer, "queued")]
+    done = await queue.get_job(db, "T1", first)
+    assert done is not None and f"superseded by job {newer}" in (done.last_error or "")
+
+
+async def test_a_failed_run_whose_newer_copy_gave_up_is_retried_and_joined_again(
+    db: Database,
+) -> None:
+    """The newer copy failed for good before the older run failed: the older one is retried,
+    and a later report joins it instead of queuing a copy beside it."""
+    await ensure_workspace(db, "T1")
+    first = await _pending(db)
+    older = await queue.claim(db, "w1", lease_seconds=30)
+    newer = await _pending(db)
+    copy = await queue.claim(db, "w2", lease_seconds=30)
+    assert older is not None and copy is not None and copy.id == newer
+    assert await queue.fail(db, copy, "w2", "refused", retry_base=0, permanent=True)
+    assert await queue.fail(db, older, "w1", "Slack is down", retry_base=0)
+    assert await _states(db) == [(first, "queued"), (newer, "failed")]
+    assert await _pending(db) == first
+
+
+async def test_a_report_joins_no_job_a_worker_is_claiming(db: Database) -> None:
+    """PostgreSQL: a worker's claim of the waiting job, not committed yet, while a report is
+    queued. The report read the job as queued, joined it once the claim committed, and was
+    lost: the run had started without it. It waits for the claim and queues its own."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: these can't interleave there")
+    from tests.waiting import backend_pid, until_waiting_or_done
+
+    await ensure_workspace(db, "T1")
+    first = await _pending(db)
+    worker_conn = await db.engine.connect()
+    claiming = await worker_conn.begin()
+    await worker_conn.execute(text(  # the claim's UPDATE, as a worker runs it
+        "UPDATE job SET state = 'running', lease_owner = 'w1', attempts = attempts + 1, "
+        "lease_expires_at = statement_timestamp() + interval '30 seconds' WHERE id = :j"
+    ), {"j": first})  # fmt: skip
+    report = asyncio.create_task(_pending(db))
+    try:
+        assert await until_waiting_or_done(db, await backend_pid(worker_conn), report)
+    finally:
+        await claiming.commit()
+        await worker_conn.close()
+    joined = await report
+    assert joined != first
+    assert await _states(db) == [(first, "running"), (joined, "queued")]
