@@ -157,3 +157,20 @@ async def test_an_import_into_a_segment_being_deleted_imports_nothing(
             "SELECT (SELECT COUNT(*) FROM import_batch), (SELECT COUNT(*) FROM contact)"
         ))).one()  # fmt: skip
     assert tuple(written) == (0, 0)
+
+
+async def test_deleting_a_segment_says_a_background_import_into_it_is_queued(
+    db: Database, cli: Cli, people: Path
+) -> None:
+    """`segments delete` refused while an `import --background` into the segment was queued
+    with "is waiting for review": no review ever comes for it (nor a message to review it in).
+    It says the import is queued."""
+    await ensure_workspace(db, TEAM)
+    await import_target(db, TEAM, "VIP", create=True)
+    code, out, _ = await cli("import", str(people), "--segment", "VIP", "--background", "--json")
+    assert code == 0
+    batch_id = json.loads(out)["batch"]
+    code, out, err = await cli("segments", "delete", "VIP")
+    assert (code, out) == (1, "")
+    assert err == (f"referral-bot: Import #{batch_id} into it is queued: finish or cancel it "
+                   "first.\n")  # fmt: skip

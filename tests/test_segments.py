@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import re
 from pathlib import Path
 
@@ -273,11 +274,36 @@ async def test_drafts_the_shell_left_behind_dont_keep_their_segment(
     people.write_text(PEOPLE)
     background = await create_segment(db, TEAM, "Background")
     await enqueue_file_import(db, TEAM, [people], segment="Background")
-    for segment, batch_id in ((slack, review.id), (background, (review.id or 0) + 1)):
-        message = f"Import #{batch_id} into it is waiting for review: finish or cancel it first."
+    for segment, batch_id, words in ((slack, review.id, "is waiting for review"),
+                                     (background, (review.id or 0) + 1, "is queued")):
+        message = f"Import #{batch_id} into it {words}: finish or cancel it first."
         assert await busy_import(db, TEAM, segment.id or 0) == message
         with pytest.raises(WorkspaceError, match=message):
             await delete_segment(db, TEAM, segment.id or 0)
+
+
+async def test_a_background_import_is_said_queued_then_running_not_waiting_for_review(
+    team: Database, tmp_path: Path
+) -> None:
+    """`import --background` is a draft until its job has read the files, but nobody reviews
+    it: deleting its segment said it "is waiting for review", and people looked for a review
+    message that never comes. It is queued, then running once a worker took its job."""
+    from bot.imports.background import enqueue_file_import
+    from bot.jobs.queue import claim_by_key
+
+    db = team
+    people = tmp_path / "people.csv"
+    people.write_text(PEOPLE)
+    vip = await create_segment(db, TEAM, "VIP")
+    job = await enqueue_file_import(db, TEAM, [people], segment="VIP")
+    batch_id = json.loads(job.payload)["batch_id"]
+    for words in ("is queued", "is running"):
+        if words == "is running":  # a worker took its job: it reads the files
+            assert await claim_by_key(db, TEAM, f"import:{batch_id}", "w1", 60) is not None
+        message = f"Import #{batch_id} into it {words}: finish or cancel it first."
+        assert await busy_import(db, TEAM, vip.id or 0) == message
+        with pytest.raises(WorkspaceError, match=message):
+            await delete_segment(db, TEAM, vip.id or 0, actor="U0002")
 
 
 async def test_an_excluded_segment_is_unlinked_too(team: Database) -> None:
