@@ -306,6 +306,38 @@ async def test_a_background_import_is_said_queued_then_running_not_waiting_for_r
             await delete_segment(db, TEAM, vip.id or 0, actor="U0002")
 
 
+async def test_a_background_import_commits_with_its_job_or_not_at_all(
+    team: Database, tmp_path: Path
+) -> None:
+    """`import --background`'s draft, its files and its job commit in one transaction. They
+    were committed one after the other: a draft with no job in between, which deleting its
+    segment withdraws as a shell's left behind (the shell then told "already cancelled by
+    <@U…>"), and a failure there left that draft for good. Here the job's INSERT fails (a
+    trigger refuses it): nothing of the import is left."""
+    from bot.imports.background import enqueue_file_import
+
+    db = team
+    people = tmp_path / "people.csv"
+    people.write_text(PEOPLE)
+    await create_segment(db, TEAM, "VIP")
+    async with db.begin() as conn:
+        if db.is_sqlite:
+            await conn.execute(text(
+                "CREATE TRIGGER refuse_import_job BEFORE INSERT ON job WHEN NEW.kind = 'import' "
+                "BEGIN SELECT RAISE(ABORT, 'no import jobs now'); END"))  # fmt: skip
+        else:
+            await conn.execute(text(
+                "CREATE FUNCTION refuse_import_job() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'no import jobs now'; END $$"))  # fmt: skip
+            await conn.execute(text(
+                "CREATE TRIGGER refuse_import_job BEFORE INSERT ON job FOR EACH ROW "
+                "WHEN (NEW.kind = 'import') EXECUTE FUNCTION refuse_import_job()"))  # fmt: skip
+    with pytest.raises(Exception):  # noqa: B017  (the driver's error, whichever it is)
+        await enqueue_file_import(db, TEAM, [people], segment="VIP")
+    assert await _count(db, "SELECT COUNT(*) FROM import_batch") == 0
+    assert await _count(db, "SELECT COUNT(*) FROM import_source") == 0
+
+
 async def test_an_excluded_segment_is_unlinked_too(team: Database) -> None:
     staff = await create_segment(team, TEAM, "Staff")
     spring = await create_campaign(team, TEAM, "Spring", store_url="https://s.example",
