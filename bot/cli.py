@@ -25,10 +25,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from bot import cli_audit, cli_campaigns, cli_contacts, cli_mailchimp, cli_segments, cli_undo
-from bot.cli_common import CliError, positive
+from bot.cli_common import CliError, plain_mentions, positive
 from bot.cli_locales import unknown_locale_notes
 from bot.home_refresh import HOME_REFRESH_JOB, queue_home_refresh
 from bot.imports.background import enqueue_file_import
+from bot.imports.batches import ReviewError
 from bot.imports.cancel import cancel_job
 from bot.imports.engine import BatchStateError
 from bot.imports.importer import ImportFailed, import_files, preview_files
@@ -534,12 +535,15 @@ async def _import_background(
         if _label(path) != path.name:
             raise CliError(f"{_shown(path)}: its name isn't UTF-8; rename it to import it in "
                            "the background.")  # fmt: skip
-    job = await enqueue_file_import(db, team, args.files, segment=args.segment,
-                                    create_segment=args.create_segment,
-                                    update_existing=args.update_existing,
-                                    max_attempts=settings.job_max_attempts,
-                                    max_unzipped_bytes=settings.max_unzipped_bytes,
-                                    column_map=args.column_map)  # fmt: skip
+    try:
+        job = await enqueue_file_import(db, team, args.files, segment=args.segment,
+                                        create_segment=args.create_segment,
+                                        update_existing=args.update_existing,
+                                        max_attempts=settings.job_max_attempts,
+                                        max_unzipped_bytes=settings.max_unzipped_bytes,
+                                        column_map=args.column_map)  # fmt: skip
+    except ReviewError as exc:  # said for Slack: told here without a traceback, or markup
+        raise CliError(plain_mentions(str(exc))) from None
     batch_id = json.loads(job.payload)["batch_id"]
     if args.json:
         print(json.dumps({"job": job.id, "batch": batch_id, "state": job.state}))

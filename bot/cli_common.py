@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Protocol
 
 from bot.settings import Settings
@@ -22,6 +23,15 @@ def positive(text: str) -> int:
     if not 1 <= value <= MAX_INT:
         raise argparse.ArgumentTypeError(f"{text} isn't between 1 and {MAX_INT:,}")
     return value
+
+
+_MENTION = re.compile(r"<@([A-Z0-9]+)>")
+
+
+def plain_mentions(message: str) -> str:
+    """A message written for Slack as a shell shows it: a mention (<@U123>) as the bare user
+    id, as `audit` lists who did what, not Slack's markup."""
+    return _MENTION.sub(r"\1", message)
 
 
 class CliError(Exception):

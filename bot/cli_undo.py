@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from typing import Any
 
 from bot.audit import CLI
-from bot.cli_common import CliError, positive
+from bot.cli_common import CliError, plain_mentions, positive
 from bot.imports.undo import (
     UndoError,
     handed_on_words,
@@ -26,7 +25,6 @@ from bot.settings import Settings
 from models import Database, Segment
 
 COMMANDS: tuple[str, ...] = ("undo",)
-_MENTION = re.compile(r"<@([A-Z0-9]+)>")
 
 
 def add_parsers(sub: Any) -> None:
@@ -38,11 +36,6 @@ def add_parsers(sub: Any) -> None:
     undo.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _plain(message: str) -> str:
-    """Slack mentions (<@U123>) as the bare user id a shell shows."""
-    return _MENTION.sub(r"\1", message)
-
-
 async def run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
     try:
         batch = await undo_now(db, team, args.import_id, CLI, remove_advocates=args.advocates,
@@ -51,7 +44,7 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
                                max_attempts=settings.job_max_attempts,
                                lease_seconds=settings.job_lease_seconds)  # fmt: skip
     except UndoError as exc:
-        raise CliError(_plain(str(exc))) from None
+        raise CliError(plain_mentions(str(exc))) from None
     async with db.session() as session:
         segment = await session.get(Segment, batch.segment_id)
     async with db.begin() as conn:  # no confirmation told the shell they stay, so this does

@@ -66,6 +66,13 @@ _SHELL_DRAFT = f"""
                     AND j.state IN ('queued', 'running'))
 """
 
+# The state of an import's job while it is queued or running (`import --background`'s draft
+# has one from the start), else NULL
+_IMPORT_JOB_STATE = """
+    SELECT j.state FROM job j WHERE j.team_id = import_batch.team_id
+    AND j.dedupe_key = 'import:' || import_batch.id AND j.state IN ('queued', 'running')
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class CampaignUse:
@@ -200,12 +207,17 @@ async def busy_import(db: Database, team_id: str, segment_id: int) -> str | None
 async def _busy_in(conn: AsyncConnection, team_id: str, segment_id: int) -> str | None:
     statuses = ", ".join(f"'{s.value}'" for s in BUSY)
     row = (await conn.execute(text(  # type: ignore[attr-defined]
-        f"SELECT id, status FROM import_batch WHERE team_id = :t AND segment_id = :s "
-        f"AND status IN ({statuses}) AND NOT ({_SHELL_DRAFT}) ORDER BY id LIMIT 1"),
-        {"t": team_id, "s": segment_id})).first()  # fmt: skip
+        f"SELECT id, status, ({_IMPORT_JOB_STATE}) AS job FROM import_batch WHERE team_id = :t "
+        f"AND segment_id = :s AND status IN ({statuses}) AND NOT ({_SHELL_DRAFT}) "
+        "ORDER BY id LIMIT 1"), {"t": team_id, "s": segment_id})).first()  # fmt: skip
     if row is None:
         return None
-    return f"Import #{row.id} into it {BUSY[BatchStatus(row.status)]}: finish or cancel it first."
+    words = BUSY[BatchStatus(row.status)]
+    if row.status == BatchStatus.DRAFT and row.job is not None:
+        # `import --background`: a draft only until its job has read the files; nobody
+        # reviews it, so "waiting for review" sent people looking for a review message
+        words = BUSY[BatchStatus.QUEUED if row.job == "queued" else BatchStatus.IMPORTING]
+    return f"Import #{row.id} into it {words}: finish or cancel it first."
 
 
 async def _withdraw_shell_drafts_in(conn: AsyncConnection, team_id: str, segment_id: int,

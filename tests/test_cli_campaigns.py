@@ -99,6 +99,19 @@ def test_campaign_create_refuses_an_offer_longer_than_its_column(db_env: dict[st
     assert json.loads(run(db_env, "campaign", "list", "--json").stdout) == []
 
 
+def test_campaign_create_refuses_a_name_of_characters_that_show_nothing(
+    db_env: dict[str, str]
+) -> None:
+    """Only spaces were refused: a name of a left-to-right mark (pasted from RTL text) or a
+    zero-width space alone made a campaign with no name, listed blank. Refused as an empty
+    name is (segment names already ignore such characters)."""
+    for name in (" ", "\u200e", " \u200b\u2063 "):
+        result = run(db_env, "campaign", "create", name, "--store-url", "https://shop.example")
+        assert (result.returncode, result.stdout) == (1, "")
+        assert result.stderr == "referral-bot: A campaign needs a name.\n"
+    assert json.loads(run(db_env, "campaign", "list", "--json").stdout) == []
+
+
 def _drain(env: dict[str, str]) -> None:
     """Run a worker until the queue has nothing due (SIGTERM after a short quiet spell)."""
     import signal

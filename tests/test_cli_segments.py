@@ -157,3 +157,67 @@ async def test_an_import_into_a_segment_being_deleted_imports_nothing(
             "SELECT (SELECT COUNT(*) FROM import_batch), (SELECT COUNT(*) FROM contact)"
         ))).one()  # fmt: skip
     assert tuple(written) == (0, 0)
+
+
+async def test_a_segment_deleted_while_a_background_import_is_queued_keeps_it(
+    db: Database, cli: Cli, people: Path
+) -> None:
+    """PostgreSQL, a real race: `import --background` committed its draft, then its files,
+    then its job, one after the other. A segment deleted in between (here: while the shell
+    waits to write the files, held by a table lock) found a draft with no job, which it
+    withdraws as a shell's left behind, or (its row being written) skips: the segment went,
+    and the shell either was told "already cancelled by <@U0123>" (Slack's markup, in a
+    terminal) or queued an import into a segment nobody sees. The draft, its files and its job
+    now commit together: the deletion waits for them, then is refused, the import queued."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite's one writer can't interleave the two")
+    from sqlalchemy import text
+
+    from bot.segments import delete_segment
+    from bot.workspaces import WorkspaceError
+    from tests.waiting import backend_pid, until_waiting_or_done
+
+    await ensure_workspace(db, TEAM)
+    vip = await import_target(db, TEAM, "VIP", create=True)
+    holder = await db.engine.connect()
+    transaction = await holder.begin()
+    await holder.execute(text("LOCK TABLE import_source IN SHARE MODE"))
+    queuing = asyncio.create_task(cli("import", str(people), "--segment", "VIP", "--background"))
+    shell = await until_waiting_or_done(db, await backend_pid(holder), queuing)
+    assert shell is not None, "the shell never came to write its files"
+    deleting = asyncio.create_task(delete_segment(db, TEAM, vip.id or 0, actor="U0123"))
+    await until_waiting_or_done(db, shell, deleting)  # waits for the shell's transaction now
+    await transaction.commit()
+    await holder.close()
+    code, out, err = await queuing
+    assert "<@" not in out + err
+    assert code == 0, err
+    async with db.begin() as conn:
+        batch_id, status = (await conn.execute(text(
+            "SELECT id, status FROM import_batch"))).one()  # fmt: skip
+        job = (await conn.execute(text("SELECT id, state FROM job WHERE kind = 'import'"))).one()
+    assert (status, job.state) == ("draft", "queued")
+    assert out == (f"Queued import #{batch_id} as job {job.id}. A worker runs it (`referral-bot "
+                   "worker`); follow it with `referral-bot jobs`.\n")  # fmt: skip
+    with pytest.raises(WorkspaceError) as refused:
+        await deleting
+    assert str(refused.value) == (f"Import #{batch_id} into it is queued: finish or cancel it "
+                                  "first.")  # fmt: skip
+    assert await find_segment(db, TEAM, "VIP") is not None
+
+
+async def test_deleting_a_segment_says_a_background_import_into_it_is_queued(
+    db: Database, cli: Cli, people: Path
+) -> None:
+    """`segments delete` refused while an `import --background` into the segment was queued
+    with "is waiting for review": no review ever comes for it (nor a message to review it in).
+    It says the import is queued."""
+    await ensure_workspace(db, TEAM)
+    await import_target(db, TEAM, "VIP", create=True)
+    code, out, _ = await cli("import", str(people), "--segment", "VIP", "--background", "--json")
+    assert code == 0
+    batch_id = json.loads(out)["batch"]
+    code, out, err = await cli("segments", "delete", "VIP")
+    assert (code, out) == (1, "")
+    assert err == (f"referral-bot: Import #{batch_id} into it is queued: finish or cancel it "
+                   "first.\n")  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import re
 from pathlib import Path
 
@@ -273,11 +274,68 @@ async def test_drafts_the_shell_left_behind_dont_keep_their_segment(
     people.write_text(PEOPLE)
     background = await create_segment(db, TEAM, "Background")
     await enqueue_file_import(db, TEAM, [people], segment="Background")
-    for segment, batch_id in ((slack, review.id), (background, (review.id or 0) + 1)):
-        message = f"Import #{batch_id} into it is waiting for review: finish or cancel it first."
+    for segment, batch_id, words in ((slack, review.id, "is waiting for review"),
+                                     (background, (review.id or 0) + 1, "is queued")):
+        message = f"Import #{batch_id} into it {words}: finish or cancel it first."
         assert await busy_import(db, TEAM, segment.id or 0) == message
         with pytest.raises(WorkspaceError, match=message):
             await delete_segment(db, TEAM, segment.id or 0)
+
+
+async def test_a_background_import_is_said_queued_then_running_not_waiting_for_review(
+    team: Database, tmp_path: Path
+) -> None:
+    """`import --background` is a draft until its job has read the files, but nobody reviews
+    it: deleting its segment said it "is waiting for review", and people looked for a review
+    message that never comes. It is queued, then running once a worker took its job."""
+    from bot.imports.background import enqueue_file_import
+    from bot.jobs.queue import claim_by_key
+
+    db = team
+    people = tmp_path / "people.csv"
+    people.write_text(PEOPLE)
+    vip = await create_segment(db, TEAM, "VIP")
+    job = await enqueue_file_import(db, TEAM, [people], segment="VIP")
+    batch_id = json.loads(job.payload)["batch_id"]
+    for words in ("is queued", "is running"):
+        if words == "is running":  # a worker took its job: it reads the files
+            assert await claim_by_key(db, TEAM, f"import:{batch_id}", "w1", 60) is not None
+        message = f"Import #{batch_id} into it {words}: finish or cancel it first."
+        assert await busy_import(db, TEAM, vip.id or 0) == message
+        with pytest.raises(WorkspaceError, match=message):
+            await delete_segment(db, TEAM, vip.id or 0, actor="U0002")
+
+
+async def test_a_background_import_commits_with_its_job_or_not_at_all(
+    team: Database, tmp_path: Path
+) -> None:
+    """`import --background`'s draft, its files and its job commit in one transaction. They
+    were committed one after the other: a draft with no job in between, which deleting its
+    segment withdraws as a shell's left behind (the shell then told "already cancelled by
+    <@U…>"), and a failure there left that draft for good. Here the job's INSERT fails (a
+    trigger refuses it): nothing of the import is left."""
+    from bot.imports.background import enqueue_file_import
+
+    db = team
+    people = tmp_path / "people.csv"
+    people.write_text(PEOPLE)
+    await create_segment(db, TEAM, "VIP")
+    async with db.begin() as conn:
+        if db.is_sqlite:
+            await conn.execute(text(
+                "CREATE TRIGGER refuse_import_job BEFORE INSERT ON job WHEN NEW.kind = 'import' "
+                "BEGIN SELECT RAISE(ABORT, 'no import jobs now'); END"))  # fmt: skip
+        else:
+            await conn.execute(text(
+                "CREATE FUNCTION refuse_import_job() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'no import jobs now'; END $$"))  # fmt: skip
+            await conn.execute(text(
+                "CREATE TRIGGER refuse_import_job BEFORE INSERT ON job FOR EACH ROW "
+                "WHEN (NEW.kind = 'import') EXECUTE FUNCTION refuse_import_job()"))  # fmt: skip
+    with pytest.raises(Exception):  # noqa: B017  (the driver's error, whichever it is)
+        await enqueue_file_import(db, TEAM, [people], segment="VIP")
+    assert await _count(db, "SELECT COUNT(*) FROM import_batch") == 0
+    assert await _count(db, "SELECT COUNT(*) FROM import_source") == 0
 
 
 async def test_an_excluded_segment_is_unlinked_too(team: Database) -> None:

@@ -91,7 +91,9 @@ def check_fields(*, name: str | None = None, store_url: str | None = None,
                                 ("sender", sender, MAX_SENDER), ("offer", offer, MAX_OFFER)):
         if value is not None and len(value.strip()) > limit:
             problems[field] = f"The {field.replace('_', ' ')} is at most {limit} characters."
-    if name is not None and not " ".join(name.split()):
+    if name is not None and not segment_key(name):  # only spaces, or what shows nothing
+        # as a segment's name: "\u200e" (a left-to-right mark) alone was a campaign with an
+        # empty key, listed with no name (bot.workspaces.clean_segment_name)
         problems["name"] = "A campaign needs a name."
     elif name is not None and len(name) > MAX_NAME:
         problems["name"] = f"Names are at most {MAX_NAME} characters."

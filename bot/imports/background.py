@@ -20,8 +20,7 @@ from bot.campaigns.after_import import enroll_imported
 from bot.imports.archives import is_zip, open_archive
 from bot.imports.batches import (
     ReviewError,
-    add_source,
-    create_batch,
+    create_background_batch,
     fail_batch,
     fail_source,
     get_batch,
@@ -39,7 +38,7 @@ from bot.imports.files import (
     stage_file,
 )
 from bot.imports.importer import check_files
-from bot.imports.job_kinds import IMPORT_JOB, import_job_key
+from bot.imports.job_kinds import IMPORT_JOB  # noqa: F401  (tests, callers import it here)
 from bot.imports.mapping import ColumnMapper, mapper_for, mapper_submitted
 from bot.imports.reading import CsvFileError
 from bot.imports.recognise import ignored_note
@@ -84,19 +83,16 @@ async def enqueue_file_import(
                         columns_of=mapper)  # fmt: skip
     target = await import_target(db, team_id, segment, create=create_segment)
     assert target.id is not None
-    batch = await create_batch(
-        db, team_id, target.id, requested_by, update_existing=update_existing
-    )
-    assert batch.id is not None
-    for path in paths:
-        await add_source(db, team_id, batch.id, SourceKind.CSV, path.name, ref=str(path.resolve()))
-    payload: dict[str, object] = {"batch_id": batch.id, "approved_by": requested_by}
+    payload: dict[str, object] = {"approved_by": requested_by}
     if column_map:
         payload["column_map"] = dict(column_map)
-    return await queue.enqueue(
-        db, team_id, IMPORT_JOB, payload,
-        dedupe_key=import_job_key(batch.id), max_attempts=max_attempts,
+    job_id = await create_background_batch(
+        db, team_id, target.id, requested_by, [(path.name, str(path.resolve())) for path in paths],
+        payload, update_existing=update_existing, max_attempts=max_attempts,
     )  # fmt: skip
+    job = await queue.get_job(db, team_id, job_id)
+    assert job is not None
+    return job
 
 
 NOTHING_VALID = "Nothing to import: no row of the files has a valid new address."

@@ -18,7 +18,7 @@ from sqlmodel import col, select
 from bot.audit import Act, by_whom, import_subject, record_in
 from bot.campaigns.preview import inviting_campaigns
 from bot.contacts import NO, YES
-from bot.imports.job_kinds import SLACK_FILE_JOB
+from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB, import_job_key
 from bot.imports.parallel import ParallelRows, file_path
 from bot.imports.reading import (
     Columns,
@@ -78,6 +78,39 @@ async def create_batch(
             await _requested(conn, team_id, batch.id, segment_id, requested_by, consent)
         await session.commit()
         return batch
+
+
+async def create_background_batch(
+    db: Database, team_id: str, segment_id: int, requested_by: str,
+    files: Sequence[tuple[str, str]], payload: dict[str, object], *,
+    update_existing: bool = False, max_attempts: int | None = None,
+) -> int:  # fmt: skip
+    """`import --background`'s draft, its sources (`files`: label, path) and its import job
+    (`payload` and the batch's id) in one transaction; the job's id.
+
+    Committed one after the other, a segment deleted in between found a draft with no job,
+    which it withdraws as a shell's left behind (bot.segments), and the shell was then told
+    its import was "already cancelled by <@U…>". Together, the deletion sees a queued import
+    and is refused, or comes first and the batch is refused (_own_segment)."""
+    async with db.session() as session:
+        batch = ImportBatch(team_id=team_id, segment_id=segment_id, requested_by=requested_by,
+                            update_existing=update_existing)  # fmt: skip
+        session.add(batch)
+        await session.flush()
+        assert batch.id is not None
+        conn = await session.connection()
+        await _own_segment(conn, team_id, segment_id)  # after the INSERT: see create_batch
+        await schedule_purge_in(conn, team_id, utcnow() + timedelta(hours=1))
+        await _requested(conn, team_id, batch.id, segment_id, requested_by, consent=False)
+        for label, ref in files:
+            session.add(ImportSource(team_id=team_id, batch_id=batch.id, kind=SourceKind.CSV,
+                                     label=label[:255], ref=ref))  # fmt: skip
+        await session.flush()
+        job_id = await enqueue_in(conn, team_id, IMPORT_JOB, {"batch_id": batch.id, **payload},
+                                  dedupe_key=import_job_key(batch.id),
+                                  max_attempts=max_attempts)  # fmt: skip
+        await session.commit()
+        return job_id
 
 
 async def create_upload_batch(

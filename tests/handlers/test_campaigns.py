@@ -341,6 +341,30 @@ async def test_a_store_url_whose_host_is_no_host_name_is_refused_on_the_form(
     assert await _count(app, "SELECT COUNT(*) FROM campaign") == 0
 
 
+@pytest.mark.parametrize("name", ["  ", "\u200e", "\u200b \u2063"])
+async def test_a_name_of_characters_that_show_nothing_is_refused_on_the_form(
+    app: Harness, name: str
+) -> None:
+    """Only spaces were refused: a left-to-right mark (pasted from RTL text) or a zero-width
+    space alone made a campaign listed with no name. Its field says what an empty name gets,
+    on New campaign and on Edit."""
+    spring = await _campaign(app, "Spring")
+    listing = await _list(app)
+    await _click(app, Action.CAMPAIGN_CREATE, "new", listing)
+    created = app.slack.open_views(LEAD)[-1]
+    edited = await _open_edit(app, spring)
+    for modal in (created, edited):
+        answer = await app.requests.view_submission(state_values=_form(name=name),
+                                                    view_id=modal["id"], user_id=LEAD)  # fmt: skip
+        assert answer.body == {"response_action": "errors",
+                               "errors": {BlockId.CAMPAIGN_NAME: "A campaign needs a name."}}
+    await _done(app)
+    async with app.db.begin() as conn:
+        names = (await conn.execute(text("SELECT name FROM campaign"))).scalars().all()
+    assert names == ["Spring"]
+    assert app.slack.block_errors == []
+
+
 async def _open_edit(app: Harness, campaign_id: int) -> dict[str, Any]:
     listing = await _list(app)
     await _click(app, Action.CAMPAIGN_EDIT, _button(listing, Action.CAMPAIGN_EDIT, campaign_id),
