@@ -662,7 +662,8 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
         print("No jobs yet.")
     for job in jobs:
         progress = f"{job.progress_done:,}/{job.progress_total:,}" if job.progress_total else "-"
-        error = f"  {job.last_error}" if job.last_error else ""
+        # an error may be a message written for Slack ("cancelled by <@U…>")
+        error = f"  {plain_mentions(job.last_error)}" if job.last_error else ""
         if job.id in orphaned:
             error += "  its worker stopped" + _orphan_fate(job, waiting=job.id in waiting)
         if job.id in waiting:

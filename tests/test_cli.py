@@ -824,3 +824,21 @@ def test_run_from_another_folder_reads_the_files_named_there(tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["new_contacts"] == 1
     assert (tmp_path / "referral-bot.db").exists()
+
+
+async def test_jobs_lists_an_error_written_for_slack_without_its_markup(
+    db: Database, db_env: dict[str, str]
+) -> None:
+    """A job's error may be a message written for Slack ("cancelled by <@U0123>"): the shell's
+    list printed the mention's markup; it names the user id as `audit` does."""
+    from bot.jobs import queue
+
+    await ensure_workspace(db, "T1")
+    await queue.enqueue(db, "T1", "import", {"batch_id": 1}, max_attempts=1)
+    job = await queue.claim(db, "w", 60)
+    assert job is not None
+    await queue.fail(db, job, "w", "Import #1 was cancelled by <@U0123>.", retry_base=1,
+                     permanent=True)  # fmt: skip
+    listed = run(db_env, "jobs", "--team", "T1")
+    assert listed.returncode == 0, listed.stderr
+    assert "cancelled by U0123." in listed.stdout and "<@" not in listed.stdout, listed.stdout
