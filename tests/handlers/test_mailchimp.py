@@ -24,6 +24,7 @@ from sqlalchemy import text
 
 from bot.app import build_web_app, slack_client, tell_connected
 from bot.imports.cancel import cancel_job
+from bot.imports.review import load
 from bot.jobs import queue
 from bot.jobs.queue import claim, list_jobs
 from bot.mailchimp import accounts
@@ -32,10 +33,12 @@ from bot.web import public_routes
 from bot.workspaces import ensure_workspace, workspace_name
 from handlers import mailchimp as mailchimp_handlers
 from handlers.ids import Action, BlockId, Callback
+from handlers.messages import review_message
 from models import Database
 from tests.fakes.mailchimp import FakeMailchimp
 from tests.fakes.slack_api import find_element, serve
 from tests.handlers.conftest import LEAD, REP, Harness, running_app
+from tests.handlers.test_errors_and_retention import _purge_due
 from tests.handlers.test_import_flow import _count, _form, _review
 
 TEAM = "T0001"
@@ -552,3 +555,55 @@ async def test_cancelling_the_job_reading_an_audience_marks_it_cancelled(build: 
         refused = app.slack.ephemerals[-1]["text"]
         assert "nothing valid to import" in refused and "still being read" not in refused
         assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0
+
+
+async def test_members_skipped_by_status_are_still_counted_so_after_approval(
+    build: Build,
+) -> None:
+    """The review said "skipped: 1 cleaned, 1 unsubscribed"; approving redrew it as
+    "2 rejected". Once the import's staged rows are purged (its retention), the line says
+    how many were skipped, not why: that went with the rows."""
+    async with build() as app:
+        await _connect(app)
+        modal = await _import_modal(app)
+        await app.requests.view_submission(state_values=_form(segment="MC") | _chosen(
+            "a1b2c3d4e5"), view_id=modal["id"], user_id=REP)  # fmt: skip
+        await app.settle()
+        message = await _review(app)
+        assert "skipped: 1 cleaned, 1 unsubscribed" in json.dumps(message["blocks"])
+        batch_id = find_element(message["blocks"], Action.APPROVE)[1]["value"]  # type: ignore[index]
+        await app.requests.block_action(Action.APPROVE, batch_id, user_id=LEAD,
+                                        message_ts=message["ts"])  # fmt: skip
+        await app.settle()
+        after = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+        assert "imported (approved by" in after
+        assert "skipped: 1 cleaned, 1 unsubscribed" in after  # not "2 rejected"
+
+        await _purge_due(app, finished_days_ago=31)
+        assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0
+        _, blocks = review_message(await load(app.db, TEAM, int(batch_id)))
+        purged = json.dumps([b.to_dict() for b in blocks])
+        assert "skipped: 2 (not subscribed, or without a valid address)" in purged
+        assert "cleaned" not in purged and "2 valid" in purged
+
+
+async def test_subscribed_members_without_a_valid_address_are_counted_as_invalid(
+    build: Build, mc: FakeMailchimp
+) -> None:
+    """A subscribed member whose address fails validation was listed as if it were a
+    status, with the validator's sentence: "skipped: 1 Invalid email: The part after the
+    @-sign is not valid. It should have a period., 1 archived"."""
+    odd = mc.account(KEY).add_list("0dd0dd0dd0", "Odd")
+    odd.add_member("ok@example.com", "subscribed", first_name="Ok")
+    odd.add_member("bad@localhost", "subscribed", first_name="Bad")
+    odd.add_member("worse@localhost", "subscribed", first_name="Worse")
+    odd.add_member("arch@example.com", "archived", first_name="Arch")
+    async with build() as app:
+        await _connect(app)
+        modal = await _import_modal(app)
+        await app.requests.view_submission(state_values=_form(segment="MC") | _chosen(
+            "0dd0dd0dd0"), view_id=modal["id"], user_id=REP)  # fmt: skip
+        await app.settle()
+        rendered = json.dumps((await _review(app))["blocks"])
+        assert "1 valid" in rendered and "skipped: 1 archived, 2 invalid email" in rendered
+        assert "Invalid email:" not in rendered and "@-sign" not in rendered
