@@ -4,8 +4,8 @@ and buttons for the common actions.
 Opening the tab only reads: nothing is created for a workspace that has nothing yet. The
 buttons reuse the other listeners: *New campaign* is the campaign list's own button
 (`campaigns.py` opens the modal and, with no list to refresh, sends the result by direct
-message), *Connect Mailchimp* is `/referral mailchimp`'s (`mailchimp.py` opens the API key
-modal). *New import* is handled here: Home has no channel, so the import form asks which
+message), *Connect Mailchimp* is `/referral mailchimp`'s (`mailchimp.py` opens the sign-in or
+key modal). *New import* is handled here: Home has no channel, so the import form asks which
 channel to post the review in; only a team lead may leave it empty for their DM with the bot
 (a review nobody else sees is one no lead could approve).
 """

@@ -283,7 +283,8 @@ def mailchimp_blocks(conn: Connection | None, *, lead: bool = False) -> list[Blo
 
 
 def _connect_button() -> ButtonElement:
-    # the `/referral mailchimp` Connect button: its listener opens the API key modal
+    # the `/referral mailchimp` Connect button: its listener opens a modal with Mailchimp's
+    # sign-in, or the API key form when no OAuth app is configured
     return ButtonElement(text="Connect Mailchimp", action_id=Action.MAILCHIMP_CONNECT,
                          value="connect")  # fmt: skip
 

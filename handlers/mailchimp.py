@@ -5,7 +5,15 @@ nothing and says who can. *Connect* is Mailchimp's own sign-in when an OAuth app
 (MAILCHIMP_CLIENT_ID): a URL button to the bot's own start page (`bot/web.py`), carrying a
 signed, single-use state made for the lead who asked, so the start page can say whose
 workspace and sign-in it is before sending the browser on to Mailchimp (`bot/mailchimp/oauth.py`
-says why). Otherwise it opens a modal for an API key.
+says why). Otherwise it opens a modal for an API key. Home's *Connect Mailchimp* is the same
+button without a status to put a link in: with an OAuth app it opens a modal holding the
+sign-in link, made for the lead who clicked.
+
+A saved connection is checked with one quick ping (after the ack) before the status is shown:
+a token revoked or a key deleted in Mailchimp leaves it saved, and everything that uses it
+says "reconnect Mailchimp with `/referral mailchimp`". The status then says Mailchimp refuses
+the saved credentials (or that they can't be read, SECRET_KEY having changed) and offers
+*Reconnect* beside *Disconnect*; connecting again replaces what was saved.
 
 The key is checked with a ping before it is stored. A view_submission must be answered within
 3 s, and a ping usually takes well under a second but can take far longer (Mailchimp's 429s
@@ -29,7 +37,15 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.mailchimp.accounts import Connection, connect_api_key, connection, disconnect
+from bot.mailchimp.accounts import (
+    Checked,
+    Connection,
+    Health,
+    check_credentials,
+    connect_api_key,
+    connection,
+    disconnect,
+)
 from bot.mailchimp.api import MailchimpError, ReconnectNeeded
 from bot.mailchimp.oauth import connect_url, make_state
 from bot.mailchimp.secrets import SecretKeyMissing
@@ -43,7 +59,9 @@ from handlers.mailchimp_messages import (
     checking_modal,
     connected_modal,
     key_modal,
+    preparing_modal,
     refused_modal,
+    sign_in_modal,
     status_message,
 )
 from handlers.messages import esc, metadata
@@ -114,13 +132,23 @@ async def _person_name(client: AsyncWebClient, user_id: str) -> str:
 
 
 async def _show_status(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, url: str,
-                       *, note: str = "", replace: bool) -> None:  # fmt: skip
+                       *, note: str = "", replace: bool, check: bool = True) -> None:  # fmt: skip
+    """The status; a saved connection is first checked with Mailchimp (`check`): one whose
+    token was revoked or key deleted looked connected, with no way to reconnect."""
     conn = await connection(d.db, team_id)
-    if conn is None:
-        offer = await _offer(d, client, team_id, user_id)
+    checked = Checked(Health.WORKING)
+    if conn is not None and check:
+        checked = await check_credentials(d.db, team_id, d.settings.secret_key)
+        if checked.health == Health.DISCONNECTED:  # a Disconnect since the read above
+            conn = None
+        elif checked.health in (Health.REFUSED, Health.UNREADABLE):
+            log.info("Mailchimp's saved credentials can't be used (%s): team=%s",
+                     checked.health, team_id)  # fmt: skip
+    if conn is None or checked.health in (Health.REFUSED, Health.UNREADABLE):
+        offer = await _offer(d, client, team_id, user_id)  # Connect, or Reconnect
     else:
         offer = ConnectOffer(lead=await is_lead(d, client, team_id, user_id))
-    text, blocks = status_message(conn, offer, note)
+    text, blocks = status_message(conn, offer, note, checked.health, checked.reason)
     await _respond(client, url, text, replace=replace, blocks=blocks)
 
 
@@ -167,12 +195,27 @@ async def _open_key_modal(d: Deps, client: AsyncWebClient, click: Click, trigger
         await _replace_modal(client, opened["id"], refused_modal(refusal), opened["hash"])
 
 
+async def _open_sign_in(d: Deps, client: AsyncWebClient, click: Click, trigger_id: str) -> None:
+    """With an OAuth app, *Connect* clicked outside the status (Home's) is its sign-in too:
+    a modal opens at once (trigger ids live 3 s), then holds a link made for the lead who
+    clicked, or says why they can't connect."""
+    opened = (await open_modal(client, trigger_id, preparing_modal()))["view"]
+    refusal = await _why_not(d, client, click.team_id, click.user_id)
+    if refusal:
+        modal = refused_modal(refusal)
+    else:
+        modal = sign_in_modal(await _offer(d, client, click.team_id, click.user_id))
+    await _replace_modal(client, opened["id"], modal, opened["hash"])
+
+
 async def on_connect(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                      context: dict[str, Any]) -> None:  # fmt: skip
+    """*Connect* (on Home, or the status's for someone who isn't a lead, or with an API key):
+    Mailchimp's sign-in when an OAuth app is configured, otherwise the API key form."""
     await ack()
     d, click = deps(context), Click.of(body)
-    d.later.run(_open_key_modal(d, client, click, body["trigger_id"]), client, body,
-                prompt=True)
+    opener = _open_sign_in if d.settings.mailchimp_client_id else _open_key_modal
+    d.later.run(opener(d, client, click, body["trigger_id"]), client, body, prompt=True)
 
 
 def read_key(values: dict[str, dict[str, Any]]) -> str:
@@ -200,7 +243,8 @@ async def _after_connect(d: Deps, client: AsyncWebClient, team_id: str, user_id:
     """Refresh the status the modal was opened from; the modal itself already said it."""
     await refresh_for(d, client, team_id)
     try:
-        await _show_status(d, client, team_id, user_id, url, replace=True,
+        # the key was just checked: no second ping
+        await _show_status(d, client, team_id, user_id, url, replace=True, check=False,
                            note=":white_check_mark: Mailchimp is connected.")  # fmt: skip
     except Refusal:
         log.info("could not refresh the Mailchimp status (no usable response_url)")

@@ -29,7 +29,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.audit import by_whom
-from bot.mailchimp.accounts import Connection
+from bot.mailchimp.accounts import Connection, Health
 from bot.mailchimp.api import Audience
 from bot.mailchimp.oauth import STATE_TTL
 from handlers.campaign_messages import notice_modal
@@ -46,6 +46,7 @@ SECRET_KEY_MISSING = (
     "before connecting Mailchimp: the bot encrypts Mailchimp's credentials with it."
 )
 CHECKING = ":hourglass_flowing_sand: Checking the key with Mailchimp…"
+PREPARING = ":hourglass_flowing_sand: Preparing Mailchimp's sign-in…"
 LISTS_LOADING = ":hourglass_flowing_sand: Looking up your Mailchimp lists…"
 LISTS_NOT_CONNECTED = ("Mailchimp lists can be imported here too, once a team lead connects "
                        "Mailchimp with `/referral mailchimp`.")  # fmt: skip
@@ -68,18 +69,39 @@ class ConnectOffer:
     lead: bool = True  # others see the buttons too, with a line saying who may use them
 
 
-def _account_line(conn: Connection) -> str:
+def _who(conn: Connection) -> str:
     if conn.account_name:
         who = f"*{esc(conn.account_name)}*"
         if conn.login_email:
             who += f" ({esc(conn.login_email)})"
-    else:
-        who = f"the account in data centre `{esc(conn.dc)}`"
+        return who
+    return f"the account in data centre `{esc(conn.dc)}`"
+
+
+def _connected_by(conn: Connection) -> str:
     how = "signed in with Mailchimp" if conn.auth == "oauth" else "with an API key"
     when = slack_date(conn.connected_at) if isinstance(conn.connected_at, datetime) else ""
-    by = " · ".join(part for part in (by_whom(conn.connected_by), when, how) if part)
-    return (f":white_check_mark: *Mailchimp is connected*: {who}\n"
-            f"Connected {by}. Its audiences can be chosen in `/referral import`.")
+    return " · ".join(part for part in (by_whom(conn.connected_by), when, how) if part)
+
+
+def _account_line(conn: Connection) -> str:
+    return (f":white_check_mark: *Mailchimp is connected*: {_who(conn)}\n"
+            f"Connected {_connected_by(conn)}. Its audiences can be chosen in "
+            "`/referral import`.")  # fmt: skip
+
+
+def _unusable_line(conn: Connection, health: Health) -> str:
+    """The saved connection can't be used: why, and that reconnecting replaces it."""
+    if health == Health.UNREADABLE:
+        why = ("the saved credentials can't be read: the bot's `SECRET_KEY` changed (or is "
+               "missing) since they were saved")  # fmt: skip
+    else:
+        why = ("Mailchimp refuses the saved credentials: the sign-in was revoked, or the API "
+               "key deleted or disabled")  # fmt: skip
+    return (f":warning: *Mailchimp can't be used*: {why}.\n"
+            f"Account: {_who(conn)}, connected {_connected_by(conn)}. Its audiences can't be "
+            "imported until a team lead reconnects it; reconnecting replaces the saved "
+            "credentials.")  # fmt: skip
 
 
 def _disconnect_button() -> ButtonElement:
@@ -92,34 +114,69 @@ def _disconnect_button() -> ButtonElement:
     )  # fmt: skip
 
 
+def _sign_in_note() -> ContextBlock:
+    minutes = STATE_TTL // 60
+    return ContextBlock(elements=[MarkdownTextObject(
+        text=f"You sign in on Mailchimp's site. The link works for {minutes} minutes: run "
+             "`/referral mailchimp` again for a new one.")])  # fmt: skip
+
+
+def _connect_button(offer: ConnectOffer, *, again: bool = False) -> ButtonElement:
+    """*Connect* (`again`: *Reconnect*): the sign-in's URL, or the API key form."""
+    verb = "Reconnect" if again else "Connect"
+    if offer.sign_in_url:
+        return ButtonElement(text=f"{verb} Mailchimp", action_id=Action.MAILCHIMP_SIGN_IN,
+                             url=offer.sign_in_url, style="primary")  # fmt: skip
+    label = f"{verb} with an API key" if offer.lead else f"{verb} Mailchimp"
+    return ButtonElement(text=label, action_id=Action.MAILCHIMP_CONNECT, value="connect",
+                         style="primary")  # fmt: skip
+
+
 def _connect_blocks(offer: ConnectOffer) -> list[Block]:
     if offer.secret_key_missing:
         return [SectionBlock(text=MarkdownTextObject(text=SECRET_KEY_MISSING))]
+    blocks: list[Block] = [ActionsBlock(elements=[_connect_button(offer)])]
     if offer.sign_in_url:
-        button = ButtonElement(text="Connect Mailchimp", action_id=Action.MAILCHIMP_SIGN_IN,
-                               url=offer.sign_in_url, style="primary")  # fmt: skip
-        minutes = STATE_TTL // 60
-        note = (f"You sign in on Mailchimp's site. The link works for {minutes} minutes: run "
-                "`/referral mailchimp` again for a new one.")  # fmt: skip
-        return [ActionsBlock(elements=[button]),
-                ContextBlock(elements=[MarkdownTextObject(text=note)])]  # fmt: skip
-    label = "Connect with an API key" if offer.lead else "Connect Mailchimp"
-    button = ButtonElement(text=label, action_id=Action.MAILCHIMP_CONNECT, value="connect",
-                           style="primary")  # fmt: skip
-    return [ActionsBlock(elements=[button])]
+        blocks.append(_sign_in_note())
+    return blocks
 
 
-def status_message(conn: Connection | None, offer: ConnectOffer,
-                   note: str = "") -> tuple[str, list[Block]]:  # fmt: skip
+def _connected_blocks(conn: Connection, offer: ConnectOffer, health: Health,
+                      reason: str) -> tuple[str, list[Block]]:  # fmt: skip
+    """A saved connection: working (or not known to fail), or refused with *Reconnect*."""
+    if health not in (Health.REFUSED, Health.UNREADABLE):
+        blocks: list[Block] = [
+            SectionBlock(text=MarkdownTextObject(text=_account_line(conn)[:3000])),
+            ActionsBlock(elements=[_disconnect_button()])]  # fmt: skip
+        if health == Health.UNANSWERED:
+            blocks.append(ContextBlock(elements=[MarkdownTextObject(
+                text=f":grey_question: The saved credentials couldn't be checked with Mailchimp "
+                     f"just now: {esc(reason)}"[:3000])]))  # fmt: skip
+        return "Mailchimp is connected.", blocks
+    blocks = [SectionBlock(text=MarkdownTextObject(text=_unusable_line(conn, health)[:3000]))]
+    if offer.secret_key_missing:  # nothing could be saved either: say what to set
+        blocks += [SectionBlock(text=MarkdownTextObject(text=SECRET_KEY_MISSING)),
+                   ActionsBlock(elements=[_disconnect_button()])]  # fmt: skip
+    else:
+        blocks.append(ActionsBlock(elements=[_connect_button(offer, again=True),
+                                             _disconnect_button()]))  # fmt: skip
+        if offer.sign_in_url:
+            blocks.append(_sign_in_note())
+    return "Mailchimp is connected, but its saved credentials can't be used.", blocks
+
+
+def status_message(conn: Connection | None, offer: ConnectOffer, note: str = "",
+                   health: Health = Health.WORKING,
+                   reason: str = "") -> tuple[str, list[Block]]:  # fmt: skip
     """(fallback text, blocks) of `/referral mailchimp`; `note` (mrkdwn) says what just
-    happened, on top."""
+    happened, on top. `health`: what Mailchimp made of the saved credentials just now
+    (`reason`: why it couldn't tell)."""
     blocks: list[Block] = []
     if note:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=note[:3000])))
     if conn is not None:
-        text = "Mailchimp is connected."
-        blocks += [SectionBlock(text=MarkdownTextObject(text=_account_line(conn)[:3000])),
-                   ActionsBlock(elements=[_disconnect_button()])]  # fmt: skip
+        text, shown = _connected_blocks(conn, offer, health, reason)
+        blocks += shown
     else:
         text = "Mailchimp isn't connected."
         blocks.append(SectionBlock(text=MarkdownTextObject(
@@ -152,6 +209,23 @@ def key_modal(private_metadata: str, problem: str = "") -> View:
     return View(type="modal", callback_id=Callback.MAILCHIMP_KEY, title=MODAL_TITLE,
                 submit="Connect", close="Cancel", blocks=blocks,
                 private_metadata=private_metadata)  # fmt: skip
+
+
+def sign_in_modal(offer: ConnectOffer) -> View:
+    """*Connect Mailchimp* from Home when an OAuth app is configured: the same sign-in as
+    `/referral mailchimp`'s, a link made for the lead who clicked."""
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(
+            text="Sign in to the Mailchimp account whose audiences you want to import. Once "
+                 "you have, the bot tells you in a direct message.")),
+        ActionsBlock(elements=[_connect_button(offer)]),
+        _sign_in_note(),
+    ]  # fmt: skip
+    return View(type="modal", title=MODAL_TITLE, close="Close", blocks=blocks)
+
+
+def preparing_modal() -> View:
+    return notice_modal(MODAL_TITLE, PREPARING)
 
 
 def checking_modal() -> View:

@@ -293,6 +293,11 @@ def _source_line(source: ImportSource, counts: Totals,
     if skipped:  # a Mailchimp audience: members who aren't subscribed, by status
         by_status = sorted(skipped.items())
         parts.append("skipped: " + ", ".join(f"{n(c)} {esc(status)}" for status, c in by_status))
+    elif source.kind == SourceKind.MAILCHIMP and counts.rejected:
+        # an ended import whose staged rows were deleted after their retention: the count
+        # by status went with them
+        parts.append(f"skipped: {n(counts.rejected)} (not subscribed, or without a valid "
+                     "address)")
     else:
         parts.append(f"{n(counts.rejected)} rejected")
     if counts.warnings:  # unknown locales, and consent values the warning lists

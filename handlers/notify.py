@@ -123,7 +123,7 @@ class SlackNotifier:
     async def import_progress(self, team_id: str, batch_id: int, done: int, total: int) -> None:
         """Progress is only worth showing now: during an outage it is skipped, not retried."""
         try:
-            view = await load(self.db, team_id, batch_id)
+            view = await load(self.db, team_id, batch_id, by_status=False)
             if view.batch.status not in (BatchStatus.QUEUED, BatchStatus.IMPORTING):
                 return  # finished meanwhile: its result is (being) shown, not this
             await self._progress(team_id, batch_id, progress_text(view.segment.name, done, total))

@@ -777,15 +777,31 @@ _SKIPPED_BY_REASON = text("""
 """)
 
 
+def _skipped_as(reason: str | None) -> str:
+    """How a Mailchimp member's skip is counted: by its status ("unsubscribed in Mailchimp"
+    -> "unsubscribed"); a subscribed member whose address isn't one is skipped with the
+    validator's sentence, which varies by address: those are counted together."""
+    text_ = reason or ""
+    if text_.endswith(" in Mailchimp"):
+        return text_.removesuffix(" in Mailchimp")
+    if text_.startswith("Invalid email"):
+        return "invalid email"
+    if text_.startswith("Missing email"):
+        return "missing email"
+    return "other reason"
+
+
 async def skipped_by_status(conn: AsyncConnection, team_id: str, batch_id: int
                             ) -> dict[int, dict[str, int]]:  # fmt: skip
-    """Mailchimp sources: members skipped, by their status ("unsubscribed in Mailchimp" -> n)."""
+    """Mailchimp sources: members skipped, by their status ("unsubscribed" -> n), or
+    "invalid email" for a subscribed one whose address isn't valid."""
     out: dict[int, dict[str, int]] = {}
     for source_id, reason, count in await conn.execute(
         _SKIPPED_BY_REASON, {"t": team_id, "b": batch_id, "no": False}
     ):
-        status = (reason or "").removesuffix(" in Mailchimp")
-        out.setdefault(source_id, {})[status] = count
+        counted = out.setdefault(source_id, {})
+        label = _skipped_as(reason)
+        counted[label] = counted.get(label, 0) + count
     return out
 
 

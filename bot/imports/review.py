@@ -69,8 +69,11 @@ class BatchView:
         return self.counts.get(source.id or 0, Totals())
 
 
-async def load(db: Database, team_id: str, batch_id: int) -> BatchView:
-    """The batch with its sources; a draft's counts are counted from its staged rows now."""
+async def load(db: Database, team_id: str, batch_id: int, *,
+               by_status: bool = True) -> BatchView:  # fmt: skip
+    """The batch with its sources; a draft's counts are counted from its staged rows now.
+    `by_status`: count Mailchimp members skipped by status too (read from the staged rows:
+    a caller that shows no source lines, such as a progress line each second, skips it)."""
     async with db.session() as session:
         batch = await session.get(ImportBatch, batch_id)
         if batch is None or batch.team_id != team_id:
@@ -88,16 +91,32 @@ async def load(db: Database, team_id: str, batch_id: int) -> BatchView:
             ).all()
         )  # fmt: skip
     skipped: dict[int, dict[str, int]] = {}
+    mailchimp = by_status and any(s.kind == SourceKind.MAILCHIMP for s in sources)
     if batch.status == BatchStatus.DRAFT:
         async with db.begin() as conn:
             counts = await count_rows(conn, team_id, batch_id)
-            if any(s.kind == SourceKind.MAILCHIMP for s in sources):
+            if mailchimp:
                 skipped = await skipped_by_status(conn, team_id, batch_id)
     else:  # frozen when it left draft: staged rows may since have been deleted
         counts = {s.id or 0: Totals(s.rows, s.valid, s.duplicates, s.rejected, s.warnings)
                   for s in sources}  # fmt: skip
+        if mailchimp:
+            skipped = await _skipped_as_decided(db, team_id, batch_id, counts)
     parsed = [counts.get(s.id or 0, Totals()) for s in sources if s.status == SourceStatus.PARSED]
     return BatchView(batch, segment, sources, counts, add_up(parsed), skipped)
+
+
+async def _skipped_as_decided(db: Database, team_id: str, batch_id: int,
+                              counts: dict[int, Totals]) -> dict[int, dict[str, int]]:  # fmt: skip
+    """The Mailchimp members skipped, by status, of an import out of review, as its review
+    showed them (approving redrew "2 rejected" in place of "1 cleaned, 1 unsubscribed").
+    They are counted from the staged rows, which stay as decided but are deleted after their
+    retention: a source whose rows no longer add up to its frozen count gets none (its line
+    then says how many were skipped, not why)."""
+    async with db.begin() as conn:
+        found = await skipped_by_status(conn, team_id, batch_id)
+    return {source_id: statuses for source_id, statuses in found.items()
+            if sum(statuses.values()) == counts.get(source_id, Totals()).rejected}
 
 
 def describe_status(batch: ImportBatch) -> str:

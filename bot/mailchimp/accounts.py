@@ -8,14 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
 from bot.audit import Act, record_in
-from bot.mailchimp.api import Credentials, MailchimpError, data_centre, ping
-from bot.mailchimp.secrets import seal, unseal
+from bot.mailchimp.api import (
+    Credentials,
+    MailchimpError,
+    ReconnectNeeded,
+    data_centre,
+    ping,
+    quick_ping,
+)
+from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing, seal, unseal
 from models import Database, MailchimpAccount
 from models.clock import utcnow
 from models.db import upsert
@@ -115,6 +123,43 @@ async def stamp_in(conn: AsyncConnection, team_id: str) -> Stamp | None:
         query = query.with_for_update(read=True)
     row = (await conn.execute(query)).first()
     return None if row is None else Stamp(row[0], row[1])
+
+
+class Health(StrEnum):
+    """What Mailchimp makes of the saved credentials now (`check_credentials`)."""
+
+    WORKING = "working"
+    REFUSED = "refused"  # Mailchimp answered 401/403: the token or key was revoked or deleted
+    UNREADABLE = "unreadable"  # they don't decrypt (SECRET_KEY changed, or is missing)
+    UNANSWERED = "unanswered"  # Mailchimp didn't answer in time, or failed: unknown
+    DISCONNECTED = "disconnected"  # nothing is saved (any more)
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    health: Health
+    reason: str = ""  # for UNANSWERED: what went wrong, in words for people
+
+
+async def check_credentials(db: Database, team_id: str, secret_key: str) -> Checked:
+    """Whether Mailchimp accepts the saved credentials, by one quick ping.
+
+    A connection whose token was revoked (or key deleted) stays saved and looks connected;
+    only Mailchimp can tell, so the status asks it rather than saying "connected" and
+    offering no way to reconnect."""
+    try:
+        creds = await credentials(db, team_id, secret_key)
+    except NotConnected:
+        return Checked(Health.DISCONNECTED)
+    except (CredentialsUnreadable, SecretKeyMissing):
+        return Checked(Health.UNREADABLE)
+    try:
+        await quick_ping(creds)
+    except ReconnectNeeded:
+        return Checked(Health.REFUSED)
+    except MailchimpError as exc:
+        return Checked(Health.UNANSWERED, str(exc))
+    return Checked(Health.WORKING)
 
 
 async def disconnect(db: Database, team_id: str, *, user: str = "cli") -> bool:

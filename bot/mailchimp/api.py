@@ -29,6 +29,7 @@ MAX_IN_FLIGHT = 8  # pages fetched at once per account; Mailchimp allows 10 conn
 _POOL = ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT, thread_name_prefix="mailchimp")
 TIMEOUT = 30.0  # seconds, for connecting and for each read
 RETRIES = 5
+QUICK_TIMEOUT = 3.0  # seconds, for a check someone is waiting for (quick_ping)
 RETRY_DELAY = 1.0  # seconds before the first retry; it doubles, up to 30
 READS = 3  # passes over a list that keeps changing while it is read, merged
 # how much earlier than our clock a read is taken to begin, for Mailchimp's clock (a change
@@ -82,16 +83,16 @@ def data_centre(api_key: str) -> str | None:
     return dc if dash and plain else None
 
 
-def _client(creds: Credentials) -> Any:
+def _client(creds: Credentials, timeout: float = TIMEOUT) -> Any:
     # loaded on the first call, as in call(): the client and `requests` under it are 19 MB
     # and 60 ms of start-up that commands and imports without Mailchimp never use
     import mailchimp_marketing
 
     client = mailchimp_marketing.Client()
     if creds.auth == "oauth":
-        client.set_config({"access_token": creds.secret, "server": "", "timeout": TIMEOUT})
+        client.set_config({"access_token": creds.secret, "server": "", "timeout": timeout})
     else:
-        client.set_config({"api_key": creds.secret, "server": "", "timeout": TIMEOUT})
+        client.set_config({"api_key": creds.secret, "server": "", "timeout": timeout})
     # The host from the account's metadata (or key); the client's own "server" substitution
     # is off (server ""), so nothing in a URL gets rewritten.
     client.api_client.host = creds.api_endpoint.rstrip("/") + "/3.0"
@@ -112,16 +113,19 @@ def _detail(text: object) -> str:
     return str(text or "")[:200]
 
 
-async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str, about: str = "") -> T:
+async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str, about: str = "",
+               timeout: float = TIMEOUT, tries: int = RETRIES) -> T:  # fmt: skip
     """Run `fn(client)` in a thread; retry 429/5xx/network errors; classify the rest.
-    `about`: which list, for the log (several workspaces' reads may be retrying at once)."""
+    `about`: which list, for the log (several workspaces' reads may be retrying at once).
+    `timeout` and `tries`: a check someone waits for is asked once, briefly."""
     import requests
     from mailchimp_marketing.api_client import ApiClientError
 
     delay = RETRY_DELAY
-    for attempt in range(1, RETRIES + 1):
+    for attempt in range(1, tries + 1):
         try:
-            result = await asyncio.get_running_loop().run_in_executor(_POOL, fn, _client(creds))
+            result = await asyncio.get_running_loop().run_in_executor(
+                _POOL, fn, _client(creds, timeout))
         except ApiClientError as exc:
             status = _status(exc)
             if status in (401, 403):
@@ -154,8 +158,9 @@ async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str, about: 
                 reason = f"{result.status_code} with no body"  # a busy Mailchimp's bare 429/403
                 if result.status_code == 403:
                     reason += " (too many connections?)"
-        if attempt == RETRIES:
-            raise MailchimpError(f"Mailchimp kept failing to {what} ({reason}); try again later.")
+        if attempt == tries:
+            failed = "kept failing" if tries > 1 else "failed"
+            raise MailchimpError(f"Mailchimp {failed} to {what} ({reason}); try again later.")
         log.warning("Mailchimp %s failed (%s; %s at %s), retrying in %.1f s", what, reason,
                     about or "no list", creds.api_endpoint, delay)  # fmt: skip
         await asyncio.sleep(delay)
@@ -165,6 +170,13 @@ async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str, about: 
 
 async def ping(creds: Credentials) -> None:
     await call(creds, lambda c: c.ping.get(), what="answer a ping")
+
+
+async def quick_ping(creds: Credentials) -> None:
+    """One ping that gives up after QUICK_TIMEOUT: whether the stored credentials still work,
+    for someone waiting on an answer (ReconnectNeeded: they don't)."""
+    await call(creds, lambda c: c.ping.get(), what="answer a ping", timeout=QUICK_TIMEOUT,
+               tries=1)  # fmt: skip
 
 
 async def audiences(creds: Credentials) -> list[Audience]:

@@ -24,18 +24,22 @@ from sqlalchemy import text
 
 from bot.app import build_web_app, slack_client, tell_connected
 from bot.imports.cancel import cancel_job
+from bot.imports.review import load
 from bot.jobs import queue
 from bot.jobs.queue import claim, list_jobs
-from bot.mailchimp import accounts
+from bot.mailchimp import accounts, api
 from bot.mailchimp.oauth import CALLBACK_PATH, CONNECT_PATH, read_state
 from bot.web import public_routes
 from bot.workspaces import ensure_workspace, workspace_name
 from handlers import mailchimp as mailchimp_handlers
 from handlers.ids import Action, BlockId, Callback
+from handlers.messages import review_message
 from models import Database
 from tests.fakes.mailchimp import FakeMailchimp
 from tests.fakes.slack_api import find_element, serve
 from tests.handlers.conftest import LEAD, REP, Harness, running_app
+from tests.handlers.test_errors_and_retention import _purge_due
+from tests.handlers.test_home import _open_home
 from tests.handlers.test_import_flow import _count, _form, _review
 
 TEAM = "T0001"
@@ -276,7 +280,7 @@ async def test_without_secret_key_it_says_to_set_it(build: Build) -> None:
 
 
 async def test_credentials_saved_under_another_secret_key_are_said_so_and_logged(
-    build: Build, caplog: pytest.LogCaptureFixture,
+    build: Build, mc: FakeMailchimp, caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     """SECRET_KEY changed after Mailchimp was connected: the form says so (not that Mailchimp
     refused us: it wasn't asked) and the log tells the operator."""
@@ -288,6 +292,87 @@ async def test_credentials_saved_under_another_secret_key_are_said_so_and_logged
         assert "`SECRET_KEY` changed" in shown and "no longer accepts" not in shown
         assert any("don't decrypt with this SECRET_KEY" in r.getMessage() and TEAM in
                    r.getMessage() for r in caplog.records)  # fmt: skip
+        pings = len(mc.requests_to("/3.0/ping"))
+        status = await _status(app)  # says so too, and offers to connect again
+        shown = json.dumps(status["blocks"])
+        assert "saved credentials can't be read" in shown and "refuses" not in shown
+        assert find_element(status["blocks"], Action.MAILCHIMP_CONNECT) is not None
+        assert len(mc.requests_to("/3.0/ping")) == pings  # Mailchimp wasn't asked
+
+
+async def test_a_revoked_key_is_said_on_the_status_and_reconnecting_replaces_it(
+    build: Build, mc: FakeMailchimp
+) -> None:
+    """The import form says "reconnect Mailchimp with `/referral mailchimp`", which said
+    "Mailchimp is connected" with only *Disconnect*: no way to reconnect, no word that
+    Mailchimp refuses the saved key. The status now asks Mailchimp (one ping) and says so,
+    with *Reconnect* beside *Disconnect*; the new key replaces the refused one."""
+    new_key = "fedcba9876543210fedcba9876543210-us21"
+    mc.account(KEY).api_keys.append(new_key)  # the same account's next key
+    async with build() as app:
+        await _connect(app)
+        mc.revoke(KEY)
+        modal = await _import_modal(app)
+        assert "reconnect Mailchimp with `/referral mailchimp`" in json.dumps(modal["blocks"])
+        status = await _status(app)  # the lead does as told
+        shown = json.dumps(status["blocks"])
+        assert "Mailchimp refuses the saved credentials" in shown, shown
+        assert "*Mailchimp is connected*" not in shown
+        assert find_element(status["blocks"], Action.MAILCHIMP_CONNECT) is not None
+        assert find_element(status["blocks"], Action.MAILCHIMP_DISCONNECT) is not None
+        rep_status = await _status(app, REP)  # others read it too, and who may reconnect
+        assert "Mailchimp refuses the saved credentials" in json.dumps(rep_status["blocks"])
+        assert "Only team leads can connect or disconnect" in json.dumps(rep_status["blocks"])
+        refused = await _stored(app)
+
+        ack, _, answers = await _submit_key(app, new_key)  # *Reconnect with an API key*
+        assert ack["response_action"] == "update"
+        assert "Mailchimp is connected" in json.dumps(answers[-1]["blocks"])
+        stored = await _stored(app)
+        assert len(stored) == 1 and stored != refused
+        status = await _status(app)
+        assert "refuses" not in json.dumps(status["blocks"])
+        assert find_element(status["blocks"], Action.MAILCHIMP_CONNECT) is None
+        modal = await _import_modal(app)
+        assert find_element(modal["blocks"], Action.MAILCHIMP_LISTS) is not None
+        assert app.slack.block_errors == []
+
+
+async def test_a_revoked_sign_in_offers_to_sign_in_again(build: Build, mc: FakeMailchimp) -> None:
+    """With an OAuth app, *Reconnect* is Mailchimp's sign-in, made for the lead who asked."""
+    mc.add_account(token="oauth-token", dc="us7", name="Bistro")
+    async with build(mailchimp_client_id="cid-123", mailchimp_client_secret="csecret") as app:
+        await ensure_workspace(app.db, TEAM)
+        await accounts.save(app.db, TEAM, api.Credentials(mc.base_url, "oauth", "oauth-token"),
+                            dc="us7", account_name="Bistro", login_email="", user=LEAD,
+                            secret_key=SECRET_KEY)  # fmt: skip
+        assert find_element((await _status(app))["blocks"], Action.MAILCHIMP_SIGN_IN) is None
+        mc.revoke("oauth-token")
+        status = await _status(app)
+        assert "Mailchimp refuses the saved credentials" in json.dumps(status["blocks"])
+        found = find_element(status["blocks"], Action.MAILCHIMP_SIGN_IN)
+        assert found is not None and found[1]["text"]["text"] == "Reconnect Mailchimp"
+        state = read_state(SECRET_KEY, parse_qs(urlsplit(found[1]["url"]).query)["state"][0])
+        assert (state.team_id, state.user_id) == (TEAM, LEAD)
+        assert find_element(status["blocks"], Action.MAILCHIMP_DISCONNECT) is not None
+        rep_status = await _status(app, REP)  # no sign-in link is made for someone else
+        assert find_element(rep_status["blocks"], Action.MAILCHIMP_SIGN_IN) is None
+        assert app.slack.block_errors == []
+
+
+async def test_a_mailchimp_that_doesnt_answer_the_check_isnt_called_a_refusal(
+    build: Build, mc: FakeMailchimp
+) -> None:
+    async with build() as app:
+        await _connect(app)
+        mc.fail_next("/3.0/ping", 503, mc.problem(503, "Service Unavailable"))
+        status = await _status(app)
+        shown = json.dumps(status["blocks"])
+        assert "Mailchimp is connected" in shown and "couldn't be checked" in shown
+        assert "Mailchimp failed to answer a ping (503" in shown
+        assert "refuses" not in shown
+        assert find_element(status["blocks"], Action.MAILCHIMP_CONNECT) is None
+        assert [p.status for p in mc.requests_to("/3.0/ping")][-1] == 503  # asked once
 
 
 async def test_oauth_mode_shows_a_sign_in_button(build: Build, mc: FakeMailchimp) -> None:
@@ -357,6 +442,38 @@ async def test_oauth_sign_in_from_slack_to_the_dm(build: Build, mc: FakeMailchim
                                   "Coffee*. Its audiences can now be added to imports.")
         connected = await accounts.connection(app.db, TEAM)
         assert connected is not None and connected.connected_by == LEAD
+
+
+async def test_connect_on_home_is_the_sign_in_when_an_oauth_app_is_configured(
+    build: Build, mc: FakeMailchimp
+) -> None:
+    """Home's *Connect Mailchimp* always opened the API key form, though `/referral
+    mailchimp` offers Mailchimp's sign-in (the key form is for workspaces without an OAuth
+    app): it opens the same sign-in, a link made for the lead who clicked."""
+    async with build(mailchimp_client_id="cid-123", mailchimp_client_secret="csecret") as app:
+        home = await _open_home(app, LEAD)
+        assert find_element(home["blocks"], Action.MAILCHIMP_CONNECT) is not None
+        await app.requests.block_action(Action.MAILCHIMP_CONNECT, "connect", user_id=LEAD,
+                                        view={"type": "home", "id": "VHOME"})  # fmt: skip
+        await app.settle()
+        opened = app.slack.open_views(LEAD)[-1]
+        assert opened["callback_id"] != Callback.MAILCHIMP_KEY
+        assert find_element(opened["blocks"], Action.MAILCHIMP_KEY) is None
+        found = find_element(opened["blocks"], Action.MAILCHIMP_SIGN_IN)
+        assert found is not None, opened["blocks"]
+        url = urlsplit(found[1]["url"])
+        assert (url.scheme, url.netloc, url.path) == ("https", "bot.example", CONNECT_PATH)
+        state = read_state(SECRET_KEY, parse_qs(url.query)["state"][0])
+        assert (state.team_id, state.user_id) == (TEAM, LEAD)
+
+        # a click by someone else (a stale Home, a forged request) makes no link for them
+        await app.requests.block_action(Action.MAILCHIMP_CONNECT, "connect", user_id=REP,
+                                        view={"type": "home", "id": "VHOME2"})  # fmt: skip
+        await app.settle()
+        refused = app.slack.open_views(REP)[-1]
+        assert "Only team leads can connect Mailchimp" in json.dumps(refused["blocks"])
+        assert find_element(refused["blocks"], Action.MAILCHIMP_SIGN_IN) is None
+        assert app.slack.block_errors == []
 
 
 # ---- audiences in the import modal ----------------------------------------------------------
@@ -552,3 +669,55 @@ async def test_cancelling_the_job_reading_an_audience_marks_it_cancelled(build: 
         refused = app.slack.ephemerals[-1]["text"]
         assert "nothing valid to import" in refused and "still being read" not in refused
         assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0
+
+
+async def test_members_skipped_by_status_are_still_counted_so_after_approval(
+    build: Build,
+) -> None:
+    """The review said "skipped: 1 cleaned, 1 unsubscribed"; approving redrew it as
+    "2 rejected". Once the import's staged rows are purged (its retention), the line says
+    how many were skipped, not why: that went with the rows."""
+    async with build() as app:
+        await _connect(app)
+        modal = await _import_modal(app)
+        await app.requests.view_submission(state_values=_form(segment="MC") | _chosen(
+            "a1b2c3d4e5"), view_id=modal["id"], user_id=REP)  # fmt: skip
+        await app.settle()
+        message = await _review(app)
+        assert "skipped: 1 cleaned, 1 unsubscribed" in json.dumps(message["blocks"])
+        batch_id = find_element(message["blocks"], Action.APPROVE)[1]["value"]  # type: ignore[index]
+        await app.requests.block_action(Action.APPROVE, batch_id, user_id=LEAD,
+                                        message_ts=message["ts"])  # fmt: skip
+        await app.settle()
+        after = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+        assert "imported (approved by" in after
+        assert "skipped: 1 cleaned, 1 unsubscribed" in after  # not "2 rejected"
+
+        await _purge_due(app, finished_days_ago=31)
+        assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0
+        _, blocks = review_message(await load(app.db, TEAM, int(batch_id)))
+        purged = json.dumps([b.to_dict() for b in blocks])
+        assert "skipped: 2 (not subscribed, or without a valid address)" in purged
+        assert "cleaned" not in purged and "2 valid" in purged
+
+
+async def test_subscribed_members_without_a_valid_address_are_counted_as_invalid(
+    build: Build, mc: FakeMailchimp
+) -> None:
+    """A subscribed member whose address fails validation was listed as if it were a
+    status, with the validator's sentence: "skipped: 1 Invalid email: The part after the
+    @-sign is not valid. It should have a period., 1 archived"."""
+    odd = mc.account(KEY).add_list("0dd0dd0dd0", "Odd")
+    odd.add_member("ok@example.com", "subscribed", first_name="Ok")
+    odd.add_member("bad@localhost", "subscribed", first_name="Bad")
+    odd.add_member("worse@localhost", "subscribed", first_name="Worse")
+    odd.add_member("arch@example.com", "archived", first_name="Arch")
+    async with build() as app:
+        await _connect(app)
+        modal = await _import_modal(app)
+        await app.requests.view_submission(state_values=_form(segment="MC") | _chosen(
+            "0dd0dd0dd0"), view_id=modal["id"], user_id=REP)  # fmt: skip
+        await app.settle()
+        rendered = json.dumps((await _review(app))["blocks"])
+        assert "1 valid" in rendered and "skipped: 1 archived, 2 invalid email" in rendered
+        assert "Invalid email:" not in rendered and "@-sign" not in rendered

@@ -840,3 +840,21 @@ async def test_a_disconnect_while_an_audience_is_read_stages_none_of_its_members
     assert source is not None
     assert (source.status, source.error, staged) == ("failed", DISCONNECTED, 0)
     assert notifier.read == [source_id]  # the thread is told
+
+
+async def test_subscribed_members_without_a_valid_address_are_counted_together(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """`referral-bot import --mailchimp-list`'s `skipped_by_status` had a key per validator
+    sentence ("Invalid email: The part after the @-sign is not valid. ...") beside the
+    statuses; they are one "invalid email" count now."""
+    odd = mc.account(KEY).add_list("odd", "Odd")
+    odd.add_member("ok@example.com", "subscribed")
+    odd.add_member("bad@localhost", "subscribed")
+    odd.add_member("worse@@example.com", "subscribed")
+    odd.add_member("arch@example.com", "archived")
+    creds = api.Credentials(mc.base_url, "api_key", KEY)
+    result = await import_files(db, TEAM, [], segment="Odd", create_segment=True,
+                                mailchimp=(creds, [api.Audience("odd", "Odd", 3)]))  # fmt: skip
+    assert result.skipped_by_status == {"archived": 1, "invalid email": 2}
+    assert (result.batch.valid, result.batch.rejected) == (1, 3)
