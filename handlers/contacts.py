@@ -26,8 +26,9 @@ async def _render(context: dict[str, Any], team_id: str, batch_id: int, query: s
     batch = await review.batch_of(d.db, team_id, batch_id)
     rows, total = await review.contacts_page(d.db, team_id, batch_id, query=query, offset=offset,
                                              limit=CONTACTS_PER_PAGE)  # fmt: skip
-    if offset and offset >= total:  # the last one on a page was removed
-        offset = max(0, offset - CONTACTS_PER_PAGE)
+    if offset and offset >= total:  # rows went (a page's last removed, or a whole file):
+        # the last page that has any
+        offset = max(0, (total - 1) // CONTACTS_PER_PAGE * CONTACTS_PER_PAGE)
         rows, total = await review.contacts_page(
             d.db, team_id, batch_id, query=query, offset=offset, limit=CONTACTS_PER_PAGE
         )

@@ -246,3 +246,46 @@ async def test_unsigned_or_stale_requests_are_refused(app: Harness) -> None:
     assert (bad.status, stale.status) == (401, 401)
     await app.settle()
     assert app.slack.calls_to("views.open") == []
+
+
+async def test_review_contacts_past_the_last_page_shows_the_last_page_with_rows(
+    app: Harness,
+) -> None:
+    """Rows can go by more than a page while the modal is open (a file removed on the review
+    message): its next redraw stepped back one page only, to an empty page with only
+    *Previous*. It shows the last page that has rows."""
+    big = app.slack.add_file("F0001", "big.csv", b"email\n" + b"".join(
+        f"p{i:02}@example.com\n".encode() for i in range(25)))  # fmt: skip
+    small = app.slack.add_file("F0002", "small.csv",
+                               b"email\nx1@example.org\nx2@example.org\nx3@example.org\n")
+    view_id = await _open_modal(app)
+    await app.requests.view_submission(state_values=_form(files=[big, small], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    message = await _review(app)
+    batch = message["blocks"][-1]["elements"][0]["value"]
+    await app.requests.block_action(Action.REVIEW_CONTACTS, batch, user_id=REP,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    modal = app.slack.open_views(REP)[-1]
+    for _ in range(2):  # to the third page: rows 21-28
+        nxt = find_element(modal["blocks"], f"{Action.PAGE}_next")
+        assert nxt is not None
+        await app.requests.block_action(f"{Action.PAGE}_next", nxt[1]["value"], user_id=REP,
+                                        view=modal["id"])  # fmt: skip
+        await app.settle()
+        modal = app.slack.views[modal["id"]]
+    shown = json.dumps(modal["blocks"])
+    assert "x1@example.org" in shown and "showing 21-28" in shown, shown
+    remove = [b for b in message["blocks"] if b.get("accessory", {}).get("action_id")
+              == Action.REMOVE_SOURCE]  # fmt: skip
+    await app.requests.block_action(Action.REMOVE_SOURCE, remove[0]["accessory"]["value"],
+                                    user_id=REP, message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    x1 = next(b for b in modal["blocks"] if "x1@example.org" in json.dumps(b))
+    await app.requests.block_action(Action.REMOVE_CONTACT, x1["accessory"]["value"],
+                                    user_id=REP, view=modal["id"])  # fmt: skip
+    await app.settle()
+    shown = json.dumps(app.slack.views[modal["id"]]["blocks"])
+    assert "x2@example.org" in shown and "x3@example.org" in shown, shown
+    assert "showing 1-2" in shown and "Previous" not in shown, shown
