@@ -10,6 +10,7 @@ from typing import Protocol
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.ids import USER_ID
 from bot.jobs.queue import enqueue_pending_in
 from bot.once import forget, forget_in, seen_in
 from models import Database
@@ -117,15 +118,18 @@ async def enqueue_report_in(
     conn: AsyncConnection, team_id: str, batch_id: int, event: str, *, source_id: int | None = None
 ) -> None:
     """Queue a report about a batch inside the caller's transaction, if the batch has a message
-    to report to (CLI imports have none)."""
-    has_message = (
-        await conn.execute(
-            text("SELECT 1 FROM import_batch WHERE team_id = :t AND id = :b "
-                 "AND channel_id IS NOT NULL AND message_ts IS NOT NULL"),
-            {"t": team_id, "b": batch_id},
-        )
-    ).first()  # fmt: skip
-    if has_message is None:
+    to report to (CLI imports have none), or, for an undo that stopped, someone in Slack who
+    asked for it: the undo of a shell import asked from App Home and cancelled from the shell
+    (`jobs cancel`) told nobody, and Home, not republished, kept hiding how to finish it."""
+    row = (await conn.execute(
+        text("SELECT channel_id IS NOT NULL AND message_ts IS NOT NULL, undone_by "
+             "FROM import_batch WHERE team_id = :t AND id = :b"),
+        {"t": team_id, "b": batch_id},
+    )).first()  # fmt: skip
+    if row is None:
+        return
+    has_message, undone_by = row
+    if not has_message and not (event == UNDO_STOPPED and USER_ID.match(undone_by or "")):
         return
     ids = {"batch_id": batch_id} if source_id is None else {"batch_id": batch_id,
                                                             "source_id": source_id}

@@ -1,9 +1,11 @@
 """`/referral campaign`: the campaign list, the create/edit modal, Go live and Pause.
 
-Anyone may see the list; only team leads change campaigns, and every change re-reads the
-campaign by id *and* workspace (the service does), so a stale or forged button changes
-nothing. The list is ephemeral: after a change it is replaced through the click's
-`response_url` (a modal carries that URL in its private_metadata), with what happened on top.
+Any member of the workspace may see the list (a member of another organisation, in a
+channel shared with it, is told it isn't for them); only team leads change campaigns, and
+every change re-reads the campaign by id *and* workspace (the service does), so a stale or
+forged button changes nothing. The list is ephemeral: after a change it is replaced through
+the click's `response_url` (a modal carries that URL in its private_metadata), with what
+happened on top.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from handlers.context import (
     is_lead,
     leads_only,
     require_lead,
+    require_member,
     team_of,
 )
 from handlers.home_publish import refresh_for
@@ -101,13 +104,30 @@ async def _show_list(d: Deps, client: AsyncWebClient, team_id: str, url: str, *,
 # ---- the list -------------------------------------------------------------------------------
 
 
+OUTSIDER = "see its campaigns"  # "Only members of this workspace can …"
+
+
+async def _list_for_members(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                            url: str, *, replace: bool, offset: int = 0) -> None:  # fmt: skip
+    """The list, for a member of the workspace: in a channel shared with another
+    organisation, its members were shown every campaign (names, stores, offers, counts)."""
+    try:
+        await require_member(client, team_id, user_id, what=OUTSIDER)
+    except Refusal as exc:
+        log.info("campaign list refused: %s", exc)
+        await _respond(client, url, str(exc), replace=replace)
+        return
+    await _show_list(d, client, team_id, url, replace=replace, offset=offset)
+
+
 async def list_command(ack: Any, command: dict[str, Any], client: AsyncWebClient,
                        context: dict[str, Any]) -> None:  # fmt: skip
     """`/referral campaign`: ack at once, then answer with the list through response_url."""
     await ack()
     d = deps(context)
-    d.later.run(_show_list(d, client, command["team_id"], command["response_url"],
-                           replace=False), client, command)  # fmt: skip
+    d.later.run(_list_for_members(d, client, command["team_id"], command["user_id"],
+                                  command["response_url"], replace=False),
+                client, command)  # fmt: skip
 
 
 async def on_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
@@ -115,8 +135,9 @@ async def on_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     """*More*: the next page of the list, in place of this one."""
     await ack()
     d, click = deps(context), Click.of(body)
-    d.later.run(_show_list(d, client, click.team_id, click.response_url, replace=True,
-                           offset=digits(click.value) or 0), client, body)  # fmt: skip
+    d.later.run(_list_for_members(d, client, click.team_id, click.user_id, click.response_url,
+                                  replace=True, offset=digits(click.value) or 0),
+                client, body)  # fmt: skip
 
 
 # ---- Go live / Pause ------------------------------------------------------------------------

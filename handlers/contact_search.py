@@ -3,8 +3,9 @@ and (team leads) remove it from a segment, unsubscribe, resubscribe or delete it
 
 Results and cards live where the person asked: an ephemeral message (answered and replaced
 through the click's `response_url`; *Show* adds the card below the results) or the search
-modal (updated in place; *Search* and *Back to results* go back). Anyone may look; changes
-are for team leads, and a non-lead sees the card again with the reason on top. Every button
+modal (updated in place; *Search* and *Back to results* go back). Any member may look; changes
+are for team leads, and a non-lead sees the card again with the reason on top (a member of
+another organisation, in a channel shared with it, sees nothing of it). Every button
 carries only ids, which the service reads back *with the workspace*: another workspace's id
 finds nothing and says so. After a change the card is refreshed from the database (so a
 double click or a race shows the real state) and Home is republished.
@@ -273,6 +274,12 @@ async def _apply(d: Deps, where: Where, action: str, ref: ContactRef,
 
 async def _change(d: Deps, client: AsyncWebClient, where: Where, action: str,
                   value: str) -> None:  # fmt: skip
+    """Make a lead's change and show the card as it is now. A member of another organisation
+    is refused first, with no card: "Only team leads can …" came with the card below it
+    (email, names, segments, referral links), of any contact a forged id named. A member of
+    this workspace who isn't a lead sees the card with the refusal on top, as *Show* does."""
+    if await _outsider(client, where, replace=True):
+        return
     try:
         ref, segment_id = _ids(action, value)
     except ContactError as exc:

@@ -146,14 +146,17 @@ async def lead_in(db: Database, team_leads: Sequence[str], client: AsyncWebClien
 OUTSIDER = "Only members of this workspace can see or change its imports and segments."
 
 
-async def require_member(client: AsyncWebClient, team_id: str, user_id: str) -> None:
+async def require_member(client: AsyncWebClient, team_id: str, user_id: str, *,
+                         what: str = "") -> None:  # fmt: skip
     """Refuse a member of another organisation (one a channel is shared with): the review
     message's buttons and the upload offer are in that channel, and showed them this
-    workspace's contacts and segments. Tested as `is_lead` tests membership; a failing
-    `users.info` raises, as there: nothing is shown."""
+    workspace's contacts and segments; slash commands typed there answered them too. Tested
+    as `is_lead` tests membership; a failing `users.info` raises, as there: nothing is
+    shown. `what`: "see its campaigns" says "Only members of this workspace can see its
+    campaigns." (else OUTSIDER)."""
     info = await client.users_info(user=user_id)
     if (info.get("user") or {}).get("team_id") != team_id:
-        raise Refusal(OUTSIDER)
+        raise Refusal(f"Only members of this workspace can {what}." if what else OUTSIDER)
 
 
 async def lead_refusal(d: Deps, team_id: str, verb: str) -> Refusal:

@@ -28,6 +28,7 @@ from bot.audit import by_whom
 from bot.campaigns.service import CampaignSummary
 from bot.ids import digits
 from bot.imports.batches import status_words
+from bot.imports.undo import STOPPED, WAITING
 from bot.mailchimp.accounts import Connection
 from handlers.campaign_messages import STATE_LABEL
 from handlers.ids import Action
@@ -72,7 +73,10 @@ class ImportRow:
     finished_at: datetime | None = None
     undone_by: str | None = None
     consent_by: str | None = None
-    can_undo: bool = False  # done, within the undo window: an *Undo* button
+    # done, within the undo window, or its undo runs no more (see below): an *Undo* button
+    can_undo: bool = False
+    # being undone, but nobody runs it: bot.imports.undo.STOPPED or WAITING (else None)
+    undo_unattended: str | None = None
     enrolled: int = 0  # advocates its enrollments made (after it, or from its thread)
     invited: int = 0  # invites those enrollments sent
 
@@ -223,7 +227,14 @@ def import_line(row: ImportRow) -> str:
                  f"{n(row.added_to_segment)} added to the segment")  # fmt: skip
     elif row.status == BatchStatus.FAILED and row.error:
         line += f"\n{esc(row.error[:MAX_ERROR])}"
-    return line
+    return line + _UNATTENDED.get(row.undo_unattended or "", "")
+
+
+# why "being undone" lasts: nothing runs it (a shell import has no thread to say so)
+_UNATTENDED = {
+    STOPPED: "\nIts undo stopped part way: a team lead finishes it with *Undo*.",
+    WAITING: "\nIts undo waits for a worker, and none is running: *Undo* says how to finish it.",
+}
 
 
 def _undo_button(batch_id: int) -> ButtonElement:

@@ -23,7 +23,7 @@ from sqlmodel import col, func, select
 from bot.audit import EnrollmentFigures, enrollment_figures
 from bot.campaigns.service import list_campaigns
 from bot.home_refresh import VIEWERS_KEPT, HomeRefresher
-from bot.imports.undo import undoable
+from bot.imports.undo import unattended_undo, undoable
 from bot.mailchimp.accounts import connection
 from bot.workspaces import segment_sizes
 from handlers.home_messages import (
@@ -37,7 +37,7 @@ from handlers.home_messages import (
     segment_rows,
 )
 from handlers.slack_errors import slack_error
-from models import Database, HomeViewer, ImportBatch, Segment, Workspace
+from models import BatchStatus, Database, HomeViewer, ImportBatch, Segment, Workspace
 from models.clock import utcnow
 from models.db import upsert
 
@@ -71,14 +71,18 @@ async def recent_imports(
                 col(ImportBatch.team_id) == team_id)
         )).one()  # fmt: skip
     figures = await enrollment_figures(db, team_id, {b.id or 0: b.message_ts for b, _ in rows})
+    # an undo nobody runs (stopped, or waiting with no worker): *Undo* finishes it, or says how
+    unattended = {b.id or 0: why for b, _ in rows if b.status == BatchStatus.UNDOING
+                  and (why := await unattended_undo(db, team_id, b.id or 0)) is not None}
     imports = [
         ImportRow(batch_id=b.id or 0, segment=name, status=b.status, requested_by=b.requested_by,
                   approved_by=b.approved_by, cancelled_by=b.cancelled_by,
                   new_contacts=b.new_contacts, added_to_segment=b.added_to_segment,
                   error=b.error, created_at=b.created_at, finished_at=b.finished_at,
                   undone_by=b.undone_by, consent_by=b.consent_by,
-                  can_undo=undoable(b) and b.finished_at is not None
-                  and b.finished_at >= undo_since,
+                  can_undo=(undoable(b) and b.finished_at is not None
+                            and b.finished_at >= undo_since) or (b.id or 0) in unattended,
+                  undo_unattended=unattended.get(b.id or 0),
                   enrolled=figures.get(b.id or 0, NONE).enrolled,
                   invited=figures.get(b.id or 0, NONE).sent)
         for b, name in rows

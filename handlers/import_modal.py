@@ -223,9 +223,18 @@ def _unusable_name(name: str) -> str | None:
     return None
 
 
-async def suggest_segments(ack: Any, body: dict[str, Any], context: dict[str, Any]) -> None:
+async def suggest_segments(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                           context: dict[str, Any]) -> None:  # fmt: skip
+    """The import form's segments with their sizes. A member of another organisation gets
+    none: the form opened for them (it opens before the check: trigger ids live 3 s) listed
+    them until the refusal replaced it."""
     d = deps(context)
     team_id = team_of(body)
+    try:
+        await require_member(client, team_id, body["user"]["id"])
+    except Refusal:
+        await ack(options=[])
+        return
     query = (body.get("value") or "").casefold()
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     sized = [(s.id or 0, s.name, n) for s, n in await segment_sizes(d.db, team_id)

@@ -381,15 +381,18 @@ class SlackNotifier:
         why = ("its job was cancelled: `referral-bot jobs cancel`"
                if job is not None and job.state == JobState.CANCELLED
                else "its job ran out of attempts: `referral-bot jobs` says why")  # fmt: skip
+        in_thread = bool(batch.channel_id and batch.message_ts)
+        # an import from the shell has no result reply in a thread: its row on Home has *Undo*
+        where = ("Click *Undo import* on its result again" if in_thread
+                 else "Click *Undo* on its row in my Home tab")  # fmt: skip
         text = (f":warning: Undoing import #{batch_id} into *{esc(view.segment.name)}* stopped "
-                f"part way ({why}). What it took out so far stays out. Click *Undo import* on "
-                f"its result again to finish it, or run `referral-bot undo {batch_id}`."
-                )  # fmt: skip
+                f"part way ({why}). What it took out so far stays out. {where} to finish it, "
+                f"or run `referral-bot undo {batch_id}`.")  # fmt: skip
         key = f"undo-stopped:{batch_id}"
         if not await first_time(self.db, team_id, key):
             return
         try:
-            if batch.channel_id and batch.message_ts:
+            if in_thread:
                 await self.client.chat_postMessage(channel=batch.channel_id,
                                                    thread_ts=batch.message_ts, text=text)
             elif batch.undone_by and is_user_id(batch.undone_by):

@@ -1,7 +1,10 @@
 """`/referral segments`: the list, New segment, Rename, Delete, Export CSV, and More.
 
-Anyone may see the list and create a segment (an empty segment harms nobody); renaming,
-deleting and exporting (it hands out customer data) are for team leads. Every click re-reads
+Any member of the workspace may see the list and create a segment (an empty segment harms
+nobody); renaming, deleting and exporting (it hands out customer data) are for team leads.
+A member of another organisation, in a channel shared with it (Slack Connect), is refused
+everything: it listed every segment's name and size, and created segments in the audit log
+under its id. Every click re-reads
 the segment by id *and* workspace, so a stale, doubled or forged button changes nothing and
 the person is told why. The list is ephemeral: after a change it is replaced through the
 click's `response_url` (a modal carries it in private_metadata) with what happened on top,
@@ -50,6 +53,7 @@ from handlers.context import (
     is_lead,
     leads_only,
     require_lead,
+    require_member,
     team_of,
 )
 from handlers.home_publish import refresh_for
@@ -138,21 +142,34 @@ def _explained(work: Coroutine[Any, Any, None], client: AsyncWebClient, url: str
 # ---- the list and More ----------------------------------------------------------------------
 
 
+async def _list_for_members(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                            url: str, *, page: str = "", replace: bool) -> None:  # fmt: skip
+    """The list, for a member of the workspace; anyone else is told why not, in its place."""
+    try:
+        await require_member(client, team_id, user_id)
+    except Refusal as exc:
+        log.info("segment list refused: %s", exc)
+        await respond(client, url, str(exc), replace=replace)
+        return
+    await _show_list(d, client, team_id, url, page=page, replace=replace)
+
+
 async def command(ack: Any, command: dict[str, Any], client: AsyncWebClient,
                   context: dict[str, Any]) -> None:  # fmt: skip
     """`/referral segments`: ack at once, then answer with the list through response_url."""
     await ack()
     d = deps(context)
-    d.later.run(_show_list(d, client, command["team_id"], command["response_url"],
-                           replace=False), client, command)  # fmt: skip
+    d.later.run(_list_for_members(d, client, command["team_id"], command["user_id"],
+                                  command["response_url"], replace=False),
+                client, command)  # fmt: skip
 
 
 async def on_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                   context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
     d, click = deps(context), Click.of(body)
-    d.later.run(_show_list(d, client, click.team_id, click.response_url, page=click.value,
-                           replace=True), client, body)  # fmt: skip
+    d.later.run(_list_for_members(d, client, click.team_id, click.user_id, click.response_url,
+                                  page=click.value, replace=True), client, body)  # fmt: skip
 
 
 # ---- New segment and Rename: the name modal ---------------------------------------------------
@@ -160,17 +177,24 @@ async def on_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 
 async def on_create(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                     context: dict[str, Any]) -> None:  # fmt: skip
-    """Anyone may create: the form needs no data, so it opens at once (trigger ids live 3 s)."""
+    """Any member may create: the form needs no data, so it opens at once (trigger ids live
+    3 s); a member of another organisation then sees why not in its place (and the
+    submission checks again)."""
     await ack()
     d, click = deps(context), Click.of(body)
     offset = digits(click.value) or 0
     modal = name_modal(renaming=None, private_metadata=metadata(url=click.response_url,
                                                                  offset=offset))  # fmt: skip
-    d.later.run(_open(client, click.trigger_id, modal), client, body, prompt=True)
+    d.later.run(_open_create(client, click, modal), client, body, prompt=True)
 
 
-async def _open(client: AsyncWebClient, trigger_id: str, modal: View) -> None:
-    await client.views_open(trigger_id=trigger_id, view=modal)
+async def _open_create(client: AsyncWebClient, click: Click, modal: View) -> None:
+    opened = await open_modal(client, click.trigger_id, modal)
+    try:
+        await require_member(client, click.team_id, click.user_id)
+    except Refusal as exc:
+        log.info("segment create refused: %s", exc)
+        await fill_modal(client, opened, notice_modal("New segment", str(exc)))
 
 
 async def _open_rename(d: Deps, client: AsyncWebClient, click: Click) -> None:
@@ -217,6 +241,13 @@ async def submit_name(ack: Any, body: dict[str, Any], view: dict[str, Any],
         return
     segment_id, url = meta.get("segment"), str(meta.get("url") or "")
     offset = meta["offset"] or 0
+    try:
+        await require_member(client, team_id, user_id)
+    except Refusal as exc:
+        await ack(response_action="update",
+                  view=notice_modal("Rename segment" if renaming else "New segment",
+                                    str(exc)).to_dict())  # fmt: skip
+        return
     if renaming and not await is_lead(d, client, team_id, user_id):
         refusal = await leads_only(d, team_id, "rename segments")
         await ack(response_action="update",

@@ -12,7 +12,16 @@ from bot.campaigns import service
 from bot.campaigns.invites import cancel_held, resend_uncertain, retry_sending
 from bot.imports.review import batch_of
 from bot.once import first_time, forget
-from handlers.context import Deps, Refusal, deps, id_in, is_lead, leads_only, team_of
+from handlers.context import (
+    Deps,
+    Refusal,
+    deps,
+    id_in,
+    is_lead,
+    leads_only,
+    require_member,
+    team_of,
+)
 from handlers.enrollment_messages import campaign_options, go_live_first
 from handlers.ids import Action, BlockId
 from handlers.messages import esc
@@ -157,9 +166,17 @@ async def _noop(ack: Any) -> None:
     await ack()  # choosing a campaign does nothing until Target a campaign
 
 
-async def suggest_campaigns(ack: Any, body: dict[str, Any], context: dict[str, Any]) -> None:
-    """The target offer's menu, read when it is opened: today's campaigns of this workspace."""
+async def suggest_campaigns(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                            context: dict[str, Any]) -> None:  # fmt: skip
+    """The target offer's menu, read when it is opened: today's campaigns of this workspace.
+    The offer is in the import's thread, in its channel: a member of another organisation
+    it is shared with gets none (as the upload offer's segments)."""
     d = deps(context)
+    try:
+        await require_member(client, team_of(body), body["user"]["id"])
+    except Refusal:
+        await ack(options=[])
+        return
     campaigns = [s.campaign for s in await service.list_campaigns(d.db, team_of(body))]
     await ack(options=[o.to_dict() for o in campaign_options(campaigns,
                                                              str(body.get("value") or ""))])

@@ -17,8 +17,15 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.imports.batches import ReviewError, get_batch
+from bot.imports.undo import (
+    WAITING,
+    request_undo,
+    resume_undo,
+    stalled_undo,
+    unattended_undo,
+    undo_plan,
+)
 from bot.imports.undo import refusal as undo_refusal
-from bot.imports.undo import request_undo, resume_undo, stalled_undo, undo_plan
 from handlers.context import Deps, deps, form_meta, id_in, is_lead, leads_only, team_of
 from handlers.ids import Action, Callback
 from handlers.messages import metadata, undo_window
@@ -33,6 +40,7 @@ from handlers.undo_messages import (
     remove_advocates,
     resume_modal,
     started_modal,
+    waiting_modal,
 )
 
 WHAT = "undo imports"
@@ -69,6 +77,10 @@ async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
         await fill_modal(client, opened, resume_modal(batch_id, stopped,
                                                       metadata=metadata(batch=batch_id,
                                                                         resume=True)))  # fmt: skip
+        return
+    if await unattended_undo(d.db, team_id, batch_id,
+                             lease_seconds=d.settings.job_lease_seconds) == WAITING:
+        await fill_modal(client, opened, waiting_modal(batch_id))  # Home offers it: say why
         return
     try:
         plan = await undo_plan(d.db, team_id, batch_id, window_days=d.settings.undo_window_days)

@@ -148,6 +148,15 @@ def resume_modal(batch_id: int, why: str, *, metadata: str) -> View:
     return _modal([_section(text)], submit="Finish the undo", metadata=metadata)
 
 
+def waiting_modal(batch_id: int) -> View:
+    """An undo whose job waits for a worker while none runs: nothing Slack can queue helps."""
+    return _modal([_section(
+        f":hourglass: *The undo of import #{batch_id} is waiting for a worker*, and none is "
+        "running (`serve` with `RUN_WORKER=false`, or its workers stopped). It carries on "
+        "where it stopped once one runs (`referral-bot worker`), or finish it now from the "
+        f"shell with `referral-bot undo {batch_id}`.")])
+
+
 def started_modal(batch_id: int, *, in_thread: bool) -> View:
     where = ("in the import's thread" if in_thread
              else "in a direct message")  # fmt: skip

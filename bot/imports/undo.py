@@ -75,7 +75,14 @@ from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.imports.batches import ReviewError, get_batch, status_words
 from bot.imports.job_kinds import UNDO_JOB
 from bot.jobs.here import running_here, shell_owner
-from bot.jobs.queue import claim_by_key, enqueue_in, enqueue_running_in, find_by_key
+from bot.jobs.queue import (
+    claim_by_key,
+    enqueue_in,
+    enqueue_running_in,
+    find_by_key,
+    live_workers,
+    stale_after,
+)
 from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped, PermanentJobError
 from bot.notify import UNDO_FINISHED, UNDO_STOPPED, ImportNotifier, enqueue_report_in
 from models import BatchStatus, Database, ImportBatch, JobState
@@ -252,6 +259,31 @@ async def resume_undo(db: Database, team_id: str, batch_id: int, actor: str) -> 
     if batch.status == BatchStatus.UNDOING:
         raise UndoError(f"The undo of import #{batch_id} is running again already.")
     raise UndoError(f"Import #{batch_id} has no stopped undo to finish.")
+
+
+STOPPED = "stopped"  # its job failed or was cancelled: *Finish the undo* queues it again
+WAITING = "waiting"  # its job waits for a worker, and none is alive to run it
+LEASE_SECONDS = 30.0  # JOB_LEASE_SECONDS' default, for callers that don't pass the setting
+
+
+async def unattended_undo(db: Database, team_id: str, batch_id: int, *,
+                          lease_seconds: float = LEASE_SECONDS) -> str | None:  # fmt: skip
+    """Why nobody is running the undo of this import being undone, or None (it runs, a live
+    worker is about to take it, or the import isn't being undone).
+
+    STOPPED: its job failed or was cancelled (`stalled_undo`). WAITING: it is queued, or its
+    runner's lease lapsed (`_waiting_undo`), and no live worker runs undo jobs (a worker whose
+    lease lapsed on it is dead, whatever its row says, as `referral-bot jobs` reckons). An
+    import from the shell has no thread whose *Undo import* could finish it: App Home offers
+    its *Undo* for these, so that a lead can finish it (or be told how) from Slack."""
+    if await stalled_undo(db, team_id, batch_id) is not None:
+        return STOPPED
+    if not await _waiting_undo(db, team_id, batch_id):
+        return None
+    job = await find_by_key(db, team_id, undo_key(batch_id))
+    dead = job.lease_owner if job is not None else None
+    alive = [w for w in await live_workers(db, stale_after(lease_seconds)) if w.owner != dead]
+    return None if any(UNDO_JOB in w.kind_set for w in alive) else WAITING
 
 
 # ---- what it would do (the confirmation) ----------------------------------------------------

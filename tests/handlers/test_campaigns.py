@@ -297,6 +297,22 @@ def test_a_long_list_stays_within_slacks_block_limit() -> None:
     assert len([b for b in last if find_element([b.to_dict()], Action.CAMPAIGN_EDIT)]) == 10
 
 
+async def test_a_member_of_another_organisation_cannot_see_the_campaigns(app: Harness) -> None:
+    """C0001 is shared with another organisation (Slack Connect): its members typed
+    `/referral campaign` there and were shown every campaign (names, stores, offers)."""
+    outsider = "U0EXT"
+    app.slack.users[outsider] = {"team_id": "T0EXT"}
+    await _campaign(app, "Secret spring sale")
+    refused = "Only members of this workspace can see its campaigns."
+    answer = await _list(app, user=outsider)
+    assert answer["text"] == refused and "Secret" not in json.dumps(answer)
+    listing = await _list(app)  # a member's list, its More clicked by the outsider
+    more = await _click(app, Action.CAMPAIGN_MORE, "0", listing, user=outsider)
+    assert more[-1]["text"] == refused and more[-1]["replace_original"] is True
+    assert "Secret" not in json.dumps(more)
+    assert "Secret spring sale" in json.dumps(await _list(app, user=REP))  # members still do
+
+
 async def test_every_campaign_of_a_long_list_can_be_reached_and_changed(app: Harness) -> None:
     """With more than a page of campaigns, the rest were only "…and 5 more campaigns:
     `referral-bot campaign list` shows them all": nobody could edit, start or pause them

@@ -250,6 +250,34 @@ async def test_a_member_of_another_organisation_cannot_search_or_open_cards(
     assert app.slack.block_errors == []
 
 
+async def test_a_member_of_another_organisation_sees_no_card_through_a_change_button(
+    app: Harness,
+) -> None:
+    """*Show* and *More* refused an outsider, but Unsubscribe, Resubscribe, Remove from
+    segment and Delete answered "Only team leads can …" with the contact's card below it
+    (email, names, segments, referral links), of any contact a forged bare id named."""
+    await _ada(app)
+    app.slack.users[OUTSIDER] = {"team_id": OTHER_ORG}
+    refused = "Only members of this workspace can search its contacts."
+    shown = await _click(app, Action.CONTACT_SHOW, await _command(app, "ada@"), user=REP)
+    for action in (Action.CONTACT_UNSUBSCRIBE, Action.CONTACT_RESUBSCRIBE,
+                   Action.CONTACT_REMOVE_FROM_SEGMENT, Action.CONTACT_DELETE):
+        value = (_value(shown, action) if action != Action.CONTACT_RESUBSCRIBE
+                 else _value(shown, Action.CONTACT_UNSUBSCRIBE))  # fmt: skip
+        clicked = await _click(app, action, shown, value=value, user=OUTSIDER)
+        assert refused in clicked["text"], (action, clicked["text"])
+        assert "Only team leads" not in _rendered(clicked), action
+        assert "ada@example.com" not in _rendered(clicked), action
+        assert "Lovelace" not in _rendered(clicked) and "/r/" not in _rendered(clicked), action
+    bob = await _id(app, "bob@example.com")  # a bare id: any contact of the workspace
+    clicked = await _click(app, Action.CONTACT_UNSUBSCRIBE, shown, value=str(bob),
+                           user=OUTSIDER)  # fmt: skip
+    assert refused in clicked["text"] and "bob@example.com" not in _rendered(clicked)
+    assert await _rows(app, "SELECT COUNT(*) FROM contact WHERE unsubscribed_at IS NULL") == [(2,)]
+    assert await _rows(app, "SELECT COUNT(*) FROM segment_member") == [(3,)]  # nothing changed
+    assert app.slack.block_errors == []
+
+
 # ---- the card -------------------------------------------------------------------------------
 
 

@@ -252,6 +252,10 @@ async def test_a_member_of_another_organisation_is_shown_and_starts_nothing(
     menu = await app.requests.block_suggestion(Action.UPLOAD_SEGMENT, "", block_id=BlockId.UPLOAD,
                                                user_id=OUTSIDER)  # fmt: skip
     assert menu.body["options"] == []
+    # the import form's segment menu, loaded before the form was replaced by the refusal
+    menu = await app.requests.block_suggestion(Action.SEGMENT, "", block_id=BlockId.SEGMENT,
+                                               user_id=OUTSIDER)  # fmt: skip
+    assert menu.body["options"] == []
     new = {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {"type": "external_select", "selected_option": {
         "text": {"type": "plain_text", "text": "New segment"}, "value": "new:Partners"}}}}
     await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=OUTSIDER,

@@ -489,6 +489,40 @@ async def test_a_rep_may_look_and_create_but_not_rename_delete_or_export(app: Ha
     assert app.slack.block_errors == []
 
 
+OUTSIDER, OTHER_ORG = "U0EXT", "T0EXT"  # a member of the organisation C0001 is shared with
+NOT_A_MEMBER = "Only members of this workspace can see or change its imports and segments."
+
+
+async def test_a_member_of_another_organisation_cannot_list_or_create_segments(
+    app: Harness,
+) -> None:
+    """C0001 is shared with another organisation (Slack Connect): its members typed
+    `/referral segments` there and saw every segment's name and size, and created segments
+    (in the audit log under their id)."""
+    await _import(app, "Secret VIP list")
+    app.slack.users[OUTSIDER] = {"team_id": OTHER_ORG}
+    answer = await _list(app, user=OUTSIDER)
+    assert answer["text"] == NOT_A_MEMBER and "Secret" not in json.dumps(answer)
+    listing = await _list(app)  # a member's list, its buttons clicked by the outsider
+    more = await _click(app, Action.SEGMENT_MORE, "0", listing, user=OUTSIDER)
+    assert more[-1]["text"] == NOT_A_MEMBER and more[-1]["replace_original"] is True
+    assert "Secret" not in json.dumps(more)
+    await _click(app, Action.SEGMENT_CREATE, "0", listing, user=OUTSIDER)
+    (modal,) = app.slack.open_views(OUTSIDER)
+    assert NOT_A_MEMBER in json.dumps(modal["blocks"]) and "submit" not in modal
+    url = app.slack.new_response_url("C0001", user_id=OUTSIDER)
+    forged = await app.requests.view_submission(  # the form, submitted all the same
+        Callback.SEGMENT_CREATE, _name("made by an outsider"), user_id=OUTSIDER,
+        private_metadata=json.dumps({"url": url, "offset": 0}))  # fmt: skip
+    assert forged.body["response_action"] == "update"
+    assert NOT_A_MEMBER in json.dumps(forged.body["view"])
+    await _done(app)
+    assert await find_segment(app.db, TEAM, "made by an outsider") is None
+    assert url not in app.slack.responses or "Secret" not in json.dumps(app.slack.responses[url])
+    assert all(e.actor != OUTSIDER for e in await recent(app.db, TEAM))
+    assert app.slack.block_errors == []
+
+
 async def test_another_workspaces_segment_is_refused(app: Harness) -> None:
     theirs = await _import(app, "Theirs", team=OTHER)
     await _import(app, "Ours")

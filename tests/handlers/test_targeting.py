@@ -530,6 +530,10 @@ async def test_a_campaign_created_after_the_import_can_be_targeted_from_its_thre
     typed = await app.requests.block_suggestion(Action.TARGET_CHOICE, "spr",
                                                 block_id=BlockId.TARGET)  # fmt: skip
     assert [o["value"] for o in typed.body["options"]] == [str(spring.id)]
+    app.slack.users["U0EXT"] = {"team_id": "T0EXT"}  # of an organisation C0001 is shared with
+    theirs = await app.requests.block_suggestion(Action.TARGET_CHOICE, "", user_id="U0EXT",
+                                                 block_id=BlockId.TARGET)  # fmt: skip
+    assert theirs.body["options"] == []
     await _target(app, message, spring.id or 0)
     thread = [json.dumps(m.get("blocks")) for m in app.slack.messages_in("C0001", message["ts"])]
     assert any("*2* new advocates in *Spring*" in t for t in thread), thread

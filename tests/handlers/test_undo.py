@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import bindparam, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -472,3 +473,100 @@ async def test_jobs_cancel_of_an_undo_tells_its_thread_and_the_audit_log(app: Ha
     assert "stopped part way (its job was cancelled: `referral-bot jobs cancel`)" in said, said
     entries = [(e.actor, e.action, e.detail) for e in await recent(app.db, "T0001")]
     assert ("cli", "import.undone", "stopped part way: its job was cancelled") in entries
+
+
+def _import_row(home: dict, segment: str) -> dict:
+    """Home's row of the (only) import into `segment`."""
+    (row,) = [b for b in home["blocks"] if b["type"] == "section" and "Requested" in
+              b["text"]["text"] and f"*{segment}*" in b["text"]["text"]]  # fmt: skip
+    return row
+
+
+async def _home_without_jobs(app: Harness, user: str) -> dict:
+    """Open Home without running the queued jobs (`_open_home` settles: a worker runs them)."""
+    from tests.handlers.test_home import _home_opened
+
+    assert (await app.requests.event(_home_opened(user))).status == 200
+    await app.done()
+    return app.slack.home_views[user]
+
+
+async def _undo_from_home(app: Harness, batch: int) -> None:
+    """A lead asks for the undo of `batch` from Home's *Undo*; its job is queued, not run."""
+    home = await _open_home(app, LEAD)
+    modal = await _click_undo(app, LEAD, value=str(batch), view=home)
+    await app.requests.view_submission(state_values={}, view_id=modal["id"], user_id=LEAD)
+    await app.done()
+
+
+@pytest.mark.parametrize("stop", ["gives up", "jobs cancel"])
+async def test_a_stopped_undo_of_a_shell_import_is_finished_from_home(
+    app: Harness, stop: str,
+) -> None:  # fmt: skip
+    """A shell import has no thread: its undo, asked from Home, stopped part way (its job gave
+    up, or `jobs cancel`); the DM said to click *Undo import* "on its result", which it has
+    none of, and Home showed it "being undone" with no button, for good (its segment can't be
+    deleted meanwhile). Home offers *Undo* to leads, which finishes it."""
+    from bot.imports.cancel import cancel_job
+
+    batch = await _cli_import(app, "Newsletter", b"email\na@example.com\nb@example.com\n")
+    await _undo_from_home(app, batch)
+    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == UNDO_JOB)
+    if stop == "gives up":
+        for attempt in range(job.max_attempts):  # each worker dies; its lease runs out
+            assert await claim(app.db, f"killed-{attempt}", -1, kinds={UNDO_JOB}) is not None
+    else:
+        assert (await cancel_job(app.db, "T0001", job.id or 0)) is not None
+    await app.settle()
+    (said,) = [m["text"] for m in app.slack.messages_in(app.slack.dm_channels[LEAD])
+               if "stopped part way" in m["text"]]  # fmt: skip
+    assert "Click *Undo* on its row in my Home tab to finish it, or run `referral-bot undo " \
+           f"{batch}`" in said, said
+    assert "on its result" not in said
+
+    assert "accessory" not in _import_row(await _open_home(app, REP), "Newsletter")  # no lead
+    row = _import_row(await _open_home(app, LEAD), "Newsletter")
+    assert "being undone" in row["text"]["text"]
+    assert "Its undo stopped part way: a team lead finishes it with *Undo*." in row["text"]["text"]
+    assert row["accessory"]["action_id"] == Action.UNDO
+    modal = await _click_undo(app, LEAD, value=row["accessory"]["value"],
+                              view=app.slack.home_views[LEAD])  # fmt: skip
+    assert f"The undo of import #{batch} stopped part way" in json.dumps(modal["blocks"])
+    assert modal["submit"]["text"] == "Finish the undo"
+    await app.requests.view_submission(state_values={}, view_id=modal["id"], user_id=LEAD)
+    await app.settle()
+    assert any(f"Import #{batch} was undone by <@{LEAD}>" in m["text"]
+               for m in app.slack.messages_in(app.slack.dm_channels[LEAD]))  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 0
+    row = _import_row(app.slack.home_views[LEAD], "Newsletter")  # republished by the result
+    assert "undone by" in row["text"]["text"] and "accessory" not in row
+    assert app.slack.block_errors == []
+
+
+async def test_an_undo_waiting_for_a_worker_that_isnt_there_says_how_to_finish_it(
+    app: Harness,
+) -> None:  # fmt: skip
+    """No worker runs (`serve` with RUN_WORKER=false and none started): the undo asked from
+    Home waits, and Home said "being undone" with nothing more. Its *Undo* says how to finish
+    it; once a worker is alive, the undo about to run offers nothing."""
+    from bot.jobs.queue import register_worker
+
+    batch = await _cli_import(app, "Newsletter", b"email\na@example.com\n")
+    await _undo_from_home(app, batch)
+    row = _import_row(await _home_without_jobs(app, LEAD), "Newsletter")
+    assert "Its undo waits for a worker, and none is running" in row["text"]["text"]
+    assert row["accessory"]["action_id"] == Action.UNDO
+    before = {v["id"] for v in app.slack.open_views(LEAD)}
+    await app.requests.block_action(Action.UNDO, str(batch), user_id=LEAD,
+                                    view=app.slack.home_views[LEAD])  # fmt: skip
+    await app.done()
+    (modal,) = [v for v in app.slack.open_views(LEAD) if v["id"] not in before]
+    shown = json.dumps(modal["blocks"])
+    assert f"The undo of import #{batch} is waiting for a worker" in shown, shown
+    assert f"`referral-bot undo {batch}`" in shown and "submit" not in modal
+
+    await register_worker(app.db, "worker-1", {UNDO_JOB}, pid=1, host="here")
+    row = _import_row(await _home_without_jobs(app, LEAD), "Newsletter")
+    assert "being undone" in row["text"]["text"] and "accessory" not in row
+    assert "Its undo" not in row["text"]["text"]
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 1  # nothing ran it yet
