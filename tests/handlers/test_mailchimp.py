@@ -721,3 +721,18 @@ async def test_subscribed_members_without_a_valid_address_are_counted_as_invalid
         rendered = json.dumps((await _review(app))["blocks"])
         assert "1 valid" in rendered and "skipped: 1 archived, 2 invalid email" in rendered
         assert "Invalid email:" not in rendered and "@-sign" not in rendered
+
+
+async def test_a_member_of_another_organisation_is_not_shown_the_connection(
+    build: Build,
+) -> None:
+    """C0001 is shared with another organisation (Slack Connect): its members typed
+    `/referral mailchimp` there and were shown the connected account's name and login email."""
+    async with build() as app:
+        await _connect(app)
+        outsider = "U0EXT"
+        app.slack.users[outsider] = {"team_id": "T0EXT"}
+        answer = await _status(app, user=outsider)
+        assert answer["text"] == "Only members of this workspace can see its Mailchimp connection."
+        assert "Bistro" not in json.dumps(answer) and "@" not in json.dumps(answer)
+        assert "Mailchimp is connected" in json.dumps(await _status(app))  # members still do
