@@ -442,6 +442,7 @@ async def post_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: i
             await client.chat_postMessage(channel=dm, text=not_posted_there(channel, error))
     await set_message(d.db, team_id, batch_id, channel_id=posted["channel"],
                       message_ts=posted["ts"])  # fmt: skip
+    await d.notifier.redraw_since(team_id, batch_id, view)  # a file read while it was posted
     await d.notifier.share_pending_rejects(team_id, batch_id)  # files read before it existed
     await refresh_for(d, client, team_id)  # Home lists the import, waiting for review
 

@@ -169,6 +169,13 @@ class SlackNotifier:
             await refresh_homes(self.db, self.client, team_id, team_leads=self.team_leads,
                                 undo_days=self.undo_days)  # fmt: skip
 
+    async def redraw_since(self, team_id: str, batch_id: int, drawn: BatchView) -> None:
+        """The review message, just posted from `drawn`, redrawn if the import changed since:
+        a file whose reading ended (read, or failed with why) while the message was on its
+        way found no message to redraw, and it would say "Reading…" for good."""
+        if _state(await load(self.db, team_id, batch_id)) != _state(drawn):
+            await self.batch_changed(team_id, batch_id)
+
     async def share_pending_rejects(self, team_id: str, batch_id: int) -> None:
         """The skipped-rows CSV of every file read before the review message existed."""
         view = await load(self.db, team_id, batch_id)
