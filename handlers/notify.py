@@ -74,6 +74,7 @@ def _state(view: BatchView) -> tuple[object, ...]:
             view.totals)  # fmt: skip
 
 
+UNDER_WAY = frozenset({BatchStatus.QUEUED, BatchStatus.IMPORTING})  # progress, not a result
 HOME_EVENTS = frozenset({BATCH_CHANGED, IMPORT_FINISHED, ENROLLMENT_CHANGED, UNDO_FINISHED,
                          UNDO_STOPPED})
 LIST_KEY = "sources-list:"  # an All sources list to redraw when a file is read: source, view
@@ -121,12 +122,20 @@ class SlackNotifier:
         await self._or_later(team_id, IMPORT_FINISHED, batch_id=batch_id)
 
     async def import_progress(self, team_id: str, batch_id: int, done: int, total: int) -> None:
-        """Progress is only worth showing now: during an outage it is skipped, not retried."""
+        """Progress is only worth showing now: during an outage it is skipped, not retried.
+
+        The status is checked before the update is sent, and the import may end (done,
+        failed, cancelled) while it is on its way: its result, shown meanwhile in the same
+        reply, would be overwritten by this progress for good (*Undo import* gone). So once
+        the update landed the import is read again and, if it ended, its result shown again;
+        a result shown after that read lands after this update anyway."""
         try:
             view = await load(self.db, team_id, batch_id)
-            if view.batch.status not in (BatchStatus.QUEUED, BatchStatus.IMPORTING):
+            if view.batch.status not in UNDER_WAY:
                 return  # finished meanwhile: its result is (being) shown, not this
             await self._progress(team_id, batch_id, progress_text(view.segment.name, done, total))
+            if (await load(self.db, team_id, batch_id)).batch.status not in UNDER_WAY:
+                await self._or_later(team_id, IMPORT_FINISHED, batch_id=batch_id)
         except Exception as exc:
             if not (is_outage(exc) or isinstance(exc, SlackApiError)):
                 raise
