@@ -78,7 +78,7 @@ from handlers.respond import fill_modal
 from handlers.routes import Routes
 from handlers.slack_errors import slack_error
 from handlers.slack_files import check_csv, describe, slack_fetcher
-from models import BatchStatus, Database, Segment, SegmentKind, SourceKind
+from models import BatchStatus, Database, ImportSource, Segment, SegmentKind, SourceKind
 from models.contacts import ALL_CUSTOMERS
 
 log = logging.getLogger(__name__)
@@ -316,8 +316,10 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
         if form.consent:
             await confirm_consent(d.db, team_id, batch_id, user_id)
     if meta.get("batch") is not None:
-        await queue_sources(d, team_id, batch_id, form, chosen)
+        staged = await queue_sources(d, team_id, batch_id, form, chosen)
         await d.notifier.batch_changed(team_id, batch_id)
+        if staged is not None:  # read at once: its skipped row (a repeat) shared as a file's
+            await d.notifier.rejects_changed(team_id, batch_id, staged.id or 0)
         return
     try:
         await queue_sources(d, team_id, batch_id, form, chosen)
@@ -334,17 +336,21 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
 
 
 async def queue_sources(d: Deps, team_id: str, batch_id: int, form: ImportForm,
-                        chosen: Sequence[Audience] = ()) -> None:  # fmt: skip
+                        chosen: Sequence[Audience] = ()) -> ImportSource | None:  # fmt: skip
+    """Queue the form's files and Mailchimp lists to be read; the customer typed in is read
+    now, and returned (None without one): no reading job reports on it."""
+    staged = None
     for file in form.files:
         info = describe(file)
         await add_source(d.db, team_id, batch_id, SourceKind.CSV, info.name, ref=info.id,
                          read_by=SLACK_FILE_JOB)  # fmt: skip
     if form.email:
-        await stage_contact(d.db, team_id, batch_id, email=form.email,
-                            first_name=form.first_name, last_name=form.last_name,
-                            locale=form.locale)  # fmt: skip
+        staged = await stage_contact(d.db, team_id, batch_id, email=form.email,
+                                     first_name=form.first_name, last_name=form.last_name,
+                                     locale=form.locale)  # fmt: skip
     if chosen:
         await queue_audiences(d.db, team_id, batch_id, list(chosen))
+    return staged
 
 
 async def own_uploads(d: Deps, client: AsyncWebClient, user_id: str,
@@ -451,6 +457,7 @@ async def post_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: i
             await client.chat_postMessage(channel=dm, text=not_posted_there(channel, error))
     await set_message(d.db, team_id, batch_id, channel_id=posted["channel"],
                       message_ts=posted["ts"])  # fmt: skip
+    await d.notifier.redraw_since(team_id, batch_id, view)  # a file read while it was posted
     await d.notifier.share_pending_rejects(team_id, batch_id)  # files read before it existed
     await refresh_for(d, client, team_id)  # Home lists the import, waiting for review
 

@@ -335,14 +335,18 @@ def _all_sources(batch_id: int, hidden: int, unmapped: list[int],
     """The line under the sources when the message can't show them all, or has no room for
     every *Map columns* row: *All sources* opens a modal with every one of them and its
     buttons, at the page of the first one missing here (without it, sources past the 30th
-    could not be removed or mapped from Slack at all)."""
+    could not be removed or mapped from Slack at all). With sources past the 30th, files
+    shown here without their *Map columns* are said too: one that failed on its columns is
+    imported only by mapping them, and nothing told that the list's first page has them."""
+    files = plural(len(unmapped), "more file")
     if hidden > 0:
         more = plural(hidden, "more source")
         text = (f"…and {more} (counted in the total): *All sources* lists "
                 + ("them with their buttons." if draft else "them."))  # fmt: skip
+        if unmapped:
+            text += f"\n*Map columns* for {files}: on the first page of *All sources*."
         first = MAX_SOURCES_SHOWN
     elif unmapped:
-        files = plural(len(unmapped), "more file")
         text = f"*Map columns* for {files}: under *All sources*."
         first = unmapped[0]
     else:

@@ -74,6 +74,7 @@ def _state(view: BatchView) -> tuple[object, ...]:
             view.totals)  # fmt: skip
 
 
+UNDER_WAY = frozenset({BatchStatus.QUEUED, BatchStatus.IMPORTING})  # progress, not a result
 HOME_EVENTS = frozenset({BATCH_CHANGED, IMPORT_FINISHED, ENROLLMENT_CHANGED, UNDO_FINISHED,
                          UNDO_STOPPED})
 LIST_KEY = "sources-list:"  # an All sources list to redraw when a file is read: source, view
@@ -121,12 +122,21 @@ class SlackNotifier:
         await self._or_later(team_id, IMPORT_FINISHED, batch_id=batch_id)
 
     async def import_progress(self, team_id: str, batch_id: int, done: int, total: int) -> None:
-        """Progress is only worth showing now: during an outage it is skipped, not retried."""
+        """Progress is only worth showing now: during an outage it is skipped, not retried.
+
+        The status is checked before the update is sent, and the import may end (done,
+        failed, cancelled) while it is on its way: its result, shown meanwhile in the same
+        reply, would be overwritten by this progress for good (*Undo import* gone). So once
+        the update landed the import is read again and, if it ended, its result shown again;
+        a result shown after that read lands after this update anyway."""
         try:
             view = await load(self.db, team_id, batch_id, by_status=False)
-            if view.batch.status not in (BatchStatus.QUEUED, BatchStatus.IMPORTING):
+            if view.batch.status not in UNDER_WAY:
                 return  # finished meanwhile: its result is (being) shown, not this
             await self._progress(team_id, batch_id, progress_text(view.segment.name, done, total))
+            again = await load(self.db, team_id, batch_id, by_status=False)
+            if again.batch.status not in UNDER_WAY:
+                await self._or_later(team_id, IMPORT_FINISHED, batch_id=batch_id)
         except Exception as exc:
             if not (is_outage(exc) or isinstance(exc, SlackApiError)):
                 raise
@@ -168,6 +178,13 @@ class SlackNotifier:
         if event in HOME_EVENTS:
             await refresh_homes(self.db, self.client, team_id, team_leads=self.team_leads,
                                 undo_days=self.undo_days)  # fmt: skip
+
+    async def redraw_since(self, team_id: str, batch_id: int, drawn: BatchView) -> None:
+        """The review message, just posted from `drawn`, redrawn if the import changed since:
+        a file whose reading ended (read, or failed with why) while the message was on its
+        way found no message to redraw, and it would say "Reading…" for good."""
+        if _state(await load(self.db, team_id, batch_id)) != _state(drawn):
+            await self.batch_changed(team_id, batch_id)
 
     async def share_pending_rejects(self, team_id: str, batch_id: int) -> None:
         """The skipped-rows CSV of every file read before the review message existed."""

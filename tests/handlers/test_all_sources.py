@@ -154,6 +154,39 @@ async def test_files_past_the_tenth_get_map_columns_from_all_sources(app: Harnes
     assert app.slack.block_errors == []
 
 
+async def test_past_the_30th_the_files_shown_without_map_columns_are_said_too(
+    app: Harness,
+) -> None:
+    """35 files, e25's email column can't be told: the message shows it failed but has no
+    room for its *Map columns* (10 rows, e01–e10's), and said only that *All sources* lists
+    the 5 sources past the 30th, opening on them; nothing led to e25's *Map columns*."""
+    entries = [(f"e{i:02}.csv", f"email\np{i}@example.com\n".encode()) for i in range(1, 36)]
+    entries[24] = ("e25.csv", WORK)
+    review = await _import_zip(app, entries)
+    assert len(review["blocks"]) <= 50
+    assert "e25.csv" not in json.dumps(_buttons(review["blocks"], Action.MAP_COLUMNS))
+    (line,) = [b["text"]["text"] for b in review["blocks"]
+               if b.get("accessory", {}).get("action_id") == Action.SOURCES_OPEN]  # fmt: skip
+    assert line == ("…and 5 more sources (counted in the total): *All sources* lists them with "
+                    "their buttons.\n*Map columns* for 20 more files: on the first page of "
+                    "*All sources*.")  # fmt: skip
+    modal = await _all_sources(app, review, REP)
+    assert "sources 31–35 of 35" in json.dumps(modal["blocks"], ensure_ascii=False)
+    await app.requests.block_action(Action.SOURCES_PREVIOUS, "0", user_id=REP, view=modal)
+    await app.done()
+    first = app.slack.views[modal["id"]]
+    assert ":warning:" in _line(first, "e25.csv")  # failed: mapping its columns reads it
+    await app.requests.block_action(Action.MAP_COLUMNS,
+                                    _value(_buttons(first["blocks"], Action.MAP_COLUMNS),
+                                           "e25.csv"),
+                                    user_id=REP, view=first)  # fmt: skip
+    await app.done()
+    mapping = app.slack.open_views(REP)[-1]
+    assert mapping["callback_id"] == Callback.MAP_COLUMNS
+    assert "export.zip › e25.csv" in json.dumps(mapping["blocks"], ensure_ascii=False)
+    assert app.slack.block_errors == []
+
+
 def _line(modal: dict[str, Any], name: str) -> str:
     (line,) = [b["text"]["text"] for b in modal["blocks"]
                if f" {name}*" in b.get("text", {}).get("text", "")]  # fmt: skip

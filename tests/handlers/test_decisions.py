@@ -83,6 +83,28 @@ async def test_add_more_reopens_the_form_for_the_same_import(app: Harness) -> No
     assert len([m for m in app.slack.messages if m.get("blocks")]) == 1  # same message, updated
 
 
+async def test_a_customer_added_who_repeats_a_row_gets_the_skipped_rows_csv(
+    app: Harness,
+) -> None:
+    """Typed in the first form, a customer who repeats a file's address got a skipped-rows
+    CSV in the thread, as a file does; typed in *Add more*, none: the review said "0 valid ·
+    1 duplicates" with nothing saying which row it repeats."""
+    message, batch = await _start(app)
+    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
+    await app.settle()
+    await app.requests.view_submission(state_values=_form(email="JANE@example.com"),
+                                       view_id=app.slack.open_views(REP)[-1]["id"],
+                                       user_id=REP)  # fmt: skip
+    await app.settle()
+    rendered = json.dumps(app.slack.message("C0001", message["ts"])["blocks"],
+                          ensure_ascii=False)  # fmt: skip
+    assert "JANE@example.com" in rendered and "0 valid · 1 duplicates" in rendered
+    shared = [u for u in app.slack.uploads if u.thread_ts == message["ts"] and u.completed
+              and "JANE@example.com" in (u.initial_comment or "")]  # fmt: skip
+    assert len(shared) == 1, [u.initial_comment for u in app.slack.uploads]
+    assert "JANE@example.com" in shared[0].text and "q3.csv" not in shared[0].filename
+
+
 async def test_review_goes_to_a_dm_when_the_channel_refuses(app: Harness) -> None:
     app.slack.fail("chat.postMessage", "not_in_channel")
     view_id = await _open_modal(app)

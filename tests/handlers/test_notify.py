@@ -9,8 +9,16 @@ import asyncio
 from sqlalchemy import text
 
 from bot.app import slack_client
+from bot.imports import review
+from bot.jobs.worker import Worker, WorkerConfig
+from bot.notify import REPORT_JOB
+from handlers.ids import Action
 from handlers.notify import SlackNotifier
-from tests.handlers.conftest import Harness
+from models import BatchStatus
+from tests.fakes.slack_api import find_element
+from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_cancel_and_outages import ROWS, _approved
+from tests.handlers.test_import_flow import _count, _form, _open_modal, _review
 from tests.handlers.test_targeting import _campaign, _imported, _report, _target
 
 TEAM = "T0001"
@@ -86,3 +94,69 @@ async def test_a_deleted_progress_reply_or_report_is_posted_again(app: Harness) 
     async with app.db.begin() as conn:
         kept = (await conn.execute(text("SELECT progress_ts FROM import_batch"))).scalar_one()
     assert kept not in (None, batch.progress_ts)
+
+
+async def test_a_progress_update_landing_after_the_result_leaves_the_result(
+    app: Harness,
+) -> None:
+    """The approving click checked the import was under way and sent its "0%" to the
+    thread's reply; Slack held that update while the worker imported and showed its result
+    there; landing last, the "0%" stood for good and *Undo import* was gone."""
+    file = app.slack.add_file("F0001", "big.csv", b"email\n" + b"".join(
+        f"p{i}@example.com\n".encode() for i in range(250)))  # fmt: skip
+    view_id = await _open_modal(app)
+    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    message = await _review(app)
+    batch_id = int(find_element(message["blocks"], Action.APPROVE)[1]["value"])
+    notifier = SlackNotifier(slack_client(app.settings), app.db,
+                             team_leads=app.settings.team_leads)  # fmt: skip
+    totals = await review.approve(app.db, TEAM, batch_id, LEAD)
+    await notifier.import_progress(TEAM, batch_id, 100, totals.valid)  # the reply, posted
+    updates = len(app.slack.calls_to("chat.update"))
+    gate = app.slack.hold("chat.update")
+    click = asyncio.create_task(notifier.import_progress(TEAM, batch_id, 0, totals.valid))
+    (*_, held) = await app.slack.wait_for("chat.update", count=updates + 1, timeout=30)
+    assert held.args["text"].startswith(":arrows_counterclockwise: Importing into *VIP*: 0%")
+    app.slack.unhold("chat.update")  # the click's update stays held; the worker's go through
+    await app.worker.run_until_idle()  # imports, and shows the result in the reply
+    batch = await review.batch_of(app.db, TEAM, batch_id)
+    assert batch.status == BatchStatus.DONE and batch.progress_ts
+    gate.set()
+    await click
+    await app.settle()
+    reply = app.slack.message("C0001", batch.progress_ts)
+    assert reply["text"].startswith(":white_check_mark: Imported"), reply["text"]
+    assert find_element(reply["blocks"], Action.UNDO) is not None
+    thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    assert not any("Importing into" in t for t in thread), thread
+
+
+async def test_the_workers_progress_landing_after_a_cancel_leaves_its_result(
+    app: Harness,
+) -> None:
+    """The worker checked the import was under way and sent its progress; Slack held that
+    update while the rep cancelled and another worker reported the cancellation in the same
+    reply; landing last, "Importing… 20%" stood for good, the cancellation unsaid."""
+    message, batch = await _approved(app)
+    updates = len(app.slack.calls_to("chat.update"))
+    gate = app.slack.hold("chat.update")
+    worker = asyncio.create_task(app.worker.run_until_idle())
+    (*_, held) = await app.slack.wait_for("chat.update", count=updates + 1, timeout=30)
+    assert held.args["text"].startswith(":arrows_counterclockwise: Importing into *VIP*")
+    app.slack.unhold("chat.update")
+    await app.requests.block_action(Action.CANCEL, batch, user_id=REP, message_ts=message["ts"])
+    await app.later.drain()
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch WHERE status = 'cancelled'") == 1
+    reports = Worker(app.db, {REPORT_JOB: app.worker.handlers[REPORT_JOB]}, WorkerConfig())
+    assert await reports.run_until_idle() >= 1  # another worker: the cancellation's result
+    gate.set()
+    await worker
+    await app.settle()
+    imported = await _count(app, "SELECT COUNT(*) FROM segment_member")
+    progress_ts = (await review.batch_of(app.db, TEAM, int(batch))).progress_ts
+    reply = app.slack.message("C0001", progress_ts or "")
+    assert f"{imported:,} of {ROWS:,} contacts imported before it was cancelled" in reply["text"]
+    thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    assert not any("Importing into" in t for t in thread), thread

@@ -12,7 +12,7 @@ from bot.imports.batches import add_source, create_batch, stage_contact, stage_c
 from bot.imports.review import load
 from bot.workspaces import ensure_workspace, import_target
 from handlers.ids import Action
-from tests.fakes.slack_api import Call
+from tests.fakes.slack_api import Call, find_element
 from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_all_sources import _all_sources, _buttons, _import_zip, _value
 from tests.handlers.test_import_flow import (
@@ -238,3 +238,29 @@ async def test_two_quick_removes_in_all_sources_leave_neither_listed(app: Harnes
     assert "e31.csv" not in shown and "e32.csv" not in shown
     assert "33 to import" in json.dumps(app.slack.message("C0001", review["ts"])["blocks"],
                                         ensure_ascii=False)  # fmt: skip
+
+
+async def test_a_file_failing_while_its_review_is_posted_says_why_in_the_review(
+    app: Harness,
+) -> None:
+    """nomail.csv's reading ended (failed: no email column) while chat.postMessage of the
+    review was on its way: the reading's report found no message to redraw, and the review
+    said "Reading…" and "1 file(s) still being read" for good, with no reason and no *Map
+    columns*."""
+    file = app.slack.add_file("F0001", "nomail.csv", b"name,city\nAda,London\nBob,Paris\n")
+    view_id = await _open_modal(app)
+    posts = len(app.slack.calls_to("chat.postMessage"))
+    gate = app.slack.hold("chat.postMessage")
+    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.slack.wait_for("chat.postMessage", count=posts + 1, timeout=30)  # on its way
+    assert await app.worker.run_until_idle() >= 1  # meanwhile the file is read, and fails
+    assert await _count(app, "SELECT COUNT(*) FROM import_source WHERE status = 'failed'") == 1
+    app.slack.unhold("chat.postMessage")
+    gate.set()
+    await app.settle()
+    review = app.slack.message("C0001", (await _review(app))["ts"])
+    rendered = json.dumps(review["blocks"], ensure_ascii=False)
+    assert "Reading…" not in rendered and "still being read" not in rendered, rendered
+    assert ":warning: No email column found. Columns found: 'name', 'city'." in rendered
+    assert find_element(review["blocks"], Action.MAP_COLUMNS) is not None
