@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from bot.campaigns.enroll import excluded_reason
 from bot.campaigns.invites import reschedule_waiting_in, schedule_waiting_in, stop_invites_in
 from bot.email.message import parse_sender
 from bot.imports.addresses import normalize_email
@@ -393,7 +394,8 @@ async def target(db: Database, team_id: str, campaign_id: int, segment_id: int, 
 
 # Invites of the campaign still waiting (queued, held: a delay, a hold) for the contacts of a
 # segment it now excludes: they went out all the same, to the very people the merchant had
-# just left out (the send checks consent and the campaign, not the exclusions).
+# just left out. (The send also refuses them now, for contacts who join an excluded segment
+# later: invites._START_WHERE; cancelling them here says so in the reports at once.)
 _STOP_EXCLUDED = text("""
     UPDATE invite SET state = 'cancelled', reason = :why, updated_at = :now
     WHERE campaign_id = :c AND team_id = :t AND state IN ('queued', 'held')
@@ -417,7 +419,7 @@ async def exclude(db: Database, team_id: str, campaign_id: int, segment_id: int)
         await _set_role(conn, team_id, campaign_id, segment.id or 0, SegmentRole.EXCLUDE)
         stopped = await conn.execute(_STOP_EXCLUDED, {
             "c": campaign_id, "t": team_id, "s": segment.id, "now": utcnow(),
-            "why": f"excluded: in {segment.name}, which the campaign excludes"})  # fmt: skip
+            "why": excluded_reason(segment.name)})  # fmt: skip
         for enrollment_id in sorted({row[0] for row in stopped}):
             await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
 
