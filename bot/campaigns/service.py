@@ -24,6 +24,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.campaigns.enroll import excluded_reason
 from bot.campaigns.invites import reschedule_waiting_in, schedule_waiting_in, stop_invites_in
+from bot.campaigns.reports import reported_waiting_in
 from bot.email.message import parse_sender
 from bot.imports.addresses import normalize_email
 from bot.jobs.queue import enqueue_in
@@ -456,6 +457,8 @@ async def set_state(db: Database, team_id: str, campaign_id: int, state: Campaig
         before = await _take(conn, team_id, campaign_id)
         await conn.execute(text("UPDATE campaign SET state = :s WHERE id = :c AND team_id = :t"),
                            {"s": state, "c": campaign_id, "t": team_id})  # fmt: skip
+        if before != state:
+            await _redraw_waiting_in(conn, team_id, campaign_id)
         if state != CampaignState.LIVE:
             return None
         if before == CampaignState.LIVE:  # going live again: its enrollment if unfinished
@@ -471,6 +474,15 @@ async def set_state(db: Database, team_id: str, campaign_id: int, state: Campaig
         return await _enroll_in(conn, team_id, campaign_id, segment_id=None, batch_id=None,
                                 requested_by=requested_by, thread=thread, hold=hold,
                                 queue_job=queue_job)  # fmt: skip
+
+
+async def _redraw_waiting_in(conn: AsyncConnection, team_id: str, campaign_id: int) -> None:
+    """Reports in threads with invites still waiting are drawn again, as after an Edit: they
+    said "2 held until 06:22" with Cancel invites while a pause kept them back (the report
+    says the campaign is paused), and going live again must take that back. In a job, so
+    the command line's pause redraws them too."""
+    for enrollment_id in await reported_waiting_in(conn, team_id, campaign_id):
+        await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
 
 
 async def enroll_after_import_in(conn: AsyncConnection, team_id: str, batch_id: int,
