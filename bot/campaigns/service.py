@@ -274,10 +274,14 @@ async def list_campaigns(db: Database, team_id: str) -> list[CampaignSummary]:
 
 
 async def _take(conn: AsyncConnection, team_id: str, campaign_id: int) -> str:
-    """Lock the campaign's row for this transaction; returns its state."""
+    """Lock the campaign's row for this transaction; returns its state.
+
+    updated_at is left as it is: it is when the Edit form's fields were last saved, the
+    marker update_campaign refuses a stale form by. Stamped here, a Target, Go live, Pause or
+    exclude while a lead had Edit open refused their Save as "someone saved this campaign"."""
     row = (await conn.execute(
-        text("UPDATE campaign SET updated_at = :now WHERE id = :c AND team_id = :t "
-             "RETURNING state").bindparams(_now()), {"c": campaign_id, "t": team_id},
+        text("UPDATE campaign SET updated_at = updated_at WHERE id = :c AND team_id = :t "
+             "RETURNING state"), {"c": campaign_id, "t": team_id},
     )).first()  # fmt: skip
     if row is None:
         raise CampaignError("That campaign doesn't exist in this workspace.")

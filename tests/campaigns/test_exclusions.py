@@ -120,3 +120,28 @@ async def test_an_exclusion_that_still_holds_or_a_hand_cancel_is_not_invited_aga
     ]  # fmt: skip
 
 
+
+async def test_targeting_going_live_pausing_or_excluding_meanwhile_dont_refuse_an_edit(
+        world: World) -> None:  # fmt: skip
+    """A lead opens Edit; meanwhile another targets Spring from an import's thread, excludes a
+    segment, puts it live and pauses it. Nobody saved the form's fields, yet the Save was
+    refused: "Someone saved this campaign after you opened Edit"."""
+    from models import CampaignState
+
+    await world.import_csv("VIP", people("a@example.com,A,"))
+    await world.import_csv("Staff", people("s@example.com,S,"))
+    spring = await world.campaign(live=False)
+    opened = (await service.get_campaign(world.db, TEAM, spring)).updated_at  # Edit opened
+    await service.target(world.db, TEAM, spring, await world.segment_id("VIP"),
+                         requested_by="U2", queue_job=False)  # fmt: skip
+    await service.exclude(world.db, TEAM, spring, await world.segment_id("Staff"))
+    for state in (CampaignState.LIVE, CampaignState.PAUSED):
+        await service.set_state(world.db, TEAM, spring, state, requested_by="U2",
+                                queue_job=False)  # fmt: skip
+
+    await service.update_campaign(world.db, TEAM, spring, opened=opened, invite_email=False)
+    assert (await service.get_campaign(world.db, TEAM, spring)).invite_email is False
+    # a form opened before that save is still refused
+    with pytest.raises(service.CampaignError, match="Someone saved this campaign"):
+        await service.update_campaign(world.db, TEAM, spring, opened=opened, offer="Give 5%")
+    assert (await service.get_campaign(world.db, TEAM, spring)).offer == "Give 10%, get $10"
