@@ -30,6 +30,9 @@ class Campaign(SQLModel, table=True):
     invite_delay_days: int = 0  # 0: at once
     created_by: str = Field(default="cli", max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
+    # when its settings (the Edit form's fields) were last saved: the marker a stale form is
+    # refused by (service.update_campaign); targeting, excluding, going live and pausing
+    # leave it as it is
     updated_at: datetime = Field(default_factory=utcnow)
 
 

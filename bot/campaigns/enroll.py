@@ -316,11 +316,30 @@ def undone_reason(batch_id: int) -> str:
 
 UNDONE_REASONS = "import #% was undone"  # LIKE
 
+
+# The reason an exclusion gives the waiting invites it cancels (service.exclude, and the send
+# itself for a contact that joined an excluded segment later), and the pattern that finds
+# them again once the contact is no longer excluded.
+def excluded_reason(segment_name: str) -> str:
+    return f"excluded: in {segment_name}, which the campaign excludes"
+
+
+EXCLUDED_REASONS = "excluded: in %, which the campaign excludes"  # LIKE
+
+
+def invited_again(reason: str) -> str:
+    """SQL: whether a cancelled invite's `reason` (a column) is one whose advocate is invited
+    again when back in the campaign's scope: its import undone, or its contact excluded (the
+    exclusion ended). Not one a person cancelled (Cancel invites): that stays cancelled."""
+    return f"({reason} LIKE '{UNDONE_REASONS}' OR {reason} LIKE '{EXCLUDED_REASONS}')"
+
 # An advocate whose waiting invite an undo cancelled (the import that put it in a targeted
-# segment undone, its advocates kept), in the enrollment's scope again (an import put it back
-# in a targeted segment, a segment it is in was targeted, the campaign went live, it left a
-# segment the campaign excludes): invited as a new advocate would be, instead of staying an
-# advocate with a cancelled invite, never emailed. Only an import did it before.
+# segment undone, its advocates kept), or an exclusion cancelled (now ended: the excluded
+# segment deleted or targeted, the contact taken out of it), in the enrollment's scope again
+# (an import put it back in a targeted segment, a segment it is in was targeted, the campaign
+# went live, it left a segment the campaign excludes): invited as a new advocate would be,
+# instead of staying an advocate with a cancelled invite, never emailed. Only an import did it
+# before, and an exclusion's were never invited again.
 #
 # Run by every enrollment, so it must cost nothing when nobody is to be invited again (an
 # enrollment of a million contacts has just written a million invites of this campaign): it
@@ -342,7 +361,7 @@ _INVITE_AGAIN = """
                                 c.id = invite.contact_id AND c.team_id = :t) THEN 'unsubscribed'
                       WHEN {invited_before} THEN 'invited before' END
     WHERE team_id = :t AND state = 'cancelled' AND +campaign_id = :c
-      AND reason LIKE '{undone}'
+      AND {again}
       AND {holds}
       AND NOT EXISTS (SELECT 1 FROM segment_member x JOIN campaign_segment cs
                       ON cs.segment_id = x.segment_id AND cs.campaign_id = :c
@@ -358,11 +377,13 @@ _INVITE_AGAIN_BEFORE = ("EXISTS (SELECT 1 FROM invited_address x WHERE x.team_id
 async def _invite_again(conn: AsyncConnection, enrollment_id: int, scope: _Scope, *,
                         now: datetime, invite_email: bool, hold: bool,
                         send_after: datetime) -> None:  # fmt: skip
-    """Invite again those of the scope whose waiting invite an undo cancelled (_INVITE_AGAIN),
-    honouring the exclusions, their consent, the campaign's invite email and the addresses
-    it emailed before, as a new advocate's invite does; the campaign is live (the caller)."""
+    """Invite again those of the scope whose waiting invite an undo or an exclusion cancelled
+    (_INVITE_AGAIN), honouring the exclusions, their consent, the campaign's invite email and
+    the addresses it emailed before, as a new advocate's invite does; the campaign is live
+    (the caller)."""
     statement = _INVITE_AGAIN.format(holds=scope.holds.format(contact="invite.contact_id"),
-                                     undone=UNDONE_REASONS, invited_before=_INVITE_AGAIN_BEFORE)
+                                     again=invited_again("reason"),
+                                     invited_before=_INVITE_AGAIN_BEFORE)  # fmt: skip
     await conn.execute(text(statement).bindparams(
         bindparam("send_after", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime())), {
         **scope.params, "e": enrollment_id, "invite_email": invite_email, "hold": hold,

@@ -27,7 +27,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from bot.campaigns.enroll import SEND_JOB, send_after
+from bot.campaigns.enroll import SEND_JOB, excluded_reason, send_after
 from bot.campaigns.links import referral_link, unsubscribe_link
 from bot.email.message import build_message, parse_sender
 from bot.email.render import Invite, render_invite
@@ -105,9 +105,20 @@ _DUE = text("""
 """).bindparams(_ts("now"))
 
 # Settings win over what is queued, up to the moment of sending: an invite starts only while
-# its contact is subscribed (a file may withdraw consent after enrollment) and its campaign is
-# live with its invite email on (paused or turned off during a run). Two lookups by primary key.
-_START_WHERE = """
+# its contact is subscribed (a file may withdraw consent after enrollment), in no segment the
+# campaign excludes (an import put it in one after it was enrolled: only excluding
+# the segment cancelled the waiting invites, so one who joined it later was emailed all the
+# same) and its campaign is live with its invite email on (paused or turned off during a run).
+# Lookups by primary key: the contact, the campaign, and per segment the campaign excludes
+# (campaign_segment's key starts with campaign_id) the member row (segment_id, contact_id).
+_IN_EXCLUDED_SEGMENT = """
+    SELECT 1 FROM campaign_segment cs JOIN segment_member x
+      ON x.segment_id = cs.segment_id AND x.contact_id = invite.contact_id
+     AND x.team_id = invite.team_id
+    WHERE cs.campaign_id = invite.campaign_id AND cs.team_id = invite.team_id
+      AND cs.role = 'exclude'
+"""
+_START_WHERE = f"""
     UPDATE invite SET state = 'sending', attempts = attempts + 1, updated_at = :now,
         sender_job = :job
     WHERE id = :id AND team_id = :t AND state IN ('queued', 'held')
@@ -115,6 +126,7 @@ _START_WHERE = """
                     AND c.team_id = invite.team_id AND c.subscribed)
       AND EXISTS (SELECT 1 FROM campaign p WHERE p.id = invite.campaign_id
                     AND p.team_id = invite.team_id AND p.state = 'live' AND p.invite_email)
+      AND NOT EXISTS ({_IN_EXCLUDED_SEGMENT})
 """
 _START_SQL = _START_WHERE + "RETURNING attempts"
 # A run of a job starts an invite only while its job is still running: `jobs cancel` went
@@ -129,13 +141,25 @@ _START_FOR_JOB_SQL = _START_WHERE + f"AND EXISTS ({_JOB_RUNNING})\nRETURNING att
 _START_HELD_SQL = _START_WHERE + f"AND EXISTS ({_JOB_HELD})\nRETURNING attempts"
 # Why an invite didn't start (rare: see _START_SQL).
 _NOT_STARTED = text("""
-    SELECT i.state, c.subscribed, p.state, p.invite_email
+    SELECT i.state, c.subscribed, p.state, p.invite_email,
+           (SELECT s.name FROM campaign_segment cs
+              JOIN segment_member x ON x.segment_id = cs.segment_id AND x.team_id = i.team_id
+              JOIN segment s ON s.id = cs.segment_id AND s.team_id = i.team_id
+            WHERE cs.campaign_id = i.campaign_id AND cs.team_id = i.team_id
+              AND cs.role = 'exclude' AND x.contact_id = i.contact_id
+            ORDER BY s.name_key LIMIT 1) AS excluded_by
     FROM invite i JOIN contact c ON c.id = i.contact_id AND c.team_id = i.team_id
     JOIN campaign p ON p.id = i.campaign_id AND p.team_id = i.team_id
     WHERE i.id = :id AND i.team_id = :t
 """)
 _NOT_EMAILED = text("""
     UPDATE invite SET state = 'not_emailed', reason = :why, updated_at = :now
+    WHERE id = :id AND team_id = :t AND state IN ('queued', 'held')
+""").bindparams(_ts("now"))
+# Cancelled as excluding the segment cancels it (service.exclude), with the same reason: the
+# advocate is invited again once the exclusion ends (enroll.invited_again).
+_EXCLUDED = text("""
+    UPDATE invite SET state = 'cancelled', reason = :why, updated_at = :now
     WHERE id = :id AND team_id = :t AND state IN ('queued', 'held')
 """).bindparams(_ts("now"))
 _OUTCOME_SET = """
@@ -467,16 +491,23 @@ async def _job_running(db: Database, team_id: str, job_id: int | None,
 
 
 async def _not_started(db: Database, team_id: str, invite_id: int) -> str | None:
-    """An invite that didn't start: one whose contact unsubscribed, or whose campaign's invite
-    email is off, will never be sent (said on the invite); one whose campaign isn't live
-    waits (_PAUSED); one another run took or someone cancelled is left as it is."""
+    """An invite that didn't start: one whose contact is now in a segment the campaign
+    excludes is cancelled (invited again if the exclusion ends); one whose contact
+    unsubscribed, or whose campaign's invite email is off, will never be sent (said on the
+    invite); one whose campaign isn't live waits (_PAUSED); one another run took or someone
+    cancelled is left as it is."""
     async with db.begin() as conn:
         row = (await conn.execute(_NOT_STARTED, {"id": invite_id, "t": team_id})).first()
         if row is None or row[0] not in ("queued", "held"):
             return None
-        _, subscribed, campaign_state, invite_email = row
+        _, subscribed, campaign_state, invite_email, excluded_by = row
         if campaign_state != "live":
             return _PAUSED
+        if excluded_by is not None:
+            why = excluded_reason(str(excluded_by))
+            await conn.execute(_EXCLUDED, {"id": invite_id, "t": team_id, "why": why,
+                                           "now": utcnow()})  # fmt: skip
+            return why
         why = "unsubscribed" if not subscribed else "invite email off" if not invite_email else None
         if why is not None:
             await conn.execute(_NOT_EMAILED, {"id": invite_id, "t": team_id, "why": why,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from models import Campaign, Database, Enrollment
@@ -49,8 +50,13 @@ async def reported_waiting(db: Database, team_id: str, campaign_id: int) -> list
     those reports say (held until, Cancel invites) changes when the campaign's invite email
     or delay does, so they are shown again after such an edit."""
     async with db.begin() as conn:
-        rows = await conn.execute(_REPORTED_WAITING, {"t": team_id, "c": campaign_id})
-        return [int(r[0]) for r in rows]
+        return await reported_waiting_in(conn, team_id, campaign_id)
+
+
+async def reported_waiting_in(conn: AsyncConnection, team_id: str, campaign_id: int) -> list[int]:
+    """reported_waiting in the caller's transaction (pausing, going live again)."""
+    rows = await conn.execute(_REPORTED_WAITING, {"t": team_id, "c": campaign_id})
+    return [int(r[0]) for r in rows]
 
 
 async def enrollment_summary(db: Database, team_id: str, enrollment_id: int) -> EnrollmentSummary:

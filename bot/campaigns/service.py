@@ -22,7 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from bot.campaigns.enroll import excluded_reason
 from bot.campaigns.invites import reschedule_waiting_in, schedule_waiting_in, stop_invites_in
+from bot.campaigns.reports import reported_waiting_in
 from bot.email.message import parse_sender
 from bot.imports.addresses import normalize_email
 from bot.jobs.queue import enqueue_in
@@ -272,10 +274,14 @@ async def list_campaigns(db: Database, team_id: str) -> list[CampaignSummary]:
 
 
 async def _take(conn: AsyncConnection, team_id: str, campaign_id: int) -> str:
-    """Lock the campaign's row for this transaction; returns its state."""
+    """Lock the campaign's row for this transaction; returns its state.
+
+    updated_at is left as it is: it is when the Edit form's fields were last saved, the
+    marker update_campaign refuses a stale form by. Stamped here, a Target, Go live, Pause or
+    exclude while a lead had Edit open refused their Save as "someone saved this campaign"."""
     row = (await conn.execute(
-        text("UPDATE campaign SET updated_at = :now WHERE id = :c AND team_id = :t "
-             "RETURNING state").bindparams(_now()), {"c": campaign_id, "t": team_id},
+        text("UPDATE campaign SET updated_at = updated_at WHERE id = :c AND team_id = :t "
+             "RETURNING state"), {"c": campaign_id, "t": team_id},
     )).first()  # fmt: skip
     if row is None:
         raise CampaignError("That campaign doesn't exist in this workspace.")
@@ -393,7 +399,8 @@ async def target(db: Database, team_id: str, campaign_id: int, segment_id: int, 
 
 # Invites of the campaign still waiting (queued, held: a delay, a hold) for the contacts of a
 # segment it now excludes: they went out all the same, to the very people the merchant had
-# just left out (the send checks consent and the campaign, not the exclusions).
+# just left out. (The send also refuses them now, for contacts who join an excluded segment
+# later: invites._START_WHERE; cancelling them here says so in the reports at once.)
 _STOP_EXCLUDED = text("""
     UPDATE invite SET state = 'cancelled', reason = :why, updated_at = :now
     WHERE campaign_id = :c AND team_id = :t AND state IN ('queued', 'held')
@@ -417,7 +424,7 @@ async def exclude(db: Database, team_id: str, campaign_id: int, segment_id: int)
         await _set_role(conn, team_id, campaign_id, segment.id or 0, SegmentRole.EXCLUDE)
         stopped = await conn.execute(_STOP_EXCLUDED, {
             "c": campaign_id, "t": team_id, "s": segment.id, "now": utcnow(),
-            "why": f"excluded: in {segment.name}, which the campaign excludes"})  # fmt: skip
+            "why": excluded_reason(segment.name)})  # fmt: skip
         for enrollment_id in sorted({row[0] for row in stopped}):
             await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
 
@@ -454,6 +461,8 @@ async def set_state(db: Database, team_id: str, campaign_id: int, state: Campaig
         before = await _take(conn, team_id, campaign_id)
         await conn.execute(text("UPDATE campaign SET state = :s WHERE id = :c AND team_id = :t"),
                            {"s": state, "c": campaign_id, "t": team_id})  # fmt: skip
+        if before != state:
+            await _redraw_waiting_in(conn, team_id, campaign_id)
         if state != CampaignState.LIVE:
             return None
         if before == CampaignState.LIVE:  # going live again: its enrollment if unfinished
@@ -469,6 +478,15 @@ async def set_state(db: Database, team_id: str, campaign_id: int, state: Campaig
         return await _enroll_in(conn, team_id, campaign_id, segment_id=None, batch_id=None,
                                 requested_by=requested_by, thread=thread, hold=hold,
                                 queue_job=queue_job)  # fmt: skip
+
+
+async def _redraw_waiting_in(conn: AsyncConnection, team_id: str, campaign_id: int) -> None:
+    """Reports in threads with invites still waiting are drawn again, as after an Edit: they
+    said "2 held until 06:22" with Cancel invites while a pause kept them back (the report
+    says the campaign is paused), and going live again must take that back. In a job, so
+    the command line's pause redraws them too."""
+    for enrollment_id in await reported_waiting_in(conn, team_id, campaign_id):
+        await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
 
 
 async def enroll_after_import_in(conn: AsyncConnection, team_id: str, batch_id: int,

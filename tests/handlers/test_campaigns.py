@@ -408,3 +408,21 @@ async def test_a_form_opened_before_another_save_doesnt_write_over_it(app: Harne
     assert (after.name, after.invite_email, after.offer) == ("Spring VIP", False, "Give 5%")
     told = json.dumps(app.slack.responses, ensure_ascii=False)
     assert "Someone saved this campaign after you opened Edit" in told, told[-800:]
+
+
+async def test_a_pause_or_go_live_while_edit_is_open_doesnt_refuse_the_save(app: Harness) -> None:
+    """A lead opens Edit; another pauses Spring, then puts it live again, from the list. The
+    Save was refused: "Someone saved this campaign after you opened Edit", though nobody had."""
+    spring = await _campaign(app, "Spring", offer="Give 5%")
+    form = await _open_edit(app, spring)
+    for action in (Action.CAMPAIGN_LIVE, Action.CAMPAIGN_PAUSE, Action.CAMPAIGN_LIVE):
+        await _click(app, action, str(spring), await _list(app))
+    assert await _state(app, spring) == CampaignState.LIVE
+    await app.requests.view_submission(state_values=_form(offer="Give 10%", invite=False),
+                                       view_id=form["id"], user_id=LEAD)  # fmt: skip
+    await _done(app)
+
+    after = await get_campaign(app.db, TEAM, spring)
+    assert (after.offer, after.invite_email) == ("Give 10%", False)
+    told = json.dumps(app.slack.responses, ensure_ascii=False)
+    assert "Someone saved" not in told and "Spring is saved." in told, told[-800:]

@@ -143,6 +143,27 @@ async def test_turning_the_invite_email_off_in_slack_updates_the_threads_report(
     assert app.slack.block_errors == []
 
 
+async def test_pausing_and_going_live_again_update_the_threads_report(app: Harness) -> None:
+    """Pause in `/referral campaign` left the import thread's report saying "2 held until ..."
+    with nothing about the pause, while the send job sent nothing; going live again must
+    take the pause back."""
+    spring, message = await _targeted(app)  # 2 invites held, Cancel invites
+    report = _report(app, message)
+    assert "paused" not in json.dumps(report["blocks"])
+    listing = await app.listing("campaign", LEAD)
+    await app.click_in(listing, Action.CAMPAIGN_PAUSE, str(spring.id), LEAD)
+    await app.settle()
+    rendered = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
+    assert "The campaign is paused: unsent invites wait until it is live." in rendered, rendered
+
+    listing = await app.listing("campaign", LEAD)
+    await app.click_in(listing, Action.CAMPAIGN_LIVE, str(spring.id), LEAD)
+    await app.settle()
+    rendered = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
+    assert "paused" not in rendered and "2 held until" in rendered, rendered
+    assert app.slack.block_errors == []
+
+
 async def test_cancel_invites_during_the_hold_keeps_the_advocates(app: Harness) -> None:
     _spring, message = await _targeted(app)
     report = _report(app, message)
