@@ -93,9 +93,11 @@ class SizeCapped(io.BufferedIOBase):
     `name`: `parallel.file_path` would take an entry's name for a file on disk.
     """
 
-    def __init__(self, raw: BinaryIO, limit: int, label: str) -> None:
+    def __init__(self, raw: BinaryIO, limit: int, label: str,
+                 again: Callable[[], SizeCapped] | None = None) -> None:  # fmt: skip
         super().__init__()
         self._raw = raw
+        self._again = again
         self._limit = limit
         self._label = label
 
@@ -104,6 +106,11 @@ class SizeCapped(io.BufferedIOBase):
 
     def seekable(self) -> bool:
         return True
+
+    def reopen(self) -> BinaryIO | None:
+        """The entry opened again, to read alongside this one (CsvReader reads a line a
+        second time that way): seeking back would decompress it again from its start."""
+        return self._again() if self._again is not None else None
 
     def tell(self) -> int:
         return self._raw.tell()
@@ -164,7 +171,7 @@ class ZipEntry:
             raw = self._archive.open(self._info)
         except (*_DAMAGE, NotImplementedError, RuntimeError) as exc:
             raise CsvFileError(f"{self.name} in this ZIP is damaged: {_REMADE}.") from exc
-        return SizeCapped(raw, self.size, self.name)  # type: ignore[arg-type]
+        return SizeCapped(raw, self.size, self.name, self.open)  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)

@@ -508,7 +508,8 @@ async def stage_reader(
                               clear_rows_of=source.batch_id)  # fmt: skip
             raise
         await refresh_statistics(db, tally.rows)
-        late = getattr(reader, "late_note", None)  # what only reading the rows shows
+        # what only reading the rows shows (the child's reader read them, if there is one)
+        late = getattr(parallel or reader, "late_note", None)
         note = join_notes([*notes, kind.note, late() if late is not None else None])
         async with db.begin() as conn:
             try:

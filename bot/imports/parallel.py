@@ -68,6 +68,12 @@ class ParallelRows:
         pickle.dump((batch_keys, columns), self._process.stdin)
         self._process.stdin.close()
         self.tally = Tally()
+        self._late_note: str | None = None
+
+    def late_note(self) -> str | None:
+        """What the child's reader found that the review must say (CsvReader.late_note),
+        once the rows are all read."""
+        return self._late_note
 
     def _messages(self) -> Iterator[list[Staged]]:
         assert self._process.stdout is not None
@@ -79,7 +85,8 @@ class ParallelRows:
                     continue
                 kind, detail = message
                 if kind == "done":
-                    self.tally = Tally(**detail)
+                    counts, self._late_note = detail
+                    self.tally = Tally(**counts)
                     return
                 if kind == "error":
                     raise CsvFileError(detail)
@@ -190,7 +197,7 @@ def _parse(path: str) -> None:
             rows = classifier.records(reader.records(), reader.columns)
             while chunk := list(islice(rows, CHUNK)):
                 _send(out, chunk)
-            _send(out, ("done", asdict(classifier.tally)))
+            _send(out, ("done", (asdict(classifier.tally), reader.late_note())))
     except CsvFileError as exc:
         _send(out, ("error", str(exc)))
     except Exception as exc:  # report, don't die silently

@@ -16,7 +16,7 @@ import operator
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
 from bot.imports.addresses import InvalidEmail, normalize_email
@@ -28,6 +28,7 @@ DELIMITERS = (",", ";", "\t", "|")
 MAX_HEADER_SEARCH = 10  # non-blank lines searched for the header (a title may come first)
 _SEP_HINT = re.compile(r'"?sep=([^"\r\n])"?\Z', re.IGNORECASE)  # Excel's delimiter line
 MAX_NAMED_COLUMNS = 30  # columns a "no email column" message lists
+MAX_LINES_NAMED = 10  # lines repeating the header a note names
 FIELD_LIMIT = 64 * 1024  # a runaway quoted field fails one record, not the whole file
 MAX_LINE_CHARS = 1024 * 1024  # no real row is this long (see CsvReader.__init__)
 # A record spanning more lines than this whose last field ends with a line break is a quote
@@ -120,6 +121,22 @@ class Columns:
     subscribed: int | None = None  # a consent column (yes/no, subscribed, opted in...)
     full_name: int | None = None  # "Name": read only without a first and a last name column
     opt_out: int | None = None  # an opt-out column (OPT_OUT_ALIASES: true = do not email)
+    # cells in the header (0: not known), so a rejected row can say it has fewer or more;
+    # not compared: the same columns are the same whatever the reader knew of the width
+    width: int = field(default=0, compare=False)
+
+
+class Malformed(str):
+    """A record csv couldn't read as a row: the message saying why, and what could be read
+    of it (`cells`, from where it starts, shaped as a row of the header) so the skipped-rows
+    CSV shows its address and names beside the reason."""
+
+    cells: list[str]
+
+    def __new__(cls, message: str, cells: list[str]) -> Malformed:
+        made = super().__new__(cls, message)
+        made.cells = cells
+        return made
 
 
 def opt_out_column(header: list[str]) -> int | None:
@@ -464,6 +481,93 @@ class _NoNul(io.BufferedIOBase):
         return b""
 
 
+class _View(io.BufferedIOBase):
+    """The bytes of a seekable stream from `position` on, read without moving it: each read
+    seeks there and back. For _Rereader, which reads a file a second time alongside the
+    reader, on the rare records that need it."""
+
+    def __init__(self, stream: BinaryIO, position: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self._position = position
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        stream = self._stream
+        back = stream.tell()
+        try:
+            stream.seek(self._position)
+            data = stream.read(-1 if size is None else size)
+        finally:
+            stream.seek(back)
+        self._position += len(data)
+        return data
+
+    def read1(self, size: int = -1) -> bytes:
+        return self.read(size)
+
+
+def _ends_line(piece: str) -> bool:
+    return piece.endswith(("\n", "\r"))
+
+
+class _Rereader:
+    """The file's physical lines read again, forward only, from a second view of its stream.
+
+    csv keeps a record's text to itself, and gives none when it gives up on a record (a
+    field over FIELD_LIMIT): its line is read again here, for its address and names and to
+    tell a line over MAX_LINE_CHARS (read in pieces) from one that isn't. Made on the first
+    such record only, so a well-formed file never reads anything twice."""
+
+    def __init__(self, stream: BinaryIO, start: int, encoding: str, errors: str) -> None:
+        # a stream that can open itself again (a ZIP entry, see archives.SizeCapped.reopen)
+        # is read so; another, through a view of it that seeks there and back
+        reopen = getattr(stream, "reopen", None)
+        self._own: BinaryIO | None = reopen() if reopen is not None else None
+        view: BinaryIO = self._own if self._own is not None else _View(stream, start)
+        if self._own is not None:
+            self._own.seek(start)
+        text_bytes = view if encoding.startswith("utf-16") else _NoNul(view)
+        self._text = io.TextIOWrapper(text_bytes, encoding=encoding, errors=errors, newline="")
+        self._text._CHUNK_SIZE = READ_BLOCK  # few seeks there and back
+        pieces = iter(functools.partial(self._text.readline, MAX_LINE_CHARS), "")
+        self._pieces = map(_DROP_NUL, pieces) if text_bytes is view else pieces
+        self._line = 0  # physical lines read whole
+
+    def line(self, number: int) -> tuple[str, int]:
+        """(the first MAX_LINE_CHARS characters of line `number`, the pieces it is read in);
+        ("", 0) past the end, or for a line read already."""
+        while self._line < number - 1:
+            if not self._skip_line():
+                return "", 0
+        first = next(self._pieces, "") if self._line == number - 1 else ""
+        if not first:
+            return "", 0
+        if _ends_line(first):
+            self._line += 1
+            return first, 1
+        rest = self._skip_line()
+        self._line += not rest  # the file's last line, without a line break
+        return first, 1 + rest
+
+    def _skip_line(self) -> int:
+        """Read the rest of a line: the pieces read, 0 at the end of the file."""
+        count = 0
+        for piece in self._pieces:
+            count += 1
+            if _ends_line(piece):
+                break
+        self._line += count > 0
+        return count
+
+    def close(self) -> None:
+        self._text.detach()
+        if self._own is not None:
+            self._own.close()
+
+
 NARROW = 3  # columns: a file this narrow counts a swallowed line only when it is whole
 
 
@@ -511,6 +615,46 @@ def header_is_data(header: list[str], columns: Columns) -> bool:
     return _address_in(header, columns.email)
 
 
+def _names(cells: list[str]) -> list[str]:
+    """The names of a header's cells as map_header reads them, in order; blank ones left out."""
+    return sorted(squash(cell) for cell in cells if cell.strip())
+
+
+def column_order(header: list[str], again: list[str]) -> list[int | None]:
+    """For each column of `header`, where `again` (the same names in another order) has it:
+    a row under `again` reads as a row under `header` as [row[i] for i in the result]. Two
+    columns of one name keep their order; blank names pair off in order too."""
+    places: dict[str, list[int]] = {}
+    for index, cell in enumerate(again):
+        places.setdefault(squash(cell), []).append(index)
+    return [places[name].pop(0) if places.get(name) else None
+            for name in (squash(cell) for cell in header)]  # fmt: skip
+
+
+class _Reordered:
+    """A csv reader's rows put in the first header's column order, after a line repeating
+    the header in another order (`cat` of two exports): each row is read by its own header.
+    `raw`: the last row as the file has it."""
+
+    def __init__(self, reader: Any, order: list[int | None], width: int) -> None:
+        self._reader = reader
+        self._order = order
+        self._width = width  # the repeated header's cells: any past them are extra ones
+        self.raw: list[str] = []
+
+    @property
+    def line_num(self) -> int:
+        return int(self._reader.line_num)
+
+    def __iter__(self) -> _Reordered:
+        return self
+
+    def __next__(self) -> list[str]:
+        raw = self.raw = next(self._reader)
+        n = len(raw)
+        return [raw[i] if i is not None and i < n else "" for i in self._order] + raw[self._width:]
+
+
 # Header -> columns: map_header's guess, or a mapping someone chose (bot.imports.mapping).
 # Called once per file, so a chosen mapping costs the CSV hot path nothing.
 ColumnsOf = Callable[[list[str]], Columns]
@@ -555,6 +699,12 @@ class CsvReader:
         self._reader = csv.reader(self._lines, delimiter=self.delimiter, strict=False)
         self.header: list[str] = []
         self._header_line = 0
+        self._start, self._errors = start, errors
+        self._again: _Rereader | None = None  # made for the first record csv gives up on
+        self._repeatable = True  # a later line may repeat the header (_header_again)
+        self._repeated: list[int] = []  # lines repeating the header (_header_again)
+        # the rows' order after a header repeated in another order (_Reordered), else None
+        self._order: tuple[list[int | None], int] | None = None
         limit = csv.field_size_limit(FIELD_LIMIT)
         try:
             for fields in self._reader:
@@ -568,10 +718,13 @@ class CsvReader:
                 # a quote opened in the header and closed rows later: it swallowed those rows
                 # (a header cell with a line break in it, as Excel allows, is fine)
                 raise CsvFileError(HEADER_QUOTE)
-            self.columns = columns_of(self.header)
+            columns = columns_of(self.header)
+            self.columns = columns if columns.width else replace(columns, width=len(self.header))
             self._before = self._rows_above(skipped)
+            self._header_names = _names(self.header)  # what a line repeating it holds
             if header_is_data(self.header, self.columns):
                 self._before.append((self._header_line, list(self.header)))
+                self._repeatable = False  # no header to repeat: its first row of data
         except csv.Error:
             self.close()
             raise CsvFileError(HEADER_QUOTE) from None
@@ -586,6 +739,9 @@ class CsvReader:
         if self._text is not None:
             self._text.detach()
             self._text = None
+        if getattr(self, "_again", None) is not None:
+            self._again.close()
+            self._again = None
 
     def __enter__(self) -> CsvReader:
         return self
@@ -614,14 +770,20 @@ class CsvReader:
             return True
         return self._swallowed_rows(fields)
 
+    def _email_at(self) -> int:
+        """Where the file's lines have their address now (a repeated header may move it)."""
+        email = self.columns.email
+        moved = self._order[0][email] if self._order is not None else email
+        return email if moved is None else moved
+
     def _row_shaped(self, line: str) -> bool:
-        return _row_shaped(line, self.delimiter, len(self.header), self.columns.email)
+        return _row_shaped(line, self.delimiter, len(self.header), self._email_at())
 
     def _swallowed_rows(self, fields: list[str]) -> bool:
         """A quote that never closed joined rows into one: a line inside a field spanning
         lines reads as a whole row of this file. A note that mentions an address on a line
         of its own ("Billing: accounts@acme.com, ext 204"), or runs long, is no such line."""
-        width, email, delimiter = len(self.header), self.columns.email, self.delimiter
+        width, email, delimiter = len(self.header), self._email_at(), self.delimiter
         return any(
             _row_shaped(line, delimiter, width, email)
             for field in fields
@@ -668,11 +830,15 @@ class CsvReader:
         return self._raw.tell()
 
     def records(self) -> Iterator[tuple[int, list[str] | str]]:
-        """(first line, fields) per non-blank record; (line, message) for a malformed one."""
+        """(first line, fields) per non-blank record; (line, message) for a malformed one.
+
+        A line repeating the header is no record: the rows after it are read by it
+        (_header_again)."""
         yield from self._before  # rows above the header holding an address (_rows_above)
         reader = self._reader
         base = self._above  # lines read before this reader (see _past_runaway_field)
         previous = self._header_line
+        email = self.columns.email  # where rows have their address (_Reordered keeps it)
         limit = csv.field_size_limit()
         csv.field_size_limit(FIELD_LIMIT)
         try:
@@ -684,23 +850,109 @@ class CsvReader:
                 except csv.Error as exc:
                     line = previous + 1
                     previous = base + reader.line_num
+                    text, pieces = self._line_again(line)  # csv keeps the record's text
+                    cells = self._cells_of(text)
+                    if 1 < pieces >= previous - line + 1:  # read in pieces: none is a row
+                        reader = self._past_long_line(pieces - (previous - line + 1))
+                        base = previous = line
+                        yield line, Malformed(f"Malformed CSV (line {line}): longer than "
+                                              f"{MAX_LINE_CHARS:,} characters", cells)  # fmt: skip
+                        continue
                     if previous > line:  # a quoted field spanning lines: it goes on
                         reader, base, previous = self._past_runaway_field(previous)
+                        reader = self._reordered(reader)
                     elif "field limit" in str(exc):  # past the limit on its first line
                         reader, base, previous = self._past_runaway_field(previous, maybe=True)
-                    yield line, f"Malformed CSV (lines {line}-{previous}): {exc}"
+                        reader = self._reordered(reader)
+                    yield line, Malformed(f"Malformed CSV (lines {line}-{previous}): {exc}",
+                                          cells)  # fmt: skip
                     continue
                 line = previous + 1
                 previous = base + reader.line_num
                 if previous > line and self._unclosed(fields, previous - line + 1):
-                    yield (
-                        line,
-                        (
-                            f"Malformed CSV (lines {line}-{previous}): a quote that never closes "
-                            f"joined {previous - line + 1} lines into one row"
-                        ),
-                    )
+                    yield line, self._joined(fields, line, previous)
                 elif fields and (fields[0].strip() or any(f.strip() for f in fields)):
+                    try:  # a header again? Only a row without an address can be one
+                        if "@" not in fields[email] and self._header_again(line, reader, fields):
+                            reader = self._reordered(reader)
+                            continue
+                    except IndexError:  # a row too short to reach the email column
+                        pass
                     yield line, fields
         finally:
             csv.field_size_limit(limit)
+
+    def _line_again(self, number: int) -> tuple[str, int]:
+        """Line `number` read again (see _Rereader)."""
+        if self._again is None:
+            self._again = _Rereader(self._raw, self._start, self.encoding, self._errors)
+        return self._again.line(number)
+
+    def _cells_of(self, text: str) -> list[str]:
+        """The cells of one line read on its own; a quote that doesn't close on it ends with
+        it. A cell over FIELD_LIMIT is the fault, not a value: left empty."""
+        if not text:
+            return []
+        limit = csv.field_size_limit(MAX_LINE_CHARS + 1)
+        try:
+            cells = next(self._new_reader(iter([text])), [])
+        except csv.Error:
+            return []
+        finally:
+            csv.field_size_limit(limit)
+        return [cell if len(cell) <= FIELD_LIMIT else "" for cell in cells]
+
+    def _past_long_line(self, left: int) -> Any:
+        """A reader past a line over MAX_LINE_CHARS, whose pieces csv read but `left`: one
+        record, not one per piece, and the lines after it keep their numbers."""
+        for _ in range(left):
+            next(self._lines, None)
+        return self._reordered(self._new_reader(self._lines))
+
+    def _joined(self, fields: list[str], line: int, last: int) -> Malformed:
+        """A record a quote that never closes ran on from `line` to `last`, with what can be
+        read of its first line: the cells before the one the quote opened, and that one's
+        first line split as cells (the quote was a stray one in the text)."""
+        opened = next((i for i, f in enumerate(fields) if "\n" in f or "\r" in f), len(fields))
+        first_line = fields[opened].splitlines()[0] if opened < len(fields) else ""
+        rest = next(self._new_reader(iter([first_line])), []) if first_line else []
+        message = (f"Malformed CSV (lines {line}-{last}): a quote that never closes "
+                   f"joined {last - line + 1} lines into one row")  # fmt: skip
+        return Malformed(message, [*fields[:opened], *rest])
+
+    def _header_again(self, line: int, reader: Any, fields: list[str]) -> bool:
+        """Whether the row at `line` repeats the header (its cells are the header's names, in
+        any order): two exports joined into one file. Its order is then the rows' below it
+        (self._order); the line is named in late_note, and is not a row. Asked only of rows
+        without an address in the email column, which a header line has (it holds the
+        column's name there): a row of data costs one `"@" in` test, no more."""
+        raw = reader.raw if isinstance(reader, _Reordered) else fields
+        if not self._repeatable or _names(raw) != self._header_names:
+            return False
+        self._repeated.append(line)
+        order = column_order(self.header, raw)
+        in_place = order == list(range(len(self.header))) and len(raw) == len(self.header)
+        self._order = None if in_place else (order, len(raw))
+        return True
+
+    def _reordered(self, reader: Any) -> Any:
+        """`reader` reading rows in the column order of the last header (see _Reordered)."""
+        if isinstance(reader, _Reordered):
+            reader = reader._reader
+        return reader if self._order is None else _Reordered(reader, *self._order)
+
+    def late_note(self) -> str | None:
+        """What reading the rows found that the review must say: lines repeating the header
+        (two exports joined with `cat`), which are not rows, and whose column order the
+        rows below them are read in."""
+        lines = self._repeated
+        if not lines:
+            return None
+        shown = ", ".join(str(n) for n in lines[:MAX_LINES_NAMED])
+        if len(lines) > MAX_LINES_NAMED:
+            shown += f" and {len(lines) - MAX_LINES_NAMED:,} more"
+        if len(lines) == 1:
+            return (f"Line {shown} repeats the header (files joined into one?): not counted as "
+                    "a row; the rows below it are read in its column order.")
+        return (f"Lines {shown} repeat the header (files joined into one?): not counted as "
+                "rows; the rows below each are read in its column order.")

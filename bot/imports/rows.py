@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from bot.imports.addresses import InvalidEmail, email_key, normalize_email, plain_email
 from bot.imports.locales import normalize_locale
-from bot.imports.reading import Columns
+from bot.imports.reading import Columns, Malformed
 
 MAX_NAME = 200
 MAX_EMAIL = 320
@@ -130,18 +130,40 @@ def _with_split_names(records: Iterable[tuple[int, list[str] | str]], columns: C
     def split(rows: Iterable[tuple[int, list[str] | str]]
               ) -> Iterator[tuple[int, list[str] | str]]:  # fmt: skip
         for line, fields in rows:
-            if type(fields) is str:
-                yield line, fields
+            if type(fields) is not list:  # malformed: what could be read of it, split too
+                cells = _cells(fields)
+                yield line, Malformed(fields, [*split_cells(cells), *cells]) if cells else fields
                 continue
-            names = split_full_name(fields[full]) if full < len(fields) else ("", "")
-            yield line, [*names, *fields]
+            yield line, [*split_cells(fields), *fields]
+
+    def split_cells(fields: list[str]) -> tuple[str, str]:
+        return split_full_name(fields[full]) if full < len(fields) else ("", "")
 
     def on(index: int | None) -> int | None:
         return None if index is None else index + 2
 
     moved = Columns(columns.email + 2, 0, 1, on(columns.locale), on(columns.subscribed),
-                    opt_out=on(columns.opt_out))  # fmt: skip
+                    opt_out=on(columns.opt_out),
+                    width=columns.width + 2 if columns.width else 0)  # fmt: skip
     return split(records), moved
+
+
+def _cells(record: str) -> list[str]:
+    """What could be read of a malformed record (reading.Malformed), else nothing."""
+    return getattr(record, "cells", None) or []
+
+
+def _address_among(fields: list[str]) -> str | None:
+    """The first cell holding nothing but a valid address, as written (trimmed)."""
+    for cell in fields:
+        if "@" in cell:
+            found = unquote(cell.strip())
+            try:
+                normalize_email(found)
+            except InvalidEmail:
+                continue
+            return found[:MAX_EMAIL]
+    return None
 
 
 def first_name_of(email: str) -> str:
@@ -297,7 +319,7 @@ class Classifier:
             return
         e, f, la, lo = columns.email, columns.first_name, columns.last_name, columns.locale
         sub, consent_values, fixed = columns.subscribed, CONSENT, self.subscribed
-        oo, opt_outs = columns.opt_out, OPT_OUT
+        oo, opt_outs, width = columns.opt_out, OPT_OUT, columns.width
         if fixed is not None:
             sub = oo = None  # the file's kind decides, not the columns
         seen, plain, locales = self.seen, plain_email, self._locales
@@ -305,10 +327,8 @@ class Classifier:
         valid = 0
         try:
             for line, fields in records:
-                if type(fields) is str:
-                    self.tally.rows += 1
-                    self.tally.rejected += 1
-                    yield (line, "", "", "", "", None, REJECTED, fields[:500], None)
+                if type(fields) is not list:
+                    yield self._malformed(line, fields, columns)
                     continue
                 n = len(fields)
                 raw_email = fields[e] if e < n else ""
@@ -326,16 +346,18 @@ class Classifier:
                     subscribed = consent_values.get(consent.strip().casefold())
                     if subscribed is None:
                         raw_email, raw_locale = unquote(raw_email.strip()), unquote(raw_locale)
-                        yield self.contact(line, raw_email, first, last, raw_locale, consent,
-                                           fields[oo] if oo is not None and oo < n else None)
+                        yield self._lined_up(self.contact(
+                            line, raw_email, first, last, raw_locale, consent,
+                            fields[oo] if oo is not None and oo < n else None), fields, width)
                         continue
                 opt_out = (fields[oo] if oo < n else "") if oo is not None else None
                 if opt_out:
                     said = opt_outs.get(opt_out.strip().casefold())
                     if said is None:
                         raw_email, raw_locale = unquote(raw_email.strip()), unquote(raw_locale)
-                        yield self.contact(line, raw_email, first, last, raw_locale, consent,
-                                           opt_out)  # fmt: skip
+                        yield self._lined_up(self.contact(line, raw_email, first, last,
+                                                          raw_locale, consent, opt_out),
+                                             fields, width)  # fmt: skip
                         continue
                     if not said:
                         subscribed = False
@@ -352,10 +374,42 @@ class Classifier:
                                subscribed)  # fmt: skip
                         continue
                 raw_email, raw_locale = unquote(raw_email.strip()), unquote(raw_locale)
-                yield self.contact(line, raw_email, first, last, raw_locale, consent, opt_out)
+                yield self._lined_up(
+                    self.contact(line, raw_email, first, last, raw_locale, consent, opt_out),
+                    fields, width)  # fmt: skip
         finally:
             self.tally.rows += valid
             self.tally.valid += valid
+
+    def _malformed(self, line: int, record: str, columns: Columns) -> Staged:
+        """A record csv couldn't read, rejected with its message, and with what could be
+        read of it (reading.Malformed: its address and names) for the skipped-rows CSV."""
+        self.tally.rows += 1
+        self.tally.rejected += 1
+        cells = _cells(record)
+        n, e, f, la = len(cells), columns.email, columns.first_name, columns.last_name
+        email = unquote(cells[e].strip())[:MAX_EMAIL] if e < n else ""
+        first = _name(cells[f]) if f is not None and f < n else ""
+        last = _name(cells[la]) if la is not None and la < n else ""
+        return (line, email, "", first, last, None, REJECTED, str(record)[:500], None)
+
+    @staticmethod
+    def _lined_up(staged: Staged, fields: list[str], width: int) -> Staged:
+        """A row rejected for its address (missing, invalid) whose cells are more or fewer
+        than the header's, with an address in another cell: a cell left out or one too many
+        put it in another column. Said so, with that address for the skipped-rows CSV;
+        which cell is missing is not guessed, so it isn't imported. Only rejected rows come
+        past the first test."""
+        if staged[6] != REJECTED or not width or len(fields) == width:
+            return staged
+        found = _address_among(fields)
+        if found is None:
+            return staged
+        line, _, _, first, last, locale, outcome, _, subscribed = staged
+        first, last = ("" if n == found else n for n in (first, last))
+        reason = (f"{len(fields)} cells where the header has {width}: a cell missing or one "
+                  "too many, so the address is not in the email column")
+        return (line, found, "", first, last, locale, outcome, reason, subscribed)
 
     def _skip_all(
         self, records: Iterable[tuple[int, list[str] | str]], columns: Columns, reason: str
@@ -367,11 +421,11 @@ class Classifier:
         for line, fields in records:
             tally.rows += 1
             tally.rejected += 1
-            if type(fields) is str:
-                yield (line, "", "", "", "", None, REJECTED, fields[:500], None)
-                continue
+            reason_here, subscribed = reason, False
+            if type(fields) is not list:  # malformed: with what could be read of it
+                fields, reason_here, subscribed = _cells(fields), str(fields), None
             n = len(fields)
             email = unquote(fields[e].strip())[:MAX_EMAIL] if e < n else ""
             first = _name(fields[f]) if f is not None and f < n else ""
             last = _name(fields[la]) if la is not None and la < n else ""
-            yield (line, email, "", first, last, None, REJECTED, reason[:500], False)
+            yield (line, email, "", first, last, None, REJECTED, reason_here[:500], subscribed)

@@ -1054,3 +1054,22 @@ def test_a_cell_past_the_field_limit_closed_on_its_line_leaves_the_rows_after_it
     assert isinstance(records[0][1], str) and "field limit" in records[0][1]
     assert records[1:] == [(3, ["bob@example.com", "Bob", ""]),
                            (4, ["cy@example.com", "Cy", "a note\r\nover two lines"])]  # fmt: skip
+
+
+def test_lines_repeating_the_header_are_no_rows_and_each_orders_the_rows_below_it() -> None:
+    """Exports joined with `cat`: the same header again, another column order, another case.
+    Each repeat was a row (rejected: "Invalid email"), and the rows after a reordered one were
+    read by the first header. A row that only starts with a column's name is still a row."""
+    data = (b"email,first_name\na@x.com,A\n"
+            b"email,first_name\nb@x.com,B\n"  # 3: the same header
+            b"first_name,email\nC,c@x.com\n"  # 5: another order
+            b"EMAIL,First_Name\nd@x.com,D\n"  # 7: the first order, in capitals
+            b"email,notes\n")  # 9: a row: its cells aren't the header's names fmt: skip
+
+    reader, records = read(data)
+
+    assert records == [(2, ["a@x.com", "A"]), (4, ["b@x.com", "B"]), (6, ["c@x.com", "C"]),
+                       (8, ["d@x.com", "D"]), (9, ["email", "notes"])]  # fmt: skip
+    assert reader.late_note() == (
+        "Lines 3, 5, 7 repeat the header (files joined into one?): not counted as rows; the "
+        "rows below each are read in its column order.")  # fmt: skip
