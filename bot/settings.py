@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import SplitResult, quote
@@ -47,6 +48,11 @@ def _ascii_url(parts: SplitResult) -> str:
         hostport = host if parts.port is None else f"{host}:{parts.port}"
     userinfo = quote(userinfo, safe=_PATH_SAFE.replace("/", "").replace("@", ""))
     return f"{parts.scheme}://{userinfo}{at}{hostport}{quote(parts.path, safe=_PATH_SAFE)}"
+
+
+# A host name or IPv4 address, with an optional port: what SLACK_FILE_HOSTS may hold.
+_HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*"
+                   r"(?::[0-9]{1,5})?")
 
 
 class SettingsError(Exception):
@@ -212,6 +218,30 @@ class Settings(BaseSettings):
                                      "separate ids with commas")  # fmt: skip
                 ids.append(uid)
         return ids
+
+    @field_validator("slack_file_hosts")
+    @classmethod
+    def _bare_hosts(cls, value: list[str]) -> list[str]:
+        """Each entry as the bare lower-case host[:port] a file's URL is compared with: written
+        as a URL (https://files.slack.com), in capitals or with a trailing slash, it matched no
+        file's host, and every Slack file was refused "not on Slack's file host". Only the
+        scheme, the case and trailing slashes are forgiven; anything else that isn't a host (a
+        path, a wildcard) is refused at start: the match is never widened, since these hosts
+        receive the bot token."""
+        hosts = []
+        for item in value:
+            host = item.strip().lower()
+            for scheme in ("https://", "http://"):
+                host = host.removeprefix(scheme)
+            host = host.rstrip("/")
+            if not _HOST.fullmatch(host):
+                raise ValueError(f"{item!r} is not a host name (like files.slack.com, the "
+                                 "default; separate hosts with commas)")  # fmt: skip
+            hosts.append(host)
+        if not hosts:
+            raise ValueError("names no host: Slack files can't be read at all (leave it unset "
+                             "for Slack's, files.slack.com)")  # fmt: skip
+        return hosts
 
     @field_validator("public_url")
     @classmethod

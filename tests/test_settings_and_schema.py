@@ -544,3 +544,35 @@ async def test_a_command_on_a_current_schema_starts_without_loading_alembic(
     ran = subprocess.run([sys.executable, "-c", script], env=shell.environment(db_env),
                          capture_output=True, text=True, timeout=shell.TIMEOUT)  # fmt: skip
     assert ran.stdout.splitlines()[-1] == "0 False", ran.stdout + ran.stderr
+
+
+@pytest.mark.parametrize("value", ["https://files.slack.com", "Files.Slack.com",
+                                   "files.slack.com/", " HTTPS://FILES.SLACK.COM/ "])
+def test_slack_file_hosts_written_as_a_url_or_in_capitals_is_taken_as_its_host(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """Written so, the host matched no file's, and every Slack file was refused "not on
+    Slack's file host (files.slack.com)"; it is Slack's host, as the file's URL has it."""
+    from handlers.slack_files import _allowed
+
+    monkeypatch.setenv("SLACK_FILE_HOSTS", f"{value},127.0.0.1:8443")
+    hosts = load_settings().slack_file_hosts
+    assert hosts == ["files.slack.com", "127.0.0.1:8443"]
+    assert _allowed("https://files.slack.com/files-pri/T1-F1/customers.csv", hosts)
+    assert not _allowed("https://files.slack.com.evil.example/files-pri/T1-F1/x.csv", hosts)
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    ("", "names no host"), (" , ", "names no host"),
+    ("files.slack.com/files-pri", "'files.slack.com/files-pri' is not a host name"),
+    ("*.slack.com", "'*.slack.com' is not a host name"),
+])  # fmt: skip
+def test_slack_file_hosts_that_names_no_host_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, value: str, said: str
+) -> None:
+    """An empty list, a path or a wildcard: refused in one line, never a wider match (these
+    hosts receive the bot token)."""
+    monkeypatch.setenv("SLACK_FILE_HOSTS", value)
+    with pytest.raises(SettingsError, match=rf"\n  SLACK_FILE_HOSTS: .*{said}") as err:
+        load_settings()
+    assert len(str(err.value).splitlines()) == 2
