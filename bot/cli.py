@@ -50,7 +50,13 @@ from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
 from bot.workspaces import WorkspaceError, apply_default_locale, resolve_team
 from models import Database, Job, JobState
-from models.migrate import MigrationFailed, SchemaTooNew, ensure_schema, upgrade
+from models.migrate import (
+    MigrationFailed,
+    SchemaTooNew,
+    SchemaUnusable,
+    ensure_schema,
+    upgrade,
+)
 
 SUMMARY_KEYS = ("rows", "valid", "duplicates", "rejected", "new_contacts", "existing_contacts",
                 "added_to_segment", "already_in_segment", "warnings", "segment")  # fmt: skip
@@ -58,8 +64,9 @@ SUMMARY_KEYS = ("rows", "valid", "duplicates", "rejected", "new_contacts", "exis
 
 log = logging.getLogger(__name__)
 # Failures a command reports in words (one line on stderr, exit status 1)
-TOLD = (CliError, SettingsError, WorkspaceError, ImportFailed, SchemaTooNew, BatchStateError,
-        cli_campaigns.CampaignCliError, cli_mailchimp.MailchimpCliError)  # fmt: skip
+TOLD = (CliError, SettingsError, WorkspaceError, ImportFailed, SchemaTooNew, SchemaUnusable,
+        BatchStateError, cli_campaigns.CampaignCliError,
+        cli_mailchimp.MailchimpCliError)  # fmt: skip
 
 # Modules that each add commands (see bot.cli_common.Subcommands)
 SUBCOMMANDS = (cli_segments, cli_contacts, cli_undo, cli_audit)

@@ -61,6 +61,12 @@ class SchemaTooNew(Exception):
     of ours, so this code can neither use nor upgrade it."""
 
 
+class SchemaUnusable(Exception):
+    """The database was reached but its schema can't be used as it stands (a grant missing,
+    alembic_version holding more than one revision): nothing to migrate, someone must fix it
+    first. Said in one line, naming what to do."""
+
+
 def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
@@ -75,6 +81,15 @@ def _refuse_unknown_revision(connection: Connection) -> None:
 
     current = MigrationContext.configure(connection).get_current_heads()
     script = ScriptDirectory.from_config(alembic_config())
+    if len(current) > 1:
+        # Alembic's own "more than one head present" came as a traceback out of every command
+        raise SchemaUnusable(
+            f"the database's alembic_version table holds {len(current)} revisions "
+            f"({', '.join(sorted(current))}) where referral-bot keeps one: a hand-made change "
+            "or another tool added rows. Delete every row but that of the revision the schema "
+            f"is really at (this referral-bot's newest is {script.get_current_head()}), then "
+            "run `referral-bot db upgrade`; nothing was changed."
+        )  # fmt: skip
     known = {rev.revision for rev in script.walk_revisions()}
     unknown = [rev for rev in current if rev not in known]
     if unknown:
@@ -131,15 +146,37 @@ async def upgrade(db: Database, revision: str = "head") -> None:
         if not db.is_sqlite:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                {"key": _lock_key(db.schema)})  # fmt: skip
-        if db.schema and not db.is_sqlite and not (await conn.execute(
-                text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": db.schema}
-        )).first():  # fmt: skip
-            # only when missing: PostgreSQL checks the database's CREATE privilege before IF
-            # NOT EXISTS, so a role given only its own schema by the DBA was refused
-            name = db.schema.replace('"', '""')
-            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{name}"'))
+        if db.schema and not db.is_sqlite:
+            await _make_or_check_schema(conn, db.schema)
         await conn.run_sync(_refuse_unknown_revision)
         await conn.run_sync(_run_migrations, revision)
+
+
+async def _make_or_check_schema(conn: AsyncConnection, schema: str) -> None:
+    """PostgreSQL: make DATABASE_SCHEMA when it is missing; refuse one this role may not use.
+
+    Made only when missing: PostgreSQL checks the database's CREATE privilege before IF NOT
+    EXISTS, so a role given only its own schema by the DBA was refused. One it exists but
+    wasn't granted USAGE on looks empty to it (no alembic_version), and migrating it "from
+    nothing" failed with "no schema has been selected to create in (it had no schema yet)"."""
+    usable = (await conn.execute(
+        text("SELECT has_schema_privilege(current_user, oid, 'USAGE'), current_user "
+             "FROM pg_namespace WHERE nspname = :s"), {"s": schema},
+    )).first()  # fmt: skip
+    name = schema.replace('"', '""')
+    if usable is None:
+        await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{name}"'))
+        return
+    if not usable[0]:
+        role = '"' + str(usable[1]).replace('"', '""') + '"'
+        raise SchemaUnusable(
+            f"the database role {usable[1]} may not use the schema {schema} (DATABASE_SCHEMA):"
+            f" it exists, but was made by another role that granted this one nothing. As its "
+            f'owner, run GRANT USAGE, CREATE ON SCHEMA "{name}" TO {role}; GRANT SELECT, '
+            f'INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{name}" TO {role}; GRANT USAGE, '
+            f'SELECT ON ALL SEQUENCES IN SCHEMA "{name}" TO {role}; (or set DATABASE_URL to '
+            "the role that owns it)"
+        )  # fmt: skip
 
 
 @asynccontextmanager

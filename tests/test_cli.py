@@ -703,6 +703,28 @@ async def test_a_database_migrated_by_a_newer_version_is_explained_and_left_alon
         assert version.scalar_one() == "9999"
 
 
+async def test_two_revisions_in_alembic_version_are_explained_not_a_traceback(
+    db: Database, db_env: dict[str, str]
+) -> None:
+    """alembic_version with two rows (a botched fix by hand, another tool's merge): every
+    command died with Alembic's "more than one head present" in a traceback."""
+    from sqlalchemy import text
+
+    from models.migrate import HEAD
+
+    async with db.begin() as conn:
+        await conn.execute(text("INSERT INTO alembic_version VALUES ('0021')"))
+    for args in (("jobs",), ("db", "upgrade"), ("worker",)):
+        result = run(db_env, *args)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-500:]
+        assert result.stderr.startswith("referral-bot: the database's alembic_version table "
+                                        f"holds 2 revisions (0021, {HEAD})"), result.stderr
+        assert "Delete every row but" in result.stderr
+    async with db.begin() as conn:
+        versions = await conn.execute(text("SELECT version_num FROM alembic_version"))
+        assert sorted(versions.scalars()) == ["0021", HEAD]
+
+
 
 async def test_processes_started_together_on_a_new_database_migrate_it_once(
     db_env: dict[str, str],

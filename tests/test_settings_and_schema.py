@@ -204,6 +204,43 @@ async def test_a_schema_named_with_capitals_or_made_by_the_dba_is_used() -> None
 
 
 @requires_postgres
+async def test_a_role_not_granted_a_current_schema_is_told_which_grant_it_lacks() -> None:
+    """A role given no USAGE on DATABASE_SCHEMA (at HEAD, made by another role) sees no
+    alembic_version in it, and every command said "migrating the database to revision 0001
+    failed: ... no schema has been selected to create in (it had no schema yet)". The
+    schema is there and current: the role lacks a grant, which the line names."""
+    schema, role = f"t_nogrant{os.getpid()}", f"t_nogrant{os.getpid()}"
+    admin = Database(POSTGRES_URL)
+    try:
+        made = shell.run({"DATABASE_URL": POSTGRES_URL, "DATABASE_SCHEMA": schema}, "segments")
+        assert made.returncode == 0, made.stderr
+        async with admin.begin() as conn:
+            await conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+        as_role = {"DATABASE_URL": make_url(POSTGRES_URL).set(username=role)
+                   .render_as_string(hide_password=False), "DATABASE_SCHEMA": schema}  # fmt: skip
+        for args in (("segments",), ("db", "upgrade")):
+            result = shell.run(as_role, *args)
+            said = result.stderr.strip()
+            assert result.returncode == 1 and "\n" not in said, said
+            assert "migrating" not in said and "no schema yet" not in said, said
+            assert said.startswith(f"referral-bot: the database role {role} may not use the "
+                                   f"schema {schema} (DATABASE_SCHEMA)"), said
+            assert f'GRANT USAGE, CREATE ON SCHEMA "{schema}" TO "{role}"' in said, said
+        async with admin.begin() as conn:  # the grants the line names are all it takes
+            grants = said.split("run ", 1)[1].split(" (or", 1)[0]
+            for grant in filter(None, (g.strip() for g in grants.split(";"))):
+                await conn.execute(text(grant))
+        result = shell.run(as_role, "segments")
+        assert result.returncode == 0 and "All Customers" in result.stdout, result.stderr
+    finally:
+        await _drop_schema(schema)
+        async with admin.begin() as conn:
+            await conn.execute(text(f"DROP OWNED BY {role}"))
+            await conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        await admin.dispose()
+
+
+@requires_postgres
 def test_a_database_url_with_libpq_parameters_connects_or_is_refused_in_one_line() -> None:
     """asyncpg took each URL parameter as a keyword: a host's connection string
     (?connect_timeout=10, Neon's channel_binding=require) failed with an 80-line traceback."""
