@@ -230,6 +230,17 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+async def _listen(runner: web.AppRunner, settings: Settings) -> None:
+    """Listen on HOST:PORT, or fail naming them: a HOST that resolves to nothing said only
+    "[Errno -2] Name or service not known", with no word of which setting to fix."""
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise OSError(f"can't listen on HOST={settings.host} PORT={settings.port}: "
+                      f"{reason}") from exc  # fmt: skip
+
+
 async def serve(
     settings: Settings, db: Database, *, run_worker: bool = True,
     stop: asyncio.Event | None = None,
@@ -265,7 +276,7 @@ async def serve(
     handler = None
     listening: set[asyncio.Task[Any]] = set()
     try:
-        await web.TCPSite(runner, settings.host, settings.port).start()
+        await _listen(runner, settings)
         log.info("listening on %s:%s%s", settings.host, settings.port,
                  "" if socket_mode else " (Slack requests at /slack/events)")  # fmt: skip
         if socket_mode:

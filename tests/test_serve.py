@@ -138,3 +138,26 @@ async def test_several_worker_processes_on_sqlite_start_one_and_say_so(
     finally:
         await db.dispose()
     assert "SQLite has one writer at a time: starting one worker process, not 4" in caplog.text
+
+
+@pytest.mark.parametrize("where", [{"HOST": "no.such.host.invalid"}, {"PORT": "busy"}])
+def test_an_address_serve_cant_listen_on_is_named_with_its_settings(
+    db: Database, db_env: dict[str, str], where: dict[str, str]
+) -> None:
+    """HOST=no.such.host.invalid printed only "[Errno -2] Name or service not known", naming
+    no setting; a port in use is told with HOST and PORT too."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
+    env.update(db_env)
+    env.update({"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "s3cret",
+                "SECRET_KEY": "test-secret", "HOST": "127.0.0.1"})  # fmt: skip
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        env["PORT"] = str(busy.getsockname()[1])
+        env.update({k: v for k, v in where.items() if v != "busy"})
+        result = subprocess.run([*CLI, "serve"], env=env, capture_output=True, text=True,
+                                timeout=60)  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-500:]
+    said = result.stderr.strip().splitlines()[-1]
+    assert said.startswith(f"referral-bot: can't listen on HOST={env['HOST']} "
+                           f"PORT={env['PORT']}: "), said
