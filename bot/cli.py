@@ -35,6 +35,7 @@ from bot.imports.engine import BatchStateError
 from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.mapping import parse_maps
+from bot.jobs.child import EX_TEMPFAIL
 from bot.jobs.queue import (
     JOBS_SHOWN,
     SETTLED,
@@ -172,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         return run_in_loop(_run(args, settings))
+    except DatabaseUnreachable as exc:
+        code = _failed(str(exc), as_json)
+        # serve starts its worker again until it can reach the database (bot.jobs.child)
+        return EX_TEMPFAIL if args.command == "worker" else code
     except TOLD as exc:
         return _failed(str(exc), as_json)
     except KeyboardInterrupt:
@@ -324,6 +329,11 @@ async def _refresh_home_later(db: Database, team: str) -> None:
                     "their refresh failed", exc_info=True)  # fmt: skip
 
 
+class DatabaseUnreachable(CliError):
+    """The database couldn't be reached (or used) as the command started: a `worker` exits
+    with EX_TEMPFAIL then, which serve's supervisor takes as "try again", not as a crash."""
+
+
 async def _reach(db: Database, settings: Settings, first: Coroutine[Any, Any, None]) -> None:
     """Run a command's first use of the database (its migration check); failing to reach it
     says which database, without its password: a bare "[Errno 111] Connection refused", or a
@@ -337,7 +347,8 @@ async def _reach(db: Database, settings: Settings, first: Coroutine[Any, Any, No
         if settings.database_schema and not db.is_sqlite:
             where += f" (schema {settings.database_schema})"
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CliError(f"can't use the database {where} (DATABASE_URL): {reason}") from None
+        raise DatabaseUnreachable(f"can't use the database {where} (DATABASE_URL): {reason}"
+                                  ) from None  # fmt: skip
 
 
 def _column_map(items: list[str]) -> dict[str, str] | None:

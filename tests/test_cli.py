@@ -830,6 +830,12 @@ def test_a_database_url_that_is_wrong_or_unreachable_is_named_in_one_line(
             assert "Traceback" not in result.stderr and said in result.stderr, result.stderr[-400:]
             assert "hunter2" not in result.stderr + result.stdout
         assert said in json.loads(run({"DATABASE_URL": url}, "jobs", "--json").stdout)["error"]
+    # a worker that can't reach it (serve's restarted child, during an outage) exits with
+    # EX_TEMPFAIL: serve starts it again until it can, not counting it as a crash
+    refused = f"postgresql://bot:hunter2@127.0.0.1:{port}/bot"
+    worker = run({"DATABASE_URL": refused}, "worker")
+    assert worker.returncode == 75 and cases[refused] in worker.stderr, worker.stderr[-400:]
+    assert worker.stderr.count("\n") == 1 and "Traceback" not in worker.stderr
 
 
 def test_run_from_another_folder_reads_the_files_named_there(tmp_path: Path) -> None:

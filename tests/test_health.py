@@ -361,3 +361,103 @@ async def _until_status(url: str, status: int) -> tuple[int, dict[str, Any]]:
         if got[0] == status or time.monotonic() > deadline:
             return got
         await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def forwarding(port: int, to: tuple[str, int]) -> AsyncIterator[None]:
+    """A TCP port that passes connections on to `to`: the database coming back."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    open_writers: set[asyncio.StreamWriter] = set()
+
+    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*to)
+        open_writers.update((writer, up_writer))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(connected, "127.0.0.1", port)
+    try:
+        yield
+    finally:
+        server.close()
+        for writer in open_writers:
+            writer.close()
+
+
+async def test_a_worker_child_restarted_during_a_database_outage_runs_once_it_is_back(
+    db_env: dict[str, str], tmp_path: Any
+) -> None:
+    """A child restarted while the database is down exits at once (it can't reach it as it
+    starts); counted as crashes, max_failures such restarts (~2.5 min with serve's defaults)
+    made the supervisor give up for good, and no worker ran once the database was back.
+    Meanwhile /healthz now says the worker waits for the database, and the child runs as
+    soon as it answers (SQLite: its folder appears; PostgreSQL: its port answers)."""
+    from sqlalchemy import make_url, text
+
+    from bot.jobs.child import ChildWorker
+    from tests import shell
+
+    url = db_env["DATABASE_URL"]
+    if url.startswith("sqlite"):
+        later = tmp_path / "not yet"
+        env = {"DATABASE_URL": f"sqlite:///{later / 'test.db'}"}
+        back: Any = None
+    else:
+        real = make_url(url)
+        port = free_port()  # nothing listens there until the database "comes back"
+        env = {**db_env, "DATABASE_URL": real.set(host="127.0.0.1", port=port)
+               .render_as_string(hide_password=False)}  # fmt: skip
+        back = forwarding(port, (real.host or "127.0.0.1", real.port or 5432))
+    supervisor = WorkerSupervisor(ChildWorker(shell.environment(env)), backoff_seconds=0.05,
+                                  max_backoff_seconds=30, max_failures=3)  # fmt: skip
+    async with health_server(supervisor.health) as health:
+        supervisor.start()
+        try:
+            await until(lambda: supervisor.restarts >= 4 or supervisor.state == "failed", 120,
+                        "restarts past max_failures")  # fmt: skip
+            assert supervisor.state != "failed", supervisor.health()
+            for _ in range(600):  # between two attempts, or in one that started seconds ago
+                status, report = await get(health)
+                assert status == 200 and report["ok"] is True, report
+                if report["worker"]["state"] == "waiting for the database":
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"/healthz never said it waits: {report}")
+            assert "couldn't reach the database" in report["worker"]["last_error"], report
+            if back is None:
+                later.mkdir()
+            else:
+                await back.__aenter__()
+            database = Database(env["DATABASE_URL"], schema=env.get("DATABASE_SCHEMA"))
+            try:
+                for _ in range(1200):  # the child registers once it runs
+                    await asyncio.sleep(0.1)
+                    try:
+                        async with database.begin() as conn:
+                            if (await conn.execute(text("SELECT COUNT(*) FROM worker_process"))
+                                    ).scalar():  # fmt: skip
+                                break
+                    except Exception:  # not migrated yet
+                        continue
+                else:
+                    raise AssertionError(f"no worker ran: {supervisor.health()}")
+            finally:
+                await database.dispose()
+            await until(lambda: supervisor.state == "running", 60, "the worker to settle")
+            assert await get(health) == (200, {"ok": True, "worker": {
+                "state": "running", "restarts": supervisor.restarts,
+                "last_error": supervisor.last_error}})  # fmt: skip
+        finally:
+            await supervisor.stop()
+            if back is not None:
+                await back.__aexit__(None, None, None)

@@ -25,6 +25,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from bot.jobs.supervisor import WaitingForDatabase
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ WORKER_NICENESS = 10  # added to serve's own; a job's parser child inherits it
 # signal's own status) waits this long for serve's stop() before it counts as a crash.
 STOP_GRACE_SECONDS = 2.0
 _STOPPED_BY_SIGNAL = frozenset({0, -signal.SIGTERM, -signal.SIGINT})
+# `referral-bot worker`'s status when it couldn't reach the database as it started (sysexits'
+# EX_TEMPFAIL: try again later): started again until it can, never counted as a crash.
+EX_TEMPFAIL = 75
 
 
 def _lower_priority(pid: int) -> None:
@@ -59,6 +63,10 @@ def _lower_priority(pid: int) -> None:
 
 class WorkerExited(Exception):
     """The worker process ended without being asked to (the supervisor starts another)."""
+
+
+class WorkerWaitsForDatabase(WorkerExited, WaitingForDatabase):
+    """The worker process couldn't reach the database as it started (EX_TEMPFAIL)."""
 
 
 # Settings whose being given at all means something (bot.cli._apply_default_locale): passed
@@ -124,6 +132,9 @@ class ChildWorker:
         if self._stopping:
             log.info("%s process %s stopped (status %s)", self.name, self._process.pid, code)
             return
+        if code == EX_TEMPFAIL:
+            raise WorkerWaitsForDatabase(f"the {self.name} process {self._process.pid} couldn't "
+                                         "reach the database as it started")  # fmt: skip
         raise WorkerExited(f"the {self.name} process {self._process.pid} exited with status "
                            f"{code}")  # fmt: skip
 

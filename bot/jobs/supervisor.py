@@ -10,6 +10,17 @@ from typing import Any, Protocol
 from bot.jobs.worker import Backoff
 
 log = logging.getLogger(__name__)
+# /healthz's state of a worker that couldn't reach the database as it started
+WAITING_FOR_DATABASE = "waiting for the database"
+
+
+class WaitingForDatabase(Exception):
+    """The worker ended because it couldn't reach the database as it started: not a crash.
+
+    A child restarted during a database outage exits at once; counted as crashes, a few
+    restarts over an outage of ~2.5 minutes made the supervisor give up for good, and no
+    worker ran once the database was back. These are retried, with the same capped pause,
+    for as long as it takes."""
 
 
 class Runnable(Protocol):
@@ -34,7 +45,9 @@ class WorkerSupervisor:
     """Runs a worker and restarts it, after a growing pause, whenever it ends with an exception.
 
     States: "off" (not started, or stopped), "running", "restarting" (waiting to start it
-    again) and "failed": it crashed `max_failures` times in a row without ever running for
+    again), "waiting for the database" (it couldn't reach the database as it started: it is
+    started again, after the same pause, until it can; never counted as a crash) and
+    "failed": it crashed `max_failures` times in a row without ever running for
     `max_backoff_seconds`, or the supervisor itself died. Only "failed" makes /healthz 503,
     so whatever runs the process can restart all of it.
     """
@@ -46,8 +59,10 @@ class WorkerSupervisor:
         backoff_seconds: float = 0.5,
         max_backoff_seconds: float = 30.0,
         max_failures: int | None = 10,
+        settle_seconds: float = 5.0,
     ) -> None:
         self.worker = worker
+        self.settle_seconds = settle_seconds
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.max_failures = max_failures
@@ -80,30 +95,25 @@ class WorkerSupervisor:
         loop = asyncio.get_running_loop()
         backoff = Backoff(self.backoff_seconds, self.max_backoff_seconds)
         failures = 0
+        waiting = False
         try:
             while not self._stopping.is_set():
-                self.state = "running"
                 started = loop.time()
-                try:
-                    await self.worker.run()
-                except Exception as exc:
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    log.exception("the background worker crashed")
-                else:
-                    if self._stopping.is_set():
-                        break
-                    self.last_error = "it returned without being asked to stop"
-                    log.error("the background worker returned without being asked to stop")
+                outcome = await self._run_once(waiting=waiting)
+                if outcome is None:
+                    break  # stopped as asked
+                waiting = outcome
                 if loop.time() - started >= self.max_backoff_seconds:
                     backoff.reset()  # it ran fine for a while: this is a new problem
                     failures = 0
-                failures += 1
+                if not waiting:
+                    failures += 1
                 if self.max_failures is not None and failures >= self.max_failures:
                     self.state = "failed"
                     log.error("the background worker crashed %d times in a row; not restarting "
                               "it again (/healthz now answers 503)", failures)  # fmt: skip
                     return
-                self.state = "restarting"
+                self.state = WAITING_FOR_DATABASE if waiting else "restarting"
                 delay = backoff.next()
                 log.warning("restarting the background worker in %.1f s", delay)
                 with contextlib.suppress(TimeoutError):
@@ -114,3 +124,38 @@ class WorkerSupervisor:
             self.state = "failed"  # cancelled or worse: nothing will restart the worker now
             raise
         self.state = "off"
+
+    async def _run_once(self, *, waiting: bool) -> bool | None:
+        """Run the worker until it ends: True when it couldn't reach the database, False when
+        it crashed (or returned unasked), None when it stopped as asked.
+
+        After a run that couldn't reach the database the state stays "waiting for the
+        database" until this one has lasted `settle_seconds`: a child that reaches it runs on,
+        one that doesn't exits within a second or two, and /healthz said "running" meanwhile."""
+        settled = None
+        if waiting:
+            settled = asyncio.get_running_loop().call_later(self.settle_seconds, self._settled)
+        else:
+            self.state = "running"
+        try:
+            await self.worker.run()
+        except WaitingForDatabase as exc:
+            self.last_error = str(exc)
+            log.warning("the background worker can't reach the database yet: %s", exc)
+            return True
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("the background worker crashed")
+            return False
+        finally:
+            if settled is not None:
+                settled.cancel()
+        if self._stopping.is_set():
+            return None
+        self.last_error = "it returned without being asked to stop"
+        log.error("the background worker returned without being asked to stop")
+        return False
+
+    def _settled(self) -> None:
+        if self.state == WAITING_FOR_DATABASE:
+            self.state = "running"
