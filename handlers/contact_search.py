@@ -37,6 +37,7 @@ from handlers.slack_errors import slack_error
 log = logging.getLogger(__name__)
 VERBS = {
     Action.CONTACT_REMOVE_FROM_SEGMENT: "remove contacts from segments",
+    Action.CONTACT_REMOVE_FROM_SEGMENT_PICK: "remove contacts from segments",
     Action.CONTACT_UNSUBSCRIBE: "unsubscribe contacts",
     Action.CONTACT_RESUBSCRIBE: "resubscribe contacts",
     Action.CONTACT_DELETE: "delete contacts",
@@ -239,10 +240,14 @@ async def on_show(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 # ---- changes (team leads) -------------------------------------------------------------------
 
 
+_FROM_SEGMENT = frozenset({Action.CONTACT_REMOVE_FROM_SEGMENT,
+                           Action.CONTACT_REMOVE_FROM_SEGMENT_PICK})
+
+
 def _ids(action: str, value: str) -> tuple[ContactRef, int | None]:
     """(contact, segment) from a button value: "contact" or "contact:segment", the contact
     as contact_admin.contact_ref names it (each change checks it in its own transaction)."""
-    if action != Action.CONTACT_REMOVE_FROM_SEGMENT:
+    if action not in _FROM_SEGMENT:
         return parse_ref(value), None
     contact, _, segment = value.partition(":")
     segment_id = digits(segment)
@@ -255,7 +260,7 @@ async def _apply(d: Deps, where: Where, action: str, ref: ContactRef,
                  segment_id: int | None) -> str:  # fmt: skip
     """Make the change; returns what happened, in mrkdwn."""
     db, team, actor, check = d.db, where.team_id, where.user_id, ref.check
-    if action == Action.CONTACT_REMOVE_FROM_SEGMENT:
+    if action in _FROM_SEGMENT:
         assert segment_id is not None
         removed = await contact_admin.remove_from_segment(db, team, ref.id, segment_id, actor,
                                                           check=check)  # fmt: skip
@@ -316,8 +321,9 @@ async def on_change(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     await ack()
     d = deps(context)
     action = body["actions"][0]
-    d.later.run(_change(d, client, Where.of(body), str(action["action_id"]),
-                        str(action.get("value") or "")), client, body)  # fmt: skip
+    value = action.get("value") or (action.get("selected_option") or {}).get("value")  # a menu
+    d.later.run(_change(d, client, Where.of(body), str(action["action_id"]), str(value or "")),
+                client, body)  # fmt: skip
 
 
 def register(app: Routes) -> None:

@@ -19,9 +19,11 @@ from slack_sdk.models.blocks import (
     ContextBlock,
     InputBlock,
     MarkdownTextObject,
+    Option,
     PlainTextInputElement,
     PlainTextObject,
     SectionBlock,
+    StaticSelectElement,
 )
 from slack_sdk.models.views import View
 
@@ -40,6 +42,7 @@ from handlers.ids import Action, BlockId, Callback
 from handlers.messages import clip, esc, metadata, n, slack_date
 
 MAX_SEGMENTS_SHOWN = 15  # one block each, with its Remove button
+MAX_MENU_OPTIONS = 100  # Slack's most in a static menu: the segments past those above
 MAX_CAMPAIGNS_SHOWN = 10  # lines of one section
 MAX_NAME_SHOWN = 80
 MAX_TEXT = 3000
@@ -208,6 +211,28 @@ def _buttons(c: Card) -> ActionsBlock:
     return ActionsBlock(elements=[*_consent_buttons(c), delete])
 
 
+def _more_segments(c: Card) -> SectionBlock:
+    """The contact's segments past those with a button, named, in a menu that takes the
+    contact out of the one chosen: "…and 5 more segments" named none, and a lead couldn't
+    take the contact out of them from Slack. A menu holds 100 options."""
+    rest = c.segments[MAX_SEGMENTS_SHOWN:]
+    listed = rest[:MAX_MENU_OPTIONS]
+    names = ", ".join(esc(_cut(s.name, 75)) for s in listed)
+    beyond = len(rest) - len(listed)
+    text = (f"…and {n(len(rest))} more segment{'' if len(rest) == 1 else 's'}: "
+            + _cut(names, 2500)
+            + (f" (the menu holds the first {MAX_MENU_OPTIONS}; `referral-bot contacts` "
+               "lists them all)" if beyond else ""))  # fmt: skip
+    ref = contact_ref(c.id, c.email)
+    menu = StaticSelectElement(
+        action_id=Action.CONTACT_REMOVE_FROM_SEGMENT_PICK,
+        placeholder="Remove from segment…",
+        options=[Option(text=_cut(s.name, 75), value=f"{ref}:{s.id}") for s in listed],
+    )  # fmt: skip
+    return SectionBlock(block_id=BlockId.CONTACT_MORE_SEGMENTS,
+                        text=MarkdownTextObject(text=text), accessory=menu)
+
+
 def card(c: Card, public_url: str, *, note: str = "") -> tuple[str, list[Block]]:
     """Everything about one contact, with the changes a team lead may make."""
     name = _name(c.first_name, c.last_name)
@@ -229,10 +254,8 @@ def card(c: Card, public_url: str, *, note: str = "") -> tuple[str, list[Block]]
                                         action_id=Action.CONTACT_REMOVE_FROM_SEGMENT,
                                         value=f"{contact_ref(c.id, c.email)}:{segment.id}"),
             ))  # fmt: skip
-        more = len(c.segments) - MAX_SEGMENTS_SHOWN
-        if more > 0:
-            blocks.append(ContextBlock(elements=[MarkdownTextObject(
-                text=f"…and {n(more)} more segment{'' if more == 1 else 's'}")]))  # fmt: skip
+        if len(c.segments) > MAX_SEGMENTS_SHOWN:
+            blocks.append(_more_segments(c))
     else:
         blocks.append(_section("*Segments*\nOnly All Customers."))
     blocks.append(_section(_campaign_lines(c, public_url)))

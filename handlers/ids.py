@@ -41,6 +41,7 @@ class BlockId(StrEnum):
     CONSENT = "consent_block"
     REVIEW_CHANNEL = "review_channel_block"  # the import form opened from Home: where to review
     CONTACT_QUERY = "contact_query_block"
+    CONTACT_MORE_SEGMENTS = "contact_more_segments_block"  # a card's menu of further segments
     SEGMENT_NAME = "segment_name_block"
     UNDO_ADVOCATES = "undo_advocates_block"
     LEADS_USERS = "leads_users_block"
@@ -114,6 +115,8 @@ class Action(StrEnum):
     CONTACT_SHOW = "contact_show"  # value: contact id
     CONTACT_MORE = "contact_more"  # value: the next page's offset and query
     CONTACT_REMOVE_FROM_SEGMENT = "contact_remove_from_segment"  # value: contact:segment
+    # the menu of a card's segments past those with a button: each option's value as above
+    CONTACT_REMOVE_FROM_SEGMENT_PICK = "contact_remove_from_segment_pick"
     CONTACT_UNSUBSCRIBE = "contact_unsubscribe"
     CONTACT_RESUBSCRIBE = "contact_resubscribe"  # a confirm dialog: the contact agreed
     CONTACT_DELETE = "contact_delete"  # a confirm dialog: everywhere, links answer 410

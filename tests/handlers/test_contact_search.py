@@ -587,3 +587,33 @@ async def test_a_more_button_with_an_absurd_offset_is_answered_not_crashed(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert "Something went wrong" not in _rendered(answer)
     assert "old message: search again" in _rendered(answer)
+
+
+async def test_every_segment_of_a_contact_in_many_can_be_left_from_its_card(
+    app: Harness,
+) -> None:
+    """The card has a Remove button for 15 segments; past them it said only "…and 5 more
+    segments": those weren't named, and a lead couldn't take the contact out of them from
+    Slack. They are in a menu that removes the one chosen."""
+    for i in range(1, 21):
+        await _import(app, f"S{i:02d}", "ada@example.com,Ada,Lovelace\n")
+    card = await _click(app, Action.CONTACT_SHOW, await _command(app, "ada@"), user=LEAD)
+    shown = _rendered(card)
+    assert all(f"S{i:02d}" in shown for i in range(1, 21)), shown
+    menu = find_element(card["blocks"], Action.CONTACT_REMOVE_FROM_SEGMENT_PICK)
+    assert menu is not None, shown
+    option = next(o for o in menu[1]["options"] if o["text"]["text"] == "S20")
+    url = app.slack.new_response_url("C0001", user_id=LEAD)
+    await app.requests.block_action(
+        Action.CONTACT_REMOVE_FROM_SEGMENT_PICK, user_id=LEAD, response_url=url,
+        message={"blocks": card["blocks"]},
+        action={"type": "static_select", "action_id": Action.CONTACT_REMOVE_FROM_SEGMENT_PICK,
+                "block_id": menu[0], "selected_option": option},
+    )  # fmt: skip
+    await _done(app)
+    (answer,) = app.slack.responses[url]
+    assert "Removed from *S20*" in _rendered(answer), _rendered(answer)
+    ada = await _id(app, "ada@example.com")
+    left = await _rows(app, "SELECT s.name FROM segment_member m JOIN segment s "
+                            "ON s.id = m.segment_id WHERE m.contact_id = :c", c=ada)  # fmt: skip
+    assert sorted(name for (name,) in left) == [f"S{i:02d}" for i in range(1, 20)]
