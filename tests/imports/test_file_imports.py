@@ -186,6 +186,35 @@ async def test_an_unsubscribe_later_in_the_import_is_heeded_not_dropped(db: Data
     assert contacts["kept@example.com"][3] is True  # its "no" was in a removed file
 
 
+async def test_an_address_mailchimp_cleaned_is_imported_not_subscribed_from_another_file(
+    db: Database,
+) -> None:
+    """Mailchimp's export (bounced@ in its cleaned CSV) and a shop's list saying "yes" for
+    bounced@, in one import: bounced@ was imported subscribed and invited, and the invite
+    bounced again. The cleaned row is still a skipped row with its reason."""
+    shop = samples.csv_bytes([["Email", "First Name", "Accepts Email Marketing"],
+                              ["bounced@example.com", "Bo", "yes"],
+                              ["kept@example.com", "Kept", "yes"]])  # fmt: skip
+    rejects = io.StringIO()
+    await ensure_workspace(db, TEAM)
+    result = await import_files(db, TEAM, [("export.zip", io.BytesIO(exports.mailchimp_zip())),
+                                           ("customers.csv", io.BytesIO(shop))],
+                                segment="Imported", create_segment=True,
+                                rejects=rejects)  # fmt: skip
+    batch = result.batch
+    assert (batch.status, batch.rows, batch.valid, batch.rejected) == (BatchStatus.DONE, 7, 5, 2)
+    contacts = await _contacts(db)
+    assert contacts["bounced@example.com"][3] is False  # never emailed
+    assert contacts["kept@example.com"][3] is True
+    assert contacts["ada@example.com"][3] is True
+    sources = await _sources(db, batch.id or 0)
+    assert [(s.rows, s.valid, s.rejected) for s in sources] == [
+        (2, 2, 0), (1, 1, 0), (2, 0, 2), (2, 2, 0)]  # fmt: skip
+    skipped = rejects.getvalue().splitlines()
+    assert len(skipped) == 3 and all(CLEANED_REASON in line for line in skipped[1:])
+    assert "bounced@example.com" in skipped[1]
+
+
 async def test_a_file_of_their_own_named_like_mailchimps_cleaned_export_imports(
     db: Database,
 ) -> None:
