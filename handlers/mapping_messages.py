@@ -26,6 +26,7 @@ from handlers.messages import MAX_OPTION_TEXT, clip, esc, metadata
 
 NONE = "none"  # the "(none)" option's value; columns are their position
 MAX_OPTIONS = 100  # Slack's limit for a static select
+MAX_COLUMNS = MAX_OPTIONS - 1  # columns a field offers: room for "(none)" in every select
 FIELD_BLOCKS = {"email": BlockId.MAP_EMAIL, "first_name": BlockId.MAP_FIRST_NAME,
                 "last_name": BlockId.MAP_LAST_NAME, "locale": BlockId.MAP_LOCALE,
                 "subscribed": BlockId.MAP_SUBSCRIBED}  # fmt: skip
@@ -45,11 +46,13 @@ def column_text(index: int, name: str, values: list[str]) -> str:
 
 def _options(header: list[str], samples: list[list[str]], optional: bool,
              current: int | None) -> list[Option]:  # fmt: skip
-    """The first columns that fit in one select, and always the `current` one: a column past
+    """The first MAX_COLUMNS columns, and always the `current` one: a column past
     them, shown unselected, was submitted as "(none)" by a person who only meant to fix
-    another field (a consent column lost: unsubscribed people imported as subscribed)."""
+    another field (a consent column lost: unsubscribed people imported as subscribed). Every
+    field offers as many (Email has no "(none)" but no extra column): the modal's note says
+    how many can be chosen, and Email listing one more than it said looked like a mistake."""
     options = [Option(value=NONE, text="(none)")] if optional else []
-    room = MAX_OPTIONS - len(options)
+    room = MAX_COLUMNS
     positions = list(range(min(len(header), room)))
     if current is not None and current >= room:
         positions[-1] = current
@@ -89,9 +92,9 @@ def mapping_modal(*, batch_id: int, source_id: int, label: str, header: list[str
         ContextBlock(elements=[MarkdownTextObject(text=said)]),
     ]  # fmt: skip
     blocks += [field_block(name, header, samples, getattr(current, name)) for name in FIELDS]
-    if len(header) > MAX_OPTIONS - 1:
+    if len(header) > MAX_COLUMNS:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
-            text=f"Only the first {MAX_OPTIONS - 1} of {len(header)} columns can be chosen.")]))
+            text=f"Only the first {MAX_COLUMNS} of {len(header)} columns can be chosen.")]))
     return View(type="modal", callback_id=Callback.MAP_COLUMNS, title="Map columns",
                 submit="Read again", close="Cancel", blocks=blocks,
                 private_metadata=metadata(batch=batch_id, source=source_id,

@@ -592,6 +592,12 @@ async def test_read_again_keeps_a_column_past_the_first_99_of_a_wide_export(
              for bid in FIELD_BLOCKS.values()}  # fmt: skip
     assert shown[FIELD_BLOCKS["subscribed"]]["initial_option"]["value"] == "120"
     assert all(len(e["options"]) <= 100 for e in shown.values())
+    # the note and every menu agree: Email listed 100 columns under "Only the first 99"
+    notes = [e["text"] for b in modal["blocks"] if b["type"] == "context"
+             for e in b["elements"] if "columns can be chosen" in e["text"]]  # fmt: skip
+    assert notes == ["Only the first 99 of 121 columns can be chosen."]
+    assert {len([o for o in e["options"] if o["value"] != "none"])
+            for e in shown.values()} == {99}  # fmt: skip
     state = {bid: {Action.MAP_FIELD: {"type": "static_select",
                                       "selected_option": e.get("initial_option")}}
              for bid, e in shown.items()}  # fmt: skip
