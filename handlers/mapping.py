@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -32,6 +34,7 @@ from bot.imports.mapping import (
     guess,
     keep_header,
     mappable,
+    mapper_for,
     recall,
     reread_source,
     samples,
@@ -81,25 +84,39 @@ async def _source_in_draft(d: Deps, client: AsyncWebClient, team_id: str, user_i
     return source
 
 
-async def _read_columns(d: Deps, client: AsyncWebClient,
-                        source: ImportSource) -> tuple[list[str], list[list[str]]]:  # fmt: skip
+@dataclass(frozen=True, slots=True)
+class _Shown:
+    """What the modal shows of a file: its header, up to three values of each column, and
+    for a workbook the sheet they are from and its other sheets with data."""
+
+    header: list[str]
+    samples: list[list[str]]
+    sheet: str | None = None
+    other_sheets: tuple[str, ...] = ()
+
+
+async def _read_columns(d: Deps, client: AsyncWebClient, team_id: str,
+                        source: ImportSource) -> _Shown:  # fmt: skip
     """The file's header and up to three values of each column, read again from Slack.
 
     Reading decides the encoding over the whole file (or unpacks a workbook): CPU work that
-    runs on a thread, not on the event loop that acks Slack."""
+    runs on a thread, not on the event loop that acks Slack. A workbook shows the sheet its
+    import reads: the one a mapping remembered fits, else the first recognised by name."""
     assert source.ref is not None
+    fits_chosen = (await mapper_for(d.db, team_id)).fits_chosen
     with tempfile.TemporaryFile() as tmp:
         name = await slack_fetcher(d.settings, client)(source.ref, tmp)
         tmp.seek(0)
         return await asyncio.to_thread(_header_and_samples, tmp, name, source.label,
-                                       d.settings.max_unzipped_bytes)  # fmt: skip
+                                       d.settings.max_unzipped_bytes, fits_chosen)  # fmt: skip
 
 
-def _header_and_samples(stream: BinaryIO, name: str, label: str,
-                        max_unzipped_bytes: int) -> tuple[list[str], list[list[str]]]:  # fmt: skip
-    with shown_reader(stream, name=name, label=label,
-                      max_unzipped_bytes=max_unzipped_bytes) as reader:  # fmt: skip
-        return list(reader.header), samples(reader)
+def _header_and_samples(stream: BinaryIO, name: str, label: str, max_unzipped_bytes: int,
+                        fits_chosen: Callable[[list[str]], bool] | None) -> _Shown:  # fmt: skip
+    with shown_reader(stream, name=name, label=label, max_unzipped_bytes=max_unzipped_bytes,
+                      fits_chosen=fits_chosen) as reader:  # fmt: skip
+        return _Shown(list(reader.header), samples(reader), getattr(reader, "sheet", None),
+                      tuple(getattr(reader, "other_sheets", ())))  # fmt: skip
 
 
 async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
@@ -109,7 +126,7 @@ async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
                               push=(body.get("view") or {}).get("type") == "modal")  # fmt: skip
     try:
         source = await _source_in_draft(d, client, team_id, user_id, batch_id, source_id)
-        header, values = await _read_columns(d, client, source)
+        shown = await _read_columns(d, client, team_id, source)
     except (Refusal, ReviewError) as exc:
         await fill_modal(client, opened, note_modal(str(exc)))
         return
@@ -119,12 +136,15 @@ async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     except FileHostUnavailable:
         await fill_modal(client, opened, note_modal(HOST_BUSY))
         return
+    header = shown.header
     await keep_header(d.db, team_id, source_id, header)
     remembered = await recall(d.db, team_id, header)
     below = body.get("view") or {}  # *All sources*: redrawn once the file is read again
     modal = mapping_modal(batch_id=batch_id, source_id=source_id, label=source.label,
-                          header=header, samples=values, current=remembered or guess(header),
+                          header=header, samples=shown.samples,
+                          current=remembered or guess(header),
                           remembered=remembered is not None,
+                          sheet=shown.sheet, other_sheets=list(shown.other_sheets),
                           list_id=str(below.get("id") or "")
                           if below.get("callback_id") == Callback.SOURCES else "")  # fmt: skip
     await fill_modal(client, opened, modal)

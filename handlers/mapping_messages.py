@@ -25,6 +25,7 @@ from handlers.ids import Action, BlockId, Callback
 from handlers.messages import MAX_OPTION_TEXT, clip, esc, metadata
 
 NONE = "none"  # the "(none)" option's value; columns are their position
+MAX_NAMED_SHEETS = 5  # other sheets of a workbook the modal names
 MAX_OPTIONS = 100  # Slack's limit for a static select
 MAX_COLUMNS = MAX_OPTIONS - 1  # columns a field offers: room for "(none)" in every select
 FIELD_BLOCKS = {"email": BlockId.MAP_EMAIL, "first_name": BlockId.MAP_FIRST_NAME,
@@ -78,18 +79,37 @@ def field_block(name: str, header: list[str], samples: list[list[str]],
     )  # fmt: skip
 
 
+def sheets_said(sheet: str, others: list[str]) -> str:
+    """Which sheet of a workbook the columns are from, and its others: only one is read,
+    and a person looking for the customers' columns on another sheet was shown a staff
+    list's with no word of why."""
+    said = f"These are the columns of the sheet “{esc(clip(sheet, 100))}”"
+    if not others:
+        return said + ", the workbook's only sheet with data."
+    names = ", ".join(f"“{esc(clip(o, 100))}”" for o in others[:MAX_NAMED_SHEETS])
+    more = len(others) - MAX_NAMED_SHEETS
+    names += f" and {more} more" if more > 0 else ""
+    return (f"{said}; only this sheet is read, not the workbook's other sheets ({names}). "
+            "To import another sheet, save it as a file of its own (or move it into this "
+            "sheet) and add that file.")
+
+
 def mapping_modal(*, batch_id: int, source_id: int, label: str, header: list[str],
                   samples: list[list[str]], current: ColumnMap,
-                  remembered: bool, list_id: str = "") -> View:  # fmt: skip
+                  remembered: bool, list_id: str = "", sheet: str | None = None,
+                  other_sheets: list[str] | None = None) -> View:  # fmt: skip
     """One select per field, the current mapping (remembered, else guessed) preselected;
-    `list_id`: the *All sources* list under it, to redraw when the file is read again."""
+    `list_id`: the *All sources* list under it, to redraw when the file is read again;
+    `sheet`: for a workbook, the sheet the columns are from (and its `other_sheets`)."""
     said = ("These columns were chosen for files with the same headers before."
             if remembered else "Columns were guessed from their names.")  # fmt: skip
+    if sheet is not None:
+        said = f"{sheets_said(sheet, other_sheets or [])} {said}"
     blocks: list[Block] = [
         SectionBlock(text=MarkdownTextObject(text=(
             f"Which column of *{esc(label)}* holds each field? The file is read again with "
             "your choice, and files with the same headers map themselves next time.")[:3000])),
-        ContextBlock(elements=[MarkdownTextObject(text=said)]),
+        ContextBlock(elements=[MarkdownTextObject(text=said[:3000])]),
     ]  # fmt: skip
     blocks += [field_block(name, header, samples, getattr(current, name)) for name in FIELDS]
     if len(header) > MAX_COLUMNS:

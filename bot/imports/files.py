@@ -14,7 +14,7 @@ MAX_UNZIPPED_MB and a compression ratio no real export reaches (archives.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -32,7 +32,7 @@ from bot.imports.batches import (
     stage_csv,
     stage_reader,
 )
-from bot.imports.mapping import lenient_columns, mapper_for
+from bot.imports.mapping import ShownColumns, lenient_columns, mapper_for
 from bot.imports.reading import ColumnsOf, CsvFileError, CsvReader, map_header
 from bot.imports.recognise import ignored_note, recognise, sheets_note
 from models import Database, FileFormat, ImportSource, SourceKind, SourceStatus
@@ -318,13 +318,16 @@ async def stage_entry(db: Database, team_id: str, source: ImportSource, entry: Z
 def shown_reader(
     stream: BinaryIO, *, name: str, label: str,
     max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
+    fits_chosen: Callable[[list[str]], bool] | None = None,
 ) -> Iterator[Reader]:  # fmt: skip
     """A reader of the file called `name` (or of its ZIP entry the source `label` names) that
     opens even when no email column is recognised: to show its headers and values when
-    someone maps its columns. CsvFileError if it can't be read at all."""
+    someone maps its columns. CsvFileError if it can't be read at all. A workbook shows the
+    sheet its import reads: the one a remembered mapping fits (`fits_chosen`, see
+    mapping.ColumnMapper), else the first recognised by name."""
     if is_workbook(stream, name):
         with _xlsx_reader(stream, max_unzipped_bytes=max_unzipped_bytes,
-                        columns_of=lenient_columns) as workbook:  # fmt: skip
+                          columns_of=ShownColumns(fits_chosen)) as workbook:  # fmt: skip
             yield workbook
         return
     if not is_zip(stream):

@@ -514,6 +514,42 @@ async def test_map_columns_on_a_workbook_shows_the_sheet_with_the_addresses(app:
     assert "Only the sheet “People” was read; not read: “Summary”" in line, line
 
 
+def _context_texts(modal: dict[str, Any]) -> list[str]:
+    return [e["text"] for b in modal["blocks"] if b["type"] == "context" for e in b["elements"]]
+
+
+async def test_map_columns_on_a_workbook_says_which_sheet_and_reads_the_one_a_mapping_fits(
+    app: Harness,
+) -> None:
+    """A staff list first (its "Email" recognised), the customers next under "Work Mail":
+    *Map columns* offered the staff list's columns with no word of the other sheet. It says
+    which sheet it shows and which aren't read; once a mapping for the customers' headers is
+    remembered (`import --map email="Work Mail"` in the shell), the workbook reads them, and
+    *Map columns* shows their columns."""
+    from bot.imports.mapping import complete, remember
+    from tests.imports.test_excel import STAFF_THEN_CUSTOMERS
+
+    data = workbook(*STAFF_THEN_CUSTOMERS)
+    review = await _upload(app, "F0505", "two.xlsx", data)
+    modal = await _click_map(app, review, REP)
+    texts = [o["text"]["text"] for o in _choice(modal, BlockId.MAP_EMAIL)["options"]]
+    assert texts == ["Name — Me", "Email — me@shop.example"]
+    assert ("These are the columns of the sheet “Staff”; only this sheet is read, not the "
+            "workbook's other sheets (“Customers”). To import another sheet, save it as a file "
+            "of its own") in _context_texts(modal)[0]  # fmt: skip
+
+    header = ["Work Mail", "Name"]
+    await remember(app.db, "T0001", header, complete(header, {"email": "Work Mail"}), REP)
+    review, line = await _next_weeks_export(app, "F0506", "two.xlsx", data)
+    assert "2 valid" in line and "Only the sheet “Customers” was read" in line, line
+    modal = await _click_map(app, review, REP)
+    texts = [o["text"]["text"] for o in _choice(modal, BlockId.MAP_EMAIL)["options"]]
+    assert texts == ["Work Mail — w1@example.com, w2@example.com", "Name — W One, W Two"]
+    assert _choice(modal, BlockId.MAP_EMAIL)["initial_option"]["value"] == "0"
+    assert "the sheet “Customers”; only this sheet is read, not the workbook's other sheets " \
+        "(“Staff”)" in _context_texts(modal)[0]
+
+
 def _review_updates(app: Harness, review: dict[str, Any]) -> int:
     """How many times the review message was redrawn (chat.update on it) so far."""
     return sum(1 for c in app.slack.calls_to("chat.update") if c.args.get("ts") == review["ts"])
