@@ -89,9 +89,20 @@ def sheets_said(sheet: str, others: list[str]) -> str:
     names = ", ".join(f"“{esc(clip(o, 100))}”" for o in others[:MAX_NAMED_SHEETS])
     more = len(others) - MAX_NAMED_SHEETS
     names += f" and {more} more" if more > 0 else ""
-    return (f"{said}; only this sheet is read, not the workbook's other sheets ({names}). "
-            "To import another sheet, save it as a file of its own (or move it into this "
-            "sheet) and add that file.")
+    return (f"{said}; only one sheet is read, not the workbook's others ({names}). To import "
+            "another sheet, choose it under *Sheet* and map its columns: it is read in place "
+            "of this one.")
+
+
+def sheet_block(sheet: str, others: list[str]) -> SectionBlock:
+    """The workbook's sheets with data, the one shown chosen: choosing another shows its
+    columns (mapping them makes the import read that sheet, see excel.XlsxReader)."""
+    options = [Option(value=title[:150], text=clip(title, MAX_OPTION_TEXT))
+               for title in [sheet, *others][:MAX_OPTIONS]]  # fmt: skip
+    return SectionBlock(block_id=BlockId.MAP_SHEET, text=MarkdownTextObject(text="*Sheet*"),
+                        accessory=StaticSelectElement(action_id=Action.MAP_SHEET,
+                                                      options=options,
+                                                      initial_option=options[0]))  # fmt: skip
 
 
 def mapping_modal(*, batch_id: int, source_id: int, label: str, header: list[str],
@@ -111,6 +122,8 @@ def mapping_modal(*, batch_id: int, source_id: int, label: str, header: list[str
             "your choice, and files with the same headers map themselves next time.")[:3000])),
         ContextBlock(elements=[MarkdownTextObject(text=said[:3000])]),
     ]  # fmt: skip
+    if sheet is not None and other_sheets:
+        blocks.append(sheet_block(sheet, other_sheets))
     blocks += [field_block(name, header, samples, getattr(current, name)) for name in FIELDS]
     if len(header) > MAX_COLUMNS:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(

@@ -527,7 +527,9 @@ class XlsxReader:
     """
 
     def __init__(self, stream: BinaryIO, *, max_unzipped_bytes: int | None = None,
-                 columns_of: ColumnsOf = map_header) -> None:  # fmt: skip
+                 columns_of: ColumnsOf = map_header, sheet: str | None = None) -> None:  # fmt: skip
+        """`sheet`: the title of the sheet to read, whatever the others hold (*Map columns*
+        shows the sheet a person chose); None: the one _open_first_sheet chooses."""
         _check_kind(stream, max_unzipped_bytes)
         self._columns_of = columns_of
         self._rows: Rows | None = None
@@ -539,7 +541,10 @@ class XlsxReader:
         except Exception as exc:  # openpyxl raises whatever the broken XML or ZIP causes
             raise CsvFileError(DAMAGED) from exc
         try:
-            self._open_first_sheet()
+            if sheet is None:
+                self._open_first_sheet()
+            else:
+                self._open_sheet(sheet)
         except BaseException:
             self.close()
             raise
@@ -581,6 +586,20 @@ class XlsxReader:
         if self._rows is None:
             self._open_mapped_sheet(unrecognised, headers)
         self.other_sheets = [s.title for s in sheets if s.title != self.sheet and self._used(s)]
+
+    def _open_sheet(self, title: str) -> None:
+        """Open the sheet called `title`; CsvFileError if it is gone or has no rows."""
+        self._rows = None
+        sheet = next((s for s in self._book.sheets if s.title == title), None)
+        if sheet is None:
+            raise CsvFileError(f"The sheet “{title}” is no longer in this workbook.")
+        header, rows, uncalculated = self._header_of(sheet)
+        if header is None:
+            rows.close()
+            raise CsvFileError(f"The sheet “{title}” has no data.")
+        self._use(sheet, header, rows, uncalculated)
+        self.other_sheets = [s.title for s in self._book.sheets
+                             if s.title != title and self._used(s)]  # fmt: skip
 
     @staticmethod
     def _missing_everywhere(exc: ChosenColumnMissing,

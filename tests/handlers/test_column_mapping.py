@@ -518,36 +518,47 @@ def _context_texts(modal: dict[str, Any]) -> list[str]:
     return [e["text"] for b in modal["blocks"] if b["type"] == "context" for e in b["elements"]]
 
 
-async def test_map_columns_on_a_workbook_says_which_sheet_and_reads_the_one_a_mapping_fits(
-    app: Harness,
-) -> None:
+async def test_map_columns_on_a_workbook_chooses_the_sheet_and_reads_it(app: Harness) -> None:
     """A staff list first (its "Email" recognised), the customers next under "Work Mail":
-    *Map columns* offered the staff list's columns with no word of the other sheet. It says
-    which sheet it shows and which aren't read; once a mapping for the customers' headers is
-    remembered (`import --map email="Work Mail"` in the shell), the workbook reads them, and
-    *Map columns* shows their columns."""
-    from bot.imports.mapping import complete, remember
+    *Map columns* offered the staff list's columns only, with no word of the other sheet, so
+    the customers could never be imported from Slack. It says which sheet it shows, offers
+    the others, and mapping the customers' sheet makes the import read it."""
+    from tests.fakes.slack_requests import state_static_select
     from tests.imports.test_excel import STAFF_THEN_CUSTOMERS
 
-    data = workbook(*STAFF_THEN_CUSTOMERS)
-    review = await _upload(app, "F0505", "two.xlsx", data)
+    review = await _upload(app, "F0505", "two.xlsx", workbook(*STAFF_THEN_CUSTOMERS))
+    (line,) = _source_lines(review)
+    assert "1 valid" in line and "Only the sheet “Staff” was read" in line, line
     modal = await _click_map(app, review, REP)
     texts = [o["text"]["text"] for o in _choice(modal, BlockId.MAP_EMAIL)["options"]]
     assert texts == ["Name — Me", "Email — me@shop.example"]
-    assert ("These are the columns of the sheet “Staff”; only this sheet is read, not the "
-            "workbook's other sheets (“Customers”). To import another sheet, save it as a file "
-            "of its own") in _context_texts(modal)[0]  # fmt: skip
+    assert ("These are the columns of the sheet “Staff”; only one sheet is read, not the "
+            "workbook's others (“Customers”). To import another sheet, choose it under "
+            "*Sheet*") in _context_texts(modal)[0]  # fmt: skip
+    sheets = next(b for b in modal["blocks"] if b.get("block_id") == BlockId.MAP_SHEET)
+    assert [o["value"] for o in sheets["accessory"]["options"]] == ["Staff", "Customers"]
 
-    header = ["Work Mail", "Name"]
-    await remember(app.db, "T0001", header, complete(header, {"email": "Work Mail"}), REP)
-    review, line = await _next_weeks_export(app, "F0506", "two.xlsx", data)
-    assert "2 valid" in line and "Only the sheet “Customers” was read" in line, line
-    modal = await _click_map(app, review, REP)
+    await app.requests.block_action(Action.MAP_SHEET, view=modal["id"], user_id=REP,
+                                    action=state_static_select("Customers"))  # fmt: skip
+    await app.done()
+    modal = app.slack.views[modal["id"]]
     texts = [o["text"]["text"] for o in _choice(modal, BlockId.MAP_EMAIL)["options"]]
     assert texts == ["Work Mail — w1@example.com, w2@example.com", "Name — W One, W Two"]
-    assert _choice(modal, BlockId.MAP_EMAIL)["initial_option"]["value"] == "0"
-    assert "the sheet “Customers”; only this sheet is read, not the workbook's other sheets " \
+    assert "the sheet “Customers”; only one sheet is read, not the workbook's others " \
         "(“Staff”)" in _context_texts(modal)[0]
+    await app.requests.view_submission(state_values=_state(
+        email="0", first_name="1", last_name="none", locale="none", subscribed="none"),
+        view_id=modal["id"], user_id=REP)  # fmt: skip
+    await app.settle()
+    review = app.slack.message("C0001", review["ts"])
+    (line,) = _source_lines(review)
+    assert "2 valid" in line and "Only the sheet “Customers” was read" in line, line
+    # opened again, it shows the sheet read: the one the remembered mapping fits
+    modal = await _click_map(app, review, REP)
+    assert _choice(modal, BlockId.MAP_EMAIL)["initial_option"]["text"]["text"].startswith(
+        "Work Mail — ")
+    assert "These columns were chosen for files with the same headers before." in (
+        _context_texts(modal)[0])
 
 
 def _review_updates(app: Harness, review: dict[str, Any]) -> int:

@@ -24,7 +24,7 @@ from bot.imports.excel import (
     XlsxReader,
     cell_text,
 )
-from bot.imports.mapping import ColumnMapper, complete, headers_key
+from bot.imports.mapping import ColumnMapper, complete, headers_key, lenient_columns
 from bot.imports.reading import Columns, ColumnsError, CsvFileError
 from bot.imports.rows import VALID, Classifier
 from tests.imports import csv_samples as samples
@@ -438,6 +438,18 @@ def test_a_given_column_in_no_sheet_names_every_sheets_columns() -> None:
         XlsxReader(io.BytesIO(data), columns_of=ColumnMapper(given={"email": "Mail"}))
     assert "Columns found in “Customers”: 'Work Mail', 'Name'; in “Notes”: 'call Ada'." in str(
         failure.value)
+
+
+def test_a_sheet_named_is_read_whatever_the_others_hold() -> None:
+    """*Map columns* shows the sheet a person chose in it."""
+    data = workbook(*STAFF_THEN_CUSTOMERS, ("Empty", []))
+    with XlsxReader(io.BytesIO(data), sheet="Customers", columns_of=lenient_columns) as reader:
+        assert (reader.sheet, reader.header, reader.other_sheets) == (
+            "Customers", ["Work Mail", "Name"], ["Staff"])  # fmt: skip
+    with pytest.raises(CsvFileError, match=r"The sheet “Gone” is no longer in this workbook\."):
+        XlsxReader(io.BytesIO(data), sheet="Gone")
+    with pytest.raises(CsvFileError, match=r"The sheet “Empty” has no data\."):
+        XlsxReader(io.BytesIO(data), sheet="Empty")
 
 
 def test_no_sheet_with_an_email_column_names_the_other_sheets() -> None:
