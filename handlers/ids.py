@@ -51,6 +51,7 @@ class BlockId(StrEnum):
     MAP_LAST_NAME = "map_last_name_block"
     MAP_LOCALE = "map_locale_block"
     MAP_SUBSCRIBED = "map_subscribed_block"
+    MAP_SHEET = "map_sheet_block"
 
 
 class Action(StrEnum):
@@ -138,6 +139,7 @@ class Action(StrEnum):
     # column mapping (the review message's source lines, and its modal)
     MAP_COLUMNS = "review_map_columns"  # value: batch:source; opens the mapping modal
     MAP_FIELD = "map_column_select"  # each field's select (told apart by block id)
+    MAP_SHEET = "map_sheet_select"  # a workbook's sheet whose columns the modal shows
     # *All sources*: the review message shows 30 sources; a modal pages through them all
     SOURCES_OPEN = "review_all_sources"  # value: batch:index of the first source to show
     SOURCES_NEXT = "sources_next"  # value: the offset of the page it shows

@@ -16,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import digits
@@ -32,6 +35,7 @@ from bot.imports.mapping import (
     guess,
     keep_header,
     mappable,
+    mapper_for,
     recall,
     reread_source,
     samples,
@@ -81,25 +85,65 @@ async def _source_in_draft(d: Deps, client: AsyncWebClient, team_id: str, user_i
     return source
 
 
-async def _read_columns(d: Deps, client: AsyncWebClient,
-                        source: ImportSource) -> tuple[list[str], list[list[str]]]:  # fmt: skip
+@dataclass(frozen=True, slots=True)
+class _Shown:
+    """What the modal shows of a file: its header, up to three values of each column, and
+    for a workbook the sheet they are from and its other sheets with data."""
+
+    header: list[str]
+    samples: list[list[str]]
+    sheet: str | None = None
+    other_sheets: tuple[str, ...] = ()
+
+
+async def _read_columns(d: Deps, client: AsyncWebClient, team_id: str, source: ImportSource,
+                        sheet: str | None = None) -> _Shown:  # fmt: skip
     """The file's header and up to three values of each column, read again from Slack.
 
     Reading decides the encoding over the whole file (or unpacks a workbook): CPU work that
-    runs on a thread, not on the event loop that acks Slack."""
+    runs on a thread, not on the event loop that acks Slack. A workbook shows the `sheet`
+    chosen in the modal, else the sheet its import reads: the one a mapping remembered fits,
+    else the first recognised by name."""
     assert source.ref is not None
+    fits_chosen = (await mapper_for(d.db, team_id)).fits_chosen
     with tempfile.TemporaryFile() as tmp:
         name = await slack_fetcher(d.settings, client)(source.ref, tmp)
         tmp.seek(0)
         return await asyncio.to_thread(_header_and_samples, tmp, name, source.label,
-                                       d.settings.max_unzipped_bytes)  # fmt: skip
+                                       d.settings.max_unzipped_bytes, fits_chosen,
+                                       sheet)  # fmt: skip
 
 
-def _header_and_samples(stream: BinaryIO, name: str, label: str,
-                        max_unzipped_bytes: int) -> tuple[list[str], list[list[str]]]:  # fmt: skip
-    with shown_reader(stream, name=name, label=label,
-                      max_unzipped_bytes=max_unzipped_bytes) as reader:  # fmt: skip
-        return list(reader.header), samples(reader)
+def _header_and_samples(stream: BinaryIO, name: str, label: str, max_unzipped_bytes: int,
+                        fits_chosen: Callable[[list[str]], bool] | None,
+                        sheet: str | None) -> _Shown:  # fmt: skip
+    with shown_reader(stream, name=name, label=label, max_unzipped_bytes=max_unzipped_bytes,
+                      fits_chosen=fits_chosen, sheet=sheet) as reader:  # fmt: skip
+        return _Shown(list(reader.header), samples(reader), getattr(reader, "sheet", None),
+                      tuple(getattr(reader, "other_sheets", ())))  # fmt: skip
+
+
+async def _drawn(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, batch_id: int,
+                 source_id: int, list_id: str, sheet: str | None = None) -> View:  # fmt: skip
+    """The mapping modal of the file (of its `sheet`, for a workbook), its header kept on the
+    source for the submission; or a note saying why it can't be shown."""
+    try:
+        source = await _source_in_draft(d, client, team_id, user_id, batch_id, source_id)
+        shown = await _read_columns(d, client, team_id, source, sheet)
+    except (Refusal, ReviewError) as exc:
+        return note_modal(str(exc))
+    except (CsvFileError, FileRejected) as exc:
+        return note_modal(f"The file can't be read: {esc(str(exc))}")
+    except FileHostUnavailable:
+        return note_modal(HOST_BUSY)
+    header = shown.header
+    await keep_header(d.db, team_id, source_id, header)
+    remembered = await recall(d.db, team_id, header)
+    return mapping_modal(batch_id=batch_id, source_id=source_id, label=source.label,
+                         header=header, samples=shown.samples,
+                         current=remembered or guess(header),
+                         remembered=remembered is not None, list_id=list_id,
+                         sheet=shown.sheet, other_sheets=list(shown.other_sheets))  # fmt: skip
 
 
 async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
@@ -107,27 +151,38 @@ async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     batch_id, source_id = _ids(str(body["actions"][0].get("value") or ""))
     opened = await open_modal(client, body["trigger_id"], note_modal(READING),
                               push=(body.get("view") or {}).get("type") == "modal")  # fmt: skip
-    try:
-        source = await _source_in_draft(d, client, team_id, user_id, batch_id, source_id)
-        header, values = await _read_columns(d, client, source)
-    except (Refusal, ReviewError) as exc:
-        await fill_modal(client, opened, note_modal(str(exc)))
-        return
-    except (CsvFileError, FileRejected) as exc:
-        await fill_modal(client, opened, note_modal(f"The file can't be read: {esc(str(exc))}"))
-        return
-    except FileHostUnavailable:
-        await fill_modal(client, opened, note_modal(HOST_BUSY))
-        return
-    await keep_header(d.db, team_id, source_id, header)
-    remembered = await recall(d.db, team_id, header)
     below = body.get("view") or {}  # *All sources*: redrawn once the file is read again
-    modal = mapping_modal(batch_id=batch_id, source_id=source_id, label=source.label,
-                          header=header, samples=values, current=remembered or guess(header),
-                          remembered=remembered is not None,
-                          list_id=str(below.get("id") or "")
-                          if below.get("callback_id") == Callback.SOURCES else "")  # fmt: skip
-    await fill_modal(client, opened, modal)
+    list_id = str(below.get("id") or "") if below.get("callback_id") == Callback.SOURCES else ""
+    await fill_modal(client, opened, await _drawn(d, client, team_id, user_id, batch_id,
+                                                  source_id, list_id))  # fmt: skip
+
+
+async def on_sheet(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                   context: dict[str, Any]) -> None:  # fmt: skip
+    """Another sheet of a workbook chosen in the modal: the modal shows its columns (a staff
+    list's "Email" on the first sheet was all *Map columns* could offer)."""
+    await ack()
+    d = deps(context)
+    view = body.get("view") or {}
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        meta = {}
+    batch_id, source_id = digits(str(meta.get("batch"))), digits(str(meta.get("source")))
+    selected = (body["actions"][0].get("selected_option") or {}).get("value")
+    if batch_id is None or source_id is None or not selected:
+        return
+    d.later.run(_switch(d, client, body, batch_id, source_id, str(selected),
+                        str(meta.get("list") or "")), client, body)  # fmt: skip
+
+
+async def _switch(d: Deps, client: AsyncWebClient, body: dict[str, Any], batch_id: int,
+                  source_id: int, sheet: str, list_id: str) -> None:  # fmt: skip
+    view = body["view"]
+    await update_modal(client, view["id"], note_modal(READING), hash=view.get("hash"))
+    modal = await _drawn(d, client, team_of(body), body["user"]["id"], batch_id, source_id,
+                         list_id, sheet)  # fmt: skip
+    await update_modal(client, view["id"], modal)
 
 
 async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
@@ -191,4 +246,5 @@ async def _save(
 
 def register(app: Routes) -> None:
     app.action(Action.MAP_COLUMNS)(on_click)
+    app.action(Action.MAP_SHEET)(on_sheet)
     app.view(Callback.MAP_COLUMNS)(on_submit)

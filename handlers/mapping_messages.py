@@ -25,7 +25,9 @@ from handlers.ids import Action, BlockId, Callback
 from handlers.messages import MAX_OPTION_TEXT, clip, esc, metadata
 
 NONE = "none"  # the "(none)" option's value; columns are their position
+MAX_NAMED_SHEETS = 5  # other sheets of a workbook the modal names
 MAX_OPTIONS = 100  # Slack's limit for a static select
+MAX_COLUMNS = MAX_OPTIONS - 1  # columns a field offers: room for "(none)" in every select
 FIELD_BLOCKS = {"email": BlockId.MAP_EMAIL, "first_name": BlockId.MAP_FIRST_NAME,
                 "last_name": BlockId.MAP_LAST_NAME, "locale": BlockId.MAP_LOCALE,
                 "subscribed": BlockId.MAP_SUBSCRIBED}  # fmt: skip
@@ -45,11 +47,13 @@ def column_text(index: int, name: str, values: list[str]) -> str:
 
 def _options(header: list[str], samples: list[list[str]], optional: bool,
              current: int | None) -> list[Option]:  # fmt: skip
-    """The first columns that fit in one select, and always the `current` one: a column past
+    """The first MAX_COLUMNS columns, and always the `current` one: a column past
     them, shown unselected, was submitted as "(none)" by a person who only meant to fix
-    another field (a consent column lost: unsubscribed people imported as subscribed)."""
+    another field (a consent column lost: unsubscribed people imported as subscribed). Every
+    field offers as many (Email has no "(none)" but no extra column): the modal's note says
+    how many can be chosen, and Email listing one more than it said looked like a mistake."""
     options = [Option(value=NONE, text="(none)")] if optional else []
-    room = MAX_OPTIONS - len(options)
+    room = MAX_COLUMNS
     positions = list(range(min(len(header), room)))
     if current is not None and current >= room:
         positions[-1] = current
@@ -75,23 +79,55 @@ def field_block(name: str, header: list[str], samples: list[list[str]],
     )  # fmt: skip
 
 
+def sheets_said(sheet: str, others: list[str]) -> str:
+    """Which sheet of a workbook the columns are from, and its others: only one is read,
+    and a person looking for the customers' columns on another sheet was shown a staff
+    list's with no word of why."""
+    said = f"These are the columns of the sheet “{esc(clip(sheet, 100))}”"
+    if not others:
+        return said + ", the workbook's only sheet with data."
+    names = ", ".join(f"“{esc(clip(o, 100))}”" for o in others[:MAX_NAMED_SHEETS])
+    more = len(others) - MAX_NAMED_SHEETS
+    names += f" and {more} more" if more > 0 else ""
+    return (f"{said}; only one sheet is read, not the workbook's others ({names}). To import "
+            "another sheet, choose it under *Sheet* and map its columns: it is read in place "
+            "of this one.")
+
+
+def sheet_block(sheet: str, others: list[str]) -> SectionBlock:
+    """The workbook's sheets with data, the one shown chosen: choosing another shows its
+    columns (mapping them makes the import read that sheet, see excel.XlsxReader)."""
+    options = [Option(value=title[:150], text=clip(title, MAX_OPTION_TEXT))
+               for title in [sheet, *others][:MAX_OPTIONS]]  # fmt: skip
+    return SectionBlock(block_id=BlockId.MAP_SHEET, text=MarkdownTextObject(text="*Sheet*"),
+                        accessory=StaticSelectElement(action_id=Action.MAP_SHEET,
+                                                      options=options,
+                                                      initial_option=options[0]))  # fmt: skip
+
+
 def mapping_modal(*, batch_id: int, source_id: int, label: str, header: list[str],
                   samples: list[list[str]], current: ColumnMap,
-                  remembered: bool, list_id: str = "") -> View:  # fmt: skip
+                  remembered: bool, list_id: str = "", sheet: str | None = None,
+                  other_sheets: list[str] | None = None) -> View:  # fmt: skip
     """One select per field, the current mapping (remembered, else guessed) preselected;
-    `list_id`: the *All sources* list under it, to redraw when the file is read again."""
+    `list_id`: the *All sources* list under it, to redraw when the file is read again;
+    `sheet`: for a workbook, the sheet the columns are from (and its `other_sheets`)."""
     said = ("These columns were chosen for files with the same headers before."
             if remembered else "Columns were guessed from their names.")  # fmt: skip
+    if sheet is not None:
+        said = f"{sheets_said(sheet, other_sheets or [])} {said}"
     blocks: list[Block] = [
         SectionBlock(text=MarkdownTextObject(text=(
             f"Which column of *{esc(label)}* holds each field? The file is read again with "
             "your choice, and files with the same headers map themselves next time.")[:3000])),
-        ContextBlock(elements=[MarkdownTextObject(text=said)]),
+        ContextBlock(elements=[MarkdownTextObject(text=said[:3000])]),
     ]  # fmt: skip
+    if sheet is not None and other_sheets:
+        blocks.append(sheet_block(sheet, other_sheets))
     blocks += [field_block(name, header, samples, getattr(current, name)) for name in FIELDS]
-    if len(header) > MAX_OPTIONS - 1:
+    if len(header) > MAX_COLUMNS:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
-            text=f"Only the first {MAX_OPTIONS - 1} of {len(header)} columns can be chosen.")]))
+            text=f"Only the first {MAX_COLUMNS} of {len(header)} columns can be chosen.")]))
     return View(type="modal", callback_id=Callback.MAP_COLUMNS, title="Map columns",
                 submit="Read again", close="Cancel", blocks=blocks,
                 private_metadata=metadata(batch=batch_id, source=source_id,

@@ -71,8 +71,11 @@ def check_csv(file: SlackFile, max_bytes: int) -> None:
     """Refuse, before downloading, a file we can't import, a too big one or an external one."""
     if not file.looks_like_csv:
         if file.filetype in OLD_EXCEL or file.name.lower().endswith(".xls"):
-            raise FileRejected(f"{file.name} is an old Excel .xls file: open it in Excel and save "
-                               "it as .xlsx or CSV, then upload that.")  # fmt: skip
+            # an old workbook, or the web page (HTML table) that Salesforce, NetSuite or Zoho's
+            # "Export to Excel" names .xls: the same thing to do
+            raise FileRejected(f"{file.name} is an old Excel .xls file or a web page (HTML "
+                               "table) saved as .xls: open it in Excel and save it as .xlsx or "
+                               "CSV, then upload that.")  # fmt: skip
         raise FileRejected(f"{file.name} is not a CSV file, an Excel .xlsx workbook or a ZIP of "
                            "CSV files: export it as CSV and upload that.")  # fmt: skip
     if file.size > max_bytes:

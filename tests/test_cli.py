@@ -537,6 +537,34 @@ async def test_map_names_the_columns_and_is_remembered(
     assert json.loads(again.stdout)["existing_contacts"] == 2
 
 
+async def test_map_naming_a_column_of_another_sheet_reads_that_sheet(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A staff list first (its "Email" recognised), the customers on the next sheet under
+    "Work Mail": `--map email="Work Mail"` failed "The column 'Work Mail' chosen for Email
+    isn't in this file. Columns found: 'Name', 'Email'", though the workbook has it."""
+    from tests.imports.test_excel import STAFF_THEN_CUSTOMERS, workbook
+
+    book = tmp_path / "two.xlsx"
+    book.write_bytes(workbook(*STAFF_THEN_CUSTOMERS))
+    done = run(db_env, "import", str(book), "--segment", "Customers", "--create-segment",
+               "--json", "--map", "email=Work Mail")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["valid"] == 2
+    exported = run(db_env, "export", "--segment", "Customers").stdout
+    assert "w1@example.com" in exported and "me@shop.example" not in exported
+    # remembered for the customers' headers: the same workbook imports them without --map
+    again = run(db_env, "import", str(book), "--segment", "Customers", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["existing_contacts"] == 2
+
+    wrong = run(db_env, "import", str(book), "--segment", "Customers", "--json",
+                "--map", "email=Mail")  # fmt: skip
+    assert ("The column 'Mail' chosen for Email isn't in any sheet of this workbook. Columns "
+            "found in “Staff”: 'Name', 'Email'; in “Customers”: 'Work Mail', 'Name'."
+            ) in json.loads(wrong.stdout)["error"]  # fmt: skip
+
+
 async def test_a_map_that_imported_nothing_is_not_remembered(
     db: Database, db_env: dict[str, str], tmp_path: Path
 ) -> None:

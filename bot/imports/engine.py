@@ -26,7 +26,8 @@ APPLY_CHUNK = 1_000_000
 _EVER = datetime(1970, 1, 1, tzinfo=UTC)  # a cutoff no import finished before
 
 # Rows skipped because their source says the person wants no marketing email (a Mailchimp
-# audience's unsubscribed members: bot/mailchimp/importing.py) keep their address key: they
+# audience's unsubscribed members: bot/mailchimp/importing.py), or that their address bounced
+# (Mailchimp's cleaned members, rows.Classifier._skip_all), keep their address key: they
 # create no contact, but their no is heeded as a valid row's is (UNSUBSCRIBING_REPEATS,
 # _WITHDRAW_CONSENT). Every other skipped row has no key. `{t}` is the staged row's alias.
 OPTED_OUT = "({t}.outcome = 'rejected' AND {t}.email_key <> '' AND {t}.subscribed = :no)"

@@ -36,7 +36,9 @@ from openpyxl.xml.functions import iterparse
 from bot.imports.archives import OLE_MAGIC, human_size, too_compressed
 from bot.imports.reading import (
     MAX_HEADER_SEARCH,
+    ChosenColumnMissing,
     Columns,
+    ColumnsError,
     ColumnsOf,
     CsvFileError,
     header_above_data,
@@ -47,6 +49,7 @@ from bot.imports.reading import (
     is_header,
     map_header,
     row_above_header,
+    shown_columns,
 )
 
 # An encrypted .xlsx is an OLE file whose directory holds this stream (MS-OFFCRYPTO).
@@ -524,7 +527,9 @@ class XlsxReader:
     """
 
     def __init__(self, stream: BinaryIO, *, max_unzipped_bytes: int | None = None,
-                 columns_of: ColumnsOf = map_header) -> None:  # fmt: skip
+                 columns_of: ColumnsOf = map_header, sheet: str | None = None) -> None:  # fmt: skip
+        """`sheet`: the title of the sheet to read, whatever the others hold (*Map columns*
+        shows the sheet a person chose); None: the one _open_first_sheet chooses."""
         _check_kind(stream, max_unzipped_bytes)
         self._columns_of = columns_of
         self._rows: Rows | None = None
@@ -536,30 +541,79 @@ class XlsxReader:
         except Exception as exc:  # openpyxl raises whatever the broken XML or ZIP causes
             raise CsvFileError(DAMAGED) from exc
         try:
-            self._open_first_sheet()
+            if sheet is None:
+                self._open_first_sheet()
+            else:
+                self._open_sheet(sheet)
         except BaseException:
             self.close()
             raise
 
     def _open_first_sheet(self) -> None:
-        """Open the sheet to read: the first (visible first) whose header has an email column
-        recognised by name, else the first whose header `columns_of` maps, else fail naming
-        the first sheet's columns and the other sheets. A summary or instructions tab before
-        the customers refused the workbook, naming only its own columns."""
+        """Open the sheet to read: the first (visible first) whose header a mapping given or
+        remembered fits (`columns_of.fits_chosen`, see mapping.ColumnMapper), else the first
+        whose header has an email column recognised by name, else the first whose header
+        `columns_of` maps, else fail naming the sheets. A summary or instructions tab before
+        the customers refused the workbook, naming only its own columns; a staff list's
+        "Email" on the first sheet hid the customers' "Work Mail" chosen on the next."""
         sheets = self._book.sheets
         self._rows = None
+        chosen = getattr(self._columns_of, "fits_chosen", None)
         unrecognised: list[tuple[_Sheet, list[str]]] = []
+        headers: list[tuple[_Sheet, list[str]]] = []  # of the sheets with rows
+        named: _Sheet | None = None  # the first whose email column is recognised by name
         for sheet in sorted(sheets, key=lambda s: not s.visible):  # stable: visible first
             header, rows, uncalculated = self._header_of(sheet)
-            if header is not None and is_header(header[1]):
+            if header is not None and (
+                (chosen is not None and chosen(header[1]))
+                or (chosen is None and is_header(header[1]))
+            ):
                 self._use(sheet, header, rows, uncalculated)
                 break
             rows.close()
-            if header is not None:
+            if header is None:
+                continue
+            headers.append((sheet, header[1]))
+            if not is_header(header[1]):
                 unrecognised.append((sheet, header[1]))
+            elif named is None:
+                named = sheet
+        if self._rows is None and named is not None:
+            try:
+                self._use(named, *self._header_of(named))
+            except ChosenColumnMissing as exc:
+                raise self._missing_everywhere(exc, headers) from None
         if self._rows is None:
-            self._open_mapped_sheet(unrecognised)
+            self._open_mapped_sheet(unrecognised, headers)
         self.other_sheets = [s.title for s in sheets if s.title != self.sheet and self._used(s)]
+
+    def _open_sheet(self, title: str) -> None:
+        """Open the sheet called `title`; CsvFileError if it is gone or has no rows."""
+        self._rows = None
+        sheet = next((s for s in self._book.sheets if s.title == title), None)
+        if sheet is None:
+            raise CsvFileError(f"The sheet “{title}” is no longer in this workbook.")
+        header, rows, uncalculated = self._header_of(sheet)
+        if header is None:
+            rows.close()
+            raise CsvFileError(f"The sheet “{title}” has no data.")
+        self._use(sheet, header, rows, uncalculated)
+        self.other_sheets = [s.title for s in self._book.sheets
+                             if s.title != title and self._used(s)]  # fmt: skip
+
+    @staticmethod
+    def _missing_everywhere(exc: ChosenColumnMissing,
+                            headers: list[tuple[_Sheet, list[str]]]) -> ColumnsError:  # fmt: skip
+        """A chosen column in no sheet: the failure names each sheet and its columns (it
+        named the first sheet's only, as if the column weren't in the workbook at all)."""
+        if len(headers) < 2:
+            return exc
+        found = "; ".join(f"in “{sheet.title}”: {shown_columns(header)}"
+                          for sheet, header in headers[:MAX_NAMED_SHEETS])  # fmt: skip
+        more = len(headers) - MAX_NAMED_SHEETS
+        found += f"; and {more} more sheets" if more > 0 else ""
+        return ColumnsError(f"The column {exc.chosen} chosen for {exc.field} isn't in any sheet "
+                            f"of this workbook. Columns found {found}.")  # fmt: skip
 
     def _header_of(
         self, sheet: _Sheet
@@ -577,7 +631,8 @@ class XlsxReader:
         self.header_row, self.header = header
         self.columns: Columns = self._columns_of(self.header)
 
-    def _open_mapped_sheet(self, unrecognised: list[tuple[_Sheet, list[str]]]) -> None:
+    def _open_mapped_sheet(self, unrecognised: list[tuple[_Sheet, list[str]]],
+                           headers: list[tuple[_Sheet, list[str]]]) -> None:  # fmt: skip
         """No sheet's email column is recognised by name: the first one `columns_of` maps (a
         mapping someone chose), else the first sheet's failure, naming the other sheets.
 
@@ -596,6 +651,8 @@ class XlsxReader:
                 continue
             self._use(sheet, *self._header_of(sheet))
             return
+        if isinstance(failures[0], ChosenColumnMissing):
+            raise self._missing_everywhere(failures[0], headers)
         first, *others = (sheet.title for sheet, _ in unrecognised)
         if not others:
             raise failures[0]

@@ -14,7 +14,7 @@ MAX_UNZIPPED_MB and a compression ratio no real export reaches (archives.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -32,7 +32,7 @@ from bot.imports.batches import (
     stage_csv,
     stage_reader,
 )
-from bot.imports.mapping import lenient_columns, mapper_for
+from bot.imports.mapping import ShownColumns, lenient_columns, mapper_for
 from bot.imports.reading import ColumnsOf, CsvFileError, CsvReader, map_header
 from bot.imports.recognise import ignored_note, recognise, sheets_note
 from models import Database, FileFormat, ImportSource, SourceKind, SourceStatus
@@ -66,6 +66,47 @@ def is_workbook(stream: BinaryIO, name: str) -> bool:
         stream.seek(start)
 
 
+_HEAD_BYTES = 2048  # a web page's or an XML spreadsheet's start, well within this
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+_WEB_PAGE_STARTS = ("<html", "<!doctype html", "<table")
+_SPREADSHEET_XML = "urn:schemas-microsoft-com:office:spreadsheet"
+
+
+def web_page_kind(stream: BinaryIO, name: str) -> str | None:
+    """The sentence for a web page (an HTML table) or an Excel 2003 XML spreadsheet, else None.
+
+    Salesforce, NetSuite and Zoho's "Export to Excel" write an HTML table named .xls; read as
+    CSV it failed "No email column found. Columns found: '<html><head>...'". Only the first
+    bytes are read (after a BOM and blank space): nothing is added to the reading of a CSV."""
+    start = stream.tell()
+    try:
+        head = stream.read(_HEAD_BYTES)
+    finally:
+        stream.seek(start)
+    encoding = "latin-1"  # any ASCII-compatible encoding reads "<html" alike
+    for bom, with_bom in _BOMS:
+        if head.startswith(bom):
+            head, encoding = head[len(bom) :], with_bom
+            break
+    text = head.decode(encoding, "ignore").lstrip("\ufeff \t\r\n\f\v").lower()
+    saved_as = " saved as .xls" if name.lower().endswith((".xls", ".xlsx")) else ""
+    if text.startswith(_WEB_PAGE_STARTS):
+        return (f"This is a web page (HTML table){saved_as or ', not a CSV file'}: open it in "
+                "Excel and save it as .xlsx or CSV.")  # fmt: skip
+    if text.startswith("<?xml") and _SPREADSHEET_XML in text and "workbook" in text:
+        return (f"This is an Excel 2003 XML spreadsheet{saved_as or ', not a CSV file'}: open "
+                "it in Excel and save it as .xlsx or CSV.")  # fmt: skip
+    return None
+
+
+def _read_as_csv(stream: BinaryIO, name: str, columns_of: ColumnsOf) -> CsvReader:
+    """A CsvReader of a file that is neither a workbook nor a ZIP; CsvFileError naming a web
+    page or an XML spreadsheet for what it is (web_page_kind)."""
+    if (kind := web_page_kind(stream, name)) is not None:
+        raise CsvFileError(kind)
+    return CsvReader(stream, columns_of=columns_of)
+
+
 def check_file(stream: BinaryIO, *, name: str = "",
                max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
                columns_of: ColumnsOf = map_header) -> None:  # fmt: skip
@@ -86,7 +127,7 @@ def check_file(stream: BinaryIO, *, name: str = "",
                         except CsvFileError as exc:
                             raise CsvFileError(f"{entry.name} in this ZIP: {exc}") from None
         else:
-            CsvReader(stream, columns_of=columns_of).close()
+            _read_as_csv(stream, name, columns_of).close()
     finally:
         stream.seek(start)
 
@@ -119,6 +160,9 @@ async def stage_file(
         return await _stage_archive(db, team_id, source, stream, name, max_unzipped_bytes,
                                     mapped)  # fmt: skip
     await set_format(db, source, FileFormat.CSV)
+    if (kind := web_page_kind(stream, name)) is not None:
+        await fail_source(db, team_id, source_id, kind, only_pending=True)
+        return [await get_source(db, team_id, source_id)]
     try:
         return [await stage_csv(db, team_id, source_id, stream, name=name, columns_of=mapped)]
     except CsvFileError:
@@ -274,17 +318,22 @@ async def stage_entry(db: Database, team_id: str, source: ImportSource, entry: Z
 def shown_reader(
     stream: BinaryIO, *, name: str, label: str,
     max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
+    fits_chosen: Callable[[list[str]], bool] | None = None, sheet: str | None = None,
 ) -> Iterator[Reader]:  # fmt: skip
     """A reader of the file called `name` (or of its ZIP entry the source `label` names) that
     opens even when no email column is recognised: to show its headers and values when
-    someone maps its columns. CsvFileError if it can't be read at all."""
+    someone maps its columns. CsvFileError if it can't be read at all. A workbook shows the
+    sheet its import reads: the one a remembered mapping fits (`fits_chosen`, see
+    mapping.ColumnMapper), else the first recognised by name; or the `sheet` named (chosen
+    in *Map columns*)."""
     if is_workbook(stream, name):
-        with _xlsx_reader(stream, max_unzipped_bytes=max_unzipped_bytes,
-                        columns_of=lenient_columns) as workbook:  # fmt: skip
+        shown = ShownColumns(fits_chosen)
+        with _xlsx_reader(stream, max_unzipped_bytes=max_unzipped_bytes, columns_of=shown,
+                          sheet=sheet) as workbook:  # fmt: skip
             yield workbook
         return
     if not is_zip(stream):
-        with CsvReader(stream, columns_of=lenient_columns) as reader:
+        with _read_as_csv(stream, name, lenient_columns) as reader:
             yield reader
         return
     with _open(stream, max_unzipped_bytes) as archive:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -26,6 +26,7 @@ from bot.imports.batches import clear_staged, lock_batch, promote_before_reread
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.reading import (
     OPT_OUT_ALIASES,
+    ChosenColumnMissing,
     Columns,
     ColumnsError,
     CsvFileError,
@@ -127,10 +128,7 @@ def columns_for(header: list[str], mapping: ColumnMap) -> Columns:
             continue
         index = position_of(header, header_name)
         if index is None:
-            shown = ", ".join(repr(h.strip()) for h in header if h.strip()) or "none"
-            raise ColumnsError(f"The column {shown_name(header_name)} chosen for "
-                               f"{FIELD_LABELS[name]} isn't in this file. Columns found: "
-                               f"{shown}.")  # fmt: skip
+            raise ChosenColumnMissing(shown_name(header_name), FIELD_LABELS[name], header)
         found[name] = index
     email = found["email"]
     assert email is not None
@@ -182,6 +180,18 @@ def lenient_columns(header: list[str]) -> Columns:
         return map_header(header)
     except CsvFileError:
         return Columns(0, None, None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class ShownColumns:
+    """lenient_columns, for a reader opened to show a file in *Map columns*, with the
+    workspace's mappings' `fits_chosen` (ColumnMapper's): a workbook shows the sheet a
+    remembered mapping fits, the one its import reads, not a staff list's before it."""
+
+    fits_chosen: Callable[[list[str]], bool] | None = None
+
+    def __call__(self, header: list[str]) -> Columns:
+        return lenient_columns(header)
 
 
 class Readable(Protocol):
@@ -296,6 +306,22 @@ class ColumnMapper:
             if fits(header, mapping):
                 return mapping
         return complete(header, self.given)
+
+    @property
+    def fits_chosen(self) -> Callable[[list[str]], bool] | None:
+        """Whether a mapping given or remembered fits a header (see _fits_chosen); None when
+        there is none: a workbook then reads its first sheet recognised by name without
+        reading the others' headers (and scanning their parts for merged cells)."""
+        return self._fits_chosen if self.given or self.remembered else None
+
+    def _fits_chosen(self, header: list[str]) -> bool:
+        """Whether a mapping given now, else one remembered for `header`, fits it: a
+        workbook reads the sheet it fits before one whose email column is recognised by name
+        (a staff list's "Email" on the first sheet, the customers' "Work Mail" on the next)."""
+        if self.given:
+            return fits(header, self._given_over_remembered(header))
+        remembered = self.remembered.get(headers_key(header))
+        return remembered is not None and fits(header, remembered)
 
     def chosen(self, header: list[str]) -> bool:
         """Whether `header`'s columns came from a mapping, not the guess."""

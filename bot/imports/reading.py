@@ -110,6 +110,25 @@ class ColumnsError(CsvFileError):
     """The file's columns don't say where the addresses are: choosing them can fix it."""
 
 
+class ChosenColumnMissing(ColumnsError):
+    """A column a mapping chose (`chosen`, as a message names it) for `field` (its label)
+    isn't in the header: a workbook names its every sheet's columns instead (excel.py)."""
+
+    def __init__(self, chosen: str, field: str, header: list[str]) -> None:
+        self.chosen, self.field = chosen, field
+        super().__init__(f"The column {chosen} chosen for {field} isn't in this file. Columns "
+                         f"found: {shown_columns(header)}.")  # fmt: skip
+
+
+def shown_columns(header: list[str]) -> str:
+    """"'Name', 'Email'": a header's non-blank names as a message shows them, so many at most."""
+    named = [repr(h.strip()[:60]) for h in header if h.strip()]
+    names = ", ".join(named[:MAX_NAMED_COLUMNS]) or "none"
+    if len(named) > MAX_NAMED_COLUMNS:  # a header of a million cells is no message
+        names += f" and {len(named) - MAX_NAMED_COLUMNS:,} more"
+    return names
+
+
 @dataclass(frozen=True, slots=True)
 class Columns:
     """Where each field we know sits in a row; None when the file has no such column."""
@@ -166,10 +185,7 @@ def map_header(header: list[str]) -> Columns:
     if (full := full_name_column(header)) is not None:
         found["full_name"] = full
     if "email" not in found:
-        named = [repr(h.strip()[:60]) for h in header if h.strip()]
-        names = ", ".join(named[:MAX_NAMED_COLUMNS]) or "none"
-        if len(named) > MAX_NAMED_COLUMNS:  # a header of a million cells is no message
-            names += f" and {len(named) - MAX_NAMED_COLUMNS:,} more"
+        names = shown_columns(header)
         hint = ""
         if any("@" in h for h in header):
             hint = " The first row looks like data: add a header row (email, first_name, ...)."

@@ -415,7 +415,10 @@ class Classifier:
         self, records: Iterable[tuple[int, list[str] | str]], columns: Columns, reason: str
     ) -> Iterator[Staged]:
         """Every record skipped with `reason`, kept with its address and names for the
-        skipped-rows CSV (never valid, so it makes no later row a duplicate)."""
+        skipped-rows CSV (never valid, so it makes no later row a duplicate). Its address key
+        is kept, subscribed False: an address Mailchimp cleaned (it bounced) is heeded as an
+        unsubscribe (engine.OPTED_OUT), so the same person from another file of the import
+        isn't imported subscribed and invited, to bounce again."""
         tally = self.tally
         e, f, la = columns.email, columns.first_name, columns.last_name
         for line, fields in records:
@@ -428,4 +431,13 @@ class Classifier:
             email = unquote(fields[e].strip())[:MAX_EMAIL] if e < n else ""
             first = _name(fields[f]) if f is not None and f < n else ""
             last = _name(fields[la]) if la is not None and la < n else ""
-            yield (line, email, "", first, last, None, REJECTED, reason_here[:500], subscribed)
+            key = _skipped_key(email) if subscribed is False else ""
+            yield (line, email, key, first, last, None, REJECTED, reason_here[:500], subscribed)
+
+
+def _skipped_key(email: str) -> str:
+    """A skipped address's key, to heed it as a no ("": not an address)."""
+    try:
+        return email_key(normalize_email(email))
+    except InvalidEmail:
+        return ""

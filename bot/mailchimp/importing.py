@@ -5,9 +5,9 @@ archived ones are staged as skipped with their status as the reason, so the revi
 counts them per status and the skipped-rows CSV lists them. Unsubscribed and non-subscribed
 (transactional) members are a no to marketing email, as in Mailchimp's export
 (recognise.MAILCHIMP_KINDS): they keep their address key and subscribed=False, so the apply
-heeds them (engine.OPTED_OUT) though they create no contact. Members are de-duplicated
-against the batch's other sources like any CSV row. Staging is one transaction that takes
-the batch first, exactly as for a file.
+heeds them (engine.OPTED_OUT) though they create no contact; so do cleaned (bounced) ones.
+Members are de-duplicated against the batch's other sources like any CSV row. Staging is one
+transaction that takes the batch first, exactly as for a file.
 """
 
 from __future__ import annotations
@@ -33,10 +33,12 @@ from models import Database, ImportSource, SourceStatus
 
 STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional", "archived")
 SKIPPED_REASON = "{status} in Mailchimp"
-# The statuses that say the person wants no marketing email (the export's subscribed=False
-# kinds); cleaned (bounced), pending (unconfirmed) and archived ones say nothing of consent.
-SAYS_NO = frozenset(kind for kind, file_kind in MAILCHIMP_KINDS.items()
-                    if file_kind.subscribed is False)  # fmt: skip
+# The statuses heeded as a no to marketing email: those that say the person wants none (the
+# export's subscribed=False kinds), and cleaned (the address bounced: the same person from
+# another file of the import, imported subscribed, was invited and bounced again, hurting the
+# sender's reputation). Pending (unconfirmed) and archived ones say nothing of consent.
+SAYS_NO = frozenset({"cleaned", *(kind for kind, file_kind in MAILCHIMP_KINDS.items()
+                                  if file_kind.subscribed is False)})  # fmt: skip
 
 
 def mailchimp_locale(language: str | None) -> str | None:

@@ -11,6 +11,7 @@ from bot.imports.batches import add_source, create_batch, stage_csv
 from bot.workspaces import find_segment
 from models import CampaignState, SourceKind
 from tests.campaigns.conftest import TEAM, World, people
+from tests.imports import exports
 
 
 async def _staged(world: World, segment: str, csv: str) -> int:
@@ -63,6 +64,20 @@ async def test_an_unsubscribe_later_in_the_import_is_previewed_as_unsubscribed(
     await world.target(spring, "VIP")
     batch = await _staged(world, "VIP", "email,accepts email marketing\n"
                           "b@example.com,yes\nb@example.com,no\nc@example.com,yes\n")
+    [shown] = await preview_batch(world.db, TEAM, batch, await world.segment_id("VIP"))
+    assert (shown.will_invite, shown.without_email) == (1, {"unsubscribed": 1})
+
+
+async def test_an_address_mailchimp_cleaned_is_previewed_as_unsubscribed(world: World) -> None:
+    """Mailchimp's cleaned export (bounced@ bounced) beside a list saying "yes" for bounced@:
+    the apply imports bounced@ not subscribed, so the preview mustn't promise its invite."""
+    await world.import_csv("VIP", people("a@example.com,A,"))
+    spring = await world.campaign()
+    await world.target(spring, "VIP")
+    batch = await _staged(world, "VIP", "email,accepts email marketing\n"
+                          "bounced@example.com,yes\nc@example.com,yes\n")
+    cleaned = await add_source(world.db, TEAM, batch, SourceKind.CSV, exports.CLEANED_CSV)
+    await stage_csv(world.db, TEAM, cleaned.id or 0, io.BytesIO(exports.mailchimp_cleaned()))
     [shown] = await preview_batch(world.db, TEAM, batch, await world.segment_id("VIP"))
     assert (shown.will_invite, shown.without_email) == (1, {"unsubscribed": 1})
 

@@ -514,6 +514,53 @@ async def test_map_columns_on_a_workbook_shows_the_sheet_with_the_addresses(app:
     assert "Only the sheet “People” was read; not read: “Summary”" in line, line
 
 
+def _context_texts(modal: dict[str, Any]) -> list[str]:
+    return [e["text"] for b in modal["blocks"] if b["type"] == "context" for e in b["elements"]]
+
+
+async def test_map_columns_on_a_workbook_chooses_the_sheet_and_reads_it(app: Harness) -> None:
+    """A staff list first (its "Email" recognised), the customers next under "Work Mail":
+    *Map columns* offered the staff list's columns only, with no word of the other sheet, so
+    the customers could never be imported from Slack. It says which sheet it shows, offers
+    the others, and mapping the customers' sheet makes the import read it."""
+    from tests.fakes.slack_requests import state_static_select
+    from tests.imports.test_excel import STAFF_THEN_CUSTOMERS
+
+    review = await _upload(app, "F0505", "two.xlsx", workbook(*STAFF_THEN_CUSTOMERS))
+    (line,) = _source_lines(review)
+    assert "1 valid" in line and "Only the sheet “Staff” was read" in line, line
+    modal = await _click_map(app, review, REP)
+    texts = [o["text"]["text"] for o in _choice(modal, BlockId.MAP_EMAIL)["options"]]
+    assert texts == ["Name — Me", "Email — me@shop.example"]
+    assert ("These are the columns of the sheet “Staff”; only one sheet is read, not the "
+            "workbook's others (“Customers”). To import another sheet, choose it under "
+            "*Sheet*") in _context_texts(modal)[0]  # fmt: skip
+    sheets = next(b for b in modal["blocks"] if b.get("block_id") == BlockId.MAP_SHEET)
+    assert [o["value"] for o in sheets["accessory"]["options"]] == ["Staff", "Customers"]
+
+    await app.requests.block_action(Action.MAP_SHEET, view=modal["id"], user_id=REP,
+                                    action=state_static_select("Customers"))  # fmt: skip
+    await app.done()
+    modal = app.slack.views[modal["id"]]
+    texts = [o["text"]["text"] for o in _choice(modal, BlockId.MAP_EMAIL)["options"]]
+    assert texts == ["Work Mail — w1@example.com, w2@example.com", "Name — W One, W Two"]
+    assert "the sheet “Customers”; only one sheet is read, not the workbook's others " \
+        "(“Staff”)" in _context_texts(modal)[0]
+    await app.requests.view_submission(state_values=_state(
+        email="0", first_name="1", last_name="none", locale="none", subscribed="none"),
+        view_id=modal["id"], user_id=REP)  # fmt: skip
+    await app.settle()
+    review = app.slack.message("C0001", review["ts"])
+    (line,) = _source_lines(review)
+    assert "2 valid" in line and "Only the sheet “Customers” was read" in line, line
+    # opened again, it shows the sheet read: the one the remembered mapping fits
+    modal = await _click_map(app, review, REP)
+    assert _choice(modal, BlockId.MAP_EMAIL)["initial_option"]["text"]["text"].startswith(
+        "Work Mail — ")
+    assert "These columns were chosen for files with the same headers before." in (
+        _context_texts(modal)[0])
+
+
 def _review_updates(app: Harness, review: dict[str, Any]) -> int:
     """How many times the review message was redrawn (chat.update on it) so far."""
     return sum(1 for c in app.slack.calls_to("chat.update") if c.args.get("ts") == review["ts"])
@@ -592,6 +639,12 @@ async def test_read_again_keeps_a_column_past_the_first_99_of_a_wide_export(
              for bid in FIELD_BLOCKS.values()}  # fmt: skip
     assert shown[FIELD_BLOCKS["subscribed"]]["initial_option"]["value"] == "120"
     assert all(len(e["options"]) <= 100 for e in shown.values())
+    # the note and every menu agree: Email listed 100 columns under "Only the first 99"
+    notes = [e["text"] for b in modal["blocks"] if b["type"] == "context"
+             for e in b["elements"] if "columns can be chosen" in e["text"]]  # fmt: skip
+    assert notes == ["Only the first 99 of 121 columns can be chosen."]
+    assert {len([o for o in e["options"] if o["value"] != "none"])
+            for e in shown.values()} == {99}  # fmt: skip
     state = {bid: {Action.MAP_FIELD: {"type": "static_select",
                                       "selected_option": e.get("initial_option")}}
              for bid, e in shown.items()}  # fmt: skip

@@ -100,5 +100,8 @@ def test_workbooks_and_zips_are_offered_like_csvs(name: str, filetype: str,
 
 
 def test_an_old_xls_is_refused_with_what_to_do() -> None:
-    with pytest.raises(FileRejected, match=r"old Excel \.xls file: open it in Excel and save it"):
+    """Salesforce's, NetSuite's or Zoho's "Export to Excel" is a web page named .xls: it was
+    told it is an old Excel file only."""
+    with pytest.raises(FileRejected, match=r"old Excel \.xls file or a web page \(HTML table\) "
+                       r"saved as \.xls: open it in Excel and save it as \.xlsx or CSV"):
         check_csv(describe({"id": "F9", "name": "old.xls", "filetype": "xls", "size": 1}), 10)

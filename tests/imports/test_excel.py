@@ -24,6 +24,7 @@ from bot.imports.excel import (
     XlsxReader,
     cell_text,
 )
+from bot.imports.mapping import ColumnMapper, complete, headers_key, lenient_columns
 from bot.imports.reading import Columns, ColumnsError, CsvFileError
 from bot.imports.rows import VALID, Classifier
 from tests.imports import csv_samples as samples
@@ -390,6 +391,65 @@ def test_a_mapped_header_on_a_later_sheet_is_read() -> None:
     with XlsxReader(io.BytesIO(data), columns_of=mapped) as reader:
         assert reader.sheet == "People"
         assert list(reader.records()) == [(2, ["a@example.com"])]
+
+
+# A staff list first (its "Email" is recognised), the customers next under "Work Mail".
+STAFF_THEN_CUSTOMERS = (("Staff", [["Name", "Email"], ["Me", "me@shop.example"]]),
+                        ("Customers", [["Work Mail", "Name"], ["w1@example.com", "W One"],
+                                       ["w2@example.com", "W Two"]]))  # fmt: skip
+
+
+def test_a_given_mapping_reads_the_sheet_it_fits_before_one_recognised_by_name() -> None:
+    """`--map email="Work Mail"` failed "The column 'Work Mail' chosen for Email isn't in this
+    file. Columns found: 'Name', 'Email'": the staff list was read, the customers never."""
+    data = workbook(*STAFF_THEN_CUSTOMERS)
+    with XlsxReader(io.BytesIO(data),
+                    columns_of=ColumnMapper(given={"email": "Work Mail"})) as reader:
+        assert (reader.sheet, reader.other_sheets) == ("Customers", ["Staff"])
+        assert [f[0] for _, f in reader.records() if isinstance(f, list)] == [
+            "w1@example.com", "w2@example.com"]  # fmt: skip
+    # without a mapping, the staff list's recognised "Email" is read, as before
+    assert read(data)[0].sheet == "Staff"
+    with XlsxReader(io.BytesIO(data), columns_of=ColumnMapper()) as reader:
+        assert reader.sheet == "Staff"
+
+
+def test_a_remembered_mapping_reads_the_sheet_it_fits() -> None:
+    """What *Map columns* remembered for the customers' headers (a Slack upload, or its
+    reading again with the mapping submitted) reads the customers, not the staff list."""
+    header = ["Work Mail", "Name"]
+    mapper = ColumnMapper({headers_key(header): complete(header, {"email": "Work Mail"})})
+    with XlsxReader(io.BytesIO(workbook(*STAFF_THEN_CUSTOMERS)), columns_of=mapper) as reader:
+        assert reader.sheet == "Customers"
+        assert reader.header == header
+
+
+def test_a_given_column_in_no_sheet_names_every_sheets_columns() -> None:
+    data = workbook(*STAFF_THEN_CUSTOMERS, ("Notes", [["call Ada"]]))
+    with pytest.raises(ColumnsError) as failure:
+        XlsxReader(io.BytesIO(data), columns_of=ColumnMapper(given={"email": "Mail"}))
+    assert str(failure.value) == (
+        "The column 'Mail' chosen for Email isn't in any sheet of this workbook. Columns "
+        "found in “Staff”: 'Name', 'Email'; in “Customers”: 'Work Mail', 'Name'; in “Notes”: "
+        "'call Ada'.")  # fmt: skip
+    # no sheet recognised by name either: the same
+    data = workbook(STAFF_THEN_CUSTOMERS[1], ("Notes", [["call Ada"]]))
+    with pytest.raises(ColumnsError) as failure:
+        XlsxReader(io.BytesIO(data), columns_of=ColumnMapper(given={"email": "Mail"}))
+    assert "Columns found in “Customers”: 'Work Mail', 'Name'; in “Notes”: 'call Ada'." in str(
+        failure.value)
+
+
+def test_a_sheet_named_is_read_whatever_the_others_hold() -> None:
+    """*Map columns* shows the sheet a person chose in it."""
+    data = workbook(*STAFF_THEN_CUSTOMERS, ("Empty", []))
+    with XlsxReader(io.BytesIO(data), sheet="Customers", columns_of=lenient_columns) as reader:
+        assert (reader.sheet, reader.header, reader.other_sheets) == (
+            "Customers", ["Work Mail", "Name"], ["Staff"])  # fmt: skip
+    with pytest.raises(CsvFileError, match=r"The sheet “Gone” is no longer in this workbook\."):
+        XlsxReader(io.BytesIO(data), sheet="Gone")
+    with pytest.raises(CsvFileError, match=r"The sheet “Empty” has no data\."):
+        XlsxReader(io.BytesIO(data), sheet="Empty")
 
 
 def test_no_sheet_with_an_email_column_names_the_other_sheets() -> None:

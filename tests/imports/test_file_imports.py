@@ -186,6 +186,35 @@ async def test_an_unsubscribe_later_in_the_import_is_heeded_not_dropped(db: Data
     assert contacts["kept@example.com"][3] is True  # its "no" was in a removed file
 
 
+async def test_an_address_mailchimp_cleaned_is_imported_not_subscribed_from_another_file(
+    db: Database,
+) -> None:
+    """Mailchimp's export (bounced@ in its cleaned CSV) and a shop's list saying "yes" for
+    bounced@, in one import: bounced@ was imported subscribed and invited, and the invite
+    bounced again. The cleaned row is still a skipped row with its reason."""
+    shop = samples.csv_bytes([["Email", "First Name", "Accepts Email Marketing"],
+                              ["bounced@example.com", "Bo", "yes"],
+                              ["kept@example.com", "Kept", "yes"]])  # fmt: skip
+    rejects = io.StringIO()
+    await ensure_workspace(db, TEAM)
+    result = await import_files(db, TEAM, [("export.zip", io.BytesIO(exports.mailchimp_zip())),
+                                           ("customers.csv", io.BytesIO(shop))],
+                                segment="Imported", create_segment=True,
+                                rejects=rejects)  # fmt: skip
+    batch = result.batch
+    assert (batch.status, batch.rows, batch.valid, batch.rejected) == (BatchStatus.DONE, 7, 5, 2)
+    contacts = await _contacts(db)
+    assert contacts["bounced@example.com"][3] is False  # never emailed
+    assert contacts["kept@example.com"][3] is True
+    assert contacts["ada@example.com"][3] is True
+    sources = await _sources(db, batch.id or 0)
+    assert [(s.rows, s.valid, s.rejected) for s in sources] == [
+        (2, 2, 0), (1, 1, 0), (2, 0, 2), (2, 2, 0)]  # fmt: skip
+    skipped = rejects.getvalue().splitlines()
+    assert len(skipped) == 3 and all(CLEANED_REASON in line for line in skipped[1:])
+    assert "bounced@example.com" in skipped[1]
+
+
 async def test_a_file_of_their_own_named_like_mailchimps_cleaned_export_imports(
     db: Database,
 ) -> None:
@@ -720,6 +749,47 @@ async def test_a_binary_excel_workbook_is_told_what_it_is(db: Database) -> None:
         await _import(db, "customers.xlsb", out.getvalue())
     assert "Excel binary workbook (.xlsb)" in str(failed.value)
     assert "ZIP" not in str(failed.value)
+
+
+_WEB_PAGE = ('\ufeff \n<html><head><meta charset="utf-8"></head><body><table>\n'
+             "<tr><th>Email</th><th>First Name</th></tr>\n"
+             "<tr><td>h1@example.com</td><td>H</td></tr>\n</table></body></html>\n")
+_XML_SPREADSHEET = ('<?xml version="1.0"?>\n<?mso-application progid="Excel.Sheet"?>\n'
+                    '<Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet" '
+                    'xmlns:ss="urn:schemas-microsoft-com:office:spreadsheet">\n'
+                    '<Worksheet ss:Name="Sheet1"><Table><Row><Cell><Data ss:Type="String">Email'
+                    "</Data></Cell></Row></Table></Worksheet></Workbook>\n")
+
+
+@pytest.mark.parametrize(("data", "told"), [
+    (_WEB_PAGE.encode("utf-8"), "This is a web page (HTML table) saved as .xls: open it in "
+                                "Excel and save it as .xlsx or CSV."),
+    (_WEB_PAGE[1:].encode("utf-16"), "This is a web page (HTML table) saved as .xls"),
+    (b"<!DOCTYPE html><html><body><TABLE><tr><td>Email</td></tr></TABLE>",
+     "This is a web page (HTML table) saved as .xls"),
+    (b"<table border=1><tr><td>Email</td></tr></table>", "web page (HTML table) saved as .xls"),
+    (_XML_SPREADSHEET.encode(), "This is an Excel 2003 XML spreadsheet saved as .xls: open it "
+                                "in Excel and save it as .xlsx or CSV."),
+])  # fmt: skip
+async def test_a_web_page_saved_as_xls_is_told_what_it_is(db: Database, data: bytes,
+                                                         told: str) -> None:  # fmt: skip
+    """Salesforce's formatted report, NetSuite, Zoho...: "Export to Excel" writes an HTML
+    table named .xls. It was told "No email column found. Columns found: '<html><head>...'"."""
+    with pytest.raises(ImportFailed) as failed:
+        await _import(db, "report.xls", data)
+    assert told in str(failed.value) and "<html>" not in str(failed.value)
+    assert await _contacts(db) == {}
+
+    _batch, source = await _draft(db, "report.xls", ref="F1")  # as a Slack upload is read
+    [read] = await stage_file(db, TEAM, source.id or 0, io.BytesIO(data), name="report.xls")
+    assert read.status == "failed" and told in (read.error or ""), read.error
+
+
+async def test_a_web_page_named_csv_is_told_it_is_no_csv(db: Database) -> None:
+    with pytest.raises(ImportFailed) as failed:
+        await _import(db, "customers.csv", _WEB_PAGE.encode())
+    assert "This is a web page (HTML table), not a CSV file: open it in Excel" in str(
+        failed.value)
 
 
 async def test_an_ods_spreadsheet_is_told_what_it_is(db: Database) -> None:
