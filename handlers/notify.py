@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.campaigns.preview import preview_batch
 from bot.campaigns.service import enrollments_in_thread, list_campaigns
 from bot.imports.batches import get_source, write_rejects
-from bot.imports.review import BatchView, claim_progress, forget_progress, load
+from bot.imports.review import BatchView, batch_of, claim_progress, forget_progress, load
 from bot.imports.undo import undo_key, undoable
 from bot.jobs.queue import find_by_key
 from bot.leads import is_user_id
@@ -134,8 +134,7 @@ class SlackNotifier:
             if view.batch.status not in UNDER_WAY:
                 return  # finished meanwhile: its result is (being) shown, not this
             await self._progress(team_id, batch_id, progress_text(view.segment.name, done, total))
-            again = await load(self.db, team_id, batch_id, by_status=False)
-            if again.batch.status not in UNDER_WAY:
+            if (await batch_of(self.db, team_id, batch_id)).status not in UNDER_WAY:
                 await self._or_later(team_id, IMPORT_FINISHED, batch_id=batch_id)
         except Exception as exc:
             if not (is_outage(exc) or isinstance(exc, SlackApiError)):
@@ -449,9 +448,9 @@ class SlackNotifier:
                         blocks: list[Block] | None = None,
                         final: bool = False) -> None:  # fmt: skip
         """One reply in the thread, posted once and then updated in place. `final`: the
-        result, which replaces whatever progress another poster's reply shows."""
-        view = await load(self.db, team_id, batch_id)
-        batch = view.batch
+        result, which replaces whatever progress another poster's reply shows. The batch
+        alone is read (where to post): this runs every tick of a long import."""
+        batch = await batch_of(self.db, team_id, batch_id)
         if not batch.channel_id or not batch.message_ts:
             return
 

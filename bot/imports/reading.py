@@ -738,6 +738,7 @@ class CsvReader:
             self.columns = columns if columns.width else replace(columns, width=len(self.header))
             self._before = self._rows_above(skipped)
             self._header_names = _names(self.header)  # what a line repeating it holds
+            self._header_name_set = frozenset(self._header_names)
             if header_is_data(self.header, self.columns):
                 self._before.append((self._header_line, list(self.header)))
                 self._repeatable = False  # no header to repeat: its first row of data
@@ -942,8 +943,15 @@ class CsvReader:
         (self._order); the line is named in late_note, and is not a row. Asked only of rows
         without an address in the email column, which a header line has (it holds the
         column's name there): a row of data costs one `"@" in` test, no more."""
+        if not self._repeatable:
+            return False
+        # one cell first: a repeated header holds one of the header's names there, a row
+        # without an address (blank, "n/a", a name) rarely; every cell only then
+        cell = fields[self.columns.email]
+        if not cell.strip() or squash(cell) not in self._header_name_set:
+            return False
         raw = reader.raw if isinstance(reader, _Reordered) else fields
-        if not self._repeatable or _names(raw) != self._header_names:
+        if _names(raw) != self._header_names:
             return False
         self._repeated.append(line)
         order = column_order(self.header, raw)
