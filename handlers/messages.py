@@ -344,7 +344,8 @@ def _all_sources(batch_id: int, hidden: int, unmapped: list[int],
         text = (f"…and {more} (counted in the total): *All sources* lists "
                 + ("them with their buttons." if draft else "them."))  # fmt: skip
         if unmapped:
-            text += f"\n*Map columns* for {files}: on the first page of *All sources*."
+            # it opens on the sources past the 30th: the first page is its *Previous*
+            text += f"\n*Map columns* for {files}: *All sources*, then *Previous*."
         first = MAX_SOURCES_SHOWN
     elif unmapped:
         text = f"*Map columns* for {files}: under *All sources*."

@@ -168,8 +168,8 @@ async def test_past_the_30th_the_files_shown_without_map_columns_are_said_too(
     (line,) = [b["text"]["text"] for b in review["blocks"]
                if b.get("accessory", {}).get("action_id") == Action.SOURCES_OPEN]  # fmt: skip
     assert line == ("…and 5 more sources (counted in the total): *All sources* lists them with "
-                    "their buttons.\n*Map columns* for 20 more files: on the first page of "
-                    "*All sources*.")  # fmt: skip
+                    "their buttons.\n*Map columns* for 20 more files: *All sources*, then "
+                    "*Previous*.")  # fmt: skip
     modal = await _all_sources(app, review, REP)
     assert "sources 31–35 of 35" in json.dumps(modal["blocks"], ensure_ascii=False)
     await app.requests.block_action(Action.SOURCES_PREVIOUS, "0", user_id=REP, view=modal)
