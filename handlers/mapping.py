@@ -34,8 +34,10 @@ from bot.imports.mapping import (
     column_name,
     guess,
     keep_header,
+    kept_header,
     mappable,
     mapper_for,
+    read_sheet,
     recall,
     reread_source,
     samples,
@@ -125,11 +127,13 @@ def _header_and_samples(stream: BinaryIO, name: str, label: str, max_unzipped_by
 
 async def _drawn(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, batch_id: int,
                  source_id: int, list_id: str, sheet: str | None = None) -> View:  # fmt: skip
-    """The mapping modal of the file (of its `sheet`, for a workbook), its header kept on the
-    source for the submission; or a note saying why it can't be shown."""
+    """The mapping modal of the file (of its `sheet`, for a workbook, else of the sheet it
+    was last mapped on and read from), its header kept on the source for the submission; or
+    a note saying why it can't be shown."""
     try:
         source = await _source_in_draft(d, client, team_id, user_id, batch_id, source_id)
-        shown = await _read_columns(d, client, team_id, source, sheet)
+        shown = await _read_columns(d, client, team_id, source,
+                                    sheet or read_sheet(source.header))  # fmt: skip
     except (Refusal, ReviewError) as exc:
         return note_modal(str(exc))
     except (CsvFileError, FileRejected) as exc:
@@ -137,7 +141,7 @@ async def _drawn(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, ba
     except FileHostUnavailable:
         return note_modal(HOST_BUSY)
     header = shown.header
-    await keep_header(d.db, team_id, source_id, header)
+    await keep_header(d.db, team_id, source_id, header, shown.sheet)
     remembered = await recall(d.db, team_id, header)
     return mapping_modal(batch_id=batch_id, source_id=source_id, label=source.label,
                          header=header, samples=shown.samples,
@@ -206,7 +210,7 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
     except (Refusal, ReviewError, LookupError) as exc:
         await ack(response_action="update", view=note_modal(str(exc)).to_dict())
         return
-    header: list[str] = json.loads(source.header or "[]")
+    header, sheet = kept_header(source.header)
     chosen = chosen_positions(view["state"]["values"])
     errors = mapping_errors(chosen, header)
     if errors:
@@ -216,21 +220,22 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
                            for f, i in chosen.items()})  # fmt: skip
     await ack(response_action="update", view=note_modal(SAVING).to_dict())
     d.later.run(_save(d, client, str(view.get("id") or ""), team_id, user_id, batch_id,
-                      source_id, header, mapping, str(meta.get("list") or "")),
+                      source_id, header, mapping, str(meta.get("list") or ""), sheet),
                 client, body)  # fmt: skip
 
 
 async def _save(
     d: Deps, client: AsyncWebClient, view_id: str, team_id: str, user_id: str, batch_id: int,
     source_id: int, header: list[str], mapping: ColumnMap, list_id: str = "",
+    sheet: str | None = None,
 ) -> None:  # fmt: skip
     """Remember the mapping and queue the file's reading (after the ack); the modal says how
     it went: a second submission that passed the checks meanwhile is told the file is being
     read already. The *All sources* list it was opened from (`list_id`) shows the file being
-    read, then read."""
+    read, then read. A workbook is read again from the `sheet` its columns were mapped on."""
     try:
         promoted = await reread_source(d.db, team_id, batch_id, source_id, header, mapping,
-                                       user_id)  # fmt: skip
+                                       user_id, sheet)  # fmt: skip
     except (ReviewError, LookupError) as exc:
         await update_modal(client, view_id, note_modal(str(exc)))
         return

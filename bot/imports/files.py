@@ -177,7 +177,8 @@ async def _stage_workbook(db: Database, team_id: str, source: ImportSource, stre
         return source
     try:
         reader = _xlsx_reader(stream, max_unzipped_bytes=max_unzipped_bytes,
-                            columns_of=columns_of)  # fmt: skip
+                              columns_of=columns_of,
+                              sheet=getattr(columns_of, "sheet", None))  # fmt: skip
     except CsvFileError as exc:
         await fail_source(db, team_id, source_id, exc)
         return await get_source(db, team_id, source_id)

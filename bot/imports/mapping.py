@@ -280,6 +280,9 @@ class ColumnMapper:
     remembered: dict[str, ColumnMap] = field(default_factory=dict)
     given: dict[str, str] = field(default_factory=dict)
     used: dict[str, tuple[list[str], ColumnMap]] = field(default_factory=dict)
+    # the workbook's sheet the mapping was submitted for (*Map columns*' *Sheet*): read in
+    # place of the first sheet any remembered mapping fits (a staff list's saved once)
+    sheet: str | None = None
 
     def __call__(self, header: list[str]) -> Columns:
         key = headers_key(header)
@@ -345,18 +348,53 @@ async def mapper_for(db: Database, team_id: str,
     return ColumnMapper({row.headers_key: _from_row(row) for row in rows}, dict(given or {}))
 
 
-async def keep_header(db: Database, team_id: str, source_id: int, header: list[str]) -> None:
-    """Keep the file's header on its source: a mapping's submission names columns by position."""
+async def keep_header(db: Database, team_id: str, source_id: int, header: list[str],
+                      sheet: str | None = None) -> None:  # fmt: skip
+    """Keep the file's header on its source: a mapping's submission names columns by position.
+    A workbook's `sheet` (the one the modal shows) is kept with it: the file is read again
+    from that sheet, not from the first one a remembered mapping fits (see kept_header). The
+    sheet read since its last mapping stays kept (read_sheet), whatever the modal shows."""
+    where = (col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id)
     async with db.begin() as conn:
+        kept = (await conn.execute(select(ImportSource.header).where(*where))).scalar()
         await conn.execute(
-            update(ImportSource)
-            .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id)
-            .values(header=json.dumps(header, ensure_ascii=False))
+            update(ImportSource).where(*where)
+            .values(header=_kept(header, sheet, read_sheet(kept)))
         )  # fmt: skip
 
 
+def _kept(header: list[str], sheet: str | None, read: str | None) -> str:
+    """The JSON kept on a source (see kept_header): the header alone for a CSV."""
+    if sheet is None and read is None:
+        return json.dumps(header, ensure_ascii=False)
+    return json.dumps({"columns": header, "sheet": sheet, "read": read}, ensure_ascii=False)
+
+
+def _loaded(text: str | None) -> dict[str, object]:
+    kept = json.loads(text or "[]")
+    return kept if isinstance(kept, dict) else {"columns": kept}
+
+
+def kept_header(text: str | None) -> tuple[list[str], str | None]:
+    """The header keep_header kept (a JSON list, or for a workbook's sheet an object with
+    the sheet's title and its columns), and the sheet; ([], None) if none was kept."""
+    kept = _loaded(text)
+    columns, sheet = kept.get("columns"), kept.get("sheet")
+    return (list(columns) if isinstance(columns, list) else [],
+            sheet if isinstance(sheet, str) else None)  # fmt: skip
+
+
+def read_sheet(text: str | None) -> str | None:
+    """The workbook's sheet its last *Map columns* had it read from (None: the one a
+    remembered mapping fits), which the modal shows when opened again: the first sheet a
+    remembered mapping fits may be another (a staff list's columns saved once)."""
+    read = _loaded(text).get("read")
+    return read if isinstance(read, str) else None
+
+
 async def reread_source(db: Database, team_id: str, batch_id: int, source_id: int,
-                        header: list[str], mapping: ColumnMap, user: str) -> list[int]:
+                        header: list[str], mapping: ColumnMap, user: str,
+                        sheet: str | None = None) -> list[int]:  # fmt: skip
     """Remember `mapping` and put the source back to be read with it, in one transaction,
     with the import's other files that failed on their columns (_failed_on_columns): the
     modal says files with the same headers are read with these columns.
@@ -370,7 +408,8 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
     queued in the same transaction, as the job that reads an uploaded file (its bytes are in
     Slack), with the mapping submitted (mapper_submitted): the job reads this source alone
     ("again"), a CSV in a ZIP as the ZIP's entry of its name, whatever became of the other
-    sources of the same Slack file (removed, or the file added again since).
+    sources of the same Slack file (removed, or the file added again since); a workbook from
+    the `sheet` mapped (chosen under *Sheet*), whatever other sheets a remembered mapping fits.
     """
     async with db.begin() as conn:
         await lock_batch(conn, team_id, batch_id)
@@ -387,13 +426,18 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
         if not await _put_back(conn, team_id, source_id):
             raise LookupError(BEING_READ)
         await remember_in(conn, team_id, header, mapping, user)
+        await conn.execute(
+            update(ImportSource)
+            .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id)
+            .values(header=_kept(header, sheet, sheet))
+        )  # fmt: skip
         # its duplicates elsewhere become valid (as when a file is removed), and its rows go,
         # but for those removed by hand: reading it again removes them again
         promoted = sorted(await promote_before_reread(conn, team_id, batch_id, source_id))
         await clear_staged(conn, team_id, batch_id, source_id, keep_removed=True)
         for changed in (source_id, *promoted):  # their skipped rows are shared anew
             await reading_again_in(conn, team_id, changed)
-        await _read_again_in(conn, team_id, source_id, header, mapping)
+        await _read_again_in(conn, team_id, source_id, header, mapping, sheet)
         # the modal says files with the same headers are read with these columns: so are
         # this import's others that failed on theirs (a header not kept yet may be another)
         for other in await _failed_on_columns(conn, team_id, batch_id, source_id, header):
@@ -416,11 +460,16 @@ async def _put_back(conn: AsyncConnection, team_id: str, source_id: int) -> bool
 
 
 async def _read_again_in(conn: AsyncConnection, team_id: str, source_id: int,
-                         header: list[str], mapping: ColumnMap) -> None:  # fmt: skip
+                         header: list[str], mapping: ColumnMap,
+                         sheet: str | None = None) -> None:  # fmt: skip
     """Queue the reading of the source alone from its Slack file (see reread_source), with
-    the mapping submitted for `header` (see mapper_submitted)."""
-    payload = {"source_id": source_id, "again": True, "headers_key": headers_key(header),
-               "mapping": dict(mapping.items())}  # fmt: skip
+    the mapping submitted for `header` (see mapper_submitted), from its `sheet` if a
+    workbook's sheet was mapped."""
+    payload: dict[str, object] = {"source_id": source_id, "again": True,
+                                  "headers_key": headers_key(header),
+                                  "mapping": dict(mapping.items())}  # fmt: skip
+    if sheet is not None:
+        payload["sheet"] = sheet
     await enqueue_in(conn, team_id, SLACK_FILE_JOB, payload,
                      dedupe_key=f"remap:{source_id}:{utcnow().timestamp()}")  # fmt: skip
 
@@ -431,9 +480,11 @@ async def mapper_submitted(db: Database, team_id: str,
     the one remembered for its headers: someone mapping a file with the same headers before
     the reading runs changes what is remembered, not what this file was said to be read with."""
     mapper = await mapper_for(db, team_id)
-    key, chosen = payload.get("headers_key"), payload.get("mapping")
+    key, chosen, sheet = payload.get("headers_key"), payload.get("mapping"), payload.get("sheet")
     if isinstance(key, str) and isinstance(chosen, dict):
         mapper.remembered[key] = ColumnMap(**{f: chosen.get(f) for f in FIELDS})
+    if isinstance(sheet, str):
+        mapper.sheet = sheet
     return mapper
 
 
@@ -452,7 +503,7 @@ async def _failed_on_columns(conn: AsyncConnection, team_id: str, batch_id: int,
     )).all()  # fmt: skip
     key = headers_key(header)
     return [id_ for id_, kept in rows
-            if kept is None or headers_key(json.loads(kept)) == key]  # fmt: skip
+            if kept is None or headers_key(kept_header(kept)[0]) == key]  # fmt: skip
 
 
 

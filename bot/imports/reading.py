@@ -887,7 +887,8 @@ class CsvReader:
                 line = previous + 1
                 previous = base + reader.line_num
                 if previous > line and self._unclosed(fields, previous - line + 1):
-                    yield line, self._joined(fields, line, previous)
+                    raw = reader.raw if isinstance(reader, _Reordered) else fields
+                    yield line, self._joined(raw, line, previous)
                 elif fields and (fields[0].strip() or any(f.strip() for f in fields)):
                     try:  # a header again? Only a row without an address can be one
                         if "@" not in fields[email] and self._header_again(line, reader, fields):
@@ -917,7 +918,16 @@ class CsvReader:
             return []
         finally:
             csv.field_size_limit(limit)
-        return [cell if len(cell) <= FIELD_LIMIT else "" for cell in cells]
+        return self._in_order([cell if len(cell) <= FIELD_LIMIT else "" for cell in cells])
+
+    def _in_order(self, cells: list[str]) -> list[str]:
+        """A line's `cells` as the file has them, in the first header's column order (as
+        _Reordered puts the rows below a header repeated in another order): a malformed row
+        there was listed in the skipped-rows CSV with its address under Last name."""
+        if self._order is None:
+            return cells
+        order, width = self._order
+        return [cells[i] if i is not None and i < len(cells) else "" for i in order] + cells[width:]
 
     def _past_long_line(self, left: int) -> Any:
         """A reader past a line over MAX_LINE_CHARS, whose pieces csv read but `left`: one
@@ -929,13 +939,14 @@ class CsvReader:
     def _joined(self, fields: list[str], line: int, last: int) -> Malformed:
         """A record a quote that never closes ran on from `line` to `last`, with what can be
         read of its first line: the cells before the one the quote opened, and that one's
-        first line split as cells (the quote was a stray one in the text)."""
+        first line split as cells (the quote was a stray one in the text). `fields`: as the
+        file has them; the cells are put in the first header's order (_in_order)."""
         opened = next((i for i, f in enumerate(fields) if "\n" in f or "\r" in f), len(fields))
         first_line = fields[opened].splitlines()[0] if opened < len(fields) else ""
         rest = next(self._new_reader(iter([first_line])), []) if first_line else []
         message = (f"Malformed CSV (lines {line}-{last}): a quote that never closes "
                    f"joined {last - line + 1} lines into one row")  # fmt: skip
-        return Malformed(message, [*fields[:opened], *rest])
+        return Malformed(message, self._in_order([*fields[:opened], *rest]))
 
     def _header_again(self, line: int, reader: Any, fields: list[str]) -> bool:
         """Whether the row at `line` repeats the header (its cells are the header's names, in

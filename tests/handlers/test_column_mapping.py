@@ -698,3 +698,43 @@ async def test_a_file_is_read_again_with_the_columns_submitted_for_it(app: Harne
     await app.settle()
     (line,) = _source_lines(app.slack.message("C0001", first["ts"]))
     assert "3 valid · 0 duplicates · 1 rejected" in line, line
+
+
+async def test_the_sheet_chosen_is_read_though_the_first_sheets_columns_were_saved(
+    app: Harness,
+) -> None:
+    """*Map columns* saved once on the staff list ("Name, Email", as shown), then the
+    customers' sheet chosen under *Sheet* and mapped: the import read the staff list again
+    ("Only the sheet “Staff” was read"), the first sheet any remembered mapping fitted, not
+    the sheet the person chose and mapped."""
+    from tests.fakes.slack_requests import state_static_select
+    from tests.imports.test_excel import STAFF_THEN_CUSTOMERS
+
+    review = await _upload(app, "F0505", "two.xlsx", workbook(*STAFF_THEN_CUSTOMERS))
+    modal = await _click_map(app, review, REP)  # it shows "Staff", saved as it is
+    await app.requests.view_submission(state_values=_state(
+        email="1", first_name="0", last_name="none", locale="none", subscribed="none"),
+        view_id=modal["id"], user_id=REP)  # fmt: skip
+    await app.settle()
+    review = app.slack.message("C0001", review["ts"])
+    (line,) = _source_lines(review)
+    assert "1 valid" in line and "Only the sheet “Staff” was read" in line, line
+
+    modal = await _click_map(app, review, REP)
+    await app.requests.block_action(Action.MAP_SHEET, view=modal["id"], user_id=REP,
+                                    action=state_static_select("Customers"))  # fmt: skip
+    await app.done()
+    modal = app.slack.views[modal["id"]]
+    assert "the sheet “Customers”" in _context_texts(modal)[0]
+    await app.requests.view_submission(state_values=_state(
+        email="0", first_name="1", last_name="none", locale="none", subscribed="none"),
+        view_id=modal["id"], user_id=REP)  # fmt: skip
+    await app.settle()
+    review = app.slack.message("C0001", review["ts"])
+    (line,) = _source_lines(review)
+    assert "2 valid" in line and "Only the sheet “Customers” was read" in line, line
+    # opened again, it shows the sheet read, not the staff list its saved columns fit
+    modal = await _click_map(app, review, REP)
+    assert "the sheet “Customers”" in _context_texts(modal)[0]
+    assert _choice(modal, BlockId.MAP_EMAIL)["initial_option"]["text"]["text"].startswith(
+        "Work Mail — ")

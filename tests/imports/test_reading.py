@@ -1056,6 +1056,33 @@ def test_a_cell_past_the_field_limit_closed_on_its_line_leaves_the_rows_after_it
                            (4, ["cy@example.com", "Cy", "a note\r\nover two lines"])]  # fmt: skip
 
 
+def _skipped_below_a_reordered_header(row: str) -> list[tuple[str, str, str]]:
+    """(status, email, last name) staged for the last line of two exports joined with `cat`,
+    the second's columns in another order, its `row` malformed."""
+    data = ("email,first_name,last_name\nada@example.com,Ada,Lovelace\n"
+            "last_name,first_name,email\nYoung,Cy,cy@example.com\n" + row).encode()
+    with CsvReader(io.BytesIO(data)) as reader:
+        staged = list(Classifier(seen=set()).records(reader.records(), reader.columns))
+    return [(s[6], s[1], s[4]) for s in staged[2:]]
+
+
+def test_a_malformed_row_below_a_reordered_header_keeps_its_cells_in_their_columns() -> None:
+    """A cell over the field limit below a header repeated as "last_name,first_name,email":
+    the skipped-rows CSV listed the row read by the first header, its email "Dent" and its
+    last name "dee@example.com"."""
+    big = "x" * (70 * 1024)  # over FIELD_LIMIT: csv gives up on the record
+    assert _skipped_below_a_reordered_header(f'Dent,"{big}",dee@example.com\n') == [
+        ("rejected", "dee@example.com", "Dent")]
+
+
+def test_a_quote_left_open_below_a_reordered_header_keeps_its_cells_in_their_columns() -> None:
+    """A quote that never closes joins lines into one malformed row, listed with what its
+    first line reads: in the first header's column order, not the file's (email "Dent")."""
+    assert _skipped_below_a_reordered_header(
+        'Dent,"Arthur,dee@example.com\nPrefect,Ford,ford@example.com\n'
+    )[-1] == ("rejected", "dee@example.com", "Dent")
+
+
 def test_lines_repeating_the_header_are_no_rows_and_each_orders_the_rows_below_it() -> None:
     """Exports joined with `cat`: the same header again, another column order, another case.
     Each repeat was a row (rejected: "Invalid email"), and the rows after a reordered one were
