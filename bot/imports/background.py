@@ -38,7 +38,6 @@ from bot.imports.files import (
     stage_file,
 )
 from bot.imports.importer import check_files
-from bot.imports.job_kinds import IMPORT_JOB  # noqa: F401  (tests, callers import it here)
 from bot.imports.mapping import ColumnMapper, mapper_for, mapper_submitted
 from bot.imports.reading import CsvFileError
 from bot.imports.recognise import ignored_note

@@ -396,9 +396,10 @@ async def test_imports_from_the_shell_are_recorded_as_approved_with_their_outcom
     import io
 
     from bot.audit import recent
-    from bot.imports.background import IMPORT_JOB, enqueue_file_import, import_handler
+    from bot.imports.background import enqueue_file_import, import_handler
     from bot.imports.batches import queue_batch
     from bot.imports.importer import import_files
+    from bot.imports.job_kinds import IMPORT_JOB
     from bot.jobs.worker import Worker, WorkerConfig
 
     await ensure_workspace(app.db, TEAM)

@@ -356,7 +356,8 @@ def test_a_headerless_file_mapped_by_hand_counts_its_first_row(kind: str) -> Non
 
 async def _run_background(db: Database, tmp_path: Path, column_map: dict[str, str]) -> str:
     """`import work.csv --background --map ...`, and a worker that runs it: the job's state."""
-    from bot.imports.background import IMPORT_JOB, enqueue_file_import, import_handler
+    from bot.imports.background import enqueue_file_import, import_handler
+    from bot.imports.job_kinds import IMPORT_JOB
     from bot.jobs import queue
     from bot.jobs.worker import Worker, WorkerConfig
 

@@ -481,7 +481,8 @@ async def test_big_files_on_disk_keep_their_kind_and_consent_notes(
 async def test_a_background_import_reads_a_zip_and_a_workbook(db: Database,
                                                               tmp_path: Path) -> None:  # fmt: skip
     """`import --background`: the job stages each file from its path, a ZIP into three."""
-    from bot.imports.background import IMPORT_JOB, enqueue_file_import, import_handler
+    from bot.imports.background import enqueue_file_import, import_handler
+    from bot.imports.job_kinds import IMPORT_JOB
     from bot.jobs import queue
     from bot.jobs.worker import Worker, WorkerConfig
 
