@@ -364,6 +364,20 @@ async def test_0012_classifies_failures_and_splits_notes(db_env: dict[str, str])
             ("This is Mailchimp's cleaned members export.", consent), (None, consent)]
 
 
+
+async def _old_segments(db: Database, named: list[tuple[str, str]]) -> None:
+    """All Customers (id 1), then static segments 2, 3, … of `named` (name, key), written
+    as an older revision keyed them."""
+    from sqlalchemy import text
+
+    async with db.begin() as conn:
+        for n, (name, key) in enumerate([("All Customers", "all customers"), *named], start=1):
+            await conn.execute(text(
+                "INSERT INTO segment (id, team_id, name, name_key, kind, created_at) "
+                "VALUES (:n, 'T1', :name, :key, :kind, '2026-12-01 00:00:00')"),
+                {"n": n, "name": name, "key": key,
+                 "kind": "all" if n == 1 else "static"})  # fmt: skip
+
 async def test_0015_gives_lookalike_names_made_before_it_one_key(db_env: dict[str, str]) -> None:
     """A segment made from a macOS paste ("Cafe" + U+0301) kept its key: found by no name
     typed composed, and importing into "Café" made a second one."""
@@ -372,16 +386,8 @@ async def test_0015_gives_lookalike_names_made_before_it_one_key(db_env: dict[st
     from bot.workspaces import find_segment, import_target
 
     async with _at_revision(db_env, "0014") as db:
-        async with db.begin() as conn:
-            for n, (name, key) in enumerate([("All Customers", "all customers"),
-                                              ("Cafe\u0301", "cafe\u0301"),
-                                              ("VIP\u200b", "vip\u200b"), ("VIP", "vip")],
-                                             start=1):  # fmt: skip
-                await conn.execute(text(
-                    "INSERT INTO segment (id, team_id, name, name_key, kind, created_at) "
-                    "VALUES (:n, 'T1', :name, :key, :kind, '2026-12-01 00:00:00')"),
-                    {"n": n, "name": name, "key": key,
-                     "kind": "all" if n == 1 else "static"})  # fmt: skip
+        await _old_segments(db, [("Cafe\u0301", "cafe\u0301"), ("VIP\u200b", "vip\u200b"),
+                                 ("VIP", "vip")])  # fmt: skip
         await upgrade(db)
         found = await find_segment(db, "T1", "Café")
         assert found is not None and found.id == 2
@@ -401,16 +407,8 @@ async def test_0022_keys_names_made_before_it_without_what_shows_nothing(
     from bot.workspaces import WorkspaceError, create_segment, find_segment
 
     async with _at_revision(db_env, "0021") as db:
-        async with db.begin() as conn:
-            for n, (name, key) in enumerate([("All Customers", "all customers"),
-                                              ("Staff\u200e", "staff\u200e"),
-                                              ("VIP\u2066", "vip\u2066"), ("VIP", "vip")],
-                                             start=1):  # fmt: skip
-                await conn.execute(text(
-                    "INSERT INTO segment (id, team_id, name, name_key, kind, created_at) "
-                    "VALUES (:n, 'T1', :name, :key, :kind, '2026-12-01 00:00:00')"),
-                    {"n": n, "name": name, "key": key,
-                     "kind": "all" if n == 1 else "static"})  # fmt: skip
+        await _old_segments(db, [("Staff\u200e", "staff\u200e"), ("VIP\u2066", "vip\u2066"),
+                                 ("VIP", "vip")])  # fmt: skip
         await upgrade(db)
         found = await find_segment(db, "T1", "staff")
         assert found is not None and found.id == 2

@@ -57,6 +57,22 @@ class World:
         async with self.db.begin() as conn:
             return [tuple(r) for r in await conn.execute(text(sql), params)]
 
+    async def leave(self, how: str, segment_id: int, email: str) -> bool:
+        """`email` is no longer in the segment: "segment deleted" or "contact removed" (by a
+        lead, U1); False for any other `how`, which the test does its own way."""
+        from bot.contact_admin import remove_from_segment
+        from bot.segments import delete_segment
+
+        if how == "segment deleted":
+            await delete_segment(self.db, TEAM, segment_id)
+        elif how == "contact removed":
+            contact = int(str(await self.scalar("SELECT id FROM contact WHERE email = :e",
+                                                e=email)))  # fmt: skip
+            await remove_from_segment(self.db, TEAM, contact, segment_id, "U1")
+        else:
+            return False
+        return True
+
 
 @pytest.fixture
 async def world(db: Database) -> World:

@@ -23,6 +23,23 @@ async def _worker(env: dict[str, str]) -> asyncio.subprocess.Process:
     )  # fmt: skip
 
 
+def _worker_env(db_env: dict[str, str], smtp_url: str) -> dict[str, str]:
+    """A `referral-bot worker`'s environment: this test's database and mail server, a 2 s
+    lease, quick polls and retries."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SMTP_"))}
+    env.update(db_env, SECRET_KEY="s", SMTP_URL=smtp_url, JOB_LEASE_SECONDS="2",
+               PUBLIC_URL="https://r.example",
+               WORKER_POLL_SECONDS="0.1", JOB_RETRY_BASE_SECONDS="0")  # fmt: skip
+    return env
+
+
+async def _first_message(handler: Handler) -> None:
+    async def handed_over() -> bool:
+        return bool(handler.messages)
+
+    await _until(handed_over, 30, "the first invite to reach the server")
+
+
 async def _until(check, seconds: float, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = asyncio.get_running_loop().time() + seconds
     while not await check():
@@ -37,16 +54,10 @@ async def test_a_killed_sender_is_replaced_and_no_address_gets_two_invites(
     await world.target(await world.campaign(), "VIP")
     handler = Handler(data_delay=60)  # the server takes the first message, then says nothing
     async with smtp_server(handler) as server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SMTP_"))}
-        env.update(db_env, SECRET_KEY="s", SMTP_URL=server.url, JOB_LEASE_SECONDS="2",
-                   PUBLIC_URL="https://r.example",
-                   WORKER_POLL_SECONDS="0.1", JOB_RETRY_BASE_SECONDS="0")  # fmt: skip
+        env = _worker_env(db_env, server.url)
         first = await _worker(env)
         try:
-            async def handed_over() -> bool:
-                return bool(handler.messages)
-
-            await _until(handed_over, 30, "the first invite to reach the server")
+            await _first_message(handler)
         finally:
             first.send_signal(signal.SIGKILL)
             await first.wait()
@@ -80,17 +91,11 @@ async def test_a_slow_senders_delivered_invite_is_not_offered_for_resending(
     await world.target(await world.campaign(), "VIP")
     handler = Handler(data_delay=4)  # the first message's 250 comes 4 s after its DATA
     async with smtp_server(handler) as server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SMTP_"))}
-        env.update(db_env, SECRET_KEY="s", SMTP_URL=server.url, JOB_LEASE_SECONDS="2",
-                   PUBLIC_URL="https://r.example",
-                   WORKER_POLL_SECONDS="0.1", JOB_RETRY_BASE_SECONDS="0")  # fmt: skip
+        env = _worker_env(db_env, server.url)
         first = await _worker(env)
         second = None
         try:
-            async def handed_over() -> bool:
-                return bool(handler.messages)
-
-            await _until(handed_over, 30, "the first invite to reach the server")
+            await _first_message(handler)
             first.send_signal(signal.SIGSTOP)  # starved of CPU, not dead
             handler.data_delay = 0
             await asyncio.sleep(3)  # its 2 s lease lapses
