@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import text
 
 from bot.imports.background import (
-    IMPORT_JOB,
     NOTHING_VALID,
     enqueue_file_import,
     import_handler,
 )
 from bot.imports.batches import get_batch
+from bot.imports.job_kinds import IMPORT_JOB
 from bot.jobs import queue
 from bot.jobs.worker import JobContext, Worker, WorkerConfig
 from bot.segments import delete_segment
