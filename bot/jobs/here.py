@@ -41,15 +41,25 @@ async def running_here(db: Database, team_id: str, job_id: int, owner: str,
     try:
         yield job
     except BaseException:
-        beat.cancel()
+        await _stop(beat)
         await _hand_back(db, job, owner)
         raise
-    beat.cancel()
+    await _stop(beat)
     try:
         await queue.finish(db, job, owner)
     except BaseException:  # Ctrl-C while the end was recorded: a worker finds the work done
         await _hand_back(db, job, owner)
         raise
+
+
+async def _stop(beat: asyncio.Task[None]) -> None:
+    """Cancel the lease's renewal and wait until it has stopped: cancelled in the middle of a
+    heartbeat, its transaction could still hold SQLite's write lock when the job was handed
+    back, which then waited out the busy timeout and failed (the job left running until its
+    lease lapsed)."""
+    beat.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await beat
 
 
 async def _hand_back(db: Database, job: Job, owner: str) -> None:
