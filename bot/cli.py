@@ -35,7 +35,6 @@ from bot.imports.engine import BatchStateError
 from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.mapping import parse_maps
-from bot.jobs.child import EX_TEMPFAIL
 from bot.jobs.queue import (
     JOBS_SHOWN,
     SETTLED,
@@ -176,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DatabaseUnreachable as exc:
         code = _failed(str(exc), as_json)
         # serve starts its worker again until it can reach the database (bot.jobs.child)
-        return EX_TEMPFAIL if args.command == "worker" else code
+        return os.EX_TEMPFAIL if args.command == "worker" else code
     except TOLD as exc:
         return _failed(str(exc), as_json)
     except KeyboardInterrupt:
@@ -331,7 +330,7 @@ async def _refresh_home_later(db: Database, team: str) -> None:
 
 class DatabaseUnreachable(CliError):
     """The database couldn't be reached (or used) as the command started: a `worker` exits
-    with EX_TEMPFAIL then, which serve's supervisor takes as "try again", not as a crash."""
+    with os.EX_TEMPFAIL then, which serve's supervisor takes as "try again", not as a crash."""
 
 
 async def _reach(db: Database, settings: Settings, first: Coroutine[Any, Any, None]) -> None:

@@ -26,6 +26,7 @@ from bot.audit import CLI, Act, import_subject, record, record_in
 from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.contacts import EXPORT_COLUMNS, segment_contacts
 from bot.imports.batches import freeze_counts, neutralise
+from bot.imports.job_kinds import import_job_key_sql
 from bot.workspaces import (
     GONE,
     WorkspaceError,
@@ -53,6 +54,13 @@ BUSY = {BatchStatus.DRAFT: "is waiting for review", BatchStatus.QUEUED: "is queu
         BatchStatus.IMPORTING: "is running", BatchStatus.UNDOING: "is being undone"}  # fmt: skip
 ROLE_WORDS = {SegmentRole.TARGET: "targeted", SegmentRole.EXCLUDE: "excluded"}
 
+# The state of an import's job while it is queued or running (`import --background`'s draft
+# has one from the start), else NULL
+_IMPORT_JOB_STATE = f"""
+    SELECT j.state FROM job j WHERE j.team_id = import_batch.team_id
+    AND j.dedupe_key = {import_job_key_sql("import_batch.id")} AND j.state IN ('queued', 'running')
+"""
+
 # A draft the shell is staging (`referral-bot import`, `--dry-run`): no review message, and no
 # job until it is approved, so nobody but its own process can finish or cancel it. One whose
 # process was killed (a dropped SSH session) stayed a draft for good, and its segment could
@@ -61,16 +69,7 @@ ROLE_WORDS = {SegmentRole.TARGET: "targeted", SegmentRole.EXCLUDE: "excluded"}
 # drafts (a user's id, a review message) and `import --background` (its job) still do.
 _SHELL_DRAFT = f"""
     status = 'draft' AND requested_by = '{CLI}' AND message_ts IS NULL
-    AND NOT EXISTS (SELECT 1 FROM job j WHERE j.team_id = import_batch.team_id
-                    AND j.dedupe_key = 'import:' || import_batch.id
-                    AND j.state IN ('queued', 'running'))
-"""
-
-# The state of an import's job while it is queued or running (`import --background`'s draft
-# has one from the start), else NULL
-_IMPORT_JOB_STATE = """
-    SELECT j.state FROM job j WHERE j.team_id = import_batch.team_id
-    AND j.dedupe_key = 'import:' || import_batch.id AND j.state IN ('queued', 'running')
+    AND NOT EXISTS ({_IMPORT_JOB_STATE})
 """
 
 

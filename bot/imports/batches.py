@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, func, insert, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.audit import Act, by_whom, import_subject, record_in
 from bot.campaigns.preview import inviting_campaigns
@@ -30,7 +31,7 @@ from bot.imports.reading import (
 )
 from bot.imports.recognise import PLAIN, FileKind, consent_note, join_notes, recognise
 from bot.imports.retention import schedule_purge_in
-from bot.imports.rows import Classifier, Tally
+from bot.imports.rows import INVALID_EMAIL, MISSING_EMAIL, Classifier, Tally
 from bot.imports.staging import copy_constants, refresh_statistics, stage_rows, take_staging
 from bot.jobs.queue import enqueue_in
 from bot.workspaces import WorkspaceError
@@ -59,25 +60,37 @@ async def create_batch(
 ) -> ImportBatch:  # fmt: skip
     """A draft batch; `consent`: the requester confirmed these people agreed to hear from us.
     A `dry_run` batch is staged only to be counted and then dropped: nothing is audited."""
-    now = utcnow()
     async with db.session() as session:
-        batch = ImportBatch(team_id=team_id, segment_id=segment_id, requested_by=requested_by,
-                            update_existing=update_existing,
-                            consent_by=requested_by if consent else None,
-                            consent_at=now if consent else None)  # fmt: skip
-        session.add(batch)
-        await session.flush()
-        assert batch.id is not None
-        conn = await session.connection()
-        # after the INSERT: on SQLite the transaction (and its write lock) begins there, so a
-        # deletion that another process commits meanwhile is seen; refused, it rolls back
-        await _own_segment(conn, team_id, segment_id)
-        # staged rows are deleted some time after their import ends: make sure that runs
-        await schedule_purge_in(conn, team_id, now + timedelta(hours=1))
-        if not dry_run:
-            await _requested(conn, team_id, batch.id, segment_id, requested_by, consent)
+        batch = await _draft_in(session, team_id, segment_id, requested_by,
+                                update_existing=update_existing, consent=consent,
+                                audited=not dry_run)  # fmt: skip
         await session.commit()
         return batch
+
+
+async def _draft_in(
+    session: AsyncSession, team_id: str, segment_id: int, requested_by: str, *,
+    update_existing: bool, consent: bool, audited: bool,
+) -> ImportBatch:  # fmt: skip
+    """A draft batch, its segment held and its request audited (`audited`), in the session's
+    transaction."""
+    now = utcnow()
+    batch = ImportBatch(team_id=team_id, segment_id=segment_id, requested_by=requested_by,
+                        update_existing=update_existing,
+                        consent_by=requested_by if consent else None,
+                        consent_at=now if consent else None)  # fmt: skip
+    session.add(batch)
+    await session.flush()
+    assert batch.id is not None
+    conn = await session.connection()
+    # after the INSERT: on SQLite the transaction (and its write lock) begins there, so a
+    # deletion that another process commits meanwhile is seen; refused, it rolls back
+    await _own_segment(conn, team_id, segment_id)
+    # staged rows are deleted some time after their import ends: make sure that runs
+    await schedule_purge_in(conn, team_id, now + timedelta(hours=1))
+    if audited:
+        await _requested(conn, team_id, batch.id, segment_id, requested_by, consent)
+    return batch
 
 
 async def create_background_batch(
@@ -93,20 +106,15 @@ async def create_background_batch(
     its import was "already cancelled by <@U…>". Together, the deletion sees a queued import
     and is refused, or comes first and the batch is refused (_own_segment)."""
     async with db.session() as session:
-        batch = ImportBatch(team_id=team_id, segment_id=segment_id, requested_by=requested_by,
-                            update_existing=update_existing)  # fmt: skip
-        session.add(batch)
-        await session.flush()
+        batch = await _draft_in(session, team_id, segment_id, requested_by,
+                                update_existing=update_existing, consent=False, audited=True)
         assert batch.id is not None
-        conn = await session.connection()
-        await _own_segment(conn, team_id, segment_id)  # after the INSERT: see create_batch
-        await schedule_purge_in(conn, team_id, utcnow() + timedelta(hours=1))
-        await _requested(conn, team_id, batch.id, segment_id, requested_by, consent=False)
         for label, ref in files:
             session.add(ImportSource(team_id=team_id, batch_id=batch.id, kind=SourceKind.CSV,
                                      label=label[:255], ref=ref))  # fmt: skip
         await session.flush()
-        job_id = await enqueue_in(conn, team_id, IMPORT_JOB, {"batch_id": batch.id, **payload},
+        job_id = await enqueue_in(await session.connection(), team_id, IMPORT_JOB,
+                                  {"batch_id": batch.id, **payload},
                                   dedupe_key=import_job_key(batch.id),
                                   max_attempts=max_attempts)  # fmt: skip
         await session.commit()
@@ -785,9 +793,9 @@ def _skipped_as(reason: str | None) -> str:
     text_ = reason or ""
     if text_.endswith(" in Mailchimp"):
         return text_.removesuffix(" in Mailchimp")
-    if text_.startswith("Invalid email"):
+    if text_.startswith(INVALID_EMAIL):
         return "invalid email"
-    if text_.startswith("Missing email"):
+    if text_.startswith(MISSING_EMAIL):
         return "missing email"
     return "other reason"
 

@@ -10,3 +10,8 @@ def import_job_key(batch_id: int) -> str:
     """The import job's dedupe key: one job per import, whoever queues it (Slack's approval,
     `import --background`, the shell's own run) and whoever cancels it."""
     return f"import:{batch_id}"
+
+
+def import_job_key_sql(batch_id: str) -> str:
+    """`import_job_key` in SQL, of the column or expression `batch_id`."""
+    return f"'import:' || {batch_id}"

@@ -36,9 +36,8 @@ WORKER_NICENESS = 10  # added to serve's own; a job's parser child inherits it
 # signal's own status) waits this long for serve's stop() before it counts as a crash.
 STOP_GRACE_SECONDS = 2.0
 _STOPPED_BY_SIGNAL = frozenset({0, -signal.SIGTERM, -signal.SIGINT})
-# `referral-bot worker`'s status when it couldn't reach the database as it started (sysexits'
-# EX_TEMPFAIL: try again later): started again until it can, never counted as a crash.
-EX_TEMPFAIL = 75
+# `referral-bot worker` exits with os.EX_TEMPFAIL (sysexits' "try again later") when it couldn't
+# reach the database as it started: started again until it can, never counted as a crash.
 
 
 def _lower_priority(pid: int) -> None:
@@ -132,7 +131,7 @@ class ChildWorker:
         if self._stopping:
             log.info("%s process %s stopped (status %s)", self.name, self._process.pid, code)
             return
-        if code == EX_TEMPFAIL:
+        if code == os.EX_TEMPFAIL:
             raise WorkerWaitsForDatabase(f"the {self.name} process {self._process.pid} couldn't "
                                          "reach the database as it started")  # fmt: skip
         raise WorkerExited(f"the {self.name} process {self._process.pid} exited with status "

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from bot.jobs.worker import Backoff
 
 log = logging.getLogger(__name__)
 # /healthz's state of a worker that couldn't reach the database as it started
 WAITING_FOR_DATABASE = "waiting for the database"
+Ended = Literal["stopped", "waiting", "crashed"]  # how a run of the worker ended
 
 
 class WaitingForDatabase(Exception):
@@ -95,25 +96,24 @@ class WorkerSupervisor:
         loop = asyncio.get_running_loop()
         backoff = Backoff(self.backoff_seconds, self.max_backoff_seconds)
         failures = 0
-        waiting = False
+        outcome: Ended = "crashed"  # how the last run ended: none yet
         try:
             while not self._stopping.is_set():
                 started = loop.time()
-                outcome = await self._run_once(waiting=waiting)
-                if outcome is None:
-                    break  # stopped as asked
-                waiting = outcome
+                outcome = await self._run_once(waiting=outcome == "waiting")
+                if outcome == "stopped":
+                    break  # as asked
                 if loop.time() - started >= self.max_backoff_seconds:
                     backoff.reset()  # it ran fine for a while: this is a new problem
                     failures = 0
-                if not waiting:
+                if outcome == "crashed":
                     failures += 1
                 if self.max_failures is not None and failures >= self.max_failures:
                     self.state = "failed"
                     log.error("the background worker crashed %d times in a row; not restarting "
                               "it again (/healthz now answers 503)", failures)  # fmt: skip
                     return
-                self.state = WAITING_FOR_DATABASE if waiting else "restarting"
+                self.state = WAITING_FOR_DATABASE if outcome == "waiting" else "restarting"
                 delay = backoff.next()
                 log.warning("restarting the background worker in %.1f s", delay)
                 with contextlib.suppress(TimeoutError):
@@ -125,9 +125,9 @@ class WorkerSupervisor:
             raise
         self.state = "off"
 
-    async def _run_once(self, *, waiting: bool) -> bool | None:
-        """Run the worker until it ends: True when it couldn't reach the database, False when
-        it crashed (or returned unasked), None when it stopped as asked.
+    async def _run_once(self, *, waiting: bool) -> Ended:
+        """Run the worker until it ends: "waiting" when it couldn't reach the database,
+        "crashed" (or returned unasked), or "stopped" as asked.
 
         After a run that couldn't reach the database the state stays "waiting for the
         database" until this one has lasted `settle_seconds`: a child that reaches it runs on,
@@ -142,19 +142,19 @@ class WorkerSupervisor:
         except WaitingForDatabase as exc:
             self.last_error = str(exc)
             log.warning("the background worker can't reach the database yet: %s", exc)
-            return True
+            return "waiting"
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("the background worker crashed")
-            return False
+            return "crashed"
         finally:
             if settled is not None:
                 settled.cancel()
         if self._stopping.is_set():
-            return None
+            return "stopped"
         self.last_error = "it returned without being asked to stop"
         log.error("the background worker returned without being asked to stop")
-        return False
+        return "crashed"
 
     def _settled(self) -> None:
         if self.state == WAITING_FOR_DATABASE:
