@@ -667,8 +667,14 @@ class _Reordered:
 
     def __next__(self) -> list[str]:
         raw = self.raw = next(self._reader)
-        n = len(raw)
-        return [raw[i] if i is not None and i < n else "" for i in self._order] + raw[self._width:]
+        return in_column_order(raw, self._order, self._width)
+
+
+def in_column_order(cells: list[str], order: list[int | None], width: int) -> list[str]:
+    """`cells` of a row below a header repeated in another order, in the first header's order
+    (column_order), then any past the repeated header's `width`."""
+    n = len(cells)
+    return [cells[i] if i is not None and i < n else "" for i in order] + cells[width:]
 
 
 # Header -> columns: map_header's guess, or a mapping someone chose (bot.imports.mapping).
@@ -739,6 +745,7 @@ class CsvReader:
             self._before = self._rows_above(skipped)
             self._header_names = _names(self.header)  # what a line repeating it holds
             self._header_name_set = frozenset(self._header_names)
+            self._not_names: set[str] = set()  # cells squashed to no header name (_header_again)
             if header_is_data(self.header, self.columns):
                 self._before.append((self._header_line, list(self.header)))
                 self._repeatable = False  # no header to repeat: its first row of data
@@ -926,8 +933,7 @@ class CsvReader:
         there was listed in the skipped-rows CSV with its address under Last name."""
         if self._order is None:
             return cells
-        order, width = self._order
-        return [cells[i] if i is not None and i < len(cells) else "" for i in order] + cells[width:]
+        return in_column_order(cells, *self._order)
 
     def _past_long_line(self, left: int) -> Any:
         """A reader past a line over MAX_LINE_CHARS, whose pieces csv read but `left`: one
@@ -959,7 +965,11 @@ class CsvReader:
         # one cell first: a repeated header holds one of the header's names there, a row
         # without an address (blank, "n/a", a name) rarely; every cell only then
         cell = fields[self.columns.email]
-        if not cell.strip() or squash(cell) not in self._header_name_set:
+        if not cell.strip() or cell in self._not_names:
+            return False
+        if squash(cell) not in self._header_name_set:
+            if len(self._not_names) < 1024:  # "n/a", "none", "-": a few values, many rows
+                self._not_names.add(cell)
             return False
         raw = reader.raw if isinstance(reader, _Reordered) else fields
         if _names(raw) != self._header_names:

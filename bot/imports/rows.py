@@ -15,6 +15,9 @@ from bot.imports.locales import normalize_locale
 from bot.imports.reading import Columns, Malformed
 
 MAX_NAME = 200
+# reasons a row is skipped for its address (batches.skipped_by_status counts them by these)
+MISSING_EMAIL = "Missing email"
+INVALID_EMAIL = "Invalid email"
 MAX_EMAIL = 320
 
 # (line, email, email_key, first_name, last_name, locale, outcome, reason, subscribed)
@@ -259,7 +262,7 @@ class Classifier:
         last = last.strip()[:MAX_NAME]
         if not email:  # kept with its locale: fixed in the skipped-rows CSV, it comes back
             tally.rejected += 1
-            return (line, "", "", first, last, _kept(locale), REJECTED, "Missing email",
+            return (line, "", "", first, last, _kept(locale), REJECTED, MISSING_EMAIL,
                     subscribed)  # fmt: skip
         try:
             normalized = normalize_email(email)
@@ -273,7 +276,7 @@ class Classifier:
                 last,
                 _kept(locale),
                 REJECTED,
-                f"Invalid email: {exc}"[:500],
+                f"{INVALID_EMAIL}: {exc}"[:500],
                 subscribed,
             )
         key = email_key(normalized)
