@@ -49,8 +49,8 @@ from handlers.context import (
     id_in,
     is_lead,
     leads_only,
+    outsider_refusal,
     require_lead,
-    require_member,
     team_of,
 )
 from handlers.home_publish import refresh_for
@@ -111,11 +111,8 @@ async def _list_for_members(d: Deps, client: AsyncWebClient, team_id: str, user_
                             url: str, *, replace: bool, offset: int = 0) -> None:  # fmt: skip
     """The list, for a member of the workspace: in a channel shared with another
     organisation, its members were shown every campaign (names, stores, offers, counts)."""
-    try:
-        await require_member(client, team_id, user_id, what=OUTSIDER)
-    except Refusal as exc:
-        log.info("campaign list refused: %s", exc)
-        await _respond(client, url, str(exc), replace=replace)
+    if (refused := await outsider_refusal(client, team_id, user_id, what=OUTSIDER)) is not None:
+        await _respond(client, url, refused, replace=replace)
         return
     await _show_list(d, client, team_id, url, replace=replace, offset=offset)
 

@@ -27,7 +27,15 @@ from bot import contact_admin
 from bot.contact_admin import ContactError, ContactRef, contact_id_of, parse_ref
 from bot.ids import digits
 from handlers.contact_search_messages import card, deleted, gone, prompt, results, search_modal
-from handlers.context import Deps, Refusal, deps, is_lead, leads_only, require_member, team_of
+from handlers.context import (
+    Deps,
+    Refusal,
+    deps,
+    is_lead,
+    leads_only,
+    outsider_refusal,
+    team_of,
+)
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc
@@ -105,12 +113,10 @@ async def _outsider(client: AsyncWebClient, where: Where, *, replace: bool) -> b
     """Refuse (and say so where they look) a member of another organisation: a channel
     shared with it (Slack Connect) let its members list this workspace's contacts and open
     their cards (emails, names, consent, referral links)."""
-    try:
-        await require_member(client, where.team_id, where.user_id)
-    except Refusal:
-        await _show(client, where, gone(OUTSIDER), replace=replace)
-        return True
-    return False
+    if await outsider_refusal(client, where.team_id, where.user_id) is None:
+        return False
+    await _show(client, where, gone(OUTSIDER), replace=replace)
+    return True
 
 
 # ---- search ---------------------------------------------------------------------------------
@@ -164,9 +170,7 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
     if not query:
         await ack(response_action="errors", errors={BlockId.CONTACT_QUERY: EMPTY_QUERY})
         return
-    try:
-        await require_member(client, team_of(body), body["user"]["id"])
-    except Refusal:
+    if await outsider_refusal(client, team_of(body), body["user"]["id"]) is not None:
         await ack(response_action="errors", errors={BlockId.CONTACT_QUERY: OUTSIDER})
         return
     page = await contact_admin.search(d.db, team_of(body), query)

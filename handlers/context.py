@@ -159,6 +159,18 @@ async def require_member(client: AsyncWebClient, team_id: str, user_id: str, *,
         raise Refusal(f"Only members of this workspace can {what}." if what else OUTSIDER)
 
 
+async def outsider_refusal(client: AsyncWebClient, team_id: str, user_id: str, *,
+                           what: str = "") -> str | None:  # fmt: skip
+    """`require_member`'s refusal (logged), or None for a member: for a surface that says it
+    its own way (in a list's place, a modal, a menu with no options)."""
+    try:
+        await require_member(client, team_id, user_id, what=what)
+    except Refusal as exc:
+        log.info("%s of another organisation refused in %s: %s", user_id, team_id, exc)
+        return str(exc)
+    return None
+
+
 async def lead_refusal(d: Deps, team_id: str, verb: str) -> Refusal:
     return await leads_only(d, team_id, f"{verb} imports")
 

@@ -49,6 +49,7 @@ from handlers.context import (
     form_meta,
     is_lead,
     may_change,
+    outsider_refusal,
     require_member,
     team_of,
 )
@@ -230,9 +231,7 @@ async def suggest_segments(ack: Any, body: dict[str, Any], client: AsyncWebClien
     them until the refusal replaced it."""
     d = deps(context)
     team_id = team_of(body)
-    try:
-        await require_member(client, team_id, body["user"]["id"])
-    except Refusal:
+    if await outsider_refusal(client, team_id, body["user"]["id"]) is not None:
         await ack(options=[])
         return
     query = (body.get("value") or "").casefold()
@@ -251,9 +250,7 @@ async def suggest_upload_segments(ack: Any, body: dict[str, Any], client: AsyncW
     click says why)."""
     d = deps(context)
     team_id = team_of(body)
-    try:
-        await require_member(client, team_id, body["user"]["id"])
-    except Refusal:
+    if await outsider_refusal(client, team_id, body["user"]["id"]) is not None:
         await ack(options=[])
         return
     typed = (body.get("value") or "").strip()

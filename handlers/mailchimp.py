@@ -50,7 +50,15 @@ from bot.mailchimp.api import MailchimpError, ReconnectNeeded
 from bot.mailchimp.oauth import connect_url, make_state
 from bot.mailchimp.secrets import SecretKeyMissing
 from bot.workspaces import ensure_workspace, name_workspace
-from handlers.context import Deps, Refusal, deps, is_lead, leads_only, require_member, team_of
+from handlers.context import (
+    Deps,
+    Refusal,
+    deps,
+    is_lead,
+    leads_only,
+    outsider_refusal,
+    team_of,
+)
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.mailchimp_messages import (
@@ -164,12 +172,10 @@ async def status_command(ack: Any, command: dict[str, Any], client: AsyncWebClie
             # typed in a channel shared with another organisation, the status showed its
             # members the account's name and login email (not connected, it shows nothing
             # of the workspace's: Connect itself is for leads)
-            try:
-                await require_member(client, team_id, user_id,
-                                     what="see its Mailchimp connection")  # fmt: skip
-            except Refusal as exc:
-                log.info("Mailchimp status refused: %s", exc)
-                await _respond(client, url, str(exc), replace=False)
+            refused = await outsider_refusal(client, team_id, user_id,
+                                             what="see its Mailchimp connection")  # fmt: skip
+            if refused is not None:
+                await _respond(client, url, refused, replace=False)
                 return
         await _show_status(d, client, team_id, user_id, url, replace=False)
 

@@ -127,15 +127,18 @@ class SlackNotifier:
         The status is checked before the update is sent, and the import may end (done,
         failed, cancelled) while it is on its way: its result, shown meanwhile in the same
         reply, would be overwritten by this progress for good (*Undo import* gone). So once
-        the update landed the import is read again and, if it ended, its result shown again;
-        a result shown after that read lands after this update anyway."""
+        the update landed the import is read again and, if it ended, its result shown again
+        (skipped in an outage, as progress is: the update it follows got through a moment
+        before); a result shown after that read lands after this update anyway."""
         try:
             view = await load(self.db, team_id, batch_id, by_status=False)
             if view.batch.status not in UNDER_WAY:
                 return  # finished meanwhile: its result is (being) shown, not this
             await self._progress(team_id, batch_id, progress_text(view.segment.name, done, total))
             if (await batch_of(self.db, team_id, batch_id)).status not in UNDER_WAY:
-                await self._or_later(team_id, IMPORT_FINISHED, batch_id=batch_id)
+                # only the reply this update overwrote: the review message and Home were
+                # redrawn by the result's own report
+                await self._show_result(await load(self.db, team_id, batch_id, by_status=False))
         except Exception as exc:
             if not (is_outage(exc) or isinstance(exc, SlackApiError)):
                 raise
@@ -324,17 +327,22 @@ class SlackNotifier:
             await first_time(self.db, team_id, earlier_rejects_key(source_id))  # told next time
             raise
 
+    async def _show_result(self, view: BatchView) -> None:
+        """The import's result in its thread's reply, in place of its progress."""
+        batch = view.batch
+        result = result_text(batch, view.segment.name)
+        # no Undo button where imports can't be undone (UNDO_WINDOW_DAYS=0): it only ever
+        # opened "Imports can't be undone here"
+        blocks = (result_blocks(result, batch.id or 0) if undoable(batch) and self.undo_days > 0
+                  else undone_result_blocks(result, batch)
+                  if batch.status == BatchStatus.UNDONE else None)  # fmt: skip
+        await self._progress(batch.team_id, batch.id or 0, result, blocks=blocks, final=True)
+
     async def _finished(self, team_id: str, batch_id: int) -> None:
         view = await load(self.db, team_id, batch_id)
         batch = view.batch
         await self._refresh(team_id, batch_id)
-        result = result_text(batch, view.segment.name)
-        # no Undo button where imports can't be undone (UNDO_WINDOW_DAYS=0): it only ever
-        # opened "Imports can't be undone here"
-        blocks = (result_blocks(result, batch_id) if undoable(batch) and self.undo_days > 0
-                  else undone_result_blocks(result, batch)
-                  if batch.status == BatchStatus.UNDONE else None)  # fmt: skip
-        await self._progress(team_id, batch_id, result, blocks=blocks, final=True)
+        await self._show_result(view)
         if not batch.channel_id or not batch.message_ts or batch.status != BatchStatus.DONE:
             return
         if await first_time(self.db, team_id, f"next-step:{batch_id}"):

@@ -52,8 +52,8 @@ from handlers.context import (
     form_meta,
     is_lead,
     leads_only,
+    outsider_refusal,
     require_lead,
-    require_member,
     team_of,
 )
 from handlers.home_publish import refresh_for
@@ -145,11 +145,8 @@ def _explained(work: Coroutine[Any, Any, None], client: AsyncWebClient, url: str
 async def _list_for_members(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                             url: str, *, page: str = "", replace: bool) -> None:  # fmt: skip
     """The list, for a member of the workspace; anyone else is told why not, in its place."""
-    try:
-        await require_member(client, team_id, user_id)
-    except Refusal as exc:
-        log.info("segment list refused: %s", exc)
-        await respond(client, url, str(exc), replace=replace)
+    if (refused := await outsider_refusal(client, team_id, user_id)) is not None:
+        await respond(client, url, refused, replace=replace)
         return
     await _show_list(d, client, team_id, url, page=page, replace=replace)
 
@@ -190,11 +187,8 @@ async def on_create(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 
 async def _open_create(client: AsyncWebClient, click: Click, modal: View) -> None:
     opened = await open_modal(client, click.trigger_id, modal)
-    try:
-        await require_member(client, click.team_id, click.user_id)
-    except Refusal as exc:
-        log.info("segment create refused: %s", exc)
-        await fill_modal(client, opened, notice_modal("New segment", str(exc)))
+    if (refused := await outsider_refusal(client, click.team_id, click.user_id)) is not None:
+        await fill_modal(client, opened, notice_modal("New segment", refused))
 
 
 async def _open_rename(d: Deps, client: AsyncWebClient, click: Click) -> None:
@@ -241,12 +235,10 @@ async def submit_name(ack: Any, body: dict[str, Any], view: dict[str, Any],
         return
     segment_id, url = meta.get("segment"), str(meta.get("url") or "")
     offset = meta["offset"] or 0
-    try:
-        await require_member(client, team_id, user_id)
-    except Refusal as exc:
+    if (refused := await outsider_refusal(client, team_id, user_id)) is not None:
         await ack(response_action="update",
                   view=notice_modal("Rename segment" if renaming else "New segment",
-                                    str(exc)).to_dict())  # fmt: skip
+                                    refused).to_dict())  # fmt: skip
         return
     if renaming and not await is_lead(d, client, team_id, user_id):
         refusal = await leads_only(d, team_id, "rename segments")

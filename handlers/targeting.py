@@ -19,7 +19,7 @@ from handlers.context import (
     id_in,
     is_lead,
     leads_only,
-    require_member,
+    outsider_refusal,
     team_of,
 )
 from handlers.enrollment_messages import campaign_options, go_live_first
@@ -172,9 +172,7 @@ async def suggest_campaigns(ack: Any, body: dict[str, Any], client: AsyncWebClie
     The offer is in the import's thread, in its channel: a member of another organisation
     it is shared with gets none (as the upload offer's segments)."""
     d = deps(context)
-    try:
-        await require_member(client, team_of(body), body["user"]["id"])
-    except Refusal:
+    if await outsider_refusal(client, team_of(body), body["user"]["id"]) is not None:
         await ack(options=[])
         return
     campaigns = [s.campaign for s in await service.list_campaigns(d.db, team_of(body))]

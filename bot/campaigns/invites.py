@@ -152,14 +152,11 @@ _NOT_STARTED = text("""
     JOIN campaign p ON p.id = i.campaign_id AND p.team_id = i.team_id
     WHERE i.id = :id AND i.team_id = :t
 """)
-_NOT_EMAILED = text("""
-    UPDATE invite SET state = 'not_emailed', reason = :why, updated_at = :now
-    WHERE id = :id AND team_id = :t AND state IN ('queued', 'held')
-""").bindparams(_ts("now"))
-# Cancelled as excluding the segment cancels it (service.exclude), with the same reason: the
-# advocate is invited again once the exclusion ends (enroll.invited_again).
-_EXCLUDED = text("""
-    UPDATE invite SET state = 'cancelled', reason = :why, updated_at = :now
+# An invite that won't start ends `not_emailed`, or `cancelled` when its contact is in a
+# segment the campaign excludes, as excluding it cancels them (service.exclude), with the same
+# reason: the advocate is invited again once the exclusion ends (enroll.invited_again).
+_NOT_STARTING = text("""
+    UPDATE invite SET state = :state, reason = :why, updated_at = :now
     WHERE id = :id AND team_id = :t AND state IN ('queued', 'held')
 """).bindparams(_ts("now"))
 _OUTCOME_SET = """
@@ -503,15 +500,16 @@ async def _not_started(db: Database, team_id: str, invite_id: int) -> str | None
         _, subscribed, campaign_state, invite_email, excluded_by = row
         if campaign_state != "live":
             return _PAUSED
+        state, why = "not_emailed", None
         if excluded_by is not None:
-            why = excluded_reason(str(excluded_by))
-            await conn.execute(_EXCLUDED, {"id": invite_id, "t": team_id, "why": why,
-                                           "now": utcnow()})  # fmt: skip
-            return why
-        why = "unsubscribed" if not subscribed else "invite email off" if not invite_email else None
+            state, why = "cancelled", excluded_reason(str(excluded_by))
+        elif not subscribed:
+            why = "unsubscribed"
+        elif not invite_email:
+            why = "invite email off"
         if why is not None:
-            await conn.execute(_NOT_EMAILED, {"id": invite_id, "t": team_id, "why": why,
-                                              "now": utcnow()})  # fmt: skip
+            await conn.execute(_NOT_STARTING, {"id": invite_id, "t": team_id, "state": state,
+                                               "why": why, "now": utcnow()})  # fmt: skip
         return why
 
 
