@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import time
+import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
 from typing import Any
@@ -134,6 +136,26 @@ class Database:
     async def dispose(self) -> None:
         await self.reader.close()
         await self.engine.dispose()
+
+
+def let_go_of_interrupted(exc: BaseException) -> None:
+    """Free what an interrupted statement holds, before writing again after `exc`.
+
+    A statement interrupted in the middle (Ctrl-C, a cancelled task) makes SQLAlchemy close
+    its SQLite connection without a rollback, and the statement's cursor, still referenced
+    from the frames of `exc`'s traceback, keeps that closed connection's transaction open, and
+    with it SQLite's write lock, for as long as the exception lives. A write made while
+    handling it (the shell's import handing its job back on Ctrl-C) waited the busy timeout
+    out and failed. Clearing those frames (their locals; the lines stay) finalizes the
+    statement and ends the transaction. PostgreSQL's server ends it by itself."""
+    pending, seen = [exc], set()
+    while pending:
+        if (one := pending.pop()) is None or id(one) in seen:
+            continue
+        seen.add(id(one))
+        traceback.clear_frames(one.__traceback__)  # frames still running are left alone
+        pending += [one.__cause__, one.__context__]
+    gc.collect()  # the cursor may sit in a reference cycle
 
 
 def upsert(conn: AsyncConnection, table: Any) -> Any:

@@ -49,6 +49,7 @@ from models import (
     SourceStatus,
 )
 from models.contacts import ALL_CUSTOMERS
+from models.db import let_go_of_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ async def import_files(
         raise await _deleted_under(db, team_id, target) or ImportFailed(
             f"{exc} Nothing was imported.") from None
     except BaseException as exc:  # unreadable, or interrupted (Ctrl-C): no draft left behind
+        let_go_of_interrupted(exc)
         await asyncio.shield(_withdraw(db, team_id, batch.id, requested_by))
         if isinstance(exc, Exception) and (gone := await _deleted_under(db, team_id, target)):
             raise gone from None  # its file was closed by that, or its next one refused

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from bot.jobs import queue
 from bot.jobs.worker import about
 from models import Database, Job
+from models.db import let_go_of_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +41,23 @@ async def running_here(db: Database, team_id: str, job_id: int, owner: str,
     beat = asyncio.create_task(_renew(db, job, owner, lease_seconds))
     try:
         yield job
-    except BaseException:
+    except BaseException as exc:
         await _stop(beat)
+        let_go_of_interrupted(exc)
         await _hand_back(db, job, owner)
         raise
     await _stop(beat)
     try:
         await queue.finish(db, job, owner)
-    except BaseException:  # Ctrl-C while the end was recorded: a worker finds the work done
+    except BaseException as exc:  # Ctrl-C while the end was recorded: a worker finds it done
+        let_go_of_interrupted(exc)
         await _hand_back(db, job, owner)
         raise
 
 
 async def _stop(beat: asyncio.Task[None]) -> None:
-    """Cancel the lease's renewal and wait until it has stopped: cancelled in the middle of a
-    heartbeat, its transaction could still hold SQLite's write lock when the job was handed
-    back, which then waited out the busy timeout and failed (the job left running until its
-    lease lapsed)."""
+    """Cancel the lease's renewal and wait until it has stopped (a heartbeat cancelled part
+    way holds SQLite's write lock until it has, see `let_go_of_interrupted`)."""
     beat.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await beat

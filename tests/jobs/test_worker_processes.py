@@ -177,7 +177,7 @@ async def _import_job(db: Database) -> Job:
 
 
 async def _stop_shell_import(db: Database, env: dict[str, str], path: Path,
-                             sig: signal.Signals) -> subprocess.Popen[str]:  # fmt: skip
+                             sig: signal.Signals) -> subprocess.CompletedProcess[str]:  # fmt: skip
     """Start `referral-bot import` of `path` into Big and send it `sig` once some of its
     chunks are in."""
     shell_import = start_import(env, path, "Big")
@@ -188,10 +188,10 @@ async def _stop_shell_import(db: Database, env: dict[str, str], path: Path,
 
         await wait_for(applying, 120, "the shell's import to apply some chunks")
         shell_import.send_signal(sig)
-        shell_import.communicate(timeout=60)
+        out, err = shell_import.communicate(timeout=60)
     finally:
         shell_import.kill()
-    return shell_import
+    return subprocess.CompletedProcess(shell_import.args, shell_import.returncode, out, err)
 
 
 async def _finish_with_a_worker(db: Database, env: dict[str, str]) -> None:
@@ -247,9 +247,10 @@ async def test_ctrl_c_hands_a_shell_import_to_the_workers_at_once(
     env = env_for(db_env, IMPORT_CHUNK_ROWS="2000", JOB_LEASE_SECONDS="600")
     stopped = await _stop_shell_import(db, env, write_csv(tmp_path / "big.csv", SHELL_ROWS),
                                        signal.SIGINT)  # fmt: skip
-    assert stopped.returncode == 130
+    assert stopped.returncode == 130, stopped.stderr
     handed = await _import_job(db)
-    assert (handed.state, handed.attempts, handed.lease_owner) == ("queued", 0, None)
+    assert (handed.state, handed.attempts, handed.lease_owner) == ("queued", 0, None), \
+        stopped.stderr
     await _finish_with_a_worker(db, env)  # at once: not after the 10-minute lease
     assert await scalar(db, "SELECT COUNT(*) FROM contact") == SHELL_ROWS
     assert await scalar(db, "SELECT new_contacts FROM import_batch") == SHELL_ROWS

@@ -1,0 +1,59 @@
+"""A job the command line runs itself (bot.jobs.here): interrupted, it goes back to the workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from sqlalchemy import text
+
+from bot.jobs import queue
+from bot.jobs.here import running_here, shell_owner
+from bot.workspaces import ensure_workspace
+from models import Database
+
+# Long enough (a second or more) to be interrupted in the middle, on either database.
+_LONG_INSERT = text(
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) "
+    "INSERT INTO interrupted (i) SELECT i FROM n RETURNING i"
+)
+
+
+async def test_a_job_interrupted_in_the_middle_of_a_statement_is_handed_back_at_once(
+    db: Database,
+) -> None:
+    """Ctrl-C in the middle of an apply chunk's statement left SQLite's write lock held by
+    the interrupted statement (kept alive by the exception being handled): handing the job
+    back waited the 30 s busy timeout out and failed, the job left running under a lease
+    nobody renewed. The shell's Ctrl-C test saw it in about one run in twenty."""
+    await ensure_workspace(db, "T1")
+    owner = shell_owner()
+    async with db.begin() as conn:
+        await conn.execute(text("CREATE TABLE interrupted (i INTEGER NOT NULL)"))
+        job_id = await queue.enqueue_running_in(conn, "T1", "import", {"batch_id": 1},
+                                                dedupe_key="import:1", owner=owner,
+                                                lease_seconds=600)  # fmt: skip
+    statement_returned = False
+
+    async def run() -> None:
+        nonlocal statement_returned
+        async with running_here(db, "T1", job_id, owner, 600), db.begin() as conn:
+            # a write first, as a chunk's claim: SQLite's driver begins the transaction there
+            await conn.execute(text("INSERT INTO interrupted (i) VALUES (0)"))
+            await conn.execute(_LONG_INSERT)
+            statement_returned = True
+
+    running = asyncio.create_task(run())
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(running, 20)
+    assert not statement_returned, "the statement ended before the interruption: make it longer"
+    assert time.monotonic() - started < 10
+    job = await queue.get_job(db, "T1", job_id)
+    assert job is not None
+    assert (job.state, job.attempts, job.lease_owner) == ("queued", 0, None)
+    async with db.begin() as conn:
+        assert (await conn.execute(text("SELECT COUNT(*) FROM interrupted"))).scalar_one() == 0
