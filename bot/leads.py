@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import delete, func, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -34,6 +35,14 @@ MAX_ADDED_AT_ONCE = 10
 
 class LeadsError(Exception):
     """The lead list can't change as asked; the message says why."""
+
+
+class Role(StrEnum):
+    """Who someone is to a workspace, as its leads list and Slack say."""
+
+    LEAD = "lead"  # listed, or an admin or owner of this workspace
+    MEMBER = "member"
+    OUTSIDER = "outsider"  # of another organisation (one a channel is shared with)
 
 
 SEEDED = "seed"  # team_lead.added_by of the leads TEAM_LEADS listed ...

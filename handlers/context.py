@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import digits
 from bot.imports import review
-from bot.leads import SEEDED, check_seeded, lead_ids, listed_by
+from bot.leads import SEEDED, Role, check_seeded, lead_ids, listed_by
 from bot.settings import Settings
 from handlers.campaign_messages import notice_modal
 from handlers.notify import SlackNotifier
@@ -131,16 +131,26 @@ async def lead_in(db: Database, team_leads: Sequence[str], client: AsyncWebClien
                   team_id: str, user_id: str) -> bool:  # fmt: skip
     """`is_lead` with the database and TEAM_LEADS given, for what has no `Deps` (Home's
     republishing, from the notifier or a worker)."""
+    return await role_in(db, team_leads, client, team_id, user_id) is Role.LEAD
+
+
+async def role_in(db: Database, team_leads: Sequence[str], client: AsyncWebClient,
+                  team_id: str, user_id: str) -> Role:  # fmt: skip
+    """Lead (as `is_lead` decides), member, or of another organisation: one `users.info` at
+    most (none for a lead listed by hand, whom `/referral leads` checked)."""
     by = await listed_by(db, team_id, user_id, team_leads)
     if by is not None and by != SEEDED:
-        return True
+        return Role.LEAD
     info = await client.users_info(user=user_id)
     user = info.get("user") or {}
     member = user.get("team_id") == team_id
     if by == SEEDED:
         await check_seeded(db, team_id, user_id, member=member)
-        return member
-    return member and bool(user.get("is_admin") or user.get("is_owner"))
+    if not member:
+        return Role.OUTSIDER
+    if by == SEEDED or user.get("is_admin") or user.get("is_owner"):
+        return Role.LEAD
+    return Role.MEMBER
 
 
 OUTSIDER = "Only members of this workspace can see or change its imports and segments."

@@ -316,6 +316,16 @@ def action_buttons(connected: bool, *, lead: bool = False) -> ActionsBlock:
     return ActionsBlock(elements=buttons)
 
 
+OUTSIDER_HOME = ("Only members of this workspace can see its referral program here: its "
+                 "segments, campaigns and imports.")
+
+
+def outsider_home_view() -> View:
+    """Home for a member of another organisation (a shared channel's): nothing of the
+    workspace's."""
+    return View(type="home", blocks=[HeaderBlock(text=TITLE), _section(OUTSIDER_HOME)])
+
+
 def home_view(data: HomeData, *, lead: bool) -> View:
     """Home as `lead` (a team lead, or not: no buttons they would be refused) sees it."""
     blocks: list[Block] = [HeaderBlock(text=TITLE)]

@@ -24,6 +24,7 @@ from bot.audit import EnrollmentFigures, enrollment_figures
 from bot.campaigns.service import list_campaigns
 from bot.home_refresh import VIEWERS_KEPT, HomeRefresher
 from bot.imports.undo import unattended_undo, undoable
+from bot.leads import Role
 from bot.mailchimp.accounts import connection
 from bot.workspaces import segment_sizes
 from handlers.home_messages import (
@@ -34,6 +35,7 @@ from handlers.home_messages import (
     HomeData,
     ImportRow,
     home_view,
+    outsider_home_view,
     segment_rows,
 )
 from handlers.slack_errors import slack_error
@@ -137,13 +139,16 @@ FIRST_PAGES = Lists()
 @dataclass(frozen=True, slots=True)
 class Shape:
     """What one person's Home depends on besides the data: the lists they expanded, and
-    whether they are a team lead (only leads are offered the lead-only buttons)."""
+    who they are (only leads are offered the lead-only buttons; a member of another
+    organisation, whom a shared channel brought, is shown none of the workspace's data)."""
 
     lists: Lists
-    lead: bool
+    role: Role
 
     def view(self, data: HomeData) -> View:
-        return home_view(self.lists.of(data), lead=self.lead)
+        if self.role is Role.OUTSIDER:
+            return outsider_home_view()
+        return home_view(self.lists.of(data), lead=self.role is Role.LEAD)
 
 
 async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_id: str, *,
@@ -154,14 +159,18 @@ async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_
     `lists`: what they just chose with *Show more* or *Show less*, kept for the republishes
     that follow; without it (they opened the tab), what they chose last, if it still holds.
     The choice is written before the publish so that a republish racing it shows it too."""
+    role = await _role(db, client, team_id, user_id, team_leads)
+    if role is Role.OUTSIDER:  # not remembered: nothing of the workspace's is republished
+        log.info("%s of another organisation shown no Home of %s", user_id, team_id)
+        await client.views_publish(user_id=user_id, view=outsider_home_view())
+        return
     chose = lists is not None
     if lists is not None:
         await _seen(db, team_id, user_id, lists)
     else:
         lists = await _kept_lists(db, team_id, user_id)
-    shape = Shape(lists, await _is_lead(db, client, team_id, user_id, team_leads))
-    await _publish_current(db, client, team_id, {user_id: shape}, undo_days=undo_days,
-                           quiet=False)  # fmt: skip
+    await _publish_current(db, client, team_id, {user_id: Shape(lists, role)},
+                           undo_days=undo_days, quiet=False)  # fmt: skip
     if not chose:
         await _seen(db, team_id, user_id)
 
@@ -187,7 +196,7 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
         if not rows:
             return
         viewers = {user_id: Shape(_still_kept(opened_at, segments, imports, now),
-                                  await _is_lead(db, client, team_id, user_id, team_leads))
+                                  await _role(db, client, team_id, user_id, team_leads))
                    for user_id, opened_at, segments, imports in rows}  # fmt: skip
         await _publish_current(db, client, team_id, viewers, undo_days=undo_days, quiet=True)
     except Exception:
@@ -229,34 +238,37 @@ async def _publish_current(db: Database, client: AsyncWebClient, team_id: str,
         shown |= {shape: views[shape].to_dict() for shape in changed}
 
 
-async def _is_lead(db: Database, client: AsyncWebClient, team_id: str, user_id: str,
-                   team_leads: Sequence[str]) -> bool:  # fmt: skip
-    """`is_lead` (one users.info at most, as for a click), deciding whether Home offers the
-    lead-only buttons. When Slack can't say, no: the buttons would check again and refuse."""
-    from handlers.context import lead_in  # it imports the notifier, which imports this module
+async def _role(db: Database, client: AsyncWebClient, team_id: str, user_id: str,
+                team_leads: Sequence[str]) -> Role:  # fmt: skip
+    """`role_in` (one users.info at most, as for a click), deciding what Home shows and
+    offers. When Slack can't say, a member's: no lead-only buttons (they would check again
+    and refuse)."""
+    from handlers.context import role_in  # it imports the notifier, which imports this module
 
     try:
         async with db.session() as session:
             exists = await session.get(Workspace, team_id) is not None
         if not exists:
-            return await _lead_of_new_workspace(client, team_id, user_id, team_leads)
-        return await lead_in(db, team_leads, client, team_id, user_id)
+            return await _role_in_new_workspace(client, team_id, user_id, team_leads)
+        return await role_in(db, team_leads, client, team_id, user_id)
     except Exception as exc:
         log.warning("Home of team=%s user=%s shown without the lead-only buttons: %r", team_id,
                     user_id, exc)  # fmt: skip
-        return False
+        return Role.MEMBER
 
 
-async def _lead_of_new_workspace(client: AsyncWebClient, team_id: str, user_id: str,
-                                 team_leads: Sequence[str]) -> bool:  # fmt: skip
-    """`is_lead` for a workspace with no row yet (Home opened before anything else), without
+async def _role_in_new_workspace(client: AsyncWebClient, team_id: str, user_id: str,
+                                 team_leads: Sequence[str]) -> Role:  # fmt: skip
+    """`role_in` for a workspace with no row yet (Home opened before anything else), without
     its writes: it would create the workspace and seed its list, and opening Home only
     reads. Nobody is listed yet but TEAM_LEADS, who count once Slack says they are people of
     this workspace, as its admins and owners do."""
     user = (await client.users_info(user=user_id)).get("user") or {}
     if user.get("team_id") != team_id:
-        return False
-    return user_id in team_leads or bool(user.get("is_admin") or user.get("is_owner"))
+        return Role.OUTSIDER
+    if user_id in team_leads or user.get("is_admin") or user.get("is_owner"):
+        return Role.LEAD
+    return Role.MEMBER
 
 
 async def refresh_for(d: Deps, client: AsyncWebClient, team_id: str) -> None:

@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from bot.contact_admin import delete_contact, find_by_email
@@ -142,6 +143,54 @@ async def test_a_hostile_segment_name_is_escaped(app: Harness) -> None:
         await session.commit()
     rendered = json.dumps((await _open_home(app))["blocks"])
     assert "&lt;!channel&gt;" in rendered and "<!channel>" not in rendered
+
+
+OUTSIDER, OTHER_ORG = "U0EXT", "T0EXT"  # a member of an organisation a channel is shared with
+
+
+@pytest.mark.parametrize("workspace_exists", [True, False], ids=["known", "new"])
+async def test_a_member_of_another_organisation_is_shown_nothing_of_the_workspace(
+    app: Harness, workspace_exists: bool
+) -> None:
+    """They were published the whole Home (segment names, campaigns, imports, who connected
+    Mailchimp) and remembered as a viewer, republished after every change."""
+    app.slack.users[OUTSIDER] = {"team_id": OTHER_ORG}
+    if workspace_exists:
+        await ensure_workspace(app.db, TEAM)
+        async with app.db.session() as session:
+            session.add(Segment(team_id=TEAM, name="VIP buyers", name_key="vip buyers"))
+            await session.commit()
+    view = await _open_home(app, OUTSIDER)
+    rendered = json.dumps(view["blocks"])
+    assert "Only members of this workspace" in rendered
+    assert "VIP buyers" not in rendered and "All Customers" not in rendered
+    assert _action_ids(view) == []
+    async with app.db.begin() as conn:
+        viewers = (await conn.execute(text("SELECT user_id FROM home_viewer"))).scalars().all()
+    assert OUTSIDER not in viewers
+
+    # a viewer remembered before (an earlier version), republished after a change: nothing
+    await _open_home(app, REP)
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE home_viewer SET user_id = :o WHERE user_id = :r"),
+                           {"o": OUTSIDER, "r": REP})  # fmt: skip
+    await ensure_workspace(app.db, TEAM)
+    async with app.db.session() as session:
+        session.add(Segment(team_id=TEAM, name="Fresh", name_key="fresh"))
+        await session.commit()
+    before = len(app.slack.calls_to("views.publish"))
+    await refresh_for_test(app)
+    assert len(app.slack.calls_to("views.publish")) > before
+    rendered = json.dumps(app.slack.home_views[OUTSIDER]["blocks"])
+    assert "Only members of this workspace" in rendered and "Fresh" not in rendered
+
+
+async def refresh_for_test(app: Harness) -> None:
+    from bot.app import slack_client
+    from handlers.home_publish import refresh_homes
+
+    await refresh_homes(app.db, slack_client(app.settings), TEAM, undo_days=7,
+                        team_leads=app.settings.team_leads)
 
 
 async def test_a_connected_mailchimp_shows_who_and_no_connect_button(app: Harness) -> None:
