@@ -1,6 +1,7 @@
 """`/referral leads`: who the team leads are; leads and admins add and remove them.
 
-Anyone may look. Adding is a people picker and *Add as team leads* on the (ephemeral) list;
+Anyone of the workspace may look (not a member of another organisation, whom a shared
+channel brought). Adding is a people picker and *Add as team leads* on the (ephemeral) list;
 each person picked is checked with `users.info` first: someone of another workspace (a shared
 channel's guest), a guest, a bot or a deactivated account is refused, and the others are added
 in one transaction (`bot.leads.add_leads`, with their audit entries). *Remove* (with a confirm
@@ -21,8 +22,16 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.leads import MAX_ADDED_AT_ONCE, LeadsError, add_leads, is_user_id, leads, remove_lead
-from handlers.context import Deps, Refusal, deps, is_lead, leads_only, team_of
+from bot.leads import (
+    MAX_ADDED_AT_ONCE,
+    LeadsError,
+    Role,
+    add_leads,
+    is_user_id,
+    leads,
+    remove_lead,
+)
+from handlers.context import Deps, Refusal, deps, is_lead, leads_only, role_in, team_of
 from handlers.ids import Action, BlockId
 from handlers.leads_messages import leads_message
 from handlers.messages import esc
@@ -33,6 +42,7 @@ from handlers.slack_errors import slack_error
 
 log = logging.getLogger(__name__)
 CHANGE = "change the team leads"
+OUTSIDER = "Only members of this workspace can see its team leads."
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +79,14 @@ def explained(work: Coroutine[Any, Any, None], client: AsyncWebClient,
 
 async def show(d: Deps, client: AsyncWebClient, asker: Asker, *, replace: bool,
                note: str = "") -> None:  # fmt: skip
+    role = await role_in(d.db, d.settings.team_leads, client, asker.team_id, asker.user_id)
+    if role is Role.OUTSIDER:  # a shared channel's member of another organisation
+        log.info("%s of another organisation refused the leads of %s", asker.user_id,
+                 asker.team_id)  # fmt: skip
+        await respond(client, asker.response_url, OUTSIDER, replace=replace)
+        return
     listed = await leads(d.db, asker.team_id, d.settings.team_leads)
-    can_edit = await is_lead(d, client, asker.team_id, asker.user_id)
-    text, blocks = leads_message(listed, can_edit=can_edit, note=note)
+    text, blocks = leads_message(listed, can_edit=role is Role.LEAD, note=note)
     await respond(client, asker.response_url, text, replace=replace, blocks=blocks)
 
 

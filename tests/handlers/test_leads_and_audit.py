@@ -178,6 +178,15 @@ async def test_remove_with_a_double_click_and_the_last_lead(app: Harness) -> Non
     assert await _leads_in_db(app.db) == []
 
 
+async def test_a_member_of_another_organisation_is_not_shown_the_leads(app: Harness) -> None:
+    """A shared channel's member of another organisation was listed this workspace's leads
+    (an admin there too, not a lead here)."""
+    app.slack.users["U0OUTADMIN"] = {"team_id": "T0OTHER", "is_admin": True, "is_owner": True}
+    shown = await _command(app, "leads", user="U0OUTADMIN")
+    assert shown["text"] == "Only members of this workspace can see its team leads."
+    assert LEAD not in _all_text(shown)
+
+
 async def test_non_leads_and_other_workspaces_change_nothing(app: Harness) -> None:
     app.slack.users["U0OUTADMIN"] = {"team_id": "T0OTHER", "is_admin": True, "is_owner": True}
     shown = await _command(app, "leads")
@@ -191,8 +200,10 @@ async def test_non_leads_and_other_workspaces_change_nothing(app: Harness) -> No
     # TEAM_LEADS seeds each workspace, but a seeded lead of another workspace (users.info
     # says T0001) is no lead there: refused, and taken off that workspace's list only
     await ensure_workspace(app.db, OTHER_TEAM)
-    elsewhere = await _command(app, "leads", team=OTHER_TEAM)
-    refused = (await _click(app, Action.LEADS_REMOVE, LEAD, elsewhere, team=OTHER_TEAM))[-1]
+    elsewhere = await _command(app, "leads", team=OTHER_TEAM)  # not even shown the list there
+    assert elsewhere["text"] == "Only members of this workspace can see its team leads."
+    assert not elsewhere.get("blocks")
+    refused = (await _click(app, Action.LEADS_REMOVE, LEAD, shown, team=OTHER_TEAM))[-1]
     assert "Only team leads can change the team leads" in refused["text"]
     assert await _leads_in_db(app.db, OTHER_TEAM) == []
     assert await _leads_in_db(app.db) == [LEAD]
