@@ -211,6 +211,11 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
         await ack(response_action="update", view=note_modal(str(exc)).to_dict())
         return
     header, sheet = kept_header(source.header)
+    if (shown := meta.get("sheet")) is not None and shown != sheet:
+        # opened again meanwhile (another window, a teammate) and switched to another sheet:
+        # the kept header is that sheet's, which these positions don't describe
+        await ack(response_action="update", view=note_modal(_other_sheet(shown, sheet)).to_dict())
+        return
     chosen = chosen_positions(view["state"]["values"])
     errors = mapping_errors(chosen, header)
     if errors:
@@ -222,6 +227,12 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
     d.later.run(_save(d, client, str(view.get("id") or ""), team_id, user_id, batch_id,
                       source_id, header, mapping, str(meta.get("list") or ""), sheet),
                 client, body)  # fmt: skip
+
+
+def _other_sheet(shown: object, kept: str | None) -> str:
+    return (f"*Map columns* of this file was opened again since, on the sheet "
+            f"“{esc(str(kept or ''))}”, not “{esc(str(shown))}” as here: nothing was saved. "
+            "Open *Map columns* again to map the sheet you want.")
 
 
 async def _save(

@@ -131,7 +131,8 @@ def mapping_modal(*, batch_id: int, source_id: int, label: str, header: list[str
     return View(type="modal", callback_id=Callback.MAP_COLUMNS, title="Map columns",
                 submit="Read again", close="Cancel", blocks=blocks,
                 private_metadata=metadata(batch=batch_id, source=source_id,
-                                          **({"list": list_id} if list_id else {})))  # fmt: skip
+                                          **({"list": list_id} if list_id else {}),
+                                          **({"sheet": sheet} if sheet else {})))  # fmt: skip
 
 
 def note_modal(text: str, title: str = "Map columns") -> View:

@@ -738,3 +738,38 @@ async def test_the_sheet_chosen_is_read_though_the_first_sheets_columns_were_sav
     assert "the sheet “Customers”" in _context_texts(modal)[0]
     assert _choice(modal, BlockId.MAP_EMAIL)["initial_option"]["text"]["text"].startswith(
         "Work Mail — ")
+
+
+async def test_a_form_left_open_on_one_sheet_saves_nothing_once_another_shows_another(
+    app: Harness,
+) -> None:
+    """*Map columns* open twice (another window, a teammate), the second switched to the
+    customers' sheet: submitting the first applied its positions, chosen on the staff list,
+    to the customers' columns kept by the second, and read the customers with a mapping
+    nobody chose (remembered for their headers)."""
+    from tests.imports.test_excel import STAFF_THEN_CUSTOMERS
+
+    review = await _upload(app, "F0505", "two.xlsx", workbook(*STAFF_THEN_CUSTOMERS))
+    first = await _click_map(app, review, REP)  # "Staff": Name, Email
+    second = await _click_map(app, review, LEAD)
+    await app.requests.block_action(Action.MAP_SHEET, view=second["id"], user_id=LEAD,
+                                    action=state_static_select("Customers"))  # fmt: skip
+    await app.done()
+    reply = await app.requests.view_submission(state_values=_state(
+        email="1", first_name="0", last_name="none", locale="none", subscribed="none"),
+        view_id=first["id"], user_id=REP)  # fmt: skip
+    assert reply.body["response_action"] == "update"
+    told = json.dumps(reply.body["view"], ensure_ascii=False)
+    assert "opened again since, on the sheet “Customers”, not “Staff” as here" in told, told
+    await app.settle()
+    review = app.slack.message("C0001", review["ts"])
+    (line,) = _source_lines(review)
+    assert "1 valid" in line and "Only the sheet “Staff” was read" in line, line  # as it was
+
+    # the second form, on the customers' sheet, is the one that counts
+    await app.requests.view_submission(state_values=_state(
+        email="0", first_name="1", last_name="none", locale="none", subscribed="none"),
+        view_id=second["id"], user_id=LEAD)  # fmt: skip
+    await app.settle()
+    (line,) = _source_lines(app.slack.message("C0001", review["ts"]))
+    assert "2 valid" in line and "Only the sheet “Customers” was read" in line, line
