@@ -104,10 +104,15 @@ def db_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         schema = f"t_{uuid.uuid4().hex[:12]}"
         yield {"DATABASE_URL": POSTGRES_URL, "DATABASE_SCHEMA": schema}
         # a subprocess (the CLI, serve) may have made it without the `db` fixture: leave the
-        # server as it was
-        asyncio.run(_drop_schema(schema))
+        # server as it was (a connection of its own: unless `db` dropped it already)
+        if schema not in _DROPPED:
+            asyncio.run(_drop_schema(schema))
+        _DROPPED.discard(schema)
     else:
         yield {"DATABASE_URL": f"sqlite:///{tmp_path / 'test.db'}"}
+
+
+_DROPPED: set[str] = set()  # schemas `dropped` dropped, which db_env needn't drop again
 
 
 async def _drop_schema(schema: str) -> None:
@@ -186,4 +191,5 @@ async def dropped(database: Database) -> None:
     if database.schema:
         async with database.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA IF EXISTS "{database.schema}" CASCADE'))
+        _DROPPED.add(database.schema)
     await database.dispose()

@@ -66,7 +66,7 @@ class Harness:
         for _ in range(3):
             await self.later.drain()
             await self.worker.run_until_idle()
-            await asyncio.sleep(0.05)  # what the app's threads and Slack's fake still finish
+            await asyncio.sleep(0.01)  # what the app's threads and Slack's fake still finish
             if not self.later.busy and not await self.worker.run_until_idle():
                 return
 
