@@ -329,8 +329,37 @@ async def _refresh_home_later(db: Database, team: str) -> None:
 
 
 class DatabaseUnreachable(CliError):
-    """The database couldn't be reached (or used) as the command started: a `worker` exits
-    with os.EX_TEMPFAIL then, which serve's supervisor takes as "try again", not as a crash."""
+    """The database couldn't be reached (or used) as the command started, for a reason that
+    may pass (refused, starting up, too many connections): a `worker` exits with
+    os.EX_TEMPFAIL then, which serve's supervisor takes as "try again", not as a crash."""
+
+
+# What no wait mends, by PostgreSQL's SQLSTATE class: the URL's user or password (28), its
+# database (3D) or schema (3F) that don't exist, no permission (42). A worker that exited "try
+# again" for these was started again for ever and serve never said "failed". SQLite's "unable
+# to open database file": a folder that doesn't exist or can't be written.
+_LASTING_SQLSTATE_CLASSES = frozenset({"28", "3D", "3F", "42"})
+_LASTING_SQLITE = ("unable to open database file",)
+
+
+def _lasting(exc: BaseException) -> bool:
+    """Whether the database refused for a reason only a change of settings mends."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        one = pending.pop()
+        if one is None or id(one) in seen:
+            continue
+        seen.add(id(one))
+        state = getattr(one, "sqlstate", None)
+        if isinstance(state, str) and state:
+            return state[:2] in _LASTING_SQLSTATE_CLASSES
+        if isinstance(one, sqlite3.Error) and str(one) in _LASTING_SQLITE:
+            return True
+        orig = getattr(one, "orig", None)
+        pending += [orig if isinstance(orig, BaseException) else None, one.__cause__,
+                    one.__context__]  # fmt: skip
+    return False
 
 
 async def _reach(db: Database, settings: Settings, first: Coroutine[Any, Any, None]) -> None:
@@ -346,8 +375,8 @@ async def _reach(db: Database, settings: Settings, first: Coroutine[Any, Any, No
         if settings.database_schema and not db.is_sqlite:
             where += f" (schema {settings.database_schema})"
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DatabaseUnreachable(f"can't use the database {where} (DATABASE_URL): {reason}"
-                                  ) from None  # fmt: skip
+        said = f"can't use the database {where} (DATABASE_URL): {reason}"
+        raise (CliError if _lasting(exc) else DatabaseUnreachable)(said) from None
 
 
 def _column_map(items: list[str]) -> dict[str, str] | None:

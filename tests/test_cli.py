@@ -864,6 +864,16 @@ def test_a_database_url_that_is_wrong_or_unreachable_is_named_in_one_line(
     worker = run({"DATABASE_URL": refused}, "worker")
     assert worker.returncode == 75 and cases[refused] in worker.stderr, worker.stderr[-400:]
     assert worker.stderr.count("\n") == 1 and "Traceback" not in worker.stderr
+    # what no wait mends (a database or a folder that doesn't exist, a user it doesn't know)
+    # fails as a crash: serve stops restarting it after a few, instead of "waiting" for ever
+    lasting = {f"sqlite:///{tmp_path}/no-such-folder/bot.db": "unable to open database file"}
+    if POSTGRES_URL:
+        lasting[POSTGRES_URL.rsplit("/", 1)[0] + "/no_such_db_here"] = "does not exist"
+        lasting[make_url(POSTGRES_URL).set(username="no_such_role_here")
+                .render_as_string(hide_password=False)] = "does not exist"  # fmt: skip
+    for url, said in lasting.items():
+        worker = run({"DATABASE_URL": url}, "worker")
+        assert worker.returncode == 1 and said in worker.stderr, (url, worker.stderr[-400:])
 
 
 def test_run_from_another_folder_reads_the_files_named_there(tmp_path: Path) -> None:
