@@ -261,15 +261,19 @@ async def segment_sizes(db: Database, team_id: str) -> list[tuple[Segment, int]]
                 .order_by(col(Segment.name_key))
             )
         ).all()
+        # by the workspace's segments, through segment_member's key: filtered by team_id
+        # alone (no index of its own), every workspace's memberships were read for each Home
+        static = [s.id for s in segments if s.kind == SegmentKind.STATIC]
         counts = dict(
             (
                 await session.exec(
                     select(SegmentMember.segment_id, func.count())
-                    .where(SegmentMember.team_id == team_id)
+                    .where(col(SegmentMember.segment_id).in_(static),
+                           SegmentMember.team_id == team_id)
                     .group_by(col(SegmentMember.segment_id))
                 )
             ).all()
-        )
+        ) if static else {}  # fmt: skip
         everyone = (
             await session.exec(select(func.count()).where(Contact.team_id == team_id))
         ).one()

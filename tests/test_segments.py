@@ -553,3 +553,37 @@ async def test_a_name_within_the_limit_whose_compared_form_is_not_is_refused_in_
     fits = "Großkunden " + "ß" * 44  # 55 characters, 99 compared
     assert (await create_segment(team, TEAM, fits)).name == fits
     assert (await create_campaign(team, TEAM, fits, store_url="https://shop.example")).name == fits
+
+
+async def test_segment_sizes_read_only_the_workspaces_own_memberships(team: Database) -> None:
+    """Home counts each segment's members: filtered by team_id alone (segment_member has no
+    index on it), the count read every workspace's memberships, for every Home shown."""
+    from sqlalchemy import event
+
+    from tests.conftest import BACKEND
+
+    db = team
+    await _import(db, "VIP")
+    await _import(db, "Other", team=OTHER)
+    seen: list[str] = []
+
+    def keep(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        seen.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", keep)
+    try:
+        sizes = [(s.name, n) for s, n in await segment_sizes(db, TEAM)]
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", keep)
+    assert sizes == [("All Customers", 3), ("VIP", 3)]
+    (counting,) = [s for s in seen if "FROM segment_member" in s]
+    if BACKEND == "postgres":  # its planner scans a table this small whatever the indexes
+        return
+    vip = await find_segment(db, TEAM, "VIP")
+    assert vip is not None
+    async with db.begin() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        cursor = await raw.execute(f"EXPLAIN QUERY PLAN {counting}",
+                                   [vip.id, TEAM] if counting.count("?") == 2 else [TEAM])
+        plan = " ".join(str(row[-1]) for row in await cursor.fetchall())
+    assert "SEARCH segment_member USING PRIMARY KEY (segment_id=?)" in plan, plan
