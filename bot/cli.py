@@ -336,10 +336,9 @@ class DatabaseUnreachable(CliError):
 
 # What no wait mends, by PostgreSQL's SQLSTATE class: the URL's user or password (28), its
 # database (3D) or schema (3F) that don't exist, no permission (42). A worker that exited "try
-# again" for these was started again for ever and serve never said "failed". SQLite's "unable
-# to open database file": a folder that doesn't exist or can't be written.
+# again" for these was started again for ever and serve never said "failed". (SQLite's
+# "unable to open database file" may pass: its folder on a volume not mounted yet.)
 _LASTING_SQLSTATE_CLASSES = frozenset({"28", "3D", "3F", "42"})
-_LASTING_SQLITE = ("unable to open database file",)
 
 
 def _lasting(exc: BaseException) -> bool:
@@ -354,8 +353,6 @@ def _lasting(exc: BaseException) -> bool:
         state = getattr(one, "sqlstate", None)
         if isinstance(state, str) and state:
             return state[:2] in _LASTING_SQLSTATE_CLASSES
-        if isinstance(one, sqlite3.Error) and str(one) in _LASTING_SQLITE:
-            return True
         orig = getattr(one, "orig", None)
         pending += [orig if isinstance(orig, BaseException) else None, one.__cause__,
                     one.__context__]  # fmt: skip
