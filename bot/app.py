@@ -143,7 +143,8 @@ def build_app(
 
 def slack_notifier(settings: Settings, client: AsyncWebClient, db: Database) -> SlackNotifier:
     return SlackNotifier(client, db, team_leads=settings.team_leads,
-                         undo_days=settings.undo_window_days)  # fmt: skip
+                         undo_days=settings.undo_window_days,
+                         lease_seconds=settings.job_lease_seconds)  # fmt: skip
 
 
 def build_worker(settings: Settings, client: AsyncWebClient | None, db: Database) -> Worker:
@@ -151,7 +152,8 @@ def build_worker(settings: Settings, client: AsyncWebClient | None, db: Database
     notifier = slack_notifier(settings, client, db) if client is not None else None
     fetch = slack_fetcher(settings, client) if client is not None else None
     homes = (home_refresher(db, client, team_leads=settings.team_leads,
-                            undo_days=settings.undo_window_days)
+                            undo_days=settings.undo_window_days,
+                            lease_seconds=settings.job_lease_seconds)
              if client is not None else None)  # fmt: skip
     config = WorkerConfig(lease_seconds=settings.job_lease_seconds,
                           poll_seconds=settings.worker_poll_seconds,

@@ -39,7 +39,8 @@ async def home_opened(ack: Any, event: dict[str, Any], body: dict[str, Any],
         return
     # a failure is logged with team and event; no direct message each time Home is opened
     d.later.run(publish_home(d.db, client, team_id, user_id, team_leads=d.settings.team_leads,
-                             undo_days=undo_days(d)),
+                             undo_days=undo_days(d),
+                             lease_seconds=d.settings.job_lease_seconds),
                 client, {"team_id": team_id, "event": {"type": "app_home_opened"}})  # fmt: skip
 
 
@@ -56,7 +57,8 @@ async def on_show_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     lists = Lists.chosen(*read_more_value(str(body["actions"][0].get("value") or "")))
     d.later.run(publish_home(d.db, client, team_of(body), body["user"]["id"],
                              team_leads=d.settings.team_leads, undo_days=undo_days(d),
-                             lists=lists), client, body)  # fmt: skip
+                             lease_seconds=d.settings.job_lease_seconds, lists=lists),
+                client, body)  # fmt: skip
 
 
 async def _open_import(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:

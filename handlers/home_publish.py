@@ -23,7 +23,7 @@ from sqlmodel import col, func, select
 from bot.audit import EnrollmentFigures, enrollment_figures
 from bot.campaigns.service import list_campaigns
 from bot.home_refresh import VIEWERS_KEPT, HomeRefresher
-from bot.imports.undo import unattended_undo, undoable
+from bot.imports.undo import LEASE_SECONDS, unattended_undo, undoable
 from bot.leads import Role
 from bot.mailchimp.accounts import connection
 from bot.workspaces import segment_sizes
@@ -55,10 +55,12 @@ NONE = EnrollmentFigures()  # an import that led to no enrollment
 
 
 async def recent_imports(
-    db: Database, team_id: str, limit: int = MAX_IMPORTS_SHOWN, *, undo_days: int = UNDO_DAYS
+    db: Database, team_id: str, limit: int = MAX_IMPORTS_SHOWN, *, undo_days: int = UNDO_DAYS,
+    lease_seconds: float = LEASE_SECONDS,
 ) -> tuple[list[ImportRow], int]:
     """The workspace's newest imports (at most `limit`) with their segment's name, and how
-    many imports it has in all."""
+    many imports it has in all. `lease_seconds` (JOB_LEASE_SECONDS): how long an undo's
+    runner is taken for alive, as the Undo modal does."""
     undo_since = utcnow() - timedelta(days=undo_days)
     async with db.session() as session:
         rows = (await session.exec(
@@ -75,7 +77,8 @@ async def recent_imports(
     figures = await enrollment_figures(db, team_id, {b.id or 0: b.message_ts for b, _ in rows})
     # an undo nobody runs (stopped, or waiting with no worker): *Undo* finishes it, or says how
     unattended = {b.id or 0: why for b, _ in rows if b.status == BatchStatus.UNDOING
-                  and (why := await unattended_undo(db, team_id, b.id or 0)) is not None}
+                  and (why := await unattended_undo(db, team_id, b.id or 0,
+                                                    lease_seconds=lease_seconds)) is not None}
     imports = [
         ImportRow(batch_id=b.id or 0, segment=name, status=b.status, requested_by=b.requested_by,
                   approved_by=b.approved_by, cancelled_by=b.cancelled_by,
@@ -93,10 +96,11 @@ async def recent_imports(
 
 
 async def home_data(db: Database, team_id: str, *, imports_shown: int = MAX_IMPORTS_SHOWN,
-                    segments_shown: int | None = None,
-                    undo_days: int = UNDO_DAYS) -> HomeData:  # fmt: skip
+                    segments_shown: int | None = None, undo_days: int = UNDO_DAYS,
+                    lease_seconds: float = LEASE_SECONDS) -> HomeData:  # fmt: skip
     imports_shown = max(1, min(imports_shown, MAX_IMPORTS_EVER))
-    imports, total = await recent_imports(db, team_id, imports_shown, undo_days=undo_days)
+    imports, total = await recent_imports(db, team_id, imports_shown, undo_days=undo_days,
+                                          lease_seconds=lease_seconds)  # fmt: skip
     return HomeData(
         segments=segment_rows(await segment_sizes(db, team_id)),
         campaigns=await list_campaigns(db, team_id),
@@ -153,7 +157,8 @@ class Shape:
 
 async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_id: str, *,
                        team_leads: Sequence[str], lists: Lists | None = None,
-                       undo_days: int = UNDO_DAYS) -> None:  # fmt: skip
+                       undo_days: int = UNDO_DAYS,
+                       lease_seconds: float = LEASE_SECONDS) -> None:  # fmt: skip
     """Show one person their Home now, and remember them for later republishing.
 
     `lists`: what they just chose with *Show more* or *Show less*, kept for the republishes
@@ -170,13 +175,15 @@ async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_
     else:
         lists = await _kept_lists(db, team_id, user_id)
     await _publish_current(db, client, team_id, {user_id: Shape(lists, role)},
-                           undo_days=undo_days, quiet=False)  # fmt: skip
+                           undo_days=undo_days, lease_seconds=lease_seconds,
+                           quiet=False)  # fmt: skip
     if not chose:
         await _seen(db, team_id, user_id)
 
 
 async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
-                        team_leads: Sequence[str], undo_days: int = UNDO_DAYS) -> None:  # fmt: skip
+                        team_leads: Sequence[str], undo_days: int = UNDO_DAYS,
+                        lease_seconds: float = LEASE_SECONDS) -> None:  # fmt: skip
     """Republish Home for the workspace's recent viewers, each with the lists they expanded
     and the buttons they may use (`team_leads`: TEAM_LEADS, for `is_lead`). Never raises:
     Home is a view of the data, and a change already made must not look failed because a
@@ -198,14 +205,15 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
         viewers = {user_id: Shape(_still_kept(opened_at, segments, imports, now),
                                   await _role(db, client, team_id, user_id, team_leads))
                    for user_id, opened_at, segments, imports in rows}  # fmt: skip
-        await _publish_current(db, client, team_id, viewers, undo_days=undo_days, quiet=True)
+        await _publish_current(db, client, team_id, viewers, undo_days=undo_days,
+                               lease_seconds=lease_seconds, quiet=True)  # fmt: skip
     except Exception:
         log.exception("Home not republished for team=%s", team_id)
 
 
 async def _publish_current(db: Database, client: AsyncWebClient, team_id: str,
                            viewers: Mapping[str, Shape], *, undo_days: int,
-                           quiet: bool) -> None:  # fmt: skip
+                           lease_seconds: float, quiet: bool) -> None:  # fmt: skip
     """Publish Home to `viewers` (the data read once, one view per shape), then
     read the data again and republish the views it changes, a few times at most.
 
@@ -220,7 +228,8 @@ async def _publish_current(db: Database, client: AsyncWebClient, team_id: str,
     most = max(shape.lists.imports_shown for shape in viewers.values())
     shown: dict[Shape, dict[str, Any]] = {}
     for _ in range(REREADS):
-        data = await home_data(db, team_id, imports_shown=most, undo_days=undo_days)
+        data = await home_data(db, team_id, imports_shown=most, undo_days=undo_days,
+                               lease_seconds=lease_seconds)  # fmt: skip
         views = {shape: shape.view(data) for shape in set(viewers.values())}
         changed = {shape for shape, view in views.items() if view.to_dict() != shown.get(shape)}
         if not changed:
@@ -274,15 +283,17 @@ async def _role_in_new_workspace(client: AsyncWebClient, team_id: str, user_id: 
 async def refresh_for(d: Deps, client: AsyncWebClient, team_id: str) -> None:
     """`refresh_homes` with the workspace's settings (the undo window decides *Undo*)."""
     await refresh_homes(d.db, client, team_id, team_leads=d.settings.team_leads,
-                        undo_days=d.settings.undo_window_days)  # fmt: skip
+                        undo_days=d.settings.undo_window_days,
+                        lease_seconds=d.settings.job_lease_seconds)  # fmt: skip
 
 
 def home_refresher(db: Database, client: AsyncWebClient, *, team_leads: Sequence[str],
-                   undo_days: int) -> HomeRefresher:  # fmt: skip
+                   undo_days: int, lease_seconds: float) -> HomeRefresher:  # fmt: skip
     """`refresh_homes` for a worker's `home_refresh` jobs (changes made from the shell)."""
 
     async def refresh(team_id: str) -> None:
-        await refresh_homes(db, client, team_id, team_leads=team_leads, undo_days=undo_days)
+        await refresh_homes(db, client, team_id, team_leads=team_leads, undo_days=undo_days,
+                            lease_seconds=lease_seconds)  # fmt: skip
 
     return refresh
 

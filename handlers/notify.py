@@ -22,7 +22,7 @@ from bot.campaigns.preview import preview_batch
 from bot.campaigns.service import enrollments_in_thread, list_campaigns
 from bot.imports.batches import get_source, write_rejects
 from bot.imports.review import BatchView, batch_of, claim_progress, forget_progress, load
-from bot.imports.undo import undo_key, undoable
+from bot.imports.undo import LEASE_SECONDS, undo_key, undoable
 from bot.jobs.queue import find_by_key
 from bot.leads import is_user_id
 from bot.notify import (
@@ -100,11 +100,12 @@ class SlackNotifier:
     """Implements bot.notify.ImportNotifier with chat.update / postMessage / files_upload_v2."""
 
     def __init__(self, client: AsyncWebClient, db: Database, *, team_leads: Sequence[str],
-                 undo_days: int = 7) -> None:  # fmt: skip
+                 undo_days: int = 7, lease_seconds: float = LEASE_SECONDS) -> None:  # fmt: skip
         self.client = client
         self.db = db
         self.team_leads = team_leads  # TEAM_LEADS: whose Home offers the lead-only buttons
         self.undo_days = undo_days  # UNDO_WINDOW_DAYS: whether Home offers *Undo*
+        self.lease_seconds = lease_seconds  # JOB_LEASE_SECONDS: is an undo's runner alive?
         self.enrollments = EnrollmentReports(client, db)
 
     # -- the ImportNotifier protocol: never raises for Slack's sake ----------------------------
@@ -179,7 +180,8 @@ class SlackNotifier:
                 await self._result_by_dm(team_id, batch_id, event)
         if event in HOME_EVENTS:
             await refresh_homes(self.db, self.client, team_id, team_leads=self.team_leads,
-                                undo_days=self.undo_days)  # fmt: skip
+                                undo_days=self.undo_days,
+                                lease_seconds=self.lease_seconds)  # fmt: skip
 
     async def redraw_since(self, team_id: str, batch_id: int, drawn: BatchView) -> None:
         """The review message, just posted from `drawn`, redrawn if the import changed since:

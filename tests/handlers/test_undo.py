@@ -543,6 +543,32 @@ async def test_a_stopped_undo_of_a_shell_import_is_finished_from_home(
     assert app.slack.block_errors == []
 
 
+async def test_home_and_the_undo_form_agree_on_a_worker_gone_quiet_under_the_lease_setting(
+    app: Harness,
+) -> None:  # fmt: skip
+    """JOB_LEASE_SECONDS=10 (the harness's): a worker last seen a minute ago is dead to the
+    Undo form (3 leases), which says the undo waits for a worker; Home reckoned with the
+    default 30 s lease (90 s) and showed "being undone" with no *Undo* to finish it."""
+    from bot.jobs.queue import register_worker
+
+    assert app.settings.job_lease_seconds == 10
+    batch = await _cli_import(app, "Newsletter", b"email\na@example.com\n")
+    await _undo_from_home(app, batch)
+    await register_worker(app.db, "worker-1", {UNDO_JOB}, pid=1, host="here")
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE worker_process SET seen_at = :then").bindparams(
+            bindparam("then", type_=UTCDateTime())), {"then": utcnow() - timedelta(seconds=60)})
+    row = _import_row(await _home_without_jobs(app, LEAD), "Newsletter")
+    assert "Its undo waits for a worker, and none is running" in row["text"]["text"], row
+    assert row["accessory"]["action_id"] == Action.UNDO
+    before = {v["id"] for v in app.slack.open_views(LEAD)}
+    await app.requests.block_action(Action.UNDO, str(batch), user_id=LEAD,
+                                    view=app.slack.home_views[LEAD])  # fmt: skip
+    await app.done()
+    (modal,) = [v for v in app.slack.open_views(LEAD) if v["id"] not in before]
+    assert f"The undo of import #{batch} is waiting for a worker" in json.dumps(modal["blocks"])
+
+
 async def test_an_undo_waiting_for_a_worker_that_isnt_there_says_how_to_finish_it(
     app: Harness,
 ) -> None:  # fmt: skip
