@@ -326,6 +326,16 @@ def outsider_home_view() -> View:
     return View(type="home", blocks=[HeaderBlock(text=TITLE), _section(OUTSIDER_HOME)])
 
 
+UNKNOWN_VIEWER_HOME = ("Slack couldn't say just now whether you are a member of this "
+                       "workspace, so its referral program isn't shown: open this tab again "
+                       "in a moment.")
+
+
+def unknown_viewer_home_view() -> View:
+    """Home when Slack can't say who is looking (users.info failed)."""
+    return View(type="home", blocks=[HeaderBlock(text=TITLE), _section(UNKNOWN_VIEWER_HOME)])
+
+
 def home_view(data: HomeData, *, lead: bool) -> View:
     """Home as `lead` (a team lead, or not: no buttons they would be refused) sees it."""
     blocks: list[Block] = [HeaderBlock(text=TITLE)]

@@ -37,6 +37,7 @@ from handlers.home_messages import (
     home_view,
     outsider_home_view,
     segment_rows,
+    unknown_viewer_home_view,
 )
 from handlers.slack_errors import slack_error
 from models import BatchStatus, Database, HomeViewer, ImportBatch, Segment, Workspace
@@ -165,9 +166,12 @@ async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_
     that follow; without it (they opened the tab), what they chose last, if it still holds.
     The choice is written before the publish so that a republish racing it shows it too."""
     role = await _role(db, client, team_id, user_id, team_leads)
-    if role is Role.OUTSIDER:  # not remembered: nothing of the workspace's is republished
-        log.info("%s of another organisation shown no Home of %s", user_id, team_id)
-        await client.views_publish(user_id=user_id, view=outsider_home_view())
+    if role is None or role is Role.OUTSIDER:  # not remembered: nothing is republished
+        outsider = role is Role.OUTSIDER
+        log.info("%s shown no Home of %s (%s)", user_id, team_id,
+                 "of another organisation" if outsider else "Slack couldn't say who")  # fmt: skip
+        view = outsider_home_view() if outsider else unknown_viewer_home_view()
+        await client.views_publish(user_id=user_id, view=view)
         return
     chose = lists is not None
     if lists is not None:
@@ -202,9 +206,12 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
             )).all()  # fmt: skip
         if not rows:
             return
-        viewers = {user_id: Shape(_still_kept(opened_at, segments, imports, now),
-                                  await _role(db, client, team_id, user_id, team_leads))
-                   for user_id, opened_at, segments, imports in rows}  # fmt: skip
+        # one Slack couldn't say who is just now keeps the Home they have
+        viewers = {user_id: Shape(_still_kept(opened_at, segments, imports, now), role)
+                   for user_id, opened_at, segments, imports in rows
+                   if (role := await _role(db, client, team_id, user_id, team_leads)) is not None}
+        if not viewers:
+            return
         await _publish_current(db, client, team_id, viewers, undo_days=undo_days,
                                lease_seconds=lease_seconds, quiet=True)  # fmt: skip
     except Exception:
@@ -248,10 +255,10 @@ async def _publish_current(db: Database, client: AsyncWebClient, team_id: str,
 
 
 async def _role(db: Database, client: AsyncWebClient, team_id: str, user_id: str,
-                team_leads: Sequence[str]) -> Role:  # fmt: skip
+                team_leads: Sequence[str]) -> Role | None:  # fmt: skip
     """`role_in` (one users.info at most, as for a click), deciding what Home shows and
-    offers. When Slack can't say, a member's: no lead-only buttons (they would check again
-    and refuse)."""
+    offers; None when Slack can't say (users.info failed): the workspace's data would be
+    shown to whoever it is, a member of another organisation perhaps."""
     from handlers.context import role_in  # it imports the notifier, which imports this module
 
     try:
@@ -261,9 +268,9 @@ async def _role(db: Database, client: AsyncWebClient, team_id: str, user_id: str
             return await _role_in_new_workspace(client, team_id, user_id, team_leads)
         return await role_in(db, team_leads, client, team_id, user_id)
     except Exception as exc:
-        log.warning("Home of team=%s user=%s shown without the lead-only buttons: %r", team_id,
+        log.warning("Home of team=%s user=%s not shown: who they are is unknown: %r", team_id,
                     user_id, exc)  # fmt: skip
-        return Role.MEMBER
+        return None
 
 
 async def _role_in_new_workspace(client: AsyncWebClient, team_id: str, user_id: str,

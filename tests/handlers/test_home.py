@@ -185,6 +185,26 @@ async def test_a_member_of_another_organisation_is_shown_nothing_of_the_workspac
     assert "Only members of this workspace" in rendered and "Fresh" not in rendered
 
 
+async def test_when_slack_cant_say_who_opened_home_it_shows_nothing_of_the_workspace(
+    app: Harness,
+) -> None:
+    """users.info failing, Home was published as to a member: to whoever it was, a member of
+    another organisation perhaps. A listed lead needs no users.info and sees theirs."""
+    await ensure_workspace(app.db, TEAM)
+    async with app.db.session() as session:
+        session.add(Segment(team_id=TEAM, name="VIP buyers", name_key="vip buyers"))
+        await session.commit()
+    await _open_home(app, LEAD)  # TEAM_LEADS' lead: Slack says once they are of it
+    app.slack.fail("users.info", "fatal_error", times=1000)
+    rendered = json.dumps((await _open_home(app, REP))["blocks"])
+    assert "Slack couldn't say just now whether you are a member" in rendered
+    assert "VIP buyers" not in rendered
+    assert "VIP buyers" in json.dumps((await _open_home(app, LEAD))["blocks"])
+    async with app.db.begin() as conn:
+        viewers = (await conn.execute(text("SELECT user_id FROM home_viewer"))).scalars().all()
+    assert viewers == [LEAD]
+
+
 async def refresh_for_test(app: Harness) -> None:
     from bot.app import slack_client
     from handlers.home_publish import refresh_homes
