@@ -81,9 +81,13 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
             found = await accounts.connection(db, team)
             out: dict[str, Any] = {"connected": found is not None}
             if found is not None:
+                # asked of Mailchimp, as /referral mailchimp does: a revoked token or a
+                # deleted key stays saved, and was said "connected"
+                checked = await accounts.check_credentials(db, team, settings.secret_key)
                 out.update(account=found.account_name, dc=found.dc, auth=found.auth,
                            connected_by=found.connected_by,
-                           connected_at=str(found.connected_at))  # fmt: skip
+                           connected_at=str(found.connected_at),
+                           health=str(checked.health), problem=checked.reason)  # fmt: skip
             print(json.dumps(out) if args.json else _status_text(out))
         else:
             audiences = await api.audiences(await _credentials(db, team, settings))
@@ -101,5 +105,16 @@ def _status_text(out: dict[str, Any]) -> str:
     if not out["connected"]:
         return "Mailchimp isn't connected: referral-bot mailchimp connect --api-key KEY"
     name = out["account"] or f"data centre {out['dc']}"
-    return (f"Mailchimp connected: {name}, by {out['connected_by']} on {out['connected_at']} "
+    said = (f"Mailchimp connected: {name}, by {out['connected_by']} on {out['connected_at']} "
             f"({'sign-in' if out['auth'] == 'oauth' else 'API key'}).")
+    again = ("connect again: referral-bot mailchimp connect --api-key KEY (or Connect "
+             "Mailchimp in Slack)")
+    if out["health"] == accounts.Health.REFUSED:
+        return (f"{said} But Mailchimp refuses its credentials (revoked, or the key "
+                f"deleted): {again}")
+    if out["health"] == accounts.Health.UNREADABLE:
+        return (f"{said} But its credentials can't be read with this SECRET_KEY (changed, or "
+                f"missing): set the one they were saved with, or {again}")
+    if out["health"] == accounts.Health.UNANSWERED:
+        return f"{said} Mailchimp couldn't be asked whether it still accepts them: {out['problem']}"
+    return said

@@ -454,6 +454,34 @@ async def test_the_cli_connects_lists_and_imports(db: Database, db_env: dict[str
 
 
 
+async def test_the_cli_status_asks_mailchimp_whether_the_key_still_works(
+    db: Database, db_env: dict[str, str], mc: FakeMailchimp
+) -> None:
+    """A key deleted in Mailchimp stays saved: `mailchimp status` said "connected" (Slack's
+    /referral mailchimp asks Mailchimp and offers to reconnect)."""
+    import asyncio
+
+    from tests.shell import run
+
+    env = {**db_env, "SECRET_KEY": SECRET, "MAILCHIMP_API_URL": mc.base_url}
+
+    async def status(*args: str) -> str:
+        result = await asyncio.to_thread(run, env, "mailchimp", "--team", TEAM, "status", *args)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert (await asyncio.to_thread(run, env, "mailchimp", "--team", TEAM, "connect",
+                                    "--api-key", KEY)).returncode == 0  # fmt: skip
+    assert json.loads(await status("--json"))["health"] == "working"
+    assert "refuses" not in await status()
+    mc.revoke(KEY)
+    out = json.loads(await status("--json"))
+    assert (out["connected"], out["health"]) == (True, "refused")
+    said = await status()
+    assert "But Mailchimp refuses its credentials (revoked, or the key deleted): connect " \
+           "again: referral-bot mailchimp connect --api-key KEY" in said, said
+
+
 async def test_a_cli_import_whose_audience_mailchimp_wont_serve_fails_in_words(
     db: Database, db_env: dict[str, str], mc: FakeMailchimp, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
