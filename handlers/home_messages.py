@@ -278,6 +278,15 @@ def mailchimp_line(conn: Connection) -> str:
 def mailchimp_blocks(conn: Connection | None, *, lead: bool = False) -> list[Block]:
     """`lead`: *Connect Mailchimp* when it isn't (only leads may); others read who can."""
     blocks: list[Block] = [HeaderBlock(text="Mailchimp")]
+    if conn is not None and conn.refused_at is not None:
+        since = slack_date(conn.refused_at)
+        who = "Reconnect it" if lead else "A team lead can reconnect it"
+        blocks.append(_section(f":warning: *Mailchimp refuses the saved credentials* (revoked, "
+                               f"or the key deleted; seen {since}): no audience can be "
+                               f"imported. {who}: that replaces them."))  # fmt: skip
+        if lead:
+            blocks.append(ActionsBlock(elements=[_connect_button("Reconnect Mailchimp")]))
+        return blocks
     if conn is not None:
         blocks.append(_section(mailchimp_line(conn)))
         blocks.append(_context("`/referral mailchimp` disconnects it (team leads)."))
@@ -293,10 +302,10 @@ def mailchimp_blocks(conn: Connection | None, *, lead: bool = False) -> list[Blo
 # ---- buttons and the view -------------------------------------------------------------------
 
 
-def _connect_button() -> ButtonElement:
+def _connect_button(text: str = "Connect Mailchimp") -> ButtonElement:
     # the `/referral mailchimp` Connect button: its listener opens a modal with Mailchimp's
     # sign-in, or the API key form when no OAuth app is configured
-    return ButtonElement(text="Connect Mailchimp", action_id=Action.MAILCHIMP_CONNECT,
+    return ButtonElement(text=text, action_id=Action.MAILCHIMP_CONNECT,
                          value="connect")  # fmt: skip
 
 

@@ -20,3 +20,6 @@ class MailchimpAccount(SQLModel, table=True):
     secret: str = Field(sa_type=Text)  # Fernet-sealed token or key: never in clear
     connected_by: str = Field(max_length=64)
     connected_at: datetime = Field(default_factory=utcnow)
+    # when Mailchimp last refused these credentials (a check or a use; 401/403), None once it
+    # accepts them again: App Home says so without asking Mailchimp each time it is drawn
+    refused_at: datetime | None = None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
@@ -43,6 +43,7 @@ class Connection:
     auth: str
     connected_by: str
     connected_at: object
+    refused_at: datetime | None = None  # Mailchimp refused these credentials since then
 
 
 async def connect_api_key(db: Database, team_id: str, api_key: str, *, user: str,
@@ -80,7 +81,7 @@ async def save(db: Database, team_id: str, creds: Credentials, *, dc: str, accou
 
 def _public(row: MailchimpAccount) -> Connection:
     return Connection(row.account_name, row.login_email, row.dc, row.auth, row.connected_by,
-                      row.connected_at)  # fmt: skip
+                      row.connected_at, row.refused_at)  # fmt: skip
 
 
 async def connection(db: Database, team_id: str) -> Connection | None:
@@ -148,7 +149,7 @@ async def check_credentials(db: Database, team_id: str, secret_key: str) -> Chec
     only Mailchimp can tell, so the status asks it rather than saying "connected" and
     offering no way to reconnect."""
     try:
-        creds = await credentials(db, team_id, secret_key)
+        creds, stamp = await stamped_credentials(db, team_id, secret_key)
     except NotConnected:
         return Checked(Health.DISCONNECTED)
     except (CredentialsUnreadable, SecretKeyMissing):
@@ -156,10 +157,26 @@ async def check_credentials(db: Database, team_id: str, secret_key: str) -> Chec
     try:
         await quick_ping(creds)
     except ReconnectNeeded:
+        await note_refusal(db, team_id, stamp, refused=True)
         return Checked(Health.REFUSED)
     except MailchimpError as exc:
         return Checked(Health.UNANSWERED, str(exc))
+    await note_refusal(db, team_id, stamp, refused=False)
     return Checked(Health.WORKING)
+
+
+async def note_refusal(db: Database, team_id: str, stamp: Stamp, *, refused: bool) -> None:
+    """Record that Mailchimp refused (or, `refused=False`, accepted) the credentials of the
+    connection `stamp` names, for App Home to say without asking Mailchimp; a connection made
+    since (a reconnect) is left as it is. Writes only when it changes."""
+    where = (col(MailchimpAccount.team_id) == team_id,
+             col(MailchimpAccount.api_endpoint) == stamp.api_endpoint,
+             col(MailchimpAccount.connected_at) == stamp.connected_at)  # fmt: skip
+    changed = (col(MailchimpAccount.refused_at).is_(None) if refused
+               else col(MailchimpAccount.refused_at).is_not(None))  # fmt: skip
+    async with db.begin() as conn:
+        await conn.execute(update(MailchimpAccount).where(*where, changed)
+                           .values(refused_at=utcnow() if refused else None))  # fmt: skip
 
 
 async def disconnect(db: Database, team_id: str, *, user: str = "cli") -> bool:

@@ -338,6 +338,40 @@ async def test_a_revoked_key_is_said_on_the_status_and_reconnecting_replaces_it(
         assert app.slack.block_errors == []
 
 
+async def test_home_says_mailchimp_refuses_the_credentials_once_it_was_seen(
+    build: Build, mc: FakeMailchimp
+) -> None:
+    """A revoked key: `/referral mailchimp` said so and offered *Reconnect*, but App Home went
+    on saying "Connected" (it doesn't ask Mailchimp each time it is drawn). What a check saw
+    is kept: Home says it, with *Reconnect Mailchimp* for leads; reconnecting clears it."""
+    from tests.handlers.test_home import _home_opened
+
+    async def home(user: str) -> str:
+        assert (await app.requests.event(_home_opened(user))).status == 200
+        await app.settle()
+        return json.dumps(app.slack.home_views[user]["blocks"])
+
+    new_key = "fedcba9876543210fedcba9876543210-us21"
+    mc.account(KEY).api_keys.append(new_key)
+    async with build() as app:
+        await _connect(app)
+        assert "*Connected*" in await home(LEAD)
+        mc.revoke(KEY)
+        await _status(app)  # Mailchimp asked: it refuses
+        shown = await home(LEAD)
+        assert "Mailchimp refuses the saved credentials" in shown and "*Connected*" not in shown
+        assert find_element(app.slack.home_views[LEAD]["blocks"],
+                            Action.MAILCHIMP_CONNECT) is not None  # fmt: skip
+        rep = await home(REP)
+        assert "A team lead can reconnect it" in rep
+        assert find_element(app.slack.home_views[REP]["blocks"], Action.MAILCHIMP_CONNECT) is None
+
+        await _submit_key(app, new_key)  # reconnected
+        shown = await home(LEAD)
+        assert "*Connected*" in shown and "refuses" not in shown
+        assert app.slack.block_errors == []
+
+
 async def test_a_revoked_sign_in_offers_to_sign_in_again(build: Build, mc: FakeMailchimp) -> None:
     """With an OAuth app, *Reconnect* is Mailchimp's sign-in, made for the lead who asked."""
     mc.add_account(token="oauth-token", dc="us7", name="Bistro")
