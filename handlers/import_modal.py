@@ -28,7 +28,13 @@ from bot.imports.batches import add_source, confirm_consent, create_batch, get_b
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.locales import normalize_locale
 from bot.imports.review import cancel, describe_status, load, set_message
-from bot.mailchimp.accounts import NotConnected, connection, credentials
+from bot.mailchimp.accounts import (
+    NotConnected,
+    connection,
+    credentials,
+    note_refusal,
+    stamped_credentials,
+)
 from bot.mailchimp.api import Audience, MailchimpError, ReconnectNeeded, audiences
 from bot.mailchimp.jobs import queue_audiences, queued_audiences
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
@@ -397,12 +403,15 @@ async def mailchimp_part(d: Deps, team_id: str) -> list[Block]:
 
     Mailchimp being unreachable, or refusing the stored credentials, is said in the modal;
     the rest of the form still works."""
+    stamp = None
     try:
-        creds = await credentials(d.db, team_id, d.settings.secret_key)
+        creds, stamp = await stamped_credentials(d.db, team_id, d.settings.secret_key)
         return lists_blocks(await audiences(creds))
     except NotConnected:
         return lists_blocks(note=LISTS_NOT_CONNECTED)
     except ReconnectNeeded:
+        if stamp is not None:  # App Home says so from now on
+            await note_refusal(d.db, team_id, stamp, refused=True)
         return lists_blocks(note=LISTS_RECONNECT)
     except CredentialsUnreadable:  # Mailchimp wasn't even asked: the operator's doing
         log.warning("Mailchimp credentials of %s don't decrypt with this SECRET_KEY (changed "

@@ -564,6 +564,9 @@ async def test_a_revoked_key_says_reconnect(build: Build, mc: FakeMailchimp) -> 
         assert "reconnect Mailchimp" in json.dumps(modal["blocks"])
         assert find_element(modal["blocks"], Action.MAILCHIMP_LISTS) is None
         assert modal["callback_id"] == Callback.IMPORT  # the rest of the form still works
+        # and App Home says so from then on (it doesn't ask Mailchimp each time it is drawn)
+        refused = await accounts.connection(app.db, TEAM)
+        assert refused is not None and refused.refused_at is not None
 
 
 def _chosen(*ids: str) -> dict[str, Any]:
