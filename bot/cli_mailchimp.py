@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from bot.home_refresh import queue_home_refresh
 from bot.mailchimp import accounts, api
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
 from bot.settings import Settings
@@ -84,6 +85,8 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
                 # asked of Mailchimp, as /referral mailchimp does: a revoked token or a
                 # deleted key stays saved, and was said "connected"
                 checked = await accounts.check_credentials(db, team, settings.secret_key)
+                if checked.changed:  # what Home says of it: refreshed by serve's worker
+                    await queue_home_refresh(db, team)
                 out.update(account=found.account_name, dc=found.dc, auth=found.auth,
                            connected_by=found.connected_by,
                            connected_at=str(found.connected_at),

@@ -147,6 +147,8 @@ async def _show_status(d: Deps, client: AsyncWebClient, team_id: str, user_id: s
     checked = Checked(Health.WORKING)
     if conn is not None and check:
         checked = await check_credentials(d.db, team_id, d.settings.secret_key)
+        if checked.changed:  # refused since, or accepted again: Home says so now
+            await refresh_for(d, client, team_id)
         if checked.health == Health.DISCONNECTED:  # a Disconnect since the read above
             conn = None
         elif checked.health in (Health.REFUSED, Health.UNREADABLE):

@@ -140,6 +140,7 @@ class Health(StrEnum):
 class Checked:
     health: Health
     reason: str = ""  # for UNANSWERED: what went wrong, in words for people
+    changed: bool = False  # what App Home says of the connection changed (note_refusal)
 
 
 async def check_credentials(db: Database, team_id: str, secret_key: str) -> Checked:
@@ -157,26 +158,26 @@ async def check_credentials(db: Database, team_id: str, secret_key: str) -> Chec
     try:
         await quick_ping(creds)
     except ReconnectNeeded:
-        await note_refusal(db, team_id, stamp, refused=True)
-        return Checked(Health.REFUSED)
+        return Checked(Health.REFUSED, changed=await note_refusal(db, team_id, stamp,
+                                                                  refused=True))
     except MailchimpError as exc:
         return Checked(Health.UNANSWERED, str(exc))
-    await note_refusal(db, team_id, stamp, refused=False)
-    return Checked(Health.WORKING)
+    return Checked(Health.WORKING, changed=await note_refusal(db, team_id, stamp, refused=False))
 
 
-async def note_refusal(db: Database, team_id: str, stamp: Stamp, *, refused: bool) -> None:
+async def note_refusal(db: Database, team_id: str, stamp: Stamp, *, refused: bool) -> bool:
     """Record that Mailchimp refused (or, `refused=False`, accepted) the credentials of the
     connection `stamp` names, for App Home to say without asking Mailchimp; a connection made
-    since (a reconnect) is left as it is. Writes only when it changes."""
+    since (a reconnect) is left as it is. Writes only when it changes: whether it did."""
     where = (col(MailchimpAccount.team_id) == team_id,
              col(MailchimpAccount.api_endpoint) == stamp.api_endpoint,
              col(MailchimpAccount.connected_at) == stamp.connected_at)  # fmt: skip
     changed = (col(MailchimpAccount.refused_at).is_(None) if refused
                else col(MailchimpAccount.refused_at).is_not(None))  # fmt: skip
     async with db.begin() as conn:
-        await conn.execute(update(MailchimpAccount).where(*where, changed)
-                           .values(refused_at=utcnow() if refused else None))  # fmt: skip
+        done = await conn.execute(update(MailchimpAccount).where(*where, changed)
+                                  .values(refused_at=utcnow() if refused else None))  # fmt: skip
+    return done.rowcount > 0
 
 
 async def disconnect(db: Database, team_id: str, *, user: str = "cli") -> bool:

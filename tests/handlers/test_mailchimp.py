@@ -357,7 +357,8 @@ async def test_home_says_mailchimp_refuses_the_credentials_once_it_was_seen(
         await _connect(app)
         assert "*Connected*" in await home(LEAD)
         mc.revoke(KEY)
-        await _status(app)  # Mailchimp asked: it refuses
+        await _status(app)  # Mailchimp asked: it refuses, and Home is republished
+        assert "Mailchimp refuses" in json.dumps(app.slack.home_views[LEAD]["blocks"])
         shown = await home(LEAD)
         assert "Mailchimp refuses the saved credentials" in shown and "*Connected*" not in shown
         assert find_element(app.slack.home_views[LEAD]["blocks"],

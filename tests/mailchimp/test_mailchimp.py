@@ -474,9 +474,19 @@ async def test_the_cli_status_asks_mailchimp_whether_the_key_still_works(
                                     "--api-key", KEY)).returncode == 0  # fmt: skip
     assert json.loads(await status("--json"))["health"] == "working"
     assert "refuses" not in await status()
+    from bot.home_refresh import HOME_REFRESH_JOB
+    from models import HomeViewer
+    from models.clock import utcnow
+
+    async with db.session() as session:  # someone looks at App Home
+        session.add(HomeViewer(team_id=TEAM, user_id="U0002", opened_at=utcnow()))
+        await session.commit()
     mc.revoke(KEY)
     out = json.loads(await status("--json"))
     assert (out["connected"], out["health"]) == (True, "refused")
+    async with db.begin() as conn:  # Home says so: serve's worker republishes it
+        kinds = (await conn.execute(text("SELECT kind FROM job"))).scalars().all()
+    assert kinds == [HOME_REFRESH_JOB]
     said = await status()
     assert "But Mailchimp refuses its credentials (revoked, or the key deleted): connect " \
            "again: referral-bot mailchimp connect --api-key KEY" in said, said
