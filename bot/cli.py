@@ -50,6 +50,7 @@ from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
 from bot.workspaces import WorkspaceError, apply_default_locale, resolve_team
 from models import Database, Job, JobState
+from models.db import exception_chain
 from models.migrate import (
     MigrationFailed,
     SchemaTooNew,
@@ -343,19 +344,10 @@ _LASTING_SQLSTATE_CLASSES = frozenset({"28", "3D", "3F", "42"})
 
 def _lasting(exc: BaseException) -> bool:
     """Whether the database refused for a reason only a change of settings mends."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        one = pending.pop()
-        if one is None or id(one) in seen:
-            continue
-        seen.add(id(one))
+    for one in exception_chain(exc):
         state = getattr(one, "sqlstate", None)
         if isinstance(state, str) and state:
             return state[:2] in _LASTING_SQLSTATE_CLASSES
-        orig = getattr(one, "orig", None)
-        pending += [orig if isinstance(orig, BaseException) else None, one.__cause__,
-                    one.__context__]  # fmt: skip
     return False
 
 

@@ -6,7 +6,7 @@ import gc
 import sqlite3
 import time
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, closing
 from typing import Any
 
@@ -148,14 +148,23 @@ def let_go_of_interrupted(exc: BaseException) -> None:
     handling it (the shell's import handing its job back on Ctrl-C) waited the busy timeout
     out and failed. Clearing those frames (their locals; the lines stay) finalizes the
     statement and ends the transaction. PostgreSQL's server ends it by itself."""
-    pending, seen = [exc], set()
+    for one in exception_chain(exc):
+        traceback.clear_frames(one.__traceback__)  # frames still running are left alone
+    gc.collect()  # the cursor may sit in a reference cycle
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception behind it, each once: its cause and context, and the
+    driver's own error a SQLAlchemy error wraps (`orig`)."""
+    pending: list[object] = [exc]
+    seen: set[int] = set()
     while pending:
-        if (one := pending.pop()) is None or id(one) in seen:
+        one = pending.pop()
+        if not isinstance(one, BaseException) or id(one) in seen:
             continue
         seen.add(id(one))
-        traceback.clear_frames(one.__traceback__)  # frames still running are left alone
-        pending += [one.__cause__, one.__context__]
-    gc.collect()  # the cursor may sit in a reference cycle
+        yield one
+        pending += [getattr(one, "orig", None), one.__cause__, one.__context__]
 
 
 def upsert(conn: AsyncConnection, table: Any) -> Any:
