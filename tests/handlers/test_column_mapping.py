@@ -518,12 +518,31 @@ def _context_texts(modal: dict[str, Any]) -> list[str]:
     return [e["text"] for b in modal["blocks"] if b["type"] == "context" for e in b["elements"]]
 
 
+async def _switch_sheet(app: Harness, modal: dict[str, Any], user: str,
+                        sheet: str) -> dict[str, Any]:  # fmt: skip
+    """Choose `sheet` under *Sheet* in the open *Map columns* modal: the modal redrawn."""
+    await app.requests.block_action(Action.MAP_SHEET, view=modal["id"], user_id=user,
+                                    action=state_static_select(sheet))  # fmt: skip
+    await app.done()
+    return app.slack.views[modal["id"]]
+
+
+async def _map_and_read(app: Harness, review: dict[str, Any], modal: dict[str, Any],
+                        user: str, *, email: str, first_name: str) -> str:  # fmt: skip
+    """Submit the modal with those columns; the file's line on the review once read again."""
+    await app.requests.view_submission(state_values=_state(
+        email=email, first_name=first_name, last_name="none", locale="none",
+        subscribed="none"), view_id=modal["id"], user_id=user)  # fmt: skip
+    await app.settle()
+    (line,) = _source_lines(app.slack.message("C0001", review["ts"]))
+    return line
+
+
 async def test_map_columns_on_a_workbook_chooses_the_sheet_and_reads_it(app: Harness) -> None:
     """A staff list first (its "Email" recognised), the customers next under "Work Mail":
     *Map columns* offered the staff list's columns only, with no word of the other sheet, so
     the customers could never be imported from Slack. It says which sheet it shows, offers
     the others, and mapping the customers' sheet makes the import read it."""
-    from tests.fakes.slack_requests import state_static_select
     from tests.imports.test_excel import STAFF_THEN_CUSTOMERS
 
     review = await _upload(app, "F0505", "two.xlsx", workbook(*STAFF_THEN_CUSTOMERS))
@@ -538,21 +557,14 @@ async def test_map_columns_on_a_workbook_chooses_the_sheet_and_reads_it(app: Har
     sheets = next(b for b in modal["blocks"] if b.get("block_id") == BlockId.MAP_SHEET)
     assert [o["value"] for o in sheets["accessory"]["options"]] == ["Staff", "Customers"]
 
-    await app.requests.block_action(Action.MAP_SHEET, view=modal["id"], user_id=REP,
-                                    action=state_static_select("Customers"))  # fmt: skip
-    await app.done()
-    modal = app.slack.views[modal["id"]]
+    modal = await _switch_sheet(app, modal, REP, "Customers")
     texts = [o["text"]["text"] for o in _choice(modal, BlockId.MAP_EMAIL)["options"]]
     assert texts == ["Work Mail — w1@example.com, w2@example.com", "Name — W One, W Two"]
     assert "the sheet “Customers”; only one sheet is read, not the workbook's others " \
         "(“Staff”)" in _context_texts(modal)[0]
-    await app.requests.view_submission(state_values=_state(
-        email="0", first_name="1", last_name="none", locale="none", subscribed="none"),
-        view_id=modal["id"], user_id=REP)  # fmt: skip
-    await app.settle()
-    review = app.slack.message("C0001", review["ts"])
-    (line,) = _source_lines(review)
+    line = await _map_and_read(app, review, modal, REP, email="0", first_name="1")
     assert "2 valid" in line and "Only the sheet “Customers” was read" in line, line
+    review = app.slack.message("C0001", review["ts"])
     # opened again, it shows the sheet read: the one the remembered mapping fits
     modal = await _click_map(app, review, REP)
     assert _choice(modal, BlockId.MAP_EMAIL)["initial_option"]["text"]["text"].startswith(
@@ -707,32 +719,19 @@ async def test_the_sheet_chosen_is_read_though_the_first_sheets_columns_were_sav
     customers' sheet chosen under *Sheet* and mapped: the import read the staff list again
     ("Only the sheet “Staff” was read"), the first sheet any remembered mapping fitted, not
     the sheet the person chose and mapped."""
-    from tests.fakes.slack_requests import state_static_select
     from tests.imports.test_excel import STAFF_THEN_CUSTOMERS
 
     review = await _upload(app, "F0505", "two.xlsx", workbook(*STAFF_THEN_CUSTOMERS))
     modal = await _click_map(app, review, REP)  # it shows "Staff", saved as it is
-    await app.requests.view_submission(state_values=_state(
-        email="1", first_name="0", last_name="none", locale="none", subscribed="none"),
-        view_id=modal["id"], user_id=REP)  # fmt: skip
-    await app.settle()
-    review = app.slack.message("C0001", review["ts"])
-    (line,) = _source_lines(review)
+    line = await _map_and_read(app, review, modal, REP, email="1", first_name="0")
     assert "1 valid" in line and "Only the sheet “Staff” was read" in line, line
 
-    modal = await _click_map(app, review, REP)
-    await app.requests.block_action(Action.MAP_SHEET, view=modal["id"], user_id=REP,
-                                    action=state_static_select("Customers"))  # fmt: skip
-    await app.done()
-    modal = app.slack.views[modal["id"]]
-    assert "the sheet “Customers”" in _context_texts(modal)[0]
-    await app.requests.view_submission(state_values=_state(
-        email="0", first_name="1", last_name="none", locale="none", subscribed="none"),
-        view_id=modal["id"], user_id=REP)  # fmt: skip
-    await app.settle()
     review = app.slack.message("C0001", review["ts"])
-    (line,) = _source_lines(review)
+    modal = await _switch_sheet(app, await _click_map(app, review, REP), REP, "Customers")
+    assert "the sheet “Customers”" in _context_texts(modal)[0]
+    line = await _map_and_read(app, review, modal, REP, email="0", first_name="1")
     assert "2 valid" in line and "Only the sheet “Customers” was read" in line, line
+    review = app.slack.message("C0001", review["ts"])
     # opened again, it shows the sheet read, not the staff list its saved columns fit
     modal = await _click_map(app, review, REP)
     assert "the sheet “Customers”" in _context_texts(modal)[0]
@@ -751,10 +750,7 @@ async def test_a_form_left_open_on_one_sheet_saves_nothing_once_another_shows_an
 
     review = await _upload(app, "F0505", "two.xlsx", workbook(*STAFF_THEN_CUSTOMERS))
     first = await _click_map(app, review, REP)  # "Staff": Name, Email
-    second = await _click_map(app, review, LEAD)
-    await app.requests.block_action(Action.MAP_SHEET, view=second["id"], user_id=LEAD,
-                                    action=state_static_select("Customers"))  # fmt: skip
-    await app.done()
+    second = await _switch_sheet(app, await _click_map(app, review, LEAD), LEAD, "Customers")
     reply = await app.requests.view_submission(state_values=_state(
         email="1", first_name="0", last_name="none", locale="none", subscribed="none"),
         view_id=first["id"], user_id=REP)  # fmt: skip
@@ -767,9 +763,5 @@ async def test_a_form_left_open_on_one_sheet_saves_nothing_once_another_shows_an
     assert "1 valid" in line and "Only the sheet “Staff” was read" in line, line  # as it was
 
     # the second form, on the customers' sheet, is the one that counts
-    await app.requests.view_submission(state_values=_state(
-        email="0", first_name="1", last_name="none", locale="none", subscribed="none"),
-        view_id=second["id"], user_id=LEAD)  # fmt: skip
-    await app.settle()
-    (line,) = _source_lines(app.slack.message("C0001", review["ts"]))
+    line = await _map_and_read(app, review, second, LEAD, email="0", first_name="1")
     assert "2 valid" in line and "Only the sheet “Customers” was read" in line, line
