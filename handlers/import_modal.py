@@ -31,8 +31,7 @@ from bot.imports.review import cancel, describe_status, load, set_message
 from bot.mailchimp.accounts import (
     NotConnected,
     connection,
-    credentials,
-    note_refusal,
+    refused_from_now_on,
     stamped_credentials,
 )
 from bot.mailchimp.api import Audience, MailchimpError, ReconnectNeeded, audiences
@@ -387,10 +386,13 @@ async def chosen_audiences(d: Deps, team_id: str, ids: Sequence[str],
         ids = [i for i in ids if i not in queued]
     if not ids:
         return []
+    stamp = None
     try:
-        creds = await credentials(d.db, team_id, d.settings.secret_key)
+        creds, stamp = await stamped_credentials(d.db, team_id, d.settings.secret_key)
         known = {a.id: a for a in await audiences(creds)}
     except (MailchimpError, SecretKeyMissing, CredentialsUnreadable) as exc:
+        if isinstance(exc, ReconnectNeeded):
+            await refused_from_now_on(d.db, team_id, stamp)
         raise Refusal(f"Nothing was imported: {esc(str(exc))}") from exc
     if any(i not in known for i in ids):
         raise Refusal("Nothing was imported: a chosen Mailchimp list is no longer in the "
@@ -410,8 +412,7 @@ async def mailchimp_part(d: Deps, team_id: str) -> list[Block]:
     except NotConnected:
         return lists_blocks(note=LISTS_NOT_CONNECTED)
     except ReconnectNeeded:
-        if stamp is not None:  # App Home says so from now on
-            await note_refusal(d.db, team_id, stamp, refused=True)
+        await refused_from_now_on(d.db, team_id, stamp)
         return lists_blocks(note=LISTS_RECONNECT)
     except CredentialsUnreadable:  # Mailchimp wasn't even asked: the operator's doing
         log.warning("Mailchimp credentials of %s don't decrypt with this SECRET_KEY (changed "

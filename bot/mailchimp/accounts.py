@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
 from bot.audit import Act, record_in
+from bot.home_refresh import queue_home_refresh
 from bot.mailchimp.api import (
     Credentials,
     MailchimpError,
@@ -178,6 +179,15 @@ async def note_refusal(db: Database, team_id: str, stamp: Stamp, *, refused: boo
         done = await conn.execute(update(MailchimpAccount).where(*where, changed)
                                   .values(refused_at=utcnow() if refused else None))  # fmt: skip
     return done.rowcount > 0
+
+
+async def refused_from_now_on(db: Database, team_id: str, stamp: Stamp | None) -> None:
+    """Mailchimp refused the credentials of connection `stamp` while the bot worked with it
+    (the import form's lists, a chosen list, an audience's import): App Home says so from
+    now on, and the tabs open now are refreshed by a worker as after a change from the shell
+    (the caller may be a worker, with no Slack client of its own)."""
+    if stamp is not None and await note_refusal(db, team_id, stamp, refused=True):
+        await queue_home_refresh(db, team_id)
 
 
 async def disconnect(db: Database, team_id: str, *, user: str = "cli") -> bool:

@@ -6,7 +6,7 @@ from sqlmodel import col, select
 
 from bot.imports.batches import add_source, fail_source
 from bot.jobs.worker import GivingUp, Handler, JobContext
-from bot.mailchimp.accounts import NotConnected, note_refusal, stamped_credentials
+from bot.mailchimp.accounts import NotConnected, refused_from_now_on, stamped_credentials
 from bot.mailchimp.api import Audience, MailchimpError, NotFound, ReconnectNeeded, Refused
 from bot.mailchimp.importing import read_audience
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
@@ -53,9 +53,8 @@ def mailchimp_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
         try:
             creds, stamp = await stamped_credentials(ctx.db, ctx.team_id, settings.secret_key)
             await read_audience(ctx.db, ctx.team_id, source, creds, read_from=stamp)
-        except ReconnectNeeded as exc:  # App Home says so from now on
-            if stamp is not None:
-                await note_refusal(ctx.db, ctx.team_id, stamp, refused=True)
+        except ReconnectNeeded as exc:
+            await refused_from_now_on(ctx.db, ctx.team_id, stamp)
             await fail_source(ctx.db, ctx.team_id, source.id or 0, str(exc), only_pending=True)
         except (NotFound, Refused, NotConnected, CredentialsUnreadable,
                 SecretKeyMissing) as exc:  # fmt: skip

@@ -38,7 +38,7 @@ from models import Database
 from tests.fakes.mailchimp import FakeMailchimp
 from tests.fakes.slack_api import find_element, serve
 from tests.handlers.conftest import LEAD, REP, Harness, running_app
-from tests.handlers.test_errors_and_retention import _purge_due
+from tests.handlers.test_errors_and_retention import _dms, _purge_due
 from tests.handlers.test_home import _open_home
 from tests.handlers.test_import_flow import _count, _form, _review
 
@@ -370,6 +370,49 @@ async def test_home_says_mailchimp_refuses_the_credentials_once_it_was_seen(
         await _submit_key(app, new_key)  # reconnected
         shown = await home(LEAD)
         assert "*Connected*" in shown and "refuses" not in shown
+        assert app.slack.block_errors == []
+
+
+@pytest.mark.parametrize("seen_by", ["the form's lists", "the form's submission",
+                                     "the audience's import"])  # fmt: skip
+async def test_a_refusal_the_import_sees_reaches_home(
+    build: Build, mc: FakeMailchimp, seen_by: str
+) -> None:
+    """The import form's list of audiences, or an audience's import, found the key revoked
+    and recorded it, but the Home tabs open went on saying "Connected" until the next change
+    or open; the form's submission, checking the chosen lists, recorded nothing. Each records
+    it now and queues the refresh of the open tabs, as a change from the shell does."""
+    from tests.handlers.test_home_from_the_shell import _refresh_jobs, _run_due_jobs
+
+    async with build() as app:
+        await _connect(app)
+        await _open_home(app, LEAD)
+        assert "*Connected*" in json.dumps(app.slack.home_views[LEAD]["blocks"])
+        if seen_by == "the form's lists":
+            mc.revoke(KEY)
+            modal = await _import_modal(app)
+            assert find_element(modal["blocks"], Action.MAILCHIMP_LISTS) is None
+        else:
+            modal = await _import_modal(app)
+            if seen_by == "the form's submission":
+                mc.revoke(KEY)
+            chosen = _form(segment="MC") | _chosen("a1b2c3d4e5")
+            reply = await app.requests.view_submission(state_values=chosen, view_id=modal["id"],
+                                                       user_id=REP)  # fmt: skip
+            if seen_by == "the form's submission":
+                assert reply.status == 200
+                await app.settle()  # checked after the ack: told by direct message
+                assert "Nothing was imported: Mailchimp refused" in _dms(app, REP)[-1]
+            else:
+                await app.later.drain()  # the audience's job is queued, not run
+                mc.revoke(KEY)
+                await app.settle()
+                shown = json.dumps((await _review(app))["blocks"])
+                assert "Mailchimp refused our credentials" in shown
+        assert await _refresh_jobs(app.db) == [(TEAM, "queued")]
+        await _run_due_jobs(app)
+        shown = json.dumps(app.slack.home_views[LEAD]["blocks"])
+        assert "Mailchimp refuses the saved credentials" in shown and "*Connected*" not in shown
         assert app.slack.block_errors == []
 
 
