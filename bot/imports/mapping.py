@@ -353,10 +353,13 @@ async def keep_header(db: Database, team_id: str, source_id: int, header: list[s
     """Keep the file's header on its source: a mapping's submission names columns by position.
     A workbook's `sheet` (the one the modal shows) is kept with it: the file is read again
     from that sheet, not from the first one a remembered mapping fits (see kept_header). The
-    sheet read since its last mapping stays kept (read_sheet), whatever the modal shows."""
+    sheet read since its last mapping stays kept (read_sheet), whatever the modal shows.
+    The row is locked while it is read (PostgreSQL): a mapping saved meanwhile (reread_source)
+    would otherwise have its sheet written over by the one read before it."""
     where = (col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id)
     async with db.begin() as conn:
-        kept = (await conn.execute(select(ImportSource.header).where(*where))).scalar()
+        kept = (await conn.execute(
+            select(ImportSource.header).where(*where).with_for_update())).scalar()  # fmt: skip
         await conn.execute(
             update(ImportSource).where(*where)
             .values(header=_kept(header, sheet, read_sheet(kept)))

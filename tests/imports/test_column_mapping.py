@@ -3,7 +3,9 @@ imports with a mapping, and the next export with the same headers maps itself.""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -21,9 +23,12 @@ from bot.imports.mapping import (
     columns_for,
     guess,
     headers_key,
+    keep_header,
+    kept_header,
     mappable,
     mapper_for,
     parse_maps,
+    read_sheet,
     recall,
     remember,
     reread_source,
@@ -32,7 +37,9 @@ from bot.imports.mapping import (
 from bot.imports.reading import Columns, CsvFileError, CsvReader
 from bot.workspaces import ensure_workspace, import_target
 from models import Database, SourceKind, SourceStatus
+from tests.conftest import BACKEND
 from tests.imports.test_excel import workbook
+from tests.waiting import backend_pid, until_waiting_or_done
 
 TEAM = "T1"
 WORK = (b"Full Name,Work Contact,Given,Preferred tongue\n"
@@ -294,6 +301,33 @@ async def test_a_file_is_put_back_to_be_read_once_until_it_is_read(db: Database)
                                    {"t": TEAM})).scalar_one()  # fmt: skip
     assert jobs == 1
     assert await recall(db, TEAM, header) == ColumnMap("Work Contact")  # the loser's not kept
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="SQLite's transactions take its one write "
+                    "lock first: keep_header can't read between another's write and commit")
+async def test_drawing_the_form_while_a_mapping_is_saved_keeps_the_sheet_it_was_read_from(
+    db: Database,
+) -> None:
+    """Map columns drawn (keep_header) while a mapping of another sheet was being saved: it
+    read the header kept before, waited for the saving's row, then wrote the old "read from"
+    sheet over the new one, so the next form showed a sheet the file wasn't read from."""
+    await ensure_workspace(db, TEAM)
+    segment = await import_target(db, TEAM, "Work", create=True)
+    batch = await create_batch(db, TEAM, segment.id or 0, "U1")
+    source = await add_source(db, TEAM, batch.id or 0, SourceKind.CSV, "book.xlsx", ref="F1")
+    await keep_header(db, TEAM, source.id or 0, ["Email"], "Sheet1")
+    saved = {"columns": ["Email"], "sheet": "Sheet2", "read": "Sheet2"}
+    async with db.engine.connect() as saving:  # a mapping of Sheet2 being saved
+        transaction = await saving.begin()
+        await saving.execute(text("UPDATE import_source SET header = :h WHERE id = :id"),
+                             {"h": json.dumps(saved), "id": source.id})  # fmt: skip
+        drawing = asyncio.create_task(keep_header(db, TEAM, source.id or 0, ["Email"], "Sheet1"))
+        assert await until_waiting_or_done(db, await backend_pid(saving), drawing) is not None
+        await transaction.commit()
+    await drawing
+    kept = (await get_source(db, TEAM, source.id or 0)).header
+    assert read_sheet(kept) == "Sheet2"
+    assert kept_header(kept) == (["Email"], "Sheet1")  # what the form now drawn shows
 
 
 async def test_a_file_is_mappable_by_how_it_failed_not_by_its_wording(db: Database) -> None:
