@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt.request.internals import extract_team_id
@@ -108,6 +108,8 @@ class Deps:
     settings: Settings
     notifier: SlackNotifier
     later: Later
+    # team id -> time.monotonic() Home last had Mailchimp asked about it (handlers/home.py)
+    mailchimp_looked: dict[str, float] = field(default_factory=dict)
 
 
 def deps(context: dict[str, Any]) -> Deps:

@@ -13,13 +13,15 @@ channel to post the review in; only a team lead may leave it empty for their DM 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.mailchimp.accounts import check_credentials
 from handlers.context import Deps, deps, team_of
 from handlers.home_messages import read_more_value
-from handlers.home_publish import Lists, publish_home
+from handlers.home_publish import Lists, publish_home, refresh_for
 from handlers.ids import Action
 from handlers.import_modal import open_import_modal
 from handlers.routes import Routes
@@ -38,10 +40,34 @@ async def home_opened(ack: Any, event: dict[str, Any], body: dict[str, Any],
     if not team_id or not user_id:
         return
     # a failure is logged with team and event; no direct message each time Home is opened
+    where = {"team_id": team_id, "event": {"type": "app_home_opened"}}
     d.later.run(publish_home(d.db, client, team_id, user_id, team_leads=d.settings.team_leads,
                              undo_days=undo_days(d),
                              lease_seconds=d.settings.job_lease_seconds),
-                client, {"team_id": team_id, "event": {"type": "app_home_opened"}})  # fmt: skip
+                client, where)  # fmt: skip
+    if _time_to_look(d, team_id):
+        d.later.run(_look_at_mailchimp(d, client, team_id), client, where)
+
+
+# Home says what the last look at Mailchimp saw (accounts.note_refusal): a key revoked since
+# showed as "Connected" until someone ran /referral mailchimp or imported from Mailchimp.
+# Opening Home asks Mailchimp too, at most once in this long per workspace (and process),
+# beside the publish, so Home never waits for it; a change republishes Home.
+MAILCHIMP_LOOK_SECONDS = 600.0
+
+
+def _time_to_look(d: Deps, team_id: str) -> bool:
+    now = time.monotonic()
+    if now - d.mailchimp_looked.get(team_id, -MAILCHIMP_LOOK_SECONDS) < MAILCHIMP_LOOK_SECONDS:
+        return False
+    d.mailchimp_looked[team_id] = now
+    return True
+
+
+async def _look_at_mailchimp(d: Deps, client: AsyncWebClient, team_id: str) -> None:
+    checked = await check_credentials(d.db, team_id, d.settings.secret_key)
+    if checked.changed:
+        await refresh_for(d, client, team_id)
 
 
 def undo_days(d: Deps) -> int:

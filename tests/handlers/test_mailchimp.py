@@ -416,6 +416,27 @@ async def test_a_refusal_the_import_sees_reaches_home(
         assert app.slack.block_errors == []
 
 
+async def test_opening_home_asks_mailchimp_now_and_then(build: Build, mc: FakeMailchimp) -> None:
+    """A key revoked since anyone last asked Mailchimp: Home said "Connected" to whoever
+    opened it, until someone ran /referral mailchimp. Opening Home asks Mailchimp (beside the
+    publish, at most every MAILCHIMP_LOOK_SECONDS a workspace) and republishes what changed."""
+    async with build() as app:
+        await _connect(app)
+        mc.revoke(KEY)
+        pings = len(mc.requests_to("/3.0/ping"))  # the connection's own
+        await _open_home(app, REP)
+        shown = json.dumps(app.slack.home_views[REP]["blocks"])
+        assert "Mailchimp refuses the saved credentials" in shown and "*Connected*" not in shown
+        assert "A team lead can reconnect it" in shown
+        assert len(mc.requests_to("/3.0/ping")) == pings + 1
+
+        await _open_home(app, LEAD)  # a moment later: Mailchimp isn't asked again
+        assert len(mc.requests_to("/3.0/ping")) == pings + 1
+        assert find_element(app.slack.home_views[LEAD]["blocks"],
+                            Action.MAILCHIMP_CONNECT) is not None  # fmt: skip
+        assert app.slack.block_errors == []
+
+
 async def test_a_revoked_sign_in_offers_to_sign_in_again(build: Build, mc: FakeMailchimp) -> None:
     """With an OAuth app, *Reconnect* is Mailchimp's sign-in, made for the lead who asked."""
     mc.add_account(token="oauth-token", dc="us7", name="Bistro")
