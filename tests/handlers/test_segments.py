@@ -247,6 +247,28 @@ async def _ws(app: Harness) -> None:
     await ensure_workspace(app.db, TEAM)
 
 
+@pytest.mark.parametrize(("user", "asked"), [(LEAD, 0), ("U0ADMIN", 1)])
+async def test_a_rename_asks_slack_who_renames_once_at_most_before_answering(
+    app: Harness, user: str, asked: int
+) -> None:
+    """The submission's checks, made before its answer to Slack (due in 3 s), called
+    `users.info` twice for one question (of this workspace? a lead?), and once even for a lead
+    on the workspace's list, whom `/referral leads` checked when listing them."""
+    app.slack.users["U0ADMIN"] = {"is_admin": True}
+    await _ws(app)
+    await create_segment(app.db, TEAM, "vip")
+    listing = await _list(app, user)
+    await _click(app, Action.SEGMENT_RENAME, _button(listing, Action.SEGMENT_RENAME,
+                                                     "vip")["value"], listing, user)  # fmt: skip
+    modal = app.slack.open_views(user)[-1]
+    before = len(app.slack.calls_to("users.info"))
+    await app.requests.view_submission(state_values=_name("VIP"), view_id=modal["id"],
+                                       user_id=user)  # fmt: skip
+    await _done(app)
+    assert len(app.slack.calls_to("users.info")) - before == asked
+    assert (await find_segment(app.db, TEAM, "VIP")) is not None
+
+
 async def test_a_lead_renames_a_segment_with_the_same_rules(app: Harness) -> None:
     await _ws(app)
     await create_segment(app.db, TEAM, "vip")
