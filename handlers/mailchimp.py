@@ -37,6 +37,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.leads import Role
 from bot.mailchimp.accounts import (
     Checked,
     Connection,
@@ -56,7 +57,7 @@ from handlers.context import (
     deps,
     is_lead,
     leads_only,
-    outsider_refusal,
+    role_in,
     team_of,
 )
 from handlers.home_publish import refresh_for
@@ -99,9 +100,12 @@ async def _respond(client: AsyncWebClient, url: str, text: str, *, replace: bool
         raise Refusal(text) from None
 
 
-async def _offer(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> ConnectOffer:
-    """What *Connect* does for this person (a sign-in URL is made for team leads only)."""
-    lead = await is_lead(d, client, team_id, user_id)
+async def _offer(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, *,
+                 lead: bool | None = None) -> ConnectOffer:  # fmt: skip
+    """What *Connect* does for this person (a sign-in URL is made for team leads only);
+    `lead`: whether they are one, when the caller asked already."""
+    if lead is None:
+        lead = await is_lead(d, client, team_id, user_id)
     if not d.settings.secret_key:
         return ConnectOffer(secret_key_missing=True, lead=lead)
     if not (lead and d.settings.mailchimp_client_id):
@@ -140,9 +144,11 @@ async def _person_name(client: AsyncWebClient, user_id: str) -> str:
 
 
 async def _show_status(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, url: str,
-                       *, note: str = "", replace: bool, check: bool = True) -> None:  # fmt: skip
+                       *, note: str = "", replace: bool, check: bool = True,
+                       lead: bool | None = None) -> None:  # fmt: skip
     """The status; a saved connection is first checked with Mailchimp (`check`): one whose
-    token was revoked or key deleted looked connected, with no way to reconnect."""
+    token was revoked or key deleted looked connected, with no way to reconnect. `lead`:
+    whether the person is a team lead, when the caller asked Slack already."""
     conn = await connection(d.db, team_id)
     checked = Checked(Health.WORKING)
     if conn is not None and check:
@@ -155,11 +161,15 @@ async def _show_status(d: Deps, client: AsyncWebClient, team_id: str, user_id: s
             log.info("Mailchimp's saved credentials can't be used (%s): team=%s",
                      checked.health, team_id)  # fmt: skip
     if conn is None or checked.health in (Health.REFUSED, Health.UNREADABLE):
-        offer = await _offer(d, client, team_id, user_id)  # Connect, or Reconnect
+        offer = await _offer(d, client, team_id, user_id, lead=lead)  # Connect, or Reconnect
     else:
-        offer = ConnectOffer(lead=await is_lead(d, client, team_id, user_id))
+        offer = ConnectOffer(lead=await is_lead(d, client, team_id, user_id)
+                             if lead is None else lead)  # fmt: skip
     text, blocks = status_message(conn, offer, note, checked.health, checked.reason)
     await _respond(client, url, text, replace=replace, blocks=blocks)
+
+
+_OUTSIDER_STATUS = "Only members of this workspace can see its Mailchimp connection."
 
 
 async def status_command(ack: Any, command: dict[str, Any], client: AsyncWebClient,
@@ -170,16 +180,17 @@ async def status_command(ack: Any, command: dict[str, Any], client: AsyncWebClie
 
     async def work() -> None:
         team_id, user_id, url = command["team_id"], command["user_id"], command["response_url"]
-        if await connection(d.db, team_id) is not None:
+        role = await role_in(d.db, d.settings.team_leads, client, team_id, user_id)  # once
+        if role is Role.OUTSIDER and await connection(d.db, team_id) is not None:
             # typed in a channel shared with another organisation, the status showed its
             # members the account's name and login email (not connected, it shows nothing
             # of the workspace's: Connect itself is for leads)
-            refused = await outsider_refusal(client, team_id, user_id,
-                                             what="see its Mailchimp connection")  # fmt: skip
-            if refused is not None:
-                await _respond(client, url, refused, replace=False)
-                return
-        await _show_status(d, client, team_id, user_id, url, replace=False)
+            log.info("%s of another organisation refused in %s: %s", user_id, team_id,
+                     _OUTSIDER_STATUS)  # fmt: skip
+            await _respond(client, url, _OUTSIDER_STATUS, replace=False)
+            return
+        await _show_status(d, client, team_id, user_id, url, replace=False,
+                           lead=role is Role.LEAD)  # fmt: skip
 
     d.later.run(work(), client, command)
 
@@ -187,9 +198,10 @@ async def status_command(ack: Any, command: dict[str, Any], client: AsyncWebClie
 # ---- Connect with an API key ----------------------------------------------------------------
 
 
-async def _why_not(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> str:
-    """Why this person can't connect Mailchimp now (mrkdwn), or "" when they can."""
-    if not await is_lead(d, client, team_id, user_id):
+async def _why_not(d: Deps, team_id: str, lead: bool) -> str:
+    """Why this person (`lead`: a team lead?) can't connect Mailchimp now (mrkdwn), or ""
+    when they can."""
+    if not lead:
         return str(await leads_only(d, team_id, "connect Mailchimp"))
     if not d.settings.secret_key:
         return SECRET_KEY_MISSING
@@ -213,7 +225,8 @@ async def _open_key_modal(d: Deps, client: AsyncWebClient, click: Click, trigger
     """Open the form first (trigger ids live 3 s); someone who can't connect then sees why."""
     opened = (await open_modal(client, trigger_id, key_modal(
         metadata(url=click.response_url))))["view"]  # fmt: skip
-    refusal = await _why_not(d, client, click.team_id, click.user_id)
+    refusal = await _why_not(d, click.team_id, await is_lead(d, client, click.team_id,
+                                                             click.user_id))  # fmt: skip
     if refusal:
         await _replace_modal(client, opened["id"], refused_modal(refusal), opened["hash"])
 
@@ -223,11 +236,12 @@ async def _open_sign_in(d: Deps, client: AsyncWebClient, click: Click, trigger_i
     a modal opens at once (trigger ids live 3 s), then holds a link made for the lead who
     clicked, or says why they can't connect."""
     opened = (await open_modal(client, trigger_id, preparing_modal()))["view"]
-    refusal = await _why_not(d, client, click.team_id, click.user_id)
+    lead = await is_lead(d, client, click.team_id, click.user_id)  # once: users.info
+    refusal = await _why_not(d, click.team_id, lead)
     if refusal:
         modal = refused_modal(refusal)
     else:
-        modal = sign_in_modal(await _offer(d, client, click.team_id, click.user_id))
+        modal = sign_in_modal(await _offer(d, client, click.team_id, click.user_id, lead=lead))
     await _replace_modal(client, opened["id"], modal, opened["hash"])
 
 
@@ -292,7 +306,7 @@ async def on_key_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
     d = deps(context)
     team_id, user_id = team_of(body), body["user"]["id"]
     meta = view.get("private_metadata") or "{}"
-    refusal = await _why_not(d, client, team_id, user_id)
+    refusal = await _why_not(d, team_id, await is_lead(d, client, team_id, user_id))
     if refusal:
         await ack(response_action="update", view=refused_modal(refusal).to_dict())
         return

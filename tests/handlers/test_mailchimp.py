@@ -575,6 +575,35 @@ async def test_connect_on_home_is_the_sign_in_when_an_oauth_app_is_configured(
         assert app.slack.block_errors == []
 
 
+async def test_the_sign_in_on_home_asks_slack_who_clicked_once(
+    build: Build, mc: FakeMailchimp
+) -> None:
+    """Connect on Home with an OAuth app asked `users.info` whether the person was a lead
+    twice (may they connect? then again for the link), before the once for their name."""
+    async with build(mailchimp_client_id="cid-123", mailchimp_client_secret="csecret") as app:
+        app.slack.users["U0ADMIN"] = {"is_admin": True}  # a lead Slack must be asked about
+        await _open_home(app, "U0ADMIN")
+        before = len(app.slack.calls_to("users.info"))
+        await app.requests.block_action(Action.MAILCHIMP_CONNECT, "connect", user_id="U0ADMIN",
+                                        view={"type": "home", "id": "VHOME"})  # fmt: skip
+        await app.settle()
+        assert find_element(app.slack.open_views("U0ADMIN")[-1]["blocks"],
+                            Action.MAILCHIMP_SIGN_IN) is not None  # fmt: skip
+        assert len(app.slack.calls_to("users.info")) - before == 2  # a lead? their name
+
+
+async def test_the_status_asks_slack_who_typed_it_once(build: Build, mc: FakeMailchimp) -> None:
+    """`/referral mailchimp` of a connected workspace asked `users.info` twice: a member of
+    this workspace? then a lead?"""
+    async with build() as app:
+        await _connect(app)
+        app.slack.users["U0ADMIN"] = {"is_admin": True}
+        before = len(app.slack.calls_to("users.info"))
+        status = await _status(app, "U0ADMIN")
+        assert find_element(status["blocks"], Action.MAILCHIMP_DISCONNECT) is not None  # a lead's
+        assert len(app.slack.calls_to("users.info")) - before == 1
+
+
 # ---- audiences in the import modal ----------------------------------------------------------
 
 
