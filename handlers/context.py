@@ -145,12 +145,18 @@ async def role_in(db: Database, team_leads: Sequence[str], client: AsyncWebClien
         return Role.LEAD
     info = await client.users_info(user=user_id)
     user = info.get("user") or {}
-    member = user.get("team_id") == team_id
     if by == SEEDED:
-        await check_seeded(db, team_id, user_id, member=member)
-    if not member:
+        await check_seeded(db, team_id, user_id, member=user.get("team_id") == team_id)
+    return role_from(user, team_id, listed=by == SEEDED)
+
+
+def role_from(user: dict[str, Any], team_id: str, *, listed: bool) -> Role:
+    """What `users.info`'s `user` makes of them in `team_id`: of another organisation, or a
+    lead when `listed` (a lead Slack had to be asked about: seeded from TEAM_LEADS) or one of
+    its admins or owners, else a member."""
+    if user.get("team_id") != team_id:
         return Role.OUTSIDER
-    if by == SEEDED or user.get("is_admin") or user.get("is_owner"):
+    if listed or user.get("is_admin") or user.get("is_owner"):
         return Role.LEAD
     return Role.MEMBER
 

@@ -279,12 +279,10 @@ async def _role_in_new_workspace(client: AsyncWebClient, team_id: str, user_id: 
     its writes: it would create the workspace and seed its list, and opening Home only
     reads. Nobody is listed yet but TEAM_LEADS, who count once Slack says they are people of
     this workspace, as its admins and owners do."""
+    from handlers.context import role_from  # see _role
+
     user = (await client.users_info(user=user_id)).get("user") or {}
-    if user.get("team_id") != team_id:
-        return Role.OUTSIDER
-    if user_id in team_leads or user.get("is_admin") or user.get("is_owner"):
-        return Role.LEAD
-    return Role.MEMBER
+    return role_from(user, team_id, listed=user_id in team_leads)
 
 
 async def refresh_for(d: Deps, client: AsyncWebClient, team_id: str) -> None:
