@@ -32,7 +32,7 @@ from bot.campaigns.links import referral_link, unsubscribe_link
 from bot.email.message import build_message, parse_sender
 from bot.email.render import Invite, render_invite
 from bot.email.send import MailSender, SendResult, SendStatus, SmtpSetupError
-from bot.jobs.queue import enqueue_in
+from bot.jobs.queue import enqueue_in, lease_now
 from models import Database
 from models.clock import utcnow
 
@@ -86,13 +86,23 @@ class _Campaign:
 # runs of one enrollment can overlap, e.g. a resend asked for while a long send goes on.
 # A run only slow (a worker starved of CPU) may be alive after all: see _OUTCOME_OVER_GUESS.
 _GUESSED = "the sender stopped while handing this invite to the mail server"
-_CRASHED = text(f"""
+# A lease is compared by the clock it was stamped with (bot.jobs.queue: on PostgreSQL, the
+# server's): a run on a host whose clock was ahead called a live run's invite in flight
+# uncertain. By "is SQLite".
+_CRASHED = {sqlite: text(f"""
     UPDATE invite SET state = 'uncertain', updated_at = :now, reason = '{_GUESSED}'
     WHERE team_id = :t AND enrollment_id = :e AND state = 'sending'
       AND (sender_job IS NULL OR sender_job = :job OR NOT EXISTS (
           SELECT 1 FROM job j WHERE j.id = invite.sender_job AND j.state = 'running'
-            AND j.lease_expires_at > :now))
-""").bindparams(_ts("now"))
+            AND j.lease_expires_at > {lease_now(sqlite)}))
+""").bindparams(_ts("now")) for sqlite in (True, False)}
+
+async def _guess_crashed_in(conn: AsyncConnection, team_id: str, enrollment_id: int,
+                            job_id: int | None) -> None:  # fmt: skip
+    """The enrollment's invites a dead run left `sending` are uncertain (_CRASHED)."""
+    await conn.execute(_CRASHED[conn.dialect.name == "sqlite"],
+                       {"t": team_id, "e": enrollment_id, "now": utcnow(), "job": job_id})
+
 
 _DUE = text("""
     SELECT i.id, i.contact_id, c.email, c.first_name, c.locale, a.code, c.email_key
@@ -339,8 +349,7 @@ async def send_invites(
     `lease_owner`: the worker running that job; once another holds its lease (this one was
     too slow to renew it), the run starts no more invites and leaves the rest to it."""
     async with db.begin() as conn:
-        await conn.execute(_CRASHED, {"t": team_id, "e": enrollment_id, "now": utcnow(),
-                                      "job": job_id})  # fmt: skip
+        await _guess_crashed_in(conn, team_id, enrollment_id, job_id)
     campaign = await _campaign(db, team_id, enrollment_id)
     if campaign is None:
         return
@@ -581,8 +590,7 @@ async def stop_sending(db: Database, team_id: str, enrollment_id: int, why: str,
     run left `sending` is uncertain now (no later run of this job will say so)."""
     async with db.begin() as conn:
         stopped = await stop_sending_in(conn, team_id, enrollment_id, why)
-        await conn.execute(_CRASHED, {"t": team_id, "e": enrollment_id, "now": utcnow(),
-                                      "job": job_id})  # fmt: skip
+        await _guess_crashed_in(conn, team_id, enrollment_id, job_id)
     return stopped
 
 

@@ -77,6 +77,7 @@ from bot.imports.job_kinds import UNDO_JOB
 from bot.jobs.here import running_here, shell_owner
 from bot.jobs.queue import (
     claim_by_key,
+    database_now,
     enqueue_in,
     enqueue_running_in,
     find_by_key,
@@ -881,7 +882,8 @@ async def _waiting_undo(db: Database, team_id: str, batch_id: int) -> bool:
     job = await find_by_key(db, team_id, undo_key(batch_id))
     if batch is None or batch.status != BatchStatus.UNDOING or job is None:
         return False
-    lapsed = job.lease_expires_at is not None and job.lease_expires_at < utcnow()
+    # by the clock the lease was stamped with (PostgreSQL's): this host's may run ahead
+    lapsed = job.lease_expires_at is not None and job.lease_expires_at < await database_now(db)
     return job.state == JobState.QUEUED or (job.state == JobState.RUNNING and lapsed)
 
 

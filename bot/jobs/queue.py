@@ -46,25 +46,25 @@ def _sql(statement: str) -> Any:
 _PG_NOW = "statement_timestamp()"
 
 
-def _lease_now(sqlite: bool) -> str:
+def lease_now(sqlite: bool) -> str:
     """SQL for "now" as leases are compared (see above)."""
     return ":now" if sqlite else _PG_NOW
 
 
 def _lease_until(sqlite: bool) -> str:
-    """SQL for when a lease taken now lapses: `:lease_seconds` after `_lease_now`."""
+    """SQL for when a lease taken now lapses: `:lease_seconds` after `lease_now`."""
     return ":lease" if sqlite else f"{_PG_NOW} + make_interval(secs => :lease_seconds)"
 
 
 def _lease_params(lease_seconds: float) -> dict[str, Any]:
-    """The parameters of `_lease_now` and `_lease_until`, for either database."""
+    """The parameters of `lease_now` and `_lease_until`, for either database."""
     now = utcnow()
     return {"now": now, "lease": now + timedelta(seconds=lease_seconds),
             "lease_seconds": float(lease_seconds)}  # fmt: skip
 
 
 async def database_now(db: Database) -> datetime:
-    """Now by the clock leases are stamped with (see `_lease_now`): a lease is lapsed when it
+    """Now by the clock leases are stamped with (see `lease_now`): a lease is lapsed when it
     is earlier than this."""
     if db.is_sqlite:
         return utcnow()
@@ -278,7 +278,7 @@ async def claim_by_key(db: Database, team_id: str, dedupe_key: str, owner: str,
             updated_at = :now
         WHERE team_id = :t AND dedupe_key = :key
           AND (state = 'queued'
-               OR (state = 'running' AND lease_expires_at < {_lease_now(db.is_sqlite)}))
+               OR (state = 'running' AND lease_expires_at < {lease_now(db.is_sqlite)}))
         RETURNING {_JOB_COLUMNS}
     """)
     params = {"t": team_id, "key": dedupe_key, "owner": owner, **_lease_params(lease_seconds)}
@@ -362,7 +362,7 @@ async def claim(
         WHERE id = (
             SELECT id FROM job
             WHERE ((state = 'queued' AND run_after <= :now)
-                   OR (state = 'running' AND lease_expires_at < {_lease_now(db.is_sqlite)}))
+                   OR (state = 'running' AND lease_expires_at < {lease_now(db.is_sqlite)}))
                   {of_kind}
             ORDER BY id LIMIT 1 {lock})
         RETURNING {_JOB_COLUMNS}

@@ -27,6 +27,7 @@ from bot.jobs.worker import Worker, WorkerConfig
 from models import CampaignState
 from models.clock import utcnow
 from tests.campaigns.conftest import SECRET, TEAM, World, people
+from tests.conftest import BACKEND
 from tests.email.smtp_server import Handler, Server, smtp_server
 
 LINKS = Links("https://bot.example", SECRET)
@@ -212,6 +213,32 @@ async def test_a_second_run_leaves_the_invite_a_live_run_is_handing_over(world: 
         await first
     assert set((await _states(world)).values()) == {"sent"}
     assert sorted(_received(server).values()) == [1, 1, 1]
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="one host shares SQLite's file and clock")
+async def test_a_run_on_a_host_whose_clock_is_ahead_leaves_a_live_runs_invite_in_flight(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leases are stamped with PostgreSQL's clock, but a run compared them with its own
+    host's: on a host 45 s ahead, a worker renewing a 30 s lease looked dead, and its invite
+    being handed over was called uncertain (its outcome lost; Resend emailed that person
+    again)."""
+    from bot.campaigns.enroll import SEND_JOB
+    from bot.jobs.queue import claim, enqueue
+
+    enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(3)))
+    job = await enqueue(world.db, TEAM, SEND_JOB, {"enrollment_id": enrollment})
+    async with world.db.begin() as conn:
+        await conn.execute(text("DELETE FROM job WHERE id <> :j"), {"j": job.id})
+    assert await claim(world.db, "host-a", 30.0, {SEND_JOB}) is not None  # alive, renewing
+    async with world.db.begin() as conn:  # host a is handing the first invite over
+        await conn.execute(text("UPDATE invite SET state = 'sending', sender_job = :j "
+                                "WHERE id = (SELECT MIN(id) FROM invite)"), {"j": job.id})
+    monkeypatch.setattr("bot.campaigns.invites.utcnow",
+                        lambda: utcnow() + timedelta(seconds=45))  # host b's clock
+    async with smtp_server() as server:
+        await _send(world, server, enrollment)  # a run on host b: a resend, say
+    assert Counter((await _states(world)).values()) == Counter({"sending": 1, "sent": 2})
 
 
 async def test_a_run_whose_job_another_worker_took_over_sends_nothing_more(

@@ -40,6 +40,7 @@ from bot.workspaces import ensure_workspace, find_segment, import_target
 from models import CampaignState, Database, SourceKind
 from models.clock import utcnow
 from models.contacts import ALL_CUSTOMERS
+from tests.conftest import BACKEND
 from tests.fakes.slack_api import serve
 
 TEAM, OTHER_TEAM = "T0001", "T0002"
@@ -209,6 +210,27 @@ async def test_an_invite_stays_when_its_campaign_still_reaches_the_contact(db: D
     assert await _contacts(db) == ["b@example.com"]
     assert await _states(db) == {"b@example.com": "queued"}  # still in Later, a target
     assert await _counts(db, batch) == ("undone", LEAD, 2, 1, 1, 1)
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="one host shares SQLite's file and clock")
+async def test_an_undo_a_live_worker_runs_is_not_called_waiting_on_a_host_ahead(
+    db: Database, world: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether an undo waits for a worker (App Home's *Undo* and the Undo form offer to
+    finish it) compared its job's lease, stamped with PostgreSQL's clock, with this host's:
+    45 s ahead, a worker renewing a 30 s lease looked gone, and the undo it runs "waiting"."""
+    from bot.imports.undo import WAITING, unattended_undo
+    from bot.jobs.queue import claim
+
+    batch = world["batch"]
+    await request_undo(db, TEAM, batch, LEAD, remove_advocates=False, window_days=WEEK)
+    assert await claim(db, "host-a", 30.0, {UNDO_JOB}) is not None  # alive, renewing
+    monkeypatch.setattr("bot.imports.undo.utcnow", lambda: utcnow() + timedelta(seconds=45))
+    assert await unattended_undo(db, TEAM, batch, lease_seconds=30.0) is None
+    async with db.begin() as conn:  # then host a died: its lease lapses
+        await conn.execute(text("UPDATE job SET lease_expires_at = statement_timestamp() "
+                                "- interval '1 second' WHERE kind = :k"), {"k": UNDO_JOB})
+    assert await unattended_undo(db, TEAM, batch, lease_seconds=30.0) == WAITING
 
 
 async def test_second_undo_is_refused_and_a_double_click_queues_one_job(
