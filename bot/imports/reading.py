@@ -631,6 +631,14 @@ def header_is_data(header: list[str], columns: Columns) -> bool:
     return _address_in(header, columns.email)
 
 
+def _lines(lines: list[int]) -> str:
+    """Line numbers for a note: the first MAX_LINES_NAMED, then how many more."""
+    shown = ", ".join(str(n) for n in lines[:MAX_LINES_NAMED])
+    if len(lines) > MAX_LINES_NAMED:
+        shown += f" and {len(lines) - MAX_LINES_NAMED:,} more"
+    return shown
+
+
 def _names(cells: list[str]) -> list[str]:
     """The names of a header's cells as map_header reads them, in order; blank ones left out."""
     return sorted(squash(cell) for cell in cells if cell.strip())
@@ -725,6 +733,7 @@ class CsvReader:
         self._again: _Rereader | None = None  # made for the first record csv gives up on
         self._repeatable = True  # a later line may repeat the header (_header_again)
         self._repeated: list[int] = []  # lines repeating the header (_header_again)
+        self._restarted: list[int] = []  # lines of another header (_another_header)
         # the rows' order after a header repeated in another order (_Reordered), else None
         self._order: tuple[list[int | None], int] | None = None
         limit = csv.field_size_limit(FIELD_LIMIT)
@@ -963,22 +972,42 @@ class CsvReader:
         if not self._repeatable:
             return False
         # one cell first: a repeated header holds one of the header's names there, a row
-        # without an address (blank, "n/a", a name) rarely; every cell only then
-        cell = fields[self.columns.email]
+        # without an address (blank, "n/a", a name) rarely; every cell only then. Below a
+        # header of other columns the email column's place may be past the line's cells.
+        reordered = isinstance(reader, _Reordered)
+        if not self._names_a_column(fields[self.columns.email]) and not (
+                reordered and any(self._names_a_column(cell) for cell in reader.raw)):
+            return False
+        raw = reader.raw if reordered else fields
+        if _names(raw) == self._header_names:
+            self._repeated.append(line)
+        elif self._another_header(raw):
+            self._restarted.append(line)
+        else:
+            return False
+        order = column_order(self.header, raw)
+        in_place = order == list(range(len(self.header))) and len(raw) == len(self.header)
+        self._order = None if in_place else (order, len(raw))
+        return True
+
+    def _names_a_column(self, cell: str) -> bool:
+        """Whether `cell` is one of the header's names (_header_again's first test)."""
         if not cell.strip() or cell in self._not_names:
             return False
         if squash(cell) not in self._header_name_set:
             if len(self._not_names) < 1024:  # "n/a", "none", "-": a few values, many rows
                 self._not_names.add(cell)
             return False
-        raw = reader.raw if isinstance(reader, _Reordered) else fields
-        if _names(raw) != self._header_names:
-            return False
-        self._repeated.append(line)
-        order = column_order(self.header, raw)
-        in_place = order == list(range(len(self.header))) and len(raw) == len(self.header)
-        self._order = None if in_place else (order, len(raw))
         return True
+
+    def _another_header(self, raw: list[str]) -> bool:
+        """Whether `raw`, not the header's names, is another export's header: it names the
+        email column and another of the header's columns, and holds no address (a row that
+        only starts with names is still a row)."""
+        names = {squash(cell) for cell in raw if cell.strip()}
+        return (squash(self.header[self.columns.email]) in names
+                and len(names & self._header_name_set) >= 2
+                and not any("@" in cell for cell in raw))
 
     def _reordered(self, reader: Any) -> Any:
         """`reader` reading rows in the column order of the last header (see _Reordered)."""
@@ -990,14 +1019,21 @@ class CsvReader:
         """What reading the rows found that the review must say: lines repeating the header
         (two exports joined with `cat`), which are not rows, and whose column order the
         rows below them are read in."""
-        lines = self._repeated
-        if not lines:
-            return None
-        shown = ", ".join(str(n) for n in lines[:MAX_LINES_NAMED])
-        if len(lines) > MAX_LINES_NAMED:
-            shown += f" and {len(lines) - MAX_LINES_NAMED:,} more"
-        if len(lines) == 1:
-            return (f"Line {shown} repeats the header (files joined into one?): not counted as "
-                    "a row; the rows below it are read in its column order.")
-        return (f"Lines {shown} repeat the header (files joined into one?): not counted as "
-                "rows; the rows below each are read in its column order.")
+        notes = []
+        if lines := self._repeated:
+            if len(lines) == 1:
+                notes.append(f"Line {_lines(lines)} repeats the header (files joined into "
+                             "one?): not counted as a row; the rows below it are read in "
+                             "its column order.")  # fmt: skip
+            else:
+                notes.append(f"Lines {_lines(lines)} repeat the header (files joined into "
+                             "one?): not counted as rows; the rows below each are read in "
+                             "its column order.")  # fmt: skip
+        if lines := self._restarted:
+            one = len(lines) == 1
+            notes.append(f"Line{'' if one else 's'} {_lines(lines)} start{'s' if one else ''} "
+                         "another export's header (files joined into one?): not counted as "
+                         f"{'a row' if one else 'rows'}; the rows below "
+                         f"{'it are' if one else 'each are'} read by its column names, and "
+                         "columns the first header hasn't are left out.")  # fmt: skip
+        return " ".join(notes) or None

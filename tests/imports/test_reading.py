@@ -1056,6 +1056,28 @@ def test_a_cell_past_the_field_limit_closed_on_its_line_leaves_the_rows_after_it
                            (4, ["cy@example.com", "Cy", "a note\r\nover two lines"])]  # fmt: skip
 
 
+def test_another_exports_header_with_other_columns_orders_the_rows_below_it() -> None:
+    """Two exports joined with `cat` whose columns differ (the second has a Language column,
+    in another order): its header was a rejected row and every row below it was read by the
+    first header, its last names taken for addresses and rejected. A line holding the email
+    column's name and another of the header's, and no address, is a header too; its
+    columns the first header doesn't have are left out, as the note says."""
+    data = (b"email,first_name,last_name\nada@x.com,Ada,Lovelace\n"
+            b"last_name,language,email,first_name\nYoung,fr,cy@x.com,Cy\n"  # 3: other columns
+            b"email,first_name\nbo@x.com,Bo\n"  # 5: fewer columns
+            b"email,first_name,nobody@x.com\n")  # 7: a row: it holds an address fmt: skip
+
+    reader, records = read(data)
+
+    assert records == [(2, ["ada@x.com", "Ada", "Lovelace"]), (4, ["cy@x.com", "Cy", "Young"]),
+                       (6, ["bo@x.com", "Bo", ""]),
+                       (7, ["email", "first_name", "", "nobody@x.com"])]  # fmt: skip
+    assert reader.late_note() == (
+        "Lines 3, 5 start another export's header (files joined into one?): not counted as "
+        "rows; the rows below each are read by its column names, and columns the first "
+        "header hasn't are left out.")  # fmt: skip
+
+
 def _skipped_below_a_reordered_header(row: str) -> list[tuple[str, str, str]]:
     """(status, email, last name) staged for the last line of two exports joined with `cat`,
     the second's columns in another order, its `row` malformed."""

@@ -83,6 +83,24 @@ async def test_a_second_export_joined_on_is_read_by_its_own_header(
     }  # fmt: skip
 
 
+async def test_a_second_export_with_other_columns_joined_on_is_read_by_its_own_header(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`cat` of two exports whose columns differ (the second adds Phone and puts Email in
+    the middle): its header was a rejected row and every row below it was rejected, its
+    last names taken for addresses."""
+    path = tmp_path / "joined.csv"
+    path.write_text(FIRST_EXPORT + "Last_Name,Phone,Email,First_Name\n"
+                    "Young,555-0100,cy@example.com,Cy\nDent,,dee@example.com,Dee\n",
+                    encoding="utf-8")  # fmt: skip
+
+    summary, listed = imported(db_env, path)
+
+    assert (summary["rows"], summary["valid"], summary["rejected"]) == (4, 4, 0), listed
+    assert "Line 4 starts another export's header" in notes(summary)
+    assert exported(db_env)["cy@example.com"] == ("Cy", "Young")
+
+
 async def test_a_big_joined_file_read_by_the_parser_child_says_so_too(
     db: Database, db_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
