@@ -174,7 +174,19 @@ async def require_member(client: AsyncWebClient, team_id: str, user_id: str, *,
     campaigns." (else OUTSIDER)."""
     info = await client.users_info(user=user_id)
     if (info.get("user") or {}).get("team_id") != team_id:
-        raise Refusal(f"Only members of this workspace can {what}." if what else OUTSIDER)
+        raise Refusal(_outsider_text(what))
+
+
+def _outsider_text(what: str) -> str:
+    return f"Only members of this workspace can {what}." if what else OUTSIDER
+
+
+def told_outsider(team_id: str, user_id: str, what: str = "") -> str:
+    """The refusal a member of another organisation is told (see `require_member` for
+    `what`), logged: for a caller that knows the role already (`role_in`)."""
+    said = _outsider_text(what)
+    log.info("%s of another organisation refused in %s: %s", user_id, team_id, said)
+    return said
 
 
 async def outsider_refusal(client: AsyncWebClient, team_id: str, user_id: str, *,
@@ -183,9 +195,8 @@ async def outsider_refusal(client: AsyncWebClient, team_id: str, user_id: str, *
     its own way (in a list's place, a modal, a menu with no options)."""
     try:
         await require_member(client, team_id, user_id, what=what)
-    except Refusal as exc:
-        log.info("%s of another organisation refused in %s: %s", user_id, team_id, exc)
-        return str(exc)
+    except Refusal:
+        return told_outsider(team_id, user_id, what)
     return None
 
 

@@ -31,7 +31,16 @@ from bot.leads import (
     leads,
     remove_lead,
 )
-from handlers.context import Deps, Refusal, deps, is_lead, leads_only, role_in, team_of
+from handlers.context import (
+    Deps,
+    Refusal,
+    deps,
+    is_lead,
+    leads_only,
+    role_in,
+    team_of,
+    told_outsider,
+)
 from handlers.ids import Action, BlockId
 from handlers.leads_messages import leads_message
 from handlers.messages import esc
@@ -42,7 +51,6 @@ from handlers.slack_errors import slack_error
 
 log = logging.getLogger(__name__)
 CHANGE = "change the team leads"
-OUTSIDER = "Only members of this workspace can see its team leads."
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +89,8 @@ async def show(d: Deps, client: AsyncWebClient, asker: Asker, *, replace: bool,
                note: str = "") -> None:  # fmt: skip
     role = await role_in(d.db, d.settings.team_leads, client, asker.team_id, asker.user_id)
     if role is Role.OUTSIDER:  # a shared channel's member of another organisation
-        log.info("%s of another organisation refused the leads of %s", asker.user_id,
-                 asker.team_id)  # fmt: skip
-        await respond(client, asker.response_url, OUTSIDER, replace=replace)
+        refused = told_outsider(asker.team_id, asker.user_id, what="see its team leads")
+        await respond(client, asker.response_url, refused, replace=replace)
         return
     listed = await leads(d.db, asker.team_id, d.settings.team_leads)
     text, blocks = leads_message(listed, can_edit=role is Role.LEAD, note=note)

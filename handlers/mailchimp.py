@@ -59,6 +59,7 @@ from handlers.context import (
     leads_only,
     role_in,
     team_of,
+    told_outsider,
 )
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
@@ -160,16 +161,14 @@ async def _show_status(d: Deps, client: AsyncWebClient, team_id: str, user_id: s
         elif checked.health in (Health.REFUSED, Health.UNREADABLE):
             log.info("Mailchimp's saved credentials can't be used (%s): team=%s",
                      checked.health, team_id)  # fmt: skip
+    if lead is None:
+        lead = await is_lead(d, client, team_id, user_id)
     if conn is None or checked.health in (Health.REFUSED, Health.UNREADABLE):
         offer = await _offer(d, client, team_id, user_id, lead=lead)  # Connect, or Reconnect
     else:
-        offer = ConnectOffer(lead=await is_lead(d, client, team_id, user_id)
-                             if lead is None else lead)  # fmt: skip
+        offer = ConnectOffer(lead=lead)
     text, blocks = status_message(conn, offer, note, checked.health, checked.reason)
     await _respond(client, url, text, replace=replace, blocks=blocks)
-
-
-_OUTSIDER_STATUS = "Only members of this workspace can see its Mailchimp connection."
 
 
 async def status_command(ack: Any, command: dict[str, Any], client: AsyncWebClient,
@@ -185,9 +184,8 @@ async def status_command(ack: Any, command: dict[str, Any], client: AsyncWebClie
             # typed in a channel shared with another organisation, the status showed its
             # members the account's name and login email (not connected, it shows nothing
             # of the workspace's: Connect itself is for leads)
-            log.info("%s of another organisation refused in %s: %s", user_id, team_id,
-                     _OUTSIDER_STATUS)  # fmt: skip
-            await _respond(client, url, _OUTSIDER_STATUS, replace=False)
+            refused = told_outsider(team_id, user_id, what="see its Mailchimp connection")
+            await _respond(client, url, refused, replace=False)
             return
         await _show_status(d, client, team_id, user_id, url, replace=False,
                            lead=role is Role.LEAD)  # fmt: skip

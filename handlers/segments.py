@@ -47,7 +47,6 @@ from bot.workspaces import (
 )
 from handlers.campaign_messages import notice_modal
 from handlers.context import (
-    OUTSIDER,
     Deps,
     Refusal,
     deps,
@@ -58,6 +57,7 @@ from handlers.context import (
     require_lead,
     role_in,
     team_of,
+    told_outsider,
 )
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
@@ -241,10 +241,9 @@ async def submit_name(ack: Any, body: dict[str, Any], view: dict[str, Any],
     # one question to Slack at most before the answer (due in 3 s): none for a listed lead
     role = await role_in(d.db, d.settings.team_leads, client, team_id, user_id)
     if role is Role.OUTSIDER:
-        log.info("%s of another organisation refused in %s: %s", user_id, team_id, OUTSIDER)
         await ack(response_action="update",
                   view=notice_modal("Rename segment" if renaming else "New segment",
-                                    OUTSIDER).to_dict())  # fmt: skip
+                                    told_outsider(team_id, user_id)).to_dict())  # fmt: skip
         return
     if renaming and role is not Role.LEAD:
         refusal = await leads_only(d, team_id, "rename segments")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 import shutil
 import sqlite3
@@ -341,7 +342,8 @@ async def schema_emptied(database: Database) -> bool:
                     "".join(f'DELETE FROM "{schema}"."{t}";' for t in tables)
                     + "SELECT setval(c.oid, 1, false) FROM pg_class c WHERE c.relkind = 'S' "
                     f"AND c.relnamespace = '\"{schema}\"'::regnamespace;")
-    except Exception:  # whatever went wrong, a new schema for the next test is the safe side
+    except Exception as exc:  # whatever went wrong, a new schema for the next test is safer
+        logging.getLogger(__name__).info("schema %s not reused: %r", schema, exc)
         return False
     return True
 

@@ -97,6 +97,7 @@ _CRASHED = {sqlite: text(f"""
             AND j.lease_expires_at > {lease_now(sqlite)}))
 """).bindparams(_ts("now")) for sqlite in (True, False)}
 
+
 async def _guess_crashed_in(conn: AsyncConnection, team_id: str, enrollment_id: int,
                             job_id: int | None) -> None:  # fmt: skip
     """The enrollment's invites a dead run left `sending` are uncertain (_CRASHED)."""

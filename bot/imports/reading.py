@@ -631,12 +631,13 @@ def header_is_data(header: list[str], columns: Columns) -> bool:
     return _address_in(header, columns.email)
 
 
-def _lines(lines: list[int]) -> str:
-    """Line numbers for a note: the first MAX_LINES_NAMED, then how many more."""
+def _lines_note(lines: list[int], one: str, many: str) -> str:
+    """`one` or `many` (as many lines as there are) with the lines named in its `{}`: the
+    first MAX_LINES_NAMED, then how many more; "" for no line."""
     shown = ", ".join(str(n) for n in lines[:MAX_LINES_NAMED])
     if len(lines) > MAX_LINES_NAMED:
         shown += f" and {len(lines) - MAX_LINES_NAMED:,} more"
-    return shown
+    return "" if not lines else (one if len(lines) == 1 else many).format(shown)
 
 
 def _names(cells: list[str]) -> list[str]:
@@ -1016,24 +1017,19 @@ class CsvReader:
         return reader if self._order is None else _Reordered(reader, *self._order)
 
     def late_note(self) -> str | None:
-        """What reading the rows found that the review must say: lines repeating the header
-        (two exports joined with `cat`), which are not rows, and whose column order the
-        rows below them are read in."""
-        notes = []
-        if lines := self._repeated:
-            if len(lines) == 1:
-                notes.append(f"Line {_lines(lines)} repeats the header (files joined into "
-                             "one?): not counted as a row; the rows below it are read in "
-                             "its column order.")  # fmt: skip
-            else:
-                notes.append(f"Lines {_lines(lines)} repeat the header (files joined into "
-                             "one?): not counted as rows; the rows below each are read in "
-                             "its column order.")  # fmt: skip
-        if lines := self._restarted:
-            one = len(lines) == 1
-            notes.append(f"Line{'' if one else 's'} {_lines(lines)} start{'s' if one else ''} "
-                         "another export's header (files joined into one?): not counted as "
-                         f"{'a row' if one else 'rows'}; the rows below "
-                         f"{'it are' if one else 'each are'} read by its column names, and "
-                         "columns the first header hasn't are left out.")  # fmt: skip
-        return " ".join(notes) or None
+        """What reading the rows found that the review must say: lines repeating the header,
+        or starting another export's (two exports joined with `cat`), which are not rows,
+        and by which the rows below them are read."""
+        notes = [_lines_note(self._repeated, "Line {} repeats the header (files joined into "
+                             "one?): not counted as a row; the rows below it are read in its "
+                             "column order.", "Lines {} repeat the header (files joined into "
+                             "one?): not counted as rows; the rows below each are read in its "
+                             "column order."),
+                 _lines_note(self._restarted, "Line {} starts another export's header (files "
+                             "joined into one?): not counted as a row; the rows below it are "
+                             "read by its column names, and columns the first header hasn't "
+                             "are left out.", "Lines {} start another export's header (files "
+                             "joined into one?): not counted as rows; the rows below each are "
+                             "read by its column names, and columns the first header hasn't "
+                             "are left out.")]  # fmt: skip
+        return " ".join(note for note in notes if note) or None
