@@ -41,6 +41,7 @@ from bot.imports.reading import (
     ColumnsError,
     ColumnsOf,
     CsvFileError,
+    HeaderRepeats,
     header_above_data,
     header_is_data,
     header_past_labels,
@@ -536,6 +537,7 @@ class XlsxReader:
         # formula cells saved without a result in the rows of the sheet read: those of other
         # sheets, and of rows read again to choose it, are not the import's
         self._uncalculated = [0]
+        self._repeats: HeaderRepeats | None = None  # rows repeating the header (records)
         try:
             self._book = _Book(stream)
         except Exception as exc:  # openpyxl raises whatever the broken XML or ZIP causes
@@ -693,17 +695,27 @@ class XlsxReader:
 
     def records(self) -> Iterator[tuple[int, list[str] | str]]:
         """(row number as Excel shows it, fields) per non-blank row after the header, and
-        before them those above it holding an address (reading.row_above_header)."""
+        before them those above it holding an address (reading.row_above_header). A row
+        repeating the header, or another export's header (exports pasted one below the
+        other), is no row: the rows below it are read by it (reading.HeaderRepeats)."""
         if self._rows is None:
             return
-        header_row, columns = self.header_row, self.columns
-        first = [(header_row, list(self.header))] if header_is_data(self.header, columns) else []
-        for number, fields in self._rows:
+        header_row, columns, email = self.header_row, self.columns, self.columns.email
+        data = header_is_data(self.header, columns)
+        first = [(header_row, list(self.header))] if data else []
+        repeats = self._repeats = HeaderRepeats(self.header, email, repeatable=not data)
+        for number, raw in self._rows:
             if number < header_row:
-                yield row_above_header(number, fields, columns, header_row)
+                yield row_above_header(number, raw, columns, header_row)
                 continue
             yield from first  # the header is a row of data (reading.header_is_data)
             first = []
+            fields = repeats.in_order(raw)
+            try:  # only a row without an address can be a header
+                if "@" not in fields[email] and repeats.found(number, fields, raw):
+                    continue
+            except IndexError:  # a row too short to reach the email column
+                pass
             yield number, fields
         yield from first
 
@@ -711,12 +723,15 @@ class XlsxReader:
         """What reading the rows found that the review must say: formulas saved without
         their results (a workbook a program wrote, never saved in Excel) read as empty, so an
         email column of them was a column of "Missing email" with no hint why."""
+        repeated = self._repeats.note("Row") if self._repeats is not None else None
         count = self._uncalculated[0]
         if not count:
-            return None
+            return repeated
         cells = f"{count:,} cell" + ("s are formulas" if count > 1 else " is a formula")
-        return (f"{cells} saved without a result (the file was made by a program, not saved "
-                "in Excel), read as empty: open the file in Excel, save it, and add it again.")
+        uncalculated = (f"{cells} saved without a result (the file was made by a program, not "
+                        "saved in Excel), read as empty: open the file in Excel, save it, and "
+                        "add it again.")  # fmt: skip
+        return uncalculated if repeated is None else f"{uncalculated} {repeated}"
 
     def close(self) -> None:
         """Let go of the workbook; the stream stays open (the caller owns it)."""

@@ -686,6 +686,90 @@ def in_column_order(cells: list[str], order: list[int | None], width: int) -> li
     return [cells[i] if i is not None and i < n else "" for i in order] + cells[width:]
 
 
+class HeaderRepeats:
+    """Lines (a CSV's) or rows (a sheet's) below the header that repeat it, in any order, or
+    start another export's header: two exports joined into one file with `cat`, or pasted
+    one below the other in a sheet. Neither is a row; the rows below each are read by it,
+    put in the first header's column order (`order`, see in_column_order)."""
+
+    def __init__(self, header: list[str], email: int, *, repeatable: bool = True) -> None:
+        """`repeatable`: False when the header is a row of data (header_is_data): there is
+        no header to repeat."""
+        self.header, self.email, self.repeatable = header, email, repeatable
+        self._names = _names(header)  # what a line repeating it holds
+        self._name_set = frozenset(self._names)
+        self._not_names: set[str] = set()  # cells squashed to no header name (_names_a_column)
+        self.repeated: list[int] = []  # lines repeating the header
+        self.restarted: list[int] = []  # lines of another header (_another_header)
+        # the rows' order after a header repeated in another order, else None
+        self.order: tuple[list[int | None], int] | None = None
+
+    def found(self, line: int, fields: list[str], raw: list[str]) -> bool:
+        """Whether `line` repeats the header or starts another (its cells `raw` as the file
+        has them, `fields` in the first header's order): its order is then the rows' below
+        it (`order`), and the line is named in `note`. Ask only of rows without an address
+        in the email column, which a header line has (it holds the column's name there): a
+        row of data then costs one `"@" in` test, no more. IndexError: `fields` doesn't
+        reach the email column."""
+        if not self.repeatable:
+            return False
+        # one cell first: a repeated header holds one of the header's names there, a row
+        # without an address (blank, "n/a", a name) rarely; every cell only then. Below a
+        # header of other columns the email column's place may be past the line's cells.
+        if not self._names_a_column(fields[self.email]) and not (
+                raw is not fields and any(self._names_a_column(cell) for cell in raw)):
+            return False
+        if _names(raw) == self._names:
+            self.repeated.append(line)
+        elif self._another_header(raw):
+            self.restarted.append(line)
+        else:
+            return False
+        order = column_order(self.header, raw)
+        in_place = order == list(range(len(self.header))) and len(raw) == len(self.header)
+        self.order = None if in_place else (order, len(raw))
+        return True
+
+    def in_order(self, cells: list[str]) -> list[str]:
+        """`cells` as the file has them, in the first header's column order."""
+        return cells if self.order is None else in_column_order(cells, *self.order)
+
+    def _names_a_column(self, cell: str) -> bool:
+        """Whether `cell` is one of the header's names (`found`'s first test)."""
+        if not cell.strip() or cell in self._not_names:
+            return False
+        if squash(cell) not in self._name_set:
+            if len(self._not_names) < 1024:  # "n/a", "none", "-": a few values, many rows
+                self._not_names.add(cell)
+            return False
+        return True
+
+    def _another_header(self, raw: list[str]) -> bool:
+        """Whether `raw`, not the header's names, is another export's header: it names the
+        email column and another of the header's columns, and holds no address (a row that
+        only starts with names is still a row)."""
+        names = {squash(cell) for cell in raw if cell.strip()}
+        return (squash(self.header[self.email]) in names and len(names & self._name_set) >= 2
+                and not any("@" in cell for cell in raw))
+
+    def note(self, unit: str = "Line") -> str | None:
+        """What the review must say of the lines found (`unit`: "Line", or "Row" in a
+        sheet), which are not rows, and by which the rows below them are read."""
+        units = unit + "s"
+        how = "(files joined into one?)" if unit == "Line" else "(exports pasted into one sheet?)"
+        notes = [_lines_note(self.repeated, f"{unit} {{}} repeats the header {how}: not "
+                             "counted as a row; the rows below it are read in its column order.",
+                             f"{units} {{}} repeat the header {how}: not counted as rows; the "
+                             "rows below each are read in its column order."),
+                 _lines_note(self.restarted, f"{unit} {{}} starts another export's header "
+                             f"{how}: not counted as a row; the rows below it are read by its "
+                             "column names, and columns the first header hasn't are left out.",
+                             f"{units} {{}} start another export's header {how}: not counted "
+                             "as rows; the rows below each are read by its column names, and "
+                             "columns the first header hasn't are left out.")]  # fmt: skip
+        return " ".join(note for note in notes if note) or None
+
+
 # Header -> columns: map_header's guess, or a mapping someone chose (bot.imports.mapping).
 # Called once per file, so a chosen mapping costs the CSV hot path nothing.
 ColumnsOf = Callable[[list[str]], Columns]
@@ -732,11 +816,6 @@ class CsvReader:
         self._header_line = 0
         self._start, self._errors = start, errors
         self._again: _Rereader | None = None  # made for the first record csv gives up on
-        self._repeatable = True  # a later line may repeat the header (_header_again)
-        self._repeated: list[int] = []  # lines repeating the header (_header_again)
-        self._restarted: list[int] = []  # lines of another header (_another_header)
-        # the rows' order after a header repeated in another order (_Reordered), else None
-        self._order: tuple[list[int | None], int] | None = None
         limit = csv.field_size_limit(FIELD_LIMIT)
         try:
             for fields in self._reader:
@@ -753,12 +832,11 @@ class CsvReader:
             columns = columns_of(self.header)
             self.columns = columns if columns.width else replace(columns, width=len(self.header))
             self._before = self._rows_above(skipped)
-            self._header_names = _names(self.header)  # what a line repeating it holds
-            self._header_name_set = frozenset(self._header_names)
-            self._not_names: set[str] = set()  # cells squashed to no header name (_header_again)
-            if header_is_data(self.header, self.columns):
+            data = header_is_data(self.header, self.columns)  # no header to repeat then
+            # lines repeating the header, or another's; the rows' order after them (_Reordered)
+            self._repeats = HeaderRepeats(self.header, self.columns.email, repeatable=not data)
+            if data:
                 self._before.append((self._header_line, list(self.header)))
-                self._repeatable = False  # no header to repeat: its first row of data
         except csv.Error:
             self.close()
             raise CsvFileError(HEADER_QUOTE) from None
@@ -807,7 +885,8 @@ class CsvReader:
     def _email_at(self) -> int:
         """Where the file's lines have their address now (a repeated header may move it)."""
         email = self.columns.email
-        moved = self._order[0][email] if self._order is not None else email
+        order = self._repeats.order
+        moved = order[0][email] if order is not None else email
         return email if moved is None else moved
 
     def _row_shaped(self, line: str) -> bool:
@@ -941,9 +1020,7 @@ class CsvReader:
         """A line's `cells` as the file has them, in the first header's column order (as
         _Reordered puts the rows below a header repeated in another order): a malformed row
         there was listed in the skipped-rows CSV with its address under Last name."""
-        if self._order is None:
-            return cells
-        return in_column_order(cells, *self._order)
+        return self._repeats.in_order(cells)
 
     def _past_long_line(self, left: int) -> Any:
         """A reader past a line over MAX_LINE_CHARS, whose pieces csv read but `left`: one
@@ -965,71 +1042,19 @@ class CsvReader:
         return Malformed(message, self._in_order([*fields[:opened], *rest]))
 
     def _header_again(self, line: int, reader: Any, fields: list[str]) -> bool:
-        """Whether the row at `line` repeats the header (its cells are the header's names, in
-        any order): two exports joined into one file. Its order is then the rows' below it
-        (self._order); the line is named in late_note, and is not a row. Asked only of rows
-        without an address in the email column, which a header line has (it holds the
-        column's name there): a row of data costs one `"@" in` test, no more."""
-        if not self._repeatable:
-            return False
-        # one cell first: a repeated header holds one of the header's names there, a row
-        # without an address (blank, "n/a", a name) rarely; every cell only then. Below a
-        # header of other columns the email column's place may be past the line's cells.
-        reordered = isinstance(reader, _Reordered)
-        if not self._names_a_column(fields[self.columns.email]) and not (
-                reordered and any(self._names_a_column(cell) for cell in reader.raw)):
-            return False
-        raw = reader.raw if reordered else fields
-        if _names(raw) == self._header_names:
-            self._repeated.append(line)
-        elif self._another_header(raw):
-            self._restarted.append(line)
-        else:
-            return False
-        order = column_order(self.header, raw)
-        in_place = order == list(range(len(self.header))) and len(raw) == len(self.header)
-        self._order = None if in_place else (order, len(raw))
-        return True
-
-    def _names_a_column(self, cell: str) -> bool:
-        """Whether `cell` is one of the header's names (_header_again's first test)."""
-        if not cell.strip() or cell in self._not_names:
-            return False
-        if squash(cell) not in self._header_name_set:
-            if len(self._not_names) < 1024:  # "n/a", "none", "-": a few values, many rows
-                self._not_names.add(cell)
-            return False
-        return True
-
-    def _another_header(self, raw: list[str]) -> bool:
-        """Whether `raw`, not the header's names, is another export's header: it names the
-        email column and another of the header's columns, and holds no address (a row that
-        only starts with names is still a row)."""
-        names = {squash(cell) for cell in raw if cell.strip()}
-        return (squash(self.header[self.columns.email]) in names
-                and len(names & self._header_name_set) >= 2
-                and not any("@" in cell for cell in raw))
+        """Whether the line repeats the header or starts another export's (HeaderRepeats):
+        then it is no row, and the rows after it are read by it (_reordered)."""
+        raw = reader.raw if isinstance(reader, _Reordered) else fields
+        return self._repeats.found(line, fields, raw)
 
     def _reordered(self, reader: Any) -> Any:
         """`reader` reading rows in the column order of the last header (see _Reordered)."""
         if isinstance(reader, _Reordered):
             reader = reader._reader
-        return reader if self._order is None else _Reordered(reader, *self._order)
+        order = self._repeats.order
+        return reader if order is None else _Reordered(reader, *order)
 
     def late_note(self) -> str | None:
         """What reading the rows found that the review must say: lines repeating the header,
-        or starting another export's (two exports joined with `cat`), which are not rows,
-        and by which the rows below them are read."""
-        notes = [_lines_note(self._repeated, "Line {} repeats the header (files joined into "
-                             "one?): not counted as a row; the rows below it are read in its "
-                             "column order.", "Lines {} repeat the header (files joined into "
-                             "one?): not counted as rows; the rows below each are read in its "
-                             "column order."),
-                 _lines_note(self._restarted, "Line {} starts another export's header (files "
-                             "joined into one?): not counted as a row; the rows below it are "
-                             "read by its column names, and columns the first header hasn't "
-                             "are left out.", "Lines {} start another export's header (files "
-                             "joined into one?): not counted as rows; the rows below each are "
-                             "read by its column names, and columns the first header hasn't "
-                             "are left out.")]  # fmt: skip
-        return " ".join(note for note in notes if note) or None
+        or starting another export's (two exports joined with `cat`)."""
+        return self._repeats.note("Line")

@@ -123,6 +123,40 @@ async def test_a_big_joined_file_read_by_the_parser_child_says_so_too(
     assert people["a7@example.com"] == ("A7", "Lovelace")
 
 
+async def test_exports_pasted_one_below_another_in_a_sheet_are_read_by_their_own_headers(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The same in a workbook, where people paste one export below another: the header
+    pasted again was a rejected row ("Invalid email: Email"), and a second export with its
+    columns in another order (or other columns) had every row rejected, its first names taken
+    for addresses. The review names the rows by the numbers Excel shows."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in (["Email", "First Name", "Last Name"], ["ada@example.com", "Ada", "Lovelace"],
+                ["Email", "First Name", "Last Name"], ["bob@example.com", "Bob", "Builder"],
+                [], ["Last Name", "Email", "First Name"], ["Young", "cy@example.com", "Cy"],
+                ["First Name", "Phone", "Email"], ["Dee", "555-0100", "dee@example.com"],
+                ["Eve", None, "eve@example.com"]):  # fmt: skip
+        sheet.append(row)
+    path = tmp_path / "pasted.xlsx"
+    book.save(path)
+
+    summary, listed = imported(db_env, path)
+
+    assert (summary["rows"], summary["valid"], summary["rejected"]) == (5, 5, 0), listed
+    said = notes(summary)
+    assert "Rows 3, 6 repeat the header" in said, said
+    assert "Row 8 starts another export's header" in said, said
+    assert "Line" not in said and "(exports pasted into one sheet?)" in said, said
+    assert exported(db_env) == {
+        "ada@example.com": ("Ada", "Lovelace"), "bob@example.com": ("Bob", "Builder"),
+        "cy@example.com": ("Cy", "Young"), "dee@example.com": ("Dee", ""),
+        "eve@example.com": ("Eve", ""),
+    }  # fmt: skip
+
+
 # --- line numbers after a line too long to read whole ---------------------------------------
 
 
