@@ -20,7 +20,7 @@ import itertools
 import re
 import zipfile
 from array import array
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, BinaryIO
@@ -528,11 +528,14 @@ class XlsxReader:
     """
 
     def __init__(self, stream: BinaryIO, *, max_unzipped_bytes: int | None = None,
-                 columns_of: ColumnsOf = map_header, sheet: str | None = None) -> None:  # fmt: skip
+                 columns_of: ColumnsOf = map_header, sheet: str | None = None,
+                 fits_chosen: Callable[[list[str]], bool] | None = None) -> None:  # fmt: skip
         """`sheet`: the title of the sheet to read, whatever the others hold (*Map columns*
-        shows the sheet a person chose); None: the one _open_first_sheet chooses."""
+        shows the sheet a person chose); None: the one _open_first_sheet chooses, the first
+        whose header `fits_chosen` (a mapping given or remembered fits it, see
+        mapping.ColumnMapper) if given, else the first recognised by name."""
         _check_kind(stream, max_unzipped_bytes)
-        self._columns_of = columns_of
+        self._columns_of, self._fits_chosen = columns_of, fits_chosen
         self._rows: Rows | None = None
         # formula cells saved without a result in the rows of the sheet read: those of other
         # sheets, and of rows read again to choose it, are not the import's
@@ -553,14 +556,14 @@ class XlsxReader:
 
     def _open_first_sheet(self) -> None:
         """Open the sheet to read: the first (visible first) whose header a mapping given or
-        remembered fits (`columns_of.fits_chosen`, see mapping.ColumnMapper), else the first
+        remembered fits (`fits_chosen`, see mapping.ColumnMapper), else the first
         whose header has an email column recognised by name, else the first whose header
         `columns_of` maps, else fail naming the sheets. A summary or instructions tab before
         the customers refused the workbook, naming only its own columns; a staff list's
         "Email" on the first sheet hid the customers' "Work Mail" chosen on the next."""
         sheets = self._book.sheets
         self._rows = None
-        chosen = getattr(self._columns_of, "fits_chosen", None)
+        chosen = self._fits_chosen
         unrecognised: list[tuple[_Sheet, list[str]]] = []
         headers: list[tuple[_Sheet, list[str]]] = []  # of the sheets with rows
         named: _Sheet | None = None  # the first whose email column is recognised by name

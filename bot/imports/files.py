@@ -32,7 +32,7 @@ from bot.imports.batches import (
     stage_csv,
     stage_reader,
 )
-from bot.imports.mapping import ShownColumns, lenient_columns, mapper_for
+from bot.imports.mapping import ColumnMapper, lenient_columns, mapper_for
 from bot.imports.reading import ColumnsOf, CsvFileError, CsvReader, map_header
 from bot.imports.recognise import ignored_note, recognise, sheets_note
 from models import Database, FileFormat, ImportSource, SourceKind, SourceStatus
@@ -52,6 +52,15 @@ def _xlsx_reader(stream: BinaryIO, **options: Any) -> XlsxReader:
     from bot.imports.excel import XlsxReader
 
     return XlsxReader(stream, **options)
+
+
+def _sheet_choice(columns_of: ColumnsOf) -> dict[str, Any]:
+    """A workbook's sheet as a column mapping chooses it (see XlsxReader): the sheet it was
+    submitted for, and whether a mapping given or remembered fits a header; nothing for
+    columns recognised by name alone."""
+    if isinstance(columns_of, ColumnMapper):
+        return {"sheet": columns_of.sheet, "fits_chosen": columns_of.fits_chosen}
+    return {}
 
 
 def is_workbook(stream: BinaryIO, name: str) -> bool:
@@ -116,8 +125,8 @@ def check_file(stream: BinaryIO, *, name: str = "",
     start = stream.tell()
     try:
         if is_workbook(stream, name):
-            _xlsx_reader(stream, max_unzipped_bytes=max_unzipped_bytes,
-                       columns_of=columns_of).close()  # fmt: skip
+            _xlsx_reader(stream, max_unzipped_bytes=max_unzipped_bytes, columns_of=columns_of,
+                         **_sheet_choice(columns_of)).close()  # fmt: skip
         elif is_zip(stream):
             with _open(stream, max_unzipped_bytes) as archive:
                 for entry in archive.entries:
@@ -177,8 +186,7 @@ async def _stage_workbook(db: Database, team_id: str, source: ImportSource, stre
         return source
     try:
         reader = _xlsx_reader(stream, max_unzipped_bytes=max_unzipped_bytes,
-                              columns_of=columns_of,
-                              sheet=getattr(columns_of, "sheet", None))  # fmt: skip
+                              columns_of=columns_of, **_sheet_choice(columns_of))  # fmt: skip
     except CsvFileError as exc:
         await fail_source(db, team_id, source_id, exc)
         return await get_source(db, team_id, source_id)
@@ -328,8 +336,8 @@ def shown_reader(
     mapping.ColumnMapper), else the first recognised by name; or the `sheet` named (chosen
     in *Map columns*)."""
     if is_workbook(stream, name):
-        shown = ShownColumns(fits_chosen)
-        with _xlsx_reader(stream, max_unzipped_bytes=max_unzipped_bytes, columns_of=shown,
+        with _xlsx_reader(stream, max_unzipped_bytes=max_unzipped_bytes,
+                          columns_of=lenient_columns, fits_chosen=fits_chosen,
                           sheet=sheet) as workbook:  # fmt: skip
             yield workbook
         return

@@ -182,18 +182,6 @@ def lenient_columns(header: list[str]) -> Columns:
         return Columns(0, None, None, None)
 
 
-@dataclass(frozen=True, slots=True)
-class ShownColumns:
-    """lenient_columns, for a reader opened to show a file in *Map columns*, with the
-    workspace's mappings' `fits_chosen` (ColumnMapper's): a workbook shows the sheet a
-    remembered mapping fits, the one its import reads, not a staff list's before it."""
-
-    fits_chosen: Callable[[list[str]], bool] | None = None
-
-    def __call__(self, header: list[str]) -> Columns:
-        return lenient_columns(header)
-
-
 class Readable(Protocol):
     header: list[str]
 

@@ -9,6 +9,7 @@ import struct
 import tracemalloc
 import zipfile
 from collections.abc import Sequence
+from typing import Any
 from xml.sax.saxutils import escape
 
 import openpyxl
@@ -93,6 +94,11 @@ def excel_written(sheet_data: str, strings: Sequence[str] = (), dimension: str =
 def read(data: bytes) -> tuple[XlsxReader, list[tuple[int, list[str] | str]]]:
     with XlsxReader(io.BytesIO(data)) as reader:
         return reader, list(reader.records())
+
+
+def mapped(mapper: ColumnMapper) -> dict[str, Any]:
+    """XlsxReader's options for reading with `mapper`, as the import passes them."""
+    return {"columns_of": mapper, "fits_chosen": mapper.fits_chosen}
 
 
 def ole_file(*names: str) -> bytes:
@@ -404,13 +410,13 @@ def test_a_given_mapping_reads_the_sheet_it_fits_before_one_recognised_by_name()
     file. Columns found: 'Name', 'Email'": the staff list was read, the customers never."""
     data = workbook(*STAFF_THEN_CUSTOMERS)
     with XlsxReader(io.BytesIO(data),
-                    columns_of=ColumnMapper(given={"email": "Work Mail"})) as reader:
+                    **mapped(ColumnMapper(given={"email": "Work Mail"}))) as reader:
         assert (reader.sheet, reader.other_sheets) == ("Customers", ["Staff"])
         assert [f[0] for _, f in reader.records() if isinstance(f, list)] == [
             "w1@example.com", "w2@example.com"]  # fmt: skip
     # without a mapping, the staff list's recognised "Email" is read, as before
     assert read(data)[0].sheet == "Staff"
-    with XlsxReader(io.BytesIO(data), columns_of=ColumnMapper()) as reader:
+    with XlsxReader(io.BytesIO(data), **mapped(ColumnMapper())) as reader:
         assert reader.sheet == "Staff"
 
 
@@ -419,7 +425,7 @@ def test_a_remembered_mapping_reads_the_sheet_it_fits() -> None:
     reading again with the mapping submitted) reads the customers, not the staff list."""
     header = ["Work Mail", "Name"]
     mapper = ColumnMapper({headers_key(header): complete(header, {"email": "Work Mail"})})
-    with XlsxReader(io.BytesIO(workbook(*STAFF_THEN_CUSTOMERS)), columns_of=mapper) as reader:
+    with XlsxReader(io.BytesIO(workbook(*STAFF_THEN_CUSTOMERS)), **mapped(mapper)) as reader:
         assert reader.sheet == "Customers"
         assert reader.header == header
 
@@ -427,7 +433,7 @@ def test_a_remembered_mapping_reads_the_sheet_it_fits() -> None:
 def test_a_given_column_in_no_sheet_names_every_sheets_columns() -> None:
     data = workbook(*STAFF_THEN_CUSTOMERS, ("Notes", [["call Ada"]]))
     with pytest.raises(ColumnsError) as failure:
-        XlsxReader(io.BytesIO(data), columns_of=ColumnMapper(given={"email": "Mail"}))
+        XlsxReader(io.BytesIO(data), **mapped(ColumnMapper(given={"email": "Mail"})))
     assert str(failure.value) == (
         "The column 'Mail' chosen for Email isn't in any sheet of this workbook. Columns "
         "found in “Staff”: 'Name', 'Email'; in “Customers”: 'Work Mail', 'Name'; in “Notes”: "
@@ -435,7 +441,7 @@ def test_a_given_column_in_no_sheet_names_every_sheets_columns() -> None:
     # no sheet recognised by name either: the same
     data = workbook(STAFF_THEN_CUSTOMERS[1], ("Notes", [["call Ada"]]))
     with pytest.raises(ColumnsError) as failure:
-        XlsxReader(io.BytesIO(data), columns_of=ColumnMapper(given={"email": "Mail"}))
+        XlsxReader(io.BytesIO(data), **mapped(ColumnMapper(given={"email": "Mail"})))
     assert "Columns found in “Customers”: 'Work Mail', 'Name'; in “Notes”: 'call Ada'." in str(
         failure.value)
 
