@@ -165,10 +165,19 @@ async def _members(conn: AsyncConnection, segment_id: int | None, batch_id: int 
                   f"({members}) AND m.contact_id = {{contact}} AND m.team_id = :t)")
 
 
-_IN_EXCLUDED = """EXISTS (SELECT 1 FROM segment_member x JOIN campaign_segment cs
-                          ON cs.segment_id = x.segment_id AND cs.campaign_id = :c
-                          AND cs.role = 'exclude'
-                          WHERE x.team_id = :t AND x.contact_id = m.contact_id)"""
+def in_excluded_segment(contact: str, *, campaign: str = ":c", team: str = ":t") -> str:
+    """SQL: whether the contact whose id is `contact` (a column) is in a segment the campaign
+    `campaign` excludes. Written once because enrolling, inviting again, each invite's start
+    and the review's preview must agree on who is kept out. Lookups by key: the campaign's
+    segments (campaign_segment's key starts with campaign_id), then each excluded one's
+    member row (segment_member's key: segment_id, contact_id)."""
+    return (f"EXISTS (SELECT 1 FROM campaign_segment cs JOIN segment_member x "
+            f"ON x.segment_id = cs.segment_id AND x.contact_id = {contact} "
+            f"AND x.team_id = {team} WHERE cs.campaign_id = {campaign} "
+            f"AND cs.team_id = {team} AND cs.role = 'exclude')")
+
+
+_IN_EXCLUDED = in_excluded_segment("m.contact_id")
 _IS_ADVOCATE = """EXISTS (SELECT 1 FROM advocate a WHERE a.campaign_id = :c
                           AND a.contact_id = m.contact_id)"""
 
@@ -363,10 +372,7 @@ _INVITE_AGAIN = """
     WHERE team_id = :t AND state = 'cancelled' AND +campaign_id = :c
       AND {again}
       AND {holds}
-      AND NOT EXISTS (SELECT 1 FROM segment_member x JOIN campaign_segment cs
-                      ON cs.segment_id = x.segment_id AND cs.campaign_id = :c
-                      AND cs.role = 'exclude'
-                      WHERE x.team_id = :t AND x.contact_id = invite.contact_id)
+      AND NOT {excluded}
 """
 # As _INVITED_BEFORE, for the invite's contact.
 _INVITE_AGAIN_BEFORE = ("EXISTS (SELECT 1 FROM invited_address x WHERE x.team_id = :t "
@@ -383,7 +389,8 @@ async def _invite_again(conn: AsyncConnection, enrollment_id: int, scope: _Scope
     (the caller)."""
     statement = _INVITE_AGAIN.format(holds=scope.holds.format(contact="invite.contact_id"),
                                      again=invited_again("reason"),
-                                     invited_before=_INVITE_AGAIN_BEFORE)  # fmt: skip
+                                     invited_before=_INVITE_AGAIN_BEFORE,
+                                     excluded=in_excluded_segment("invite.contact_id"))  # fmt: skip
     await conn.execute(text(statement).bindparams(
         bindparam("send_after", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime())), {
         **scope.params, "e": enrollment_id, "invite_email": invite_email, "hold": hold,

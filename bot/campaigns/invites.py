@@ -27,7 +27,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from bot.campaigns.enroll import SEND_JOB, excluded_reason, send_after
+from bot.campaigns.enroll import SEND_JOB, excluded_reason, in_excluded_segment, send_after
 from bot.campaigns.links import referral_link, unsubscribe_link
 from bot.email.message import build_message, parse_sender
 from bot.email.render import Invite, render_invite
@@ -122,13 +122,8 @@ _DUE = text("""
 # same) and its campaign is live with its invite email on (paused or turned off during a run).
 # Lookups by primary key: the contact, the campaign, and per segment the campaign excludes
 # (campaign_segment's key starts with campaign_id) the member row (segment_id, contact_id).
-_IN_EXCLUDED_SEGMENT = """
-    SELECT 1 FROM campaign_segment cs JOIN segment_member x
-      ON x.segment_id = cs.segment_id AND x.contact_id = invite.contact_id
-     AND x.team_id = invite.team_id
-    WHERE cs.campaign_id = invite.campaign_id AND cs.team_id = invite.team_id
-      AND cs.role = 'exclude'
-"""
+_IN_EXCLUDED_SEGMENT = in_excluded_segment("invite.contact_id", campaign="invite.campaign_id",
+                                           team="invite.team_id")  # fmt: skip
 _START_WHERE = f"""
     UPDATE invite SET state = 'sending', attempts = attempts + 1, updated_at = :now,
         sender_job = :job
@@ -137,7 +132,7 @@ _START_WHERE = f"""
                     AND c.team_id = invite.team_id AND c.subscribed)
       AND EXISTS (SELECT 1 FROM campaign p WHERE p.id = invite.campaign_id
                     AND p.team_id = invite.team_id AND p.state = 'live' AND p.invite_email)
-      AND NOT EXISTS ({_IN_EXCLUDED_SEGMENT})
+      AND NOT {_IN_EXCLUDED_SEGMENT}
 """
 _START_SQL = _START_WHERE + "RETURNING attempts"
 # A run of a job starts an invite only while its job is still running: `jobs cancel` went

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.campaigns.enroll import UNDONE_REASONS
+from bot.campaigns.enroll import UNDONE_REASONS, in_excluded_segment
 from bot.imports.engine import UNSUBSCRIBING_REPEATS
 from models import Database, SegmentKind
 
@@ -44,10 +44,7 @@ _COUNTS = text(f"""
                        AND NOT EXISTS (SELECT 1 FROM invite i WHERE i.campaign_id = :c
                                        AND i.contact_id = k.id AND i.state = 'cancelled'
                                        AND i.reason LIKE '{UNDONE_REASONS}')) AS advocate,
-               (EXISTS (SELECT 1 FROM segment_member x JOIN campaign_segment cs
-                        ON cs.segment_id = x.segment_id AND cs.campaign_id = :c
-                        AND cs.role = 'exclude'
-                        WHERE x.team_id = :t AND x.contact_id = k.id)
+               ({in_excluded_segment("k.id")}
                 OR EXISTS (SELECT 1 FROM campaign_segment cs WHERE cs.campaign_id = :c
                            AND cs.team_id = :t AND cs.role = 'exclude'
                            AND cs.segment_id = :s)) AS excluded,
