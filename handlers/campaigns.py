@@ -17,7 +17,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns.invites import retry_campaign_sending
-from bot.campaigns.reports import reported_waiting
+from bot.campaigns.reports import reported_unsent_for_email_off, reported_waiting
 from bot.campaigns.service import (
     CampaignError,
     check_fields,
@@ -297,7 +297,10 @@ async def _save(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
             campaign = await create_campaign(d.db, team_id, form.name, created_by=user_id,
                                              **fields)  # fmt: skip
         else:
-            waiting = await reported_waiting(d.db, team_id, campaign_id)
+            # their reports change: held invites stop, *Email them* comes or goes
+            waiting = sorted({*await reported_waiting(d.db, team_id, campaign_id),
+                              *await reported_unsent_for_email_off(d.db, team_id,
+                                                                   campaign_id)})  # fmt: skip
             campaign = await update_campaign(d.db, team_id, campaign_id, name=form.name,
                                              opened=opened, **fields)  # fmt: skip
             for enrollment_id in waiting:  # their threads' reports: held, Cancel invites...

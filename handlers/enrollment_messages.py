@@ -125,6 +125,9 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
     lines.append("• " + " · ".join(emailing))
     for reason, count in sorted(summary.not_emailed.items()):
         lines.append(f"• {n(count)} enrolled without an email: {esc(reason)}")
+    if summary.unsent_for_email_off:
+        lines.append("_The invite email is on again: *Email them* sends those it left "
+                     "without one._")  # fmt: skip
     for locale, count in sorted(summary.fell_back.items()):
         lines.append(f"• {n(count)} sent in {esc(locale)}: no template in their language")
     if not c.invite_email:
@@ -143,6 +146,15 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
             value=str(e.id), confirm=ConfirmObject(
                 title="Cancel these invites?", confirm="Cancel invites", deny="Keep them",
                 text="The advocates stay enrolled; nobody of this enrollment is emailed."),
+        ))  # fmt: skip
+    if summary.unsent_for_email_off:
+        buttons.append(ButtonElement(
+            text="Email them", action_id=Action.EMAIL_STOPPED, value=str(e.id),
+            confirm=ConfirmObject(
+                title="Email them now?", confirm="Email them", deny="No",
+                text=f"{n(summary.unsent_for_email_off)} advocates got no invite because the "
+                     "invite email was off. If another tool (a Klaviyo flow) invited them "
+                     "meanwhile, they get a second email."),
         ))  # fmt: skip
     if summary.count("uncertain"):
         buttons.append(ButtonElement(

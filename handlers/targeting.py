@@ -1,4 +1,5 @@
-"""In an import's thread: target a campaign, go live first, cancel held invites, resend."""
+"""In an import's thread: target a campaign, go live first, cancel held invites, resend,
+retry sending, email those the invite email being off left unsent."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns import service
-from bot.campaigns.invites import cancel_held, resend_uncertain, retry_sending
+from bot.campaigns.invites import cancel_held, email_unsent, resend_uncertain, retry_sending
 from bot.imports.review import batch_of
 from bot.once import first_time, forget
 from handlers.context import (
@@ -145,6 +146,22 @@ async def _resend(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None
     await d.notifier.enrollment_changed(team_id, enrollment.id or 0)
 
 
+async def _email_unsent(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
+    team_id, user_id, enrollment = await _enrollment(d, client, body, "email advocates")
+    queued = await email_unsent(d.db, team_id, enrollment.campaign_id, enrollment.id or 0)
+    if not queued:
+        campaign = await service.get_campaign(d.db, team_id, enrollment.campaign_id)
+        if not campaign.invite_email:
+            raise Refusal("Nobody was emailed: the campaign's invite email is off. Turn it on "
+                          "with *Edit* in `/referral campaign` first.")  # fmt: skip
+        raise Refusal("Nobody is left to email: their invites are already on their way.")
+    await d.notifier.enrollment_changed(team_id, enrollment.id or 0)
+    await client.chat_postMessage(channel=enrollment.channel_id or "",
+                                  thread_ts=enrollment.thread_ts,
+                                  text=f"<@{user_id}> is sending {queued:,} invites the invite "
+                                  "email being off had held back.")  # fmt: skip
+
+
 async def _retry_sending(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     team_id, _, enrollment = await _enrollment(d, client, body, "retry sending invites")
     if not await retry_sending(d.db, team_id, enrollment.id or 0):
@@ -158,7 +175,8 @@ async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     d = deps(context)
     work = {Action.TARGET: _target, Action.TARGET_GO_LIVE: _go_live,
             Action.CANCEL_INVITES: _cancel_invites, Action.RESEND_UNCERTAIN: _resend,
-            Action.RETRY_SENDING: _retry_sending}[Action(body["actions"][0]["action_id"])]
+            Action.RETRY_SENDING: _retry_sending,
+            Action.EMAIL_STOPPED: _email_unsent}[Action(body["actions"][0]["action_id"])]
     d.later.run(work(d, client, body), client, body)
 
 
@@ -182,7 +200,8 @@ async def suggest_campaigns(ack: Any, body: dict[str, Any], client: AsyncWebClie
 
 def register(app: Routes) -> None:
     for action in (Action.TARGET, Action.TARGET_GO_LIVE, Action.CANCEL_INVITES,
-                   Action.RESEND_UNCERTAIN, Action.RETRY_SENDING):  # fmt: skip
+                   Action.RESEND_UNCERTAIN, Action.RETRY_SENDING,
+                   Action.EMAIL_STOPPED):  # fmt: skip
         app.action(action)(on_click)
     app.action(Action.TARGET_CHOICE)(_noop)
     app.options(Action.TARGET_CHOICE)(suggest_campaigns)

@@ -374,8 +374,8 @@ _INVITE_AGAIN = """
       AND {holds}
       AND NOT {excluded}
 """
-# As _INVITED_BEFORE, for the invite's contact.
-_INVITE_AGAIN_BEFORE = ("EXISTS (SELECT 1 FROM invited_address x WHERE x.team_id = :t "
+# As _INVITED_BEFORE, for the invite's contact (of the campaign :c).
+INVITE_INVITED_BEFORE = ("EXISTS (SELECT 1 FROM invited_address x WHERE x.team_id = :t "
                         "AND x.campaign_id = :c AND x.email_key = (SELECT c.email_key "
                         "FROM contact c WHERE c.id = invite.contact_id AND c.team_id = :t))")
 
@@ -389,7 +389,7 @@ async def _invite_again(conn: AsyncConnection, enrollment_id: int, scope: _Scope
     (the caller)."""
     statement = _INVITE_AGAIN.format(holds=scope.holds.format(contact="invite.contact_id"),
                                      again=invited_again("reason"),
-                                     invited_before=_INVITE_AGAIN_BEFORE,
+                                     invited_before=INVITE_INVITED_BEFORE,
                                      excluded=in_excluded_segment("invite.contact_id"))  # fmt: skip
     await conn.execute(text(statement).bindparams(
         bindparam("send_after", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime())), {

@@ -27,8 +27,15 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from bot.campaigns.enroll import SEND_JOB, excluded_reason, in_excluded_segment, send_after
+from bot.campaigns.enroll import (
+    INVITE_INVITED_BEFORE,
+    SEND_JOB,
+    excluded_reason,
+    in_excluded_segment,
+    send_after,
+)
 from bot.campaigns.links import referral_link, unsubscribe_link
+from bot.campaigns.reports import INVITE_EMAIL_OFF
 from bot.email.message import build_message, parse_sender
 from bot.email.render import Invite, render_invite
 from bot.email.send import MailSender, SendResult, SendStatus, SmtpSetupError
@@ -511,7 +518,7 @@ async def _not_started(db: Database, team_id: str, invite_id: int) -> str | None
         elif not subscribed:
             why = "unsubscribed"
         elif not invite_email:
-            why = "invite email off"
+            why = INVITE_EMAIL_OFF
         if why is not None:
             await conn.execute(_NOT_STARTING, {"id": invite_id, "t": team_id, "state": state,
                                                "why": why, "now": utcnow()})  # fmt: skip
@@ -645,7 +652,7 @@ async def reschedule_waiting_in(conn: AsyncConnection, team_id: str, campaign_id
 
 
 _INVITE_EMAIL_OFF = text("""
-    UPDATE invite SET state = 'not_emailed', reason = 'invite email off', updated_at = :now
+    UPDATE invite SET state = 'not_emailed', reason = :off, updated_at = :now
     WHERE team_id = :t AND campaign_id = :c AND state IN ('queued', 'held')
 """).bindparams(_ts("now"))
 
@@ -654,7 +661,7 @@ async def stop_invites_in(conn: AsyncConnection, team_id: str, campaign_id: int)
     """The campaign's invite email was turned off: its invites not yet sent never will be
     (someone else, Klaviyo say, invites them), in the caller's transaction."""
     result = await conn.execute(_INVITE_EMAIL_OFF, {"t": team_id, "c": campaign_id,
-                                                    "now": utcnow()})  # fmt: skip
+                                                    "off": INVITE_EMAIL_OFF, "now": utcnow()})
     return int(result.rowcount)
 
 
@@ -742,6 +749,40 @@ async def cancel_held(db: Database, team_id: str, enrollment_id: int, who: str) 
         """).bindparams(_ts("now")), {"t": team_id, "e": enrollment_id, "now": utcnow(),
                                       "why": f"cancelled by {who}"[:500]})  # fmt: skip
     return result.rowcount
+
+
+# A lead sends the invites of an enrollment that its campaign's invite email being off left
+# unsent (reports.INVITE_EMAIL_OFF), now that it is on: each advocate gets the invite it
+# would have had. An address the campaign emailed before (a contact deleted and imported
+# again) stays unemailed, as at enrollment, where the invite email being off was decided
+# first; consent, exclusions and a pause are checked as each invite starts (_START_SQL).
+# Only while the invite email is on (a click on a report drawn before it went off again)
+# and for advocates that still exist (an undo took some out: no link left to send).
+_EMAIL_UNSENT = text(f"""
+    UPDATE invite SET
+        state = CASE WHEN {INVITE_INVITED_BEFORE} THEN 'not_emailed' ELSE 'queued' END,
+        reason = CASE WHEN {INVITE_INVITED_BEFORE} THEN 'invited before' END,
+        send_after = :now, updated_at = :now
+    WHERE team_id = :t AND enrollment_id = :e AND state = 'not_emailed' AND reason = :off
+      AND advocate_id IN (SELECT id FROM advocate WHERE team_id = :t)
+      AND EXISTS (SELECT 1 FROM campaign p WHERE p.id = :c AND p.team_id = :t
+                    AND p.invite_email)
+    RETURNING state
+""").bindparams(_ts("now"))
+
+
+async def email_unsent(db: Database, team_id: str, campaign_id: int, enrollment_id: int) -> int:
+    """A lead chose to send the invites the invite email being off left unsent (*Email
+    them*), in one transaction with their send job. Returns how many were queued: 0 after a
+    second click, or when the invite email is off again."""
+    params = {"t": team_id, "c": campaign_id, "e": enrollment_id, "off": INVITE_EMAIL_OFF,
+              "now": utcnow()}  # fmt: skip
+    async with db.begin() as conn:
+        states = [r[0] for r in await conn.execute(_EMAIL_UNSENT, params)]
+        queued = states.count("queued")
+        if queued:  # a job of its own: one of this second may have run already
+            await _enqueue_send(conn, team_id, enrollment_id, utcnow(), occasion="email-off")
+    return queued
 
 
 async def resend_uncertain(db: Database, team_id: str, enrollment_id: int) -> int:

@@ -12,6 +12,11 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from models import Campaign, Database, Enrollment
 from models.clock import utcnow
 
+# Why an invite went unsent because its campaign's invite email was off (enrolled while it
+# was, or waiting when it was turned off): once it is on again a lead may send them
+# (invites.email_unsent), never the bot by itself (a Klaviyo flow may have invited them).
+INVITE_EMAIL_OFF = "invite email off"
+
 
 @dataclass(frozen=True, slots=True)
 class EnrollmentSummary:
@@ -29,6 +34,12 @@ class EnrollmentSummary:
 
     def count(self, state: str) -> int:
         return self.by_state.get(state, 0)
+
+    @property
+    def unsent_for_email_off(self) -> int:
+        """Invites the invite email being off left unsent, which a lead may send now that it
+        is on again (0 while it is off)."""
+        return self.not_emailed.get(INVITE_EMAIL_OFF, 0) if self.campaign.invite_email else 0
 
     @property
     def holding(self) -> bool:
@@ -51,6 +62,25 @@ async def reported_waiting(db: Database, team_id: str, campaign_id: int) -> list
     or delay does, so they are shown again after such an edit."""
     async with db.begin() as conn:
         return await reported_waiting_in(conn, team_id, campaign_id)
+
+
+_REPORTED_UNSENT_FOR_EMAIL_OFF = text("""
+    SELECT e.id FROM enrollment e
+    WHERE e.team_id = :t AND e.campaign_id = :c AND e.report_ts IS NOT NULL
+      AND EXISTS (SELECT 1 FROM invite i WHERE i.team_id = :t AND i.enrollment_id = e.id
+                  AND i.state = 'not_emailed' AND i.reason = :off)
+    ORDER BY e.id
+""")
+
+
+async def reported_unsent_for_email_off(db: Database, team_id: str,
+                                        campaign_id: int) -> list[int]:  # fmt: skip
+    """The campaign's enrollments with a report in a thread and invites its invite email
+    being off left unsent: their *Email them* comes and goes with the invite email."""
+    async with db.begin() as conn:
+        rows = await conn.execute(_REPORTED_UNSENT_FOR_EMAIL_OFF,
+                                  {"t": team_id, "c": campaign_id, "off": INVITE_EMAIL_OFF})
+        return [int(r[0]) for r in rows]
 
 
 async def reported_waiting_in(conn: AsyncConnection, team_id: str, campaign_id: int) -> list[int]:

@@ -143,6 +143,71 @@ async def test_turning_the_invite_email_off_in_slack_updates_the_threads_report(
     assert app.slack.block_errors == []
 
 
+async def _edit_invite_email(app: Harness, campaign: Campaign, *, on: bool) -> None:
+    listing = await app.listing("campaign", LEAD)
+    await app.click_in(listing, Action.CAMPAIGN_EDIT, str(campaign.id), LEAD)
+    modal = app.slack.open_views(LEAD)[-1]
+    await app.requests.view_submission(state_values=campaign_form(invite=on),
+                                       view_id=modal["id"], user_id=LEAD)  # fmt: skip
+    await app.settle()
+
+
+async def test_invites_the_email_being_off_stopped_can_be_sent_once_it_is_on_again(
+    app: Harness,
+) -> None:
+    """Turned off and on again (by mistake, or a Klaviyo flow given up), the invite email
+    left the advocates it had stopped "enrolled without an email" for good: the report said
+    so and offered nothing. Turning it on still emails nobody by itself (Klaviyo may have
+    invited them); the report offers leads *Email them*, which sends each one invite."""
+    spring, message = await _targeted(app)
+    await _edit_invite_email(app, spring, on=False)
+    report = _report(app, message)
+    assert Action.EMAIL_STOPPED not in json.dumps(report["blocks"])  # off: nothing to offer
+    await _edit_invite_email(app, spring, on=True)
+    await _hold_is_over(app)
+    assert list(app.settings.outbox_dir.glob("*.eml")) == []  # on again: nobody emailed yet
+    rendered = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
+    assert "2 enrolled without an email: invite email off" in rendered, rendered
+    assert Action.EMAIL_STOPPED in rendered, rendered
+    report = app.slack.message("C0001", report["ts"])
+
+    await app.requests.block_action(Action.EMAIL_STOPPED, _button(report, Action.EMAIL_STOPPED),
+                                    user_id=REP, message_ts=report["ts"])  # fmt: skip
+    await app.settle()
+    assert "Only team leads" in app.slack.ephemerals[-1]["text"]
+    assert list(app.settings.outbox_dir.glob("*.eml")) == []
+    for _ in range(2):  # a double click
+        await app.requests.block_action(
+            Action.EMAIL_STOPPED, _button(report, Action.EMAIL_STOPPED), user_id=LEAD,
+            message_ts=report["ts"])  # fmt: skip
+    await app.settle()
+    assert len(list(app.settings.outbox_dir.glob("*.eml"))) == 2
+    assert app.slack.ephemerals[-1]["text"] == ("Nobody is left to email: their invites are already "
+                                                "on their way.")
+    rendered = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
+    assert "2 invites sent" in rendered and "without an email" not in rendered, rendered
+    assert Action.EMAIL_STOPPED not in rendered
+    assert app.slack.block_errors == []
+
+
+async def test_email_them_after_the_invite_email_went_off_again_sends_nothing(
+    app: Harness,
+) -> None:
+    """A click on the button of a report drawn while the invite email was on, after it was
+    turned off again, emails nobody and says why."""
+    spring, message = await _targeted(app)
+    await _edit_invite_email(app, spring, on=False)
+    await _edit_invite_email(app, spring, on=True)
+    report = app.slack.message("C0001", _report(app, message)["ts"])
+    value = _button(report, Action.EMAIL_STOPPED)
+    await service.update_campaign(app.db, "T0001", spring.id or 0, invite_email=False)
+    await app.requests.block_action(Action.EMAIL_STOPPED, value, user_id=LEAD,
+                                    message_ts=report["ts"])  # fmt: skip
+    await _hold_is_over(app)
+    assert list(app.settings.outbox_dir.glob("*.eml")) == []
+    assert "invite email is off" in app.slack.ephemerals[-1]["text"]
+
+
 async def test_pausing_and_going_live_again_update_the_threads_report(app: Harness) -> None:
     """Pause in `/referral campaign` left the import thread's report saying "2 held until ..."
     with nothing about the pause, while the send job sent nothing; going live again must
