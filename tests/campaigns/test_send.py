@@ -505,6 +505,44 @@ async def test_resend_uncertain_after_the_invite_email_was_turned_off_sends_noth
         ("not_emailed", "invite email off")]  # fmt: skip
 
 
+async def test_email_them_sends_the_invites_the_email_being_off_left_unsent_once(
+    world: World,
+) -> None:
+    """*Email them*: each advocate the invite email being off left without an invite gets
+    the one it would have had, but not an address the campaign emailed before (a contact
+    deleted and imported again: at enrollment the email being off was decided first), nor
+    one who unsubscribed since (checked as it goes)."""
+    from bot.campaigns.invites import email_unsent
+    from bot.contact_admin import delete_contact
+
+    spring = await world.campaign()
+    await world.import_csv("VIP", people("a@example.com,A,"))
+    await world.target(spring, "VIP")
+    async with world.db.begin() as conn:  # its invite went out
+        await conn.execute(text("UPDATE invite SET state = 'sent'"))
+    ada = int(str(await world.scalar("SELECT id FROM contact WHERE email = 'a@example.com'")))
+    await delete_contact(world.db, TEAM, ada, "U1")
+    await service.update_campaign(world.db, TEAM, spring, invite_email=False)  # to Klaviyo
+    await world.import_csv("VIP", people("A@example.com,A,", "b@example.com,B,",
+                                         "c@example.com,C,"))  # fmt: skip
+    enrollment = int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
+    assert await email_unsent(world.db, TEAM, spring, enrollment) == 0  # still off
+    await service.update_campaign(world.db, TEAM, spring, invite_email=True)  # back from it
+    async with world.db.begin() as conn:
+        await conn.execute(text("UPDATE contact SET subscribed = :no WHERE email = "
+                                "'c@example.com'"), {"no": False})  # fmt: skip
+    assert await email_unsent(world.db, TEAM, spring, enrollment) == 2  # b, and c until it goes
+    assert await email_unsent(world.db, TEAM, spring, enrollment) == 0  # a second click
+    async with smtp_server() as server:
+        await _send(world, server, enrollment)
+    assert _received(server) == Counter({"b@example.com": 1})
+    assert await world.rows(
+        "SELECT c.email, i.state, i.reason FROM invite i JOIN contact c ON c.id = i.contact_id "
+        "WHERE i.enrollment_id = :e ORDER BY c.email", e=enrollment) == [
+        ("A@example.com", "not_emailed", "invited before"), ("b@example.com", "sent", None),
+        ("c@example.com", "not_emailed", "unsubscribed")]  # fmt: skip
+
+
 async def test_shortening_the_invite_delay_sends_the_invites_waiting_for_it(
     world: World,
 ) -> None:

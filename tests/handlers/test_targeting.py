@@ -182,8 +182,8 @@ async def test_invites_the_email_being_off_stopped_can_be_sent_once_it_is_on_aga
             message_ts=report["ts"])  # fmt: skip
     await app.settle()
     assert len(list(app.settings.outbox_dir.glob("*.eml"))) == 2
-    assert app.slack.ephemerals[-1]["text"] == ("Nobody is left to email: their invites are already "
-                                                "on their way.")
+    assert app.slack.ephemerals[-1]["text"] == (
+        "Nobody is left to email: their invites are already on their way.")
     rendered = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
     assert "2 invites sent" in rendered and "without an email" not in rendered, rendered
     assert Action.EMAIL_STOPPED not in rendered
