@@ -436,10 +436,21 @@ def _row_number(r: str | None, previous: int) -> int:
     return int(number)
 
 
+class _Uncalculated(str):
+    """A formula's cell saved without its result: "" to every field but consent (records)."""
+
+
+UNCALCULATED = _Uncalculated()
+# What a consent or opt-out cell of such a formula reads as: a value we can't read, so not
+# subscribed and said (rows.Classifier), as nobody is emailed on a guess. Read as empty, it
+# said nothing of consent, and a column of formulas subscribed everyone, opt-outs included.
+UNCALCULATED_CONSENT = "(formula without its result)"
+
+
 def _fields(row: Any, parser: WorkSheetParser, strings: SharedStrings,
             uncalculated: list[int]) -> list[str]:  # fmt: skip
     """A <row>'s cells as text, each at its column (A is 0); "" where a row has no cell.
-    Counts in `uncalculated` the formulas saved without a result (read as "")."""
+    Counts in `uncalculated` the formulas saved without a result (read as UNCALCULATED)."""
     placed: list[tuple[int, str]] = []
     column = 0
     for cell in row:
@@ -460,12 +471,22 @@ def _fields(row: Any, parser: WorkSheetParser, strings: SharedStrings,
             text = cell_text(parser.parse_cell(cell)["value"])
         if not text and kind != "str" and cell.find(_FORMULA) is not None:  # "str": a result
             uncalculated[0] += 1
+            text = UNCALCULATED
         placed.append((column, text))
     if not placed:
         return []
     fields = [""] * max(c for c, _ in placed)
     for c, text in placed:
         fields[c - 1] = text
+    return fields
+
+
+def _consent_unread(fields: list[str], columns: list[int]) -> list[str]:
+    """`fields` with its consent or opt-out `columns` that are formulas saved without a
+    result read as UNCALCULATED_CONSENT."""
+    if any(c < len(fields) and fields[c] is UNCALCULATED for c in columns):
+        fields = [UNCALCULATED_CONSENT if c in columns and f is UNCALCULATED else f
+                  for c, f in enumerate(fields)]  # fmt: skip
     return fields
 
 
@@ -704,6 +725,7 @@ class XlsxReader:
         if self._rows is None:
             return
         header_row, columns, email = self.header_row, self.columns, self.columns.email
+        consent = [c for c in (columns.subscribed, columns.opt_out) if c is not None]
         data = header_is_data(self.header, columns)
         first = [(header_row, list(self.header))] if data else []
         repeats = self._repeats = HeaderRepeats(self.header, email, repeatable=not data)
@@ -719,6 +741,8 @@ class XlsxReader:
                     continue
             except IndexError:  # a row too short to reach the email column
                 pass
+            if consent and self._uncalculated[0]:
+                fields = _consent_unread(fields, consent)
             yield number, fields
         yield from first
 

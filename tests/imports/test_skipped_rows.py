@@ -123,6 +123,43 @@ async def test_a_big_joined_file_read_by_the_parser_child_says_so_too(
     assert people["a7@example.com"] == ("A7", "Lovelace")
 
 
+async def test_a_consent_column_of_formulas_saved_without_results_subscribes_nobody(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A workbook a program wrote (openpyxl saves formulas without their results) whose
+    consent or opt-out column is formulas: each cell read as empty, which says nothing of
+    consent, so every new contact was imported subscribed and invited, the file's opt-outs
+    too. Such a cell is a value we can't read: not subscribed, and the review says so."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Email", "First Name", "Accepts Marketing", "Orders"])
+    sheet.append(["ada@example.com", "Ada", '=IF(D2>0,"yes","no")', 3])
+    sheet.append(["bob@example.com", "Bob", "yes", 0])
+    sheet.append(["cy@example.com", "Cy", None, 1])  # an empty cell still says nothing
+    path = tmp_path / "formulas.xlsx"
+    book.save(path)
+    opted = openpyxl.Workbook()
+    opted.active.append(["Email", "Email Opt Out"])
+    opted.active.append(["dee@example.com", '=IF(TRUE,"true","false")'])
+    opted_path = tmp_path / "opt-out.xlsx"
+    opted.save(opted_path)
+
+    summary, listed = imported(db_env, path)
+    other, _ = imported(db_env, opted_path)
+
+    out = run(db_env, "export", "--segment", "S")
+    subscribed = {r["email"]: r["subscribed"] for r in csv.DictReader(io.StringIO(out.stdout))}
+    assert subscribed == {"ada@example.com": "no", "bob@example.com": "yes",
+                          "cy@example.com": "yes", "dee@example.com": "no"}, subscribed
+    said = notes(summary)
+    assert "1 row has a consent value we don't recognise" in said, said
+    assert "“(formula without its result)” (1)" in said, said
+    assert "(formula without its result)" in notes(other)
+    assert (summary["valid"], summary["rejected"], listed) == (3, 0, [])
+
+
 async def test_exports_pasted_one_below_another_in_a_sheet_are_read_by_their_own_headers(
     db: Database, db_env: dict[str, str], tmp_path: Path
 ) -> None:
