@@ -14,13 +14,14 @@ from typing import Any
 from bot.campaigns import service
 from bot.campaigns.advocates import advocate_rows
 from bot.campaigns.enroll import EnrollResult, run_enrollment
-from bot.campaigns.invites import retry_campaign_sending, stop_remedy
+from bot.campaigns.invites import email_unsent, retry_campaign_sending, stop_remedy
+from bot.campaigns.reports import unsent_for_email_off
 from bot.contact_admin import plural
 from bot.jobs.here import running_here, shell_owner
 from bot.jobs.queue import claim_by_key
 from bot.settings import Settings
 from bot.workspaces import find_segment
-from models import CampaignState, Database, Segment
+from models import Campaign, CampaignState, Database, Segment
 
 
 class CampaignCliError(Exception):
@@ -44,6 +45,18 @@ def add_parsers(sub: Any) -> None:
     create.add_argument("--live", action="store_true", help="go live at once")
     create.add_argument("--json", action="store_true")
 
+    edit = actions.add_parser("edit", help="change a campaign's settings")
+    edit.add_argument("name")
+    edit.add_argument("--rename", metavar="NEW_NAME")
+    edit.add_argument("--store-url")
+    edit.add_argument("--sender")
+    edit.add_argument("--offer")
+    edit.add_argument("--invite-email", choices=("on", "off"),
+                      help="off: enroll without emailing (e.g. you invite from Klaviyo); "
+                           "invites not sent yet are not sent")  # fmt: skip
+    edit.add_argument("--invite-delay-days", type=int)
+    edit.add_argument("--json", action="store_true")
+
     listing = actions.add_parser("list", help="campaigns with their targets and advocates")
     listing.add_argument("--json", action="store_true")
 
@@ -58,7 +71,9 @@ def add_parsers(sub: Any) -> None:
                              help="hold the invites for INVITE_HOLD_SECONDS first")  # fmt: skip
     for verb, text in (("live", "go live: enroll every target now"), ("pause", "pause"),
                        ("retry-sending", "send again the invites whose sending stopped "
-                                         "(`campaign list` says why it stopped)")):  # fmt: skip
+                                         "(`campaign list` says why it stopped)"),
+                       ("email-unsent", "send the invites the invite email being off left "
+                                        "unsent (not if another tool invited them)")):  # fmt: skip
         cmd = actions.add_parser(verb, help=text)
         cmd.add_argument("name")
         cmd.add_argument("--json", action="store_true")
@@ -150,6 +165,18 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         elif command == "exclude":
             segment = await _segment(db, team, args.segment)
             await service.exclude(db, team, cid, segment.id or 0)
+        elif command == "edit":
+            return await _edit(db, team, campaign, args)
+        elif command == "email-unsent":
+            queued = sum((await email_unsent(db, team, cid)).values())
+            out = {"campaign": campaign.name, "queued": queued}
+            text = (f"Sending {plural(queued, 'invite')} of {campaign.name!r}: a worker sends "
+                    "them (`referral-bot jobs` shows it)." if queued else
+                    f"No invite of {campaign.name!r} is left unsent by the invite email being "
+                    "off" + ("." if campaign.invite_email else ", which is off: turn it on "
+                             "first (`campaign edit --invite-email on`)."))  # fmt: skip
+            print(json.dumps(out) if args.json else text)
+            return 0
         elif command == "retry-sending":
             restarted = await retry_campaign_sending(db, team, cid)
             out = {"campaign": campaign.name, "restarted": len(restarted)}
@@ -179,6 +206,33 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
             text = (f"{args.segment!r} is now a target of {campaign.name!r}, a "
                     f"{campaign.state} campaign: its contacts are enrolled when it goes live.")
     print(json.dumps(out) if getattr(args, "json", False) else text)
+    return 0
+
+
+_EDITS = {"rename": "name", "store_url": "store_url", "sender": "sender", "offer": "offer",
+          "invite_delay_days": "invite_delay_days"}  # fmt: skip
+
+
+async def _edit(db: Database, team: str, campaign: Campaign, args: argparse.Namespace) -> int:
+    """`campaign edit`: the settings given, changed in one save; turning the invite email on
+    says how many invites its being off left unsent, and how to send them."""
+    fields: dict[str, Any] = {field: getattr(args, arg) for arg, field in _EDITS.items()
+                              if getattr(args, arg) is not None}  # fmt: skip
+    if args.invite_email is not None:
+        fields["invite_email"] = args.invite_email == "on"
+    if not fields:
+        raise CampaignCliError("Nothing to change: give --rename, --store-url, --sender, "
+                               "--offer, --invite-email or --invite-delay-days.")  # fmt: skip
+    saved = await service.update_campaign(db, team, campaign.id or 0, **fields)
+    unsent = await unsent_for_email_off(db, team, saved.id or 0) if saved.invite_email else 0
+    out = {"campaign": saved.name, "invite_email": saved.invite_email,
+           "invite_delay_days": saved.invite_delay_days, "unsent_while_off": unsent}  # fmt: skip
+    text = f"Campaign {saved.name!r} saved (invite email {_invite_words(out)})."
+    if unsent:
+        text += (f"\n{plural(unsent, 'invite')} went unsent while the invite email was off: "
+                 f"`referral-bot campaign email-unsent {shlex.quote(saved.name)}` sends them "
+                 "(not if another tool, a Klaviyo flow say, invited those people).")
+    print(json.dumps(out) if args.json else text)
     return 0
 
 

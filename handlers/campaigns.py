@@ -17,7 +17,6 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns.invites import retry_campaign_sending
-from bot.campaigns.reports import reported_unsent_for_email_off, reported_waiting
 from bot.campaigns.service import (
     CampaignError,
     check_fields,
@@ -297,14 +296,9 @@ async def _save(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
             campaign = await create_campaign(d.db, team_id, form.name, created_by=user_id,
                                              **fields)  # fmt: skip
         else:
-            # their reports change: held invites stop, *Email them* comes or goes
-            waiting = sorted({*await reported_waiting(d.db, team_id, campaign_id),
-                              *await reported_unsent_for_email_off(d.db, team_id,
-                                                                   campaign_id)})  # fmt: skip
+            # the reports in threads it changes are redrawn by a job (update_campaign)
             campaign = await update_campaign(d.db, team_id, campaign_id, name=form.name,
                                              opened=opened, **fields)  # fmt: skip
-            for enrollment_id in waiting:  # their threads' reports: held, Cancel invites...
-                await d.notifier.enrollment_changed(team_id, enrollment_id)
         note = saved_note(campaign.name, created=campaign_id is None)
         campaign_id = campaign.id  # the list shows the page it is on
         await refresh_for(d, client, team_id)

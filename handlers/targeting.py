@@ -148,7 +148,8 @@ async def _resend(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None
 
 async def _email_unsent(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     team_id, user_id, enrollment = await _enrollment(d, client, body, "email advocates")
-    queued = await email_unsent(d.db, team_id, enrollment.campaign_id, enrollment.id or 0)
+    queued = sum((await email_unsent(d.db, team_id, enrollment.campaign_id,
+                                     enrollment.id or 0)).values())  # fmt: skip
     if not queued:
         campaign = await service.get_campaign(d.db, team_id, enrollment.campaign_id)
         if not campaign.invite_email:

@@ -241,6 +241,44 @@ def test_sending_stopped_shows_in_campaign_list_and_retry_sending_sends(
     assert _json(env, "campaign", "list")[0]["sending_stopped"] is None
 
 
+def test_campaign_edit_turns_the_invite_email_off_and_on_and_email_unsent_sends_once(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """From the shell a campaign couldn't be changed once created: a merchant moving to
+    Klaviyo couldn't turn its invite email off, nor on again, nor send what it held back."""
+    env = {**db_env, "SECRET_KEY": "s", "PUBLIC_URL": "https://r.example",
+           "WORKER_POLL_SECONDS": "0.1", "OUTBOX_DIR": str(tmp_path / "outbox")}  # fmt: skip
+    _import_jean(env, tmp_path)
+    assert run(env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
+               "--live").returncode == 0  # fmt: skip
+    assert run(env, "campaign", "target", "Spring", "--segment", "VIP").returncode == 0
+    nothing = run(env, "campaign", "edit", "Spring")
+    assert nothing.returncode == 1 and "Nothing to change" in nothing.stderr
+    off = _json(env, "campaign", "edit", "Spring", "--invite-email", "off", "--offer", "10%",
+                "--invite-delay-days", "2")  # fmt: skip
+    assert off == {"campaign": "Spring", "invite_email": False, "invite_delay_days": 2,
+                   "unsent_while_off": 0}  # fmt: skip
+    assert "turn it on first" in run(env, "campaign", "email-unsent", "Spring").stdout
+    on = run(env, "campaign", "edit", "Spring", "--invite-email", "on", "--invite-delay-days",
+             "0", "--rename", "Spring 2027")  # fmt: skip
+    assert on.returncode == 0, on.stderr
+    assert "Campaign 'Spring 2027' saved (invite email on)." in on.stdout
+    assert "1 invite went unsent while the invite email was off" in on.stdout
+    assert "referral-bot campaign email-unsent 'Spring 2027'" in on.stdout
+    _drain(env)
+    assert list((tmp_path / "outbox").glob("*.eml")) == []  # on again: nobody emailed by it
+    assert _json(env, "campaign", "email-unsent", "Spring 2027") == {
+        "campaign": "Spring 2027", "queued": 1}  # fmt: skip
+    again = run(env, "campaign", "email-unsent", "Spring 2027")
+    assert again.returncode == 0 and "is left unsent" in again.stdout
+    _drain(env)
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+    [row] = _json(env, "campaign", "list")
+    assert (row["name"], row["invites_sent"], row["invite_email"]) == ("Spring 2027", 1, True)
+    bad = run(env, "campaign", "edit", "Spring 2027", "--store-url", "shop.example")
+    assert bad.returncode == 1 and "web address" in bad.stderr
+
+
 def test_a_worker_sending_by_smtp_without_public_url_emails_nobody_and_says_why(
     db_env: dict[str, str], tmp_path: Path
 ) -> None:

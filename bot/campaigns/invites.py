@@ -757,31 +757,40 @@ async def cancel_held(db: Database, team_id: str, enrollment_id: int, who: str) 
 # again) stays unemailed, as at enrollment, where the invite email being off was decided
 # first; consent, exclusions and a pause are checked as each invite starts (_START_SQL).
 # Only while the invite email is on (a click on a report drawn before it went off again)
-# and for advocates that still exist (an undo took some out: no link left to send).
-_EMAIL_UNSENT = text(f"""
+# and for advocates that still exist (an undo took some out: no link left to send). Of one
+# enrollment (its report's button), or of every enrollment of the campaign (the shell).
+_EMAIL_UNSENT = f"""
     UPDATE invite SET
         state = CASE WHEN {INVITE_INVITED_BEFORE} THEN 'not_emailed' ELSE 'queued' END,
         reason = CASE WHEN {INVITE_INVITED_BEFORE} THEN 'invited before' END,
         send_after = :now, updated_at = :now
-    WHERE team_id = :t AND enrollment_id = :e AND state = 'not_emailed' AND reason = :off
-      AND advocate_id IN (SELECT id FROM advocate WHERE team_id = :t)
+    WHERE team_id = :t AND campaign_id = :c AND {{enrollment}} AND state = 'not_emailed'
+      AND reason = :off AND advocate_id IN (SELECT id FROM advocate WHERE team_id = :t)
       AND EXISTS (SELECT 1 FROM campaign p WHERE p.id = :c AND p.team_id = :t
                     AND p.invite_email)
-    RETURNING state
-""").bindparams(_ts("now"))
+    RETURNING enrollment_id, state
+"""
+_EMAIL_UNSENT_OF = {one: text(_EMAIL_UNSENT.format(enrollment="enrollment_id = :e" if one
+                                                   else "TRUE")).bindparams(_ts("now"))
+                    for one in (True, False)}  # fmt: skip
 
 
-async def email_unsent(db: Database, team_id: str, campaign_id: int, enrollment_id: int) -> int:
-    """A lead chose to send the invites the invite email being off left unsent (*Email
-    them*), in one transaction with their send job. Returns how many were queued: 0 after a
-    second click, or when the invite email is off again."""
+async def email_unsent(db: Database, team_id: str, campaign_id: int,
+                       enrollment_id: int | None = None) -> dict[int, int]:  # fmt: skip
+    """Someone chose to send the invites the invite email being off left unsent (*Email
+    them* on a report; `campaign email-unsent` for all the campaign's enrollments, None), in
+    one transaction with their send jobs. Returns how many were queued per enrollment: none
+    after a second click, or when the invite email is off again."""
     params = {"t": team_id, "c": campaign_id, "e": enrollment_id, "off": INVITE_EMAIL_OFF,
               "now": utcnow()}  # fmt: skip
+    queued: dict[int, int] = {}
     async with db.begin() as conn:
-        states = [r[0] for r in await conn.execute(_EMAIL_UNSENT, params)]
-        queued = states.count("queued")
-        if queued:  # a job of its own: one of this second may have run already
-            await _enqueue_send(conn, team_id, enrollment_id, utcnow(), occasion="email-off")
+        statement = _EMAIL_UNSENT_OF[enrollment_id is not None]
+        for enrollment, state in await conn.execute(statement, params):
+            if state == "queued":
+                queued[int(enrollment)] = queued.get(int(enrollment), 0) + 1
+        for enrollment in sorted(queued):  # a job of its own: one of this second may have run
+            await _enqueue_send(conn, team_id, enrollment, utcnow(), occasion="email-off")
     return queued
 
 

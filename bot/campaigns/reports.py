@@ -56,14 +56,6 @@ _REPORTED_WAITING = text("""
 """)
 
 
-async def reported_waiting(db: Database, team_id: str, campaign_id: int) -> list[int]:
-    """The campaign's enrollments with a report in a thread and invites not sent yet: what
-    those reports say (held until, Cancel invites) changes when the campaign's invite email
-    or delay does, so they are shown again after such an edit."""
-    async with db.begin() as conn:
-        return await reported_waiting_in(conn, team_id, campaign_id)
-
-
 _REPORTED_UNSENT_FOR_EMAIL_OFF = text("""
     SELECT e.id FROM enrollment e
     WHERE e.team_id = :t AND e.campaign_id = :c AND e.report_ts IS NOT NULL
@@ -73,18 +65,28 @@ _REPORTED_UNSENT_FOR_EMAIL_OFF = text("""
 """)
 
 
-async def reported_unsent_for_email_off(db: Database, team_id: str,
-                                        campaign_id: int) -> list[int]:  # fmt: skip
+async def reported_unsent_for_email_off_in(conn: AsyncConnection, team_id: str,
+                                           campaign_id: int) -> list[int]:  # fmt: skip
     """The campaign's enrollments with a report in a thread and invites its invite email
     being off left unsent: their *Email them* comes and goes with the invite email."""
+    rows = await conn.execute(_REPORTED_UNSENT_FOR_EMAIL_OFF,
+                              {"t": team_id, "c": campaign_id, "off": INVITE_EMAIL_OFF})
+    return [int(r[0]) for r in rows]
+
+
+async def unsent_for_email_off(db: Database, team_id: str, campaign_id: int) -> int:
+    """How many of the campaign's invites its invite email being off left unsent."""
     async with db.begin() as conn:
-        rows = await conn.execute(_REPORTED_UNSENT_FOR_EMAIL_OFF,
-                                  {"t": team_id, "c": campaign_id, "off": INVITE_EMAIL_OFF})
-        return [int(r[0]) for r in rows]
+        return int((await conn.execute(text(
+            "SELECT COUNT(*) FROM invite WHERE team_id = :t AND campaign_id = :c "
+            "AND state = 'not_emailed' AND reason = :off"),
+            {"t": team_id, "c": campaign_id, "off": INVITE_EMAIL_OFF})).scalar_one())  # fmt: skip
 
 
 async def reported_waiting_in(conn: AsyncConnection, team_id: str, campaign_id: int) -> list[int]:
-    """reported_waiting in the caller's transaction (pausing, going live again)."""
+    """The campaign's enrollments with a report in a thread and invites not sent yet: what
+    those reports say (held until, Cancel invites) changes when the campaign's invite email
+    or delay does, or it is paused or goes live again, so they are drawn again then."""
     rows = await conn.execute(_REPORTED_WAITING, {"t": team_id, "c": campaign_id})
     return [int(r[0]) for r in rows]
 
