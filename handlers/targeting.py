@@ -132,11 +132,17 @@ async def _cancel_invites(d: Deps, client: AsyncWebClient, body: dict[str, Any])
     cancelled = await cancel_held(d.db, team_id, enrollment.id or 0, user_id)
     if not cancelled:
         raise Refusal("Too late: these invites have already left (or were cancelled).")
+    await _redrawn_and_said(d, client, team_id, enrollment,
+                            f"<@{user_id}> cancelled {cancelled:,} invites; the advocates stay "
+                            "enrolled.")  # fmt: skip
+
+
+async def _redrawn_and_said(d: Deps, client: AsyncWebClient, team_id: str,
+                            enrollment: Enrollment, text: str) -> None:  # fmt: skip
+    """The enrollment's report drawn again, and what a lead did with it said in its thread."""
     await d.notifier.enrollment_changed(team_id, enrollment.id or 0)
     await client.chat_postMessage(channel=enrollment.channel_id or "",
-                                  thread_ts=enrollment.thread_ts,
-                                  text=f"<@{user_id}> cancelled {cancelled:,} invites; the "
-                                  "advocates stay enrolled.")  # fmt: skip
+                                  thread_ts=enrollment.thread_ts, text=text)  # fmt: skip
 
 
 async def _resend(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
@@ -156,11 +162,9 @@ async def _email_unsent(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -
             raise Refusal("Nobody was emailed: the campaign's invite email is off. Turn it on "
                           "with *Edit* in `/referral campaign` first.")  # fmt: skip
         raise Refusal("Nobody is left to email: their invites are already on their way.")
-    await d.notifier.enrollment_changed(team_id, enrollment.id or 0)
-    await client.chat_postMessage(channel=enrollment.channel_id or "",
-                                  thread_ts=enrollment.thread_ts,
-                                  text=f"<@{user_id}> is sending {queued:,} invites the invite "
-                                  "email being off had held back.")  # fmt: skip
+    await _redrawn_and_said(d, client, team_id, enrollment,
+                            f"<@{user_id}> is sending {queued:,} invites the invite email being "
+                            "off had held back.")  # fmt: skip
 
 
 async def _retry_sending(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:

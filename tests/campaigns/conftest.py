@@ -42,6 +42,20 @@ class World:
                                     requested_by="U1", queue_job=False)  # fmt: skip
         return campaign.id or 0
 
+    async def emailed_then_deleted(self) -> int:
+        """Spring, live, targeting VIP, whose one contact a@example.com was sent its invite
+        and then deleted (the campaign remembers the address): Spring's id."""
+        from bot.contact_admin import delete_contact
+
+        spring = await self.campaign()
+        await self.import_csv("VIP", people("a@example.com,A,"))
+        await self.target(spring, "VIP")
+        async with self.db.begin() as conn:  # its invite went out
+            await conn.execute(text("UPDATE invite SET state = 'sent'"))
+        ada = int(str(await self.scalar("SELECT id FROM contact WHERE email = 'a@example.com'")))
+        await delete_contact(self.db, TEAM, ada, "U1")
+        return spring
+
     async def target(self, campaign_id: int, segment: str, hold: float = 0) -> EnrollResult:
         enrollment = await service.target(self.db, TEAM, campaign_id,
                                           await self.segment_id(segment), requested_by="U1",

@@ -302,15 +302,7 @@ async def test_undo_with_advocates_keeps_one_another_target_still_reaches(world:
 async def test_a_deleted_contact_imported_again_is_not_emailed_twice(world: World) -> None:
     """Deleting a contact deleted its sent invite with it: imported again, it was enrolled
     with a new link and emailed a second time by the same campaign."""
-    from bot.contact_admin import delete_contact
-
-    spring = await world.campaign()
-    await world.import_csv("VIP", people("a@example.com,A,"))
-    await world.target(spring, "VIP")
-    async with world.db.begin() as conn:  # its invite went out
-        await conn.execute(text("UPDATE invite SET state = 'sent'"))
-    ada = int(str(await world.scalar("SELECT id FROM contact WHERE email = 'a@example.com'")))
-    await delete_contact(world.db, TEAM, ada, "U1")
+    await world.emailed_then_deleted()
     await world.import_csv("VIP", people("A@example.com,A,", "b@example.com,B,"))
     states = await world.rows(
         "SELECT c.email, i.state, i.reason FROM invite i JOIN contact c ON c.id = i.contact_id "

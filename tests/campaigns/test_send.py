@@ -513,15 +513,8 @@ async def test_email_them_sends_the_invites_the_email_being_off_left_unsent_once
     deleted and imported again: at enrollment the email being off was decided first), nor
     one who unsubscribed since (checked as it goes)."""
     from bot.campaigns.invites import email_unsent
-    from bot.contact_admin import delete_contact
 
-    spring = await world.campaign()
-    await world.import_csv("VIP", people("a@example.com,A,"))
-    await world.target(spring, "VIP")
-    async with world.db.begin() as conn:  # its invite went out
-        await conn.execute(text("UPDATE invite SET state = 'sent'"))
-    ada = int(str(await world.scalar("SELECT id FROM contact WHERE email = 'a@example.com'")))
-    await delete_contact(world.db, TEAM, ada, "U1")
+    spring = await world.emailed_then_deleted()
     await service.update_campaign(world.db, TEAM, spring, invite_email=False)  # to Klaviyo
     await world.import_csv("VIP", people("A@example.com,A,", "b@example.com,B,",
                                          "c@example.com,C,"))  # fmt: skip

@@ -131,12 +131,7 @@ async def test_turning_the_invite_email_off_in_slack_updates_the_threads_report(
     spring, message = await _targeted(app)
     report = _report(app, message)
     assert Action.CANCEL_INVITES in json.dumps(report["blocks"])
-    listing = await app.listing("campaign", LEAD)
-    await app.click_in(listing, Action.CAMPAIGN_EDIT, str(spring.id), LEAD)
-    modal = app.slack.open_views(LEAD)[-1]
-    await app.requests.view_submission(state_values=campaign_form(invite=False),
-                                       view_id=modal["id"], user_id=LEAD)  # fmt: skip
-    await app.settle()
+    await _edit_invite_email(app, spring, on=False)
     rendered = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
     assert Action.CANCEL_INVITES not in rendered and "held until" not in rendered
     assert "invite email off" in rendered
