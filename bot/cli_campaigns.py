@@ -151,6 +151,10 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                        "settings": "fix the mail settings, then: "
                        }[stop_remedy(row["sending_stopped"])]  # fmt: skip
                 print(f"  sending stopped: {row['sending_stopped']} ({fix}{retry})")
+            if row["unsent_while_off"]:
+                print(f"  {plural(row['unsent_while_off'], 'invite')} went unsent while the "
+                      "invite email was off (referral-bot campaign email-unsent "
+                      f"{shlex.quote(row['name'])})")  # fmt: skip
         if not rows:
             print("No campaigns yet: referral-bot campaign create NAME --store-url URL")
         return 0
@@ -263,7 +267,8 @@ def _summary(s: service.CampaignSummary) -> dict[str, Any]:
             "invite_delay_days": c.invite_delay_days, "store_url": c.store_url,
             "targets": s.targets, "excluded": s.excluded, "advocates": s.advocates,
             "invites_sent": s.invites_sent,
-            "sending_stopped": s.stopped[-1][1] if s.stopped else None}  # fmt: skip
+            "sending_stopped": s.stopped[-1][1] if s.stopped else None,
+            "unsent_while_off": s.unsent_while_off}  # fmt: skip
 
 
 async def _advocates(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:

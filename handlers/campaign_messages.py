@@ -28,7 +28,7 @@ from slack_sdk.models.views import View
 
 from bot.campaigns.invites import stop_remedy
 from bot.campaigns.service import MAX_NAME, MAX_OFFER, MAX_SENDER, MAX_STORE_URL, CampaignSummary
-from handlers.enrollment_messages import RETRY_ADVICE
+from handlers.enrollment_messages import RETRY_ADVICE, email_them_confirm
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, n
 from models import Campaign, CampaignState
@@ -84,6 +84,9 @@ def _campaign_text(summary: CampaignSummary) -> str:
     if summary.stopped:  # the latest stop's reason; Retry sending restarts them all
         why = summary.stopped[-1][1]
         stopped = f"\n:warning: Sending stopped: {esc(why)}\n{RETRY_ADVICE[stop_remedy(why)]}"
+    if summary.unsent_while_off:
+        stopped += (f"\n{n(summary.unsent_while_off)} advocates got no invite while the invite "
+                    "email was off: *Email them* sends theirs.")  # fmt: skip
     return (f"*{esc(c.name)}* · {state}\n"
             f"Targets: {_segments(summary.targets)} · Excluded: {_segments(summary.excluded)}\n"
             f"{n(summary.advocates)} advocates · {n(summary.invites_sent)} invites sent · "
@@ -110,6 +113,10 @@ def _campaign_buttons(summary: CampaignSummary) -> ActionsBlock:
     if summary.stopped:
         buttons.append(ButtonElement(text="Retry sending", action_id=Action.CAMPAIGN_RETRY_SENDING,
                                      value=value))  # fmt: skip
+    if summary.unsent_while_off:
+        buttons.append(ButtonElement(
+            text="Email them", action_id=Action.CAMPAIGN_EMAIL_UNSENT, value=value,
+            confirm=email_them_confirm(summary.unsent_while_off)))  # fmt: skip
     return ActionsBlock(elements=buttons)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.campaigns.invites import retry_campaign_sending
+from bot.campaigns.invites import email_unsent, retry_campaign_sending
 from bot.campaigns.service import (
     CampaignError,
     check_fields,
@@ -185,12 +185,32 @@ async def _retry_sending(d: Deps, client: AsyncWebClient, click: Click) -> None:
                      campaign_id=campaign.id)  # fmt: skip
 
 
+async def _email_unsent(d: Deps, client: AsyncWebClient, click: Click) -> None:
+    """The list's *Email them*: enrollments started without a thread (Go live here, the
+    command line) have no report to offer it, so the list does, for all the campaign's."""
+    await require_lead(d, client, click.team_id, click.user_id, "email advocates")
+    campaign = await get_campaign(d.db, click.team_id, _campaign_id(click.value))
+    queued = await email_unsent(d.db, click.team_id, campaign.id or 0)
+    for enrollment_id in queued:  # a report in a thread says so too
+        await d.notifier.enrollment_changed(click.team_id, enrollment_id)
+    count = sum(queued.values())
+    note = (f"Sending {count:,} invites of {esc(campaign.name)}." if count else
+            f"No invite of {esc(campaign.name)} is left unsent by the invite email being off"
+            + ("." if campaign.invite_email else ", which is off: turn it on with *Edit* "
+               "first."))  # fmt: skip
+    await _show_list(d, client, click.team_id, click.response_url, replace=True, note=note,
+                     campaign_id=campaign.id)  # fmt: skip
+
+
 async def on_retry(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                    context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
     d, click = deps(context), Click.of(body)
-    d.later.run(explained(_retry_sending(d, client, click), client, click.response_url,
-                          refused=(CampaignError,), what="retry sending"), client, body)
+    work, what = ((_retry_sending, "retry sending")
+                  if body["actions"][0]["action_id"] == Action.CAMPAIGN_RETRY_SENDING
+                  else (_email_unsent, "email advocates"))  # fmt: skip
+    d.later.run(explained(work(d, client, click), client, click.response_url,
+                          refused=(CampaignError,), what=what), client, body)
 
 
 async def on_state(ack: Any, body: dict[str, Any], client: AsyncWebClient,
@@ -351,4 +371,5 @@ def register(app: Routes) -> None:
     app.action(Action.CAMPAIGN_PAUSE)(on_state)
     app.action(Action.CAMPAIGN_MORE)(on_more)
     app.action(Action.CAMPAIGN_RETRY_SENDING)(on_retry)
+    app.action(Action.CAMPAIGN_EMAIL_UNSENT)(on_retry)
     app.view(Callback.CAMPAIGN)(submit)

@@ -32,6 +32,15 @@ RETRY_ADVICE = {
 }
 
 
+def email_them_confirm(count: int) -> ConfirmObject:
+    """*Email them* (a campaign in the list, an enrollment's report) asks first: another tool
+    may have invited these people while the invite email was off."""
+    return ConfirmObject(title="Email them now?", confirm="Email them", deny="No",
+                         text=f"{n(count)} advocates got no invite because the invite email "
+                              "was off. If another tool (a Klaviyo flow) invited them "
+                              "meanwhile, they get a second email.")  # fmt: skip
+
+
 def campaign_options(campaigns: list[Campaign], query: str = "") -> list[Option]:
     """The target offer's menu: campaigns whose name holds `query`, draft ones marked."""
     folded = query.casefold()
@@ -150,12 +159,7 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
     if summary.unsent_for_email_off:
         buttons.append(ButtonElement(
             text="Email them", action_id=Action.EMAIL_STOPPED, value=str(e.id),
-            confirm=ConfirmObject(
-                title="Email them now?", confirm="Email them", deny="No",
-                text=f"{n(summary.unsent_for_email_off)} advocates got no invite because the "
-                     "invite email was off. If another tool (a Klaviyo flow) invited them "
-                     "meanwhile, they get a second email."),
-        ))  # fmt: skip
+            confirm=email_them_confirm(summary.unsent_for_email_off)))  # fmt: skip
     if summary.count("uncertain"):
         buttons.append(ButtonElement(
             text="Resend uncertain", action_id=Action.RESEND_UNCERTAIN, value=str(e.id),

@@ -267,6 +267,9 @@ def test_campaign_edit_turns_the_invite_email_off_and_on_and_email_unsent_sends_
     assert "referral-bot campaign email-unsent 'Spring 2027'" in on.stdout
     _drain(env)
     assert list((tmp_path / "outbox").glob("*.eml")) == []  # on again: nobody emailed by it
+    assert _json(env, "campaign", "list")[0]["unsent_while_off"] == 1
+    assert ("1 invite went unsent while the invite email was off (referral-bot campaign "
+            "email-unsent 'Spring 2027')") in run(env, "campaign", "list").stdout
     assert _json(env, "campaign", "email-unsent", "Spring 2027") == {
         "campaign": "Spring 2027", "queued": 1}  # fmt: skip
     again = run(env, "campaign", "email-unsent", "Spring 2027")
@@ -274,7 +277,7 @@ def test_campaign_edit_turns_the_invite_email_off_and_on_and_email_unsent_sends_
     _drain(env)
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
     [row] = _json(env, "campaign", "list")
-    assert (row["name"], row["invites_sent"], row["invite_email"]) == ("Spring 2027", 1, True)
+    assert (row["name"], row["invites_sent"], row["unsent_while_off"]) == ("Spring 2027", 1, 0)
     bad = run(env, "campaign", "edit", "Spring 2027", "--store-url", "shop.example")
     assert bad.returncode == 1 and "web address" in bad.stderr
 

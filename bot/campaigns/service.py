@@ -24,7 +24,11 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.campaigns.enroll import excluded_reason
 from bot.campaigns.invites import reschedule_waiting_in, schedule_waiting_in, stop_invites_in
-from bot.campaigns.reports import reported_unsent_for_email_off_in, reported_waiting_in
+from bot.campaigns.reports import (
+    INVITE_EMAIL_OFF,
+    reported_unsent_for_email_off_in,
+    reported_waiting_in,
+)
 from bot.email.message import parse_sender
 from bot.imports.addresses import normalize_email
 from bot.jobs.queue import enqueue_in
@@ -80,6 +84,9 @@ class CampaignSummary:
     # (enrollment id, why) of its enrollments whose sending stopped: shown in the list with
     # Retry sending, since one started without a Slack thread has no report that would say so
     stopped: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    # invites its invite email being off left unsent, while it is on (0 while it is off):
+    # the list offers *Email them*, as a report in a thread does (reports.INVITE_EMAIL_OFF)
+    unsent_while_off: int = 0
 
 
 def check_fields(*, name: str | None = None, store_url: str | None = None,
@@ -276,13 +283,20 @@ async def list_campaigns(db: Database, team_id: str) -> list[CampaignSummary]:
             .where(Enrollment.team_id == team_id, col(Enrollment.send_error).is_not(None))
             .order_by(col(Enrollment.id))
         )).all()  # fmt: skip
+        unsent = dict((await session.exec(
+            select(Invite.campaign_id, func.count())
+            .where(Invite.team_id == team_id, Invite.state == InviteState.NOT_EMAILED,
+                   Invite.reason == INVITE_EMAIL_OFF)
+            .group_by(col(Invite.campaign_id))
+        )).all())  # fmt: skip
     out = []
     for c in campaigns:
         targets = [n for cid, role, n in roles if cid == c.id and role == SegmentRole.TARGET]
         excluded = [n for cid, role, n in roles if cid == c.id and role == SegmentRole.EXCLUDE]
         stopped = [(int(e), str(why)) for cid, e, why in stops if cid == c.id]
         out.append(CampaignSummary(c, targets, excluded, advocates.get(c.id, 0),
-                                   sent.get(c.id, 0), stopped))  # fmt: skip
+                                   sent.get(c.id, 0), stopped,
+                                   unsent.get(c.id, 0) if c.invite_email else 0))  # fmt: skip
     return out
 
 

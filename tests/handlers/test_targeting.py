@@ -597,6 +597,42 @@ async def test_a_campaign_gone_live_from_the_list_shows_stopped_sending_there_wi
         assert app.slack.block_errors == []
 
 
+async def test_the_campaign_list_offers_email_them_for_enrollments_without_a_thread(
+    app: Harness,
+) -> None:
+    """Go live from `/referral campaign` enrolls without a thread, so no report offers
+    *Email them*: the campaign list says how many the invite email being off left unsent
+    and offers it, to team leads, once the invite email is on again."""
+    await _imported(app)  # two contacts in VIP
+    spring = await _campaign(app, "Spring", live=False)
+    vip = await find_segment(app.db, "T0001", "VIP")
+    assert vip is not None
+    await service.target(app.db, "T0001", spring.id or 0, vip.id or 0, requested_by=LEAD)
+    await service.update_campaign(app.db, "T0001", spring.id or 0, invite_email=False)
+    listing = await app.listing("campaign", LEAD)
+    await app.click_in(listing, Action.CAMPAIGN_LIVE, str(spring.id), LEAD)
+    await app.settle()
+    listing = await app.listing("campaign", LEAD)
+    assert Action.CAMPAIGN_EMAIL_UNSENT not in json.dumps(listing["blocks"])  # off: nothing
+    await _edit_invite_email(app, spring, on=True)
+    await _hold_is_over(app)
+    assert list(app.settings.outbox_dir.glob("*.eml")) == []
+    listing = await app.listing("campaign", REP)
+    shown = json.dumps(listing["blocks"])
+    assert "2 advocates got no invite while the invite email was off" in shown, shown
+    answers = await app.click_in(listing, Action.CAMPAIGN_EMAIL_UNSENT, str(spring.id), REP)
+    assert "Only team leads" in json.dumps(answers[-1]), answers[-1]
+    answers = await app.click_in(listing, Action.CAMPAIGN_EMAIL_UNSENT, str(spring.id), LEAD)
+    await _hold_is_over(app)
+    assert "Sending 2 invites of Spring" in json.dumps(answers[-1]["blocks"]), answers[-1]
+    assert len(list(app.settings.outbox_dir.glob("*.eml"))) == 2
+    again = await app.click_in(listing, Action.CAMPAIGN_EMAIL_UNSENT, str(spring.id), LEAD)
+    assert "No invite of Spring is left unsent" in json.dumps(again[-1]["blocks"])
+    shown = json.dumps((await app.listing("campaign", LEAD))["blocks"])
+    assert "got no invite" not in shown and Action.CAMPAIGN_EMAIL_UNSENT not in shown
+    assert app.slack.block_errors == []
+
+
 async def test_a_campaign_created_after_the_import_can_be_targeted_from_its_thread(
     app: Harness,
 ) -> None:  # fmt: skip
