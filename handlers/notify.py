@@ -19,7 +19,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns.preview import preview_batch
-from bot.campaigns.service import enrollments_in_thread, list_campaigns
+from bot.campaigns.service import campaigns_by_name, enrollments_in_thread
 from bot.imports.batches import get_source, write_rejects
 from bot.imports.review import BatchView, batch_of, claim_progress, forget_progress, load
 from bot.imports.undo import LEASE_SECONDS, undo_key, undoable
@@ -349,7 +349,7 @@ class SlackNotifier:
             return
         if await first_time(self.db, team_id, f"next-step:{batch_id}"):
             try:
-                campaigns = [s.campaign for s in await list_campaigns(self.db, team_id)]
+                campaigns = await campaigns_by_name(self.db, team_id)
                 text, blocks = target_offer(view.segment.name, batch_id, campaigns)
                 await self.client.chat_postMessage(
                     channel=batch.channel_id, thread_ts=batch.message_ts, text=text, blocks=blocks

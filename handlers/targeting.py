@@ -198,7 +198,7 @@ async def suggest_campaigns(ack: Any, body: dict[str, Any], client: AsyncWebClie
     if await outsider_refusal(client, team_of(body), body["user"]["id"]) is not None:
         await ack(options=[])
         return
-    campaigns = [s.campaign for s in await service.list_campaigns(d.db, team_of(body))]
+    campaigns = await service.campaigns_by_name(d.db, team_of(body))
     await ack(options=[o.to_dict() for o in campaign_options(campaigns,
                                                              str(body.get("value") or ""))])
 

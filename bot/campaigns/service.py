@@ -259,12 +259,20 @@ async def find_campaign(db: Database, team_id: str, name: str) -> Campaign:
     return found
 
 
-async def list_campaigns(db: Database, team_id: str) -> list[CampaignSummary]:
-    """Every campaign with its segments, advocates and invites sent (counted from the rows)."""
+async def campaigns_by_name(db: Database, team_id: str) -> list[Campaign]:
+    """The workspace's campaigns by name, without list_campaigns' counts (each a read of
+    their invites): the target offer and its menu, which must answer within 3 s, name them
+    only."""
     async with db.session() as session:
-        campaigns = list((await session.exec(
+        return list((await session.exec(
             select(Campaign).where(Campaign.team_id == team_id).order_by(col(Campaign.name_key))
         )).all())  # fmt: skip
+
+
+async def list_campaigns(db: Database, team_id: str) -> list[CampaignSummary]:
+    """Every campaign with its segments, advocates and invites sent (counted from the rows)."""
+    campaigns = await campaigns_by_name(db, team_id)
+    async with db.session() as session:
         roles = (await session.exec(text(  # type: ignore[call-overload]
             "SELECT cs.campaign_id, cs.role, s.name FROM campaign_segment cs "
             "JOIN segment s ON s.id = cs.segment_id WHERE cs.team_id = :t ORDER BY s.name_key"
