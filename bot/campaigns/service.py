@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import BindParameter, Boolean, Integer, String, bindparam, func, text, update
+from sqlalchemy import BindParameter, Integer, String, bindparam, func, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
@@ -189,9 +189,10 @@ async def update_campaign(db: Database, team_id: str, campaign_id: int, *,
     this one: a form opened earlier wrote all its fields back over another lead's save (the
     invite email turned off for Klaviyo came back on, and its contacts got two emails).
 
-    A change of the invite email or delay redraws the reports in threads it changes, in a
-    job (so a change from the shell does too): held invites stop or move, *Email them*
-    comes or goes (reports.reported_unsent_for_email_off_in)."""
+    The reports in threads it may change are redrawn, in a job (so a change from the shell
+    redraws them too): those with invites waiting (held invites stop or move, the name) and
+    those with invites the invite email being off left unsent (*Email them* comes or goes:
+    reports.reported_unsent_for_email_off_in)."""
     _raise_problems(check_fields(**{k: v for k, v in fields.items()
                                     if k in ("name", "store_url", "sender", "offer",
                                              "invite_delay_days")}))  # fmt: skip
@@ -204,19 +205,15 @@ async def update_campaign(db: Database, team_id: str, campaign_id: int, *,
         # change and going live meanwhile would each miss the other's send jobs
         before = (await conn.execute(
             text("UPDATE campaign SET updated_at = updated_at WHERE id = :c AND team_id = :t "
-                 "RETURNING invite_delay_days, state, updated_at, invite_email")
-            .columns(invite_delay_days=Integer(), state=String(), updated_at=UTCDateTime(),
-                     invite_email=Boolean()),
+                 "RETURNING invite_delay_days, state, updated_at")
+            .columns(invite_delay_days=Integer(), state=String(), updated_at=UTCDateTime()),
             {"c": campaign_id, "t": team_id},
         )).first()  # fmt: skip
         if before is not None and opened is not None and before[2] != opened:
             raise CampaignError("Someone saved this campaign after you opened Edit, so nothing "
                                 "was changed: open Edit again to see their changes.")  # fmt: skip
-        redraw: set[int] = set()
-        if before is not None and (fields.get("invite_email", before[3]) != before[3] or
-                                   fields.get("invite_delay_days", before[0]) != before[0]):
-            redraw = {*await reported_waiting_in(conn, team_id, campaign_id),
-                      *await reported_unsent_for_email_off_in(conn, team_id, campaign_id)}
+        redraw = {*await reported_waiting_in(conn, team_id, campaign_id),
+                  *await reported_unsent_for_email_off_in(conn, team_id, campaign_id)}
         try:
             result = await conn.execute(
                 update(Campaign).where(col(Campaign.id) == campaign_id,

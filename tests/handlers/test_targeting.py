@@ -138,13 +138,22 @@ async def test_turning_the_invite_email_off_in_slack_updates_the_threads_report(
     assert app.slack.block_errors == []
 
 
-async def _edit_invite_email(app: Harness, campaign: Campaign, *, on: bool) -> None:
+async def _edit_invite_email(app: Harness, campaign: Campaign, *, on: bool,
+                             name: str = "Spring") -> None:  # fmt: skip
     listing = await app.listing("campaign", LEAD)
     await app.click_in(listing, Action.CAMPAIGN_EDIT, str(campaign.id), LEAD)
     modal = app.slack.open_views(LEAD)[-1]
-    await app.requests.view_submission(state_values=campaign_form(invite=on),
+    await app.requests.view_submission(state_values=campaign_form(name=name, invite=on),
                                        view_id=modal["id"], user_id=LEAD)  # fmt: skip
     await app.settle()
+
+
+async def test_a_renamed_campaigns_waiting_report_shows_its_new_name(app: Harness) -> None:
+    spring, message = await _targeted(app)
+    await _edit_invite_email(app, spring, on=True, name="Spring <!channel>")
+    rendered = json.dumps(app.slack.message("C0001", _report(app, message)["ts"])["blocks"])
+    assert "new advocates in *Spring &lt;!channel&gt;*" in rendered, rendered
+    assert "2 held until" in rendered
 
 
 async def test_invites_the_email_being_off_stopped_can_be_sent_once_it_is_on_again(
