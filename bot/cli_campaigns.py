@@ -15,7 +15,7 @@ from bot.campaigns import service
 from bot.campaigns.advocates import advocate_rows
 from bot.campaigns.enroll import EnrollResult, run_enrollment
 from bot.campaigns.invites import email_unsent, retry_campaign_sending, stop_remedy
-from bot.campaigns.reports import unsent_for_email_off
+from bot.campaigns.reports import unsent_while_off
 from bot.contact_admin import plural
 from bot.jobs.here import running_here, shell_owner
 from bot.jobs.queue import claim_by_key
@@ -172,12 +172,12 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         elif command == "edit":
             return await _edit(db, team, campaign, args)
         elif command == "email-unsent":
-            queued = sum((await email_unsent(db, team, cid)).values())
-            out = {"campaign": campaign.name, "queued": queued}
-            text = (f"Sending {plural(queued, 'invite')} of {campaign.name!r}: a worker sends "
-                    "them (`referral-bot jobs` shows it)." if queued else
+            done = await email_unsent(db, team, cid)
+            out = {"campaign": campaign.name, "queued": done.count}
+            text = (f"Sending {plural(done.count, 'invite')} of {campaign.name!r}: a worker "
+                    "sends them (`referral-bot jobs` shows it)." if done.count else
                     f"No invite of {campaign.name!r} is left unsent by the invite email being "
-                    "off" + ("." if campaign.invite_email else ", which is off: turn it on "
+                    "off" + ("." if done.invite_email else ", which is off: turn it on "
                              "first (`campaign edit --invite-email on`)."))  # fmt: skip
             print(json.dumps(out) if args.json else text)
             return 0
@@ -228,7 +228,7 @@ async def _edit(db: Database, team: str, campaign: Campaign, args: argparse.Name
         raise CampaignCliError("Nothing to change: give --rename, --store-url, --sender, "
                                "--offer, --invite-email or --invite-delay-days.")  # fmt: skip
     saved = await service.update_campaign(db, team, campaign.id or 0, **fields)
-    unsent = await unsent_for_email_off(db, team, saved.id or 0) if saved.invite_email else 0
+    unsent = await unsent_while_off(db, team, saved.id or 0) if saved.invite_email else 0
     out = {"campaign": saved.name, "invite_email": saved.invite_email,
            "invite_delay_days": saved.invite_delay_days, "unsent_while_off": unsent}  # fmt: skip
     text = f"Campaign {saved.name!r} saved (invite email {_invite_words(out)})."

@@ -190,25 +190,28 @@ async def _email_unsent(d: Deps, client: AsyncWebClient, click: Click) -> None:
     command line) have no report to offer it, so the list does, for all the campaign's."""
     await require_lead(d, client, click.team_id, click.user_id, "email advocates")
     campaign = await get_campaign(d.db, click.team_id, _campaign_id(click.value))
-    queued = await email_unsent(d.db, click.team_id, campaign.id or 0)
-    for enrollment_id in queued:  # a report in a thread says so too
+    done = await email_unsent(d.db, click.team_id, campaign.id or 0)
+    for enrollment_id in done.queued:  # a report in a thread says so too
         await d.notifier.enrollment_changed(click.team_id, enrollment_id)
-    count = sum(queued.values())
-    note = (f"Sending {count:,} invites of {esc(campaign.name)}." if count else
+    note = (f"Sending {done.count:,} invites of {esc(campaign.name)}." if done.count else
             f"No invite of {esc(campaign.name)} is left unsent by the invite email being off"
-            + ("." if campaign.invite_email else ", which is off: turn it on with *Edit* "
+            + ("." if done.invite_email else ", which is off: turn it on with *Edit* "
                "first."))  # fmt: skip
     await _show_list(d, client, click.team_id, click.response_url, replace=True, note=note,
                      campaign_id=campaign.id)  # fmt: skip
 
 
-async def on_retry(ack: Any, body: dict[str, Any], client: AsyncWebClient,
-                   context: dict[str, Any]) -> None:  # fmt: skip
+# The list's buttons about a campaign's invites: what each does, and its name in a log line.
+_SENDING = {Action.CAMPAIGN_RETRY_SENDING: (_retry_sending, "retry sending"),
+            Action.CAMPAIGN_EMAIL_UNSENT: (_email_unsent, "email advocates")}  # fmt: skip
+
+
+async def on_sending(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                     context: dict[str, Any]) -> None:  # fmt: skip
+    """Retry sending, Email them: ack at once; the work runs after the response."""
     await ack()
     d, click = deps(context), Click.of(body)
-    work, what = ((_retry_sending, "retry sending")
-                  if body["actions"][0]["action_id"] == Action.CAMPAIGN_RETRY_SENDING
-                  else (_email_unsent, "email advocates"))  # fmt: skip
+    work, what = _SENDING[Action(body["actions"][0]["action_id"])]
     d.later.run(explained(work(d, client, click), client, click.response_url,
                           refused=(CampaignError,), what=what), client, body)
 
@@ -370,6 +373,6 @@ def register(app: Routes) -> None:
     app.action(Action.CAMPAIGN_LIVE)(on_state)
     app.action(Action.CAMPAIGN_PAUSE)(on_state)
     app.action(Action.CAMPAIGN_MORE)(on_more)
-    app.action(Action.CAMPAIGN_RETRY_SENDING)(on_retry)
-    app.action(Action.CAMPAIGN_EMAIL_UNSENT)(on_retry)
+    for action in _SENDING:
+        app.action(action)(on_sending)
     app.view(Callback.CAMPAIGN)(submit)

@@ -134,7 +134,7 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
     lines.append("• " + " · ".join(emailing))
     for reason, count in sorted(summary.not_emailed.items()):
         lines.append(f"• {n(count)} enrolled without an email: {esc(reason)}")
-    if summary.unsent_for_email_off:
+    if summary.unsent_while_off:
         lines.append("_The invite email is on again: *Email them* sends those it left "
                      "without one._")  # fmt: skip
     for locale, count in sorted(summary.fell_back.items()):
@@ -156,10 +156,10 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
                 title="Cancel these invites?", confirm="Cancel invites", deny="Keep them",
                 text="The advocates stay enrolled; nobody of this enrollment is emailed."),
         ))  # fmt: skip
-    if summary.unsent_for_email_off:
+    if summary.unsent_while_off:
         buttons.append(ButtonElement(
-            text="Email them", action_id=Action.EMAIL_STOPPED, value=str(e.id),
-            confirm=email_them_confirm(summary.unsent_for_email_off)))  # fmt: skip
+            text="Email them", action_id=Action.EMAIL_UNSENT, value=str(e.id),
+            confirm=email_them_confirm(summary.unsent_while_off)))  # fmt: skip
     if summary.count("uncertain"):
         buttons.append(ButtonElement(
             text="Resend uncertain", action_id=Action.RESEND_UNCERTAIN, value=str(e.id),

@@ -94,7 +94,7 @@ class Action(StrEnum):
     CANCEL_INVITES = "enrollment_cancel_invites"
     RESEND_UNCERTAIN = "enrollment_resend_uncertain"
     RETRY_SENDING = "enrollment_retry_sending"
-    EMAIL_STOPPED = "enrollment_email_stopped"  # the invites the invite email being off stopped
+    EMAIL_UNSENT = "enrollment_email_unsent"  # the invites the invite email being off held back
     # Mailchimp: /referral mailchimp, the API key modal, the import modal's lists
     MAILCHIMP_CONNECT = "mailchimp_connect"  # opens the API key modal
     MAILCHIMP_SIGN_IN = "mailchimp_sign_in"  # a URL button to Mailchimp's sign-in (acked only)

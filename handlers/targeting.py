@@ -154,17 +154,15 @@ async def _resend(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None
 
 async def _email_unsent(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     team_id, user_id, enrollment = await _enrollment(d, client, body, "email advocates")
-    queued = sum((await email_unsent(d.db, team_id, enrollment.campaign_id,
-                                     enrollment.id or 0)).values())  # fmt: skip
-    if not queued:
-        campaign = await service.get_campaign(d.db, team_id, enrollment.campaign_id)
-        if not campaign.invite_email:
+    done = await email_unsent(d.db, team_id, enrollment.campaign_id, enrollment.id or 0)
+    if not done.count:
+        if not done.invite_email:
             raise Refusal("Nobody was emailed: the campaign's invite email is off. Turn it on "
                           "with *Edit* in `/referral campaign` first.")  # fmt: skip
         raise Refusal("Nobody is left to email: their invites are already on their way.")
     await _redrawn_and_said(d, client, team_id, enrollment,
-                            f"<@{user_id}> is sending {queued:,} invites the invite email being "
-                            "off had held back.")  # fmt: skip
+                            f"<@{user_id}> is sending {done.count:,} invites the invite email "
+                            "being off had held back.")  # fmt: skip
 
 
 async def _retry_sending(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
@@ -181,7 +179,7 @@ async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     work = {Action.TARGET: _target, Action.TARGET_GO_LIVE: _go_live,
             Action.CANCEL_INVITES: _cancel_invites, Action.RESEND_UNCERTAIN: _resend,
             Action.RETRY_SENDING: _retry_sending,
-            Action.EMAIL_STOPPED: _email_unsent}[Action(body["actions"][0]["action_id"])]
+            Action.EMAIL_UNSENT: _email_unsent}[Action(body["actions"][0]["action_id"])]
     d.later.run(work(d, client, body), client, body)
 
 
@@ -206,7 +204,7 @@ async def suggest_campaigns(ack: Any, body: dict[str, Any], client: AsyncWebClie
 def register(app: Routes) -> None:
     for action in (Action.TARGET, Action.TARGET_GO_LIVE, Action.CANCEL_INVITES,
                    Action.RESEND_UNCERTAIN, Action.RETRY_SENDING,
-                   Action.EMAIL_STOPPED):  # fmt: skip
+                   Action.EMAIL_UNSENT):  # fmt: skip
         app.action(action)(on_click)
     app.action(Action.TARGET_CHOICE)(_noop)
     app.options(Action.TARGET_CHOICE)(suggest_campaigns)

@@ -756,9 +756,9 @@ async def cancel_held(db: Database, team_id: str, enrollment_id: int, who: str) 
 # would have had. An address the campaign emailed before (a contact deleted and imported
 # again) stays unemailed, as at enrollment, where the invite email being off was decided
 # first; consent, exclusions and a pause are checked as each invite starts (_START_SQL).
-# Only while the invite email is on (a click on a report drawn before it went off again)
-# and for advocates that still exist (an undo took some out: no link left to send). Of one
-# enrollment (its report's button), or of every enrollment of the campaign (the shell).
+# Only for advocates that still exist (an undo took some out: no link left to send). Of one
+# enrollment (its report's button), or of every enrollment of the campaign (the list, the
+# shell).
 _EMAIL_UNSENT = f"""
     UPDATE invite SET
         state = CASE WHEN {INVITE_INVITED_BEFORE} THEN 'not_emailed' ELSE 'queued' END,
@@ -766,32 +766,52 @@ _EMAIL_UNSENT = f"""
         send_after = :now, updated_at = :now
     WHERE team_id = :t AND campaign_id = :c AND {{enrollment}} AND state = 'not_emailed'
       AND reason = :off AND advocate_id IN (SELECT id FROM advocate WHERE team_id = :t)
-      AND EXISTS (SELECT 1 FROM campaign p WHERE p.id = :c AND p.team_id = :t
-                    AND p.invite_email)
     RETURNING enrollment_id, state
 """
 _EMAIL_UNSENT_OF = {one: text(_EMAIL_UNSENT.format(enrollment="enrollment_id = :e" if one
                                                    else "TRUE")).bindparams(_ts("now"))
                     for one in (True, False)}  # fmt: skip
+# The campaign's row taken first, as an Edit's save takes it (service.update_campaign): the
+# invite email can't be turned off between this look and the invites queued.
+_TAKE_INVITE_EMAIL = text("UPDATE campaign SET updated_at = updated_at WHERE id = :c "
+                          "AND team_id = :t RETURNING invite_email")
+
+
+@dataclass(frozen=True, slots=True)
+class UnsentEmailed:
+    """What *Email them* did: invites queued per enrollment, and whether the campaign's
+    invite email was on (off: nothing was queued, and the person is told to turn it on)."""
+
+    queued: dict[int, int]
+    invite_email: bool
+
+    @property
+    def count(self) -> int:
+        return sum(self.queued.values())
 
 
 async def email_unsent(db: Database, team_id: str, campaign_id: int,
-                       enrollment_id: int | None = None) -> dict[int, int]:  # fmt: skip
+                       enrollment_id: int | None = None) -> UnsentEmailed:  # fmt: skip
     """Someone chose to send the invites the invite email being off left unsent (*Email
-    them* on a report; `campaign email-unsent` for all the campaign's enrollments, None), in
-    one transaction with their send jobs. Returns how many were queued per enrollment: none
-    after a second click, or when the invite email is off again."""
+    them* on a report; the list's and `campaign email-unsent` for all the campaign's
+    enrollments, None), in one transaction with their send jobs: none after a second click,
+    or when the invite email is off again. LookupError: no such campaign in the workspace."""
     params = {"t": team_id, "c": campaign_id, "e": enrollment_id, "off": INVITE_EMAIL_OFF,
               "now": utcnow()}  # fmt: skip
     queued: dict[int, int] = {}
     async with db.begin() as conn:
+        invite_email = (await conn.execute(_TAKE_INVITE_EMAIL, params)).scalar()
+        if invite_email is None:
+            raise LookupError("That campaign doesn't exist in this workspace.")
+        if not invite_email:
+            return UnsentEmailed({}, invite_email=False)
         statement = _EMAIL_UNSENT_OF[enrollment_id is not None]
         for enrollment, state in await conn.execute(statement, params):
             if state == "queued":
                 queued[int(enrollment)] = queued.get(int(enrollment), 0) + 1
         for enrollment in sorted(queued):  # a job of its own: one of this second may have run
             await _enqueue_send(conn, team_id, enrollment, utcnow(), occasion="email-off")
-    return queued
+    return UnsentEmailed(queued, invite_email=True)
 
 
 async def resend_uncertain(db: Database, team_id: str, enrollment_id: int) -> int:

@@ -36,7 +36,7 @@ class EnrollmentSummary:
         return self.by_state.get(state, 0)
 
     @property
-    def unsent_for_email_off(self) -> int:
+    def unsent_while_off(self) -> int:
         """Invites the invite email being off left unsent, which a lead may send now that it
         is on again (0 while it is off)."""
         return self.not_emailed.get(INVITE_EMAIL_OFF, 0) if self.campaign.invite_email else 0
@@ -56,7 +56,7 @@ _REPORTED_WAITING = text("""
 """)
 
 
-_REPORTED_UNSENT_FOR_EMAIL_OFF = text("""
+_REPORTED_UNSENT_WHILE_OFF = text("""
     SELECT e.id FROM enrollment e
     WHERE e.team_id = :t AND e.campaign_id = :c AND e.report_ts IS NOT NULL
       AND EXISTS (SELECT 1 FROM invite i WHERE i.team_id = :t AND i.enrollment_id = e.id
@@ -65,16 +65,16 @@ _REPORTED_UNSENT_FOR_EMAIL_OFF = text("""
 """)
 
 
-async def reported_unsent_for_email_off_in(conn: AsyncConnection, team_id: str,
+async def reported_unsent_while_off_in(conn: AsyncConnection, team_id: str,
                                            campaign_id: int) -> list[int]:  # fmt: skip
     """The campaign's enrollments with a report in a thread and invites its invite email
     being off left unsent: their *Email them* comes and goes with the invite email."""
-    rows = await conn.execute(_REPORTED_UNSENT_FOR_EMAIL_OFF,
+    rows = await conn.execute(_REPORTED_UNSENT_WHILE_OFF,
                               {"t": team_id, "c": campaign_id, "off": INVITE_EMAIL_OFF})
     return [int(r[0]) for r in rows]
 
 
-async def unsent_for_email_off(db: Database, team_id: str, campaign_id: int) -> int:
+async def unsent_while_off(db: Database, team_id: str, campaign_id: int) -> int:
     """How many of the campaign's invites its invite email being off left unsent."""
     async with db.begin() as conn:
         return int((await conn.execute(text(

@@ -26,7 +26,7 @@ from bot.campaigns.enroll import excluded_reason
 from bot.campaigns.invites import reschedule_waiting_in, schedule_waiting_in, stop_invites_in
 from bot.campaigns.reports import (
     INVITE_EMAIL_OFF,
-    reported_unsent_for_email_off_in,
+    reported_unsent_while_off_in,
     reported_waiting_in,
 )
 from bot.email.message import parse_sender
@@ -192,7 +192,7 @@ async def update_campaign(db: Database, team_id: str, campaign_id: int, *,
     The reports in threads it may change are redrawn, in a job (so a change from the shell
     redraws them too): those with invites waiting (held invites stop or move, the name) and
     those with invites the invite email being off left unsent (*Email them* comes or goes:
-    reports.reported_unsent_for_email_off_in)."""
+    reports.reported_unsent_while_off_in)."""
     _raise_problems(check_fields(**{k: v for k, v in fields.items()
                                     if k in ("name", "store_url", "sender", "offer",
                                              "invite_delay_days")}))  # fmt: skip
@@ -213,7 +213,7 @@ async def update_campaign(db: Database, team_id: str, campaign_id: int, *,
             raise CampaignError("Someone saved this campaign after you opened Edit, so nothing "
                                 "was changed: open Edit again to see their changes.")  # fmt: skip
         redraw = {*await reported_waiting_in(conn, team_id, campaign_id),
-                  *await reported_unsent_for_email_off_in(conn, team_id, campaign_id)}
+                  *await reported_unsent_while_off_in(conn, team_id, campaign_id)}
         try:
             result = await conn.execute(
                 update(Campaign).where(col(Campaign.id) == campaign_id,

@@ -750,7 +750,8 @@ class XlsxReader:
         """What reading the rows found that the review must say: formulas saved without
         their results (a workbook a program wrote, never saved in Excel) read as empty, so an
         email column of them was a column of "Missing email" with no hint why."""
-        repeated = self._repeats.note("Row") if self._repeats is not None else None
+        repeated = (self._repeats.note("Row", "(exports pasted into one sheet?)")
+                    if self._repeats is not None else None)  # fmt: skip
         count = self._uncalculated[0]
         if not count:
             return repeated

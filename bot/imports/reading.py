@@ -752,11 +752,11 @@ class HeaderRepeats:
         return (squash(self.header[self.email]) in names and len(names & self._name_set) >= 2
                 and not any("@" in cell for cell in raw))
 
-    def note(self, unit: str = "Line") -> str | None:
-        """What the review must say of the lines found (`unit`: "Line", or "Row" in a
-        sheet), which are not rows, and by which the rows below them are read."""
+    def note(self, unit: str, how: str) -> str | None:
+        """What the review must say of the lines found, which are not rows, and by which the
+        rows below them are read: `unit` is what the reader counts ("Line", a sheet's
+        "Row"), `how` the guess at how it came about ("(files joined into one?)")."""
         units = unit + "s"
-        how = "(files joined into one?)" if unit == "Line" else "(exports pasted into one sheet?)"
         notes = [_lines_note(self.repeated, f"{unit} {{}} repeats the header {how}: not "
                              "counted as a row; the rows below it are read in its column order.",
                              f"{units} {{}} repeat the header {how}: not counted as rows; the "
@@ -1057,4 +1057,4 @@ class CsvReader:
     def late_note(self) -> str | None:
         """What reading the rows found that the review must say: lines repeating the header,
         or starting another export's (two exports joined with `cat`)."""
-        return self._repeats.note("Line")
+        return self._repeats.note("Line", "(files joined into one?)")

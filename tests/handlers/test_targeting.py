@@ -166,23 +166,23 @@ async def test_invites_the_email_being_off_stopped_can_be_sent_once_it_is_on_aga
     spring, message = await _targeted(app)
     await _edit_invite_email(app, spring, on=False)
     report = _report(app, message)
-    assert Action.EMAIL_STOPPED not in json.dumps(report["blocks"])  # off: nothing to offer
+    assert Action.EMAIL_UNSENT not in json.dumps(report["blocks"])  # off: nothing to offer
     await _edit_invite_email(app, spring, on=True)
     await _hold_is_over(app)
     assert list(app.settings.outbox_dir.glob("*.eml")) == []  # on again: nobody emailed yet
     rendered = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
     assert "2 enrolled without an email: invite email off" in rendered, rendered
-    assert Action.EMAIL_STOPPED in rendered, rendered
+    assert Action.EMAIL_UNSENT in rendered, rendered
     report = app.slack.message("C0001", report["ts"])
 
-    await app.requests.block_action(Action.EMAIL_STOPPED, _button(report, Action.EMAIL_STOPPED),
+    await app.requests.block_action(Action.EMAIL_UNSENT, _button(report, Action.EMAIL_UNSENT),
                                     user_id=REP, message_ts=report["ts"])  # fmt: skip
     await app.settle()
     assert "Only team leads" in app.slack.ephemerals[-1]["text"]
     assert list(app.settings.outbox_dir.glob("*.eml")) == []
     for _ in range(2):  # a double click
         await app.requests.block_action(
-            Action.EMAIL_STOPPED, _button(report, Action.EMAIL_STOPPED), user_id=LEAD,
+            Action.EMAIL_UNSENT, _button(report, Action.EMAIL_UNSENT), user_id=LEAD,
             message_ts=report["ts"])  # fmt: skip
     await app.settle()
     assert len(list(app.settings.outbox_dir.glob("*.eml"))) == 2
@@ -190,7 +190,7 @@ async def test_invites_the_email_being_off_stopped_can_be_sent_once_it_is_on_aga
         "Nobody is left to email: their invites are already on their way.")
     rendered = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
     assert "2 invites sent" in rendered and "without an email" not in rendered, rendered
-    assert Action.EMAIL_STOPPED not in rendered
+    assert Action.EMAIL_UNSENT not in rendered
     assert app.slack.block_errors == []
 
 
@@ -203,11 +203,11 @@ async def test_email_them_after_the_invite_email_went_off_again_sends_nothing(
     await _edit_invite_email(app, spring, on=False)
     await _edit_invite_email(app, spring, on=True)
     report = app.slack.message("C0001", _report(app, message)["ts"])
-    value = _button(report, Action.EMAIL_STOPPED)
+    value = _button(report, Action.EMAIL_UNSENT)
     await service.update_campaign(app.db, "T0001", spring.id or 0, invite_email=False)
     await app.settle()  # as from the shell (`campaign edit`): the report is redrawn all the same
-    assert Action.EMAIL_STOPPED not in json.dumps(app.slack.message("C0001", report["ts"]))
-    await app.requests.block_action(Action.EMAIL_STOPPED, value, user_id=LEAD,
+    assert Action.EMAIL_UNSENT not in json.dumps(app.slack.message("C0001", report["ts"]))
+    await app.requests.block_action(Action.EMAIL_UNSENT, value, user_id=LEAD,
                                     message_ts=report["ts"])  # fmt: skip
     await _hold_is_over(app)
     assert list(app.settings.outbox_dir.glob("*.eml")) == []
