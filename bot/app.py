@@ -42,6 +42,7 @@ from handlers.later import Later
 from handlers.messages import esc
 from handlers.notify import SlackNotifier
 from handlers.slack_files import slack_fetcher
+from handlers.uploads import upload_offerer
 from models import Database
 
 log = logging.getLogger(__name__)
@@ -155,10 +156,11 @@ def build_worker(settings: Settings, client: AsyncWebClient | None, db: Database
                             undo_days=settings.undo_window_days,
                             lease_seconds=settings.job_lease_seconds)
              if client is not None else None)  # fmt: skip
+    offers = upload_offerer(db, client, settings) if client is not None else None
     config = WorkerConfig(lease_seconds=settings.job_lease_seconds,
                           poll_seconds=settings.worker_poll_seconds,
                           retry_base_seconds=settings.job_retry_base_seconds)  # fmt: skip
-    return Worker(db, job_handlers(settings, notifier, fetch, homes), config)
+    return Worker(db, job_handlers(settings, notifier, fetch, homes, offers), config)
 
 
 def tell_connected(client: AsyncWebClient) -> Callable[[str, str, str], Any]:

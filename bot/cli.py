@@ -35,6 +35,7 @@ from bot.imports.engine import BatchStateError
 from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.mapping import parse_maps
+from bot.imports.upload_offers import UPLOAD_OFFER_JOB
 from bot.jobs.queue import (
     JOBS_SHOWN,
     SETTLED,
@@ -738,7 +739,7 @@ def _orphan_fate(job: Job, *, waiting: bool) -> str:
 
 # What a worker needs to take a job kind that not every worker runs (see bot/jobs/kinds.py).
 NEEDS = {kind: " (start one with SLACK_BOT_TOKEN set)"
-         for kind in (SLACK_FILE_JOB, REPORT_JOB, HOME_REFRESH_JOB)}
+         for kind in (SLACK_FILE_JOB, REPORT_JOB, HOME_REFRESH_JOB, UPLOAD_OFFER_JOB)}
 
 
 def _job_dict(

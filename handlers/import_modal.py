@@ -83,7 +83,7 @@ from handlers.placeholder import open_modal
 from handlers.respond import fill_modal
 from handlers.routes import Routes
 from handlers.slack_errors import slack_error
-from handlers.slack_files import check_csv, describe, slack_fetcher
+from handlers.slack_files import check_csv, describe, slack_fetcher, upload_limit
 from models import BatchStatus, Database, ImportSource, Segment, SegmentKind, SourceKind
 from models.contacts import ALL_CUSTOMERS
 
@@ -201,7 +201,7 @@ async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool,
     if form.audience_ids and await connection(d.db, team_id) is None:
         errors[BlockId.MAILCHIMP_LISTS] = ("Mailchimp was disconnected after this form "
                                            "opened: connect it again with /referral mailchimp.")
-    max_bytes = int(d.settings.max_upload_mb * 1e6)
+    max_bytes = upload_limit(d.settings)
     for file in form.files:
         try:
             check_csv(describe(file), max_bytes)

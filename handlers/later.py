@@ -142,22 +142,6 @@ class Later:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def run_after(self, seconds: float, work: Coroutine[Any, Any, None],
-                  client: AsyncWebClient, body: dict[str, Any]) -> None:  # fmt: skip
-        """Run `work` in its turn once `seconds` have passed (a retry's backoff). The wait
-        holds none of the RUNNING turns: offers retried through a Slack outage must not leave
-        every click waiting behind their sleep."""
-        self.run(self._after(seconds, work, client, body), client, body, prompt=True)
-
-    async def _after(self, seconds: float, work: Coroutine[Any, Any, None],
-                     client: AsyncWebClient, body: dict[str, Any]) -> None:  # fmt: skip
-        try:
-            await asyncio.sleep(seconds)
-        except BaseException:
-            work.close()  # cancelled while waiting: never started, and never will
-            raise
-        self.run(work, client, body)
-
     async def _guarded(self, work: Coroutine[Any, Any, None], client: AsyncWebClient,
                        body: dict[str, Any], prompt: bool) -> None:  # fmt: skip
         opened = track()  # the modals `work` opens: a failure is shown in the last one

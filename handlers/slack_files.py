@@ -67,6 +67,11 @@ def describe(file: dict[str, Any]) -> SlackFile:
     )
 
 
+def upload_limit(settings: Settings) -> int:
+    """MAX_UPLOAD_MB in bytes: what an offer, the modal and the download all refuse above."""
+    return int(settings.max_upload_mb * 1e6)
+
+
 def check_csv(file: SlackFile, max_bytes: int) -> None:
     """Refuse, before downloading, a file we can't import, a too big one or an external one."""
     if not file.looks_like_csv:
@@ -181,4 +186,4 @@ def slack_fetcher(settings: Settings, client: AsyncWebClient) -> SlackFileFetche
     """Reads shared files for imports; only Slack's file hosts ever see the token."""
     return SlackFileFetcher(client, token=settings.slack_bot_token,
                             hosts=settings.slack_file_hosts,
-                            max_bytes=int(settings.max_upload_mb * 1e6))  # fmt: skip
+                            max_bytes=upload_limit(settings))  # fmt: skip

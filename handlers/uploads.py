@@ -16,7 +16,10 @@ from bot.ids import digits
 from bot.imports import review
 from bot.imports.background import FileRejected
 from bot.imports.batches import create_upload_batch, review_post_key
+from bot.imports.upload_offers import UploadOfferer, queue_upload_offer
+from bot.jobs.worker import PermanentJobError
 from bot.once import first_time, forget
+from bot.settings import Settings
 from bot.workspaces import WorkspaceError, create_segment, ensure_workspace, find_segment
 from handlers.context import Deps, Refusal, deps, require_member, team_of
 from handlers.ids import Action, BlockId
@@ -26,20 +29,22 @@ from handlers.messages import NEW_SEGMENT_VALUE, esc, plain, upload_offer
 from handlers.notify import is_outage
 from handlers.routes import Routes
 from handlers.slack_errors import slack_error
-from handlers.slack_files import SlackFile, check_csv, describe
+from handlers.slack_files import SlackFile, check_csv, describe, upload_limit
 from handlers.thread_reply import message_gone
+from models import Database
 
 log = logging.getLogger(__name__)
 
 
-async def _offer(client: AsyncWebClient, d: Deps, team_id: str, channel: str, thread_ts: str,
-                 file: SlackFile) -> None:  # fmt: skip
-    # file_shared and message/file_share both announce one upload; Slack also retries events
+async def _offer(client: AsyncWebClient, db: Database, team_id: str, channel: str,
+                 thread_ts: str, file: SlackFile, max_bytes: int) -> None:  # fmt: skip
+    # once per file: a job retried after its post went out (its worker died before it
+    # could say so) must not post it again
     key = f"offer:{file.id}"
-    if not file.looks_like_csv or not await first_time(d.db, team_id, key):
+    if not file.looks_like_csv or not await first_time(db, team_id, key):
         return
     try:
-        check_csv(file, max_bytes(d))
+        check_csv(file, max_bytes)
     except FileRejected as exc:  # the import would refuse it: say why now, not after a review
         text = esc(str(exc))
         blocks = plain(f":warning: I can't import this file: {text}")
@@ -49,52 +54,44 @@ async def _offer(client: AsyncWebClient, d: Deps, team_id: str, channel: str, th
         await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text,
                                       blocks=blocks)  # fmt: skip
     except BaseException:
-        await forget(d.db, team_id, key)  # not offered: the next try (or a duplicate) offers it
+        await forget(db, team_id, key)  # not offered: the job's next try offers it
         raise
-
-
-def max_bytes(d: Deps) -> int:
-    """MAX_UPLOAD_MB, as the import checks it."""
-    return int(d.settings.max_upload_mb * 1e6)
 
 
 async def file_shared(ack: Any, event: dict[str, Any], body: dict[str, Any],
                       client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
+    """Queue the offer (bot/imports/upload_offers.py) before the answer goes out (listeners
+    finish first): Slack never sends an answered event again, so work left to after it would
+    be lost to a restart. A job a Slack retry queues again is the same job."""
     await ack()
     d = deps(context)
     team_id = team_of(body)
-    d.later.run(_offer_tried(client, d, team_id, event, 1), client, _context(team_id, event))
+    channel = str(event.get("channel_id") or "")
+    file_id = str(event.get("file_id") or "")
+    if not file_id:  # no file to look at: a KeyError logged as a listener failure before
+        log.info("a file_shared event without a file_id (team=%s channel=%s): ignored",
+                 team_id, channel)  # fmt: skip
+        return
+    await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)  # its jobs'
+    await queue_upload_offer(d.db, team_id, channel, file_id)
 
 
-def _context(team_id: str, event: dict[str, Any]) -> dict[str, Any]:
-    """The offer's workspace, channel and file, for a failure's log line: there is no one to
-    tell (nobody clicked), and without them it said only "listener failed ( ref=…)"."""
-    return {"team_id": team_id, "channel_id": str(event.get("channel_id") or ""),
-            "event": {"type": "file_shared", "file_id": str(event.get("file_id") or "")}}
+def upload_offerer(db: Database, client: AsyncWebClient, settings: Settings) -> UploadOfferer:
+    """The offers' Slack side, for a worker's `upload_offer` jobs. A failure waiting can fix
+    (Slack unreachable or 5xx, the database busy) is the job's to retry; any other (the bot
+    not in the channel) would fail the same way again: the job fails at once, its log line
+    naming the workspace, channel and file."""
 
+    async def offer(team_id: str, channel: str, file_id: str) -> None:
+        try:
+            await _offer_shared(client, db, team_id, channel, file_id, upload_limit(settings))
+        except Exception as exc:
+            if is_outage(exc) or is_busy(exc):
+                raise
+            raise PermanentJobError(f"upload offer not made (team={team_id} channel={channel} "
+                                    f"file={file_id}): {exc!r}") from exc  # fmt: skip
 
-# Slack never sends an event again once it was answered 200 (and it is, before the offer is
-# made): a Slack or database hiccup would lose the offer for good, so it is tried again here,
-# after 2 then 4 times JOB_RETRY_BASE_SECONDS (10 s and 20 s by default), like a job's retry.
-# A durable job would also survive a restart; the once-per-file key still stops a duplicate.
-OFFER_TRIES = 3
-
-
-async def _offer_tried(client: AsyncWebClient, d: Deps, team_id: str, event: dict[str, Any],
-                       attempt: int) -> None:  # fmt: skip
-    """Try #`attempt` of the offer; a passing failure (Slack unreachable or 5xx, the database
-    busy) schedules the next, the last one's failure is logged (Later) with its context."""
-    try:
-        await _offer_shared(client, d, team_id, event)
-    except Exception as exc:
-        if attempt >= OFFER_TRIES or not (is_outage(exc) or is_busy(exc)):
-            raise
-        delay = d.settings.job_retry_base_seconds * 2**attempt
-        log.warning("upload offer not made (team=%s channel=%s file=%s, try %d of %d), trying "
-                    "again in %g s: %r", team_id, event.get("channel_id"), event.get("file_id"),
-                    attempt, OFFER_TRIES, delay, exc)  # fmt: skip
-        d.later.run_after(delay, _offer_tried(client, d, team_id, event, attempt + 1),
-                          client, _context(team_id, event))  # fmt: skip
+    return offer
 
 
 def _shared_in(info: dict[str, Any], channel: str) -> list[dict[str, Any]]:
@@ -106,14 +103,8 @@ def _shared_in(info: dict[str, Any], channel: str) -> list[dict[str, Any]]:
                 or (shares.get("private") or {}).get(channel) or [])  # fmt: skip
 
 
-async def _offer_shared(client: AsyncWebClient, d: Deps, team_id: str,
-                        event: dict[str, Any]) -> None:  # fmt: skip
-    channel = event.get("channel_id") or ""
-    file_id = str(event.get("file_id") or "")
-    if not file_id:  # no file to look at: a KeyError logged as a listener failure before
-        log.info("a file_shared event without a file_id (team=%s channel=%s): ignored",
-                 team_id, channel)  # fmt: skip
-        return
+async def _offer_shared(client: AsyncWebClient, db: Database, team_id: str, channel: str,
+                        file_id: str, max_bytes: int) -> None:  # fmt: skip
     try:
         info = (await client.files_info(file=file_id))["file"]
     except SlackApiError as exc:
@@ -128,7 +119,7 @@ async def _offer_shared(client: AsyncWebClient, d: Deps, team_id: str,
     # a share inside a thread carries the thread's ts: the offer goes there, not under the
     # reply itself (Slack asks for a parent's ts as thread_ts)
     thread_ts = posts[0].get("thread_ts") or posts[0]["ts"]
-    await _offer(client, d, team_id, channel, thread_ts, describe(info))
+    await _offer(client, db, team_id, channel, thread_ts, describe(info), max_bytes)
 
 
 async def review_upload(ack: Any, body: dict[str, Any], client: AsyncWebClient,
@@ -205,7 +196,7 @@ async def _importable(client: AsyncWebClient, d: Deps, file_id: str, channel: st
         raise Refusal("That file isn't shared in this channel: share it here to import it.")
     info = describe(raw)
     try:
-        check_csv(info, max_bytes(d))
+        check_csv(info, upload_limit(d.settings))
     except FileRejected as exc:
         raise Refusal(esc(str(exc))) from None
     return info

@@ -10,6 +10,7 @@ from bot.imports.background import FileFetcher, import_handler, slack_file_handl
 from bot.imports.job_kinds import IMPORT_JOB, PURGE_JOB, SLACK_FILE_JOB, UNDO_JOB
 from bot.imports.retention import purge_handler
 from bot.imports.undo import undo_handler
+from bot.imports.upload_offers import UPLOAD_OFFER_JOB, UploadOfferer, upload_offer_handler
 from bot.jobs.worker import Handler, JobContext
 from bot.mailchimp.jobs import MAILCHIMP_JOB, mailchimp_handler
 from bot.notify import REPORT_JOB, ImportNotifier, Silent
@@ -18,12 +19,12 @@ from bot.settings import Settings
 
 def handlers(
     settings: Settings, notifier: ImportNotifier | None = None, fetch: FileFetcher | None = None,
-    homes: HomeRefresher | None = None,
+    homes: HomeRefresher | None = None, offers: UploadOfferer | None = None,
 ) -> dict[str, Handler]:
     """Job kind -> handler. Reading Slack files needs `fetch` (Slack's side, with the token);
-    retrying Slack reports needs a notifier that talks to Slack, and refreshing Home tabs
-    after the shell's changes needs `homes`. A worker without them leaves those jobs to one
-    that has them."""
+    retrying Slack reports needs a notifier that talks to Slack, refreshing Home tabs
+    after the shell's changes needs `homes`, and offering uploaded files `offers`. A worker
+    without them leaves those jobs to one that has them."""
     reports = notifier or Silent()
     kinds = {
         IMPORT_JOB: import_handler(settings.import_chunk_rows, reports,
@@ -39,6 +40,8 @@ def handlers(
         kinds[REPORT_JOB] = report_handler(notifier)
     if homes is not None:
         kinds[HOME_REFRESH_JOB] = home_refresh_handler(homes)
+    if offers is not None:
+        kinds[UPLOAD_OFFER_JOB] = upload_offer_handler(offers)
     if fetch is not None:
         kinds[SLACK_FILE_JOB] = slack_file_handler(
             fetch, notifier=notifier or Silent(), max_unzipped_bytes=settings.max_unzipped_bytes

@@ -8,9 +8,10 @@ import logging
 from typing import Any
 
 import pytest
+from aiohttp import ClientSession
 from sqlalchemy import text
 
-from bot.app import slack_client
+from bot.app import build_worker, slack_client
 from bot.imports.batches import stage_contact
 from bot.imports.importer import import_files
 from bot.imports.review import load
@@ -122,18 +123,38 @@ async def test_an_offer_slack_fails_once_is_tried_again_and_made_once(app: Harne
     assert len(_offers(app, "referrals_q3.csv")) == 1
 
 
-async def test_an_offer_is_tried_three_times_and_a_refusal_only_once(app: Harness) -> None:
+async def test_an_offer_is_tried_as_a_job_and_a_refusal_only_once(app: Harness) -> None:
     app.slack.add_file("F0002", "referrals_q3.csv", CSV, channels=["C0001"])
     app.slack.add_file("F0003", "referrals_q4.csv", CSV, channels=["C0002"])
-    app.slack.outage("files.info", times=5, status=503)  # Slack down for longer
+    app.slack.outage("files.info", times=100, status=503)  # Slack down for longer
     await app.requests.event(file_shared_event("F0002", channel_id="C0001"), event_id="Ev1")
     await app.settle()
-    assert len(app.slack.calls_to("files.info")) == 3 and not _offers(app, "referrals_q3.csv")
+    tries = app.settings.job_max_attempts
+    assert len(app.slack.calls_to("files.info")) == tries and not _offers(app, "referrals_q3.csv")
     app.slack.outage("files.info", times=0)
     app.slack.fail("chat.postMessage", "not_in_channel")  # that is for good: not tried again
     await app.requests.event(file_shared_event("F0003", channel_id="C0002"), event_id="Ev2")
     await app.settle()
     assert len(app.slack.calls_to("chat.postMessage")) == 1
+
+
+async def test_an_offer_slack_could_not_take_is_made_by_a_worker_started_later(
+    app: Harness,
+) -> None:  # fmt: skip
+    """The offer was tried again in the web process's memory, three times within 30 s: an
+    outage longer than that, or a restart meanwhile, lost it for good, since Slack never
+    sends the event again. It is a job now, which a worker started later still runs."""
+    app.slack.add_file("F0002", "referrals_q3.csv", CSV, channels=["C0001"])
+    app.slack.outage("files.info", times=100, status=503)
+    assert (await app.requests.event(file_shared_event("F0002", channel_id="C0001"),
+                                     event_id="Ev1")).status == 200  # fmt: skip
+    await app.done()  # all the web process does with it
+    app.slack.outage("files.info", times=0)  # Slack is back; another process's worker runs
+    async with ClientSession() as session:
+        worker = build_worker(app.settings, slack_client(app.settings, session), app.db)
+        await worker.run_until_idle()
+        await worker.run_until_idle()  # nothing left to do: offered once
+    assert len(_offers(app, "referrals_q3.csv")) == 1
 
 
 async def test_a_file_deleted_before_the_offer_is_no_error(

@@ -1,0 +1,40 @@
+"""Offers to import a CSV uploaded to a channel, made by a job.
+
+Slack sends `file_shared` once and never again after it is answered, and it is answered
+before the offer is made: a Slack outage, a busy database or a restart in between lost the
+offer for good while it was tried again in the web process's memory. The event now only
+queues this job; a worker with a Slack client makes the offer (Slack's side: handlers/uploads),
+and a failure that waiting can fix is retried with the jobs' backoff, after a restart too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from bot.jobs.queue import enqueue
+from bot.jobs.worker import Handler, JobContext
+from models import Database
+
+UPLOAD_OFFER_JOB = "upload_offer"
+# team id, channel id, file id -> the offer made, or why not said (Slack's side)
+UploadOfferer = Callable[[str, str, str], Awaitable[None]]
+
+
+async def queue_upload_offer(db: Database, team_id: str, channel_id: str, file_id: str) -> int:
+    """Queue the offer of a file shared in a channel; its job id.
+
+    One job per file and channel: Slack's retries of the event return the first. The offer
+    itself is made once per file: shared again in another channel, it isn't offered again."""
+    job = await enqueue(db, team_id, UPLOAD_OFFER_JOB,
+                        {"channel_id": channel_id, "file_id": file_id},
+                        dedupe_key=f"upload_offer:{file_id}:{channel_id}")  # fmt: skip
+    return job.id or 0
+
+
+def upload_offer_handler(offer: UploadOfferer) -> Handler:
+    """Make a queued offer with the worker's Slack side."""
+
+    async def run(ctx: JobContext) -> None:
+        await offer(ctx.team_id, str(ctx.payload["channel_id"]), str(ctx.payload["file_id"]))
+
+    return run
