@@ -90,6 +90,9 @@ async def test_undo_refuses_what_it_cannot_undo(
 
     await _sql(db, "UPDATE import_batch SET finished_at = :when WHERE id = :b",
                when=utcnow() - timedelta(days=8), b=batch)  # fmt: skip
+    # as its apply, 8 days ago, left the limit of undo (bot/imports/undo_window.py)
+    await _sql(db, "UPDATE workspace SET undo_closed_before = :when",
+               when=utcnow() - timedelta(days=8 + 7))  # fmt: skip
     code, result = await _json(capsys, "undo", str(batch))
     assert code == 1 and result["error"].startswith("Imports can be undone for 7 days; this "
                                                     "one finished on ")  # fmt: skip

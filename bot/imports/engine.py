@@ -18,6 +18,7 @@ from sqlalchemy.sql.elements import TextClause
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.imports.staging import take_staging
+from bot.imports.undo_window import close_undo_before
 from models import BatchStatus, Database, ImportBatch
 from models.clock import utcnow
 from models.locks import lock_contacts
@@ -332,11 +333,13 @@ async def apply_batch(
                               "restarted after a crash): import the files again.")  # fmt: skip
     await refresh_contact_statistics(db)
     await _heed_unsubscribing_repeats(db, team_id, batch_id)
+    cutoff = _EVER if undo_window_days is None else utcnow() - timedelta(days=undo_window_days)
     async with db.begin() as conn:
         if not await _start(conn, team_id, batch_id):
             raise BatchStateError(f"Import #{batch_id} was cancelled before it started.")
+        if undo_window_days is not None:  # the listings below skip imports past it
+            await close_undo_before(conn, team_id, cutoff)
     lo, hi = bounds
-    cutoff = _EVER if undo_window_days is None else utcnow() - timedelta(days=undo_window_days)
     # Chunks are ranges of staged-row ids, which other imports' rows (and this one's skipped
     # rows) share: progress is that fraction of the rows this import applies.
     span, rows = hi + 1 - lo, batch.valid or hi + 1 - lo

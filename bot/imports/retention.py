@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.imports.job_kinds import PURGE_JOB
+from bot.imports.undo_window import close_undo_before
 from bot.jobs.queue import enqueue_in
 from bot.jobs.worker import Handler, JobContext
 from models import Database
@@ -97,9 +98,11 @@ async def purge_staged(db: Database, team_id: str, days: float,
     async with db.begin() as conn:
         result = await conn.execute(_PURGE, {"t": team_id, "cutoff": utcnow() - timedelta(days)})
         if undo_days is not None:
-            past_undo = {"t": team_id, "cutoff": utcnow() - timedelta(undo_days)}
+            cutoff = utcnow() - timedelta(undo_days)
+            past_undo = {"t": team_id, "cutoff": cutoff}
             await conn.execute(_PURGE_LISTINGS, past_undo)
             await conn.execute(_PURGE_RESUBSCRIBED, past_undo)
+            await close_undo_before(conn, team_id, cutoff)  # what undoing them needs is gone
         if (await conn.execute(_LEFT, {"t": team_id})).first() is not None:
             await schedule_purge_in(conn, team_id, utcnow() + timedelta(days=1))
     if db.is_sqlite and result.rowcount:

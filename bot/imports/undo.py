@@ -74,6 +74,7 @@ from bot.campaigns.enroll import undone_reason
 from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.imports.batches import ReviewError, get_batch, status_words
 from bot.imports.job_kinds import UNDO_JOB
+from bot.imports.undo_window import STILL_OPEN, undo_closed_before
 from bot.jobs.here import running_here, shell_owner
 from bot.jobs.queue import (
     claim_by_key,
@@ -132,10 +133,10 @@ def _sql(statement: str) -> TextClause:
 
 # ---- asking for an undo ---------------------------------------------------------------------
 
-_START = _sql("""
+_START = _sql(f"""
     UPDATE import_batch SET status = 'undoing', undone_by = :who, undone_at = :now,
         undo_advocates = :advocates, updated_at = :now
-    WHERE team_id = :t AND id = :b AND finished_at >= :cutoff
+    WHERE team_id = :t AND id = :b AND finished_at >= :cutoff AND {STILL_OPEN}
       AND (status = 'done' OR (status IN ('failed', 'cancelled')
                                AND (new_contacts > 0 OR added_to_segment > 0)))
 """)
@@ -160,8 +161,10 @@ def _gone_or_undone(batch: ImportBatch | None, batch_id: int) -> str:
             f"{_when(batch.undone_at)}.")  # fmt: skip
 
 
-def refusal(batch: ImportBatch | None, batch_id: int, window_days: int) -> str | None:
-    """Why this batch can't be undone now (None: it can), read as it stands."""
+def refusal(batch: ImportBatch | None, batch_id: int, window_days: int,
+            closed_before: datetime | None = None) -> str | None:  # fmt: skip
+    """Why this batch can't be undone now (None: it can), read as it stands;
+    `closed_before`: the workspace's `undo_closed_before` (bot/imports/undo_window.py)."""
     if batch is None or batch.status == BatchStatus.UNDONE:
         return _gone_or_undone(batch, batch_id)
     if batch.status == BatchStatus.UNDOING:
@@ -178,6 +181,10 @@ def refusal(batch: ImportBatch | None, batch_id: int, window_days: int) -> str |
         days = "a day" if window_days == 1 else f"{window_days} days"
         return (f"Imports can be undone for {days}; this one finished on "
                 f"{_when(batch.finished_at)}.")  # fmt: skip
+    if closed_before is not None and batch.finished_at < closed_before:
+        return (f"Import #{batch_id} can't be undone any more: it finished on "
+                f"{_when(batch.finished_at)}, and what undoing it needs was cleared when it "
+                "passed the undo window of the time (UNDO_WINDOW_DAYS was shorter).")  # fmt: skip
     return None
 
 
@@ -213,7 +220,8 @@ async def request_undo(db: Database, team_id: str, batch_id: int, user_id: str, 
                             f"started: taking out what it added to {segment}{also}")  # fmt: skip
     batch = await get_batch(db, team_id, batch_id)
     if started.rowcount != 1:
-        raise UndoError(refusal(batch, batch_id, window_days) or
+        closed = await undo_closed_before(db, team_id)
+        raise UndoError(refusal(batch, batch_id, window_days, closed) or
                         f"Import #{batch_id} can't be undone now.")  # fmt: skip
     assert batch is not None
     return batch
@@ -415,7 +423,7 @@ async def undo_plan(db: Database, team_id: str, batch_id: int, *,
                     window_days: int) -> UndoPlan:  # fmt: skip
     """What undoing this import would do now; UndoError if it can't be undone."""
     batch = await get_batch(db, team_id, batch_id)
-    why = refusal(batch, batch_id, window_days)
+    why = refusal(batch, batch_id, window_days, await undo_closed_before(db, team_id))
     if why is not None:
         raise UndoError(why)
     assert batch is not None

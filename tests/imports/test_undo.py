@@ -37,6 +37,7 @@ from bot.segments import delete_segment
 from bot.settings import load_settings
 from bot.web import public_routes
 from bot.workspaces import ensure_workspace, find_segment, import_target
+from handlers.home_publish import recent_imports
 from models import CampaignState, Database, SourceKind
 from models.clock import utcnow
 from models.contacts import ALL_CUSTOMERS
@@ -655,6 +656,43 @@ async def test_undoing_an_import_keeps_a_contact_a_later_import_into_the_segment
     assert await _members(db, "VIP") == []
     assert await _contacts(db) == []
     assert await _counts(db, second) == ("undone", LEAD, 2, 2, 0, 0)
+
+
+@pytest.mark.parametrize("cleared_by", ["a later import", "the purge"])
+async def test_an_import_past_the_undo_window_stays_past_it_when_the_window_grows(
+    db: Database, cleared_by: str,
+) -> None:  # fmt: skip
+    """UNDO_WINDOW_DAYS raised after an import passed the old window gave it back its Undo,
+    though what undoing it needs was gone: the later import into its segment hadn't listed
+    the contact they share (nor kept its listing past the purge), so undoing the first took
+    the contact out of the segment the later import had put it in."""
+    await ensure_workspace(db, TEAM)
+    first = await _import(db, "VIP", "x@example.com", "a@example.com", window=WEEK)
+    if cleared_by == "a later import":
+        await _finished_days_ago(db, WEEK + 1, first)
+        second = await _import(db, "VIP", "x@example.com", "b@example.com", window=WEEK)
+    else:
+        second = await _import(db, "VIP", "x@example.com", "b@example.com", window=WEEK)
+        assert len(await _listings(db)) == 1
+        await _finished_days_ago(db, WEEK + 1, first)
+        await purge_staged(db, TEAM, 30, WEEK)
+    assert await _listings(db) == []
+
+    longer = WEEK * 5  # UNDO_WINDOW_DAYS raised since
+    refused = (rf"Import #{first} can't be undone any more: it finished on \d{{4}}-\d\d-\d\d "
+               r"[^,]+, and what undoing it needs was cleared when it passed the undo window")
+    with pytest.raises(UndoError, match=refused):
+        await undo_plan(db, TEAM, first, window_days=longer)
+    with pytest.raises(UndoError, match=refused):
+        await request_undo(db, TEAM, first, LEAD, remove_advocates=False, window_days=longer)
+    assert await _members(db, "VIP") == ["a@example.com", "b@example.com", "x@example.com"]
+    assert await _one(db, "SELECT status FROM import_batch WHERE id = :b", b=first) == "done"
+    shown, _ = await recent_imports(db, TEAM, undo_days=longer)  # App Home's *Undo* buttons
+    assert {row.batch_id: row.can_undo for row in shown} == {first: False, second: True}
+    # the later import, inside both windows, is undone as ever (x@ stays: the first's)
+    await request_undo(db, TEAM, second, LEAD, remove_advocates=False, window_days=longer)
+    await run_undo(db, TEAM, second)
+    assert await _members(db, "VIP") == ["a@example.com", "x@example.com"]
 
 
 async def test_undoing_the_later_import_first_leaves_the_contact_to_the_first(
