@@ -62,7 +62,8 @@ async def file_shared(ack: Any, event: dict[str, Any], body: dict[str, Any],
                       client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
     """Queue the offer (bot/imports/upload_offers.py) before the answer goes out (listeners
     finish first): Slack never sends an answered event again, so work left to after it would
-    be lost to a restart. A job a Slack retry queues again is the same job."""
+    be lost to a restart. On SQLite the write may wait seconds for an import's apply, past
+    Slack's 3 s: Slack then sends the event again, whose job is the same one."""
     await ack()
     d = deps(context)
     team_id = team_of(body)
