@@ -129,7 +129,10 @@ def build_app(
 ) -> AsyncApp:
     # Listeners finish before the response goes out: no 10 ms ack polling, no untracked task
     # to lose on shutdown. They only do short work after ack(); long work is a job.
+    # named: without a name bolt takes its caller's file name from inspect.stack(), which
+    # reads the source of every frame on the stack (~30 ms an app; the tests build hundreds)
     app = AsyncApp(
+        name="referral-bot",
         client=client,
         signing_secret=settings.slack_signing_secret or None,
         process_before_response=True,
