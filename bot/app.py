@@ -27,6 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.orm import configure_mappers
 
 from bot.db_health import DatabaseHealth
+from bot.imports.upload_offers import UPLOAD_OFFER_JOB, upload_offer_handler
 from bot.jobs.child import ChildWorker, settings_env
 from bot.jobs.kinds import handlers as job_handlers
 from bot.jobs.supervisor import WorkerSupervisor, combined_health, without_worker
@@ -139,7 +140,7 @@ def build_app(
     )
     deps = Deps(
         db=db, settings=settings, notifier=slack_notifier(settings, client, db),
-        later=later or Later(),
+        later=later or Later(), here=jobs_here(settings, client, db),
     )
     register_listeners(app, deps)
     return app
@@ -149,6 +150,16 @@ def slack_notifier(settings: Settings, client: AsyncWebClient, db: Database) -> 
     return SlackNotifier(client, db, team_leads=settings.team_leads,
                          undo_days=settings.undo_window_days,
                          lease_seconds=settings.job_lease_seconds)  # fmt: skip
+
+
+def jobs_here(settings: Settings, client: AsyncWebClient, db: Database) -> Worker:
+    """The jobs a listener queues and then runs at once in this process (upload offers): a
+    worker of its own that never polls, so they don't wait behind an import in the workers
+    (bot/imports/upload_offers.py)."""
+    offers = upload_offer_handler(upload_offerer(db, client, settings))
+    config = WorkerConfig(lease_seconds=settings.job_lease_seconds,
+                          retry_base_seconds=settings.job_retry_base_seconds)  # fmt: skip
+    return Worker(db, {UPLOAD_OFFER_JOB: offers}, config)
 
 
 def build_worker(settings: Settings, client: AsyncWebClient | None, db: Database) -> Worker:

@@ -19,6 +19,7 @@ from handlers.campaign_messages import notice_modal
 from handlers.notify import SlackNotifier
 
 if TYPE_CHECKING:
+    from bot.jobs.worker import Worker
     from handlers.later import Later
 from models import Database, ImportBatch
 
@@ -108,6 +109,8 @@ class Deps:
     settings: Settings
     notifier: SlackNotifier
     later: Later
+    # runs here, at once, the jobs this process queues and takes itself (upload offers)
+    here: Worker | None = None
     # team id -> time.monotonic() Home last had Mailchimp asked about it (handlers/home.py)
     mailchimp_looked: dict[str, float] = field(default_factory=dict)
 

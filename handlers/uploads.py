@@ -17,7 +17,8 @@ from bot.imports import review
 from bot.imports.background import FileRejected
 from bot.imports.batches import create_upload_batch, review_post_key
 from bot.imports.upload_offers import UploadOfferer, queue_upload_offer
-from bot.jobs.worker import PermanentJobError
+from bot.jobs.queue import claim_by_key
+from bot.jobs.worker import PermanentJobError, Worker
 from bot.once import first_time, forget
 from bot.settings import Settings
 from bot.workspaces import WorkspaceError, create_segment, ensure_workspace, find_segment
@@ -62,8 +63,9 @@ async def file_shared(ack: Any, event: dict[str, Any], body: dict[str, Any],
                       client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
     """Queue the offer (bot/imports/upload_offers.py) before the answer goes out (listeners
     finish first): Slack never sends an answered event again, so work left to after it would
-    be lost to a restart. On SQLite the write may wait seconds for an import's apply, past
-    Slack's 3 s: Slack then sends the event again, whose job is the same one."""
+    be lost to a restart. After the answer this process runs the job itself. On SQLite the
+    write may wait seconds for an import's apply, past Slack's 3 s: Slack then sends the
+    event again, whose job is the same one."""
     await ack()
     d = deps(context)
     team_id = team_of(body)
@@ -74,7 +76,24 @@ async def file_shared(ack: Any, event: dict[str, Any], body: dict[str, Any],
                  team_id, channel)  # fmt: skip
         return
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)  # its jobs'
-    await queue_upload_offer(d.db, team_id, channel, file_id)
+    key = await queue_upload_offer(d.db, team_id, channel, file_id)
+    if d.here is not None:  # made at once here, not after an import a worker may be running
+        d.later.run(_offer_here(d.here, team_id, key), client, _context(team_id, event))
+
+
+async def _offer_here(here: Worker, team_id: str, key: str) -> None:
+    """Take the offer's job and run it in this process; None when a worker took it first, or
+    it was made already (a retried event)."""
+    job = await claim_by_key(here.db, team_id, key, here.owner, here.config.lease_seconds)
+    if job is not None:
+        await here.run_claimed(job)
+
+
+def _context(team_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The offer's workspace, channel and file, for a failure's log line: there is no one to
+    tell (nobody clicked), and without them it said only "listener failed ( ref=…)"."""
+    return {"team_id": team_id, "channel_id": str(event.get("channel_id") or ""),
+            "event": {"type": "file_shared", "file_id": str(event.get("file_id") or "")}}
 
 
 def upload_offerer(db: Database, client: AsyncWebClient, settings: Settings) -> UploadOfferer:

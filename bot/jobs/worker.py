@@ -184,6 +184,12 @@ class Worker:
             ran += 1
         return ran
 
+    async def run_claimed(self, job: Job) -> None:
+        """Run a job this process took itself (`queue.claim_by_key` with this worker's
+        `owner`) as a claimed one: under a heartbeat, then done, queued again with backoff for
+        the workers, or failed. Killed meanwhile, its lease lapses and a worker takes it."""
+        await self._run(job)
+
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once on stop()."""
         with contextlib.suppress(TimeoutError):

@@ -138,6 +138,19 @@ async def test_an_offer_is_tried_as_a_job_and_a_refusal_only_once(app: Harness) 
     assert len(app.slack.calls_to("chat.postMessage")) == 1
 
 
+async def test_an_offer_is_made_at_once_while_the_workers_are_busy(app: Harness) -> None:
+    """Queued as a job for the workers, an offer waited for whatever they were running (a
+    big import: minutes). The web process runs the job itself right after the answer."""
+    app.slack.add_file("F0002", "referrals_q3.csv", CSV, channels=["C0001"])
+    await app.requests.event(file_shared_event("F0002", channel_id="C0001"), event_id="Ev1")
+    await app.done()  # no worker runs
+    assert len(_offers(app, "referrals_q3.csv")) == 1
+    async with app.db.begin() as conn:
+        states = (await conn.execute(text("SELECT state FROM job WHERE kind = 'upload_offer'"))
+                  ).scalars().all()  # fmt: skip
+    assert states == ["done"]
+
+
 async def test_an_offer_slack_could_not_take_is_made_by_a_worker_started_later(
     app: Harness,
 ) -> None:  # fmt: skip
