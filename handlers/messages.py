@@ -62,8 +62,9 @@ def undo_window(days: int) -> str:
 
 HELP = (
     "*Referral contacts, from Slack*\n"
-    "• `/referral import`: add contacts to a segment from CSV files, Mailchimp lists or one by "
-    "one, review them, and have a team lead approve the import.\n"
+    "• `/referral import`: add contacts to a segment from CSV or Excel (.xlsx) files, ZIPs of "
+    "CSVs, Mailchimp lists or one by one, review them, and have a team lead approve the "
+    "import.\n"
     "• `/referral campaign`: your referral campaigns, with their targets, advocates and invites; "
     "team leads create, edit, start and pause them here.\n"
     "• `/referral mailchimp`: whether Mailchimp is connected; team leads connect or disconnect "
@@ -75,7 +76,8 @@ HELP = (
     "• `/referral audit`: who did what and when (team leads).\n"
     "• Undo an import from its thread or the Home tab within {undo_window} of it, in two clicks "
     "(team leads).\n"
-    "• Upload a CSV to a channel I'm in and I'll offer to import it.\n"
+    "• Upload a CSV, an Excel workbook or a ZIP of CSVs to a channel I'm in and I'll offer to "
+    "import it.\n"
     "• `/referral help`: this message."
 )
 

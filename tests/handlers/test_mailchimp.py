@@ -170,6 +170,8 @@ async def test_not_connected_offers_connect(build: Build) -> None:
         assert find_element(status["blocks"], Action.MAILCHIMP_DISCONNECT) is None
         help_reply = await app.requests.slash_command(text="help", user_id=REP)
         assert "/referral mailchimp" in json.dumps(help_reply.body)
+        # it said CSV files only, though workbooks and ZIPs are imported and offered too
+        assert "Upload a CSV, an Excel workbook or a ZIP of CSVs" in json.dumps(help_reply.body)
         assert app.slack.block_errors == []
 
 
