@@ -197,7 +197,8 @@ async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool,
             elif existing is not None:
                 errors[BlockId.NEW_SEGMENT] = f"{existing.name} already exists: choose it above."
     if not form.files and not form.email and not form.audience_ids:
-        errors[BlockId.FILES] = "Add a CSV file, a Mailchimp list, or a customer's email below."
+        errors[BlockId.FILES] = ("Add a file (CSV, Excel or ZIP), a Mailchimp list, or a "
+                                 "customer's email below.")
     if form.audience_ids and await connection(d.db, team_id) is None:
         errors[BlockId.MAILCHIMP_LISTS] = ("Mailchimp was disconnected after this form "
                                            "opened: connect it again with /referral mailchimp.")

@@ -159,6 +159,11 @@ async def test_inline_errors_and_nothing_created(app: Harness) -> None:
     assert set(errors) == {BlockId.SEGMENT, BlockId.FILES, BlockId.EMAIL}
     assert "not a CSV" in errors[BlockId.FILES]
     assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
+    # nothing to import: the form said "Add a CSV file", though a workbook or a ZIP does too
+    empty = await app.requests.view_submission(state_values=_form(segment="Clients"),
+                                               view_id=view_id, user_id=REP)  # fmt: skip
+    assert empty.body["errors"][BlockId.FILES] == (
+        "Add a file (CSV, Excel or ZIP), a Mailchimp list, or a customer's email below.")
 
 
 async def test_naming_all_customers_as_a_new_segment_says_what_to_do(app: Harness) -> None:
