@@ -168,7 +168,8 @@ def segment_blocks(segments: Sequence[SegmentRow], shown: int = MAX_SEGMENTS_SHO
     blocks: list[Block] = [HeaderBlock(text="Segments")]
     if not segments:
         blocks.append(_section("No segments yet. *New import* creates one and fills it with "
-                               "contacts from CSV files, Mailchimp or one by one."))  # fmt: skip
+                               "contacts from CSV or Excel files, Mailchimp or one by "
+                               "one."))  # fmt: skip
     shown = max(1, min(shown, MAX_SEGMENTS_EVER))
     for row in segments[:shown]:
         kind = " _(every contact)_" if row.built_in else ""
@@ -248,8 +249,8 @@ def import_blocks(imports: Sequence[ImportRow], total: int, shown: int = MAX_IMP
     """`lead`: *Undo* beside the imports that can be undone (only leads may)."""
     blocks: list[Block] = [HeaderBlock(text="Recent imports")]
     if not imports:
-        blocks.append(_section("No imports yet: press *New import*, or upload a CSV to a "
-                               "channel I'm in."))  # fmt: skip
+        blocks.append(_section("No imports yet: press *New import*, or upload a CSV or an "
+                               "Excel workbook to a channel I'm in."))  # fmt: skip
     rows = imports[:max(1, min(shown, MAX_IMPORTS_EVER))]
     for row in rows:
         section = _section(import_line(row))

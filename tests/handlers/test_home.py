@@ -93,6 +93,7 @@ async def test_home_of_an_empty_workspace_is_friendly_and_has_the_buttons(app: H
     rendered = json.dumps(view["blocks"])
     assert "No segments yet" in rendered and "No campaigns yet" in rendered
     assert "No imports yet" in rendered and "Not connected" in rendered
+    assert "upload a CSV or an Excel workbook to a channel I'm in" in rendered  # not CSV only
     assert _action_ids(view)[:4] == [Action.HOME_NEW_IMPORT, Action.CAMPAIGN_CREATE,
                                      Action.HOME_SEARCH_CONTACTS,
                                      Action.MAILCHIMP_CONNECT]  # fmt: skip
