@@ -140,7 +140,7 @@ def build_app(
     )
     deps = Deps(
         db=db, settings=settings, notifier=slack_notifier(settings, client, db),
-        later=later or Later(), here=jobs_here(settings, client, db),
+        later=later or Later(), jobs_here=jobs_here(settings, client, db),
     )
     register_listeners(app, deps)
     return app

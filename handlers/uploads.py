@@ -77,13 +77,13 @@ async def file_shared(ack: Any, event: dict[str, Any], body: dict[str, Any],
         return
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)  # its jobs'
     key = await queue_upload_offer(d.db, team_id, channel, file_id)
-    if d.here is not None:  # made at once here, not after an import a worker may be running
-        d.later.run(_offer_here(d.here, team_id, key), client, _context(team_id, event))
+    if d.jobs_here is not None:  # made at once, not after an import a worker may be running
+        d.later.run(_offer_here(d.jobs_here, team_id, key), client, _context(team_id, event))
 
 
 async def _offer_here(here: Worker, team_id: str, key: str) -> None:
-    """Take the offer's job and run it in this process; None when a worker took it first, or
-    it was made already (a retried event)."""
+    """Take the offer's job and run it in this process; nothing to run when a worker took it
+    first, or when it was made already (an event Slack sent again)."""
     job = await claim_by_key(here.db, team_id, key, here.owner, here.config.lease_seconds)
     if job is not None:
         await here.run_claimed(job)
