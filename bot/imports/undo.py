@@ -867,8 +867,10 @@ async def undo_now(db: Database, team_id: str, batch_id: int, actor: str, *,
                         "follows it.")  # fmt: skip
     async with running_here(db, team_id, job.id, owner, lease_seconds):
         batch = await run_undo(db, team_id, batch_id, chunk_size=chunk_size)
-    async with db.begin() as conn:
-        await enqueue_report_in(conn, team_id, batch_id, UNDO_FINISHED)  # the Slack thread
+        # before the job ends: failing (or killed) here, the job goes back to the workers,
+        # whose run reports it (the report is made once, whoever queues it)
+        async with db.begin() as conn:
+            await enqueue_report_in(conn, team_id, batch_id, UNDO_FINISHED)  # the Slack thread
     return batch
 
 

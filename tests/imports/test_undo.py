@@ -30,7 +30,7 @@ from bot.imports.importer import import_files
 from bot.imports.job_kinds import IMPORT_JOB, PURGE_JOB, UNDO_JOB
 from bot.imports.retention import purge_staged
 from bot.imports.review import cancel
-from bot.imports.undo import UndoError, request_undo, run_undo, undo_plan
+from bot.imports.undo import UndoError, request_undo, run_undo, undo_now, undo_plan
 from bot.jobs.kinds import handlers
 from bot.jobs.worker import Worker, WorkerConfig
 from bot.segments import delete_segment
@@ -323,6 +323,43 @@ async def test_a_crash_between_chunks_resumes_to_the_same_result(
     assert await _members(db, "VIP") == ["old@example.com"]
     assert await _contacts(db) == ["new3@example.com", "old@example.com", "other@example.com"]
     assert set(await _advocates(db)) == {"old@example.com"}
+
+
+_REFUSE_REPORTS = {  # the database failing as the report to the import's thread is queued
+    "sqlite": ["CREATE TRIGGER refuse_report BEFORE INSERT ON job WHEN NEW.kind = 'slack_report' "
+               "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"],
+    "postgresql": ["CREATE FUNCTION refuse_report() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$ BEGIN IF NEW.kind = 'slack_report' THEN RAISE EXCEPTION 'disk I/O error'; "
+                   "END IF; RETURN NEW; END $$",
+                   "CREATE TRIGGER refuse_report BEFORE INSERT ON job "
+                   "FOR EACH ROW EXECUTE FUNCTION refuse_report()"],
+}  # fmt: skip
+
+
+async def test_a_shell_undo_that_could_not_queue_its_report_leaves_it_to_a_worker(
+    db: Database,
+) -> None:
+    """`undo` from the shell marked its job done, then queued the report to the import's
+    Slack thread: failing (or killed) in between, it left the thread silent for good (the job
+    done, and `undo` again says "already undone"). The report is queued before the job ends
+    now: failing there, the job goes back to the workers, which report it."""
+    await ensure_workspace(db, TEAM)
+    batch = await _import(db, "VIP", "a@example.com", "b@example.com")
+    async with db.begin() as conn:  # imported from Slack: it has a thread to tell
+        await conn.execute(text("UPDATE import_batch SET channel_id = 'C0001', "
+                                "message_ts = '1700000000.000100' WHERE id = :b"), {"b": batch})
+        for statement in _REFUSE_REPORTS[db.dialect]:
+            await conn.execute(text(statement))
+    with pytest.raises(Exception, match="disk I/O error"):
+        await undo_now(db, TEAM, batch, "cli", remove_advocates=False, window_days=WEEK)
+    assert await _members(db, "VIP") == []  # the undo itself is done
+    async with db.begin() as conn:
+        await conn.execute(text("DROP TRIGGER refuse_report" + (
+            " ON job" if db.dialect == "postgresql" else "")))
+    kinds = handlers(load_settings(database_url=db.url))  # a worker without Slack
+    await Worker(db, {UNDO_JOB: kinds[UNDO_JOB]}, WorkerConfig()).run_until_idle()
+    reports = await _rows(db, "SELECT payload FROM job WHERE kind = 'slack_report'")
+    assert [json.loads(r[0])["event"] for r in reports] == ["undo_finished"]
 
 
 async def _purge_a_month_on(db: Database, batch: int) -> None:
