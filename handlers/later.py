@@ -88,8 +88,8 @@ def message_for(error: BaseException, where: dict[str, str]) -> str:
         # a lookup of ours, said in words; a KeyError is a bug, not a sentence
         log.info("not found (%s): %s", context, error)
         return str(error.args[0]) if error.args and isinstance(error.args[0], str) else GONE
-    if is_busy(error):
-        log.warning("database busy (%s): %s", context, error)
+    if is_busy(error):  # SQLite's name for it says which: waited out, or a stale snapshot
+        log.warning("database busy (%s, %s): %s", context, _sqlite_name(error), error)
         return BUSY
     if isinstance(error, SlackApiError) and slack_error(error) in _LATE_TRIGGER:
         log.warning("form not opened (%s): %s", context, slack_error(error))
@@ -97,6 +97,12 @@ def message_for(error: BaseException, where: dict[str, str]) -> str:
     ref = uuid.uuid4().hex[:8]
     log.error("listener failed (%s ref=%s)", context, ref, exc_info=error)
     return SORRY.format(ref=ref)
+
+
+def _sqlite_name(error: BaseException) -> str:
+    """SQLite's extended error name (SQLITE_BUSY: the busy timeout ran out; SQLITE_BUSY_SNAPSHOT:
+    a transaction that had read could not write after another's commit, which no wait helps)."""
+    return str(getattr(getattr(error, "orig", None), "sqlite_errorname", "") or "?")
 
 
 def is_busy(error: BaseException) -> bool:

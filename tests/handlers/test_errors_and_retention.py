@@ -163,7 +163,9 @@ async def test_staged_rows_are_found_by_batch_never_by_scanning(app: Harness) ->
     assert "TEMP B-TREE" not in plan, plan
 
 
-def test_a_busy_sqlite_is_told_as_busy_not_as_a_failure(tmp_path: Path) -> None:
+def test_a_busy_sqlite_is_told_as_busy_not_as_a_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
     """A worker staging a big file holds SQLite's one write lock; a click that waited longer
     than the busy timeout changed nothing, and the person is told to try again."""
     import sqlite3
@@ -184,6 +186,8 @@ def test_a_busy_sqlite_is_told_as_busy_not_as_a_failure(tmp_path: Path) -> None:
             conn.execute(text("INSERT INTO t VALUES (1)"))
         engine.dispose()
     assert message_for(caught.value, {"team": "T1", "action": "review_approve"}) == BUSY
+    # the log names SQLite's kind of busy (a stale snapshot no wait could help shows apart)
+    assert "database busy (team=T1 action=review_approve, SQLITE_BUSY)" in caplog.text
     assert "Something went wrong" in message_for(RuntimeError("boom"), {"team": "T1"})
 
 
