@@ -110,7 +110,7 @@ class Deps:
     notifier: SlackNotifier
     later: Later
     # runs here, at once, the jobs this process queues and takes itself (upload offers)
-    jobs_here: Worker | None = None
+    jobs_here: Worker
     # team id -> time.monotonic() Home last had Mailchimp asked about it (handlers/home.py)
     mailchimp_looked: dict[str, float] = field(default_factory=dict)
 

@@ -24,7 +24,7 @@ from bot.audit import EnrollmentFigures, enrollment_figures
 from bot.campaigns.service import list_campaigns
 from bot.home_refresh import VIEWERS_KEPT, HomeRefresher
 from bot.imports.undo import LEASE_SECONDS, unattended_undo, undoable
-from bot.imports.undo_window import undo_closed_before
+from bot.imports.undo_window import undoable_since
 from bot.leads import Role
 from bot.mailchimp.accounts import connection
 from bot.workspaces import segment_sizes
@@ -63,9 +63,7 @@ async def recent_imports(
     """The workspace's newest imports (at most `limit`) with their segment's name, and how
     many imports it has in all. `lease_seconds` (JOB_LEASE_SECONDS): how long an undo's
     runner is taken for alive, as the Undo modal does."""
-    undo_since = utcnow() - timedelta(days=undo_days)
-    if (closed := await undo_closed_before(db, team_id)) is not None:  # see bot.imports.undo_window
-        undo_since = max(undo_since, closed)
+    undo_since = await undoable_since(db, team_id, undo_days)
     async with db.session() as session:
         rows = (await session.exec(
             select(ImportBatch, Segment.name)

@@ -17,8 +17,7 @@ from bot.imports import review
 from bot.imports.background import FileRejected
 from bot.imports.batches import create_upload_batch, review_post_key
 from bot.imports.upload_offers import UploadOfferer, queue_upload_offer
-from bot.jobs.queue import claim_by_key
-from bot.jobs.worker import PermanentJobError, Worker
+from bot.jobs.worker import PermanentJobError
 from bot.once import first_time, forget
 from bot.settings import Settings
 from bot.workspaces import WorkspaceError, create_segment, ensure_workspace, find_segment
@@ -75,18 +74,16 @@ async def file_shared(ack: Any, event: dict[str, Any], body: dict[str, Any],
         log.info("a file_shared event without a file_id (team=%s channel=%s): ignored",
                  team_id, channel)  # fmt: skip
         return
-    await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)  # its jobs'
+    # the job's row names its workspace, which a first event may be the first to see
+    await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     key = await queue_upload_offer(d.db, team_id, channel, file_id)
-    if d.jobs_here is not None:  # made at once, not after an import a worker may be running
-        d.later.run(_offer_here(d.jobs_here, team_id, key), client, _context(team_id, event))
+    # made at once here, not after an import a worker may be running; nothing to run when a
+    # worker took it first, or when it was made already (an event Slack sent again)
+    d.later.run(_offer_now(d, team_id, key), client, _context(team_id, event))
 
 
-async def _offer_here(here: Worker, team_id: str, key: str) -> None:
-    """Take the offer's job and run it in this process; nothing to run when a worker took it
-    first, or when it was made already (an event Slack sent again)."""
-    job = await claim_by_key(here.db, team_id, key, here.owner, here.config.lease_seconds)
-    if job is not None:
-        await here.run_claimed(job)
+async def _offer_now(d: Deps, team_id: str, key: str) -> None:
+    await d.jobs_here.run_by_key(team_id, key)
 
 
 def _context(team_id: str, event: dict[str, Any]) -> dict[str, Any]:

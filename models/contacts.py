@@ -20,7 +20,7 @@ class Workspace(SQLModel, table=True):
     leads_seeded: bool = False  # TEAM_LEADS copied into team_lead (once: removals stick)
     # Imports that finished before this can't be undone, whatever UNDO_WINDOW_DAYS says now:
     # the window of the time let an apply skip their listings and the purge clear their
-    # records (bot/imports/undo.py). Only ever moves forward.
+    # records (bot/imports/undo_window.py). Only ever moves forward.
     undo_closed_before: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
 

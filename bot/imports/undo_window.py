@@ -10,13 +10,14 @@ UNDO_WINDOW_DAYS later doesn't reach past it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from models import Database
+from models.clock import utcnow
 
 _CLOSE = text("""
     UPDATE workspace SET undo_closed_before = :cutoff
@@ -39,3 +40,11 @@ async def undo_closed_before(db: Database, team_id: str) -> datetime | None:
     """The finish time before which the workspace's imports can't be undone (None: any)."""
     async with db.begin() as conn:
         return (await conn.execute(_CLOSED, {"t": team_id})).scalar()
+
+
+async def undoable_since(db: Database, team_id: str, window_days: int) -> datetime:
+    """The earliest finish time of an import that can be undone now: within the window, and
+    never before `undo_closed_before`."""
+    since = utcnow() - timedelta(days=window_days)
+    closed = await undo_closed_before(db, team_id)
+    return since if closed is None else max(since, closed)

@@ -269,9 +269,10 @@ async def enqueue_running_in(
 
 async def claim_by_key(db: Database, team_id: str, dedupe_key: str, owner: str,
                        lease_seconds: float) -> Job | None:  # fmt: skip
-    """Take the job of that key for the command line to run now (see bot.jobs.here): queued
-    (even if not due yet), or running under a lease that lapsed (a run killed part way). None
-    when there is no such job or a live worker runs it."""
+    """Take the job of that key for this process to run now (the command line: see
+    bot.jobs.here; the web process: Worker.run_by_key): queued (even if not due yet), or
+    running under a lease that lapsed (a run killed part way). None when there is no such job
+    or a live worker runs it."""
     statement = _sql(f"""
         UPDATE job SET state = 'running', lease_owner = :owner,
             lease_expires_at = {_lease_until(db.is_sqlite)}, attempts = attempts + 1,

@@ -184,11 +184,17 @@ class Worker:
             ran += 1
         return ran
 
-    async def run_claimed(self, job: Job) -> None:
-        """Run a job this process took itself (`queue.claim_by_key` with this worker's
-        `owner`) as a claimed one: under a heartbeat, then done, queued again with backoff for
-        the workers, or failed. Killed meanwhile, its lease lapses and a worker takes it."""
+    async def run_by_key(self, team_id: str, dedupe_key: str) -> bool:
+        """Take the job of that key (`queue.claim_by_key`) and run it now, as a claimed one
+        is run: under a heartbeat, then done, queued again with backoff for the workers, or
+        failed; killed meanwhile, its lease lapses and a worker takes it. False when there
+        was nothing to take (a worker runs it, or it ran already)."""
+        job = await queue.claim_by_key(self.db, team_id, dedupe_key, self.owner,
+                                       self.config.lease_seconds)  # fmt: skip
+        if job is None:
+            return False
         await self._run(job)
+        return True
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once on stop()."""

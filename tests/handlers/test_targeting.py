@@ -88,6 +88,11 @@ def _report(app: Harness, message: dict) -> dict:
     return report
 
 
+def _report_blocks(app: Harness, message: dict) -> str:
+    """The thread's enrollment report as it stands (redrawn in place), its blocks as JSON."""
+    return json.dumps(_report(app, message)["blocks"])
+
+
 async def _hold_is_over(app: Harness) -> None:
     now = bindparam("now", type_=UTCDateTime())
     async with app.db.begin() as conn:
@@ -151,7 +156,7 @@ async def _edit_invite_email(app: Harness, campaign: Campaign, *, on: bool,
 async def test_a_renamed_campaigns_waiting_report_shows_its_new_name(app: Harness) -> None:
     spring, message = await _targeted(app)
     await _edit_invite_email(app, spring, on=True, name="Spring <!channel>")
-    rendered = json.dumps(app.slack.message("C0001", _report(app, message)["ts"])["blocks"])
+    rendered = _report_blocks(app, message)
     assert "new advocates in *Spring &lt;!channel&gt;*" in rendered, rendered
     assert "2 held until" in rendered
 
@@ -202,7 +207,7 @@ async def test_email_them_after_the_invite_email_went_off_again_sends_nothing(
     spring, message = await _targeted(app)
     await _edit_invite_email(app, spring, on=False)
     await _edit_invite_email(app, spring, on=True)
-    report = app.slack.message("C0001", _report(app, message)["ts"])
+    report = _report(app, message)
     value = _button(report, Action.EMAIL_UNSENT)
     await service.update_campaign(app.db, "T0001", spring.id or 0, invite_email=False)
     await app.settle()  # as from the shell (`campaign edit`): the report is redrawn all the same
@@ -469,7 +474,7 @@ async def test_a_send_job_that_kills_every_worker_stops_sending_and_says_so(app:
         assert await claim(app.db, f"killed-{attempt}", 1, kinds={"send_invites"}) is not None
         await _lease_runs_out(app)
     await _hold_is_over(app)
-    rendered = json.dumps(app.slack.message("C0001", _report(app, message)["ts"])["blocks"])
+    rendered = _report_blocks(app, message)
     assert "Sending stopped: gave up: the worker running it stopped" in rendered, rendered
     assert Action.RETRY_SENDING in rendered
     assert list(app.settings.outbox_dir.glob("*.eml")) == []
@@ -505,7 +510,7 @@ async def test_a_send_run_killed_handing_over_on_its_last_attempt_leaves_it_unce
         await conn.execute(text("UPDATE invite SET state = 'sending', attempts = 1, "
                                 "sender_job = :j WHERE id = :i"), {"i": second, "j": job.id})
     await app.settle()
-    rendered = json.dumps(app.slack.message("C0001", _report(app, message)["ts"])["blocks"])
+    rendered = _report_blocks(app, message)
     assert "1 invites sent \\u00b7 1 may not have arrived" in rendered, rendered
     assert Action.RESEND_UNCERTAIN in rendered
 
@@ -716,7 +721,7 @@ async def test_after_an_undo_with_its_advocates_the_report_says_how_many_remain(
     await app.settle()
 
     assert await _count(app, "SELECT COUNT(*) FROM advocate") == 0
-    report = json.dumps(app.slack.message("C0001", _report(app, message)["ts"])["blocks"])
+    report = _report_blocks(app, message)
     assert "2 of them removed since (an import undone with its advocates" in report, report
     assert "0 remain" in report
 
