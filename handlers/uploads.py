@@ -24,7 +24,6 @@ from bot.workspaces import WorkspaceError, create_segment, ensure_workspace, fin
 from handlers.context import Deps, Refusal, deps, require_member, team_of
 from handlers.ids import Action, BlockId
 from handlers.import_modal import import_segment, post_review
-from handlers.later import is_busy
 from handlers.messages import NEW_SEGMENT_VALUE, esc, plain, upload_offer
 from handlers.notify import is_outage
 from handlers.routes import Routes
@@ -94,16 +93,16 @@ def _context(team_id: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def upload_offerer(db: Database, client: AsyncWebClient, settings: Settings) -> UploadOfferer:
-    """The offers' Slack side, for a worker's `upload_offer` jobs. A failure waiting can fix
-    (Slack unreachable or 5xx, the database busy) is the job's to retry; any other (the bot
-    not in the channel) would fail the same way again: the job fails at once, its log line
-    naming the workspace, channel and file."""
+    """The offers' Slack side, for a worker's `upload_offer` jobs. Slack refusing for good
+    (the bot not in the channel) would refuse again: the job fails at once, its log line
+    naming the workspace, channel and file. Any other failure (Slack unreachable or 5xx, the
+    database down or busy) is the job's to retry, logged with its traceback."""
 
     async def offer(team_id: str, channel: str, file_id: str) -> None:
         try:
             await _offer_shared(client, db, team_id, channel, file_id, upload_limit(settings))
-        except Exception as exc:
-            if is_outage(exc) or is_busy(exc):
+        except SlackApiError as exc:
+            if is_outage(exc):
                 raise
             raise PermanentJobError(f"upload offer not made (team={team_id} channel={channel} "
                                     f"file={file_id}): {exc!r}") from exc  # fmt: skip

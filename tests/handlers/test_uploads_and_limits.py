@@ -19,6 +19,7 @@ from bot.workspaces import ensure_workspace, find_segment, import_target
 from handlers.ids import Action, BlockId
 from handlers.messages import NEW_SEGMENT_VALUE
 from handlers.notify import SlackNotifier
+from tests.conftest import BACKEND
 from tests.fakes.slack_api import FakeExternalHost
 from tests.fakes.slack_requests import file_shared_event, message_file_share_event
 from tests.handlers.conftest import LEAD, REP, Harness
@@ -167,6 +168,25 @@ async def test_an_offer_slack_could_not_take_is_made_by_a_worker_started_later(
         worker = build_worker(app.settings, slack_client(app.settings, session), app.db)
         await worker.run_until_idle()
         await worker.run_until_idle()  # nothing left to do: offered once
+    assert len(_offers(app, "referrals_q3.csv")) == 1
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="SQLite's triggers fail only as constraints")
+async def test_an_offer_the_database_failed_is_tried_again(app: Harness) -> None:
+    """The database failing as the offer was made (PostgreSQL restarting) failed its job for
+    good, as if Slack had refused it: the offer was lost, as before it was a job at all."""
+    app.slack.add_file("F0002", "referrals_q3.csv", CSV, channels=["C0001"])
+    async with app.db.begin() as conn:
+        await conn.execute(text("CREATE FUNCTION refuse_seen() RETURNS trigger LANGUAGE plpgsql "
+                                "AS $$ BEGIN RAISE EXCEPTION 'could not write'; END $$"))
+        await conn.execute(text("CREATE TRIGGER refuse_seen BEFORE INSERT ON seen_key "
+                                "FOR EACH ROW EXECUTE FUNCTION refuse_seen()"))  # fmt: skip
+    await app.requests.event(file_shared_event("F0002", channel_id="C0001"), event_id="Ev1")
+    await app.done()  # the web process's try fails
+    assert not _offers(app, "referrals_q3.csv")
+    async with app.db.begin() as conn:
+        await conn.execute(text("DROP TRIGGER refuse_seen ON seen_key"))
+    await app.settle()  # the workers' try
     assert len(_offers(app, "referrals_q3.csv")) == 1
 
 
