@@ -339,11 +339,21 @@ def _looks_binary(text: str) -> bool:
 
 
 def sniff_delimiter(sample_text: str) -> str:
-    """The delimiter the header line uses most; `,` for a one-column file."""
+    """The delimiter the header line uses most outside its quoted cells; `,` for a
+    one-column file. Quoted text is a heading's words: `E-Mail;"Nachname, Vorname"` has as
+    many commas as semicolons, and the comma won the tie (the file refused as having no
+    email column)."""
     header = next((line for line in sample_text.splitlines() if line.strip()), "")
+    header = _QUOTED_CELL.sub("", header)
     counts = {d: header.count(d) for d in DELIMITERS}
     best = max(DELIMITERS, key=lambda d: counts[d])
     return best if counts[best] else ","
+
+
+# A quoted cell: from the line's start or a delimiter to the quote that closes it before the
+# next delimiter or the line's end (`""` inside is a quote). A stray quote inside an unquoted
+# cell (O"Brien) starts none.
+_QUOTED_CELL = re.compile(r'(?:^|(?<=[,;\t|]))[ ]*"(?:[^"]|"")*"[ ]*(?=[,;\t|]|$)')
 
 
 def is_header(fields: list[str]) -> bool:
@@ -982,10 +992,12 @@ class CsvReader:
                     continue
                 line = previous + 1
                 previous = base + reader.line_num
+                # blank or not as the file has it: put in the first header's order, a row
+                # whose cells are all in columns that header hasn't is blank, and was lost
+                raw = reader.raw if isinstance(reader, _Reordered) else fields
                 if previous > line and self._unclosed(fields, previous - line + 1):
-                    raw = reader.raw if isinstance(reader, _Reordered) else fields
                     yield line, self._joined(raw, line, previous)
-                elif fields and (fields[0].strip() or any(f.strip() for f in fields)):
+                elif raw and (raw[0].strip() or any(f.strip() for f in raw)):
                     try:  # a header again? Only a row without an address can be one
                         if "@" not in fields[email] and self._header_again(line, reader, fields):
                             reader = self._reordered(reader)

@@ -538,6 +538,30 @@ def test_delimiter_is_detected(delimiter: str) -> None:
     assert records == [(2, rows[1]), (3, rows[2])]
 
 
+@pytest.mark.parametrize(
+    ("header", "row", "delimiter"),
+    [
+        # a German or French export: `;` between columns, a comma inside a quoted heading
+        (b'E-Mail;"Nachname, Vorname"', b'max@example.de;"Muster, Max"', ";"),
+        (b'"Nom, Pr\xc3\xa9nom";Email', b'"Dupont, Marie";marie@example.fr', ";"),
+        # and the other way round: commas between columns, `;` inside a quoted heading
+        (b'Email,"Tags; a; b"', b'ada@example.com,"vip; gold"', ","),
+        (b'Email,"He said ""a; b; c"""', b"ada@example.com,x", ","),
+    ],
+)
+def test_delimiters_inside_a_quoted_heading_dont_choose_the_delimiter(
+    header: bytes, row: bytes, delimiter: str
+) -> None:
+    """The header line's delimiters were counted quoted or not: `E-Mail;"Nachname, Vorname"`
+    has as many commas as semicolons, and the tie went to the comma, so the whole file was
+    refused ("No email column found. Columns found: 'E-Mail;"Nachname', 'Vorname"'")."""
+    reader, records = read(header + b"\r\n" + row + b"\r\n")
+
+    assert reader.delimiter == delimiter
+    assert len(reader.header) == 2 and len(records) == 1
+    assert "@" in records[0][1][reader.columns.email]  # type: ignore[index]
+
+
 def test_quoted_commas_and_newlines_keep_physical_line_numbers() -> None:
     data = (
         b"email,first_name,last_name,note\r\n"  # 1
@@ -1076,6 +1100,22 @@ def test_another_exports_header_with_other_columns_orders_the_rows_below_it() ->
         "Lines 3, 5 start another export's header (files joined into one?): not counted as "
         "rows; the rows below each are read by its column names, and columns the first "
         "header hasn't are left out.")  # fmt: skip
+
+
+def test_a_row_below_another_exports_header_with_cells_only_in_its_own_columns_is_a_row() -> None:
+    """A row whose only cells are in a column the first header hasn't (a phone number with no
+    address) was left out: its cells, put in the first header's order, were all blank, so it
+    was taken for a blank line and was neither imported nor listed as skipped, and the rows
+    no longer added up (the same sheet in a workbook counts it, rejected: no address)."""
+    data = (b"Email,First Name,Last Name\na@x.com,Ada,Lovelace\n"
+            b"Email,First Name,Phone\nb@x.com,Bob,555-0100\n"  # 3: another export's header
+            b",,555-1234\n"  # 5: no address, a phone only
+            b"c@x.com,Cy,555-0101\n")  # fmt: skip
+
+    _reader, records = read(data)
+
+    assert [line for line, _ in records] == [2, 4, 5, 6]
+    assert records[2] == (5, ["", "", ""])  # rejected for its missing address
 
 
 def _skipped_below_a_reordered_header(row: str) -> list[tuple[str, str, str]]:
