@@ -210,7 +210,7 @@ def campaign_blocks(campaigns: Sequence[CampaignSummary]) -> list[Block]:
 
 
 def import_line(row: ImportRow) -> str:
-    status = status_words(row.status, row.approved_by, row.cancelled_by, row.undone_by)
+    status = status_words(row.status, row.approved_by, row.cancelled_by, row.undone_by, row.error)
     when = slack_date(row.created_at) if row.created_at else ""
     line = (f"*{esc(row.segment)}* · {status}\n"
             f"Requested {by_whom(row.requested_by)}" + (f" · {when}" if when else ""))  # fmt: skip

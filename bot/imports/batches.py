@@ -34,6 +34,7 @@ from bot.imports.retention import schedule_purge_in
 from bot.imports.rows import INVALID_EMAIL, MISSING_EMAIL, Classifier, Tally
 from bot.imports.staging import copy_constants, refresh_statistics, stage_rows, take_staging
 from bot.jobs.queue import enqueue_in
+from bot.notify import BATCH_CHANGED, REJECTS_CHANGED, enqueue_report_in, reading_again_in
 from bot.workspaces import WorkspaceError
 from models import (
     BatchStatus,
@@ -276,7 +277,7 @@ async def state_sentence(conn: AsyncConnection, team_id: str, batch_id: int) -> 
     row = (
         await conn.execute(
             select(ImportBatch.status, ImportBatch.approved_by, ImportBatch.cancelled_by,
-                   ImportBatch.undone_by).where(
+                   ImportBatch.undone_by, ImportBatch.error).where(
                 col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id
             )
         )
@@ -287,13 +288,19 @@ async def state_sentence(conn: AsyncConnection, team_id: str, batch_id: int) -> 
 
 
 def status_words(status: str, approved_by: str | None, cancelled_by: str | None = None,
-                 undone_by: str | None = None) -> str:  # fmt: skip
+                 undone_by: str | None = None, error: str | None = None) -> str:  # fmt: skip
+    """`error`: the batch's, telling an undone import that failed part way from one that
+    finished (as the thread's result does: handlers/messages.ended_as)."""
     who = f" {by_whom(approved_by)}" if approved_by else ""
     by = f" {by_whom(cancelled_by)}" if cancelled_by else ""
     undo = f" {by_whom(undone_by)}" if undone_by else ""
-    # what an import being undone had done: one cancelled part way wasn't "imported"
-    part = (f"cancelled{by} part way (approved{who})" if cancelled_by
-            else f"imported (approved{who})")  # fmt: skip
+    # what an import being undone had done: one cancelled or failed part way wasn't "imported"
+    if cancelled_by:
+        part = f"cancelled{by} part way (approved{who})"
+    elif error:
+        part = f"failed part way (approved{who})"
+    else:
+        part = f"imported (approved{who})"
     return {
         BatchStatus.DRAFT: "waiting for review",
         BatchStatus.QUEUED: f"approved{who} and waiting to run",
@@ -361,6 +368,21 @@ async def promote_after_source(
         _PROMOTE_AFTER_SOURCE, {"t": team_id, "b": batch_id, "s": source_id, "no": False}
     )
     return {int(row[0]) for row in result}
+
+
+async def promote_after_failure_in(conn: AsyncConnection, team_id: str, batch_id: int,
+                                   source_id: int) -> None:  # fmt: skip
+    """A source failed with rows staged (its reading cancelled or given up after they were
+    written): the duplicates elsewhere of its addresses are decided again, as when a file is
+    removed, and the skipped-rows CSVs the thread has of the sources whose rows became valid
+    are shared anew (they list rows that will be imported now), after the review is redrawn
+    with their counts."""
+    promoted = sorted(await promote_after_source(conn, team_id, batch_id, source_id))
+    if promoted:
+        await enqueue_report_in(conn, team_id, batch_id, BATCH_CHANGED)
+    for other in promoted:
+        await reading_again_in(conn, team_id, other)
+        await enqueue_report_in(conn, team_id, batch_id, REJECTS_CHANGED, source_id=other)
 
 
 async def promote_before_reread(
@@ -712,14 +734,22 @@ async def fail_source(
     exception as raised: a ColumnsError marks the file as one *Map columns* can fix.
 
     `clear_rows_of` (the batch): its staged rows go too, in the same transaction and only if
-    this marked it failed: a file another run read meanwhile keeps the rows it staged."""
+    this marked it failed: a file another run read meanwhile keeps the rows it staged.
+
+    A failed source counts nowhere, so the rows of other files that repeat its addresses,
+    staged as duplicates of its rows, become valid, as when it is removed (promote_after_
+    failure_in): read while its rows stood, they were left duplicates of rows no one imports."""
     where = [col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id]
     if only_pending:
         where.append(col(ImportSource.status) == SourceStatus.PENDING)
     message = str(error)
     async with db.begin() as conn:
-        if clear_rows_of is not None:
-            await _hold_batch(conn, team_id, clear_rows_of)
+        batch_id = clear_rows_of
+        if batch_id is None:
+            batch_id = (await conn.execute(select(ImportSource.batch_id).where(
+                *where[:2]))).scalar_one_or_none()  # fmt: skip
+        if batch_id is not None:  # before the source's row: the order staging takes them in
+            await _hold_batch(conn, team_id, batch_id)
         failed = await conn.execute(
             update(ImportSource).where(*where).values(
                 status=SourceStatus.FAILED, error=message[:2000],
@@ -727,8 +757,12 @@ async def fail_source(
         )  # fmt: skip
         if clear_rows_of is not None and await _failed(conn, team_id, source_id):
             # failed by this call, or by someone else meanwhile (`jobs cancel` of its reading,
-            # while the rows were being staged): its rows go either way
+            # while the rows were being staged): its rows go either way, after their
+            # duplicates elsewhere are decided again
+            await promote_after_failure_in(conn, team_id, clear_rows_of, source_id)
             await clear_staged(conn, team_id, clear_rows_of, source_id, keep_removed=True)
+        elif failed.rowcount and batch_id is not None:  # rows an earlier attempt left, if any
+            await promote_after_failure_in(conn, team_id, batch_id, source_id)
     if failed.rowcount:
         log.info("import source %s of team %s failed: %s", source_id, team_id, message[:300])
 

@@ -120,7 +120,8 @@ async def _skipped_as_decided(db: Database, team_id: str, batch_id: int,
 
 
 def describe_status(batch: ImportBatch) -> str:
-    return status_words(batch.status, batch.approved_by, batch.cancelled_by, batch.undone_by)
+    return status_words(batch.status, batch.approved_by, batch.cancelled_by, batch.undone_by,
+                        batch.error)
 
 
 async def remove_source(

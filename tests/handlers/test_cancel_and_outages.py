@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.campaigns import invites, service
+from bot.imports.batches import fail_batch
 from bot.imports.cancel import cancel_job
 from bot.imports.engine import Progress, apply_batch
 from bot.imports.undo import request_undo
@@ -761,3 +762,29 @@ async def test_undoing_a_cancelled_import_keeps_its_result_saying_it_was_cancell
     review = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
     assert "cancelled from the command line part way" in review and "then undone" in review, \
         review
+
+
+async def test_undoing_a_failed_import_says_it_failed_part_way_not_imported(
+    app: Harness,
+) -> None:
+    """An import that failed after 100 of its 500 contacts, then undone: the thread's result
+    said it failed, but the review message (and a stale button's answer, and App Home) said
+    "imported (approved by …), then undone"."""
+    message, batch = await _approved(app)  # 500 rows
+
+    async def stopped(progress: Progress) -> None:
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        await apply_batch(app.db, "T0001", int(batch), chunk_size=100, on_progress=stopped)
+    await fail_batch(app.db, "T0001", int(batch), "the disk is full")  # out of retries
+    await request_undo(app.db, "T0001", int(batch), LEAD, remove_advocates=False, window_days=7)
+    await app.settle()
+
+    review = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    assert f"failed part way (approved by <@{LEAD}>), then undone" in review, review
+    assert "imported (approved" not in review
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.later.drain()
+    told = app.slack.ephemerals[-1]["text"]
+    assert "failed part way" in told and "imported (approved" not in told, told

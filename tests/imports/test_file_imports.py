@@ -897,3 +897,47 @@ async def test_a_file_whose_reading_is_cancelled_leaves_no_rows_that_hide_anothe
 
     assert (again.valid, again.duplicates) == (2, 0)
     assert set(await _contacts(db)) == {"x@example.com", "y@example.com"}
+
+
+async def test_a_file_read_while_anothers_reading_is_cancelled_keeps_no_duplicates_of_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other file read in the moment between the cancelled file's rows being written and
+    its counting: its repeats of that file's addresses were staged as duplicates, and stayed
+    so once that file failed and its rows went, so the review said "1 duplicate" of an
+    address that no file would import, and it was imported from none."""
+    from bot.imports import batches
+    from bot.imports.batches import count_rows, stage_csv
+    from bot.imports.cancel import cancel_job
+    from bot.imports.job_kinds import SLACK_FILE_JOB
+
+    await ensure_workspace(db, TEAM)
+    segment = await import_target(db, TEAM, "S", create=True)
+    batch = await create_batch(db, TEAM, segment.id or 0, "U1")
+    first = await add_source(db, TEAM, batch.id or 0, SourceKind.CSV, "a.csv", ref="F1",
+                             read_by=SLACK_FILE_JOB)  # fmt: skip
+    second = await add_source(db, TEAM, batch.id or 0, SourceKind.CSV, "b.csv", ref="F2",
+                              read_by=SLACK_FILE_JOB)  # fmt: skip
+    async with db.begin() as conn:
+        job = (await conn.execute(text("SELECT id FROM job WHERE dedupe_key = :k"),
+                                  {"k": f"stage:{first.id}"})).scalar_one()  # fmt: skip
+    staged_then = batches.refresh_statistics
+
+    async def another_read_then_cancelled(db_: Database, rows: int) -> None:
+        monkeypatch.setattr(batches, "refresh_statistics", staged_then)
+        await stage_csv(db_, TEAM, second.id or 0,
+                        io.BytesIO(b"email\nx@example.com\ny@example.com\n"))  # fmt: skip
+        await cancel_job(db_, TEAM, job, "U1")  # a.csv's rows are written, not yet counted
+        await staged_then(db_, rows)
+
+    monkeypatch.setattr(batches, "refresh_statistics", another_read_then_cancelled)
+    assert (await stage_csv(db, TEAM, first.id or 0,
+                            io.BytesIO(b"email\nx@example.com\n"))).status == "failed"
+    async with db.begin() as conn:
+        counts = await count_rows(conn, TEAM, batch.id or 0)
+    await queue_batch(db, TEAM, batch.id or 0, "U2")
+    await apply_batch(db, TEAM, batch.id or 0)
+
+    assert (counts[second.id or 0].valid, counts[second.id or 0].duplicates) == (2, 0)
+    assert first.id not in counts
+    assert set(await _contacts(db)) == {"x@example.com", "y@example.com"}
