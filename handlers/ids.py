@@ -67,7 +67,8 @@ class Action(StrEnum):
     ADD_MORE = "review_add_more"
     APPROVE = "review_approve"
     REJECT = "review_reject"
-    CANCEL = "review_cancel"
+    CANCEL = "review_cancel"  # an approved import under way (and reviews drawn before WITHDRAW)
+    WITHDRAW = "review_withdraw"  # the review's own Cancel: a draft only
     REMOVE_CONTACT = "contacts_remove"
     PAGE = "contacts_page"
     SEARCH = "contacts_search"

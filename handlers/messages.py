@@ -563,7 +563,7 @@ def _review_actions(batch_id: int, *, confirm_consent: bool = False,
                                        "ends: importing these contacts means starting again."),
         ),
         ButtonElement(
-            text="Cancel", action_id=Action.CANCEL, value=value,
+            text="Cancel", action_id=Action.WITHDRAW, value=value,
             confirm=ConfirmObject(title="Cancel this import?", confirm="Cancel it",
                                   deny="Keep it",
                                   text=f"Import #{value} is dropped before anything is "

@@ -94,9 +94,11 @@ async def _reject(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
 
 
 async def _cancel(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
-                  batch_id: int) -> None:  # fmt: skip
+                  batch_id: int, *, draft_only: bool = False) -> None:  # fmt: skip
+    """*Cancel import* stops an approved import; the review's own Cancel (`draft_only`)
+    withdraws a review only: confirmed after a lead approved it, it stopped the import."""
     lead = await is_lead(d, client, team_id, user_id)
-    await review.cancel(d.db, team_id, batch_id, user_id, is_lead=lead)
+    await review.cancel(d.db, team_id, batch_id, user_id, is_lead=lead, draft_only=draft_only)
     await d.notifier.batch_changed(team_id, batch_id)
 
 
@@ -133,6 +135,8 @@ async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
         Action.APPROVE: lambda: _approve(d, client, team_id, user_id, _id(value)),
         Action.REJECT: lambda: _reject(d, client, team_id, user_id, _id(value)),
         Action.CANCEL: lambda: _cancel(d, client, team_id, user_id, _id(value)),
+        Action.WITHDRAW: lambda: _cancel(d, client, team_id, user_id, _id(value),
+                                         draft_only=True),
         Action.PREVIEW_ONLY: lambda: _preview_only(d, client, team_id, user_id, _id(value),
                                                    str((body.get("channel") or {}).get("id"))),
         Action.CONFIRM_CONSENT: lambda: _confirm_consent(d, client, team_id, user_id,
@@ -148,5 +152,6 @@ def _id(value: str) -> int:
 
 def register(app: Routes) -> None:
     for action in (Action.REMOVE_SOURCE, Action.ADD_MORE, Action.APPROVE, Action.REJECT,
-                   Action.CANCEL, Action.PREVIEW_ONLY, Action.CONFIRM_CONSENT):  # fmt: skip
+                   Action.CANCEL, Action.WITHDRAW, Action.PREVIEW_ONLY,
+                   Action.CONFIRM_CONSENT):  # fmt: skip
         app.action(action)(on_click)

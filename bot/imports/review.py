@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from bot.audit import Act, import_subject, record_in
 from bot.casefold import contains, like_pattern
 from bot.imports.batches import (
+    DRAFT_ONLY,
     UNDER_WAY,
     ReviewError,
     Totals,
@@ -273,19 +274,22 @@ async def reject(db: Database, team_id: str, batch_id: int, user_id: str) -> Non
 
 
 async def cancel(
-    db: Database, team_id: str, batch_id: int, user_id: str, *, is_lead: bool
+    db: Database, team_id: str, batch_id: int, user_id: str, *, is_lead: bool,
+    draft_only: bool = False,
 ) -> BatchStatus:
     """The requester (or a lead) withdraws a draft, or stops an approved import.
 
     Returns the state the batch was in. A running import stops before its next chunk: what
-    was imported stays, and the thread is told how much that was.
+    was imported stays, and the thread is told how much that was. `draft_only`: a draft or
+    nothing (the review's Cancel, which says nothing will be imported): approved meanwhile,
+    the ReviewError says so.
     """
     batch = await batch_of(db, team_id, batch_id)
     if not is_lead and batch.requested_by != user_id:
         raise ReviewError(f"Only <@{batch.requested_by}>, who asked for this import, or a team "
                           "lead can cancel it.")  # fmt: skip
     async with db.begin() as conn:
-        await lock_batch(conn, team_id, batch_id, UNDER_WAY)
+        await lock_batch(conn, team_id, batch_id, DRAFT_ONLY if draft_only else UNDER_WAY)
         status = (await conn.execute(
             select(ImportBatch.status).where(col(ImportBatch.id) == batch_id)
         )).scalar_one()  # fmt: skip

@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from handlers.ids import Action, Callback
 from models import Database
+from tests.fakes.slack_api import find_element
 from tests.handlers.conftest import LEAD, REP, Harness, running_app
 from tests.handlers.test_import_flow import CSV, _form, _open_modal, _review
 
@@ -28,7 +29,7 @@ async def _start(app: Harness, segment: str = "VIP", *,
 
 async def test_only_the_requester_or_a_lead_cancels_and_only_a_lead_rejects(app: Harness) -> None:
     message, batch = await _start(app)
-    await app.requests.block_action(Action.CANCEL, batch, user_id="U0777",
+    await app.requests.block_action(Action.WITHDRAW, batch, user_id="U0777",
                                     message_ts=message["ts"])  # fmt: skip
     await app.requests.block_action(Action.REJECT, batch, user_id=REP, message_ts=message["ts"])
     await app.settle()
@@ -47,12 +48,38 @@ async def test_only_the_requester_or_a_lead_cancels_and_only_a_lead_rejects(app:
     assert "already rejected" in app.slack.ephemerals[-1]["text"]
 
 
+async def test_the_reviews_cancel_confirmed_after_approval_doesnt_stop_the_import(
+    app: Harness,
+) -> None:
+    """The requester confirmed the review's Cancel ("dropped before anything is imported")
+    while a lead approved it: the two buttons were one, so the cancel stopped the approved
+    import (what it had imported stayed) and the lead was never told. The review's Cancel
+    withdraws a review only; the running import's own *Cancel import* still stops it."""
+    message, batch = await _start(app)
+    withdraw = next(e for b in message["blocks"] if b["type"] == "actions"
+                    for e in b["elements"] if e["text"]["text"] == "Cancel")  # fmt: skip
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.later.drain()
+    await app.requests.block_action(withdraw["action_id"], batch, user_id=REP,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.later.drain()
+
+    assert f"already approved by <@{LEAD}>" in app.slack.ephemerals[-1]["text"]
+    async with app.db.begin() as conn:
+        status = (await conn.execute(text(f"SELECT status FROM import_batch WHERE id = {batch}"))
+                  ).scalar_one()  # fmt: skip
+    assert status in ("queued", "importing", "done")
+    redrawn = app.slack.message("C0001", message["ts"])
+    _, stop = find_element(redrawn["blocks"], Action.CANCEL) or ("", {})
+    assert stop["text"]["text"] == "Cancel import"
+
+
 async def test_every_button_that_ends_a_review_asks_first(app: Harness) -> None:
     """Approve asked; one misclick on Reject or Cancel ended the review for good."""
     message, _ = await _start(app)
     buttons = {e["action_id"]: e for b in message["blocks"] if b["type"] == "actions"
                for e in b["elements"]}  # fmt: skip
-    for action in (Action.APPROVE, Action.REJECT, Action.CANCEL):
+    for action in (Action.APPROVE, Action.REJECT, Action.WITHDRAW):
         assert buttons[action].get("confirm", {}).get("confirm", {}).get("text"), action
 
 

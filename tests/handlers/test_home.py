@@ -597,7 +597,7 @@ async def test_home_follows_imports_requested_rejected_and_withdrawn_in_slack(
 
     message, batch = await _start(app, segment="Spring fair")
     assert "*Spring fair* · waiting for review" in _shown(app, LEAD)
-    await app.requests.block_action(Action.CANCEL, batch, user_id=REP, message_ts=message["ts"])
+    await app.requests.block_action(Action.WITHDRAW, batch, user_id=REP, message_ts=message["ts"])
     await app.settle()
     shown = _shown(app, LEAD)
     assert f"*Spring fair* · cancelled by <@{REP}>" in shown, shown

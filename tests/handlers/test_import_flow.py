@@ -233,13 +233,13 @@ async def test_another_workspaces_batch_id_does_nothing(app: Harness) -> None:
     segment = await import_target(app.db, "T0002", "Theirs", create=True)
     theirs = await create_batch(app.db, "T0002", segment.id, "U0900")
     await stage_contact(app.db, "T0002", theirs.id, email="their@example.com")
-    for action in (Action.APPROVE, Action.REMOVE_SOURCE, Action.CANCEL):
+    for action in (Action.APPROVE, Action.REMOVE_SOURCE, Action.CANCEL, Action.WITHDRAW):
         value = f"{theirs.id}:1" if action == Action.REMOVE_SOURCE else str(theirs.id)
         reply = await app.requests.block_action(action, value, user_id=LEAD, message_ts="1.0")
         assert reply.status == 200, action
     await app.settle()
     notes = [e["text"] for e in app.slack.ephemerals]
-    assert len(notes) == 3 and all("doesn't exist in this workspace" in n for n in notes)
+    assert len(notes) == 4 and all("doesn't exist in this workspace" in n for n in notes)
     assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'import'") == 0
     assert await _count(app, "SELECT COUNT(*) FROM import_source WHERE removed") == 0
     assert await _count(app, "SELECT COUNT(*) FROM import_batch WHERE status = 'draft'") == 1
