@@ -173,12 +173,18 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
             return await _edit(db, team, campaign, args)
         elif command == "email-unsent":
             done = await email_unsent(db, team, cid)
-            out = {"campaign": campaign.name, "queued": done.count}
+            out = {"campaign": campaign.name, "queued": done.count,
+                   "invited_before": done.emailed_before}  # fmt: skip
             text = (f"Sending {plural(done.count, 'invite')} of {campaign.name!r}: a worker "
-                    "sends them (`referral-bot jobs` shows it)." if done.count else
+                    f"sends them (`referral-bot jobs` shows it). {done.not_again()}"
+                    if done.count else
+                    f"No invite of {campaign.name!r} was sent: the campaign had emailed all "
+                    f"{done.emailed_before:,} of those addresses before."
+                    if done.emailed_before else
                     f"No invite of {campaign.name!r} is left unsent by the invite email being "
                     "off" + ("." if done.invite_email else ", which is off: turn it on "
                              "first (`campaign edit --invite-email on`)."))  # fmt: skip
+            text = text.strip()
             print(json.dumps(out) if args.json else text)
             return 0
         elif command == "retry-sending":

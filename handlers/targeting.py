@@ -155,14 +155,17 @@ async def _resend(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None
 async def _email_unsent(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     team_id, user_id, enrollment = await _enrollment(d, client, body, "email advocates")
     done = await email_unsent(d.db, team_id, enrollment.campaign_id, enrollment.id or 0)
-    if not done.count:
+    if not done.changed:
         if not done.invite_email:
             raise Refusal("Nobody was emailed: the campaign's invite email is off. Turn it on "
                           "with *Edit* in `/referral campaign` first.")  # fmt: skip
         raise Refusal("Nobody is left to email: their invites are already on their way.")
-    await _redrawn_and_said(d, client, team_id, enrollment,
-                            f"<@{user_id}> is sending {done.count:,} invites the invite email "
-                            "being off had held back.")  # fmt: skip
+    said = (f"<@{user_id}> is sending {done.count:,} invites the invite email being off had "
+            f"held back. {done.not_again()}" if done.count else
+            f"<@{user_id}> chose to email the advocates the invite email being off had held "
+            f"back: nobody was emailed, as the campaign had emailed all {done.emailed_before:,}"
+            " of those addresses before.")  # fmt: skip
+    await _redrawn_and_said(d, client, team_id, enrollment, said.strip())
 
 
 async def _retry_sending(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:

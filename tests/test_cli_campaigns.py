@@ -271,7 +271,7 @@ def test_campaign_edit_turns_the_invite_email_off_and_on_and_email_unsent_sends_
     assert ("1 invite went unsent while the invite email was off (referral-bot campaign "
             "email-unsent 'Spring 2027')") in run(env, "campaign", "list").stdout
     assert _json(env, "campaign", "email-unsent", "Spring 2027") == {
-        "campaign": "Spring 2027", "queued": 1}  # fmt: skip
+        "campaign": "Spring 2027", "queued": 1, "invited_before": 0}  # fmt: skip
     again = run(env, "campaign", "email-unsent", "Spring 2027")
     assert again.returncode == 0 and "is left unsent" in again.stdout
     _drain(env)

@@ -17,7 +17,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
@@ -779,15 +779,34 @@ _TAKE_INVITE_EMAIL = text("UPDATE campaign SET updated_at = updated_at WHERE id 
 
 @dataclass(frozen=True, slots=True)
 class UnsentEmailed:
-    """What *Email them* did: invites queued per enrollment, and whether the campaign's
-    invite email was on (off: nothing was queued, and the person is told to turn it on)."""
+    """What *Email them* did: invites queued per enrollment, those it didn't queue because
+    the campaign had emailed the address before (`invited_before`, per enrollment: their
+    reports change too), and whether the campaign's invite email was on (off: nothing was
+    queued, and the person is told to turn it on)."""
 
     queued: dict[int, int]
     invite_email: bool
+    invited_before: dict[int, int] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
         return sum(self.queued.values())
+
+    @property
+    def emailed_before(self) -> int:
+        return sum(self.invited_before.values())
+
+    @property
+    def changed(self) -> list[int]:
+        """The enrollments whose invites changed: each report is drawn again."""
+        return sorted({*self.queued, *self.invited_before})
+
+    def not_again(self) -> str:
+        """Why some weren't emailed, as a sentence ("" when all were)."""
+        if not self.emailed_before:
+            return ""
+        return (f"{self.emailed_before:,} of them {'was' if self.emailed_before == 1 else 'were'}"
+                " not: the campaign had emailed those addresses before.")
 
 
 async def email_unsent(db: Database, team_id: str, campaign_id: int,
@@ -799,6 +818,7 @@ async def email_unsent(db: Database, team_id: str, campaign_id: int,
     params = {"t": team_id, "c": campaign_id, "e": enrollment_id, "off": INVITE_EMAIL_OFF,
               "now": utcnow()}  # fmt: skip
     queued: dict[int, int] = {}
+    before: dict[int, int] = {}
     async with db.begin() as conn:
         invite_email = (await conn.execute(_TAKE_INVITE_EMAIL, params)).scalar()
         if invite_email is None:
@@ -807,11 +827,11 @@ async def email_unsent(db: Database, team_id: str, campaign_id: int,
             return UnsentEmailed({}, invite_email=False)
         statement = _EMAIL_UNSENT_OF[enrollment_id is not None]
         for enrollment, state in await conn.execute(statement, params):
-            if state == "queued":
-                queued[int(enrollment)] = queued.get(int(enrollment), 0) + 1
+            tally = queued if state == "queued" else before
+            tally[int(enrollment)] = tally.get(int(enrollment), 0) + 1
         for enrollment in sorted(queued):  # a job of its own: one of this second may have run
             await _enqueue_send(conn, team_id, enrollment, utcnow(), occasion="email-off")
-    return UnsentEmailed(queued, invite_email=True)
+    return UnsentEmailed(queued, invite_email=True, invited_before=before)
 
 
 async def resend_uncertain(db: Database, team_id: str, enrollment_id: int) -> int:

@@ -199,6 +199,39 @@ async def test_invites_the_email_being_off_stopped_can_be_sent_once_it_is_on_aga
     assert app.slack.block_errors == []
 
 
+async def test_email_them_when_the_campaign_had_emailed_them_all_before_says_so(
+    app: Harness,
+) -> None:
+    """Every invite the invite email being off held back was to an address the campaign had
+    emailed before (a contact deleted, then imported again while it was off): *Email them*
+    rightly emailed nobody, but told the lead "their invites are already on their way" and
+    left the report saying "enrolled without an email" with its button, which said the same
+    at every click. The report is drawn again, and the thread says what happened."""
+    spring, message = await _targeted(app)
+    await _edit_invite_email(app, spring, on=False)
+    await _edit_invite_email(app, spring, on=True)
+    await _hold_is_over(app)
+    async with app.db.begin() as conn:  # the campaign emailed both addresses before
+        await conn.execute(text(
+            "INSERT INTO invited_address (team_id, campaign_id, email_key, invited_at) "
+            "SELECT team_id, :c, email_key, created_at FROM contact"), {"c": spring.id})
+    report = _report(app, message)
+
+    await app.requests.block_action(Action.EMAIL_UNSENT, _button(report, Action.EMAIL_UNSENT),
+                                    user_id=LEAD, message_ts=report["ts"])  # fmt: skip
+    await app.settle()
+
+    assert list(app.settings.outbox_dir.glob("*.eml")) == []
+    assert not [e for e in app.slack.ephemerals if "on their way" in e["text"]]
+    said = app.slack.messages_in("C0001", message["ts"])[-1]["text"]
+    assert said == (f"<@{LEAD}> chose to email the advocates the invite email being off had "
+                    "held back: nobody was emailed, as the campaign had emailed all 2 of those "
+                    "addresses before."), said
+    rendered = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
+    assert "2 enrolled without an email: invited before" in rendered, rendered
+    assert "invite email off" not in rendered and Action.EMAIL_UNSENT not in rendered
+
+
 async def test_email_them_after_the_invite_email_went_off_again_sends_nothing(
     app: Harness,
 ) -> None:
