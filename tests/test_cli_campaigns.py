@@ -45,6 +45,10 @@ def test_the_whole_campaign_path_from_the_shell(db_env: dict[str, str], tmp_path
         "campaign": "Spring"}  # fmt: skip
     draft = _json(db_env, "campaign", "target", "spring", "--segment", "VIP")
     assert draft["enrolled"] == 0  # a draft campaign enrolls nobody yet
+    # a draft was never live: nothing to pause (the shell made it "paused", Slack refused)
+    paused = run(db_env, "campaign", "pause", "Spring")
+    assert paused.returncode == 1 and "is a draft: it isn't live" in paused.stderr, paused
+    assert _json(db_env, "campaign", "list")[0]["state"] == "draft"
     live = _json(db_env, "campaign", "live", "Spring")
     assert live == {"campaign": "Spring", "enrolled": 2, "already_advocates": 0, "excluded": 1,
                     "invites_queued": 1, "not_emailed": {"unsubscribed": 1}}  # fmt: skip

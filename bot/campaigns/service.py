@@ -305,6 +305,12 @@ async def list_campaigns(db: Database, team_id: str) -> list[CampaignSummary]:
     return out
 
 
+async def _name(conn: AsyncConnection, team_id: str, campaign_id: int) -> str:
+    return str((await conn.execute(
+        text("SELECT name FROM campaign WHERE id = :c AND team_id = :t"),
+        {"c": campaign_id, "t": team_id})).scalar_one())  # fmt: skip
+
+
 async def _take(conn: AsyncConnection, team_id: str, campaign_id: int) -> str:
     """Lock the campaign's row for this transaction; returns its state.
 
@@ -488,9 +494,13 @@ async def _set_role(conn: AsyncConnection, team_id: str, campaign_id: int, segme
 async def set_state(db: Database, team_id: str, campaign_id: int, state: CampaignState, *,
                     requested_by: str, thread: Thread | None = None, hold: bool | None = None,
                     queue_job: bool = True) -> int | None:  # fmt: skip
-    """Go live (enrolling every target now; returns the enrollment) or pause."""
+    """Go live (enrolling every target now; returns the enrollment) or pause (a live or
+    paused campaign: a draft was never live, and the shell made one "paused")."""
     async with db.begin() as conn:
         before = await _take(conn, team_id, campaign_id)
+        if state == CampaignState.PAUSED and before == CampaignState.DRAFT:
+            raise CampaignError(f"{await _name(conn, team_id, campaign_id)} is a draft: it "
+                                "isn't live, so there is nothing to pause.")  # fmt: skip
         await conn.execute(text("UPDATE campaign SET state = :s WHERE id = :c AND team_id = :t"),
                            {"s": state, "c": campaign_id, "t": team_id})  # fmt: skip
         if before != state:
