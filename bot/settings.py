@@ -286,7 +286,7 @@ class Settings(BaseSettings):
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
-        from models.db import ASYNC_DRIVERS, PG_URL_PARAMETERS
+        from models.db import ASYNC_DRIVERS, PG_URL_PARAMETERS, sqlite_file
 
         if not value.startswith(("sqlite", "postgresql", "postgres")):
             raise ValueError("must start with sqlite:/// or postgresql://")
@@ -298,7 +298,11 @@ class Settings(BaseSettings):
         if url.drivername not in ASYNC_DRIVERS:
             raise ValueError(f"{url.drivername}:// is no database referral-bot knows: "
                              "sqlite:/// or postgresql://")  # fmt: skip
-        if url.get_backend_name() == "sqlite" and (url.host or url.username or url.port):
+        # no file (sqlite:///, sqlite://, :memory:) is a private in-memory database: every
+        # command said it had done its work and kept nothing, and each of serve's worker
+        # children had one of its own
+        if url.get_backend_name() == "sqlite" and (
+                url.host or url.username or url.port or sqlite_file(value) is None):
             raise ValueError("a SQLite URL is sqlite:/// and then the file (three slashes, four "
                              "for an absolute path: sqlite:////var/lib/bot.db)")  # fmt: skip
         timeout = url.query.get("connect_timeout")

@@ -849,6 +849,11 @@ def test_a_database_url_that_is_wrong_or_unreachable_is_named_in_one_line(
         "postgresq://bot:hunter2@db.example/bot": "postgresq:// is no database referral-bot knows",
         "sqlite://bot.db": "a SQLite URL is sqlite:/// and then the file",
         "sqlite:/bot.db": "isn't a database URL",
+        # no file (forgotten, or in memory): every command said it had done its work and
+        # kept nothing, and each of serve's worker children had a database of its own
+        "sqlite:///": "a SQLite URL is sqlite:/// and then the file",
+        "sqlite://": "a SQLite URL is sqlite:/// and then the file",
+        "sqlite:///:memory:": "a SQLite URL is sqlite:/// and then the file",
         f"postgresql://bot:hunter2@127.0.0.1:{port}/bot":
             f"can't use the database postgresql://bot:***@127.0.0.1:{port}/bot (DATABASE_URL): ",
     }  # fmt: skip
