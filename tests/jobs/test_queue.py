@@ -357,3 +357,16 @@ async def test_a_report_joins_no_job_a_worker_is_claiming(db: Database) -> None:
     joined = await report
     assert joined != first
     assert await _states(db) == [(first, "running"), (joined, "queued")]
+
+
+def test_a_slack_report_keeps_trying_through_an_hour_and_a_half_of_outage() -> None:
+    """Reports (an import's result, its progress reply, the next step's offer) are promised
+    to survive about an hour and a half of Slack outage (README, JOB_MAX_ATTEMPTS); their 10
+    attempts at the default 5 s doubling retry gave up after 43 minutes."""
+    from bot.notify import REPORT_ATTEMPTS
+    from bot.settings import Settings
+
+    base = Settings.model_fields["job_retry_base_seconds"].default
+    waited = sum((queue.retry_delay(base, attempt) for attempt in range(1, REPORT_ATTEMPTS)),
+                 timedelta())  # fmt: skip
+    assert timedelta(minutes=80) <= waited <= timedelta(hours=2), waited
