@@ -493,6 +493,9 @@ async def _sources(db: Database, team: str, settings: Settings, args: argparse.N
 
 
 async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
+    if args.rejects:  # the preview counts rows, it keeps none to list
+        raise CliError("--dry-run writes nothing, a rejects file neither: leave out --rejects, "
+                       "or import without --dry-run.")  # fmt: skip
     mailchimp = await _sources(db, team, settings, args)
     with ExitStack() as stack:
         streams = [(label, stack.enter_context(p.open("rb")))
@@ -666,11 +669,14 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
         job = await cancel_job(db, team, args.job_id)
         if job is None:
             raise CliError(f"No job {args.job_id} in this workspace.")
+        if job.state != JobState.CANCELLED:  # it ended before: done or failed
+            raise CliError(f"Job {job.id} is {job.state}: only a queued or running job can be "
+                           "cancelled.")  # fmt: skip
         if args.json:
             print(json.dumps(_job_dict(job)))
         else:
             print(f"Job {job.id} is {job.state}.")
-        return 0 if job.state == JobState.CANCELLED else 1
+        return 0
     jobs = await list_jobs(db, team, limit=None if args.all else JOBS_SHOWN)
     hidden = await _settled_not_shown(db, team, jobs)
     lease = load_settings().job_lease_seconds

@@ -173,6 +173,11 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
             return await _edit(db, team, campaign, args)
         elif command == "email-unsent":
             done = await email_unsent(db, team, cid)
+            if not done.invite_email:
+                raise CampaignCliError(
+                    f"The invite email of {campaign.name!r} is off: nobody was emailed. Turn it "
+                    f"on first (referral-bot campaign edit {shlex.quote(campaign.name)} "
+                    "--invite-email on).")  # fmt: skip
             out = {"campaign": campaign.name, "queued": done.count,
                    "invited_before": done.emailed_before}  # fmt: skip
             text = (f"Sending {plural(done.count, 'invite')} of {campaign.name!r}: a worker "
@@ -182,8 +187,7 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                     f"{done.emailed_before:,} of those addresses before."
                     if done.emailed_before else
                     f"No invite of {campaign.name!r} is left unsent by the invite email being "
-                    "off" + ("." if done.invite_email else ", which is off: turn it on "
-                             "first (`campaign edit --invite-email on`)."))  # fmt: skip
+                    "off.")  # fmt: skip
             text = text.strip()
             print(json.dumps(out) if args.json else text)
             return 0
@@ -200,6 +204,9 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
             enrollment = await service.set_state(db, team, cid, state, requested_by="cli",
                                                  hold=False)  # fmt: skip
         out = {"campaign": campaign.name}
+        if command in ("live", "target"):  # the same keys whichever way it went: what this
+            # command enrolled (none: live already, nothing targeted, or a worker's to do)
+            out.update(enroll_json(EnrollResult(0, 0, 0, 0, {})), enrolling=None)
         text = f"Campaign {campaign.name!r}: {command} done."
         if enrollment is not None:
             hold = settings.invite_hold_seconds if getattr(args, "hold", False) else 0
@@ -212,7 +219,6 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                 out.update(enroll_json(result))
                 text = _enroll_text(result)
         elif command == "target":
-            out.update(enroll_json(EnrollResult(0, 0, 0, 0, {})))
             text = (f"{args.segment!r} is now a target of {campaign.name!r}, a "
                     f"{campaign.state} campaign: its contacts are enrolled when it goes live.")
     print(json.dumps(out) if getattr(args, "json", False) else text)

@@ -135,6 +135,13 @@ async def test_dry_run_reports_every_count_and_writes_nothing(
 ) -> None:
     first = run(db_env, "import", "--dry-run", str(sample), "--segment", "Launch")
     assert first.returncode == 1 and "--create-segment" in first.stderr
+    # a rejects file it doesn't write is refused, as --background's (it was ignored: no file,
+    # not a word)
+    rejects = tmp_path / "rejects.csv"
+    ignored = run(db_env, "import", "--dry-run", str(sample), "--segment", "Launch",
+                  "--create-segment", "--rejects", str(rejects))  # fmt: skip
+    assert ignored.returncode == 1 and "--dry-run writes nothing" in ignored.stderr, ignored
+    assert not rejects.exists()
     preview = run(db_env, "import", "--dry-run", str(sample), "--segment", "Launch",
                   "--create-segment", "--json")  # fmt: skip
     assert preview.returncode == 0, preview.stderr

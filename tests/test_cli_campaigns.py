@@ -51,7 +51,11 @@ def test_the_whole_campaign_path_from_the_shell(db_env: dict[str, str], tmp_path
     assert _json(db_env, "campaign", "list")[0]["state"] == "draft"
     live = _json(db_env, "campaign", "live", "Spring")
     assert live == {"campaign": "Spring", "enrolled": 2, "already_advocates": 0, "excluded": 1,
-                    "invites_queued": 1, "not_emailed": {"unsubscribed": 1}}  # fmt: skip
+                    "invites_queued": 1, "not_emailed": {"unsubscribed": 1},
+                    "enrolling": None}  # fmt: skip
+    # live again: the same keys (it was {"campaign": "Spring"} alone)
+    assert _json(db_env, "campaign", "live", "Spring") == {
+        **live, "enrolled": 0, "excluded": 0, "invites_queued": 0, "not_emailed": {}}
     again = _json(db_env, "campaign", "target", "Spring", "--segment", "VIP")
     assert (again["enrolled"], again["already_advocates"]) == (0, 2)
 
@@ -262,7 +266,14 @@ def test_campaign_edit_turns_the_invite_email_off_and_on_and_email_unsent_sends_
                 "--invite-delay-days", "2")  # fmt: skip
     assert off == {"campaign": "Spring", "invite_email": False, "invite_delay_days": 2,
                    "unsent_while_off": 0}  # fmt: skip
-    assert "turn it on first" in run(env, "campaign", "email-unsent", "Spring").stdout
+    # off: a refusal (it said "No invite … is left unsent …, which is off", exit 0, and its
+    # JSON read as "nothing to send")
+    refused = run(env, "campaign", "email-unsent", "Spring")
+    assert refused.returncode == 1 and refused.stdout == "", refused
+    assert ("The invite email of 'Spring' is off: nobody was emailed. Turn it on first "
+            "(referral-bot campaign edit Spring --invite-email on).") in refused.stderr, refused
+    assert "is off" in json.loads(run(env, "campaign", "email-unsent", "Spring",
+                                      "--json").stdout)["error"]  # fmt: skip
     on = run(env, "campaign", "edit", "Spring", "--invite-email", "on", "--invite-delay-days",
              "0", "--rename", "Spring 2027")  # fmt: skip
     assert on.returncode == 0, on.stderr
@@ -327,7 +338,9 @@ async def test_going_live_again_finishes_an_enrollment_cut_short(
     for name in ("Spring", "Summer"):
         assert _json(db_env, "campaign", "live", name)["enrolled"] == 2
     assert [c["advocates"] for c in _json(db_env, "campaign", "list")] == [2, 2]
-    assert _json(db_env, "campaign", "live", "Spring") == {"campaign": "Spring"}  # done already
+    assert _json(db_env, "campaign", "live", "Spring") == {  # done already: nobody enrolled
+        "campaign": "Spring", "enrolled": 0, "already_advocates": 0, "excluded": 0,
+        "invites_queued": 0, "not_emailed": {}, "enrolling": None}  # fmt: skip
 
 
 async def test_going_live_again_runs_an_enrollment_whose_job_was_cancelled(
@@ -346,6 +359,17 @@ async def test_going_live_again_runs_an_enrollment_whose_job_was_cancelled(
     async with db.begin() as conn:
         job = (await conn.execute(text("SELECT id FROM job WHERE kind = 'enroll'"))).scalar()
     assert run(db_env, "jobs", "cancel", str(job)).returncode == 0
+    assert run(db_env, "jobs", "cancel", str(job)).returncode == 0  # again: still cancelled
+    # a job that ended is a failure as every other, on stderr and as {"error"}: it was the
+    # job on stdout, with exit status 1
+    async with db.begin() as conn:
+        done = (await conn.execute(text("SELECT id FROM job WHERE state = 'done'"))).scalar()
+    refused = run(db_env, "jobs", "cancel", str(done))
+    assert refused.returncode == 1 and refused.stdout == "", refused
+    assert refused.stderr.strip().endswith(
+        f"Job {done} is done: only a queued or running job can be cancelled."), refused
+    told = run(db_env, "jobs", "cancel", str(done), "--json")
+    assert told.returncode == 1 and "is done" in json.loads(told.stdout)["error"], told
     assert _json(db_env, "campaign", "live", "Spring")["enrolled"] == 2
 
 

@@ -184,3 +184,21 @@ async def test_undo_with_advocates_of_an_undo_asked_without_them_is_refused_in_w
     assert await _sql(db, "SELECT status FROM import_batch WHERE id = :b", b=batch) == "undoing"
     code, result = await _json(capsys, "undo", str(batch))
     assert code == 0 and result["status"] == "undone"
+
+
+async def test_undo_of_a_background_import_not_run_yet_says_it_is_queued(
+    shell: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`import --background` queues a job (no worker runs here): its undo said "Import #N
+    is waiting for review", and a shell import has no review to look for."""
+    csv = shell / "w.csv"
+    csv.write_text("email\na@example.com\n", encoding="utf-8")
+    code, queued = await _json(capsys, "import", str(csv), "--segment", "BG",
+                               "--create-segment", "--background")  # fmt: skip
+    assert code == 0, queued
+
+    assert await _main("undo", str(queued["batch"])) == 1
+    said = capsys.readouterr().err
+    assert "waiting for review" not in said, said
+    assert (f"Import #{queued['batch']} hasn't run yet (a shell import, queued or being "
+            "read: `referral-bot jobs` shows it): only a finished import can be undone.") in said

@@ -69,7 +69,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import TextClause
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from bot.audit import Act, by_whom, import_subject, record_in
+from bot.audit import CLI, Act, by_whom, import_subject, record_in
 from bot.campaigns.enroll import undone_reason
 from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.imports.batches import ReviewError, get_batch, status_words
@@ -171,6 +171,11 @@ def refusal(batch: ImportBatch | None, batch_id: int, window_days: int,
         return (f"Import #{batch_id} is already being undone (asked {by_whom(batch.undone_by)} "
                 f"on {_when(batch.undone_at)}).")  # fmt: skip
     if not undoable(batch):
+        if batch.status == BatchStatus.DRAFT and batch.requested_by == CLI and (
+                batch.message_ts is None):  # `import --background`: there is no review
+            return (f"Import #{batch_id} hasn't run yet (a shell import, queued or being "
+                    "read: `referral-bot jobs` shows it): only a finished import can be "
+                    "undone.")  # fmt: skip
         state = status_words(batch.status, batch.approved_by, batch.cancelled_by)
         if batch.status in (BatchStatus.FAILED, BatchStatus.CANCELLED):
             return f"Import #{batch_id} is {state} and added nothing: there is nothing to undo."
