@@ -80,7 +80,10 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
             print("Mailchimp disconnected." if gone else "Mailchimp wasn't connected.")
         elif command == "status":
             found = await accounts.connection(db, team)
-            out: dict[str, Any] = {"connected": found is not None}
+            # the same keys connected or not: null where there is nothing to say
+            out: dict[str, Any] = {"connected": found is not None, "account": None, "dc": None,
+                                   "auth": None, "connected_by": None, "connected_at": None,
+                                   "health": None, "problem": None}  # fmt: skip
             if found is not None:
                 # asked of Mailchimp, as /referral mailchimp does: a revoked token or a
                 # deleted key stays saved, and was said "connected"
@@ -89,7 +92,7 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
                     await queue_home_refresh(db, team)
                 out.update(account=found.account_name, dc=found.dc, auth=found.auth,
                            connected_by=found.connected_by,
-                           connected_at=str(found.connected_at),
+                           connected_at=found.connected_at.isoformat(),
                            health=str(checked.health), problem=checked.reason)  # fmt: skip
             print(json.dumps(out) if args.json else _status_text(out))
         else:

@@ -8,6 +8,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -442,8 +443,17 @@ async def test_the_cli_connects_lists_and_imports(db: Database, db_env: dict[str
         assert result.returncode == 0, result.stderr
         return result.stdout
 
+    # the same keys connected or not (not connected was {"connected": false} alone), and
+    # connected_at in ISO 8601 as every other --json date
+    keys = {"connected", "account", "dc", "auth", "connected_by", "connected_at", "health",
+            "problem"}  # fmt: skip
+    before = json.loads(await cli("mailchimp", "--team", TEAM, "status", "--json"))
+    assert set(before) == keys and before["connected"] is False and before["health"] is None
     await cli("mailchimp", "--team", TEAM, "connect", "--api-key", KEY)
-    assert json.loads(await cli("mailchimp", "--team", TEAM, "status", "--json"))["connected"]
+    status = json.loads(await cli("mailchimp", "--team", TEAM, "status", "--json"))
+    assert set(status) == keys and status["connected"] is True
+    assert datetime.fromisoformat(status["connected_at"]).tzinfo is not None
+    assert "T" in status["connected_at"]
     lists = json.loads(await cli("mailchimp", "--team", TEAM, "lists", "--json"))
     assert [x["name"] for x in lists] == ["Regulars", "Newsletter"]
     out = json.loads(await cli("import", "--mailchimp-list", "aud1", "--mailchimp-list",
