@@ -359,7 +359,8 @@ async def test_deleting_an_excluded_segment_says_when_its_contacts_are_enrolled(
         campaign = await create_campaign(team, TEAM, name, store_url="https://s.example",
                                          created_by="U0002")  # fmt: skip
         await exclude(team, TEAM, campaign.id or 0, staff.id or 0)
-        if state is not None:
+        if state is not None:  # paused: it was live first (a draft can't be paused)
+            await set_state(team, TEAM, campaign.id or 0, CampaignState.LIVE, requested_by="U0002")
             await set_state(team, TEAM, campaign.id or 0, state, requested_by="U0002")
     deleted = await delete_segment(team, TEAM, staff.id or 0)
     said = [use.consequence() for use in deleted.campaigns]
