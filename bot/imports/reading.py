@@ -992,12 +992,13 @@ class CsvReader:
                     continue
                 line = previous + 1
                 previous = base + reader.line_num
-                # blank or not as the file has it: put in the first header's order, a row
-                # whose cells are all in columns that header hasn't is blank, and was lost
-                raw = reader.raw if isinstance(reader, _Reordered) else fields
                 if previous > line and self._unclosed(fields, previous - line + 1):
+                    raw = reader.raw if isinstance(reader, _Reordered) else fields
                     yield line, self._joined(raw, line, previous)
-                elif raw and (raw[0].strip() or any(f.strip() for f in raw)):
+                # blank or not as the file has it: put in the first header's order, a row
+                # whose cells are all in columns that header hasn't looked blank, and was lost
+                elif (fields and (fields[0].strip() or any(f.strip() for f in fields))) or (
+                        isinstance(reader, _Reordered) and any(f.strip() for f in reader.raw)):
                     try:  # a header again? Only a row without an address can be one
                         if "@" not in fields[email] and self._header_again(line, reader, fields):
                             reader = self._reordered(reader)
