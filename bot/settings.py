@@ -335,5 +335,6 @@ def load_settings(**overrides: object) -> Settings:
         problems = []
         for err in exc.errors():
             name = "_".join(str(part) for part in err["loc"]).upper() or "settings"
-            problems.append(f"  {name}: {err['msg']}")
+            # a validator's own sentence, without pydantic's "Value error, " before it
+            problems.append(f"  {name}: {str(err['msg']).removeprefix('Value error, ')}")
         raise SettingsError("Invalid configuration:\n" + "\n".join(problems)) from None

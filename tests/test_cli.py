@@ -459,6 +459,9 @@ def test_bad_settings_give_one_clear_message(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "DATABASE_URL" in result.stderr and "DEFAULT_LOCALE" in result.stderr
     assert "Traceback" not in result.stderr
+    # each variable's line says what is wrong in our words, without pydantic's "Value error, "
+    assert "  DATABASE_URL: must start with sqlite:/// or postgresql://\n" in result.stderr
+    assert "  DEFAULT_LOCALE: 'klingon' is not a language code" in result.stderr, result.stderr
 
 
 def test_a_bad_smtp_url_is_refused_at_start_naming_it_and_never_its_password(
