@@ -743,11 +743,12 @@ async def fail_source(
     if only_pending:
         where.append(col(ImportSource.status) == SourceStatus.PENDING)
     message = str(error)
+    # rows an earlier attempt left (its run killed before it counted them), looked for apart:
+    # on SQLite the staging file is only written to when there are some, so a file failing
+    # at once never waits for another file's long staging
+    left = None if clear_rows_of is not None else await _rows_left(db, team_id, source_id)
     async with db.begin() as conn:
-        batch_id = clear_rows_of
-        if batch_id is None:
-            batch_id = (await conn.execute(select(ImportSource.batch_id).where(
-                *where[:2]))).scalar_one_or_none()  # fmt: skip
+        batch_id = clear_rows_of if clear_rows_of is not None else left
         if batch_id is not None:  # before the source's row: the order staging takes them in
             await _hold_batch(conn, team_id, batch_id)
         failed = await conn.execute(
@@ -761,10 +762,20 @@ async def fail_source(
             # duplicates elsewhere are decided again
             await promote_after_failure_in(conn, team_id, clear_rows_of, source_id)
             await clear_staged(conn, team_id, clear_rows_of, source_id, keep_removed=True)
-        elif failed.rowcount and batch_id is not None:  # rows an earlier attempt left, if any
-            await promote_after_failure_in(conn, team_id, batch_id, source_id)
+        elif failed.rowcount and left is not None:
+            await promote_after_failure_in(conn, team_id, left, source_id)
     if failed.rowcount:
         log.info("import source %s of team %s failed: %s", source_id, team_id, message[:300])
+
+
+async def _rows_left(db: Database, team_id: str, source_id: int) -> int | None:
+    """The batch of the source if it has valid staged rows (see fail_source), else None."""
+    async with db.begin() as conn:
+        return (await conn.execute(
+            text("SELECT batch_id FROM staged_row WHERE team_id = :t AND batch_id = "
+                 "(SELECT batch_id FROM import_source WHERE id = :s AND team_id = :t) "
+                 "AND source_id = :s AND outcome = 'valid' LIMIT 1"),
+            {"t": team_id, "s": source_id})).scalar()  # fmt: skip
 
 
 async def _failed(conn: AsyncConnection, team_id: str, source_id: int) -> bool:

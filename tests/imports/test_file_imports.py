@@ -941,3 +941,34 @@ async def test_a_file_read_while_anothers_reading_is_cancelled_keeps_no_duplicat
     assert (counts[second.id or 0].valid, counts[second.id or 0].duplicates) == (2, 0)
     assert first.id not in counts
     assert set(await _contacts(db)) == {"x@example.com", "y@example.com"}
+
+
+async def test_a_file_given_up_with_rows_an_earlier_attempt_left_keeps_no_duplicates_of_them(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its reading killed after its rows were written and before they were counted, the file
+    is given up later (out of attempts: unreadable since): another file's repeats of those
+    rows stayed duplicates of rows that count nowhere."""
+    from bot.imports import batches
+    from bot.imports.batches import count_rows, fail_source, stage_csv
+
+    await ensure_workspace(db, TEAM)
+    segment = await import_target(db, TEAM, "S", create=True)
+    batch = await create_batch(db, TEAM, segment.id or 0, "U1")
+    first = await add_source(db, TEAM, batch.id or 0, SourceKind.CSV, "a.csv")
+    second = await add_source(db, TEAM, batch.id or 0, SourceKind.CSV, "b.csv")
+
+    async def killed(db_: Database, rows: int) -> None:
+        raise SystemExit("killed")  # its rows are written, not yet counted
+
+    monkeypatch.setattr(batches, "refresh_statistics", killed)
+    with pytest.raises(SystemExit):
+        await stage_csv(db, TEAM, first.id or 0, io.BytesIO(b"email\nx@example.com\n"))
+    monkeypatch.undo()
+    await stage_csv(db, TEAM, second.id or 0,
+                    io.BytesIO(b"email\nx@example.com\ny@example.com\n"))  # fmt: skip
+    await fail_source(db, TEAM, first.id or 0, "The file is gone.", only_pending=True)
+    async with db.begin() as conn:
+        counts = await count_rows(conn, TEAM, batch.id or 0)
+
+    assert (counts[second.id or 0].valid, counts[second.id or 0].duplicates) == (2, 0)
