@@ -11,7 +11,7 @@ carries only audience ids: on submit the names are read again from the account.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from bot.mailchimp.accounts import (
 from bot.mailchimp.api import Audience, MailchimpError, ReconnectNeeded, audiences
 from bot.mailchimp.jobs import queue_audiences, queued_audiences
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
+from bot.once import first_time, forget
 from bot.workspaces import (
     WorkspaceError,
     clean_segment_name,
@@ -293,7 +294,27 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
         return
     await ack()
     # the modal is closed by now: a failure reaches the person by direct message
-    d.later.run(_create(d, client, team_id, user_id, meta, form), client, body)
+    d.later.run(_once(d, team_id, str(view.get("id") or ""),
+                      _create(d, client, team_id, user_id, meta, form)), client, body)
+
+
+async def _once(d: Deps, team_id: str, view_id: str, create: Coroutine[Any, Any, None]) -> None:
+    """The form's work once per view: pressed again when Slack was slow to hear the answer
+    (it says it had trouble connecting, and the form stays open), each submission made an
+    import and posted a review of the same files. Let go if the work fails: a submission
+    again then does it."""
+    key = f"import-form:{view_id}"
+    if view_id and not await first_time(d.db, team_id, key):
+        create.close()
+        log.info("import form %s of team %s submitted again: done once already", view_id,
+                 team_id)  # fmt: skip
+        return
+    try:
+        await create
+    except BaseException:
+        if view_id:
+            await forget(d.db, team_id, key)
+        raise
 
 
 async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,

@@ -295,6 +295,8 @@ _JSON_ARGS = ("blocks", "view", "attachments", "files", "metadata")
 _Handler = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]] | dict[str, Any]]
 
 
+_IDS = itertools.count(1)  # every fake's ids (views, channels, files) from one count
+
 class FakeSlack(Served):
     """Slack's Web API, private file host, upload URLs and response_urls, in one local server.
 
@@ -352,7 +354,7 @@ class FakeSlack(Served):
         self._outages: dict[str, list[Any]] = {}  # method -> [remaining, HTTP status or None]
         self._holds: dict[str, asyncio.Event] = {}  # method -> gate the calls wait for
         self._ts = itertools.count(1)
-        self._ids = itertools.count(1)
+        self._ids = _IDS  # unique across fakes, as Slack's are: two apps may share a database
         self._handlers: dict[str, _Handler] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,

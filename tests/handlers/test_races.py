@@ -8,10 +8,12 @@ import io
 import json
 from typing import Any
 
+import pytest
+
 from bot.imports.batches import add_source, create_batch, stage_contact, stage_csv
 from bot.imports.review import load
 from bot.workspaces import ensure_workspace, import_target
-from handlers.ids import Action
+from handlers.ids import Action, BlockId
 from tests.fakes.slack_api import Call, find_element
 from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_all_sources import _all_sources, _buttons, _import_zip, _value
@@ -72,6 +74,34 @@ async def test_approve_and_reject_racing_import_a_batch_if_and_only_if_approve_w
 
 def _csv(emails: list[str]) -> bytes:
     return ("email,first_name\n" + "".join(f"{e},{e[:3]}\n" for e in emails)).encode()
+
+
+@pytest.mark.parametrize("chosen", [True, False], ids=["segment chosen", "segment typed"])
+async def test_the_import_form_submitted_twice_makes_one_import_and_one_review(
+    app: Harness, chosen: bool
+) -> None:
+    """*Review import* pressed again (Slack said it had trouble connecting when the answer
+    was slow, and the form stayed open): each submission made an import and posted a review
+    of the same files. The form's second submission does nothing."""
+    await ensure_workspace(app.db, "T0001")
+    segment = await import_target(app.db, "T0001", "VIP", create=True) if chosen else None
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "q3.csv", b"email\nada@example.com\n", user=REP)
+    form = _form(files=[file], segment="" if segment else "VIP")
+    if segment is not None:
+        form[BlockId.SEGMENT][Action.SEGMENT]["selected_option"] = {
+            "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment.id)}
+    view = {k: v for k, v in app.slack.views[view_id].items() if not k.startswith("_")}
+    for _ in range(2):
+        await app.requests.view_submission(state_values=form, view=view, user_id=REP)
+    await app.settle()
+
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 1
+    assert await _count(app, "SELECT COUNT(*) FROM import_source") == 1
+    reviews = [m for m in app.slack.messages if m["text"].startswith("Contact import")]
+    assert len(reviews) == 1, [m["text"] for m in app.slack.messages]
+    dm = app.slack.dm_channels.get(REP)
+    assert app.slack.ephemerals == [] and (dm is None or app.slack.messages_in(dm) == [])
 
 
 async def test_removing_a_file_gives_its_duplicates_in_another_file_back(app: Harness) -> None:
