@@ -46,12 +46,11 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
         async def progress() -> None:
             await notifier.enrollment_changed(ctx.team_id, enrollment_id)
 
+        if why := _unset(settings):  # before anyone is emailed; no retry mends this worker's
+            # settings (five attempts took over a minute, each logged with a traceback)
+            await give_up(ctx, why)
+            raise PermanentJobError(why)
         try:
-            if settings.links_unreachable:  # before anyone is emailed
-                raise SmtpSetupError(
-                    "PUBLIC_URL is not set: the invites' referral and unsubscribe links would "
-                    f"lead to {settings.public_base}, which nobody else can reach. Set it to "
-                    "the address people reach the bot at, then Retry sending.")
             await send_invites(
                 ctx.db, ctx.team_id, enrollment_id,
                 sender=sender_for(settings.smtp_url or None, settings.outbox_dir),
@@ -80,3 +79,15 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
             await notifier.enrollment_changed(ctx.team_id, enrollment_id)
 
     return GivingUp(run, give_up)
+
+
+def _unset(settings: Settings) -> str | None:
+    """What this worker's settings lack to send invites, as the sentence sending stops with."""
+    if not settings.secret_key:
+        return ("SECRET_KEY is not set: invites need it to sign unsubscribe links. Set it where "
+                "the worker runs, then Retry sending.")  # fmt: skip
+    if settings.links_unreachable:
+        return ("PUBLIC_URL is not set: the invites' referral and unsubscribe links would lead "
+                f"to {settings.public_base}, which nobody else can reach. Set it to the address "
+                "people reach the bot at, then Retry sending.")  # fmt: skip
+    return None
