@@ -19,6 +19,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -123,6 +124,17 @@ def slack_events_route(bolt: AsyncApp) -> Callable[[web.Request], Any]:
         return await to_aiohttp_response(answer)
 
     return slack_events
+
+
+class _TokenIsTheClients(logging.Filter):
+    """bolt reads SLACK_BOT_TOKEN from the environment even when it is given the client the
+    token belongs to, and then warns at every start that it "will be unused"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+logging.getLogger(f"slack_bolt.{AsyncApp.__name__}").addFilter(_TokenIsTheClients())
 
 
 def build_app(

@@ -161,3 +161,23 @@ def test_an_address_serve_cant_listen_on_is_named_with_its_settings(
     said = result.stderr.strip().splitlines()[-1]
     assert said.startswith(f"referral-bot: can't listen on HOST={env['HOST']} "
                            f"PORT={env['PORT']}: "), said
+
+
+async def test_the_bot_token_in_the_environment_draws_no_warning_at_start(
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With SLACK_BOT_TOKEN in the environment (as the README's step 2 says), every start
+    logged bolt's "As you gave `client` as well, `token` will be unused.": bolt reads the
+    variable itself although it is given the client the token belongs to."""
+    import logging
+
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.app import build_app
+    from bot.settings import load_settings
+
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    settings = load_settings(slack_signing_secret="s")
+    with caplog.at_level(logging.INFO):
+        build_app(settings, AsyncWebClient(token="xoxb-1"), db)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
