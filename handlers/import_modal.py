@@ -188,6 +188,10 @@ async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool,
             errors[BlockId.SEGMENT] = "Choose a segment, or name a new one below."
         elif form.segment_id is not None and form.new_segment:
             errors[BlockId.NEW_SEGMENT] = "Choose an existing segment or a new name, not both."
+        elif form.segment_id is not None and not await _importable_segment(
+                d.db, team_id, form.segment_id):  # deleted since the menu showed it
+            errors[BlockId.SEGMENT] = ("That segment was deleted: choose another, or name a new "
+                                       "one below.")  # fmt: skip
         elif form.new_segment and (unusable := _unusable_name(form.new_segment)):
             errors[BlockId.NEW_SEGMENT] = unusable  # said here: after, the form would be lost
         elif form.new_segment:
@@ -262,16 +266,16 @@ async def suggest_upload_segments(ack: Any, body: dict[str, Any], client: AsyncW
         return
     typed = (body.get("value") or "").strip()
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
-    segments = [(s, n) for s, n in await segment_sizes(d.db, team_id)
-                if s.kind == SegmentKind.STATIC]  # fmt: skip
-    sized = [(s.id or 0, s.name, n) for s, n in segments
-             if typed.casefold() in s.name.casefold()]  # fmt: skip
+    every = await segment_sizes(d.db, team_id)
+    sized = [(s.id or 0, s.name, n) for s, n in every
+             if s.kind == SegmentKind.STATIC and typed.casefold() in s.name.casefold()]
     options = [o.to_dict() for o in segment_options(sized)][:99]
     try:
         name = clean_segment_name(typed) if typed else ""
     except WorkspaceError:
         name = ""  # said when chosen: a name of only invisible characters, a reserved one
-    if name and all(segment_key(s.name) != segment_key(name) for s, _ in segments):
+    # no "New segment" of a name taken, All Customers' included (Review import refused it)
+    if name and all(segment_key(s.name) != segment_key(name) for s, _ in every):
         options.append(new_segment_option(name).to_dict())
     await ack(options=options)
 
@@ -489,6 +493,16 @@ async def post_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: i
     await d.notifier.redraw_since(team_id, batch_id, view)  # a file read while it was posted
     await d.notifier.share_pending_rejects(team_id, batch_id)  # files read before it existed
     await refresh_for(d, client, team_id)  # Home lists the import, waiting for review
+
+
+async def _importable_segment(db: Database, team_id: str, segment_id: int) -> bool:
+    """Whether the form's chosen segment is still one to import into (said on the field: after
+    the form closed, its files and typed fields were lost with it)."""
+    try:
+        await import_segment(db, team_id, segment_id)
+    except (WorkspaceError, Refusal):
+        return False
+    return True
 
 
 async def import_segment(db: Database, team_id: str, segment_id: int) -> Segment:

@@ -154,6 +154,9 @@ async def remove_source(
     return promoted
 
 
+MAX_SEARCH_WORDS = 8  # a pasted paragraph is no name: its first words search
+
+
 @dataclass(frozen=True, slots=True)
 class ContactRow:
     id: int
@@ -188,12 +191,13 @@ async def contacts_page(
         StagedRow.outcome == Outcome.VALID,
         col(StagedRow.removed).is_(False),
     ]
-    if query.strip():
-        words = query.strip()
-        where.append(or_(col(StagedRow.email_key).like(like_pattern(words.casefold()),
+    # every word in the address or a name: "Jane Doe" finds the contact listed so (the whole
+    # query was matched against each column, and found nothing)
+    for word in query.split()[:MAX_SEARCH_WORDS]:
+        where.append(or_(col(StagedRow.email_key).like(like_pattern(word.casefold()),
                                                        escape="\\"),
-                         contains(StagedRow.first_name, words, db.dialect),
-                         contains(StagedRow.last_name, words, db.dialect)))  # fmt: skip
+                         contains(StagedRow.first_name, word, db.dialect),
+                         contains(StagedRow.last_name, word, db.dialect)))  # fmt: skip
     async with db.session() as session:
         total = (
             await session.exec(select(func.count()).select_from(StagedRow).where(*where))

@@ -193,6 +193,29 @@ async def test_a_new_segment_name_that_cant_be_used_is_said_on_the_field(app: Ha
     assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
 
 
+async def test_a_segment_deleted_while_the_form_was_open_is_said_on_the_field(
+    app: Harness,
+) -> None:
+    """Chosen in the menu, then deleted by someone else before the form was submitted: the
+    form closed, its files and typed fields lost, and a direct message said "That segment
+    no longer exists." Said on the field instead, the form kept."""
+    from bot.segments import delete_segment
+    from bot.workspaces import ensure_workspace, import_target
+
+    await ensure_workspace(app.db, "T0001")
+    segment = await import_target(app.db, "T0001", "VIP", create=True)
+    view_id = await _open_modal(app)
+    await delete_segment(app.db, "T0001", segment.id or 0, actor=LEAD)
+    form = _form(email="a@example.com")
+    form[BlockId.SEGMENT][Action.SEGMENT]["selected_option"] = {
+        "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment.id)}
+    reply = await app.requests.view_submission(state_values=form, view_id=view_id, user_id=REP)
+
+    assert reply.body["errors"] == {BlockId.SEGMENT: (
+        "That segment was deleted: choose another, or name a new one below.")}  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
+
+
 async def test_remove_a_source_then_a_contact(app: Harness) -> None:
     view_id = await _open_modal(app)
     file = app.slack.add_file("F0001", "q3.csv", CSV)

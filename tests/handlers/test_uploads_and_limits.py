@@ -84,6 +84,10 @@ async def test_an_upload_into_a_workspace_without_segments_creates_one(app: Harn
     again = await app.requests.block_suggestion(Action.UPLOAD_SEGMENT, "spring <!here>",
                                                 block_id=BlockId.UPLOAD, user_id=REP)
     assert [o["text"]["text"] for o in again.body["options"]] == ["Spring <!here> (0)"]
+    # All Customers in another case: no "New segment" that Review import would then refuse
+    built_in = await app.requests.block_suggestion(Action.UPLOAD_SEGMENT, "all customers",
+                                                   block_id=BlockId.UPLOAD, user_id=REP)
+    assert built_in.body["options"] == [], built_in.body
 
 
 async def test_a_csv_shared_as_a_thread_reply_is_offered_in_that_thread(app: Harness) -> None:
@@ -351,3 +355,16 @@ async def test_a_search_of_hundreds_of_characters_in_the_contacts_modal_still_an
     searched = json.dumps(app.slack.open_views(REP)[-1]["blocks"], ensure_ascii=False)
     assert "0 contact(s) matching “" + "é" * 100 + "”" in searched
     assert app.slack.ephemerals == [] and app.slack.block_errors == []
+
+
+async def test_the_contacts_modal_finds_a_contact_by_the_name_it_shows(app: Harness) -> None:
+    """It lists "Jane Doe", but "Jane Doe" found nothing: the whole query was matched against
+    the email, the first name and the last name each. Every word of it must match one."""
+    file = app.slack.add_file("F0004", "few.csv", CSV)
+    _, modal = await _contacts_modal(app, _form(files=[file], segment="Few"))
+    for query, found in (("Jane Doe", 1), ("doe jane", 1), ("Jane Patel", 0), ("raj fr", 0)):
+        modal = app.slack.open_views(REP)[-1]  # as searched last
+        await app.requests.block_action(Action.SEARCH, query, user_id=REP, view=modal)
+        await app.settle()
+        shown = json.dumps(app.slack.open_views(REP)[-1]["blocks"], ensure_ascii=False)
+        assert f"{found} contact(s) matching “{query}”" in shown, (query, shown)
