@@ -188,10 +188,9 @@ async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool,
             errors[BlockId.SEGMENT] = "Choose a segment, or name a new one below."
         elif form.segment_id is not None and form.new_segment:
             errors[BlockId.NEW_SEGMENT] = "Choose an existing segment or a new name, not both."
-        elif form.segment_id is not None and not await _importable_segment(
-                d.db, team_id, form.segment_id):  # deleted since the menu showed it
-            errors[BlockId.SEGMENT] = ("That segment was deleted: choose another, or name a new "
-                                       "one below.")  # fmt: skip
+        elif form.segment_id is not None and (
+                why := await _not_importable(d.db, team_id, form.segment_id)):
+            errors[BlockId.SEGMENT] = why  # deleted since the menu showed it, or forged
         elif form.new_segment and (unusable := _unusable_name(form.new_segment)):
             errors[BlockId.NEW_SEGMENT] = unusable  # said here: after, the form would be lost
         elif form.new_segment:
@@ -495,14 +494,16 @@ async def post_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: i
     await refresh_for(d, client, team_id)  # Home lists the import, waiting for review
 
 
-async def _importable_segment(db: Database, team_id: str, segment_id: int) -> bool:
-    """Whether the form's chosen segment is still one to import into (said on the field: after
-    the form closed, its files and typed fields were lost with it)."""
+async def _not_importable(db: Database, team_id: str, segment_id: int) -> str | None:
+    """Why the form's chosen segment is no longer one to import into, if so (said on the
+    field: after the form closed, its files and typed fields were lost with it)."""
     try:
         await import_segment(db, team_id, segment_id)
-    except (WorkspaceError, Refusal):
-        return False
-    return True
+    except WorkspaceError:
+        return "That segment was deleted: choose another, or name a new one below."
+    except Refusal as exc:
+        return str(exc)
+    return None
 
 
 async def import_segment(db: Database, team_id: str, segment_id: int) -> Segment:
