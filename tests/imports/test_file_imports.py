@@ -860,15 +860,9 @@ async def test_addresses_pasted_with_a_name_or_as_mailto_links_are_imported(db: 
     assert set(await _contacts(db)) == {"ada@example.com", "bob@example.com"}
 
 
-async def test_a_file_whose_reading_is_cancelled_leaves_no_rows_that_hide_another_files(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`referral-bot jobs cancel` of the job reading a file, while its rows were being staged:
-    the file failed but its rows stayed, so its addresses were duplicates in every other file
-    of the review (the same file added again included) and were imported from none."""
-    from bot.imports import batches
-    from bot.imports.batches import stage_csv
-    from bot.imports.cancel import cancel_job
+async def _a_file_to_read(db: Database) -> tuple[ImportBatch, ImportSource, int]:
+    """A draft of segment S with a.csv queued to be read by a job: the batch, the source and
+    its reading job's id."""
     from bot.imports.job_kinds import SLACK_FILE_JOB
 
     await ensure_workspace(db, TEAM)
@@ -879,6 +873,20 @@ async def test_a_file_whose_reading_is_cancelled_leaves_no_rows_that_hide_anothe
     async with db.begin() as conn:
         job = (await conn.execute(text("SELECT id FROM job WHERE dedupe_key = :k"),
                                   {"k": f"stage:{first.id}"})).scalar_one()  # fmt: skip
+    return batch, first, int(job)
+
+
+async def test_a_file_whose_reading_is_cancelled_leaves_no_rows_that_hide_another_files(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`referral-bot jobs cancel` of the job reading a file, while its rows were being staged:
+    the file failed but its rows stayed, so its addresses were duplicates in every other file
+    of the review (the same file added again included) and were imported from none."""
+    from bot.imports import batches
+    from bot.imports.batches import stage_csv
+    from bot.imports.cancel import cancel_job
+
+    batch, first, job = await _a_file_to_read(db)
     staged_then = batches.refresh_statistics
 
     async def cancelled_meanwhile(db_: Database, rows: int) -> None:
@@ -911,16 +919,9 @@ async def test_a_file_read_while_anothers_reading_is_cancelled_keeps_no_duplicat
     from bot.imports.cancel import cancel_job
     from bot.imports.job_kinds import SLACK_FILE_JOB
 
-    await ensure_workspace(db, TEAM)
-    segment = await import_target(db, TEAM, "S", create=True)
-    batch = await create_batch(db, TEAM, segment.id or 0, "U1")
-    first = await add_source(db, TEAM, batch.id or 0, SourceKind.CSV, "a.csv", ref="F1",
-                             read_by=SLACK_FILE_JOB)  # fmt: skip
+    batch, first, job = await _a_file_to_read(db)
     second = await add_source(db, TEAM, batch.id or 0, SourceKind.CSV, "b.csv", ref="F2",
                               read_by=SLACK_FILE_JOB)  # fmt: skip
-    async with db.begin() as conn:
-        job = (await conn.execute(text("SELECT id FROM job WHERE dedupe_key = :k"),
-                                  {"k": f"stage:{first.id}"})).scalar_one()  # fmt: skip
     staged_then = batches.refresh_statistics
 
     async def another_read_then_cancelled(db_: Database, rows: int) -> None:
