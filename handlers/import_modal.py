@@ -307,7 +307,12 @@ async def _once(d: Deps, team_id: str, view_id: str, create: Coroutine[Any, Any,
     import and posted a review of the same files. Let go if the work fails: a submission
     again then does it."""
     key = f"import-form:{view_id}"
-    if view_id and not await first_time(d.db, team_id, key):
+    try:
+        again = bool(view_id) and not await first_time(d.db, team_id, key)
+    except BaseException:  # the database refused: said as any failure, the work not begun
+        create.close()
+        raise
+    if again:
         create.close()
         log.info("import form %s of team %s submitted again: done once already", view_id,
                  team_id)  # fmt: skip
