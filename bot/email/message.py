@@ -64,6 +64,9 @@ def _one_line(text: str) -> str:
 
 
 _FOLDABLE = 60  # the longest word a header line of 78 characters folds around, with its name
+# RFC 2047 section 2: a line holding encoded words is at most 76 characters (Header folds at
+# 78 unless told: a long non-ASCII sender's or subject's first line came to 77-84)
+ENCODED_LINE = 76
 
 
 def _encoded_text(text: str, name: str) -> str:
@@ -73,7 +76,9 @@ def _encoded_text(text: str, name: str) -> str:
     was folded before it and read back starting with a space."""
     text = _one_line(text)
     plain = text.isascii() and "=?" not in text and all(len(w) <= _FOLDABLE for w in text.split())
-    return Header(text, "us-ascii" if plain else "utf-8", header_name=name).encode()
+    if plain:
+        return Header(text, "us-ascii", header_name=name).encode()
+    return Header(text, "utf-8", header_name=name, maxlinelen=ENCODED_LINE).encode()
 
 
 def _address(value: str, what: str) -> tuple[str, str]:
@@ -111,7 +116,9 @@ def _encoded_address(name: str, address: str) -> str:
     if name.isascii() and "=?" not in name:
         escaped = name.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{escaped}" <{address}>'
-    return f"{Header(name, 'utf-8').encode()} <{address}>"
+    # folded counting "From: " before it (ENCODED_LINE)
+    encoded = Header(name, "utf-8", header_name="From", maxlinelen=ENCODED_LINE).encode()
+    return f"{encoded} <{address}>"
 
 
 def _text_part(text: str, subtype: str) -> EmailMessage:

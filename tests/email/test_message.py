@@ -7,6 +7,7 @@ import email.policy
 import io
 import re
 from email.generator import BytesGenerator
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 
 import pytest
@@ -55,6 +56,27 @@ def test_japanese_names_survive() -> None:
     assert back["From"] == "東京ストア <hi@shop.example>"
     plain = back.get_body(("plain",))
     assert plain is not None and plain.get_content().startswith("悠斗様")
+
+
+@pytest.mark.parametrize("sender", [
+    "Boutique Éloïse — Vêtements & Accessoires pour toute la famille <hello@shop.example>",
+    "東京ストア・ファッションとアクセサリーの専門店・東京ストア・ファッション <hi@shop.example>",
+])
+def test_long_non_ascii_headers_fold_within_the_encoded_word_line_limit(sender: str) -> None:
+    """A long non-ASCII sender name was folded as if "From: " weren't before it, and both it
+    and the Subject at 78 characters: first lines of 77 to 84, past the 76 RFC 2047 allows a
+    line holding encoded words."""
+    invite = make_invite(sender=sender, store_name=sender.partition(" <")[0])
+    rendered = render_invite(invite)
+    data = build_message(invite, rendered, public_host="bot.example").as_bytes()
+    head = data.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    encoded = [line for line in head.split("\r\n") if "=?" in line]
+    assert encoded and max(len(line) for line in encoded) <= 76, head
+    assert parse(data)["Subject"] == rendered.subject
+    # the words of a folded name join with nothing between them (RFC 2047 section 6.2), as
+    # mail clients read them; Python's address parser puts a space at each fold
+    raw_from = email.message_from_bytes(data, policy=email.policy.compat32)["From"]
+    assert str(make_header(decode_header(raw_from))) == sender
 
 
 @pytest.mark.parametrize("first_name", ["A" * 200, "Ann", "Ada" + "x" * 80])
