@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import text
+from yarl import URL
 
 from bot.campaigns.codes import could_be_code, normalise
 from bot.campaigns.consent import (
@@ -180,9 +181,20 @@ def _cross_site(request: web.Request, public_base: str) -> bool:
     if fetch_site is not None:
         return fetch_site not in ("same-origin", "none")
     origin = request.headers.get("Origin")
-    public = urlsplit(public_base)
-    return origin is not None and origin not in (f"{public.scheme}://{public.netloc}",
-                                                 f"{request.scheme}://{request.host}")  # fmt: skip
+    if origin is None:
+        return False
+    # compared as origins (browsers send the host in lower case, without a default port):
+    # PUBLIC_URL written https://Bot.Example or with :443 refused the lead's own Continue
+    ours = {_origin(public_base), _origin(f"{request.scheme}://{request.host}")}
+    return _origin(origin) not in ours
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port] of `url` as one origin is compared with another; "" if none."""
+    try:
+        return str(URL(url).origin())
+    except ValueError:
+        return ""
 
 
 def public_routes(db: Database, settings: Settings, *, on_connected: Connected | None = None

@@ -416,6 +416,26 @@ async def test_a_continue_posted_from_another_site_does_nothing(
     assert f"posted from another site (team {TEAM}, user U0002" in caplog.text
 
 
+@pytest.mark.parametrize("public_url", ["https://Bot.Example", "https://bot.example:443/"])
+async def test_a_continue_from_our_own_page_is_ours_however_public_url_is_written(
+    db: Database, mc: FakeMailchimp, public_url: str
+) -> None:
+    """A browser without Sec-Fetch-* (Safari before 16.4) behind an HTTPS proxy sends only
+    `Origin: https://bot.example`, in lower case and without the default port: with
+    PUBLIC_URL written with capitals or :443 the lead's own Continue was refused as "sent from
+    another website"."""
+    settings = _settings(db, mc, public_url=public_url)
+    routes = public_routes(db, settings)
+    async with serve(build_web_app(None, routes=routes)) as site, _browser(site) as http:
+        state = make_state(SECRET, TEAM, "U0002")
+        async with http.get(f"{site}{CONNECT_PATH}", params={"state": state}) as response:
+            assert response.status == 200
+        async with http.post(f"{site}{CONNECT_PATH}", params={"state": state},
+                             headers={"Origin": "https://bot.example"}) as response:  # fmt: skip
+            assert response.status == 200 and "Log in to authorize" in await response.text()
+    assert len(mc.authorize_requests) == 1
+
+
 async def test_an_oauth_exchange_mailchimp_answers_badly_says_not_connected(
     db: Database, mc: FakeMailchimp, caplog: pytest.LogCaptureFixture
 ) -> None:
