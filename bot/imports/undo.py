@@ -133,21 +133,28 @@ def _sql(statement: str) -> TextClause:
 
 # ---- asking for an undo ---------------------------------------------------------------------
 
+# what a failed or cancelled import changed that an undo takes back (undoable, in SQL)
+_CHANGED_SQL = ("{b}new_contacts > 0 OR {b}added_to_segment > 0 "
+                "OR ({b}update_existing AND {b}apply_cursor > 0)")
+
 _START = _sql(f"""
     UPDATE import_batch SET status = 'undoing', undone_by = :who, undone_at = :now,
         undo_advocates = :advocates, updated_at = :now
     WHERE team_id = :t AND id = :b AND finished_at >= :cutoff AND {STILL_OPEN}
-      AND (status = 'done' OR (status IN ('failed', 'cancelled')
-                               AND (new_contacts > 0 OR added_to_segment > 0)))
+      AND (status = 'done' OR (status IN ('failed', 'cancelled') AND ({_CHANGED_SQL.format(b="")})))
 """)
 
 
 def undoable(batch: ImportBatch) -> bool:
     """Whether the batch added anything an undo could take out: it finished, or it failed or
-    was cancelled part way (what it added stays until it is undone)."""
+    was cancelled part way (what it added stays until it is undone). That is contacts or
+    memberships, or, with --update-existing, any chunk applied: it may have given consent
+    back to people who had said no (one that stopped having only re-subscribed people was
+    refused as having "added nothing", and they stayed subscribed)."""
     return batch.status == BatchStatus.DONE or (
         batch.status in (BatchStatus.FAILED, BatchStatus.CANCELLED)
-        and bool(batch.new_contacts or batch.added_to_segment))
+        and bool(batch.new_contacts or batch.added_to_segment
+                 or (batch.update_existing and batch.apply_cursor > 0)))
 
 
 def _when(moment: datetime | None) -> str:
@@ -310,7 +317,7 @@ _MEMBERS_OF_BATCH = ("SELECT contact_id FROM segment_member "
 # failed or was cancelled having added nothing can't, so a membership handed on to it stayed
 # in the segment for good, though the confirmation said undoing it takes them out.
 _STANDING = ("lb.status NOT IN ('undoing', 'undone') AND (lb.status NOT IN ('failed', "
-             "'cancelled') OR lb.new_contacts > 0 OR lb.added_to_segment > 0)")  # fmt: skip
+             f"'cancelled') OR {_CHANGED_SQL.format(b='lb.')})")  # fmt: skip
 
 
 def _listed_later(contact: str) -> str:

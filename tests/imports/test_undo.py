@@ -537,6 +537,39 @@ async def test_undo_unsubscribes_again_whom_an_update_existing_import_re_subscri
     assert await _resubscribed(db) == []
 
 
+async def test_an_update_existing_import_that_failed_having_only_re_subscribed_can_be_undone(
+    db: Database,
+) -> None:
+    """It stopped for good after its first chunk, which re-subscribed three people who had
+    said no and were in the segment already: no contact new, none added, so its undo was
+    refused ("failed and added nothing: there is nothing to undo") and the three stayed
+    subscribed, for the next campaign to email."""
+    from bot.imports.batches import fail_batch
+
+    await ensure_workspace(db, TEAM)
+    people = [f"p{i}@example.com" for i in range(6)]
+    await _say(db, "VIP", "email,subscribed\n" + "".join(f"{p},no\n" for p in people))
+    segment = await import_target(db, TEAM, "VIP", create=False)
+    again = await create_batch(db, TEAM, segment.id or 0, LEAD, update_existing=True)
+    source = await add_source(db, TEAM, again.id or 0, SourceKind.CSV, "yes.csv")
+    await stage_csv(db, TEAM, source.id or 0, io.BytesIO(
+        ("email,subscribed\n" + "".join(f"{p},yes\n" for p in people)).encode()))
+    await queue_batch(db, TEAM, again.id or 0, LEAD)
+
+    async def stopped(_progress: object) -> None:
+        raise RuntimeError("the worker died")
+
+    with pytest.raises(RuntimeError):
+        await apply_batch(db, TEAM, again.id or 0, chunk_size=3, on_progress=stopped)
+    await fail_batch(db, TEAM, again.id or 0, "out of attempts")
+    assert [on for on, _ in (await _subscribed(db)).values()] == [True] * 3 + [False] * 3
+
+    await _undo(db, again.id or 0)
+    assert (await _counts(db, again.id or 0))[0] == "undone"
+    assert [on for on, _ in (await _subscribed(db)).values()] == [False] * 6
+    assert await _members(db, "VIP") == people  # theirs before it: they stay
+
+
 async def test_undo_leaves_consent_that_changed_after_the_import_re_subscribed(
     db: Database,
 ) -> None:
