@@ -11,11 +11,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.contact_admin import MAX_QUERY
 from bot.ids import digits
 from bot.imports import review
+from handlers.campaign_messages import notice_modal
 from handlers.context import deps, id_in, list_meta, may_change, require_member, team_of
 from handlers.ids import Action, Callback
-from handlers.messages import CONTACTS_PER_PAGE, contacts_modal
+from handlers.messages import CONTACTS_PER_PAGE, CONTACTS_TITLE, contacts_modal
 from handlers.modals import redraw_after_write
-from handlers.respond import update_modal
+from handlers.placeholder import open_modal
+from handlers.respond import fill_modal, update_modal
 from handlers.routes import Routes
 from models import BatchStatus
 
@@ -48,8 +50,12 @@ async def open_contacts(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     async def work() -> None:
         batch_id = id_in(body["actions"][0].get("value"), "an import")
         await require_member(client, team_of(body), body["user"]["id"])
-        view = await _render(context, team_of(body), batch_id, "", 0)
-        await client.views_open(trigger_id=body["trigger_id"], view=view)
+        await review.batch_of(deps(context).db, team_of(body), batch_id)  # this workspace's
+        # a trigger id lives 3 s: the modal opens before the import's rows are counted (a
+        # million of them, or a database busy with an apply, could outlast it)
+        opened = await open_modal(client, body["trigger_id"],
+                                  notice_modal(CONTACTS_TITLE, "Loading…"))  # fmt: skip
+        await fill_modal(client, opened, await _render(context, team_of(body), batch_id, "", 0))
 
     deps(context).later.run(work(), client, body, prompt=True)
 

@@ -636,6 +636,9 @@ def result_text(batch: ImportBatch, segment: str) -> str:
     )
 
 
+CONTACTS_TITLE = "Queued contacts"  # Review contacts' modal
+
+
 def contacts_modal(*, batch_id: int, rows: list[ContactRow], total: int, offset: int,
                    query: str, editable: bool) -> View:  # fmt: skip
     """One page of queued contacts with search and per-contact Remove."""
@@ -668,7 +671,7 @@ def contacts_modal(*, batch_id: int, rows: list[ContactRow], total: int, offset:
                                    value=str(offset + CONTACTS_PER_PAGE)))  # fmt: skip
     if pager:
         blocks.append(ActionsBlock(elements=pager))
-    return View(type="modal", callback_id=Callback.CONTACTS, title="Queued contacts",
+    return View(type="modal", callback_id=Callback.CONTACTS, title=CONTACTS_TITLE,
                 submit="Done", close="Close", blocks=blocks,
                 private_metadata=metadata(batch=batch_id, query=query, offset=offset))  # fmt: skip
 

@@ -317,3 +317,16 @@ async def test_review_contacts_past_the_last_page_shows_the_last_page_with_rows(
     shown = json.dumps(app.slack.views[modal["id"]]["blocks"])
     assert "x2@example.org" in shown and "x3@example.org" in shown, shown
     assert "showing 1-2" in shown and "Previous" not in shown, shown
+
+
+async def test_review_contacts_opens_before_the_import_rows_are_counted(app: Harness) -> None:
+    """A trigger id lives 3 s: the list opened only once the import's rows were counted and
+    read (a million of them, or a database busy with an apply, could outlast it). It opens
+    first, saying it is loading, and is filled after."""
+    file = app.slack.add_file("F0001", "q3.csv", CSV)
+    await _contacts_modal(app, _form(files=[file], segment="VIP"))
+
+    (opened,) = app.slack.calls_to("views.open")[-1:]
+    assert "Loading…" in json.dumps(opened.args, ensure_ascii=False)
+    assert "jane@example.com" not in json.dumps(opened.args)
+    assert "jane@example.com" in json.dumps(app.slack.open_views(REP)[-1])
