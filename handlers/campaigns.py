@@ -191,13 +191,13 @@ async def _email_unsent(d: Deps, client: AsyncWebClient, click: Click) -> None:
     done = await email_unsent(d.db, click.team_id, campaign.id or 0)
     for enrollment_id in done.changed:  # a report in a thread says so too
         await d.notifier.enrollment_changed(click.team_id, enrollment_id)
-    note = (f"Sending {done.count:,} invites of {esc(campaign.name)}. {done.not_again()}"
+    note = (f"Sending {done.count:,} invites of {esc(campaign.name)}.{done.not_again()}"
             if done.count else
             f"No invite of {esc(campaign.name)} was sent: the campaign had emailed all "
             f"{done.emailed_before:,} of those addresses before." if done.emailed_before else
             f"No invite of {esc(campaign.name)} is left unsent by the invite email being off"
             + ("." if done.invite_email else ", which is off: turn it on with *Edit* "
-               "first.")).strip()  # fmt: skip
+               "first."))  # fmt: skip
     await _show_list(d, client, click.team_id, click.response_url, replace=True, note=note,
                      campaign_id=campaign.id)  # fmt: skip
 

@@ -161,11 +161,11 @@ async def _email_unsent(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -
                           "with *Edit* in `/referral campaign` first.")  # fmt: skip
         raise Refusal("Nobody is left to email: their invites are already on their way.")
     said = (f"<@{user_id}> is sending {done.count:,} invites the invite email being off had "
-            f"held back. {done.not_again()}" if done.count else
+            f"held back.{done.not_again()}" if done.count else
             f"<@{user_id}> chose to email the advocates the invite email being off had held "
             f"back: nobody was emailed, as the campaign had emailed all {done.emailed_before:,}"
             " of those addresses before.")  # fmt: skip
-    await _redrawn_and_said(d, client, team_id, enrollment, said.strip())
+    await _redrawn_and_said(d, client, team_id, enrollment, said)
 
 
 async def _retry_sending(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:

@@ -802,11 +802,13 @@ class UnsentEmailed:
         return sorted({*self.queued, *self.invited_before})
 
     def not_again(self) -> str:
-        """Why some weren't emailed, as a sentence ("" when all were)."""
+        """Why some weren't emailed, as a sentence to append, its space before it ("" when all
+        were)."""
         if not self.emailed_before:
             return ""
-        return (f"{self.emailed_before:,} of them {'was' if self.emailed_before == 1 else 'were'}"
-                " not: the campaign had emailed those addresses before.")
+        return (f" {self.emailed_before:,} of them "
+                f"{'was' if self.emailed_before == 1 else 'were'} not: the campaign had emailed "
+                "those addresses before.")
 
 
 async def email_unsent(db: Database, team_id: str, campaign_id: int,
