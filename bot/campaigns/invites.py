@@ -372,7 +372,9 @@ async def send_invites(
     streak_of: tuple[str, int, str, str] | None = None
     page = await _due(db, team_id, enrollment_id, after)
     if not page:  # nothing due (held, delayed, or all done): no connection at all
-        await _schedule_rest(db, team_id, enrollment_id)
+        async with db.begin() as conn:
+            if await _take_job_in(conn, team_id, job_id, lease_owner):
+                await _schedule_rest_in(conn, team_id, enrollment_id)
         return
     # A run that raises leaves the rest to its own job's retry (or, on its last attempt, to
     # a person: see stop_sending): a new job per failed run would multiply them.
@@ -440,12 +442,17 @@ async def send_invites(
             await _Outbox(conn, team_id, job_id, lease_owner).write(pending, None)
     # a job cancelled while its last invite was in flight: its run neither queues another
     # nor ends the stop `jobs cancel` reported (Retry sending does); one another worker took
-    # over is that worker's to finish
-    if cancelled or not await _job_running(db, team_id, job_id, lease_owner):
+    # over is that worker's to finish. The job is taken in the transaction that queues the
+    # next run: checked in one of its own, a cancel committed between the two left that run
+    # queued, undoing the cancel.
+    if cancelled:
         return
-    if not paused:  # going live again schedules them (schedule_waiting_in)
-        await _schedule_rest(db, team_id, enrollment_id)
-    await _sending_again(db, team_id, enrollment_id)
+    async with db.begin() as conn:
+        if not await _take_job_in(conn, team_id, job_id, lease_owner):
+            return
+        if not paused:  # going live again schedules them (schedule_waiting_in)
+            await _schedule_rest_in(conn, team_id, enrollment_id)
+        await _sending_again_in(conn, team_id, enrollment_id)
     if on_progress is not None:
         await on_progress()
 
@@ -497,6 +504,44 @@ async def _job_running(db: Database, team_id: str, job_id: int | None,
     async with db.begin() as conn:
         row = (await conn.execute(still, {"job": job_id, "t": team_id, "owner": owner})).first()
     return row is not None
+
+
+# The run's job, taken for the run's last writes (the next run queued, the stop ended): on
+# PostgreSQL its row stays locked until they commit, so a `jobs cancel` lands wholly before
+# them (the take finds the job cancelled) or after (and cancels the send job they queued:
+# cancel_send_jobs_in); on SQLite the two writers take turns.
+_TAKE_JOB = "UPDATE job SET updated_at = updated_at WHERE id = :job AND team_id = :t " \
+            "AND state = 'running'"
+_TAKE = {False: text(_TAKE_JOB + " RETURNING id"),
+         True: text(_TAKE_JOB + " AND lease_owner = :owner RETURNING id")}
+
+
+async def _take_job_in(conn: AsyncConnection, team_id: str, job_id: int | None,
+                       owner: str | None) -> bool:  # fmt: skip
+    """Like _job_running, but holding the job's row for the rest of the caller's
+    transaction (see _TAKE_JOB)."""
+    if job_id is None:
+        return True
+    params = {"job": job_id, "t": team_id, "owner": owner}
+    return (await conn.execute(_TAKE[owner is not None], params)).first() is not None
+
+
+_SEND_JOBS_WAITING = text("""
+    UPDATE job SET state = 'cancelled', finished_at = :now, updated_at = :now
+    WHERE team_id = :t AND kind = :kind AND state = 'queued'
+      AND (dedupe_key = :key OR dedupe_key LIKE :keys)
+""").bindparams(_ts("now"))
+
+
+async def cancel_send_jobs_in(conn: AsyncConnection, team_id: str, enrollment_id: int) -> int:
+    """Cancel the enrollment's send jobs waiting to run, in the caller's transaction: someone
+    stopped its sending (`jobs cancel`), and a run that ended just before had queued the next
+    (retries, delayed invites), or a Resend had queued one, which would have sent anyway."""
+    key = f"send:{enrollment_id}"  # enroll's first job; _enqueue_send's have more after it
+    result = await conn.execute(_SEND_JOBS_WAITING, {"t": team_id, "kind": SEND_JOB,
+                                                     "key": key, "keys": f"{key}:%",
+                                                     "now": utcnow()})  # fmt: skip
+    return int(result.rowcount)
 
 
 async def _not_started(db: Database, team_id: str, invite_id: int) -> str | None:
@@ -563,8 +608,7 @@ async def send_later(db: Database, team_id: str, enrollment_id: int, waited: int
     if waited >= SERVER_WAITS:
         return f"{_TURNED_AWAY}: {why}"
     async with db.begin() as conn:
-        if job_id is not None and (await conn.execute(
-                _STILL_RUNNING, {"job": job_id, "t": team_id})).first() is None:  # fmt: skip
+        if not await _take_job_in(conn, team_id, job_id, None):
             return None  # cancelled meanwhile: nothing to send later
         await _enqueue_send(conn, team_id, enrollment_id, utcnow() + RETRY_BASE * 2 ** waited,
                             occasion=f"wait{waited + 1}",
@@ -695,12 +739,11 @@ _CLEAR_STOP_BY_RUN = text("UPDATE enrollment SET send_error = NULL WHERE id = :e
                           "AND send_error IS NOT NULL AND send_error <> :by_hand")
 
 
-async def _sending_again(db: Database, team_id: str, enrollment_id: int) -> None:
+async def _sending_again_in(conn: AsyncConnection, team_id: str, enrollment_id: int) -> None:
     """A run that got through (a resend, say) ends a stop its report still shows, unless
     someone stopped sending by hand."""
-    async with db.begin() as conn:
-        await conn.execute(_CLEAR_STOP_BY_RUN, {"e": enrollment_id, "t": team_id,
-                                                "by_hand": SEND_JOB_CANCELLED})  # fmt: skip
+    await conn.execute(_CLEAR_STOP_BY_RUN, {"e": enrollment_id, "t": team_id,
+                                            "by_hand": SEND_JOB_CANCELLED})  # fmt: skip
 
 
 def _log_outcome(team_id: str, enrollment_id: int, invite_id: int, result: SendResult) -> None:
@@ -718,14 +761,12 @@ async def _due(db: Database, team_id: str, enrollment_id: int, after: int) -> li
                                                "after": after, "limit": PAGE})).all())  # fmt: skip
 
 
-async def _schedule_rest(db: Database, team_id: str, enrollment_id: int) -> None:
+async def _schedule_rest_in(conn: AsyncConnection, team_id: str, enrollment_id: int) -> None:
     """Invites still waiting (retries, delayed ones) get a send job when they are due."""
-    async with db.begin() as conn:
-        due = (await conn.execute(_NEXT_DUE, {"t": team_id, "e": enrollment_id})).scalar()
-        if due is None:
-            return
-        when = max(due, utcnow())
-        await _enqueue_send(conn, team_id, enrollment_id, when)
+    due = (await conn.execute(_NEXT_DUE, {"t": team_id, "e": enrollment_id})).scalar()
+    if due is None:
+        return
+    await _enqueue_send(conn, team_id, enrollment_id, max(due, utcnow()))
 
 
 async def _enqueue_send(conn: AsyncConnection, team_id: str, enrollment_id: int,

@@ -17,7 +17,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import Act, import_subject, record_in
 from bot.campaigns.enroll import SEND_JOB, fail_enrollment_in
-from bot.campaigns.invites import SEND_JOB_CANCELLED, stop_sending_in
+from bot.campaigns.invites import SEND_JOB_CANCELLED, cancel_send_jobs_in, stop_sending_in
 from bot.campaigns.service import ENROLL_JOB, Thread, enroll_after_import_in
 from bot.imports.batches import HANDED_ON_COUNTED, UNDER_WAY, ReviewError, lock_batch
 from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB, UNDO_JOB, import_job_key
@@ -124,27 +124,39 @@ async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") 
         elif job.kind in READING_JOBS and "source_id" in payload:
             await _fail_reading_in(conn, team_id, int(payload["source_id"]),
                                    READING_JOBS[job.kind])  # fmt: skip
-        elif job.kind == SEND_JOB and "enrollment_id" in payload and job.state in (
-                JobState.QUEUED, JobState.RUNNING):
-            await _stop_sending_in(conn, team_id, int(payload["enrollment_id"]))
+        elif job.kind == SEND_JOB and "enrollment_id" in payload:
+            # the job's row first, as its run takes it for its last writes (one order, no
+            # deadlock); cancelled by someone else meanwhile: nothing more to stop
+            if await _cancel_job_in(conn, team_id, job_id):
+                await _stop_sending_in(conn, team_id, int(payload["enrollment_id"]))
         elif job.kind == ENROLL_JOB and "enrollment_id" in payload and job.state in (
                 JobState.QUEUED, JobState.RUNNING):
             await _stop_enrolling_in(conn, team_id, int(payload["enrollment_id"]))
         elif job.kind == UNDO_JOB and "batch_id" in payload and job.state in (
                 JobState.QUEUED, JobState.RUNNING):
             await _stop_undoing_in(conn, team_id, int(payload["batch_id"]), who)
-        await conn.execute(
-            text("UPDATE job SET state = 'cancelled', finished_at = :now, updated_at = :now "
-                 "WHERE id = :id AND team_id = :t AND state IN ('queued', 'running')")
-            .bindparams(bindparam("now", type_=UTCDateTime())),
-            {"id": job_id, "t": team_id, "now": utcnow()},
-        )  # fmt: skip
+        await _cancel_job_in(conn, team_id, job_id)
     return await queue.get_job(db, team_id, job_id)
+
+
+_CANCEL_ONE = text("""
+    UPDATE job SET state = 'cancelled', finished_at = :now, updated_at = :now
+    WHERE id = :id AND team_id = :t AND state IN ('queued', 'running') RETURNING id
+""").bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+async def _cancel_job_in(conn: AsyncConnection, team_id: str, job_id: int) -> bool:
+    """The job is cancelled if it was queued or running; False if it had ended."""
+    params = {"id": job_id, "t": team_id, "now": utcnow()}
+    return (await conn.execute(_CANCEL_ONE, params)).first() is not None
 
 
 async def _stop_sending_in(conn: AsyncConnection, team_id: str, enrollment_id: int) -> None:
     """A cancelled send job leaves its invites queued: the report says sending stopped and
-    offers Retry sending (nothing else would ever send them)."""
+    offers Retry sending (nothing else would ever send them). The enrollment's other send
+    jobs waiting to run are cancelled too: one its run queued as it ended (retries, delayed
+    invites), or a Resend's, sent anyway."""
+    await cancel_send_jobs_in(conn, team_id, enrollment_id)
     if await stop_sending_in(conn, team_id, enrollment_id, SEND_JOB_CANCELLED):
         await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
 

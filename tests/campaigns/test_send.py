@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -744,6 +744,99 @@ async def test_jobs_cancel_of_a_running_send_stops_it_and_stays_cancelled(
     assert await world.scalar("SELECT COUNT(*) FROM job WHERE kind = 'send_invites' "
                               "AND state = 'queued'") == 0  # fmt: skip
     assert Counter((await _states(world)).values())["queued"] >= invites - 2
+
+
+async def test_jobs_cancel_of_a_send_also_cancels_a_resend_waiting_behind_it(
+    world: World,
+) -> None:  # fmt: skip
+    """A Resend clicked while a send job was under way queued a second job; `jobs cancel` of
+    the first stopped sending, and the second then ran and emailed everyone anyway."""
+    from bot.campaigns.enroll import SEND_JOB
+    from bot.campaigns.invites import SEND_JOB_CANCELLED
+    from bot.campaigns.jobs import send_handler
+    from bot.imports.cancel import cancel_job
+    from bot.notify import Silent
+    from bot.settings import Settings
+
+    enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(4)))
+    async with world.db.begin() as conn:  # an earlier run died handing p3's invite over
+        await conn.execute(text("UPDATE invite SET state = 'uncertain' WHERE contact_id = "
+                                "(SELECT id FROM contact WHERE email = 'p3@example.com')"))
+    handler = Handler(data_delay=0.5)
+    async with smtp_server(handler) as server:
+        settings = Settings(_env_file=None, smtp_url=server.url,  # type: ignore[call-arg]
+                            public_url="https://bot.example", secret_key=SECRET)
+        worker = Worker(world.db, {SEND_JOB: send_handler(settings, Silent())},
+                        WorkerConfig(lease_seconds=30))  # fmt: skip
+        run = asyncio.create_task(worker.run_until_idle())
+        while not handler.messages:  # p0 is being handed over
+            await asyncio.sleep(0.01)
+        job = int(str(await world.scalar("SELECT id FROM job WHERE kind = 'send_invites' "
+                                         "AND state = 'running'")))  # fmt: skip
+        assert await resend_uncertain(world.db, TEAM, enrollment) == 1
+        cancelled = await cancel_job(world.db, TEAM, job)
+        assert cancelled is not None and cancelled.state == "cancelled"
+        await run
+    assert _received(server) == Counter({"p0@example.com": 1})
+    assert await world.scalar("SELECT send_error FROM enrollment WHERE id = :e",
+                              e=enrollment) == SEND_JOB_CANCELLED  # fmt: skip
+    assert await world.rows("SELECT state, COUNT(*) FROM job WHERE kind = 'send_invites' "
+                            "GROUP BY state") == [("cancelled", 2)]  # fmt: skip
+    assert Counter((await _states(world)).values()) == Counter(queued=3, sent=1)
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="needs two writers at once: row locks")
+async def test_jobs_cancel_as_a_send_run_queues_its_next_run_leaves_none_queued(
+    world: World,
+) -> None:  # fmt: skip
+    """The CI flake of `test_jobs_cancel_of_a_running_send…[2]`, made to happen every time: a
+    send run checked that its job was still running, then queued its next run (for invites
+    due later) in a transaction of its own; a `jobs cancel` committed between the two left
+    that next run queued, and it sent what the cancel had stopped. Here the run's insert of
+    its next job waits on a transaction holding the same key, and the cancel is made then."""
+    from bot.campaigns.enroll import SEND_JOB
+    from bot.campaigns.invites import SEND_JOB_CANCELLED
+    from bot.campaigns.jobs import send_handler
+    from bot.imports.cancel import cancel_job
+    from bot.jobs.queue import enqueue_in
+    from bot.notify import Silent
+    from bot.settings import Settings
+
+    enrollment = await _enrolled(world, "now@example.com,N,en", "later@example.com,L,en")
+    later = datetime(2030, 1, 1, tzinfo=UTC)  # the run queues a job for the invite due then
+    async with world.db.begin() as conn:
+        await conn.execute(text("UPDATE invite SET send_after = :at WHERE contact_id = (SELECT "
+                                "id FROM contact WHERE email = 'later@example.com')")
+                           .bindparams(bindparam("at", type_=UTCDateTime())), {"at": later})
+    waiting = """SELECT pid FROM pg_stat_activity
+                 WHERE CAST(:pid AS integer) = ANY(pg_blocking_pids(pid))"""
+    async with smtp_server() as server, world.db.engine.connect() as blocker:
+        settings = Settings(_env_file=None, smtp_url=server.url,  # type: ignore[call-arg]
+                            public_url="https://bot.example", secret_key=SECRET)
+        worker = Worker(world.db, {SEND_JOB: send_handler(settings, Silent())},
+                        WorkerConfig(lease_seconds=30))  # fmt: skip
+        await blocker.begin()  # the key the run's next job will have, not committed
+        await enqueue_in(blocker, TEAM, "blocker", {}, run_after=later,
+                         dedupe_key=f"send:{enrollment}:{later:%Y%m%d%H%M%S}")  # fmt: skip
+        me = (await blocker.execute(text("SELECT pg_backend_pid()"))).scalar()
+        job = int(str(await world.scalar("SELECT id FROM job WHERE kind = 'send_invites'")))
+        run = asyncio.create_task(worker.run_until_idle())
+        run_pid = None
+        while run_pid is None:  # the run is queuing its next job
+            run_pid = await world.scalar(waiting, pid=me)
+            await asyncio.sleep(0.02)
+        cancel = asyncio.create_task(cancel_job(world.db, TEAM, job))
+        while not cancel.done() and await world.scalar(waiting, pid=run_pid) is None:
+            await asyncio.sleep(0.02)  # cancelled, or waiting for the run's transaction
+        await blocker.rollback()
+        cancelled = await cancel
+        await run
+    assert cancelled is not None and cancelled.state == "cancelled"
+    assert _received(server) == Counter({"now@example.com": 1})
+    assert await world.scalar("SELECT send_error FROM enrollment WHERE id = :e",
+                              e=enrollment) == SEND_JOB_CANCELLED  # fmt: skip
+    assert await world.rows("SELECT state, COUNT(*) FROM job WHERE kind = 'send_invites' "
+                            "GROUP BY state ORDER BY state") == [("cancelled", 2)]  # fmt: skip
 
 
 async def test_a_provider_throttle_at_mail_from_waits_hours_not_seconds(world: World) -> None:
