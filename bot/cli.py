@@ -49,6 +49,7 @@ from bot.jobs.queue import (
 from bot.notify import REPORT_JOB
 from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
+from bot.words import plural
 from bot.workspaces import WorkspaceError, apply_default_locale, resolve_team
 from models import Database, Job, JobState
 from models.db import exception_chain
@@ -523,10 +524,11 @@ async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.N
     made = "" if exists else " (it would be created)"
     lines = [f"Dry run: nothing was written. Importing into segment {args.segment!r}{made}:",
              f"  {t.rows:>10,} rows read",
-             f"  {t.valid:>10,} valid ({result.new_contacts:,} new contacts, "
+             f"  {t.valid:>10,} valid ({plural(result.new_contacts, 'new contact')}, "
              f"{result.existing_contacts:,} already known)",
              f"  {result.added_to_segment:>10,} would be added to the segment "
-             f"({result.already_in_segment:,} are already in it)",
+             f"({result.already_in_segment:,} "
+             f"{'is' if result.already_in_segment == 1 else 'are'} already in it)",
              f"  {t.duplicates:>10,} duplicates skipped",
              f"  {t.rejected:>10,} rejected"]  # fmt: skip
     for c in result.campaigns:
@@ -539,10 +541,11 @@ def _readable(s: dict[str, Any], rejects: Path | None, written: int) -> str:
     lines = [
         f"Imported into segment {s['segment']!r}:",
         f"  {s['rows']:>10,} rows read",
-        f"  {s['valid']:>10,} valid ({s['new_contacts']:,} new contacts, "
+        f"  {s['valid']:>10,} valid ({plural(s['new_contacts'], 'new contact')}, "
         f"{s['existing_contacts']:,} already known)",
         f"  {s['added_to_segment']:>10,} added to the segment "
-        f"({s['already_in_segment']:,} were already in it)",
+        f"({s['already_in_segment']:,} {'was' if s['already_in_segment'] == 1 else 'were'} "
+        "already in it)",
         f"  {s['duplicates']:>10,} duplicates skipped",
         f"  {s['rejected']:>10,} rejected",
     ]

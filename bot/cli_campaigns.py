@@ -16,10 +16,10 @@ from bot.campaigns.advocates import advocate_rows
 from bot.campaigns.enroll import EnrollResult, run_enrollment
 from bot.campaigns.invites import email_unsent, retry_campaign_sending, stop_remedy
 from bot.campaigns.reports import unsent_while_off
-from bot.contact_admin import plural
 from bot.jobs.here import running_here, shell_owner
 from bot.jobs.queue import claim_by_key
 from bot.settings import Settings
+from bot.words import plural
 from bot.workspaces import find_segment
 from models import Campaign, CampaignState, Database, Segment
 

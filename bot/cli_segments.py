@@ -15,6 +15,7 @@ from bot.audit import CLI
 from bot.cli_common import CliError
 from bot.segments import delete_segment, record_export, rename_segment, write_export
 from bot.settings import Settings
+from bot.words import plural
 from bot.workspaces import WorkspaceError, find_segment, segment_sizes
 from models import Database, Segment
 from models.contacts import ALL_CUSTOMERS
@@ -93,7 +94,7 @@ async def _delete(db: Database, team: str, args: argparse.Namespace) -> int:
                           "campaigns": [{"name": c.name, "role": c.role}
                                         for c in deleted.campaigns]}))  # fmt: skip
         return 0
-    print(f"Deleted segment {deleted.name!r}: {deleted.members:,} contacts taken out of it "
+    print(f"Deleted segment {deleted.name!r}: {plural(deleted.members, 'contact')} taken out of it "
           f"(they stay in {ALL_CUSTOMERS}).")  # fmt: skip
     for campaign in deleted.campaigns:
         print(f"  {campaign.consequence()}")

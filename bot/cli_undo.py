@@ -22,6 +22,7 @@ from bot.imports.undo import (
     unsubscribed_words,
 )
 from bot.settings import Settings
+from bot.words import plural
 from models import Database, Segment
 
 COMMANDS: tuple[str, ...] = ("undo",)
@@ -60,8 +61,8 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
     else:
         also = unsubscribed_words(kept)
         listed = handed_on_words(batch.undo_handed_on)
-        print(f"Undid import #{batch.id}: {batch.undo_removed:,} contacts removed from {name!r}"
-              f"{listed}, {batch.undo_deleted:,} deleted{also}, "
-              f"{batch.undo_invites_cancelled:,} invites cancelled, "
-              f"{batch.undo_advocates_removed:,} advocates removed.")  # fmt: skip
+        print(f"Undid import #{batch.id}: {plural(batch.undo_removed, 'contact')} removed from "
+              f"{name!r}{listed}, {batch.undo_deleted:,} deleted{also}, "
+              f"{plural(batch.undo_invites_cancelled, 'invite')} cancelled, "
+              f"{plural(batch.undo_advocates_removed, 'advocate')} removed.")  # fmt: skip
     return 0

@@ -34,6 +34,7 @@ from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.casefold import spellings
 from bot.ids import digits
 from bot.imports.addresses import InvalidEmail, email_key, normalize_email
+from bot.words import plural
 from models import Contact, Database, InvitedAddress, RetiredCode, SuppressedAddress
 from models.clock import utcnow
 from models.db import upsert
@@ -557,10 +558,6 @@ async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str
         await record_in(conn, team_id, actor, Act.CONTACT_DELETED, subject(result.email),
                         deleted_detail(result))  # fmt: skip
     return result
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 def deleted_detail(d: Deleted) -> str:

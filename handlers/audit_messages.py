@@ -23,7 +23,7 @@ from slack_sdk.models.blocks import (
 from bot.audit import CLI, Act, Entry, ImportOutcome, detail_words, import_of, words
 from bot.ids import digits
 from handlers.ids import Action
-from handlers.messages import esc, n, slack_date
+from handlers.messages import esc, n, plural, slack_date
 
 PAGE = 20
 MAX_DETAIL = 300  # characters of a detail shown (before escaping)
@@ -62,10 +62,10 @@ def outcome_line(outcome: ImportOutcome) -> str:
     parts = [OUTCOME_WORDS.get(outcome.status, esc(outcome.status))]
     if outcome.status not in ("draft", "rejected") and (outcome.new_contacts
                                                         or outcome.added_to_segment):
-        parts[0] += (f": {n(outcome.new_contacts)} new contacts, "
+        parts[0] += (f": {plural(outcome.new_contacts, 'new contact')}, "
                      f"{n(outcome.added_to_segment)} added to the segment")  # fmt: skip
     if outcome.enrolled or outcome.invites_sent or outcome.invites_waiting:
-        invites = f"{n(outcome.invites_sent)} invites sent"
+        invites = f"{plural(outcome.invites_sent, 'invite')} sent"
         if outcome.invites_waiting:
             invites += f" ({n(outcome.invites_waiting)} waiting)"
         parts.append(f"{n(outcome.enrolled)} enrolled in campaigns, {invites}")

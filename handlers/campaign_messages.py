@@ -30,7 +30,7 @@ from bot.campaigns.invites import stop_remedy
 from bot.campaigns.service import MAX_NAME, MAX_OFFER, MAX_SENDER, MAX_STORE_URL, CampaignSummary
 from handlers.enrollment_messages import RETRY_ADVICE, email_them_confirm
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import esc, n
+from handlers.messages import esc, n, plural
 from models import Campaign, CampaignState
 
 MAX_CAMPAIGNS_SHOWN = 20  # two blocks each: 40 of a message's 50, with room for the rest
@@ -85,11 +85,12 @@ def _campaign_text(summary: CampaignSummary) -> str:
         why = summary.stopped[-1][1]
         stopped = f"\n:warning: Sending stopped: {esc(why)}\n{RETRY_ADVICE[stop_remedy(why)]}"
     if summary.unsent_while_off:
-        stopped += (f"\n{n(summary.unsent_while_off)} advocates got no invite while the invite "
-                    "email was off: *Email them* sends theirs.")  # fmt: skip
+        stopped += (f"\n{plural(summary.unsent_while_off, 'advocate')} got no invite while the "
+                    "invite email was off: *Email them* sends theirs.")  # fmt: skip
     return (f"*{esc(c.name)}* · {state}\n"
             f"Targets: {_segments(summary.targets)} · Excluded: {_segments(summary.excluded)}\n"
-            f"{n(summary.advocates)} advocates · {n(summary.invites_sent)} invites sent · "
+            f"{plural(summary.advocates, 'advocate')} · "
+            f"{plural(summary.invites_sent, 'invite')} sent · "
             f"{invite_line(c)}{stopped}")[:3000]  # fmt: skip
 
 

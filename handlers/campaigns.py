@@ -54,7 +54,7 @@ from handlers.context import (
 )
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import esc, metadata
+from handlers.messages import esc, metadata, plural
 from handlers.placeholder import open_modal
 from handlers.respond import (
     Click,
@@ -191,7 +191,7 @@ async def _email_unsent(d: Deps, client: AsyncWebClient, click: Click) -> None:
     done = await email_unsent(d.db, click.team_id, campaign.id or 0)
     for enrollment_id in done.changed:  # a report in a thread says so too
         await d.notifier.enrollment_changed(click.team_id, enrollment_id)
-    note = (f"Sending {done.count:,} invites of {esc(campaign.name)}.{done.not_again()}"
+    note = (f"Sending {plural(done.count, 'invite')} of {esc(campaign.name)}.{done.not_again()}"
             if done.count else
             f"No invite of {esc(campaign.name)} was sent: the campaign had emailed all "
             f"{done.emailed_before:,} of those addresses before." if done.emailed_before else

@@ -17,7 +17,7 @@ from slack_sdk.models.blocks import (
 from bot.campaigns.invites import stop_remedy
 from bot.campaigns.reports import EnrollmentSummary
 from handlers.ids import Action, BlockId
-from handlers.messages import counted_option, esc, n, slack_date
+from handlers.messages import counted_option, esc, n, plural, slack_date
 from models import Campaign, CampaignState
 
 MAX_CHOICES = 100  # a select's menu holds at most 100 options
@@ -36,7 +36,7 @@ def email_them_confirm(count: int) -> ConfirmObject:
     """*Email them* (a campaign in the list, an enrollment's report) asks first: another tool
     may have invited these people while the invite email was off."""
     return ConfirmObject(title="Email them now?", confirm="Email them", deny="No",
-                         text=f"{n(count)} advocates got no invite because the invite email "
+                         text=f"{plural(count, 'advocate')} got no invite because the invite email "
                               "was off. If another tool (a Klaviyo flow) invited them "
                               "meanwhile, they get a second email.")  # fmt: skip
 
@@ -117,7 +117,7 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
                      f"undone with its advocates, or contacts deleted): {n(summary.advocates)} "
                      "remain")  # fmt: skip
     sent, queued, held = summary.count("sent"), summary.count("queued"), summary.count("held")
-    emailing = [f"{n(sent)} invites sent"]
+    emailing = [f"{plural(sent, 'invite')} sent"]
     stopped = bool(e.send_error and (held or queued))
     if stopped:
         emailing.append(f"{n(held + queued)} not sent yet")

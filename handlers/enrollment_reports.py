@@ -16,7 +16,7 @@ from bot.campaigns.reports import (
 from bot.imports.batches import neutralise
 from bot.once import first_time, forget
 from handlers.enrollment_messages import enrollment_report
-from handlers.messages import esc, file_stem
+from handlers.messages import esc, file_stem, plural
 from handlers.thread_reply import show_reply
 from models import Database, Enrollment
 
@@ -64,8 +64,8 @@ class EnrollmentReports:
                 channel=e.channel_id, thread_ts=e.thread_ts, content=out.getvalue(),
                 filename=f"{file_stem(campaign)}-invites-not-delivered.csv",
                 title=f"{campaign}: invites that failed or may not have arrived",
-                initial_comment=f"{count:,} invites of *{esc(campaign)}* failed or may not have "
-                                "arrived; this CSV says why.",
+                initial_comment=f"{plural(count, 'invite')} of *{esc(campaign)}* failed or may "
+                                "not have arrived; this CSV says why.",
             )  # fmt: skip
         except BaseException:
             await forget(self.db, team_id, key)

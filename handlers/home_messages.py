@@ -32,7 +32,7 @@ from bot.imports.undo import STOPPED, WAITING
 from bot.mailchimp.accounts import Connection
 from handlers.campaign_messages import STATE_LABEL
 from handlers.ids import Action
-from handlers.messages import esc, n, slack_date
+from handlers.messages import esc, n, plural, slack_date
 from models import BatchStatus, CampaignState, Segment, SegmentKind
 
 MAX_SEGMENTS_SHOWN = 10
@@ -108,10 +108,6 @@ def _more(hidden: int, what: str, where: str) -> list[Block]:
     return [_context(f"…and {n(hidden)} more {what}: {where}")]
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{n(count)} {word}{'' if count == 1 else 's'}"
-
-
 # ---- sections -------------------------------------------------------------------------------
 
 
@@ -173,7 +169,7 @@ def segment_blocks(segments: Sequence[SegmentRow], shown: int = MAX_SEGMENTS_SHO
     shown = max(1, min(shown, MAX_SEGMENTS_EVER))
     for row in segments[:shown]:
         kind = " _(every contact)_" if row.built_in else ""
-        blocks.append(_section(f"*{esc(row.name)}*{kind} · {_plural(row.contacts, 'contact')}"))
+        blocks.append(_section(f"*{esc(row.name)}*{kind} · {plural(row.contacts, 'contact')}"))
     more = more_value(min(shown + MORE_STEP, MAX_SEGMENTS_EVER), imports_shown)
     blocks += _show_more(_SEGMENT_PAGING, min(shown, len(segments)), len(segments) - shown,
                          more, more_value(MAX_SEGMENTS_SHOWN, imports_shown))  # fmt: skip
@@ -192,8 +188,8 @@ def campaign_line(summary: CampaignSummary) -> str:
     c = summary.campaign
     state = STATE_LABEL.get(CampaignState(c.state), esc(c.state))
     return (f"*{esc(c.name)}* · {state}\n"
-            f"Targets: {_targets(summary.targets)} · {_plural(summary.advocates, 'advocate')} · "
-            f"{_plural(summary.invites_sent, 'invite')} sent")  # fmt: skip
+            f"Targets: {_targets(summary.targets)} · {plural(summary.advocates, 'advocate')} · "
+            f"{plural(summary.invites_sent, 'invite')} sent")  # fmt: skip
 
 
 def campaign_blocks(campaigns: Sequence[CampaignSummary]) -> list[Block]:
@@ -215,16 +211,16 @@ def import_line(row: ImportRow) -> str:
     line = (f"*{esc(row.segment)}* · {status}\n"
             f"Requested {by_whom(row.requested_by)}" + (f" · {when}" if when else ""))  # fmt: skip
     if row.status in (BatchStatus.DONE, BatchStatus.UNDOING, BatchStatus.UNDONE):
-        line += (f"\n{_plural(row.new_contacts, 'new contact')}, "
+        line += (f"\n{plural(row.new_contacts, 'new contact')}, "
                  f"{n(row.added_to_segment)} added to the segment")  # fmt: skip
         if row.enrolled or row.invited:
             line += (f" · {n(row.enrolled)} enrolled as "
                      f"advocate{'' if row.enrolled == 1 else 's'}, "
-                     f"{_plural(row.invited, 'invite')} sent")  # fmt: skip
+                     f"{plural(row.invited, 'invite')} sent")  # fmt: skip
     elif row.status in (BatchStatus.CANCELLED, BatchStatus.IMPORTING) and (
         row.new_contacts or row.added_to_segment
     ):
-        line += (f"\nSo far: {_plural(row.new_contacts, 'new contact')}, "
+        line += (f"\nSo far: {plural(row.new_contacts, 'new contact')}, "
                  f"{n(row.added_to_segment)} added to the segment")  # fmt: skip
     elif row.status == BatchStatus.FAILED and row.error:
         line += f"\n{esc(row.error[:MAX_ERROR])}"

@@ -32,12 +32,13 @@ from slack_sdk.models.views import View
 
 from bot.audit import by_whom
 from bot.campaigns.preview import CampaignPreview
-from bot.contact_admin import MAX_QUERY, plural
+from bot.contact_admin import MAX_QUERY
 from bot.imports.batches import Totals
 from bot.imports.dry_run import DryRun
 from bot.imports.files import ENTRY_SEPARATOR
 from bot.imports.mapping import mappable
 from bot.imports.review import BatchView, ContactRow, describe_status
+from bot.words import plural
 from handlers.ids import Action, BlockId, Callback
 from models import BatchStatus, FileFormat, ImportBatch, ImportSource, SourceKind, SourceStatus
 
@@ -84,6 +85,10 @@ HELP = (
 
 def n(value: int) -> str:
     return f"{value:,}"
+
+
+def were(count: int) -> str:
+    return "was" if count == 1 else "were"
 
 
 
@@ -291,7 +296,7 @@ def _source_line(source: ImportSource, counts: Totals,
         return f"{title}\n:hourglass_flowing_sand: Reading…"
     if source.status == SourceStatus.FAILED:
         return f"{title}\n:warning: {esc(source.error) or 'Could not be read.'}"
-    parts = [f"{n(counts.valid)} valid", f"{n(counts.duplicates)} duplicates"]
+    parts = [f"{n(counts.valid)} valid", plural(counts.duplicates, "duplicate")]
     if skipped:  # a Mailchimp audience: members who aren't subscribed, by status
         by_status = sorted(skipped.items())
         parts.append("skipped: " + ", ".join(f"{n(c)} {esc(status)}" for status, c in by_status))
@@ -427,7 +432,7 @@ def preview_lines(previews: Sequence[CampaignPreview], prefix: str = "",
     used = 0
     for index, line in enumerate(lines):
         rest = len(lines) - index - 1
-        tail = len(_more_campaigns(rest)) + 1 if rest else 0
+        tail = len(prefix + _more_campaigns(rest)) + 1 if rest else 0  # its bullet too
         if used + len(line) + 1 + tail > room:
             shown.append(prefix + _more_campaigns(len(lines) - index))
             break
@@ -472,10 +477,12 @@ def review_message(view: BatchView, previews: Sequence[CampaignPreview] = (), *,
     if not view.sources:
         blocks.append(SectionBlock(text=MarkdownTextObject(text="_No contacts queued._")))
     blocks.append(DividerBlock())
-    summary = (f"*Total:* {n(totals.rows)} rows · *{n(totals.valid)} to import* · "
-               f"{n(totals.duplicates)} duplicates · {n(totals.rejected)} rejected")  # fmt: skip
+    summary = (f"*Total:* {plural(totals.rows, 'row')} · *{n(totals.valid)} to import* · "
+               f"{plural(totals.duplicates, 'duplicate')} · {n(totals.rejected)} rejected"
+               )  # fmt: skip
     if view.pending:
-        summary += f"\n:hourglass_flowing_sand: {view.pending} file(s) still being read."
+        summary += (f"\n:hourglass_flowing_sand: {plural(view.pending, 'file')} still being "
+                    "read.")  # fmt: skip
     blocks.append(SectionBlock(text=MarkdownTextObject(text=summary)))
     if draft and previews:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=preview_lines(previews))))
@@ -503,17 +510,20 @@ def dry_run_text(result: DryRun, segment: str) -> str:
     t = result.totals
     lines = [
         f"*Preview of importing into {esc(segment)}* (nothing was written)",
-        f"• {n(t.rows)} rows: *{n(t.valid)} valid*, {n(t.duplicates)} duplicates, "
-        f"{n(t.rejected)} rejected" + (f", {n(t.warnings)} warnings" if t.warnings else ""),
-        f"• {n(result.new_contacts)} new contacts, {n(result.existing_contacts)} already known",
+        f"• {plural(t.rows, 'row')}: *{n(t.valid)} valid*, {plural(t.duplicates, 'duplicate')}, "
+        f"{n(t.rejected)} rejected" + (f", {plural(t.warnings, 'warning')}" if t.warnings else ""),
+        f"• {plural(result.new_contacts, 'new contact')}, {n(result.existing_contacts)} already "
+        "known",
         f"• {n(result.added_to_segment)} would be added to the segment, "
-        f"{n(result.already_in_segment)} are already in it",
+        f"{n(result.already_in_segment)} {'is' if result.already_in_segment == 1 else 'are'} "
+        "already in it",
     ]  # fmt: skip
     if not result.campaigns:
         lines.append("• No live campaign targets this segment: nobody would be invited.")
     if result.pending_sources:
-        lines.append(f":hourglass_flowing_sand: {result.pending_sources} file(s) still being "
-                     "read are not counted yet.")  # fmt: skip
+        lines.append(f":hourglass_flowing_sand: {plural(result.pending_sources, 'file')} still "
+                     f"being read {'is' if result.pending_sources == 1 else 'are'} not counted "
+                     "yet.")  # fmt: skip
     head = "\n".join(lines)
     if result.campaigns:
         campaigns = preview_lines(result.campaigns, "• ", 3000 - len(head) - 1)
@@ -579,12 +589,13 @@ def _record(batch: ImportBatch) -> str:
     status = describe_status(batch)
     line = f"This import is {status}."
     if batch.status == BatchStatus.DONE:
-        line += (f" {n(batch.new_contacts)} new contacts, {n(batch.added_to_segment)} added to "
-                 f"the segment · finished {slack_date(batch.finished_at)}")  # fmt: skip
+        line += (f" {plural(batch.new_contacts, 'new contact')}, {n(batch.added_to_segment)} added "
+                 f"to the segment · finished {slack_date(batch.finished_at)}")  # fmt: skip
     elif batch.status == BatchStatus.FAILED and batch.error:
         line += f" {esc(batch.error[:500])}"
     elif batch.status == BatchStatus.CANCELLED and batch.approved_by:
-        line += f" {n(_processed(batch))} of {n(batch.valid)} contacts were imported before that."
+        line += (f" {n(_processed(batch))} of {plural(batch.valid, 'contact')} "
+                 f"{were(_processed(batch))} imported before that.")  # fmt: skip
     return line
 
 
@@ -614,24 +625,27 @@ def result_text(batch: ImportBatch, segment: str) -> str:
     if ended == BatchStatus.FAILED:
         text = f":x: The import into *{seg}* failed: {esc(batch.error) or 'unknown error'}"
         if batch.new_contacts or batch.added_to_segment:  # chunks applied before it stopped
-            text += (f"\nBefore it stopped, {n(batch.new_contacts)} new contacts were imported and "
-                     f"{n(batch.added_to_segment)} added to the segment; they stay.")  # fmt: skip
+            text += (f"\nBefore it stopped, {plural(batch.new_contacts, 'new contact')} "
+                     f"{were(batch.new_contacts)} imported and {n(batch.added_to_segment)} added "
+                     "to the segment; they stay.")  # fmt: skip
         return text
     if ended == BatchStatus.CANCELLED:
         who = f" {by_whom(batch.cancelled_by)}" if batch.cancelled_by else ""
         return (
             f":no_entry_sign: The import into *{seg}* was cancelled{who}: "
-            f"{n(_processed(batch))} of {n(batch.valid)} contacts imported before it was "
+            f"{n(_processed(batch))} of {plural(batch.valid, 'contact')} imported before it was "
             f"cancelled ({n(batch.new_contacts)} new, {n(batch.added_to_segment)} added to "
             "the segment). They stay in the segment."
         )
     return (
-        f":white_check_mark: Imported into *{seg}*: {n(batch.rows)} rows read, "
+        f":white_check_mark: Imported into *{seg}*: {plural(batch.rows, 'row')} read, "
         f"{n(batch.valid)} valid.\n"
-        f"• {n(batch.new_contacts)} new contacts, {n(batch.existing_contacts)} already known\n"
+        f"• {plural(batch.new_contacts, 'new contact')}, {n(batch.existing_contacts)} already "
+        "known\n"
         f"• {n(batch.added_to_segment)} added to the segment, "
-        f"{n(batch.already_in_segment)} were already in it\n"
-        f"• {n(batch.duplicates)} duplicates and {n(batch.rejected)} rejected rows skipped"
+        f"{n(batch.already_in_segment)} {were(batch.already_in_segment)} already in it\n"
+        f"• {plural(batch.duplicates, 'duplicate')} and {n(batch.rejected)} rejected "
+        f"{'row' if batch.rejected == 1 else 'rows'} skipped"
         + (" (the CSVs in this thread say why)" if batch.duplicates or batch.rejected else "")
     )
 

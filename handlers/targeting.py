@@ -25,7 +25,7 @@ from handlers.context import (
 )
 from handlers.enrollment_messages import campaign_options, go_live_first
 from handlers.ids import Action, BlockId
-from handlers.messages import esc
+from handlers.messages import esc, plural
 from handlers.routes import Routes
 from handlers.slack_errors import slack_error
 from models import BatchStatus, CampaignState, Enrollment, ImportBatch
@@ -133,8 +133,8 @@ async def _cancel_invites(d: Deps, client: AsyncWebClient, body: dict[str, Any])
     if not cancelled:
         raise Refusal("Too late: these invites have already left (or were cancelled).")
     await _redrawn_and_said(d, client, team_id, enrollment,
-                            f"<@{user_id}> cancelled {cancelled:,} invites; the advocates stay "
-                            "enrolled.")  # fmt: skip
+                            f"<@{user_id}> cancelled {plural(cancelled, 'invite')}; the advocates "
+                            "stay enrolled.")  # fmt: skip
 
 
 async def _redrawn_and_said(d: Deps, client: AsyncWebClient, team_id: str,
@@ -160,8 +160,8 @@ async def _email_unsent(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -
             raise Refusal("Nobody was emailed: the campaign's invite email is off. Turn it on "
                           "with *Edit* in `/referral campaign` first.")  # fmt: skip
         raise Refusal("Nobody is left to email: their invites are already on their way.")
-    said = (f"<@{user_id}> is sending {done.count:,} invites the invite email being off had "
-            f"held back.{done.not_again()}" if done.count else
+    said = (f"<@{user_id}> is sending {plural(done.count, 'invite')} the invite email being off "
+            f"had held back.{done.not_again()}" if done.count else
             f"<@{user_id}> chose to email the advocates the invite email being off had held "
             f"back: nobody was emailed, as the campaign had emailed all {done.emailed_before:,}"
             " of those addresses before.")  # fmt: skip

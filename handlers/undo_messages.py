@@ -20,15 +20,10 @@ from slack_sdk.models.views import View
 from bot.audit import by_whom
 from bot.imports.undo import UndoPlan, handed_on_words
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import esc, n, slack_date
+from handlers.messages import esc, n, plural, slack_date
 from models import ImportBatch
 
 REMOVE_ADVOCATES = "remove_advocates"  # the checkbox option's value
-
-
-def _many(count: int, noun: str) -> str:
-    """"1 contact", "2 contacts" (nouns with a plain -s plural)."""
-    return f"{n(count)} {noun}" + ("" if count == 1 else "s")
 
 
 def _section(text: str) -> SectionBlock:
@@ -50,12 +45,12 @@ def undone_text(batch: ImportBatch, segment: str) -> str:
     """"Undone by <@U>: 120 contacts removed from VIP, 80 deleted, 15 invites cancelled"."""
     text = (f":leftwards_arrow_with_hook: Import #{batch.id} was undone "
             f"{by_whom(batch.undone_by)}: "
-            f"{_many(batch.undo_removed, 'contact')} removed from *{esc(segment)}*"
+            f"{plural(batch.undo_removed, 'contact')} removed from *{esc(segment)}*"
             f"{handed_on_words(batch.undo_handed_on)}, "
-            f"{n(batch.undo_deleted)} deleted, {_many(batch.undo_invites_cancelled, 'invite')} "
+            f"{n(batch.undo_deleted)} deleted, {plural(batch.undo_invites_cancelled, 'invite')} "
             "cancelled")  # fmt: skip
     if batch.undo_advocates_removed:
-        text += (f", {_many(batch.undo_advocates_removed, 'advocate')} removed (their referral "
+        text += (f", {plural(batch.undo_advocates_removed, 'advocate')} removed (their referral "
                  "links no longer work)")  # fmt: skip
     return text + "."
 
@@ -104,17 +99,17 @@ def confirm_modal(plan: UndoPlan, *, metadata: str) -> View:
     seg = esc(plan.segment)
     lines = [
         f"*Undo import #{plan.batch_id} into {seg}?* It finished {slack_date(plan.finished_at)}.",
-        f"• Removes the {_many(plan.removes, 'contact')} this import added to *{seg}* "
+        f"• Removes the {plural(plan.removes, 'contact')} this import added to *{seg}* "
         "(contacts that were already there stay).",
-        *([f"• Keeps the {_many(plan.hands_on, 'contact')} it added that a later import into "
+        *([f"• Keeps the {plural(plan.hands_on, 'contact')} it added that a later import into "
            f"*{seg}* listed too: they stay there, as that import's (undoing it takes them "
            "out)."] if plan.hands_on else []),
-        f"• Deletes the {_many(plan.deletes, 'contact')} it created that "
+        f"• Deletes the {plural(plan.deletes, 'contact')} it created that "
         f"{'is' if plan.deletes == 1 else 'are'} in no other segment, with their referral "
         "links.",
         f"• Cancels invites still waiting to be sent to them ({n(plan.invites)} now"
         f"{_with_advocates(plan)}). Invites already sent stay sent.",
-        *([f"• Unsubscribes again the {_many(plan.unsubscribes, 'contact')} it re-subscribed "
+        *([f"• Unsubscribes again the {plural(plan.unsubscribes, 'contact')} it re-subscribed "
            "(they had said no before it; its file said yes)."] if plan.unsubscribes else []),
     ]  # fmt: skip
     if plan.excluding:  # leaving the segment ends their exclusion
@@ -124,11 +119,11 @@ def confirm_modal(plan: UndoPlan, *, metadata: str) -> View:
                      f"{'it' if len(plan.excluding) == 1 else 'they'} target are enrolled "
                      "then (and invited, where invites are on).")  # fmt: skip
     if plan.keeps:  # not among the deleted: say why they stay
-        lines.insert(3, f"• Keeps the {_many(plan.keeps, 'contact')} it created who "
+        lines.insert(3, f"• Keeps the {plural(plan.keeps, 'contact')} it created who "
                         "unsubscribed or were already sent an invite, in no segment, so that "
                         "no later import emails them (again).")  # fmt: skip
     option = Option(value=REMOVE_ADVOCATES,
-                    text=f"Also remove the {_many(plan.advocates, 'advocate')} it enrolled",
+                    text=f"Also remove the {plural(plan.advocates, 'advocate')} it enrolled",
                     description="Their referral links stop working.")  # fmt: skip
     blocks: list[Block] = [
         _section("\n".join(lines)),

@@ -160,8 +160,8 @@ async def test_dry_run_reports_every_count_and_writes_nothing(
     again = run(db_env, "import", "--dry-run", str(more), "--segment", "Launch")
     assert again.returncode == 0, again.stderr
     assert "Dry run: nothing was written" in again.stdout
-    assert "1 new contacts, 1 already known" in again.stdout
-    assert "1 would be added to the segment (1 are already in it)" in again.stdout
+    assert "1 new contact, 1 already known" in again.stdout
+    assert "1 would be added to the segment (1 is already in it)" in again.stdout
     async with db.begin() as conn:
         from sqlalchemy import text
 

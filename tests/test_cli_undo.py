@@ -162,7 +162,7 @@ async def test_undo_says_it_kept_the_contacts_a_later_import_listed(
     batch = await _import(shell, capsys, "VIP", "x@example.com", "a@example.com")
     later = await _import(shell, capsys, "VIP", "x@example.com", "b@example.com")
     assert await _main("undo", str(batch)) == 0
-    assert ("1 contacts removed from 'VIP' (1 kept: a later import listed them too), "
+    assert ("1 contact removed from 'VIP' (1 kept: a later import listed them too), "
             "1 deleted, 0 invites cancelled") in capsys.readouterr().out  # fmt: skip
     code, result = await _json(capsys, "undo", str(later))
     assert code == 0 and (result["removed"], result["kept_in_segment"], result["deleted"]) == (

@@ -87,6 +87,7 @@ from bot.jobs.queue import (
 )
 from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped, PermanentJobError
 from bot.notify import UNDO_FINISHED, UNDO_STOPPED, ImportNotifier, enqueue_report_in
+from bot.words import plural
 from models import BatchStatus, Database, ImportBatch, JobState
 from models.clock import utcnow
 from models.locks import lock_contacts
@@ -747,9 +748,10 @@ async def _record_result(conn: AsyncConnection, team_id: str, batch_id: int) -> 
     kept = unsubscribed_words(await kept_unsubscribed_in(conn, team_id, batch_id))
     listed = handed_on_words(handed)
     await record_in(conn, team_id, actor or "cli", Act.IMPORT_UNDONE, import_subject(batch_id),
-                    f"done: {removed:,} removed from {segment}{listed}, {deleted:,} contacts "
-                    f"deleted{kept}, {cancelled:,} invites cancelled, {advocates:,} advocates "
-                    "removed")  # fmt: skip
+                    f"done: {removed:,} removed from {segment}{listed}, "
+                    f"{plural(deleted, 'contact')} deleted{kept}, "
+                    f"{plural(cancelled, 'invite')} cancelled, "
+                    f"{plural(advocates, 'advocate')} removed")  # fmt: skip
 
 
 async def kept_unsubscribed_in(conn: AsyncConnection, team_id: str, batch_id: int) -> int:

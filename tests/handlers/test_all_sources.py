@@ -76,7 +76,7 @@ async def test_sources_past_the_30th_can_be_removed_and_mapped_from_slack(app: H
     assert len(review["blocks"]) <= 50
     assert "e30.csv" in shown and "e31.csv" not in shown
     assert "…and 5 more sources (counted in the total)" in shown
-    assert "*Total:* 35 rows · *34 to import* · 1 duplicates" in shown
+    assert "*Total:* 35 rows · *34 to import* · 1 duplicate " in shown
 
     # anyone may look; only the requester or a lead may change
     theirs = await _all_sources(app, review, STRANGER)

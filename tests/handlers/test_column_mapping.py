@@ -421,7 +421,7 @@ async def test_contacts_removed_by_hand_stay_removed_when_the_file_is_mapped_aga
     review = await _upload(app, "F0303", "work.csv", data)
     review = await _remap(app, review, email="1", first_name="2")
     (line,) = _source_lines(review)
-    assert "3 valid · 1 duplicates · 1 rejected" in line, line
+    assert "3 valid · 1 duplicate · 1 rejected" in line, line
     await _remove_contact(app, review, "Bob")  # the address: his second row, Robert, too
     (line,) = _source_lines(app.slack.message("C0001", review["ts"]))
     assert "2 valid · 0 duplicates · 1 rejected" in line, line

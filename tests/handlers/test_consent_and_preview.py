@@ -125,9 +125,9 @@ async def test_preview_only_reports_every_count_and_writes_nothing(app: Harness)
     assert preview["user"] == REP
     text = preview["text"]
     assert "nothing was written" in text
-    assert "4 rows: *2 valid*, 1 duplicates, 1 rejected" in text
-    assert "1 new contacts, 1 already known" in text
-    assert "1 would be added to the segment, 1 are already in it" in text
+    assert "4 rows: *2 valid*, 1 duplicate, 1 rejected" in text
+    assert "1 new contact, 1 already known" in text
+    assert "1 would be added to the segment, 1 is already in it" in text
     assert "Spring &lt;!channel&gt;" in text and "will be invited" in text
     after = {table: await _count(app, f"SELECT COUNT(*) FROM {table}") for table in before}
     assert after == before
@@ -230,4 +230,4 @@ def test_preview_only_names_every_live_campaign_or_counts_the_rest() -> None:
     assert "number 05" in six and "more live campaign" not in six
     shown = forty.count("• :mailbox_with_mail:")
     assert f"…and {40 - shown} more live campaign(s)" in forty and 5 < shown < 40
-    assert forty.endswith("still being read are not counted yet.") and len(forty) <= 3000
+    assert forty.endswith("1 file still being read is not counted yet.") and len(forty) <= 3000

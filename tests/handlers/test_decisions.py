@@ -125,7 +125,7 @@ async def test_a_customer_added_who_repeats_a_row_gets_the_skipped_rows_csv(
     await app.settle()
     rendered = json.dumps(app.slack.message("C0001", message["ts"])["blocks"],
                           ensure_ascii=False)  # fmt: skip
-    assert "JANE@example.com" in rendered and "0 valid · 1 duplicates" in rendered
+    assert "JANE@example.com" in rendered and "0 valid · 1 duplicate" in rendered
     shared = [u for u in app.slack.uploads if u.thread_ts == message["ts"] and u.completed
               and "JANE@example.com" in (u.initial_comment or "")]  # fmt: skip
     assert len(shared) == 1, [u.initial_comment for u in app.slack.uploads]

@@ -110,7 +110,7 @@ async def test_staged_rows_are_deleted_after_their_retention(app: Harness) -> No
 
     _, blocks = review_message(await load(app.db, "T0001", int(batch)))
     after = json.dumps([b.to_dict() for b in blocks])
-    for figure in ("2 valid", "1 duplicates", "1 rejected", "2 to import"):
+    for figure in ("2 valid", "1 duplicate ", "1 rejected", "2 to import"):
         assert figure in before and figure in after
 
 

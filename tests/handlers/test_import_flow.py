@@ -96,7 +96,7 @@ async def test_whole_flow_from_command_to_result_in_the_thread(app: Harness) -> 
     message = await _review(app)
     rendered = json.dumps(message["blocks"])
     assert "Q3 referrals" in rendered and "referrals_q3.csv" in rendered
-    assert "2 valid" in rendered and "1 duplicates" in rendered and "1 rejected" in rendered
+    assert "2 valid" in rendered and "1 duplicate " in rendered and "1 rejected" in rendered
     assert "solo@example.com" in rendered
     assert [d.token_sent for d in app.slack.downloads] == [True]
     skipped = app.slack.uploads[-1]  # the reviewer sees why rows will be skipped, before approving
@@ -127,6 +127,30 @@ async def test_whole_flow_from_command_to_result_in_the_thread(app: Harness) -> 
     assert app.slack.find_action(Action.APPROVE, "C0001") is None  # read-only now
     assert f"<@{LEAD}>" in json.dumps(record["blocks"])
     assert app.slack.block_errors == []
+
+
+async def test_one_customer_by_email_is_counted_in_the_singular(app: Harness) -> None:
+    """The form's one customer by email, approved: the thread read "1 rows read, 1 valid.
+    1 new contacts … 0 were already in it", and the review "*Total:* 1 rows"."""
+    view_id = await _open_modal(app)
+    await app.requests.view_submission(state_values=_form(segment="Solo", email="solo@example.com",
+                                                          first="Solo"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    message = await _review(app)
+    assert "*Total:* 1 row · *1 to import* · 0 duplicates · 0 rejected" in json.dumps(
+        message["blocks"], ensure_ascii=False)  # fmt: skip
+    await app.requests.block_action(Action.APPROVE, message["blocks"][-1]["elements"][2]["value"],
+                                    user_id=LEAD, message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    result = next(t for t in thread if t.startswith(":white_check_mark: Imported"))
+    assert result.startswith(":white_check_mark: Imported into *Solo*: 1 row read, 1 valid.\n"
+                             "• 1 new contact, 0 already known\n"
+                             "• 1 added to the segment, 0 were already in it\n"
+                             "• 0 duplicates and 0 rejected rows skipped"), result
+    record = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    assert "1 new contact, 1 added to the segment" in record, record
 
 
 async def test_the_skipped_rows_csv_in_the_thread_opens_in_excel_with_its_accents(

@@ -378,7 +378,7 @@ async def test_an_imports_outcome_is_counted_from_the_rows_after_a_contact_is_de
     home = json.dumps((await _open_home(app, LEAD))["blocks"])
     assert "1 enrolled as advocate, 1 invite sent" in home, home
     words = _all_text(await _command(app, f"audit import #{batch}"))
-    assert "1 enrolled in campaigns, 1 invites sent" in words, words
+    assert "1 enrolled in campaigns, 1 invite sent" in words, words
 
 
 async def test_an_imports_outcome_counts_the_campaign_targeted_from_its_thread(

@@ -686,7 +686,7 @@ async def test_two_overlapping_audiences_import_subscribed_members_once(build: B
         assert "<!channel>" not in rendered
         assert "skipped: 1 cleaned, 1 unsubscribed" in rendered
         assert "skipped: 1 pending, 1 unsubscribed" in rendered
-        assert "3 to import" in rendered and "1 duplicates" in rendered
+        assert "3 to import" in rendered and "1 duplicate " in rendered
 
         batch_id = find_element(message["blocks"], Action.APPROVE)[1]["value"]  # type: ignore[index]
         await app.requests.block_action(Action.APPROVE, batch_id, user_id=LEAD,
@@ -723,7 +723,7 @@ async def test_an_audience_the_draft_has_already_is_not_added_again(build: Build
         refs = await _count(app, "SELECT COUNT(*) FROM import_source WHERE ref = 'a1b2c3d4e5'")
         assert (refs, await _count(app, "SELECT COUNT(*) FROM import_source")) == (1, 2)
         rendered = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
-        assert "3 to import" in rendered and "1 duplicates" in rendered
+        assert "3 to import" in rendered and "1 duplicate " in rendered
         assert "skipped: 1 cleaned, 1 unsubscribed" in rendered
 
 

@@ -544,7 +544,7 @@ async def test_a_send_run_killed_handing_over_on_its_last_attempt_leaves_it_unce
                                 "sender_job = :j WHERE id = :i"), {"i": second, "j": job.id})
     await app.settle()
     rendered = _report_blocks(app, message)
-    assert "1 invites sent \\u00b7 1 may not have arrived" in rendered, rendered
+    assert "1 invite sent \\u00b7 1 may not have arrived" in rendered, rendered
     assert Action.RESEND_UNCERTAIN in rendered
 
 
