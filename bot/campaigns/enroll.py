@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.campaigns.codes import new_codes
-from bot.jobs.queue import enqueue_in
+from bot.jobs.queue import enqueue_in, take_running_in
 from models import CampaignState, Database, EnrollmentStatus, SegmentKind
 from models.clock import utcnow
 from models.locks import lock_contacts
@@ -56,15 +56,21 @@ class _Scope:
 
 
 
+_TAKE_STATUS = text("UPDATE enrollment SET status = status WHERE id = :e RETURNING status")
+_UNDER_WAY = (EnrollmentStatus.QUEUED, EnrollmentStatus.RUNNING)
+
+
 def send_after(start: datetime, hold_until: datetime | None, delay_days: int) -> datetime:
     """When an enrollment's invites are due: the campaign's delay after `start` (the
     enrollment), never before its hold ends. Enrolling and a later change of the delay
     (invites.reschedule_waiting_in) both go by it."""
     return max(hold_until or start, start + timedelta(days=delay_days))
 
-async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold_seconds: float
-                         ) -> EnrollResult:  # fmt: skip
-    """Enroll what the enrollment row asks for; a finished one just reports its counts.
+async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold_seconds: float,
+                         job_id: int | None = None) -> EnrollResult:  # fmt: skip
+    """Enroll what the enrollment row asks for; a finished one (done, or failed: an import's
+    whose job was cancelled) just reports its counts, and so does a run whose job `job_id`
+    was cancelled (`jobs cancel`) before it could take it.
 
     Queues the invites' send job in the same transaction, due when the hold window ends (or
     when a delayed invite is due).
@@ -85,9 +91,12 @@ async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold
                  "RETURNING state, invite_email, invite_delay_days"),
             {"c": campaign_id, "t": team_id},
         )).first()  # fmt: skip
-        status = (await conn.execute(text("SELECT status FROM enrollment WHERE id = :e"),
-                                     {"e": enrollment_id})).scalar_one()  # fmt: skip
-        if status == EnrollmentStatus.DONE:
+        # Taken, not read: a `jobs cancel` committed while this run waited above failed the
+        # enrollment, and a read made before it (PostgreSQL: at the statement's start) let the
+        # run enroll everyone and mark it done, its invites emailed. The job's row too: a
+        # targeting's enrollment stays queued when its job is cancelled (cancel.py).
+        status = (await conn.execute(_TAKE_STATUS, {"e": enrollment_id})).scalar_one()
+        if status not in _UNDER_WAY or not await take_running_in(conn, team_id, job_id):
             return await counts(conn, team_id, enrollment_id)
         if campaign is None or campaign[0] != CampaignState.LIVE:
             await _finish(conn, enrollment_id, 0, 0, error="The campaign isn't live: nobody was "

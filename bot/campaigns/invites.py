@@ -39,7 +39,7 @@ from bot.campaigns.reports import INVITE_EMAIL_OFF
 from bot.email.message import build_message, parse_sender
 from bot.email.render import Invite, render_invite
 from bot.email.send import MailSender, SendResult, SendStatus, SmtpSetupError
-from bot.jobs.queue import enqueue_in, lease_now
+from bot.jobs.queue import enqueue_in, lease_now, take_running_in
 from models import Database
 from models.clock import utcnow
 
@@ -373,7 +373,7 @@ async def send_invites(
     page = await _due(db, team_id, enrollment_id, after)
     if not page:  # nothing due (held, delayed, or all done): no connection at all
         async with db.begin() as conn:
-            if await _take_job_in(conn, team_id, job_id, lease_owner):
+            if await take_running_in(conn, team_id, job_id, lease_owner):
                 await _schedule_rest_in(conn, team_id, enrollment_id)
         return
     # A run that raises leaves the rest to its own job's retry (or, on its last attempt, to
@@ -443,12 +443,12 @@ async def send_invites(
     # a job cancelled while its last invite was in flight: its run neither queues another
     # nor ends the stop `jobs cancel` reported (Retry sending does); one another worker took
     # over is that worker's to finish. The job is taken in the transaction that queues the
-    # next run: checked in one of its own, a cancel committed between the two left that run
-    # queued, undoing the cancel.
+    # next run (take_running_in): checked in one of its own, a cancel committed between the
+    # two left that run queued, undoing the cancel.
     if cancelled:
         return
     async with db.begin() as conn:
-        if not await _take_job_in(conn, team_id, job_id, lease_owner):
+        if not await take_running_in(conn, team_id, job_id, lease_owner):
             return
         if not paused:  # going live again schedules them (schedule_waiting_in)
             await _schedule_rest_in(conn, team_id, enrollment_id)
@@ -504,26 +504,6 @@ async def _job_running(db: Database, team_id: str, job_id: int | None,
     async with db.begin() as conn:
         row = (await conn.execute(still, {"job": job_id, "t": team_id, "owner": owner})).first()
     return row is not None
-
-
-# The run's job, taken for the run's last writes (the next run queued, the stop ended): on
-# PostgreSQL its row stays locked until they commit, so a `jobs cancel` lands wholly before
-# them (the take finds the job cancelled) or after (and cancels the send job they queued:
-# cancel_send_jobs_in); on SQLite the two writers take turns.
-_TAKE_JOB = "UPDATE job SET updated_at = updated_at WHERE id = :job AND team_id = :t " \
-            "AND state = 'running'"
-_TAKE = {False: text(_TAKE_JOB + " RETURNING id"),
-         True: text(_TAKE_JOB + " AND lease_owner = :owner RETURNING id")}
-
-
-async def _take_job_in(conn: AsyncConnection, team_id: str, job_id: int | None,
-                       owner: str | None) -> bool:  # fmt: skip
-    """Like _job_running, but holding the job's row for the rest of the caller's
-    transaction (see _TAKE_JOB)."""
-    if job_id is None:
-        return True
-    params = {"job": job_id, "t": team_id, "owner": owner}
-    return (await conn.execute(_TAKE[owner is not None], params)).first() is not None
 
 
 _SEND_JOBS_WAITING = text("""
@@ -608,7 +588,7 @@ async def send_later(db: Database, team_id: str, enrollment_id: int, waited: int
     if waited >= SERVER_WAITS:
         return f"{_TURNED_AWAY}: {why}"
     async with db.begin() as conn:
-        if not await _take_job_in(conn, team_id, job_id, None):
+        if not await take_running_in(conn, team_id, job_id):
             return None  # cancelled meanwhile: nothing to send later
         await _enqueue_send(conn, team_id, enrollment_id, utcnow() + RETRY_BASE * 2 ** waited,
                             occasion=f"wait{waited + 1}",
@@ -644,12 +624,21 @@ async def stop_sending(db: Database, team_id: str, enrollment_id: int, why: str,
 # Not those of an enrollment whose sending stopped (send_error: its job cancelled by hand,
 # the mail settings refused, the server turned the bot away): editing the delay or going live
 # again restarted what someone had stopped on purpose; Retry sending is what restarts it.
-_WAITING = text("""
-    SELECT i.enrollment_id, MIN(i.send_after) AS due FROM invite i
-    WHERE i.team_id = :t AND i.campaign_id = :c AND i.state IN ('queued', 'held')
-      AND NOT EXISTS (SELECT 1 FROM enrollment e WHERE e.id = i.enrollment_id
-                      AND e.team_id = :t AND e.send_error IS NOT NULL)
-    GROUP BY i.enrollment_id
+# The enrollments' rows are taken (a conditional UPDATE), not only read: a `jobs cancel` of
+# a send job stops its enrollment's sending and then cancels its waiting send jobs
+# (cancel._stop_sending_in); read unlocked, an enrollment whose stop wasn't committed yet got
+# a job the cancel didn't see, which sent what had been stopped. Taken, one waits for the
+# other: after a stop this finds it stopped; before one, the cancel sees the job queued here.
+_TAKE_WAITING = text("""
+    UPDATE enrollment SET send_error = send_error
+    WHERE team_id = :t AND campaign_id = :c AND send_error IS NULL
+      AND id IN (SELECT enrollment_id FROM invite
+                 WHERE team_id = :t AND campaign_id = :c AND state IN ('queued', 'held'))
+    RETURNING id
+""")
+_WAITING_DUE = text("""
+    SELECT MIN(send_after) AS due FROM invite
+    WHERE team_id = :t AND enrollment_id = :e AND state IN ('queued', 'held')
 """).columns(due=UTCDateTime())
 
 
@@ -657,8 +646,11 @@ async def schedule_waiting_in(conn: AsyncConnection, team_id: str, campaign_id: 
     """A campaign goes live again: its invites that waited while it was paused get their
     send jobs (a run during the pause sent nothing and left none), in the caller's
     transaction."""
-    for enrollment_id, due in (await conn.execute(_WAITING, {"t": team_id,
-                                                             "c": campaign_id})).all():  # fmt: skip
+    taken = (await conn.execute(_TAKE_WAITING, {"t": team_id, "c": campaign_id})).scalars()
+    for enrollment_id in sorted(int(e) for e in taken):
+        due = (await conn.execute(_WAITING_DUE, {"t": team_id, "e": enrollment_id})).scalar()
+        if due is None:
+            continue
         # a key of its own: the run the pause stopped may be keyed to this very second
         await _enqueue_send(conn, team_id, enrollment_id, max(due, utcnow()), occasion="live")
 

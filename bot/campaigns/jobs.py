@@ -15,7 +15,8 @@ def enroll_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
         enrollment_id = int(ctx.payload["enrollment_id"])
         hold = settings.invite_hold_seconds if ctx.payload.get("hold", True) else 0
         try:
-            await run_enrollment(ctx.db, ctx.team_id, enrollment_id, hold_seconds=hold)
+            await run_enrollment(ctx.db, ctx.team_id, enrollment_id, hold_seconds=hold,
+                                 job_id=ctx.job.id)  # fmt: skip
         except JobStopped:
             raise
         except Exception as exc:

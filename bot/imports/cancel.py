@@ -155,9 +155,12 @@ async def _stop_sending_in(conn: AsyncConnection, team_id: str, enrollment_id: i
     """A cancelled send job leaves its invites queued: the report says sending stopped and
     offers Retry sending (nothing else would ever send them). The enrollment's other send
     jobs waiting to run are cancelled too: one its run queued as it ended (retries, delayed
-    invites), or a Resend's, sent anyway."""
+    invites), or a Resend's, sent anyway. The stop first: it takes the enrollment's row, which
+    going live again or a new invite delay takes before queuing its send job
+    (invites.schedule_waiting_in), so the cancel then sees that job."""
+    stopped = await stop_sending_in(conn, team_id, enrollment_id, SEND_JOB_CANCELLED)
     await cancel_send_jobs_in(conn, team_id, enrollment_id)
-    if await stop_sending_in(conn, team_id, enrollment_id, SEND_JOB_CANCELLED):
+    if stopped:
         await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
 
 

@@ -392,6 +392,27 @@ async def _update_owned(
         return result.rowcount == 1
 
 
+# A job's row taken for the rest of a transaction while it is still running (held by `owner`
+# if given): on PostgreSQL the row stays locked until the transaction ends, so a `jobs cancel`
+# (bot/imports/cancel.py, which takes the job's row first) lands wholly before it, and is
+# seen, or wholly after, and sees what it wrote.
+_TAKE_RUNNING = "UPDATE job SET updated_at = updated_at WHERE id = :job AND team_id = :t " \
+                "AND state = 'running'"
+_TAKE = {False: text(_TAKE_RUNNING + " RETURNING id"),
+         True: text(_TAKE_RUNNING + " AND lease_owner = :owner RETURNING id")}
+
+
+async def take_running_in(conn: AsyncConnection, team_id: str, job_id: int | None,
+                          owner: str | None = None) -> bool:  # fmt: skip
+    """Whether the job is still running (not cancelled; held by `owner` if given), its row
+    held for the rest of the caller's transaction; True without a job (work run outside
+    one)."""
+    if job_id is None:
+        return True
+    params = {"job": job_id, "t": team_id, "owner": owner}
+    return (await conn.execute(_TAKE[owner is not None], params)).first() is not None
+
+
 async def heartbeat(db: Database, job: Job, owner: str, lease_seconds: float) -> bool:
     return await _update_owned(db, job, owner, f"lease_expires_at = {_lease_until(db.is_sqlite)}",
                                **_lease_params(lease_seconds))  # fmt: skip

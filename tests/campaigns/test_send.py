@@ -29,6 +29,7 @@ from models.clock import utcnow
 from tests.campaigns.conftest import SECRET, TEAM, World, people
 from tests.conftest import BACKEND
 from tests.email.smtp_server import Handler, Server, smtp_server
+from tests.waiting import backend_pid, until_waiting_or_done
 
 LINKS = Links("https://bot.example", SECRET)
 
@@ -808,8 +809,6 @@ async def test_jobs_cancel_as_a_send_run_queues_its_next_run_leaves_none_queued(
         await conn.execute(text("UPDATE invite SET send_after = :at WHERE contact_id = (SELECT "
                                 "id FROM contact WHERE email = 'later@example.com')")
                            .bindparams(bindparam("at", type_=UTCDateTime())), {"at": later})
-    waiting = """SELECT pid FROM pg_stat_activity
-                 WHERE CAST(:pid AS integer) = ANY(pg_blocking_pids(pid))"""
     async with smtp_server() as server, world.db.engine.connect() as blocker:
         settings = Settings(_env_file=None, smtp_url=server.url,  # type: ignore[call-arg]
                             public_url="https://bot.example", secret_key=SECRET)
@@ -818,16 +817,13 @@ async def test_jobs_cancel_as_a_send_run_queues_its_next_run_leaves_none_queued(
         await blocker.begin()  # the key the run's next job will have, not committed
         await enqueue_in(blocker, TEAM, "blocker", {}, run_after=later,
                          dedupe_key=f"send:{enrollment}:{later:%Y%m%d%H%M%S}")  # fmt: skip
-        me = (await blocker.execute(text("SELECT pg_backend_pid()"))).scalar()
         job = int(str(await world.scalar("SELECT id FROM job WHERE kind = 'send_invites'")))
         run = asyncio.create_task(worker.run_until_idle())
-        run_pid = None
-        while run_pid is None:  # the run is queuing its next job
-            run_pid = await world.scalar(waiting, pid=me)
-            await asyncio.sleep(0.02)
+        # the run is queuing its next job; then the cancel is made, and is done or waits
+        run_pid = await until_waiting_or_done(world.db, await backend_pid(blocker), run)
+        assert run_pid is not None
         cancel = asyncio.create_task(cancel_job(world.db, TEAM, job))
-        while not cancel.done() and await world.scalar(waiting, pid=run_pid) is None:
-            await asyncio.sleep(0.02)  # cancelled, or waiting for the run's transaction
+        await until_waiting_or_done(world.db, run_pid, cancel)
         await blocker.rollback()
         cancelled = await cancel
         await run
@@ -837,6 +833,61 @@ async def test_jobs_cancel_as_a_send_run_queues_its_next_run_leaves_none_queued(
                               e=enrollment) == SEND_JOB_CANCELLED  # fmt: skip
     assert await world.rows("SELECT state, COUNT(*) FROM job WHERE kind = 'send_invites' "
                             "GROUP BY state ORDER BY state") == [("cancelled", 2)]  # fmt: skip
+
+
+# backends waiting for either of two (one waits behind the other for a row's lock)
+_WAITERS = """SELECT COUNT(*) FROM pg_stat_activity
+               WHERE pg_blocking_pids(pid) && ARRAY[CAST(:a AS integer), CAST(:b AS integer)]"""
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="needs two writers at once: row locks")
+@pytest.mark.parametrize("how", ["delay", "live"])
+async def test_jobs_cancel_as_a_lead_brings_the_invites_forward_leaves_them_stopped(
+    world: World, how: str,
+) -> None:  # fmt: skip
+    """`jobs cancel` of a send job stopped its enrollment's sending only after cancelling its
+    waiting send jobs, and a lead's change committed in between (the invite delay cut to 0,
+    or Go live after a pause) read the enrollment as not stopped and queued a send job the
+    cancel never saw: the invites it had stopped went out."""
+    from bot.campaigns.enroll import SEND_JOB
+    from bot.campaigns.invites import SEND_JOB_CANCELLED
+    from bot.campaigns.jobs import send_handler
+    from bot.imports.cancel import cancel_job
+    from bot.notify import Silent
+    from bot.settings import Settings
+
+    enrollment = await _enrolled(world, "a@example.com,A,en", invite_delay_days=7)
+    spring = int(str(await world.scalar("SELECT campaign_id FROM enrollment")))
+    if how == "live":
+        await service.set_state(world.db, TEAM, spring, CampaignState.PAUSED, requested_by="U1")
+    job = int(str(await world.scalar("SELECT id FROM job WHERE kind = 'send_invites'")))
+    async with world.db.engine.connect() as blocker:
+        await blocker.begin()  # holds the enrollment's row: the cancel waits at its stop
+        await blocker.execute(text("UPDATE enrollment SET send_error = send_error "
+                                   "WHERE id = :e"), {"e": enrollment})  # fmt: skip
+        holder = await backend_pid(blocker)
+        cancel = asyncio.create_task(cancel_job(world.db, TEAM, job))  # `jobs cancel`
+        cancelling = await until_waiting_or_done(world.db, holder, cancel)
+        assert cancelling is not None
+        lead = asyncio.create_task(
+            service.set_state(world.db, TEAM, spring, CampaignState.LIVE, requested_by="U1")
+            if how == "live" else  # another lead's Edit: invites now, not in a week
+            service.update_campaign(world.db, TEAM, spring, invite_delay_days=0))  # fmt: skip
+        while not lead.done() and await world.scalar(_WAITERS, a=holder, b=cancelling) < 2:
+            await asyncio.sleep(0.01)  # done before (the code before the fix), or waiting too
+        await blocker.rollback()
+        cancelled, _ = await asyncio.gather(cancel, lead)
+    assert cancelled is not None and cancelled.state == "cancelled"
+    async with smtp_server() as server:
+        settings = Settings(_env_file=None, smtp_url=server.url,  # type: ignore[call-arg]
+                            public_url="https://bot.example", secret_key=SECRET)
+        await Worker(world.db, {SEND_JOB: send_handler(settings, Silent())},
+                     WorkerConfig()).run_until_idle()  # fmt: skip
+    assert _received(server) == Counter()
+    assert await world.scalar("SELECT send_error FROM enrollment WHERE id = :e",
+                              e=enrollment) == SEND_JOB_CANCELLED  # fmt: skip
+    assert await world.scalar("SELECT COUNT(*) FROM job WHERE kind = 'send_invites' "
+                              "AND state = 'queued'") == 0  # fmt: skip
 
 
 async def test_a_provider_throttle_at_mail_from_waits_hours_not_seconds(world: World) -> None:
