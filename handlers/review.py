@@ -104,9 +104,13 @@ async def _cancel(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
 
 async def _preview_only(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                         batch_id: int, channel_id: str) -> None:  # fmt: skip
-    """Every count of approving now, to the person who asked only; nothing is written."""
+    """Every count of approving now, to the person who asked only; nothing is written. Only
+    while it is in review: on an import approved or rejected meanwhile it counted what
+    approving would do again ("0 would be added, 2 are already in it")."""
     await require_member(client, team_id, user_id)
     batch = await review.batch_of(d.db, team_id, batch_id)
+    if batch.status != BatchStatus.DRAFT:
+        raise ReviewError(f"This import is already {review.describe_status(batch)}.")
     segment = await get_segment(d.db, team_id, batch.segment_id)
     result = await dry_run(d.db, team_id, batch_id, segment.id)
     await client.chat_postEphemeral(channel=batch.channel_id or channel_id, user=user_id,

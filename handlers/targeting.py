@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns import service
 from bot.campaigns.invites import cancel_held, email_unsent, resend_uncertain, retry_sending
-from bot.imports.review import batch_of
+from bot.imports.review import batch_of, describe_status
 from bot.once import first_time, forget
 from handlers.context import (
     Deps,
@@ -40,8 +40,11 @@ async def _lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, ver
 
 async def _imported(d: Deps, team_id: str, batch_id: int) -> ImportBatch:
     batch = await batch_of(d.db, team_id, batch_id)
-    if batch.status != BatchStatus.DONE or not batch.channel_id or not batch.message_ts:
+    if not batch.channel_id or not batch.message_ts:
         raise Refusal("Only a finished import's contacts can be targeted from its thread.")
+    if batch.status != BatchStatus.DONE:  # undone since its thread offered this, say
+        raise Refusal("Only a finished import's contacts can be targeted from its thread: "
+                      f"this import is {describe_status(batch)}.")  # fmt: skip
     return batch
 
 

@@ -275,3 +275,19 @@ async def test_a_redraw_read_before_a_rejection_but_landing_after_it_is_drawn_ag
     await app.settle()
     assert app.slack.find_action(Action.APPROVE, "C0001") is None
     assert "rejected" in json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+
+
+async def test_preview_only_on_a_decided_import_says_how_it_was_decided(app: Harness) -> None:
+    """*Preview only* clicked on a review a lead had decided meanwhile counted what approving
+    would do again: "2 new contacts …" for a rejected import, "0 would be added, 2 are already
+    in it" for an imported one."""
+    for decision, told in ((Action.REJECT, "already rejected"),
+                           (Action.APPROVE, "already imported")):  # fmt: skip
+        message, batch = await _start(app, segment=f"VIP {decision}")
+        await app.requests.block_action(decision, batch, user_id=LEAD, message_ts=message["ts"])
+        await app.settle()
+        await app.requests.block_action(Action.PREVIEW_ONLY, batch, user_id=REP,
+                                        message_ts=message["ts"])  # fmt: skip
+        await app.settle()
+        said = app.slack.ephemerals[-1]["text"]
+        assert told in said and "would be added" not in said, said

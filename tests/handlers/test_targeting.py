@@ -808,3 +808,21 @@ async def test_editing_the_delay_doesnt_restart_sending_someone_stopped(app: Har
     assert list(app.settings.outbox_dir.glob("*.eml")) == []
     rendered = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
     assert "Sending stopped: its send job was cancelled." in rendered, rendered
+
+
+async def test_target_a_campaign_on_an_undone_import_says_it_was_undone(app: Harness) -> None:
+    """*Target a campaign* left in the thread of an import undone since: the refusal said
+    only a finished import's contacts can be targeted, of an import that had finished."""
+    from bot.imports.undo import request_undo
+
+    spring = await _campaign(app, "Spring", live=True)
+    message = await _imported(app)
+    batch = int(str(await _count(app, "SELECT MAX(id) FROM import_batch")))
+    await request_undo(app.db, "T0001", batch, LEAD, remove_advocates=True, window_days=7)
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch WHERE status = 'undone'") == 1
+    await _click_target(app, message, spring.id or 0)
+    await app.settle()
+    said = app.slack.ephemerals[-1]["text"]
+    assert "this import is imported (approved by <@U0002>), then undone by <@U0002>." in said
+    assert await _count(app, "SELECT COUNT(*) FROM enrollment") == 0
