@@ -63,14 +63,23 @@ async def open_contacts(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 async def _update(body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any], *,
                   query: str | None = None, offset: int | None = None,
                   written: bool = False) -> int:  # fmt: skip
-    """Redraw the list; `written`: after a removal (see redraw_after_write)."""
+    """Redraw the list; `written`: after a removal (see redraw_after_write), whose click was
+    checked already. A page or a search is checked here: opening the list checks that the
+    person is a member of the workspace, and a click in the list showed its contacts to
+    anyone (a view left over, or forged)."""
     meta = _meta(body)
     batch_id = id_in(meta.get("batch"), "an import")
+    if not written:
+        await require_member(client, team_of(body), body["user"]["id"])
+    # the search and the page as the list wrote them; any other shape starts afresh (a
+    # query that wasn't text, an offset that wasn't a number failed the redraw after a Remove)
+    kept_query = meta.get("query") if isinstance(meta.get("query"), str) else ""
+    kept_offset = digits(meta.get("offset")) or 0
 
     async def render() -> View:
         return await _render(context, team_of(body), batch_id,
-                             meta.get("query", "") if query is None else query,
-                             meta.get("offset", 0) if offset is None else offset)  # fmt: skip
+                             kept_query[:MAX_QUERY] if query is None else query,
+                             kept_offset if offset is None else offset)  # fmt: skip
 
     if written:
         await redraw_after_write(client, body["view"]["id"], render,

@@ -29,7 +29,6 @@ The status is ephemeral, so after a change it is replaced through the click's `r
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -55,6 +54,7 @@ from handlers.context import (
     Deps,
     Refusal,
     deps,
+    form_meta,
     is_lead,
     leads_only,
     role_in,
@@ -286,8 +286,8 @@ async def _after_connect(d: Deps, client: AsyncWebClient, team_id: str, user_id:
 
 
 async def _finish_check(d: Deps, client: AsyncWebClient, checking: asyncio.Task[Any],
-                        view_id: str, team_id: str, user_id: str,
-                        meta: str) -> None:  # fmt: skip
+                        view_id: str, team_id: str, user_id: str, meta: str,
+                        url: str) -> None:  # fmt: skip
     """The slow path: the modal says "Checking…" until the ping answers, then the result."""
     outcome: Connection | str = await checking
     if isinstance(outcome, str):
@@ -295,7 +295,7 @@ async def _finish_check(d: Deps, client: AsyncWebClient, checking: asyncio.Task[
             raise Refusal(f"Mailchimp wasn't connected: {esc(outcome)}")  # closed: told by DM
         return
     await _replace_modal(client, view_id, connected_modal(outcome))
-    await _after_connect(d, client, team_id, user_id, json.loads(meta).get("url") or "")
+    await _after_connect(d, client, team_id, user_id, url)
 
 
 async def on_key_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
@@ -303,7 +303,12 @@ async def on_key_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
     """Check who, then the key (inline error if Mailchimp answers in time), then save."""
     d = deps(context)
     team_id, user_id = team_of(body), body["user"]["id"]
-    meta = view.get("private_metadata") or "{}"
+    # read before anything: metadata of another shape (an older release's form, forged)
+    # failed after the key was saved, the person told "Something went wrong" though connected
+    read = await form_meta(ack, view, "Mailchimp")
+    if read is None:
+        return
+    meta, url = view.get("private_metadata") or "{}", str(read.get("url") or "")
     refusal = await _why_not(d, team_id, await is_lead(d, client, team_id, user_id))
     if refusal:
         await ack(response_action="update", view=refused_modal(refusal).to_dict())
@@ -317,16 +322,15 @@ async def on_key_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
     done, _ = await asyncio.wait({checking}, timeout=INLINE_WAIT)
     if not done:
         await ack(response_action="update", view=checking_modal().to_dict())
-        d.later.run(_finish_check(d, client, checking, view["id"], team_id, user_id, meta),
-                    client, body)  # fmt: skip
+        d.later.run(_finish_check(d, client, checking, view["id"], team_id, user_id, meta,
+                                  url), client, body)  # fmt: skip
         return
     outcome = checking.result()
     if isinstance(outcome, str):
         await ack(response_action="errors", errors={BlockId.MAILCHIMP_KEY: outcome})
         return
     await ack(response_action="update", view=connected_modal(outcome).to_dict())
-    d.later.run(_after_connect(d, client, team_id, user_id, json.loads(meta).get("url") or ""),
-                client, body)  # fmt: skip
+    d.later.run(_after_connect(d, client, team_id, user_id, url), client, body)
 
 
 # ---- Disconnect -----------------------------------------------------------------------------

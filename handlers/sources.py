@@ -81,7 +81,13 @@ async def page(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     await ack()
     d = deps(context)
     offset = digits(body["actions"][0].get("value")) or 0
-    d.later.run(_redraw(d, client, body, offset), client, body)
+
+    async def work() -> None:
+        # as opening the list checks: a page showed the import's files to anyone
+        await require_member(client, team_of(body), body["user"]["id"])
+        await _redraw(d, client, body, offset)
+
+    d.later.run(work(), client, body)
 
 
 async def remove(ack: Any, body: dict[str, Any], client: AsyncWebClient,

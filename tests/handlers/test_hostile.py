@@ -507,3 +507,54 @@ async def test_a_form_whose_metadata_isnt_ours_is_told_to_reopen_in_the_form(
         e["text"] for e in app.slack.ephemerals]  # fmt: skip
     assert not [t for t in told if "Something went wrong" in t], told
     assert await _count(app, "SELECT COUNT(*) FROM import_batch") == before
+
+
+@pytest.mark.parametrize(("action", "shape"), [(Action.PAGE, {"query": ["a"]}),
+                                               (Action.REMOVE_CONTACT, {"offset": "x"})])
+async def test_review_contacts_metadata_of_another_shape_is_not_a_crash(
+    app: Harness, caplog: pytest.LogCaptureFixture, action: str, shape: dict,
+) -> None:  # fmt: skip
+    """*Review contacts* read its list's search and page from the metadata as they came: a
+    query that wasn't text or an offset that wasn't a number failed the redraw with an ERROR
+    and "Something went wrong… may not have gone through", after a Remove had been made."""
+    message, batch = await _start(app)
+    await app.requests.block_action(Action.REVIEW_CONTACTS, batch, user_id=REP,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    modal = app.slack.open_views(REP)[-1]
+    row = next(b for b in modal["blocks"]
+               if b.get("accessory", {}).get("action_id") == Action.REMOVE_CONTACT)
+    value = row["accessory"]["value"] if action == Action.REMOVE_CONTACT else "10"
+    meta = json.dumps({"batch": int(batch), **shape})
+    with caplog.at_level(logging.INFO):
+        await app.requests.block_action(action, value, user_id=REP,
+                                        view=dict(modal, private_metadata=meta))  # fmt: skip
+        await app.settle()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    told = [m.get("text", "") for m in app.slack.messages] + [
+        e["text"] for e in app.slack.ephemerals]  # fmt: skip
+    assert not [t for t in told if "Something went wrong" in t], told
+
+
+@pytest.mark.parametrize(("opener", "click", "value", "secret"), [
+    (Action.SOURCES_OPEN, Action.SOURCES_NEXT, "0", "q3.csv"),
+    (Action.REVIEW_CONTACTS, Action.SEARCH, "", "example.com"),
+    (Action.REVIEW_CONTACTS, Action.PAGE, "0", "example.com")])  # fmt: skip
+async def test_an_outsider_paging_a_list_left_open_sees_nothing(
+    app: Harness, opener: str, click: str, value: str, secret: str,
+) -> None:  # fmt: skip
+    """Opening *All sources* or *Review contacts* checks that the person is a member of the
+    workspace; paging or searching in the list didn't, and showed the import's files or its
+    contacts' names and addresses to a member of another organisation."""
+    app.slack.users[OUTSIDER] = {"team_id": OTHER_ORG}
+    message, batch = await _start(app)
+    await app.requests.block_action(opener, f"{batch}:0" if opener == Action.SOURCES_OPEN
+                                    else batch, user_id=REP, message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    modal = app.slack.open_views(REP)[-1]
+    blank = [{"type": "section", "text": {"type": "mrkdwn", "text": "x"}}]
+    app.slack.views[modal["id"]]["blocks"] = blank
+    await app.requests.block_action(click, value, user_id=OUTSIDER,
+                                    view=dict(modal, blocks=blank))  # fmt: skip
+    await app.settle()
+    assert secret not in json.dumps(app.slack.views[modal["id"]]["blocks"])

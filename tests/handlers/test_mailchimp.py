@@ -869,3 +869,28 @@ async def test_a_member_of_another_organisation_is_not_shown_the_connection(
         assert answer["text"] == "Only members of this workspace can see its Mailchimp connection."
         assert "Bistro" not in json.dumps(answer) and "@" not in json.dumps(answer)
         assert "Mailchimp is connected" in json.dumps(await _status(app))  # members still do
+
+
+@pytest.mark.parametrize("meta", ["garbage", "[]"])
+async def test_a_key_form_whose_metadata_isnt_ours_is_told_to_reopen_before_saving(
+    build: Callable[..., AbstractAsyncContextManager[Harness]],
+    caplog: pytest.LogCaptureFixture, meta: str,
+) -> None:  # fmt: skip
+    """The key form read its metadata (an older release's shape, or forged) only after the
+    key was checked and saved: the lead was told "Something went wrong… may not have gone
+    through" of a connection made, and an ERROR was logged. Now the form says to open it
+    again before anything is saved."""
+    async with build(secret_key="test-secret") as app:
+        view = {"id": "V0META", "type": "modal", "callback_id": Callback.MAILCHIMP_KEY,
+                "blocks": [], "private_metadata": meta, "state": {"values": _key(KEY)}}
+        with caplog.at_level(logging.INFO):
+            reply = await app.requests.view_submission(Callback.MAILCHIMP_KEY, _key(KEY),
+                                                       view=view, user_id=LEAD)  # fmt: skip
+            await app.settle()
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+        assert reply.body["response_action"] == "update", reply.body
+        assert "out of date" in json.dumps(reply.body["view"])
+        told = [m.get("text", "") for m in app.slack.messages] + [
+            e["text"] for e in app.slack.ephemerals]  # fmt: skip
+        assert not [t for t in told if "Something went wrong" in t], told
+        assert await accounts.connection(app.db, "T0001") is None
