@@ -32,10 +32,11 @@ from bot.campaigns.reports import (
 from bot.email.message import parse_sender
 from bot.imports.addresses import normalize_email
 from bot.jobs.queue import enqueue_in
-from bot.notify import enqueue_enrollment_report_in
+from bot.notify import BATCH_CHANGED, enqueue_enrollment_report_in, enqueue_report_in
 from bot.workspaces import get_segment, segment_key, too_long_compared
 from models import (
     Advocate,
+    BatchStatus,
     Campaign,
     CampaignSegment,
     CampaignState,
@@ -233,6 +234,8 @@ async def update_campaign(db: Database, team_id: str, campaign_id: int, *,
         if result.rowcount == 1:
             for enrollment_id in sorted(redraw):
                 await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
+            if before is not None and before[1] == CampaignState.LIVE:
+                await redraw_reviews_in(conn, team_id)
     if result.rowcount != 1:
         raise CampaignError("That campaign doesn't exist in this workspace.")
     return await get_campaign(db, team_id, campaign_id)
@@ -426,6 +429,7 @@ async def target(db: Database, team_id: str, campaign_id: int, segment_id: int, 
         await _set_role(conn, team_id, campaign_id, segment.id or 0, SegmentRole.TARGET)
         if state != CampaignState.LIVE:
             return None
+        await redraw_reviews_in(conn, team_id)
         pending = await _pending_in(conn, team_id, campaign_id, segment.id or 0,
                                     thread=thread, hold=hold, queue_job=queue_job)  # fmt: skip
         if pending is not None:
@@ -457,9 +461,11 @@ async def exclude(db: Database, team_id: str, campaign_id: int, segment_id: int)
                             "campaign nobody to enroll. Exclude a segment of the contacts to "
                             "leave out instead.")  # fmt: skip
     async with db.begin() as conn:
-        await _take(conn, team_id, campaign_id)
+        state = await _take(conn, team_id, campaign_id)
         await _segment_stays(conn, team_id, segment.id or 0)
         await _set_role(conn, team_id, campaign_id, segment.id or 0, SegmentRole.EXCLUDE)
+        if state == CampaignState.LIVE:
+            await redraw_reviews_in(conn, team_id)
         stopped = await conn.execute(_STOP_EXCLUDED, {
             "c": campaign_id, "t": team_id, "s": segment.id, "now": utcnow(),
             "why": excluded_reason(segment.name)})  # fmt: skip
@@ -505,6 +511,7 @@ async def set_state(db: Database, team_id: str, campaign_id: int, state: Campaig
                            {"s": state, "c": campaign_id, "t": team_id})  # fmt: skip
         if before != state:
             await _redraw_waiting_in(conn, team_id, campaign_id)
+            await redraw_reviews_in(conn, team_id)
         if state != CampaignState.LIVE:
             return None
         if before == CampaignState.LIVE:  # going live again: its enrollment if unfinished
@@ -520,6 +527,22 @@ async def set_state(db: Database, team_id: str, campaign_id: int, state: Campaig
         return await _enroll_in(conn, team_id, campaign_id, segment_id=None, batch_id=None,
                                 requested_by=requested_by, thread=thread, hold=hold,
                                 queue_job=queue_job)  # fmt: skip
+
+
+# The workspace's reviews still waiting for a lead, on a message: each shows whom every live
+# campaign targeting its segment will invite, and asks to confirm consent when one does.
+_OPEN_REVIEWS = text("SELECT id FROM import_batch WHERE team_id = :t AND status = :draft "
+                     "AND message_ts IS NOT NULL ORDER BY id")
+
+
+async def redraw_reviews_in(conn: AsyncConnection, team_id: str) -> None:
+    """Open reviews are drawn again, in a job, after a campaign changes what they preview
+    (goes live or pauses, is edited, targets or excludes a segment while live): going live
+    left a review with no *Confirm consent* button while Approve asked for it, and a pause
+    or the invite email turned off left "2 will be invited" on it."""
+    params = {"t": team_id, "draft": BatchStatus.DRAFT}
+    for (batch_id,) in (await conn.execute(_OPEN_REVIEWS, params)).all():
+        await enqueue_report_in(conn, team_id, int(batch_id), BATCH_CHANGED)
 
 
 async def _redraw_waiting_in(conn: AsyncConnection, team_id: str, campaign_id: int) -> None:

@@ -231,3 +231,60 @@ def test_preview_only_names_every_live_campaign_or_counts_the_rest() -> None:
     shown = forty.count("• :mailbox_with_mail:")
     assert f"…and {40 - shown} more live campaign(s)" in forty and 5 < shown < 40
     assert forty.endswith("1 file still being read is not counted yet.") and len(forty) <= 3000
+
+
+async def test_an_open_review_is_drawn_again_when_a_campaign_goes_live_or_pauses(
+    app: Harness,
+) -> None:  # fmt: skip
+    """A review was drawn once, with the live campaigns of that moment: a campaign targeting
+    its segment that went live left it with no *Confirm consent* button while Approve asked
+    for one (the lead couldn't approve), and a pause left "2 will be invited" on it."""
+    from bot.campaigns import service
+    from tests.fakes.slack_api import find_element
+    from tests.handlers.test_decisions import _start
+
+    message, batch = await _start(app)  # a review into VIP, no campaign yet
+    assert find_element(message["blocks"], Action.CONFIRM_CONSENT) is None
+    vip = await find_segment(app.db, "T0001", "VIP")
+    spring = await service.create_campaign(app.db, "T0001", "Spring",
+                                           store_url="https://shop.example")  # fmt: skip
+    await service.target(app.db, "T0001", spring.id or 0, vip.id or 0, requested_by=LEAD)
+    await app.click_in(await app.listing("campaign"), Action.CAMPAIGN_LIVE, str(spring.id))
+    await app.settle()
+    now = app.slack.message("C0001", message["ts"])
+    assert find_element(now["blocks"], Action.CONFIRM_CONSENT) is not None
+    await app.requests.block_action(Action.CONFIRM_CONSENT, batch, user_id=LEAD,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    assert "will be invited" in json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    await app.click_in(await app.listing("campaign"), Action.CAMPAIGN_PAUSE, str(spring.id))
+    await app.settle()
+    after = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    assert "will be invited" not in after, after
+
+
+async def test_an_open_review_is_drawn_again_when_a_live_campaign_stops_its_invites(
+    app: Harness,
+) -> None:  # fmt: skip
+    """Edit turning a live campaign's invite email off left "1 will be invited" on a review
+    waiting for a lead."""
+    from bot.campaigns import service
+    from tests.handlers.test_campaigns import _form as campaign_form
+
+    segment_id = await _vip_targeted_by_live_campaign(app)
+    view_id = await _open_modal(app)
+    await app.requests.view_submission(
+        state_values=_choose(_form(email="new@example.com", consent=True), segment_id),
+        view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    message = await _review(app)
+    assert "will be invited*" in json.dumps(message["blocks"])
+    spring = (await service.list_campaigns(app.db, "T0001"))[0].campaign
+    await app.click_in(await app.listing("campaign"), Action.CAMPAIGN_EDIT, str(spring.id))
+    modal = app.slack.open_views(LEAD)[-1]
+    await app.requests.view_submission(state_values=campaign_form(name=spring.name, invite=False),
+                                       view_id=modal["id"], user_id=LEAD)  # fmt: skip
+    await app.settle()
+    assert not (await service.get_campaign(app.db, "T0001", spring.id or 0)).invite_email
+    now = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    assert "*0 will be invited* \\u00b7 1 enrolled without email (invite email off)" in now, now
