@@ -84,6 +84,7 @@ from bot.jobs.queue import (
     find_by_key,
     live_workers,
     stale_after,
+    take_running_in,
 )
 from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped, PermanentJobError
 from bot.notify import UNDO_FINISHED, UNDO_STOPPED, ImportNotifier, enqueue_report_in
@@ -650,10 +651,14 @@ class _Tally:
 
 
 async def run_undo(db: Database, team_id: str, batch_id: int, *, chunk_size: int = UNDO_CHUNK,
-                   progress: Progress | None = None) -> ImportBatch:  # fmt: skip
+                   progress: Progress | None = None,
+                   job: tuple[int | None, str | None] = (None, None)) -> ImportBatch:  # fmt: skip
     """Do (or finish) the undo of a batch that is `undoing`; an undone one is returned as is.
 
-    Safe to run again after a crash at any point, and beside another run of itself."""
+    `job`: the job this run is and its runner (worker or shell); once it is no longer theirs
+    (`jobs cancel`, a worker that took it over) the run stops at its next range, the batch
+    still `undoing`. Safe to run again after a crash at any point, and beside another run of
+    itself."""
     batch = await get_batch(db, team_id, batch_id)
     if batch is None:
         raise UndoError(f"Import #{batch_id} doesn't exist in this workspace.")
@@ -663,7 +668,7 @@ async def run_undo(db: Database, team_id: str, batch_id: int, *, chunk_size: int
         raise UndoError(f"Import #{batch_id} is {batch.status}: there is no undo to run.")
     chunk = max(1, min(chunk_size, UNDO_CHUNK))
     params = {"t": team_id, "b": batch_id, "s": batch.segment_id, "n": chunk,
-              "why": undone_reason(batch_id)}  # fmt: skip
+              "why": undone_reason(batch_id), "job": job[0], "owner": job[1]}  # fmt: skip
     # memberships dealt with: removed, or handed on to a later import
     removed = batch.undo_removed + batch.undo_handed_on
 
@@ -693,11 +698,17 @@ async def run_undo(db: Database, team_id: str, batch_id: int, *, chunk_size: int
     await _by_ranges(db, params, _LISTED_HI, listings)  # 3. its own listings
     await _by_ranges(db, params, _RESUBSCRIBED_HI, consent)  # 4. the consent it gave
     async with db.begin() as conn:
+        if not await take_running_in(conn, team_id, job[0], job[1]):
+            return await _as_it_stands(db, team_id, batch_id)  # cancelled after the last range
         if (await conn.execute(_FINISH, {**params, "now": utcnow()})).rowcount == 1:
             await _record_result(conn, team_id, batch_id)
             # its contacts left the segment: a live campaign excluding it may enroll them now
             await enroll_when_exclusion_ends_in(conn, team_id, batch.segment_id,
                                                 batch.undone_by or batch.requested_by)
+    return await _as_it_stands(db, team_id, batch_id)
+
+
+async def _as_it_stands(db: Database, team_id: str, batch_id: int) -> ImportBatch:
     done = await get_batch(db, team_id, batch_id)
     assert done is not None
     return done
@@ -764,8 +775,13 @@ async def kept_unsubscribed_in(conn: AsyncConnection, team_id: str, batch_id: in
 async def _hold(conn: AsyncConnection, params: dict[str, Any]) -> bool:
     """Take the batch's row for this chunk while it is being undone (else stop quietly),
     after the workspace's contacts lock: the chunk deletes contacts that no import or
-    enrollment under way may attach rows to meanwhile (models/locks.py)."""
+    enrollment under way may attach rows to meanwhile (models/locks.py). And the run's job
+    while it is still the run's: `jobs cancel` of a shell's undo said "cancelled" and the
+    undo went on to the end (a worker's stopped at its next progress report, which the last
+    steps don't make)."""
     await lock_contacts(conn, params["t"], exclusive=True)
+    if not await take_running_in(conn, params["t"], params["job"], params["owner"]):
+        return False
     return (await conn.execute(_HOLD, {**params, "now": utcnow()})).rowcount == 1
 
 
@@ -835,7 +851,7 @@ def undo_handler(chunk_size: int, notifier: ImportNotifier | None = None) -> Han
 
         try:
             batch = await run_undo(ctx.db, ctx.team_id, batch_id, chunk_size=chunk_size,
-                                   progress=progress)  # fmt: skip
+                                   progress=progress, job=(ctx.job.id, ctx.owner))  # fmt: skip
         except UndoError as exc:
             raise PermanentJobError(str(exc)) from None
         except JobStopped:
@@ -880,7 +896,11 @@ async def undo_now(db: Database, team_id: str, batch_id: int, actor: str, *,
         raise UndoError(f"A worker is undoing import #{batch_id} now: `referral-bot jobs` "
                         "follows it.")  # fmt: skip
     async with running_here(db, team_id, job.id, owner, lease_seconds):
-        batch = await run_undo(db, team_id, batch_id, chunk_size=chunk_size)
+        batch = await run_undo(db, team_id, batch_id, chunk_size=chunk_size,
+                               job=(job.id, owner))  # fmt: skip
+        if batch.status != BatchStatus.UNDONE:  # its job cancelled meanwhile (`jobs cancel`)
+            raise UndoError(f"The undo of import #{batch_id} was cancelled part way: "
+                            f"`referral-bot undo {batch_id}` finishes it.")  # fmt: skip
         # before the job ends: failing (or killed) here, the job goes back to the workers,
         # whose run reports it (the report is made once, whoever queues it)
         async with db.begin() as conn:

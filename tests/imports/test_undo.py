@@ -362,6 +362,43 @@ async def test_a_shell_undo_that_could_not_queue_its_report_leaves_it_to_a_worke
     assert [json.loads(r[0])["event"] for r in reports] == ["undo_finished"]
 
 
+# `jobs cancel` of the undo's job, committed with the first chunk (as if made just after it)
+_CANCEL_WITH_FIRST_CHUNK = {
+    "sqlite": ["CREATE TRIGGER cancel_undo AFTER DELETE ON segment_member BEGIN "
+               "UPDATE job SET state = 'cancelled' WHERE kind = 'undo_import' "
+               "AND state = 'running'; END"],
+    "postgresql": ["CREATE FUNCTION cancel_undo() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$ BEGIN UPDATE job SET state = 'cancelled' WHERE kind = 'undo_import' "
+                   "AND state = 'running'; RETURN NULL; END $$",
+                   "CREATE TRIGGER cancel_undo AFTER DELETE ON segment_member "
+                   "FOR EACH ROW EXECUTE FUNCTION cancel_undo()"],
+}  # fmt: skip
+
+
+async def test_a_shell_undo_whose_job_is_cancelled_stops_at_its_next_chunk(
+    db: Database,
+) -> None:
+    """`jobs cancel` of the job of `referral-bot undo N` said "cancelled", and the undo went
+    on to the end ("undone", everyone out of the segment): only the batch's state stopped a
+    chunk, and the shell's run has no progress report to stop at. It stops at its next chunk
+    now, says so, and `undo N` again finishes it."""
+    await ensure_workspace(db, TEAM)
+    batch = await _import(db, "VIP", "a@example.com", "b@example.com", "c@example.com")
+    async with db.begin() as conn:
+        for statement in _CANCEL_WITH_FIRST_CHUNK[db.dialect]:
+            await conn.execute(text(statement))
+    with pytest.raises(UndoError, match="was cancelled part way: `referral-bot undo"):
+        await undo_now(db, TEAM, batch, "cli", remove_advocates=False, window_days=WEEK,
+                       chunk_size=1)  # fmt: skip
+    assert await _one(db, "SELECT status FROM import_batch WHERE id = :b", b=batch) == "undoing"
+    assert len(await _members(db, "VIP")) == 2  # the first chunk's one only
+    async with db.begin() as conn:
+        await conn.execute(text("DROP TRIGGER cancel_undo" + (
+            " ON segment_member" if db.dialect == "postgresql" else "")))
+    done = await undo_now(db, TEAM, batch, "cli", remove_advocates=False, window_days=WEEK)
+    assert done.status == "undone" and await _members(db, "VIP") == []
+
+
 async def _purge_a_month_on(db: Database, batch: int) -> None:
     """The import finished 31 days ago and the workspace's purge is due: a worker runs it."""
     now = bindparam("now", type_=UTCDateTime())
@@ -482,7 +519,7 @@ async def test_undo_keeps_a_contact_who_unsubscribed_so_no_later_import_emails_i
     assert await _counts(db, wrong) == ("undone", LEAD, 2, 1, 0, 0)
     assert await _one(db, "SELECT detail FROM audit_entry WHERE action = :a ORDER BY id DESC",
                       a=Act.IMPORT_UNDONE.value) == (
-        "done: 2 removed from Wrong, 1 contacts deleted (1 kept: they unsubscribed or were "
+        "done: 2 removed from Wrong, 1 contact deleted (1 kept: they unsubscribed or were "
         "emailed), "
         "0 invites cancelled, 0 advocates removed")  # fmt: skip
 
@@ -716,7 +753,7 @@ async def test_undoing_an_import_keeps_a_contact_a_later_import_into_the_segment
     assert await _handed_on(db, first) == 1
     assert await _one(db, "SELECT detail FROM audit_entry WHERE action = :a ORDER BY id DESC",
                       a=Act.IMPORT_UNDONE.value) == (
-        "done: 1 removed from VIP (1 kept: a later import listed them too), 1 contacts deleted, "
+        "done: 1 removed from VIP (1 kept: a later import listed them too), 1 contact deleted, "
         "0 invites cancelled, 0 advocates removed")  # fmt: skip
 
     # as if A had never happened: B added (and created) x, so undoing B takes x too
