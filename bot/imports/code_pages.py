@@ -501,13 +501,28 @@ def _differs_plausibly(other: _Reading, first: _Reading) -> bool:
     and at least one of them, as `first` reads it, is no word of any language: a file mixing
     two Western languages ("Hélène" and "Øystein": no one language spells both) keeps its
     cp1252 reading, since each of its words is some language's ("Hélčne", "Řystein" in
-    cp1250); "Ayþe" is nobody's."""
+    cp1250); "Ayþe" is nobody's. A name with an apostrophe ("O’Brien") is nobody's word
+    either way (_an_apostrophe_name)."""
     theirs, ours = _words(other.text), _words(first.text)
     if len(theirs) != len(ours):
         return False
     differing = [(w, f) for w, f in zip(theirs, ours, strict=True) if w != f]
     return (bool(differing) and all(_plausible(w, other.encoding) for w, _ in differing)
-            and any(not _one_language(first, [f]) for _, f in differing))  # fmt: skip
+            and any(not _one_language(first, [f]) for _, f in differing
+                    if not _an_apostrophe_name(f)))  # fmt: skip
+
+
+def _an_apostrophe_name(word: str) -> bool:
+    """Whether `word` is ASCII but for typographic apostrophes, each between a letter and a
+    capital ("O’Brien", "D’Arcy", as Excel's autocorrect types them): a word of no language
+    has no letters to spell, so cp1252's "O’Brien" counted against cp1252, and a small Irish
+    file was read as Mac Roman's "OíBrien" (its "Seán" as "Se·n"). Mac Roman's í, which
+    cp1252 reads as ’, never comes before a capital; before a lowercase letter it still
+    tells ("Garc’a" is Mac Roman's García)."""
+    core = _edges_stripped(word)
+    return all(char.isascii() or (char == "’" and core[i - 1 : i].isalpha()
+                                  and core[i + 1 : i + 2].isupper())
+               for i, char in enumerate(core))  # fmt: skip
 
 
 def _letters(reading: _Reading) -> set[str]:

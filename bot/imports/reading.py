@@ -12,7 +12,6 @@ import csv
 import functools
 import io
 import itertools
-import operator
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
@@ -473,8 +472,62 @@ def _header_below(lines: list[str], start: int, hint: re.Match[str] | None,
     return None if below is None else (found[below][1], found[below][0])
 
 
-# U+0000 out of a line of UTF-16 text, where a zero byte is half of many characters (see _NoNul)
-_DROP_NUL = operator.methodcaller("replace", "\0", "")
+class _CleanDecoder(codecs.IncrementalDecoder):
+    """`encoding`'s incremental decoder, its text without U+FEFF, and in UTF-16 without U+0000
+    (where a zero byte is half of many characters, so NUL goes from the text: see _NoNul).
+
+    A byte order mark starts the first row of a second export saved with one and joined
+    below the first (`cat`): it stayed in that row's first cell, so "\ufeffb@x.com" was
+    rejected as an invalid address and "\ufeffBob" stored as a name. One C-speed test per
+    block decoded, a replace only in a block holding one: a file without pays nothing."""
+
+    def __init__(self, encoding: str, errors: str = "strict") -> None:
+        super().__init__(errors)
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors)
+        self._nul = encoding.startswith("utf-16")
+
+    def decode(self, input: bytes, final: bool = False) -> str:
+        text = self._decoder.decode(input, final)
+        if "\ufeff" in text:
+            text = text.replace("\ufeff", "")
+        if self._nul and "\0" in text:
+            text = text.replace("\0", "")
+        return text
+
+    def reset(self) -> None:
+        self._decoder.reset()
+
+    def getstate(self) -> tuple[bytes, int]:
+        return self._decoder.getstate()
+
+    def setstate(self, state: tuple[bytes, int]) -> None:
+        self._decoder.setstate(state)
+
+
+# A codec: the encoding named after it, cleaned (_CleanDecoder). As the search function
+# sees it: codecs.lookup passes names lowercased, `-` and leading `_` as `_` or gone.
+_CLEAN = "referral_clean_"
+
+
+def _clean_codec(name: str) -> codecs.CodecInfo | None:
+    """The codec `_CLEAN + encoding` ("referral_clean_utf_8"), which TextIOWrapper takes by
+    name only."""
+    if not name.startswith(_CLEAN):
+        return None
+    info = codecs.lookup(name[len(_CLEAN) :])  # its name as the reader spells it: "utf-16"
+    return codecs.CodecInfo(
+        info.encode, info.decode, incrementalencoder=info.incrementalencoder,
+        incrementaldecoder=functools.partial(_CleanDecoder, info.name), name=name,
+    )  # fmt: skip
+
+
+codecs.register(_clean_codec)
+
+
+def _text_of(raw: BinaryIO, encoding: str, errors: str) -> io.TextIOWrapper:
+    """`raw` read as text in `encoding`, without NUL or U+FEFF (_NoNul, _CleanDecoder)."""
+    text_bytes = raw if encoding.startswith("utf-16") else _NoNul(raw)
+    return io.TextIOWrapper(text_bytes, encoding=_CLEAN + encoding, errors=errors, newline="")
 
 
 class _NoNul(io.BufferedIOBase):
@@ -555,11 +608,9 @@ class _Rereader:
         view: BinaryIO = self._own if self._own is not None else _View(stream, start)
         if self._own is not None:
             self._own.seek(start)
-        text_bytes = view if encoding.startswith("utf-16") else _NoNul(view)
-        self._text = io.TextIOWrapper(text_bytes, encoding=encoding, errors=errors, newline="")
+        self._text = _text_of(view, encoding, errors)
         self._text._CHUNK_SIZE = READ_BLOCK  # few seeks there and back
-        pieces = iter(functools.partial(self._text.readline, MAX_LINE_CHARS), "")
-        self._pieces = map(_DROP_NUL, pieces) if text_bytes is view else pieces
+        self._pieces = iter(functools.partial(self._text.readline, MAX_LINE_CHARS), "")
         self._line = 0  # physical lines read whole
 
     def line(self, number: int) -> tuple[str, int]:
@@ -808,17 +859,17 @@ class CsvReader:
         if _looks_binary(sample_text):
             raise CsvFileError(NOT_TEXT)
         self.delimiter, above = find_header(sample_text)
-        text_bytes = stream if self.encoding.startswith("utf-16") else _NoNul(stream)
-        self._text: io.TextIOWrapper | None = io.TextIOWrapper(
-            text_bytes, encoding=self.encoding, errors=errors, newline=""
-        )
+        self._text: io.TextIOWrapper | None = _text_of(stream, self.encoding, errors)
         # Lines of at most MAX_LINE_CHARS: iterating the text builds each line whole before csv
         # sees it, so one 250 MB line (a ZIP entry may hold one) took 1.25 GB. A longer line
         # reaches csv in pieces, each a malformed or rejected row; later line numbers then
         # count its pieces. readline from a C callable iterator: no slower than iteration.
-        self._lines = iter(functools.partial(self._text.readline, MAX_LINE_CHARS), "")
-        if text_bytes is stream:  # UTF-16: its NUL is a character, dropped from the text
-            self._lines = map(_DROP_NUL, self._lines)
+        # Then one empty line past the end (_end_of_lines).
+        self._ended = False
+        self._lines: Iterator[str] = itertools.chain(
+            iter(functools.partial(self._text.readline, MAX_LINE_CHARS), ""),
+            self._end_of_lines(),
+        )
         skipped = list(itertools.islice(self._lines, above))  # a title, `sep=;`
         self._above = len(skipped)
         self._reader = csv.reader(self._lines, delimiter=self.delimiter, strict=False)
@@ -885,9 +936,23 @@ class CsvReader:
             line = reader.line_num + 1
         return found
 
+    def _end_of_lines(self) -> Iterator[str]:
+        """One empty line past the file's last, then the end, marked (`_ended`) when read
+        past: a blank line to a record it starts, no text to a quoted field still open.
+
+        csv ends a record whose quote never closes at the end of the file without a word, so
+        a quote left open on the last line imported the row ("Bob,B" a first name). Through
+        this line such a record spans lines, checked as such (_unclosed) at no cost to the
+        others, and csv reads past it only when the record ran to the end in quotes."""
+        yield ""
+        self._ended = True
+
     def _unclosed(self, fields: list[str], lines: int) -> bool:
         """Whether a record spanning `lines` lines is a quote that never closed: it swallowed
-        rows, or ran long to the end of the file. A long note that closes is a note."""
+        rows, ran long to the end of the file, or ran to its end at all (_end_of_lines). A
+        long note that closes is a note."""
+        if self._ended:
+            return True
         if lines > MAX_RECORD_LINES and fields and fields[-1].endswith(("\n", "\r")):
             return True
         return self._swallowed_rows(fields)
@@ -932,6 +997,8 @@ class CsvReader:
         size = 0
         for piece in self._lines:
             ahead.append(piece)
+            if not piece:  # the empty line past the end: only csv reads past it (_end_of_lines)
+                break
             size += len(piece)
             if maybe and not piece.endswith(("\n", "\r")) and len(piece) >= MAX_LINE_CHARS:
                 break  # a piece of a line too long to read whole: no note's line
@@ -994,6 +1061,7 @@ class CsvReader:
                 previous = base + reader.line_num
                 if previous > line and self._unclosed(fields, previous - line + 1):
                     raw = reader.raw if isinstance(reader, _Reordered) else fields
+                    previous -= self._ended  # the empty line past the end is none of the file's
                     yield line, self._joined(raw, line, previous)
                 # blank or not as the file has it: put in the first header's order, a row
                 # whose cells are all in columns that header hasn't looked blank, and was lost
@@ -1043,15 +1111,19 @@ class CsvReader:
         return self._reordered(self._new_reader(self._lines))
 
     def _joined(self, fields: list[str], line: int, last: int) -> Malformed:
-        """A record a quote that never closes ran on from `line` to `last`, with what can be
-        read of its first line: the cells before the one the quote opened, and that one's
-        first line split as cells (the quote was a stray one in the text). `fields`: as the
-        file has them; the cells are put in the first header's order (_in_order)."""
-        opened = next((i for i, f in enumerate(fields) if "\n" in f or "\r" in f), len(fields))
-        first_line = fields[opened].splitlines()[0] if opened < len(fields) else ""
+        """A record a quote that never closes ran on from `line` to `last` (or to the end of
+        the file: `_ended`), with what can be read of its first line: the cells before the
+        one the quote opened, and that one's first line split as cells (the quote was a stray
+        one in the text). `fields`: as the file has them; the cells are put in the first
+        header's order (_in_order)."""
+        # at the end of the file the last cell is the one opened, line break or not
+        unopened = len(fields) - 1 if self._ended else len(fields)
+        opened = next((i for i, f in enumerate(fields) if "\n" in f or "\r" in f), unopened)
+        first_line = fields[opened].splitlines()[0] if 0 <= opened < len(fields) else ""
         rest = next(self._new_reader(iter([first_line])), []) if first_line else []
-        message = (f"Malformed CSV (lines {line}-{last}): a quote that never closes "
-                   f"joined {last - line + 1} lines into one row")  # fmt: skip
+        what = ("runs to the end of the file" if self._ended and last == line
+                else f"joined {last - line + 1} lines into one row")  # fmt: skip
+        message = f"Malformed CSV (lines {line}-{last}): a quote that never closes {what}"
         return Malformed(message, self._in_order([*fields[:opened], *rest]))
 
     def _header_again(self, line: int, reader: Any, fields: list[str]) -> bool:

@@ -103,9 +103,10 @@ def _name(cell: str) -> str:
 
 
 def split_full_name(name: str) -> tuple[str, str]:
-    """(first, last) of a whole name: "Ada Lovelace" and "Lovelace, Ada" alike; a name of
-    one word is a first name. A value with a digit or a leading # is no name (a Shopify
-    order's "Name" is its number, "#1001"): ("", ""), so the address gives the first name."""
+    """(first, last) of a whole name: "Ada Lovelace" and "Lovelace, Ada" alike, "田中 太郎"
+    family name first (_family_name_first); a name of one word is a first name. A value
+    with a digit or a leading # is no name (a Shopify order's "Name" is its number,
+    "#1001"): ("", ""), so the address gives the first name."""
     name = " ".join(name.split())
     if not name or name[0] == "#" or any(c.isdigit() for c in name):
         return "", ""
@@ -115,7 +116,25 @@ def split_full_name(name: str) -> tuple[str, str]:
     if len(parts) > 1:
         return ", ".join(parts[1:])[:MAX_NAME], parts[0][:MAX_NAME]
     first, _, last = parts[0].partition(" ")
+    if last and _family_name_first(name):  # "田中 太郎": Tanaka is the family name
+        first, last = last, first
     return first[:MAX_NAME], last[:MAX_NAME]
+
+
+# Han, kana (with 々 and halfwidth katakana) and Hangul: scripts whose names are written
+# family name first. A letter outside them ("Ada 田中") keeps a name "first last".
+_CJK = ("\u1100-\u11ff\u3005-\u3007\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf"
+        "\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f")
+_CJK_LETTER = re.compile(f"[{_CJK}]")
+_OTHER_LETTER = re.compile(f"[^\\W\\d_{_CJK}]")
+
+
+def _family_name_first(name: str) -> bool:
+    """Whether `name` is written in CJK letters only: Chinese, Japanese and Korean put the
+    family name first, and a whole-name column (氏名, 姓名) holds it so: "田中　太郎" was
+    stored as first name 田中, and invites greeted people by their family name."""
+    return (not name.isascii() and _CJK_LETTER.search(name) is not None
+            and _OTHER_LETTER.search(name) is None)
 
 
 # What follows a comma after a whole name without being a first name (dots dropped, any case)

@@ -1162,3 +1162,82 @@ def test_lines_repeating_the_header_are_no_rows_and_each_orders_the_rows_below_i
     assert reader.late_note() == (
         "Lines 3, 5, 7 repeat the header (files joined into one?): not counted as rows; the "
         "rows below each are read in its column order.")  # fmt: skip
+
+
+@pytest.mark.parametrize(("first", "more", "expected"), [
+    ("email,first_name\na@x.com,A\n", "b@x.com,B\nc@x.com,C\n",
+     [["a@x.com", "A"], ["b@x.com", "B"], ["c@x.com", "C"]]),
+    ("first_name,email\nAnn,a@x.com\n", "Bob,b@x.com\nCy,c@x.com\n",
+     [["Ann", "a@x.com"], ["Bob", "b@x.com"], ["Cy", "c@x.com"]]),
+], ids=["address-first", "name-first"])  # fmt: skip
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_a_byte_order_mark_starting_a_data_row_is_dropped(
+    first: str, more: str, expected: list[list[str]], encoding: str
+) -> None:
+    """Two exports joined into one file, the second saved with a BOM and no header: the BOM
+    (U+FEFF) stayed in its first row's first cell, so the address was rejected ("Invalid
+    email ... ZERO WIDTH NO-BREAK SPACE") or the first name stored with it."""
+    data = first.encode(encoding) + more.encode(encoding)  # each with its BOM
+
+    _, records = read(data)
+
+    assert records == [(2, expected[0]), (3, expected[1]), (4, expected[2])]
+
+
+def test_a_byte_order_mark_far_into_a_file_is_dropped_too() -> None:
+    """The BOM of a second export joined past the first block the reader decodes."""
+    rows = "".join(f"r{i}@example.com,R{i}\n" for i in range(20_000))
+    data = ("email,first_name\n" + rows).encode("utf-8-sig") + "\ufeffz@x.com,Zoë\n".encode()
+    assert len(data) > SAMPLE_BYTES
+
+    _, records = read(data)
+
+    assert records[-1] == (20_002, ["z@x.com", "Zoë"])
+    assert not any("\ufeff" in f for _, fields in records for f in fields)
+
+
+@pytest.mark.parametrize("rows", [
+    [("Seán", "Smith"), ("Mary", "O’Brien"), ("Ann", "Lee")],
+    [("Siobhán", "O’Neill"), ("Pádraig", "Murphy")],
+    [("Niamh", "Ó Briain"), ("Mary", "O’Brien")],
+    [("Mary", "O’Brien"), ("Dan", "D’Arcy"), ("Ann", "Lee")],
+], ids=["sean-obrien", "siobhan-oneill", "o-briain", "apostrophes-only"])  # fmt: skip
+def test_a_cp1252_file_with_a_typographic_apostrophe_stays_western(
+    rows: list[tuple[str, str]],
+) -> None:
+    """Excel's "O’Brien" (cp1252's ’) was read as Mac Roman's "OíBrien", and "Seán" beside it
+    as "Se·n": a word whose only non-ASCII character is punctuation counted against cp1252
+    as a word of no language."""
+    table = [["email", "first_name", "last_name"],
+             *([f"u{i}@x.com", *row] for i, row in enumerate(rows))]  # fmt: skip
+
+    reader, records = read(samples.csv_bytes(table, encoding="cp1252"))
+
+    assert reader.encoding == "cp1252" and [fields for _, fields in records] == table[1:]
+
+
+@pytest.mark.parametrize(("tail", "last_line"), [
+    (b'b@x.com,"Bob,B\n', 3),
+    (b'b@x.com,"Bob,B', 3),  # no line break at the end
+    (b'b@x.com,"Bob,B\r\nc@x.com,Cy,C\r\n', 4),  # it swallowed a row
+    (b'b@x.com,Bob,"a note\nover two lines\n', 4),
+], ids=["one-line", "no-line-break", "swallowed-row", "note"])  # fmt: skip
+def test_a_quote_left_open_on_the_last_line_is_a_malformed_row(tail: bytes, last_line: int) -> None:
+    """A quote that never closes mid-file was a malformed row, but on the last line csv ended
+    the record at the end of the file without a word: "Bob,B" was imported as a first name."""
+    data = b"email,first_name,last_name\na@x.com,Ann,A\n" + tail
+
+    _, records = read(data)
+
+    assert records[0] == (2, ["a@x.com", "Ann", "A"]) and len(records) == 2
+    line, message = records[1]
+    assert line == 3 and isinstance(message, str), records
+    assert message.startswith(f"Malformed CSV (lines 3-{last_line}): a quote that never closes")
+
+
+def test_a_quoted_field_closed_on_the_last_line_is_still_a_row() -> None:
+    data = b'email,first_name,notes\na@x.com,Ann,"a note\nover two lines"\nb@x.com,"Bob"'
+
+    _, records = read(data)
+
+    assert records == [(2, ["a@x.com", "Ann", "a note\nover two lines"]), (4, ["b@x.com", "Bob"])]

@@ -308,6 +308,52 @@ def test_a_whole_name_column_gives_first_and_last_names() -> None:
     assert [(r[3], r[4]) for r in classify(both)[0]] == [("Al", "")]
 
 
+@pytest.mark.parametrize(("whole", "first", "last"), [
+    ("田中 太郎", "太郎", "田中"),  # was first name 田中: "Hi 田中," greets the family
+    ("田中\u3000太郎", "太郎", "田中"),  # an ideographic space, as Japanese input types it
+    ("王 伟", "伟", "王"),
+    ("欧阳 娜娜", "娜娜", "欧阳"),
+    ("김 민준", "민준", "김"),
+    ("佐々木 みゆき", "みゆき", "佐々木"),
+    ("ヤマダ タロウ", "タロウ", "ヤマダ"),
+    ("田中太郎", "田中太郎", ""),  # no space: where the family name ends can't be told
+    ("Ada Lovelace", "Ada", "Lovelace"),  # Western names unchanged
+    ("José Müller", "José", "Müller"),
+    ("Ada 田中", "Ada", "田中"),
+])  # fmt: skip
+def test_a_cjk_whole_name_is_split_family_name_first(whole: str, first: str, last: str) -> None:
+    assert split_full_name(whole) == (first, last)
+
+
+@pytest.mark.parametrize(("header", "encoding"), [
+    ("Email,姓名", "utf-8"), ("Email,氏名", "utf-8"), ("メールアドレス,氏名", "cp932"),
+])  # fmt: skip
+def test_a_japanese_or_chinese_whole_name_column_gives_the_family_name_as_last_name(
+    header: str, encoding: str
+) -> None:
+    """Chinese and Japanese write the family name first: "田中　太郎" was stored as first name
+    田中, last name 太郎, so invites greeted people by their family name."""
+    data = f"{header}\nt@x.jp,田中\u3000太郎\nw@x.cn,山本 一\n".encode(encoding)
+
+    staged, _ = classify(data)
+
+    assert [(r[1], r[3], r[4]) for r in staged] == [("t@x.jp", "太郎", "田中"),
+                                                    ("w@x.cn", "一", "山本")]  # fmt: skip
+
+
+def test_a_quote_left_open_on_the_last_line_is_rejected_and_counted() -> None:
+    """The last line's open quote ran to the end of the file: the row was imported with
+    first name "Bob,B". It is a malformed row, as one mid-file is, and the counts add up."""
+    data = b'email,first_name,last_name\na@x.com,Ann,A\nb@x.com,"Bob,B\n'
+
+    staged, tally = classify(data)
+
+    assert [(r[0], r[1], r[6]) for r in staged] == [(2, "a@x.com", VALID),
+                                                    (3, "b@x.com", REJECTED)]  # fmt: skip
+    assert staged[1][7] is not None and "a quote that never closes" in staged[1][7]
+    assert (tally.rows, tally.valid, tally.rejected) == (2, 1, 1)
+
+
 def test_first_name_is_left_blank_when_defaulting_is_off() -> None:
     staged, _ = classify(
         b"email,first_name\nada@example.com,\njos\xc3\xa9@example.com,\n",
