@@ -24,6 +24,7 @@ from bot.campaigns.service import (
     find_campaign,
     get_campaign,
     list_campaigns,
+    pause,
     set_state,
     update_campaign,
 )
@@ -159,14 +160,13 @@ async def _go_live(d: Deps, client: AsyncWebClient, click: Click) -> None:
 async def _pause(d: Deps, client: AsyncWebClient, click: Click) -> None:
     await require_lead(d, client, click.team_id, click.user_id, "pause campaigns")
     campaign_id = _campaign_id(click.value)
-    before = await get_campaign(d.db, click.team_id, campaign_id)
-    # a draft is refused by the service (CampaignError, told escaped), whoever asks
-    await set_state(d.db, click.team_id, campaign_id, CampaignState.PAUSED,
-                    requested_by=click.user_id)  # fmt: skip
+    # a draft is refused by the service (CampaignError, told escaped), whoever asks; the
+    # state before is the one the pause found, not one read before it
+    before = await pause(d.db, click.team_id, campaign_id, requested_by=click.user_id)
+    campaign = await get_campaign(d.db, click.team_id, campaign_id)
     await refresh_for(d, client, click.team_id)
     await _show_list(d, client, click.team_id, click.response_url, replace=True,
-                     note=paused_note(before.name, before.state),
-                     campaign_id=campaign_id)  # fmt: skip
+                     note=paused_note(campaign.name, before), campaign_id=campaign_id)  # fmt: skip
 
 
 async def _retry_sending(d: Deps, client: AsyncWebClient, click: Click) -> None:

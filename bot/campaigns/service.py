@@ -497,36 +497,58 @@ async def _set_role(conn: AsyncConnection, team_id: str, campaign_id: int, segme
     )  # fmt: skip
 
 
+async def pause(db: Database, team_id: str, campaign_id: int, *, requested_by: str) -> str:
+    """Pause the campaign (set_state); returns the state it was in, as found in the pause's
+    own transaction: read before it, two leads pausing at once were both told they paused
+    it, and one pausing a campaign another had just put live was told "already paused"."""
+    async with db.begin() as conn:
+        before, _ = await _set_state_in(conn, team_id, campaign_id, CampaignState.PAUSED,
+                                        requested_by=requested_by)  # fmt: skip
+    return before
+
+
 async def set_state(db: Database, team_id: str, campaign_id: int, state: CampaignState, *,
                     requested_by: str, thread: Thread | None = None, hold: bool | None = None,
                     queue_job: bool = True) -> int | None:  # fmt: skip
     """Go live (enrolling every target now; returns the enrollment) or pause (a live or
     paused campaign: a draft was never live, and the shell made one "paused")."""
     async with db.begin() as conn:
-        before = await _take(conn, team_id, campaign_id)
-        if state == CampaignState.PAUSED and before == CampaignState.DRAFT:
-            raise CampaignError(f"{await _name(conn, team_id, campaign_id)} is a draft: it "
-                                "isn't live, so there is nothing to pause.")  # fmt: skip
-        await conn.execute(text("UPDATE campaign SET state = :s WHERE id = :c AND team_id = :t"),
-                           {"s": state, "c": campaign_id, "t": team_id})  # fmt: skip
-        if before != state:
-            await _redraw_waiting_in(conn, team_id, campaign_id)
-            await redraw_reviews_in(conn, team_id)
-        if state != CampaignState.LIVE:
-            return None
-        if before == CampaignState.LIVE:  # going live again: its enrollment if unfinished
-            return await _pending_in(conn, team_id, campaign_id, 0, thread=thread, hold=hold,
-                                     queue_job=queue_job)  # fmt: skip
-        await schedule_waiting_in(conn, team_id, campaign_id)
-        targets = (await conn.execute(
-            text("SELECT COUNT(*) FROM campaign_segment WHERE campaign_id = :c "
-                 "AND team_id = :t AND role = 'target'"),
-            {"c": campaign_id, "t": team_id})).scalar_one()  # fmt: skip
-        if not targets:
-            return None  # nothing to enroll until a segment is targeted
-        return await _enroll_in(conn, team_id, campaign_id, segment_id=None, batch_id=None,
-                                requested_by=requested_by, thread=thread, hold=hold,
-                                queue_job=queue_job)  # fmt: skip
+        _, enrollment = await _set_state_in(conn, team_id, campaign_id, state,
+                                            requested_by=requested_by, thread=thread,
+                                            hold=hold, queue_job=queue_job)  # fmt: skip
+    return enrollment
+
+
+async def _set_state_in(conn: AsyncConnection, team_id: str, campaign_id: int,
+                        state: CampaignState, *, requested_by: str, thread: Thread | None = None,
+                        hold: bool | None = None, queue_job: bool = True
+                        ) -> tuple[str, int | None]:  # fmt: skip
+    """set_state in the caller's transaction: (the state the campaign was in, the enrollment
+    going live started or found unfinished)."""
+    before = await _take(conn, team_id, campaign_id)
+    if state == CampaignState.PAUSED and before == CampaignState.DRAFT:
+        raise CampaignError(f"{await _name(conn, team_id, campaign_id)} is a draft: it "
+                            "isn't live, so there is nothing to pause.")  # fmt: skip
+    await conn.execute(text("UPDATE campaign SET state = :s WHERE id = :c AND team_id = :t"),
+                       {"s": state, "c": campaign_id, "t": team_id})  # fmt: skip
+    if before != state:
+        await _redraw_waiting_in(conn, team_id, campaign_id)
+        await redraw_reviews_in(conn, team_id)
+    if state != CampaignState.LIVE:
+        return before, None
+    if before == CampaignState.LIVE:  # going live again: its enrollment if unfinished
+        return before, await _pending_in(conn, team_id, campaign_id, 0, thread=thread,
+                                         hold=hold, queue_job=queue_job)  # fmt: skip
+    await schedule_waiting_in(conn, team_id, campaign_id)
+    targets = (await conn.execute(
+        text("SELECT COUNT(*) FROM campaign_segment WHERE campaign_id = :c "
+             "AND team_id = :t AND role = 'target'"),
+        {"c": campaign_id, "t": team_id})).scalar_one()  # fmt: skip
+    if not targets:
+        return before, None  # nothing to enroll until a segment is targeted
+    return before, await _enroll_in(conn, team_id, campaign_id, segment_id=None, batch_id=None,
+                                    requested_by=requested_by, thread=thread, hold=hold,
+                                    queue_job=queue_job)  # fmt: skip
 
 
 # The workspace's reviews still waiting for a lead, on a message: each shows whom every live

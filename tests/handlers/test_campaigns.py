@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from typing import Any
 
 import pytest
@@ -426,3 +428,42 @@ async def test_a_pause_or_go_live_while_edit_is_open_doesnt_refuse_the_save(app:
     assert (after.offer, after.invite_email) == ("Give 10%", False)
     told = json.dumps(app.slack.responses, ensure_ascii=False)
     assert "Someone saved" not in told and "Spring is saved." in told, told[-800:]
+
+
+@pytest.mark.skipif(os.environ.get("TEST_DATABASE", "sqlite") != "postgres",
+                    reason="needs two writers at once: row locks")
+async def test_two_pauses_at_once_tell_the_second_it_was_already_paused(app: Harness) -> None:
+    """Pause read the campaign's state before pausing it, in a transaction of its own: two
+    clicks at once (a double click, two leads) were both told "Spring is paused", and one
+    pausing a campaign another lead had just put live was told "already paused". Each is
+    now told the state its own pause found."""
+    from bot.campaigns.service import set_state
+
+    spring = await _campaign(app)
+    await set_state(app.db, TEAM, spring, CampaignState.LIVE, requested_by=LEAD)
+    listing = await _list(app)
+    pause = _button(listing, Action.CAMPAIGN_PAUSE, spring)
+    async with app.db.engine.connect() as blocker:
+        await blocker.begin()  # holds Spring's row: both pauses wait for it
+        await blocker.execute(text("UPDATE campaign SET updated_at = updated_at WHERE id = :c"),
+                              {"c": spring})  # fmt: skip
+        holder = int((await blocker.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+        urls = [app.slack.new_response_url("C0001", user_id=LEAD) for _ in range(2)]
+        for url in urls:
+            await app.requests.block_action(Action.CAMPAIGN_PAUSE, pause, user_id=LEAD,
+                                            response_url=url,
+                                            message={"blocks": listing["blocks"]})  # fmt: skip
+        for _ in range(500):
+            async with app.db.begin() as conn:
+                waiting = (await conn.execute(text(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE pg_blocking_pids(pid) "
+                    "&& (SELECT array_agg(pid) FROM pg_stat_activity WHERE :h = ANY("
+                    "pg_blocking_pids(pid)) OR pid = :h)"), {"h": holder})).scalar_one()
+            if waiting >= 2:
+                break
+            await asyncio.sleep(0.01)
+        await blocker.rollback()
+    await app.done()
+    said = sorted(app.slack.responses[url][-1]["text"] for url in urls)
+    assert said == ["Spring is paused: nobody new is enrolled and unsent invites wait.",
+                    "Spring was already paused."], said  # fmt: skip
