@@ -7,6 +7,7 @@ this needs, so the app asks for no channel history scopes and no `message.*` eve
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -18,7 +19,7 @@ from bot.imports.background import FileRejected
 from bot.imports.batches import create_upload_batch, review_post_key
 from bot.imports.upload_offers import UploadOfferer, queue_upload_offer
 from bot.jobs.worker import PermanentJobError
-from bot.once import first_time, forget
+from bot.once import first_time, forget, hold
 from bot.settings import Settings
 from bot.workspaces import WorkspaceError, create_segment, ensure_workspace, find_segment
 from handlers.context import Deps, Refusal, deps, require_member, team_of
@@ -33,6 +34,9 @@ from handlers.thread_reply import message_gone
 from models import Database
 
 log = logging.getLogger(__name__)
+# A review is posted within seconds of its click; one still unposted this long after belongs
+# to a process that died posting it, and the next click posts it.
+POSTING_GIVEN_UP = timedelta(minutes=2)
 
 
 async def _offer(client: AsyncWebClient, db: Database, team_id: str, channel: str,
@@ -178,6 +182,11 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
     posting = review_post_key(batch_id)
     if not posting_here:
         earlier = await review.batch_of(d.db, team_id, batch_id)
+        # a review still unposted long after its click: that process died posting it (a
+        # restart), and the file said "being posted" for good; this click posts it
+        posting_here = not earlier.message_ts and await hold(
+            d.db, team_id, posting, stale_after=POSTING_GIVEN_UP)  # fmt: skip
+    if not posting_here:
         where = f" in <#{earlier.channel_id}>" if earlier.message_ts else " (being posted)"
         raise Refusal(f"This file already has a review, started by <@{earlier.requested_by}>: "
                       f"import #{batch_id}{where}.")  # fmt: skip

@@ -432,6 +432,38 @@ async def test_a_double_click_on_review_import_posts_one_review(app: Harness) ->
             in app.slack.ephemerals[-1]["text"])  # fmt: skip
 
 
+async def test_a_review_whose_poster_died_is_posted_by_the_next_click(app: Harness) -> None:
+    """The process posting an upload's review died (a restart) after its batch was made and
+    before the review was posted: every later *Review import* said "This file already has a
+    review … (being posted)" for good, and the import could never be reviewed. A click long
+    after posts it."""
+    from bot.imports.batches import create_upload_batch
+    from bot.workspaces import ensure_workspace, import_target
+
+    await ensure_workspace(app.db, "T0001")
+    segment = await import_target(app.db, "T0001", "VIP", create=True)
+    app.slack.add_file("F0002", "upload.csv", b"email\nok@example.com\n", channels=["C0001"])
+    offer_msg = await _offer(app)
+    # the dead click's committed work: the batch and the key of its review being posted
+    await create_upload_batch(app.db, "T0001", segment.id or 0, REP, file_id="F0002",
+                              label="upload.csv")  # fmt: skip
+    click = {"user_id": REP, "message_ts": offer_msg["ts"],
+             "state_values": _chosen(segment.id or 0)}  # fmt: skip
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", **click)
+    await app.settle()  # within its time, it may still be on its way: said so
+    assert "(being posted)" in app.slack.ephemerals[-1]["text"]
+    async with app.db.begin() as conn:  # two minutes on
+        await conn.execute(text("UPDATE seen_key SET created_at = :then WHERE key LIKE "
+                                "'review-post:%'").bindparams(bindparam("then",
+                                                                        type_=UTCDateTime())),
+                           {"then": utcnow() - timedelta(minutes=3)})  # fmt: skip
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", **click)
+    await app.settle()
+    reviews = [m for m in app.slack.messages if m["channel"] == "C0001"
+               and find_element(m.get("blocks") or [], Action.APPROVE)]  # fmt: skip
+    assert len(reviews) == 1, app.slack.ephemerals[-1]["text"]
+
+
 async def test_a_reading_job_run_again_after_the_file_was_read_still_reports(
     app: Harness,
 ) -> None:
