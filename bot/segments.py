@@ -14,6 +14,9 @@ transaction; its contacts stay in All Customers.
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -27,6 +30,7 @@ from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.contacts import EXPORT_COLUMNS, segment_contacts
 from bot.imports.batches import freeze_counts, neutralise
 from bot.imports.job_kinds import import_job_key_sql
+from bot.notify import BATCH_CHANGED, enqueue_report_in
 from bot.workspaces import (
     GONE,
     WorkspaceError,
@@ -80,6 +84,7 @@ class CampaignUse:
     name: str
     role: str  # SegmentRole
     state: str  # CampaignState: only a live campaign enrolls the contacts it stops excluding
+    campaign_id: int
 
     def consequence(self) -> str:
         """What deleting the segment means for this campaign, in one plain sentence."""
@@ -95,6 +100,27 @@ class CampaignUse:
 _WHEN = {CampaignState.LIVE: "are enrolled now (and invited, if it sends invites).",
          CampaignState.DRAFT: "will be enrolled when it goes live.",
          CampaignState.PAUSED: "will be enrolled when it resumes."}  # fmt: skip
+
+
+def uses_key(campaigns: Sequence[CampaignUse]) -> str:
+    """A short fingerprint of what a confirmation said deleting the segment means (which
+    campaigns, and each one's consequence): what `delete_segment` checks it against."""
+    said = sorted((c.campaign_id, c.consequence()) for c in campaigns)
+    return hashlib.sha256(json.dumps(said).encode()).hexdigest()[:16]
+
+
+NO_CAMPAIGNS = uses_key([])  # what Slack's own confirm dialog (no campaign used it) said
+
+
+class SegmentInUse(WorkspaceError):
+    """Campaigns use the segment otherwise than the person deleting it was shown: nothing was
+    deleted. `campaigns` are those using it now, to show them first."""
+
+    def __init__(self, name: str, campaigns: list[CampaignUse]) -> None:
+        names = ", ".join(c.name for c in campaigns) or "none"
+        super().__init__(f"Nothing was deleted: the campaigns using {name!r} changed meanwhile "
+                         f"(now: {names}). Click Delete again to see what deleting it means.")
+        self.campaigns = campaigns
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +182,12 @@ async def campaign_counts(db: Database, team_id: str) -> dict[int, int]:
 async def _campaigns_in(conn: AsyncConnection, team_id: str,
                         segment_id: int) -> list[CampaignUse]:  # fmt: skip
     rows = (await conn.execute(text(
-        "SELECT c.name, cs.role, c.state FROM campaign_segment cs JOIN campaign c "
+        "SELECT c.name, cs.role, c.state, c.id FROM campaign_segment cs JOIN campaign c "
         "ON c.id = cs.campaign_id AND c.team_id = cs.team_id "
         "WHERE cs.team_id = :t AND cs.segment_id = :s ORDER BY c.name_key, cs.role"),
         {"t": team_id, "s": segment_id})).all()  # fmt: skip
-    return [CampaignUse(name, role, state) for name, role, state in rows]
+    return [CampaignUse(name, role, state, int(campaign_id))
+            for name, role, state, campaign_id in rows]
 
 
 async def renamable(db: Database, team_id: str, segment_id: int) -> Segment:
@@ -174,7 +201,11 @@ async def renamable(db: Database, team_id: str, segment_id: int) -> Segment:
 async def rename_segment(db: Database, team_id: str, segment_id: int, new_name: str, *,
                          actor: str = CLI) -> Renamed:  # fmt: skip
     """Rename a static segment; the same rules as creating one (unique ignoring case and
-    spacing, not All Customers). Changing only the case of its own name is allowed."""
+    spacing, not All Customers). Changing only the case of its own name is allowed.
+
+    Its open reviews are drawn again (a job each, queued with the rename, so a rename from
+    the shell redraws them too): they said "Contact import #1 into VIP" after VIP was renamed
+    Gold, while their Approve imported into Gold."""
     segment = await renamable(db, team_id, segment_id)
     name = await free_name(db, team_id, new_name, renaming=segment_id)
     try:
@@ -189,12 +220,24 @@ async def rename_segment(db: Database, team_id: str, segment_id: int, new_name: 
                 raise await _why_unchanged(conn, team_id, segment_id, "renamed")
             await record_in(conn, team_id, actor, Act.SEGMENT_RENAMED, name,
                             f"was {segment.name}")  # fmt: skip
+            await _redraw_reviews_in(conn, team_id, segment_id)
     except IntegrityError:  # the name was taken a moment ago
         raced = await find_segment(db, team_id, name)
         if raced is None:
             raise
         raise name_taken(raced) from None
     return Renamed(segment.name, name)
+
+
+async def _redraw_reviews_in(conn: AsyncConnection, team_id: str, segment_id: int) -> None:
+    """Queue a redraw of every open review (a draft with a message) of an import into the
+    segment, in the caller's transaction."""
+    reviews = (await conn.execute(
+        text("SELECT id FROM import_batch WHERE team_id = :t AND segment_id = :s "
+             "AND status = :draft AND message_ts IS NOT NULL ORDER BY id"),
+        {"t": team_id, "s": segment_id, "draft": BatchStatus.DRAFT})).scalars().all()  # fmt: skip
+    for batch_id in reviews:
+        await enqueue_report_in(conn, team_id, int(batch_id), BATCH_CHANGED)
 
 
 async def busy_import(db: Database, team_id: str, segment_id: int) -> str | None:
@@ -252,12 +295,19 @@ async def _was_requested(conn: AsyncConnection, team_id: str, batch_id: int) -> 
     ).first() is not None  # fmt: skip
 
 
-async def delete_segment(db: Database, team_id: str, segment_id: int, *,
-                         actor: str = CLI) -> Deleted:  # fmt: skip
+async def delete_segment(db: Database, team_id: str, segment_id: int, *, actor: str = CLI,
+                         expect_campaigns: str | None = None) -> Deleted:  # fmt: skip
     """Soft-delete a static segment in one transaction (see the module's docstring).
 
     Refused for All Customers, and while an import into the segment is still in review,
     queued, running or being undone (it would write into a segment nobody can see).
+
+    `expect_campaigns`: the `uses_key` of the campaigns the person was shown (NO_CAMPAIGNS
+    for none); if the campaigns using the segment differ now, SegmentInUse is raised and
+    nothing changes. Read after the UPDATE, in its transaction: a check made before it, in
+    another, let a campaign that started excluding the segment in between enroll its contacts
+    unseen. Once the UPDATE is made no campaign can link the segment (they wait for this
+    transaction: bot.campaigns.service._segment_stays). None: not checked (the shell).
     """
     async with db.begin() as conn:
         params = {"s": segment_id, "t": team_id}
@@ -270,10 +320,12 @@ async def delete_segment(db: Database, team_id: str, segment_id: int, *,
             raise await _why_unchanged(conn, team_id, segment_id, "deleted")
         if busy := await _busy_in(conn, team_id, segment_id):
             raise WorkspaceError(busy)  # rolls the UPDATE back
-        await _withdraw_shell_drafts_in(conn, team_id, segment_id, actor)
         name = (await conn.execute(text("SELECT name FROM segment WHERE id = :s AND team_id = :t"),
                                    params)).scalar_one()  # fmt: skip
         campaigns = await _campaigns_in(conn, team_id, segment_id)
+        if expect_campaigns is not None and uses_key(campaigns) != expect_campaigns:
+            raise SegmentInUse(name, campaigns)  # rolls the UPDATE back
+        await _withdraw_shell_drafts_in(conn, team_id, segment_id, actor)
         members = (await conn.execute(
             text("DELETE FROM segment_member WHERE team_id = :t AND segment_id = :s"),
             params)).rowcount  # fmt: skip

@@ -20,6 +20,7 @@ from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -27,6 +28,8 @@ from bot.ids import digits
 from bot.leads import Role
 from bot.once import forget, hold
 from bot.segments import (
+    NO_CAMPAIGNS,
+    SegmentInUse,
     busy_import,
     campaign_counts,
     campaigns_using,
@@ -35,6 +38,7 @@ from bot.segments import (
     record_export,
     renamable,
     rename_segment,
+    uses_key,
     write_export,
 )
 from bot.workspaces import (
@@ -279,12 +283,26 @@ async def _name_change(d: Deps, client: AsyncWebClient, team_id: str, user_id: s
 # ---- Delete -------------------------------------------------------------------------------
 
 
-async def _delete(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, segment_id: int,
-                  url: str, offset: int) -> None:  # fmt: skip
+async def _delete(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, value: ButtonValue,
+                  url: str, *, shown: str, trigger_id: str) -> None:  # fmt: skip
+    """Delete, if the campaigns using the segment are still those the person was shown
+    (`shown`, their uses_key), checked in the delete's own transaction; else nothing is
+    deleted and the confirmation opens (with `trigger_id`) naming the campaigns using it now."""
     await require_lead(d, client, team_id, user_id, "delete segments")
-    deleted = await delete_segment(d.db, team_id, segment_id, actor=user_id)
+    try:
+        deleted = await delete_segment(d.db, team_id, value.segment_id, actor=user_id,
+                                       expect_campaigns=shown)  # fmt: skip
+    except SegmentInUse as exc:
+        log.info("segment delete held back: %s", exc)
+        modal = await _confirm_modal(d, team_id, value, url)
+        try:
+            await client.views_open(trigger_id=trigger_id, view=modal)
+        except SlackApiError as failed:  # the trigger id lived 3 s: say so where they asked
+            log.info("could not show the campaigns using the segment (%s)", failed)
+            raise exc from failed
+        return
     note = deleted_note(deleted.name, deleted.members, deleted.campaigns)
-    await _after_change(d, client, team_id, user_id, url, note, offset)
+    await _after_change(d, client, team_id, user_id, url, note, value.offset)
 
 
 async def _confirm_modal(d: Deps, team_id: str, value: ButtonValue, url: str) -> View:
@@ -295,10 +313,12 @@ async def _confirm_modal(d: Deps, team_id: str, value: ButtonValue, url: str) ->
                              "deleted.")  # fmt: skip
     if busy := await busy_import(d.db, team_id, value.segment_id):
         raise WorkspaceError(busy)
+    campaigns = await campaigns_using(d.db, team_id, value.segment_id)
+    # what it says about the campaigns goes with it: the delete checks them against it
     return delete_modal(segment.name, await member_count(d.db, team_id, value.segment_id),
-                        await campaigns_using(d.db, team_id, value.segment_id),
-                        private_metadata=metadata(segment=segment.id, url=url,
-                                                  offset=value.offset))  # fmt: skip
+                        campaigns, private_metadata=metadata(
+                            segment=segment.id, url=url, offset=value.offset,
+                            campaigns=uses_key(campaigns)))  # fmt: skip
 
 
 async def _ask_first(d: Deps, client: AsyncWebClient, click: Click) -> None:
@@ -315,16 +335,13 @@ async def _ask_first(d: Deps, client: AsyncWebClient, click: Click) -> None:
 
 
 async def _delete_click(d: Deps, client: AsyncWebClient, click: Click) -> None:
-    """Confirmed in Slack's dialog: delete, unless campaigns started using the segment since
-    the list was shown (then they are named in the modal first)."""
+    """Confirmed in Slack's dialog (shown only when no campaign used the segment): delete,
+    unless campaigns started using the segment since the list was shown (then they are named
+    in the modal first). Checked in the delete's transaction: a check before it, in another,
+    let a campaign that started excluding the segment in between enroll its contacts."""
     value = button_of(click)
-    await require_lead(d, client, click.team_id, click.user_id, "delete segments")
-    if await campaigns_using(d.db, click.team_id, value.segment_id):
-        modal = await _confirm_modal(d, click.team_id, value, click.response_url)
-        await client.views_open(trigger_id=click.trigger_id, view=modal)
-        return
-    await _delete(d, client, click.team_id, click.user_id, value.segment_id, click.response_url,
-                  value.offset)  # fmt: skip
+    await _delete(d, client, click.team_id, click.user_id, value, click.response_url,
+                  shown=NO_CAMPAIGNS, trigger_id=click.trigger_id)  # fmt: skip
 
 
 async def on_delete(ack: Any, body: dict[str, Any], client: AsyncWebClient,
@@ -343,7 +360,9 @@ async def on_delete(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 async def submit_delete(ack: Any, body: dict[str, Any], view: dict[str, Any],
                         client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
     """Confirmed in the modal: a non-lead sees why in the modal; the delete runs after the
-    ack (a big segment's memberships take a moment) and its outcome replaces the list."""
+    ack (a big segment's memberships take a moment) and its outcome replaces the list. If the
+    campaigns using the segment changed since the modal opened, nothing is deleted and the
+    modal opens again naming them (a modal of an older release, without them: the same)."""
     d = deps(context)
     team_id, user_id = team_of(body), body["user"]["id"]
     meta = await form_meta(ack, view, "Delete segment", required=("segment",),
@@ -357,8 +376,12 @@ async def submit_delete(ack: Any, body: dict[str, Any], view: dict[str, Any],
         return
     await ack()
     url = str(meta.get("url") or "")
-    work = _delete(d, client, team_id, user_id, meta["segment"], url, meta["offset"] or 0)
-    d.later.run(_explained(work, client, url, user_id), client, body)
+    shown = meta.get("campaigns")
+    value = ButtonValue(segment_id=meta["segment"], offset=meta["offset"] or 0)
+    work = _delete(d, client, team_id, user_id, value, url,
+                   shown=shown if isinstance(shown, str) else "",
+                   trigger_id=str(body.get("trigger_id") or ""))  # fmt: skip
+    d.later.run(_explained(work, client, url, user_id), client, body, prompt=True)
 
 
 # ---- Export CSV -----------------------------------------------------------------------------

@@ -16,7 +16,17 @@ from bot.audit import recent
 from bot.campaigns.service import create_campaign, exclude, set_state, target
 from bot.imports.batches import create_batch, create_upload_batch
 from bot.imports.importer import import_files
-from bot.segments import busy_import, delete_segment, rename_segment, write_export
+from bot.notify import BATCH_CHANGED, report_key
+from bot.segments import (
+    NO_CAMPAIGNS,
+    SegmentInUse,
+    busy_import,
+    campaigns_using,
+    delete_segment,
+    rename_segment,
+    uses_key,
+    write_export,
+)
 from bot.workspaces import (
     WorkspaceError,
     create_segment,
@@ -369,6 +379,53 @@ async def test_deleting_an_excluded_segment_says_when_its_contacts_are_enrolled(
     assert said[0].endswith("will be enrolled when it goes live.")
     assert said[1].endswith("are enrolled now (and invited, if it sends invites).")
     assert said[2].endswith("will be enrolled when it resumes.")
+
+
+async def test_a_delete_checks_the_campaigns_it_was_confirmed_with(team: Database) -> None:
+    """A confirmation's campaigns (their uses_key) are checked in the delete's transaction:
+    another one using the segment, or one going live that excludes it, holds it back."""
+    staff = await create_segment(team, TEAM, "Staff")
+    spring = await create_campaign(team, TEAM, "Spring", store_url="https://s.example",
+                                   created_by="U0002")  # fmt: skip
+    await exclude(team, TEAM, spring.id or 0, staff.id or 0)
+    with pytest.raises(SegmentInUse) as held:  # Slack's dialog said no campaign used it
+        await delete_segment(team, TEAM, staff.id or 0, expect_campaigns=NO_CAMPAIGNS)
+    assert [c.name for c in held.value.campaigns] == ["Spring"]
+    shown = uses_key(await campaigns_using(team, TEAM, staff.id or 0))
+    await set_state(team, TEAM, spring.id or 0, CampaignState.LIVE, requested_by="U0002")
+    with pytest.raises(SegmentInUse):  # "will be enrolled when it goes live": now at once
+        await delete_segment(team, TEAM, staff.id or 0, expect_campaigns=shown)
+    assert (await get_segment(team, TEAM, staff.id or 0)).kind == SegmentKind.STATIC
+    assert await _count(team, "SELECT COUNT(*) FROM campaign_segment") == 1
+    assert all(e.action != "segment.deleted" for e in await recent(team, TEAM))
+
+    shown = uses_key(await campaigns_using(team, TEAM, staff.id or 0))
+    deleted = await delete_segment(team, TEAM, staff.id or 0, expect_campaigns=shown)
+    assert [c.name for c in deleted.campaigns] == ["Spring"]
+    assert await _count(team, "SELECT COUNT(*) FROM campaign_segment") == 0
+
+
+async def test_a_rename_queues_a_redraw_of_the_segments_open_reviews(team: Database) -> None:
+    """From the shell too: a review said "into VIP" after VIP was renamed."""
+    vip = await create_segment(team, TEAM, "VIP")
+    other = await create_segment(team, TEAM, "Other")
+    batches = []
+    async with team.session() as session:
+        for segment, status, ts in ((vip, BatchStatus.DRAFT, "1.0001"),  # an open review
+                                    (vip, BatchStatus.DRAFT, None),  # the shell's: no message
+                                    (vip, BatchStatus.REJECTED, "1.0002"),
+                                    (other, BatchStatus.DRAFT, "1.0003")):
+            batch = ImportBatch(team_id=TEAM, segment_id=segment.id or 0, requested_by="U0002",
+                                status=status, channel_id="C0001", message_ts=ts)
+            session.add(batch)
+            batches.append(batch)
+        await session.commit()
+        ids = [b.id or 0 for b in batches]
+    await rename_segment(team, TEAM, vip.id or 0, "Gold")
+    keys = [report_key(BATCH_CHANGED, {"batch_id": batch_id}) for batch_id in ids]
+    queued = [await _count(team, "SELECT COUNT(*) FROM job WHERE dedupe_key = :k", k=key)
+              for key in keys]
+    assert queued == [1, 0, 0, 0]
 
 
 async def test_export_is_formula_safe_and_carries_consent(team: Database) -> None:

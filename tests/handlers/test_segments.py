@@ -14,13 +14,13 @@ import pytest
 from sqlalchemy import text
 
 from bot.audit import recent
-from bot.campaigns.service import create_campaign, target
+from bot.campaigns.service import create_campaign, exclude, set_state, target
 from bot.cli import main
 from bot.imports.importer import import_files
 from bot.workspaces import create_segment, ensure_workspace, find_segment, segment_key
 from handlers.ids import Action, BlockId, Callback
 from handlers.segment_messages import PAGE_SIZE
-from models import ImportBatch, Segment, SegmentMember
+from models import CampaignState, ImportBatch, Segment, SegmentMember
 from tests.fakes.slack_api import find_element
 from tests.handlers.conftest import LEAD, REP, Harness
 
@@ -304,6 +304,27 @@ async def test_a_lead_renames_a_segment_with_the_same_rules(app: Harness) -> Non
     assert app.slack.block_errors == []
 
 
+async def test_renaming_a_segment_redraws_its_open_reviews(app: Harness) -> None:
+    """A review of an import into VIP, still waiting for a lead, went on saying "Contact import
+    #1 into VIP" after VIP was renamed Gold (its Approve then imported into Gold). The rename
+    now has every open review of the segment drawn again, in a job queued with it."""
+    from tests.handlers.test_decisions import _start
+
+    message, _batch = await _start(app)  # a review into VIP
+    assert "into VIP" in json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    listing = await _list(app)
+    rename = _button(listing, Action.SEGMENT_RENAME, "VIP")
+    await _click(app, Action.SEGMENT_RENAME, rename["value"], listing)
+    modal = app.slack.open_views(LEAD)[-1]
+    await app.requests.view_submission(state_values=_name("Gold"), view_id=modal["id"],
+                                       user_id=LEAD)  # fmt: skip
+    await app.settle()
+    redrawn = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    assert "into Gold" in redrawn and "into VIP" not in redrawn
+    assert app.slack.find_action(Action.APPROVE, "C0001") is not None  # still open for review
+    assert app.slack.block_errors == []
+
+
 # ---- Delete ---------------------------------------------------------------------------------
 
 
@@ -374,6 +395,133 @@ async def test_deleting_a_targeted_segment_names_the_campaign_first(app: Harness
     assert await _count(app, "SELECT COUNT(*) FROM campaign_segment") == 0
     assert await _count(app, "SELECT COUNT(*) FROM segment_member") == 0
     assert app.slack.block_errors == []
+
+
+async def _spring_excluding(app: Harness, segment_id: int, name: str = "Spring") -> int:
+    """Another lead's live campaign targeting All Customers and excluding the segment."""
+    everyone = await find_segment(app.db, TEAM, "All Customers")
+    assert everyone is not None
+    spring = await create_campaign(app.db, TEAM, name, created_by=LEAD,
+                                   store_url="https://shop.example")  # fmt: skip
+    await target(app.db, TEAM, spring.id or 0, everyone.id or 0, requested_by=LEAD)
+    await exclude(app.db, TEAM, spring.id or 0, segment_id)
+    await set_state(app.db, TEAM, spring.id or 0, CampaignState.LIVE, requested_by=LEAD)
+    return spring.id or 0
+
+
+async def test_a_campaign_using_the_segment_since_the_click_is_named_before_it_goes(
+    app: Harness,
+) -> None:
+    """PostgreSQL, a real race: a lead confirms Delete in Slack's dialog (no campaign used VIP
+    when the list was shown); the click found no campaign using it, and while its delete was
+    held up another lead made a live campaign exclude VIP. The delete went ahead: VIP's
+    contacts were enrolled in that campaign, which the lead never saw named ("No longer used
+    by: Spring" afterwards). The check is now part of the delete's transaction: nothing is
+    deleted and the modal names the campaign."""
+    from tests.waiting import backend_pid, until_waiting_or_done
+
+    if app.db.dialect != "postgresql":
+        pytest.skip("SQLite's one writer can't interleave the two")
+    vip = await _import(app, "VIP")
+    listing = await _list(app)
+    delete = _button(listing, Action.SEGMENT_DELETE, "VIP")
+    assert "confirm" in delete  # Slack's own dialog, no modal
+    url = app.slack.new_response_url("C0001", user_id=LEAD)
+    holder = await app.db.engine.connect()
+    try:
+        held = await holder.begin()
+        # updating a segment waits (the delete); reading one, or locking it to link it, doesn't
+        await holder.execute(text("LOCK TABLE segment IN SHARE MODE"))
+        await app.requests.block_action(Action.SEGMENT_DELETE, delete["value"], user_id=LEAD,
+                                        response_url=url, message={"blocks": listing["blocks"]})
+        clicking = asyncio.create_task(app.later.drain())
+        assert await until_waiting_or_done(app.db, await backend_pid(holder), clicking)
+        spring = await asyncio.wait_for(_spring_excluding(app, vip), 10)  # another lead
+        await held.commit()
+    finally:
+        await holder.close()
+    await clicking
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM segment WHERE id = :s AND kind = 'static'",
+                        s=vip) == 1  # fmt: skip
+    modal = app.slack.open_views(LEAD)[-1]
+    assert modal["callback_id"] == Callback.SEGMENT_DELETE
+    assert "Spring excludes it" in json.dumps(modal["blocks"])
+    assert "No longer used by" not in json.dumps(app.slack.responses.get(url) or [])
+    assert await _count(app, "SELECT COUNT(*) FROM advocate WHERE campaign_id = :c",
+                        c=spring) == 0  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM segment_member WHERE segment_id = :s",
+                        s=vip) == 3  # fmt: skip
+
+    await app.requests.view_submission(state_values={}, view_id=modal["id"], user_id=LEAD)
+    await app.settle()  # now they have been told: it goes, and Spring enrolls them
+    assert app.slack.responses[url][-1]["text"].endswith("No longer used by: Spring.")
+    assert await _count(app, "SELECT COUNT(*) FROM advocate WHERE campaign_id = :c",
+                        c=spring) == 3  # fmt: skip
+    assert app.slack.block_errors == []
+
+
+async def test_a_campaign_using_the_segment_since_the_modal_opened_is_named_first(
+    app: Harness,
+) -> None:
+    """The confirmation named Referral spring; before the lead pressed Delete, another lead
+    made a live campaign exclude the segment. The delete went ahead and enrolled the segment's
+    contacts in it unseen. The modal now comes back naming both; Delete there deletes."""
+    vip = await _import(app, "VIP")
+    referral = await create_campaign(app.db, TEAM, "Referral spring", created_by=LEAD,
+                                     store_url="https://shop.example")  # fmt: skip
+    await target(app.db, TEAM, referral.id or 0, vip, requested_by=LEAD)
+    listing = await _list(app)
+    responses = await _click(app, Action.SEGMENT_DELETE,
+                             _button(listing, Action.SEGMENT_DELETE, "VIP")["value"], listing)
+    modal = app.slack.open_views(LEAD)[-1]
+    assert "Summer" not in json.dumps(modal["blocks"])
+    summer = await _spring_excluding(app, vip, "Summer")  # another lead, meanwhile
+
+    await app.requests.view_submission(state_values={}, view_id=modal["id"], user_id=LEAD)
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM segment WHERE id = :s AND kind = 'static'",
+                        s=vip) == 1  # fmt: skip
+    again = app.slack.open_views(LEAD)[-1]
+    assert again["callback_id"] == Callback.SEGMENT_DELETE
+    said = json.dumps(again["blocks"])
+    assert "Summer excludes it" in said and "Referral spring targets it" in said
+    assert await _count(app, "SELECT COUNT(*) FROM advocate WHERE campaign_id = :c",
+                        c=summer) == 0  # fmt: skip
+
+    await app.requests.view_submission(state_values={}, view_id=again["id"], user_id=LEAD)
+    await app.settle()
+    assert responses[-1]["text"].endswith("No longer used by: Referral spring, Summer.")
+    assert await _count(app, "SELECT COUNT(*) FROM segment WHERE id = :s AND kind = 'deleted'",
+                        s=vip) == 1  # fmt: skip
+    assert await _count(app, "SELECT COUNT(*) FROM advocate WHERE campaign_id = :c",
+                        c=summer) == 3  # fmt: skip
+    assert app.slack.block_errors == []
+
+
+async def test_campaigns_changed_after_the_trigger_expired_are_said_where_they_asked(
+    app: Harness,
+) -> None:
+    """The modal can't open again once Slack's trigger id is stale (a delete waiting for the
+    write lock): nothing is deleted and the lead is told where they asked."""
+    vip = await _import(app, "VIP")
+    referral = await create_campaign(app.db, TEAM, "Referral spring", created_by=LEAD,
+                                     store_url="https://shop.example")  # fmt: skip
+    await target(app.db, TEAM, referral.id or 0, vip, requested_by=LEAD)
+    listing = await _list(app)
+    responses = await _click(app, Action.SEGMENT_DELETE,
+                             _button(listing, Action.SEGMENT_DELETE, "VIP")["value"], listing)
+    modal = app.slack.open_views(LEAD)[-1]
+    await _spring_excluding(app, vip, "Summer")  # another lead, meanwhile
+    app.slack.trigger_ttl = 0
+    await app.requests.view_submission(state_values={}, view_id=modal["id"], user_id=LEAD)
+    await app.settle()
+    assert responses[-1]["text"] == (
+        "Nothing was deleted: the campaigns using 'VIP' changed meanwhile (now: Referral spring, "
+        "Summer). Click Delete again to see what deleting it means.")
+    assert responses[-1]["replace_original"] is False  # the list stays
+    assert await _count(app, "SELECT COUNT(*) FROM segment WHERE id = :s AND kind = 'static'",
+                        s=vip) == 1  # fmt: skip
 
 
 async def test_delete_is_refused_during_an_import_and_for_all_customers(app: Harness) -> None:
