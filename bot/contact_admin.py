@@ -29,7 +29,7 @@ from sqlmodel import select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import Act, record_in
-from bot.campaigns.consent import STOP_INVITES
+from bot.campaigns.consent import redraw_reports_in, stop_invites_in
 from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.casefold import spellings
 from bot.ids import digits
@@ -457,7 +457,7 @@ async def unsubscribe(db: Database, team_id: str, contact_id: int, actor: str, *
         if row is None:
             await _same(conn, params)
             raise ContactError(f"{email} is already unsubscribed.")
-        stopped = (await conn.execute(STOP_INVITES, params)).rowcount  # as the link does
+        stopped = await stop_invites_in(conn, params)  # as the link does, reports redrawn
         detail = f"{plural(stopped, 'invite')} not yet sent stopped" if stopped else ""
         await record_in(conn, team_id, actor, Act.CONTACT_UNSUBSCRIBED, subject(row[0]), detail)
     return int(stopped)
@@ -534,10 +534,10 @@ async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str
         await conn.execute(_FORGET_RESUBSCRIBED, params)
         gone_invites = (await conn.execute(text(
             "DELETE FROM invite WHERE team_id = :t AND contact_id = :c "
-            "RETURNING campaign_id, state"), params)).all()  # fmt: skip
+            "RETURNING campaign_id, state, enrollment_id"), params)).all()  # fmt: skip
         # the campaigns that emailed it (or may have) remember its address (InvitedAddress):
         # read from the rows deleted, so one a send run had just taken is counted
-        emailed = sorted({int(c) for c, state in gone_invites
+        emailed = sorted({int(c) for c, state, _ in gone_invites
                           if state in ("sent", "sending", "uncertain")})  # fmt: skip
         if emailed:
             now = utcnow()
@@ -546,8 +546,14 @@ async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str
                   "invited_at": now} for c in emailed]
             ).on_conflict_do_nothing(index_elements=["team_id", "campaign_id", "email_key"]))
         invites = len(gone_invites)
-        codes = [str(r[0]) for r in await conn.execute(text(
-            "DELETE FROM advocate WHERE team_id = :t AND contact_id = :c RETURNING code"), params)]
+        advocates = (await conn.execute(text(
+            "DELETE FROM advocate WHERE team_id = :t AND contact_id = :c "
+            "RETURNING code, enrollment_id"), params)).all()  # fmt: skip
+        codes = [str(code) for code, _ in advocates]
+        # the enrollment reports counting them (held invites, *Cancel invites*, advocates
+        # removed since) are redrawn
+        await redraw_reports_in(conn, team_id, [e for *_, e in gone_invites]
+                                + [e for _, e in advocates])  # fmt: skip
         if codes:
             now = utcnow()
             await conn.execute(upsert(conn, RetiredCode).values(

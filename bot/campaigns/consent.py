@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from bot.notify import enqueue_enrollment_report_in
 from models import Database, SuppressedAddress
 from models.clock import utcnow
 from models.db import upsert
@@ -18,12 +21,31 @@ _UNSUBSCRIBE = text("""
     WHERE team_id = :t AND id = :c AND email_key = :k RETURNING email
 """).bindparams(bindparam("now", type_=UTCDateTime()))
 
-# shared with bot/contact_admin.py (a lead's Unsubscribe): what is being handed to the mail
-# server can't be recalled, everything still waiting is stopped
-STOP_INVITES = text("""
+# what is being handed to the mail server can't be recalled, everything still waiting is
+# stopped
+_STOP_INVITES = text("""
     UPDATE invite SET state = 'not_emailed', reason = 'unsubscribed', updated_at = :now
     WHERE team_id = :t AND contact_id = :c AND state IN ('queued', 'held')
+    RETURNING enrollment_id
 """).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+async def stop_invites_in(conn: AsyncConnection, params: dict[str, Any]) -> int:
+    """Stop the invites of contact :c not yet sent (params :t, :c, :now), and queue a redraw
+    of the enrollment reports they belong to (their held count and *Cancel invites* would
+    stay as they were). Returns how many. Shared with bot/contact_admin.py (a lead's
+    Unsubscribe)."""
+    stopped = (await conn.execute(_STOP_INVITES, params)).scalars().all()
+    await redraw_reports_in(conn, str(params["t"]), stopped)
+    return len(stopped)
+
+
+async def redraw_reports_in(conn: AsyncConnection, team_id: str,
+                            enrollment_ids: Iterable[int | None]) -> None:  # fmt: skip
+    """Queue a redraw of each of these enrollments' reports (None: no enrollment), once each,
+    inside the caller's transaction."""
+    for enrollment_id in sorted({int(e) for e in enrollment_ids if e is not None}):
+        await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
 
 
 async def unsubscribe(db: Database, team_id: str, contact_id: int, email_key: str
@@ -40,7 +62,7 @@ async def unsubscribe(db: Database, team_id: str, contact_id: int, email_key: st
         row = (await conn.execute(_UNSUBSCRIBE, params)).first()
         if row is None:
             return None
-        await conn.execute(STOP_INVITES, params)
+        await stop_invites_in(conn, params)
         return str(row[0])
 
 
@@ -92,7 +114,7 @@ async def suppress(db: Database, team_id: str, email_key: str) -> None:
             team_id=team_id, email_key=email_key, suppressed_at=params["now"],
         ).on_conflict_do_nothing(index_elements=["team_id", "email_key"]))  # fmt: skip
         for contact_id in (await conn.execute(_UNSUBSCRIBE_ADDRESS, params)).scalars().all():
-            await conn.execute(STOP_INVITES, {**params, "c": contact_id})
+            await stop_invites_in(conn, {**params, "c": contact_id})
 
 
 _RECIPIENT = text("""

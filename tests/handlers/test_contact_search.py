@@ -11,17 +11,22 @@ import logging
 from typing import Any
 
 import pytest
+from aiohttp import ClientSession
 from sqlalchemy import text
 
 from bot import contact_admin
+from bot.app import build_web_app
 from bot.campaigns import service
 from bot.campaigns.enroll import run_enrollment
+from bot.campaigns.links import unsubscribe_link
 from bot.imports.importer import import_files
+from bot.web import public_routes
 from bot.workspaces import ensure_workspace, find_segment
 from handlers.ids import Action, BlockId, Callback
 from models import CampaignState
-from tests.fakes.slack_api import find_element
+from tests.fakes.slack_api import find_element, serve
 from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_targeting import _report_blocks, _targeted
 
 TEAM = "T0001"
 OTHER = "T0002"
@@ -617,3 +622,44 @@ async def test_every_segment_of_a_contact_in_many_can_be_left_from_its_card(
     left = await _rows(app, "SELECT s.name FROM segment_member m JOIN segment s "
                             "ON s.id = m.segment_id WHERE m.contact_id = :c", c=ada)  # fmt: skip
     assert sorted(name for (name,) in left) == [f"S{i:02d}" for i in range(1, 20)]
+
+
+async def test_deleting_a_contact_redraws_its_enrollment_report(app: Harness) -> None:
+    """The thread's report kept "2 held" and *Cancel invites* for the deleted contact's
+    invite: deleting it redraws the report, which counts it as removed since."""
+    _, message = await _targeted(app)
+    before = _report_blocks(app, message)
+    assert "*2* new advocates" in before and "2 held until" in before, before
+    card = await _click(app, Action.CONTACT_SHOW, await _command(app, "jane@"))
+    done = await _click(app, Action.CONTACT_DELETE, card)
+    assert "Deleted *jane@example.com*" in done["text"], done["text"]
+    await app.settle()
+    after = _report_blocks(app, message)
+    assert "2 held until" not in after and "1 held until" in after, after
+    assert "1 remain" in after, after
+
+
+async def test_unsubscribing_a_contact_redraws_its_enrollment_report(app: Harness) -> None:
+    _, message = await _targeted(app)
+    card = await _click(app, Action.CONTACT_SHOW, await _command(app, "jane@"))
+    done = await _click(app, Action.CONTACT_UNSUBSCRIBE, card)
+    assert "1 invite not yet sent won't be" in done["text"], done["text"]
+    await app.settle()
+    after = _report_blocks(app, message)
+    assert "2 held until" not in after and "1 held until" in after, after
+
+
+async def test_the_unsubscribe_link_redraws_the_enrollment_report(app: Harness) -> None:
+    """The link stops the contact's invites as a lead's Unsubscribe does: the report too."""
+    _, message = await _targeted(app)
+    jane = await _id(app, "jane@example.com")
+    async with (serve(build_web_app(None, routes=public_routes(app.db, app.settings))) as site,
+                ClientSession() as http):  # fmt: skip
+        link = unsubscribe_link(site, app.settings.secret_key, TEAM, jane, "jane@example.com")
+        async with http.post(link, data={"List-Unsubscribe": "One-Click"}) as response:
+            assert response.status == 200 and "unsubscribed" in await response.text()
+    assert await _rows(app, "SELECT state FROM invite WHERE contact_id = :c", c=jane) == [
+        ("not_emailed",)]
+    await app.settle()
+    after = _report_blocks(app, message)
+    assert "2 held until" not in after and "1 held until" in after, after
