@@ -18,12 +18,14 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from datetime import timedelta
+from typing import Any, TextIO
 
-from sqlalchemy import text, update
+from sqlalchemy import BindParameter, bindparam, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import CLI, Act, import_subject, record, record_in
 from bot.campaigns.service import enroll_when_exclusion_ends_in
@@ -71,10 +73,18 @@ _IMPORT_JOB_STATE = f"""
 # never be deleted; a dry run under way kept it for a while. So such a draft doesn't keep its
 # segment: deleting the segment withdraws it, and a live import then stops saying why. Slack's
 # drafts (a user's id, a review message) and `import --background` (its job) still do.
+# A Slack draft whose review was never posted is one too, once it is older than a review
+# takes to post (ORPHANED_AFTER): the process making it died between the two (a restart), and
+# the segment said "waiting for review" of a review nobody could see, approve or cancel.
 _SHELL_DRAFT = f"""
-    status = 'draft' AND requested_by = '{CLI}' AND message_ts IS NULL
-    AND NOT EXISTS ({_IMPORT_JOB_STATE})
+    status = 'draft' AND message_ts IS NULL AND NOT EXISTS ({_IMPORT_JOB_STATE})
+    AND (requested_by = '{CLI}' OR created_at < :orphaned)
 """
+ORPHANED_AFTER = timedelta(minutes=10)
+
+
+def _orphaned() -> BindParameter[Any]:
+    return bindparam("orphaned", value=utcnow() - ORPHANED_AFTER, type_=UTCDateTime())
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +261,8 @@ async def _busy_in(conn: AsyncConnection, team_id: str, segment_id: int) -> str 
     row = (await conn.execute(text(  # type: ignore[attr-defined]
         f"SELECT id, status, ({_IMPORT_JOB_STATE}) AS job FROM import_batch WHERE team_id = :t "
         f"AND segment_id = :s AND status IN ({statuses}) AND NOT ({_SHELL_DRAFT}) "
-        "ORDER BY id LIMIT 1"), {"t": team_id, "s": segment_id})).first()  # fmt: skip
+        "ORDER BY id LIMIT 1").bindparams(_orphaned()), {"t": team_id, "s": segment_id}
+    )).first()  # fmt: skip
     if row is None:
         return None
     words = BUSY[BatchStatus(row.status)]
@@ -273,7 +284,7 @@ async def _withdraw_shell_drafts_in(conn: AsyncConnection, team_id: str, segment
     params = {"t": team_id, "s": segment_id}
     drafts = (await conn.execute(text(
         f"SELECT id FROM import_batch WHERE team_id = :t AND segment_id = :s AND {_SHELL_DRAFT}"
-        + skip), params)).scalars().all()  # fmt: skip
+        + skip).bindparams(_orphaned()), params)).scalars().all()  # fmt: skip
     for batch_id in drafts:
         await freeze_counts(conn, team_id, batch_id)
         await conn.execute(

@@ -292,6 +292,35 @@ async def test_drafts_the_shell_left_behind_dont_keep_their_segment(
             await delete_segment(db, TEAM, segment.id or 0)
 
 
+async def test_a_slack_draft_whose_review_was_never_posted_stops_keeping_its_segment(
+    team: Database,
+) -> None:
+    """The process making a Slack import died between the draft and its review message (a
+    restart): deleting the segment said "Import #1 into it is waiting for review" for good,
+    of a review nobody could see, approve or cancel. Past the time a review takes to post,
+    such a draft is withdrawn as the shell's are; before it, it may still be on its way."""
+    from datetime import timedelta
+
+    from sqlalchemy import bindparam
+    from sqlmodel.sql.sqltypes import UTCDateTime
+
+    from models.clock import utcnow
+
+    db = team
+    vip = await create_segment(db, TEAM, "VIP")
+    orphan = await create_batch(db, TEAM, vip.id or 0, "U0001", consent=True)  # then killed
+    message = f"Import #{orphan.id} into it is waiting for review: finish or cancel it first."
+    assert await busy_import(db, TEAM, vip.id or 0) == message
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET created_at = :then").bindparams(
+            bindparam("then", type_=UTCDateTime())),
+            {"then": utcnow() - timedelta(minutes=11)})  # past ORPHANED_AFTER  # fmt: skip
+    assert await busy_import(db, TEAM, vip.id or 0) is None
+    await delete_segment(db, TEAM, vip.id or 0, actor="U0002")
+    assert await _count(db, "SELECT COUNT(*) FROM import_batch WHERE status = 'cancelled' "
+                            "AND cancelled_by = 'U0002'") == 1  # fmt: skip
+
+
 async def test_a_background_import_is_said_queued_then_running_not_waiting_for_review(
     team: Database, tmp_path: Path
 ) -> None:
