@@ -297,6 +297,7 @@ _HOME_CHANGES: dict[str, Callable[[argparse.Namespace], bool]] = {
     "contacts": lambda a: a.contacts_command == "delete",
     "mailchimp": lambda a: a.mailchimp_command in ("connect", "disconnect"),
     "jobs": lambda a: getattr(a, "jobs_command", None) == "cancel",  # an import's job
+    "leads": lambda a: getattr(a, "leads_command", None) in ("add", "remove"),  # the buttons
 }
 
 

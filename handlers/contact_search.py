@@ -24,7 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import contact_admin
-from bot.contact_admin import ContactError, ContactRef, contact_id_of, parse_ref
+from bot.contact_admin import ContactError, ContactRef, parse_ref
 from bot.ids import digits
 from handlers.contact_search_messages import card, deleted, gone, prompt, results, search_modal
 from handlers.context import (
@@ -225,12 +225,12 @@ async def _show_card(d: Deps, client: AsyncWebClient, where: Where, value: str) 
     if await _outsider(client, where, replace=False):
         return
     try:
-        contact_id = contact_id_of(value)
+        ref = parse_ref(value)  # a bare id from results shown before there were checks
     except ContactError as exc:
         await _show(client, where, gone(esc(str(exc))), replace=False)
         return
     # below the results in a message (they stay); in place of them in the modal
-    await _card(d, client, where, contact_id, replace=False)
+    await _card(d, client, where, ref.id, replace=False, check=ref.check)
 
 
 async def on_show(ack: Any, body: dict[str, Any], client: AsyncWebClient,

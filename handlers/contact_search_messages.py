@@ -115,7 +115,10 @@ def results(page: Page, *, note: str = "") -> tuple[str, list[Block]]:
     for hit in page.hits:
         blocks.append(SectionBlock(
             text=MarkdownTextObject(text=_hit_line(hit)[:MAX_TEXT]),
-            accessory=ButtonElement(text="Show", action_id=Action.CONTACT_SHOW, value=str(hit.id)),
+            # with its address's check, as the card's buttons: SQLite gives a deleted
+            # contact's id to the next, and Show on results left open opened their card
+            accessory=ButtonElement(text="Show", action_id=Action.CONTACT_SHOW,
+                                    value=contact_ref(hit.id, hit.email)),
         ))  # fmt: skip
     if page.more:
         value = more_value(page.query, page.offset + len(page.hits), page.after)

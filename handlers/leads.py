@@ -41,6 +41,7 @@ from handlers.context import (
     team_of,
     told_outsider,
 )
+from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId
 from handlers.leads_messages import leads_message
 from handlers.messages import esc
@@ -167,6 +168,8 @@ async def add(d: Deps, client: AsyncWebClient, asker: Asker, chosen: list[str]) 
     log.info("team leads added: team=%s by=%s added=%s", asker.team_id, asker.user_id,
              result.added)  # fmt: skip
     note = added_note(asker.user_id, result.added, result.already, refused)
+    if result.added:  # Home's buttons follow the role: a new lead's open Home lacked them
+        await refresh_for(d, client, asker.team_id)
     await show(d, client, asker, replace=True, note=note)
 
 
@@ -204,6 +207,8 @@ async def remove(d: Deps, client: AsyncWebClient, asker: Asker, user_id: str) ->
         if not await leads(d.db, asker.team_id, d.settings.team_leads):
             note += (" No one is listed now: workspace admins and owners still count as team "
                      "leads, and can add people here.")  # fmt: skip
+        # the removed lead's open Home kept offering what they may no longer do
+        await refresh_for(d, client, asker.team_id)
     await show(d, client, asker, replace=True, note=note)
 
 

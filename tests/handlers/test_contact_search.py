@@ -124,7 +124,8 @@ async def test_search_by_email_or_name_prefix_ignoring_case(app: Harness) -> Non
     await _ada(app)
     found = await _command(app, "ADA")
     assert [_value(found, Action.CONTACT_SHOW, e) for e in ("ada@", "bob@")] == [
-        str(await _id(app, "ada@example.com")), str(await _id(app, "bob@example.com"))]
+        contact_admin.contact_ref(await _id(app, email), email)
+        for email in ("ada@example.com", "bob@example.com")]  # fmt: skip
     rendered = _rendered(found)
     assert "in 2 segments · subscribed" in rendered and "in 1 segment · subscribed" in rendered
     assert "Lovelace" in _rendered(await _command(app, "love"))
@@ -663,3 +664,22 @@ async def test_the_unsubscribe_link_redraws_the_enrollment_report(app: Harness) 
     await app.settle()
     after = _report_blocks(app, message)
     assert "2 held until" not in after and "1 held until" in after, after
+
+
+async def test_show_on_results_left_open_doesnt_open_the_card_of_who_took_the_id(
+    app: Harness,
+) -> None:
+    """SQLite gives a deleted contact's id to the next contact: *Show* on x's row of results
+    left open, after x was deleted and y imported, opened y's card (its Delete and
+    Unsubscribe working on y). The card's own buttons checked the address; *Show* didn't."""
+    await _import(app, "VIP", "keep@example.com,Keep,\n")
+    await _import(app, "VIP", "x@example.com,Ex,\n")
+    listing = await _command(app, "x@example.com")
+    x = await contact_admin.find_by_email(app.db, TEAM, "x@example.com")
+    await contact_admin.delete_contact(app.db, TEAM, x, LEAD)
+    await _import(app, "Other", "y@example.com,Why,\n")
+    if app.db.is_sqlite:  # the id taken again (PostgreSQL's sequence never does)
+        assert await contact_admin.find_by_email(app.db, TEAM, "y@example.com") == x
+    card = await _click(app, Action.CONTACT_SHOW, listing)
+    shown = _rendered(card)
+    assert "y@example.com" not in shown and "doesn't exist" in shown, shown[:400]

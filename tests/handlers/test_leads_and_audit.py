@@ -431,3 +431,29 @@ async def test_imports_from_the_shell_are_recorded_as_approved_with_their_outcom
     assert "The command line approved import #1 (3 contacts to import)" in words, words
     assert "imported: 3 new contacts, 3 added to the segment" in words, words
     assert "imported: 2 new contacts, 2 added to the segment" in words, words
+
+
+async def test_adding_or_removing_a_lead_republishes_their_open_home(app: Harness) -> None:
+    """Home's buttons follow the person's role, but a change of the leads list republished
+    nobody's Home: a removed lead's open Home kept *New campaign* and *Connect Mailchimp*
+    (each refused when clicked), and a new lead's lacked them until reopened."""
+    from tests.handlers.test_home import _open_home
+
+    lead_only = (Action.CAMPAIGN_CREATE, Action.MAILCHIMP_CONNECT)
+
+    def lead_buttons(user: str) -> list[str]:
+        shown = json.dumps(app.slack.home_views[user]["blocks"])
+        return [a for a in lead_only if a in shown]
+
+    await _open_home(app, REP)
+    assert lead_buttons(REP) == []
+    shown = await _command(app, "leads", user=LEAD)
+    await _click(app, Action.LEADS_ADD, None, shown, user=LEAD, state=_picked(REP))
+    await app.settle()
+    assert lead_buttons(REP) == list(lead_only)
+    await _open_home(app, LEAD)
+    app.slack.users[ADMIN] = {"is_admin": True}
+    shown = await _command(app, "leads", user=ADMIN)
+    await _click(app, Action.LEADS_REMOVE, LEAD, shown, user=ADMIN)
+    await app.settle()
+    assert lead_buttons(LEAD) == []
