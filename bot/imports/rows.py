@@ -102,9 +102,10 @@ def _name(cell: str) -> str:
     return unquote(cell.strip()).strip()[:MAX_NAME]
 
 
-def split_full_name(name: str) -> tuple[str, str]:
+def split_full_name(name: str, *, given_first: bool = False) -> tuple[str, str]:
     """(first, last) of a whole name: "Ada Lovelace" and "Lovelace, Ada" alike, "田中 太郎"
-    family name first (_family_name_first); a name of one word is a first name. A value
+    family name first (_family_name_first) unless `given_first` (a name made of a first and
+    a last name, as Mailchimp's full_name is); a name of one word is a first name. A value
     with a digit or a leading # is no name (a Shopify order's "Name" is its number,
     "#1001"): ("", ""), so the address gives the first name."""
     name = " ".join(name.split())
@@ -116,7 +117,7 @@ def split_full_name(name: str) -> tuple[str, str]:
     if len(parts) > 1:
         return ", ".join(parts[1:])[:MAX_NAME], parts[0][:MAX_NAME]
     first, _, last = parts[0].partition(" ")
-    if last and _family_name_first(name):  # "田中 太郎": Tanaka is the family name
+    if last and not given_first and _family_name_first(name):  # "田中 太郎": Tanaka's family
         first, last = last, first
     return first[:MAX_NAME], last[:MAX_NAME]
 

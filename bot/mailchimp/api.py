@@ -150,8 +150,11 @@ async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str, about: 
             elif result.status_code in (401,):
                 raise ReconnectNeeded("Mailchimp refused our credentials: reconnect Mailchimp "
                                       "with /referral mailchimp.")  # fmt: skip
-            elif result.ok and not result.content:
-                return {}  # type: ignore[return-value]  # 204: nothing to read
+            elif result.status_code == 204:
+                return {}  # type: ignore[return-value]  # nothing to read
+            elif result.ok and not result.content:  # a 200 cut off before its body: taken
+                reason = f"{result.status_code} with no body (cut off?)"  # as {}, an audience
+                # read as having no members
             elif result.ok:
                 reason = f"{result.status_code} with a reply that isn't JSON (cut off?)"
             else:

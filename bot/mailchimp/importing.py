@@ -53,11 +53,7 @@ def mailchimp_locale(language: str | None) -> str | None:
 
 def member_rows(members: list[dict[str, Any]], classifier: Classifier) -> Iterator[Staged]:
     for line, member in enumerate(members, start=1):
-        merge = member.get("merge_fields") or {}
-        first, last = str(merge.get("FNAME") or ""), str(merge.get("LNAME") or "")
-        if not first and not last:
-            # an audience whose merge tags were renamed (FIRSTNAME): Mailchimp's own whole name
-            first, last = split_full_name(str(member.get("full_name") or ""))
+        first, last = _names(member)
         email = str(member.get("email_address") or "")
         status = str(member.get("status") or "unknown")
         if status == "subscribed":
@@ -69,6 +65,27 @@ def member_rows(members: list[dict[str, Any]], classifier: Classifier) -> Iterat
         key = _key(email) if status in SAYS_NO else ""
         yield (line, email[:320], key, first[:200], last[:200], None, REJECTED,
                SKIPPED_REASON.format(status=status), False)  # fmt: skip
+
+
+def _names(member: dict[str, Any]) -> tuple[str, str]:
+    """(first, last): FNAME and LNAME, or from Mailchimp's own whole name where an audience
+    renamed those tags (FIRSTNAME). The whole name is FNAME then LNAME in every script: split
+    as a CJK whole-name column is, family name first, 悠斗 田中 gave first name 田中. With
+    only one of the tags renamed, the other's value was taken and the first name dropped
+    ("Hi bob," from the address): the whole name less the tag kept gives it."""
+    merge = member.get("merge_fields") or {}
+    first = " ".join(str(merge.get("FNAME") or "").split())
+    last = " ".join(str(merge.get("LNAME") or "").split())
+    full = " ".join(str(member.get("full_name") or "").split())
+    if (first and last) or not full:
+        return first, last
+    if last and full.endswith(f" {last}"):
+        return full[: -len(last)].strip(), last
+    if first and full.startswith(f"{first} "):
+        return first, full[len(first):].strip()
+    if first or last:
+        return first, last
+    return split_full_name(full, given_first=True)
 
 
 def _key(email: str) -> str:

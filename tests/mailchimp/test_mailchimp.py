@@ -928,3 +928,44 @@ async def test_subscribed_members_without_a_valid_address_are_counted_together(
                                 mailchimp=(creds, [api.Audience("odd", "Odd", 3)]))  # fmt: skip
     assert result.skipped_by_status == {"archived": 1, "invalid email": 2}
     assert (result.batch.valid, result.batch.rejected) == (1, 3)
+
+
+async def _names_of(db: Database) -> list[tuple[str, str, str]]:
+    async with db.begin() as conn:
+        rows = await conn.execute(text("SELECT email, first_name, last_name FROM contact "
+                                       "ORDER BY email"))  # fmt: skip
+        return [tuple(r) for r in rows]
+
+
+async def test_renamed_name_tags_give_first_and_last_names_as_mailchimp_wrote_them(
+    db: Database, mc: FakeMailchimp,
+) -> None:  # fmt: skip
+    """Mailchimp's whole name is FNAME then LNAME in every script: an audience that renamed
+    both tags had 悠斗 田中 stored as first name 田中 (split as a CJK whole-name column is,
+    family name first); one that renamed only FNAME lost the first name ("Hi bob," from the
+    address)."""
+    shop = mc.account(KEY).add_list("aud9", "Shop")
+    shop.add_member("haruto@example.com", merge_fields={"FIRSTNAME": "悠斗", "SURNAME": "田中"},
+                    full_name="悠斗 田中")  # fmt: skip
+    shop.add_member("bob@example.com", last_name="Smith", merge_fields={"FIRSTNAME": "Bob"},
+                    full_name="Bob Smith")  # fmt: skip
+    creds = api.Credentials(mc.base_url, "api_key", KEY)
+    await import_files(db, TEAM, [], segment="Shop", create_segment=True,
+                       mailchimp=(creds, [api.Audience("aud9", "Shop", 2)]))  # fmt: skip
+    assert await _names_of(db) == [("bob@example.com", "Bob", "Smith"),
+                                   ("haruto@example.com", "悠斗", "田中")]  # fmt: skip
+
+
+async def test_a_200_with_no_body_is_read_again_not_an_empty_audience(
+    db: Database, mc: FakeMailchimp, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A members page answered 200 with an empty body (cut off before it) was taken as no
+    members: "the Mailchimp audience Big has no members. Nothing was imported."."""
+    monkeypatch.setattr(api, "RETRY_DELAY", 0.01)
+    big = mc.account(KEY).add_list("big", "Big")
+    big.add_members(50, statuses=("subscribed",))
+    mc.fail_next("/3.0/lists/big/members", 200, times=1)  # no body
+    creds = api.Credentials(mc.base_url, "api_key", KEY)
+    result = await import_files(db, TEAM, [], segment="Big", create_segment=True,
+                                mailchimp=(creds, [api.Audience("big", "Big", 50)]))  # fmt: skip
+    assert result.batch.valid == 50
