@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from typing import NamedTuple
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -105,6 +105,23 @@ def with_ref(store_url: str, code: str) -> str:
     kept = [piece for piece in parts.query.split("&")
             if piece and piece != "ref" and not piece.startswith("ref=")]  # fmt: skip
     return urlunsplit(parts._replace(query="&".join([*kept, f"ref={code}"])))
+
+
+# Printable ASCII, kept as written in a Location; the rest (non-ASCII, spaces) is encoded.
+_AS_WRITTEN = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
+def location(url: str) -> URL:
+    """`url` for a Location header as written: handed over as a string, aiohttp parsed it
+    (yarl), decoding and encoding it again (`%2F` to `/`, `%3F` to `?`, `%e9` to `%E9`), so
+    a store URL signed over its exact query, or whose `;` means something, was another URL.
+    Only the host goes to its ASCII form and non-ASCII characters are percent-encoded.
+    ValueError: no URL a browser can follow (a port of 99999)."""
+    parts = urlsplit(url)
+    authority = URL(f"{parts.scheme}://{parts.netloc}").raw_authority
+    path, query, fragment = (quote(piece, safe=_AS_WRITTEN)
+                             for piece in (parts.path, parts.query, parts.fragment))  # fmt: skip
+    return URL(urlunsplit((parts.scheme, authority, path, query, fragment)), encoded=True)
 
 
 def page(title: str, message: str, *, status: int = 200, action: str | None = None,
@@ -216,7 +233,7 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
                 return visitor_page(request, LINK_GONE, status=410)
             return visitor_page(request, LINK_NOT_FOUND, status=404)
         try:
-            found = web.HTTPFound(with_ref(str(row[0]), code))
+            found = web.HTTPFound(location(with_ref(str(row[0]), code)))
         except ValueError as exc:  # a store URL saved before it was checked (a port of 99999)
             log.warning("referral link %s: its campaign's store URL %r can't be redirected to "
                         "(%s)", code, str(row[0])[:200], exc)  # fmt: skip

@@ -118,7 +118,12 @@ def _encoded_address(name: str, address: str) -> str:
         return f'"{escaped}" <{address}>'
     # folded counting "From: " before it (ENCODED_LINE)
     encoded = Header(name, "utf-8", header_name="From", maxlinelen=ENCODED_LINE).encode()
-    return f"{encoded} <{address}>"
+    # the address on the last encoded line only if that line stays within ENCODED_LINE:
+    # counted without it, "Boutique Éloïse" with a long address made an 82-character line
+    last = encoded.rsplit("\n", 1)[-1]
+    width = len(last) + (0 if "\n" in encoded else len("From: "))
+    fold = " " if width + len(f" <{address}>") <= ENCODED_LINE else "\n "
+    return f"{encoded}{fold}<{address}>"
 
 
 def _text_part(text: str, subtype: str) -> EmailMessage:

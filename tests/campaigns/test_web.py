@@ -98,6 +98,20 @@ def test_ref_is_added_to_any_store_url() -> None:
         "https://s.example/p?q=caf%E9&ref=AB")
 
 
+async def test_the_redirect_sends_the_store_url_as_written(world: World, site: str) -> None:
+    """with_ref kept the store URL's query byte for byte, and the redirect then handed it to
+    aiohttp as a string, which parsed and wrote it again: `%2F` became `/`, `%3F` `?`, `%e9`
+    `%E9`, so a discount link signed over its exact query reached the store changed."""
+    store = "https://shop.example/discount/SPRING?redirect=%2Fcollections%2Fsale%3Fq%3D1&x=%e9"
+    await world.import_csv("VIP", people("a@example.com,A,"))
+    await world.target(await world.campaign(store_url=store), "VIP")
+    code = str(await world.scalar("SELECT code FROM advocate"))
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{site}/r/{code}", allow_redirects=False) as response:  # fmt: skip
+        assert response.status == 302
+        assert response.headers["Location"] == with_ref(store, code)
+
+
 async def test_junk_and_head_requests_are_answered_without_counting_or_failing(
     world: World, site: str
 ) -> None:

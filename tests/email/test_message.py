@@ -61,6 +61,8 @@ def test_japanese_names_survive() -> None:
 @pytest.mark.parametrize("sender", [
     "Boutique Éloïse — Vêtements & Accessoires pour toute la famille <hello@shop.example>",
     "東京ストア・ファッションとアクセサリーの専門店・東京ストア・ファッション <hi@shop.example>",
+    # the name fits one line, not with the address after it (82 characters)
+    "Boutique Éloïse <bonjour@boutique-eloise-paris.example>",
 ])
 def test_long_non_ascii_headers_fold_within_the_encoded_word_line_limit(sender: str) -> None:
     """A long non-ASCII sender name was folded as if "From: " weren't before it, and both it
