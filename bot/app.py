@@ -69,6 +69,8 @@ def slack_client(settings: Settings, session: ClientSession | None = None) -> As
 
 SLACK_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+# How long a stop waits for HTTP requests still in progress (see serve).
+REQUESTS_GRACE_SECONDS = 3.0
 
 
 class SlackQuietAccessLogger(AccessLogger):
@@ -300,7 +302,10 @@ async def serve(
                             database=DatabaseHealth(db),
                             routes=public_routes(db, settings,
                                                  on_connected=tell_connected(client)))  # fmt: skip
-    runner = web.AppRunner(web_app, access_log_class=SlackQuietAccessLogger)
+    # requests still in progress at a stop get REQUESTS_GRACE_SECONDS (Slack's own are acked
+    # within 3 s); aiohttp's 60 let anyone hold every shutdown for a minute with a slow body
+    runner = web.AppRunner(web_app, access_log_class=SlackQuietAccessLogger,
+                           shutdown_timeout=REQUESTS_GRACE_SECONDS)  # fmt: skip
     await runner.setup()
     settle_heap()
     handler = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -461,3 +462,75 @@ async def test_a_worker_child_restarted_during_a_database_outage_runs_once_it_is
             await supervisor.stop()
             if back is not None:
                 await back.__aexit__(None, None, None)
+
+
+async def test_a_worker_child_that_ignores_sigterm_is_killed_and_serve_stops(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker child stuck in a chunk (a hung read) that didn't stop on SIGTERM kept serve
+    from ever exiting: its stop waited for the child with no limit, and a second SIGTERM did
+    nothing. It is killed `stop_seconds` after its SIGTERM now."""
+    import os
+    import stat
+    import sys
+
+    from bot.jobs.child import ChildWorker
+
+    pidfile = tmp_path / "child.pid"
+    stuck = tmp_path / "stuck-python"  # a `referral-bot worker` that ignores SIGTERM
+    stuck.write_text(f"#!/bin/sh\ntrap '' TERM INT\necho $$ > {pidfile}\n"
+                     "while :; do sleep 0.1; done\n")  # fmt: skip
+    stuck.chmod(stuck.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr(sys, "executable", str(stuck))
+    supervisor = WorkerSupervisor(ChildWorker({}, stop_seconds=1.0))
+    supervisor.start()
+    await until(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 20,
+                "the child started")  # fmt: skip
+    child = int(pidfile.read_text())
+    try:
+        started = time.monotonic()
+        await asyncio.wait_for(supervisor.stop(), 15)
+        assert time.monotonic() - started < 10
+        with pytest.raises(ProcessLookupError):
+            os.kill(child, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, 9)
+
+
+async def test_a_slow_request_body_doesnt_hold_serve_s_stop_for_a_minute(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone could send /slack/events a few bytes of a body it announced longer and keep
+    the connection open: serve's stop then waited aiohttp's 60 s for that request (past
+    Kubernetes' 30 s grace, so it was killed instead of exiting)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    port = free_port()
+    settings = load_settings(database_url=db.url, database_schema=db.schema,
+                             slack_bot_token="xoxb-test", slack_signing_secret="s3cret",
+                             slack_app_token="", slack_api_url="http://127.0.0.1:9/api/",
+                             host="127.0.0.1", port=port)  # fmt: skip
+    stop = asyncio.Event()
+    serving = asyncio.create_task(serve(settings, db, run_worker=False, stop=stop))
+    writer = None
+    try:
+        for _ in range(200):
+            try:
+                await get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except aiohttp.ClientConnectorError:
+                await asyncio.sleep(0.05)
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /slack/events HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/x-www-form-urlencoded\r\n"
+                     b"Content-Length: 100000\r\n\r\nssl_check=")  # fmt: skip
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        stop.set()  # SIGTERM
+        done, _ = await asyncio.wait({serving}, timeout=15)  # REQUESTS_GRACE_SECONDS, and more
+        assert done, "serve still waiting for the slow request"
+    finally:
+        if writer is not None:
+            writer.close()
+        await asyncio.wait_for(serving, 90)

@@ -35,6 +35,10 @@ WORKER_NICENESS = 10  # added to serve's own; a job's parser child inherits it
 # A child that ended as a stop signal ends it (0: it stopped after SIGTERM or SIGINT, or the
 # signal's own status) waits this long for serve's stop() before it counts as a crash.
 STOP_GRACE_SECONDS = 2.0
+# A child still running this long after its SIGTERM is killed: one stuck in a chunk (a hung
+# read) kept serve from ever exiting, and a second SIGTERM did nothing. Its job's lease then
+# lapses and a worker resumes it. Below Kubernetes' default grace of 30 s.
+CHILD_STOP_SECONDS = 25.0
 _STOPPED_BY_SIGNAL = frozenset({0, -signal.SIGTERM, -signal.SIGINT})
 # `referral-bot worker` exits with os.EX_TEMPFAIL (sysexits' "try again later") when it couldn't
 # reach the database as it started: started again until it can, never counted as a crash.
@@ -97,9 +101,11 @@ def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> d
 class ChildWorker:
     """One `referral-bot worker` process; a Runnable for `WorkerSupervisor`."""
 
-    def __init__(self, env: Mapping[str, str], *, name: str = "worker") -> None:
+    def __init__(self, env: Mapping[str, str], *, name: str = "worker",
+                 stop_seconds: float = CHILD_STOP_SECONDS) -> None:  # fmt: skip
         self.env = dict(env)
         self.name = name
+        self.stop_seconds = stop_seconds
         self._process: asyncio.subprocess.Process | None = None
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -146,3 +152,12 @@ class ChildWorker:
         process = self._process
         if process is not None and process.returncode is None:
             process.send_signal(signal.SIGTERM)
+            asyncio.get_running_loop().call_later(self.stop_seconds, self._kill, process)
+
+    def _kill(self, process: asyncio.subprocess.Process) -> None:
+        """SIGKILL for a child that didn't stop within stop_seconds of its SIGTERM."""
+        if process.returncode is None:
+            log.warning("%s process %s didn't stop %.0f s after SIGTERM: killed (its job's "
+                        "lease lapses, and a worker resumes it)", self.name, process.pid,
+                        self.stop_seconds)  # fmt: skip
+            process.kill()
