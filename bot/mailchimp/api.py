@@ -96,7 +96,27 @@ def _client(creds: Credentials, timeout: float = TIMEOUT) -> Any:
     # The host from the account's metadata (or key); the client's own "server" substitution
     # is off (server ""), so nothing in a URL gets rewritten.
     client.api_client.host = creds.api_endpoint.rstrip("/") + "/3.0"
+    # the last response kept: the client's errors carry its status and body, not the
+    # Retry-After a 429 names (call() waits for it)
+    send = client.api_client.request
+
+    def request(*args: Any, **kwargs: Any) -> Any:
+        client.last_response = send(*args, **kwargs)
+        return client.last_response
+
+    client.api_client.request = request
+    client.last_response = None
     return client
+
+
+MAX_RETRY_AFTER = 120.0  # seconds: a longer wait asked for is cut to this
+
+
+def _retry_after(client: Any) -> float:
+    """The seconds the last response's Retry-After asked to wait (0: none, or a date)."""
+    response = getattr(client, "last_response", None)
+    value = str(getattr(response, "headers", {}).get("Retry-After") or "").strip()
+    return min(float(value), MAX_RETRY_AFTER) if value.isdigit() else 0.0
 
 
 def _status(exc: ApiClientError) -> int:
@@ -123,9 +143,9 @@ async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str, about: 
 
     delay = RETRY_DELAY
     for attempt in range(1, tries + 1):
+        client = _client(creds, timeout)
         try:
-            result = await asyncio.get_running_loop().run_in_executor(
-                _POOL, fn, _client(creds, timeout))
+            result = await asyncio.get_running_loop().run_in_executor(_POOL, fn, client)
         except ApiClientError as exc:
             status = _status(exc)
             if status in (401, 403):
@@ -164,9 +184,11 @@ async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str, about: 
         if attempt == tries:
             failed = "kept failing" if tries > 1 else "failed"
             raise MailchimpError(f"Mailchimp {failed} to {what} ({reason}); try again later.")
+        # as long as Mailchimp asked (a 429's Retry-After), if longer than our own backoff
+        wait = max(delay, _retry_after(client))
         log.warning("Mailchimp %s failed (%s; %s at %s), retrying in %.1f s", what, reason,
-                    about or "no list", creds.api_endpoint, delay)  # fmt: skip
-        await asyncio.sleep(delay)
+                    about or "no list", creds.api_endpoint, wait)  # fmt: skip
+        await asyncio.sleep(wait)
         delay = min(delay * 2, 30.0)
     raise AssertionError("unreachable")
 

@@ -567,6 +567,7 @@ class _Rule:
     body: bytes = b""
     content_type: str | None = None
     seconds: float = 0.0
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -749,6 +750,7 @@ class FakeMailchimp(Served):
         times: int = 1,
         *,
         content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """Answer the next `times` requests whose path starts with `path_prefix` (e.g.
         "/3.0/lists", "/oauth2/token") with `status`, after auth and latency.
@@ -756,6 +758,7 @@ class FakeMailchimp(Served):
         `body=None` sends an EMPTY body (Mailchimp's bare 429/403 under load: the client returns
         it as a `requests.Response` instead of raising); a mapping is sent as
         `application/problem+json` (see `problem()`), str/bytes as `content_type` (text/html).
+        `headers`: sent with it (a 429's `Retry-After`).
         """
         if isinstance(body, Mapping):
             raw = json.dumps(body).encode()
@@ -766,7 +769,8 @@ class FakeMailchimp(Served):
             raw = body or b""
         if raw and content_type is None:
             content_type = "text/html"
-        self._faults.append(_Rule(self._prefix(path_prefix), times, status, raw, content_type))
+        self._faults.append(_Rule(self._prefix(path_prefix), times, status, raw, content_type,
+                                  headers=headers))  # fmt: skip
 
     def slow(self, path_prefix: str, seconds: float, times: int = 1) -> None:
         """Delay the next `times` requests under `path_prefix` by `seconds` (plus `latency`)."""
@@ -903,7 +907,7 @@ class FakeMailchimp(Served):
 
     def _raise_fault(self, path: str) -> None:
         if rule := self._take(self._faults, path):
-            response = web.Response(status=rule.status, body=rule.body)
+            response = web.Response(status=rule.status, body=rule.body, headers=rule.headers)
             if rule.content_type:
                 response.headers["Content-Type"] = rule.content_type
             raise _Reply(response)
