@@ -95,9 +95,10 @@ def enroll_json(result: EnrollResult) -> dict[str, Any]:
 
 
 def _enroll_text(result: EnrollResult) -> str:
-    lines = [f"Enrolled {result.enrolled:,} new advocates ({result.already_advocates:,} already "
-             f"were, {result.excluded:,} excluded)."]  # fmt: skip
-    lines.append(f"{result.invites_queued:,} invites queued: a worker sends them "
+    already = result.already_advocates
+    lines = [f"Enrolled {plural(result.enrolled, 'new advocate')} ({already:,} already "
+             f"{'was' if already == 1 else 'were'}, {result.excluded:,} excluded)."]  # fmt: skip
+    lines.append(f"{plural(result.invites_queued, 'invite')} queued: a worker sends them "
                  "(`referral-bot worker`, or `serve`).")  # fmt: skip
     for reason, count in sorted(result.not_emailed.items()):
         lines.append(f"{count:,} not emailed: {reason}")

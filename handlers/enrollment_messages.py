@@ -17,7 +17,7 @@ from slack_sdk.models.blocks import (
 from bot.campaigns.invites import stop_remedy
 from bot.campaigns.reports import EnrollmentSummary
 from handlers.ids import Action, BlockId
-from handlers.messages import counted_option, esc, n, plural, slack_date
+from handlers.messages import counted_option, esc, n, plural, slack_date, were
 from models import Campaign, CampaignState
 
 MAX_CHOICES = 100  # a select's menu holds at most 100 options
@@ -103,19 +103,21 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
     if e.status == "failed":
         return text, [SectionBlock(text=MarkdownTextObject(text=(
             f":x: Enrolling contacts{where} in *{esc(c.name)}* failed after "
-            f"{n(e.enrolled)} new advocates: {esc(e.error or 'unknown error')} Target the "
-            "campaign again to enroll the rest.")[:3000]))]  # fmt: skip
+            f"{plural(e.enrolled, 'new advocate')}: {esc(e.error or 'unknown error.')} Target "
+            "the campaign again to enroll the rest.")[:3000]))]  # fmt: skip
     if e.status != "done":
         return text, [SectionBlock(text=MarkdownTextObject(
             text=f":hourglass_flowing_sand: Enrolling contacts{where} in *{esc(c.name)}*…"))]
     if e.error:
         return text, [SectionBlock(text=MarkdownTextObject(text=f":warning: {esc(e.error)}"))]
-    lines = [f":tada: *{n(e.enrolled)}* new advocates in *{esc(c.name)}*{where} "
-             f"({n(e.already_advocates)} already were, {n(e.excluded)} excluded)."]  # fmt: skip
+    new = "new advocate" if e.enrolled == 1 else "new advocates"
+    lines = [f":tada: *{n(e.enrolled)}* {new} in *{esc(c.name)}*{where} "
+             f"({n(e.already_advocates)} already {were(e.already_advocates)}, "
+             f"{n(e.excluded)} excluded)."]  # fmt: skip
     if summary.advocates < e.enrolled:
         lines.append(f"• {n(e.enrolled - summary.advocates)} of them removed since (an import "
                      f"undone with its advocates, or contacts deleted): {n(summary.advocates)} "
-                     "remain")  # fmt: skip
+                     f"{'remains' if summary.advocates == 1 else 'remain'}")  # fmt: skip
     sent, queued, held = summary.count("sent"), summary.count("queued"), summary.count("held")
     emailing = [f"{plural(sent, 'invite')} sent"]
     stopped = bool(e.send_error and (held or queued))

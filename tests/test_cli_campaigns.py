@@ -457,3 +457,20 @@ def test_a_server_that_turned_the_bot_away_is_not_blamed_on_the_mail_settings(
     assert "check the mail provider's sending limits" in shown and "Fix the bot's" not in shown
     assert "turned the bot away: check the provider's sending limits" in listed, listed
     assert "fix the mail settings" not in listed
+
+
+def test_enrolling_one_contact_is_said_in_the_singular(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """"Enrolled 1 new advocates (0 already were, 0 excluded)." and "1 invites queued"; the
+    second targeting "(1 already were, …)"."""
+    one = tmp_path / "one.csv"
+    one.write_text("email\na@example.com\n", encoding="utf-8")
+    assert run(db_env, "import", str(one), "--segment", "VIP", "--create-segment").returncode == 0
+    assert run(db_env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
+               "--live").returncode == 0  # fmt: skip
+    first = run(db_env, "campaign", "target", "Spring", "--segment", "VIP")
+    again = run(db_env, "campaign", "target", "Spring", "--segment", "VIP")
+    assert "Enrolled 1 new advocate (0 already were, 0 excluded)." in first.stdout, first.stdout
+    assert "1 invite queued" in first.stdout, first.stdout
+    assert "(1 already was, 0 excluded)" in again.stdout, again.stdout

@@ -43,7 +43,11 @@ class EnrollmentSummary:
 
     @property
     def holding(self) -> bool:
-        hold = self.enrollment.hold_until
+        """Whether invites are still held (*Cancel invites* can stop them): until the held
+        invites' own time, which a campaign's delay makes days past the hold window; by the
+        window alone the button went after 5 minutes while the report said "held until" in
+        three days, and Cancel invites still worked."""
+        hold = self.held_until or self.enrollment.hold_until
         return self.count("held") > 0 and hold is not None and hold > utcnow()
 
 

@@ -130,8 +130,10 @@ def _web_address(url: str) -> bool:
     except ValueError:
         return False
     host = parts.hostname or ""
+    # no user or password: "https://shop.example@evil.example/" sent every referral link to
+    # evil.example, and a password went out in every redirect
     return (parts.scheme in ("http", "https") and port != 0 and not any(c.isspace() for c in
-            url.strip()) and _host_name(host))  # fmt: skip
+            url.strip()) and _host_name(host) and "@" not in parts.netloc)  # fmt: skip
 
 
 def _host_name(host: str) -> bool:
@@ -286,9 +288,16 @@ async def list_campaigns(db: Database, team_id: str) -> list[CampaignSummary]:
             .where(Invite.team_id == team_id, Invite.state == InviteState.SENT)
             .group_by(col(Invite.campaign_id))
         )).all())  # fmt: skip
+        # stops with invites still to send, as a report offers Retry sending: one whose
+        # invites went meanwhile (the invite email turned off) said "Sending stopped" with a
+        # button that sent nothing
+        waiting = select(Invite.id).where(Invite.team_id == team_id,
+                                          Invite.enrollment_id == Enrollment.id,
+                                          col(Invite.state).in_(("queued", "held")))  # fmt: skip
         stops = (await session.exec(
             select(Enrollment.campaign_id, Enrollment.id, Enrollment.send_error)
-            .where(Enrollment.team_id == team_id, col(Enrollment.send_error).is_not(None))
+            .where(Enrollment.team_id == team_id, col(Enrollment.send_error).is_not(None),
+                   waiting.exists())
             .order_by(col(Enrollment.id))
         )).all()  # fmt: skip
         unsent = dict((await session.exec(

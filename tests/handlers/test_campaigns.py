@@ -467,3 +467,17 @@ async def test_two_pauses_at_once_tell_the_second_it_was_already_paused(app: Har
     said = sorted(app.slack.responses[url][-1]["text"] for url in urls)
     assert said == ["Spring is paused: nobody new is enrolled and unsent invites wait.",
                     "Spring was already paused."], said  # fmt: skip
+
+
+async def test_a_store_url_with_a_user_or_password_is_refused(app: Harness) -> None:
+    """"https://shop.example.com@evil.example/" was saved, and every referral link went to
+    evil.example (the host after the @); a user:password went out in every redirect."""
+    for url in ("https://shop.example.com@evil.example/", "https://user:pw@shop.example/"):
+        listing = await _list(app)
+        await _click(app, Action.CAMPAIGN_CREATE, "new", listing)
+        modal = app.slack.open_views(LEAD)[-1]
+        answer = await app.requests.view_submission(state_values=_form(store_url=url),
+                                                    view_id=modal["id"], user_id=LEAD)  # fmt: skip
+        assert (answer.body or {}).get("response_action") == "errors", (url, answer.body)
+        assert BlockId.CAMPAIGN_STORE_URL in answer.body["errors"]
+    assert await _count(app, "SELECT COUNT(*) FROM campaign") == 0

@@ -69,7 +69,7 @@ async def test_two_enrollment_reports_posted_at_once_leave_one(app: Harness) -> 
     first = asyncio.create_task(reports.report(TEAM, enrollment))
     await _both_post(app, first, reports.report(TEAM, enrollment))
     thread = app.slack.messages_in("C0001", message["ts"])
-    assert sum("new advocates" in str(m.get("blocks")) for m in thread) == 1
+    assert sum("new advocate" in str(m.get("blocks")) for m in thread) == 1
 
 
 async def test_a_deleted_progress_reply_or_report_is_posted_again(app: Harness) -> None:
@@ -90,7 +90,7 @@ async def test_a_deleted_progress_reply_or_report_is_posted_again(app: Harness) 
     await notifier.enrollments.report(TEAM, enrollment)
     thread = app.slack.messages_in("C0001", message["ts"])
     assert sum("Imported into *VIP*" in m["text"] for m in thread) == 1
-    assert sum("new advocates" in str(m.get("blocks")) for m in thread) == 1
+    assert sum("new advocate" in str(m.get("blocks")) for m in thread) == 1
     async with app.db.begin() as conn:
         kept = (await conn.execute(text("SELECT progress_ts FROM import_batch"))).scalar_one()
     assert kept not in (None, batch.progress_ts)

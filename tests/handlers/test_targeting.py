@@ -17,7 +17,7 @@ from bot.imports.cancel import cancel_job
 from bot.jobs.queue import claim, list_jobs
 from bot.workspaces import ensure_workspace, find_segment
 from handlers.ids import Action, BlockId
-from models import Campaign, CampaignState, Database, Job
+from models import Campaign, CampaignState, Database, Enrollment, Job
 from models.clock import utcnow
 from tests.email.smtp_server import Server, password_checker, smtp_server
 from tests.fakes.slack_requests import state_static_select
@@ -83,7 +83,7 @@ async def _target(app: Harness, message: dict, campaign_id: int, user: str = LEA
 
 def _report(app: Harness, message: dict) -> dict:
     thread = app.slack.messages_in("C0001", message["ts"])
-    report = next((m for m in thread if "new advocates" in json.dumps(m.get("blocks"))), None)
+    report = next((m for m in thread if "new advocate" in json.dumps(m.get("blocks"))), None)
     assert report is not None, [m.get("text") for m in thread]
     return report
 
@@ -343,7 +343,7 @@ async def test_a_double_click_on_target_or_go_live_enrolls_and_reports_once(
     thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
     assert sum("targeted *Spring*" in t for t in thread) == 1
     assert sum("took *Autumn* live" in t for t in thread) == 1
-    assert sum("new advocates" in json.dumps(m.get("blocks")) for m in
+    assert sum("new advocate" in json.dumps(m.get("blocks")) for m in
                app.slack.messages_in("C0001", message["ts"])) == 2  # fmt: skip
     told = [e["text"] for e in app.slack.ephemerals]
     assert sum("already enrolling this segment" in t for t in told) == 2
@@ -383,7 +383,7 @@ async def test_a_later_import_into_a_targeted_segment_reports_its_enrollment(
     await app.settle()
     assert await _count(app, "SELECT COUNT(*) FROM advocate") == 3
     rendered = json.dumps(_report(app, second)["blocks"])
-    assert "*1* new advocates" in rendered
+    assert "*1* new advocate in" in rendered
 
 
 async def test_the_review_says_whom_a_live_campaign_will_invite(app: Harness) -> None:
@@ -826,3 +826,62 @@ async def test_target_a_campaign_on_an_undone_import_says_it_was_undone(app: Har
     said = app.slack.ephemerals[-1]["text"]
     assert "this import is imported (approved by <@U0002>), then undone by <@U0002>." in said
     assert await _count(app, "SELECT COUNT(*) FROM enrollment") == 0
+
+
+async def test_delayed_invites_keep_cancel_invites_while_they_are_held(app: Harness) -> None:
+    """A campaign's invite delay holds invites for days, but the report offered *Cancel
+    invites* only during the hold window: redrawn after it, it said "2 held until" three days
+    on with no button, while a button still on screen cancelled them."""
+    from bot.campaigns.invites import cancel_held
+    from bot.notify import enqueue_enrollment_report_in
+
+    _, message = await _targeted_with_a_delay(app)
+    assert Action.CANCEL_INVITES in _report_blocks(app, message)
+    now = bindparam("now", type_=UTCDateTime())
+    async with app.db.begin() as conn:  # the hold window is over; the delay isn't
+        await conn.execute(text("UPDATE enrollment SET hold_until = :now").bindparams(now),
+                           {"now": utcnow() - timedelta(seconds=1)})  # fmt: skip
+        enrollment = (await conn.execute(text("SELECT id FROM enrollment"))).scalar_one()
+        await enqueue_enrollment_report_in(conn, "T0001", enrollment)
+    await app.settle()
+    rendered = _report_blocks(app, message)
+    assert "2 held until" in rendered and Action.CANCEL_INVITES in rendered, rendered
+    assert await cancel_held(app.db, "T0001", enrollment, LEAD) == 2
+
+
+async def test_the_campaign_list_offers_retry_sending_only_with_invites_left_to_send(
+    app: Harness,
+) -> None:  # fmt: skip
+    """Sending stopped (its send job cancelled), then the invite email turned off: the report
+    dropped *Retry sending*, but the campaign list kept "Sending stopped" and its button,
+    which sent nothing."""
+    spring, message = await _targeted(app)
+    job = await _send_job_due(app)
+    await cancel_job(app.db, "T0001", job.id or 0)
+    await app.settle()
+    assert "Sending stopped" in json.dumps((await app.listing("campaign"))["blocks"])
+    await _edit_invite_email(app, spring, on=False)
+    assert Action.RETRY_SENDING not in _report_blocks(app, message)
+    listing = json.dumps((await app.listing("campaign"))["blocks"])
+    assert "Sending stopped" not in listing and Action.CAMPAIGN_RETRY_SENDING not in listing
+
+
+def test_an_enrollment_report_of_one_is_said_in_the_singular() -> None:
+    """":tada: *1* new advocates … (1 already were …)", and a failed enrollment "failed after
+    1 new advocates: unknown error Target…" (no full stop before "Target")."""
+    from bot.campaigns.reports import EnrollmentSummary
+    from handlers.enrollment_messages import enrollment_report
+
+    def rendered(status: str) -> str:
+        enrollment = Enrollment(id=1, team_id="T0001", campaign_id=1, status=status, enrolled=1,
+                                already_advocates=1, excluded=0, channel_id="C1",
+                                thread_ts="1.1")  # fmt: skip
+        campaign = Campaign(id=1, team_id="T0001", name="Spring", name_key="spring",
+                            store_url="https://shop.example", state="live")  # fmt: skip
+        summary = EnrollmentSummary(enrollment, campaign, "VIP", {"sent": 1}, advocates=1)
+        return json.dumps([b.to_dict() for b in enrollment_report(summary)[1]])
+
+    assert ":tada: *1* new advocate in *Spring* from *VIP* (1 already was, 0 excluded)." in (
+        rendered("done"))  # fmt: skip
+    assert "failed after 1 new advocate: unknown error. Target the campaign again" in (
+        rendered("failed"))  # fmt: skip
