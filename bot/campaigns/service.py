@@ -116,6 +116,11 @@ def check_fields(*, name: str | None = None, store_url: str | None = None,
             normalize_email(parse_sender(sender)[1])
         except ValueError:  # InvalidEmail too
             problems["sender"] = "Use a sender such as: Shop <hello@shop.example>"
+            name = sender.partition("<")[0]
+            if "<" in sender and '"' not in name and any(c in name for c in ",;:"):
+                # "Acme, Inc <hello@…>" reads as two addresses: only the quotes were missing
+                problems["sender"] = ("Put a name with a comma in double quotes: "
+                                      f'"{name.strip()[:40]}" <{sender.partition("<")[2]}')
     if invite_delay_days is not None and not 0 <= invite_delay_days <= 365:
         problems["invite_delay_days"] = "Between 0 (at once) and 365 days."
     return problems

@@ -481,3 +481,20 @@ async def test_a_store_url_with_a_user_or_password_is_refused(app: Harness) -> N
         assert (answer.body or {}).get("response_action") == "errors", (url, answer.body)
         assert BlockId.CAMPAIGN_STORE_URL in answer.body["errors"]
     assert await _count(app, "SELECT COUNT(*) FROM campaign") == 0
+
+
+async def test_a_sender_name_with_a_comma_is_told_to_be_quoted(app: Harness) -> None:
+    """"Acme, Inc <hello@shop.example>" was refused with "Use a sender such as: Shop
+    <hello@shop.example>": nothing said the comma was the trouble, or that quotes mend it."""
+    listing = await _list(app)
+    await _click(app, Action.CAMPAIGN_CREATE, "new", listing)
+    modal = app.slack.open_views(LEAD)[-1]
+    answer = await app.requests.view_submission(
+        state_values=_form(sender="Acme, Inc <hello@shop.example>"), view_id=modal["id"],
+        user_id=LEAD)  # fmt: skip
+    assert answer.body["errors"][BlockId.CAMPAIGN_SENDER] == (
+        'Put a name with a comma in double quotes: "Acme, Inc" <hello@shop.example>')
+    quoted = await app.requests.view_submission(
+        state_values=_form(sender='"Acme, Inc" <hello@shop.example>'), view_id=modal["id"],
+        user_id=LEAD)  # fmt: skip
+    assert not (quoted.body or {}).get("errors"), quoted.body
