@@ -47,9 +47,12 @@ async def referral(ack: Any, command: dict[str, Any], client: AsyncWebClient,
     await ack()
     # trigger ids live 3 seconds: opening the modal is the first thing after the ack
     d = deps(context)
+    # typed in a direct message, the form asks where the review goes (as Home's does): one
+    # posted in that conversation was one no lead would see
+    in_dm = str(command.get("channel_id") or "").startswith("D")
     d.later.run(open_import_modal(d, client, command["trigger_id"], command["team_id"],
-                                  command["user_id"],
-                                  channel_id=command["channel_id"]), client, command,
+                                  command["user_id"], channel_id=command["channel_id"],
+                                  choose_channel=in_dm), client, command,
                 prompt=True)  # fmt: skip
 
 

@@ -22,7 +22,7 @@ from bot.jobs.worker import PermanentJobError
 from bot.once import first_time, forget, hold
 from bot.settings import Settings
 from bot.workspaces import WorkspaceError, create_segment, ensure_workspace, find_segment
-from handlers.context import Deps, Refusal, deps, require_member, team_of
+from handlers.context import Deps, Refusal, deps, is_lead, require_member, team_of
 from handlers.ids import Action, BlockId
 from handlers.import_modal import import_segment, post_review
 from handlers.messages import NEW_SEGMENT_VALUE, esc, plain, upload_offer
@@ -163,6 +163,10 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
                       "import.")  # fmt: skip
     file_id = str(body["actions"][0].get("value") or "")
     channel = (body.get("channel") or {}).get("id") or ""
+    if channel.startswith("D") and not await is_lead(d, client, team_id, user_id):
+        # its review would be posted in this conversation, which no lead sees
+        raise Refusal("Only team leads approve imports, and none sees this conversation: "
+                      "share the file in a channel where one will, and review it there.")
     info = await _importable(client, d, file_id, channel)  # before any segment is made
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     if segment_id is None:  # "New segment “…”": made now, or the one made meanwhile

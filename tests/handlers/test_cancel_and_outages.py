@@ -820,3 +820,31 @@ async def test_undoing_a_failed_import_says_it_failed_part_way_not_imported(
     await app.later.drain()
     told = app.slack.ephemerals[-1]["text"]
     assert "failed part way" in told and "imported (approved" not in told, told
+
+
+async def test_a_non_lead_reviewing_an_upload_in_a_direct_message_is_sent_to_a_channel(
+    app: Harness,
+) -> None:  # fmt: skip
+    """A rep's upload in their direct messages with the bot got a review posted there, which
+    no lead sees or can approve: it sat in draft until the rep cancelled it. A lead's may."""
+    from tests.fakes.slack_requests import file_shared_event
+
+    await ensure_workspace(app.db, "T0001")
+    vip = await import_target(app.db, "T0001", "VIP", create=True)
+    for user, file_id in ((REP, "F0002"), (LEAD, "F0003")):
+        dm, _ = app.slack._dm_for(user)
+        app.slack.add_file(file_id, "upload.csv", b"email\nok@example.com\n", channels=[dm])
+        await app.requests.event(file_shared_event(file_id, channel_id=dm), event_id=f"E{file_id}")
+        await app.settle()
+        offer = app.slack.find_action(Action.UPLOAD_REVIEW, dm)
+        assert offer is not None
+        await app.requests.block_action(Action.UPLOAD_REVIEW, file_id, user_id=user, channel_id=dm,
+                                        message_ts=offer["ts"],
+                                        state_values=_chosen(vip.id or 0))  # fmt: skip
+        await app.settle()
+    said = [e["text"] for e in app.slack.ephemerals]
+    assert any("Only team leads approve imports, and none sees this conversation" in t
+               for t in said), said  # fmt: skip
+    reviews = [m for m in app.slack.messages if find_element(m.get("blocks") or [],
+                                                             Action.APPROVE)]  # fmt: skip
+    assert [r["channel"] for r in reviews] == [app.slack._dm_for(LEAD)[0]]

@@ -651,3 +651,19 @@ async def test_a_non_leads_home_offers_no_lead_only_buttons(app: Harness) -> Non
         assert [action for action in lead_only if action in shown] == []
         assert "A team lead can connect Mailchimp" in shown
         assert Action.HOME_NEW_IMPORT in shown and Action.HOME_SEARCH_CONTACTS in shown
+
+
+async def test_import_typed_in_a_direct_message_asks_where_the_review_goes(app: Harness) -> None:
+    """`/referral import` typed in a direct message with the bot posted the review in that
+    conversation, where no lead sees it: a rep's import could never be approved. The form
+    asks for a channel, as Home's does."""
+    dm, _ = app.slack._dm_for(REP)
+    reply = await app.requests.slash_command(text="import", user_id=REP, channel_id=dm)
+    assert reply.status == 200
+    await app.slack.wait_for("views.open")
+    modal = app.slack.open_views(REP)[-1]
+    assert modal["blocks"][0]["block_id"] == BlockId.REVIEW_CHANNEL
+    reply = await _submit_home_form(app, modal, REP, segment="From DM", channel=None)
+    assert "Only team leads approve" in reply.body["errors"][BlockId.REVIEW_CHANNEL]
+    reply = await _submit_home_form(app, modal, REP, segment="From DM", channel="C0REVIEW")
+    assert app.slack.find_action(Action.APPROVE, "C0REVIEW") is not None
