@@ -24,7 +24,14 @@ from bot.campaigns.preview import inviting_campaigns, preview_batch
 from bot.ids import digits
 from bot.imports.addresses import InvalidEmail, normalize_email
 from bot.imports.background import FileRejected
-from bot.imports.batches import add_source, confirm_consent, create_batch, get_batch, stage_contact
+from bot.imports.batches import (
+    add_source,
+    confirm_consent,
+    create_batch,
+    get_batch,
+    queued_files,
+    stage_contact,
+)
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.locales import normalize_locale
 from bot.imports.review import cancel, describe_status, load, set_message
@@ -207,11 +214,20 @@ async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool,
         errors[BlockId.MAILCHIMP_LISTS] = ("Mailchimp was disconnected after this form "
                                            "opened: connect it again with /referral mailchimp.")
     max_bytes = upload_limit(d.settings)
+    refused: list[tuple[str, str]] = []
     for file in form.files:
+        info = describe(file)
         try:
-            check_csv(describe(file), max_bytes)
+            check_csv(info, max_bytes)
         except FileRejected as exc:
-            errors[BlockId.FILES] = str(exc)
+            refused.append((info.name, str(exc)))
+    if refused:
+        errors[BlockId.FILES] = files_error(refused, max_bytes)
+    elif batch_id is not None and form.files and not form.email and not form.audience_ids:
+        fresh, repeats = await new_files(d, team_id, batch_id, form.files)
+        if not fresh and repeats:  # nothing else to add: said, not a form that did nothing
+            errors[BlockId.FILES] = already_there(repeats, ": add another file, or close "
+                                                            "this form.")
     if form.email:
         try:
             normalize_email(form.email)
@@ -222,6 +238,53 @@ async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool,
     if form.locale and normalize_locale(form.locale) is None:
         errors[BlockId.LOCALE] = "Use a language code such as en, fr or pt-BR."
     return errors
+
+
+FILES_ERROR_MAX = 150  # the form's line under the files: a long one is cut
+
+
+def files_error(refused: Sequence[tuple[str, str]], max_bytes: int) -> str:
+    """Why the form's files are refused, every one named: (name, why) each. One message
+    (or several alike) as is; several that fit one after the other; else the names, with
+    what the form takes."""
+    said = list(dict.fromkeys(why for _, why in refused))
+    joined = " ".join(said)
+    if len(said) == 1 or len(joined) <= FILES_ERROR_MAX:
+        return joined
+    rest = (" can't be imported: upload CSV, Excel .xlsx or ZIP files stored in Slack, each "
+            f"up to {max_bytes / 1e6:.0f} MB.")  # fmt: skip
+    names = list(dict.fromkeys(name for name, _ in refused))
+    for shown in range(len(names), 0, -1):
+        left = len(names) - shown
+        listed = _and(names[:shown] + ([f"{left} more"] if left else []))
+        if len(listed) + len(rest) <= FILES_ERROR_MAX or shown == 1:
+            return (listed + rest)[:FILES_ERROR_MAX]
+    return rest.strip()  # no names (not reached)
+
+
+def _and(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+async def new_files(d: Deps, team_id: str, batch_id: int, files: Sequence[dict[str, Any]]
+                    ) -> tuple[list[dict[str, Any]], list[str]]:  # fmt: skip
+    """The form's files the batch hasn't got yet, once each, and the names of those it has
+    (the same Slack file added again with *Add more* was read and counted twice)."""
+    queued = await queued_files(d.db, team_id, batch_id)
+    fresh: dict[str, dict[str, Any]] = {}
+    repeats: list[str] = []
+    for file in files:
+        info = describe(file)
+        if info.id in queued:
+            repeats.append(info.name)
+        else:
+            fresh.setdefault(info.id, file)
+    return list(fresh.values()), list(dict.fromkeys(repeats))
+
+
+def already_there(names: Sequence[str], then: str = ".") -> str:
+    verb = "is" if len(names) == 1 else "are"
+    return f"{_and(list(names))} {verb} already in this import{then}"[:FILES_ERROR_MAX]
 
 
 def _unusable_name(name: str) -> str | None:
@@ -370,9 +433,13 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
 async def queue_sources(d: Deps, team_id: str, batch_id: int, form: ImportForm,
                         chosen: Sequence[Audience] = ()) -> ImportSource | None:  # fmt: skip
     """Queue the form's files and Mailchimp lists to be read; the customer typed in is read
-    now, and returned (None without one): no reading job reports on it."""
+    now, and returned (None without one): no reading job reports on it. A file the batch
+    has already (the same Slack file, added again with *Add more*) is left out."""
     staged = None
-    for file in form.files:
+    files, repeats = await new_files(d, team_id, batch_id, form.files)
+    if repeats and not files and not form.email and not chosen:  # added meanwhile (validate)
+        raise Refusal(f"Nothing was added: {esc(already_there(repeats))}")
+    for file in files:
         info = describe(file)
         await add_source(d.db, team_id, batch_id, SourceKind.CSV, info.name, ref=info.id,
                          read_by=SLACK_FILE_JOB)  # fmt: skip

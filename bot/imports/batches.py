@@ -319,13 +319,76 @@ async def batch_keys(
 ) -> set[str]:
     """Emails already valid in the batch's other live sources: this source's repeats of them
     are duplicates (the first occurrence in staged order wins)."""
+    return (await keys_and_removals(conn, team_id, batch_id, source_id))[0]
+
+
+async def keys_and_removals(
+    conn: AsyncConnection, team_id: str, batch_id: int, source_id: int
+) -> tuple[set[str], bool]:
+    """batch_keys, and whether someone removed a contact from the batch's other live sources
+    (*Review contacts*): then the source's rows of those addresses are removed once staged
+    (drop_removed). One pass over the rows batch_keys reads anyway: a removed contact's
+    first row was a valid one, so nothing more is read to tell."""
     rows = await conn.execute(
-        text("SELECT email_key FROM staged_row WHERE team_id = :t AND batch_id = :b "
-             f"AND outcome = 'valid' AND removed = :no AND source_id <> :s "
+        text("SELECT email_key, removed FROM staged_row WHERE team_id = :t AND batch_id = :b "
+             "AND outcome = 'valid' AND source_id <> :s "
              f"AND source_id IN ({_LIVE_SOURCES})"),
         {"t": team_id, "b": batch_id, "s": source_id, "no": False},
     )  # fmt: skip
-    return {row[0] for row in rows}
+    keys: set[str] = set()
+    removals = False
+    for key, removed in rows:
+        if removed:
+            removals = True
+        else:
+            keys.add(key)
+    return keys, removals
+
+
+# "Remove" takes an address out of the import, every row of it: a file, a customer or a
+# Mailchimp list added after brought it back, counted as new. Their rows of an address
+# removed from another live source are removed as they are staged. The removed addresses are
+# read once (an uncorrelated subquery, through the batch's index), as _PROMOTE does.
+_DROP_REMOVED = text(f"""
+    UPDATE staged_row SET removed = :yes
+    WHERE team_id = :t AND batch_id = :b AND source_id = :s AND removed = :no
+      AND outcome IN ('valid', 'duplicate')
+      AND email_key IN (
+          SELECT r.email_key FROM staged_row r
+          WHERE r.team_id = :t AND r.batch_id = :b AND r.removed = :yes
+            AND r.outcome = 'valid' AND r.source_id <> :s AND r.source_id IN ({_LIVE_SOURCES}))
+""")  # fmt: skip
+_ANY_REMOVED = text("SELECT 1 FROM staged_row WHERE team_id = :t AND batch_id = :b "
+                    "AND removed = :yes AND outcome = 'valid' AND source_id <> :s "
+                    f"AND source_id IN ({_LIVE_SOURCES}) LIMIT 1")  # fmt: skip
+
+
+async def drop_removed(conn: AsyncConnection, team_id: str, batch_id: int, source_id: int, *,
+                       removals: bool | None = None) -> int:  # fmt: skip
+    """Remove the source's freshly staged rows of the addresses someone removed from the
+    batch (see _DROP_REMOVED); how many. `removals`: whether there are any, when the caller
+    knows (keys_and_removals); None looks. Without any, nothing else is read or written: a
+    big file pays nothing for it. Its rows of those addresses were valid only because the
+    removed rows didn't count (batch_keys), so no other row is promoted in their place.
+    Counts come from the rows (count_rows): the ones removed count nowhere."""
+    params = {"t": team_id, "b": batch_id, "s": source_id, "yes": True, "no": False}
+    if removals is None:
+        removals = (await conn.execute(_ANY_REMOVED, params)).first() is not None
+    if not removals:
+        return 0
+    return (await conn.execute(_DROP_REMOVED, params)).rowcount
+
+
+async def queued_files(db: Database, team_id: str, batch_id: int) -> set[str]:
+    """The Slack file ids of the batch's files, as *Add more* sees them: a file added again
+    was read and counted twice. A file removed from the review, or one that failed, may be
+    added again (as queued_audiences does for Mailchimp lists)."""
+    async with db.begin() as conn:
+        found = await conn.execute(select(ImportSource.ref).where(
+            col(ImportSource.team_id) == team_id, col(ImportSource.batch_id) == batch_id,
+            col(ImportSource.kind) == SourceKind.CSV, col(ImportSource.removed).is_(False),
+            col(ImportSource.status) != SourceStatus.FAILED))  # fmt: skip
+        return {str(ref) for (ref,) in found if ref}
 
 
 # After rows leave the batch (a source or a contact removed), the first remaining duplicate
@@ -515,11 +578,12 @@ async def stage_reader(
                     log.info("import source %s of team %s was read meanwhile", source_id,
                              team_id)  # fmt: skip
                     return await get_source(db, team_id, source_id)
-                removals = await removed_by_hand(conn, team_id, source.batch_id, source_id)
+                by_hand = await removed_by_hand(conn, team_id, source.batch_id, source_id)
                 await clear_staged(conn, team_id, source.batch_id, source_id)
                 if not await _still_draft(conn, team_id, source.batch_id):
                     raise _NotPending
-                keys = await batch_keys(conn, team_id, source.batch_id, source_id)
+                keys, removals = await keys_and_removals(conn, team_id, source.batch_id,
+                                                         source_id)  # fmt: skip
                 # A big file is parsed by a child process while this one inserts; a small one
                 # here. For PostgreSQL this process writes its rows as COPY CSV on a thread.
                 constants = (copy_constants(team_id, source.batch_id, source_id)
@@ -530,7 +594,8 @@ async def stage_reader(
                 rows = parallel or classifier.records(reader.records(), reader.columns)
                 await stage_rows(conn, team_id=team_id, batch_id=source.batch_id,
                                  source_id=source_id, rows=rows)  # fmt: skip
-                await remove_again(conn, team_id, source.batch_id, source_id, removals)
+                await remove_again(conn, team_id, source.batch_id, source_id, by_hand)
+                await drop_removed(conn, team_id, source.batch_id, source_id, removals=removals)
                 tally = parallel.tally if parallel else classifier.tally
         except CsvFileError as exc:
             # nothing half-staged, even from an earlier attempt: unless another run read it
@@ -546,7 +611,7 @@ async def stage_reader(
                 await lock_batch(conn, team_id, source.batch_id)
             except ReviewError:
                 raise _NotPending from None
-            if not await record_counts(conn, source, tally, note=note):
+            if not await record_counts(conn, source, tally, note=note, removals_dropped=True):
                 raise _NotPending
     except _NotPending:  # the rows go, unless another run read the file meanwhile (its rows)
         await fail_source(db, team_id, source_id, only_pending=True,
@@ -645,12 +710,13 @@ async def stage_contact(
         async with db.begin() as conn:
             await lock_batch(conn, team_id, batch_id)
             await take_staging(conn)
-            keys = await batch_keys(conn, team_id, batch_id, source.id or 0)
+            keys, removals = await keys_and_removals(conn, team_id, batch_id, source.id or 0)
             classifier = Classifier(seen={hash(k) for k in keys})
             row = classifier.contact(1, email, first_name, last_name, locale)
             await stage_rows(conn, team_id=team_id, batch_id=batch_id,
                              source_id=source.id or 0, rows=iter([row]))  # fmt: skip
-            await record_counts(conn, source, classifier.tally)
+            await drop_removed(conn, team_id, batch_id, source.id or 0, removals=removals)
+            await record_counts(conn, source, classifier.tally, removals_dropped=True)
     except Exception:  # no job reads it again: left pending, it blocked approval for good
         await fail_source(db, team_id, source.id or 0, "This customer couldn't be added: "
                           "remove this line and add them again.", only_pending=True)
@@ -668,9 +734,16 @@ async def get_source(db: Database, team_id: str, source_id: int) -> ImportSource
 
 
 async def record_counts(conn: AsyncConnection, source: ImportSource, tally: Tally, *,
-                        note: str | None = None) -> bool:  # fmt: skip
+                        note: str | None = None,
+                        removals_dropped: bool = False) -> bool:  # fmt: skip
     """Mark the source read with what the parser counted, what it recognised (`note`) and the
-    consent values it couldn't read (its warning); False if it is no longer pending."""
+    consent values it couldn't read (its warning); False if it is no longer pending.
+
+    Called in the transaction that staged its rows: unless the caller did already
+    (`removals_dropped`), its rows of addresses removed from the batch are removed too
+    (drop_removed: a Mailchimp list's members, staged in bot.mailchimp.importing)."""
+    if not removals_dropped:
+        await drop_removed(conn, source.team_id, source.batch_id, source.id or 0)
     result = await conn.execute(
         update(ImportSource)
         .where(col(ImportSource.id) == source.id, col(ImportSource.team_id) == source.team_id,

@@ -291,3 +291,70 @@ async def test_preview_only_on_a_decided_import_says_how_it_was_decided(app: Har
         await app.settle()
         said = app.slack.ephemerals[-1]["text"]
         assert told in said and "would be added" not in said, said
+
+
+async def test_the_same_file_added_again_with_add_more(app: Harness) -> None:
+    """q3.csv added again with *Add more* was read and counted twice: listed twice, its rows
+    twice in the total. A file the import has already is left out, and the form says so."""
+    message, batch = await _start(app)  # q3.csv = F0001
+    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
+    await app.settle()
+    modal = app.slack.open_views(REP)[-1]
+    same = app.slack.file_object("F0001")
+    reply = await app.requests.view_submission(state_values=_form(files=[same]),
+                                               view_id=modal["id"], user_id=REP)  # fmt: skip
+    await app.settle()
+    after = json.dumps(app.slack.message("C0001", message["ts"])["blocks"], ensure_ascii=False)
+    assert after.count("q3.csv") == 1 and "*Total:* 4 rows" in after, after
+    assert "q3.csv is already in this import" in json.dumps(reply.body), reply.body
+
+
+async def test_a_file_already_in_the_import_is_left_out_and_the_new_one_added(
+    app: Harness,
+) -> None:
+    message, batch = await _start(app)
+    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
+    await app.settle()
+    modal = app.slack.open_views(REP)[-1]
+    same = app.slack.file_object("F0001")
+    other = app.slack.add_file("F0003", "more.csv", b"email\nnew@example.com\n")
+    reply = await app.requests.view_submission(state_values=_form(files=[same, other]),
+                                               view_id=modal["id"], user_id=REP)  # fmt: skip
+    await app.settle()
+    assert not reply.body, reply.body
+    after = json.dumps(app.slack.message("C0001", message["ts"])["blocks"], ensure_ascii=False)
+    assert after.count("q3.csv") == 1 and "more.csv" in after and "*3 to import*" in after, after
+
+
+async def test_a_removed_contact_stays_removed_when_more_files_are_added(app: Harness) -> None:
+    """Removed in *Review contacts*, an address came back in a file added after: only the
+    removed file's rows were removed, and the new file's row of it counted as new."""
+    message, batch = await _start(app)
+    await app.requests.block_action(Action.REVIEW_CONTACTS, batch, user_id=REP,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    modal = app.slack.open_views(REP)[-1]
+    jane = next(b for b in modal["blocks"] if "jane@example.com" in json.dumps(b))
+    await app.requests.block_action(Action.REMOVE_CONTACT, jane["accessory"]["value"],
+                                    user_id=REP, view=modal)  # fmt: skip
+    await app.settle()
+    assert "*1 to import*" in json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
+    await app.settle()
+    form = app.slack.open_views(REP)[-1]
+    other = app.slack.add_file("F0003", "more.csv",
+                               b"email\njane@example.com\nnew@example.com\nJane@Example.com\n")
+    await app.requests.view_submission(state_values=_form(files=[other]), view_id=form["id"],
+                                       user_id=REP)  # fmt: skip
+    await app.settle()
+    final = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    assert "*2 to import*" in final, final
+    # typed in by hand, the removed address stays out too
+    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
+    await app.settle()
+    await app.requests.view_submission(state_values=_form(email="JANE@example.com"),
+                                       view_id=app.slack.open_views(REP)[-1]["id"],
+                                       user_id=REP)  # fmt: skip
+    await app.settle()
+    final = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    assert "*2 to import*" in final, final

@@ -190,6 +190,22 @@ async def test_inline_errors_and_nothing_created(app: Harness) -> None:
         "Add a file (CSV, Excel or ZIP), a Mailchimp list, or a customer's email below.")
 
 
+async def test_every_file_the_form_refuses_is_named(app: Harness) -> None:
+    """deck.pdf and notes.docx submitted together: the form's error named notes.docx only,
+    and deck.pdf was refused again once notes.docx was taken out."""
+    view_id = await _open_modal(app)
+    pdf = app.slack.add_file("F0008", "deck.pdf", b"%PDF-1.4", filetype="pdf",
+                             mimetype="application/pdf")  # fmt: skip
+    docx = app.slack.add_file("F0009", "notes.docx", b"PK", filetype="docx",
+                              mimetype="application/msword")  # fmt: skip
+    reply = await app.requests.view_submission(
+        state_values=_form(files=[pdf, docx], segment="Clients"), view_id=view_id, user_id=REP
+    )
+    said = reply.body["errors"][BlockId.FILES]
+    assert "deck.pdf" in said and "notes.docx" in said, said
+    assert len(said) <= 150, said
+
+
 async def test_naming_all_customers_as_a_new_segment_says_what_to_do(app: Harness) -> None:
     from bot.workspaces import ensure_workspace
 

@@ -1,0 +1,107 @@
+"""A contact removed from an import (*Review contacts*) stays out of what is added after."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+
+from bot.imports.batches import add_source, create_batch, stage_contact, stage_csv, write_rejects
+from bot.imports.review import contacts_page, load, remove_contact
+from bot.mailchimp.importing import stage_audience
+from bot.workspaces import ensure_workspace, import_target
+from models import Database, SourceKind
+
+TEAM = "T0REMOVED"
+
+
+async def _batch(db: Database) -> int:
+    await ensure_workspace(db, TEAM)
+    segment = await import_target(db, TEAM, "VIP", create=True)
+    return (await create_batch(db, TEAM, segment.id or 0, "U1")).id or 0
+
+
+async def _file(db: Database, batch: int, name: str, data: bytes) -> int:
+    source = await add_source(db, TEAM, batch, SourceKind.CSV, name)
+    await stage_csv(db, TEAM, source.id or 0, io.BytesIO(data))
+    return source.id or 0
+
+
+async def _remove(db: Database, batch: int, email: str) -> None:
+    rows, _ = await contacts_page(db, TEAM, batch, query=email, limit=50)
+    (row,) = [r for r in rows if r.email.casefold() == email.casefold()]
+    await remove_contact(db, TEAM, batch, row.id)
+
+
+@contextmanager
+def _statements(db: Database) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def test_a_removed_contact_stays_out_of_every_source_added_after(db: Database) -> None:
+    """Removed, jane came back in a file, a customer typed in or a Mailchimp list added
+    after: only the rows of the import as it stood were removed, and a later source's row of
+    the address counted as new (removed rows are no address already seen)."""
+    batch = await _batch(db)
+    await _file(db, batch, "q3.csv", b"email\njane@example.com\nraj@example.org\n")
+    await _remove(db, batch, "jane@example.com")
+    assert (await load(db, TEAM, batch)).totals.valid == 1
+
+    more = await _file(db, batch, "more.csv",
+                       b"email\nJane@Example.com\nnew@example.com\njane@example.com\n")
+    await stage_contact(db, TEAM, batch, email="JANE@example.com")
+    audience = await add_source(db, TEAM, batch, SourceKind.MAILCHIMP, "Newsletter", ref="a1")
+    await stage_audience(db, TEAM, audience, [
+        {"email_address": "jane@example.com", "status": "subscribed"},
+        {"email_address": "mc@example.com", "status": "subscribed"},
+    ])  # fmt: skip
+
+    view = await load(db, TEAM, batch)
+    assert [s.status for s in view.sources] == ["parsed"] * 4
+    assert (view.totals.valid, view.totals.duplicates) == (3, 0), view.totals  # raj, new, mc
+    assert view.counts[more].rows == 1, view.counts  # new@: jane's two rows count nowhere
+    shown, total = await contacts_page(db, TEAM, batch, limit=50)
+    assert total == 3 and "jane@example.com" not in {r.email.casefold() for r in shown}
+    out = io.StringIO()
+    await write_rejects(db, TEAM, batch, out)
+    assert "jane" not in out.getvalue().casefold()  # removed: no skipped row of it either
+
+
+async def test_a_removed_source_or_a_failed_one_removes_nothing_after(db: Database) -> None:
+    """Removals of a file taken out of the import went with it: its addresses may come back."""
+    from bot.imports.review import remove_source
+
+    batch = await _batch(db)
+    q3 = await _file(db, batch, "q3.csv", b"email\njane@example.com\nraj@example.org\n")
+    await _remove(db, batch, "jane@example.com")
+    await remove_source(db, TEAM, batch, q3)
+    await _file(db, batch, "more.csv", b"email\njane@example.com\n")
+    assert (await load(db, TEAM, batch)).totals.valid == 1
+
+
+async def test_no_removal_costs_a_file_nothing_more(db: Database) -> None:
+    """With no contact removed from the import, staging a file reads the batch's addresses as
+    it did (one pass, removed rows included) and writes no removal: a million-row file pays
+    nothing for it. A typed-in customer looks once, and writes nothing either."""
+    batch = await _batch(db)
+    await _file(db, batch, "q3.csv", b"email\njane@example.com\nraj@example.org\n")
+    with _statements(db) as seen:
+        await _file(db, batch, "more.csv", b"email\njane@example.com\nnew@example.com\n")
+    assert not [s for s in seen if "SET removed = " in s and "removed = removed" not in s], seen
+    assert not [s for s in seen if "r.removed" in s or ("LIMIT 1" in s and "removed" in s)], seen
+    with _statements(db) as seen:
+        await stage_contact(db, TEAM, batch, email="solo@example.com")
+    assert not [s for s in seen if "SET removed = " in s and "removed = removed" not in s], seen
+    assert (await load(db, TEAM, batch)).totals.valid == 4
