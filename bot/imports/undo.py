@@ -20,7 +20,10 @@ transaction that makes its changes and adds their rowcounts to the batch's `undo
      batch_id`: its enrollments made them, or an earlier import's undo handed them on with the
      membership; their codes retired: links answer 410) with their invites that never went
      out; a waiting (held or queued) invite is cancelled first; not those the campaign
-     still reaches through another segment it targets (or All Customers): they keep their link;
+     still reaches through another segment it targets (or All Customers): they keep their link,
+     and become the import's whose membership there reaches the contact (the latest such; none
+     for All Customers or a membership no import added), so undoing it with its advocates
+     takes them out, whichever of the two is undone first;
    - any invite still waiting (held or queued) of a campaign that targets the segment is
      cancelled unless the contact is still in another segment it targets (or it targets All
      Customers): the undo takes them out of the audience, whichever enrollment queued it
@@ -34,6 +37,8 @@ transaction that makes its changes and adds their rowcounts to the batch's `undo
    - listings of those contacts that no longer point at another import's membership go:
      a listing never outlives its membership (SQLite gives a deleted contact's id to the
      next contact inserted, which a stale one would keep in the segment).
+   - the reports of the enrollments whose invites or advocates the chunk cancelled or
+     deleted are redrawn (queued in the chunk's transaction), in whatever thread they are.
 2. A sweep of the contacts this import created (`contact.batch_id`) that were no longer in
    its segment when the undo started (removed by hand) and are in no segment: deleted too
    (the same exception).
@@ -60,7 +65,7 @@ so two runners go one chunk at a time.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -70,6 +75,7 @@ from sqlalchemy.sql.elements import TextClause
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import CLI, Act, by_whom, import_subject, record_in
+from bot.campaigns.consent import redraw_reports_in
 from bot.campaigns.enroll import undone_reason
 from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.imports.batches import ReviewError, get_batch, status_words
@@ -386,21 +392,31 @@ def _reached_elsewhere(table: str) -> str:
                              AND x.contact_id = {table}.contact_id AND x.segment_id <> :s))"""
 
 
+def _orphaned(listed: bool) -> str:
+    """The contacts this import created that would be in no segment after its undo (not
+    those a later import listed: handed on, they stay)."""
+    return f"{_ORPHANED} AND NOT {_listed_later('c.id')}" if listed else _ORPHANED
+
+
+def _deletable(listed: bool) -> str:
+    """... and neither unsubscribed nor emailed: those stay (deleting one deleted its
+    unsubscribe too; a new import of an emailed one emailed it again). The undo deletes
+    these."""
+    return f"{_orphaned(listed)} AND NOT {_kept('c')}"
+
+
 def _plan(listed: bool) -> TextClause:
     """The counts of UndoPlan. `listed`: some import listed contacts of the segment that were
     in it already (segment_member_listing), so some memberships may be handed on rather than
     removed; with none, the counts skip the probe per membership that would find nothing
     (it made them a third slower)."""
-    stays, handed_on, orphaned = "", "SELECT 0 WHERE 1 = 0", _ORPHANED
+    stays, handed_on = "", "SELECT 0 WHERE 1 = 0"
     if listed:  # those a later import listed stay: handed on, neither removed nor deleted
         later = _listed_later("segment_member.contact_id")
         stays, handed_on = f" AND NOT {later}", f"{_MEMBERS_OF_BATCH} AND {later}"
-        orphaned = f"{_ORPHANED} AND NOT {_listed_later('c.id')}"
     removed = f"{_MEMBERS_OF_BATCH}{stays}"
-    # ... and neither unsubscribed nor emailed: those stay (deleting one deleted its
-    # unsubscribe too; a new import of an emailed one emailed it again)
-    deletable = f"{orphaned} AND NOT {_kept('c')}"
-    kept = f"{orphaned} AND {_kept('c')}"
+    deletable = _deletable(listed)
+    kept = f"{_orphaned(listed)} AND {_kept('c')}"
     return _sql(f"""
         SELECT
           (SELECT COUNT(*) FROM segment_member
@@ -423,12 +439,19 @@ def _plan(listed: bool) -> TextClause:
 
 
 _PLANS = {listed: _plan(listed) for listed in (False, True)}
-# Contacts it re-subscribed that its undo unsubscribes again (_UNSUBSCRIBE_AGAIN's test)
-_UNSUBSCRIBES = _sql("""
-    SELECT COUNT(*) FROM resubscribed_contact r JOIN contact c ON c.id = r.contact_id
-    WHERE r.team_id = :t AND r.batch_id = :b AND c.team_id = :t AND c.subscribed = :yes
-      AND c.unsubscribed_at IS NULL
-""")
+
+
+def _unsubscribes(listed: bool) -> TextClause:
+    """The contacts it re-subscribed that its undo unsubscribes again (_UNSUBSCRIBE_AGAIN's
+    test), but not those it deletes (the confirmation counted one contact as both)."""
+    return _sql(f"""
+        SELECT COUNT(*) FROM resubscribed_contact r JOIN contact c ON c.id = r.contact_id
+        WHERE r.team_id = :t AND r.batch_id = :b AND c.team_id = :t AND c.subscribed = :yes
+          AND c.unsubscribed_at IS NULL AND c.id NOT IN ({_deletable(listed)})
+    """)
+
+
+_UNSUBSCRIBES = {listed: _unsubscribes(listed) for listed in (False, True)}
 _ANY_LISTED = text("SELECT 1 FROM segment_member_listing "
                    "WHERE segment_id = :s AND team_id = :t LIMIT 1")  # fmt: skip
 
@@ -449,7 +472,8 @@ async def undo_plan(db: Database, team_id: str, batch_id: int, *,
         params = {"t": team_id, "b": batch_id, "s": batch.segment_id}
         listed = (await conn.execute(_ANY_LISTED, params)).first() is not None
         counts = (await conn.execute(_PLANS[listed], params)).one()
-        unsubscribes = (await conn.execute(_UNSUBSCRIBES, {**params, "yes": True})).scalar_one()
+        unsubscribes = (await conn.execute(_UNSUBSCRIBES[listed],
+                                           {**params, "yes": True})).scalar_one()
         excluding = tuple(str(r[0]) for r in await conn.execute(text(
             "SELECT c.name FROM campaign c JOIN campaign_segment cs ON cs.campaign_id = c.id "
             "WHERE c.team_id = :t AND c.state = 'live' AND cs.team_id = :t "
@@ -554,32 +578,55 @@ _DROP_SPENT_LISTINGS = _sql("""
 _CANCEL_OWN_INVITES = _sql(f"""
     UPDATE invite SET state = 'cancelled', reason = :why, updated_at = :now
     WHERE {_own_leaving("invite")} AND state IN ('queued', 'held')
+    RETURNING enrollment_id
 """)
 # Invites that never went out leave with their advocate (a later enrollment may invite the
-# contact afresh); those that did stay, so nobody is emailed twice for one campaign.
+# contact afresh): cancelled, not emailed, or failed (refused, or out of retries: never
+# delivered; one left behind pointed at the advocate gone, and the contact enrolled again was
+# never invited: its campaign had an invite for it already). Those that did, or may have
+# (sent, sending, uncertain), stay, so nobody is emailed twice for one campaign.
 _DROP_OWN_UNSENT = _sql(f"DELETE FROM invite WHERE {_own_leaving('invite')} "
-                        "AND state IN ('cancelled', 'not_emailed')")  # fmt: skip
+                        "AND state IN ('cancelled', 'not_emailed', 'failed') "
+                        "RETURNING enrollment_id")  # fmt: skip
 _RETIRE_OWN = _sql(f"""
     INSERT INTO retired_code (code, team_id, retired_at)
     SELECT code, team_id, :now FROM advocate WHERE {_own_leaving("advocate")}
     ON CONFLICT (code) DO NOTHING
 """)
-_DELETE_OWN = _sql(f"DELETE FROM advocate WHERE {_own_leaving('advocate')}")
+_DELETE_OWN = _sql(f"DELETE FROM advocate WHERE {_own_leaving('advocate')} "
+                   "RETURNING enrollment_id")  # fmt: skip
+# Its advocates that stay because another segment the campaign targets still reaches the
+# contact through a membership an import added: they become that import's (the latest
+# such), so undoing it later with its advocates takes them out. They stayed this import's,
+# and undoing the other one (A then B) left them for good, where B then A removed them.
+# Those only All Customers or a membership no import added reaches stay as they are.
+_OTHER_TARGET_MEMBERSHIPS = """
+    FROM campaign_segment cs JOIN segment_member x ON x.segment_id = cs.segment_id
+    WHERE cs.campaign_id = advocate.campaign_id AND cs.team_id = :t AND cs.role = 'target'
+      AND x.team_id = :t AND x.contact_id = advocate.contact_id AND x.segment_id <> :s
+      AND x.batch_id IS NOT NULL AND x.batch_id <> :b
+"""
+_HAND_ON_KEPT = _sql(f"""
+    UPDATE advocate SET batch_id = (SELECT MAX(x.batch_id) {_OTHER_TARGET_MEMBERSHIPS})
+    WHERE {_own("advocate")} AND EXISTS (SELECT 1 {_OTHER_TARGET_MEMBERSHIPS})
+""")
 _CANCEL_UNTARGETED = _sql(f"""
     UPDATE invite SET state = 'cancelled', reason = :why, updated_at = :now
     WHERE {_added("invite")} AND state IN ('queued', 'held') AND {_NOT_TARGETED_ELSEWHERE}
+    RETURNING enrollment_id
 """)
 _REMOVE_MEMBERS = _sql("DELETE FROM segment_member WHERE segment_id = :s AND team_id = :t "
                        "AND batch_id = :b AND contact_id BETWEEN :lo AND :hi")  # fmt: skip
 _DROP_WAITING = _sql(f"DELETE FROM invite WHERE {_of_gone('invite')} "
-                     "AND state IN ('queued', 'held')")  # fmt: skip
-_DROP_INVITES = _sql(f"DELETE FROM invite WHERE {_of_gone('invite')}")
+                     "AND state IN ('queued', 'held') RETURNING enrollment_id")  # fmt: skip
+_DROP_INVITES = _sql(f"DELETE FROM invite WHERE {_of_gone('invite')} RETURNING enrollment_id")
 _RETIRE_CODES = _sql(f"""
     INSERT INTO retired_code (code, team_id, retired_at)
     SELECT code, team_id, :now FROM advocate WHERE {_of_gone("advocate")}
     ON CONFLICT (code) DO NOTHING
 """)
-_DROP_ADVOCATES = _sql(f"DELETE FROM advocate WHERE {_of_gone('advocate')}")
+_DROP_ADVOCATES = _sql(f"DELETE FROM advocate WHERE {_of_gone('advocate')} "
+                       "RETURNING enrollment_id")  # fmt: skip
 _DELETE_CONTACTS = _sql("DELETE FROM contact WHERE team_id = :t AND batch_id = :b "
                         f"AND id BETWEEN :lo AND :hi AND {_GOES}")  # fmt: skip
 # Contacts it created that stay because a later import put them in another segment become
@@ -648,6 +695,17 @@ class _Tally:
     deleted: int = 0
     cancelled: int = 0
     advocates: int = 0
+    # the enrollments whose invites or advocates the chunk cancelled or deleted: their
+    # reports are redrawn (_count), whichever thread they are in
+    enrollments: set[int | None] = field(default_factory=set)
+
+    async def changing(self, conn: AsyncConnection, statement: TextClause,
+                       params: dict[str, Any]) -> int:  # fmt: skip
+        """Run a statement that cancels or deletes invites or advocates (RETURNING their
+        enrollment_id); returns how many rows it changed."""
+        changed = (await conn.execute(statement, params)).scalars().all()
+        self.enrollments.update(changed)
+        return len(changed)
 
 
 async def run_undo(db: Database, team_id: str, batch_id: int, *, chunk_size: int = UNDO_CHUNK,
@@ -794,11 +852,12 @@ async def _members_chunk(conn: AsyncConnection, params: dict[str, Any], advocate
         await conn.execute(_HAND_ADVOCATES, p)
         tally.handed += (await conn.execute(_HAND_OVER, p)).rowcount
     if advocates:
-        tally.cancelled += (await conn.execute(_CANCEL_OWN_INVITES, p)).rowcount
-        await conn.execute(_DROP_OWN_UNSENT, p)
+        tally.cancelled += await tally.changing(conn, _CANCEL_OWN_INVITES, p)
+        await tally.changing(conn, _DROP_OWN_UNSENT, p)
         await conn.execute(_RETIRE_OWN, p)
-        tally.advocates += (await conn.execute(_DELETE_OWN, p)).rowcount
-    tally.cancelled += (await conn.execute(_CANCEL_UNTARGETED, p)).rowcount
+        tally.advocates += await tally.changing(conn, _DELETE_OWN, p)
+        await conn.execute(_HAND_ON_KEPT, p)  # those that stay: after the others went
+    tally.cancelled += await tally.changing(conn, _CANCEL_UNTARGETED, p)
     tally.removed += (await conn.execute(_REMOVE_MEMBERS, p)).rowcount
     await conn.execute(_DROP_SPENT_LISTINGS, p)
     await _delete_contacts(conn, params, tally)
@@ -811,10 +870,10 @@ async def _delete_contacts(conn: AsyncConnection, params: dict[str, Any], tally:
     advocates and invites; their referral codes are retired (links answer 410, never reused).
     Those a later import holds in a segment are handed on to it (_HAND_ON)."""
     p = {**params, "now": utcnow()}
-    tally.cancelled += (await conn.execute(_DROP_WAITING, p)).rowcount
-    await conn.execute(_DROP_INVITES, p)
+    tally.cancelled += await tally.changing(conn, _DROP_WAITING, p)
+    await tally.changing(conn, _DROP_INVITES, p)
     await conn.execute(_RETIRE_CODES, p)
-    tally.advocates += (await conn.execute(_DROP_ADVOCATES, p)).rowcount
+    tally.advocates += await tally.changing(conn, _DROP_ADVOCATES, p)
     deleted = (await conn.execute(_DELETE_CONTACTS, p)).rowcount
     if deleted:
         await conn.execute(_DROP_RESUBSCRIBED_OF_GONE, p)
@@ -823,6 +882,11 @@ async def _delete_contacts(conn: AsyncConnection, params: dict[str, Any], tally:
 
 
 async def _count(conn: AsyncConnection, params: dict[str, Any], tally: _Tally) -> None:
+    """Add the chunk's counts to the batch's, and queue a redraw of the reports of the
+    enrollments it changed, in the chunk's transaction: another thread's report (a campaign
+    targeted at the segment from there, a later import's) went on counting the invites this
+    undo cancelled or deleted as held, with their *Cancel invites*."""
+    await redraw_reports_in(conn, params["t"], tally.enrollments)
     await conn.execute(_COUNT, {"t": params["t"], "b": params["b"], "now": utcnow(),
                                 "removed": tally.removed, "handed": tally.handed,
                                 "deleted": tally.deleted,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from bot.campaigns.enroll import run_enrollment
 from bot.contact_admin import find_by_email, unsubscribe
 from bot.imports.importer import import_files
 from bot.imports.job_kinds import UNDO_JOB
-from bot.imports.undo import request_undo
+from bot.imports.undo import request_undo, undo_now
 from bot.jobs.queue import claim, list_jobs
 from bot.workspaces import ensure_workspace, find_segment
 from handlers.ids import Action, BlockId, Callback
@@ -395,6 +396,24 @@ async def test_an_undo_refreshes_the_threads_enrollment_report(app: Harness) -> 
     await _undo_with_advocates(app, "1", message["ts"])
     shown = json.dumps(app.slack.message("C0001", report["ts"])["blocks"])
     assert "held until" not in shown and Action.CANCEL_INVITES not in shown, shown
+
+async def test_undo_redraws_the_report_of_another_threads_enrollment_it_changed(
+    app: Harness,
+) -> None:
+    """A shell import's undo cancelled (or deleted) invites that another thread's enrollment
+    had queued: that thread's report still counted them ("3 held until ..."), as only the
+    undone import's own thread was redrawn."""
+    from tests.handlers.test_targeting import _campaign, _imported, _report_blocks, _target
+
+    spring = await _campaign(app, "Spring", live=True)
+    message = await _imported(app)  # import C into VIP, in a thread
+    first = await _cli_import(app, "VIP", b"email\na@example.com\n")
+    await _target(app, message, spring.id or 0)  # every VIP member enrolled: 3 held
+    await undo_now(app.db, "T0001", first, "cli", remove_advocates=False, window_days=7)
+    await app.settle()
+    held = await _count(app, "SELECT COUNT(*) FROM invite WHERE state = 'held'")
+    assert re.findall(r"(\d+) held until", _report_blocks(app, message)) == [str(held)]
+
 
 
 async def test_undo_counts_and_removes_the_advocates_targeting_from_its_thread_made(

@@ -213,6 +213,22 @@ async def test_an_invite_stays_when_its_campaign_still_reaches_the_contact(db: D
     assert await _counts(db, batch) == ("undone", LEAD, 2, 1, 1, 1)
 
 
+async def test_an_invite_that_never_went_out_leaves_with_its_advocate(db: Database) -> None:
+    """A failed invite (refused, or out of retries: never delivered) stayed when the undo
+    removed its advocate, pointing at an advocate that was gone; the contact imported again
+    was enrolled anew and its invite never written (the campaign had one for it already)."""
+    await ensure_workspace(db, TEAM)
+    await _import(db, "Other", "x@example.com")
+    await import_target(db, TEAM, "VIP", create=True)
+    await _live_campaign(db, "Spring", "VIP")
+    a = await _import(db, "VIP", "x@example.com")
+    await _invite(db, "x@example.com", "failed")
+    await _undo(db, a, advocates=True)
+    assert await _advocates(db) == {}
+    assert await _rows(db, "SELECT i.state FROM invite i WHERE NOT EXISTS "
+                       "(SELECT 1 FROM advocate a WHERE a.id = i.advocate_id)") == []
+
+
 @pytest.mark.skipif(BACKEND != "postgres", reason="one host shares SQLite's file and clock")
 async def test_an_undo_a_live_worker_runs_is_not_called_waiting_on_a_host_ahead(
     db: Database, world: dict, monkeypatch: pytest.MonkeyPatch
@@ -668,6 +684,22 @@ async def test_whom_an_import_re_subscribed_is_forgotten_with_the_contact_or_pas
     await purge_staged(db, TEAM, 30, WEEK)
     assert await _one(db, "SELECT COUNT(*) FROM resubscribed_contact") == 0
 
+async def test_the_plan_doesnt_count_as_unsubscribed_a_contact_the_undo_deletes(
+    db: Database,
+) -> None:
+    """The confirmation counted a contact the import re-subscribed and the undo deletes (it
+    created it: handed on by the undo of the import that had) both as deleted and as
+    unsubscribed again."""
+    await ensure_workspace(db, TEAM)
+    c = await _say(db, "Old", "email,subscribed\nx@example.com,no\n")
+    a = await _say(db, "VIP", "email,subscribed\nx@example.com,yes\n", update_existing=True)
+    await _undo(db, c)
+    plan = await undo_plan(db, TEAM, a, window_days=WEEK)
+    await _undo(db, a)
+    assert await _contacts(db) == []
+    assert (plan.deletes, plan.unsubscribes) == (1, 0)
+
+
 
 async def test_the_audit_entry_of_a_big_undo_counts_with_thousands_separators(
     db: Database,
@@ -994,6 +1026,29 @@ async def test_an_advocate_stays_while_another_import_keeps_its_contact_in_the_s
     assert await _advocates(db) == {}
     assert await _counts(db, c) == ("undone", LEAD, 1, 0, 1, 1)
     assert await _link_statuses(db, codes) == {"x@example.com": 410}
+
+@pytest.mark.parametrize("order", ["A then B", "B then A"])
+async def test_undoing_both_imports_with_their_advocates_removes_the_advocate_in_either_order(
+    db: Database, order: str,
+) -> None:
+    """Spring targets VIP and Other; A adds z to VIP (Spring enrolls it), B adds z to Other.
+    Undone A then B, each with its advocates, the advocate stayed: A's undo kept it (Other
+    still reached z) but it stayed A's, so B's undo didn't take it. B then A removed it. The
+    undo that keeps it hands it on to the import whose membership still reaches z."""
+    await ensure_workspace(db, TEAM)
+    await _import(db, "Z", "z@example.com")
+    await import_target(db, TEAM, "VIP", create=True)
+    await import_target(db, TEAM, "Other", create=True)
+    await _live_campaign(db, "Spring", "VIP", "Other")
+    a = await _import(db, "VIP", "z@example.com")
+    b = await _import(db, "Other", "z@example.com")
+    assert await _rows(db, "SELECT batch_id FROM advocate") == [(a,)]
+    for batch in (a, b) if order == "A then B" else (b, a):
+        await _undo(db, batch, advocates=True)
+    assert await _advocates(db) == {}
+    assert await _members(db, "Z") == ["z@example.com"]
+    assert await _members(db, "VIP") == await _members(db, "Other") == []
+
 
 
 async def test_an_advocate_a_later_import_found_enrolled_already_is_not_its_own(
