@@ -597,6 +597,49 @@ async def test_a_map_that_imported_nothing_is_not_remembered(
     assert json.loads(plain.stdout)["new_contacts"] == 2
 
 
+async def test_a_map_giving_one_column_two_fields_or_a_field_twice_is_refused(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`--map email=contact --map first_name=Contact` imported the address as the first name
+    and remembered that; `--map email=Work --map email=Home` kept the last silently."""
+    f = tmp_path / "c1.csv"
+    f.write_text("Contact,Who\na@x.com,Ada\n")
+    both = run(db_env, "import", str(f), "--segment", "S", "--create-segment",
+               "--map", "email=contact", "--map", "first_name=Contact")  # fmt: skip
+    assert both.returncode == 1, both.stdout + both.stderr
+    assert ("c1.csv: The column 'Contact' is chosen for both Email and First name"
+            ) in both.stderr and "Nothing was imported" in both.stderr  # fmt: skip
+    twice = run(db_env, "import", str(f), "--segment", "S", "--create-segment",
+                "--map", "email=Work", "--map", "email=Home")  # fmt: skip
+    assert twice.returncode == 1 and "email is given twice" in twice.stderr, twice.stderr
+    # nothing imported, nothing remembered: without --map its email column is still unknown
+    plain = run(db_env, "import", str(f), "--segment", "S", "--create-segment")
+    assert plain.returncode == 1 and "No email column found" in plain.stderr, plain.stderr
+    assert run(db_env, "export", "--segment", "All Customers").stdout.count("@") == 0
+
+
+async def test_a_map_is_not_remembered_for_a_file_it_found_no_valid_row_in(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """a.csv's "Contact" holds the address, b.csv's a phone: `import a.csv b.csv --map
+    email=Contact` remembered the mapping for b.csv's headers too, and b.csv alone then had
+    "Nothing to import: no row has a valid new address"."""
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("Contact,Name\na@x.com,Ada\n")
+    b.write_text("Email,Contact,Name\nz@x.com,555-1234,Zed\ny@x.com,555-9999,Yan\n")
+    both = run(db_env, "import", str(a), str(b), "--segment", "S", "--create-segment",
+               "--json", "--map", "email=Contact")  # fmt: skip
+    assert both.returncode == 0, both.stderr
+    assert (json.loads(both.stdout)["valid"], json.loads(both.stdout)["rejected"]) == (1, 2)
+    alone = run(db_env, "import", str(b), "--segment", "S", "--json")
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert json.loads(alone.stdout)["valid"] == 2
+    # a.csv's headers keep it
+    again = run(db_env, "import", str(a), "--segment", "S", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads(again.stdout)["existing_contacts"] == 1
+
+
 def test_rejects_never_overwrites_an_input_nor_empties_an_old_file_on_failure(
     db_env: dict[str, str], sample: Path, tmp_path: Path
 ) -> None:

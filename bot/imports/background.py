@@ -147,7 +147,8 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
             if not approver:
                 return  # staged for review; approval enqueues the apply
             await queue_batch(db, team_id, batch_id, str(approver))
-            # only now, as in the foreground: approved, so it found valid rows
+            # only now, as in the foreground: approved, so it found valid rows; and only for
+            # the headers of files that did (found_rows)
             await mapper.remember_given(db, team_id, str(approver))
         except JobStopped:
             raise
@@ -209,11 +210,13 @@ async def _stage_pending_files(db: Database, team_id: str, batch_id: int,
         if source.ref is not None:
             origins.setdefault(source.ref, source)
     pending = {s.ref for s in files if s.status == SourceStatus.PENDING and not s.removed}
+    done = {s.id for s in files if s.status != SourceStatus.PENDING or s.removed}
     for ref, origin in origins.items():
         if ref not in pending:
             continue
         assert origin.id is not None
         path = Path(ref)
+        since = len(mapper.read)
         with path.open("rb") as stream:  # a vanished file fails and retries
             staged = await stage_file(db, team_id, origin.id, stream, name=path.name,
                                       max_unzipped_bytes=max_unzipped_bytes,
@@ -221,6 +224,9 @@ async def _stage_pending_files(db: Database, team_id: str, batch_id: int,
         failed = next((s for s in staged if s.status == SourceStatus.FAILED), None)
         if failed is not None:
             raise PermanentJobError(f"{failed.label}: {failed.error}")
+        # which headers found valid rows, of the sources read now (a ZIP's CSVs read by an
+        # earlier attempt, or removed, are not read again): only those are remembered
+        mapper.found_rows(since, [s for s in staged if s.id not in done])
 
 
 class FileRejected(Exception):

@@ -151,8 +151,9 @@ async def import_files(
         written = await write_rejects(db, team_id, batch.id, rejects) if rejects else 0
         await cancel(db, team_id, batch.id, requested_by, is_lead=True)
         raise ImportFailed(await _nothing_valid(db, team_id, batch.id, written)) from None
-    # only now: a mapping that found no valid row (the wrong column) would otherwise be kept,
-    # and every later import of that export read with it
+    # only now, and only for the headers of files that found valid rows (found_rows): a
+    # mapping that found no valid row (the wrong column) would otherwise be kept, and every
+    # later import of that export read with it
     await mapper.remember_given(db, team_id, requested_by)
     bar.phase("Importing")
     shown = 0.0
@@ -276,6 +277,7 @@ async def _stage(db: Database, team_id: str, batch_id: int,
         source = await add_source(db, team_id, batch_id, SourceKind.CSV, name)
         assert source.id is not None
         ticker = asyncio.create_task(_tick(bar, stream, done_bytes))
+        since = len(mapper.read) if mapper is not None else 0
         try:
             staged = await stage_file(db, team_id, source.id, stream, name=name,
                                       max_unzipped_bytes=max_unzipped_bytes,
@@ -287,6 +289,8 @@ async def _stage(db: Database, team_id: str, batch_id: int,
         failed = [s for s in staged if s.status == SourceStatus.FAILED]
         if failed:
             raise ImportFailed(f"{failed[0].label}: {failed[0].error} Nothing was imported.")
+        if mapper is not None:  # which headers found valid rows: only those are remembered
+            mapper.found_rows(since, staged)
         done_bytes += stream.tell()
     if mailchimp is not None:
         creds, audiences = mailchimp

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -216,8 +216,30 @@ def parse_maps(items: Iterable[str]) -> dict[str, str]:
                              f"are {', '.join(FIELDS)}.")  # fmt: skip
         if not header.strip():
             raise ValueError(f"--map {item!r} names no column.")
+        if name in out and squash(out[name]) != squash(header):
+            # the last one silently won: a field is read from one column
+            raise ValueError(f"--map {item!r}: {name} is given twice (also --map "
+                             f"{name}={out[name]!r}); map each field once.")  # fmt: skip
         out[name] = header.strip()
     return out
+
+
+def given_columns_collide(header: list[str], given: Mapping[str, str]) -> None:
+    """ColumnsError if two fields given (`--map`) name the same column of `header` (compared
+    as headers are matched): a column serves one field, as in *Map columns*. `--map
+    email=contact --map first_name=Contact` read the address as the first name too, and that
+    was remembered for every later file with these headers."""
+    used: dict[int, str] = {}
+    for name, header_name in given.items():
+        position = position_of(header, header_name)
+        if position is None:
+            continue  # not in this file: columns_for says so
+        if position in used:
+            raise ColumnsError(
+                f"The column {shown_name(column_name(header, position))} is chosen for both "
+                f"{FIELD_LABELS[used[position]]} and {FIELD_LABELS[name]}: a column serves "
+                f"one field. Map each field to its own column.")  # fmt: skip
+        used[position] = name
 
 
 async def remember(db: Database, team_id: str, header: list[str], mapping: ColumnMap,
@@ -271,10 +293,16 @@ class ColumnMapper:
     # the workbook's sheet the mapping was submitted for (*Map columns*' *Sheet*): read in
     # place of the first sheet any remembered mapping fits (a staff list's saved once)
     sheet: str | None = None
+    # the headers_key of every header mapped, in order (a reader maps its header once it has
+    # read it; a workbook may map a sheet's twice): which file was read with which header
+    read: list[str] = field(default_factory=list)
+    # the headers a file read with found valid rows in (found_rows): only those are remembered
+    found_valid: set[str] = field(default_factory=set)
 
     def __call__(self, header: list[str]) -> Columns:
         key = headers_key(header)
         if self.given:
+            given_columns_collide(header, self.given)
             mapping = self._given_over_remembered(header)
         elif key in self.remembered and fits(header, self.remembered[key]):
             mapping = self.remembered[key]
@@ -282,9 +310,12 @@ class ColumnMapper:
             if key in self.remembered:
                 log.info("a remembered column mapping doesn't fit the header %r: guessed",
                          header[:50])  # fmt: skip
-            return map_header(header)
+            columns = map_header(header)
+            self.read.append(key)
+            return columns
         columns = columns_for(header, mapping)
         self.used[key] = (list(header), mapping)
+        self.read.append(key)
         return columns
 
     def _given_over_remembered(self, header: list[str]) -> ColumnMap:
@@ -318,12 +349,34 @@ class ColumnMapper:
         """Whether `header`'s columns came from a mapping, not the guess."""
         return headers_key(header) in self.used
 
+    def found_rows(self, since: int, sources: Sequence[ImportSource]) -> None:
+        """Note which headers found valid rows: `sources` are those one file filled, read
+        since `read` had `since` headers, in the order they were read (a ZIP's CSVs: one
+        header each; a workbook: one source, read with the last header mapped). Sources
+        counted when staged (valid > 0)."""
+        keys = self.read[since:]
+        if not keys or not sources:
+            return
+        if len(sources) == 1:
+            pairs = [(keys[-1], sources[0])]
+        elif len(keys) == len(sources):
+            pairs = list(zip(keys, sources, strict=True))
+        else:  # not told apart (a CSV of the ZIP failed before its header): all or none
+            found = all(source.valid > 0 for source in sources)
+            self.found_valid.update(keys if found else ())
+            return
+        self.found_valid.update(key for key, source in pairs if source.valid > 0)
+
     async def remember_given(self, db: Database, team_id: str, user: str) -> None:
-        """Remember a mapping given now (`--map`) for every set of headers it mapped."""
+        """Remember a mapping given now (`--map`) for every set of headers it mapped that a
+        file found valid rows with (found_rows): a file of the same import whose "Contact"
+        holds phone numbers, rejected whole, had `email=Contact` remembered for its headers,
+        and every later file with them read with it ("Nothing to import")."""
         if not self.given:
             return
-        for header, mapping in self.used.values():
-            await remember(db, team_id, header, mapping, user)
+        for key, (header, mapping) in self.used.items():
+            if key in self.found_valid:
+                await remember(db, team_id, header, mapping, user)
 
 
 async def mapper_for(db: Database, team_id: str,

@@ -176,6 +176,14 @@ def test_parse_maps_and_its_errors() -> None:
         parse_maps(["email="])
 
 
+def test_parse_maps_refuses_a_field_given_twice() -> None:
+    """`--map email=Work --map email=Home` kept the last silently."""
+    with pytest.raises(ValueError, match=r"email is given twice \(also --map email='Work'\)"):
+        parse_maps(["email=Work", "Email=Home"])
+    # the same column again (as headers are matched) is the same mapping
+    assert parse_maps(["email=Work Email", "email= work  email"]) == {"email": "work  email"}
+
+
 async def test_unmapped_fails_mapped_imports_and_next_week_maps_itself(db: Database) -> None:
     await ensure_workspace(db, TEAM)
     with pytest.raises(ImportFailed, match="No email column found"):
@@ -429,3 +437,83 @@ async def test_a_background_map_is_read_by_the_job_and_remembered_once_it_finds_
         "ada@example.com": "en", "bob@example.org": "fr"}
     assert await recall(db, TEAM, ["Full Name", "Work Contact", "Given", "Preferred tongue"]
                         ) == ColumnMap("Work Contact", None, None, "Preferred tongue")  # fmt: skip
+
+
+CONTACT = b"Contact,Who\na@example.com,Ada\n"
+
+
+async def test_two_fields_given_one_column_are_refused(db: Database) -> None:
+    """`--map email=contact --map first_name=Contact`: the address was imported as the first
+    name too, and that mapping remembered (*Map columns* then refused it: a column serves
+    once). Refused, naming the column and both fields; nothing imported or remembered."""
+    await ensure_workspace(db, TEAM)
+    with pytest.raises(ImportFailed, match=r"c1\.csv: The column 'Contact' is chosen for both "
+                       r"Email and First name"):  # fmt: skip
+        await import_files(db, TEAM, [("c1.csv", io.BytesIO(CONTACT))], segment="S",
+                           create_segment=True,
+                           column_map={"email": "contact", "first_name": "Contact"})
+    assert await _contacts(db) == {}
+    assert await recall(db, TEAM, ["Contact", "Who"]) is None
+    mapper = await mapper_for(db, TEAM, {"email": "Contact", "first_name": "Who"})
+    assert mapper(["Contact", "Who"]) == Columns(0, 1, None, None)  # two columns: fine
+
+
+PHONE = b"Email,Contact,Name\nz@example.com,555-1234,Zed\ny@example.com,555-9999,Yan\n"
+
+
+async def test_a_map_is_remembered_only_for_the_files_it_found_valid_rows_in(
+    db: Database,
+) -> None:
+    """`import a.csv b.csv --map email=Contact`: a.csv's "Contact" holds the address, b.csv's
+    a phone number (its rows all rejected). The import found a valid row, so the mapping was
+    remembered for b.csv's headers too, and b.csv alone then had "Nothing to import"."""
+    await ensure_workspace(db, TEAM)
+    result = await import_files(db, TEAM, [("a.csv", io.BytesIO(CONTACT)),
+                                           ("b.csv", io.BytesIO(PHONE))], segment="S",
+                                create_segment=True, column_map={"email": "Contact"})  # fmt: skip
+    assert (result.batch.valid, result.batch.rejected) == (1, 2)
+    assert await recall(db, TEAM, ["Contact", "Who"]) == ColumnMap("Contact")
+    assert await recall(db, TEAM, ["Email", "Contact", "Name"]) is None
+    again = await import_files(db, TEAM, [("b.csv", io.BytesIO(PHONE))], segment="S")
+    assert again.batch.valid == 2
+
+
+async def test_a_map_is_remembered_only_for_the_csvs_of_a_zip_it_found_valid_rows_in(
+    db: Database,
+) -> None:
+    import zipfile
+
+    await ensure_workspace(db, TEAM)
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        archive.writestr("phones.csv", PHONE)
+        archive.writestr("contacts.csv", CONTACT)
+    result = await import_files(db, TEAM, [("export.zip", io.BytesIO(data.getvalue()))],
+                                segment="S", create_segment=True,
+                                column_map={"email": "Contact"})  # fmt: skip
+    assert (result.batch.valid, result.batch.rejected) == (1, 2)
+    assert await recall(db, TEAM, ["Contact", "Who"]) == ColumnMap("Contact")
+    assert await recall(db, TEAM, ["Email", "Contact", "Name"]) is None
+
+
+async def test_a_background_map_is_remembered_only_for_the_files_it_found_valid_rows_in(
+    db: Database, tmp_path: Path
+) -> None:
+    from bot.imports.background import enqueue_file_import, import_handler
+    from bot.imports.job_kinds import IMPORT_JOB
+    from bot.jobs import queue
+    from bot.jobs.worker import Worker, WorkerConfig
+
+    await ensure_workspace(db, TEAM)
+    (tmp_path / "a.csv").write_bytes(CONTACT)
+    (tmp_path / "b.csv").write_bytes(PHONE)
+    job = await enqueue_file_import(db, TEAM, [tmp_path / "a.csv", tmp_path / "b.csv"],
+                                    segment="S", create_segment=True, requested_by="U1",
+                                    column_map={"email": "Contact"})  # fmt: skip
+    config = WorkerConfig(lease_seconds=5, poll_seconds=0.05, retry_base_seconds=0)
+    await Worker(db, {IMPORT_JOB: import_handler(2)}, config).run_until_idle()
+    done = await queue.get_job(db, TEAM, job.id or 0)
+    assert done is not None and done.state == "done"
+    assert set(await _contacts(db)) == {"a@example.com"}
+    assert await recall(db, TEAM, ["Contact", "Who"]) == ColumnMap("Contact")
+    assert await recall(db, TEAM, ["Email", "Contact", "Name"]) is None
