@@ -677,3 +677,25 @@ def test_a_strict_open_xml_workbook_is_told_what_it_is() -> None:
             strict.writestr(info.filename, data)
     with pytest.raises(CsvFileError, match="saved as Strict Open XML"):
         XlsxReader(io.BytesIO(out.getvalue()))
+
+
+def test_a_workbook_declaring_xml_entities_is_refused_not_expanded() -> None:
+    """A 1 MB sharedStrings.xml declaring nested entities expanded to a 100-million-character
+    cell while read (~100x: Python's own XML parser allows that much), past the unzipped and
+    compression limits, and a small upload could take a worker's memory. openpyxl reads
+    through defusedxml, which refuses the declarations: the file is said to be damaged."""
+    entities = ['<!ENTITY e0 "' + "A" * 1000 + '">'] + [
+        f'<!ENTITY e{i} "' + f"&e{i - 1};" * 10 + '">' for i in range(1, 4)]  # fmt: skip
+    namespace = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    strings = (f'<?xml version="1.0"?><!DOCTYPE sst [{"".join(entities)}]>'
+               f'<sst xmlns="{namespace}"><si><t>email</t></si><si><t>&e3;</t></si></sst>')
+    base = excel_written('<row r="1"><c r="A1" t="s"><v>0</v></c></row>'
+                         '<row r="2"><c r="A2" t="s"><v>1</v></c></row>', strings=["x", "y"])
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(base)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, strings if info.filename == "xl/sharedStrings.xml"
+                         else src.read(info.filename))  # fmt: skip
+    with (pytest.raises(CsvFileError, match="damaged or incomplete"),
+          XlsxReader(io.BytesIO(out.getvalue()), max_unzipped_bytes=10 * 2**20) as reader):
+        list(reader.records())
