@@ -244,14 +244,33 @@ def _code(raw: str) -> str | None:
     if not match:
         return None
     lang = match["lang"].lower()
+    script = match["script"]
+    # ISO 639-2 and retired codes as CLDR maps them ("deu", "fra", "jpn", "iw", "in"): they
+    # were no language, and a German speaker exported as "deu" was invited in the default
+    aliased_script = ""
+    if lang not in known_languages() and (len(lang) == 3 or lang in _RETIRED):
+        lang, _, aliased_script = _aliases().get(lang, lang).partition("_")
     if lang not in known_languages():
         return None
     parts = [lang]
-    if match["script"]:
-        parts.append(match["script"].title())
+    if script or aliased_script:
+        parts.append((script or aliased_script).title())
     if match["region"]:
         parts.append(match["region"].upper())
     return "-".join(parts)
+
+
+_RETIRED = frozenset({"iw", "in", "ji", "jw"})  # Hebrew, Indonesian, Yiddish, Javanese's old codes
+
+
+@lru_cache(maxsize=1)
+def _aliases() -> dict[str, str]:  # loaded once, when first needed
+    return dict(get_global("language_aliases"))
+
+
+# A POSIX locale's codeset and modifier ("en_US.UTF-8", "de_DE@euro", as system tools write
+# them): the tag before them is the language
+_POSIX_TAIL = re.compile(r"(?<=[A-Za-z0-9])[.@][A-Za-z0-9_.@-]*\Z")
 
 
 @lru_cache(maxsize=4096)
@@ -262,7 +281,7 @@ def normalize_locale(raw: str) -> str | None:
     workspace default and counts a warning, which beats inviting someone in a guessed language.
     """
     text = raw.strip()
-    code = _code(text)
+    code = _code(text) or _code(_POSIX_TAIL.sub("", text))
     if code is not None:
         return code
     if len(text) > MAX_NAME or not any(c.isalpha() for c in text):

@@ -182,3 +182,18 @@ def test_a_csv_language_name_is_staged_as_its_code() -> None:
          "Unknown locale 'Klingon': the workspace default is used"),
     ]  # fmt: skip
     assert classifier.tally.warnings == 1
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("deu", "de"), ("ger", "de"), ("fra", "fr"), ("jpn", "ja"), ("nob", "nb"),
+    ("cmn", "zh"), ("iw", "he"), ("in", "id"),
+    ("en_US.UTF-8", "en-US"), ("fr_FR.UTF-8", "fr-FR"), ("de_DE@euro", "de-DE"),
+    ("C", None), ("POSIX", None), ("und", None),
+])  # fmt: skip
+def test_three_letter_retired_and_posix_codes_are_read_as_their_language(
+    raw: str, expected: str | None
+) -> None:
+    """ISO 639-2 ("deu", "jpn"), retired ("iw", "in") and POSIX ("en_US.UTF-8") codes, as
+    other tools export them, were no language: the contact was invited in the workspace's
+    default, and the import said "a locale we don't recognise"."""
+    assert normalize_locale(raw) == expected
