@@ -45,6 +45,7 @@ from bot.jobs.queue import (
     live_workers,
     stale_after,
     use_max_attempts,
+    worker_of,
 )
 from bot.notify import REPORT_JOB
 from bot.progress import ProgressBar
@@ -691,7 +692,7 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
     orphaned = {job.id for job in orphans}
     # a worker whose lease lapsed is dead, though its row is still within `stale_after` (a
     # live one renews every third of a lease): it resumes nothing
-    dead = {job.lease_owner for job in orphans}
+    dead = {worker_of(job.lease_owner) for job in orphans}
     runnable = frozenset().union(*(w.kind_set for w in await live_workers(db, stale_after(lease))
                                    if w.owner not in dead))  # fmt: skip
     waiting = {job.id for job in jobs if job.kind not in runnable

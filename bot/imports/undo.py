@@ -91,6 +91,7 @@ from bot.jobs.queue import (
     live_workers,
     stale_after,
     take_running_in,
+    worker_of,
 )
 from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped, PermanentJobError
 from bot.notify import UNDO_FINISHED, UNDO_STOPPED, ImportNotifier, enqueue_report_in
@@ -310,7 +311,7 @@ async def unattended_undo(db: Database, team_id: str, batch_id: int, *,
     if not await _waiting_undo(db, team_id, batch_id):
         return None
     job = await find_by_key(db, team_id, undo_key(batch_id))
-    dead = job.lease_owner if job is not None else None
+    dead = worker_of(job.lease_owner) if job is not None else None
     alive = [w for w in await live_workers(db, stale_after(lease_seconds)) if w.owner != dead]
     return None if any(UNDO_JOB in w.kind_set for w in alive) else WAITING
 

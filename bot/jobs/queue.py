@@ -413,6 +413,12 @@ async def take_running_in(conn: AsyncConnection, team_id: str, job_id: int | Non
     return (await conn.execute(_TAKE[owner is not None], params)).first() is not None
 
 
+def worker_of(lease_owner: str | None) -> str | None:
+    """The worker (its row in the worker list) a lease owner names: a worker running jobs
+    side by side holds each under a name of its own, "<worker>#<n>" (bot/jobs/worker.py)."""
+    return None if lease_owner is None else lease_owner.partition("#")[0]
+
+
 async def heartbeat(db: Database, job: Job, owner: str, lease_seconds: float) -> bool:
     return await _update_owned(db, job, owner, f"lease_expires_at = {_lease_until(db.is_sqlite)}",
                                **_lease_params(lease_seconds))  # fmt: skip

@@ -149,6 +149,7 @@ class Worker:
         self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = asyncio.Event()
         self.completed = 0
+        self._taken = 0  # run_by_key's runs so far
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -165,7 +166,12 @@ class Worker:
         """Take jobs until stop(); only CancelledError ends it early, never a database error."""
         presence = asyncio.create_task(self._presence())
         try:
-            await asyncio.gather(*(self._loop() for _ in range(max(1, self.config.concurrency))))
+            loops = max(1, self.config.concurrency)
+            # each loop holds its jobs under a lease owner of its own: one owner for all let a
+            # loop whose lease lapsed (only slow) go on beside the loop of the same worker that
+            # took its job over, each check that a run still holds its job passing for both
+            await asyncio.gather(*(self._loop(self.owner if loops == 1 else f"{self.owner}#{n}")
+                                   for n in range(loops)))  # fmt: skip
         finally:
             presence.cancel()
             await asyncio.wait([presence])
@@ -189,11 +195,13 @@ class Worker:
         is run: under a heartbeat, then done, queued again with backoff for the workers, or
         failed; killed meanwhile, its lease lapses and a worker takes it. False when there
         was nothing to take (a worker runs it, or it ran already)."""
-        job = await queue.claim_by_key(self.db, team_id, dedupe_key, self.owner,
+        self._taken += 1  # runs at once may overlap: each holds its job as its own (see run)
+        owner = f"{self.owner}#now{self._taken}"
+        job = await queue.claim_by_key(self.db, team_id, dedupe_key, owner,
                                        self.config.lease_seconds)  # fmt: skip
         if job is None:
             return False
-        await self._run(job)
+        await self._run(job, owner)
         return True
 
     async def _pause(self, seconds: float) -> None:
@@ -201,11 +209,11 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), seconds)
 
-    async def _loop(self) -> None:
+    async def _loop(self, owner: str) -> None:
         backoff = self._backoff()
         while not self.stopping.is_set():
             try:
-                job = await queue.claim(self.db, self.owner, self.config.lease_seconds, self.kinds)
+                job = await queue.claim(self.db, owner, self.config.lease_seconds, self.kinds)
             except Exception:  # the database may be restarting: wait and try again
                 delay = backoff.next()
                 log.exception("worker %s: claiming a job failed; retrying in %.1f s",
@@ -217,16 +225,17 @@ class Worker:
                 await self._pause(self.config.poll_seconds)
                 continue
             try:
-                await self._run(job)
+                await self._run(job, owner)
             except Exception:  # _run records its own failures; this is a last resort
                 delay = backoff.next()
                 log.exception("%s: the worker failed running it; going on in %.1f s",
                               about(job), delay)  # fmt: skip
                 await self._pause(delay)
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: Job, owner: str | None = None) -> None:
+        """Run a job this worker claimed as `owner` (its own name, or a loop's: see run)."""
         handler = self.handlers.get(job.kind)
-        db, owner = self.db, self.owner
+        db, owner = self.db, owner or self.owner
         ctx = JobContext(db, job, owner, {}, self.stopping)
         beat = asyncio.create_task(self._heartbeat(ctx))
         try:
@@ -320,7 +329,7 @@ class Worker:
             await asyncio.sleep(wait)
             try:
                 owned = await queue.heartbeat(
-                    self.db, ctx.job, self.owner, self.config.lease_seconds
+                    self.db, ctx.job, ctx.owner, self.config.lease_seconds
                 )
             except Exception:
                 wait = backoff.next()

@@ -215,3 +215,50 @@ async def test_an_error_retrying_cannot_fix_is_logged_and_the_worker_goes_on(
     assert logged(caplog, "recording its failure failed, and retrying can't help", job)
     assert await state_of(db, job) == "running"  # left to its lease
 
+
+
+async def test_a_loop_whose_lease_lapsed_learns_another_loop_of_its_worker_took_the_job(
+    db: Database,
+) -> None:
+    """A worker running jobs side by side (`--concurrency 2`) held them all under one lease
+    owner: when one loop's lease lapsed (a run only slow) and the other loop took its job
+    over, the slow run's heartbeats still matched, so it never learnt and worked on beside
+    the new run, every check that a run still holds its job (a send's) passing for both."""
+    from datetime import timedelta
+
+    from sqlalchemy import bindparam
+    from sqlmodel.sql.sqltypes import UTCDateTime
+
+    await ensure_workspace(db, "T1")
+    job = await queue.enqueue(db, "T1", "slow", {})
+    runs: list[JobContext] = []
+    done = asyncio.Event()
+    lost: list[bool] = []
+
+    async def slow(ctx: JobContext) -> None:
+        runs.append(ctx)
+        if len(runs) > 1:  # the loop that took it over
+            await done.wait()
+            return
+        expire = text("UPDATE job SET lease_expires_at = :then WHERE id = :id").bindparams(
+            bindparam("then", type_=UTCDateTime()))  # fmt: skip
+        while len(runs) < 2:  # its lease lapses (again, if a heartbeat renewed it first)
+            async with db.begin() as conn:
+                await conn.execute(expire, {"then": utcnow() - timedelta(seconds=5),
+                                            "id": job.id})  # fmt: skip
+            await asyncio.sleep(0.02)
+        for _ in range(100):  # a heartbeat or two: 0.2 s apart
+            if ctx.lost.is_set():
+                break
+            await asyncio.sleep(0.02)
+        lost.append(ctx.lost.is_set())
+        done.set()
+
+    worker = Worker(db, {"slow": slow}, WorkerConfig(lease_seconds=0.6, poll_seconds=0.02,
+                                                      concurrency=2))  # fmt: skip
+    running = asyncio.create_task(worker.run())
+    await asyncio.wait_for(done.wait(), 30)
+    worker.stop()
+    await asyncio.wait_for(running, 30)
+    assert lost == [True]
+    assert runs[0].owner != runs[1].owner
