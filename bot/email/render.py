@@ -7,6 +7,7 @@ layouts, so a translator edits words and never markup, and a link fix is made in
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,14 +139,24 @@ class Rendered:
     fell_back: bool
 
 
+def isolated(value: str) -> str:
+    """`value` between Unicode's first-strong isolate and its end (U+2068, U+2069) when it
+    holds right-to-left letters: a subject opening with "שרה" or "محمد" took its direction
+    from it, and mail clients laid the whole sentence out right to left. Left-to-right
+    values are left as they are."""
+    if any(unicodedata.bidirectional(c) in ("R", "AL") for c in value):
+        return f"\u2068{value}\u2069"
+    return value
+
+
 def render_invite(invite: Invite) -> Rendered:
     """Render the invite in the contact's language (or the fallback `choose_locale` picks)."""
     locale, fell_back = choose_locale(invite.locale, invite.default_locale)
     first_name = invite.first_name.strip() or invite.to_email.split("@", 1)[0]
     context = {
         "locale": locale,
-        "first_name": first_name,
-        "store_name": invite.store_name,
+        "first_name": isolated(first_name),
+        "store_name": isolated(invite.store_name),
         "store_url": invite.store_url,
         "offer": invite.offer,
         "referral_link": invite.referral_link,

@@ -189,3 +189,15 @@ def test_an_invite_without_an_offer_promises_none(locale: str) -> None:
     assert without.text.splitlines()[4] == with_offer.text.splitlines()[6]  # the link label
     if locale != "en":  # translated
         assert intro != render_invite(make_invite(locale="en", offer="")).text.splitlines()[2]
+
+
+@pytest.mark.parametrize("locale", ["en", "de", "ja", "ru"])
+@pytest.mark.parametrize("name", ["שרה", "محمد"])
+def test_a_right_to_left_first_name_doesnt_turn_the_subject_around(locale: str, name: str) -> None:
+    """A subject line has no direction of its own: mail clients take the first strong
+    letter's, and one opening with a Hebrew or Arabic name was laid out right to left,
+    words and punctuation reordered. The name is isolated (U+2068 … U+2069)."""
+    subject = render_invite(make_invite(locale=locale, first_name=name)).subject
+    assert f"\u2068{name}\u2069" in subject
+    assert render_invite(make_invite(locale=locale, first_name="Ana")).subject.count(
+        "\u2068") == 0  # fmt: skip
