@@ -36,7 +36,6 @@ from bot.campaigns.consent import (
     unsubscribe,
 )
 from bot.campaigns.links import BadToken, UnsubscribeToken, read_unsubscribe_token
-from bot.email.render import choose_locale
 from bot.home_refresh import queue_home_refresh
 from bot.mailchimp.accounts import save
 from bot.mailchimp.api import MailchimpError
@@ -255,7 +254,7 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             # its contact is gone (deleted, its import undone; SQLite may have given its id to
             # another contact since)
             return await _gone(token)
-        lang = choose_locale(recipient.locale, recipient.default_locale)[0]
+        lang = recipient.language()
         return _Addressee(token, recipient.email_key, lang,
                           UNSUBSCRIBE.get(lang, UNSUBSCRIBE["en"]), recipient.unsubscribed)
 

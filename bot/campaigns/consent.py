@@ -117,9 +117,15 @@ async def suppress(db: Database, team_id: str, email_key: str) -> None:
             await stop_invites_in(conn, {**params, "c": contact_id})
 
 
+# ... and the language its latest invite went out in: the pages it reaches from it speak it,
+# though the contact's locale or the workspace's default changed since (a German page for an
+# English invite, after DEFAULT_LOCALE=de)
 _RECIPIENT = text("""
-    SELECT c.email_key, c.locale, w.default_locale, c.unsubscribed_at FROM contact c
-    LEFT JOIN workspace w ON w.team_id = c.team_id
+    SELECT c.email_key, c.locale, w.default_locale, c.unsubscribed_at,
+           (SELECT i.locale FROM invite i WHERE i.team_id = c.team_id AND i.contact_id = c.id
+              AND i.state = 'sent' AND i.locale IS NOT NULL
+            ORDER BY i.sent_at DESC, i.id DESC LIMIT 1) AS sent_in
+    FROM contact c LEFT JOIN workspace w ON w.team_id = c.team_id
     WHERE c.team_id = :t AND c.id = :c
 """)
 
@@ -131,6 +137,14 @@ class Recipient(NamedTuple):
     # they (or a lead) unsubscribed, which no import undoes; an import saying they accept no
     # marketing switches `subscribed` off until the next one says yes again
     unsubscribed: bool
+    sent_in: str | None = None  # the language of the latest invite sent to them
+
+    def language(self) -> str:
+        """The language their pages speak: their latest invite's, else chosen as an invite's
+        would be."""
+        from bot.email.render import choose_locale  # the email package: only when asked
+
+        return self.sent_in or choose_locale(self.locale, self.default_locale)[0]
 
 
 async def recipient_of(db: Database, team_id: str, contact_id: int) -> Recipient | None:
@@ -139,4 +153,4 @@ async def recipient_of(db: Database, team_id: str, contact_id: int) -> Recipient
     async with db.begin() as conn:
         row = (await conn.execute(_RECIPIENT, {"t": team_id, "c": contact_id})).first()
     return None if row is None else Recipient(str(row[0]), row[1], str(row[2] or "en"),
-                                              row[3] is not None)  # fmt: skip
+                                              row[3] is not None, row[4])  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -541,3 +542,26 @@ async def test_an_unsubscribe_after_the_contact_was_imported_again_unsubscribes_
     assert await world.rows(_SUMMER.format(
         "c.subscribed, c.unsubscribed_at IS NOT NULL, i.state, i.reason")) in (
         [(False, True, "not_emailed", "unsubscribed")], [(0, 1, "not_emailed", "unsubscribed")])
+
+
+async def test_the_unsubscribe_page_speaks_the_language_its_invite_went_out_in(
+    world: World, site: str, tmp_path: Path
+) -> None:
+    """The page worked the language out again from the contact's locale and the workspace's
+    default of today: an English invite's link opened a German page once DEFAULT_LOCALE=de
+    (README: "both pages in the invite's language")."""
+    from bot.campaigns.invites import Links, send_invites
+    from bot.email.send import OutboxDirSender
+
+    await world.import_csv("VIP", people("jonas@example.com,Jonas,"))
+    await world.target(await world.campaign(), "VIP")
+    enrollment = int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
+    await send_invites(world.db, TEAM, enrollment, sender=OutboxDirSender(tmp_path),
+                       links=Links(site, SECRET))  # fmt: skip
+    assert await world.rows("SELECT state, locale FROM invite") == [("sent", "en")]
+    async with world.db.begin() as conn:
+        await conn.execute(text("UPDATE workspace SET default_locale = 'de'"))
+    contact = int(str(await world.scalar("SELECT id FROM contact")))
+    link = unsubscribe_link(site, SECRET, TEAM, contact, "jonas@example.com")
+    async with aiohttp.ClientSession() as http, http.get(link) as response:
+        assert response.headers["Content-Language"] == "en"
