@@ -538,12 +538,16 @@ def stale_after(lease_seconds: float) -> timedelta:
 async def register_worker(
     db: Database, owner: str, kinds: Collection[str], *, pid: int, host: str
 ) -> None:
-    """Record (or refresh) a live worker and the kinds it runs: an upsert, safe to repeat."""
+    """Record (or refresh) a live worker and the kinds it runs: an upsert, safe to repeat.
+    Stamped, and later compared (live_workers, forget_stale_workers), by the clock leases
+    are (lease_now): each host's own made `jobs` on a host a minute or two ahead call a live
+    worker dead, and its jobs "waiting for a worker"."""
+    now = lease_now(db.is_sqlite)
     async with db.begin() as conn:
         await conn.execute(
-            _sql("""
+            _sql(f"""
                 INSERT INTO worker_process (owner, kinds, pid, host, started_at, seen_at)
-                VALUES (:owner, :kinds, :pid, :host, :now, :now)
+                VALUES (:owner, :kinds, :pid, :host, {now}, {now})
                 ON CONFLICT (owner) DO UPDATE SET kinds = excluded.kinds,
                     seen_at = excluded.seen_at
             """),
@@ -557,7 +561,7 @@ async def forget_stale_workers(db: Database, older_than: timedelta) -> int:
     async with db.begin() as conn:
         result = await conn.execute(
             _sql("DELETE FROM worker_process WHERE seen_at < :cutoff"),
-            {"cutoff": utcnow() - older_than},
+            {"cutoff": await database_now(db) - older_than},
         )
         return int(result.rowcount or 0)
 
@@ -571,10 +575,11 @@ async def unregister_worker(db: Database, owner: str) -> None:
 
 async def live_workers(db: Database, older_than: timedelta) -> list[WorkerProcess]:
     """Workers seen within `older_than` (see `stale_after`), oldest first."""
+    now = await database_now(db)  # the clock their rows are stamped with (register_worker)
     async with db.session() as session:
         query = (
             select(WorkerProcess)
-            .where(WorkerProcess.seen_at >= utcnow() - older_than)
+            .where(WorkerProcess.seen_at >= now - older_than)
             .order_by(col(WorkerProcess.started_at))
         )
         return list((await session.exec(query)).all())

@@ -226,3 +226,27 @@ async def test_jobs_on_a_host_whose_clock_runs_ahead_sees_a_live_worker_alive(
         monkeypatch.setattr(f"{module}.utcnow", ahead, raising=False)
     listed = {j["id"]: j for j in json.loads(await jobs_cli(env_for(db_env), "--json"))}
     assert listed[job.id]["worker_stopped"] is False
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="several hosts' clocks: PostgreSQL")
+async def test_a_live_worker_on_a_host_whose_clock_lags_is_seen_alive(
+    db: Database, db_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker rows were stamped and compared by each host's own clock (leases by the
+    server's): with the worker's host two minutes behind, `jobs` said a queued import was
+    "waiting for a worker that can run it" while that worker was running one. The host's
+    clock is set back by replacing the clock the queue reads."""
+    await ensure_workspace(db, "local")
+    async with db.begin() as conn:  # due by either clock
+        running = await queue.enqueue_in(conn, "local", "import", {"batch_id": 1},
+                                         run_after=utcnow() - timedelta(minutes=5))  # fmt: skip
+    queued = await queue.enqueue(db, "local", "import", {"batch_id": 2})
+    monkeypatch.setattr(queue, "utcnow", lambda: utcnow() - timedelta(minutes=2))
+    claimed = await queue.claim(db, "host-b", 30.0, {"import"})
+    assert claimed is not None and claimed.id == running
+    await queue.register_worker(db, "host-b", {"import"}, pid=1, host="b")
+    monkeypatch.undo()
+    listed = {j["id"]: j for j in json.loads(
+        await jobs_cli(env_for(db_env, JOB_LEASE_SECONDS="30"), "--json"))}  # fmt: skip
+    assert listed[running]["worker_stopped"] is False
+    assert listed[queued.id]["waiting_for_worker"] is False
