@@ -201,3 +201,16 @@ def test_a_right_to_left_first_name_doesnt_turn_the_subject_around(locale: str, 
     assert f"\u2068{name}\u2069" in subject
     assert render_invite(make_invite(locale=locale, first_name="Ana")).subject.count(
         "\u2068") == 0  # fmt: skip
+
+
+@pytest.mark.parametrize(("locale", "unsubscribe"), [
+    ("en", "Unsubscribe: https://"), ("fr", "Se désabonner : https://"),
+    ("ja", "配信停止：https://"), ("zh-TW", "取消訂閱：https://"),
+])  # fmt: skip
+def test_the_text_part_puts_each_language_s_own_colon_after_its_labels(
+    locale: str, unsubscribe: str
+) -> None:
+    """The text part's layout wrote an ASCII colon after two labels in every language:
+    "Se désabonner: …" where French writes " :", "配信停止: …" where Japanese writes "："."""
+    text = render_invite(make_invite(locale=locale)).text
+    assert any(line.startswith(unsubscribe) for line in text.splitlines()), text
