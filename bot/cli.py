@@ -15,7 +15,7 @@ import signal
 import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -163,6 +163,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _standard_fds_open()
     _tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -192,6 +193,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _failed("a number given is too big", as_json)
     except (OSError, DBAPIError) as exc:  # the database can't be reached, a path can't be used
         return _failed((str(exc).strip().splitlines() or [type(exc).__name__])[0], as_json)
+
+
+def _standard_fds_open() -> None:
+    """Open /dev/null on fd 0, 1 or 2 where it is closed (`referral-bot ... <&-`): uvloop's loop
+    took the free fd for itself and aborted the process (exit 134) on closing it, after the
+    command had done its work."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free fd: this one
 
 
 def _tolerant_output() -> None:
@@ -239,11 +251,23 @@ def _not_utf8(args: argparse.Namespace) -> str | None:
 
 
 def _failed(message: str, as_json: bool) -> int:
-    """Say why the command failed, once (and as JSON on stdout with --json); exit status 1."""
-    if as_json:
-        print(json.dumps({"error": message}))
+    """Say why the command failed, once (and as JSON on stdout with --json); exit status 1.
+
+    stderr first: the failure may be stdout's own (a full disk), which the JSON can't reach."""
     print(f"referral-bot: {message}", file=sys.stderr)
+    if as_json:
+        try:
+            print(json.dumps({"error": message}), flush=True)
+        except OSError:
+            _drop_stdout()
     return 1
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null: what it holds unwritten failed again as the process exited
+    ("Exception ignored ... OSError"). A stream with no fd of its own (a test's) is left."""
+    with suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -525,13 +549,13 @@ async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.N
         return 0
     made = "" if exists else " (it would be created)"
     lines = [f"Dry run: nothing was written. Importing into segment {args.segment!r}{made}:",
-             f"  {t.rows:>10,} rows read",
+             f"  {_counted(t.rows, 'row')} read",
              f"  {t.valid:>10,} valid ({plural(result.new_contacts, 'new contact')}, "
              f"{result.existing_contacts:,} already known)",
              f"  {result.added_to_segment:>10,} would be added to the segment "
              f"({result.already_in_segment:,} "
              f"{'is' if result.already_in_segment == 1 else 'are'} already in it)",
-             f"  {t.duplicates:>10,} duplicates skipped",
+             f"  {_counted(t.duplicates, 'duplicate')} skipped",
              f"  {t.rejected:>10,} rejected"]  # fmt: skip
     for c in result.campaigns:
         lines.append(f"  {c.will_invite:>10,} would be invited by live campaign {c.campaign!r}")
@@ -539,28 +563,36 @@ async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.N
     return 0
 
 
+def _counted(count: int, noun: str) -> str:
+    """plural(count, noun) with the count right-aligned in 10 columns, as the summary's."""
+    said = plural(count, noun)
+    return " " * max(0, 10 - len(f"{count:,}")) + said
+
+
 def _readable(s: dict[str, Any], rejects: Path | None, written: int) -> str:
     lines = [
         f"Imported into segment {s['segment']!r}:",
-        f"  {s['rows']:>10,} rows read",
+        f"  {_counted(s['rows'], 'row')} read",
         f"  {s['valid']:>10,} valid ({plural(s['new_contacts'], 'new contact')}, "
         f"{s['existing_contacts']:,} already known)",
         f"  {s['added_to_segment']:>10,} added to the segment "
         f"({s['already_in_segment']:,} {'was' if s['already_in_segment'] == 1 else 'were'} "
         "already in it)",
-        f"  {s['duplicates']:>10,} duplicates skipped",
+        f"  {_counted(s['duplicates'], 'duplicate')} skipped",
         f"  {s['rejected']:>10,} rejected",
     ]
     if s["warnings"]:
         lines.append(f"  {s['warnings']:>10,} imported with a warning (an unknown locale, or a "
                      "consent value not recognised: see below)")  # fmt: skip
     if s.get("enrolled"):
+        invites = plural(s["invites_queued"], "invite")
         lines.append(f"  {s['enrolled']:>10,} enrolled as advocates of live campaigns "
-                     f"({s['invites_queued']:,} invites queued for the worker)")  # fmt: skip
+                     f"({invites} queued for the worker)")  # fmt: skip
     for note in s.get("notes") or []:  # as the review message says them, file by file
         lines.append(f"Note on {note['file']}: {note['note']}")
     if rejects is not None:
-        lines.append(f"Wrote {written:,} rejected and duplicate rows to {_shown(rejects)}")
+        what = "rejected or duplicate row" if written == 1 else "rejected and duplicate row"
+        lines.append(f"Wrote {plural(written, what)} to {_shown(rejects)}")
     elif s["duplicates"] or s["rejected"]:
         lines.append("Use --rejects OUT.csv to see every skipped row and why.")
     return "\n".join(lines)
@@ -731,7 +763,7 @@ async def _settled_not_shown(db: Database, team: str, shown: list[Job]) -> int:
 
 
 def _not_shown(hidden: int) -> str:
-    return f"… and {hidden:,} older done or cancelled jobs not shown (--all lists them)"
+    return f"… and {plural(hidden, 'older done or cancelled job')} not shown (--all lists them)"
 
 
 def _out_of_attempts(job: Job) -> bool:

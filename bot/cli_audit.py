@@ -24,6 +24,8 @@ COMMANDS = ("audit", "leads")
 DEFAULT_LIMIT = 50  # without --since
 SINCE_LIMIT = 100_000  # with --since: everything since then, within reason
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]+)>$")
+# a mention pasted from Slack, <@U123> or <@U123|name>, as TEAM_LEADS takes it
+_PASTED = re.compile(r"^<@([^|>]*)(?:\|[^>]*)?>$")
 
 
 def add_parsers(sub: Any) -> None:
@@ -102,7 +104,10 @@ async def _audit(db: Database, team: str, args: argparse.Namespace) -> int:
 
 
 def _user(value: str) -> str:
-    user_id = value.strip().upper()
+    user_id = value.strip()
+    if pasted := _PASTED.match(user_id):
+        user_id = pasted.group(1).strip()
+    user_id = user_id.upper()
     if not is_user_id(user_id):
         raise CliError(f"{value!r} isn't a Slack user id (like U012AB3CD: in Slack, a "
                        "profile's ⋮ menu › Copy member ID).")  # fmt: skip

@@ -20,20 +20,22 @@ DEFAULT_LIMIT = 50
 
 def add_parsers(sub: Any) -> None:
     contacts = sub.add_parser("contacts", help="find a contact, or delete one everywhere")
+    contacts.add_argument("--team")
+    contacts.add_argument("--json", action="store_true")
     actions = contacts.add_subparsers(dest="contacts_command", metavar="ACTION", required=True)
 
     find = actions.add_parser("search", help="contacts whose email, first or last name starts "
                               "with Q (ignoring case)")  # fmt: skip
     find.add_argument("query", metavar="Q")
     find.add_argument("--limit", type=positive, default=DEFAULT_LIMIT, help="at most this many")
-    find.add_argument("--team")
-    find.add_argument("--json", action="store_true")
 
     delete = actions.add_parser("delete", help="delete a contact from segments and campaigns; "
                                 "its referral links stop working")  # fmt: skip
     delete.add_argument("email", metavar="EMAIL")
-    delete.add_argument("--team")
-    delete.add_argument("--json", action="store_true")
+    # SUPPRESS: an option given before the action (`contacts --team T search ...`) stays set
+    for action in (find, delete):
+        action.add_argument("--team", default=argparse.SUPPRESS)
+        action.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
 
 
 async def run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
@@ -47,6 +49,9 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
 
 async def _search(db: Database, team: str, args: argparse.Namespace) -> int:
     page = await search(db, team, args.query, limit=args.limit)
+    if not page.query:  # blank, once spaces and characters that show nothing are left out
+        raise CliError("Name what to search for: the start of an email, a first name or a last "
+                       "name (Q is blank).")  # fmt: skip
     rows = [{"email": h.email, "first_name": h.first_name, "last_name": h.last_name,
              "segments": list(h.segments), "subscribed": h.subscribed,
              "unsubscribed": h.unsubscribed}

@@ -60,7 +60,7 @@ def _sentence(values: dict[str, int]) -> str:
     if len(ranked) > SHOWN:
         shown += f" and {len(ranked) - SHOWN:,} more"
     total = sum(values.values())
-    rows = f"{total:,} row" + ("s have" if total > 1 else " has")
-    return (f"{rows} a locale we don't recognise: {shown}. They are imported with the "
+    rows, they = ("1 row has", "It is") if total == 1 else (f"{total:,} rows have", "They are")
+    return (f"{rows} a locale we don't recognise: {shown}. {they} imported with the "
             "workspace's default language; use a code like en, fr or pt-BR, or a language "
             "name.")

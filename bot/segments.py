@@ -369,4 +369,6 @@ async def write_export(db: Database, team_id: str, segment_id: int, out: TextIO)
 
 async def record_export(db: Database, team_id: str, actor: str, name: str, rows: int) -> None:
     """The audit entry of an export (nothing of ours changed, so it stands alone)."""
-    await record(db, team_id, actor, Act.SEGMENT_EXPORTED, name, f"{rows} contacts")
+    # the count without separators, as every detail stores it (bot.audit adds them to show it)
+    await record(db, team_id, actor, Act.SEGMENT_EXPORTED, name,
+                 f"{rows} contact{'' if rows == 1 else 's'}")  # fmt: skip

@@ -130,6 +130,47 @@ async def test_the_warning_line_points_at_the_unknown_locales_below_it(
     assert json.loads(quiet.stdout)["notes"] == []
 
 
+async def test_counts_of_one_read_as_one(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """"1 rows read", "1 duplicates skipped", "Wrote 1 rejected and duplicate rows", and in
+    the audit log "(1 contacts to import)", "(1 contacts)"."""
+    one = tmp_path / "one.csv"
+    one.write_text("email,locale\nana@example.com,klingon\n")
+    dry = run(db_env, "import", "--dry-run", str(one), "--segment", "S", "--create-segment")
+    assert dry.returncode == 0, dry.stderr
+    assert "\n           1 row read\n" in dry.stdout, dry.stdout
+    shown = run(db_env, "import", str(one), "--segment", "S", "--create-segment")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[1:6] == ["           1 row read",
+                          "           1 valid (1 new contact, 0 already known)",
+                          "           1 added to the segment (0 were already in it)",
+                          "           0 duplicates skipped",
+                          "           0 rejected"], shown.stdout  # fmt: skip
+    assert ("Note on one.csv: 1 row has a locale we don't recognise: “klingon” (1). It is "
+            "imported with the workspace's default language") in shown.stdout, shown.stdout
+    twice = tmp_path / "twice.csv"
+    twice.write_text("email\nbo@example.com\nBO@example.com\n")
+    rejects = tmp_path / "out.csv"
+    done = run(db_env, "import", str(twice), "--segment", "S", "--rejects", str(rejects))
+    assert done.returncode == 0, done.stderr
+    assert "           1 duplicate skipped\n" in done.stdout, done.stdout
+    assert f"Wrote 1 rejected or duplicate row to {rejects}" in done.stdout, done.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text("email\nnot-an-address\n")
+    refused = run(db_env, "import", str(bad), "--segment", "S")
+    assert "(1 row: 1 rejected, 0 duplicates)" in refused.stderr, refused.stderr
+
+    solo = tmp_path / "solo.csv"
+    solo.write_text("email\ncy@example.com\n")
+    assert run(db_env, "import", str(solo), "--segment", "Solo", "--create-segment").returncode == 0
+    assert run(db_env, "export", "--segment", "Solo").returncode == 0
+    audit = run(db_env, "audit").stdout
+    assert "exported the segment Solo (1 contact)" in audit, audit
+    assert "(1 contact to import)" in audit and "contacts to import" not in audit, audit
+
+
 async def test_dry_run_reports_every_count_and_writes_nothing(
     db: Database, db_env: dict[str, str], sample: Path, tmp_path: Path
 ) -> None:
@@ -172,6 +213,21 @@ async def test_dry_run_reports_every_count_and_writes_nothing(
     # its approval (the dry runs audit nothing)
 
 
+async def test_dry_run_refuses_the_segment_names_the_import_refuses(
+    db: Database, db_env: dict[str, str], sample: Path
+) -> None:
+    """`import --dry-run --create-segment` counted rows into a segment named '', '   ' or 300
+    characters, which the import itself refuses to create."""
+    for name in ("", "   ", "x" * 300):
+        real = run(db_env, "import", str(sample), "--segment", name, "--create-segment")
+        assert real.returncode == 1 and real.stderr.startswith("referral-bot: "), real.stderr
+        dry = run(db_env, "import", "--dry-run", str(sample), "--segment", name,
+                  "--create-segment")  # fmt: skip
+        assert (dry.returncode, dry.stderr) == (1, real.stderr), (name, dry.stdout, dry.stderr)
+    segments = json.loads(run(db_env, "segments", "--json").stdout)
+    assert [s["name"] for s in segments] == ["All Customers"]
+
+
 async def test_unreadable_file_exits_non_zero_and_imports_nothing(
     db: Database, db_env: dict[str, str], sample: Path, tmp_path: Path
 ) -> None:
@@ -207,6 +263,22 @@ async def test_a_file_with_nothing_valid_says_so_and_lists_every_row(
     assert "Traceback" not in result.stderr
     segments = json.loads(run(db_env, "segments", "--json").stdout)
     assert {s["name"]: s["contacts"] for s in segments} == {"All Customers": 0, "Launch": 0}
+
+
+async def test_an_import_with_nothing_valid_is_audited_as_such(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """An import that found no valid row was audited "withdrawn before approval", as if
+    someone had withdrawn it."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("email\nnot-an-address\n")
+    refused = run(db_env, "import", str(bad), "--segment", "Launch", "--create-segment")
+    assert refused.returncode == 1, refused.stderr
+    (entry,) = [e for e in json.loads(run(db_env, "audit", "--json").stdout)
+                if e["action"] == "import.cancelled"]  # fmt: skip
+    assert entry["detail"] == "nothing valid to import", entry
+    assert "(nothing valid to import)" in run(db_env, "audit").stdout
+    assert "withdrawn" not in run(db_env, "audit").stdout
 
 
 async def test_the_rejects_file_opens_in_excel_with_its_accents_and_imports_again(
@@ -477,6 +549,35 @@ def test_db_upgrade_on_a_fresh_directory(tmp_path: Path) -> None:
     result = run_process({}, "db", "upgrade", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "referral-bot.db").exists()
+
+
+async def test_a_command_with_stdin_or_stdout_closed_exits_0(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`referral-bot segments <&-` printed its answer, then aborted (exit 134): uvloop's loop
+    took the free fd 0 and asserts when it closes it."""
+    await ensure_workspace(db, "T1")
+    for closed in ("<&-", ">&-"):
+        done = subprocess.run(["sh", "-c", f'"$@" {closed}', "sh", *CLI, "segments"],
+                              env=environment(db_env), capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0, (closed, done.returncode, done.stderr)
+        assert ("All Customers" in done.stdout) == (closed == "<&-")
+
+
+async def test_json_to_a_full_disk_says_why_without_a_traceback(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`segments --json >/dev/full`: the {"error"} JSON went to the stdout that had just failed,
+    and a traceback came out instead of the reason."""
+    await ensure_workspace(db, "T1")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([*CLI, "segments", "--json"], env=environment(db_env), stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("referral-bot: "), done.stderr
+    assert "No space left on device" in done.stderr and "Traceback" not in done.stderr
+    assert "Exception ignored" not in done.stderr, done.stderr
 
 
 def test_options_before_and_after_a_jobs_action_both_count() -> None:

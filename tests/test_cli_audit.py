@@ -140,3 +140,18 @@ async def test_leads_list_add_and_remove_from_the_shell(
     assert [(r["actor"], r["action"], r["subject"]) for r in log] == [
         ("cli", "lead.removed", "<@U0002>"), ("cli", "lead.added", "<@U0006>"),
         ("cli", "lead.added", "<@U0005>")]  # fmt: skip
+
+
+async def test_leads_take_a_pasted_mention_as_team_leads_does(
+    db: Database, env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`leads add '<@U123ABC>'` said it isn't a Slack user id, though TEAM_LEADS takes one."""
+    await ensure_workspace(db, TEAM)
+    code, out, err = await cli(capsys, "leads", "add", "<@U123ABC>")
+    assert (code, out.strip()) == (0, "U123ABC is now a team lead."), err
+    assert await cli_json(capsys, "leads", "add", " <@u0007|ada> ") == {
+        "user_id": "U0007", "changed": True}  # fmt: skip
+    code, out, err = await cli(capsys, "leads", "remove", "<@U123ABC|Someone Else>")
+    assert (code, out.strip()) == (0, "U123ABC is no longer a team lead."), err
+    code, _, err = await cli(capsys, "leads", "add", "<@>")
+    assert code == 1 and "isn't a Slack user id" in err

@@ -15,6 +15,7 @@ from bot.cli import main
 from bot.imports.importer import import_files
 from bot.workspaces import ensure_workspace
 from models import Database
+from tests.shell import run
 
 TEAM = "T0001"
 OTHER = "T0002"
@@ -106,3 +107,32 @@ async def test_delete_finds_an_address_spelt_in_punycode(
     await _import(shell, TEAM, "VIP", "ada@bücher.de,Ada,,yes\n")
     code, out, _ = await _cli(capsys, "contacts", "delete", "ada@xn--bcher-kva.de", "--json")
     assert code == 0 and json.loads(out)["email"] == "ada@bücher.de"
+
+
+async def test_team_and_json_go_before_or_after_the_action(
+    shell: Database, db_env: dict[str, str]
+) -> None:
+    """`contacts --team T search Q` exited 2 ("unrecognized arguments"), though every other
+    command group takes `GROUP --team T ACTION`."""
+    await ensure_workspace(shell, OTHER)
+    await _import(shell, OTHER, "VIP", "zed@example.com,Zed,,yes\n")
+    before = run(db_env, "contacts", "--team", OTHER, "--json", "search", "zed")
+    assert before.returncode == 0, before.stderr
+    assert [r["email"] for r in json.loads(before.stdout)] == ["zed@example.com"]
+    after = run(db_env, "contacts", "search", "zed", "--team", TEAM)
+    assert (after.returncode, after.stderr) == (0, ""), after.stderr
+    assert "No contact's email" in after.stdout
+    deleted = run(db_env, "contacts", "--team", OTHER, "delete", "zed@example.com", "--json")
+    assert deleted.returncode == 0 and json.loads(deleted.stdout)["email"] == "zed@example.com"
+
+
+async def test_a_blank_query_is_refused(shell: Database, db_env: dict[str, str]) -> None:
+    """`contacts search ''` said "No contact's email, first name or last name starts with ''."
+    in a workspace full of contacts."""
+    for query in ("", "   "):
+        blank = run(db_env, "contacts", "search", query)
+        assert blank.returncode == 1, blank.stdout
+        assert blank.stderr.startswith("referral-bot: ") and "search" in blank.stderr, blank.stderr
+        assert blank.stdout == ""
+    as_json = run(db_env, "contacts", "search", "", "--json")
+    assert as_json.returncode == 1 and "error" in json.loads(as_json.stdout)

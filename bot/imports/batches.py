@@ -1009,7 +1009,8 @@ async def record_approval_in(conn: AsyncConnection, team_id: str, batch_id: int,
     """The audit entry of an approval, in its transaction: the audit log shows what became of
     an import only under it, whether it was approved in Slack or run from the shell."""
     await record_in(conn, team_id, approved_by, Act.IMPORT_APPROVED, import_subject(batch_id),
-                    f"{totals.valid} contacts to import")  # fmt: skip
+                    f"{totals.valid} contact{'' if totals.valid == 1 else 's'} to import"
+                    )  # fmt: skip
 
 
 async def own_live_segment_in(conn: AsyncConnection, team_id: str, batch_id: int) -> None:

@@ -37,7 +37,8 @@ from bot.jobs.queue import enqueue_running_in, report_progress
 from bot.mailchimp.api import Audience, Credentials, MailchimpError
 from bot.mailchimp.importing import read_audience
 from bot.progress import ProgressBar
-from bot.workspaces import WorkspaceError, find_segment, import_target
+from bot.words import plural
+from bot.workspaces import WorkspaceError, find_segment, free_name, import_target
 from models import (
     BatchStatus,
     Database,
@@ -149,7 +150,8 @@ async def import_files(
             raise gone from None
         # no valid row: the rows are all accounted for, none imported
         written = await write_rejects(db, team_id, batch.id, rejects) if rejects else 0
-        await cancel(db, team_id, batch.id, requested_by, is_lead=True)
+        await cancel(db, team_id, batch.id, requested_by, is_lead=True,
+                     why="nothing valid to import")  # fmt: skip
         raise ImportFailed(await _nothing_valid(db, team_id, batch.id, written)) from None
     # only now, and only for the headers of files that found valid rows (found_rows): a
     # mapping that found no valid row (the wrong column) would otherwise be kept, and every
@@ -258,8 +260,9 @@ async def _nothing_valid(db: Database, team_id: str, batch_id: int, written: int
         return f"Nothing to import: {what}. Nothing was imported."
     where = " Each is in the rejects file with its reason." if written else (
         " --rejects FILE lists each with its reason.")
-    return (f"Nothing to import: no row has a valid new address ({rows:,} rows: {rejected:,} "
-            f"rejected, {duplicates:,} duplicates).{where} Nothing was imported.")  # fmt: skip
+    return (f"Nothing to import: no row has a valid new address ({plural(rows, 'row')}: "
+            f"{rejected:,} rejected, {plural(duplicates, 'duplicate')}).{where} Nothing was "
+            "imported.")  # fmt: skip
 
 
 async def _stage(db: Database, team_id: str, batch_id: int,
@@ -322,6 +325,8 @@ async def preview_files(
     target = await find_segment(db, team_id, segment)
     if (target is None and not create_segment) or (target and target.kind == SegmentKind.ALL):
         await import_target(db, team_id, segment, create=False)  # raises, saying why
+    if target is None:  # a name the import would refuse to create ('', too long) is refused
+        await free_name(db, team_id, segment)
     holder = target if target is not None else await find_segment(db, team_id, ALL_CUSTOMERS)
     assert holder is not None and holder.id is not None
     batch = await create_batch(db, team_id, holder.id, "cli", dry_run=True)

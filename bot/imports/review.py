@@ -279,14 +279,14 @@ async def reject(db: Database, team_id: str, batch_id: int, user_id: str) -> Non
 
 async def cancel(
     db: Database, team_id: str, batch_id: int, user_id: str, *, is_lead: bool,
-    draft_only: bool = False,
+    draft_only: bool = False, why: str = "withdrawn before approval",
 ) -> BatchStatus:
     """The requester (or a lead) withdraws a draft, or stops an approved import.
 
     Returns the state the batch was in. A running import stops before its next chunk: what
     was imported stays, and the thread is told how much that was. `draft_only`: a draft or
     nothing (the review's Cancel, which says nothing will be imported): approved meanwhile,
-    the ReviewError says so.
+    the ReviewError says so. `why`: the audit entry's detail for a draft closed so.
     """
     batch = await batch_of(db, team_id, batch_id)
     if not is_lead and batch.requested_by != user_id:
@@ -301,7 +301,7 @@ async def cancel(
             await freeze_counts(conn, team_id, batch_id)
             await _close(conn, team_id, batch_id, BatchStatus.CANCELLED, cancelled_by=user_id)
             await record_in(conn, team_id, user_id, Act.IMPORT_CANCELLED,
-                            import_subject(batch_id), "withdrawn before approval")  # fmt: skip
+                            import_subject(batch_id), why)  # fmt: skip
         else:  # audited there, as every stop of an import under way
             await stop_import_in(conn, team_id, batch_id, user_id)
     return BatchStatus(status)

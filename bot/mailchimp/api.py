@@ -186,8 +186,9 @@ async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str, about: 
             raise MailchimpError(f"Mailchimp {failed} to {what} ({reason}); try again later.")
         # as long as Mailchimp asked (a 429's Retry-After), if longer than our own backoff
         wait = max(delay, _retry_after(client))
-        log.warning("Mailchimp %s failed (%s; %s at %s), retrying in %.1f s", what, reason,
-                    about or "no list", creds.api_endpoint, wait)  # fmt: skip
+        log.warning("Asking Mailchimp at %s to %s failed (%s%s), retrying in %.1f s",
+                    creds.api_endpoint, what, reason, f" for {about}" if about else "",
+                    wait)  # fmt: skip
         await asyncio.sleep(wait)
         delay = min(delay * 2, 30.0)
     raise AssertionError("unreachable")
