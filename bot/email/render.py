@@ -49,6 +49,9 @@ _env = Environment(
     lstrip_blocks=True,
     auto_reload=False,
 )
+# What a value is without its isolates (`isolated`): in the share links a customer posts
+# and the page title, which are not the email's prose
+_env.filters["plain"] = lambda value: str(value).replace("\u2068", "").replace("\u2069", "")
 
 
 def template_environment() -> Environment:

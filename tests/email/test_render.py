@@ -214,3 +214,13 @@ def test_the_text_part_puts_each_language_s_own_colon_after_its_labels(
     "Se désabonner: …" where French writes " :", "配信停止: …" where Japanese writes "："."""
     text = render_invite(make_invite(locale=locale)).text
     assert any(line.startswith(unsubscribe) for line in text.splitlines()), text
+
+
+def test_an_isolated_name_stays_out_of_the_share_links_and_the_title() -> None:
+    """A right-to-left store name's isolates went into the text a customer shares with
+    friends ("I love \u2068חנות הספרים\u2069!") and into the page title."""
+    rendered = render_invite(make_invite(store_name="חנות הספרים", locale="en"))
+    for line in rendered.text.splitlines():
+        if line.startswith("- "):
+            assert "%E2%81%A8" not in line and "%E2%81%A9" not in line, line
+    assert "<title>חנות הספרים</title>" in rendered.html
