@@ -58,7 +58,7 @@ from handlers.modals import update_modal
 from handlers.slack_errors import slack_error
 from handlers.thread_reply import message_gone, show_reply
 from handlers.undo_messages import result_blocks, undone_result_blocks, undone_text
-from models import BatchStatus, Database, JobState, SourceStatus
+from models import BatchStatus, Database, ImportSource, JobState, SourceStatus
 
 log = logging.getLogger(__name__)
 # what changes Home's figures
@@ -94,6 +94,18 @@ def is_outage(exc: BaseException) -> bool:
         data = getattr(exc.response, "data", None)  # a body that wasn't JSON: not a dict
         return isinstance(data, dict) and data.get("error") in _TRANSIENT
     return False
+
+
+def told_apart(source: ImportSource, sources: Sequence[ImportSource]) -> str:
+    """The source's name, numbered after the first of the import's files of that name
+    ("customers (2).csv"): two files called customers.csv got skipped-rows CSVs of one name,
+    title and comment, and nobody could tell which export a row came from."""
+    same = [s.id for s in sources if s.label == source.label]
+    if len(same) < 2 or same.index(source.id) == 0:
+        return source.label
+    stem, dot, suffix = source.label.rpartition(".")
+    number = same.index(source.id) + 1
+    return f"{stem} ({number}).{suffix}" if dot and stem else f"{source.label} ({number})"
 
 
 class SlackNotifier:
@@ -304,13 +316,14 @@ class SlackNotifier:
                 return
             out = io.StringIO()
             await write_rejects(self.db, team_id, batch_id, out, source_id=source_id)
+            label = told_apart(source, view.sources)
             await self.client.files_upload_v2(
                 # utf-8-sig: Excel then reads the names right; the importer skips the BOM
                 channel=batch.channel_id, thread_ts=batch.message_ts,
                 content=out.getvalue().encode("utf-8-sig"),
-                filename=f"{file_stem(source.label)}-skipped-rows.csv",
-                title=f"{source.label}: rows that won't be imported, and why",
-                initial_comment=rejects_comment(source.label, counts),
+                filename=f"{file_stem(label)}-skipped-rows.csv",
+                title=f"{label}: rows that won't be imported, and why",
+                initial_comment=rejects_comment(label, counts),
             )
         except BaseException:
             await forget(self.db, team_id, key)  # not shared: the next attempt shares it

@@ -370,3 +370,20 @@ async def test_review_contacts_opens_before_the_import_rows_are_counted(app: Har
     assert "Loading…" in json.dumps(opened.args, ensure_ascii=False)
     assert "jane@example.com" not in json.dumps(opened.args)
     assert "jane@example.com" in json.dumps(app.slack.open_views(REP)[-1])
+
+
+async def test_two_files_of_one_name_get_skipped_rows_csvs_told_apart(app: Harness) -> None:
+    """Two files both called customers.csv got skipped-rows CSVs of one name, one title and
+    one comment: nobody could tell which export a row came from."""
+    view_id = await _open_modal(app)
+    a = app.slack.add_file("F0001", "customers.csv", b"email\nnot-an-email\n")
+    b = app.slack.add_file("F0002", "customers.csv", b"email\nbad@@x\n")
+    await app.requests.view_submission(state_values=_form(files=[a, b], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    shared = sorted((u.filename, u.title) for u in app.slack.uploads)
+    assert shared == [
+        ("customers _2_-skipped-rows.csv",
+         "customers (2).csv: rows that won't be imported, and why"),
+        ("customers-skipped-rows.csv", "customers.csv: rows that won't be imported, and why"),
+    ], shared  # fmt: skip
