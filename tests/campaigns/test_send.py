@@ -52,6 +52,19 @@ async def _states(world: World) -> dict[str, str]:
                                  "JOIN contact c ON c.id = i.contact_id"))  # fmt: skip
 
 
+def _send_worker(world: World, server: Server, **config: Any) -> Worker:
+    """A worker that runs send jobs through `server`, as `serve`'s does."""
+    from bot.campaigns.enroll import SEND_JOB
+    from bot.campaigns.jobs import send_handler
+    from bot.notify import Silent
+    from bot.settings import Settings
+
+    settings = Settings(_env_file=None, smtp_url=server.url,  # type: ignore[call-arg]
+                        public_url="https://bot.example", secret_key=SECRET)
+    return Worker(world.db, {SEND_JOB: send_handler(settings, Silent())},
+                  WorkerConfig(**config))  # fmt: skip
+
+
 def _received(server: Server) -> Counter[str]:
     return Counter(to for m in server.handler.messages for to in m.rcpt_tos)
 
@@ -715,22 +728,15 @@ async def test_jobs_cancel_of_a_running_send_stops_it_and_stays_cancelled(
     """`referral-bot jobs cancel` of a send job under way: invites kept going out until the
     worker's next heartbeat (8 of 10), and a run that ended before it cleared the stop and
     queued a new send job, undoing the cancel."""
-    from bot.campaigns.enroll import SEND_JOB
     from bot.campaigns.invites import SEND_JOB_CANCELLED
-    from bot.campaigns.jobs import send_handler
     from bot.imports.cancel import cancel_job
-    from bot.notify import Silent
-    from bot.settings import Settings
 
     enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(invites)))
     last = f"p{invites - 1}@example.com"  # a retry for it would queue a send job
     handler = Handler(data_delay=0.2,  # a busy relay: a fifth of a second per message
                       rcpt_replies={last: ["421 4.7.0 try again later"]})
     async with smtp_server(handler) as server:
-        settings = Settings(_env_file=None, smtp_url=server.url,  # type: ignore[call-arg]
-                            public_url="https://bot.example", secret_key=SECRET)
-        worker = Worker(world.db, {SEND_JOB: send_handler(settings, Silent())},
-                        WorkerConfig(lease_seconds=30))  # fmt: skip
+        worker = _send_worker(world, server, lease_seconds=30)
         run = asyncio.create_task(worker.run_until_idle())
         while not handler.messages:
             await asyncio.sleep(0.01)
@@ -752,12 +758,8 @@ async def test_jobs_cancel_of_a_send_also_cancels_a_resend_waiting_behind_it(
 ) -> None:  # fmt: skip
     """A Resend clicked while a send job was under way queued a second job; `jobs cancel` of
     the first stopped sending, and the second then ran and emailed everyone anyway."""
-    from bot.campaigns.enroll import SEND_JOB
     from bot.campaigns.invites import SEND_JOB_CANCELLED
-    from bot.campaigns.jobs import send_handler
     from bot.imports.cancel import cancel_job
-    from bot.notify import Silent
-    from bot.settings import Settings
 
     enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(4)))
     async with world.db.begin() as conn:  # an earlier run died handing p3's invite over
@@ -765,10 +767,7 @@ async def test_jobs_cancel_of_a_send_also_cancels_a_resend_waiting_behind_it(
                                 "(SELECT id FROM contact WHERE email = 'p3@example.com')"))
     handler = Handler(data_delay=0.5)
     async with smtp_server(handler) as server:
-        settings = Settings(_env_file=None, smtp_url=server.url,  # type: ignore[call-arg]
-                            public_url="https://bot.example", secret_key=SECRET)
-        worker = Worker(world.db, {SEND_JOB: send_handler(settings, Silent())},
-                        WorkerConfig(lease_seconds=30))  # fmt: skip
+        worker = _send_worker(world, server, lease_seconds=30)
         run = asyncio.create_task(worker.run_until_idle())
         while not handler.messages:  # p0 is being handed over
             await asyncio.sleep(0.01)
@@ -795,13 +794,9 @@ async def test_jobs_cancel_as_a_send_run_queues_its_next_run_leaves_none_queued(
     due later) in a transaction of its own; a `jobs cancel` committed between the two left
     that next run queued, and it sent what the cancel had stopped. Here the run's insert of
     its next job waits on a transaction holding the same key, and the cancel is made then."""
-    from bot.campaigns.enroll import SEND_JOB
     from bot.campaigns.invites import SEND_JOB_CANCELLED
-    from bot.campaigns.jobs import send_handler
     from bot.imports.cancel import cancel_job
     from bot.jobs.queue import enqueue_in
-    from bot.notify import Silent
-    from bot.settings import Settings
 
     enrollment = await _enrolled(world, "now@example.com,N,en", "later@example.com,L,en")
     later = datetime(2030, 1, 1, tzinfo=UTC)  # the run queues a job for the invite due then
@@ -810,10 +805,7 @@ async def test_jobs_cancel_as_a_send_run_queues_its_next_run_leaves_none_queued(
                                 "id FROM contact WHERE email = 'later@example.com')")
                            .bindparams(bindparam("at", type_=UTCDateTime())), {"at": later})
     async with smtp_server() as server, world.db.engine.connect() as blocker:
-        settings = Settings(_env_file=None, smtp_url=server.url,  # type: ignore[call-arg]
-                            public_url="https://bot.example", secret_key=SECRET)
-        worker = Worker(world.db, {SEND_JOB: send_handler(settings, Silent())},
-                        WorkerConfig(lease_seconds=30))  # fmt: skip
+        worker = _send_worker(world, server, lease_seconds=30)
         await blocker.begin()  # the key the run's next job will have, not committed
         await enqueue_in(blocker, TEAM, "blocker", {}, run_after=later,
                          dedupe_key=f"send:{enrollment}:{later:%Y%m%d%H%M%S}")  # fmt: skip
@@ -849,12 +841,8 @@ async def test_jobs_cancel_as_a_lead_brings_the_invites_forward_leaves_them_stop
     waiting send jobs, and a lead's change committed in between (the invite delay cut to 0,
     or Go live after a pause) read the enrollment as not stopped and queued a send job the
     cancel never saw: the invites it had stopped went out."""
-    from bot.campaigns.enroll import SEND_JOB
     from bot.campaigns.invites import SEND_JOB_CANCELLED
-    from bot.campaigns.jobs import send_handler
     from bot.imports.cancel import cancel_job
-    from bot.notify import Silent
-    from bot.settings import Settings
 
     enrollment = await _enrolled(world, "a@example.com,A,en", invite_delay_days=7)
     spring = int(str(await world.scalar("SELECT campaign_id FROM enrollment")))
@@ -879,10 +867,7 @@ async def test_jobs_cancel_as_a_lead_brings_the_invites_forward_leaves_them_stop
         cancelled, _ = await asyncio.gather(cancel, lead)
     assert cancelled is not None and cancelled.state == "cancelled"
     async with smtp_server() as server:
-        settings = Settings(_env_file=None, smtp_url=server.url,  # type: ignore[call-arg]
-                            public_url="https://bot.example", secret_key=SECRET)
-        await Worker(world.db, {SEND_JOB: send_handler(settings, Silent())},
-                     WorkerConfig()).run_until_idle()  # fmt: skip
+        await _send_worker(world, server).run_until_idle()
     assert _received(server) == Counter()
     assert await world.scalar("SELECT send_error FROM enrollment WHERE id = :e",
                               e=enrollment) == SEND_JOB_CANCELLED  # fmt: skip
@@ -897,21 +882,14 @@ async def test_a_provider_throttle_at_mail_from_waits_hours_not_seconds(world: W
     stops saying what happened."""
     import json
 
-    from bot.campaigns.enroll import SEND_JOB
-    from bot.campaigns.jobs import send_handler
     from bot.campaigns.reports import enrollment_summary
-    from bot.notify import Silent
-    from bot.settings import Settings
     from handlers.enrollment_messages import enrollment_report
 
     enrollment = await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en")
     waits = []
     async with smtp_server(_SenderRefused(mail_reply="451 4.7.1 Rate limited, try later")
                            ) as server:  # fmt: skip
-        settings = Settings(_env_file=None, smtp_url=server.url,  # type: ignore[call-arg]
-                            public_url="https://bot.example", secret_key=SECRET)
-        worker = Worker(world.db, {SEND_JOB: send_handler(settings, Silent())},
-                        WorkerConfig(retry_base_seconds=0))  # fmt: skip
+        worker = _send_worker(world, server, retry_base_seconds=0)
         for _ in range(8):
             await worker.run_until_idle()
             due = await world.rows("SELECT run_after, created_at FROM job "

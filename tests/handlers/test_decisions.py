@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 
@@ -25,6 +26,16 @@ async def _start(app: Harness, segment: str = "VIP", *,
     await app.settle()
     message = await _review(app)
     return message, message["blocks"][-1]["elements"][0]["value"]
+
+
+async def _add_more(app: Harness, message: dict, batch: str, form: dict) -> Any:
+    """*Add more* on the review `message`, the form submitted with `form`; Slack's reply."""
+    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
+    await app.settle()
+    reply = await app.requests.view_submission(state_values=form, user_id=REP,
+                                               view_id=app.slack.open_views(REP)[-1]["id"])
+    await app.settle()
+    return reply
 
 
 async def test_only_the_requester_or_a_lead_cancels_and_only_a_lead_rejects(app: Harness) -> None:
@@ -117,12 +128,7 @@ async def test_a_customer_added_who_repeats_a_row_gets_the_skipped_rows_csv(
     CSV in the thread, as a file does; typed in *Add more*, none: the review said "0 valid ·
     1 duplicates" with nothing saying which row it repeats."""
     message, batch = await _start(app)
-    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
-    await app.settle()
-    await app.requests.view_submission(state_values=_form(email="JANE@example.com"),
-                                       view_id=app.slack.open_views(REP)[-1]["id"],
-                                       user_id=REP)  # fmt: skip
-    await app.settle()
+    await _add_more(app, message, batch, _form(email="JANE@example.com"))
     rendered = json.dumps(app.slack.message("C0001", message["ts"])["blocks"],
                           ensure_ascii=False)  # fmt: skip
     assert "JANE@example.com" in rendered and "0 valid · 1 duplicate" in rendered
@@ -228,12 +234,7 @@ async def test_progress_counts_this_imports_rows_not_other_imports(app: Harness)
     await app.requests.view_submission(state_values=_form(files=[file], segment="Big"),
                                        view_id=view_id, user_id=LEAD)  # fmt: skip
     await app.settle()
-    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
-    await app.settle()
-    modal = app.slack.open_views(REP)[-1]
-    await app.requests.view_submission(state_values=_form(email="late@example.com"),
-                                       view_id=modal["id"], user_id=REP)  # fmt: skip
-    await app.settle()
+    await _add_more(app, message, batch, _form(email="late@example.com"))
     await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
     await app.settle()
     shown = [str(c.args.get("text")) for c in app.slack.calls
@@ -297,13 +298,8 @@ async def test_the_same_file_added_again_with_add_more(app: Harness) -> None:
     """q3.csv added again with *Add more* was read and counted twice: listed twice, its rows
     twice in the total. A file the import has already is left out, and the form says so."""
     message, batch = await _start(app)  # q3.csv = F0001
-    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
-    await app.settle()
-    modal = app.slack.open_views(REP)[-1]
     same = app.slack.file_object("F0001")
-    reply = await app.requests.view_submission(state_values=_form(files=[same]),
-                                               view_id=modal["id"], user_id=REP)  # fmt: skip
-    await app.settle()
+    reply = await _add_more(app, message, batch, _form(files=[same]))
     after = json.dumps(app.slack.message("C0001", message["ts"])["blocks"], ensure_ascii=False)
     assert after.count("q3.csv") == 1 and "*Total:* 4 rows" in after, after
     assert "q3.csv is already in this import" in json.dumps(reply.body), reply.body
@@ -313,14 +309,9 @@ async def test_a_file_already_in_the_import_is_left_out_and_the_new_one_added(
     app: Harness,
 ) -> None:
     message, batch = await _start(app)
-    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
-    await app.settle()
-    modal = app.slack.open_views(REP)[-1]
     same = app.slack.file_object("F0001")
     other = app.slack.add_file("F0003", "more.csv", b"email\nnew@example.com\n")
-    reply = await app.requests.view_submission(state_values=_form(files=[same, other]),
-                                               view_id=modal["id"], user_id=REP)  # fmt: skip
-    await app.settle()
+    reply = await _add_more(app, message, batch, _form(files=[same, other]))
     assert not reply.body, reply.body
     after = json.dumps(app.slack.message("C0001", message["ts"])["blocks"], ensure_ascii=False)
     assert after.count("q3.csv") == 1 and "more.csv" in after and "*3 to import*" in after, after
@@ -339,22 +330,12 @@ async def test_a_removed_contact_stays_removed_when_more_files_are_added(app: Ha
                                     user_id=REP, view=modal)  # fmt: skip
     await app.settle()
     assert "*1 to import*" in json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
-    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
-    await app.settle()
-    form = app.slack.open_views(REP)[-1]
     other = app.slack.add_file("F0003", "more.csv",
                                b"email\njane@example.com\nnew@example.com\nJane@Example.com\n")
-    await app.requests.view_submission(state_values=_form(files=[other]), view_id=form["id"],
-                                       user_id=REP)  # fmt: skip
-    await app.settle()
+    await _add_more(app, message, batch, _form(files=[other]))
     final = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
     assert "*2 to import*" in final, final
     # typed in by hand, the removed address stays out too
-    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
-    await app.settle()
-    await app.requests.view_submission(state_values=_form(email="JANE@example.com"),
-                                       view_id=app.slack.open_views(REP)[-1]["id"],
-                                       user_id=REP)  # fmt: skip
-    await app.settle()
+    await _add_more(app, message, batch, _form(email="JANE@example.com"))
     final = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
     assert "*2 to import*" in final, final
