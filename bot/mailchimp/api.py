@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from bot.mailchimp.member_store import MemberStore
 
 if TYPE_CHECKING:
     from mailchimp_marketing.api_client import ApiClientError
@@ -222,8 +225,10 @@ async def audiences(creds: Credentials) -> list[Audience]:
             return out
 
 
-async def members(creds: Credentials, list_id: str) -> list[dict[str, Any]]:
-    """Every member of an audience (all statuses), once each, pages fetched a few at a time.
+async def members(creds: Credentials, list_id: str) -> MemberStore:
+    """Every member of an audience (all statuses), once each, pages fetched a few at a time;
+    kept on disk (member_store), so an audience of millions is read in bounded memory. The
+    caller closes the store.
 
     Pages are read by offset, so a list that changes while it is read shifts members across
     pages: one deleted or archived moves every later member a place back, into a page read
@@ -232,22 +237,25 @@ async def members(creds: Credentials, list_id: str) -> list[dict[str, Any]]:
     another number of members, or during which a member joined or changed (one deleted
     and one added keep the count, and lost the member shifted back) is followed by another,
     merged into it (at most READS)."""
-    found: dict[str, dict[str, Any]] = {}
-    for attempt in range(1, READS + 1):
-        began = datetime.now(UTC) - CLOCK_SLACK
-        read, totals = await _read(creds, list_id)
-        this_read = {str(m.get("email_address") or "").lower(): m for m in read}
-        found |= this_read
-        if (len(set(totals)) == 1 and len(this_read) == totals[0]
-                and not await _changed_since(creds, list_id, began)):  # fmt: skip
-            break
-        if attempt == READS:
-            log.warning("Mailchimp audience %s still changed while it was read %d times: "
-                        "importing the %d members found", list_id, READS, len(found))
-        else:
-            log.info("Mailchimp audience %s changed while it was read (%d members, totals "
-                     "%s): reading it again", list_id, len(this_read), sorted(set(totals)))
-    return list(found.values())
+    found = MemberStore()
+    try:
+        for attempt in range(1, READS + 1):
+            began = datetime.now(UTC) - CLOCK_SLACK
+            totals = await _read(creds, list_id, found, attempt)
+            this_read = found.found_in(attempt)
+            if (len(set(totals)) == 1 and this_read == totals[0]
+                    and not await _changed_since(creds, list_id, began)):  # fmt: skip
+                break
+            if attempt == READS:
+                log.warning("Mailchimp audience %s still changed while it was read %d times: "
+                            "importing the %d members found", list_id, READS, len(found))
+            else:
+                log.info("Mailchimp audience %s changed while it was read (%d members, totals "
+                         "%s): reading it again", list_id, this_read, sorted(set(totals)))
+    except BaseException:
+        found.close()
+        raise
+    return found
 
 
 async def _changed_since(creds: Credentials, list_id: str, began: datetime) -> bool:
@@ -259,29 +267,45 @@ async def _changed_since(creds: Credentials, list_id: str, began: datetime) -> b
     return int(body.get("total_items") or 0) > 0
 
 
-async def _read(creds: Credentials, list_id: str) -> tuple[list[dict[str, Any]], list[int]]:
-    """One pass over the pages: the members and every page's `total_items`."""
+async def _read(creds: Credentials, list_id: str, into: MemberStore, read_no: int
+                ) -> list[int]:  # fmt: skip
+    """One pass over the pages into `into`, in page order: every page's `total_items`.
+
+    At most MAX_IN_FLIGHT pages are fetched at once, and at most twice that many are held
+    (fetched, or fetching, before an earlier page is stored): a slow page holds back the
+    storing of the pages after it, not memory without end. One page failing for good stops
+    the others at once."""
     first = await _page(creds, list_id, 0)
     total = int(first.get("total_items") or 0)
+    into.add(first.get("members") or [], read_no)
+    totals = [total]
     gate = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     async def page(offset: int) -> dict[str, Any]:
         async with gate:
             return await _page(creds, list_id, offset)
 
-    tasks = [asyncio.ensure_future(page(o)) for o in range(PAGE, total, PAGE)]
+    offsets = iter(range(PAGE, total, PAGE))
+    held: deque[asyncio.Future[dict[str, Any]]] = deque()
     try:
-        rest = await asyncio.gather(*tasks)
+        while True:
+            while len(held) < 2 * MAX_IN_FLIGHT and (offset := next(offsets, None)) is not None:
+                held.append(asyncio.ensure_future(page(offset)))
+            if not held:
+                return totals
+            await asyncio.wait(held, return_when=asyncio.FIRST_COMPLETED)
+            failed = next((t for t in held if t.done() and t.exception() is not None), None)
+            if failed is not None:
+                failed.result()  # raises its exception
+            while held and held[0].done():
+                body = held.popleft().result()
+                into.add(body.get("members") or [], read_no)
+                totals.append(int(body.get("total_items") or 0))
     except BaseException:  # one page failed for good: don't go on reading the others
-        for task in tasks:
-            task.cancel()
+        for task in held:
+            if not task.cancel() and not task.cancelled():
+                task.exception()  # another that failed too: retrieved, not logged as lost
         raise
-    out: list[dict[str, Any]] = []
-    totals = []
-    for body in (first, *rest):
-        out += list(body.get("members") or [])
-        totals.append(int(body.get("total_items") or 0))
-    return out, totals
 
 
 async def _page(creds: Credentials, list_id: str, offset: int) -> dict[str, Any]:

@@ -12,7 +12,7 @@ transaction that takes the batch first, exactly as for a file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from bot.imports.addresses import InvalidEmail, email_key, normalize_email
@@ -51,7 +51,7 @@ def mailchimp_locale(language: str | None) -> str | None:
     return normalize_locale(raw)
 
 
-def member_rows(members: list[dict[str, Any]], classifier: Classifier) -> Iterator[Staged]:
+def member_rows(members: Iterable[dict[str, Any]], classifier: Classifier) -> Iterator[Staged]:
     for line, member in enumerate(members, start=1):
         first, last = _names(member)
         email = str(member.get("email_address") or "")
@@ -101,7 +101,7 @@ class Disconnected(ReviewError):
 
 
 async def stage_audience(db: Database, team_id: str, source: ImportSource,
-                         members: list[dict[str, Any]], read_from: Stamp | None = None
+                         members: Iterable[dict[str, Any]], read_from: Stamp | None = None
                          ) -> None:  # fmt: skip
     """Stage the members into the source, replacing whatever it staged before.
 
@@ -140,5 +140,5 @@ async def read_audience(db: Database, team_id: str, source: ImportSource,
     `read_from`: the connection `creds` came from (see stage_audience)."""
     if source.status != SourceStatus.PENDING or not source.ref:
         return
-    members = await api.members(creds, source.ref)
-    await stage_audience(db, team_id, source, members, read_from)
+    with await api.members(creds, source.ref) as members:
+        await stage_audience(db, team_id, source, members, read_from)

@@ -988,3 +988,27 @@ async def test_a_429_is_retried_when_its_retry_after_says(
              if "since_last_changed" not in r.query]  # fmt: skip
     assert [r.status for r in reads[:2]] == [429, 200]
     assert reads[1].started - (reads[0].finished or 0) >= 2.0
+
+
+async def test_a_big_audience_is_read_in_bounded_memory(
+    mc: FakeMailchimp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every member was held as the client's parsed dict (~1.2 KB each) until the whole
+    audience was read: a million-member audience took over a gigabyte. Pages now go to disk
+    as they come, and only a hash per address stays in memory (the peak here counts the
+    fake's rendering of pages too)."""
+    import tracemalloc
+
+    members = 20_000
+    mc.account(KEY).add_list("big", "Big").add_members(members)
+    monkeypatch.setattr(api, "MAX_IN_FLIGHT", 2)  # fewer pages held at once: less noise
+    tracemalloc.start()
+    try:
+        found = await api.members(api.Credentials(mc.base_url, "api_key", KEY), "big")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 800 * members, f"{peak / 1e6:.1f} MB to read {members:,} members"  # 22 MB before
+    with found:
+        assert len(found) == members
+        assert len({m["email_address"].lower() for m in found}) == members
