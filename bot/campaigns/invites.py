@@ -113,7 +113,8 @@ async def _guess_crashed_in(conn: AsyncConnection, team_id: str, enrollment_id: 
 
 
 _DUE = text("""
-    SELECT i.id, i.contact_id, c.email, c.first_name, c.locale, a.code, c.email_key
+    SELECT i.id, i.contact_id, c.email, c.first_name, c.last_name, c.locale, a.code,
+           c.email_key
     FROM invite i
     JOIN contact c ON c.id = i.contact_id AND c.team_id = i.team_id
     JOIN advocate a ON a.id = i.advocate_id
@@ -382,7 +383,7 @@ async def send_invites(
         async with db.engine.connect() as conn, sender:
             outbox = _Outbox(conn, team_id, job_id, lease_owner)
             while page:
-                for invite_id, contact_id, email, first, locale, code, email_key in page:
+                for invite_id, contact_id, email, first, last, locale, code, email_key in page:
                     after = invite_id
                     if checkpoint is not None:
                         checkpoint()
@@ -399,7 +400,7 @@ async def send_invites(
                             break
                         continue
                     invite = Invite(
-                        to_email=email, first_name=first, locale=locale,
+                        to_email=email, first_name=first, last_name=last, locale=locale,
                         store_name=_store_name(campaign), store_url=campaign.store_url,
                         offer=campaign.offer, referral_link=referral_link(links.public_url, code),
                         unsubscribe_url=unsubscribe_link(links.public_url, links.secret_key,

@@ -7,6 +7,7 @@ layouts, so a translator edits words and never markup, and a link fix is made in
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -129,6 +130,7 @@ class Invite:
     sender: str  # From header, e.g. "Shop <hello@shop.example>"
     message_key: str  # stable and unique per invite, e.g. "c12-a34": the Message-ID's root
     default_locale: str = FALLBACK_LOCALE
+    last_name: str = ""  # the family name: Japanese and Chinese invites greet by it (full_name)
 
 
 @dataclass(frozen=True)
@@ -152,13 +154,65 @@ def isolated(value: str) -> str:
     return value
 
 
+# Han, kana (with 々 and halfwidth katakana) and Hangul: the scripts whose names are written
+# family name first, as bot/imports/rows.py reads a whole-name column (kept here as well:
+# bot.email stands alone, without the import code)
+_CJK = ("\u1100-\u11ff\u3005-\u3007\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf"
+        "\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f")
+_CJK_LETTER = re.compile(f"[{_CJK}]")
+_OTHER_LETTER = re.compile(f"[^\\W\\d_{_CJK}]")
+
+
+def _cjk_only(name: str) -> bool:
+    """Whether `name` has CJK letters and no letter of another script."""
+    return _CJK_LETTER.search(name) is not None and _OTHER_LETTER.search(name) is None
+
+
+def full_name(first_name: str, last_name: str) -> str:
+    """The customer's whole name as Japanese and Chinese invites address them (様, 您好).
+
+    Greeting a customer by their given name alone is over-familiar in those languages; the
+    polite form is the family name, or the whole name with the family name first. So a name
+    written in CJK letters only goes family name first with no space, as these languages
+    write it: 佐藤 + 悠斗 is "佐藤悠斗" (様 follows it directly), 王 + 小明 "王小明".
+
+    A name with a letter of another script keeps the order of its own writing, given name
+    first with a space: "John Smith", not "Smith John". That is how Japanese and Chinese text
+    shows a Latin-script name, how its owner typed it into the shop's first and last name
+    fields, and how the import reads "Ada 田中" back (bot/imports/rows.py, split_full_name).
+
+    Without a family name the given name alone; without a given name the family name alone
+    (佐藤様 is as polite as the whole name); "" without either (the caller's fallback)."""
+    first, last = " ".join(first_name.split()), " ".join(last_name.split())
+    if not (first and last):
+        return first or last
+    if _cjk_only(first + last):
+        return f"{last}{first}"
+    return f"{first} {last}"
+
+
+def _stand_in(email: str) -> str:
+    """The first name an import gives a contact without one: its address's part before `@`,
+    without a `+tag` (bot/imports/rows.py, first_name_of)."""
+    local = email.rpartition("@")[0]
+    return local.partition("+")[0] or local
+
+
 def render_invite(invite: Invite) -> Rendered:
-    """Render the invite in the contact's language (or the fallback `choose_locale` picks)."""
+    """Render the invite in the contact's language (or the fallback `choose_locale` picks).
+
+    Templates get `first_name` (most languages greet by it) and `full_name` (Japanese and
+    Chinese address the family name: see `full_name`); without any name, both are the start
+    of the address. A first name that is the import's stand-in for none ("yuto.sato") is no
+    part of a whole name: a 佐藤 imported without a first name is "佐藤様", not
+    "yuto.sato 佐藤様"."""
     locale, fell_back = choose_locale(invite.locale, invite.default_locale)
     first_name = invite.first_name.strip() or invite.to_email.split("@", 1)[0]
+    given = "" if invite.first_name.strip() == _stand_in(invite.to_email) else invite.first_name
     context = {
         "locale": locale,
         "first_name": isolated(first_name),
+        "full_name": isolated(full_name(given, invite.last_name) or first_name),
         "store_name": isolated(invite.store_name),
         "store_url": invite.store_url,
         "offer": invite.offer,

@@ -101,6 +101,17 @@ async def test_each_subscribed_contact_gets_one_invite_in_its_language(world: Wo
     assert fell_back == [("kim@example.com", "en")]  # no Korean template: said, not hidden
 
 
+async def test_a_japanese_invite_is_sent_to_the_family_name_first(world: World) -> None:
+    """The send job gave the invite the contact's first name alone: 悠斗様 (over-familiar)."""
+    enrollment = await _enrolled(world, "yuto@example.com,悠斗,佐藤,ja",
+                                 header="email,first_name,last_name,locale")  # fmt: skip
+    async with smtp_server() as server:
+        await _send(world, server, enrollment)
+    (message,) = [m.parsed() for m in server.handler.messages]
+    assert str(message["Subject"]).startswith("佐藤悠斗様、")
+    assert _text(message).startswith("佐藤悠斗様")
+
+
 async def test_an_internationalised_public_url_still_sends_invites(world: World) -> None:
     """PUBLIC_URL=https://empfehlung.bücher.de/mein shop was accepted at start, then every
     invite failed to build (its links weren't ASCII) after being marked `sending`: each run

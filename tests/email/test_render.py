@@ -224,3 +224,57 @@ def test_an_isolated_name_stays_out_of_the_share_links_and_the_title() -> None:
         if line.startswith("- "):
             assert "%E2%81%A8" not in line and "%E2%81%A9" not in line, line
     assert "<title>חנות הספרים</title>" in rendered.html
+
+
+@pytest.mark.parametrize(("locale", "first", "last", "subject", "greeting"), [
+    ("ja", "悠斗", "佐藤", "佐藤悠斗様、", "佐藤悠斗様"),
+    ("zh-CN", "小明", "王", "王小明，与好友分享", "王小明，您好："),
+    ("zh-TW", "小明", "王", "王小明，與好友分享", "王小明 您好："),
+])  # fmt: skip
+def test_japanese_and_chinese_invites_address_the_family_name_first(
+    locale: str, first: str, last: str, subject: str, greeting: str
+) -> None:
+    """Japanese and Chinese invites greeted by the given name alone ("悠斗様"), which is
+    over-familiar to a customer there: the family name goes first, as those languages write
+    a name (no space between CJK names), in the subject, the text and the HTML."""
+    rendered = render_invite(make_invite(locale=locale, first_name=first, last_name=last))
+
+    assert rendered.subject.startswith(subject)
+    assert rendered.text.splitlines()[0] == greeting
+    assert f'<p style="margin:0 0 16px;">{greeting}</p>' in rendered.html
+
+
+@pytest.mark.parametrize(("first", "last", "greeting"), [
+    ("John", "Smith", "John Smith様"),  # a Latin-script name as its owner writes it
+    ("Ada", "田中", "Ada 田中様"),  # not CJK only: as the import reads "Ada 田中" back
+    ("悠斗", "", "悠斗様"),  # no family name: the given name
+    ("", "佐藤", "佐藤様"),  # no given name: the family name (as polite)
+    ("yuto.sato", "佐藤", "佐藤様"),  # the import's stand-in for no given name: the same
+    (" ", " ", "yuto.sato様"),  # neither: the start of the address, as before
+])  # fmt: skip
+def test_a_japanese_greeting_without_a_whole_cjk_name(first: str, last: str,
+                                                      greeting: str) -> None:  # fmt: skip
+    rendered = render_invite(make_invite(locale="ja", to_email="yuto.sato@example.jp",
+                                         first_name=first, last_name=last))  # fmt: skip
+    assert rendered.text.splitlines()[0] == greeting
+    assert rendered.subject.startswith(f"{greeting}、")
+
+
+@pytest.mark.parametrize("locale", sorted(set(TEMPLATE_LOCALES) - {"ja", "zh-CN", "zh-TW"}))
+def test_other_languages_still_greet_by_the_first_name(locale: str) -> None:
+    """The family name is for the languages that address by it: the rest render as before."""
+    with_last = render_invite(make_invite(locale=locale, last_name="Dupont"))
+    assert with_last == render_invite(make_invite(locale=locale))
+    assert "Dupont" not in with_last.text and "Dupont" not in with_last.subject
+
+
+def test_a_right_to_left_whole_name_is_isolated_in_a_japanese_invite() -> None:
+    """The whole name is isolated as one (its own order, a space between), as the first name
+    was; the page title and share links still show no isolates."""
+    rendered = render_invite(make_invite(locale="ja", first_name="שרה", last_name="כהן",
+                                         store_name="חנות"))  # fmt: skip
+    assert rendered.subject.startswith("\u2068שרה כהן\u2069様、")
+    assert rendered.text.startswith("\u2068שרה כהן\u2069様\n")
+    assert "\u2068שרה כהן\u2069様</p>" in rendered.html
+    assert "<title>חנות</title>" in rendered.html
+    assert all("%E2%81%A8" not in url for url in share_links(rendered.text).values())

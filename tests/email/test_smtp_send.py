@@ -64,6 +64,21 @@ async def test_a_hundred_messages_go_over_one_connection() -> None:
     assert str(first.parsed()["From"]) == "Café Zoë <hello@shop.example>"
 
 
+async def test_a_japanese_invite_arrives_addressed_family_name_first() -> None:
+    """Over the wire, encoded words and a quoted-printable or base64 body: the subject, the
+    text and the HTML greet 佐藤悠斗様, not the over-familiar 悠斗様."""
+    async with smtp_server() as server, sender(server) as smtp:
+        result = await smtp.send(make_message(0, locale="ja", first_name="悠斗", last_name="佐藤"))
+
+    assert result.status is SENT
+    (received,) = server.handler.messages
+    back = received.parsed()
+    assert str(back["Subject"]).startswith("佐藤悠斗様、Café Zoë")
+    plain, rich = back.get_body(("plain",)), back.get_body(("html",))
+    assert plain is not None and plain.get_content().startswith("佐藤悠斗様\n")
+    assert rich is not None and "<p style=\"margin:0 0 16px;\">佐藤悠斗様</p>" in rich.get_content()
+
+
 async def test_a_refused_recipient_is_refused_and_the_rest_are_sent() -> None:
     handler = Handler(refuse={"customer2@example.org": "550 5.1.1 No such user"})
     async with smtp_server(handler) as server:
