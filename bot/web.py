@@ -141,24 +141,50 @@ def visitor_page(request: web.Request, words: dict[str, PageText], *, status: in
 
 
 def own_error_pages(untouched: Collection[str]) -> Middleware:
-    """Middleware: an address that is no route (404), or a route asked with a method it doesn't
-    take (405), gets our page in the visitor's language instead of aiohttp's bare "404: Not
-    Found". Paths in `untouched` (Slack's endpoint, /healthz: machines read them) keep
-    aiohttp's answers, and so does a 404 or 405 a handler raises itself."""
+    """Middleware of everything `serve` answers on its port.
+
+    An address that is no route (404), or a route asked with a method it doesn't take (405),
+    gets our page in the visitor's language instead of aiohttp's bare "404: Not Found". Paths
+    in `untouched` (Slack's endpoint, /healthz: machines read them) keep aiohttp's answers, and
+    so does a 404 or 405 a handler raises itself.
+
+    And every answer, raised or returned, says `Referrer-Policy: no-referrer` (_no_referrer).
+    It is here, in the one middleware `build_web_app` installs, so that no route can miss it."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            return await handler(request)
-        except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
-            if request.path in untouched or request.match_info.http_exception is None:
-                raise
-            if isinstance(exc, web.HTTPMethodNotAllowed):
-                return visitor_page(request, NOT_ALLOWED, status=exc.status,
-                                    headers={"Allow": exc.headers["Allow"]})  # fmt: skip
-            return visitor_page(request, NOT_FOUND, status=exc.status)
+            return _no_referrer(await _own_error_page(request, handler, untouched))
+        except web.HTTPException as exc:  # a redirect, or a 404 or 405 left to aiohttp
+            _no_referrer(exc)
+            raise
 
     return middleware
+
+
+async def _own_error_page(request: web.Request, handler: Handler,
+                          untouched: Collection[str]) -> web.StreamResponse:  # fmt: skip
+    """`handler`'s answer, or our page for a 404 or 405 aiohttp raised (own_error_pages)."""
+    try:
+        return await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+        if request.path in untouched or request.match_info.http_exception is None:
+            raise
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            return visitor_page(request, NOT_ALLOWED, status=exc.status,
+                                headers={"Allow": exc.headers["Allow"]})  # fmt: skip
+        return visitor_page(request, NOT_FOUND, status=exc.status)
+
+
+def _no_referrer(response: web.StreamResponse) -> web.StreamResponse:
+    """`response` telling the browser to send no Referer from it: an unsubscribe page's URL
+    carries its signed token, which a browser sends on to any address the page loads,
+    prefetches or links to. On the referral redirect it keeps the page the link was clicked
+    on from the store, which learns the advocate from `ref=`. A response its handler has
+    already sent (streamed) keeps the headers it went with."""
+    if not response.prepared:
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
 
 
 # Pages about someone's address or account: never cached, never framed (the unsubscribe
@@ -237,6 +263,9 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             log.warning("referral link %s: its campaign's store URL %r can't be redirected to "
                         "(%s)", code, str(row[0])[:200], exc)  # fmt: skip
             return visitor_page(request, LINK_BROKEN, status=502)
+        # the browser's own default, not no-referrer (own_error_pages): the store may see
+        # the site the link was shared on (its origin only); this address is no secret
+        found.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
         raise found
 
     async def _contact(request: web.Request) -> _Addressee | _Gone | web.Response:

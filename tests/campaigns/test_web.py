@@ -144,6 +144,33 @@ async def test_junk_and_head_requests_are_answered_without_counting_or_failing(
     assert await world.scalar("SELECT clicks FROM advocate") == 0
 
 
+async def test_every_answer_of_the_public_site_sends_no_referrer(world: World, site: str) -> None:
+    """An unsubscribe page's URL carries its signed token, and no public page said
+    Referrer-Policy: a browser would send the URL on to anything the page loads, prefetches
+    or links to. Every answer says no-referrer now: the pages, the own 404 and 405 pages,
+    /healthz and aiohttp's own 405; the referral redirect (no secret in its address) keeps the
+    browser's default, so the store still learns the origin of the site the link was shared
+    on."""
+    code, contact = await _advocate(world)
+    link = unsubscribe_link(site, SECRET, TEAM, contact, KEY)
+    answers = [("GET", link, 200), ("POST", link, 200), ("GET", f"{site}/r/{code}", 302),
+               ("HEAD", f"{site}/r/{code}", 302), ("GET", f"{site}/r/NOPE2345", 404),
+               ("GET", f"{site}/u/garbage", 400), ("GET", f"{site}/nowhere", 404),
+               ("DELETE", f"{site}/r/{code}", 405), ("GET", f"{site}/healthz", 200),
+               ("POST", f"{site}/healthz", 405),
+               ("GET", f"{site}/mailchimp/oauth/callback?error=access_denied", 200),
+               ("GET", f"{site}/mailchimp/connect?state=x", 400)]  # fmt: skip
+    async with aiohttp.ClientSession() as http:
+        for method, url, status in answers:
+            async with http.request(method, url, allow_redirects=False) as response:
+                assert response.status == status, (method, url)
+                policy = ("strict-origin-when-cross-origin" if status == 302 else "no-referrer")
+                assert response.headers.get("Referrer-Policy") == policy, (method, url)
+        async with http.get(f"{site}/r/{code}", allow_redirects=False) as response:
+            assert response.headers["Location"] == f"https://shop.example/spring?utm=mail&ref={code}"
+    assert await world.scalar("SELECT clicks FROM advocate") == 2
+
+
 async def test_unsubscribe_asks_on_get_and_acts_only_on_post(world: World, site: str) -> None:
     _, contact = await _advocate(world)
     link = unsubscribe_link(site, SECRET, TEAM, contact, KEY)
