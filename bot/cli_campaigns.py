@@ -21,7 +21,7 @@ from bot.jobs.queue import claim_by_key
 from bot.settings import Settings
 from bot.words import plural
 from bot.workspaces import find_segment
-from models import Campaign, CampaignState, Database, Segment
+from models import Campaign, CampaignState, Database, Segment, SegmentRole
 
 
 class CampaignCliError(Exception):
@@ -168,8 +168,7 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
             enrollment = await service.target(db, team, cid, segment.id or 0, requested_by="cli",
                                               hold=args.hold)  # fmt: skip
         elif command == "exclude":
-            segment = await _segment(db, team, args.segment)
-            await service.exclude(db, team, cid, segment.id or 0)
+            return await _exclude(db, team, campaign, args)
         elif command == "edit":
             return await _edit(db, team, campaign, args)
         elif command == "email-unsent":
@@ -223,6 +222,41 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                     f"{campaign.state} campaign: its contacts are enrolled when it goes live.")
     print(json.dumps(out) if getattr(args, "json", False) else text)
     return 0
+
+
+async def _exclude(db: Database, team: str, campaign: Campaign,
+                   args: argparse.Namespace) -> int:  # fmt: skip
+    """`campaign exclude`: what it did, and what the segment was before (_excluded_text)."""
+    segment = await _segment(db, team, args.segment)
+    done = await service.exclude(db, team, campaign.id or 0, segment.id or 0)
+    out = {"campaign": campaign.name, "segment": segment.name,
+           "previous_role": str(done.was) if done.was else None,
+           "advocates_staying": done.advocates, "invites_cancelled": done.cancelled}  # fmt: skip
+    print(json.dumps(out) if args.json else _excluded_text(campaign, segment, done))
+    return 0
+
+
+def _excluded_text(campaign: Campaign, segment: Segment, done: service.Exclusion) -> str:
+    """What `campaign exclude` did. A segment the campaign targeted is a target no more: that
+    is said first, with how to target it again, as nothing else would show it (there is no
+    untargeting: excluding is how a segment stops being a target)."""
+    seg, name = repr(segment.name), repr(campaign.name)
+    first = {SegmentRole.TARGET: f"{seg} was a target of {name}; it is now excluded instead: "
+                                 "no contact of it is enrolled, even one in another target.",
+             SegmentRole.EXCLUDE: f"{seg} was already excluded from {name}.",
+             None: f"{seg} is now excluded from {name}: its contacts are never enrolled."}
+    lines = [first[done.was]]
+    if done.advocates:
+        lines.append(f"{plural(done.advocates, 'contact')} of it "
+                     + ("is an advocate already and stays one" if done.advocates == 1 else
+                        "are advocates already and stay advocates") + ", links and all.")
+    if done.cancelled:
+        lines.append(f"{plural(done.cancelled, 'waiting invite')} to its contacts "
+                     f"{'was' if done.cancelled == 1 else 'were'} cancelled.")  # fmt: skip
+    if done.was == SegmentRole.TARGET:
+        lines.append(f"To target it again: referral-bot campaign target "
+                     f"{shlex.quote(campaign.name)} --segment {shlex.quote(segment.name)}")
+    return "\n".join(lines)
 
 
 _EDITS = {"rename": "name", "store_url": "store_url", "sender": "sender", "offer": "offer",

@@ -42,7 +42,8 @@ def test_the_whole_campaign_path_from_the_shell(db_env: dict[str, str], tmp_path
                     "--offer", "Give 10%, get $10")  # fmt: skip
     assert created == {"id": 1, "name": "Spring", "state": "draft"}
     assert _json(db_env, "campaign", "exclude", "Spring", "--segment", "Staff") == {
-        "campaign": "Spring"}  # fmt: skip
+        "campaign": "Spring", "segment": "Staff", "previous_role": None, "advocates_staying": 0,
+        "invites_cancelled": 0}  # fmt: skip
     draft = _json(db_env, "campaign", "target", "spring", "--segment", "VIP")
     assert draft["enrolled"] == 0  # a draft campaign enrolls nobody yet
     # a draft was never live: nothing to pause (the shell made it "paused", Slack refused)
@@ -474,3 +475,34 @@ def test_enrolling_one_contact_is_said_in_the_singular(
     assert "Enrolled 1 new advocate (0 already were, 0 excluded)." in first.stdout, first.stdout
     assert "1 invite queued" in first.stdout, first.stdout
     assert "(1 already was, 0 excluded)" in again.stdout, again.stdout
+
+
+def test_excluding_a_segment_the_campaign_targets_says_it_is_no_longer_a_target(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`campaign exclude` on a target switched it from targeted to excluded and said only
+    "exclude done.": its contacts were left out of every target, its waiting invites
+    cancelled, with no word of it. There is no untargeting, so it still switches, and says so
+    (and how to target it again); --json gives the segment's role before."""
+    _ana_in_vip_and_live_spring(db_env, tmp_path)
+    assert _json(db_env, "campaign", "target", "Spring", "--segment", "VIP")["enrolled"] == 1
+
+    excluded = run(db_env, "campaign", "exclude", "Spring", "--segment", "vip")
+    assert (excluded.returncode, excluded.stderr) == (0, "")
+    assert excluded.stdout.splitlines() == [
+        "'VIP' was a target of 'Spring'; it is now excluded instead: no contact of it is "
+        "enrolled, even one in another target.",
+        "1 contact of it is an advocate already and stays one, links and all.",
+        "1 waiting invite to its contacts was cancelled.",
+        "To target it again: referral-bot campaign target Spring --segment VIP"]  # fmt: skip
+    (listed,) = _json(db_env, "campaign", "list")
+    assert (listed["targets"], listed["excluded"], listed["advocates"]) == ([], ["VIP"], 1)
+    assert [a["invite"] for a in _json(db_env, "advocates", "--campaign", "Spring")] == [
+        "cancelled"]  # fmt: skip
+    assert _json(db_env, "campaign", "exclude", "Spring", "--segment", "VIP") == {
+        "campaign": "Spring", "segment": "VIP", "previous_role": "exclude",
+        "advocates_staying": 1, "invites_cancelled": 0}  # fmt: skip
+    again = run(db_env, "campaign", "exclude", "Spring", "--segment", "VIP")
+    assert again.stdout.splitlines() == [
+        "'VIP' was already excluded from 'Spring'.",
+        "1 contact of it is an advocate already and stays one, links and all."]  # fmt: skip

@@ -466,25 +466,48 @@ _STOP_EXCLUDED = text("""
 """).bindparams(bindparam("now", type_=UTCDateTime()))
 
 
-async def exclude(db: Database, team_id: str, campaign_id: int, segment_id: int) -> None:
+@dataclass(frozen=True, slots=True)
+class Exclusion:
+    """What `exclude` changed: the shell says it, as a segment the campaign targeted stops
+    being a target (a campaign gives a segment one role) without anyone asking in so many
+    words."""
+
+    was: SegmentRole | None  # the segment's role in the campaign before (None: it had none)
+    advocates: int  # the campaign's advocates in the segment: they stay, links and all
+    cancelled: int  # their invites still waiting, cancelled
+
+
+_ROLE = text("SELECT role FROM campaign_segment WHERE campaign_id = :c AND segment_id = :s "
+             "AND team_id = :t")
+_ADVOCATES_IN = text("""
+    SELECT count(*) FROM advocate a JOIN segment_member m ON m.contact_id = a.contact_id
+    WHERE a.campaign_id = :c AND a.team_id = :t AND m.segment_id = :s AND m.team_id = :t
+""")
+
+
+async def exclude(db: Database, team_id: str, campaign_id: int, segment_id: int) -> Exclusion:
     """Contacts of an excluded segment are never enrolled, and their invites still waiting
-    are cancelled (existing advocates stay, links and all)."""
+    are cancelled (existing advocates stay, links and all). A segment the campaign targeted
+    is excluded instead: what it was is returned, for the caller to say."""
     segment = await get_segment(db, team_id, segment_id)
     if segment.kind == SegmentKind.ALL:  # it has no member rows: excluding it excluded nobody
         raise CampaignError(f"{segment.name} holds every contact: excluding it would leave the "
                             "campaign nobody to enroll. Exclude a segment of the contacts to "
                             "leave out instead.")  # fmt: skip
+    params = {"c": campaign_id, "t": team_id, "s": segment.id}
     async with db.begin() as conn:
         state = await _take(conn, team_id, campaign_id)
         await _segment_stays(conn, team_id, segment.id or 0)
+        was = (await conn.execute(_ROLE, params)).scalar()
         await _set_role(conn, team_id, campaign_id, segment.id or 0, SegmentRole.EXCLUDE)
         if state == CampaignState.LIVE:
             await redraw_reviews_in(conn, team_id)
-        stopped = await conn.execute(_STOP_EXCLUDED, {
-            "c": campaign_id, "t": team_id, "s": segment.id, "now": utcnow(),
-            "why": excluded_reason(segment.name)})  # fmt: skip
+        stopped = (await conn.execute(_STOP_EXCLUDED, {
+            **params, "now": utcnow(), "why": excluded_reason(segment.name)})).all()  # fmt: skip
         for enrollment_id in sorted({row[0] for row in stopped}):
             await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
+        advocates = int((await conn.execute(_ADVOCATES_IN, params)).scalar() or 0)
+    return Exclusion(SegmentRole(was) if was else None, advocates, len(stopped))
 
 
 async def _segment_stays(conn: AsyncConnection, team_id: str, segment_id: int) -> None:
