@@ -40,6 +40,7 @@ from bot.imports.mapping import mappable
 from bot.imports.review import BatchView, ContactRow, describe_status
 from bot.words import plural
 from handlers.ids import Action, BlockId, Callback
+from handlers.source_names import told_apart
 from models import BatchStatus, FileFormat, ImportBatch, ImportSource, SourceKind, SourceStatus
 
 MAX_SOURCES_SHOWN = 30  # keeps the review message far below Slack's 50 blocks
@@ -289,9 +290,10 @@ def _note_lines(note: str | None, icon: str) -> str:
     return "".join(f"\n{icon} {esc(line)}" for line in lines)
 
 
-def _source_line(source: ImportSource, counts: Totals,
+def _source_line(source: ImportSource, name: str, counts: Totals,
                  skipped: dict[str, int] | None = None) -> str:  # fmt: skip
-    title = f"*{esc(source.label)}* ({_kind_label(source)})"
+    """The source's line under its `name` (told_apart: two customers.csv read as one)."""
+    title = f"*{esc(name)}* ({_kind_label(source)})"
     if source.status == SourceStatus.PENDING:
         return f"{title}\n:hourglass_flowing_sand: Reading…"
     if source.status == SourceStatus.FAILED:
@@ -329,7 +331,8 @@ def _source_blocks(view: BatchView, source: ImportSource, remove: Action | None,
     accessory = None
     if remove is not None:
         accessory = ButtonElement(text="Remove", action_id=remove, value=f"{batch_id}:{source.id}")
-    line = _source_line(source, view.counts_of(source), view.skipped.get(source.id or 0))
+    line = _source_line(source, told_apart(source, view.sources), view.counts_of(source),
+                        view.skipped.get(source.id or 0))  # fmt: skip
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=line[:3000]),
                                         accessory=accessory)]  # fmt: skip
     if map_row:

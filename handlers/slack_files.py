@@ -10,6 +10,8 @@ refused with a message rather than fetched.
 
 from __future__ import annotations
 
+import csv
+import io
 import ipaddress
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -19,12 +21,14 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.imports.archives import CSV_SUFFIXES
+from bot.imports.archives import CSV_SUFFIXES, TABLE_SUFFIXES
 from bot.imports.background import FileRejected
+from bot.imports.reading import find_header, is_data_row, is_header
 from bot.settings import Settings
 from handlers.slack_errors import slack_error
 
 CSV_TYPES = frozenset({"csv", "tsv", "text"})
+TABLE_TYPES = frozenset({"csv", "tsv"})  # CSV_TYPES less plain text, which may hold anything
 # Excel workbooks and ZIPs of CSVs (Mailchimp's audience export), by Slack's filetype or name;
 # what the bytes really are is decided when the file is read (files.py).
 # A macro-enabled workbook or a template is the same workbook to read (its macros never run).
@@ -45,18 +49,66 @@ class SlackFile:
     size: int
     url: str
     external: bool
+    # files.info's first lines of a text file (Slack's `preview`), and whether its last line
+    # may be cut short (`preview_is_truncated`); None: Slack gave none
+    preview: str | None = None
+    preview_cut: bool = False
 
     @property
-    def looks_like_csv(self) -> bool:
-        """Whether we can import it: a CSV, an .xlsx workbook or a ZIP of CSVs (the name stays
-        for the upload offer, which asks this of every shared file)."""
+    def importable(self) -> bool:
+        """Whether we can import it: a CSV (or .tsv, .txt), an .xlsx workbook or a ZIP of
+        CSVs. What check_csv asks of a file chosen in the import form or reviewed."""
         name = self.name.lower()
         return (self.filetype in CSV_TYPES or name.endswith(CSV_SUFFIXES)
                 or self.filetype in OTHER_TYPES or name.endswith(OTHER_SUFFIXES))  # fmt: skip
 
+    @property
+    def plain_text(self) -> bool:
+        """A .txt (Slack's filetype "text"): importable only for what it holds."""
+        name = self.name.lower()
+        table = (self.filetype in TABLE_TYPES or name.endswith(TABLE_SUFFIXES)
+                 or self.filetype in OTHER_TYPES or name.endswith(OTHER_SUFFIXES))  # fmt: skip
+        return self.importable and not table
+
+    @property
+    def looks_like_csv(self) -> bool:
+        """Whether a file shared in a channel is offered for import (the upload offer asks
+        this of every shared file): what we can import, a .txt only when Slack's preview of
+        it reads as a contact list. Meeting notes shared as notes.txt were offered ("Import
+        these contacts?") in busy channels. Without a preview it is offered, as before: a
+        list not offered would go unnoticed. Nothing is downloaded to decide."""
+        if not self.plain_text:
+            return self.importable
+        return self.preview is None or reads_as_contacts(self.preview, cut=self.preview_cut)
+
+
+def reads_as_contacts(text: str, *, cut: bool = False) -> bool:
+    """Whether a text file's first lines are a contact list as the importer reads one: a
+    header whose email column is recognised (the importer's find_header and is_header), or
+    rows that each have an address cell under whatever first line (is_data_row; a headerless
+    list, or columns to map). An address among a note's words ("write to ann@x.com") is no
+    row. `cut`: the last line may end part way, so only a header is looked for in it."""
+    text = text.removeprefix("\ufeff")
+    delimiter, start = find_header(text)
+    lines = io.StringIO(text, newline="").readlines()[start:]
+    try:
+        rows = [row for row in csv.reader(lines, delimiter=delimiter, strict=False)
+                if any(cell.strip() for cell in row)]  # fmt: skip
+    except csv.Error:
+        return False
+    if not rows:
+        return False
+    if is_header(rows[0]):
+        return True
+    if cut:
+        rows = rows[:-1]
+    data = rows if rows and is_data_row(rows[0]) else rows[1:]
+    return bool(data) and all(is_data_row(row) for row in data)
+
 
 def describe(file: dict[str, Any]) -> SlackFile:
     """The fields we use from a Slack file object (files.info, file_share, file_input)."""
+    preview = file.get("preview")
     return SlackFile(
         id=str(file.get("id", "")),
         name=str(file.get("name") or file.get("title") or "file"),
@@ -64,6 +116,8 @@ def describe(file: dict[str, Any]) -> SlackFile:
         size=int(file.get("size") or 0),
         url=str(file.get("url_private_download") or file.get("url_private") or ""),
         external=bool(file.get("is_external")),
+        preview=preview if isinstance(preview, str) else None,
+        preview_cut=bool(file.get("preview_is_truncated")),
     )
 
 
@@ -74,7 +128,7 @@ def upload_limit(settings: Settings) -> int:
 
 def check_csv(file: SlackFile, max_bytes: int) -> None:
     """Refuse, before downloading, a file we can't import, a too big one or an external one."""
-    if not file.looks_like_csv:
+    if not file.importable:
         if file.filetype in OLD_EXCEL or file.name.lower().endswith(".xls"):
             # an old workbook, or the web page (HTML table) that Salesforce, NetSuite or Zoho's
             # "Export to Excel" names .xls: the same thing to do
