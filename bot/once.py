@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import ColumnElement, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
 from models import Database, SeenKey
 from models.clock import utcnow
+
+log = logging.getLogger(__name__)
 
 
 async def first_time(db: Database, team_id: str, key: str) -> bool:
@@ -67,3 +73,129 @@ async def hold(db: Database, team_id: str, key: str, *, stale_after: timedelta) 
                                   col(SeenKey.created_at) < utcnow() - stale_after)
         )  # fmt: skip
     return await first_time(db, team_id, key)
+
+
+# -- posting once: a post and its key, with no crash window between them --------------------
+#
+# A post whose key was taken before it (first_time, then post, forget() if it raises) was lost
+# for good when the process died in between (SIGKILL, the machine gone): the key stayed, and
+# the job run again once its lease lapsed found it and skipped. post_once() takes the key with
+# a second one beside it, the posting key, dropped once the post landed; the posting key of a
+# live poster is kept fresh while it posts, so one that went stale belongs to a poster that
+# died, and the next attempt takes it over and posts. The key itself is taken with the
+# posting key, not after the post, so that what reads it (bot.notify.reading_again_in: "the
+# thread has, or is getting, this reading's skipped rows") sees it as before.
+#
+#   key, no posting key      posted
+#   key and posting key      being posted; stale: its poster died, post it again
+#   neither                  not posted (a failed post gives both back)
+POSTING = "posting:"
+
+
+class PostUnderWay(Exception):
+    """Another live process is making this post right now: try again later, not never (its
+    post may yet fail, and then it is this caller's to make)."""
+
+
+def posting_key(key: str) -> str:
+    """The key a poster holds beside `key` while its post is on its way."""
+    return f"{POSTING}{key}"
+
+
+def posting_stale(lease_seconds: float) -> timedelta:
+    """When a posting key is a dead poster's: half a job lease (JOB_LEASE_SECONDS) without
+    being kept fresh. A job whose worker died is run again once its lease lapsed, at least
+    two thirds of a lease after its last renewal (renewed every third), so that run takes the
+    dead poster's key over at once; a live poster renews its key every third of this."""
+    return timedelta(seconds=lease_seconds / 2)
+
+
+def _row(team_id: str, key: str) -> ColumnElement[bool]:
+    return (col(SeenKey.team_id) == team_id) & (col(SeenKey.key) == key[:200])
+
+
+async def post_once(db: Database, team_id: str, key: str, post: Callable[[], Awaitable[object]],
+                    *, stale_after: timedelta,
+                    due: Callable[[], Awaitable[bool]] | None = None) -> bool:  # fmt: skip
+    """Make `post` once per `key` of the workspace: True if this call made it, False if it
+    was made already. Raises PostUnderWay while another live poster makes it; a dead
+    poster's key (its posting key gone stale) is taken over, and the post made again.
+    `due`, asked once the key is taken, may find the post not wanted any more: nothing is
+    posted and the key is let go. If `post` raises, the key is let go too (the next attempt
+    posts) and the error raised."""
+    if not await _take(db, team_id, key, stale_after):
+        return False
+    try:
+        wanted = due is None or await due()
+        if wanted:
+            async with _kept_fresh(db, team_id, posting_key(key), stale_after / 3):
+                await post()
+    except BaseException:
+        await _let_go(db, team_id, key)
+        raise
+    if not wanted:
+        await _let_go(db, team_id, key)
+        return False
+    try:
+        await forget(db, team_id, posting_key(key))  # posted: the key alone says so
+    except Exception:  # raised, the caller would try again, and post again once it is stale
+        log.exception("%s of team %s posted, but its posting key stays: an attempt after "
+                      "it went stale would post it again", key, team_id)  # fmt: skip
+    return True
+
+
+async def _take(db: Database, team_id: str, key: str, stale_after: timedelta) -> bool:
+    """Take `key` and its posting key in one transaction; False if the post was made."""
+    posting = posting_key(key)
+    try:
+        async with db.begin() as conn:
+            now = utcnow()
+            died = await conn.execute(delete(SeenKey).where(
+                _row(team_id, posting), col(SeenKey.created_at) < now - stale_after))  # fmt: skip
+            await conn.execute(insert(SeenKey).values(team_id=team_id, key=posting[:200],
+                                                      created_at=now))  # fmt: skip
+            done = (await conn.execute(select(SeenKey.key).where(_row(team_id, key)))).first()
+            if done is not None and not died.rowcount:
+                await forget_in(conn, team_id, posting)  # made, by whoever held it last
+                return False
+            if done is None:
+                await conn.execute(insert(SeenKey).values(team_id=team_id, key=key[:200],
+                                                          created_at=now))  # fmt: skip
+    except IntegrityError:  # a live poster holds it (or took it over from a dead one first)
+        raise PostUnderWay(f"{key} is being posted by another process") from None
+    return True
+
+
+async def _let_go(db: Database, team_id: str, key: str) -> None:
+    """Not posted: the key and its posting key go together, so the next attempt posts."""
+    async with db.begin() as conn:
+        await forget_in(conn, team_id, key)
+        await forget_in(conn, team_id, posting_key(key))
+
+
+@asynccontextmanager
+async def _kept_fresh(db: Database, team_id: str, key: str,
+                      every: timedelta) -> AsyncIterator[None]:  # fmt: skip
+    """The posting key renewed every `every` while the post is on its way: a slow post (a
+    rate limit's wait, the client's retries) is never taken for a dead one."""
+    renewing = asyncio.create_task(_renew(db, team_id, key, every.total_seconds()))
+    try:
+        yield
+    finally:
+        renewing.cancel()
+        await asyncio.wait([renewing])
+
+
+async def _renew(db: Database, team_id: str, key: str, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            async with db.begin() as conn:
+                kept = await conn.execute(update(SeenKey).where(_row(team_id, key))
+                                          .values(created_at=utcnow()))  # fmt: skip
+        except Exception:  # the database busy or away: the post goes on, renewed next time
+            log.warning("renewing %s of team %s failed; trying again in %.1f s", key, team_id,
+                        every, exc_info=True)  # fmt: skip
+            continue
+        if not kept.rowcount:
+            return  # taken over (this process was stalled longer than it may be): so be it

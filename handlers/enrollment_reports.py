@@ -14,7 +14,8 @@ from bot.campaigns.reports import (
     forget_report,
 )
 from bot.imports.batches import neutralise
-from bot.once import first_time, forget
+from bot.imports.undo import LEASE_SECONDS
+from bot.once import post_once, posting_stale
 from handlers.enrollment_messages import enrollment_report
 from handlers.messages import esc, file_stem, plural
 from handlers.thread_reply import show_reply
@@ -22,9 +23,11 @@ from models import Database, Enrollment
 
 
 class EnrollmentReports:
-    def __init__(self, client: AsyncWebClient, db: Database) -> None:
+    def __init__(self, client: AsyncWebClient, db: Database, *,
+                 lease_seconds: float = LEASE_SECONDS) -> None:  # fmt: skip
         self.client = client
         self.db = db
+        self.lease_seconds = lease_seconds  # JOB_LEASE_SECONDS: when a poster is dead
 
     async def report(self, team_id: str, enrollment_id: int) -> None:
         """Refresh the report; the CSV of failed invites follows once sending is over."""
@@ -51,10 +54,10 @@ class EnrollmentReports:
 
     async def _share_failures(self, team_id: str, e: Enrollment, campaign: str,
                               count: int) -> None:  # fmt: skip
-        key = f"invite-failures:{e.id}:{count}"
-        if not await first_time(self.db, team_id, key):
-            return
-        try:
+        """The CSV of the invites that failed, once per count of them (a retried report, a
+        worker killed while sharing it: shared once)."""
+
+        async def share() -> None:
             out = io.StringIO()
             writer = csv.writer(out)
             writer.writerow(["email", "what happened"])
@@ -67,6 +70,6 @@ class EnrollmentReports:
                 initial_comment=f"{plural(count, 'invite')} of *{esc(campaign)}* failed or may "
                                 "not have arrived; this CSV says why.",
             )  # fmt: skip
-        except BaseException:
-            await forget(self.db, team_id, key)
-            raise
+
+        await post_once(self.db, team_id, f"invite-failures:{e.id}:{count}", share,
+                        stale_after=posting_stale(self.lease_seconds))  # fmt: skip

@@ -22,6 +22,7 @@ from bot.campaigns.preview import preview_batch
 from bot.campaigns.service import campaigns_by_name, enrollments_in_thread
 from bot.imports.batches import get_source, write_rejects
 from bot.imports.review import BatchView, batch_of, claim_progress, forget_progress, load
+from bot.imports.source_names import told_apart
 from bot.imports.undo import LEASE_SECONDS, undo_key, undoable
 from bot.jobs.queue import find_by_key
 from bot.leads import is_user_id
@@ -38,7 +39,7 @@ from bot.notify import (
     rejects_key,
     take_earlier_rejects,
 )
-from bot.once import first_time, forget, keys_under
+from bot.once import PostUnderWay, first_time, forget, keys_under, post_once, posting_stale
 from handlers.enrollment_messages import target_offer
 from handlers.enrollment_reports import EnrollmentReports
 from handlers.home_publish import refresh_homes
@@ -58,7 +59,7 @@ from handlers.modals import update_modal
 from handlers.slack_errors import slack_error
 from handlers.thread_reply import message_gone, show_reply
 from handlers.undo_messages import result_blocks, undone_result_blocks, undone_text
-from models import BatchStatus, Database, ImportSource, JobState, SourceStatus
+from models import BatchStatus, Database, JobState, SourceStatus
 
 log = logging.getLogger(__name__)
 # what changes Home's figures
@@ -96,18 +97,6 @@ def is_outage(exc: BaseException) -> bool:
     return False
 
 
-def told_apart(source: ImportSource, sources: Sequence[ImportSource]) -> str:
-    """The source's name, numbered after the first of the import's files of that name
-    ("customers (2).csv"): two files called customers.csv got skipped-rows CSVs of one name,
-    title and comment, and nobody could tell which export a row came from."""
-    same = [s.id for s in sources if s.label == source.label]
-    if len(same) < 2 or same.index(source.id) == 0:
-        return source.label
-    stem, dot, suffix = source.label.rpartition(".")
-    number = same.index(source.id) + 1
-    return f"{stem} ({number}).{suffix}" if dot and stem else f"{source.label} ({number})"
-
-
 class SlackNotifier:
     """Implements bot.notify.ImportNotifier with chat.update / postMessage / files_upload_v2."""
 
@@ -118,7 +107,7 @@ class SlackNotifier:
         self.team_leads = team_leads  # TEAM_LEADS: whose Home offers the lead-only buttons
         self.undo_days = undo_days  # UNDO_WINDOW_DAYS: whether Home offers *Undo*
         self.lease_seconds = lease_seconds  # JOB_LEASE_SECONDS: is an undo's runner alive?
-        self.enrollments = EnrollmentReports(client, db)
+        self.enrollments = EnrollmentReports(client, db, lease_seconds=lease_seconds)
 
     # -- the ImportNotifier protocol: never raises for Slack's sake ----------------------------
 
@@ -235,10 +224,12 @@ class SlackNotifier:
         try:
             await self.deliver(team_id, event, ids)
         except Exception as exc:
-            if not is_outage(exc):
+            # PostUnderWay: another process is making one of the report's posts; if it
+            # fails (or dies), the post is this report's to make
+            if not (is_outage(exc) or isinstance(exc, PostUnderWay)):
                 raise
-            log.warning("Slack unreachable for the %s report (%s, %r): retrying later",
-                        event, ids, exc)  # fmt: skip
+            log.warning("the %s report (%s) can't be made now (%r): retrying later", event,
+                        ids, exc)  # fmt: skip
             async with self.db.begin() as conn:
                 await enqueue_report_job_in(conn, team_id, event, ids)
 
@@ -306,14 +297,12 @@ class SlackNotifier:
             await self._none_skipped(team_id, batch.channel_id or "", batch.message_ts,
                                      source_id, source.label)  # fmt: skip
             return
-        key = rejects_key(source_id)
-        if not await first_time(self.db, team_id, key):
-            return
-        try:
-            if (await get_source(self.db, team_id, source_id)).status != SourceStatus.PARSED:
-                # put back to be read since it was loaded: that reading shares its own CSV
-                await forget(self.db, team_id, key)
-                return
+
+        async def still_read() -> bool:
+            # put back to be read since it was loaded: that reading shares its own CSV
+            return (await get_source(self.db, team_id, source_id)).status == SourceStatus.PARSED
+
+        async def share() -> None:
             out = io.StringIO()
             await write_rejects(self.db, team_id, batch_id, out, source_id=source_id)
             label = told_apart(source, view.sources)
@@ -325,9 +314,8 @@ class SlackNotifier:
                 title=f"{label}: rows that won't be imported, and why",
                 initial_comment=rejects_comment(label, counts),
             )
-        except BaseException:
-            await forget(self.db, team_id, key)  # not shared: the next attempt shares it
-            raise
+
+        await self._post_once(team_id, rejects_key(source_id), share, due=still_read)
 
     async def _none_skipped(self, team_id: str, channel: str, thread_ts: str, source_id: int,
                             label: str) -> None:  # fmt: skip
@@ -360,16 +348,15 @@ class SlackNotifier:
         await self._show_result(view)
         if not batch.channel_id or not batch.message_ts or batch.status != BatchStatus.DONE:
             return
-        if await first_time(self.db, team_id, f"next-step:{batch_id}"):
-            try:
-                campaigns = await campaigns_by_name(self.db, team_id)
-                text, blocks = target_offer(view.segment.name, batch_id, campaigns)
-                await self.client.chat_postMessage(
-                    channel=batch.channel_id, thread_ts=batch.message_ts, text=text, blocks=blocks
-                )
-            except BaseException:
-                await forget(self.db, team_id, f"next-step:{batch_id}")
-                raise
+
+        async def offer() -> None:
+            campaigns = await campaigns_by_name(self.db, team_id)
+            text, blocks = target_offer(view.segment.name, batch_id, campaigns)
+            await self.client.chat_postMessage(
+                channel=batch.channel_id, thread_ts=batch.message_ts, text=text, blocks=blocks
+            )
+
+        await self._post_once(team_id, f"next-step:{batch_id}", offer)
 
     async def _undone(self, team_id: str, batch_id: int) -> None:
         """The undo's result in the import's thread (once), its result reply without the
@@ -396,17 +383,14 @@ class SlackNotifier:
             channel, thread = "", None
         else:
             return
-        key = f"undo-result:{batch_id}"
-        if not await first_time(self.db, team_id, key):
-            return
-        try:
+
+        async def tell() -> None:
             if channel:
                 await self.client.chat_postMessage(channel=channel, thread_ts=thread, text=text)
             else:
                 await self._dm(batch.undone_by or "", text)
-        except BaseException:
-            await forget(self.db, team_id, key)  # not told: the retry tells
-            raise
+
+        await self._post_once(team_id, f"undo-result:{batch_id}", tell)
 
     async def _undo_stopped(self, team_id: str, batch_id: int) -> None:
         """The undo's job gave up with the import half undone: in the import's thread (or a
@@ -427,18 +411,22 @@ class SlackNotifier:
         text = (f":warning: Undoing import #{batch_id} into *{esc(view.segment.name)}* stopped "
                 f"part way ({why}). What it took out so far stays out. {where} to finish it, "
                 f"or run `referral-bot undo {batch_id}`.")  # fmt: skip
-        key = f"undo-stopped:{batch_id}"
-        if not await first_time(self.db, team_id, key):
-            return
-        try:
+
+        async def tell() -> None:
             if in_thread:
                 await self.client.chat_postMessage(channel=batch.channel_id,
                                                    thread_ts=batch.message_ts, text=text)
             elif batch.undone_by and is_user_id(batch.undone_by):
                 await self._dm(batch.undone_by, text)
-        except BaseException:
-            await forget(self.db, team_id, key)  # not told: the retry tells
-            raise
+
+        await self._post_once(team_id, f"undo-stopped:{batch_id}", tell)
+
+    async def _post_once(self, team_id: str, key: str, post: Callable[[], Awaitable[object]],
+                         due: Callable[[], Awaitable[bool]] | None = None) -> None:  # fmt: skip
+        """bot.once.post_once, a dead poster's key taken over by the run of its job after
+        the job's lease lapsed (see posting_stale)."""
+        await post_once(self.db, team_id, key, post, due=due,
+                        stale_after=posting_stale(self.lease_seconds))  # fmt: skip
 
     async def _dm(self, user_id: str, text: str) -> None:
         """A direct message (handlers.respond.dm; notify can't import it: respond imports the
@@ -455,17 +443,11 @@ class SlackNotifier:
         who = batch.undone_by if undone else batch.requested_by
         if not who or not is_user_id(who):  # the command line: it printed the result
             return
-        key = f"result-dm:{event}:{batch_id}"
-        if not await first_time(self.db, team_id, key):
-            return
         text = (undone_text(batch, view.segment.name) if undone
                 else result_text(batch, view.segment.name))  # fmt: skip
-        try:
-            await self._dm(who, f"{text}\n(I can't post in the import's channel any more, so "
-                                "I'm telling you here.)")  # fmt: skip
-        except BaseException:
-            await forget(self.db, team_id, key)
-            raise
+        await self._post_once(team_id, f"result-dm:{event}:{batch_id}", lambda: self._dm(
+            who, f"{text}\n(I can't post in the import's channel any more, so I'm telling you "
+                 "here.)"))  # fmt: skip
 
     async def _progress(self, team_id: str, batch_id: int, text: str,
                         blocks: list[Block] | None = None,

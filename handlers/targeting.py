@@ -12,7 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.campaigns import service
 from bot.campaigns.invites import cancel_held, email_unsent, resend_uncertain, retry_sending
 from bot.imports.review import batch_of, describe_status
-from bot.once import first_time, forget
+from bot.once import PostUnderWay, post_once, posting_stale
 from handlers.context import (
     Deps,
     Refusal,
@@ -96,28 +96,29 @@ async def _go_live(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> Non
 async def _announce(d: Deps, client: AsyncWebClient, team_id: str, enrollment: int | None,
                     batch: ImportBatch, user_id: str, text: str) -> None:  # fmt: skip
     """Say it in the thread once per enrollment: a second click that found the same one
-    under way is told so, privately."""
+    under way (announced, or being announced by another click) is told so, privately. A
+    click whose process died announcing it left the enrollment unannounced: the next click
+    on it, once the dead click's posting key is stale (bot.once.post_once), announces it."""
     if enrollment is None:  # paused meanwhile
         raise Refusal("Nobody was enrolled: the campaign isn't live. Go live to enroll.")
-    key = f"announced:{enrollment}"
-    if not await first_time(d.db, team_id, key):
-        await client.chat_postEphemeral(
-            channel=batch.channel_id or "", user=user_id, thread_ts=batch.message_ts,
-            text="That campaign is already enrolling this segment: its report in this thread "
-                 "follows it.")  # fmt: skip
-        return
     try:
-        await client.chat_postMessage(channel=batch.channel_id or "",
-                                      thread_ts=batch.message_ts, text=text)  # fmt: skip
+        announced = await post_once(
+            d.db, team_id, f"announced:{enrollment}",
+            lambda: client.chat_postMessage(channel=batch.channel_id or "",
+                                            thread_ts=batch.message_ts, text=text),
+            stale_after=posting_stale(d.settings.job_lease_seconds))  # fmt: skip
+    except PostUnderWay:  # another click's announcement is on its way
+        announced = False
     except SlackApiError as exc:  # the enrollment is under way all the same: say that
-        await forget(d.db, team_id, key)
         error = slack_error(exc) or "no reason given"
         log.warning("targeting of enrollment %s not announced: %s", enrollment, error)
         raise Refusal(f"Enrolling has started, but Slack refused my message in the thread "
                       f"({esc(error)}).") from exc
-    except BaseException:
-        await forget(d.db, team_id, key)
-        raise
+    if not announced:
+        await client.chat_postEphemeral(
+            channel=batch.channel_id or "", user=user_id, thread_ts=batch.message_ts,
+            text="That campaign is already enrolling this segment: its report in this thread "
+                 "follows it.")  # fmt: skip
 
 
 async def _enrollment(d: Deps, client: AsyncWebClient, body: dict[str, Any],

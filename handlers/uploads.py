@@ -19,7 +19,7 @@ from bot.imports.background import FileRejected
 from bot.imports.batches import create_upload_batch, review_post_key
 from bot.imports.upload_offers import UploadOfferer, queue_upload_offer
 from bot.jobs.worker import PermanentJobError
-from bot.once import first_time, forget, hold
+from bot.once import forget, hold, post_once, posting_stale
 from bot.settings import Settings
 from bot.workspaces import WorkspaceError, create_segment, ensure_workspace, find_segment
 from handlers.context import Deps, Refusal, deps, is_lead, require_member, team_of
@@ -40,25 +40,22 @@ POSTING_GIVEN_UP = timedelta(minutes=2)
 
 
 async def _offer(client: AsyncWebClient, db: Database, team_id: str, channel: str,
-                 thread_ts: str, file: SlackFile, max_bytes: int) -> None:  # fmt: skip
-    # once per file: a job retried after its post went out (its worker died before it
-    # could say so) must not post it again
-    key = f"offer:{file.id}"
-    if not file.looks_like_csv or not await first_time(db, team_id, key):
+                 thread_ts: str, file: SlackFile, settings: Settings) -> None:  # fmt: skip
+    """Offer the file once (shared again in another channel, it isn't offered again): a job
+    retried after its post went out must not post it again, and one whose worker died while
+    posting it (run again once its lease lapsed) posts it."""
+    if not file.looks_like_csv:
         return
     try:
-        check_csv(file, max_bytes)
+        check_csv(file, upload_limit(settings))
     except FileRejected as exc:  # the import would refuse it: say why now, not after a review
         text = esc(str(exc))
         blocks = plain(f":warning: I can't import this file: {text}")
     else:
         text, blocks = upload_offer(file_id=file.id, file_name=file.name)
-    try:
-        await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text,
-                                      blocks=blocks)  # fmt: skip
-    except BaseException:
-        await forget(db, team_id, key)  # not offered: the job's next try offers it
-        raise
+    await post_once(db, team_id, f"offer:{file.id}", lambda: client.chat_postMessage(
+        channel=channel, thread_ts=thread_ts, text=text, blocks=blocks),
+        stale_after=posting_stale(settings.job_lease_seconds))  # fmt: skip
 
 
 async def file_shared(ack: Any, event: dict[str, Any], body: dict[str, Any],
@@ -100,11 +97,12 @@ def upload_offerer(db: Database, client: AsyncWebClient, settings: Settings) -> 
     """The offers' Slack side, for a worker's `upload_offer` jobs. Slack refusing for good
     (the bot not in the channel) would refuse again: the job fails at once, its log line
     naming the workspace, channel and file. Any other failure (Slack unreachable or 5xx, the
-    database down or busy) is the job's to retry, logged with its traceback."""
+    database down or busy, another process making the offer now: PostUnderWay) is the job's
+    to retry, logged with its traceback."""
 
     async def offer(team_id: str, channel: str, file_id: str) -> None:
         try:
-            await _offer_shared(client, db, team_id, channel, file_id, upload_limit(settings))
+            await _offer_shared(client, db, team_id, channel, file_id, settings)
         except SlackApiError as exc:
             if is_outage(exc):
                 raise
@@ -124,7 +122,7 @@ def _shared_in(info: dict[str, Any], channel: str) -> list[dict[str, Any]]:
 
 
 async def _offer_shared(client: AsyncWebClient, db: Database, team_id: str, channel: str,
-                        file_id: str, max_bytes: int) -> None:  # fmt: skip
+                        file_id: str, settings: Settings) -> None:  # fmt: skip
     try:
         info = (await client.files_info(file=file_id))["file"]
     except SlackApiError as exc:
@@ -139,7 +137,7 @@ async def _offer_shared(client: AsyncWebClient, db: Database, team_id: str, chan
     # a share inside a thread carries the thread's ts: the offer goes there, not under the
     # reply itself (Slack asks for a parent's ts as thread_ts)
     thread_ts = posts[0].get("thread_ts") or posts[0]["ts"]
-    await _offer(client, db, team_id, channel, thread_ts, describe(info), max_bytes)
+    await _offer(client, db, team_id, channel, thread_ts, describe(info), settings)
 
 
 async def review_upload(ack: Any, body: dict[str, Any], client: AsyncWebClient,
