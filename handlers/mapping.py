@@ -143,7 +143,9 @@ async def _drawn(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, ba
     header = shown.header
     await keep_header(d.db, team_id, source_id, header, shown.sheet)
     remembered = await recall(d.db, team_id, header)
-    return mapping_modal(batch_id=batch_id, source_id=source_id, label=source.label,
+    # named as the review message names it: the second customers.csv is customers (2).csv
+    label = (await review.source_names(d.db, team_id, batch_id)).get(source_id, source.label)
+    return mapping_modal(batch_id=batch_id, source_id=source_id, label=label,
                          header=header, samples=shown.samples,
                          current=remembered or guess(header),
                          remembered=remembered is not None, list_id=list_id,

@@ -38,9 +38,9 @@ from bot.imports.dry_run import DryRun
 from bot.imports.files import ENTRY_SEPARATOR
 from bot.imports.mapping import mappable
 from bot.imports.review import BatchView, ContactRow, describe_status
+from bot.imports.source_names import told_apart
 from bot.words import plural
 from handlers.ids import Action, BlockId, Callback
-from handlers.source_names import told_apart
 from models import BatchStatus, FileFormat, ImportBatch, ImportSource, SourceKind, SourceStatus
 
 MAX_SOURCES_SHOWN = 30  # keeps the review message far below Slack's 50 blocks

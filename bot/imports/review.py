@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, text, update
 from sqlmodel import col, select
+from sqlmodel.sql.expression import Select
 
 from bot.audit import Act, import_subject, record_in
 from bot.casefold import contains, like_pattern
@@ -34,6 +35,7 @@ from bot.imports.batches import (
 )
 from bot.imports.cancel import stop_import_in
 from bot.imports.job_kinds import IMPORT_JOB, import_job_key
+from bot.imports.source_names import names_by_id
 from bot.imports.staging import take_staging
 from bot.jobs.queue import enqueue_in
 from bot.notify import reading_again_in
@@ -125,6 +127,22 @@ def describe_status(batch: ImportBatch) -> str:
                         batch.error)
 
 
+def _live_labels(team_id: str, batch_id: int) -> Select[tuple[int | None, str]]:
+    """The batch's sources not removed, by id and label, in the review message's order: the
+    sources a source's name is told apart among (bot/imports/source_names.py)."""
+    return (select(ImportSource.id, ImportSource.label)
+            .where(ImportSource.team_id == team_id, ImportSource.batch_id == batch_id,
+                   col(ImportSource.removed).is_(False))
+            .order_by(col(ImportSource.id)))  # fmt: skip
+
+
+async def source_names(db: Database, team_id: str, batch_id: int) -> dict[int, str]:
+    """The name of each source still in the batch, by id, told apart as the review message
+    tells them ("customers (2).csv"), in one query: for a modal that names one source."""
+    async with db.session() as session:
+        return names_by_id((await session.exec(_live_labels(team_id, batch_id))).all())
+
+
 async def remove_source(
     db: Database, team_id: str, batch_id: int, source_id: int, *, actor: str = "cli"
 ) -> list[int]:
@@ -135,6 +153,9 @@ async def remove_source(
     (notifier.source_read), as after a file is read again."""
     async with db.begin() as conn:
         await lock_batch(conn, team_id, batch_id)
+        # named as the review showed it, among the sources it is removed from: "removed
+        # customers.csv" didn't say which of two customers.csv went
+        names = names_by_id((await conn.execute(_live_labels(team_id, batch_id))).all())
         result = await conn.execute(
             update(ImportSource)
             .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id,
@@ -146,11 +167,8 @@ async def remove_source(
         promoted = sorted(await promote_after_source(conn, team_id, batch_id, source_id))
         for other in promoted:
             await reading_again_in(conn, team_id, other)
-        label = (await conn.execute(
-            select(ImportSource.label).where(col(ImportSource.id) == source_id)
-        )).scalar_one()  # fmt: skip
         await record_in(conn, team_id, actor, Act.IMPORT_SOURCE_REMOVED,
-                        import_subject(batch_id), f"removed {label}")  # fmt: skip
+                        import_subject(batch_id), f"removed {names[source_id]}")  # fmt: skip
     return promoted
 
 
@@ -164,7 +182,8 @@ class ContactRow:
     first_name: str
     last_name: str
     locale: str | None
-    source: str
+    source: str  # its file's name told apart from the import's others (customers (2).csv)
+    source_id: int
 
 
 async def batch_of(db: Database, team_id: str, batch_id: int) -> ImportBatch:
@@ -178,7 +197,11 @@ async def batch_of(db: Database, team_id: str, batch_id: int) -> ImportBatch:
 async def contacts_page(
     db: Database, team_id: str, batch_id: int, *, query: str = "", offset: int = 0, limit: int = 10
 ) -> tuple[list[ContactRow], int]:
-    """Valid queued contacts of the batch (search by email or name), and how many match."""
+    """Valid queued contacts of the batch (search by email or name), and how many match.
+
+    Each row names its source as the review message does: two files called customers.csv
+    listed their contacts "from customers.csv" alike. The names come from one query of the
+    batch's sources per page."""
     await batch_of(db, team_id, batch_id)
     live = select(ImportSource.id).where(
         ImportSource.team_id == team_id, ImportSource.batch_id == batch_id,
@@ -205,12 +228,16 @@ async def contacts_page(
         rows = (
             await session.exec(
                 select(StagedRow.id, StagedRow.email, StagedRow.first_name, StagedRow.last_name,
-                       StagedRow.locale, ImportSource.label)
+                       StagedRow.locale, ImportSource.label, StagedRow.source_id)
                 .join(ImportSource, col(ImportSource.id) == StagedRow.source_id)
                 .where(*where).order_by(col(StagedRow.id)).offset(offset).limit(limit)
             )
         ).all()  # fmt: skip
-    return [ContactRow(*row) for row in rows], total  # type: ignore[arg-type]
+        names = names_by_id((await session.exec(_live_labels(team_id, batch_id))).all()
+                            if rows else [])  # fmt: skip
+    # a source removed since the rows were read keeps its label
+    return [ContactRow(staged, email, first, last, locale, names.get(source, label), source)
+            for staged, email, first, last, locale, label, source in rows], total  # fmt: skip
 
 
 _STAGED = text("SELECT email, email_key, outcome, removed FROM staged_row "
