@@ -113,6 +113,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
+            event.listen(self.engine.sync_engine, "invalidate", _interrupt_sqlite)
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
@@ -212,6 +213,17 @@ def prepare_file(path: str) -> None:
     with closing(sqlite3.connect(path, timeout=WAL_WAIT_SECONDS, isolation_level=None)) as own:
         _use_wal(own.cursor())
     shape_file(staging_path(path))
+
+
+def _interrupt_sqlite(dbapi_conn: Any, _record: Any, _exc: BaseException | None) -> None:
+    """Stop the statement of a connection SQLAlchemy lets go of because its caller was
+    interrupted (Ctrl-C, a cancelled task). aiosqlite runs it on the connection's thread,
+    which went on to its end (an apply chunk: seconds; minutes on a loaded machine) holding
+    SQLite's write lock, while the shell's Ctrl-C waited to hand its job back.
+    `sqlite3.Connection.interrupt` is made to be called from another thread."""
+    raw = getattr(getattr(dbapi_conn, "_connection", None), "_conn", None)
+    if isinstance(raw, sqlite3.Connection):
+        raw.interrupt()
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -13,9 +13,10 @@ from bot.jobs.here import running_here, shell_owner
 from bot.workspaces import ensure_workspace
 from models import Database
 
-# Long enough (a second or more) to be interrupted in the middle, on either database.
+# Long enough to be interrupted in the middle on either database (a minute or so to run out:
+# an interrupted statement went on to its end before the job could be handed back).
 _LONG_INSERT = text(
-    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) "
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000000) "
     "INSERT INTO interrupted (i) SELECT i FROM n RETURNING i"
 )
 
