@@ -163,10 +163,12 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         campaign = await service.find_campaign(db, team, args.name)
         cid = campaign.id or 0
         enrollment: int | None = None
+        retargeted: service.Targeting | None = None
         if command == "target":
             segment = await _segment(db, team, args.segment)
-            enrollment = await service.target(db, team, cid, segment.id or 0, requested_by="cli",
-                                              hold=args.hold)  # fmt: skip
+            retargeted = await service.targeting(db, team, cid, segment.id or 0,
+                                                 requested_by="cli", hold=args.hold)  # fmt: skip
+            enrollment = retargeted.enrollment
         elif command == "exclude":
             return await _exclude(db, team, campaign, args)
         elif command == "edit":
@@ -206,6 +208,9 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         if command in ("live", "target"):  # the same keys whichever way it went: what this
             # command enrolled (none: live already, nothing targeted, or a worker's to do)
             out.update(enroll_json(EnrollResult(0, 0, 0, 0, {})), enrolling=None)
+        if retargeted is not None:
+            out.update(segment=segment.name,
+                       previous_role=str(retargeted.was) if retargeted.was else None)
         text = f"Campaign {campaign.name!r}: {command} done."
         if enrollment is not None:
             hold = settings.invite_hold_seconds if getattr(args, "hold", False) else 0
@@ -220,6 +225,8 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         elif command == "target":
             text = (f"{args.segment!r} is now a target of {campaign.name!r}, a "
                     f"{campaign.state} campaign: its contacts are enrolled when it goes live.")
+        if retargeted is not None and retargeted.was == SegmentRole.EXCLUDE:
+            text = _was_excluded_text(campaign, segment, text)
     print(json.dumps(out) if getattr(args, "json", False) else text)
     return 0
 
@@ -257,6 +264,17 @@ def _excluded_text(campaign: Campaign, segment: Segment, done: service.Exclusion
         lines.append(f"To target it again: referral-bot campaign target "
                      f"{shlex.quote(campaign.name)} --segment {shlex.quote(segment.name)}")
     return "\n".join(lines)
+
+
+def _was_excluded_text(campaign: Campaign, segment: Segment, done: str) -> str:
+    """`campaign target` of a segment the campaign excluded: someone left its contacts out on
+    purpose, and targeting includes them without asking in so many words (the mirror of
+    _excluded_text). That is said first, what was `done` next, then how to exclude it again
+    (its new advocates stay advocates)."""
+    return "\n".join([
+        f"{segment.name!r} was excluded from {campaign.name!r}; it is now a target instead.",
+        done, f"To exclude it again: referral-bot campaign exclude {shlex.quote(campaign.name)} "
+              f"--segment {shlex.quote(segment.name)}"])  # fmt: skip
 
 
 _EDITS = {"rename": "name", "store_url": "store_url", "sender": "sender", "offer": "offer",

@@ -28,7 +28,7 @@ from handlers.ids import Action, BlockId
 from handlers.messages import esc, plural
 from handlers.routes import Routes
 from handlers.slack_errors import slack_error
-from models import BatchStatus, CampaignState, Enrollment, ImportBatch
+from models import BatchStatus, Campaign, CampaignState, Enrollment, ImportBatch, SegmentRole
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,11 @@ async def _target(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None
         await client.chat_postEphemeral(channel=channel, user=user_id, text=text, blocks=blocks,
                                         thread_ts=batch.message_ts)  # fmt: skip
         return
-    enrollment = await service.target(d.db, team_id, campaign.id or 0, batch.segment_id,
-                                      requested_by=user_id, thread=_thread(batch))  # fmt: skip
-    await _announce(d, client, team_id, enrollment, batch, user_id,
+    done = await service.targeting(d.db, team_id, campaign.id or 0, batch.segment_id,
+                                   requested_by=user_id, thread=_thread(batch))  # fmt: skip
+    await _announce(d, client, team_id, done.enrollment, batch, user_id,
                     f"<@{user_id}> targeted *{esc(campaign.name)}* with this segment: enrolling "
-                    "its contacts now.")  # fmt: skip
+                    f"its contacts now.{_was_excluded(campaign, done.was)}")  # fmt: skip
 
 
 async def _go_live(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
@@ -80,8 +80,9 @@ async def _go_live(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> Non
     campaign_part, _, batch_part = str(body["actions"][0].get("value") or "").partition(":")
     batch = await _imported(d, team_id, id_in(batch_part, "an import"))
     campaign = await service.get_campaign(d.db, team_id, id_in(campaign_part, "a campaign"))
-    targeted = await service.target(d.db, team_id, campaign.id or 0, batch.segment_id,
-                                    requested_by=user_id, thread=_thread(batch))  # fmt: skip
+    done = await service.targeting(d.db, team_id, campaign.id or 0, batch.segment_id,
+                                   requested_by=user_id, thread=_thread(batch))  # fmt: skip
+    targeted = done.enrollment
     went_live = await service.set_state(d.db, team_id, campaign.id or 0, CampaignState.LIVE,
                                         requested_by=user_id, thread=_thread(batch))  # fmt: skip
     # live already (a second click got there first): the enrollment under way, if any
@@ -90,7 +91,17 @@ async def _go_live(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> Non
         thread=_thread(batch))  # fmt: skip
     await _announce(d, client, team_id, enrollment, batch, user_id,
                     f"<@{user_id}> took *{esc(campaign.name)}* live and targeted this segment: "
-                    "enrolling now.")  # fmt: skip
+                    f"enrolling now.{_was_excluded(campaign, done.was)}")  # fmt: skip
+
+
+def _was_excluded(campaign: Campaign, was: SegmentRole | None) -> str:
+    """Said in the announcement when the segment was excluded from the campaign: a lead left
+    its contacts out on purpose, and targeting switched it (a campaign gives a segment one
+    role), enrolling them; the channel sees it where it happens."""
+    if was != SegmentRole.EXCLUDE:
+        return ""
+    return (f"\n:warning: This segment was excluded from *{esc(campaign.name)}*: it is a "
+            "target now instead, and its contacts are enrolled.")
 
 
 async def _announce(d: Deps, client: AsyncWebClient, team_id: str, enrollment: int | None,

@@ -506,3 +506,32 @@ def test_excluding_a_segment_the_campaign_targets_says_it_is_no_longer_a_target(
     assert again.stdout.splitlines() == [
         "'VIP' was already excluded from 'Spring'.",
         "1 contact of it is an advocate already and stays one, links and all."]  # fmt: skip
+
+
+def test_targeting_a_segment_the_campaign_excludes_says_it_is_a_target_instead(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`campaign target` on a segment the campaign excluded switched it to a target and
+    enrolled its contacts, saying only "Enrolled 1 new advocate": someone had left them out
+    on purpose. It still switches (a campaign gives a segment one role), and says so first
+    (and how to exclude it again); --json gives the segment's role before."""
+    _ana_in_vip_and_live_spring(db_env, tmp_path)
+    assert _json(db_env, "campaign", "exclude", "Spring", "--segment", "VIP")[
+        "previous_role"] is None  # fmt: skip
+
+    targeted = run(db_env, "campaign", "target", "Spring", "--segment", "vip")
+    assert (targeted.returncode, targeted.stderr) == (0, "")
+    lines = targeted.stdout.splitlines()
+    assert lines[0] == "'VIP' was excluded from 'Spring'; it is now a target instead."
+    assert lines[1] == "Enrolled 1 new advocate (0 already were, 0 excluded)."
+    assert lines[-1] == "To exclude it again: referral-bot campaign exclude Spring --segment VIP"
+    (listed,) = _json(db_env, "campaign", "list")
+    assert (listed["targets"], listed["excluded"], listed["advocates"]) == (["VIP"], [], 1)
+    again = _json(db_env, "campaign", "target", "Spring", "--segment", "VIP")
+    assert (again["segment"], again["previous_role"], again["already_advocates"]) == (
+        "VIP", "target", 1)  # fmt: skip
+    assert "was excluded" not in run(db_env, "campaign", "target", "Spring",
+                                     "--segment", "VIP").stdout  # fmt: skip
+    _json(db_env, "campaign", "exclude", "Spring", "--segment", "VIP")
+    assert _json(db_env, "campaign", "target", "Spring", "--segment", "VIP")[
+        "previous_role"] == "exclude"  # fmt: skip

@@ -427,6 +427,20 @@ _PENDING_ENROLLMENT = text("""
 """)
 
 
+# The segment's role in the campaign (targeting and exclude say what it was)
+_ROLE = text("SELECT role FROM campaign_segment WHERE campaign_id = :c AND segment_id = :s "
+             "AND team_id = :t")
+
+
+@dataclass(frozen=True, slots=True)
+class Targeting:
+    """What `targeting` changed: a segment the campaign excluded becomes a target (a campaign
+    gives a segment one role), which a lead excluded on purpose: the caller says so."""
+
+    was: SegmentRole | None  # the segment's role in the campaign before (None: it had none)
+    enrollment: int | None  # the enrollment started or found unfinished (None: not live)
+
+
 async def target(db: Database, team_id: str, campaign_id: int, segment_id: int, *,
                  requested_by: str, thread: Thread | None = None, hold: bool | None = None,
                  queue_job: bool = True) -> int | None:  # fmt: skip
@@ -436,21 +450,34 @@ async def target(db: Database, team_id: str, campaign_id: int, segment_id: int, 
     enrollment of the segment that hasn't finished yet (a double click, Go live pressed
     twice) is returned instead of a second one, so one report follows it.
     """
+    done = await targeting(db, team_id, campaign_id, segment_id, requested_by=requested_by,
+                           thread=thread, hold=hold, queue_job=queue_job)  # fmt: skip
+    return done.enrollment
+
+
+async def targeting(db: Database, team_id: str, campaign_id: int, segment_id: int, *,
+                    requested_by: str, thread: Thread | None = None, hold: bool | None = None,
+                    queue_job: bool = True) -> Targeting:  # fmt: skip
+    """`target`, with the segment's role before: one the campaign excluded is a target
+    instead, for the caller to say (as `exclude` says a target it excludes)."""
     segment = await get_segment(db, team_id, segment_id)
+    params = {"c": campaign_id, "t": team_id, "s": segment.id}
     async with db.begin() as conn:
         state = await _take(conn, team_id, campaign_id)  # two targetings: one after the other
         await _segment_stays(conn, team_id, segment.id or 0)
+        found = (await conn.execute(_ROLE, params)).scalar()
+        was = SegmentRole(found) if found else None
         await _set_role(conn, team_id, campaign_id, segment.id or 0, SegmentRole.TARGET)
         if state != CampaignState.LIVE:
-            return None
+            return Targeting(was, None)
         await redraw_reviews_in(conn, team_id)
         pending = await _pending_in(conn, team_id, campaign_id, segment.id or 0,
                                     thread=thread, hold=hold, queue_job=queue_job)  # fmt: skip
         if pending is not None:
-            return pending
-        return await _enroll_in(conn, team_id, campaign_id, segment_id=segment.id, batch_id=None,
-                                requested_by=requested_by, thread=thread, hold=hold,
-                                queue_job=queue_job)  # fmt: skip
+            return Targeting(was, pending)
+        return Targeting(was, await _enroll_in(
+            conn, team_id, campaign_id, segment_id=segment.id, batch_id=None,
+            requested_by=requested_by, thread=thread, hold=hold, queue_job=queue_job))  # fmt: skip
 
 
 # Invites of the campaign still waiting (queued, held: a delay, a hold) for the contacts of a
@@ -477,8 +504,6 @@ class Exclusion:
     cancelled: int  # their invites still waiting, cancelled
 
 
-_ROLE = text("SELECT role FROM campaign_segment WHERE campaign_id = :c AND segment_id = :s "
-             "AND team_id = :t")
 _ADVOCATES_IN = text("""
     SELECT count(*) FROM advocate a JOIN segment_member m ON m.contact_id = a.contact_id
     WHERE a.campaign_id = :c AND a.team_id = :t AND m.segment_id = :s AND m.team_id = :t

@@ -350,6 +350,38 @@ async def test_a_double_click_on_target_or_go_live_enrolls_and_reports_once(
     assert await _count(app, "SELECT COUNT(*) FROM advocate") == 4
 
 
+async def test_targeting_a_campaign_that_excludes_the_segment_says_it_is_a_target_instead(
+    app: Harness,
+) -> None:
+    """A campaign gives a segment one role: *Target a campaign* (and *Go live and target*) on
+    one that excluded the import's segment switched it to a target and enrolled its contacts,
+    the thread saying only "targeted *Spring* with this segment", though a lead had left them
+    out on purpose. The announcement says it was excluded and is a target now."""
+    spring = await _campaign(app, "Spring <b>", live=True)
+    autumn = await _campaign(app, "Autumn", live=False)
+    message = await _imported(app)
+    vip = await find_segment(app.db, "T0001", "VIP")
+    assert vip is not None
+    for campaign in (spring, autumn):
+        await service.exclude(app.db, "T0001", campaign.id or 0, vip.id or 0)
+
+    batch = await _click_target(app, message, spring.id or 0)
+    await app.settle()
+    await app.requests.block_action(Action.TARGET_GO_LIVE, f"{autumn.id}:{batch}", user_id=LEAD,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+
+    thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    (targeted,) = [t for t in thread if "targeted *Spring &lt;b&gt;*" in t]
+    assert ("This segment was excluded from *Spring &lt;b&gt;*: it is a target now instead, "
+            "and its contacts are enrolled.") in targeted, targeted  # fmt: skip
+    (went_live,) = [t for t in thread if "took *Autumn* live" in t]
+    assert "This segment was excluded from *Autumn*: it is a target now instead" in went_live
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 4
+    await _target(app, message, spring.id or 0)  # targeted already: nothing more to say
+    assert not any("was excluded" in e["text"] for e in app.slack.ephemerals)
+
+
 async def test_a_thread_that_refuses_the_announcement_is_told_enrolling_started(
     app: Harness,
 ) -> None:
