@@ -293,7 +293,11 @@ async def _read(creds: Credentials, list_id: str, into: MemberStore, read_no: in
                 held.append(asyncio.ensure_future(page(offset)))
             if not held:
                 return totals
-            await asyncio.wait(held, return_when=asyncio.FIRST_COMPLETED)
+            # the pages still on their way: one done early waits for those before it
+            # (waiting on it too returned at once, a busy loop for as long as the first
+            # page held was slow: a Retry-After, a retry's backoff)
+            await asyncio.wait([t for t in held if not t.done()],
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
             failed = next((t for t in held if t.done() and t.exception() is not None), None)
             if failed is not None:
                 failed.result()  # raises its exception

@@ -599,6 +599,33 @@ async def test_a_page_failing_for_good_stops_the_other_pages(
     assert len(mc.requests_to("/3.0/lists/huge/members")) < 20
 
 
+async def test_a_slow_first_page_is_waited_for_not_spun_on(
+    mc: FakeMailchimp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the oldest page held slow (a Retry-After, a retry's backoff) and later ones done,
+    the reader waited on the done ones too, which returned at once: a busy loop burning a
+    core (28,068 waits for one read) until the slow page came."""
+    mc.account(KEY).add_list("big", "Big").add_members(8_000)
+    real_page, real_wait = api._page, asyncio.wait
+    waits = 0
+
+    async def page(creds: api.Credentials, list_id: str, offset: int) -> dict[str, Any]:
+        if offset == 1000:
+            await asyncio.sleep(1)
+        return await real_page(creds, list_id, offset)
+
+    async def wait(*args: Any, **kwargs: Any) -> Any:
+        nonlocal waits
+        waits += 1
+        return await real_wait(*args, **kwargs)
+
+    monkeypatch.setattr(api, "_page", page)
+    monkeypatch.setattr(api.asyncio, "wait", wait)
+    with await api.members(api.Credentials(mc.base_url, "api_key", KEY), "big") as found:
+        assert len(found) == 8_000
+    assert waits <= 20, f"{waits} waits for 8 pages"
+
+
 async def test_an_audience_deleted_since_is_said_so_in_words_once(
     db: Database, mc: FakeMailchimp
 ) -> None:
