@@ -7,7 +7,7 @@ import sqlite3
 import time
 import traceback
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, closing
+from contextlib import asynccontextmanager, closing, suppress
 from typing import Any
 
 from sqlalchemy import event
@@ -221,9 +221,13 @@ def _interrupt_sqlite(dbapi_conn: Any, _record: Any, _exc: BaseException | None)
     which went on to its end (an apply chunk: seconds; minutes on a loaded machine) holding
     SQLite's write lock, while the shell's Ctrl-C waited to hand its job back.
     `sqlite3.Connection.interrupt` is made to be called from another thread."""
-    raw = getattr(getattr(dbapi_conn, "_connection", None), "_conn", None)
+    # aiosqlite's own attribute, not its `_conn` property, which raises once the connection
+    # is gone (a disconnect is invalidated too); a listener that raised would hide the error
+    # being handled
+    raw = getattr(getattr(dbapi_conn, "_connection", None), "_connection", None)
     if isinstance(raw, sqlite3.Connection):
-        raw.interrupt()
+        with suppress(sqlite3.Error):
+            raw.interrupt()
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import time
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from bot.jobs import queue
 from bot.jobs.here import running_here, shell_owner
 from bot.workspaces import ensure_workspace
 from models import Database
+from tests.conftest import BACKEND
 
 # Long enough to be interrupted in the middle on either database (a minute or so to run out:
 # an interrupted statement went on to its end before the job could be handed back).
@@ -58,3 +61,16 @@ async def test_a_job_interrupted_in_the_middle_of_a_statement_is_handed_back_at_
     assert (job.state, job.attempts, job.lease_owner) == ("queued", 0, None)
     async with db.begin() as conn:
         assert (await conn.execute(text("SELECT COUNT(*) FROM interrupted"))).scalar_one() == 0
+
+
+@pytest.mark.skipif(BACKEND != "sqlite", reason="aiosqlite's connection")
+async def test_a_lost_sqlite_connection_is_still_told_as_a_database_error(db: Database) -> None:
+    """Stopping an invalidated connection's statement read aiosqlite's connection through a
+    property that raises once it is gone, so a disconnect (which is invalidated too) came
+    out as a bare ValueError from that listener: no longer a database error to whatever
+    tells outages from bugs (job retries, the reports' outage checks)."""
+    async with db.engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+        await (await conn.get_raw_connection()).driver_connection.close()
+        with pytest.raises(DBAPIError):
+            await conn.execute(text("SELECT 1"))
