@@ -70,3 +70,14 @@ async def test_a_txt_chosen_in_the_import_form_is_imported_whatever_its_preview(
     await app.settle()
     review = await _review(app)
     assert "*export.txt* (CSV file)\\n:white_check_mark: 2 valid" in json.dumps(review["blocks"])
+
+
+async def test_a_headerless_txt_list_with_a_row_lacking_its_address_is_offered(
+        app: Harness) -> None:  # fmt: skip
+    """Every previewed row had to hold an address: a list whose one customer has none (the
+    import skips that row, and says why) brought no offer at all."""
+    rows = b"Ann,ann@example.com\nBob,\nCy,cy@example.com\nDee,dee@example.com\n"
+    _add_text(app, "F0002", "customers.txt", rows, channels=("C0001",))
+    await app.requests.event(file_shared_event("F0002", channel_id="C0001"), event_id="Ev1")
+    await app.settle()
+    assert _offers(app, "customers.txt")
