@@ -164,8 +164,8 @@ async def test_pages_are_fetched_a_few_at_a_time_and_busy_answers_retried(
     mc.slow("/3.0/lists/big/members", 0.3)
     monkeypatch.setattr(api, "RETRY_DELAY", 0.01)
     creds = api.Credentials(mc.base_url, "api_key", KEY)
-    members = await api.members(creds, "big")
-    assert len(members) == 2_600 and len({m["email_address"] for m in members}) == 2_600
+    with await api.members(creds, "big") as members:
+        assert len(members) == 2_600 and len({m["email_address"] for m in members}) == 2_600
     statuses = [r.status for r in mc.requests_to("/3.0/lists/big/members")]
     assert statuses.count(429) == 1 and statuses.count(503) == 1 and mc.violations == []
     assert mc.peak_concurrency <= api.MAX_IN_FLIGHT
@@ -554,8 +554,8 @@ async def test_a_retried_page_is_logged_with_its_audience(
     mc.account(KEY).add_list("big", "Big").add_members(1_500)
     monkeypatch.setattr(api, "RETRY_DELAY", 0.01)
     mc.fail_next("/3.0/lists/big/members", 503, body={"title": "Busy"})
-    found = await api.members(api.Credentials(mc.base_url, "api_key", KEY), "big")
-    assert len(found) == 1_500
+    with await api.members(api.Credentials(mc.base_url, "api_key", KEY), "big") as found:
+        assert len(found) == 1_500
     said = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
     assert said and "audience big" in said[0] and mc.base_url in said[0], said
 
@@ -571,8 +571,8 @@ async def test_a_page_that_isnt_json_is_read_again_not_taken_as_empty(
     mc.account(KEY).add_list("big", "Big").add_members(2_500)
     monkeypatch.setattr(api, "RETRY_DELAY", 0.01)
     mc.fail_next("/3.0/lists/big/members", 200, body, times=2, content_type=content_type)
-    members = await api.members(api.Credentials(mc.base_url, "api_key", KEY), "big")
-    assert len({m["email_address"] for m in members}) == 2_500
+    with await api.members(api.Credentials(mc.base_url, "api_key", KEY), "big") as members:
+        assert len({m["email_address"] for m in members}) == 2_500
     mc.fail_next("/3.0/lists/big/members", 200, body, times=api.RETRIES, content_type=content_type)
     with pytest.raises(api.MailchimpError, match="isn't JSON"):
         await api.members(api.Credentials(mc.base_url, "api_key", KEY), "big")
@@ -1009,8 +1009,8 @@ async def test_a_429_is_retried_when_its_retry_after_says(
                  mc.problem(429, "Too Many Requests", "You have exceeded the limit of 10 "
                             "simultaneous connections."),
                  headers={"Retry-After": "2"})  # fmt: skip
-    found = await api.members(api.Credentials(mc.base_url, "api_key", KEY), "aud1")
-    assert len(found) == 4
+    with await api.members(api.Credentials(mc.base_url, "api_key", KEY), "aud1") as found:
+        assert len(found) == 4
     reads = [r for r in mc.requests_to("/3.0/lists/aud1/members")
              if "since_last_changed" not in r.query]  # fmt: skip
     assert [r.status for r in reads[:2]] == [429, 200]
