@@ -295,7 +295,7 @@ class SlackNotifier:
         counts = view.counts_of(source)
         if not (counts.rejected or counts.duplicates):
             await self._none_skipped(team_id, batch.channel_id or "", batch.message_ts,
-                                     source_id, source.label)  # fmt: skip
+                                     source_id, told_apart(source, view.sources))  # fmt: skip
             return
 
         async def still_read() -> bool:

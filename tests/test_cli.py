@@ -24,6 +24,7 @@ import pytest
 from bot.imports.parallel import PARALLEL_MIN_BYTES
 from bot.workspaces import ensure_workspace
 from models import Database
+from tests.imports import exports
 from tests.shell import CLI, environment, run, run_process
 
 # a server whose locale isn't UTF-8: its terminal takes ASCII only
@@ -1073,3 +1074,28 @@ async def test_jobs_lists_an_error_written_for_slack_without_its_markup(
     listed = run(db_env, "jobs", "--team", "T1")
     assert listed.returncode == 0, listed.stderr
     assert "cancelled by U0123." in listed.stdout and "<@" not in listed.stdout, listed.stdout
+
+
+def test_one_file_named_twice_is_told_apart_in_the_rejects_file_and_the_notes(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`import x.csv x.csv --rejects out.csv`: the rejects file's source column, and the
+    notes, named both files x.csv, so a skipped row or a note could be either's. They are
+    named as the review message names them, the second "x (2).csv"."""
+    path = tmp_path / exports.SUBSCRIBED_CSV  # each file's note: Mailchimp's export
+    path.write_bytes(exports.mailchimp_members([], ("ana@example.com", "Ana", "Ng"),
+                                               ("bad@@x", "Bo", "Li")))  # fmt: skip
+    rejects = tmp_path / "out.csv"
+    result = run(db_env, "import", str(path), str(path), "--segment", "S", "--create-segment",
+                 "--rejects", str(rejects), "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    second = str(path.with_name(path.stem + " (2).csv"))
+    rows = list(csv.reader(io.StringIO(rejects.read_text(encoding="utf-8-sig"))))
+    assert [(row[0], row[2], row[7]) for row in rows[1:]] == [
+        (str(path), "bad@@x", "rejected"),
+        (second, "ana@example.com", "duplicate"),
+        (second, "bad@@x", "rejected"),
+    ], rows
+    notes = [(note["file"], note["note"]) for note in json.loads(result.stdout)["notes"]]
+    said = "Recognised as Mailchimp's subscribed members export."
+    assert notes == [(str(path), said), (second, said)], notes

@@ -41,6 +41,7 @@ from bot.imports.importer import check_files
 from bot.imports.mapping import ColumnMapper, mapper_for, mapper_submitted
 from bot.imports.reading import CsvFileError
 from bot.imports.recognise import ignored_note
+from bot.imports.review import source_names
 from bot.jobs import queue
 from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped, PermanentJobError
 from bot.notify import ImportNotifier, Silent
@@ -223,10 +224,18 @@ async def _stage_pending_files(db: Database, team_id: str, batch_id: int,
                                       columns_of=mapper)  # fmt: skip
         failed = next((s for s in staged if s.status == SourceStatus.FAILED), None)
         if failed is not None:
-            raise PermanentJobError(f"{failed.label}: {failed.error}")
+            raise PermanentJobError(f"{await _name(db, team_id, failed)}: {failed.error}")
         # which headers found valid rows, of the sources read now (a ZIP's CSVs read by an
         # earlier attempt, or removed, are not read again): only those are remembered
         mapper.found_rows(since, [s for s in staged if s.id not in done])
+
+
+async def _name(db: Database, team_id: str, source: ImportSource) -> str:
+    """The source's name as the review message shows it, told apart from the import's other
+    files of its name: "customers.csv: No email column" did not say which of two (`import
+    --background a/customers.csv b/customers.csv`, two uploads of one export) failed."""
+    names = await source_names(db, team_id, source.batch_id)
+    return names.get(source.id or 0, source.label)
 
 
 class FileRejected(Exception):
@@ -323,8 +332,8 @@ async def _stage_again(db: Database, team_id: str, source: ImportSource, stream:
     with archive:
         labels = [label[:255] for label in entry_labels(name, archive.entries)]
         if source.label not in labels:
-            await fail_source(db, team_id, source.id or 0, f"{source.label} is no longer in "
-                              f"{name}.", only_pending=True)  # fmt: skip
+            await fail_source(db, team_id, source.id or 0, f"{await _name(db, team_id, source)} "
+                              f"is no longer in {name}.", only_pending=True)  # fmt: skip
             return await get_source(db, team_id, source.id or 0)
         index = labels.index(source.label)
         entry = archive.entries[index]

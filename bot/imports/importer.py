@@ -32,6 +32,7 @@ from bot.imports.job_kinds import IMPORT_JOB, import_job_key
 from bot.imports.mapping import ColumnMapper, mapper_for
 from bot.imports.reading import ColumnsOf, CsvFileError, map_header
 from bot.imports.review import ReviewError, cancel
+from bot.imports.source_names import names_by_id
 from bot.jobs.here import running_here, shell_owner
 from bot.jobs.queue import enqueue_running_in, report_progress
 from bot.mailchimp.api import Audience, Credentials, MailchimpError
@@ -189,13 +190,15 @@ async def import_files(
 
 
 async def _notes(db: Database, team_id: str, batch_id: int) -> list[tuple[str, str]]:
-    """Each file's warning, then its note, as the review message shows them."""
+    """Each file's warning, then its note, as the review message shows them, under its name
+    told apart (`import x.csv x.csv`: both files got the note of Mailchimp's export)."""
     async with db.session() as session:
         sources = (await session.exec(select(ImportSource).where(
             ImportSource.team_id == team_id, ImportSource.batch_id == batch_id,
             col(ImportSource.removed).is_(False),
         ).order_by(col(ImportSource.id)))).all()  # fmt: skip
-    return [(source.label, text) for source in sources
+    names = names_by_id(sources)
+    return [(names[source.id or 0], text) for source in sources
             for text in (source.warning, source.note) if text]  # fmt: skip
 
 

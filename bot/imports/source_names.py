@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-__all__ = ["Named", "names_by_id", "told_apart"]
+__all__ = ["Named", "NamedOrRemoved", "names_by_id", "names_of_all", "told_apart"]
 
 
 class Named(Protocol):
@@ -34,6 +34,21 @@ def names_by_id(sources: Sequence[Named]) -> dict[int, str]:
         seen[source.label] = number = seen.get(source.label, 0) + 1
         names[source.id or 0] = _numbered(source.label, number)
     return names
+
+
+class NamedOrRemoved(Named, Protocol):
+    """An ImportSource, or a row of its id, label and whether it was removed."""
+
+    @property
+    def removed(self) -> bool: ...
+
+
+def names_of_all(sources: Sequence[NamedOrRemoved]) -> dict[int, str]:
+    """Each source's name by its id, removed ones too (by their label): for the rejects CSV,
+    which lists rows of every source and whose file column said "customers.csv" for the rows
+    of two files. Numbered among the sources not removed, as the review message numbers them."""
+    names = names_by_id([source for source in sources if not source.removed])
+    return {source.id or 0: names.get(source.id or 0, source.label) for source in sources}
 
 
 def told_apart(source: Named, sources: Sequence[Named]) -> str:

@@ -351,6 +351,36 @@ async def test_a_remap_that_skips_no_row_says_the_csv_no_longer_applies(app: Har
     assert sum("are skipped now" in t for t in told) == 2, told
 
 
+async def test_a_remap_that_skips_no_row_of_the_second_file_of_one_name_names_it_so(
+    app: Harness,
+) -> None:
+    """Two files called shop.csv, the second read by the wrong column: its CSV in the thread,
+    titled "shop (2).csv", was said to no longer apply as "*shop.csv*'s", the file with
+    nothing skipped, once the second was mapped right. It names the file as the CSV did."""
+    # here: test_sources_told_apart imports test_all_sources, which imports this file
+    from tests.handlers.test_sources_told_apart import _button_of
+
+    review = await _upload(app, "F0303", "shop.csv", b"email\nzed@example.com\n")
+    await _add_more(app, review, "F0304", "shop.csv",
+                    WRONG_GUESS.replace(b"not-an-email", b"dee@example.com"))  # fmt: skip
+    review = app.slack.message("C0001", review["ts"])
+    ((comment, _),) = _thread_csvs(app, review)
+    assert "*shop (2).csv*" in comment, comment
+    await app.requests.block_action(Action.MAP_COLUMNS,
+                                    _button_of(review, Action.MAP_COLUMNS, "shop (2).csv"),
+                                    user_id=REP, message_ts=review["ts"])  # fmt: skip
+    await app.done()
+    modal = app.slack.open_views(REP)[-1]
+    choice = _state(email="1", first_name="2", last_name="none", locale="none",
+                    subscribed="none")  # fmt: skip
+    await app.requests.view_submission(state_values=choice, view_id=modal["id"], user_id=REP)
+    await app.settle()
+    told = [m["text"] for m in app.slack.messages_in("C0001", review["ts"])]
+    assert "None of the rows of *shop (2).csv* are skipped now: its skipped-rows CSV above no "\
+           "longer applies." in told, told
+    assert not [t for t in told if "*shop.csv* are skipped now" in t], told
+
+
 async def _remove_contact(app: Harness, review: dict[str, Any], first_name: str,
                           then: Callable[[], None] | None = None) -> None:  # fmt: skip
     """*Review contacts*, then Remove on the contact of that first name (`then`: done between

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 from handlers.ids import Action, Callback
 from tests.fakes.slack_api import find_element
 from tests.handlers.conftest import REP, Harness
 from tests.handlers.test_all_sources import _buttons
+from tests.handlers.test_column_mapping import _state
 from tests.handlers.test_import_flow import _form, _open_modal, _review
 from tests.handlers.test_leads_and_audit import _all_text, _command
+from tests.imports.exports import zip_bytes
 
 
 async def _two_customers_csv(app: Harness) -> dict[str, Any]:
@@ -91,3 +95,49 @@ async def test_the_audit_log_says_which_file_of_one_name_was_removed(app: Harnes
     shown = _all_text(await _command(app, "audit"))
     assert "removed customers (2).csv" in shown, shown
     assert "removed customers.csv" not in shown, shown
+
+
+async def test_the_skipped_rows_csv_of_the_second_file_of_one_name_names_it_so(
+    app: Harness,
+) -> None:
+    """The CSV shared as "customers (2).csv: rows that won't be imported" said customers.csv
+    in its source column, on every row: opened beside the other file's, the rows read as
+    the first export's. Its rows name their file as its title does."""
+    await _two_customers_csv(app)
+    (shared,) = [u for u in app.slack.uploads if u.completed]
+    assert shared.title == "customers (2).csv: rows that won't be imported, and why"
+    rows = list(csv.reader(io.StringIO((shared.content or b"").decode("utf-8-sig"))))
+    assert [(row[0], row[2]) for row in rows[1:]] == [("customers (2).csv", "bad@@x")], rows
+
+
+async def test_a_csv_gone_from_the_second_zip_of_one_name_is_named_so(app: Harness) -> None:
+    """Two uploads of export.zip, each with a customers.csv: *Map columns* on the second's,
+    whose file in Slack was replaced meanwhile by one without it, failed it with "export.zip ›
+    customers.csv is no longer in export.zip" under the name "export.zip › customers (2).csv",
+    as if the other upload's were gone. The warning names it as the line it is under."""
+    view_id = await _open_modal(app)
+    files = [app.slack.add_file(f"F000{n}", "export.zip",
+                                zip_bytes({"customers.csv": f"email\nc{n}@example.com\n".encode()}),
+                                filetype="zip", mimetype="application/zip")
+             for n in (1, 2)]  # fmt: skip
+    await app.requests.view_submission(state_values=_form(files=files, segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    review = app.slack.message("C0001", (await _review(app))["ts"])
+    name = "export.zip › customers (2).csv"
+    await app.requests.block_action(Action.MAP_COLUMNS,
+                                    _button_of(review, Action.MAP_COLUMNS, name),
+                                    user_id=REP, message_ts=review["ts"])  # fmt: skip
+    await app.done()
+    modal = app.slack.open_views(REP)[-1]
+    assert modal["callback_id"] == Callback.MAP_COLUMNS
+    # replaced in Slack while the modal was open
+    app.slack.add_file("F0002", "export.zip", zip_bytes({"other.csv": b"email\nx@example.com\n"}),
+                       filetype="zip", mimetype="application/zip")  # fmt: skip
+    choice = _state(email="0", first_name="none", last_name="none", locale="none",
+                    subscribed="none")  # fmt: skip
+    await app.requests.view_submission(state_values=choice, view_id=modal["id"], user_id=REP)
+    await app.settle()
+    lines = _buttons(app.slack.message("C0001", review["ts"])["blocks"], Action.REMOVE_SOURCE)
+    (gone,) = [line for line in lines if line.startswith(f"*{name}*")]
+    assert gone.endswith(f":warning: {name} is no longer in export.zip."), gone

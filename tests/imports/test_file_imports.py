@@ -973,3 +973,29 @@ async def test_a_file_given_up_with_rows_an_earlier_attempt_left_keeps_no_duplic
         counts = await count_rows(conn, TEAM, batch.id or 0)
 
     assert (counts[second.id or 0].valid, counts[second.id or 0].duplicates) == (2, 0)
+
+
+async def test_a_background_import_names_the_failed_file_of_two_of_one_name_told_apart(
+    db: Database, tmp_path: Path
+) -> None:
+    """`import --background a/customers.csv b/customers.csv`, b's changed to a file without
+    an email column before a worker read it: the job failed with "customers.csv: No email
+    column", which could be either. It names it as the review message does."""
+    from bot.imports.background import enqueue_file_import, import_handler
+    from bot.imports.job_kinds import IMPORT_JOB
+    from bot.jobs import queue
+    from bot.jobs.worker import Worker, WorkerConfig
+
+    await ensure_workspace(db, TEAM)
+    paths = [tmp_path / folder / "customers.csv" for folder in ("a", "b")]
+    for path in paths:
+        path.parent.mkdir()
+        path.write_bytes(b"email\nann@example.com\n")
+    job = await enqueue_file_import(db, TEAM, paths, segment="Background", create_segment=True)
+    paths[1].write_bytes(b"name\nBo\n")
+    config = WorkerConfig(lease_seconds=5, poll_seconds=0.05, retry_base_seconds=0)
+    await Worker(db, {IMPORT_JOB: import_handler(2)}, config).run_until_idle()
+    failed = await queue.get_job(db, TEAM, job.id or 0)
+    assert failed is not None and failed.state == "failed", failed
+    assert (failed.last_error or "").startswith("customers (2).csv: No email column"), (
+        failed.last_error)
