@@ -160,8 +160,13 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
                 await _fail_import(db, team_id, batch_id, error, notifier, draft=True)
             raise PermanentJobError(error) from None
         except Exception as exc:  # a file gone or unreadable since it was queued
-            if approver and ctx.last_attempt:
-                await _fail_import(db, team_id, batch_id, f"{type(exc).__name__}: {exc}",
+            # a file that failed (PermanentJobError: no retry) ends the job at once, so the
+            # import fails with it then, not only on the last attempt: it stayed a draft
+            # nobody could review, with no error
+            permanent = isinstance(exc, PermanentJobError)
+            if approver and (ctx.last_attempt or permanent):
+                await _fail_import(db, team_id, batch_id,
+                                   str(exc) if permanent else f"{type(exc).__name__}: {exc}",
                                    notifier, draft=True)  # fmt: skip
             raise
     last = 0.0

@@ -999,3 +999,10 @@ async def test_a_background_import_names_the_failed_file_of_two_of_one_name_told
     assert failed is not None and failed.state == "failed", failed
     assert (failed.last_error or "").startswith("customers (2).csv: No email column"), (
         failed.last_error)
+    # and the import failed with it, on this first attempt: it stayed a draft nobody could
+    # review, with no error, though its job had failed for good
+    async with db.begin() as conn:
+        status, error = (await conn.execute(text(
+            "SELECT status, error FROM import_batch"))).one()  # fmt: skip
+    assert status == "failed" and (error or "").startswith("customers (2).csv: No email"), (
+        status, error)
