@@ -1099,3 +1099,20 @@ def test_one_file_named_twice_is_told_apart_in_the_rejects_file_and_the_notes(
     notes = [(note["file"], note["note"]) for note in json.loads(result.stdout)["notes"]]
     said = "Recognised as Mailchimp's subscribed members export."
     assert notes == [(str(path), said), (second, said)], notes
+
+
+def test_a_file_without_an_extension_in_a_dotted_folder_is_numbered_at_its_end(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The number went before the last dot of the whole path: the second of
+    `import exports.v2/customers exports.v2/customers` was "exports (2).v2/customers", a
+    folder that doesn't exist."""
+    folder = tmp_path / "exports.v2"
+    folder.mkdir()
+    path = folder / "customers"
+    path.write_bytes(b"email\nbad@@x\n")
+    rejects = tmp_path / "out.csv"
+    result = run(db_env, "import", str(path), str(path), "--segment", "S", "--create-segment",
+                 "--rejects", str(rejects))  # fmt: skip
+    rows = list(csv.reader(io.StringIO(rejects.read_text(encoding="utf-8-sig"))))
+    assert [row[0] for row in rows[1:]] == [str(path), f"{path} (2)"], (rows, result.stderr)

@@ -65,5 +65,11 @@ def _numbered(label: str, number: int) -> str:
     numbered before the extension, as a desktop names a second download."""
     if number == 1:
         return label
-    stem, dot, suffix = label.rpartition(".")
-    return f"{stem} ({number}).{suffix}" if dot and stem else f"{label} ({number})"
+    # the extension of the name's last part only: a shell path "/tmp/a.b/export" or a ZIP's
+    # file "export.zip › README" has none ("/tmp/a (2).b/export" read as another folder)
+    start = max(label.rfind(sep) + len(sep) if sep in label else 0
+                for sep in ("/", "\\", " › "))  # fmt: skip
+    dot = label.rfind(".")
+    if dot > start:  # an extension, after a name ("customers.csv"; not ".env")
+        return f"{label[:dot]} ({number}){label[dot:]}"
+    return f"{label} ({number})"
