@@ -571,7 +571,9 @@ def _counted(count: int, noun: str) -> str:
 
 def _readable(s: dict[str, Any], rejects: Path | None, written: int) -> str:
     lines = [
-        f"Imported into segment {s['segment']!r}:",
+        # the import's number: what `undo`, `audit` and `jobs` name it by (a job's own id,
+        # the first number `jobs` shows, is another)
+        f"Imported into segment {s['segment']!r} (import #{s['import_id']}):",
         f"  {_counted(s['rows'], 'row')} read",
         f"  {s['valid']:>10,} valid ({plural(s['new_contacts'], 'new contact')}, "
         f"{s['existing_contacts']:,} already known)",
@@ -748,7 +750,7 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
         if job.id in waiting:
             error += f"  waiting for a worker that can run it{NEEDS.get(job.kind, '')}"
         print(f"{job.id:>6}  {job.kind:<8} {job.state:<10} {progress:>22}  "
-              f"attempts {job.attempts}/{job.max_attempts}{error}")  # fmt: skip
+              f"attempts {job.attempts}/{job.max_attempts}{_of_import(job)}{error}")  # fmt: skip
     if hidden:
         print(_not_shown(hidden))
     return 0
@@ -783,6 +785,17 @@ def _orphan_fate(job: Job, *, waiting: bool) -> str:
 # What a worker needs to take a job kind that not every worker runs (see bot/jobs/kinds.py).
 NEEDS = {kind: " (start one with SLACK_BOT_TOKEN set)"
          for kind in (SLACK_FILE_JOB, REPORT_JOB, HOME_REFRESH_JOB, UPLOAD_OFFER_JOB)}
+
+
+def _of_import(job: Job) -> str:
+    """"  import #N" for a job of an import (reading, applying, undoing it): the number
+    `undo` and `audit` take. A row showed only the job's own id, and `undo` of that number
+    undid another import."""
+    try:
+        batch_id = json.loads(job.payload).get("batch_id")
+    except (ValueError, AttributeError):
+        return ""
+    return f"  import #{batch_id}" if isinstance(batch_id, int) else ""
 
 
 def _job_dict(

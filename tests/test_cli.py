@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from sqlalchemy import text
 
 from bot.imports.parallel import PARALLEL_MIN_BYTES
 from bot.workspaces import ensure_workspace
@@ -87,7 +89,11 @@ async def test_readable_summary_and_second_run_finds_everyone(
 ) -> None:
     first = run(db_env, "import", str(sample), "--segment", "Launch", "--create-segment")
     assert first.returncode == 0, first.stderr
-    assert "Imported into segment 'Launch'" in first.stdout
+    # the import's number, which `undo` and `audit` take: only --json and --background said it
+    said = re.search(r"Imported into segment 'Launch' \(import #(\d+)\):", first.stdout)
+    async with db.begin() as conn:
+        made = (await conn.execute(text("SELECT id FROM import_batch"))).scalar_one()
+    assert said is not None and int(said[1]) == made, first.stdout
     assert "--rejects" in first.stdout  # tells the user how to see what was skipped
     again = json.loads(run(db_env, "import", str(sample), "--segment", "Launch", "--json").stdout)
     assert (again["new_contacts"], again["existing_contacts"]) == (0, 4)

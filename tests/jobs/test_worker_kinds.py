@@ -129,7 +129,9 @@ async def test_a_running_job_whose_worker_died_says_so_and_waits_for_one(
     listed = {j["id"]: j for j in json.loads(await jobs_cli(env, "--json"))}
     assert (listed[job.id]["state"], listed[job.id]["worker_stopped"]) == ("running", False)
     lines = {int(line.split()[0]): line for line in (await jobs_cli(env)).splitlines()}
-    assert lines[job.id].endswith("8/20  attempts 1/5")
+    batch = json.loads(job.payload)["batch_id"]
+    # the import's number beside the job's: `undo 3` of a job's number undid another import
+    assert lines[job.id].endswith(f"8/20  attempts 1/5  import #{batch}")
 
     async with db.begin() as conn:  # then it was killed: nothing renews its lease
         update = text("UPDATE job SET lease_expires_at = :old WHERE id = :id")
@@ -139,8 +141,8 @@ async def test_a_running_job_whose_worker_died_says_so_and_waits_for_one(
     assert (listed[job.id]["state"], listed[job.id]["worker_stopped"],
             listed[job.id]["waiting_for_worker"]) == ("running", True, True)  # fmt: skip
     lines = {int(line.split()[0]): line for line in (await jobs_cli(env)).splitlines()}
-    assert lines[job.id].endswith("8/20  attempts 1/5  its worker stopped  waiting for a "
-                                  "worker that can run it")  # fmt: skip
+    assert lines[job.id].endswith(f"8/20  attempts 1/5  import #{batch}  its worker stopped  "
+                                  "waiting for a worker that can run it")  # fmt: skip
 
     # the dead worker's own row is still fresh (seen within stale_after): it resumes nothing
     await queue.register_worker(db, "gone-host:4242:dead", {"import"}, pid=4242, host="gone")
@@ -173,8 +175,9 @@ async def test_a_job_whose_worker_died_in_its_last_attempt_is_not_promised_a_res
     assert (listed[job.id]["worker_stopped"], listed[job.id]["out_of_attempts"],
             listed[job.id]["waiting_for_worker"]) == (True, True, False)  # fmt: skip
     lines = {int(line.split()[0]): line for line in (await jobs_cli(env)).splitlines()}
-    assert lines[job.id].endswith("attempts 2/2  its worker stopped; out of attempts: the next "
-                                  "worker marks it failed")  # fmt: skip
+    assert lines[job.id].endswith(
+        f"attempts 2/2  import #{json.loads(job.payload)['batch_id']}  its worker stopped; out "
+        "of attempts: the next worker marks it failed")  # fmt: skip
     await queue.unregister_worker(db, "alive")
     await build_worker(load_settings(), None, db).run_until_idle()  # what the next worker does
     after = await queue.get_job(db, "local", job.id or 0)
