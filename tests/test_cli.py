@@ -111,7 +111,8 @@ async def test_the_summary_says_what_the_review_message_says_of_each_file(
     shown = run(db_env, "import", str(people), "--segment", "S", "--create-segment")
     assert shown.returncode == 0, shown.stderr
     assert "unknown locale: workspace default used" not in shown.stdout
-    assert "Note on c.csv: 1 row has a consent value we don't recognise" in shown.stdout
+    assert ("Note on c.csv: 1 row has a consent value we don't recognise: “maybe” (1). It is "
+            "imported as not subscribed") in shown.stdout  # not "They are" for one row
     again = run(db_env, "import", str(people), "--segment", "S", "--json")
     (note,) = json.loads(again.stdout)["notes"]
     assert note["file"] == "c.csv" and "“maybe” (1)" in note["note"]

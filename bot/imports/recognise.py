@@ -78,7 +78,8 @@ def consent_note(tally: Tally) -> str | None:
     values = sorted(tally.consent_values.items(), key=lambda item: (-item[1], item[0]))
     shown = ", ".join(f"“{value}” ({count:,})" for value, count in values[:MAX_NAMES])
     rows = f"{tally.consent_unread:,} row" + ("s have" if tally.consent_unread > 1 else " has")
-    return (f"{rows} a {CONSENT_UNREAD}: {shown}. They are imported as not subscribed (never "
+    they = "They are" if tally.consent_unread > 1 else "It is"
+    return (f"{rows} a {CONSENT_UNREAD}: {shown}. {they} imported as not subscribed (never "
             "emailed); use yes/no, subscribed/unsubscribed or opted in/opted out.")  # fmt: skip
 
 
