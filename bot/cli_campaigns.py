@@ -342,8 +342,10 @@ async def _advocates(db: Database, team: str, settings: Settings, args: argparse
         print(json.dumps(rows))
         return 0
     for row in rows:
-        print(f"{row['email']}  {row['link']}  {row['invite']}  clicks {row['clicks']}"
-              + ("" if row["subscribed"] else "  (unsubscribed)"))
+        # "unsubscribed" only for who did (`contacts` says "not subscribed" of the others)
+        consent = ("" if row["subscribed"] else "  (unsubscribed)" if row["unsubscribed"]
+                   else "  (not subscribed)")  # fmt: skip
+        print(f"{row['email']}  {row['link']}  {row['invite']}  clicks {row['clicks']}{consent}")
     if not rows:
         print(f"No advocates in {campaign.name!r} yet.")
     return 0

@@ -85,8 +85,13 @@ def test_the_whole_campaign_path_from_the_shell(db_env: dict[str, str], tmp_path
     assert set(by_email) == {"ana@example.com", "bo@example.com", "new@example.com"}
     assert by_email["bo@example.com"]["invite"] == "not_emailed"
     assert by_email["bo@example.com"]["subscribed"] is False
+    assert by_email["bo@example.com"]["unsubscribed"] is False  # never said yes; said no to none
     assert by_email["ana@example.com"]["invite"] == "sent"
     assert by_email["ana@example.com"]["link"].startswith("http")
+    # who never subscribed isn't "unsubscribed" (`contacts` says "not subscribed" of them)
+    (bo,) = [line for line in run(db_env, "advocates", "--campaign", "Spring").stdout.splitlines()
+             if line.startswith("bo@example.com")]  # fmt: skip
+    assert bo.endswith("  (not subscribed)"), bo
 
     paused = run(db_env, "campaign", "pause", "Spring")
     assert paused.returncode == 0 and "pause done" in paused.stdout

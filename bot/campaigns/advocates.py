@@ -11,7 +11,8 @@ from bot.campaigns.links import referral_link
 from models import Database
 
 _ROWS = text("""
-    SELECT c.email, a.code, c.subscribed, COALESCE(i.state, 'not_emailed'), a.clicks
+    SELECT c.email, a.code, c.subscribed, c.unsubscribed_at IS NOT NULL,
+           COALESCE(i.state, 'not_emailed'), a.clicks
     FROM advocate a
     JOIN contact c ON c.id = a.contact_id AND c.team_id = a.team_id
     LEFT JOIN invite i ON i.campaign_id = a.campaign_id AND i.contact_id = a.contact_id
@@ -22,9 +23,11 @@ _ROWS = text("""
 
 async def advocate_rows(db: Database, team_id: str, campaign_id: int, public_url: str
                         ) -> AsyncIterator[dict[str, Any]]:  # fmt: skip
-    """email, code, link, subscribed, invite state and clicks of each advocate, streamed."""
+    """email, code, link, subscribed, unsubscribed (through our link: not merely never
+    subscribed), invite state and clicks of each advocate, streamed."""
     async with db.engine.connect() as conn:
         result = await conn.stream(_ROWS, {"t": team_id, "c": campaign_id})
-        async for email, code, subscribed, state, clicks in result:
+        async for email, code, subscribed, unsubscribed, state, clicks in result:
             yield {"email": email, "code": code, "link": referral_link(public_url, code),
-                   "subscribed": bool(subscribed), "invite": state, "clicks": clicks}  # fmt: skip
+                   "subscribed": bool(subscribed), "unsubscribed": bool(unsubscribed),
+                   "invite": state, "clicks": clicks}  # fmt: skip
