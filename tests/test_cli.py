@@ -644,6 +644,8 @@ async def test_map_names_the_columns_and_is_remembered(
                     "bob@example.org,Bob,\n", encoding="utf-8")  # fmt: skip
     plain = run(db_env, "import", str(work), "--segment", "Work", "--create-segment")
     assert plain.returncode == 1 and "No email column found" in plain.stderr
+    # and what fixes it: the message never named --map
+    assert 'Name the email column with --map email="COLUMN"' in plain.stderr, plain.stderr
     bad = run(db_env, "import", str(work), "--segment", "Work", "--map", "phone=Mobile")
     assert bad.returncode == 1 and "phone is not a field" in bad.stderr
 

@@ -30,7 +30,13 @@ from bot.imports.engine import APPLY_CHUNK, Progress, apply_batch
 from bot.imports.files import DEFAULT_MAX_UNZIPPED_BYTES, check_file, stage_file
 from bot.imports.job_kinds import IMPORT_JOB, import_job_key
 from bot.imports.mapping import ColumnMapper, mapper_for
-from bot.imports.reading import ColumnsOf, CsvFileError, map_header
+from bot.imports.reading import (
+    ChosenColumnMissing,
+    ColumnsError,
+    ColumnsOf,
+    CsvFileError,
+    map_header,
+)
 from bot.imports.review import ReviewError, cancel
 from bot.imports.source_names import names_by_id
 from bot.jobs.here import running_here, shell_owner
@@ -74,7 +80,19 @@ def check_files(files: Sequence[tuple[str, BinaryIO]], *,
             check_file(stream, name=name, max_unzipped_bytes=max_unzipped_bytes,
                        columns_of=columns_of)  # fmt: skip
         except CsvFileError as exc:
-            raise ImportFailed(f"{name}: {exc} Nothing was imported.") from None
+            raise ImportFailed(f"{name}: {exc}{_MAP_HINT if _mappable(exc) else ''} "
+                               "Nothing was imported.") from None
+
+
+# Said of a file whose columns weren't recognised: `--map` names them (a value of its first
+# row, for a file without a header), and the message never told the shell's user so.
+_MAP_HINT = (' Name the email column with --map email="COLUMN" (its header, or a value of the '
+             'first row in a file without one).')
+
+
+def _mappable(exc: CsvFileError) -> bool:
+    """No email column recognised, and none chosen that is missing (a --map given already)."""
+    return isinstance(exc, ColumnsError) and not isinstance(exc, ChosenColumnMissing)
 
 
 @dataclass(frozen=True, slots=True)
