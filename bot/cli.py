@@ -543,6 +543,7 @@ async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.N
         "campaigns": [{"campaign": c.campaign, "will_invite": c.will_invite,
                        "without_email": c.without_email, "already_advocates": c.already_advocates,
                        "excluded": c.excluded} for c in result.campaigns],
+        "notes": [{"file": label, "note": text} for label, text in result.notes],
     }  # fmt: skip
     if args.json:
         print(json.dumps(summary))
@@ -557,8 +558,12 @@ async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.N
              f"{'is' if result.already_in_segment == 1 else 'are'} already in it)",
              f"  {_counted(t.duplicates, 'duplicate')} skipped",
              f"  {t.rejected:>10,} rejected"]  # fmt: skip
+    if t.warnings:
+        lines.append(f"  {t.warnings:>10,} would be imported with a warning (an unknown locale, "
+                     "or a consent value not recognised: see below)")  # fmt: skip
     for c in result.campaigns:
         lines.append(f"  {c.will_invite:>10,} would be invited by live campaign {c.campaign!r}")
+    lines += [f"Note on {label}: {text}" for label, text in result.notes]
     print("\n".join(lines))
     return 0
 

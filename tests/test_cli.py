@@ -100,6 +100,26 @@ async def test_readable_summary_and_second_run_finds_everyone(
     assert (again["added_to_segment"], again["already_in_segment"]) == (0, 4)
 
 
+def test_a_dry_run_prints_the_notes_the_import_would(db_env: dict[str, str],
+                                                    tmp_path: Path) -> None:  # fmt: skip
+    """A dry run gave "every count of importing now" but none of the notes an import prints
+    (a consent value not recognised, a locale unknown): `warnings: 2` and nothing to say
+    which rows, with --rejects refused beside --dry-run."""
+    people = tmp_path / "c.csv"
+    people.write_text("email,subscribed,locale\na@example.com,maybe,en\n"
+                      "b@example.com,yes,xx\n")  # fmt: skip
+    args = ("import", str(people), "--segment", "S", "--create-segment", "--dry-run")
+    shown = run(db_env, *args)
+    assert shown.returncode == 0, shown.stderr
+    assert "2 would be imported with a warning" in shown.stdout, shown.stdout
+    assert "Note on c.csv: 1 row has a consent value we don't recognise" in shown.stdout
+    assert "“xx”" in shown.stdout, shown.stdout
+    told = json.loads(run(db_env, *args, "--json").stdout)["notes"]
+    assert [note["file"] for note in told] == ["c.csv", "c.csv"], told
+    real = json.loads(run(db_env, *args[:-1], "--json").stdout)["notes"]
+    assert told == real  # the same notes as the import itself
+
+
 async def test_the_summary_says_what_the_review_message_says_of_each_file(
     db_env: dict[str, str], tmp_path: Path
 ) -> None:

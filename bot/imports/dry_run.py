@@ -43,6 +43,8 @@ class DryRun:
     already_in_segment: int
     pending_sources: int = 0  # files still being read: not counted yet
     campaigns: list[CampaignPreview] = field(default_factory=list)
+    # (file, note) as an import prints them (the shell's dry run: its files' notes)
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
 
 async def drop_batch(db: Database, team_id: str, batch_id: int) -> None:

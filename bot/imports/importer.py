@@ -10,12 +10,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO, TextIO
 
 from sqlmodel import col, select
 
 from bot.campaigns.after_import import enroll_imported_now
+from bot.cli_locales import unknown_locale_notes
 from bot.imports.batches import (
     add_source,
     approve_in,
@@ -356,6 +357,10 @@ async def preview_files(
         await _stage(db, team_id, batch.id, files, progress, mailchimp, max_unzipped_bytes,
                      mapper)  # fmt: skip
         counted = await dry_run(db, team_id, batch.id, target.id if target else None)
+        # the notes an import prints (a consent value not recognised, a locale unknown, a
+        # sheet not read): the dry run showed the warnings' count alone
+        counted = replace(counted, notes=[*await _notes(db, team_id, batch.id),
+                                          *await unknown_locale_notes(db, team_id, batch.id)])
     except MailchimpError as exc:
         raise await _deleted_under(db, team_id, holder, DRY_RUN_GONE) or ImportFailed(
             f"{exc} Nothing was imported.") from None
