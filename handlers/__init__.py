@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
@@ -46,6 +47,13 @@ def register_listeners(app: AsyncApp, deps: Deps) -> None:
         makes no Web API call, whoever its payload names.
         """
         if context.get("authorize_result") is None:
+            if isinstance(error, (aiohttp.ClientError, TimeoutError, OSError)):
+                # signed (verifying does no I/O), but its workspace couldn't be checked: bolt's
+                # auth.test of SLACK_BOT_TOKEN never reached Slack. Said as what it is, not as
+                # a forged request; 503: Slack retries an event, and shows a command failed
+                log.warning("request not handled (%s): Slack couldn't be reached to check "
+                            "SLACK_BOT_TOKEN (auth.test): %r", who_and_what(body), error)
+                return BoltResponse(status=503, body="")
             log.warning("unverified request refused (%s): %r", who_and_what(body), error)
             return BoltResponse(status=401, body="")
         await tell(client, body, error)

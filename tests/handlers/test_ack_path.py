@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from handlers.ids import Action
 from handlers.later import Later
 from tests.handlers.conftest import LEAD, REP, Harness
@@ -73,3 +75,18 @@ async def test_work_after_the_ack_waits_its_turn_but_opening_a_modal_does_not() 
     release.set()
     await later.drain()
     assert started == ["first", "modal", "queued"]
+
+
+async def test_a_signed_request_slack_cant_be_reached_to_authorize_is_said_so(
+    app: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """bolt's auth.test of the bot token never reached Slack: the signed command got a 401
+    logged as "unverified request refused", which an operator reads as a bad signing secret."""
+    app.slack.outage("auth.test", times=5)  # the client retries a dropped connection
+    reply = await app.requests.slash_command(text="import")
+    assert reply.status == 503
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "couldn't be reached to check SLACK_BOT_TOKEN" in said, said
+    assert "unverified" not in said, said
+    app.slack.outage("auth.test", times=0)  # Slack is back
+    assert (await app.requests.slash_command(text="help")).status == 200
