@@ -663,7 +663,9 @@ async def _worker(db: Database, settings: Settings, args: argparse.Namespace) ->
         print("Without SLACK_BOT_TOKEN it leaves Slack files to a worker that has it.",
               file=sys.stderr, flush=True)  # fmt: skip
     await worker.run()
-    print(f"Worker stopped after {worker.completed} job(s).", file=sys.stderr)
+    # failed attempts too: a worker that failed every job it ran said "after 0 job(s)"
+    failed = f", {plural(worker.failed, 'attempt')} failed" if worker.failed else ""
+    print(f"Worker stopped: {plural(worker.completed, 'job')} done{failed}.", file=sys.stderr)
     return 0
 
 

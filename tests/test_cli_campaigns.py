@@ -324,6 +324,8 @@ def test_a_worker_sending_by_smtp_without_public_url_emails_nobody_and_says_why(
     [send] = [j for j in _json(env, "jobs") if j["kind"] == "send_invites"]
     assert (send["state"], send["attempts"]) == ("failed", 1), send
     assert "Traceback" not in logged and "PUBLIC_URL is not set" in logged, logged
+    # the failed job counted ("Worker stopped after 0 job(s)." left it out)
+    assert "Worker stopped: " in logged and ", 1 attempt failed." in logged, logged
 
 
 async def test_going_live_again_finishes_an_enrollment_cut_short(
@@ -478,7 +480,7 @@ def test_enrolling_one_contact_is_said_in_the_singular(
     first = run(db_env, "campaign", "target", "Spring", "--segment", "VIP")
     again = run(db_env, "campaign", "target", "Spring", "--segment", "VIP")
     assert "Enrolled 1 new advocate (0 already were, 0 excluded)." in first.stdout, first.stdout
-    assert "1 invite queued" in first.stdout, first.stdout
+    assert "1 invite queued: a worker sends it " in first.stdout, first.stdout
     assert "(1 already was, 0 excluded)" in again.stdout, again.stdout
 
 

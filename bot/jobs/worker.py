@@ -149,6 +149,7 @@ class Worker:
         self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = asyncio.Event()
         self.completed = 0
+        self.failed = 0  # attempts that failed (a job retried counts each time)
         self._taken = 0  # run_by_key's runs so far
 
     @property
@@ -254,6 +255,7 @@ class Worker:
             except PermanentJobError as exc:
                 error = str(exc)
                 log.error("%s failed for good: %s", about(job), error)
+                self.failed += 1
                 await self._record(job, "recording its failure", lambda: queue.fail(
                     db, job, owner, error, retry_base=0, permanent=True
                 ))  # fmt: skip
@@ -261,6 +263,7 @@ class Worker:
                 log.exception("%s failed (attempt %s of %s)", about(job), job.attempts,
                               job.max_attempts)  # fmt: skip
                 error, base = f"{type(exc).__name__}: {exc}", self.config.retry_base_seconds
+                self.failed += 1
                 await self._record(job, "recording its failure", lambda: queue.fail(
                     db, job, owner, error, retry_base=base
                 ))  # fmt: skip

@@ -135,7 +135,7 @@ async def test_sigterm_releases_the_job_at_a_chunk_boundary(
     finally:
         worker.kill()
     assert worker.returncode == 0, err
-    assert "Worker stopped after 0 job(s)" in err
+    assert "Worker stopped: 0 jobs done." in err
     released = await job(db, job_id)
     assert (released.state, released.attempts, released.lease_owner) == ("queued", 0, None)
     contacts = await scalar(db, "SELECT COUNT(*) FROM contact")
