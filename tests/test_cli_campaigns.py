@@ -374,7 +374,9 @@ async def test_going_live_again_runs_an_enrollment_whose_job_was_cancelled(
     async with db.begin() as conn:
         job = (await conn.execute(text("SELECT id FROM job WHERE kind = 'enroll'"))).scalar()
     assert run(db_env, "jobs", "cancel", str(job)).returncode == 0
-    assert run(db_env, "jobs", "cancel", str(job)).returncode == 0  # again: still cancelled
+    again = run(db_env, "jobs", "cancel", str(job))  # again: still cancelled, and said so
+    assert again.returncode == 0 and again.stdout == f"Job {job} was cancelled already.\n", (
+        again.stdout)
     # a job that ended is a failure as every other, on stderr and as {"error"}: it was the
     # job on stdout, with exit status 1
     async with db.begin() as conn:
