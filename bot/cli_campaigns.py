@@ -213,6 +213,8 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
             out.update(segment=segment.name,
                        previous_role=str(retargeted.was) if retargeted.was else None)
         text = f"Campaign {campaign.name!r}: {command} done."
+        if command == "pause" and campaign.state == CampaignState.PAUSED:  # as read before it
+            text = f"Campaign {campaign.name!r} was paused already."
         if enrollment is not None:
             hold = settings.invite_hold_seconds if getattr(args, "hold", False) else 0
             result = await _enroll_here(db, team, enrollment, hold, settings.job_lease_seconds)

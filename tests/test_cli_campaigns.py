@@ -95,6 +95,8 @@ def test_the_whole_campaign_path_from_the_shell(db_env: dict[str, str], tmp_path
 
     paused = run(db_env, "campaign", "pause", "Spring")
     assert paused.returncode == 0 and "pause done" in paused.stdout
+    again = run(db_env, "campaign", "pause", "Spring")  # said "pause done." again
+    assert again.returncode == 0 and again.stdout == "Campaign 'Spring' was paused already.\n"
     missing = run(db_env, "campaign", "target", "Nope", "--segment", "VIP", "--json")
     assert missing.returncode == 1 and "No campaign named 'Nope'" in json.loads(missing.stdout)[
         "error"]  # fmt: skip
