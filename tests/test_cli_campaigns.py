@@ -12,6 +12,7 @@ import email.policy
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from bot.campaigns import service
@@ -105,6 +106,19 @@ def test_the_whole_campaign_path_from_the_shell(db_env: dict[str, str], tmp_path
 def test_campaign_create_refuses_a_bad_store_url(db_env: dict[str, str]) -> None:
     result = run(db_env, "campaign", "create", "X", "--store-url", "shop.example")
     assert result.returncode == 1 and "web address" in result.stderr
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("shop.example", "start with https://"),
+    ("https://shop@evil.example/", "Leave out the part before @"),
+    ("https://shop.example:99999/", "port doesn't exist"),
+    ("https://my shop.example/", "no spaces"),
+    ("https://shop..example/", "host name isn't one"),
+])  # fmt: skip
+def test_a_refused_store_url_says_why(db_env: dict[str, str], url: str, why: str) -> None:
+    """Every refusal read "Use the store's web address": nobody could tell what was wrong."""
+    result = run(db_env, "campaign", "create", "X", "--store-url", url)
+    assert result.returncode == 1 and why in result.stderr, result.stderr
 
 
 def test_campaign_create_refuses_an_offer_longer_than_its_column(db_env: dict[str, str]) -> None:

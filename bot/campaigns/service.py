@@ -109,8 +109,9 @@ def check_fields(*, name: str | None = None, store_url: str | None = None,
         problems["name"] = f"Names are at most {MAX_NAME} characters."
     elif name is not None and (longer := len(segment_key(name))) > MAX_NAME:
         problems["name"] = too_long_compared(longer, MAX_NAME)
-    if store_url is not None and "store_url" not in problems and not _web_address(store_url):
-        problems["store_url"] = "Use the store's web address, e.g. https://shop.example.com"
+    if store_url is not None and "store_url" not in problems and (
+            why := _not_a_web_address(store_url)):  # fmt: skip
+        problems["store_url"] = f"{why} Use the store's web address, e.g. https://shop.example.com"
     if sender and "sender" not in problems:
         try:  # read as the invite's From is: parseaddr took the first of two addresses
             normalize_email(parse_sender(sender)[1])
@@ -126,19 +127,31 @@ def check_fields(*, name: str | None = None, store_url: str | None = None,
     return problems
 
 
-def _web_address(url: str) -> bool:
-    """http(s), a host that is a DNS name or an address, and a port that exists: a link to
-    :99999 can't be redirected to, nor one to "my shop.com" (every referral link broken)."""
-    parts = urlsplit(url.strip())
+def _not_a_web_address(url: str) -> str:
+    """Why `url` can't be the store's address ("": it can): http(s), a host that is a DNS
+    name or an address, and a port that exists: a link to :99999 can't be redirected to, nor
+    one to "my shop.com" (every referral link broken). Each refusal says its reason: they all
+    read "Use the store's web address", and nobody could tell what was wrong."""
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return "It needs to start with https:// (or http://)."
+    if any(c.isspace() for c in url):
+        return "A web address has no spaces."
+    # no user or password: "https://shop.example@evil.example/" sent every referral link to
+    # evil.example, and a password went out in every redirect
+    if "@" in parts.netloc:
+        return ("Leave out the part before @: links would go to the address after it, "
+                "and a password in it to everyone.")
     try:
         port = parts.port
     except ValueError:
-        return False
-    host = parts.hostname or ""
-    # no user or password: "https://shop.example@evil.example/" sent every referral link to
-    # evil.example, and a password went out in every redirect
-    return (parts.scheme in ("http", "https") and port != 0 and not any(c.isspace() for c in
-            url.strip()) and _host_name(host) and "@" not in parts.netloc)  # fmt: skip
+        port = 0
+    if port == 0:
+        return "Its port doesn't exist (1 to 65535)."
+    if not _host_name(parts.hostname or ""):
+        return "Its host name isn't one (letters, digits and hyphens, between dots)."
+    return ""
 
 
 def _host_name(host: str) -> bool:
