@@ -299,7 +299,8 @@ async def _edit(db: Database, team: str, campaign: Campaign, args: argparse.Name
     out = {"campaign": saved.name, "invite_email": saved.invite_email,
            "invite_delay_days": saved.invite_delay_days, "unsent_while_off": unsent}  # fmt: skip
     text = f"Campaign {saved.name!r} saved (invite email {_invite_words(out)})."
-    if unsent:
+    if unsent and args.invite_email == "on":  # said when it is turned on, not on any edit
+        # (a new store URL repeated it); `campaign list` and --json keep telling it
         text += (f"\n{plural(unsent, 'invite')} went unsent while the invite email was off: "
                  f"`referral-bot campaign email-unsent {shlex.quote(saved.name)}` sends them "
                  "(not if another tool, a Klaviyo flow say, invited those people).")

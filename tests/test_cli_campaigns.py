@@ -307,6 +307,9 @@ def test_campaign_edit_turns_the_invite_email_off_and_on_and_email_unsent_sends_
     _drain(env)
     assert list((tmp_path / "outbox").glob("*.eml")) == []  # on again: nobody emailed by it
     assert _json(env, "campaign", "list")[0]["unsent_while_off"] == 1
+    # another edit doesn't say it again (a new store URL repeated the hint of turning it on)
+    edited = run(env, "campaign", "edit", "Spring 2027", "--offer", "10% off")
+    assert edited.stdout == "Campaign 'Spring 2027' saved (invite email on).\n", edited.stdout
     assert ("1 invite went unsent while the invite email was off (referral-bot campaign "
             "email-unsent 'Spring 2027')") in run(env, "campaign", "list").stdout
     assert _json(env, "campaign", "email-unsent", "Spring 2027") == {
