@@ -5,7 +5,14 @@ from __future__ import annotations
 from bot.campaigns.enroll import fail_enrollment, run_enrollment
 from bot.campaigns.invites import Links, send_invites, send_later, stop_sending
 from bot.email.send import SmtpServerBusy, SmtpSetupError, sender_for
-from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped, PermanentJobError
+from bot.jobs.worker import (
+    GivingUp,
+    Handler,
+    JobContext,
+    JobStopped,
+    PermanentJobError,
+    ToldJobError,
+)
 from bot.notify import ImportNotifier
 from bot.settings import Settings
 
@@ -69,9 +76,11 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
                 await give_up(ctx, why)
                 raise PermanentJobError(why) from exc
         except Exception as exc:
+            setup = isinstance(exc, SmtpSetupError)  # says what is wrong in words
             if ctx.last_attempt:
-                setup = isinstance(exc, SmtpSetupError)  # says what is wrong in words
                 await give_up(ctx, str(exc) if setup else f"{type(exc).__name__}: {exc}")
+            if setup:  # one line in the log: three chained tracebacks told no more than it
+                raise ToldJobError(str(exc)) from None
             raise
 
     async def give_up(ctx: JobContext, error: str) -> None:

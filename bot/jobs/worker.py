@@ -52,6 +52,11 @@ class PermanentJobError(Exception):
     """A failure that retrying cannot fix (bad file, missing batch): fail the job at once."""
 
 
+class ToldJobError(Exception):
+    """A failure its message says all of (an SMTP server that can't be reached): retried like
+    any other, but logged as one line, not with a traceback, which is for the unexpected."""
+
+
 class Backoff:
     """Delays that double from `start` up to `cap`; `reset()` after a success."""
 
@@ -260,9 +265,15 @@ class Worker:
                     db, job, owner, error, retry_base=0, permanent=True
                 ))  # fmt: skip
             except Exception as exc:
-                log.exception("%s failed (attempt %s of %s)", about(job), job.attempts,
-                              job.max_attempts)  # fmt: skip
-                error, base = f"{type(exc).__name__}: {exc}", self.config.retry_base_seconds
+                told = isinstance(exc, ToldJobError)
+                if told:
+                    log.error("%s failed (attempt %s of %s): %s", about(job), job.attempts,
+                              job.max_attempts, exc)  # fmt: skip
+                else:
+                    log.exception("%s failed (attempt %s of %s)", about(job), job.attempts,
+                                  job.max_attempts)  # fmt: skip
+                error = str(exc) if told else f"{type(exc).__name__}: {exc}"
+                base = self.config.retry_base_seconds
                 self.failed += 1
                 await self._record(job, "recording its failure", lambda: queue.fail(
                     db, job, owner, error, retry_base=base
