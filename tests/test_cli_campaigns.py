@@ -10,6 +10,7 @@ import asyncio
 import email
 import email.policy
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -566,3 +567,18 @@ def test_targeting_a_segment_the_campaign_excludes_says_it_is_a_target_instead(
     _json(db_env, "campaign", "exclude", "Spring", "--segment", "VIP")
     assert _json(db_env, "campaign", "target", "Spring", "--segment", "VIP")[
         "previous_role"] == "exclude"  # fmt: skip
+
+
+def test_jobs_says_when_a_delayed_send_is_due(db_env: dict[str, str], tmp_path: Path) -> None:
+    """A campaign's invite delay holds its send job back: `jobs` listed it as queued and
+    "waiting for a worker that can run it" with no word of when, so it looked stuck."""
+    _import_jean(db_env, tmp_path)
+    assert run(db_env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
+               "--invite-delay-days", "2", "--live").returncode == 0  # fmt: skip
+    assert run(db_env, "campaign", "target", "Spring", "--segment", "VIP").returncode == 0
+    (send,) = [j for j in _json(db_env, "jobs") if j["kind"] == "send_invites"]
+    due = datetime.fromisoformat(send["run_after"])
+    assert timedelta(days=1, hours=23) < due - datetime.now(UTC) <= timedelta(days=2), due
+    (line,) = [line for line in run(db_env, "jobs").stdout.splitlines()
+               if line.split()[:1] == [str(send["id"])]]  # fmt: skip
+    assert f"  due {due:%Y-%m-%d %H:%M} UTC" in line, line
