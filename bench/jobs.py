@@ -99,7 +99,7 @@ LOCALE_WEIGHTS = (25, 10, 10, 4, 6, 3, 3, 3, 2, 33, 1)
 INVALID_SHARE = 0.01
 DUPLICATE_SHARE = 0.02
 
-STOPPED = re.compile(r"Worker stopped after (\d+) job\(s\)")
+STOPPED = re.compile(r"Worker stopped: (\d+) jobs? done")
 
 
 @dataclass(slots=True)
