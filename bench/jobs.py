@@ -99,7 +99,7 @@ LOCALE_WEIGHTS = (25, 10, 10, 4, 6, 3, 3, 3, 2, 33, 1)
 INVALID_SHARE = 0.01
 DUPLICATE_SHARE = 0.02
 
-STOPPED = re.compile(r"Worker stopped: (\d+) jobs? done")
+STOPPED = re.compile(r"Worker stopped: ([\d,]+) jobs? done")
 
 
 @dataclass(slots=True)
@@ -273,7 +273,7 @@ class Worker:
                 self.proc.wait()
                 return None
         found = STOPPED.search(self.log.read_text(errors="replace"))
-        return int(found[1]) if found else None
+        return int(found[1].replace(",", "")) if found else None
 
 
 class CpuMeter:

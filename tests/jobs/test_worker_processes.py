@@ -311,7 +311,8 @@ async def test_two_workers_share_ten_jobs_without_double_work(
         for w in workers:
             w.send_signal(signal.SIGTERM)
     finished = [w.communicate(timeout=60)[1] for w in workers]
-    counts = [int(e.rsplit("Worker stopped: ", 1)[1].split(" ")[0]) for e in finished]
+    counts = [int(e.rsplit("Worker stopped: ", 1)[1].split(" ")[0].replace(",", ""))
+              for e in finished]  # fmt: skip
     assert sum(counts) == 10 and all(counts), finished
     assert [(await job(db, i)).attempts for i in ids] == [1] * len(ids)
     assert await scalar(db, "SELECT COUNT(*) FROM contact") == 9 * 1000 + 1500
