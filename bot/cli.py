@@ -16,7 +16,6 @@ import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import ExitStack, suppress
-from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from sqlalchemy.exc import DBAPIError
 
 from bot import cli_audit, cli_campaigns, cli_contacts, cli_mailchimp, cli_segments, cli_undo
 from bot.cli_common import CliError, plain_mentions, positive
-from bot.cli_locales import unknown_locale_notes
 from bot.home_refresh import HOME_REFRESH_JOB, queue_home_refresh
 from bot.imports.background import enqueue_file_import
 from bot.imports.batches import ReviewError
@@ -35,6 +33,7 @@ from bot.imports.cancel import cancel_job
 from bot.imports.engine import BatchStateError
 from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.job_kinds import SLACK_FILE_JOB
+from bot.imports.locale_notes import unknown_locale_notes
 from bot.imports.mapping import parse_maps
 from bot.imports.upload_offers import UPLOAD_OFFER_JOB
 from bot.jobs.queue import (
@@ -759,9 +758,9 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
         error = f"  {plain_mentions(job.last_error)}" if job.last_error else ""
         if job.id in orphaned:
             error += "  its worker stopped" + _orphan_fate(job, waiting=job.id in waiting)
-        if job.state == JobState.QUEUED and _aware(job.run_after) > now:
+        if job.state == JobState.QUEUED and job.run_after > now:
             # not before then (a campaign's invite delay, a retry's backoff): it looked stuck
-            error += f"  due {_aware(job.run_after):%Y-%m-%d %H:%M} UTC"
+            error += f"  due {job.run_after:%Y-%m-%d %H:%M} UTC"
         if job.id in waiting:
             error += f"  waiting for a worker that can run it{NEEDS.get(job.kind, '')}"
         print(f"{job.id:>6}  {job.kind:<8} {job.state:<10} {progress:>22}  "
@@ -802,11 +801,6 @@ NEEDS = {kind: " (start one with SLACK_BOT_TOKEN set)"
          for kind in (SLACK_FILE_JOB, REPORT_JOB, HOME_REFRESH_JOB, UPLOAD_OFFER_JOB)}
 
 
-def _aware(moment: datetime) -> datetime:
-    """A time read back from SQLite (naive, UTC) as the aware UTC time PostgreSQL gives."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _of_import(job: Job) -> str:
     """"  import #N" for a job of an import (reading, applying, undoing it): the number
     `undo` and `audit` take. A row showed only the job's own id, and `undo` of that number
@@ -827,7 +821,7 @@ def _job_dict(
             "progress_total": job.progress_total, "error": job.last_error,
             "waiting_for_worker": waiting_for_worker, "worker_stopped": worker_stopped,
             "out_of_attempts": out_of_attempts, "payload": json.loads(job.payload),
-            "run_after": _aware(job.run_after).isoformat()}  # fmt: skip
+            "run_after": job.run_after.isoformat()}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def register_listeners(app: AsyncApp, deps: Deps) -> None:
         makes no Web API call, whoever its payload names.
         """
         if context.get("authorize_result") is None:
-            if isinstance(error, (aiohttp.ClientError, TimeoutError, OSError)):
+            if isinstance(error, (aiohttp.ClientError, OSError)):  # TimeoutError is an OSError
                 # signed (verifying does no I/O), but its workspace couldn't be checked: bolt's
                 # auth.test of SLACK_BOT_TOKEN never reached Slack. Said as what it is, not as
                 # a forged request; 503: Slack retries an event, and shows a command failed

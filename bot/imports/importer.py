@@ -16,7 +16,6 @@ from typing import BinaryIO, TextIO
 from sqlmodel import col, select
 
 from bot.campaigns.after_import import enroll_imported_now
-from bot.cli_locales import unknown_locale_notes
 from bot.imports.batches import (
     add_source,
     approve_in,
@@ -30,6 +29,7 @@ from bot.imports.dry_run import DryRun, drop_batch, dry_run
 from bot.imports.engine import APPLY_CHUNK, Progress, apply_batch
 from bot.imports.files import DEFAULT_MAX_UNZIPPED_BYTES, check_file, stage_file
 from bot.imports.job_kinds import IMPORT_JOB, import_job_key
+from bot.imports.locale_notes import unknown_locale_notes
 from bot.imports.mapping import ColumnMapper, mapper_for
 from bot.imports.reading import (
     ChosenColumnMissing,

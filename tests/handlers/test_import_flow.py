@@ -65,12 +65,26 @@ async def _contacts_modal(app: Harness, form: dict) -> tuple[dict, dict]:
     await app.requests.view_submission(state_values=form, view_id=view_id, user_id=REP)
     await app.settle()
     review = await _review(app)
+    return review, await _open_contacts(app, review)
+
+
+async def _open_contacts(app: Harness, review: dict) -> dict:
+    """The rep clicks *Review contacts* on the review message: the modal that opened."""
     found = find_element(review["blocks"], Action.REVIEW_CONTACTS)
     assert found is not None
     await app.requests.block_action(Action.REVIEW_CONTACTS, found[1]["value"], user_id=REP,
                                     message_ts=review["ts"])  # fmt: skip
     await app.settle()
-    return review, app.slack.open_views(REP)[-1]
+    return app.slack.open_views(REP)[-1]
+
+
+async def _import_files(app: Harness, *files: tuple[str, str, bytes]) -> None:
+    """A rep imports (file id, name, content) files into VIP through the form, all read."""
+    view_id = await _open_modal(app)
+    added = [app.slack.add_file(file_id, name, content) for file_id, name, content in files]
+    await app.requests.view_submission(state_values=_form(files=added, segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
 
 
 async def _count(app: Harness, sql: str) -> int:
@@ -375,12 +389,8 @@ async def test_review_contacts_opens_before_the_import_rows_are_counted(app: Har
 async def test_two_files_of_one_name_get_skipped_rows_csvs_told_apart(app: Harness) -> None:
     """Two files both called customers.csv got skipped-rows CSVs of one name, one title and
     one comment: nobody could tell which export a row came from."""
-    view_id = await _open_modal(app)
-    a = app.slack.add_file("F0001", "customers.csv", b"email\nnot-an-email\n")
-    b = app.slack.add_file("F0002", "customers.csv", b"email\nbad@@x\n")
-    await app.requests.view_submission(state_values=_form(files=[a, b], segment="VIP"),
-                                       view_id=view_id, user_id=REP)  # fmt: skip
-    await app.settle()
+    await _import_files(app, ("F0001", "customers.csv", b"email\nnot-an-email\n"),
+                        ("F0002", "customers.csv", b"email\nbad@@x\n"))
     shared = sorted((u.filename, u.title) for u in app.slack.uploads)
     assert shared == [
         ("customers _2_-skipped-rows.csv",

@@ -7,11 +7,16 @@ import io
 from typing import Any
 
 from handlers.ids import Action, Callback
-from tests.fakes.slack_api import find_element
 from tests.handlers.conftest import REP, Harness
 from tests.handlers.test_all_sources import _buttons
 from tests.handlers.test_column_mapping import _state
-from tests.handlers.test_import_flow import _form, _open_modal, _review
+from tests.handlers.test_import_flow import (
+    _form,
+    _import_files,
+    _open_contacts,
+    _open_modal,
+    _review,
+)
 from tests.handlers.test_leads_and_audit import _all_text, _command
 from tests.imports.exports import zip_bytes
 
@@ -19,12 +24,8 @@ from tests.imports.exports import zip_bytes
 async def _two_customers_csv(app: Harness) -> dict[str, Any]:
     """A rep imports two files both called customers.csv (Ann's, then Raj's with a bad row):
     the review message once both are read."""
-    view_id = await _open_modal(app)
-    a = app.slack.add_file("F0001", "customers.csv", b"email\nann@example.com\n")
-    b = app.slack.add_file("F0002", "customers.csv", b"email\nraj@example.org\nbad@@x\n")
-    await app.requests.view_submission(state_values=_form(files=[a, b], segment="VIP"),
-                                       view_id=view_id, user_id=REP)  # fmt: skip
-    await app.settle()
+    await _import_files(app, ("F0001", "customers.csv", b"email\nann@example.com\n"),
+                        ("F0002", "customers.csv", b"email\nraj@example.org\nbad@@x\n"))
     return app.slack.message("C0001", (await _review(app))["ts"])
 
 
@@ -51,13 +52,7 @@ async def test_two_files_of_one_name_are_told_apart_on_the_review_message(app: H
 async def test_review_contacts_names_each_contacts_file_told_apart(app: Harness) -> None:
     """*Review contacts* said "from customers.csv" under Ann and Raj alike, though they came
     from two different exports: each row names its file as the review message does."""
-    review = await _two_customers_csv(app)
-    found = find_element(review["blocks"], Action.REVIEW_CONTACTS)
-    assert found is not None
-    await app.requests.block_action(Action.REVIEW_CONTACTS, found[1]["value"], user_id=REP,
-                                    message_ts=review["ts"])  # fmt: skip
-    await app.settle()
-    modal = app.slack.open_views(REP)[-1]
+    modal = await _open_contacts(app, await _two_customers_csv(app))
     assert modal["callback_id"] == Callback.CONTACTS
     rows = [b["text"]["text"] for b in modal["blocks"]
             if b.get("accessory", {}).get("action_id") == Action.REMOVE_CONTACT]  # fmt: skip
