@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
 from bot.audit import CLI, Entry, recent, sentence
-from bot.cli_common import CliError, positive
+from bot.cli_common import JSON_HELP, MAX_INT, TEAM_HELP, CliError, more_with_limit, positive
 from bot.leads import LeadsError, add_lead, is_user_id, leads, remove_lead
 from bot.settings import Settings
 from models import Database
@@ -33,22 +34,26 @@ def add_parsers(sub: Any) -> None:
     audit.add_argument("--since", metavar="DATE",
                        help="only entries from then on: YYYY-MM-DD or an ISO datetime (UTC)")
     audit.add_argument("--limit", type=positive, metavar="N",
-                       help=f"at most N entries (default {DEFAULT_LIMIT}, or all with --since)")
-    audit.add_argument("--team")
+                       help=f"at most N entries (default {DEFAULT_LIMIT}, or "
+                            f"{SINCE_LIMIT:,} with --since)")  # fmt: skip
+    audit.add_argument("--team", help=TEAM_HELP)
     audit.add_argument("--json", action="store_true",
                        help='a JSON list of {"at", "actor", "action", "subject", "detail"}')
 
-    lds = sub.add_parser("leads", help="list, add or remove team leads")
-    lds.add_argument("--team")
-    lds.add_argument("--json", action="store_true")
+    lds = sub.add_parser("leads", help="list, add or remove team leads",
+                         description="Without an ACTION: the workspace's team leads (its admins "
+                                     "and owners count as leads too).")  # fmt: skip
+    lds.add_argument("--team", help=TEAM_HELP)
+    lds.add_argument("--json", action="store_true", help=JSON_HELP)
     actions = lds.add_subparsers(dest="leads_command", metavar="ACTION")
     for name, text in (("add", "make a Slack user a team lead"),
                        ("remove", "take a Slack user off the team leads")):  # fmt: skip
         cmd = actions.add_parser(name, help=text)
         cmd.add_argument("user_id", metavar="USER_ID", help="a Slack user id, e.g. U012AB3CD")
         # SUPPRESS: `leads --team T add U1` keeps T (a subparser's default would overwrite it)
-        cmd.add_argument("--team", default=argparse.SUPPRESS)
-        cmd.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+        cmd.add_argument("--team", default=argparse.SUPPRESS, help=TEAM_HELP)
+        cmd.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                         help=JSON_HELP)  # fmt: skip
 
 
 async def run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
@@ -90,17 +95,30 @@ def _line(entry: Entry) -> str:
 async def _audit(db: Database, team: str, args: argparse.Namespace) -> int:
     since = parse_since(args.since) if args.since else None
     limit = args.limit if args.limit is not None else (SINCE_LIMIT if since else DEFAULT_LIMIT)
-    entries = await recent(db, team, limit=limit, since=since)
+    # one more than shown: whether older entries were left out, without counting them all
+    entries = await recent(db, team, limit=min(limit + 1, MAX_INT), since=since)
+    more = len(entries) > limit
+    entries = entries[:limit]
     if args.json:
         rows = [{"at": _iso(e.at), "actor": e.actor, "action": e.action, "subject": e.subject,
                  "detail": e.detail} for e in entries]  # fmt: skip
         print(json.dumps(rows))
+        if more:  # on stderr: the output stays the list scripts read (as `jobs` does)
+            print(_older(limit), file=sys.stderr)
         return 0
     if not entries:
         print("No audit entries" + (" since then." if since else " yet."))
     for entry in entries:
         print(_line(entry))
+    if more:
+        print(_older(limit))
     return 0
+
+
+def _older(limit: int) -> str:
+    """Under a log cut at --limit: it stopped at the 50th entry without a word."""
+    showing = "the newest entry" if limit == 1 else f"the newest {limit:,} entries"
+    return more_with_limit(showing, "There are older ones", limit)
 
 
 def _user(value: str) -> str:

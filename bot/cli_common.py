@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import re
 from typing import Protocol
 
@@ -12,6 +13,10 @@ from models import Database
 # The largest id (and the largest count) every database takes: ids are INTEGER columns, and
 # PostgreSQL refused a bigger one with a raw "value out of int32 range" error
 MAX_INT = 2**31 - 1
+
+# The help of the options every workspace command takes (most said nothing at all)
+TEAM_HELP = "the Slack workspace's team id (default: the only workspace)"
+JSON_HELP = "print JSON instead of text"
 
 
 def positive(text: str) -> int:
@@ -36,6 +41,55 @@ def plain_mentions(message: str) -> str:
 
 class CliError(Exception):
     """A failure to report on stderr (and as {"error": ...} with --json), exit status 1."""
+
+
+def larger_limit(limit: int) -> int:
+    """The --limit to suggest when `limit` left some out: four times as many, rounded up to 1,
+    2 or 5 times a power of ten (50 -> 200, 200 -> 1,000), at most MAX_INT."""
+    want = limit * 4
+    step = 1
+    while True:
+        for nice in (step, 2 * step, 5 * step):
+            if nice >= want:
+                return min(nice, MAX_INT)
+        step *= 10
+
+
+def more_with_limit(showing: str, more: str, limit: int) -> str:
+    """The line under a listing cut at --limit `limit`: what it shows, that there is more, and
+    the --limit that shows more ("Showing the first 50 contacts. More match: add --limit 200
+    to see up to 200."). No total: over a million contacts, counting would cost more than the
+    page did."""
+    bigger = larger_limit(limit)
+    if bigger <= limit:  # at MAX_INT already: no larger --limit to offer
+        return f"Showing {showing}. {more}."
+    return f"Showing {showing}. {more}: add --limit {bigger} to see up to {bigger:,}."
+
+
+# What errno means in words, and what mends it, where strerror alone wouldn't say
+_IN_WORDS = {
+    errno.ENOSPC: ("no space left on the device", "free some space"),
+    errno.EDQUOT: ("the disk quota is used up", "free some space"),
+}
+
+
+def os_error_words(exc: OSError) -> str:
+    """An OSError as words to put after a colon: "no space left on the device", not
+    "[Errno 28] No space left on device"."""
+    if exc.errno in _IN_WORDS:
+        return _IN_WORDS[exc.errno][0]
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return reason[:1].lower() + reason[1:]
+
+
+def write_failed(what: str, exc: OSError, again: str) -> CliError:
+    """The failure of writing `what` to stdout (a full disk, a quota), in words: main tells it
+    as every CliError, on stderr first (stdout is what failed), exit status 1. `again`: what
+    to run once it is mended ("export again")."""
+    mend = _IN_WORDS.get(exc.errno or 0, ("", ""))[1]
+    then = f"{mend}, then {again}" if mend else again
+    return CliError(f"Couldn't write {what}: {os_error_words(exc)}. The output is incomplete: "
+                    f"{then}.")  # fmt: skip
 
 
 class Subcommands(Protocol):

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from bot.audit import CLI
-from bot.cli_common import CliError, positive
+from bot.cli_common import JSON_HELP, TEAM_HELP, CliError, more_with_limit, positive
 from bot.contact_admin import ContactError, delete_contact, deleted_detail, find_by_email, search
 from bot.settings import Settings
 from models import Database
@@ -20,22 +21,25 @@ DEFAULT_LIMIT = 50
 
 def add_parsers(sub: Any) -> None:
     contacts = sub.add_parser("contacts", help="find a contact, or delete one everywhere")
-    contacts.add_argument("--team")
-    contacts.add_argument("--json", action="store_true")
+    contacts.add_argument("--team", help=TEAM_HELP)
+    contacts.add_argument("--json", action="store_true", help=JSON_HELP)
     actions = contacts.add_subparsers(dest="contacts_command", metavar="ACTION", required=True)
 
     find = actions.add_parser("search", help="contacts whose email, first or last name starts "
                               "with Q (ignoring case)")  # fmt: skip
-    find.add_argument("query", metavar="Q")
-    find.add_argument("--limit", type=positive, default=DEFAULT_LIMIT, help="at most this many")
+    find.add_argument("query", metavar="Q", help="the start of an email address, a first or "
+                      'last name, or a full name ("ada love")')  # fmt: skip
+    find.add_argument("--limit", type=positive, default=DEFAULT_LIMIT, metavar="N",
+                      help=f"at most N contacts (default {DEFAULT_LIMIT})")  # fmt: skip
 
     delete = actions.add_parser("delete", help="delete a contact from segments and campaigns; "
                                 "its referral links stop working")  # fmt: skip
-    delete.add_argument("email", metavar="EMAIL")
+    delete.add_argument("email", metavar="EMAIL", help="the contact's email address (any case)")
     # SUPPRESS: an option given before the action (`contacts --team T search ...`) stays set
     for action in (find, delete):
-        action.add_argument("--team", default=argparse.SUPPRESS)
-        action.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+        action.add_argument("--team", default=argparse.SUPPRESS, help=TEAM_HELP)
+        action.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                            help=JSON_HELP)  # fmt: skip
 
 
 async def run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
@@ -58,6 +62,8 @@ async def _search(db: Database, team: str, args: argparse.Namespace) -> int:
             for h in page.hits]  # fmt: skip
     if args.json:
         print(json.dumps(rows))  # ASCII: \u escapes read the same on any terminal
+        if page.more:  # on stderr: the output stays the list scripts read (as `jobs` does)
+            print(_more(args.limit), file=sys.stderr)
         return 0
     if not rows:
         print(f"No contact's email, first name or last name starts with {args.query!r}.")
@@ -70,8 +76,15 @@ async def _search(db: Database, team: str, args: argparse.Namespace) -> int:
         segments = ", ".join(r["segments"]) or "(All Customers only)"
         print(f"{r['email']:<{width}}  {name:<30}  {consent:<14}  {segments}")
     if page.more:
-        print(f"(more match: use --limit to see more than {args.limit})")
+        print(_more(args.limit))
     return 0
+
+
+def _more(limit: int) -> str:
+    """Under a search cut at --limit: it said "(more match: use --limit to see more than 50)",
+    which left the reader to guess a number."""
+    showing = "the first contact" if limit == 1 else f"the first {limit:,} contacts"
+    return more_with_limit(showing, "More match", limit)
 
 
 async def _delete(db: Database, team: str, args: argparse.Namespace) -> int:

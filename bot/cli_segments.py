@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, BinaryIO, TextIO, cast
 
 from bot.audit import CLI
-from bot.cli_common import CliError
+from bot.cli_common import JSON_HELP, TEAM_HELP, CliError, write_failed
 from bot.segments import delete_segment, record_export, rename_segment, write_export
 from bot.settings import Settings
 from bot.words import plural
@@ -24,24 +26,28 @@ COMMANDS = ("segments", "export")
 
 
 def add_parsers(sub: Any) -> None:
-    seg = sub.add_parser("segments", help="list segments and their sizes; rename or delete one")
-    seg.add_argument("--team")
-    seg.add_argument("--json", action="store_true")
+    seg = sub.add_parser("segments", help="list segments and their sizes; rename or delete one",
+                         description="Without an ACTION: the segments and how many contacts "
+                                     "each holds.")  # fmt: skip
+    seg.add_argument("--team", help=TEAM_HELP)
+    seg.add_argument("--json", action="store_true", help=JSON_HELP)
     actions = seg.add_subparsers(dest="segments_command", metavar="ACTION")
     # SUPPRESS: an option given before the action (`segments --team T rename ...`) stays set
     rename = actions.add_parser("rename", help="rename a static segment")
-    rename.add_argument("old", metavar="OLD")
-    rename.add_argument("new", metavar="NEW")
+    rename.add_argument("old", metavar="OLD", help="its name now (any case)")
+    rename.add_argument("new", metavar="NEW", help="the name it gets")
     delete = actions.add_parser("delete", help="delete a static segment (its contacts stay "
                                                f"in {ALL_CUSTOMERS})")  # fmt: skip
-    delete.add_argument("name", metavar="NAME")
+    delete.add_argument("name", metavar="NAME", help="the segment's name (any case)")
     for action in (rename, delete):
-        action.add_argument("--team", default=argparse.SUPPRESS)
-        action.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+        action.add_argument("--team", default=argparse.SUPPRESS, help=TEAM_HELP)
+        action.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                            help=JSON_HELP)  # fmt: skip
 
     exp = sub.add_parser("export", help="write a segment's contacts as CSV to stdout")
-    exp.add_argument("--segment", required=True)
-    exp.add_argument("--team")
+    exp.add_argument("--segment", required=True, metavar="NAME",
+                     help="the segment's name (any case)")  # fmt: skip
+    exp.add_argument("--team", help=TEAM_HELP)
 
 
 async def run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
@@ -58,10 +64,16 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
         raise CliError(str(exc)) from exc
 
 
-async def _named(db: Database, team: str, name: str) -> Segment:
+async def _named(db: Database, team: str, name: str, args: argparse.Namespace) -> Segment:
+    """The workspace's segment of that name (any case), or a refusal that says where to see
+    the names there are: "No segment named 'vip'." left the reader to guess (in another
+    workspace, through --team, too)."""
+    listing = "`referral-bot segments" + (f" --team {args.team}`" if args.team else "`")
+    if not name.strip():
+        raise CliError(f"Name a segment: the name given is blank ({listing} lists them).")
     segment = await find_segment(db, team, name)
     if segment is None or segment.id is None:
-        raise CliError(f"No segment named {name!r}.")
+        raise CliError(f"No segment named {name!r} in this workspace ({listing} lists them).")
     return segment
 
 
@@ -77,7 +89,7 @@ async def _segments(db: Database, team: str, args: argparse.Namespace) -> int:
 
 
 async def _rename(db: Database, team: str, args: argparse.Namespace) -> int:
-    segment = await _named(db, team, args.old)
+    segment = await _named(db, team, args.old, args)
     renamed = await rename_segment(db, team, segment.id or 0, args.new, actor=CLI)
     if args.json:
         print(json.dumps({"renamed": renamed.old, "to": renamed.new}))
@@ -87,18 +99,26 @@ async def _rename(db: Database, team: str, args: argparse.Namespace) -> int:
 
 
 async def _delete(db: Database, team: str, args: argparse.Namespace) -> int:
-    segment = await _named(db, team, args.name)
+    segment = await _named(db, team, args.name, args)
     deleted = await delete_segment(db, team, segment.id or 0, actor=CLI)
     if args.json:
         print(json.dumps({"deleted": deleted.name, "contacts_taken_out": deleted.members,
                           "campaigns": [{"name": c.name, "role": c.role}
                                         for c in deleted.campaigns]}))  # fmt: skip
         return 0
-    print(f"Deleted segment {deleted.name!r}: {plural(deleted.members, 'contact')} taken out of it "
-          f"(they stay in {ALL_CUSTOMERS}).")  # fmt: skip
+    print(f"Deleted segment {deleted.name!r}{_taken_out(deleted.members)}.")
     for campaign in deleted.campaigns:
         print(f"  {campaign.consequence()}")
     return 0
+
+
+def _taken_out(members: int) -> str:
+    """What deleting the segment did to its contacts: it said "0 contacts taken out of it
+    (they stay in All Customers)" of an empty one, and "they" of one contact."""
+    if members == 0:
+        return " (it held no contacts)"
+    stays = "it stays" if members == 1 else "they stay"
+    return f": {plural(members, 'contact')} taken out of it ({stays} in {ALL_CUSTOMERS})"
 
 
 class _Utf8Bytes:
@@ -108,7 +128,22 @@ class _Utf8Bytes:
         self._out = out
 
     def write(self, text: str) -> int:
-        return self._out.write(text.encode("utf-8"))
+        with _told_if_unwritable():
+            return self._out.write(text.encode("utf-8"))
+
+
+@contextmanager
+def _told_if_unwritable() -> Iterator[None]:
+    """stdout refusing the CSV (a full disk, a quota) as a sentence, not "[Errno 28] No space
+    left on device". Only around writes to stdout: a database connection that drops while
+    the rows stream is an OSError too, and isn't the output's fault. A reader that closed
+    the pipe (`export | head`) stays BrokenPipeError, which main ends quietly."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise write_failed("the export", exc, "export again") from None
 
 
 def _utf8_stdout() -> TextIO:
@@ -118,13 +153,17 @@ def _utf8_stdout() -> TextIO:
     buffer = getattr(sys.stdout, "buffer", None)
     if buffer is None:
         return sys.stdout
-    sys.stdout.flush()  # anything printed before goes first
+    with _told_if_unwritable():
+        sys.stdout.flush()  # anything printed before goes first
     return cast(TextIO, _Utf8Bytes(buffer))
 
 
 async def _export(db: Database, team: str, args: argparse.Namespace) -> int:
-    segment = await _named(db, team, args.segment)
+    """The CSV on stdout, then its audit entry: an export stdout refused part way is recorded
+    nowhere (nothing of ours changed, and no one has the file)."""
+    segment = await _named(db, team, args.segment, args)
     rows = await write_export(db, team, segment.id or 0, _utf8_stdout())
-    sys.stdout.flush()
+    with _told_if_unwritable():
+        sys.stdout.flush()
     await record_export(db, team, CLI, segment.name, rows)
     return 0

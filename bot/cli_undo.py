@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from bot.audit import CLI
-from bot.cli_common import CliError, plain_mentions, positive
+from bot.cli_common import TEAM_HELP, CliError, plain_mentions, positive
 from bot.imports.undo import (
     UndoError,
     handed_on_words,
@@ -30,10 +30,12 @@ COMMANDS: tuple[str, ...] = ("undo",)
 
 def add_parsers(sub: Any) -> None:
     undo = sub.add_parser("undo", help="undo a finished import (within UNDO_WINDOW_DAYS)")
-    undo.add_argument("import_id", type=positive, metavar="IMPORT_ID")
+    undo.add_argument("import_id", type=positive, metavar="IMPORT_ID",
+                      help="the import's number: N of the `import #N` that `import` and "
+                           "`audit` print")  # fmt: skip
     undo.add_argument("--advocates", action="store_true",
                       help="also remove the advocates it enrolled (their links stop working)")
-    undo.add_argument("--team", help="Slack team id (default: the only workspace)")
+    undo.add_argument("--team", help=TEAM_HELP)
     undo.add_argument("--json", action="store_true", help="print one JSON object")
 
 

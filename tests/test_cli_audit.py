@@ -109,6 +109,33 @@ async def test_audit_text_reads_as_sentences(
     assert lines[2].endswith("asked for import #12 (into VIP)")
 
 
+async def test_audit_cut_at_its_limit_says_how_to_see_older_entries(
+    history: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`audit` stopped at its 50th entry (or --limit's) without a word that there were more."""
+    code, out, err = await cli(capsys, "audit", "--team", TEAM, "--limit", "2")
+    lines = out.splitlines()
+    assert (code, err, len(lines)) == (0, "", 3)
+    assert lines[1].endswith("approved import #12 (1,204 contacts to import)")
+    assert lines[2] == ("Showing the newest 2 entries. There are older ones: add --limit 10 to "
+                        "see up to 10.")  # fmt: skip
+    code, out, err = await cli(capsys, "audit", "--team", TEAM, "--limit", "1", "--since",
+                               "2025-02-01")  # fmt: skip
+    assert code == 0
+    assert out.splitlines()[-1] == (
+        "Showing the newest entry. There are older ones: add --limit 5 to see up to 5."
+    )
+    # --json: stdout stays the list scripts read; the note goes to stderr
+    code, out, err = await cli(capsys, "audit", "--team", TEAM, "--limit", "2", "--json")
+    assert (code, len(json.loads(out))) == (0, 2)
+    assert err == ("Showing the newest 2 entries. There are older ones: add --limit 10 to see "
+                   "up to 10.\n")  # fmt: skip
+    # every entry shown: no note
+    for args, shown in ((("--limit", "3"), 3), (("--since", "2025-03-01"), 2), ((), 3)):
+        code, out, err = await cli(capsys, "audit", "--team", TEAM, *args)
+        assert (code, err, len(out.splitlines())) == (0, "", shown), (args, out)
+
+
 async def test_leads_list_add_and_remove_from_the_shell(
     db: Database, env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -135,7 +162,8 @@ async def test_leads_list_add_and_remove_from_the_shell(
     # TEAM_LEADS still names U0002, but the workspace was seeded: the removal sticks
     assert [r["user_id"] for r in await cli_json(capsys, "leads")] == ["U0005", "U0006"]
     code, out, _ = await cli(capsys, "audit", "--limit", "1")
-    assert code == 0 and out.rstrip().endswith("command line  removed U0002 from the team leads")
+    assert code == 0 and out.splitlines()[0].endswith(
+        "command line  removed U0002 from the team leads")  # fmt: skip
     log = await cli_json(capsys, "audit")
     assert [(r["actor"], r["action"], r["subject"]) for r in log] == [
         ("cli", "lead.removed", "<@U0002>"), ("cli", "lead.added", "<@U0006>"),

@@ -136,3 +136,28 @@ async def test_a_blank_query_is_refused(shell: Database, db_env: dict[str, str])
         assert blank.stdout == ""
     as_json = run(db_env, "contacts", "search", "", "--json")
     assert as_json.returncode == 1 and "error" in json.loads(as_json.stdout)
+
+
+async def test_a_search_cut_at_its_limit_says_how_to_see_more(
+    shell: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "(more match: use --limit to see more than 50)", leaving the number to guess;
+    with --json it said nothing at all."""
+    await _import(shell, TEAM, "Leads", "".join(f"p{i:03}@example.com,,,yes\n" for i in range(51)))
+    code, out, err = await _cli(capsys, "contacts", "search", "p")
+    lines = out.splitlines()
+    assert (code, err, len(lines)) == (0, "", 51)
+    assert lines[-1] == ("Showing the first 50 contacts. More match: add --limit 200 to see up "
+                         "to 200.")  # fmt: skip
+    code, out, err = await _cli(capsys, "contacts", "search", "ADA", "--limit", "1")
+    assert code == 0 and out.splitlines()[-1] == (
+        "Showing the first contact. More match: add --limit 5 to see up to 5.")  # fmt: skip
+    # --json: stdout stays the list scripts read; the note goes to stderr
+    code, out, err = await _cli(capsys, "contacts", "search", "ada", "--limit", "1", "--json")
+    assert (code, [r["email"] for r in json.loads(out)]) == (0, ["Ada@example.com"])
+    assert err == "Showing the first contact. More match: add --limit 5 to see up to 5.\n"
+    # all of them shown: no note
+    code, out, err = await _cli(capsys, "contacts", "search", "ada", "--limit", "2")
+    assert (code, err, len(out.splitlines())) == (0, "", 2)
+    code, out, err = await _cli(capsys, "contacts", "search", "p", "--limit", "200", "--json")
+    assert (code, err, len(json.loads(out))) == (0, "", 51)

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from bot.campaigns.service import create_campaign, target
 from bot.cli import main
 from bot.workspaces import ensure_workspace, find_segment, import_target
 from models import Database, ImportBatch
+from tests.shell import CLI, environment
 
 TEAM = "local"
 
@@ -92,10 +94,12 @@ async def test_refusals_exit_non_zero_with_the_reason(db: Database, cli: Cli, pe
     cases = [
         (("segments", "rename", "VIP", "staff"), "A segment named 'Staff' already exists."),
         (("segments", "rename", "All Customers", "Everyone"), "can't be renamed"),
-        (("segments", "rename", "Nope", "Other"), "No segment named 'Nope'."),
+        (("segments", "rename", "Nope", "Other"), "No segment named 'Nope' in this workspace "
+                                                  "(`referral-bot segments` lists them)."),
         (("segments", "delete", "all customers"), "can't be deleted"),
-        (("segments", "delete", "Nope"), "No segment named 'Nope'."),
-    ]
+        (("segments", "delete", "Nope"), "No segment named 'Nope' in this workspace "
+                                         "(`referral-bot segments` lists them)."),
+    ]  # fmt: skip
     for args, reason in cases:
         code, _, err = await cli(*args)
         assert code == 1 and reason in err, (args, err)
@@ -221,3 +225,65 @@ async def test_deleting_a_segment_says_a_background_import_into_it_is_queued(
     assert (code, out) == (1, "")
     assert err == (f"referral-bot: Import #{batch_id} into it is queued: finish or cancel it "
                    "first.\n")  # fmt: skip
+
+
+async def test_an_unknown_or_blank_segment_name_says_where_the_names_are(
+    db: Database, cli: Cli, people: Path
+) -> None:
+    """It said "No segment named 'vip'." and left the reader to guess, in another workspace
+    (--team) too, and of a blank name "No segment named ''."."""
+    await cli("import", str(people), "--segment", "VIP", "--create-segment")
+    await ensure_workspace(db, "T2")
+    code, out, err = await cli("export", "--segment", "vip", "--team", "T2")
+    assert (code, out) == (1, "")
+    assert err == ("referral-bot: No segment named 'vip' in this workspace (`referral-bot "
+                   "segments --team T2` lists them).\n")  # fmt: skip
+    for args in (("export", "--segment", "  "), ("segments", "delete", "")):
+        code, out, err = await cli(*args, "--team", TEAM)
+        assert (code, out) == (1, ""), args
+        assert err == ("referral-bot: Name a segment: the name given is blank (`referral-bot "
+                       "segments --team local` lists them).\n"), args  # fmt: skip
+
+
+async def test_deleting_an_empty_or_one_contact_segment_reads_right(
+    db: Database, cli: Cli, tmp_path: Path
+) -> None:
+    """It said "0 contacts taken out of it (they stay in All Customers)" of an empty one, and
+    "they" of one contact."""
+    one = tmp_path / "one.csv"
+    one.write_text("email\nana@example.com\n", encoding="utf-8")
+    await cli("import", str(one), "--segment", "Solo", "--create-segment")
+    code, out, _ = await cli("segments", "delete", "solo")
+    assert (code, out) == (0, "Deleted segment 'Solo': 1 contact taken out of it (it stays in "
+                              "All Customers).\n")  # fmt: skip
+    await import_target(db, TEAM, "Empty", create=True)
+    code, out, _ = await cli("segments", "delete", "empty")
+    assert (code, out) == (0, "Deleted segment 'Empty' (it held no contacts).\n")
+    code, out, _ = await cli("segments", "delete", "empty")  # gone: refused as any unknown name
+    assert code == 1
+
+
+async def test_an_export_to_a_full_disk_says_so_in_words_and_records_nothing(
+    db: Database, db_env: dict[str, str], cli: Cli, tmp_path: Path
+) -> None:
+    """`export > /dev/full` said "referral-bot: [Errno 28] No space left on device". Both a
+    segment small enough to fail at the last flush and one that fails part way."""
+    big = tmp_path / "big.csv"
+    big.write_text("email\n" + "".join(f"p{i}@example.com\n" for i in range(3000)),
+                   encoding="utf-8")  # fmt: skip
+    small = tmp_path / "small.csv"
+    small.write_text("email\nana@example.com\n", encoding="utf-8")
+    for path, name in ((big, "Big"), (small, "Small")):
+        assert (await cli("import", str(path), "--segment", name, "--create-segment"))[0] == 0
+    for name in ("Big", "Small"):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([*CLI, "export", "--segment", name], env=environment(db_env),
+                                  stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+                                  cwd=tmp_path)  # fmt: skip
+        assert (done.returncode, done.stderr) == (1, (
+            "referral-bot: Couldn't write the export: no space left on the device. The output "
+            "is incomplete: free some space, then export again.\n")), name  # fmt: skip
+    # nobody has the file: no "exported" entry in the audit log
+    assert "segment.exported" not in [e.action for e in await recent(db, TEAM)]
+    code, out, _ = await cli("export", "--segment", "small")  # stdout that takes it: as ever
+    assert (code, out.splitlines()[1:]) == (0, ["ana,,ana@example.com,en,yes"])

@@ -44,7 +44,8 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _MAILCHIMP_NAME = re.compile(
     r"^(?P<kind>non[-_]?subscribed|unsubscribed|subscribed|cleaned)_\w*export", re.IGNORECASE
 )
-_REMADE = "download the export again or zip the CSV files again, then upload it"
+# Said in Slack and in a shell alike: "import", never "upload" (a shell uploads nothing)
+_REMADE = "download the export again or zip the CSV files again, then import the new ZIP"
 # Columns only Mailchimp's audience exports have (a file named like one must have one to be
 # taken as one, but for the unsubscribed and non-subscribed names: see mailchimp_kind).
 _MAILCHIMP_COLUMNS = frozenset({"MEMBER_RATING", "OPTIN_TIME", "CONFIRM_TIME", "LEID", "EUID",
@@ -247,21 +248,21 @@ def _check_sizes(csvs: list[zipfile.ZipInfo], max_total_bytes: int, max_ratio: f
     if total > max_total_bytes:
         raise CsvFileError(
             f"The CSV files in this ZIP add up to {human_size(total)} unzipped, more than the "
-            f"{human_size(max_total_bytes)} limit: split the export into smaller files and upload "
+            f"{human_size(max_total_bytes)} limit: split the export into smaller files and import "
             "them one at a time."
         )
     for info in csvs:
         if (ratio := too_compressed(info, max_ratio)) is not None:
             raise CsvFileError(
                 f"{entry_name(info)} in this ZIP is compressed {ratio:,.0f} times, "
-                "far more than a real export, which is how a ZIP bomb looks: upload the CSV "
+                "far more than a real export, which is how a ZIP bomb looks: import the CSV "
                 "file itself instead."
             )
     packed = sum(info.compress_size for info in csvs)
     if total > RATIO_FLOOR_BYTES and total / max(packed, 1) > max_ratio:
         raise CsvFileError(
             f"The CSV files in this ZIP are compressed {total / max(packed, 1):,.0f} times, far "
-            "more than a real export, which is how a ZIP bomb looks: upload the CSV files "
+            "more than a real export, which is how a ZIP bomb looks: import the CSV files "
             "themselves instead."
         )
 
@@ -283,7 +284,7 @@ def open_archive(stream: BinaryIO, *, max_total_bytes: int, max_ratio: float = 1
         raise CsvFileError(
             f"This ZIP was refused: the entry {entry_name(unsafe[0])!r} points outside the "
             "archive's folder (a name starting with / or holding ..). Zip the CSV files again "
-            "from a folder and upload the new ZIP."
+            "from a folder and import the new ZIP."
         )
     csvs: list[zipfile.ZipInfo] = []
     ignored: list[str] = []
@@ -312,14 +313,14 @@ def _ends(info: zipfile.ZipInfo, suffixes: tuple[str, ...]) -> bool:
 
 OPENDOCUMENT = (
     "This is an OpenDocument spreadsheet (.ods, from LibreOffice or OpenOffice), which can't be "
-    "read here: save it as CSV or as an Excel .xlsx workbook (File › Save As) and upload that."
+    "read here: save it as CSV or as an Excel .xlsx workbook (File › Save As) and import that."
 )
 NUMBERS = (
     "This is an Apple Numbers file, which can't be read here: export it as CSV or Excel "
-    "(File › Export To › CSV… or Excel…) and upload that."
+    "(File › Export To › CSV… or Excel…) and import that."
 )
 XLSB = ("This is an Excel binary workbook (.xlsb), which can't be read here: save it as an "
-        "Excel Workbook (.xlsx) or as CSV (File › Save As) and upload that.")
+        "Excel Workbook (.xlsx) or as CSV (File › Save As) and import that.")
 _OPENDOCUMENT_TYPE = b"application/vnd.oasis.opendocument"
 
 
@@ -357,14 +358,14 @@ def _check_entries(
     if not csvs:
         if "xl/workbook.xml" in archive.namelist():
             raise CsvFileError(
-                "This is an Excel workbook, not a ZIP of CSV files: upload it as an .xlsx file "
+                "This is an Excel workbook, not a ZIP of CSV files: import it as an .xlsx file "
                 "or export it as CSV."
             )
         if (kind := _spreadsheet_kind(archive)) is not None:
             raise CsvFileError(kind)
         found = f" (it holds {', '.join(ignored[:5])})" if ignored else ""
         raise CsvFileError(
-            f"This ZIP holds no CSV file{found}: put the CSV export in the ZIP or upload the "
+            f"This ZIP holds no CSV file{found}: put the CSV export in the ZIP or import the "
             "CSV file itself."
         )
     if len(csvs) > MAX_CSV_ENTRIES:
@@ -377,12 +378,12 @@ def _check_entries(
         if info.flag_bits & 0x1:
             raise CsvFileError(
                 f"{name} in this ZIP is password-protected: zip the CSV files again without a "
-                "password, or upload them unzipped."
+                "password, or import them unzipped."
             )
         if info.compress_type not in READABLE_METHODS:
             raise CsvFileError(
                 f"{name} in this ZIP is compressed in a way we can't read: zip the CSV files "
-                "again with your computer's standard Compress or Send to ZIP, or upload them "
+                "again with your computer's standard Compress or Send to ZIP, or import them "
                 "unzipped."
             )
 

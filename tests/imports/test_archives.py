@@ -413,3 +413,64 @@ def test_mailchimp_kind_of_other_exports_is_none() -> None:
     assert mailchimp_kind("cleaned_customer_export.csv", plain) is None
     assert mailchimp_kind("subscribed_customers_export.csv", plain) is None
     assert mailchimp_kind("unsubscribed_customers_export.csv", plain) == "unsubscribed"
+
+
+# --- what the refusals say ----------------------------------------------------------------
+
+
+def _refusal(data: bytes, *, max_total_bytes: int = CAP) -> str:
+    """The sentence open_archive, or reading the first entry, refuses `data` with."""
+    with (
+        pytest.raises(CsvFileError) as refused,
+        open_archive(io.BytesIO(data), max_total_bytes=max_total_bytes) as archive,
+        archive.entries[0].open() as stream,
+    ):
+        stream.read()
+    return str(refused.value)
+
+
+def _damaged_entry() -> bytes:
+    data = bytearray(zip_bytes({"a.csv": samples.big_csv(2000)}))
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    return bytes(data)
+
+
+REFUSED = {
+    "truncated": lambda: mailchimp_export()[:200],
+    "damaged entry": _damaged_entry,
+    "larger than declared": lambda: patch_sizes(
+        zip_bytes({"liar.csv": b"email\n" + b"u@example.com\n" * 5000}), "liar.csv",
+        file_size=1000),
+    "bomb by ratio": lambda: bomb(8 * MB),
+    "bombs together": lambda: zip_bytes({f"part{i}.csv": b"email\n" + b"same@example.com\n"
+                                         * (RATIO_FLOOR_BYTES // 20) for i in range(40)}),
+    "outside the folder": lambda: zip_bytes({"../evil.csv": samples.seed_csv()}),
+    "workbook": samples.xlsx_workbook,
+    "opendocument": lambda: zip_bytes({"mimetype": b"application/vnd.oasis.opendocument.sheet",
+                                       "content.xml": b"<c/>"}),
+    "numbers": lambda: zip_bytes({"Index/Document.iwa": b"\x00"}),
+    "xlsb": lambda: zip_bytes({"xl/workbook.bin": b"\x00", "[Content_Types].xml": b"<T/>"}),
+    "no csv": lambda: zip_bytes({"notes.pdf": samples.pdf_document()}),
+    "password": lambda: patch_sizes(zip_bytes({"s.csv": samples.seed_csv()}), "s.csv",
+                                    flags=0x1),
+    "compression": lambda: patch_sizes(zip_bytes({"a.csv": samples.seed_csv()}), "a.csv",
+                                       method=9),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_a_refusal_says_import_not_upload(case: str) -> None:
+    """Told in the shell as in Slack: "then upload it" and "upload it as an .xlsx file" asked a
+    shell user for an upload there is none of. Each says what to import instead."""
+    message = _refusal(REFUSED[case]())
+    assert "upload" not in message.lower(), message
+    assert "import" in message, message
+
+
+def test_a_refusal_over_the_size_limit_says_import_not_upload() -> None:
+    message = _refusal(bomb(64 * MB), max_total_bytes=16 * MB)
+    assert message.endswith("split the export into smaller files and import them one at a "
+                            "time."), message  # fmt: skip
+    assert _refusal(mailchimp_export()[:200]) == (
+        "This ZIP file is damaged or incomplete: download the export again or zip the CSV "
+        "files again, then import the new ZIP.")  # fmt: skip

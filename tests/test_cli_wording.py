@@ -1,0 +1,67 @@
+"""What a new shell user meets in `--help` and in refusals, for the commands of
+bot/cli_contacts.py, bot/cli_segments.py, bot/cli_audit.py and bot/cli_undo.py, and a ZIP
+refusal told in the shell (run in-process, as tests/shell.py does)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.imports.exports import mailchimp_zip
+from tests.shell import run
+
+COMMANDS = [
+    ("contacts",), ("contacts", "search"), ("contacts", "delete"),
+    ("segments",), ("segments", "rename"), ("segments", "delete"), ("export",),
+    ("audit",), ("leads",), ("leads", "add"), ("leads", "remove"), ("undo",),
+]  # fmt: skip
+
+
+def _bare(help_text: str) -> list[str]:
+    """The options and arguments `--help` lists with nothing said of them."""
+    lines = help_text.splitlines()
+    bare, listed = [], False
+    for i, line in enumerate(lines):
+        if line and not line.startswith(" "):  # a section's title
+            listed = line in ("options:", "positional arguments:")
+            continue
+        if not listed or not re.match(r"^  \S", line):
+            continue
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        # its words on the same line, or (a long invocation) on the next, further in
+        if not re.match(r"^  \S.*?\S {2,}\S", line) and not following.startswith("   "):
+            bare.append(line.strip())
+    return bare
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help_says_what_every_option_and_argument_is(command: tuple[str, ...]) -> None:
+    """`contacts search --help` listed `Q`, `--team TEAM` and `--json` with nothing beside
+    them (and `--limit LIMIT  at most this many`), as did every command here but `undo`."""
+    shown = run({}, *command, "--help")
+    assert shown.returncode == 0, shown.stderr
+    assert _bare(shown.stdout) == [], shown.stdout
+
+
+def test_help_says_what_a_group_without_an_action_does() -> None:
+    """`segments` and `leads` list something without an ACTION; their help didn't say so."""
+    assert "Without an ACTION: the segments" in run({}, "segments", "--help").stdout
+    assert "Without an ACTION: the workspace's team leads" in run({}, "leads", "--help").stdout
+    limit = run({}, "contacts", "search", "--help").stdout
+    assert "--limit N" in limit and "at most N contacts (default 50)" in limit
+
+
+def test_a_damaged_zip_is_refused_in_words_that_fit_a_shell(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The shell was told to "zip the CSV files again, then upload it"."""
+    broken = tmp_path / "export.zip"
+    broken.write_bytes(mailchimp_zip()[:200])
+    refused = run(db_env, "import", str(broken), "--segment", "VIP", "--create-segment")
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "referral-bot: export.zip: This ZIP file is damaged or incomplete: download the export "
+        "again or zip the CSV files again, then import the new ZIP. Nothing was imported.\n"
+    )
