@@ -156,7 +156,9 @@ async def resolve_team(db: Database, team_id: str | None, *, default_locale: str
             raise WorkspaceError(f"No workspace {team_id!r}. Known: {await _known(db)}.")
         return team_id
     if len(teams) > 1:
-        raise WorkspaceError("There are several workspaces: choose one with --team.")
+        # naming them: "choose one with --team" alone left the reader to find the ids elsewhere
+        raise WorkspaceError(f"There are several workspaces: choose one with --team "
+                             f"({await _known(db)}).")  # fmt: skip
     if teams:
         return teams[0]
     await ensure_workspace(db, LOCAL_TEAM, default_locale=default_locale)

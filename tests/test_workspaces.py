@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import text
 
-from bot.workspaces import ensure_workspace
+from bot.workspaces import WorkspaceError, ensure_workspace, resolve_team
 from models import Database
 
 
@@ -17,3 +18,14 @@ async def test_simultaneous_first_requests_create_one_workspace(db: Database) ->
         segments = (await conn.execute(text(
             "SELECT COUNT(*) FROM segment WHERE team_id = 'TNEW'"))).scalar_one()  # fmt: skip
     assert segments == 1  # one All Customers
+
+
+async def test_a_shell_command_among_several_workspaces_names_them(db: Database) -> None:
+    """It said "There are several workspaces: choose one with --team." and left the reader to
+    find the team ids somewhere else."""
+    for team in ("TB2", "TA1"):
+        await ensure_workspace(db, team)
+    with pytest.raises(WorkspaceError) as refused:
+        await resolve_team(db, None)
+    assert str(refused.value) == ("There are several workspaces: choose one with --team "
+                                  "(TA1, TB2).")  # fmt: skip
