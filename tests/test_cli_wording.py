@@ -65,3 +65,16 @@ def test_a_damaged_zip_is_refused_in_words_that_fit_a_shell(
         "referral-bot: export.zip: This ZIP file is damaged or incomplete: download the export "
         "again or zip the CSV files again, then import the new ZIP. Nothing was imported.\n"
     )
+
+
+def test_a_file_in_an_unknown_encoding_is_refused_in_words_that_fit_a_shell(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The shell was told to save it as CSV UTF-8 "and upload that"."""
+    unreadable = tmp_path / "customers.csv"
+    unreadable.write_bytes(
+        "email,first_name,last_name\r\nahmed@example.ae,أحمد,سعيد\r\n".encode("cp1256"))
+    refused = run(db_env, "import", str(unreadable), "--segment", "VIP", "--create-segment")
+    assert refused.returncode == 1
+    assert "CSV UTF-8) and import that." in refused.stderr, refused.stderr
+    assert "upload" not in refused.stderr

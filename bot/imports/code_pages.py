@@ -60,7 +60,7 @@ _KOREAN_MIN_SYLLABLES = 8  # see _korean_over_chinese
 _CASED = frozenset({"CYRILLIC", "GREEK"})
 _CASELESS = frozenset({"HEBREW", "ARABIC", "THAI"})
 
-SAVE_AS_UTF8 = "Save it as CSV UTF-8 (in Excel: File › Save As › CSV UTF-8) and upload that."
+SAVE_AS_UTF8 = "Save it as CSV UTF-8 (in Excel: File › Save As › CSV UTF-8) and import that."
 UNREADABLE_ENCODING = (
     "This file is not UTF-8, and its accented or non-Latin characters don't read as words in "
     f"any encoding we know, so we won't guess. {SAVE_AS_UTF8}"
