@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from bot.cli_common import JSON_HELP, TEAM_HELP
 from bot.home_refresh import queue_home_refresh
 from bot.mailchimp import accounts, api
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
@@ -19,17 +20,17 @@ class MailchimpCliError(Exception):
 
 def add_parsers(sub: Any) -> None:
     mc = sub.add_parser("mailchimp", help="connect Mailchimp and list its audiences")
-    mc.add_argument("--team")
+    mc.add_argument("--team", help=TEAM_HELP)
     actions = mc.add_subparsers(dest="mailchimp_command", metavar="ACTION", required=True)
     connect = actions.add_parser("connect", help="connect with an API key (checked first)")
     connect.add_argument("--api-key", required=True, help="e.g. 0123abcd...-us21")
     for name, text in (("status", "the connection"), ("lists", "the audiences")):
         cmd = actions.add_parser(name, help=text)
-        cmd.add_argument("--json", action="store_true")
+        cmd.add_argument("--json", action="store_true", help=JSON_HELP)
     actions.add_parser("disconnect", help="forget the credentials")
     for action in actions.choices.values():
         # SUPPRESS: `mailchimp --team T status` keeps the T given before the action too
-        action.add_argument("--team", default=argparse.SUPPRESS)
+        action.add_argument("--team", default=argparse.SUPPRESS, help=TEAM_HELP)
 
 
 Chosen = tuple[api.Credentials, list[api.Audience]]
