@@ -42,9 +42,11 @@ from bot.imports.reading import (
     ColumnsOf,
     CsvFileError,
     HeaderRepeats,
+    HeaderTest,
     header_above_data,
     header_is_data,
     header_past_labels,
+    header_test,
     holds_an_address,
     is_data_row,
     is_header,
@@ -490,20 +492,24 @@ def _consent_unread(fields: list[str], columns: list[int]) -> list[str]:
     return fields
 
 
-def _header_and_rows(rows: Rows) -> tuple[tuple[int, list[str]] | None, Rows]:
+def _header_and_rows(rows: Rows, fits_chosen: HeaderTest | None = None
+                     ) -> tuple[tuple[int, list[str]] | None, Rows]:  # fmt: skip
     """A sheet's header row and the rows below it; None for a sheet without rows.
 
     The header is the first of the first MAX_HEADER_SEARCH rows in which an email column is
-    recognised (a report puts a title and a date above it), else the row above the first row
-    of data below a title (reading.header_above_data), else the first row, as before.
+    recognised (a report puts a title and a date above it), or that holds the columns of a
+    mapping given or remembered (`fits_chosen`, see reading.header_test), else the row above
+    the first row of data below a title (reading.header_above_data), else the first row, as
+    before.
     """
+    is_header_row = header_test(fits_chosen)
     head: list[tuple[int, list[str]]] = []
     for row in itertools.islice(rows, MAX_HEADER_SEARCH):  # read no further than the header
         if head and is_data_row(row[1]):
             # a row of data: past any title (see reading.find_header), unless label lines
             # beside an address lead to a header below (reading.header_past_labels)
             ahead = [row, *itertools.islice(rows, MAX_HEADER_SEARCH - len(head) - 1)]
-            below = header_past_labels([fields for _, fields in ahead])
+            below = header_past_labels([fields for _, fields in ahead], is_header_row)
             if below is not None:
                 return ahead[below], _rows_from(
                     _addressed([*head, *ahead[:below]]) + ahead[below + 1 :], rows)
@@ -511,7 +517,7 @@ def _header_and_rows(rows: Rows) -> tuple[tuple[int, list[str]] | None, Rows]:
             above = header_above_data([fields for _, fields in head])
             rows = _rows_from(ahead[1:], rows)
             return head[above], _rows_from([*_addressed(head[:above]), *head[above + 1 :]], rows)
-        if is_header(row[1]):
+        if is_header_row(row[1]):
             return row, _rows_from(_addressed(head), rows)
         head.append(row)
     return (head[0] if head else None), _rows_from(head[1:], rows)
@@ -647,7 +653,7 @@ class XlsxReader:
         """The header and rows of `sheet`, and the count of its uncalculated formulas read."""
         uncalculated = [0]
         header, rows = _header_and_rows(
-            self._guarded(self._book.rows(sheet, uncalculated=uncalculated)))
+            self._guarded(self._book.rows(sheet, uncalculated=uncalculated)), self._fits_chosen)
         return header, rows, uncalculated
 
     def _use(self, sheet: _Sheet, header: tuple[int, list[str]] | None, rows: Rows,

@@ -14,9 +14,10 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -275,6 +276,62 @@ async def recall(db: Database, team_id: str, header: list[str]) -> ColumnMap | N
     return mapping if mapping is not None and fits(header, mapping) else None
 
 
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """A mapping the workspace remembered, as `referral-bot mappings` lists it."""
+
+    key: str  # headers_key of the headers it is for
+    mapping: ColumnMap
+    chosen_by: str  # a Slack user id, or "cli"
+    chosen_at: datetime
+    # the headers as a file spelled them, if a file read with them kept them (keep_header:
+    # *Map columns* does); None for one given with --map: the table keeps only their hash
+    header: list[str] | None
+
+
+async def remembered_mappings(db: Database, team_id: str) -> list[Remembered]:
+    """The workspace's remembered mappings, the latest chosen first, each with the headers
+    of the newest file of its headers that kept them (see Remembered.header)."""
+    async with db.session() as session:
+        rows = (await session.exec(
+            select(ColumnMapping).where(col(ColumnMapping.team_id) == team_id)
+            .order_by(col(ColumnMapping.updated_at).desc(), col(ColumnMapping.headers_key))
+        )).all()  # fmt: skip
+        kept = (await session.exec(
+            select(ImportSource.header).where(col(ImportSource.team_id) == team_id,
+                                              col(ImportSource.header).is_not(None))
+            .order_by(col(ImportSource.id).desc())
+        )).all() if rows else []  # fmt: skip
+    headers = _headers_by_key(kept, {row.headers_key for row in rows})
+    return [Remembered(row.headers_key, _from_row(row), row.updated_by, row.updated_at,
+                       headers.get(row.headers_key)) for row in rows]  # fmt: skip
+
+
+def _headers_by_key(kept: Iterable[str | None], wanted: set[str]) -> dict[str, list[str]]:
+    """The first header (of `kept`, newest first) of each headers_key in `wanted`."""
+    found: dict[str, list[str]] = {}
+    for text in kept:
+        header, _sheet = kept_header(text)
+        if not header:
+            continue
+        key = headers_key(header)
+        if key in wanted and key not in found:
+            found[key] = header
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+async def forget_mapping(db: Database, team_id: str, key: str) -> bool:
+    """Forget the workspace's mapping for the headers `key` (headers_key): files with them
+    are read by their names again. False if it wasn't remembered (forgotten meanwhile)."""
+    async with db.begin() as conn:
+        gone = await conn.execute(delete(ColumnMapping).where(
+            col(ColumnMapping.team_id) == team_id,
+            col(ColumnMapping.headers_key) == key))  # fmt: skip
+    return bool(gone.rowcount)
+
+
 @dataclass
 class ColumnMapper:
     """A reader's `columns_of`: a mapping given now (over the one remembered for the file's
@@ -332,14 +389,19 @@ class ColumnMapper:
     @property
     def fits_chosen(self) -> Callable[[list[str]], bool] | None:
         """Whether a mapping given or remembered fits a header (see _fits_chosen); None when
-        there is none: a workbook then reads its first sheet recognised by name without
-        reading the others' headers (and scanning their parts for merged cells)."""
+        there is none: the header search then goes by names alone, as for any file, and a
+        workbook reads its first sheet recognised by name without reading the others'
+        headers (and scanning their parts for merged cells). A reader takes it by this name
+        (reading.chosen_header_test)."""
         return self._fits_chosen if self.given or self.remembered else None
 
     def _fits_chosen(self, header: list[str]) -> bool:
-        """Whether a mapping given now, else one remembered for `header`, fits it: a
-        workbook reads the sheet it fits before one whose email column is recognised by name
-        (a staff list's "Email" on the first sheet, the customers' "Work Mail" on the next)."""
+        """Whether a mapping given now, else one remembered for `header`, fits it: the
+        header search takes such a row for the header (a title line as wide as a header of
+        names none recognised, "Work Mail, Given, Family", was taken for it, and the mapping
+        never found its columns), and a workbook reads the sheet it fits before one whose
+        email column is recognised by name (a staff list's "Email" on the first sheet, the
+        customers' "Work Mail" on the next)."""
         if self.given:
             return fits(header, self._given_over_remembered(header))
         remembered = self.remembered.get(headers_key(header))

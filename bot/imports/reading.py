@@ -142,6 +142,11 @@ class Columns:
     # cells in the header (0: not known), so a rejected row can say it has fewer or more;
     # not compared: the same columns are the same whatever the reader knew of the width
     width: int = field(default=0, compare=False)
+    # where the header these columns were read from is: (delimiter, lines above it), as
+    # CsvReader found it. The parser child (parallel.py) reads a big file with its parent's
+    # columns but without the mapping, whose columns may have found the header below a title
+    # the search by name takes for it: the child reads its header from here.
+    header_at: tuple[str, int] | None = field(default=None, compare=False)
 
 
 class Malformed(str):
@@ -364,6 +369,30 @@ def is_header(fields: list[str]) -> bool:
     return True
 
 
+# Whether a row holds the columns of a mapping given (`--map`) or remembered for its headers
+# (mapping.ColumnMapper.fits_chosen): a header of names none of HEADER_ALIASES knows ("Work
+# Mail, Given, Family") is one only by the mapping, and a title line as wide as it above it
+# was taken for the header, so the mapping never found its columns.
+HeaderTest = Callable[[list[str]], bool]
+
+
+def header_test(fits_chosen: HeaderTest | None) -> HeaderTest:
+    """How the header search tells a header: by name (is_header), or, when a mapping is given
+    or remembered, also as holding its columns. Asked of the first few rows only, once a
+    file: the rows below the header pay nothing."""
+    if fits_chosen is None:
+        return is_header
+    return lambda fields: is_header(fields) or fits_chosen(fields)
+
+
+def chosen_header_test(columns_of: ColumnsOf) -> HeaderTest | None:
+    """The header test of a mapping (`columns_of` a mapping.ColumnMapper: its `fits_chosen`,
+    None when it has no mapping given or remembered); None for columns told by name alone.
+    Asked by attribute: mapping.py builds on this module, not the other way round."""
+    test = getattr(columns_of, "fits_chosen", None)
+    return test if callable(test) else None
+
+
 def _blank(fields: list[str]) -> bool:
     return not any(f.strip() for f in fields)
 
@@ -400,14 +429,16 @@ def header_above_data(rows: list[list[str]]) -> int:
     return len(rows) - 2 if all(sum(1 for f in t if f.strip()) < width for t in titles) else 0
 
 
-def header_past_labels(rows: list[list[str]]) -> int | None:
+def header_past_labels(rows: list[list[str]], is_header_row: HeaderTest = is_header
+                       ) -> int | None:  # fmt: skip
     """Which of `rows` (non-blank rows from the first one holding an address down) is a
-    header recognised by name, when the rows above it are a report's label lines beside an
-    address ("Exported by | ops@shop.com", as a spreadsheet writes it: an address cell of its
-    own, so it read as data and stopped the search above the header). None when no row holds
-    no address and is such a header, or a row above it is wider (a headerless file's data)."""
+    header recognised by name (or `is_header_row`, see header_test), when the rows above it
+    are a report's label lines beside an address ("Exported by | ops@shop.com", as a
+    spreadsheet writes it: an address cell of its own, so it read as data and stopped the
+    search above the header). None when no row holds no address and is such a header, or a
+    row above it is wider (a headerless file's data)."""
     for index, fields in enumerate(rows[1:], 1):
-        if is_header(fields) and not holds_an_address(fields):
+        if is_header_row(fields) and not holds_an_address(fields):
             width = _filled(fields)
             return index if all(_filled(row) <= width for row in rows[:index]) else None
     return None
@@ -417,17 +448,19 @@ def _filled(fields: list[str]) -> int:
     return sum(1 for f in fields if f.strip())
 
 
-def find_header(sample_text: str) -> tuple[str, int]:
+def find_header(sample_text: str, fits_chosen: HeaderTest | None = None) -> tuple[str, int]:
     """(delimiter, lines above the header) for a file starting with `sample_text`.
 
     Usually the header is the first line. Excel may write a `sep=;` line above it (the
     delimiter to use), and a report a title and a blank line ("Customer export 2024-05-01"):
     the header is the first of the first MAX_HEADER_SEARCH non-blank lines in which an email
-    column is recognised, each read with the delimiter it uses most, stopping at the first row
-    holding an address; when none is, the line above that row below a title
+    column is recognised (or that holds the columns of a mapping given or remembered:
+    `fits_chosen`, see header_test), each read with the delimiter it uses most, stopping at
+    the first row holding an address; when none is, the line above that row below a title
     (header_above_data), else the first line, as before (a chosen mapping, or the "no email
     column" message, then goes by it).
     """
+    is_header_row = header_test(fits_chosen)
     lines = io.StringIO(sample_text, newline="").readlines()
     hint = _SEP_HINT.match(lines[0].lstrip("\ufeff").strip()) if lines else None
     start = 1 if hint else 0
@@ -435,13 +468,14 @@ def find_header(sample_text: str) -> tuple[str, int]:
     for index, delimiter, fields in _nonblank_rows(lines, start, hint):
         if searched and is_data_row(fields):
             # a row of data: past any title (a row whose Channel says "email" is no header)
-            if below := _header_below(lines, index, hint, MAX_HEADER_SEARCH - len(searched)):
+            if below := _header_below(lines, index, hint, MAX_HEADER_SEARCH - len(searched),
+                                      is_header_row):  # fmt: skip
                 return below
             above = header_above_data([found for *_, found in searched] + [fields])
             if above:
                 return searched[above][1], searched[above][0]
             break
-        if is_header(fields):
+        if is_header_row(fields):
             return delimiter, index
         searched.append((index, delimiter, fields))
         if len(searched) >= MAX_HEADER_SEARCH:
@@ -463,12 +497,12 @@ def _nonblank_rows(lines: list[str], start: int, hint: re.Match[str] | None
             yield index, delimiter, fields
 
 
-def _header_below(lines: list[str], start: int, hint: re.Match[str] | None,
-                  rows: int) -> tuple[str, int] | None:  # fmt: skip
+def _header_below(lines: list[str], start: int, hint: re.Match[str] | None, rows: int,
+                  is_header_row: HeaderTest) -> tuple[str, int] | None:  # fmt: skip
     """(delimiter, line index) of a header under label lines from `lines[start]` on, within
     `rows` non-blank lines (header_past_labels)."""
     found = list(itertools.islice(_nonblank_rows(lines, start, hint), rows))
-    below = header_past_labels([fields for *_, fields in found])
+    below = header_past_labels([fields for *_, fields in found], is_header_row)
     return None if below is None else (found[below][1], found[below][0])
 
 
@@ -858,40 +892,22 @@ class CsvReader:
         sample_text = sample.decode(self.encoding, errors="ignore")
         if _looks_binary(sample_text):
             raise CsvFileError(NOT_TEXT)
-        self.delimiter, above = find_header(sample_text)
-        self._text: io.TextIOWrapper | None = _text_of(stream, self.encoding, errors)
-        # Lines of at most MAX_LINE_CHARS: iterating the text builds each line whole before csv
-        # sees it, so one 250 MB line (a ZIP entry may hold one) took 1.25 GB. A longer line
-        # reaches csv in pieces, each a malformed or rejected row; later line numbers then
-        # count its pieces. readline from a C callable iterator: no slower than iteration.
-        # Then one empty line past the end (_end_of_lines).
-        self._ended = False
-        self._lines: Iterator[str] = itertools.chain(
-            iter(functools.partial(self._text.readline, MAX_LINE_CHARS), ""),
-            self._end_of_lines(),
-        )
-        skipped = list(itertools.islice(self._lines, above))  # a title, `sep=;`
-        self._above = len(skipped)
-        self._reader = csv.reader(self._lines, delimiter=self.delimiter, strict=False)
-        self.header: list[str] = []
-        self._header_line = 0
+        self.delimiter, above = find_header(sample_text, chosen_header_test(columns_of))
         self._start, self._errors = start, errors
+        self._text: io.TextIOWrapper | None = None
         self._again: _Rereader | None = None  # made for the first record csv gives up on
+        skipped = self._seat(above)
         limit = csv.field_size_limit(FIELD_LIMIT)
         try:
-            for fields in self._reader:
-                if any(f.strip() for f in fields):
-                    self.header = fields
-                    self._header_line = self._above + self._reader.line_num
-                    break
-            if not self.header:
-                raise CsvFileError("The file has no header row and no data.")
-            if any("\n" in f and "@" in f and self.delimiter in f for f in self.header):
-                # a quote opened in the header and closed rows later: it swallowed those rows
-                # (a header cell with a line break in it, as Excel allows, is fine)
-                raise CsvFileError(HEADER_QUOTE)
+            self._read_header()
             columns = columns_of(self.header)
-            self.columns = columns if columns.width else replace(columns, width=len(self.header))
+            if columns.header_at not in (None, (self.delimiter, above)):
+                # the parser child, with its parent's columns (see Columns.header_at)
+                self.delimiter, above = columns.header_at
+                skipped = self._seat(above)
+                self._read_header()
+            self.columns = replace(columns, width=columns.width or len(self.header),
+                                   header_at=(self.delimiter, above))  # fmt: skip
             self._before = self._rows_above(skipped)
             data = header_is_data(self.header, self.columns)  # no header to repeat then
             # lines repeating the header, or another's; the rows' order after them (_Reordered)
@@ -906,6 +922,44 @@ class CsvReader:
             raise
         finally:
             csv.field_size_limit(limit)
+
+    def _seat(self, above: int) -> list[str]:
+        """Read the file's text from its start, past the `above` lines above the header (a
+        title, `sep=;`), which it returns; the csv reader then starts at the header."""
+        if self._text is not None:  # seated before (see Columns.header_at): start again
+            self._text.detach()
+            self._raw.seek(self._start)
+        self._text = _text_of(self._raw, self.encoding, self._errors)
+        # Lines of at most MAX_LINE_CHARS: iterating the text builds each line whole before csv
+        # sees it, so one 250 MB line (a ZIP entry may hold one) took 1.25 GB. A longer line
+        # reaches csv in pieces, each a malformed or rejected row; later line numbers then
+        # count its pieces. readline from a C callable iterator: no slower than iteration.
+        # Then one empty line past the end (_end_of_lines).
+        self._ended = False
+        self._lines: Iterator[str] = itertools.chain(
+            iter(functools.partial(self._text.readline, MAX_LINE_CHARS), ""),
+            self._end_of_lines(),
+        )
+        skipped = list(itertools.islice(self._lines, above))
+        self._above = len(skipped)
+        self._reader = csv.reader(self._lines, delimiter=self.delimiter, strict=False)
+        return skipped
+
+    def _read_header(self) -> None:
+        """The first non-blank record from where the reader is seated (_seat): the header."""
+        self.header: list[str] = []
+        self._header_line = 0
+        for fields in self._reader:
+            if any(f.strip() for f in fields):
+                self.header = fields
+                self._header_line = self._above + self._reader.line_num
+                break
+        if not self.header:
+            raise CsvFileError("The file has no header row and no data.")
+        if any("\n" in f and "@" in f and self.delimiter in f for f in self.header):
+            # a quote opened in the header and closed rows later: it swallowed those rows
+            # (a header cell with a line break in it, as Excel allows, is fine)
+            raise CsvFileError(HEADER_QUOTE)
 
     def close(self) -> None:
         """Let go of the stream without closing it (the caller owns it)."""

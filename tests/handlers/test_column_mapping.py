@@ -800,3 +800,36 @@ async def test_a_form_left_open_on_one_sheet_saves_nothing_once_another_shows_an
     # the second form, on the customers' sheet, is the one that counts
     line = await _map_and_read(app, review, second, LEAD, email="0", first_name="1")
     assert "2 valid" in line and "Only the sheet “Customers” was read" in line, line
+
+
+async def test_next_months_report_under_a_title_maps_itself(app: Harness) -> None:
+    """Columns chosen in *Map columns* for an export whose names none are recognised; next
+    month the same export came as a report, a title line as wide as its header above it
+    ("Customer export,December,2026"): the title was taken for the header, and the upload
+    failed "No email column found. Columns found: 'Customer export', 'December', '2026'"
+    instead of mapping itself, as a CSV and as a workbook."""
+    from tests.imports.test_column_mapping import TITLED_ROWS
+
+    plain = b"Work Mail,Given,Family\nzed@example.com,Zed,Zero\n"
+    review = await _upload(app, "F0601", "customers.csv", plain)
+    review = await _remap(app, review, email="0", first_name="1", last_name="2")
+    (line,) = _source_lines(review)
+    assert "1 valid" in line, line
+    titled = "".join(",".join(r) + "\n" for r in TITLED_ROWS).encode()
+    _second, line = await _next_weeks_export(app, "F0602", "report.csv", titled)
+    assert "2 valid · 0 duplicates · 0 rejected" in line, line
+    book = workbook(("Customers", TITLED_ROWS))
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0603", "report.xlsx", book)
+    await app.requests.view_submission(state_values=_form(files=[file], segment="Work 3"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    third = [m for m in app.slack.messages_in("C0001") if "Work 3" in m.get("text", "")][-1]
+    (line,) = _source_lines(third)
+    assert "2 valid · 0 duplicates · 0 rejected" in line, line
+    # *Map columns* on the workbook shows the header it was read by, the choice preselected
+    modal = await _click_map(app, third, LEAD)
+    texts = [o["text"]["text"] for o in _choice(modal, BlockId.MAP_EMAIL)["options"]]
+    assert texts[0] == "Work Mail — ada@example.com, bob@example.org", texts
+    assert _choice(modal, BlockId.MAP_EMAIL)["initial_option"]["value"] == "0"
+    assert app.slack.block_errors == []

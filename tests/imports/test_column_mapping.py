@@ -19,6 +19,7 @@ from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.mapping import (
     BEING_READ,
     ColumnMap,
+    ColumnMapper,
     column_name,
     columns_for,
     guess,
@@ -517,3 +518,103 @@ async def test_a_background_map_is_remembered_only_for_the_files_it_found_valid_
     assert set(await _contacts(db)) == {"a@example.com"}
     assert await recall(db, TEAM, ["Contact", "Who"]) == ColumnMap("Contact")
     assert await recall(db, TEAM, ["Email", "Contact", "Name"]) is None
+
+
+# A report whose title line is as wide as its header, and whose header's names are none the
+# aliases know: the header search took the title for the header (no row of fewer fields
+# above the data to tell it apart), so a mapping could never find its columns.
+TITLED_ROWS = [["Customer export", "December", "2026"], ["Work Mail", "Given", "Family"],
+               ["ada@example.com", "Ada", "Lovelace"], ["bob@example.org", "Bob", "Stone"]]
+TITLED_HEADER = TITLED_ROWS[1]
+
+
+def _titled(kind: str) -> tuple[str, bytes]:
+    """The titled report as a CSV or as a workbook's only sheet: (file name, bytes)."""
+    if kind == "csv":
+        return "report.csv", "".join(",".join(r) + "\n" for r in TITLED_ROWS).encode()
+    return "report.xlsx", workbook(("Customers", TITLED_ROWS))
+
+
+@pytest.mark.parametrize("kind", ["csv", "xlsx"])
+async def test_a_map_finds_its_header_under_a_title_as_wide_as_it(db: Database,
+                                                                  kind: str) -> None:  # fmt: skip
+    """`--map email="Work Mail"` failed "The column 'Work Mail' chosen for Email isn't in
+    this file. Columns found: 'Customer export', 'December', '2026'": nothing imported, and
+    nothing a mapping could name would import it."""
+    await ensure_workspace(db, TEAM)
+    name, data = _titled(kind)
+    result = await import_files(db, TEAM, [(name, io.BytesIO(data))], segment="Work",
+                                create_segment=True, requested_by="U1",
+                                column_map={"email": "Work Mail", "first_name": "Given",
+                                            "last_name": "Family"})  # fmt: skip
+    assert (result.batch.rows, result.batch.valid, result.batch.rejected) == (2, 2, 0)
+    assert await _contacts(db) == {"ada@example.com": ("Ada", None),
+                                   "bob@example.org": ("Bob", None)}  # fmt: skip
+    assert await recall(db, TEAM, TITLED_HEADER) == ColumnMap("Work Mail", "Given", "Family")
+
+
+@pytest.mark.parametrize("kind", ["csv", "xlsx"])
+async def test_a_remembered_mapping_finds_its_header_under_a_title_as_wide_as_it(
+    db: Database, kind: str
+) -> None:
+    """Mapped once (in Slack, or with --map) for the export without its title; next month's
+    report of the same columns under a title line failed "No email column found. Columns
+    found: 'Customer export', 'December', '2026'" instead of mapping itself."""
+    await ensure_workspace(db, TEAM)
+    await remember(db, TEAM, TITLED_HEADER, ColumnMap("Work Mail", "Given"), "U1")
+    segment = await import_target(db, TEAM, "Work", create=True)
+    batch = await create_batch(db, TEAM, segment.id or 0, "U2")
+    name, data = _titled(kind)
+    source = await add_source(db, TEAM, batch.id or 0, SourceKind.CSV, name)
+    (staged,) = await stage_file(db, TEAM, source.id or 0, io.BytesIO(data), name=name)
+    assert (staged.status, staged.error) == (SourceStatus.PARSED, None)
+    assert (staged.rows, staged.valid, staged.rejected) == (2, 2, 0)
+
+
+@pytest.mark.parametrize("kind", ["csv", "xlsx"])
+async def test_without_a_mapping_a_title_as_wide_as_the_header_is_still_the_header(
+    db: Database, kind: str
+) -> None:
+    """The search by names alone is as it was: no mapping given, none remembered that fits
+    (another export's), and the file fails naming the title's cells, as *Map columns* shows
+    them."""
+    await ensure_workspace(db, TEAM)
+    await remember(db, TEAM, ["Work Mail", "Name"], ColumnMap("Work Mail"), "U1")
+    name, data = _titled(kind)
+    with pytest.raises(ImportFailed, match=r"No email column found\. Columns found: "
+                       r"'Customer export', 'December', '2026'\."):  # fmt: skip
+        await import_files(db, TEAM, [(name, io.BytesIO(data))], segment="Work",
+                           create_segment=True)  # fmt: skip
+
+
+async def test_a_big_titled_file_is_read_by_the_parser_child_from_the_header_mapped(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parser child reads a big file with the columns its parent mapped, but not the
+    mapping: its own search took the title for the header, and the real header line
+    became a row, rejected ("Work Mail" is no address)."""
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 64 * 1024)
+    lines = ["Customer export,December,2026", "Work Mail,Given,Family"] + [
+        f"p{n}@example.com,Given{n},Family{n}" for n in range(3000)]  # fmt: skip
+    path = tmp_path / "big-report.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size >= parallel.PARALLEL_MIN_BYTES
+    await ensure_workspace(db, TEAM)
+    with path.open("rb") as stream:
+        result = await import_files(db, TEAM, [(path.name, stream)], segment="Big",
+                                    create_segment=True, column_map={
+                                        "email": "Work Mail", "first_name": "Given"})  # fmt: skip
+    assert (result.batch.rows, result.batch.valid, result.batch.rejected) == (3000, 3000, 0)
+    assert (await _contacts(db))["p7@example.com"] == ("Given7", None)
+
+
+def test_the_header_a_parent_mapped_is_read_with_its_columns_alone() -> None:
+    """What the parser child does (parallel.py): read the file with the parent's columns,
+    whatever its own search would take for the header."""
+    _name, data = _titled("csv")
+    mapper = ColumnMapper(given={"email": "Work Mail", "first_name": "Given"})
+    with CsvReader(io.BytesIO(data), columns_of=mapper) as parent:
+        columns, records = parent.columns, list(parent.records())
+    with CsvReader(io.BytesIO(data), columns_of=lambda _header: columns) as child:
+        assert (child.header, child.columns) == (TITLED_HEADER, columns)
+        assert list(child.records()) == records == [(3, TITLED_ROWS[2]), (4, TITLED_ROWS[3])]
