@@ -32,7 +32,7 @@ from bot.imports.batches import (
     stage_csv,
     stage_reader,
 )
-from bot.imports.mapping import ColumnMapper, lenient_columns, mapper_for
+from bot.imports.mapping import ColumnMapper, LenientColumns, lenient_columns, mapper_for
 from bot.imports.reading import ColumnsOf, CsvFileError, CsvReader, map_header
 from bot.imports.recognise import ignored_note, recognise, sheets_note
 from models import Database, FileFormat, ImportSource, SourceKind, SourceStatus
@@ -334,15 +334,18 @@ def shown_reader(
     someone maps its columns. CsvFileError if it can't be read at all. A workbook shows the
     sheet its import reads: the one a remembered mapping fits (`fits_chosen`, see
     mapping.ColumnMapper), else the first recognised by name; or the `sheet` named (chosen
-    in *Map columns*)."""
+    in *Map columns*). A CSV's header, and each sheet's, is found as its import found it:
+    a row holding a remembered mapping's columns is one (below a title as wide as it)."""
     if is_workbook(stream, name):
         with _xlsx_reader(stream, max_unzipped_bytes=max_unzipped_bytes,
                           columns_of=lenient_columns, fits_chosen=fits_chosen,
                           sheet=sheet) as workbook:  # fmt: skip
             yield workbook
         return
+    # a CSV's header searched as its import searched it: by a remembered mapping's columns too
+    lenient = LenientColumns(fits_chosen)
     if not is_zip(stream):
-        with _read_as_csv(stream, name, lenient_columns) as reader:
+        with _read_as_csv(stream, name, lenient) as reader:
             yield reader
         return
     with _open(stream, max_unzipped_bytes) as archive:
@@ -350,6 +353,6 @@ def shown_reader(
         if label not in labels:
             raise CsvFileError(f"{label} is no longer in {name}.")
         with archive.entries[labels.index(label)].open() as data, CsvReader(
-            data, columns_of=lenient_columns
+            data, columns_of=lenient
         ) as reader:
             yield reader

@@ -816,8 +816,13 @@ async def test_next_months_report_under_a_title_maps_itself(app: Harness) -> Non
     (line,) = _source_lines(review)
     assert "1 valid" in line, line
     titled = "".join(",".join(r) + "\n" for r in TITLED_ROWS).encode()
-    _second, line = await _next_weeks_export(app, "F0602", "report.csv", titled)
+    second, line = await _next_weeks_export(app, "F0602", "report.csv", titled)
     assert "2 valid · 0 duplicates · 0 rejected" in line, line
+    # *Map columns* on the CSV shows the header it was read by too (it showed the title's
+    # cells: its reader searched the header by names alone)
+    modal = await _click_map(app, second, LEAD)
+    texts = [o["text"]["text"] for o in _choice(modal, BlockId.MAP_EMAIL)["options"]]
+    assert texts[0] == "Work Mail — ada@example.com, bob@example.org", texts
     book = workbook(("Customers", TITLED_ROWS))
     view_id = await _open_modal(app)
     file = app.slack.add_file("F0603", "report.xlsx", book)
