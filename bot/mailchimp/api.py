@@ -236,7 +236,10 @@ async def members(creds: Credentials, list_id: str) -> MemberStore:
     kept by address, once, and a read whose pages disagree on `total_items`, that found
     another number of members, or during which a member joined or changed (one deleted
     and one added keep the count, and lost the member shifted back) is followed by another,
-    merged into it (at most READS)."""
+    merged into it (at most READS). The store gives each member where it was first seen,
+    with what the last read said of it: the audience's order, so the lines of the import's
+    skipped rows are as after one read (but for a member the first read missed, shifted back
+    into a page read already: it comes after, where a later read first saw it)."""
     found = MemberStore()
     try:
         for attempt in range(1, READS + 1):

@@ -4,17 +4,91 @@ A page of members as Mailchimp's client parses it costs about 1.2 KB a member in
 objects, and the reads that follow a list changing under them merge by address, so holding a
 million-member audience in memory took over a gigabyte. Here each page is written, as plain
 tuples of the fields the import reads, to a temporary file as it arrives (marshal: the
-fastest way to spill tuples of strings), and only each address's hash and last sighting stay
-in memory (about 100 bytes a member). Reading back yields every address once, at its last
-sighting: the latest fields Mailchimp gave for it.
+fastest way to spill tuples of strings), and only each address's hash with its first and last
+sightings stays in memory (about 100 bytes a member). Reading back yields every address once,
+in the order of first sightings, with the fields of its last (the latest Mailchimp gave for
+it): the audience's order as one read gives it, however many reads there were. Ordered by
+last sightings, a list read again came out with the members only the first read saw (deleted
+meanwhile) ahead of all the others, and the import's line numbers moved.
+
+Where the file goes (spill_dir): on disk, never in memory, or the spill would be for nothing.
 """
 
 from __future__ import annotations
 
 import marshal
+import os
+import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
 from typing import Any
+
+Record = tuple[str | None, ...]  # email, status, FNAME, LNAME, full_name, language
+
+# A sighting is a member's number across every read of the store; an address's first and
+# last are packed into one int (first << SHIFT | last): one dict value of 32 bytes where two
+# dicts of them would double what a member costs in memory.
+SHIFT = 32  # sightings below 2**32: four thousand million, over a thousand reads of a million
+LAST = (1 << SHIFT) - 1
+# Pages held while reading back. A later read comes in the audience's order too, so the last
+# sightings looked up for one page of the first read lie in a page or two of the later one.
+CACHED_PAGES = 8
+
+# Where spill_dir looks: filesystems whose files live in memory, the kernel's table of mounts
+# (Linux; elsewhere nothing is known and the temp dir is used as it is) and the directory
+# the FHS keeps for temporary files on disk.
+IN_MEMORY = frozenset({"tmpfs", "ramfs"})
+MOUNTS = "/proc/mounts"
+ON_DISK = "/var/tmp"
+TEMP_VARIABLES = ("TMPDIR", "TEMP", "TMP")  # those tempfile reads, in its order
+
+
+def spill_dir() -> str:
+    """The directory for the spill file: the temp dir, unless it is in memory.
+
+    A directory named in TMPDIR (or TEMP, TMP) is the operator's choice and used as it is.
+    Otherwise the system's temp dir (/tmp) is used unless /proc/mounts says it is a tmpfs
+    (as on Fedora, Arch and Debian 13, where /tmp is in RAM): then /var/tmp, which the FHS
+    keeps on disk, if it is a writable directory not in memory itself. Nothing else is
+    guessed: the database's directory would not do for PostgreSQL, and may be a small
+    volume. The file never has a name there (tempfile.TemporaryFile), so nothing is left
+    behind, not even when the process is killed."""
+    default = tempfile.gettempdir()
+    if any(os.environ.get(name) for name in TEMP_VARIABLES):
+        return default
+    for candidate in (default, ON_DISK):
+        if _writable(candidate) and _fs_type(candidate) not in IN_MEMORY:
+            return candidate
+    return default
+
+
+def _writable(directory: str) -> bool:
+    return os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)
+
+
+def _fs_type(directory: str) -> str:
+    """The type of the filesystem `directory` is on ("": not known): of the longest mount
+    point holding it, the last mounted of those at one point (it hides the others)."""
+    try:
+        with open(MOUNTS, encoding="utf-8", errors="replace") as mounts:
+            table = [line.split()[1:3] for line in mounts if len(line.split()) >= 3]
+    except OSError:
+        return ""
+    path = os.path.realpath(directory)
+    found, kind = "", ""
+    for escaped, fs_type in table:
+        point = _unescape(escaped)
+        holds = point == "/" or path == point or path.startswith(point.rstrip("/") + "/")
+        if holds and len(point) >= len(found):
+            found, kind = point, fs_type
+    return kind
+
+
+def _unescape(field: str) -> str:
+    """A mount point as /proc/mounts writes it: a space is \\040, a tab \\011 (octal)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
 
 
 def _text(value: object) -> str | None:
@@ -27,23 +101,39 @@ def _key(email: str | None) -> int:
     return hash((email or "").lower())
 
 
+def _member(record: Record) -> dict[str, Any]:
+    """A record in the shape Mailchimp gives (only the fields asked for)."""
+    email, status, fname, lname, full_name, language = record
+    return {"email_address": email, "status": status,
+            "merge_fields": {"FNAME": fname, "LNAME": lname},
+            "full_name": full_name, "language": language}  # fmt: skip
+
+
 class MemberStore:
     """The members of one or more reads of an audience; `len` is the number of distinct
     addresses; iterating yields each in the shape Mailchimp gives (only the fields asked for),
-    in the order of their last sightings."""
+    in the order of their first sightings, with the fields of their last."""
 
     def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile(prefix="mailchimp-members-")  # noqa: SIM115 (closed by close())
-        self._last: dict[int, int] = {}  # address key -> number of its last sighting
+        # closed by close(); nameless, so nothing is left behind even if this process dies
+        self._file = tempfile.TemporaryFile(prefix="mailchimp-members-", dir=spill_dir())  # noqa: SIM115
+        self._sightings: dict[int, int] = {}  # address key -> first << SHIFT | last
         self._seen = 0  # sightings so far, over every read
         self._read_starts: dict[int, int] = {}  # read -> number of its first sighting
+        # per page written, in order: the number of its first sighting (apart, for bisect),
+        # then where it is in the file, its length there, and whether it holds any
+        # address's first sighting (a later read's pages mostly don't: not read through)
+        self._starts: list[int] = []
+        self._pages: list[tuple[int, int, bool]] = []
+        self._end = 0
 
     def add(self, members: Iterable[dict[str, Any]], read_no: int) -> None:
         """One page of read `read_no`, in its order."""
         self._read_starts.setdefault(read_no, self._seen)
         page = []
-        last, seen = self._last, self._seen
-        for member in members:
+        sightings, get, start = self._sightings, self._sightings.get, self._seen
+        news = False  # whether the page holds an address's first sighting
+        for at, member in enumerate(members, start):
             merge = member.get("merge_fields")
             if not isinstance(merge, dict):
                 merge = {}
@@ -51,33 +141,53 @@ class MemberStore:
             page.append((email, _text(member.get("status")), _text(merge.get("FNAME")),
                          _text(merge.get("LNAME")), _text(member.get("full_name")),
                          _text(member.get("language"))))  # fmt: skip
-            last[_key(email)] = seen
-            seen += 1
-        self._seen = seen
-        marshal.dump(page, self._file)
+            key = _key(email)
+            both = get(key)
+            if both is None:
+                news = True
+                sightings[key] = at << SHIFT | at
+            else:  # its first sighting kept, this one its last
+                sightings[key] = both >> SHIFT << SHIFT | at
+        if not page:
+            return
+        self._seen = start + len(page)
+        data = marshal.dumps(page)
+        self._file.seek(self._end)
+        self._file.write(data)
+        self._starts.append(start)
+        self._pages.append((self._end, len(data), news))
+        self._end += len(data)
 
     def found_in(self, read_no: int) -> int:
         """How many distinct addresses read `read_no` found (asked before the next read)."""
         start = self._read_starts.get(read_no, self._seen)
-        return sum(1 for at in self._last.values() if at >= start)
+        return sum(1 for both in self._sightings.values() if both & LAST >= start)
 
     def __len__(self) -> int:
-        return len(self._last)
+        return len(self._sightings)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        self._file.seek(0)
-        last, at = self._last, 0
-        while True:
-            try:
-                page = marshal.load(self._file)
-            except EOFError:
-                return
-            for email, status, fname, lname, full_name, language in page:
-                if last.get(_key(email)) == at:
-                    yield {"email_address": email, "status": status,
-                           "merge_fields": {"FNAME": fname, "LNAME": lname},
-                           "full_name": full_name, "language": language}  # fmt: skip
-                at += 1
+        page_of: Callable[[int], list[Record]] = lru_cache(maxsize=CACHED_PAGES)(self._load)
+        sightings = self._sightings
+        for number, (_, _, news) in enumerate(self._pages):
+            if not news:  # a later read's page of addresses met before: they came out then
+                continue
+            for at, record in enumerate(page_of(number), self._starts[number]):
+                both = sightings[_key(record[0])]
+                if both >> SHIFT != at:
+                    continue  # met before: it came out at its first sighting
+                last = both & LAST
+                yield _member(record if last == at else self._sighting(last, page_of))
+
+    def _sighting(self, at: int, page_of: Callable[[int], list[Record]]) -> Record:
+        number = bisect_right(self._starts, at) - 1
+        return page_of(number)[at - self._starts[number]]
+
+    def _load(self, number: int) -> list[Record]:
+        offset, length, _ = self._pages[number]
+        self._file.seek(offset)
+        page: list[Record] = marshal.loads(self._file.read(length))
+        return page
 
     def close(self) -> None:
         self._file.close()
