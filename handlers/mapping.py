@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -43,6 +42,7 @@ from bot.imports.mapping import (
     samples,
 )
 from bot.imports.reading import CsvFileError
+from bot.temp_files import disk_temporary_file
 from handlers.context import Deps, Refusal, deps, form_meta, may_change, team_of
 from handlers.ids import Action, Callback
 from handlers.mapping_messages import chosen_positions, mapping_errors, mapping_modal, note_modal
@@ -108,7 +108,7 @@ async def _read_columns(d: Deps, client: AsyncWebClient, team_id: str, source: I
     else the first recognised by name."""
     assert source.ref is not None
     fits_chosen = (await mapper_for(d.db, team_id)).fits_chosen
-    with tempfile.TemporaryFile() as tmp:
+    with disk_temporary_file() as tmp:  # on disk: a big download isn't held in RAM
         name = await slack_fetcher(d.settings, client)(source.ref, tmp)
         tmp.seek(0)
         return await asyncio.to_thread(_header_and_samples, tmp, name, source.label,

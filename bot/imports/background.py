@@ -8,7 +8,6 @@ point leaves a job that the next worker finishes with exactly the same result.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -45,6 +44,7 @@ from bot.imports.review import source_names
 from bot.jobs import queue
 from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped, PermanentJobError
 from bot.notify import ImportNotifier, Silent
+from bot.temp_files import disk_temporary_file
 from bot.workspaces import import_target
 from models import (
     BatchStatus,
@@ -279,7 +279,7 @@ def slack_file_handler(
         assert source.id is not None and source.ref is not None
         staged: list[ImportSource] = [source]
         try:
-            with tempfile.TemporaryFile() as tmp:
+            with disk_temporary_file() as tmp:  # on disk: a big download isn't held in RAM
                 name = await fetch(source.ref, tmp)
                 tmp.seek(0)
                 staged = (

@@ -11,19 +11,19 @@ it): the audience's order as one read gives it, however many reads there were. O
 last sightings, a list read again came out with the members only the first read saw (deleted
 meanwhile) ahead of all the others, and the import's line numbers moved.
 
-Where the file goes (spill_dir): on disk, never in memory, or the spill would be for nothing.
+Where the file goes (bot.temp_files.spill_dir): on disk, never in memory, or the spill would
+be for nothing.
 """
 
 from __future__ import annotations
 
 import marshal
-import os
-import re
-import tempfile
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import Any
+
+from bot.temp_files import disk_temporary_file
 
 Record = tuple[str | None, ...]  # email, status, FNAME, LNAME, full_name, language
 
@@ -35,61 +35,6 @@ LAST = (1 << SHIFT) - 1
 # Pages held while reading back. A later read comes in the audience's order too, so the last
 # sightings looked up for one page of the first read lie in a page or two of the later one.
 CACHED_PAGES = 8
-
-# Where spill_dir looks: filesystems whose files live in memory, the kernel's table of mounts
-# (Linux; elsewhere nothing is known and the temp dir is used as it is) and the directory
-# the FHS keeps for temporary files on disk.
-IN_MEMORY = frozenset({"tmpfs", "ramfs"})
-MOUNTS = "/proc/mounts"
-ON_DISK = "/var/tmp"
-TEMP_VARIABLES = ("TMPDIR", "TEMP", "TMP")  # those tempfile reads, in its order
-
-
-def spill_dir() -> str:
-    """The directory for the spill file: the temp dir, unless it is in memory.
-
-    A directory named in TMPDIR (or TEMP, TMP) is the operator's choice and used as it is.
-    Otherwise the system's temp dir (/tmp) is used unless /proc/mounts says it is a tmpfs
-    (as on Fedora, Arch and Debian 13, where /tmp is in RAM): then /var/tmp, which the FHS
-    keeps on disk, if it is a writable directory not in memory itself. Nothing else is
-    guessed: the database's directory would not do for PostgreSQL, and may be a small
-    volume. The file never has a name there (tempfile.TemporaryFile), so nothing is left
-    behind, not even when the process is killed."""
-    default = tempfile.gettempdir()
-    if any(os.environ.get(name) for name in TEMP_VARIABLES):
-        return default
-    for candidate in (default, ON_DISK):
-        if _writable(candidate) and _fs_type(candidate) not in IN_MEMORY:
-            return candidate
-    return default
-
-
-def _writable(directory: str) -> bool:
-    return os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)
-
-
-def _fs_type(directory: str) -> str:
-    """The type of the filesystem `directory` is on ("": not known): of the longest mount
-    point holding it, the last mounted of those at one point (it hides the others)."""
-    try:
-        with open(MOUNTS, encoding="utf-8", errors="replace") as mounts:
-            table = [line.split()[1:3] for line in mounts if len(line.split()) >= 3]
-    except OSError:
-        return ""
-    path = os.path.realpath(directory)
-    found, kind = "", ""
-    for escaped, fs_type in table:
-        point = _unescape(escaped)
-        holds = point == "/" or path == point or path.startswith(point.rstrip("/") + "/")
-        if holds and len(point) >= len(found):
-            found, kind = point, fs_type
-    return kind
-
-
-def _unescape(field: str) -> str:
-    """A mount point as /proc/mounts writes it: a space is \\040, a tab \\011 (octal)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
-
 
 def _text(value: object) -> str | None:
     """A field as the import reads it (`str(x or "")` there): text, or None when empty."""
@@ -116,7 +61,7 @@ class MemberStore:
 
     def __init__(self) -> None:
         # closed by close(); nameless, so nothing is left behind even if this process dies
-        self._file = tempfile.TemporaryFile(prefix="mailchimp-members-", dir=spill_dir())  # noqa: SIM115
+        self._file = disk_temporary_file(prefix="mailchimp-members-")
         self._sightings: dict[int, int] = {}  # address key -> first << SHIFT | last
         self._seen = 0  # sightings so far, over every read
         self._read_starts: dict[int, int] = {}  # read -> number of its first sighting

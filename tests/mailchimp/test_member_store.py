@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.mailchimp import api, member_store
+from bot import temp_files
+from bot.mailchimp import api
 from tests.fakes.mailchimp import FakeMailchimp
 
 KEY = "0123456789abcdef0123456789abcdef-us21"
@@ -74,7 +75,7 @@ async def test_a_temp_dir_in_memory_is_passed_over_for_one_on_disk(
     _system_temp_dir(monkeypatch, SHM)
     # /var/tmp here: a directory on disk of this test's own (raising=False: the proof run
     # against the code before, which had no ON_DISK, fails on where the file is)
-    monkeypatch.setattr(member_store, "ON_DISK", str(tmp_path), raising=False)
+    monkeypatch.setattr(temp_files, "ON_DISK", str(tmp_path), raising=False)
     in_memory_before = set(_open_in(SHM))
     with await api.members(api.Credentials(mc.base_url, "api_key", KEY), "big") as found:
         assert len(found) == 2_500
@@ -127,9 +128,9 @@ def test_the_spill_directory_follows_the_mount_table(
         f"/dev/vdb {str(var_tmp).replace(' ', chr(92) + '040')} {var_tmp_fs} rw 0 0\n"
     )
     _system_temp_dir(monkeypatch, str(tmp))
-    monkeypatch.setattr(member_store, "MOUNTS", str(table))
-    monkeypatch.setattr(member_store, "ON_DISK", str(var_tmp))
-    assert member_store.spill_dir() == str(tmp_path / chosen)
+    monkeypatch.setattr(temp_files, "MOUNTS", str(table))
+    monkeypatch.setattr(temp_files, "ON_DISK", str(var_tmp))
+    assert temp_files.spill_dir() == str(tmp_path / chosen)
     monkeypatch.setenv("TMPDIR", str(tmp))  # named: used even in memory
     monkeypatch.setattr(tempfile, "tempdir", None)
-    assert member_store.spill_dir() == str(tmp)
+    assert temp_files.spill_dir() == str(tmp)
