@@ -4,7 +4,7 @@ retry sending, email those the invite email being off left unsent."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -69,9 +69,9 @@ async def _target(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None
         return
     done = await service.targeting(d.db, team_id, campaign.id or 0, batch.segment_id,
                                    requested_by=user_id, thread=_thread(batch))  # fmt: skip
-    await _announce(d, client, team_id, done.enrollment, batch, user_id,
+    await _announce(d, client, team_id, done, campaign, batch, user_id,
                     f"<@{user_id}> targeted *{esc(campaign.name)}* with this segment: enrolling "
-                    f"its contacts now.{_was_excluded(campaign, done.was)}")  # fmt: skip
+                    "its contacts now.")  # fmt: skip
 
 
 async def _go_live(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
@@ -80,56 +80,106 @@ async def _go_live(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> Non
     campaign_part, _, batch_part = str(body["actions"][0].get("value") or "").partition(":")
     batch = await _imported(d, team_id, id_in(batch_part, "an import"))
     campaign = await service.get_campaign(d.db, team_id, id_in(campaign_part, "a campaign"))
+    # one transaction: live already (another click got there first), the enrollment under
+    # way if any, else one of this segment
     done = await service.targeting(d.db, team_id, campaign.id or 0, batch.segment_id,
-                                   requested_by=user_id, thread=_thread(batch))  # fmt: skip
-    targeted = done.enrollment
-    went_live = await service.set_state(d.db, team_id, campaign.id or 0, CampaignState.LIVE,
-                                        requested_by=user_id, thread=_thread(batch))  # fmt: skip
-    # live already (a second click got there first): the enrollment under way, if any
-    enrollment = went_live or targeted or await service.target(
-        d.db, team_id, campaign.id or 0, batch.segment_id, requested_by=user_id,
-        thread=_thread(batch))  # fmt: skip
-    await _announce(d, client, team_id, enrollment, batch, user_id,
+                                   requested_by=user_id, thread=_thread(batch),
+                                   go_live=True)  # fmt: skip
+    await _announce(d, client, team_id, done, campaign, batch, user_id,
                     f"<@{user_id}> took *{esc(campaign.name)}* live and targeted this segment: "
-                    f"enrolling now.{_was_excluded(campaign, done.was)}")  # fmt: skip
+                    "enrolling now.")  # fmt: skip
 
 
-def _was_excluded(campaign: Campaign, was: SegmentRole | None) -> str:
+def _was_excluded(campaign: Campaign) -> str:
     """Said in the announcement when the segment was excluded from the campaign: a lead left
     its contacts out on purpose, and targeting switched it (a campaign gives a segment one
     role), enrolling them; the channel sees it where it happens."""
-    if was != SegmentRole.EXCLUDE:
-        return ""
     return (f"\n:warning: This segment was excluded from *{esc(campaign.name)}*: it is a "
             "target now instead, and its contacts are enrolled.")
 
 
-async def _announce(d: Deps, client: AsyncWebClient, team_id: str, enrollment: int | None,
-                    batch: ImportBatch, user_id: str, text: str) -> None:  # fmt: skip
+def _not_live(campaign: Campaign, was: SegmentRole | None) -> str:
+    """The targeting found the campaign paused (between the click's check that it was live
+    and the targeting's transaction): the segment is a target all the same, so say what that
+    means, and that it was excluded before if it was (the click that switched it is told:
+    nobody else knows)."""
+    name = esc(campaign.name)
+    said = (f"Nobody was enrolled: *{name}* was paused meanwhile. This segment is one of its "
+            "targets now, so its contacts are enrolled once it is live again (*Go live* in "
+            "`/referral campaign`).")  # fmt: skip
+    if was == SegmentRole.EXCLUDE:
+        said += (f"\n:warning: This segment was excluded from *{name}*: it is a target now "
+                 "instead.")  # fmt: skip
+    return said
+
+
+async def _announce(d: Deps, client: AsyncWebClient, team_id: str, done: service.Targeting,
+                    campaign: Campaign, batch: ImportBatch, user_id: str,
+                    text: str) -> None:  # fmt: skip
     """Say it in the thread once per enrollment: a second click that found the same one
     under way (announced, or being announced by another click) is told so, privately. A
     click whose process died announcing it left the enrollment unannounced: the next click
-    on it, once the dead click's posting key is stale (bot.once.post_once), announces it."""
-    if enrollment is None:  # paused meanwhile
-        raise Refusal("Nobody was enrolled: the campaign isn't live. Go live to enroll.")
+    on it, once the dead click's posting key is stale (bot.once.post_once), announces it.
+
+    The announcement says the segment was excluded if a targeting the enrollment takes in
+    switched it, whichever click posts it: the switch is the first targeting's alone, and
+    the other click of a race may post first (or its own post was refused)."""
+    if done.enrollment is None:
+        raise Refusal(_not_live(campaign, done.was))
+    enrollment = done.enrollment
+
+    async def post() -> None:
+        switched = await service.excluded_then_targeted(d.db, team_id, enrollment)
+        await client.chat_postMessage(
+            channel=batch.channel_id or "", thread_ts=batch.message_ts,
+            text=text + (_was_excluded(campaign) if switched else ""))  # fmt: skip
+        if switched:
+            await service.excluded_then_targeted_said(d.db, team_id, enrollment)
+
+    announced: bool | None  # None: another click is announcing it
     try:
         announced = await post_once(
-            d.db, team_id, f"announced:{enrollment}",
-            lambda: client.chat_postMessage(channel=batch.channel_id or "",
-                                            thread_ts=batch.message_ts, text=text),
+            d.db, team_id, f"announced:{enrollment}", post,
             stale_after=posting_stale(d.settings.job_lease_seconds))  # fmt: skip
-    except PostUnderWay:  # another click's announcement is on its way
-        announced = False
+    except PostUnderWay:  # another click's announcement is on its way, and says the switch
+        # too: it reads it once its post is under way, after this click's targeting noted it
+        # (unless the segment was excluded between the two targetings: the next click says it)
+        announced = None
     except SlackApiError as exc:  # the enrollment is under way all the same: say that
-        error = slack_error(exc) or "no reason given"
-        log.warning("targeting of enrollment %s not announced: %s", enrollment, error)
-        raise Refusal(f"Enrolling has started, but Slack refused my message in the thread "
-                      f"({esc(error)}).") from exc
+        _refused(enrollment, exc)
     if not announced:
         await client.chat_postEphemeral(
             channel=batch.channel_id or "", user=user_id, thread_ts=batch.message_ts,
             text="That campaign is already enrolling this segment: its report in this thread "
                  "follows it.")  # fmt: skip
+    if announced is False:  # posted before: a switch noted since then is still to be said
+        await _switch_said_late(d, client, team_id, enrollment, campaign, batch, user_id)
+
+
+async def _switch_said_late(d: Deps, client: AsyncWebClient, team_id: str, enrollment: int,
+                            campaign: Campaign, batch: ImportBatch,
+                            user_id: str) -> None:  # fmt: skip
+    """A switch from excluded that the enrollment's announcement didn't say, said on its own:
+    the announcement was posted before it (the segment excluded, then targeted again, while
+    the enrollment was still waiting to run). Once, however many clicks get here."""
+    if not await service.excluded_then_targeted_said(d.db, team_id, enrollment):
+        return
+    try:
+        await client.chat_postMessage(
+            channel=batch.channel_id or "", thread_ts=batch.message_ts,
+            text=f"<@{user_id}> targeted *{esc(campaign.name)}* with this segment again."
+                 f"{_was_excluded(campaign)}")  # fmt: skip
+    except SlackApiError as exc:  # not said after all: the next click on it says it
+        await service.excluded_then_targeted_unsaid(d.db, team_id, enrollment)
+        _refused(enrollment, exc)
+
+
+def _refused(enrollment: int, exc: SlackApiError) -> NoReturn:
+    """Slack refused a message in the thread: the enrollment is under way all the same."""
+    error = slack_error(exc) or "no reason given"
+    log.warning("targeting of enrollment %s not announced: %s", enrollment, error)
+    raise Refusal(f"Enrolling has started, but Slack refused my message in the thread "
+                  f"({esc(error)}).") from exc
 
 
 async def _enrollment(d: Deps, client: AsyncWebClient, body: dict[str, Any],

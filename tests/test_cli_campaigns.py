@@ -73,7 +73,7 @@ def test_the_whole_campaign_path_from_the_shell(db_env: dict[str, str], tmp_path
     assert listing[0]["advocates"] == 3 and listing[0]["invite_email"] is True
 
     outbox = tmp_path / "outbox"
-    worker_env = {**db_env, "SECRET_KEY": "s", "OUTBOX_DIR": str(outbox),
+    worker_env = {**db_env, "SECRET_KEY": "s" * 32, "OUTBOX_DIR": str(outbox),
                   "PUBLIC_URL": "https://r.example", "WORKER_POLL_SECONDS": "0.1"}  # fmt: skip
     _drain(worker_env)
     sent = sorted(outbox.glob("*.eml"))
@@ -115,11 +115,51 @@ def test_campaign_create_refuses_a_bad_store_url(db_env: dict[str, str]) -> None
     ("https://shop.example:99999/", "port doesn't exist"),
     ("https://my shop.example/", "no spaces"),
     ("https://shop..example/", "host name isn't one"),
+    ("http://localhost:3000", "leads to localhost"),
 ])  # fmt: skip
 def test_a_refused_store_url_says_why(db_env: dict[str, str], url: str, why: str) -> None:
     """Every refusal read "Use the store's web address": nobody could tell what was wrong."""
     result = run(db_env, "campaign", "create", "X", "--store-url", url)
     assert result.returncode == 1 and why in result.stderr, result.stderr
+
+
+def test_campaign_edit_refuses_a_store_url_on_localhost(db_env: dict[str, str]) -> None:
+    """`campaign edit --store-url http://localhost:3000` (the store as a developer runs it) was
+    saved: every referral link in the invites then sent customers' browsers to their own
+    computers."""
+    assert run(db_env, "campaign", "create", "Spring", "--store-url",
+               "https://shop.example").returncode == 0  # fmt: skip
+    edited = run(db_env, "campaign", "edit", "Spring", "--store-url", "http://localhost:3000")
+    assert edited.returncode == 1, edited.stdout
+    assert ("It leads to localhost, the computer the link is opened on: every customer would "
+            "be sent to their own computer, not the store. Use the store's web address, e.g. "
+            "https://shop.example.com") in edited.stderr, edited.stderr  # fmt: skip
+    [row] = _json(db_env, "campaign", "list")
+    assert row["store_url"] == "https://shop.example"
+
+
+LOOPBACK = ["http://localhost", "https://LOCALHOST.:8443/shop", "http://shop.localhost/",
+            "http://127.0.0.1:8080", "http://127.10.0.3/", "http://[::1]:3000/",
+            "http://0.0.0.0:3000", "http://[::]/", "http://[::ffff:127.0.0.1]/",
+            # what a browser reads as 127.0.0.1 (or 0.0.0.0): the WHATWG URL standard's
+            # numbers
+            "http://127.1/", "http://2130706433/", "http://0x7f000001/", "http://0177.0.0.1/",
+            "http://0/"]  # fmt: skip
+# on a network of their own (an office's, a VPN's) these reach a store; localhost never does
+ELSEWHERE = ["http://10.0.0.5/", "http://192.168.1.20:8080/", "http://172.16.4.1/",
+             "http://[fd00::1]/", "https://localhost.example.com/", "https://mylocalhost.shop/",
+             "https://127.example.com/", "https://shop.example.127x/"]  # fmt: skip
+
+
+@pytest.mark.parametrize("url", LOOPBACK)
+def test_a_store_url_on_localhost_is_refused_however_written(url: str) -> None:
+    problems = service.check_fields(store_url=url)
+    assert problems.get("store_url", "").startswith("It leads to localhost"), problems
+
+
+@pytest.mark.parametrize("url", ELSEWHERE)
+def test_a_store_url_on_a_private_network_or_named_like_localhost_is_kept(url: str) -> None:
+    assert service.check_fields(store_url=url) == {}
 
 
 def test_campaign_create_refuses_an_offer_longer_than_its_column(db_env: dict[str, str]) -> None:
@@ -191,7 +231,7 @@ def _import_jean(env: dict[str, str], tmp_path: Path) -> None:
 
 def _invite_language(env: dict[str, str], tmp_path: Path) -> str:
     """Target VIP with a new live campaign, send its invite to the outbox: its language."""
-    env = {**env, "SECRET_KEY": "s", "PUBLIC_URL": "https://r.example",
+    env = {**env, "SECRET_KEY": "s" * 32, "PUBLIC_URL": "https://r.example",
            "OUTBOX_DIR": str(tmp_path / "outbox"), "WORKER_POLL_SECONDS": "0.1"}  # fmt: skip
     assert run(env, "campaign", "create", "Printemps", "--store-url", "https://shop.example",
                "--live").returncode == 0  # fmt: skip
@@ -233,7 +273,7 @@ def test_campaign_list_prints_the_delay_and_the_invites_sent(db_env: dict[str, s
                    "--invite-delay-days", delay, "--live").returncode == 0  # fmt: skip
         assert run(db_env, "campaign", "target", name, "--segment", "VIP").returncode == 0
         if name == "Spring":  # Later's invites wait three days
-            _drain({**db_env, "SECRET_KEY": "s", "OUTBOX_DIR": str(tmp_path / "outbox"),
+            _drain({**db_env, "SECRET_KEY": "s" * 32, "OUTBOX_DIR": str(tmp_path / "outbox"),
                     "PUBLIC_URL": "https://r.example", "WORKER_POLL_SECONDS": "0.1"})  # fmt: skip
     lines = run(db_env, "campaign", "list").stdout.splitlines()
     assert [line.split("  ")[0] for line in lines] == ["Later", "Spring"]
@@ -252,7 +292,7 @@ def test_sending_stopped_shows_in_campaign_list_and_retry_sending_sends(
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**db_env, "SECRET_KEY": "s", "PUBLIC_URL": "https://r.example",
+    env = {**db_env, "SECRET_KEY": "s" * 32, "PUBLIC_URL": "https://r.example",
            "WORKER_POLL_SECONDS": "0.1", "JOB_MAX_ATTEMPTS": "1",
            "OUTBOX_DIR": str(tmp_path / "outbox")}  # fmt: skip
     _import_jean(env, tmp_path)
@@ -282,7 +322,7 @@ def test_campaign_edit_turns_the_invite_email_off_and_on_and_email_unsent_sends_
 ) -> None:
     """From the shell a campaign couldn't be changed once created: a merchant moving to
     Klaviyo couldn't turn its invite email off, nor on again, nor send what it held back."""
-    env = {**db_env, "SECRET_KEY": "s", "PUBLIC_URL": "https://r.example",
+    env = {**db_env, "SECRET_KEY": "s" * 32, "PUBLIC_URL": "https://r.example",
            "WORKER_POLL_SECONDS": "0.1", "OUTBOX_DIR": str(tmp_path / "outbox")}  # fmt: skip
     _import_jean(env, tmp_path)
     assert run(env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
@@ -335,7 +375,7 @@ def test_a_worker_sending_by_smtp_without_public_url_emails_nobody_and_says_why(
     emailed (no connection made), and the campaign list says what to set. At once: no retry
     mends this worker's settings (its five attempts took over a minute, each logged with a
     traceback)."""
-    env = {**db_env, "SECRET_KEY": "s", "WORKER_POLL_SECONDS": "0.1",
+    env = {**db_env, "SECRET_KEY": "s" * 32, "WORKER_POLL_SECONDS": "0.1",
            "OUTBOX_DIR": str(tmp_path / "outbox")}  # fmt: skip
     _import_jean(env, tmp_path)
     assert run(env, "campaign", "create", "Spring", "--store-url", "https://shop.example",

@@ -9,6 +9,7 @@ enrollment itself skips existing advocates).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from bot.email.message import parse_sender
 from bot.imports.addresses import normalize_email
 from bot.jobs.queue import enqueue_in
 from bot.notify import BATCH_CHANGED, enqueue_enrollment_report_in, enqueue_report_in
+from bot.once import forget, seen_in
 from bot.workspaces import get_segment, segment_key, too_long_compared
 from models import (
     Advocate,
@@ -44,6 +46,7 @@ from models import (
     Enrollment,
     Invite,
     InviteState,
+    SeenKey,
     SegmentKind,
     SegmentRole,
 )
@@ -151,13 +154,14 @@ def _not_a_web_address(url: str) -> str:
         return "Its port doesn't exist (1 to 65535)."
     if not _host_name(parts.hostname or ""):
         return "Its host name isn't one (letters, digits and hyphens, between dots)."
+    if _this_computer(parts.hostname or ""):  # the store as its developer runs it
+        return ("It leads to localhost, the computer the link is opened on: every customer "
+                "would be sent to their own computer, not the store.")
     return ""
 
 
 def _host_name(host: str) -> bool:
     """A DNS name (IDNA allowed) or an IP address: no empty label, no spaces or brackets."""
-    import ipaddress
-
     try:
         ipaddress.ip_address(host.strip("[]"))
         return True
@@ -170,6 +174,55 @@ def _host_name(host: str) -> bool:
     labels = ascii_host.rstrip(".").split(".")
     return all(re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", label)
                for label in labels)  # fmt: skip
+
+
+def _this_computer(host: str) -> bool:
+    """Whether a browser opens `host` on its own computer: localhost and its subdomains (RFC
+    6761 keeps them for it), 127.0.0.0/8 and ::1, and 0.0.0.0 and :: (which browsers open as
+    this computer too), also as an IPv4-mapped IPv6 address, in full-width characters (IDNA
+    maps them) or in the numbers browsers read as IPv4 (127.1, 2130706433, 0x7f.1).
+
+    Private networks' addresses (10/8, 172.16/12, 192.168/16, fc00::/7) are kept: an
+    office's or a VPN's store is reached by whoever is on that network, as a DNS name that
+    resolves there would be (names aren't resolved here); localhost never is anyone's store
+    but their own computer's."""
+    try:
+        name = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        name = host
+    name = name.rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = (
+            ipaddress.ip_address(name))  # fmt: skip
+    except ValueError:
+        address = _browsers_ipv4(name)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address is not None and (address.is_loopback or address.is_unspecified)
+
+
+_IPV4_PART = re.compile(r"0[xX](?P<hex>[0-9A-Fa-f]*)|0(?P<octal>[0-7]+)|(?P<decimal>0|[1-9][0-9]*)")
+
+
+def _browsers_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a browser reads in `host` (the WHATWG URL standard's IPv4 parser: one
+    to four dot-separated numbers, each decimal, 0x hex or 0-prefixed octal, the last filling
+    the bytes left), or None when it reads none: 127.1 and 2130706433 are 127.0.0.1, "0" is
+    0.0.0.0."""
+    numbers = []
+    for part in host.split("."):
+        found = _IPV4_PART.fullmatch(part)
+        if found is None or len(numbers) == 4:
+            return None
+        digits = found["hex"] if found["hex"] is not None else found["octal"] or found["decimal"]
+        base = 16 if found["hex"] is not None else 8 if found["octal"] else 10
+        numbers.append(int(digits or "0", base))
+    *first, last = numbers
+    if any(n > 255 for n in first) or last >= 256 ** (4 - len(first)):
+        return None
+    return ipaddress.IPv4Address(sum(n << 8 * (3 - i) for i, n in enumerate(first)) + last)
 
 
 def _raise_problems(problems: dict[str, str]) -> None:
@@ -470,9 +523,18 @@ async def target(db: Database, team_id: str, campaign_id: int, segment_id: int, 
 
 async def targeting(db: Database, team_id: str, campaign_id: int, segment_id: int, *,
                     requested_by: str, thread: Thread | None = None, hold: bool | None = None,
-                    queue_job: bool = True) -> Targeting:  # fmt: skip
+                    queue_job: bool = True, go_live: bool = False) -> Targeting:  # fmt: skip
     """`target`, with the segment's role before: one the campaign excluded is a target
-    instead, for the caller to say (as `exclude` says a target it excludes)."""
+    instead, for the caller to say (as `exclude` says a target it excludes).
+
+    `go_live`: a campaign that isn't live goes live in the same transaction, enrolling every
+    target (*Go live and target*: one click, one transaction; as two, another click's
+    targeting came between them and could announce the enrollment without the warning).
+
+    A switch from excluded that an enrollment reported in `thread` takes in is noted for
+    that thread's announcement of it to say, in this transaction (excluded_then_targeted):
+    the switch is the first targeting's alone, and another click's announcement of the same
+    enrollment may be the one posted."""
     segment = await get_segment(db, team_id, segment_id)
     params = {"c": campaign_id, "t": team_id, "s": segment.id}
     async with db.begin() as conn:
@@ -481,16 +543,64 @@ async def targeting(db: Database, team_id: str, campaign_id: int, segment_id: in
         found = (await conn.execute(_ROLE, params)).scalar()
         was = SegmentRole(found) if found else None
         await _set_role(conn, team_id, campaign_id, segment.id or 0, SegmentRole.TARGET)
-        if state != CampaignState.LIVE:
-            return Targeting(was, None)
-        await redraw_reviews_in(conn, team_id)
-        pending = await _pending_in(conn, team_id, campaign_id, segment.id or 0,
-                                    thread=thread, hold=hold, queue_job=queue_job)  # fmt: skip
-        if pending is not None:
-            return Targeting(was, pending)
-        return Targeting(was, await _enroll_in(
-            conn, team_id, campaign_id, segment_id=segment.id, batch_id=None,
-            requested_by=requested_by, thread=thread, hold=hold, queue_job=queue_job))  # fmt: skip
+        enrollment = await _targeted_enrollment_in(
+            conn, team_id, campaign_id, segment.id or 0, state, go_live=go_live,
+            requested_by=requested_by, thread=thread, hold=hold, queue_job=queue_job)  # fmt: skip
+        if was == SegmentRole.EXCLUDE and enrollment is not None and thread is not None:
+            await seen_in(conn, team_id, _excluded_then_targeted_key(enrollment))
+    return Targeting(was, enrollment)
+
+
+async def _targeted_enrollment_in(conn: AsyncConnection, team_id: str, campaign_id: int,
+                                  segment_id: int, state: str, *, go_live: bool,
+                                  requested_by: str, thread: Thread | None, hold: bool | None,
+                                  queue_job: bool) -> int | None:  # fmt: skip
+    """The enrollment a targeting starts or finds unfinished, in its transaction; None when
+    the campaign (in `state`, as the targeting took it) isn't live and isn't to go live."""
+    if state != CampaignState.LIVE and go_live:
+        _, enrollment = await _set_state_in(conn, team_id, campaign_id, CampaignState.LIVE,
+                                            requested_by=requested_by, thread=thread,
+                                            hold=hold, queue_job=queue_job)  # fmt: skip
+        return enrollment
+    if state != CampaignState.LIVE:
+        return None
+    await redraw_reviews_in(conn, team_id)
+    pending = await _pending_in(conn, team_id, campaign_id, segment_id, thread=thread,
+                                hold=hold, queue_job=queue_job)  # fmt: skip
+    if pending is not None:
+        return pending
+    return await _enroll_in(conn, team_id, campaign_id, segment_id=segment_id, batch_id=None,
+                            requested_by=requested_by, thread=thread, hold=hold,
+                            queue_job=queue_job)  # fmt: skip
+
+
+def _excluded_then_targeted_key(enrollment_id: int) -> str:
+    """The seen_key row of a switch from excluded the enrollment's announcement is still to
+    say: there while it is to be said, gone once it was."""
+    return f"excluded-then-targeted:{enrollment_id}"
+
+
+async def excluded_then_targeted(db: Database, team_id: str, enrollment_id: int) -> bool:
+    """Whether a targeting the enrollment takes in switched its segment from excluded, and no
+    message in its thread has said so yet: its announcement says it, whichever click posts
+    it (then excluded_then_targeted_said)."""
+    async with db.session() as session:
+        found = (await session.exec(select(SeenKey.key).where(
+            SeenKey.team_id == team_id,
+            SeenKey.key == _excluded_then_targeted_key(enrollment_id)))).first()  # fmt: skip
+    return found is not None
+
+
+async def excluded_then_targeted_said(db: Database, team_id: str, enrollment_id: int) -> bool:
+    """The switch is said (or this caller is about to say it): True if it was still to be
+    said, so that of two callers one says it."""
+    return await forget(db, team_id, _excluded_then_targeted_key(enrollment_id))
+
+
+async def excluded_then_targeted_unsaid(db: Database, team_id: str, enrollment_id: int) -> None:
+    """excluded_then_targeted_said taken back: the message saying it didn't go out."""
+    async with db.begin() as conn:
+        await seen_in(conn, team_id, _excluded_then_targeted_key(enrollment_id))
 
 
 # Invites of the campaign still waiting (queued, held: a delay, a hold) for the contacts of a

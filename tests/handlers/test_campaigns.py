@@ -483,6 +483,28 @@ async def test_a_store_url_with_a_user_or_password_is_refused(app: Harness) -> N
     assert await _count(app, "SELECT COUNT(*) FROM campaign") == 0
 
 
+async def test_edit_refuses_a_store_url_on_localhost(app: Harness) -> None:
+    """Edit saved "http://localhost:3000" (the store as its developer runs it): the invites'
+    referral links then sent every customer to their own computer."""
+    spring = await _campaign(app, "Spring")
+    listing = await _list(app)
+    await _click(app, Action.CAMPAIGN_EDIT, _button(listing, Action.CAMPAIGN_EDIT, spring),
+                 listing)  # fmt: skip
+    modal = app.slack.open_views(LEAD)[-1]
+
+    answer = await app.requests.view_submission(
+        state_values=_form(store_url="http://localhost:3000"), view_id=modal["id"],
+        user_id=LEAD)  # fmt: skip
+    await _done(app)
+
+    assert (answer.body or {}).get("response_action") == "errors", answer.body
+    assert answer.body["errors"] == {BlockId.CAMPAIGN_STORE_URL: (
+        "It leads to localhost, the computer the link is opened on: every customer would be "
+        "sent to their own computer, not the store. Use the store's web address, e.g. "
+        "https://shop.example.com")}  # fmt: skip
+    assert (await get_campaign(app.db, TEAM, spring)).store_url == SHOP
+
+
 async def test_a_sender_name_with_a_comma_is_told_to_be_quoted(app: Harness) -> None:
     """"Acme, Inc <hello@shop.example>" was refused with "Use a sender such as: Shop
     <hello@shop.example>": nothing said the comma was the trouble, or that quotes mend it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -9,7 +10,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.campaigns import service
@@ -19,12 +22,16 @@ from bot.workspaces import ensure_workspace, find_segment
 from handlers.ids import Action, BlockId
 from models import Campaign, CampaignState, Database, Enrollment, Job
 from models.clock import utcnow
+from tests.conftest import BACKEND
 from tests.email.smtp_server import Server, password_checker, smtp_server
 from tests.fakes.slack_requests import state_static_select
 from tests.handlers.conftest import LEAD, REP, Harness, running_app
 from tests.handlers.test_campaigns import _form as campaign_form
 from tests.handlers.test_decisions import _start
 from tests.handlers.test_import_flow import _count
+from tests.waiting import backend_pid
+
+ADMIN = "U0ADMIN"  # a second lead: an admin of this workspace
 
 
 async def _campaign(app: Harness, name: str, *, live: bool) -> Campaign:
@@ -380,6 +387,190 @@ async def test_targeting_a_campaign_that_excludes_the_segment_says_it_is_a_targe
     assert await _count(app, "SELECT COUNT(*) FROM advocate") == 4
     await _target(app, message, spring.id or 0)  # targeted already: nothing more to say
     assert not any("was excluded" in e["text"] for e in app.slack.ephemerals)
+
+
+async def _excluding(app: Harness, *, live: bool) -> tuple[Campaign, dict, int]:
+    """Spring, excluding VIP, and the thread of an import of two contacts into VIP: the
+    campaign, the import's review message and VIP's id."""
+    spring = await _campaign(app, "Spring", live=live)
+    message = await _imported(app)
+    vip = await find_segment(app.db, "T0001", "VIP")
+    assert vip is not None
+    await service.exclude(app.db, "T0001", spring.id or 0, vip.id or 0)
+    return spring, message, vip.id or 0
+
+
+EXCLUDED_NOW_TARGET = "This segment was excluded from *Spring*: it is a target now instead"
+
+
+def _announcements(app: Harness, message: dict) -> list[str]:
+    return [m["text"] for m in app.slack.messages_in("C0001", message["ts"])
+            if "targeted *Spring*" in m["text"] or "took *Spring* live" in m["text"]]
+
+
+async def test_the_announcement_another_click_posts_still_says_the_segment_was_excluded(
+    app: Harness,
+) -> None:
+    """The first click's targeting switched VIP from excluded to targeted, and only that
+    click knew: Slack refused its announcement, the next click (the enrollment still
+    waiting) announced it, and the thread never heard VIP had been left out on purpose. The
+    announcement carries the warning whichever click posts it."""
+    spring, message, _ = await _excluding(app, live=True)
+    app.slack.fail("chat.postMessage", "restricted_action")
+    await _click_target(app, message, spring.id or 0)
+    await app.done()  # no job runs: the enrollment waits
+    assert "Enrolling has started" in app.slack.ephemerals[-1]["text"]
+
+    await _click_target(app, message, spring.id or 0)
+    await app.settle()
+
+    (announced,) = _announcements(app, message)
+    assert EXCLUDED_NOW_TARGET in announced, announced
+    assert await _count(app, "SELECT COUNT(*) FROM enrollment") == 1
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 2
+
+
+async def test_excluded_and_targeted_again_while_its_enrollment_waits_says_so_in_the_thread(
+    app: Harness,
+) -> None:
+    """Target, then (the enrollment not run yet: a busy worker) `campaign exclude` from the
+    shell, then Target again: the second click switched VIP back to a target and enrolled it
+    with the waiting enrollment, whose announcement was made before, so the click was only
+    told "already enrolling" and nobody heard VIP had been excluded."""
+    spring = await _campaign(app, "Spring", live=True)
+    message = await _imported(app)
+    await _click_target(app, message, spring.id or 0)
+    await app.done()  # announced; its enrollment waits for a worker
+    vip = await find_segment(app.db, "T0001", "VIP")
+    assert vip is not None
+    await service.exclude(app.db, "T0001", spring.id or 0, vip.id or 0)
+
+    await _click_target(app, message, spring.id or 0)
+    await app.settle()
+
+    thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    assert sum(EXCLUDED_NOW_TARGET in t for t in thread) == 1, thread
+    assert await _count(app, "SELECT COUNT(*) FROM enrollment") == 1
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 2
+    await _click_target(app, message, spring.id or 0)  # targeted already: nothing more to say
+    await app.settle()
+    thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    assert sum("was excluded" in t for t in thread) == 1, thread
+
+
+async def _behind(db: Database, holder: int, count: int) -> None:
+    """Wait until `count` backends wait for the lock `holder` holds, directly or queued
+    behind another waiter (PostgreSQL)."""
+    query = text("""
+        WITH RECURSIVE behind(pid) AS (
+            SELECT pid FROM pg_stat_activity WHERE :h = ANY(pg_blocking_pids(pid))
+            UNION
+            SELECT a.pid FROM pg_stat_activity a JOIN behind b
+              ON b.pid = ANY(pg_blocking_pids(a.pid))
+        ) SELECT COUNT(*) FROM behind""")
+    for _ in range(1000):
+        async with db.begin() as conn:
+            if (await conn.execute(query, {"h": holder})).scalar_one() >= count:
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} never waited behind the campaign's row")
+
+
+async def _take_row(conn: AsyncConnection, campaign: Campaign) -> int:
+    """The campaign's row taken in a transaction of `conn` (as a pause or a targeting takes
+    it), left open: what the code under test then waits for. Its backend's pid."""
+    await conn.begin()
+    await conn.execute(text("UPDATE campaign SET updated_at = updated_at WHERE id = :c"),
+                       {"c": campaign.id})  # fmt: skip
+    return await backend_pid(conn)
+
+
+@contextlib.asynccontextmanager
+async def _campaign_row_held(app: Harness, campaign: Campaign) -> AsyncIterator[int]:
+    """_take_row in a connection of the test's own, let go on leaving; yields its pid."""
+    async with app.db.engine.connect() as blocker:
+        yield await _take_row(blocker, campaign)
+        await blocker.rollback()
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="needs two writers at once: row locks")
+async def test_a_campaign_paused_while_a_click_targets_it_still_says_the_segment_was_excluded(
+    app: Harness,
+) -> None:
+    """Target found Spring live, and a lead's pause got to its row first: the targeting
+    switched VIP from excluded to a target of the paused campaign, and the click was only
+    told the campaign isn't live."""
+    spring, message, vip = await _excluding(app, live=True)
+    async with _campaign_row_held(app, spring) as holder:
+        pausing = asyncio.create_task(service.pause(app.db, "T0001", spring.id or 0,
+                                                    requested_by=ADMIN))  # another lead
+        await _behind(app.db, holder, 1)
+        await _click_target(app, message, spring.id or 0)  # reads Spring live, then waits
+        await _behind(app.db, holder, 2)
+    assert await pausing == CampaignState.LIVE
+    await app.settle()
+
+    (told,) = [e["text"] for e in app.slack.ephemerals if e["user"] == LEAD]
+    assert "Nobody was enrolled" in told and EXCLUDED_NOW_TARGET in told, told
+    assert "paused" in told, told
+    assert _announcements(app, message) == []
+    async with app.db.begin() as conn:
+        roles = (await conn.execute(text("SELECT role FROM campaign_segment WHERE segment_id = "
+                                         ":s"), {"s": vip})).scalars().all()  # fmt: skip
+    assert roles == ["target"]
+    assert await _count(app, "SELECT COUNT(*) FROM enrollment") == 0
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="needs two writers at once: row locks")
+async def test_two_clicks_targeting_an_excluded_segment_announce_it_once_with_the_warning(
+    app: Harness,
+) -> None:
+    """*Go live and target* (offered while Spring was paused, live again since) and another
+    lead's *Target* on the same thread at once: Go live's targeting switched VIP from excluded
+    to a target, the other click's announcement was posted first and said nothing of it, and
+    the warning went with Go live's, which was not posted. What Go live writes to the campaign
+    after its targeting waits here (the old one went live in a second transaction; a slow
+    process would be as late) so that the other click posts first."""
+    app.slack.users[ADMIN] = {"is_admin": True}
+    spring, message, _ = await _excluding(app, live=True)
+    await service.pause(app.db, "T0001", spring.id or 0, requested_by=LEAD)
+    await _click_target(app, message, spring.id or 0)
+    await app.done()
+    offer = app.slack.ephemerals[-1]
+    go_live = next(e["value"] for b in offer["blocks"] if b["type"] == "actions"
+                   for e in b["elements"] if e.get("action_id") == Action.TARGET_GO_LIVE)
+    await service.set_state(app.db, "T0001", spring.id or 0, CampaignState.LIVE,
+                            requested_by=ADMIN)  # from /referral campaign meanwhile
+
+    async with app.db.engine.connect() as blocker, app.db.engine.connect() as third:
+        holder = await _take_row(blocker, spring)
+        await app.requests.block_action(Action.TARGET_GO_LIVE, go_live, user_id=LEAD,
+                                        message_ts=message["ts"])  # fmt: skip
+        await _behind(app.db, holder, 1)
+        await _click_target(app, message, spring.id or 0, user=ADMIN)
+        await _behind(app.db, holder, 2)
+        # a lock on the whole table, queued behind both targetings (which hold their table
+        # locks while they wait for the row): a write of the table asked for after it (the
+        # old Go live's second transaction, going live) waits for it, while both targetings
+        # go on and the other click posts
+        await third.begin()
+        queued = asyncio.create_task(third.execute(text("LOCK TABLE campaign IN EXCLUSIVE "
+                                                        "MODE")))  # fmt: skip
+        await _behind(app.db, holder, 3)
+        await blocker.rollback()
+        await queued
+        for _ in range(1000):  # an announcement is posted meanwhile
+            if _announcements(app, message):
+                break
+            await asyncio.sleep(0.01)
+        await third.rollback()
+    await app.settle()
+
+    (announced,) = _announcements(app, message)
+    assert EXCLUDED_NOW_TARGET in announced, announced
+    told = [e["text"] for e in app.slack.ephemerals if e["user"] in (LEAD, ADMIN)]
+    assert sum("already enrolling this segment" in t for t in told) == 1, told
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 2
 
 
 async def test_a_thread_that_refuses_the_announcement_is_told_enrolling_started(
