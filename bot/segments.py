@@ -33,6 +33,7 @@ from bot.contacts import EXPORT_COLUMNS, segment_contacts
 from bot.imports.batches import freeze_counts, neutralise
 from bot.imports.job_kinds import import_job_key_sql
 from bot.notify import BATCH_CHANGED, enqueue_report_in
+from bot.words import plural
 from bot.workspaces import (
     GONE,
     WorkspaceError,
@@ -208,16 +209,26 @@ async def renamable(db: Database, team_id: str, segment_id: int) -> Segment:
     return segment
 
 
+def require_new_name(segment: Segment, name: str) -> None:
+    """WorkspaceError when `name` (as `free_name` stores it) is the segment's name already:
+    the rename recorded "renamed a segment to VIP (was VIP)" and said "*VIP* is now *VIP*".
+    Another case of it is a new name."""
+    if name == segment.name:
+        raise WorkspaceError(f"The segment is already named {name!r}: nothing to change.")
+
+
 async def rename_segment(db: Database, team_id: str, segment_id: int, new_name: str, *,
                          actor: str = CLI) -> Renamed:  # fmt: skip
     """Rename a static segment; the same rules as creating one (unique ignoring case and
-    spacing, not All Customers). Changing only the case of its own name is allowed.
+    spacing, not All Customers). Changing only the case of its own name is allowed; its
+    own name as it is (`require_new_name`) is refused, and nothing is written.
 
     Its open reviews are drawn again (a job each, queued with the rename, so a rename from
     the shell redraws them too): they said "Contact import #1 into VIP" after VIP was renamed
     Gold, while their Approve imported into Gold."""
     segment = await renamable(db, team_id, segment_id)
     name = await free_name(db, team_id, new_name, renaming=segment_id)
+    require_new_name(segment, name)
     try:
         async with db.begin() as conn:
             # from the name it was read with: two renames at once can't both say "was A"
@@ -347,7 +358,8 @@ async def delete_segment(db: Database, team_id: str, segment_id: int, *, actor: 
         await conn.execute(
             text("DELETE FROM campaign_segment WHERE team_id = :t AND segment_id = :s"), params
         )
-        detail = f"{members} contacts taken out (they stay in {ALL_CUSTOMERS})"
+        stay = "it stays" if members == 1 else "they stay"  # as the shell says it
+        detail = f"{plural(members, 'contact')} taken out ({stay} in {ALL_CUSTOMERS})"
         if campaigns:
             detail += "; " + ", ".join(f"{ROLE_WORDS.get(c.role, c.role)} by {c.name}"
                                        for c in campaigns)  # fmt: skip

@@ -136,5 +136,7 @@ def audit_message(entries: Sequence[Entry], outcomes: Mapping[int, ImportOutcome
         blocks.append(ActionsBlock(elements=[ButtonElement(
             text="Older", action_id=Action.AUDIT_MORE,
             value=more_value(entries[-1].id, matching))]))  # fmt: skip
-    text = f"Audit log: {len(entries)} entries" + (" (older)" if older else "")
+    # "entry" has no plain -s plural for `plural`
+    count = f"{n(len(entries))} {'entry' if len(entries) == 1 else 'entries'}"
+    text = f"Audit log: {count}" + (" (older)" if older else "")
     return text, blocks

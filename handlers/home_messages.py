@@ -103,9 +103,15 @@ def _context(text: str) -> ContextBlock:
 
 
 def _more(hidden: int, what: str, where: str) -> list[Block]:
+    """What a list leaves out and where it is; `what` is the noun in the singular."""
     if hidden <= 0:
         return []
-    return [_context(f"…and {n(hidden)} more {what}: {where}")]
+    return [_context(f"…and {_n_more(hidden, what)}: {where}")]
+
+
+def _n_more(count: int, noun: str) -> str:
+    """"1 more segment", "16 more segments": Home said "1 more segments"."""
+    return plural(count, f"more {noun}")
 
 
 # ---- sections -------------------------------------------------------------------------------
@@ -129,15 +135,15 @@ class _Paging:
     less: Action
     first_page: int
     ceiling: int
-    what: str  # "segments"
+    what: str  # "segment": said in the plural by `plural` when it isn't one
     where: str  # where the rest is, once Home is full
 
 
 _SEGMENT_PAGING = _Paging(Action.HOME_MORE_SEGMENTS, Action.HOME_LESS_SEGMENTS,
-                          MAX_SEGMENTS_SHOWN, MAX_SEGMENTS_EVER, "segments",
+                          MAX_SEGMENTS_SHOWN, MAX_SEGMENTS_EVER, "segment",
                           "`/referral segments` lists them all.")  # fmt: skip
 _IMPORT_PAGING = _Paging(Action.HOME_MORE_IMPORTS, Action.HOME_LESS_IMPORTS, MAX_IMPORTS_SHOWN,
-                         MAX_IMPORTS_EVER, "imports",
+                         MAX_IMPORTS_EVER, "import",
                          "`/referral audit` tells who requested and approved each.")  # fmt: skip
 
 
@@ -148,7 +154,7 @@ def _show_more(paging: _Paging, shown: int, hidden: int, more: str, less: str) -
     blocks: list[Block] = []
     buttons: list[ButtonElement] = []
     if hidden > 0 and shown < paging.ceiling:
-        buttons.append(ButtonElement(text=f"Show more ({n(hidden)} more {paging.what})",
+        buttons.append(ButtonElement(text=f"Show more ({_n_more(hidden, paging.what)})",
                                      action_id=paging.more, value=more))  # fmt: skip
     else:
         blocks += _more(hidden, paging.what, paging.where)
@@ -200,7 +206,7 @@ def campaign_blocks(campaigns: Sequence[CampaignSummary]) -> list[Block]:
                                "can send each one an invite email."))  # fmt: skip
     for summary in campaigns[:MAX_CAMPAIGNS_SHOWN]:
         blocks.append(_section(campaign_line(summary)))
-    blocks += _more(len(campaigns) - MAX_CAMPAIGNS_SHOWN, "campaigns",
+    blocks += _more(len(campaigns) - MAX_CAMPAIGNS_SHOWN, "campaign",
                     "`/referral campaign` lists them all.")  # fmt: skip
     return blocks
 

@@ -62,19 +62,21 @@ async def recent_imports(
 ) -> tuple[list[ImportRow], int]:
     """The workspace's newest imports (at most `limit`) with their segment's name, and how
     many imports it has in all. `lease_seconds` (JOB_LEASE_SECONDS): how long an undo's
-    runner is taken for alive, as the Undo modal does."""
+    runner is taken for alive, as the Undo modal does. A dry run's batch is no import: it
+    was listed "waiting for review", and for good when its process was killed."""
     undo_since = await undoable_since(db, team_id, undo_days)
     async with db.session() as session:
         rows = (await session.exec(
             select(ImportBatch, Segment.name)
             .join(Segment, col(Segment.id) == col(ImportBatch.segment_id))
-            .where(col(ImportBatch.team_id) == team_id, col(Segment.team_id) == team_id)
+            .where(col(ImportBatch.team_id) == team_id, col(Segment.team_id) == team_id,
+                   col(ImportBatch.dry_run).is_(False))
             .order_by(col(ImportBatch.created_at).desc(), col(ImportBatch.id).desc())
             .limit(limit)
         )).all()  # fmt: skip
         total = (await session.exec(
             select(func.count()).select_from(ImportBatch).where(
-                col(ImportBatch.team_id) == team_id)
+                col(ImportBatch.team_id) == team_id, col(ImportBatch.dry_run).is_(False))
         )).one()  # fmt: skip
     figures = await enrollment_figures(db, team_id, {b.id or 0: b.message_ts for b, _ in rows})
     # an undo nobody runs (stopped, or waiting with no worker): *Undo* finishes it, or says how

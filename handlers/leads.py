@@ -98,6 +98,19 @@ async def show(d: Deps, client: AsyncWebClient, asker: Asker, *, replace: bool,
     await respond(client, asker.response_url, text, replace=replace, blocks=blocks)
 
 
+async def _answered_then_republished(d: Deps, client: AsyncWebClient, asker: Asker, note: str,
+                                     *, changed: bool) -> None:  # fmt: skip
+    """The list with what happened first, then, after a change, the open Homes republished
+    (their buttons follow the role): a views.publish each, up to 50, and the person who
+    clicked waited for all of them. As the segment list and a contact's card do. Home is
+    republished even when the answer fails: the change is made."""
+    try:
+        await show(d, client, asker, replace=True, note=note)
+    finally:
+        if changed:
+            await refresh_for(d, client, asker.team_id)
+
+
 async def command(ack: Any, command: dict[str, Any], client: AsyncWebClient,
                   context: dict[str, Any]) -> None:  # fmt: skip
     """`/referral leads`: ack at once, then the list through response_url."""
@@ -168,9 +181,8 @@ async def add(d: Deps, client: AsyncWebClient, asker: Asker, chosen: list[str]) 
     log.info("team leads added: team=%s by=%s added=%s", asker.team_id, asker.user_id,
              result.added)  # fmt: skip
     note = added_note(asker.user_id, result.added, result.already, refused)
-    if result.added:  # Home's buttons follow the role: a new lead's open Home lacked them
-        await refresh_for(d, client, asker.team_id)
-    await show(d, client, asker, replace=True, note=note)
+    # Home's buttons follow the role: a new lead's open Home lacked them
+    await _answered_then_republished(d, client, asker, note, changed=bool(result.added))
 
 
 async def on_add(ack: Any, body: dict[str, Any], client: AsyncWebClient,
@@ -207,9 +219,8 @@ async def remove(d: Deps, client: AsyncWebClient, asker: Asker, user_id: str) ->
         if not await leads(d.db, asker.team_id, d.settings.team_leads):
             note += (" No one is listed now: workspace admins and owners still count as team "
                      "leads, and can add people here.")  # fmt: skip
-        # the removed lead's open Home kept offering what they may no longer do
-        await refresh_for(d, client, asker.team_id)
-    await show(d, client, asker, replace=True, note=note)
+    # the removed lead's open Home kept offering what they may no longer do
+    await _answered_then_republished(d, client, asker, note, changed=removed)
 
 
 async def on_remove(ack: Any, body: dict[str, Any], client: AsyncWebClient,

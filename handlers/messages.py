@@ -666,7 +666,7 @@ def contacts_modal(*, batch_id: int, rows: list[ContactRow], total: int, offset:
                                           placeholder="email or name", max_length=MAX_QUERY),
         ),
         ContextBlock(elements=[MarkdownTextObject(
-            text=f"{n(total)} contact(s)" + (f" matching “{esc(query)}”" if query else "")
+            text=plural(total, "contact") + (f" matching “{esc(query)}”" if query else "")
             + (f" · showing {offset + 1}-{offset + len(rows)}" if rows else "")
         )]),
     ]  # fmt: skip

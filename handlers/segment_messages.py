@@ -36,7 +36,7 @@ from bot.ids import digits
 from bot.segments import CampaignUse
 from bot.workspaces import MAX_SEGMENT_NAME
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import clip, esc, n
+from handlers.messages import clip, esc, n, plural
 from models.contacts import ALL_CUSTOMERS
 
 PAGE_SIZE = 20  # two blocks each: 40 of a message's 50, with room for the rest
@@ -95,6 +95,11 @@ def _contacts(count: int) -> str:
     return f"{n(count)} contact{'' if count == 1 else 's'}"
 
 
+def _stay(count: int) -> str:
+    """The verb after `_contacts`: "its 1 contact stays", not "stay"."""
+    return "stays" if count == 1 else "stay"
+
+
 def _plain(text: str, limit: int) -> PlainTextObject:
     return PlainTextObject(text=clip(text, limit))
 
@@ -102,8 +107,9 @@ def _plain(text: str, limit: int) -> PlainTextObject:
 def _delete_confirm(item: SegmentItem) -> ConfirmObject:
     return ConfirmObject(
         title="Delete this segment?", confirm="Delete", deny="Keep it", style="danger",
-        text=_plain(f"{item.name}: its {_contacts(item.contacts)} stay in {ALL_CUSTOMERS}; "
-                    "only the segment goes. Imports into it stay in the history.", 300),
+        text=_plain(f"{item.name}: its {_contacts(item.contacts)} {_stay(item.contacts)} in "
+                    f"{ALL_CUSTOMERS}; only the segment goes. Imports into it stay in the "
+                    "history.", 300),
     )  # fmt: skip
 
 
@@ -189,11 +195,11 @@ def name_modal(*, renaming: str | None, private_metadata: str) -> View:
 def delete_modal(name: str, contacts: int, campaigns: Sequence[CampaignUse], *,
                  private_metadata: str) -> View:  # fmt: skip
     """Asks before deleting a segment campaigns use, saying what that means for each."""
-    lines = [f"Delete *{esc(name)}*? Its {_contacts(contacts)} stay in {ALL_CUSTOMERS}; only "
-             "the segment goes."]  # fmt: skip
+    lines = [f"Delete *{esc(name)}*? Its {_contacts(contacts)} {_stay(contacts)} in "
+             f"{ALL_CUSTOMERS}; only the segment goes."]  # fmt: skip
     lines += [f"• {esc(c.consequence())}" for c in campaigns[:MAX_CAMPAIGNS_NAMED]]
     if len(campaigns) > MAX_CAMPAIGNS_NAMED:
-        lines.append(f"• …and {n(len(campaigns) - MAX_CAMPAIGNS_NAMED)} more campaigns.")
+        lines.append(f"• …and {plural(len(campaigns) - MAX_CAMPAIGNS_NAMED, 'more campaign')}.")
     text = MarkdownTextObject(text="\n".join(lines)[:3000])
     return View(type="modal", callback_id=Callback.SEGMENT_DELETE, title="Delete segment",
                 submit="Delete", close="Keep it", private_metadata=private_metadata,
@@ -210,8 +216,8 @@ def renamed_note(old: str, new: str) -> str:
 
 
 def deleted_note(name: str, members: int, campaigns: Sequence[CampaignUse]) -> str:
-    note = (f":wastebasket: *{esc(name)}* is deleted; its {_contacts(members)} stay in "
-            f"{ALL_CUSTOMERS}.")  # fmt: skip
+    note = (f":wastebasket: *{esc(name)}* is deleted; its {_contacts(members)} "
+            f"{_stay(members)} in {ALL_CUSTOMERS}.")  # fmt: skip
     if campaigns:
         names = ", ".join(esc(c.name) for c in campaigns[:MAX_CAMPAIGNS_NAMED])
         note += f" No longer used by: {names}."

@@ -38,6 +38,7 @@ from bot.segments import (
     record_export,
     renamable,
     rename_segment,
+    require_new_name,
     uses_key,
     write_export,
 )
@@ -256,9 +257,10 @@ async def submit_name(ack: Any, body: dict[str, Any], view: dict[str, Any],
         return
     name = _typed_name(view)
     try:
-        if renaming:
-            await renamable(d.db, team_id, segment_id)
-        await free_name(d.db, team_id, name, renaming=segment_id if renaming else None)
+        segment = await renamable(d.db, team_id, segment_id) if renaming else None
+        stored = await free_name(d.db, team_id, name, renaming=segment_id if renaming else None)
+        if segment is not None:  # its own name again: said here, and the modal stays
+            require_new_name(segment, stored)
     except WorkspaceError as exc:  # errors are plain text: shown as typed, no escaping
         await ack(response_action="errors", errors={BlockId.SEGMENT_NAME: str(exc)})
         return

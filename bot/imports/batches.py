@@ -61,26 +61,27 @@ async def create_batch(
     update_existing: bool = False, consent: bool = False, dry_run: bool = False,
 ) -> ImportBatch:  # fmt: skip
     """A draft batch; `consent`: the requester confirmed these people agreed to hear from us.
-    A `dry_run` batch is staged only to be counted and then dropped: nothing is audited."""
+    A `dry_run` batch is staged only to be counted and then dropped: nothing is audited, and
+    it is marked so, since the process dropping it may be killed before it does."""
     async with db.session() as session:
         batch = await _draft_in(session, team_id, segment_id, requested_by,
                                 update_existing=update_existing, consent=consent,
-                                audited=not dry_run)  # fmt: skip
+                                dry_run=dry_run)  # fmt: skip
         await session.commit()
         return batch
 
 
 async def _draft_in(
     session: AsyncSession, team_id: str, segment_id: int, requested_by: str, *,
-    update_existing: bool, consent: bool, audited: bool,
+    update_existing: bool, consent: bool, dry_run: bool = False,
 ) -> ImportBatch:  # fmt: skip
-    """A draft batch, its segment held and its request audited (`audited`), in the session's
-    transaction."""
+    """A draft batch, its segment held and its request audited (not a `dry_run`'s), in the
+    session's transaction."""
     now = utcnow()
     batch = ImportBatch(team_id=team_id, segment_id=segment_id, requested_by=requested_by,
                         update_existing=update_existing,
                         consent_by=requested_by if consent else None,
-                        consent_at=now if consent else None)  # fmt: skip
+                        consent_at=now if consent else None, dry_run=dry_run)  # fmt: skip
     session.add(batch)
     await session.flush()
     assert batch.id is not None
@@ -90,7 +91,7 @@ async def _draft_in(
     await _own_segment(conn, team_id, segment_id)
     # staged rows are deleted some time after their import ends: make sure that runs
     await schedule_purge_in(conn, team_id, now + timedelta(hours=1))
-    if audited:
+    if not dry_run:
         await _requested(conn, team_id, batch.id, segment_id, requested_by, consent)
     return batch
 
@@ -109,7 +110,7 @@ async def create_background_batch(
     and is refused, or comes first and the batch is refused (_own_segment)."""
     async with db.session() as session:
         batch = await _draft_in(session, team_id, segment_id, requested_by,
-                                update_existing=update_existing, consent=False, audited=True)
+                                update_existing=update_existing, consent=False)
         assert batch.id is not None
         for label, ref in files:
             session.add(ImportSource(team_id=team_id, batch_id=batch.id, kind=SourceKind.CSV,

@@ -14,6 +14,12 @@ undone): no undo will hand those on any more, and a workspace that imports its w
 into the same segment every month kept a row per contact and import for good. So it forgets
 whom such an import re-subscribed (resubscribed_contact): only its undo needs that.
 
+It also drops what a killed dry run left: `import --dry-run` stages its rows in a batch of its
+own (marked `dry_run`) and drops it when it ends, but one killed part way (kill -9, a dropped
+SSH session) never does. No list of imports shows such a batch; once it is older than any dry
+run takes (DRY_RUN_LEFT_AFTER), its rows, its sources and itself go, as the dry run would have
+dropped them (bot.imports.dry_run.drop_batch).
+
 On SQLite the staged rows live in a file of their own (models/staging.py), which a delete
 leaves at its biggest size: a purge that leaves most of it free rewrites it (`VACUUM`), so a
 million-row import's 120 MB don't stay on disk for good.
@@ -67,6 +73,20 @@ _PURGE_RESUBSCRIBED = text(f"""
         WHERE team_id = :t AND status IN {_ENDED} AND finished_at < :cutoff)
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()))
 
+# A dry run counts a million rows in seconds: a dry run's batch this old was left by a process
+# killed before it could drop it. Well under the hour after which a batch's creation queues
+# the purge, so that purge finds it.
+DRY_RUN_LEFT_AFTER = timedelta(minutes=30)
+_LEFT_BY_DRY_RUNS = ("SELECT id FROM import_batch WHERE team_id = :t AND dry_run = :yes "
+                     "AND created_at < :before")  # fmt: skip
+# what such a batch holds, and then itself (its sources refer to it)
+_DROP_LEFT_BY_DRY_RUNS = [
+    text(f"DELETE FROM {table} WHERE team_id = :t AND {column} IN ({_LEFT_BY_DRY_RUNS})")
+    .bindparams(bindparam("before", type_=UTCDateTime()))
+    for table, column in (("staged_row", "batch_id"), ("import_source", "batch_id"),
+                          ("import_batch", "id"))
+]  # fmt: skip
+
 # Any batch still holding staged rows, ended or not: an import still in review when this run
 # came ends later, and its rows must be purged then too (only the first batch's creation
 # queued a purge, so a review longer than an hour left its rows on disk for good).
@@ -92,11 +112,13 @@ async def schedule_purge_in(conn: AsyncConnection, team_id: str, when: datetime)
 
 async def purge_staged(db: Database, team_id: str, days: float,
                        undo_days: float | None = None) -> int:  # fmt: skip
-    """Delete the staged rows of imports that ended more than `days` ago, and (given the undo
-    window, `undo_days`) the listings no undo can hand on any more and the re-subscriptions
-    no undo can take back; returns how many staged rows it deleted."""
+    """Delete the staged rows of imports that ended more than `days` ago and the batches
+    killed dry runs left, and (given the undo window, `undo_days`) the listings no undo can
+    hand on any more and the re-subscriptions no undo can take back; returns how many staged
+    rows it deleted."""
     async with db.begin() as conn:
         result = await conn.execute(_PURGE, {"t": team_id, "cutoff": utcnow() - timedelta(days)})
+        purged = result.rowcount + await _drop_left_by_dry_runs_in(conn, team_id)
         if undo_days is not None:
             cutoff = utcnow() - timedelta(undo_days)
             past_undo = {"t": team_id, "cutoff": cutoff}
@@ -105,12 +127,24 @@ async def purge_staged(db: Database, team_id: str, days: float,
             await close_undo_before(conn, team_id, cutoff)  # what undoing them needs is gone
         if (await conn.execute(_LEFT, {"t": team_id})).first() is not None:
             await schedule_purge_in(conn, team_id, utcnow() + timedelta(days=1))
-    if db.is_sqlite and result.rowcount:
+    if db.is_sqlite and purged:
         try:
             await shrink_staging(db)
         except sqlite3.OperationalError as exc:  # busy past the timeout; the rows are gone anyway
             log.warning("staging file not shrunk this time (%s): %s", team_id, exc)
-    return result.rowcount
+    return purged
+
+
+async def _drop_left_by_dry_runs_in(conn: AsyncConnection, team_id: str) -> int:
+    """Drop the batches killed dry runs left (DRY_RUN_LEFT_AFTER), with their sources and
+    staged rows, in the purge's transaction; how many staged rows went."""
+    params = {"t": team_id, "yes": True, "before": utcnow() - DRY_RUN_LEFT_AFTER}
+    staged, _, batches = [(await conn.execute(drop, params)).rowcount
+                          for drop in _DROP_LEFT_BY_DRY_RUNS]  # fmt: skip
+    if batches:
+        log.info("dropped %d batches killed dry runs left (team=%s, %d staged rows)", batches,
+                 team_id, staged)  # fmt: skip
+    return staged
 
 
 async def shrink_staging(db: Database) -> bool:

@@ -457,3 +457,33 @@ async def test_adding_or_removing_a_lead_republishes_their_open_home(app: Harnes
     await _click(app, Action.LEADS_REMOVE, LEAD, shown, user=ADMIN)
     await app.settle()
     assert lead_buttons(LEAD) == []
+
+
+async def test_the_leads_list_answers_before_home_is_republished(app: Harness) -> None:
+    """Adding or removing a lead republished every open Home (a views.publish each, at most
+    50 of them) before the list answered: the person who clicked waited on Slack for all of
+    them. The segment list and a contact's card answer first; so does this list now."""
+    from tests.handlers.test_home import _open_home
+
+    await _open_home(app, REP)
+    await _open_home(app, LEAD)
+    for action, value, state, said in (
+        (Action.LEADS_ADD, None, _picked(REP), f"added <@{REP}> to the team leads"),
+        (Action.LEADS_REMOVE, REP, None, f"removed <@{REP}> from the team leads"),
+    ):
+        shown = await _command(app, "leads")
+        before = len(app.slack.calls_to("views.publish"))
+        gate = app.slack.hold("views.publish")  # Slack answers the republishes slowly
+        url = app.slack.new_response_url("C0001", user_id=LEAD)
+        await app.requests.block_action(action, value, user_id=LEAD, response_url=url,
+                                         message={"blocks": shown["blocks"]},
+                                         state_values=state)  # fmt: skip
+        try:
+            await app.slack.wait_for("views.publish", before + 1)  # a Home is on its way
+            answered = app.slack.responses[url]
+            assert answered and said in _all_text(answered[-1]), answered  # before it lands
+        finally:
+            app.slack.unhold("views.publish")
+            gate.set()
+        await app.settle()
+        assert len(app.slack.calls_to("views.publish")) >= before + 2  # both Homes, after
