@@ -20,6 +20,7 @@ from aiohttp.web_response import StreamResponse
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -34,7 +35,14 @@ from bot.jobs.kinds import handlers as job_handlers
 from bot.jobs.supervisor import WorkerSupervisor, combined_health, without_worker
 from bot.jobs.worker import Worker, WorkerConfig
 from bot.settings import Settings
-from bot.slack_connection import LISTENERS_GRACE_SECONDS, SocketModeHealth, track_listeners
+from bot.slack_connection import (
+    LISTENERS_GRACE_SECONDS,
+    PING_SECONDS,
+    SocketModeHealth,
+    one_line,
+    socket_mode_logger,
+    track_listeners,
+)
 from bot.slack_requests import form_fields, to_bolt_request
 from bot.web import own_error_pages, public_routes
 from handlers import register_listeners
@@ -42,7 +50,7 @@ from handlers.context import Deps
 from handlers.home_publish import home_refresher
 from handlers.later import Later
 from handlers.messages import esc
-from handlers.notify import SlackNotifier
+from handlers.notify import SlackNotifier, is_outage
 from handlers.slack_files import slack_fetcher
 from handlers.uploads import upload_offerer
 from models import Database
@@ -65,6 +73,60 @@ def slack_client(settings: Settings, session: ClientSession | None = None) -> As
         retry_handlers=[AsyncConnectionErrorRetryHandler(),
                         AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
     )
+
+
+# auth.test's answers for a bot token Slack won't take, in words that say what happened
+_TOKEN_REFUSALS = {
+    "invalid_auth": "Slack doesn't know this token (mistyped, cut short, or another app's)",
+    "not_authed": "Slack received no token",
+    "token_revoked": "the token was revoked (the app was uninstalled, or its tokens revoked)",
+    "account_inactive": "the token's bot user or workspace has been deactivated",
+}
+# Slack answers auth.test in well under a second: one that can't be reached (a firewall that
+# drops packets) shouldn't hold the start for the client's default 30 s.
+TOKEN_CHECK_SECONDS = 5
+
+
+async def refused_bot_token(settings: Settings) -> str | None:
+    """Ask Slack (auth.test, at SLACK_API_URL) whether it takes SLACK_BOT_TOKEN, as `serve`
+    starts: a mistyped or revoked token showed only at the first slash command, as a failure
+    in Slack and a line in the log. Returns why Slack refused it, for `serve` to stop with;
+    None when Slack took it, or couldn't be asked (said in one warning line: Slack may be
+    reachable later, and bolt checks the token again at each workspace's first request)."""
+    async with ClientSession(trust_env=False) as session:
+        client = slack_client(settings, session)
+        client.timeout = TOKEN_CHECK_SECONDS
+        try:
+            found = await client.auth_test()
+        except Exception as exc:
+            error = _slack_error(exc)
+            if error in _TOKEN_REFUSALS:
+                return (f"Slack refused SLACK_BOT_TOKEN ({error}): {_TOKEN_REFUSALS[error]}. "
+                        "Copy the Bot User OAuth Token (it starts with xoxb-) from your app's "
+                        "page at https://api.slack.com/apps > OAuth & Permissions (install the "
+                        "app to your workspace first if it isn't there), set SLACK_BOT_TOKEN to "
+                        "it and start again.")  # fmt: skip
+            if is_outage(exc):
+                log.warning("couldn't check SLACK_BOT_TOKEN with Slack (auth.test at %s): %s; "
+                            "starting anyway (Slack may be reachable later)",
+                            settings.slack_api_url, one_line(exc))  # fmt: skip
+                return None
+            if error is None:
+                raise
+            log.warning("Slack answered the check of SLACK_BOT_TOKEN (auth.test) with %s; "
+                        "starting anyway", error)  # fmt: skip
+            return None
+    log.info("Slack takes SLACK_BOT_TOKEN: the bot user %s of workspace %s (%s)",
+             found.get("user"), found.get("team"), found.get("team_id"))  # fmt: skip
+    return None
+
+
+def _slack_error(exc: BaseException) -> str | None:
+    """The `error` of Slack's answer (invalid_auth, ...), or None for no answer of Slack's."""
+    if not isinstance(exc, SlackApiError):
+        return None
+    data = getattr(exc.response, "data", None)  # a body that wasn't JSON (a proxy's 502): text
+    return str(data.get("error")) if isinstance(data, dict) and data.get("error") else None
 
 
 SLACK_PATH = "/slack/events"
@@ -317,7 +379,9 @@ async def serve(
         if socket_mode:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-            handler = AsyncSocketModeHandler(bolt, settings.slack_app_token)
+            handler = AsyncSocketModeHandler(bolt, settings.slack_app_token,
+                                             logger=socket_mode_logger(),
+                                             ping_interval=PING_SECONDS)  # fmt: skip
             assert connection is not None
             connection.client = handler.client
             listening = track_listeners(handler.client)

@@ -24,7 +24,15 @@ from asyncpg import PostgresError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from bot import cli_audit, cli_campaigns, cli_contacts, cli_mailchimp, cli_segments, cli_undo
+from bot import (
+    cli_audit,
+    cli_campaigns,
+    cli_contacts,
+    cli_mailchimp,
+    cli_mappings,
+    cli_segments,
+    cli_undo,
+)
 from bot.cli_common import CliError, plain_mentions, positive
 from bot.home_refresh import HOME_REFRESH_JOB, queue_home_refresh
 from bot.imports.background import enqueue_file_import
@@ -74,7 +82,7 @@ TOLD = (CliError, SettingsError, WorkspaceError, ImportFailed, SchemaTooNew, Sch
         cli_mailchimp.MailchimpCliError)  # fmt: skip
 
 # Modules that each add commands (see bot.cli_common.Subcommands)
-SUBCOMMANDS = (cli_segments, cli_contacts, cli_undo, cli_audit)
+SUBCOMMANDS = (cli_segments, cli_contacts, cli_undo, cli_audit, cli_mappings)
 __all__ = ["CliError", "build_parser", "main"]
 
 
@@ -638,6 +646,7 @@ async def _import_background(
 
 
 async def _worker(db: Database, settings: Settings, args: argparse.Namespace) -> int:
+    _refuse_to_work(settings)
     concurrency = args.concurrency
     if db.is_sqlite and concurrency > 1:
         print("SQLite has one writer at a time: running one job at a time.", file=sys.stderr)
@@ -688,27 +697,50 @@ def _stop_when_stdin_closes(loop: asyncio.AbstractEventLoop, stop: Callable[[], 
 
 
 async def _serve(db: Database, settings: Settings, args: argparse.Namespace) -> int:
-    slack, invites = settings.slack_problems(), settings.invite_problems()
-    if slack or invites:
-        # slack_problems also holds Mailchimp's sign-in settings: with Slack set up already,
-        # "Slack isn't configured yet" sent people to redo an app that worked
-        intro = ("Slack isn't configured yet. Create the app from manifest.yml at "
-                 "https://api.slack.com/apps (From a manifest), install it, then set:"
-                 if any(p.startswith("SLACK_") for p in slack)
-                 else "One more setting before serving:")  # fmt: skip
-        raise CliError(
-            intro + "\n  " + "\n  ".join(slack + invites)
-            + "\n(in the environment or a .env file here; see README.md > Running the Slack app)"
-        )
-    from bot.app import serve  # Slack libraries only when needed
+    _refuse_to_serve(settings)
+    from bot.app import refused_bot_token, serve  # Slack libraries only when needed
 
     await _reach(db, settings, ensure_schema(db))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if (refused := await refused_bot_token(settings)) is not None:
+        raise CliError(refused)
     await _apply_default_locale(db, settings)
     await serve(settings, db, run_worker=settings.run_worker and not args.no_worker)
     return 0
+
+
+def _refuse_to_serve(settings: Settings) -> None:
+    """Stop before serving with every setting that is missing or wrong, each with where to
+    find it (settings a worker needs too: serve's children run with serve's)."""
+    problems = [*settings.slack_problems(), *filter(None, [settings.secret_key_problem()]),
+                *settings.invite_problems()]  # fmt: skip
+    if not problems:
+        return
+    # only when something is missing: slack_problems also holds Mailchimp's sign-in settings
+    # and tokens that are set but mistyped, and with Slack set up already "Slack isn't
+    # configured yet" sent people to redo an app that worked
+    intro = ("Slack isn't configured yet. Create the app from manifest.yml at "
+             "https://api.slack.com/apps (From a manifest), install it, then set:"
+             if settings.slack_unset else _fix_intro(problems, "serving"))  # fmt: skip
+    raise CliError(intro + "\n  " + "\n  ".join(problems) + "\n(in the environment or a .env "
+                   "file here; see README.md > Running the Slack app)")  # fmt: skip
+
+
+def _refuse_to_work(settings: Settings) -> None:
+    """Stop a worker whose settings are wrong rather than missing: a SECRET_KEY too short to
+    sign links with, a SLACK_BOT_TOKEN that isn't one. (Missing ones only limit what it runs:
+    it says so and starts.)"""
+    problems = [p for p in (settings.secret_key_problem(),
+                            settings.slack_bot_token and settings.bot_token_problem()) if p]
+    if problems:
+        raise CliError(_fix_intro(problems, "starting the worker") + "\n  "
+                       + "\n  ".join(problems) + "\n(in the environment or a .env file here)")
+
+
+def _fix_intro(problems: list[str], before: str) -> str:
+    return f"Fix {'this setting' if len(problems) == 1 else 'these settings'} before {before}:"
 
 
 async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:

@@ -55,6 +55,40 @@ _HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a
                    r"(?::[0-9]{1,5})?")
 
 
+# Where an app's tokens are copied from (the app's own pages are under it).
+_APP_PAGE = "your app's page at https://api.slack.com/apps"
+# Slack's token prefixes, for saying which token was pasted where another belongs.
+_TOKEN_KINDS = {"xoxb-": "a bot token", "xapp-": "an app-level token", "xoxp-": "a user token"}
+# SECRET_KEY's shortest length: 32 characters, as the 43 of the example `serve` suggests.
+SECRET_KEY_MIN_LENGTH = 32
+
+
+def _has_shape(token: str, prefix: str) -> bool:
+    """A token of the kind `prefix` names: the prefix, then something, with no space in it."""
+    return token.startswith(prefix) and len(token) > len(prefix) and not any(
+        c.isspace() for c in token)  # fmt: skip
+
+
+def _token_kind(token: str, wanted: str) -> str:
+    """Why a value isn't a `wanted` token, never quoting it (it may be a real token of another
+    kind, pasted into the wrong variable)."""
+    if token.startswith(wanted):
+        return f"nothing follows {wanted}, or it holds a space"
+    for prefix, kind in _TOKEN_KINDS.items():
+        if token.startswith(prefix):
+            home = {"xoxb-": ", which goes in SLACK_BOT_TOKEN",
+                    "xapp-": ", which goes in SLACK_APP_TOKEN"}.get(prefix, "")  # fmt: skip
+            return f"it is {kind}, {prefix}...{home}"
+    return f"it doesn't start with {wanted}"
+
+
+def _example_key() -> str:
+    """A SECRET_KEY to suggest: 43 random URL-safe characters."""
+    import secrets
+
+    return secrets.token_urlsafe(32)
+
+
 class SettingsError(Exception):
     """Raised with one readable message naming every bad variable."""
 
@@ -141,15 +175,8 @@ class Settings(BaseSettings):
         return int(self.max_unzipped_mb * 1024 * 1024)
 
     def slack_problems(self) -> list[str]:
-        """What is missing to talk to Slack, in words that say where to find it."""
-        problems = []
-        if not self.slack_bot_token.startswith("xoxb-"):
-            problems.append(
-                "SLACK_BOT_TOKEN: the bot token (xoxb-...), under OAuth & Permissions after you "
-                "install the app created from manifest.yml"
-            )
-        if self.slack_app_token and not self.slack_app_token.startswith("xapp-"):
-            problems.append("SLACK_APP_TOKEN: an app-level token (xapp-...) with connections:write")
+        """What is missing or wrong to talk to Slack, in words that say where to find it."""
+        problems = [p for p in (self.bot_token_problem(), self._app_token_problem()) if p]
         if not self.slack_app_token and not self.slack_signing_secret:
             problems.append(
                 "SLACK_SIGNING_SECRET: under Basic Information > App Credentials (HTTP mode), "
@@ -164,6 +191,37 @@ class Settings(BaseSettings):
                             "Connect Mailchimp's sign-in comes back to it (MAILCHIMP_CLIENT_ID "
                             "is set)")
         return problems
+
+    @property
+    def slack_unset(self) -> bool:
+        """Slack's settings are missing (not merely wrong): `serve` then walks through
+        creating the app. A token set but mistyped is told as such instead: "Slack isn't
+        configured yet" sent people who had pasted the wrong thing to redo the app."""
+        return not self.slack_bot_token or not (self.slack_app_token or
+                                                self.slack_signing_secret)  # fmt: skip
+
+    def bot_token_problem(self) -> str | None:
+        """SLACK_BOT_TOKEN unset, or set to something that isn't a bot token (a worker given
+        one claimed Slack's jobs and failed each with invalid_auth)."""
+        token = self.slack_bot_token
+        if not token:
+            return ("SLACK_BOT_TOKEN: the bot token (xoxb-...), under OAuth & Permissions after "
+                    "you install the app created from manifest.yml")  # fmt: skip
+        if _has_shape(token, "xoxb-"):
+            return None
+        return (f"SLACK_BOT_TOKEN: is set, but isn't a bot token ({_token_kind(token, 'xoxb-')}). "
+                f"Copy the Bot User OAuth Token (it starts with xoxb-) from {_APP_PAGE} > "
+                "OAuth & Permissions")  # fmt: skip
+
+    def _app_token_problem(self) -> str | None:
+        token = self.slack_app_token
+        if not token or _has_shape(token, "xapp-"):
+            return None
+        return (f"SLACK_APP_TOKEN: is set, but isn't an app-level token "
+                f"({_token_kind(token, 'xapp-')}). Copy an app-level token (it starts with "
+                f"xapp-) from {_APP_PAGE} > Basic Information > App-Level Tokens (one with "
+                "connections:write), or unset SLACK_APP_TOKEN to take Slack's requests over "
+                "HTTP")  # fmt: skip
 
     def invite_delivery(self) -> str:
         """One line for `serve` and `worker` to say at start: where invites go."""
@@ -181,17 +239,27 @@ class Settings(BaseSettings):
         this `serve`, not to the localhost a trial's .eml files may point at."""
         problems = []
         if not self.secret_key:
-            import secrets
-
             problems.append(
                 f"SECRET_KEY: a long random string that signs unsubscribe links, e.g. "
-                f"{secrets.token_urlsafe(32)} (keep it: changing it breaks links already sent)")
+                f"{_example_key()} (keep it: changing it breaks links already sent)")
         if self.links_unreachable:
             problems.append(
                 "PUBLIC_URL: the https:// address people reach `serve` at; invites sent through "
                 "SMTP_URL carry referral and unsubscribe links to it (without it they'd lead to "
                 f"{self.public_base}, which nobody else can reach)")
         return problems
+
+    def secret_key_problem(self) -> str | None:
+        """SECRET_KEY set, but too short to stay secret: SECRET_KEY=short was accepted, and
+        whoever guesses it can sign unsubscribe links for any address and read the Mailchimp
+        credentials it encrypts. `serve` and `worker` refuse to start with one."""
+        if not self.secret_key or len(self.secret_key) >= SECRET_KEY_MIN_LENGTH:
+            return None
+        return (f"SECRET_KEY: is {len(self.secret_key)} characters long; it needs at least "
+                f"{SECRET_KEY_MIN_LENGTH}, or it can be guessed (it signs unsubscribe links and "
+                f"encrypts Mailchimp credentials). Set a long random string, e.g. "
+                f"{_example_key()} (links already sent with the short one stop working, and "
+                "a Mailchimp connection has to be made again)")  # fmt: skip
 
     @field_validator("slack_bot_token", "slack_signing_secret", "slack_app_token",
                      "mailchimp_client_secret")  # fmt: skip

@@ -10,9 +10,13 @@ isn't, after a grace period for the reconnections Slack asks for every few hours
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
+
+from handlers.notify import is_outage
 
 # A reconnection Slack asks for (or a dropped connection) takes a second or two; whatever
 # watches /healthz shouldn't restart the process for that.
@@ -75,3 +79,77 @@ def track_listeners(client: Any) -> set[asyncio.Task[Any]]:
     listeners = client.socket_mode_request_listeners
     listeners[:] = [tracked(listener) for listener in listeners]
     return running
+
+
+# The pause between Socket Mode's attempts to connect: the SDK waits its ping interval after a
+# failed one (10 s, its default, given to it explicitly so that the log can say so).
+PING_SECONDS = 10
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short log line: a 5xx's body (an HTML error page) comes with it."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:199] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class OutageInOneLine(logging.Filter):
+    """The Socket Mode client's log, one warning line per failed attempt to connect while
+    Slack can't be reached.
+
+    The SDK logs each failed attempt with `logger.exception` ("Failed to connect (error: ...);
+    Retrying..."): forty lines of traceback every 10 s for as long as an outage lasted,
+    burying everything else. An attempt that failed because Slack couldn't be reached (a
+    network error, a timeout, a 5xx: handlers.notify.is_outage) becomes one warning saying
+    what failed and when it tries again; any other error (a refused app token, a bug) keeps
+    its traceback. The line the SDK logs just before about the same 5xx ("Failed to retrieve
+    WSS URL: ...") is dropped: the warning says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message.startswith("Failed to connect"):
+            outage = _outage(record.exc_info[1] if record.exc_info else None)
+            if outage is not None:
+                record.msg = "Socket Mode: couldn't connect to Slack (%s); trying again in %d s"
+                record.args = (one_line(outage), PING_SECONDS)
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+                record.exc_info, record.exc_text, record.stack_info = None, None, None
+        elif message.startswith("Failed to retrieve WSS URL"):
+            # logged inside the SDK's `except` for the exception it is about (it names it only
+            # as text), which it raises again to the "Failed to connect" above
+            return _outage(sys.exc_info()[1]) is None
+        return True
+
+
+def _outage(exc: BaseException | None) -> BaseException | None:
+    """The failure to reach Slack behind `exc`: itself, or the one it was raised while
+    handling. A 5xx whose body isn't JSON (a text or HTML error page, as Slack's edge and
+    proxies answer) fails the SDK's own handling of it (`e.response["error"]` on a str): an
+    AttributeError, raised during the SlackApiError that tells what happened."""
+    for candidate in (exc, exc.__context__ if exc is not None else None):
+        if candidate is not None and is_outage(candidate):
+            return candidate
+    return None
+
+
+class ConnectRetryNote(logging.Filter):
+    """The Web API client's note of each retry of apps.connections.open ("A retry handler
+    found: ..."), which Socket Mode's connection attempts make once each during an outage:
+    OutageInOneLine's warning says that attempt failed. Other calls' retries are still noted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not (message.startswith("A retry handler found")
+                    and "/apps.connections.open" in message)  # fmt: skip
+
+
+def socket_mode_logger() -> logging.Logger:
+    """The logger to give the Socket Mode client (the SDK's own, not bolt's app logger it
+    would take), with an outage's failed attempts in one line each (see OutageInOneLine)."""
+    logger = logging.getLogger("slack_sdk.socket_mode.aiohttp")
+    if not any(isinstance(f, OutageInOneLine) for f in logger.filters):
+        logger.addFilter(OutageInOneLine())
+    web = logging.getLogger("slack_sdk.web.async_base_client")
+    if not any(isinstance(f, ConnectRetryNote) for f in web.filters):
+        web.addFilter(ConnectRetryNote())
+    return logger

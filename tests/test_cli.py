@@ -908,7 +908,7 @@ async def test_a_database_migrated_by_a_newer_version_is_explained_and_left_alon
     async with db.begin() as conn:
         await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     serving = {**db_env, "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s",
-               "SECRET_KEY": "k", "PORT": "1"}  # fmt: skip
+               "SECRET_KEY": "k" * 32, "PORT": "1"}  # fmt: skip
     for env, args in ((db_env, ("jobs", "--json")), (db_env, ("db", "upgrade")),
                       (serving, ("serve",))):  # fmt: skip
         result = run(env, *args)
@@ -1045,7 +1045,7 @@ def test_a_database_url_that_is_wrong_or_unreachable_is_named_in_one_line(
         wrong = make_url(POSTGRES_URL).set(database="no_such_db_here", password="hunter2")
         cases[wrong.render_as_string(hide_password=False)] = (
             "(DATABASE_URL): database \"no_such_db_here\" does not exist")  # fmt: skip
-    serving = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "SECRET_KEY": "k"}
+    serving = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "SECRET_KEY": "k" * 32}
     for url, said in cases.items():
         for env, args in (({}, ("jobs", "--json")), (serving, ("serve",)), ({}, ("db", "upgrade"))):
             result = run({"DATABASE_URL": url, **env}, *args)

@@ -27,7 +27,7 @@ def _worker_env(db_env: dict[str, str], smtp_url: str) -> dict[str, str]:
     """A `referral-bot worker`'s environment: this test's database and mail server, a 2 s
     lease, quick polls and retries."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SMTP_"))}
-    env.update(db_env, SECRET_KEY="s", SMTP_URL=smtp_url, JOB_LEASE_SECONDS="2",
+    env.update(db_env, SECRET_KEY="s" * 32, SMTP_URL=smtp_url, JOB_LEASE_SECONDS="2",
                PUBLIC_URL="https://r.example",
                WORKER_POLL_SECONDS="0.1", JOB_RETRY_BASE_SECONDS="0")  # fmt: skip
     return env
