@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ from bot import (
     cli_segments,
     cli_undo,
 )
-from bot.cli_common import CliError, plain_mentions, positive
+from bot.cli_common import JSON_HELP, TEAM_HELP, CliError, os_error_words, plain_mentions, positive
 from bot.home_refresh import HOME_REFRESH_JOB, queue_home_refresh
 from bot.imports.background import enqueue_file_import
 from bot.imports.batches import ReviewError
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also import a Mailchimp audience (repeatable)")  # fmt: skip
     imp.add_argument("--segment", required=True, help="name of the static segment")
     imp.add_argument("--create-segment", action="store_true", help="create it if missing")
-    imp.add_argument("--team", help="Slack team id (default: the only workspace)")
+    imp.add_argument("--team", help=TEAM_HELP)
     imp.add_argument("--rejects", type=Path, metavar="OUT.csv",
                      help="write rejected and duplicate rows with their reasons")  # fmt: skip
     imp.add_argument("--update-existing", action="store_true",
@@ -130,16 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
     work.add_argument("--stop-with-stdin", action="store_true", help=argparse.SUPPRESS)
 
     jobs = sub.add_parser("jobs", help="list background jobs, or cancel one")
-    jobs.add_argument("--team")
-    jobs.add_argument("--json", action="store_true")
+    jobs.add_argument("--team", help=TEAM_HELP)
+    jobs.add_argument("--json", action="store_true", help=JSON_HELP)
     jobs.add_argument("--all", action="store_true",
                       help=f"every job, not only the newest {JOBS_SHOWN} done or cancelled ones")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
     cancel = jobs_sub.add_parser("cancel", help="cancel a queued or running job")
-    cancel.add_argument("job_id", type=positive, metavar="ID")
+    cancel.add_argument("job_id", type=positive, metavar="ID",
+                        help="the job's id, as `jobs` lists it")  # fmt: skip
     # SUPPRESS: `jobs --team T cancel 5` keeps the T given before the action
-    cancel.add_argument("--team", default=argparse.SUPPRESS)
-    cancel.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    cancel.add_argument("--team", default=argparse.SUPPRESS, help=TEAM_HELP)
+    cancel.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help=JSON_HELP)  # fmt: skip
 
     cli_campaigns.add_parsers(sub)
     cli_mailchimp.add_parsers(sub)
@@ -201,7 +204,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OverflowError:  # a number too big for the database
         return _failed("a number given is too big", as_json)
     except (OSError, DBAPIError) as exc:  # the database can't be reached, a path can't be used
-        return _failed((str(exc).strip().splitlines() or [type(exc).__name__])[0], as_json)
+        return _failed(_first_line(exc), as_json)
+
+
+def _first_line(exc: OSError | DBAPIError) -> str:
+    """What went wrong, in one line. A full disk or quota in words, with what mends it: it
+    printed "[Errno 28] No space left on device" (`jobs > /dev/full`)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" (writing {exc.filename})" if exc.filename else ""
+        words = os_error_words(exc)
+        return f"{words[:1].upper()}{words[1:]}{where}: free some space, then run it again."
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _standard_fds_open() -> None:

@@ -597,14 +597,17 @@ async def test_json_to_a_full_disk_says_why_without_a_traceback(
     db: Database, db_env: dict[str, str], tmp_path: Path
 ) -> None:
     """`segments --json >/dev/full`: the {"error"} JSON went to the stdout that had just failed,
-    and a traceback came out instead of the reason."""
+    and a traceback came out instead of the reason (then "[Errno 28] No space left on
+    device")."""
     await ensure_workspace(db, "T1")
     with open("/dev/full", "w") as full:
         done = subprocess.run([*CLI, "segments", "--json"], env=environment(db_env), stdout=full,
                               stderr=subprocess.PIPE, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith("referral-bot: "), done.stderr
-    assert "No space left on device" in done.stderr and "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr and "Errno" not in done.stderr, done.stderr
+    assert done.stderr.endswith("No space left on the device: free some space, then run it "
+                                "again.\n"), done.stderr
     assert "Exception ignored" not in done.stderr, done.stderr
 
 

@@ -1,7 +1,7 @@
 """What a new shell user meets in `--help` and in refusals, for the commands of
-bot/cli_contacts.py, bot/cli_segments.py, bot/cli_audit.py, bot/cli_undo.py and
-bot/cli_mailchimp.py, and file refusals told in the shell (run in-process, as tests/shell.py
-does)."""
+bot/cli_contacts.py, bot/cli_segments.py, bot/cli_audit.py, bot/cli_undo.py,
+bot/cli_mailchimp.py, bot/cli_mappings.py and `jobs`, and file refusals told in the shell
+(run in-process, as tests/shell.py does)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ COMMANDS = [
     ("segments",), ("segments", "rename"), ("segments", "delete"), ("export",),
     ("audit",), ("leads",), ("leads", "add"), ("leads", "remove"), ("undo",),
     ("mailchimp",), ("mailchimp", "connect"), ("mailchimp", "status"), ("mailchimp", "lists"),
-    ("mailchimp", "disconnect"),
+    ("mailchimp", "disconnect"), ("jobs",), ("jobs", "cancel"), ("mappings",),
+    ("mappings", "forget"),
 ]  # fmt: skip
 
 
