@@ -27,6 +27,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.orm import configure_mappers
+from yarl import URL
 
 from bot.db_health import DatabaseHealth
 from bot.imports.upload_offers import UPLOAD_OFFER_JOB, upload_offer_handler
@@ -147,7 +148,27 @@ class SlackQuietAccessLogger(AccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         if response.status < 400 and request.path == SLACK_PATH:
             return
-        super().log(request, response, time)
+        super().log(_without_secrets(request), response, time)
+
+
+# Paths whose last part, and queries whose values, are secrets: an unsubscribe link's token
+# never expires (whoever read the log could unsubscribe anyone), and the Mailchimp sign-in's
+# code and state are bearer secrets for a few minutes.
+_SECRET_PATH = "/u/"
+_SECRET_QUERY = "/mailchimp/"
+REDACTED = "redacted"
+
+
+def _without_secrets(request: BaseRequest) -> BaseRequest:
+    """The request as the access log may show it: with its secrets replaced by "redacted".
+    Only the public pages' requests are cloned: the rest are logged as they came."""
+    path = request.path
+    if path.startswith(_SECRET_PATH):
+        return request.clone(rel_url=_SECRET_PATH + REDACTED)
+    if path.startswith(_SECRET_QUERY) and request.query_string:
+        return request.clone(rel_url=URL.build(path=path, query={
+            key: REDACTED for key in request.query}))  # fmt: skip
+    return request
 
 
 async def is_ssl_check(request: web.Request) -> bool:

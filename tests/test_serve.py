@@ -183,3 +183,41 @@ async def test_the_bot_token_in_the_environment_draws_no_warning_at_start(
     with caplog.at_level(logging.INFO):
         build_app(settings, AsyncWebClient(token="xoxb-1"), db)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_the_access_log_keeps_no_link_secrets(
+    db: Database, db_env: dict[str, str], slack: FakeSlack
+) -> None:
+    """The access log wrote every unsubscribe link whole (its token never expires: whoever
+    reads the log could unsubscribe anyone) and the Mailchimp callback's code and state."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
+    env.update(db_env)
+    env.update({"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "s3cret",
+                "SECRET_KEY": "test-secret" * 3, "SLACK_API_URL": slack.api_url,
+                "PORT": str(port)})  # fmt: skip
+    server = subprocess.Popen([*CLI, "serve", "--no-worker"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(f"{base}/healthz") as response:
+                        break
+                except aiohttp.ClientConnectorError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("serve did not start: " + server.stderr.read())
+            for url in (f"{base}/u/TOKENSECRET1", f"{base}/u/TOKENSECRET2%2F",
+                        f"{base}/mailchimp/oauth/callback?code=CODESECRET&state=STATESECRET"):
+                async with session.get(url, allow_redirects=False) as response:
+                    await response.read()
+            async with session.post(f"{base}/u/TOKENSECRET3") as response:
+                await response.read()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(server.communicate, timeout=30)
+    assert "SECRET" not in err, err
+    assert '"GET /u/redacted HTTP/1.1"' in err and '"POST /u/redacted HTTP/1.1"' in err, err
+    assert "/mailchimp/oauth/callback?code=redacted&state=redacted" in err, err
