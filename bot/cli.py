@@ -671,6 +671,8 @@ async def _worker(db: Database, settings: Settings, args: argparse.Namespace) ->
     print(settings.invite_delivery(), file=sys.stderr)
     for problem in settings.invite_problems():
         print(f"Invites can't be sent until you set {problem}", file=sys.stderr)
+    if (warning := settings.plain_http_links()) is not None:
+        print(warning, file=sys.stderr)
     worker.config.concurrency = concurrency
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

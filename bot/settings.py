@@ -249,6 +249,17 @@ class Settings(BaseSettings):
                 f"{self.public_base}, which nobody else can reach)")
         return problems
 
+    def plain_http_links(self) -> str | None:
+        """A warning when invites go to real people (SMTP_URL) with links over plain http:
+        an unsubscribe link's token never expires, and RFC 8058's one-click unsubscribe,
+        which Gmail and Yahoo ask bulk senders for, needs an https link. Not refused: a
+        trial's local mail catcher (smtp://localhost:1025) may well link to http."""
+        if not self.smtp_url or not self.public_url.lower().startswith("http://"):
+            return None
+        return ("PUBLIC_URL starts with http://: invites' referral and unsubscribe links travel "
+                "unencrypted, and mail providers offer no one-click unsubscribe without https. "
+                "Serve it over https and set PUBLIC_URL to the https:// address.")
+
     def secret_key_problem(self) -> str | None:
         """SECRET_KEY set, but too short to stay secret: SECRET_KEY=short was accepted, and
         whoever guesses it can sign unsubscribe links for any address and read the Mailchimp

@@ -314,3 +314,35 @@ async def test_socket_mode_keeps_the_traceback_of_an_error_other_than_an_outage(
     (failed,) = [r for r in records if r.getMessage().startswith("Failed to connect")]
     assert failed.levelno == logging.ERROR and failed.exc_info is not None
     assert "invalid_auth" in failed.getMessage()
+
+
+# --- links over plain http ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("public_url", ["http://bot.example", "https://bot.example"])
+def test_a_worker_sending_invites_with_http_links_warns_of_it(
+    db: Database, db_env: dict[str, str], public_url: str
+) -> None:
+    """PUBLIC_URL=http://... with SMTP_URL started without a word: every invite's unsubscribe
+    link (a token that never expires) went over plain http, and mail providers ignore one-click
+    unsubscribe (RFC 8058) unless its link is https."""
+    env = {**db_env, "SECRET_KEY": GOOD_KEY, "PUBLIC_URL": public_url,
+           "SMTP_URL": f"smtp://127.0.0.1:{closed_port()}"}  # fmt: skip
+    worker = subprocess.Popen([*shell.CLI, "worker"], env=shell.environment(env),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    try:
+        said = []
+        assert worker.stderr is not None
+        for line in worker.stderr:
+            said.append(line)
+            if "waiting for jobs" in line:
+                break
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        rest = worker.communicate(timeout=30)[1]
+    err = "".join(said) + rest
+    assert worker.returncode == 0, err
+    warning = ("PUBLIC_URL starts with http://: invites' referral and unsubscribe links travel "
+               "unencrypted, and mail providers offer no one-click unsubscribe without https")
+    assert (warning in err) == public_url.startswith("http:"), err
