@@ -358,8 +358,11 @@ async def delete_segment(db: Database, team_id: str, segment_id: int, *, actor: 
         await conn.execute(
             text("DELETE FROM campaign_segment WHERE team_id = :t AND segment_id = :s"), params
         )
+        # no brackets: the audit log shows a detail in brackets ("deleted the segment VIP
+        # (3 contacts taken out (they stay in All Customers))")
         stay = "it stays" if members == 1 else "they stay"  # as the shell says it
-        detail = f"{plural(members, 'contact')} taken out ({stay} in {ALL_CUSTOMERS})"
+        detail = (f"{plural(members, 'contact')} taken out; {stay} in {ALL_CUSTOMERS}"
+                  if members else "it held no contacts")  # fmt: skip
         if campaigns:
             detail += "; " + ", ".join(f"{ROLE_WORDS.get(c.role, c.role)} by {c.name}"
                                        for c in campaigns)  # fmt: skip

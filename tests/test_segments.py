@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from bot.audit import recent
+from bot.audit import recent, sentence
 from bot.campaigns.service import create_campaign, exclude, set_state, target
 from bot.imports.batches import create_batch, create_upload_batch
 from bot.imports.importer import import_files
@@ -198,8 +198,11 @@ async def test_delete_is_soft_frees_the_name_and_keeps_the_contacts(team: Databa
     assert again.id != vip.id
     (entry, *_) = [e for e in await recent(db, TEAM) if e.action == "segment.deleted"]
     assert (entry.actor, entry.subject) == ("U0002", "VIP")
-    assert entry.detail == ("3 contacts taken out (they stay in All Customers); "
+    assert entry.detail == ("3 contacts taken out; they stay in All Customers; "
                             "targeted by Referral spring")  # fmt: skip
+    # one pair of brackets in the log's sentence: it had the detail's own inside them
+    assert sentence(entry) == ("deleted the segment VIP (3 contacts taken out; they stay in "
+                               "All Customers; targeted by Referral spring)")  # fmt: skip
 
 
 async def test_racing_deletes_one_wins(team: Database) -> None:

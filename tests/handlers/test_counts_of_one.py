@@ -57,7 +57,7 @@ async def test_the_audit_log_and_a_deleted_segments_entry_count_one(app: Harness
     delete = _button(listing, Action.SEGMENT_DELETE, "Solo")
     await app.click_in(listing, Action.SEGMENT_DELETE, delete["value"])
     deleted = [e.detail for e in await recent(app.db, TEAM) if e.action == "segment.deleted"]
-    assert deleted == ["1 contact taken out (it stays in All Customers)"], deleted
+    assert deleted == ["1 contact taken out; it stays in All Customers"], deleted
     assert solo and "1 contact taken out" in json.dumps((await app.listing("audit"))["blocks"])
 
 
