@@ -42,6 +42,7 @@ from bot.segments import (
     uses_key,
     write_export,
 )
+from bot.temp_files import spill_dir
 from bot.workspaces import (
     WorkspaceError,
     create_segment,
@@ -409,7 +410,8 @@ async def _export(d: Deps, client: AsyncWebClient, click: Click) -> None:
 
 async def _send_export(d: Deps, client: AsyncWebClient, click: Click, segment_name: str,
                        segment_id: int) -> None:  # fmt: skip
-    handle, path = tempfile.mkstemp(prefix="segment-", suffix=".csv")
+    # on disk, not a tmpfs: a million contacts' CSV held in RAM while it uploads
+    handle, path = tempfile.mkstemp(prefix="segment-", suffix=".csv", dir=spill_dir())
     try:
         # utf-8-sig: Excel then reads the names right; the importer skips the BOM
         with os.fdopen(handle, "w", encoding="utf-8-sig", newline="") as out:
