@@ -82,3 +82,17 @@ def test_a_file_in_an_unknown_encoding_is_refused_in_words_that_fit_a_shell(
     assert refused.returncode == 1
     assert "CSV UTF-8) and import that." in refused.stderr, refused.stderr
     assert "upload" not in refused.stderr
+
+
+def test_a_damaged_workbook_is_refused_in_words_that_fit_a_shell(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The shell was told to open it in Excel, "save it again and upload it"."""
+    from tests.imports.test_excel import workbook
+
+    broken = tmp_path / "customers.xlsx"
+    broken.write_bytes(workbook(("Customers", [["Email"], ["ada@example.com"]]))[:400])
+    refused = run(db_env, "import", str(broken), "--segment", "VIP", "--create-segment")
+    assert refused.returncode == 1
+    assert "save it again and import it" in refused.stderr, refused.stderr
+    assert "upload" not in refused.stderr

@@ -83,16 +83,16 @@ PASSWORD_PROTECTED = (
 )
 OLD_EXCEL = (
     "This is an old Excel .xls file (or another old Office document): open it in Excel and "
-    "save it as .xlsx or CSV, then upload that."
+    "save it as .xlsx or CSV, then import that."
 )
 NOT_XLSX = "This file is not an Excel .xlsx workbook: save it from Excel as .xlsx or as CSV."
 DAMAGED = (
-    "This Excel file is damaged or incomplete: open it in Excel, save it again and upload it, "
+    "This Excel file is damaged or incomplete: open it in Excel, save it again and import it, "
     "or export it as CSV."
 )
 NO_DATA = "The workbook has no data: every sheet is empty."
 STRICT = ("This workbook was saved as Strict Open XML, which can't be read here: save it as an "
-          "Excel Workbook (.xlsx) or as CSV (File › Save As) and upload that.")
+          "Excel Workbook (.xlsx) or as CSV (File › Save As) and import that.")
 _STRICT_NAMESPACE = b"purl.oclc.org/ooxml/spreadsheetml"
 
 Rows = Generator[tuple[int, list[str]], None, None]
@@ -179,7 +179,7 @@ def _check_kind(stream: BinaryIO, max_unzipped_bytes: int | None) -> None:
                 raise CsvFileError(
                     f"This workbook's {info.filename} is compressed {ratio:,.0f} times, far "
                     "more than a real workbook, which is how a ZIP bomb looks: export the "
-                    "sheet as CSV and upload that."
+                    "sheet as CSV and import that."
                 )
         stream.seek(start)
         if _strict(stream):  # its every sheet read as empty: "The workbook has no data"
