@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import unicodedata
 from collections.abc import Awaitable, Callable, Collection
 from typing import NamedTuple
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
@@ -36,6 +37,7 @@ from bot.campaigns.consent import (
     unsubscribe,
 )
 from bot.campaigns.links import BadToken, UnsubscribeToken, read_unsubscribe_token
+from bot.email.render import isolated
 from bot.home_refresh import queue_home_refresh
 from bot.mailchimp.accounts import save
 from bot.mailchimp.api import MailchimpError
@@ -124,9 +126,12 @@ def location(url: str) -> URL:
 
 
 def page(title: str, message: str, *, status: int = 200, action: str | None = None,
-         button: str = "", lang: str = "en") -> web.Response:  # fmt: skip
+         button: str = "", lang: str = "en", address: str = "") -> web.Response:  # fmt: skip
+    """Our page (escaped by its template); `address`, if any, on its own line under the
+    message: the words stay one sentence per language, the address in none of them."""
     body = _PAGES.get_template("page.html.j2").render(title=title, message=message, action=action,
-                                                      button=button, lang=lang)  # fmt: skip
+                                                      button=button, lang=lang,
+                                                      address=address)  # fmt: skip
     return web.Response(text=body, status=status, content_type="text/html",
                         headers={**_HEADERS, "Content-Language": lang})  # fmt: skip
 
@@ -213,6 +218,22 @@ class _Gone(NamedTuple):
     team_id: str
     contact_id: int
     email_key: str | None  # the address it was made for, if the workspace remembers it
+    token: UnsubscribeToken
+
+
+def masked_address(email_key: str) -> str:
+    """The address an unsubscribe page is about, as it shows it: the local part's first
+    character, then "•••", then the domain whole ("a•••@example.com"). The question said
+    only "this address": a friend reading a forwarded invite unsubscribed the advocate. This
+    is enough for its owner to know it, and tells whoever holds a link little more than the
+    domain. From the address key (case-folded, as the link was signed over it)."""
+    local, at, domain = email_key.rpartition("@")
+    if not at:  # no address key looks like this; show no more of it than of one that does
+        local, domain = email_key, ""
+    first, rest = local[:1], local[1:]
+    while rest and unicodedata.combining(rest[0]):  # an accent typed as a character of its own
+        first, rest = first + rest[0], rest[1:]
+    return f"{first}•••{at}{domain}"
 
 
 def _cross_site(request: web.Request, public_base: str) -> bool:
@@ -293,7 +314,7 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         keys = await remembered_addresses(db, token.team_id)
         # a signature per remembered address: off the event loop that acks Slack
         found = await asyncio.to_thread(token.made_for, settings.secret_key, keys)
-        return _Gone(token.team_id, token.contact_id, found)
+        return _Gone(token.team_id, token.contact_id, found, token)
 
     def _gone_unknown(request: web.Request, gone: _Gone) -> web.Response:
         """Nothing to record the unsubscribe against: a link sent before links named their
@@ -308,8 +329,10 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         found = await _contact(request)
         if isinstance(found, web.Response):
             return found
-        # relative: the form posts back to the link as sent, whatever path PUBLIC_URL has
-        action = request.match_info["token"]
+        # relative: the form posts back to the link, whatever path PUBLIC_URL has. The token
+        # as we wrote it, not the path as it came: that is percent-decoded, and `<token>%2F`
+        # made the action `<token>/`, which a browser posts to /u/<token>/ (a 404)
+        action = found.token.canonical
         if isinstance(found, _Gone):  # in the visitor's language: no invite's to go by
             if found.email_key is None:
                 return _gone_unknown(request, found)
@@ -318,7 +341,7 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             lang = visitor_language(request.headers.get("Accept-Language"))
             words = UNSUBSCRIBE[lang]
             response = page(words.title, words.question, action=action, button=words.button,
-                            lang=lang)  # fmt: skip
+                            lang=lang, address=masked_address(found.email_key))  # fmt: skip
             response.headers["Vary"] = "Accept-Language"
             return response
         words, lang = found.words, found.lang
@@ -326,8 +349,10 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         # import only switched consent off: the next may switch it on, and her click sticks
         if found.unsubscribed:
             return page(words.done_title, words.done, lang=lang)
+        # which address: "this address" alone, and whoever a forwarded invite reached
+        # unsubscribed the person it was sent to
         return page(words.title, words.question, action=action, button=words.button,
-                    lang=lang)  # fmt: skip
+                    lang=lang, address=masked_address(found.email_key))  # fmt: skip
 
     async def unsubscribe_now(request: web.Request) -> web.Response:
         found = await _contact(request)
@@ -361,8 +386,10 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         status = await start_status(db, state, request.cookies.get(BROWSER_COOKIE))
         if status is not Start.OPEN:
             return _start_refused(state, status, request)
-        workspace = await workspace_name(db, state.team_id) or state.team_id
-        person = state.person or state.user_id
+        # names as the invites show them (isolated): a bidi override in a Slack name turned
+        # the rest of the warning around, "close this page" with it
+        workspace = isolated(await workspace_name(db, state.team_id) or state.team_id)
+        person = isolated(state.person or state.user_id)
         # relative: the form posts back to this page, whatever path PUBLIC_URL has
         return page("Connect Mailchimp?", f"{person} asked to connect a Mailchimp account to "
                     f"the Slack workspace “{workspace}”. Continue only if you are {person} and "
@@ -452,8 +479,9 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
                         "connected: try Connect again.", status=500)  # fmt: skip
         log.info("Mailchimp account %r connected (%s)", account.account_name, who)
         await _tell_connected(state, account.account_name, who)
-        return page("Mailchimp connected", f"{account.account_name or 'Your account'} is "
-                    "connected. You can close this tab and go back to Slack.")  # fmt: skip
+        name = isolated(account.account_name or "") or "Your account"  # as the start page's
+        return page("Mailchimp connected", f"{name} is connected. You can close this tab and go "
+                    "back to Slack.")  # fmt: skip
 
     async def _give_back(state: State, who: str) -> None:
         """Nothing was connected: Connect in Slack (the same start link, claimed by this

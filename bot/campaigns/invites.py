@@ -178,24 +178,35 @@ _OUTCOME_SET = """
         sent_at = :sent_at, locale = :locale, fell_back = :fell_back, updated_at = :now,
         attempts = attempts - :uncount
 """
-_OUTCOME_SQL = _OUTCOME_SET + "WHERE id = :id AND team_id = :t AND state = 'sending'"
+# An outcome lands only on the attempt it is the answer to: the row's job is the run's
+# (`sender_job`, NULL for a run outside a job) and its attempt count the one the run's start
+# returned (each start adds one, so it tells two runs of one job apart too). A run only slow
+# had its invite guessed uncertain by the worker that took its job over, a person clicked
+# Resend uncertain, and the slow run's late answer landed on the resend's `sending` row: a
+# late 4xx made it `queued` while the resend delivered it (whose `sent` then found no
+# `sending` row), and a later run emailed that person again.
+_OWN_ATTEMPT = {in_job: ("sender_job = :job" if in_job else "sender_job IS NULL")
+                + " AND attempts = :attempt" for in_job in (True, False)}  # fmt: skip
+_OUTCOME_SQLS = {in_job: _OUTCOME_SET + f"""
+    WHERE id = :id AND team_id = :t AND state = 'sending' AND {_OWN_ATTEMPT[in_job]}
+""" for in_job in (True, False)}  # fmt: skip
 # The run that handed an invite over and got the server's answer knows better than a run
 # that took its job over meanwhile and guessed it uncertain (_CRASHED): left uncertain though
 # delivered, the thread offered Resend uncertain, and a click emailed the person again. Not
 # a retry's outcome: a Resend of the guess sends it once, but a queued invite whose run lost
-# its job would wait with no job to send it.
+# its job would wait with no job to send it. Only a run of a job (a guess needs one).
 _OUTCOME_OVER_GUESS_SQL = _OUTCOME_SET + f"""
-    WHERE id = :id AND team_id = :t AND (state = 'sending' OR state = 'uncertain'
-        AND reason = '{_GUESSED}' AND sender_job = :job)
+    WHERE id = :id AND team_id = :t AND {_OWN_ATTEMPT[True]} AND (state = 'sending'
+        OR state = 'uncertain' AND reason = '{_GUESSED}')
 """
 _START = text(_START_SQL).bindparams(_ts("now"))
 _START_FOR_JOB = text(_START_FOR_JOB_SQL).bindparams(_ts("now"))
 _START_HELD = text(_START_HELD_SQL).bindparams(_ts("now"))
 _STILL_RUNNING = text(_JOB_RUNNING)
 _STILL_HELD = text(_JOB_HELD)
-_OUTCOME = text(_OUTCOME_SQL).bindparams(_ts("now"), _ts("send_after"), _ts("sent_at"))
-_OUTCOME_OVER_GUESS = text(_OUTCOME_OVER_GUESS_SQL).bindparams(
-    _ts("now"), _ts("send_after"), _ts("sent_at"))
+# by their SQL, which _Outbox._outcome_sql chooses (SQLite runs the SQL itself)
+_OUTCOMES = {sql: text(sql).bindparams(_ts("now"), _ts("send_after"), _ts("sent_at"))
+             for sql in (*_OUTCOME_SQLS.values(), _OUTCOME_OVER_GUESS_SQL)}  # fmt: skip
 _TIMES = ("now", "send_after", "sent_at")
 
 _NEXT_DUE = text("""
@@ -218,9 +229,9 @@ class _Pending:
 def _outcome(p: _Pending, now: datetime) -> dict[str, Any]:
     result = p.result
     assert result is not None
-    values: dict[str, Any] = {"id": p.id, "locale": p.locale, "fell_back": p.fell_back,
-                              "send_after": None, "sent_at": None, "reason": None,
-                              "uncount": 0}  # fmt: skip
+    values: dict[str, Any] = {"id": p.id, "attempt": p.attempts, "locale": p.locale,
+                              "fell_back": p.fell_back, "send_after": None, "sent_at": None,
+                              "reason": None, "uncount": 0}  # fmt: skip
     if result.stage == SERVER_STAGE:  # the run stopped before this one went out: no attempt
         values.update(state="queued", reason=f"will retry: {result.text}"[:500], send_after=now,
                       uncount=1)  # fmt: skip
@@ -266,6 +277,12 @@ class _Outbox:
         guessed it uncertain meanwhile (see _OUTCOME_OVER_GUESS_SQL)."""
         return self.job is not None and outcome["state"] != "queued"
 
+    def _outcome_sql(self, outcome: dict[str, Any]) -> str:
+        """The statement that writes `outcome` on its own attempt only (_OWN_ATTEMPT)."""
+        if self._over_guess(outcome):
+            return _OUTCOME_OVER_GUESS_SQL
+        return _OUTCOME_SQLS[self.job is not None]
+
     async def write(self, done: _Pending | None, start: int | None) -> int | None:
         """Record `done`'s outcome and mark `start` as sending, in one transaction.
 
@@ -285,8 +302,7 @@ class _Outbox:
             return await self._sqlite_write(outcome, started)
         async with self.conn.begin():
             if outcome is not None:
-                over_guess = self._over_guess(outcome)
-                await self.conn.execute(_OUTCOME_OVER_GUESS if over_guess else _OUTCOME, outcome)
+                await self.conn.execute(_OUTCOMES[self._outcome_sql(outcome)], outcome)
             if started is None:
                 return None
             row = (await self.conn.execute(self._start, started)).first()
@@ -306,8 +322,7 @@ class _Outbox:
 
         try:
             if outcome is not None:
-                outcome_sql = _OUTCOME_OVER_GUESS_SQL if self._over_guess(outcome) else _OUTCOME_SQL
-                await raw.execute(outcome_sql, prepared(outcome))
+                await raw.execute(self._outcome_sql(outcome), prepared(outcome))
             rows: list[Any] = []
             if started is not None:
                 rows = list(await raw.execute_fetchall(self._start_sql, prepared(started)))

@@ -73,6 +73,15 @@ class UnsubscribeToken:
         signed = _mac(secret, self.body + b"\0" + email_key.encode())
         return hmac.compare_digest(self.address_mac, signed)
 
+    @property
+    def canonical(self) -> str:
+        """The token as unsubscribe_token writes it, of base64url letters and dots only,
+        however the link arrived: a path read percent-decoded (`…%2F` is `…/`), what a mail
+        client left after it, a `/` or padding base64 reads alike. A page that links back to
+        itself uses this, never the path as it came: `…/` sent the form to another address."""
+        encoded = base64.urlsafe_b64encode(self.body).decode().rstrip("=")
+        return ".".join([encoded, self.mac, *([self.address_mac] if self.address_mac else [])])
+
     def made_for(self, secret: str, email_keys: Iterable[str]) -> str | None:
         """Which of these address keys the token was made for: None if none, or for a token
         sent before tokens named the address (it can't tell)."""

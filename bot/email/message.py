@@ -144,12 +144,21 @@ def _text_part(text: str, subtype: str) -> EmailMessage:
     return part
 
 
+def one_click(unsubscribe_url: str) -> bool:
+    """Whether an unsubscribe URL may be offered for one-click unsubscribe: RFC 8058 section
+    3.1 wants an HTTPS URI in `List-Unsubscribe` beside `List-Unsubscribe-Post`, and mail
+    providers ignore (or distrust) the pair otherwise. A trial's `http://localhost` link keeps
+    its `List-Unsubscribe`, which a mail client may still open."""
+    return unsubscribe_url.strip()[:8].lower() == "https://"
+
+
 def build_message(invite: Invite, rendered: Rendered, *, public_host: str) -> EmailMessage:
     """The invite as a multipart/alternative message ready for `SmtpSender.send`.
 
     Carries RFC 8058 one-click unsubscribe headers (mail providers show an unsubscribe button
-    and POST to the URL; the URL's handler must only unsubscribe on POST) and a deterministic
-    Message-ID on the sender's domain (or `public_host` when the sender has none).
+    and POST to the URL; the URL's handler must only unsubscribe on POST; the POST header only
+    for an https:// URL, see one_click) and a deterministic Message-ID on the sender's domain
+    (or `public_host` when the sender has none).
     """
     sender_name, sender_address = parse_sender(invite.sender)
     sender_address = ascii_domain(sender_address)
@@ -175,7 +184,8 @@ def build_message(invite: Invite, rendered: Rendered, *, public_host: str) -> Em
     message.set_raw("Date", format_datetime(datetime.now(UTC)))
     message.set_raw("Message-ID", message_id_for(invite.message_key, domain))
     message.set_raw("List-Unsubscribe", f"<{unsubscribe}>")
-    message.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+    if one_click(unsubscribe):
+        message.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
     if _LOCALE_TAG.fullmatch(rendered.locale):
         message.set_raw("Content-Language", rendered.locale)
     message.set_raw("MIME-Version", "1.0")

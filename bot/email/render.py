@@ -144,11 +144,23 @@ class Rendered:
     fell_back: bool
 
 
+# The bidi controls that open or close a scope: embeddings and overrides (LRE, RLE, PDF,
+# LRO, RLO) and isolates (LRI, RLI, FSI, PDI). In a name they reach past it: "\u202eevil"
+# (no right-to-left letter, so never isolated) reversed the rest of the subject, and a stray
+# PDI in a Hebrew name closed our isolate early. The marks LRM, RLM and ALM stay: each is one
+# strong character with no scope, held inside the isolate like a letter (RLM or ALM is
+# right-to-left and gets its value isolated), and right-to-left names use them to place
+# punctuation.
+_BIDI_SCOPES = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
 def isolated(value: str) -> str:
     """`value` between Unicode's first-strong isolate and its end (U+2068, U+2069) when it
     holds right-to-left letters: a subject opening with "שרה" or "محمد" took its direction
     from it, and mail clients laid the whole sentence out right to left. Left-to-right
-    values are left as they are."""
+    values are left as they are. Bidi controls with a scope are dropped first (_BIDI_SCOPES):
+    a value must not reorder the sentence around it, nor end the isolate that holds it."""
+    value = _BIDI_SCOPES.sub("", value)
     if any(unicodedata.bidirectional(c) in ("R", "AL") for c in value):
         return f"\u2068{value}\u2069"
     return value

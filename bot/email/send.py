@@ -16,11 +16,13 @@ import copy
 import email.policy
 import hashlib
 import io
+import logging
 import os
 import re
 import socket
 import ssl
 import tempfile
+import time
 from dataclasses import dataclass, field
 from email.generator import BytesGenerator
 from email.message import EmailMessage
@@ -43,6 +45,7 @@ from aiosmtplib import (
 
 from bot.email.message import ascii_domain
 
+log = logging.getLogger(__name__)
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 DEFAULT_TIMEOUT = 60.0
 QUIT_TIMEOUT = 5.0
@@ -596,15 +599,21 @@ class OutboxDirSender:
     For development and for shops without SMTP_URL: the files can be inspected or handed to
     another mailer. Writes are atomic (temp file in the same directory, fsync, rename), so a
     crash leaves the old file or the new one, never half of one; the same Message-ID always
-    lands in the same file, so writing a message twice leaves one file.
+    lands in the same file, so writing a message twice leaves one file. The temp file's name
+    doesn't end in `.eml` (_TEMP_SUFFIX), so whatever reads `*.eml` never takes one half
+    written; those a killed writer left are removed when a run opens the outbox.
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
 
     async def __aenter__(self) -> Self:
-        await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(self._open)
         return self
+
+    def _open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(self.directory)
 
     async def __aexit__(
         self,
@@ -630,7 +639,8 @@ class OutboxDirSender:
         sender, recipients = _envelope(message)
         utf8 = not all(address.isascii() for address in (sender, *recipients))
         data = _flatten(message, utf8=utf8, eight_bit=False)
-        handle, temp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".eml", dir=self.directory)
+        handle, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX,
+                                             dir=self.directory)  # fmt: skip
         try:
             with os.fdopen(handle, "wb") as file:
                 file.write(data)
@@ -642,6 +652,37 @@ class OutboxDirSender:
             raise
         _fsync_directory(self.directory)
         return path
+
+
+# The outbox writer's temp files: `.tmp-` and mkstemp's eight characters, then `.tmp`. They
+# ended in `.eml` once, and `outbox.glob("*.eml")` (pathlib's `*` takes dot files) read
+# messages half written, and files a killed writer left; those old names are ours too.
+_TEMP_PREFIX, _TEMP_SUFFIX = ".tmp-", ".tmp"
+_OUR_TEMP_FILE = re.compile(r"\.tmp-[A-Za-z0-9_]{8}\.(?:tmp|eml)")
+# Older than this, a temp file is no write in progress (one takes milliseconds) but one a
+# killed writer left, perhaps another process sharing the outbox.
+STALE_TEMP_SECONDS = 10 * 60
+
+
+def remove_stale_temp_files(directory: Path, *, now: float | None = None) -> list[str]:
+    """Remove the outbox writer's temp files (_OUR_TEMP_FILE) older than STALE_TEMP_SECONDS
+    from `directory`: a writer killed between its temp file and the rename (SIGKILL, the
+    machine going down) leaves one behind for good. Returns the names removed. Nothing else
+    is touched; a file another process removed first, or one this process may not remove,
+    is left to be: tidying never stops invites from being written."""
+    cutoff = (time.time() if now is None else now) - STALE_TEMP_SECONDS
+    removed: list[str] = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if not _OUR_TEMP_FILE.fullmatch(entry.name):
+                continue
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+            except OSError as exc:
+                log.warning("left a stale outbox temp file %s: %s", entry.path, exc)
+    return removed
 
 
 def _fsync_directory(directory: Path) -> None:

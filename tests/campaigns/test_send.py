@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -28,7 +28,7 @@ from models import CampaignState
 from models.clock import utcnow
 from tests.campaigns.conftest import SECRET, TEAM, World, people
 from tests.conftest import BACKEND
-from tests.email.smtp_server import Handler, Server, smtp_server
+from tests.email.smtp_server import Handler, Received, Server, smtp_server
 from tests.waiting import backend_pid, until_waiting_or_done
 
 LINKS = Links("https://bot.example", SECRET)
@@ -294,6 +294,91 @@ async def test_a_run_whose_job_another_worker_took_over_sends_nothing_more(
                            job_id=job.id, lease_owner="other")  # fmt: skip
     assert set((await _states(world)).values()) == {"sent"}
     assert sorted(_received(server).values()) == [1, 1, 1]
+
+
+@dataclass
+class _Gated(Handler):
+    """Takes each message, then gives `answer` only once the test opens `gate`: a run whose
+    answer is late, for as long as the test needs."""
+
+    answer: str = "250 2.0.0 queued"
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
+        self.messages.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos),
+                                      envelope.content))  # fmt: skip
+        await self.gate.wait()
+        return self.answer
+
+
+async def _held_by(world: World, job: int, owner: str) -> None:
+    """The job is running under `owner`'s live lease, as a worker that claimed it holds it."""
+    async with world.db.begin() as conn:
+        await conn.execute(text("UPDATE job SET state = 'running', lease_owner = :o, "
+                                "lease_expires_at = :until WHERE id = :j"),
+                           {"o": owner, "until": utcnow() + timedelta(minutes=5), "j": job})
+
+
+async def _handed_over(handler: Handler) -> None:
+    while not handler.messages:
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(("late", "resent", "ends"), [
+    ("451 4.3.0 try again later", "250 2.0.0 queued", "sent"),
+    ("250 2.0.0 queued", "550 5.2.2 mailbox full", "failed"),
+])  # fmt: skip
+async def test_a_slow_runs_late_answer_never_lands_on_a_resends_attempt(
+    world: World, late: str, resent: str, ends: str
+) -> None:
+    """A worker starved of CPU loses its job's lease with an invite in flight; the worker that
+    takes the job over guesses it uncertain; a lead clicks Resend uncertain, and the resend's
+    run is handing it over when the slow run's late answer comes. That answer was written on
+    the resend's `sending` row: a late 4xx made it `queued` while the resend delivered it
+    (the resend's `sent` then found no `sending` row) and the next run emailed that person
+    again; a late 250 hid the resend's own refusal. An answer lands on its own attempt only."""
+    from bot.campaigns.enroll import SEND_JOB
+    from bot.jobs.queue import enqueue
+
+    enrollment = await _enrolled(world, "p0@example.com,P,en")
+    job = await enqueue(world.db, TEAM, SEND_JOB, {"enrollment_id": enrollment})
+    async with world.db.begin() as conn:
+        await conn.execute(text("DELETE FROM job WHERE id <> :j"), {"j": job.id})
+    await _held_by(world, job.id, "slow")
+    first, second = _Gated(answer=late), _Gated(answer=resent)
+    async with smtp_server(first) as slow_server, smtp_server(second) as resend_server:
+        slow = asyncio.create_task(send_invites(
+            world.db, TEAM, enrollment, sender=SmtpSender(parse_smtp_url(slow_server.url)),
+            links=LINKS, job_id=job.id, lease_owner="slow"))  # fmt: skip
+        await _handed_over(first)
+        await _held_by(world, job.id, "other")  # its lease lapsed: another worker took it
+        async with smtp_server() as unused:
+            await send_invites(world.db, TEAM, enrollment,
+                               sender=SmtpSender(parse_smtp_url(unused.url)), links=LINKS,
+                               job_id=job.id, lease_owner="other")  # fmt: skip
+        assert unused.handler.messages == []
+        assert await world.scalar("SELECT state FROM invite") == "uncertain"
+        assert await resend_uncertain(world.db, TEAM, enrollment) == 1  # a lead's click
+        resend_job = int(str(await world.scalar(
+            "SELECT id FROM job WHERE state = 'queued' AND dedupe_key LIKE 'send:%:resend:%'")))
+        await _held_by(world, resend_job, "w2")
+        resend = asyncio.create_task(send_invites(
+            world.db, TEAM, enrollment, sender=SmtpSender(parse_smtp_url(resend_server.url)),
+            links=LINKS, job_id=resend_job, lease_owner="w2"))  # fmt: skip
+        await _handed_over(second)
+        first.gate.set()  # the slow run reads its late answer
+        await slow
+        assert await world.rows("SELECT state, sender_job, attempts FROM invite") == [
+            ("sending", resend_job, 2)]  # still the resend's, in flight  # fmt: skip
+        second.gate.set()
+        await resend
+    state, reason = (await world.rows("SELECT state, reason FROM invite"))[0]
+    assert state == ends and (ends == "sent" or "550 5.2.2" in str(reason)), reason
+    async with world.db.begin() as conn:  # time passes: anything queued would be due
+        await conn.execute(text("UPDATE invite SET send_after = updated_at"))
+    async with smtp_server() as later:
+        await _send(world, later, enrollment)
+    assert later.handler.messages == []  # nobody emailed a second time by the resend's run
 
 
 async def test_held_invites_wait_and_cancel_invites_sends_nothing(world: World) -> None:

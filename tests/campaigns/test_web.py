@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -592,3 +593,76 @@ async def test_the_unsubscribe_page_speaks_the_language_its_invite_went_out_in(
     link = unsubscribe_link(site, SECRET, TEAM, contact, "jonas@example.com")
     async with aiohttp.ClientSession() as http, http.get(link) as response:
         assert response.headers["Content-Language"] == "en"
+
+
+async def test_the_unsubscribe_question_shows_which_address_it_unsubscribes(
+    world: World, site: str
+) -> None:
+    """The question said "Stop receiving referral invitations at this address?" and no more:
+    a friend reading a forwarded invite clicked Unsubscribe and unsubscribed the advocate. The
+    address shows masked on a line of its own (no translation changes), escaped as the page
+    is; so does the question of a link whose contact was deleted since."""
+    from bot.contact_admin import delete_contact
+
+    await world.import_csv("VIP", people("Ada.Lovelace@Example.com,Ada,de", "&amy@example.com,,"))
+    await world.target(await world.campaign(), "VIP")
+    rows = dict(await world.rows("SELECT email_key, id FROM contact"))
+    ada = int(rows["ada.lovelace@example.com"])
+    link = unsubscribe_link(site, SECRET, TEAM, ada, "ada.lovelace@example.com")
+    amy = unsubscribe_link(site, SECRET, TEAM, int(rows["&amy@example.com"]), "&amy@example.com")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(link) as response:
+            page = await response.text()
+        assert "<p>Keine Empfehlungseinladungen mehr an diese Adresse erhalten?</p>" in page
+        assert "<p><strong><bdi>a•••@example.com</bdi></strong></p>" in page
+        assert "lovelace" not in page.lower()
+        async with http.get(amy) as response:  # escaped, as the rest of the page
+            assert "<bdi>&amp;•••@example.com</bdi>" in await response.text()
+        async with world.db.begin() as conn:  # her invite went out, then a lead deleted her
+            await conn.execute(text("UPDATE invite SET state = 'sent'"))
+        await delete_contact(world.db, TEAM, ada, "U2")
+        async with http.get(link, headers={"Accept-Language": "fr"}) as response:
+            page = await response.text()
+        assert "<p>Ne plus recevoir d&#39;invitations de parrainage à cette adresse ?</p>" in page
+        assert "<p><strong><bdi>a•••@example.com</bdi></strong></p>" in page and "<form" in page
+        async with http.post(link) as response:  # the answer: no question, no address
+            assert "a•••@" not in await response.text()
+
+
+def test_a_masked_address_shows_its_first_character_and_its_domain() -> None:
+    from bot.web import masked_address
+
+    assert masked_address("ada.lovelace@example.com") == "a•••@example.com"
+    assert masked_address("x@bücher.de") == "x•••@bücher.de"
+    assert masked_address("e\u0301lodie@example.fr") == "e\u0301•••@example.fr"  # é, decomposed
+    assert masked_address("no-at-sign") == "n•••"
+
+
+async def test_the_unsubscribe_form_posts_to_the_link_however_its_path_was_written(
+    world: World, site: str
+) -> None:
+    """The form's action was the token as aiohttp read the path, percent-decoded: a link
+    opened as `/u/<token>%2F` got `action="<token>/"`, which the browser posts to
+    `/u/<token>/`, a 404, and the contact stayed subscribed. The action is the token as we
+    write it, whatever the path it came by."""
+    from urllib.parse import urljoin
+
+    from yarl import URL
+
+    _, contact = await _advocate(world)
+    token = unsubscribe_token(SECRET, TEAM, contact, KEY)
+    pages: dict[str, str] = {}
+    async with aiohttp.ClientSession() as http:
+        for path in (f"/u/{token}%2F", f"/u/{token}%2F%2E", f"/u/{token}%29"):
+            async with http.get(URL(site + path, encoded=True)) as response:
+                assert response.status == 200, path
+                pages[path] = await response.text()
+        # the button, as a browser sends it: the action resolved against the page's address
+        opened = f"{site}/u/{token}%2F"
+        action = re.search(r'<form method="post" action="([^"]*)">', pages[f"/u/{token}%2F"])
+        assert action is not None
+        async with http.post(URL(urljoin(opened, action[1]), encoded=True)) as response:
+            assert response.status == 200 and "unsubscribed" in await response.text()
+    for path, page in pages.items():
+        assert f'<form method="post" action="{token}">' in page, path
+    assert await world.scalar("SELECT subscribed FROM contact") in (False, 0)

@@ -81,3 +81,56 @@ async def test_an_internationalised_recipient_is_written_as_an_address(
     (eml,) = tmp_path.glob("*.eml")
     assert [line for line in eml.read_bytes().split(b"\r\n") if line.startswith(b"To:")
             ] == [written]  # fmt: skip
+
+
+async def test_a_message_being_written_is_never_read_as_an_eml_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temp file a message is written to before its rename was `.tmp-….eml`: whatever
+    read the outbox with `glob("*.eml")` (pathlib's `*` takes dot files) took a message half
+    written. Looked at while the file is being made durable (its fsync, before the rename):
+    only whole messages end in `.eml`."""
+    import os
+
+    seen: list[list[str]] = []
+    fsync = os.fsync
+
+    def looking(fd: int) -> None:
+        seen.append(sorted(path.name for path in tmp_path.glob("*.eml")))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", looking)
+    async with OutboxDirSender(tmp_path) as sender:
+        first, second = make_message(1), make_message(2)
+        await sender.send(first)
+        await sender.send(second)
+    names = [outbox_file_name(str(m["Message-ID"])) for m in (first, second)]
+    assert seen and all(set(found) <= set(names) for found in seen), seen
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names)
+
+
+async def test_temp_files_a_killed_writer_left_are_removed_when_the_outbox_opens(
+    tmp_path: Path,
+) -> None:
+    """A writer killed between its temp file and the rename (SIGKILL) left the temp file for
+    good, named `.tmp-….eml` then: it read as a message. The next run removes the writer's
+    own temp files once they are old enough not to be another process's write in progress,
+    and nothing else."""
+    import os
+    import time
+
+    left = {".tmp-k1ll3d_a.eml": b"From: half", ".tmp-k1ll3d_b.tmp": b"From: half"}
+    kept = {".tmp-wr1t1ng_.tmp": b"From: in progress", "notes.tmp": b"mine",
+            ".tmp-k1ll3d_c.eml.bak": b"mine"}  # fmt: skip
+    old = time.time() - 3600  # an hour: no write in progress takes that long
+    for name, data in {**left, **kept}.items():
+        (tmp_path / name).write_bytes(data)
+        if name != ".tmp-wr1t1ng_.tmp":
+            os.utime(tmp_path / name, (old, old))
+    message = make_message(3)
+    async with OutboxDirSender(tmp_path) as sender:
+        await sender.send(message)
+    assert [path.name for path in tmp_path.glob("*.eml")] == [
+        outbox_file_name(str(message["Message-ID"]))]  # fmt: skip
+    assert {path.name for path in tmp_path.iterdir()} == {
+        outbox_file_name(str(message["Message-ID"])), *kept}  # fmt: skip

@@ -278,3 +278,37 @@ def test_a_right_to_left_whole_name_is_isolated_in_a_japanese_invite() -> None:
     assert "\u2068שרה כהן\u2069様</p>" in rendered.html
     assert "<title>חנות</title>" in rendered.html
     assert all("%E2%81%A8" not in url for url in share_links(rendered.text).values())
+
+
+_SCOPES = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+@pytest.mark.parametrize("locale", ["en", "ja"])
+def test_bidi_controls_in_a_name_never_reorder_the_rest_of_the_invite(locale: str) -> None:
+    """A right-to-left override in a Latin name ("\u202eevil": no right-to-left letter, so
+    never isolated) turned the rest of the subject and greeting around, and a stray PDI in a
+    Hebrew name closed the isolate around it early. Scope-opening and closing controls are
+    dropped from names; a right-to-left name is still isolated, as one."""
+    rendered = render_invite(make_invite(locale=locale, first_name="\u202eevil",
+                                         last_name="", store_name="Shop\u2066"))  # fmt: skip
+    for part in (rendered.subject, rendered.text, rendered.html):
+        assert not set(part) & set(_SCOPES), part
+    assert "evil" in rendered.subject and "Shop" in rendered.subject
+
+    hebrew = render_invite(make_invite(locale=locale, first_name="שרה\u2069 x\u202b",
+                                       store_name="חנות\u2069\u202e"))  # fmt: skip
+    assert "\u2068שרה x\u2069" in hebrew.subject and "\u2068חנות\u2069" in hebrew.subject
+    for part in (hebrew.subject, hebrew.text, hebrew.html):
+        # only our own isolates, each opened and closed once per value
+        assert not set(part) & set(_SCOPES) - {"\u2068", "\u2069"}, part
+        assert part.count("\u2068") == part.count("\u2069"), part
+    assert "<title>חנות</title>" in hebrew.html  # the title and share links: no controls
+    assert all("%E2%80%AE" not in line and "%E2%81%A9" not in line
+               for line in hebrew.text.splitlines() if line.startswith("- "))  # fmt: skip
+
+
+def test_a_right_to_left_mark_in_a_name_is_kept_inside_its_isolate() -> None:
+    """RLM and LRM are strong characters without a scope: they can't reach past the isolate,
+    and right-to-left names use them to place punctuation, so they stay."""
+    subject = render_invite(make_invite(locale="en", first_name="Ana\u200f")).subject
+    assert subject.startswith("\u2068Ana\u200f\u2069")

@@ -308,3 +308,18 @@ async def test_cc_and_bcc_are_recipients_and_bcc_stays_off_the_wire() -> None:
     assert received.rcpt_tos == ["customer0@example.org", "zoe@example.org", "audit@shop.example"]
     assert received.parsed()["Bcc"] is None
     assert received.parsed()["Cc"] == "Zoë Martin <zoe@example.org>"
+
+
+async def test_one_click_unsubscribe_is_offered_only_for_an_https_link() -> None:
+    """RFC 8058 section 3.1: List-Unsubscribe-Post goes with an HTTPS URI only. A trial's
+    `http://` PUBLIC_URL sent it too, a one-click promise mail providers don't honour; its
+    List-Unsubscribe stays (a mail client may open the link)."""
+    links = {"http": "http://localhost:8000/u/3f9a.sig", "https": "HTTPS://bot.example/u/3f9a.sig"}
+    async with smtp_server() as server, sender(server) as smtp:
+        for index, link in enumerate(links.values()):
+            await smtp.send(make_message(index, unsubscribe_url=link))
+    plain, secure = (received.parsed() for received in server.handler.messages)
+    assert plain["List-Unsubscribe"] == f"<{links['http']}>"
+    assert plain["List-Unsubscribe-Post"] is None
+    assert secure["List-Unsubscribe"] == f"<{links['https']}>"
+    assert secure["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -369,6 +369,30 @@ async def test_the_start_page_names_the_workspace_and_person_as_text(
     assert mc.authorize_requests == []
 
 
+async def test_bidi_controls_in_the_names_never_turn_the_start_pages_warning_around(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """A right-to-left override in a Slack display name reversed the rest of the start
+    page's sentence, its "Continue only if you are …" with it, for whoever was sent the link;
+    a stray PDI in a Hebrew workspace name ended its isolate early. The names are isolated
+    as the invites' are; so is the account's name on the page that says it is connected."""
+    settings = _settings(db, mc)
+    await name_workspace(db, TEAM, "חנות\u2069 Shop")
+    mc.add_account(token="oauth-token-1", dc="us7", name="\u202eNorthwind")
+    mc.issue_code("code-1", "oauth-token-1", "oauth-token-1")
+    routes = public_routes(db, settings)
+    async with serve(build_web_app(None, routes=routes)) as site, _browser(site) as http:
+        state = make_state(SECRET, TEAM, "U0002", person="\u202eEve")
+        async with http.get(f"{site}{CONNECT_PATH}", params={"state": state}) as response:
+            page = await response.text()
+        authorize = await _continue(http, site, mc, state)
+        status, connected = await _back_from_mailchimp(http, site, "code-1", authorize)
+    assert "\u202e" not in page
+    assert "Eve asked to connect" in page and "Continue only if you are Eve and" in page
+    assert "the Slack workspace “\u2068חנות Shop\u2069”." in page
+    assert status == 200 and "<p>Northwind is connected." in connected, connected
+
+
 async def test_a_start_link_opened_in_a_second_browser_is_told_to_connect_again(
     db: Database, mc: FakeMailchimp
 ) -> None:
