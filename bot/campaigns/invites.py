@@ -774,7 +774,14 @@ async def _schedule_rest_in(conn: AsyncConnection, team_id: str, enrollment_id: 
     due = (await conn.execute(_NEXT_DUE, {"t": team_id, "e": enrollment_id})).scalar()
     if due is None:
         return
-    await _enqueue_send(conn, team_id, enrollment_id, max(due, utcnow()))
+    now = utcnow()
+    when = max(due, now)
+    if when.replace(microsecond=0) == now.replace(microsecond=0):
+        # not this second's key: the run asking may be this second's job (keyed to it, and
+        # started in it), which the key would find and take for the next run; the invite
+        # then waited queued for good, with no job to send it
+        when = when.replace(microsecond=0) + timedelta(seconds=1)
+    await _enqueue_send(conn, team_id, enrollment_id, when)
 
 
 async def _enqueue_send(conn: AsyncConnection, team_id: str, enrollment_id: int,

@@ -1035,3 +1035,33 @@ async def test_a_sender_with_accents_before_the_at_stops_the_run_on_a_relay_with
             await _send(world, server, enrollment)
     assert await world.rows("SELECT state, attempts, COUNT(*) FROM invite GROUP BY state, "
                             "attempts") == [("queued", 0, 3)]  # fmt: skip
+
+
+async def test_a_retry_due_later_in_the_runs_own_second_still_gets_a_run(world: World) -> None:
+    """A run keyed to second S that ended within S, with an invite due later in S (two
+    greylisted invites a moment apart), queued its next run under the same key, send:E:S:
+    the running job itself was found by it, nothing new was queued, and the invite waited
+    queued for good, with no job to send it and no *Retry sending* to offer."""
+    from bot.campaigns.enroll import SEND_JOB
+    from bot.jobs.queue import enqueue_in
+
+    enrollment = await _enrolled(world, "now@example.com,N,en", "soon@example.com,S,en")
+    async with world.db.begin() as conn:
+        await conn.execute(text("UPDATE job SET state = 'done' WHERE kind = 'send_invites'"))
+    await asyncio.sleep(1 - utcnow().microsecond / 1e6 + 0.02)  # a second's start
+    now = utcnow()
+    async with world.db.begin() as conn:  # one due now, one later in this same second
+        await conn.execute(text(
+            "UPDATE invite SET send_after = CASE WHEN contact_id = (SELECT id FROM contact "
+            "WHERE email = 'now@example.com') THEN :now ELSE :soon END"
+        ).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("soon", type_=UTCDateTime())),
+            {"now": now, "soon": now + timedelta(seconds=0.9)})  # fmt: skip
+        await enqueue_in(conn, TEAM, SEND_JOB, {"enrollment_id": enrollment},
+                         dedupe_key=f"send:{enrollment}:{now:%Y%m%d%H%M%S}", run_after=now)
+    async with smtp_server() as server:
+        worker = _send_worker(world, server)
+        await worker.run_until_idle()
+        assert _received(server) == Counter({"now@example.com": 1})
+        await asyncio.sleep(2.1)  # the second invite is due, and its run too
+        await worker.run_until_idle()
+    assert _received(server) == Counter({"now@example.com": 1, "soon@example.com": 1})
