@@ -38,7 +38,7 @@ from bot.cli_common import JSON_HELP, TEAM_HELP, CliError, os_error_words, plain
 from bot.home_refresh import HOME_REFRESH_JOB, queue_home_refresh
 from bot.imports.background import enqueue_file_import
 from bot.imports.batches import ReviewError
-from bot.imports.cancel import cancel_job
+from bot.imports.cancel import try_cancel_job
 from bot.imports.engine import BatchStateError
 from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.job_kinds import SLACK_FILE_JOB
@@ -761,9 +761,15 @@ def _fix_intro(problems: list[str], before: str) -> str:
 async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
     if args.jobs_command == "cancel":
         before = await get_job(db, team, args.job_id)
-        job = await cancel_job(db, team, args.job_id)
-        if job is None:
+        cancelling = await try_cancel_job(db, team, args.job_id)
+        if cancelling is None:
             raise CliError(f"No job {args.job_id} in this workspace.")
+        job = cancelling.job
+        if cancelling.finished_first and job.state in (JobState.QUEUED, JobState.RUNNING):
+            # its work done, the job not yet marked so: it said "Job N is running: only a
+            # queued or running job can be cancelled"
+            raise CliError(f"Job {job.id} was not cancelled: its work finished before it could "
+                           "be stopped, and the job ends as done.")  # fmt: skip
         if job.state != JobState.CANCELLED:  # it ended before: done or failed
             raise CliError(f"Job {job.id} is {job.state}: only a queued or running job can be "
                            "cancelled.")  # fmt: skip

@@ -21,7 +21,7 @@ from bot.jobs.queue import claim_by_key
 from bot.settings import Settings
 from bot.words import plural
 from bot.workspaces import find_segment
-from models import Campaign, CampaignState, Database, Segment, SegmentRole
+from models import Campaign, CampaignState, Database, EnrollmentStatus, Segment, SegmentRole
 
 
 class CampaignCliError(Exception):
@@ -215,21 +215,30 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         text = f"Campaign {campaign.name!r}: {command} done."
         if command == "pause" and campaign.state == CampaignState.PAUSED:  # as read before it
             text = f"Campaign {campaign.name!r} was paused already."
+        cancelled = False
         if enrollment is not None:
             hold = settings.invite_hold_seconds if getattr(args, "hold", False) else 0
-            result = await _enroll_here(db, team, enrollment, hold, settings.job_lease_seconds)
-            if result is None:
-                out["enrolling"] = "a worker"
-                text = (f"A worker is enrolling the contacts of {campaign.name!r} now: "
-                        "`referral-bot jobs` follows it.")  # fmt: skip
+            try:
+                result = await _enroll_here(db, team, enrollment, hold,
+                                            settings.job_lease_seconds)  # fmt: skip
+            except _EnrollmentCancelled:
+                cancelled = True
+                text = _cancelled_text(campaign, args.segment if command == "target" else None)
             else:
-                out.update(enroll_json(result))
-                text = _enroll_text(result)
+                if result is None:
+                    out["enrolling"] = "a worker"
+                    text = (f"A worker is enrolling the contacts of {campaign.name!r} now: "
+                            "`referral-bot jobs` follows it.")  # fmt: skip
+                else:
+                    out.update(enroll_json(result))
+                    text = _enroll_text(result)
         elif command == "target":
             text = (f"{args.segment!r} is now a target of {campaign.name!r}, a "
                     f"{campaign.state} campaign: its contacts are enrolled when it goes live.")
         if retargeted is not None and retargeted.was == SegmentRole.EXCLUDE:
             text = _was_excluded_text(campaign, segment, text)
+        if cancelled:  # a failure as `import` and `undo` stopped by `jobs cancel` are: exit 1
+            raise CampaignCliError(text)
     print(json.dumps(out) if getattr(args, "json", False) else text)
     return 0
 
@@ -318,7 +327,34 @@ async def _enroll_here(db: Database, team: str, enrollment: int, hold_seconds: f
     if job is None or job.id is None:
         return None
     async with running_here(db, team, job.id, owner, lease_seconds):
-        return await run_enrollment(db, team, enrollment, hold_seconds=hold_seconds)
+        # its job named: a `jobs cancel` of it from another shell stops the run, as it stops
+        # a worker's (without it the run enrolled everyone and queued their invites)
+        result = await run_enrollment(db, team, enrollment, hold_seconds=hold_seconds,
+                                      job_id=job.id)  # fmt: skip
+    ran = await service.get_enrollment(db, team, enrollment)
+    if ran.status in (EnrollmentStatus.QUEUED, EnrollmentStatus.RUNNING):
+        raise _EnrollmentCancelled  # the run found its job cancelled: it enrolled nobody
+    return result
+
+
+class _EnrollmentCancelled(Exception):
+    """The shell's enrollment found its job cancelled (`jobs cancel`) and enrolled nobody."""
+
+
+def _cancelled_text(campaign: Campaign, segment: str | None) -> str:
+    """What `campaign live` (`target`, naming the `segment`) says when `jobs cancel` stopped
+    its enrollment: the campaign is live (the segment a target) all the same, and the
+    enrollment waits for the same command, which queues its job again and runs it
+    (service._pending_in)."""
+    name = shlex.quote(campaign.name)
+    if segment is not None:
+        done, who = f"{segment!r} is a target of {campaign.name!r}", "its contacts"
+        again = f"referral-bot campaign target {name} --segment {shlex.quote(segment)}"
+    else:
+        done, who = f"Campaign {campaign.name!r} is live", "its targets"
+        again = f"referral-bot campaign live {name}"
+    return (f"{done}, but the job enrolling {who} was cancelled (`referral-bot jobs cancel`) "
+            f"before it enrolled anyone. To enroll them: {again}")
 
 
 def _invite_words(row: dict[str, Any]) -> str:

@@ -6,27 +6,34 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
+from bot.jobs.queue import shared_now
 from models import Database, SeenKey
-from models.clock import utcnow
 
 log = logging.getLogger(__name__)
 
 
+def _now(conn: AsyncConnection, earlier_by: timedelta = timedelta(0)) -> ColumnElement[datetime]:
+    """Now (less `earlier_by`) by the clock keys are stamped and judged stale with: the one
+    job leases go by (on PostgreSQL the server's). Each process's own clock let a host
+    running 15 s ahead take a live poster's key as stale, and post a second time."""
+    return shared_now(conn.dialect.name == "sqlite", earlier_by)
+
+
 async def first_time(db: Database, team_id: str, key: str) -> bool:
     """True the first time `key` is seen for this workspace, False on every repeat."""
-    async with db.session() as session:
-        session.add(SeenKey(team_id=team_id, key=key[:200]))
-        try:
-            await session.commit()
-        except IntegrityError:
-            return False
+    try:
+        async with db.begin() as conn:
+            await conn.execute(insert(SeenKey).values(team_id=team_id, key=key[:200],
+                                                      created_at=_now(conn)))  # fmt: skip
+    except IntegrityError:
+        return False
     return True
 
 
@@ -60,7 +67,7 @@ async def seen_in(conn: AsyncConnection, team_id: str, key: str) -> None:
     it is False)."""
     await forget_in(conn, team_id, key)
     await conn.execute(insert(SeenKey).values(team_id=team_id, key=key[:200],
-                                              created_at=utcnow()))  # fmt: skip
+                                              created_at=_now(conn)))  # fmt: skip
 
 
 async def hold(db: Database, team_id: str, key: str, *, stale_after: timedelta) -> bool:
@@ -70,7 +77,7 @@ async def hold(db: Database, team_id: str, key: str, *, stale_after: timedelta) 
     async with db.begin() as conn:
         await conn.execute(
             delete(SeenKey).where(col(SeenKey.team_id) == team_id, col(SeenKey.key) == key[:200],
-                                  col(SeenKey.created_at) < utcnow() - stale_after)
+                                  col(SeenKey.created_at) < _now(conn, stale_after))
         )  # fmt: skip
     return await first_time(db, team_id, key)
 
@@ -149,18 +156,18 @@ async def _take(db: Database, team_id: str, key: str, stale_after: timedelta) ->
     posting = posting_key(key)
     try:
         async with db.begin() as conn:
-            now = utcnow()
             died = await conn.execute(delete(SeenKey).where(
-                _row(team_id, posting), col(SeenKey.created_at) < now - stale_after))  # fmt: skip
+                _row(team_id, posting),
+                col(SeenKey.created_at) < _now(conn, stale_after)))  # fmt: skip
             await conn.execute(insert(SeenKey).values(team_id=team_id, key=posting[:200],
-                                                      created_at=now))  # fmt: skip
+                                                      created_at=_now(conn)))  # fmt: skip
             done = (await conn.execute(select(SeenKey.key).where(_row(team_id, key)))).first()
             if done is not None and not died.rowcount:
                 await forget_in(conn, team_id, posting)  # made, by whoever held it last
                 return False
             if done is None:
                 await conn.execute(insert(SeenKey).values(team_id=team_id, key=key[:200],
-                                                          created_at=now))  # fmt: skip
+                                                          created_at=_now(conn)))  # fmt: skip
     except IntegrityError:  # a live poster holds it (or took it over from a dead one first)
         raise PostUnderWay(f"{key} is being posted by another process") from None
     return True
@@ -192,7 +199,7 @@ async def _renew(db: Database, team_id: str, key: str, every: float) -> None:
         try:
             async with db.begin() as conn:
                 kept = await conn.execute(update(SeenKey).where(_row(team_id, key))
-                                          .values(created_at=utcnow()))  # fmt: skip
+                                          .values(created_at=_now(conn)))  # fmt: skip
         except Exception:  # the database busy or away: the post goes on, renewed next time
             log.warning("renewing %s of team %s failed; trying again in %.1f s", key, team_id,
                         every, exc_info=True)  # fmt: skip

@@ -10,6 +10,7 @@ import asyncio
 import email
 import email.policy
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from sqlalchemy import text
 
 from bot.campaigns import service
 from models import CampaignState, Database
+from tests.conftest import BACKEND
 from tests.shell import CLI, environment, run
 
 
@@ -622,3 +624,60 @@ def test_jobs_says_when_a_delayed_send_is_due(db_env: dict[str, str], tmp_path: 
     (line,) = [line for line in run(db_env, "jobs").stdout.splitlines()
                if line.split()[:1] == [str(send["id"])]]  # fmt: skip
     assert f"  due {due:%Y-%m-%d %H:%M} UTC" in line, line
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="needs two writers at once: row locks")
+@pytest.mark.parametrize("command", [("target", "Spring", "--segment", "VIP"),
+                                     ("live", "Spring")], ids=["target", "live"])
+async def test_jobs_cancel_while_a_shell_enrollment_waits_enrolls_nobody_and_says_so(
+    db: Database, db_env: dict[str, str], tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """`jobs cancel` of the job of `campaign target` or `live` (the shell runs its enrollment
+    itself) while the run waits for a lock (here the workspace's contacts lock, which a
+    contact's deletion holds): the shell's run didn't say which job it was, so it never saw
+    the cancel, enrolled everyone, queued their invites and printed "Enrolled 1 new
+    advocate". A worker's run stops
+    (test_jobs_cancel_while_an_enrollment_waits_for_its_campaign_enrolls_nobody); the
+    shell's does now, and says so, exit 1 (as `import` and `undo` stopped by `jobs cancel`
+    do); the same command again enrolls them."""
+    from bot.imports.cancel import cancel_job
+    from bot.workspaces import ensure_workspace
+    from models.locks import contacts_key
+    from tests.waiting import backend_pid, until_waiting_or_done
+
+    # a workspace of its own: the contacts lock is the server's, keyed by the workspace, and
+    # other tests' shells run in "local" meanwhile
+    team = f"T{uuid.uuid4().hex[:12]}"
+    await ensure_workspace(db, team)
+    people = tmp_path / "people.csv"
+    people.write_text("email\nana@example.com\n", encoding="utf-8")
+    assert run(db_env, "import", str(people), "--segment", "VIP", "--create-segment",
+               "--team", team).returncode == 0  # fmt: skip
+    _json(db_env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
+          "--team", team, *(["--live"] if command[0] == "target" else []))  # fmt: skip
+    if command[0] == "live":  # a draft's target: enrolled when it goes live
+        _json(db_env, "campaign", "target", "Spring", "--segment", "VIP", "--team", team)
+    async with db.engine.connect() as blocker:
+        await blocker.begin()  # as delete_contact does: enrollments wait for it
+        await blocker.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                              {"k": contacts_key(team)})  # fmt: skip
+        enrolling = asyncio.create_task(asyncio.to_thread(run, db_env, "campaign", *command,
+                                                          "--team", team))  # fmt: skip
+        assert await until_waiting_or_done(db, await backend_pid(blocker), enrolling)
+        job = int(str(await _scalar(db, "SELECT id FROM job WHERE kind = 'enroll'")))
+        cancelled = await cancel_job(db, team, job)  # `referral-bot jobs cancel`
+        assert cancelled is not None and cancelled.state == "cancelled"
+        await blocker.rollback()
+        told = await enrolling
+    assert told.returncode == 1 and told.stdout == "", told
+    said = ("'VIP' is a target of 'Spring', but the job enrolling its contacts was cancelled "
+            "(`referral-bot jobs cancel`) before it enrolled anyone. To enroll them: "
+            "referral-bot campaign target Spring --segment VIP" if command[0] == "target" else
+            "Campaign 'Spring' is live, but the job enrolling its targets was cancelled "
+            "(`referral-bot jobs cancel`) before it enrolled anyone. To enroll them: "
+            "referral-bot campaign live Spring")  # fmt: skip
+    assert said in told.stderr, told.stderr
+    assert await _scalar(db, "SELECT COUNT(*) FROM advocate") == 0
+    assert await _scalar(db, "SELECT COUNT(*) FROM job WHERE kind = 'send_invites'") == 0
+    again = _json(db_env, "campaign", *command, "--team", team)  # the same command again
+    assert again["enrolled"] == 1

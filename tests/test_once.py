@@ -4,6 +4,7 @@ the key and the post loses the post for good, and none where a live poster is ta
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 import sys
 from datetime import datetime, timedelta
@@ -12,8 +13,9 @@ import pytest
 from sqlalchemy import text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from bot.once import PostUnderWay, post_once
+from bot.once import PostUnderWay, hold, post_once
 from models import Database
+from tests.conftest import BACKEND
 
 TEAM = "T0001"
 KEY = "greeting:1"
@@ -172,3 +174,52 @@ async def test_a_live_posters_failure_leaves_the_post_to_the_one_told_to_try_lat
         await posting
     assert await later.once(db) is True
     assert later.made == 1
+
+
+def _clock_ahead(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """This process's clock runs `seconds` ahead of the database server's (another host's
+    clock, as NTP left it): every clock bot.once may read here."""
+    from models.clock import utcnow
+
+    def ahead() -> datetime:
+        return utcnow() + timedelta(seconds=seconds)
+
+    for name in ("bot.once", "bot.jobs.queue"):
+        module = importlib.import_module(name)
+        if hasattr(module, "utcnow"):
+            monkeypatch.setattr(module, "utcnow", ahead)
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="one host shares SQLite's file and clock")
+async def test_a_host_whose_clock_runs_ahead_never_takes_over_a_live_poster(
+    db: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Posting keys were stamped and judged stale by each process's own clock: a host 15 s
+    ahead saw a live poster's freshly renewed key as 15 s old, took it over and posted too
+    (two progress replies, two reports). They go by the database server's clock now, as job
+    leases do."""
+    slow = Poster()
+    slow.go.clear()
+    posting = asyncio.create_task(slow.once(db))
+    await slow.started.wait()
+    other = Poster()
+    with monkeypatch.context() as m:
+        _clock_ahead(m, 15)
+        with pytest.raises(PostUnderWay):
+            await other.once(db)
+    slow.go.set()
+    assert await posting is True
+    assert (slow.made, other.made) == (1, 0)
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="one host shares SQLite's file and clock")
+async def test_a_host_whose_clock_runs_ahead_never_takes_a_held_key(
+    db: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """`hold` (an export under way, a review being posted) judged a key stale by the clock
+    of whoever asked: a host 15 s ahead took a 10 s hold taken a moment before by another."""
+    assert await hold(db, TEAM, "exporting:1", stale_after=timedelta(seconds=10)) is True
+    with monkeypatch.context() as m:
+        _clock_ahead(m, 15)
+        assert await hold(db, TEAM, "exporting:1", stale_after=timedelta(seconds=10)) is False
+    assert await _keys(db) == ["exporting:1"]

@@ -10,6 +10,7 @@ cancellation, because the engine claims each chunk only while the batch is impor
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,7 +31,7 @@ from bot.notify import (
     enqueue_enrollment_report_in,
     enqueue_report_in,
 )
-from models import BatchStatus, Database, Job, JobState
+from models import BatchStatus, Database, EnrollmentStatus, Job, JobState
 from models.clock import utcnow
 
 # The jobs that read a source into a review, and what its source says once one is cancelled.
@@ -94,49 +95,86 @@ async def stop_import_in(conn: AsyncConnection, team_id: str, batch_id: int, who
                                      requested_by)  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class Cancelling:
+    """What `jobs cancel` made of a job (try_cancel_job)."""
+
+    job: Job  # as it now stands
+    # Its work (an import, an enrollment, an undo) had finished when the cancel got to it:
+    # nothing was stopped or cancelled, and the job, still queued or running until its
+    # runner records the end, is done in effect. "Cancelled" would tell the person they
+    # stopped work whose invites then went out; "only a queued or running job can be
+    # cancelled" of a job shown running contradicts itself.
+    finished_first: bool = False
+
+
 async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") -> Job | None:
     """Cancel a queued or running job; returns it as it now stands (None: no such job).
+    try_cancel_job says, besides, whether its work finished before it could be stopped."""
+    cancelling = await try_cancel_job(db, team_id, job_id, who)
+    return None if cancelling is None else cancelling.job
+
+
+async def try_cancel_job(db: Database, team_id: str, job_id: int,
+                         who: str = "cli") -> Cancelling | None:  # fmt: skip
+    """Cancel a queued or running job, in one transaction (None: no such job).
 
     An import job takes its batch with it (cancelled, with the partial result reported); a
     job reading a file or a Mailchimp audience marks its source failed with the reason; a
-    send job stops its enrollment's sending (its report offers Retry sending).
+    send job stops its enrollment's sending (its report offers Retry sending). A job whose
+    import, enrollment or undo finished first is left as it is (`finished_first`): the work's
+    row is taken before the job is cancelled, so a cancel made while the run commits waits
+    for it and sees it done.
     """
     job = await queue.get_job(db, team_id, job_id)
     if job is None:
         return None
-    payload = json.loads(job.payload or "{}")
     async with db.begin() as conn:
-        if job.kind == IMPORT_JOB and "batch_id" in payload:
-            batch_id = int(payload["batch_id"])
-            try:
-                await lock_batch(conn, team_id, batch_id, UNDER_WAY)
-            except ReviewError:
-                # the batch already ended; the job alone is cancelled, unless its import
-                # finished: then it is done in effect (its enrollment runs), and saying
-                # "cancelled" would tell the person they stopped it
-                ended = (await conn.execute(
-                    text("SELECT status FROM import_batch WHERE team_id = :t AND id = :b"),
-                    {"t": team_id, "b": batch_id})).scalar()  # fmt: skip
-                if ended == BatchStatus.DONE:
-                    return job
-            else:
-                await stop_import_in(conn, team_id, batch_id, who)
-        elif job.kind in READING_JOBS and "source_id" in payload:
-            await _fail_reading_in(conn, team_id, int(payload["source_id"]),
-                                   READING_JOBS[job.kind])  # fmt: skip
-        elif job.kind == SEND_JOB and "enrollment_id" in payload:
-            # the job's row first, as its run takes it for its last writes (one order, no
-            # deadlock); cancelled by someone else meanwhile: nothing more to stop
-            if await _cancel_job_in(conn, team_id, job_id):
-                await _stop_sending_in(conn, team_id, int(payload["enrollment_id"]))
-        elif job.kind == ENROLL_JOB and "enrollment_id" in payload and job.state in (
-                JobState.QUEUED, JobState.RUNNING):
-            await _stop_enrolling_in(conn, team_id, int(payload["enrollment_id"]))
-        elif job.kind == UNDO_JOB and "batch_id" in payload and job.state in (
-                JobState.QUEUED, JobState.RUNNING):
-            await _stop_undoing_in(conn, team_id, int(payload["batch_id"]), who)
-        await _cancel_job_in(conn, team_id, job_id)
-    return await queue.get_job(db, team_id, job_id)
+        finished_first = await _stop_work_in(conn, team_id, job, who)
+        if not finished_first:
+            await _cancel_job_in(conn, team_id, job_id)
+    now = await queue.get_job(db, team_id, job_id)
+    return None if now is None else Cancelling(now, finished_first)
+
+
+async def _stop_work_in(conn: AsyncConnection, team_id: str, job: Job, who: str) -> bool:
+    """Stop what the job is doing, before the job itself is cancelled; True when that work
+    had finished already (the job is then left as it is)."""
+    payload = json.loads(job.payload or "{}")
+    under_way = job.state in (JobState.QUEUED, JobState.RUNNING)
+    if job.kind == IMPORT_JOB and "batch_id" in payload:
+        return await _stop_importing_in(conn, team_id, int(payload["batch_id"]), who)
+    if job.kind in READING_JOBS and "source_id" in payload:
+        await _fail_reading_in(conn, team_id, int(payload["source_id"]),
+                               READING_JOBS[job.kind])  # fmt: skip
+    elif job.kind == SEND_JOB and "enrollment_id" in payload:
+        # the job's row first, as its run takes it for its last writes (one order, no
+        # deadlock); cancelled by someone else meanwhile: nothing more to stop
+        if await _cancel_job_in(conn, team_id, job.id or 0):
+            await _stop_sending_in(conn, team_id, int(payload["enrollment_id"]))
+    elif job.kind == ENROLL_JOB and "enrollment_id" in payload and under_way:
+        return await _stop_enrolling_in(conn, team_id, int(payload["enrollment_id"]))
+    elif job.kind == UNDO_JOB and "batch_id" in payload and under_way:
+        return await _stop_undoing_in(conn, team_id, job.id or 0, int(payload["batch_id"]),
+                                      who)  # fmt: skip
+    return False
+
+
+async def _stop_importing_in(conn: AsyncConnection, team_id: str, batch_id: int,
+                             who: str) -> bool:  # fmt: skip
+    """Stop the import job's batch; True when its import had finished."""
+    try:
+        await lock_batch(conn, team_id, batch_id, UNDER_WAY)
+    except ReviewError:
+        # the batch already ended; the job alone is cancelled, unless its import finished:
+        # then it is done in effect (its enrollment runs), and saying "cancelled" would tell
+        # the person they stopped it
+        ended = (await conn.execute(
+            text("SELECT status FROM import_batch WHERE team_id = :t AND id = :b"),
+            {"t": team_id, "b": batch_id})).scalar()  # fmt: skip
+        return bool(ended == BatchStatus.DONE)
+    await stop_import_in(conn, team_id, batch_id, who)
+    return False
 
 
 _CANCEL_ONE = text("""
@@ -164,30 +202,63 @@ async def _stop_sending_in(conn: AsyncConnection, team_id: str, enrollment_id: i
         await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
 
 
-async def _stop_enrolling_in(conn: AsyncConnection, team_id: str, enrollment_id: int) -> None:
+# The enrollment's row, taken (not read) with what it is: a run committing it holds it, and
+# a plain read made then (PostgreSQL) saw it queued while the run marked it done. (Columns
+# only: SQLite 3.40 returned 1 for `batch_id IS NOT NULL` of a null batch_id here.)
+_TAKE_ENROLLMENT = text("UPDATE enrollment SET status = status WHERE id = :e AND team_id = :t "
+                        "RETURNING status, batch_id")  # fmt: skip
+
+
+async def _stop_enrolling_in(conn: AsyncConnection, team_id: str, enrollment_id: int) -> bool:
     """A cancelled job enrolling an import's contacts: the enrollment stayed "queued" for
     ever (nothing queues an import's enrollment again), its thread's report saying "Enrolling
     contacts…". It fails, saying so. A targeting's or Go live's is left waiting: the next
-    Target or Go live queues its job again (service._pending_in)."""
-    of_an_import = (await conn.execute(
-        text("SELECT batch_id IS NOT NULL FROM enrollment WHERE id = :e AND team_id = :t"),
-        {"e": enrollment_id, "t": team_id})).scalar()  # fmt: skip
+    Target or Go live queues its job again (service._pending_in).
+
+    True when the enrollment is done: its run committed before this took its row (or while
+    this waited for it; the run takes it before the job's, as this does), its advocates and
+    invites made and their send job queued. The job is then done in effect: cancelling it
+    said "cancelled" of invites that were emailed."""
+    row = (await conn.execute(_TAKE_ENROLLMENT, {"e": enrollment_id, "t": team_id})).first()
+    if row is None:
+        return False
+    status, batch_id = row
+    if status == EnrollmentStatus.DONE:
+        return True
+    of_an_import = batch_id is not None
     if of_an_import and await fail_enrollment_in(conn, team_id, enrollment_id, ENROLL_CANCELLED):
         await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
+    return False
 
 
-async def _stop_undoing_in(conn: AsyncConnection, team_id: str, batch_id: int, who: str) -> None:
+# The undo job's row while it is under way (the run takes it before the batch's, in each
+# range and in its last transaction: taking the batch's first would deadlock with a run
+# between the two), then the batch's, each waiting for a run committing it.
+_TAKE_UNDO_JOB = text("UPDATE job SET updated_at = updated_at WHERE id = :j AND team_id = :t "
+                      "AND state IN ('queued', 'running') RETURNING id")  # fmt: skip
+_TAKE_UNDONE_BATCH = text("UPDATE import_batch SET status = status WHERE team_id = :t "
+                          "AND id = :b RETURNING status")  # fmt: skip
+
+
+async def _stop_undoing_in(conn: AsyncConnection, team_id: str, job_id: int, batch_id: int,
+                           who: str) -> bool:  # fmt: skip
     """A cancelled undo job: its import stays half undone ("being undone"), and nobody was
     told; its thread now offers *Finish the undo* (a cancelled undo job is a stalled one) and
-    the audit log says who stopped it, as for a stop on its own."""
-    undoing = (await conn.execute(
-        text("SELECT 1 FROM import_batch WHERE team_id = :t AND id = :b AND status = :undoing"),
-        {"t": team_id, "b": batch_id, "undoing": BatchStatus.UNDOING})).first()  # fmt: skip
-    if undoing is None:
-        return
+    the audit log says who stopped it, as for a stop on its own.
+
+    True when the undo is done: its run's last transaction committed first. The job is done
+    in effect, and the audit log said both "done: …" and "stopped part way"."""
+    if (await conn.execute(_TAKE_UNDO_JOB, {"j": job_id, "t": team_id})).first() is None:
+        return False  # it ended meanwhile: there is nothing to cancel
+    status = (await conn.execute(_TAKE_UNDONE_BATCH, {"t": team_id, "b": batch_id})).scalar()
+    if status == BatchStatus.UNDONE:
+        return True
+    if status != BatchStatus.UNDOING:
+        return False
     await record_in(conn, team_id, who, Act.IMPORT_UNDONE, import_subject(batch_id),
                     "stopped part way: its job was cancelled")  # fmt: skip
     await enqueue_report_in(conn, team_id, batch_id, UNDO_STOPPED)
+    return False
 
 
 ENROLL_CANCELLED = "its job was cancelled (`referral-bot jobs cancel`)."

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, text
+from sqlalchemy import ColumnElement, bindparam, func, literal, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
@@ -49,6 +49,15 @@ _PG_NOW = "statement_timestamp()"
 def lease_now(sqlite: bool) -> str:
     """SQL for "now" as leases are compared (see above)."""
     return ":now" if sqlite else _PG_NOW
+
+
+def shared_now(sqlite: bool, earlier_by: timedelta = timedelta(0)) -> ColumnElement[datetime]:
+    """`lease_now` (less `earlier_by`) for statements built with SQLAlchemy Core: what else
+    processes on several hosts stamp and compare goes by the same clock (bot.once's keys,
+    whose holders renew them as workers renew leases)."""
+    if sqlite:
+        return literal(utcnow() - earlier_by, UTCDateTime())
+    return func.statement_timestamp(type_=UTCDateTime()) - earlier_by
 
 
 def _lease_until(sqlite: bool) -> str:
