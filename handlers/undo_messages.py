@@ -18,7 +18,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.audit import by_whom
-from bot.imports.undo import UndoPlan, handed_on_words
+from bot.imports.undo import UndoPlan, handed_on_words, unsubscribed_words
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, n, plural, slack_date
 from models import ImportBatch
@@ -41,14 +41,17 @@ def result_blocks(result: str, batch_id: int) -> list[Block]:
     return [_section(result), ActionsBlock(elements=[undo_button(batch_id)])]
 
 
-def undone_text(batch: ImportBatch, segment: str) -> str:
-    """"Undone by <@U>: 120 contacts removed from VIP, 80 deleted, 15 invites cancelled"."""
+def undone_text(batch: ImportBatch, segment: str, *, kept: int = 0) -> str:
+    """"Undone by <@U>: 120 contacts removed from VIP, 80 deleted (2 kept: they unsubscribed
+    or were emailed), 15 invites cancelled". `kept`: bot.imports.undo.kept_unsubscribed, the
+    contacts it created that stay in no segment, which the command line and the audit log
+    name and the thread left out (its counts then added up to fewer than it had added)."""
     text = (f":leftwards_arrow_with_hook: Import #{batch.id} was undone "
             f"{by_whom(batch.undone_by)}: "
             f"{plural(batch.undo_removed, 'contact')} removed from *{esc(segment)}*"
             f"{handed_on_words(batch.undo_handed_on)}, "
-            f"{n(batch.undo_deleted)} deleted, {plural(batch.undo_invites_cancelled, 'invite')} "
-            "cancelled")  # fmt: skip
+            f"{n(batch.undo_deleted)} deleted{unsubscribed_words(kept)}, "
+            f"{plural(batch.undo_invites_cancelled, 'invite')} cancelled")  # fmt: skip
     if batch.undo_advocates_removed:
         text += (f", {plural(batch.undo_advocates_removed, 'advocate')} removed (their referral "
                  "links no longer work)")  # fmt: skip
@@ -94,6 +97,18 @@ def _with_advocates(plan: UndoPlan) -> str:
     return f", {n(plan.invites_with_advocates)} if the advocates it enrolled are removed too"
 
 
+def _kept_lines(plan: UndoPlan) -> list[str]:
+    """The contacts it created that stay though in no segment, and why: right after the line
+    that deletes the others, which they are not among (inserted by position, it came before
+    that line when a later import's line was there too)."""
+    if not plan.keeps:
+        return []
+    were = "was" if plan.keeps == 1 else "were"
+    return [f"• Keeps the {plural(plan.keeps, 'contact')} it created who unsubscribed or "
+            f"{were} already sent an invite, in no segment, so that no later import emails "
+            "them (again)."]
+
+
 def confirm_modal(plan: UndoPlan, *, metadata: str) -> View:
     """What undoing will do, counted now, and whether the advocates it enrolled go too."""
     seg = esc(plan.segment)
@@ -107,6 +122,7 @@ def confirm_modal(plan: UndoPlan, *, metadata: str) -> View:
         f"• Deletes the {plural(plan.deletes, 'contact')} it created that "
         f"{'is' if plan.deletes == 1 else 'are'} in no other segment, with their referral "
         "links.",
+        *_kept_lines(plan),
         f"• Cancels invites still waiting to be sent to them ({n(plan.invites)} now"
         f"{_with_advocates(plan)}). Invites already sent stay sent.",
         *([f"• Unsubscribes again the {plural(plan.unsubscribes, 'contact')} it re-subscribed "
@@ -118,10 +134,6 @@ def confirm_modal(plan: UndoPlan, *, metadata: str) -> View:
                      f"*{seg}*: the contacts it takes out that are in a segment "
                      f"{'it' if len(plan.excluding) == 1 else 'they'} target are enrolled "
                      "then (and invited, where invites are on).")  # fmt: skip
-    if plan.keeps:  # not among the deleted: say why they stay
-        lines.insert(3, f"• Keeps the {plural(plan.keeps, 'contact')} it created who "
-                        "unsubscribed or were already sent an invite, in no segment, so that "
-                        "no later import emails them (again).")  # fmt: skip
     option = Option(value=REMOVE_ADVOCATES,
                     text=f"Also remove the {plural(plan.advocates, 'advocate')} it enrolled",
                     description="Their referral links stop working.")  # fmt: skip

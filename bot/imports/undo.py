@@ -19,16 +19,18 @@ transaction that makes its changes and adds their rowcounts to the batch's `undo
    - with `undo_advocates`, the advocates this import enrolled for them go (`advocate.
      batch_id`: its enrollments made them, or an earlier import's undo handed them on with the
      membership; their codes retired: links answer 410) with their invites that never went
-     out; a waiting (held or queued) invite is cancelled first; not those the campaign
+     out; a waiting invite (_WAITING) is cancelled first; not those the campaign
      still reaches through another segment it targets (or All Customers): they keep their link,
      and become the import's whose membership there reaches the contact (the latest such; none
      for All Customers or a membership no import added), so undoing it with its advocates
      takes them out, whichever of the two is undone first;
-   - any invite still waiting (held or queued) of a campaign that targets the segment is
-     cancelled unless the contact is still in another segment it targets (or it targets All
-     Customers): the undo takes them out of the audience, whichever enrollment queued it
-     (this import's, or a campaign targeted at the segment later). Other campaigns never
-     reached them through this segment: their invites stay. Sent invites are history and stay;
+   - any invite still waiting (held or queued, or unsent while the campaign's invite email
+     was off, which *Email them* would send: _WAITING) of a campaign that targets the
+     segment is cancelled unless the contact is still in another segment it targets (or it
+     targets All Customers): the undo takes them out of the audience, whichever enrollment
+     queued it (this import's, or a campaign targeted at the segment later). Other campaigns
+     never reached them through this segment: their invites stay. Sent invites are history
+     and stay;
    - the membership rows are deleted, and the contacts this import created that are now in
      no segment are deleted with their advocates (codes retired) and invites, except those
      who unsubscribed (`unsubscribed_at`: our link, or a lead): they stay, in no segment, like
@@ -77,6 +79,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from bot.audit import CLI, Act, by_whom, import_subject, record_in
 from bot.campaigns.consent import redraw_reports_in
 from bot.campaigns.enroll import undone_reason
+from bot.campaigns.reports import INVITE_EMAIL_OFF
 from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.imports.batches import ReviewError, get_batch, status_words
 from bot.imports.job_kinds import UNDO_JOB
@@ -119,7 +122,7 @@ class UndoPlan:
     removes: int  # memberships of the segment this import added, still there, that go
     deletes: int  # contacts it created that would be in no segment afterwards
     keeps: int  # ... but that unsubscribed or were emailed: they stay, and so does that
-    invites: int  # invites still waiting (held or queued) that would be cancelled
+    invites: int  # invites still waiting (_WAITING) that would be cancelled
     advocates: int  # advocates its enrollments made for the contacts it added
     # ... and the invites cancelled when those advocates go too: theirs go with them, but
     # not where the campaign still reaches the contact through another segment it targets
@@ -345,6 +348,15 @@ _ORPHANED = """
                       AND (x.segment_id <> :s OR x.batch_id IS NULL OR x.batch_id <> :b))
 """
 
+# An invite still waiting to go out, which the undo cancels: held or queued, or left unsent by
+# its campaign's invite email being off (reports.INVITE_EMAIL_OFF, bound as :off), which a
+# lead's *Email them* queues once it is on again. Those were left as they were, and *Email
+# them* then emailed contacts the undo had taken out of the campaign's audience (it checks
+# only that the advocate exists). Cancelled, they are invited again (enroll.invited_again),
+# as the campaign's invite email then stands, if it reaches the contact again.
+_WAITING = ("(invite.state IN ('queued', 'held') OR (invite.state = 'not_emailed' "
+            "AND invite.reason = :off))")
+
 # The invite's campaign reached its contact through the membership in :s and no longer does
 # once it is gone: the campaign targets :s, and neither All Customers nor another segment the
 # contact is in. A campaign that doesn't target :s never reached anyone through it: its invite
@@ -424,13 +436,13 @@ def _plan(listed: bool) -> TextClause:
            WHERE segment_id = :s AND team_id = :t AND batch_id = :b{stays}),
           (SELECT COUNT(*) FROM ({deletable}) d),
           (SELECT COUNT(*) FROM ({kept}) k),
-          (SELECT COUNT(*) FROM invite WHERE team_id = :t AND state IN ('queued', 'held')
+          (SELECT COUNT(*) FROM invite WHERE team_id = :t AND {_WAITING}
              AND ((contact_id IN ({removed}) AND {_NOT_TARGETED_ELSEWHERE})
                   OR contact_id IN ({deletable}))),
           (SELECT COUNT(*) FROM advocate WHERE team_id = :t AND batch_id = :b
              AND contact_id IN ({removed})
              AND (NOT {_reached_elsewhere("advocate")} OR contact_id IN ({deletable}))),
-          (SELECT COUNT(*) FROM invite WHERE team_id = :t AND state IN ('queued', 'held')
+          (SELECT COUNT(*) FROM invite WHERE team_id = :t AND {_WAITING}
              AND ((contact_id IN ({removed})
                    AND ({_NOT_TARGETED_ELSEWHERE} OR ({_OWN_ADVOCATES_INVITE}
                                                       AND NOT {_reached_elsewhere("invite")})))
@@ -470,7 +482,7 @@ async def undo_plan(db: Database, team_id: str, batch_id: int, *,
             text("SELECT name FROM segment WHERE id = :s AND team_id = :t"),
             {"s": batch.segment_id, "t": team_id},
         )).scalar_one()  # fmt: skip
-        params = {"t": team_id, "b": batch_id, "s": batch.segment_id}
+        params = {"t": team_id, "b": batch_id, "s": batch.segment_id, "off": INVITE_EMAIL_OFF}
         listed = (await conn.execute(_ANY_LISTED, params)).first() is not None
         counts = (await conn.execute(_PLANS[listed], params)).one()
         unsubscribes = (await conn.execute(_UNSUBSCRIBES[listed],
@@ -578,7 +590,7 @@ _DROP_SPENT_LISTINGS = _sql("""
 """)
 _CANCEL_OWN_INVITES = _sql(f"""
     UPDATE invite SET state = 'cancelled', reason = :why, updated_at = :now
-    WHERE {_own_leaving("invite")} AND state IN ('queued', 'held')
+    WHERE {_own_leaving("invite")} AND {_WAITING}
     RETURNING enrollment_id
 """)
 # Invites that never went out leave with their advocate (a later enrollment may invite the
@@ -613,13 +625,13 @@ _HAND_ON_KEPT = _sql(f"""
 """)
 _CANCEL_UNTARGETED = _sql(f"""
     UPDATE invite SET state = 'cancelled', reason = :why, updated_at = :now
-    WHERE {_added("invite")} AND state IN ('queued', 'held') AND {_NOT_TARGETED_ELSEWHERE}
+    WHERE {_added("invite")} AND {_WAITING} AND {_NOT_TARGETED_ELSEWHERE}
     RETURNING enrollment_id
 """)
 _REMOVE_MEMBERS = _sql("DELETE FROM segment_member WHERE segment_id = :s AND team_id = :t "
                        "AND batch_id = :b AND contact_id BETWEEN :lo AND :hi")  # fmt: skip
-_DROP_WAITING = _sql(f"DELETE FROM invite WHERE {_of_gone('invite')} "
-                     "AND state IN ('queued', 'held') RETURNING enrollment_id")  # fmt: skip
+_DROP_WAITING = _sql(f"DELETE FROM invite WHERE {_of_gone('invite')} AND {_WAITING} "
+                     "RETURNING enrollment_id")  # fmt: skip
 _DROP_INVITES = _sql(f"DELETE FROM invite WHERE {_of_gone('invite')} RETURNING enrollment_id")
 _RETIRE_CODES = _sql(f"""
     INSERT INTO retired_code (code, team_id, retired_at)
@@ -727,7 +739,8 @@ async def run_undo(db: Database, team_id: str, batch_id: int, *, chunk_size: int
         raise UndoError(f"Import #{batch_id} is {batch.status}: there is no undo to run.")
     chunk = max(1, min(chunk_size, UNDO_CHUNK))
     params = {"t": team_id, "b": batch_id, "s": batch.segment_id, "n": chunk,
-              "why": undone_reason(batch_id), "job": job[0], "owner": job[1]}  # fmt: skip
+              "why": undone_reason(batch_id), "off": INVITE_EMAIL_OFF, "job": job[0],
+              "owner": job[1]}  # fmt: skip
     # memberships dealt with: removed, or handed on to a later import
     removed = batch.undo_removed + batch.undo_handed_on
 
@@ -822,6 +835,12 @@ async def _record_result(conn: AsyncConnection, team_id: str, batch_id: int) -> 
                     f"{plural(deleted, 'contact')} deleted{kept}, "
                     f"{plural(cancelled, 'invite')} cancelled, "
                     f"{plural(advocates, 'advocate')} removed")  # fmt: skip
+
+
+async def kept_unsubscribed(db: Database, team_id: str, batch_id: int) -> int:
+    """kept_unsubscribed_in, in a transaction of its own: for the undo's result in Slack."""
+    async with db.begin() as conn:
+        return await kept_unsubscribed_in(conn, team_id, batch_id)
 
 
 async def kept_unsubscribed_in(conn: AsyncConnection, team_id: str, batch_id: int) -> int:
