@@ -29,7 +29,7 @@ class ImportNotifier(Protocol):
         message once, for all the files that changed."""
 
     async def import_progress(self, team_id: str, batch_id: int, done: int, total: int) -> None:
-        """The approved import moved on (called at most about once a second)."""
+        """The approved import moved on (called at most about every 3 seconds)."""
 
     async def import_finished(self, team_id: str, batch_id: int) -> None:
         """The import is done or failed: report the result and the next step."""

@@ -11,7 +11,8 @@ carries only audience ids: on submit the names are read again from the account.
 from __future__ import annotations
 
 import logging
-from collections.abc import Coroutine, Sequence
+import re
+from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,7 @@ from bot.imports.batches import (
 )
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.locales import normalize_locale
-from bot.imports.review import cancel, describe_status, load, set_message
+from bot.imports.review import BatchView, cancel, describe_status, load, set_message
 from bot.mailchimp.accounts import (
     NotConnected,
     connection,
@@ -68,6 +69,7 @@ from handlers.context import (
 )
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
+from handlers.later import is_busy
 from handlers.mailchimp_messages import (
     LISTS_LOADING,
     LISTS_NOT_CONNECTED,
@@ -182,8 +184,11 @@ async def channel_error(d: Deps, client: AsyncWebClient, team_id: str, user_id: 
 
 
 async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool,
-                   batch_id: int | None = None) -> dict[str, str]:  # fmt: skip
+                   batch_id: int | None = None, *,
+                   client: AsyncWebClient | None = None) -> dict[str, str]:  # fmt: skip
     """Inline errors keyed by input block id; empty when the form can be queued."""
+    if batch_id is not None and (ended := await not_draft(d, client, team_id, batch_id, form)):
+        return {BlockId.FILES: ended}  # nothing else on the form matters now
     errors: dict[str, str] = {}
     consent = await consent_error(d, team_id, form, batch_id)
     if consent:
@@ -241,6 +246,47 @@ async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool,
 
 
 FILES_ERROR_MAX = 150  # the form's line under the files: a long one is cut
+
+
+async def not_draft(d: Deps, client: AsyncWebClient | None, team_id: str, batch_id: int,
+                    form: ImportForm) -> str | None:  # fmt: skip
+    """Why *Add more*'s form can't add to its import any more (approved, rejected or
+    cancelled since the form opened), or None. Said on the form: refused after the ack, the
+    form had closed and what was attached in it was lost. A batch gone (or another
+    workspace's) is left to the submission, which says so."""
+    batch = await get_batch(d.db, team_id, batch_id)
+    if batch is None or batch.status == BatchStatus.DRAFT:
+        return None
+    what = ("this file" if len(form.files) == 1 else "these files") if form.files else "them"
+    status = await plain_mentions(client, describe_status(batch))
+    return (f"Start a new import for {what} with /referral import: this one is already "
+            f"{status}.")[:FILES_ERROR_MAX]  # fmt: skip
+
+
+_MENTION = re.compile(r"<@([UW][A-Z0-9]+)>")
+
+
+async def plain_mentions(client: AsyncWebClient | None, text: str) -> str:
+    """`text` with each `<@U…>` as "@name": a form's error is plain text, where Slack shows
+    a mention as typed."""
+    names = {user_id: await _name_of(client, user_id)
+             for user_id in dict.fromkeys(_MENTION.findall(text))}  # fmt: skip
+    return _MENTION.sub(lambda m: names[m.group(1)], text)
+
+
+async def _name_of(client: AsyncWebClient | None, user_id: str) -> str:
+    """"@name" as Slack shows the person, or "someone" when Slack doesn't say."""
+    if client is None:
+        return "someone"
+    try:
+        user = (await client.users_info(user=user_id)).get("user") or {}
+    except Exception as exc:  # a name is nice to have: the error is said without it
+        log.info("users.info failed for %s: %r", user_id, exc)
+        return "someone"
+    profile = user.get("profile") or {}
+    name = (profile.get("display_name") or profile.get("real_name") or user.get("real_name")
+            or user.get("name"))  # fmt: skip
+    return f"@{name}" if name else "someone"
 
 
 def files_error(refused: Sequence[tuple[str, str]], max_bytes: int) -> str:
@@ -351,7 +397,8 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
         return
     batch_id: int | None = meta["batch"]
     form = read_form(view["state"]["values"])
-    errors = await validate(d, team_id, form, adding=batch_id is not None, batch_id=batch_id)
+    errors = await validate(d, team_id, form, adding=batch_id is not None, batch_id=batch_id,
+                            client=client)  # fmt: skip
     channel = await channel_error(d, client, team_id, user_id, form)
     if channel:
         errors[BlockId.REVIEW_CHANNEL] = channel
@@ -419,15 +466,19 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
     try:
         await queue_sources(d, team_id, batch_id, form, chosen)
         channel = form.review_channel or meta.get("channel") or ""
-        await post_review(client, d, team_id, batch_id, channel, user_id)
+        drawn = await publish_review(client, d, team_id, batch_id, channel, user_id)
     except Exception as exc:
         # a draft with no review message is one nobody could approve or cancel, and its
-        # segment couldn't be deleted: withdraw it, and say so
+        # segment couldn't be deleted: withdraw it, and say so. publish_review records the
+        # message as soon as it is posted, so none was recorded; what fails after that
+        # (review_posted) never withdraws a review whose buttons work (Approve said
+        # "already cancelled" under it)
         log.warning("import %s withdrawn: its review could not be posted", batch_id,
                     exc_info=exc)  # fmt: skip
         await cancel(d.db, team_id, batch_id, user_id, is_lead=True)
         raise Refusal("I couldn't post the review of your import, so nothing was imported: "
                       "please start again with /referral import.") from exc
+    await review_posted(client, d, team_id, batch_id, drawn)
 
 
 async def queue_sources(d: Deps, team_id: str, batch_id: int, form: ImportForm,
@@ -542,28 +593,76 @@ async def open_import_modal(d: Deps, client: AsyncWebClient, trigger_id: str, te
 
 async def post_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: int,
                       channel: str, user_id: str) -> None:  # fmt: skip
+    """Post and record the review message (publish_review), then bring it up to date."""
+    drawn = await publish_review(client, d, team_id, batch_id, channel, user_id)
+    await review_posted(client, d, team_id, batch_id, drawn)
+
+
+async def publish_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: int,
+                         channel: str, user_id: str) -> BatchView:  # fmt: skip
     """Post the review message where the import started, or in a DM if the bot can't, saying
-    why there: leads approve in the channel, and they don't see that DM."""
+    why there: leads approve in the channel, and they don't see that DM. Returns the import
+    as drawn.
+
+    The message is recorded as soon as it is posted, before anything else: once posted its
+    buttons work, so from then on nothing may withdraw the import (a failure after the post
+    did, and left a live-looking review whose Approve said "already cancelled")."""
     view = await load(d.db, team_id, batch_id)
     previews = await preview_batch(d.db, team_id, batch_id, view.segment.id or 0)
     text, blocks = review_message(view, previews, undo_days=d.settings.undo_window_days)
+    refused = ""
     try:
         posted = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
     except SlackApiError as exc:
-        error = slack_error(exc)
-        if error not in CHANNEL_REFUSALS:  # rate limits, outages, bad blocks: not the channel
+        refused = slack_error(exc)
+        if refused not in CHANNEL_REFUSALS:  # rate limits, outages, bad blocks: not the channel
             raise
         log.info("review of import %s not posted in %s (%s): sent by DM", batch_id, channel,
-                 error)  # fmt: skip
+                 refused)  # fmt: skip
         dm = (await client.conversations_open(users=user_id))["channel"]["id"]
         posted = await client.chat_postMessage(channel=dm, text=text, blocks=blocks)
-        if channel and channel != dm:
-            await client.chat_postMessage(channel=dm, text=not_posted_there(channel, error))
     await set_message(d.db, team_id, batch_id, channel_id=posted["channel"],
                       message_ts=posted["ts"])  # fmt: skip
-    await d.notifier.redraw_since(team_id, batch_id, view)  # a file read while it was posted
-    await d.notifier.share_pending_rejects(team_id, batch_id)  # files read before it existed
-    await refresh_for(d, client, team_id)  # Home lists the import, waiting for review
+    if refused and channel and channel != posted["channel"]:
+        await _say_why_here(client, posted["channel"], channel, refused, batch_id)
+    return view
+
+
+async def _say_why_here(client: AsyncWebClient, dm: str, channel: str, refused: str,
+                        batch_id: int) -> None:  # fmt: skip
+    """The line beside a review sent to the DM saying why it's there; nice to have: the
+    review itself is posted and recorded, so Slack refusing this line changes nothing."""
+    try:
+        await client.chat_postMessage(channel=dm, text=not_posted_there(channel, refused))
+    except SlackApiError as exc:
+        log.warning("review of import %s is in %s, but the line saying why was not posted: "
+                    "%s", batch_id, dm, slack_error(exc))  # fmt: skip
+
+
+async def review_posted(client: AsyncWebClient, d: Deps, team_id: str, batch_id: int,
+                        drawn: BatchView) -> None:  # fmt: skip
+    """Bring the review just posted from `drawn` up to date: redrawn if a file was read while
+    it was posted, the skipped-rows CSVs of files read before it existed, and Home listing
+    the import. Each is logged and left when it fails: the review is posted and works, and
+    the person who asked was told "may not have gone through, try again" over it (trying
+    again made a second import)."""
+    await _or_log(batch_id, "redrawn", d.notifier.redraw_since(team_id, batch_id, drawn))
+    await _or_log(batch_id, "given its skipped-rows CSVs",
+                  d.notifier.share_pending_rejects(team_id, batch_id))  # fmt: skip
+    await _or_log(batch_id, "listed on Home", refresh_for(d, client, team_id))
+
+
+async def _or_log(batch_id: int, what: str, step: Awaitable[None]) -> None:
+    """One of review_posted's steps: a failure logged (with its traceback unless the
+    database was only busy), not raised."""
+    try:
+        await step
+    except Exception as exc:
+        if is_busy(exc):
+            log.warning("review of import %s posted, not %s: the database is busy (%s)",
+                        batch_id, what, exc)  # fmt: skip
+        else:
+            log.error("review of import %s posted, not %s", batch_id, what, exc_info=exc)
 
 
 async def _not_importable(db: Database, team_id: str, segment_id: int) -> str | None:

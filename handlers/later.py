@@ -69,10 +69,16 @@ def who_and_what(body: dict[str, Any]) -> dict[str, str]:
 def thread_of(body: dict[str, Any]) -> str | None:
     """The thread a button was clicked in (an import's thread: Target, Retry sending...),
     where a refusal is said: in the channel, it was out of sight of whoever reads the thread
-    (on a phone, the thread fills the screen)."""
+    (on a phone, the thread fills the screen).
+
+    None for a click on a thread's parent (the review message once it has replies): Slack
+    gives a parent `thread_ts` equal to its own `ts`, and a refusal sent there went into the
+    thread, out of sight of whoever clicked in the channel."""
     container = body.get("container") or {}
     message = body.get("message") or {}
-    return container.get("thread_ts") or message.get("thread_ts") or None
+    thread = container.get("thread_ts") or message.get("thread_ts")
+    clicked = container.get("message_ts") or message.get("ts")
+    return thread if thread and thread != clicked else None
 
 
 def message_for(error: BaseException, where: dict[str, str]) -> str:

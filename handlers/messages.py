@@ -408,8 +408,12 @@ def source_offset(view: BatchView, source_id: int) -> int:
 
 
 def rejects_comment(label: str, counts: Totals) -> str:
-    return (f"{n(counts.rejected)} rejected and {n(counts.duplicates)} duplicate rows in "
-            f"*{esc(label)}* won't be imported; this CSV says why.")  # fmt: skip
+    """Said over a file's skipped-rows CSV; a count of none left out ("0 rejected and 1
+    duplicate rows" was said)."""
+    skipped = [plural(count, word) for count, word in ((counts.rejected, "rejected row"),
+                                                       (counts.duplicates, "duplicate row"))
+               if count] or [plural(0, "row")]  # fmt: skip
+    return f"{' and '.join(skipped)} in *{esc(label)}* won't be imported; this CSV says why."
 
 
 def _preview_line(p: CampaignPreview) -> str:
@@ -445,7 +449,9 @@ def preview_lines(previews: Sequence[CampaignPreview], prefix: str = "",
 
 
 def _more_campaigns(count: int) -> str:
-    return f"…and {n(count)} more live campaign(s) target this segment and will email them too."
+    target = "targets" if count == 1 else "target"
+    return (f"…and {plural(count, 'more live campaign')} {target} this segment and will email "
+            "them too.")  # fmt: skip
 
 
 def review_message(view: BatchView, previews: Sequence[CampaignPreview] = (), *,
@@ -609,7 +615,7 @@ def _processed(batch: ImportBatch) -> int:
 def progress_text(segment: str, done: int, total: int) -> str:
     share = done / total if total else 0
     return (f":arrows_counterclockwise: Importing into *{esc(segment)}*: {share:.0%} "
-            f"({n(done)} of {n(total)} rows)")  # fmt: skip
+            f"({n(done)} of {plural(total, 'row')})")  # fmt: skip
 
 
 def ended_as(batch: ImportBatch) -> str:

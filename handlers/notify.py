@@ -9,12 +9,18 @@ the channel) is logged and dropped.
 from __future__ import annotations
 
 import asyncio
+import copy
 import io
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import urlsplit
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -23,7 +29,7 @@ from bot.campaigns.service import campaigns_by_name, enrollments_in_thread
 from bot.imports.batches import get_source, write_rejects
 from bot.imports.review import BatchView, batch_of, claim_progress, forget_progress, load
 from bot.imports.source_names import told_apart
-from bot.imports.undo import LEASE_SECONDS, undo_key, undoable
+from bot.imports.undo import LEASE_SECONDS, kept_unsubscribed, undo_key, undoable
 from bot.jobs.queue import find_by_key
 from bot.leads import is_user_id
 from bot.notify import (
@@ -97,12 +103,46 @@ def is_outage(exc: BaseException) -> bool:
     return False
 
 
+# What an import's progress sends: a rate-limited one is skipped, its Retry-After not slept
+# through (see _ProgressRateLimits)
+PROGRESS_METHODS = frozenset({"chat.update", "chat.postMessage"})
+
+
+class _ProgressRateLimits(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's rate-limit retries, less those of the progress itself: each sleeps its
+    Retry-After (30 s or more, up to three times) inside the caller, which for progress is
+    the import, standing still meanwhile. A duplicate progress reply's chat.delete (two
+    posters raced) is still retried: skipped, the duplicate stayed in the thread for good."""
+
+    async def _can_retry_async(self, *, state: RetryState, request: HttpRequest,
+                               response: HttpResponse | None = None,
+                               error: Exception | None = None) -> bool:  # fmt: skip
+        method = urlsplit(request.url).path.rpartition("/")[2]
+        return method not in PROGRESS_METHODS and await super()._can_retry_async(
+            state=state, request=request, response=response, error=error)  # fmt: skip
+
+
+def for_progress(client: AsyncWebClient) -> AsyncWebClient:
+    """`client` (its session, token, URL and connection retries) for an import's progress:
+    a rate limit on the progress's own calls is answered at once, not waited for."""
+    quick = copy.copy(client)
+    quick.retry_handlers = [
+        _ProgressRateLimits(handler.max_retry_count, handler.interval_calculator)
+        if isinstance(handler, AsyncRateLimitErrorRetryHandler) else handler
+        for handler in client.retry_handlers
+    ]  # fmt: skip
+    return quick
+
+
 class SlackNotifier:
     """Implements bot.notify.ImportNotifier with chat.update / postMessage / files_upload_v2."""
 
     def __init__(self, client: AsyncWebClient, db: Database, *, team_leads: Sequence[str],
                  undo_days: int = 7, lease_seconds: float = LEASE_SECONDS) -> None:  # fmt: skip
         self.client = client
+        # progress only: a rate-limited update is skipped at once, not waited for (it is
+        # only worth showing now, and the import waits while it is being sent)
+        self.progress_client = for_progress(client)
         self.db = db
         self.team_leads = team_leads  # TEAM_LEADS: whose Home offers the lead-only buttons
         self.undo_days = undo_days  # UNDO_WINDOW_DAYS: whether Home offers *Undo*
@@ -124,7 +164,9 @@ class SlackNotifier:
         await self._or_later(team_id, IMPORT_FINISHED, batch_id=batch_id)
 
     async def import_progress(self, team_id: str, batch_id: int, done: int, total: int) -> None:
-        """Progress is only worth showing now: during an outage it is skipped, not retried.
+        """Progress is only worth showing now: during an outage it is skipped, not retried,
+        and so is an update Slack rate-limits (no sleeping through its Retry-After while the
+        import waits; the next tick shows newer progress anyway).
 
         The status is checked before the update is sent, and the import may end (done,
         failed, cancelled) while it is on its way: its result, shown meanwhile in the same
@@ -372,7 +414,8 @@ class SlackNotifier:
             for enrollment in await enrollments_in_thread(self.db, team_id, batch.channel_id,
                                                           batch.message_ts):  # fmt: skip
                 await self.enrollments.report(team_id, enrollment)
-        text = undone_text(batch, view.segment.name)
+        text = undone_text(batch, view.segment.name,
+                           kept=await kept_unsubscribed(self.db, team_id, batch_id))
         if batch.channel_id and batch.message_ts:
             if batch.progress_ts:  # the result reply, without its Undo button
                 result = result_text(batch, view.segment.name)
@@ -443,8 +486,9 @@ class SlackNotifier:
         who = batch.undone_by if undone else batch.requested_by
         if not who or not is_user_id(who):  # the command line: it printed the result
             return
-        text = (undone_text(batch, view.segment.name) if undone
-                else result_text(batch, view.segment.name))  # fmt: skip
+        text = (undone_text(batch, view.segment.name,
+                            kept=await kept_unsubscribed(self.db, team_id, batch_id))
+                if undone else result_text(batch, view.segment.name))  # fmt: skip
         await self._post_once(team_id, f"result-dm:{event}:{batch_id}", lambda: self._dm(
             who, f"{text}\n(I can't post in the import's channel any more, so I'm telling you "
                  "here.)"))  # fmt: skip
@@ -453,8 +497,9 @@ class SlackNotifier:
                         blocks: list[Block] | None = None,
                         final: bool = False) -> None:  # fmt: skip
         """One reply in the thread, posted once and then updated in place. `final`: the
-        result, which replaces whatever progress another poster's reply shows. The batch
-        alone is read (where to post): this runs every tick of a long import."""
+        result, which replaces whatever progress another poster's reply shows, and must get
+        through (rate limits are waited for); progress is skipped when rate-limited. The
+        batch alone is read (where to post): this runs every tick of a long import."""
         batch = await batch_of(self.db, team_id, batch_id)
         if not batch.channel_id or not batch.message_ts:
             return
@@ -465,7 +510,8 @@ class SlackNotifier:
         async def drop(ts: str) -> None:
             await forget_progress(self.db, team_id, batch_id, ts)
 
-        await show_reply(self.client, channel=batch.channel_id, thread_ts=batch.message_ts,
+        client = self.client if final else self.progress_client
+        await show_reply(client, channel=batch.channel_id, thread_ts=batch.message_ts,
                          shown=batch.progress_ts, text=text, blocks=blocks, keep=keep,
                          drop=drop, replace_kept=final)  # fmt: skip
 

@@ -197,15 +197,16 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
     except BaseException:
         await forget(d.db, team_id, posting)  # not posted: the next click posts it
         raise
-    try:  # the offer says the review is under way (unless someone deleted the offer)
+    try:  # the offer says the review is under way: a courtesy, the review is posted
         await client.chat_update(channel=channel, ts=body["container"]["message_ts"],
                                  text="Review posted", blocks=plain(
                                      f":white_check_mark: <@{user_id}> started a review for "
                                      f"*{esc(segment.name)}*."))  # fmt: skip
     except SlackApiError as exc:
-        if not message_gone(exc):
-            raise
-        log.info("the upload offer of import %s was deleted: not updated", batch_id)
+        # the offer deleted, the bot removed from the channel (its review went to the DM):
+        # "Something went wrong" over a review that was posted only misled
+        why = "was deleted" if message_gone(exc) else f"refused ({slack_error(exc)})"
+        log.info("the upload offer of import %s %s: not updated", batch_id, why)
 
 
 async def _importable(client: AsyncWebClient, d: Deps, file_id: str, channel: str

@@ -860,16 +860,25 @@ class FakeSlack(Served):
         }
         if thread_ts:
             message["thread_ts"] = thread_ts
-            parent = self._messages.get((channel, thread_ts))
+            parent = self._mark_thread_parent(channel, thread_ts, ts, message["user"])
             if parent is not None:
                 message["parent_user_id"] = parent["user"]
-                parent["thread_ts"] = thread_ts
-                parent["reply_count"] = parent.get("reply_count", 0) + 1
-                parent["latest_reply"] = ts
-                parent["reply_users"] = sorted({*parent.get("reply_users", []), message["user"]})
-                parent["reply_users_count"] = len(parent["reply_users"])
         self._messages[(channel, ts)] = message
         return message
+
+    def _mark_thread_parent(self, channel: str, thread_ts: str, reply_ts: str,
+                            replier: str) -> dict[str, Any] | None:  # fmt: skip
+        """A reply landed in `thread_ts`'s thread: its stored parent becomes a thread parent
+        in Slack's shape (`thread_ts` equal to its own `ts`, `reply_count`, `latest_reply`,
+        `reply_users`), so a click on it carries that as Slack's does. None: no such parent."""
+        parent = self._messages.get((channel, thread_ts))
+        if parent is not None:
+            parent["thread_ts"] = thread_ts
+            parent["reply_count"] = parent.get("reply_count", 0) + 1
+            parent["latest_reply"] = reply_ts
+            parent["reply_users"] = sorted({*parent.get("reply_users", []), replier})
+            parent["reply_users_count"] = len(parent["reply_users"])
+        return parent
 
     def _upload(self, file_id: str) -> Upload | None:
         return next((u for u in self.uploads if u.file_id == file_id), None)
@@ -1108,6 +1117,7 @@ class FakeSlack(Served):
         channel_id = args.get("channel_id")
         targets = [*([channel_id] if channel_id else []), *channels]
         files = []
+        thread_ts = args.get("thread_ts")
         for upload, entry in uploads:
             assert upload.content is not None
             upload.completed = True
@@ -1129,6 +1139,12 @@ class FakeSlack(Served):
                     title=upload.title,
                 )
             )
+        if thread_ts:  # the files' one message is a reply there: its parent is a thread's now
+            shares = {**files[-1]["shares"].get("public", {}),
+                      **files[-1]["shares"].get("private", {})}  # fmt: skip
+            for target in targets:
+                self._mark_thread_parent(self._channel_id(target), thread_ts,
+                                         shares[target][-1]["ts"], self.bot_user_id)  # fmt: skip
         return {"files": files}
 
     def _views_open(self, args: dict[str, Any], team_id: str) -> dict[str, Any]:

@@ -1,20 +1,24 @@
 """A count of one is said in the singular wherever people read it: Home's lists, the audit
 log and its entries, the delete confirmation and Review contacts said "1 more segments",
 "1 entries", "1 contacts taken out", "its 1 contact stay" and "1 contact(s)" (this last in
-tests/handlers/test_uploads_and_limits.py)."""
+tests/handlers/test_uploads_and_limits.py); an import's thread "0 rejected and 1 duplicate
+rows" and "(0 of 1 rows)", its review "1 more live campaign(s) target"."""
 
 from __future__ import annotations
 
 import json
 
 from bot.audit import recent
+from bot.campaigns.preview import CampaignPreview
 from bot.campaigns.service import create_campaign, target
 from bot.workspaces import create_segment, ensure_workspace, find_segment
 from handlers.home_messages import MAX_SEGMENTS_EVER
 from handlers.ids import Action, Callback
+from handlers.messages import preview_lines
 from handlers.segment_messages import MAX_CAMPAIGNS_NAMED
 from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_home import _open_home, _seed
+from tests.handlers.test_import_flow import _form, _open_modal, _review
 from tests.handlers.test_segments import _button, _import
 
 TEAM = "T0001"
@@ -76,3 +80,33 @@ async def test_the_delete_confirmation_names_one_more_campaign(app: Harness) -> 
     assert "• …and 1 more campaign." in said, said
     assert "Its 1 contact stays in All Customers" in said, said
     assert await find_segment(app.db, TEAM, "VIP") is not None  # nothing deleted yet
+
+
+async def test_an_imports_thread_says_one_duplicate_row_and_one_row_to_import(
+    app: Harness,
+) -> None:
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "q.csv", b"email\nana@example.com\nANA@example.com\n")
+    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    review = await _review(app)
+    (shared,) = [u for u in app.slack.uploads if u.thread_ts == review["ts"]]
+    assert shared.initial_comment == ("1 duplicate row in *q.csv* won't be imported; this CSV "
+                                      "says why."), shared.initial_comment  # fmt: skip
+
+    batch = review["blocks"][-1]["elements"][0]["value"]
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=review["ts"])
+    await app.later.drain()  # the import itself not run yet: its progress is what shows
+    thread = [m["text"] for m in app.slack.messages_in("C0001", review["ts"])]
+    assert any(t.endswith("Importing into *VIP*: 0% (0 of 1 row)") for t in thread), thread
+
+
+def test_a_review_counts_one_more_live_campaign_in_the_singular() -> None:
+    previews = [CampaignPreview(f"Campaign number {i} of the spring referral programme", 2, 0,
+                                {}, 0, 0) for i in range(3)]  # fmt: skip
+    line = preview_lines(previews[:1])
+    # room for two lines and one character short of the third (its line break)
+    said = preview_lines(previews, room=3 * (len(line) + 1) - 1)
+    assert said.endswith("\n…and 1 more live campaign targets this segment and will email "
+                         "them too."), said  # fmt: skip

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
-from handlers.ids import Action, Callback
+from handlers.ids import Action, BlockId, Callback
 from models import Database
-from tests.fakes.slack_api import find_element
+from tests.fakes.slack_api import FakeSlack, find_element
 from tests.handlers.conftest import LEAD, REP, Harness, running_app
 from tests.handlers.test_import_flow import CSV, _form, _open_modal, _review
 
@@ -339,3 +340,95 @@ async def test_a_removed_contact_stays_removed_when_more_files_are_added(app: Ha
     await _add_more(app, message, batch, _form(email="JANE@example.com"))
     final = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
     assert "*2 to import*" in final, final
+
+
+async def test_a_refusal_on_the_review_is_said_beside_it_not_in_its_thread(
+    app: Harness,
+) -> None:
+    """Once the review's thread had a reply (here q3.csv's skipped-rows CSV), a click on the
+    review itself carries its own ts as `thread_ts`, as Slack's thread parents do: "Only team
+    leads can approve…" and "already approved" went into the thread, out of sight of whoever
+    clicked in the channel."""
+    message, batch = await _start(app)
+    review = app.slack.message("C0001", message["ts"])
+    assert review.get("thread_ts") == review["ts"] and review.get("reply_count"), review
+
+    await app.requests.block_action(Action.APPROVE, batch, user_id=REP, message_ts=message["ts"])
+    await app.later.drain()
+    told = app.slack.ephemerals[-1]
+    assert "Only team leads" in told["text"] and told["thread_ts"] is None, told
+
+    for _ in range(2):  # the second click is told it's approved already
+        await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD,
+                                        message_ts=message["ts"])  # fmt: skip
+        await app.later.drain()
+    told = app.slack.ephemerals[-1]
+    assert "already approved" in told["text"] and told["thread_ts"] is None, told
+
+
+async def _answer_in_turn(slack: FakeSlack, method: str, errors: list[str | None]) -> None:
+    """Answer the next calls to `method` in turn: refused with errors[i], or as usual for
+    None. Each waits (held) until the one before it was answered; `method` must be held
+    (FakeSlack.hold) before the first of them is made."""
+    first = len(slack.calls_to(method))
+    gate = slack.hold(method)
+    for index, error in enumerate(errors):
+        await slack.wait_for(method, first + index + 1, timeout=5)
+        held, gate = gate, slack.hold(method)  # the next call waits on a gate of its own
+        if error:
+            slack.fail(method, error)
+        held.set()
+    slack.unhold(method)
+    gate.set()
+
+
+async def test_a_review_in_the_dm_stays_when_the_line_saying_why_fails(app: Harness) -> None:
+    """The channel refused the review, so it went to the requester's DM; Slack then refused
+    the line saying why: the import was withdrawn under a review whose buttons still worked
+    (Approve said "already cancelled by <@U0001>"), and the requester was told "I couldn't
+    post the review…"."""
+    app.slack.hold("chat.postMessage")
+    turns = asyncio.create_task(_answer_in_turn(
+        app.slack, "chat.postMessage", ["not_in_channel", None, "internal_error"]))  # fmt: skip
+    view_id = await _open_modal(app)
+    await app.requests.view_submission(state_values=_form(email="a@example.com", segment="DM"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await asyncio.wait_for(turns, 10)
+    await app.settle()
+
+    review = app.slack.find_action(Action.APPROVE)
+    assert review is not None and review["channel"].startswith("D")
+    said = [m["text"] for m in app.slack.messages_in(review["channel"]) if not m.get("blocks")]
+    assert not any("couldn't post the review" in t for t in said), said
+    async with app.db.begin() as conn:
+        status, ts = (await conn.execute(text(
+            "SELECT status, message_ts FROM import_batch"))).one()  # fmt: skip
+    assert (status, ts) == ("draft", review["ts"])
+
+    await app.requests.block_action(Action.APPROVE, review["blocks"][-1]["elements"][0]["value"],
+                                    user_id=LEAD, channel_id=review["channel"],
+                                    message_ts=review["ts"])  # fmt: skip
+    await app.settle()
+    assert "This import is imported" in json.dumps(app.slack.message(review["channel"],
+                                                                     review["ts"])["blocks"])
+
+
+async def test_add_more_submitted_after_approval_keeps_the_form_and_says_why(
+    app: Harness,
+) -> None:
+    """*Add more* was open while a lead approved the import: its form was accepted, then
+    refused after it closed, and the file attached in it was lost with it."""
+    message, batch = await _start(app)
+    await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
+    await app.settle()
+    modal = app.slack.open_views(REP)[-1]
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.later.drain()
+
+    late = app.slack.add_file("F0009", "late.csv", b"email\nlate@example.com\n")
+    reply = await app.requests.view_submission(state_values=_form(files=[late]),
+                                               view_id=modal["id"], user_id=REP)  # fmt: skip
+    assert reply.body == {"response_action": "errors", "errors": {BlockId.FILES: (
+        "Start a new import for this file with /referral import: this one is already approved "
+        f"by @{LEAD.lower()} and waiting to run.")}}, reply.body  # fmt: skip
+    assert modal["id"] in app.slack.views  # still open, the file still in it

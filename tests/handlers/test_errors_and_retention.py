@@ -45,17 +45,20 @@ async def test_all_customers_is_never_an_import_target(app: Harness) -> None:
 
 
 async def test_a_failed_form_submission_is_explained_by_direct_message(app: Harness) -> None:
+    """Refused after the form closed (here *Add more* naming a file someone else uploaded:
+    files.info says whose it is only then), the person is told by direct message. An import
+    approved while the form was open is said on the form itself (test_decisions.py)."""
     message, batch = await _start(app)
     await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP, message_ts=message["ts"])
     await app.settle()
     modal = app.slack.open_views(REP)[-1]
-    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
-    await app.settle()  # approved while the form was open
-    await app.requests.view_submission(state_values=_form(email="late@example.com"),
-                                       view_id=modal["id"], user_id=REP)  # fmt: skip
+    theirs = app.slack.add_file("F0077", "late.csv", b"email\nlate@example.com\n", user=LEAD)
+    reply = await app.requests.view_submission(state_values=_form(files=[theirs]),
+                                               view_id=modal["id"], user_id=REP)  # fmt: skip
+    assert reply.status == 200 and not reply.body  # accepted: the form closed
     await app.settle()
     told = _dms(app, REP)
-    assert (told and "already approved" in told[-1]) or "already imported" in told[-1]
+    assert told and "late.csv isn't a file you uploaded" in told[-1], told
     assert await _count(app, "SELECT COUNT(*) FROM staged_row WHERE email = "
                              "'late@example.com'") == 0  # fmt: skip
 

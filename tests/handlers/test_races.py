@@ -176,7 +176,7 @@ async def test_removing_a_file_shares_anew_the_skipped_rows_of_files_it_repeated
         return out
 
     assert [c for c, _ in csvs()["b"]] == [
-        "1 rejected and 3 duplicate rows in *b.csv* won't be imported; this CSV says why."]
+        "1 rejected row and 3 duplicate rows in *b.csv* won't be imported; this CSV says why."]
     assert len(csvs()["c"]) == 1 and "a" not in csvs()
 
     remove_a = next(b for b in message["blocks"] if "a.csv" in json.dumps(b)
@@ -191,7 +191,7 @@ async def test_removing_a_file_shares_anew_the_skipped_rows_of_files_it_repeated
     assert "4 valid · 0 duplicates · 1 rejected" in rendered, rendered
     assert "1 valid · 0 duplicates · 0 rejected" in rendered, rendered
     (_, (comment, rows)) = csvs()["b"]  # b.csv's CSV as it stands now
-    assert comment.startswith("1 rejected and 0 duplicate rows in *b.csv*"), comment
+    assert comment.startswith("1 rejected row in *b.csv*"), comment
     assert "not-an-email" in rows and "shared" not in rows
     assert len(csvs()["c"]) == 1
     told = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]

@@ -403,7 +403,6 @@ async def test_the_confirmation_says_who_stays_after_who_is_deleted(app: Harness
     assert app.slack.block_errors == []
 
 
-@pytest.mark.xfail(strict=True, reason="handlers/notify.py must pass undone_text its kept=")
 async def test_the_result_in_slack_says_who_the_undo_kept_because_they_unsubscribed(
     app: Harness,
 ) -> None:  # fmt: skip

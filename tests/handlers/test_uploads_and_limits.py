@@ -267,6 +267,35 @@ async def test_review_import_of_a_file_the_import_would_refuse_makes_nothing(
         assert (await conn.execute(text("SELECT COUNT(*) FROM import_batch"))).scalar_one() == 0
 
 
+async def test_review_import_after_the_bot_left_the_channel_posts_to_the_dm_quietly(
+    app: Harness, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """The bot removed from the channel after its offer: the review went to the requester's
+    DM, but the offer's "started a review" update was refused too (not_in_channel), and the
+    requester got "Something went wrong on our side…" over a review that was posted, with an
+    ERROR and its traceback in the log."""
+    app.slack.add_file("F0002", "referrals_q3.csv", CSV, channels=["C0001"])
+    await app.requests.event(file_shared_event("F0002", channel_id="C0001"), event_id="Ev1")
+    await app.settle()
+    offer = app.slack.find_action(Action.UPLOAD_REVIEW, "C0001")
+    assert offer is not None
+    app.slack.fail("chat.postMessage", "not_in_channel")
+    app.slack.fail("chat.update", "not_in_channel")
+    with caplog.at_level(logging.INFO):
+        await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
+                                        message_ts=offer["ts"],
+                                        state_values=_new_segment("Q3"))  # fmt: skip
+        await app.done()
+
+    review = app.slack.find_action(Action.APPROVE)
+    assert review is not None and review["channel"].startswith("D")
+    assert [c.args["ts"] for c in app.slack.calls_to("chat.update")] == [offer["ts"]]
+    told = [e["text"] for e in app.slack.ephemerals] + [
+        m["text"] for m in app.slack.messages_in(review["channel"]) if not m.get("blocks")]
+    assert not any("went wrong" in t for t in told), told
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 async def test_an_external_file_is_refused_and_never_gets_the_token(app: Harness) -> None:
     async with FakeExternalHost() as drive:
         url = drive.serve("/export.csv", CSV)
