@@ -5,6 +5,7 @@ its reply. Slack's chat.postMessage is held until both have posted, so the race 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from sqlalchemy import text
 
@@ -36,19 +37,25 @@ async def _both_post(app: Harness, first: asyncio.Task, second_of: object) -> No
     await asyncio.gather(first, second)
 
 
-async def test_a_result_and_a_progress_posted_at_once_leave_one_reply_saying_the_result(
-    app: Harness,
-) -> None:
+async def unrecorded_progress(app: Harness) -> tuple[dict[str, Any], int, SlackNotifier]:
+    """An import still importing whose progress reply isn't recorded (nor in the thread): the
+    review message, the batch's id and a notifier to post it with, as two posters racing."""
     message = await _imported(app)
-    async with app.db.begin() as conn:  # as if no reply were recorded yet, still importing
+    async with app.db.begin() as conn:
         batch = (await conn.execute(text("SELECT id, progress_ts FROM import_batch"))).one()
         await conn.execute(text("UPDATE import_batch SET progress_ts = NULL, "
                                 "status = 'importing'"))  # fmt: skip
     client = slack_client(app.settings)
     await client.chat_delete(channel="C0001", ts=batch.progress_ts)
-    notifier = SlackNotifier(client, app.db, team_leads=app.settings.team_leads)
-    progress = asyncio.create_task(notifier.import_progress(TEAM, batch.id, 1, 2))
-    await _both_post(app, progress, notifier._progress(TEAM, batch.id, "the result",
+    return message, batch.id, SlackNotifier(client, app.db, team_leads=app.settings.team_leads)
+
+
+async def test_a_result_and_a_progress_posted_at_once_leave_one_reply_saying_the_result(
+    app: Harness,
+) -> None:
+    message, batch_id, notifier = await unrecorded_progress(app)
+    progress = asyncio.create_task(notifier.import_progress(TEAM, batch_id, 1, 2))
+    await _both_post(app, progress, notifier._progress(TEAM, batch_id, "the result",
                                                        final=True))  # fmt: skip
     replies = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])
                if "Importing into" in m["text"] or m["text"] == "the result"]  # fmt: skip

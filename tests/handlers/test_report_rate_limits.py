@@ -10,16 +10,11 @@ import json
 import time
 import zipfile
 
-from sqlalchemy import text
-
-from bot.app import slack_client
 from handlers.ids import Action
-from handlers.notify import SlackNotifier
 from models import BatchStatus
 from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_import_flow import _count, _form, _open_modal, _review
-from tests.handlers.test_notify import _both_post
-from tests.handlers.test_targeting import _imported
+from tests.handlers.test_notify import _both_post, unrecorded_progress
 
 CSVS = 50  # the most a ZIP may hold
 PROGRESS = ":arrows_counterclockwise: Importing into"
@@ -141,17 +136,10 @@ async def test_a_duplicate_progress_reply_is_still_deleted_when_rate_limited(
     """Two progress updates raced to post the thread's reply: the loser deletes its own. Its
     chat.delete is not progress: a rate limit on it is waited for, or the duplicate reply
     would stay in the thread for good."""
-    message = await _imported(app)
-    async with app.db.begin() as conn:  # as if no reply were recorded yet, still importing
-        batch = (await conn.execute(text("SELECT id, progress_ts FROM import_batch"))).one()
-        await conn.execute(text("UPDATE import_batch SET progress_ts = NULL, "
-                                "status = 'importing'"))  # fmt: skip
-    client = slack_client(app.settings)
-    await client.chat_delete(channel="C0001", ts=batch.progress_ts)
-    notifier = SlackNotifier(client, app.db, team_leads=app.settings.team_leads)
+    message, batch_id, notifier = await unrecorded_progress(app)
     app.slack.rate_limit("chat.delete", times=1, retry_after=0)
-    first = asyncio.create_task(notifier.import_progress("T0001", batch.id, 1, 2))
-    await _both_post(app, first, notifier.import_progress("T0001", batch.id, 1, 2))
+    first = asyncio.create_task(notifier.import_progress("T0001", batch_id, 1, 2))
+    await _both_post(app, first, notifier.import_progress("T0001", batch_id, 1, 2))
     replies = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])
                if m["text"].startswith(PROGRESS)]  # fmt: skip
     assert len(replies) == 1, replies
