@@ -517,30 +517,13 @@ async def test_jobs_cancel_while_an_enrollment_waits_for_its_campaign_enrolls_no
     a Target holding it): the run had read the enrollment's status before, went on to enroll
     everyone, marked the import's enrollment done over the cancel's "failed", and queued the
     invites (a targeting's enrollment, left queued by the cancel, was enrolled all the same)."""
-    from bot.campaigns.jobs import enroll_handler
-    from bot.campaigns.service import ENROLL_JOB
     from bot.imports.cancel import ENROLL_CANCELLED, cancel_job
-    from bot.jobs.worker import Worker, WorkerConfig
-    from bot.notify import Silent
-    from bot.settings import Settings
+    from tests.imports.test_cancel_finished_work import _enroll_worker, _enrollment_with_its_job
 
-    await world.import_csv("VIP", people("a@example.com,A,", "b@example.com,B,"))
-    spring = await world.campaign()
-    vip = await world.segment_id("VIP")
-    if of_an_import:  # as an import into a segment Spring targets ends: its enrollment + job
-        async with world.db.begin() as conn:
-            await conn.execute(text("INSERT INTO campaign_segment (campaign_id, segment_id, "
-                                    "team_id, role, created_at) VALUES (:c, :s, :t, 'target', "
-                                    "CURRENT_TIMESTAMP)"), {"c": spring, "s": vip, "t": TEAM})
-        batch = int(str(await world.scalar("SELECT MAX(id) FROM import_batch")))
-        async with world.db.begin() as conn:
-            (enrollment,) = await service.enroll_after_import_in(conn, TEAM, batch, vip, None,
-                                                                 "U1")  # fmt: skip
-    else:  # Target: its enrollment and job
-        enrollment = await service.target(world.db, TEAM, spring, vip, requested_by="U1")
-    job = int(str(await world.scalar("SELECT id FROM job WHERE kind = :k", k=ENROLL_JOB)))
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    worker = Worker(world.db, {ENROLL_JOB: enroll_handler(settings, Silent())}, WorkerConfig())
+    # an import's enrollment (as an import into a segment Spring targets ends) or a Target's
+    enrollment, job = await _enrollment_with_its_job(world, of_an_import)
+    spring = int(str(await world.scalar("SELECT id FROM campaign")))
+    worker = _enroll_worker(world.db)
     async with world.db.engine.connect() as blocker:
         await blocker.begin()  # holds Spring's row: the run stops at its campaign take
         await blocker.execute(text("UPDATE campaign SET updated_at = updated_at WHERE id = :c"),
