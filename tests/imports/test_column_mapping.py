@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -355,25 +356,30 @@ async def test_a_file_is_mappable_by_how_it_failed_not_by_its_wording(db: Databa
     assert refused.status == SourceStatus.FAILED and not mappable(refused)
 
 
+async def _import_big(db: Database, path: Path, lines: list[str],
+                      monkeypatch: pytest.MonkeyPatch, column_map: dict[str, str]) -> Any:
+    """`lines` as a file big enough for the parser child (its threshold lowered), imported
+    into a new segment Big with `column_map`: the import's result."""
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 64 * 1024)
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size >= parallel.PARALLEL_MIN_BYTES
+    await ensure_workspace(db, TEAM)
+    with path.open("rb") as stream:
+        return await import_files(db, TEAM, [(path.name, stream)], segment="Big",
+                                  create_segment=True, column_map=column_map)
+
+
 async def test_a_big_mapped_file_is_parsed_by_the_child_with_its_mapping(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file big enough for the parser child (the threshold lowered here) with columns chosen
     by hand: the child reads the columns the mapping chose, not the ones it would guess (an
     "email" column that holds something else is there to be guessed wrongly)."""
-    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 64 * 1024)
     lines = ["Full Name,email,Work Contact,Given,Preferred tongue"] + [
         f"Person {n},not-an-address-{n},p{n}@example.com,Given{n},{'fr' if n % 2 else 'de'}"
         for n in range(3000)]  # fmt: skip
-    path = tmp_path / "big-work.csv"
-    path.write_text("\n".join(lines) + "\n")
-    assert path.stat().st_size >= parallel.PARALLEL_MIN_BYTES
-    await ensure_workspace(db, TEAM)
-    with path.open("rb") as stream:
-        result = await import_files(db, TEAM, [(path.name, stream)], segment="Big",
-                                    create_segment=True, column_map={
-                                        "email": "Work Contact", "first_name": "Given",
-                                        "locale": "Preferred tongue"})  # fmt: skip
+    result = await _import_big(db, tmp_path / "big-work.csv", lines, monkeypatch, {
+        "email": "Work Contact", "first_name": "Given", "locale": "Preferred tongue"})
     assert (result.batch.valid, result.batch.rejected) == (3000, 0)
     contacts = await _contacts(db)
     assert contacts["p7@example.com"] == ("Given7", "fr")
@@ -593,17 +599,10 @@ async def test_a_big_titled_file_is_read_by_the_parser_child_from_the_header_map
     """The parser child reads a big file with the columns its parent mapped, but not the
     mapping: its own search took the title for the header, and the real header line
     became a row, rejected ("Work Mail" is no address)."""
-    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 64 * 1024)
     lines = ["Customer export,December,2026", "Work Mail,Given,Family"] + [
         f"p{n}@example.com,Given{n},Family{n}" for n in range(3000)]  # fmt: skip
-    path = tmp_path / "big-report.csv"
-    path.write_text("\n".join(lines) + "\n")
-    assert path.stat().st_size >= parallel.PARALLEL_MIN_BYTES
-    await ensure_workspace(db, TEAM)
-    with path.open("rb") as stream:
-        result = await import_files(db, TEAM, [(path.name, stream)], segment="Big",
-                                    create_segment=True, column_map={
-                                        "email": "Work Mail", "first_name": "Given"})  # fmt: skip
+    result = await _import_big(db, tmp_path / "big-report.csv", lines, monkeypatch,
+                               {"email": "Work Mail", "first_name": "Given"})
     assert (result.batch.rows, result.batch.valid, result.batch.rejected) == (3000, 3000, 0)
     assert (await _contacts(db))["p7@example.com"] == ("Given7", None)
 
