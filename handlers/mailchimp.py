@@ -24,6 +24,10 @@ than that, the modal is answered with "Checking…" and `views.update` shows the
 
 The status is ephemeral, so after a change it is replaced through the click's `response_url`
 (the key modal carries that URL in its private_metadata).
+
+*Disconnect* (or a key of another account) also takes the audiences out of the imports not
+approved yet, and queues their reviews' redraw (`accounts.disconnect`, `accounts.save`): its
+confirmation says so beside "Contacts already imported stay."
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from handlers.context import (
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.mailchimp_messages import (
+    DISCONNECTED_NOTE,
     SECRET_KEY_MISSING,
     ConnectOffer,
     checking_modal,
@@ -345,8 +350,7 @@ async def _disconnect(d: Deps, client: AsyncWebClient, click: Click) -> None:
     if removed:
         log.info("Mailchimp disconnected: team=%s user=%s", click.team_id, click.user_id)
         await refresh_for(d, client, click.team_id)
-        note = (f":white_check_mark: <@{click.user_id}> disconnected Mailchimp. Contacts "
-                "already imported stay.")  # fmt: skip
+        note = f":white_check_mark: <@{click.user_id}> disconnected Mailchimp. {DISCONNECTED_NOTE}"
     else:
         note = "Mailchimp wasn't connected any more: someone disconnected it already."
     await _show_status(d, client, click.team_id, click.user_id, click.response_url, note=note,

@@ -57,6 +57,12 @@ LISTS_UNREADABLE = (":warning: The saved Mailchimp connection can't be read (the
                     "`SECRET_KEY` changed since it was saved): a team lead disconnects and "
                     "connects Mailchimp again with `/referral mailchimp`.")  # fmt: skip
 LISTS_HINT = "Subscribed members are imported; the others are counted as skipped, by status."
+# what Disconnect does (accounts.disconnect): said before it is confirmed, and after
+DISCONNECT_CONFIRM = ("Contacts already imported stay. An import not approved yet loses the "
+                      "audiences it has from this account. Lists can't be added to imports "
+                      "until Mailchimp is connected again.")  # fmt: skip
+DISCONNECTED_NOTE = ("Contacts already imported stay; an import not approved yet loses the "
+                     "audiences it had from this account, as its review now says.")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +115,7 @@ def _disconnect_button() -> ButtonElement:
         text="Disconnect", action_id=Action.MAILCHIMP_DISCONNECT, value="disconnect",
         style="danger",
         confirm=ConfirmObject(title="Disconnect Mailchimp?", confirm="Disconnect", deny="Keep it",
-                              text="Contacts already imported stay. Lists can't be added to "
-                                   "imports until Mailchimp is connected again."),
+                              text=DISCONNECT_CONFIRM),
     )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from bot.imports.batches import (
     add_source,
     approve_in,
     create_batch,
+    get_source,
     own_live_segment_in,
     record_approval_in,
     skipped_by_status,
@@ -42,6 +43,7 @@ from bot.imports.review import ReviewError, cancel
 from bot.imports.source_names import names_by_id
 from bot.jobs.here import running_here, shell_owner
 from bot.jobs.queue import enqueue_running_in, report_progress
+from bot.mailchimp.accounts import stamp_of
 from bot.mailchimp.api import Audience, Credentials, MailchimpError
 from bot.mailchimp.importing import read_audience
 from bot.progress import ProgressBar
@@ -319,10 +321,16 @@ async def _stage(db: Database, team_id: str, batch_id: int,
         done_bytes += stream.tell()
     if mailchimp is not None:
         creds, audiences = mailchimp
+        # the connection they came from: a Disconnect in Slack (or another account connected)
+        # during a long read stages none of its members, as for the Slack side's reads
+        stamp = await stamp_of(db, team_id, creds)
         for audience in audiences:
             source = await add_source(db, team_id, batch_id, SourceKind.MAILCHIMP, audience.name,
                                       ref=audience.id)  # fmt: skip
-            await read_audience(db, team_id, source, creds)
+            await read_audience(db, team_id, source, creds, read_from=stamp)
+            read = await get_source(db, team_id, source.id or 0)
+            if read.status == SourceStatus.FAILED:  # all or none, as for files
+                raise ImportFailed(f"{read.label}: {read.error} Nothing was imported.")
 
 
 async def preview_files(

@@ -2,6 +2,10 @@
 
 Credentials are sealed with SECRET_KEY before they touch the database and unsealed only to
 make a call; they are never logged or shown back.
+
+Disconnecting, or connecting another account, also takes the audiences out of the imports
+not approved yet, in the same transaction: read through the connection the workspace let go,
+their members would otherwise stay in the review to be approved (see drop_audiences_in).
 """
 
 from __future__ import annotations
@@ -9,23 +13,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, case, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
-from bot.audit import Act, record_in
+from bot.audit import Act, import_subject, record_in
 from bot.home_refresh import queue_home_refresh
+from bot.imports.batches import clear_staged, promote_after_failure_in
+from bot.imports.staging import take_staging
 from bot.mailchimp.api import (
     Credentials,
     MailchimpError,
+    NoSuchHost,
     ReconnectNeeded,
     data_centre,
     ping,
     quick_ping,
 )
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing, seal, unseal
-from models import Database, MailchimpAccount
+from bot.notify import BATCH_CHANGED, enqueue_report_in
+from models import (
+    BatchStatus,
+    Database,
+    ImportBatch,
+    ImportSource,
+    MailchimpAccount,
+    SourceKind,
+    SourceStatus,
+)
 from models.clock import utcnow
 from models.db import upsert
 
@@ -56,13 +73,19 @@ async def connect_api_key(db: Database, team_id: str, api_key: str, *, user: str
         raise MailchimpError("That doesn't look like a Mailchimp API key: it ends with the data "
                              "centre after a dash, e.g. 0123abcd...-us21.")  # fmt: skip
     creds = Credentials(api_url.format(dc=dc), "api_key", key)
-    await ping(creds)
+    try:
+        await ping(creds, host_must_exist=True)
+    except NoSuchHost:  # at once: retried, a mistyped key took 15 s to say "try again later"
+        raise MailchimpError(f"There's no Mailchimp data centre '{dc}': check the part of the "
+                             "key after the dash.") from None
     return await save(db, team_id, creds, dc=dc, account_name="", login_email="", user=user,
                       secret_key=secret_key)  # fmt: skip
 
 
 async def save(db: Database, team_id: str, creds: Credentials, *, dc: str, account_name: str,
                login_email: str, user: str, secret_key: str) -> Connection:  # fmt: skip
+    """Keep the connection, replacing the workspace's; when it is another account's than the
+    one it replaces, the drafts' audiences go (drop_audiences_in), in the same transaction."""
     row = MailchimpAccount(team_id=team_id, account_name=account_name[:200],
                            login_email=login_email[:320], dc=dc, api_endpoint=creds.api_endpoint,
                            auth=creds.auth, secret=seal(secret_key, creds.secret),
@@ -70,14 +93,49 @@ async def save(db: Database, team_id: str, creds: Credentials, *, dc: str, accou
     what = f"{account_name} ({login_email})" if account_name else f"API key, data centre {dc}"
     values = row.model_dump()
     async with db.begin() as conn:
+        drafts = await hold_drafts_in(conn, team_id)
+        before = await _replaced_in(conn, team_id) if drafts else None
         # one statement: two connections at once (the OAuth callback and a key) both land,
         # the later one kept; a read-then-insert failed the second on the primary key
         insert = upsert(conn, MailchimpAccount).values(**values)
         await conn.execute(insert.on_conflict_do_update(
             index_elements=["team_id"],
             set_={k: v for k, v in values.items() if k != "team_id"}))  # fmt: skip
-        await record_in(conn, team_id, user, Act.MAILCHIMP_CONNECTED, "Mailchimp", what)
+        another = before is not None and not _same_account(before, row, creds.secret,
+                                                           secret_key)  # fmt: skip
+        dropped = _dropped(await drop_audiences_in(conn, team_id, drafts if another else []))
+        await record_in(conn, team_id, user, Act.MAILCHIMP_CONNECTED, "Mailchimp",
+                        "; ".join(part for part in (what, dropped) if part))  # fmt: skip
     return _public(row)
+
+
+async def _replaced_in(conn: AsyncConnection, team_id: str) -> Row[Any] | None:
+    """The connection about to be replaced (PostgreSQL: held until `conn` commits, taken
+    after the drafts, as staging takes them: lock_batch, then stamp_in)."""
+    query = select(MailchimpAccount.api_endpoint, MailchimpAccount.auth,
+                   MailchimpAccount.account_name, MailchimpAccount.login_email,
+                   MailchimpAccount.secret).where(col(MailchimpAccount.team_id) == team_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return (await conn.execute(query)).first()
+
+
+def _same_account(before: Row[Any], after: MailchimpAccount, secret: str,
+                  secret_key: str) -> bool:  # fmt: skip
+    """Whether the new credentials are of the account the old ones were, as far as can be
+    told without asking Mailchimp: the same API endpoint and kind, and the same key (another
+    key may be another account's: an API key's endpoint is its data centre's), or a sign-in
+    to the same account name by the same login (a Reconnect's new token). Unsure is "no":
+    drafts lose their audiences rather than keep another account's members."""
+    if (before.api_endpoint, before.auth) != (after.api_endpoint, after.auth):
+        return False
+    if after.auth == "oauth":
+        return bool(after.account_name) and (before.account_name, before.login_email) == (
+            after.account_name, after.login_email)  # fmt: skip
+    try:
+        return unseal(secret_key, before.secret) == secret
+    except (CredentialsUnreadable, SecretKeyMissing):
+        return False
 
 
 def _public(row: MailchimpAccount) -> Connection:
@@ -114,6 +172,21 @@ async def stamped_credentials(db: Database, team_id: str, secret_key: str
                            "(or `referral-bot mailchimp connect --api-key KEY`).")  # fmt: skip
     creds = Credentials(row.api_endpoint, row.auth, unseal(secret_key, row.secret))
     return creds, Stamp(row.api_endpoint, row.connected_at)
+
+
+async def stamp_of(db: Database, team_id: str, creds: Credentials) -> Stamp | None:
+    """The Stamp of the connection `creds` were read from, for a caller handed them (the
+    shell's import, whose credentials were read a moment before, to list the audiences):
+    the connection now, if it has their endpoint and kind; MailchimpError if another one
+    does (connected since). None when none is saved: credentials the caller made itself."""
+    async with db.session() as session:
+        row = await session.get(MailchimpAccount, team_id)
+    if row is None:
+        return None
+    if (row.api_endpoint, row.auth) != (creds.api_endpoint, creds.auth):
+        raise MailchimpError("Mailchimp was connected to another account just now: import "
+                             "again to read its audiences.")  # fmt: skip
+    return Stamp(row.api_endpoint, row.connected_at)
 
 
 async def stamp_in(conn: AsyncConnection, team_id: str) -> Stamp | None:
@@ -191,10 +264,83 @@ async def refused_from_now_on(db: Database, team_id: str, stamp: Stamp | None) -
 
 
 async def disconnect(db: Database, team_id: str, *, user: str = "cli") -> bool:
+    """Forget the credentials; the drafts' audiences go with them (drop_audiences_in), in the
+    same transaction. Whether there was a connection to forget."""
     async with db.begin() as conn:
+        drafts = await hold_drafts_in(conn, team_id)
         result = await conn.execute(
             delete(MailchimpAccount).where(col(MailchimpAccount.team_id) == team_id)
         )
         if result.rowcount == 1:
-            await record_in(conn, team_id, user, Act.MAILCHIMP_DISCONNECTED, "Mailchimp")
+            dropped = await drop_audiences_in(conn, team_id, drafts)
+            await record_in(conn, team_id, user, Act.MAILCHIMP_DISCONNECTED, "Mailchimp",
+                            _dropped(dropped))  # fmt: skip
     return result.rowcount == 1
+
+
+# ---- the drafts' audiences, when the connection goes ----------------------------------------
+
+# what a draft's audience says of it: being read, or read already
+DISCONNECTED = ("Mailchimp was disconnected (or connected to another account) while this "
+                "audience was read, so none of its members were taken.")  # fmt: skip
+DROPPED = ("Mailchimp was disconnected (or connected to another account) before this import "
+           "was approved, so none of this audience's members will be imported: add it again "
+           "once the right account is connected.")  # fmt: skip
+# the audiences of a draft read through the connection, or being read: not failed, not removed
+_LIVE_AUDIENCES = (col(ImportSource.kind) == SourceKind.MAILCHIMP,
+                   col(ImportSource.removed).is_(False),
+                   col(ImportSource.status).in_([SourceStatus.PENDING, SourceStatus.PARSED]))
+
+
+async def hold_drafts_in(conn: AsyncConnection, team_id: str) -> list[int]:
+    """Take the workspace's draft imports with audiences (read or being read), before the
+    connection's row: a change of them starts with the batch, and staging an audience takes
+    the batch, then the connection (lock_batch, then stamp_in). A write that changes nothing,
+    like lock_batch's: on PostgreSQL a draft approved meanwhile is left out (it was approved
+    first, and imports what it held), on SQLite it takes the write lock first."""
+    audiences = select(ImportSource.batch_id).where(col(ImportSource.team_id) == team_id,
+                                                    *_LIVE_AUDIENCES)  # fmt: skip
+    held = await conn.execute(
+        update(ImportBatch)
+        .where(col(ImportBatch.team_id) == team_id, col(ImportBatch.status) == BatchStatus.DRAFT,
+               col(ImportBatch.id).in_(audiences))
+        .values(updated_at=ImportBatch.updated_at)
+        .returning(ImportBatch.id))  # fmt: skip
+    return sorted(int(batch_id) for (batch_id,) in held)
+
+
+async def drop_audiences_in(conn: AsyncConnection, team_id: str,
+                            drafts: list[int]) -> list[int]:  # fmt: skip
+    """The connection the drafts' audiences were read through (or are being read through)
+    is gone: in the caller's transaction they fail, saying so (DISCONNECTED, DROPPED), their
+    staged rows go (but those removed by hand), the duplicates elsewhere of their members are
+    decided again, and the reviews are queued to be redrawn. Nobody approves people of an
+    account the workspace let go: the check while staging (importing.stage_audience) came
+    too late for an audience read already. `drafts`: from hold_drafts_in. Returns the
+    drafts changed."""
+    if not drafts:
+        return []
+    failed = (await conn.execute(
+        update(ImportSource)
+        .where(col(ImportSource.team_id) == team_id, col(ImportSource.batch_id).in_(drafts),
+               *_LIVE_AUDIENCES)
+        .values(status=SourceStatus.FAILED, error=case(
+            (col(ImportSource.status) == SourceStatus.PENDING, DISCONNECTED), else_=DROPPED))
+        .returning(ImportSource.id, ImportSource.batch_id))).all()  # fmt: skip
+    if not failed:
+        return []
+    await take_staging(conn)  # SQLite: the staging file's write lock before reading it
+    for source_id, batch_id in sorted(failed):
+        await promote_after_failure_in(conn, team_id, int(batch_id), int(source_id))
+        await clear_staged(conn, team_id, int(batch_id), int(source_id), keep_removed=True)
+    changed = sorted({int(batch_id) for _, batch_id in failed})
+    for batch_id in changed:
+        await enqueue_report_in(conn, team_id, batch_id, BATCH_CHANGED)
+    return changed
+
+
+def _dropped(drafts: list[int]) -> str:
+    """For the audit log: the drafts whose audiences went ("" for none)."""
+    if not drafts:
+        return ""
+    return "audiences taken out of " + ", ".join(import_subject(b) for b in drafts)

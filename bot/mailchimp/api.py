@@ -5,6 +5,11 @@ runs in a thread. It raises `ApiClientError` for most HTTP errors but RETURNS a 
 `requests.Response` for an error with an empty body (Mailchimp's 429/403 under load) and for
 a 204; every result is checked here. 429 and 5xx are retried with backoff; a 401 means the
 token or key no longer works ("reconnect Mailchimp"); every call has a timeout.
+
+What a failure says reaches Slack and the shell, so it is a sentence of ours: Mailchimp's own
+words only from its JSON problem documents (`title`/`detail`); an HTML error page from its
+front end, or the text of a `requests` exception (host names, pools, retries), is logged and
+never shown.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -61,6 +67,12 @@ class Refused(MailchimpError):
 class NotFound(MailchimpError):
     """What was asked for doesn't exist (an audience deleted since it was chosen): asking
     again won't help."""
+
+
+class NoSuchHost(MailchimpError):
+    """The API's host name doesn't exist (the resolver says so; not one it couldn't ask):
+    for a key just pasted, a data centre mistyped after the dash (see call's
+    `host_must_exist`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,21 +138,97 @@ def _status(exc: ApiClientError) -> int:
     return int(getattr(exc, "status_code", 0) or 0)
 
 
+MAX_DETAIL = 300  # characters of Mailchimp's own `detail` shown
+
+
 def _detail(text: object) -> str:
+    """Mailchimp's words from a JSON problem document (`detail`, else `title`); "" for any
+    other body (an HTML error page, a proxy's text), which is for the log only (`_body`)."""
     try:
-        body = json.loads(text) if isinstance(text, str) else text
-        if isinstance(body, dict):
-            return str(body.get("detail") or body.get("title") or "")
+        body = json.loads(text) if isinstance(text, (str, bytes)) else text
     except ValueError:
-        pass
-    return str(text or "")[:200]
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    said = " ".join(str(body.get("detail") or body.get("title") or "").split())
+    return said if len(said) <= MAX_DETAIL else said[: MAX_DETAIL - 1] + "…"
+
+
+def _body(text: object) -> str:
+    """The start of an error's body, for the log."""
+    return " ".join(str(text or "").split())[:500]
+
+
+# what the resolver says of a name that doesn't exist (EAI_AGAIN, a resolver out of reach,
+# is an outage: retried as any other network error)
+_NO_SUCH_NAME = {socket.EAI_NONAME, *([socket.EAI_NODATA] if hasattr(socket, "EAI_NODATA")
+                                      else [])}  # fmt: skip
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and what it wraps: requests' ConnectionError holds urllib3's MaxRetryError
+    (in its args), whose `reason` (NameResolutionError, a timeout) was caused by the socket's."""
+    seen: set[int] = set()
+    todo = [error]
+    while todo:
+        found = todo.pop()
+        if id(found) in seen:
+            continue
+        seen.add(id(found))
+        yield found
+        todo += [e for e in (*found.args, getattr(found, "reason", None), found.__cause__,
+                             found.__context__) if isinstance(e, BaseException)]  # fmt: skip
+
+
+def _unknown_host(error: BaseException) -> bool:
+    return any(isinstance(e, socket.gaierror) and e.errno in _NO_SUCH_NAME
+               for e in _causes(error))  # fmt: skip
+
+
+def _network_reason(error: BaseException, timeout: float) -> str:
+    """A request that got no HTTP answer, in words (its text names pools and retries)."""
+    import requests
+
+    if any(isinstance(e, (requests.Timeout, TimeoutError)) for e in _causes(error)):
+        return f"it didn't answer within {timeout:g} s"
+    return "it couldn't be reached"
+
+
+def _failure(exc: ApiClientError, creds: Credentials, what: str, timeout: float,
+             host_must_exist: bool) -> str:  # fmt: skip
+    """What an error the client raised means: raised at once when asking again won't help
+    (ReconnectNeeded, NotFound, Refused, NoSuchHost), else why to ask again, in words. A body
+    that isn't Mailchimp's problem document (an HTML page), or the exception of a request
+    that got no answer, is logged for whoever runs the bot, never put in the words."""
+    status, detail = _status(exc), _detail(exc.text)
+    if not detail:
+        log.info("Mailchimp at %s, asked to %s, answered %s: %s", creds.api_endpoint, what,
+                 status or "nothing", _body(exc.text))  # fmt: skip
+    if not status:  # no HTTP answer at all: the text is requests' exception
+        error = exc.text if isinstance(exc.text, BaseException) else exc
+        if host_must_exist and _unknown_host(error):
+            raise NoSuchHost(f"Mailchimp's host {creds.api_endpoint} doesn't exist.") from None
+        return _network_reason(error, timeout)
+    if status in (401, 403):
+        said = f" ({detail})" if detail else ""
+        raise ReconnectNeeded(f"Mailchimp refused our credentials{said}: reconnect Mailchimp "
+                              "with /referral mailchimp.") from None  # fmt: skip
+    if status == 404:
+        raise NotFound(f"Mailchimp couldn't {what}: it doesn't exist (any more).") from None
+    page = f"it answered with an error page ({status})"
+    if status != 429 and status < 500:
+        raise Refused(f"Mailchimp refused to {what}: {detail or page}") from None
+    return f"it answered {status} ({detail})" if detail else page
 
 
 async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str, about: str = "",
-               timeout: float = TIMEOUT, tries: int = RETRIES) -> T:  # fmt: skip
+               timeout: float = TIMEOUT, tries: int = RETRIES,
+               host_must_exist: bool = False) -> T:  # fmt: skip
     """Run `fn(client)` in a thread; retry 429/5xx/network errors; classify the rest.
     `about`: which list, for the log (several workspaces' reads may be retrying at once).
-    `timeout` and `tries`: a check someone waits for is asked once, briefly."""
+    `timeout` and `tries`: a check someone waits for is asked once, briefly.
+    `host_must_exist`: a host name the resolver says doesn't exist raises NoSuchHost at once
+    (a key just pasted names its host; a saved one's that stops resolving is an outage)."""
     import requests
     from mailchimp_marketing.api_client import ApiClientError
 
@@ -150,17 +238,7 @@ async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str, about: 
         try:
             result = await asyncio.get_running_loop().run_in_executor(_POOL, fn, client)
         except ApiClientError as exc:
-            status = _status(exc)
-            if status in (401, 403):
-                raise ReconnectNeeded(
-                    f"Mailchimp refused our credentials ({_detail(exc.text)}): reconnect "
-                    "Mailchimp with /referral mailchimp."
-                ) from None
-            if status == 404:
-                raise NotFound(f"Mailchimp couldn't {what}: it doesn't exist (any more).") from None
-            if status and status != 429 and status < 500:
-                raise Refused(f"Mailchimp refused to {what}: {_detail(exc.text)}") from None
-            reason = f"{status or 'network error'} {_detail(exc.text)}".strip()
+            reason = _failure(exc, creds, what, timeout, host_must_exist)
         else:
             # The client hands back what it couldn't read as JSON: the body as a str (an HTML
             # page), or the bare response (a JSON reply cut off part way). Taken as {} that
@@ -169,24 +247,24 @@ async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str, about: 
                     result, (str, bytes, requests.Response))):  # fmt: skip
                 return result
             if isinstance(result, (str, bytes)):
-                reason = "a reply that isn't JSON"
+                reason = "it sent a reply that isn't JSON"
             elif result.status_code in (401,):
                 raise ReconnectNeeded("Mailchimp refused our credentials: reconnect Mailchimp "
                                       "with /referral mailchimp.")  # fmt: skip
             elif result.status_code == 204:
                 return {}  # type: ignore[return-value]  # nothing to read
             elif result.ok and not result.content:  # a 200 cut off before its body: taken
-                reason = f"{result.status_code} with no body (cut off?)"  # as {}, an audience
-                # read as having no members
+                reason = f"it answered {result.status_code} with no body (cut off?)"  # as {},
+                # an audience read as having no members
             elif result.ok:
-                reason = f"{result.status_code} with a reply that isn't JSON (cut off?)"
-            else:
-                reason = f"{result.status_code} with no body"  # a busy Mailchimp's bare 429/403
+                reason = f"it answered {result.status_code} with a reply that isn't JSON (cut off?)"
+            else:  # a busy Mailchimp's bare 429/403
+                reason = f"it answered {result.status_code} with no body"
                 if result.status_code == 403:
                     reason += " (too many connections?)"
         if attempt == tries:
             failed = "kept failing" if tries > 1 else "failed"
-            raise MailchimpError(f"Mailchimp {failed} to {what} ({reason}); try again later.")
+            raise MailchimpError(f"Mailchimp {failed} to {what}: {reason}. Try again later.")
         # as long as Mailchimp asked (a 429's Retry-After), if longer than our own backoff
         wait = max(delay, _retry_after(client))
         log.warning("Asking Mailchimp at %s to %s failed (%s%s), retrying in %.1f s",
@@ -197,8 +275,11 @@ async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str, about: 
     raise AssertionError("unreachable")
 
 
-async def ping(creds: Credentials) -> None:
-    await call(creds, lambda c: c.ping.get(), what="answer a ping")
+async def ping(creds: Credentials, *, host_must_exist: bool = False) -> None:
+    """Whether Mailchimp takes the credentials (retried while it is busy or down);
+    `host_must_exist`: see call."""
+    await call(creds, lambda c: c.ping.get(), what="answer a ping",
+               host_must_exist=host_must_exist)  # fmt: skip
 
 
 async def quick_ping(creds: Credentials) -> None:

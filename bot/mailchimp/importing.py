@@ -28,7 +28,7 @@ from bot.imports.recognise import MAILCHIMP_KINDS
 from bot.imports.rows import REJECTED, Classifier, Staged, split_full_name
 from bot.imports.staging import stage_rows, take_staging
 from bot.mailchimp import api
-from bot.mailchimp.accounts import Stamp, stamp_in
+from bot.mailchimp.accounts import DISCONNECTED, Stamp, stamp_in
 from models import Database, ImportSource, SourceStatus
 
 STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional", "archived")
@@ -127,10 +127,6 @@ async def stage_audience(db: Database, team_id: str, source: ImportSource,
     except ReviewError:
         await fail_source(db, team_id, source_id, only_pending=True,
                           error="The import was closed before this audience was read.")  # fmt: skip
-
-
-DISCONNECTED = ("Mailchimp was disconnected (or connected to another account) while this "
-                "audience was read, so none of its members were taken.")  # fmt: skip
 
 
 async def read_audience(db: Database, team_id: str, source: ImportSource,

@@ -15,6 +15,7 @@ from bot.settings import Settings
 from models import Database, ImportSource, SourceKind, SourceStatus
 
 MAILCHIMP_JOB = "mailchimp_list"
+UNFORESEEN = "something went wrong on our side; the bot's log says what"
 
 
 async def queue_audiences(db: Database, team_id: str, batch_id: int,
@@ -63,9 +64,9 @@ def mailchimp_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
             if not ctx.last_attempt:
                 raise  # busy or down: the job retries with backoff
             await fail_source(ctx.db, ctx.team_id, source.id or 0, str(exc), only_pending=True)
-        except Exception as exc:  # a bug, or an answer nobody foresaw: not "Reading…" forever
-            if ctx.last_attempt:
-                await give_up(ctx, f"{type(exc).__name__}: {exc}")
+        except Exception:  # a bug, or an answer nobody foresaw: not "Reading…" forever
+            if ctx.last_attempt:  # what it was goes to the log (the worker's), not to Slack
+                await give_up(ctx, UNFORESEEN)
             raise
         await notifier.source_read(ctx.team_id, source.batch_id, source.id or 0)
 

@@ -47,7 +47,7 @@ from bot.mailchimp.api import Credentials, MailchimpError
 from models import Database, SeenKey
 from models.clock import utcnow
 
-STATE_TTL = 600  # seconds between "Connect" and the callback
+STATE_TTL = 600  # seconds from "Connect" shown to Continue, and from Continue to the callback
 CONNECT_PATH = "/mailchimp/connect"  # the start page Slack's Connect button opens
 CALLBACK_PATH = "/mailchimp/oauth/callback"
 COOKIE_PATH = "/mailchimp"  # the cookie goes to the start page and the callback only
@@ -114,9 +114,14 @@ def read_state(secret: str, state: str, *, now: float | None = None) -> State:
     return State(str(team_id), str(user_id), str(nonce), int(expires), person=str(person))
 
 
-def bind_state(secret: str, start: State, browser: str) -> str:
-    """The state sent to Mailchimp: the start's (same nonce, same expiry), bound to a browser."""
-    return _sign(secret, _BOUND, [start.team_id, start.user_id, start.expires, start.nonce,
+def bind_state(secret: str, start: State, browser: str, *, now: float | None = None) -> str:
+    """The state sent to Mailchimp at Continue: the start's (same nonce), bound to a browser,
+    valid STATE_TTL from now, as the cookie set with it. With the start's expiry, a lead who
+    continued at the start link's 8th minute had 2 minutes to sign in to Mailchimp, and was
+    told the link "isn't valid or has expired" after the 3 it took. The start link lasts
+    STATE_TTL from when Slack showed it, and is claimed by the first browser to continue."""
+    expires = int((now or time.time()) + STATE_TTL)
+    return _sign(secret, _BOUND, [start.team_id, start.user_id, expires, start.nonce,
                                   browser_hash(browser)])  # fmt: skip
 
 

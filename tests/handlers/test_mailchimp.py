@@ -470,7 +470,7 @@ async def test_a_mailchimp_that_doesnt_answer_the_check_isnt_called_a_refusal(
         status = await _status(app)
         shown = json.dumps(status["blocks"])
         assert "Mailchimp is connected" in shown and "couldn't be checked" in shown
-        assert "Mailchimp failed to answer a ping (503" in shown
+        assert "Mailchimp failed to answer a ping: it answered 503 (Service Unavailable)" in shown
         assert "refuses" not in shown
         assert find_element(status["blocks"], Action.MAILCHIMP_CONNECT) is None
         assert [p.status for p in mc.requests_to("/3.0/ping")][-1] == 503  # asked once
@@ -891,3 +891,157 @@ async def test_a_key_form_whose_metadata_isnt_ours_is_told_to_reopen_before_savi
             await app.settle()
         told_to_reopen(app, reply, caplog)
         assert await accounts.connection(app.db, "T0001") is None
+
+
+# ---- the connection let go while drafts hold its audiences ---------------------------------
+
+OTHER_KEY = "fedcba9876543210fedcba9876543210-us21"  # another account, in the same data centre
+
+
+async def _shell(app: Harness, db_env: dict[str, str], mc: FakeMailchimp, *args: str) -> None:
+    """`referral-bot mailchimp ARGS --team T0001`, as someone at the shell runs it."""
+    import asyncio
+
+    from tests.shell import run
+
+    env = {**db_env, "SECRET_KEY": SECRET_KEY, "MAILCHIMP_API_URL": mc.base_url}
+    done = await asyncio.to_thread(run, env, "mailchimp", "--team", TEAM, *args)  # the fake
+    assert done.returncode == 0, done.stderr  # is served by this loop meanwhile
+
+
+@pytest.mark.parametrize("then", ["Disconnect", "another account's key in Reconnect",
+                                  "mailchimp disconnect in the shell",
+                                  "the same key again in the shell"])  # fmt: skip
+async def test_a_draft_loses_its_audiences_when_their_account_is_let_go(
+    build: Build, mc: FakeMailchimp, db_env: dict[str, str], then: str
+) -> None:
+    """Customers read into a draft, then a lead disconnects Mailchimp (or connects another
+    account): the review went on showing the audience with no warning, and Approve imported
+    its members. They go with the connection, the review is redrawn saying so, and Approve
+    has nothing of them to import; connecting the same account again keeps them."""
+    from bot.mailchimp.accounts import DROPPED
+
+    mc.add_account(OTHER_KEY, name="Another shop")
+    async with build() as app:
+        await _connect(app)
+        modal = await _import_modal(app)
+        await app.requests.view_submission(state_values=_form(segment="MC") | _chosen(
+            "a1b2c3d4e5"), view_id=modal["id"], user_id=REP)  # fmt: skip
+        await app.settle()
+        message = await _review(app)
+        assert "2 to import" in json.dumps(message["blocks"])
+        if then == "Disconnect":
+            status = await _status(app)
+            button = find_element(status["blocks"], Action.MAILCHIMP_DISCONNECT)
+            assert button is not None
+            assert "An import not approved yet loses the audiences it has from this account" \
+                in button[1]["confirm"]["text"]["text"]  # fmt: skip
+            answers = await _click(app, Action.MAILCHIMP_DISCONNECT, status)
+            assert "an import not approved yet loses the audiences" in json.dumps(
+                answers[-1]["blocks"])  # fmt: skip
+            async with app.db.begin() as conn:  # and the audit log says which
+                said = (await conn.execute(text("SELECT detail FROM audit_entry WHERE action "
+                                                "= 'mailchimp.disconnected'"))).scalar_one()
+            assert said == "audiences taken out of import #1"
+        elif then == "another account's key in Reconnect":
+            mc.revoke(KEY)  # the status offers Reconnect
+            ack, _, _ = await _submit_key(app, OTHER_KEY)
+            assert "Mailchimp is connected" in json.dumps(ack["view"])
+        elif then == "mailchimp disconnect in the shell":
+            await _shell(app, db_env, mc, "disconnect")
+        else:
+            await _shell(app, db_env, mc, "connect", "--api-key", KEY)
+        await app.settle()  # the review's redraw was queued with the change
+        shown = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+        kept = then == "the same key again in the shell"
+        assert (DROPPED in shown, "2 to import" in shown) == (not kept, kept), shown
+        await app.requests.block_action(Action.APPROVE, find_element(
+            message["blocks"], Action.APPROVE)[1]["value"], user_id=LEAD,  # type: ignore[index]
+            message_ts=message["ts"])  # fmt: skip
+        await app.settle()
+        if kept:
+            assert await _count(app, "SELECT COUNT(*) FROM contact") == 2
+        else:
+            assert "nothing valid to import" in app.slack.ephemerals[-1]["text"]
+            assert await _count(app, "SELECT COUNT(*) FROM contact") == 0
+            assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0
+        assert app.slack.block_errors == []
+
+
+# ---- what Mailchimp's failures say ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("failure", ["an error page", "no answer in time", "no connection"])
+async def test_mailchimp_failing_is_said_in_words_and_its_raw_answer_only_logged(
+    build: Build, mc: FakeMailchimp, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, failure: str,
+) -> None:  # fmt: skip
+    """The status showed what the client had: "(503 <!DOCTYPE html>…)" for Mailchimp's
+    maintenance page, "(network error HTTPConnectionPool(host=…): Read timed out…)" for a
+    timeout, urllib3's retries and pools for a host that can't be reached."""
+    caplog.set_level(logging.INFO, logger="bot")
+    monkeypatch.setattr(api, "QUICK_TIMEOUT", 0.3)
+    page = "<!DOCTYPE html><html><body><h1>Mailchimp is down for maintenance</h1></body></html>"
+    async with build() as app:
+        await _connect(app)
+        if failure == "an error page":
+            mc.fail_next("/3.0/ping", 503, page)
+            said = "it answered with an error page (503)"
+        elif failure == "no answer in time":
+            mc.slow("/3.0/ping", 1.0)
+            said = "it didn't answer within 0.3 s"
+        else:  # a port nobody listens on
+            await accounts.save(app.db, TEAM, api.Credentials("http://127.0.0.1:9", "api_key",
+                                                              KEY), dc="us21", account_name="",
+                                login_email="", user=LEAD, secret_key=SECRET_KEY)  # fmt: skip
+            said = "it couldn't be reached"
+        shown = json.dumps((await _status(app))["blocks"])
+        assert f"Mailchimp failed to answer a ping: {said}. Try again later." in shown, shown
+        for raw in ("DOCTYPE", "html", "HTTPConnectionPool", "Max retries", "timed out",
+                    "Error("):  # fmt: skip
+            assert raw not in shown, raw
+        if failure == "an error page":  # what it was, for whoever runs the bot
+            assert "Mailchimp is down for maintenance" in caplog.text
+        assert app.slack.block_errors == []
+
+
+async def test_a_key_whose_data_centre_doesnt_exist_is_said_so_at_once(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key ending in a data centre Mailchimp hasn't (a typo after the dash): its host's
+    name doesn't resolve, which was retried for 15 s as if Mailchimp were down, then said
+    "try again later" with urllib3's NameResolutionError cut at 200 characters. The host is
+    really looked up: `.invalid` names never resolve (RFC 6761)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(mailchimp_handlers, "INLINE_WAIT", 10.0)  # answered in the form
+    async with running_app(db, tmp_path, mailchimp_api_url="http://{dc}.api.invalid") as app:
+        ack, _, _ = await _submit_key(app, "0123456789abcdef0123456789abcdef-us99x")
+        assert ack["response_action"] == "errors", ack
+        assert ack["errors"][BlockId.MAILCHIMP_KEY] == (
+            "There's no Mailchimp data centre 'us99x': check the part of the key after the "
+            "dash.")  # fmt: skip
+        assert await _stored(app) == []
+
+
+async def test_an_answer_nobody_foresaw_is_not_shown_as_python_said_it(
+    build: Build, mc: FakeMailchimp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Members that aren't objects failed every attempt of the job reading them, and the
+    review said "Could not read the audience: AttributeError: 'str' object has no attribute
+    'get'". It says that something went wrong on our side; the log says what."""
+    async with build() as app:
+        await _connect(app)
+        modal = await _import_modal(app)
+        mc.fail_next("/3.0/lists/a1b2c3d4e5/members", 200, '{"members": ["?"], "total_items": 1}',
+                     times=100, content_type="application/json")  # fmt: skip
+        await app.requests.view_submission(state_values=_form(segment="MC") | _chosen(
+            "a1b2c3d4e5"), view_id=modal["id"], user_id=REP)  # fmt: skip
+        await app.settle()
+        job = next(j for j in await list_jobs(app.db, TEAM) if j.kind == "mailchimp_list")
+        assert job.state == "failed"
+        shown = json.dumps((await _review(app))["blocks"])
+        assert "Could not read the audience: something went wrong on our side" in shown, shown
+        assert "Error" not in shown and "attribute" not in shown
+        assert "AttributeError" in caplog.text  # for whoever runs the bot
+        assert app.slack.block_errors == []

@@ -1102,3 +1102,82 @@ async def test_a_big_audience_is_read_in_bounded_memory(
     with found:
         assert len(found) == members
         assert len({m["email_address"].lower() for m in found}) == members
+
+
+async def test_a_sign_in_continued_late_in_its_links_life_has_its_own_ten_minutes(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """The state sent to Mailchimp kept the start link's expiry, though the cookie set at
+    Continue lives STATE_TTL from then: a lead who continued at the link's 8th minute and
+    spent 3 on Mailchimp's login was told the sign-in "isn't valid or has expired". Here:
+    Continue in the link's last seconds, back from Mailchimp after the link expired."""
+    import time
+
+    from bot.mailchimp.oauth import BadState, read_bound_state
+
+    token = "oauth-token-late"
+    mc.add_account(token=token, dc="us7", name="Late Shop")
+    mc.issue_code("code-late", token, token)
+    routes = public_routes(db, _settings(db, mc))
+    async with serve(build_web_app(None, routes=routes)) as site, _browser(site) as http:
+        state = make_state(SECRET, TEAM, "U0002", now=time.time() - STATE_TTL + 2)
+        link_expires = read_state(SECRET, state).expires
+        continued = time.time()
+        authorize = await _continue(http, site, mc, state)
+        bound = read_bound_state(SECRET, authorize["state"])
+        assert int(continued) + STATE_TTL <= bound.expires <= time.time() + STATE_TTL
+        with pytest.raises(BadState):  # and not valid for ever either
+            read_bound_state(SECRET, authorize["state"], now=bound.expires + 1)
+        await asyncio.sleep(link_expires - time.time() + 1.1)  # signing in on Mailchimp
+        async with http.get(f"{site}{CONNECT_PATH}", params={"state": state}) as response:
+            assert response.status == 400  # the start link itself has expired
+        status, page = await _back_from_mailchimp(http, site, "code-late", authorize)
+        assert status == 200 and "connected" in page, page
+    found = await accounts.connection(db, TEAM)
+    assert found is not None and found.account_name == "Late Shop"
+
+
+async def test_a_disconnect_during_a_shell_imports_read_imports_nothing_of_it(
+    db: Database, db_env: dict[str, str], mc: FakeMailchimp
+) -> None:
+    """`referral-bot import --mailchimp-list` read its audiences without the connection they
+    came from: a Disconnect in Slack during a long read went unnoticed, and the members of
+    the account the workspace let go were imported."""
+    from tests.shell import run
+
+    env = {**db_env, "SECRET_KEY": SECRET, "MAILCHIMP_API_URL": mc.base_url}
+    assert (await asyncio.to_thread(run, env, "mailchimp", "--team", TEAM, "connect",
+                                    "--api-key", KEY)).returncode == 0  # fmt: skip
+    mc.slow("/3.0/lists/aud1/members", 1.0)  # the first page takes a moment
+    importing = asyncio.create_task(asyncio.to_thread(
+        run, env, "import", "--mailchimp-list", "Regulars", "--segment", "MC",
+        "--create-segment", "--team", TEAM))  # fmt: skip
+    while not mc.requests_to("/3.0/lists/aud1/members"):
+        await asyncio.sleep(0.01)
+    assert await accounts.disconnect(db, TEAM, user="U0001")  # a lead, in Slack
+    done = await importing
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "Regulars: Mailchimp was disconnected" in done.stderr, done.stderr
+    assert "Nothing was imported." in done.stderr
+    async with db.begin() as conn:
+        contacts = (await conn.execute(text("SELECT COUNT(*) FROM contact"))).scalar()
+        batches = (await conn.execute(text("SELECT status FROM import_batch"))).scalars().all()
+    assert (contacts, batches) == (0, ["cancelled"])
+
+
+async def test_an_error_page_mailchimp_refuses_with_is_said_in_words(
+    mc: FakeMailchimp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 4xx whose body is no problem document (a front end's HTML) was shown as it came."""
+    caplog.set_level(logging.INFO, logger="bot")
+    mc.fail_next("/3.0/lists/aud1/members", 400, "<html><body>Bad Request</body></html>")
+    with pytest.raises(api.Refused) as refused:
+        await api.members(api.Credentials(mc.base_url, "api_key", KEY), "aud1")
+    assert str(refused.value) == ("Mailchimp refused to read that audience: it answered with an "
+                                  "error page (400)")  # fmt: skip
+    assert "<html><body>Bad Request</body></html>" in caplog.text
+    mc.fail_next("/3.0/lists/aud1/members", 401, "<html>Unauthorized</html>")
+    with pytest.raises(api.ReconnectNeeded) as refused_key:
+        await api.members(api.Credentials(mc.base_url, "api_key", KEY), "aud1")
+    assert str(refused_key.value) == ("Mailchimp refused our credentials: reconnect Mailchimp "
+                                      "with /referral mailchimp.")  # fmt: skip
