@@ -804,6 +804,17 @@ async def test_cancelling_the_job_reading_an_audience_marks_it_cancelled(build: 
         assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0
 
 
+async def _customers_in_review(app: Harness) -> dict[str, Any]:
+    """Mailchimp connected, and its Customers audience read into a draft of segment MC: the
+    review message."""
+    await _connect(app)
+    modal = await _import_modal(app)
+    await app.requests.view_submission(state_values=_form(segment="MC") | _chosen(
+        "a1b2c3d4e5"), view_id=modal["id"], user_id=REP)  # fmt: skip
+    await app.settle()
+    return await _review(app)
+
+
 async def test_members_skipped_by_status_are_still_counted_so_after_approval(
     build: Build,
 ) -> None:
@@ -811,12 +822,7 @@ async def test_members_skipped_by_status_are_still_counted_so_after_approval(
     "2 rejected". Once the import's staged rows are purged (its retention), the line says
     how many were skipped, not why: that went with the rows."""
     async with build() as app:
-        await _connect(app)
-        modal = await _import_modal(app)
-        await app.requests.view_submission(state_values=_form(segment="MC") | _chosen(
-            "a1b2c3d4e5"), view_id=modal["id"], user_id=REP)  # fmt: skip
-        await app.settle()
-        message = await _review(app)
+        message = await _customers_in_review(app)
         assert "skipped: 1 cleaned, 1 unsubscribed" in json.dumps(message["blocks"])
         batch_id = find_element(message["blocks"], Action.APPROVE)[1]["value"]  # type: ignore[index]
         await app.requests.block_action(Action.APPROVE, batch_id, user_id=LEAD,
@@ -923,12 +929,7 @@ async def test_a_draft_loses_its_audiences_when_their_account_is_let_go(
 
     mc.add_account(OTHER_KEY, name="Another shop")
     async with build() as app:
-        await _connect(app)
-        modal = await _import_modal(app)
-        await app.requests.view_submission(state_values=_form(segment="MC") | _chosen(
-            "a1b2c3d4e5"), view_id=modal["id"], user_id=REP)  # fmt: skip
-        await app.settle()
-        message = await _review(app)
+        message = await _customers_in_review(app)
         assert "2 to import" in json.dumps(message["blocks"])
         if then == "Disconnect":
             status = await _status(app)

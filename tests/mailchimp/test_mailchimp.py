@@ -7,7 +7,7 @@ import html
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,13 +38,6 @@ from tests.fakes.slack_api import serve
 TEAM = "T0001"
 KEY = "0123456789abcdef0123456789abcdef-us21"
 SECRET = "test-secret"
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    yield
 
 
 @pytest.fixture

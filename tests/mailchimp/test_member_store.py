@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,13 +16,6 @@ from tests.fakes.mailchimp import FakeMailchimp
 
 KEY = "0123456789abcdef0123456789abcdef-us21"
 SHM = "/dev/shm"  # a tmpfs on Linux: what /tmp is on Fedora, Arch and Debian 13
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    yield
 
 
 @pytest.fixture
