@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import sys
 from typing import Any
 
 from bot.cli_common import JSON_HELP, TEAM_HELP
@@ -23,7 +25,10 @@ def add_parsers(sub: Any) -> None:
     mc.add_argument("--team", help=TEAM_HELP)
     actions = mc.add_subparsers(dest="mailchimp_command", metavar="ACTION", required=True)
     connect = actions.add_parser("connect", help="connect with an API key (checked first)")
-    connect.add_argument("--api-key", required=True, help="e.g. 0123abcd...-us21")
+    connect.add_argument("--api-key", metavar="KEY",
+                         help="e.g. 0123abcd...-us21; without it (or with -) the key is read "
+                              "from stdin, or asked for without echo on a terminal, and stays "
+                              "out of the shell's history")  # fmt: skip
     for name, text in (("status", "the connection"), ("lists", "the audiences")):
         cmd = actions.add_parser(name, help=text)
         cmd.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -68,12 +73,28 @@ async def _credentials(db: Database, team: str, settings: Settings) -> api.Crede
         raise MailchimpCliError(str(exc)) from None
 
 
+def _api_key(given: str | None) -> str:
+    """The key given with --api-key, else read from stdin (`-` too), asked for without echo on
+    a terminal: a key typed on the command line stays in the shell's history and shows in
+    the process list."""
+    if given is not None and given != "-":
+        return given
+    if sys.stdin.isatty():
+        key = getpass.getpass("Mailchimp API key (not shown): ")
+    else:
+        key = sys.stdin.readline()
+    if not key.strip():
+        raise MailchimpCliError("No API key given: pipe it in, type it when asked, or pass "
+                                "--api-key KEY.")  # fmt: skip
+    return key.strip()
+
+
 async def run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
     command = args.mailchimp_command
     try:
         if command == "connect":
             found = await accounts.connect_api_key(
-                db, team, args.api_key, user="cli", secret_key=settings.secret_key,
+                db, team, _api_key(args.api_key), user="cli", secret_key=settings.secret_key,
                 api_url=settings.mailchimp_api_url)  # fmt: skip
             print(f"Mailchimp connected (data centre {found.dc}).")
         elif command == "disconnect":

@@ -1174,3 +1174,29 @@ async def test_an_error_page_mailchimp_refuses_with_is_said_in_words(
         await api.members(api.Credentials(mc.base_url, "api_key", KEY), "aud1")
     assert str(refused_key.value) == ("Mailchimp refused our credentials: reconnect Mailchimp "
                                       "with /referral mailchimp.")  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["piped", "dash"])
+async def test_an_api_key_can_be_given_on_stdin_kept_out_of_shell_history(
+    db: Database, db_env: dict[str, str], mc: FakeMailchimp, how: str
+) -> None:
+    """`connect --api-key KEY` was the only way: the key went into the shell's history and
+    the process list. Without --api-key (or with `--api-key -`) it is read from stdin, or
+    asked for without echo on a terminal."""
+    import subprocess
+
+    from tests.shell import CLI, environment
+
+    env = {**db_env, "SECRET_KEY": SECRET, "MAILCHIMP_API_URL": mc.base_url}
+    args = ["mailchimp", "--team", TEAM, "connect"] + (["--api-key", "-"] if how == "dash" else [])
+    done = await asyncio.to_thread(
+        subprocess.run, [*CLI, *args], env=environment(env), input=f"{KEY}\n",
+        capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Mailchimp connected"), done.stdout
+    assert KEY not in done.stdout + done.stderr
+    empty = await asyncio.to_thread(
+        subprocess.run, [*CLI, *args], env=environment(env), input="\n", capture_output=True,
+        text=True, timeout=120)  # fmt: skip
+    assert empty.returncode == 1
+    assert "No API key given" in empty.stderr, empty.stderr
