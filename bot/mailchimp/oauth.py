@@ -228,8 +228,24 @@ async def exchange(login_url: str, client_id: str, client_secret: str, redirect_
     try:
         return await _exchange(login_url, client_id, client_secret, redirect_uri, code)
     except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError) as exc:
-        raise MailchimpError("Mailchimp couldn't be reached to finish the sign-in "
-                             f"({type(exc).__name__}): try Connect again.") from exc
+        # in words (the page said "(ContentTypeError)"); the caller logs the exception
+        raise MailchimpError(f"{_exchange_failure(exc)}: try Connect again.") from exc
+
+
+def _exchange_failure(exc: Exception) -> str:
+    """What went wrong finishing the sign-in, as a person reads it."""
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return "Mailchimp didn't answer in time while finishing the sign-in"
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return "Mailchimp couldn't be reached to finish the sign-in"
+    return "Mailchimp answered something unexpected while finishing the sign-in"
+
+
+def _available(response: aiohttp.ClientResponse) -> None:
+    """Mailchimp down (a 5xx, often an HTML page): said so, not as the page's failed parse."""
+    if response.status >= 500:
+        raise MailchimpError(f"Mailchimp was unavailable ({response.status}) while finishing the "
+                             "sign-in: try Connect again.")  # fmt: skip
 
 
 async def _exchange(login_url: str, client_id: str, client_secret: str, redirect_uri: str,
@@ -241,6 +257,7 @@ async def _exchange(login_url: str, client_id: str, client_secret: str, redirect
             "grant_type": "authorization_code", "client_id": client_id,
             "client_secret": client_secret, "redirect_uri": redirect_uri, "code": code,
         }) as response:  # fmt: skip
+            _available(response)
             body = await response.json(content_type=None)
             if response.status != 200 or not body.get("access_token"):
                 raise MailchimpError("Mailchimp didn't accept this sign-in (it may have been "
@@ -248,6 +265,7 @@ async def _exchange(login_url: str, client_id: str, client_secret: str, redirect
             token = str(body["access_token"])
         async with http.get(f"{base}/oauth2/metadata",
                             headers={"Authorization": f"OAuth {token}"}) as response:  # fmt: skip
+            _available(response)
             meta = await response.json(content_type=None)
             if response.status != 200 or not meta.get("api_endpoint"):
                 raise MailchimpError("Mailchimp didn't say which account this is: try again.")

@@ -462,7 +462,8 @@ async def test_an_oauth_exchange_mailchimp_answers_badly_says_not_connected(
     async with serve(build_web_app(None, routes=routes)) as site, _browser(site) as http:
         authorize = await _continue(http, site, mc, make_state(SECRET, TEAM, "U0002"))
         status, page = await _back_from_mailchimp(http, site, "code-1", authorize)
-        assert status == 502 and "couldn&#39;t be reached to finish the sign-in" in page
+        assert status == 502 and "was unavailable (503) while finishing the sign-in" in page
+        assert "Error)" not in page  # it said "(ContentTypeError)"
     assert await accounts.connection(db, TEAM) is None
     assert f"exchange failed (team {TEAM}, user U0002)" in caplog.text
 
@@ -752,6 +753,7 @@ async def test_connect_again_after_a_failed_sign_in_works_as_the_page_says(
         authorize = await _continue(http, site, mc, state)
         status, page = await _back_from_mailchimp(http, site, "code-1", authorize)
         assert status == 502 and "try Connect again" in page
+        assert "Mailchimp was unavailable (503) while finishing the sign-in" in page
         assert await accounts.connection(db, TEAM) is None
         authorize = await _continue(http, site, mc, state)
         status, page = await _back_from_mailchimp(http, site, "code-2", authorize)
