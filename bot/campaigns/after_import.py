@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import text
 
 from bot.campaigns.enroll import EnrollResult, run_enrollment
 from bot.campaigns.service import Thread, enroll_after_import_in, import_enrollment_key
 from bot.jobs.queue import done_by_hand_in
 from models import Database, ImportBatch
+
+log = logging.getLogger(__name__)
 
 
 async def enroll_imported(db: Database, batch: ImportBatch, *, hold: bool | None,
@@ -36,5 +40,9 @@ async def enroll_imported_now(db: Database, batch: ImportBatch) -> list[EnrollRe
                 text("SELECT campaign_id FROM enrollment WHERE id = :e AND team_id = :t"),
                 {"e": enrollment, "t": batch.team_id})).scalar_one()  # fmt: skip
             key = import_enrollment_key(campaign, batch.id or 0)
-            await done_by_hand_in(conn, batch.team_id, key)
+            if not await done_by_hand_in(conn, batch.team_id, key):
+                # cancelled first (`jobs cancel`: the enrollment failed, nobody enrolled),
+                # or a worker runs or ran it (its run records the end): left as it is
+                log.info("enrollment %s of import %s: its job was not marked done (cancelled "
+                         "or run by a worker)", enrollment, batch.id)  # fmt: skip
     return results

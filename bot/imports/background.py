@@ -7,6 +7,7 @@ point leaves a job that the next worker finishes with exactly the same result.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,7 +43,15 @@ from bot.imports.reading import CsvFileError
 from bot.imports.recognise import ignored_note
 from bot.imports.review import source_names
 from bot.jobs import queue
-from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped, PermanentJobError
+from bot.jobs.worker import (
+    TRANSIENT,
+    Backoff,
+    GivingUp,
+    Handler,
+    JobContext,
+    JobStopped,
+    PermanentJobError,
+)
 from bot.notify import ImportNotifier, Silent
 from bot.temp_files import disk_temporary_file
 from bot.workspaces import import_target
@@ -135,6 +144,29 @@ async def _fail_import(db: Database, team_id: str, batch_id: int, error: str,
     await notifier.import_finished(team_id, batch_id)
 
 
+async def _fail_import_surely(ctx: JobContext, batch_id: int, error: str,
+                              notifier: ImportNotifier, *,
+                              draft: bool = False) -> None:  # fmt: skip
+    """`_fail_import` from a run that ends the job for good, retried through database errors
+    (0.5 s doubling to 30 s) until it is done. The database down, failing the import failed
+    too, and the worker then recorded the job failed once the database was back: nothing
+    failed the import, which said "importing" for good (only a cancel ended it). Told to
+    stop meanwhile, the run is handed back (JobStopped): the job keeps its last attempt, and
+    the worker that takes it runs it again, or gives up on it (GivingUp), failing the import."""
+    backoff = Backoff(0.5, 30.0)
+    while True:
+        try:
+            await _fail_import(ctx.db, ctx.team_id, batch_id, error, notifier, draft=draft)
+            return
+        except TRANSIENT:
+            delay = backoff.next()
+            log.exception("import %s (team %s): recording its failure failed; retrying in %.1f s",
+                          batch_id, ctx.team_id, delay)  # fmt: skip
+            if ctx.stopping.is_set() or ctx.lost.is_set():
+                raise JobStopped from None
+            await asyncio.sleep(delay)
+
+
 async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier, *,
                      max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
                      undo_window_days: int | None = None) -> None:  # fmt: skip
@@ -161,7 +193,7 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
             staged = await get_batch(db, team_id, batch_id)
             error = NOTHING_VALID if staged is not None and not staged.valid else str(exc)
             if approver:
-                await _fail_import(db, team_id, batch_id, error, notifier, draft=True)
+                await _fail_import_surely(ctx, batch_id, error, notifier, draft=True)
             raise PermanentJobError(error) from None
         except Exception as exc:  # a file gone or unreadable since it was queued
             # a file that failed (PermanentJobError: no retry) ends the job at once, so the
@@ -169,9 +201,9 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
             # nobody could review, with no error
             permanent = isinstance(exc, PermanentJobError)
             if approver and (ctx.last_attempt or permanent):
-                await _fail_import(db, team_id, batch_id,
-                                   str(exc) if permanent else f"{type(exc).__name__}: {exc}",
-                                   notifier, draft=True)  # fmt: skip
+                await _fail_import_surely(ctx, batch_id,
+                                          str(exc) if permanent else f"{type(exc).__name__}: {exc}",
+                                          notifier, draft=True)  # fmt: skip
             raise
     last = 0.0
 
@@ -190,7 +222,7 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
     except Exception as exc:
         final = isinstance(exc, BatchStateError) or ctx.last_attempt
         if final:
-            await _fail_import(db, team_id, batch_id, str(exc) or type(exc).__name__, notifier)
+            await _fail_import_surely(ctx, batch_id, str(exc) or type(exc).__name__, notifier)
         if isinstance(exc, BatchStateError):
             raise PermanentJobError(str(exc)) from None
         raise

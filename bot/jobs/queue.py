@@ -301,15 +301,19 @@ async def claim_by_key(db: Database, team_id: str, dedupe_key: str, owner: str,
 
 _DONE_BY_HAND = _sql("""
     UPDATE job SET state = 'done', finished_at = :now, updated_at = :now, last_error = NULL
-    WHERE team_id = :t AND dedupe_key = :key AND state IN ('queued', 'failed', 'cancelled')
+    WHERE team_id = :t AND dedupe_key = :key AND state IN ('queued', 'failed')
+    RETURNING id
 """)
 
 
-async def done_by_hand_in(conn: AsyncConnection, team_id: str, dedupe_key: str) -> None:
+async def done_by_hand_in(conn: AsyncConnection, team_id: str, dedupe_key: str) -> bool:
     """The work of the job keyed `dedupe_key` was done in this process (the command line runs
     what it queued at once): it is done, unless a worker is running it (that run finds the
-    work done and finishes it itself)."""
-    await conn.execute(_DONE_BY_HAND, {"t": team_id, "key": dedupe_key, "now": utcnow()})
+    work done and finishes it itself) or it was cancelled (`jobs cancel`): its work was
+    stopped then (an enrollment failed, "cancelled"), and `jobs` listed as done a job whose
+    work never ran. True when it was marked done."""
+    params = {"t": team_id, "key": dedupe_key, "now": utcnow()}
+    return (await conn.execute(_DONE_BY_HAND, params)).first() is not None
 
 
 async def find_by_key(db: Database, team_id: str, dedupe_key: str) -> Job | None:
