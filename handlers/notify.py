@@ -85,6 +85,11 @@ UNDER_WAY = frozenset({BatchStatus.QUEUED, BatchStatus.IMPORTING})  # progress, 
 HOME_EVENTS = frozenset({BATCH_CHANGED, IMPORT_FINISHED, ENROLLMENT_CHANGED, UNDO_FINISHED,
                          UNDO_STOPPED})
 LIST_KEY = "sources-list:"  # an All sources list to redraw when a file is read: source, view
+# chat.postMessage's answer for a reply to a review message someone deleted with no replies
+# (one with replies stays as "This message was deleted.", its thread still there)
+THREAD_GONE = "thread_not_found"
+# Slack refused the result for good where it goes: whoever asked gets it by DM instead
+RESULT_NOT_POSTED = CHANNEL_REFUSALS | {THREAD_GONE}
 _TRANSIENT = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
                         "request_timeout"})  # fmt: skip
 
@@ -219,8 +224,8 @@ class SlackNotifier:
             log.warning("Slack refused the %s report (%s): %s", event, ids,
                         slack_error(exc))  # fmt: skip
             if event in (IMPORT_FINISHED, UNDO_FINISHED) and (
-                    slack_error(exc) in CHANNEL_REFUSALS):  # fmt: skip
-                await self._result_by_dm(team_id, batch_id, event)
+                    slack_error(exc) in RESULT_NOT_POSTED):  # fmt: skip
+                await self._result_by_dm(team_id, batch_id, event, slack_error(exc))
         if event in HOME_EVENTS:
             await refresh_homes(self.db, self.client, team_id, team_leads=self.team_leads,
                                 undo_days=self.undo_days,
@@ -477,9 +482,12 @@ class SlackNotifier:
         opened = await self.client.conversations_open(users=user_id)
         await self.client.chat_postMessage(channel=opened["channel"]["id"], text=text)
 
-    async def _result_by_dm(self, team_id: str, batch_id: int, event: str) -> None:
-        """The import's channel is archived or the bot left it: whoever asked (for the
-        import, or for its undo) gets the result by direct message, once."""
+    async def _result_by_dm(self, team_id: str, batch_id: int, event: str,
+                            refused: str) -> None:  # fmt: skip
+        """The import's channel is archived, the bot left it, or its review message was
+        deleted (`refused`: Slack's error): whoever asked (for the import, or for its undo)
+        gets the result by direct message, once. Dropped, the result was lost, though the
+        thread had promised it."""
         view = await load(self.db, team_id, batch_id)
         batch = view.batch
         undone = event == UNDO_FINISHED
@@ -489,9 +497,10 @@ class SlackNotifier:
         text = (undone_text(batch, view.segment.name,
                             kept=await kept_unsubscribed(self.db, team_id, batch_id))
                 if undone else result_text(batch, view.segment.name))  # fmt: skip
+        why = ("Its review message was deleted" if refused == THREAD_GONE
+               else "I can't post in the import's channel any more")  # fmt: skip
         await self._post_once(team_id, f"result-dm:{event}:{batch_id}", lambda: self._dm(
-            who, f"{text}\n(I can't post in the import's channel any more, so I'm telling you "
-                 "here.)"))  # fmt: skip
+            who, f"{text}\n({why}, so I'm telling you here.)"))  # fmt: skip
 
     async def _progress(self, team_id: str, batch_id: int, text: str,
                         blocks: list[Block] | None = None,

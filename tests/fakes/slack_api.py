@@ -346,6 +346,8 @@ class FakeSlack(Served):
         self.channel_names: dict[str, str] = {}  # e.g. {"C0001": "referrals"} for file shares
         self.socket_url: str | None = None  # apps.connections.open answers it (FakeSocketMode)
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
+        # messages deleted with no replies: their thread is gone (one with replies stays)
+        self._gone_threads: set[tuple[str, str]] = set()
         self._triggers: dict[str, _Trigger] = {}
         self._stacks: dict[str, list[str]] = {}  # root view id -> view ids, bottom first
         self._response_urls: dict[str, tuple[str | None, str | None, str | None]] = {}
@@ -968,6 +970,8 @@ class FakeSlack(Served):
         if "blocks" in args:
             self._check_blocks(args["blocks"], "chat.postMessage", "message")
         channel = self._channel_id(args["channel"])
+        if (channel, args.get("thread_ts")) in self._gone_threads:
+            raise _ApiError("thread_not_found")  # Slack's answer for a reply to a deleted parent
         message = self._store_message(
             channel, args.get("text", ""), args.get("blocks"), args.get("thread_ts")
         )
@@ -1008,6 +1012,8 @@ class FakeSlack(Served):
         channel = self._channel_id(args["channel"])
         if self._messages.pop((channel, args["ts"]), None) is None:
             raise _ApiError("message_not_found")
+        if not self.messages_in(channel, args["ts"]):  # no replies left: no thread either
+            self._gone_threads.add((channel, args["ts"]))
         return {"channel": channel, "ts": args["ts"]}
 
     def _chat_post_ephemeral(self, args: dict[str, Any], team_id: str) -> dict[str, Any]:
