@@ -52,6 +52,7 @@ from handlers.home_publish import home_refresher
 from handlers.later import Later
 from handlers.messages import esc
 from handlers.notify import SlackNotifier, is_outage
+from handlers.slack_errors import slack_error
 from handlers.slack_files import slack_fetcher
 from handlers.uploads import upload_offerer
 from models import Database
@@ -100,7 +101,7 @@ async def refused_bot_token(settings: Settings) -> str | None:
         try:
             found = await client.auth_test()
         except Exception as exc:
-            error = _slack_error(exc)
+            error = slack_error(exc) if isinstance(exc, SlackApiError) else ""
             if error in _TOKEN_REFUSALS:
                 return (f"Slack refused SLACK_BOT_TOKEN ({error}): {_TOKEN_REFUSALS[error]}. "
                         "Copy the Bot User OAuth Token (it starts with xoxb-) from your app's "
@@ -112,7 +113,7 @@ async def refused_bot_token(settings: Settings) -> str | None:
                             "starting anyway (Slack may be reachable later)",
                             settings.slack_api_url, one_line(exc))  # fmt: skip
                 return None
-            if error is None:
+            if not error:  # no answer of Slack's, nor an outage: not ours to judge here
                 raise
             log.warning("Slack answered the check of SLACK_BOT_TOKEN (auth.test) with %s; "
                         "starting anyway", error)  # fmt: skip
@@ -120,14 +121,6 @@ async def refused_bot_token(settings: Settings) -> str | None:
     log.info("Slack takes SLACK_BOT_TOKEN: the bot user %s of workspace %s (%s)",
              found.get("user"), found.get("team"), found.get("team_id"))  # fmt: skip
     return None
-
-
-def _slack_error(exc: BaseException) -> str | None:
-    """The `error` of Slack's answer (invalid_auth, ...), or None for no answer of Slack's."""
-    if not isinstance(exc, SlackApiError):
-        return None
-    data = getattr(exc.response, "data", None)  # a body that wasn't JSON (a proxy's 502): text
-    return str(data.get("error")) if isinstance(data, dict) and data.get("error") else None
 
 
 SLACK_PATH = "/slack/events"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import json
 import logging
 import os
@@ -34,7 +33,15 @@ from bot import (
     cli_segments,
     cli_undo,
 )
-from bot.cli_common import JSON_HELP, TEAM_HELP, CliError, os_error_words, plain_mentions, positive
+from bot.cli_common import (
+    JSON_HELP,
+    TEAM_HELP,
+    CliError,
+    os_error_mend,
+    os_error_words,
+    plain_mentions,
+    positive,
+)
 from bot.home_refresh import HOME_REFRESH_JOB, queue_home_refresh
 from bot.imports.background import enqueue_file_import
 from bot.imports.batches import ReviewError
@@ -210,10 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _first_line(exc: OSError | DBAPIError) -> str:
     """What went wrong, in one line. A full disk or quota in words, with what mends it: it
     printed "[Errno 28] No space left on device" (`jobs > /dev/full`)."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if isinstance(exc, OSError) and (mend := os_error_mend(exc)):
         where = f" (writing {exc.filename})" if exc.filename else ""
         words = os_error_words(exc)
-        return f"{words[:1].upper()}{words[1:]}{where}: free some space, then run it again."
+        return f"{words[:1].upper()}{words[1:]}{where}: {mend}, then run it again."
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 

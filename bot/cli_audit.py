@@ -20,6 +20,7 @@ from bot.cli_common import JSON_HELP, MAX_INT, TEAM_HELP, CliError, more_with_li
 from bot.leads import LeadsError, add_lead, is_user_id, leads, remove_lead
 from bot.settings import Settings
 from models import Database
+from models.clock import as_utc
 
 COMMANDS = ("audit", "leads")
 DEFAULT_LIMIT = 50  # without --since
@@ -75,11 +76,11 @@ def parse_since(value: str) -> datetime:
     except ValueError:
         raise CliError(f"--since {value!r}: use YYYY-MM-DD or an ISO datetime like "
                        "2025-03-01T09:30") from None  # fmt: skip
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return as_utc(when)
 
 
 def _iso(when: datetime) -> str:
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    return as_utc(when).isoformat()
 
 
 def _who(actor: str) -> str:
@@ -87,7 +88,7 @@ def _who(actor: str) -> str:
 
 
 def _line(entry: Entry) -> str:
-    at = (entry.at if entry.at.tzinfo else entry.at.replace(tzinfo=UTC)).astimezone(UTC)
+    at = as_utc(entry.at)
     plain = replace(entry, subject=_MENTION.sub(r"\1", entry.subject))  # <@U1> -> U1
     return f"{at:%Y-%m-%d %H:%M} UTC  {_who(entry.actor):<12}  {sentence(plain)}"
 

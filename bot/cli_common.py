@@ -82,11 +82,16 @@ def os_error_words(exc: OSError) -> str:
     return reason[:1].lower() + reason[1:]
 
 
+def os_error_mend(exc: OSError) -> str:
+    """What mends `exc` ("free some space"), or "" when nothing general does."""
+    return _IN_WORDS.get(exc.errno or 0, ("", ""))[1]
+
+
 def write_failed(what: str, exc: OSError, again: str) -> CliError:
     """The failure of writing `what` to stdout (a full disk, a quota), in words: main tells it
     as every CliError, on stderr first (stdout is what failed), exit status 1. `again`: what
     to run once it is mended ("export again")."""
-    mend = _IN_WORDS.get(exc.errno or 0, ("", ""))[1]
+    mend = os_error_mend(exc)
     then = f"{mend}, then {again}" if mend else again
     return CliError(f"Couldn't write {what}: {os_error_words(exc)}. The output is incomplete: "
                     f"{then}.")  # fmt: skip

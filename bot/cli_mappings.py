@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from bot.audit import CLI
-from bot.cli_common import CliError
+from bot.cli_common import JSON_HELP, TEAM_HELP, CliError
 from bot.imports.mapping import (
     FIELDS,
     NTH,
@@ -30,6 +29,7 @@ from bot.imports.mapping import (
 )
 from bot.settings import Settings
 from models import Database
+from models.clock import as_utc
 
 COMMANDS: tuple[str, ...] = ("mappings",)
 ID_DIGITS = 8  # hex digits of an id, more only where two of a workspace's ids share them
@@ -54,8 +54,8 @@ def add_parsers(sub: Any) -> None:
         "mappings", help="list the column mappings remembered, or forget one",
         description="Without an ACTION: the column mappings the workspace remembered (chosen "
                     "in Slack's Map columns or with import --map), the latest first.")  # fmt: skip
-    maps.add_argument("--team", help="the Slack workspace's team id (default: the only workspace)")
-    maps.add_argument("--json", action="store_true", help="print JSON instead of text")
+    maps.add_argument("--team", help=TEAM_HELP)
+    maps.add_argument("--json", action="store_true", help=JSON_HELP)
     actions = maps.add_subparsers(dest="mappings_command", metavar="ACTION")
     forget = actions.add_parser(
         "forget", help="forget a remembered mapping: files with its headers are read by "
@@ -64,9 +64,9 @@ def add_parsers(sub: Any) -> None:
                         help="the mapping's id, as `referral-bot mappings` lists it")
     # SUPPRESS: `mappings --team T forget ID` keeps T (a subparser's default would overwrite it)
     forget.add_argument("--team", default=argparse.SUPPRESS,
-                        help="the Slack workspace's team id (default: the only workspace)")
+                        help=TEAM_HELP)
     forget.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="print JSON instead of text")
+                        help=JSON_HELP)
 
 
 async def run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
@@ -123,7 +123,7 @@ def _lines(mapping: Remembered, id_: str) -> str:
     return (f"{id_}  {headers}\n"
             f"{' ' * len(id_)}  {_columns_text(mapping)}\n"
             f"{' ' * len(id_)}  chosen {_by(mapping.chosen_by)} on "
-            f"{_utc(mapping.chosen_at):%Y-%m-%d %H:%M} UTC")  # fmt: skip
+            f"{as_utc(mapping.chosen_at):%Y-%m-%d %H:%M} UTC")  # fmt: skip
 
 
 def _shortened(header: list[str]) -> str:
@@ -149,11 +149,6 @@ def _by(actor: str) -> str:
     return "from the command line" if actor == CLI else f"by {actor}"
 
 
-def _utc(when: datetime) -> datetime:
-    """SQLite gives back a naive datetime (stored as UTC), PostgreSQL an aware one."""
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
-
-
 def _as_json(mapping: Remembered, id_: str) -> dict[str, Any]:
     """A mapping as `--json` gives it: its headers whole (null when not kept), and each
     mapped field's column with which of the columns so named it is (`nth`: 2 for the second
@@ -166,4 +161,4 @@ def _as_json(mapping: Remembered, id_: str) -> dict[str, Any]:
             columns.append({"field": name, "column": header,
                             "nth": int(nth) if nth.isdigit() else 1})  # fmt: skip
     return {"id": id_, "headers": mapping.header, "columns": columns,
-            "chosen_by": mapping.chosen_by, "chosen_at": _utc(mapping.chosen_at).isoformat()}
+            "chosen_by": mapping.chosen_by, "chosen_at": as_utc(mapping.chosen_at).isoformat()}

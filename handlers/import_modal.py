@@ -10,6 +10,7 @@ carries only audience ids: on submit the names are read again from the account.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Coroutine, Sequence
@@ -258,15 +259,16 @@ async def not_draft(d: Deps, client: AsyncWebClient | None, team_id: str, batch_
     if batch is None or batch.status == BatchStatus.DRAFT:
         return None
     what = ("this file" if len(form.files) == 1 else "these files") if form.files else "them"
-    status = await plain_mentions(client, describe_status(batch))
+    status = await mentions_as_names(client, describe_status(batch))
     return (f"Start a new import for {what} with /referral import: this one is already "
             f"{status}.")[:FILES_ERROR_MAX]  # fmt: skip
 
 
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)>")
+NAME_SECONDS = 1.0  # a person's name asked of Slack before a form's ack, at most
 
 
-async def plain_mentions(client: AsyncWebClient | None, text: str) -> str:
+async def mentions_as_names(client: AsyncWebClient | None, text: str) -> str:
     """`text` with each `<@U…>` as "@name": a form's error is plain text, where Slack shows
     a mention as typed."""
     names = {user_id: await _name_of(client, user_id)
@@ -278,10 +280,12 @@ async def _name_of(client: AsyncWebClient | None, user_id: str) -> str:
     """"@name" as Slack shows the person, or "someone" when Slack doesn't say."""
     if client is None:
         return "someone"
-    try:
-        user = (await client.users_info(user=user_id)).get("user") or {}
+    try:  # before the form's ack: a rate limit's wait must not cost its 3 seconds
+        found = await asyncio.wait_for(client.users_info(user=user_id), NAME_SECONDS)
+        user = found.get("user") or {}
     except Exception as exc:  # a name is nice to have: the error is said without it
-        log.info("users.info failed for %s: %r", user_id, exc)
+        log.info("users.info failed for %s (a form's error names them 'someone'): %r",
+                 user_id, exc)  # fmt: skip
         return "someone"
     profile = user.get("profile") or {}
     name = (profile.get("display_name") or profile.get("real_name") or user.get("real_name")

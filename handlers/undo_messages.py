@@ -20,7 +20,7 @@ from slack_sdk.models.views import View
 from bot.audit import by_whom
 from bot.imports.undo import UndoPlan, handed_on_words, unsubscribed_words
 from handlers.ids import Action, BlockId, Callback
-from handlers.messages import esc, n, plural, slack_date
+from handlers.messages import esc, n, plural, slack_date, were
 from models import ImportBatch
 
 REMOVE_ADVOCATES = "remove_advocates"  # the checkbox option's value
@@ -103,10 +103,9 @@ def _kept_lines(plan: UndoPlan) -> list[str]:
     that line when a later import's line was there too)."""
     if not plan.keeps:
         return []
-    were = "was" if plan.keeps == 1 else "were"
     return [f"• Keeps the {plural(plan.keeps, 'contact')} it created who unsubscribed or "
-            f"{were} already sent an invite, in no segment, so that no later import emails "
-            "them (again)."]
+            f"{were(plan.keeps)} already sent an invite, in no segment, so that no later "
+            "import emails them (again)."]
 
 
 def confirm_modal(plan: UndoPlan, *, metadata: str) -> View:

@@ -4,16 +4,13 @@ segment to VIP (was VIP)" and answered "*VIP* is now *VIP*", in Slack and in the
 from __future__ import annotations
 
 import asyncio
-import os
-
-import pytest
 
 from bot.audit import recent
-from bot.cli import main
 from bot.workspaces import create_segment, ensure_workspace, find_segment
 from handlers.ids import Action, BlockId
 from tests.handlers.conftest import LEAD, Harness
 from tests.handlers.test_segments import _button, _name
+from tests.shell import run
 
 TEAM = "T0001"
 SAID = "The segment is already named 'VIP': nothing to change."
@@ -49,19 +46,13 @@ async def test_renaming_a_segment_to_its_own_name_in_slack_changes_nothing(
 
 
 async def test_renaming_a_segment_to_its_own_name_in_the_shell_changes_nothing(
-    app: Harness, db_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+    app: Harness, db_env: dict[str, str]
+) -> None:
     await ensure_workspace(app.db, TEAM)
     await create_segment(app.db, TEAM, "VIP")
-    for name in list(os.environ):
-        if name.startswith(("DATABASE_", "DEFAULT_")):
-            monkeypatch.delenv(name)
-    for name, value in db_env.items():
-        monkeypatch.setenv(name, value)
-    capsys.readouterr()
-    code = await asyncio.to_thread(main, ["segments", "rename", "vip", "VIP", "--team", TEAM])
-    out, err = capsys.readouterr()
+    done = await asyncio.to_thread(run, db_env, "segments", "rename", "vip", "VIP", "--team",
+                                   TEAM)  # fmt: skip
+    code, out, err = done.returncode, done.stdout, done.stderr
     assert (code, out) == (1, ""), (code, out, err)
     assert SAID in err
     assert await _renames(app) == []
