@@ -10,7 +10,6 @@ carries only audience ids: on submit the names are read again from the account.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Coroutine, Sequence
@@ -47,6 +46,7 @@ from bot.mailchimp.api import Audience, MailchimpError, ReconnectNeeded, audienc
 from bot.mailchimp.jobs import queue_audiences, queued_audiences
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
 from bot.once import first_time, forget
+from bot.segments import NO_CAMPAIGNS, delete_segment, member_count
 from bot.workspaces import (
     WorkspaceError,
     clean_segment_name,
@@ -90,6 +90,7 @@ from handlers.messages import (
     review_message,
     segment_options,
 )
+from handlers.people import NAME_SECONDS, person_name
 from handlers.placeholder import open_modal
 from handlers.respond import fill_modal
 from handlers.routes import Routes
@@ -265,32 +266,17 @@ async def not_draft(d: Deps, client: AsyncWebClient | None, team_id: str, batch_
 
 
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)>")
-NAME_SECONDS = 1.0  # a person's name asked of Slack before a form's ack, at most
 
 
 async def mentions_as_names(client: AsyncWebClient | None, text: str) -> str:
-    """`text` with each `<@U…>` as "@name": a form's error is plain text, where Slack shows
-    a mention as typed."""
-    names = {user_id: await _name_of(client, user_id)
-             for user_id in dict.fromkeys(_MENTION.findall(text))}  # fmt: skip
+    """`text` with each `<@U…>` as "@name" ("someone" when Slack doesn't say): a form's error
+    is plain text, where Slack shows a mention as typed. Asked before the form's ack, so
+    each name waits NAME_SECONDS at most."""
+    names: dict[str, str] = {}
+    for user_id in dict.fromkeys(_MENTION.findall(text)):
+        name = await person_name(client, user_id, wait=NAME_SECONDS)
+        names[user_id] = f"@{name}" if name else "someone"
     return _MENTION.sub(lambda m: names[m.group(1)], text)
-
-
-async def _name_of(client: AsyncWebClient | None, user_id: str) -> str:
-    """"@name" as Slack shows the person, or "someone" when Slack doesn't say."""
-    if client is None:
-        return "someone"
-    try:  # before the form's ack: a rate limit's wait must not cost its 3 seconds
-        found = await asyncio.wait_for(client.users_info(user=user_id), NAME_SECONDS)
-        user = found.get("user") or {}
-    except Exception as exc:  # a name is nice to have: the error is said without it
-        log.info("users.info failed for %s (a form's error names them 'someone'): %r",
-                 user_id, exc)  # fmt: skip
-        return "someone"
-    profile = user.get("profile") or {}
-    name = (profile.get("display_name") or profile.get("real_name") or user.get("real_name")
-            or user.get("name"))  # fmt: skip
-    return f"@{name}" if name else "someone"
 
 
 def files_error(refused: Sequence[tuple[str, str]], max_bytes: int) -> str:
@@ -447,30 +433,52 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
     if batch_id is None:
         chosen = await chosen_audiences(d, team_id, form.audience_ids)  # before anything exists
         await own_uploads(d, client, user_id, form.files)
-        segment = (await create_segment(d.db, team_id, form.new_segment, actor=user_id)
-                   if form.new_segment
-                   else await import_segment(d.db, team_id, form.segment_id or 0))  # fmt: skip
-        batch = await create_batch(d.db, team_id, segment.id or 0, user_id, consent=form.consent)
-        batch_id = batch.id or 0
-    else:
-        existing = await may_change(d, client, team_id, user_id, batch_id)  # also: workspace
-        if existing.status != BatchStatus.DRAFT:
-            raise Refusal(f"That import is already {describe_status(existing)}; "
-                          "start a new one with /referral import.")  # fmt: skip
-        chosen = await chosen_audiences(d, team_id, form.audience_ids, batch_id)
-        await own_uploads(d, client, user_id, form.files)
-        if form.consent:
-            await confirm_consent(d.db, team_id, batch_id, user_id)
-    if meta.get("batch") is not None:
-        staged = await queue_sources(d, team_id, batch_id, form, chosen)
-        await d.notifier.batch_changed(team_id, batch_id)
-        if staged is not None:  # read at once: its skipped row (a repeat) shared as a file's
-            await d.notifier.rejects_changed(team_id, batch_id, staged.id or 0)
+        await _new_import(d, client, team_id, user_id, meta, form, chosen)
         return
+    existing = await may_change(d, client, team_id, user_id, batch_id)  # also: workspace
+    if existing.status != BatchStatus.DRAFT:
+        raise Refusal(f"That import is already {describe_status(existing)}; "
+                      "start a new one with /referral import.")  # fmt: skip
+    chosen = await chosen_audiences(d, team_id, form.audience_ids, batch_id)
+    await own_uploads(d, client, user_id, form.files)
+    if form.consent:
+        await confirm_consent(d.db, team_id, batch_id, user_id)
+    staged = await queue_sources(d, team_id, batch_id, form, chosen)
+    await d.notifier.batch_changed(team_id, batch_id)
+    if staged is not None:  # read at once: its skipped row (a repeat) shared as a file's
+        await d.notifier.rejects_changed(team_id, batch_id, staged.id or 0)
+
+
+async def _new_import(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                      meta: dict[str, Any], form: ImportForm,
+                      chosen: Sequence[Audience]) -> None:  # fmt: skip
+    """The form's import, made and its review posted. A segment the form named new and the
+    import then failed to use (its review couldn't be posted, the database failed) is
+    withdrawn with it: left, it sat empty in every menu, and the same form again, as the
+    refusal asks, was told its name "already exists"."""
+    made = None
+    if form.new_segment:
+        made = await create_segment(d.db, team_id, form.new_segment, actor=user_id)
+    try:
+        segment = made or await import_segment(d.db, team_id, form.segment_id or 0)
+        batch = await create_batch(d.db, team_id, segment.id or 0, user_id, consent=form.consent)
+        drawn = await _queued_and_published(d, client, team_id, user_id, batch.id or 0, meta,
+                                            form, chosen)  # fmt: skip
+    except Exception:
+        if made is not None:
+            await withdraw_segment(d.db, team_id, made, user_id)
+        raise
+    await review_posted(client, d, team_id, batch.id or 0, drawn)
+
+
+async def _queued_and_published(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                                batch_id: int, meta: dict[str, Any], form: ImportForm,
+                                chosen: Sequence[Audience]) -> BatchView:  # fmt: skip
+    """A new import's sources queued and its review posted; the review as drawn."""
     try:
         await queue_sources(d, team_id, batch_id, form, chosen)
         channel = form.review_channel or meta.get("channel") or ""
-        drawn = await publish_review(client, d, team_id, batch_id, channel, user_id)
+        return await publish_review(client, d, team_id, batch_id, channel, user_id)
     except Exception as exc:
         # a draft with no review message is one nobody could approve or cancel, and its
         # segment couldn't be deleted: withdraw it, and say so. publish_review records the
@@ -482,7 +490,28 @@ async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
         await cancel(d.db, team_id, batch_id, user_id, is_lead=True)
         raise Refusal("I couldn't post the review of your import, so nothing was imported: "
                       "please start again with /referral import.") from exc
-    await review_posted(client, d, team_id, batch_id, drawn)
+
+
+async def withdraw_segment(db: Database, team_id: str, segment: Segment, user_id: str) -> None:
+    """Delete `segment`, made by this action for an import that was then refused, while
+    nothing is in it: left, it sat empty in every segment menu, and its name was taken when
+    the person tried again. Kept if it holds a contact, an import under way or a campaign's
+    use (someone chose it meanwhile: segments.delete_segment checks the last two in its own
+    transaction). Nice to have: a failure is logged, and the refusal is said as it was."""
+    segment_id = segment.id or 0
+    try:
+        if await member_count(db, team_id, segment_id):
+            log.info("segment %s kept after a refused import: it holds contacts", segment_id)
+            return
+        await delete_segment(db, team_id, segment_id, actor=user_id,
+                             expect_campaigns=NO_CAMPAIGNS)  # fmt: skip
+    except WorkspaceError as exc:  # in use meanwhile, or deleted already
+        log.info("segment %s kept after a refused import: %s", segment_id, exc)
+    except Exception as exc:  # the database failed too: said in the log, not over the refusal
+        log.warning("segment %s made for a refused import was not withdrawn: %r", segment_id,
+                    exc)  # fmt: skip
+    else:
+        log.info("segment %s withdrawn with the import it was made for", segment_id)
 
 
 async def queue_sources(d: Deps, team_id: str, batch_id: int, form: ImportForm,

@@ -80,6 +80,7 @@ from handlers.mailchimp_messages import (
     status_message,
 )
 from handlers.messages import esc, metadata
+from handlers.people import person_name
 from handlers.placeholder import open_modal
 from handlers.respond import Click, ResponseUrlFailed, respond
 from handlers.routes import Routes
@@ -121,8 +122,8 @@ async def _offer(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, *,
     name = await _workspace_name(client, team_id)
     if name and name != workspace.name:  # the start page names the workspace
         await name_workspace(d.db, team_id, name)
-    state = make_state(d.settings.secret_key, team_id, user_id,
-                       person=await _person_name(client, user_id))  # fmt: skip
+    person = await person_name(client, user_id) or user_id  # Slack silent: named by their id
+    state = make_state(d.settings.secret_key, team_id, user_id, person=person)
     return ConnectOffer(sign_in_url=connect_url(d.settings.public_base, state), lead=True)
 
 
@@ -135,18 +136,6 @@ async def _workspace_name(client: AsyncWebClient, team_id: str) -> str:
         log.warning("auth.test failed (team %s): %r", team_id, exc)
         return ""
     return str(found.get("team") or "") if found.get("team_id") == team_id else ""
-
-
-async def _person_name(client: AsyncWebClient, user_id: str) -> str:
-    """How the start page names the person who asked (their id if Slack says nothing)."""
-    try:
-        user = (await client.users_info(user=user_id)).get("user") or {}
-    except Exception as exc:  # the start page names the id instead (a timeout too)
-        log.warning("users.info failed for %s: %r", user_id, exc)
-        return user_id
-    profile = user.get("profile") or {}
-    return str(profile.get("real_name") or user.get("real_name") or profile.get("display_name")
-               or user.get("name") or user_id)  # fmt: skip
 
 
 async def _show_status(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, url: str,

@@ -24,14 +24,15 @@ from bot.settings import Settings
 from bot.workspaces import WorkspaceError, create_segment, ensure_workspace, find_segment
 from handlers.context import Deps, Refusal, deps, is_lead, require_member, team_of
 from handlers.ids import Action, BlockId
-from handlers.import_modal import import_segment, post_review
+from handlers.import_modal import import_segment, post_review, withdraw_segment
 from handlers.messages import NEW_SEGMENT_VALUE, esc, plain, upload_offer
 from handlers.notify import is_outage
+from handlers.people import is_direct_message
 from handlers.routes import Routes
 from handlers.slack_errors import slack_error
 from handlers.slack_files import SlackFile, check_csv, describe, upload_limit
 from handlers.thread_reply import message_gone
-from models import Database
+from models import Database, Segment
 
 log = logging.getLogger(__name__)
 # A review is posted within seconds of its click; one still unposted this long after belongs
@@ -160,38 +161,23 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
         raise Refusal("Choose a segment first (or type a new one's name), then press Review "
                       "import.")  # fmt: skip
     file_id = str(body["actions"][0].get("value") or "")
-    channel = (body.get("channel") or {}).get("id") or ""
-    if channel.startswith("D") and not await is_lead(d, client, team_id, user_id):
-        # its review would be posted in this conversation, which no lead sees
+    where = body.get("channel") or {}
+    channel = str(where.get("id") or "")
+    if (is_direct_message(channel, str(where.get("name") or ""))
+            and not await is_lead(d, client, team_id, user_id)):  # fmt: skip
+        # its review would be posted in this conversation (a group DM too), which no lead sees
         raise Refusal("Only team leads approve imports, and none sees this conversation: "
                       "share the file in a channel where one will, and review it there.")
     info = await _importable(client, d, file_id, channel)  # before any segment is made
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
-    if segment_id is None:  # "New segment “…”": made now, or the one made meanwhile
-        name = value.removeprefix(NEW_SEGMENT_VALUE)
-        try:
-            found = await find_segment(d.db, team_id, name)
-            segment = found or await create_segment(d.db, team_id, name, actor=user_id)
-        except WorkspaceError as exc:  # it may quote the name as typed: mrkdwn-escaped
-            raise Refusal(esc(str(exc))) from None
-        segment_id = segment.id or 0
-    segment = await import_segment(d.db, team_id, segment_id)
-    # one review message per batch: a double click (or two people) would post two, and the
-    # second click's segment must not replace the first's while its review is being posted
-    batch_id, posting_here = await create_upload_batch(
-        d.db, team_id, segment.id or 0, user_id, file_id=file_id, label=info.name
-    )
+    segment, made = await _chosen_segment(d, team_id, user_id, value, segment_id)
+    try:
+        batch_id = await _claim_review(d, team_id, user_id, segment.id or 0, file_id, info)
+    except Exception:
+        if made:  # made for this review, which was refused: not left empty in every menu
+            await withdraw_segment(d.db, team_id, segment, user_id)
+        raise
     posting = review_post_key(batch_id)
-    if not posting_here:
-        earlier = await review.batch_of(d.db, team_id, batch_id)
-        # a review still unposted long after its click: that process died posting it (a
-        # restart), and the file said "being posted" for good; this click posts it
-        posting_here = not earlier.message_ts and await hold(
-            d.db, team_id, posting, stale_after=POSTING_GIVEN_UP)  # fmt: skip
-    if not posting_here:
-        where = f" in <#{earlier.channel_id}>" if earlier.message_ts else " (being posted)"
-        raise Refusal(f"This file already has a review, started by <@{earlier.requested_by}>: "
-                      f"import #{batch_id}{where}.")  # fmt: skip
     try:
         await post_review(client, d, team_id, batch_id, channel, user_id)
     except BaseException:
@@ -207,6 +193,45 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
         # "Something went wrong" over a review that was posted only misled
         why = "was deleted" if message_gone(exc) else f"refused ({slack_error(exc)})"
         log.info("the upload offer of import %s %s: not updated", batch_id, why)
+
+
+async def _chosen_segment(d: Deps, team_id: str, user_id: str, value: str,
+                          segment_id: int | None) -> tuple[Segment, bool]:  # fmt: skip
+    """The offer's segment to import into, and whether this click made it: "New segment “…”"
+    is made now, or is the one made meanwhile (by another click, which may still need it)."""
+    made = False
+    if segment_id is None:
+        name = value.removeprefix(NEW_SEGMENT_VALUE)
+        try:
+            found = await find_segment(d.db, team_id, name)
+            if found is None:
+                found, made = await create_segment(d.db, team_id, name, actor=user_id), True
+        except WorkspaceError as exc:  # it may quote the name as typed: mrkdwn-escaped
+            raise Refusal(esc(str(exc))) from None
+        segment_id = found.id or 0
+    return await import_segment(d.db, team_id, segment_id), made
+
+
+async def _claim_review(d: Deps, team_id: str, user_id: str, segment_id: int, file_id: str,
+                        info: SlackFile) -> int:  # fmt: skip
+    """The file's import, whose review this click posts; refused when another click's review
+    of it is posted or being posted. One review message per batch: a double click (or two
+    people) would post two, and the second click's segment must not replace the first's
+    while its review is being posted."""
+    batch_id, posting_here = await create_upload_batch(
+        d.db, team_id, segment_id, user_id, file_id=file_id, label=info.name
+    )
+    if posting_here:
+        return batch_id
+    earlier = await review.batch_of(d.db, team_id, batch_id)
+    # a review still unposted long after its click: that process died posting it (a
+    # restart), and the file said "being posted" for good; this click posts it
+    if not earlier.message_ts and await hold(d.db, team_id, review_post_key(batch_id),
+                                             stale_after=POSTING_GIVEN_UP):  # fmt: skip
+        return batch_id
+    where = f" in <#{earlier.channel_id}>" if earlier.message_ts else " (being posted)"
+    raise Refusal(f"This file already has a review, started by <@{earlier.requested_by}>: "
+                  f"import #{batch_id}{where}.")  # fmt: skip
 
 
 async def _importable(client: AsyncWebClient, d: Deps, file_id: str, channel: str

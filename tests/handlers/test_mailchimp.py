@@ -485,7 +485,8 @@ async def test_oauth_mode_shows_a_sign_in_button(build: Build, mc: FakeMailchimp
         url = urlsplit(found[1]["url"])  # the bot's start page, never Mailchimp's directly
         assert (url.scheme, url.netloc, url.path) == ("https", "bot.example", CONNECT_PATH)
         state = read_state(SECRET_KEY, parse_qs(url.query)["state"][0])
-        assert (state.team_id, state.user_id, state.person) == (TEAM, LEAD, "Dana Lead")
+        # named as Slack shows them, by their display name (as the import form names people)
+        assert (state.team_id, state.user_id, state.person) == (TEAM, LEAD, "dana")
         assert await workspace_name(app.db, TEAM) == "Acme"  # auth.test's, for the start page
         clicked = await app.requests.block_action(Action.MAILCHIMP_SIGN_IN, None, user_id=LEAD,
                                                   message={"blocks": status["blocks"]})
@@ -495,6 +496,18 @@ async def test_oauth_mode_shows_a_sign_in_button(build: Build, mc: FakeMailchimp
         assert find_element(rep_status["blocks"], Action.MAILCHIMP_SIGN_IN) is None
         assert find_element(rep_status["blocks"], Action.MAILCHIMP_CONNECT) is not None
         assert app.slack.block_errors == []
+
+
+async def test_the_start_page_names_a_person_without_a_display_name_by_their_full_name(
+    build: Build, mc: FakeMailchimp
+) -> None:
+    """Display name, else full name, else username: the import form's order too."""
+    async with build(mailchimp_client_id="cid-123", mailchimp_client_secret="csecret") as app:
+        app.slack.users[LEAD] = {"profile": {"real_name": "Dana Lead", "display_name": ""}}
+        found = find_element((await _status(app))["blocks"], Action.MAILCHIMP_SIGN_IN)
+        assert found is not None
+        state = read_state(SECRET_KEY, parse_qs(urlsplit(found[1]["url"]).query)["state"][0])
+        assert state.person == "Dana Lead"
 
 
 async def test_oauth_sign_in_button_survives_slack_not_answering_for_names(
