@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers import audit_log, campaigns, contact_search, leads, mailchimp, segments, undo
 from handlers.context import Deps, deps
-from handlers.import_modal import open_import_modal
+from handlers.home import open_import_form
+from handlers.home_messages import AGAIN_TYPED
 from handlers.messages import help_text
+from handlers.people import is_direct_message
 from handlers.routes import Routes
 
 # `/referral <word> ...` -> its listener; each gets the whole command (text included) to parse
@@ -35,6 +38,7 @@ def typed(text: str) -> str:
 
 async def referral(ack: Any, command: dict[str, Any], client: AsyncWebClient,
                    context: dict[str, Any]) -> None:  # fmt: skip
+    started = time.monotonic()  # the trigger id's 3 s run from about now
     command = {**command, "text": typed(command.get("text") or "")}
     words = command["text"].lower().split()
     listener = SUBCOMMANDS.get(words[0] if words else "")
@@ -47,31 +51,26 @@ async def referral(ack: Any, command: dict[str, Any], client: AsyncWebClient,
     await ack()
     # trigger ids live 3 seconds: opening the modal is the first thing after the ack
     d = deps(context)
-    d.later.run(_open_import_form(d, client, command), client, command, prompt=True)
+    d.later.run(_open_import_form(d, client, command, started), client, command, prompt=True)
 
 
 def in_direct_message(command: dict[str, Any]) -> bool:
-    """Typed in a direct message: with the bot, between people, or a group DM. Slack names
-    a slash command's DM "directmessage" and a group DM "mpdm-…" (whose id starts with G or,
-    in newer workspaces, C), so the name tells a group DM from a channel."""
-    name = str(command.get("channel_name") or "")
-    return (str(command.get("channel_id") or "").startswith("D")
-            or name == "directmessage" or name.startswith("mpdm-"))  # fmt: skip
+    """Typed in a direct message (with the bot, between people, or a group DM)."""
+    return is_direct_message(str(command.get("channel_id") or ""),
+                             str(command.get("channel_name") or ""))  # fmt: skip
 
 
-async def _open_import_form(d: Deps, client: AsyncWebClient, command: dict[str, Any]) -> None:
+async def _open_import_form(d: Deps, client: AsyncWebClient, command: dict[str, Any],
+                            started: float) -> None:  # fmt: skip
     """The import form for `/referral import`. Typed in a direct message, the form asks where
     the review goes (as Home's does): one posted in that conversation was one no lead would
     see. Left empty, it goes to the person's DM with the bot, not to the conversation typed
     in: the bot can't post in a DM between people nor be invited into one, so a review sent
     there failed and told the person to /invite the bot where no one can."""
-    channel = command["channel_id"]
-    in_dm = in_direct_message(command)
-    if in_dm:  # fast, as Home's *New import* does before the form: the trigger lives 3 s
-        channel = (await client.conversations_open(users=command["user_id"]))["channel"]["id"]
-    await open_import_modal(d, client, command["trigger_id"], command["team_id"],
-                            command["user_id"], channel_id=channel,
-                            choose_channel=in_dm)  # fmt: skip
+    await open_import_form(d, client, trigger_id=command["trigger_id"],
+                           team_id=command["team_id"], user_id=command["user_id"],
+                           review_in=None if in_direct_message(command) else command["channel_id"],
+                           again=AGAIN_TYPED, started=started)  # fmt: skip
 
 
 def register(app: Routes) -> None:

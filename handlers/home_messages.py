@@ -328,6 +328,19 @@ def action_buttons(connected: bool, *, lead: bool = False) -> ActionsBlock:
     return ActionsBlock(elements=buttons)
 
 
+# how to ask for the import form again, for `form_not_opened`
+AGAIN_FROM_HOME = "press *New import* on Home again"
+AGAIN_TYPED = "type `/referral import` again"
+
+
+def form_not_opened(again: str, wait: int) -> str:
+    """Slack rate limited the form's opening for longer than its trigger id lives (`wait`:
+    its Retry-After, in seconds)."""
+    when = "in a few seconds" if wait <= 5 else f"in {wait} seconds"
+    return (f"Slack is busy right now and didn't open the import form. Nothing changed: "
+            f"{again} {when}.")
+
+
 OUTSIDER_HOME = ("Only members of this workspace can see its referral program here: its "
                  "segments, campaigns and imports.")
 

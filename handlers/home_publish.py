@@ -8,15 +8,21 @@ it lately; the data is read once for all of them.
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
+from aiohttp import ClientSession
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from sqlalchemy import case, delete
 from sqlmodel import col, func, select
 
@@ -54,6 +60,11 @@ UNDO_DAYS = 7  # UNDO_WINDOW_DAYS' default, for refreshes that don't pass the se
 MAX_REPUBLISHED = 50  # per change: the most recent viewers (views.publish is Tier 4)
 REREADS = 3  # reads of the data per publish, while it keeps changing meanwhile
 NONE = EnrollmentFigures()  # an import that led to no enrollment
+# A refresh asks Slack who each viewer is (users.info, Tier 4: about 100 a minute): up to
+# MAX_REPUBLISHED calls per change. An answer this recent is taken as still true instead;
+# opening Home or clicking in it always asks. At most this many answers are kept.
+PROFILE_SECONDS = 60.0
+PROFILES_KEPT = 1000
 
 
 async def recent_imports(
@@ -167,8 +178,11 @@ async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_
 
     `lists`: what they just chose with *Show more* or *Show less*, kept for the republishes
     that follow; without it (they opened the tab), what they chose last, if it still holds.
-    The choice is written before the publish so that a republish racing it shows it too."""
-    role = await _role(db, client, team_id, user_id, team_leads)
+    The choice is written before the publish so that a republish racing it shows it too
+    (one that read the lists before, and published after, reads them again: see
+    `_publish_current`)."""
+    role = await _role(db, _remembering(client, team_id, fresh=True), team_id, user_id,
+                       team_leads)  # fmt: skip
     if role is None or role is Role.OUTSIDER:  # not remembered: nothing is republished
         outsider = role is Role.OUTSIDER
         log.info("%s shown no Home of %s (%s)", user_id, team_id,
@@ -176,15 +190,11 @@ async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_
         view = outsider_home_view() if outsider else unknown_viewer_home_view()
         await client.views_publish(user_id=user_id, view=view)
         return
-    chose = lists is not None
     if lists is not None:
         await _seen(db, team_id, user_id, lists)
-    else:
-        lists = await _kept_lists(db, team_id, user_id)
-    await _publish_current(db, client, team_id, {user_id: Shape(lists, role)},
-                           undo_days=undo_days, lease_seconds=lease_seconds,
-                           quiet=False)  # fmt: skip
-    if not chose:
+    await _publish_current(db, client, team_id, {user_id: role}, undo_days=undo_days,
+                           lease_seconds=lease_seconds, quiet=False)  # fmt: skip
+    if lists is None:
         await _seen(db, team_id, user_id)
 
 
@@ -201,18 +211,16 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
             await conn.execute(delete(HomeViewer).where(
                 col(HomeViewer.team_id) == team_id,
                 col(HomeViewer.opened_at) < now - VIEWERS_KEPT))  # fmt: skip
-            rows = (await conn.execute(
-                select(HomeViewer.user_id, HomeViewer.opened_at, HomeViewer.segments_shown,
-                       HomeViewer.imports_shown)
-                .where(col(HomeViewer.team_id) == team_id)
+            users = (await conn.execute(
+                select(HomeViewer.user_id).where(col(HomeViewer.team_id) == team_id)
                 .order_by(col(HomeViewer.opened_at).desc()).limit(MAX_REPUBLISHED)
-            )).all()  # fmt: skip
-        if not rows:
+            )).scalars().all()  # fmt: skip
+        if not users:
             return
         # one Slack couldn't say who is just now keeps the Home they have
-        viewers = {user_id: Shape(_still_kept(opened_at, segments, imports, now), role)
-                   for user_id, opened_at, segments, imports in rows
-                   if (role := await _role(db, client, team_id, user_id, team_leads)) is not None}
+        asking = _remembering(client, team_id, fresh=False)
+        viewers = {user_id: role for user_id in users
+                   if (role := await _role(db, asking, team_id, user_id, team_leads)) is not None}
         if not viewers:
             return
         await _publish_current(db, client, team_id, viewers, undo_days=undo_days,
@@ -222,31 +230,37 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
 
 
 async def _publish_current(db: Database, client: AsyncWebClient, team_id: str,
-                           viewers: Mapping[str, Shape], *, undo_days: int,
+                           viewers: Mapping[str, Role], *, undo_days: int,
                            lease_seconds: float, quiet: bool) -> None:  # fmt: skip
-    """Publish Home to `viewers` (the data read once, one view per shape), then
-    read the data again and republish the views it changes, a few times at most.
+    """Publish Home to `viewers` (the data read once, one view per shape), then read the
+    data and the lists they expanded again and republish the views that changed, a few
+    times at most.
 
     Two changes a moment apart each republish Home; the refresh that read first can land
     last (Slack answered it slowly) and put back the Home of before the second change, for
     good. Reading again once its publishes landed, the late one sees the newer data and
     publishes it. This holds whichever process ran the other refresh (serve's listeners, a
-    worker), where a lock would order the refreshes of one process only.
+    worker), where a lock would order the refreshes of one process only. The lists are read
+    again for the same reason: a *Show more* clicked while a refresh was under way was
+    folded back by it, the refresh having read the lists before the click wrote them.
 
     `quiet`: a publish Slack refuses (a deactivated viewer, say) is logged and the others
     still get theirs; else it raises."""
-    most = max(shape.lists.imports_shown for shape in viewers.values())
-    shown: dict[Shape, dict[str, Any]] = {}
+    shown: dict[str, dict[str, Any]] = {}  # viewer -> the view last published to them
     for _ in range(REREADS):
+        shapes = {user_id: Shape(lists, viewers[user_id])
+                  for user_id, lists in (await _lists_of(db, team_id, viewers)).items()}
+        most = max(shape.lists.imports_shown for shape in shapes.values())
         data = await home_data(db, team_id, imports_shown=most, undo_days=undo_days,
                                lease_seconds=lease_seconds)  # fmt: skip
-        views = {shape: shape.view(data) for shape in set(viewers.values())}
-        changed = {shape for shape, view in views.items() if view.to_dict() != shown.get(shape)}
+        views = {shape: shape.view(data) for shape in set(shapes.values())}
+        drawn = {shape: view.to_dict() for shape, view in views.items()}
+        changed = [user_id for user_id, shape in shapes.items()
+                   if drawn[shape] != shown.get(user_id)]  # fmt: skip
         if not changed:
             return
-        for user_id, shape in viewers.items():
-            if shape not in changed:
-                continue
+        for user_id in changed:
+            shape = shapes[user_id]
             try:
                 await client.views_publish(user_id=user_id, view=views[shape])
             except SlackApiError as exc:
@@ -254,7 +268,7 @@ async def _publish_current(db: Database, client: AsyncWebClient, team_id: str,
                     raise
                 log.warning("Home not republished for team=%s user=%s: %s", team_id, user_id,
                             slack_error(exc))  # fmt: skip
-        shown |= {shape: views[shape].to_dict() for shape in changed}
+            shown[user_id] = drawn[shape]
 
 
 async def _role(db: Database, client: AsyncWebClient, team_id: str, user_id: str,
@@ -288,6 +302,54 @@ async def _role_in_new_workspace(client: AsyncWebClient, team_id: str, user_id: 
     return role_from(user, team_id, listed=user_id in team_leads)
 
 
+class _Profiles:
+    """Slack's users.info answers about Home's viewers, by (team, user), with when each came;
+    the least recently kept go first beyond PROFILES_KEPT."""
+
+    def __init__(self) -> None:
+        self._answers: OrderedDict[tuple[str, str], tuple[float, AsyncSlackResponse]] = (
+            OrderedDict())
+
+    def recent(self, key: tuple[str, str]) -> AsyncSlackResponse | None:
+        kept = self._answers.get(key)
+        if kept is None or time.monotonic() - kept[0] > PROFILE_SECONDS:
+            return None
+        return kept[1]
+
+    def keep(self, key: tuple[str, str], answer: AsyncSlackResponse) -> None:
+        self._answers[key] = (time.monotonic(), answer)
+        self._answers.move_to_end(key)
+        while len(self._answers) > PROFILES_KEPT:
+            self._answers.popitem(last=False)
+
+
+# per connection pool to Slack: the process's one (serve's, a worker's); a client with none
+# of its own (the shell's, made per use) keeps nothing
+_PROFILES: WeakKeyDictionary[ClientSession, _Profiles] = WeakKeyDictionary()
+
+
+def _remembering(client: AsyncWebClient, team_id: str, *, fresh: bool) -> AsyncWebClient:
+    """`client` whose users.info keeps its answers a while (`_Profiles`) and, unless `fresh`,
+    answers from one younger than PROFILE_SECONDS. Only users.info changes: Home's viewers
+    are who it asks about, through `role_in`, which decides from the answer."""
+    if client.session is None:
+        return client
+    profiles = _PROFILES.setdefault(client.session, _Profiles())
+    ask = client.users_info
+
+    async def users_info(*, user: str, **kwargs: Any) -> AsyncSlackResponse:
+        key = (team_id, user)
+        if not fresh and not kwargs and (known := profiles.recent(key)) is not None:
+            return known
+        answer = await ask(user=user, **kwargs)
+        profiles.keep(key, answer)
+        return answer
+
+    remembering = copy.copy(client)
+    remembering.users_info = users_info  # type: ignore[method-assign]
+    return remembering
+
+
 async def refresh_for(d: Deps, client: AsyncWebClient, team_id: str) -> None:
     """`refresh_homes` with the workspace's settings (the undo window decides *Undo*)."""
     await refresh_homes(d.db, client, team_id, team_leads=d.settings.team_leads,
@@ -316,13 +378,19 @@ def _still_kept(opened_at: datetime, segments: int | None, imports: int | None,
     return Lists(segments, imports)
 
 
-async def _kept_lists(db: Database, team_id: str, user_id: str) -> Lists:
+async def _lists_of(db: Database, team_id: str, user_ids: Iterable[str]) -> dict[str, Lists]:
+    """The lists each of these people expanded, as they hold now (see `_still_kept`)."""
+    users = list(user_ids)
     async with db.begin() as conn:
-        row = (await conn.execute(
-            select(HomeViewer.opened_at, HomeViewer.segments_shown, HomeViewer.imports_shown)
-            .where(col(HomeViewer.team_id) == team_id, col(HomeViewer.user_id) == user_id)
-        )).first()  # fmt: skip
-    return FIRST_PAGES if row is None else _still_kept(*row, utcnow())
+        rows = (await conn.execute(
+            select(HomeViewer.user_id, HomeViewer.opened_at, HomeViewer.segments_shown,
+                   HomeViewer.imports_shown)
+            .where(col(HomeViewer.team_id) == team_id, col(HomeViewer.user_id).in_(users))
+        )).all()  # fmt: skip
+    now = utcnow()
+    kept = {user_id: _still_kept(opened_at, segments, imports, now)
+            for user_id, opened_at, segments, imports in rows}  # fmt: skip
+    return {user_id: kept.get(user_id, FIRST_PAGES) for user_id in users}
 
 
 async def _seen(db: Database, team_id: str, user_id: str, lists: Lists | None = None) -> None:

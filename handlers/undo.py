@@ -12,6 +12,7 @@ then saying what came of it (a second submission that got past the read is told 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -28,14 +29,17 @@ from bot.imports.undo import (
 from bot.imports.undo import refusal as undo_refusal
 from handlers.context import Deps, deps, form_meta, id_in, is_lead, leads_only, team_of
 from handlers.ids import Action, Callback
+from handlers.later import message_for, who_and_what
 from handlers.messages import metadata, undo_window
 from handlers.placeholder import open_modal
-from handlers.respond import fill_modal, update_modal
+from handlers.respond import dm, fill_modal, update_modal
 from handlers.routes import Routes
 from handlers.undo_messages import (
     asking_modal,
     checking_modal,
     confirm_modal,
+    not_asked_modal,
+    not_asked_text,
     refused_modal,
     remove_advocates,
     resume_modal,
@@ -43,6 +47,7 @@ from handlers.undo_messages import (
     waiting_modal,
 )
 
+log = logging.getLogger(__name__)
 WHAT = "undo imports"
 
 
@@ -120,13 +125,20 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
         await ack(response_action="update", view=refused_modal(refusal).to_dict())
         return
     await ack(response_action="update", view=asking_modal(batch_id).to_dict())
+    where = {**who_and_what(body), "batch": str(batch_id)}  # for the log, should it fail
     d.later.run(_ask(d, client, str(view.get("id") or ""), team_id, user_id, batch_id,
-                     remove_advocates(view["state"]["values"]), resume), client, body)  # fmt: skip
+                     remove_advocates(view["state"]["values"]), resume, where),
+                client, body)  # fmt: skip
 
 
 async def _ask(d: Deps, client: AsyncWebClient, view_id: str, team_id: str, user_id: str,
-               batch_id: int, advocates: bool, resume: bool) -> None:  # fmt: skip
-    """The undo's request (or its resumption), after the ack; the modal says what came of it."""
+               batch_id: int, advocates: bool, resume: bool,
+               where: dict[str, str]) -> None:  # fmt: skip
+    """The undo's request (or its resumption), after the ack; the modal says what came of it.
+
+    A failure (the database down or busy) is said in the modal, which the ack left saying
+    "Asking for the undo…": `Later` only knows the modals its work opened, so the modal
+    said that for good while the failure went to a direct message."""
     try:
         if resume:
             batch = await resume_undo(d.db, team_id, batch_id, user_id)
@@ -138,9 +150,26 @@ async def _ask(d: Deps, client: AsyncWebClient, view_id: str, team_id: str, user
     except ReviewError as exc:
         await update_modal(client, view_id, refused_modal(str(exc)))
         return
+    except Exception as exc:
+        await _not_asked(client, view_id, user_id, batch_id, message_for(exc, where))
+        return
     in_thread = bool(batch.channel_id and batch.message_ts)
     await update_modal(client, view_id, started_modal(batch_id, in_thread=in_thread))
     await _after(d, client, team_id, batch_id)
+
+
+async def _not_asked(client: AsyncWebClient, view_id: str, user_id: str, batch_id: int,
+                     why: str) -> None:  # fmt: skip
+    """Say in the modal that the undo couldn't be asked for (`why`: `message_for`'s words,
+    the failure logged with its context and reference); by direct message if the modal was
+    closed meanwhile or Slack refuses."""
+    text = not_asked_text(batch_id, why)
+    try:
+        await client.views_update(view_id=view_id, view=not_asked_modal(text))
+    except Exception as exc:
+        log.info("undo of import %s not asked for; the modal couldn't say so (%r): by DM",
+                 batch_id, exc)  # fmt: skip
+        await dm(client, user_id, text)
 
 
 def register(app: Routes) -> None:

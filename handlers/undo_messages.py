@@ -84,6 +84,18 @@ def asking_modal(batch_id: int) -> View:
                             f"#{batch_id}…")])  # fmt: skip
 
 
+def not_asked_text(batch_id: int, why: str) -> str:
+    """The undo couldn't be asked for (the database failed); `why` (handlers.later's words
+    for the failure) says whether anything changed and when to try again."""
+    return (f":warning: *I couldn't ask for the undo of import #{batch_id}*: to try again, "
+            f"click its *Undo* button once more.\n{why}")
+
+
+def not_asked_modal(text: str) -> View:
+    """`not_asked_text` in the modal the ack left saying "Asking for the undo…"."""
+    return _modal([_section(text)])
+
+
 def refused_modal(reason: str) -> View:
     """Why this person can't undo this import (reason: mrkdwn written for Slack)."""
     return _modal([_section(f":no_entry_sign: {reason}")])

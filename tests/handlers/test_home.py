@@ -667,3 +667,107 @@ async def test_import_typed_in_a_direct_message_asks_where_the_review_goes(app: 
     assert "Only team leads approve" in reply.body["errors"][BlockId.REVIEW_CHANNEL]
     reply = await _submit_home_form(app, modal, REP, segment="From DM", channel="C0REVIEW")
     assert app.slack.find_action(Action.APPROVE, "C0REVIEW") is not None
+
+
+async def test_new_import_rate_limited_past_the_trigger_says_slack_is_busy_at_once(
+    app: Harness,
+) -> None:
+    """views.open answered 429 with a Retry-After longer than the trigger id lives: the
+    client waited it out, asked again with an expired trigger, and the person was told, that
+    long after, that Slack gave too little time. Now it isn't asked again: they are told at
+    once (Home has no channel: by DM) that Slack is busy and to press the button again."""
+    home = await _open_home(app, REP)
+    app.slack.rate_limit("views.open", times=1, retry_after=5)
+    await app.requests.block_action(Action.HOME_NEW_IMPORT, "new", view=home, user_id=REP)
+    await app.settle()
+    assert len(app.slack.calls_to("views.open")) == 1  # no retry with a trigger gone stale
+    told = [m["text"] for m in app.slack.messages_in(app.slack.dm_channels[REP])]
+    assert told == ["Slack is busy right now and didn't open the import form. Nothing "
+                    "changed: press *New import* on Home again in a few seconds."], told
+    assert app.slack.open_views(REP) == []
+    await _home_import_form(app, REP)  # pressed again, once Slack is no longer busy
+
+
+async def test_a_rate_limit_that_ends_within_the_trigger_is_waited_out(app: Harness) -> None:
+    """As before: a Retry-After short enough is waited out, and the form opens."""
+    home = await _open_home(app, REP)
+    app.slack.rate_limit("views.open", times=1, retry_after=0)
+    await app.requests.block_action(Action.HOME_NEW_IMPORT, "new", view=home, user_id=REP)
+    await app.settle()
+    assert [c.rate_limited for c in app.slack.calls_to("views.open")] == [True, False]
+    assert app.slack.open_views(REP)[-1]["callback_id"] == Callback.IMPORT
+    assert app.slack.messages_in(app.slack.dm_channels[REP]) == []  # nothing to tell
+
+
+async def test_referral_import_rate_limited_says_so_where_it_was_typed(app: Harness) -> None:
+    app.slack.rate_limit("views.open", times=1, retry_after=30)
+    reply = await app.requests.slash_command(text="import", user_id=REP, channel_id="C0001")
+    assert reply.status == 200
+    await app.settle()
+    assert len(app.slack.calls_to("views.open")) == 1
+    assert [e["text"] for e in app.slack.ephemerals if e["user"] == REP] == [
+        "Slack is busy right now and didn't open the import form. Nothing changed: type "
+        "`/referral import` again in 30 seconds."]  # fmt: skip
+
+
+async def test_show_more_clicked_while_a_refresh_is_under_way_stays_expanded(
+    app: Harness,
+) -> None:
+    """A refresh (an import finishing, a segment created) read who looks at Home and what
+    they expanded, then published; a *Show more* clicked in between published the longer
+    list, and the refresh's publish, landing after it, folded it back for good."""
+    from bot.app import slack_client
+    from handlers.home_publish import refresh_homes
+
+    await _seed(app, segments=40, campaigns=0, imports=0)
+    view = await _open_home(app, REP)
+    before = len(app.slack.calls_to("views.publish"))
+    gate = app.slack.hold("views.publish")  # Slack answers the refresh's publish slowly
+    refresh = asyncio.create_task(refresh_homes(app.db, slack_client(app.settings), TEAM,
+                                                undo_days=7,
+                                                team_leads=app.settings.team_leads))
+    await app.slack.wait_for("views.publish", before + 1)  # it read the first pages
+    app.slack.unhold("views.publish")
+    view = await _click(app, view, Action.HOME_MORE_SEGMENTS)  # published at once
+    assert _segments_listed(view) == 2 * MAX_SEGMENTS_SHOWN - 1
+    gate.set()  # the refresh's Home, with the first page only, lands now
+    await refresh
+    view = app.slack.home_views[REP]
+    assert _segments_listed(view) == 2 * MAX_SEGMENTS_SHOWN - 1, "folded back by the refresh"
+    assert Action.HOME_LESS_SEGMENTS in _action_ids(view)
+
+
+async def test_refreshes_ask_slack_who_a_viewer_is_once_a_minute_at_most(
+    app: Harness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each refresh asked users.info about every recent viewer (up to 50 per change, against
+    Slack's ~100 a minute): an answer from the last minute is used again instead."""
+    from aiohttp import ClientSession
+
+    from bot.app import slack_client
+    from bot.workspaces import create_segment
+    from handlers import home_publish
+
+    def asked() -> int:
+        return sum(c.args.get("user") == REP for c in app.slack.calls_to("users.info"))
+
+    await ensure_workspace(app.db, TEAM)
+    await _open_home(app, REP)
+    async with ClientSession() as session:  # a process's one connection pool, as serve's
+        client = slack_client(app.settings, session)
+
+        async def refresh(change: str) -> int:
+            """A change, and the refresh it makes; how many times Slack was asked about REP."""
+            await create_segment(app.db, TEAM, change)
+            before = asked()
+            await home_publish.refresh_homes(app.db, client, TEAM, undo_days=7,
+                                             team_leads=app.settings.team_leads)  # fmt: skip
+            assert change in json.dumps(app.slack.home_views[REP]["blocks"])  # republished
+            return asked() - before
+
+        assert [await refresh(name) for name in ("One", "Two", "Three")] == [1, 0, 0]
+        monkeypatch.setattr(home_publish, "PROFILE_SECONDS", 0.0)  # a minute later
+        assert await refresh("Four") == 1
+    before = asked()
+    await _open_home(app, REP)  # opening Home always asks
+    assert asked() == before + 1

@@ -7,8 +7,10 @@ import email
 import email.policy
 import io
 import json
+import logging
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,12 +27,14 @@ from bot.jobs.queue import claim, list_jobs
 from bot.workspaces import ensure_workspace, find_segment
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc
-from models import CampaignState
+from models import CampaignState, Database
 from models.clock import utcnow
 from tests import shell
-from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.conftest import LEAD, REP, Harness, running_app
 from tests.handlers.test_home import _open_home
 from tests.handlers.test_import_flow import _count, _form, _open_modal, _review
+from tests.jobs.test_last_attempt_outage import WriteLock
+from tests.jobs.test_worker_faults import impatient
 
 SEGMENT = "VIP <!channel>"
 SHOWN = "VIP &lt;!channel&gt;"  # as mrkdwn must carry it
@@ -735,3 +739,44 @@ async def test_an_undo_waiting_for_a_worker_that_isnt_there_says_how_to_finish_i
     assert "being undone" in row["text"]["text"] and "accessory" not in row
     assert "Its undo" not in row["text"]["text"]
     assert await _count(app, "SELECT COUNT(*) FROM contact") == 1  # nothing ran it yet
+
+
+async def test_a_database_failure_after_the_ack_is_said_in_the_modal(
+    db: Database, db_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The submission's ack shows "Asking for the undo…" and the request runs after it. The
+    database failing then (another client holding the write lock longer than the app waits)
+    left that modal asking for good, the failure going to a direct message: it says it now,
+    and the failure is logged with who asked which undo."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    impatient_db = impatient(db_env)  # its statements give up after waiting 100 ms for a lock
+    lock = WriteLock(impatient_db)
+    try:
+        async with running_app(impatient_db, tmp_path) as app:
+            batch = await _cli_import(app, "Newsletter", b"email\na@example.com\n")
+            modal = await _click_undo(app, LEAD, value=str(batch), message_ts="1767225700.000100")
+            assert "Removes the 1 contact" in json.dumps(modal["blocks"])
+            await lock.hold()  # the database goes away as the undo is asked for
+            with caplog.at_level(logging.INFO):
+                reply = await app.requests.view_submission(state_values={}, view_id=modal["id"],
+                                                           user_id=LEAD)  # fmt: skip
+                assert "Asking for the undo" in json.dumps(reply.body["view"])
+                await app.done()
+            await lock.release()
+
+            updates = app.slack.calls_to("views.update")
+            assert updates and updates[-1].args["view_id"] == modal["id"]
+            shown = json.dumps(app.slack.views[modal["id"]]["blocks"])
+            assert f"I couldn't ask for the undo of import #{batch}*: to try again" in shown
+            assert "Try again" in shown and "Asking for the undo" not in shown
+            assert app.slack.dm_channels.get(LEAD) is None  # said in the modal, not by DM
+            logged = [r.getMessage() for r in caplog.records if r.name == "handlers.later"]
+            assert any(f"user={LEAD}" in m and f"batch={batch}" in m for m in logged), logged
+            assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'undo_import'") == 0
+            assert await _count(app, "SELECT COUNT(*) FROM contact") == 1
+            assert app.slack.block_errors == []
+    finally:
+        await lock.release()
+        await impatient_db.dispose()
