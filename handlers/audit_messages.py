@@ -24,6 +24,7 @@ from bot.audit import CLI, Act, Entry, ImportOutcome, detail_words, import_of, w
 from bot.ids import digits
 from handlers.ids import Action
 from handlers.messages import esc, n, plural, slack_date
+from handlers.slack_text import cut_mrkdwn
 
 PAGE = 20
 MAX_DETAIL = 300  # characters of a detail shown (before escaping)
@@ -91,7 +92,7 @@ def _sections(lines: Sequence[str]) -> list[Block]:
     blocks: list[Block] = []
     chunk = ""
     for line in lines:
-        line = line[:SECTION_CHARS]
+        line = cut_mrkdwn(line, SECTION_CHARS)
         if chunk and len(chunk) + 1 + len(line) > SECTION_CHARS:
             blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
             chunk = ""

@@ -31,6 +31,7 @@ from bot.campaigns.service import MAX_NAME, MAX_OFFER, MAX_SENDER, MAX_STORE_URL
 from handlers.enrollment_messages import RETRY_ADVICE, email_them_confirm
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, n, plural
+from handlers.slack_text import cut_mrkdwn
 from models import Campaign, CampaignState
 
 MAX_CAMPAIGNS_SHOWN = 20  # two blocks each: 40 of a message's 50, with room for the rest
@@ -87,11 +88,12 @@ def _campaign_text(summary: CampaignSummary) -> str:
     if summary.unsent_while_off:
         stopped += (f"\n{plural(summary.unsent_while_off, 'advocate')} got no invite while the "
                     "invite email was off: *Email them* sends theirs.")  # fmt: skip
-    return (f"*{esc(c.name)}* · {state}\n"
+    text = (f"*{esc(c.name)}* · {state}\n"
             f"Targets: {_segments(summary.targets)} · Excluded: {_segments(summary.excluded)}\n"
             f"{plural(summary.advocates, 'advocate')} · "
             f"{plural(summary.invites_sent, 'invite')} sent · "
-            f"{invite_line(c)}{stopped}")[:3000]  # fmt: skip
+            f"{invite_line(c)}{stopped}")  # fmt: skip
+    return cut_mrkdwn(text)
 
 
 def _go_live_confirm(campaign: Campaign) -> ConfirmObject:
@@ -144,7 +146,7 @@ def campaign_list(summaries: list[CampaignSummary], note: str = "", *,
     offset = _page_start(offset if 0 <= offset < len(summaries) else 0)
     blocks: list[Block] = []
     if note:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=note[:3000])))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(note))))
     blocks.append(HeaderBlock(text=LIST_TITLE))
     if not summaries:
         blocks.append(SectionBlock(text=MarkdownTextObject(
@@ -248,4 +250,4 @@ def campaign_modal(editing: CampaignForm | None, *, private_metadata: str) -> Vi
 def notice_modal(title: str, text: str) -> View:
     """A modal with one line and no inputs: loading, or why the form can't be shown."""
     return View(type="modal", title=title[:24], close="Close",
-                blocks=[SectionBlock(text=MarkdownTextObject(text=text[:3000]))])  # fmt: skip
+                blocks=[SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(text)))])  # fmt: skip

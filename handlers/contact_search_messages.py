@@ -40,6 +40,7 @@ from bot.contact_admin import (
 )
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import clip, esc, metadata, n, slack_date
+from handlers.slack_text import cut_mrkdwn
 
 MAX_SEGMENTS_SHOWN = 15  # one block each, with its Remove button
 MAX_MENU_OPTIONS = 100  # Slack's most in a static menu: the segments past those above
@@ -59,6 +60,7 @@ INVITE_WORDS = {
 
 
 def _cut(text: str, limit: int = MAX_NAME_SHOWN) -> str:
+    """A name or address shortened before `esc()` (escaped text is cut by `cut_mrkdwn`)."""
     return clip(text, limit)
 
 
@@ -67,7 +69,7 @@ def _name(first: str, last: str) -> str:
 
 
 def _section(text: str) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=text[:MAX_TEXT]))
+    return SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(text, MAX_TEXT)))
 
 
 def _noted(note: str, blocks: list[Block]) -> list[Block]:
@@ -114,7 +116,7 @@ def results(page: Page, *, note: str = "") -> tuple[str, list[Block]]:
     blocks: list[Block] = [ContextBlock(elements=[MarkdownTextObject(text=text)])]
     for hit in page.hits:
         blocks.append(SectionBlock(
-            text=MarkdownTextObject(text=_hit_line(hit)[:MAX_TEXT]),
+            text=MarkdownTextObject(text=cut_mrkdwn(_hit_line(hit), MAX_TEXT)),
             # with its address's check, as the card's buttons: SQLite gives a deleted
             # contact's id to the next, and Show on results left open opened their card
             accessory=ButtonElement(text="Show", action_id=Action.CONTACT_SHOW,
@@ -223,7 +225,7 @@ def _more_segments(c: Card) -> SectionBlock:
     names = ", ".join(esc(_cut(s.name, 75)) for s in listed)
     beyond = len(rest) - len(listed)
     text = (f"…and {n(len(rest))} more segment{'' if len(rest) == 1 else 's'}: "
-            + _cut(names, 2500)
+            + cut_mrkdwn(names, 2500)
             + (f" (the menu holds the first {MAX_MENU_OPTIONS}; `referral-bot contacts` "
                "lists them all)" if beyond else ""))  # fmt: skip
     ref = contact_ref(c.id, c.email)

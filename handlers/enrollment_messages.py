@@ -18,6 +18,7 @@ from bot.campaigns.invites import stop_remedy
 from bot.campaigns.reports import EnrollmentSummary
 from handlers.ids import Action, BlockId
 from handlers.messages import counted_option, esc, n, plural, slack_date, were
+from handlers.slack_text import cut_mrkdwn
 from models import Campaign, CampaignState
 
 MAX_CHOICES = 100  # a select's menu holds at most 100 options
@@ -101,15 +102,16 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
     where = f" from *{esc(summary.segment)}*" if summary.segment else ""
     text = f"Enrollment in {esc(c.name)}"
     if e.status == "failed":
-        return text, [SectionBlock(text=MarkdownTextObject(text=(
+        return text, [SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(
             f":x: Enrolling contacts{where} in *{esc(c.name)}* failed after "
             f"{plural(e.enrolled, 'new advocate')}: {esc(e.error or 'unknown error.')} Target "
-            "the campaign again to enroll the rest.")[:3000]))]  # fmt: skip
+            "the campaign again to enroll the rest.")))]  # fmt: skip
     if e.status != "done":
         return text, [SectionBlock(text=MarkdownTextObject(
             text=f":hourglass_flowing_sand: Enrolling contacts{where} in *{esc(c.name)}*…"))]
     if e.error:
-        return text, [SectionBlock(text=MarkdownTextObject(text=f":warning: {esc(e.error)}"))]
+        return text, [SectionBlock(text=MarkdownTextObject(
+            text=cut_mrkdwn(f":warning: {esc(e.error)}")))]
     new = "new advocate" if e.enrolled == 1 else "new advocates"
     lines = [f":tada: *{n(e.enrolled)}* {new} in *{esc(c.name)}*{where} "
              f"({n(e.already_advocates)} already {were(e.already_advocates)}, "
@@ -146,7 +148,7 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
     if stopped:
         lines.append(f":warning: Sending stopped: {esc(e.send_error or '')}\n"
                      f"{RETRY_ADVICE[stop_remedy(e.send_error)]}")  # fmt: skip
-    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text="\n".join(lines)[:3000]))]
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn("\n".join(lines))))]
     buttons = []
     if stopped:
         buttons.append(ButtonElement(text="Retry sending", action_id=Action.RETRY_SENDING,

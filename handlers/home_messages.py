@@ -33,6 +33,7 @@ from bot.mailchimp.accounts import Connection
 from handlers.campaign_messages import STATE_LABEL
 from handlers.ids import Action
 from handlers.messages import esc, n, plural, slack_date
+from handlers.slack_text import cut_mrkdwn
 from models import BatchStatus, CampaignState, Segment, SegmentKind
 
 MAX_SEGMENTS_SHOWN = 10
@@ -95,11 +96,11 @@ class HomeData:
 
 
 def _section(text: str) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=text[:MAX_SECTION_TEXT]))
+    return SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(text, MAX_SECTION_TEXT)))
 
 
 def _context(text: str) -> ContextBlock:
-    return ContextBlock(elements=[MarkdownTextObject(text=text[:MAX_SECTION_TEXT])])
+    return ContextBlock(elements=[MarkdownTextObject(text=cut_mrkdwn(text, MAX_SECTION_TEXT))])
 
 
 def _more(hidden: int, what: str, where: str) -> list[Block]:

@@ -24,6 +24,7 @@ from bot.audit import by_whom
 from bot.leads import MAX_ADDED_AT_ONCE, Lead, is_seeded
 from handlers.ids import Action, BlockId
 from handlers.messages import slack_date
+from handlers.slack_text import cut_mrkdwn
 
 MAX_ROWS = 40  # a row (and Remove button) per lead; with the rest, far below 50 blocks
 WHO_COUNTS = ("Team leads approve, undo and delete imports, see the audit log and manage "
@@ -63,14 +64,15 @@ def leads_message(leads: Sequence[Lead], *, can_edit: bool,
     """(fallback text, blocks) of the list; leads and admins get Remove and the picker."""
     blocks: list[Block] = []
     if note:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=note[:3000])))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(note))))
     count = f"{len(leads)} listed" if leads else "none listed"
     blocks.append(SectionBlock(text=MarkdownTextObject(
         text=f"*Team leads* ({count})\n{WHO_COUNTS}")))  # fmt: skip
     blocks += [_row(lead, can_edit) for lead in leads[:MAX_ROWS]]
     if rest := leads[MAX_ROWS:]:
-        blocks.append(SectionBlock(text=MarkdownTextObject(
-            text=("…and " + ", ".join(f"<@{lead.user_id}>" for lead in rest))[:3000])))  # fmt: skip
+        # cut before a mention, not inside one ("<@U12" was shown past the limit)
+        named = ", ".join(f"<@{lead.user_id}>" for lead in rest)
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(f"…and {named}"))))
     if not leads:
         blocks.append(SectionBlock(text=MarkdownTextObject(
             text="_No one is listed: workspace admins and owners approve for now._")))  # fmt: skip
@@ -83,4 +85,4 @@ def leads_message(leads: Sequence[Lead], *, can_edit: bool,
         hint = f"Only team leads and workspace admins change this list: ask {ask}."
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=hint)]))
     text = f"Team leads: {count}" + (f". {note}" if note else "")
-    return text[:3000], blocks
+    return cut_mrkdwn(text), blocks

@@ -35,6 +35,7 @@ from bot.mailchimp.oauth import STATE_TTL
 from handlers.campaign_messages import notice_modal
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import counted_option, esc, n, slack_date
+from handlers.slack_text import cut_mrkdwn
 
 MODAL_TITLE = "Connect Mailchimp"
 MAX_OPTIONS = 100  # Slack's limit for a static select, and for an option group
@@ -151,14 +152,14 @@ def _connected_blocks(conn: Connection, offer: ConnectOffer, health: Health,
     """A saved connection: working (or not known to fail), or refused with *Reconnect*."""
     if health not in (Health.REFUSED, Health.UNREADABLE):
         blocks: list[Block] = [
-            SectionBlock(text=MarkdownTextObject(text=_account_line(conn)[:3000])),
+            SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(_account_line(conn)))),
             ActionsBlock(elements=[_disconnect_button()])]  # fmt: skip
         if health == Health.UNANSWERED:
             blocks.append(ContextBlock(elements=[MarkdownTextObject(
-                text=f":grey_question: The saved credentials couldn't be checked with Mailchimp "
-                     f"just now: {esc(reason)}"[:3000])]))  # fmt: skip
+                text=cut_mrkdwn(f":grey_question: The saved credentials couldn't be checked "
+                                f"with Mailchimp just now: {esc(reason)}"))]))  # fmt: skip
         return "Mailchimp is connected.", blocks
-    blocks = [SectionBlock(text=MarkdownTextObject(text=_unusable_line(conn, health)[:3000]))]
+    blocks = [SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(_unusable_line(conn, health))))]
     if offer.secret_key_missing:  # nothing could be saved either: say what to set
         blocks += [SectionBlock(text=MarkdownTextObject(text=SECRET_KEY_MISSING)),
                    ActionsBlock(elements=[_disconnect_button()])]  # fmt: skip
@@ -178,7 +179,7 @@ def status_message(conn: Connection | None, offer: ConnectOffer, note: str = "",
     (`reason`: why it couldn't tell)."""
     blocks: list[Block] = []
     if note:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=note[:3000])))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(note))))
     if conn is not None:
         text, shown = _connected_blocks(conn, offer, health, reason)
         blocks += shown
@@ -210,7 +211,7 @@ def key_modal(private_metadata: str, problem: str = "") -> View:
     ]  # fmt: skip
     if problem:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
-            text=f":warning: {esc(problem)}"[:3000])]))  # fmt: skip
+            text=cut_mrkdwn(f":warning: {esc(problem)}"))]))  # fmt: skip
     return View(type="modal", callback_id=Callback.MAILCHIMP_KEY, title=MODAL_TITLE,
                 submit="Connect", close="Cancel", blocks=blocks,
                 private_metadata=private_metadata)  # fmt: skip
@@ -282,7 +283,7 @@ def lists_blocks(audiences: Sequence[Audience] = (), note: str = "") -> list[Blo
     """A multi-select of the account's audiences, or one context line (`note`, mrkdwn) saying
     why there is none: still loading, not connected, reconnect, or Mailchimp failed."""
     if not audiences:
-        return [ContextBlock(elements=[MarkdownTextObject(text=(note or LISTS_NONE)[:3000])])]
+        return [ContextBlock(elements=[MarkdownTextObject(text=cut_mrkdwn(note or LISTS_NONE))])]
     by_name = sorted(audiences, key=lambda a: (a.name.casefold(), a.id))
     blocks: list[Block] = [InputBlock(
         block_id=BlockId.MAILCHIMP_LISTS, optional=True, label="Mailchimp lists",

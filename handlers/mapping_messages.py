@@ -23,6 +23,7 @@ from bot.ids import digits
 from bot.imports.mapping import FIELD_LABELS, FIELDS, ColumnMap, position_of
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import MAX_OPTION_TEXT, clip, esc, metadata
+from handlers.slack_text import cut_mrkdwn
 
 NONE = "none"  # the "(none)" option's value; columns are their position
 MAX_NAMED_SHEETS = 5  # other sheets of a workbook the modal names
@@ -117,10 +118,10 @@ def mapping_modal(*, batch_id: int, source_id: int, label: str, header: list[str
     if sheet is not None:
         said = f"{sheets_said(sheet, other_sheets or [])} {said}"
     blocks: list[Block] = [
-        SectionBlock(text=MarkdownTextObject(text=(
+        SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(
             f"Which column of *{esc(label)}* holds each field? The file is read again with "
-            "your choice, and files with the same headers map themselves next time.")[:3000])),
-        ContextBlock(elements=[MarkdownTextObject(text=said[:3000])]),
+            "your choice, and files with the same headers map themselves next time."))),
+        ContextBlock(elements=[MarkdownTextObject(text=cut_mrkdwn(said))]),
     ]  # fmt: skip
     if sheet is not None and other_sheets:
         blocks.append(sheet_block(sheet, other_sheets))
@@ -138,7 +139,7 @@ def mapping_modal(*, batch_id: int, source_id: int, label: str, header: list[str
 def note_modal(text: str, title: str = "Map columns") -> View:
     """A modal that only says something: "Reading the file…", or why it can't be mapped."""
     return View(type="modal", title=title, close="Close",
-                blocks=[SectionBlock(text=MarkdownTextObject(text=text[:3000]))])  # fmt: skip
+                blocks=[SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(text)))])  # fmt: skip
 
 
 def chosen_positions(values: dict[str, Any]) -> dict[str, int | None]:

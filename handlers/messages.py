@@ -41,6 +41,7 @@ from bot.imports.review import BatchView, ContactRow, describe_status
 from bot.imports.source_names import told_apart
 from bot.words import plural
 from handlers.ids import Action, BlockId, Callback
+from handlers.slack_text import cut_mrkdwn
 from models import BatchStatus, FileFormat, ImportBatch, ImportSource, SourceKind, SourceStatus
 
 MAX_SOURCES_SHOWN = 30  # keeps the review message far below Slack's 50 blocks
@@ -236,7 +237,10 @@ MAX_OPTION_TEXT = 75  # Slack's limit for an option's text
 
 
 def clip(text: str, limit: int) -> str:
-    """`text` within `limit` characters (Slack's limit of a field): cut with an ellipsis."""
+    """`text` within `limit` characters (Slack's limit of a field): cut with an ellipsis.
+
+    For plain text, or text before `esc()`; escaped mrkdwn is cut by `cut_mrkdwn`, which
+    splits no entity or mention."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -333,7 +337,7 @@ def _source_blocks(view: BatchView, source: ImportSource, remove: Action | None,
         accessory = ButtonElement(text="Remove", action_id=remove, value=f"{batch_id}:{source.id}")
     line = _source_line(source, told_apart(source, view.sources), view.counts_of(source),
                         view.skipped.get(source.id or 0))  # fmt: skip
-    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=line[:3000]),
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(line)),
                                         accessory=accessory)]  # fmt: skip
     if map_row:
         blocks.append(map_columns_actions(batch_id, source))
@@ -382,7 +386,7 @@ def sources_modal(view: BatchView, offset: int) -> View:
              f"{n(view.totals.valid)} to import")  # fmt: skip
     if not draft:
         about += f"\nThis import is {describe_status(batch)}: its sources can't be changed."
-    blocks: list[Block] = [ContextBlock(elements=[MarkdownTextObject(text=about[:3000])])]
+    blocks: list[Block] = [ContextBlock(elements=[MarkdownTextObject(text=cut_mrkdwn(about))])]
     remove = Action.SOURCES_REMOVE if draft else None
     for source in page:
         blocks += _source_blocks(view, source, remove, draft and mappable(source))
@@ -537,7 +541,7 @@ def dry_run_text(result: DryRun, segment: str) -> str:
     if result.campaigns:
         campaigns = preview_lines(result.campaigns, "• ", 3000 - len(head) - 1)
         head = "\n".join([*lines[:4], campaigns, *lines[4:]])
-    return head[:3000]
+    return cut_mrkdwn(head)
 
 
 def _consent_line(batch: ImportBatch, needed: bool) -> str:
@@ -684,7 +688,8 @@ def contacts_modal(*, batch_id: int, rows: list[ContactRow], total: int, offset:
         if editable:
             accessory = ButtonElement(text="Remove", action_id=Action.REMOVE_CONTACT,
                                       value=str(row.id), style="danger")  # fmt: skip
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=text[:3000]), accessory=accessory))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(text)),
+                                    accessory=accessory))
     pager = []
     if offset > 0:
         pager.append(ButtonElement(text="Previous", action_id=Action.PAGE,
@@ -717,4 +722,4 @@ def upload_offer(*, file_id: str, file_name: str) -> tuple[str, list[Block]]:
 
 
 def plain(text: str) -> list[Block]:
-    return [SectionBlock(text=MarkdownTextObject(text=text[:3000]))]
+    return [SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(text)))]

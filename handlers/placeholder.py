@@ -17,6 +17,8 @@ from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
+from handlers.slack_text import cut_mrkdwn
+
 log = logging.getLogger(__name__)
 _opened: ContextVar[list[dict[str, Any]] | None] = ContextVar("opened_modals", default=None)
 
@@ -47,8 +49,8 @@ async def open_modal(client: AsyncWebClient, trigger_id: str, view: View, *,
 async def show_failure(client: AsyncWebClient, view: dict[str, Any], text: str) -> bool:
     """Replace the modal's content with `text`; False if Slack won't (closed, or down)."""
     title = str((view.get("title") or {}).get("text") or "Referral bot")[:24]
-    notice = View(type="modal", title=title, close="Close",
-                  blocks=[SectionBlock(text=MarkdownTextObject(text=text[:3000]))])  # fmt: skip
+    section = SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(text)))
+    notice = View(type="modal", title=title, close="Close", blocks=[section])
     try:
         await client.views_update(view_id=view["id"], view=notice)
     except Exception as exc:

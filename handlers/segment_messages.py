@@ -37,6 +37,7 @@ from bot.segments import CampaignUse
 from bot.workspaces import MAX_SEGMENT_NAME
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import clip, esc, n, plural
+from handlers.slack_text import cut_mrkdwn
 from models.contacts import ALL_CUSTOMERS
 
 PAGE_SIZE = 20  # two blocks each: 40 of a message's 50, with room for the rest
@@ -143,7 +144,7 @@ def segment_list(everyone: SegmentItem | None, segments: Sequence[SegmentItem], 
     """
     blocks: list[Block] = []
     if note:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=note[:3000])))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(note))))
     blocks.append(HeaderBlock(text=TITLE))
     if everyone is not None and offset == 0:
         blocks.append(SectionBlock(
@@ -200,7 +201,7 @@ def delete_modal(name: str, contacts: int, campaigns: Sequence[CampaignUse], *,
     lines += [f"• {esc(c.consequence())}" for c in campaigns[:MAX_CAMPAIGNS_NAMED]]
     if len(campaigns) > MAX_CAMPAIGNS_NAMED:
         lines.append(f"• …and {plural(len(campaigns) - MAX_CAMPAIGNS_NAMED, 'more campaign')}.")
-    text = MarkdownTextObject(text="\n".join(lines)[:3000])
+    text = MarkdownTextObject(text=cut_mrkdwn("\n".join(lines)))
     return View(type="modal", callback_id=Callback.SEGMENT_DELETE, title="Delete segment",
                 submit="Delete", close="Keep it", private_metadata=private_metadata,
                 blocks=[SectionBlock(text=text)])  # fmt: skip

@@ -21,13 +21,14 @@ from bot.audit import by_whom
 from bot.imports.undo import UndoPlan, handed_on_words, unsubscribed_words
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, n, plural, slack_date, were
+from handlers.slack_text import cut_mrkdwn
 from models import ImportBatch
 
 REMOVE_ADVOCATES = "remove_advocates"  # the checkbox option's value
 
 
 def _section(text: str) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=text[:3000]))
+    return SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(text)))
 
 
 def undo_button(batch_id: int) -> ButtonElement:

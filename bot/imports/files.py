@@ -32,8 +32,8 @@ from bot.imports.batches import (
     stage_csv,
     stage_reader,
 )
-from bot.imports.mapping import ColumnMapper, LenientColumns, lenient_columns, mapper_for
-from bot.imports.reading import ColumnsOf, CsvFileError, CsvReader, map_header
+from bot.imports.mapping import ColumnMapper, lenient_columns, mapper_for
+from bot.imports.reading import ColumnsOf, CsvFileError, CsvReader, HeaderTest, map_header
 from bot.imports.recognise import ignored_note, recognise, sheets_note
 from models import Database, FileFormat, ImportSource, SourceKind, SourceStatus
 
@@ -108,12 +108,13 @@ def web_page_kind(stream: BinaryIO, name: str) -> str | None:
     return None
 
 
-def _read_as_csv(stream: BinaryIO, name: str, columns_of: ColumnsOf) -> CsvReader:
+def _read_as_csv(stream: BinaryIO, name: str, columns_of: ColumnsOf,
+                 fits_chosen: HeaderTest | None = None) -> CsvReader:  # fmt: skip
     """A CsvReader of a file that is neither a workbook nor a ZIP; CsvFileError naming a web
     page or an XML spreadsheet for what it is (web_page_kind)."""
     if (kind := web_page_kind(stream, name)) is not None:
         raise CsvFileError(kind)
-    return CsvReader(stream, columns_of=columns_of)
+    return CsvReader(stream, columns_of=columns_of, fits_chosen=fits_chosen)
 
 
 def check_file(stream: BinaryIO, *, name: str = "",
@@ -343,9 +344,9 @@ def shown_reader(
             yield workbook
         return
     # a CSV's header searched as its import searched it: by a remembered mapping's columns too
-    lenient = LenientColumns(fits_chosen)
+    # (*Map columns* of a CSV imported through one showed the title above its header)
     if not is_zip(stream):
-        with _read_as_csv(stream, name, lenient) as reader:
+        with _read_as_csv(stream, name, lenient_columns, fits_chosen) as reader:
             yield reader
         return
     with _open(stream, max_unzipped_bytes) as archive:
@@ -353,6 +354,6 @@ def shown_reader(
         if label not in labels:
             raise CsvFileError(f"{label} is no longer in {name}.")
         with archive.entries[labels.index(label)].open() as data, CsvReader(
-            data, columns_of=lenient
+            data, columns_of=lenient_columns, fits_chosen=fits_chosen
         ) as reader:
             yield reader

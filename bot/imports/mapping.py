@@ -183,19 +183,6 @@ def lenient_columns(header: list[str]) -> Columns:
         return Columns(0, None, None, None)
 
 
-@dataclass(frozen=True, slots=True)
-class LenientColumns:
-    """lenient_columns with a remembered mapping's header test (ColumnMapper.fits_chosen), as
-    reading.chosen_header_test asks for it: *Map columns* of a CSV that imported through a
-    remembered mapping showed the cells of the title above its header, which the import had
-    skipped."""
-
-    fits_chosen: Callable[[list[str]], bool] | None = None
-
-    def __call__(self, header: list[str]) -> Columns:
-        return lenient_columns(header)
-
-
 class Readable(Protocol):
     header: list[str]
 

@@ -388,7 +388,8 @@ def header_test(fits_chosen: HeaderTest | None) -> HeaderTest:
 def chosen_header_test(columns_of: ColumnsOf) -> HeaderTest | None:
     """The header test of a mapping (`columns_of` a mapping.ColumnMapper: its `fits_chosen`,
     None when it has no mapping given or remembered); None for columns told by name alone.
-    Asked by attribute: mapping.py builds on this module, not the other way round."""
+    Asked by attribute: mapping.py builds on this module, not the other way round. A reader
+    given its `fits_chosen` explicitly (CsvReader) asks this only when it isn't."""
     test = getattr(columns_of, "fits_chosen", None)
     return test if callable(test) else None
 
@@ -874,10 +875,14 @@ class CsvReader:
     """Streams records from a seekable binary file; never holds more than a buffer of it.
 
     `columns_of` tells the columns from the header (default: recognise them by name); it
-    raises CsvFileError when it can't, and the reader is not opened.
+    raises CsvFileError when it can't, and the reader is not opened. `fits_chosen`: whether
+    a mapping given or remembered fits a row, so the header search takes such a row for the
+    header (see header_test); None: `columns_of`'s own (chosen_header_test), for a
+    mapping.ColumnMapper. *Map columns* reads with lenient columns and the mapper's test.
     """
 
-    def __init__(self, stream: BinaryIO, *, columns_of: ColumnsOf = map_header) -> None:
+    def __init__(self, stream: BinaryIO, *, columns_of: ColumnsOf = map_header,
+                 fits_chosen: HeaderTest | None = None) -> None:  # fmt: skip
         self._raw = stream
         start = stream.tell()
         sample = stream.read(SAMPLE_BYTES)
@@ -892,7 +897,9 @@ class CsvReader:
         sample_text = sample.decode(self.encoding, errors="ignore")
         if _looks_binary(sample_text):
             raise CsvFileError(NOT_TEXT)
-        self.delimiter, above = find_header(sample_text, chosen_header_test(columns_of))
+        if fits_chosen is None:
+            fits_chosen = chosen_header_test(columns_of)
+        self.delimiter, above = find_header(sample_text, fits_chosen)
         self._start, self._errors = start, errors
         self._text: io.TextIOWrapper | None = None
         self._again: _Rereader | None = None  # made for the first record csv gives up on
