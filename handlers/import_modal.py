@@ -10,6 +10,7 @@ carries only audience ids: on submit the names are read again from the account.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Coroutine, Sequence
@@ -20,6 +21,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.campaigns.preview import inviting_campaigns, preview_batch
 from bot.ids import digits
@@ -481,10 +483,9 @@ async def _queued_and_published(d: Deps, client: AsyncWebClient, team_id: str, u
         return await publish_review(client, d, team_id, batch_id, channel, user_id)
     except Exception as exc:
         # a draft with no review message is one nobody could approve or cancel, and its
-        # segment couldn't be deleted: withdraw it, and say so. publish_review records the
-        # message as soon as it is posted, so none was recorded; what fails after that
-        # (review_posted) never withdraws a review whose buttons work (Approve said
-        # "already cancelled" under it)
+        # segment couldn't be deleted: withdraw it, and say so. publish_review raises only
+        # before the message is posted: once it is, nothing withdraws the import, not even a
+        # failure to record it (Approve said "already cancelled" under a live review)
         log.warning("import %s withdrawn: its review could not be posted", batch_id,
                     exc_info=exc)  # fmt: skip
         await cancel(d.db, team_id, batch_id, user_id, is_lead=True)
@@ -639,7 +640,9 @@ async def publish_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id
 
     The message is recorded as soon as it is posted, before anything else: once posted its
     buttons work, so from then on nothing may withdraw the import (a failure after the post
-    did, and left a live-looking review whose Approve said "already cancelled")."""
+    did, and left a live-looking review whose Approve said "already cancelled"). Nothing after
+    the post raises: a record that fails is tried again, then left to the review's first
+    click (record_review)."""
     view = await load(d.db, team_id, batch_id)
     previews = await preview_batch(d.db, team_id, batch_id, view.segment.id or 0)
     text, blocks = review_message(view, previews, undo_days=d.settings.undo_window_days)
@@ -654,11 +657,39 @@ async def publish_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id
                  refused)  # fmt: skip
         dm = (await client.conversations_open(users=user_id))["channel"]["id"]
         posted = await client.chat_postMessage(channel=dm, text=text, blocks=blocks)
-    await set_message(d.db, team_id, batch_id, channel_id=posted["channel"],
-                      message_ts=posted["ts"])  # fmt: skip
+    await record_review(d.db, team_id, batch_id, str(posted["channel"]), str(posted["ts"]))
     if refused and channel and channel != posted["channel"]:
         await _say_why_here(client, posted["channel"], channel, refused, batch_id)
     return view
+
+
+# seconds between tries to record a review just posted: a database restarting, or busy a
+# while (on SQLite each try has already waited out its busy timeout)
+RECORD_PAUSES = (0.5, 1.0, 2.0)
+
+
+async def record_review(db: Database, team_id: str, batch_id: int, channel: str,
+                        ts: str) -> None:  # fmt: skip
+    """Record where the review of `batch_id` was posted; never raises. The review is live
+    in Slack, so the import stays in review whatever happens here: withdrawing it would need
+    the database that just failed, and left a review whose buttons said "already cancelled".
+    A failed write is tried again a few times (it sets the same two values: a write that
+    did land changes nothing); if the database stays away, the review's buttons still work
+    (each carries the import's id) and the first click on it records it
+    (handlers/review.py), redrawing what it missed meanwhile."""
+    for pause in (*RECORD_PAUSES, None):
+        try:
+            await set_message(db, team_id, batch_id, channel_id=channel, message_ts=ts)
+            return
+        except (SQLAlchemyError, OSError) as exc:
+            if pause is None:
+                log.error("review of import %s posted in %s (ts %s) but not recorded: the "
+                          "first click on it records it", batch_id, channel, ts,
+                          exc_info=exc)  # fmt: skip
+                return
+            log.warning("review of import %s posted in %s (ts %s), not recorded yet (%r): "
+                        "trying again in %s s", batch_id, channel, ts, exc, pause)  # fmt: skip
+            await asyncio.sleep(pause)
 
 
 async def _say_why_here(client: AsyncWebClient, dm: str, channel: str, refused: str,
@@ -673,13 +704,16 @@ async def _say_why_here(client: AsyncWebClient, dm: str, channel: str, refused: 
 
 
 async def review_posted(client: AsyncWebClient, d: Deps, team_id: str, batch_id: int,
-                        drawn: BatchView) -> None:  # fmt: skip
+                        drawn: BatchView | None) -> None:  # fmt: skip
     """Bring the review just posted from `drawn` up to date: redrawn if a file was read while
     it was posted, the skipped-rows CSVs of files read before it existed, and Home listing
     the import. Each is logged and left when it fails: the review is posted and works, and
     the person who asked was told "may not have gone through, try again" over it (trying
-    again made a second import)."""
-    await _or_log(batch_id, "redrawn", d.notifier.redraw_since(team_id, batch_id, drawn))
+    again made a second import). `drawn` None: a review recorded only now, by a click on it
+    (record_review), which is redrawn whatever it shows."""
+    redraw = (d.notifier.batch_changed(team_id, batch_id) if drawn is None
+              else d.notifier.redraw_since(team_id, batch_id, drawn))  # fmt: skip
+    await _or_log(batch_id, "redrawn", redraw)
     await _or_log(batch_id, "given its skipped-rows CSVs",
                   d.notifier.share_pending_rejects(team_id, batch_id))  # fmt: skip
     await _or_log(batch_id, "listed on Home", refresh_for(d, client, team_id))

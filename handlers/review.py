@@ -3,13 +3,15 @@ approve, reject, cancel."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.ids import digits
 from bot.imports import review
-from bot.imports.batches import ReviewError, confirm_consent
+from bot.imports.batches import ReviewError, confirm_consent, get_batch
 from bot.imports.dry_run import dry_run
 from bot.workspaces import get_segment
 from handlers.context import (
@@ -24,10 +26,13 @@ from handlers.context import (
     team_of,
 )
 from handlers.ids import Action
-from handlers.import_modal import open_import_modal
+from handlers.import_modal import open_import_modal, review_posted
+from handlers.later import thread_of
 from handlers.messages import dry_run_text
 from handlers.routes import Routes
 from models import BatchStatus
+
+log = logging.getLogger(__name__)
 
 
 async def remove_source(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
@@ -147,7 +152,68 @@ async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                                                          _id(value)),
     }[Action(action["action_id"])]  # fmt: skip
     # Add more opens the import form: trigger ids live 3 s, so it doesn't wait its turn
-    d.later.run(work(), client, body, prompt=action["action_id"] == Action.ADD_MORE)
+    d.later.run(_on_review(d, client, body, work), client, body,
+                prompt=action["action_id"] == Action.ADD_MORE)  # fmt: skip
+
+
+async def _on_review(d: Deps, client: AsyncWebClient, body: dict[str, Any],
+                     work: Callable[[], Awaitable[None]]) -> None:  # fmt: skip
+    """A click's `work`, the review message it was made on recorded first if its import has
+    none (see _recorded_here); then brought up to date, as a review just posted is."""
+    team_id = team_of(body)
+    batch_id = await _recorded_here(d, body, team_id)
+    try:
+        await work()
+    finally:
+        if batch_id is not None:
+            await review_posted(client, d, team_id, batch_id, None)
+
+
+async def _recorded_here(d: Deps, body: dict[str, Any], team_id: str) -> int | None:
+    """The import whose review message this click was made on, if the click recorded it.
+
+    A review is recorded as soon as it is posted, but the database may be away then for
+    longer than the tries to record it last (import_modal.record_review): the review is live,
+    its buttons work, but it was never redrawn and its thread got nothing. The click says
+    where it is: a message (not a reply in a thread, not an ephemeral one) showing the
+    clicked button with the import's id. Read first, so a click on a recorded review (all
+    but these) writes nothing. A failure is logged: the click's work still runs."""
+    container = body.get("container") or {}
+    message = body.get("message") or {}
+    action = (body.get("actions") or [{}])[0]
+    value = str(action.get("value") or "")
+    batch_id = digits(value.partition(":")[0])
+    channel, ts = str(container.get("channel_id") or ""), str(container.get("message_ts") or "")
+    if (batch_id is None or container.get("type") != "message" or container.get("is_ephemeral")
+            or not (channel and ts) or thread_of(body) is not None
+            or not _shows(message.get("blocks") or [], str(action.get("action_id")), value)):
+        return None  # fmt: skip
+    try:
+        batch = await get_batch(d.db, team_id, batch_id)
+        if batch is None or batch.message_ts:
+            return None
+        if not await review.adopt_message(d.db, team_id, batch_id, channel, ts):
+            return None
+    except Exception as exc:
+        log.warning("review message %s in %s of import %s not recorded by a click on it: %r",
+                    ts, channel, batch_id, exc)  # fmt: skip
+        return None
+    log.info("review message %s in %s of import %s recorded by a click on it", ts, channel,
+             batch_id)  # fmt: skip
+    return batch_id
+
+
+def _shows(blocks: list[Any], action_id: str, value: str) -> bool:
+    """Whether the message's blocks hold the button clicked, with the id clicked: a click
+    made on a review message of that import."""
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        for element in [*(block.get("elements") or []), block.get("accessory")]:
+            if (isinstance(element, dict) and element.get("action_id") == action_id
+                    and str(element.get("value") or "") == value):  # fmt: skip
+                return True
+    return False
 
 
 def _id(value: str) -> int:

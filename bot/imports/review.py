@@ -382,3 +382,18 @@ async def set_message(
             .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id)
             .values(**values)
         )
+
+
+async def adopt_message(db: Database, team_id: str, batch_id: int, channel_id: str,
+                        message_ts: str) -> bool:  # fmt: skip
+    """Record `channel_id`/`message_ts` as the batch's review message if it has none; True if
+    this did. For a review posted whose recording failed (the database down a while): a click
+    on it says where it is. Conditional, so a message recorded meanwhile is never replaced."""
+    async with db.begin() as conn:
+        result = await conn.execute(
+            update(ImportBatch)
+            .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id,
+                   col(ImportBatch.message_ts).is_(None))
+            .values(channel_id=channel_id, message_ts=message_ts)
+        )  # fmt: skip
+    return bool(result.rowcount == 1)
