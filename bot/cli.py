@@ -57,7 +57,6 @@ from bot.jobs.queue import (
     SETTLED,
     count_settled,
     database_now,
-    get_job,
     list_jobs,
     live_workers,
     stale_after,
@@ -767,7 +766,6 @@ def _fix_intro(problems: list[str], before: str) -> str:
 
 async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
     if args.jobs_command == "cancel":
-        before = await get_job(db, team, args.job_id)
         cancelling = await try_cancel_job(db, team, args.job_id)
         if cancelling is None:
             raise CliError(f"No job {args.job_id} in this workspace.")
@@ -782,7 +780,7 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
                            "cancelled.")  # fmt: skip
         if args.json:
             print(json.dumps(_job_dict(job)))
-        elif before is not None and before.state == JobState.CANCELLED:  # said as the README
+        elif cancelling.found == JobState.CANCELLED:  # said as the README
             print(f"Job {job.id} was cancelled already.")  # says: not as if this stopped it
         else:
             print(f"Job {job.id} is {job.state}.")

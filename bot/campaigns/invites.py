@@ -39,7 +39,15 @@ from bot.campaigns.reports import INVITE_EMAIL_OFF
 from bot.email.message import build_message, parse_sender
 from bot.email.render import Invite, render_invite
 from bot.email.send import MailSender, SendResult, SendStatus, SmtpSetupError
-from bot.jobs.queue import enqueue_in, lease_now, take_running_in
+from bot.jobs.queue import (
+    database_now_in,
+    due_in,
+    due_params,
+    enqueue_in,
+    enqueue_pending_in,
+    lease_now,
+    take_running_in,
+)
 from models import Database
 from models.clock import utcnow
 
@@ -70,6 +78,16 @@ SERVER_STAGE = "server"  # a result made up for the invite in hand when the serv
 
 def _ts(name: str) -> Any:
     return bindparam(name, type_=UTCDateTime())
+
+
+_TIMES = ("now", "send_after", "sent_at")
+
+
+def _timed(statement: str) -> Any:
+    """text() with those of our timestamp parameters it has typed (a statement by PostgreSQL's
+    clock has no :now where SQLite's binds it)."""
+    return text(statement).bindparams(*(_ts(name) for name in _TIMES
+                                        if re.search(rf":{name}\b", statement)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,16 +130,19 @@ async def _guess_crashed_in(conn: AsyncConnection, team_id: str, enrollment_id: 
                        {"t": team_id, "e": enrollment_id, "now": utcnow(), "job": job_id})
 
 
-_DUE = text("""
+# Due by the clock due times are stamped with (bot.jobs.queue.lease_now: on PostgreSQL, the
+# server's): a worker on a host whose clock was ahead sent held invites early, by its skew.
+# By "is SQLite".
+_DUE = {sqlite: _timed(f"""
     SELECT i.id, i.contact_id, c.email, c.first_name, c.last_name, c.locale, a.code,
            c.email_key
     FROM invite i
     JOIN contact c ON c.id = i.contact_id AND c.team_id = i.team_id
     JOIN advocate a ON a.id = i.advocate_id
     WHERE i.team_id = :t AND i.enrollment_id = :e AND i.state IN ('queued', 'held')
-      AND i.send_after <= :now AND i.id > :after
+      AND i.send_after <= {lease_now(sqlite)} AND i.id > :after
     ORDER BY i.id LIMIT :limit
-""").bindparams(_ts("now"))
+""") for sqlite in (True, False)}
 
 # Settings win over what is queued, up to the moment of sending: an invite starts only while
 # its contact is subscribed (a file may withdraw consent after enrollment), in no segment the
@@ -173,11 +194,14 @@ _NOT_STARTING = text("""
     UPDATE invite SET state = :state, reason = :why, updated_at = :now
     WHERE id = :id AND team_id = :t AND state IN ('queued', 'held')
 """).bindparams(_ts("now"))
-_OUTCOME_SET = """
-    UPDATE invite SET state = :state, reason = :reason, send_after = :send_after,
+# A retry is due by the shared clock (bot.jobs.queue.due_in): a run on a host whose clock was
+# behind made a greylisted invite due again at once, by its skew. By "is SQLite".
+_OUTCOME_SET = {sqlite: f"""
+    UPDATE invite SET state = :state, reason = :reason,
+        send_after = {due_in(sqlite, "send_after")},
         sent_at = :sent_at, locale = :locale, fell_back = :fell_back, updated_at = :now,
         attempts = attempts - :uncount
-"""
+""" for sqlite in (True, False)}  # fmt: skip
 # An outcome lands only on the attempt it is the answer to: the row's job is the run's
 # (`sender_job`, NULL for a run outside a job) and its attempt count the one the run's start
 # returned (each start adds one, so it tells two runs of one job apart too). A run only slow
@@ -187,27 +211,26 @@ _OUTCOME_SET = """
 # `sending` row), and a later run emailed that person again.
 _OWN_ATTEMPT = {in_job: ("sender_job = :job" if in_job else "sender_job IS NULL")
                 + " AND attempts = :attempt" for in_job in (True, False)}  # fmt: skip
-_OUTCOME_SQLS = {in_job: _OUTCOME_SET + f"""
+_OUTCOME_SQLS = {(sqlite, in_job): _OUTCOME_SET[sqlite] + f"""
     WHERE id = :id AND team_id = :t AND state = 'sending' AND {_OWN_ATTEMPT[in_job]}
-""" for in_job in (True, False)}  # fmt: skip
+""" for sqlite in (True, False) for in_job in (True, False)}  # fmt: skip
 # The run that handed an invite over and got the server's answer knows better than a run
 # that took its job over meanwhile and guessed it uncertain (_CRASHED): left uncertain though
 # delivered, the thread offered Resend uncertain, and a click emailed the person again. Not
 # a retry's outcome: a Resend of the guess sends it once, but a queued invite whose run lost
 # its job would wait with no job to send it. Only a run of a job (a guess needs one).
-_OUTCOME_OVER_GUESS_SQL = _OUTCOME_SET + f"""
+_OUTCOME_OVER_GUESS_SQL = {sqlite: _OUTCOME_SET[sqlite] + f"""
     WHERE id = :id AND team_id = :t AND {_OWN_ATTEMPT[True]} AND (state = 'sending'
         OR state = 'uncertain' AND reason = '{_GUESSED}')
-"""
+""" for sqlite in (True, False)}  # fmt: skip
 _START = text(_START_SQL).bindparams(_ts("now"))
 _START_FOR_JOB = text(_START_FOR_JOB_SQL).bindparams(_ts("now"))
 _START_HELD = text(_START_HELD_SQL).bindparams(_ts("now"))
 _STILL_RUNNING = text(_JOB_RUNNING)
 _STILL_HELD = text(_JOB_HELD)
 # by their SQL, which _Outbox._outcome_sql chooses (SQLite runs the SQL itself)
-_OUTCOMES = {sql: text(sql).bindparams(_ts("now"), _ts("send_after"), _ts("sent_at"))
-             for sql in (*_OUTCOME_SQLS.values(), _OUTCOME_OVER_GUESS_SQL)}  # fmt: skip
-_TIMES = ("now", "send_after", "sent_at")
+_OUTCOMES = {sql: _timed(sql) for sql in (*_OUTCOME_SQLS.values(),
+                                          *_OUTCOME_OVER_GUESS_SQL.values())}  # fmt: skip
 
 _NEXT_DUE = text("""
     SELECT MIN(send_after) AS due FROM invite
@@ -227,14 +250,17 @@ class _Pending:
 
 
 def _outcome(p: _Pending, now: datetime) -> dict[str, Any]:
+    """The invite's outcome as the outcome statements take it, but for its due time:
+    `send_in`, the wait before it is tried again (None: not again), which `_Outbox.write`
+    binds as the statement's dialect needs (due_params)."""
     result = p.result
     assert result is not None
     values: dict[str, Any] = {"id": p.id, "attempt": p.attempts, "locale": p.locale,
-                              "fell_back": p.fell_back, "send_after": None, "sent_at": None,
+                              "fell_back": p.fell_back, "send_in": None, "sent_at": None,
                               "reason": None, "uncount": 0}  # fmt: skip
     if result.stage == SERVER_STAGE:  # the run stopped before this one went out: no attempt
-        values.update(state="queued", reason=f"will retry: {result.text}"[:500], send_after=now,
-                      uncount=1)  # fmt: skip
+        values.update(state="queued", reason=f"will retry: {result.text}"[:500],
+                      send_in=timedelta(0), uncount=1)  # fmt: skip
     elif result.status is SendStatus.RETRY:
         why = result.text or "not sent"
         if p.attempts >= MAX_SEND_ATTEMPTS:
@@ -242,7 +268,7 @@ def _outcome(p: _Pending, now: datetime) -> dict[str, Any]:
             values.update(state="failed", reason=why[:500])
         else:
             values.update(state="queued", reason=f"will retry: {why}"[:500],
-                          send_after=now + RETRY_BASE * 2 ** (p.attempts - 1))  # fmt: skip
+                          send_in=RETRY_BASE * 2 ** (p.attempts - 1))  # fmt: skip
     elif result.status is SendStatus.SENT:
         values.update(state="sent", sent_at=now)
     elif result.status is SendStatus.REFUSED:
@@ -263,6 +289,7 @@ class _Outbox:
     def __init__(self, conn: AsyncConnection, team_id: str, job: int | None,
                  owner: str | None) -> None:  # fmt: skip
         self.conn, self.team_id, self.job, self.owner = conn, team_id, job, owner
+        self._sqlite = conn.dialect.name == "sqlite"
         self._raw: Any = None
         self._stamp = _STAMP.bind_processor(conn.dialect)
         # a run outside a job starts any invite; one of a job only while it runs, and held
@@ -280,8 +307,8 @@ class _Outbox:
     def _outcome_sql(self, outcome: dict[str, Any]) -> str:
         """The statement that writes `outcome` on its own attempt only (_OWN_ATTEMPT)."""
         if self._over_guess(outcome):
-            return _OUTCOME_OVER_GUESS_SQL
-        return _OUTCOME_SQLS[self.job is not None]
+            return _OUTCOME_OVER_GUESS_SQL[self._sqlite]
+        return _OUTCOME_SQLS[self._sqlite, self.job is not None]
 
     async def write(self, done: _Pending | None, start: int | None) -> int | None:
         """Record `done`'s outcome and mark `start` as sending, in one transaction.
@@ -293,12 +320,14 @@ class _Outbox:
         # the next run calls it uncertain
         outcome = None
         if done is not None and done.result is not None:
-            outcome = {**_outcome(done, now), "t": self.team_id, "now": now, "job": self.job}
+            outcome = _outcome(done, now)
+            outcome.update(due_params(self._sqlite, "send_after", outcome.pop("send_in"), now),
+                           t=self.team_id, now=now, job=self.job)  # fmt: skip
         started = None
         if start is not None:
             started = {"id": start, "t": self.team_id, "now": now, "job": self.job,
                        "owner": self.owner}  # fmt: skip
-        if self.conn.dialect.name == "sqlite":
+        if self._sqlite:
             return await self._sqlite_write(outcome, started)
         async with self.conn.begin():
             if outcome is not None:
@@ -495,19 +524,19 @@ def _server_wide(result: SendResult, recipient: str) -> tuple[str, int, str, str
     return result.stage, code, enhanced[1] if enhanced else "", words
 
 
-_RESTORE = text("""
+_RESTORE = {sqlite: text(f"""
     UPDATE invite SET state = 'queued', attempts = attempts - 1, reason = :why,
-        send_after = :now, updated_at = :now
+        send_after = {lease_now(sqlite)}, updated_at = :now
     WHERE team_id = :t AND state = 'failed' AND id IN :ids
-""").bindparams(bindparam("ids", expanding=True), _ts("now"))
+""").bindparams(bindparam("ids", expanding=True), _ts("now")) for sqlite in (True, False)}
 
 
 async def _server_refused(db: Database, team_id: str, streak: list[int], why: str) -> None:
     """The refusals of a server-wide streak weren't the invites': back to queued, their
     attempts given back (the last is still in hand)."""
     async with db.begin() as conn:
-        await conn.execute(_RESTORE, {"t": team_id, "ids": streak, "now": utcnow(),
-                                      "why": f"will retry: {why}"[:500]})  # fmt: skip
+        await conn.execute(_RESTORE[conn.dialect.name == "sqlite"], {
+            "t": team_id, "ids": streak, "now": utcnow(), "why": f"will retry: {why}"[:500]})
 
 
 async def _job_running(db: Database, team_id: str, job_id: int | None,
@@ -606,8 +635,8 @@ async def send_later(db: Database, team_id: str, enrollment_id: int, waited: int
     async with db.begin() as conn:
         if not await take_running_in(conn, team_id, job_id):
             return None  # cancelled meanwhile: nothing to send later
-        await _enqueue_send(conn, team_id, enrollment_id, utcnow() + RETRY_BASE * 2 ** waited,
-                            occasion=f"wait{waited + 1}",
+        when = await database_now_in(conn) + RETRY_BASE * 2 ** waited  # by the shared clock
+        await _enqueue_send(conn, team_id, enrollment_id, when, occasion=f"wait{waited + 1}",
                             payload={"server_waits": waited + 1})  # fmt: skip
     return None
 
@@ -663,12 +692,12 @@ async def schedule_waiting_in(conn: AsyncConnection, team_id: str, campaign_id: 
     send jobs (a run during the pause sent nothing and left none), in the caller's
     transaction."""
     taken = (await conn.execute(_TAKE_WAITING, {"t": team_id, "c": campaign_id})).scalars()
+    now = await database_now_in(conn)  # the clock `due` was stamped by
     for enrollment_id in sorted(int(e) for e in taken):
         due = (await conn.execute(_WAITING_DUE, {"t": team_id, "e": enrollment_id})).scalar()
         if due is None:
             continue
-        # a key of its own: the run the pause stopped may be keyed to this very second
-        await _enqueue_send(conn, team_id, enrollment_id, max(due, utcnow()), occasion="live")
+        await _enqueue_send(conn, team_id, enrollment_id, max(due, now), occasion="live")
 
 
 # Invites still waiting for their first attempt, of the campaign's enrollments: a retry or a
@@ -724,8 +753,7 @@ async def retry_sending(db: Database, team_id: str, enrollment_id: int) -> bool:
         result = await conn.execute(_CLEAR_STOP, {"e": enrollment_id, "t": team_id})
         if result.rowcount != 1:
             return False
-        # a key of its own: the job that gave up may have been keyed to this very second
-        await _enqueue_send(conn, team_id, enrollment_id, utcnow(), occasion="retry")
+        await _enqueue_send(conn, team_id, enrollment_id, None, occasion="retry")
     return True
 
 
@@ -738,7 +766,7 @@ async def retry_campaign_sending(db: Database, team_id: str, campaign_id: int) -
             "UPDATE enrollment SET send_error = NULL WHERE team_id = :t AND campaign_id = :c "
             "AND send_error IS NOT NULL RETURNING id"), {"t": team_id, "c": campaign_id})]
         for enrollment_id in restarted:
-            await _enqueue_send(conn, team_id, enrollment_id, utcnow(), occasion="retry")
+            await _enqueue_send(conn, team_id, enrollment_id, None, occasion="retry")
     return sorted(restarted)
 
 
@@ -765,8 +793,9 @@ def _log_outcome(team_id: str, enrollment_id: int, invite_id: int, result: SendR
 
 async def _due(db: Database, team_id: str, enrollment_id: int, after: int) -> list[Any]:
     async with db.begin() as conn:
-        return list((await conn.execute(_DUE, {"t": team_id, "e": enrollment_id, "now": utcnow(),
-                                               "after": after, "limit": PAGE})).all())  # fmt: skip
+        return list((await conn.execute(_DUE[conn.dialect.name == "sqlite"], {
+            "t": team_id, "e": enrollment_id, "now": utcnow(), "after": after,
+            "limit": PAGE})).all())  # fmt: skip
 
 
 async def _schedule_rest_in(conn: AsyncConnection, team_id: str, enrollment_id: int) -> None:
@@ -774,26 +803,29 @@ async def _schedule_rest_in(conn: AsyncConnection, team_id: str, enrollment_id: 
     due = (await conn.execute(_NEXT_DUE, {"t": team_id, "e": enrollment_id})).scalar()
     if due is None:
         return
-    now = utcnow()
-    when = max(due, now)
-    if when.replace(microsecond=0) == now.replace(microsecond=0):
-        # not this second's key: the run asking may be this second's job (keyed to it, and
-        # started in it), which the key would find and take for the next run; the invite
-        # then waited queued for good, with no job to send it
-        when = when.replace(microsecond=0) + timedelta(seconds=1)
-    await _enqueue_send(conn, team_id, enrollment_id, when)
+    await _enqueue_send(conn, team_id, enrollment_id, max(due, await database_now_in(conn)))
 
 
 async def _enqueue_send(conn: AsyncConnection, team_id: str, enrollment_id: int,
-                        when: datetime, *, occasion: str | None = None,
+                        when: datetime | None, *, occasion: str | None = None,
                         payload: dict[str, Any] | None = None) -> None:  # fmt: skip
-    """A send job due `when`, one per enrollment and second; with an `occasion` (a person's
-    Retry sending, going live again) one of its own, whatever ran in that second."""
-    key = f"send:{enrollment_id}:{when:%Y%m%d%H%M%S}"
+    """A send job due `when` (None: now by the shared clock), one per enrollment and second.
+
+    A run reads the invites due when it runs, so a job of that key still queued is joined,
+    but one that has started (the run asking may be that very job, keyed to the second it
+    started in) or ended gives its key up to a new one (queue.enqueue_pending_in): it may
+    have read the invites before this one was due, which then waited queued for good, with
+    no job to send it. With an `occasion` (a person's Retry sending, going live again, a
+    server's wait) the job is one of its own, whatever else is queued."""
+    job = {"enrollment_id": enrollment_id, **(payload or {})}
     if occasion is not None:
         key = f"send:{enrollment_id}:{occasion}:{utcnow():%Y%m%d%H%M%S%f}"
-    await enqueue_in(conn, team_id, SEND_JOB, {"enrollment_id": enrollment_id, **(payload or {})},
-                     dedupe_key=key, run_after=when)  # fmt: skip
+        await enqueue_in(conn, team_id, SEND_JOB, job, dedupe_key=key, run_after=when)
+        return
+    assert when is not None  # the second of its key
+    await enqueue_pending_in(conn, team_id, SEND_JOB, job,
+                             dedupe_key=f"send:{enrollment_id}:{when:%Y%m%d%H%M%S}",
+                             run_after=when)  # fmt: skip
 
 
 async def cancel_held(db: Database, team_id: str, enrollment_id: int, who: str) -> int:
@@ -819,14 +851,15 @@ _EMAIL_UNSENT = f"""
     UPDATE invite SET
         state = CASE WHEN {INVITE_INVITED_BEFORE} THEN 'not_emailed' ELSE 'queued' END,
         reason = CASE WHEN {INVITE_INVITED_BEFORE} THEN 'invited before' END,
-        send_after = :now, updated_at = :now
+        send_after = {{due}}, updated_at = :now
     WHERE team_id = :t AND campaign_id = :c AND {{enrollment}} AND state = 'not_emailed'
       AND reason = :off AND advocate_id IN (SELECT id FROM advocate WHERE team_id = :t)
     RETURNING enrollment_id, state
 """
-_EMAIL_UNSENT_OF = {one: text(_EMAIL_UNSENT.format(enrollment="enrollment_id = :e" if one
-                                                   else "TRUE")).bindparams(_ts("now"))
-                    for one in (True, False)}  # fmt: skip
+# by (one enrollment, is SQLite): due now by the shared clock (bot.jobs.queue.lease_now)
+_EMAIL_UNSENT_OF = {(one, sqlite): text(_EMAIL_UNSENT.format(
+    enrollment="enrollment_id = :e" if one else "TRUE", due=lease_now(sqlite),
+)).bindparams(_ts("now")) for one in (True, False) for sqlite in (True, False)}  # fmt: skip
 # The campaign's row taken first, as an Edit's save takes it (service.update_campaign): the
 # invite email can't be turned off between this look and the invites queued.
 _TAKE_INVITE_EMAIL = text("UPDATE campaign SET updated_at = updated_at WHERE id = :c "
@@ -883,13 +916,22 @@ async def email_unsent(db: Database, team_id: str, campaign_id: int,
             raise LookupError("That campaign doesn't exist in this workspace.")
         if not invite_email:
             return UnsentEmailed({}, invite_email=False)
-        statement = _EMAIL_UNSENT_OF[enrollment_id is not None]
+        statement = _EMAIL_UNSENT_OF[enrollment_id is not None, conn.dialect.name == "sqlite"]
         for enrollment, state in await conn.execute(statement, params):
             tally = queued if state == "queued" else before
             tally[int(enrollment)] = tally.get(int(enrollment), 0) + 1
-        for enrollment in sorted(queued):  # a job of its own: one of this second may have run
-            await _enqueue_send(conn, team_id, enrollment, utcnow(), occasion="email-off")
+        for enrollment in sorted(queued):
+            await _enqueue_send(conn, team_id, enrollment, None, occasion="email-off")
     return UnsentEmailed(queued, invite_email=True, invited_before=before)
+
+
+# due now by the shared clock (bot.jobs.queue.lease_now); by "is SQLite"
+_RESENT = {sqlite: text(f"""
+    UPDATE invite SET state = 'queued', reason = 'resent on request',
+        send_after = {lease_now(sqlite)}, updated_at = :now
+    WHERE team_id = :t AND enrollment_id = :e AND state = 'uncertain'
+      AND advocate_id IN (SELECT id FROM advocate WHERE team_id = :t)
+""").bindparams(_ts("now")) for sqlite in (True, False)}
 
 
 async def resend_uncertain(db: Database, team_id: str, enrollment_id: int) -> int:
@@ -907,12 +949,7 @@ async def resend_uncertain(db: Database, team_id: str, enrollment_id: int) -> in
             WHERE team_id = :t AND enrollment_id = :e AND state = 'uncertain'
               AND contact_id IN (SELECT id FROM contact WHERE team_id = :t AND NOT subscribed)
         """).bindparams(_ts("now")), params)
-        result = await conn.execute(text("""
-            UPDATE invite SET state = 'queued', reason = 'resent on request', send_after = :now,
-                updated_at = :now
-            WHERE team_id = :t AND enrollment_id = :e AND state = 'uncertain'
-              AND advocate_id IN (SELECT id FROM advocate WHERE team_id = :t)
-        """).bindparams(_ts("now")), params)
-        if result.rowcount:  # a job of its own: one of this second may have run already
-            await _enqueue_send(conn, team_id, enrollment_id, utcnow(), occasion="resend")
+        result = await conn.execute(_RESENT[conn.dialect.name == "sqlite"], params)
+        if result.rowcount:
+            await _enqueue_send(conn, team_id, enrollment_id, None, occasion="resend")
     return result.rowcount

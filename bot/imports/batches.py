@@ -34,7 +34,7 @@ from bot.imports.retention import schedule_purge_in
 from bot.imports.rows import INVALID_EMAIL, MISSING_EMAIL, Classifier, Tally
 from bot.imports.source_names import names_of_all
 from bot.imports.staging import copy_constants, refresh_statistics, stage_rows, take_staging
-from bot.jobs.queue import enqueue_in
+from bot.jobs.queue import enqueue_in, shared_now
 from bot.notify import BATCH_CHANGED, REJECTS_CHANGED, enqueue_report_in, reading_again_in
 from bot.workspaces import WorkspaceError
 from models import (
@@ -150,7 +150,7 @@ async def create_upload_batch(
                 raise ReviewError("This file was already offered for review.") from None
             try:
                 async with session.begin_nested():
-                    session.add(SeenKey(team_id=team_id, key=review_post_key(existing)))
+                    await _take_posting_in(await session.connection(), team_id, existing)
             except IntegrityError:  # being posted, or posted: the first click's choice stands
                 return existing, False
             await _rechoose(await session.connection(), team_id, existing, segment_id,
@@ -172,7 +172,7 @@ async def create_upload_batch(
         await enqueue_in(conn, team_id, SLACK_FILE_JOB, {"source_id": source.id},
                          dedupe_key=f"stage:{source.id}")  # fmt: skip
         await schedule_purge_in(conn, team_id, utcnow() + timedelta(hours=1))
-        session.add(SeenKey(team_id=team_id, key=review_post_key(batch.id)))
+        await _take_posting_in(conn, team_id, batch.id)
         await session.commit()
         return batch.id, True
 
@@ -180,6 +180,17 @@ async def create_upload_batch(
 def review_post_key(batch_id: int) -> str:
     """Held while an upload's review message is posted, and after: one message per batch."""
     return f"review-post:{batch_id}"
+
+
+async def _take_posting_in(conn: AsyncConnection, team_id: str, batch_id: int) -> None:
+    """Take the key of posting the batch's review (review_post_key), in the caller's
+    transaction; IntegrityError if it is taken. Stamped by the clock bot.once judges it stale
+    by (its `hold`, when a later click finds the review unposted): stamped by a host whose
+    clock was behind, a click a moment later took a live poster's key as stale and posted
+    a second review."""
+    await conn.execute(insert(SeenKey).values(
+        team_id=team_id, key=review_post_key(batch_id),
+        created_at=shared_now(conn.dialect.name == "sqlite")))  # fmt: skip
 
 
 async def _rechoose(conn: AsyncConnection, team_id: str, batch_id: int, segment_id: int,

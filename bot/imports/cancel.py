@@ -100,6 +100,9 @@ class Cancelling:
     """What `jobs cancel` made of a job (try_cancel_job)."""
 
     job: Job  # as it now stands
+    # its state as the cancel found it: one cancelled already is said so ("was cancelled
+    # already"), not as if this cancel stopped it
+    found: str
     # Its work (an import, an enrollment, an undo) had finished when the cancel got to it:
     # nothing was stopped or cancelled, and the job, still queued or running until its
     # runner records the end, is done in effect. "Cancelled" would tell the person they
@@ -134,7 +137,7 @@ async def try_cancel_job(db: Database, team_id: str, job_id: int,
         if not finished_first:
             await _cancel_job_in(conn, team_id, job_id)
     now = await queue.get_job(db, team_id, job_id)
-    return None if now is None else Cancelling(now, finished_first)
+    return None if now is None else Cancelling(now, job.state, finished_first)
 
 
 async def _stop_work_in(conn: AsyncConnection, team_id: str, job: Job, who: str) -> bool:

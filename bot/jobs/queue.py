@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, func, literal, text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
@@ -37,18 +36,36 @@ def _sql(statement: str) -> Any:
     return text(statement).bindparams(*(bindparam(n, type_=UTCDateTime()) for n in names))
 
 
-# Leases are stamped and compared by one clock for every process. On PostgreSQL that is the
-# server's: hosts' clocks drift apart, and a host whose clock ran a lease ahead of another's
-# took a job whose worker was alive and renewing it, and both ran it. SQLite is a file that
-# every process opens on one host, so they share its clock: there it is the process's, bound
-# as :now and :lease. (run_after and the bookkeeping times stay the process's: a skew there
-# only moves a retry by the skew.)
+# Leases and due times (a job's run_after, an invite's send_after) are stamped and compared by
+# one clock for every process. On PostgreSQL that is the server's: hosts' clocks drift apart,
+# and a host whose clock ran a lease ahead of another's took a job whose worker was alive and
+# renewing it, and both ran it; one ahead claimed jobs (and sent held invites) early by its
+# skew, and one behind stamped retries due at once. SQLite is a file that every process opens
+# on one host, so they share its clock: there it is the process's, bound as :now and :lease.
+# (The bookkeeping times, created_at and updated_at, stay the process's: nothing waits on
+# them.)
 _PG_NOW = "statement_timestamp()"
 
 
 def lease_now(sqlite: bool) -> str:
-    """SQL for "now" as leases are compared (see above)."""
+    """SQL for "now" as leases and due times are stamped and compared (see above)."""
     return ":now" if sqlite else _PG_NOW
+
+
+def due_in(sqlite: bool, name: str) -> str:
+    """SQL for a due time a wait from now by the shared clock, bound as `due_params` binds
+    it: on PostgreSQL the wait, in seconds, is added to the server's now; on SQLite (whose
+    shared clock is the process's) the time itself is bound."""
+    return f":{name}" if sqlite else f"{_PG_NOW} + make_interval(secs => :{name}_seconds)"
+
+
+def due_params(sqlite: bool, name: str, wait: timedelta | None,
+               now: datetime | None = None) -> dict[str, Any]:  # fmt: skip
+    """The parameter of `due_in(sqlite, name)` for `wait` from now (None: no due time, NULL);
+    on SQLite from `now` if given (the time the caller stamps its row with)."""
+    if sqlite:
+        return {name: None if wait is None else (now or utcnow()) + wait}
+    return {f"{name}_seconds": None if wait is None else wait.total_seconds()}
 
 
 def shared_now(sqlite: bool, earlier_by: timedelta = timedelta(0)) -> ColumnElement[datetime]:
@@ -78,7 +95,15 @@ async def database_now(db: Database) -> datetime:
     if db.is_sqlite:
         return utcnow()
     async with db.begin() as conn:
-        now = (await conn.execute(text(f"SELECT {_PG_NOW}"))).scalar_one()
+        return await database_now_in(conn)
+
+
+async def database_now_in(conn: AsyncConnection) -> datetime:
+    """`database_now` in the caller's transaction: what a due time computed in Python (a
+    wait from now) starts from, so that it is due by the clock it is compared with."""
+    if conn.dialect.name == "sqlite":
+        return utcnow()
+    now = (await conn.execute(text(f"SELECT {_PG_NOW}"))).scalar_one()
     return now.astimezone(UTC)
 
 
@@ -108,21 +133,14 @@ async def enqueue(
     dedupe_key: str | None = None,
     max_attempts: int | None = None,
 ) -> Job:
-    """Add a job; with a `dedupe_key` a second enqueue (double click, retry) returns the first."""
-    async with db.session() as session:
-        job = Job(team_id=team_id, kind=kind, payload=json.dumps(payload), dedupe_key=dedupe_key,
-                  max_attempts=max_attempts or _defaults.max_attempts)  # fmt: skip
-        session.add(job)
-        try:
-            await session.commit()
-            return job
-        except IntegrityError:
-            if dedupe_key is None:
-                raise
-            await session.rollback()
-    existing = await find_by_key(db, team_id, dedupe_key)
-    assert existing is not None
-    return existing
+    """Add a job, due now by the shared clock (see `lease_now`); with a `dedupe_key` a second
+    enqueue (double click, retry) returns the first."""
+    async with db.begin() as conn:
+        job_id = await enqueue_in(conn, team_id, kind, payload, dedupe_key=dedupe_key,
+                                  max_attempts=max_attempts)  # fmt: skip
+    job = await get_job(db, team_id, job_id)
+    assert job is not None
+    return job
 
 
 async def enqueue_in(
@@ -135,10 +153,14 @@ async def enqueue_in(
     max_attempts: int | None = None,
     run_after: datetime | None = None,
 ) -> int:
-    """Add a job inside the caller's transaction (so a state change and its job commit together).
+    """Add a job inside the caller's transaction (so a state change and its job commit together),
+    due at `run_after`, or now by the shared clock (see `lease_now`).
 
-    With a `dedupe_key` an existing job of that key wins and its id is returned: the insert
-    never raises, so the caller's transaction stays usable on PostgreSQL too.
+    With a `dedupe_key` an existing job of that key wins, whatever its state, and its id is
+    returned: a double click finds the job its first click queued, even running or ended.
+    (Work that reads its data when it runs, and must run again for a change made once its
+    job started, is queued with `enqueue_pending_in`.) The insert never raises, so the
+    caller's transaction stays usable on PostgreSQL too.
     """
     row = await _insert_in(conn, team_id, kind, payload, dedupe_key=dedupe_key,
                            max_attempts=max_attempts, run_after=run_after)  # fmt: skip
@@ -155,17 +177,19 @@ async def _insert_in(
     max_attempts: int | None,
     run_after: datetime | None,
 ) -> Any:
-    """INSERT the job unless one of its key exists: the row of its id, or None."""
+    """INSERT the job unless one of its key exists: the row of its id, or None. Without a
+    `run_after` it is due now by the shared clock."""
     now = utcnow()
     params = {"team": team_id, "kind": kind, "payload": json.dumps(payload), "key": dedupe_key,
               "max": max_attempts or _defaults.max_attempts, "now": now,
-              "run_after": run_after or now}  # fmt: skip
+              "run_after": run_after}  # fmt: skip
+    due = ":run_after" if run_after is not None else lease_now(conn.dialect.name == "sqlite")
     return (
         await conn.execute(
-            _sql("""
+            _sql(f"""
                 INSERT INTO job (team_id, kind, payload, dedupe_key, state, attempts, max_attempts,
                                  run_after, progress_done, progress_total, created_at, updated_at)
-                VALUES (:team, :kind, :payload, :key, 'queued', 0, :max, :run_after, 0, 0,
+                VALUES (:team, :kind, :payload, :key, 'queued', 0, :max, {due}, 0, 0,
                         :now, :now)
                 ON CONFLICT (team_id, dedupe_key) DO NOTHING
                 RETURNING id
@@ -200,11 +224,13 @@ async def enqueue_pending_in(
     max_attempts: int | None = None,
     run_after: datetime | None = None,
 ) -> int:
-    """Queue a job that redoes work from the data as it is when it runs (a refresh, a report),
-    or join the job of that key still waiting to run: changes made while one waits need no
-    second run. A change made once it started queues the next, since it may have read the
-    data before: the key is taken from a job of that key that is no longer queued (a job
-    of one kind: the same key always comes with the same payload).
+    """Queue a job that redoes work from the data as it is when it runs (a refresh, a report,
+    a send run: it sends the invites due then), or join the job of that key still waiting to
+    run: changes made while one waits need no second run. A change made once it started
+    queues the next, since it may have read the data before (even a change the running job
+    makes itself: a send run's next run, for invites due later): the key is taken from a
+    job of that key that is no longer queued (a job of one kind: the same key always comes
+    with the same payload).
 
     One UPDATE takes the keyed row and decides by its state then: on PostgreSQL it waits for a
     worker claiming the job, so a change never joins a job that already started (its report
@@ -212,15 +238,17 @@ async def enqueue_pending_in(
 
     A job that hasn't failed yet is due no later than a new one would be; one that failed
     keeps its attempts and its backoff: Slack down, every report joining it would otherwise
-    retry it at once, and a report that fails for good would live as long as reports come."""
-    params = {"team": team_id, "key": dedupe_key, "now": utcnow(),
-              "run_after": run_after or utcnow()}  # fmt: skip
+    retry it at once, and a report that fails for good would live as long as reports come.
+
+    Without a `run_after` it is due now by the shared clock (see `lease_now`)."""
+    params = {"team": team_id, "key": dedupe_key, "now": utcnow(), "run_after": run_after}
+    due = ":run_after" if run_after is not None else lease_now(conn.dialect.name == "sqlite")
     for _ in range(_JOIN_TRIES):
         holder = (await conn.execute(_sql(f"""
             UPDATE job SET updated_at = :now,
                 run_after = CASE WHEN state = 'queued' AND attempts = 0
-                                      AND run_after > :run_after
-                                 THEN :run_after ELSE run_after END,
+                                      AND run_after > {due}
+                                 THEN {due} ELSE run_after END,
                 dedupe_key = CASE WHEN state = 'queued' THEN dedupe_key ELSE {_RETIRE} END
             WHERE team_id = :team AND dedupe_key = :key
             RETURNING id, state
@@ -228,8 +256,7 @@ async def enqueue_pending_in(
         if holder is not None and holder.state == JobState.QUEUED:
             return int(holder.id)
         row = await _insert_in(conn, team_id, kind, payload, dedupe_key=dedupe_key,
-                               max_attempts=max_attempts,
-                               run_after=params["run_after"])  # fmt: skip
+                               max_attempts=max_attempts, run_after=run_after)  # fmt: skip
         if row is not None:
             return int(row[0])
     raise RuntimeError(f"no job of key {dedupe_key!r} queued after {_JOIN_TRIES} tries")
@@ -375,7 +402,7 @@ async def claim(
             updated_at = :now
         WHERE id = (
             SELECT id FROM job
-            WHERE ((state = 'queued' AND run_after <= :now)
+            WHERE ((state = 'queued' AND run_after <= {lease_now(db.is_sqlite)})
                    OR (state = 'running' AND lease_expires_at < {lease_now(db.is_sqlite)}))
                   {of_kind}
             ORDER BY id LIMIT 1 {lock})
@@ -454,23 +481,26 @@ async def release(db: Database, job: Job, owner: str) -> bool:
     """Hand a job back untouched by this attempt (graceful shutdown): it runs again at once."""
     return await _leave_owned(
         db, job, owner, "state = 'queued', attempts = attempts - 1, lease_owner = NULL, "
-        "lease_expires_at = NULL, run_after = :now", outcome="handed back"
+        f"lease_expires_at = NULL, run_after = {lease_now(db.is_sqlite)}", outcome="handed back"
     )  # fmt: skip
 
 
 async def fail(
     db: Database, job: Job, owner: str, error: str, *, retry_base: float, permanent: bool = False
 ) -> bool:
-    """Record the error; retry later with exponential backoff, or give up after max attempts."""
+    """Record the error; retry later with exponential backoff, or give up after max attempts.
+    The retry is due by the shared clock (see `lease_now`): a worker whose clock was behind
+    stamped it due early, by its skew."""
     if permanent or job.attempts >= job.max_attempts:
         return await _leave_owned(
             db, job, owner, "state = 'failed', last_error = :error, finished_at = :now, "
             "lease_owner = NULL, lease_expires_at = NULL", outcome=error, error=error[:4000]
         )  # fmt: skip
     return await _leave_owned(
-        db, job, owner, "state = 'queued', last_error = :error, run_after = :run_after, "
-        "lease_owner = NULL, lease_expires_at = NULL", outcome=error, error=error[:4000],
-        run_after=utcnow() + retry_delay(retry_base, job.attempts),
+        db, job, owner, "state = 'queued', last_error = :error, "
+        f"run_after = {due_in(db.is_sqlite, 'run_after')}, lease_owner = NULL, "
+        "lease_expires_at = NULL", outcome=error, error=error[:4000],
+        **due_params(db.is_sqlite, "run_after", retry_delay(retry_base, job.attempts)),
     )  # fmt: skip
 
 

@@ -1041,7 +1041,9 @@ async def test_a_retry_due_later_in_the_runs_own_second_still_gets_a_run(world: 
     """A run keyed to second S that ended within S, with an invite due later in S (two
     greylisted invites a moment apart), queued its next run under the same key, send:E:S:
     the running job itself was found by it, nothing new was queued, and the invite waited
-    queued for good, with no job to send it and no *Retry sending* to offer."""
+    queued for good, with no job to send it and no *Retry sending* to offer. The queue
+    now gives a started job's key up to the next run (enqueue_pending_in), which is due
+    when the invite is, not at the next second its key was moved to before."""
     from bot.campaigns.enroll import SEND_JOB
     from bot.jobs.queue import enqueue_in
 
@@ -1062,6 +1064,10 @@ async def test_a_retry_due_later_in_the_runs_own_second_still_gets_a_run(world: 
         worker = _send_worker(world, server)
         await worker.run_until_idle()
         assert _received(server) == Counter({"now@example.com": 1})
+        due = await world.scalar("SELECT send_after FROM invite WHERE state = 'queued'")
+        assert await world.rows("SELECT run_after, dedupe_key FROM job WHERE state = 'queued' "
+                                "AND kind = 'send_invites'"
+                                ) == [(due, f"send:{enrollment}:{now:%Y%m%d%H%M%S}")]
         await asyncio.sleep(2.1)  # the second invite is due, and its run too
         await worker.run_until_idle()
     assert _received(server) == Counter({"now@example.com": 1, "soon@example.com": 1})
