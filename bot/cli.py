@@ -420,6 +420,8 @@ async def _reach(db: Database, settings: Settings, first: Coroutine[Any, Any, No
         if settings.database_schema and not db.is_sqlite:
             where += f" (schema {settings.database_schema})"
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if db.is_sqlite and (folder := settings.database_folder_problem()):
+            reason = folder  # SQLite said only "unable to open database file"
         said = f"can't use the database {where} (DATABASE_URL): {reason}"
         raise (CliError if _lasting(exc) else DatabaseUnreachable)(said) from None
 

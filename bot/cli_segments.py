@@ -15,14 +15,26 @@ from typing import Any, BinaryIO, TextIO, cast
 
 from bot.audit import CLI
 from bot.cli_common import JSON_HELP, TEAM_HELP, CliError, write_failed
-from bot.segments import delete_segment, record_export, rename_segment, write_export
+from bot.segments import (
+    CampaignUse,
+    SegmentInUse,
+    busy_import,
+    campaigns_using,
+    delete_segment,
+    member_count,
+    record_export,
+    rename_segment,
+    uses_key,
+    write_export,
+)
 from bot.settings import Settings
 from bot.words import plural
 from bot.workspaces import WorkspaceError, find_segment, segment_sizes
-from models import Database, Segment
+from models import Database, Segment, SegmentRole
 from models.contacts import ALL_CUSTOMERS
 
 COMMANDS = ("segments", "export")
+MAX_CAMPAIGNS_NAMED = 20  # in `segments delete`'s question, as in Slack's
 
 
 def add_parsers(sub: Any) -> None:
@@ -39,6 +51,9 @@ def add_parsers(sub: Any) -> None:
     delete = actions.add_parser("delete", help="delete a static segment (its contacts stay "
                                                f"in {ALL_CUSTOMERS})")  # fmt: skip
     delete.add_argument("name", metavar="NAME", help="the segment's name (any case)")
+    delete.add_argument("--yes", "-y", action="store_true",
+                        help="don't ask first (needed without a terminal when the segment "
+                             "holds contacts or a campaign uses it)")  # fmt: skip
     for action in (rename, delete):
         action.add_argument("--team", default=argparse.SUPPRESS, help=TEAM_HELP)
         action.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -100,7 +115,15 @@ async def _rename(db: Database, team: str, args: argparse.Namespace) -> int:
 
 async def _delete(db: Database, team: str, args: argparse.Namespace) -> int:
     segment = await _named(db, team, args.name, args)
-    deleted = await delete_segment(db, team, segment.id or 0, actor=CLI)
+    expect = None if args.yes else await _confirmed(db, team, segment, args)
+    try:
+        deleted = await delete_segment(db, team, segment.id or 0, actor=CLI,
+                                       expect_campaigns=expect)  # fmt: skip
+    except SegmentInUse as exc:  # its own words say "Click Delete again"
+        names = ", ".join(c.name for c in exc.campaigns) or "none"
+        raise CliError(f"Nothing was deleted: the campaigns using {segment.name!r} changed "
+                       f"while you were asked (now: {names}). Run it again to see what "
+                       "deleting it means.") from None  # fmt: skip
     if args.json:
         print(json.dumps({"deleted": deleted.name, "contacts_taken_out": deleted.members,
                           "campaigns": [{"name": c.name, "role": c.role}
@@ -110,6 +133,54 @@ async def _delete(db: Database, team: str, args: argparse.Namespace) -> int:
     for campaign in deleted.campaigns:
         print(f"  {campaign.consequence()}")
     return 0
+
+
+async def _confirmed(db: Database, team: str, segment: Segment,
+                     args: argparse.Namespace) -> str | None:  # fmt: skip
+    """Ask before deleting a segment that holds contacts or that campaigns use, as Slack
+    does: it was deleted at once, even the segment a live campaign targets. Returns the
+    `uses_key` of the campaigns the question named (delete_segment refuses if they changed
+    meanwhile), or None when nothing needed asking. A refusal that deletes nothing comes
+    first: the question would be for nothing. Without a terminal to ask on, and no --yes,
+    nothing is deleted, saying to add --yes."""
+    segment_id = segment.id or 0
+    if busy := await busy_import(db, team, segment_id):
+        raise CliError(busy)
+    members = await member_count(db, team, segment_id)
+    campaigns = await campaigns_using(db, team, segment_id)
+    if not members and not campaigns:
+        return None
+    held = _what_it_holds(segment.name, members, campaigns)
+    if not sys.stdin.isatty():
+        raise CliError(f"Nothing was deleted: {held}. Add --yes to delete it without being "
+                       "asked (there is no terminal to ask on).")  # fmt: skip
+    stay = "it stays" if members == 1 else "they stay"
+    lines = [f"{segment.name!r} holds {plural(members, 'contact')}: {stay} in "
+             f"{ALL_CUSTOMERS}; only the segment goes." if members
+             else f"{segment.name!r} holds no contacts."]  # fmt: skip
+    lines += [f"  {c.consequence()}" for c in campaigns[:MAX_CAMPAIGNS_NAMED]]
+    if len(campaigns) > MAX_CAMPAIGNS_NAMED:
+        lines.append(f"  …and {plural(len(campaigns) - MAX_CAMPAIGNS_NAMED, 'more campaign')}.")
+    print("\n".join(lines), file=sys.stderr)
+    print(f"Delete segment {segment.name!r}? [y/N] ", end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise CliError(f"Nothing was deleted: {segment.name!r} is kept.")
+    return uses_key(campaigns)
+
+
+def _what_it_holds(name: str, members: int, campaigns: list[CampaignUse]) -> str:
+    """What deleting the segment would change, in a clause: "'VIP' holds 2 contacts, and
+    Spring targets it", "'VIP' holds no contacts, but Spring targets it and Autumn excludes
+    it", "'VIP' holds 1 contact"."""
+    holds = f"{name!r} holds {plural(members, 'contact') if members else 'no contacts'}"
+    uses = [f"{c.name} {'targets' if c.role == SegmentRole.TARGET else 'excludes'} it"
+            for c in campaigns[:MAX_CAMPAIGNS_NAMED]]  # fmt: skip
+    if len(campaigns) > MAX_CAMPAIGNS_NAMED:
+        uses.append(f"{plural(len(campaigns) - MAX_CAMPAIGNS_NAMED, 'more campaign')} use it")
+    if not uses:
+        return holds
+    listed = uses[0] if len(uses) == 1 else ", ".join(uses[:-1]) + " and " + uses[-1]
+    return f"{holds}, {'and' if members else 'but'} {listed}"
 
 
 def _taken_out(members: int) -> str:

@@ -51,11 +51,14 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
     async with db.session() as session:
         segment = await session.get(Segment, batch.segment_id)
     async with db.begin() as conn:  # no confirmation told the shell they stay, so this does
+        # the contacts it created that stay because they unsubscribed or were emailed (the
+        # line's "N kept: they unsubscribed or were emailed"); the JSON key says both, as an
+        # emailed one is still subscribed
         kept = await kept_unsubscribed_in(conn, team, args.import_id)
     name = segment.name if segment is not None else ""
     result = {"import": batch.id, "segment": name, "status": batch.status,
               "removed": batch.undo_removed, "kept_in_segment": batch.undo_handed_on,
-              "deleted": batch.undo_deleted, "kept_unsubscribed": kept,
+              "deleted": batch.undo_deleted, "kept_unsubscribed_or_emailed": kept,
               "invites_cancelled": batch.undo_invites_cancelled,
               "advocates_removed": batch.undo_advocates_removed}  # fmt: skip
     if args.json:

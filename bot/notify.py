@@ -9,11 +9,14 @@ from typing import Protocol
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import col, select
 
+from bot.home_refresh import VIEWERS_KEPT
 from bot.ids import USER_ID
 from bot.jobs.queue import enqueue_pending_in
 from bot.once import forget, forget_in, seen_in
-from models import Database
+from models import Database, HomeViewer
+from models.clock import utcnow
 
 
 class ImportNotifier(Protocol):
@@ -110,8 +113,34 @@ async def enqueue_report_job_in(conn: AsyncConnection, team_id: str, event: str,
 
 async def enqueue_enrollment_report_in(conn: AsyncConnection, team_id: str,
                                        enrollment_id: int) -> None:  # fmt: skip
-    """Queue a refresh of an enrollment's report inside the caller's transaction."""
-    await enqueue_report_job_in(conn, team_id, ENROLLMENT_CHANGED, {"enrollment_id": enrollment_id})
+    """Queue a refresh of an enrollment's report inside the caller's transaction, if there
+    is somewhere in Slack to show it: the enrollment's thread, or the Home tab someone in the
+    workspace opened lately (the report republishes it).
+
+    The job runs only on a worker that can talk to Slack: queued for a workspace used only
+    from the shell (`undo`, `segments delete`, `campaign edit` of an enrollment with no
+    thread), it waited for such a worker for good, and `jobs` showed it so."""
+    if await _reported_in_slack(conn, team_id, enrollment_id):
+        await enqueue_report_job_in(conn, team_id, ENROLLMENT_CHANGED,
+                                    {"enrollment_id": enrollment_id})  # fmt: skip
+
+
+async def _reported_in_slack(conn: AsyncConnection, team_id: str, enrollment_id: int) -> bool:
+    """Whether the enrollment's report has a Slack thread to go to, or the workspace a Home
+    tab to republish (bot.home_refresh's rule: opened in the last VIEWERS_KEPT)."""
+    thread = (await conn.execute(
+        text("SELECT 1 FROM enrollment WHERE team_id = :t AND id = :e "
+             "AND channel_id IS NOT NULL AND thread_ts IS NOT NULL"),
+        {"t": team_id, "e": enrollment_id},
+    )).first()  # fmt: skip
+    if thread is not None:
+        return True
+    viewer = (await conn.execute(
+        select(HomeViewer.user_id).where(
+            col(HomeViewer.team_id) == team_id,
+            col(HomeViewer.opened_at) >= utcnow() - VIEWERS_KEPT).limit(1)
+    )).first()  # fmt: skip
+    return viewer is not None
 
 
 async def enqueue_report_in(

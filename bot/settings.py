@@ -8,6 +8,8 @@ from typing import Annotated
 from urllib.parse import SplitResult, quote
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.ids import USER_ID
@@ -87,6 +89,29 @@ def _example_key() -> str:
     import secrets
 
     return secrets.token_urlsafe(32)
+
+
+# the SQLite URL's shape, said in every refusal of one
+_SQLITE_SHAPE = ("e.g. sqlite:///./referral-bot.db; three slashes, four for an absolute path: "
+                 "sqlite:////var/lib/bot.db")
+# why a database in memory is refused: every command said it had done its work and kept
+# nothing, and each of serve's worker children had one of its own
+_IN_MEMORY = ("lost when the process exits, and not shared with serve's worker processes or "
+              "other commands")
+
+
+def _a_sqlite_file(named_a_host: object, database: str, file: str | None) -> None:
+    """Refuse a SQLite URL that names a host (two slashes: sqlite://bot.db) or no file
+    (sqlite:///, :memory:), saying which: a database in memory was told "three slashes"."""
+    if named_a_host:
+        raise ValueError(f"a SQLite URL is sqlite:/// and then the file ({_SQLITE_SHAPE})")
+    if database == ":memory:" or "mode=memory" in database:
+        raise ValueError(f"{database!r} is a database kept in memory: {_IN_MEMORY}. Name a "
+                         f"file instead ({_SQLITE_SHAPE})")  # fmt: skip
+    if file is None:
+        raise ValueError(f"a SQLite URL is sqlite:/// and then the file, and this one names "
+                         f"none: SQLite would keep the database in memory, {_IN_MEMORY}. Name "
+                         f"a file ({_SQLITE_SHAPE})")  # fmt: skip
 
 
 class SettingsError(Exception):
@@ -173,6 +198,28 @@ class Settings(BaseSettings):
     def max_unzipped_bytes(self) -> int:
         """MAX_UNZIPPED_MB in bytes (MiB, as archives.human_size shows them: 500 is "500 MB")."""
         return int(self.max_unzipped_mb * 1024 * 1024)
+
+    def database_folder_problem(self) -> str | None:
+        """Why the SQLite file DATABASE_URL names can't be made: its folder doesn't exist (or
+        is a file). SQLite makes the file, not its folder, and said only "unable to open
+        database file". None for PostgreSQL, or a folder that exists. Not refused at start:
+        a folder on a volume not mounted yet may still appear (a worker waits for it); for
+        where the database couldn't be opened to say."""
+        from models.db import sqlite_file
+
+        if not self.database_url.startswith("sqlite"):
+            return None
+        file = sqlite_file(self.database_url)
+        folder = Path(file).parent if file else None
+        if folder is None or folder.is_dir():
+            return None
+        if folder.exists():
+            said, mend = f"{folder} is a file, not a folder", "name"
+        else:
+            said = f"the folder {folder} doesn't exist (SQLite makes the file, not its folder)"
+            mend = "create it, or name"
+        return (f"{said}: {mend} a file in a folder that exists, e.g. "
+                "DATABASE_URL=sqlite:///./referral-bot.db")  # fmt: skip
 
     def slack_problems(self) -> list[str]:
         """What is missing or wrong to talk to Slack, in words that say where to find it."""
@@ -377,13 +424,9 @@ class Settings(BaseSettings):
         if url.drivername not in ASYNC_DRIVERS:
             raise ValueError(f"{url.drivername}:// is no database referral-bot knows: "
                              "sqlite:/// or postgresql://")  # fmt: skip
-        # no file (sqlite:///, sqlite://, :memory:) is a private in-memory database: every
-        # command said it had done its work and kept nothing, and each of serve's worker
-        # children had one of its own
-        if url.get_backend_name() == "sqlite" and (
-                url.host or url.username or url.port or sqlite_file(value) is None):
-            raise ValueError("a SQLite URL is sqlite:/// and then the file (three slashes, four "
-                             "for an absolute path: sqlite:////var/lib/bot.db)")  # fmt: skip
+        if url.get_backend_name() == "sqlite":
+            _a_sqlite_file(url.host or url.username or url.port, url.database or "",
+                           sqlite_file(value))  # fmt: skip
         timeout = url.query.get("connect_timeout")
         if isinstance(timeout, str) and not timeout.replace(".", "", 1).isdigit():
             raise ValueError("?connect_timeout= must be a number of seconds")
@@ -414,6 +457,57 @@ def load_settings(**overrides: object) -> Settings:
         problems = []
         for err in exc.errors():
             name = "_".join(str(part) for part in err["loc"]).upper() or "settings"
-            # a validator's own sentence, without pydantic's "Value error, " before it
-            problems.append(f"  {name}: {str(err['msg']).removeprefix('Value error, ')}")
+            problems.append(f"  {name}: {_problem(name, err)}")
         raise SettingsError("Invalid configuration:\n" + "\n".join(problems)) from None
+
+
+# pydantic's checks of a number's or a boolean's value: said as what the setting takes
+_VALUE_CHECKS = frozenset({
+    "int_parsing", "int_from_float", "int_type", "float_parsing", "float_type", "finite_number",
+    "greater_than", "greater_than_equal", "less_than", "less_than_equal", "bool_parsing",
+    "bool_type"})  # fmt: skip
+_SHOWN_VALUE = 40  # characters of a bad value quoted back
+
+
+def _problem(name: str, err: ErrorDetails) -> str:
+    """What is wrong with the setting `name`, in a sentence: a number's or a boolean's value
+    as what the setting takes, with an example ("'abc' isn't a whole number from 1 to 65535
+    (e.g. PORT=3000)", where pydantic said "Input should be a valid integer, unable to parse
+    string as an integer"); a validator's own sentence without pydantic's "Value error, "."""
+    field = Settings.model_fields.get(name.lower())
+    if field is None or err["type"] not in _VALUE_CHECKS:
+        return str(err["msg"]).removeprefix("Value error, ")
+    value = err.get("input")
+    shown = repr(value[:_SHOWN_VALUE] + "…" if len(value) > _SHOWN_VALUE else value) if (
+        isinstance(value, str)) else repr(value)  # fmt: skip
+    return (f"{shown} isn't {_takes(field, finite=err['type'] == 'finite_number')} "
+            f"(e.g. {name}={_example(field.default)})")
+
+
+def _takes(field: FieldInfo, *, finite: bool) -> str:
+    """What a number or boolean setting takes: "a whole number from 1 to 65535", "a number
+    above 0", "true or false"."""
+    if field.annotation is bool:
+        return "true or false"
+    kind = "a whole number" if field.annotation is int else "a number"
+    if finite:
+        kind = kind.replace("number", "finite number")
+    bounds = {name: getattr(rule, name) for rule in field.metadata
+              for name in ("ge", "gt", "le", "lt") if hasattr(rule, name)}  # fmt: skip
+    if "ge" in bounds and "le" in bounds:
+        return f"{kind} from {bounds['ge']} to {bounds['le']}"
+    if "gt" in bounds:
+        return f"{kind} above {bounds['gt']}"
+    if "ge" in bounds:
+        return f"{kind}, {bounds['ge']} or more"
+    return kind
+
+
+def _example(default: object) -> str:
+    """A setting's default as it is written in the environment: 30, not 30.0; false for a
+    switch that is on (what setting it is for)."""
+    if isinstance(default, bool):
+        return str(not default).lower()
+    if isinstance(default, float) and default.is_integer():
+        return str(int(default))
+    return str(default)

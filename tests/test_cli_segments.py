@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import pty
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -68,7 +69,7 @@ async def test_rename_then_delete_from_the_shell(db: Database, cli: Cli, people:
     best = await find_segment(db, TEAM, "best customers")
     assert best is not None
     await target(db, TEAM, spring.id or 0, best.id or 0, requested_by="cli")
-    code, out, _ = await cli("segments", "delete", "BEST CUSTOMERS")
+    code, out, _ = await cli("segments", "delete", "BEST CUSTOMERS", "--yes")
     assert code == 0
     assert out.splitlines() == [
         "Deleted segment 'Best customers': 2 contacts taken out of it (they stay in All "
@@ -253,7 +254,7 @@ async def test_deleting_an_empty_or_one_contact_segment_reads_right(
     one = tmp_path / "one.csv"
     one.write_text("email\nana@example.com\n", encoding="utf-8")
     await cli("import", str(one), "--segment", "Solo", "--create-segment")
-    code, out, _ = await cli("segments", "delete", "solo")
+    code, out, _ = await cli("segments", "delete", "solo", "--yes")
     assert (code, out) == (0, "Deleted segment 'Solo': 1 contact taken out of it (it stays in "
                               "All Customers).\n")  # fmt: skip
     await import_target(db, TEAM, "Empty", create=True)
@@ -287,3 +288,81 @@ async def test_an_export_to_a_full_disk_says_so_in_words_and_records_nothing(
     assert "segment.exported" not in [e.action for e in await recent(db, TEAM)]
     code, out, _ = await cli("export", "--segment", "small")  # stdout that takes it: as ever
     assert (code, out.splitlines()[1:]) == (0, ["ana,,ana@example.com,en,yes"])
+
+
+async def _spring_targets(db: Database, *segments: str) -> None:
+    """A live campaign, Spring, targets the segments."""
+    from bot.campaigns.service import set_state
+    from models import CampaignState
+
+    spring = await create_campaign(db, TEAM, "Spring", store_url="https://s.example",
+                                   created_by="cli")  # fmt: skip
+    for name in segments:
+        found = await find_segment(db, TEAM, name)
+        assert found is not None
+        await target(db, TEAM, spring.id or 0, found.id or 0, requested_by="cli")
+    await set_state(db, TEAM, spring.id or 0, CampaignState.LIVE, requested_by="cli",
+                    queue_job=False)  # fmt: skip
+
+
+async def test_deleting_a_segment_in_use_without_a_terminal_needs_yes(
+    db: Database, cli: Cli, people: Path
+) -> None:
+    """`segments delete` deleted at once, even the segment a live campaign targets (Slack
+    asks first). Without a terminal to ask on it deletes nothing, saying to add --yes; an
+    empty segment no campaign uses is still deleted at once."""
+    assert (await cli("import", str(people), "--segment", "VIP", "--create-segment"))[0] == 0
+    await import_target(db, TEAM, "Empty", create=True)
+    await _spring_targets(db, "VIP", "Empty")
+
+    code, out, err = await cli("segments", "delete", "VIP")
+    assert (code, out) == (1, "")
+    assert err == ("referral-bot: Nothing was deleted: 'VIP' holds 2 contacts, and Spring "
+                   "targets it. Add --yes to delete it without being asked (there is no "
+                   "terminal to ask on).\n")  # fmt: skip
+    code, out, _ = await cli("segments", "delete", "empty", "--json")
+    assert code == 1 and json.loads(out)["error"].startswith(
+        "Nothing was deleted: 'Empty' holds no contacts, but Spring targets it. Add --yes")
+    assert await find_segment(db, TEAM, "VIP") is not None
+    assert await find_segment(db, TEAM, "Empty") is not None
+
+    code, out, _ = await cli("segments", "delete", "VIP", "--yes", "--json")
+    assert code == 0 and json.loads(out) == {
+        "deleted": "VIP", "contacts_taken_out": 2,
+        "campaigns": [{"name": "Spring", "role": "target"}]}  # fmt: skip
+    assert await find_segment(db, TEAM, "VIP") is None
+
+
+@pytest.mark.parametrize("answer", ["n", "y"])
+async def test_deleting_a_segment_in_use_on_a_terminal_asks_first(
+    db: Database, db_env: dict[str, str], cli: Cli, people: Path, tmp_path: Path, answer: str
+) -> None:
+    """On a terminal it asks, naming what the segment holds and which campaigns use it;
+    anything but y keeps it."""
+    assert (await cli("import", str(people), "--segment", "VIP", "--create-segment"))[0] == 0
+    await _spring_targets(db, "VIP")
+
+    terminal, keyboard = pty.openpty()
+    try:
+        proc = subprocess.Popen([*CLI, "segments", "delete", "vip"], env=environment(db_env),
+                                stdin=keyboard, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=tmp_path)  # fmt: skip
+        os.write(terminal, f"{answer}\n".encode())
+        out, err = await asyncio.to_thread(proc.communicate, timeout=120)
+    finally:
+        os.close(terminal)
+        os.close(keyboard)
+
+    assert err.startswith(
+        "'VIP' holds 2 contacts: they stay in All Customers; only the segment goes.\n"
+        "  Spring targets it: its advocates stay advocates, but contacts added later won't be "
+        "enrolled through this segment.\n"
+        "Delete segment 'VIP'? [y/N] "), err
+    if answer == "n":
+        assert (proc.returncode, out) == (1, "")
+        assert err.endswith("referral-bot: Nothing was deleted: 'VIP' is kept.\n"), err
+        assert await find_segment(db, TEAM, "VIP") is not None
+    else:
+        assert proc.returncode == 0, err
+        assert out.startswith("Deleted segment 'VIP': 2 contacts taken out of it")
+        assert await find_segment(db, TEAM, "VIP") is None

@@ -70,7 +70,7 @@ async def test_undo_prints_its_counts_and_refuses_a_second_time(
     code, result = await _json(capsys, "undo", str(batch), "--advocates")
     assert code == 0
     assert result == {"import": batch, "segment": "VIP", "status": "undone", "removed": 2,
-                      "kept_in_segment": 0, "deleted": 1, "kept_unsubscribed": 0,
+                      "kept_in_segment": 0, "deleted": 1, "kept_unsubscribed_or_emailed": 0,
                       "invites_cancelled": 0, "advocates_removed": 0}  # fmt: skip
     assert await _sql(db, "SELECT COUNT(*) FROM contact") == 2
     assert await _sql(db, "SELECT state FROM job WHERE kind = 'undo_import'") == "done"
@@ -202,3 +202,69 @@ async def test_undo_of_a_background_import_not_run_yet_says_it_is_queued(
     assert "waiting for review" not in said, said
     assert (f"Import #{queued['batch']} hasn't run yet (a shell import, queued or being "
             "read: `referral-bot jobs` shows it): only a finished import can be undone.") in said
+
+
+async def _enrolled(shell: Path, capsys: pytest.CaptureFixture[str]) -> int:
+    """A live campaign, Spring, enrolled VIP's two contacts (their invites wait for a worker):
+    the import's number."""
+    assert await _main("campaign", "create", "Spring", "--store-url",
+                       "https://shop.example.com", "--live") == 0  # fmt: skip
+    batch = await _import(shell, capsys, "VIP", "a@example.com", "b@example.com")
+    assert await _main("campaign", "target", "Spring", "--segment", "VIP") == 0
+    capsys.readouterr()
+    return batch
+
+
+_REPORTS = "SELECT COUNT(*) FROM job WHERE kind = 'slack_report'"
+
+
+async def test_a_shell_undo_queues_no_slack_report_in_a_workspace_without_slack(
+    shell: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The undo cancelled the enrollment's invites and queued a `slack_report` job to redraw
+    its report, which has no thread: in a workspace used only from the shell, `jobs` showed it
+    "waiting for a worker that can run it (start one with SLACK_BOT_TOKEN set)" for good."""
+    batch = await _enrolled(shell, capsys)
+
+    assert await _main("undo", str(batch)) == 0
+    assert "2 invites cancelled" in capsys.readouterr().out
+    assert await _main("campaign", "edit", "Spring", "--offer", "Give 15%") == 0
+
+    assert await _sql(db, _REPORTS) == 0
+    assert await _main("jobs") == 0
+    assert "slack_report" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("slack", ["thread", "home"])
+async def test_a_shell_undo_still_reports_an_enrollment_slack_shows(
+    shell: Path, db: Database, capsys: pytest.CaptureFixture[str], slack: str
+) -> None:
+    """An enrollment targeted in an import's Slack thread has a report there to redraw, and a
+    workspace whose Home someone opened has a Home tab to republish: those are still told."""
+    batch = await _enrolled(shell, capsys)
+    if slack == "thread":
+        await _sql(db, "UPDATE enrollment SET channel_id = 'C0001', "
+                       "thread_ts = '1700000000.000100'")  # fmt: skip
+    else:
+        await _sql(db, "INSERT INTO home_viewer (team_id, user_id, opened_at) "
+                       "VALUES ('local', 'U0002', :when)", when=utcnow())  # fmt: skip
+
+    assert await _main("undo", str(batch)) == 0
+
+    assert await _sql(db, _REPORTS + " AND payload LIKE '%enrollment_changed%'") == 1
+
+
+async def test_undo_json_names_the_contacts_kept_because_they_were_emailed(
+    shell: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Contacts kept because an invite went out to them were counted as
+    `"kept_unsubscribed"`, though they are still subscribed; the key says both reasons, as
+    the line does ("2 kept: they unsubscribed or were emailed")."""
+    batch = await _enrolled(shell, capsys)
+    await _sql(db, "UPDATE invite SET state = 'sent'")
+
+    code, result = await _json(capsys, "undo", str(batch))
+
+    assert code == 0 and result["kept_unsubscribed_or_emailed"] == 2, result
+    assert "kept_unsubscribed" not in result
+    assert await _sql(db, "SELECT COUNT(*) FROM contact") == 2

@@ -89,8 +89,59 @@ def test_a_public_url_whose_host_has_no_ascii_form_is_refused() -> None:
                                   "worker_poll_seconds", "staged_retention_days"])
 def test_an_infinite_number_is_refused_at_start(name: str) -> None:
     """MAX_UNZIPPED_MB=inf was accepted, then failed the first workbook's import."""
-    with pytest.raises(SettingsError, match=f"{name.upper()}: Input should be a finite number"):
+    with pytest.raises(SettingsError, match=f"{name.upper()}: inf isn't a finite number"):
         load_settings(**{name: float("inf")})
+
+
+@pytest.mark.parametrize(("env", "said"), [
+    ({"PORT": "abc"}, "PORT: 'abc' isn't a whole number from 1 to 65535 (e.g. PORT=3000)"),
+    ({"PORT": "0"}, "PORT: '0' isn't a whole number from 1 to 65535 (e.g. PORT=3000)"),
+    ({"JOB_LEASE_SECONDS": "-1"},
+     "JOB_LEASE_SECONDS: '-1' isn't a number above 0 (e.g. JOB_LEASE_SECONDS=30)"),
+    ({"JOB_LEASE_SECONDS": "inf"},
+     "JOB_LEASE_SECONDS: 'inf' isn't a finite number above 0 (e.g. JOB_LEASE_SECONDS=30)"),
+    ({"UNDO_WINDOW_DAYS": "1.5"},
+     "UNDO_WINDOW_DAYS: '1.5' isn't a whole number, 0 or more (e.g. UNDO_WINDOW_DAYS=7)"),
+    ({"RUN_WORKER": "maybe"}, "RUN_WORKER: 'maybe' isn't true or false (e.g. RUN_WORKER=false)"),
+])  # fmt: skip
+def test_a_bad_number_or_switch_is_said_in_plain_words(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], said: str
+) -> None:
+    """"PORT: Input should be a valid integer, unable to parse string as an integer" was
+    pydantic's wording: the value, what the setting takes, and an example, instead."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert str(err.value) == f"Invalid configuration:\n  {said}"
+
+
+@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://", "sqlite:///"])
+def test_a_database_in_memory_is_refused_saying_why(url: str) -> None:
+    """sqlite:///:memory: was told about slashes ("three slashes, four for an absolute
+    path"), not why it is refused: nothing would be kept, nor shared with the workers."""
+    with pytest.raises(SettingsError) as err:
+        load_settings(database_url=url)
+    said = str(err.value)
+    assert " in memory" in said and "lost when the process exits" in said, said
+    assert "not shared with serve's worker processes" in said, said
+    assert "e.g. sqlite:///./referral-bot.db" in said, said
+    assert (":memory:" in said) == (":memory:" in url), said
+
+
+def test_a_sqlite_file_in_a_missing_folder_says_so(tmp_path: Path) -> None:
+    """SQLite makes the file, not its folder: it said only "unable to open database file"."""
+    missing = load_settings(database_url=f"sqlite:///{tmp_path}/nope/bot.db")
+    assert missing.database_folder_problem() == (
+        f"the folder {tmp_path}/nope doesn't exist (SQLite makes the file, not its folder): "
+        "create it, or name a file in a folder that exists, e.g. "
+        "DATABASE_URL=sqlite:///./referral-bot.db")  # fmt: skip
+    (tmp_path / "afile").write_text("", encoding="utf-8")
+    in_a_file = load_settings(database_url=f"sqlite:///{tmp_path}/afile/bot.db")
+    assert str(in_a_file.database_folder_problem()).startswith(
+        f"{tmp_path}/afile is a file, not a folder: name a file in a folder that exists")
+    assert load_settings(database_url=f"sqlite:///{tmp_path}/bot.db").database_folder_problem() \
+        is None
 
 
 def test_sending_by_smtp_needs_a_public_url() -> None:

@@ -54,7 +54,7 @@ LEGACY_ENCODINGS: tuple[tuple[str, str], ...] = (
 _LATIN_READINGS = frozenset({"utf-8", "cp1252", "cp1250", "cp1254", "cp1257", "mac_roman"})
 MIN_PLAUSIBLE = 0.5  # below this share of plausible words in every reading, we can't tell
 _TIE = 0.02  # readings this close in score are as plausible as each other
-_KOREAN_MIN_SYLLABLES = 8  # see _korean_over_chinese
+_KOREAN_MIN_SYLLABLES = 8  # see _korean_over_lookalikes
 # scripts with capitals and without, among the single-byte code pages': see
 # _caseless_over_lowercase
 _CASED = frozenset({"CYRILLIC", "GREEK"})
@@ -568,16 +568,39 @@ def _turkish_over_cp1252(readings: list[_Reading]) -> _Reading:
     return turkish if len(differing) >= _TURKISH_WORDS else first
 
 
-def _korean_over_chinese(tied: list[_Reading]) -> _Reading | None:
-    """Korean's Hangul bytes are all GB2312 level 1 hanzi and Big5 frequent characters too,
-    so a Korean file always ties with the Chinese readings; Chinese text whose every
-    character falls where Hangul is, over _KOREAN_MIN_SYLLABLES characters, is rare."""
+# What Hangul's bytes (a lead byte B0-C8, then one of A1-FE) read as in other CJK and Thai
+# code pages: GB2312's level 1 hanzi, Big5's frequent characters, two Shift-JIS halfwidth
+# katakana (the first of ｰ to ﾈ), a Thai consonant (ฐ to ศ) and a letter.
+_KOREAN_LOOKALIKES = frozenset({"gb18030", "big5", "cp932", "cp874"})
+
+
+def _korean_over_lookalikes(tied: list[_Reading]) -> _Reading | None:
+    """The Korean reading, when it has _KOREAN_MIN_SYLLABLES Hangul syllables or more and
+    every other reading as plausible is one Hangul's bytes always make (_KOREAN_LOOKALIKES).
+
+    A Korean file ties with those readings: each of its syllables is a common hanzi, a
+    pair of halfwidth katakana, a Thai consonant and a letter. Chinese, Japanese or Thai
+    text whose every character, over that many, falls where Hangul is, is rare. Only Chinese
+    was weighed so: a Korean file of a few names that also read as halfwidth katakana or
+    Thai was refused, naming Japanese and Chinese and never Korean."""
     korean = next((r for r in tied if r.encoding == "cp949"), None)
     others = {r.encoding for r in tied} - {"cp949"}
-    if korean is None or not others <= {"gb18030", "big5"}:
+    if korean is None or not others <= _KOREAN_LOOKALIKES:
         return None
     syllables = sum(1 for c in korean.text if not c.isascii() and _system(c) == "HANGUL")
     return korean if syllables >= _KOREAN_MIN_SYLLABLES else None
+
+
+def _as_well_as(readings: list[_Reading]) -> str:
+    """"Thai (Windows-874), Japanese (Shift-JIS) or Korean (EUC-KR)": every reading a refusal
+    couldn't choose between. It named the first two only, and Korean, last of the code pages,
+    was never among them."""
+    unlike: list[_Reading] = []  # one of each text: code pages that read alike aren't a choice
+    for reading in readings:
+        if all(reading.text != other.text for other in unlike):
+            unlike.append(reading)
+    named = [_describe(r.encoding) for r in unlike]
+    return named[0] if len(named) == 1 else ", ".join(named[:-1]) + " or " + named[-1]
 
 
 def _decide(readings: list[_Reading]) -> str:
@@ -614,12 +637,11 @@ def _decide(readings: list[_Reading]) -> str:
         return first.encoding
     if all(r.encoding in _LATIN_READINGS for r in (first, *differing)):
         return max(tied, key=_spread).encoding  # the earliest of equals
-    if (korean := _korean_over_chinese(tied)) is not None:
+    if (korean := _korean_over_lookalikes(tied)) is not None:
         return korean.encoding
     raise UnknownCodePage(
         f"This file is not UTF-8, and its characters read just as well as "
-        f"{_describe(first.encoding)} or {_describe(differing[0].encoding)} text, so we won't "
-        f"guess which. {SAVE_AS_UTF8}"
+        f"{_as_well_as(tied)} text, so we won't guess which. {SAVE_AS_UTF8}"
     )
 
 

@@ -97,3 +97,10 @@ async def world(db: Database) -> World:
 def people(*rows: str, header: str = "email,first_name,locale") -> str:
     return header + "\n" + "\n".join(rows) + "\n"
 
+
+async def reported_in_a_thread(world: World) -> None:
+    """The enrollments report in a Slack thread (targeted from an import's): a report is
+    queued only where there is one to show it (bot.notify.enqueue_enrollment_report_in)."""
+    async with world.db.begin() as conn:
+        await conn.execute(text("UPDATE enrollment SET channel_id = 'C0001', "
+                                "thread_ts = '1700000000.000100'"))

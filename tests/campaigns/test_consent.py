@@ -6,7 +6,7 @@ from sqlalchemy import text
 
 from bot.campaigns.consent import suppress, unsubscribe
 from bot.notify import ENROLLMENT_CHANGED, REPORT_JOB, report_key
-from tests.campaigns.conftest import TEAM, World, people
+from tests.campaigns.conftest import TEAM, World, people, reported_in_a_thread
 
 
 async def _reports_queued(world: World) -> set[str]:
@@ -23,6 +23,7 @@ async def test_the_link_redraws_the_report_of_the_invites_it_stops(world: World)
     await world.import_csv("VIP", people("a@example.com,A,", "b@example.com,B,"))
     await world.target(await world.campaign(), "VIP", hold=3600)
     (enrollment,) = [int(e) for (e,) in await world.rows("SELECT id FROM enrollment")]
+    await reported_in_a_thread(world)
     a, key = (await world.rows("SELECT id, email_key FROM contact "
                                "WHERE email = 'a@example.com'"))[0]  # fmt: skip
     await _no_reports_queued(world)
@@ -46,6 +47,7 @@ async def test_a_deleted_contacts_link_redraws_the_report_of_its_new_contact(
     await world.target(await world.campaign("Autumn"), "Later", hold=3600)
     (enrollment,) = [int(e) for (e,) in await world.rows(
         "SELECT enrollment_id FROM invite WHERE state IN ('queued', 'held')")]  # fmt: skip
+    await reported_in_a_thread(world)
     await _no_reports_queued(world)
     await suppress(world.db, TEAM, "a@example.com")
     assert await world.scalar("SELECT COUNT(*) FROM invite WHERE state IN ('queued', 'held')") == 0

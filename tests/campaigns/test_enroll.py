@@ -13,7 +13,7 @@ from bot.campaigns import codes, service
 from bot.campaigns.after_import import enroll_imported
 from bot.campaigns.enroll import run_enrollment
 from models import CampaignState
-from tests.campaigns.conftest import TEAM, World, people
+from tests.campaigns.conftest import TEAM, World, people, reported_in_a_thread
 from tests.waiting import backend_pid, until_waiting_or_done
 
 
@@ -466,6 +466,7 @@ async def test_excluding_a_segment_cancels_its_contacts_waiting_invites(world: W
     await world.import_csv("VIP", people("a@example.com,A,", "b@example.com,B,"))
     spring = await world.campaign(invite_delay_days=3)
     assert (await world.target(spring, "VIP")).invites_queued == 2
+    await reported_in_a_thread(world)
     await world.import_csv("Staff", people("a@example.com,A,"))
 
     await service.exclude(world.db, TEAM, spring, await world.segment_id("Staff"))
@@ -495,6 +496,7 @@ async def test_cancelling_an_imports_enrollment_job_ends_the_enrollment_saying_s
     assert batch is not None
     await world.target(await world.campaign(), "VIP")
     (enrollment,) = await enroll_imported(world.db, batch, hold=False)  # queued, not run
+    await reported_in_a_thread(world)
     job = int(str(await world.scalar("SELECT id FROM job WHERE kind = 'enroll' "
                                      "AND state = 'queued'")))  # fmt: skip
 
