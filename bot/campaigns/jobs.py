@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.campaigns.enroll import fail_enrollment, run_enrollment
 from bot.campaigns.invites import Links, send_invites, send_later, stop_sending
 from bot.email.send import SmtpServerBusy, SmtpSetupError, sender_for
+from bot.imports.background import failure_words, surely
 from bot.jobs.worker import (
     GivingUp,
     Handler,
@@ -28,13 +29,18 @@ def enroll_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
             raise
         except Exception as exc:
             if ctx.last_attempt:
-                await give_up(ctx, f"{type(exc).__name__}: {exc}")
+                await give_up(ctx, failure_words(exc))
             raise
         await notifier.enrollment_changed(ctx.team_id, enrollment_id)
 
     async def give_up(ctx: JobContext, error: str) -> None:
+        """Fail the enrollment through a database outage (`surely`): failing with the
+        database, it stayed queued, its report saying "Enrolling…" for good (nothing runs it
+        again once its job failed)."""
         enrollment_id = int(ctx.payload["enrollment_id"])
-        if await fail_enrollment(ctx.db, ctx.team_id, enrollment_id, f"Enrolling stopped: {error}"):
+        if await surely(ctx, f"enrollment {enrollment_id}: recording its failure",
+                        lambda: fail_enrollment(ctx.db, ctx.team_id, enrollment_id,
+                                                f"Enrolling stopped: {error}")):  # fmt: skip
             await notifier.enrollment_changed(ctx.team_id, enrollment_id)
 
     return GivingUp(run, give_up)

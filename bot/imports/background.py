@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
+from asyncpg import InterfaceError as PostgresInterfaceError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import col, select
 
 from bot.campaigns.after_import import enroll_imported
@@ -51,6 +55,7 @@ from bot.jobs.worker import (
     JobContext,
     JobStopped,
     PermanentJobError,
+    about,
 )
 from bot.notify import ImportNotifier, Silent
 from bot.temp_files import disk_temporary_file
@@ -65,6 +70,7 @@ from models import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def enqueue_file_import(
@@ -121,8 +127,8 @@ def import_handler(chunk_size: int, notifier: ImportNotifier | None = None, *,
                          undo_window_days=undo_window_days)  # fmt: skip
 
     async def give_up(ctx: JobContext, error: str) -> None:
-        await _fail_import(ctx.db, ctx.team_id, int(ctx.payload["batch_id"]), error, reports,
-                           draft=bool(ctx.payload.get("approved_by")))  # fmt: skip
+        await _fail_import_surely(ctx, int(ctx.payload["batch_id"]), error, reports,
+                                  draft=bool(ctx.payload.get("approved_by")))  # fmt: skip
 
     return GivingUp(run, give_up)
 
@@ -144,24 +150,62 @@ async def _fail_import(db: Database, team_id: str, batch_id: int, error: str,
     await notifier.import_finished(team_id, batch_id)
 
 
+# What a database error says of itself is its SQL statement and parameters (ids, addresses),
+# and Slack's thread or report showed it as why the work failed: the worker's log has it, and
+# they say this instead.
+DATABASE_DOWN = "the bot's database was unavailable; the worker's log says more."
+_UNAVAILABLE = (sqlite3.OperationalError, OperationalError, InterfaceError, PoolTimeout,
+                PostgresInterfaceError)  # fmt: skip
+# PostgreSQL's SQLSTATEs of a database out of reach for now: a connection lost or refused
+# (08), out of resources (53), shutting down or starting (57P), a lock not granted in time
+# (55P03), a statement timed out (57014), a serialization failure or deadlock (40001, 40P01)
+_OUTAGE_STATES = ("08", "53", "57P", "55P03", "57014", "40001", "40P01")
+
+
+def database_outage(exc: BaseException) -> bool:
+    """The error is the database's being unavailable for now, not a bug of ours (asyncpg's
+    errors reach us wrapped, with their SQLSTATE)."""
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    state = getattr(cause, "sqlstate", None)
+    return isinstance(state, str) and state.startswith(_OUTAGE_STATES)
+
+
+def failure_words(exc: BaseException) -> str:
+    """Why the work failed for good, as its thread or report says it: a database outage in
+    words, anything else by its class and message."""
+    return DATABASE_DOWN if database_outage(exc) else f"{type(exc).__name__}: {exc}"
+
+
 async def _fail_import_surely(ctx: JobContext, batch_id: int, error: str,
                               notifier: ImportNotifier, *,
                               draft: bool = False) -> None:  # fmt: skip
-    """`_fail_import` from a run that ends the job for good, retried through database errors
-    (0.5 s doubling to 30 s) until it is done. The database down, failing the import failed
-    too, and the worker then recorded the job failed once the database was back: nothing
-    failed the import, which said "importing" for good (only a cancel ended it). Told to
-    stop meanwhile, the run is handed back (JobStopped): the job keeps its last attempt, and
-    the worker that takes it runs it again, or gives up on it (GivingUp), failing the import."""
+    """`_fail_import` from a run that ends the job for good, through a database outage
+    (`surely`): the database down, failing the import failed too, and the import said
+    "importing" for good (only a cancel ended it)."""
+    await surely(ctx, f"import {batch_id}: recording its failure", lambda: _fail_import(
+        ctx.db, ctx.team_id, batch_id, error, notifier, draft=draft))  # fmt: skip
+
+
+async def surely(ctx: JobContext, what: str, step: Callable[[], Awaitable[T]]) -> T:
+    """`step` of a run that ends its job for good (failing the work, telling its thread),
+    retried through database errors (0.5 s doubling to 30 s) until it is done.
+
+    Raised, it was never taken: the worker recorded the job failed once the database was
+    back, and nothing else takes that step, so the work said "importing", "Reading…" or
+    "Enrolling…" for good, or its thread was never told. Told to stop meanwhile (a shutdown,
+    the job cancelled or taken over), the run is handed back (JobStopped): the job keeps its
+    last attempt, and the worker that takes it runs it again, or gives up on it (GivingUp),
+    taking the step then. Each step is safe to take twice: a retry follows one that may
+    have got part way."""
     backoff = Backoff(0.5, 30.0)
     while True:
         try:
-            await _fail_import(ctx.db, ctx.team_id, batch_id, error, notifier, draft=draft)
-            return
+            return await step()
         except TRANSIENT:
             delay = backoff.next()
-            log.exception("import %s (team %s): recording its failure failed; retrying in %.1f s",
-                          batch_id, ctx.team_id, delay)  # fmt: skip
+            log.exception("%s: %s failed; retrying in %.1f s", about(ctx.job), what, delay)
             if ctx.stopping.is_set() or ctx.lost.is_set():
                 raise JobStopped from None
             await asyncio.sleep(delay)
@@ -202,7 +246,7 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
             permanent = isinstance(exc, PermanentJobError)
             if approver and (ctx.last_attempt or permanent):
                 await _fail_import_surely(ctx, batch_id,
-                                          str(exc) if permanent else f"{type(exc).__name__}: {exc}",
+                                          str(exc) if permanent else failure_words(exc),
                                           notifier, draft=True)  # fmt: skip
             raise
     last = 0.0
@@ -222,14 +266,20 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
     except Exception as exc:
         final = isinstance(exc, BatchStateError) or ctx.last_attempt
         if final:
-            await _fail_import_surely(ctx, batch_id, str(exc) or type(exc).__name__, notifier)
+            error = DATABASE_DOWN if database_outage(exc) else str(exc) or type(exc).__name__
+            await _fail_import_surely(ctx, batch_id, error, notifier)
         if isinstance(exc, BatchStateError):
             raise PermanentJobError(str(exc)) from None
         raise
+    # through a database outage (`surely`): failing on the last attempt, the job failed with
+    # the import done, and nothing enrolled its contacts in the campaigns targeting its
+    # segment (the review had said they would be invited), nor told its thread
     if result.status == BatchStatus.DONE:
-        await enroll_imported(db, result, hold=None)
+        await surely(ctx, f"import {batch_id}: enrolling its contacts",
+                     lambda: enroll_imported(db, result, hold=None))  # fmt: skip
     if result.status != BatchStatus.CANCELLED:  # a cancellation reports itself
-        await notifier.import_finished(team_id, batch_id)
+        await surely(ctx, f"import {batch_id}: reporting it",
+                     lambda: notifier.import_finished(team_id, batch_id))  # fmt: skip
 
 
 async def _stage_pending_files(db: Database, team_id: str, batch_id: int,
@@ -297,7 +347,20 @@ def slack_file_handler(
 
     A ZIP fills one source per CSV in it; a retried job stages only those still pending.
     A payload with "again" (*Map columns*) reads that one source again, the ZIP's entry of
-    its name for a CSV in a ZIP, and nothing else of the file."""
+    its name for a CSV in a ZIP, and nothing else of the file.
+
+    Failing a file that can't be read and reporting the reading ride out a database outage
+    (`surely`): failing with the database, the job failed and the review said "Reading…" for
+    good, nobody able to approve or remove it."""
+
+    async def fail(ctx: JobContext, source: ImportSource, error: str, alone: bool) -> None:
+        await surely(ctx, f"Slack file source {source.id}: recording its failure",
+                     lambda: _fail_unread(ctx.db, ctx.team_id, source, error,
+                                          alone=alone))  # fmt: skip
+
+    async def report(ctx: JobContext, staged: Sequence[ImportSource]) -> None:
+        await surely(ctx, "reporting a Slack file's reading",
+                     lambda: _report_read(notifier, ctx.team_id, staged))  # fmt: skip
 
     async def run(ctx: JobContext) -> None:
         db, team_id = ctx.db, ctx.team_id
@@ -328,25 +391,24 @@ def slack_file_handler(
         except FileRejected as exc:  # not Slack's file host, too big, not a CSV...: say why
             log.warning("import %s (team %s): Slack file %s refused: %s", source.batch_id,
                         team_id, source.ref, exc)  # fmt: skip
-            await _fail_unread(db, team_id, source, str(exc), alone=again)
+            await fail(ctx, source, str(exc), again)
         except Exception as exc:
             if not ctx.last_attempt:
                 raise  # retried later; the review keeps showing "Reading…"
             log.exception("import %s (team %s): Slack file %s could not be read after %s "
                           "attempts", source.batch_id, team_id, source.ref,
                           ctx.job.attempts)  # fmt: skip
-            await _fail_unread(db, team_id, source, f"Could not read the file: {exc}",
-                               alone=again)  # fmt: skip
-        await _report_read(notifier, team_id, staged)
+            why = DATABASE_DOWN if database_outage(exc) else str(exc)
+            await fail(ctx, source, f"Could not read the file: {why}", again)
+        await report(ctx, staged)
 
     async def give_up(ctx: JobContext, error: str) -> None:
         source_id, again = int(ctx.payload["source_id"]), bool(ctx.payload.get("again"))
-        source = await (_pending_source if again else _unread_source)(ctx.db, ctx.team_id,
-                                                                      source_id)  # fmt: skip
+        source = await surely(ctx, f"Slack file source {source_id}: reading it", lambda: (
+            _pending_source if again else _unread_source)(ctx.db, ctx.team_id, source_id))
         if source is not None:
-            await _fail_unread(ctx.db, ctx.team_id, source, f"Could not read the file: {error}",
-                               alone=again)  # fmt: skip
-            await notifier.source_read(ctx.team_id, source.batch_id, source.id or 0)
+            await fail(ctx, source, f"Could not read the file: {error}", again)
+            await report(ctx, [source])
 
     return GivingUp(run, give_up)
 

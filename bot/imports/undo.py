@@ -81,6 +81,7 @@ from bot.campaigns.consent import redraw_reports_in
 from bot.campaigns.enroll import undone_reason
 from bot.campaigns.reports import INVITE_EMAIL_OFF
 from bot.campaigns.service import enroll_when_exclusion_ends_in
+from bot.imports.background import surely
 from bot.imports.batches import ReviewError, get_batch, status_words
 from bot.imports.job_kinds import UNDO_JOB
 from bot.imports.undo_window import STILL_OPEN, undo_closed_before
@@ -927,6 +928,14 @@ def undo_handler(chunk_size: int, notifier: ImportNotifier | None = None) -> Han
         else:
             await notifier.undo_stopped(team_id, batch_id)
 
+    async def told(ctx: JobContext, batch_id: int, event: str) -> None:
+        """`tell`, through a database outage (bot.imports.background.surely): failing with
+        the database, the report of the undo's end was lost, its job failed or done all the
+        same (the thread never said that the undo stopped and how to finish it, or what it
+        took out)."""
+        await surely(ctx, f"undo of import {batch_id}: reporting it ({event})",
+                     lambda: tell(ctx.db, ctx.team_id, batch_id, event))  # fmt: skip
+
     async def run(ctx: JobContext) -> None:
         batch_id = int(ctx.payload["batch_id"])
 
@@ -942,13 +951,13 @@ def undo_handler(chunk_size: int, notifier: ImportNotifier | None = None) -> Han
             raise
         except Exception:
             if ctx.last_attempt:  # the import stays half undone: whoever asked must know
-                await tell(ctx.db, ctx.team_id, batch_id, UNDO_STOPPED)
+                await told(ctx, batch_id, UNDO_STOPPED)
             raise
         if batch.status == BatchStatus.UNDONE:
-            await tell(ctx.db, ctx.team_id, batch_id, UNDO_FINISHED)
+            await told(ctx, batch_id, UNDO_FINISHED)
 
     async def give_up(ctx: JobContext, error: str) -> None:  # every attempt killed its worker
-        await tell(ctx.db, ctx.team_id, int(ctx.payload["batch_id"]), UNDO_STOPPED)
+        await told(ctx, int(ctx.payload["batch_id"]), UNDO_STOPPED)
 
     return GivingUp(run, give_up)
 

@@ -40,43 +40,67 @@ async def queued_audiences(db: Database, team_id: str, batch_id: int) -> set[str
 
 
 def mailchimp_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
+    """Read the audience into its source, then redraw the review. A source that can't be read
+    for good (refused, gone, out of attempts) fails with why, and that failing and the redraw
+    ride out a database outage (`surely`): failing with the database, the job failed and the
+    source said "Reading…" for good, nobody able to approve the import, or its skipped rows
+    were never shared."""
+    # here, not at the top: bot.imports.background imports, through the review and `jobs
+    # cancel`, this module (for MAILCHIMP_JOB)
+    from bot.imports.background import DATABASE_DOWN, database_outage, surely
+
+    async def fail(ctx: JobContext, source: ImportSource, error: str) -> None:
+        await surely(ctx, f"audience source {source.id}: recording its failure",
+                     lambda: fail_source(ctx.db, ctx.team_id, source.id or 0, error,
+                                         only_pending=True))  # fmt: skip
+
+    async def report(ctx: JobContext, source: ImportSource) -> None:
+        await surely(ctx, f"audience source {source.id}: reporting its reading",
+                     lambda: notifier.source_read(ctx.team_id, source.batch_id,
+                                                  source.id or 0))  # fmt: skip
+
     async def run(ctx: JobContext) -> None:
-        async with ctx.db.session() as session:
-            source = await session.get(ImportSource, int(ctx.payload["source_id"]))
-        if source is None or source.team_id != ctx.team_id:
+        source = await _source(ctx)
+        if source is None:
             return
         if source.status != SourceStatus.PENDING:
             # read already, perhaps by this job before a retry whose report didn't go out:
             # the report is safe to repeat
-            await notifier.source_read(ctx.team_id, source.batch_id, source.id or 0)
+            await report(ctx, source)
             return
         stamp = None
         try:
             creds, stamp = await stamped_credentials(ctx.db, ctx.team_id, settings.secret_key)
             await read_audience(ctx.db, ctx.team_id, source, creds, read_from=stamp)
         except ReconnectNeeded as exc:
-            await refused_from_now_on(ctx.db, ctx.team_id, stamp)
-            await fail_source(ctx.db, ctx.team_id, source.id or 0, str(exc), only_pending=True)
+            await surely(ctx, "marking the Mailchimp connection refused",
+                         lambda: refused_from_now_on(ctx.db, ctx.team_id, stamp))  # fmt: skip
+            await fail(ctx, source, str(exc))
         except (NotFound, Refused, NotConnected, CredentialsUnreadable,
                 SecretKeyMissing) as exc:  # fmt: skip
-            await fail_source(ctx.db, ctx.team_id, source.id or 0, str(exc), only_pending=True)
+            await fail(ctx, source, str(exc))
         except MailchimpError as exc:
             if not ctx.last_attempt:
                 raise  # busy or down: the job retries with backoff
-            await fail_source(ctx.db, ctx.team_id, source.id or 0, str(exc), only_pending=True)
-        except Exception:  # a bug, or an answer nobody foresaw: not "Reading…" forever
+            await fail(ctx, source, str(exc))
+        except Exception as exc:  # a bug, an answer nobody foresaw: not "Reading…" forever
             if ctx.last_attempt:  # what it was goes to the log (the worker's), not to Slack
-                await give_up(ctx, UNFORESEEN)
+                await give_up(ctx, DATABASE_DOWN if database_outage(exc) else UNFORESEEN)
             raise
-        await notifier.source_read(ctx.team_id, source.batch_id, source.id or 0)
+        await report(ctx, source)
 
     async def give_up(ctx: JobContext, error: str) -> None:
-        async with ctx.db.session() as session:
-            source = await session.get(ImportSource, int(ctx.payload["source_id"]))
-        if source is None or source.team_id != ctx.team_id:
+        source = await surely(ctx, "reading the audience's source", lambda: _source(ctx))
+        if source is None:
             return
-        await fail_source(ctx.db, ctx.team_id, source.id or 0,
-                          f"Could not read the audience: {error}", only_pending=True)  # fmt: skip
-        await notifier.source_read(ctx.team_id, source.batch_id, source.id or 0)
+        await fail(ctx, source, f"Could not read the audience: {error}")
+        await report(ctx, source)
 
     return GivingUp(run, give_up)
+
+
+async def _source(ctx: JobContext) -> ImportSource | None:
+    """The source the job reads, if it is still the workspace's."""
+    async with ctx.db.session() as session:
+        source = await session.get(ImportSource, int(ctx.payload["source_id"]))
+    return source if source is not None and source.team_id == ctx.team_id else None

@@ -1,0 +1,93 @@
+"""An enrollment whose job ends in a database outage still ends, and its report says how.
+
+Giving up fails the enrollment in the database: failing there too, the job was recorded
+failed once the database was back, and the enrollment stayed queued, its report in the thread
+saying "Enrolling…" for good (nothing runs it again once its job failed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.campaigns import service
+from bot.campaigns.jobs import enroll_handler
+from bot.campaigns.service import ENROLL_JOB, Thread
+from bot.imports.background import DATABASE_DOWN
+from bot.settings import load_settings
+from handlers.notify import SlackNotifier
+from tests.campaigns.conftest import TEAM, World, people
+from tests.fakes.slack_api import FakeSlack
+from tests.imports.outage import (
+    ENDS,
+    LAST_ATTEMPT_FAILS,
+    WORKERS_DIED,
+    Outage,
+    out_of_attempts,
+    run_jobs,
+)
+from tests.imports.outage import worker_db as outage_worker_db
+
+CHANNEL = "C0001"
+LEAD = "U1"
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack(bot_token="xoxb-test", team_id=TEAM) as fake:
+        yield fake
+
+
+def _client(slack: FakeSlack) -> AsyncWebClient:
+    return AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+
+
+async def _targeted(world: World, slack: FakeSlack) -> tuple[int, str]:
+    """Spring, live, targeted at VIP (two contacts) from a Slack thread, the enrollment on
+    its last attempt not run yet: the enrollment's id and the thread's ts."""
+    await world.import_csv("VIP", people("a@example.com,A,", "b@example.com,B,"))
+    spring = await world.campaign()
+    thread = await _client(slack).chat_postMessage(channel=CHANNEL, text="The import")
+    enrollment = await service.target(world.db, TEAM, spring, await world.segment_id("VIP"),
+                                      requested_by=LEAD,
+                                      thread=Thread(CHANNEL, str(thread["ts"])))  # fmt: skip
+    assert enrollment is not None
+    return enrollment, str(thread["ts"])
+
+
+async def _ended(world: World, enrollment: int) -> tuple[str, str, str]:
+    """The enrollment job's state, the enrollment's and its error."""
+    (job,) = await world.rows("SELECT state FROM job WHERE kind = :k", k=ENROLL_JOB)
+    ((status, error),) = await world.rows("SELECT status, error FROM enrollment WHERE id = :e",
+                                          e=enrollment)  # fmt: skip
+    return str(job[0]), str(status), str(error or "")
+
+
+def _reports(slack: FakeSlack, thread: str) -> list[str]:
+    return [str(m.get("blocks")) for m in slack.messages_in(CHANNEL, thread)
+            if m.get("text", "").startswith("Enrollment in")]  # fmt: skip
+
+
+@pytest.mark.parametrize("end", ENDS)
+async def test_an_enrollment_given_up_in_an_outage_fails_once_the_database_is_back(
+    world: World, db_env: dict[str, str], slack: FakeSlack, end: str
+) -> None:
+    enrollment, thread = await _targeted(world, slack)
+    await out_of_attempts(world.db, ENROLL_JOB, end)
+    outage = Outage(world.db, "campaign", "enrollment", "seen_key", reads=end == WORKERS_DIED)
+    async with outage_worker_db(db_env, outage) as worker_db:
+        notifier = SlackNotifier(_client(slack), worker_db, team_leads=[LEAD])
+        handler = enroll_handler(load_settings(database_url=world.db.url), notifier)
+        await run_jobs(worker_db, {ENROLL_JOB: outage.during(handler, end)})
+    job, status, error = await _ended(world, enrollment)
+    assert (job, status) == ("failed", "failed")
+    if end == LAST_ATTEMPT_FAILS:  # in words: a database error's own text is SQL
+        assert error == f"Enrolling stopped: {DATABASE_DOWN}"
+    else:
+        assert error.startswith("Enrolling stopped: gave up: the worker running it stopped")
+    assert await world.scalar("SELECT COUNT(*) FROM advocate") == 0
+    (report,) = _reports(slack, thread)
+    assert ":x: Enrolling contacts from *VIP* in *Spring* failed" in report, report
+

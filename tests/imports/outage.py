@@ -1,0 +1,116 @@
+"""A database outage over a whole run of a job, for what a job that gives up leaves behind.
+
+The fault is real, as in tests/jobs/test_worker_faults: another client holds the write lock of
+the tables the job writes (SQLite: the whole file) while the worker's own engine gives up
+waiting for a lock after 100 ms; the lock goes 1.5 s later, as a database comes back. Reads
+still work meanwhile (SQLite's WAL, PostgreSQL's EXCLUSIVE mode), so the job gets as far as
+its first write and gives up there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+
+from bot.jobs.worker import GivingUp, Handler, JobContext, Worker, WorkerConfig
+from models import Database
+from tests.fakes.slack_api import FakeSlack
+from tests.jobs.test_worker_faults import JobTableLock, impatient
+
+OUTAGE_SECONDS = 1.5
+# how a job ends for good: its last attempt fails, or every attempt's worker died (killed, out
+# of memory) and the next one gives up on it without running it (GivingUp)
+LAST_ATTEMPT_FAILS = "its last attempt fails"
+WORKERS_DIED = "every attempt's worker died"
+ENDS = (LAST_ATTEMPT_FAILS, WORKERS_DIED)
+
+
+class Outage(JobTableLock):
+    """The database unavailable for writes to `tables` (PostgreSQL; SQLite: to everything)
+    from `begin()` for OUTAGE_SECONDS; `reads`: for reads of them too (PostgreSQL only:
+    SQLite's readers can't be kept out), as when the database is down, not only busy."""
+
+    def __init__(self, db: Database, *tables: str, reads: bool = False) -> None:
+        super().__init__(db)
+        self.tables = ("job", *tables)
+        self.mode = "ACCESS EXCLUSIVE" if reads else "EXCLUSIVE"
+        self.ending: list[asyncio.Task[None]] = []
+
+    async def hold(self) -> None:
+        if self.db.is_sqlite:
+            await super().hold()
+            return
+        self.conn = await self.db.engine.connect()
+        await self.conn.execute(text(f"LOCK TABLE {', '.join(self.tables)} IN {self.mode} MODE"))
+
+    async def begin(self) -> None:
+        """The outage starts now, once; it ends by itself."""
+        if self.ending:
+            return
+        await self.hold()
+        self.ending.append(asyncio.create_task(self._end_later()))
+
+    async def _end_later(self) -> None:
+        await asyncio.sleep(OUTAGE_SECONDS)
+        await self.release()
+
+    def during(self, handler: Handler, end: str = LAST_ATTEMPT_FAILS) -> Handler:
+        """`handler` meeting the outage from the moment its job's run starts (after the
+        worker took the job): the run itself, or its giving up on a job whose workers died."""
+        assert isinstance(handler, GivingUp)
+
+        async def run(ctx: JobContext) -> None:
+            await self.begin()
+            await handler.run(ctx)
+
+        async def give_up(ctx: JobContext, error: str) -> None:
+            await self.begin()
+            await handler.give_up(ctx, error)
+
+        if end == LAST_ATTEMPT_FAILS:
+            return GivingUp(run, handler.give_up)
+        return GivingUp(handler.run, give_up)
+
+
+async def out_of_attempts(db: Database, kind: str, end: str) -> None:
+    """The jobs of `kind` are on their last attempt; `WORKERS_DIED`: every attempt was made,
+    each one's worker dying in it (its lease lapsed), so the next taker gives up on it."""
+    async with db.begin() as conn:
+        await conn.execute(text(
+            "UPDATE job SET max_attempts = 1, attempts = :made WHERE kind = :k"),
+            {"k": kind, "made": 1 if end == WORKERS_DIED else 0})  # fmt: skip
+
+
+@asynccontextmanager
+async def worker_db(db_env: dict[str, str], outage: Outage) -> AsyncIterator[Database]:
+    """The worker's own engine (impatient for locks), disposed of with the outage ended."""
+    database = impatient(db_env)
+    try:
+        yield database
+    finally:
+        await outage.release()
+        for task in outage.ending:
+            task.cancel()
+        await database.dispose()
+
+
+async def run_jobs(database: Database, handlers: dict[str, Handler]) -> int:
+    """A worker on `database` runs every job due, within a minute; how many ran."""
+    worker = Worker(database, handlers, WorkerConfig(lease_seconds=5, poll_seconds=0.05,
+                                                     retry_base_seconds=0))  # fmt: skip
+    return await asyncio.wait_for(worker.run_until_idle(), 60)
+
+
+async def when_slack_is_called(slack: FakeSlack, method: str, outage: Outage) -> None:
+    """The outage begins as the bot's next call of `method` reaches Slack (a report under
+    way, its work done), which answers once it has."""
+    gate = slack.hold(method)
+    try:
+        await slack.wait_for(method, count=len(slack.calls_to(method)) + 1, timeout=60)
+        await outage.begin()
+    finally:
+        slack.unhold(method)
+        gate.set()

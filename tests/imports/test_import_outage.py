@@ -1,0 +1,177 @@
+"""An import whose job ends in a database outage ends as it would have, once it is back.
+
+7989c97 made the last attempt's failing of the import ride out the outage; giving up on a job
+whose every worker died (GivingUp) still failed the import once, and an error meeting it was
+only logged: the import said "importing" for good. The reason the thread was given was the
+database error's own text: its SQL statement and parameters. And an import done as the
+database went away enrolled nobody in the campaigns targeting its segment, for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import text
+
+from bot.imports.background import DATABASE_DOWN, enqueue_file_import, import_handler
+from bot.imports.batches import get_batch
+from bot.imports.job_kinds import IMPORT_JOB
+from bot.jobs import queue
+from bot.notify import Silent
+from bot.workspaces import ensure_workspace
+from handlers.notify import SlackNotifier
+from models import Database
+from tests.fakes.slack_api import FakeSlack
+from tests.imports.outage import (
+    ENDS,
+    LAST_ATTEMPT_FAILS,
+    WORKERS_DIED,
+    Outage,
+    out_of_attempts,
+    run_jobs,
+    when_slack_is_called,
+)
+from tests.imports.outage import worker_db as outage_worker_db
+from tests.jobs.test_queue import csv_file
+from tests.jobs.test_worker_processes import wait_for
+
+
+class Thread(Silent):
+    """The import's thread: the results it is told."""
+
+    def __init__(self) -> None:
+        self.finished: list[int] = []
+
+    async def import_finished(self, team_id: str, batch_id: int) -> None:
+        self.finished.append(batch_id)
+
+
+@pytest.mark.parametrize("end", ENDS)
+async def test_an_import_given_up_in_an_outage_fails_in_words_once_the_database_is_back(
+    db: Database, db_env: dict[str, str], tmp_path: Path, end: str
+) -> None:
+    await ensure_workspace(db, "T1")
+    job = await enqueue_file_import(db, "T1", [csv_file(tmp_path, "a.csv", 10)], segment="S",
+                                    create_segment=True)  # fmt: skip
+    batch_id = json.loads(job.payload or "{}")["batch_id"]
+    await out_of_attempts(db, IMPORT_JOB, end)
+    outage = Outage(db, "import_batch", "import_source", reads=end == WORKERS_DIED)
+    thread = Thread()
+    async with outage_worker_db(db_env, outage) as worker_db:
+        await run_jobs(worker_db, {IMPORT_JOB: outage.during(import_handler(3, thread), end)})
+    ended = await queue.get_job(db, "T1", job.id or 0)
+    assert ended is not None and ended.state == "failed", ended
+    batch = await get_batch(db, "T1", batch_id)
+    assert batch is not None and batch.status == "failed", batch
+    if end == LAST_ATTEMPT_FAILS:
+        assert batch.error == DATABASE_DOWN, batch.error  # not the SQL it failed on
+    else:
+        assert (batch.error or "").startswith("gave up: the worker running it stopped"), batch
+    assert thread.finished == [batch_id], "the thread wasn't told the import failed, once"
+
+
+# The database refusing to write to a table the import's end writes (its enrollments), until
+# allowed again.
+def _refuse(dialect: str, table: str) -> list[str]:
+    if dialect == "sqlite":
+        return [f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
+                "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"]  # fmt: skip
+    return ["CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'disk I/O error'; END $$",
+            f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION refuse()"]  # fmt: skip
+
+
+def _allow(dialect: str, table: str) -> str:
+    return "DROP TRIGGER refuse" + (f" ON {table}" if dialect == "postgresql" else "")
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack(bot_token="xoxb-test", team_id="T1") as fake:
+        yield fake
+
+
+async def test_an_import_done_as_the_database_goes_away_enrolls_its_contacts_once_it_is_back(
+    db: Database, tmp_path: Path, slack: FakeSlack
+) -> None:
+    refused = "enrollment"
+    await ensure_workspace(db, "T1")
+    job = await enqueue_file_import(db, "T1", [csv_file(tmp_path, "a.csv", 10)], segment="S",
+                                    create_segment=True, max_attempts=1)  # fmt: skip
+    batch_id = json.loads(job.payload or "{}")["batch_id"]
+    client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+    review = await client.chat_postMessage(channel="C0001", text="The review")
+    async with db.begin() as conn:  # reviewed in a thread; Spring, live, targets S
+        await conn.execute(text("UPDATE import_batch SET channel_id = 'C0001', message_ts = :ts "
+                                "WHERE id = :b"), {"ts": review["ts"], "b": batch_id})
+        await conn.execute(text(
+            "INSERT INTO campaign (team_id, name, name_key, store_url, sender, offer, state, "
+            "invite_email, invite_delay_days, created_by, created_at, updated_at) VALUES "
+            "('T1', 'Spring', 'spring', 'https://shop.example/', '', '', 'live', :yes, 0, "
+            "'U1', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"yes": True})  # fmt: skip
+        await conn.execute(text(
+            "INSERT INTO campaign_segment (campaign_id, segment_id, team_id, role, created_at) "
+            "SELECT c.id, b.segment_id, 'T1', 'target', CURRENT_TIMESTAMP FROM campaign c, "
+            "import_batch b WHERE b.id = :b"), {"b": batch_id})  # fmt: skip
+        for statement in _refuse(db.dialect, refused):
+            await conn.execute(text(statement))
+
+    async def back_after_the_import() -> None:
+        async def done() -> bool:
+            batch = await get_batch(db, "T1", batch_id)
+            return batch is not None and batch.status == "done"
+
+        await wait_for(done, 60, "the import to be done")
+        await asyncio.sleep(1.5)
+        async with db.begin() as conn:
+            await conn.execute(text(_allow(db.dialect, refused)))
+
+    back = asyncio.create_task(back_after_the_import())
+    try:
+        notifier = SlackNotifier(client, db, team_leads=["U1"])
+        await run_jobs(db, {IMPORT_JOB: import_handler(3, notifier)})
+    finally:
+        await back
+    ended = await queue.get_job(db, "T1", job.id or 0)
+    assert ended is not None and ended.state == "done", ended
+    async with db.begin() as conn:
+        enrolled = (await conn.execute(text("SELECT COUNT(*) FROM enrollment WHERE batch_id = :b"),
+                                       {"b": batch_id})).scalar()  # fmt: skip
+    assert enrolled == 1, "its contacts were never enrolled in Spring"
+    offers = [m for m in slack.messages_in("C0001", str(review["ts"]))
+              if m["text"].startswith("Next step: target a campaign")]  # fmt: skip
+    assert len(offers) == 1, slack.messages_in("C0001", str(review["ts"]))
+
+
+async def test_an_import_done_as_the_database_goes_away_tells_its_thread_once_it_is_back(
+    db: Database, db_env: dict[str, str], tmp_path: Path, slack: FakeSlack
+) -> None:
+    """Its thread's review redrawn, the database went away before the next step was offered:
+    the job failed, and the thread never offered to target a campaign."""
+    await ensure_workspace(db, "T1")
+    job = await enqueue_file_import(db, "T1", [csv_file(tmp_path, "a.csv", 10)], segment="S",
+                                    create_segment=True, max_attempts=1)  # fmt: skip
+    batch_id = json.loads(job.payload or "{}")["batch_id"]
+    client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+    review = await client.chat_postMessage(channel="C0001", text="The review")
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET channel_id = 'C0001', message_ts = :ts "
+                                "WHERE id = :b"), {"ts": review["ts"], "b": batch_id})
+    outage = Outage(db, "import_batch", "seen_key")
+    async with outage_worker_db(db_env, outage) as worker_db:
+        notifier = SlackNotifier(client, worker_db, team_leads=["U1"])
+        redrawing = asyncio.create_task(when_slack_is_called(slack, "chat.update", outage))
+        # one chunk: no progress reply is updated, the review's redraw is the first update
+        await run_jobs(worker_db, {IMPORT_JOB: import_handler(100, notifier)})
+        await redrawing
+    ended = await queue.get_job(db, "T1", job.id or 0)
+    assert ended is not None and ended.state == "done", ended
+    offers = [m for m in slack.messages_in("C0001", str(review["ts"]))
+              if m["text"].startswith("Next step: target a campaign")]  # fmt: skip
+    assert len(offers) == 1, slack.messages_in("C0001", str(review["ts"]))

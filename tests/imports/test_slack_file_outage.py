@@ -1,0 +1,117 @@
+"""A file shared in Slack whose reading ends in a database outage still ends, in words.
+
+Giving up fails the file's source with why, in the database: failing there too, the job was
+recorded failed once the database was back, and the source stayed pending, the review
+saying "Reading…" for good (nobody could approve the import, nor remove the file). Read, but
+the database gone as the review was being redrawn, the job failed the same way and the
+file's skipped rows were never shared in the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import text
+
+from bot.imports.background import DATABASE_DOWN, slack_file_handler
+from bot.imports.batches import create_upload_batch
+from bot.imports.job_kinds import SLACK_FILE_JOB
+from bot.jobs.worker import Handler
+from bot.settings import load_settings
+from bot.workspaces import create_segment, ensure_workspace
+from handlers.notify import SlackNotifier
+from handlers.slack_files import slack_fetcher
+from models import Database
+from tests.fakes.slack_api import FakeSlack
+from tests.imports.outage import (
+    ENDS,
+    LAST_ATTEMPT_FAILS,
+    WORKERS_DIED,
+    Outage,
+    out_of_attempts,
+    run_jobs,
+    when_slack_is_called,
+)
+from tests.imports.outage import worker_db as outage_worker_db
+
+TEAM = "T0001"
+LEAD = "U0002"
+CHANNEL = "C0001"
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack(bot_token="xoxb-test", team_id=TEAM) as fake:
+        yield fake
+
+
+async def _uploaded(db: Database, slack: FakeSlack, content: bytes) -> tuple[int, str]:
+    """A file shared in Slack, its review posted and its reading not run yet: the import's
+    id and the review message's ts."""
+    await ensure_workspace(db, TEAM)
+    slack.add_file("F0001", "people.csv", content, channels=[CHANNEL])
+    segment = await create_segment(db, TEAM, "VIP", actor=LEAD)
+    batch, _ = await create_upload_batch(db, TEAM, segment.id or 0, LEAD, file_id="F0001",
+                                         label="people.csv")  # fmt: skip
+    review = await _client(slack).chat_postMessage(channel=CHANNEL, text="The review")
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET channel_id = :c, message_ts = :ts "
+                                "WHERE id = :b"), {"c": CHANNEL, "ts": review["ts"], "b": batch})
+    return batch, str(review["ts"])
+
+
+def _client(slack: FakeSlack) -> AsyncWebClient:
+    return AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+
+
+def _handler(db: Database, slack: FakeSlack, worker_db: Database) -> Handler:
+    settings = load_settings(database_url=db.url, slack_bot_token="xoxb-test",
+                             slack_api_url=slack.api_url,
+                             slack_file_hosts=[slack.files_host])  # fmt: skip
+    client = _client(slack)
+    return slack_file_handler(slack_fetcher(settings, client), notifier=SlackNotifier(
+        client, worker_db, team_leads=[LEAD]))  # fmt: skip
+
+
+@pytest.mark.parametrize("end", ENDS)
+async def test_a_slack_file_given_up_in_an_outage_fails_once_the_database_is_back(
+    db: Database, db_env: dict[str, str], slack: FakeSlack, end: str
+) -> None:
+    batch, review = await _uploaded(db, slack, b"email\na@example.com\n")
+    await out_of_attempts(db, SLACK_FILE_JOB, end)
+    # giving up reads the source again: the database keeps reads out too, as when it is down
+    outage = Outage(db, "import_batch", "import_source", reads=end == WORKERS_DIED)
+    async with outage_worker_db(db_env, outage) as worker_db:
+        handler = _handler(db, slack, worker_db)
+        await run_jobs(worker_db, {SLACK_FILE_JOB: outage.during(handler, end)})
+    async with db.begin() as conn:
+        status, error = (await conn.execute(text(
+            "SELECT status, error FROM import_source WHERE batch_id = :b"), {"b": batch})).one()
+    assert status == "failed", (status, error)
+    if end == LAST_ATTEMPT_FAILS:  # in words, not the SQL it failed on
+        assert error == f"Could not read the file: {DATABASE_DOWN}"
+    else:
+        assert error.startswith("Could not read the file: gave up: the worker"), error
+    drawn = slack.message(CHANNEL, review)
+    assert "Could not read the file" in str(drawn.get("blocks")), drawn
+
+
+async def test_a_slack_file_read_as_the_database_goes_away_shares_its_skipped_rows_once_back(
+    db: Database, db_env: dict[str, str], slack: FakeSlack
+) -> None:
+    batch, _ = await _uploaded(db, slack, b"email\na@example.com\nnot an address\n")
+    await out_of_attempts(db, SLACK_FILE_JOB, LAST_ATTEMPT_FAILS)
+    outage = Outage(db, "import_batch", "import_source", "seen_key")
+    async with outage_worker_db(db_env, outage) as worker_db:
+        redrawing = asyncio.create_task(when_slack_is_called(slack, "chat.update", outage))
+        await run_jobs(worker_db, {SLACK_FILE_JOB: _handler(db, slack, worker_db)})
+        await redrawing
+    async with db.begin() as conn:
+        status = (await conn.execute(text("SELECT status FROM import_source WHERE batch_id = :b"),
+                                     {"b": batch})).scalar_one()  # fmt: skip
+    assert status == "parsed"
+    shared = [u.filename for u in slack.uploads]
+    assert shared == ["people-skipped-rows.csv"], shared

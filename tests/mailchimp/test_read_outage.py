@@ -1,0 +1,136 @@
+"""An audience's reading that ends in a database outage still ends, and the review says so.
+
+Giving up fails the source with why, in the database: failing there too, the job was recorded
+failed once the database was back, and the source stayed pending, the review saying
+"Reading…" for good and its import never approvable. Read, but the database gone as the
+review was being redrawn, the job failed the same way and the audience's skipped rows were
+never shared in the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import text
+
+from bot.imports.background import DATABASE_DOWN
+from bot.imports.batches import create_batch
+from bot.mailchimp import accounts, api
+from bot.mailchimp.jobs import MAILCHIMP_JOB, mailchimp_handler, queue_audiences
+from bot.workspaces import create_segment
+from handlers.notify import SlackNotifier
+from models import Database
+from tests.fakes.mailchimp import FakeMailchimp
+from tests.fakes.slack_api import FakeSlack
+from tests.imports.outage import (
+    ENDS,
+    LAST_ATTEMPT_FAILS,
+    WORKERS_DIED,
+    Outage,
+    out_of_attempts,
+    run_jobs,
+    when_slack_is_called,
+)
+from tests.imports.outage import worker_db as outage_worker_db
+from tests.mailchimp.test_mailchimp import KEY, SECRET, TEAM, _settings
+from tests.mailchimp.test_mailchimp import mc as mc  # the fixture
+
+CHANNEL = "C0001"
+LEAD = "U1"
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack(bot_token="xoxb-test", team_id=TEAM) as fake:
+        yield fake
+
+
+def _client(slack: FakeSlack) -> AsyncWebClient:
+    return AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+
+
+async def _reading(db: Database, mc: FakeMailchimp, slack: FakeSlack) -> tuple[int, str]:
+    """An import reviewed in Slack reading the Regulars audience, on its job's last attempt:
+    the source's id and the review message's ts."""
+    settings = _settings(db, mc)
+    await accounts.connect_api_key(db, TEAM, KEY, user=LEAD, secret_key=SECRET,
+                                   api_url=settings.mailchimp_api_url)  # fmt: skip
+    segment = await create_segment(db, TEAM, "From MC", actor=LEAD)
+    batch = await create_batch(db, TEAM, segment.id or 0, LEAD)
+    review = await _client(slack).chat_postMessage(channel=CHANNEL, text="The review")
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET channel_id = :c, message_ts = :ts "
+                                "WHERE id = :b"), {"c": CHANNEL, "ts": review["ts"],
+                                                   "b": batch.id})  # fmt: skip
+    (source,) = await queue_audiences(db, TEAM, batch.id or 0,
+                                      [api.Audience("aud1", "Regulars", 4)])  # fmt: skip
+    return source, str(review["ts"])
+
+
+async def _source(db: Database, source: int) -> tuple[str, str]:
+    async with db.begin() as conn:
+        status, error = (await conn.execute(text(
+            "SELECT status, error FROM import_source WHERE id = :s"), {"s": source})).one()
+    return str(status), str(error or "")
+
+
+@pytest.mark.parametrize("end", ENDS)
+async def test_an_audience_given_up_in_an_outage_fails_once_the_database_is_back(
+    db: Database, db_env: dict[str, str], mc: FakeMailchimp, slack: FakeSlack, end: str
+) -> None:
+    source, review = await _reading(db, mc, slack)
+    await out_of_attempts(db, MAILCHIMP_JOB, end)
+    # giving up reads the source again: the database keeps reads out too, as when it is down
+    outage = Outage(db, "import_batch", "import_source", reads=end == WORKERS_DIED)
+    async with outage_worker_db(db_env, outage) as worker_db:
+        notifier = SlackNotifier(_client(slack), worker_db, team_leads=[LEAD])
+        handler = mailchimp_handler(_settings(db, mc), notifier)
+        await run_jobs(worker_db, {MAILCHIMP_JOB: outage.during(handler, end)})
+    status, error = await _source(db, source)
+    assert status == "failed", (status, error)
+    if end == LAST_ATTEMPT_FAILS:  # in words: not "something went wrong on our side"
+        assert error == f"Could not read the audience: {DATABASE_DOWN}"
+    else:
+        assert error.startswith("Could not read the audience: gave up: the worker"), error
+    drawn = slack.message(CHANNEL, review)
+    assert "Could not read the audience" in str(drawn.get("blocks")), drawn
+
+
+async def test_an_audience_read_as_the_database_goes_away_shares_its_skipped_rows_once_back(
+    db: Database, db_env: dict[str, str], mc: FakeMailchimp, slack: FakeSlack
+) -> None:
+    source, _ = await _reading(db, mc, slack)
+    await out_of_attempts(db, MAILCHIMP_JOB, LAST_ATTEMPT_FAILS)
+    outage = Outage(db, "import_batch", "import_source", "seen_key")
+    async with outage_worker_db(db_env, outage) as worker_db:
+        notifier = SlackNotifier(_client(slack), worker_db, team_leads=[LEAD])
+        redrawing = asyncio.create_task(when_slack_is_called(slack, "chat.update", outage))
+        await run_jobs(worker_db, {MAILCHIMP_JOB: mailchimp_handler(_settings(db, mc),
+                                                                    notifier)})  # fmt: skip
+        await redrawing
+    assert (await _source(db, source))[0] == "parsed"
+    shared = [u.filename for u in slack.uploads]
+    assert shared == ["Regulars-skipped-rows.csv"], shared  # the unsubscribed and the cleaned
+
+
+async def test_a_key_revoked_and_met_in_an_outage_fails_the_audience_saying_reconnect(
+    db: Database, db_env: dict[str, str], mc: FakeMailchimp, slack: FakeSlack
+) -> None:
+    """Mailchimp refuses the key, and noting that for App Home fails with the database: the
+    source stayed pending, "Reading…" for good, and Home never said to reconnect."""
+    source, _ = await _reading(db, mc, slack)
+    await out_of_attempts(db, MAILCHIMP_JOB, LAST_ATTEMPT_FAILS)
+    mc.revoke(KEY)
+    outage = Outage(db, "import_batch", "import_source", "mailchimp_account")
+    async with outage_worker_db(db_env, outage) as worker_db:
+        notifier = SlackNotifier(_client(slack), worker_db, team_leads=[LEAD])
+        handler = mailchimp_handler(_settings(db, mc), notifier)
+        await run_jobs(worker_db, {MAILCHIMP_JOB: outage.during(handler)})
+    status, error = await _source(db, source)
+    assert status == "failed" and "reconnect Mailchimp" in error, (status, error)
+    async with db.begin() as conn:
+        refused = (await conn.execute(text("SELECT refused_at FROM mailchimp_account"))).scalar()
+    assert refused is not None, "App Home doesn't say the key was refused"
