@@ -164,6 +164,7 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         campaign = await service.find_campaign(db, team, args.name)
         cid = campaign.id or 0
         enrollment: int | None = None
+        paused_already = False
         retargeted: service.Targeting | None = None
         if command == "target":
             segment = await _segment(db, team, args.segment)
@@ -201,10 +202,13 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                     f"No invites of {campaign.name!r} stopped sending: nothing to retry.")
             print(json.dumps(out) if args.json else text)
             return 0
+        elif command == "pause":
+            # the state as the pause's own transaction found it (not as read before it)
+            paused_already = await service.pause(db, team, cid,
+                                                 requested_by="cli") == CampaignState.PAUSED
         else:
-            state = CampaignState.LIVE if command == "live" else CampaignState.PAUSED
-            enrollment = await service.set_state(db, team, cid, state, requested_by="cli",
-                                                 hold=False)  # fmt: skip
+            enrollment = await service.set_state(db, team, cid, CampaignState.LIVE,
+                                                 requested_by="cli", hold=False)  # fmt: skip
         out = {"campaign": campaign.name}
         if command in ("live", "target"):  # the same keys whichever way it went: what this
             # command enrolled (none: live already, nothing targeted, or a worker's to do)
@@ -212,9 +216,6 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         if retargeted is not None:
             out.update(segment=segment.name,
                        previous_role=str(retargeted.was) if retargeted.was else None)
-        text = f"Campaign {campaign.name!r}: {command} done."
-        if command == "pause" and campaign.state == CampaignState.PAUSED:  # as read before it
-            text = f"Campaign {campaign.name!r} was paused already."
         cancelled = False
         if enrollment is not None:
             hold = settings.invite_hold_seconds if getattr(args, "hold", False) else 0
@@ -233,14 +234,48 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                     out.update(enroll_json(result))
                     text = _enroll_text(result)
         elif command == "target":
-            text = (f"{args.segment!r} is now a target of {campaign.name!r}, a "
-                    f"{campaign.state} campaign: its contacts are enrolled when it goes live.")
+            text = _target_waits_text(campaign, args.segment)
+        elif command == "live":
+            text = await _live_text(db, team, campaign)
+        else:
+            text = (f"Campaign {campaign.name!r} was paused already." if paused_already else
+                    f"Campaign {campaign.name!r} is paused.")  # fmt: skip
         if retargeted is not None and retargeted.was == SegmentRole.EXCLUDE:
             text = _was_excluded_text(campaign, segment, text)
         if cancelled:  # a failure as `import` and `undo` stopped by `jobs cancel` are: exit 1
             raise CampaignCliError(text)
     print(json.dumps(out) if getattr(args, "json", False) else text)
     return 0
+
+
+async def _live_text(db: Database, team: str, campaign: Campaign) -> str:
+    """What `campaign live` says when it enrolled nobody: live already with every target
+    enrolled, or no segment targeted yet, which says how to target one (it said "Campaign
+    'Spring': live done.")."""
+    text = f"Campaign {campaign.name!r} is live."
+    targets = [t for t in await service.targets_of(db, team, campaign.id or 0)
+               if t.role == SegmentRole.TARGET]  # fmt: skip
+    if targets:
+        return text
+    return (f"{text} No segment is targeted yet, so nobody was enrolled: referral-bot campaign "
+            f"target {shlex.quote(campaign.name)} --segment NAME enrolls a segment's contacts.")
+
+
+# When the contacts of a segment targeted by a campaign that isn't live are enrolled, in the
+# words the segments' listing uses (bot.segments._WHEN): a paused one said "when it goes live"
+# here and "when it resumes" there
+_ENROLLED_WHEN = {CampaignState.DRAFT: "will be enrolled when it goes live",
+                  CampaignState.PAUSED: "will be enrolled when it resumes"}  # fmt: skip
+
+
+def _target_waits_text(campaign: Campaign, segment: str) -> str:
+    """What `campaign target` says when the campaign isn't live: its state is as read before
+    the targeting (service.targeting doesn't return the one it saw); one read live then was
+    paused since (a live campaign enrolls at once, and goes back to paused only)."""
+    state = CampaignState.DRAFT if campaign.state == CampaignState.DRAFT else CampaignState.PAUSED
+    return (f"{segment!r} is now a target of {campaign.name!r}, a {state} campaign: its contacts "
+            f"{_ENROLLED_WHEN[state]} (referral-bot campaign live "
+            f"{shlex.quote(campaign.name)}).")
 
 
 async def _exclude(db: Database, team: str, campaign: Campaign,

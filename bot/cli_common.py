@@ -7,12 +7,9 @@ import errno
 import re
 from typing import Protocol
 
+from bot.ids import MAX_INT as MAX_INT  # the largest id or count every database takes
 from bot.settings import Settings
 from models import Database
-
-# The largest id (and the largest count) every database takes: ids are INTEGER columns, and
-# PostgreSQL refused a bigger one with a raw "value out of int32 range" error
-MAX_INT = 2**31 - 1
 
 # The help of the options every workspace command takes (most said nothing at all)
 TEAM_HELP = "the Slack workspace's team id (default: the only workspace)"

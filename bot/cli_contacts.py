@@ -10,7 +10,15 @@ from typing import Any
 
 from bot.audit import CLI
 from bot.cli_common import JSON_HELP, TEAM_HELP, CliError, more_with_limit, positive
-from bot.contact_admin import ContactError, delete_contact, deleted_detail, find_by_email, search
+from bot.contact_admin import (
+    ContactError,
+    ContactGone,
+    delete_contact,
+    deleted_detail,
+    find_by_email,
+    search,
+    typed_check,
+)
 from bot.settings import Settings
 from models import Database
 
@@ -54,6 +62,7 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
 async def _search(db: Database, team: str, args: argparse.Namespace) -> int:
     page = await search(db, team, args.query, limit=args.limit)
     if not page.query:  # blank, once spaces and characters that show nothing are left out
+        # (contact_admin.searched)
         raise CliError("Name what to search for: the start of an email, a first name or a last "
                        "name (Q is blank).")  # fmt: skip
     rows = [{"email": h.email, "first_name": h.first_name, "last_name": h.last_name,
@@ -88,8 +97,14 @@ def _more(limit: int) -> str:
 
 
 async def _delete(db: Database, team: str, args: argparse.Namespace) -> int:
+    """Delete the contact with the address given: found, then deleted by its id only while
+    the id still names that address (contact_admin.typed_check)."""
     contact_id = await find_by_email(db, team, args.email)
-    result = await delete_contact(db, team, contact_id, CLI)
+    try:
+        result = await delete_contact(db, team, contact_id, CLI, check=typed_check(args.email))
+    except ContactGone:
+        raise CliError(f"No contact with the email {args.email.strip()!r} in this workspace "
+                       "any more: it was deleted meanwhile. Nothing else was deleted.") from None
     if args.json:
         print(json.dumps({"email": result.email, "segments": result.segments,
                           "campaigns": result.advocates, "invites": result.invites}))  # fmt: skip

@@ -19,6 +19,7 @@ Slack; `ContactError` messages are for people and quote emails and names raw.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,6 +45,12 @@ PAGE = 10
 MAX_QUERY = 100  # characters of a search that count; the rest is ignored
 TOP = "\U0010ffff"  # sorts after every character: `prefix || TOP` bounds a prefix range
 GONE = "That contact doesn't exist in this workspace (it may have been deleted)."
+# Contacts whose segments one statement reads: PostgreSQL takes at most 32,767 parameters
+# a statement (SQLite 32,766 by default), and `contacts search --limit 40000` failed with
+# that printed raw
+IDS_PER_QUERY = 10_000
+# Joiners a search keeps between letters: Persian words and emoji (👩‍💻) are spelt with them
+_JOINERS = "\u200c\u200d"
 
 
 
@@ -203,7 +210,7 @@ def search_params(team_id: str, query: str, dialect: str, *, offset: int = 0, li
     """The search's parameters, and how many spellings of each part `search_sql` looks up.
     `after`: an address key; only matches after it (the rows skipped by `offset` then are
     not read)."""
-    q = " ".join(query.split())[:MAX_QUERY]
+    q = searched(query)[:MAX_QUERY]
     # a whole address as an import stores it ("ada@xn--bcher-kva.de": ada@bücher.de); a
     # prefix of one is matched as typed
     e = address_key(q) if "@" in q else q.casefold()
@@ -224,6 +231,17 @@ def search_params(team_id: str, query: str, dialect: str, *, offset: int = 0, li
         splits.append((spelt(f"f{s}_", spellings(first, fold_all=fold_all)),
                        spelt(f"l{s}_", spellings(rest, fold_all=fold_all))))  # fmt: skip
     return params, SearchShape(names, tuple(splits))
+
+
+def searched(query: str) -> str:
+    """The query as it is searched for: without the characters that show nothing (format
+    characters, Unicode's Cf: a zero-width space, a soft hyphen, a direction mark pasted
+    with a name; joiners only between letters), spacing collapsed. Blank ("") when nothing
+    shown is left: a zero-width space alone was searched for, not refused as blank."""
+    if query.isascii():  # no format character: all are beyond ASCII
+        return " ".join(query.split())
+    shown = "".join(c for c in query if c in _JOINERS or unicodedata.category(c) != "Cf")
+    return " ".join(w for w in (w.strip(_JOINERS) for w in shown.split()) if w)
 
 
 async def search(db: Database, team_id: str, query: str, *, offset: int = 0,
@@ -254,20 +272,20 @@ async def search(db: Database, team_id: str, query: str, *, offset: int = 0,
 
 async def _segment_names(conn: AsyncConnection, team_id: str, contact_ids: list[int]
                          ) -> dict[int, list[str]]:  # fmt: skip
-    """The static segments of these (few) contacts, by name."""
-    if not contact_ids:
-        return {}
-    ids = {f"c{i}": cid for i, cid in enumerate(contact_ids)}
-    rows = await conn.execute(text(f"""
-        SELECT m.contact_id, s.name FROM segment_member m
-        JOIN segment s ON s.id = m.segment_id AND s.team_id = m.team_id
-        WHERE m.team_id = :t AND s.kind = 'static'
-          AND m.contact_id IN ({", ".join(f":{k}" for k in ids)})
-        ORDER BY s.name_key
-    """), {"t": team_id, **ids})  # fmt: skip
+    """The static segments of these contacts, by name; IDS_PER_QUERY contacts a statement."""
     names: dict[int, list[str]] = {}
-    for contact_id, name in rows:
-        names.setdefault(int(contact_id), []).append(name)
+    for start in range(0, len(contact_ids), IDS_PER_QUERY):
+        ids = {f"c{i}": cid for i, cid in
+               enumerate(contact_ids[start : start + IDS_PER_QUERY])}  # fmt: skip
+        rows = await conn.execute(text(f"""
+            SELECT m.contact_id, s.name FROM segment_member m
+            JOIN segment s ON s.id = m.segment_id AND s.team_id = m.team_id
+            WHERE m.team_id = :t AND s.kind = 'static'
+              AND m.contact_id IN ({", ".join(f":{k}" for k in ids)})
+            ORDER BY s.name_key
+        """), {"t": team_id, **ids})  # fmt: skip
+        for contact_id, name in rows:
+            names.setdefault(int(contact_id), []).append(name)
     return names
 
 
@@ -292,6 +310,15 @@ def contact_ref(contact_id: int, email: str) -> str:
 def _address_check(email: str) -> str:
     """The button's check: a hash of the address's key (the same for every spelling)."""
     return hashlib.sha256(email_key(email).encode()).hexdigest()[:8]
+
+
+def typed_check(typed: str) -> str:
+    """The check (as a button's, see contact_ref) of an address as people type it (see
+    `address_key`): a change given it and the id `find_by_email` found acts only while the
+    id still names that address. `contacts delete` deleted by the id alone, in a
+    transaction of its own: a contact deleted meanwhile and another imported in its place
+    (SQLite gives it the same id) was deleted instead."""
+    return _address_check(address_key(typed))
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,14 +6,19 @@ from __future__ import annotations
 import re
 
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")  # a Slack user id, as stored and mentioned
-MAX_ID_DIGITS = 18  # every id and count of ours fits in a 64-bit integer
+# The largest id (and the largest count) every database takes: ids are INTEGER columns, and
+# PostgreSQL refused a bigger one with a raw "value out of int32 range" error
+MAX_INT = 2**31 - 1
+MAX_ID_DIGITS = 18  # digits read at all (leading zeros too): a longer value is none of ours
 
 
 def digits(value: object) -> int | None:
-    """A number as our buttons write it (ASCII digits, at most MAX_ID_DIGITS); None for
-    anything else: "²" passes str.isdigit() but not int(), 20 digits pass int() but not the
-    database."""
+    """A number as our buttons write it (ASCII digits, at most MAX_INT); None for anything
+    else: "²" passes str.isdigit() but not int(), and 99999999999 passes int() but not an
+    INTEGER column (on PostgreSQL a forged button's id failed with "Something went wrong"
+    and a traceback, where an old or forged button is told it is one)."""
     text = "" if value is None else str(value)
     if text.isascii() and text.isdigit() and len(text) <= MAX_ID_DIGITS:
-        return int(text)
+        found = int(text)
+        return found if found <= MAX_INT else None
     return None

@@ -98,12 +98,44 @@ def test_the_whole_campaign_path_from_the_shell(db_env: dict[str, str], tmp_path
     assert bo.endswith("  (not subscribed)"), bo
 
     paused = run(db_env, "campaign", "pause", "Spring")
-    assert paused.returncode == 0 and "pause done" in paused.stdout
+    assert paused.returncode == 0 and paused.stdout == "Campaign 'Spring' is paused.\n"
     again = run(db_env, "campaign", "pause", "Spring")  # said "pause done." again
     assert again.returncode == 0 and again.stdout == "Campaign 'Spring' was paused already.\n"
     missing = run(db_env, "campaign", "target", "Nope", "--segment", "VIP", "--json")
     assert missing.returncode == 1 and "No campaign named 'Nope'" in json.loads(missing.stdout)[
         "error"]  # fmt: skip
+
+
+def test_live_pause_and_target_say_what_the_campaign_is_now(db_env: dict[str, str],
+                                                            tmp_path: Path) -> None:  # fmt: skip
+    """`campaign live` and `pause` said "Campaign 'Spring': live done." and "pause done.",
+    and nothing of a live campaign without a target enrolling nobody; `target` of a paused
+    campaign said its contacts are enrolled "when it goes live", where the segments' list
+    says "when it resumes"."""
+    def said(*args: str) -> str:
+        done = run(db_env, *args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    _json(db_env, "campaign", "create", "Spring Sale", "--store-url", "https://shop.example")
+    _json(db_env, "campaign", "create", "Summer", "--store-url", "https://shop.example")
+    assert said("campaign", "live", "Spring Sale") == (
+        "Campaign 'Spring Sale' is live. No segment is targeted yet, so nobody was enrolled: "
+        "referral-bot campaign target 'Spring Sale' --segment NAME enrolls a segment's "
+        "contacts.\n")  # fmt: skip
+    assert said("campaign", "pause", "Spring Sale") == "Campaign 'Spring Sale' is paused.\n"
+    people = tmp_path / "people.csv"
+    people.write_text("email\nana@example.com\n", encoding="utf-8")
+    assert run(db_env, "import", str(people), "--segment", "VIP",
+               "--create-segment").returncode == 0  # fmt: skip
+    assert said("campaign", "target", "Spring Sale", "--segment", "VIP") == (
+        "'VIP' is now a target of 'Spring Sale', a paused campaign: its contacts will be "
+        "enrolled when it resumes (referral-bot campaign live 'Spring Sale').\n")  # fmt: skip
+    assert said("campaign", "target", "Summer", "--segment", "VIP") == (
+        "'VIP' is now a target of 'Summer', a draft campaign: its contacts will be enrolled "
+        "when it goes live (referral-bot campaign live Summer).\n")  # fmt: skip
+    assert said("campaign", "live", "Spring Sale").startswith("Enrolled 1 new advocate")
+    assert said("campaign", "live", "Spring Sale") == "Campaign 'Spring Sale' is live.\n"
 
 
 def test_campaign_create_refuses_a_bad_store_url(db_env: dict[str, str]) -> None:

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from bot import cli_contacts
 from bot.cli import main
+from bot.contact_admin import delete_contact
 from bot.imports.importer import import_files
 from bot.workspaces import ensure_workspace
 from models import Database
+from tests.conftest import BACKEND
 from tests.shell import run
 
 TEAM = "T0001"
@@ -161,3 +164,61 @@ async def test_a_search_cut_at_its_limit_says_how_to_see_more(
     assert (code, err, len(out.splitlines())) == (0, "", 2)
     code, out, err = await _cli(capsys, "contacts", "search", "p", "--limit", "200", "--json")
     assert (code, err, len(json.loads(out))) == (0, "", 51)
+
+
+async def test_a_contact_deleted_meanwhile_is_said_gone_and_the_next_one_spared(
+    shell: Database, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`contacts delete` found the id in one transaction and deleted by it in another: a
+    contact deleted meanwhile, and another imported in its place, which SQLite gives the
+    same id, was deleted instead."""
+    found_ids: list[int] = []
+    find = cli_contacts.find_by_email
+
+    async def found_then_replaced(db: Database, team: str, email: str) -> int:
+        found = await find(db, team, email)
+        found_ids.append(found)
+        await delete_contact(db, team, found, "U0001")  # a lead deletes bob from Slack...
+        await _import(db, team, "Leads", "carol@example.com,Carol,,yes\n")  # ...carol comes
+        return found
+
+    monkeypatch.setattr(cli_contacts, "find_by_email", found_then_replaced)
+    code, out, err = await _cli(capsys, "contacts", "delete", "bob@example.com")
+    assert (code, out) == (1, "")
+    assert err.endswith("No contact with the email 'bob@example.com' in this workspace any "
+                        "more: it was deleted meanwhile. Nothing else was deleted.\n"), err
+    async with shell.begin() as conn:
+        left = dict((await conn.execute(text("SELECT email, id FROM contact"))).all())
+        deleted = (await conn.execute(text("SELECT subject FROM audit_entry WHERE action = "
+                                           "'contact.deleted'"))).scalars().all()  # fmt: skip
+    assert sorted(left) == ["Ada@example.com", "carol@example.com"]
+    assert deleted == ["contact bob@example.com"]  # by the lead alone
+    if BACKEND == "sqlite":  # the case that deleted carol
+        assert left["carol@example.com"] == found_ids[0]
+
+
+@pytest.mark.parametrize("query", ["\u200b", " \u200b\u2060 ", "\ufeff\u00ad", "\u200e\u200c"])
+async def test_a_query_of_characters_that_show_nothing_is_refused_as_blank(
+    shell: Database, capsys: pytest.CaptureFixture[str], query: str
+) -> None:
+    """A zero-width space (or a word joiner, a BOM, a soft hyphen, a direction mark) alone
+    was searched for, not refused as blank: only spaces were left out."""
+    code, out, err = await _cli(capsys, "contacts", "search", query)
+    assert (code, out) == (1, "")
+    assert err.endswith("Name what to search for: the start of an email, a first name or a "
+                        "last name (Q is blank).\n"), err
+
+
+async def test_characters_that_show_nothing_are_left_out_of_a_search(
+    shell: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name pasted with a zero-width space or a direction mark finds the contact; the
+    joiners Persian names are spelt with are kept between letters."""
+    await _import(shell, TEAM, "Leads", "mina@example.com,Mina,Mohammad\u200cpour,yes\n")
+    for query, email in [("\u200bbob\u200e", "bob@example.com"),
+                         ("lo\u00advelace", "Ada@example.com"),
+                         ("\u200cmohammad\u200cpour", "mina@example.com")]:  # fmt: skip
+        code, out, _ = await _cli(capsys, "contacts", "search", query, "--json")
+        assert (code, [r["email"] for r in json.loads(out)]) == (0, [email]), query
+    code, out, _ = await _cli(capsys, "contacts", "search", "mohammadpour", "--json")
+    assert (code, json.loads(out)) == (0, [])  # a joiner is a letter of the name

@@ -428,3 +428,33 @@ async def test_deleting_a_contact_mid_send_doesnt_break_the_sender(
                                    "JOIN contact c ON c.id = i.contact_id"))  # fmt: skip
     assert states == {"ada@example.com": "sent", "cy@example.com": "sent"}
     assert await world.scalar("SELECT COUNT(*) FROM invite") == 2
+
+
+async def test_a_search_of_more_contacts_than_a_statement_takes_parameters_lists_their_segments(
+    world: World,
+) -> None:
+    """The segments of the contacts found were read with one parameter a contact:
+    `contacts search a --limit 40000` failed on PostgreSQL with "the number of query
+    arguments cannot exceed 32767" printed raw (SQLite takes 32,766 by default, 250,000 as
+    Debian builds it)."""
+    count = 33_000
+    await world.import_csv("VIP", people("seed@example.com,Seed,"))
+    vip = await world.segment_id("VIP")
+    async with world.db.begin() as conn:  # in bulk: 33,000 imported rows take a while
+        await conn.execute(text(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count) "
+            "INSERT INTO contact (team_id, email, email_key, first_name, last_name, subscribed, "
+            "source, created_at, updated_at) SELECT :t, 'a' || CAST(i AS TEXT) || '@example.com', "
+            "'a' || CAST(i AS TEXT) || '@example.com', '', '', :yes, 'manual', "
+            "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM n"),
+            {"count": count, "t": TEAM, "yes": True})  # fmt: skip
+        await conn.execute(text(
+            "INSERT INTO segment_member (segment_id, contact_id, team_id, added_at) "
+            "SELECT :s, id, team_id, CURRENT_TIMESTAMP FROM contact WHERE team_id = :t "
+            "AND email LIKE 'a%'"), {"s": vip, "t": TEAM})  # fmt: skip
+    if world.db.dialect == "postgresql":  # as autovacuum would: planned without, 20 s
+        async with world.db.begin() as conn:
+            await conn.execute(text("ANALYZE contact"))
+    page = await search(world.db, TEAM, "a", limit=40_000)
+    assert (len(page.hits), page.more) == (count, False)
+    assert {h.segments for h in page.hits} == {("VIP",)}

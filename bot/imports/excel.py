@@ -102,6 +102,21 @@ Rows = Generator[tuple[int, list[str]], None, None]
 # empty cells held 2 GB, and 2 million empty shared strings from 55 KB took 17 s.
 MAX_PART_RATIO = 100.0
 MAX_NAMED_SHEETS = 5  # sheets a "no email column" message names
+# Excel's last column is XFD: a row holds at most this many cells. A row of more, or a cell
+# beyond it, is refused (cells without a reference were counted on and on: one row of
+# millions of 4-byte empty cells, compressed 50 times, took 1.2 GB and 39 s).
+MAX_COLUMNS = 16_384
+# Elements that may start inside one <row> (its cells and what is in them: a value, a
+# formula, an inline string's runs) or one shared string (<si>: a run per change of format,
+# about 9 elements each), before the file is refused (see _completed): a full row with
+# rich text in every cell fits, and the tree stays a few MB.
+MAX_ROW_ELEMENTS = 8 * MAX_COLUMNS
+MAX_STRING_ELEMENTS = 16_384
+_TIDY_EVERY = 4096  # elements between two tidyings of a part's tree (_completed)
+TEXT_TOO_LONG = (
+    "This Excel file is damaged: one of its texts is cut into more pieces of formatting than "
+    "Excel writes. Open it in Excel, save it again and import it, or export it as CSV."
+)
 
 
 def cell_text(value: Any) -> str:
@@ -242,7 +257,8 @@ def _string_content(node: Any) -> str:
     return unescape(Text.from_tree(node).content)
 
 
-def _completed(source: Any, tag: str, parent_tag: str) -> Iterator[Any]:
+def _completed(source: Any, tag: str, parent_tag: str, most: int,
+               too_big: Callable[[Any], Exception]) -> Iterator[Any]:  # fmt: skip
     """Each `tag` element under `parent_tag` once parsed whole, then dropped from the tree.
 
     Only "start" events are asked for, half as many as "start" and "end" (iterating them costs
@@ -251,16 +267,24 @@ def _completed(source: Any, tag: str, parent_tag: str) -> Iterator[Any]:
     stops when an element starts beside `parent_tag` (a parent below the root: <sheetData>):
     what follows it is not read, and Excel's <hyperlinks>, one per mailto: address, grew the
     tree by a row's worth each.
+
+    Every _TIDY_EVERY elements the tree is tidied: elements beside the `tag` ones (none in a
+    file Excel wrote; 2 million empty ones under <sheetData> held 200 MB) are dropped too,
+    and an element in which `most` elements started raises `too_big(element)`: a row of
+    millions of cells, 4 bytes each and compressing well, held 1.2 GB while it was read.
     """
-    root = parent = previous = None
+    root = parent = current = other = None  # `other`: the newest other element, last tidied
     siblings = 0  # the root's children when `parent` started, itself included
-    for _event, element in iterparse(source, events=("start",)):
+    started = other_at = 0  # the count when `current` started, when `other` was first seen
+    check_at = _TIDY_EVERY
+    for count, (_event, element) in enumerate(iterparse(source, events=("start",))):
         if element.tag == tag and parent is not None:
-            if previous is not None:
-                yield previous
-                del parent[0]  # `previous`, the oldest child left
-            previous = element
-        elif root is None:
+            if current is not None:
+                yield current
+            del parent[:-1]  # `current`, and any other element beside it
+            current, started = element, count
+            continue
+        if root is None:
             root = element
             if element.tag == parent_tag:
                 parent = element
@@ -268,8 +292,25 @@ def _completed(source: Any, tag: str, parent_tag: str) -> Iterator[Any]:
             parent, siblings = element, len(root)
         elif siblings and len(root) > siblings and element is root[siblings]:
             break  # the element after `parent` (the tree can be parsed a little ahead)
-    if previous is not None:
-        yield previous
+        if count < check_at:
+            continue
+        check_at = count + _TIDY_EVERY
+        holder = root if parent is None else parent
+        newest = holder[-1] if len(holder) else None
+        if newest is current:  # still being read (or nothing to tidy: both None)
+            if current is not None and count - started >= most:
+                raise too_big(current)
+            continue
+        if current is not None:
+            yield current  # whole: `newest` started after it
+            current = None
+        if newest is not other:
+            other, other_at = newest, count
+        elif count - other_at >= most:
+            raise too_big(other)
+        del holder[:-1]
+    if current is not None:
+        yield current
 
 
 def _read_shared_strings(archive: zipfile.ZipFile, path: str) -> SharedStrings:
@@ -277,9 +318,21 @@ def _read_shared_strings(archive: zipfile.ZipFile, path: str) -> SharedStrings:
     `x005F_`, keeping `_x000D_` as text)."""
     table = SharedStrings()
     with archive.open(path) as source:
-        for item in _completed(source, _STRING_ITEM, _STRING_TABLE):
+        for item in _completed(source, _STRING_ITEM, _STRING_TABLE, MAX_STRING_ELEMENTS,
+                               lambda _element: CsvFileError(TEXT_TOO_LONG)):  # fmt: skip
             table.append(_string_content(item))
     return table
+
+
+def _row_too_long(sheet: str, number: int) -> str:
+    """A row holding more than a row can in Excel: what is wrong with the file, where."""
+    return (f"This Excel file is damaged: row {number:,} of the sheet “{sheet}” is longer than "
+            f"a row can be in Excel ({MAX_COLUMNS:,} cells, up to column XFD). Open it in "
+            "Excel, save it again and import it, or export it as CSV.")
+
+
+class _RowTooLong(Exception):
+    """A row of more than MAX_COLUMNS cells, or with a cell beyond column XFD (_fields)."""
 
 
 def _merged_down(source: BinaryIO) -> list[tuple[int, int, int]]:
@@ -410,9 +463,19 @@ class _Book:
                 date_formats=book._date_formats, timedelta_formats=book._timedelta_formats,
             )  # fmt: skip
             number = 0
-            for row in _completed(source, _ROW, _SHEET_DATA):
+
+            def too_long(element: Any) -> CsvFileError:
+                if element.tag != _ROW:  # something else under <sheetData>, too big
+                    return CsvFileError(DAMAGED)
+                return CsvFileError(_row_too_long(sheet.title,
+                                                  _row_number(element.get("r"), number)))
+
+            for row in _completed(source, _ROW, _SHEET_DATA, MAX_ROW_ELEMENTS, too_long):
                 number = _row_number(row.get("r"), number)
-                fields = _fields(row, parser, strings, uncalculated)
+                try:
+                    fields = _fields(row, parser, strings, uncalculated)
+                except _RowTooLong:
+                    raise too_long(row) from None
                 merges.see(number, fields)
                 if fields and any(f.strip() for f in fields if f):
                     yield number, merges.fill(fields)
@@ -452,7 +515,8 @@ UNCALCULATED_CONSENT = "(formula without its result)"
 def _fields(row: Any, parser: WorkSheetParser, strings: SharedStrings,
             uncalculated: list[int]) -> list[str]:  # fmt: skip
     """A <row>'s cells as text, each at its column (A is 0); "" where a row has no cell.
-    Counts in `uncalculated` the formulas saved without a result (read as UNCALCULATED)."""
+    Counts in `uncalculated` the formulas saved without a result (read as UNCALCULATED).
+    _RowTooLong for more cells than MAX_COLUMNS, or one beyond it."""
     placed: list[tuple[int, str]] = []
     column = 0
     for cell in row:
@@ -460,6 +524,8 @@ def _fields(row: Any, parser: WorkSheetParser, strings: SharedStrings,
             continue  # an <extLst>
         ref = cell.get("r")
         column = column_index_from_string(ref.rstrip(_DIGITS)) if ref else column + 1
+        if column > MAX_COLUMNS:
+            raise _RowTooLong
         kind = cell.get("t")
         if kind == "s":
             index = cell.findtext(_VALUE)
@@ -477,6 +543,8 @@ def _fields(row: Any, parser: WorkSheetParser, strings: SharedStrings,
         placed.append((column, text))
     if not placed:
         return []
+    if len(placed) > MAX_COLUMNS:  # some of them at the same column
+        raise _RowTooLong
     fields = [""] * max(c for c, _ in placed)
     for c, text in placed:
         fields[c - 1] = text
@@ -570,6 +638,8 @@ class XlsxReader:
         self._repeats: HeaderRepeats | None = None  # rows repeating the header (records)
         try:
             self._book = _Book(stream)
+        except CsvFileError:  # ours, saying what is wrong (TEXT_TOO_LONG)
+            raise
         except Exception as exc:  # openpyxl raises whatever the broken XML or ZIP causes
             raise CsvFileError(DAMAGED) from exc
         try:
