@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import unicodedata
 from typing import Any
 
 from bot.audit import CLI
@@ -77,16 +78,57 @@ async def _search(db: Database, team: str, args: argparse.Namespace) -> int:
     if not rows:
         print(f"No contact's email, first name or last name starts with {args.query!r}.")
         return 0
-    width = max(len(r["email"]) for r in rows)
-    for r in rows:
-        name = " ".join(p for p in (r["first_name"], r["last_name"]) if p)
-        consent = ("subscribed" if r["subscribed"] else
-                   "unsubscribed" if r["unsubscribed"] else "not subscribed")  # fmt: skip
-        segments = ", ".join(r["segments"]) or "(All Customers only)"
-        print(f"{r['email']:<{width}}  {name:<30}  {consent:<14}  {segments}")
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    lines = [HEADER, *(_line(r) for r in rows)]
+    widths = [max(display_width(line[i], encoding) for line in lines)
+              for i in range(len(HEADER) - 1)]  # fmt: skip
+    for line in lines:
+        padded = [_pad(cell, width, encoding)
+                  for cell, width in zip(line[:-1], widths, strict=True)]  # fmt: skip
+        print("  ".join([*padded, line[-1]]))
     if page.more:
         print(_more(args.limit))
     return 0
+
+
+# The columns of a search, named on a first line: without it, "not subscribed" and a list of
+# segments were left to be guessed at. Each column is as wide as its widest cell in this
+# output (the last, segments, runs on).
+HEADER = ("Email", "Name", "Subscription", "Segments")
+
+
+def _line(row: dict[str, Any]) -> tuple[str, str, str, str]:
+    """A contact's cells, in HEADER's order."""
+    name = " ".join(p for p in (row["first_name"], row["last_name"]) if p)
+    consent = ("subscribed" if row["subscribed"] else
+               "unsubscribed" if row["unsubscribed"] else "not subscribed")  # fmt: skip
+    return row["email"], name, consent, ", ".join(row["segments"]) or "(All Customers only)"
+
+
+def display_width(text: str, encoding: str = "utf-8") -> int:
+    """The columns `text` takes in a terminal: two for a wide or fullwidth character (East
+    Asian Width W or F: CJK, kana, hangul), none for a combining mark or an invisible one,
+    one for any other. Padded by its length, `悠斗 田中` (5 characters, 9 columns) ran four
+    columns into the next one, and every later column of its row with it. A character the
+    terminal's `encoding` lacks is printed as its escape (bot.cli: `\\u60a0` under LANG=C),
+    and takes that escape's length."""
+    return sum(_columns(c, encoding) for c in text)
+
+
+def _columns(char: str, encoding: str) -> int:
+    """The columns one character takes (see display_width)."""
+    try:
+        char.encode(encoding)
+    except UnicodeEncodeError:
+        return len(char.encode(encoding, "backslashreplace"))
+    if unicodedata.category(char) in ("Mn", "Me", "Cf", "Cc"):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def _pad(text: str, width: int, encoding: str) -> str:
+    """`text` with spaces after it up to `width` columns (display_width)."""
+    return text + " " * max(width - display_width(text, encoding), 0)
 
 
 def _more(limit: int) -> str:

@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from sqlmodel import col, select
 
-from bot.jobs.queue import enqueue_pending_in
+from bot.jobs.queue import database_now_in, enqueue_pending_in
 from bot.jobs.worker import Handler, JobContext
 from models import Database, HomeViewer
 from models.clock import utcnow
@@ -44,9 +44,13 @@ async def queue_home_refresh(db: Database, team_id: str) -> int | None:
         )).first()  # fmt: skip
         if viewer is None:
             return None
+        # due by the clock it is claimed by (the database's: bot.jobs.queue): stamped with
+        # this process's, a host behind by more than REFRESH_DELAY queued a refresh due at
+        # once (the changes of a script's next commands made a refresh each), and one ahead
+        # left Home unrefreshed for as long as its clock was ahead
+        due = await database_now_in(conn) + REFRESH_DELAY
         return await enqueue_pending_in(conn, team_id, HOME_REFRESH_JOB, {},
-                                        dedupe_key=_PENDING,
-                                        run_after=utcnow() + REFRESH_DELAY)  # fmt: skip
+                                        dedupe_key=_PENDING, run_after=due)  # fmt: skip
 
 
 def home_refresh_handler(refresh: HomeRefresher) -> Handler:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from bot.imports.importer import import_files
 from bot.workspaces import ensure_workspace
 from models import Database
 from tests.conftest import BACKEND
-from tests.shell import run
+from tests.shell import run, run_process
 
 TEAM = "T0001"
 OTHER = "T0002"
@@ -68,6 +69,33 @@ async def test_search_prints_the_matches(shell: Database,
     assert "bob" not in out
     code, out, _ = await _cli(capsys, "contacts", "search", "zed", "--json")
     assert (code, json.loads(out)) == (0, [])
+
+
+async def test_search_lines_up_its_columns_under_a_header_with_cjk_names(
+    shell: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Padded by their length, a name of CJK characters (two columns each in a terminal) ran
+    past its column, pushing that row's later columns out of line; nothing said what the
+    columns were. Each column is as wide as its widest cell, as a terminal shows it."""
+    await _import(shell, TEAM, "Tokyo", "yuto@example.jp,悠斗,田中,yes\n"
+                  "yo.ko@example.com,Yo,Ko,no\n")  # fmt: skip
+    code, out, _ = await _cli(capsys, "contacts", "search", "y")
+    assert code == 0
+    assert out.splitlines() == [
+        "Email              Name       Subscription    Segments",
+        "yo.ko@example.com  Yo Ko      not subscribed  Tokyo",
+        "yuto@example.jp    悠斗 田中  subscribed      Tokyo",
+    ]
+    code, out, _ = await _cli(capsys, "contacts", "search", "y", "--json")
+    assert [r["email"] for r in json.loads(out)] == ["yo.ko@example.com", "yuto@example.jp"]
+    # a terminal that can't show them (LANG=C) is shown their escapes, six columns each
+    c_locale = {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    escaped = run_process({**dict(os.environ), **c_locale}, "contacts", "search", "y")
+    assert escaped.stdout.splitlines() == [
+        "Email              Name                       Subscription    Segments",
+        "yo.ko@example.com  Yo Ko                      not subscribed  Tokyo",
+        "yuto@example.jp    \\u60a0\\u6597 \\u7530\\u4e2d  subscribed      Tokyo",
+    ], escaped
 
 
 async def test_delete_by_email_then_again(shell: Database,
@@ -149,7 +177,7 @@ async def test_a_search_cut_at_its_limit_says_how_to_see_more(
     await _import(shell, TEAM, "Leads", "".join(f"p{i:03}@example.com,,,yes\n" for i in range(51)))
     code, out, err = await _cli(capsys, "contacts", "search", "p")
     lines = out.splitlines()
-    assert (code, err, len(lines)) == (0, "", 51)
+    assert (code, err, len(lines)) == (0, "", 52)  # the header, 50 contacts, the note
     assert lines[-1] == ("Showing the first 50 contacts. More match: add --limit 200 to see up "
                          "to 200.")  # fmt: skip
     code, out, err = await _cli(capsys, "contacts", "search", "ADA", "--limit", "1")
@@ -161,7 +189,7 @@ async def test_a_search_cut_at_its_limit_says_how_to_see_more(
     assert err == "Showing the first contact. More match: add --limit 5 to see up to 5.\n"
     # all of them shown: no note
     code, out, err = await _cli(capsys, "contacts", "search", "ada", "--limit", "2")
-    assert (code, err, len(out.splitlines())) == (0, "", 2)
+    assert (code, err, len(out.splitlines())) == (0, "", 3)  # the header and both
     code, out, err = await _cli(capsys, "contacts", "search", "p", "--limit", "200", "--json")
     assert (code, err, len(json.loads(out))) == (0, "", 51)
 

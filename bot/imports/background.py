@@ -7,17 +7,12 @@ point leaves a job that the next worker finishes with exactly the same result.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO
 
-from asyncpg import InterfaceError as PostgresInterfaceError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import col, select
 
 from bot.campaigns.after_import import enroll_imported
@@ -47,15 +42,20 @@ from bot.imports.reading import CsvFileError
 from bot.imports.recognise import ignored_note
 from bot.imports.review import source_names
 from bot.jobs import queue
+
+# DATABASE_DOWN, database_outage, failure_words and surely live with the jobs: defined here,
+# bot.mailchimp.jobs (which this module imports through the review and `jobs cancel`) had to
+# import them inside a function. They still import from here (bot.campaigns.jobs does).
 from bot.jobs.worker import (
-    TRANSIENT,
-    Backoff,
+    DATABASE_DOWN,
     GivingUp,
     Handler,
     JobContext,
     JobStopped,
     PermanentJobError,
-    about,
+    database_outage,
+    failure_words,
+    surely,
 )
 from bot.notify import ImportNotifier, Silent
 from bot.temp_files import disk_temporary_file
@@ -70,7 +70,6 @@ from models import (
 )
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 async def enqueue_file_import(
@@ -150,34 +149,6 @@ async def _fail_import(db: Database, team_id: str, batch_id: int, error: str,
     await notifier.import_finished(team_id, batch_id)
 
 
-# What a database error says of itself is its SQL statement and parameters (ids, addresses),
-# and Slack's thread or report showed it as why the work failed: the worker's log has it, and
-# they say this instead.
-DATABASE_DOWN = "the bot's database was unavailable; the worker's log says more."
-_UNAVAILABLE = (sqlite3.OperationalError, OperationalError, InterfaceError, PoolTimeout,
-                PostgresInterfaceError)  # fmt: skip
-# PostgreSQL's SQLSTATEs of a database out of reach for now: a connection lost or refused
-# (08), out of resources (53), shutting down or starting (57P), a lock not granted in time
-# (55P03), a statement timed out (57014), a serialization failure or deadlock (40001, 40P01)
-_OUTAGE_STATES = ("08", "53", "57P", "55P03", "57014", "40001", "40P01")
-
-
-def database_outage(exc: BaseException) -> bool:
-    """The error is the database's being unavailable for now, not a bug of ours (asyncpg's
-    errors reach us wrapped, with their SQLSTATE)."""
-    if isinstance(exc, _UNAVAILABLE):
-        return True
-    cause = exc.orig if isinstance(exc, DBAPIError) else exc
-    state = getattr(cause, "sqlstate", None)
-    return isinstance(state, str) and state.startswith(_OUTAGE_STATES)
-
-
-def failure_words(exc: BaseException) -> str:
-    """Why the work failed for good, as its thread or report says it: a database outage in
-    words, anything else by its class and message."""
-    return DATABASE_DOWN if database_outage(exc) else f"{type(exc).__name__}: {exc}"
-
-
 async def _fail_import_surely(ctx: JobContext, batch_id: int, error: str,
                               notifier: ImportNotifier, *,
                               draft: bool = False) -> None:  # fmt: skip
@@ -186,29 +157,6 @@ async def _fail_import_surely(ctx: JobContext, batch_id: int, error: str,
     "importing" for good (only a cancel ended it)."""
     await surely(ctx, f"import {batch_id}: recording its failure", lambda: _fail_import(
         ctx.db, ctx.team_id, batch_id, error, notifier, draft=draft))  # fmt: skip
-
-
-async def surely(ctx: JobContext, what: str, step: Callable[[], Awaitable[T]]) -> T:
-    """`step` of a run that ends its job for good (failing the work, telling its thread),
-    retried through database errors (0.5 s doubling to 30 s) until it is done.
-
-    Raised, it was never taken: the worker recorded the job failed once the database was
-    back, and nothing else takes that step, so the work said "importing", "Reading…" or
-    "Enrolling…" for good, or its thread was never told. Told to stop meanwhile (a shutdown,
-    the job cancelled or taken over), the run is handed back (JobStopped): the job keeps its
-    last attempt, and the worker that takes it runs it again, or gives up on it (GivingUp),
-    taking the step then. Each step is safe to take twice: a retry follows one that may
-    have got part way."""
-    backoff = Backoff(0.5, 30.0)
-    while True:
-        try:
-            return await step()
-        except TRANSIENT:
-            delay = backoff.next()
-            log.exception("%s: %s failed; retrying in %.1f s", about(ctx.job), what, delay)
-            if ctx.stopping.is_set() or ctx.lost.is_set():
-                raise JobStopped from None
-            await asyncio.sleep(delay)
 
 
 async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier, *,

@@ -81,7 +81,6 @@ from bot.campaigns.consent import redraw_reports_in
 from bot.campaigns.enroll import undone_reason
 from bot.campaigns.reports import INVITE_EMAIL_OFF
 from bot.campaigns.service import enroll_when_exclusion_ends_in
-from bot.imports.background import surely
 from bot.imports.batches import ReviewError, get_batch, status_words
 from bot.imports.job_kinds import UNDO_JOB
 from bot.imports.undo_window import STILL_OPEN, undo_closed_before
@@ -92,12 +91,20 @@ from bot.jobs.queue import (
     enqueue_in,
     enqueue_running_in,
     find_by_key,
+    lease_now,
     live_workers,
     stale_after,
     take_running_in,
     worker_of,
 )
-from bot.jobs.worker import GivingUp, Handler, JobContext, JobStopped, PermanentJobError
+from bot.jobs.worker import (
+    GivingUp,
+    Handler,
+    JobContext,
+    JobStopped,
+    PermanentJobError,
+    surely,
+)
 from bot.notify import UNDO_FINISHED, UNDO_STOPPED, ImportNotifier, enqueue_report_in
 from bot.words import plural
 from models import BatchStatus, Database, ImportBatch, JobState
@@ -254,13 +261,17 @@ async def request_undo(db: Database, team_id: str, batch_id: int, user_id: str, 
 
 # ---- finishing an undo whose job stopped for good --------------------------------------------
 
-_RESUME = _sql("""
-    UPDATE job SET state = 'queued', attempts = 0, run_after = :now, updated_at = :now,
-        last_error = NULL, lease_owner = NULL, lease_expires_at = NULL, finished_at = NULL
+# Due now by the shared clock (bot.jobs.queue.lease_now; by SQLite or not): stamped with this
+# process's clock, *Finish the undo* clicked on a host whose clock ran ahead left the undo
+# waiting that long for a worker, and `referral-bot jobs` said it queued meanwhile.
+_RESUME = {sqlite: _sql(f"""
+    UPDATE job SET state = 'queued', attempts = 0, run_after = {lease_now(sqlite)},
+        updated_at = :now, last_error = NULL, lease_owner = NULL, lease_expires_at = NULL,
+        finished_at = NULL
     WHERE team_id = :t AND dedupe_key = :key AND state IN ('failed', 'cancelled')
       AND EXISTS (SELECT 1 FROM import_batch
                   WHERE team_id = :t AND id = :b AND status = 'undoing')
-""")
+""") for sqlite in (True, False)}
 
 
 async def stalled_undo(db: Database, team_id: str, batch_id: int) -> str | None:
@@ -280,8 +291,8 @@ async def resume_undo(db: Database, team_id: str, batch_id: int, actor: str) -> 
     it stopped (run_undo deletes by chunks and skips what is gone). Of two clicks one queues
     it; UndoError with the real state for the other, and for a batch with no such undo."""
     async with db.begin() as conn:
-        resumed = await conn.execute(_RESUME, {"t": team_id, "b": batch_id,
-                                               "key": undo_key(batch_id), "now": utcnow()})
+        resumed = await conn.execute(_RESUME[conn.dialect.name == "sqlite"], {
+            "t": team_id, "b": batch_id, "key": undo_key(batch_id), "now": utcnow()})
         if resumed.rowcount == 1:
             await record_in(conn, team_id, actor, Act.IMPORT_UNDONE, import_subject(batch_id),
                             "resumed: finishing what had stopped part way")  # fmt: skip
@@ -929,7 +940,7 @@ def undo_handler(chunk_size: int, notifier: ImportNotifier | None = None) -> Han
             await notifier.undo_stopped(team_id, batch_id)
 
     async def told(ctx: JobContext, batch_id: int, event: str) -> None:
-        """`tell`, through a database outage (bot.imports.background.surely): failing with
+        """`tell`, through a database outage (`surely`): failing with
         the database, the report of the undo's end was lost, its job failed or done all the
         same (the thread never said that the undo stopped and how to finish it, or what it
         took out)."""

@@ -6,6 +6,10 @@ dies of a database error: every queue call logs the job and the traceback, backs
 doubling to 30 s) and tries again, so a database restart only pauses the work. Recording a
 result gives up at once on any other error (a bug: retrying would fail the same way for ever
 while the job's lease stays renewed); the lease then lapses and the job is taken again.
+
+The steps that end a job for good (failing its work, telling its thread) ride out a database
+outage (`surely`), and a last attempt that fails before its handler took such a step (the
+database gone at its first read) is given up on by the worker (GivingUp).
 """
 
 from __future__ import annotations
@@ -20,22 +24,60 @@ import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from asyncpg import InterfaceError as PostgresInterfaceError
 from asyncpg import PostgresError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot.jobs import queue
 from models import Database, Job
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PRESENCE_SECONDS = 5.0  # a worker refreshes its `worker_process` row at least this often
 GIVE_UP_WHEN_STOPPING = 3  # failed attempts to record a result after stop() before giving up
 # Errors that waiting can fix: the database (or the way to it) is down, busy or restarting.
 TRANSIENT = (OSError, sqlite3.Error, DBAPIError, PoolTimeout, PostgresError, PostgresInterfaceError)
+
+# What a database error says of itself is its SQL statement and parameters (ids, addresses),
+# and Slack's thread or report showed it as why the work failed: the worker's log has it, and
+# they say this instead.
+DATABASE_DOWN = "the bot's database was unavailable; the worker's log says more."
+_UNAVAILABLE = (sqlite3.OperationalError, OperationalError, InterfaceError, PoolTimeout,
+                PostgresInterfaceError)  # fmt: skip
+# PostgreSQL's SQLSTATEs of a database out of reach for now: a connection lost or refused
+# (08), out of resources (53), shutting down or starting (57P), a lock not granted in time
+# (55P03), a statement timed out (57014), a serialization failure or deadlock (40001, 40P01)
+_OUTAGE_STATES = ("08", "53", "57P", "55P03", "57014", "40001", "40P01")
+
+
+def database_outage(exc: BaseException) -> bool:
+    """The error is the database's being unavailable for now, not a bug of ours (asyncpg's
+    errors reach us wrapped, with their SQLSTATE)."""
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    state = getattr(cause, "sqlstate", None)
+    return isinstance(state, str) and state.startswith(_OUTAGE_STATES)
+
+
+def failure_words(exc: BaseException) -> str:
+    """Why the work failed for good, as its thread or report says it: a database outage in
+    words, anything else by its class and message."""
+    return DATABASE_DOWN if database_outage(exc) else f"{type(exc).__name__}: {exc}"
+
+
+def _passes(exc: BaseException) -> bool:
+    """An outage that waiting ends (what `surely` waits out): the database unavailable
+    (`database_outage`), or the way to it: asyncpg raises a connection refused or reset, a
+    timeout or a host name not found as the OSError it is, unwrapped. Not an OSError of a
+    file's (FileNotFoundError, PermissionError...), which no wait mends."""
+    if database_outage(exc):
+        return True
+    return isinstance(exc, ConnectionError | TimeoutError | socket.gaierror) or type(exc) is OSError
 
 
 def about(job: Job) -> str:
@@ -84,6 +126,9 @@ class JobContext:
     payload: dict[str, Any]
     stopping: asyncio.Event
     lost: asyncio.Event = field(default_factory=asyncio.Event)
+    # the run began a step that ends its job for good (`surely`): it gives up itself, and the
+    # worker doesn't give up on it a second time (Worker._give_up_after)
+    ending: bool = False
 
     @property
     def team_id(self) -> str:
@@ -114,6 +159,40 @@ class JobContext:
 
 Handler = Callable[[JobContext], Awaitable[None]]
 GiveUp = Callable[[JobContext, str], Awaitable[None]]
+
+
+async def surely(ctx: JobContext, what: str, step: Callable[[], Awaitable[T]]) -> T:
+    """`step` of a run that ends its job for good (failing the work, telling its thread),
+    retried through a database outage (0.5 s doubling to 30 s) until it is done.
+
+    Raised, it was never taken: the worker recorded the job failed once the database was
+    back, and nothing else takes that step, so the work said "importing", "Reading…" or
+    "Enrolling…" for good, or its thread was never told. Told to stop meanwhile (a shutdown,
+    the job cancelled or taken over), the run is handed back (JobStopped): the job keeps its
+    last attempt, and the worker that takes it runs it again, or gives up on it (GivingUp),
+    taking the step then. Each step is safe to take twice: a retry follows one that may
+    have got part way.
+
+    Only an outage is waited out (`_passes`): any other error (a constraint violated, a
+    bug) fails the same way each time, and was retried for as long as the worker ran, the
+    job never ending. It is logged with the step and raised."""
+    ctx.ending = True
+    backoff = Backoff(0.5, 30.0)
+    while True:
+        try:
+            return await step()
+        except JobStopped:
+            raise
+        except Exception as exc:
+            if not _passes(exc):
+                log.exception("%s: %s failed, and waiting can't mend it (not an outage)",
+                              about(ctx.job), what)  # fmt: skip
+                raise
+            delay = backoff.next()
+            log.exception("%s: %s failed; retrying in %.1f s", about(ctx.job), what, delay)
+            if ctx.stopping.is_set() or ctx.lost.is_set():
+                raise JobStopped from None
+            await asyncio.sleep(delay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,10 +332,7 @@ class Worker:
                     raise PermanentJobError(await self._give_up(ctx, handler))
                 await handler(ctx)
             except JobStopped:
-                if not ctx.lost.is_set() and await self._record(
-                    job, "handing it back", lambda: queue.release(db, job, owner)
-                ):
-                    log.info("%s released for another worker", about(job))
+                await self._hand_back(ctx)
             except PermanentJobError as exc:
                 error = str(exc)
                 log.error("%s failed for good: %s", about(job), error)
@@ -273,6 +349,12 @@ class Worker:
                     log.exception("%s failed (attempt %s of %s)", about(job), job.attempts,
                                   job.max_attempts)  # fmt: skip
                 error = str(exc) if told else f"{type(exc).__name__}: {exc}"
+                try:
+                    await self._give_up_after(ctx, handler, str(exc) if told else
+                                              failure_words(exc))  # fmt: skip
+                except JobStopped:  # stopping in an outage: the job keeps its last attempt
+                    await self._hand_back(ctx)
+                    return
                 base = self.config.retry_base_seconds
                 self.failed += 1
                 await self._record(job, "recording its failure", lambda: queue.fail(
@@ -285,19 +367,46 @@ class Worker:
             beat.cancel()  # only now: the lease stays renewed while a result is being recorded
             await asyncio.wait([beat])
 
+    async def _hand_back(self, ctx: JobContext) -> None:
+        """The run stopped (a shutdown, the job cancelled or taken over): the job goes back to
+        the queue untouched by this attempt, unless it is no longer ours."""
+        job, owner = ctx.job, ctx.owner
+        if not ctx.lost.is_set() and await self._record(
+            job, "handing it back", lambda: queue.release(self.db, job, owner)
+        ):
+            log.info("%s released for another worker", about(job))
+
     async def _give_up(self, ctx: JobContext, handler: Handler) -> str:
         """The job's every attempt ended with its worker gone: give up (see GivingUp) and
-        return the job's error."""
+        return the job's error. JobStopped: stopped while giving up in an outage."""
         job = ctx.job
         error = (f"gave up: the worker running it stopped during each of its {job.max_attempts}"
                  " attempts (killed, or out of memory?)")  # fmt: skip
         log.error("%s: %s", about(job), error)
         if isinstance(handler, GivingUp):
-            try:
-                await handler.give_up(ctx, error)
-            except Exception:  # the job is failed all the same: it must not be taken again
-                log.exception("%s: giving up on it failed", about(job))
+            await self._surely_give_up(ctx, handler, error)
         return error
+
+    async def _give_up_after(self, ctx: JobContext, handler: Handler | None, error: str) -> None:
+        """A last attempt failed before its handler took a step that ends the job
+        (`surely`): give up on it here (GivingUp), once. A handler gives up in its own
+        `except`, but its first read (the import's batch, the source a file or audience
+        job reads) comes before any: the database gone at that moment, the job failed and
+        its work said "importing" or "Reading…" for good. JobStopped: stopped meanwhile."""
+        if ctx.last_attempt and isinstance(handler, GivingUp) and not ctx.ending:
+            log.warning("%s: its last attempt failed before giving up; giving up on it now",
+                        about(ctx.job))  # fmt: skip
+            await self._surely_give_up(ctx, handler, error)
+
+    async def _surely_give_up(self, ctx: JobContext, handler: GivingUp, error: str) -> None:
+        """`handler.give_up` through a database outage (`surely`). Any other error is logged
+        (by `surely`) and the job fails all the same: it must not be taken again."""
+        try:
+            await surely(ctx, "giving up on it", lambda: handler.give_up(ctx, error))
+        except JobStopped:
+            raise
+        except Exception:  # `surely` logged it, with its traceback
+            return
 
     async def _record(self, job: Job, what: str, call: Callable[[], Awaitable[bool]]) -> bool:
         """Record a job's outcome, retrying through database errors.

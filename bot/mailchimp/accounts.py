@@ -10,10 +10,12 @@ their members would otherwise stay in the review to be approved (see drop_audien
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Row, case, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,8 +31,10 @@ from bot.mailchimp.api import (
     NoSuchHost,
     ReconnectNeeded,
     data_centre,
+    no_lookup,
     ping,
     quick_ping,
+    resolves,
 )
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing, seal, unseal
 from bot.notify import BATCH_CHANGED, enqueue_report_in
@@ -76,10 +80,30 @@ async def connect_api_key(db: Database, team_id: str, api_key: str, *, user: str
     try:
         await ping(creds, host_must_exist=True)
     except NoSuchHost:  # at once: retried, a mistyped key took 15 s to say "try again later"
+        if await _offline(dc, api_url):
+            raise MailchimpError(no_lookup("no Mailchimp host name can be looked up from "
+                                           "here")) from None  # fmt: skip
         raise MailchimpError(f"There's no Mailchimp data centre '{dc}': check the part of the "
                              "key after the dash.") from None
     return await save(db, team_id, creds, dc=dc, account_name="", login_email="", user=user,
                       secret_key=secret_key)  # fmt: skip
+
+
+# A data centre as Mailchimp names them (us1, us21...), and one that surely exists: a key
+# ending in such a name whose host doesn't resolve is as likely a machine offline as a typo.
+_DATA_CENTRE = re.compile(r"us[0-9]{1,3}")
+KNOWN_DC = "us1"
+
+
+async def _offline(dc: str, api_url: str) -> bool:
+    """The key's data centre looks real, and its host failing to resolve is this machine's
+    doing: Mailchimp's data centre that surely exists (KNOWN_DC) doesn't resolve either.
+    Offline, the resolver said every name doesn't exist, and `mailchimp connect` with a
+    key of us21 said "There's no Mailchimp data centre 'us21'"."""
+    if not _DATA_CENTRE.fullmatch(dc):
+        return False
+    known = urlsplit(api_url.format(dc=KNOWN_DC)).hostname
+    return not known or not await resolves(known)
 
 
 async def save(db: Database, team_id: str, creds: Credentials, *, dc: str, account_name: str,

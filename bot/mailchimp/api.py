@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from bot.mailchimp.member_store import MemberStore
 
@@ -73,6 +74,29 @@ class NoSuchHost(MailchimpError):
     """The API's host name doesn't exist (the resolver says so; not one it couldn't ask):
     for a key just pasted, a data centre mistyped after the dash (see call's
     `host_must_exist`)."""
+
+
+class NoLookup(MailchimpError):
+    """The API's host name couldn't be looked up at all (no network, or no DNS): raised at
+    once for a key just pasted (see call's `host_must_exist`), whose check can't be made."""
+
+
+def no_lookup(why: str) -> str:
+    """What a key that couldn't be checked for want of the network or DNS is told: not that
+    its data centre doesn't exist (offline, every name fails to resolve, a real one too)."""
+    return (f"Couldn't reach Mailchimp (no network or DNS?): {why}, so the key wasn't "
+            "checked or saved. Try again once the network is back.")
+
+
+async def resolves(host: str, timeout: float = QUICK_TIMEOUT) -> bool:
+    """Whether the resolver finds `host` now (within `timeout` seconds), asked as the client
+    asks it (socket.getaddrinfo in a thread; uvloop's own lookup may answer otherwise)."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(socket.getaddrinfo, host, 443, 0,
+                                                 socket.SOCK_STREAM), timeout)  # fmt: skip
+    except (OSError, TimeoutError):  # socket.gaierror is an OSError
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +209,17 @@ def _unknown_host(error: BaseException) -> bool:
                for e in _causes(error))  # fmt: skip
 
 
+def _lookup_failed(error: BaseException) -> bool:
+    """The host name couldn't be looked up, the resolver not saying it doesn't exist
+    (EAI_AGAIN: it was out of reach, or didn't answer in time)."""
+    return any(isinstance(e, socket.gaierror) for e in _causes(error))
+
+
+def _host(creds: Credentials) -> str:
+    """The API's host name, as a lookup of it names it."""
+    return urlsplit(creds.api_endpoint).hostname or creds.api_endpoint
+
+
 def _network_reason(error: BaseException, timeout: float) -> str:
     """A request that got no HTTP answer, in words (its text names pools and retries)."""
     import requests
@@ -208,6 +243,9 @@ def _failure(exc: ApiClientError, creds: Credentials, what: str, timeout: float,
         error = exc.text if isinstance(exc.text, BaseException) else exc
         if host_must_exist and _unknown_host(error):
             raise NoSuchHost(f"Mailchimp's host {creds.api_endpoint} doesn't exist.") from None
+        if host_must_exist and _lookup_failed(error):  # at once: asked again, 15 s or more
+            # went by before "try again later", the resolver's timeouts each time
+            raise NoLookup(no_lookup(f"looking up {_host(creds)} failed")) from None
         return _network_reason(error, timeout)
     if status in (401, 403):
         said = f" ({detail})" if detail else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlmodel import col, select
 
 from bot.imports.batches import add_source, fail_source
-from bot.jobs.worker import GivingUp, Handler, JobContext
+from bot.jobs.worker import DATABASE_DOWN, GivingUp, Handler, JobContext, database_outage, surely
 from bot.mailchimp.accounts import NotConnected, refused_from_now_on, stamped_credentials
 from bot.mailchimp.api import Audience, MailchimpError, NotFound, ReconnectNeeded, Refused
 from bot.mailchimp.importing import read_audience
@@ -45,10 +45,6 @@ def mailchimp_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
     ride out a database outage (`surely`): failing with the database, the job failed and the
     source said "Reading…" for good, nobody able to approve the import, or its skipped rows
     were never shared."""
-    # here, not at the top: bot.imports.background imports, through the review and `jobs
-    # cancel`, this module (for MAILCHIMP_JOB)
-    from bot.imports.background import DATABASE_DOWN, database_outage, surely
-
     async def fail(ctx: JobContext, source: ImportSource, error: str) -> None:
         await surely(ctx, f"audience source {source.id}: recording its failure",
                      lambda: fail_source(ctx.db, ctx.team_id, source.id or 0, error,

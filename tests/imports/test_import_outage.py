@@ -75,14 +75,18 @@ async def test_an_import_given_up_in_an_outage_fails_in_words_once_the_database_
     assert thread.finished == [batch_id], "the thread wasn't told the import failed, once"
 
 
-# The database refusing to write to a table the import's end writes (its enrollments), until
-# allowed again.
+# The database failing every write to a table the import's end writes (its enrollments),
+# until allowed again, with an error of its own being unavailable, as `surely` waits out: a
+# trigger's RAISE is a constraint's (SQLite) or a plain exception (PostgreSQL), which is a bug
+# and not retried. SQLite: a table the trigger reads that isn't there, an OperationalError as
+# its disk I/O error is; PostgreSQL: disk full (53100).
 def _refuse(dialect: str, table: str) -> list[str]:
     if dialect == "sqlite":
         return [f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
-                "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"]  # fmt: skip
+                "BEGIN SELECT 1 FROM disk_unavailable; END"]  # fmt: skip
     return ["CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'disk I/O error'; END $$",
+            "$$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' "
+            "USING ERRCODE = 'disk_full'; END $$",
             f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
             "FOR EACH ROW EXECUTE FUNCTION refuse()"]  # fmt: skip
 

@@ -25,6 +25,7 @@ from bot.workspaces import create_segment, ensure_workspace
 from handlers.notify import SlackNotifier
 from handlers.slack_files import slack_fetcher
 from models import Database
+from tests.conftest import BACKEND
 from tests.fakes.slack_api import FakeSlack
 from tests.imports.outage import (
     ENDS,
@@ -115,3 +116,24 @@ async def test_a_slack_file_read_as_the_database_goes_away_shares_its_skipped_ro
     assert status == "parsed"
     shared = [u.filename for u in slack.uploads]
     assert shared == ["people-skipped-rows.csv"], shared
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="SQLite's readers can't be kept out")
+async def test_a_slack_file_whose_last_attempt_starts_in_an_outage_fails_once_it_is_back(
+    db: Database, db_env: dict[str, str], slack: FakeSlack
+) -> None:
+    """The job's first read (its source) comes before any give-up of the handler's: the
+    database gone between the worker taking the job and that read, the job failed and the
+    review said "Reading…" for good. The worker gives up on it itself now."""
+    batch, review = await _uploaded(db, slack, b"email\na@example.com\n")
+    await out_of_attempts(db, SLACK_FILE_JOB, LAST_ATTEMPT_FAILS)
+    outage = Outage(db, "import_batch", "import_source", reads=True)
+    async with outage_worker_db(db_env, outage) as worker_db:
+        handler = _handler(db, slack, worker_db)
+        await run_jobs(worker_db, {SLACK_FILE_JOB: outage.during(handler)})
+    async with db.begin() as conn:
+        status, error = (await conn.execute(text(
+            "SELECT status, error FROM import_source WHERE batch_id = :b"), {"b": batch})).one()
+    assert (status, error) == ("failed", f"Could not read the file: {DATABASE_DOWN}")
+    drawn = slack.message(CHANNEL, review)
+    assert "Could not read the file" in str(drawn.get("blocks")), drawn

@@ -23,6 +23,7 @@ from bot.mailchimp.jobs import MAILCHIMP_JOB, mailchimp_handler, queue_audiences
 from bot.workspaces import create_segment
 from handlers.notify import SlackNotifier
 from models import Database
+from tests.conftest import BACKEND
 from tests.fakes.mailchimp import FakeMailchimp
 from tests.fakes.slack_api import FakeSlack
 from tests.imports.outage import (
@@ -134,3 +135,23 @@ async def test_a_key_revoked_and_met_in_an_outage_fails_the_audience_saying_reco
     async with db.begin() as conn:
         refused = (await conn.execute(text("SELECT refused_at FROM mailchimp_account"))).scalar()
     assert refused is not None, "App Home doesn't say the key was refused"
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="SQLite's readers can't be kept out")
+async def test_an_audience_whose_last_attempt_starts_in_an_outage_fails_once_it_is_back(
+    db: Database, db_env: dict[str, str], mc: FakeMailchimp, slack: FakeSlack
+) -> None:
+    """The job's first read (its source) comes before any give-up of the handler's: the
+    database gone between the worker taking the job and that read, the job failed and the
+    source said "Reading…" for good. The worker gives up on it itself now."""
+    source, review = await _reading(db, mc, slack)
+    await out_of_attempts(db, MAILCHIMP_JOB, LAST_ATTEMPT_FAILS)
+    outage = Outage(db, "import_batch", "import_source", reads=True)
+    async with outage_worker_db(db_env, outage) as worker_db:
+        notifier = SlackNotifier(_client(slack), worker_db, team_leads=[LEAD])
+        handler = mailchimp_handler(_settings(db, mc), notifier)
+        await run_jobs(worker_db, {MAILCHIMP_JOB: outage.during(handler)})
+    assert await _source(db, source) == ("failed",
+                                         f"Could not read the audience: {DATABASE_DOWN}")
+    drawn = slack.message(CHANNEL, review)
+    assert "Could not read the audience" in str(drawn.get("blocks")), drawn

@@ -1,0 +1,55 @@
+"""An import whose last attempt meets a database outage at its very start still ends failed.
+
+A handler gives up in its own `except`, but the import's first read (its batch) comes before
+any: the database gone between the worker taking the job and that read, the job was recorded
+failed once the database was back, and nothing failed the import. An import queued from the
+shell stayed a draft nobody could review or approve, its segment not deletable. The worker
+gives up on it itself now, through the outage.
+
+PostgreSQL only: SQLite's readers can't be kept out (its WAL lets them read through any
+writer's lock), so there the first read works and the run meets the outage later, inside
+the import's own give-up (tests/imports/test_import_outage.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.imports.background import DATABASE_DOWN, enqueue_file_import, import_handler
+from bot.imports.batches import get_batch
+from bot.imports.job_kinds import IMPORT_JOB
+from bot.jobs import queue
+from bot.workspaces import ensure_workspace
+from models import Database
+from tests.conftest import BACKEND
+from tests.imports.outage import LAST_ATTEMPT_FAILS, Outage, out_of_attempts, run_jobs
+from tests.imports.outage import worker_db as outage_worker_db
+from tests.imports.test_import_outage import Thread
+from tests.jobs.test_queue import csv_file
+
+pytestmark = pytest.mark.skipif(BACKEND != "postgres",
+                                reason="SQLite's readers can't be kept out")  # fmt: skip
+
+
+async def test_an_import_whose_last_attempt_starts_in_an_outage_fails_once_it_is_back(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    await ensure_workspace(db, "T1")
+    job = await enqueue_file_import(db, "T1", [csv_file(tmp_path, "a.csv", 10)], segment="S",
+                                    create_segment=True)  # fmt: skip
+    batch_id = json.loads(job.payload or "{}")["batch_id"]
+    await out_of_attempts(db, IMPORT_JOB, LAST_ATTEMPT_FAILS)
+    # reads kept out too, as when the database is down: the run's first read fails
+    outage = Outage(db, "import_batch", "import_source", reads=True)
+    thread = Thread()
+    async with outage_worker_db(db_env, outage) as worker_db:
+        await run_jobs(worker_db, {IMPORT_JOB: outage.during(import_handler(3, thread))})
+    ended = await queue.get_job(db, "T1", job.id or 0)
+    assert ended is not None and ended.state == "failed", ended
+    batch = await get_batch(db, "T1", batch_id)
+    assert batch is not None and batch.status == "failed", batch  # not a draft for good
+    assert batch.error == DATABASE_DOWN, batch.error
+    assert thread.finished == [batch_id], "the thread wasn't told the import failed, once"
