@@ -5,7 +5,7 @@ In one run, on fresh SQLite files in a temp dir:
 1. enrollment: generates an N-row CSV (`email,first_name`, 1,000,000 rows by default) and
    times `referral-bot import FILE --segment Big --create-segment --json` (the baseline),
    then `campaign create Spring --store-url https://shop.example --live` and
-   `campaign target Spring --segment Big --json`, which enrolls every contact in the
+   `campaign target Spring --segment Big --json --yes`, which enrolls every contact in the
    foreground (an advocate with an 8-character code and one queued invite row each); then
    the same `campaign target` again, which must enroll nobody and find N advocates. Checks
    the counts and that the codes are unique (`COUNT(DISTINCT code)`), and reports each
@@ -290,7 +290,7 @@ def enroll_flow(exe: str, workdir: Path, rows: int, db_name: str, prefix: str,
                         "--json"], env, workdir)  # fmt: skip
     if created.out.get("state") != "live":
         raise BenchFailed(f"campaign create printed {created.out}")
-    target = ["campaign", "target", "Spring", "--segment", "Big", "--json"]
+    target = ["campaign", "target", "Spring", "--segment", "Big", "--json", "--yes"]
     say("running referral-bot campaign target (enrolls every contact) ...")
     first = cli(exe, target, env, workdir)
     check_enroll(first.out, enrolled=rows, already=0, queued=rows, what="first campaign target")

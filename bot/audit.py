@@ -1,4 +1,5 @@
-"""The audit log: who did what to which import, contact, segment or connection, and when.
+"""The audit log: who did what to which import, contact, segment, campaign or connection, and
+when.
 
 An entry is written by `record_in` on the connection of the change it describes, so the log
 and the change commit (or roll back) together: an entry never claims what didn't happen.
@@ -65,6 +66,13 @@ class Act(StrEnum):
     MAILCHIMP_DISCONNECTED = "mailchimp.disconnected"
     LEAD_ADDED = "lead.added"
     LEAD_REMOVED = "lead.removed"
+    # campaigns: what decides who is emailed (bot/campaigns/service.py writes them)
+    CAMPAIGN_CREATED = "campaign.created"
+    CAMPAIGN_EDITED = "campaign.edited"
+    CAMPAIGN_TARGETED = "campaign.targeted"
+    CAMPAIGN_EXCLUDED = "campaign.excluded"
+    CAMPAIGN_LIVE = "campaign.live"
+    CAMPAIGN_PAUSED = "campaign.paused"
 
 
 # What each act says after the actor's name; {subject} is the entry's subject. The detail, if
@@ -90,6 +98,12 @@ ACTION_WORDS: dict[str, str] = {
     Act.MAILCHIMP_DISCONNECTED: "disconnected {subject}",
     Act.LEAD_ADDED: "added {subject} to the team leads",
     Act.LEAD_REMOVED: "removed {subject} from the team leads",
+    Act.CAMPAIGN_CREATED: "created the campaign {subject}",
+    Act.CAMPAIGN_EDITED: "edited the campaign {subject}",
+    Act.CAMPAIGN_TARGETED: "made a segment a target of the campaign {subject}",
+    Act.CAMPAIGN_EXCLUDED: "excluded a segment from the campaign {subject}",
+    Act.CAMPAIGN_LIVE: "put the campaign {subject} live",
+    Act.CAMPAIGN_PAUSED: "paused the campaign {subject}",
 }
 # Acts whose words already say what their detail says
 QUIET_DETAIL = frozenset({Act.IMPORT_CONSENT})

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 from typing import Any
 
+from bot.audit import CLI
 from bot.campaigns import service
 from bot.campaigns.advocates import advocate_rows
 from bot.campaigns.enroll import EnrollResult, run_enrollment
@@ -22,6 +24,13 @@ from bot.settings import Settings
 from bot.words import plural
 from bot.workspaces import find_segment
 from models import Campaign, CampaignState, Database, EnrollmentStatus, Segment, SegmentRole
+
+# `campaign target` and `live` ask first (or take --yes) before enrolling more contacts than
+# this at once into a campaign that emails them: going live on All Customers queued an invite
+# to each of 294,125 contacts without a word
+ASK_OVER = 1_000
+# An example sender, as `create --help` gives it
+EXAMPLE_SENDER = '"Shop <hello@shop.example>"'
 
 
 class CampaignCliError(Exception):
@@ -69,6 +78,7 @@ def add_parsers(sub: Any) -> None:
         if verb == "target":
             cmd.add_argument("--hold", action="store_true",
                              help="hold the invites for INVITE_HOLD_SECONDS first")  # fmt: skip
+            _add_yes(cmd)
     for verb, text in (("live", "go live: enroll every target now"), ("pause", "pause"),
                        ("retry-sending", "send again the invites whose sending stopped "
                                          "(`campaign list` says why it stopped)"),
@@ -77,6 +87,8 @@ def add_parsers(sub: Any) -> None:
         cmd = actions.add_parser(verb, help=text)
         cmd.add_argument("name")
         cmd.add_argument("--json", action="store_true")
+        if verb == "live":
+            _add_yes(cmd)
 
     for action in actions.choices.values():
         # SUPPRESS: `campaign --team T list` keeps the T given before the action too
@@ -86,6 +98,12 @@ def add_parsers(sub: Any) -> None:
     adv.add_argument("--campaign", required=True)
     adv.add_argument("--team")
     adv.add_argument("--json", action="store_true")
+
+
+def _add_yes(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--yes", "-y", action="store_true",
+                     help=f"don't ask before enrolling more than {ASK_OVER:,} contacts at once "
+                          "into a campaign that emails them")  # fmt: skip
 
 
 def enroll_json(result: EnrollResult) -> dict[str, Any]:
@@ -106,11 +124,64 @@ def _enroll_text(result: EnrollResult) -> str:
     return "\n".join(lines)
 
 
-async def _segment(db: Database, team: str, name: str) -> Segment:
+def _listing(args: argparse.Namespace, command: str) -> str:
+    """The command that lists the names a refusal didn't find, in this workspace."""
+    team = getattr(args, "team", None)
+    return f"`referral-bot {command}" + (f" --team {shlex.quote(team)}`" if team else "`")
+
+
+async def _segment(db: Database, team: str, name: str, args: argparse.Namespace) -> Segment:
+    """The segment named, or a refusal that says where the names are, as `segments rename`,
+    `delete` and `export` say (it said "No segment named 'Nope'." and no more)."""
     segment = await find_segment(db, team, name)
     if segment is None:
-        raise CampaignCliError(f"No segment named {name!r}.")
+        raise CampaignCliError(f"No segment named {name!r} in this workspace "
+                               f"({_listing(args, 'segments')} lists them).")  # fmt: skip
     return segment
+
+
+async def _find(db: Database, team: str, name: str, args: argparse.Namespace) -> Campaign:
+    """The campaign named, or a refusal that says where the names are."""
+    try:
+        return await service.find_campaign(db, team, name)
+    except service.CampaignError:
+        raise CampaignCliError(f"No campaign named {name!r} in this workspace "
+                               f"({_listing(args, 'campaign list')} lists them).") from None
+
+
+# The option of each field check_fields checks, as the shell's refusals name it (the form
+# shows a refusal beside its field; here "It needs to start with https://" named nothing)
+_OPTIONS = {"store_url": "--store-url", "sender": "--sender", "offer": "--offer",
+            "invite_delay_days": "--invite-delay-days"}  # fmt: skip
+
+
+def _check(name_option: str | None, **fields: Any) -> None:
+    """Refuse the fields service.check_fields refuses, each problem after the option it is
+    about ("--invite-delay-days: between 0 (at once) and 365 days."); a new campaign's NAME
+    (`name_option` None) is the command's argument, said as it is."""
+    problems = service.check_fields(**fields)
+    said = []
+    for field, why in problems.items():
+        option = name_option if field == "name" else _OPTIONS[field]
+        if option is None:
+            said.append(why)
+        else:  # "It needs…" -> "--store-url: it needs…" (an acronym, "URL…", kept)
+            first = why.split(" ", 1)[0]
+            lower = len(first) < 2 or not first.isupper()
+            said.append(f"{option}: {why[:1].lower() + why[1:] if lower else why}")
+    if said:  # a line each: a store URL's ends with the URL, no full stop to part them
+        raise CampaignCliError("\n".join(said))
+
+
+def _warn_sender(campaign: Campaign, settings: Settings) -> None:
+    """On stderr, after what the command did: invites will go out from the default address
+    (the bot's domain; an IP address or localhost is no mail domain at all). Only said: the
+    default works for trying things out (invites written as .eml files)."""
+    how = (f"referral-bot campaign edit {shlex.quote(campaign.name)} --sender "
+           f"{EXAMPLE_SENDER}")
+    warning = service.sender_warning(campaign, settings.public_base, how)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 async def run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
@@ -126,16 +197,22 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
     command = args.campaign_command
     out: dict[str, Any]
     if command == "create":
+        _check(None, name=args.name, store_url=args.store_url, sender=args.sender,
+               offer=args.offer, invite_delay_days=args.invite_delay_days)  # fmt: skip
         campaign = await service.create_campaign(
             db, team, args.name, store_url=args.store_url, sender=args.sender, offer=args.offer,
             invite_email=not args.no_invite_email, invite_delay_days=args.invite_delay_days,
+            created_by=CLI,
         )  # fmt: skip
         if args.live:
             await service.set_state(db, team, campaign.id or 0, CampaignState.LIVE,
-                                    requested_by="cli", hold=False)  # fmt: skip
+                                    requested_by=CLI, hold=False)  # fmt: skip
         out = {"id": campaign.id, "name": campaign.name,
                "state": CampaignState.LIVE if args.live else campaign.state}  # fmt: skip
         text = f"Campaign {campaign.name!r} created ({out['state']})."
+        print(json.dumps(out) if args.json else text)
+        _warn_sender(campaign, settings)
+        return 0
     elif command == "list":
         rows = [_summary(s) for s in await service.list_campaigns(db, team)]
         if args.json:
@@ -161,20 +238,22 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
             print("No campaigns yet: referral-bot campaign create NAME --store-url URL")
         return 0
     else:
-        campaign = await service.find_campaign(db, team, args.name)
+        campaign = await _find(db, team, args.name, args)
         cid = campaign.id or 0
         enrollment: int | None = None
         paused_already = False
         retargeted: service.Targeting | None = None
         if command == "target":
-            segment = await _segment(db, team, args.segment)
+            segment = await _segment(db, team, args.segment, args)
+            if campaign.state == CampaignState.LIVE and not args.yes:
+                await _ask_first(db, team, campaign, segment)
             retargeted = await service.targeting(db, team, cid, segment.id or 0,
-                                                 requested_by="cli", hold=args.hold)  # fmt: skip
+                                                 requested_by=CLI, hold=args.hold)  # fmt: skip
             enrollment = retargeted.enrollment
         elif command == "exclude":
             return await _exclude(db, team, campaign, args)
         elif command == "edit":
-            return await _edit(db, team, campaign, args)
+            return await _edit(db, team, campaign, settings, args)
         elif command == "email-unsent":
             done = await email_unsent(db, team, cid)
             if not done.invite_email:
@@ -195,20 +274,16 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
             print(json.dumps(out) if args.json else text)
             return 0
         elif command == "retry-sending":
-            restarted = await retry_campaign_sending(db, team, cid)
-            out = {"campaign": campaign.name, "restarted": len(restarted)}
-            text = (f"Sending the invites of {campaign.name!r} again: a worker sends them "
-                    "(`referral-bot jobs` shows it)." if restarted else
-                    f"No invites of {campaign.name!r} stopped sending: nothing to retry.")
-            print(json.dumps(out) if args.json else text)
-            return 0
+            return await _retry_sending(db, team, campaign, args)
         elif command == "pause":
             # the state as the pause's own transaction found it (not as read before it)
             paused_already = await service.pause(db, team, cid,
-                                                 requested_by="cli") == CampaignState.PAUSED
+                                                 requested_by=CLI) == CampaignState.PAUSED
         else:
+            if campaign.state != CampaignState.LIVE and not args.yes:
+                await _ask_first(db, team, campaign, None)
             enrollment = await service.set_state(db, team, cid, CampaignState.LIVE,
-                                                 requested_by="cli", hold=False)  # fmt: skip
+                                                 requested_by=CLI, hold=False)  # fmt: skip
         out = {"campaign": campaign.name}
         if command in ("live", "target"):  # the same keys whichever way it went: what this
             # command enrolled (none: live already, nothing targeted, or a worker's to do)
@@ -245,7 +320,72 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         if cancelled:  # a failure as `import` and `undo` stopped by `jobs cancel` are: exit 1
             raise CampaignCliError(text)
     print(json.dumps(out) if getattr(args, "json", False) else text)
+    if command == "live":
+        _warn_sender(campaign, settings)
     return 0
+
+
+async def _ask_first(db: Database, team: str, campaign: Campaign, segment: Segment | None) -> None:
+    """Before enrolling more than ASK_OVER contacts at once into a campaign that emails them
+    (targeting a segment of a live campaign, or going live: `segment` None): on a terminal
+    "[y/N]", else a refusal that says to add --yes, as `segments delete` does. Nothing is
+    asked when the invite email is off (nobody is emailed) or few would be enrolled."""
+    if not campaign.invite_email:
+        return
+    seg_id = None if segment is None else segment.id or 0
+    found = await service.audience(db, team, campaign.id or 0, seg_id)
+    if found.enrolled <= ASK_OVER:
+        return
+    name = repr(campaign.name)
+    doing = "going live" if segment is None else f"targeting {segment.name!r}"
+    later = (f", {plural(campaign.invite_delay_days, 'day')} later"
+             if campaign.invite_delay_days else "")
+    would = (f"{doing} would enroll {plural(found.enrolled, 'contact')} in {name} at once, and "
+             f"a worker would email an invite to the {found.subscribed:,} of them who are "
+             f"subscribed{later}")  # fmt: skip
+    if not sys.stdin.isatty():
+        raise CampaignCliError(f"Nothing changed: {would}. Add --yes to do it without being "
+                               "asked (there is no terminal to ask on).")  # fmt: skip
+    print(would[:1].upper() + would[1:] + ".", file=sys.stderr)
+    question = (f"Put {name} live?" if segment is None else
+                f"Target {segment.name!r} with {name}?")  # fmt: skip
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        stays = "a draft" if campaign.state == CampaignState.DRAFT else "paused"
+        raise CampaignCliError(f"Nothing changed: nobody was enrolled in {name}." if segment
+                               else f"Nothing changed: {name} stays {stays}.")
+
+
+async def _retry_sending(db: Database, team: str, campaign: Campaign,
+                         args: argparse.Namespace) -> int:  # fmt: skip
+    """`campaign retry-sending`: a send run for each enrollment whose sending stopped. Run
+    again before that run ended, it found nothing stopped and said "nothing to retry" of a
+    retry on its way: it says the retry is queued (or running, and on which worker)."""
+    restarted = await retry_campaign_sending(db, team, campaign.id or 0)
+    # this one's runs, or those of a retry asked for before that haven't ended
+    waiting = await service.queued_retries(db, team, campaign.id or 0)
+    out = {"campaign": campaign.name, "restarted": len(restarted),
+           "retry_jobs": [r.job_id for r in waiting]}  # fmt: skip
+    if restarted:
+        text = (f"Sending the invites of {campaign.name!r} again: a worker sends them "
+                "(`referral-bot jobs` shows it).")  # fmt: skip
+    elif waiting:
+        how = "under way" if any(r.state == "running" for r in waiting) else "queued"
+        text = (f"A retry of sending the invites of {campaign.name!r} is {how} already "
+                f"({'; '.join(_retry_words(r) for r in waiting)}): a worker sends them "
+                "(`referral-bot jobs` shows it).")  # fmt: skip
+    else:
+        text = f"No invites of {campaign.name!r} stopped sending: nothing to retry."
+    print(json.dumps(out) if args.json else text)
+    return 0
+
+
+def _retry_words(retry: service.QueuedRetry) -> str:
+    """"job 12, queued at 2026-12-06 10:02 UTC", or "job 12, run by worker host:41:a1b2c3"
+    (its lease owner's worker, as `referral-bot jobs` knows it)."""
+    if retry.state == "running" and retry.worker:
+        return f"job {retry.job_id}, run by worker {retry.worker}"
+    return f"job {retry.job_id}, queued at {retry.queued_at:%Y-%m-%d %H:%M} UTC"
 
 
 async def _live_text(db: Database, team: str, campaign: Campaign) -> str:
@@ -261,28 +401,21 @@ async def _live_text(db: Database, team: str, campaign: Campaign) -> str:
             f"target {shlex.quote(campaign.name)} --segment NAME enrolls a segment's contacts.")
 
 
-# When the contacts of a segment targeted by a campaign that isn't live are enrolled, in the
-# words the segments' listing uses (bot.segments._WHEN): a paused one said "when it goes live"
-# here and "when it resumes" there
-_ENROLLED_WHEN = {CampaignState.DRAFT: "will be enrolled when it goes live",
-                  CampaignState.PAUSED: "will be enrolled when it resumes"}  # fmt: skip
-
-
 def _target_waits_text(campaign: Campaign, segment: str) -> str:
     """What `campaign target` says when the campaign isn't live: its state is as read before
     the targeting (service.targeting doesn't return the one it saw); one read live then was
     paused since (a live campaign enrolls at once, and goes back to paused only)."""
     state = CampaignState.DRAFT if campaign.state == CampaignState.DRAFT else CampaignState.PAUSED
     return (f"{segment!r} is now a target of {campaign.name!r}, a {state} campaign: its contacts "
-            f"{_ENROLLED_WHEN[state]} (referral-bot campaign live "
+            f"{service.enrolled_when(state)} (referral-bot campaign live "
             f"{shlex.quote(campaign.name)}).")
 
 
 async def _exclude(db: Database, team: str, campaign: Campaign,
                    args: argparse.Namespace) -> int:  # fmt: skip
     """`campaign exclude`: what it did, and what the segment was before (_excluded_text)."""
-    segment = await _segment(db, team, args.segment)
-    done = await service.exclude(db, team, campaign.id or 0, segment.id or 0)
+    segment = await _segment(db, team, args.segment, args)
+    done = await service.exclude(db, team, campaign.id or 0, segment.id or 0, requested_by=CLI)
     out = {"campaign": campaign.name, "segment": segment.name,
            "previous_role": str(done.was) if done.was else None,
            "advocates_staying": done.advocates, "invites_cancelled": done.cancelled}  # fmt: skip
@@ -328,17 +461,19 @@ _EDITS = {"rename": "name", "store_url": "store_url", "sender": "sender", "offer
           "invite_delay_days": "invite_delay_days"}  # fmt: skip
 
 
-async def _edit(db: Database, team: str, campaign: Campaign, args: argparse.Namespace) -> int:
+async def _edit(db: Database, team: str, campaign: Campaign, settings: Settings,
+                args: argparse.Namespace) -> int:  # fmt: skip
     """`campaign edit`: the settings given, changed in one save; turning the invite email on
     says how many invites its being off left unsent, and how to send them."""
     fields: dict[str, Any] = {field: getattr(args, arg) for arg, field in _EDITS.items()
                               if getattr(args, arg) is not None}  # fmt: skip
+    _check("--rename", **fields)
     if args.invite_email is not None:
         fields["invite_email"] = args.invite_email == "on"
     if not fields:
         raise CampaignCliError("Nothing to change: give --rename, --store-url, --sender, "
                                "--offer, --invite-email or --invite-delay-days.")  # fmt: skip
-    saved = await service.update_campaign(db, team, campaign.id or 0, **fields)
+    saved = await service.update_campaign(db, team, campaign.id or 0, actor=CLI, **fields)
     unsent = await unsent_while_off(db, team, saved.id or 0) if saved.invite_email else 0
     out = {"campaign": saved.name, "invite_email": saved.invite_email,
            "invite_delay_days": saved.invite_delay_days, "unsent_while_off": unsent}  # fmt: skip
@@ -349,6 +484,7 @@ async def _edit(db: Database, team: str, campaign: Campaign, args: argparse.Name
                  f"`referral-bot campaign email-unsent {shlex.quote(saved.name)}` sends them "
                  "(not if another tool, a Klaviyo flow say, invited those people).")
     print(json.dumps(out) if args.json else text)
+    _warn_sender(saved, settings)
     return 0
 
 
@@ -411,7 +547,7 @@ def _summary(s: service.CampaignSummary) -> dict[str, Any]:
 
 
 async def _advocates(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
-    campaign = await service.find_campaign(db, team, args.campaign)
+    campaign = await _find(db, team, args.campaign, args)
     rows = [row async for row in advocate_rows(db, team, campaign.id or 0, settings.public_base)]
     if args.json:
         print(json.dumps(rows))

@@ -28,7 +28,7 @@ from sqlmodel import col
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import CLI, Act, import_subject, record, record_in
-from bot.campaigns.service import enroll_when_exclusion_ends_in
+from bot.campaigns.service import enroll_when_exclusion_ends_in, enrolled_when
 from bot.contacts import EXPORT_COLUMNS, segment_contacts
 from bot.imports.batches import freeze_counts, neutralise
 from bot.imports.job_kinds import import_job_key_sql
@@ -46,7 +46,6 @@ from bot.workspaces import (
 )
 from models import (
     BatchStatus,
-    CampaignState,
     Database,
     ImportBatch,
     Segment,
@@ -102,15 +101,11 @@ class CampaignUse:
         if self.role == SegmentRole.TARGET:
             return (f"{self.name} targets it: its advocates stay advocates, but contacts added "
                     "later won't be enrolled through this segment.")  # fmt: skip
+        # a live one enrolls them at once (enroll_when_exclusion_ends_in), a draft or paused
+        # one with all its targets when it goes live
         return (f"{self.name} excludes it: its contacts are no longer kept out of that "
-                f"campaign, so those of them in a segment it targets {_WHEN[self.state]}")
-
-
-# When a campaign enrolls the contacts it no longer excludes: a live one at once
-# (enroll_when_exclusion_ends_in), a draft or paused one with all its targets when it goes live.
-_WHEN = {CampaignState.LIVE: "are enrolled now (and invited, if it sends invites).",
-         CampaignState.DRAFT: "will be enrolled when it goes live.",
-         CampaignState.PAUSED: "will be enrolled when it resumes."}  # fmt: skip
+                f"campaign, so those of them in a segment it targets "
+                f"{enrolled_when(self.state)}.")
 
 
 def uses_key(campaigns: Sequence[CampaignUse]) -> str:

@@ -25,6 +25,7 @@ from bot.campaigns.service import (
     get_campaign,
     list_campaigns,
     pause,
+    sender_warning,
     set_state,
     update_campaign,
 )
@@ -322,8 +323,13 @@ async def _save(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
         else:
             # the reports in threads it changes are redrawn by a job (update_campaign)
             campaign = await update_campaign(d.db, team_id, campaign_id, name=form.name,
-                                             opened=opened, **fields)  # fmt: skip
+                                             opened=opened, actor=user_id,
+                                             **fields)  # fmt: skip
         note = saved_note(campaign.name, created=campaign_id is None)
+        warning = sender_warning(campaign, d.settings.public_base,
+                                 "fill in *Sender* with *Edit*.")  # fmt: skip
+        if warning:  # the name in it is the lead's own typing: escaped like the note's
+            note += f"\n:warning: {esc(warning)}"
         campaign_id = campaign.id  # the list shows the page it is on
         await refresh_for(d, client, team_id)
     except CampaignError as exc:

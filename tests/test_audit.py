@@ -33,8 +33,8 @@ def test_every_act_reads_as_words_and_unknown_ones_still_show() -> None:
     for act in Act:
         said = words(act, "SUBJ")
         assert "SUBJ" in said and "{" not in said and not said.startswith("did "), act
-    assert words("campaign.paused", "Spring") == "did campaign.paused on Spring"
-    assert words("campaign.paused", "") == "did campaign.paused"
+    assert words("campaign.archived", "Spring") == "did campaign.archived on Spring"
+    assert words("campaign.archived", "") == "did campaign.archived"
     assert words(Act.MAILCHIMP_DISCONNECTED, "Mailchimp") == "disconnected Mailchimp"
     assert detail_words(Act.IMPORT_APPROVED, "1204 contacts to import") == (
         "1,204 contacts to import")  # fmt: skip

@@ -13,9 +13,11 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.campaigns import service
 from models import CampaignState, Database
@@ -145,7 +147,7 @@ def test_campaign_create_refuses_a_bad_store_url(db_env: dict[str, str]) -> None
 
 @pytest.mark.parametrize(("url", "why"), [
     ("shop.example", "start with https://"),
-    ("https://shop@evil.example/", "Leave out the part before @"),
+    ("https://shop@evil.example/", "leave out the part before @"),
     ("https://shop.example:99999/", "port doesn't exist"),
     ("https://my shop.example/", "no spaces"),
     ("https://shop..example/", "host name isn't one"),
@@ -165,9 +167,9 @@ def test_campaign_edit_refuses_a_store_url_on_localhost(db_env: dict[str, str]) 
                "https://shop.example").returncode == 0  # fmt: skip
     edited = run(db_env, "campaign", "edit", "Spring", "--store-url", "http://localhost:3000")
     assert edited.returncode == 1, edited.stdout
-    assert ("It leads to localhost, the computer the link is opened on: every customer would "
-            "be sent to their own computer, not the store. Use the store's web address, e.g. "
-            "https://shop.example.com") in edited.stderr, edited.stderr  # fmt: skip
+    assert ("--store-url: it leads to localhost, the computer the link is opened on: every "
+            "customer would be sent to their own computer, not the store. Use the store's web "
+            "address, e.g. https://shop.example.com") in edited.stderr, edited.stderr  # fmt: skip
     [row] = _json(db_env, "campaign", "list")
     assert row["store_url"] == "https://shop.example"
 
@@ -199,7 +201,8 @@ def test_a_store_url_on_a_private_network_or_named_like_localhost_is_kept(url: s
 def test_campaign_create_refuses_an_offer_longer_than_its_column(db_env: dict[str, str]) -> None:
     result = run(db_env, "campaign", "create", "X", "--store-url", "https://shop.example",
                  "--offer", "x" * 201)  # fmt: skip
-    assert result.returncode == 1 and "The offer is at most 200 characters." in result.stderr
+    assert result.returncode == 1, result
+    assert result.stderr == "referral-bot: --offer: the offer is at most 200 characters.\n"
     assert "Traceback" not in result.stderr
     assert json.loads(run(db_env, "campaign", "list", "--json").stdout) == []
 
@@ -342,13 +345,16 @@ def test_sending_stopped_shows_in_campaign_list_and_retry_sending_sends(
     listed = run(env, "campaign", "list")
     assert "sending stopped: could not connect" in listed.stdout
     assert "referral-bot campaign retry-sending Spring" in listed.stdout
-    assert _json(env, "campaign", "retry-sending", "Spring") == {"campaign": "Spring",
-                                                                 "restarted": 1}  # fmt: skip
-    again = run(env, "campaign", "retry-sending", "Spring")
-    assert again.returncode == 0 and "nothing to retry" in again.stdout
+    retried = _json(env, "campaign", "retry-sending", "Spring")
+    assert (retried["campaign"], retried["restarted"], len(retried["retry_jobs"])) == (
+        "Spring", 1, 1)  # fmt: skip
+    again = run(env, "campaign", "retry-sending", "Spring")  # the retry is queued already
+    assert again.returncode == 0 and "is queued already" in again.stdout, again.stdout
     _drain(env)  # SMTP_URL put right (here: the outbox directory)
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
     assert _json(env, "campaign", "list")[0]["sending_stopped"] is None
+    done = run(env, "campaign", "retry-sending", "Spring")  # sent: nothing left to retry
+    assert done.stdout == "No invites of 'Spring' stopped sending: nothing to retry.\n", done
 
 
 def test_campaign_edit_turns_the_invite_email_off_and_on_and_email_unsent_sends_once(
@@ -713,3 +719,274 @@ async def test_jobs_cancel_while_a_shell_enrollment_waits_enrolls_nobody_and_say
     assert await _scalar(db, "SELECT COUNT(*) FROM job WHERE kind = 'send_invites'") == 0
     again = _json(db_env, "campaign", *command, "--team", team)  # the same command again
     assert again["enrolled"] == 1
+
+
+SENDER_HOW = 'referral-bot campaign edit Spring --sender "Shop <hello@shop.example>"'
+FROM_AN_IP = ("Invites of 'Spring' will come from \"shop.example\" <invites@127.0.0.1>: no "
+              "sender is set, so the address is made from the bot's PUBLIC_URL, and 127.0.0.1 "
+              "is an IP address: mail from it won't be delivered. Set the shop's own sender: "
+              f"{SENDER_HOW}\n")  # fmt: skip
+
+
+def test_a_campaign_that_emails_without_a_sender_says_where_invites_come_from(
+    db_env: dict[str, str]
+) -> None:
+    """Without --sender, invites come from invites@<PUBLIC_URL's host>: `"shop.example"
+    <invites@127.0.0.1>` in the walkthrough, no mail domain at all, and in production the
+    bot's domain, not the shop's. `create`, `edit` and `live` said nothing of it; they warn
+    now (on stderr: --json's output stays JSON), naming the address and how to set one."""
+    env = {**db_env, "PUBLIC_URL": "http://127.0.0.1:3999"}
+    created = run(env, "campaign", "create", "Spring", "--store-url", "https://shop.example")
+    assert (created.returncode, created.stdout, created.stderr) == (
+        0, "Campaign 'Spring' created (draft).\n", FROM_AN_IP)  # fmt: skip
+    live = run(env, "campaign", "live", "Spring", "--json")
+    assert live.returncode == 0 and json.loads(live.stdout)["campaign"] == "Spring"
+    assert live.stderr == FROM_AN_IP
+    assert run(env, "campaign", "edit", "Spring", "--offer", "10%").stderr == FROM_AN_IP
+    # the bot's own domain: mail goes, but from the bot's domain, not the shop's
+    told = run({**db_env, "PUBLIC_URL": "https://referrals.example"}, "campaign", "live",
+               "Spring").stderr  # fmt: skip
+    assert told == ("Invites of 'Spring' will come from \"shop.example\" "
+                    "<invites@referrals.example>: no sender is set, so the address is made from "
+                    "the bot's PUBLIC_URL, the bot's domain rather than the shop's: mail from "
+                    "the shop's own domain is more likely to reach inboxes. Set one: "
+                    f"{SENDER_HOW}\n")  # fmt: skip
+    local = run({**db_env, "PUBLIC_URL": ""}, "campaign", "live", "Spring").stderr
+    assert ("<invites@localhost>: no sender is set, so the address is made from the bot's "
+            "PUBLIC_URL, and localhost is this computer, not a mail domain: mail from it "
+            "won't be delivered.") in local, local  # fmt: skip
+    # a sender set, or no invite email: nothing to warn of
+    given = run(env, "campaign", "edit", "Spring", "--sender", "Shop <hello@shop.example>")
+    assert (given.returncode, given.stderr) == (0, "")
+    assert run(env, "campaign", "live", "Spring").stderr == ""
+    assert run(env, "campaign", "edit", "Spring", "--sender", "").stderr == FROM_AN_IP
+    quiet = run(env, "campaign", "create", "Klaviyo", "--store-url", "https://shop.example",
+                "--no-invite-email", "--live")  # fmt: skip
+    assert (quiet.returncode, quiet.stderr) == (0, "")
+    off = run(env, "campaign", "edit", "Spring", "--invite-email", "off")
+    assert (off.returncode, off.stderr) == (0, "")
+
+
+def test_campaign_refusals_name_the_option_and_where_the_names_are(
+    db_env: dict[str, str]
+) -> None:
+    """A segment or campaign not found didn't say where the names are (`segments rename`,
+    `delete` and `export` do); "It needs to start with https://" and "Between 0 (at once)
+    and 365 days." named no option; "already exists" echoed the name as typed."""
+    for name in ("Spring", "Autumn"):
+        assert run(db_env, "campaign", "create", name, "--store-url", "https://shop.example",
+                   "--no-invite-email").returncode == 0  # fmt: skip
+
+    def refused(*args: str) -> str:
+        done = run(db_env, *args)
+        assert (done.returncode, done.stdout) == (1, ""), done
+        return done.stderr
+
+    no_segment = ("referral-bot: No segment named 'Nope' in this workspace (`referral-bot "
+                  "segments` lists them).\n")  # fmt: skip
+    assert refused("campaign", "target", "Spring", "--segment", "Nope") == no_segment
+    assert refused("campaign", "exclude", "Spring", "--segment", "Nope") == no_segment
+    assert refused("campaign", "live", "Winter") == (
+        "referral-bot: No campaign named 'Winter' in this workspace (`referral-bot campaign "
+        "list` lists them).\n")  # fmt: skip
+    assert refused("campaign", "create", "X", "--store-url", "shop.example") == (
+        "referral-bot: --store-url: it needs to start with https:// (or http://). Use the "
+        "store's web address, e.g. https://shop.example.com\n")  # fmt: skip
+    delay = "referral-bot: --invite-delay-days: between 0 (at once) and 365 days.\n"
+    assert refused("campaign", "edit", "Spring", "--invite-delay-days", "400") == delay
+    assert refused("campaign", "create", "X", "--store-url", "https://shop.example",
+                   "--invite-delay-days", "366") == delay  # fmt: skip
+    assert refused("campaign", "create", "X", "--store-url", "https://my shop.example",
+                   "--sender", "Acme, Inc <hi@acme.example>").splitlines() == [
+        "referral-bot: --store-url: a web address has no spaces. Use the store's web "
+        "address, e.g. https://shop.example.com",
+        '--sender: put a name with a comma in double quotes: "Acme, Inc" <hi@acme.example>',
+    ]  # fmt: skip
+    taken = "referral-bot: A campaign named 'Spring' already exists.\n"
+    assert refused("campaign", "create", "SPRING", "--store-url", "https://shop.example") == taken
+    assert refused("campaign", "edit", "Autumn", "--rename", " spring") == taken
+    assert [c["name"] for c in _json(db_env, "campaign", "list")] == ["Autumn", "Spring"]
+
+
+def test_campaign_changes_from_the_shell_are_in_the_audit_log(db_env: dict[str, str],
+                                                              tmp_path: Path) -> None:  # fmt: skip
+    """Creating, editing, targeting, excluding, going live and pausing (what decides whom
+    the bot emails) weren't in the audit log. Each leaves one entry, by the command line."""
+    _import_jean(db_env, tmp_path)
+    staff = tmp_path / "staff.csv"
+    staff.write_text("email\nsam@example.com\n", encoding="utf-8")
+    assert run(db_env, "import", str(staff), "--segment", "Staff",
+               "--create-segment").returncode == 0  # fmt: skip
+    steps = [
+        (("create", "Spring", "--store-url", "https://shop.example", "--sender",
+          "Shop <hello@shop.example>"),
+         "created the campaign Spring (store URL https://shop.example; invite email on; sender "
+         "Shop <hello@shop.example>)"),
+        (("edit", "Spring", "--rename", "Spring Sale", "--invite-email", "off"),
+         "edited the campaign Spring Sale (renamed from 'Spring'; invite email off)"),
+        (("target", "Spring Sale", "--segment", "VIP"),
+         "made a segment a target of the campaign Spring Sale (VIP)"),
+        (("exclude", "Spring Sale", "--segment", "staff"),
+         "excluded a segment from the campaign Spring Sale (Staff)"),
+        (("live", "Spring Sale"), "put the campaign Spring Sale live"),
+        (("pause", "Spring Sale"), "paused the campaign Spring Sale"),
+        (("pause", "Spring Sale"), None),  # paused already: nothing changed
+    ]  # fmt: skip
+    for argv, said in steps:
+        before = len(_json(db_env, "audit"))
+        done = run(db_env, "campaign", *argv)
+        assert done.returncode == 0, done.stderr
+        entries = _json(db_env, "audit")
+        assert len(entries) == before + (said is not None), (argv, entries[:2])
+        if said is not None:
+            assert (entries[0]["actor"], entries[0]["action"].split(".")[0]) == ("cli",
+                                                                                "campaign")
+            shown = run(db_env, "audit", "--limit", "1").stdout.splitlines()[0]
+            assert shown.endswith(f"  command line  {said}"), shown
+
+
+def _people(tmp_path: Path, count: int) -> Path:
+    path = tmp_path / f"people{count}.csv"
+    path.write_text("email\n" + "".join(f"p{i}@example.com\n" for i in range(count)),
+                    encoding="utf-8")  # fmt: skip
+    return path
+
+
+def test_a_retry_asked_for_twice_says_the_first_is_queued(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The second `campaign retry-sending` said "No invites … stopped sending: nothing to
+    retry." while the first one's run waited in the queue: it says that run is queued (or
+    running, on which worker)."""
+    _ana_in_vip_and_live_spring(db_env, tmp_path)
+    assert run(db_env, "campaign", "target", "Spring", "--segment", "VIP").returncode == 0
+    asyncio.run(_execute(db_env, "UPDATE enrollment SET send_error = 'could not connect'"))
+    first = _json(db_env, "campaign", "retry-sending", "Spring")
+    assert (first["restarted"], len(first["retry_jobs"])) == (1, 1), first
+    (job,) = first["retry_jobs"]
+    again = run(db_env, "campaign", "retry-sending", "Spring")
+    at = asyncio.run(_execute(db_env, f"SELECT created_at FROM job WHERE id = {job}"))
+    assert again.stdout == (
+        f"A retry of sending the invites of 'Spring' is queued already (job {job}, queued at "
+        f"{at:%Y-%m-%d %H:%M} UTC): a worker sends them (`referral-bot jobs` shows it).\n")
+    assert _json(db_env, "campaign", "retry-sending", "Spring") == {
+        "campaign": "Spring", "restarted": 0, "retry_jobs": [job]}  # fmt: skip
+    asyncio.run(_execute(db_env, "UPDATE job SET state = 'running', lease_owner = "
+                                 f"'box:41:a1b2c3#now2' WHERE id = {job}"))  # fmt: skip
+    running = run(db_env, "campaign", "retry-sending", "Spring")
+    assert running.stdout == (
+        f"A retry of sending the invites of 'Spring' is under way already (job {job}, run by "
+        "worker box:41:a1b2c3): a worker sends them (`referral-bot jobs` shows it).\n")
+    asyncio.run(_execute(db_env, f"UPDATE job SET state = 'done' WHERE id = {job}"))
+    assert run(db_env, "campaign", "retry-sending", "Spring").stdout == (
+        "No invites of 'Spring' stopped sending: nothing to retry.\n")  # fmt: skip
+
+
+async def _execute(db_env: dict[str, str], sql: str) -> Any:
+    """`sql` run on the test's database from a test without its event loop; a SELECT's
+    first value (a timestamp as the UTC datetime it stands for)."""
+    db = Database(db_env["DATABASE_URL"], schema=db_env.get("DATABASE_SCHEMA"))
+    try:
+        async with db.begin() as conn:
+            if not sql.startswith("SELECT"):
+                await conn.execute(text(sql))
+                return None
+            return (await conn.execute(text(sql).columns(created_at=UTCDateTime()))).scalar()
+    finally:
+        await db.dispose()
+
+
+NOT_ASKED = "there is no terminal to ask on"
+
+
+def test_enrolling_more_than_a_thousand_at_once_needs_yes_without_a_terminal(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`campaign live` of a campaign targeting All Customers queued an invite to each of
+    294,125 contacts without a word. Targeting a segment of a live campaign, or going live,
+    that would enroll more than 1,000 contacts into a campaign that emails them asks first;
+    with no terminal to ask on and no --yes, nothing changes."""
+    assert run(db_env, "import", str(_people(tmp_path, 1001)), "--segment", "Big",
+               "--create-segment").returncode == 0  # fmt: skip
+    assert run(db_env, "import", str(_people(tmp_path, 1000)), "--segment", "Thousand",
+               "--create-segment").returncode == 0  # fmt: skip
+    for name in ("Spring", "Summer", "Klaviyo"):
+        assert run(db_env, "campaign", "create", name, "--store-url", "https://shop.example",
+                   "--sender", "Shop <hello@shop.example>",
+                   *(["--no-invite-email"] if name == "Klaviyo" else [])).returncode == 0
+
+    # a draft's target enrolls nobody yet: nothing to ask; its going live does
+    assert run(db_env, "campaign", "target", "Spring", "--segment", "All Customers"
+               ).returncode == 0  # fmt: skip
+    refused = run(db_env, "campaign", "live", "Spring")
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr == (
+        "referral-bot: Nothing changed: going live would enroll 1,001 contacts in 'Spring' at "
+        "once, and a worker would email an invite to the 1,001 of them who are subscribed. Add "
+        f"--yes to do it without being asked ({NOT_ASKED}).\n")  # fmt: skip
+    assert "Add --yes" in json.loads(run(db_env, "campaign", "live", "Spring",
+                                         "--json").stdout)["error"]  # fmt: skip
+    assert _json(db_env, "campaign", "list")[1]["state"] == "draft"
+    assert _json(db_env, "campaign", "live", "Spring", "--yes")["enrolled"] == 1001
+
+    # a live campaign: targeting enrolls at once
+    assert _json(db_env, "campaign", "live", "Summer")["enrolled"] == 0  # no target yet
+    told = run(db_env, "campaign", "target", "Summer", "--segment", "big")
+    assert (told.returncode, told.stdout) == (1, ""), told
+    assert told.stderr == (
+        "referral-bot: Nothing changed: targeting 'Big' would enroll 1,001 contacts in "
+        "'Summer' at once, and a worker would email an invite to the 1,001 of them who are "
+        f"subscribed. Add --yes to do it without being asked ({NOT_ASKED}).\n")  # fmt: skip
+    summer = next(c for c in _json(db_env, "campaign", "list") if c["name"] == "Summer")
+    assert (summer["targets"], summer["advocates"]) == ([], 0)
+    # 1,000 at most: not asked
+    assert _json(db_env, "campaign", "target", "Summer", "--segment", "Thousand")[
+        "enrolled"] == 1000  # fmt: skip
+    # Big's other contact only is new now
+    assert _json(db_env, "campaign", "target", "Summer", "--segment", "Big")["enrolled"] == 1
+    # nobody emailed: not asked
+    assert run(db_env, "campaign", "live", "Klaviyo").returncode == 0
+    assert _json(db_env, "campaign", "target", "Klaviyo", "--segment", "Big")[
+        "enrolled"] == 1001  # fmt: skip
+
+
+@pytest.mark.parametrize("answer", ["n", "y"])
+def test_enrolling_more_than_a_thousand_on_a_terminal_asks_first(
+    db_env: dict[str, str], tmp_path: Path, answer: str
+) -> None:
+    """On a terminal `campaign live` says whom it would enroll and email, then asks; anything
+    but y changes nothing."""
+    import os
+    import pty
+    import subprocess
+
+    assert run(db_env, "import", str(_people(tmp_path, 1001)), "--segment", "Big",
+               "--create-segment").returncode == 0  # fmt: skip
+    assert run(db_env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
+               "--sender", "Shop <hello@shop.example>", "--invite-delay-days", "2"
+               ).returncode == 0  # fmt: skip
+    assert run(db_env, "campaign", "target", "Spring", "--segment", "Big").returncode == 0
+    terminal, keyboard = pty.openpty()
+    try:
+        proc = subprocess.Popen([*CLI, "campaign", "live", "Spring"],
+                                env=environment(db_env), stdin=keyboard,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=tmp_path)  # fmt: skip
+        os.write(terminal, f"{answer}\n".encode())
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(terminal)
+        os.close(keyboard)
+    assert err.startswith(
+        "Going live would enroll 1,001 contacts in 'Spring' at once, and a worker would email "
+        "an invite to the 1,001 of them who are subscribed, 2 days later.\n"
+        "Put 'Spring' live? [y/N] "), err
+    [spring] = _json(db_env, "campaign", "list")
+    if answer == "n":
+        assert (proc.returncode, out) == (1, "")
+        assert err.endswith("referral-bot: Nothing changed: 'Spring' stays a draft.\n"), err
+        assert (spring["state"], spring["advocates"]) == ("draft", 0)
+    else:
+        assert proc.returncode == 0, err
+        assert out.startswith("Enrolled 1,001 new advocates"), out
+        assert (spring["state"], spring["advocates"]) == ("live", 1001)

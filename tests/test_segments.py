@@ -677,3 +677,28 @@ async def test_segment_sizes_read_only_the_workspaces_own_memberships(team: Data
                                    [vip.id, TEAM] if counting.count("?") == 2 else [TEAM])
         plan = " ".join(str(row[-1]) for row in await cursor.fetchall())
     assert "SEARCH segment_member USING PRIMARY KEY (segment_id=?)" in plan, plan
+
+
+@pytest.mark.parametrize("state", list(CampaignState))
+def test_when_a_campaign_enrolls_is_worded_once_for_segments_and_the_shell(
+    state: CampaignState,
+) -> None:
+    """The delete confirmation (a segment a campaign excludes) and `campaign target` of a
+    campaign that isn't live each kept their own words for when its contacts are enrolled,
+    and a paused campaign's read "when it goes live" in one, "when it resumes" in the other:
+    both say service.enrolled_when now."""
+    from bot.campaigns.service import enrolled_when
+    from bot.cli_campaigns import _target_waits_text
+    from bot.segments import CampaignUse
+    from models import Campaign, SegmentRole
+
+    said = enrolled_when(state)
+    assert said == {"live": "are enrolled now (and invited, if it sends invites)",
+                    "draft": "will be enrolled when it goes live",
+                    "paused": "will be enrolled when it resumes"}[state]  # fmt: skip
+    use = CampaignUse("Spring", SegmentRole.EXCLUDE, state, 1)
+    assert use.consequence().endswith(f"so those of them in a segment it targets {said}.")
+    if state != CampaignState.LIVE:  # a live campaign's targeting enrolls at once
+        spring = Campaign(team_id="T", name="Spring", name_key="spring", store_url="",
+                          state=state)  # fmt: skip
+        assert f"its contacts {said} (referral-bot" in _target_waits_text(spring, "VIP")

@@ -14,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import formataddr, parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from bot.campaigns.enroll import excluded_reason
+from bot.audit import Act, record_in
+from bot.campaigns.enroll import SEND_JOB, excluded_reason
 from bot.campaigns.invites import reschedule_waiting_in, schedule_waiting_in, stop_invites_in
 from bot.campaigns.reports import (
     INVITE_EMAIL_OFF,
@@ -32,9 +34,10 @@ from bot.campaigns.reports import (
 )
 from bot.email.message import parse_sender
 from bot.imports.addresses import normalize_email
-from bot.jobs.queue import enqueue_in
+from bot.jobs.queue import enqueue_in, worker_of
 from bot.notify import BATCH_CHANGED, enqueue_enrollment_report_in, enqueue_report_in
 from bot.once import forget, seen_in
+from bot.words import plural
 from bot.workspaces import get_segment, segment_key, too_long_compared
 from models import (
     Advocate,
@@ -242,21 +245,53 @@ async def create_campaign(
                         invite_email=invite_email, invite_delay_days=invite_delay_days,
                         created_by=created_by)  # fmt: skip
     async with db.session() as session:
-        same = select(Campaign.id).where(Campaign.team_id == team_id,
-                                         Campaign.name_key == campaign.name_key)  # fmt: skip
-        taken = (await session.exec(same)).first()
+        taken = await _name_taken(session, team_id, campaign.name_key)
         if taken is not None:
-            raise CampaignError(f"A campaign named {name!r} already exists.")
+            raise CampaignError(_exists(taken))
         session.add(campaign)
+        # the entry commits with the campaign (or goes with it, a double click's)
+        await record_in(await session.connection(), team_id, created_by, Act.CAMPAIGN_CREATED,
+                        name, _created_detail(campaign))  # fmt: skip
         try:
             await session.commit()
         except IntegrityError:  # created meanwhile by a double click
-            raise CampaignError(f"A campaign named {name!r} already exists.") from None
+            await session.rollback()
+            raise CampaignError(_exists(await _name_taken(session, team_id, campaign.name_key)
+                                        or name)) from None  # fmt: skip
     return campaign
 
 
+async def _name_taken(session: Any, team_id: str, name_key: str,
+                      other_than: int | None = None) -> str | None:  # fmt: skip
+    """The name, as its campaign spells it, of the workspace's campaign with this name key
+    (another than `other_than`), or None: "A campaign named 'spring' already exists" echoed
+    the name typed, not the one to look for in the list."""
+    query = select(Campaign.name).where(Campaign.team_id == team_id,
+                                        Campaign.name_key == name_key)  # fmt: skip
+    if other_than is not None:
+        query = query.where(Campaign.id != other_than)
+    found = (await session.exec(query)).first()
+    return None if found is None else str(found)
+
+
+def _exists(name: str) -> str:
+    return f"A campaign named {name!r} already exists."
+
+
+def _created_detail(campaign: Campaign) -> str:
+    """What the audit log keeps of a new campaign: where links lead and who emails whom."""
+    if not campaign.invite_email:
+        email = "invite email off"
+    else:
+        email = "invite email on" + (f", {plural(campaign.invite_delay_days, 'day')} after "
+                                     "enrollment" if campaign.invite_delay_days else "")
+    sender = f"sender {campaign.sender}" if campaign.sender else "no sender set"
+    return f"store URL {campaign.store_url}; {email}; {sender}"
+
+
 async def update_campaign(db: Database, team_id: str, campaign_id: int, *,
-                          opened: datetime | None = None, **fields: Any) -> Campaign:  # fmt: skip
+                          opened: datetime | None = None, actor: str = "",
+                          **fields: Any) -> Campaign:  # fmt: skip
     """Change a campaign's settings (name, store_url, sender, offer, invite_email, delay).
 
     `opened`: the campaign's updated_at when the form was opened. A save made since refuses
@@ -266,7 +301,10 @@ async def update_campaign(db: Database, team_id: str, campaign_id: int, *,
     The reports in threads it may change are redrawn, in a job (so a change from the shell
     redraws them too): those with invites waiting (held invites stop or move, the name) and
     those with invites the invite email being off left unsent (*Email them* comes or goes:
-    reports.reported_unsent_while_off_in)."""
+    reports.reported_unsent_while_off_in).
+
+    `actor` (a user id, or "cli") is who the audit log says changed it ("": nobody known);
+    an entry is written only when a setting changed, in the save's transaction."""
     _raise_problems(check_fields(**{k: v for k, v in fields.items()
                                     if k in ("name", "store_url", "sender", "offer",
                                              "invite_delay_days")}))  # fmt: skip
@@ -279,13 +317,19 @@ async def update_campaign(db: Database, team_id: str, campaign_id: int, *,
         # change and going live meanwhile would each miss the other's send jobs
         before = (await conn.execute(
             text("UPDATE campaign SET updated_at = updated_at WHERE id = :c AND team_id = :t "
-                 "RETURNING invite_delay_days, state, updated_at")
+                 "RETURNING invite_delay_days, state, updated_at, name, store_url, sender, "
+                 "offer, invite_email")
             .columns(invite_delay_days=Integer(), state=String(), updated_at=UTCDateTime()),
             {"c": campaign_id, "t": team_id},
         )).first()  # fmt: skip
         if before is not None and opened is not None and before[2] != opened:
             raise CampaignError("Someone saved this campaign after you opened Edit, so nothing "
                                 "was changed: open Edit again to see their changes.")  # fmt: skip
+        if before is not None and "name_key" in fields:
+            taken = (await conn.execute(_OTHER_NAMED, {"t": team_id, "c": campaign_id,
+                                                       "k": fields["name_key"]})).scalar()
+            if taken is not None:
+                raise CampaignError(_exists(str(taken)))
         redraw = {*await reported_waiting_in(conn, team_id, campaign_id),
                   *await reported_unsent_while_off_in(conn, team_id, campaign_id)}
         try:
@@ -294,9 +338,8 @@ async def update_campaign(db: Database, team_id: str, campaign_id: int, *,
                                        col(Campaign.team_id) == team_id)
                 .values(**fields, updated_at=utcnow())
             )  # fmt: skip
-        except IntegrityError:
-            taken = fields.get("name")
-            raise CampaignError(f"A campaign named {taken!r} already exists.") from None
+        except IntegrityError:  # renamed meanwhile by another save
+            raise CampaignError(_exists(str(fields.get("name")))) from None
         if result.rowcount == 1 and fields.get("invite_email") is False:
             await stop_invites_in(conn, team_id, campaign_id)
         elif (result.rowcount == 1 and before is not None
@@ -309,9 +352,47 @@ async def update_campaign(db: Database, team_id: str, campaign_id: int, *,
                 await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
             if before is not None and before[1] == CampaignState.LIVE:
                 await redraw_reviews_in(conn, team_id)
+            changed = _changes(before, fields)
+            if changed:
+                await record_in(conn, team_id, actor, Act.CAMPAIGN_EDITED,
+                                str(fields.get("name", before[3] if before else "")),
+                                "; ".join(changed))  # fmt: skip
     if result.rowcount != 1:
         raise CampaignError("That campaign doesn't exist in this workspace.")
     return await get_campaign(db, team_id, campaign_id)
+
+
+# Another campaign of the workspace with the name key a rename asks for: refused naming it as
+# it is spelled (the unique index would refuse it too, with the name typed)
+_OTHER_NAMED = text("SELECT name FROM campaign WHERE team_id = :t AND name_key = :k AND id <> :c")
+
+
+def _changes(before: Any, fields: dict[str, Any]) -> list[str]:
+    """What an edit changed, for its audit entry: "renamed from 'Spring'", "invite email
+    off", "sender removed"... (`before`: the row's invite_delay_days, state, updated_at,
+    name, store_url, sender, offer, invite_email as the save found them)."""
+    if before is None:
+        return []
+    was = {"invite_delay_days": before[0], "name": before[3], "store_url": before[4],
+           "sender": before[5], "offer": before[6], "invite_email": bool(before[7])}
+    said = []
+    for field, value in fields.items():
+        if field not in was or value == was[field]:
+            continue
+        if field == "name":
+            said.append(f"renamed from {was['name']!r}")
+        elif field == "invite_email":
+            said.append(f"invite email {'on' if value else 'off'}")
+        elif field == "invite_delay_days":
+            said.append(f"invite delay {plural(int(value), 'day')}")
+        elif not str(value).strip():
+            said.append(f"{_LABELS[field]} removed")
+        else:
+            said.append(f"{_LABELS[field]} {value}")
+    return said
+
+
+_LABELS = {"store_url": "store URL", "sender": "sender", "offer": "offer"}
 
 
 async def get_campaign(db: Database, team_id: str, campaign_id: int) -> Campaign:
@@ -543,6 +624,9 @@ async def targeting(db: Database, team_id: str, campaign_id: int, segment_id: in
         found = (await conn.execute(_ROLE, params)).scalar()
         was = SegmentRole(found) if found else None
         await _set_role(conn, team_id, campaign_id, segment.id or 0, SegmentRole.TARGET)
+        await record_in(conn, team_id, requested_by, Act.CAMPAIGN_TARGETED,
+                        await _name(conn, team_id, campaign_id),
+                        _role_detail(segment.name, was, SegmentRole.TARGET))  # fmt: skip
         enrollment = await _targeted_enrollment_in(
             conn, team_id, campaign_id, segment.id or 0, state, go_live=go_live,
             requested_by=requested_by, thread=thread, hold=hold, queue_job=queue_job)  # fmt: skip
@@ -633,10 +717,12 @@ _ADVOCATES_IN = text("""
 """)
 
 
-async def exclude(db: Database, team_id: str, campaign_id: int, segment_id: int) -> Exclusion:
+async def exclude(db: Database, team_id: str, campaign_id: int, segment_id: int, *,
+                  requested_by: str = "") -> Exclusion:  # fmt: skip
     """Contacts of an excluded segment are never enrolled, and their invites still waiting
     are cancelled (existing advocates stay, links and all). A segment the campaign targeted
-    is excluded instead: what it was is returned, for the caller to say."""
+    is excluded instead: what it was is returned, for the caller to say. The audit log says
+    `requested_by` did it ("": nobody known), in the same transaction."""
     segment = await get_segment(db, team_id, segment_id)
     if segment.kind == SegmentKind.ALL:  # it has no member rows: excluding it excluded nobody
         raise CampaignError(f"{segment.name} holds every contact: excluding it would leave the "
@@ -655,7 +741,22 @@ async def exclude(db: Database, team_id: str, campaign_id: int, segment_id: int)
         for enrollment_id in sorted({row[0] for row in stopped}):
             await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
         advocates = int((await conn.execute(_ADVOCATES_IN, params)).scalar() or 0)
-    return Exclusion(SegmentRole(was) if was else None, advocates, len(stopped))
+        before = SegmentRole(was) if was else None
+        detail = _role_detail(segment.name, before, SegmentRole.EXCLUDE)
+        if stopped:
+            detail += f"; {plural(len(stopped), 'waiting invite')} cancelled"
+        await record_in(conn, team_id, requested_by, Act.CAMPAIGN_EXCLUDED,
+                        await _name(conn, team_id, campaign_id), detail)  # fmt: skip
+    return Exclusion(before, advocates, len(stopped))
+
+
+def _role_detail(segment: str, was: SegmentRole | None, now: SegmentRole) -> str:
+    """A targeting's or exclusion's audit detail: the segment, and its role before when it
+    had one ("VIP; it was excluded"): the switch is what someone may have done by mistake."""
+    if was is None:
+        return segment
+    role = "a target" if was == SegmentRole.TARGET else "excluded"
+    return f"{segment}; it was {role}" + (" already" if was == now else "")
 
 
 async def _segment_stays(conn: AsyncConnection, team_id: str, segment_id: int) -> None:
@@ -719,6 +820,12 @@ async def _set_state_in(conn: AsyncConnection, team_id: str, campaign_id: int,
     if before != state:
         await _redraw_waiting_in(conn, team_id, campaign_id)
         await redraw_reviews_in(conn, team_id)
+        # only a change of state: live again (finishing an enrollment) or paused again
+        # changed nothing to record
+        await record_in(conn, team_id, requested_by,
+                        Act.CAMPAIGN_LIVE if state == CampaignState.LIVE else Act.CAMPAIGN_PAUSED,
+                        await _name(conn, team_id, campaign_id),
+                        "it was paused" if before == CampaignState.PAUSED else "")  # fmt: skip
     if state != CampaignState.LIVE:
         return before, None
     if before == CampaignState.LIVE:  # going live again: its enrollment if unfinished
@@ -847,3 +954,142 @@ async def targets_of(db: Database, team_id: str, campaign_id: int) -> list[Campa
         return list((await session.exec(select(CampaignSegment).where(
             CampaignSegment.team_id == team_id, CampaignSegment.campaign_id == campaign_id
         ))).all())  # fmt: skip
+
+
+# When the contacts of a segment a campaign targets are enrolled, by the campaign's state: a
+# live campaign at once (and, with the invite email on, invites them), a draft or a paused one
+# with all its targets when it goes live. One wording for the segments' delete confirmation
+# (contacts it no longer excludes) and `campaign target` of a campaign that isn't live: a
+# paused one said "when it goes live" in one and "when it resumes" in the other.
+_ENROLLED_WHEN = {CampaignState.LIVE: "are enrolled now (and invited, if it sends invites)",
+                  CampaignState.DRAFT: "will be enrolled when it goes live",
+                  CampaignState.PAUSED: "will be enrolled when it resumes"}  # fmt: skip
+
+
+def enrolled_when(state: str) -> str:
+    """When a campaign in `state` enrolls its targets' contacts, after "its contacts": "will
+    be enrolled when it resumes" (no full stop: callers end the sentence)."""
+    return _ENROLLED_WHEN[CampaignState(state)]
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultSender:
+    """The From an invite gets when its campaign has no sender (invites.send_invites): the
+    store's name at `invites@` the host of PUBLIC_URL, i.e. the bot's domain, not the shop's."""
+
+    address: str  # as the invite shows it: "shop.example" <invites@r.example>
+    host: str  # the domain after @
+    unusable: str  # why no mail from it is delivered ("": it may be): an IP, localhost
+
+
+def default_sender(campaign: Campaign, public_url: str) -> DefaultSender | None:
+    """The From a campaign's invites will carry because it has no sender, or None (it has
+    one, or its invite email is off: no invite goes out). Made as invites.send_invites makes
+    it: the sender's display name or the store URL's host, at `invites@` PUBLIC_URL's host."""
+    if not campaign.invite_email or campaign.sender.strip():
+        return None
+    host = urlsplit(public_url).hostname or "localhost"
+    store = parseaddr(campaign.sender)[0] or urlsplit(campaign.store_url).hostname or campaign.name
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        unusable = "an IP address"
+    except ValueError:
+        unusable = "this computer, not a mail domain" if _this_computer(host) else ""
+    return DefaultSender(formataddr((store, f"invites@{host}")), host, unusable)
+
+
+def sender_warning(campaign: Campaign, public_url: str, how_to_set: str) -> str:
+    """A warning for whoever creates, edits or puts live a campaign that emails without a
+    sender ("": it has one, or sends no invite email): the address its invites will come
+    from, and `how_to_set` one ("referral-bot campaign edit …", or the form's field). The
+    default is the bot's domain (PUBLIC_URL's host), not the merchant's: providers trust mail
+    from the shop's own domain more, and an IP address or localhost is no mail domain at all.
+    Only a warning: trying it out on the default works (invites written as .eml files)."""
+    found = default_sender(campaign, public_url)
+    if found is None:
+        return ""
+    said = (f"Invites of {campaign.name!r} will come from {found.address}: no sender is set, "
+            "so the address is made from the bot's PUBLIC_URL")
+    if found.unusable:
+        return (f"{said}, and {found.host} is {found.unusable}: mail from it won't be "
+                f"delivered. Set the shop's own sender: {how_to_set}")
+    return (f"{said}, the bot's domain rather than the shop's: mail from the shop's own domain "
+            f"is more likely to reach inboxes. Set one: {how_to_set}")
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Whom an enrollment would make advocates now: contacts of the scope not advocates yet
+    and in no excluded segment; `subscribed` of them are emailed an invite."""
+
+    enrolled: int
+    subscribed: int
+
+
+_AUDIENCE = """
+    SELECT COUNT(*), COALESCE(SUM(CASE WHEN k.subscribed = :yes THEN 1 ELSE 0 END), 0)
+    FROM contact k
+    WHERE k.team_id = :t AND {scope}
+      AND NOT EXISTS (SELECT 1 FROM advocate a WHERE a.campaign_id = :c AND a.contact_id = k.id)
+      AND NOT EXISTS (SELECT 1 FROM campaign_segment cs JOIN segment_member x
+                      ON x.segment_id = cs.segment_id AND x.contact_id = k.id AND x.team_id = :t
+                      WHERE cs.campaign_id = :c AND cs.team_id = :t AND cs.role = 'exclude'
+                        AND cs.segment_id <> :s)
+"""
+_IN_TARGETS = ("k.id IN (SELECT m.contact_id FROM segment_member m JOIN campaign_segment cs "
+               "ON cs.segment_id = m.segment_id WHERE m.team_id = :t AND cs.team_id = :t "
+               "AND cs.campaign_id = :c AND cs.role = 'target')")
+_TARGETS_ALL = ("EXISTS (SELECT 1 FROM campaign_segment cs JOIN segment g ON g.id = cs.segment_id "
+                "WHERE cs.campaign_id = :c AND cs.team_id = :t AND cs.role = 'target' "
+                "AND g.kind = 'all')")
+_IN_SEGMENT = ("k.id IN (SELECT contact_id FROM segment_member WHERE team_id = :t "
+               "AND segment_id = :s)")
+
+
+async def audience(db: Database, team_id: str, campaign_id: int,
+                   segment_id: int | None = None) -> Audience:  # fmt: skip
+    """Whom enrolling would add now: of the segment (targeting it; it counts as a target even
+    if the campaign excludes it now, as targeting makes it one), or of every target (going
+    live). What the shell asks about before enrolling thousands at once; counted as
+    enroll.run_enrollment decides (advocates skipped, excluded segments' contacts left out),
+    but not locked: the figure may move a little before the enrollment runs."""
+    params: dict[str, Any] = {"t": team_id, "c": campaign_id, "s": segment_id or 0,
+                              "yes": True}  # fmt: skip
+    if segment_id is not None:
+        segment = await get_segment(db, team_id, segment_id)
+        scope = "1 = 1" if segment.kind == SegmentKind.ALL else _IN_SEGMENT
+    else:
+        scope = f"({_TARGETS_ALL} OR {_IN_TARGETS})"
+    async with db.begin() as conn:
+        row = (await conn.execute(text(_AUDIENCE.format(scope=scope)), params)).one()
+    return Audience(int(row[0]), int(row[1]))
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRetry:
+    """A send job a Retry sending queued (invites._enqueue_send's "retry" occasion) that
+    hasn't ended: queued, or running under `worker` (its lease owner's worker)."""
+
+    job_id: int
+    state: str
+    queued_at: datetime
+    worker: str | None
+
+
+# The retry's key is "send:<enrollment>:retry:<time>" (invites._enqueue_send)
+_QUEUED_RETRIES = text(f"""
+    SELECT j.id, j.state, j.created_at, j.lease_owner FROM job j JOIN enrollment e
+      ON j.team_id = e.team_id
+     AND j.dedupe_key LIKE 'send:' || CAST(e.id AS VARCHAR(20)) || ':retry:%'
+    WHERE e.team_id = :t AND e.campaign_id = :c AND j.kind = '{SEND_JOB}'
+      AND j.state IN ('queued', 'running')
+    ORDER BY j.id
+""").columns(created_at=UTCDateTime())
+
+
+async def queued_retries(db: Database, team_id: str, campaign_id: int) -> list[QueuedRetry]:
+    """The campaign's retries of sending not ended yet: a second `campaign retry-sending` (or
+    click) finds nothing stopped, because the first one's run is on its way, and says so."""
+    async with db.begin() as conn:
+        rows = (await conn.execute(_QUEUED_RETRIES, {"t": team_id, "c": campaign_id})).all()
+    return [QueuedRetry(int(r[0]), str(r[1]), r[2], worker_of(r[3])) for r in rows]

@@ -161,6 +161,27 @@ async def test_a_lead_edits_a_campaign_and_names_stay_unique(app: Harness) -> No
     assert app.slack.block_errors == []
 
 
+async def test_a_save_without_a_sender_warns_and_is_audited_with_its_lead(app: Harness) -> None:
+    """A campaign that emails with no sender sends from the bot's domain (PUBLIC_URL's host),
+    not the shop's: the saved note says so and where to set one; the edit is audited as the
+    lead's (it was "Someone")."""
+    spring = await _campaign(app, "Spring")
+    listing = await _list(app)
+    responses = await _click(app, Action.CAMPAIGN_EDIT, _button(listing, Action.CAMPAIGN_EDIT,
+                                                                spring), listing)  # fmt: skip
+    modal = app.slack.open_views(LEAD)[-1]
+    await app.requests.view_submission(state_values=_form(name="Spring <!channel>", delay="1"),
+                                       view_id=modal["id"], user_id=LEAD)  # fmt: skip
+    await _done(app)
+    note = responses[-1]["text"]
+    assert note.startswith("Spring &lt;!channel&gt; is saved.\n:warning: Invites of"), note
+    assert "invites@bot.example" in note and "fill in *Sender* with *Edit*" in note, note
+    assert "<!channel>" not in note
+    assert await _count(app, "SELECT COUNT(*) FROM audit_entry WHERE action = "
+                             f"'campaign.edited' AND actor = '{LEAD}'") == 1  # fmt: skip
+    assert app.slack.block_errors == []
+
+
 async def test_go_live_enrolls_the_targets_and_pause_stops(app: Harness) -> None:
     spring = await _campaign(app)
     for name in ("VIP", "Newsletter"):

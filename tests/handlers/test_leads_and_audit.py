@@ -266,7 +266,7 @@ async def test_the_audit_log_in_words_for_this_workspace_only(app: Harness) -> N
     await record(app.db, TEAM, REP, Act.IMPORT_REQUESTED, subject, "into <!channel> VIP")
     await record(app.db, TEAM, LEAD, Act.IMPORT_APPROVED, subject, "1204 contacts to import")
     await record(app.db, TEAM, "cli", Act.MAILCHIMP_DISCONNECTED, "Mailchimp")
-    await _entry(app.db, TEAM, LEAD, "campaign.paused", "Spring <@U0666>", "by hand & <b>")
+    await _entry(app.db, TEAM, LEAD, "campaign.archived", "Spring <@U0666>", "by hand & <b>")
     await record(app.db, TEAM, REP, Act.SEGMENT_CREATED, "<@U0BOSS01>")  # a name, typed
     await record(app.db, OTHER_TEAM, LEAD, Act.IMPORT_APPROVED, "import #999", "SECRET-OTHER")
 
@@ -277,14 +277,14 @@ async def test_the_audit_log_in_words_for_this_workspace_only(app: Harness) -> N
     assert "imported: 1,180 new contacts, 1,204 added to the segment" in words
     assert "3 enrolled in campaigns, 2 invites sent (1 waiting)" in words
     assert "The command line disconnected Mailchimp" in words
-    assert "did campaign.paused on Spring &lt;@U0666&gt; (by hand &amp; &lt;b&gt;)" in words
+    assert "did campaign.archived on Spring &lt;@U0666&gt; (by hand &amp; &lt;b&gt;)" in words
     assert "<!channel>" not in words and "<@U0666>" not in words
     assert "<@U0BOSS01>" not in words and "&lt;@U0BOSS01&gt;" in words  # never a mention
     assert "<!date^" in words
     assert "SECRET-OTHER" not in words and "#999" not in words
     assert find_element(shown["blocks"], Action.AUDIT_MORE) is None  # one page only
     # newest first
-    assert words.index("campaign.paused") < words.index("approved") < words.index("asked for")
+    assert words.index("campaign.archived") < words.index("approved") < words.index("asked for")
 
     # a filter: one import's entries
     one = _all_text(await _command(app, f"audit import #{batch_id}"))
