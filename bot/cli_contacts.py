@@ -83,7 +83,7 @@ async def _search(db: Database, team: str, args: argparse.Namespace) -> int:
     widths = [max(display_width(line[i], encoding) for line in lines)
               for i in range(len(HEADER) - 1)]  # fmt: skip
     for line in lines:
-        padded = [_pad(cell, width, encoding)
+        padded = [pad(cell, width, encoding)
                   for cell, width in zip(line[:-1], widths, strict=True)]  # fmt: skip
         print("  ".join([*padded, line[-1]]))
     if page.more:
@@ -126,7 +126,7 @@ def _columns(char: str, encoding: str) -> int:
     return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
 
 
-def _pad(text: str, width: int, encoding: str) -> str:
+def pad(text: str, width: int, encoding: str) -> str:
     """`text` with spaces after it up to `width` columns (display_width)."""
     return text + " " * max(width - display_width(text, encoding), 0)
 

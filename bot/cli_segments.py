@@ -15,6 +15,7 @@ from typing import Any, BinaryIO, TextIO, cast
 
 from bot.audit import CLI
 from bot.cli_common import JSON_HELP, TEAM_HELP, CliError, write_failed
+from bot.cli_contacts import display_width, pad
 from bot.segments import (
     CampaignUse,
     SegmentInUse,
@@ -97,9 +98,10 @@ async def _segments(db: Database, team: str, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{"name": s.name, "kind": s.kind, "contacts": n} for s, n in sizes]))
     else:
-        width = max(len(s.name) for s, _ in sizes)
+        encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+        width = max(display_width(s.name, encoding) for s, _ in sizes)  # 顧客 takes 4 columns
         for segment, count in sizes:
-            print(f"{segment.name:<{width}}  {count:>10,}")
+            print(f"{pad(segment.name, width, encoding)}  {count:>10,}")
     return 0
 
 

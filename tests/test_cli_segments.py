@@ -17,6 +17,7 @@ import pytest
 from bot.audit import recent
 from bot.campaigns.service import create_campaign, target
 from bot.cli import main
+from bot.cli_contacts import display_width
 from bot.workspaces import ensure_workspace, find_segment, import_target
 from models import Database, ImportBatch
 from tests.shell import CLI, environment
@@ -366,3 +367,14 @@ async def test_deleting_a_segment_in_use_on_a_terminal_asks_first(
         assert proc.returncode == 0, err
         assert out.startswith("Deleted segment 'VIP': 2 contacts taken out of it")
         assert await find_segment(db, TEAM, "VIP") is None
+
+
+async def test_the_segment_list_is_aligned_with_wide_names(cli: Cli, people: Path) -> None:
+    """A CJK name takes two columns a character: padded by its length, 顧客リスト (5
+    characters, 10 columns) pushed its count five columns right of the others'."""
+    for name in ("顧客リスト", "VIP"):
+        assert (await cli("import", str(people), "--segment", name, "--create-segment"))[0] == 0
+    code, out, _ = await cli("segments")
+    assert code == 0
+    ends = {display_width(line) for line in out.splitlines()}
+    assert len(ends) == 1, out  # every count ends in the same column
