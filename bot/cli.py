@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import os
+import shutil
 import signal
 import sqlite3
+import stat
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from contextlib import ExitStack, suppress
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, suppress
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from asyncpg import PostgresError
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -47,10 +51,10 @@ from bot.imports.background import enqueue_file_import
 from bot.imports.batches import ReviewError
 from bot.imports.cancel import try_cancel_job
 from bot.imports.engine import BatchStateError
-from bot.imports.importer import ImportFailed, import_files, preview_files
+from bot.imports.importer import ImportFailed, check_files, import_files, preview_files
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.locale_notes import unknown_locale_notes
-from bot.imports.mapping import parse_maps
+from bot.imports.mapping import mapper_for, parse_maps
 from bot.imports.upload_offers import UPLOAD_OFFER_JOB
 from bot.jobs.queue import (
     JOBS_SHOWN,
@@ -66,6 +70,7 @@ from bot.jobs.queue import (
 from bot.notify import REPORT_JOB
 from bot.progress import ProgressBar
 from bot.settings import Settings, SettingsError, load_settings
+from bot.temp_files import disk_temporary_file
 from bot.words import plural
 from bot.workspaces import WorkspaceError, apply_default_locale, resolve_team
 from models import Database, Job, JobState
@@ -112,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--rejects", type=Path, metavar="OUT.csv",
                      help="write rejected and duplicate rows with their reasons")  # fmt: skip
     imp.add_argument("--update-existing", action="store_true",
-                     help="overwrite names and locale of contacts that already exist")  # fmt: skip
+                     help="replace what the files say of contacts that already exist: "
+                          "names, locale and consent (a yes re-subscribes one, never one who "
+                          "unsubscribed through a link or whom a lead unsubscribed); blank "
+                          "cells keep theirs")  # fmt: skip
     imp.add_argument("--background", action="store_true",
                      help="check the files, queue the import as a job, print its id")  # fmt: skip
     imp.add_argument("--dry-run", action="store_true",
@@ -437,21 +445,33 @@ def _column_map(items: list[str]) -> dict[str, str] | None:
 async def _import(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:
     mailchimp = await _sources(db, team, settings, args)
     _check_rejects(args.rejects, args.files)
+    rejects_file = _Rejects(args.rejects) if args.rejects else None
     with ExitStack() as stack:
         streams = [(label, stack.enter_context(p.open("rb")))
                    for label, p in zip(_labels(args.files), args.files, strict=True)]
         total = sum(os.fstat(f.fileno()).st_size for _, f in streams)
         bar = ProgressBar(total, enabled=sys.stderr.isatty() and not args.json)
-        rejects = stack.enter_context(_Rejects(args.rejects)) if args.rejects else None
-        result = await import_files(db, team, streams, segment=args.segment,
-                                    create_segment=args.create_segment,
-                                    update_existing=args.update_existing,
-                                    rejects=rejects, progress=bar, mailchimp=mailchimp,
-                                    chunk_size=settings.import_chunk_rows,
-                                    max_unzipped_bytes=settings.max_unzipped_bytes,
-                                    column_map=args.column_map,
-                                    undo_window_days=settings.undo_window_days,
-                                    lease_seconds=settings.job_lease_seconds)  # fmt: skip
+        rejects = rejects_file.open() if rejects_file else None
+        try:
+            result = await import_files(db, team, streams, segment=args.segment,
+                                        create_segment=args.create_segment,
+                                        update_existing=args.update_existing,
+                                        rejects=rejects, progress=bar, mailchimp=mailchimp,
+                                        chunk_size=settings.import_chunk_rows,
+                                        max_unzipped_bytes=settings.max_unzipped_bytes,
+                                        column_map=args.column_map,
+                                        undo_window_days=settings.undo_window_days,
+                                        lease_seconds=settings.job_lease_seconds)  # fmt: skip
+        except ImportFailed as exc:  # nothing valid: its rejects say why, if it wrote them
+            if rejects_file is not None and (unwritten := rejects_file.keep(if_written=True)):
+                raise ImportFailed(f"{exc} {unwritten[:1].upper()}{unwritten[1:]}.") from None
+            raise
+        except BaseException:
+            if rejects_file is not None:
+                rejects_file.discard()
+            raise
+    if rejects_file is not None and (unwritten := rejects_file.keep()):
+        raise CliError(f"Import #{result.batch.id} is done, but {unwritten}.")
     summary: dict[str, Any] = {key: getattr(result.batch, key, None) for key in SUMMARY_KEYS}
     summary["import_id"] = result.batch.id
     summary["segment"] = result.segment_name
@@ -468,12 +488,28 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
     return 0
 
 
-def _check_files(paths: Sequence[Path]) -> None:
+def _check_files(paths: Sequence[Path]) -> list[Path]:
+    """The files to import, each once: refused if one isn't a file; one given twice (the same
+    path, or another path to it: a link, `./x.csv` beside `x.csv`) is said and read once, as
+    Slack leaves out a file already in the import. `import x.csv x.csv` counted every row
+    twice, the second time as duplicates."""
+    once: list[Path] = []
+    seen: dict[tuple[int, int], Path] = {}
     for path in paths:
         if path.is_dir():
             raise CliError(f"{_shown(path)}: is a folder, not a file")
         if not path.is_file():
             raise CliError(f"{_shown(path)}: no such file")
+        found = path.stat()
+        first = seen.setdefault((found.st_dev, found.st_ino), path)
+        if first is path:
+            once.append(path)
+        elif _shown(first) == _shown(path):
+            print(f"{_shown(path)} is given twice: imported once.", file=sys.stderr)
+        else:
+            print(f"{_shown(first)} and {_shown(path)} are the same file: imported once.",
+                  file=sys.stderr)  # fmt: skip
+    return once
 
 
 def _label(path: Path) -> str:
@@ -488,11 +524,11 @@ def _shown(path: Path) -> str:
 
 
 def _labels(paths: Sequence[Path]) -> list[str]:
-    """What the import calls each file (its review, notes and errors): its name, or the path
-    as typed where two files share a name."""
-    names = [_label(path) for path in paths]
-    return [_shown(path) if names.count(name) > 1 else name
-            for path, name in zip(paths, names, strict=True)]  # fmt: skip
+    """What the import calls each file (its errors, notes, the rejects file's source column
+    and its sources' names): the path as typed, as the shell's other messages name it.
+    `../files/noemail.csv` was "noemail.csv: No email column found" but "../files/x.csv: no
+    such file", and a file's name alone only where no other file shared it."""
+    return [_shown(path) for path in paths]
 
 
 def _check_rejects(rejects: Path | None, inputs: Sequence[Path]) -> None:
@@ -511,30 +547,117 @@ def _check_rejects(rejects: Path | None, inputs: Sequence[Path]) -> None:
 
 class _Rejects:
     """The rejects CSV, written beside its final name and moved into place once written: an
-    import that fails before writing it leaves an existing file as it was."""
+    import that fails before writing it leaves an existing file as it was.
+
+    Moved onto a regular file only (or none): a FIFO, a device (/dev/null, /dev/stdout) or
+    the file this process's output goes to is written in place, once the import is done, and
+    a symlink's target is replaced, the link kept. `os.replace` onto the path given put a
+    plain file where the FIFO, the link or, as root, /dev/null had been."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self._in_place = _written_in_place(path)
+        # a symlink's target (realpath: the link, or a chain of them, stays as it is)
+        self._target = path if self._in_place else Path(os.path.realpath(path))
+        self._tmp = self._target.with_name(f".{self._target.name}.{os.getpid()}.tmp")
+        self._file: TextIO | None = None
 
-    def __enter__(self) -> Any:
-        # utf-8-sig whatever the locale: Excel then reads the names right (the importer skips
-        # the BOM), and a name no locale encoding has can't fail the write
+    def open(self) -> TextIO:
+        """The file the import writes the rows to (refused in words if it can't be made)."""
         try:
-            self._file = self._tmp.open("w", newline="", encoding="utf-8-sig")
+            if self._in_place:
+                if not os.access(self.path, os.W_OK):  # before the import, not after it
+                    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+                # kept off the target until the end: a FIFO's reader, or a device, gets
+                # the rows once the import is done, and a failure to write them is told then
+                self._file = disk_temporary_file(mode="w+", newline="",  # type: ignore[assignment]
+                                                 encoding="utf-8-sig")  # fmt: skip
+            else:
+                # utf-8-sig whatever the locale: Excel then reads the names right (the
+                # importer skips the BOM), and a name no locale encoding has can't fail it
+                self._file = self._tmp.open("w", newline="", encoding="utf-8-sig")
         except OSError as exc:  # its error names the hidden file beside it, not the one given
             raise CliError(f"--rejects {_shown(self.path)} can't be written: "
                            f"{exc.strerror or exc}") from None  # fmt: skip
         return self._file
 
-    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
-        written = self._file.tell() > 0
-        self._file.close()
-        # the import ran, or found nothing valid and wrote its rejects to say why
-        if kind is None or (issubclass(kind, ImportFailed) and written):
-            os.replace(self._tmp, self.path)
-        else:
+    def keep(self, *, if_written: bool = False) -> str | None:
+        """Put the rows in place (`if_written`: only if some were written: an import that
+        found nothing valid wrote them to say why); None once done, else why it failed."""
+        assert self._file is not None
+        try:
+            if if_written and self._file.tell() == 0:
+                self.discard()
+                return None
+            self._file.flush()
+            if self._in_place:
+                self._copy_in_place(self._file)
+            else:
+                self._file.close()
+                os.replace(self._tmp, self._target)
+        except OSError as exc:
+            self._close()
+            return f"--rejects {_shown(self.path)} couldn't be written: {os_error_words(exc)}"
+        self._close()
+        return None
+
+    def discard(self) -> None:
+        """Write nothing: what was written aside goes, and a FIFO's reader (waiting for the
+        rows) is let go with an empty read, as a shell's `> fifo` would, not left waiting."""
+        self._close()
+        if self._in_place:
+            with suppress(OSError):  # no reader (ENXIO), or not a FIFO's: nothing to let go
+                found = os.stat(self.path)
+                if stat.S_ISFIFO(found.st_mode):
+                    os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
+
+    def _close(self) -> None:
+        """Close and remove what was written aside (a temp file of its own: gone once closed)."""
+        if self._file is not None:
+            with suppress(OSError):  # a flush that failed once fails again on close
+                self._file.close()
+        if not self._in_place:
             self._tmp.unlink(missing_ok=True)
+
+    def _copy_in_place(self, written: TextIO) -> None:
+        raw = written.buffer  # type: ignore[attr-defined]
+        raw.seek(0)
+        stream = _stream_of(self.path)
+        if stream is not None:  # this process's own output: through its fd, at its offset
+            with suppress(ValueError, OSError):
+                (sys.stdout if stream == 1 else sys.stderr).flush()
+            fd = os.dup(stream)
+        else:  # opened as it is (no O_TRUNC, no O_CREAT): a FIFO waits for its reader
+            fd = os.open(self.path, os.O_WRONLY)
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(raw, out)
+
+
+def _written_in_place(path: Path) -> bool:
+    """Whether the rejects go into `path` as it is rather than replace it: something there
+    that isn't a regular file (a FIFO, a device; followed through symlinks), or the file
+    this process's stdout or stderr goes to (`--rejects /dev/stdout > out.txt`)."""
+    try:
+        found = os.stat(path)
+    except OSError:  # nothing there (or a dangling link): a new file, beside its name
+        return False
+    return not stat.S_ISREG(found.st_mode) or _stream_of(path) is not None
+
+
+def _stream_of(path: Path) -> int | None:
+    """1 or 2 if `path` is the file (or pipe, or terminal) this process's stdout or stderr is."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    for fd in (1, 2):
+        try:
+            other = os.fstat(fd)
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (found.st_dev, found.st_ino):
+            return fd
+    return None
 
 
 async def _sources(db: Database, team: str, settings: Settings, args: argparse.Namespace
@@ -543,7 +666,7 @@ async def _sources(db: Database, team: str, settings: Settings, args: argparse.N
     if not args.files and not args.mailchimp_list:
         raise CliError("Name at least one file (CSV, .xlsx or ZIP of CSVs), or a Mailchimp "
                        "audience (--mailchimp-list).")
-    _check_files(args.files)
+    args.files = _check_files(args.files)
     if not args.mailchimp_list:
         return None
     return await cli_mailchimp.resolve_audiences(db, team, settings, args.mailchimp_list)
@@ -643,11 +766,19 @@ async def _import_background(
     if args.mailchimp_list or args.rejects:
         raise CliError("--background imports files only, and writes no rejects file: leave out "
                        "--mailchimp-list and --rejects, or import without --background.")
-    _check_files(args.files)
+    args.files = _check_files(args.files)
     for path in args.files:
         if _label(path) != path.name:
             raise CliError(f"{_shown(path)}: its name isn't UTF-8; rename it to import it in "
                            "the background.")  # fmt: skip
+    # checked here first, under the names typed: the job's own check names a file by its
+    # name alone, as the job does
+    mapper = await mapper_for(db, team, args.column_map)
+    with ExitStack() as stack:
+        check_files([(label, stack.enter_context(p.open("rb")))
+                     for label, p in zip(_labels(args.files), args.files, strict=True)],
+                    max_unzipped_bytes=settings.max_unzipped_bytes,
+                    columns_of=mapper)  # fmt: skip
     try:
         job = await enqueue_file_import(db, team, args.files, segment=args.segment,
                                         create_segment=args.create_segment,
@@ -676,11 +807,15 @@ async def _worker(db: Database, settings: Settings, args: argparse.Namespace) ->
 
     client = slack_client(settings) if settings.slack_bot_token else None
     worker = build_worker(settings, client, db)
-    print(settings.invite_delivery(), file=sys.stderr)
-    for problem in settings.invite_problems():
-        print(f"Invites can't be sent until you set {problem}", file=sys.stderr)
-    if (warning := settings.plain_http_links()) is not None:
-        print(warning, file=sys.stderr)
+    # serve's children (--stop-with-stdin) leave what the settings mean to serve, which says
+    # it once: each child said how invites are sent again, and "(Ctrl-C to stop)" of itself
+    serves = args.stop_with_stdin
+    if not serves:
+        print(settings.invite_delivery(), file=sys.stderr)
+        for problem in settings.invite_problems():
+            print(f"Invites can't be sent until you set {problem}", file=sys.stderr)
+        if (warning := settings.plain_http_links()) is not None:
+            print(warning, file=sys.stderr)
     worker.config.concurrency = concurrency
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -690,7 +825,8 @@ async def _worker(db: Database, settings: Settings, args: argparse.Namespace) ->
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    print(f"Worker {worker.owner} waiting for jobs (Ctrl-C to stop); it runs: "
+    stop = "" if serves else " (Ctrl-C to stop)"  # serve's children stop with serve
+    print(f"Worker {worker.owner} waiting for jobs{stop}; it runs: "
           f"{', '.join(sorted(worker.kinds))}.", file=sys.stderr, flush=True)  # fmt: skip
     if client is None:
         print("Without SLACK_BOT_TOKEN it leaves Slack files to a worker that has it.",
@@ -727,11 +863,30 @@ async def _serve(db: Database, settings: Settings, args: argparse.Namespace) -> 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if (refused := await refused_bot_token(settings)) is not None:
+    with _quiet("slack_sdk"):  # its retry of an unreachable Slack is an INFO line of its own
+        refused = await refused_bot_token(settings)
+    if refused is not None:
         raise CliError(refused)
     await _apply_default_locale(db, settings)
-    await serve(settings, db, run_worker=settings.run_worker and not args.no_worker)
+    run_worker = settings.run_worker and not args.no_worker
+    if run_worker and (warning := settings.plain_http_links()) is not None:
+        log.warning("%s", warning)  # said here once, not by each worker child
+    await serve(settings, db, run_worker=run_worker)
     return 0
+
+
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """The logger `name` says only warnings and worse for the block: the check of the bot
+    token said Slack was out of reach twice, slack_sdk's "A retry handler found" (INFO) and
+    then its own warning line, where one warning line is promised."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _refuse_to_serve(settings: Settings) -> None:
@@ -812,6 +967,8 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
         return 0
     if not jobs:
         print("No jobs yet.")
+    campaigns = await _campaigns_of(db, team, jobs)
+    rows = []
     for job in jobs:
         progress = f"{job.progress_done:,}/{job.progress_total:,}" if job.progress_total else "-"
         # an error may be a message written for Slack ("cancelled by <@U…>")
@@ -823,11 +980,51 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
             error += f"  due {job.run_after:%Y-%m-%d %H:%M} UTC"
         if job.id in waiting:
             error += f"  waiting for a worker that can run it{NEEDS.get(job.kind, '')}"
-        print(f"{job.id:>6}  {job.kind:<8} {job.state:<10} {progress:>22}  "
-              f"attempts {job.attempts}/{job.max_attempts}{_of_import(job)}{error}")  # fmt: skip
+        of = _of_import(job) or (f"  campaign {campaigns[job.id]!r}" if job.id in campaigns
+                                 else "")  # fmt: skip
+        rows.append((str(job.id), job.kind, str(job.state), progress,
+                     f"attempts {job.attempts}/{job.max_attempts}{of}{error}"))
+    for line in _columns(rows):
+        print(line)
     if hidden:
         print(_not_shown(hidden))
     return 0
+
+
+def _columns(rows: list[tuple[str, str, str, str, str]]) -> list[str]:
+    """The jobs' lines, each column as wide as its widest cell (ids and progress to the
+    right): the kind's column was 8 wide, so send_invites, slack_report and undo_import
+    pushed the rest of their line out of line."""
+    widths = [max((len(row[i]) for row in rows), default=0) for i in range(4)]
+    return [f"{job:>{widths[0]}}  {kind:<{widths[1]}}  {state:<{widths[2]}}  "
+            f"{progress:>{widths[3]}}  {rest}"
+            for job, kind, state, progress, rest in rows]  # fmt: skip
+
+
+async def _campaigns_of(db: Database, team: str, jobs: Sequence[Job]) -> dict[int, str]:
+    """The campaign of each job of an enrollment (its send runs, its enrolling), by job id,
+    in one query: `jobs` listed send_invites with nothing to say whose invites they were."""
+    enrollments: dict[int, int] = {}
+    for job in jobs:
+        with suppress(ValueError, AttributeError, TypeError):
+            found = json.loads(job.payload).get("enrollment_id")
+            if isinstance(found, int) and job.id is not None:
+                enrollments[job.id] = found
+    wanted = sorted(set(enrollments.values()))
+    named: dict[int, str] = {}
+    query = text("SELECT e.id, c.name FROM enrollment e JOIN campaign c ON c.id = e.campaign_id "
+                 "AND c.team_id = e.team_id WHERE e.team_id = :t AND e.id IN :ids"
+                 ).bindparams(bindparam("ids", expanding=True))  # fmt: skip
+    async with db.begin() as conn:
+        # in chunks: `jobs --all` may list more than PostgreSQL takes parameters (32,767)
+        for start in range(0, len(wanted), _IDS_AT_ONCE):
+            found = await conn.execute(query, {"t": team,
+                                               "ids": wanted[start:start + _IDS_AT_ONCE]})
+            named.update((row[0], row[1]) for row in found)
+    return {job: named[e] for job, e in enrollments.items() if e in named}
+
+
+_IDS_AT_ONCE = 10_000
 
 
 

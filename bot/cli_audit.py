@@ -144,7 +144,7 @@ async def _leads(db: Database, team: str, settings: Settings, args: argparse.Nam
         elif not listed:
             print("No team leads are listed (workspace admins and owners count as leads).")
         for lead in [] if args.json else listed:
-            print(f"{lead.user_id}  added by {lead.added_by} on {lead.added_at:%Y-%m-%d}")
+            print(f"{lead.user_id}  added by {_who(lead.added_by)} on {lead.added_at:%Y-%m-%d}")
         return 0
     user_id = _user(args.user_id)
     if action == "add":

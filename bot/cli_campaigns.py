@@ -79,7 +79,9 @@ def add_parsers(sub: Any) -> None:
             cmd.add_argument("--hold", action="store_true",
                              help="hold the invites for INVITE_HOLD_SECONDS first")  # fmt: skip
             _add_yes(cmd)
-    for verb, text in (("live", "go live: enroll every target now"), ("pause", "pause"),
+    for verb, text in (("live", "go live: enroll every target now"),
+                       ("pause", "pause a live campaign: it enrolls nobody new, and its unsent "
+                                 "invites wait until it goes live again"),
                        ("retry-sending", "send again the invites whose sending stopped "
                                          "(`campaign list` says why it stopped)"),
                        ("email-unsent", "send the invites the invite email being off left "

@@ -161,6 +161,8 @@ async def test_leads_list_add_and_remove_from_the_shell(
 
     # TEAM_LEADS still names U0002, but the workspace was seeded: the removal sticks
     assert [r["user_id"] for r in await cli_json(capsys, "leads")] == ["U0005", "U0006"]
+    code, out, _ = await cli(capsys, "leads")  # as the audit log names the shell
+    assert code == 0 and "U0005  added by command line on " in out, out
     code, out, _ = await cli(capsys, "audit", "--limit", "1")
     assert code == 0 and out.splitlines()[0].endswith(
         "command line  removed U0002 from the team leads")  # fmt: skip

@@ -100,6 +100,7 @@ async def test_undo_refuses_what_it_cannot_undo(
     await _sql(db, "UPDATE import_batch SET status = 'importing' WHERE id = :b", b=batch)
     assert await _main("undo", str(batch)) == 1
     assert "only a finished import can be undone" in capsys.readouterr().err
+
     assert await _sql(db, "SELECT COUNT(*) FROM contact") == 2
 
     # a longer window (UNDO_WINDOW_DAYS) lets the old one go
@@ -108,6 +109,15 @@ async def test_undo_refuses_what_it_cannot_undo(
     assert await _main("undo", str(batch)) == 0
     assert "2 contacts removed from 'VIP', 2 deleted" in capsys.readouterr().out
     assert await _sql(db, "SELECT COUNT(*) FROM contact") == 0
+
+    other = await _import(shell, capsys, "Other", "c@example.com")
+    await _sql(db, "UPDATE import_batch SET status = 'cancelled', cancelled_by = 'cli', "
+                   "new_contacts = 0, added_to_segment = 0 WHERE id = :b", b=other)  # fmt: skip
+    assert await _main("undo", str(other)) == 1  # over: "was", not "is cancelled"
+    assert f"Import #{other} was cancelled" in capsys.readouterr().err
+    await _sql(db, "UPDATE import_batch SET status = 'failed' WHERE id = :b", b=other)
+    assert await _main("undo", str(other)) == 1
+    assert f"Import #{other} failed and added nothing" in capsys.readouterr().err
 
 
 async def test_undo_finishes_an_undo_whose_job_failed(

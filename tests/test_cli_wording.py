@@ -66,7 +66,7 @@ def test_a_damaged_zip_is_refused_in_words_that_fit_a_shell(
     refused = run(db_env, "import", str(broken), "--segment", "VIP", "--create-segment")
     assert refused.returncode == 1
     assert refused.stderr == (
-        "referral-bot: export.zip: This ZIP file is damaged or incomplete: download the export "
+        f"referral-bot: {broken}: This ZIP file is damaged or incomplete: download the export "
         "again or zip the CSV files again, then import the new ZIP. Nothing was imported.\n"
     )
 

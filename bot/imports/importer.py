@@ -39,6 +39,7 @@ from bot.imports.reading import (
     CsvFileError,
     map_header,
 )
+from bot.imports.recognise import archive_note
 from bot.imports.review import ReviewError, cancel
 from bot.imports.source_names import names_by_id
 from bot.jobs.here import running_here, shell_owner
@@ -47,6 +48,7 @@ from bot.mailchimp.accounts import stamp_of
 from bot.mailchimp.api import Audience, Credentials, MailchimpError
 from bot.mailchimp.importing import read_audience
 from bot.progress import ProgressBar
+from bot.segments import NO_CAMPAIGNS, delete_segment, member_count
 from bot.words import plural
 from bot.workspaces import WorkspaceError, find_segment, free_name, import_target
 from models import (
@@ -83,8 +85,8 @@ def check_files(files: Sequence[tuple[str, BinaryIO]], *,
             check_file(stream, name=name, max_unzipped_bytes=max_unzipped_bytes,
                        columns_of=columns_of)  # fmt: skip
         except CsvFileError as exc:
-            raise ImportFailed(f"{name}: {exc}{_MAP_HINT if _mappable(exc) else ''} "
-                               "Nothing was imported.") from None
+            hint = _MAP_HINT if _mappable(exc, columns_of) else ""
+            raise ImportFailed(f"{name}: {exc}{hint} Nothing was imported.") from None
 
 
 # Said of a file whose columns weren't recognised: `--map` names them (a value of its first
@@ -93,9 +95,13 @@ _MAP_HINT = (' Name the email column with --map email="COLUMN" (its header, or a
              'first row in a file without one).')
 
 
-def _mappable(exc: CsvFileError) -> bool:
-    """No email column recognised, and none chosen that is missing (a --map given already)."""
-    return isinstance(exc, ColumnsError) and not isinstance(exc, ChosenColumnMissing)
+def _mappable(exc: CsvFileError, columns_of: ColumnsOf) -> bool:
+    """No email column recognised, and none chosen that is missing, nor one given with --map:
+    `--map email=phone --map first_name=phone` was refused for the column given twice, then
+    told to name the email column it had named."""
+    if not isinstance(exc, ColumnsError) or isinstance(exc, ChosenColumnMissing):
+        return False
+    return not (isinstance(columns_of, ColumnMapper) and "email" in columns_of.given)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +143,11 @@ async def import_files(
     mapping chosen in Slack."""
     mapper = await mapper_for(db, team_id, column_map)
     check_files(files, max_unzipped_bytes=max_unzipped_bytes, columns_of=mapper)
+    made = create_segment and await find_segment(db, team_id, segment) is None
     target = await import_target(db, team_id, segment, create=create_segment)
     assert target.id is not None
+    # the segment this command created, removed again if nothing is imported into it
+    made_here = target if made else None
     batch = await create_batch(
         db, team_id, target.id, requested_by, update_existing=update_existing
     )
@@ -148,12 +157,16 @@ async def import_files(
                      mapper)  # fmt: skip
     except MailchimpError as exc:  # out of retries, a revoked key, an audience deleted
         await _withdraw(db, team_id, batch.id, requested_by)
-        raise await _deleted_under(db, team_id, target) or ImportFailed(
-            f"{exc} Nothing was imported.") from None
+        failed = await _deleted_under(db, team_id, target) or ImportFailed(
+            f"{exc} Nothing was imported.")
+        await _unmake(db, team_id, made_here, requested_by)  # once that was asked
+        raise failed from None
     except BaseException as exc:  # unreadable, or interrupted (Ctrl-C): no draft left behind
         let_go_of_interrupted(exc)
         await asyncio.shield(_withdraw(db, team_id, batch.id, requested_by))
-        if isinstance(exc, Exception) and (gone := await _deleted_under(db, team_id, target)):
+        gone = await _deleted_under(db, team_id, target) if isinstance(exc, Exception) else None
+        await asyncio.shield(_unmake(db, team_id, made_here, requested_by))
+        if gone:
             raise gone from None  # its file was closed by that, or its next one refused
         raise
     async with db.begin() as conn:
@@ -174,6 +187,7 @@ async def import_files(
         written = await write_rejects(db, team_id, batch.id, rejects) if rejects else 0
         await cancel(db, team_id, batch.id, requested_by, is_lead=True,
                      why="nothing valid to import")  # fmt: skip
+        await _unmake(db, team_id, made_here, requested_by)
         raise ImportFailed(await _nothing_valid(db, team_id, batch.id, written)) from None
     # only now, and only for the headers of files that found valid rows (found_rows): a
     # mapping that found no valid row (the wrong column) would otherwise be kept, and every
@@ -181,17 +195,27 @@ async def import_files(
     await mapper.remember_given(db, team_id, requested_by)
     bar.phase("Importing")
     shown = 0.0
+    applied: Progress | None = None  # how far it got, said if it is interrupted
 
     async def show(progress: Progress) -> None:
         """The bar, and (once a second) the job's progress, which `jobs` shows."""
-        nonlocal shown
+        nonlocal shown, applied
+        applied = progress
         bar.update(progress.done, progress.total)
         if time.monotonic() - shown >= 1.0 or progress.done >= progress.total:
             shown = time.monotonic()
             await report_progress(db, job, owner, progress.done, progress.total)
 
+    def stopped() -> str:
+        """The import stopped part way (Ctrl-C), in words (see bot.jobs.here.running_here)."""
+        if applied is None:
+            return f"Import #{batch.id} stopped before any row was applied"
+        return (f"Import #{batch.id} stopped part way ({applied.done:,} of "
+                f"{plural(applied.total, 'row')} applied)")
+
     enrolled = invites = 0
-    async with running_here(db, team_id, job_id, owner, lease_seconds) as job:
+    async with running_here(db, team_id, job_id, owner, lease_seconds, stopped=stopped,
+                            undo=batch.id) as job:  # fmt: skip
         result = await apply_batch(db, team_id, batch.id, on_progress=show,
                                    chunk_size=chunk_size,
                                    undo_window_days=undo_window_days)  # fmt: skip
@@ -212,15 +236,24 @@ async def import_files(
 
 async def _notes(db: Database, team_id: str, batch_id: int) -> list[tuple[str, str]]:
     """Each file's warning, then its note, as the review message shows them, under its name
-    told apart (`import x.csv x.csv`: both files got the note of Mailchimp's export)."""
+    told apart (`import x.csv x.csv`: both files got the note of Mailchimp's export).
+
+    One sentence a line, each under the name it is about: a note of several lines (a sheet
+    not read, then formulas without results) printed its second line with no file named,
+    and what a ZIP held besides its CSVs was said of its first CSV, not of the ZIP."""
     async with db.session() as session:
         sources = (await session.exec(select(ImportSource).where(
             ImportSource.team_id == team_id, ImportSource.batch_id == batch_id,
             col(ImportSource.removed).is_(False),
         ).order_by(col(ImportSource.id)))).all()  # fmt: skip
     names = names_by_id(sources)
-    return [(names[source.id or 0], text) for source in sources
-            for text in (source.warning, source.note) if text]  # fmt: skip
+    notes: list[tuple[str, str]] = []
+    for source in sources:
+        for text in (source.warning, source.note):
+            for line in (text or "").splitlines():
+                if line.strip():
+                    notes.append(archive_note(line) or (names[source.id or 0], line))
+    return notes
 
 
 async def _withdraw(db: Database, team_id: str, batch_id: int, requested_by: str) -> None:
@@ -233,6 +266,25 @@ async def _withdraw(db: Database, team_id: str, batch_id: int, requested_by: str
     except Exception:
         log.exception("import #%s of %s could not be cancelled after its files failed: "
                       "it stays a draft", batch_id, team_id)  # fmt: skip
+
+
+async def _unmake(db: Database, team_id: str, made: Segment | None, actor: str) -> None:
+    """Remove the segment `--create-segment` made for an import that imported nothing: it
+    was left behind, empty (`segments` listed it, the audit log said it was created for an
+    import it then said was cancelled). Deleted as `segments delete` does, so the audit log
+    says that too; left as it is if anything came to use it meanwhile (a member, a campaign,
+    another import)."""
+    if made is None or made.id is None:
+        return
+    try:
+        if await member_count(db, team_id, made.id) == 0:
+            await delete_segment(db, team_id, made.id, actor=actor,
+                                 expect_campaigns=NO_CAMPAIGNS)  # fmt: skip
+    except WorkspaceError:  # in use now, or deleted already: not ours to remove
+        pass
+    except Exception:
+        log.exception("the segment %r that import made for nothing could not be removed",
+                      made.name)  # fmt: skip
 
 
 async def _deleted_under(db: Database, team_id: str, segment: Segment,
@@ -270,23 +322,37 @@ async def _nothing_valid(db: Database, team_id: str, batch_id: int, written: int
     duplicates = sum(s.duplicates for s in sources)
     rejected = sum(s.rejected for s in sources)
     if not rows:
-        # an audience has no header: "the files have a header but no rows" puzzled people
-        # who imported only an empty audience
-        audiences = [s.label for s in sources if s.kind == SourceKind.MAILCHIMP]
-        if not audiences:
-            what = "the files have a header but no rows"
-        elif len(audiences) < len(sources):
-            what = "the files have no rows and the Mailchimp audiences no members"
-        elif len(audiences) == 1:
-            what = f"the Mailchimp audience {audiences[0]} has no members"
-        else:
-            what = "the chosen Mailchimp audiences have no members"
-        return f"Nothing to import: {what}. Nothing was imported."
+        return f"Nothing to import: {_empty(sources)}. Nothing was imported."
     where = " Each is in the rejects file with its reason." if written else (
         " --rejects FILE lists each with its reason.")
     return (f"Nothing to import: no row has a valid new address ({plural(rows, 'row')}: "
             f"{rejected:,} rejected, {plural(duplicates, 'duplicate')}).{where} Nothing was "
             "imported.")  # fmt: skip
+
+
+def _empty(sources: Sequence[ImportSource]) -> str:
+    """What an import of no row at all held, each file and audience by its name: "the files
+    have a header but no rows" was said of one file, and named none. (An audience has no
+    header: "a header" puzzled people who imported only an empty one.)"""
+    named = names_by_id(sources)
+    files = [named[s.id or 0] for s in sources if s.kind != SourceKind.MAILCHIMP]
+    audiences = [named[s.id or 0] for s in sources if s.kind == SourceKind.MAILCHIMP]
+    said = []
+    if files:
+        said.append(f"{_listed(files)} {'has' if len(files) == 1 else 'have'} a header but "
+                    "no rows")  # fmt: skip
+    if audiences:
+        which = "audience" if len(audiences) == 1 else "audiences"
+        said.append(f"the Mailchimp {which} {_listed(audiences)} "
+                    f"{'has' if len(audiences) == 1 else 'have'} no members")  # fmt: skip
+    return "; ".join(said) or "there is nothing to read"
+
+
+def _listed(names: Sequence[str], most: int = 5) -> str:
+    """"a.csv", "a.csv and b.csv", "a.csv, b.csv and c.csv", "... and 3 more"."""
+    if len(names) > most:
+        return f"{', '.join(names[:most])} and {len(names) - most} more"
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 async def _stage(db: Database, team_id: str, batch_id: int,

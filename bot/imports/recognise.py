@@ -92,10 +92,26 @@ def sheets_note(sheet: str, others: Sequence[str]) -> str | None:
 
 
 def ignored_note(archive: str, ignored: Sequence[str]) -> str | None:
-    """What a ZIP held besides CSV files (never read)."""
+    """What a ZIP held besides CSV files (never read). The review shows it on the ZIP's first
+    CSV (the ZIP has no source of its own); archive_note tells it apart again."""
     if not ignored:
         return None
-    return f"Not read from {archive} (only its CSV files are): {_names(ignored)}."
+    return f"{_IGNORED_START}{archive}{_IGNORED_MIDDLE}{_names(ignored)}."
+
+
+_IGNORED_START, _IGNORED_MIDDLE = "Not read from ", " (only its CSV files are): "
+
+
+def archive_note(line: str) -> tuple[str, str] | None:
+    """(the ZIP, what it says of it) for a line of a note that ignored_note wrote, else None:
+    the shell printed "Note on export.zip › members.csv: Not read from export.zip ...", a
+    note about the archive named as one of its CSVs'."""
+    if not line.startswith(_IGNORED_START) or _IGNORED_MIDDLE not in line:
+        return None
+    archive, _, names = line[len(_IGNORED_START):].rpartition(_IGNORED_MIDDLE)
+    if not archive:
+        return None
+    return archive, f"Only its CSV files were read; not read: {names}"
 
 
 def join_notes(notes: Iterable[str | None]) -> str | None:

@@ -205,7 +205,8 @@ def refusal(batch: ImportBatch | None, batch_id: int, window_days: int,
                     "undone.")  # fmt: skip
         state = status_words(batch.status, batch.approved_by, batch.cancelled_by)
         if batch.status in (BatchStatus.FAILED, BatchStatus.CANCELLED):
-            return f"Import #{batch_id} is {state} and added nothing: there is nothing to undo."
+            said = state if batch.status == BatchStatus.FAILED else f"was {state}"  # it's over
+            return f"Import #{batch_id} {said} and added nothing: there is nothing to undo."
         return f"Import #{batch_id} is {state}: only a finished import can be undone."
     if not window_days:
         return "Imports can't be undone here (UNDO_WINDOW_DAYS is 0)."

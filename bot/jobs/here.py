@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
+import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
+from bot.imports.job_kinds import IMPORT_JOB, UNDO_JOB
 from bot.jobs import queue
 from bot.jobs.worker import about
 from models import Database, Job
@@ -32,27 +35,68 @@ def shell_owner() -> str:
 
 @contextlib.asynccontextmanager
 async def running_here(db: Database, team_id: str, job_id: int, owner: str,
-                       lease_seconds: float) -> AsyncIterator[Job]:  # fmt: skip
+                       lease_seconds: float, *, stopped: Callable[[], str] | None = None,
+                       undo: int | None = None) -> AsyncIterator[Job]:  # fmt: skip
     """Renew the lease of the job (queued by `queue.enqueue_running_in` for `owner`) while the
     block runs; then finish it, or, if the block fails or is interrupted, hand it back so a
-    worker runs it again at once (its work resumes where this run stopped)."""
+    worker runs it again at once (its work resumes where this run stopped).
+
+    Handed back, it is said on stderr, for the person at the shell: `stopped()` says what
+    stopped and how far it got ("Import #32 stopped part way (2,000 of 9,000 rows
+    applied)"), and `undo`, the import that `referral-bot undo` takes back either way."""
     job = await queue.get_job(db, team_id, job_id)
     assert job is not None
+    said = _Said(job, stopped, undo)
     beat = asyncio.create_task(_renew(db, job, owner, lease_seconds))
     try:
         yield job
     except BaseException as exc:
         await _stop(beat)
         let_go_of_interrupted(exc)
-        await _hand_back(db, job, owner)
+        await _hand_back(db, job, owner, said)
         raise
     await _stop(beat)
     try:
         await queue.finish(db, job, owner)
     except BaseException as exc:  # Ctrl-C while the end was recorded: a worker finds it done
         let_go_of_interrupted(exc)
-        await _hand_back(db, job, owner)
+        await _hand_back(db, job, owner, said)
         raise
+
+
+class _Said:
+    """What the shell is told of a job it handed back to the workers, in a user's words: it
+    printed the log's "job 44 (import, team local, {"batch_id": 32}) stopped part way"."""
+
+    def __init__(self, job: Job, stopped: Callable[[], str] | None, undo: int | None) -> None:
+        self.job, self.stopped, self.undo = job, stopped, undo
+
+    def what(self) -> str:
+        """"Import #32 stopped part way (...)", or as the job's kind says it."""
+        if self.stopped is not None:
+            return self.stopped()
+        try:
+            batch = json.loads(self.job.payload or "{}").get("batch_id")
+        except (ValueError, AttributeError):
+            batch = None
+        if self.job.kind == IMPORT_JOB and isinstance(batch, int):
+            return f"Import #{batch} stopped part way"
+        if self.job.kind == UNDO_JOB and isinstance(batch, int):
+            return f"The undo of import #{batch} stopped part way"
+        return f"Job {self.job.id} ({self.job.kind}) stopped part way"
+
+    def handed_back(self) -> str:
+        undo = (f"; either way, `referral-bot undo {self.undo}` then takes out what it added"
+                if self.undo is not None else "")  # fmt: skip
+        return (f"{self.what()}: the next worker to run finishes it (`referral-bot worker`, or "
+                f"`referral-bot serve`'s), or `referral-bot jobs cancel {self.job.id}` stops "
+                f"it where it is{undo}.")
+
+    def not_handed_back(self, exc: BaseException) -> str:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return (f"{self.what()}, and couldn't be handed to the workers now ({reason}): a "
+                "worker takes it over once its lease lapses (JOB_LEASE_SECONDS), or "
+                f"`referral-bot jobs cancel {self.job.id}` stops it where it is.")
 
 
 async def _stop(beat: asyncio.Task[None]) -> None:
@@ -63,17 +107,22 @@ async def _stop(beat: asyncio.Task[None]) -> None:
         await beat
 
 
-async def _hand_back(db: Database, job: Job, owner: str) -> None:
+async def _hand_back(db: Database, job: Job, owner: str, said: _Said) -> None:
     """Queue the job again at once for the workers (its work resumes where this run left
     it), instead of leaving it running under a lease nobody renews."""
     try:
         if await asyncio.shield(queue.release(db, job, owner)):
-            log.warning("%s stopped part way: a worker finishes it (`referral-bot worker`), "
-                        "or `referral-bot jobs cancel %s` ends it with what it did",
-                        about(job), job.id)  # fmt: skip
-    except Exception:
-        log.exception("%s could not be handed back: a worker takes it over once its lease "
-                      "lapses", about(job))  # fmt: skip
+            log.info("%s handed back to the workers", about(job))
+            _tell(said.handed_back())
+    except Exception as exc:
+        log.info("%s could not be handed back", about(job), exc_info=True)
+        _tell(said.not_handed_back(exc))
+
+
+def _tell(line: str) -> None:
+    """One line on stderr for the person at the shell (before main's "interrupted")."""
+    with contextlib.suppress(OSError, ValueError):  # a closed or full stderr: nothing to do
+        print(line, file=sys.stderr, flush=True)
 
 
 async def _renew(db: Database, job: Job, owner: str, lease_seconds: float) -> None:

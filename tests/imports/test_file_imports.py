@@ -1006,3 +1006,20 @@ async def test_a_background_import_names_the_failed_file_of_two_of_one_name_told
             "SELECT status, error FROM import_batch"))).one()  # fmt: skip
     assert status == "failed" and (error or "").startswith("customers (2).csv: No email"), (
         status, error)
+
+
+async def test_two_files_of_one_name_without_an_extension_are_numbered_at_its_end(
+    db: Database,
+) -> None:
+    """The number went before the last dot of the whole path: the second of two files
+    called `exports.v2/customers` was "exports (2).v2/customers", a folder that doesn't
+    exist. (The shell reads a file given twice once now, so this is the importer's own.)"""
+    await ensure_workspace(db, TEAM)
+    rejects = io.StringIO()
+    name = "exports.v2/customers"
+    with pytest.raises(ImportFailed):  # nothing valid: its rejects say why
+        await import_files(db, TEAM, [(name, io.BytesIO(b"email\nbad@@x\n")),
+                                      (name, io.BytesIO(b"email\nbad@@y\n"))],
+                           segment="S", create_segment=True, rejects=rejects)  # fmt: skip
+    rows = list(csv.reader(io.StringIO(rejects.getvalue())))
+    assert [row[0] for row in rows[1:]] == [name, f"{name} (2)"], rows

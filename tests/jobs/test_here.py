@@ -74,3 +74,31 @@ async def test_a_lost_sqlite_connection_is_still_told_as_a_database_error(db: Da
         await (await conn.get_raw_connection()).driver_connection.close()
         with pytest.raises(DBAPIError):
             await conn.execute(text("SELECT 1"))
+
+
+async def test_a_job_handed_back_is_told_in_a_users_words(
+    db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shell printed the log's `job 44 (undo_import, team T1, {"batch_id": 7}) stopped
+    part way: …`: the job's kind, workspace and payload, where a person wants what stopped
+    and what to do."""
+    await ensure_workspace(db, "T1")
+    owner = shell_owner()
+    async with db.begin() as conn:
+        job_id = await queue.enqueue_running_in(conn, "T1", "undo_import", {"batch_id": 7},
+                                                dedupe_key="undo:7", owner=owner,
+                                                lease_seconds=600)  # fmt: skip
+
+    async def run() -> None:
+        async with running_here(db, "T1", job_id, owner, 600):
+            await asyncio.sleep(60)
+
+    running = asyncio.create_task(run())
+    await asyncio.sleep(0.2)
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(running, 20)
+    assert capsys.readouterr().err == (
+        "The undo of import #7 stopped part way: the next worker to run finishes it "
+        "(`referral-bot worker`, or `referral-bot serve`'s), or `referral-bot jobs cancel "
+        f"{job_id}` stops it where it is.\n")  # fmt: skip
