@@ -831,6 +831,11 @@ async def _worker(db: Database, settings: Settings, args: argparse.Namespace) ->
     if client is None:
         print("Without SLACK_BOT_TOKEN it leaves Slack files to a worker that has it.",
               file=sys.stderr, flush=True)  # fmt: skip
+    from bot.campaigns.jobs import cannot_send
+
+    if why := cannot_send(settings):
+        print(f"It leaves invites to a worker that can send them: {why}", file=sys.stderr,
+              flush=True)  # fmt: skip
     await worker.run()
     # failed attempts too: a worker that failed every job it ran said "after 0 job(s)"
     failed = f", {plural(worker.failed, 'attempt')} failed" if worker.failed else ""
@@ -979,7 +984,7 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
             # not before then (a campaign's invite delay, a retry's backoff): it looked stuck
             error += f"  due {job.run_after:%Y-%m-%d %H:%M} UTC"
         if job.id in waiting:
-            error += f"  waiting for a worker that can run it{NEEDS.get(job.kind, '')}"
+            error += f"  waiting for a worker that can run it{_needs().get(job.kind, '')}"
         of = _of_import(job) or (f"  campaign {campaigns[job.id]!r}" if job.id in campaigns
                                  else "")  # fmt: skip
         rows.append((str(job.id), job.kind, str(job.state), progress,
@@ -1056,6 +1061,15 @@ def _orphan_fate(job: Job, *, waiting: bool) -> str:
 # What a worker needs to take a job kind that not every worker runs (see bot/jobs/kinds.py).
 NEEDS = {kind: " (start one with SLACK_BOT_TOKEN set)"
          for kind in (SLACK_FILE_JOB, REPORT_JOB, HOME_REFRESH_JOB, UPLOAD_OFFER_JOB)}
+
+
+def _needs() -> dict[str, str]:
+    """NEEDS, and what a worker needs to send invites (read when `jobs` lists one waiting:
+    the campaign modules load the email libraries, which no other command needs)."""
+    from bot.campaigns.enroll import SEND_JOB
+    from bot.campaigns.jobs import SEND_NEEDS
+
+    return {**NEEDS, SEND_JOB: f" ({SEND_NEEDS})"}
 
 
 def _of_import(job: Job) -> str:

@@ -170,7 +170,8 @@ class Settings(BaseSettings):
     secret_key: str = Field(default="", description="signs unsubscribe links (keep it secret)")
     smtp_url: str = Field(default="", description="smtp://user:pass@host:587 or smtps://...")
     outbox_dir: Path = Field(
-        default=Path("outbox"), description="invites are written here as .eml without SMTP_URL"
+        default=Path("outbox"),
+        description="given (without SMTP_URL): invites are written here as .eml files"
     )
     mailchimp_client_id: str = Field(default="", description="OAuth app: Connect by sign-in")
     mailchimp_client_secret: str = Field(default="", description="OAuth app secret")
@@ -277,8 +278,11 @@ class Settings(BaseSettings):
 
             parts = urlsplit(self.smtp_url)
             return f"Invites are sent by SMTP through {parts.hostname}:{parts.port or 'default'}."
-        return (f"SMTP_URL is not set: invites are written as .eml files into "
-                f"{self.outbox_dir.resolve()} (set SMTP_URL to send them).")
+        if "outbox_dir" in self.model_fields_set:
+            return (f"SMTP_URL is not set: invites are written as .eml files into "
+                    f"{self.outbox_dir.resolve()} (OUTBOX_DIR; set SMTP_URL to send them).")
+        return ("SMTP_URL is not set: invites wait for a worker that has it (or OUTBOX_DIR, "
+                "to write them as .eml files instead).")
 
     def invite_problems(self) -> list[str]:
         """What is missing to send invites (serve and worker need it). With SMTP_URL, real

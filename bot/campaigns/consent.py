@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from bot.campaigns.enroll import UNSUBSCRIBED
 from bot.notify import enqueue_enrollment_report_in
 from models import Database, SuppressedAddress
 from models.clock import utcnow
@@ -22,9 +23,9 @@ _UNSUBSCRIBE = text("""
 """).bindparams(bindparam("now", type_=UTCDateTime()))
 
 # what is being handed to the mail server can't be recalled, everything still waiting is
-# stopped
-_STOP_INVITES = text("""
-    UPDATE invite SET state = 'not_emailed', reason = 'unsubscribed', updated_at = :now
+# stopped; "unsubscribed": every caller sets `unsubscribed_at` (enroll.consent_reason)
+_STOP_INVITES = text(f"""
+    UPDATE invite SET state = 'not_emailed', reason = '{UNSUBSCRIBED}', updated_at = :now
     WHERE team_id = :t AND contact_id = :c AND state IN ('queued', 'held')
     RETURNING enrollment_id
 """).bindparams(bindparam("now", type_=UTCDateTime()))

@@ -19,12 +19,27 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.campaigns.codes import new_codes
-from bot.jobs.queue import enqueue_in, take_running_in
+from bot.jobs.queue import database_now_in, enqueue_in, take_running_in
 from models import CampaignState, Database, EnrollmentStatus, SegmentKind
 from models.clock import utcnow
 from models.locks import lock_contacts
 
 SEND_JOB = "send_invites"
+# Why a contact is enrolled but not emailed for want of consent, as its invite records it:
+# UNSUBSCRIBED only for one who did (our link, or a lead: `unsubscribed_at` set), NOT_SUBSCRIBED
+# for one who never said yes (an import's accepts_marketing=no) or whose file withdrew it.
+# "unsubscribed" was said of both, of customers who had never subscribed at all.
+UNSUBSCRIBED = "unsubscribed"
+NOT_SUBSCRIBED = "not subscribed"
+
+
+def consent_reason(contact: str) -> str:
+    """SQL: why a contact that isn't subscribed (`contact`: an alias of the contact table)
+    isn't emailed, UNSUBSCRIBED or NOT_SUBSCRIBED as above."""
+    return (f"CASE WHEN {contact}.unsubscribed_at IS NULL THEN '{NOT_SUBSCRIBED}' "
+            f"ELSE '{UNSUBSCRIBED}' END")
+
+
 _TS = UTCDateTime()
 _MAX_DRAWS = 20  # a fresh draw collides about once per million: 20 rounds never run out
 ENROLL_CHUNK = 100_000  # contacts given codes per round: bounds memory at a million
@@ -104,7 +119,10 @@ async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold
             return await counts(conn, team_id, enrollment_id)
         _, invite_email, delay_days = campaign
         scope = await _scope(conn, team_id, campaign_id, segment_id, batch_id)
-        now = utcnow()
+        # by the clock due times are compared with (bot.jobs.queue.lease_now: on PostgreSQL,
+        # the server's): stamped by a host whose clock was behind, held and delayed invites,
+        # and their send job, were due early by its skew (at once, for a hold shorter than it)
+        now = await database_now_in(conn)
         hold_until = now + timedelta(seconds=hold_seconds) if hold_seconds > 0 else None
         excluded, already = await _excluded_and_known(conn, team_id, campaign_id, scope)
         await _insert_advocates(conn, team_id, campaign_id, enrollment_id, batch_id, scope,
@@ -311,7 +329,7 @@ def _invites_insert(invited_before: bool) -> Any:
                     {before + " 'not_emailed'" if before else ""}
                     WHEN :hold THEN 'held' ELSE 'queued' END,
                CASE WHEN NOT :invite_email THEN 'invite email off'
-                    WHEN NOT c.subscribed THEN 'unsubscribed'
+                    WHEN NOT c.subscribed THEN {consent_reason("c")}
                     {before + " 'invited before'" if before else ""} END,
                :send_after, 0, :no, :now
         FROM advocate a JOIN contact c ON c.id = a.contact_id AND c.team_id = a.team_id
@@ -376,7 +394,9 @@ _INVITE_AGAIN = """
                      WHEN :hold THEN 'held' ELSE 'queued' END,
         reason = CASE WHEN NOT :invite_email THEN 'invite email off'
                       WHEN NOT (SELECT c.subscribed FROM contact c WHERE
-                                c.id = invite.contact_id AND c.team_id = :t) THEN 'unsubscribed'
+                                c.id = invite.contact_id AND c.team_id = :t)
+                      THEN (SELECT {not_subscribed} FROM contact c WHERE
+                            c.id = invite.contact_id AND c.team_id = :t)
                       WHEN {invited_before} THEN 'invited before' END
     WHERE team_id = :t AND state = 'cancelled' AND +campaign_id = :c
       AND {again}
@@ -399,6 +419,7 @@ async def _invite_again(conn: AsyncConnection, enrollment_id: int, scope: _Scope
     statement = _INVITE_AGAIN.format(holds=scope.holds.format(contact="invite.contact_id"),
                                      again=invited_again("reason"),
                                      invited_before=INVITE_INVITED_BEFORE,
+                                     not_subscribed=consent_reason("c"),
                                      excluded=in_excluded_segment("invite.contact_id"))  # fmt: skip
     await conn.execute(text(statement).bindparams(
         bindparam("send_after", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime())), {

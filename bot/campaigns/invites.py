@@ -29,7 +29,10 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.campaigns.enroll import (
     INVITE_INVITED_BEFORE,
+    NOT_SUBSCRIBED,
     SEND_JOB,
+    UNSUBSCRIBED,
+    consent_reason,
     excluded_reason,
     in_excluded_segment,
     send_after,
@@ -46,6 +49,8 @@ from bot.jobs.queue import (
     enqueue_in,
     enqueue_pending_in,
     lease_now,
+    live_kinds,
+    stale_after,
     take_running_in,
 )
 from models import Database
@@ -176,7 +181,7 @@ _START_FOR_JOB_SQL = _START_WHERE + f"AND EXISTS ({_JOB_RUNNING})\nRETURNING att
 _START_HELD_SQL = _START_WHERE + f"AND EXISTS ({_JOB_HELD})\nRETURNING attempts"
 # Why an invite didn't start (rare: see _START_SQL).
 _NOT_STARTED = text("""
-    SELECT i.state, c.subscribed, p.state, p.invite_email,
+    SELECT i.state, c.subscribed, c.unsubscribed_at IS NOT NULL, p.state, p.invite_email,
            (SELECT s.name FROM campaign_segment cs
               JOIN segment_member x ON x.segment_id = cs.segment_id AND x.team_id = i.team_id
               JOIN segment s ON s.id = cs.segment_id AND s.team_id = i.team_id
@@ -572,21 +577,21 @@ async def cancel_send_jobs_in(conn: AsyncConnection, team_id: str, enrollment_id
 async def _not_started(db: Database, team_id: str, invite_id: int) -> str | None:
     """An invite that didn't start: one whose contact is now in a segment the campaign
     excludes is cancelled (invited again if the exclusion ends); one whose contact
-    unsubscribed, or whose campaign's invite email is off, will never be sent (said on the
-    invite); one whose campaign isn't live waits (_PAUSED); one another run took or someone
-    cancelled is left as it is."""
+    unsubscribed or is no longer subscribed, or whose campaign's invite email is off, will
+    never be sent (said on the invite); one whose campaign isn't live waits (_PAUSED); one
+    another run took or someone cancelled is left as it is."""
     async with db.begin() as conn:
         row = (await conn.execute(_NOT_STARTED, {"id": invite_id, "t": team_id})).first()
         if row is None or row[0] not in ("queued", "held"):
             return None
-        _, subscribed, campaign_state, invite_email, excluded_by = row
+        _, subscribed, unsubscribed, campaign_state, invite_email, excluded_by = row
         if campaign_state != "live":
             return _PAUSED
         state, why = "not_emailed", None
         if excluded_by is not None:
             state, why = "cancelled", excluded_reason(str(excluded_by))
-        elif not subscribed:
-            why = "unsubscribed"
+        elif not subscribed:  # a file may have withdrawn consent: not an unsubscribe
+            why = UNSUBSCRIBED if unsubscribed else NOT_SUBSCRIBED
         elif not invite_email:
             why = INVITE_EMAIL_OFF
         if why is not None:
@@ -639,6 +644,31 @@ async def send_later(db: Database, team_id: str, enrollment_id: int, waited: int
         await _enqueue_send(conn, team_id, enrollment_id, when, occasion=f"wait{waited + 1}",
                             payload={"server_waits": waited + 1})  # fmt: skip
     return None
+
+
+# Invites of live campaigns still to go out, whose sending hasn't stopped: each one's send
+# job runs once a worker that can send takes it (bot.campaigns.jobs.send_handlers).
+_WAITING_TO_GO = text("""
+    SELECT i.campaign_id, COUNT(*) FROM invite i
+    JOIN campaign p ON p.id = i.campaign_id AND p.team_id = i.team_id
+    JOIN enrollment e ON e.id = i.enrollment_id AND e.team_id = i.team_id
+    WHERE i.team_id = :t AND i.state IN ('queued', 'held') AND p.state = 'live'
+      AND e.send_error IS NULL
+    GROUP BY i.campaign_id
+""")
+
+
+async def waiting_for_a_sender(db: Database, team_id: str,
+                               lease_seconds: float) -> dict[int, int]:  # fmt: skip
+    """Invites of live campaigns waiting to go out while no running worker can send them
+    (none has what bot.campaigns.jobs.cannot_send names), by campaign id; empty while one
+    can. A worker that can't send leaves their jobs queued: `campaign list` says they wait,
+    and what such a worker needs (bot.campaigns.jobs.SEND_NEEDS)."""
+    if SEND_JOB in await live_kinds(db, stale_after(lease_seconds)):
+        return {}
+    async with db.begin() as conn:
+        rows = await conn.execute(_WAITING_TO_GO, {"t": team_id})
+        return {int(campaign): int(count) for campaign, count in rows}
 
 
 def stopped_by_hand(why: str | None) -> bool:
@@ -925,6 +955,14 @@ async def email_unsent(db: Database, team_id: str, campaign_id: int,
     return UnsentEmailed(queued, invite_email=True, invited_before=before)
 
 
+# not resent to a contact no longer subscribed, said as enrolling says it (consent_reason)
+_NOT_RESENT = text(f"""
+    UPDATE invite SET state = 'not_emailed', updated_at = :now,
+        reason = (SELECT {consent_reason("c")} FROM contact c
+                  WHERE c.id = invite.contact_id AND c.team_id = :t)
+    WHERE team_id = :t AND enrollment_id = :e AND state = 'uncertain'
+      AND contact_id IN (SELECT id FROM contact WHERE team_id = :t AND NOT subscribed)
+""").bindparams(_ts("now"))
 # due now by the shared clock (bot.jobs.queue.lease_now); by "is SQLite"
 _RESENT = {sqlite: text(f"""
     UPDATE invite SET state = 'queued', reason = 'resent on request',
@@ -944,11 +982,7 @@ async def resend_uncertain(db: Database, team_id: str, enrollment_id: int) -> in
     advocate's code, would leave it queued for ever."""
     params = {"t": team_id, "e": enrollment_id, "now": utcnow()}
     async with db.begin() as conn:
-        await conn.execute(text("""
-            UPDATE invite SET state = 'not_emailed', reason = 'unsubscribed', updated_at = :now
-            WHERE team_id = :t AND enrollment_id = :e AND state = 'uncertain'
-              AND contact_id IN (SELECT id FROM contact WHERE team_id = :t AND NOT subscribed)
-        """).bindparams(_ts("now")), params)
+        await conn.execute(_NOT_RESENT, params)
         result = await conn.execute(_RESENT[conn.dialect.name == "sqlite"], params)
         if result.rowcount:
             await _enqueue_send(conn, team_id, enrollment_id, None, occasion="resend")

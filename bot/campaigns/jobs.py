@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bot.campaigns.enroll import fail_enrollment, run_enrollment
+import logging
+
+from bot.campaigns.enroll import SEND_JOB, fail_enrollment, run_enrollment
 from bot.campaigns.invites import Links, send_invites, send_later, stop_sending
 from bot.email.send import SmtpServerBusy, SmtpSetupError, sender_for
 from bot.imports.background import failure_words, surely
@@ -13,9 +15,17 @@ from bot.jobs.worker import (
     JobStopped,
     PermanentJobError,
     ToldJobError,
+    about,
 )
 from bot.notify import ImportNotifier
 from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# What a worker needs to take send jobs, as `referral-bot jobs` says it of one that waits for
+# such a worker, and `campaign list` of the invites that wait with it.
+SEND_NEEDS = ("start one with SMTP_URL and PUBLIC_URL set to send invites, or with OUTBOX_DIR "
+              "set to write them as .eml files; SECRET_KEY either way")
 
 
 def enroll_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
@@ -46,6 +56,42 @@ def enroll_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
     return GivingUp(run, give_up)
 
 
+def outbox_chosen(settings: Settings) -> bool:
+    """Whether OUTBOX_DIR was given (the environment, a .env file, or code), not left at its
+    default: writing invites as files is a choice someone made, never what a worker falls
+    back on for want of SMTP_URL."""
+    return "outbox_dir" in settings.model_fields_set
+
+
+def cannot_send(settings: Settings) -> str | None:
+    """Why a worker with these settings can't send invites as the deployment intends (what to
+    set, as a sentence), or None when it can.
+
+    Such a worker leaves send jobs to one that can (send_handlers): one started without
+    SMTP_URL wrote a campaign's invites into ./outbox and marked them sent while the campaign
+    was sending by SMTP through `serve`'s worker (those customers were never emailed), and one
+    without SECRET_KEY took them only to stop the campaign's sending for good."""
+    if not settings.smtp_url.strip() and not outbox_chosen(settings):
+        return ("SMTP_URL is not set where this worker runs (nor OUTBOX_DIR, to write the "
+                "invites as .eml files instead).")  # fmt: skip
+    if not settings.secret_key:
+        return "SECRET_KEY is not set: invites need it to sign unsubscribe links."
+    if settings.links_unreachable:
+        return ("PUBLIC_URL is not set: the invites' referral and unsubscribe links would lead "
+                f"to {settings.public_base}, which nobody else can reach.")  # fmt: skip
+    return None
+
+
+def send_handlers(settings: Settings, notifier: ImportNotifier) -> dict[str, Handler]:
+    """The send job's handler, for a worker that can send invites as the deployment intends;
+    none for one that can't (cannot_send): it leaves those jobs queued for a worker that
+    can, as a worker without SLACK_BOT_TOKEN leaves Slack's (bot/jobs/kinds.py), and
+    `referral-bot jobs` says they wait for one (SEND_NEEDS)."""
+    if cannot_send(settings) is not None:
+        return {}
+    return {SEND_JOB: send_handler(settings, notifier)}
+
+
 def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
     """One SMTP connection (or the outbox directory) per run, reused for every invite.
 
@@ -55,15 +101,33 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
     run away for now gets later runs instead, for about two hours (send_later)."""
 
     async def run(ctx: JobContext) -> None:
+        if why := cannot_send(settings):
+            # taken all the same (given to a worker without asking send_handlers): never the
+            # outbox for want of SMTP_URL; retried with backoff as any failure is, so that a
+            # worker that can send may take it, and sending stops only on its last attempt
+            if ctx.last_attempt:
+                await give_up(ctx, f"{why} Set it where the worker runs, then Retry sending.")
+            raise ToldJobError(why)
+        try:
+            await _send(ctx)
+        except (JobStopped, PermanentJobError):
+            raise
+        except Exception as exc:
+            setup = isinstance(exc, SmtpSetupError)  # says what is wrong in words
+            if isinstance(exc, SmtpSetupError):
+                _log_detail(ctx, exc)
+            if ctx.last_attempt:  # a database outage in words too, not its SQL
+                await give_up(ctx, str(exc) if setup else failure_words(exc))
+            if setup:  # one line in the log: three chained tracebacks told no more than it
+                raise ToldJobError(str(exc)) from None
+            raise
+
+    async def _send(ctx: JobContext) -> None:
         enrollment_id = int(ctx.payload["enrollment_id"])
 
         async def progress() -> None:
             await notifier.enrollment_changed(ctx.team_id, enrollment_id)
 
-        if why := _unset(settings):  # before anyone is emailed; no retry mends this worker's
-            # settings (five attempts took over a minute, each logged with a traceback)
-            await give_up(ctx, why)
-            raise PermanentJobError(why)
         try:
             await send_invites(
                 ctx.db, ctx.team_id, enrollment_id,
@@ -72,38 +136,30 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
                 on_progress=progress, checkpoint=ctx.checkpoint, job_id=ctx.job.id,
                 lease_owner=ctx.owner,
             )  # fmt: skip
-        except JobStopped:
-            raise
         except SmtpServerBusy as exc:  # turned away for now: a later run, not a quick retry
+            _log_detail(ctx, exc)
             waited = int(ctx.payload.get("server_waits", 0))
             why = await send_later(ctx.db, ctx.team_id, enrollment_id, waited, ctx.job.id,
                                    str(exc))  # fmt: skip
             if why is not None:
                 await give_up(ctx, why)
                 raise PermanentJobError(why) from exc
-        except Exception as exc:
-            setup = isinstance(exc, SmtpSetupError)  # says what is wrong in words
-            if ctx.last_attempt:
-                await give_up(ctx, str(exc) if setup else f"{type(exc).__name__}: {exc}")
-            if setup:  # one line in the log: three chained tracebacks told no more than it
-                raise ToldJobError(str(exc)) from None
-            raise
 
     async def give_up(ctx: JobContext, error: str) -> None:
+        """Stop sending through a database outage (`surely`): failing with the database, the
+        job was recorded failed once it was back, and the enrollment's invites stayed queued
+        with no job to send them and no *Retry sending* to offer, its report never told."""
         enrollment_id = int(ctx.payload["enrollment_id"])
-        if await stop_sending(ctx.db, ctx.team_id, enrollment_id, error, ctx.job.id):
+        if await surely(ctx, f"enrollment {enrollment_id}: stopping its sending",
+                        lambda: stop_sending(ctx.db, ctx.team_id, enrollment_id, error,
+                                             ctx.job.id)):  # fmt: skip
             await notifier.enrollment_changed(ctx.team_id, enrollment_id)
 
     return GivingUp(run, give_up)
 
 
-def _unset(settings: Settings) -> str | None:
-    """What this worker's settings lack to send invites, as the sentence sending stops with."""
-    if not settings.secret_key:
-        return ("SECRET_KEY is not set: invites need it to sign unsubscribe links. Set it where "
-                "the worker runs, then Retry sending.")  # fmt: skip
-    if settings.links_unreachable:
-        return ("PUBLIC_URL is not set: the invites' referral and unsubscribe links would lead "
-                f"to {settings.public_base}, which nobody else can reach. Set it to the address "
-                "people reach the bot at, then Retry sending.")  # fmt: skip
-    return None
+def _log_detail(ctx: JobContext, exc: SmtpSetupError) -> None:
+    """The library's own account of a mail server failure, which its message (for the
+    merchant) says in words: the errno, the TLS library's reason, for whoever reads the log."""
+    if exc.detail != str(exc):
+        log.warning("%s: %s", about(ctx.job), exc.detail)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import email.policy
+import errno
 import hashlib
 import io
 import logging
@@ -35,7 +36,6 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import aiosmtplib
 from aiosmtplib import (
-    SMTPConnectError,
     SMTPException,
     SMTPRecipientRefused,
     SMTPResponseException,
@@ -85,7 +85,15 @@ class SendResult:
 class SmtpSetupError(RuntimeError):
     """No usable SMTP session: unreachable (on open or on reconnecting), STARTTLS required but
     not offered, TLS or login refused, the sender refused at MAIL FROM. Retrying message by
-    message can't help, so this is raised, not returned: the caller stops the run."""
+    message can't help, so this is raised, not returned: the caller stops the run.
+
+    Its message is for the merchant (`campaign list`, `jobs`, the enrollment's report): what
+    went wrong in words, and what to check. `detail` keeps the library's own account for the
+    log ("Error connecting to ... [Errno 111] Connection refused" told a merchant nothing)."""
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
 
 
 class SmtpServerBusy(SmtpSetupError):
@@ -108,6 +116,12 @@ class SmtpConfig:
     # without TLS); otherwise a login without TLS is refused
     no_starttls: bool = False
     timeout: float = DEFAULT_TIMEOUT
+
+    @property
+    def where(self) -> str:
+        """The server as people name it, host:port, for what the merchant reads."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     @property
     def display(self) -> str:
@@ -305,10 +319,88 @@ def _by_code(message_id: str, code: int, text: str, stage: str) -> SendResult:
 def _not_connected(config: SmtpConfig, exc: BaseException) -> SmtpSetupError:
     """No session: a server that answered 4xx (`421` too busy at its greeting, `454` at login)
     turned the bot away for now (SmtpServerBusy); no connection at all (refused, unknown host,
-    no answer) is most often a wrong SMTP_URL, told after the job's quick retries."""
-    busy = isinstance(exc, SMTPResponseException) and 400 <= exc.code < 500
-    return (SmtpServerBusy if busy else SmtpSetupError)(
-        f"could not connect to {config.display}: {exc}")
+    no answer) is most often a wrong SMTP_URL, told after the job's quick retries. Said in
+    words (`unreachable_words`), the library's text kept as the detail for the log."""
+    detail = f"could not connect to {config.display}: {exc}"
+    if isinstance(exc, SMTPResponseException) and 400 <= exc.code < 500:
+        return SmtpServerBusy(f"the mail server at {config.where} is turning the bot away for "
+                              f"now: {exc.code} {exc.message}", detail=detail)  # fmt: skip
+    return SmtpSetupError(f"could not connect to the mail server at {config.where}: "
+                          f"{unreachable_words(config, exc)}", detail=detail)  # fmt: skip
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and those it was raised from (aiosmtplib wraps the OSError it met)."""
+    found: list[BaseException] = []
+    while exc is not None and exc not in found:
+        found.append(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return found
+
+
+_NO_ROUTE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
+
+
+def unreachable_words(config: SmtpConfig, exc: BaseException) -> str:
+    """Why no session could be had with the server, as a merchant can act on it: refused,
+    no answer, no such host, TLS refused, closed at once (never an errno)."""
+    chain = _chain(exc)
+
+    def found(*kinds: type[BaseException]) -> BaseException | None:
+        return next((e for e in chain if isinstance(e, kinds)), None)
+
+    if (tls := found(ssl.SSLError)) is not None:
+        return tls_words(config, tls)  # type: ignore[arg-type]
+    if (dns := found(socket.gaierror)) is not None:
+        if dns.errno == socket.EAI_AGAIN:  # type: ignore[attr-defined]
+            return ("its name could not be looked up just now (DNS did not answer). Is this "
+                    "machine online?")  # fmt: skip
+        return f"no host named {config.host} was found. Is the host in SMTP_URL spelled right?"
+    if found(ConnectionRefusedError) is not None:
+        return ("it refused the connection. Is it running, and is the port in SMTP_URL "
+                f"right?{_port_hint(config)}")  # fmt: skip
+    if any(isinstance(e, OSError) and e.errno in _NO_ROUTE for e in chain):
+        return ("this machine has no route to it. Is the host in SMTP_URL right, and is this "
+                "machine online?")  # fmt: skip
+    if found(TimeoutError) is not None:
+        seconds = f"{config.timeout:g} second{'' if config.timeout == 1 else 's'}"
+        return (f"it did not answer within {seconds}. Are the host and port "
+                "in SMTP_URL right, and does a firewall let this machine reach them?"
+                f"{_port_hint(config)}")  # fmt: skip
+    if found(SMTPServerDisconnected, ConnectionResetError, ConnectionAbortedError) is not None:
+        return ("it closed the connection before it was ready to take mail. Is the port in "
+                f"SMTP_URL the one it takes mail on?{_port_hint(config)}")  # fmt: skip
+    if isinstance(reply := found(SMTPResponseException), SMTPResponseException):
+        return f"it refused the bot: {reply.code} {reply.message}"
+    return str(exc)
+
+
+def _port_hint(config: SmtpConfig) -> str:
+    """The usual mix-up of scheme and port, when the URL has it."""
+    if config.port == 465 and not config.implicit_tls:
+        return " (Port 465 speaks TLS from the start: use smtps:// for it.)"
+    if config.port in (25, 587) and config.implicit_tls:
+        return (f" (Port {config.port} starts in plain text and turns on TLS with STARTTLS: "
+                "use smtp:// for it.)")  # fmt: skip
+    return ""
+
+
+def tls_words(config: SmtpConfig, exc: ssl.SSLError) -> str:
+    """Why TLS with the server failed, in words: its certificate (the name on it, who
+    signed it), or a handshake that went wrong (most often smtps:// to a port that starts
+    in plain text)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = (exc.verify_message or "not trusted").rstrip(".")
+        return (f"its TLS certificate was not accepted ({why}). Is the host in SMTP_URL the "
+                "name on the server's certificate, and is the certificate signed by an "
+                "authority this machine trusts?")  # fmt: skip
+    reason = getattr(exc, "reason", None) or ""  # OpenSSL's, e.g. WRONG_VERSION_NUMBER
+    why = reason.replace("_", " ").lower() or "no reason given"
+    hint = _port_hint(config)
+    if not hint and config.implicit_tls:
+        hint = (" Does that port speak TLS from the start? smtps:// is for one that does (most "
+                "often 465); smtp:// is for one that turns it on with STARTTLS (587, 25).")
+    return f"the TLS handshake failed ({why}).{hint}"
 
 
 class SmtpSender:
@@ -382,12 +474,7 @@ class SmtpSender:
             tls_context=await self._tls() if config.implicit_tls else None,
         )
         try:
-            try:
-                await smtp.connect()
-            except SMTPConnectError as exc:
-                if isinstance(exc.__cause__, ssl.SSLError):  # smtps:// handshake
-                    raise SmtpSetupError(f"TLS with {config.display} failed: {exc}") from exc
-                raise
+            await smtp.connect()  # a failed smtps:// handshake is told by _not_connected
             await smtp.ehlo()
             if not config.implicit_tls and not config.no_starttls:
                 if smtp.supports_extension("starttls"):
@@ -395,7 +482,9 @@ class SmtpSender:
                         await smtp.starttls(tls_context=await self._tls())
                     except ssl.SSLError as exc:
                         raise SmtpSetupError(
-                            f"STARTTLS with {config.display} failed: {exc}"
+                            f"the mail server at {config.where} offers STARTTLS, but "
+                            f"{tls_words(config, exc)}",
+                            detail=f"STARTTLS with {config.display} failed: {exc}",
                         ) from exc
                     await smtp.ehlo()  # RFC 3207: forget what was said before TLS
                 elif config.require_starttls:
@@ -428,10 +517,15 @@ class SmtpSender:
             if 400 <= exc.code < 500:  # e.g. 454 temporary authentication failure
                 raise
             raise SmtpSetupError(
-                f"{config.display} refused the login: {exc.code} {exc.message}"
+                f"{config.display} refused the login: {exc.code} {exc.message} (check the user "
+                "name and password in SMTP_URL, each percent-encoded)"
             ) from exc
-        except SMTPException as exc:
-            raise SmtpSetupError(f"{config.display}: {exc.message}") from exc
+        except SMTPException as exc:  # no AUTH offered, or none aiosmtplib speaks
+            raise SmtpSetupError(
+                f"the mail server at {config.where} offers no way to log in that the bot "
+                f"knows ({exc.message}): is SMTP_URL's port its submission port (587 or 465)?",
+                detail=f"{config.display}: {exc.message}",
+            ) from exc
 
     async def _ensure_connected(self) -> aiosmtplib.SMTP:
         if self._smtp is None or not self._smtp.is_connected:
@@ -506,7 +600,9 @@ class SmtpSender:
                 self._drop()
                 if attempt == 2:
                     raise SmtpServerBusy(
-                        f"the connection to {self.config.display} keeps dropping: {exc}"
+                        f"the connection to the mail server at {self.config.where} keeps "
+                        "dropping before it takes a message",
+                        detail=f"the connection to {self.config.display} keeps dropping: {exc}",
                     ) from exc
             except SMTPResponseException as exc:  # e.g. 553 sender not owned, 451 rate limit
                 await self._reset(smtp)

@@ -74,7 +74,7 @@ class WorkerWaitsForDatabase(WorkerExited, WaitingForDatabase):
 
 # Settings whose being given at all means something (bot.cli._apply_default_locale): passed
 # on only when they were.
-_ONLY_WHEN_GIVEN = frozenset({"default_locale"})
+_ONLY_WHEN_GIVEN = frozenset({"default_locale", "outbox_dir"})
 
 
 def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from bot.campaigns.enroll import SEND_JOB
-from bot.campaigns.jobs import enroll_handler, send_handler
+from bot.campaigns.jobs import enroll_handler, send_handlers
 from bot.campaigns.service import ENROLL_JOB
 from bot.home_refresh import HOME_REFRESH_JOB, HomeRefresher, home_refresh_handler
 from bot.imports.background import FileFetcher, import_handler, slack_file_handler
@@ -32,7 +31,7 @@ def handlers(
                                    undo_window_days=settings.undo_window_days),
         PURGE_JOB: purge_handler(settings.staged_retention_days, settings.undo_window_days),
         ENROLL_JOB: enroll_handler(settings, reports),
-        SEND_JOB: send_handler(settings, reports),
+        **send_handlers(settings, reports),
         MAILCHIMP_JOB: mailchimp_handler(settings, reports),
         UNDO_JOB: undo_handler(settings.import_chunk_rows, notifier),
     }

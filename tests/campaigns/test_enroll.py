@@ -99,17 +99,27 @@ async def test_all_customers_cant_be_excluded(world: World) -> None:
 
 
 async def test_unsubscribed_contacts_are_enrolled_but_never_emailed(world: World) -> None:
+    """Who never said yes (accepts_marketing no, or a value we can't read) is "not
+    subscribed"; only who used the unsubscribe link is "unsubscribed": both were called
+    unsubscribed, of customers who had never subscribed at all."""
+    from bot.campaigns.consent import unsubscribe
+
     csv = people("yes@example.com,Y,true", "no@example.com,N,no", "unsure@example.com,U,maybe",
-                 "plain@example.com,P,", header="email,first_name,accepts_marketing")  # fmt: skip
+                 "plain@example.com,P,", "left@example.com,L,yes",
+                 header="email,first_name,accepts_marketing")  # fmt: skip
     await world.import_csv("VIP", csv)
+    left, key = (await world.rows("SELECT id, email_key FROM contact "
+                                  "WHERE email = 'left@example.com'"))[0]  # fmt: skip
+    assert await unsubscribe(world.db, TEAM, int(left), str(key)) == "left@example.com"
     spring = await world.campaign()
     result = await world.target(spring, "VIP")
-    assert result.enrolled == 4 and result.invites_queued == 2
-    assert result.not_emailed == {"unsubscribed": 2}
+    assert result.enrolled == 5 and result.invites_queued == 2
+    assert result.not_emailed == {"not subscribed": 2, "unsubscribed": 1}
     states = dict(await world.rows("SELECT c.email, i.state FROM invite i "
                                    "JOIN contact c ON c.id = i.contact_id"))  # fmt: skip
     assert states == {"yes@example.com": "queued", "plain@example.com": "queued",
-                      "no@example.com": "not_emailed", "unsure@example.com": "not_emailed"}
+                      "no@example.com": "not_emailed", "unsure@example.com": "not_emailed",
+                      "left@example.com": "not_emailed"}
 
 
 async def test_a_campaign_without_invite_email_enrolls_silently(world: World) -> None:
@@ -426,9 +436,12 @@ async def test_an_advocate_whose_invite_an_undo_cancelled_is_invited_when_target
 
 
 @pytest.mark.parametrize(("change", "why"), [
-    ("UPDATE contact SET subscribed = :no WHERE email = 'b@example.com'", "unsubscribed"),
+    # a file that withdrew consent: she never unsubscribed (said so of her, it was untrue)
+    ("UPDATE contact SET subscribed = :no WHERE email = 'b@example.com'", "not subscribed"),
+    ("UPDATE contact SET subscribed = :no, unsubscribed_at = updated_at "
+     "WHERE email = 'b@example.com'", "unsubscribed"),  # our link, or a lead
     ("UPDATE campaign SET invite_email = :no", "invite email off")],
-    ids=["unsubscribed", "invite email off"])  # fmt: skip
+    ids=["not subscribed", "unsubscribed", "invite email off"])  # fmt: skip
 async def test_targeting_again_emails_no_undone_advocate_the_campaign_may_not(
     world: World, change: str, why: str,
 ) -> None:

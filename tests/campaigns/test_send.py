@@ -418,20 +418,30 @@ async def test_an_invite_to_a_contact_that_got_a_deleted_contacts_id_has_its_own
     assert len(written) == 2 and "ada@example.com" in written[0] + written[1]
 
 
+@pytest.mark.parametrize(("how", "why"), [("their link", "unsubscribed"),
+                                          ("a file", "not subscribed")])  # fmt: skip
 async def test_resend_uncertain_never_emails_a_contact_who_unsubscribed_meanwhile(
-    world: World,
+    world: World, how: str, why: str
 ) -> None:
+    """Not resent, and said why: "unsubscribed" only of who used the link; a file that
+    withdrew consent makes them "not subscribed" (both were "unsubscribed")."""
     enrollment = await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en")
     async with smtp_server(Handler(drop_at={"DATA": {1, 2}})) as server:  # taken, reply lost
         await _send(world, server, enrollment)
         assert set((await _states(world)).values()) == {"uncertain"}
         contact = int(str(await world.scalar("SELECT id FROM contact WHERE email = :a",
                                              a="a@example.com")))  # fmt: skip
-        await unsubscribe(world.db, TEAM, contact, "a@example.com")  # they click the email's link
+        if how == "their link":  # they click the email's link
+            await unsubscribe(world.db, TEAM, contact, "a@example.com")
+        else:  # the next Shopify export says they no longer accept marketing
+            await world.import_csv("Other", people("a@example.com,A,no",
+                                                   header="email,first_name,accepts_marketing"))
         assert await resend_uncertain(world.db, TEAM, enrollment) == 1
         await _send(world, server, enrollment)
     assert _received(server) == Counter({"a@example.com": 1, "b@example.com": 2})
     assert await _states(world) == {"a@example.com": "not_emailed", "b@example.com": "sent"}
+    assert await world.scalar("SELECT i.reason FROM invite i JOIN contact c ON "
+                              "c.id = i.contact_id WHERE c.email = 'a@example.com'") == why
 
 
 async def test_resend_after_a_run_of_the_same_second_still_gets_a_job(world: World) -> None:
@@ -593,9 +603,10 @@ async def test_consent_a_later_file_withdraws_stops_an_invite_still_waiting(worl
     async with smtp_server() as server:
         await _send(world, server, enrollment)
     assert _received(server) == Counter({"b@example.com": 1})
+    # the file withdrew her consent: she didn't unsubscribe (our link, which says so)
     assert await world.rows("SELECT c.email, i.state, i.reason FROM invite i JOIN contact c "
                             "ON c.id = i.contact_id WHERE i.state <> 'sent'") == [
-        ("a@example.com", "not_emailed", "unsubscribed")]  # fmt: skip
+        ("a@example.com", "not_emailed", "not subscribed")]  # fmt: skip
 
 
 async def test_resend_uncertain_after_the_invite_email_was_turned_off_sends_nothing(
@@ -644,7 +655,7 @@ async def test_email_them_sends_the_invites_the_email_being_off_left_unsent_once
         "SELECT c.email, i.state, i.reason FROM invite i JOIN contact c ON c.id = i.contact_id "
         "WHERE i.enrollment_id = :e ORDER BY c.email", e=enrollment) == [
         ("A@example.com", "not_emailed", "invited before"), ("b@example.com", "sent", None),
-        ("c@example.com", "not_emailed", "unsubscribed")]  # fmt: skip
+        ("c@example.com", "not_emailed", "not subscribed")]  # fmt: skip
 
 
 async def test_shortening_the_invite_delay_sends_the_invites_waiting_for_it(

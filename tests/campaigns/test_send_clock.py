@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.jobs.queue import database_now
-from tests.campaigns.conftest import World
+from tests.campaigns.conftest import World, people
 from tests.campaigns.test_send import _enrolled, _received, _send, _send_worker, _states
 from tests.conftest import BACKEND
 from tests.email.smtp_server import Handler, smtp_server
@@ -72,3 +72,28 @@ async def test_a_greylisted_invite_on_a_host_whose_clock_is_behind_waits_its_ret
     assert greylist.seen["RCPT"] == 1 and _received(server) == Counter()  # not tried again
     due = await world.scalar("SELECT send_after FROM invite")
     assert 50 < (due - await database_now(world.db)).total_seconds() <= 60  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("skew", [-90, 90], ids=["behind", "ahead"])
+async def test_an_enrollment_on_a_host_whose_clock_is_off_holds_by_the_database_clock(
+    world: World, monkeypatch: pytest.MonkeyPatch, skew: int
+) -> None:
+    """Enrolling stamped the hold's end (its invites' due time, its send job's) by its own
+    host's clock: enrolled with a minute's hold on a host 90 s behind, the invites were due
+    half a minute before they were enrolled, and a worker sent them at once, *Cancel
+    invites* still offered; on a host 90 s ahead they waited two and a half minutes."""
+    await world.import_csv("VIP", people("a@example.com,A,en"))
+    spring = await world.campaign()
+    with monkeypatch.context() as m:
+        skew_clock(m, skew)
+        await world.target(spring, "VIP", hold=60)
+    now = await database_now(world.db)
+    (due, run_after, held_until), = await world.rows(
+        "SELECT i.send_after, j.run_after, e.hold_until FROM invite i JOIN enrollment e "
+        "ON e.id = i.enrollment_id JOIN job j ON j.kind = 'send_invites'")  # fmt: skip
+    for when in (due, run_after, held_until):
+        assert 50 < (when - now).total_seconds() <= 60, (when, now)
+    async with smtp_server() as server:
+        assert await _send_worker(world, server).run_until_idle() == 0
+    assert server.handler.messages == []
+    assert await _states(world) == {"a@example.com": "held"}

@@ -189,7 +189,8 @@ async def test_an_unreachable_server_is_a_clear_error() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     smtp = SmtpSender(parse_smtp_url(f"smtp://127.0.0.1:{port}?timeout=2"))
-    with pytest.raises(SmtpSetupError, match=r"could not connect to smtp://127\.0\.0\.1") as info:
+    with pytest.raises(SmtpSetupError, match=r"could not connect to the mail server at "
+                       r"127\.0\.0\.1:\d+: it refused the connection") as info:  # fmt: skip
         async with smtp:
             pass
     assert not isinstance(info.value, SmtpServerBusy)  # most often a wrong SMTP_URL
@@ -287,7 +288,7 @@ async def test_an_untrusted_certificate_stops_opportunistic_starttls(
 ) -> None:
     server_context, _ = tls_contexts
     async with smtp_server(tls_context=server_context) as server:
-        with pytest.raises(SmtpSetupError, match=r"STARTTLS with .* failed"):
+        with pytest.raises(SmtpSetupError, match=r"offers STARTTLS, but its TLS certificate"):
             async with sender(server):  # verifies against the system CAs: no silent downgrade
                 pass
     assert server.handler.messages == []
