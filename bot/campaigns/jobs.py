@@ -7,7 +7,6 @@ import logging
 from bot.campaigns.enroll import SEND_JOB, fail_enrollment, run_enrollment
 from bot.campaigns.invites import Links, send_invites, send_later, stop_sending
 from bot.email.send import SmtpServerBusy, SmtpSetupError, sender_for
-from bot.imports.background import failure_words, surely
 from bot.jobs.worker import (
     GivingUp,
     Handler,
@@ -16,6 +15,8 @@ from bot.jobs.worker import (
     PermanentJobError,
     ToldJobError,
     about,
+    failure_words,
+    surely,
 )
 from bot.notify import ImportNotifier
 from bot.settings import Settings
