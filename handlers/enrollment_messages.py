@@ -50,8 +50,8 @@ def campaign_options(campaigns: list[Campaign], query: str = "") -> list[Option]
 
 
 CONSENT_TO_TARGET = ("Its contacts become advocates and, if the campaign sends invite emails, "
-                     "get one (not those who unsubscribed). Go on only if they agreed to hear "
-                     "from us: your name is kept with the enrollment.")
+                     "get one (not those who aren't subscribed or who unsubscribed). Go on only if "
+                     "they agreed to hear from us: your name is kept with the enrollment.")
 
 
 def target_offer(segment: str, batch_id: int, campaigns: list[Campaign]) -> tuple[str, list[Block]]:

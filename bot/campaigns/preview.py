@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.campaigns.enroll import UNDONE_REASONS, in_excluded_segment
+from bot.campaigns.enroll import (
+    NOT_SUBSCRIBED,
+    UNDONE_REASONS,
+    UNSUBSCRIBED,
+    in_excluded_segment,
+)
 from bot.imports.engine import UNSUBSCRIBING_REPEATS
 from models import Database, SegmentKind
 
@@ -33,7 +38,9 @@ _COUNTS = text(f"""
            COALESCE(SUM(CASE WHEN q.advocate THEN 1 ELSE 0 END), 0),
            COALESCE(SUM(CASE WHEN NOT q.advocate AND q.excluded THEN 1 ELSE 0 END), 0),
            COALESCE(SUM(CASE WHEN NOT q.advocate AND NOT q.excluded AND q.unsubscribed
-                             THEN 1 ELSE 0 END), 0),
+                             AND NOT q.opted_out THEN 1 ELSE 0 END), 0),
+           COALESCE(SUM(CASE WHEN NOT q.advocate AND NOT q.excluded AND q.unsubscribed
+                             AND q.opted_out THEN 1 ELSE 0 END), 0),
            COALESCE(SUM(CASE WHEN NOT q.advocate AND NOT q.excluded
                              AND NOT COALESCE(q.unsubscribed, :no) AND q.invited_before
                              THEN 1 ELSE 0 END), 0)
@@ -57,6 +64,13 @@ _COUNTS = text(f"""
                                              WHERE x.team_id = :t
                                                AND x.email_key = s.email_key))
                ) AS unsubscribed,
+               -- enroll.consent_reason's UNSUBSCRIBED: `unsubscribed_at` set, which the apply
+               -- sets only on a suppressed address it creates again (engine._SUPPRESSED)
+               (k.unsubscribed_at IS NOT NULL
+                OR (k.id IS NULL AND EXISTS (SELECT 1 FROM suppressed_address x
+                                             WHERE x.team_id = :t
+                                               AND x.email_key = s.email_key))
+               ) AS opted_out,
                -- a deleted contact this campaign emailed, created again (InvitedAddress)
                (k.id IS NULL AND EXISTS (SELECT 1 FROM invited_address x WHERE x.team_id = :t
                                          AND x.campaign_id = :c
@@ -109,17 +123,21 @@ async def preview_batch(db: Database, team_id: str, batch_id: int, segment_id: i
             "SELECT update_existing FROM import_batch WHERE team_id = :t AND id = :b"),
             {"t": team_id, "b": batch_id})).scalar())  # fmt: skip
         for campaign_id, name, invite_email, delay in campaigns:
-            total, already, excluded, unsubscribed, before = (await conn.execute(_COUNTS, {
+            row = (await conn.execute(_COUNTS, {
                 "t": team_id, "b": batch_id, "c": campaign_id, "no": False, "yes": True,
                 "s": segment_id or 0, "resubscribes": resubscribes})).one()  # fmt: skip
+            total, already, excluded, not_subscribed, unsubscribed, before = row
+            no_consent = not_subscribed + unsubscribed
             enrolling = total - already - excluded
             without: dict[str, int] = {}
             if not invite_email:
                 without["invite email off"] = enrolling
             else:
-                without["unsubscribed"] = unsubscribed
+                # worded as the invites will record it (enroll.consent_reason)
+                without[NOT_SUBSCRIBED] = not_subscribed
+                without[UNSUBSCRIBED] = unsubscribed
                 without["invited before"] = before
-            invited = 0 if not invite_email else enrolling - unsubscribed - before
+            invited = 0 if not invite_email else enrolling - no_consent - before
             out.append(CampaignPreview(name, invited, delay if invite_email else 0,
                                        {k: v for k, v in without.items() if v},
                                        already, excluded, bool(invite_email)))  # fmt: skip

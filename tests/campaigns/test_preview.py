@@ -54,21 +54,24 @@ async def test_a_suppressed_address_is_previewed_as_unsubscribed(world: World) -
     assert (shown.will_invite, shown.without_email) == (0, {"unsubscribed": 1})
 
 
-async def test_an_unsubscribe_later_in_the_import_is_previewed_as_unsubscribed(
+async def test_an_unsubscribe_later_in_the_import_is_previewed_as_not_subscribed(
     world: World,
 ) -> None:
     """"yes" then "no" for one address: the preview promised an invite the apply now won't
-    send (the later row's word goes to the row imported)."""
+    send (the later row's word goes to the row imported). Never having subscribed, it is
+    "not subscribed", as its invite will say."""
     await world.import_csv("VIP", people("a@example.com,A,"))
     spring = await world.campaign()
     await world.target(spring, "VIP")
     batch = await _staged(world, "VIP", "email,accepts email marketing\n"
                           "b@example.com,yes\nb@example.com,no\nc@example.com,yes\n")
     [shown] = await preview_batch(world.db, TEAM, batch, await world.segment_id("VIP"))
-    assert (shown.will_invite, shown.without_email) == (1, {"unsubscribed": 1})
+    assert (shown.will_invite, shown.without_email) == (1, {"not subscribed": 1})
 
 
-async def test_an_address_mailchimp_cleaned_is_previewed_as_unsubscribed(world: World) -> None:
+async def test_an_address_mailchimp_cleaned_is_previewed_as_not_subscribed(
+    world: World,
+) -> None:
     """Mailchimp's cleaned export (bounced@ bounced) beside a list saying "yes" for bounced@:
     the apply imports bounced@ not subscribed, so the preview mustn't promise its invite."""
     await world.import_csv("VIP", people("a@example.com,A,"))
@@ -79,7 +82,7 @@ async def test_an_address_mailchimp_cleaned_is_previewed_as_unsubscribed(world: 
     cleaned = await add_source(world.db, TEAM, batch, SourceKind.CSV, exports.CLEANED_CSV)
     await stage_csv(world.db, TEAM, cleaned.id or 0, io.BytesIO(exports.mailchimp_cleaned()))
     [shown] = await preview_batch(world.db, TEAM, batch, await world.segment_id("VIP"))
-    assert (shown.will_invite, shown.without_email) == (1, {"unsubscribed": 1})
+    assert (shown.will_invite, shown.without_email) == (1, {"not subscribed": 1})
 
 
 async def test_a_contact_update_existing_resubscribes_is_previewed_as_invited(
@@ -103,3 +106,36 @@ async def test_a_contact_update_existing_resubscribes_is_previewed_as_invited(
             b"email,first_name,subscribed\na@example.com,A," + consent + b"\n"))  # fmt: skip
         [shown] = await preview_batch(world.db, TEAM, batch.id or 0, vip)
         assert shown.will_invite == invited, (update_existing, consent, shown)
+
+
+async def test_not_subscribed_and_unsubscribed_are_previewed_apart_as_invites_record_them(
+    world: World,
+) -> None:
+    """Contacts who never said yes were previewed as "unsubscribed" beside those who used
+    the unsubscribe link, while their invites say "not subscribed" (enroll.consent_reason)."""
+    await world.import_csv("Other", people("link@example.com,L,yes", "never@example.com,N,no",
+                                           "gone@example.com,G,yes",
+                                           header="email,first_name,subscribed"))  # fmt: skip
+    for email in ("link@example.com", "gone@example.com"):
+        contact = int(str(await world.scalar("SELECT id FROM contact WHERE email = :e",
+                                             e=email)))  # fmt: skip
+        await unsubscribe(world.db, TEAM, contact, "U1")
+        if email == "gone@example.com":  # deleted after it unsubscribed: suppressed
+            await delete_contact(world.db, TEAM, contact, "U1")
+    spring = await world.campaign()
+    await world.import_csv("VIP", people("z@example.com,Z,"))
+    await world.target(spring, "VIP")
+    csv = people("link@example.com,L,yes", "never@example.com,N,", "gone@example.com,G,yes",
+                 "fileno@example.com,F,no", "new@example.com,W,yes",
+                 header="email,first_name,subscribed")  # fmt: skip
+    batch = await _staged(world, "VIP", csv)
+    [shown] = await preview_batch(world.db, TEAM, batch, await world.segment_id("VIP"))
+    expected = {"not subscribed": 2, "unsubscribed": 2}  # never@, fileno@; link@, gone@
+    assert (shown.will_invite, shown.without_email) == (1, expected)
+    # and enrolling them says the same of each (the same file, imported and targeted)
+    await world.import_csv("VIP", csv)
+    await world.target(spring, "VIP")
+    reasons = await world.rows("SELECT COALESCE(i.reason, ''), COUNT(*) FROM invite i "
+                               "JOIN contact c ON c.id = i.contact_id "
+                               "WHERE c.email <> 'z@example.com' GROUP BY i.reason")  # fmt: skip
+    assert dict(reasons) == {**expected, "": 1}

@@ -310,6 +310,9 @@ async def test_targeting_from_the_thread_asks_whether_they_agreed(app: Harness) 
     target = next(e for b in _offer(app, message)["blocks"] if b["type"] == "actions"
                   for e in b["elements"] if e["action_id"] == Action.TARGET)  # fmt: skip
     assert "agreed to hear from us" in target["confirm"]["text"]["text"]
+    # who gets no invite for want of consent, by both of the invites' reasons
+    assert ("get one (not those who aren't subscribed or who unsubscribed)"
+            in target["confirm"]["text"]["text"])  # fmt: skip
     await _target(app, message, draft.id or 0)
     go_live = next(e for b in app.slack.ephemerals[-1]["blocks"] if b["type"] == "actions"
                    for e in b["elements"])  # fmt: skip
@@ -630,8 +633,9 @@ async def test_the_review_says_whom_a_live_campaign_will_invite(app: Harness) ->
     await app.requests.view_submission(state_values=form, view_id=view_id, user_id=REP)
     await app.settle()
     rendered = json.dumps((await _review(app))["blocks"], ensure_ascii=False)
+    # quiet@ never subscribed: "not subscribed", as its invite will record it
     assert ("*Spring* (live) targets this segment: *1 will be invited* · 1 enrolled without "
-            "email (unsubscribed) · 1 already advocates") in rendered
+            "email (not subscribed) · 1 already advocates") in rendered
     assert ("*Klaviyo flow* (live) targets this segment: *0 will be invited* · 2 enrolled "
             "without email (invite email off) · 1 already advocates") in rendered
 
