@@ -7,41 +7,29 @@ saying "Enrolling…" for good (nothing runs it again once its job failed).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns import service
 from bot.campaigns.jobs import enroll_handler
 from bot.campaigns.service import ENROLL_JOB, Thread
 from bot.imports.background import DATABASE_DOWN
 from bot.settings import load_settings
-from handlers.notify import SlackNotifier
 from tests.campaigns.conftest import TEAM, World, people
 from tests.fakes.slack_api import FakeSlack
 from tests.imports.outage import (
+    CHANNEL,
     ENDS,
     LAST_ATTEMPT_FAILS,
     WORKERS_DIED,
     Outage,
+    client_of,
+    notifier,
     out_of_attempts,
-    run_jobs,
+    run_in_outage,
 )
-from tests.imports.outage import worker_db as outage_worker_db
+from tests.imports.outage import slack as slack  # the fixture
 
-CHANNEL = "C0001"
 LEAD = "U1"
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack(bot_token="xoxb-test", team_id=TEAM) as fake:
-        yield fake
-
-
-def _client(slack: FakeSlack) -> AsyncWebClient:
-    return AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
 
 
 async def _targeted(world: World, slack: FakeSlack) -> tuple[int, str]:
@@ -49,7 +37,7 @@ async def _targeted(world: World, slack: FakeSlack) -> tuple[int, str]:
     its last attempt not run yet: the enrollment's id and the thread's ts."""
     await world.import_csv("VIP", people("a@example.com,A,", "b@example.com,B,"))
     spring = await world.campaign()
-    thread = await _client(slack).chat_postMessage(channel=CHANNEL, text="The import")
+    thread = await client_of(slack).chat_postMessage(channel=CHANNEL, text="The import")
     enrollment = await service.target(world.db, TEAM, spring, await world.segment_id("VIP"),
                                       requested_by=LEAD,
                                       thread=Thread(CHANNEL, str(thread["ts"])))  # fmt: skip
@@ -77,10 +65,9 @@ async def test_an_enrollment_given_up_in_an_outage_fails_once_the_database_is_ba
     enrollment, thread = await _targeted(world, slack)
     await out_of_attempts(world.db, ENROLL_JOB, end)
     outage = Outage(world.db, "campaign", "enrollment", "seen_key", reads=end == WORKERS_DIED)
-    async with outage_worker_db(db_env, outage) as worker_db:
-        notifier = SlackNotifier(_client(slack), worker_db, team_leads=[LEAD])
-        handler = enroll_handler(load_settings(database_url=world.db.url), notifier)
-        await run_jobs(worker_db, {ENROLL_JOB: outage.during(handler, end)})
+    settings = load_settings(database_url=world.db.url)
+    await run_in_outage(db_env, outage, ENROLL_JOB,
+                        lambda w: enroll_handler(settings, notifier(slack, w, LEAD)), end)
     job, status, error = await _ended(world, enrollment)
     assert (job, status) == ("failed", "failed")
     if end == LAST_ATTEMPT_FAILS:  # in words: a database error's own text is SQL

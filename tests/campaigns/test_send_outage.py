@@ -24,9 +24,8 @@ from tests.imports.outage import (
     WORKERS_DIED,
     Outage,
     out_of_attempts,
-    run_jobs,
+    run_in_outage,
 )
-from tests.imports.outage import worker_db as outage_worker_db
 
 
 @pytest.mark.parametrize("end", ENDS)
@@ -36,11 +35,11 @@ async def test_sending_given_up_in_an_outage_stops_once_the_database_is_back(
     await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en")
     await out_of_attempts(world.db, SEND_JOB, end)
     outage = Outage(world.db, "enrollment", "invite", reads=end == WORKERS_DIED)
-    async with smtp_server() as server, outage_worker_db(db_env, outage) as worker_db:
+    async with smtp_server() as server:
         settings = Settings(_env_file=None, smtp_url=server.url, secret_key=SECRET,  # type: ignore[call-arg]
                             public_url="https://bot.example")  # fmt: skip
         (handler,) = send_handlers(settings, Silent()).values()
-        await run_jobs(worker_db, {SEND_JOB: outage.during(handler, end)})
+        await run_in_outage(db_env, outage, SEND_JOB, lambda _: handler, end)
     assert server.handler.messages == []
     (job,) = await world.rows("SELECT state FROM job WHERE kind = :k", k=SEND_JOB)
     assert job == ("failed",)

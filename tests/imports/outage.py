@@ -10,16 +10,22 @@ its first write and gives up there.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
 from bot.jobs.worker import GivingUp, Handler, JobContext, Worker, WorkerConfig
+from handlers.notify import SlackNotifier
 from models import Database
 from tests.fakes.slack_api import FakeSlack
 from tests.jobs.test_worker_faults import JobTableLock, impatient
 
+TEAM = "T0001"
+LEAD = "U0002"
+CHANNEL = "C0001"
 OUTAGE_SECONDS = 1.5
 # how a job ends for good: its last attempt fails, or every attempt's worker died (killed, out
 # of memory) and the next one gives up on it without running it (GivingUp)
@@ -114,3 +120,52 @@ async def when_slack_is_called(slack: FakeSlack, method: str, outage: Outage) ->
     finally:
         slack.unhold(method)
         gate.set()
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    """Slack for TEAM (a test module uses it by importing it: `# noqa: F401`)."""
+    async with FakeSlack(bot_token="xoxb-test", team_id=TEAM) as fake:
+        yield fake
+
+
+def client_of(slack: FakeSlack) -> AsyncWebClient:
+    """A Slack client of `slack`'s, as the bot's own."""
+    return AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+
+
+def notifier(slack: FakeSlack, database: Database, lead: str = LEAD) -> SlackNotifier:
+    """What tells a job's thread in `slack`, its keys kept in `database` (a worker's own)."""
+    return SlackNotifier(client_of(slack), database, team_leads=[lead])
+
+
+async def reviewed(db: Database, slack: FakeSlack, batch: int) -> str:
+    """The import `batch` reviewed in CHANNEL, as its review was posted there: the review
+    message's ts, which is the import's thread."""
+    review = await client_of(slack).chat_postMessage(channel=CHANNEL, text="The review")
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET channel_id = :c, message_ts = :ts "
+                                "WHERE id = :b"), {"c": CHANNEL, "ts": review["ts"], "b": batch})
+    return str(review["ts"])
+
+
+async def run_in_outage(
+    db_env: dict[str, str], outage: Outage, kind: str,
+    handler_on: Callable[[Database], Handler], end: str = LAST_ATTEMPT_FAILS,
+) -> None:
+    """A worker on its own engine runs the jobs of `kind` (their handler made for that
+    engine by `handler_on`), meeting the outage as each run starts (see Outage.during)."""
+    async with worker_db(db_env, outage) as database:
+        await run_jobs(database, {kind: outage.during(handler_on(database), end)})
+
+
+async def run_into_outage_at_redraw(
+    db_env: dict[str, str], slack: FakeSlack, outage: Outage, kind: str,
+    handler_on: Callable[[Database], Handler],
+) -> None:
+    """A worker on its own engine runs the jobs of `kind`, the outage beginning as the bot
+    next calls chat.update (a review's redraw, a thread's report: the job's work done)."""
+    async with worker_db(db_env, outage) as database:
+        redrawing = asyncio.create_task(when_slack_is_called(slack, "chat.update", outage))
+        await run_jobs(database, {kind: handler_on(database)})
+        await redrawing

@@ -13,22 +13,18 @@ the import's own give-up (tests/imports/test_import_outage.py).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from bot.imports.background import DATABASE_DOWN, enqueue_file_import, import_handler
+from bot.imports.background import DATABASE_DOWN, import_handler
 from bot.imports.batches import get_batch
 from bot.imports.job_kinds import IMPORT_JOB
 from bot.jobs import queue
-from bot.workspaces import ensure_workspace
 from models import Database
 from tests.conftest import BACKEND
-from tests.imports.outage import LAST_ATTEMPT_FAILS, Outage, out_of_attempts, run_jobs
-from tests.imports.outage import worker_db as outage_worker_db
-from tests.imports.test_import_outage import Thread
-from tests.jobs.test_queue import csv_file
+from tests.imports.outage import LAST_ATTEMPT_FAILS, Outage, out_of_attempts, run_in_outage
+from tests.imports.test_import_outage import Thread, queued_import
 
 pytestmark = pytest.mark.skipif(BACKEND != "postgres",
                                 reason="SQLite's readers can't be kept out")  # fmt: skip
@@ -37,16 +33,12 @@ pytestmark = pytest.mark.skipif(BACKEND != "postgres",
 async def test_an_import_whose_last_attempt_starts_in_an_outage_fails_once_it_is_back(
     db: Database, db_env: dict[str, str], tmp_path: Path
 ) -> None:
-    await ensure_workspace(db, "T1")
-    job = await enqueue_file_import(db, "T1", [csv_file(tmp_path, "a.csv", 10)], segment="S",
-                                    create_segment=True)  # fmt: skip
-    batch_id = json.loads(job.payload or "{}")["batch_id"]
+    job, batch_id = await queued_import(db, tmp_path)
     await out_of_attempts(db, IMPORT_JOB, LAST_ATTEMPT_FAILS)
     # reads kept out too, as when the database is down: the run's first read fails
     outage = Outage(db, "import_batch", "import_source", reads=True)
     thread = Thread()
-    async with outage_worker_db(db_env, outage) as worker_db:
-        await run_jobs(worker_db, {IMPORT_JOB: outage.during(import_handler(3, thread))})
+    await run_in_outage(db_env, outage, IMPORT_JOB, lambda _: import_handler(3, thread))
     ended = await queue.get_job(db, "T1", job.id or 0)
     assert ended is not None and ended.state == "failed", ended
     batch = await get_batch(db, "T1", batch_id)

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
 from bot.imports.background import DATABASE_DOWN, enqueue_file_import, import_handler
@@ -24,19 +23,20 @@ from bot.imports.job_kinds import IMPORT_JOB
 from bot.jobs import queue
 from bot.notify import Silent
 from bot.workspaces import ensure_workspace
-from handlers.notify import SlackNotifier
-from models import Database
+from models import Database, Job
 from tests.fakes.slack_api import FakeSlack
 from tests.imports.outage import (
     ENDS,
     LAST_ATTEMPT_FAILS,
     WORKERS_DIED,
     Outage,
+    notifier,
     out_of_attempts,
+    reviewed,
+    run_in_outage,
+    run_into_outage_at_redraw,
     run_jobs,
-    when_slack_is_called,
 )
-from tests.imports.outage import worker_db as outage_worker_db
 from tests.jobs.test_queue import csv_file
 from tests.jobs.test_worker_processes import wait_for
 
@@ -51,19 +51,24 @@ class Thread(Silent):
         self.finished.append(batch_id)
 
 
+async def queued_import(db: Database, tmp_path: Path, **options: int) -> tuple[Job, int]:
+    """A CSV of 10 contacts queued for import into a new segment of T1's (`options`: the
+    queuing's, as max_attempts), not run yet: the import's job and its batch's id."""
+    await ensure_workspace(db, "T1")
+    job = await enqueue_file_import(db, "T1", [csv_file(tmp_path, "a.csv", 10)], segment="S",
+                                    create_segment=True, **options)  # fmt: skip
+    return job, json.loads(job.payload or "{}")["batch_id"]
+
+
 @pytest.mark.parametrize("end", ENDS)
 async def test_an_import_given_up_in_an_outage_fails_in_words_once_the_database_is_back(
     db: Database, db_env: dict[str, str], tmp_path: Path, end: str
 ) -> None:
-    await ensure_workspace(db, "T1")
-    job = await enqueue_file_import(db, "T1", [csv_file(tmp_path, "a.csv", 10)], segment="S",
-                                    create_segment=True)  # fmt: skip
-    batch_id = json.loads(job.payload or "{}")["batch_id"]
+    job, batch_id = await queued_import(db, tmp_path)
     await out_of_attempts(db, IMPORT_JOB, end)
     outage = Outage(db, "import_batch", "import_source", reads=end == WORKERS_DIED)
     thread = Thread()
-    async with outage_worker_db(db_env, outage) as worker_db:
-        await run_jobs(worker_db, {IMPORT_JOB: outage.during(import_handler(3, thread), end)})
+    await run_in_outage(db_env, outage, IMPORT_JOB, lambda _: import_handler(3, thread), end)
     ended = await queue.get_job(db, "T1", job.id or 0)
     assert ended is not None and ended.state == "failed", ended
     batch = await get_batch(db, "T1", batch_id)
@@ -105,15 +110,9 @@ async def test_an_import_done_as_the_database_goes_away_enrolls_its_contacts_onc
     db: Database, tmp_path: Path, slack: FakeSlack
 ) -> None:
     refused = "enrollment"
-    await ensure_workspace(db, "T1")
-    job = await enqueue_file_import(db, "T1", [csv_file(tmp_path, "a.csv", 10)], segment="S",
-                                    create_segment=True, max_attempts=1)  # fmt: skip
-    batch_id = json.loads(job.payload or "{}")["batch_id"]
-    client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
-    review = await client.chat_postMessage(channel="C0001", text="The review")
-    async with db.begin() as conn:  # reviewed in a thread; Spring, live, targets S
-        await conn.execute(text("UPDATE import_batch SET channel_id = 'C0001', message_ts = :ts "
-                                "WHERE id = :b"), {"ts": review["ts"], "b": batch_id})
+    job, batch_id = await queued_import(db, tmp_path, max_attempts=1)
+    review = await reviewed(db, slack, batch_id)
+    async with db.begin() as conn:  # Spring, live, targets S
         await conn.execute(text(
             "INSERT INTO campaign (team_id, name, name_key, store_url, sender, offer, state, "
             "invite_email, invite_delay_days, created_by, created_at, updated_at) VALUES "
@@ -138,8 +137,7 @@ async def test_an_import_done_as_the_database_goes_away_enrolls_its_contacts_onc
 
     back = asyncio.create_task(back_after_the_import())
     try:
-        notifier = SlackNotifier(client, db, team_leads=["U1"])
-        await run_jobs(db, {IMPORT_JOB: import_handler(3, notifier)})
+        await run_jobs(db, {IMPORT_JOB: import_handler(3, notifier(slack, db, "U1"))})
     finally:
         await back
     ended = await queue.get_job(db, "T1", job.id or 0)
@@ -148,9 +146,9 @@ async def test_an_import_done_as_the_database_goes_away_enrolls_its_contacts_onc
         enrolled = (await conn.execute(text("SELECT COUNT(*) FROM enrollment WHERE batch_id = :b"),
                                        {"b": batch_id})).scalar()  # fmt: skip
     assert enrolled == 1, "its contacts were never enrolled in Spring"
-    offers = [m for m in slack.messages_in("C0001", str(review["ts"]))
+    offers = [m for m in slack.messages_in("C0001", review)
               if m["text"].startswith("Next step: target a campaign")]  # fmt: skip
-    assert len(offers) == 1, slack.messages_in("C0001", str(review["ts"]))
+    assert len(offers) == 1, slack.messages_in("C0001", review)
 
 
 async def test_an_import_done_as_the_database_goes_away_tells_its_thread_once_it_is_back(
@@ -158,24 +156,14 @@ async def test_an_import_done_as_the_database_goes_away_tells_its_thread_once_it
 ) -> None:
     """Its thread's review redrawn, the database went away before the next step was offered:
     the job failed, and the thread never offered to target a campaign."""
-    await ensure_workspace(db, "T1")
-    job = await enqueue_file_import(db, "T1", [csv_file(tmp_path, "a.csv", 10)], segment="S",
-                                    create_segment=True, max_attempts=1)  # fmt: skip
-    batch_id = json.loads(job.payload or "{}")["batch_id"]
-    client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
-    review = await client.chat_postMessage(channel="C0001", text="The review")
-    async with db.begin() as conn:
-        await conn.execute(text("UPDATE import_batch SET channel_id = 'C0001', message_ts = :ts "
-                                "WHERE id = :b"), {"ts": review["ts"], "b": batch_id})
+    job, batch_id = await queued_import(db, tmp_path, max_attempts=1)
+    review = await reviewed(db, slack, batch_id)
     outage = Outage(db, "import_batch", "seen_key")
-    async with outage_worker_db(db_env, outage) as worker_db:
-        notifier = SlackNotifier(client, worker_db, team_leads=["U1"])
-        redrawing = asyncio.create_task(when_slack_is_called(slack, "chat.update", outage))
-        # one chunk: no progress reply is updated, the review's redraw is the first update
-        await run_jobs(worker_db, {IMPORT_JOB: import_handler(100, notifier)})
-        await redrawing
+    # one chunk: no progress reply is updated, the review's redraw is the first update
+    await run_into_outage_at_redraw(db_env, slack, outage, IMPORT_JOB,
+                                    lambda w: import_handler(100, notifier(slack, w, "U1")))
     ended = await queue.get_job(db, "T1", job.id or 0)
     assert ended is not None and ended.state == "done", ended
-    offers = [m for m in slack.messages_in("C0001", str(review["ts"]))
+    offers = [m for m in slack.messages_in("C0001", review)
               if m["text"].startswith("Next step: target a campaign")]  # fmt: skip
-    assert len(offers) == 1, slack.messages_in("C0001", str(review["ts"]))
+    assert len(offers) == 1, slack.messages_in("C0001", review)

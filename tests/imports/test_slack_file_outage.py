@@ -9,11 +9,7 @@ file's skipped rows were never shared in the thread.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-
 import pytest
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
 from bot.imports.background import DATABASE_DOWN, slack_file_handler
@@ -22,31 +18,26 @@ from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.jobs.worker import Handler
 from bot.settings import load_settings
 from bot.workspaces import create_segment, ensure_workspace
-from handlers.notify import SlackNotifier
 from handlers.slack_files import slack_fetcher
 from models import Database
 from tests.conftest import BACKEND
 from tests.fakes.slack_api import FakeSlack
 from tests.imports.outage import (
+    CHANNEL,
     ENDS,
     LAST_ATTEMPT_FAILS,
+    LEAD,
+    TEAM,
     WORKERS_DIED,
     Outage,
+    client_of,
+    notifier,
     out_of_attempts,
-    run_jobs,
-    when_slack_is_called,
+    reviewed,
+    run_in_outage,
+    run_into_outage_at_redraw,
 )
-from tests.imports.outage import worker_db as outage_worker_db
-
-TEAM = "T0001"
-LEAD = "U0002"
-CHANNEL = "C0001"
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack(bot_token="xoxb-test", team_id=TEAM) as fake:
-        yield fake
+from tests.imports.outage import slack as slack  # the fixture
 
 
 async def _uploaded(db: Database, slack: FakeSlack, content: bytes) -> tuple[int, str]:
@@ -57,24 +48,15 @@ async def _uploaded(db: Database, slack: FakeSlack, content: bytes) -> tuple[int
     segment = await create_segment(db, TEAM, "VIP", actor=LEAD)
     batch, _ = await create_upload_batch(db, TEAM, segment.id or 0, LEAD, file_id="F0001",
                                          label="people.csv")  # fmt: skip
-    review = await _client(slack).chat_postMessage(channel=CHANNEL, text="The review")
-    async with db.begin() as conn:
-        await conn.execute(text("UPDATE import_batch SET channel_id = :c, message_ts = :ts "
-                                "WHERE id = :b"), {"c": CHANNEL, "ts": review["ts"], "b": batch})
-    return batch, str(review["ts"])
-
-
-def _client(slack: FakeSlack) -> AsyncWebClient:
-    return AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+    return batch, await reviewed(db, slack, batch)
 
 
 def _handler(db: Database, slack: FakeSlack, worker_db: Database) -> Handler:
     settings = load_settings(database_url=db.url, slack_bot_token="xoxb-test",
                              slack_api_url=slack.api_url,
                              slack_file_hosts=[slack.files_host])  # fmt: skip
-    client = _client(slack)
-    return slack_file_handler(slack_fetcher(settings, client), notifier=SlackNotifier(
-        client, worker_db, team_leads=[LEAD]))  # fmt: skip
+    return slack_file_handler(slack_fetcher(settings, client_of(slack)),
+                              notifier=notifier(slack, worker_db))  # fmt: skip
 
 
 @pytest.mark.parametrize("end", ENDS)
@@ -85,9 +67,7 @@ async def test_a_slack_file_given_up_in_an_outage_fails_once_the_database_is_bac
     await out_of_attempts(db, SLACK_FILE_JOB, end)
     # giving up reads the source again: the database keeps reads out too, as when it is down
     outage = Outage(db, "import_batch", "import_source", reads=end == WORKERS_DIED)
-    async with outage_worker_db(db_env, outage) as worker_db:
-        handler = _handler(db, slack, worker_db)
-        await run_jobs(worker_db, {SLACK_FILE_JOB: outage.during(handler, end)})
+    await run_in_outage(db_env, outage, SLACK_FILE_JOB, lambda w: _handler(db, slack, w), end)
     async with db.begin() as conn:
         status, error = (await conn.execute(text(
             "SELECT status, error FROM import_source WHERE batch_id = :b"), {"b": batch})).one()
@@ -106,10 +86,8 @@ async def test_a_slack_file_read_as_the_database_goes_away_shares_its_skipped_ro
     batch, _ = await _uploaded(db, slack, b"email\na@example.com\nnot an address\n")
     await out_of_attempts(db, SLACK_FILE_JOB, LAST_ATTEMPT_FAILS)
     outage = Outage(db, "import_batch", "import_source", "seen_key")
-    async with outage_worker_db(db_env, outage) as worker_db:
-        redrawing = asyncio.create_task(when_slack_is_called(slack, "chat.update", outage))
-        await run_jobs(worker_db, {SLACK_FILE_JOB: _handler(db, slack, worker_db)})
-        await redrawing
+    await run_into_outage_at_redraw(db_env, slack, outage, SLACK_FILE_JOB,
+                                    lambda w: _handler(db, slack, w))  # fmt: skip
     async with db.begin() as conn:
         status = (await conn.execute(text("SELECT status FROM import_source WHERE batch_id = :b"),
                                      {"b": batch})).scalar_one()  # fmt: skip
@@ -128,9 +106,7 @@ async def test_a_slack_file_whose_last_attempt_starts_in_an_outage_fails_once_it
     batch, review = await _uploaded(db, slack, b"email\na@example.com\n")
     await out_of_attempts(db, SLACK_FILE_JOB, LAST_ATTEMPT_FAILS)
     outage = Outage(db, "import_batch", "import_source", reads=True)
-    async with outage_worker_db(db_env, outage) as worker_db:
-        handler = _handler(db, slack, worker_db)
-        await run_jobs(worker_db, {SLACK_FILE_JOB: outage.during(handler)})
+    await run_in_outage(db_env, outage, SLACK_FILE_JOB, lambda w: _handler(db, slack, w))
     async with db.begin() as conn:
         status, error = (await conn.execute(text(
             "SELECT status, error FROM import_source WHERE batch_id = :b"), {"b": batch})).one()

@@ -10,46 +10,33 @@ it: the thread went on saying nothing of it.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
-from collections.abc import AsyncIterator
 
 import pytest
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
 from bot.imports.importer import import_files
 from bot.imports.job_kinds import UNDO_JOB
 from bot.imports.undo import request_undo, undo_handler
 from bot.workspaces import ensure_workspace
-from handlers.notify import SlackNotifier
 from models import Database
 from tests.fakes.slack_api import FakeSlack
 from tests.imports.outage import (
+    CHANNEL,
     ENDS,
     LAST_ATTEMPT_FAILS,
+    LEAD,
+    TEAM,
     WORKERS_DIED,
     Outage,
+    notifier,
     out_of_attempts,
-    run_jobs,
-    when_slack_is_called,
+    reviewed,
+    run_in_outage,
+    run_into_outage_at_redraw,
 )
-from tests.imports.outage import worker_db as outage_worker_db
-
-TEAM = "T0001"
-LEAD = "U0002"
-CHANNEL = "C0001"
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack(bot_token="xoxb-test", team_id=TEAM) as fake:
-        yield fake
-
-
-def client_of(slack: FakeSlack) -> AsyncWebClient:
-    return AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+from tests.imports.outage import slack as slack  # the fixture
 
 
 async def _being_undone(db: Database, slack: FakeSlack) -> tuple[int, str]:
@@ -60,12 +47,9 @@ async def _being_undone(db: Database, slack: FakeSlack) -> tuple[int, str]:
     result = await import_files(db, TEAM, [("people.csv", io.BytesIO(csv.encode()))],
                                 segment="VIP", create_segment=True)  # fmt: skip
     batch = result.batch.id or 0
-    review = await client_of(slack).chat_postMessage(channel=CHANNEL, text="The review")
-    async with db.begin() as conn:
-        await conn.execute(text("UPDATE import_batch SET channel_id = :c, message_ts = :ts "
-                                "WHERE id = :b"), {"c": CHANNEL, "ts": review["ts"], "b": batch})
+    thread = await reviewed(db, slack, batch)
     await request_undo(db, TEAM, batch, LEAD, remove_advocates=False, window_days=7)
-    return batch, str(review["ts"])
+    return batch, thread
 
 
 async def _ended(db: Database, batch: int) -> tuple[str, str]:
@@ -85,9 +69,8 @@ async def test_an_undo_stopped_in_an_outage_says_so_in_its_thread_once_the_datab
     batch, thread = await _being_undone(db, slack)
     await out_of_attempts(db, UNDO_JOB, end)
     outage = Outage(db, "import_batch", "seen_key", reads=end == WORKERS_DIED)
-    async with outage_worker_db(db_env, outage) as worker_db:
-        notifier = SlackNotifier(client_of(slack), worker_db, team_leads=[LEAD])
-        await run_jobs(worker_db, {UNDO_JOB: outage.during(undo_handler(10, notifier), end)})
+    await run_in_outage(db_env, outage, UNDO_JOB,
+                        lambda w: undo_handler(10, notifier(slack, w)), end)  # fmt: skip
     assert await _ended(db, batch) == ("failed", "undoing")  # stopped: finishing it is asked
     said = [m["text"] for m in slack.messages_in(CHANNEL, thread)]
     assert sum(f"Undoing import #{batch} into *VIP* stopped part way" in t
@@ -100,8 +83,7 @@ async def test_an_undo_stopped_in_an_outage_by_a_worker_without_slack_leaves_its
     batch, _ = await _being_undone(db, slack)
     await out_of_attempts(db, UNDO_JOB, LAST_ATTEMPT_FAILS)
     outage = Outage(db, "import_batch")
-    async with outage_worker_db(db_env, outage) as worker_db:
-        await run_jobs(worker_db, {UNDO_JOB: outage.during(undo_handler(10))})
+    await run_in_outage(db_env, outage, UNDO_JOB, lambda _: undo_handler(10))
     assert await _ended(db, batch) == ("failed", "undoing")
     async with db.begin() as conn:  # a worker with Slack makes it
         reports = (await conn.execute(text("SELECT payload FROM job WHERE kind = "
@@ -118,11 +100,8 @@ async def test_an_undo_done_as_the_database_goes_away_says_so_once_it_is_back(
     batch, thread = await _being_undone(db, slack)
     await out_of_attempts(db, UNDO_JOB, LAST_ATTEMPT_FAILS)
     outage = Outage(db, "import_batch", "seen_key")
-    async with outage_worker_db(db_env, outage) as worker_db:
-        notifier = SlackNotifier(client_of(slack), worker_db, team_leads=[LEAD])
-        telling = asyncio.create_task(when_slack_is_called(slack, "chat.update", outage))
-        await run_jobs(worker_db, {UNDO_JOB: undo_handler(10, notifier)})
-        await telling
+    await run_into_outage_at_redraw(db_env, slack, outage, UNDO_JOB,
+                                    lambda w: undo_handler(10, notifier(slack, w)))  # fmt: skip
     assert await _ended(db, batch) == ("done", "undone")
     said = [m["text"] for m in slack.messages_in(CHANNEL, thread)]
     assert sum(f"Import #{batch} was undone" in t for t in said) == 1, said

@@ -7,6 +7,12 @@ from datetime import datetime, timedelta, tzinfo
 import pytest
 
 import models.clock
+from tests.conftest import BACKEND
+
+TEAM = "T1"
+# for a module's pytestmark: SQLite has no server of its own, hence no clock to be off from
+POSTGRES_ONLY = pytest.mark.skipif(BACKEND != "postgres",
+                                   reason="one host shares SQLite's file and clock")  # fmt: skip
 
 
 def skew_clock(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:

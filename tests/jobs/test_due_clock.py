@@ -14,13 +14,9 @@ from bot.once import forget, hold
 from bot.workspaces import create_segment, ensure_workspace
 from handlers.uploads import POSTING_GIVEN_UP
 from models import Database
-from tests.conftest import BACKEND
-from tests.jobs.clock import skew_clock
+from tests.jobs.clock import POSTGRES_ONLY, TEAM, skew_clock
 
-pytestmark = pytest.mark.skipif(BACKEND != "postgres",
-                                reason="one host shares SQLite's file and clock")  # fmt: skip
-
-TEAM = "T1"
+pytestmark = POSTGRES_ONLY
 
 
 async def test_a_host_whose_clock_is_ahead_claims_no_job_before_it_is_due(

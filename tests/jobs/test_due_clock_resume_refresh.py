@@ -16,13 +16,9 @@ from bot.imports.undo import request_undo, resume_undo
 from bot.jobs import queue
 from bot.workspaces import ensure_workspace
 from models import Database, HomeViewer
-from tests.conftest import BACKEND
-from tests.jobs.clock import skew_clock
+from tests.jobs.clock import POSTGRES_ONLY, TEAM, skew_clock
 
-pytestmark = pytest.mark.skipif(BACKEND != "postgres",
-                                reason="one host shares SQLite's file and clock")  # fmt: skip
-
-TEAM = "T1"
+pytestmark = POSTGRES_ONLY
 
 
 async def test_an_undo_resumed_on_a_host_whose_clock_is_ahead_runs_at_once(

@@ -9,48 +9,38 @@ never shared in the thread.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 
 import pytest
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
 from bot.imports.background import DATABASE_DOWN
 from bot.imports.batches import create_batch
+from bot.jobs.worker import Handler
 from bot.mailchimp import accounts, api
 from bot.mailchimp.jobs import MAILCHIMP_JOB, mailchimp_handler, queue_audiences
 from bot.workspaces import create_segment
-from handlers.notify import SlackNotifier
 from models import Database
 from tests.conftest import BACKEND
 from tests.fakes.mailchimp import FakeMailchimp
 from tests.fakes.slack_api import FakeSlack
 from tests.imports.outage import (
+    CHANNEL,
     ENDS,
     LAST_ATTEMPT_FAILS,
     WORKERS_DIED,
     Outage,
+    notifier,
     out_of_attempts,
-    run_jobs,
-    when_slack_is_called,
+    reviewed,
+    run_in_outage,
+    run_into_outage_at_redraw,
 )
-from tests.imports.outage import worker_db as outage_worker_db
+from tests.imports.outage import slack as slack  # the fixture
 from tests.mailchimp.test_mailchimp import KEY, SECRET, TEAM, _settings
 from tests.mailchimp.test_mailchimp import mc as mc  # the fixture
 
-CHANNEL = "C0001"
 LEAD = "U1"
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack(bot_token="xoxb-test", team_id=TEAM) as fake:
-        yield fake
-
-
-def _client(slack: FakeSlack) -> AsyncWebClient:
-    return AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
 
 
 async def _reading(db: Database, mc: FakeMailchimp, slack: FakeSlack) -> tuple[int, str]:
@@ -61,14 +51,16 @@ async def _reading(db: Database, mc: FakeMailchimp, slack: FakeSlack) -> tuple[i
                                    api_url=settings.mailchimp_api_url)  # fmt: skip
     segment = await create_segment(db, TEAM, "From MC", actor=LEAD)
     batch = await create_batch(db, TEAM, segment.id or 0, LEAD)
-    review = await _client(slack).chat_postMessage(channel=CHANNEL, text="The review")
-    async with db.begin() as conn:
-        await conn.execute(text("UPDATE import_batch SET channel_id = :c, message_ts = :ts "
-                                "WHERE id = :b"), {"c": CHANNEL, "ts": review["ts"],
-                                                   "b": batch.id})  # fmt: skip
+    review = await reviewed(db, slack, batch.id or 0)
     (source,) = await queue_audiences(db, TEAM, batch.id or 0,
                                       [api.Audience("aud1", "Regulars", 4)])  # fmt: skip
-    return source, str(review["ts"])
+    return source, review
+
+
+def _handler(db: Database, mc: FakeMailchimp, slack: FakeSlack) -> Callable[[Database], Handler]:
+    """The audience's reading, on a worker's own engine: what _reading set up reads it."""
+    return lambda worker_db: mailchimp_handler(_settings(db, mc),
+                                               notifier(slack, worker_db, LEAD))  # fmt: skip
 
 
 async def _source(db: Database, source: int) -> tuple[str, str]:
@@ -86,10 +78,7 @@ async def test_an_audience_given_up_in_an_outage_fails_once_the_database_is_back
     await out_of_attempts(db, MAILCHIMP_JOB, end)
     # giving up reads the source again: the database keeps reads out too, as when it is down
     outage = Outage(db, "import_batch", "import_source", reads=end == WORKERS_DIED)
-    async with outage_worker_db(db_env, outage) as worker_db:
-        notifier = SlackNotifier(_client(slack), worker_db, team_leads=[LEAD])
-        handler = mailchimp_handler(_settings(db, mc), notifier)
-        await run_jobs(worker_db, {MAILCHIMP_JOB: outage.during(handler, end)})
+    await run_in_outage(db_env, outage, MAILCHIMP_JOB, _handler(db, mc, slack), end)
     status, error = await _source(db, source)
     assert status == "failed", (status, error)
     if end == LAST_ATTEMPT_FAILS:  # in words: not "something went wrong on our side"
@@ -106,12 +95,7 @@ async def test_an_audience_read_as_the_database_goes_away_shares_its_skipped_row
     source, _ = await _reading(db, mc, slack)
     await out_of_attempts(db, MAILCHIMP_JOB, LAST_ATTEMPT_FAILS)
     outage = Outage(db, "import_batch", "import_source", "seen_key")
-    async with outage_worker_db(db_env, outage) as worker_db:
-        notifier = SlackNotifier(_client(slack), worker_db, team_leads=[LEAD])
-        redrawing = asyncio.create_task(when_slack_is_called(slack, "chat.update", outage))
-        await run_jobs(worker_db, {MAILCHIMP_JOB: mailchimp_handler(_settings(db, mc),
-                                                                    notifier)})  # fmt: skip
-        await redrawing
+    await run_into_outage_at_redraw(db_env, slack, outage, MAILCHIMP_JOB, _handler(db, mc, slack))
     assert (await _source(db, source))[0] == "parsed"
     shared = [u.filename for u in slack.uploads]
     assert shared == ["Regulars-skipped-rows.csv"], shared  # the unsubscribed and the cleaned
@@ -126,10 +110,7 @@ async def test_a_key_revoked_and_met_in_an_outage_fails_the_audience_saying_reco
     await out_of_attempts(db, MAILCHIMP_JOB, LAST_ATTEMPT_FAILS)
     mc.revoke(KEY)
     outage = Outage(db, "import_batch", "import_source", "mailchimp_account")
-    async with outage_worker_db(db_env, outage) as worker_db:
-        notifier = SlackNotifier(_client(slack), worker_db, team_leads=[LEAD])
-        handler = mailchimp_handler(_settings(db, mc), notifier)
-        await run_jobs(worker_db, {MAILCHIMP_JOB: outage.during(handler)})
+    await run_in_outage(db_env, outage, MAILCHIMP_JOB, _handler(db, mc, slack))
     status, error = await _source(db, source)
     assert status == "failed" and "reconnect Mailchimp" in error, (status, error)
     async with db.begin() as conn:
@@ -147,10 +128,7 @@ async def test_an_audience_whose_last_attempt_starts_in_an_outage_fails_once_it_
     source, review = await _reading(db, mc, slack)
     await out_of_attempts(db, MAILCHIMP_JOB, LAST_ATTEMPT_FAILS)
     outage = Outage(db, "import_batch", "import_source", reads=True)
-    async with outage_worker_db(db_env, outage) as worker_db:
-        notifier = SlackNotifier(_client(slack), worker_db, team_leads=[LEAD])
-        handler = mailchimp_handler(_settings(db, mc), notifier)
-        await run_jobs(worker_db, {MAILCHIMP_JOB: outage.during(handler)})
+    await run_in_outage(db_env, outage, MAILCHIMP_JOB, _handler(db, mc, slack))
     assert await _source(db, source) == ("failed",
                                          f"Could not read the audience: {DATABASE_DOWN}")
     drawn = slack.message(CHANNEL, review)
