@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import SplitResult, quote
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
-from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.ids import USER_ID
@@ -473,7 +473,7 @@ _VALUE_CHECKS = frozenset({
 _SHOWN_VALUE = 40  # characters of a bad value quoted back
 
 
-def _problem(name: str, err: ErrorDetails) -> str:
+def _problem(name: str, err: Mapping[str, Any]) -> str:  # one of ValidationError.errors()
     """What is wrong with the setting `name`, in a sentence: a number's or a boolean's value
     as what the setting takes, with an example ("'abc' isn't a whole number from 1 to 65535
     (e.g. PORT=3000)", where pydantic said "Input should be a valid integer, unable to parse
