@@ -47,6 +47,7 @@ from bot.cli_common import (
     positive,
 )
 from bot.home_refresh import HOME_REFRESH_JOB, queue_home_refresh
+from bot.ids import IDS_PER_QUERY
 from bot.imports.background import enqueue_file_import
 from bot.imports.batches import ReviewError
 from bot.imports.cancel import try_cancel_job
@@ -1022,14 +1023,12 @@ async def _campaigns_of(db: Database, team: str, jobs: Sequence[Job]) -> dict[in
                  ).bindparams(bindparam("ids", expanding=True))  # fmt: skip
     async with db.begin() as conn:
         # in chunks: `jobs --all` may list more than PostgreSQL takes parameters (32,767)
-        for start in range(0, len(wanted), _IDS_AT_ONCE):
+        for start in range(0, len(wanted), IDS_PER_QUERY):
             found = await conn.execute(query, {"t": team,
-                                               "ids": wanted[start:start + _IDS_AT_ONCE]})
+                                               "ids": wanted[start:start + IDS_PER_QUERY]})
             named.update((row[0], row[1]) for row in found)
     return {job: named[e] for job, e in enrollments.items() if e in named}
 
-
-_IDS_AT_ONCE = 10_000
 
 
 

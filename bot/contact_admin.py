@@ -33,7 +33,7 @@ from bot.audit import Act, record_in
 from bot.campaigns.consent import redraw_reports_in, stop_invites_in
 from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.casefold import spellings
-from bot.ids import digits
+from bot.ids import IDS_PER_QUERY, digits
 from bot.imports.addresses import InvalidEmail, email_key, normalize_email
 from bot.words import plural
 from models import Contact, Database, InvitedAddress, RetiredCode, SuppressedAddress
@@ -45,10 +45,6 @@ PAGE = 10
 MAX_QUERY = 100  # characters of a search that count; the rest is ignored
 TOP = "\U0010ffff"  # sorts after every character: `prefix || TOP` bounds a prefix range
 GONE = "That contact doesn't exist in this workspace (it may have been deleted)."
-# Contacts whose segments one statement reads: PostgreSQL takes at most 32,767 parameters
-# a statement (SQLite 32,766 by default), and `contacts search --limit 40000` failed with
-# that printed raw
-IDS_PER_QUERY = 10_000
 # Joiners a search keeps between letters: Persian words and emoji (👩‍💻) are spelt with them
 _JOINERS = "\u200c\u200d"
 
@@ -272,7 +268,8 @@ async def search(db: Database, team_id: str, query: str, *, offset: int = 0,
 
 async def _segment_names(conn: AsyncConnection, team_id: str, contact_ids: list[int]
                          ) -> dict[int, list[str]]:  # fmt: skip
-    """The static segments of these contacts, by name; IDS_PER_QUERY contacts a statement."""
+    """The static segments of these contacts, by name; IDS_PER_QUERY contacts a statement
+    (`contacts search --limit 40000` failed on PostgreSQL's parameter limit, printed raw)."""
     names: dict[int, list[str]] = {}
     for start in range(0, len(contact_ids), IDS_PER_QUERY):
         ids = {f"c{i}": cid for i, cid in

@@ -9,6 +9,9 @@ USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")  # a Slack user id, as stored and 
 # The largest id (and the largest count) every database takes: ids are INTEGER columns, and
 # PostgreSQL refused a bigger one with a raw "value out of int32 range" error
 MAX_INT = 2**31 - 1
+# ids bound in one statement at most: PostgreSQL takes 32,767 parameters a statement, SQLite
+# 32,766 by default
+IDS_PER_QUERY = 10_000
 MAX_ID_DIGITS = 18  # digits read at all (leading zeros too): a longer value is none of ours
 
 

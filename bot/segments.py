@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -54,6 +55,8 @@ from models import (
 )
 from models.clock import utcnow
 from models.contacts import ALL_CUSTOMERS
+
+log = logging.getLogger(__name__)
 
 # An import in one of these states will still write into its segment (or is being reviewed)
 BUSY = {BatchStatus.DRAFT: "is waiting for review", BatchStatus.QUEUED: "is queued",
@@ -363,6 +366,26 @@ async def delete_segment(db: Database, team_id: str, segment_id: int, *, actor: 
                                        for c in campaigns)  # fmt: skip
         await record_in(conn, team_id, actor, Act.SEGMENT_DELETED, name, detail)
     return Deleted(name, members, campaigns)
+
+
+async def withdraw_segment(db: Database, team_id: str, segment_id: int, actor: str) -> None:
+    """Delete a segment made for an import that was then refused or imported nothing, while
+    nothing is in it: left, it sat empty in every segment menu (and `segments`), and its name
+    was taken when the person tried again. Kept if it holds a contact, an import under way or
+    a campaign's use (someone chose it meanwhile: delete_segment checks the last two in its
+    own transaction). Nice to have: a failure is logged, and the caller's refusal stands."""
+    try:
+        if await member_count(db, team_id, segment_id):
+            log.info("segment %s kept after a refused import: it holds contacts", segment_id)
+            return
+        await delete_segment(db, team_id, segment_id, actor=actor, expect_campaigns=NO_CAMPAIGNS)
+    except WorkspaceError as exc:  # in use meanwhile, or deleted already
+        log.info("segment %s kept after a refused import: %s", segment_id, exc)
+    except Exception as exc:  # the database failed too: said in the log, not over the refusal
+        log.warning("segment %s made for a refused import was not withdrawn: %r", segment_id,
+                    exc)  # fmt: skip
+    else:
+        log.info("segment %s withdrawn with the import it was made for", segment_id)
 
 
 async def write_export(db: Database, team_id: str, segment_id: int, out: TextIO) -> int:

@@ -13,11 +13,9 @@ form through `open_import_form`.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -33,6 +31,7 @@ from handlers.home_publish import Lists, publish_home, refresh_for
 from handlers.ids import Action
 from handlers.import_modal import open_import_modal
 from handlers.routes import Routes
+from handlers.slack_retries import api_method, with_rate_limits
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +101,6 @@ TRIGGER_SECONDS = 2.5
 OPENING_METHODS = frozenset({"conversations.open", "views.open", "views.push"})
 
 
-def _method(url: str) -> str:
-    return urlsplit(url).path.rpartition("/")[2]
-
-
 def _retry_after(headers: dict[str, Any]) -> int:
     """Slack's Retry-After in whole seconds (1 when it doesn't say, as slack_sdk assumes)."""
     for name, values in headers.items():
@@ -132,7 +127,7 @@ class _WithinTrigger(AsyncRateLimitErrorRetryHandler):
         if not await super()._can_retry_async(state=state, request=request, response=response,
                                               error=error):  # fmt: skip
             return False
-        if _method(request.url) not in OPENING_METHODS or response is None:
+        if api_method(request.url) not in OPENING_METHODS or response is None:
             return True
         return time.monotonic() + _retry_after(response.headers) + 1 < self.expires
 
@@ -140,13 +135,8 @@ class _WithinTrigger(AsyncRateLimitErrorRetryHandler):
 def within_trigger(client: AsyncWebClient, started: float) -> AsyncWebClient:
     """`client` (its session, token and URL) whose form-opening calls wait out a rate limit
     only within the trigger id's life (`started`: time.monotonic() as the listener began)."""
-    quick = copy.copy(client)
-    quick.retry_handlers = [
-        _WithinTrigger(handler, started + TRIGGER_SECONDS)
-        if isinstance(handler, AsyncRateLimitErrorRetryHandler) else handler
-        for handler in client.retry_handlers
-    ]  # fmt: skip
-    return quick
+    return with_rate_limits(client,
+                            lambda handler: _WithinTrigger(handler, started + TRIGGER_SECONDS))
 
 
 async def open_import_form(d: Deps, client: AsyncWebClient, *, trigger_id: str, team_id: str,
@@ -167,7 +157,7 @@ async def open_import_form(d: Deps, client: AsyncWebClient, *, trigger_id: str, 
         await open_import_modal(d, quick, trigger_id, team_id, user_id, channel_id=channel,
                                 choose_channel=review_in is None)  # fmt: skip
     except SlackApiError as exc:
-        method = _method(str(getattr(exc.response, "api_url", "") or ""))
+        method = api_method(str(getattr(exc.response, "api_url", "") or ""))
         if exc.response.status_code != 429 or method not in OPENING_METHODS:
             raise
         wait = _retry_after(dict(exc.response.headers or {}))

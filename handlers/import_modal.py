@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,7 @@ from bot.mailchimp.api import Audience, MailchimpError, ReconnectNeeded, audienc
 from bot.mailchimp.jobs import queue_audiences, queued_audiences
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
 from bot.once import first_time, forget
-from bot.segments import NO_CAMPAIGNS, delete_segment, member_count
+from bot.segments import withdraw_segment
 from bot.workspaces import (
     WorkspaceError,
     clean_segment_name,
@@ -72,7 +72,7 @@ from handlers.context import (
 )
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
-from handlers.later import is_busy
+from handlers.later import or_log
 from handlers.mailchimp_messages import (
     LISTS_LOADING,
     LISTS_NOT_CONNECTED,
@@ -468,7 +468,7 @@ async def _new_import(d: Deps, client: AsyncWebClient, team_id: str, user_id: st
                                             form, chosen)  # fmt: skip
     except Exception:
         if made is not None:
-            await withdraw_segment(d.db, team_id, made, user_id)
+            await withdraw_segment(d.db, team_id, made.id or 0, user_id)
         raise
     await review_posted(client, d, team_id, batch.id or 0, drawn)
 
@@ -491,28 +491,6 @@ async def _queued_and_published(d: Deps, client: AsyncWebClient, team_id: str, u
         await cancel(d.db, team_id, batch_id, user_id, is_lead=True)
         raise Refusal("I couldn't post the review of your import, so nothing was imported: "
                       "please start again with /referral import.") from exc
-
-
-async def withdraw_segment(db: Database, team_id: str, segment: Segment, user_id: str) -> None:
-    """Delete `segment`, made by this action for an import that was then refused, while
-    nothing is in it: left, it sat empty in every segment menu, and its name was taken when
-    the person tried again. Kept if it holds a contact, an import under way or a campaign's
-    use (someone chose it meanwhile: segments.delete_segment checks the last two in its own
-    transaction). Nice to have: a failure is logged, and the refusal is said as it was."""
-    segment_id = segment.id or 0
-    try:
-        if await member_count(db, team_id, segment_id):
-            log.info("segment %s kept after a refused import: it holds contacts", segment_id)
-            return
-        await delete_segment(db, team_id, segment_id, actor=user_id,
-                             expect_campaigns=NO_CAMPAIGNS)  # fmt: skip
-    except WorkspaceError as exc:  # in use meanwhile, or deleted already
-        log.info("segment %s kept after a refused import: %s", segment_id, exc)
-    except Exception as exc:  # the database failed too: said in the log, not over the refusal
-        log.warning("segment %s made for a refused import was not withdrawn: %r", segment_id,
-                    exc)  # fmt: skip
-    else:
-        log.info("segment %s withdrawn with the import it was made for", segment_id)
 
 
 async def queue_sources(d: Deps, team_id: str, batch_id: int, form: ImportForm,
@@ -713,23 +691,12 @@ async def review_posted(client: AsyncWebClient, d: Deps, team_id: str, batch_id:
     (record_review), which is redrawn whatever it shows."""
     redraw = (d.notifier.batch_changed(team_id, batch_id) if drawn is None
               else d.notifier.redraw_since(team_id, batch_id, drawn))  # fmt: skip
-    await _or_log(batch_id, "redrawn", redraw)
-    await _or_log(batch_id, "given its skipped-rows CSVs",
-                  d.notifier.share_pending_rejects(team_id, batch_id))  # fmt: skip
-    await _or_log(batch_id, "listed on Home", refresh_for(d, client, team_id))
-
-
-async def _or_log(batch_id: int, what: str, step: Awaitable[None]) -> None:
-    """One of review_posted's steps: a failure logged (with its traceback unless the
-    database was only busy), not raised."""
-    try:
-        await step
-    except Exception as exc:
-        if is_busy(exc):
-            log.warning("review of import %s posted, not %s: the database is busy (%s)",
-                        batch_id, what, exc)  # fmt: skip
-        else:
-            log.error("review of import %s posted, not %s", batch_id, what, exc_info=exc)
+    where = {"team": team_id, "batch": str(batch_id)}
+    await or_log(redraw, "review posted, not redrawn", where, log)
+    await or_log(d.notifier.share_pending_rejects(team_id, batch_id),
+                 "review posted, not given its skipped-rows CSVs", where, log)  # fmt: skip
+    await or_log(refresh_for(d, client, team_id), "review posted, not listed on Home", where,
+                 log)  # fmt: skip
 
 
 async def _not_importable(db: Database, team_id: str, segment_id: int) -> str | None:

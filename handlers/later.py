@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -81,9 +81,28 @@ def thread_of(body: dict[str, Any]) -> str | None:
     return thread if thread and thread != clicked else None
 
 
+def context_of(where: dict[str, str]) -> str:
+    """A failure's context for the log: "team=T1 user=U2 batch=3"."""
+    return " ".join(f"{k}={v}" for k, v in where.items() if v)
+
+
+async def or_log(step: Awaitable[object], what: str, where: dict[str, str],
+                 logger: logging.Logger = log) -> None:  # fmt: skip
+    """A step after the person's work is done (the review posted, the undo asked for): its
+    failure is logged with its context (with the traceback unless the database was only
+    busy) and not raised, since telling them their work may have failed would be untrue."""
+    try:
+        await step
+    except Exception as exc:
+        if is_busy(exc):
+            logger.warning("%s (%s): the database is busy (%s)", what, context_of(where), exc)
+        else:
+            logger.error("%s (%s)", what, context_of(where), exc_info=exc)
+
+
 def message_for(error: BaseException, where: dict[str, str]) -> str:
     """What to tell the person; every failure is logged with its context either way."""
-    context = " ".join(f"{k}={v}" for k, v in where.items() if v)
+    context = context_of(where)
     if isinstance(error, Refusal | ReviewError):  # written for Slack (they may @-mention)
         log.info("refused (%s): %s", context, error)
         return str(error)

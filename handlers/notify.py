@@ -9,11 +9,9 @@ the channel) is logged and dropped.
 from __future__ import annotations
 
 import asyncio
-import copy
 import io
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from urllib.parse import urlsplit
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -63,6 +61,7 @@ from handlers.messages import (
 )
 from handlers.modals import update_modal
 from handlers.slack_errors import slack_error
+from handlers.slack_retries import api_method, with_rate_limits
 from handlers.thread_reply import message_gone, show_reply
 from handlers.undo_messages import result_blocks, undone_result_blocks, undone_text
 from models import BatchStatus, Database, JobState, SourceStatus
@@ -122,21 +121,15 @@ class _ProgressRateLimits(AsyncRateLimitErrorRetryHandler):
     async def _can_retry_async(self, *, state: RetryState, request: HttpRequest,
                                response: HttpResponse | None = None,
                                error: Exception | None = None) -> bool:  # fmt: skip
-        method = urlsplit(request.url).path.rpartition("/")[2]
-        return method not in PROGRESS_METHODS and await super()._can_retry_async(
+        return api_method(request.url) not in PROGRESS_METHODS and await super()._can_retry_async(
             state=state, request=request, response=response, error=error)  # fmt: skip
 
 
 def for_progress(client: AsyncWebClient) -> AsyncWebClient:
     """`client` (its session, token, URL and connection retries) for an import's progress:
     a rate limit on the progress's own calls is answered at once, not waited for."""
-    quick = copy.copy(client)
-    quick.retry_handlers = [
-        _ProgressRateLimits(handler.max_retry_count, handler.interval_calculator)
-        if isinstance(handler, AsyncRateLimitErrorRetryHandler) else handler
-        for handler in client.retry_handlers
-    ]  # fmt: skip
-    return quick
+    return with_rate_limits(client, lambda handler: _ProgressRateLimits(
+        handler.max_retry_count, handler.interval_calculator))
 
 
 class SlackNotifier:

@@ -13,7 +13,6 @@ then saying what came of it (a second submission that got past the read is told 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -30,7 +29,7 @@ from bot.imports.undo import (
 from bot.imports.undo import refusal as undo_refusal
 from handlers.context import Deps, deps, form_meta, id_in, is_lead, leads_only, team_of
 from handlers.ids import Action, Callback
-from handlers.later import is_busy, message_for, who_and_what
+from handlers.later import message_for, or_log, who_and_what
 from handlers.messages import metadata, undo_window
 from handlers.placeholder import open_modal
 from handlers.respond import dm, fill_modal, update_modal
@@ -110,22 +109,8 @@ async def _after(d: Deps, client: AsyncWebClient, team_id: str, batch_id: int,
     its result whatever happens here: a failure is logged, never told (it went to a direct
     message saying the undo "may not have gone through" under a modal saying it was under
     way)."""
-    await _or_log(d.notifier.batch_changed(team_id, batch_id), "not redrawn as being undone",
-                  where)  # fmt: skip
-
-
-async def _or_log(step: Awaitable[None], what: str, where: dict[str, str]) -> None:
-    """A step after the undo was asked for: a failure logged with who asked which undo (with
-    its traceback unless the database was only busy), not raised."""
-    context = " ".join(f"{k}={v}" for k, v in where.items() if v)
-    try:
-        await step
-    except Exception as exc:
-        if is_busy(exc):
-            log.warning("undo asked for, %s: the database is busy (%s): %s", what, context,
-                        exc)  # fmt: skip
-        else:
-            log.error("undo asked for, %s (%s)", what, context, exc_info=exc)
+    await or_log(d.notifier.batch_changed(team_id, batch_id),
+                 "undo asked for, not redrawn as being undone", where, log)  # fmt: skip
 
 
 async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
@@ -176,8 +161,8 @@ async def _ask(d: Deps, client: AsyncWebClient, view_id: str, team_id: str, user
     in_thread = bool(batch.channel_id and batch.message_ts)
     # Slack failing here leaves the modal saying "Asking for the undo…", but the undo is
     # under way and its result comes where the modal would have said
-    await _or_log(update_modal(client, view_id, started_modal(batch_id, in_thread=in_thread)),
-                  "its modal not told so", where)  # fmt: skip
+    await or_log(update_modal(client, view_id, started_modal(batch_id, in_thread=in_thread)),
+                 "undo asked for, its modal not told so", where, log)  # fmt: skip
     await _after(d, client, team_id, batch_id, where)
 
 

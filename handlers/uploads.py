@@ -20,11 +20,12 @@ from bot.imports.batches import create_upload_batch, review_post_key
 from bot.imports.upload_offers import UploadOfferer, queue_upload_offer
 from bot.jobs.worker import PermanentJobError
 from bot.once import forget, hold, post_once, posting_stale
+from bot.segments import withdraw_segment
 from bot.settings import Settings
 from bot.workspaces import WorkspaceError, create_segment, ensure_workspace, find_segment
 from handlers.context import Deps, Refusal, deps, is_lead, require_member, team_of
 from handlers.ids import Action, BlockId
-from handlers.import_modal import import_segment, post_review, withdraw_segment
+from handlers.import_modal import import_segment, post_review
 from handlers.messages import NEW_SEGMENT_VALUE, esc, plain, upload_offer
 from handlers.notify import is_outage
 from handlers.people import is_direct_message
@@ -175,7 +176,7 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
         batch_id = await _claim_review(d, team_id, user_id, segment.id or 0, file_id, info)
     except Exception:
         if made:  # made for this review, which was refused: not left empty in every menu
-            await withdraw_segment(d.db, team_id, segment, user_id)
+            await withdraw_segment(d.db, team_id, segment.id or 0, user_id)
         raise
     posting = review_post_key(batch_id)
     try:

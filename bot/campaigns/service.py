@@ -261,15 +261,12 @@ async def create_campaign(
     return campaign
 
 
-async def _name_taken(session: Any, team_id: str, name_key: str,
-                      other_than: int | None = None) -> str | None:  # fmt: skip
-    """The name, as its campaign spells it, of the workspace's campaign with this name key
-    (another than `other_than`), or None: "A campaign named 'spring' already exists" echoed
-    the name typed, not the one to look for in the list."""
+async def _name_taken(session: Any, team_id: str, name_key: str) -> str | None:
+    """The name, as its campaign spells it, of the workspace's campaign with this name key,
+    or None: "A campaign named 'spring' already exists" echoed the name typed, not the one
+    to look for in the list."""
     query = select(Campaign.name).where(Campaign.team_id == team_id,
                                         Campaign.name_key == name_key)  # fmt: skip
-    if other_than is not None:
-        query = query.where(Campaign.id != other_than)
     found = (await session.exec(query)).first()
     return None if found is None else str(found)
 

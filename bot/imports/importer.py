@@ -48,7 +48,7 @@ from bot.mailchimp.accounts import stamp_of
 from bot.mailchimp.api import Audience, Credentials, MailchimpError
 from bot.mailchimp.importing import read_audience
 from bot.progress import ProgressBar
-from bot.segments import NO_CAMPAIGNS, delete_segment, member_count
+from bot.segments import withdraw_segment
 from bot.words import plural
 from bot.workspaces import WorkspaceError, find_segment, free_name, import_target
 from models import (
@@ -269,22 +269,11 @@ async def _withdraw(db: Database, team_id: str, batch_id: int, requested_by: str
 
 
 async def _unmake(db: Database, team_id: str, made: Segment | None, actor: str) -> None:
-    """Remove the segment `--create-segment` made for an import that imported nothing: it
-    was left behind, empty (`segments` listed it, the audit log said it was created for an
-    import it then said was cancelled). Deleted as `segments delete` does, so the audit log
-    says that too; left as it is if anything came to use it meanwhile (a member, a campaign,
-    another import)."""
-    if made is None or made.id is None:
-        return
-    try:
-        if await member_count(db, team_id, made.id) == 0:
-            await delete_segment(db, team_id, made.id, actor=actor,
-                                 expect_campaigns=NO_CAMPAIGNS)  # fmt: skip
-    except WorkspaceError:  # in use now, or deleted already: not ours to remove
-        pass
-    except Exception:
-        log.exception("the segment %r that import made for nothing could not be removed",
-                      made.name)  # fmt: skip
+    """Remove the segment `--create-segment` made for an import that imported nothing (it
+    was left behind, empty, and the audit log said it was created for an import it then said
+    was cancelled): segments.withdraw_segment, so the audit log says that too."""
+    if made is not None and made.id is not None:
+        await withdraw_segment(db, team_id, made.id, actor)
 
 
 async def _deleted_under(db: Database, team_id: str, segment: Segment,
