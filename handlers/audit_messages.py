@@ -24,12 +24,11 @@ from bot.audit import CLI, Act, Entry, ImportOutcome, detail_words, import_of, w
 from bot.ids import digits
 from handlers.ids import Action
 from handlers.messages import esc, n, plural, slack_date
-from handlers.slack_text import cut_mrkdwn
+from handlers.slack_text import SECTION_TEXT, cut_mrkdwn
 
 PAGE = 20
 MAX_DETAIL = 300  # characters of a detail shown (before escaping)
 MAX_FILTER = 100
-SECTION_CHARS = 3000
 _STORED_MENTION = re.compile(r"^<@[UW][A-Z0-9]{2,30}>$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")
 OUTCOME_WORDS = {"draft": "waiting for review", "queued": "approved, waiting to run",
@@ -92,8 +91,8 @@ def _sections(lines: Sequence[str]) -> list[Block]:
     blocks: list[Block] = []
     chunk = ""
     for line in lines:
-        line = cut_mrkdwn(line, SECTION_CHARS)
-        if chunk and len(chunk) + 1 + len(line) > SECTION_CHARS:
+        line = cut_mrkdwn(line, SECTION_TEXT)
+        if chunk and len(chunk) + 1 + len(line) > SECTION_TEXT:
             blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
             chunk = ""
         chunk = f"{chunk}\n{line}" if chunk else line

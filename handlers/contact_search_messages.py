@@ -40,13 +40,12 @@ from bot.contact_admin import (
 )
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import clip, esc, metadata, n, slack_date
-from handlers.slack_text import cut_mrkdwn
+from handlers.slack_text import SECTION_TEXT, cut_mrkdwn
 
 MAX_SEGMENTS_SHOWN = 15  # one block each, with its Remove button
 MAX_MENU_OPTIONS = 100  # Slack's most in a static menu: the segments past those above
 MAX_CAMPAIGNS_SHOWN = 10  # lines of one section
 MAX_NAME_SHOWN = 80
-MAX_TEXT = 3000
 MAX_CONFIRM = 300  # a confirm dialog's text
 MODAL_TITLE = "Contacts"
 SEARCH_HINT = ("Search by the start of an email address, a first name or a last name, e.g. "
@@ -69,7 +68,7 @@ def _name(first: str, last: str) -> str:
 
 
 def _section(text: str) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(text, MAX_TEXT)))
+    return SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(text, SECTION_TEXT)))
 
 
 def _noted(note: str, blocks: list[Block]) -> list[Block]:
@@ -116,7 +115,7 @@ def results(page: Page, *, note: str = "") -> tuple[str, list[Block]]:
     blocks: list[Block] = [ContextBlock(elements=[MarkdownTextObject(text=text)])]
     for hit in page.hits:
         blocks.append(SectionBlock(
-            text=MarkdownTextObject(text=cut_mrkdwn(_hit_line(hit), MAX_TEXT)),
+            text=MarkdownTextObject(text=cut_mrkdwn(_hit_line(hit), SECTION_TEXT)),
             # with its address's check, as the card's buttons: SQLite gives a deleted
             # contact's id to the next, and Show on results left open opened their card
             accessory=ButtonElement(text="Show", action_id=Action.CONTACT_SHOW,

@@ -33,7 +33,7 @@ from bot.mailchimp.accounts import Connection
 from handlers.campaign_messages import STATE_LABEL
 from handlers.ids import Action
 from handlers.messages import esc, n, plural, slack_date
-from handlers.slack_text import cut_mrkdwn
+from handlers.slack_text import SECTION_TEXT, cut_mrkdwn
 from models import BatchStatus, CampaignState, Segment, SegmentKind
 
 MAX_SEGMENTS_SHOWN = 10
@@ -45,7 +45,6 @@ MORE_STEP = 10
 MAX_SEGMENTS_EVER = 25
 MAX_IMPORTS_EVER = 40
 MAX_TARGETS_NAMED = 5
-MAX_SECTION_TEXT = 3000
 MAX_ERROR = 300
 TITLE = "Referral program"
 
@@ -96,11 +95,11 @@ class HomeData:
 
 
 def _section(text: str) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(text, MAX_SECTION_TEXT)))
+    return SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(text, SECTION_TEXT)))
 
 
 def _context(text: str) -> ContextBlock:
-    return ContextBlock(elements=[MarkdownTextObject(text=cut_mrkdwn(text, MAX_SECTION_TEXT))])
+    return ContextBlock(elements=[MarkdownTextObject(text=cut_mrkdwn(text, SECTION_TEXT))])
 
 
 def _more(hidden: int, what: str, where: str) -> list[Block]:

@@ -41,7 +41,7 @@ from bot.imports.review import BatchView, ContactRow, describe_status
 from bot.imports.source_names import told_apart
 from bot.words import plural
 from handlers.ids import Action, BlockId, Callback
-from handlers.slack_text import cut_mrkdwn
+from handlers.slack_text import SECTION_TEXT, cut_mrkdwn
 from models import BatchStatus, FileFormat, ImportBatch, ImportSource, SourceKind, SourceStatus
 
 MAX_SOURCES_SHOWN = 30  # keeps the review message far below Slack's 50 blocks
@@ -434,7 +434,7 @@ def _preview_line(p: CampaignPreview) -> str:
 
 
 def preview_lines(previews: Sequence[CampaignPreview], prefix: str = "",
-                  room: int = 3000) -> str:  # fmt: skip
+                  room: int = SECTION_TEXT) -> str:  # fmt: skip
     """Each live campaign's line, as many as fit in `room` characters, then how many more
     there are: the first five alone were shown, and a sixth campaign emailed everyone with
     nothing in the review saying it would."""
@@ -539,7 +539,7 @@ def dry_run_text(result: DryRun, segment: str) -> str:
                      "yet.")  # fmt: skip
     head = "\n".join(lines)
     if result.campaigns:
-        campaigns = preview_lines(result.campaigns, "• ", 3000 - len(head) - 1)
+        campaigns = preview_lines(result.campaigns, "• ", SECTION_TEXT - len(head) - 1)
         head = "\n".join([*lines[:4], campaigns, *lines[4:]])
     return cut_mrkdwn(head)
 
