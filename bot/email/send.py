@@ -43,6 +43,7 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
+from bot.causes import causes
 from bot.email.message import ascii_domain
 
 log = logging.getLogger(__name__)
@@ -329,22 +330,13 @@ def _not_connected(config: SmtpConfig, exc: BaseException) -> SmtpSetupError:
                           f"{unreachable_words(config, exc)}", detail=detail)  # fmt: skip
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    """The exception and those it was raised from (aiosmtplib wraps the OSError it met)."""
-    found: list[BaseException] = []
-    while exc is not None and exc not in found:
-        found.append(exc)
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return found
-
-
 _NO_ROUTE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
 
 
 def unreachable_words(config: SmtpConfig, exc: BaseException) -> str:
     """Why no session could be had with the server, as a merchant can act on it: refused,
     no answer, no such host, TLS refused, closed at once (never an errno)."""
-    chain = _chain(exc)
+    chain = list(causes(exc))
 
     def found(*kinds: type[BaseException]) -> BaseException | None:
         return next((e for e in chain if isinstance(e, kinds)), None)

@@ -19,13 +19,14 @@ import json
 import logging
 import socket
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from bot.causes import causes
 from bot.mailchimp.member_store import MemberStore
 
 if TYPE_CHECKING:
@@ -189,30 +190,15 @@ _NO_SUCH_NAME = {socket.EAI_NONAME, *([socket.EAI_NODATA] if hasattr(socket, "EA
                                       else [])}  # fmt: skip
 
 
-def _causes(error: BaseException) -> Iterator[BaseException]:
-    """The error and what it wraps: requests' ConnectionError holds urllib3's MaxRetryError
-    (in its args), whose `reason` (NameResolutionError, a timeout) was caused by the socket's."""
-    seen: set[int] = set()
-    todo = [error]
-    while todo:
-        found = todo.pop()
-        if id(found) in seen:
-            continue
-        seen.add(id(found))
-        yield found
-        todo += [e for e in (*found.args, getattr(found, "reason", None), found.__cause__,
-                             found.__context__) if isinstance(e, BaseException)]  # fmt: skip
-
-
 def _unknown_host(error: BaseException) -> bool:
     return any(isinstance(e, socket.gaierror) and e.errno in _NO_SUCH_NAME
-               for e in _causes(error))  # fmt: skip
+               for e in causes(error))  # fmt: skip
 
 
 def _lookup_failed(error: BaseException) -> bool:
     """The host name couldn't be looked up, the resolver not saying it doesn't exist
     (EAI_AGAIN: it was out of reach, or didn't answer in time)."""
-    return any(isinstance(e, socket.gaierror) for e in _causes(error))
+    return any(isinstance(e, socket.gaierror) for e in causes(error))
 
 
 def _host(creds: Credentials) -> str:
@@ -224,7 +210,7 @@ def _network_reason(error: BaseException, timeout: float) -> str:
     """A request that got no HTTP answer, in words (its text names pools and retries)."""
     import requests
 
-    if any(isinstance(e, (requests.Timeout, TimeoutError)) for e in _causes(error)):
+    if any(isinstance(e, (requests.Timeout, TimeoutError)) for e in causes(error)):
         return f"it didn't answer within {timeout:g} s"
     return "it couldn't be reached"
 
