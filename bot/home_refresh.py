@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
 from bot.jobs.queue import database_now_in, enqueue_pending_in
@@ -37,12 +38,7 @@ async def queue_home_refresh(db: Database, team_id: str) -> int | None:
 
     One transaction: see `enqueue_pending_in`."""
     async with db.begin() as conn:
-        viewer = (await conn.execute(
-            select(HomeViewer.user_id).where(
-                col(HomeViewer.team_id) == team_id,
-                col(HomeViewer.opened_at) >= utcnow() - VIEWERS_KEPT).limit(1)
-        )).first()  # fmt: skip
-        if viewer is None:
+        if not await has_recent_viewer_in(conn, team_id):
             return None
         # due by the clock it is claimed by (the database's: bot.jobs.queue): stamped with
         # this process's, a host behind by more than REFRESH_DELAY queued a refresh due at
@@ -51,6 +47,17 @@ async def queue_home_refresh(db: Database, team_id: str) -> int | None:
         due = await database_now_in(conn) + REFRESH_DELAY
         return await enqueue_pending_in(conn, team_id, HOME_REFRESH_JOB, {},
                                         dedupe_key=_PENDING, run_after=due)  # fmt: skip
+
+
+async def has_recent_viewer_in(conn: AsyncConnection, team_id: str) -> bool:
+    """Whether someone in the workspace opened Home in the last VIEWERS_KEPT: only then is
+    there a Home tab to republish (and a report for it to show)."""
+    viewer = (await conn.execute(
+        select(HomeViewer.user_id).where(
+            col(HomeViewer.team_id) == team_id,
+            col(HomeViewer.opened_at) >= utcnow() - VIEWERS_KEPT).limit(1)
+    )).first()  # fmt: skip
+    return viewer is not None
 
 
 def home_refresh_handler(refresh: HomeRefresher) -> Handler:

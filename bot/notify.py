@@ -9,14 +9,12 @@ from typing import Protocol
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlmodel import col, select
 
-from bot.home_refresh import VIEWERS_KEPT
+from bot.home_refresh import has_recent_viewer_in
 from bot.ids import USER_ID
 from bot.jobs.queue import enqueue_pending_in
 from bot.once import forget, forget_in, seen_in
-from models import Database, HomeViewer
-from models.clock import utcnow
+from models import Database
 
 
 class ImportNotifier(Protocol):
@@ -127,20 +125,13 @@ async def enqueue_enrollment_report_in(conn: AsyncConnection, team_id: str,
 
 async def _reported_in_slack(conn: AsyncConnection, team_id: str, enrollment_id: int) -> bool:
     """Whether the enrollment's report has a Slack thread to go to, or the workspace a Home
-    tab to republish (bot.home_refresh's rule: opened in the last VIEWERS_KEPT)."""
+    tab to republish (bot.home_refresh.has_recent_viewer_in)."""
     thread = (await conn.execute(
         text("SELECT 1 FROM enrollment WHERE team_id = :t AND id = :e "
              "AND channel_id IS NOT NULL AND thread_ts IS NOT NULL"),
         {"t": team_id, "e": enrollment_id},
     )).first()  # fmt: skip
-    if thread is not None:
-        return True
-    viewer = (await conn.execute(
-        select(HomeViewer.user_id).where(
-            col(HomeViewer.team_id) == team_id,
-            col(HomeViewer.opened_at) >= utcnow() - VIEWERS_KEPT).limit(1)
-    )).first()  # fmt: skip
-    return viewer is not None
+    return thread is not None or await has_recent_viewer_in(conn, team_id)
 
 
 async def enqueue_report_in(
