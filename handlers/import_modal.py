@@ -21,7 +21,6 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.campaigns.preview import inviting_campaigns, preview_batch
 from bot.ids import digits
@@ -72,7 +71,7 @@ from handlers.context import (
 )
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
-from handlers.later import or_log
+from handlers.later import context_of, or_log
 from handlers.mailchimp_messages import (
     LISTS_LOADING,
     LISTS_NOT_CONNECTED,
@@ -620,7 +619,8 @@ async def publish_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id
     buttons work, so from then on nothing may withdraw the import (a failure after the post
     did, and left a live-looking review whose Approve said "already cancelled"). Nothing after
     the post raises: a record that fails is tried again, then left to the review's first
-    click (record_review)."""
+    click (record_review); the line saying why it's in the DM is logged when it fails, the
+    network's failures as well as Slack's refusals (or_log)."""
     view = await load(d.db, team_id, batch_id)
     previews = await preview_batch(d.db, team_id, batch_id, view.segment.id or 0)
     text, blocks = review_message(view, previews, undo_days=d.settings.undo_window_days)
@@ -637,7 +637,10 @@ async def publish_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id
         posted = await client.chat_postMessage(channel=dm, text=text, blocks=blocks)
     await record_review(d.db, team_id, batch_id, str(posted["channel"]), str(posted["ts"]))
     if refused and channel and channel != posted["channel"]:
-        await _say_why_here(client, posted["channel"], channel, refused, batch_id)
+        where = {"team": team_id, "batch": str(batch_id), "channel": str(posted["channel"])}
+        await or_log(_say_why_here(client, posted["channel"], channel, refused, where),
+                     "review sent by DM, but the line saying why was not posted", where,
+                     log)  # fmt: skip
     return view
 
 
@@ -654,31 +657,35 @@ async def record_review(db: Database, team_id: str, batch_id: int, channel: str,
     A failed write is tried again a few times (it sets the same two values: a write that
     did land changes nothing); if the database stays away, the review's buttons still work
     (each carries the import's id) and the first click on it records it
-    (handlers/review.py), redrawing what it missed meanwhile."""
+    (handlers/review.py), redrawing what it missed meanwhile. Every exception is caught, not
+    only the database's (SQLAlchemyError, OSError): one raised from here would withdraw the
+    import under its live review."""
+    where = context_of({"team": team_id, "batch": str(batch_id), "channel": channel, "ts": ts})
     for pause in (*RECORD_PAUSES, None):
         try:
             await set_message(db, team_id, batch_id, channel_id=channel, message_ts=ts)
             return
-        except (SQLAlchemyError, OSError) as exc:
+        except Exception as exc:
             if pause is None:
-                log.error("review of import %s posted in %s (ts %s) but not recorded: the "
-                          "first click on it records it", batch_id, channel, ts,
-                          exc_info=exc)  # fmt: skip
+                log.error("review posted but not recorded (%s): the first click on it "
+                          "records it", where, exc_info=exc)  # fmt: skip
                 return
-            log.warning("review of import %s posted in %s (ts %s), not recorded yet (%r): "
-                        "trying again in %s s", batch_id, channel, ts, exc, pause)  # fmt: skip
+            log.warning("review posted, not recorded yet (%s): %r; trying again in %s s",
+                        where, exc, pause)  # fmt: skip
             await asyncio.sleep(pause)
 
 
 async def _say_why_here(client: AsyncWebClient, dm: str, channel: str, refused: str,
-                        batch_id: int) -> None:  # fmt: skip
+                        where: dict[str, str]) -> None:  # fmt: skip
     """The line beside a review sent to the DM saying why it's there; nice to have: the
-    review itself is posted and recorded, so Slack refusing this line changes nothing."""
+    review itself is posted and recorded, so this line failing changes nothing. Slack
+    refusing it is logged here in a line; any other failure (a network error: slack_sdk
+    raises aiohttp's and asyncio's own, not SlackApiError) is the caller's or_log's."""
     try:
         await client.chat_postMessage(channel=dm, text=not_posted_there(channel, refused))
     except SlackApiError as exc:
-        log.warning("review of import %s is in %s, but the line saying why was not posted: "
-                    "%s", batch_id, dm, slack_error(exc))  # fmt: skip
+        log.warning("review sent by DM, but the line saying why was not posted (%s): %s",
+                    context_of(where), slack_error(exc))  # fmt: skip
 
 
 async def review_posted(client: AsyncWebClient, d: Deps, team_id: str, batch_id: int,
