@@ -82,6 +82,18 @@ async def hold(db: Database, team_id: str, key: str, *, stale_after: timedelta) 
     return await first_time(db, team_id, key)
 
 
+async def taken(db: Database, team_id: str, key: str, *,
+                within: timedelta | None = None) -> bool:  # fmt: skip
+    """Whether `key` is taken for this workspace; with `within`, taken (or renewed) less
+    than that long ago, by the clock hold() judges a key stale by: a holder still in time,
+    not a dead one's key that hold(stale_after=within) would take over. Reads only."""
+    async with db.begin() as conn:
+        where = [_row(team_id, key)]
+        if within is not None:
+            where.append(col(SeenKey.created_at) >= _now(conn, within))
+        return (await conn.execute(select(SeenKey.key).where(*where))).first() is not None
+
+
 # -- posting once: a post and its key, with no crash window between them --------------------
 #
 # A post whose key was taken before it (first_time, then post, forget() if it raises) was lost

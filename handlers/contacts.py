@@ -18,6 +18,7 @@ from handlers.messages import CONTACTS_PER_PAGE, CONTACTS_TITLE, contacts_modal
 from handlers.modals import redraw_after_write
 from handlers.placeholder import open_modal
 from handlers.respond import fill_modal, update_modal
+from handlers.review import on_review_message
 from handlers.routes import Routes
 from models import BatchStatus
 
@@ -57,7 +58,11 @@ async def open_contacts(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                                   notice_modal(CONTACTS_TITLE, "Loading…"))  # fmt: skip
         await fill_modal(client, opened, await _render(context, team_of(body), batch_id, "", 0))
 
-    deps(context).later.run(work(), client, body, prompt=True)
+    # the first click on a review never recorded (the database away when it was posted)
+    # records it, as its other buttons do
+    d = deps(context)
+    d.later.run(on_review_message(d, client, body, work, opens_modal=True), client, body,
+                prompt=True)  # fmt: skip
 
 
 async def _update(body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any], *,

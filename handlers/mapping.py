@@ -49,6 +49,7 @@ from handlers.mapping_messages import chosen_positions, mapping_errors, mapping_
 from handlers.messages import esc
 from handlers.placeholder import open_modal
 from handlers.respond import fill_modal, update_modal
+from handlers.review import on_review_message
 from handlers.routes import Routes
 from handlers.slack_files import FileHostUnavailable, slack_fetcher
 from models import BatchStatus, ImportSource, SourceStatus
@@ -195,7 +196,10 @@ async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                    context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
     d = deps(context)
-    d.later.run(_open(d, client, body), client, body, prompt=True)
+    # the first click on a review never recorded (the database away when it was posted)
+    # records it, as its other buttons do; a click in *All sources* is no click on it
+    d.later.run(on_review_message(d, client, body, lambda: _open(d, client, body),
+                                  opens_modal=True), client, body, prompt=True)  # fmt: skip
 
 
 async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],

@@ -152,19 +152,27 @@ async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                                                          _id(value)),
     }[Action(action["action_id"])]  # fmt: skip
     # Add more opens the import form: trigger ids live 3 s, so it doesn't wait its turn
-    d.later.run(_on_review(d, client, body, work), client, body,
+    d.later.run(on_review_message(d, client, body, work), client, body,
                 prompt=action["action_id"] == Action.ADD_MORE)  # fmt: skip
 
 
-async def _on_review(d: Deps, client: AsyncWebClient, body: dict[str, Any],
-                     work: Callable[[], Awaitable[None]]) -> None:  # fmt: skip
+async def on_review_message(d: Deps, client: AsyncWebClient, body: dict[str, Any],
+                            work: Callable[[], Awaitable[None]], *,
+                            opens_modal: bool = False) -> None:  # fmt: skip
     """A click's `work`, the review message it was made on recorded first if its import has
-    none (see _recorded_here); then brought up to date, as a review just posted is."""
+    none (see _recorded_here); then brought up to date, as a review just posted is. Every
+    button of the review message goes through here (*Review contacts*, handlers/contacts.py,
+    and *Map columns*, handlers/mapping.py, too): whichever is the first click on a review
+    never recorded records it. `opens_modal`: the work opens a modal, whose trigger id lives
+    3 s, so the message is recorded after it (a write, which on SQLite may wait seconds for
+    an import holding the write lock), also when the work was refused."""
     team_id = team_of(body)
-    batch_id = await _recorded_here(d, body, team_id)
+    batch_id = None if opens_modal else await _recorded_here(d, body, team_id)
     try:
         await work()
     finally:
+        if opens_modal:
+            batch_id = await _recorded_here(d, body, team_id)
         if batch_id is not None:
             await review_posted(client, d, team_id, batch_id, None)
 

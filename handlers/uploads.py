@@ -19,7 +19,7 @@ from bot.imports.background import FileRejected
 from bot.imports.batches import create_upload_batch, review_post_key
 from bot.imports.upload_offers import UploadOfferer, queue_upload_offer
 from bot.jobs.worker import PermanentJobError
-from bot.once import forget, hold, post_once, posting_stale
+from bot.once import first_time, forget_in, hold, post_once, posting_stale, taken
 from bot.segments import withdraw_segment
 from bot.settings import Settings
 from bot.workspaces import WorkspaceError, create_segment, ensure_workspace, find_segment
@@ -33,11 +33,12 @@ from handlers.routes import Routes
 from handlers.slack_errors import slack_error
 from handlers.slack_files import SlackFile, check_csv, describe, upload_limit
 from handlers.thread_reply import message_gone
-from models import Database, Segment
+from models import BatchStatus, Database, ImportBatch, Segment
 
 log = logging.getLogger(__name__)
 # A review is posted within seconds of its click; one still unposted this long after belongs
-# to a process that died posting it, and the next click posts it.
+# to a process that died posting it, and the next click posts it: unless it was sent to
+# Slack (review_sent_key), and is only unrecorded (the database away when it was posted).
 POSTING_GIVEN_UP = timedelta(minutes=2)
 
 
@@ -178,11 +179,10 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
         if made:  # made for this review, which was refused: not left empty in every menu
             await withdraw_segment(d.db, team_id, segment.id or 0, user_id)
         raise
-    posting = review_post_key(batch_id)
     try:
         await post_review(client, d, team_id, batch_id, channel, user_id)
     except BaseException:
-        await forget(d.db, team_id, posting)  # not posted: the next click posts it
+        await _not_posted(d.db, team_id, batch_id)  # the next click posts it
         raise
     try:  # the offer says the review is under way: a courtesy, the review is posted
         await client.chat_update(channel=channel, ts=body["container"]["message_ts"],
@@ -213,26 +213,69 @@ async def _chosen_segment(d: Deps, team_id: str, user_id: str, value: str,
     return await import_segment(d.db, team_id, segment_id), made
 
 
+def review_sent_key(batch_id: int) -> str:
+    """Taken just before an upload's review is sent to Slack, and let go only with the key of
+    posting it (review_post_key) when the post failed: a review sent stays known as sent
+    when the database, away as it was posted, couldn't record where it went."""
+    return f"review-sent:{batch_id}"
+
+
+async def _not_posted(db: Database, team_id: str, batch_id: int) -> None:
+    """The review wasn't posted: both its keys go, in one transaction, so the next click
+    posts it."""
+    async with db.begin() as conn:
+        await forget_in(conn, team_id, review_post_key(batch_id))
+        await forget_in(conn, team_id, review_sent_key(batch_id))
+
+
 async def _claim_review(d: Deps, team_id: str, user_id: str, segment_id: int, file_id: str,
                         info: SlackFile) -> int:  # fmt: skip
     """The file's import, whose review this click posts; refused when another click's review
     of it is posted or being posted. One review message per batch: a double click (or two
     people) would post two, and the second click's segment must not replace the first's
-    while its review is being posted."""
+    while its review is being posted.
+
+    A review still unposted long after its click (POSTING_GIVEN_UP) is posted by this one:
+    that process died before sending it (a restart), and the file said "being posted" for
+    good. Not one that was sent (review_sent_key) whose record failed (the database away a
+    while, record_review): unrecorded, it looked the same, and a click posted a second live
+    review of the import. Its first click records it (handlers/review.py); this one is
+    told so and posts nothing. The sent key is taken last, by the click that posts: a click
+    taken for dead that was only slow sends its review first, and this one then refuses."""
     batch_id, posting_here = await create_upload_batch(
         d.db, team_id, segment_id, user_id, file_id=file_id, label=info.name
     )
-    if posting_here:
-        return batch_id
-    earlier = await review.batch_of(d.db, team_id, batch_id)
-    # a review still unposted long after its click: that process died posting it (a
-    # restart), and the file said "being posted" for good; this click posts it
-    if not earlier.message_ts and await hold(d.db, team_id, review_post_key(batch_id),
-                                             stale_after=POSTING_GIVEN_UP):  # fmt: skip
-        return batch_id
-    where = f" in <#{earlier.channel_id}>" if earlier.message_ts else " (being posted)"
-    raise Refusal(f"This file already has a review, started by <@{earlier.requested_by}>: "
-                  f"import #{batch_id}{where}.")  # fmt: skip
+    sent = review_sent_key(batch_id)
+    if not posting_here:
+        earlier = await review.batch_of(d.db, team_id, batch_id)
+        posting = review_post_key(batch_id)
+        if not earlier.message_ts and await taken(d.db, team_id, sent):
+            if not await taken(d.db, team_id, posting, within=POSTING_GIVEN_UP):
+                raise Refusal(_unrecorded(earlier, batch_id))
+        elif not earlier.message_ts and await hold(d.db, team_id, posting,
+                                                   stale_after=POSTING_GIVEN_UP):  # fmt: skip
+            posting_here = True
+        if not posting_here:
+            where = f" in <#{earlier.channel_id}>" if earlier.message_ts else " (being posted)"
+            raise Refusal(f"This file already has a review, started by "
+                          f"<@{earlier.requested_by}>: import #{batch_id}{where}.")  # fmt: skip
+    if not await first_time(d.db, team_id, sent):
+        earlier = await review.batch_of(d.db, team_id, batch_id)
+        raise Refusal(f"This file already has a review, started by <@{earlier.requested_by}>: "
+                      f"import #{batch_id} (being posted).")  # fmt: skip
+    return batch_id
+
+
+def _unrecorded(earlier: ImportBatch, batch_id: int) -> str:
+    """A review sent to Slack long ago whose message the import has no record of: posted
+    while the database was away, or (rarely) its process died while Slack took it."""
+    state = ("" if earlier.status == BatchStatus.DRAFT
+             else f" The import is {review.describe_status(earlier)}.")  # fmt: skip
+    return (f"This file already has a review, started by <@{earlier.requested_by}>: import "
+            f"#{batch_id}, posted here (or in their DM with me, if I couldn't post here) "
+            "while the bot's database was unavailable, so where it is wasn't recorded. Its "
+            "buttons work, and the first click on one records it. If it isn't there, upload "
+            f"the file again to import it.{state}")
 
 
 async def _importable(client: AsyncWebClient, d: Deps, file_id: str, channel: str
