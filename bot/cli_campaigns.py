@@ -16,8 +16,14 @@ from bot.audit import CLI
 from bot.campaigns import service
 from bot.campaigns.advocates import advocate_rows
 from bot.campaigns.enroll import EnrollResult, run_enrollment
-from bot.campaigns.invites import email_unsent, retry_campaign_sending, stop_remedy
+from bot.campaigns.invites import (
+    email_unsent,
+    retry_campaign_sending,
+    stop_remedy,
+    waiting_for_a_sender,
+)
 from bot.campaigns.reports import unsent_while_off
+from bot.cli_common import ask_first
 from bot.jobs.here import running_here, shell_owner
 from bot.jobs.queue import claim_by_key
 from bot.settings import Settings
@@ -216,7 +222,8 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         _warn_sender(campaign, settings)
         return 0
     elif command == "list":
-        rows = [_summary(s) for s in await service.list_campaigns(db, team)]
+        waiting = await waiting_for_a_sender(db, team, settings.job_lease_seconds)
+        rows = [_summary(s, waiting) for s in await service.list_campaigns(db, team)]
         if args.json:
             print(json.dumps(rows))
             return 0
@@ -236,6 +243,8 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                 print(f"  {plural(row['unsent_while_off'], 'invite')} went unsent while the "
                       "invite email was off (referral-bot campaign email-unsent "
                       f"{shlex.quote(row['name'])})")  # fmt: skip
+            if row["invites_waiting_for_worker"]:
+                print(_waiting_text(row["invites_waiting_for_worker"]))
         if not rows:
             print("No campaigns yet: referral-bot campaign create NAME --store-url URL")
         return 0
@@ -345,17 +354,13 @@ async def _ask_first(db: Database, team: str, campaign: Campaign, segment: Segme
     would = (f"{doing} would enroll {plural(found.enrolled, 'contact')} in {name} at once, and "
              f"a worker would email an invite to the {found.subscribed:,} of them who are "
              f"subscribed{later}")  # fmt: skip
-    if not sys.stdin.isatty():
-        raise CampaignCliError(f"Nothing changed: {would}. Add --yes to do it without being "
-                               "asked (there is no terminal to ask on).")  # fmt: skip
-    print(would[:1].upper() + would[1:] + ".", file=sys.stderr)
     question = (f"Put {name} live?" if segment is None else
                 f"Target {segment.name!r} with {name}?")  # fmt: skip
-    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
-    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-        stays = "a draft" if campaign.state == CampaignState.DRAFT else "paused"
-        raise CampaignCliError(f"Nothing changed: nobody was enrolled in {name}." if segment
-                               else f"Nothing changed: {name} stays {stays}.")
+    stays = "a draft" if campaign.state == CampaignState.DRAFT else "paused"
+    ask_first(would[:1].upper() + would[1:] + ".", question, unasked=f"Nothing changed: {would}",
+              add_yes_to="do it", refusal=CampaignCliError,
+              declined=(f"Nothing changed: nobody was enrolled in {name}." if segment
+                        else f"Nothing changed: {name} stays {stays}."))  # fmt: skip
 
 
 async def _retry_sending(db: Database, team: str, campaign: Campaign,
@@ -538,14 +543,28 @@ def _invite_words(row: dict[str, Any]) -> str:
     return f"on after {plural(days, 'day')}" if days else "on"
 
 
-def _summary(s: service.CampaignSummary) -> dict[str, Any]:
+def _summary(s: service.CampaignSummary, waiting: dict[int, int]) -> dict[str, Any]:
+    """A campaign as `campaign list` gives it; `waiting`: its invites due that no running
+    worker can send, by campaign id (invites.waiting_for_a_sender)."""
     c = s.campaign
     return {"id": c.id, "name": c.name, "state": c.state, "invite_email": c.invite_email,
             "invite_delay_days": c.invite_delay_days, "store_url": c.store_url,
             "targets": s.targets, "excluded": s.excluded, "advocates": s.advocates,
             "invites_sent": s.invites_sent,
             "sending_stopped": s.stopped[-1][1] if s.stopped else None,
-            "unsent_while_off": s.unsent_while_off}  # fmt: skip
+            "unsent_while_off": s.unsent_while_off,
+            "invites_waiting_for_worker": waiting.get(c.id or 0, 0)}  # fmt: skip
+
+
+def _waiting_text(count: int) -> str:
+    """The list's line under a campaign whose due invites no running worker can send: their
+    send jobs wait queued (`referral-bot jobs` says so of each), and nothing said why here."""
+    from bot.campaigns.jobs import SEND_NEEDS  # the job handlers: only when it is said
+
+    one = count == 1
+    return (f"  {plural(count, 'invite')} {'is' if one else 'are'} due, but no running worker "
+            f"can send {'it' if one else 'them'}: {SEND_NEEDS} (`referral-bot jobs` shows "
+            "the send jobs waiting)")
 
 
 async def _advocates(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import errno
 import re
+import sys
+from collections.abc import Callable
 from typing import Protocol
 
 from bot.ids import MAX_INT as MAX_INT  # the largest id or count every database takes
@@ -38,6 +40,23 @@ def plain_mentions(message: str) -> str:
 
 class CliError(Exception):
     """A failure to report on stderr (and as {"error": ...} with --json), exit status 1."""
+
+
+def ask_first(told: str, question: str, *, unasked: str, add_yes_to: str, declined: str,
+              refusal: Callable[[str], Exception] = CliError) -> None:  # fmt: skip
+    """Ask before a command does something large or lasting (the caller asks only when there
+    is something to ask, and not with --yes): `told` (what it would do, a line or more) on
+    stderr, then `question` with "[y/N]"; any answer but y or yes raises `refusal(declined)`.
+    Without a terminal to ask on (stdin a pipe, a file, or closed: a cron job, a script) it
+    asks nothing and raises `refusal` of `unasked` ("Nothing changed: …", what it would do),
+    saying to add --yes to `add_yes_to` ("do it") without being asked."""
+    if sys.stdin is None or sys.stdin.closed or not sys.stdin.isatty():
+        raise refusal(f"{unasked}. Add --yes to {add_yes_to} without being asked (there is no "
+                      "terminal to ask on).")  # fmt: skip
+    print(told, file=sys.stderr)
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise refusal(declined)
 
 
 def larger_limit(limit: int) -> int:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO, TextIO, cast
 
 from bot.audit import CLI
-from bot.cli_common import JSON_HELP, TEAM_HELP, CliError, write_failed
+from bot.cli_common import JSON_HELP, TEAM_HELP, CliError, ask_first, write_failed
 from bot.cli_contacts import display_width, pad
 from bot.segments import (
     CampaignUse,
@@ -152,10 +152,6 @@ async def _confirmed(db: Database, team: str, segment: Segment,
     campaigns = await campaigns_using(db, team, segment_id)
     if not members and not campaigns:
         return None
-    held = _what_it_holds(segment.name, members, campaigns)
-    if not sys.stdin.isatty():
-        raise CliError(f"Nothing was deleted: {held}. Add --yes to delete it without being "
-                       "asked (there is no terminal to ask on).")  # fmt: skip
     stay = "it stays" if members == 1 else "they stay"
     lines = [f"{segment.name!r} holds {plural(members, 'contact')}: {stay} in "
              f"{ALL_CUSTOMERS}; only the segment goes." if members
@@ -163,10 +159,9 @@ async def _confirmed(db: Database, team: str, segment: Segment,
     lines += [f"  {c.consequence()}" for c in campaigns[:MAX_CAMPAIGNS_NAMED]]
     if len(campaigns) > MAX_CAMPAIGNS_NAMED:
         lines.append(f"  …and {plural(len(campaigns) - MAX_CAMPAIGNS_NAMED, 'more campaign')}.")
-    print("\n".join(lines), file=sys.stderr)
-    print(f"Delete segment {segment.name!r}? [y/N] ", end="", file=sys.stderr, flush=True)
-    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-        raise CliError(f"Nothing was deleted: {segment.name!r} is kept.")
+    ask_first("\n".join(lines), f"Delete segment {segment.name!r}?",
+              unasked=f"Nothing was deleted: {_what_it_holds(segment.name, members, campaigns)}",
+              add_yes_to="delete it", declined=f"Nothing was deleted: {segment.name!r} is kept.")
     return uses_key(campaigns)
 
 

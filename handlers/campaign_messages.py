@@ -182,6 +182,13 @@ def went_live_note(name: str, targets: int, *, already_live: bool) -> str:
     return f"{esc(name)} is live: enrolling its {n(targets)} target segment{plural} now."
 
 
+def with_sender_warning(note: str, warning: str) -> str:
+    """A note (mrkdwn, escaped) with the campaign's sender warning under it
+    (service.sender_warning; "" adds nothing), as the save and Go live say it: the name in
+    it is the lead's own typing, escaped like the note's."""
+    return f"{note}\n:warning: {esc(warning)}" if warning else note
+
+
 def paused_note(name: str, was: str) -> str:
     if was == CampaignState.PAUSED:
         return f"{esc(name)} was already paused."

@@ -41,6 +41,7 @@ from handlers.campaign_messages import (
     paused_note,
     saved_note,
     went_live_note,
+    with_sender_warning,
 )
 from handlers.context import (
     Deps,
@@ -68,7 +69,7 @@ from handlers.respond import (
     respond,
 )
 from handlers.routes import Routes
-from models import CampaignState
+from models import Campaign, CampaignState
 
 log = logging.getLogger(__name__)
 FIELD_BLOCKS = {
@@ -141,6 +142,11 @@ async def on_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 # ---- Go live / Pause ------------------------------------------------------------------------
 
 
+def _sender_warning(d: Deps, campaign: Campaign) -> str:
+    """service.sender_warning with the way to set a sender in Slack ("": nothing to warn)."""
+    return sender_warning(campaign, d.settings.public_base, "fill in *Sender* with *Edit*.")
+
+
 async def _go_live(d: Deps, client: AsyncWebClient, click: Click) -> None:
     await require_lead(d, client, click.team_id, click.user_id, "put campaigns live")
     campaign_id = _campaign_id(click.value)
@@ -153,7 +159,11 @@ async def _go_live(d: Deps, client: AsyncWebClient, click: Click) -> None:
         raise CampaignError("That campaign doesn't exist in this workspace.")
     targets = len(mine.targets)
     # set_state enrolls nobody when the campaign was live already (or has no targets)
+    already_live = enrollment is None and targets > 0
     note = went_live_note(mine.campaign.name, targets, already_live=enrollment is None)
+    if not already_live:  # put live by this click: what its invites will come from, as a
+        # save says it (the default sender was said only on saving, often long before)
+        note = with_sender_warning(note, _sender_warning(d, mine.campaign))
     text, blocks = campaign_list(summaries, note=note, offset=page_of(summaries, campaign_id))
     await _respond(client, click.response_url, text, replace=True, blocks=blocks)
 
@@ -325,11 +335,8 @@ async def _save(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
             campaign = await update_campaign(d.db, team_id, campaign_id, name=form.name,
                                              opened=opened, actor=user_id,
                                              **fields)  # fmt: skip
-        note = saved_note(campaign.name, created=campaign_id is None)
-        warning = sender_warning(campaign, d.settings.public_base,
-                                 "fill in *Sender* with *Edit*.")  # fmt: skip
-        if warning:  # the name in it is the lead's own typing: escaped like the note's
-            note += f"\n:warning: {esc(warning)}"
+        note = with_sender_warning(saved_note(campaign.name, created=campaign_id is None),
+                                   _sender_warning(d, campaign))  # fmt: skip
         campaign_id = campaign.id  # the list shows the page it is on
         await refresh_for(d, client, team_id)
     except CampaignError as exc:

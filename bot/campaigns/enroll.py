@@ -192,16 +192,20 @@ async def _members(conn: AsyncConnection, segment_id: int | None, batch_id: int 
                   f"({members}) AND m.contact_id = {{contact}} AND m.team_id = :t)")
 
 
-def in_excluded_segment(contact: str, *, campaign: str = ":c", team: str = ":t") -> str:
+def in_excluded_segment(contact: str, *, campaign: str = ":c", team: str = ":t",
+                        other_than: str | None = None) -> str:  # fmt: skip
     """SQL: whether the contact whose id is `contact` (a column) is in a segment the campaign
-    `campaign` excludes. Written once because enrolling, inviting again, each invite's start
-    and the review's preview must agree on who is kept out. Lookups by key: the campaign's
-    segments (campaign_segment's key starts with campaign_id), then each excluded one's
-    member row (segment_member's key: segment_id, contact_id)."""
+    `campaign` excludes (but the segment `other_than`, if given: one about to become a target,
+    as the shell's count before targeting it has it). Written once because enrolling,
+    inviting again, each invite's start, the review's preview and that count must agree on
+    who is kept out. Lookups by key: the campaign's segments (campaign_segment's key starts
+    with campaign_id), then each excluded one's member row (segment_member's key:
+    segment_id, contact_id)."""
+    but = "" if other_than is None else f" AND cs.segment_id <> {other_than}"
     return (f"EXISTS (SELECT 1 FROM campaign_segment cs JOIN segment_member x "
             f"ON x.segment_id = cs.segment_id AND x.contact_id = {contact} "
             f"AND x.team_id = {team} WHERE cs.campaign_id = {campaign} "
-            f"AND cs.team_id = {team} AND cs.role = 'exclude')")
+            f"AND cs.team_id = {team} AND cs.role = 'exclude'{but})")
 
 
 _IN_EXCLUDED = in_excluded_segment("m.contact_id")

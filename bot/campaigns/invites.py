@@ -49,9 +49,10 @@ from bot.jobs.queue import (
     enqueue_in,
     enqueue_pending_in,
     lease_now,
-    live_kinds,
+    live_workers,
     stale_after,
     take_running_in,
+    worker_of,
 )
 from models import Database
 from models.clock import utcnow
@@ -646,28 +647,48 @@ async def send_later(db: Database, team_id: str, enrollment_id: int, waited: int
     return None
 
 
-# Invites of live campaigns still to go out, whose sending hasn't stopped: each one's send
-# job runs once a worker that can send takes it (bot.campaigns.jobs.send_handlers).
-_WAITING_TO_GO = text("""
+# Invites of live campaigns due to go out, whose sending hasn't stopped: each one's send job
+# runs once a worker that can send takes it (bot.campaigns.jobs.send_handlers). Due by the
+# shared clock (bot.jobs.queue.lease_now): an invite held or delayed waits for its time, not
+# for a worker. By "is SQLite".
+_WAITING_TO_GO = {sqlite: _timed(f"""
     SELECT i.campaign_id, COUNT(*) FROM invite i
     JOIN campaign p ON p.id = i.campaign_id AND p.team_id = i.team_id
     JOIN enrollment e ON e.id = i.enrollment_id AND e.team_id = i.team_id
     WHERE i.team_id = :t AND i.state IN ('queued', 'held') AND p.state = 'live'
-      AND e.send_error IS NULL
+      AND e.send_error IS NULL AND i.send_after <= {lease_now(sqlite)}
     GROUP BY i.campaign_id
-""")
+""") for sqlite in (True, False)}
+# The lease owners of the workspace's running jobs whose lease lapsed: their workers are dead,
+# though their rows may not be stale yet (a live worker renews every third of a lease).
+_LAPSED_OWNERS = {sqlite: _timed(f"""
+    SELECT DISTINCT lease_owner FROM job
+    WHERE team_id = :t AND state = 'running' AND lease_expires_at < {lease_now(sqlite)}
+""") for sqlite in (True, False)}
+
+
+async def _runnable_kinds(db: Database, team_id: str, lease_seconds: float) -> frozenset[str]:
+    """The job kinds some live worker can take, as `referral-bot jobs` decides that a job
+    waits for a worker (`waiting_for_worker`): the workers seen lately, but those whose lease
+    on one of the workspace's jobs lapsed (dead: they resume nothing)."""
+    async with db.begin() as conn:
+        dead = {worker_of(str(owner)) for (owner,) in await conn.execute(
+            _LAPSED_OWNERS[conn.dialect.name == "sqlite"], {"t": team_id, "now": utcnow()})}
+    workers = await live_workers(db, stale_after(lease_seconds))
+    return frozenset().union(*(w.kind_set for w in workers if w.owner not in dead))
 
 
 async def waiting_for_a_sender(db: Database, team_id: str,
                                lease_seconds: float) -> dict[int, int]:  # fmt: skip
-    """Invites of live campaigns waiting to go out while no running worker can send them
-    (none has what bot.campaigns.jobs.cannot_send names), by campaign id; empty while one
-    can. A worker that can't send leaves their jobs queued: `campaign list` says they wait,
-    and what such a worker needs (bot.campaigns.jobs.SEND_NEEDS)."""
-    if SEND_JOB in await live_kinds(db, stale_after(lease_seconds)):
+    """Invites of live campaigns due to go out while no running worker can send them (none
+    has what bot.campaigns.jobs.cannot_send names, or the one that had it died), by campaign
+    id; empty while one can. A worker that can't send leaves their jobs queued: `campaign
+    list` says they wait, and what such a worker needs (bot.campaigns.jobs.SEND_NEEDS)."""
+    if SEND_JOB in await _runnable_kinds(db, team_id, lease_seconds):
         return {}
     async with db.begin() as conn:
-        rows = await conn.execute(_WAITING_TO_GO, {"t": team_id})
+        rows = await conn.execute(_WAITING_TO_GO[conn.dialect.name == "sqlite"],
+                                  {"t": team_id, "now": utcnow()})  # fmt: skip
         return {int(campaign): int(count) for campaign, count in rows}
 
 
@@ -751,7 +772,13 @@ async def reschedule_waiting_in(conn: AsyncConnection, team_id: str, campaign_id
     """The campaign's invite delay changed: invites not sent yet wait that long after their
     enrollment instead (still past its hold), and a live campaign's enrollments get send jobs
     for the new times, in the caller's transaction. A merchant who set 7 days by mistake and
-    then 0 expects the invites to go now, not a week later."""
+    then 0 expects the invites to go now, not a week later.
+
+    Due by the shared clock (bot.jobs.queue.lease_now), as enrolling made them: from the
+    enrollment's created_at and hold_until, both stamped by it (service._enroll_in,
+    enroll.run_enrollment), never this host's clock; created_at stamped by the host that
+    asked for the enrollment delayed the invites by its skew when it was ahead, and sent
+    them early when it was behind."""
     params = {"t": team_id, "c": campaign_id}
     for enrollment_id, enrolled_at, hold_until in (
             await conn.execute(_ENROLLMENTS_WAITING, params)).all():  # fmt: skip

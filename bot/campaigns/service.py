@@ -25,7 +25,7 @@ from sqlmodel import col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import Act, record_in
-from bot.campaigns.enroll import SEND_JOB, excluded_reason
+from bot.campaigns.enroll import SEND_JOB, excluded_reason, in_excluded_segment
 from bot.campaigns.invites import reschedule_waiting_in, schedule_waiting_in, stop_invites_in
 from bot.campaigns.reports import (
     INVITE_EMAIL_OFF,
@@ -34,7 +34,7 @@ from bot.campaigns.reports import (
 )
 from bot.email.message import parse_sender
 from bot.imports.addresses import normalize_email
-from bot.jobs.queue import enqueue_in, worker_of
+from bot.jobs.queue import enqueue_in, lease_now, worker_of
 from bot.notify import BATCH_CHANGED, enqueue_enrollment_report_in, enqueue_report_in
 from bot.once import forget, seen_in
 from bot.words import plural
@@ -497,11 +497,16 @@ async def _enroll_in(conn: AsyncConnection, team_id: str, campaign_id: int, *,
     skipped and counted as such. With a `key` (an import's enrollment), asking again returns
     the first enrollment instead of making another: the job's unique key decides, even when
     two processes ask at once."""
+    # created_at by the clock due times are stamped with (bot.jobs.queue.lease_now: on
+    # PostgreSQL, the server's): a change of the invite delay makes the invites due from it
+    # (invites.reschedule_waiting_in), and a host whose clock was ahead delayed them by its
+    # skew, one behind sent them early
+    sqlite = conn.dialect.name == "sqlite"
     enrollment_id = (await conn.execute(
-        text("""INSERT INTO enrollment (team_id, campaign_id, segment_id, batch_id, requested_by,
-                status, enrolled, already_advocates, excluded, channel_id, thread_ts, created_at)
-                VALUES (:t, :c, :s, :b, :who, 'queued', 0, 0, 0, :ch, :ts, :now) RETURNING id""")
-        .bindparams(_now()),
+        text(f"""INSERT INTO enrollment (team_id, campaign_id, segment_id, batch_id, requested_by,
+                 status, enrolled, already_advocates, excluded, channel_id, thread_ts, created_at)
+                 VALUES (:t, :c, :s, :b, :who, 'queued', 0, 0, 0, :ch, :ts, {lease_now(sqlite)})
+                 RETURNING id""").bindparams(*([_now()] if sqlite else [])),
         {"t": team_id, "c": campaign_id, "s": segment_id, "b": batch_id, "who": requested_by,
          "ch": thread.channel_id if thread else None, "ts": thread.thread_ts if thread else None},
     )).scalar_one()  # fmt: skip
@@ -1023,15 +1028,15 @@ class Audience:
     subscribed: int
 
 
-_AUDIENCE = """
+# Left out: advocates already, and contacts of a segment the campaign excludes, as enrolling
+# has it (enroll.in_excluded_segment), but the segment being targeted (:s, 0 going live):
+# targeting makes it a target, excluded no more.
+_AUDIENCE = f"""
     SELECT COUNT(*), COALESCE(SUM(CASE WHEN k.subscribed = :yes THEN 1 ELSE 0 END), 0)
     FROM contact k
-    WHERE k.team_id = :t AND {scope}
+    WHERE k.team_id = :t AND {{scope}}
       AND NOT EXISTS (SELECT 1 FROM advocate a WHERE a.campaign_id = :c AND a.contact_id = k.id)
-      AND NOT EXISTS (SELECT 1 FROM campaign_segment cs JOIN segment_member x
-                      ON x.segment_id = cs.segment_id AND x.contact_id = k.id AND x.team_id = :t
-                      WHERE cs.campaign_id = :c AND cs.team_id = :t AND cs.role = 'exclude'
-                        AND cs.segment_id <> :s)
+      AND NOT {in_excluded_segment("k.id", other_than=":s")}
 """
 _IN_TARGETS = ("k.id IN (SELECT m.contact_id FROM segment_member m JOIN campaign_segment cs "
                "ON cs.segment_id = m.segment_id WHERE m.team_id = :t AND cs.team_id = :t "

@@ -194,7 +194,9 @@ async def test_go_live_enrolls_the_targets_and_pause_stops(app: Harness) -> None
     assert await _state(app, spring) == CampaignState.LIVE
     assert await _count(app, "SELECT COUNT(*) FROM enrollment") == 1
     assert live[-1]["replace_original"] is True
-    assert live[-1]["text"] == "Spring is live: enrolling its 2 target segments now."
+    # no sender set: what its invites will come from is said under it, as on saving
+    assert live[-1]["text"].startswith("Spring is live: enrolling its 2 target segments now."
+                                       "\n:warning: Invites of 'Spring' will come from")
     assert find_element(live[-1]["blocks"], Action.CAMPAIGN_LIVE) is None
     await app.settle()  # the enrollment job runs (the segments are empty)
     assert await _count(app, "SELECT COUNT(*) FROM enrollment WHERE status = 'done'") == 1
