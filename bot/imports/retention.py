@@ -38,6 +38,7 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from bot.imports.job_kinds import PURGE_JOB
 from bot.imports.undo_window import close_undo_before
 from bot.jobs.queue import enqueue_in
+from bot.jobs.retention import forget_finished_jobs
 from bot.jobs.worker import Handler, JobContext
 from models import Database
 from models.clock import utcnow
@@ -127,6 +128,7 @@ async def purge_staged(db: Database, team_id: str, days: float,
             await close_undo_before(conn, team_id, cutoff)  # what undoing them needs is gone
         if (await conn.execute(_LEFT, {"t": team_id})).first() is not None:
             await schedule_purge_in(conn, team_id, utcnow() + timedelta(days=1))
+    await forget_finished_jobs(db, team_id)
     if db.is_sqlite and purged:
         try:
             await shrink_staging(db)

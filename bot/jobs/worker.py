@@ -4,8 +4,9 @@ A worker claims only the kinds it has handlers for and keeps a row in `worker_pr
 it runs, so `referral-bot jobs` can tell which queued jobs no live worker can take. It never
 dies of a database error: every queue call logs the job and the traceback, backs off (0.5 s
 doubling to 30 s) and tries again, so a database restart only pauses the work. Recording a
-result gives up at once on any other error (a bug: retrying would fail the same way for ever
-while the job's lease stays renewed); the lease then lapses and the job is taken again.
+result retries only an outage (`_passes`) and gives up at once on any other error, a database
+error too (a constraint violated, a bug: retrying would fail the same way for ever while the
+job's lease stays renewed); the lease then lapses and the job is taken again.
 
 The steps that end a job for good (failing its work, telling its thread) ride out a database
 outage (`surely`), and a last attempt that fails before its handler took such a step (the
@@ -27,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from asyncpg import InterfaceError as PostgresInterfaceError
-from asyncpg import PostgresError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -39,45 +39,93 @@ T = TypeVar("T")
 
 PRESENCE_SECONDS = 5.0  # a worker refreshes its `worker_process` row at least this often
 GIVE_UP_WHEN_STOPPING = 3  # failed attempts to record a result after stop() before giving up
-# Errors that waiting can fix: the database (or the way to it) is down, busy or restarting.
-TRANSIENT = (OSError, sqlite3.Error, DBAPIError, PoolTimeout, PostgresError, PostgresInterfaceError)
 
 # What a database error says of itself is its SQL statement and parameters (ids, addresses),
 # and Slack's thread or report showed it as why the work failed: the worker's log has it, and
 # they say this instead.
 DATABASE_DOWN = "the bot's database was unavailable; the worker's log says more."
+# ... and a PostgreSQL that can't be reached at all (down, or its host gone): the driver's
+# OSError, which its thread and `referral-bot jobs` showed as "ConnectionRefusedError: [Errno
+# 111] Connect call failed ('10.0.0.5', 5432)"
+DATABASE_UNREACHABLE = "the bot's database could not be reached; the worker's log says more."
 _UNAVAILABLE = (sqlite3.OperationalError, OperationalError, InterfaceError, PoolTimeout,
                 PostgresInterfaceError)  # fmt: skip
 # PostgreSQL's SQLSTATEs of a database out of reach for now: a connection lost or refused
 # (08), out of resources (53), shutting down or starting (57P), a lock not granted in time
 # (55P03), a statement timed out (57014), a serialization failure or deadlock (40001, 40P01)
 _OUTAGE_STATES = ("08", "53", "57P", "55P03", "57014", "40001", "40P01")
+# A unique key taken by another transaction that committed first (PostgreSQL: a job giving
+# its key back as another enqueue takes it, see queue._leave_owned): a race lost, which the
+# next try sees the outcome of. Recording a result tries once more on it (see _record).
+_RACE_LOST = "23505"
+_DRIVER = "asyncpg"
 
 
 def database_outage(exc: BaseException) -> bool:
     """The error is the database's being unavailable for now, not a bug of ours (asyncpg's
-    errors reach us wrapped, with their SQLSTATE)."""
-    if isinstance(exc, _UNAVAILABLE):
+    errors reach us wrapped, with their SQLSTATE; a connection it lost, or never made, as
+    SQLAlchemy tells it, or as the OSError it is: `database_unreachable`)."""
+    if isinstance(exc, _UNAVAILABLE) or database_unreachable(exc):
         return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return _sqlstate(exc).startswith(_OUTAGE_STATES)
+
+
+def _sqlstate(exc: BaseException) -> str:
+    """PostgreSQL's SQLSTATE of the error, or "" (SQLite's, and anything not the database's)."""
     cause = exc.orig if isinstance(exc, DBAPIError) else exc
     state = getattr(cause, "sqlstate", None)
-    return isinstance(state, str) and state.startswith(_OUTAGE_STATES)
+    return state if isinstance(state, str) else ""
+
+
+def _on_the_way(exc: BaseException) -> bool:
+    """An OSError of a connection (refused, reset, timed out, a host name not found) rather
+    than of a file's (FileNotFoundError, PermissionError...); asyncio raises a bare OSError
+    when every address of a host refused ("Multiple exceptions: ...")."""
+    return isinstance(exc, ConnectionError | TimeoutError | socket.gaierror) or type(exc) is OSError
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """The database couldn't be reached: asyncpg raises a connection refused (a PostgreSQL
+    that is down), a timeout or a host name not found as the OSError it is, which SQLAlchemy
+    doesn't wrap. Told from another server's (an SMTP server's refusal is a ConnectionError
+    too: aiosmtplib's SMTPConnectError) by where it was raised: in the driver."""
+    if not _on_the_way(exc):
+        return False
+    frame = exc.__traceback__
+    while frame is not None:
+        module = frame.tb_frame.f_globals.get("__name__") or ""
+        if module == _DRIVER or module.startswith(f"{_DRIVER}."):
+            return True
+        frame = frame.tb_next
+    return False
 
 
 def failure_words(exc: BaseException) -> str:
-    """Why the work failed for good, as its thread or report says it: a database outage in
-    words, anything else by its class and message."""
+    """Why the work failed for good, as its thread or report says it: a database out of
+    reach or unavailable in words, anything else by its class and message."""
+    if database_unreachable(exc):
+        return DATABASE_UNREACHABLE
     return DATABASE_DOWN if database_outage(exc) else f"{type(exc).__name__}: {exc}"
 
 
+def _job_error(exc: BaseException) -> str:
+    """A failed attempt's error as its job records it (`referral-bot jobs` shows it): a
+    database that couldn't be reached in words (see DATABASE_UNREACHABLE), anything else by
+    its class and message, for whoever runs the bot to look into."""
+    if database_unreachable(exc):
+        return DATABASE_UNREACHABLE
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _passes(exc: BaseException) -> bool:
-    """An outage that waiting ends (what `surely` waits out): the database unavailable
-    (`database_outage`), or the way to it: asyncpg raises a connection refused or reset, a
-    timeout or a host name not found as the OSError it is, unwrapped. Not an OSError of a
-    file's (FileNotFoundError, PermissionError...), which no wait mends."""
-    if database_outage(exc):
-        return True
-    return isinstance(exc, ConnectionError | TimeoutError | socket.gaierror) or type(exc) is OSError
+    """An outage that waiting ends (what `surely` waits out, and recording a result retries):
+    the database unavailable (`database_outage`), or the way to it: asyncpg raises a
+    connection refused or reset, a timeout or a host name not found as the OSError it is,
+    unwrapped. Not an OSError of a file's (FileNotFoundError, PermissionError...), which no
+    wait mends."""
+    return database_outage(exc) or _on_the_way(exc)
 
 
 def about(job: Job) -> str:
@@ -348,7 +396,7 @@ class Worker:
                 else:
                     log.exception("%s failed (attempt %s of %s)", about(job), job.attempts,
                                   job.max_attempts)  # fmt: skip
-                error = str(exc) if told else f"{type(exc).__name__}: {exc}"
+                error = str(exc) if told else _job_error(exc)
                 try:
                     await self._give_up_after(ctx, handler, str(exc) if told else
                                               failure_words(exc))  # fmt: skip
@@ -409,20 +457,31 @@ class Worker:
             return
 
     async def _record(self, job: Job, what: str, call: Callable[[], Awaitable[bool]]) -> bool:
-        """Record a job's outcome, retrying through database errors.
+        """Record a job's outcome, retrying through a database outage (`_passes`).
 
         True if recorded; False if the job was no longer ours, if the error is one waiting
-        can't fix (see TRANSIENT), or if the worker is stopping and the database still fails:
-        the job's lease then expires and another worker takes it (an attempt more, so a job
-        that keeps failing so ends failed once it is out of attempts).
+        can't fix, or if the worker is stopping and the database still fails: the job's
+        lease then expires and another worker takes it (an attempt more, so a job that keeps
+        failing so ends failed once it is out of attempts). Only an outage is retried: any
+        other error, a database's too (a constraint violated, a statement the database
+        refuses), fails the same way each time, and was retried for as long as the worker
+        ran, the job `running` under a lease kept renewed and its worker taking nothing else.
+        A unique key lost to a transaction that committed first (PostgreSQL) is tried once
+        more: that try sees what the other one did.
         """
         backoff = self._backoff()
         failed_while_stopping = 0
+        raced = False
         while True:
             try:
                 return await call()
             except Exception as exc:
-                if not isinstance(exc, TRANSIENT):
+                if not raced and _sqlstate(exc) == _RACE_LOST:
+                    raced = True
+                    log.warning("%s: %s lost a race for a unique key (%s); trying again",
+                                about(job), what, exc)  # fmt: skip
+                    continue
+                if not _passes(exc):
                     log.exception("%s: %s failed, and retrying can't help; leaving it to its "
                                   "lease, which lapses: then another worker takes it again",
                                   about(job), what)  # fmt: skip
