@@ -52,10 +52,10 @@ from bot.imports.background import enqueue_file_import
 from bot.imports.batches import ReviewError
 from bot.imports.cancel import try_cancel_job
 from bot.imports.engine import BatchStateError
-from bot.imports.importer import ImportFailed, check_files, import_files, preview_files
+from bot.imports.importer import ImportFailed, import_files, preview_files
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.locale_notes import unknown_locale_notes
-from bot.imports.mapping import mapper_for, parse_maps
+from bot.imports.mapping import parse_maps
 from bot.imports.upload_offers import UPLOAD_OFFER_JOB
 from bot.jobs.queue import (
     JOBS_SHOWN,
@@ -769,19 +769,19 @@ async def _import_background(
                        "--mailchimp-list and --rejects, or import without --background.")
     args.files = _check_files(args.files)
     for path in args.files:
+        # the job reads it by its full path, which the database stores as text
         if _label(path) != path.name:
             raise CliError(f"{_shown(path)}: its name isn't UTF-8; rename it to import it in "
                            "the background.")  # fmt: skip
-    # checked here first, under the names typed: the job's own check names a file by its
-    # name alone, as the job does
-    mapper = await mapper_for(db, team, args.column_map)
-    with ExitStack() as stack:
-        check_files([(label, stack.enter_context(p.open("rb")))
-                     for label, p in zip(_labels(args.files), args.files, strict=True)],
-                    max_unzipped_bytes=settings.max_unzipped_bytes,
-                    columns_of=mapper)  # fmt: skip
+        if _shown(resolved := path.resolve()) != os.fsdecode(resolved):
+            raise CliError(f"{_shown(path)}: the name of a folder it is in isn't UTF-8; move "
+                           "it, or import it without --background.")  # fmt: skip
     try:
-        job = await enqueue_file_import(db, team, args.files, segment=args.segment,
+        # checked, then read by the job, under the paths typed (its errors, and the sources'
+        # names on Home, as the foreground import's): by their last part, two customers.csv
+        # in two folders were "customers.csv" and "customers (2).csv"
+        job = await enqueue_file_import(db, team, args.files, labels=_labels(args.files),
+                                        segment=args.segment,
                                         create_segment=args.create_segment,
                                         update_existing=args.update_existing,
                                         max_attempts=settings.job_max_attempts,

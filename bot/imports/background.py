@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from bot.campaigns.after_import import enroll_imported
@@ -58,13 +59,17 @@ from bot.jobs.worker import (
     surely,
 )
 from bot.notify import ImportNotifier, Silent
+from bot.segments import withdraw_segment
 from bot.temp_files import disk_temporary_file
-from bot.workspaces import import_target
+from bot.workspaces import find_segment, import_target
 from models import (
     BatchStatus,
     Database,
+    ImportBatch,
     ImportSource,
     Job,
+    Segment,
+    SegmentKind,
     SourceKind,
     SourceStatus,
 )
@@ -78,6 +83,7 @@ async def enqueue_file_import(
     paths: Sequence[Path],
     *,
     segment: str,
+    labels: Sequence[str] | None = None,
     create_segment: bool = False,
     update_existing: bool = False,
     requested_by: str = "cli",
@@ -87,21 +93,40 @@ async def enqueue_file_import(
 ) -> Job:
     """Check the files now (so a bad one is reported at once), then leave the work to a job.
 
+    `labels`: what the import calls each file, its sources' names (and so its errors and
+    notes, in `jobs`, on Home and in the audit log): the paths as the shell's user typed
+    them, as the foreground import names them (bot.cli._labels); without, each file's name.
+    The job stages each file under its label, a ZIP's CSVs as "LABEL › entry.csv".
+
     A `column_map` (`--map`) goes with the job, which reads the files with it and remembers
     it for their headers only once the import is approved with valid rows: a mapping of the
-    wrong column, which finds none, would otherwise read every later export of that tool."""
+    wrong column, which finds none, would otherwise read every later export of that tool.
+
+    A segment `create_segment` makes here is withdrawn again (segments.withdraw_segment) if
+    the job fails or finds nothing valid, as the foreground import's is when nothing was
+    imported: left, it sat empty in every segment menu and its name was taken."""
+    names = [path.name for path in paths] if labels is None else list(labels)
+    if len(names) != len(paths):
+        raise ValueError("one label per file")
     mapper = await mapper_for(db, team_id, column_map)
-    for path in paths:
+    for path, name in zip(paths, names, strict=True):
         with path.open("rb") as stream:
-            check_files([(path.name, stream)], max_unzipped_bytes=max_unzipped_bytes,
+            check_files([(name, stream)], max_unzipped_bytes=max_unzipped_bytes,
                         columns_of=mapper)  # fmt: skip
+    made = create_segment and await find_segment(db, team_id, segment) is None
     target = await import_target(db, team_id, segment, create=create_segment)
     assert target.id is not None
-    payload: dict[str, object] = {"approved_by": requested_by}
+    # the labels again, in the files' order (their sources' ids): a ZIP's source is renamed
+    # after its first CSV once read, and a retry reads the ZIP under its label again. Not
+    # by the path read (absolute), which `jobs --json` would show: only what was typed
+    payload: dict[str, object] = {"approved_by": requested_by, "labels": names}
+    if made:  # withdrawn if the import comes to nothing (_withdraw_made)
+        payload["made_segment"] = target.id
     if column_map:
         payload["column_map"] = dict(column_map)
     job_id = await create_background_batch(
-        db, team_id, target.id, requested_by, [(path.name, str(path.resolve())) for path in paths],
+        db, team_id, target.id, requested_by,
+        [(name, str(path.resolve())) for name, path in zip(names, paths, strict=True)],
         payload, update_existing=update_existing, max_attempts=max_attempts,
     )  # fmt: skip
     job = await queue.get_job(db, team_id, job_id)
@@ -126,6 +151,8 @@ def import_handler(chunk_size: int, notifier: ImportNotifier | None = None, *,
                          undo_window_days=undo_window_days)  # fmt: skip
 
     async def give_up(ctx: JobContext, error: str) -> None:
+        # the job's own error is the worker's ("gave up: ..."); the import's says that its
+        # segment was withdrawn, if it was
         await _fail_import_surely(ctx, int(ctx.payload["batch_id"]), error, reports,
                                   draft=bool(ctx.payload.get("approved_by")))  # fmt: skip
 
@@ -133,30 +160,95 @@ def import_handler(chunk_size: int, notifier: ImportNotifier | None = None, *,
 
 
 async def _fail_import(db: Database, team_id: str, batch_id: int, error: str,
-                       notifier: ImportNotifier, *, draft: bool = False) -> None:  # fmt: skip
+                       notifier: ImportNotifier, *, draft: bool = False,
+                       made_segment: int | None = None, actor: str = "cli") -> str:  # fmt: skip
     """Out of attempts: the import is failed and its thread told. What was applied stays, so
     contacts it added to a targeted segment are enrolled like any others; a batch found done
     (its last run died after the apply) is finished as that run would have. `draft`: an
     import approved when queued (`import --background`) that never got as far as its
     approval fails too; left a draft, nobody could review it, and its segment couldn't be
-    deleted."""
+    deleted.
+
+    `made_segment`: the segment `import --background --create-segment` made for it, withdrawn
+    now if nothing is in it (_withdraw_made); returns the sentence saying so, or ""."""
     await fail_batch(db, team_id, batch_id, error, draft=draft)
     ended = await get_batch(db, team_id, batch_id)
     if ended is None or ended.status not in (BatchStatus.FAILED, BatchStatus.DONE):
-        return
+        return ""
     if ended.status == BatchStatus.DONE or ended.added_to_segment:
         await enroll_imported(db, ended, hold=None)
-    await notifier.import_finished(team_id, batch_id)
+    removed = ""
+    if ended.status == BatchStatus.FAILED and made_segment == ended.segment_id:
+        removed = await _withdraw_made(db, team_id, ended, actor)
+    await notifier.import_finished(team_id, batch_id)  # Home shows the error with `removed`
+    return removed
+
+
+async def _withdraw_made(db: Database, team_id: str, batch: ImportBatch, actor: str) -> str:
+    """Withdraw the segment made for the failed import `batch`, as the foreground import does
+    (segments.withdraw_segment: only while nothing is in it and no campaign or other import
+    uses it; the audit log says it was deleted, holding no contacts). The import's error
+    then says so too (on Home, and in `jobs`, see run_import); returns that sentence, or ""
+    if the segment stays, or was deleted by someone else first (the error says why)."""
+    segment = await _segment(db, team_id, batch.segment_id)
+    if segment is None:
+        return ""
+    said = SEGMENT_WITHDRAWN.format(name=segment.name)
+    live = segment.kind == SegmentKind.STATIC
+    if live:
+        await withdraw_segment(db, team_id, batch.segment_id, actor)
+        segment = await _segment(db, team_id, batch.segment_id)
+    if segment is None or segment.kind != SegmentKind.DELETED:
+        return ""  # kept: it holds contacts, or a campaign or another import uses it
+    error = batch.error or ""
+    if error.endswith(said):  # this step, taken again (`surely`), said it already
+        return said
+    if not live:
+        return ""
+    kept = 2000 - len(said) - 2  # as fail_batch keeps it, and the full stop and space
+    async with db.begin() as conn:
+        await conn.execute(
+            update(ImportBatch)
+            .where(col(ImportBatch.id) == batch.id, col(ImportBatch.team_id) == team_id,
+                   col(ImportBatch.status) == BatchStatus.FAILED)
+            .values(error=joined(error[:kept], said))
+        )  # fmt: skip
+    return said
+
+
+# what a failed `import --background --create-segment`'s error ends with once the segment
+# made for it is withdrawn (the foreground's "Nothing was imported" names no segment; its
+# audit log says it was deleted, as this one's does)
+SEGMENT_WITHDRAWN = "The segment {name!r}, created for this import, was removed again."
+
+
+def joined(error: str, said: str) -> str:
+    """The error, then `said` (a sentence), if any: after a full stop of its own, one that
+    ends without ("... No such file or directory: 'a.csv'")."""
+    if not (error and said):
+        return error or said
+    return f"{error}{'' if error.endswith(('.', '!', '?')) else '.'} {said}"
+
+
+async def _segment(db: Database, team_id: str, segment_id: int) -> Segment | None:
+    async with db.session() as session:
+        found = await session.get(Segment, segment_id)
+    return found if found is not None and found.team_id == team_id else None
 
 
 async def _fail_import_surely(ctx: JobContext, batch_id: int, error: str,
                               notifier: ImportNotifier, *,
-                              draft: bool = False) -> None:  # fmt: skip
+                              draft: bool = False) -> str:  # fmt: skip
     """`_fail_import` from a run that ends the job for good, through a database outage
     (`surely`): the database down, failing the import failed too, and the import said
-    "importing" for good (only a cancel ended it)."""
-    await surely(ctx, f"import {batch_id}: recording its failure", lambda: _fail_import(
-        ctx.db, ctx.team_id, batch_id, error, notifier, draft=draft))  # fmt: skip
+    "importing" for good (only a cancel ended it). The segment `import --background
+    --create-segment` made (the payload's "made_segment") is withdrawn if nothing is in it:
+    returns the sentence saying so, or ""."""
+    made = ctx.payload.get("made_segment")
+    actor = str(ctx.payload.get("approved_by") or "cli")
+    return await surely(ctx, f"import {batch_id}: recording its failure", lambda: _fail_import(
+        ctx.db, ctx.team_id, batch_id, error, notifier, draft=draft,
+        made_segment=int(made) if made is not None else None, actor=actor))  # fmt: skip
 
 
 async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier, *,
@@ -171,7 +263,8 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
         approver = ctx.payload.get("approved_by")
         mapper = await mapper_for(db, team_id, ctx.payload.get("column_map"))
         try:
-            await _stage_pending_files(db, team_id, batch_id, max_unzipped_bytes, mapper)
+            await _stage_pending_files(db, team_id, batch_id, max_unzipped_bytes, mapper,
+                                       ctx.payload.get("labels") or [])  # fmt: skip
             ctx.checkpoint()
             if not approver:
                 return  # staged for review; approval enqueues the apply
@@ -184,18 +277,23 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
         except ReviewError as exc:  # nothing valid, or its segment deleted: no retry helps
             staged = await get_batch(db, team_id, batch_id)
             error = NOTHING_VALID if staged is not None and not staged.valid else str(exc)
+            removed = ""
             if approver:
-                await _fail_import_surely(ctx, batch_id, error, notifier, draft=True)
-            raise PermanentJobError(error) from None
+                removed = await _fail_import_surely(ctx, batch_id, error, notifier, draft=True)
+            raise PermanentJobError(joined(error, removed)) from None
         except Exception as exc:  # a file gone or unreadable since it was queued
             # a file that failed (PermanentJobError: no retry) ends the job at once, so the
             # import fails with it then, not only on the last attempt: it stayed a draft
             # nobody could review, with no error
             permanent = isinstance(exc, PermanentJobError)
             if approver and (ctx.last_attempt or permanent):
-                await _fail_import_surely(ctx, batch_id,
-                                          str(exc) if permanent else failure_words(exc),
-                                          notifier, draft=True)  # fmt: skip
+                error = str(exc) if permanent else failure_words(exc)
+                removed = await _fail_import_surely(ctx, batch_id, error, notifier, draft=True)
+                if removed:  # the job's error says it too (`jobs`): it ends here either way
+                    if not permanent:
+                        log.error("import %s failed on its last attempt", batch_id,
+                                  exc_info=exc)  # fmt: skip
+                    raise PermanentJobError(joined(error, removed)) from exc
             raise
     last = 0.0
 
@@ -213,11 +311,15 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
         raise
     except Exception as exc:
         final = isinstance(exc, BatchStateError) or ctx.last_attempt
+        removed = ""
         if final:
             error = DATABASE_DOWN if database_outage(exc) else str(exc) or type(exc).__name__
-            await _fail_import_surely(ctx, batch_id, error, notifier)
+            removed = await _fail_import_surely(ctx, batch_id, error, notifier)
         if isinstance(exc, BatchStateError):
-            raise PermanentJobError(str(exc)) from None
+            raise PermanentJobError(joined(str(exc), removed)) from None
+        if removed:  # nothing was applied: the segment made for it went (`jobs` says so)
+            log.error("import %s failed on its last attempt", batch_id, exc_info=exc)
+            raise PermanentJobError(joined(failure_words(exc), removed)) from exc
         raise
     # through a database outage (`surely`): failing on the last attempt, the job failed with
     # the import done, and nothing enrolled its contacts in the campaigns targeting its
@@ -231,10 +333,16 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
 
 
 async def _stage_pending_files(db: Database, team_id: str, batch_id: int,
-                               max_unzipped_bytes: int, mapper: ColumnMapper) -> None:  # fmt: skip
+                               max_unzipped_bytes: int, mapper: ColumnMapper,
+                               labels: Sequence[str] = ()) -> None:  # fmt: skip
     """Stage every file of the batch not read yet, with `mapper`'s columns. A ZIP's entries
     share its ref (the path): the file is staged again from its first source, which stages
-    only those still pending."""
+    only those still pending.
+
+    `labels`: the files' names as typed, in the order of their sources (enqueue_file_import);
+    each file is read under its own, as the foreground import reads it: by the path's last
+    part, "customers.csv: No email column" didn't say which of `a/customers.csv` and
+    `b/customers.csv` (a job queued without them reads a file under that name)."""
     async with db.session() as session:
         files = (
             await session.exec(
@@ -245,6 +353,8 @@ async def _stage_pending_files(db: Database, team_id: str, batch_id: int,
                 ).order_by(col(ImportSource.id))
             )
         ).all()
+    # the first sources are the files, in the order they were queued (a ZIP's CSVs after)
+    typed = {source.id: str(label) for source, label in zip(files, labels, strict=False)}
     origins: dict[str, ImportSource] = {}
     for source in files:
         if source.ref is not None:
@@ -256,9 +366,14 @@ async def _stage_pending_files(db: Database, team_id: str, batch_id: int,
             continue
         assert origin.id is not None
         path = Path(ref)
+        name = typed.get(origin.id, path.name)
         since = len(mapper.read)
-        with path.open("rb") as stream:  # a vanished file fails and retries
-            staged = await stage_file(db, team_id, origin.id, stream, name=path.name,
+        try:
+            stream = path.open("rb")
+        except OSError as exc:  # a vanished file fails and retries, named as typed
+            raise _named(exc, name) from exc
+        with stream:
+            staged = await stage_file(db, team_id, origin.id, stream, name=name,
                                       max_unzipped_bytes=max_unzipped_bytes,
                                       columns_of=mapper)  # fmt: skip
         failed = next((s for s in staged if s.status == SourceStatus.FAILED), None)
@@ -267,6 +382,15 @@ async def _stage_pending_files(db: Database, team_id: str, batch_id: int,
         # which headers found valid rows, of the sources read now (a ZIP's CSVs read by an
         # earlier attempt, or removed, are not read again): only those are remembered
         mapper.found_rows(since, [s for s in staged if s.id not in done])
+
+
+def _named(exc: OSError, name: str) -> OSError:
+    """The error of opening a file, naming it `name` (as typed): it named the absolute path
+    the job reads ("[Errno 2] No such file or directory: '/home/ana/exports/a.csv'"), which
+    `jobs` and Home (the import's error) showed, whatever path the person had typed."""
+    if exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror, name)
 
 
 async def _name(db: Database, team_id: str, source: ImportSource) -> str:

@@ -43,5 +43,6 @@ async def test_an_import_whose_last_attempt_starts_in_an_outage_fails_once_it_is
     assert ended is not None and ended.state == "failed", ended
     batch = await get_batch(db, "T1", batch_id)
     assert batch is not None and batch.status == "failed", batch  # not a draft for good
-    assert batch.error == DATABASE_DOWN, batch.error
+    assert batch.error == (f"{DATABASE_DOWN} The segment 'S', created for this import, was "
+                           "removed again."), batch.error
     assert thread.finished == [batch_id], "the thread wasn't told the import failed, once"

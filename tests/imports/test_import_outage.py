@@ -74,7 +74,8 @@ async def test_an_import_given_up_in_an_outage_fails_in_words_once_the_database_
     batch = await get_batch(db, "T1", batch_id)
     assert batch is not None and batch.status == "failed", batch
     if end == LAST_ATTEMPT_FAILS:
-        assert batch.error == DATABASE_DOWN, batch.error  # not the SQL it failed on
+        assert batch.error == (f"{DATABASE_DOWN} The segment 'S', created for this import, was "
+                               "removed again."), batch.error  # not the SQL it failed on
     else:
         assert (batch.error or "").startswith("gave up: the worker running it stopped"), batch
     assert thread.finished == [batch_id], "the thread wasn't told the import failed, once"
