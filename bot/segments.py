@@ -316,7 +316,8 @@ async def _was_requested(conn: AsyncConnection, team_id: str, batch_id: int) -> 
 
 
 async def delete_segment(db: Database, team_id: str, segment_id: int, *, actor: str = CLI,
-                         expect_campaigns: str | None = None) -> Deleted:  # fmt: skip
+                         expect_campaigns: str | None = None,
+                         only_if_empty: bool = False) -> Deleted:  # fmt: skip
     """Soft-delete a static segment in one transaction (see the module's docstring).
 
     Refused for All Customers, and while an import into the segment is still in review,
@@ -328,6 +329,10 @@ async def delete_segment(db: Database, team_id: str, segment_id: int, *, actor: 
     another, let a campaign that started excluding the segment in between enroll its contacts
     unseen. Once the UPDATE is made no campaign can link the segment (they wait for this
     transaction: bot.campaigns.service._segment_stays). None: not checked (the shell).
+
+    `only_if_empty`: refused (WorkspaceError) if a contact is in it, asked in the same
+    transaction, after the UPDATE (withdraw_segment: a count asked before, in a transaction
+    of its own, let a contact added in between be taken out with the segment).
     """
     async with db.begin() as conn:
         params = {"s": segment_id, "t": team_id}
@@ -340,6 +345,10 @@ async def delete_segment(db: Database, team_id: str, segment_id: int, *, actor: 
             raise await _why_unchanged(conn, team_id, segment_id, "deleted")
         if busy := await _busy_in(conn, team_id, segment_id):
             raise WorkspaceError(busy)  # rolls the UPDATE back
+        if only_if_empty and (await conn.execute(
+                text("SELECT 1 FROM segment_member WHERE team_id = :t AND segment_id = :s "
+                     "LIMIT 1"), params)).first() is not None:  # fmt: skip
+            raise WorkspaceError("It holds contacts now.")  # rolls the UPDATE back
         name = (await conn.execute(text("SELECT name FROM segment WHERE id = :s AND team_id = :t"),
                                    params)).scalar_one()  # fmt: skip
         campaigns = await _campaigns_in(conn, team_id, segment_id)
@@ -372,13 +381,15 @@ async def withdraw_segment(db: Database, team_id: str, segment_id: int, actor: s
     """Delete a segment made for an import that was then refused or imported nothing, while
     nothing is in it: left, it sat empty in every segment menu (and `segments`), and its name
     was taken when the person tried again. Kept if it holds a contact, an import under way or
-    a campaign's use (someone chose it meanwhile: delete_segment checks the last two in its
-    own transaction). Nice to have: a failure is logged, and the caller's refusal stands."""
+    a campaign's use (someone chose it meanwhile: delete_segment checks all three in its own
+    transaction; the count first is only the common case's shortcut). Nice to have: a
+    failure is logged, and the caller's refusal stands."""
     try:
         if await member_count(db, team_id, segment_id):
             log.info("segment %s kept after a refused import: it holds contacts", segment_id)
             return
-        await delete_segment(db, team_id, segment_id, actor=actor, expect_campaigns=NO_CAMPAIGNS)
+        await delete_segment(db, team_id, segment_id, actor=actor, expect_campaigns=NO_CAMPAIGNS,
+                             only_if_empty=True)  # fmt: skip
     except WorkspaceError as exc:  # in use meanwhile, or deleted already
         log.info("segment %s kept after a refused import: %s", segment_id, exc)
     except Exception as exc:  # the database failed too: said in the log, not over the refusal
