@@ -7,6 +7,7 @@ name that reaches mrkdwn or a message's `text` goes through `esc()`; `plain_text
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from slack_sdk.models.blocks import (
@@ -78,21 +79,34 @@ def invite_line(campaign: Campaign) -> str:
     return f"Invite email: on, {when}"
 
 
-def _campaign_text(summary: CampaignSummary) -> str:
+def waiting_line(count: int) -> str:
+    """The campaign's line when `count` of its invites are due and no running worker can send
+    them (invites.waiting_for_a_sender): their send jobs wait queued, and the list showed the
+    campaign live with its invites unsent, and not why. What such a worker needs, as `campaign
+    list` says it (bot.campaigns.jobs.SEND_NEEDS), for whoever runs the bot: nothing in Slack
+    starts one."""
+    one = count == 1
+    return (f":warning: {plural(count, 'invite')} {'is' if one else 'are'} due, but no running "
+            f"worker can send {'it' if one else 'them'}. Ask whoever runs the bot to start one "
+            "with `SMTP_URL` and `PUBLIC_URL` set (or `OUTBOX_DIR`, to write invites as .eml "
+            "files), and `SECRET_KEY`.")  # fmt: skip
+
+
+def _campaign_text(summary: CampaignSummary, waiting: int = 0) -> str:
     c = summary.campaign
     state = STATE_LABEL.get(CampaignState(c.state), c.state)
-    stopped = ""
+    more = f"\n{waiting_line(waiting)}" if waiting else ""
     if summary.stopped:  # the latest stop's reason; Retry sending restarts them all
         why = summary.stopped[-1][1]
-        stopped = f"\n:warning: Sending stopped: {esc(why)}\n{RETRY_ADVICE[stop_remedy(why)]}"
+        more += f"\n:warning: Sending stopped: {esc(why)}\n{RETRY_ADVICE[stop_remedy(why)]}"
     if summary.unsent_while_off:
-        stopped += (f"\n{plural(summary.unsent_while_off, 'advocate')} got no invite while the "
-                    "invite email was off: *Email them* sends theirs.")  # fmt: skip
+        more += (f"\n{plural(summary.unsent_while_off, 'advocate')} got no invite while the "
+                 "invite email was off: *Email them* sends theirs.")  # fmt: skip
     text = (f"*{esc(c.name)}* · {state}\n"
             f"Targets: {_segments(summary.targets)} · Excluded: {_segments(summary.excluded)}\n"
             f"{plural(summary.advocates, 'advocate')} · "
             f"{plural(summary.invites_sent, 'invite')} sent · "
-            f"{invite_line(c)}{stopped}")  # fmt: skip
+            f"{invite_line(c)}{more}")  # fmt: skip
     return cut_mrkdwn(text)
 
 
@@ -134,15 +148,19 @@ def page_of(summaries: list[CampaignSummary], campaign_id: int | None) -> int:
                              if s.campaign.id == campaign_id), 0))  # fmt: skip
 
 
-def campaign_list(summaries: list[CampaignSummary], note: str = "", *,
-                  offset: int = 0) -> tuple[str, list[Block]]:  # fmt: skip
+def campaign_list(summaries: list[CampaignSummary], note: str = "", *, offset: int = 0,
+                  waiting: Mapping[int, int] | None = None) -> tuple[str, list[Block]]:  # fmt: skip
     """(fallback text, blocks) of one page of the campaign list; `note` (mrkdwn, already
-    escaped) on top.
+    escaped) on top; `waiting`: by campaign id, its due invites no running worker can send
+    (invites.waiting_for_a_sender), said in its text (`waiting_line`).
 
     A page is MAX_CAMPAIGNS_SHOWN campaigns from `offset`, so the message stays under Slack's
     50 blocks; *More* shows the next one (every campaign can be reached and changed from
     Slack, not only the first page's). An offset past the end (a stale button) is page one.
+    What a campaign's invites wait for is a line of its section, not a block of its own: a
+    page of 20 campaigns all waiting would be 64 blocks.
     """
+    waiting = waiting or {}
     offset = _page_start(offset if 0 <= offset < len(summaries) else 0)
     blocks: list[Block] = []
     if note:
@@ -155,7 +173,8 @@ def campaign_list(summaries: list[CampaignSummary], note: str = "", *,
         )))  # fmt: skip
     page = summaries[offset : offset + MAX_CAMPAIGNS_SHOWN]
     for summary in page:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=_campaign_text(summary))))
+        blocks.append(SectionBlock(text=MarkdownTextObject(
+            text=_campaign_text(summary, waiting.get(summary.campaign.id or 0, 0)))))
         blocks.append(_campaign_buttons(summary))
     if len(summaries) > MAX_CAMPAIGNS_SHOWN:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(

@@ -16,7 +16,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.campaigns.invites import email_unsent, retry_campaign_sending
+from bot.campaigns.invites import email_unsent, retry_campaign_sending, waiting_for_a_sender
 from bot.campaigns.service import (
     CampaignError,
     check_fields,
@@ -92,6 +92,12 @@ async def _respond(client: AsyncWebClient, url: str, text: str, *, replace: bool
     await respond(client, url, text, replace=replace, blocks=blocks)
 
 
+async def _waiting(d: Deps, team_id: str) -> dict[int, int]:
+    """Due invites no running worker can send, by campaign id, as the shell's `campaign list`
+    has them (invites.waiting_for_a_sender): the list says so under each campaign."""
+    return await waiting_for_a_sender(d.db, team_id, d.settings.job_lease_seconds)
+
+
 async def _show_list(d: Deps, client: AsyncWebClient, team_id: str, url: str, *,
                      note: str = "", replace: bool, offset: int = 0,
                      campaign_id: int | None = None) -> None:  # fmt: skip
@@ -99,7 +105,8 @@ async def _show_list(d: Deps, client: AsyncWebClient, team_id: str, url: str, *,
     summaries = await list_campaigns(d.db, team_id)
     if campaign_id is not None:
         offset = page_of(summaries, campaign_id)
-    text, blocks = campaign_list(summaries, note=note, offset=offset)
+    text, blocks = campaign_list(summaries, note=note, offset=offset,
+                                 waiting=await _waiting(d, team_id))  # fmt: skip
     await _respond(client, url, text, replace=replace, blocks=blocks)
 
 
@@ -164,7 +171,8 @@ async def _go_live(d: Deps, client: AsyncWebClient, click: Click) -> None:
     if not already_live:  # put live by this click: what its invites will come from, as a
         # save says it (the default sender was said only on saving, often long before)
         note = with_sender_warning(note, _sender_warning(d, mine.campaign))
-    text, blocks = campaign_list(summaries, note=note, offset=page_of(summaries, campaign_id))
+    text, blocks = campaign_list(summaries, note=note, offset=page_of(summaries, campaign_id),
+                                 waiting=await _waiting(d, click.team_id))  # fmt: skip
     await _respond(client, click.response_url, text, replace=True, blocks=blocks)
 
 

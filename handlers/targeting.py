@@ -13,6 +13,7 @@ from bot.campaigns import service
 from bot.campaigns.invites import cancel_held, email_unsent, resend_uncertain, retry_sending
 from bot.imports.review import batch_of, describe_status
 from bot.once import PostUnderWay, post_once, posting_stale
+from handlers.campaign_messages import with_sender_warning
 from handlers.context import (
     Deps,
     Refusal,
@@ -26,6 +27,7 @@ from handlers.context import (
 from handlers.enrollment_messages import campaign_options, go_live_first
 from handlers.ids import Action, BlockId
 from handlers.messages import esc, plural
+from handlers.respond import dm
 from handlers.routes import Routes
 from handlers.slack_errors import slack_error
 from models import BatchStatus, Campaign, CampaignState, Enrollment, ImportBatch, SegmentRole
@@ -85,9 +87,41 @@ async def _go_live(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> Non
     done = await service.targeting(d.db, team_id, campaign.id or 0, batch.segment_id,
                                    requested_by=user_id, thread=_thread(batch),
                                    go_live=True)  # fmt: skip
-    await _announce(d, client, team_id, done, campaign, batch, user_id,
-                    f"<@{user_id}> took *{esc(campaign.name)}* live and targeted this segment: "
-                    "enrolling now.")  # fmt: skip
+    warning = await _sender_warning(d, team_id, campaign) if done.went_live else ""
+    try:
+        await _announce(d, client, team_id, done, campaign, batch, user_id,
+                        f"<@{user_id}> took *{esc(campaign.name)}* live and targeted this "
+                        "segment: enrolling now.")  # fmt: skip
+    except Refusal as exc:  # the campaign is live all the same: the warning still said
+        if warning:
+            raise Refusal(with_sender_warning(str(exc), warning)) from exc
+        raise
+    if warning:
+        await _tell(client, batch, user_id, with_sender_warning(
+            f"You took *{esc(campaign.name)}* live.", warning))  # fmt: skip
+
+
+async def _sender_warning(d: Deps, team_id: str, campaign: Campaign) -> str:
+    """What the invites of a campaign a *Go live and target* click put live will come from
+    (service.sender_warning; "": it has a sender, or sends no invite email), as Save and Go
+    live in `/referral campaign` say it: only to the lead who clicked (the thread is the
+    channel's), who may never have seen it (the shell made the campaign, or its form was
+    saved long before). Read as the campaign is now, after going live."""
+    now = await service.get_campaign(d.db, team_id, campaign.id or 0)
+    return service.sender_warning(now, d.settings.public_base,
+                                  "fill in *Sender* with *Edit* in `/referral campaign`.")
+
+
+async def _tell(client: AsyncWebClient, batch: ImportBatch, user_id: str, text: str) -> None:
+    """Say it to the lead alone, in the import's thread; by direct message if Slack refuses
+    that (as the listeners' refusals are told: handlers.later.tell)."""
+    try:
+        await client.chat_postEphemeral(channel=batch.channel_id or "", user=user_id,
+                                        thread_ts=batch.message_ts, text=text)  # fmt: skip
+    except SlackApiError as exc:
+        log.warning("sender warning not posted in the thread (%s): sending a direct message",
+                    slack_error(exc) or "no reason given")  # fmt: skip
+        await dm(client, user_id, text)
 
 
 def _was_excluded(campaign: Campaign) -> str:

@@ -553,11 +553,14 @@ async def _pending_in(conn: AsyncConnection, team_id: str, campaign_id: int, seg
                                                           "hold": hold},
                                dedupe_key=enrollment_job_key(pending))  # fmt: skip
         # its job cancelled (`jobs cancel`) or given up with the enrollment still to run:
-        # queued again, or nothing would ever run it and every Go live returned it as is
+        # queued again, or nothing would ever run it and every Go live returned it as is. Due
+        # now by the clock workers compare it with (bot.jobs.queue.lease_now: on PostgreSQL,
+        # the server's): this host's, when ahead, left it waiting the skew
+        sqlite = conn.dialect.name == "sqlite"
         await conn.execute(text(
-            "UPDATE job SET state = 'queued', attempts = 0, run_after = :now, "
+            f"UPDATE job SET state = 'queued', attempts = 0, run_after = {lease_now(sqlite)}, "
             "last_error = NULL, finished_at = NULL WHERE id = :j AND team_id = :t "
-            "AND state IN ('cancelled', 'failed')").bindparams(_now()),
+            "AND state IN ('cancelled', 'failed')").bindparams(*([_now()] if sqlite else [])),
             {"j": job, "t": team_id})  # fmt: skip
     return None if pending is None else int(pending)
 
@@ -588,6 +591,9 @@ class Targeting:
 
     was: SegmentRole | None  # the segment's role in the campaign before (None: it had none)
     enrollment: int | None  # the enrollment started or found unfinished (None: not live)
+    # `go_live` put it live (it wasn't as the targeting took it): the caller says what its
+    # invites will come from (sender_warning), as Go live does; not when found live already
+    went_live: bool = False
 
 
 async def target(db: Database, team_id: str, campaign_id: int, segment_id: int, *,
@@ -634,7 +640,7 @@ async def targeting(db: Database, team_id: str, campaign_id: int, segment_id: in
             requested_by=requested_by, thread=thread, hold=hold, queue_job=queue_job)  # fmt: skip
         if was == SegmentRole.EXCLUDE and enrollment is not None and thread is not None:
             await seen_in(conn, team_id, _excluded_then_targeted_key(enrollment))
-    return Targeting(was, enrollment)
+    return Targeting(was, enrollment, went_live=go_live and state != CampaignState.LIVE)
 
 
 async def _targeted_enrollment_in(conn: AsyncConnection, team_id: str, campaign_id: int,
