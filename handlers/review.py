@@ -151,9 +151,11 @@ async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
         Action.CONFIRM_CONSENT: lambda: _confirm_consent(d, client, team_id, user_id,
                                                          _id(value)),
     }[Action(action["action_id"])]  # fmt: skip
-    # Add more opens the import form: trigger ids live 3 s, so it doesn't wait its turn
-    d.later.run(on_review_message(d, client, body, work), client, body,
-                prompt=action["action_id"] == Action.ADD_MORE)  # fmt: skip
+    # Add more opens the import form: trigger ids live 3 s, so it doesn't wait its turn, nor
+    # for the write that records a review never recorded (made once the form is open)
+    opens_modal = action["action_id"] == Action.ADD_MORE
+    d.later.run(on_review_message(d, client, body, work, opens_modal=opens_modal), client,
+                body, prompt=opens_modal)  # fmt: skip
 
 
 async def on_review_message(d: Deps, client: AsyncWebClient, body: dict[str, Any],
@@ -162,10 +164,11 @@ async def on_review_message(d: Deps, client: AsyncWebClient, body: dict[str, Any
     """A click's `work`, the review message it was made on recorded first if its import has
     none (see _recorded_here); then brought up to date, as a review just posted is. Every
     button of the review message goes through here (*Review contacts*, handlers/contacts.py,
-    and *Map columns*, handlers/mapping.py, too): whichever is the first click on a review
-    never recorded records it. `opens_modal`: the work opens a modal, whose trigger id lives
-    3 s, so the message is recorded after it (a write, which on SQLite may wait seconds for
-    an import holding the write lock), also when the work was refused."""
+    *Map columns*, handlers/mapping.py, and *All sources*, handlers/sources.py, too):
+    whichever is the first click on a review never recorded records it. `opens_modal`: the
+    work opens a modal (*Add more* and those three), whose trigger id lives 3 s, so the
+    message is recorded after it (a write, which on SQLite may wait seconds for an import
+    holding the write lock), also when the work was refused."""
     team_id = team_of(body)
     batch_id = None if opens_modal else await _recorded_here(d, body, team_id)
     try:

@@ -26,7 +26,7 @@ from handlers.messages import sources_modal
 from handlers.modals import redraw_after_write
 from handlers.placeholder import open_modal
 from handlers.respond import fill_modal, update_modal
-from handlers.review import remove_source
+from handlers.review import on_review_message, remove_source
 from handlers.routes import Routes
 
 LOADING = ":hourglass_flowing_sand: Counting the sources…"
@@ -73,7 +73,10 @@ async def open_sources(ack: Any, body: dict[str, Any], client: AsyncWebClient,
         await fill_modal(client, opened, await _render(d, team_of(body), batch_id,
                                                        digits(first) or 0))  # fmt: skip
 
-    d.later.run(work(), client, body, prompt=True)
+    # the first click on a review never recorded (the database away when it was posted)
+    # records it, as its other buttons do, once the modal is open (its trigger id lives 3 s)
+    d.later.run(on_review_message(d, client, body, work, opens_modal=True), client, body,
+                prompt=True)  # fmt: skip
 
 
 async def page(ack: Any, body: dict[str, Any], client: AsyncWebClient,
