@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.campaigns.invites import email_unsent, retry_campaign_sending, waiting_for_a_sender
 from bot.campaigns.service import (
     CampaignError,
+    change_state,
     check_fields,
     create_campaign,
     find_campaign,
@@ -26,7 +27,6 @@ from bot.campaigns.service import (
     list_campaigns,
     pause,
     sender_warning,
-    set_state,
     update_campaign,
 )
 from bot.ids import digits
@@ -157,19 +157,21 @@ def _sender_warning(d: Deps, campaign: Campaign) -> str:
 async def _go_live(d: Deps, client: AsyncWebClient, click: Click) -> None:
     await require_lead(d, client, click.team_id, click.user_id, "put campaigns live")
     campaign_id = _campaign_id(click.value)
-    enrollment = await set_state(d.db, click.team_id, campaign_id, CampaignState.LIVE,
-                                 requested_by=click.user_id)  # fmt: skip
+    done = await change_state(d.db, click.team_id, campaign_id, CampaignState.LIVE,
+                              requested_by=click.user_id)  # fmt: skip
     await refresh_for(d, client, click.team_id)
     summaries = await list_campaigns(d.db, click.team_id)
     mine = next((s for s in summaries if s.campaign.id == campaign_id), None)
     if mine is None:
         raise CampaignError("That campaign doesn't exist in this workspace.")
-    targets = len(mine.targets)
-    # set_state enrolls nobody when the campaign was live already (or has no targets)
-    already_live = enrollment is None and targets > 0
-    note = went_live_note(mine.campaign.name, targets, already_live=enrollment is None)
-    if not already_live:  # put live by this click: what its invites will come from, as a
-        # save says it (the default sender was said only on saving, often long before)
+    # going live enrolls nobody when the campaign was live already (an enrollment still
+    # unfinished is returned again) or has no targets
+    note = went_live_note(mine.campaign.name, len(mine.targets),
+                          already_live=done.enrollment is None)  # fmt: skip
+    if done.went_live:  # put live by this click (as its transaction found the campaign, not
+        # guessed from the list after): what its invites will come from, as a save says it
+        # (the default sender was said only on saving, often long before); not again on every
+        # Go live of a campaign live already
         note = with_sender_warning(note, _sender_warning(d, mine.campaign))
     text, blocks = campaign_list(summaries, note=note, offset=page_of(summaries, campaign_id),
                                  waiting=await _waiting(d, click.team_id))  # fmt: skip

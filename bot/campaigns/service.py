@@ -549,6 +549,7 @@ async def _pending_in(conn: AsyncConnection, team_id: str, campaign_id: int, seg
     if pending is not None and queue_job:
         if hold is None:  # as _enroll_in: held when reported in a thread (it matched ours)
             hold = thread is not None
+        await _lock_job_of_key(conn, team_id, enrollment_job_key(pending))
         job = await enqueue_in(conn, team_id, ENROLL_JOB, {"enrollment_id": pending,
                                                           "hold": hold},
                                dedupe_key=enrollment_job_key(pending))  # fmt: skip
@@ -563,6 +564,22 @@ async def _pending_in(conn: AsyncConnection, team_id: str, campaign_id: int, seg
             "AND state IN ('cancelled', 'failed')").bindparams(*([_now()] if sqlite else [])),
             {"j": job, "t": team_id})  # fmt: skip
     return None if pending is None else int(pending)
+
+
+async def _lock_job_of_key(conn: AsyncConnection, team_id: str, dedupe_key: str) -> None:
+    """The job of that key stays, or is gone, until the caller's transaction ends
+    (PostgreSQL: its row locked FOR KEY SHARE, which a DELETE waits for and a worker's
+    updates of a running job don't). The daily purge (bot.jobs.retention) deletes an ended
+    job a month old: between `enqueue_in` finding the old job of the key (ON CONFLICT DO
+    NOTHING, which locks nothing) and the UPDATE queuing it again, a purge that committed
+    left the UPDATE nothing to match, and the enrollment no job until the next Go live. Now
+    a purge under way is waited for and the row then seen gone (`enqueue_in` makes a new
+    job), and one that comes later finds the job queued again, which it keeps. SQLite: the
+    caller's transaction wrote already (`_take`), and its write lock keeps the purge out."""
+    if conn.dialect.name != "postgresql":
+        return
+    await conn.execute(text("SELECT id FROM job WHERE team_id = :t AND dedupe_key = :k "
+                            "FOR KEY SHARE"), {"t": team_id, "k": dedupe_key})  # fmt: skip
 
 
 def enrollment_job_key(enrollment_id: int) -> str:
@@ -805,12 +822,46 @@ async def set_state(db: Database, team_id: str, campaign_id: int, state: Campaig
                     requested_by: str, thread: Thread | None = None, hold: bool | None = None,
                     queue_job: bool = True) -> int | None:  # fmt: skip
     """Go live (enrolling every target now; returns the enrollment) or pause (a live or
-    paused campaign: a draft was never live, and the shell made one "paused")."""
+    paused campaign: a draft was never live, and the shell made one "paused"). `change_state`
+    says whether this call changed the state too."""
+    done = await change_state(db, team_id, campaign_id, state, requested_by=requested_by,
+                              thread=thread, hold=hold, queue_job=queue_job)  # fmt: skip
+    return done.enrollment
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """What `change_state` did, as its own transaction found the campaign."""
+
+    before: str  # the state the campaign was in (CampaignState)
+    after: str  # the state asked for, which it is in now
+    enrollment: int | None  # going live: the enrollment started or found unfinished
+
+    @property
+    def changed(self) -> bool:
+        """This call changed the state: a campaign found in it already (a second click, a
+        stale button) was left as it was."""
+        return self.before != self.after
+
+    @property
+    def went_live(self) -> bool:
+        """This call put the campaign live: what its invites will come from is worth saying
+        (sender_warning) now, not on every Go live of a campaign live already."""
+        return self.changed and self.after == CampaignState.LIVE
+
+
+async def change_state(db: Database, team_id: str, campaign_id: int, state: CampaignState, *,
+                       requested_by: str, thread: Thread | None = None,
+                       hold: bool | None = None,
+                       queue_job: bool = True) -> StateChange:  # fmt: skip
+    """`set_state`, with the state before as its transaction found it: read after (from the
+    list, say), a campaign live already with no targets or with an enrollment unfinished
+    looked as if this call had put it live."""
     async with db.begin() as conn:
-        _, enrollment = await _set_state_in(conn, team_id, campaign_id, state,
-                                            requested_by=requested_by, thread=thread,
-                                            hold=hold, queue_job=queue_job)  # fmt: skip
-    return enrollment
+        before, enrollment = await _set_state_in(conn, team_id, campaign_id, state,
+                                                 requested_by=requested_by, thread=thread,
+                                                 hold=hold, queue_job=queue_job)  # fmt: skip
+    return StateChange(before, str(state), enrollment)
 
 
 async def _set_state_in(conn: AsyncConnection, team_id: str, campaign_id: int,
