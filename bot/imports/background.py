@@ -44,17 +44,19 @@ from bot.imports.recognise import ignored_note
 from bot.imports.review import source_names
 from bot.jobs import queue
 
-# DATABASE_DOWN, database_outage, failure_words and surely live with the jobs: defined here,
+# DATABASE_DOWN, database_words, failure_words and surely live with the jobs: defined here,
 # bot.mailchimp.jobs (which this module imports through the review and `jobs cancel`) had to
-# import them inside a function. They still import from here (bot.campaigns.jobs does).
+# import them inside a function. DATABASE_DOWN is still imported from here (the tests).
 from bot.jobs.worker import (
-    DATABASE_DOWN,
+    DATABASE_DOWN as DATABASE_DOWN,
+)
+from bot.jobs.worker import (
     GivingUp,
     Handler,
     JobContext,
     JobStopped,
     PermanentJobError,
-    database_outage,
+    database_words,
     failure_words,
     surely,
 )
@@ -313,7 +315,8 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
         final = isinstance(exc, BatchStateError) or ctx.last_attempt
         removed = ""
         if final:
-            error = DATABASE_DOWN if database_outage(exc) else str(exc) or type(exc).__name__
+            # a database error in words, never its SQL and parameters (Home, the thread)
+            error = database_words(exc) or str(exc) or type(exc).__name__
             removed = await _fail_import_surely(ctx, batch_id, error, notifier)
         if isinstance(exc, BatchStateError):
             raise PermanentJobError(joined(str(exc), removed)) from None
@@ -470,7 +473,7 @@ def slack_file_handler(
             log.exception("import %s (team %s): Slack file %s could not be read after %s "
                           "attempts", source.batch_id, team_id, source.ref,
                           ctx.job.attempts)  # fmt: skip
-            why = DATABASE_DOWN if database_outage(exc) else str(exc)
+            why = database_words(exc) or str(exc)
             await fail(ctx, source, f"Could not read the file: {why}", again)
         await report(ctx, staged)
 

@@ -11,6 +11,18 @@ job's lease stays renewed); the lease then lapses and the job is taken again.
 The steps that end a job for good (failing its work, telling its thread) ride out a database
 outage (`surely`), and a last attempt that fails before its handler took such a step (the
 database gone at its first read) is given up on by the worker (GivingUp).
+
+An outage (`database_outage`) is told by what the database or its driver says of the error,
+never by its class alone: SQLite's result code (the file locked, its disk failing or full,
+out of reach), PostgreSQL's SQLSTATE (a connection lost, the server out of resources or
+restarting, a lock or statement timed out), a connection SQLAlchemy found lost, a pool with
+no connection to give. SQLite raises "no such column", a syntax error or a read-only file as
+OperationalError, and asyncpg its 32,767-parameter limit as InterfaceError, as it does a
+closed connection: taken for outages by their class, they were waited out for ever.
+
+A database error's own text is its SQL and parameters (ids, email addresses): what a thread
+or report is told says it in words (`failure_words`), and the job's error (`referral-bot
+jobs`) by the driver's class and first line (`_job_error`); the log has it all.
 """
 
 from __future__ import annotations
@@ -28,11 +40,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from asyncpg import InterfaceError as PostgresInterfaceError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from asyncpg import InternalClientError, PostgresError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot.jobs import queue
 from models import Database, Job
+from models.db import driver_error
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,34 +56,96 @@ GIVE_UP_WHEN_STOPPING = 3  # failed attempts to record a result after stop() bef
 
 # What a database error says of itself is its SQL statement and parameters (ids, addresses),
 # and Slack's thread or report showed it as why the work failed: the worker's log has it, and
-# they say this instead.
+# they say this instead (`failure_words`).
 DATABASE_DOWN = "the bot's database was unavailable; the worker's log says more."
 # ... and a PostgreSQL that can't be reached at all (down, or its host gone): the driver's
 # OSError, which its thread and `referral-bot jobs` showed as "ConnectionRefusedError: [Errno
 # 111] Connect call failed ('10.0.0.5', 5432)"
 DATABASE_UNREACHABLE = "the bot's database could not be reached; the worker's log says more."
-_UNAVAILABLE = (sqlite3.OperationalError, OperationalError, InterfaceError, PoolTimeout,
-                PostgresInterfaceError)  # fmt: skip
+# ... a database whose disk is full (SQLite's SQLITE_FULL, PostgreSQL's disk_full): an outage
+# that ends once room is made, which whoever runs the bot is the one to make
+DATABASE_FULL = "the bot's database ran out of disk space; the worker's log says more."
+# ... and any other database error: a statement refused (a constraint, a column that isn't
+# there, more parameters than the driver sends), which is a bug of ours, not an outage
+DATABASE_REFUSED = "the bot's database refused a step of this work; the worker's log says more."
+# SQLite's primary result codes (an extended code's low byte) of a database unavailable for
+# now: another connection holding its lock (BUSY, LOCKED), its disk failing or full (IOERR,
+# FULL), its file out of reach (CANTOPEN), out of memory (NOMEM), a lock's race (PROTOCOL).
+# Any other fails the same way each time: SQLITE_ERROR (a column or table that isn't there,
+# a syntax error, too many parameters), READONLY, CONSTRAINT...
+_SQLITE_OUTAGES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR,
+                             sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOMEM,
+                             sqlite3.SQLITE_PROTOCOL})  # fmt: skip
+# ... as an error without SQLite's code (one the sqlite3 module raised itself) says them
+_SQLITE_OUTAGE_WORDS = ("database is locked", "database table is locked", "disk I/O error",
+                        "database or disk is full", "unable to open database file",
+                        "out of memory", "locking protocol")  # fmt: skip
+_SQLITE_FULL_WORDS = "database or disk is full"
 # PostgreSQL's SQLSTATEs of a database out of reach for now: a connection lost or refused
 # (08), out of resources (53), shutting down or starting (57P), a lock not granted in time
 # (55P03), a statement timed out (57014), a serialization failure or deadlock (40001, 40P01)
 _OUTAGE_STATES = ("08", "53", "57P", "55P03", "57014", "40001", "40P01")
+_DISK_FULL = "53100"
+# asyncpg's InterfaceError of a connection that is gone ("connection is closed", "cannot
+# perform operation: connection is closed"). Its others are our own doing, and persist: "the
+# number of query arguments cannot exceed 32767", "another operation is in progress" (one
+# connection used by two tasks at once), a transaction misused...
+_CLOSED = "connection is closed"
 # A unique key taken by another transaction that committed first (PostgreSQL: a job giving
 # its key back as another enqueue takes it, see queue._leave_owned): a race lost, which the
 # next try sees the outcome of. Recording a result tries once more on it (see _record).
 _RACE_LOST = "23505"
 _DRIVER = "asyncpg"
+# The errors of the database, its driver or SQLAlchemy, whose text may be SQL and parameters
+_DATABASE_ERRORS = (sqlite3.Error, SQLAlchemyError, PostgresError, PostgresInterfaceError,
+                    InternalClientError)  # fmt: skip
 
 
 def database_outage(exc: BaseException) -> bool:
-    """The error is the database's being unavailable for now, not a bug of ours (asyncpg's
-    errors reach us wrapped, with their SQLSTATE; a connection it lost, or never made, as
-    SQLAlchemy tells it, or as the OSError it is: `database_unreachable`)."""
-    if isinstance(exc, _UNAVAILABLE) or database_unreachable(exc):
+    """The error is the database's being unavailable for now, not a bug of ours, as the
+    database or its driver says it (see the module's docstring): SQLite by its result code,
+    PostgreSQL by its SQLSTATE (asyncpg's errors reach us wrapped, with it); a connection
+    lost, as SQLAlchemy or asyncpg tells it, or never made, as the OSError it is
+    (`database_unreachable`); the pool out of connections for too long."""
+    if database_unreachable(exc) or isinstance(exc, PoolTimeout):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    driver = _driver(exc)
+    if isinstance(driver, sqlite3.Error):
+        return _sqlite_outage(driver)
+    if isinstance(driver, PostgresInterfaceError):
+        return _CLOSED in str(driver)
     return _sqlstate(exc).startswith(_OUTAGE_STATES)
+
+
+def _driver(exc: BaseException) -> BaseException:
+    """The driver's own error: SQLAlchemy's wraps the DBAPI's (`orig`), and SQLAlchemy's
+    asyncpg adapter wraps asyncpg's (its cause)."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    if isinstance(cause.__cause__, PostgresError | PostgresInterfaceError | InternalClientError):
+        return cause.__cause__
+    return cause
+
+
+def _sqlite_outage(error: sqlite3.Error) -> bool:
+    """SQLite's error is of its database unavailable for now (_SQLITE_OUTAGES), by the result
+    code SQLite gave it, or by its words when it has none."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _SQLITE_OUTAGES
+    return any(words in str(error) for words in _SQLITE_OUTAGE_WORDS)
+
+
+def _database_full(exc: BaseException) -> bool:
+    """The database has no room left: SQLite's SQLITE_FULL, PostgreSQL's disk_full."""
+    driver = _driver(exc)
+    if isinstance(driver, sqlite3.Error):
+        code = getattr(driver, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            return code & 0xFF == sqlite3.SQLITE_FULL
+        return _SQLITE_FULL_WORDS in str(driver)
+    return _sqlstate(exc) == _DISK_FULL
 
 
 def _sqlstate(exc: BaseException) -> str:
@@ -102,20 +178,38 @@ def database_unreachable(exc: BaseException) -> bool:
     return False
 
 
-def failure_words(exc: BaseException) -> str:
-    """Why the work failed for good, as its thread or report says it: a database out of
-    reach or unavailable in words, anything else by its class and message."""
+def _database_error(exc: BaseException) -> bool:
+    """An error of the database's, its driver's or SQLAlchemy's (see _DATABASE_ERRORS)."""
+    return isinstance(exc, _DATABASE_ERRORS) or database_unreachable(exc)
+
+
+def database_words(exc: BaseException) -> str | None:
+    """A database error as its work's thread or report says it, never by its own text (its
+    SQL and parameters): out of reach, out of room, unavailable, or a step refused (any
+    other: a bug, not an outage). None for an error that isn't the database's."""
     if database_unreachable(exc):
         return DATABASE_UNREACHABLE
-    return DATABASE_DOWN if database_outage(exc) else f"{type(exc).__name__}: {exc}"
+    if database_outage(exc):
+        return DATABASE_FULL if _database_full(exc) else DATABASE_DOWN
+    return DATABASE_REFUSED if _database_error(exc) else None
+
+
+def failure_words(exc: BaseException) -> str:
+    """Why the work failed for good, as its thread or report says it: a database error in
+    words (`database_words`), anything else by its class and message."""
+    return database_words(exc) or f"{type(exc).__name__}: {exc}"
 
 
 def _job_error(exc: BaseException) -> str:
-    """A failed attempt's error as its job records it (`referral-bot jobs` shows it): a
-    database that couldn't be reached in words (see DATABASE_UNREACHABLE), anything else by
-    its class and message, for whoever runs the bot to look into."""
+    """A failed attempt's error as its job records it (`referral-bot jobs` shows it), for
+    whoever runs the bot to look into: a database that couldn't be reached in words (see
+    DATABASE_UNREACHABLE), another database error by the driver's class and the first line
+    of its message (not SQLAlchemy's "[SQL: ...]" and "[parameters: ...]": ids, addresses),
+    anything else by its class and message."""
     if database_unreachable(exc):
         return DATABASE_UNREACHABLE
+    if _database_error(exc):
+        return driver_error(exc)
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -123,8 +217,9 @@ def _passes(exc: BaseException) -> bool:
     """An outage that waiting ends (what `surely` waits out, and recording a result retries):
     the database unavailable (`database_outage`), or the way to it: asyncpg raises a
     connection refused or reset, a timeout or a host name not found as the OSError it is,
-    unwrapped. Not an OSError of a file's (FileNotFoundError, PermissionError...), which no
-    wait mends."""
+    unwrapped. Not an OSError of a file's (FileNotFoundError, PermissionError...), nor a
+    database error that isn't an outage (a column that isn't there, a statement refused):
+    no wait mends those."""
     return database_outage(exc) or _on_the_way(exc)
 
 
@@ -222,8 +317,9 @@ async def surely(ctx: JobContext, what: str, step: Callable[[], Awaitable[T]]) -
     have got part way.
 
     Only an outage is waited out (`_passes`): any other error (a constraint violated, a
-    bug) fails the same way each time, and was retried for as long as the worker ran, the
-    job never ending. It is logged with the step and raised."""
+    column or table that isn't there, more parameters than the driver sends: a bug) fails
+    the same way each time, and was retried for as long as the worker ran, the job never
+    ending. It is logged with the step and raised."""
     ctx.ending = True
     backoff = Backoff(0.5, 30.0)
     while True:

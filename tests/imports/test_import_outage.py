@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from bot.imports.background import DATABASE_DOWN, enqueue_file_import, import_handler
 from bot.imports.batches import get_batch
@@ -38,6 +41,7 @@ from tests.imports.outage import (
     run_jobs,
 )
 from tests.jobs.test_queue import csv_file
+from tests.jobs.test_worker_faults import impatient
 from tests.jobs.test_worker_processes import wait_for
 
 
@@ -82,14 +86,12 @@ async def test_an_import_given_up_in_an_outage_fails_in_words_once_the_database_
 
 
 # The database failing every write to a table the import's end writes (its enrollments),
-# until allowed again, with an error of its own being unavailable, as `surely` waits out: a
-# trigger's RAISE is a constraint's (SQLite) or a plain exception (PostgreSQL), which is a bug
-# and not retried. SQLite: a table the trigger reads that isn't there, an OperationalError as
-# its disk I/O error is; PostgreSQL: disk full (53100).
-def _refuse(dialect: str, table: str) -> list[str]:
-    if dialect == "sqlite":
-        return [f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
-                "BEGIN SELECT 1 FROM disk_unavailable; END"]  # fmt: skip
+# until allowed again, with an error of its own being unavailable, as `surely` waits out (a
+# trigger's RAISE is a constraint's on SQLite or a plain exception on PostgreSQL: a bug, not
+# retried, and so is a table that isn't there). SQLite: each write to the table also writes a
+# row into a second file another client holds locked, "database is locked" as a busy database
+# says it; PostgreSQL: disk full (53100).
+def _refuse(table: str) -> list[str]:
     return ["CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
             "$$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' "
             "USING ERRCODE = 'disk_full'; END $$",
@@ -97,8 +99,38 @@ def _refuse(dialect: str, table: str) -> list[str]:
             "FOR EACH ROW EXECUTE FUNCTION refuse()"]  # fmt: skip
 
 
-def _allow(dialect: str, table: str) -> str:
-    return "DROP TRIGGER refuse" + (f" ON {table}" if dialect == "postgresql" else "")
+class _LockedGate:
+    """SQLite: a worker's database whose writes to `table` also write to `gate`, a file of
+    its own, which `hold` locks (another client's exclusive transaction) and `allow` lets go:
+    meanwhile those writes, and only those, fail as a locked database's do."""
+
+    def __init__(self, db_env: dict[str, str], table: str, gate: Path) -> None:
+        with closing(sqlite3.connect(gate)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")  # its readers (ATTACH) not kept out
+            conn.execute("CREATE TABLE IF NOT EXISTS gate_row (n INTEGER)")
+        self.database = impatient(db_env)
+
+        def through_the_gate(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute(f"ATTACH DATABASE '{gate}' AS gate")
+            cursor.execute(f"CREATE TEMP TRIGGER gate BEFORE INSERT ON main.{table} "
+                           "BEGIN INSERT INTO gate_row VALUES (1); END")  # fmt: skip
+            cursor.close()
+
+        event.listen(self.database.engine.sync_engine, "connect", through_the_gate)
+        self._holder = sqlite3.connect(gate, isolation_level=None, check_same_thread=False)
+
+    def hold(self) -> None:
+        self._holder.execute("BEGIN EXCLUSIVE")
+
+    def allow(self) -> None:
+        if self._holder.in_transaction:
+            self._holder.execute("ROLLBACK")
+
+    async def close(self) -> None:
+        self.allow()
+        self._holder.close()
+        await self.database.dispose()
 
 
 @pytest.fixture
@@ -108,7 +140,7 @@ async def slack() -> AsyncIterator[FakeSlack]:
 
 
 async def test_an_import_done_as_the_database_goes_away_enrolls_its_contacts_once_it_is_back(
-    db: Database, tmp_path: Path, slack: FakeSlack
+    db: Database, db_env: dict[str, str], tmp_path: Path, slack: FakeSlack
 ) -> None:
     refused = "enrollment"
     job, batch_id = await queued_import(db, tmp_path, max_attempts=1)
@@ -123,8 +155,13 @@ async def test_an_import_done_as_the_database_goes_away_enrolls_its_contacts_onc
             "INSERT INTO campaign_segment (campaign_id, segment_id, team_id, role, created_at) "
             "SELECT c.id, b.segment_id, 'T1', 'target', CURRENT_TIMESTAMP FROM campaign c, "
             "import_batch b WHERE b.id = :b"), {"b": batch_id})  # fmt: skip
-        for statement in _refuse(db.dialect, refused):
-            await conn.execute(text(statement))
+        if db.dialect == "postgresql":
+            for statement in _refuse(refused):
+                await conn.execute(text(statement))
+    gate = _LockedGate(db_env, refused, tmp_path / "gate.db") if db.is_sqlite else None
+    worker_db = gate.database if gate is not None else db
+    if gate is not None:
+        gate.hold()
 
     async def back_after_the_import() -> None:
         async def done() -> bool:
@@ -133,14 +170,20 @@ async def test_an_import_done_as_the_database_goes_away_enrolls_its_contacts_onc
 
         await wait_for(done, 60, "the import to be done")
         await asyncio.sleep(1.5)
+        if gate is not None:
+            gate.allow()
+            return
         async with db.begin() as conn:
-            await conn.execute(text(_allow(db.dialect, refused)))
+            await conn.execute(text(f"DROP TRIGGER refuse ON {refused}"))
 
     back = asyncio.create_task(back_after_the_import())
     try:
-        await run_jobs(db, {IMPORT_JOB: import_handler(3, notifier(slack, db, "U1"))})
+        await run_jobs(worker_db, {IMPORT_JOB: import_handler(3, notifier(slack, worker_db,
+                                                                          "U1"))})  # fmt: skip
     finally:
         await back
+        if gate is not None:
+            await gate.close()
     ended = await queue.get_job(db, "T1", job.id or 0)
     assert ended is not None and ended.state == "done", ended
     async with db.begin() as conn:
