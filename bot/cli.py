@@ -947,6 +947,9 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
             print(f"Job {job.id} was cancelled already.")  # says: not as if this stopped it
         else:
             print(f"Job {job.id} is {job.state}.")
+        if cancelling.segment_withdrawn:  # the segment made for its import went with it
+            # (with --json on stderr: the output stays the job scripts read)
+            print(cancelling.segment_withdrawn, file=sys.stderr if args.json else sys.stdout)
         return 0
     jobs = await list_jobs(db, team, limit=None if args.all else JOBS_SHOWN)
     hidden = await _settled_not_shown(db, team, jobs)

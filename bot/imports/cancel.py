@@ -31,7 +31,8 @@ from bot.notify import (
     enqueue_enrollment_report_in,
     enqueue_report_in,
 )
-from models import BatchStatus, Database, EnrollmentStatus, Job, JobState
+from bot.segments import withdraw_segment
+from models import BatchStatus, Database, EnrollmentStatus, Job, JobState, SegmentKind
 from models.clock import utcnow
 
 # The jobs that read a source into a review, and what its source says once one is cancelled.
@@ -109,6 +110,9 @@ class Cancelling:
     # stopped work whose invites then went out; "only a queued or running job can be
     # cancelled" of a job shown running contradicts itself.
     finished_first: bool = False
+    # the sentence saying the segment `import --background --create-segment` made for the
+    # cancelled import was withdrawn with it (_withdraw_made_segment), or ""
+    segment_withdrawn: str = ""
 
 
 async def cancel_job(db: Database, team_id: str, job_id: int, who: str = "cli") -> Job | None:
@@ -128,6 +132,10 @@ async def try_cancel_job(db: Database, team_id: str, job_id: int,
     import, enrollment or undo finished first is left as it is (`finished_first`): the work's
     row is taken before the job is cancelled, so a cancel made while the run commits waits
     for it and sees it done.
+
+    The segment `import --background --create-segment` made for a cancelled import (its
+    payload's "made_segment") is withdrawn if nothing is in it, as when its job fails
+    (`segment_withdrawn` says so): left, it sat empty in every segment menu, its name taken.
     """
     job = await queue.get_job(db, team_id, job_id)
     if job is None:
@@ -137,7 +145,44 @@ async def try_cancel_job(db: Database, team_id: str, job_id: int,
         if not finished_first:
             await _cancel_job_in(conn, team_id, job_id)
     now = await queue.get_job(db, team_id, job_id)
-    return None if now is None else Cancelling(now, job.state, finished_first)
+    if now is None:
+        return None
+    withdrawn = ""
+    if now.state == JobState.CANCELLED and not finished_first:
+        withdrawn = await _withdraw_made_segment(db, team_id, job, who)
+    return Cancelling(now, job.state, finished_first, withdrawn)
+
+
+async def _withdraw_made_segment(db: Database, team_id: str, job: Job, who: str) -> str:
+    """Withdraw the segment `import --background --create-segment` made for the import job
+    `job`, now that its import stands cancelled (segments.withdraw_segment: only while nothing
+    is in it and no campaign or other import uses it; the audit log says it was deleted,
+    holding no contacts). Returns the sentence saying so, or "" when it stays (or was gone)."""
+    payload = json.loads(job.payload or "{}")
+    made = payload.get("made_segment")
+    if job.kind != IMPORT_JOB or made is None or "batch_id" not in payload:
+        return ""
+    async with db.begin() as conn:
+        row = (await conn.execute(
+            text("SELECT g.name FROM import_batch b JOIN segment g ON g.id = b.segment_id "
+                 "WHERE b.team_id = :t AND b.id = :b AND b.status = :cancelled "
+                 "AND g.team_id = :t AND g.id = :s AND g.kind = :static"),
+            {"t": team_id, "b": int(payload["batch_id"]), "s": int(made),
+             "cancelled": BatchStatus.CANCELLED, "static": SegmentKind.STATIC},
+        )).first()  # fmt: skip
+    if row is None:  # not this import's segment, or deleted already
+        return ""
+    await withdraw_segment(db, team_id, int(made), who)
+    async with db.begin() as conn:
+        kind = (await conn.execute(
+            text("SELECT kind FROM segment WHERE team_id = :t AND id = :s"),
+            {"t": team_id, "s": int(made)})).scalar()  # fmt: skip
+    if kind != SegmentKind.DELETED:
+        return ""  # kept: it holds contacts, or a campaign or another import uses it
+    # (imported here: bot.imports.background imports this module, through the review)
+    from bot.imports.background import SEGMENT_WITHDRAWN
+
+    return SEGMENT_WITHDRAWN.format(name=row[0])
 
 
 async def _stop_work_in(conn: AsyncConnection, team_id: str, job: Job, who: str) -> bool:

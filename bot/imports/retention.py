@@ -4,9 +4,11 @@ leaving it out kept its rows on disk for good, the purge queueing itself again e
 them). An import being undone keeps its rows until its undo has finished.
 
 A purge job runs about once a day per workspace: creating a batch queues one when none is
-waiting, and each run queues the next (a day later) while any batch still holds staged
-rows. The counts shown on an ended import were frozen when it left review, so deleting its
-rows changes nothing anyone sees.
+waiting, and each run queues the next (a day later by the database's clock, as due times go)
+while any batch still holds staged rows or the workspace has ended jobs it will forget
+(bot.jobs.retention: a workspace that stopped importing kept every Home refresh, report and
+send run's job for good). The counts shown on an ended import were frozen when it left
+review, so deleting its rows changes nothing anyone sees.
 
 The same run forgets the later imports' listings of memberships (segment_member_listing) whose
 import can no longer be undone (it ended more than UNDO_WINDOW_DAYS ago, and isn't being
@@ -37,8 +39,8 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.imports.job_kinds import PURGE_JOB
 from bot.imports.undo_window import close_undo_before
-from bot.jobs.queue import enqueue_in
-from bot.jobs.retention import forget_finished_jobs
+from bot.jobs.queue import database_now_in, enqueue_in
+from bot.jobs.retention import forget_finished_jobs, jobs_left_to_forget_in
 from bot.jobs.worker import Handler, JobContext
 from models import Database
 from models.clock import utcnow
@@ -116,7 +118,11 @@ async def purge_staged(db: Database, team_id: str, days: float,
     """Delete the staged rows of imports that ended more than `days` ago and the batches
     killed dry runs left, and (given the undo window, `undo_days`) the listings no undo can
     hand on any more and the re-subscriptions no undo can take back; returns how many staged
-    rows it deleted."""
+    rows it deleted.
+
+    The jobs that ended long enough ago go first (bot.jobs.retention), so the next run is
+    queued only for what is left then: staged rows, or ended jobs a later run forgets."""
+    await forget_finished_jobs(db, team_id)
     async with db.begin() as conn:
         result = await conn.execute(_PURGE, {"t": team_id, "cutoff": utcnow() - timedelta(days)})
         purged = result.rowcount + await _drop_left_by_dry_runs_in(conn, team_id)
@@ -126,9 +132,11 @@ async def purge_staged(db: Database, team_id: str, days: float,
             await conn.execute(_PURGE_LISTINGS, past_undo)
             await conn.execute(_PURGE_RESUBSCRIBED, past_undo)
             await close_undo_before(conn, team_id, cutoff)  # what undoing them needs is gone
-        if (await conn.execute(_LEFT, {"t": team_id})).first() is not None:
-            await schedule_purge_in(conn, team_id, utcnow() + timedelta(days=1))
-    await forget_finished_jobs(db, team_id)
+        if ((await conn.execute(_LEFT, {"t": team_id})).first() is not None
+                or await jobs_left_to_forget_in(conn, team_id, PURGE_JOB)):
+            # due by the clock due times are compared with (PostgreSQL's), not this host's
+            tomorrow = await database_now_in(conn) + timedelta(days=1)
+            await schedule_purge_in(conn, team_id, tomorrow)
     if db.is_sqlite and purged:
         try:
             await shrink_staging(db)

@@ -25,6 +25,14 @@ Two kinds of row stay, whatever their age:
   deleting the newest rows would hand their ids to the next jobs, and an id from an old log
   line or a script (`jobs cancel ID`) would name another job. Keeping each workspace's newest
   keeps the table's largest id.
+The purge keeps its daily schedule while the workspace has ended jobs that aren't kept
+(jobs_left_to_forget_in): each of them becomes old enough some day, and a workspace that
+stopped importing stopped purging (it went on only while staged rows were left), its Home
+refreshes, reports and send runs kept for good. It stops once only kept rows and its own runs
+are left: counting those, each run would find the one before it and go on for ever (a month
+of its own runs stays, at most about 30 rows). What queues a workspace's first purge is the
+creation of an import's batch (bot.imports.batches): a workspace that never imported, or
+whose purge stopped, gets none from the jobs it runs.
 A job's dedupe key is free again once its row is gone: what a key keeps from running twice is
 asked for again only soon after (a double click, Slack's retry of an event, a run of the job
 itself) or checks its own state first (an import is approved once, an undo asked for once),
@@ -37,6 +45,7 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.jobs.queue import database_now
@@ -67,6 +76,24 @@ _FORGET = text(f"""
           AND NOT EXISTS ({_UNDO_UNDER_WAY})
         ORDER BY j.id LIMIT :n)
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()))
+
+# An ended job that isn't kept (neither the workspace's newest nor an undo under way) and isn't
+# of `own`, the purge's kind: it is forgotten some day, by a purge still to run.
+_LEFT_TO_FORGET = text(f"""
+    SELECT 1 FROM job j
+    WHERE j.team_id = :t AND j.state IN {_ENDED} AND j.kind <> :own
+      AND j.id < (SELECT MAX(n.id) FROM job n WHERE n.team_id = :t)
+      AND NOT EXISTS ({_UNDO_UNDER_WAY})
+    LIMIT 1
+""")
+
+
+async def jobs_left_to_forget_in(conn: AsyncConnection, team_id: str, own_kind: str) -> bool:
+    """Whether the workspace has ended jobs that a later purge will forget (those not kept:
+    see the module), leaving out the purge's own runs (`own_kind`): the purge queues its next
+    run while there are."""
+    params = {"t": team_id, "own": own_kind}
+    return (await conn.execute(_LEFT_TO_FORGET, params)).first() is not None
 
 
 async def forget_finished_jobs(db: Database, team_id: str,
