@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -603,17 +603,27 @@ async def open_import_modal(d: Deps, client: AsyncWebClient, trigger_id: str, te
 
 
 async def post_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: int,
-                      channel: str, user_id: str) -> None:  # fmt: skip
+                      channel: str, user_id: str, *,
+                      before_post: Callable[[], Awaitable[None]] | None = None
+                      ) -> None:  # fmt: skip
     """Post and record the review message (publish_review), then bring it up to date."""
-    drawn = await publish_review(client, d, team_id, batch_id, channel, user_id)
+    drawn = await publish_review(client, d, team_id, batch_id, channel, user_id,
+                                 before_post=before_post)  # fmt: skip
     await review_posted(client, d, team_id, batch_id, drawn)
 
 
 async def publish_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id: int,
-                         channel: str, user_id: str) -> BatchView:  # fmt: skip
+                         channel: str, user_id: str, *,
+                         before_post: Callable[[], Awaitable[None]] | None = None
+                         ) -> BatchView:  # fmt: skip
     """Post the review message where the import started, or in a DM if the bot can't, saying
     why there: leads approve in the channel, and they don't see that DM. Returns the import
     as drawn.
+
+    `before_post` is awaited once, with the review drawn, just before its first post (the
+    DM's, after the channel refused, is the same review's): an upload's click takes there
+    the key saying it was sent to Slack (handlers/uploads.py review_sent_key), which
+    reading the import before it must not have taken. Raising, it stops the post.
 
     The message is recorded as soon as it is posted, before anything else: once posted its
     buttons work, so from then on nothing may withdraw the import (a failure after the post
@@ -624,6 +634,8 @@ async def publish_review(client: AsyncWebClient, d: Deps, team_id: str, batch_id
     view = await load(d.db, team_id, batch_id)
     previews = await preview_batch(d.db, team_id, batch_id, view.segment.id or 0)
     text, blocks = review_message(view, previews, undo_days=d.settings.undo_window_days)
+    if before_post is not None:
+        await before_post()
     refused = ""
     try:
         posted = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)

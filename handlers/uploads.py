@@ -37,8 +37,9 @@ from models import BatchStatus, Database, ImportBatch, Segment
 
 log = logging.getLogger(__name__)
 # A review is posted within seconds of its click; one still unposted this long after belongs
-# to a process that died posting it, and the next click posts it: unless it was sent to
-# Slack (review_sent_key), and is only unrecorded (the database away when it was posted).
+# to a process that died posting it (or whose database went away before it was sent), and
+# the next click posts it: unless it was sent to Slack (review_sent_key), and is only
+# unrecorded (the database away when it was posted).
 POSTING_GIVEN_UP = timedelta(minutes=2)
 
 
@@ -179,10 +180,15 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
         if made:  # made for this review, which was refused: not left empty in every menu
             await withdraw_segment(d.db, team_id, segment.id or 0, user_id)
         raise
+    sending = _Sending(d.db, team_id, batch_id)
     try:
-        await post_review(client, d, team_id, batch_id, channel, user_id)
+        await post_review(client, d, team_id, batch_id, channel, user_id,
+                          before_post=sending.take_sent_key)  # fmt: skip
     except BaseException:
-        await _not_posted(d.db, team_id, batch_id)  # the next click posts it
+        if not sending.refused:
+            await _not_posted(d.db, team_id, batch_id, sent=sending.tried)  # the next posts
+        elif made:  # refused, as by _claim_review: the keys are the click's that posts it
+            await withdraw_segment(d.db, team_id, segment.id or 0, user_id)
         raise
     try:  # the offer says the review is under way: a courtesy, the review is posted
         await client.chat_update(channel=channel, ts=body["container"]["message_ts"],
@@ -214,18 +220,44 @@ async def _chosen_segment(d: Deps, team_id: str, user_id: str, value: str,
 
 
 def review_sent_key(batch_id: int) -> str:
-    """Taken just before an upload's review is sent to Slack, and let go only with the key of
-    posting it (review_post_key) when the post failed: a review sent stays known as sent
-    when the database, away as it was posted, couldn't record where it went."""
+    """Taken just before an upload's review is sent to Slack (publish_review's before_post:
+    the review drawn, its import read), and let go only with the key of posting it
+    (review_post_key) when the post failed: a review sent stays known as sent when the
+    database, away as it was posted, couldn't record where it went. Taken before reading
+    the import, a database away from those reads (and so from letting the keys go) left a
+    review never sent known as sent: every click was told it was posted, and none posted
+    it."""
     return f"review-sent:{batch_id}"
 
 
-async def _not_posted(db: Database, team_id: str, batch_id: int) -> None:
-    """The review wasn't posted: both its keys go, in one transaction, so the next click
-    posts it."""
+class _Sending:
+    """One click's review on its way: the sent key taken just before its post (once: the
+    DM's post, after the channel refused, is the same review's)."""
+
+    def __init__(self, db: Database, team_id: str, batch_id: int) -> None:
+        self.db, self.team_id, self.batch_id = db, team_id, batch_id
+        self.tried = False  # the sent key may be this click's (taken, or its write failed)
+        self.refused = False  # another click's review took it: posted, or being posted
+
+    async def take_sent_key(self) -> None:
+        self.tried = True
+        if await first_time(self.db, self.team_id, review_sent_key(self.batch_id)):
+            return
+        self.refused = True
+        earlier = await review.batch_of(self.db, self.team_id, self.batch_id)
+        raise Refusal(f"This file already has a review, started by <@{earlier.requested_by}>: "
+                      f"import #{self.batch_id} (being posted).")  # fmt: skip
+
+
+async def _not_posted(db: Database, team_id: str, batch_id: int, *, sent: bool) -> None:
+    """The review wasn't posted: its posting key goes, and its sent key if the click took it
+    (`sent`), in one transaction, so the next click posts it. A sent key the click never
+    took stays: a click taken for dead (POSTING_GIVEN_UP) that was only slow may meet its
+    failure after the click that took over sent its review."""
     async with db.begin() as conn:
         await forget_in(conn, team_id, review_post_key(batch_id))
-        await forget_in(conn, team_id, review_sent_key(batch_id))
+        if sent:
+            await forget_in(conn, team_id, review_sent_key(batch_id))
 
 
 async def _claim_review(d: Deps, team_id: str, user_id: str, segment_id: int, file_id: str,
@@ -236,12 +268,15 @@ async def _claim_review(d: Deps, team_id: str, user_id: str, segment_id: int, fi
     while its review is being posted.
 
     A review still unposted long after its click (POSTING_GIVEN_UP) is posted by this one:
-    that process died before sending it (a restart), and the file said "being posted" for
+    that process died before sending it (a restart), or the database went away before it
+    was sent (and so couldn't let the posting key go), and the file said "being posted" for
     good. Not one that was sent (review_sent_key) whose record failed (the database away a
     while, record_review): unrecorded, it looked the same, and a click posted a second live
     review of the import. Its first click records it (handlers/review.py); this one is
-    told so and posts nothing. The sent key is taken last, by the click that posts: a click
-    taken for dead that was only slow sends its review first, and this one then refuses."""
+    told so and posts nothing. The sent key is taken last, just before the post
+    (publish_review's before_post, _Sending), by the click that posts: of a click taken for
+    dead that was only slow and the one that took over, the first to get there sends its
+    review and the other then refuses; exactly one of them posts."""
     batch_id, posting_here = await create_upload_batch(
         d.db, team_id, segment_id, user_id, file_id=file_id, label=info.name
     )
@@ -259,16 +294,13 @@ async def _claim_review(d: Deps, team_id: str, user_id: str, segment_id: int, fi
             where = f" in <#{earlier.channel_id}>" if earlier.message_ts else " (being posted)"
             raise Refusal(f"This file already has a review, started by "
                           f"<@{earlier.requested_by}>: import #{batch_id}{where}.")  # fmt: skip
-    if not await first_time(d.db, team_id, sent):
-        earlier = await review.batch_of(d.db, team_id, batch_id)
-        raise Refusal(f"This file already has a review, started by <@{earlier.requested_by}>: "
-                      f"import #{batch_id} (being posted).")  # fmt: skip
     return batch_id
 
 
 def _unrecorded(earlier: ImportBatch, batch_id: int) -> str:
     """A review sent to Slack long ago whose message the import has no record of: posted
-    while the database was away, or (rarely) its process died while Slack took it."""
+    while the database was away, or (rarely) its process died while Slack took it, or Slack
+    failed it while the database was away (not posted: "if it isn't there")."""
     state = ("" if earlier.status == BatchStatus.DRAFT
              else f" The import is {review.describe_status(earlier)}.")  # fmt: skip
     return (f"This file already has a review, started by <@{earlier.requested_by}>: import "
