@@ -11,6 +11,7 @@ import email
 import email.policy
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -408,8 +409,10 @@ def test_campaign_edit_turns_the_invite_email_off_and_on_and_email_unsent_sends_
     assert bad.returncode == 1 and "web address" in bad.stderr
 
 
-def _worker_for(env: dict[str, str], seconds: float) -> str:
-    """`referral-bot worker` for `seconds` once it waits for jobs, then Ctrl-C; what it said."""
+def _worker_for(env: dict[str, str], seconds: float,
+                until: Callable[[], bool] | None = None) -> str:
+    """`referral-bot worker` once it waits for jobs: for `seconds` (it polls every 0.1 s), or
+    `until` holds (within `seconds`); then Ctrl-C; what it said."""
     import signal
     import subprocess
     import time
@@ -423,7 +426,13 @@ def _worker_for(env: dict[str, str], seconds: float) -> str:
         said.append(line)
         if "waiting for jobs" in line:
             break
-    time.sleep(seconds)
+    deadline = time.monotonic() + seconds
+    if until is None:
+        time.sleep(seconds)
+    else:
+        while not until():
+            assert time.monotonic() < deadline and worker.poll() is None, "it never happened"
+            time.sleep(0.1)
     worker.send_signal(signal.SIGINT)
     _, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err
@@ -449,7 +458,7 @@ def test_a_worker_that_cant_send_leaves_the_invites_queued_and_says_so(
     settings = {"SMTP_URL": "smtp://127.0.0.1:9?timeout=2", "SECRET_KEY": "s" * 32,
                 "PUBLIC_URL": "https://r.example"}
     settings[lacking] = ""
-    logged = _worker_for({**db_env, **settings}, 4)
+    logged = _worker_for({**db_env, **settings}, 1.5)  # 15 polls: the job is left queued
     assert "0 jobs done" in logged or "Worker stopped" in logged, logged
     [send] = [j for j in _json(db_env, "jobs") if j["kind"] == "send_invites"]
     assert (send["state"], send["attempts"], send["waiting_for_worker"]) == ("queued", 0, True)
@@ -459,7 +468,12 @@ def test_a_worker_that_cant_send_leaves_the_invites_queued_and_says_so(
     assert adv["invite"] == "queued"
     assert not (tmp_path / "outbox").exists() and not Path("outbox").exists()
     # a worker with OUTBOX_DIR writes it as a file
-    _worker_for({**db_env, "SECRET_KEY": "s" * 32, "OUTBOX_DIR": str(tmp_path / "files")}, 4)
+    def sent() -> bool:
+        return [j["state"] for j in _json(db_env, "jobs") if j["kind"] == "send_invites"] == [
+            "done"]
+
+    _worker_for({**db_env, "SECRET_KEY": "s" * 32, "OUTBOX_DIR": str(tmp_path / "files")}, 60,
+                until=sent)  # fmt: skip
     assert len(list((tmp_path / "files").glob("*.eml"))) == 1
 
 

@@ -418,8 +418,10 @@ async def test_a_worker_child_restarted_during_a_database_outage_runs_once_it_is
         env = {**db_env, "DATABASE_URL": real.set(host="127.0.0.1", port=port)
                .render_as_string(hide_password=False)}  # fmt: skip
         back = forwarding(port, (real.host or "127.0.0.1", real.port or 5432))
+    # settled after 1 s of a run, not serve's 5: a child that reaches the database runs on
     supervisor = WorkerSupervisor(ChildWorker(shell.environment(env)), backoff_seconds=0.05,
-                                  max_backoff_seconds=30, max_failures=3)  # fmt: skip
+                                  max_backoff_seconds=30, max_failures=3,
+                                  settle_seconds=1.0)  # fmt: skip
     async with health_server(supervisor.health) as health:
         supervisor.start()
         try:

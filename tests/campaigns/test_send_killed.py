@@ -100,7 +100,7 @@ async def test_a_slow_senders_delivered_invite_is_not_offered_for_resending(
             await _first_message(handler)
             first.send_signal(signal.SIGSTOP)  # starved of CPU, not dead
             handler.data_delay = 0
-            await asyncio.sleep(3)  # its 2 s lease lapses
+            # it takes the job over once the first's 2 s lease lapses (it polls every 0.1 s)
             second = await _worker(env)
 
             async def settled() -> bool:
@@ -109,9 +109,22 @@ async def test_a_slow_senders_delivered_invite_is_not_offered_for_resending(
                 return left == 0
 
             await _until(settled, 60, "the second worker to finish")
-            await asyncio.sleep(2)  # the server answers 250 to the first worker's message
+
+            async def answered() -> bool:
+                return handler.answered == len(handler.messages)
+
+            # the server answers 250 to the first worker's message (4 s after its DATA)
+            await _until(answered, 60, "the server to answer the first message")
             first.send_signal(signal.SIGCONT)  # it reads the 250: the invite was delivered
-            await asyncio.sleep(3)
+
+            # until it recorded the invite sent (within 10 s; the assertions below say what
+            # it did), then half a second more: it emails nobody meanwhile
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while await world.scalar("SELECT COUNT(*) FROM invite WHERE state <> 'sent'") and (
+                    loop.time() < deadline):  # fmt: skip
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)
         finally:
             first.send_signal(signal.SIGCONT)
             first.send_signal(signal.SIGTERM)

@@ -53,6 +53,7 @@ class Handler:
     drop_at: dict[str, set[int]] = field(default_factory=dict)
     data_delay: float = 0.0  # seconds to wait before answering the end of DATA
     seen: Counter[str] = field(default_factory=Counter)
+    answered: int = 0  # messages whose end of DATA was answered 250 (after data_delay)
 
     def _drop(self, server: SMTP, command: str) -> bool:
         self.seen[command] += 1
@@ -95,6 +96,7 @@ class Handler:
             return "250 OK"
         if self.data_delay:
             await asyncio.sleep(self.data_delay)
+        self.answered += 1
         return "250 2.0.0 queued"
 
 

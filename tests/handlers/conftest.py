@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientSession
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
+from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
 from bot.app import build_app, build_web_app, build_worker, slack_client
 from bot.jobs.worker import Worker
@@ -85,6 +87,11 @@ async def running_app(db: Database, tmp_path: Path, **overrides: Any) -> AsyncIt
         })  # fmt: skip
         session = ClientSession()
         client = slack_client(settings, session)
+        # a dropped connection is still retried once, after 0.05 s instead of slack_sdk's
+        # 0.5-1.5 s (a test's Slack outage waited that out at each call it failed)
+        for handler in client.retry_handlers:
+            if isinstance(handler, AsyncConnectionErrorRetryHandler):
+                handler.interval_calculator = FixedValueRetryIntervalCalculator(0.05)
         later = Later()
         try:
             async with serve(build_web_app(build_app(settings, client, db, later))) as url:
