@@ -29,14 +29,10 @@ from models.clock import utcnow
 from tests.fakes.slack_api import find_element
 from tests.fakes.slack_requests import file_shared_event
 from tests.handlers.conftest import REP, Harness, running_app
-from tests.handlers.test_adopt_from_other_buttons import (
-    _impatient_app,
-    _posted_unrecorded,
-    _recorded,
-    _reviews,
-)
+from tests.handlers.test_adopt_from_other_buttons import _reviews
 from tests.handlers.test_all_sources import _buttons, _value
 from tests.handlers.test_import_flow import CSV, _count, _form, _open_modal, _review
+from tests.handlers.unrecorded import impatient_app, posted_unrecorded, recorded, without_proxies
 from tests.imports.exports import zip_bytes
 from tests.jobs.test_last_attempt_outage import WriteLock
 
@@ -52,7 +48,7 @@ async def test_all_sources_on_an_unrecorded_review_records_it(
     from bot.workspaces import ensure_workspace, import_target
 
     entries = {f"e{i:02}.csv": f"email\np{i}@example.com\n".encode() for i in range(1, 36)}
-    async with _impatient_app(db_env, tmp_path, monkeypatch) as (app, lock):
+    async with impatient_app(db_env, tmp_path, monkeypatch) as (app, lock):
         await ensure_workspace(app.db, "T0001")
         segment = await import_target(app.db, "T0001", "Zip", create=True)
         app.slack.add_file("F0003", "export.zip", zip_bytes(entries), filetype="zip",
@@ -80,11 +76,11 @@ async def test_all_sources_on_an_unrecorded_review_records_it(
                                             message_ts=offer["ts"],
                                             state_values=chosen)  # fmt: skip
 
-        await _posted_unrecorded(app, lock, click_review_import)
+        await posted_unrecorded(app, lock, click_review_import)
         (review,) = _reviews(app)
         shown = json.dumps(review["blocks"], ensure_ascii=False)
         assert "…and 5 more sources (counted in the total)" in shown, shown
-        assert await _recorded(app) == ("draft", None, None)
+        assert await recorded(app) == ("draft", None, None)
 
         found = find_element(review["blocks"], Action.SOURCES_OPEN)
         assert found is not None
@@ -94,7 +90,7 @@ async def test_all_sources_on_an_unrecorded_review_records_it(
         modal = app.slack.open_views(REP)[-1]
         assert modal["callback_id"] == Callback.SOURCES
         assert "sources 31–35 of 35" in json.dumps(modal["blocks"], ensure_ascii=False)
-        assert await _recorded(app) == ("draft", "C0001", review["ts"])
+        assert await recorded(app) == ("draft", "C0001", review["ts"])
 
         # a Remove in the list is a change the review shows, now that it is known
         await app.requests.block_action(
@@ -121,8 +117,7 @@ async def _app_patient_later(
     `impatient["on"]` (a review posted then is never recorded), and wait for it as the
     bot's do (SQLite's 30 s busy timeout, PostgreSQL's none) once it is set False; and
     another client that can hold the lock writes need."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    without_proxies(monkeypatch)
     monkeypatch.setattr(import_modal, "RECORD_PAUSES", (0.05, 0.05))
     database = Database(db_env["DATABASE_URL"], schema=db_env.get("DATABASE_SCHEMA"))
     impatient = {"on": True}
@@ -161,10 +156,10 @@ async def test_add_more_opens_the_form_before_recording_an_unrecorded_review(
             await app.requests.view_submission(state_values=_form(files=[file], segment="Q3"),
                                                view_id=view_id, user_id=REP)  # fmt: skip
 
-        await _posted_unrecorded(app, lock, submit)
+        await posted_unrecorded(app, lock, submit)
         review = await _review(app)
         assert "still being read" in json.dumps(review["blocks"])  # as first drawn
-        assert await _recorded(app) == ("draft", None, None)
+        assert await recorded(app) == ("draft", None, None)
 
         impatient["on"] = False  # the click's record waits for the lock, as the bot's do
         found = find_element(review["blocks"], Action.ADD_MORE)
@@ -182,12 +177,12 @@ async def test_add_more_opens_the_form_before_recording_an_unrecorded_review(
             await asyncio.sleep(0.3)  # the form is filled in; the record waits for the lock
             form = app.slack.open_views(REP)[-1]  # opened: not an expired trigger id
             assert form["callback_id"] == Callback.IMPORT and form["id"] != view_id
-            assert await _recorded(app) == ("draft", None, None)  # reads go on meanwhile
+            assert await recorded(app) == ("draft", None, None)  # reads go on meanwhile
         finally:
             await lock.release()
         await app.settle()
 
-        assert await _recorded(app) == ("draft", "C0001", review["ts"])
+        assert await recorded(app) == ("draft", "C0001", review["ts"])
         shown = json.dumps(app.slack.message("C0001", review["ts"])["blocks"])
         assert "2 valid" in shown and "still being read" not in shown, shown
         skipped = [u for u in app.slack.uploads if u.thread_ts == review["ts"]]

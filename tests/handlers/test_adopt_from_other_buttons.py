@@ -10,8 +10,6 @@ from those modals, and its thread got no skipped-rows CSV. They record it too no
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,17 +18,15 @@ import pytest
 from sqlalchemy import bindparam, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from handlers import import_modal
 from handlers.ids import Action, BlockId, Callback
 from handlers.mapping_messages import FIELD_BLOCKS
 from models import Database
 from models.clock import utcnow
 from tests.fakes.slack_api import find_element
 from tests.fakes.slack_requests import file_shared_event, state_static_select
-from tests.handlers.conftest import LEAD, REP, Harness, running_app
+from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_import_flow import CSV, _count, _form, _open_modal, _review
-from tests.jobs.test_last_attempt_outage import WriteLock
-from tests.jobs.test_worker_faults import impatient
+from tests.handlers.unrecorded import impatient_app, posted_unrecorded, recorded
 
 # no column is recognised as the email: the review offers *Map columns* on it
 WORK = (b"Full Name,Work Contact,First Name\n"
@@ -38,49 +34,6 @@ WORK = (b"Full Name,Work Contact,First Name\n"
         b"Bob Stone,bob@example.org,Bob\n"
         b"Cy Twombly,cy@example.net,Cy\n"
         b"Dee,not-an-email,Dee\n")  # fmt: skip
-
-
-@asynccontextmanager
-async def _impatient_app(db_env: dict[str, str], tmp_path: Path,
-                         monkeypatch: pytest.MonkeyPatch
-                         ) -> AsyncIterator[tuple[Harness, WriteLock]]:  # fmt: skip
-    """The app on a database whose statements give up after 100 ms waiting for a lock, with
-    quick tries to record a review; and another client that can hold the lock the record
-    needs."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(import_modal, "RECORD_PAUSES", (0.05, 0.05))
-    database = impatient(db_env)
-    lock = WriteLock(database)
-    try:
-        async with running_app(database, tmp_path) as app:
-            yield app, lock
-    finally:
-        await lock.release()
-        await database.dispose()
-
-
-async def _posted_unrecorded(app: Harness, lock: WriteLock, click: Any) -> None:
-    """`click()` posts a review; the database is locked by another client once the review is
-    on its way to Slack, so it is posted but every try to record it gives up. The database
-    is back afterwards."""
-    before = len(app.slack.calls_to("chat.postMessage"))
-    gate = app.slack.hold("chat.postMessage")
-    await click()
-    await app.slack.wait_for("chat.postMessage", count=before + 1, timeout=10)
-    await lock.hold()
-    app.slack.unhold("chat.postMessage")
-    gate.set()
-    await app.done()  # every try to record it failed
-    await lock.release()
-    await app.settle()
-
-
-async def _recorded(app: Harness) -> tuple[str, str | None, str | None]:
-    async with app.db.begin() as conn:
-        status, channel, ts = (await conn.execute(text(
-            "SELECT status, channel_id, message_ts FROM import_batch"))).one()  # fmt: skip
-    return str(status), channel, ts
 
 
 def _reviews(app: Harness) -> list[dict[str, Any]]:
@@ -96,7 +49,7 @@ async def test_review_contacts_on_an_unrecorded_review_records_it(
     import records the message it was clicked on, which is redrawn with the counts of the
     file read meanwhile and gets its skipped-rows CSV in its thread; a contact removed in
     the list then shows on the review as any other change does."""
-    async with _impatient_app(db_env, tmp_path, monkeypatch) as (app, lock):
+    async with impatient_app(db_env, tmp_path, monkeypatch) as (app, lock):
         view_id = await _open_modal(app)
         file = app.slack.add_file("F0001", "q3.csv", CSV)
 
@@ -104,10 +57,10 @@ async def test_review_contacts_on_an_unrecorded_review_records_it(
             await app.requests.view_submission(state_values=_form(files=[file], segment="Q3"),
                                                view_id=view_id, user_id=REP)  # fmt: skip
 
-        await _posted_unrecorded(app, lock, submit)
+        await posted_unrecorded(app, lock, submit)
         review = await _review(app)
         assert "still being read" in json.dumps(review["blocks"])  # as first drawn
-        assert await _recorded(app) == ("draft", None, None)
+        assert await recorded(app) == ("draft", None, None)
 
         found = find_element(review["blocks"], Action.REVIEW_CONTACTS)
         assert found is not None
@@ -119,7 +72,7 @@ async def test_review_contacts_on_an_unrecorded_review_records_it(
         listed = json.dumps(modal["blocks"])
         assert "jane@example.com" in listed and "raj@example.org" in listed
 
-        assert await _recorded(app) == ("draft", "C0001", review["ts"])
+        assert await recorded(app) == ("draft", "C0001", review["ts"])
         shown = json.dumps(app.slack.message("C0001", review["ts"])["blocks"])
         assert "2 valid" in shown and "still being read" not in shown, shown
         skipped = [u for u in app.slack.uploads if u.thread_ts == review["ts"]]
@@ -150,7 +103,7 @@ async def test_map_columns_on_an_unrecorded_review_records_it(
     from bot.imports.batches import create_upload_batch
     from bot.workspaces import ensure_workspace, import_target
 
-    async with _impatient_app(db_env, tmp_path, monkeypatch) as (app, lock):
+    async with impatient_app(db_env, tmp_path, monkeypatch) as (app, lock):
         await ensure_workspace(app.db, "T0001")
         segment = await import_target(app.db, "T0001", "VIP", create=True)
         app.slack.add_file("F0002", "work.csv", WORK, channels=["C0001"])
@@ -177,10 +130,10 @@ async def test_map_columns_on_an_unrecorded_review_records_it(
                                             message_ts=offer["ts"],
                                             state_values=chosen)  # fmt: skip
 
-        await _posted_unrecorded(app, lock, click_review_import)
+        await posted_unrecorded(app, lock, click_review_import)
         (review,) = _reviews(app)
         assert "No email column found" in json.dumps(review["blocks"])
-        assert await _recorded(app) == ("draft", None, None)
+        assert await recorded(app) == ("draft", None, None)
 
         found = find_element(review["blocks"], Action.MAP_COLUMNS)
         assert found is not None
@@ -189,7 +142,7 @@ async def test_map_columns_on_an_unrecorded_review_records_it(
         await app.settle()
         modal = app.slack.open_views(REP)[-1]
         assert modal["callback_id"] == Callback.MAP_COLUMNS, json.dumps(modal["blocks"])
-        assert await _recorded(app) == ("draft", "C0001", review["ts"])
+        assert await recorded(app) == ("draft", "C0001", review["ts"])
 
         state = {FIELD_BLOCKS[f]: {Action.MAP_FIELD: state_static_select(v)} for f, v in
                  {"email": "1", "first_name": "2", "last_name": "none", "locale": "none",

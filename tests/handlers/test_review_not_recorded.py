@@ -12,41 +12,20 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from handlers import import_modal
 from handlers.ids import Action
 from models import Database
 from tests.fakes.slack_api import find_element
-from tests.handlers.conftest import LEAD, REP, Harness, running_app
+from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_import_flow import CSV, _count, _form, _open_modal, _review
+from tests.handlers.unrecorded import impatient_app, recorded
 from tests.jobs.test_last_attempt_outage import WriteLock
-from tests.jobs.test_worker_faults import impatient
 
 WITHDRAWN = ("couldn't post the review", "may not have gone through", "Nothing was changed")
-
-
-@asynccontextmanager
-async def _impatient_app(db_env: dict[str, str], tmp_path: Path,
-                         monkeypatch: pytest.MonkeyPatch
-                         ) -> AsyncIterator[tuple[Harness, WriteLock]]:  # fmt: skip
-    """The app on a database whose statements give up after waiting 100 ms for a lock, and
-    another client that can hold the lock the review's record needs."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    database = impatient(db_env)
-    lock = WriteLock(database)
-    try:
-        async with running_app(database, tmp_path) as app:
-            yield app, lock
-    finally:
-        await lock.release()
-        await database.dispose()
 
 
 async def _posted_while_locked(app: Harness, lock: WriteLock) -> None:
@@ -74,13 +53,6 @@ async def _until_logged(caplog: pytest.LogCaptureFixture, logger: str, level: in
         await asyncio.sleep(0.01)
 
 
-async def _recorded(app: Harness) -> tuple[str, str | None, str | None]:
-    async with app.db.begin() as conn:
-        status, channel, ts = (await conn.execute(text(
-            "SELECT status, channel_id, message_ts FROM import_batch"))).one()  # fmt: skip
-    return str(status), channel, ts
-
-
 def _told_withdrawn(app: Harness, user: str) -> list[str]:
     """What `user` was told by DM or ephemeral note that says the import didn't happen."""
     dm = app.slack.dm_channels.get(user)
@@ -106,7 +78,7 @@ async def test_a_review_whose_record_fails_once_is_recorded_and_stays_in_review(
     """The record of the review just posted fails once (the database locked by another
     client): it is tried again, so the import stays in review with its message recorded,
     the message is redrawn when the file is read, and Approve on it imports."""
-    async with _impatient_app(db_env, tmp_path, monkeypatch) as (app, lock):
+    async with impatient_app(db_env, tmp_path, monkeypatch, quick_record=False) as (app, lock):
         with caplog.at_level(logging.WARNING, logger="handlers.import_modal"):
             await _posted_while_locked(app, lock)
             await _until_logged(caplog, "handlers.import_modal", logging.WARNING)
@@ -115,7 +87,7 @@ async def test_a_review_whose_record_fails_once_is_recorded_and_stays_in_review(
 
         review = await _review(app)
         assert review["channel"] == "C0001"
-        assert await _recorded(app) == ("draft", "C0001", review["ts"])
+        assert await recorded(app) == ("draft", "C0001", review["ts"])
         shown = json.dumps(review["blocks"])
         assert "2 valid" in shown and "still being read" not in shown  # redrawn once read
         skipped = [u for u in app.slack.uploads if u.thread_ts == review["ts"]]
@@ -136,7 +108,7 @@ async def test_a_review_never_recorded_is_recorded_by_the_first_click_on_it(
     the skipped rows in its thread; a lead then approves on it as on any review."""
     # quick tries (raising=False: the test still runs, and fails, on code without them)
     monkeypatch.setattr(import_modal, "RECORD_PAUSES", (0.05, 0.05), raising=False)
-    async with _impatient_app(db_env, tmp_path, monkeypatch) as (app, lock):
+    async with impatient_app(db_env, tmp_path, monkeypatch, quick_record=False) as (app, lock):
         await _posted_while_locked(app, lock)
         await app.done()  # every try to record it failed
         await lock.release()
@@ -144,7 +116,7 @@ async def test_a_review_never_recorded_is_recorded_by_the_first_click_on_it(
 
         review = await _review(app)
         assert "still being read" in json.dumps(review["blocks"])  # as first drawn
-        assert await _recorded(app) == ("draft", None, None)  # in review, as Slack shows
+        assert await recorded(app) == ("draft", None, None)  # in review, as Slack shows
         assert _told_withdrawn(app, REP) == []
 
         batch = find_element(review["blocks"], Action.PREVIEW_ONLY)
@@ -152,7 +124,7 @@ async def test_a_review_never_recorded_is_recorded_by_the_first_click_on_it(
         await app.requests.block_action(Action.PREVIEW_ONLY, batch[1]["value"], user_id=REP,
                                         channel_id="C0001", message_ts=review["ts"])  # fmt: skip
         await app.settle()
-        assert await _recorded(app) == ("draft", "C0001", review["ts"])
+        assert await recorded(app) == ("draft", "C0001", review["ts"])
         shown = json.dumps(app.slack.message("C0001", review["ts"])["blocks"])
         assert "2 valid" in shown and "still being read" not in shown
         skipped = [u for u in app.slack.uploads if u.thread_ts == review["ts"]]

@@ -11,8 +11,6 @@ posts nothing, and says where it went and how to record it."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,37 +19,15 @@ import pytest
 from sqlalchemy import bindparam, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from handlers import import_modal
 from handlers.ids import Action, BlockId
 from models import Database
 from models.clock import utcnow
 from tests.fakes.slack_api import find_element
 from tests.fakes.slack_requests import file_shared_event
-from tests.handlers.conftest import LEAD, REP, Harness, running_app
-from tests.jobs.test_last_attempt_outage import WriteLock
-from tests.jobs.test_worker_faults import impatient
+from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.unrecorded import impatient_app
 
 UPLOAD = b"email,first_name\nada@example.com,Ada\nbob@example.org,Bob\nnot-an-email,Dee\n"
-
-
-@asynccontextmanager
-async def _impatient_app(db_env: dict[str, str], tmp_path: Path,
-                         monkeypatch: pytest.MonkeyPatch
-                         ) -> AsyncIterator[tuple[Harness, WriteLock]]:  # fmt: skip
-    """The app on a database whose statements give up after 100 ms waiting for a lock, with
-    quick tries to record a review; and another client that can hold the lock the record
-    needs."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(import_modal, "RECORD_PAUSES", (0.05, 0.05))
-    database = impatient(db_env)
-    lock = WriteLock(database)
-    try:
-        async with running_app(database, tmp_path) as app:
-            yield app, lock
-    finally:
-        await lock.release()
-        await database.dispose()
 
 
 def _chosen(segment_id: int) -> dict[str, Any]:
@@ -88,7 +64,7 @@ async def test_a_click_after_an_unrecorded_review_posts_no_second_one(
 ) -> None:
     from bot.workspaces import ensure_workspace, import_target
 
-    async with _impatient_app(db_env, tmp_path, monkeypatch) as (app, lock):
+    async with impatient_app(db_env, tmp_path, monkeypatch) as (app, lock):
         await ensure_workspace(app.db, "T0001")
         segment = await import_target(app.db, "T0001", "VIP", create=True)
         app.slack.add_file("F0002", "upload.csv", UPLOAD, channels=["C0001"])
@@ -154,7 +130,7 @@ async def test_a_click_within_the_time_of_an_unrecorded_review_says_it_is_being_
     after it, the click before having changed nothing."""
     from bot.workspaces import ensure_workspace, import_target
 
-    async with _impatient_app(db_env, tmp_path, monkeypatch) as (app, lock):
+    async with impatient_app(db_env, tmp_path, monkeypatch) as (app, lock):
         await ensure_workspace(app.db, "T0001")
         segment = await import_target(app.db, "T0001", "VIP", create=True)
         app.slack.add_file("F0002", "upload.csv", UPLOAD, channels=["C0001"])
