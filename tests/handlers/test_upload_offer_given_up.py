@@ -19,13 +19,14 @@ import pytest
 from sqlalchemy import bindparam, text
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from bot.workspaces import ensure_workspace, import_target
 from handlers.ids import Action, BlockId
 from models import Database
 from models.clock import utcnow
 from tests.fakes.slack_api import find_element
 from tests.fakes.slack_requests import file_shared_event
 from tests.handlers.conftest import LEAD, REP, Harness
-from tests.handlers.unrecorded import impatient_app
+from tests.handlers.unrecorded import impatient_app, posted_unrecorded
 
 UPLOAD = b"email,first_name\nada@example.com,Ada\nbob@example.org,Bob\nnot-an-email,Dee\n"
 
@@ -35,6 +36,19 @@ def _chosen(segment_id: int) -> dict[str, Any]:
     return {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {
         "type": "external_select", "selected_option": {
             "text": {"type": "plain_text", "text": "VIP"}, "value": str(segment_id)}}}}
+
+
+async def offered(app: Harness) -> dict[str, Any]:
+    """REP's upload shared in C0001, offered for import; the click on the offer with the VIP
+    segment chosen."""
+    await ensure_workspace(app.db, "T0001")
+    segment = await import_target(app.db, "T0001", "VIP", create=True)
+    app.slack.add_file("F0002", "upload.csv", UPLOAD, channels=["C0001"])
+    await app.requests.event(file_shared_event("F0002", channel_id="C0001"), event_id="EvU")
+    await app.settle()
+    offer = app.slack.find_action(Action.UPLOAD_REVIEW, "C0001")
+    assert offer is not None
+    return {"message_ts": offer["ts"], "state_values": _chosen(segment.id or 0)}
 
 
 def _reviews(app: Harness) -> list[dict[str, Any]]:
@@ -62,34 +76,16 @@ async def _two_minutes_on(app: Harness) -> None:
 async def test_a_click_after_an_unrecorded_review_posts_no_second_one(
     db: Database, db_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from bot.workspaces import ensure_workspace, import_target
-
     async with impatient_app(db_env, tmp_path, monkeypatch) as (app, lock):
-        await ensure_workspace(app.db, "T0001")
-        segment = await import_target(app.db, "T0001", "VIP", create=True)
-        app.slack.add_file("F0002", "upload.csv", UPLOAD, channels=["C0001"])
-        await app.requests.event(file_shared_event("F0002", channel_id="C0001"), event_id="EvU")
-        await app.settle()
-        offer = app.slack.find_action(Action.UPLOAD_REVIEW, "C0001")
-        assert offer is not None
-        click = {"message_ts": offer["ts"], "state_values": _chosen(segment.id or 0)}
-
+        click = await offered(app)
         # REP's click posts the review; the database is locked by another client once it is
         # on its way to Slack, so every try to record it gives up
-        posts = len(app.slack.calls_to("chat.postMessage"))
-        gate = app.slack.hold("chat.postMessage")
-        await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP, **click)
-        await app.slack.wait_for("chat.postMessage", count=posts + 1, timeout=10)
-        await lock.hold()
-        app.slack.unhold("chat.postMessage")
-        gate.set()
-        await app.done()
-        await lock.release()
-        await app.settle()
+        await posted_unrecorded(app, lock, lambda: app.requests.block_action(
+            Action.UPLOAD_REVIEW, "F0002", user_id=REP, **click))  # fmt: skip
         (review,) = _reviews(app)
         assert review["channel"] == "C0001"
         assert await _recorded(app) == [("draft", REP, None, None)]
-        said = json.dumps(app.slack.message("C0001", offer["ts"])["blocks"])
+        said = json.dumps(app.slack.message("C0001", click["message_ts"])["blocks"])
         assert f"<@{REP}> started a review for *VIP*" in said
 
         # long after, another click on the offer (a client that still shows its button):
@@ -128,27 +124,10 @@ async def test_a_click_within_the_time_of_an_unrecorded_review_says_it_is_being_
     """Within POSTING_GIVEN_UP of the click that posted it, an unrecorded review may still
     be on its way: the next click is told so, as before, and posts nothing; nor does one
     after it, the click before having changed nothing."""
-    from bot.workspaces import ensure_workspace, import_target
-
     async with impatient_app(db_env, tmp_path, monkeypatch) as (app, lock):
-        await ensure_workspace(app.db, "T0001")
-        segment = await import_target(app.db, "T0001", "VIP", create=True)
-        app.slack.add_file("F0002", "upload.csv", UPLOAD, channels=["C0001"])
-        await app.requests.event(file_shared_event("F0002", channel_id="C0001"), event_id="EvU")
-        await app.settle()
-        offer = app.slack.find_action(Action.UPLOAD_REVIEW, "C0001")
-        assert offer is not None
-        click = {"message_ts": offer["ts"], "state_values": _chosen(segment.id or 0)}
-        posts = len(app.slack.calls_to("chat.postMessage"))
-        gate = app.slack.hold("chat.postMessage")
-        await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP, **click)
-        await app.slack.wait_for("chat.postMessage", count=posts + 1, timeout=10)
-        await lock.hold()
-        app.slack.unhold("chat.postMessage")
-        gate.set()
-        await app.done()
-        await lock.release()
-        await app.settle()
+        click = await offered(app)
+        await posted_unrecorded(app, lock, lambda: app.requests.block_action(
+            Action.UPLOAD_REVIEW, "F0002", user_id=REP, **click))  # fmt: skip
 
         await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=LEAD, **click)
         await app.settle()

@@ -25,18 +25,15 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.workspaces import ensure_workspace, import_target
 from handlers.ids import Action
 from models import Database
 from models.staging import staging_path
-from tests.fakes.slack_requests import file_shared_event
 from tests.handlers.conftest import LEAD, REP, Harness, running_app
 from tests.handlers.test_upload_offer_given_up import (
-    UPLOAD,
-    _chosen,
     _recorded,
     _reviews,
     _two_minutes_on,
+    offered,
 )
 from tests.imports.outage import Outage
 
@@ -174,24 +171,11 @@ async def _app(db_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.Monke
         await database.dispose()
 
 
-async def _offered(app: Harness) -> dict[str, Any]:
-    """REP's upload shared in C0001, offered for import; the click on the offer with the VIP
-    segment chosen."""
-    await ensure_workspace(app.db, "T0001")
-    segment = await import_target(app.db, "T0001", "VIP", create=True)
-    app.slack.add_file("F0002", "upload.csv", UPLOAD, channels=["C0001"])
-    await app.requests.event(file_shared_event("F0002", channel_id="C0001"), event_id="EvU")
-    await app.settle()
-    offer = app.slack.find_action(Action.UPLOAD_REVIEW, "C0001")
-    assert offer is not None
-    return {"message_ts": offer["ts"], "state_values": _chosen(segment.id or 0)}
-
-
 async def test_a_review_the_database_stopped_before_it_was_sent_is_posted_by_a_later_click(
     db: Database, db_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async with _app(db_env, tmp_path, monkeypatch) as (app, reads, writes):
-        click = await _offered(app)
+        click = await offered(app)
 
         # REP's click takes the key of posting the review; the database is then away from
         # drawing it (reading the import's rows) and from letting the key go: nothing posted
@@ -237,7 +221,7 @@ async def test_a_slow_click_taken_for_dead_and_the_one_that_took_over_post_one_r
     other is told it is being posted; neither lets the other's keys go."""
     # the slow click waits long enough for the other one to come
     async with _app(db_env, tmp_path, monkeypatch, 10_000) as (app, reads, _writes):
-        click = await _offered(app)
+        click = await offered(app)
         await reads.hold()
         await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP, **click)
         await reads.waited_on("T0001", "review-post:1")
@@ -266,7 +250,7 @@ async def test_a_review_the_dm_could_not_take_either_is_posted_by_the_next_click
     instead can't be opened: the key saying it was sent, taken once before the channel's
     try, goes with the posting key, and the next click posts the review at once."""
     async with _app(db_env, tmp_path, monkeypatch) as (app, _reads, _writes):
-        click = await _offered(app)
+        click = await offered(app)
         app.slack.fail("chat.postMessage", "not_in_channel")
         app.slack.fail("conversations.open", "internal_error")
         await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP, **click)
