@@ -29,7 +29,7 @@ from bot.segments import (
     write_export,
 )
 from bot.settings import Settings
-from bot.words import plural
+from bot.words import listed, plural
 from bot.workspaces import WorkspaceError, find_segment, segment_sizes
 from models import Database, Segment, SegmentRole
 from models.contacts import ALL_CUSTOMERS
@@ -176,8 +176,7 @@ def _what_it_holds(name: str, members: int, campaigns: list[CampaignUse]) -> str
         uses.append(f"{plural(len(campaigns) - MAX_CAMPAIGNS_NAMED, 'more campaign')} use it")
     if not uses:
         return holds
-    listed = uses[0] if len(uses) == 1 else ", ".join(uses[:-1]) + " and " + uses[-1]
-    return f"{holds}, {'and' if members else 'but'} {listed}"
+    return f"{holds}, {'and' if members else 'but'} {listed(uses)}"
 
 
 def _taken_out(members: int) -> str:

@@ -48,6 +48,7 @@ from bot.mailchimp.jobs import queue_audiences, queued_audiences
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
 from bot.once import first_time, forget
 from bot.segments import withdraw_segment
+from bot.words import listed
 from bot.workspaces import (
     WorkspaceError,
     clean_segment_name,
@@ -293,14 +294,10 @@ def files_error(refused: Sequence[tuple[str, str]], max_bytes: int) -> str:
     names = list(dict.fromkeys(name for name, _ in refused))
     for shown in range(len(names), 0, -1):
         left = len(names) - shown
-        listed = _and(names[:shown] + ([f"{left} more"] if left else []))
-        if len(listed) + len(rest) <= FILES_ERROR_MAX or shown == 1:
-            return (listed + rest)[:FILES_ERROR_MAX]
+        named = listed(names[:shown] + ([f"{left} more"] if left else []))
+        if len(named) + len(rest) <= FILES_ERROR_MAX or shown == 1:
+            return (named + rest)[:FILES_ERROR_MAX]
     return rest.strip()  # no names (not reached)
-
-
-def _and(words: Sequence[str]) -> str:
-    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 async def new_files(d: Deps, team_id: str, batch_id: int, files: Sequence[dict[str, Any]]
@@ -321,7 +318,7 @@ async def new_files(d: Deps, team_id: str, batch_id: int, files: Sequence[dict[s
 
 def already_there(names: Sequence[str], then: str = ".") -> str:
     verb = "is" if len(names) == 1 else "are"
-    return f"{_and(list(names))} {verb} already in this import{then}"[:FILES_ERROR_MAX]
+    return f"{listed(list(names))} {verb} already in this import{then}"[:FILES_ERROR_MAX]
 
 
 def _unusable_name(name: str) -> str | None:

@@ -16,6 +16,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from bot.words import listed
+
 
 class UnknownCodePage(ValueError):
     """No code page reads the file's words plausibly, or two do equally: the message says to
@@ -600,7 +602,7 @@ def _as_well_as(readings: list[_Reading]) -> str:
         if all(reading.text != other.text for other in unlike):
             unlike.append(reading)
     named = [_describe(r.encoding) for r in unlike]
-    return named[0] if len(named) == 1 else ", ".join(named[:-1]) + " or " + named[-1]
+    return listed(named, "or")
 
 
 def _decide(readings: list[_Reading]) -> str:
