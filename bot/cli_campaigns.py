@@ -253,6 +253,7 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         cid = campaign.id or 0
         enrollment: int | None = None
         paused_already = False
+        went_live = False
         retargeted: service.Targeting | None = None
         if command == "target":
             segment = await _segment(db, team, args.segment, args)
@@ -293,8 +294,11 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         else:
             if campaign.state != CampaignState.LIVE and not args.yes:
                 await _ask_first(db, team, campaign, None)
-            enrollment = await service.set_state(db, team, cid, CampaignState.LIVE,
-                                                 requested_by=CLI, hold=False)  # fmt: skip
+            change = await service.change_state(db, team, cid, CampaignState.LIVE,
+                                                requested_by=CLI, hold=False)  # fmt: skip
+            # put live by this run, as its transaction found the campaign (not as read
+            # before it): the sender warning is said then, not on every re-run
+            enrollment, went_live = change.enrollment, change.went_live
         out = {"campaign": campaign.name}
         if command in ("live", "target"):  # the same keys whichever way it went: what this
             # command enrolled (none: live already, nothing targeted, or a worker's to do)
@@ -329,9 +333,12 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         if retargeted is not None and retargeted.was == SegmentRole.EXCLUDE:
             text = _was_excluded_text(campaign, segment, text)
         if cancelled:  # a failure as `import` and `undo` stopped by `jobs cancel` are: exit 1
+            if went_live:  # live all the same: the run that enrolls them won't say it again
+                _warn_sender(campaign, settings)
             raise CampaignCliError(text)
     print(json.dumps(out) if getattr(args, "json", False) else text)
-    if command == "live":
+    if went_live:  # what its invites will come from, as Slack's Go live says it: only when
+        # this run put it live (a second run, or a script running it again, said it each time)
         _warn_sender(campaign, settings)
     return 0
 

@@ -8,8 +8,8 @@ for Home whatever the workspace holds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from slack_sdk.models.blocks import (
@@ -30,7 +30,7 @@ from bot.ids import digits
 from bot.imports.batches import status_words
 from bot.imports.undo import STOPPED, WAITING
 from bot.mailchimp.accounts import Connection
-from handlers.campaign_messages import STATE_LABEL
+from handlers.campaign_messages import STATE_LABEL, waiting_line
 from handlers.ids import Action
 from handlers.messages import esc, n, plural, slack_date
 from handlers.slack_text import SECTION_TEXT, cut_mrkdwn
@@ -92,6 +92,8 @@ class HomeData:
     mailchimp: Connection | None = None
     imports_shown: int = MAX_IMPORTS_SHOWN  # grows with *Show more*
     segments_shown: int | None = None  # None: MAX_SEGMENTS_SHOWN
+    # by campaign id: its due invites no running worker can send (invites.waiting_for_a_sender)
+    waiting: Mapping[int, int] = field(default_factory=dict)
 
 
 def _section(text: str) -> SectionBlock:
@@ -190,22 +192,30 @@ def _targets(names: Sequence[str]) -> str:
     return f"{shown} and {n(hidden)} more" if hidden > 0 else shown
 
 
-def campaign_line(summary: CampaignSummary) -> str:
+def campaign_line(summary: CampaignSummary, waiting: int = 0) -> str:
+    """`waiting`: its due invites no running worker can send, said under it as the campaign
+    list says it (Home showed the campaign live, its invites unsent, and not why)."""
     c = summary.campaign
     state = STATE_LABEL.get(CampaignState(c.state), esc(c.state))
     return (f"*{esc(c.name)}* · {state}\n"
             f"Targets: {_targets(summary.targets)} · {plural(summary.advocates, 'advocate')} · "
-            f"{plural(summary.invites_sent, 'invite')} sent")  # fmt: skip
+            f"{plural(summary.invites_sent, 'invite')} sent"
+            + (f"\n{waiting_line(waiting)}" if waiting else ""))  # fmt: skip
 
 
-def campaign_blocks(campaigns: Sequence[CampaignSummary]) -> list[Block]:
+def campaign_blocks(campaigns: Sequence[CampaignSummary],
+                    waiting: Mapping[int, int] | None = None) -> list[Block]:  # fmt: skip
+    """`waiting`: by campaign id, as HomeData's; a line of the campaign's section, not a
+    block of its own (Home's block count stays what it was)."""
+    waiting = waiting or {}
     blocks: list[Block] = [HeaderBlock(text="Campaigns")]
     if not campaigns:
         blocks.append(_section("No campaigns yet. A campaign turns the contacts of the "
                                "segments it targets into advocates with referral links, and "
                                "can send each one an invite email."))  # fmt: skip
     for summary in campaigns[:MAX_CAMPAIGNS_SHOWN]:
-        blocks.append(_section(campaign_line(summary)))
+        due = waiting.get(summary.campaign.id or 0, 0)
+        blocks.append(_section(campaign_line(summary, due)))
     blocks += _more(len(campaigns) - MAX_CAMPAIGNS_SHOWN, "campaign",
                     "`/referral campaign` lists them all.")  # fmt: skip
     return blocks
@@ -368,7 +378,7 @@ def home_view(data: HomeData, *, lead: bool) -> View:
     segments = min(data.segments_shown or MAX_SEGMENTS_SHOWN, MAX_SEGMENTS_EVER)
     imports = min(data.imports_shown, MAX_IMPORTS_EVER)
     blocks += [DividerBlock(), *segment_blocks(data.segments, segments, imports)]
-    blocks += [DividerBlock(), *campaign_blocks(data.campaigns)]
+    blocks += [DividerBlock(), *campaign_blocks(data.campaigns, data.waiting)]
     blocks += [DividerBlock(), *import_blocks(data.imports, data.imports_total, imports,
                                               segments, lead=lead)]  # fmt: skip
     blocks += [DividerBlock(), *mailchimp_blocks(data.mailchimp, lead=lead)]

@@ -27,6 +27,7 @@ from sqlalchemy import case, delete
 from sqlmodel import col, func, select
 
 from bot.audit import EnrollmentFigures, enrollment_figures
+from bot.campaigns.invites import waiting_for_a_sender
 from bot.campaigns.service import list_campaigns
 from bot.home_refresh import VIEWERS_KEPT, HomeRefresher
 from bot.imports.undo import LEASE_SECONDS, unattended_undo, undoable
@@ -124,6 +125,9 @@ async def home_data(db: Database, team_id: str, *, imports_shown: int = MAX_IMPO
         mailchimp=await connection(db, team_id),
         imports_shown=imports_shown,
         segments_shown=segments_shown,
+        # invites due that no running worker can send (`lease_seconds`: how long a worker
+        # is taken for alive), as the campaign list says them
+        waiting=await waiting_for_a_sender(db, team_id, lease_seconds),
     )
 
 

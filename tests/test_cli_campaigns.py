@@ -789,7 +789,11 @@ def test_a_campaign_that_emails_without_a_sender_says_where_invites_come_from(
     assert live.returncode == 0 and json.loads(live.stdout)["campaign"] == "Spring"
     assert live.stderr == FROM_AN_IP
     assert run(env, "campaign", "edit", "Spring", "--offer", "10%").stderr == FROM_AN_IP
-    # the bot's own domain: mail goes, but from the bot's domain, not the shop's
+    # live already: this run put nothing live, so it says nothing of the sender
+    assert run(env, "campaign", "live", "Spring").stderr == ""
+    # the bot's own domain: mail goes, but from the bot's domain, not the shop's (paused
+    # first: `live` warns on the run that puts the campaign live)
+    assert run(env, "campaign", "pause", "Spring").returncode == 0
     told = run({**db_env, "PUBLIC_URL": "https://referrals.example"}, "campaign", "live",
                "Spring").stderr  # fmt: skip
     assert told == ("Invites of 'Spring' will come from \"shop.example\" "
@@ -797,6 +801,7 @@ def test_a_campaign_that_emails_without_a_sender_says_where_invites_come_from(
                     "the bot's PUBLIC_URL, the bot's domain rather than the shop's: mail from "
                     "the shop's own domain is more likely to reach inboxes. Set one: "
                     f"{SENDER_HOW}\n")  # fmt: skip
+    assert run(env, "campaign", "pause", "Spring").returncode == 0
     local = run({**db_env, "PUBLIC_URL": ""}, "campaign", "live", "Spring").stderr
     assert ("<invites@localhost>: no sender is set, so the address is made from the bot's "
             "PUBLIC_URL, and localhost is this computer, not a mail domain: mail from it "
