@@ -48,7 +48,7 @@ from bot.cli_common import (
 )
 from bot.home_refresh import HOME_REFRESH_JOB, queue_home_refresh
 from bot.ids import IDS_PER_QUERY
-from bot.imports.background import enqueue_file_import
+from bot.imports.background import SEGMENT_WITHDRAWN, enqueue_file_import, joined
 from bot.imports.batches import ReviewError
 from bot.imports.cancel import try_cancel_job
 from bot.imports.engine import BatchStateError
@@ -464,8 +464,13 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
                                         undo_window_days=settings.undo_window_days,
                                         lease_seconds=settings.job_lease_seconds)  # fmt: skip
         except ImportFailed as exc:  # nothing valid: its rejects say why, if it wrote them
+            said = str(exc)
             if rejects_file is not None and (unwritten := rejects_file.keep(if_written=True)):
-                raise ImportFailed(f"{exc} {unwritten[:1].upper()}{unwritten[1:]}.") from None
+                said = f"{exc} {unwritten[:1].upper()}{unwritten[1:]}."
+            if exc.segment_removed is not None:
+                return _segment_removed(said, exc.segment_removed, args.json)
+            if said != str(exc):
+                raise ImportFailed(said) from None
             raise
         except BaseException:
             if rejects_file is not None:
@@ -487,6 +492,21 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
     else:
         print(_readable(summary, args.rejects, result.rejected_rows))
     return 0
+
+
+def _segment_removed(message: str, segment: str, as_json: bool) -> int:
+    """An import that imported nothing, whose segment `--create-segment` made was removed
+    again: its failure, then that (in import --background's words, SEGMENT_WITHDRAWN), as
+    `_failed` says a failure; with --json, "error" is the failure alone (as ever) and
+    "segment_removed" names the segment. It was said only in the audit log."""
+    print(f"referral-bot: {joined(message, SEGMENT_WITHDRAWN.format(name=segment))}",
+          file=sys.stderr)  # fmt: skip
+    if as_json:
+        try:
+            print(json.dumps({"error": message, "segment_removed": segment}), flush=True)
+        except OSError:
+            _drop_stdout()
+    return 1
 
 
 def _check_files(paths: Sequence[Path]) -> list[Path]:

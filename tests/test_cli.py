@@ -289,7 +289,8 @@ async def test_a_file_with_nothing_valid_says_so_and_lists_every_row(
     result = run(db_env, "import", str(header_only), "--segment", "Launch", "--create-segment")
     assert result.returncode == 1
     assert result.stderr == (f"referral-bot: Nothing to import: {header_only} has a header but "
-                             "no rows. Nothing was imported.\n")  # fmt: skip
+                             "no rows. Nothing was imported. The segment 'Launch', created for "
+                             "this import, was removed again.\n")  # fmt: skip
     # the segment each of them made for nothing is gone again (see test_cli_import_shell.py)
     segments = json.loads(run(db_env, "segments", "--json").stdout)
     assert {s["name"]: s["contacts"] for s in segments} == {"All Customers": 0}

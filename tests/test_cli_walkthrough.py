@@ -233,10 +233,12 @@ def test_errors_name_files_as_typed_and_one_file_in_the_singular(
     other.write_text("email,name\n")
     one = run(db_env, "import", str(empty), "--segment", "S", "--create-segment")
     assert one.stderr == (f"referral-bot: Nothing to import: {empty} has a header but no rows. "
-                          "Nothing was imported.\n")  # fmt: skip
+                          "Nothing was imported. The segment 'S', created for this import, was "
+                          "removed again.\n")  # fmt: skip
     two = run(db_env, "import", str(empty), str(other), "--segment", "S", "--create-segment")
     assert two.stderr == (f"referral-bot: Nothing to import: {empty} and {other} have a header "
-                          "but no rows. Nothing was imported.\n")  # fmt: skip
+                          "but no rows. Nothing was imported. The segment 'S', created for this "
+                          "import, was removed again.\n")  # fmt: skip
 
 
 def test_a_background_import_names_a_file_as_typed_too(

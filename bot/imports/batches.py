@@ -6,7 +6,7 @@ import csv
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Protocol, TextIO
 
@@ -34,7 +34,7 @@ from bot.imports.retention import schedule_purge_in
 from bot.imports.rows import INVALID_EMAIL, MISSING_EMAIL, Classifier, Tally
 from bot.imports.source_names import names_of_all
 from bot.imports.staging import copy_constants, refresh_statistics, stage_rows, take_staging
-from bot.jobs.queue import enqueue_in, shared_now
+from bot.jobs.queue import database_now_in, enqueue_in, shared_now
 from bot.notify import BATCH_CHANGED, REJECTS_CHANGED, enqueue_report_in, reading_again_in
 from bot.workspaces import WorkspaceError
 from models import (
@@ -90,10 +90,17 @@ async def _draft_in(
     # deletion that another process commits meanwhile is seen; refused, it rolls back
     await _own_segment(conn, team_id, segment_id)
     # staged rows are deleted some time after their import ends: make sure that runs
-    await schedule_purge_in(conn, team_id, now + timedelta(hours=1))
+    await schedule_purge_in(conn, team_id, await _in_an_hour(conn))
     if not dry_run:
         await _requested(conn, team_id, batch.id, segment_id, requested_by, consent)
     return batch
+
+
+async def _in_an_hour(conn: AsyncConnection) -> datetime:
+    """When a workspace's first purge is due: an hour on by the clock due times are compared
+    with (the database server's on PostgreSQL, bot.jobs.queue), not this host's: queued from
+    a host whose clock was hours behind, it ran at once, and hours ahead, that much late."""
+    return await database_now_in(conn) + timedelta(hours=1)
 
 
 async def create_background_batch(
@@ -171,7 +178,7 @@ async def create_upload_batch(
         conn = await session.connection()
         await enqueue_in(conn, team_id, SLACK_FILE_JOB, {"source_id": source.id},
                          dedupe_key=f"stage:{source.id}")  # fmt: skip
-        await schedule_purge_in(conn, team_id, utcnow() + timedelta(hours=1))
+        await schedule_purge_in(conn, team_id, await _in_an_hour(conn))
         await _take_posting_in(conn, team_id, batch.id)
         await session.commit()
         return batch.id, True

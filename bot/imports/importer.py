@@ -68,7 +68,13 @@ log = logging.getLogger(__name__)
 
 
 class ImportFailed(Exception):
-    """A file can't be imported at all; nothing was imported."""
+    """A file can't be imported at all; nothing was imported. `segment_removed`: the name of
+    the segment `--create-segment` made for the import, if it was removed again (_unmake):
+    the shell says so after the failure (bot.cli), in import --background's words."""
+
+    def __init__(self, message: str, segment_removed: str | None = None) -> None:
+        super().__init__(message)
+        self.segment_removed = segment_removed
 
 
 DRY_RUN_GONE = "the dry run has nothing to count"
@@ -157,17 +163,18 @@ async def import_files(
                      mapper)  # fmt: skip
     except MailchimpError as exc:  # out of retries, a revoked key, an audience deleted
         await _withdraw(db, team_id, batch.id, requested_by)
-        failed = await _deleted_under(db, team_id, target) or ImportFailed(
-            f"{exc} Nothing was imported.")
-        await _unmake(db, team_id, made_here, requested_by)  # once that was asked
-        raise failed from None
+        gone = await _deleted_under(db, team_id, target)
+        removed = await _unmake(db, team_id, made_here, requested_by)  # once that was asked
+        raise gone or ImportFailed(f"{exc} Nothing was imported.", removed) from None
     except BaseException as exc:  # unreadable, or interrupted (Ctrl-C): no draft left behind
         let_go_of_interrupted(exc)
         await asyncio.shield(_withdraw(db, team_id, batch.id, requested_by))
         gone = await _deleted_under(db, team_id, target) if isinstance(exc, Exception) else None
-        await asyncio.shield(_unmake(db, team_id, made_here, requested_by))
+        removed = await asyncio.shield(_unmake(db, team_id, made_here, requested_by))
         if gone:
             raise gone from None  # its file was closed by that, or its next one refused
+        if isinstance(exc, ImportFailed):  # a file found unreadable while it was staged
+            exc.segment_removed = removed
         raise
     async with db.begin() as conn:
         by_source = await skipped_by_status(conn, team_id, batch.id)
@@ -187,8 +194,9 @@ async def import_files(
         written = await write_rejects(db, team_id, batch.id, rejects) if rejects else 0
         await cancel(db, team_id, batch.id, requested_by, is_lead=True,
                      why="nothing valid to import")  # fmt: skip
-        await _unmake(db, team_id, made_here, requested_by)
-        raise ImportFailed(await _nothing_valid(db, team_id, batch.id, written)) from None
+        removed = await _unmake(db, team_id, made_here, requested_by)
+        raise ImportFailed(await _nothing_valid(db, team_id, batch.id, written),
+                           removed) from None
     # only now, and only for the headers of files that found valid rows (found_rows): a
     # mapping that found no valid row (the wrong column) would otherwise be kept, and every
     # later import of that export read with it
@@ -268,22 +276,36 @@ async def _withdraw(db: Database, team_id: str, batch_id: int, requested_by: str
                       "it stays a draft", batch_id, team_id)  # fmt: skip
 
 
-async def _unmake(db: Database, team_id: str, made: Segment | None, actor: str) -> None:
+async def _unmake(db: Database, team_id: str, made: Segment | None,
+                  actor: str) -> str | None:  # fmt: skip
     """Remove the segment `--create-segment` made for an import that imported nothing (it
     was left behind, empty, and the audit log said it was created for an import it then said
-    was cancelled): segments.withdraw_segment, so the audit log says that too."""
-    if made is not None and made.id is not None:
-        await withdraw_segment(db, team_id, made.id, actor)
+    was cancelled): segments.withdraw_segment, so the audit log says that too. Its name if
+    it is gone (the shell says so, as import --background's error does); None if it stays
+    (someone chose it meanwhile) or the database can't tell. The callers check first that
+    nobody deleted it while the files were read (_deleted_under: they say that instead)."""
+    if made is None or made.id is None:
+        return None
+    await withdraw_segment(db, team_id, made.id, actor)
+    try:
+        kind = await _kind(db, team_id, made)
+    except Exception:  # nice to have, as the withdrawal: the failure itself is what is said
+        log.warning("whether segment %s was withdrawn is unknown", made.id, exc_info=True)
+        return None
+    return made.name if kind == SegmentKind.DELETED else None
+
+
+async def _kind(db: Database, team_id: str, segment: Segment) -> SegmentKind | None:
+    async with db.session() as session:
+        return (await session.exec(select(Segment.kind).where(
+            Segment.id == segment.id, Segment.team_id == team_id))).first()  # fmt: skip
 
 
 async def _deleted_under(db: Database, team_id: str, segment: Segment,
                          what: str = "nothing was imported") -> ImportFailed | None:  # fmt: skip
     """What to say if the segment was deleted while the import read its files (deleting it
     withdraws the import's draft, see bot.segments): the failure then, whatever it was."""
-    async with db.session() as session:
-        kind = (await session.exec(select(Segment.kind).where(
-            Segment.id == segment.id, Segment.team_id == team_id))).first()  # fmt: skip
-    if kind != SegmentKind.DELETED:
+    if await _kind(db, team_id, segment) != SegmentKind.DELETED:
         return None
     return ImportFailed(f"The segment {segment.name!r} was deleted while the files were being "
                         f"read; {what}.")
