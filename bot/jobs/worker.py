@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from asyncpg import InterfaceError as PostgresInterfaceError
-from asyncpg import InternalClientError, PostgresError
+from asyncpg import InternalClientError, InvalidCachedStatementError, PostgresError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -83,8 +83,10 @@ _SQLITE_OUTAGE_WORDS = ("database is locked", "database table is locked", "disk 
 _SQLITE_FULL_WORDS = "database or disk is full"
 # PostgreSQL's SQLSTATEs of a database out of reach for now: a connection lost or refused
 # (08), out of resources (53), shutting down or starting (57P), a lock not granted in time
-# (55P03), a statement timed out (57014), a serialization failure or deadlock (40001, 40P01)
-_OUTAGE_STATES = ("08", "53", "57P", "55P03", "57014", "40001", "40P01")
+# (55P03), a statement timed out (57014), a serialization failure or deadlock (40001, 40P01),
+# a write answered by a standby (25006: a failover under way, or an address still naming the
+# old primary), the server's own I/O failing (58030)
+_OUTAGE_STATES = ("08", "53", "57P", "55P03", "57014", "40001", "40P01", "25006", "58030")
 _DISK_FULL = "53100"
 # asyncpg's InterfaceError of a connection that is gone ("connection is closed", "cannot
 # perform operation: connection is closed"). Its others are our own doing, and persist: "the
@@ -116,6 +118,9 @@ def database_outage(exc: BaseException) -> bool:
         return _sqlite_outage(driver)
     if isinstance(driver, PostgresInterfaceError):
         return _CLOSED in str(driver)
+    if isinstance(driver, InvalidCachedStatementError):  # once per pooled connection after
+        # another process changed a table (a release's migration): the next try re-prepares
+        return True
     return _sqlstate(exc).startswith(_OUTAGE_STATES)
 
 
