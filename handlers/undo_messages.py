@@ -161,8 +161,10 @@ def confirm_modal(plan: UndoPlan, *, metadata: str) -> View:
 
 
 def resume_modal(batch_id: int, why: str, *, metadata: str) -> View:
-    """An undo that stopped for good (its job failed or was cancelled): finish it?"""
-    text = (f"*The undo of import #{batch_id} stopped part way* ({esc(why[:300])}). What it took "
+    """An undo that stopped for good (its job failed or was cancelled): finish it? `why` as
+    stalled_undo says it (a database error in words, whose full stop the bracket ends)."""
+    why = why[:300].removesuffix(".")
+    text = (f"*The undo of import #{batch_id} stopped part way* ({esc(why)}). What it took "
             "out so far stays out. Finish it now? It carries on where it stopped.")
     return _modal([_section(text)], submit="Finish the undo", metadata=metadata)
 

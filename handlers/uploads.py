@@ -186,7 +186,7 @@ async def _review_upload(d: Deps, client: AsyncWebClient, body: dict[str, Any]) 
                           before_post=sending.take_sent_key)  # fmt: skip
     except BaseException:
         if not sending.refused:
-            await _not_posted(d.db, team_id, batch_id, sent=sending.tried)  # the next posts
+            await _not_posted(d.db, team_id, batch_id, sent=sending.took)  # the next posts
         elif made:  # refused, as by _claim_review: the keys are the click's that posts it
             await withdraw_segment(d.db, team_id, segment.id or 0, user_id)
         raise
@@ -236,12 +236,18 @@ class _Sending:
 
     def __init__(self, db: Database, team_id: str, batch_id: int) -> None:
         self.db, self.team_id, self.batch_id = db, team_id, batch_id
-        self.tried = False  # the sent key may be this click's (taken, or its write failed)
+        self.took = False  # the sent key is this click's: taken
         self.refused = False  # another click's review took it: posted, or being posted
 
     async def take_sent_key(self) -> None:
-        self.tried = True
+        """Take the sent key, or refuse: another click's review has it. Only a key this
+        click took is its to let go (`took`): its write failing (the database away) may
+        have met another click's key, taken by a click that took this one's review for dead
+        and sent it, whose keys are not this click's to delete (the next click would post a
+        second review). A write whose error hid its commit leaves the key taken, as if the
+        review were sent: the next click is refused with _unrecorded's words."""
         if await first_time(self.db, self.team_id, review_sent_key(self.batch_id)):
+            self.took = True
             return
         self.refused = True
         earlier = await review.batch_of(self.db, self.team_id, self.batch_id)
@@ -252,8 +258,9 @@ class _Sending:
 async def _not_posted(db: Database, team_id: str, batch_id: int, *, sent: bool) -> None:
     """The review wasn't posted: its posting key goes, and its sent key if the click took it
     (`sent`), in one transaction, so the next click posts it. A sent key the click never
-    took stays: a click taken for dead (POSTING_GIVEN_UP) that was only slow may meet its
-    failure after the click that took over sent its review."""
+    took stays (nor did it take it when its write of the key failed): a click taken for dead
+    (POSTING_GIVEN_UP) that was only slow may meet its failure after the click that took
+    over sent its review."""
     async with db.begin() as conn:
         await forget_in(conn, team_id, review_post_key(batch_id))
         if sent:
@@ -300,7 +307,8 @@ async def _claim_review(d: Deps, team_id: str, user_id: str, segment_id: int, fi
 def _unrecorded(earlier: ImportBatch, batch_id: int) -> str:
     """A review sent to Slack long ago whose message the import has no record of: posted
     while the database was away, or (rarely) its process died while Slack took it, or Slack
-    failed it while the database was away (not posted: "if it isn't there")."""
+    failed it while the database was away, or the write of its sent key failed after it
+    committed (not posted: "if it isn't there")."""
     state = ("" if earlier.status == BatchStatus.DRAFT
              else f" The import is {review.describe_status(earlier)}.")  # fmt: skip
     return (f"This file already has a review, started by <@{earlier.requested_by}>: import "

@@ -66,11 +66,16 @@ so two runners go one chunk at a time.
 
 from __future__ import annotations
 
+import builtins
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import ModuleType
 from typing import Any
 
+import asyncpg.exceptions
+import sqlalchemy.exc
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import TextClause
@@ -103,6 +108,7 @@ from bot.jobs.worker import (
     JobContext,
     JobStopped,
     PermanentJobError,
+    database_words,
     surely,
 )
 from bot.notify import UNDO_FINISHED, UNDO_STOPPED, ImportNotifier, enqueue_report_in
@@ -277,14 +283,47 @@ _RESUME = {sqlite: _sql(f"""
 
 async def stalled_undo(db: Database, team_id: str, batch_id: int) -> str | None:
     """Why the undo of a batch being undone stopped for good (its job failed or was
-    cancelled), or None when it didn't (it runs, or the batch isn't being undone)."""
+    cancelled), as Slack's *Finish the undo* says it; None when it didn't (it runs, or the
+    batch isn't being undone). Its job's error, a database error in words (`_in_words`)."""
     batch = await get_batch(db, team_id, batch_id)
     if batch is None or batch.status != BatchStatus.UNDOING:
         return None
     job = await find_by_key(db, team_id, undo_key(batch_id))
     if job is None or job.state not in (JobState.FAILED, JobState.CANCELLED):
         return None
-    return job.last_error or f"its job was {job.state}"
+    if not job.last_error:
+        return f"its job was {job.state}"
+    return _in_words(job.last_error, sqlite=db.is_sqlite)
+
+
+# Where the errors a job records by their driver's class (bot.jobs.worker._job_error: the
+# class and the first line of its message) come from, by the database's kind: its driver's,
+# then SQLAlchemy's own (a pool timed out, a result closed)
+_ERRORS_OF: dict[bool, tuple[ModuleType, ...]] = {
+    True: (sqlite3, sqlalchemy.exc), False: (asyncpg.exceptions, sqlalchemy.exc)}
+_SQLALCHEMY_ERROR = "sqlalche.me/e/"  # the link every error of SQLAlchemy's own ends with
+
+
+def _in_words(error: str, *, sqlite: bool) -> str:
+    """A job's recorded error as Slack says it: a database error, which the job records by its
+    driver's class and first line (`referral-bot jobs` shows it; it may hold a parameter's
+    value: an email address, an id), in words (bot.jobs.worker.database_words: unavailable,
+    full, a step refused), as the thread said it; any other as recorded. Told by its class's
+    name, looked up among the database's errors (a builtin's name, as TimeoutError, only with
+    SQLAlchemy's own link in its text: a pool timed out)."""
+    name, _, message = error.partition(": ")
+    for module in _ERRORS_OF[sqlite]:
+        kind = getattr(module, name, None)
+        if not (isinstance(kind, type) and issubclass(kind, Exception)):
+            continue
+        if hasattr(builtins, name) and _SQLALCHEMY_ERROR not in message:
+            return error  # the builtin's, not the database's
+        try:
+            rebuilt: Exception = kind(message)
+        except Exception:  # one that SQLAlchemy wraps a driver's in (never recorded as such)
+            rebuilt = sqlalchemy.exc.SQLAlchemyError(message)
+        return database_words(rebuilt) or error
+    return error
 
 
 async def resume_undo(db: Database, team_id: str, batch_id: int, actor: str) -> ImportBatch:
