@@ -291,7 +291,9 @@ async def stalled_undo(db: Database, team_id: str, batch_id: int) -> str | None:
     job = await find_by_key(db, team_id, undo_key(batch_id))
     if job is None or job.state not in (JobState.FAILED, JobState.CANCELLED):
         return None
-    if not job.last_error:
+    if job.state == JobState.CANCELLED or not job.last_error:
+        # cancelled: by someone (`jobs cancel`), whatever an attempt before met; its last
+        # error, kept from a retried attempt, said the database failed it
         return f"its job was {job.state}"
     return _in_words(job.last_error, sqlite=db.is_sqlite)
 

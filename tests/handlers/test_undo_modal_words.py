@@ -125,3 +125,21 @@ async def test_another_error_is_said_as_recorded(app: Harness, error: str) -> No
     await _failed_with(app, error)
     shown = json.dumps((await _finish_the_undo(app))["blocks"])
     assert f"The undo of import #{batch} stopped part way* ({esc(error)})" in shown, shown
+
+
+async def test_a_cancelled_undo_says_it_was_cancelled_not_an_earlier_attempts_error(
+    app: Harness, db_env: dict[str, str],
+) -> None:
+    """An attempt failed (the database locked: the job was queued again, its error kept), then
+    someone cancelled the job: the modal said the database had stopped the undo."""
+    batch = await _stopped_undo(app)
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE job SET attempts = 1, last_error = :e WHERE kind = :k"),
+                           {"e": "OperationalError: database is locked", "k": UNDO_JOB})
+        job_id = (await conn.execute(text("SELECT id FROM job WHERE kind = :k"),
+                                     {"k": UNDO_JOB})).scalar_one()  # fmt: skip
+    cancelled = await asyncio.to_thread(shell.run, db_env, "jobs", "cancel", str(job_id))
+    assert cancelled.returncode == 0, cancelled.stderr
+    shown = json.dumps((await _finish_the_undo(app))["blocks"])
+    assert f"The undo of import #{batch} stopped part way* (its job was cancelled)" in shown, shown
+    assert esc(_bracketed(DATABASE_DOWN)) not in shown
