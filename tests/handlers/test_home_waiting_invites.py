@@ -9,50 +9,24 @@ its own: Home stays within Slack's 100 blocks), to whoever opens Home, lead or n
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from typing import Any
 
 from bot.campaigns import service
-from bot.campaigns.enroll import SEND_JOB, run_enrollment
-from bot.imports.importer import import_files
+from bot.campaigns.enroll import SEND_JOB
 from bot.jobs import queue
-from bot.workspaces import ensure_workspace, find_segment
 from handlers.home_messages import MAX_CAMPAIGNS_SHOWN
 from models import CampaignState
 from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_campaign_list_waiting import (
+    SHOP,
+    TEAM,
+    WAITING,
+    _live_with_due_invites,  # nothing runs their jobs: Home is opened without `settle`
+)
 
-TEAM = "T0001"
-SHOP = "https://shop.example.com"
-WAITING = (":warning: 2 invites are due, but no running worker can send them. Ask whoever runs "
-           "the bot to start one with `SMTP_URL` and `PUBLIC_URL` set (or `OUTBOX_DIR`, to "
-           "write invites as .eml files), and `SECRET_KEY`.")  # fmt: skip
 HOME_BLOCK_LIMIT = 100
-
-
-async def _live_with_due_invites(app: Harness, *names: str) -> list[int]:
-    """Live campaigns targeting VIP (two contacts), enrolled: each with two invites due, their
-    send job queued. Nothing runs the jobs: Home is opened without `settle` (the harness's
-    worker can send, and would send them)."""
-    await ensure_workspace(app.db, TEAM)
-    await import_files(app.db, TEAM, [("people.csv", io.BytesIO(
-        b"email,first_name\na@example.com,A\nb@example.com,B\n"))], segment="VIP",
-        create_segment=True)  # fmt: skip
-    vip = await find_segment(app.db, TEAM, "VIP")
-    assert vip is not None
-    ids = []
-    for name in names:
-        campaign = await service.create_campaign(app.db, TEAM, name, store_url=SHOP,
-                                                 sender="Shop <hello@shop.example>")  # fmt: skip
-        ids.append(campaign.id or 0)
-        await service.set_state(app.db, TEAM, ids[-1], CampaignState.LIVE, requested_by=LEAD,
-                                queue_job=False)  # fmt: skip
-        enrollment = await service.target(app.db, TEAM, ids[-1], vip.id or 0,
-                                          requested_by=LEAD, queue_job=False)  # fmt: skip
-        assert enrollment is not None
-        await run_enrollment(app.db, TEAM, enrollment, hold_seconds=0)
-    return ids
 
 
 async def _open_home(app: Harness, user: str = LEAD) -> dict[str, Any]:
