@@ -315,6 +315,11 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
             except _EnrollmentCancelled:
                 cancelled = True
                 text = _cancelled_text(campaign, args.segment if command == "target" else None)
+            except BaseException:  # Ctrl-C, the database gone or refusing: live all the
+                # same, and no later run (nor Slack's Go live) puts it live to say it
+                if went_live:
+                    _warn_sender(campaign, settings)
+                raise
             else:
                 if result is None:
                     out["enrolling"] = "a worker"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sqlalchemy import text
+
 from bot.campaigns import service
 from models import CampaignState, Database
 from tests.shell import run
@@ -87,3 +89,31 @@ async def test_live_on_a_campaign_put_live_elsewhere_with_its_enrollment_unfinis
     back = run(env, "campaign", "live", "Spring")
     assert (back.returncode, back.stdout.split("\n")[0], back.stderr) == (
         0, "Enrolled 0 new advocates (1 already was, 0 excluded).", FROM_AN_IP), back
+
+
+async def test_a_run_that_went_live_and_then_failed_still_warns(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The run that put the campaign live failed enrolling (here the database refuses every
+    advocate; Ctrl-C or an outage alike): the campaign is live all the same, so no later
+    run, nor Slack's Go live, says where its invites come from. This one says it."""
+    env = _env(db_env)
+    people = tmp_path / "people.csv"
+    people.write_text("email\nana@example.com\n", encoding="utf-8")
+    assert run(env, "import", str(people), "--segment", "VIP", "--create-segment").returncode == 0
+    _spring(env)
+    assert run(env, "campaign", "target", "Spring", "--segment", "VIP").returncode == 0
+    async with db.begin() as conn:
+        for statement in (
+            ["CREATE TRIGGER refuse BEFORE INSERT ON advocate "
+             "BEGIN SELECT RAISE(ABORT, 'refused by a check'); END"] if db.is_sqlite else
+            ["CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+             "RAISE EXCEPTION 'refused by a check'; END $$",
+             "CREATE TRIGGER refuse BEFORE INSERT ON advocate FOR EACH ROW "
+             "EXECUTE FUNCTION refuse()"]):  # fmt: skip
+            await conn.execute(text(statement))
+    failed = run(env, "campaign", "live", "Spring")
+    assert failed.returncode != 0, failed
+    spring = await service.find_campaign(db, "local", "Spring")
+    assert spring.state == CampaignState.LIVE
+    assert FROM_AN_IP in failed.stderr, failed.stderr
