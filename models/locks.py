@@ -27,13 +27,19 @@ import hashlib
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-_SHARED = text("SELECT pg_advisory_xact_lock_shared(:key)")
-_EXCLUSIVE = text("SELECT pg_advisory_xact_lock(:key)")
+# Advisory locks are the server's, not a schema's: keyed by the workspace alone, two
+# deployments sharing a server through DATABASE_SCHEMA (staging beside production, the tests'
+# schema per test) waited for each other's deletions of the same workspace's contacts. So the
+# key is two numbers: the schema's (hashed by the server) and the workspace's.
+_SHARED = text("SELECT pg_advisory_xact_lock_shared("
+               "hashtext(coalesce(current_schema(), '')), :key)")
+_EXCLUSIVE = text("SELECT pg_advisory_xact_lock(hashtext(coalesce(current_schema(), '')), :key)")
 
 
 def contacts_key(team_id: str) -> int:
-    """The lock's 64-bit key: a hash of the workspace's id, the same in every process."""
-    digest = hashlib.blake2b(f"contacts:{team_id}".encode(), digest_size=8).digest()
+    """The workspace's half of the lock's key (32 bits): a hash of its id, the same in every
+    process."""
+    digest = hashlib.blake2b(f"contacts:{team_id}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 

@@ -726,7 +726,7 @@ async def test_jobs_cancel_while_a_shell_enrollment_waits_enrolls_nobody_and_say
     do); the same command again enrolls them."""
     from bot.imports.cancel import cancel_job
     from bot.workspaces import ensure_workspace
-    from models.locks import contacts_key
+    from models.locks import lock_contacts
     from tests.waiting import backend_pid, until_waiting_or_done
 
     # a workspace of its own: the contacts lock is the server's, keyed by the workspace, and
@@ -743,8 +743,7 @@ async def test_jobs_cancel_while_a_shell_enrollment_waits_enrolls_nobody_and_say
         _json(db_env, "campaign", "target", "Spring", "--segment", "VIP", "--team", team)
     async with db.engine.connect() as blocker:
         await blocker.begin()  # as delete_contact does: enrollments wait for it
-        await blocker.execute(text("SELECT pg_advisory_xact_lock(:k)"),
-                              {"k": contacts_key(team)})  # fmt: skip
+        await lock_contacts(blocker, team, exclusive=True)
         enrolling = asyncio.create_task(asyncio.to_thread(run, db_env, "campaign", *command,
                                                           "--team", team))  # fmt: skip
         assert await until_waiting_or_done(db, await backend_pid(blocker), enrolling)
