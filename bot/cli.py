@@ -48,7 +48,7 @@ from bot.cli_common import (
 )
 from bot.home_refresh import HOME_REFRESH_JOB, queue_home_refresh
 from bot.ids import IDS_PER_QUERY
-from bot.imports.background import SEGMENT_WITHDRAWN, enqueue_file_import, joined
+from bot.imports.background import enqueue_file_import, joined
 from bot.imports.batches import ReviewError
 from bot.imports.cancel import try_cancel_job
 from bot.imports.engine import BatchStateError
@@ -70,6 +70,7 @@ from bot.jobs.queue import (
 )
 from bot.notify import REPORT_JOB
 from bot.progress import ProgressBar
+from bot.segments import SEGMENT_WITHDRAWN
 from bot.settings import Settings, SettingsError, load_settings
 from bot.temp_files import disk_temporary_file
 from bot.words import plural

@@ -377,19 +377,25 @@ async def delete_segment(db: Database, team_id: str, segment_id: int, *, actor: 
     return Deleted(name, members, campaigns)
 
 
-async def withdraw_segment(db: Database, team_id: str, segment_id: int, actor: str) -> None:
+# what the shell and an import's error add once the segment made for it is withdrawn
+SEGMENT_WITHDRAWN = "The segment {name!r}, created for this import, was removed again."
+
+
+async def withdraw_segment(db: Database, team_id: str, segment_id: int,
+                           actor: str) -> str | None:  # fmt: skip
     """Delete a segment made for an import that was then refused or imported nothing, while
     nothing is in it: left, it sat empty in every segment menu (and `segments`), and its name
     was taken when the person tried again. Kept if it holds a contact, an import under way or
     a campaign's use (someone chose it meanwhile: delete_segment checks all three in its own
-    transaction; the count first is only the common case's shortcut). Nice to have: a
+    transaction; the count first is only the common case's shortcut). Returns its name if
+    this call deleted it (callers say so: SEGMENT_WITHDRAWN), else None. Nice to have: a
     failure is logged, and the caller's refusal stands."""
     try:
         if await member_count(db, team_id, segment_id):
             log.info("segment %s kept after a refused import: it holds contacts", segment_id)
-            return
-        await delete_segment(db, team_id, segment_id, actor=actor, expect_campaigns=NO_CAMPAIGNS,
-                             only_if_empty=True)  # fmt: skip
+            return None
+        deleted = await delete_segment(db, team_id, segment_id, actor=actor,
+                                       expect_campaigns=NO_CAMPAIGNS, only_if_empty=True)
     except WorkspaceError as exc:  # in use meanwhile, or deleted already
         log.info("segment %s kept after a refused import: %s", segment_id, exc)
     except Exception as exc:  # the database failed too: said in the log, not over the refusal
@@ -397,6 +403,8 @@ async def withdraw_segment(db: Database, team_id: str, segment_id: int, actor: s
                     exc)  # fmt: skip
     else:
         log.info("segment %s withdrawn with the import it was made for", segment_id)
+        return deleted.name
+    return None
 
 
 async def write_export(db: Database, team_id: str, segment_id: int, out: TextIO) -> int:

@@ -44,12 +44,9 @@ from bot.imports.recognise import ignored_note
 from bot.imports.review import source_names
 from bot.jobs import queue
 
-# DATABASE_DOWN, database_words, failure_words and surely live with the jobs: defined here,
-# bot.mailchimp.jobs (which this module imports through the review and `jobs cancel`) had to
-# import them inside a function. DATABASE_DOWN is still imported from here (the tests).
-from bot.jobs.worker import (
-    DATABASE_DOWN as DATABASE_DOWN,
-)
+# database_words, failure_words and surely live with the jobs: defined here, bot.mailchimp.jobs
+# (which this module imports through the review and `jobs cancel`) had to import them inside
+# a function
 from bot.jobs.worker import (
     GivingUp,
     Handler,
@@ -61,7 +58,7 @@ from bot.jobs.worker import (
     surely,
 )
 from bot.notify import ImportNotifier, Silent
-from bot.segments import withdraw_segment
+from bot.segments import SEGMENT_WITHDRAWN, withdraw_segment
 from bot.temp_files import disk_temporary_file
 from bot.workspaces import find_segment, import_target
 from models import (
@@ -196,17 +193,12 @@ async def _withdraw_made(db: Database, team_id: str, batch: ImportBatch, actor: 
     if segment is None:
         return ""
     said = SEGMENT_WITHDRAWN.format(name=segment.name)
-    live = segment.kind == SegmentKind.STATIC
-    if live:
-        await withdraw_segment(db, team_id, batch.segment_id, actor)
-        segment = await _segment(db, team_id, batch.segment_id)
-    if segment is None or segment.kind != SegmentKind.DELETED:
-        return ""  # kept: it holds contacts, or a campaign or another import uses it
     error = batch.error or ""
-    if error.endswith(said):  # this step, taken again (`surely`), said it already
-        return said
-    if not live:
-        return ""
+    if segment.kind == SegmentKind.DELETED and error.endswith(said):
+        return said  # this step, taken again (`surely`), withdrew it and said it already
+    if segment.kind != SegmentKind.STATIC or not await withdraw_segment(
+            db, team_id, batch.segment_id, actor):  # fmt: skip
+        return ""  # kept: it holds contacts, or a campaign or another import uses it
     kept = 2000 - len(said) - 2  # as fail_batch keeps it, and the full stop and space
     async with db.begin() as conn:
         await conn.execute(
@@ -216,12 +208,6 @@ async def _withdraw_made(db: Database, team_id: str, batch: ImportBatch, actor: 
             .values(error=joined(error[:kept], said))
         )  # fmt: skip
     return said
-
-
-# what a failed `import --background --create-segment`'s error ends with once the segment
-# made for it is withdrawn (the foreground's "Nothing was imported" names no segment; its
-# audit log says it was deleted, as this one's does)
-SEGMENT_WITHDRAWN = "The segment {name!r}, created for this import, was removed again."
 
 
 def joined(error: str, said: str) -> str:

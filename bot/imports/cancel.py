@@ -31,7 +31,7 @@ from bot.notify import (
     enqueue_enrollment_report_in,
     enqueue_report_in,
 )
-from bot.segments import withdraw_segment
+from bot.segments import SEGMENT_WITHDRAWN, withdraw_segment
 from models import BatchStatus, Database, EnrollmentStatus, Job, JobState, SegmentKind
 from models.clock import utcnow
 
@@ -164,7 +164,7 @@ async def _withdraw_made_segment(db: Database, team_id: str, job: Job, who: str)
         return ""
     async with db.begin() as conn:
         row = (await conn.execute(
-            text("SELECT g.name FROM import_batch b JOIN segment g ON g.id = b.segment_id "
+            text("SELECT 1 FROM import_batch b JOIN segment g ON g.id = b.segment_id "
                  "WHERE b.team_id = :t AND b.id = :b AND b.status = :cancelled "
                  "AND g.team_id = :t AND g.id = :s AND g.kind = :static"),
             {"t": team_id, "b": int(payload["batch_id"]), "s": int(made),
@@ -172,17 +172,9 @@ async def _withdraw_made_segment(db: Database, team_id: str, job: Job, who: str)
         )).first()  # fmt: skip
     if row is None:  # not this import's segment, or deleted already
         return ""
-    await withdraw_segment(db, team_id, int(made), who)
-    async with db.begin() as conn:
-        kind = (await conn.execute(
-            text("SELECT kind FROM segment WHERE team_id = :t AND id = :s"),
-            {"t": team_id, "s": int(made)})).scalar()  # fmt: skip
-    if kind != SegmentKind.DELETED:
-        return ""  # kept: it holds contacts, or a campaign or another import uses it
-    # (imported here: bot.imports.background imports this module, through the review)
-    from bot.imports.background import SEGMENT_WITHDRAWN
-
-    return SEGMENT_WITHDRAWN.format(name=row[0])
+    # kept (None) if it holds contacts, or a campaign or another import uses it
+    name = await withdraw_segment(db, team_id, int(made), who)
+    return SEGMENT_WITHDRAWN.format(name=name) if name else ""
 
 
 async def _stop_work_in(conn: AsyncConnection, team_id: str, job: Job, who: str) -> bool:

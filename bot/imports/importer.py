@@ -286,13 +286,7 @@ async def _unmake(db: Database, team_id: str, made: Segment | None,
     nobody deleted it while the files were read (_deleted_under: they say that instead)."""
     if made is None or made.id is None:
         return None
-    await withdraw_segment(db, team_id, made.id, actor)
-    try:
-        kind = await _kind(db, team_id, made)
-    except Exception:  # nice to have, as the withdrawal: the failure itself is what is said
-        log.warning("whether segment %s was withdrawn is unknown", made.id, exc_info=True)
-        return None
-    return made.name if kind == SegmentKind.DELETED else None
+    return await withdraw_segment(db, team_id, made.id, actor)
 
 
 async def _kind(db: Database, team_id: str, segment: Segment) -> SegmentKind | None:

@@ -12,7 +12,7 @@ import pytest
 from bot.campaigns import service
 from bot.campaigns.jobs import enroll_handler
 from bot.campaigns.service import ENROLL_JOB, Thread
-from bot.imports.background import DATABASE_DOWN
+from bot.jobs.worker import DATABASE_DOWN
 from bot.settings import load_settings
 from tests.campaigns.conftest import TEAM, World, people
 from tests.fakes.slack_api import FakeSlack

@@ -12,7 +12,7 @@ import pytest
 
 from bot.campaigns.enroll import SEND_JOB
 from bot.campaigns.jobs import send_handlers
-from bot.imports.background import DATABASE_DOWN
+from bot.jobs.worker import DATABASE_DOWN
 from bot.notify import Silent
 from bot.settings import Settings
 from tests.campaigns.conftest import SECRET, World

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.imports.background import DATABASE_DOWN, import_handler
+from bot.imports.background import import_handler
 from bot.imports.batches import get_batch
 from bot.imports.job_kinds import IMPORT_JOB
 from bot.jobs import queue
+from bot.jobs.worker import DATABASE_DOWN
 from models import Database
 from tests.conftest import BACKEND
 from tests.imports.outage import LAST_ATTEMPT_FAILS, Outage, out_of_attempts, run_in_outage

@@ -1,7 +1,7 @@
 """`referral-bot import FILE --segment S --create-segment` that imports nothing removes the
 segment it made (bot.imports.importer._unmake) and its audit log says so, but the shell was
 told only "Nothing was imported": it now says the segment was removed, in the words of
-import --background's error (bot.imports.background.SEGMENT_WITHDRAWN). With --json the
+import --background's error (bot.segments.SEGMENT_WITHDRAWN). With --json the
 error is what it was, and "segment_removed" names the segment."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bot.imports.background import SEGMENT_WITHDRAWN
+from bot.segments import SEGMENT_WITHDRAWN
 from tests.shell import run
 
 NOTHING_VALID = ("Nothing to import: no row has a valid new address (1 row: 1 rejected, "

@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from bot.imports.background import DATABASE_DOWN, enqueue_file_import, import_handler
+from bot.imports.background import enqueue_file_import, import_handler
 from bot.imports.batches import get_batch
 from bot.imports.job_kinds import IMPORT_JOB
 from bot.jobs import queue
+from bot.jobs.worker import DATABASE_DOWN
 from bot.notify import Silent
 from bot.workspaces import ensure_workspace
 from models import Database, Job

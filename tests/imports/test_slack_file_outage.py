@@ -12,10 +12,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from bot.imports.background import DATABASE_DOWN, slack_file_handler
+from bot.imports.background import slack_file_handler
 from bot.imports.batches import create_upload_batch
 from bot.imports.job_kinds import SLACK_FILE_JOB
-from bot.jobs.worker import Handler
+from bot.jobs.worker import DATABASE_DOWN, Handler
 from bot.settings import load_settings
 from bot.workspaces import create_segment, ensure_workspace
 from handlers.slack_files import slack_fetcher

@@ -14,9 +14,8 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import text
 
-from bot.imports.background import DATABASE_DOWN
 from bot.imports.batches import create_batch
-from bot.jobs.worker import Handler
+from bot.jobs.worker import DATABASE_DOWN, Handler
 from bot.mailchimp import accounts, api
 from bot.mailchimp.jobs import MAILCHIMP_JOB, mailchimp_handler, queue_audiences
 from bot.workspaces import create_segment
