@@ -24,6 +24,7 @@ from bot.email.send import OutboxDirSender, SmtpSender, SmtpSetupError, parse_sm
 from bot.imports.job_kinds import UNDO_JOB
 from bot.imports.undo import request_undo, undo_handler
 from bot.jobs.worker import Worker, WorkerConfig
+from bot.notify import Silent
 from models import CampaignState
 from models.clock import utcnow
 from tests.campaigns.conftest import SECRET, TEAM, World, people
@@ -52,17 +53,28 @@ async def _states(world: World) -> dict[str, str]:
                                  "JOIN contact c ON c.id = i.contact_id"))  # fmt: skip
 
 
-def _send_worker(world: World, server: Server, **config: Any) -> Worker:
+def _send_worker(world: World, server: Server, notifier: Silent | None = None,
+                 **config: Any) -> Worker:  # fmt: skip
     """A worker that runs send jobs through `server`, as `serve`'s does."""
     from bot.campaigns.enroll import SEND_JOB
     from bot.campaigns.jobs import send_handler
-    from bot.notify import Silent
     from bot.settings import Settings
 
     settings = Settings(_env_file=None, smtp_url=server.url,  # type: ignore[call-arg]
                         public_url="https://bot.example", secret_key=SECRET)
-    return Worker(world.db, {SEND_JOB: send_handler(settings, Silent())},
+    return Worker(world.db, {SEND_JOB: send_handler(settings, notifier or Silent())},
                   WorkerConfig(**config))  # fmt: skip
+
+
+class _ReportsWhenLetGo(Silent):
+    """A notifier whose enrollment reports wait until the test lets them go: the run's report
+    after its last commit holds the run there, before its worker marks the job done."""
+
+    def __init__(self) -> None:
+        self.let_go = asyncio.Event()
+
+    async def enrollment_changed(self, team_id: str, enrollment_id: int) -> None:
+        await self.let_go.wait()
 
 
 def _received(server: Server) -> Counter[str]:
@@ -911,8 +923,9 @@ async def test_jobs_cancel_as_a_send_run_queues_its_next_run_leaves_none_queued(
         await conn.execute(text("UPDATE invite SET send_after = :at WHERE contact_id = (SELECT "
                                 "id FROM contact WHERE email = 'later@example.com')")
                            .bindparams(bindparam("at", type_=UTCDateTime())), {"at": later})
+    reports = _ReportsWhenLetGo()
     async with smtp_server() as server, world.db.engine.connect() as blocker:
-        worker = _send_worker(world, server, lease_seconds=30)
+        worker = _send_worker(world, server, reports, lease_seconds=30)
         await blocker.begin()  # the key the run's next job will have, not committed
         await enqueue_in(blocker, TEAM, "blocker", {}, run_after=later,
                          dedupe_key=f"send:{enrollment}:{later:%Y%m%d%H%M%S}")  # fmt: skip
@@ -924,7 +937,11 @@ async def test_jobs_cancel_as_a_send_run_queues_its_next_run_leaves_none_queued(
         cancel = asyncio.create_task(cancel_job(world.db, TEAM, job))
         await until_waiting_or_done(world.db, run_pid, cancel)
         await blocker.rollback()
+        # the run's report waits for the cancel: woken by the run's commit, the cancel takes
+        # the job's newest row afresh, and the worker marking the job done could take it first
+        # on a busy machine (CI did) and leave nothing for this test to see
         cancelled = await cancel
+        reports.let_go.set()
         await run
     assert cancelled is not None and cancelled.state == "cancelled"
     assert _received(server) == Counter({"now@example.com": 1})
