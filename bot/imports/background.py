@@ -46,7 +46,7 @@ from bot.jobs import queue
 
 # database_words, failure_words and surely live with the jobs: defined here, bot.mailchimp.jobs
 # (which this module imports through the review and `jobs cancel`) had to import them inside
-# a function
+# a function. joined too: the worker ends a give-up's error with what giving up did (GivingUp)
 from bot.jobs.worker import (
     GivingUp,
     Handler,
@@ -55,6 +55,7 @@ from bot.jobs.worker import (
     PermanentJobError,
     database_words,
     failure_words,
+    joined,
     surely,
 )
 from bot.notify import ImportNotifier, Silent
@@ -149,11 +150,12 @@ def import_handler(chunk_size: int, notifier: ImportNotifier | None = None, *,
         await run_import(ctx, chunk_size, reports, max_unzipped_bytes=max_unzipped_bytes,
                          undo_window_days=undo_window_days)  # fmt: skip
 
-    async def give_up(ctx: JobContext, error: str) -> None:
-        # the job's own error is the worker's ("gave up: ..."); the import's says that its
-        # segment was withdrawn, if it was
-        await _fail_import_surely(ctx, int(ctx.payload["batch_id"]), error, reports,
-                                  draft=bool(ctx.payload.get("approved_by")))  # fmt: skip
+    async def give_up(ctx: JobContext, error: str) -> str:
+        # the job's own error is the worker's ("gave up: ..."): it ends with the sentence
+        # saying the segment made for the import was withdrawn, if it was, as the import's
+        # error does (`jobs` showed the worker's words alone)
+        return await _fail_import_surely(ctx, int(ctx.payload["batch_id"]), error, reports,
+                                         draft=bool(ctx.payload.get("approved_by")))  # fmt: skip
 
     return GivingUp(run, give_up)
 
@@ -208,14 +210,6 @@ async def _withdraw_made(db: Database, team_id: str, batch: ImportBatch, actor: 
             .values(error=joined(error[:kept], said))
         )  # fmt: skip
     return said
-
-
-def joined(error: str, said: str) -> str:
-    """The error, then `said` (a sentence), if any: after a full stop of its own, one that
-    ends without ("... No such file or directory: 'a.csv'")."""
-    if not (error and said):
-        return error or said
-    return f"{error}{'' if error.endswith(('.', '!', '?')) else '.'} {said}"
 
 
 async def _segment(db: Database, team_id: str, segment_id: int) -> Segment | None:

@@ -205,6 +205,14 @@ def failure_words(exc: BaseException) -> str:
     return database_words(exc) or f"{type(exc).__name__}: {exc}"
 
 
+def joined(error: str, said: str) -> str:
+    """The error, then `said` (a sentence), if any: after a full stop of its own, one that
+    ends without ("... No such file or directory: 'a.csv'")."""
+    if not (error and said):
+        return error or said
+    return f"{error}{'' if error.endswith(('.', '!', '?')) else '.'} {said}"
+
+
 def _job_error(exc: BaseException) -> str:
     """A failed attempt's error as its job records it (`referral-bot jobs` shows it), for
     whoever runs the bot to look into: a database that couldn't be reached in words (see
@@ -306,7 +314,9 @@ class JobContext:
 
 
 Handler = Callable[[JobContext], Awaitable[None]]
-GiveUp = Callable[[JobContext, str], Awaitable[None]]
+# the job's error in, and what giving up did that the job's error should say too (a sentence,
+# added after it: see GivingUp), or None
+GiveUp = Callable[[JobContext, str], Awaitable[str | None]]
 
 
 async def surely(ctx: JobContext, what: str, step: Callable[[], Awaitable[T]]) -> T:
@@ -352,7 +362,12 @@ class GivingUp:
     failed, the file unread, and the thread told). An attempt that kills its worker (out of
     memory, killed) never gets there: its lease expires and another worker takes it again, so
     without a limit a job that kills every worker would be taken forever. Once every attempt
-    ended so, the worker runs `give_up` instead of the handler, then fails the job."""
+    ended so, the worker runs `give_up` instead of the handler, then fails the job.
+
+    What `give_up` returns (a sentence: the segment an import made, withdrawn with it) ends
+    the job's error, as `referral-bot jobs` shows it: the job's other failures say it in
+    their own error (PermanentJobError), but a give-up's error is the worker's, and said
+    only "gave up: ..." of an import whose segment was gone."""
 
     run: Handler
     give_up: GiveUp
@@ -499,11 +514,12 @@ class Worker:
                                   job.max_attempts)  # fmt: skip
                 error = str(exc) if told else _job_error(exc)
                 try:
-                    await self._give_up_after(ctx, handler, str(exc) if told else
-                                              failure_words(exc))  # fmt: skip
+                    said = await self._give_up_after(ctx, handler, str(exc) if told else
+                                                     failure_words(exc))  # fmt: skip
                 except JobStopped:  # stopping in an outage: the job keeps its last attempt
                     await self._hand_back(ctx)
                     return
+                error = joined(error, said)
                 base = self.config.retry_base_seconds
                 self.failed += 1
                 await self._record(job, "recording its failure", lambda: queue.fail(
@@ -527,35 +543,40 @@ class Worker:
 
     async def _give_up(self, ctx: JobContext, handler: Handler) -> str:
         """The job's every attempt ended with its worker gone: give up (see GivingUp) and
-        return the job's error. JobStopped: stopped while giving up in an outage."""
+        return the job's error, with what giving up did. JobStopped: stopped while giving
+        up in an outage."""
         job = ctx.job
         error = (f"gave up: the worker running it stopped during each of its {job.max_attempts}"
                  " attempts (killed, or out of memory?)")  # fmt: skip
         log.error("%s: %s", about(job), error)
         if isinstance(handler, GivingUp):
-            await self._surely_give_up(ctx, handler, error)
+            return joined(error, await self._surely_give_up(ctx, handler, error))
         return error
 
-    async def _give_up_after(self, ctx: JobContext, handler: Handler | None, error: str) -> None:
+    async def _give_up_after(self, ctx: JobContext, handler: Handler | None, error: str) -> str:
         """A last attempt failed before its handler took a step that ends the job
         (`surely`): give up on it here (GivingUp), once. A handler gives up in its own
         `except`, but its first read (the import's batch, the source a file or audience
         job reads) comes before any: the database gone at that moment, the job failed and
-        its work said "importing" or "Reading…" for good. JobStopped: stopped meanwhile."""
+        its work said "importing" or "Reading…" for good. Returns what giving up did, for
+        the job's error (see GivingUp), or "". JobStopped: stopped meanwhile."""
         if ctx.last_attempt and isinstance(handler, GivingUp) and not ctx.ending:
             log.warning("%s: its last attempt failed before giving up; giving up on it now",
                         about(ctx.job))  # fmt: skip
-            await self._surely_give_up(ctx, handler, error)
+            return await self._surely_give_up(ctx, handler, error)
+        return ""
 
-    async def _surely_give_up(self, ctx: JobContext, handler: GivingUp, error: str) -> None:
-        """`handler.give_up` through a database outage (`surely`). Any other error is logged
-        (by `surely`) and the job fails all the same: it must not be taken again."""
+    async def _surely_give_up(self, ctx: JobContext, handler: GivingUp, error: str) -> str:
+        """`handler.give_up` through a database outage (`surely`); what it did, for the job's
+        error, or "". Any other error is logged (by `surely`) and the job fails all the same:
+        it must not be taken again."""
         try:
-            await surely(ctx, "giving up on it", lambda: handler.give_up(ctx, error))
+            said = await surely(ctx, "giving up on it", lambda: handler.give_up(ctx, error))
         except JobStopped:
             raise
         except Exception:  # `surely` logged it, with its traceback
-            return
+            return ""
+        return said or ""
 
     async def _record(self, job: Job, what: str, call: Callable[[], Awaitable[bool]]) -> bool:
         """Record a job's outcome, retrying through a database outage (`_passes`).
