@@ -281,10 +281,12 @@ def normalize_locale(raw: str) -> str | None:
     workspace default and counts a warning, which beats inviting someone in a guessed language.
     """
     text = raw.strip()
+    if len(text) > MAX_NAME:  # no code or name is this long; first, as _POSIX_TAIL costs the
+        return None  # square of a long run of its characters (32 KB of "a.": 7 s a cell)
     code = _code(text) or _code(_POSIX_TAIL.sub("", text))
     if code is not None:
         return code
-    if len(text) > MAX_NAME or not any(c.isalpha() for c in text):
+    if not any(c.isalpha() for c in text):
         return None
     table, separators = name_table()
     return table.get(_fold(text, separators))

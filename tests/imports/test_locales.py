@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 
@@ -197,3 +198,14 @@ def test_three_letter_retired_and_posix_codes_are_read_as_their_language(
     other tools export them, were no language: the contact was invited in the workspace's
     default, and the import said "a locale we don't recognise"."""
     assert normalize_locale(raw) == expected
+
+
+def test_a_long_cell_of_codeset_characters_costs_no_more_than_its_length() -> None:
+    """A POSIX locale's tail ("en_US.UTF-8") was cut by a regex that tried again from every
+    "." of a long run: 30 KB of "a." took 6-7 s of CPU per distinct cell, an import stalled by
+    a hostile file. Bounded far above what a linear pass costs, so only the square fails it."""
+    started = time.process_time()
+    assert normalize_locale("a." * 15_000 + "!") is None
+    assert time.process_time() - started < 1
+    assert normalize_locale("en_US.UTF-8") == "en-US"
+    assert normalize_locale("de_DE@euro") == "de-DE"
