@@ -65,6 +65,31 @@ async def test_slacks_unsigned_ssl_check_is_answered_200_and_nothing_else(
     assert app.slack.calls == []
 
 
+async def test_an_unsigned_body_never_reaches_the_log(
+    app: Harness, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """bolt logged a refused request's body at INFO (serve's level): a made-up log line after a
+    newline, a megabyte a request, or a genuine request's response_url when its clock was off.
+    One line of ours says it was refused, with where from and how big."""
+    forged = "\n2030-01-01 00:00:00,000 WARNING bot.web: FORGED LINE\n"
+    payload = block_actions_payload(Action.APPROVE, "1", user_id="U0VICTIM1")
+    payload["response_url"] = "https://hooks.slack.com/actions/T0001/1/SECRETHOOK"
+    body = interactive_body(payload) + b"&x=" + forged.encode() + b"p" * 100_000
+    # bolt's loggers take the root's level when the app is built: serve's INFO
+    caplog.set_level(logging.INFO, logger="slack_bolt.RequestVerification")
+    with caplog.at_level(logging.DEBUG):
+        reply = await app.requests.send(body, "application/x-www-form-urlencoded", headers={
+            "X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=00"})
+    assert reply.status == 401
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "FORGED LINE" not in said and "SECRETHOOK" not in said and "ppppp" not in said
+    refused = [r.getMessage() for r in caplog.records if "bad or stale Slack signature" in
+               r.getMessage()]  # fmt: skip
+    assert len(refused) == 1 and f"({len(body)} bytes" in refused[0]
+    await app.settle()
+    assert app.slack.calls == []
+
+
 @pytest.mark.parametrize("body", [b"payload=not-json", b"{not json", b"payload=1", b"payload=[1]",
                                   b"payload=%FF%FE"])  # fmt: skip
 async def test_a_malformed_unsigned_body_gets_400_not_a_crash(
