@@ -86,6 +86,30 @@ async def test_a_crashed_worker_is_restarted_and_healthz_counts_the_restarts() -
     assert worker.runs == 3
 
 
+async def test_healthz_says_a_database_crash_in_words_never_its_sql() -> None:
+    """/healthz answers anyone: an in-process worker (WORKER_PROCESSES=0) that crashed on a
+    statement the database refused showed SQLAlchemy's text, the SQL and its parameters (an
+    address among them) included."""
+    from sqlalchemy.exc import IntegrityError
+
+    from bot.jobs.worker import DATABASE_REFUSED
+
+    class RefusedWorker(CrashingWorker):
+        async def run(self) -> None:
+            self.runs += 1
+            raise IntegrityError("INSERT INTO contact (email) VALUES (?)",
+                                 ("ada@example.com",), Exception("UNIQUE constraint failed"))
+
+    worker = RefusedWorker(crashes=None)
+    supervisor = WorkerSupervisor(worker, backoff_seconds=30, max_backoff_seconds=60)
+    async with health_server(supervisor.health) as url:
+        supervisor.start()
+        await until(lambda: supervisor.state == "restarting", 10, "the first crash")
+        status, report = await get(url)
+        await supervisor.stop()
+    assert status == 200 and report["worker"]["last_error"] == DATABASE_REFUSED
+
+
 async def test_healthz_reports_restarting_while_it_waits_and_stop_ends_the_wait() -> None:
     worker = CrashingWorker(crashes=None)
     supervisor = WorkerSupervisor(worker, backoff_seconds=30, max_backoff_seconds=60)

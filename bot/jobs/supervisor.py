@@ -7,7 +7,7 @@ import contextlib
 import logging
 from typing import Any, Literal, Protocol
 
-from bot.jobs.worker import Backoff
+from bot.jobs.worker import Backoff, failure_words
 
 log = logging.getLogger(__name__)
 # /healthz's state of a worker that couldn't reach the database as it started
@@ -144,7 +144,8 @@ class WorkerSupervisor:
             log.warning("the background worker can't reach the database yet: %s", exc)
             return "waiting"
         except Exception as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            # /healthz is public: a database error in words, never its SQL and parameters
+            self.last_error = failure_words(exc)
             log.exception("the background worker crashed")
             return "crashed"
         finally:
