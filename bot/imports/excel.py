@@ -69,9 +69,11 @@ _STRING_ITEM = f"{{{SHEET_MAIN_NS}}}si"
 _STRING_TABLE = f"{{{SHEET_MAIN_NS}}}sst"
 _DIGITS = "0123456789"
 # A <mergeCell ref="C2:C4"/> (any namespace prefix), in the bytes of a sheet part: "<" can't
-# appear raw in a cell's text, so this matches elements only.
+# appear raw in a cell's text nor in a tag, so this matches elements only. Not past a "<":
+# a comment holding "<mergeCell " over and over had each one searched to the comment's end,
+# the square of its length (64 KB took 4 s, and the scan goes on a chunk at a time).
 _MERGE_CELL = re.compile(
-    rb"<(?:[A-Za-z_][\w.-]*:)?mergeCell\s[^>]*?\bref\s*=\s*[\"']"
+    rb"<(?:[A-Za-z_][\w.-]*:)?mergeCell\s[^<>]*?\bref\s*=\s*[\"']"
     rb"([A-Za-z]{1,3})([0-9]{1,7}):([A-Za-z]{1,3})([0-9]{1,7})[\"']"
 )
 _MERGE_CELLS_END = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?mergeCells\s*>")
@@ -371,8 +373,10 @@ def _merged_down(source: BinaryIO) -> list[tuple[int, int, int]]:
                 merges.append((column, top_row, bottom_row))
         if _MERGE_CELLS_END.search(data, end):
             break
+        # an element cut between two chunks, no longer than a chunk: carried on whole, a tag or
+        # comment that never ends was searched again from its start with every chunk
         cut = data.rfind(b"<", end)
-        pending = data[cut:] if cut >= 0 else b""
+        pending = data[cut:] if cut >= 0 and len(data) - cut <= _SCAN_CHUNK else b""
     return sorted(merges, key=lambda merge: merge[1])
 
 

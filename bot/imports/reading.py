@@ -487,11 +487,16 @@ def find_header(sample_text: str, fits_chosen: HeaderTest | None = None) -> tupl
 def _nonblank_rows(lines: list[str], start: int, hint: re.Match[str] | None
                    ) -> Iterator[tuple[int, str, list[str]]]:  # fmt: skip
     """(line index, delimiter, fields) of each non-blank line from `lines[start]`, each read
-    with the delimiter it uses most (or the `sep=` hint's); up to the first malformed one."""
+    with the delimiter it uses most (or the `sep=` hint's); up to the first malformed one.
+
+    csv reads each line's record from the lines handed out one by one from it (a quoted field
+    may span lines): a copy of the lines below every blank one (`lines[index:]`) cost the
+    square of their number, 3 s for the 64 KB sample's 65,536 empty lines."""
     for index in range(start, len(lines)):
         delimiter = hint[1] if hint else sniff_delimiter(lines[index])
+        below = map(lines.__getitem__, range(index, len(lines)))
         try:
-            fields = next(csv.reader(lines[index:], delimiter=delimiter, strict=False), [])
+            fields = next(csv.reader(below, delimiter=delimiter, strict=False), [])
         except csv.Error:
             return
         if not _blank(fields):
@@ -744,11 +749,15 @@ def _names(cells: list[str]) -> list[str]:
 def column_order(header: list[str], again: list[str]) -> list[int | None]:
     """For each column of `header`, where `again` (the same names in another order) has it:
     a row under `again` reads as a row under `header` as [row[i] for i in the result]. Two
-    columns of one name keep their order; blank names pair off in order too."""
+    columns of one name keep their order; blank names pair off in order too.
+
+    Each name's places are kept last first and taken from the end: taken from the front
+    (`pop(0)`), a header of many blank cells, repeated (a line of commas is 1 MB at most),
+    cost the square of their number (160,000 took 2.6 s)."""
     places: dict[str, list[int]] = {}
-    for index, cell in enumerate(again):
-        places.setdefault(squash(cell), []).append(index)
-    return [places[name].pop(0) if places.get(name) else None
+    for index in range(len(again) - 1, -1, -1):
+        places.setdefault(squash(again[index]), []).append(index)
+    return [places[name].pop() if places.get(name) else None
             for name in (squash(cell) for cell in header)]  # fmt: skip
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import re
 import struct
+import time
 import tracemalloc
 import zipfile
 from collections.abc import Sequence
@@ -699,3 +700,37 @@ def test_a_workbook_declaring_xml_entities_is_refused_not_expanded() -> None:
     with (pytest.raises(CsvFileError, match="damaged or incomplete"),
           XlsxReader(io.BytesIO(out.getvalue()), max_unzipped_bytes=10 * 2**20) as reader):
         list(reader.records())
+
+
+def _with_merges_after(xml: str) -> bytes:
+    """A sheet of a header and three rows, the third's name merged down (B3:B4), with `xml`
+    (a comment) after <sheetData> and before <mergeCells>."""
+    rows = [(2, ""), (3, '<c r="B3" t="inlineStr"><is><t>Bo</t></is></c>'), (4, "")]
+    book = excel_written(
+        '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>'
+        + "".join(f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>u{r}@example.com</t></is>'
+                  f"</c>{name}</row>" for r, name in rows), ["email", "name"])  # fmt: skip
+    with zipfile.ZipFile(io.BytesIO(book)) as src:
+        sheet = src.read("xl/worksheets/sheet1.xml").decode()
+    merges = '<mergeCells count="1"><mergeCell ref="B3:B4"/></mergeCells>'
+    sheet = sheet.replace("</sheetData>", f"</sheetData>{xml}{merges}", 1)
+    return with_parts(book, {"xl/worksheets/sheet1.xml": sheet})
+
+
+def test_a_comment_of_merge_lookalikes_costs_no_more_than_its_length() -> None:
+    """The merged ranges are found by a search of the sheet's bytes, which went on past a
+    "<": in a comment holding "<mergeCell " over and over each was searched to the comment's
+    end (165 KB: 12 s), and a tag or comment longer than the 64 KB read at a time was
+    searched again from its start with every one read (6 MB: 8 s). Bounded far above what one pass
+    costs, so only the square fails it."""
+    lookalikes = "<mergeCell " * 15_000 + "<mergeCell " + "a" * 6_000_000
+    data = _with_merges_after(f"<!-- {lookalikes} -->")
+    started = time.process_time()
+
+    _, records = read(data)
+
+    assert time.process_time() - started < 4
+    assert records == [(2, ["u2@example.com"]), (3, ["u3@example.com", "Bo"]),
+                       (4, ["u4@example.com", "Bo"])]  # fmt: skip
+    _, records = read(_with_merges_after(""))  # as Excel writes it
+    assert records[2] == (4, ["u4@example.com", "Bo"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ from bot.imports.reading import (
     Columns,
     CsvFileError,
     CsvReader,
+    column_order,
     detect_encoding,
+    find_header,
     map_header,
 )
 from bot.imports.rows import Classifier
@@ -1241,3 +1244,40 @@ def test_a_quoted_field_closed_on_the_last_line_is_still_a_row() -> None:
     _, records = read(data)
 
     assert records == [(2, ["a@x.com", "Ann", "a note\nover two lines"]), (4, ["b@x.com", "Bob"])]
+
+
+# --- cost on hostile files -----------------------------------------------------------------
+
+
+def test_blank_lines_above_the_header_cost_no_more_than_their_number() -> None:
+    """The header search gave csv a copy of the lines below each blank line it passed: the
+    square of their number, 3 s for the 64 KB sample's 65,536 empty lines (every file of an
+    archive paid it again), 8 s for the 100,000 here. Bounded far above what one pass over
+    them costs, so only the square fails it."""
+    started = time.process_time()
+    assert find_header("\n" * 100_000 + "email\na@x.com\n") == (",", 100_000)
+    assert time.process_time() - started < 2
+
+    _, records = read(b"\r\n" * 20_000 + b"Email;Name\r\na@x.com;Ann\r\n")
+
+    assert records == [(20_002, ["a@x.com", "Ann"])]
+
+
+def test_a_wide_header_repeated_costs_no_more_than_its_width() -> None:
+    """A line repeating a header of many blank cells (300,000 commas; a line may hold a
+    million) paired each blank name with its place taking it from the front of a list: the
+    square of their number, 9 s here. Bounded far above what reading the file costs."""
+    header = b"email" + b"," * 300_000 + b"\n"
+    started = time.process_time()
+
+    reader, records = read(header + header + b"a@x.com\n")
+
+    assert time.process_time() - started < 3
+    assert [(line, fields[:1]) for line, fields in records] == [(3, ["a@x.com"])]
+    assert reader.late_note() is not None and reader.late_note().startswith("Line 2 repeats")
+
+
+def test_column_order_pairs_names_and_blanks_in_order() -> None:
+    assert column_order(["email", "", "name", "", "email"], ["", "name", "email", "", "email"]
+                        ) == [2, 0, 1, 3, 4]  # fmt: skip
+    assert column_order(["a", "b"], ["b"]) == [None, 0]
