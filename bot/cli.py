@@ -63,10 +63,8 @@ from bot.jobs.queue import (
     count_settled,
     database_now,
     list_jobs,
-    live_workers,
-    stale_after,
+    runnable_kinds,
     use_max_attempts,
-    worker_of,
 )
 from bot.notify import REPORT_JOB
 from bot.progress import ProgressBar
@@ -980,11 +978,8 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
     orphans = [job for job in jobs if job.state == JobState.RUNNING
                and job.lease_expires_at is not None and job.lease_expires_at < now]  # fmt: skip
     orphaned = {job.id for job in orphans}
-    # a worker whose lease lapsed is dead, though its row is still within `stale_after` (a
-    # live one renews every third of a lease): it resumes nothing
-    dead = {worker_of(job.lease_owner) for job in orphans}
-    runnable = frozenset().union(*(w.kind_set for w in await live_workers(db, stale_after(lease))
-                                   if w.owner not in dead))  # fmt: skip
+    # the live workers' kinds, but a dead one's (its lease lapsed at this `now`, as these)
+    runnable = await runnable_kinds(db, team, lease, now=now)
     waiting = {job.id for job in jobs if job.kind not in runnable
                and (job.state == JobState.QUEUED or job.id in orphaned)}  # fmt: skip
     if args.json:

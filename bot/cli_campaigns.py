@@ -21,6 +21,8 @@ from bot.campaigns.invites import (
     retry_campaign_sending,
     stop_remedy,
     waiting_for_a_sender,
+    waiting_pronoun,
+    waiting_words,
 )
 from bot.campaigns.reports import unsent_while_off
 from bot.cli_common import ask_first
@@ -570,13 +572,13 @@ def _summary(s: service.CampaignSummary, waiting: dict[int, int]) -> dict[str, A
 
 def _waiting_text(count: int) -> str:
     """The list's line under a campaign whose due invites no running worker can send: their
-    send jobs wait queued (`referral-bot jobs` says so of each), and nothing said why here."""
+    send jobs wait queued (`referral-bot jobs` says so of each), and nothing said why here.
+    Past the count (invites.WAITING_COUNTED) it says "more than 1,000", as Home does."""
     from bot.campaigns.jobs import SEND_NEEDS  # the job handlers: only when it is said
 
-    one = count == 1
-    return (f"  {plural(count, 'invite')} {'is' if one else 'are'} due, but no running worker "
-            f"can send {'it' if one else 'them'}: {SEND_NEEDS} (`referral-bot jobs` shows "
-            "the send jobs waiting)")
+    return (f"  {waiting_words(count)}, but no running worker can send "
+            f"{waiting_pronoun(count)}: {SEND_NEEDS} (`referral-bot jobs` shows the send jobs "
+            "waiting)")
 
 
 async def _advocates(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.campaigns.invites import stop_remedy
+from bot.campaigns.invites import stop_remedy, waiting_pronoun, waiting_words
 from bot.campaigns.service import MAX_NAME, MAX_OFFER, MAX_SENDER, MAX_STORE_URL, CampaignSummary
 from handlers.enrollment_messages import RETRY_ADVICE, email_them_confirm
 from handlers.ids import Action, BlockId, Callback
@@ -84,10 +84,11 @@ def waiting_line(count: int) -> str:
     them (invites.waiting_for_a_sender): their send jobs wait queued, and the list showed the
     campaign live with its invites unsent, and not why. What such a worker needs, as `campaign
     list` says it (bot.campaigns.jobs.SEND_NEEDS), for whoever runs the bot: nothing in Slack
-    starts one."""
-    one = count == 1
-    return (f":warning: {plural(count, 'invite')} {'is' if one else 'are'} due, but no running "
-            f"worker can send {'it' if one else 'them'}. Ask whoever runs the bot to start one "
+    starts one. Past the count (invites.WAITING_COUNTED) it says "More than 1,000": each
+    publish counted every due invite."""
+    words = waiting_words(count)
+    return (f":warning: {words[:1].upper()}{words[1:]}, but no running worker can send "
+            f"{waiting_pronoun(count)}. Ask whoever runs the bot to start one "
             "with `SMTP_URL` and `PUBLIC_URL` set (or `OUTBOX_DIR`, to write invites as .eml "
             "files), and `SECRET_KEY`.")  # fmt: skip
 

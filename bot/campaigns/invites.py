@@ -49,10 +49,8 @@ from bot.jobs.queue import (
     enqueue_in,
     enqueue_pending_in,
     lease_now,
-    live_workers,
-    stale_after,
+    runnable_kinds,
     take_running_in,
-    worker_of,
 )
 from models import Database
 from models.clock import utcnow
@@ -647,35 +645,27 @@ async def send_later(db: Database, team_id: str, enrollment_id: int, waited: int
     return None
 
 
+# Due invites waiting for a sender are counted up to this many, in all: with a million due
+# and no sender running, each Home publish counted every one of them. Past it, counting stops
+# and each campaign found says "more than 1,000" (WAITING_MORE).
+WAITING_COUNTED = 1_000
+WAITING_MORE = WAITING_COUNTED + 1
+
 # Invites of live campaigns due to go out, whose sending hasn't stopped: each one's send job
 # runs once a worker that can send takes it (bot.campaigns.jobs.send_handlers). Due by the
 # shared clock (bot.jobs.queue.lease_now): an invite held or delayed waits for its time, not
-# for a worker. By "is SQLite".
+# for a worker. The first :counted found, on ix_invite_due (team, state, send_after): the due
+# ones only, never the delayed. By "is SQLite".
 _WAITING_TO_GO = {sqlite: _timed(f"""
-    SELECT i.campaign_id, COUNT(*) FROM invite i
-    JOIN campaign p ON p.id = i.campaign_id AND p.team_id = i.team_id
-    JOIN enrollment e ON e.id = i.enrollment_id AND e.team_id = i.team_id
-    WHERE i.team_id = :t AND i.state IN ('queued', 'held') AND p.state = 'live'
-      AND e.send_error IS NULL AND i.send_after <= {lease_now(sqlite)}
-    GROUP BY i.campaign_id
+    SELECT campaign_id, COUNT(*) FROM (
+        SELECT i.campaign_id FROM invite i
+        JOIN campaign p ON p.id = i.campaign_id AND p.team_id = i.team_id
+        JOIN enrollment e ON e.id = i.enrollment_id AND e.team_id = i.team_id
+        WHERE i.team_id = :t AND i.state IN ('queued', 'held') AND p.state = 'live'
+          AND e.send_error IS NULL AND i.send_after <= {lease_now(sqlite)}
+        LIMIT :counted) due
+    GROUP BY campaign_id
 """) for sqlite in (True, False)}
-# The lease owners of the workspace's running jobs whose lease lapsed: their workers are dead,
-# though their rows may not be stale yet (a live worker renews every third of a lease).
-_LAPSED_OWNERS = {sqlite: _timed(f"""
-    SELECT DISTINCT lease_owner FROM job
-    WHERE team_id = :t AND state = 'running' AND lease_expires_at < {lease_now(sqlite)}
-""") for sqlite in (True, False)}
-
-
-async def _runnable_kinds(db: Database, team_id: str, lease_seconds: float) -> frozenset[str]:
-    """The job kinds some live worker can take, as `referral-bot jobs` decides that a job
-    waits for a worker (`waiting_for_worker`): the workers seen lately, but those whose lease
-    on one of the workspace's jobs lapsed (dead: they resume nothing)."""
-    async with db.begin() as conn:
-        dead = {worker_of(str(owner)) for (owner,) in await conn.execute(
-            _LAPSED_OWNERS[conn.dialect.name == "sqlite"], {"t": team_id, "now": utcnow()})}
-    workers = await live_workers(db, stale_after(lease_seconds))
-    return frozenset().union(*(w.kind_set for w in workers if w.owner not in dead))
 
 
 async def waiting_for_a_sender(db: Database, team_id: str,
@@ -683,13 +673,38 @@ async def waiting_for_a_sender(db: Database, team_id: str,
     """Invites of live campaigns due to go out while no running worker can send them (none
     has what bot.campaigns.jobs.cannot_send names, or the one that had it died), by campaign
     id; empty while one can. A worker that can't send leaves their jobs queued: `campaign
-    list` says they wait, and what such a worker needs (bot.campaigns.jobs.SEND_NEEDS)."""
-    if SEND_JOB in await _runnable_kinds(db, team_id, lease_seconds):
+    list` says they wait, and what such a worker needs (bot.campaigns.jobs.SEND_NEEDS).
+
+    Counted up to WAITING_COUNTED in all (Home asks on each publish): past it each campaign
+    found maps to WAITING_MORE, said "more than 1,000" (`waiting_words`). How many of the
+    first found were whose says nothing of the rest, so no campaign is given a number then."""
+    if SEND_JOB in await runnable_kinds(db, team_id, lease_seconds):
         return {}
     async with db.begin() as conn:
-        rows = await conn.execute(_WAITING_TO_GO[conn.dialect.name == "sqlite"],
-                                  {"t": team_id, "now": utcnow()})  # fmt: skip
-        return {int(campaign): int(count) for campaign, count in rows}
+        rows = (await conn.execute(_WAITING_TO_GO[conn.dialect.name == "sqlite"],
+                                   {"t": team_id, "now": utcnow(),
+                                    "counted": WAITING_MORE})).all()  # fmt: skip
+    found = {int(campaign): int(count) for campaign, count in rows}
+    if sum(found.values()) > WAITING_COUNTED:
+        return dict.fromkeys(found, WAITING_MORE)
+    return found
+
+
+def waiting_words(count: int) -> str:
+    """How a campaign's count of `waiting_for_a_sender` is said, lower case, for the lines
+    under it (Home, Slack's and the shell's campaign list): "2 invites are due", or, past
+    the count (WAITING_MORE), "more than 1,000 invites of live campaigns are due, some of
+    them this one's" (the count stopped over all of them). The lines go on with "but no
+    running worker can send it" (one invite) or "them": `waiting_pronoun`."""
+    if count >= WAITING_MORE:
+        return (f"more than {WAITING_COUNTED:,} invites of live campaigns are due, some of "
+                "them this one's")  # fmt: skip
+    return f"{count:,} invite{'' if count == 1 else 's'} {'is' if count == 1 else 'are'} due"
+
+
+def waiting_pronoun(count: int) -> str:
+    """"it" for the one invite `waiting_words` said, "them" for more."""
+    return "it" if count == 1 else "them"
 
 
 def stopped_by_hand(why: str | None) -> bool:

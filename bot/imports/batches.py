@@ -30,11 +30,10 @@ from bot.imports.reading import (
     map_header,
 )
 from bot.imports.recognise import PLAIN, FileKind, consent_note, join_notes, recognise
-from bot.imports.retention import schedule_purge_in
 from bot.imports.rows import INVALID_EMAIL, MISSING_EMAIL, Classifier, Tally
 from bot.imports.source_names import names_of_all
 from bot.imports.staging import copy_constants, refresh_statistics, stage_rows, take_staging
-from bot.jobs.queue import database_now_in, enqueue_in, shared_now
+from bot.jobs.queue import database_now_in, enqueue_in, schedule_purge_in, shared_now
 from bot.notify import BATCH_CHANGED, REJECTS_CHANGED, enqueue_report_in, reading_again_in
 from bot.workspaces import WorkspaceError
 from models import (

@@ -3,12 +3,15 @@ import ended (done, failed, rejected or cancelled, and undone: an undone import 
 leaving it out kept its rows on disk for good, the purge queueing itself again every day for
 them). An import being undone keeps its rows until its undo has finished.
 
-A purge job runs about once a day per workspace: creating a batch queues one when none is
-waiting, and each run queues the next (a day later by the database's clock, as due times go)
-while any batch still holds staged rows or the workspace has ended jobs it will forget
-(bot.jobs.retention: a workspace that stopped importing kept every Home refresh, report and
-send run's job for good). The counts shown on an ended import were frozen when it left
-review, so deleting its rows changes nothing anyone sees.
+A purge job runs about once a day per workspace: creating a batch queues one (due within the
+hour, or one waiting brought forward to then), the end of any job of the workspace queues one
+a day on when none waits (bot.jobs.queue.schedule_purge_after_in), and each run queues the
+next (a day later by the database's clock, as due times go) while any batch still holds
+staged rows or the workspace has ended jobs it will forget (bot.jobs.retention: a workspace
+that stopped importing kept every Home refresh, report and send run's job for good). One
+waits per workspace, whoever queues it (bot.jobs.queue.PURGE_KEY). The counts shown on an
+ended import were frozen when it left review, so deleting its rows changes nothing anyone
+sees.
 
 The same run forgets the later imports' listings of memberships (segment_member_listing) whose
 import can no longer be undone (it ended more than UNDO_WINDOW_DAYS ago, and isn't being
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -39,8 +42,9 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.imports.job_kinds import PURGE_JOB
 from bot.imports.undo_window import close_undo_before
-from bot.jobs.queue import database_now_in, enqueue_in
-from bot.jobs.retention import forget_finished_jobs, jobs_left_to_forget_in
+from bot.jobs.forgettable import jobs_left_to_forget_in
+from bot.jobs.queue import database_now_in, schedule_purge_in
+from bot.jobs.retention import forget_finished_jobs
 from bot.jobs.worker import Handler, JobContext
 from models import Database
 from models.clock import utcnow
@@ -99,18 +103,6 @@ _LEFT = text("""
       AND EXISTS (SELECT 1 FROM staged_row s WHERE s.team_id = :t AND s.batch_id = b.id)
     LIMIT 1
 """)
-
-
-async def schedule_purge_in(conn: AsyncConnection, team_id: str, when: datetime) -> None:
-    """Queue the workspace's purge for `when`, unless one is already waiting to run."""
-    waiting = await conn.execute(
-        text("SELECT 1 FROM job WHERE team_id = :t AND kind = :k AND state = 'queued' LIMIT 1"),
-        {"t": team_id, "k": PURGE_JOB},
-    )
-    if waiting.first() is not None:
-        return
-    await enqueue_in(conn, team_id, PURGE_JOB, {}, dedupe_key=f"purge:{when:%Y-%m-%dT%H:%M}",
-                     run_after=when)  # fmt: skip
 
 
 async def purge_staged(db: Database, team_id: str, days: float,

@@ -5,7 +5,8 @@ its subquery takes the row FOR UPDATE SKIP LOCKED, so N workers share the queue 
 running one job twice. A running job whose lease has expired (its worker died) is claimable
 again; that counts as an attempt. A worker claims only the kinds it has handlers for, so a job
 no running worker can handle waits in the queue; the `worker_process` table says which kinds
-the live workers run.
+the live workers run. A job's end sees that its workspace's purge is queued, which deletes
+it a month on (`schedule_purge_after_in`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from bot.imports.job_kinds import PURGE_JOB
+from bot.jobs.forgettable import jobs_left_to_forget_in
 from models import Database, Job, JobState, WorkerProcess
 from models.clock import utcnow
 
@@ -274,6 +277,59 @@ async def _inserted_or_existing(conn: AsyncConnection, row: Any, team_id: str,
     return int(existing.scalar_one())
 
 
+# The workspace's purge (bot.imports.retention) deletes what it no longer needs, among it its
+# jobs that ended a month ago (bot.jobs.retention). One waits per workspace, under this key:
+# queued as a job of `enqueue_pending_in`, so whoever queues it while one waits joins that one
+# (due no later than either wants), and the key's unique index keeps a second from ever
+# waiting beside it, even when two transactions queue it at once on PostgreSQL (keyed by the
+# minute it was due, as it was, two queued for different minutes both went in). A run of it
+# gives the key up as it queues the next, or when a job's end queues it meanwhile.
+PURGE_KEY = "purge"
+# A job's end queues the purge (none waiting) this far on: nothing it left is forgotten for a
+# month (JOB_RETENTION_DAYS), and the purge runs daily once it runs at all.
+PURGE_AFTER_A_JOB = timedelta(days=1)
+
+_PURGE_STATE = text("SELECT state FROM job WHERE team_id = :t AND dedupe_key = :key")
+# A purge queued before PURGE_KEY (keyed by the minute it was due), or by hand with no key: the
+# next run, as one under the key would be.
+_PURGE_OF_OLD = text("""
+    SELECT 1 FROM job WHERE team_id = :t AND kind = :k AND state = 'queued'
+      AND (dedupe_key IS NULL OR dedupe_key <> :key)
+    LIMIT 1
+""")
+
+
+async def schedule_purge_in(conn: AsyncConnection, team_id: str, when: datetime) -> None:
+    """Queue the workspace's purge for `when` (by the shared clock: see `lease_now`), in the
+    caller's transaction; a purge already waiting is the one that runs, due no later than
+    `when` (see PURGE_KEY)."""
+    params = {"t": team_id, "k": PURGE_JOB, "key": PURGE_KEY}
+    if (await conn.execute(_PURGE_OF_OLD, params)).first() is not None:
+        return
+    await enqueue_pending_in(conn, team_id, PURGE_JOB, {}, dedupe_key=PURGE_KEY, run_after=when)
+
+
+async def schedule_purge_after_in(conn: AsyncConnection, team_id: str, kind: str) -> None:
+    """A job of `kind` of the workspace ended, in the caller's transaction: queue the
+    workspace's purge, a day on (PURGE_AFTER_A_JOB), unless one waits or the workspace has no
+    ended job for it to forget (bot.jobs.forgettable: its newest is kept, so its first job's
+    end queues none). Only an import's batch queued it before: a workspace that never imported
+    kept every job it ran for good.
+
+    On every job's end, so it is cheap while a purge waits, as one almost always does (each run
+    queues the next while there is work left): one look-up on the key's unique index, nothing
+    written. The purge's own end queues nothing: its run queued the next itself if there was
+    work left, and counting its own runs it would go on for ever (bot.jobs.retention)."""
+    if kind == PURGE_JOB:
+        return
+    state = (await conn.execute(_PURGE_STATE, {"t": team_id, "key": PURGE_KEY})).scalar()
+    if state == JobState.QUEUED:
+        return
+    if not await jobs_left_to_forget_in(conn, team_id, PURGE_JOB):
+        return
+    await schedule_purge_in(conn, team_id, await database_now_in(conn) + PURGE_AFTER_A_JOB)
+
+
 async def enqueue_running_in(
     conn: AsyncConnection,
     team_id: str,
@@ -329,7 +385,7 @@ async def claim_by_key(db: Database, team_id: str, dedupe_key: str, owner: str,
 _DONE_BY_HAND = _sql("""
     UPDATE job SET state = 'done', finished_at = :now, updated_at = :now, last_error = NULL
     WHERE team_id = :t AND dedupe_key = :key AND state IN ('queued', 'failed')
-    RETURNING id
+    RETURNING kind
 """)
 
 
@@ -340,7 +396,10 @@ async def done_by_hand_in(conn: AsyncConnection, team_id: str, dedupe_key: str) 
     stopped then (an enrollment failed, "cancelled"), and `jobs` listed as done a job whose
     work never ran. True when it was marked done."""
     params = {"t": team_id, "key": dedupe_key, "now": utcnow()}
-    return (await conn.execute(_DONE_BY_HAND, params)).first() is not None
+    done = (await conn.execute(_DONE_BY_HAND, params)).first()
+    if done is not None:
+        await schedule_purge_after_in(conn, team_id, str(done.kind))
+    return done is not None
 
 
 async def find_by_key(db: Database, team_id: str, dedupe_key: str) -> Job | None:
@@ -424,12 +483,19 @@ async def _update_owned(
 ) -> bool:
     """Apply `assignments` only while `owner` still holds the running job; False if it lost it."""
     async with db.begin() as conn:
-        result = await conn.execute(
-            _sql(f"UPDATE job SET {assignments}, updated_at = :now "
-                 "WHERE id = :id AND lease_owner = :owner AND state = 'running'"),
-            {"id": job.id, "owner": owner, "now": utcnow(), **params},
-        )  # fmt: skip
-        return result.rowcount == 1
+        return await _update_owned_in(conn, job, owner, assignments, **params)
+
+
+async def _update_owned_in(
+    conn: AsyncConnection, job: Job, owner: str, assignments: str, **params: Any
+) -> bool:
+    """`_update_owned` in the caller's transaction."""
+    result = await conn.execute(
+        _sql(f"UPDATE job SET {assignments}, updated_at = :now "
+             "WHERE id = :id AND lease_owner = :owner AND state = 'running'"),
+        {"id": job.id, "owner": owner, "now": utcnow(), **params},
+    )  # fmt: skip
+    return result.rowcount == 1
 
 
 # A job's row taken for the rest of a transaction while it is still running (held by `owner`
@@ -471,10 +537,16 @@ async def report_progress(db: Database, job: Job, owner: str, done: int, total: 
 
 
 async def finish(db: Database, job: Job, owner: str) -> bool:
-    return await _update_owned(
-        db, job, owner, "state = 'done', finished_at = :now, lease_owner = NULL, "
-        "lease_expires_at = NULL, last_error = NULL"
-    )  # fmt: skip
+    """Mark the job done while `owner` holds it (False if it lost it), its workspace's purge
+    queued in the same transaction (`schedule_purge_after_in`)."""
+    async with db.begin() as conn:
+        done = await _update_owned_in(
+            conn, job, owner, "state = 'done', finished_at = :now, lease_owner = NULL, "
+            "lease_expires_at = NULL, last_error = NULL"
+        )  # fmt: skip
+        if done:
+            await schedule_purge_after_in(conn, job.team_id, job.kind)
+        return done
 
 
 async def release(db: Database, job: Job, owner: str) -> bool:
@@ -494,7 +566,8 @@ async def fail(
     if permanent or job.attempts >= job.max_attempts:
         return await _leave_owned(
             db, job, owner, "state = 'failed', last_error = :error, finished_at = :now, "
-            "lease_owner = NULL, lease_expires_at = NULL", outcome=error, error=error[:4000]
+            "lease_owner = NULL, lease_expires_at = NULL", outcome=error, ends=True,
+            error=error[:4000]
         )  # fmt: skip
     return await _leave_owned(
         db, job, owner, "state = 'queued', last_error = :error, "
@@ -509,14 +582,17 @@ _SUPERSEDED = ("state = 'done', finished_at = :now, lease_owner = NULL, "
 
 
 async def _leave_owned(db: Database, job: Job, owner: str, assignments: str, *, outcome: str,
-                       **params: Any) -> bool:  # fmt: skip
+                       ends: bool = False, **params: Any) -> bool:  # fmt: skip
     """`_update_owned` for a run that ends without the job's work done (failed, handed back).
 
     A job of `enqueue_pending_in` whose key a newer copy took while it ran would wait in the
     queue beside that copy, keyless: during a Slack outage one more per retry, each replayed
     once Slack was back. The copy started after this run and does the same work from newer
     data, so this job is done, superseded. Only when that copy gave up or was cancelled does
-    this one go on, with the key back, for later reports to join."""
+    this one go on, with the key back, for later reports to join.
+
+    A job that `ends` (fails for good) has its workspace's purge queued in the same
+    transaction (`schedule_purge_after_in`); one superseded leaves that to its copy's end."""
     async with db.begin() as conn:
         mine = (await conn.execute(
             _sql("UPDATE job SET updated_at = :now WHERE id = :id AND lease_owner = :owner "
@@ -534,6 +610,8 @@ async def _leave_owned(db: Database, job: Job, owner: str, assignments: str, *, 
                 assignments, values["key"] = f"{assignments}, dedupe_key = :key", key
         await conn.execute(_sql(f"UPDATE job SET {assignments}, updated_at = :now "
                                 "WHERE id = :id"), values)  # fmt: skip
+        if ends:
+            await schedule_purge_after_in(conn, job.team_id, job.kind)
     return True
 
 
@@ -562,11 +640,14 @@ def retry_delay(retry_base: float, attempts: int) -> timedelta:
 async def cancel(db: Database, team_id: str, job_id: int) -> Job | None:
     """Cancel a queued or running job (a running one stops at its next checkpoint)."""
     async with db.begin() as conn:
-        await conn.execute(
+        cancelled = (await conn.execute(
             _sql("UPDATE job SET state = 'cancelled', finished_at = :now, updated_at = :now "
-                 "WHERE id = :id AND team_id = :team AND state IN ('queued', 'running')"),
+                 "WHERE id = :id AND team_id = :team AND state IN ('queued', 'running') "
+                 "RETURNING kind"),
             {"id": job_id, "team": team_id, "now": utcnow()},
-        )  # fmt: skip
+        )).first()  # fmt: skip
+        if cancelled is not None:
+            await schedule_purge_after_in(conn, team_id, str(cancelled.kind))
     return await get_job(db, team_id, job_id)
 
 
@@ -631,3 +712,31 @@ async def live_workers(db: Database, older_than: timedelta) -> list[WorkerProces
 async def live_kinds(db: Database, older_than: timedelta) -> frozenset[str]:
     """Every job kind that at least one live worker can run."""
     return frozenset().union(*(w.kind_set for w in await live_workers(db, older_than)))
+
+
+# The owners of the workspace's running jobs whose lease lapsed: their workers are dead,
+# though their rows may not be stale yet (a live worker renews every third of a lease).
+_LAPSED_OWNERS = _sql("""
+    SELECT DISTINCT lease_owner FROM job
+    WHERE team_id = :t AND state = 'running' AND lease_expires_at < :now
+""")
+
+
+async def runnable_kinds(db: Database, team_id: str, lease_seconds: float, *,
+                         now: datetime | None = None) -> frozenset[str]:  # fmt: skip
+    """The job kinds some live worker can take, for the workspace: the workers seen within
+    `stale_after(lease_seconds)`, but those whose lease on one of its running jobs lapsed by
+    `now` (`database_now` unless given: a caller that judged leases lapsed at its own `now`
+    passes it, so both agree). A dead worker resumes nothing, and its row stays fresh a while.
+
+    The one rule of "a job waits for a worker": `referral-bot jobs` says so of each queued
+    job whose kind isn't among these, and a campaign's due invites wait for a sender while
+    the send job's isn't (bot.campaigns.invites.waiting_for_a_sender): one rule, so the two
+    never tell a different story of the same workers."""
+    if now is None:
+        now = await database_now(db)
+    async with db.begin() as conn:
+        rows = await conn.execute(_LAPSED_OWNERS, {"t": team_id, "now": now})
+        dead = {worker_of(owner) for (owner,) in rows}
+    workers = await live_workers(db, stale_after(lease_seconds))
+    return frozenset().union(*(w.kind_set for w in workers if w.owner not in dead))

@@ -26,13 +26,19 @@ Two kinds of row stay, whatever their age:
   line or a script (`jobs cancel ID`) would name another job. Keeping each workspace's newest
   keeps the table's largest id.
 The purge keeps its daily schedule while the workspace has ended jobs that aren't kept
-(jobs_left_to_forget_in): each of them becomes old enough some day, and a workspace that
-stopped importing stopped purging (it went on only while staged rows were left), its Home
-refreshes, reports and send runs kept for good. It stops once only kept rows and its own runs
-are left: counting those, each run would find the one before it and go on for ever (a month
-of its own runs stays, at most about 30 rows). What queues a workspace's first purge is the
-creation of an import's batch (bot.imports.batches): a workspace that never imported, or
-whose purge stopped, gets none from the jobs it runs.
+(bot.jobs.forgettable.jobs_left_to_forget_in, which says which are): each of them becomes old
+enough some day, and a workspace that stopped importing stopped purging (it went on only
+while staged rows were left), its Home refreshes, reports and send runs kept for good. It
+stops once only kept rows and its own runs are left: counting those, each run would find the
+one before it and go on for ever (a month of its own runs stays, at most about 30 rows).
+
+What queues a workspace's purge when none waits: the creation of an import's batch
+(bot.imports.batches), and the end of any of its jobs once it has one a purge will forget
+(bot.jobs.queue.schedule_purge_after_in, due a day on). Only imports queued it once, so a
+workspace that never imported (it only sent invites, enrolled, read Mailchimp), or whose
+purge had stopped, kept every job it ran for good. A job's end costs one look-up by the
+purge's key while a purge waits, which it almost always does; one purge waits per workspace
+whoever queues it (bot.jobs.queue.PURGE_KEY).
 A job's dedupe key is free again once its row is gone: what a key keeps from running twice is
 asked for again only soon after (a double click, Slack's retry of an event, a run of the job
 itself) or checks its own state first (an import is approved once, an undo asked for once),
@@ -45,9 +51,9 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import bindparam, text
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from bot.jobs.forgettable import ENDED, UNDO_UNDER_WAY
 from bot.jobs.queue import database_now
 from models import Database
 
@@ -58,42 +64,17 @@ FORGET_CHUNK = 5_000
 
 log = logging.getLogger(__name__)
 
-_ENDED = "('done', 'failed', 'cancelled')"
-# the undo's key (bot.imports.undo.undo_key) of an import being undone
-_UNDO_UNDER_WAY = """
-    SELECT 1 FROM import_batch b
-    WHERE b.team_id = :t AND b.status = 'undoing'
-      AND j.dedupe_key = 'undo:' || CAST(b.id AS VARCHAR(20))
-"""
 # The state is asked again of the row deleted: a job queued again meanwhile (`_pending_in`'s
 # enrollment) is seen by PostgreSQL's recheck of a row updated under the delete, and stays.
 _FORGET = text(f"""
-    DELETE FROM job WHERE team_id = :t AND state IN {_ENDED} AND finished_at < :cutoff
+    DELETE FROM job WHERE team_id = :t AND state IN {ENDED} AND finished_at < :cutoff
       AND id IN (
         SELECT j.id FROM job j
-        WHERE j.team_id = :t AND j.state IN {_ENDED} AND j.finished_at < :cutoff
+        WHERE j.team_id = :t AND j.state IN {ENDED} AND j.finished_at < :cutoff
           AND j.id < (SELECT MAX(n.id) FROM job n WHERE n.team_id = :t)
-          AND NOT EXISTS ({_UNDO_UNDER_WAY})
+          AND NOT EXISTS ({UNDO_UNDER_WAY})
         ORDER BY j.id LIMIT :n)
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()))
-
-# An ended job that isn't kept (neither the workspace's newest nor an undo under way) and isn't
-# of `own`, the purge's kind: it is forgotten some day, by a purge still to run.
-_LEFT_TO_FORGET = text(f"""
-    SELECT 1 FROM job j
-    WHERE j.team_id = :t AND j.state IN {_ENDED} AND j.kind <> :own
-      AND j.id < (SELECT MAX(n.id) FROM job n WHERE n.team_id = :t)
-      AND NOT EXISTS ({_UNDO_UNDER_WAY})
-    LIMIT 1
-""")
-
-
-async def jobs_left_to_forget_in(conn: AsyncConnection, team_id: str, own_kind: str) -> bool:
-    """Whether the workspace has ended jobs that a later purge will forget (those not kept:
-    see the module), leaving out the purge's own runs (`own_kind`): the purge queues its next
-    run while there are."""
-    params = {"t": team_id, "own": own_kind}
-    return (await conn.execute(_LEFT_TO_FORGET, params)).first() is not None
 
 
 async def forget_finished_jobs(db: Database, team_id: str,

@@ -445,6 +445,13 @@ async def test_an_undone_imports_staged_rows_are_purged_once_its_undo_finished(
     await run_undo(db, TEAM, batch)
     await _purge_a_month_on(db, batch)
     assert await _one(db, staged, b=batch) == 0
+    # it goes on for the import's job only, which it forgets a month after it ended
+    assert await _one(db, queued, k=PURGE_JOB) == 1
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE job SET finished_at = :old WHERE finished_at IS NOT NULL")
+                           .bindparams(bindparam("old", type_=UTCDateTime())),
+                           {"old": utcnow() - timedelta(days=31)})  # fmt: skip
+    await _purge_a_month_on(db, batch)
     assert await _one(db, queued, k=PURGE_JOB) == 0  # nothing left to purge: no more runs
 
 
