@@ -5,6 +5,7 @@ ever waiting, which is what the code before a fix did)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,14 +29,18 @@ async def waiting_on(db: Database, pid: int) -> int | None:
 
 
 async def until_waiting_or_done(db: Database, pid: int, task: asyncio.Task[Any]) -> int | None:
-    """The backend that waits for `pid`, or None once `task` finished without waiting."""
-    for _ in range(1000):
-        if task.done():
-            return None
+    """The backend that waits for `pid`, or None once `task` finished without waiting.
+
+    Bounded by a minute, not by 1,000 looks (10 s and up): a shell started as a subprocess
+    on a loaded machine (CI's two busy cores) takes seconds just to reach its statement."""
+    deadline = time.monotonic() + 60
+    while not task.done():
         if (waiting := await waiting_on(db, pid)) is not None:
             return waiting
+        if time.monotonic() > deadline:
+            raise AssertionError("it neither finished nor waited for the other transaction")
         await asyncio.sleep(0.01)
-    raise AssertionError("it neither finished nor waited for the other transaction")
+    return None
 
 
 @dataclass

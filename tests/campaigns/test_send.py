@@ -77,6 +77,23 @@ class _ReportsWhenLetGo(Silent):
         await self.let_go.wait()
 
 
+@dataclass
+class _FirstHeld(Handler):
+    """Takes the first message and answers it only once the test opens `gate` (the rest as
+    Handler does): the run is handing that invite over for as long as the test needs to act.
+    A reply delay gave the test a fixed time instead, which a busy machine (CI) overran: the
+    run went on to the next invite before the test's cancel or pause was committed."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
+        first = not self.messages
+        reply = await super().handle_DATA(server, session, envelope)
+        if first:
+            await self.gate.wait()
+        return reply
+
+
 def _received(server: Server) -> Counter[str]:
     return Counter(to for m in server.handler.messages for to in m.rcpt_tos)
 
@@ -238,7 +255,7 @@ async def test_a_second_run_leaves_the_invite_a_live_run_is_handing_over(world: 
         await conn.execute(text("UPDATE job SET state = 'running', lease_expires_at = :until "
                                 "WHERE id = :j"), {"until": utcnow() + timedelta(minutes=5),
                                                    "j": job.id})  # fmt: skip
-    handler = Handler(data_delay=0.5)  # each reply comes half a second after the message
+    handler = _FirstHeld()  # the first run's reply waits until the second run is done
     async with smtp_server(handler) as server:
         first = asyncio.create_task(send_invites(
             world.db, TEAM, enrollment, sender=SmtpSender(parse_smtp_url(server.url)),
@@ -247,6 +264,7 @@ async def test_a_second_run_leaves_the_invite_a_live_run_is_handing_over(world: 
             await asyncio.sleep(0.01)
         assert Counter((await _states(world)).values())["sending"] == 1
         await _send(world, server, enrollment)  # the second run, while the first waits
+        handler.gate.set()
         await first
     assert set((await _states(world)).values()) == {"sent"}
     assert sorted(_received(server).values()) == [1, 1, 1]
@@ -705,13 +723,14 @@ async def test_pausing_a_campaign_stops_a_send_under_way_and_going_live_sends_th
 ) -> None:
     enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(5)))
     spring = int(str(await world.scalar("SELECT campaign_id FROM enrollment")))
-    handler = Handler(data_delay=0.2)
+    handler = _FirstHeld(data_delay=0.2)  # p0's reply waits until the pause is committed
     async with smtp_server(handler) as server:
         run = asyncio.create_task(_send(world, server, enrollment))
         while not handler.messages:
             await asyncio.sleep(0.01)
         # the merchant notices a wrong offer and pauses the campaign
         await service.set_state(world.db, TEAM, spring, CampaignState.PAUSED, requested_by="U1")
+        handler.gate.set()
         await run
         assert len(handler.messages) == 1
         assert await world.scalar("SELECT COUNT(*) FROM invite WHERE state = 'queued'") == 4
@@ -852,17 +871,18 @@ async def test_jobs_cancel_of_a_running_send_stops_it_and_stays_cancelled(
 
     enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(invites)))
     last = f"p{invites - 1}@example.com"  # a retry for it would queue a send job
-    handler = Handler(data_delay=0.2,  # a busy relay: a fifth of a second per message
-                      rcpt_replies={last: ["421 4.7.0 try again later"]})
+    handler = _FirstHeld(data_delay=0.2,  # a busy relay: a fifth of a second per message
+                         rcpt_replies={last: ["421 4.7.0 try again later"]})  # fmt: skip
     async with smtp_server(handler) as server:
         worker = _send_worker(world, server, lease_seconds=30)
         run = asyncio.create_task(worker.run_until_idle())
         while not handler.messages:
             await asyncio.sleep(0.01)
         job = int(str(await world.scalar("SELECT id FROM job WHERE kind = 'send_invites'")))
-        cancelled = await cancel_job(world.db, TEAM, job)
+        cancelled = await cancel_job(world.db, TEAM, job)  # p0's reply waits for it
         assert cancelled is not None and cancelled.state == "cancelled"
         at_cancel = len(handler.messages)
+        handler.gate.set()
         await run
     assert len(handler.messages) - at_cancel <= 1  # at most the one in flight
     assert await world.scalar("SELECT send_error FROM enrollment WHERE id = :e",
@@ -884,7 +904,7 @@ async def test_jobs_cancel_of_a_send_also_cancels_a_resend_waiting_behind_it(
     async with world.db.begin() as conn:  # an earlier run died handing p3's invite over
         await conn.execute(text("UPDATE invite SET state = 'uncertain' WHERE contact_id = "
                                 "(SELECT id FROM contact WHERE email = 'p3@example.com')"))
-    handler = Handler(data_delay=0.5)
+    handler = _FirstHeld()  # p0's reply waits until the resend and the cancel are committed
     async with smtp_server(handler) as server:
         worker = _send_worker(world, server, lease_seconds=30)
         run = asyncio.create_task(worker.run_until_idle())
@@ -895,6 +915,7 @@ async def test_jobs_cancel_of_a_send_also_cancels_a_resend_waiting_behind_it(
         assert await resend_uncertain(world.db, TEAM, enrollment) == 1
         cancelled = await cancel_job(world.db, TEAM, job)
         assert cancelled is not None and cancelled.state == "cancelled"
+        handler.gate.set()
         await run
     assert _received(server) == Counter({"p0@example.com": 1})
     assert await world.scalar("SELECT send_error FROM enrollment WHERE id = :e",

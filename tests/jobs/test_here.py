@@ -39,16 +39,22 @@ async def test_a_job_interrupted_in_the_middle_of_a_statement_is_handed_back_at_
                                                 dedupe_key="import:1", owner=owner,
                                                 lease_seconds=600)  # fmt: skip
     statement_returned = False
+    starting = asyncio.Event()
 
     async def run() -> None:
         nonlocal statement_returned
         async with running_here(db, "T1", job_id, owner, 600), db.begin() as conn:
             # a write first, as a chunk's claim: SQLite's driver begins the transaction there
             await conn.execute(text("INSERT INTO interrupted (i) VALUES (0)"))
+            starting.set()
             await conn.execute(_LONG_INSERT)
             statement_returned = True
 
     running = asyncio.create_task(run())
+    # the job taken and its long statement on its way however slow the machine (a fixed
+    # pause alone could end before the job was taken, and nothing was handed back); then a
+    # moment for the statement to be under way
+    await asyncio.wait_for(starting.wait(), 60)
     await asyncio.sleep(0.3)
     started = time.monotonic()
     running.cancel()
@@ -89,12 +95,17 @@ async def test_a_job_handed_back_is_told_in_a_users_words(
                                                 dedupe_key="undo:7", owner=owner,
                                                 lease_seconds=600)  # fmt: skip
 
+    running_it = asyncio.Event()
+
     async def run() -> None:
         async with running_here(db, "T1", job_id, owner, 600):
+            running_it.set()
             await asyncio.sleep(60)
 
     running = asyncio.create_task(run())
-    await asyncio.sleep(0.2)
+    # interrupted once it runs, however slow the machine: a 0.2 s pause could end while
+    # running_here still read the job, and nothing was handed back or said
+    await asyncio.wait_for(running_it.wait(), 60)
     running.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(running, 20)
