@@ -566,6 +566,31 @@ async def test_a_server_wide_refusal_worded_per_message_still_stops_the_run(
                             "attempts") == [("queued", 0, 6)]  # fmt: skip
 
 
+def test_a_long_refusal_is_read_at_the_cost_of_its_length() -> None:
+    """A refusal's words were compared by regexes that tried each long word again from each
+    of its characters (a run of "@": the square of its length, 30,000 of each about 14 s of
+    CPU). Bounded far above a linear pass, so only the square fails it; the words read are
+    the same."""
+    import time
+
+    from bot.campaigns.invites import _server_wide
+    from bot.email.send import SendResult, SendStatus
+
+    long = SendResult(SendStatus.REFUSED, "", code=554, text="@" * 30_000 + " " + "a" * 30_000,
+                      stage="data")  # fmt: skip
+    started = time.process_time()
+    assert _server_wide(long, "p@example.com") == ("data", 554, "", "a" * 30_000)
+    assert time.process_time() - started < 1
+    quota = SendResult(SendStatus.REFUSED, "", code=550, stage="data",
+                       text=_GMAIL_QUOTA.format(n=1234567)[4:])  # fmt: skip
+    assert _server_wide(quota, "p@example.com") == (
+        "data", 550, "5.4.5", "Daily user sending limit exceeded. For more information on "
+        "Gmail sending limits go to - gsmtp")  # fmt: skip
+    at_rcpt = SendResult(SendStatus.REFUSED, "", code=550, stage="rcpt",
+                         text="<p@example.com>: 5.1.1 User unknown")  # fmt: skip
+    assert _server_wide(at_rcpt, "p@example.com") is None
+
+
 @pytest.mark.parametrize("reply", ["550 5.1.1 <{e}>: Recipient address rejected: User unknown",
                                    "552 5.2.2 <{e}>: Mailbox full"])  # fmt: skip
 async def test_unknown_addresses_in_a_row_fail_on_their_own_and_the_rest_go(
