@@ -24,7 +24,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.audit import by_whom
+from bot.audit import CLI, by_whom
 from bot.campaigns.service import CampaignSummary
 from bot.ids import digits
 from bot.imports.batches import status_words
@@ -221,8 +221,15 @@ def campaign_blocks(campaigns: Sequence[CampaignSummary],
     return blocks
 
 
+# A draft of the shell's (`referral-bot import`, `--background`) is one whose files are being
+# read: nobody reviews it, and "waiting for review" sent people looking for a review message.
+SHELL_DRAFT_WORDS = "reading its files (an import from the command line: no review)"
+
+
 def import_line(row: ImportRow) -> str:
     status = status_words(row.status, row.approved_by, row.cancelled_by, row.undone_by, row.error)
+    if row.status == BatchStatus.DRAFT and row.requested_by == CLI:
+        status = SHELL_DRAFT_WORDS
     when = slack_date(row.created_at) if row.created_at else ""
     line = (f"*{esc(row.segment)}* · {status}\n"
             f"Requested {by_whom(row.requested_by)}" + (f" · {when}" if when else ""))  # fmt: skip

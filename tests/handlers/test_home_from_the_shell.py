@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.workspaces import ensure_workspace
 from models import Database
@@ -90,3 +92,22 @@ async def test_a_workspace_nobody_looks_at_in_slack_gets_no_refresh_job(
     await _cli(db_env, "segments")
     await _cli(db_env, "import", str(people), "--segment", "VIP", "--dry-run")
     assert await _refresh_jobs(app.db) == []
+
+
+async def test_a_shell_import_still_reading_its_files_is_not_waiting_for_review(
+    app: Harness, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`import --background` is a draft until its job has read the files, and Home called it
+    "waiting for review": nobody reviews a shell's import, and people looked for the message."""
+    await ensure_workspace(app.db, TEAM)
+    people = tmp_path / "people.csv"
+    people.write_text("email\nana@example.com\n", encoding="utf-8")
+    await _cli(db_env, "import", str(people), "--segment", "VIP", "--create-segment",
+               "--background")  # fmt: skip
+    async with app.db.begin() as conn:  # its job not run yet: still reading, as far as Home sees
+        await conn.execute(text("UPDATE job SET run_after = :later WHERE kind = 'import'")
+                           .bindparams(bindparam("later", type_=UTCDateTime())),
+                           {"later": datetime(2100, 1, 1, tzinfo=UTC)})  # fmt: skip
+    rendered = json.dumps((await _open_home(app, REP))["blocks"], ensure_ascii=False)
+    assert "*VIP* · reading its files (an import from the command line: no review)" in rendered
+    assert "waiting for review" not in rendered
