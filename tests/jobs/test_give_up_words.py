@@ -9,24 +9,13 @@ the segment had gone (tests/imports/test_given_up_import_segment.py is that impo
 
 from __future__ import annotations
 
-import asyncio
-
 from bot.jobs import queue
-from bot.jobs.worker import GivingUp, JobContext, Worker, WorkerConfig
+from bot.jobs.worker import GivingUp, JobContext
 from bot.workspaces import ensure_workspace
-from models import Database, Job
+from models import Database
+from tests.jobs.test_give_up import KIND, _run
 
-KIND = "x"
 SAID = "Its segment went with it."
-
-
-async def _run(db: Database, handler: GivingUp) -> Job:
-    """A worker runs the job until it ends (each retry due at once); the job as it ended."""
-    worker = Worker(db, {KIND: handler}, WorkerConfig(lease_seconds=5, poll_seconds=0.05,
-                                                      retry_base_seconds=0))  # fmt: skip
-    await asyncio.wait_for(worker.run_until_idle(), 30)
-    (job,) = await queue.list_jobs(db, "T1")
-    return job
 
 
 async def _give_up(ctx: JobContext, error: str) -> str:

@@ -33,6 +33,7 @@ from bot.workspaces import ensure_workspace
 from models import CampaignState, Database
 from tests.campaigns.conftest import SECRET, TEAM, World, people
 from tests.conftest import BACKEND
+from tests.jobs.test_purge_schedule import _waiting
 
 _TIMES = (bindparam("at", type_=UTCDateTime()),)
 _A_MONTH_AGO = text("UPDATE job SET finished_at = :at WHERE team_id = :t "
@@ -76,7 +77,7 @@ async def test_a_workspace_that_only_enrolls_and_sends_gets_its_old_jobs_purged(
     await world.import_csv("VIP", people("a@example.com,A,en", "b@example.com,B,en"))
     await _a_month_on(world)
     assert await asyncio.wait_for(worker.run_until_idle(), 60) == 1
-    assert await _waiting_at(db, TEAM) == []
+    assert await _waiting(db, TEAM) == []
 
     # since then it only enrolls and sends: Spring goes live on VIP, and a worker runs its
     # enrollment's job and then its send job
@@ -87,7 +88,7 @@ async def test_a_workspace_that_only_enrolls_and_sends_gets_its_old_jobs_purged(
     assert [state for _, state in await _jobs(world, ENROLL_JOB)] == ["done"]
     assert [state for _, state in await _jobs(world, SEND_JOB)] == ["done"]
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2  # the invites went out
-    (due,) = await _waiting_at(db, TEAM)  # their end queued the purge, a day on
+    (due,) = await _waiting(db, TEAM)  # their end queued the purge, a day on
     wait = due - await queue.database_now(db)
     assert timedelta(hours=23) < wait <= timedelta(days=1), wait
     ran = [job_id for job_id, _ in await _jobs(world, ENROLL_JOB) + await _jobs(world, SEND_JOB)]
@@ -141,21 +142,10 @@ async def test_two_transactions_queueing_the_purge_at_once_queue_one(db: Databas
         await asyncio.sleep(0.5)  # the second is under way, waiting on the first's key
         assert not second.done()
     await asyncio.wait_for(second, 30)
-    waiting = await _waiting_at(db, "T1")
+    waiting = await _waiting(db, "T1")
     assert waiting == [soon], waiting
 
 
 async def _schedule(db: Database, team: str, when: datetime) -> None:
     async with db.begin() as conn:
         await schedule_purge_in(conn, team, when)
-
-
-async def _waiting_at(db: Database, team: str) -> list[datetime]:
-    """When the workspace's queued purges are due."""
-    async with db.begin() as conn:
-        rows = await conn.execute(
-            text("SELECT run_after FROM job WHERE team_id = :t AND kind = :k "
-                 "AND state = 'queued'").columns(run_after=UTCDateTime()),
-            {"t": team, "k": PURGE_JOB},
-        )  # fmt: skip
-        return [r[0] for r in rows]
