@@ -44,7 +44,18 @@ async def running_here(db: Database, team_id: str, job_id: int, owner: str,
     Handed back, it is said on stderr, for the person at the shell: `stopped()` says what
     stopped and how far it got ("Import #32 stopped part way (2,000 of 9,000 rows
     applied)"), and `undo`, the import that `referral-bot undo` takes back either way."""
-    job = await queue.get_job(db, team_id, job_id)
+    reading = asyncio.ensure_future(queue.get_job(db, team_id, job_id))
+    try:
+        job = await asyncio.shield(reading)
+    except BaseException as exc:  # Ctrl-C while the job was read: it was left running under
+        # this lease until it lapsed, and nothing said; the read ends, and the job goes back
+        read = None
+        with contextlib.suppress(Exception):  # the read failing too: the lease lapses
+            read = await reading
+        if read is not None:
+            let_go_of_interrupted(exc)
+            await _hand_back(db, read, owner, _Said(read, stopped, undo))
+        raise
     assert job is not None
     said = _Said(job, stopped, undo)
     beat = asyncio.create_task(_renew(db, job, owner, lease_seconds))

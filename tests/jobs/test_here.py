@@ -113,3 +113,37 @@ async def test_a_job_handed_back_is_told_in_a_users_words(
         "The undo of import #7 stopped part way: the next worker to run finishes it "
         "(`referral-bot worker`, or `referral-bot serve`'s), or `referral-bot jobs cancel "
         f"{job_id}` stops it where it is.\n")  # fmt: skip
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="a read held up by a table lock")
+async def test_a_job_interrupted_while_it_is_first_read_is_handed_back(
+    db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C while running_here read the job (before its hand-back was armed) left it
+    running under the shell's lease until that lapsed, and nothing was said."""
+    from tests.waiting import backend_pid, until_waiting_or_done
+
+    await ensure_workspace(db, "T1")
+    owner = shell_owner()
+    async with db.begin() as conn:
+        job_id = await queue.enqueue_running_in(conn, "T1", "undo_import", {"batch_id": 7},
+                                                dedupe_key="undo:7", owner=owner,
+                                                lease_seconds=600)  # fmt: skip
+
+    async def run() -> None:
+        async with running_here(db, "T1", job_id, owner, 600):
+            await asyncio.sleep(60)
+
+    async with db.engine.connect() as holder:
+        await holder.begin()
+        await holder.execute(text("LOCK TABLE job IN ACCESS EXCLUSIVE MODE"))
+        running = asyncio.create_task(run())
+        assert await until_waiting_or_done(db, await backend_pid(holder), running) is not None
+        running.cancel()  # the read waits for the lock
+        await asyncio.sleep(0)
+        await holder.rollback()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(running, 20)
+    job = await queue.get_job(db, "T1", job_id)
+    assert job is not None and (job.state, job.lease_owner) == ("queued", None)
+    assert "The undo of import #7 stopped part way" in capsys.readouterr().err
