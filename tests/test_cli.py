@@ -386,10 +386,15 @@ async def test_ctrl_c_during_a_big_import_stops_its_parser_without_a_traceback(
     import stopping it is all that is seen; from its start too: a Ctrl-C while it was still
     loading its modules (half a second of CPU, more on a busy machine) printed the traceback
     of an import."""
+    # Just past the parser child's threshold, in fewer rows than 700,000 short ones (a column
+    # nobody imports makes up the size): the import stops only once its child has read the
+    # whole file, ~7 s of CPU for those, ~3 s for these; the child still parses for a second
+    # or more after it starts, so `while-parsing` still signals it part way.
     big = tmp_path / "big.csv"
+    note = "x" * 20
     with big.open("w") as f:
-        f.write("email,first_name,last_name\n")
-        f.writelines(f"user{i}@example{i % 50}.com,F{i},L{i}\n" for i in range(700_000))
+        f.write("email,first_name,last_name,note\n")
+        f.writelines(f"user{i}@example{i % 50}.com,F{i},L{i},{note}\n" for i in range(300_000))
     assert big.stat().st_size >= PARALLEL_MIN_BYTES  # read by the parser child
 
     def own_group() -> None:  # as a shell starts a foreground job

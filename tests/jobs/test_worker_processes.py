@@ -73,20 +73,23 @@ async def scalar(db: Database, sql: str) -> int:
         return int((await conn.execute(text(sql))).scalar_one())
 
 
-ROWS = 100_000  # the killed worker's import: 50 chunks of 2000 rows, killed after 3 or 4
+# The imports stopped part way are as many chunks as before (the margin a kill has) of half
+# the rows (2,000 then): every row is parsed, staged and applied, so half the CPU.
+CHUNK = 1000
+ROWS = 50_000  # the killed worker's import: 50 chunks of 1000 rows, killed after 3 or 4
 
 
 async def test_killed_worker_job_finishes_exactly_once_elsewhere(
     db: Database, db_env: dict[str, str], tmp_path: Path
 ) -> None:
     await ensure_workspace(db, "local")
-    env = env_for(db_env, IMPORT_CHUNK_ROWS="2000")
+    env = env_for(db_env, IMPORT_CHUNK_ROWS=str(CHUNK))
     job_id = enqueue(env, write_csv(tmp_path / "big.csv", ROWS), "Big")
     first = start_worker(env)
     try:
 
         async def applying() -> bool:
-            return (await job(db, job_id)).progress_done >= 6_000
+            return (await job(db, job_id)).progress_done >= 3 * CHUNK
 
         await wait_for(applying, 120, "the first worker to apply some chunks")
         first.send_signal(signal.SIGKILL)
@@ -121,13 +124,13 @@ async def test_sigterm_releases_the_job_at_a_chunk_boundary(
     db: Database, db_env: dict[str, str], tmp_path: Path
 ) -> None:
     await ensure_workspace(db, "local")
-    env = env_for(db_env, IMPORT_CHUNK_ROWS="2000")
-    job_id = enqueue(env, write_csv(tmp_path / "mid.csv", 60_000), "Mid")
+    env = env_for(db_env, IMPORT_CHUNK_ROWS=str(CHUNK))
+    job_id = enqueue(env, write_csv(tmp_path / "mid.csv", 30 * CHUNK), "Mid")  # 30 chunks
     worker = start_worker(env)
     try:
 
         async def applying() -> bool:
-            return (await job(db, job_id)).progress_done >= 4_000
+            return (await job(db, job_id)).progress_done >= 2 * CHUNK
 
         await wait_for(applying, 120, "the worker to apply some chunks")
         worker.send_signal(signal.SIGTERM)
@@ -139,7 +142,7 @@ async def test_sigterm_releases_the_job_at_a_chunk_boundary(
     released = await job(db, job_id)
     assert (released.state, released.attempts, released.lease_owner) == ("queued", 0, None)
     contacts = await scalar(db, "SELECT COUNT(*) FROM contact")
-    assert 0 < contacts < 60_000 and contacts % 2000 == 0  # whole chunks only
+    assert 0 < contacts < 30 * CHUNK and contacts % CHUNK == 0  # whole chunks only
     cursor = await scalar(db, "SELECT apply_cursor - (SELECT MIN(id) FROM staged_row) "
                               "FROM import_batch")  # fmt: skip
     assert cursor == contacts
@@ -154,11 +157,11 @@ async def test_sigterm_releases_the_job_at_a_chunk_boundary(
     finally:
         finisher.send_signal(signal.SIGTERM)
         finisher.wait(30)
-    assert await scalar(db, "SELECT COUNT(*) FROM contact") == 60_000
+    assert await scalar(db, "SELECT COUNT(*) FROM contact") == 30 * CHUNK
     assert (await job(db, job_id)).attempts == 1
 
 
-SHELL_ROWS = 150_000  # a shell import stopped part way: 75 chunks of 2,000 to apply
+SHELL_ROWS = 75_000  # a shell import stopped part way: 75 chunks of 1,000 to apply
 
 
 def start_import(env: dict[str, str], path: Path, segment: str) -> subprocess.Popen[str]:
@@ -184,7 +187,7 @@ async def _stop_shell_import(db: Database, env: dict[str, str], path: Path,
     try:
 
         async def applying() -> bool:
-            return await scalar(db, "SELECT COUNT(*) FROM contact") >= 6_000
+            return await scalar(db, "SELECT COUNT(*) FROM contact") >= 3 * CHUNK
 
         await wait_for(applying, 120, "the shell's import to apply some chunks")
         shell_import.send_signal(sig)
@@ -217,7 +220,7 @@ async def test_a_shell_import_killed_part_way_is_finished_by_a_worker_with_its_e
 ) -> None:
     """It ran with no job: killed, its import stayed "importing" for ever (the segment
     undeletable, nothing in `jobs`) and a live campaign never enrolled what it added."""
-    env = env_for(db_env, IMPORT_CHUNK_ROWS="2000")
+    env = env_for(db_env, IMPORT_CHUNK_ROWS=str(CHUNK))
     first = shell.run(env, "import", str(write_csv(tmp_path / "one.csv", 1)), "--segment",
                       "Big", "--create-segment")  # fmt: skip
     assert first.returncode == 0, first.stderr
@@ -244,7 +247,7 @@ async def test_a_shell_import_killed_part_way_is_finished_by_a_worker_with_its_e
 async def test_ctrl_c_hands_a_shell_import_to_the_workers_at_once(
     db: Database, db_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = env_for(db_env, IMPORT_CHUNK_ROWS="2000", JOB_LEASE_SECONDS="600")
+    env = env_for(db_env, IMPORT_CHUNK_ROWS=str(CHUNK), JOB_LEASE_SECONDS="600")
     stopped = await _stop_shell_import(db, env, write_csv(tmp_path / "big.csv", SHELL_ROWS),
                                        signal.SIGINT)  # fmt: skip
     assert stopped.returncode == 130, stopped.stderr
@@ -260,12 +263,12 @@ async def test_a_shell_import_cancelled_from_another_shell_says_so(
     db: Database, db_env: dict[str, str], tmp_path: Path
 ) -> None:
     """It printed "Imported into segment 'Big'" with counts that didn't add up, exit 0."""
-    env = env_for(db_env, IMPORT_CHUNK_ROWS="500")  # 300 chunks: cancelled well before the end
+    env = env_for(db_env, IMPORT_CHUNK_ROWS=str(CHUNK // 4))  # 300 chunks: cancelled well
     shell_import = start_import(env, write_csv(tmp_path / "big.csv", SHELL_ROWS), "Big")
-    try:
+    try:  # before the end
 
         async def applying() -> bool:
-            return await scalar(db, "SELECT COUNT(*) FROM contact") >= 6_000
+            return await scalar(db, "SELECT COUNT(*) FROM contact") >= 3 * CHUNK
 
         await wait_for(applying, 120, "the shell's import to apply some chunks")
         cancelled = shell.run(env, "jobs", "cancel", str((await _import_job(db)).id))
