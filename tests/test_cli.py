@@ -387,9 +387,8 @@ async def test_ctrl_c_during_a_big_import_stops_its_parser_without_a_traceback(
     loading its modules (half a second of CPU, more on a busy machine) printed the traceback
     of an import."""
     # Just past the parser child's threshold, in fewer rows than 700,000 short ones (a column
-    # nobody imports makes up the size): the import stops only once its child has read the
-    # whole file, ~7 s of CPU for those, ~3 s for these; the child still parses for a second
-    # or more after it starts, so `while-parsing` still signals it part way.
+    # nobody imports makes up the size): the child still parses for a second or more after it
+    # starts, so `while-parsing` still signals it part way.
     big = tmp_path / "big.csv"
     note = "x" * 20
     with big.open("w") as f:

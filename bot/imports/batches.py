@@ -611,8 +611,13 @@ async def stage_reader(
                             if path else None)  # fmt: skip
                 classifier = kind.classifier({hash(k) for k in keys})
                 rows = parallel or classifier.records(reader.records(), reader.columns)
-                await stage_rows(conn, team_id=team_id, batch_id=source.batch_id,
-                                 source_id=source_id, rows=rows)  # fmt: skip
+                try:
+                    await stage_rows(conn, team_id=team_id, batch_id=source.batch_id,
+                                     source_id=source_id, rows=rows)  # fmt: skip
+                except BaseException:  # interrupted or failed: the child stops now (stop)
+                    if parallel is not None:
+                        parallel.stop()
+                    raise
                 await remove_again(conn, team_id, source.batch_id, source_id, by_hand)
                 await drop_removed(conn, team_id, source.batch_id, source_id, removals=removals)
                 tally = parallel.tally if parallel else classifier.tally
