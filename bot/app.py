@@ -21,9 +21,6 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.middleware import RequestVerification
-from slack_bolt.middleware.request_verification.async_request_verification import (
-    AsyncRequestVerification,
-)
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -234,9 +231,10 @@ class _BodyNotLogged(logging.Filter):
         return not str(record.msg).startswith(_BOLTS_REFUSAL)
 
 
+# bolt's message (tests/handlers/test_hostile.py sees it go if an upgrade rewords it); its
+# async verifier logs as the sync one (RequestVerification.__init__ names that class)
 _BOLTS_REFUSAL = "Invalid request signature detected"
-for _verifier in (RequestVerification, AsyncRequestVerification):
-    logging.getLogger(f"slack_bolt.{_verifier.__name__}").addFilter(_BodyNotLogged())
+logging.getLogger(f"slack_bolt.{RequestVerification.__name__}").addFilter(_BodyNotLogged())
 
 
 def build_app(

@@ -286,14 +286,16 @@ def _not_utf8(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _failed(message: str, as_json: bool) -> int:
+def _failed(message: str, as_json: bool, *, said: str | None = None,
+            extra: dict[str, Any] | None = None) -> int:  # fmt: skip
     """Say why the command failed, once (and as JSON on stdout with --json); exit status 1.
+    `said`: stderr's words, when more than the JSON's "error"; `extra`: more JSON keys.
 
     stderr first: the failure may be stdout's own (a full disk), which the JSON can't reach."""
-    print(f"referral-bot: {message}", file=sys.stderr)
+    print(f"referral-bot: {said or message}", file=sys.stderr)
     if as_json:
         try:
-            print(json.dumps({"error": message}), flush=True)
+            print(json.dumps({"error": message, **(extra or {})}), flush=True)
         except OSError:
             _drop_stdout()
     return 1
@@ -498,14 +500,8 @@ def _segment_removed(message: str, segment: str, as_json: bool) -> int:
     again: its failure, then that (in import --background's words, SEGMENT_WITHDRAWN), as
     `_failed` says a failure; with --json, "error" is the failure alone (as ever) and
     "segment_removed" names the segment. It was said only in the audit log."""
-    print(f"referral-bot: {joined(message, SEGMENT_WITHDRAWN.format(name=segment))}",
-          file=sys.stderr)  # fmt: skip
-    if as_json:
-        try:
-            print(json.dumps({"error": message, "segment_removed": segment}), flush=True)
-        except OSError:
-            _drop_stdout()
-    return 1
+    return _failed(message, as_json, said=joined(message, SEGMENT_WITHDRAWN.format(name=segment)),
+                   extra={"segment_removed": segment})  # fmt: skip
 
 
 def _check_files(paths: Sequence[Path]) -> list[Path]:

@@ -43,6 +43,7 @@ from bot.email.message import build_message, parse_sender
 from bot.email.render import Invite, render_invite
 from bot.email.send import MailSender, SendResult, SendStatus, SmtpSetupError
 from bot.jobs.queue import (
+    cancel_jobs_in,
     database_now_in,
     due_in,
     due_params,
@@ -73,16 +74,6 @@ _ENHANCED = re.compile(r"^\s*(?:[^\s:@]*@[^\s:]*:\s*)?([245]\.\d{1,3}\.\d{1,3})\
 # (mailbox full). X.2.0 is not among them: Microsoft 365 refuses a From the login may not
 # send as with 5.2.0, for every invite alike.
 _ABOUT_RECIPIENT = re.compile(r"\d\.(1\.\d+|2\.[12])")
-# Words of a reply that differ from message to message (queue and transaction ids, counts,
-# addresses: a digit or an "@" in them): Gmail ends every reply with one
-# (`a1234567sm123456wrx.0 - gsmtp`). Dropped word by word: a regex (`\S*[\d@]\S*`) tried
-# every word again from each of its letters, the square of a long one's length.
-
-
-def _steady_words(said: str) -> str:
-    """The reply's words without the volatile ones, one space apart."""
-    return " ".join(word for word in said.split()
-                    if not any(c == "@" or c.isdecimal() for c in word))  # fmt: skip
 _STAMP = UTCDateTime()
 RETRY_BASE = timedelta(minutes=1)
 PAGE = 500
@@ -518,6 +509,16 @@ async def send_invites(
 _PAUSED = "paused"
 
 
+def _steady_words(said: str) -> str:
+    r"""The reply's words without those that differ from message to message (queue and
+    transaction ids, counts, addresses: a digit or an "@" in them; Gmail ends every reply with
+    one, `a1234567sm123456wrx.0 - gsmtp`), one space apart. Word by word: a regex
+    (`\S*[\d@]\S*`) tried every word again from each of its letters, the square of a long
+    one's length."""
+    return " ".join(word for word in said.split()
+                    if not any(c == "@" or c.isdecimal() for c in word))  # fmt: skip
+
+
 def _server_wide(result: SendResult, recipient: str) -> tuple[str, int, str, str] | None:
     """What a refusal would be if it were the server's rather than this message's: its stage,
     code, enhanced code and words (without the address, ids and numbers, which differ from
@@ -564,11 +565,8 @@ async def _job_running(db: Database, team_id: str, job_id: int | None,
     return row is not None
 
 
-_SEND_JOBS_WAITING = text("""
-    UPDATE job SET state = 'cancelled', finished_at = :now, updated_at = :now
-    WHERE team_id = :t AND kind = :kind AND state = 'queued'
-      AND (dedupe_key = :key OR dedupe_key LIKE :keys)
-""").bindparams(_ts("now"))
+_SEND_JOBS_WAITING = ("kind = :kind AND state = 'queued' "
+                      "AND (dedupe_key = :key OR dedupe_key LIKE :keys)")
 
 
 async def cancel_send_jobs_in(conn: AsyncConnection, team_id: str, enrollment_id: int) -> int:
@@ -576,10 +574,8 @@ async def cancel_send_jobs_in(conn: AsyncConnection, team_id: str, enrollment_id
     stopped its sending (`jobs cancel`), and a run that ended just before had queued the next
     (retries, delayed invites), or a Resend had queued one, which would have sent anyway."""
     key = f"send:{enrollment_id}"  # enroll's first job; _enqueue_send's have more after it
-    result = await conn.execute(_SEND_JOBS_WAITING, {"t": team_id, "kind": SEND_JOB,
-                                                     "key": key, "keys": f"{key}:%",
-                                                     "now": utcnow()})  # fmt: skip
-    return int(result.rowcount)
+    return len(await cancel_jobs_in(conn, team_id, _SEND_JOBS_WAITING, kind=SEND_JOB, key=key,
+                                    keys=f"{key}:%"))  # fmt: skip
 
 
 async def _not_started(db: Database, team_id: str, invite_id: int) -> str | None:

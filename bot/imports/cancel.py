@@ -56,12 +56,6 @@ _STOP_BATCH = text("""
     WHERE team_id = :t AND id = :b
 """).bindparams(bindparam("now", type_=UTCDateTime()))
 
-_CANCEL_JOB = text("""
-    UPDATE job SET state = 'cancelled', finished_at = :now, updated_at = :now
-    WHERE team_id = :t AND dedupe_key = :key AND state IN ('queued', 'running')
-""").bindparams(bindparam("now", type_=UTCDateTime()))
-
-
 async def stop_import_in(conn: AsyncConnection, team_id: str, batch_id: int, who: str) -> None:
     """Cancel an approved (or CLI background) import whose batch row this transaction holds.
 
@@ -84,8 +78,8 @@ async def stop_import_in(conn: AsyncConnection, team_id: str, batch_id: int, who
     await conn.execute(_STOP_BATCH, {"t": team_id, "b": batch_id, "who": who, "now": utcnow(),
                                      "processed": processed,
                                      "cancelled": BatchStatus.CANCELLED})  # fmt: skip
-    await conn.execute(_CANCEL_JOB,
-                       {"t": team_id, "key": import_job_key(batch_id), "now": utcnow()})
+    await queue.cancel_jobs_in(conn, team_id, "dedupe_key = :key AND state IN ('queued', "
+                               "'running')", key=import_job_key(batch_id))  # fmt: skip
     # memberships handed on to it while it ran count too (HANDED_ON_COUNTED)
     counted = await conn.execute(HANDED_ON_COUNTED, {"t": team_id, "b": batch_id})
     added = added or (counted.scalar() or 0)
@@ -217,16 +211,10 @@ async def _stop_importing_in(conn: AsyncConnection, team_id: str, batch_id: int,
     return False
 
 
-_CANCEL_ONE = text("""
-    UPDATE job SET state = 'cancelled', finished_at = :now, updated_at = :now
-    WHERE id = :id AND team_id = :t AND state IN ('queued', 'running') RETURNING id
-""").bindparams(bindparam("now", type_=UTCDateTime()))
-
-
 async def _cancel_job_in(conn: AsyncConnection, team_id: str, job_id: int) -> bool:
     """The job is cancelled if it was queued or running; False if it had ended."""
-    params = {"id": job_id, "t": team_id, "now": utcnow()}
-    return (await conn.execute(_CANCEL_ONE, params)).first() is not None
+    return bool(await queue.cancel_jobs_in(
+        conn, team_id, "id = :id AND state IN ('queued', 'running')", id=job_id))
 
 
 async def _stop_sending_in(conn: AsyncConnection, team_id: str, enrollment_id: int) -> None:

@@ -49,7 +49,7 @@ from bot.mailchimp.api import Audience, Credentials, MailchimpError
 from bot.mailchimp.importing import read_audience
 from bot.progress import ProgressBar
 from bot.segments import withdraw_segment
-from bot.words import plural
+from bot.words import listed, plural
 from bot.workspaces import WorkspaceError, find_segment, free_name, import_target
 from models import (
     BatchStatus,
@@ -356,8 +356,8 @@ def _empty(sources: Sequence[ImportSource]) -> str:
 def _listed(names: Sequence[str], most: int = 5) -> str:
     """"a.csv", "a.csv and b.csv", "a.csv, b.csv and c.csv", "... and 3 more"."""
     if len(names) > most:
-        return f"{', '.join(names[:most])} and {len(names) - most} more"
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        return listed([*names[:most], f"{len(names) - most} more"])
+    return listed(names)
 
 
 async def _stage(db: Database, team_id: str, batch_id: int,

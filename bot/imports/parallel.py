@@ -120,8 +120,7 @@ class ParallelRows:
             self._process.kill()
 
     def close(self) -> None:
-        if self._process.poll() is None:
-            self._process.kill()
+        self.stop()
         self._process.wait()
         if self._process.stdout is not None:
             self._process.stdout.close()

@@ -50,8 +50,12 @@ async def running_here(db: Database, team_id: str, job_id: int, owner: str,
     except BaseException as exc:  # Ctrl-C while the job was read: it was left running under
         # this lease until it lapsed, and nothing said; the read ends, and the job goes back
         read = None
-        with contextlib.suppress(Exception):  # the read failing too: the lease lapses
+        try:
             read = await reading
+        except Exception:  # the read failing too: the lease lapses, a worker takes it over
+            log.warning("job %s of team %s: interrupted while it was read, and the read "
+                        "failed: it stays running under %s until its lease lapses", job_id,
+                        team_id, owner, exc_info=True)  # fmt: skip
         if read is not None:
             let_go_of_interrupted(exc)
             await _hand_back(db, read, owner, _Said(read, stopped, undo))

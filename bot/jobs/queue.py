@@ -591,8 +591,8 @@ async def _leave_owned(db: Database, job: Job, owner: str, assignments: str, *, 
     data, so this job is done, superseded. Only when that copy gave up or was cancelled does
     this one go on, with the key back, for later reports to join.
 
-    A job that `ends` (fails for good) has its workspace's purge queued in the same
-    transaction (`schedule_purge_after_in`); one superseded leaves that to its copy's end."""
+    A job that `ends` (fails for good, or superseded) has its workspace's purge queued in the
+    same transaction (`schedule_purge_after_in`: nothing is written while one waits)."""
     async with db.begin() as conn:
         mine = (await conn.execute(
             _sql("UPDATE job SET updated_at = :now WHERE id = :id AND lease_owner = :owner "
@@ -640,15 +640,26 @@ def retry_delay(retry_base: float, attempts: int) -> timedelta:
 async def cancel(db: Database, team_id: str, job_id: int) -> Job | None:
     """Cancel a queued or running job (a running one stops at its next checkpoint)."""
     async with db.begin() as conn:
-        cancelled = (await conn.execute(
-            _sql("UPDATE job SET state = 'cancelled', finished_at = :now, updated_at = :now "
-                 "WHERE id = :id AND team_id = :team AND state IN ('queued', 'running') "
-                 "RETURNING kind"),
-            {"id": job_id, "team": team_id, "now": utcnow()},
-        )).first()  # fmt: skip
-        if cancelled is not None:
-            await schedule_purge_after_in(conn, team_id, str(cancelled.kind))
+        await cancel_jobs_in(conn, team_id, "id = :id AND state IN ('queued', 'running')",
+                             id=job_id)  # fmt: skip
     return await get_job(db, team_id, job_id)
+
+
+async def cancel_jobs_in(conn: AsyncConnection, team_id: str, where: str,
+                         **params: Any) -> list[int]:  # fmt: skip
+    """Cancel the workspace's jobs that `where` (SQL over the job table, with `params`)
+    picks, in the caller's transaction; their ids. Every cancel goes through here, so a
+    cancelled job's end queues its workspace's purge as any other end does
+    (`schedule_purge_after_in`): `jobs cancel` and a Slack cancel wrote their own UPDATE,
+    and skipped it."""
+    rows = (await conn.execute(
+        _sql("UPDATE job SET state = 'cancelled', finished_at = :now, updated_at = :now "
+             f"WHERE team_id = :team AND ({where}) RETURNING id, kind"),
+        {**params, "team": team_id, "now": utcnow()},
+    )).all()  # fmt: skip
+    for kind in {str(row.kind) for row in rows}:
+        await schedule_purge_after_in(conn, team_id, kind)
+    return [int(row.id) for row in rows]
 
 
 # The registry of live workers: which job kinds some running process can take.
@@ -733,9 +744,8 @@ async def runnable_kinds(db: Database, team_id: str, lease_seconds: float, *,
     job whose kind isn't among these, and a campaign's due invites wait for a sender while
     the send job's isn't (bot.campaigns.invites.waiting_for_a_sender): one rule, so the two
     never tell a different story of the same workers."""
-    if now is None:
-        now = await database_now(db)
-    async with db.begin() as conn:
+    async with db.begin() as conn:  # now, read in the same transaction when not given
+        now = now or (utcnow() if db.is_sqlite else await database_now_in(conn))
         rows = await conn.execute(_LAPSED_OWNERS, {"t": team_id, "now": now})
         dead = {worker_of(owner) for (owner,) in rows}
     workers = await live_workers(db, stale_after(lease_seconds))

@@ -27,7 +27,8 @@ from handlers.ids import Action
 from models import Database
 from tests.handlers.conftest import LEAD, REP, Harness, running_app
 from tests.handlers.test_upload_offer_given_up import _reviews, _two_minutes_on, offered
-from tests.handlers.test_upload_sent_key_timing import _giving_up, _taken
+from tests.handlers.test_upload_sent_key_timing import _taken
+from tests.jobs.test_worker_faults import impatient
 
 _BLOCKED = text("SELECT pid FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid)) "
                 "ORDER BY pid")  # fmt: skip
@@ -63,7 +64,7 @@ async def test_a_slow_click_whose_sent_key_write_failed_leaves_the_key_of_the_on
         pytest.skip("needs row locks and a connection ended from outside (see the docstring)")
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
-    database = _giving_up(db_env, 10_000)
+    database = impatient(db_env, 10_000)
     sent_key = await database.engine.connect()  # holds the sent key, not yet committed
     posting_key = await database.engine.connect()  # holds the row of the posting key
     try:

@@ -18,12 +18,10 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from handlers.ids import Action
 from models import Database
@@ -36,40 +34,20 @@ from tests.handlers.test_upload_offer_given_up import (
     offered,
 )
 from tests.imports.outage import Outage
+from tests.jobs.test_worker_faults import JobTableLock, impatient
 
-# how long the app's statements wait for a lock before giving up: long enough for the test
-# to see the click waiting and take the rest of the database away meanwhile
+# how long the app's statements wait for a lock before giving up (test_worker_faults.impatient):
+# long enough for the test to see the click waiting and take the rest of the database away
+# meanwhile
 GIVES_UP_MS = 1500
 
 
-def _giving_up(db_env: dict[str, str], ms: int) -> Database:
-    """The app's own engine, whose statements fail after waiting `ms` for a lock (as
-    tests/jobs/test_worker_faults.impatient's, which gives up after 100 ms)."""
-    database = Database(db_env["DATABASE_URL"], schema=db_env.get("DATABASE_SCHEMA"))
-
-    def on_connect(dbapi_conn: Any, _record: Any) -> None:
-        if database.is_sqlite:
-            cursor = dbapi_conn.cursor()
-            cursor.execute(f"PRAGMA busy_timeout={ms}")
-            cursor.close()
-        else:
-            dbapi_conn.run_async(
-                lambda conn: conn.execute(f"SET lock_timeout = '{ms}ms'"))
-
-    event.listen(database.engine.sync_engine, "connect", on_connect)
-    return database
-
-
-class StagedRowsAway:
+class StagedRowsAway(JobTableLock):
     """Another client keeping every reader out of the staged rows, which drawing a review
     counts: SQLite's staging file held in an exclusive lock (its rollback journal lets no
     reader in, unlike the main file's WAL), PostgreSQL's staged_row table locked ACCESS
-    EXCLUSIVE. Nothing else is kept out: the click takes its keys as usual."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.sqlite: sqlite3.Connection | None = None
-        self.conn: AsyncConnection | None = None
+    EXCLUSIVE. Nothing else is kept out: the click takes its keys as usual. Let go as
+    JobTableLock is (`release`)."""
 
     async def hold(self) -> None:
         if self.db.is_sqlite:
@@ -103,16 +81,6 @@ class StagedRowsAway:
                     return
             assert time.monotonic() < deadline, "no click waited for the staged rows"
             await asyncio.sleep(0.01)
-
-    async def release(self) -> None:
-        if self.sqlite is not None:
-            self.sqlite.execute("ROLLBACK")
-            self.sqlite.close()
-            self.sqlite = None
-        if self.conn is not None:
-            await self.conn.rollback()
-            await self.conn.close()
-            self.conn = None
 
 
 def _main_file(db: Database) -> str:
@@ -160,7 +128,7 @@ async def _app(db_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.Monke
     tables)."""
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
-    database = _giving_up(db_env, gives_up_ms)
+    database = impatient(db_env, gives_up_ms)
     reads, writes = StagedRowsAway(database), Outage(database, "seen_key")
     try:
         async with running_app(database, tmp_path) as app:

@@ -82,18 +82,24 @@ async def test_a_lost_sqlite_connection_is_still_told_as_a_database_error(db: Da
             await conn.execute(text("SELECT 1"))
 
 
-async def test_a_job_handed_back_is_told_in_a_users_words(
-    db: Database, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The shell printed the log's `job 44 (undo_import, team T1, {"batch_id": 7}) stopped
-    part way: …`: the job's kind, workspace and payload, where a person wants what stopped
-    and what to do."""
+async def _undo_run_by_the_shell(db: Database) -> tuple[str, int]:
+    """The undo of import #7, queued running under a shell's lease: its owner and job id."""
     await ensure_workspace(db, "T1")
     owner = shell_owner()
     async with db.begin() as conn:
         job_id = await queue.enqueue_running_in(conn, "T1", "undo_import", {"batch_id": 7},
                                                 dedupe_key="undo:7", owner=owner,
                                                 lease_seconds=600)  # fmt: skip
+    return owner, job_id
+
+
+async def test_a_job_handed_back_is_told_in_a_users_words(
+    db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shell printed the log's `job 44 (undo_import, team T1, {"batch_id": 7}) stopped
+    part way: …`: the job's kind, workspace and payload, where a person wants what stopped
+    and what to do."""
+    owner, job_id = await _undo_run_by_the_shell(db)
 
     running_it = asyncio.Event()
 
@@ -123,12 +129,7 @@ async def test_a_job_interrupted_while_it_is_first_read_is_handed_back(
     running under the shell's lease until that lapsed, and nothing was said."""
     from tests.waiting import backend_pid, until_waiting_or_done
 
-    await ensure_workspace(db, "T1")
-    owner = shell_owner()
-    async with db.begin() as conn:
-        job_id = await queue.enqueue_running_in(conn, "T1", "undo_import", {"batch_id": 7},
-                                                dedupe_key="undo:7", owner=owner,
-                                                lease_seconds=600)  # fmt: skip
+    owner, job_id = await _undo_run_by_the_shell(db)
 
     async def run() -> None:
         async with running_here(db, "T1", job_id, owner, 600):

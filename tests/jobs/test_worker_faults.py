@@ -25,17 +25,17 @@ from models.clock import utcnow
 from tests.jobs.test_worker_processes import wait_for
 
 
-def impatient(db_env: dict[str, str]) -> Database:
-    """The worker's own engine, whose statements fail after waiting 100 ms for a lock."""
+def impatient(db_env: dict[str, str], ms: int = 100) -> Database:
+    """The worker's own engine, whose statements fail after waiting `ms` for a lock."""
     database = Database(db_env["DATABASE_URL"], schema=db_env.get("DATABASE_SCHEMA"))
 
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         if database.is_sqlite:
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA busy_timeout=100")  # after the default 30 s one
+            cursor.execute(f"PRAGMA busy_timeout={ms}")  # after the default 30 s one
             cursor.close()
         else:
-            dbapi_conn.run_async(lambda conn: conn.execute("SET lock_timeout = '100ms'"))
+            dbapi_conn.run_async(lambda conn: conn.execute(f"SET lock_timeout = '{ms}ms'"))
 
     event.listen(database.engine.sync_engine, "connect", on_connect)
     return database
