@@ -97,10 +97,8 @@ from bot.jobs.queue import (
     enqueue_running_in,
     find_by_key,
     lease_now,
-    live_workers,
-    stale_after,
+    runnable_kinds,
     take_running_in,
-    worker_of,
 )
 from bot.jobs.worker import (
     GivingUp,
@@ -359,18 +357,16 @@ async def unattended_undo(db: Database, team_id: str, batch_id: int, *,
     worker is about to take it, or the import isn't being undone).
 
     STOPPED: its job failed or was cancelled (`stalled_undo`). WAITING: it is queued, or its
-    runner's lease lapsed (`_waiting_undo`), and no live worker runs undo jobs (a worker whose
-    lease lapsed on it is dead, whatever its row says, as `referral-bot jobs` reckons). An
+    runner's lease lapsed (`_waiting_undo`), and no live worker runs undo jobs
+    (`queue.runnable_kinds`, the rule `referral-bot jobs` and the waiting-for-a-sender line
+    follow too: a worker whose lease lapsed is dead, whatever its row says). An
     import from the shell has no thread whose *Undo import* could finish it: App Home offers
     its *Undo* for these, so that a lead can finish it (or be told how) from Slack."""
     if await stalled_undo(db, team_id, batch_id) is not None:
         return STOPPED
     if not await _waiting_undo(db, team_id, batch_id):
         return None
-    job = await find_by_key(db, team_id, undo_key(batch_id))
-    dead = worker_of(job.lease_owner) if job is not None else None
-    alive = [w for w in await live_workers(db, stale_after(lease_seconds)) if w.owner != dead]
-    return None if any(UNDO_JOB in w.kind_set for w in alive) else WAITING
+    return None if UNDO_JOB in await runnable_kinds(db, team_id, lease_seconds) else WAITING
 
 
 # ---- what it would do (the confirmation) ----------------------------------------------------
