@@ -31,6 +31,7 @@ from sqlalchemy.orm import configure_mappers
 from yarl import URL
 
 from bot.db_health import DatabaseHealth
+from bot.home_refresh import workers_changed_in
 from bot.imports.upload_offers import UPLOAD_OFFER_JOB, upload_offer_handler
 from bot.jobs.child import ChildWorker, settings_env
 from bot.jobs.kinds import handlers as job_handlers
@@ -286,7 +287,8 @@ def build_worker(settings: Settings, client: AsyncWebClient | None, db: Database
     config = WorkerConfig(lease_seconds=settings.job_lease_seconds,
                           poll_seconds=settings.worker_poll_seconds,
                           retry_base_seconds=settings.job_retry_base_seconds)  # fmt: skip
-    return Worker(db, job_handlers(settings, notifier, fetch, homes, offers), config)
+    return Worker(db, job_handlers(settings, notifier, fetch, homes, offers), config,
+                  kinds_changed=workers_changed_in)  # fmt: skip
 
 
 def tell_connected(client: AsyncWebClient) -> Callable[[str, str, str], Any]:

@@ -677,18 +677,24 @@ async def register_worker(
     Stamped, and later compared (live_workers, forget_stale_workers), by the clock leases
     are (lease_now): each host's own made `jobs` on a host a minute or two ahead call a live
     worker dead, and its jobs "waiting for a worker"."""
-    now = lease_now(db.is_sqlite)
     async with db.begin() as conn:
-        await conn.execute(
-            _sql(f"""
-                INSERT INTO worker_process (owner, kinds, pid, host, started_at, seen_at)
-                VALUES (:owner, :kinds, :pid, :host, {now}, {now})
-                ON CONFLICT (owner) DO UPDATE SET kinds = excluded.kinds,
-                    seen_at = excluded.seen_at
-            """),
-            {"owner": owner, "kinds": ",".join(sorted(kinds)), "pid": pid, "host": host,
-             "now": utcnow()},
-        )  # fmt: skip
+        await _register_in(conn, owner, kinds, pid=pid, host=host)
+
+
+async def _register_in(conn: AsyncConnection, owner: str, kinds: Collection[str], *, pid: int,
+                       host: str) -> None:  # fmt: skip
+    """`register_worker` in the caller's transaction."""
+    now = lease_now(conn.dialect.name == "sqlite")
+    await conn.execute(
+        _sql(f"""
+            INSERT INTO worker_process (owner, kinds, pid, host, started_at, seen_at)
+            VALUES (:owner, :kinds, :pid, :host, {now}, {now})
+            ON CONFLICT (owner) DO UPDATE SET kinds = excluded.kinds,
+                seen_at = excluded.seen_at
+        """),
+        {"owner": owner, "kinds": ",".join(sorted(kinds)), "pid": pid, "host": host,
+         "now": utcnow()},
+    )  # fmt: skip
 
 
 async def forget_stale_workers(db: Database, older_than: timedelta) -> int:
@@ -706,6 +712,63 @@ async def unregister_worker(db: Database, owner: str) -> None:
         await conn.execute(
             text("DELETE FROM worker_process WHERE owner = :owner"), {"owner": owner}
         )
+
+
+# A worker's start and its clean stop change which kinds some live worker can run, and what
+# shows it (App Home: invites waiting for a sender) is told in the transaction that makes the
+# change (bot.jobs.worker). On PostgreSQL each such transaction takes this lock first, so they
+# run one after another: two workers stopping at once (serve's children on SIGTERM) each saw
+# the other's row, not yet deleted, and neither said that no worker could run their kinds any
+# more. Keyed by the schema (deployments sharing a server keep their own workers), and in the
+# one-number key space, apart from the workspaces' contacts locks (models/locks.py). SQLite
+# needs none: one writer at a time, and each transaction writes first (its DELETE).
+_WORKERS_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended("
+                     "'worker_process:' || coalesce(current_schema(), ''), 0))")  # fmt: skip
+_FORGET_STALE = _sql("DELETE FROM worker_process WHERE seen_at < :cutoff RETURNING kinds")
+_OTHERS_LIVE = _sql("SELECT kinds FROM worker_process WHERE seen_at >= :cutoff "
+                    "AND owner <> :owner")  # fmt: skip
+
+
+async def worker_started_in(
+    conn: AsyncConnection, owner: str, kinds: Collection[str], *, pid: int, host: str,
+    older_than: timedelta,
+) -> frozenset[str]:  # fmt: skip
+    """Record a worker that starts, in the caller's transaction, forgetting the rows of workers
+    not seen within `older_than` (killed, their host gone: `stale_after`); the kinds this
+    changed: those the worker brings that no other live worker ran, and those only a forgotten
+    worker ran. (A forgotten worker stopped counting once its row went stale, and nothing said
+    so then: this start is the first moment anything notices.)"""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_WORKERS_LOCK)
+    cutoff = await database_now_in(conn) - older_than
+    forgotten = await conn.execute(_FORGET_STALE, {"cutoff": cutoff})
+    gone = frozenset().union(*(_kinds_of(row.kinds) for row in forgotten))
+    before = await _other_live_kinds_in(conn, owner, cutoff)
+    await _register_in(conn, owner, kinds, pid=pid, host=host)
+    return (frozenset(kinds) | gone) - before
+
+
+async def worker_stopped_in(conn: AsyncConnection, owner: str, kinds: Collection[str], *,
+                            older_than: timedelta) -> frozenset[str]:  # fmt: skip
+    """Remove a worker that stops cleanly, in the caller's transaction; the kinds it ran that
+    no other worker seen within `older_than` runs (no live worker can run them any more)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_WORKERS_LOCK)
+    await conn.execute(text("DELETE FROM worker_process WHERE owner = :owner"), {"owner": owner})
+    cutoff = await database_now_in(conn) - older_than
+    return frozenset(kinds) - await _other_live_kinds_in(conn, owner, cutoff)
+
+
+async def _other_live_kinds_in(conn: AsyncConnection, owner: str,
+                               cutoff: datetime) -> frozenset[str]:  # fmt: skip
+    """The kinds the workers seen since `cutoff` run, but `owner`."""
+    rows = await conn.execute(_OTHERS_LIVE, {"cutoff": cutoff, "owner": owner})
+    return frozenset().union(*(_kinds_of(row.kinds) for row in rows))
+
+
+def _kinds_of(kinds: str | None) -> frozenset[str]:
+    """A `worker_process.kinds` column's kinds (see WorkerProcess.kind_set)."""
+    return frozenset(kind for kind in (kinds or "").split(",") if kind)
 
 
 async def live_workers(db: Database, older_than: timedelta) -> list[WorkerProcess]:

@@ -1,12 +1,16 @@
 """Workers: claim a job, run its handler under a heartbeat, then finish, retry or release it.
 
 A worker claims only the kinds it has handlers for and keeps a row in `worker_process` while
-it runs, so `referral-bot jobs` can tell which queued jobs no live worker can take. It never
-dies of a database error: every queue call logs the job and the traceback, backs off (0.5 s
-doubling to 30 s) and tries again, so a database restart only pauses the work. Recording a
-result retries only an outage (`_passes`) and gives up at once on any other error, a database
-error too (a constraint violated, a bug: retrying would fail the same way for ever while the
-job's lease stays renewed); the lease then lapses and the job is taken again.
+it runs, so `referral-bot jobs` can tell which queued jobs no live worker can take; its start
+and its clean stop, which may change that, tell `kinds_changed` (the app's: App Home's refresh
+where Home says invites wait for a sender, bot.home_refresh.workers_changed_in) in the
+transaction that records them, and so does a start that forgets a dead worker's row. It
+never dies of a database error:
+every queue call logs the job and the traceback, backs off (0.5 s doubling to 30 s) and tries
+again, so a database restart only pauses the work. Recording a result retries only an outage
+(`_passes`) and gives up at once on any other error, a database error too (a constraint
+violated, a bug: retrying would fail the same way for ever while the job's lease stays
+renewed); the lease then lapses and the job is taken again.
 
 The steps that end a job for good (failing its work, telling its thread) ride out a database
 outage (`surely`), and a last attempt that fails before its handler took such a step (the
@@ -43,6 +47,7 @@ from asyncpg import InterfaceError as PostgresInterfaceError
 from asyncpg import InternalClientError, InvalidCachedStatementError, PostgresError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.jobs import queue
 from models import Database, Job
@@ -314,6 +319,9 @@ class JobContext:
 
 
 Handler = Callable[[JobContext], Awaitable[None]]
+# Told, in the transaction that records a worker's start or clean stop, the job kinds that
+# some live worker can run now and none could, or none can any more (Worker._arrive, _leave)
+KindsChanged = Callable[[AsyncConnection, frozenset[str]], Awaitable[object]]
 # the job's error in, and what giving up did that the job's error should say too (a sentence,
 # added after it: see GivingUp), or None
 GiveUp = Callable[[JobContext, str], Awaitable[str | None]]
@@ -389,10 +397,12 @@ class WorkerConfig:
 class Worker:
     """Runs jobs until stop(); safe to run several in several processes on one database."""
 
-    def __init__(self, db: Database, handlers: dict[str, Handler], config: WorkerConfig) -> None:
+    def __init__(self, db: Database, handlers: dict[str, Handler], config: WorkerConfig, *,
+                 kinds_changed: KindsChanged | None = None) -> None:  # fmt: skip
         self.db = db
         self.handlers = handlers
         self.config = config
+        self.kinds_changed = kinds_changed
         self.host = socket.gethostname()
         self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = asyncio.Event()
@@ -425,7 +435,7 @@ class Worker:
             presence.cancel()
             await asyncio.wait([presence])
             try:
-                await queue.unregister_worker(self.db, self.owner)
+                await self._leave()
             except Exception:  # its row goes stale and is ignored, then deleted
                 log.exception("worker %s: removing it from the worker list failed", self.owner)
 
@@ -658,11 +668,11 @@ class Worker:
         while True:
             try:
                 if first:
-                    stale = queue.stale_after(self.config.lease_seconds)
-                    await queue.forget_stale_workers(self.db, stale)
-                await queue.register_worker(
-                    self.db, self.owner, self.kinds, pid=os.getpid(), host=self.host
-                )
+                    await self._arrive()
+                else:
+                    await queue.register_worker(
+                        self.db, self.owner, self.kinds, pid=os.getpid(), host=self.host
+                    )
             except Exception:
                 wait = backoff.next()
                 log.exception("worker %s: recording that it is alive failed; retrying in %.1f s",
@@ -672,3 +682,26 @@ class Worker:
                 backoff.reset()
                 wait = self.presence_seconds
             await asyncio.sleep(wait)
+
+    async def _arrive(self) -> None:
+        """Record this worker in the worker list, forgetting the rows of dead workers, and
+        tell `kinds_changed` which kinds some live worker can run now or none can any more
+        (App Home: invites no longer waiting for a sender, or waiting now that a dead sender
+        is forgotten), in one transaction."""
+        async with self.db.begin() as conn:
+            changed = await queue.worker_started_in(
+                conn, self.owner, self.kinds, pid=os.getpid(), host=self.host,
+                older_than=queue.stale_after(self.config.lease_seconds))  # fmt: skip
+            if self.kinds_changed is not None:
+                await self.kinds_changed(conn, changed)
+
+    async def _leave(self) -> None:
+        """Remove this worker from the worker list and tell `kinds_changed` the kinds no live
+        worker can run any more (the last able to send stopped: due invites wait for one), in
+        one transaction."""
+        async with self.db.begin() as conn:
+            changed = await queue.worker_stopped_in(
+                conn, self.owner, self.kinds,
+                older_than=queue.stale_after(self.config.lease_seconds))  # fmt: skip
+            if self.kinds_changed is not None:
+                await self.kinds_changed(conn, changed)
