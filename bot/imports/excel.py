@@ -16,12 +16,13 @@ kept as UTF-8 in one buffer (about 40% of the memory of a list of str).
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import itertools
 import re
 import zipfile
 from array import array
-from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, BinaryIO
 
@@ -114,11 +115,38 @@ MAX_COLUMNS = 16_384
 # rich text in every cell fits, and the tree stays a few MB.
 MAX_ROW_ELEMENTS = 8 * MAX_COLUMNS
 MAX_STRING_ELEMENTS = 16_384
+# Columns a value merged down fills besides those the import reads, once it knows them
+# (_MergedDown): A to IV, the 256 of an old .xls, past the 99 *Map columns* offers.
+MAX_MERGED_SHOWN = 256
+_SHOWN_COLUMNS = frozenset(range(1, MAX_MERGED_SHOWN + 1))
+# Ranges merged down several rows a sheet may list before it is refused (_too_many_merged):
+# two columns merged in pairs down every row Excel has, past anything a person merges by
+# hand (Excel itself crawls long before). Each is held as one 8-byte int (_merged_down): 8
+# MB for a sheet at the cap, 17 MB while it is sorted. Held as tuples, a million took 140
+# MB, and a sheet near the unzip limit (~15 million in 500 MB of XML) would have taken 2 GB.
+# The sheets' ranges kept at once, to be read again without a new scan, stay under it too.
+MAX_MERGED_RANGES = 1_000_000
+_MERGE_SORT_CHUNK = 1 << 16  # ranges sorted at a time, then merged (_by_top)
+# A range packed in one int, in the order of its top row: top row and bottom row (7 digits,
+# under 2**24 each), first column (at most XFD, 16,384, under 2**15).
+_TOP_SHIFT = 39
+_BOTTOM_SHIFT = 15
+_ROW_MASK = (1 << 24) - 1
+_COLUMN_MASK = (1 << 15) - 1
 _TIDY_EVERY = 4096  # elements between two tidyings of a part's tree (_completed)
 TEXT_TOO_LONG = (
     "This Excel file is damaged: one of its texts is cut into more pieces of formatting than "
     "Excel writes. Open it in Excel, save it again and import it, or export it as CSV."
 )
+
+
+def _too_many_merged(sheet: str) -> str:
+    """A sheet listing more ranges merged down than MAX_MERGED_RANGES: what, where, and
+    what to do."""
+    return (f"The sheet “{sheet}” has more than {MAX_MERGED_RANGES:,} ranges of cells merged "
+            "down several rows, more than an import reads: unmerge them in Excel (select the "
+            "whole sheet, then Home › Merge & Center › Unmerge Cells) and import it again, or "
+            "save the sheet as CSV and import that.")
 
 
 def cell_text(value: Any) -> str:
@@ -276,7 +304,7 @@ def _completed(source: Any, tag: str, parent_tag: str, most: int,
     millions of cells, 4 bytes each and compressing well, held 1.2 GB while it was read.
     """
     root = parent = current = other = None  # `other`: the newest other element, last tidied
-    siblings = 0  # the root's children when `parent` started, itself included
+    siblings = 0  # the root's children up to `parent`, itself included
     started = other_at = 0  # the count when `current` started, when `other` was first seen
     check_at = _TIDY_EVERY
     for count, (_event, element) in enumerate(iterparse(source, events=("start",))):
@@ -291,7 +319,7 @@ def _completed(source: Any, tag: str, parent_tag: str, most: int,
             if element.tag == parent_tag:
                 parent = element
         elif element.tag == parent_tag:
-            parent, siblings = element, len(root)
+            parent, siblings = element, _children_to(root, element)
         elif siblings and len(root) > siblings and element is root[siblings]:
             break  # the element after `parent` (the tree can be parsed a little ahead)
         if count < check_at:
@@ -313,6 +341,17 @@ def _completed(source: Any, tag: str, parent_tag: str, most: int,
         del holder[:-1]
     if current is not None:
         yield current
+
+
+def _children_to(root: Any, element: Any) -> int:
+    """The children of `root` up to `element`, itself included. Not len(root): the parser
+    reads 16 KB ahead of the events, so the tree can hold what follows a small <sheetData>
+    already, and the element after it was never seen starting: the <mergeCells> after a
+    few rows were parsed too, and 131,072 of them refused the sheet as one row too long."""
+    for index in range(len(root) - 1, -1, -1):
+        if root[index] is element:
+            return index + 1
+    return len(root)
 
 
 def _read_shared_strings(archive: zipfile.ZipFile, path: str) -> SharedStrings:
@@ -337,17 +376,23 @@ class _RowTooLong(Exception):
     """A row of more than MAX_COLUMNS cells, or with a cell beyond column XFD (_fields)."""
 
 
-def _merged_down(source: BinaryIO) -> list[tuple[int, int, int]]:
-    """(first column, top row, bottom row) of each merged range of a sheet part spanning
-    several rows, by top row.
+class _TooManyMerged(Exception):
+    """A sheet lists more than MAX_MERGED_RANGES ranges merged down (_merged_down)."""
+
+
+def _merged_down(source: BinaryIO) -> array[int]:
+    """The merged ranges of a sheet part spanning several rows, packed (_packed) and sorted,
+    so by top row; _TooManyMerged past MAX_MERGED_RANGES of them.
 
     Excel keeps a merged range's value in its top-left cell only, and lists the ranges in
     <mergeCells>, after <sheetData>: a "No" merged down a consent column (C2:C4) read as "No"
     for row 2 and as empty, so subscribed, for rows 3 and 4. The part's bytes are scanned
     rather than parsed as XML a second time, which would double the reading of a big sheet:
-    up to the first "mergeCell" only a fast search runs. Only the ranges are kept.
+    up to the first "mergeCell" only a fast search runs. Only the ranges that can fill a
+    cell are kept: over several rows, from row 1 on, in a column a row can have.
     """
-    merges: list[tuple[int, int, int]] = []
+    chunks: list[array[int]] = []  # sorted, _MERGE_SORT_CHUNK ranges each
+    scanned: list[int] = []  # packed, not yet sorted
     pending = b""  # the end of what was read that may hold the start of a cut element
     seen = False
     while chunk := source.read(_SCAN_CHUNK):
@@ -362,54 +407,151 @@ def _merged_down(source: BinaryIO) -> list[tuple[int, int, int]]:
         end = 0
         for match in _MERGE_CELL.finditer(data):
             end = match.end()
-            first, top, last, bottom = match.groups()
-            try:
-                column = min(column_index_from_string(first.decode().upper()),
-                             column_index_from_string(last.decode().upper()))  # fmt: skip
-            except ValueError:
-                continue  # past column XFD: not a range Excel could show
-            top_row, bottom_row = sorted((int(top), int(bottom)))
-            if bottom_row > top_row:
-                merges.append((column, top_row, bottom_row))
+            if (merge := _packed(*match.groups())) is not None:
+                scanned.append(merge)
+                if len(scanned) == _MERGE_SORT_CHUNK:
+                    chunks.append(_sorted_chunk(scanned, chunks))
+                    scanned = []
         if _MERGE_CELLS_END.search(data, end):
             break
         # an element cut between two chunks, no longer than a chunk: carried on whole, a tag or
         # comment that never ends was searched again from its start with every chunk
         cut = data.rfind(b"<", end)
         pending = data[cut:] if cut >= 0 and len(data) - cut <= _SCAN_CHUNK else b""
-    return sorted(merges, key=lambda merge: merge[1])
+    if scanned:
+        chunks.append(_sorted_chunk(scanned, chunks))
+    return _by_top(chunks)
+
+
+def _packed(first: bytes, top: bytes, last: bytes, bottom: bytes) -> int | None:
+    """The range "first top:last bottom" (C2:C4) as one int ordered by its top row (see
+    _TOP_SHIFT); None for one that can fill no cell: of one row, above row 1, or past XFD."""
+    top_row, bottom_row = int(top), int(bottom)
+    if top_row > bottom_row:
+        top_row, bottom_row = bottom_row, top_row
+    if bottom_row == top_row or top_row < 1:
+        return None
+    try:
+        column = column_index_from_string(first.decode().upper())
+        if last != first:
+            column = min(column, column_index_from_string(last.decode().upper()))
+    except ValueError:
+        return None  # past column ZZZ
+    if column > MAX_COLUMNS:
+        return None  # a row holds no cell there (_fields)
+    return top_row << _TOP_SHIFT | bottom_row << _BOTTOM_SHIFT | column
+
+
+def _unpacked(merge: int) -> tuple[int, int, int]:
+    """(first column, top row, bottom row) of a range _packed."""
+    return merge & _COLUMN_MASK, merge >> _TOP_SHIFT, merge >> _BOTTOM_SHIFT & _ROW_MASK
+
+
+def _sorted_chunk(scanned: list[int], chunks: list[array[int]]) -> array[int]:
+    """`scanned` sorted and packed; _TooManyMerged if it and `chunks` hold more than
+    MAX_MERGED_RANGES ranges (so no more than that is ever held)."""
+    if len(scanned) + sum(map(len, chunks)) > MAX_MERGED_RANGES:
+        raise _TooManyMerged
+    return array("Q", sorted(scanned))
+
+
+def _by_top(chunks: list[array[int]]) -> array[int]:
+    """The ranges of `chunks`, each sorted, in one array sorted: sorting them all in a list
+    held an int object and a pointer for each, 40 MB more for a million."""
+    if len(chunks) == 1:
+        return chunks[0]
+    return array("Q", heapq.merge(*chunks))
 
 
 class _MergedDown:
     """Gives the rows under the top of a range merged down a column the value of its top-left
     cell, as Excel shows it beside them (see _merged_down). Rows come in order; only the ranges
     reaching the current row are held. The other columns of a range merged across are left
-    empty: the value belongs to the column it is in, not to the ones beside it."""
+    empty: the value belongs to the column it is in, not to the ones beside it.
 
-    def __init__(self, merges: list[tuple[int, int, int]]) -> None:
-        self._merges = merges
+    Every column is filled until the reader knows the columns it reads (`fill_only`), over
+    the few rows of the header search. Then only those columns and the sheet's first
+    MAX_MERGED_SHOWN are: the import reads a handful of columns, and every range filled
+    into every row cost rows x ranges (2,000 ranges down 50,000 rows of an address each:
+    16 s, now 0.9 s). What a row is given is worked out again only when a range opens or
+    ends, and ranges are dropped as they end by a heap of their bottom rows, not by a pass
+    over the open ones at every row, blank or not (16,384 ranges over 100,000 empty rows,
+    3 MB: 32 s, now 0.5 s). Two ranges over one cell, which Excel never saves, read as the
+    one starting lower (of two starting on one row, the longer), then as neither once it
+    ends."""
+
+    def __init__(self, merges: Sequence[int] = ()) -> None:
+        self._merges = merges  # _packed, by top row (_merged_down)
         self._next = 0
-        self._open: list[tuple[int, int, str]] = []  # column, bottom row, value
+        self._open: dict[int, tuple[int, str]] = {}  # column -> bottom row, value
+        self._ends: list[tuple[int, int]] = []  # heap: bottom row, column
+        self._columns: frozenset[int] | None = None  # filled (as the ranges': A is 1); None: all
+        self._over: list[tuple[int, str]] | None = None  # (index, value) filled, by index
+
+    def fill_only(self, read: Iterable[int]) -> None:
+        """Fill from the next row on only the columns `read` (A is 0, as in Columns) and the
+        first MAX_MERGED_SHOWN (what *Map columns* shows, what a repeated header is told by)."""
+        self._columns = _SHOWN_COLUMNS.union(column + 1 for column in read)
+        self._over = None
 
     def see(self, number: int, fields: list[str]) -> None:
         """Note the values of the ranges starting at row `number` (read, blank or not)."""
-        merges = self._merges
-        while self._next < len(merges) and merges[self._next][1] <= number:
-            column, top, bottom = merges[self._next]
+        merges, ends, live = self._merges, self._ends, self._open
+        below = (number + 1) << _TOP_SHIFT  # ranges _packed under it start at `number` or above
+        while self._next < len(merges) and merges[self._next] < below:
+            column, top, bottom = _unpacked(merges[self._next])
             self._next += 1
             value = fields[column - 1] if top == number and column <= len(fields) else ""
             if value:
-                self._open.append((column, bottom, value))
-        if self._open:
-            self._open = [merge for merge in self._open if merge[1] >= number]
+                live[column] = (bottom, value)
+                heapq.heappush(ends, (bottom, column))
+                self._over = None
+        while ends and ends[0][0] < number:
+            _bottom, column = heapq.heappop(ends)
+            held = live.get(column)
+            if held is not None and held[0] < number:  # not a range starting lower in it
+                del live[column]
+                self._over = None
 
     def fill(self, fields: list[str]) -> list[str]:
         """`fields` of the row last seen, with the values of the ranges over it."""
-        for column, _bottom, value in self._open:
-            if column > len(fields):
-                fields.extend([""] * (column - len(fields)))
-            fields[column - 1] = value
+        over = self._over
+        if over is None:
+            over = self._over = self._filled()
+        if not over:
+            return fields
+        if over[-1][0] >= len(fields):
+            fields.extend([""] * (over[-1][0] + 1 - len(fields)))
+        for index, value in over:
+            fields[index] = value
         return fields
+
+    def _filled(self) -> list[tuple[int, str]]:
+        """(index in a row, value) of the open ranges in the columns filled, by index: made
+        again only when a range opens or ends, not for every row."""
+        live, columns = self._open, self._columns
+        if columns is None:
+            chosen = list(live.items())
+        elif len(live) <= len(columns):
+            chosen = [(column, held) for column, held in live.items() if column in columns]
+        else:
+            chosen = [(column, live[column]) for column in columns if column in live]
+        return sorted((column - 1, value) for column, (_bottom, value) in chosen)
+
+
+def _read_columns(columns: Columns) -> list[int]:
+    """The columns of a row the import reads (A is 0): those `columns` places a field in."""
+    return [column for column in (columns.email, columns.first_name, columns.last_name,
+                                  columns.locale, columns.subscribed, columns.full_name,
+                                  columns.opt_out) if column is not None]  # fmt: skip
+
+
+@dataclass(slots=True)
+class _Reading:
+    """What one reading of a sheet's rows keeps beside them (XlsxReader._header_of)."""
+
+    merges: _MergedDown  # fills merged values in, told the columns read by XlsxReader._use
+    uncalculated: list[int] = field(default_factory=lambda: [0])  # formulas without results
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,7 +580,7 @@ class _Book:
                 _read_shared_strings(self.archive, part.PartName[1:]) if part else SharedStrings()
             )
             self.workbook = reader.wb
-            self._merges: dict[str, list[tuple[int, int, int]]] = {}  # by sheet part
+            self._merges: dict[str, array[int]] = {}  # by sheet part (merged_down)
             self.sheets = [
                 _Sheet(sheet.name, sheet.state in (None, "visible"), rel.target)
                 for sheet, rel in reader.parser.find_sheets()
@@ -448,18 +590,18 @@ class _Book:
             self.archive.close()
             raise
 
-    def rows(self, sheet: _Sheet, *, merged: bool = True,
+    def rows(self, sheet: _Sheet, *, merged: _MergedDown | None = None,
              uncalculated: list[int] | None = None) -> Rows:  # fmt: skip
-        """(Excel's row number, fields) of each non-blank row of `sheet`, streamed; `merged`:
-        with the values of merged ranges over the rows below their top (_MergedDown).
-        `uncalculated` counts the formulas saved without a result in the rows read.
+        """(Excel's row number, fields) of each non-blank row of `sheet`, streamed; `merged`
+        (of `merged_down(sheet)`): with the values of merged ranges over the rows below their
+        top. `uncalculated` counts the formulas saved without a result in the rows read.
 
         The loop runs over the cells, not the <dimension> some tools get wrong. Strings are
         read here; numbers, dates, booleans and errors by openpyxl's WorkSheetParser.
         """
         book = self.workbook
         strings = self.strings
-        merges = _MergedDown(self._merged(sheet) if merged else [])
+        merges = _MergedDown() if merged is None else merged
         uncalculated = [0] if uncalculated is None else uncalculated
         with self.archive.open(sheet.path) as source:
             parser = WorkSheetParser(
@@ -484,12 +626,29 @@ class _Book:
                 if fields and any(f.strip() for f in fields if f):
                     yield number, merges.fill(fields)
 
-    def _merged(self, sheet: _Sheet) -> list[tuple[int, int, int]]:
-        """The ranges merged down in `sheet`, scanned once per sheet."""
-        if sheet.path not in self._merges:
+    def merged_down(self, sheet: _Sheet) -> _MergedDown:
+        """What fills the values of the ranges merged down in `sheet` into one reading of
+        its rows. The ranges are scanned once per sheet, and kept while all those kept stay
+        under MAX_MERGED_RANGES (the oldest let go first, scanned again if read again): a
+        workbook of many sheets at the cap held each. CsvFileError for a sheet of more, or
+        whose part is damaged (this runs before its rows are read, as DAMAGED says)."""
+        kept = self._merges
+        if (merges := kept.get(sheet.path)) is None:
+            merges = self._scanned(sheet)
+            while kept and sum(map(len, kept.values())) + len(merges) > MAX_MERGED_RANGES:
+                del kept[next(iter(kept))]
+            kept[sheet.path] = merges
+        return _MergedDown(merges)
+
+    def _scanned(self, sheet: _Sheet) -> array[int]:
+        """The ranges merged down in `sheet` (_merged_down), its refusals as CsvFileError."""
+        try:
             with self.archive.open(sheet.path) as source:
-                self._merges[sheet.path] = _merged_down(source)
-        return self._merges[sheet.path]
+                return _merged_down(source)
+        except _TooManyMerged:
+            raise CsvFileError(_too_many_merged(sheet.title)) from None
+        except Exception as exc:  # a part cut short, or failing its CRC
+            raise CsvFileError(DAMAGED) from exc
 
     def close(self) -> None:
         self.archive.close()
@@ -595,6 +754,15 @@ def _header_and_rows(rows: Rows, fits_chosen: HeaderTest | None = None
     return (head[0] if head else None), _rows_from(head[1:], rows)
 
 
+def _in_file_order(read: list[int], repeats: HeaderRepeats) -> list[int]:
+    """The columns `read` (of the first header) where the rows below a header repeated in
+    another order have them (reading.in_column_order)."""
+    if repeats.order is None:
+        return read
+    order = repeats.order[0]
+    return [c for c in (order[column] for column in read) if c is not None]
+
+
 def _addressed(above: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]]:
     """The rows above the header holding an address: counted, not dropped unseen (see
     XlsxReader.records)."""
@@ -640,6 +808,7 @@ class XlsxReader:
         # sheets, and of rows read again to choose it, are not the import's
         self._uncalculated = [0]
         self._repeats: HeaderRepeats | None = None  # rows repeating the header (records)
+        self._merges = _MergedDown()  # the sheet read's (_use)
         try:
             self._book = _Book(stream)
         except CsvFileError:  # ours, saying what is wrong (TEXT_TOO_LONG)
@@ -669,12 +838,12 @@ class XlsxReader:
         headers: list[tuple[_Sheet, list[str]]] = []  # of the sheets with rows
         named: _Sheet | None = None  # the first whose email column is recognised by name
         for sheet in sorted(sheets, key=lambda s: not s.visible):  # stable: visible first
-            header, rows, uncalculated = self._header_of(sheet)
+            header, rows, reading = self._header_of(sheet)
             if header is not None and (
                 (chosen is not None and chosen(header[1]))
                 or (chosen is None and is_header(header[1]))
             ):
-                self._use(sheet, header, rows, uncalculated)
+                self._use(sheet, header, rows, reading)
                 break
             rows.close()
             if header is None:
@@ -699,11 +868,11 @@ class XlsxReader:
         sheet = next((s for s in self._book.sheets if s.title == title), None)
         if sheet is None:
             raise CsvFileError(f"The sheet “{title}” is no longer in this workbook.")
-        header, rows, uncalculated = self._header_of(sheet)
+        header, rows, reading = self._header_of(sheet)
         if header is None:
             rows.close()
             raise CsvFileError(f"The sheet “{title}” has no data.")
-        self._use(sheet, header, rows, uncalculated)
+        self._use(sheet, header, rows, reading)
         self.other_sheets = [s.title for s in self._book.sheets
                              if s.title != title and self._used(s)]  # fmt: skip
 
@@ -723,19 +892,23 @@ class XlsxReader:
 
     def _header_of(
         self, sheet: _Sheet
-    ) -> tuple[tuple[int, list[str]] | None, Rows, list[int]]:
-        """The header and rows of `sheet`, and the count of its uncalculated formulas read."""
-        uncalculated = [0]
-        header, rows = _header_and_rows(
-            self._guarded(self._book.rows(sheet, uncalculated=uncalculated)), self._fits_chosen)
-        return header, rows, uncalculated
+    ) -> tuple[tuple[int, list[str]] | None, Rows, _Reading]:
+        """The header and rows of `sheet`, and what reading them keeps beside them."""
+        reading = _Reading(self._book.merged_down(sheet))
+        rows = self._book.rows(sheet, merged=reading.merges, uncalculated=reading.uncalculated)
+        header, rows = _header_and_rows(self._guarded(rows), self._fits_chosen)
+        return header, rows, reading
 
     def _use(self, sheet: _Sheet, header: tuple[int, list[str]] | None, rows: Rows,
-             uncalculated: list[int]) -> None:  # fmt: skip
+             reading: _Reading) -> None:  # fmt: skip
+        """Read `sheet`: its header found, its columns mapped, its merged values filled into
+        the columns read from the rows below (_MergedDown.fill_only)."""
         assert header is not None
-        self.sheet, self._rows, self._uncalculated = sheet.title, rows, uncalculated
+        self.sheet, self._rows, self._uncalculated = sheet.title, rows, reading.uncalculated
         self.header_row, self.header = header
         self.columns: Columns = self._columns_of(self.header)
+        self._merges = reading.merges
+        self._merges.fill_only(_read_columns(self.columns))
 
     def _open_mapped_sheet(self, unrecognised: list[tuple[_Sheet, list[str]]],
                            headers: list[tuple[_Sheet, list[str]]]) -> None:  # fmt: skip
@@ -769,7 +942,7 @@ class XlsxReader:
 
     def _holds_addresses(self, sheet: _Sheet) -> bool:
         """Whether a row of `sheet` below its header, among the first few, holds an address."""
-        _header, rows, _uncalculated = self._header_of(sheet)
+        _header, rows, _reading = self._header_of(sheet)
         try:
             return any(holds_an_address(fields) for _, fields in
                        itertools.islice(rows, MAX_HEADER_SEARCH))  # fmt: skip
@@ -780,7 +953,7 @@ class XlsxReader:
 
     def _used(self, sheet: _Sheet) -> bool:
         """Whether a sheet has a non-blank row: read until the first one."""
-        rows = self._book.rows(sheet, merged=False)  # merged values fill no blank row
+        rows = self._book.rows(sheet)  # merged values fill no blank row
         try:
             return next(rows, None) is not None
         except Exception:  # a damaged sheet we won't read anyway: don't mention it
@@ -818,6 +991,7 @@ class XlsxReader:
             fields = repeats.in_order(raw)
             try:  # only a row without an address can be a header
                 if "@" not in fields[email] and repeats.found(number, fields, raw):
+                    self._merges.fill_only(_in_file_order(_read_columns(columns), repeats))
                     continue
             except IndexError:  # a row too short to reach the email column
                 pass
