@@ -145,6 +145,18 @@ def visitor_page(request: web.Request, words: dict[str, PageText], *, status: in
     return response
 
 
+async def _send_now(request: web.Request, response: web.Response) -> None:
+    """Send `response` whole now, so that its handler may go on after it: the browser has
+    its page, and aiohttp still counts the request in progress until the handler returns
+    (`serve` stopping waits for it, then cancels it). Kept alive, not `Connection: close`:
+    aiohttp forgets the handler of a connection the browser closed, and a stop would
+    neither wait for it nor cancel it. With the Referrer-Policy own_error_pages gives every
+    answer: a response already sent keeps the headers it went with."""
+    _no_referrer(response)
+    await response.prepare(request)
+    await response.write_eof()
+
+
 def own_error_pages(untouched: Collection[str]) -> Middleware:
     """Middleware of everything `serve` answers on its port.
 
@@ -478,10 +490,13 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             return page("Not connected", "Something went wrong on our side, so nothing was "
                         "connected: try Connect again.", status=500)  # fmt: skip
         log.info("Mailchimp account %r connected (%s)", account.account_name, who)
-        await _tell_connected(state, account.account_name, who)
+        await _refresh_homes(state, who)
         name = isolated(account.account_name or "") or "Your account"  # as the start page's
-        return page("Mailchimp connected", f"{name} is connected. You can close this tab and go "
-                    "back to Slack.")  # fmt: skip
+        response = page("Mailchimp connected", f"{name} is connected. You can close this tab "
+                        "and go back to Slack.")  # fmt: skip
+        await _send_now(request, response)
+        await _tell_in_slack(state, account.account_name, who)
+        return response
 
     async def _give_back(state: State, who: str) -> None:
         """Nothing was connected: Connect in Slack (the same start link, claimed by this
@@ -492,18 +507,33 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             log.exception("a Mailchimp sign-in that connected nothing couldn't be given back "
                           "(%s): its Connect link now says it was used", who)  # fmt: skip
 
-    async def _tell_connected(state: State, account_name: str, who: str) -> None:
-        """The account is saved: Home tabs open still offer Connect, and the person is told in
-        Slack. Neither may turn the connection into an error page: it is made."""
+    async def _refresh_homes(state: State, who: str) -> None:
+        """The account is saved: Home tabs open still offer Connect. A job (a quick insert),
+        so before the page; failing, it mayn't turn the connection into an error page."""
         try:
             await queue_home_refresh(db, state.team_id)
         except Exception:
             log.exception("Mailchimp connected (%s), but Home tabs weren't refreshed", who)
+
+    async def _tell_in_slack(state: State, account_name: str, who: str) -> None:
+        """The person is told in Slack, after the browser has its page: a slow Slack held
+        the page (5 minutes, the Slack session's timeout, for one that never answered), and
+        `serve` stopping meanwhile cut the browser off with no page, though the account was
+        connected. This runs in the request's handler still, so `serve` stopping waits for
+        it (REQUESTS_GRACE_SECONDS), then cancels it. Not a job: the page said it is
+        connected, and Home and `/referral mailchimp` show it; the DM says it again."""
+        if on_connected is None:
+            return
+        said = f"that Mailchimp account {account_name!r} is connected"
         try:
-            if on_connected is not None:
-                await on_connected(state.team_id, state.user_id, account_name)
+            await on_connected(state.team_id, state.user_id, account_name)
+        except asyncio.CancelledError:
+            log.warning("Mailchimp connected (%s), but the person wasn't told in Slack %s: "
+                        "serve stopped before Slack answered", who, said)  # fmt: skip
+            raise
         except Exception:
-            log.exception("Mailchimp connected (%s), but the person wasn't told in Slack", who)
+            log.exception("Mailchimp connected (%s), but the person wasn't told in Slack %s",
+                          who, said)  # fmt: skip
 
     # no HEAD for the sign-in callback: a link checker's HEAD would spend its one-time code
     return [
