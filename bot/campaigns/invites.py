@@ -276,7 +276,9 @@ def _outcome(p: _Pending, now: datetime) -> dict[str, Any]:
     elif result.status is SendStatus.SENT:
         values.update(state="sent", sent_at=now)
     elif result.status is SendStatus.REFUSED:
-        values.update(state="failed", reason=f"refused: {result.code} {result.text}"[:500])
+        # a refusal made here (an address the server can't take) has no code: "refused: None …"
+        said = " ".join(str(part) for part in (result.code, result.text) if part)
+        values.update(state="failed", reason=f"refused: {said}"[:500])
     else:
         values.update(state="uncertain", reason=f"may have been delivered: {result.text}"[:500])
     return values
@@ -386,6 +388,14 @@ def _store_name(campaign: _Campaign) -> str:
     return display or urlsplit(campaign.store_url).hostname or campaign.name
 
 
+def _default_from(campaign: _Campaign, public_url: str) -> str:
+    """The From of a campaign without a sender: its store's name, quoted (a store at
+    http://[2001:db8::1]/ read as the group "2001:" and its invites came from "1"), at
+    `invites@` PUBLIC_URL's host, as service.default_sender tells it."""
+    name = _store_name(campaign).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{name}" <invites@{urlsplit(public_url).hostname or "localhost"}>'
+
+
 Progress = Callable[[], Awaitable[None]]
 
 
@@ -407,8 +417,7 @@ async def send_invites(
         return
     if not links.secret_key:
         raise SmtpSetupError("SECRET_KEY is not set: invites need it to sign unsubscribe links.")
-    from_header = campaign.sender or (f"{_store_name(campaign)} <invites@"
-                                      f"{urlsplit(links.public_url).hostname or 'localhost'}>")
+    from_header = campaign.sender or _default_from(campaign, links.public_url)
     try:  # checked once, before any invite is `sending`: no message could be built
         parse_sender(from_header)
     except ValueError:

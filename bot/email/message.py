@@ -21,7 +21,7 @@ from email.utils import format_datetime, getaddresses
 
 import idna  # email-validator's own IDNA 2008 (the codec in the standard library is 2003's)
 
-from bot.email.render import Invite, Rendered
+from bot.email.render import Invite, Rendered, one_line, without_scopes
 
 # CRLF line endings, 7-bit bodies (quoted-printable or base64, whichever is shorter), headers
 # written as stored: the same bytes travel through any relay, with or without 8BITMIME, and
@@ -59,8 +59,9 @@ def _host_only(public_host: str) -> str:
 
 
 def _one_line(text: str) -> str:
-    """Header text on one line: a CR or LF in a name must never start a header of its own."""
-    return " ".join(text.split())
+    """Header text on one line: a CR or LF in a name must never start a header of its own,
+    and no other control character is written raw or encoded (render.one_line)."""
+    return one_line(text)
 
 
 _FOLDABLE = 60  # the longest word a header line of 78 characters folds around, with its name
@@ -161,6 +162,9 @@ def build_message(invite: Invite, rendered: Rendered, *, public_host: str) -> Em
     (or `public_host` when the sender has none).
     """
     sender_name, sender_address = parse_sender(invite.sender)
+    # as names are in the subject and bodies (render.isolated): "\u202eShop" reversed the
+    # From line as clients show it, address and all
+    sender_name = without_scopes(sender_name)
     sender_address = ascii_domain(sender_address)
     to_address = ascii_domain(_address(invite.to_email, "to_email")[1])
     unsubscribe = invite.unsubscribe_url.strip()
@@ -175,7 +179,8 @@ def build_message(invite: Invite, rendered: Rendered, *, public_host: str) -> Em
     if sender_address.isascii():
         message.set_raw("From", _encoded_address(sender_name, sender_address))
     else:  # an internationalised address: let the email package decide how it may go out
-        message["From"] = invite.sender
+        quoted = sender_name.replace("\\", "\\\\").replace('"', '\\"')
+        message["From"] = f'"{quoted}" <{sender_address}>' if quoted else sender_address
     if to_address.isascii():
         message.set_raw("To", to_address)
     else:

@@ -152,6 +152,22 @@ class Rendered:
 # right-to-left and gets its value isolated), and right-to-left names use them to place
 # punctuation.
 _BIDI_SCOPES = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# The control characters that aren't white space (C0 but tab, line breaks and the separators
+# str.split takes as spaces; DEL; C1 but NEL): a name from a spreadsheet or Mailchimp with ESC
+# or SOH in it went into the Subject and From as raw bytes, where RFC 5322 allows only
+# visible characters and spaces (a terminal mail reader ran "\x1b[31m"), and into the bodies.
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
+
+
+def one_line(value: str) -> str:
+    """`value` on one line, without control characters: white space (a CR or LF too, which
+    must never start a header of its own) as single spaces, other controls dropped."""
+    return " ".join(_CONTROLS.sub("", value).split())
+
+
+def without_scopes(value: str) -> str:
+    """`value` without the bidi controls that open or close a scope (_BIDI_SCOPES)."""
+    return _BIDI_SCOPES.sub("", value)
 
 
 def isolated(value: str) -> str:
@@ -160,7 +176,7 @@ def isolated(value: str) -> str:
     from it, and mail clients laid the whole sentence out right to left. Left-to-right
     values are left as they are. Bidi controls with a scope are dropped first (_BIDI_SCOPES):
     a value must not reorder the sentence around it, nor end the isolate that holds it."""
-    value = _BIDI_SCOPES.sub("", value)
+    value = without_scopes(value)
     if any(unicodedata.bidirectional(c) in ("R", "AL") for c in value):
         return f"\u2068{value}\u2069"
     return value
@@ -219,15 +235,16 @@ def render_invite(invite: Invite) -> Rendered:
     part of a whole name: a 佐藤 imported without a first name is "佐藤様", not
     "yuto.sato 佐藤様"."""
     locale, fell_back = choose_locale(invite.locale, invite.default_locale)
-    first_name = invite.first_name.strip() or invite.to_email.split("@", 1)[0]
-    given = "" if invite.first_name.strip() == _stand_in(invite.to_email) else invite.first_name
+    typed = one_line(invite.first_name)
+    first_name = typed or invite.to_email.split("@", 1)[0]
+    given = "" if typed == _stand_in(invite.to_email) else typed
     context = {
         "locale": locale,
         "first_name": isolated(first_name),
-        "full_name": isolated(full_name(given, invite.last_name) or first_name),
-        "store_name": isolated(invite.store_name),
+        "full_name": isolated(full_name(given, one_line(invite.last_name)) or first_name),
+        "store_name": isolated(one_line(invite.store_name)),
         "store_url": invite.store_url,
-        "offer": invite.offer,
+        "offer": _CONTROLS.sub("", invite.offer),
         "referral_link": invite.referral_link,
         "unsubscribe_url": invite.unsubscribe_url,
     }
