@@ -13,7 +13,7 @@ from typing import Any
 # Mailchimp's client is loaded lazily by bot.mailchimp.api (the command line rarely needs it);
 # serve and its workers load it here, at start, not on the event loop during a request.
 import mailchimp_marketing  # noqa: F401
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession, ClientTimeout, web
 from aiohttp.web_log import AccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
@@ -89,6 +89,13 @@ _TOKEN_REFUSALS = {
 # Slack answers auth.test in well under a second: one that can't be reached (a firewall that
 # drops packets) shouldn't hold the start for the client's default 30 s.
 TOKEN_CHECK_SECONDS = 5
+# The long-lived session's timeouts for serve's Slack calls. slack_sdk applies its client's
+# `timeout` (30 s) only to sessions it makes itself: a session passed in is used as it is,
+# and aiohttp's default is 5 minutes in all, so a Slack that took a call and never answered
+# held it for 5 minutes (the token's check at start too: TOKEN_CHECK_SECONDS did nothing).
+# No limit in all: a segment's export is uploaded through this session (tens of MB); a
+# connection not made in 10 s, or an answer silent for 30 s, is given up.
+SLACK_TIMEOUT = ClientTimeout(total=None, sock_connect=10, sock_read=30)
 
 
 async def refused_bot_token(settings: Settings) -> str | None:
@@ -97,9 +104,9 @@ async def refused_bot_token(settings: Settings) -> str | None:
     in Slack and a line in the log. Returns why Slack refused it, for `serve` to stop with;
     None when Slack took it, or couldn't be asked (said in one warning line: Slack may be
     reachable later, and bolt checks the token again at each workspace's first request)."""
-    async with ClientSession(trust_env=False) as session:
+    async with ClientSession(trust_env=False,
+                             timeout=ClientTimeout(total=TOKEN_CHECK_SECONDS)) as session:
         client = slack_client(settings, session)
-        client.timeout = TOKEN_CHECK_SECONDS
         try:
             found = await client.auth_test()
         except Exception as exc:
@@ -382,7 +389,7 @@ async def serve(
     `stop` ends it (SIGTERM and SIGINT set it too); tests pass their own.
     """
     stop = stop or asyncio.Event()
-    session = ClientSession(trust_env=False)
+    session = ClientSession(trust_env=False, timeout=SLACK_TIMEOUT)
     client = slack_client(settings, session)
     later = Later()
     bolt = build_app(settings, client, db, later)

@@ -5,6 +5,7 @@ refuses, a value that isn't a token at all, a SECRET_KEY too short, and Slack ou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -95,23 +96,30 @@ async def test_a_bot_token_slack_takes_starts_serve_and_says_whose_it_is(
     assert CHECK_LINE not in err and "Traceback" not in err, err
 
 
-@pytest.mark.parametrize("how", ["connection refused", "503"])
+@pytest.mark.parametrize("how", ["connection refused", "503", "no answer"])
 async def test_serve_starts_when_slack_cant_be_reached_to_check_the_token(
     db_env: dict[str, str], slack: FakeSlack, how: str
 ) -> None:
     """Slack down (or the network to it) must not keep the bot down: one warning, then serve
-    runs (bolt checks the token again at the first request)."""
-    if how == "503":
-        slack.outage("auth.test", times=5, status=503)
-        api_url = slack.api_url
-    else:
-        api_url = f"http://127.0.0.1:{closed_port()}/api/"
-    err = await _serve_until_healthy(serving(db_env, api_url))
+    runs (bolt checks the token again at the first request). "no answer": a connection taken
+    and never answered (a proxy, a firewall) held the start for aiohttp's default 5 minutes,
+    since slack_sdk applies its timeout only to sessions it makes, not to serve's."""
+    with contextlib.ExitStack() as stack:
+        if how == "503":
+            slack.outage("auth.test", times=5, status=503)
+            api_url = slack.api_url
+        elif how == "no answer":
+            silent = stack.enter_context(socket.create_server(("127.0.0.1", 0)))
+            api_url = f"http://127.0.0.1:{silent.getsockname()[1]}/api/"  # never accepted
+        else:
+            api_url = f"http://127.0.0.1:{closed_port()}/api/"
+        err = await _serve_until_healthy(serving(db_env, api_url))
     warnings = [line for line in err.splitlines() if CHECK_LINE in line]
     assert len(warnings) == 1, err
     assert " WARNING " in warnings[0] and warnings[0].endswith(
         "starting anyway (Slack may be reachable later)"), warnings[0]  # fmt: skip
-    assert ("503" if how == "503" else "ClientConnectorError") in warnings[0], warnings[0]
+    said = {"503": "503", "connection refused": "ClientConnectorError", "no answer": "Timeout"}
+    assert said[how] in warnings[0], warnings[0]
     assert "Traceback" not in err, err
 
 
