@@ -299,17 +299,15 @@ def build_worker(settings: Settings, client: AsyncWebClient | None, db: Database
 
 
 def tell_connected(client: AsyncWebClient) -> Callable[[str, str, str], Any]:
-    """After a Mailchimp sign-in, tell the person who started it, in Slack."""
+    """After a Mailchimp sign-in, tell the person who started it, in Slack. A failure is the
+    caller's to log (bot.web: with the workspace, the person and the account)."""
 
     async def tell(team_id: str, user_id: str, account: str) -> None:
-        try:
-            dm = await client.conversations_open(users=user_id)
-            name = f"*{esc(account)}*" if account else "Your account"
-            text = (f":white_check_mark: Mailchimp is connected: {name}. Its audiences can now "
-                    "be added to imports.")  # fmt: skip
-            await client.chat_postMessage(channel=dm["channel"]["id"], text=text)
-        except Exception:
-            log.exception("could not tell %s that Mailchimp is connected", user_id)
+        dm = await client.conversations_open(users=user_id)
+        name = f"*{esc(account)}*" if account else "Your account"
+        text = (f":white_check_mark: Mailchimp is connected: {name}. Its audiences can now "
+                "be added to imports.")  # fmt: skip
+        await client.chat_postMessage(channel=dm["channel"]["id"], text=text)
 
     return tell
 
