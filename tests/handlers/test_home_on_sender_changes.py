@@ -20,7 +20,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import bindparam, text
@@ -36,7 +35,7 @@ from bot.workspaces import ensure_workspace
 from models import CampaignState, Database, HomeViewer
 from models.clock import utcnow
 from tests.conftest import BACKEND
-from tests.handlers.conftest import LEAD, Harness, running_app
+from tests.handlers.conftest import LEAD, Harness
 from tests.handlers.test_campaign_list_waiting import TEAM, WAITING, _live_with_due_invites
 from tests.handlers.test_home_waiting_invites import _campaign_text, _open_home
 from tests.jobs.test_worker_processes import wait_for
@@ -45,15 +44,6 @@ from tests.waiting import backend_pid
 HOME_REFRESH_JOB = "home_refresh"  # the kind, and the key of the workspace's pending one
 NO_SENDER = "no running worker"  # what the line under a waiting campaign says
 BOUND = 60  # seconds a worker gets to start, stop or send: a bound on a wait, never measured
-
-
-@pytest.fixture
-async def app(db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-              ) -> AsyncIterator[Harness]:  # fmt: skip
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    async with running_app(db, tmp_path) as harness:
-        yield harness
 
 
 def _sender(app: Harness) -> Worker:
