@@ -24,6 +24,13 @@ no connection to give. SQLite raises "no such column", a syntax error or a read-
 OperationalError, and asyncpg its 32,767-parameter limit as InterfaceError, as it does a
 closed connection: taken for outages by their class, they were waited out for ever.
 
+A database that refuses writes because it is read-only is said so, with what to check
+(`read_only_words`), wherever the words above are used, in the job's error and in the log's
+first line of each failure: PostgreSQL's read-only transaction (25006) stays an outage (a
+failover ends), SQLite's READONLY stays none (its file's permissions won't change by
+themselves), but both were told as "unavailable" or "refused a step", and a worker on a
+database that stays read-only logged only "claiming a job failed" every 30 s.
+
 A database error's own text is its SQL and parameters (ids, email addresses): what a thread
 or report is told says it in words (`failure_words`), and the job's error (`referral-bot
 jobs`) by the driver's class and first line (`_job_error`); the log has it all.
@@ -73,6 +80,19 @@ DATABASE_FULL = "the bot's database ran out of disk space; the worker's log says
 # ... and any other database error: a statement refused (a constraint, a column that isn't
 # there, more parameters than the driver sends), which is a bug of ours, not an outage
 DATABASE_REFUSED = "the bot's database refused a step of this work; the worker's log says more."
+# ... a database that refuses writes because it is read-only, with what to check: PostgreSQL
+# (25006, read_only_sql_transaction) answers so from a standby, during a failover or when
+# DATABASE_URL names one, and so does a database or role set default_transaction_read_only;
+# SQLite (SQLITE_READONLY, its extended codes too) when the process may not write the file or
+# its folder (permissions, a read-only mount). As the log says it, then as Slack and
+# `referral-bot jobs` say it.
+READ_ONLY_POSTGRES = ("the bot's database is read-only (PostgreSQL: a failover is under way, or "
+                      "DATABASE_URL names a standby, or a database or user set to "
+                      "default_transaction_read_only)")  # fmt: skip
+READ_ONLY_SQLITE = ("the bot's database is read-only (SQLite: its file or the file's folder "
+                    "isn't writable by the bot's process, or is on a read-only mount)")  # fmt: skip
+DATABASE_READ_ONLY_POSTGRES = f"{READ_ONLY_POSTGRES}; the worker's log says more."
+DATABASE_READ_ONLY_SQLITE = f"{READ_ONLY_SQLITE}; the worker's log says more."
 # SQLite's primary result codes (an extended code's low byte) of a database unavailable for
 # now: another connection holding its lock (BUSY, LOCKED), its disk failing or full (IOERR,
 # FULL), its file out of reach (CANTOPEN), out of memory (NOMEM), a lock's race (PROTOCOL).
@@ -86,6 +106,7 @@ _SQLITE_OUTAGE_WORDS = ("database is locked", "database table is locked", "disk 
                         "database or disk is full", "unable to open database file",
                         "out of memory", "locking protocol")  # fmt: skip
 _SQLITE_FULL_WORDS = "database or disk is full"
+_SQLITE_READ_ONLY_WORDS = "attempt to write a readonly database"  # every READONLY code's
 # PostgreSQL's SQLSTATEs of a database out of reach for now: a connection lost or refused
 # (08), out of resources (53), shutting down or starting (57P), a lock not granted in time
 # (55P03), a statement timed out (57014), a serialization failure or deadlock (40001, 40P01),
@@ -93,6 +114,7 @@ _SQLITE_FULL_WORDS = "database or disk is full"
 # old primary), the server's own I/O failing (58030)
 _OUTAGE_STATES = ("08", "53", "57P", "55P03", "57014", "40001", "40P01", "25006", "58030")
 _DISK_FULL = "53100"
+_READ_ONLY_TRANSACTION = "25006"
 # asyncpg's InterfaceError of a connection that is gone ("connection is closed", "cannot
 # perform operation: connection is closed"). Its others are our own doing, and persist: "the
 # number of query arguments cannot exceed 32767", "another operation is in progress" (one
@@ -158,6 +180,49 @@ def _database_full(exc: BaseException) -> bool:
     return _sqlstate(exc) == _DISK_FULL
 
 
+def _sqlite_code_is(error: sqlite3.Error, code: int, words: str) -> bool:
+    """SQLite's error has that primary result code (an extended code's low byte), or says
+    `words` when it has no code (one rebuilt from a job's recorded error, or raised by the
+    sqlite3 module itself)."""
+    given = getattr(error, "sqlite_errorcode", None)
+    if isinstance(given, int):
+        return given & 0xFF == code
+    return words in str(error)
+
+
+def _read_only(exc: BaseException) -> str | None:
+    """What the database is that refused a write because it is read-only ("postgres",
+    "sqlite"), or None: SQLite's READONLY (SQLITE_READONLY_DIRECTORY and the others too),
+    PostgreSQL's read_only_sql_transaction."""
+    driver = _driver(exc)
+    if isinstance(driver, sqlite3.Error):
+        read_only = _sqlite_code_is(driver, sqlite3.SQLITE_READONLY, _SQLITE_READ_ONLY_WORDS)
+        return "sqlite" if read_only else None
+    return "postgres" if _sqlstate(exc) == _READ_ONLY_TRANSACTION else None
+
+
+def read_only_words(exc: BaseException) -> str | None:
+    """A write refused because the database is read-only, as Slack, /healthz and the job's
+    error say it: what to check, by the database's kind (`DATABASE_READ_ONLY_*`); None for
+    any other error. A PostgreSQL standby's answer and a SQLite file the process can't write
+    said only "unavailable" or "refused a step", and nobody knew where to look."""
+    kind = _read_only(exc)
+    if kind is None:
+        return None
+    return DATABASE_READ_ONLY_POSTGRES if kind == "postgres" else DATABASE_READ_ONLY_SQLITE
+
+
+def _because(exc: BaseException) -> str:
+    """What a failure's log line adds after "... failed" so its first line says why: a
+    read-only database's words (": the bot's database is read-only (...)"), else "". The
+    traceback under it ends with the driver's words, but a worker on a database that stays
+    read-only repeats the same first line every 30 s, and that line is what gets read."""
+    kind = _read_only(exc)
+    if kind is None:
+        return ""
+    return f": {READ_ONLY_POSTGRES if kind == 'postgres' else READ_ONLY_SQLITE}"
+
+
 def _sqlstate(exc: BaseException) -> str:
     """PostgreSQL's SQLSTATE of the error, or "" (SQLite's, and anything not the database's)."""
     cause = exc.orig if isinstance(exc, DBAPIError) else exc
@@ -195,10 +260,14 @@ def _database_error(exc: BaseException) -> bool:
 
 def database_words(exc: BaseException) -> str | None:
     """A database error as its work's thread or report says it, never by its own text (its
-    SQL and parameters): out of reach, out of room, unavailable, or a step refused (any
-    other: a bug, not an outage). None for an error that isn't the database's."""
+    SQL and parameters): out of reach, read-only (`read_only_words`: an outage on
+    PostgreSQL, not on SQLite, either way said with what to check), out of room,
+    unavailable, or a step refused (any other: a bug, not an outage). None for an error
+    that isn't the database's."""
     if database_unreachable(exc):
         return DATABASE_UNREACHABLE
+    if (read_only := read_only_words(exc)) is not None:
+        return read_only
     if database_outage(exc):
         return DATABASE_FULL if _database_full(exc) else DATABASE_DOWN
     return DATABASE_REFUSED if _database_error(exc) else None
@@ -223,9 +292,14 @@ def _job_error(exc: BaseException) -> str:
     whoever runs the bot to look into: a database that couldn't be reached in words (see
     DATABASE_UNREACHABLE), another database error by the driver's class and the first line
     of its message (not SQLAlchemy's "[SQL: ...]" and "[parameters: ...]": ids, addresses),
-    anything else by its class and message."""
+    and then, for a database that is read-only, what to check (`read_only_words`: the
+    driver's "attempt to write a readonly database" doesn't say which file or why), anything
+    else by its class and message. The class stays first: *Finish the undo* reads it back
+    (bot.imports.undo._in_words)."""
     if database_unreachable(exc):
         return DATABASE_UNREACHABLE
+    if (read_only := read_only_words(exc)) is not None:
+        return f"{driver_error(exc)}: {read_only}"
     if _database_error(exc):
         return driver_error(exc)
     return f"{type(exc).__name__}: {exc}"
@@ -309,9 +383,9 @@ class JobContext:
         """Record progress; a database error here is logged and the job goes on."""
         try:
             owned = await queue.report_progress(self.db, self.job, self.owner, done, total)
-        except Exception:
-            log.exception("%s: recording progress %s/%s failed; going on", about(self.job),
-                          done, total)  # fmt: skip
+        except Exception as exc:
+            log.exception("%s: recording progress %s/%s failed%s; going on", about(self.job),
+                          done, total, _because(exc))  # fmt: skip
         else:
             if not owned:
                 self.lost.set()
@@ -352,11 +426,12 @@ async def surely(ctx: JobContext, what: str, step: Callable[[], Awaitable[T]]) -
             raise
         except Exception as exc:
             if not _passes(exc):
-                log.exception("%s: %s failed, and waiting can't mend it (not an outage)",
-                              about(ctx.job), what)  # fmt: skip
+                log.exception("%s: %s failed%s, and waiting can't mend it (not an outage)",
+                              about(ctx.job), what, _because(exc))  # fmt: skip
                 raise
             delay = backoff.next()
-            log.exception("%s: %s failed; retrying in %.1f s", about(ctx.job), what, delay)
+            log.exception("%s: %s failed%s; retrying in %.1f s", about(ctx.job), what,
+                          _because(exc), delay)  # fmt: skip
             if ctx.stopping.is_set() or ctx.lost.is_set():
                 raise JobStopped from None
             await asyncio.sleep(delay)
@@ -473,10 +548,10 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 job = await queue.claim(self.db, owner, self.config.lease_seconds, self.kinds)
-            except Exception:  # the database may be restarting: wait and try again
+            except Exception as exc:  # the database may be restarting: wait and try again
                 delay = backoff.next()
-                log.exception("worker %s: claiming a job failed; retrying in %.1f s",
-                              self.owner, delay)  # fmt: skip
+                log.exception("worker %s: claiming a job failed%s; retrying in %.1f s",
+                              self.owner, _because(exc), delay)  # fmt: skip
                 await self._pause(delay)
                 continue
             backoff.reset()
@@ -485,10 +560,10 @@ class Worker:
                 continue
             try:
                 await self._run(job, owner)
-            except Exception:  # _run records its own failures; this is a last resort
+            except Exception as exc:  # _run records its own failures; this is a last resort
                 delay = backoff.next()
-                log.exception("%s: the worker failed running it; going on in %.1f s",
-                              about(job), delay)  # fmt: skip
+                log.exception("%s: the worker failed running it%s; going on in %.1f s",
+                              about(job), _because(exc), delay)  # fmt: skip
                 await self._pause(delay)
 
     async def _run(self, job: Job, owner: str | None = None) -> None:
@@ -520,8 +595,8 @@ class Worker:
                     log.error("%s failed (attempt %s of %s): %s", about(job), job.attempts,
                               job.max_attempts, exc)  # fmt: skip
                 else:
-                    log.exception("%s failed (attempt %s of %s)", about(job), job.attempts,
-                                  job.max_attempts)  # fmt: skip
+                    log.exception("%s failed (attempt %s of %s)%s", about(job), job.attempts,
+                                  job.max_attempts, _because(exc))  # fmt: skip
                 error = str(exc) if told else _job_error(exc)
                 try:
                     said = await self._give_up_after(ctx, handler, str(exc) if told else
@@ -614,20 +689,20 @@ class Worker:
                                 about(job), what, exc)  # fmt: skip
                     continue
                 if not _passes(exc):
-                    log.exception("%s: %s failed, and retrying can't help; leaving it to its "
-                                  "lease, which lapses: then another worker takes it again",
-                                  about(job), what)  # fmt: skip
+                    log.exception("%s: %s failed%s, and retrying can't help; leaving it to "
+                                  "its lease, which lapses: then another worker takes it again",
+                                  about(job), what, _because(exc))  # fmt: skip
                     return False
                 if self.stopping.is_set():
                     failed_while_stopping += 1
                     if failed_while_stopping >= GIVE_UP_WHEN_STOPPING:
-                        log.exception("%s: %s failed; stopping anyway, its lease will expire "
-                                      "and another worker takes it over", about(job),
-                                      what)  # fmt: skip
+                        log.exception("%s: %s failed%s; stopping anyway, its lease will "
+                                      "expire and another worker takes it over", about(job),
+                                      what, _because(exc))  # fmt: skip
                         return False
                 delay = backoff.next()
-                log.exception("%s: %s failed; retrying in %.1f s", about(job), what,
-                              delay)  # fmt: skip
+                log.exception("%s: %s failed%s; retrying in %.1f s", about(job), what,
+                              _because(exc), delay)  # fmt: skip
                 await asyncio.sleep(delay)
 
     async def _heartbeat(self, ctx: JobContext) -> None:
@@ -645,10 +720,10 @@ class Worker:
                 owned = await queue.heartbeat(
                     self.db, ctx.job, ctx.owner, self.config.lease_seconds
                 )
-            except Exception:
+            except Exception as exc:
                 wait = backoff.next()
-                log.exception("%s: renewing its lease failed; retrying in %.1f s",
-                              about(ctx.job), wait)  # fmt: skip
+                log.exception("%s: renewing its lease failed%s; retrying in %.1f s",
+                              about(ctx.job), _because(exc), wait)  # fmt: skip
                 continue
             if not owned:
                 ctx.lost.set()  # cancelled, or our lease expired and someone else has it
@@ -673,10 +748,10 @@ class Worker:
                     await queue.register_worker(
                         self.db, self.owner, self.kinds, pid=os.getpid(), host=self.host
                     )
-            except Exception:
+            except Exception as exc:
                 wait = backoff.next()
-                log.exception("worker %s: recording that it is alive failed; retrying in %.1f s",
-                              self.owner, wait)  # fmt: skip
+                log.exception("worker %s: recording that it is alive failed%s; retrying in "
+                              "%.1f s", self.owner, _because(exc), wait)  # fmt: skip
             else:
                 first = False
                 backoff.reset()

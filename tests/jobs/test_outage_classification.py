@@ -28,6 +28,7 @@ from bot.jobs import queue
 from bot.jobs.worker import (
     DATABASE_DOWN,
     DATABASE_FULL,
+    DATABASE_READ_ONLY_SQLITE,
     DATABASE_REFUSED,
     GivingUp,
     JobContext,
@@ -106,7 +107,7 @@ async def test_a_read_only_sqlite_file_is_no_outage(db: Database, tmp_path: Path
         await readonly.dispose()
     assert "readonly database" in str(error), error
     assert not database_outage(error), repr(error)
-    assert failure_words(error) == DATABASE_REFUSED, failure_words(error)
+    assert failure_words(error) == DATABASE_READ_ONLY_SQLITE, failure_words(error)
 
 
 async def test_a_lock_held_by_another_client_is_an_outage(
