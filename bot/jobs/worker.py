@@ -767,8 +767,7 @@ class Worker:
             changed = await queue.worker_started_in(
                 conn, self.owner, self.kinds, pid=os.getpid(), host=self.host,
                 older_than=queue.stale_after(self.config.lease_seconds))  # fmt: skip
-            if self.kinds_changed is not None:
-                await self.kinds_changed(conn, changed)
+            await self._tell_kinds_changed(conn, changed, "started")
 
     async def _leave(self) -> None:
         """Remove this worker from the worker list and tell `kinds_changed` the kinds no live
@@ -778,5 +777,21 @@ class Worker:
             changed = await queue.worker_stopped_in(
                 conn, self.owner, self.kinds,
                 older_than=queue.stale_after(self.config.lease_seconds))  # fmt: skip
-            if self.kinds_changed is not None:
+            await self._tell_kinds_changed(conn, changed, "stopped")
+
+    async def _tell_kinds_changed(self, conn: AsyncConnection, changed: frozenset[str],
+                                  how: str) -> None:  # fmt: skip
+        """`kinds_changed`, in a savepoint of the transaction that records the worker: what
+        it queues commits with the record, but its failure (a bug, a statement timed out) is
+        logged and rolled back alone. Sharing the transaction whole, it kept the worker out
+        of the worker list, retried for ever as "recording that it is alive failed", while
+        the worker ran jobs that `jobs` said waited for a worker."""
+        if self.kinds_changed is None or not changed:
+            return
+        try:
+            async with conn.begin_nested():
                 await self.kinds_changed(conn, changed)
+        except Exception as exc:
+            log.exception("worker %s %s (who can run %s changed), but telling what that changes "
+                          "failed%s; the worker list records it all the same", self.owner, how,
+                          ", ".join(sorted(changed)), _because(exc))  # fmt: skip
