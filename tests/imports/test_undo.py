@@ -250,6 +250,29 @@ async def test_an_undo_a_live_worker_runs_is_not_called_waiting_on_a_host_ahead(
     assert await unattended_undo(db, TEAM, batch, lease_seconds=30.0) == WAITING
 
 
+async def test_an_undo_queued_again_is_not_called_waiting_while_its_last_worker_lives(
+    db: Database, world: dict
+) -> None:
+    """An undo job queued again (its attempt failed and is retried) still names the worker
+    that ran it last. The undo's own check of whether a worker would take it set that worker
+    aside as dead, alive or not, and called the undo "waiting" (App Home offered to finish
+    it) although the only worker, alive, would run it at its retry. One rule now says which
+    workers are alive (queue.runnable_kinds): those whose lease on a running job lapsed."""
+    from bot.imports.undo import WAITING, unattended_undo
+    from bot.jobs import queue
+
+    batch = world["batch"]
+    await request_undo(db, TEAM, batch, LEAD, remove_advocates=False, window_days=WEEK)
+    await queue.register_worker(db, "host-a:1:abc", {UNDO_JOB}, pid=1, host="host-a")
+    async with db.begin() as conn:  # queued again after an attempt "host-a:1:abc#0" ran
+        await conn.execute(text("UPDATE job SET lease_owner = 'host-a:1:abc#0', attempts = 1 "
+                                "WHERE kind = :k AND state = 'queued'"), {"k": UNDO_JOB})
+    assert await unattended_undo(db, TEAM, batch, lease_seconds=30.0) is None
+    async with db.begin() as conn:  # that worker gone for good: nothing would run it
+        await conn.execute(text("DELETE FROM worker_process"))
+    assert await unattended_undo(db, TEAM, batch, lease_seconds=30.0) == WAITING
+
+
 async def test_second_undo_is_refused_and_a_double_click_queues_one_job(
     db: Database, world: dict
 ) -> None:
