@@ -380,6 +380,11 @@ class _TooManyMerged(Exception):
     """A sheet lists more than MAX_MERGED_RANGES ranges merged down (_merged_down)."""
 
 
+class _SheetRefused(CsvFileError):
+    """A sheet too many ranges are merged down in (_too_many_merged): the workbook is refused
+    only if it is the sheet read (XlsxReader._use), not for one looked at while choosing."""
+
+
 def _merged_down(source: BinaryIO) -> array[int]:
     """The merged ranges of a sheet part spanning several rows, packed (_packed) and sorted,
     so by top row; _TooManyMerged past MAX_MERGED_RANGES of them.
@@ -552,6 +557,7 @@ class _Reading:
 
     merges: _MergedDown  # fills merged values in, told the columns read by XlsxReader._use
     uncalculated: list[int] = field(default_factory=lambda: [0])  # formulas without results
+    refused: _SheetRefused | None = None  # raised if this sheet is the one read
 
 
 @dataclass(frozen=True, slots=True)
@@ -646,7 +652,7 @@ class _Book:
             with self.archive.open(sheet.path) as source:
                 return _merged_down(source)
         except _TooManyMerged:
-            raise CsvFileError(_too_many_merged(sheet.title)) from None
+            raise _SheetRefused(_too_many_merged(sheet.title)) from None
         except Exception as exc:  # a part cut short, or failing its CRC
             raise CsvFileError(DAMAGED) from exc
 
@@ -893,8 +899,13 @@ class XlsxReader:
     def _header_of(
         self, sheet: _Sheet
     ) -> tuple[tuple[int, list[str]] | None, Rows, _Reading]:
-        """The header and rows of `sheet`, and what reading them keeps beside them."""
-        reading = _Reading(self._book.merged_down(sheet))
+        """The header and rows of `sheet`, and what reading them keeps beside them. A sheet
+        with too many ranges merged down is looked at without them: a notes sheet of them
+        before the contacts refused the whole workbook; it refuses it only if it is read."""
+        try:
+            reading = _Reading(self._book.merged_down(sheet))
+        except _SheetRefused as refused:
+            reading = _Reading(_MergedDown(), refused=refused)
         rows = self._book.rows(sheet, merged=reading.merges, uncalculated=reading.uncalculated)
         header, rows = _header_and_rows(self._guarded(rows), self._fits_chosen)
         return header, rows, reading
@@ -904,6 +915,9 @@ class XlsxReader:
         """Read `sheet`: its header found, its columns mapped, its merged values filled into
         the columns read from the rows below (_MergedDown.fill_only)."""
         assert header is not None
+        if reading.refused is not None:
+            rows.close()
+            raise reading.refused
         self.sheet, self._rows, self._uncalculated = sheet.title, rows, reading.uncalculated
         self.header_row, self.header = header
         self.columns: Columns = self._columns_of(self.header)

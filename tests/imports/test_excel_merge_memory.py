@@ -24,6 +24,7 @@ from sqlalchemy import text
 from bot.imports.excel import DAMAGED, XlsxReader
 from bot.imports.importer import ImportFailed, import_files
 from bot.imports.reading import CsvFileError
+from bot.imports.rows import Classifier
 from bot.workspaces import ensure_workspace
 from models import Database
 from tests.imports.test_excel import workbook
@@ -152,6 +153,22 @@ def test_many_sheets_of_merged_ranges_are_not_all_held(tmp_path: Path) -> None:
     assert grew < 26, grew  # 20 MB; 34 MB with every sheet's kept, packed
     assert outcome == [[2, "a2@example.com", False], [3, "a3@example.com", False],
                        [4, "a4@example.com", True]]  # fmt: skip
+
+
+def test_a_sheet_of_too_many_ranges_not_the_one_read_refuses_nothing() -> None:
+    """A notes sheet listing more ranges than the cap, before the contacts: it is looked at
+    without its ranges while the sheet to read is chosen, and refuses the workbook only if it
+    is that sheet (it refused it, naming "Notes", though the contacts were on the next)."""
+    notes = [["Note 1", "Note 2"], ["a", "b"]]
+    data = _with_merges(workbook(("Notes", notes), ("Contacts", CONTACTS)),
+                        {"xl/worksheets/sheet1.xml": _ranges(MAX_MERGED_RANGES + 1),
+                         "xl/worksheets/sheet2.xml": ["B2:B3"]})  # fmt: skip
+    with XlsxReader(io.BytesIO(data)) as reader:
+        assert reader.sheet == "Contacts"
+        staged = Classifier().records(reader.records(), reader.columns)
+        assert [[row[0], row[1], row[8]] for row in staged] == [
+            [2, "a2@example.com", False], [3, "a3@example.com", False],
+            [4, "a4@example.com", True]]  # fmt: skip
 
 
 async def test_the_import_refuses_it_before_staging_a_row(db: Database) -> None:
