@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlmodel import col, select
 
 from bot.imports.batches import add_source, fail_source
-from bot.jobs.worker import DATABASE_DOWN, GivingUp, Handler, JobContext, database_outage, surely
+from bot.jobs.worker import GivingUp, Handler, JobContext, database_words, surely
 from bot.mailchimp.accounts import NotConnected, refused_from_now_on, stamped_credentials
 from bot.mailchimp.api import Audience, MailchimpError, NotFound, ReconnectNeeded, Refused
 from bot.mailchimp.importing import read_audience
@@ -80,8 +80,10 @@ def mailchimp_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
                 raise  # busy or down: the job retries with backoff
             await fail(ctx, source, str(exc))
         except Exception as exc:  # a bug, an answer nobody foresaw: not "Reading…" forever
-            if ctx.last_attempt:  # what it was goes to the log (the worker's), not to Slack
-                await give_up(ctx, DATABASE_DOWN if database_outage(exc) else UNFORESEEN)
+            if ctx.last_attempt:  # what it was goes to the log (the worker's), not to Slack;
+                # a database's error in the words every job uses (read-only and where to look,
+                # out of disk space, out of reach...), not "unavailable" or "went wrong"
+                await give_up(ctx, database_words(exc) or UNFORESEEN)
             raise
         await report(ctx, source)
 
