@@ -707,6 +707,19 @@ async def forget_stale_workers(db: Database, older_than: timedelta) -> int:
         return int(result.rowcount or 0)
 
 
+async def refresh_worker(db: Database, owner: str) -> bool:
+    """Mark a live worker seen now; False when its row is gone: another worker's start forgot
+    it as dead (not seen for `stale_after`: a long database outage, a stopped VM). It must
+    then be recorded again as a start is (bot.jobs.worker: `worker_started_in`), since what
+    its absence changed (App Home's "no running worker can send") was said then."""
+    now = lease_now(db.is_sqlite)
+    async with db.begin() as conn:
+        seen = await conn.execute(_sql(f"UPDATE worker_process SET seen_at = {now} "
+                                       "WHERE owner = :owner"),
+                                  {"owner": owner, "now": utcnow()})  # fmt: skip
+    return seen.rowcount == 1
+
+
 async def unregister_worker(db: Database, owner: str) -> None:
     async with db.begin() as conn:
         await conn.execute(

@@ -744,10 +744,11 @@ class Worker:
             try:
                 if first:
                     await self._arrive()
-                else:
-                    await queue.register_worker(
-                        self.db, self.owner, self.kinds, pid=os.getpid(), host=self.host
-                    )
+                elif not await queue.refresh_worker(self.db, self.owner):
+                    log.warning("worker %s: its row in the worker list was gone (taken for "
+                                "dead, unseen too long); recording it again",
+                                self.owner)  # fmt: skip
+                    await self._arrive()
             except Exception as exc:
                 wait = backoff.next()
                 log.exception("worker %s: recording that it is alive failed%s; retrying in "
