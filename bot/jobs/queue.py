@@ -761,6 +761,22 @@ async def worker_started_in(
     return (frozenset(kinds) | gone) - before
 
 
+async def dead_workers_forgotten_in(conn: AsyncConnection, *,
+                                    older_than: timedelta) -> frozenset[str]:  # fmt: skip
+    """Forget the rows of workers not seen within `older_than`, in the caller's transaction,
+    as a start does (`worker_started_in`); the kinds no live worker runs any more. A live
+    worker asks at each refresh of its row: a sender that died with nobody starting after it
+    was noticed by nothing, and App Home never said its invites wait."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_WORKERS_LOCK)
+    cutoff = await database_now_in(conn) - older_than
+    forgotten = await conn.execute(_FORGET_STALE, {"cutoff": cutoff})
+    gone = frozenset().union(*(_kinds_of(row.kinds) for row in forgotten))
+    if not gone:
+        return gone
+    return gone - await _other_live_kinds_in(conn, "", cutoff)
+
+
 async def worker_stopped_in(conn: AsyncConnection, owner: str, kinds: Collection[str], *,
                             older_than: timedelta) -> frozenset[str]:  # fmt: skip
     """Remove a worker that stops cleanly, in the caller's transaction; the kinds it ran that

@@ -749,6 +749,8 @@ class Worker:
                                 "dead, unseen too long); recording it again",
                                 self.owner)  # fmt: skip
                     await self._arrive()
+                else:
+                    await self._forget_dead()
             except Exception as exc:
                 wait = backoff.next()
                 log.exception("worker %s: recording that it is alive failed%s; retrying in "
@@ -769,6 +771,15 @@ class Worker:
                 conn, self.owner, self.kinds, pid=os.getpid(), host=self.host,
                 older_than=queue.stale_after(self.config.lease_seconds))  # fmt: skip
             await self._tell_kinds_changed(conn, changed, "started")
+
+    async def _forget_dead(self) -> None:
+        """Forget the rows of workers that stopped refreshing theirs (killed, their host gone)
+        and tell `kinds_changed` the kinds nobody runs any more, in one transaction: else a
+        sender that died was noticed only by the next worker's start."""
+        async with self.db.begin() as conn:
+            changed = await queue.dead_workers_forgotten_in(
+                conn, older_than=queue.stale_after(self.config.lease_seconds))  # fmt: skip
+            await self._tell_kinds_changed(conn, changed, "found a dead worker")
 
     async def _leave(self) -> None:
         """Remove this worker from the worker list and tell `kinds_changed` the kinds no live

@@ -1,4 +1,4 @@
-"""A live worker whose row another worker's start forgot is recorded again as a start is.
+"""Workers taken for dead: forgotten by the live ones, and recorded again if alive after all.
 
 A worker not seen for `stale_after` (a long database outage, a stopped VM) is taken for dead:
 the next worker's start deletes its row and says what that changes (App Home: invites wait
@@ -14,12 +14,14 @@ import logging
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.jobs import queue
 from bot.jobs.worker import JobContext, Worker, WorkerConfig
 from models import Database
+from models.clock import utcnow
 from tests.jobs.test_worker_processes import wait_for
 
 KIND = "noop"
@@ -60,3 +62,41 @@ async def test_a_worker_forgotten_as_dead_is_recorded_again_and_says_what_that_c
     said = [r.getMessage() for r in caplog.records if "was gone" in r.getMessage()]
     assert said == [f"worker {worker.owner}: its row in the worker list was gone (taken for "
                     "dead, unseen too long); recording it again"], said
+
+
+async def test_a_dead_worker_is_forgotten_by_a_live_one_which_says_what_that_changes(
+    db: Database,
+) -> None:
+    """A sender killed, and no worker starting after it: only a start forgot dead workers'
+    rows, so nothing noticed, and App Home never said its invites wait for a sender. A live
+    worker now forgets them as it refreshes its own row, and tells what nobody runs now."""
+    told: list[frozenset[str]] = []
+
+    async def kinds_changed(conn: AsyncConnection, changed: frozenset[str]) -> None:
+        told.append(changed)
+
+    worker = Worker(db, {KIND: _noop}, WorkerConfig(lease_seconds=1.5, poll_seconds=0.05),
+                    kinds_changed=kinds_changed)  # fmt: skip
+    running = asyncio.create_task(worker.run())
+    try:
+        await wait_for(lambda: _listed(db, worker), BOUND, "the worker in the worker list")
+        await queue.register_worker(db, "gone:1:abc", {"sends", KIND}, pid=1, host="gone")
+        async with db.begin() as conn:  # another worker, not seen for an hour: killed
+            old = utcnow() - timedelta(hours=1)
+            await conn.execute(text("UPDATE worker_process SET seen_at = :old WHERE owner = :o")
+                               .bindparams(bindparam("old", type_=UTCDateTime())),
+                               {"old": old, "o": "gone:1:abc"})  # fmt: skip
+        await wait_for(lambda: _gone(db, "gone:1:abc"), BOUND, "the dead worker forgotten")
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, BOUND)
+    # its start (noop new); the dead one's row forgotten (nobody runs "sends" now; noop, the
+    # live one runs); its own stop (nobody runs noop)
+    assert told == [frozenset({KIND}), frozenset({"sends"}), frozenset({KIND})], told
+
+
+async def _gone(db: Database, owner: str) -> bool:
+    async with db.begin() as conn:
+        found = await conn.execute(text("SELECT 1 FROM worker_process WHERE owner = :o"),
+                                   {"o": owner})  # fmt: skip
+        return found.first() is None
