@@ -406,7 +406,8 @@ async def serve(
     web_app = build_web_app(None if socket_mode else bolt, health=health, socket_mode=connection,
                             database=DatabaseHealth(db),
                             routes=public_routes(db, settings,
-                                                 on_connected=tell_connected(client)))  # fmt: skip
+                                                 on_connected=tell_connected(client),
+                                                 in_background=later.background))  # fmt: skip
     # requests still in progress at a stop get REQUESTS_GRACE_SECONDS (Slack's own are acked
     # within 3 s); aiohttp's 60 let anyone hold every shutdown for a minute with a slow body
     runner = web.AppRunner(web_app, access_log_class=SlackQuietAccessLogger,
@@ -450,6 +451,8 @@ async def serve(
                 await asyncio.wait(set(listening), timeout=LISTENERS_GRACE_SECONDS)
             await handler.close_async()
         await runner.cleanup()
+        # listeners' work and a sign-in's Slack DM, waited for: each Slack call is bounded by
+        # SLACK_TIMEOUT (slack_sdk tries a timed-out one once more)
         await later.drain()
         await asyncio.gather(*stopping)
         await session.close()

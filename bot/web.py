@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import unicodedata
-from collections.abc import Awaitable, Callable, Collection
-from typing import NamedTuple
+from collections.abc import Awaitable, Callable, Collection, Coroutine
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
@@ -145,18 +145,6 @@ def visitor_page(request: web.Request, words: dict[str, PageText], *, status: in
     return response
 
 
-async def _send_now(request: web.Request, response: web.Response) -> None:
-    """Send `response` whole now, so that its handler may go on after it: the browser has
-    its page, and aiohttp still counts the request in progress until the handler returns
-    (`serve` stopping waits for it, then cancels it). Kept alive, not `Connection: close`:
-    aiohttp forgets the handler of a connection the browser closed, and a stop would
-    neither wait for it nor cancel it. With the Referrer-Policy own_error_pages gives every
-    answer: a response already sent keeps the headers it went with."""
-    _no_referrer(response)
-    await response.prepare(request)
-    await response.write_eof()
-
-
 def own_error_pages(untouched: Collection[str]) -> Middleware:
     """Middleware of everything `serve` answers on its port.
 
@@ -212,6 +200,8 @@ _HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
 
 
 Connected = Callable[[str, str, str], Awaitable[None]]  # (team, user, account name)
+# Starts work a page doesn't wait for, kept where `serve` stopping waits for it (Later.background)
+Background = Callable[[Coroutine[Any, Any, None]], None]
 
 
 class _Addressee(NamedTuple):
@@ -272,8 +262,12 @@ def _origin(url: str) -> str:
         return ""
 
 
-def public_routes(db: Database, settings: Settings, *, on_connected: Connected | None = None
-                  ) -> list[web.RouteDef]:  # fmt: skip
+def public_routes(db: Database, settings: Settings, *, on_connected: Connected | None = None,
+                  in_background: Background | None = None) -> list[web.RouteDef]:  # fmt: skip
+    """The public pages' routes. `on_connected` tells the person in Slack that Mailchimp is
+    connected; `in_background` (serve: its Later's) runs that after the page is returned.
+    Without it the page waits for Slack (routes built alone, as tests do)."""
+
     async def _retired(code: str) -> bool:
         """Its advocate was deleted (`/referral contacts`): 410 Gone rather than 404."""
         async with db.begin() as conn:
@@ -492,11 +486,13 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         log.info("Mailchimp account %r connected (%s)", account.account_name, who)
         await _refresh_homes(state, who)
         name = isolated(account.account_name or "") or "Your account"  # as the start page's
-        response = page("Mailchimp connected", f"{name} is connected. You can close this tab "
-                        "and go back to Slack.")  # fmt: skip
-        await _send_now(request, response)
-        await _tell_in_slack(state, account.account_name, who)
-        return response
+        told = _tell_in_slack(state, account.account_name, who)
+        if in_background is not None:
+            in_background(told)
+        else:
+            await told
+        return page("Mailchimp connected", f"{name} is connected. You can close this tab and go "
+                    "back to Slack.")  # fmt: skip
 
     async def _give_back(state: State, who: str) -> None:
         """Nothing was connected: Connect in Slack (the same start link, claimed by this
@@ -516,11 +512,15 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             log.exception("Mailchimp connected (%s), but Home tabs weren't refreshed", who)
 
     async def _tell_in_slack(state: State, account_name: str, who: str) -> None:
-        """The person is told in Slack, after the browser has its page: a slow Slack held
-        the page (5 minutes, the Slack session's timeout, for one that never answered), and
-        `serve` stopping meanwhile cut the browser off with no page, though the account was
-        connected. This runs in the request's handler still, so `serve` stopping waits for
-        it (REQUESTS_GRACE_SECONDS), then cancels it. Not a job: the page said it is
+        """The person is told in Slack, beside the page (`in_background`), not before it: a
+        slow Slack held the page (5 minutes for one that never answered, before serve's
+        Slack session had timeouts), and `serve` stopping meanwhile cut the browser off with
+        no page, though the account was connected. Nor after it in the same handler: aiohttp
+        answers nothing more on that connection until the handler returns, and a proxy that
+        keeps its connections to serve alive sent other requests (Slack's, with their 3 s)
+        down one stuck behind the DM. `serve` stopping waits for it, as for listeners' work
+        (Later.drain), within the Slack session's timeouts. Its failure is one line, with
+        the workspace, the person and the account. Not a job: the page said it is
         connected, and Home and `/referral mailchimp` show it; the DM says it again."""
         if on_connected is None:
             return
@@ -529,7 +529,7 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             await on_connected(state.team_id, state.user_id, account_name)
         except asyncio.CancelledError:
             log.warning("Mailchimp connected (%s), but the person wasn't told in Slack %s: "
-                        "serve stopped before Slack answered", who, said)  # fmt: skip
+                        "cut off before Slack answered", who, said)  # fmt: skip
             raise
         except Exception:
             log.exception("Mailchimp connected (%s), but the person wasn't told in Slack %s",

@@ -10,7 +10,8 @@ connections with their timers, frames and objects on the one event loop that ack
 with 20 requests in flight (bench/ack_latency.py) the acks' p99 fell by about half in most
 runs with the bound, the process used ~20% less CPU, and the work itself finished sooner.
 Work that opens a modal is `prompt`: it starts at once, because Slack's trigger id lives 3
-seconds.
+seconds. Work a web page started without waiting for it (the DM after a Mailchimp sign-in) is
+`background`: kept here too, so that shutdown waits for it.
 """
 
 from __future__ import annotations
@@ -169,9 +170,31 @@ class Later:
     def run(self, work: Coroutine[Any, Any, None], client: AsyncWebClient,
             body: dict[str, Any], *, prompt: bool = False) -> None:  # fmt: skip
         """Run `work` after the ack; `prompt` (opening a modal) skips the queue."""
-        task = asyncio.create_task(self._guarded(work, client, body, prompt))
+        self._keep(asyncio.create_task(self._guarded(work, client, body, prompt)))
+
+    def background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` now, kept with the listeners' work so that drain() (serve stopping)
+        waits for it too: work a web page started and no longer waits for (the Slack DM
+        after a Mailchimp sign-in, bot/web.py). It logs its own failures, with its context,
+        so nobody is told of them in Slack; one it lets through is logged here, not left
+        to asyncio's "exception was never retrieved". Not queued behind the listeners'
+        turns: it is one or two Slack calls, no database connection."""
+        self._keep(asyncio.create_task(self._logged(work)))
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        """Hold `task` until it ends: drain() waits for it, and the loop's weak reference
+        alone would let it be collected mid-way."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _logged(work: Coroutine[Any, Any, None]) -> None:
+        """`work`, whose failure nobody awaits: logged, as a task's would otherwise be only
+        when it is collected, without context."""
+        try:
+            await work
+        except Exception:
+            log.exception("work in the background failed")
 
     async def _guarded(self, work: Coroutine[Any, Any, None], client: AsyncWebClient,
                        body: dict[str, Any], prompt: bool) -> None:  # fmt: skip
@@ -195,8 +218,13 @@ class Later:
         return bool(self._tasks)
 
     async def drain(self) -> bool:
-        """Wait for the work in flight (shutdown, tests); True if there was any."""
+        """Wait for the work in flight (shutdown, tests); True if there was any. Said in the
+        log: a stop that waits (for a Slack slow to answer, up to its session's timeouts)
+        says what it is waiting for."""
         busy = bool(self._tasks)
+        if busy:
+            log.info("waiting for %d piece(s) of work under way (Slack calls after an ack "
+                     "or a sign-in) before stopping", len(self._tasks))  # fmt: skip
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         return busy
