@@ -738,6 +738,12 @@ async def unregister_worker(db: Database, owner: str) -> None:
 _WORKERS_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended("
                      "'worker_process:' || coalesce(current_schema(), ''), 0))")  # fmt: skip
 _FORGET_STALE = _sql("DELETE FROM worker_process WHERE seen_at < :cutoff RETURNING kinds")
+_TRY_WORKERS_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended("
+                         "'worker_process:' || coalesce(current_schema(), ''), 0))")  # fmt: skip
+_ANY_STALE = _sql("SELECT 1 FROM worker_process WHERE seen_at < :cutoff AND owner <> :owner "
+                  "LIMIT 1")  # fmt: skip
+_FORGET_OTHERS_STALE = _sql("DELETE FROM worker_process WHERE seen_at < :cutoff "
+                            "AND owner <> :owner RETURNING kinds")  # fmt: skip
 _OTHERS_LIVE = _sql("SELECT kinds FROM worker_process WHERE seen_at >= :cutoff "
                     "AND owner <> :owner")  # fmt: skip
 
@@ -761,16 +767,24 @@ async def worker_started_in(
     return (frozenset(kinds) | gone) - before
 
 
-async def dead_workers_forgotten_in(conn: AsyncConnection, *,
+async def dead_workers_forgotten_in(conn: AsyncConnection, owner: str, *,
                                     older_than: timedelta) -> frozenset[str]:  # fmt: skip
-    """Forget the rows of workers not seen within `older_than`, in the caller's transaction,
-    as a start does (`worker_started_in`); the kinds no live worker runs any more. A live
-    worker asks at each refresh of its row: a sender that died with nobody starting after it
-    was noticed by nothing, and App Home never said its invites wait."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(_WORKERS_LOCK)
+    """Forget the rows of workers not seen within `older_than`, but `owner`'s (the worker
+    asking), in the caller's transaction, as a start does (`worker_started_in`); the kinds no
+    live worker runs any more. A live worker asks at each refresh of its row: a sender that
+    died with nobody starting after it was noticed by nothing, and App Home never said its
+    invites wait. Cheap when there is nothing to forget (a read, no lock, no write: SQLite's
+    one writer is an import's for seconds at a time); on PostgreSQL the workers' lock is only
+    tried, and the work left to the next refresh if another start, stop or refresh holds it:
+    waited for, a session holding it (a host cut off mid-transaction) stopped every worker's
+    refresh until they all looked dead."""
     cutoff = await database_now_in(conn) - older_than
-    forgotten = await conn.execute(_FORGET_STALE, {"cutoff": cutoff})
+    params = {"cutoff": cutoff, "owner": owner}
+    if (await conn.execute(_ANY_STALE, params)).first() is None:
+        return frozenset()
+    if conn.dialect.name == "postgresql" and not (await conn.execute(_TRY_WORKERS_LOCK)).scalar():
+        return frozenset()
+    forgotten = await conn.execute(_FORGET_OTHERS_STALE, params)
     gone = frozenset().union(*(_kinds_of(row.kinds) for row in forgotten))
     if not gone:
         return gone

@@ -749,13 +749,13 @@ class Worker:
                                 "dead, unseen too long); recording it again",
                                 self.owner)  # fmt: skip
                     await self._arrive()
-                else:
-                    await self._forget_dead()
             except Exception as exc:
                 wait = backoff.next()
                 log.exception("worker %s: recording that it is alive failed%s; retrying in "
                               "%.1f s", self.owner, _because(exc), wait)  # fmt: skip
             else:
+                if not first:
+                    await self._forget_dead()
                 first = False
                 backoff.reset()
                 wait = self.presence_seconds
@@ -775,11 +775,19 @@ class Worker:
     async def _forget_dead(self) -> None:
         """Forget the rows of workers that stopped refreshing theirs (killed, their host gone)
         and tell `kinds_changed` the kinds nobody runs any more, in one transaction: else a
-        sender that died was noticed only by the next worker's start."""
-        async with self.db.begin() as conn:
-            changed = await queue.dead_workers_forgotten_in(
-                conn, older_than=queue.stale_after(self.config.lease_seconds))  # fmt: skip
-            await self._tell_kinds_changed(conn, changed, "found a dead worker")
+        sender that died was noticed only by the next worker's start. Unlike a start's or a
+        stop's, a failure of the telling undoes the forgetting too, so the next refresh tries
+        both again: the row forgotten, the change would never be told."""
+        try:
+            async with self.db.begin() as conn:
+                changed = await queue.dead_workers_forgotten_in(
+                    conn, self.owner,
+                    older_than=queue.stale_after(self.config.lease_seconds))  # fmt: skip
+                if changed and self.kinds_changed is not None:
+                    await self.kinds_changed(conn, changed)
+        except Exception as exc:
+            log.exception("worker %s: forgetting dead workers' rows failed%s; trying again at "
+                          "its next refresh", self.owner, _because(exc))  # fmt: skip
 
     async def _leave(self) -> None:
         """Remove this worker from the worker list and tell `kinds_changed` the kinds no live

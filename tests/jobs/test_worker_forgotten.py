@@ -22,6 +22,7 @@ from bot.jobs import queue
 from bot.jobs.worker import JobContext, Worker, WorkerConfig
 from models import Database
 from models.clock import utcnow
+from tests.conftest import BACKEND
 from tests.jobs.test_worker_processes import wait_for
 
 KIND = "noop"
@@ -80,12 +81,7 @@ async def test_a_dead_worker_is_forgotten_by_a_live_one_which_says_what_that_cha
     running = asyncio.create_task(worker.run())
     try:
         await wait_for(lambda: _listed(db, worker), BOUND, "the worker in the worker list")
-        await queue.register_worker(db, "gone:1:abc", {"sends", KIND}, pid=1, host="gone")
-        async with db.begin() as conn:  # another worker, not seen for an hour: killed
-            old = utcnow() - timedelta(hours=1)
-            await conn.execute(text("UPDATE worker_process SET seen_at = :old WHERE owner = :o")
-                               .bindparams(bindparam("old", type_=UTCDateTime())),
-                               {"old": old, "o": "gone:1:abc"})  # fmt: skip
+        await _dead_sender(db)
         await wait_for(lambda: _gone(db, "gone:1:abc"), BOUND, "the dead worker forgotten")
     finally:
         worker.stop()
@@ -100,3 +96,59 @@ async def _gone(db: Database, owner: str) -> bool:
         found = await conn.execute(text("SELECT 1 FROM worker_process WHERE owner = :o"),
                                    {"o": owner})  # fmt: skip
         return found.first() is None
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="the workers' lock is PostgreSQL's")
+async def test_a_held_workers_lock_neither_stops_refreshes_nor_is_waited_for(
+    db: Database,
+) -> None:
+    """Forgetting dead workers takes the workers' lock, as starts and stops do. Waited for at
+    every refresh, a session holding it (a host cut off mid-start) stopped every worker's
+    refresh until all looked dead, and then one forgot its own row. The lock is only tried
+    now: the refreshes go on, and the dead row is forgotten once the lock is free."""
+    told: list[frozenset[str]] = []
+
+    async def kinds_changed(conn: AsyncConnection, changed: frozenset[str]) -> None:
+        told.append(changed)
+
+    worker = Worker(db, {KIND: _noop}, WorkerConfig(lease_seconds=1.5, poll_seconds=0.05),
+                    kinds_changed=kinds_changed)  # fmt: skip
+    running = asyncio.create_task(worker.run())
+    try:
+        await wait_for(lambda: _listed(db, worker), BOUND, "the worker in the worker list")
+        async with db.engine.connect() as other, other.begin():  # another start, cut off
+            await other.execute(text("SELECT pg_advisory_xact_lock(hashtextextended("
+                                     "'worker_process:' || coalesce(current_schema(), ''), 0))"))
+            await _dead_sender(db)
+            for _ in range(2):  # one refresh could be under way as the lock was taken
+                seen = await _seen_at(db, worker.owner)
+                await wait_for(_after(db, worker.owner, seen), BOUND, "a refresh, lock held")
+            assert not await _gone(db, "gone:1:abc")  # left to a refresh once the lock is free
+        await wait_for(lambda: _gone(db, "gone:1:abc"), BOUND, "the dead worker forgotten")
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, BOUND)
+    assert told == [frozenset({KIND}), frozenset({"sends"}), frozenset({KIND})], told
+
+
+async def _dead_sender(db: Database) -> None:
+    """A worker that ran "sends" and noop, not seen for an hour: killed."""
+    await queue.register_worker(db, "gone:1:abc", {"sends", KIND}, pid=1, host="gone")
+    async with db.begin() as conn:
+        old = utcnow() - timedelta(hours=1)
+        await conn.execute(text("UPDATE worker_process SET seen_at = :old WHERE owner = :o")
+                           .bindparams(bindparam("old", type_=UTCDateTime())),
+                           {"old": old, "o": "gone:1:abc"})  # fmt: skip
+
+
+async def _seen_at(db: Database, owner: str) -> object:
+    async with db.begin() as conn:
+        return (await conn.execute(text("SELECT seen_at FROM worker_process WHERE owner = :o"),
+                                   {"o": owner})).scalar_one()  # fmt: skip
+
+
+def _after(db: Database, owner: str, then: object):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        return bool(await _seen_at(db, owner) > then)  # type: ignore[operator]
+
+    return check
