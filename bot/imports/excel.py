@@ -587,6 +587,7 @@ class _Book:
             )
             self.workbook = reader.wb
             self._merges: dict[str, array[int]] = {}  # by sheet part (merged_down)
+            self._refused: dict[str, _SheetRefused] = {}  # sheets over the cap, by part
             self.sheets = [
                 _Sheet(sheet.name, sheet.state in (None, "visible"), rel.target)
                 for sheet, rel in reader.parser.find_sheets()
@@ -639,8 +640,14 @@ class _Book:
         workbook of many sheets at the cap held each. CsvFileError for a sheet of more, or
         whose part is damaged (this runs before its rows are read, as DAMAGED says)."""
         kept = self._merges
+        if (refused := self._refused.get(sheet.path)) is not None:
+            raise refused  # scanned once: a sheet is looked at up to four times
         if (merges := kept.get(sheet.path)) is None:
-            merges = self._scanned(sheet)
+            try:
+                merges = self._scanned(sheet)
+            except _SheetRefused as exc:
+                self._refused[sheet.path] = exc
+                raise
             while kept and sum(map(len, kept.values())) + len(merges) > MAX_MERGED_RANGES:
                 del kept[next(iter(kept))]
             kept[sheet.path] = merges
