@@ -10,25 +10,15 @@ savepoint now: its failure is logged, with the worker and the kinds, and only it
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from datetime import timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.jobs import queue
-from bot.jobs.worker import JobContext, Worker, WorkerConfig
 from bot.workspaces import ensure_workspace
 from models import Database
-from tests.jobs.test_worker_processes import wait_for
-
-KIND = "noop"
-BOUND = 60  # seconds a worker gets to start or stop: a bound on a wait, never measured
-
-
-async def _noop(ctx: JobContext) -> None:
-    return None
+from tests.jobs.test_worker_forgotten import KIND, listed, running_worker
 
 
 async def _failing(conn: AsyncConnection, changed: frozenset[str]) -> None:
@@ -37,24 +27,14 @@ async def _failing(conn: AsyncConnection, changed: frozenset[str]) -> None:
     raise RuntimeError("the hook's own failure")
 
 
-async def _listed(db: Database, worker: Worker) -> bool:
-    return any(w.owner == worker.owner for w in await queue.live_workers(db, timedelta(hours=1)))
-
-
 async def test_a_failing_kinds_changed_neither_keeps_a_worker_unlisted_nor_listed(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, logger="bot.jobs.worker")
     await ensure_workspace(db, "T0001")  # so that the hook's write is one that could stay
-    worker = Worker(db, {KIND: _noop}, WorkerConfig(lease_seconds=30.0, poll_seconds=0.05),
-                    kinds_changed=_failing)  # fmt: skip
-    running = asyncio.create_task(worker.run())
-    try:
-        await wait_for(lambda: _listed(db, worker), BOUND, "the worker in the worker list")
-    finally:
-        worker.stop()
-        await asyncio.wait_for(running, BOUND)
-    assert not await _listed(db, worker)  # its clean stop removed it, the hook failing again
+    async with running_worker(db, _failing, lease_seconds=30.0) as worker:
+        pass  # it got into the worker list, the hook failing: running_worker waits for that
+    assert not await listed(db, worker)  # its clean stop removed it, the hook failing again
     assert await queue.find_by_key(db, "T0001", "written-by-the-hook") is None
     said = [r.getMessage() for r in caplog.records if "telling what that changes" in r.getMessage()]
     assert [line.split(" (")[0] for line in said] == [

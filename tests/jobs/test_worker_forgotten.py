@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
@@ -19,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.jobs import queue
-from bot.jobs.worker import JobContext, Worker, WorkerConfig
+from bot.jobs.worker import JobContext, KindsChanged, Worker, WorkerConfig
 from models import Database
 from models.clock import utcnow
 from tests.conftest import BACKEND
@@ -33,33 +35,45 @@ async def _noop(ctx: JobContext) -> None:
     return None
 
 
-async def _listed(db: Database, worker: Worker) -> bool:
+async def listed(db: Database, worker: Worker) -> bool:
     return any(w.owner == worker.owner for w in await queue.live_workers(db, timedelta(hours=1)))
+
+
+class Told(list[frozenset[str]]):
+    """A `kinds_changed` that keeps what it was told."""
+
+    async def __call__(self, conn: AsyncConnection, changed: frozenset[str]) -> None:
+        self.append(changed)
+
+
+@asynccontextmanager
+async def running_worker(db: Database, kinds_changed: KindsChanged,
+                         lease_seconds: float = 1.5) -> AsyncIterator[Worker]:  # fmt: skip
+    """A worker of one kind running, once it is in the worker list, until the block ends (and
+    it has stopped). Its row is refreshed every lease_seconds / 3: 0.5 s by default."""
+    worker = Worker(db, {KIND: _noop}, WorkerConfig(lease_seconds=lease_seconds,
+                                                    poll_seconds=0.05),
+                    kinds_changed=kinds_changed)  # fmt: skip
+    running = asyncio.create_task(worker.run())
+    try:
+        await wait_for(lambda: listed(db, worker), BOUND, "the worker in the worker list")
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, BOUND)
 
 
 async def test_a_worker_forgotten_as_dead_is_recorded_again_and_says_what_that_changes(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bot.jobs.worker")
-    told: list[frozenset[str]] = []
-
-    async def kinds_changed(conn: AsyncConnection, changed: frozenset[str]) -> None:
-        told.append(changed)
-
-    # a 1.5 s lease: its row is refreshed every 0.5 s
-    worker = Worker(db, {KIND: _noop}, WorkerConfig(lease_seconds=1.5, poll_seconds=0.05),
-                    kinds_changed=kinds_changed)  # fmt: skip
-    running = asyncio.create_task(worker.run())
-    try:
-        await wait_for(lambda: _listed(db, worker), BOUND, "the worker in the worker list")
+    told = Told()
+    async with running_worker(db, told) as worker:
         assert told == [frozenset({KIND})]
         async with db.begin() as conn:  # what another worker's start does to a stale row
             await conn.execute(text("DELETE FROM worker_process"))
-        await wait_for(lambda: _listed(db, worker), BOUND, "the worker listed again")
+        await wait_for(lambda: listed(db, worker), BOUND, "the worker listed again")
         assert told == [frozenset({KIND}), frozenset({KIND})]
-    finally:
-        worker.stop()
-        await asyncio.wait_for(running, BOUND)
     said = [r.getMessage() for r in caplog.records if "was gone" in r.getMessage()]
     assert said == [f"worker {worker.owner}: its row in the worker list was gone (taken for "
                     "dead, unseen too long); recording it again"], said
@@ -71,21 +85,10 @@ async def test_a_dead_worker_is_forgotten_by_a_live_one_which_says_what_that_cha
     """A sender killed, and no worker starting after it: only a start forgot dead workers'
     rows, so nothing noticed, and App Home never said its invites wait for a sender. A live
     worker now forgets them as it refreshes its own row, and tells what nobody runs now."""
-    told: list[frozenset[str]] = []
-
-    async def kinds_changed(conn: AsyncConnection, changed: frozenset[str]) -> None:
-        told.append(changed)
-
-    worker = Worker(db, {KIND: _noop}, WorkerConfig(lease_seconds=1.5, poll_seconds=0.05),
-                    kinds_changed=kinds_changed)  # fmt: skip
-    running = asyncio.create_task(worker.run())
-    try:
-        await wait_for(lambda: _listed(db, worker), BOUND, "the worker in the worker list")
+    told = Told()
+    async with running_worker(db, told):
         await _dead_sender(db)
         await wait_for(lambda: _gone(db, "gone:1:abc"), BOUND, "the dead worker forgotten")
-    finally:
-        worker.stop()
-        await asyncio.wait_for(running, BOUND)
     # its start (noop new); the dead one's row forgotten (nobody runs "sends" now; noop, the
     # live one runs); its own stop (nobody runs noop)
     assert told == [frozenset({KIND}), frozenset({"sends"}), frozenset({KIND})], told
@@ -106,16 +109,8 @@ async def test_a_held_workers_lock_neither_stops_refreshes_nor_is_waited_for(
     every refresh, a session holding it (a host cut off mid-start) stopped every worker's
     refresh until all looked dead, and then one forgot its own row. The lock is only tried
     now: the refreshes go on, and the dead row is forgotten once the lock is free."""
-    told: list[frozenset[str]] = []
-
-    async def kinds_changed(conn: AsyncConnection, changed: frozenset[str]) -> None:
-        told.append(changed)
-
-    worker = Worker(db, {KIND: _noop}, WorkerConfig(lease_seconds=1.5, poll_seconds=0.05),
-                    kinds_changed=kinds_changed)  # fmt: skip
-    running = asyncio.create_task(worker.run())
-    try:
-        await wait_for(lambda: _listed(db, worker), BOUND, "the worker in the worker list")
+    told = Told()
+    async with running_worker(db, told) as worker:
         async with db.engine.connect() as other, other.begin():  # another start, cut off
             await other.execute(text("SELECT pg_advisory_xact_lock(hashtextextended("
                                      "'worker_process:' || coalesce(current_schema(), ''), 0))"))
@@ -125,9 +120,6 @@ async def test_a_held_workers_lock_neither_stops_refreshes_nor_is_waited_for(
                 await wait_for(_after(db, worker.owner, seen), BOUND, "a refresh, lock held")
             assert not await _gone(db, "gone:1:abc")  # left to a refresh once the lock is free
         await wait_for(lambda: _gone(db, "gone:1:abc"), BOUND, "the dead worker forgotten")
-    finally:
-        worker.stop()
-        await asyncio.wait_for(running, BOUND)
     assert told == [frozenset({KIND}), frozenset({"sends"}), frozenset({KIND})], told
 
 
