@@ -94,8 +94,14 @@ TOKEN_CHECK_SECONDS = 5
 # and aiohttp's default is 5 minutes in all, so a Slack that took a call and never answered
 # held it for 5 minutes (the token's check at start too: TOKEN_CHECK_SECONDS did nothing).
 # No limit in all: a segment's export is uploaded through this session (tens of MB); a
-# connection not made in 10 s, or an answer silent for 30 s, is given up.
-SLACK_TIMEOUT = ClientTimeout(total=None, sock_connect=10, sock_read=30)
+# connection not made in 10 s, or an answer silent for SLACK_TIMEOUT_SECONDS, is given up.
+SLACK_CONNECT_SECONDS = 10
+
+
+def slack_timeout(settings: Settings) -> ClientTimeout:
+    """The timeouts of serve's Slack session (see SLACK_CONNECT_SECONDS)."""
+    return ClientTimeout(total=None, sock_connect=SLACK_CONNECT_SECONDS,
+                         sock_read=settings.slack_timeout_seconds)  # fmt: skip
 
 
 async def refused_bot_token(settings: Settings) -> str | None:
@@ -387,7 +393,7 @@ async def serve(
     `stop` ends it (SIGTERM and SIGINT set it too); tests pass their own.
     """
     stop = stop or asyncio.Event()
-    session = ClientSession(trust_env=False, timeout=SLACK_TIMEOUT)
+    session = ClientSession(trust_env=False, timeout=slack_timeout(settings))
     client = slack_client(settings, session)
     later = Later()
     bolt = build_app(settings, client, db, later)
@@ -452,7 +458,7 @@ async def serve(
             await handler.close_async()
         await runner.cleanup()
         # listeners' work and a sign-in's Slack DM, waited for: each Slack call is bounded by
-        # SLACK_TIMEOUT (slack_sdk tries a timed-out one once more)
+        # slack_timeout (slack_sdk tries a timed-out one once more)
         await later.drain()
         await asyncio.gather(*stopping)
         await session.close()

@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     default_locale: str = Field(default="en", description="Invite language when a row has none")
     import_chunk_rows: int = Field(default=1_000_000, ge=1, description="Rows per import commit")
     job_lease_seconds: float = Field(default=30.0, gt=0, description="A dead worker's job waits")
+    slack_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="serve gives up a Slack call silent this long"
+    )
     job_retry_base_seconds: float = Field(default=5.0, ge=0, description="First retry delay")
     job_max_attempts: int = Field(default=5, ge=1, description="Attempts before a job fails")
     staged_retention_days: float = Field(

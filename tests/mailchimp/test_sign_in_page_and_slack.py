@@ -67,8 +67,10 @@ class Serving:
 
 
 @asynccontextmanager
-async def _serving(db: Database, slack: FakeSlack, mc: FakeMailchimp) -> AsyncIterator[Serving]:
-    """`serve` in this process (Slack over HTTP, no worker), listening on a free port."""
+async def _serving(db: Database, slack: FakeSlack, mc: FakeMailchimp,
+                   **more: Any) -> AsyncIterator[Serving]:  # fmt: skip
+    """`serve` in this process (Slack over HTTP, no worker), listening on a free port; `more`:
+    other settings."""
     port = free_port()
     settings = load_settings(database_url=db.url, database_schema=db.schema,
                              slack_bot_token="xoxb-test", slack_signing_secret="s3cret",
@@ -77,7 +79,7 @@ async def _serving(db: Database, slack: FakeSlack, mc: FakeMailchimp) -> AsyncIt
                              public_url="https://bot.example", mailchimp_client_id="cid",
                              mailchimp_client_secret="csecret",
                              mailchimp_login_url=mc.login_url,
-                             mailchimp_api_url=mc.base_url)  # fmt: skip
+                             mailchimp_api_url=mc.base_url, **more)  # fmt: skip
     stop = asyncio.Event()
     task = asyncio.create_task(serve(settings, db, run_worker=False, stop=stop))
     site = f"http://127.0.0.1:{port}"
@@ -103,9 +105,9 @@ async def _until_listening(site: str, task: asyncio.Task[None]) -> None:
     raise AssertionError("serve did not start")
 
 
-async def _until(found: Callable[[], Any], what: str) -> Any:
+async def _until(found: Callable[[], Any], what: str, *, seconds: float = 60) -> Any:
     """`found()` once it is truthy (bounded by a minute: a loaded machine is slow)."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + seconds
     while not (value := found()):
         if time.monotonic() > deadline:
             raise AssertionError(f"never happened: {what}")
@@ -264,3 +266,27 @@ async def test_a_dm_slack_cant_take_leaves_the_page_and_the_connection(
     assert _dm(slack) == []
     said = failed[0].getMessage()  # one line, with the workspace, the person and the account
     assert len(failed) == 1 and all(w in said for w in (TEAM, LEAD, "Northwind Coffee")), said
+
+
+async def test_a_dm_slack_never_answers_is_given_up_after_slack_timeout_seconds(
+    db: Database, slack: FakeSlack, mc: FakeMailchimp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """serve's Slack session gives up a call Slack took and never answers after
+    SLACK_TIMEOUT_SECONDS of silence (30 s by default; slack_sdk tries once more). It had
+    aiohttp's 5 minutes: slack_sdk applies its own timeout only to sessions it makes."""
+    gate = slack.hold("chat.postMessage")
+    try:
+        async with _serving(db, slack, mc, slack_timeout_seconds=1.0) as bot, \
+                _browser(bot.site) as browser:  # fmt: skip
+            authorize = await _sign_in(browser, bot.site, mc)
+            status, page = await _back_from_mailchimp(browser, bot.site, "code-1", authorize)
+            assert status == 200 and CONNECTED_PAGE in page, page
+            # 2 tries of 1 s each, given a loaded machine's 20: the default's 2 x 30 s
+            # (or aiohttp's 2 x 300 s) would not be
+            failed = await _until(lambda: _bot_errors(caplog), "the DM given up", seconds=20)
+    finally:
+        gate.set()
+    said = failed[0].getMessage()
+    assert len(failed) == 1 and all(w in said for w in (TEAM, LEAD, "Northwind Coffee")), said
+    assert _dm(slack) == []
+
