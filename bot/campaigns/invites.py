@@ -39,7 +39,7 @@ from bot.campaigns.enroll import (
 )
 from bot.campaigns.links import referral_link, unsubscribe_link
 from bot.campaigns.reports import INVITE_EMAIL_OFF
-from bot.email.message import build_message, parse_sender
+from bot.email.message import build_message, parse_sender, quoted
 from bot.email.render import Invite, render_invite
 from bot.email.send import MailSender, SendResult, SendStatus, SmtpSetupError
 from bot.jobs.queue import (
@@ -392,8 +392,8 @@ def _default_from(campaign: _Campaign, public_url: str) -> str:
     """The From of a campaign without a sender: its store's name, quoted (a store at
     http://[2001:db8::1]/ read as the group "2001:" and its invites came from "1"), at
     `invites@` PUBLIC_URL's host, as service.default_sender tells it."""
-    name = _store_name(campaign).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{name}" <invites@{urlsplit(public_url).hostname or "localhost"}>'
+    host = urlsplit(public_url).hostname or "localhost"
+    return f"{quoted(_store_name(campaign))} <invites@{host}>"
 
 
 Progress = Callable[[], Awaitable[None]]

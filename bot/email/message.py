@@ -110,13 +110,17 @@ def parse_sender(sender: str) -> tuple[str, str]:
     return _address(sender, "sender")
 
 
+def quoted(name: str) -> str:
+    """`name` as an RFC 5322 quoted string: its backslashes and double quotes escaped."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _encoded_address(name: str, address: str) -> str:
     """`Name <addr>` with the name quoted or encoded as needed (the address must be ASCII)."""
     if not name:
         return address
     if name.isascii() and "=?" not in name:
-        escaped = name.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}" <{address}>'
+        return f"{quoted(name)} <{address}>"
     # folded counting "From: " before it (ENCODED_LINE)
     encoded = Header(name, "utf-8", header_name="From", maxlinelen=ENCODED_LINE).encode()
     # the address on the last encoded line only if that line stays within ENCODED_LINE:
@@ -179,8 +183,8 @@ def build_message(invite: Invite, rendered: Rendered, *, public_host: str) -> Em
     if sender_address.isascii():
         message.set_raw("From", _encoded_address(sender_name, sender_address))
     else:  # an internationalised address: let the email package decide how it may go out
-        quoted = sender_name.replace("\\", "\\\\").replace('"', '\\"')
-        message["From"] = f'"{quoted}" <{sender_address}>' if quoted else sender_address
+        message["From"] = (f"{quoted(sender_name)} <{sender_address}>" if sender_name
+                           else sender_address)  # fmt: skip
     if to_address.isascii():
         message.set_raw("To", to_address)
     else:

@@ -737,7 +737,6 @@ async def unregister_worker(db: Database, owner: str) -> None:
 # needs none: one writer at a time, and each transaction writes first (its DELETE).
 _WORKERS_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended("
                      "'worker_process:' || coalesce(current_schema(), ''), 0))")  # fmt: skip
-_FORGET_STALE = _sql("DELETE FROM worker_process WHERE seen_at < :cutoff RETURNING kinds")
 _TRY_WORKERS_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended("
                          "'worker_process:' || coalesce(current_schema(), ''), 0))")  # fmt: skip
 _ANY_STALE = _sql("SELECT 1 FROM worker_process WHERE seen_at < :cutoff AND owner <> :owner "
@@ -760,8 +759,7 @@ async def worker_started_in(
     if conn.dialect.name == "postgresql":
         await conn.execute(_WORKERS_LOCK)
     cutoff = await database_now_in(conn) - older_than
-    forgotten = await conn.execute(_FORGET_STALE, {"cutoff": cutoff})
-    gone = frozenset().union(*(_kinds_of(row.kinds) for row in forgotten))
+    gone = await _forgotten_in(conn, owner, cutoff)
     before = await _other_live_kinds_in(conn, owner, cutoff)
     await _register_in(conn, owner, kinds, pid=pid, host=host)
     return (frozenset(kinds) | gone) - before
@@ -784,11 +782,16 @@ async def dead_workers_forgotten_in(conn: AsyncConnection, owner: str, *,
         return frozenset()
     if conn.dialect.name == "postgresql" and not (await conn.execute(_TRY_WORKERS_LOCK)).scalar():
         return frozenset()
-    forgotten = await conn.execute(_FORGET_OTHERS_STALE, params)
-    gone = frozenset().union(*(_kinds_of(row.kinds) for row in forgotten))
+    gone = await _forgotten_in(conn, owner, cutoff)
     if not gone:
         return gone
     return gone - await _other_live_kinds_in(conn, "", cutoff)
+
+
+async def _forgotten_in(conn: AsyncConnection, owner: str, cutoff: datetime) -> frozenset[str]:
+    """Delete the rows of workers not seen since `cutoff` but `owner`'s; the kinds they ran."""
+    forgotten = await conn.execute(_FORGET_OTHERS_STALE, {"cutoff": cutoff, "owner": owner})
+    return frozenset().union(*(_kinds_of(row.kinds) for row in forgotten))
 
 
 async def worker_stopped_in(conn: AsyncConnection, owner: str, kinds: Collection[str], *,
