@@ -353,7 +353,9 @@ async def test_ctrl_c_of_an_import_says_how_far_it_got_and_what_to_do_in_words(
     db: Database, db_env: dict[str, str], tmp_path: Path
 ) -> None:
     """It said `job 44 (import, team local, {"batch_id": 32}) stopped part way: …`."""
-    env = env_for(db_env, IMPORT_CHUNK_ROWS="500", JOB_LEASE_SECONDS="600")
+    # chunks of 100: with 500 the rest was applied ~1 s after 3,000 rows were in, and on a
+    # loaded machine the signal came after the import had ended
+    env = env_for(db_env, IMPORT_CHUNK_ROWS="100", JOB_LEASE_SECONDS="600")
     path = write_csv(tmp_path / "big.csv", 150_000)
     proc = subprocess.Popen([*CLI, "import", str(path), "--segment", "Big", "--create-segment"],
                             env=environment(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -363,7 +365,7 @@ async def test_ctrl_c_of_an_import_says_how_far_it_got_and_what_to_do_in_words(
         async def applying() -> bool:
             async with db.begin() as conn:
                 count = (await conn.execute(text("SELECT COUNT(*) FROM contact"))).scalar_one()
-            return int(count) >= 3_000
+            return int(count) >= 300
 
         await wait_for(applying, 120, "the shell's import to apply some chunks")
         proc.send_signal(signal.SIGINT)
@@ -384,7 +386,7 @@ async def test_ctrl_c_of_an_import_says_how_far_it_got_and_what_to_do_in_words(
         rf"undo {batch}` then takes out what it added\.", lines[-2])  # fmt: skip
     assert said is not None, err
     applied = int(said[1].replace(",", ""))
-    assert 0 < applied <= added <= applied + 500, (applied, added)  # a chunk may be unsaid
+    assert 0 < applied <= added <= applied + 100, (applied, added)  # a chunk may be unsaid
     assert "team" not in err and "batch_id" not in err, err
 
 

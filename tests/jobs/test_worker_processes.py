@@ -161,7 +161,12 @@ async def test_sigterm_releases_the_job_at_a_chunk_boundary(
     assert (await job(db, job_id)).attempts == 1
 
 
-SHELL_ROWS = 75_000  # a shell import stopped part way: 75 chunks of 1,000 to apply
+SHELL_ROWS = 75_000  # a shell import stopped part way
+# ... in chunks of 100: with 1,000 its 75 chunks were applied ~1.3 s after the third was in,
+# and on a loaded machine (3 test processes on 2 cores) the signal came after the import had
+# ended, twice in one run. With 100 the margin is ~4.4 s; the worker that finishes it uses
+# CHUNK again.
+SHELL_CHUNK = 100
 
 
 def start_import(env: dict[str, str], path: Path, segment: str) -> subprocess.Popen[str]:
@@ -183,11 +188,11 @@ async def _stop_shell_import(db: Database, env: dict[str, str], path: Path,
                              sig: signal.Signals) -> subprocess.CompletedProcess[str]:  # fmt: skip
     """Start `referral-bot import` of `path` into Big and send it `sig` once some of its
     chunks are in."""
-    shell_import = start_import(env, path, "Big")
+    shell_import = start_import({**env, "IMPORT_CHUNK_ROWS": str(SHELL_CHUNK)}, path, "Big")
     try:
 
         async def applying() -> bool:
-            return await scalar(db, "SELECT COUNT(*) FROM contact") >= 3 * CHUNK
+            return await scalar(db, "SELECT COUNT(*) FROM contact") >= 3 * SHELL_CHUNK
 
         await wait_for(applying, 120, "the shell's import to apply some chunks")
         shell_import.send_signal(sig)
