@@ -33,7 +33,7 @@ from yarl import URL
 from bot.db_health import DatabaseHealth
 from bot.home_refresh import workers_changed_in
 from bot.imports.upload_offers import UPLOAD_OFFER_JOB, upload_offer_handler
-from bot.jobs.child import ChildWorker, settings_env
+from bot.jobs.child import CHILD_STOP_SECONDS, ChildWorker, settings_env
 from bot.jobs.kinds import handlers as job_handlers
 from bot.jobs.supervisor import WorkerSupervisor, combined_health, without_worker
 from bot.jobs.worker import Worker, WorkerConfig
@@ -60,6 +60,9 @@ from handlers.uploads import upload_offerer
 from models import Database
 
 log = logging.getLogger(__name__)
+# What serve's stop gives the work under way after acks and sign-ins (Slack calls): as long
+# as its worker children get to finish their chunk, so a stop takes no longer for it.
+WORK_GRACE_SECONDS = CHILD_STOP_SECONDS
 Health = Callable[[], dict[str, Any]]
 
 
@@ -386,11 +389,12 @@ async def _listen(runner: web.AppRunner, settings: Settings) -> None:
 
 async def serve(
     settings: Settings, db: Database, *, run_worker: bool = True,
-    stop: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None, work_grace_seconds: float = WORK_GRACE_SECONDS,
 ) -> None:
     """HTTP routes on HOST:PORT always; Slack over HTTP, or Socket Mode with SLACK_APP_TOKEN.
 
-    `stop` ends it (SIGTERM and SIGINT set it too); tests pass their own.
+    `stop` ends it (SIGTERM and SIGINT set it too); tests pass their own, and a shorter
+    `work_grace_seconds`.
     """
     stop = stop or asyncio.Event()
     session = ClientSession(trust_env=False, timeout=slack_timeout(settings))
@@ -457,8 +461,8 @@ async def serve(
                 await asyncio.wait(set(listening), timeout=LISTENERS_GRACE_SECONDS)
             await handler.close_async()
         await runner.cleanup()
-        # listeners' work and a sign-in's Slack DM, waited for: each Slack call is bounded by
-        # slack_timeout (slack_sdk tries a timed-out one once more)
-        await later.drain()
+        # listeners' work and a sign-in's Slack DM, waited for, as long as the worker
+        # children are (what's left then is given up, and logged)
+        await later.drain(timeout=work_grace_seconds)
         await asyncio.gather(*stopping)
         await session.close()

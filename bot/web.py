@@ -201,7 +201,7 @@ _HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
 
 Connected = Callable[[str, str, str], Awaitable[None]]  # (team, user, account name)
 # Starts work a page doesn't wait for, kept where `serve` stopping waits for it (Later.background)
-Background = Callable[[Coroutine[Any, Any, None]], None]
+Background = Callable[[Coroutine[Any, Any, None], str], None]  # the work, and what it is
 
 
 class _Addressee(NamedTuple):
@@ -488,7 +488,7 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         name = isolated(account.account_name or "") or "Your account"  # as the start page's
         told = _tell_in_slack(state, account.account_name, who)
         if in_background is not None:
-            in_background(told)
+            in_background(told, f"the Mailchimp sign-in's DM ({who})")
         else:
             await told
         return page("Mailchimp connected", f"{name} is connected. You can close this tab and go "
@@ -519,7 +519,7 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         answers nothing more on that connection until the handler returns, and a proxy that
         keeps its connections to serve alive sent other requests (Slack's, with their 3 s)
         down one stuck behind the DM. `serve` stopping waits for it, as for listeners' work
-        (Later.drain), within the Slack session's timeouts. Its failure is one line, with
+        (Later.drain), for at most WORK_GRACE_SECONDS. Its failure is one line, with
         the workspace, the person and the account. Not a job: the page said it is
         connected, and Home and `/referral mailchimp` show it; the DM says it again."""
         if on_connected is None:

@@ -169,17 +169,20 @@ class Later:
 
     def run(self, work: Coroutine[Any, Any, None], client: AsyncWebClient,
             body: dict[str, Any], *, prompt: bool = False) -> None:  # fmt: skip
-        """Run `work` after the ack; `prompt` (opening a modal) skips the queue."""
-        self._keep(asyncio.create_task(self._guarded(work, client, body, prompt)))
+        """Run `work` after the ack; `prompt` (opening a modal) skips the queue. Named by
+        its context ("team=T1 user=U2 action=approve"), which a stop that gives it up logs."""
+        self._keep(asyncio.create_task(self._guarded(work, client, body, prompt),
+                                       name=context_of(who_and_what(body))))  # fmt: skip
 
-    def background(self, work: Coroutine[Any, Any, None]) -> None:
+    def background(self, work: Coroutine[Any, Any, None], name: str = "") -> None:
         """Run `work` now, kept with the listeners' work so that drain() (serve stopping)
         waits for it too: work a web page started and no longer waits for (the Slack DM
         after a Mailchimp sign-in, bot/web.py). It logs its own failures, with its context,
         so nobody is told of them in Slack; one it lets through is logged here, not left
         to asyncio's "exception was never retrieved". Not queued behind the listeners'
-        turns: it is one or two Slack calls, no database connection."""
-        self._keep(asyncio.create_task(self._logged(work)))
+        turns: it is one or two Slack calls, no database connection. `name`: what it is,
+        for the log of a stop that gives it up."""
+        self._keep(asyncio.create_task(self._logged(work), name=name or None))
 
     def _keep(self, task: asyncio.Task[None]) -> None:
         """Hold `task` until it ends: drain() waits for it, and the loop's weak reference
@@ -217,14 +220,35 @@ class Later:
     def busy(self) -> bool:
         return bool(self._tasks)
 
-    async def drain(self) -> bool:
+    async def drain(self, timeout: float | None = None) -> bool:
         """Wait for the work in flight (shutdown, tests); True if there was any. Said in the
-        log: a stop that waits (for a Slack slow to answer, up to its session's timeouts)
-        says what it is waiting for."""
+        log: a stop that waits (for a Slack slow to answer) says what it is waiting for.
+
+        `timeout` (serve's stop): the work still under way then is cancelled, and logged by
+        name. Without it, a Slack that accepted the calls and stayed silent held the stop
+        for its session's timeouts, two calls of two tries of 40 s each, long after an
+        orchestrator's grace (Docker's 10 s, Kubernetes' 30) had killed the process with
+        nothing said of what was lost."""
         busy = bool(self._tasks)
         if busy:
             log.info("waiting for %d piece(s) of work under way (Slack calls after an ack "
                      "or a sign-in) before stopping", len(self._tasks))  # fmt: skip
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                await self._give_up(timeout or 0.0)
+                break
+            await asyncio.wait(set(self._tasks), timeout=left)
         return busy
+
+    async def _give_up(self, waited: float) -> None:
+        """Cancel the work still under way, saying which (each piece's failure handling
+        sees the cancellation: a sign-in's DM logs that its person wasn't told)."""
+        left = sorted(self._tasks, key=lambda task: task.get_name())
+        log.warning("stopping with %d piece(s) of work still under way after %g s, given up: "
+                    "%s", len(left), waited, "; ".join(task.get_name() for task in left))
+        for task in left:
+            task.cancel()
+        await asyncio.wait(left, timeout=1.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 
@@ -90,3 +91,31 @@ async def test_a_signed_request_slack_cant_be_reached_to_authorize_is_said_so(
     assert "unverified" not in said, said
     app.slack.outage("auth.test", times=0)  # Slack is back
     assert (await app.requests.slash_command(text="help")).status == 200
+
+
+async def test_a_stop_gives_up_work_slack_never_answers_after_its_grace_naming_it(
+    app: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rep's click is acked; telling them only leads approve is held by Slack for good.
+    serve's stop (Later.drain with serve's grace, 0.5 s here) gives it up and names it by
+    team, user and action. Before, drain waited as long as Slack's timeouts let the call
+    hang (two tries of up to 40 s), past any orchestrator's grace, saying nothing of what
+    was lost when the process was killed."""
+    gate = app.slack.hold("chat.postEphemeral")
+    try:
+        reply = await app.requests.block_action(Action.APPROVE, "987654321", user_id=REP,
+                                                message={"blocks": []})  # fmt: skip
+        assert reply.status == 200
+        await app.slack.wait_for("chat.postEphemeral", timeout=30)  # the answer, held
+        caplog.set_level(logging.WARNING, logger="handlers.later")
+        assert await asyncio.wait_for(app.later.drain(timeout=0.5), 10) is True
+        assert not app.later.busy
+    finally:
+        gate.set()
+    given_up = [r.getMessage() for r in caplog.records if r.name == "handlers.later"
+                and r.levelno == logging.WARNING]  # fmt: skip
+    assert len(given_up) == 1, given_up
+    assert given_up[0].startswith("stopping with 1 piece(s) of work still under way after "
+                                  "0.5 s, given up: team="), given_up  # fmt: skip
+    assert f"user={REP}" in given_up[0] and f"action={Action.APPROVE}" in given_up[0], given_up
+    assert app.slack.ephemerals == []  # it never went

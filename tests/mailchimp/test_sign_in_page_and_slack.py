@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.app import serve
+from bot.app import WORK_GRACE_SECONDS, serve
 from bot.mailchimp import accounts
 from bot.mailchimp.oauth import CALLBACK_PATH, make_state
 from bot.settings import load_settings
@@ -67,10 +67,10 @@ class Serving:
 
 
 @asynccontextmanager
-async def _serving(db: Database, slack: FakeSlack, mc: FakeMailchimp,
-                   **more: Any) -> AsyncIterator[Serving]:  # fmt: skip
-    """`serve` in this process (Slack over HTTP, no worker), listening on a free port; `more`:
-    other settings."""
+async def _serving(db: Database, slack: FakeSlack, mc: FakeMailchimp, *,
+                   grace: float = WORK_GRACE_SECONDS, **more: Any) -> AsyncIterator[Serving]:
+    """`serve` in this process (Slack over HTTP, no worker), listening on a free port; `grace`:
+    what its stop gives work under way; `more`: other settings."""
     port = free_port()
     settings = load_settings(database_url=db.url, database_schema=db.schema,
                              slack_bot_token="xoxb-test", slack_signing_secret="s3cret",
@@ -81,7 +81,8 @@ async def _serving(db: Database, slack: FakeSlack, mc: FakeMailchimp,
                              mailchimp_login_url=mc.login_url,
                              mailchimp_api_url=mc.base_url, **more)  # fmt: skip
     stop = asyncio.Event()
-    task = asyncio.create_task(serve(settings, db, run_worker=False, stop=stop))
+    task = asyncio.create_task(serve(settings, db, run_worker=False, stop=stop,
+                                     work_grace_seconds=grace))  # fmt: skip
     site = f"http://127.0.0.1:{port}"
     try:
         await _until_listening(site, task)
@@ -248,6 +249,40 @@ async def test_serve_stopping_while_slack_holds_the_dm_waits_for_it(
     assert status == 200 and CONNECTED_PAGE in page, page
     assert await accounts.connection(db, TEAM) is not None
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_serve_stopping_gives_up_a_dm_slack_never_answers_after_its_grace(
+    db: Database, slack: FakeSlack, mc: FakeMailchimp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Slack takes the DM's request and never answers, and its silence is allowed 10 minutes
+    (SLACK_TIMEOUT_SECONDS=600): serve's stop waits its grace for work under way (1 s here;
+    25 s in serve, as long as its worker children get) and then gives the DM up, saying so
+    with the workspace and the person. Before, the stop waited for Slack's timeouts (twice
+    10 minutes here; up to 80 s with the defaults), and a container was killed meanwhile
+    with nothing said of the DM."""
+    caplog.set_level(logging.INFO, logger="bot")
+    caplog.set_level(logging.INFO, logger="handlers.later")
+    gate = slack.hold("chat.postMessage")
+    try:
+        async with _serving(db, slack, mc, grace=1.0, slack_timeout_seconds=600) as bot, \
+                _browser(bot.site) as browser:  # fmt: skip
+            authorize = await _sign_in(browser, bot.site, mc)
+            status, page = await _back_from_mailchimp(browser, bot.site, "code-1", authorize)
+            await slack.wait_for("chat.postMessage", timeout=60)  # the DM on its way, held
+            bot.stop.set()
+            await asyncio.wait_for(asyncio.shield(bot.task), 20)
+    finally:
+        gate.set()
+    assert status == 200 and CONNECTED_PAGE in page, page
+    assert await accounts.connection(db, TEAM) is not None
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    who = f"team {TEAM}, user {LEAD}"
+    assert warned == [
+        f"stopping with 1 piece(s) of work still under way after 1 s, given up: the Mailchimp "
+        f"sign-in's DM ({who})",
+        f"Mailchimp connected ({who}), but the person wasn't told in Slack that Mailchimp "
+        "account 'Northwind Coffee' is connected: cut off before Slack answered",
+    ], warned
 
 
 async def test_a_dm_slack_cant_take_leaves_the_page_and_the_connection(
