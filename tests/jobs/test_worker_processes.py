@@ -73,10 +73,15 @@ async def scalar(db: Database, sql: str) -> int:
         return int((await conn.execute(text(sql))).scalar_one())
 
 
-# The imports stopped part way are as many chunks as before (the margin a kill has) of half
-# the rows (2,000 then): every row is parsed, staged and applied, so half the CPU.
+# Chunks of 1,000 (2,000 once): every row is parsed, staged and applied, so half the CPU.
 CHUNK = 1000
-ROWS = 50_000  # the killed worker's import: 50 chunks of 1000 rows, killed after 3 or 4
+ROWS = 50_000  # the killed worker's import: 50,000 rows
+# The process a test stops part way (a signal, a kill, `jobs cancel`) applies chunks of 100:
+# with 1,000 a shell's 75 chunks were all in ~1.3 s after its third (a worker's 50, ~0.9 s),
+# and in a loaded full run (3 test processes on 2 cores, a slow hour) the signal came after
+# two shell imports had ended. With 100 the margin is ~4.4 s; whatever finishes the import
+# uses CHUNK again.
+STOPPED_CHUNK = 100
 
 
 async def test_killed_worker_job_finishes_exactly_once_elsewhere(
@@ -85,11 +90,11 @@ async def test_killed_worker_job_finishes_exactly_once_elsewhere(
     await ensure_workspace(db, "local")
     env = env_for(db_env, IMPORT_CHUNK_ROWS=str(CHUNK))
     job_id = enqueue(env, write_csv(tmp_path / "big.csv", ROWS), "Big")
-    first = start_worker(env)
+    first = start_worker({**env, "IMPORT_CHUNK_ROWS": str(STOPPED_CHUNK)})
     try:
 
         async def applying() -> bool:
-            return (await job(db, job_id)).progress_done >= 3 * CHUNK
+            return (await job(db, job_id)).progress_done >= 3 * STOPPED_CHUNK
 
         await wait_for(applying, 120, "the first worker to apply some chunks")
         first.send_signal(signal.SIGKILL)
@@ -125,12 +130,12 @@ async def test_sigterm_releases_the_job_at_a_chunk_boundary(
 ) -> None:
     await ensure_workspace(db, "local")
     env = env_for(db_env, IMPORT_CHUNK_ROWS=str(CHUNK))
-    job_id = enqueue(env, write_csv(tmp_path / "mid.csv", 30 * CHUNK), "Mid")  # 30 chunks
-    worker = start_worker(env)
+    job_id = enqueue(env, write_csv(tmp_path / "mid.csv", 30 * CHUNK), "Mid")
+    worker = start_worker({**env, "IMPORT_CHUNK_ROWS": str(STOPPED_CHUNK)})
     try:
 
         async def applying() -> bool:
-            return (await job(db, job_id)).progress_done >= 2 * CHUNK
+            return (await job(db, job_id)).progress_done >= 2 * STOPPED_CHUNK
 
         await wait_for(applying, 120, "the worker to apply some chunks")
         worker.send_signal(signal.SIGTERM)
@@ -142,7 +147,7 @@ async def test_sigterm_releases_the_job_at_a_chunk_boundary(
     released = await job(db, job_id)
     assert (released.state, released.attempts, released.lease_owner) == ("queued", 0, None)
     contacts = await scalar(db, "SELECT COUNT(*) FROM contact")
-    assert 0 < contacts < 30 * CHUNK and contacts % CHUNK == 0  # whole chunks only
+    assert 0 < contacts < 30 * CHUNK and contacts % STOPPED_CHUNK == 0  # whole chunks only
     cursor = await scalar(db, "SELECT apply_cursor - (SELECT MIN(id) FROM staged_row) "
                               "FROM import_batch")  # fmt: skip
     assert cursor == contacts
@@ -162,11 +167,6 @@ async def test_sigterm_releases_the_job_at_a_chunk_boundary(
 
 
 SHELL_ROWS = 75_000  # a shell import stopped part way
-# ... in chunks of 100: with 1,000 its 75 chunks were applied ~1.3 s after the third was in,
-# and on a loaded machine (3 test processes on 2 cores) the signal came after the import had
-# ended, twice in one run. With 100 the margin is ~4.4 s; the worker that finishes it uses
-# CHUNK again.
-SHELL_CHUNK = 100
 
 
 def start_import(env: dict[str, str], path: Path, segment: str) -> subprocess.Popen[str]:
@@ -188,11 +188,11 @@ async def _stop_shell_import(db: Database, env: dict[str, str], path: Path,
                              sig: signal.Signals) -> subprocess.CompletedProcess[str]:  # fmt: skip
     """Start `referral-bot import` of `path` into Big and send it `sig` once some of its
     chunks are in."""
-    shell_import = start_import({**env, "IMPORT_CHUNK_ROWS": str(SHELL_CHUNK)}, path, "Big")
+    shell_import = start_import({**env, "IMPORT_CHUNK_ROWS": str(STOPPED_CHUNK)}, path, "Big")
     try:
 
         async def applying() -> bool:
-            return await scalar(db, "SELECT COUNT(*) FROM contact") >= 3 * SHELL_CHUNK
+            return await scalar(db, "SELECT COUNT(*) FROM contact") >= 3 * STOPPED_CHUNK
 
         await wait_for(applying, 120, "the shell's import to apply some chunks")
         shell_import.send_signal(sig)
@@ -268,12 +268,12 @@ async def test_a_shell_import_cancelled_from_another_shell_says_so(
     db: Database, db_env: dict[str, str], tmp_path: Path
 ) -> None:
     """It printed "Imported into segment 'Big'" with counts that didn't add up, exit 0."""
-    env = env_for(db_env, IMPORT_CHUNK_ROWS=str(CHUNK // 4))  # 300 chunks: cancelled well
+    env = env_for(db_env, IMPORT_CHUNK_ROWS=str(STOPPED_CHUNK))  # cancelled well before the end
     shell_import = start_import(env, write_csv(tmp_path / "big.csv", SHELL_ROWS), "Big")
-    try:  # before the end
+    try:
 
         async def applying() -> bool:
-            return await scalar(db, "SELECT COUNT(*) FROM contact") >= 3 * CHUNK
+            return await scalar(db, "SELECT COUNT(*) FROM contact") >= 3 * STOPPED_CHUNK
 
         await wait_for(applying, 120, "the shell's import to apply some chunks")
         cancelled = shell.run(env, "jobs", "cancel", str((await _import_job(db)).id))
