@@ -172,7 +172,7 @@ class Later:
         """Run `work` after the ack; `prompt` (opening a modal) skips the queue. Named by
         its context ("team=T1 user=U2 action=approve"), which a stop that gives it up logs."""
         self._keep(asyncio.create_task(self._guarded(work, client, body, prompt),
-                                       name=context_of(who_and_what(body))))  # fmt: skip
+                                       name=context_of(who_and_what(body)) or None))  # fmt: skip
 
     def background(self, work: Coroutine[Any, Any, None], name: str = "") -> None:
         """Run `work` now, kept with the listeners' work so that drain() (serve stopping)
