@@ -42,6 +42,7 @@ from bot.slack_connection import (
     LISTENERS_GRACE_SECONDS,
     PING_SECONDS,
     SocketModeHealth,
+    listeners_finished,
     one_line,
     socket_mode_logger,
     track_listeners,
@@ -425,7 +426,7 @@ async def serve(
     await runner.setup()
     settle_heap()
     handler = None
-    listening: set[asyncio.Task[Any]] = set()
+    listening: dict[asyncio.Task[Any], str] = {}
     try:
         await _listen(runner, settings)
         log.info("listening on %s:%s%s", settings.host, settings.port,
@@ -453,16 +454,20 @@ async def serve(
                     await connecting
         await stop.wait()
     finally:
+        # what's under way gets work_grace_seconds from now in all, as the worker children
+        # do: listeners, requests, then the work after their acks and a sign-in's Slack DM
+        # (counted from each step's end, Socket Mode's stop took 10 + 25 s, past
+        # Kubernetes' 30)
+        deadline = loop.time() + work_grace_seconds
         # the workers are told first: waiting for requests in progress (runner.cleanup) gave a
         # child stopped by the same signal time to be counted a crash and started again
         stopping = [asyncio.create_task(supervisor.stop()) for supervisor in supervisors]
         if handler is not None:
-            if listening:  # their acks go over the websocket: it stays open until they end
-                await asyncio.wait(set(listening), timeout=LISTENERS_GRACE_SECONDS)
+            # their acks go over the websocket: it stays open until they end
+            await listeners_finished(listening, min(LISTENERS_GRACE_SECONDS, work_grace_seconds))
             await handler.close_async()
         await runner.cleanup()
-        # listeners' work and a sign-in's Slack DM, waited for, as long as the worker
-        # children are (what's left then is given up, and logged)
-        await later.drain(timeout=work_grace_seconds)
+        # what's left then is given up, and logged
+        await later.stop(deadline - loop.time())
         await asyncio.gather(*stopping)
         await session.close()

@@ -50,35 +50,64 @@ class SocketModeHealth:
                 "seconds": round(away, 1)}  # fmt: skip
 
 
-# How long `serve`, told to stop, waits for Socket Mode listeners already running before it
-# closes the websocket: a listener's ack goes over it (process_before_response).
+# How long `serve`, told to stop, waits for Socket Mode listeners running before it closes
+# the websocket: a listener's ack goes over it (process_before_response).
 LISTENERS_GRACE_SECONDS = 10.0
+log = logging.getLogger(__name__)
 
 
-def track_listeners(client: Any) -> set[asyncio.Task[Any]]:
-    """The tasks of the Socket Mode request listeners running now (the SDK keeps none).
+def track_listeners(client: Any) -> dict[asyncio.Task[Any], str]:
+    """The tasks of the Socket Mode request listeners running now (the SDK keeps none), each
+    with what it handles ("interactive from team=T1 user=U2", for the log).
 
     Closed while a form submission's listener still ran, the websocket took its ack with it:
     Slack showed the person an error although the listener went on and made the import, so
     a resubmit made a second. `serve` waits for these before it closes the connection."""
-    running: set[asyncio.Task[Any]] = set()
+    running: dict[asyncio.Task[Any], str] = {}
 
     def tracked(listener: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
         async def listen(socket_client: Any, request: Any) -> None:
             task = asyncio.current_task()
             if task is not None:
-                running.add(task)
+                running[task] = _about(request)
             try:
                 await listener(socket_client, request)
             finally:
                 if task is not None:
-                    running.discard(task)
+                    running.pop(task, None)
 
         return listen
 
     listeners = client.socket_mode_request_listeners
     listeners[:] = [tracked(listener) for listener in listeners]
     return running
+
+
+def _about(request: Any) -> str:
+    """A Socket Mode request in a log's words: its type and whose it is (ids only)."""
+    payload = getattr(request, "payload", None)
+    payload = payload if isinstance(payload, dict) else {}
+    team, user = payload.get("team"), payload.get("user")
+    team = team.get("id") if isinstance(team, dict) else payload.get("team_id")
+    user = user.get("id") if isinstance(user, dict) else payload.get("user_id")
+    whose = " ".join(f"{k}={v}" for k, v in (("team", team), ("user", user)) if v)
+    return f"{getattr(request, 'type', None) or 'request'} from {whose or 'unknown'}"
+
+
+async def listeners_finished(listening: dict[asyncio.Task[Any], str], seconds: float) -> None:
+    """Wait up to `seconds` for the listeners running and for those that start meanwhile:
+    Slack goes on sending over the websocket kept open for them, and one that came during
+    the wait lost its ack when the socket closed as the first ones ended, its work done all
+    the same (a resubmit made a second import). Those still running then are logged by
+    name: their acks go with the socket."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while listening and (left := end - loop.time()) > 0:
+        await asyncio.wait(set(listening), timeout=left)
+    if listening:
+        log.warning("closing Socket Mode's connection with %d request(s) still being handled "
+                    "after %.1f s (Slack gets no answer to them): %s", len(listening), seconds,
+                    "; ".join(sorted(listening.values())))  # fmt: skip
 
 
 # The pause between Socket Mode's attempts to connect: the SDK waits its ping interval after a

@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Coroutine
+import warnings
+from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -160,19 +161,24 @@ async def tell(client: AsyncWebClient, body: dict[str, Any], error: BaseExceptio
 
 
 RUNNING = 8  # above the database pool's 5 steady connections, below its 15 at most
+# What a stop that gives work up waits for it to end once cancelled (its failure handling).
+GIVE_UP_SECONDS = 1.0
 
 
 class Later:
     def __init__(self, running: int = RUNNING) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
         self._turns = asyncio.Semaphore(running)
+        self._stopping = False  # serve's stop: new work is refused (`stop`)
 
     def run(self, work: Coroutine[Any, Any, None], client: AsyncWebClient,
             body: dict[str, Any], *, prompt: bool = False) -> None:  # fmt: skip
         """Run `work` after the ack; `prompt` (opening a modal) skips the queue. Named by
         its context ("team=T1 user=U2 action=approve"), which a stop that gives it up logs."""
-        self._keep(asyncio.create_task(self._guarded(work, client, body, prompt),
-                                       name=context_of(who_and_what(body)) or None))  # fmt: skip
+        name = context_of(who_and_what(body)) or None
+        if self._refused(work, name):
+            return
+        self._keep(asyncio.create_task(self._guarded(work, client, body, prompt), name=name))
 
     def background(self, work: Coroutine[Any, Any, None], name: str = "") -> None:
         """Run `work` now, kept with the listeners' work so that drain() (serve stopping)
@@ -182,7 +188,19 @@ class Later:
         to asyncio's "exception was never retrieved". Not queued behind the listeners'
         turns: it is one or two Slack calls, no database connection. `name`: what it is,
         for the log of a stop that gives it up."""
+        if self._refused(work, name):
+            return
         self._keep(asyncio.create_task(self._logged(work), name=name or None))
+
+    def _refused(self, work: Coroutine[Any, Any, None], name: str | None) -> bool:
+        """Work that comes once serve's stop has begun waiting (a listener past its grace
+        queueing more): not started, and said, since nothing would wait for it."""
+        if not self._stopping:
+            return False
+        _discard(work)
+        log.warning("serve is stopping: work after an ack or a sign-in not started (%s)",
+                    name or "unnamed")  # fmt: skip
+        return True
 
     def _keep(self, task: asyncio.Task[None]) -> None:
         """Hold `task` until it ends: drain() waits for it, and the loop's weak reference
@@ -214,11 +232,17 @@ class Later:
             except Exception:
                 log.exception("could not tell the user about a failure (%s)", who_and_what(body))
         finally:
-            work.close()  # cancelled while waiting its turn: never started, and never will
+            _discard(work)  # cancelled while waiting its turn: never started, and never will
 
     @property
     def busy(self) -> bool:
         return bool(self._tasks)
+
+    async def stop(self, seconds: float) -> None:
+        """serve's stop: wait for the work under way for `seconds` at most, counting the
+        give-up's own wait; no new work is started meanwhile or after."""
+        self._stopping = True
+        await self.drain(timeout=max(0.0, seconds - GIVE_UP_SECONDS))
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait for the work in flight (shutdown, tests); True if there was any. Said in the
@@ -234,21 +258,39 @@ class Later:
             log.info("waiting for %d piece(s) of work under way (Slack calls after an ack "
                      "or a sign-in) before stopping", len(self._tasks))  # fmt: skip
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        started = loop.time()
+        deadline = None if timeout is None else started + timeout
         while self._tasks:
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
-                await self._give_up(timeout or 0.0)
+                await self._give_up(loop.time() - started)
                 break
             await asyncio.wait(set(self._tasks), timeout=left)
         return busy
 
     async def _give_up(self, waited: float) -> None:
         """Cancel the work still under way, saying which (each piece's failure handling
-        sees the cancellation: a sign-in's DM logs that its person wasn't told)."""
+        sees the cancellation: a sign-in's DM logs that its person wasn't told), and which
+        of it had not ended GIVE_UP_SECONDS later."""
         left = sorted(self._tasks, key=lambda task: task.get_name())
-        log.warning("stopping with %d piece(s) of work still under way after %g s, given up: "
-                    "%s", len(left), waited, "; ".join(task.get_name() for task in left))
+        log.warning("stopping with %d piece(s) of work still under way after %.1f s, given "
+                    "up: %s", len(left), waited, _names(left))  # fmt: skip
         for task in left:
             task.cancel()
-        await asyncio.wait(left, timeout=1.0)
+        _, pending = await asyncio.wait(left, timeout=GIVE_UP_SECONDS)
+        if pending:
+            log.warning("%d piece(s) of work given up had not ended %g s later: %s",
+                        len(pending), GIVE_UP_SECONDS, _names(pending))  # fmt: skip
+
+
+def _discard(work: Coroutine[Any, Any, None]) -> None:
+    """Close `work` without running it (a no-op once it has run). Its arguments may be
+    coroutines too (`_once(_create(...))`), which Python, as they are freed with it, reports
+    as "never awaited": true, and meant."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        work.close()
+
+
+def _names(tasks: Iterable[asyncio.Task[None]]) -> str:
+    return "; ".join(sorted(task.get_name() for task in tasks))
