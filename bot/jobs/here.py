@@ -70,10 +70,11 @@ async def running_here(db: Database, team_id: str, job_id: int, owner: str,
         let_go_of_interrupted(exc)
         await _hand_back(db, job, owner, said)
         raise
-    await _stop(beat)
     try:
+        await _stop(beat)
         await queue.finish(db, job, owner)
     except BaseException as exc:  # Ctrl-C while the end was recorded: a worker finds it done
+        await _stop(beat)  # cancelled while it was stopped: it still must end first
         let_go_of_interrupted(exc)
         await _hand_back(db, job, owner, said)
         raise
@@ -117,9 +118,11 @@ class _Said:
 async def _stop(beat: asyncio.Task[None]) -> None:
     """Cancel the lease's renewal and wait until it has stopped (a heartbeat cancelled part
     way holds SQLite's write lock until it has, see `let_go_of_interrupted`)."""
-    beat.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await beat
+    if not beat.cancelling():  # once: cancelled again, its connection's close was cut off
+        beat.cancel()
+    # not `await beat` under suppress(CancelledError): a Ctrl-C meanwhile, the caller's own
+    # cancellation, was passed on to the heartbeat, then swallowed as the heartbeat's
+    await asyncio.wait([beat])
 
 
 async def _hand_back(db: Database, job: Job, owner: str, said: _Said) -> None:

@@ -148,3 +148,45 @@ async def test_a_job_interrupted_while_it_is_first_read_is_handed_back(
     job = await queue.get_job(db, "T1", job_id)
     assert job is not None and (job.state, job.lease_owner) == ("queued", None)
     assert "The undo of import #7 stopped part way" in capsys.readouterr().err
+
+
+async def test_ctrl_c_while_a_held_up_heartbeat_stops_is_not_swallowed(db: Database) -> None:
+    """The block is done and its heartbeat, in the middle of renewing the lease, waits for
+    another connection's lock (SQLite: another process writing; up to the 30 s busy
+    timeout). Ctrl-C while the heartbeat was being stopped was taken for the heartbeat's own
+    cancellation and swallowed: the shell's import reported success and exited 0 (or hung at
+    exit, the heartbeat's connection cut off mid-close). It now ends the run, the job handed
+    back as for any Ctrl-C. (On PostgreSQL a held-up heartbeat ends as soon as it is
+    cancelled, asyncpg cancelling its query, so there this shows the hand back only.)"""
+    await ensure_workspace(db, "T1")
+    owner = shell_owner()
+    async with db.begin() as conn:
+        job_id = await queue.enqueue_running_in(conn, "T1", "import", {"batch_id": 1},
+                                                dedupe_key="import:1", owner=owner,
+                                                lease_seconds=0.3)  # fmt: skip
+    done = asyncio.Event()
+
+    async def run() -> str:
+        async with running_here(db, "T1", job_id, owner, 0.3):
+            await done.wait()
+        return "finished"
+
+    async with db.engine.connect() as holder:  # another writer, holding the job's row
+        if db.is_sqlite:
+            await holder.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            await holder.execute(text("SELECT id FROM job WHERE id = :id FOR UPDATE"),
+                                 {"id": job_id})  # fmt: skip
+        running = asyncio.create_task(run())
+        await asyncio.sleep(0.5)  # a renewal (every 0.1 s) is under way, held up
+        done.set()  # the block ends: the heartbeat is stopped, and waited for
+        await asyncio.sleep(0.3)
+        assert not running.done()
+        running.cancel()  # Ctrl-C (asyncio.Runner cancels the main task)
+        await asyncio.sleep(0.3)
+        await holder.rollback()  # the other writer lets go
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(running, 30)
+    job = await queue.get_job(db, "T1", job_id)
+    assert job is not None
+    assert (job.state, job.lease_owner) == ("queued", None)  # handed back
