@@ -239,16 +239,26 @@ def _next_revision(current: str | None) -> str | None:
 
 @asynccontextmanager
 async def _migration_lock(db: Database) -> AsyncIterator[None]:
-    """SQLite: an exclusive lock on `<file>.migrating`, taken on a thread (it may wait for
-    another process's migration), released when the file is closed. Nothing on PostgreSQL (the
-    advisory lock is taken in the migration's transaction) or for a private in-memory one."""
+    """SQLite: an exclusive lock on `<file>.migrating`, released when the file is closed;
+    while another process migrates, tried again every 0.1 s. Taken on a thread, the wait
+    outlived a Ctrl-C: the command ended only once the other process let go (asyncio's
+    shutdown waits for its threads). Nothing on PostgreSQL (the advisory lock is taken in
+    the migration's transaction) or for a private in-memory one."""
     path = sqlite_file(db.url) if db.is_sqlite else None
     if path is None:
         yield
         return
     with open(f"{path}.migrating", "a+b") as lock:
-        await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)
+        while True:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(MIGRATION_LOCK_POLL_SECONDS)
         yield
+
+
+MIGRATION_LOCK_POLL_SECONDS = 0.1
 
 
 async def ensure_schema(db: Database) -> None:

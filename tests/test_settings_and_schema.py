@@ -662,3 +662,42 @@ def test_slack_file_hosts_that_names_no_host_is_refused_at_start(
     with pytest.raises(SettingsError, match=rf"\n  SLACK_FILE_HOSTS: .*{said}") as err:
         load_settings()
     assert len(str(err.value).splitlines()) == 2
+
+
+def test_ctrl_c_while_another_process_migrates_ends_the_command_at_once(
+    tmp_path: Path,
+) -> None:
+    """`db upgrade` of a SQLite file another process is migrating (here: holding its lock)
+    waits; Ctrl-C then ended it only once the other process let go, since the wait was on
+    a thread asyncio's shutdown waits for (a deploy's hung migration held it for good)."""
+    import fcntl
+    import signal
+    import time
+
+    db_file = tmp_path / "app.db"
+    with open(f"{db_file}.migrating", "a+b") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)  # another process's migration
+        upgrading = subprocess.Popen(
+            [*shell.CLI, "db", "upgrade"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=shell.environment({"DATABASE_URL": f"sqlite:///{db_file}"}), text=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while not _holds_open(upgrading.pid, f"{db_file}.migrating"):  # waiting for it
+                assert upgrading.poll() is None, upgrading.communicate()
+                assert time.monotonic() < deadline, "db upgrade never reached the lock"
+                time.sleep(0.05)
+            time.sleep(0.3)
+            upgrading.send_signal(signal.SIGINT)
+            _, err = upgrading.communicate(timeout=10)  # the lock still held meanwhile
+        finally:
+            upgrading.kill()
+    assert upgrading.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "referral-bot: interrupted", err
+
+
+def _holds_open(pid: int, path: str) -> bool:
+    """Whether process `pid` has `path` open (Linux's /proc)."""
+    with contextlib.suppress(OSError):
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") == path
+                   for fd in os.listdir(f"/proc/{pid}/fd"))  # fmt: skip
+    return False
