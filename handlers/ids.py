@@ -52,6 +52,8 @@ class BlockId(StrEnum):
     MAP_LOCALE = "map_locale_block"
     MAP_SUBSCRIBED = "map_subscribed_block"
     MAP_SHEET = "map_sheet_block"
+    # a review's buttons, "review_actions:<revision>": the revision of the import it shows
+    REVIEW_ACTIONS = "review_actions"
 
 
 class Action(StrEnum):

@@ -505,7 +505,7 @@ def review_message(view: BatchView, previews: Sequence[CampaignPreview] = (), *,
     if draft:
         needs = batch.consent_by is None and any(p.invites_on for p in previews)
         blocks.append(_review_actions(batch.id or 0, confirm_consent=needs,
-                                      undo_days=undo_days))  # fmt: skip
+                                      undo_days=undo_days, revision=batch.revision))  # fmt: skip
     else:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_record(batch))]))
         if batch.status in (BatchStatus.QUEUED, BatchStatus.IMPORTING):
@@ -555,7 +555,10 @@ def _consent_line(batch: ImportBatch, needed: bool) -> str:
 
 
 def _review_actions(batch_id: int, *, confirm_consent: bool = False,
-                    undo_days: int = 7) -> ActionsBlock:  # fmt: skip
+                    undo_days: int = 7, revision: int | None = None) -> ActionsBlock:  # fmt: skip
+    """The review's buttons. Their block's id names the batch's `revision` the message shows
+    ("review_actions:3"): an approval imports only what the lead saw (bot.imports.batches).
+    Not in a button's value, which carries the import's id alone."""
     value = str(batch_id)
     buttons = [
         ButtonElement(text="Review contacts", action_id=Action.REVIEW_CONTACTS, value=value),
@@ -594,7 +597,8 @@ def _review_actions(batch_id: int, *, confirm_consent: bool = False,
                                        "again."),
         ),
     ]  # fmt: skip
-    return ActionsBlock(elements=buttons)
+    block_id = None if revision is None else f"{BlockId.REVIEW_ACTIONS}:{revision}"
+    return ActionsBlock(elements=buttons, block_id=block_id)
 
 
 def _record(batch: ImportBatch) -> str:

@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import digits
 from bot.imports import review
-from bot.imports.batches import ReviewError, confirm_consent, get_batch
+from bot.imports.batches import ChangedSinceSeen, ReviewError, confirm_consent, get_batch
 from bot.imports.dry_run import dry_run
 from bot.workspaces import get_segment
 from handlers.context import (
@@ -25,7 +25,7 @@ from handlers.context import (
     require_member,
     team_of,
 )
-from handlers.ids import Action
+from handlers.ids import Action, BlockId
 from handlers.import_modal import open_import_modal, review_posted
 from handlers.later import thread_of
 from handlers.messages import dry_run_text
@@ -79,12 +79,16 @@ async def _in_review(d: Deps, team_id: str, batch_id: int) -> None:
 
 
 async def _approve(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
-                   batch_id: int) -> None:  # fmt: skip
+                   batch_id: int, seen: int | None) -> None:  # fmt: skip
     if not await is_lead(d, client, team_id, user_id):
         raise await lead_refusal(d, team_id, "approve")
     await _in_review(d, team_id, batch_id)
-    totals = await review.approve(d.db, team_id, batch_id, user_id,
-                                  max_attempts=d.settings.job_max_attempts)  # fmt: skip
+    try:
+        totals = await review.approve(d.db, team_id, batch_id, user_id, seen=seen,
+                                      max_attempts=d.settings.job_max_attempts)  # fmt: skip
+    except ChangedSinceSeen:
+        await d.notifier.batch_changed(team_id, batch_id)  # the message as it is now
+        raise
     await d.notifier.batch_changed(team_id, batch_id)
     await d.notifier.import_progress(team_id, batch_id, 0, totals.valid)
 
@@ -141,7 +145,8 @@ async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,
         Action.REMOVE_SOURCE: lambda: remove_source(d, client, team_id, user_id, value),
         Action.ADD_MORE: lambda: _add_more(d, client, team_id, user_id, _id(value),
                                            body["trigger_id"]),
-        Action.APPROVE: lambda: _approve(d, client, team_id, user_id, _id(value)),
+        Action.APPROVE: lambda: _approve(d, client, team_id, user_id, _id(value),
+                                         _seen(action)),
         Action.REJECT: lambda: _reject(d, client, team_id, user_id, _id(value)),
         Action.CANCEL: lambda: _cancel(d, client, team_id, user_id, _id(value)),
         Action.WITHDRAW: lambda: _cancel(d, client, team_id, user_id, _id(value),
@@ -229,6 +234,17 @@ def _shows(blocks: list[Any], action_id: str, value: str) -> bool:
 
 def _id(value: str) -> int:
     return id_in(value, "an import")
+
+
+def _seen(action: dict[str, Any]) -> int | None:
+    """The revision of the import the clicked review showed, from its buttons' block id
+    ("review_actions:3"). None for a message drawn before revisions were (it checks none);
+    -1, matching none, for one of the review's whose revision isn't a number (forged)."""
+    prefix, _, seen = str(action.get("block_id") or "").partition(":")
+    if prefix != BlockId.REVIEW_ACTIONS:
+        return None
+    revision = digits(seen)
+    return -1 if revision is None else revision
 
 
 def register(app: Routes) -> None:

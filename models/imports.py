@@ -96,6 +96,9 @@ class ImportBatch(SQLModel, table=True):
     # `import --dry-run`'s: staged only to be counted, then dropped. It is no import: no
     # list of imports shows it, and the purge drops one a killed dry run left behind
     dry_run: bool = False
+    # counted up by every change to a draft (lock_batch): the review's Approve carries the
+    # revision it showed, and approving another is refused
+    revision: int = 0
 
 
 class ImportSource(SQLModel, table=True):

@@ -211,7 +211,8 @@ async def _rechoose(conn: AsyncConnection, team_id: str, batch_id: int, segment_
                col(ImportBatch.message_ts).is_(None),
                (col(ImportBatch.segment_id) != segment_id)
                | (col(ImportBatch.requested_by) != requested_by))
-        .values(segment_id=segment_id, requested_by=requested_by, updated_at=utcnow())
+        .values(segment_id=segment_id, requested_by=requested_by, updated_at=utcnow(),
+                revision=col(ImportBatch.revision) + 1)
     )  # fmt: skip
     if changed.rowcount:
         await _own_segment(conn, team_id, segment_id)
@@ -262,6 +263,15 @@ class ReviewError(Exception):
     """The action can't be done now; the message says why, for the person who acted."""
 
 
+class ChangedSinceSeen(ReviewError):
+    """An approval of a review that has changed since the message clicked was drawn."""
+
+    def __init__(self) -> None:
+        super().__init__("This import changed after the message you clicked was drawn (contacts "
+                         "were added or removed, or a file was read): nothing was imported. "
+                         "Check the review as it is now, and approve again if it is right.")
+
+
 # A failed file's rows count nowhere (they are never imported): a reading cancelled while the
 # rows were being staged left them, and those addresses were duplicates in every other file.
 _LIVE_SOURCES = ("SELECT id FROM import_source WHERE team_id = :t AND batch_id = :b "
@@ -273,22 +283,32 @@ UNDER_WAY = (BatchStatus.DRAFT, BatchStatus.QUEUED, BatchStatus.IMPORTING)
 
 
 async def lock_batch(
-    conn: AsyncConnection, team_id: str, batch_id: int, states: tuple[str, ...] = DRAFT_ONLY
+    conn: AsyncConnection, team_id: str, batch_id: int, states: tuple[str, ...] = DRAFT_ONLY,
+    *, seen: int | None = None,
 ) -> None:
     """Take the batch's row for this transaction if it is in one of `states`, else say why not.
 
     Every change to a batch starts here: a conditional UPDATE is the one place where two
     clicks (approve and reject, remove and approve, two files read at once) are put in order,
     on SQLite (one writer) and PostgreSQL (row lock) alike. The loser is told the real state.
+    It counts up the batch's `revision`; `seen`, the revision a review message showed, is
+    required to be the current one (ChangedSinceSeen otherwise).
     """
+    where = [col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id,
+             col(ImportBatch.status).in_(list(states))]  # fmt: skip
+    if seen is not None:
+        where.append(col(ImportBatch.revision) == seen)
     result = await conn.execute(
-        update(ImportBatch)
-        .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id,
-               col(ImportBatch.status).in_(list(states)))
-        .values(updated_at=utcnow())
+        update(ImportBatch).where(*where)
+        .values(updated_at=utcnow(), revision=col(ImportBatch.revision) + 1)
     )  # fmt: skip
-    if result.rowcount != 1:
-        raise ReviewError(await state_sentence(conn, team_id, batch_id))
+    if result.rowcount == 1:
+        return
+    if seen is not None and await conn.scalar(
+        select(func.count()).select_from(ImportBatch).where(*where[:3])
+    ):  # in a state it may be changed in: another revision than the one seen
+        raise ChangedSinceSeen
+    raise ReviewError(await state_sentence(conn, team_id, batch_id))
 
 
 async def state_sentence(conn: AsyncConnection, team_id: str, batch_id: int) -> str:
@@ -998,14 +1018,16 @@ async def freeze_counts(conn: AsyncConnection, team_id: str, batch_id: int) -> T
 
 
 async def approve_in(
-    conn: AsyncConnection, team_id: str, batch_id: int, approved_by: str
+    conn: AsyncConnection, team_id: str, batch_id: int, approved_by: str,
+    seen: int | None = None,
 ) -> Totals:
     """Take a draft out of review for import, inside the caller's transaction.
 
     The conditional UPDATE decides a race with reject, cancel, remove or a file being read;
     the checks after it see everything committed before it and roll it all back if they fail.
+    `seen`: the revision the review message clicked showed (None: no message, the shell).
     """
-    await lock_batch(conn, team_id, batch_id)
+    await lock_batch(conn, team_id, batch_id, seen=seen)
     pending = (
         await conn.execute(
             select(func.count()).select_from(ImportSource).where(

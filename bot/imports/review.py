@@ -281,11 +281,13 @@ async def remove_contact(
 
 
 async def approve(
-    db: Database, team_id: str, batch_id: int, user_id: str, *, max_attempts: int = 5
+    db: Database, team_id: str, batch_id: int, user_id: str, *, max_attempts: int = 5,
+    seen: int | None = None,
 ) -> Totals:
-    """Approve a draft and queue its import job, in one transaction (a double click: one job)."""
+    """Approve a draft and queue its import job, in one transaction (a double click: one job).
+    `seen`: the revision the clicked review showed; approving another is refused."""
     async with db.begin() as conn:
-        totals = await approve_in(conn, team_id, batch_id, user_id)
+        totals = await approve_in(conn, team_id, batch_id, user_id, seen)
         await require_static_segment(conn, team_id, batch_id)
         await require_consent(conn, team_id, batch_id)
         await enqueue_in(conn, team_id, IMPORT_JOB, {"batch_id": batch_id},

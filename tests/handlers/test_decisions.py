@@ -432,3 +432,40 @@ async def test_add_more_submitted_after_approval_keeps_the_form_and_says_why(
         "Start a new import for this file with /referral import: this one is already approved "
         f"by @{LEAD.lower()} and waiting to run.")}}, reply.body  # fmt: skip
     assert modal["id"] in app.slack.views  # still open, the file still in it
+
+
+async def test_approving_a_review_changed_since_it_was_drawn_imports_nothing_and_says_so(
+    app: Harness,
+) -> None:
+    """The lead looks at "2 to import" (or has Approve's confirm dialog open) while the
+    requester adds a customer with *Add more*. The lead's Approve then imported the new
+    contents, a customer they never saw (with a live campaign on the segment, an invite
+    email), and nobody said so. It is refused, the review redrawn as it is now; its own
+    Approve then imports all three. (The click carries the block id of the buttons as the
+    lead's message showed them, as Slack sends it.)"""
+    message, batch = await _start(app)
+    seen = json.loads(json.dumps(app.slack.message("C0001", message["ts"])))  # as drawn
+    assert "2 to import" in json.dumps(seen["blocks"])
+    found = find_element(seen["blocks"], Action.APPROVE)
+    assert found is not None
+    await _add_more(app, message, batch, _form(email="late@example.com", first="Late"))
+    await app.requests.block_action(Action.APPROVE, found[1]["value"], user_id=LEAD,
+                                    message=seen)  # fmt: skip
+    await app.settle()
+    said = [e["text"] for e in app.slack.ephemerals if e["user"] == LEAD]
+    assert said and said[-1].startswith("This import changed after the message you clicked "
+                                        "was drawn"), said  # fmt: skip
+    async with app.db.begin() as conn:
+        assert (await conn.execute(text("SELECT COUNT(*) FROM contact"))).scalar_one() == 0
+        status = (await conn.execute(text("SELECT status FROM import_batch"))).scalar_one()
+    assert status == "draft"
+    now = app.slack.message("C0001", message["ts"])
+    assert "3 to import" in json.dumps(now["blocks"])
+    current = find_element(now["blocks"], Action.APPROVE)
+    assert current is not None and current[0] != found[0]  # its block names the revision
+    await app.requests.block_action(Action.APPROVE, current[1]["value"], user_id=LEAD,
+                                    message=now)  # fmt: skip
+    await app.settle()
+    async with app.db.begin() as conn:
+        emails = (await conn.execute(text("SELECT email FROM contact"))).scalars().all()
+    assert "late@example.com" in emails and len(emails) == 3, emails
