@@ -41,7 +41,7 @@ from bot.campaigns.links import referral_link, unsubscribe_link
 from bot.campaigns.reports import INVITE_EMAIL_OFF
 from bot.email.message import build_message, parse_sender, quoted
 from bot.email.render import Invite, render_invite
-from bot.email.send import MailSender, SendResult, SendStatus, SmtpSetupError
+from bot.email.send import MailSender, SendResult, SendStatus, SmtpServerBusy, SmtpSetupError
 from bot.jobs.queue import (
     cancel_jobs_in,
     database_now_in,
@@ -76,6 +76,13 @@ _ENHANCED = re.compile(r"^\s*(?:[^\s:@]*@[^\s:]*:\s*)?([245]\.\d{1,3}\.\d{1,3})\
 _ABOUT_RECIPIENT = re.compile(r"\d\.(1\.\d+|2\.[12])")
 _STAMP = UTCDateTime()
 RETRY_BASE = timedelta(minutes=1)
+# An invite the server took and then didn't answer for (a timeout, a dropped connection)
+# stops the run, the rest left for a later one (send_later): a server that does it once most
+# likely does it to the next, and going on made every invite left "uncertain" (maybe
+# delivered), each after the SMTP timeout, with Resend uncertain the only way on, which
+# emails twice everyone the server had in fact taken.
+_SILENT_AFTER_DATA = ("the mail server stopped answering after it was handed an invite "
+                      "({why}); the invites left wait for a later run")
 PAGE = 500
 SERVER_STAGE = "server"  # a result made up for the invite in hand when the server failed
 
@@ -475,6 +482,8 @@ async def send_invites(
                     )
                     if not result.sent:
                         _log_outcome(team_id, enrollment_id, invite_id, result)
+                    if result.status is SendStatus.UNCERTAIN:
+                        raise SmtpServerBusy(_SILENT_AFTER_DATA.format(why=result.text))
                     seen = _server_wide(result, email)
                     streak = [*streak, invite_id] if seen and seen == streak_of else (
                         [invite_id] if seen else [])  # fmt: skip

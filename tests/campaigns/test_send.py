@@ -20,7 +20,13 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from bot.campaigns import service
 from bot.campaigns.consent import unsubscribe
 from bot.campaigns.invites import Links, cancel_held, resend_uncertain, send_invites
-from bot.email.send import OutboxDirSender, SmtpSender, SmtpSetupError, parse_smtp_url
+from bot.email.send import (
+    OutboxDirSender,
+    SmtpSender,
+    SmtpServerBusy,
+    SmtpSetupError,
+    parse_smtp_url,
+)
 from bot.imports.job_kinds import UNDO_JOB
 from bot.imports.undo import request_undo, undo_handler
 from bot.jobs.worker import Worker, WorkerConfig
@@ -54,13 +60,14 @@ async def _states(world: World) -> dict[str, str]:
 
 
 def _send_worker(world: World, server: Server, notifier: Silent | None = None,
-                 **config: Any) -> Worker:  # fmt: skip
-    """A worker that runs send jobs through `server`, as `serve`'s does."""
+                 query: str = "", **config: Any) -> Worker:  # fmt: skip
+    """A worker that runs send jobs through `server`, as `serve`'s does; `query`: SMTP_URL's
+    options ("?timeout=1")."""
     from bot.campaigns.enroll import SEND_JOB
     from bot.campaigns.jobs import send_handler
     from bot.settings import Settings
 
-    settings = Settings(_env_file=None, smtp_url=server.url,  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, smtp_url=server.url + query,  # type: ignore[call-arg]
                         public_url="https://bot.example", secret_key=SECRET)
     return Worker(world.db, {SEND_JOB: send_handler(settings, notifier or Silent())},
                   WorkerConfig(**config))  # fmt: skip
@@ -205,7 +212,9 @@ async def test_a_connection_dropped_after_the_data_leaves_it_uncertain_never_res
     enrollment = await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(5)))
     handler = Handler(drop_at={"DATA": {3}})  # the server took #3, the reply was lost
     async with smtp_server(handler) as server:
-        await _send(world, server, enrollment)
+        with pytest.raises(SmtpServerBusy):  # the run stops there: a later one sends the rest
+            await _send(world, server, enrollment)
+        assert len(_received(server)) == 3
         await _send(world, server, enrollment)
     assert all(n == 1 for n in _received(server).values()) and len(_received(server)) == 5
     states = Counter((await _states(world)).values())
@@ -215,6 +224,32 @@ async def test_a_connection_dropped_after_the_data_leaves_it_uncertain_never_res
     async with smtp_server() as again:
         await _send(world, again, enrollment)
     assert len(again.handler.messages) == 1
+
+
+async def test_a_server_that_takes_an_invite_and_goes_silent_stops_the_run_there(
+    world: World,
+) -> None:
+    """The server takes each message and never answers the end of its DATA. Every invite
+    left went the same way, each after the SMTP timeout (60 s by default: 5,000 invites, 83
+    hours), all "uncertain", and *Resend uncertain*, the only way on, emailed twice everyone
+    it had in fact taken. Now the run stops after the first, the rest queued for a later
+    run, which a server answering again sends."""
+    await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(5)))
+    async with smtp_server(Handler(data_delay=3600)) as silent:
+        await _send_worker(world, silent, query="?timeout=1",
+                           retry_base_seconds=0).run_until_idle()  # fmt: skip
+        assert len(silent.handler.messages) == 1
+    assert Counter((await _states(world)).values()) == Counter({"uncertain": 1, "queued": 4})
+    assert await world.rows("SELECT state FROM job WHERE kind = 'send_invites' "
+                            "AND state = 'queued'") == [("queued",)]  # a later run, waiting
+    async with world.db.begin() as conn:  # its wait is over
+        await conn.execute(text("UPDATE job SET run_after = created_at WHERE state = 'queued'"))
+    async with smtp_server() as answering:
+        await _send_worker(world, answering, retry_base_seconds=0).run_until_idle()
+    taken = silent.handler.messages[0].rcpt_tos[0]
+    assert taken not in _received(answering) and len(_received(answering)) == 4
+    assert all(n == 1 for n in _received(answering).values())
+    assert Counter((await _states(world)).values()) == Counter({"sent": 4, "uncertain": 1})
 
 
 async def test_a_sender_that_dies_mid_send_never_sends_that_address_twice(world: World) -> None:
@@ -457,7 +492,9 @@ async def test_resend_uncertain_never_emails_a_contact_who_unsubscribed_meanwhil
     withdrew consent makes them "not subscribed" (both were "unsubscribed")."""
     enrollment = await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en")
     async with smtp_server(Handler(drop_at={"DATA": {1, 2}})) as server:  # taken, reply lost
-        await _send(world, server, enrollment)
+        for _ in range(2):  # each run stops at the invite whose reply was lost
+            with pytest.raises(SmtpServerBusy):
+                await _send(world, server, enrollment)
         assert set((await _states(world)).values()) == {"uncertain"}
         contact = int(str(await world.scalar("SELECT id FROM contact WHERE email = :a",
                                              a="a@example.com")))  # fmt: skip
@@ -479,7 +516,8 @@ async def test_resend_after_a_run_of_the_same_second_still_gets_a_job(world: Wor
     done took its place, and the invites it queued again waited for ever."""
     enrollment = await _enrolled(world, "a@example.com,A,en")
     async with smtp_server(Handler(drop_at={"DATA": {1}})) as server:  # taken, reply lost
-        await _send(world, server, enrollment)
+        with pytest.raises(SmtpServerBusy):  # the run stops there
+            await _send(world, server, enrollment)
     now = utcnow()
     async with world.db.begin() as conn:  # the enrollment's run, and runs of this second
         await conn.execute(text("UPDATE job SET state = 'done' WHERE kind = 'send_invites'"))
@@ -507,7 +545,8 @@ async def test_resend_uncertain_skips_an_advocate_an_undo_took_out(world: World)
     batch = int(str(await world.scalar("SELECT MAX(id) FROM import_batch")))
     enrollment = int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
     async with smtp_server(Handler(drop_at={"DATA": {1}})) as server:  # taken, reply lost
-        await _send(world, server, enrollment)
+        with pytest.raises(SmtpServerBusy):  # the run stops there
+            await _send(world, server, enrollment)
     assert await _states(world) == {"a@example.com": "uncertain", "z@example.com": "queued"}
     invite, advocate = (await world.rows(
         "SELECT i.id, i.advocate_id FROM invite i JOIN contact c ON c.id = i.contact_id "
@@ -669,7 +708,8 @@ async def test_resend_uncertain_after_the_invite_email_was_turned_off_sends_noth
 ) -> None:
     enrollment = await _enrolled(world, "a@example.com,A,en")
     async with smtp_server(Handler(drop_at={"DATA": {1}})) as server:  # taken, reply lost
-        await _send(world, server, enrollment)
+        with pytest.raises(SmtpServerBusy):  # the run stops there
+            await _send(world, server, enrollment)
     assert await world.scalar("SELECT state FROM invite") == "uncertain"
     spring = int(str(await world.scalar("SELECT campaign_id FROM enrollment")))
     await service.update_campaign(world.db, TEAM, spring, invite_email=False)  # to Klaviyo
