@@ -37,6 +37,15 @@ async def first_time(db: Database, team_id: str, key: str) -> bool:
     return True
 
 
+async def was_seen(db: Database, team_id: str, key: str) -> bool:
+    """Whether `key` was seen for this workspace (first_time() returned True for it): a read
+    only, which waits for no writer."""
+    async with db.begin() as conn:
+        found = await conn.execute(select(SeenKey.key).where(
+            col(SeenKey.team_id) == team_id, col(SeenKey.key) == key[:200]))  # fmt: skip
+        return found.first() is not None
+
+
 async def forget(db: Database, team_id: str, key: str) -> bool:
     """Undo first_time() for a thing that turned out not to be done (so a retry does it);
     True if the key was there."""

@@ -55,6 +55,7 @@ from handlers.context import (
     require_lead,
     team_of,
 )
+from handlers.form_once import once_per_view, submitted_before
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, metadata, plural
@@ -381,14 +382,20 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
                                str(await leads_only(d, team_id, verb)))  # fmt: skip
         await ack(response_action="update", view=refusal.to_dict())
         return
+    view_id = str(view.get("id") or "")
+    if await submitted_before(d, team_id, "campaign-form", view_id):  # Submit pressed again
+        await ack()  # its own save isn't "already exists"
+        return
     form = read_form(view["state"]["values"])
     errors = await validate(d, team_id, form, campaign_id)
     if errors:
         await ack(response_action="errors", errors=errors)
         return
     await ack()
-    d.later.run(_save(d, client, team_id, user_id, campaign_id, form, str(meta.get("url") or ""),
-                      opened=opened), client, body)  # fmt: skip
+    d.later.run(once_per_view(d, team_id, "campaign-form", view_id,
+                              _save(d, client, team_id, user_id, campaign_id, form,
+                                    str(meta.get("url") or ""), opened=opened)),
+                client, body)  # fmt: skip
 
 
 def register(app: Routes) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +46,6 @@ from bot.mailchimp.accounts import (
 from bot.mailchimp.api import Audience, MailchimpError, ReconnectNeeded, audiences
 from bot.mailchimp.jobs import queue_audiences, queued_audiences
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
-from bot.once import first_time, forget
 from bot.segments import withdraw_segment
 from bot.words import listed
 from bot.workspaces import (
@@ -70,6 +69,7 @@ from handlers.context import (
     require_member,
     team_of,
 )
+from handlers.form_once import once_per_view
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.later import context_of, or_log
@@ -395,32 +395,8 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
         return
     await ack()
     # the modal is closed by now: a failure reaches the person by direct message
-    d.later.run(_once(d, team_id, str(view.get("id") or ""),
-                      _create(d, client, team_id, user_id, meta, form)), client, body)
-
-
-async def _once(d: Deps, team_id: str, view_id: str, create: Coroutine[Any, Any, None]) -> None:
-    """The form's work once per view: pressed again when Slack was slow to hear the answer
-    (it says it had trouble connecting, and the form stays open), each submission made an
-    import and posted a review of the same files. Let go if the work fails: a submission
-    again then does it."""
-    key = f"import-form:{view_id}"
-    try:
-        again = bool(view_id) and not await first_time(d.db, team_id, key)
-    except BaseException:  # the database refused: said as any failure, the work not begun
-        create.close()
-        raise
-    if again:
-        create.close()
-        log.info("import form %s of team %s submitted again: done once already", view_id,
-                 team_id)  # fmt: skip
-        return
-    try:
-        await create
-    except BaseException:
-        if view_id:
-            await forget(d.db, team_id, key)
-        raise
+    d.later.run(once_per_view(d, team_id, "import-form", str(view.get("id") or ""),
+                              _create(d, client, team_id, user_id, meta, form)), client, body)
 
 
 async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,

@@ -65,6 +65,7 @@ from handlers.context import (
     team_of,
     told_outsider,
 )
+from handlers.form_once import once_per_view, submitted_before
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import file_stem, metadata
@@ -256,6 +257,10 @@ async def submit_name(ack: Any, body: dict[str, Any], view: dict[str, Any],
         await ack(response_action="update",
                   view=notice_modal("Rename segment", str(refusal)).to_dict())  # fmt: skip
         return
+    view_id = str(view.get("id") or "")
+    if await submitted_before(d, team_id, "segment-form", view_id):  # Submit pressed again
+        await ack()  # its own new name isn't "already exists"
+        return
     name = _typed_name(view)
     try:
         segment = await renamable(d.db, team_id, segment_id) if renaming else None
@@ -268,7 +273,8 @@ async def submit_name(ack: Any, body: dict[str, Any], view: dict[str, Any],
     await ack()
     work = _name_change(d, client, team_id, user_id, name, segment_id if renaming else None,
                         url, offset)  # fmt: skip
-    d.later.run(_explained(work, client, url, user_id), client, body)
+    d.later.run(once_per_view(d, team_id, "segment-form", view_id,
+                              _explained(work, client, url, user_id)), client, body)
 
 
 async def _name_change(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, name: str,

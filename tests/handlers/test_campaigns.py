@@ -543,3 +543,22 @@ async def test_a_sender_name_with_a_comma_is_told_to_be_quoted(app: Harness) -> 
         state_values=_form(sender='"Acme, Inc" <hello@shop.example>'), view_id=modal["id"],
         user_id=LEAD)  # fmt: skip
     assert not (quoted.body or {}).get("errors"), quoted.body
+
+
+async def test_the_campaign_form_submitted_twice_makes_one_campaign_and_no_error(
+    app: Harness,
+) -> None:
+    """Slack was slow to hear the first Create's answer (it says it had trouble connecting,
+    and the form stays open) and the lead pressed it again: the second was told "Spring
+    already exists: choose another name" of their own new campaign, and choosing another
+    name made a duplicate. The second is closed, nothing done twice."""
+    listing = await _list(app)
+    responses = await _click(app, Action.CAMPAIGN_CREATE, "new", listing)
+    modal = app.slack.open_views(LEAD)[-1]
+    view = {k: v for k, v in app.slack.views[modal["id"]].items() if not k.startswith("_")}
+    replies = [await app.requests.view_submission(state_values=_form(), view=view,
+                                                  user_id=LEAD) for _ in range(2)]  # fmt: skip
+    await app.done()
+    assert [(r.status, r.body) for r in replies] == [(200, "")] * 2, replies
+    assert await _count(app, "SELECT COUNT(*) FROM campaign") == 1
+    assert "already exists" not in responses[-1]["text"]

@@ -753,3 +753,18 @@ async def test_an_import_form_for_a_segment_being_deleted_imports_nothing(app: H
     assert app.slack.find_action(Action.APPROVE, "C0001") is None  # no review posted
     told = _dms(app, REP)
     assert told and "The segment 'VIP' was deleted; nothing was imported." in told[-1], told
+
+
+async def test_the_new_segment_form_submitted_twice_makes_one_and_no_error(app: Harness) -> None:
+    """The second Create of one form (Slack slow to hear the first's answer) was told "A
+    segment named 'Spring promo' already exists." of the one the first had just made."""
+    await _ws(app)
+    listing = await _list(app, user=REP)
+    await _click(app, Action.SEGMENT_CREATE, "0", listing, user=REP)
+    modal = app.slack.open_views(REP)[-1]
+    view = {k: v for k, v in app.slack.views[modal["id"]].items() if not k.startswith("_")}
+    replies = [await app.requests.view_submission(state_values=_name("Spring promo"), view=view,
+                                                  user_id=REP) for _ in range(2)]  # fmt: skip
+    await _done(app)
+    assert [(r.status, r.body) for r in replies] == [(200, "")] * 2, replies
+    assert await _count(app, "SELECT COUNT(*) FROM segment WHERE name = 'Spring promo'") == 1
