@@ -84,12 +84,18 @@ async def test_a_lost_sqlite_connection_is_still_told_as_a_database_error(db: Da
 
 async def _undo_run_by_the_shell(db: Database) -> tuple[str, int]:
     """The undo of import #7, queued running under a shell's lease: its owner and job id."""
+    return await _run_by_the_shell(db, "undo_import", "undo:7", 7, 600)
+
+
+async def _run_by_the_shell(db: Database, kind: str, key: str, batch_id: int,
+                            lease_seconds: float) -> tuple[str, int]:  # fmt: skip
+    """A job queued running under a shell's lease: its owner and job id."""
     await ensure_workspace(db, "T1")
     owner = shell_owner()
     async with db.begin() as conn:
-        job_id = await queue.enqueue_running_in(conn, "T1", "undo_import", {"batch_id": 7},
-                                                dedupe_key="undo:7", owner=owner,
-                                                lease_seconds=600)  # fmt: skip
+        job_id = await queue.enqueue_running_in(conn, "T1", kind, {"batch_id": batch_id},
+                                                dedupe_key=key, owner=owner,
+                                                lease_seconds=lease_seconds)  # fmt: skip
     return owner, job_id
 
 
@@ -158,12 +164,7 @@ async def test_ctrl_c_while_a_held_up_heartbeat_stops_is_not_swallowed(db: Datab
     exit, the heartbeat's connection cut off mid-close). It now ends the run, the job handed
     back as for any Ctrl-C. (On PostgreSQL a held-up heartbeat ends as soon as it is
     cancelled, asyncpg cancelling its query, so there this shows the hand back only.)"""
-    await ensure_workspace(db, "T1")
-    owner = shell_owner()
-    async with db.begin() as conn:
-        job_id = await queue.enqueue_running_in(conn, "T1", "import", {"batch_id": 1},
-                                                dedupe_key="import:1", owner=owner,
-                                                lease_seconds=0.3)  # fmt: skip
+    owner, job_id = await _run_by_the_shell(db, "import", "import:1", 1, 0.3)
     done = asyncio.Event()
 
     async def run() -> str:
