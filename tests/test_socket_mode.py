@@ -442,7 +442,7 @@ async def test_the_stop_keeps_to_its_grace_from_the_start_naming_a_request_left(
         # is dropped (PostgreSQL ended its connection, warning)
         await asyncio.sleep(0.5)
     submitting.cancel()
-    assert took < 3.0 + 1.5, took
+    assert took < 3.0 + 3.0, took  # 10 s and more before; 3 s and a little now
     left = [r.getMessage() for r in caplog.records if r.name == "bot.slack_connection"]
     assert left == ["closing Socket Mode's connection with 1 request(s) still being handled "
                     "after 3.0 s (Slack gets no answer to them): interactive from team=T0001 "
