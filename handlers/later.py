@@ -285,7 +285,7 @@ class Later:
 
 def _discard(work: Coroutine[Any, Any, None]) -> None:
     """Close `work` without running it (a no-op once it has run). Its arguments may be
-    coroutines too (`_once(_create(...))`), which Python, as they are freed with it, reports
+    coroutines too (`once_per_view(..., _create(...))`), which Python, freeing them with it, reports
     as "never awaited": true, and meant."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -294,18 +294,17 @@ async def lock_batch(
     It counts up the batch's `revision`; `seen`, the revision a review message showed, is
     required to be the current one (ChangedSinceSeen otherwise).
     """
-    where = [col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id,
-             col(ImportBatch.status).in_(list(states))]  # fmt: skip
-    if seen is not None:
-        where.append(col(ImportBatch.revision) == seen)
+    changeable = (col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id,
+                  col(ImportBatch.status).in_(list(states)))  # fmt: skip
+    as_seen = () if seen is None else (col(ImportBatch.revision) == seen,)
     result = await conn.execute(
-        update(ImportBatch).where(*where)
+        update(ImportBatch).where(*changeable, *as_seen)
         .values(updated_at=utcnow(), revision=col(ImportBatch.revision) + 1)
     )  # fmt: skip
     if result.rowcount == 1:
         return
-    if seen is not None and await conn.scalar(
-        select(func.count()).select_from(ImportBatch).where(*where[:3])
+    if as_seen and await conn.scalar(
+        select(func.count()).select_from(ImportBatch).where(*changeable)
     ):  # in a state it may be changed in: another revision than the one seen
         raise ChangedSinceSeen
     raise ReviewError(await state_sentence(conn, team_id, batch_id))
