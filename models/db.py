@@ -7,7 +7,7 @@ import sqlite3
 import time
 import traceback
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, closing, suppress
+from contextlib import asynccontextmanager, closing
 from typing import Any
 
 from sqlalchemy import event
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models import sqlite_driver
 from models.reader import Reader
 from models.staging import attach_staging, shape_file, staging_path
 
@@ -110,6 +111,8 @@ class Database:
             kwargs["pool_size"] = 5
             kwargs["pool_pre_ping"] = True
             kwargs["connect_args"] = connect_args(url, schema)
+        elif self.dialect == "sqlite":  # a cancelled caller's statement is interrupted
+            kwargs["connect_args"] = {"async_creator_fn": sqlite_driver.connect}
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
@@ -216,18 +219,11 @@ def prepare_file(path: str) -> None:
 
 
 def _interrupt_sqlite(dbapi_conn: Any, _record: Any, _exc: BaseException | None) -> None:
-    """Stop the statement of a connection SQLAlchemy lets go of because its caller was
-    interrupted (Ctrl-C, a cancelled task). aiosqlite runs it on the connection's thread,
-    which went on to its end (an apply chunk: seconds; minutes on a loaded machine) holding
-    SQLite's write lock, while the shell's Ctrl-C waited to hand its job back.
-    `sqlite3.Connection.interrupt` is made to be called from another thread."""
-    # aiosqlite's own attribute, not its `_conn` property, which raises once the connection
-    # is gone (a disconnect is invalidated too); a listener that raised would hide the error
-    # being handled
-    raw = getattr(getattr(dbapi_conn, "_connection", None), "_connection", None)
-    if isinstance(raw, sqlite3.Connection):
-        with suppress(sqlite3.Error):
-            raw.interrupt()
+    """Stop the statement of a connection SQLAlchemy lets go of (an error, or an interruption
+    `sqlite_driver` didn't see: the caller cancelled between two calls)."""
+    driver = getattr(dbapi_conn, "_connection", None)
+    if driver is not None:
+        sqlite_driver.interrupt(driver)
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
