@@ -435,6 +435,7 @@ async def send_invites(
     after, last_report, paused, cancelled = 0, time.monotonic(), False, False
     streak: list[int] = []  # the invites refused in a row the same server-wide-looking way
     streak_of: tuple[str, int, str, str] | None = None
+    sent_any = False  # told to the caller with a SmtpServerBusy (send_later's count)
     page = await _due(db, team_id, enrollment_id, after)
     if not page:  # nothing due (held, delayed, or all done): no connection at all
         async with db.begin() as conn:
@@ -482,6 +483,7 @@ async def send_invites(
                     )
                     if not result.sent:
                         _log_outcome(team_id, enrollment_id, invite_id, result)
+                    sent_any = sent_any or result.sent
                     if result.status is SendStatus.UNCERTAIN:
                         raise SmtpServerBusy(_SILENT_AFTER_DATA.format(why=result.text))
                     seen = _server_wide(result, email)
@@ -501,6 +503,8 @@ async def send_invites(
                         await on_progress()
                 page = page and await _due(db, team_id, enrollment_id, after)
     except SmtpSetupError as exc:  # the server, not a message: stop the run (see send.py)
+        if isinstance(exc, SmtpServerBusy):
+            exc.after_sending = sent_any
         if pending is not None and pending.result is None:
             pending.result = SendResult(SendStatus.RETRY, "", text=str(exc), stage=SERVER_STAGE)
         raise
@@ -653,8 +657,8 @@ def server_turned_away(why: str | None) -> bool:
 
 async def send_later(db: Database, team_id: str, enrollment_id: int, waited: int,
                      job_id: int | None, why: str) -> str | None:  # fmt: skip
-    """The server turned the run away (`why`) after it had already waited `waited` times:
-    queue a send job after the next, longer wait and return None, or, once it has waited
+    """The server turned the run away (`why`) after `waited` waits in a row with nothing
+    sent: queue a send job after the next, longer wait and return None, or, once it has waited
     about two hours, return why sending stops. The job's own quick retries (5 s doubling)
     spent its attempts in about a minute and a half of a provider's throttle."""
     if waited >= SERVER_WAITS:

@@ -139,7 +139,10 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
             )  # fmt: skip
         except SmtpServerBusy as exc:  # turned away for now: a later run, not a quick retry
             _log_detail(ctx, exc)
-            waited = int(ctx.payload.get("server_waits", 0))
+            # waits in a row that sent nothing: a server that loses one reply in a hundred
+            # stops each run once, and counted across runs that sent, it was "turned away
+            # for two hours" and sending stopped
+            waited = 0 if exc.after_sending else int(ctx.payload.get("server_waits", 0))
             why = await send_later(ctx.db, ctx.team_id, enrollment_id, waited, ctx.job.id,
                                    str(exc))  # fmt: skip
             if why is not None:

@@ -100,7 +100,13 @@ class SmtpSetupError(RuntimeError):
 class SmtpServerBusy(SmtpSetupError):
     """The server turned the session away for now: a 4xx at its greeting, at login or at
     MAIL FROM (a provider's throttle, `451 4.7.1`), or a connection that keeps dropping. Not
-    a setting to fix: the caller tries again later, as it does an invite's own 4xx."""
+    a setting to fix: the caller tries again later, as it does an invite's own 4xx.
+
+    `after_sending`: the run it stopped had sent messages first (set by the caller that
+    knows): a server that takes some and then turns the bot away is no outage to give up on
+    after a while, as one that takes none is."""
+
+    after_sending: bool = False
 
 
 @dataclass(frozen=True)
