@@ -18,6 +18,7 @@ from bot.campaigns.advocates import advocate_rows
 from bot.campaigns.enroll import EnrollResult, run_enrollment
 from bot.campaigns.invites import (
     email_unsent,
+    resend_campaign_uncertain,
     retry_campaign_sending,
     stop_remedy,
     waiting_for_a_sender,
@@ -93,7 +94,9 @@ def add_parsers(sub: Any) -> None:
                        ("retry-sending", "send again the invites whose sending stopped "
                                          "(`campaign list` says why it stopped)"),
                        ("email-unsent", "send the invites the invite email being off left "
-                                        "unsent (not if another tool invited them)")):  # fmt: skip
+                                        "unsent (not if another tool invited them)"),
+                       ("resend-uncertain", "send again the invites that may not have arrived "
+                                            "(some people may get theirs twice)")):  # fmt: skip
         cmd = actions.add_parser(verb, help=text)
         cmd.add_argument("name")
         cmd.add_argument("--json", action="store_true")
@@ -233,7 +236,14 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
             print(f"{row['name']}  [{row['state']}]  invite email {_invite_words(row)}  "
                   f"targets: {', '.join(row['targets']) or '-'}  excluded: "
                   f"{', '.join(row['excluded']) or '-'}  advocates: {row['advocates']:,}  "
-                  f"invites sent: {row['invites_sent']:,}")  # fmt: skip
+                  f"invites sent: {row['invites_sent']:,}"
+                  + (f"  failed: {row['invites_failed']:,}" if row["invites_failed"] else ""))
+            if row["invites_uncertain"]:
+                them = "it" if row["invites_uncertain"] == 1 else "them"
+                print(f"  {plural(row['invites_uncertain'], 'invite')} may not have arrived (the "
+                      f"mail server took {them}, then didn't answer): referral-bot campaign "
+                      f"resend-uncertain {shlex.quote(row['name'])} sends {them} again, and "
+                      "some people may get theirs twice")  # fmt: skip
             if row["sending_stopped"]:
                 retry = f"referral-bot campaign retry-sending {shlex.quote(row['name'])}"
                 fix = {"retry": "", "wait": "the mail server turned the bot away: check the "
@@ -289,6 +299,8 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
             return 0
         elif command == "retry-sending":
             return await _retry_sending(db, team, campaign, args)
+        elif command == "resend-uncertain":
+            return await _resend_uncertain(db, team, campaign, args)
         elif command == "pause":
             # the state as the pause's own transaction found it (not as read before it)
             paused_already = await service.pause(db, team, cid,
@@ -397,6 +409,22 @@ async def _retry_sending(db: Database, team: str, campaign: Campaign,
                 "(`referral-bot jobs` shows it).")  # fmt: skip
     else:
         text = f"No invites of {campaign.name!r} stopped sending: nothing to retry."
+    print(json.dumps(out) if args.json else text)
+    return 0
+
+
+async def _resend_uncertain(db: Database, team: str, campaign: Campaign,
+                            args: argparse.Namespace) -> int:  # fmt: skip
+    """`campaign resend-uncertain`: an enrollment made here or by Go live has no Slack
+    report to offer *Resend uncertain*, and its invites that may not have arrived had no
+    way on."""
+    done = await resend_campaign_uncertain(db, team, campaign.id or 0)
+    out = {"campaign": campaign.name, "queued": done.count}
+    text = (f"Sending {plural(done.count, 'invite')} of {campaign.name!r} again: a worker "
+            "sends them (`referral-bot jobs` shows it)." if done.count else
+            f"No uncertain invite of {campaign.name!r} was resent: their contacts unsubscribed "
+            "or were taken out by an undo." if done.changed else
+            f"No invite of {campaign.name!r} is uncertain: nothing to resend.")  # fmt: skip
     print(json.dumps(out) if args.json else text)
     return 0
 
@@ -564,7 +592,8 @@ def _summary(s: service.CampaignSummary, waiting: dict[int, int]) -> dict[str, A
     return {"id": c.id, "name": c.name, "state": c.state, "invite_email": c.invite_email,
             "invite_delay_days": c.invite_delay_days, "store_url": c.store_url,
             "targets": s.targets, "excluded": s.excluded, "advocates": s.advocates,
-            "invites_sent": s.invites_sent,
+            "invites_sent": s.invites_sent, "invites_failed": s.invites_failed,
+            "invites_uncertain": s.invites_uncertain,
             "sending_stopped": s.stopped[-1][1] if s.stopped else None,
             "unsent_while_off": s.unsent_while_off,
             "invites_waiting_for_worker": waiting.get(c.id or 0, 0)}  # fmt: skip

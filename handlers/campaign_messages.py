@@ -29,7 +29,7 @@ from slack_sdk.models.views import View
 
 from bot.campaigns.invites import stop_remedy, waiting_pronoun, waiting_words
 from bot.campaigns.service import MAX_NAME, MAX_OFFER, MAX_SENDER, MAX_STORE_URL, CampaignSummary
-from handlers.enrollment_messages import RETRY_ADVICE, email_them_confirm
+from handlers.enrollment_messages import RESEND_CONFIRM, RETRY_ADVICE, email_them_confirm
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, n, plural
 from handlers.slack_text import cut_mrkdwn
@@ -103,10 +103,16 @@ def _campaign_text(summary: CampaignSummary, waiting: int = 0) -> str:
     if summary.unsent_while_off:
         more += (f"\n{plural(summary.unsent_while_off, 'advocate')} got no invite while the "
                  "invite email was off: *Email them* sends theirs.")  # fmt: skip
+    if summary.invites_uncertain:
+        them = "it" if summary.invites_uncertain == 1 else "them"
+        more += (f"\n{plural(summary.invites_uncertain, 'invite')} may not have arrived (the "
+                 f"mail server took {them}, then didn't answer): *Resend uncertain* sends "
+                 f"{them} again.")  # fmt: skip
+    failed = (f"{summary.invites_failed:,} failed · " if summary.invites_failed else "")
     text = (f"*{esc(c.name)}* · {state}\n"
             f"Targets: {_segments(summary.targets)} · Excluded: {_segments(summary.excluded)}\n"
             f"{plural(summary.advocates, 'advocate')} · "
-            f"{plural(summary.invites_sent, 'invite')} sent · "
+            f"{plural(summary.invites_sent, 'invite')} sent · {failed}"
             f"{invite_line(c)}{more}")  # fmt: skip
     return cut_mrkdwn(text)
 
@@ -135,6 +141,10 @@ def _campaign_buttons(summary: CampaignSummary) -> ActionsBlock:
         buttons.append(ButtonElement(
             text="Email them", action_id=Action.CAMPAIGN_EMAIL_UNSENT, value=value,
             confirm=email_them_confirm(summary.unsent_while_off)))  # fmt: skip
+    if summary.invites_uncertain:
+        buttons.append(ButtonElement(
+            text="Resend uncertain", action_id=Action.CAMPAIGN_RESEND_UNCERTAIN, value=value,
+            confirm=RESEND_CONFIRM))  # fmt: skip
     return ActionsBlock(elements=buttons)
 
 

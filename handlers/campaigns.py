@@ -16,7 +16,12 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.campaigns.invites import email_unsent, retry_campaign_sending, waiting_for_a_sender
+from bot.campaigns.invites import (
+    email_unsent,
+    resend_campaign_uncertain,
+    retry_campaign_sending,
+    waiting_for_a_sender,
+)
 from bot.campaigns.service import (
     CampaignError,
     change_state,
@@ -224,14 +229,34 @@ async def _email_unsent(d: Deps, client: AsyncWebClient, click: Click) -> None:
                      campaign_id=campaign.id)  # fmt: skip
 
 
+async def _resend_uncertain(d: Deps, client: AsyncWebClient, click: Click) -> None:
+    """The list's *Resend uncertain*: enrollments started without a thread (Go live here,
+    the command line) have no report to offer it, so their invites that may not have
+    arrived had no way on."""
+    await require_lead(d, client, click.team_id, click.user_id, "resend invites")
+    campaign = await get_campaign(d.db, click.team_id, _campaign_id(click.value))
+    done = await resend_campaign_uncertain(d.db, click.team_id, campaign.id or 0)
+    for enrollment_id in done.changed:  # a report in a thread says so too
+        await d.notifier.enrollment_changed(click.team_id, enrollment_id)
+    note = (f"Sending {plural(done.count, 'invite')} of {esc(campaign.name)} again."
+            if done.count else
+            f"No uncertain invite of {esc(campaign.name)} was resent: their contacts "
+            "unsubscribed or were taken out by an undo." if done.changed else
+            f"No invite of {esc(campaign.name)} is uncertain any more.")  # fmt: skip
+    await _show_list(d, client, click.team_id, click.response_url, replace=True, note=note,
+                     campaign_id=campaign.id)  # fmt: skip
+
+
 # The list's buttons about a campaign's invites: what each does, and its name in a log line.
 _SENDING = {Action.CAMPAIGN_RETRY_SENDING: (_retry_sending, "retry sending"),
-            Action.CAMPAIGN_EMAIL_UNSENT: (_email_unsent, "email advocates")}  # fmt: skip
+            Action.CAMPAIGN_EMAIL_UNSENT: (_email_unsent, "email advocates"),
+            Action.CAMPAIGN_RESEND_UNCERTAIN: (_resend_uncertain, "resend invites")}  # fmt: skip
 
 
 async def on_sending(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                      context: dict[str, Any]) -> None:  # fmt: skip
-    """Retry sending, Email them: ack at once; the work runs after the response."""
+    """Retry sending, Email them, Resend uncertain: ack at once; the work runs after the
+    response."""
     await ack()
     d, click = deps(context), Click.of(body)
     work, what = _SENDING[Action(body["actions"][0]["action_id"])]

@@ -33,6 +33,13 @@ RETRY_ADVICE = {
 }
 
 
+# Resend uncertain, in a report and in the campaign list
+RESEND_CONFIRM = ConfirmObject(
+    title="Resend?", confirm="Resend", deny="No",
+    text="The mail server may already have delivered these: some people could get the "
+         "invite twice.")  # fmt: skip
+
+
 def email_them_confirm(count: int) -> ConfirmObject:
     """*Email them* (a campaign in the list, an enrollment's report) asks first: another tool
     may have invited these people while the invite email was off."""
@@ -167,11 +174,7 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
     if summary.count("uncertain"):
         buttons.append(ButtonElement(
             text="Resend uncertain", action_id=Action.RESEND_UNCERTAIN, value=str(e.id),
-            confirm=ConfirmObject(
-                title="Resend?", confirm="Resend", deny="No",
-                text="The mail server may already have delivered these: some people could "
-                     "get the invite twice."),
-        ))  # fmt: skip
+            confirm=RESEND_CONFIRM))  # fmt: skip
     if buttons:
         blocks.append(ActionsBlock(elements=buttons))
     if c.state != CampaignState.LIVE:

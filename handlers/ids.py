@@ -84,6 +84,7 @@ class Action(StrEnum):
     CAMPAIGN_MORE = "campaign_more"  # value: the offset of the page it shows
     CAMPAIGN_RETRY_SENDING = "campaign_retry_sending"  # value: the campaign id
     CAMPAIGN_EMAIL_UNSENT = "campaign_email_unsent"  # value: the campaign id
+    CAMPAIGN_RESEND_UNCERTAIN = "campaign_resend_uncertain"  # value: the campaign id
     CAMPAIGN_NAME = "campaign_name_input"
     CAMPAIGN_STORE_URL = "campaign_store_url_input"
     CAMPAIGN_SENDER = "campaign_sender_input"

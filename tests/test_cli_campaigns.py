@@ -358,6 +358,43 @@ def test_sending_stopped_shows_in_campaign_list_and_retry_sending_sends(
     assert done.stdout == "No invites of 'Spring' stopped sending: nothing to retry.\n", done
 
 
+async def test_invites_that_may_not_have_arrived_are_listed_and_resent_from_the_shell(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """An enrollment from the shell has no Slack report, whose *Resend uncertain* was the only
+    way on for an invite the mail server took and then didn't answer for: `campaign list`
+    said only how many were sent, and the invite stayed uncertain for good."""
+    from tests.email.smtp_server import Handler, smtp_server
+
+    env = {**db_env, "SECRET_KEY": "s" * 32, "PUBLIC_URL": "https://r.example",
+           "WORKER_POLL_SECONDS": "0.1"}  # fmt: skip
+    people = tmp_path / "people.csv"
+    people.write_text("email\nana@example.com\nbo@example.com\n", encoding="utf-8")
+    assert run(env, "import", str(people), "--segment", "VIP",
+               "--create-segment").returncode == 0  # fmt: skip
+    assert run(env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
+               "--live").returncode == 0  # fmt: skip
+    assert run(env, "campaign", "target", "Spring", "--segment", "VIP").returncode == 0
+    # the second message taken, its reply lost: the run stops there, nothing left to send
+    async with smtp_server(Handler(drop_at={"DATA": {2}})) as server:
+        sending = {**env, "SMTP_URL": f"{server.url}?timeout=2"}
+        await asyncio.to_thread(_drain, sending)
+        [row] = _json(env, "campaign", "list")
+        assert (row["invites_sent"], row["invites_failed"], row["invites_uncertain"]) == (1, 0, 1)
+        listed = run(env, "campaign", "list").stdout
+        assert ("1 invite may not have arrived (the mail server took it, then didn't answer): "
+                "referral-bot campaign resend-uncertain Spring sends it again") in listed, listed
+        assert _json(env, "campaign", "resend-uncertain", "Spring") == {"campaign": "Spring",
+                                                                        "queued": 1}
+        await asyncio.to_thread(_drain, sending)
+    assert len(server.handler.messages) == 3  # the uncertain one went again, as asked
+    [row] = _json(env, "campaign", "list")
+    assert (row["invites_sent"], row["invites_uncertain"]) == (2, 0)
+    assert "may not have arrived" not in run(env, "campaign", "list").stdout
+    again = run(env, "campaign", "resend-uncertain", "Spring")
+    assert again.stdout == "No invite of 'Spring' is uncertain: nothing to resend.\n", again
+
+
 def test_campaign_edit_turns_the_invite_email_off_and_on_and_email_unsent_sends_once(
     db_env: dict[str, str], tmp_path: Path
 ) -> None:

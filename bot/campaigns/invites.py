@@ -655,17 +655,25 @@ def server_turned_away(why: str | None) -> bool:
     return (why or "").startswith(_TURNED_AWAY)
 
 
+# an enrollment's invites still to send (a held one is too: its run comes at its time)
+_ANY_LEFT = text("SELECT 1 FROM invite WHERE team_id = :t AND enrollment_id = :e "
+                 "AND state IN ('queued', 'held') LIMIT 1")
+
+
 async def send_later(db: Database, team_id: str, enrollment_id: int, waited: int,
                      job_id: int | None, why: str) -> str | None:  # fmt: skip
     """The server turned the run away (`why`) after `waited` waits in a row with nothing
-    sent: queue a send job after the next, longer wait and return None, or, once it has waited
-    about two hours, return why sending stops. The job's own quick retries (5 s doubling)
-    spent its attempts in about a minute and a half of a provider's throttle."""
-    if waited >= SERVER_WAITS:
-        return f"{_TURNED_AWAY}: {why}"
+    sent: queue a send job after the next, longer wait (none if nothing is left to send)
+    and return None, or, once it has waited about two hours, return why sending stops. The
+    job's own quick retries (5 s doubling) spent its attempts in about a minute and a half
+    of a provider's throttle."""
     async with db.begin() as conn:
         if not await take_running_in(conn, team_id, job_id):
             return None  # cancelled meanwhile: nothing to send later
+        if not (await conn.execute(_ANY_LEFT, {"t": team_id, "e": enrollment_id})).first():
+            return None  # the run's last invite: a later run would find nothing to send
+        if waited >= SERVER_WAITS:
+            return f"{_TURNED_AWAY}: {why}"
         when = await database_now_in(conn) + RETRY_BASE * 2 ** waited  # by the shared clock
         await _enqueue_send(conn, team_id, enrollment_id, when, occasion=f"wait{waited + 1}",
                             payload={"server_waits": waited + 1})  # fmt: skip
@@ -1079,10 +1087,38 @@ async def resend_uncertain(db: Database, team_id: str, enrollment_id: int) -> in
     exist: an undo that took the advocate out left its uncertain invite as it was (it may
     have arrived), but there is no link to send any more, and the send job, which reads the
     advocate's code, would leave it queued for ever."""
-    params = {"t": team_id, "e": enrollment_id, "now": utcnow()}
     async with db.begin() as conn:
-        await conn.execute(_NOT_RESENT, params)
-        result = await conn.execute(_RESENT[conn.dialect.name == "sqlite"], params)
-        if result.rowcount:
-            await _enqueue_send(conn, team_id, enrollment_id, None, occasion="resend")
-    return result.rowcount
+        return await _resend_uncertain_in(conn, team_id, enrollment_id)
+
+
+async def _resend_uncertain_in(conn: AsyncConnection, team_id: str, enrollment_id: int) -> int:
+    params = {"t": team_id, "e": enrollment_id, "now": utcnow()}
+    await conn.execute(_NOT_RESENT, params)
+    result = await conn.execute(_RESENT[conn.dialect.name == "sqlite"], params)
+    if result.rowcount:
+        await _enqueue_send(conn, team_id, enrollment_id, None, occasion="resend")
+    return int(result.rowcount)
+
+
+@dataclass(frozen=True)
+class Resent:
+    """What a campaign's *Resend uncertain* did: invites queued again, and the enrollments
+    whose invites changed (their reports in a thread are drawn again)."""
+
+    count: int
+    changed: list[int]
+
+
+async def resend_campaign_uncertain(db: Database, team_id: str, campaign_id: int) -> Resent:
+    """Resend uncertain for every enrollment of a campaign, in one transaction (the campaign
+    list's button, `campaign resend-uncertain`): one started without a thread (Go live, the
+    command line) has no report to offer it, and its uncertain invites had no way on. A
+    second click finds none left uncertain."""
+    async with db.begin() as conn:
+        enrollments = [int(e) for (e,) in await conn.execute(text(
+            "SELECT DISTINCT enrollment_id FROM invite WHERE team_id = :t AND campaign_id = :c "
+            "AND state = 'uncertain' ORDER BY enrollment_id"), {"t": team_id, "c": campaign_id})]
+        count = 0
+        for enrollment_id in enrollments:
+            count += await _resend_uncertain_in(conn, team_id, enrollment_id)
+    return Resent(count, enrollments)

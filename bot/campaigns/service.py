@@ -94,6 +94,10 @@ class CampaignSummary:
     # invites its invite email being off left unsent, while it is on (0 while it is off):
     # the list offers *Email them*, as a report in a thread does (reports.INVITE_EMAIL_OFF)
     unsent_while_off: int = 0
+    invites_failed: int = 0  # refused for good
+    # maybe delivered (the server took them, then didn't answer): the list offers *Resend
+    # uncertain* for all its enrollments, since one started without a thread has no report
+    invites_uncertain: int = 0
 
 
 def check_fields(*, name: str | None = None, store_url: str | None = None,
@@ -421,7 +425,8 @@ async def campaigns_by_name(db: Database, team_id: str) -> list[Campaign]:
 
 
 async def list_campaigns(db: Database, team_id: str) -> list[CampaignSummary]:
-    """Every campaign with its segments, advocates and invites sent (counted from the rows)."""
+    """Every campaign with its segments, advocates and invites sent, failed and uncertain
+    (counted from the rows)."""
     campaigns = await campaigns_by_name(db, team_id)
     async with db.session() as session:
         roles = (await session.exec(text(  # type: ignore[call-overload]
@@ -432,11 +437,13 @@ async def list_campaigns(db: Database, team_id: str) -> list[CampaignSummary]:
             select(Advocate.campaign_id, func.count()).where(Advocate.team_id == team_id)
             .group_by(col(Advocate.campaign_id))
         )).all())  # fmt: skip
-        sent = dict((await session.exec(
-            select(Invite.campaign_id, func.count())
-            .where(Invite.team_id == team_id, Invite.state == InviteState.SENT)
-            .group_by(col(Invite.campaign_id))
-        )).all())  # fmt: skip
+        # sent, and what a person may act on: failed for good, maybe delivered (uncertain)
+        ended = {(int(cid), str(state)): int(n) for cid, state, n in (await session.exec(
+            select(Invite.campaign_id, Invite.state, func.count())
+            .where(Invite.team_id == team_id, col(Invite.state).in_(
+                (InviteState.SENT, InviteState.FAILED, InviteState.UNCERTAIN)))
+            .group_by(col(Invite.campaign_id), col(Invite.state))
+        )).all()}  # fmt: skip
         # stops with invites still to send, as a report offers Retry sending: one whose
         # invites went meanwhile (the invite email turned off) said "Sending stopped" with a
         # button that sent nothing
@@ -460,9 +467,12 @@ async def list_campaigns(db: Database, team_id: str) -> list[CampaignSummary]:
         targets = [n for cid, role, n in roles if cid == c.id and role == SegmentRole.TARGET]
         excluded = [n for cid, role, n in roles if cid == c.id and role == SegmentRole.EXCLUDE]
         stopped = [(int(e), str(why)) for cid, e, why in stops if cid == c.id]
+        cid = c.id or 0
         out.append(CampaignSummary(c, targets, excluded, advocates.get(c.id, 0),
-                                   sent.get(c.id, 0), stopped,
-                                   unsent.get(c.id, 0) if c.invite_email else 0))  # fmt: skip
+                                   ended.get((cid, InviteState.SENT), 0), stopped,
+                                   unsent.get(c.id, 0) if c.invite_email else 0,
+                                   ended.get((cid, InviteState.FAILED), 0),
+                                   ended.get((cid, InviteState.UNCERTAIN), 0)))  # fmt: skip
     return out
 
 

@@ -1144,7 +1144,7 @@ async def test_a_server_losing_a_reply_in_every_run_never_counts_as_turning_the_
                 async with world.db.begin() as conn:  # the wait is over
                     await conn.execute(text("UPDATE job SET run_after = created_at "
                                             "WHERE state = 'queued'"))  # fmt: skip
-    assert waits == [1] * 9
+    assert waits == [1] * 8  # the ninth run lost its last invite's reply: nothing to wait for
     assert Counter((await _states(world)).values()) == Counter({"sent": 18, "uncertain": 9})
     assert await world.scalar("SELECT send_error FROM enrollment") is None
 

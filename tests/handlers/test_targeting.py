@@ -907,6 +907,51 @@ async def test_the_campaign_list_offers_email_them_for_enrollments_without_a_thr
     assert app.slack.block_errors == []
 
 
+async def test_the_campaign_list_offers_resend_uncertain_for_enrollments_without_a_thread(
+    app: Harness,
+) -> None:
+    """Go live from `/referral campaign` enrolls without a thread, so no report offered
+    *Resend uncertain*: an invite the mail server took and then didn't answer for stayed
+    uncertain for good, and the list said only how many were sent. It now says how many
+    failed and may not have arrived, and offers the resend to team leads."""
+    await _imported(app)  # two contacts in VIP
+    spring = await _campaign(app, "Spring", live=False)
+    vip = await find_segment(app.db, "T0001", "VIP")
+    assert vip is not None
+    await service.target(app.db, "T0001", spring.id or 0, vip.id or 0, requested_by=LEAD)
+    await app.click_in(await app.listing("campaign", LEAD), Action.CAMPAIGN_LIVE,
+                       str(spring.id), LEAD)  # fmt: skip
+    await _hold_is_over(app)
+    outbox = app.settings.outbox_dir
+    assert len(list(outbox.glob("*.eml"))) == 2
+    async with app.db.begin() as conn:  # the run's server: one lost reply, one refusal
+        first, second = [r[0] for r in await conn.execute(text("SELECT id FROM invite "
+                                                                "ORDER BY id"))]  # fmt: skip
+        await conn.execute(text("UPDATE invite SET state = 'uncertain' WHERE id = :i"),
+                           {"i": first})  # fmt: skip
+        await conn.execute(text("UPDATE invite SET state = 'failed', reason = '550 no such "
+                                "user' WHERE id = :i"), {"i": second})  # fmt: skip
+    for eml in outbox.glob("*.eml"):
+        eml.unlink()
+    listing = await app.listing("campaign", REP)
+    shown = json.dumps(listing["blocks"])
+    assert "0 invites sent \\u00b7 1 failed \\u00b7" in shown, shown
+    assert "1 invite may not have arrived" in shown, shown
+    answers = await app.click_in(listing, Action.CAMPAIGN_RESEND_UNCERTAIN, str(spring.id), REP)
+    assert "Only team leads" in json.dumps(answers[-1]), answers[-1]
+    answers = await app.click_in(listing, Action.CAMPAIGN_RESEND_UNCERTAIN, str(spring.id),
+                                 LEAD)  # fmt: skip
+    await app.settle()
+    assert "Sending 1 invite of Spring again." in json.dumps(answers[-1]["blocks"]), answers[-1]
+    assert len(list(outbox.glob("*.eml"))) == 1
+    again = await app.click_in(listing, Action.CAMPAIGN_RESEND_UNCERTAIN, str(spring.id), LEAD)
+    assert "No invite of Spring is uncertain any more." in json.dumps(again[-1]["blocks"])
+    shown = json.dumps((await app.listing("campaign", LEAD))["blocks"])
+    assert "may not have arrived" not in shown and Action.CAMPAIGN_RESEND_UNCERTAIN not in shown
+    assert "1 invite sent \\u00b7 1 failed" in shown, shown
+    assert app.slack.block_errors == []
+
+
 async def test_a_campaign_created_after_the_import_can_be_targeted_from_its_thread(
     app: Harness,
 ) -> None:  # fmt: skip
