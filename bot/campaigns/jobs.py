@@ -6,7 +6,7 @@ import logging
 
 from bot.campaigns.enroll import SEND_JOB, fail_enrollment, run_enrollment
 from bot.campaigns.invites import Links, send_invites, send_later, stop_sending
-from bot.email.send import SmtpServerBusy, SmtpSetupError, sender_for
+from bot.email.send import SendAbandoned, SmtpServerBusy, SmtpSetupError, sender_for
 from bot.jobs.worker import (
     GivingUp,
     Handler,
@@ -132,12 +132,17 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
         try:
             await send_invites(
                 ctx.db, ctx.team_id, enrollment_id,
-                sender=sender_for(settings.smtp_url or None, settings.outbox_dir),
+                sender=sender_for(settings.smtp_url or None, settings.outbox_dir,
+                                  stop=ctx.stopping),
                 links=Links(settings.public_base, settings.secret_key),
                 on_progress=progress, checkpoint=ctx.checkpoint, job_id=ctx.job.id,
                 lease_owner=ctx.owner,
             )  # fmt: skip
+        except SendAbandoned:  # the worker is stopping: the invite in hand went back queued
+            raise JobStopped from None
         except SmtpServerBusy as exc:  # turned away for now: a later run, not a quick retry
+            if ctx.stopping.is_set():  # a reply cut short by the stop says nothing of the
+                raise JobStopped from exc  # server: the next worker goes on at once
             _log_detail(ctx, exc)
             # waits in a row that sent nothing: a server that loses one reply in a hundred
             # stops each run once, and counted across runs that sent, it was "turned away

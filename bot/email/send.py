@@ -24,6 +24,7 @@ import socket
 import ssl
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from email.generator import BytesGenerator
 from email.message import EmailMessage
@@ -31,7 +32,7 @@ from email.utils import getaddresses
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import aiosmtplib
@@ -50,6 +51,14 @@ log = logging.getLogger(__name__)
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 DEFAULT_TIMEOUT = 60.0
 QUIT_TIMEOUT = 5.0
+T = TypeVar("T")
+_CUT = object()  # what SmtpSender._until_stopped returns for work the stop cut short
+# A stop (the worker's SIGTERM) while a message's end of DATA waits for its reply: the reply
+# gets this long, at most, before the invite is called uncertain. A message not yet handed
+# over is abandoned at once (SendAbandoned): waiting the SMTP timeout (60 s) held the stop
+# past serve's 25 s for its worker children, which were killed, and an invite whose RCPT hung
+# was then called uncertain, though no DATA had gone out.
+HANDOVER_GRACE_SECONDS = 5.0
 
 _LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -95,6 +104,12 @@ class SmtpSetupError(RuntimeError):
     def __init__(self, message: str, *, detail: str | None = None) -> None:
         super().__init__(message)
         self.detail = detail or message
+
+
+class SendAbandoned(SmtpSetupError):
+    """The sender was told to stop (its `stop` event) before a message was handed over: the
+    connection is dropped, and nothing of the message can have been taken. The caller puts
+    the message back for a later run, spending none of its attempts."""
 
 
 class SmtpServerBusy(SmtpSetupError):
@@ -411,19 +426,51 @@ class SmtpSender:
     here (transparently, on a fresh connection: that is how a server's idle timeout shows).
     """
 
-    def __init__(self, config: SmtpConfig, *, tls_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, config: SmtpConfig, *, tls_context: ssl.SSLContext | None = None,
+                 stop: asyncio.Event | None = None) -> None:  # fmt: skip
+        """`stop`: once set, a connection being made or a message not yet handed over is
+        abandoned (SendAbandoned), and a handed-over message's reply gets at most
+        HANDOVER_GRACE_SECONDS more (a worker stopping)."""
         self.config = config
         self.connections = 0  # connections opened so far (one when all goes well)
         self._tls_context = tls_context
         self._smtp: aiosmtplib.SMTP | None = None
         self._lock = asyncio.Lock()
+        self._stop = stop
+        self._handing_over = False  # the end of DATA is out, its reply awaited
 
     async def __aenter__(self) -> Self:
         try:
-            await self._connect()
+            if await self._until_stopped(self._connect()) is _CUT:
+                raise SendAbandoned("the worker stopped while connecting to the mail server")
         except (SMTPException, OSError) as exc:
             raise _not_connected(self.config, exc) from exc
         return self
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, T]) -> T | object:
+        """`work`'s result, or _CUT once the stop cut it short (the connection dropped): at
+        once before a handover, after HANDOVER_GRACE_SECONDS during one. One task per call,
+        and only when there is a stop to watch."""
+        if self._stop is None:
+            return await work
+        if self._stop.is_set():
+            work.close()
+            return _CUT
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+            if not task.done() and self._handing_over:  # its reply may be on its way
+                await asyncio.wait((task,), timeout=HANDOVER_GRACE_SECONDS)
+            if task.done():
+                return task.result()
+            task.cancel()
+            await asyncio.wait((task,))  # the step's own clean-up (a connect closes)
+            self._drop()
+            return _CUT
+        finally:
+            stopped.cancel()
+            task.cancel()  # a no-op once done; our own cancellation passed on otherwise
 
     async def __aexit__(
         self,
@@ -552,10 +599,27 @@ class SmtpSender:
         a refusal of the recipient or the message; raises SmtpSetupError for a failure before
         RCPT, see the class)."""
         async with self._lock:
-            return await self._send(message)
+            handing_over = False
+
+            async def send() -> SendResult:
+                nonlocal handing_over
+                try:
+                    return await self._send(message)
+                finally:
+                    handing_over, self._handing_over = self._handing_over, False
+
+            result = await self._until_stopped(send())
+        if isinstance(result, SendResult):
+            return result
+        if not handing_over:
+            raise SendAbandoned("the worker stopped before the invite was handed to the "
+                                "mail server")  # fmt: skip
+        return SendResult(SendStatus.UNCERTAIN, _message_id(message), None,
+                          "no reply after the end of DATA before the worker stopped",
+                          "end-of-data")  # fmt: skip
 
     async def _send(self, message: EmailMessage) -> SendResult:
-        message_id = next(iter(_raw_values(message, "Message-ID")), "").strip()
+        message_id = _message_id(message)
         sender, recipients = _envelope(message)
         addresses = [sender, *recipients]
         utf8 = not all(address.isascii() for address in addresses)
@@ -648,6 +712,7 @@ class SmtpSender:
         if protocol is None:
             self._drop()
             return SendResult(SendStatus.RETRY, message_id, None, "connection lost", "data")
+        self._handing_over = True  # the stop now gives the reply its grace (_until_stopped)
         try:
             protocol.write(_LEADING_DOT.sub(b"..", data) + b".\r\n")
         except SMTPServerDisconnected as exc:
@@ -673,6 +738,10 @@ class SmtpSender:
         if reply.code == 421:  # the server is closing the connection
             self._drop()
         return _by_code(message_id, reply.code, reply.message, "end-of-data")
+
+
+def _message_id(message: EmailMessage) -> str:
+    return next(iter(_raw_values(message, "Message-ID")), "").strip()
 
 
 def outbox_file_name(message_id: str) -> str:
@@ -793,8 +862,10 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def sender_for(smtp_url: str | None, outbox_dir: Path) -> SmtpSender | OutboxDirSender:
-    """SMTP when SMTP_URL is set (a bad URL raises ValueError now), else the outbox dir."""
+def sender_for(smtp_url: str | None, outbox_dir: Path, *,
+               stop: asyncio.Event | None = None) -> SmtpSender | OutboxDirSender:  # fmt: skip
+    """SMTP when SMTP_URL is set (a bad URL raises ValueError now), else the outbox dir
+    (whose write takes milliseconds: it needs no `stop`, see SmtpSender)."""
     if smtp_url and smtp_url.strip():
-        return SmtpSender(parse_smtp_url(smtp_url))
+        return SmtpSender(parse_smtp_url(smtp_url), stop=stop)
     return OutboxDirSender(outbox_dir)

@@ -226,6 +226,70 @@ async def test_a_connection_dropped_after_the_data_leaves_it_uncertain_never_res
     assert len(again.handler.messages) == 1
 
 
+async def _stopped_while(world: World, server: Server, reached: Any) -> float:
+    """Run a send worker through `server` (SMTP timeout 30 s) until `reached()`, stop it as
+    SIGTERM does, and return how long the stop took (the test fails past 20 s)."""
+    worker = _send_worker(world, server, query="?timeout=30")
+    running = asyncio.create_task(worker.run())
+    for _ in range(600):
+        if reached() or running.done():
+            break
+        await asyncio.sleep(0.05)
+    assert reached(), "the run never got there"
+    started = asyncio.get_running_loop().time()
+    worker.stop()
+    await asyncio.wait_for(running, 20)
+    return asyncio.get_running_loop().time() - started
+
+
+async def test_a_worker_stopping_while_a_recipient_waits_puts_the_invite_back_unspent(
+    world: World,
+) -> None:
+    """SIGTERM while the server sat on RCPT: the worker waited out the SMTP timeout (60 s by
+    default; serve kills its worker children at 25 s), and the invite was then `uncertain`,
+    though no DATA had gone out, with *Resend uncertain* the only way on. Now the stop
+    abandons it at once: queued again, no attempt spent, the job handed back; the next
+    worker sends every invite, once."""
+    await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en")
+    async with smtp_server(Handler(rcpt_delay=3600)) as stuck:
+        took = await _stopped_while(world, stuck, lambda: stuck.handler.seen["RCPT"] >= 1)
+    assert took < 5, took
+    assert stuck.handler.messages == []
+    assert await world.rows("SELECT state, attempts FROM invite") == [("queued", 0)] * 2
+    assert await world.rows("SELECT state, attempts FROM job WHERE kind = 'send_invites'"
+                            ) == [("queued", 0)]  # fmt: skip
+    async with smtp_server() as answering:
+        await _send_worker(world, answering).run_until_idle()
+    assert _received(answering) == Counter({"a@example.com": 1, "b@example.com": 1})
+
+
+async def test_a_worker_stopping_while_a_reply_is_awaited_gives_it_a_grace_then_goes_on(
+    world: World,
+) -> None:
+    """SIGTERM while the end of DATA waited for its reply: the worker waited the SMTP timeout
+    out, and the invite called uncertain stopped the run as a silent server's would, the
+    rest waiting a minute (send_later) though the server had said nothing of itself. Now
+    the reply gets HANDOVER_GRACE_SECONDS, the invite is uncertain (it may have arrived),
+    and the job is handed back for the next worker to go on at once."""
+    from bot.email.send import HANDOVER_GRACE_SECONDS
+
+    await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en")
+    async with smtp_server(Handler(data_delay=3600)) as silent:
+        took = await _stopped_while(world, silent, lambda: len(silent.handler.messages) >= 1)
+    assert HANDOVER_GRACE_SECONDS - 0.5 < took < HANDOVER_GRACE_SECONDS + 5, took
+    assert Counter((await _states(world)).values()) == Counter({"uncertain": 1, "queued": 1})
+    due = await world.rows("SELECT run_after FROM job WHERE kind = 'send_invites' "
+                           "AND state = 'queued'")  # fmt: skip
+    assert len(due) == 1, due
+    when = _when(due[0][0])
+    assert when.replace(tzinfo=when.tzinfo or UTC) <= utcnow(), due  # at once, not a minute on
+    async with smtp_server() as answering:
+        await _send_worker(world, answering).run_until_idle()
+    assert len(_received(answering)) == 1
+    assert silent.handler.messages[0].rcpt_tos[0] not in _received(answering)
+    assert Counter((await _states(world)).values()) == Counter({"uncertain": 1, "sent": 1})
+
+
 async def test_a_server_that_takes_an_invite_and_goes_silent_stops_the_run_there(
     world: World,
 ) -> None:

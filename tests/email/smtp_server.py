@@ -52,6 +52,7 @@ class Handler:
     data_replies: list[str] = field(default_factory=list)  # next end-of-DATA replies, then OK
     drop_at: dict[str, set[int]] = field(default_factory=dict)
     data_delay: float = 0.0  # seconds to wait before answering the end of DATA
+    rcpt_delay: float = 0.0  # seconds to wait before answering each RCPT
     seen: Counter[str] = field(default_factory=Counter)
     answered: int = 0  # messages whose end of DATA was answered 250 (after data_delay)
 
@@ -77,6 +78,8 @@ class Handler:
     ) -> str:
         if self._drop(server, "RCPT"):
             return "250 OK"
+        if self.rcpt_delay:
+            await asyncio.sleep(self.rcpt_delay)
         if address in self.refuse:
             return self.refuse[address]
         pending = self.rcpt_replies.get(address)
