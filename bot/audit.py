@@ -256,8 +256,11 @@ async def enrollment_figures(db: Database, team_id: str, threads: Mapping[int, s
         counts = (await session.exec(
             select(Invite.enrollment_id, Invite.state, func.count(col(Invite.id)),
                    func.count(col(Advocate.id)))
+            # its own advocate: an id alone may be an undone one's, reused (invites.py)
             .outerjoin(Advocate, and_(col(Advocate.id) == col(Invite.advocate_id),
-                                      col(Advocate.team_id) == team_id))
+                                      col(Advocate.team_id) == team_id,
+                                      col(Advocate.campaign_id) == col(Invite.campaign_id),
+                                      col(Advocate.contact_id) == col(Invite.contact_id)))
             .where(col(Invite.team_id) == team_id, col(Invite.enrollment_id).in_(list(owner)))
             .group_by(col(Invite.enrollment_id), col(Invite.state))
         )).all() if owner else []  # fmt: skip

@@ -240,10 +240,13 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                   + (f"  failed: {row['invites_failed']:,}" if row["invites_failed"] else ""))
             if row["invites_uncertain"]:
                 them = "it" if row["invites_uncertain"] == 1 else "them"
-                print(f"  {plural(row['invites_uncertain'], 'invite')} may not have arrived (the "
-                      f"mail server took {them}, then didn't answer): referral-bot campaign "
-                      f"resend-uncertain {shlex.quote(row['name'])} sends {them} again, and "
-                      "some people may get theirs twice")  # fmt: skip
+                name = shlex.quote(row["name"])
+                how = (f"referral-bot campaign resend-uncertain {name} sends {them} again, and "
+                       "some people may get theirs twice" if row["invite_email"] else
+                       f"the invite email is off: turn it on to resend {them} (referral-bot "
+                       f"campaign edit {name} --invite-email on)")  # fmt: skip
+                print(f"  {plural(row['invites_uncertain'], 'invite')} may not have arrived (no "
+                      f"answer came once {them} went to the mail server): {how}")  # fmt: skip
             if row["sending_stopped"]:
                 retry = f"referral-bot campaign retry-sending {shlex.quote(row['name'])}"
                 fix = {"retry": "", "wait": "the mail server turned the bot away: check the "
@@ -419,12 +422,16 @@ async def _resend_uncertain(db: Database, team: str, campaign: Campaign,
     report to offer *Resend uncertain*, and its invites that may not have arrived had no
     way on."""
     done = await resend_campaign_uncertain(db, team, campaign.id or 0)
-    out = {"campaign": campaign.name, "queued": done.count}
-    text = (f"Sending {plural(done.count, 'invite')} of {campaign.name!r} again: a worker "
-            "sends them (`referral-bot jobs` shows it)." if done.count else
-            f"No uncertain invite of {campaign.name!r} was resent: their contacts unsubscribed "
-            "or were taken out by an undo." if done.changed else
-            f"No invite of {campaign.name!r} is uncertain: nothing to resend.")  # fmt: skip
+    name = shlex.quote(campaign.name)
+    if not done.invite_email:
+        raise CampaignCliError(done.words(repr(campaign.name), retry="", turn_on=(
+            f"Turn it on first (referral-bot campaign edit {name} --invite-email on)")))
+    out = {"campaign": campaign.name, "queued": done.count,
+           "waiting_for_retry": done.waiting_for_retry}  # fmt: skip
+    text = done.words(repr(campaign.name), retry=f"referral-bot campaign retry-sending {name}",
+                      turn_on="")  # fmt: skip
+    if done.count > done.waiting_for_retry:
+        text += " A worker sends them (`referral-bot jobs` shows it)."
     print(json.dumps(out) if args.json else text)
     return 0
 

@@ -380,6 +380,7 @@ async def card(db: Database, team_id: str, contact_id: int, *, check: str = "") 
             SELECT p.name, a.code, a.clicks, i.state, i.reason FROM advocate a
             JOIN campaign p ON p.id = a.campaign_id AND p.team_id = a.team_id
             LEFT JOIN invite i ON i.advocate_id = a.id AND i.team_id = a.team_id
+              AND i.campaign_id = a.campaign_id AND i.contact_id = a.contact_id
             WHERE a.team_id = :t AND a.contact_id = :c
             ORDER BY p.name_key
         """), {"t": team_id, "c": contact_id})]  # fmt: skip

@@ -105,9 +105,10 @@ def _campaign_text(summary: CampaignSummary, waiting: int = 0) -> str:
                  "invite email was off: *Email them* sends theirs.")  # fmt: skip
     if summary.invites_uncertain:
         them = "it" if summary.invites_uncertain == 1 else "them"
-        more += (f"\n{plural(summary.invites_uncertain, 'invite')} may not have arrived (the "
-                 f"mail server took {them}, then didn't answer): *Resend uncertain* sends "
-                 f"{them} again.")  # fmt: skip
+        how = (f"*Resend uncertain* sends {them} again" if c.invite_email else
+               f"turn the invite email on with *Edit* to resend {them}")  # fmt: skip
+        more += (f"\n{plural(summary.invites_uncertain, 'invite')} may not have arrived (no "
+                 f"answer came once {them} went to the mail server): {how}.")  # fmt: skip
     failed = (f"{summary.invites_failed:,} failed · " if summary.invites_failed else "")
     text = (f"*{esc(c.name)}* · {state}\n"
             f"Targets: {_segments(summary.targets)} · Excluded: {_segments(summary.excluded)}\n"
@@ -141,7 +142,7 @@ def _campaign_buttons(summary: CampaignSummary) -> ActionsBlock:
         buttons.append(ButtonElement(
             text="Email them", action_id=Action.CAMPAIGN_EMAIL_UNSENT, value=value,
             confirm=email_them_confirm(summary.unsent_while_off)))  # fmt: skip
-    if summary.invites_uncertain:
+    if summary.invites_uncertain and campaign.invite_email:
         buttons.append(ButtonElement(
             text="Resend uncertain", action_id=Action.CAMPAIGN_RESEND_UNCERTAIN, value=value,
             confirm=RESEND_CONFIRM))  # fmt: skip

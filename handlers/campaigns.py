@@ -238,11 +238,8 @@ async def _resend_uncertain(d: Deps, client: AsyncWebClient, click: Click) -> No
     done = await resend_campaign_uncertain(d.db, click.team_id, campaign.id or 0)
     for enrollment_id in done.changed:  # a report in a thread says so too
         await d.notifier.enrollment_changed(click.team_id, enrollment_id)
-    note = (f"Sending {plural(done.count, 'invite')} of {esc(campaign.name)} again."
-            if done.count else
-            f"No uncertain invite of {esc(campaign.name)} was resent: their contacts "
-            "unsubscribed or were taken out by an undo." if done.changed else
-            f"No invite of {esc(campaign.name)} is uncertain any more.")  # fmt: skip
+    note = done.words(esc(campaign.name), retry="*Retry sending*",
+                      turn_on="Turn it on with *Edit*")  # fmt: skip
     await _show_list(d, client, click.team_id, click.response_url, replace=True, note=note,
                      campaign_id=campaign.id)  # fmt: skip
 

@@ -246,9 +246,14 @@ async def _redrawn_and_said(d: Deps, client: AsyncWebClient, team_id: str,
 
 async def _resend(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     team_id, _, enrollment = await _enrollment(d, client, body, "resend invites")
-    if not await resend_uncertain(d.db, team_id, enrollment.id or 0):
+    done = await resend_uncertain(d.db, team_id, enrollment.id or 0)
+    if done.changed:  # some resent, or their contacts found unsubscribed
+        await d.notifier.enrollment_changed(team_id, enrollment.id or 0)
+    if not done.invite_email:
+        raise Refusal("Nothing was resent: the campaign's invite email is off (a resend now "
+                      "would never go). Turn it on with *Edit* in `/referral campaign` first.")
+    if not done.count:
         raise Refusal("There is nothing left to resend.")
-    await d.notifier.enrollment_changed(team_id, enrollment.id or 0)
 
 
 async def _email_unsent(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:

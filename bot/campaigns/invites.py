@@ -53,6 +53,7 @@ from bot.jobs.queue import (
     runnable_kinds,
     take_running_in,
 )
+from bot.words import plural
 from models import Database
 from models.clock import utcnow
 
@@ -81,6 +82,11 @@ RETRY_BASE = timedelta(minutes=1)
 # likely does it to the next, and going on made every invite left "uncertain" (maybe
 # delivered), each after the SMTP timeout, with Resend uncertain the only way on, which
 # emails twice everyone the server had in fact taken.
+# ... but a run that sent this many before the one left uncertain starts send_later's count
+# of waits again: a lost reply in twenty or more is a flaky line, and counted across runs
+# that sent, sending stopped after two hours as "turned away"; a server losing every second
+# reply, forgiven, went on leaving half the campaign uncertain.
+UNCERTAIN_FORGIVEN_AFTER = 20
 _SILENT_AFTER_DATA = ("the mail server stopped answering after it was handed an invite "
                       "({why}); the invites left wait for a later run")
 PAGE = 500
@@ -141,6 +147,19 @@ async def _guess_crashed_in(conn: AsyncConnection, team_id: str, enrollment_id: 
                        {"t": team_id, "e": enrollment_id, "now": utcnow(), "job": job_id})
 
 
+# The invite's own advocate: its id alone could name another's, since SQLite gives a
+# deleted row's id (an undo takes advocates out, keeping their uncertain invites) to the next
+# advocate made, of another person and campaign: a resend emailed that advocate's link.
+_ITS_ADVOCATE = ("a.id = {i}.advocate_id AND a.team_id = {i}.team_id "
+                 "AND a.campaign_id = {i}.campaign_id AND a.contact_id = {i}.contact_id")
+def has_its_advocate(invite: str) -> str:
+    """SQL: the invite (table or alias `invite`) still has its own advocate, so a resend has
+    a link to send (one an undo took out has none)."""
+    return f"EXISTS (SELECT 1 FROM advocate a WHERE {_ITS_ADVOCATE.format(i=invite)})"
+
+
+_HAS_ITS_ADVOCATE = has_its_advocate("invite")
+
 # Due by the clock due times are stamped with (bot.jobs.queue.lease_now: on PostgreSQL, the
 # server's): a worker on a host whose clock was ahead sent held invites early, by its skew.
 # By "is SQLite".
@@ -149,7 +168,7 @@ _DUE = {sqlite: _timed(f"""
            c.email_key
     FROM invite i
     JOIN contact c ON c.id = i.contact_id AND c.team_id = i.team_id
-    JOIN advocate a ON a.id = i.advocate_id
+    JOIN advocate a ON {_ITS_ADVOCATE.format(i="i")}
     WHERE i.team_id = :t AND i.enrollment_id = :e AND i.state IN ('queued', 'held')
       AND i.send_after <= {lease_now(sqlite)} AND i.id > :after
     ORDER BY i.id LIMIT :limit
@@ -435,7 +454,7 @@ async def send_invites(
     after, last_report, paused, cancelled = 0, time.monotonic(), False, False
     streak: list[int] = []  # the invites refused in a row the same server-wide-looking way
     streak_of: tuple[str, int, str, str] | None = None
-    sent_any = False  # told to the caller with a SmtpServerBusy (send_later's count)
+    sent_here = 0  # told to the caller with a SmtpServerBusy (send_later's count)
     page = await _due(db, team_id, enrollment_id, after)
     if not page:  # nothing due (held, delayed, or all done): no connection at all
         async with db.begin() as conn:
@@ -483,9 +502,11 @@ async def send_invites(
                     )
                     if not result.sent:
                         _log_outcome(team_id, enrollment_id, invite_id, result)
-                    sent_any = sent_any or result.sent
+                    sent_here += result.sent
                     if result.status is SendStatus.UNCERTAIN:
-                        raise SmtpServerBusy(_SILENT_AFTER_DATA.format(why=result.text))
+                        silent = SmtpServerBusy(_SILENT_AFTER_DATA.format(why=result.text))
+                        silent.uncertain = True
+                        raise silent
                     seen = _server_wide(result, email)
                     streak = [*streak, invite_id] if seen and seen == streak_of else (
                         [invite_id] if seen else [])  # fmt: skip
@@ -504,7 +525,7 @@ async def send_invites(
                 page = page and await _due(db, team_id, enrollment_id, after)
     except SmtpSetupError as exc:  # the server, not a message: stop the run (see send.py)
         if isinstance(exc, SmtpServerBusy):
-            exc.after_sending = sent_any
+            exc.sent_before = sent_here
         if pending is not None and pending.result is None:
             pending.result = SendResult(SendStatus.RETRY, "", text=str(exc), stage=SERVER_STAGE)
         raise
@@ -990,7 +1011,7 @@ _EMAIL_UNSENT = f"""
         reason = CASE WHEN {INVITE_INVITED_BEFORE} THEN 'invited before' END,
         send_after = {{due}}, updated_at = :now
     WHERE team_id = :t AND campaign_id = :c AND {{enrollment}} AND state = 'not_emailed'
-      AND reason = :off AND advocate_id IN (SELECT id FROM advocate WHERE team_id = :t)
+      AND reason = :off AND {_HAS_ITS_ADVOCATE}
     RETURNING enrollment_id, state
 """
 # by (one enrollment, is SQLite): due now by the shared clock (bot.jobs.queue.lease_now)
@@ -1069,18 +1090,59 @@ _NOT_RESENT = text(f"""
                   WHERE c.id = invite.contact_id AND c.team_id = :t)
     WHERE team_id = :t AND enrollment_id = :e AND state = 'uncertain'
       AND contact_id IN (SELECT id FROM contact WHERE team_id = :t AND NOT subscribed)
+    RETURNING id
 """).bindparams(_ts("now"))
 # due now by the shared clock (bot.jobs.queue.lease_now); by "is SQLite"
 _RESENT = {sqlite: text(f"""
     UPDATE invite SET state = 'queued', reason = 'resent on request',
         send_after = {lease_now(sqlite)}, updated_at = :now
     WHERE team_id = :t AND enrollment_id = :e AND state = 'uncertain'
-      AND advocate_id IN (SELECT id FROM advocate WHERE team_id = :t)
+      AND {_HAS_ITS_ADVOCATE}
+    RETURNING id
 """).bindparams(_ts("now")) for sqlite in (True, False)}
+# the campaign's row taken (an Edit turning its invite email off waits, or is waited for)
+_INVITE_EMAIL_ON = text("UPDATE campaign SET updated_at = updated_at WHERE id = :c "
+                        "AND team_id = :t RETURNING invite_email")
+_SENDING_STOPPED = text("SELECT send_error IS NOT NULL FROM enrollment "
+                        "WHERE id = :e AND team_id = :t")
 
 
-async def resend_uncertain(db: Database, team_id: str, enrollment_id: int) -> int:
-    """A person chose to resend invites that may not have arrived. Returns how many.
+@dataclass(frozen=True)
+class Resent:
+    """What *Resend uncertain* did: invites queued again, the enrollments whose invites it
+    changed (their reports in a thread are drawn again), how many of those queued wait for
+    *Retry sending* (their enrollment's sending had stopped: a run now would also send what
+    a person stopped), and whether the invite email is on (off, nothing was done: a resend
+    then became "got no invite while the invite email was off", and *Email them* offered a
+    second email of what may have arrived)."""
+
+    count: int
+    changed: list[int]
+    waiting_for_retry: int = 0
+    invite_email: bool = True
+
+    def words(self, name: str, *, retry: str, turn_on: str) -> str:
+        """What it did, said of the campaign `name`; `retry`: how Retry sending is reached
+        where it is said, `turn_on`: how the invite email is turned on."""
+        if not self.invite_email:
+            return (f"The invite email of {name} is off: nothing was resent (a resend now would "
+                    f"never go). {turn_on}, then resend.")  # fmt: skip
+        if not self.count:
+            return (f"No uncertain invite of {name} was resent: their contacts have unsubscribed."
+                    if self.changed else f"No invite of {name} is left to resend.")  # fmt: skip
+        going = self.count - self.waiting_for_retry
+        said = [f"Sending {plural(going, 'invite')} of {name} again."] if going else []
+        if self.waiting_for_retry:
+            said.append(f"{plural(self.waiting_for_retry, 'invite')} of {name} "
+                        f"{'is' if self.waiting_for_retry == 1 else 'are'} queued again, but "
+                        f"sending of {'its' if self.waiting_for_retry == 1 else 'their'} "
+                        f"enrollment stopped: {retry} sends "
+                        f"{'it' if self.waiting_for_retry == 1 else 'them'} with the rest.")
+        return " ".join(said)
+
+
+async def resend_uncertain(db: Database, team_id: str, enrollment_id: int) -> Resent:
+    """A person chose to resend invites that may not have arrived (a report's button).
 
     Only to contacts still subscribed: one who unsubscribed meanwhile (their uncertain
     invite did arrive, then) is not emailed again, and said so. Only to advocates that still
@@ -1088,37 +1150,44 @@ async def resend_uncertain(db: Database, team_id: str, enrollment_id: int) -> in
     have arrived), but there is no link to send any more, and the send job, which reads the
     advocate's code, would leave it queued for ever."""
     async with db.begin() as conn:
-        return await _resend_uncertain_in(conn, team_id, enrollment_id)
-
-
-async def _resend_uncertain_in(conn: AsyncConnection, team_id: str, enrollment_id: int) -> int:
-    params = {"t": team_id, "e": enrollment_id, "now": utcnow()}
-    await conn.execute(_NOT_RESENT, params)
-    result = await conn.execute(_RESENT[conn.dialect.name == "sqlite"], params)
-    if result.rowcount:
-        await _enqueue_send(conn, team_id, enrollment_id, None, occasion="resend")
-    return int(result.rowcount)
-
-
-@dataclass(frozen=True)
-class Resent:
-    """What a campaign's *Resend uncertain* did: invites queued again, and the enrollments
-    whose invites changed (their reports in a thread are drawn again)."""
-
-    count: int
-    changed: list[int]
+        campaign = (await conn.execute(text(
+            "SELECT campaign_id FROM enrollment WHERE id = :e AND team_id = :t"),
+            {"e": enrollment_id, "t": team_id})).scalar()  # fmt: skip
+        return await _resend_in(conn, team_id, campaign, [enrollment_id])
 
 
 async def resend_campaign_uncertain(db: Database, team_id: str, campaign_id: int) -> Resent:
     """Resend uncertain for every enrollment of a campaign, in one transaction (the campaign
     list's button, `campaign resend-uncertain`): one started without a thread (Go live, the
-    command line) has no report to offer it, and its uncertain invites had no way on. A
-    second click finds none left uncertain."""
+    command line) has no report to offer it, and its uncertain invites had no way on."""
     async with db.begin() as conn:
         enrollments = [int(e) for (e,) in await conn.execute(text(
             "SELECT DISTINCT enrollment_id FROM invite WHERE team_id = :t AND campaign_id = :c "
             "AND state = 'uncertain' ORDER BY enrollment_id"), {"t": team_id, "c": campaign_id})]
-        count = 0
-        for enrollment_id in enrollments:
-            count += await _resend_uncertain_in(conn, team_id, enrollment_id)
-    return Resent(count, enrollments)
+        return await _resend_in(conn, team_id, campaign_id, enrollments)
+
+
+async def _resend_in(conn: AsyncConnection, team_id: str, campaign_id: int | None,
+                     enrollments: list[int]) -> Resent:  # fmt: skip
+    """The resend of those enrollments' uncertain invites, counted from the rows it changed
+    (a second click at once finds none)."""
+    on = campaign_id is not None and (await conn.execute(
+        _INVITE_EMAIL_ON, {"c": campaign_id, "t": team_id})).scalar()  # fmt: skip
+    if not on:
+        return Resent(0, [], invite_email=campaign_id is None)
+    count, waiting, changed = 0, 0, []
+    for enrollment_id in enrollments:
+        params = {"t": team_id, "e": enrollment_id, "now": utcnow()}
+        dropped = (await conn.execute(_NOT_RESENT, params)).all()
+        resent = len((await conn.execute(_RESENT[conn.dialect.name == "sqlite"],
+                                         params)).all())  # fmt: skip
+        if dropped or resent:
+            changed.append(enrollment_id)
+        if not resent:
+            continue
+        count += resent
+        if (await conn.execute(_SENDING_STOPPED, params)).scalar():
+            waiting += resent  # Retry sending sends them with the rest
+        else:
+            await _enqueue_send(conn, team_id, enrollment_id, None, occasion="resend")
+    return Resent(count, changed, waiting)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import logging
 
 from bot.campaigns.enroll import SEND_JOB, fail_enrollment, run_enrollment
-from bot.campaigns.invites import Links, send_invites, send_later, stop_sending
+from bot.campaigns.invites import (
+    UNCERTAIN_FORGIVEN_AFTER,
+    Links,
+    send_invites,
+    send_later,
+    stop_sending,
+)
 from bot.email.send import SendAbandoned, SmtpServerBusy, SmtpSetupError, sender_for
 from bot.jobs.worker import (
     GivingUp,
@@ -144,15 +150,20 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
             if ctx.stopping.is_set():  # a reply cut short by the stop says nothing of the
                 raise JobStopped from exc  # server: the next worker goes on at once
             _log_detail(ctx, exc)
-            # waits in a row that sent nothing: a server that loses one reply in a hundred
-            # stops each run once, and counted across runs that sent, it was "turned away
-            # for two hours" and sending stopped
-            waited = 0 if exc.after_sending else int(ctx.payload.get("server_waits", 0))
+            # waits in a row that sent nothing (or too little before an uncertain invite):
+            # a server that loses one reply in a hundred stops each run once, and counted
+            # across runs that sent, it was "turned away for two hours" and sending stopped
+            enough = UNCERTAIN_FORGIVEN_AFTER if exc.uncertain else 1
+            waited = (0 if exc.sent_before >= enough
+                      else int(ctx.payload.get("server_waits", 0)))  # fmt: skip
             why = await send_later(ctx.db, ctx.team_id, enrollment_id, waited, ctx.job.id,
                                    str(exc))  # fmt: skip
             if why is not None:
                 await give_up(ctx, why)
                 raise PermanentJobError(why) from exc
+            # what the run sent, and an invite it left uncertain (with *Resend uncertain*):
+            # a run that ended here never drew its thread's report again
+            await progress()
 
     async def give_up(ctx: JobContext, error: str) -> None:
         """Stop sending through a database outage (`surely`): failing with the database, the

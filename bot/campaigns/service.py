@@ -26,7 +26,12 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import Act, record_in
 from bot.campaigns.enroll import SEND_JOB, excluded_reason, in_excluded_segment
-from bot.campaigns.invites import reschedule_waiting_in, schedule_waiting_in, stop_invites_in
+from bot.campaigns.invites import (
+    has_its_advocate,
+    reschedule_waiting_in,
+    schedule_waiting_in,
+    stop_invites_in,
+)
 from bot.campaigns.reports import (
     INVITE_EMAIL_OFF,
     reported_unsent_while_off_in,
@@ -437,12 +442,13 @@ async def list_campaigns(db: Database, team_id: str) -> list[CampaignSummary]:
             select(Advocate.campaign_id, func.count()).where(Advocate.team_id == team_id)
             .group_by(col(Advocate.campaign_id))
         )).all())  # fmt: skip
-        # sent, and what a person may act on: failed for good, maybe delivered (uncertain)
+        # sent, and what a person may act on: failed for good, maybe delivered (uncertain:
+        # those a resend can send, whose advocate an undo didn't take out)
         ended = {(int(cid), str(state)): int(n) for cid, state, n in (await session.exec(
-            select(Invite.campaign_id, Invite.state, func.count())
-            .where(Invite.team_id == team_id, col(Invite.state).in_(
-                (InviteState.SENT, InviteState.FAILED, InviteState.UNCERTAIN)))
-            .group_by(col(Invite.campaign_id), col(Invite.state))
+            text(f"""SELECT i.campaign_id, i.state, COUNT(*) FROM invite i
+                     WHERE i.team_id = :t AND (i.state IN ('sent', 'failed')
+                       OR (i.state = 'uncertain' AND {has_its_advocate("i")}))
+                     GROUP BY i.campaign_id, i.state""").bindparams(t=team_id)  # type: ignore[call-overload]
         )).all()}  # fmt: skip
         # stops with invites still to send, as a report offers Retry sending: one whose
         # invites went meanwhile (the invite email turned off) said "Sending stopped" with a

@@ -117,11 +117,12 @@ class SmtpServerBusy(SmtpSetupError):
     MAIL FROM (a provider's throttle, `451 4.7.1`), or a connection that keeps dropping. Not
     a setting to fix: the caller tries again later, as it does an invite's own 4xx.
 
-    `after_sending`: the run it stopped had sent messages first (set by the caller that
-    knows): a server that takes some and then turns the bot away is no outage to give up on
-    after a while, as one that takes none is."""
+    Set by the caller that knows (a server that takes some and then turns the bot away is no
+    outage to give up on, as one that takes none is): `sent_before`, the messages its run
+    sent first; `uncertain`, raised for a message left uncertain (no answer after DATA)."""
 
-    after_sending: bool = False
+    sent_before: int = 0
+    uncertain: bool = False
 
 
 @dataclass(frozen=True)
