@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from threading import Thread
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -99,7 +100,12 @@ class Reader:
             async with self._opening:
                 if self._conn is None:
                     assert self._path is not None
-                    conn = await aiosqlite.connect(self._path)
+                    conn = aiosqlite.connect(self._path)
+                    # a daemon, as the engine's connections are (models.sqlite_driver): a
+                    # process that never disposed of the database hung at exit on it
+                    thread = conn if isinstance(conn, Thread) else conn._thread
+                    thread.daemon = True
+                    await conn
                     await conn.execute("PRAGMA busy_timeout=30000")
                     await conn.execute("PRAGMA query_only=1")
                     self._conn = conn

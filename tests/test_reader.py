@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
+import pytest
 from sqlalchemy import update
 
 from bot.imports.batches import create_batch
@@ -66,3 +70,24 @@ async def test_an_in_memory_database_reads_through_the_engine_and_dispose_ends_t
     for thread in started:  # aiosqlite's threads end just after their connection closes
         thread.join(5)
     assert not [t.name for t in started if t.is_alive()]
+
+
+def test_a_process_that_never_disposes_of_the_database_still_exits(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The reader's connection ran on a thread that wasn't a daemon: a process that read
+    through it and ended without `dispose()` (an error on the way out) hung at exit."""
+    if not db_env["DATABASE_URL"].startswith("sqlite"):
+        pytest.skip("the reader's own connection is SQLite's")
+    script = tmp_path / "no_dispose.py"
+    script.write_text(
+        "import asyncio, sys\n"
+        "from models import Database\n"
+        "db = Database(sys.argv[1])\n"
+        "print(asyncio.run(db.reader.rows('SELECT 1', {})))\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run([sys.executable, str(script), db_env["DATABASE_URL"]],
+                          cwd=Path(__file__).parent.parent, capture_output=True, text=True,
+                          timeout=30)  # fmt: skip
+    assert done.returncode == 0 and done.stdout == "[(1,)]\n", done
