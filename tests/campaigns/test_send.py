@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -1170,23 +1171,17 @@ async def test_a_provider_throttle_at_mail_from_waits_hours_not_seconds(world: W
     from handlers.enrollment_messages import enrollment_report
 
     enrollment = await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en")
-    waits = []
+    shown = ""
+
+    async def report_says() -> None:
+        nonlocal shown
+        summary = await enrollment_summary(world.db, TEAM, enrollment)
+        shown = json.dumps([b.to_dict() for b in enrollment_report(summary)[1]])
+        assert "Fix the bot's mail settings" not in shown, shown
+
     async with smtp_server(_SenderRefused(mail_reply="451 4.7.1 Rate limited, try later")
                            ) as server:  # fmt: skip
-        worker = _send_worker(world, server, retry_base_seconds=0)
-        for _ in range(8):
-            await worker.run_until_idle()
-            due = await world.rows("SELECT run_after, created_at FROM job "
-                                   "WHERE kind = 'send_invites' AND state = 'queued'")
-            if due:
-                (run_after, created), = due
-                waits.append(round((_when(run_after) - _when(created)).total_seconds() / 60))
-                async with world.db.begin() as conn:  # the wait is over
-                    await conn.execute(text("UPDATE job SET run_after = created_at "
-                                            "WHERE state = 'queued'"))  # fmt: skip
-            summary = await enrollment_summary(world.db, TEAM, enrollment)
-            shown = json.dumps([b.to_dict() for b in enrollment_report(summary)[1]])
-            assert "Fix the bot's mail settings" not in shown, shown
+        waits = await _waits_through(world, server, 8, report_says)
     assert waits == [1, 2, 4, 8, 16, 32, 64]
     assert await world.rows("SELECT state, attempts FROM invite") == [("queued", 0)] * 2
     why = str(await world.scalar("SELECT send_error FROM enrollment"))
@@ -1196,9 +1191,11 @@ async def test_a_provider_throttle_at_mail_from_waits_hours_not_seconds(world: W
                             "GROUP BY state ORDER BY state") == [("done", 7), ("failed", 1)]
 
 
-async def _waits_through(world: World, server: Server, runs: int) -> list[int]:
-    """Run the send job `runs` times through `server`, each later run's wait over at once:
-    the waits, in minutes, that send_later set."""
+async def _waits_through(world: World, server: Server, runs: int,
+                         after_each: Callable[[], Awaitable[None]] | None = None,
+                         ) -> list[int]:  # fmt: skip
+    """Run the send job `runs` times through `server`, each later run's wait over at once
+    (`after_each` after each run): the waits, in minutes, that send_later set."""
     waits = []
     worker = _send_worker(world, server, retry_base_seconds=0)
     for _ in range(runs):
@@ -1211,6 +1208,8 @@ async def _waits_through(world: World, server: Server, runs: int) -> list[int]:
             async with world.db.begin() as conn:  # the wait is over
                 await conn.execute(text("UPDATE job SET run_after = created_at "
                                         "WHERE state = 'queued'"))  # fmt: skip
+        if after_each is not None:
+            await after_each()
     return waits
 
 
