@@ -148,7 +148,9 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
             raise JobStopped from None
         except SmtpServerBusy as exc:  # turned away for now: a later run, not a quick retry
             if ctx.stopping.is_set():  # a reply cut short by the stop says nothing of the
-                raise JobStopped from exc  # server: the next worker goes on at once
+                if exc.uncertain:  # server: the next worker goes on at once; the invite
+                    await progress()  # left uncertain shows (with Resend uncertain) now
+                raise JobStopped from exc
             _log_detail(ctx, exc)
             # waits in a row that sent nothing (or too little before an uncertain invite):
             # a server that loses one reply in a hundred stops each run once, and counted

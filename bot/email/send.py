@@ -112,6 +112,11 @@ class SendAbandoned(SmtpSetupError):
     the message back for a later run, spending none of its attempts."""
 
 
+class _Cut(Exception):
+    """Raised inside a send by the stop, at a step it couldn't take back (never after the
+    handover): SmtpSender._until_stopped tells it as _CUT."""
+
+
 class SmtpServerBusy(SmtpSetupError):
     """The server turned the session away for now: a 4xx at its greeting, at login or at
     MAIL FROM (a provider's throttle, `451 4.7.1`), or a connection that keeps dropping. Not
@@ -439,6 +444,7 @@ class SmtpSender:
         self._lock = asyncio.Lock()
         self._stop = stop
         self._handing_over = False  # the end of DATA is out, its reply awaited
+        self._connecting: aiosmtplib.SMTP | None = None  # a session being opened
 
     async def __aenter__(self) -> Self:
         try:
@@ -451,7 +457,13 @@ class SmtpSender:
     async def _until_stopped(self, work: Coroutine[Any, Any, T]) -> T | object:
         """`work`'s result, or _CUT once the stop cut it short (the connection dropped): at
         once before a handover, after HANDOVER_GRACE_SECONDS during one. One task per call,
-        and only when there is a stop to watch."""
+        and only when there is a stop to watch.
+
+        The connection is closed before the task is cancelled: aiosmtplib waits for a reply
+        with `asyncio.wait_for`, which on Python 3.11 drops a cancel that comes as the reply
+        arrives, and the send went on, handed the message over, and was waited for up to the
+        SMTP timeout. Closed, any read fails at once; and the send itself checks the stop
+        before it hands a message over (`_cut_if_stopped`), with no wait between the two."""
         if self._stop is None:
             return await work
         if self._stop.is_set():
@@ -463,15 +475,34 @@ class SmtpSender:
             await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
             if not task.done() and self._handing_over:  # its reply may be on its way
                 await asyncio.wait((task,), timeout=HANDOVER_GRACE_SECONDS)
-            if task.done():
-                return task.result()
-            task.cancel()
-            await asyncio.wait((task,))  # the step's own clean-up (a connect closes)
-            self._drop()
-            return _CUT
+            if not task.done():
+                self._close_all()
+                task.cancel()
+                await asyncio.wait((task,))  # the step's own clean-up
+            if task.cancelled() or isinstance(task.exception(), _Cut):
+                return _CUT
+            if task.exception() is not None and self._stop.is_set():
+                self._close_all()
+                return _CUT  # a read the closed connection failed
+            return task.result()  # its own outcome (a reply that came as the stop did)
         finally:
             stopped.cancel()
-            task.cancel()  # a no-op once done; our own cancellation passed on otherwise
+            if not task.done():  # our own cancellation: nothing may go on after it
+                self._close_all()
+                task.cancel()
+
+    def _cut_if_stopped(self) -> None:
+        """Raise _Cut, the connection closed, if the stop has come: checked where a send
+        begins a step it couldn't take back (a new connection, the end of DATA)."""
+        if self._stop is not None and self._stop.is_set():
+            self._close_all()
+            raise _Cut
+
+    def _close_all(self) -> None:
+        """Close the session and one still being opened."""
+        self._drop()
+        if self._connecting is not None:
+            self._connecting.close()
 
     async def __aexit__(
         self,
@@ -488,7 +519,8 @@ class SmtpSender:
             if smtp is None:
                 return
             try:
-                if smtp.is_connected:
+                # stopping: no QUIT, which a silent server held for QUIT_TIMEOUT
+                if smtp.is_connected and not (self._stop is not None and self._stop.is_set()):
                     await smtp.quit(timeout=min(QUIT_TIMEOUT, self.config.timeout))
             except (SMTPException, OSError):
                 pass
@@ -519,6 +551,7 @@ class SmtpSender:
             local_hostname=await _ehlo_name(),
             tls_context=await self._tls() if config.implicit_tls else None,
         )
+        self._connecting = smtp
         try:
             await smtp.connect()  # a failed smtps:// handshake is told by _not_connected
             await smtp.ehlo()
@@ -549,8 +582,11 @@ class SmtpSender:
         except BaseException:
             smtp.close()
             raise
+        finally:
+            self._connecting = None
         self._smtp = smtp
         self.connections += 1
+        self._cut_if_stopped()  # the stop came as it opened (a cancel 3.11 dropped)
 
     async def _login(self, smtp: aiosmtplib.SMTP) -> None:
         """Log in; a permanent refusal (or no AUTH at all) is a setup error, not a retry."""
@@ -610,8 +646,10 @@ class SmtpSender:
                     handing_over, self._handing_over = self._handing_over, False
 
             result = await self._until_stopped(send())
-        if isinstance(result, SendResult):
-            return result
+        stopping = self._stop is not None and self._stop.is_set()
+        if isinstance(result, SendResult) and not (
+                stopping and not handing_over and result.status is SendStatus.RETRY):
+            return result  # a refusal that came as the stop did stands: it is an answer
         if not handing_over:
             raise SendAbandoned("the worker stopped before the invite was handed to the "
                                 "mail server")  # fmt: skip
@@ -632,6 +670,7 @@ class SmtpSender:
         # message the same way (each after a full timeout, each spending an attempt), so it
         # is raised as SmtpSetupError and the caller stops the run; nothing was handed over.
         for attempt in (1, 2):
+            self._cut_if_stopped()
             try:
                 smtp = await self._ensure_connected()
             except (SMTPException, OSError) as exc:
@@ -713,6 +752,7 @@ class SmtpSender:
         if protocol is None:
             self._drop()
             return SendResult(SendStatus.RETRY, message_id, None, "connection lost", "data")
+        self._cut_if_stopped()  # decided here, with no wait before the end of DATA goes
         self._handing_over = True  # the stop now gives the reply its grace (_until_stopped)
         try:
             protocol.write(_LEADING_DOT.sub(b"..", data) + b".\r\n")

@@ -227,10 +227,21 @@ async def test_a_connection_dropped_after_the_data_leaves_it_uncertain_never_res
     assert len(again.handler.messages) == 1
 
 
-async def _stopped_while(world: World, server: Server, reached: Any) -> float:
+class _Reports(Silent):
+    """A notifier that keeps which enrollments' reports it was asked to draw again."""
+
+    def __init__(self) -> None:
+        self.reports: list[int] = []
+
+    async def enrollment_changed(self, team_id: str, enrollment_id: int) -> None:
+        self.reports.append(enrollment_id)
+
+
+async def _stopped_while(world: World, server: Server, reached: Any,
+                         notifier: Silent | None = None) -> float:  # fmt: skip
     """Run a send worker through `server` (SMTP timeout 30 s) until `reached()`, stop it as
     SIGTERM does, and return how long the stop took (the test fails past 20 s)."""
-    worker = _send_worker(world, server, query="?timeout=30")
+    worker = _send_worker(world, server, notifier, query="?timeout=30")
     running = asyncio.create_task(worker.run())
     for _ in range(600):
         if reached() or running.done():
@@ -264,6 +275,58 @@ async def test_a_worker_stopping_while_a_recipient_waits_puts_the_invite_back_un
     assert _received(answering) == Counter({"a@example.com": 1, "b@example.com": 1})
 
 
+def _stop_as_the_rcpt_reply_arrives(monkeypatch: pytest.MonkeyPatch, stop: Any) -> list[float]:
+    """Stop the worker in the instant a RCPT's 250 reaches the client, the reply handed on
+    one loop step later (the two arriving a few microseconds apart): a timing only a busy
+    worker meets by chance. Returns [when the stop came] once it has. Only aiosmtplib's
+    protocol is wrapped, to choose the instant; the bot's code runs as it is."""
+    import time
+
+    import aiosmtplib
+    from aiosmtplib.protocol import SMTPProtocol
+
+    received, rcpt = SMTPProtocol.data_received, aiosmtplib.SMTP.rcpt
+    armed, when = [False], []
+
+    async def rcpt_armed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        armed[0] = True
+        return await rcpt(self, *args, **kwargs)
+
+    def data_received(self: Any, data: bytes) -> None:
+        if armed[0] and data.startswith(b"250"):
+            armed[0] = False
+            when.append(time.monotonic())
+            stop()
+            asyncio.get_running_loop().call_soon(received, self, data)
+            return
+        received(self, data)
+
+    monkeypatch.setattr(aiosmtplib.SMTP, "rcpt", rcpt_armed)
+    monkeypatch.setattr(SMTPProtocol, "data_received", data_received)
+    return when
+
+
+@pytest.mark.parametrize("data_delay", [1.0, 3600.0])
+async def test_a_stop_as_a_reply_arrives_hands_nothing_over(
+    world: World, monkeypatch: pytest.MonkeyPatch, data_delay: float,
+) -> None:
+    """On Python 3.11 aiosmtplib's wait for a reply (asyncio.wait_for) drops a cancel that
+    comes as the reply arrives: the send went on past the stop, handed the invite over, and
+    the stop waited for its reply up to the SMTP timeout (30 s here: past serve's 25 s), then
+    called it uncertain, even when the server had answered 250 (a *Resend uncertain* then
+    emailed it twice). Now nothing is handed over once the stop has come."""
+    import time
+
+    await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en")
+    async with smtp_server(Handler(data_delay=data_delay)) as server:
+        worker = _send_worker(world, server, query="?timeout=30")
+        stopped_at = _stop_as_the_rcpt_reply_arrives(monkeypatch, worker.stop)
+        await asyncio.wait_for(worker.run(), 60)
+        assert stopped_at and time.monotonic() - stopped_at[0] < 5
+        assert server.handler.messages == []
+    assert await world.rows("SELECT state, attempts FROM invite") == [("queued", 0)] * 2
+
+
 async def test_a_worker_stopping_while_a_reply_is_awaited_gives_it_a_grace_then_goes_on(
     world: World,
 ) -> None:
@@ -274,10 +337,13 @@ async def test_a_worker_stopping_while_a_reply_is_awaited_gives_it_a_grace_then_
     and the job is handed back for the next worker to go on at once."""
     from bot.email.send import HANDOVER_GRACE_SECONDS
 
-    await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en")
+    enrollment = await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en")
+    told = _Reports()
     async with smtp_server(Handler(data_delay=3600)) as silent:
-        took = await _stopped_while(world, silent, lambda: len(silent.handler.messages) >= 1)
+        took = await _stopped_while(world, silent, lambda: len(silent.handler.messages) >= 1,
+                                    told)  # fmt: skip
     assert HANDOVER_GRACE_SECONDS - 0.5 < took < HANDOVER_GRACE_SECONDS + 5, took
+    assert told.reports == [enrollment]  # the thread shows it, with Resend uncertain
     assert Counter((await _states(world)).values()) == Counter({"uncertain": 1, "queued": 1})
     due = await world.rows("SELECT run_after FROM job WHERE kind = 'send_invites' "
                            "AND state = 'queued'")  # fmt: skip
@@ -1235,15 +1301,8 @@ async def test_a_run_stopped_by_an_uncertain_invite_draws_its_report_again(
     """The run that ended on an invite left uncertain never told its thread: the report
     kept saying "queued" and offered no *Resend uncertain*."""
 
-    class Counting(Silent):
-        def __init__(self) -> None:
-            self.reports: list[int] = []
-
-        async def enrollment_changed(self, team_id: str, enrollment_id: int) -> None:
-            self.reports.append(enrollment_id)
-
     enrollment = await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en")
-    told = Counting()
+    told = _Reports()
     async with smtp_server(Handler(drop_at={"DATA": {2}})) as server:
         await _send_worker(world, server, told, retry_base_seconds=0).run_until_idle()
     assert Counter((await _states(world)).values()) == Counter({"sent": 1, "uncertain": 1})
