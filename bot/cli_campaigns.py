@@ -240,13 +240,14 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                   + (f"  failed: {row['invites_failed']:,}" if row["invites_failed"] else ""))
             if row["invites_uncertain"]:
                 them = "it" if row["invites_uncertain"] == 1 else "them"
+                they = "it" if row["invites_uncertain"] == 1 else "they"
                 name = shlex.quote(row["name"])
                 how = (f"referral-bot campaign resend-uncertain {name} sends {them} again, and "
                        "some people may get theirs twice" if row["invite_email"] else
                        f"the invite email is off: turn it on to resend {them} (referral-bot "
                        f"campaign edit {name} --invite-email on)")  # fmt: skip
                 print(f"  {plural(row['invites_uncertain'], 'invite')} may not have arrived (no "
-                      f"answer came once {them} went to the mail server): {how}")  # fmt: skip
+                      f"answer came once {they} went to the mail server): {how}")  # fmt: skip
             if row["sending_stopped"]:
                 retry = f"referral-bot campaign retry-sending {shlex.quote(row['name'])}"
                 fix = {"retry": "", "wait": "the mail server turned the bot away: check the "

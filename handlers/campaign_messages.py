@@ -105,10 +105,11 @@ def _campaign_text(summary: CampaignSummary, waiting: int = 0) -> str:
                  "invite email was off: *Email them* sends theirs.")  # fmt: skip
     if summary.invites_uncertain:
         them = "it" if summary.invites_uncertain == 1 else "them"
+        they = "it" if summary.invites_uncertain == 1 else "they"
         how = (f"*Resend uncertain* sends {them} again" if c.invite_email else
                f"turn the invite email on with *Edit* to resend {them}")  # fmt: skip
         more += (f"\n{plural(summary.invites_uncertain, 'invite')} may not have arrived (no "
-                 f"answer came once {them} went to the mail server): {how}.")  # fmt: skip
+                 f"answer came once {they} went to the mail server): {how}.")  # fmt: skip
     failed = (f"{summary.invites_failed:,} failed · " if summary.invites_failed else "")
     text = (f"*{esc(c.name)}* · {state}\n"
             f"Targets: {_segments(summary.targets)} · Excluded: {_segments(summary.excluded)}\n"

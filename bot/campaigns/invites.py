@@ -1100,6 +1100,15 @@ _RESENT = {sqlite: text(f"""
       AND {_HAS_ITS_ADVOCATE}
     RETURNING id
 """).bindparams(_ts("now")) for sqlite in (True, False)}
+# invites a resend took out of `uncertain`: their addresses, as a contact's deletion keeps
+# those its campaigns emailed or may have (models.InvitedAddress)
+_MAYBE_EMAILED = text("""
+    INSERT INTO invited_address (team_id, campaign_id, email_key, invited_at)
+    SELECT i.team_id, i.campaign_id, c.email_key, :now FROM invite i
+    JOIN contact c ON c.id = i.contact_id AND c.team_id = i.team_id
+    WHERE i.team_id = :t AND i.id IN :ids
+    ON CONFLICT (team_id, campaign_id, email_key) DO NOTHING
+""").bindparams(_ts("now"), bindparam("ids", expanding=True))
 # the campaign's row taken (an Edit turning its invite email off waits, or is waited for)
 _INVITE_EMAIL_ON = text("UPDATE campaign SET updated_at = updated_at WHERE id = :c "
                         "AND team_id = :t RETURNING invite_email")
@@ -1178,11 +1187,18 @@ async def _resend_in(conn: AsyncConnection, team_id: str, campaign_id: int | Non
     count, waiting, changed = 0, 0, []
     for enrollment_id in enrollments:
         params = {"t": team_id, "e": enrollment_id, "now": utcnow()}
-        dropped = (await conn.execute(_NOT_RESENT, params)).all()
-        resent = len((await conn.execute(_RESENT[conn.dialect.name == "sqlite"],
-                                         params)).all())  # fmt: skip
-        if dropped or resent:
-            changed.append(enrollment_id)
+        dropped = [i for (i,) in await conn.execute(_NOT_RESENT, params)]
+        resent_ids = [i for (i,) in await conn.execute(_RESENT[conn.dialect.name == "sqlite"],
+                                                      params)]  # fmt: skip
+        if not (dropped or resent_ids):
+            continue
+        changed.append(enrollment_id)
+        # no longer `uncertain`, which an undo or a contact's deletion keeps: its address is
+        # remembered as emailed (it may have been), or the contact, undone with its import
+        # and imported again, was enrolled anew and emailed a second time
+        await conn.execute(_MAYBE_EMAILED, {"t": team_id, "now": params["now"],
+                                            "ids": dropped + resent_ids})  # fmt: skip
+        resent = len(resent_ids)
         if not resent:
             continue
         count += resent

@@ -698,6 +698,36 @@ async def test_resend_uncertain_skips_an_advocate_an_undo_took_out(world: World)
     assert spring_listed[0].invites_uncertain == 0
 
 
+async def test_a_resent_invite_still_counts_as_emailed_when_its_import_is_undone(
+    world: World,
+) -> None:
+    """Resend took the invite out of `uncertain`, which an undo keeps a contact for: the
+    undo then deleted the contact, and the same file imported again enrolled them anew and
+    emailed them a second time, with a new link. The address is now remembered as emailed
+    (it may have been), as deleting a contact remembers it."""
+    from bot.campaigns.invites import resend_campaign_uncertain
+
+    spring = await world.campaign()
+    await world.import_csv("VIP", people("z@example.com,Z,en"))  # VIP exists to be targeted
+    await world.target(spring, "VIP")
+    await world.import_csv("VIP", people("a@example.com,A,en"))  # enrolled by this import
+    batch = int(str(await world.scalar("SELECT MAX(id) FROM import_batch")))
+    enrollment = int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
+    async with smtp_server(Handler(drop_at={"DATA": {1}})) as server:  # taken, reply lost
+        with pytest.raises(SmtpServerBusy):
+            await _send(world, server, enrollment)
+    assert (await _states(world))["a@example.com"] == "uncertain"
+    assert (await resend_campaign_uncertain(world.db, TEAM, spring)).count == 1
+    await request_undo(world.db, TEAM, batch, "U1", remove_advocates=True, window_days=7)
+    assert await Worker(world.db, {UNDO_JOB: undo_handler(1000)}, WorkerConfig()
+                        ).run_until_idle() == 1  # fmt: skip
+    assert "a@example.com" not in await _states(world)  # taken out with its import
+    await world.import_csv("VIP", people("a@example.com,A,en"))  # the same file again
+    assert await world.rows("SELECT i.state, i.reason FROM invite i JOIN contact c "
+                            "ON c.id = i.contact_id WHERE c.email = 'a@example.com'"
+                            ) == [("not_emailed", "invited before")]  # fmt: skip
+
+
 async def test_a_sender_the_provider_refuses_for_every_invite_stops_the_run_not_the_invites(
     world: World,
 ) -> None:
