@@ -73,6 +73,9 @@ class Act(StrEnum):
     CAMPAIGN_EXCLUDED = "campaign.excluded"
     CAMPAIGN_LIVE = "campaign.live"
     CAMPAIGN_PAUSED = "campaign.paused"
+    # ... and who chose to email people again, or those held back
+    CAMPAIGN_RESENT = "campaign.resent"  # Resend uncertain: some may get theirs twice
+    CAMPAIGN_EMAILED_UNSENT = "campaign.emailed_unsent"  # Email them
 
 
 # What each act says after the actor's name; {subject} is the entry's subject. The detail, if
@@ -104,6 +107,10 @@ ACTION_WORDS: dict[str, str] = {
     Act.CAMPAIGN_EXCLUDED: "excluded a segment from the campaign {subject}",
     Act.CAMPAIGN_LIVE: "put the campaign {subject} live",
     Act.CAMPAIGN_PAUSED: "paused the campaign {subject}",
+    Act.CAMPAIGN_RESENT: "resent the invites of the campaign {subject} that may not have "
+                         "arrived",
+    Act.CAMPAIGN_EMAILED_UNSENT: "emailed the advocates of the campaign {subject} that the "
+                                 "invite email being off left without an invite",
 }
 # Acts whose words already say what their detail says
 QUIET_DETAIL = frozenset({Act.IMPORT_CONSENT})

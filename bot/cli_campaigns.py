@@ -283,7 +283,7 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         elif command == "edit":
             return await _edit(db, team, campaign, settings, args)
         elif command == "email-unsent":
-            done = await email_unsent(db, team, cid)
+            done = await email_unsent(db, team, cid, actor=CLI)
             if not done.invite_email:
                 raise CampaignCliError(
                     f"The invite email of {campaign.name!r} is off: nobody was emailed. Turn it "
@@ -422,7 +422,7 @@ async def _resend_uncertain(db: Database, team: str, campaign: Campaign,
     """`campaign resend-uncertain`: an enrollment made here or by Go live has no Slack
     report to offer *Resend uncertain*, and its invites that may not have arrived had no
     way on."""
-    done = await resend_campaign_uncertain(db, team, campaign.id or 0)
+    done = await resend_campaign_uncertain(db, team, campaign.id or 0, actor=CLI)
     name = shlex.quote(campaign.name)
     if not done.invite_email:
         raise CampaignCliError(done.words(repr(campaign.name), retry="", turn_on=(

@@ -215,7 +215,7 @@ async def _email_unsent(d: Deps, client: AsyncWebClient, click: Click) -> None:
     command line) have no report to offer it, so the list does, for all the campaign's."""
     await require_lead(d, client, click.team_id, click.user_id, "email advocates")
     campaign = await get_campaign(d.db, click.team_id, _campaign_id(click.value))
-    done = await email_unsent(d.db, click.team_id, campaign.id or 0)
+    done = await email_unsent(d.db, click.team_id, campaign.id or 0, actor=click.user_id)
     for enrollment_id in done.changed:  # a report in a thread says so too
         await d.notifier.enrollment_changed(click.team_id, enrollment_id)
     note = (f"Sending {plural(done.count, 'invite')} of {esc(campaign.name)}.{done.not_again()}"
@@ -235,7 +235,8 @@ async def _resend_uncertain(d: Deps, client: AsyncWebClient, click: Click) -> No
     arrived had no way on."""
     await require_lead(d, client, click.team_id, click.user_id, "resend invites")
     campaign = await get_campaign(d.db, click.team_id, _campaign_id(click.value))
-    done = await resend_campaign_uncertain(d.db, click.team_id, campaign.id or 0)
+    done = await resend_campaign_uncertain(d.db, click.team_id, campaign.id or 0,
+                                           actor=click.user_id)
     for enrollment_id in done.changed:  # a report in a thread says so too
         await d.notifier.enrollment_changed(click.team_id, enrollment_id)
     note = done.words(esc(campaign.name), retry="*Retry sending*",

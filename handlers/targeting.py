@@ -245,8 +245,8 @@ async def _redrawn_and_said(d: Deps, client: AsyncWebClient, team_id: str,
 
 
 async def _resend(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
-    team_id, _, enrollment = await _enrollment(d, client, body, "resend invites")
-    done = await resend_uncertain(d.db, team_id, enrollment.id or 0)
+    team_id, user_id, enrollment = await _enrollment(d, client, body, "resend invites")
+    done = await resend_uncertain(d.db, team_id, enrollment.id or 0, actor=user_id)
     if done.changed:  # some resent, or their contacts found unsubscribed
         await d.notifier.enrollment_changed(team_id, enrollment.id or 0)
     if not done.invite_email:
@@ -258,7 +258,8 @@ async def _resend(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None
 
 async def _email_unsent(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     team_id, user_id, enrollment = await _enrollment(d, client, body, "email advocates")
-    done = await email_unsent(d.db, team_id, enrollment.campaign_id, enrollment.id or 0)
+    done = await email_unsent(d.db, team_id, enrollment.campaign_id, enrollment.id or 0,
+                              actor=user_id)
     if not done.changed:
         if not done.invite_email:
             raise Refusal("Nobody was emailed: the campaign's invite email is off. Turn it on "

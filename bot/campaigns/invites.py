@@ -27,6 +27,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from bot.audit import Act, record_in
 from bot.campaigns.enroll import (
     INVITE_INVITED_BEFORE,
     NOT_SUBSCRIBED,
@@ -1021,7 +1022,7 @@ _EMAIL_UNSENT_OF = {(one, sqlite): text(_EMAIL_UNSENT.format(
 # The campaign's row taken first, as an Edit's save takes it (service.update_campaign): the
 # invite email can't be turned off between this look and the invites queued.
 _TAKE_INVITE_EMAIL = text("UPDATE campaign SET updated_at = updated_at WHERE id = :c "
-                          "AND team_id = :t RETURNING invite_email")
+                          "AND team_id = :t RETURNING invite_email, name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -1059,19 +1060,21 @@ class UnsentEmailed:
 
 
 async def email_unsent(db: Database, team_id: str, campaign_id: int,
-                       enrollment_id: int | None = None) -> UnsentEmailed:  # fmt: skip
-    """Someone chose to send the invites the invite email being off left unsent (*Email
-    them* on a report; the list's and `campaign email-unsent` for all the campaign's
-    enrollments, None), in one transaction with their send jobs: none after a second click,
-    or when the invite email is off again. LookupError: no such campaign in the workspace."""
+                       enrollment_id: int | None = None, *, actor: str) -> UnsentEmailed:
+    """Someone (`actor`, in the audit log) chose to send the invites the invite email being
+    off left unsent (*Email them* on a report; the list's and `campaign email-unsent` for all
+    the campaign's enrollments, None), in one transaction with their send jobs: none after a
+    second click, or when the invite email is off again. LookupError: no such campaign in
+    the workspace."""
     params = {"t": team_id, "c": campaign_id, "e": enrollment_id, "off": INVITE_EMAIL_OFF,
               "now": utcnow()}  # fmt: skip
     queued: dict[int, int] = {}
     before: dict[int, int] = {}
     async with db.begin() as conn:
-        invite_email = (await conn.execute(_TAKE_INVITE_EMAIL, params)).scalar()
-        if invite_email is None:
+        row = (await conn.execute(_TAKE_INVITE_EMAIL, params)).first()
+        if row is None:
             raise LookupError("That campaign doesn't exist in this workspace.")
+        invite_email, name = row
         if not invite_email:
             return UnsentEmailed({}, invite_email=False)
         statement = _EMAIL_UNSENT_OF[enrollment_id is not None, conn.dialect.name == "sqlite"]
@@ -1080,6 +1083,9 @@ async def email_unsent(db: Database, team_id: str, campaign_id: int,
             tally[int(enrollment)] = tally.get(int(enrollment), 0) + 1
         for enrollment in sorted(queued):
             await _enqueue_send(conn, team_id, enrollment, None, occasion="email-off")
+        if queued:
+            await record_in(conn, team_id, actor, Act.CAMPAIGN_EMAILED_UNSENT, str(name),
+                            plural(sum(queued.values()), "invite"))  # fmt: skip
     return UnsentEmailed(queued, invite_email=True, invited_before=before)
 
 
@@ -1109,9 +1115,6 @@ _MAYBE_EMAILED = text("""
     WHERE i.team_id = :t AND i.id IN :ids
     ON CONFLICT (team_id, campaign_id, email_key) DO NOTHING
 """).bindparams(_ts("now"), bindparam("ids", expanding=True))
-# the campaign's row taken (an Edit turning its invite email off waits, or is waited for)
-_INVITE_EMAIL_ON = text("UPDATE campaign SET updated_at = updated_at WHERE id = :c "
-                        "AND team_id = :t RETURNING invite_email")
 _SENDING_STOPPED = text("SELECT send_error IS NOT NULL FROM enrollment "
                         "WHERE id = :e AND team_id = :t")
 
@@ -1150,8 +1153,10 @@ class Resent:
         return " ".join(said)
 
 
-async def resend_uncertain(db: Database, team_id: str, enrollment_id: int) -> Resent:
-    """A person chose to resend invites that may not have arrived (a report's button).
+async def resend_uncertain(db: Database, team_id: str, enrollment_id: int, *,
+                           actor: str) -> Resent:  # fmt: skip
+    """A person (`actor`, in the audit log) chose to resend invites that may not have
+    arrived (a report's button).
 
     Only to contacts still subscribed: one who unsubscribed meanwhile (their uncertain
     invite did arrive, then) is not emailed again, and said so. Only to advocates that still
@@ -1162,10 +1167,11 @@ async def resend_uncertain(db: Database, team_id: str, enrollment_id: int) -> Re
         campaign = (await conn.execute(text(
             "SELECT campaign_id FROM enrollment WHERE id = :e AND team_id = :t"),
             {"e": enrollment_id, "t": team_id})).scalar()  # fmt: skip
-        return await _resend_in(conn, team_id, campaign, [enrollment_id])
+        return await _resend_in(conn, team_id, campaign, [enrollment_id], actor)
 
 
-async def resend_campaign_uncertain(db: Database, team_id: str, campaign_id: int) -> Resent:
+async def resend_campaign_uncertain(db: Database, team_id: str, campaign_id: int, *,
+                                    actor: str) -> Resent:  # fmt: skip
     """Resend uncertain for every enrollment of a campaign, in one transaction (the campaign
     list's button, `campaign resend-uncertain`): one started without a thread (Go live, the
     command line) has no report to offer it, and its uncertain invites had no way on."""
@@ -1173,17 +1179,18 @@ async def resend_campaign_uncertain(db: Database, team_id: str, campaign_id: int
         enrollments = [int(e) for (e,) in await conn.execute(text(
             "SELECT DISTINCT enrollment_id FROM invite WHERE team_id = :t AND campaign_id = :c "
             "AND state = 'uncertain' ORDER BY enrollment_id"), {"t": team_id, "c": campaign_id})]
-        return await _resend_in(conn, team_id, campaign_id, enrollments)
+        return await _resend_in(conn, team_id, campaign_id, enrollments, actor)
 
 
 async def _resend_in(conn: AsyncConnection, team_id: str, campaign_id: int | None,
-                     enrollments: list[int]) -> Resent:  # fmt: skip
+                     enrollments: list[int], actor: str) -> Resent:  # fmt: skip
     """The resend of those enrollments' uncertain invites, counted from the rows it changed
-    (a second click at once finds none)."""
-    on = campaign_id is not None and (await conn.execute(
-        _INVITE_EMAIL_ON, {"c": campaign_id, "t": team_id})).scalar()  # fmt: skip
-    if not on:
-        return Resent(0, [], invite_email=campaign_id is None)
+    (a second click at once finds none). The campaign's row is taken first: an Edit turning
+    its invite email off waits, or is waited for."""
+    campaign = None if campaign_id is None else (await conn.execute(
+        _TAKE_INVITE_EMAIL, {"c": campaign_id, "t": team_id})).first()  # fmt: skip
+    if campaign is None or not campaign[0]:
+        return Resent(0, [], invite_email=campaign is None)
     count, waiting, changed = 0, 0, []
     for enrollment_id in enrollments:
         params = {"t": team_id, "e": enrollment_id, "now": utcnow()}
@@ -1206,4 +1213,7 @@ async def _resend_in(conn: AsyncConnection, team_id: str, campaign_id: int | Non
             waiting += resent  # Retry sending sends them with the rest
         else:
             await _enqueue_send(conn, team_id, enrollment_id, None, occasion="resend")
+    if count:
+        await record_in(conn, team_id, actor, Act.CAMPAIGN_RESENT, str(campaign[1]),
+                        plural(count, "invite"))  # fmt: skip
     return Resent(count, changed, waiting)

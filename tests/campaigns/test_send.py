@@ -221,7 +221,7 @@ async def test_a_connection_dropped_after_the_data_leaves_it_uncertain_never_res
     states = Counter((await _states(world)).values())
     assert states == Counter({"sent": 4, "uncertain": 1})
     # a person may choose to resend it, knowing it may arrive twice
-    assert (await resend_uncertain(world.db, TEAM, enrollment)).count == 1
+    assert (await resend_uncertain(world.db, TEAM, enrollment, actor="U1")).count == 1
     async with smtp_server() as again:
         await _send(world, again, enrollment)
     assert len(again.handler.messages) == 1
@@ -554,7 +554,8 @@ async def test_a_slow_runs_late_answer_never_lands_on_a_resends_attempt(
                                job_id=job.id, lease_owner="other")  # fmt: skip
         assert unused.handler.messages == []
         assert await world.scalar("SELECT state FROM invite") == "uncertain"
-        assert (await resend_uncertain(world.db, TEAM, enrollment)).count == 1  # a lead's click
+        # a lead's click
+        assert (await resend_uncertain(world.db, TEAM, enrollment, actor="U1")).count == 1
         resend_job = int(str(await world.scalar(
             "SELECT id FROM job WHERE state = 'queued' AND dedupe_key LIKE 'send:%:resend:%'")))
         await _held_by(world, resend_job, "w2")
@@ -634,7 +635,7 @@ async def test_resend_uncertain_never_emails_a_contact_who_unsubscribed_meanwhil
         else:  # the next Shopify export says they no longer accept marketing
             await world.import_csv("Other", people("a@example.com,A,no",
                                                    header="email,first_name,accepts_marketing"))
-        assert (await resend_uncertain(world.db, TEAM, enrollment)).count == 1
+        assert (await resend_uncertain(world.db, TEAM, enrollment, actor="U1")).count == 1
         await _send(world, server, enrollment)
     assert _received(server) == Counter({"a@example.com": 1, "b@example.com": 2})
     assert await _states(world) == {"a@example.com": "not_emailed", "b@example.com": "sent"}
@@ -659,7 +660,7 @@ async def test_resend_after_a_run_of_the_same_second_still_gets_a_job(world: Wor
                 "updated_at) VALUES (:t, 'send_invites', '{}', :k, 'done', 1, 5, :n, 0, 0, "
                 ":n, :n)").bindparams(bindparam("n", type_=UTCDateTime())),
                 {"t": TEAM, "k": f"send:{enrollment}:{when:%Y%m%d%H%M%S}", "n": now})  # fmt: skip
-    assert (await resend_uncertain(world.db, TEAM, enrollment)).count == 1
+    assert (await resend_uncertain(world.db, TEAM, enrollment, actor="U1")).count == 1
     queued = await world.scalar("SELECT COUNT(*) FROM job WHERE kind = 'send_invites' "
                                 "AND state = 'queued'")  # fmt: skip
     assert queued == 1
@@ -690,7 +691,7 @@ async def test_resend_uncertain_skips_an_advocate_an_undo_took_out(world: World)
     # resend took it for this invite's, and emailed a@ the other advocate's referral link
     await world.import_csv("Other", people("y@example.com,Y,en"))
     await world.target(await world.campaign("Summer"), "Other")
-    assert (await resend_uncertain(world.db, TEAM, enrollment)).count == 0
+    assert (await resend_uncertain(world.db, TEAM, enrollment, actor="U1")).count == 0
     assert await world.scalar("SELECT state FROM invite WHERE id = :i", i=invite) == "uncertain"
     # nor does the campaign list offer to resend it (its button did nothing, for ever)
     spring_listed = [s for s in await service.list_campaigns(world.db, TEAM)
@@ -717,7 +718,7 @@ async def test_a_resent_invite_still_counts_as_emailed_when_its_import_is_undone
         with pytest.raises(SmtpServerBusy):
             await _send(world, server, enrollment)
     assert (await _states(world))["a@example.com"] == "uncertain"
-    assert (await resend_campaign_uncertain(world.db, TEAM, spring)).count == 1
+    assert (await resend_campaign_uncertain(world.db, TEAM, spring, actor="U1")).count == 1
     await request_undo(world.db, TEAM, batch, "U1", remove_advocates=True, window_days=7)
     assert await Worker(world.db, {UNDO_JOB: undo_handler(1000)}, WorkerConfig()
                         ).run_until_idle() == 1  # fmt: skip
@@ -882,7 +883,7 @@ async def test_resend_uncertain_after_the_invite_email_was_turned_off_sends_noth
     assert await world.scalar("SELECT state FROM invite") == "uncertain"
     spring = int(str(await world.scalar("SELECT campaign_id FROM enrollment")))
     await service.update_campaign(world.db, TEAM, spring, invite_email=False)  # to Klaviyo
-    done = await resend_uncertain(world.db, TEAM, enrollment)  # then a lead clicks Resend
+    done = await resend_uncertain(world.db, TEAM, enrollment, actor="U1")  # a lead's Resend
     assert (done.count, done.invite_email) == (0, False)  # refused: turn the email on first
     async with smtp_server() as again:
         await _send(world, again, enrollment)
@@ -906,14 +907,15 @@ async def test_email_them_sends_the_invites_the_email_being_off_left_unsent_once
     await world.import_csv("VIP", people("A@example.com,A,", "b@example.com,B,",
                                          "c@example.com,C,"))  # fmt: skip
     enrollment = int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
-    off = await email_unsent(world.db, TEAM, spring, enrollment)  # still off
+    off = await email_unsent(world.db, TEAM, spring, enrollment, actor="U1")  # still off
     assert (off.queued, off.invite_email) == ({}, False)
     await service.update_campaign(world.db, TEAM, spring, invite_email=True)  # back from it
     async with world.db.begin() as conn:
         await conn.execute(text("UPDATE contact SET subscribed = :no WHERE email = "
                                 "'c@example.com'"), {"no": False})  # fmt: skip
-    assert (await email_unsent(world.db, TEAM, spring, enrollment)).queued == {enrollment: 2}
-    assert (await email_unsent(world.db, TEAM, spring)).queued == {}  # a second click
+    done = await email_unsent(world.db, TEAM, spring, enrollment, actor="U1")
+    assert done.queued == {enrollment: 2}
+    assert (await email_unsent(world.db, TEAM, spring, actor="U1")).queued == {}  # a second click
     async with smtp_server() as server:
         await _send(world, server, enrollment)
     assert _received(server) == Counter({"b@example.com": 1})
@@ -1148,7 +1150,7 @@ async def test_jobs_cancel_of_a_send_also_cancels_a_resend_waiting_behind_it(
             await asyncio.sleep(0.01)
         job = int(str(await world.scalar("SELECT id FROM job WHERE kind = 'send_invites' "
                                          "AND state = 'running'")))  # fmt: skip
-        assert (await resend_uncertain(world.db, TEAM, enrollment)).count == 1
+        assert (await resend_uncertain(world.db, TEAM, enrollment, actor="U1")).count == 1
         cancelled = await cancel_job(world.db, TEAM, job)
         assert cancelled is not None and cancelled.state == "cancelled"
         handler.gate.set()
@@ -1356,7 +1358,7 @@ async def test_resend_uncertain_leaves_an_enrollment_stopped_by_hand_to_retry_se
         (later,), = await world.rows("SELECT id FROM job WHERE kind = 'send_invites' "
                                      "AND state = 'queued'")  # fmt: skip
         assert await cancel_job(world.db, TEAM, int(later)) is not None  # a person stops it
-        done = await resend_campaign_uncertain(world.db, TEAM, spring)
+        done = await resend_campaign_uncertain(world.db, TEAM, spring, actor="U1")
         await worker.run_until_idle()
         assert len(server.handler.messages) == 2  # nothing more went
     assert (done.count, done.waiting_for_retry) == (1, 1)

@@ -905,6 +905,9 @@ async def test_the_campaign_list_offers_email_them_for_enrollments_without_a_thr
     shown = json.dumps((await app.listing("campaign", LEAD))["blocks"])
     assert "got no invite" not in shown and Action.CAMPAIGN_EMAIL_UNSENT not in shown
     assert app.slack.block_errors == []
+    assert await _audited(app, "campaign.emailed_unsent") == [
+        (LEAD, "emailed the advocates of the campaign Spring that the invite email being off "
+               "left without an invite (2 invites)")]  # fmt: skip
 
 
 async def test_the_campaign_list_offers_resend_uncertain_for_enrollments_without_a_thread(
@@ -952,6 +955,16 @@ async def test_the_campaign_list_offers_resend_uncertain_for_enrollments_without
     assert "may not have arrived" not in shown and Action.CAMPAIGN_RESEND_UNCERTAIN not in shown
     assert "1 invite sent \\u00b7 1 failed" in shown, shown
     assert app.slack.block_errors == []
+    # who chose to email people again (some may get theirs twice) is in the audit log
+    assert await _audited(app, "campaign.resent") == [
+        (LEAD, "resent the invites of the campaign Spring that may not have arrived "
+               "(1 invite)")]  # fmt: skip
+
+
+async def _audited(app: Harness, action: str) -> list[tuple[str, str]]:
+    from bot.audit import recent, sentence
+
+    return [(e.actor, sentence(e)) for e in await recent(app.db, "T0001") if e.action == action]
 
 
 async def test_a_campaign_created_after_the_import_can_be_targeted_from_its_thread(
