@@ -10,6 +10,7 @@ import argparse
 import json
 import shlex
 import sys
+from datetime import datetime
 from typing import Any
 
 from bot.audit import CLI
@@ -33,6 +34,7 @@ from bot.settings import Settings
 from bot.words import plural
 from bot.workspaces import find_segment
 from models import Campaign, CampaignState, Database, EnrollmentStatus, Segment, SegmentRole
+from models.clock import utcnow
 
 # `campaign target` and `live` ask first (or take --yes) before enrolling more contacts than
 # this at once into a campaign that emails them: going live on All Customers queued an invite
@@ -628,7 +630,12 @@ async def _advocates(db: Database, team: str, settings: Settings, args: argparse
         # "unsubscribed" only for who did (`contacts` says "not subscribed" of the others)
         consent = ("" if row["subscribed"] else "  (unsubscribed)" if row["unsubscribed"]
                    else "  (not subscribed)")  # fmt: skip
-        print(f"{row['email']}  {row['link']}  {row['invite']}  clicks {row['clicks']}{consent}")
+        invite = row["invite"]
+        if row["invite_reason"]:  # why it failed, or why nobody emailed them
+            invite += f" ({row['invite_reason']})"
+        elif row["invite_due"] and (due := datetime.fromisoformat(row["invite_due"])) > utcnow():
+            invite += f" (due {due:%Y-%m-%d %H:%M} UTC)"  # held, delayed or retried later
+        print(f"{row['email']}  {row['link']}  {invite}  clicks {row['clicks']}{consent}")
     if not rows:
         print(f"No advocates in {campaign.name!r} yet.")
     return 0

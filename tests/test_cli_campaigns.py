@@ -318,6 +318,8 @@ def test_campaign_list_prints_the_delay_and_the_invites_sent(db_env: dict[str, s
     assert "invite email on after 3 days" in lines[0] and "invites sent: 0" in lines[0]
     assert "invite email on " in lines[1] and "invites sent: 2" in lines[1]
     assert "advocates: 2" in lines[0] and "advocates: 2" in lines[1]
+    later = run(db_env, "advocates", "--campaign", "Later").stdout.splitlines()
+    assert len(later) == 2 and all(" queued (due 20" in line for line in later), later
 
 
 def test_sending_stopped_shows_in_campaign_list_and_retry_sending_sends(
@@ -385,6 +387,9 @@ async def test_invites_that_may_not_have_arrived_are_listed_and_resent_from_the_
         assert ("1 invite may not have arrived (no answer came once it went to the mail "
                 "server): referral-bot campaign resend-uncertain Spring sends it again"
                 ) in listed, listed  # fmt: skip
+        # which one, and why (the list said `uncertain`, the advocates never said why)
+        shown = run(env, "advocates", "--campaign", "Spring").stdout
+        assert "  uncertain (may have been delivered: no reply after the end of DATA" in shown
         assert _json(env, "campaign", "resend-uncertain", "Spring") == {
             "campaign": "Spring", "queued": 1, "waiting_for_retry": 0}  # fmt: skip
         await asyncio.to_thread(_drain, sending)
