@@ -996,11 +996,14 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
         error = f"  {plain_mentions(job.last_error)}" if job.last_error else ""
         if job.id in orphaned:
             error += "  its worker stopped" + _orphan_fate(job, waiting=job.id in waiting)
-        if job.state == JobState.QUEUED and job.run_after > now:
+        later = job.state == JobState.QUEUED and job.run_after > now
+        if later:
             # not before then (a campaign's invite delay, a retry's backoff): it looked stuck
             error += f"  due {job.run_after:%Y-%m-%d %H:%M} UTC"
-        if job.id in waiting:
-            error += f"  waiting for a worker that can run it{_needs().get(job.kind, '')}"
+        if job.id in waiting:  # not yet due, it waits for its time first, not for a worker
+            error += (f"; no running worker could run it now{_needs().get(job.kind, '')}"
+                      if later else
+                      f"  waiting for a worker that can run it{_needs().get(job.kind, '')}")
         of = _of_import(job) or (f"  campaign {campaigns[job.id]!r}" if job.id in campaigns
                                  else "")  # fmt: skip
         rows.append((str(job.id), job.kind, str(job.state), progress,

@@ -751,6 +751,9 @@ def test_jobs_says_when_a_delayed_send_is_due(db_env: dict[str, str], tmp_path: 
     (line,) = [line for line in run(db_env, "jobs").stdout.splitlines()
                if line.split()[:1] == [str(send["id"])]]  # fmt: skip
     assert f"  due {due:%Y-%m-%d %H:%M} UTC" in line, line
+    # no worker runs here: it waits for its time first, then for one (it said "waiting for
+    # a worker" of a job two days from due)
+    assert "waiting for a worker" not in line and "; no running worker could run it now" in line
 
 
 @pytest.mark.skipif(BACKEND != "postgres", reason="needs two writers at once: row locks")
