@@ -131,9 +131,10 @@ def _enroll_text(result: EnrollResult) -> str:
     already = result.already_advocates
     lines = [f"Enrolled {plural(result.enrolled, 'new advocate')} ({already:,} already "
              f"{'was' if already == 1 else 'were'}, {result.excluded:,} excluded)."]  # fmt: skip
-    lines.append(f"{plural(result.invites_queued, 'invite')} queued: a worker sends "
-                 f"{'it' if result.invites_queued == 1 else 'them'} (`referral-bot worker`, or "
-                 "`serve`).")  # fmt: skip
+    if result.invites_queued:  # "0 invites queued: a worker sends them" of none
+        lines.append(f"{plural(result.invites_queued, 'invite')} queued: a worker sends "
+                     f"{'it' if result.invites_queued == 1 else 'them'} (`referral-bot worker`, "
+                     "or `serve`).")  # fmt: skip
     for reason, count in sorted(result.not_emailed.items()):
         lines.append(f"{count:,} not emailed: {reason}")
     return "\n".join(lines)

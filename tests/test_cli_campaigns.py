@@ -676,6 +676,7 @@ def test_enrolling_one_contact_is_said_in_the_singular(
     assert "Enrolled 1 new advocate (0 already were, 0 excluded)." in first.stdout, first.stdout
     assert "1 invite queued: a worker sends it " in first.stdout, first.stdout
     assert "(1 already was, 0 excluded)" in again.stdout, again.stdout
+    assert "queued" not in again.stdout  # it said "0 invites queued: a worker sends them"
 
 
 def test_excluding_a_segment_the_campaign_targets_says_it_is_no_longer_a_target(
