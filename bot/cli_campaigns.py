@@ -350,7 +350,9 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                     out.update(enroll_json(result))
                     text = _enroll_text(result)
         elif command == "target":
-            text = _target_waits_text(campaign, args.segment)
+            text = _target_waits_text(campaign, args.segment,
+                                      already=retargeted is not None
+                                      and retargeted.was == SegmentRole.TARGET)  # fmt: skip
         elif command == "live":
             text = await _live_text(db, team, campaign)
         else:
@@ -461,12 +463,14 @@ async def _live_text(db: Database, team: str, campaign: Campaign) -> str:
             f"target {shlex.quote(campaign.name)} --segment NAME enrolls a segment's contacts.")
 
 
-def _target_waits_text(campaign: Campaign, segment: str) -> str:
+def _target_waits_text(campaign: Campaign, segment: str, *, already: bool = False) -> str:
     """What `campaign target` says when the campaign isn't live: its state is as read before
     the targeting (service.targeting doesn't return the one it saw); one read live then was
-    paused since (a live campaign enrolls at once, and goes back to paused only)."""
+    paused since (a live campaign enrolls at once, and goes back to paused only). `already`:
+    it was a target before (it said "is now a target" each time, as if new)."""
     state = CampaignState.DRAFT if campaign.state == CampaignState.DRAFT else CampaignState.PAUSED
-    return (f"{segment!r} is now a target of {campaign.name!r}, a {state} campaign: its contacts "
+    now = "was already" if already else "is now"
+    return (f"{segment!r} {now} a target of {campaign.name!r}, a {state} campaign: its contacts "
             f"{service.enrolled_when(state)} (referral-bot campaign live "
             f"{shlex.quote(campaign.name)}).")
 

@@ -137,6 +137,8 @@ def test_live_pause_and_target_say_what_the_campaign_is_now(db_env: dict[str, st
     assert said("campaign", "target", "Summer", "--segment", "VIP") == (
         "'VIP' is now a target of 'Summer', a draft campaign: its contacts will be enrolled "
         "when it goes live (referral-bot campaign live Summer).\n")  # fmt: skip
+    assert said("campaign", "target", "Summer", "--segment", "VIP").startswith(
+        "'VIP' was already a target of 'Summer'")  # it said "is now", as if new
     assert said("campaign", "live", "Spring Sale").startswith("Enrolled 1 new advocate")
     assert said("campaign", "live", "Spring Sale") == "Campaign 'Spring Sale' is live.\n"
 
