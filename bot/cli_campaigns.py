@@ -435,9 +435,7 @@ async def _resend_uncertain(db: Database, team: str, campaign: Campaign,
     out = {"campaign": campaign.name, "queued": done.count,
            "waiting_for_retry": done.waiting_for_retry}  # fmt: skip
     text = done.words(repr(campaign.name), retry=f"referral-bot campaign retry-sending {name}",
-                      turn_on="")  # fmt: skip
-    if done.count > done.waiting_for_retry:
-        text += " A worker sends them (`referral-bot jobs` shows it)."
+                      turn_on="", sent_by=" (`referral-bot jobs` shows it)")  # fmt: skip
     print(json.dumps(out) if args.json else text)
     return 0
 
@@ -635,6 +633,8 @@ async def _advocates(db: Database, team: str, settings: Settings, args: argparse
         # "unsubscribed" only for who did (`contacts` says "not subscribed" of the others)
         consent = ("" if row["subscribed"] else "  (unsubscribed)" if row["unsubscribed"]
                    else "  (not subscribed)")  # fmt: skip
+        if consent.strip(" ()") == row["invite_reason"]:  # "not_emailed (not subscribed)"
+            consent = ""  # said once, not twice
         invite = row["invite"]
         if row["invite_reason"]:  # why it failed, or why nobody emailed them
             invite += f" ({row['invite_reason']})"

@@ -171,7 +171,7 @@ def enrollment_report(summary: EnrollmentSummary) -> tuple[str, list[Block]]:
         buttons.append(ButtonElement(
             text="Email them", action_id=Action.EMAIL_UNSENT, value=str(e.id),
             confirm=email_them_confirm(summary.unsent_while_off)))  # fmt: skip
-    if summary.count("uncertain"):
+    if summary.resendable and c.invite_email:  # what a click can resend
         buttons.append(ButtonElement(
             text="Resend uncertain", action_id=Action.RESEND_UNCERTAIN, value=str(e.id),
             confirm=RESEND_CONFIRM))  # fmt: skip

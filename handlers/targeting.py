@@ -249,11 +249,10 @@ async def _resend(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None
     done = await resend_uncertain(d.db, team_id, enrollment.id or 0, actor=user_id)
     if done.changed:  # some resent, or their contacts found unsubscribed
         await d.notifier.enrollment_changed(team_id, enrollment.id or 0)
-    if not done.invite_email:
-        raise Refusal("Nothing was resent: the campaign's invite email is off (a resend now "
-                      "would never go). Turn it on with *Edit* in `/referral campaign` first.")
-    if not done.count:
-        raise Refusal("There is nothing left to resend.")
+    if not done.count:  # as the campaign list says it
+        campaign = await service.get_campaign(d.db, team_id, enrollment.campaign_id)
+        raise Refusal(done.words(esc(campaign.name), retry="*Retry sending*",
+                                 turn_on="Turn it on with *Edit* in `/referral campaign`"))
 
 
 async def _email_unsent(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:

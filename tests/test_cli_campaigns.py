@@ -98,7 +98,7 @@ def test_the_whole_campaign_path_from_the_shell(db_env: dict[str, str], tmp_path
     # who never subscribed isn't "unsubscribed" (`contacts` says "not subscribed" of them)
     (bo,) = [line for line in run(db_env, "advocates", "--campaign", "Spring").stdout.splitlines()
              if line.startswith("bo@example.com")]  # fmt: skip
-    assert bo.endswith("  (not subscribed)"), bo
+    assert bo.endswith("  not_emailed (not subscribed)  clicks 0"), bo  # said once
 
     paused = run(db_env, "campaign", "pause", "Spring")
     assert paused.returncode == 0 and paused.stdout == "Campaign 'Spring' is paused.\n"

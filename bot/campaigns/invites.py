@@ -38,6 +38,7 @@ from bot.campaigns.enroll import (
     in_excluded_segment,
     send_after,
 )
+from bot.campaigns.its_advocate import ITS_ADVOCATE, has_its_advocate
 from bot.campaigns.links import referral_link, unsubscribe_link
 from bot.campaigns.reports import INVITE_EMAIL_OFF
 from bot.email.message import build_message, parse_sender, quoted
@@ -148,17 +149,6 @@ async def _guess_crashed_in(conn: AsyncConnection, team_id: str, enrollment_id: 
                        {"t": team_id, "e": enrollment_id, "now": utcnow(), "job": job_id})
 
 
-# The invite's own advocate: its id alone could name another's, since SQLite gives a
-# deleted row's id (an undo takes advocates out, keeping their uncertain invites) to the next
-# advocate made, of another person and campaign: a resend emailed that advocate's link.
-_ITS_ADVOCATE = ("a.id = {i}.advocate_id AND a.team_id = {i}.team_id "
-                 "AND a.campaign_id = {i}.campaign_id AND a.contact_id = {i}.contact_id")
-def has_its_advocate(invite: str) -> str:
-    """SQL: the invite (table or alias `invite`) still has its own advocate, so a resend has
-    a link to send (one an undo took out has none)."""
-    return f"EXISTS (SELECT 1 FROM advocate a WHERE {_ITS_ADVOCATE.format(i=invite)})"
-
-
 _HAS_ITS_ADVOCATE = has_its_advocate("invite")
 
 # Due by the clock due times are stamped with (bot.jobs.queue.lease_now: on PostgreSQL, the
@@ -169,7 +159,7 @@ _DUE = {sqlite: _timed(f"""
            c.email_key
     FROM invite i
     JOIN contact c ON c.id = i.contact_id AND c.team_id = i.team_id
-    JOIN advocate a ON {_ITS_ADVOCATE.format(i="i")}
+    JOIN advocate a ON {ITS_ADVOCATE.format(i="i")}
     WHERE i.team_id = :t AND i.enrollment_id = :e AND i.state IN ('queued', 'held')
       AND i.send_after <= {lease_now(sqlite)} AND i.id > :after
     ORDER BY i.id LIMIT :limit
@@ -1132,24 +1122,30 @@ class Resent:
     changed: list[int]
     waiting_for_retry: int = 0
     invite_email: bool = True
+    unsubscribed: int = 0  # not resent: their contacts unsubscribed (now `not_emailed`)
 
-    def words(self, name: str, *, retry: str, turn_on: str) -> str:
+    def words(self, name: str, *, retry: str, turn_on: str, sent_by: str = "") -> str:
         """What it did, said of the campaign `name`; `retry`: how Retry sending is reached
-        where it is said, `turn_on`: how the invite email is turned on."""
+        where it is said, `turn_on`: how the invite email is turned on, `sent_by`: what sends
+        them, after "a worker sends it" (the shell says how to follow it)."""
         if not self.invite_email:
             return (f"The invite email of {name} is off: nothing was resent (a resend now would "
                     f"never go). {turn_on}, then resend.")  # fmt: skip
         if not self.count:
-            return (f"No uncertain invite of {name} was resent: their contacts have unsubscribed."
-                    if self.changed else f"No invite of {name} is left to resend.")  # fmt: skip
+            if not self.unsubscribed:
+                return f"No invite of {name} is left to resend."
+            whose = ("its contact has" if self.unsubscribed == 1
+                     else "their contacts have")  # fmt: skip
+            return f"No uncertain invite of {name} was resent: {whose} unsubscribed."
         going = self.count - self.waiting_for_retry
-        said = [f"Sending {plural(going, 'invite')} of {name} again."] if going else []
-        if self.waiting_for_retry:
-            said.append(f"{plural(self.waiting_for_retry, 'invite')} of {name} "
-                        f"{'is' if self.waiting_for_retry == 1 else 'are'} queued again, but "
-                        f"sending of {'its' if self.waiting_for_retry == 1 else 'their'} "
-                        f"enrollment stopped: {retry} sends "
-                        f"{'it' if self.waiting_for_retry == 1 else 'them'} with the rest.")
+        said = []
+        if going:
+            said.append(f"Sending {plural(going, 'invite')} of {name} again: a worker sends "
+                        f"{waiting_pronoun(going)}{sent_by}.")  # fmt: skip
+        if waiting := self.waiting_for_retry:
+            said.append(f"{plural(waiting, 'invite')} of {name} {'is' if waiting == 1 else 'are'}"
+                        f" queued again, but {'its' if waiting == 1 else 'their'} sending had "
+                        f"stopped: {retry} sends {waiting_pronoun(waiting)} with the rest.")
         return " ".join(said)
 
 
@@ -1191,7 +1187,7 @@ async def _resend_in(conn: AsyncConnection, team_id: str, campaign_id: int | Non
         _TAKE_INVITE_EMAIL, {"c": campaign_id, "t": team_id})).first()  # fmt: skip
     if campaign is None or not campaign[0]:
         return Resent(0, [], invite_email=campaign is None)
-    count, waiting, changed = 0, 0, []
+    count, waiting, changed, unsubscribed = 0, 0, [], 0
     for enrollment_id in enrollments:
         params = {"t": team_id, "e": enrollment_id, "now": utcnow()}
         dropped = [i for (i,) in await conn.execute(_NOT_RESENT, params)]
@@ -1200,6 +1196,7 @@ async def _resend_in(conn: AsyncConnection, team_id: str, campaign_id: int | Non
         if not (dropped or resent_ids):
             continue
         changed.append(enrollment_id)
+        unsubscribed += len(dropped)
         # no longer `uncertain`, which an undo or a contact's deletion keeps: its address is
         # remembered as emailed (it may have been), or the contact, undone with its import
         # and imported again, was enrolled anew and emailed a second time
@@ -1216,4 +1213,4 @@ async def _resend_in(conn: AsyncConnection, team_id: str, campaign_id: int | Non
     if count:
         await record_in(conn, team_id, actor, Act.CAMPAIGN_RESENT, str(campaign[1]),
                         plural(count, "invite"))  # fmt: skip
-    return Resent(count, changed, waiting)
+    return Resent(count, changed, waiting, unsubscribed=unsubscribed)

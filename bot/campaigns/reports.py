@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from bot.campaigns.its_advocate import has_its_advocate
 from models import Campaign, Database, Enrollment
 from models.clock import utcnow
 
@@ -31,6 +32,9 @@ class EnrollmentSummary:
     # its advocates still there, counted from the rows: an undo with its advocates removes
     # some after the enrollment recorded how many it made
     advocates: int = 0
+    # uncertain invites a resend can send (its advocate an undo didn't take out): the
+    # report's *Resend uncertain* is offered for these, not for every uncertain one
+    resendable: int = 0
 
     def count(self, state: str) -> int:
         return self.by_state.get(state, 0)
@@ -118,6 +122,10 @@ async def enrollment_summary(db: Database, team_id: str, enrollment_id: int) -> 
         advocates = (await session.exec(text(  # type: ignore[call-overload]
             "SELECT COUNT(*) FROM advocate WHERE team_id = :t AND enrollment_id = :e"
         ).bindparams(t=team_id, e=enrollment_id))).scalar()  # fmt: skip
+        resendable = (await session.exec(text(  # type: ignore[call-overload]
+            "SELECT COUNT(*) FROM invite WHERE team_id = :t AND enrollment_id = :e "
+            f"AND state = 'uncertain' AND {has_its_advocate('invite')}"
+        ).bindparams(t=team_id, e=enrollment_id))).scalar()  # fmt: skip
     by_state: dict[str, int] = {}
     not_emailed: dict[str, int] = {}
     fell_back: dict[str, int] = {}
@@ -128,7 +136,7 @@ async def enrollment_summary(db: Database, team_id: str, enrollment_id: int) -> 
         if state == "sent" and fell:
             fell_back[locale or "?"] = fell_back.get(locale or "?", 0) + n
     return EnrollmentSummary(enrollment, campaign, segment, by_state, not_emailed, fell_back,
-                             held_until, int(advocates or 0))  # fmt: skip
+                             held_until, int(advocates or 0), int(resendable or 0))  # fmt: skip
 
 
 async def failed_invites(db: Database, team_id: str, enrollment_id: int) -> list[tuple[str, str]]:

@@ -26,12 +26,8 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import Act, record_in
 from bot.campaigns.enroll import SEND_JOB, excluded_reason, in_excluded_segment
-from bot.campaigns.invites import (
-    has_its_advocate,
-    reschedule_waiting_in,
-    schedule_waiting_in,
-    stop_invites_in,
-)
+from bot.campaigns.invites import reschedule_waiting_in, schedule_waiting_in, stop_invites_in
+from bot.campaigns.its_advocate import has_its_advocate
 from bot.campaigns.reports import (
     INVITE_EMAIL_OFF,
     reported_unsent_while_off_in,

@@ -693,10 +693,35 @@ async def test_resend_uncertain_skips_an_advocate_an_undo_took_out(world: World)
     await world.target(await world.campaign("Summer"), "Other")
     assert (await resend_uncertain(world.db, TEAM, enrollment, actor="U1")).count == 0
     assert await world.scalar("SELECT state FROM invite WHERE id = :i", i=invite) == "uncertain"
-    # nor does the campaign list offer to resend it (its button did nothing, for ever)
+    # nor do the campaign list and the thread's report offer to resend it (their buttons
+    # did nothing, for ever)
     spring_listed = [s for s in await service.list_campaigns(world.db, TEAM)
                      if s.campaign.id == spring]  # fmt: skip
     assert spring_listed[0].invites_uncertain == 0
+    from bot.campaigns.reports import enrollment_summary
+
+    report = await enrollment_summary(world.db, TEAM, enrollment)
+    assert (report.count("uncertain"), report.resendable) == (1, 0)
+
+
+def test_what_a_resend_did_is_said_of_one_and_of_many() -> None:
+    """"Sending 1 invite … A worker sends them", "their contacts have unsubscribed" of one,
+    "sending of their enrollment stopped" of several enrollments."""
+    from bot.campaigns.invites import Resent
+
+    def said(done: Resent) -> str:
+        return done.words("'S'", retry="R", turn_on="")
+
+    assert said(Resent(1, [1])) == "Sending 1 invite of 'S' again: a worker sends it."
+    assert said(Resent(3, [1, 2], waiting_for_retry=1)) == (
+        "Sending 2 invites of 'S' again: a worker sends them. 1 invite of 'S' is queued "
+        "again, but its sending had stopped: R sends it with the rest.")  # fmt: skip
+    assert said(Resent(2, [1, 2], waiting_for_retry=2)) == (
+        "2 invites of 'S' are queued again, but their sending had stopped: R sends them with "
+        "the rest.")  # fmt: skip
+    assert said(Resent(0, [1], unsubscribed=1)) == (
+        "No uncertain invite of 'S' was resent: its contact has unsubscribed.")
+    assert said(Resent(0, [])) == "No invite of 'S' is left to resend."
 
 
 async def test_a_resent_invite_still_counts_as_emailed_when_its_import_is_undone(

@@ -947,7 +947,8 @@ async def test_the_campaign_list_offers_resend_uncertain_for_enrollments_without
     answers = await app.click_in(listing, Action.CAMPAIGN_RESEND_UNCERTAIN, str(spring.id),
                                  LEAD)  # fmt: skip
     await app.settle()
-    assert "Sending 1 invite of Spring again." in json.dumps(answers[-1]["blocks"]), answers[-1]
+    assert "Sending 1 invite of Spring again: a worker sends it." in json.dumps(
+        answers[-1]["blocks"]), answers[-1]  # fmt: skip
     assert len(list(outbox.glob("*.eml"))) == 1
     again = await app.click_in(listing, Action.CAMPAIGN_RESEND_UNCERTAIN, str(spring.id), LEAD)
     assert "No invite of Spring is left to resend." in json.dumps(again[-1]["blocks"])
