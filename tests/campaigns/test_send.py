@@ -666,10 +666,9 @@ async def test_resend_after_a_run_of_the_same_second_still_gets_a_job(world: Wor
     assert queued == 1
 
 
-async def test_resend_uncertain_skips_an_advocate_an_undo_took_out(world: World) -> None:
-    """Undoing the import with its advocates keeps their uncertain invites (they may have
-    arrived): Resend has no link to send them, and must not leave them queued for ever."""
-    await world.import_csv("Old", people("a@example.com,A,en"))  # a contact already
+async def _uncertain_by_an_import(world: World) -> tuple[int, int, int]:
+    """a@ enrolled in Spring (live, targeting VIP) by an import into VIP, its invite left
+    uncertain by a lost reply: (campaign, import batch, enrollment)."""
     spring = await world.campaign()
     await world.import_csv("VIP", people("z@example.com,Z,en"))  # VIP exists to be targeted
     await world.target(spring, "VIP")
@@ -680,6 +679,14 @@ async def test_resend_uncertain_skips_an_advocate_an_undo_took_out(world: World)
         with pytest.raises(SmtpServerBusy):  # the run stops there
             await _send(world, server, enrollment)
     assert await _states(world) == {"a@example.com": "uncertain", "z@example.com": "queued"}
+    return spring, batch, enrollment
+
+
+async def test_resend_uncertain_skips_an_advocate_an_undo_took_out(world: World) -> None:
+    """Undoing the import with its advocates keeps their uncertain invites (they may have
+    arrived): Resend has no link to send them, and must not leave them queued for ever."""
+    await world.import_csv("Old", people("a@example.com,A,en"))  # a contact already
+    spring, batch, enrollment = await _uncertain_by_an_import(world)
     invite, advocate = (await world.rows(
         "SELECT i.id, i.advocate_id FROM invite i JOIN contact c ON c.id = i.contact_id "
         "WHERE c.email = 'a@example.com'"))[0]  # fmt: skip
@@ -705,8 +712,8 @@ async def test_resend_uncertain_skips_an_advocate_an_undo_took_out(world: World)
 
 
 def test_what_a_resend_did_is_said_of_one_and_of_many() -> None:
-    """"Sending 1 invite … A worker sends them", "their contacts have unsubscribed" of one,
-    "sending of their enrollment stopped" of several enrollments."""
+    """It said "Sending 1 invite … A worker sends them" and "their contacts have
+    unsubscribed" of one, and "sending of their enrollment stopped" of several."""
     from bot.campaigns.invites import Resent
 
     def said(done: Resent) -> str:
@@ -733,16 +740,7 @@ async def test_a_resent_invite_still_counts_as_emailed_when_its_import_is_undone
     (it may have been), as deleting a contact remembers it."""
     from bot.campaigns.invites import resend_campaign_uncertain
 
-    spring = await world.campaign()
-    await world.import_csv("VIP", people("z@example.com,Z,en"))  # VIP exists to be targeted
-    await world.target(spring, "VIP")
-    await world.import_csv("VIP", people("a@example.com,A,en"))  # enrolled by this import
-    batch = int(str(await world.scalar("SELECT MAX(id) FROM import_batch")))
-    enrollment = int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
-    async with smtp_server(Handler(drop_at={"DATA": {1}})) as server:  # taken, reply lost
-        with pytest.raises(SmtpServerBusy):
-            await _send(world, server, enrollment)
-    assert (await _states(world))["a@example.com"] == "uncertain"
+    spring, batch, _ = await _uncertain_by_an_import(world)
     assert (await resend_campaign_uncertain(world.db, TEAM, spring, actor="U1")).count == 1
     await request_undo(world.db, TEAM, batch, "U1", remove_advocates=True, window_days=7)
     assert await Worker(world.db, {UNDO_JOB: undo_handler(1000)}, WorkerConfig()
