@@ -38,7 +38,7 @@ from bot.campaigns.enroll import (
     in_excluded_segment,
     send_after,
 )
-from bot.campaigns.its_advocate import ITS_ADVOCATE, has_its_advocate
+from bot.campaigns.invite_sql import ITS_ADVOCATE, has_its_advocate, left_by_a_dead_run
 from bot.campaigns.links import referral_link, unsubscribe_link
 from bot.campaigns.reports import INVITE_EMAIL_OFF
 from bot.email.message import build_message, parse_sender, quoted
@@ -136,9 +136,7 @@ _GUESSED = "the sender stopped while handing this invite to the mail server"
 _CRASHED = {sqlite: text(f"""
     UPDATE invite SET state = 'uncertain', updated_at = :now, reason = '{_GUESSED}'
     WHERE team_id = :t AND enrollment_id = :e AND state = 'sending'
-      AND (sender_job IS NULL OR sender_job = :job OR NOT EXISTS (
-          SELECT 1 FROM job j WHERE j.id = invite.sender_job AND j.state = 'running'
-            AND j.lease_expires_at > {lease_now(sqlite)}))
+      AND (sender_job = :job OR {left_by_a_dead_run("invite", sqlite)})
 """).bindparams(_ts("now")) for sqlite in (True, False)}
 
 
@@ -1172,9 +1170,12 @@ async def resend_campaign_uncertain(db: Database, team_id: str, campaign_id: int
     list's button, `campaign resend-uncertain`): one started without a thread (Go live, the
     command line) has no report to offer it, and its uncertain invites had no way on."""
     async with db.begin() as conn:
+        # and those a dead run left `sending` (uncertain once a run of theirs looks): with no
+        # worker running, nothing else would ever call them so
         enrollments = [int(e) for (e,) in await conn.execute(text(
             "SELECT DISTINCT enrollment_id FROM invite WHERE team_id = :t AND campaign_id = :c "
-            "AND state = 'uncertain' ORDER BY enrollment_id"), {"t": team_id, "c": campaign_id})]
+            "AND state IN ('uncertain', 'sending') ORDER BY enrollment_id"),
+            {"t": team_id, "c": campaign_id})]  # fmt: skip
         return await _resend_in(conn, team_id, campaign_id, enrollments, actor)
 
 
@@ -1189,6 +1190,7 @@ async def _resend_in(conn: AsyncConnection, team_id: str, campaign_id: int | Non
         return Resent(0, [], invite_email=campaign is None)
     count, waiting, changed, unsubscribed = 0, 0, [], 0
     for enrollment_id in enrollments:
+        await _guess_crashed_in(conn, team_id, enrollment_id, None)
         params = {"t": team_id, "e": enrollment_id, "now": utcnow()}
         dropped = [i for (i,) in await conn.execute(_NOT_RESENT, params)]
         resent_ids = [i for (i,) in await conn.execute(_RESENT[conn.dialect.name == "sqlite"],

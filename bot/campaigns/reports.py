@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from bot.campaigns.its_advocate import has_its_advocate
+from bot.campaigns.invite_sql import has_its_advocate, left_by_a_dead_run, with_now
 from models import Campaign, Database, Enrollment
 from models.clock import utcnow
 
@@ -32,8 +32,8 @@ class EnrollmentSummary:
     # its advocates still there, counted from the rows: an undo with its advocates removes
     # some after the enrollment recorded how many it made
     advocates: int = 0
-    # uncertain invites a resend can send (its advocate an undo didn't take out): the
-    # report's *Resend uncertain* is offered for these, not for every uncertain one
+    # uncertain invites a resend can send (its advocate an undo didn't take out; one a dead
+    # run left `sending` too): the report's *Resend uncertain* is offered for these
     resendable: int = 0
 
     def count(self, state: str) -> int:
@@ -122,10 +122,11 @@ async def enrollment_summary(db: Database, team_id: str, enrollment_id: int) -> 
         advocates = (await session.exec(text(  # type: ignore[call-overload]
             "SELECT COUNT(*) FROM advocate WHERE team_id = :t AND enrollment_id = :e"
         ).bindparams(t=team_id, e=enrollment_id))).scalar()  # fmt: skip
-        resendable = (await session.exec(text(  # type: ignore[call-overload]
+        resendable = (await session.exec(with_now(text(  # type: ignore[call-overload]
             "SELECT COUNT(*) FROM invite WHERE team_id = :t AND enrollment_id = :e "
-            f"AND state = 'uncertain' AND {has_its_advocate('invite')}"
-        ).bindparams(t=team_id, e=enrollment_id))).scalar()  # fmt: skip
+            f"AND state IN ('uncertain', 'sending') AND {has_its_advocate('invite')} AND "
+            f"(state = 'uncertain' OR {left_by_a_dead_run('invite', db.is_sqlite)})"
+        ), db.is_sqlite).bindparams(t=team_id, e=enrollment_id))).scalar()  # fmt: skip
     by_state: dict[str, int] = {}
     not_emailed: dict[str, int] = {}
     fell_back: dict[str, int] = {}

@@ -26,8 +26,8 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import Act, record_in
 from bot.campaigns.enroll import SEND_JOB, excluded_reason, in_excluded_segment
+from bot.campaigns.invite_sql import has_its_advocate, left_by_a_dead_run, with_now
 from bot.campaigns.invites import reschedule_waiting_in, schedule_waiting_in, stop_invites_in
-from bot.campaigns.its_advocate import has_its_advocate
 from bot.campaigns.reports import (
     INVITE_EMAIL_OFF,
     reported_unsent_while_off_in,
@@ -440,12 +440,17 @@ async def list_campaigns(db: Database, team_id: str) -> list[CampaignSummary]:
         )).all())  # fmt: skip
         # sent, and what a person may act on: failed for good, maybe delivered (uncertain:
         # those a resend can send, whose advocate an undo didn't take out)
-        ended = {(int(cid), str(state)): int(n) for cid, state, n in (await session.exec(
-            text(f"""SELECT i.campaign_id, i.state, COUNT(*) FROM invite i
-                     WHERE i.team_id = :t AND (i.state IN ('sent', 'failed')
-                       OR (i.state = 'uncertain' AND {has_its_advocate("i")}))
-                     GROUP BY i.campaign_id, i.state""").bindparams(t=team_id)  # type: ignore[call-overload]
-        )).all()}  # fmt: skip
+        # those a dead run left `sending` are uncertain too (a resend calls them so first)
+        ended: dict[tuple[int, str], int] = {}
+        for cid, state, n in (await session.exec(with_now(text(f"""
+                SELECT i.campaign_id, i.state, COUNT(*) FROM invite i
+                WHERE i.team_id = :t AND (i.state IN ('sent', 'failed')
+                  OR (i.state IN ('uncertain', 'sending') AND {has_its_advocate("i")}
+                      AND (i.state = 'uncertain' OR {left_by_a_dead_run("i", db.is_sqlite)})))
+                GROUP BY i.campaign_id, i.state"""), db.is_sqlite).bindparams(t=team_id)  # type: ignore[call-overload]
+        )).all():  # fmt: skip
+            key = (int(cid), "uncertain" if state == "sending" else str(state))
+            ended[key] = ended.get(key, 0) + int(n)
         # stops with invites still to send, as a report offers Retry sending: one whose
         # invites went meanwhile (the invite email turned off) said "Sending stopped" with a
         # button that sent nothing

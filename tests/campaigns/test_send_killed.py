@@ -145,3 +145,38 @@ async def test_a_slow_senders_delivered_invite_is_not_offered_for_resending(
                            sender=SmtpSender(parse_smtp_url(again.url)),
                            links=Links("https://bot.example", "test-secret"))  # fmt: skip
     assert again.handler.messages == [], f"{delivered_first} emailed twice"
+
+
+async def test_an_invite_a_killed_worker_left_sending_is_offered_for_resending(
+    world: World, db_env: dict[str, str]
+) -> None:
+    """A worker killed while the server held an invite's reply left it `sending`: the
+    campaign list said nothing may not have arrived, and *Resend uncertain* found nothing,
+    until another worker ran the job (none may: whoever runs the bot stopped them). Once the
+    dead worker's lease lapses, both take it as uncertain."""
+    from bot.campaigns import service
+    from bot.campaigns.invites import resend_campaign_uncertain
+    from bot.campaigns.reports import enrollment_summary
+
+    await world.import_csv("VIP", people("a@example.com,A,en", "b@example.com,B,en"))
+    spring = await world.campaign()
+    await world.target(spring, "VIP")
+    enrollment = int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
+    handler = Handler(data_delay=60)  # the server takes the first message, then says nothing
+    async with smtp_server(handler) as server:
+        worker = await _worker(_worker_env(db_env, server.url))
+        try:
+            await _first_message(handler)
+        finally:
+            worker.kill()
+            await worker.wait()
+    assert await world.scalar("SELECT COUNT(*) FROM invite WHERE state = 'sending'") == 1
+    await asyncio.sleep(2.5)  # its 2 s lease lapses
+
+    [listed] = await service.list_campaigns(world.db, TEAM)
+    assert listed.invites_uncertain == 1
+    assert (await enrollment_summary(world.db, TEAM, enrollment)).resendable == 1
+    done = await resend_campaign_uncertain(world.db, TEAM, spring, actor="U1")
+    assert done.count == 1
+    assert await world.rows("SELECT state, COUNT(*) FROM invite GROUP BY state") == [
+        ("queued", 2)]  # fmt: skip
