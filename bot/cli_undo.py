@@ -34,7 +34,10 @@ def add_parsers(sub: Any) -> None:
                       help="the import's number: N of the `import #N` that `import` and "
                            "`audit` print")  # fmt: skip
     undo.add_argument("--advocates", action="store_true",
-                      help="also remove the advocates it enrolled (their links stop working)")
+                      help="also remove the advocates its own enrollment made (their links "
+                           "stop working); those `campaign target` or `live` made of its "
+                           "contacts stay, and the advocates of the contacts it deletes "
+                           "always go with them")  # fmt: skip
     undo.add_argument("--team", help=TEAM_HELP)
     undo.add_argument("--json", action="store_true", help="print one JSON object")
 
