@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from bot.campaigns.enroll import SEND_JOB, fail_enrollment, run_enrollment
@@ -135,19 +136,22 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
         async def progress() -> None:
             await notifier.enrollment_changed(ctx.team_id, enrollment_id)
 
+        # the worker stopping, or the job cancelled or taken over (its heartbeat found it so):
+        # either way the invite in hand is abandoned or given its grace (SmtpSender)
+        stop = asyncio.Event()
+        watching = asyncio.create_task(_set_on_either(stop, ctx.stopping, ctx.lost))
         try:
             await send_invites(
                 ctx.db, ctx.team_id, enrollment_id,
-                sender=sender_for(settings.smtp_url or None, settings.outbox_dir,
-                                  stop=ctx.stopping),
+                sender=sender_for(settings.smtp_url or None, settings.outbox_dir, stop=stop),
                 links=Links(settings.public_base, settings.secret_key),
                 on_progress=progress, checkpoint=ctx.checkpoint, job_id=ctx.job.id,
                 lease_owner=ctx.owner,
             )  # fmt: skip
-        except SendAbandoned:  # the worker is stopping: the invite in hand went back queued
+        except SendAbandoned:  # the invite in hand went back queued
             raise JobStopped from None
         except SmtpServerBusy as exc:  # turned away for now: a later run, not a quick retry
-            if ctx.stopping.is_set():  # a reply cut short by the stop says nothing of the
+            if stop.is_set():  # a reply cut short by the stop says nothing of the
                 if exc.uncertain:  # server: the next worker goes on at once; the invite
                     await progress()  # left uncertain shows (with Resend uncertain) now
                 raise JobStopped from exc
@@ -166,6 +170,8 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
             # what the run sent, and an invite it left uncertain (with *Resend uncertain*):
             # a run that ended here never drew its thread's report again
             await progress()
+        finally:
+            watching.cancel()
 
     async def give_up(ctx: JobContext, error: str) -> None:
         """Stop sending through a database outage (`surely`): failing with the database, the
@@ -178,6 +184,17 @@ def send_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
             await notifier.enrollment_changed(ctx.team_id, enrollment_id)
 
     return GivingUp(run, give_up)
+
+
+async def _set_on_either(stop: asyncio.Event, *events: asyncio.Event) -> None:
+    """Set `stop` once any of `events` is."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def _log_detail(ctx: JobContext, exc: SmtpSetupError) -> None:

@@ -327,6 +327,37 @@ async def test_a_stop_as_a_reply_arrives_hands_nothing_over(
     assert await world.rows("SELECT state, attempts FROM invite") == [("queued", 0)] * 2
 
 
+async def test_jobs_cancel_while_a_recipient_waits_puts_the_invite_back_at_once(
+    world: World,
+) -> None:
+    """`jobs cancel` of a send job while the server sat on RCPT: the run, told by its
+    heartbeat that the job was cancelled, still waited out the SMTP timeout (60 s by
+    default) before it looked. The cancel now abandons the invite in hand as a worker's
+    stop does: queued again, no attempt spent, nothing handed over."""
+    from bot.imports.cancel import cancel_job
+
+    await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en")
+    async with smtp_server(Handler(rcpt_delay=3600)) as stuck:
+        worker = _send_worker(world, stuck, query="?timeout=30", lease_seconds=1.5)
+        running = asyncio.create_task(worker.run())
+        try:
+            for _ in range(600):
+                if stuck.handler.seen["RCPT"] >= 1:
+                    break
+                await asyncio.sleep(0.05)
+            (job,), = await world.rows("SELECT id FROM job WHERE kind = 'send_invites'")
+            assert await cancel_job(world.db, TEAM, int(job)) is not None
+            for _ in range(200):  # its heartbeat, every half second, finds it cancelled
+                if await world.scalar("SELECT COUNT(*) FROM invite WHERE state = 'sending'") == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert await world.rows("SELECT state, attempts FROM invite") == [("queued", 0)] * 2
+        finally:
+            worker.stop()
+            await asyncio.wait_for(running, 20)
+    assert stuck.handler.messages == []
+
+
 async def test_a_worker_stopping_while_a_reply_is_awaited_gives_it_a_grace_then_goes_on(
     world: World,
 ) -> None:
