@@ -22,6 +22,7 @@ from bot.campaigns.invites import (
     resend_campaign_uncertain,
     retry_campaign_sending,
     stop_remedy,
+    uncertain_words,
     waiting_for_a_sender,
     waiting_pronoun,
     waiting_words,
@@ -241,16 +242,13 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                   f"{', '.join(row['excluded']) or '-'}  advocates: {row['advocates']:,}  "
                   f"invites sent: {row['invites_sent']:,}"
                   + (f"  failed: {row['invites_failed']:,}" if row["invites_failed"] else ""))
-            if row["invites_uncertain"]:
-                them = "it" if row["invites_uncertain"] == 1 else "them"
-                they = "it" if row["invites_uncertain"] == 1 else "they"
-                name = shlex.quote(row["name"])
+            if count := row["invites_uncertain"]:
+                them, name = waiting_pronoun(count), shlex.quote(row["name"])
                 how = (f"referral-bot campaign resend-uncertain {name} sends {them} again, and "
                        "some people may get theirs twice" if row["invite_email"] else
                        f"the invite email is off: turn it on to resend {them} (referral-bot "
                        f"campaign edit {name} --invite-email on)")  # fmt: skip
-                print(f"  {plural(row['invites_uncertain'], 'invite')} may not have arrived (no "
-                      f"answer came once {they} went to the mail server): {how}")  # fmt: skip
+                print(f"  {uncertain_words(count)}: {how}")
             if row["sending_stopped"]:
                 retry = f"referral-bot campaign retry-sending {shlex.quote(row['name'])}"
                 fix = {"retry": "", "wait": "the mail server turned the bot away: check the "

@@ -39,11 +39,10 @@ async def first_time(db: Database, team_id: str, key: str) -> bool:
 
 async def was_seen(db: Database, team_id: str, key: str) -> bool:
     """Whether `key` was seen for this workspace (first_time() returned True for it): a read
-    only, which waits for no writer."""
-    async with db.begin() as conn:
-        found = await conn.execute(select(SeenKey.key).where(
-            col(SeenKey.team_id) == team_id, col(SeenKey.key) == key[:200]))  # fmt: skip
-        return found.first() is not None
+    only, which waits for no writer, on the database's reader (it runs before Slack's ack:
+    no pool checkout or transaction)."""
+    return bool(await db.reader.rows("SELECT 1 FROM seen_key WHERE team_id = :t AND key = :k",
+                                     {"t": team_id, "k": key[:200]}))  # fmt: skip
 
 
 async def forget(db: Database, team_id: str, key: str) -> bool:

@@ -27,7 +27,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.campaigns.invites import stop_remedy, waiting_pronoun, waiting_words
+from bot.campaigns.invites import stop_remedy, uncertain_words, waiting_pronoun, waiting_words
 from bot.campaigns.service import MAX_NAME, MAX_OFFER, MAX_SENDER, MAX_STORE_URL, CampaignSummary
 from handlers.enrollment_messages import RESEND_CONFIRM, RETRY_ADVICE, email_them_confirm
 from handlers.ids import Action, BlockId, Callback
@@ -103,13 +103,11 @@ def _campaign_text(summary: CampaignSummary, waiting: int = 0) -> str:
     if summary.unsent_while_off:
         more += (f"\n{plural(summary.unsent_while_off, 'advocate')} got no invite while the "
                  "invite email was off: *Email them* sends theirs.")  # fmt: skip
-    if summary.invites_uncertain:
-        them = "it" if summary.invites_uncertain == 1 else "them"
-        they = "it" if summary.invites_uncertain == 1 else "they"
+    if count := summary.invites_uncertain:
+        them = waiting_pronoun(count)
         how = (f"*Resend uncertain* sends {them} again" if c.invite_email else
                f"turn the invite email on with *Edit* to resend {them}")  # fmt: skip
-        more += (f"\n{plural(summary.invites_uncertain, 'invite')} may not have arrived (no "
-                 f"answer came once {they} went to the mail server): {how}.")  # fmt: skip
+        more += f"\n{uncertain_words(count)}: {how}."
     failed = (f"{summary.invites_failed:,} failed · " if summary.invites_failed else "")
     text = (f"*{esc(c.name)}* · {state}\n"
             f"Targets: {_segments(summary.targets)} · Excluded: {_segments(summary.excluded)}\n"

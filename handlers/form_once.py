@@ -4,9 +4,10 @@ Pressed again when Slack was slow to hear the answer (it says it had trouble con
 the form stays open), each submission did the form's work again: the import form made a
 second import and review; the campaign and segment forms then answered their own saved
 name with "already exists: choose another name", and following that advice made a
-duplicate. The work is keyed by the view's id: a submission seen before is closed with a
-plain ack (`submitted_before`, a read before the ack: SQLite's one write lock may be held by
-an import's chunk for seconds), and the work itself runs once (`once_per_view`, after it).
+duplicate. The work is keyed by the view's id and runs once (`once_per_view`, after the
+ack). The campaign and segment forms also close a submission seen before with a plain ack
+(`submitted_before`, a read before the ack: SQLite's one write lock may be held by an
+import's chunk for seconds); the import form answers every Submit alike.
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ async def submitted_before(d: Deps, team_id: str, form: str, view_id: str) -> bo
     """Whether this view's Submit was taken already (its work done or under way)."""
     if not view_id or not await was_seen(d.db, team_id, _key(form, view_id)):
         return False
-    log.info("%s %s of team %s submitted again: done once already", form, view_id, team_id)
+    _said_again(form, view_id, team_id)
     return True
+
+
+def _said_again(form: str, view_id: str, team_id: str) -> None:
+    log.info("%s %s of team %s submitted again: done once already", form, view_id, team_id)
 
 
 async def once_per_view(d: Deps, team_id: str, form: str, view_id: str,
@@ -45,8 +50,7 @@ async def once_per_view(d: Deps, team_id: str, form: str, view_id: str,
         raise
     if again:
         work.close()
-        log.info("%s %s of team %s submitted again: done once already", form, view_id,
-                 team_id)  # fmt: skip
+        _said_again(form, view_id, team_id)
         return
     try:
         await work

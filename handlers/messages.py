@@ -554,8 +554,8 @@ def _consent_line(batch: ImportBatch, needed: bool) -> str:
     return ""
 
 
-def _review_actions(batch_id: int, *, confirm_consent: bool = False,
-                    undo_days: int = 7, revision: int | None = None) -> ActionsBlock:  # fmt: skip
+def _review_actions(batch_id: int, *, revision: int, confirm_consent: bool = False,
+                    undo_days: int = 7) -> ActionsBlock:  # fmt: skip
     """The review's buttons. Their block's id names the batch's `revision` the message shows
     ("review_actions:3"): an approval imports only what the lead saw (bot.imports.batches).
     Not in a button's value, which carries the import's id alone."""
@@ -597,8 +597,7 @@ def _review_actions(batch_id: int, *, confirm_consent: bool = False,
                                        "again."),
         ),
     ]  # fmt: skip
-    block_id = None if revision is None else f"{BlockId.REVIEW_ACTIONS}:{revision}"
-    return ActionsBlock(elements=buttons, block_id=block_id)
+    return ActionsBlock(elements=buttons, block_id=f"{BlockId.REVIEW_ACTIONS}:{revision}")
 
 
 def _record(batch: ImportBatch) -> str:

@@ -26,6 +26,9 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest migration's revision, so that a start finds its schema current without Alembic:
 # tests/test_settings_and_schema.py checks it is Alembic's head.
 HEAD = "0026"
+# How often a process waiting for another's SQLite migration lock tries it again (never a
+# blocking wait: on a thread, it held Ctrl-C until the other let go)
+MIGRATION_LOCK_POLL_SECONDS = 0.1
 
 
 # Indexes on expressions, written by hand in the migrations: the models can't declare them
@@ -256,9 +259,6 @@ async def _migration_lock(db: Database) -> AsyncIterator[None]:
             except BlockingIOError:
                 await asyncio.sleep(MIGRATION_LOCK_POLL_SECONDS)
         yield
-
-
-MIGRATION_LOCK_POLL_SECONDS = 0.1
 
 
 async def ensure_schema(db: Database) -> None:

@@ -782,6 +782,13 @@ def waiting_pronoun(count: int) -> str:
     return "it" if count == 1 else "them"
 
 
+def uncertain_words(count: int) -> str:
+    """How a campaign's invites that may not have arrived are said in its list (Slack's and
+    the shell's), before what resends them (`waiting_pronoun`)."""
+    return (f"{count:,} invite{'' if count == 1 else 's'} may not have arrived (no answer came "
+            f"once {'it' if count == 1 else 'they'} went to the mail server)")
+
+
 def stopped_by_hand(why: str | None) -> bool:
     """Whether sending stopped because someone cancelled it, not for the mail settings: the
     advice beside it said "fix the mail settings" to someone who had only cancelled it."""

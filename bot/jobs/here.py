@@ -65,15 +65,9 @@ async def running_here(db: Database, team_id: str, job_id: int, owner: str,
     beat = asyncio.create_task(_renew(db, job, owner, lease_seconds))
     try:
         yield job
-    except BaseException as exc:
-        await _stop(beat)
-        let_go_of_interrupted(exc)
-        await _hand_back(db, job, owner, said)
-        raise
-    try:
         await _stop(beat)
         await queue.finish(db, job, owner)
-    except BaseException as exc:  # Ctrl-C while the end was recorded: a worker finds it done
+    except BaseException as exc:  # failed or interrupted, or Ctrl-C while the end was recorded
         await _stop(beat)  # cancelled while it was stopped: it still must end first
         let_go_of_interrupted(exc)
         await _hand_back(db, job, owner, said)
