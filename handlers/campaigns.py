@@ -406,11 +406,12 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
         await ack(response_action="update", view=refusal.to_dict())
         return
     view_id = str(view.get("id") or "")
-    if await submitted_before(d, team_id, "campaign-form", view_id):  # Submit pressed again
-        await ack()  # its own save isn't "already exists"
-        return
     form = read_form(view["state"]["values"])
     errors = await validate(d, team_id, form, campaign_id)
+    # asked after the name's check: a save of this view that check saw had taken its key
+    if errors and await submitted_before(d, team_id, "campaign-form", view_id):
+        await ack()  # Submit pressed again: its own save isn't "already exists"
+        return
     if errors:
         await ack(response_action="errors", errors=errors)
         return

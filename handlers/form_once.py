@@ -5,9 +5,13 @@ the form stays open), each submission did the form's work again: the import form
 second import and review; the campaign and segment forms then answered their own saved
 name with "already exists: choose another name", and following that advice made a
 duplicate. The work is keyed by the view's id and runs once (`once_per_view`, after the
-ack). The campaign and segment forms also close a submission seen before with a plain ack
-(`submitted_before`, a read before the ack: SQLite's one write lock may be held by an
-import's chunk for seconds); the import form answers every Submit alike.
+ack). The campaign and segment forms also answer a submission seen before with a plain ack
+where their name's check found the name taken (`submitted_before`, a read before the ack:
+SQLite's one write lock may be held by an import's chunk for seconds). It is read after that
+check, never before: the work takes the view's key before it saves, so a save the check saw
+has its key; read first, the first Submit's save could land between the two reads, and CI
+saw the second told "already exists" of its own campaign. The import form answers every
+Submit alike.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 from bot.once import first_time, forget, was_seen
 from handlers.context import Deps
+from handlers.later import discard
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +51,10 @@ async def once_per_view(d: Deps, team_id: str, form: str, view_id: str,
     try:
         again = bool(view_id) and not await first_time(d.db, team_id, key)
     except BaseException:  # the database refused: said as any failure, the work not begun
-        work.close()
+        discard(work)
         raise
     if again:
-        work.close()
+        discard(work)
         _said_again(form, view_id, team_id)
         return
     try:

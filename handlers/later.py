@@ -197,7 +197,7 @@ class Later:
         queueing more): not started, and said, since nothing would wait for it."""
         if not self._stopping:
             return False
-        _discard(work)
+        discard(work)
         log.warning("serve is stopping: work after an ack or a sign-in not started (%s)",
                     name or "unnamed")  # fmt: skip
         return True
@@ -232,7 +232,7 @@ class Later:
             except Exception:
                 log.exception("could not tell the user about a failure (%s)", who_and_what(body))
         finally:
-            _discard(work)  # cancelled while waiting its turn: never started, and never will
+            discard(work)  # cancelled while waiting its turn: never started, and never will
 
     @property
     def busy(self) -> bool:
@@ -283,7 +283,7 @@ class Later:
                         len(pending), GIVE_UP_SECONDS, _names(pending))  # fmt: skip
 
 
-def _discard(work: Coroutine[Any, Any, None]) -> None:
+def discard(work: Coroutine[Any, Any, None]) -> None:
     """Close `work` without running it (a no-op once it has run). Its arguments may be
     coroutines too (`once_per_view(..., _create(...))`), which Python, freeing them with it, reports
     as "never awaited": true, and meant."""

@@ -258,9 +258,6 @@ async def submit_name(ack: Any, body: dict[str, Any], view: dict[str, Any],
                   view=notice_modal("Rename segment", str(refusal)).to_dict())  # fmt: skip
         return
     view_id = str(view.get("id") or "")
-    if await submitted_before(d, team_id, "segment-form", view_id):  # Submit pressed again
-        await ack()  # its own new name isn't "already exists"
-        return
     name = _typed_name(view)
     try:
         segment = await renamable(d.db, team_id, segment_id) if renaming else None
@@ -268,6 +265,10 @@ async def submit_name(ack: Any, body: dict[str, Any], view: dict[str, Any],
         if segment is not None:  # its own name again: said here, and the modal stays
             require_new_name(segment, stored)
     except WorkspaceError as exc:  # errors are plain text: shown as typed, no escaping
+        # asked after the name's check: a save of this view that check saw had taken its key
+        if await submitted_before(d, team_id, "segment-form", view_id):
+            await ack()  # Submit pressed again: its own new name isn't "already exists"
+            return
         await ack(response_action="errors", errors={BlockId.SEGMENT_NAME: str(exc)})
         return
     await ack()

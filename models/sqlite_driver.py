@@ -56,6 +56,9 @@ class InterruptibleConnection(aiosqlite.Connection):
             self._call_now = call
             try:
                 return fn(*args, **kwargs)
+            except BaseException:
+                _close_failed(fn)
+                raise
             finally:
                 self._call_now = None
 
@@ -72,6 +75,21 @@ class InterruptibleConnection(aiosqlite.Connection):
         statement ("interrupted"), when its caller was cancelled."""
         call = self._call_now
         return 1 if call is not None and call.cancelled else 0
+
+
+def _close_failed(fn: Any) -> None:
+    """Close the cursor whose call failed (a unique key taken, the database busy), here on
+    its connection's thread. SQLAlchemy's dialect leaves it open (it closes one only on a
+    cancellation), held by the error's traceback in a reference cycle; the garbage collector
+    then reset its statement on whatever thread it ran, often the event loop's, and that
+    reset waits for the connection's lock, held by the thread while a later statement on
+    the connection waited out the busy timeout for SQLite's write lock. The writer it waited
+    for was a task on that same blocked loop: every Slack answer stalled for the whole busy
+    timeout (30 s), and the waiting writes failed "database is locked"."""
+    cursor = getattr(fn, "__self__", None)
+    if isinstance(cursor, sqlite3.Cursor):
+        with suppress(sqlite3.Error):
+            cursor.close()
 
 
 def interrupt(conn: aiosqlite.Connection) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import threading
 import time
 from collections.abc import Iterator
@@ -44,3 +45,39 @@ async def test_a_cancelled_executemany_stops_between_its_rows(db: Database) -> N
             (count,) = await cursor.fetchone()
         assert count < 1_000_000
         await raw.rollback()
+
+
+async def test_a_failed_statement_leaves_no_cursor_for_the_event_loop_to_wait_on(
+    db: Database,
+) -> None:
+    """A statement that failed (a unique key taken: a form submitted twice) left its cursor
+    open in a reference cycle. The garbage collector, run on the event loop's thread, reset
+    it and so waited for its connection's lock, held while the connection's next statement
+    waited for SQLite's write lock; the writer holding that was a task on the same loop.
+    Twelve forms submitted twice at once stalled every answer for the 30 s busy timeout
+    and lost campaigns to "database is locked"."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    async with db.begin() as conn:
+        await conn.execute(text("CREATE TABLE once_only (k INTEGER PRIMARY KEY)"))
+        await conn.execute(text("INSERT INTO once_only VALUES (1)"))
+    collected = threading.Event()
+    gc.disable()  # the cycle is collected below, while the connection is busy, as it was
+    try:
+        async with db.engine.connect() as failing, db.engine.connect() as writer:
+            with contextlib.suppress(IntegrityError):
+                await failing.execute(text("INSERT INTO once_only VALUES (1)"))
+            await failing.rollback()
+            await writer.execute(text("INSERT INTO once_only VALUES (2)"))  # the write lock
+            waiting = asyncio.create_task(failing.execute(text("INSERT INTO once_only VALUES (3)")))
+            await asyncio.sleep(0.3)  # `failing`'s thread now waits out the busy timeout
+            assert not waiting.done()
+            threading.Thread(target=lambda: (gc.collect(), collected.set()), daemon=True).start()
+            finished = await asyncio.to_thread(collected.wait, 5)
+            await writer.rollback()  # lets `failing` (and, before the fix, the collector) go
+            await waiting
+            await failing.rollback()
+        assert finished, "the garbage collector waited on a busy connection's lock"
+    finally:
+        gc.enable()
