@@ -128,10 +128,21 @@ def enroll_json(result: EnrollResult) -> dict[str, Any]:
             "not_emailed": result.not_emailed}  # fmt: skip
 
 
-def _enroll_text(result: EnrollResult) -> str:
+def _enroll_text(result: EnrollResult, every_target: tuple[str, str] | None = None) -> str:
+    """What an enrollment run here did. `every_target` (the campaign's and the segment's
+    names) when `campaign target` ran an enrollment of all the campaign's targets that was
+    waiting (service._pending_in: one an undo or a cut-short `live` queued): its counts
+    are of them all, not of the segment named."""
     already = result.already_advocates
-    lines = [f"Enrolled {plural(result.enrolled, 'new advocate')} ({already:,} already "
-             f"{'was' if already == 1 else 'were'}, {result.excluded:,} excluded)."]  # fmt: skip
+    counts = (f"({already:,} already {'was' if already == 1 else 'were'}, "
+              f"{result.excluded:,} excluded)")  # fmt: skip
+    enrolled = f"Enrolled {plural(result.enrolled, 'new advocate')}"
+    if every_target is None:
+        lines = [f"{enrolled} {counts}."]
+    else:
+        campaign, segment = every_target
+        lines = [f"{enrolled} from every target of {campaign!r}, {segment!r} now among them "
+                 f"{counts}: an enrollment of them all was waiting."]  # fmt: skip
     if result.invites_queued:  # "0 invites queued: a worker sends them" of none
         lines.append(f"{plural(result.invites_queued, 'invite')} queued: a worker sends "
                      f"{'it' if result.invites_queued == 1 else 'them'} (`referral-bot worker`, "
@@ -322,6 +333,8 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         if command in ("live", "target"):  # the same keys whichever way it went: what this
             # command enrolled (none: live already, nothing targeted, or a worker's to do)
             out.update(enroll_json(EnrollResult(0, 0, 0, 0, {})), enrolling=None)
+            if command == "target":  # the counts are of every target, not the segment's
+                out["of_every_target"] = False
         if retargeted is not None:
             out.update(segment=segment.name,
                        previous_role=str(retargeted.was) if retargeted.was else None)
@@ -346,7 +359,11 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                             "`referral-bot jobs` follows it.")  # fmt: skip
                 else:
                     out.update(enroll_json(result))
-                    text = _enroll_text(result)
+                    ran = await service.get_enrollment(db, team, enrollment)
+                    every = command == "target" and ran.segment_id is None
+                    if every:
+                        out["of_every_target"] = True
+                    text = _enroll_text(result, (campaign.name, segment.name) if every else None)
         elif command == "target":
             text = _target_waits_text(campaign, args.segment,
                                       already=retargeted is not None

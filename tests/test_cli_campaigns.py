@@ -681,6 +681,40 @@ def test_enrolling_one_contact_is_said_in_the_singular(
     assert "queued" not in again.stdout  # it said "0 invites queued: a worker sends them"
 
 
+def test_a_targeting_that_runs_a_waiting_enrollment_of_every_target_says_so(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`campaign target Spring --segment Winter` (3 contacts) said "Enrolled 3 new advocates
+    (8 already were, 0 excluded)": an undo of an import into an excluded segment had queued
+    an enrollment of every target, which the targeting ran (it takes Winter in), and its
+    counts, of all the targets, were said as if of Winter."""
+    def csv(name: str, count: int) -> str:
+        path = tmp_path / f"{name}.csv"
+        rows = "".join(f"{name}{i}@example.com\n" for i in range(count))
+        path.write_text(f"email\n{rows}", encoding="utf-8")
+        return str(path)
+
+    for name, count in (("big", 8), ("winter", 3)):
+        assert run(db_env, "import", csv(name, count), "--segment", name.title(),
+                   "--create-segment").returncode == 0  # fmt: skip
+    assert run(db_env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
+               "--no-invite-email").returncode == 0  # fmt: skip
+    assert run(db_env, "campaign", "target", "Spring", "--segment", "Big").returncode == 0
+    assert run(db_env, "campaign", "live", "Spring", "--yes").returncode == 0
+    staff = _json(db_env, "import", csv("staff", 1), "--segment", "Staff", "--create-segment")
+    assert run(db_env, "campaign", "exclude", "Spring", "--segment", "Staff").returncode == 0
+    assert run(db_env, "undo", str(staff["import_id"])).returncode == 0
+
+    targeted = run(db_env, "campaign", "target", "Spring", "--segment", "Winter")
+    assert targeted.returncode == 0, targeted.stderr
+    assert targeted.stdout.splitlines()[0] == (
+        "Enrolled 3 new advocates from every target of 'Spring', 'Winter' now among them "
+        "(8 already were, 0 excluded): an enrollment of them all was waiting."), targeted.stdout
+    again = _json(db_env, "campaign", "target", "Spring", "--segment", "Winter")
+    assert (again["enrolled"], again["already_advocates"], again["of_every_target"]) == (
+        0, 3, False)
+
+
 def test_excluding_a_segment_the_campaign_targets_says_it_is_no_longer_a_target(
     db_env: dict[str, str], tmp_path: Path
 ) -> None:
