@@ -484,6 +484,7 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
     summary["segment"] = result.segment_name
     summary["enrolled"] = result.enrolled
     summary["invites_queued"] = result.invites_queued
+    summary["not_emailed"] = result.not_emailed
     notes = [*result.notes, *await unknown_locale_notes(db, team, result.batch.id or 0)]
     summary["notes"] = [{"file": label, "note": text} for label, text in notes]
     if args.mailchimp_list:
@@ -761,9 +762,12 @@ def _readable(s: dict[str, Any], rejects: Path | None, written: int) -> str:
         lines.append(f"  {s['warnings']:>10,} imported with a warning (an unknown locale, or a "
                      "consent value not recognised: see below)")  # fmt: skip
     if s.get("enrolled"):
-        invites = plural(s["invites_queued"], "invite")
+        invites = f"{plural(s['invites_queued'], 'invite')} queued for the worker"
+        if why := s.get("not_emailed"):  # why the rest wasn't to be emailed, as `target` says
+            invites += "; not emailed: " + ", ".join(f"{n:,} {reason}"
+                                                     for reason, n in sorted(why.items()))
         lines.append(f"  {s['enrolled']:>10,} enrolled as advocates of live campaigns "
-                     f"({invites} queued for the worker)")  # fmt: skip
+                     f"({invites})")  # fmt: skip
     for note in s.get("notes") or []:  # as the review message says them, file by file
         lines.append(f"Note on {note['file']}: {note['note']}")
     if rejects is not None:

@@ -61,7 +61,8 @@ async def test_import_json_export_round_trip(
     assert summary == {
         "rows": 6, "valid": 4, "duplicates": 1, "rejected": 1, "new_contacts": 4,
         "existing_contacts": 0, "added_to_segment": 4, "already_in_segment": 0, "warnings": 0,
-        "segment": "Launch", "enrolled": 0, "invites_queued": 0, "notes": [],
+        "segment": "Launch", "enrolled": 0, "invites_queued": 0, "not_emailed": {},
+        "notes": [],
     }  # fmt: skip
     with rejects.open(newline="") as f:
         lines = list(csv.reader(f))

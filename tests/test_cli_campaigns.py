@@ -715,6 +715,31 @@ def test_a_targeting_that_runs_a_waiting_enrollment_of_every_target_says_so(
         0, 3, False)
 
 
+def test_an_import_says_why_the_advocates_it_enrolled_were_not_emailed(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """An import into a segment a live campaign targets said "2 enrolled as advocates of live
+    campaigns (0 invites queued for the worker)", and not why nobody was to be emailed."""
+    people = tmp_path / "people.csv"
+    people.write_text("email,Accepts Email Marketing\na@example.com,yes\nb@example.com,no\n"
+                      "c@example.com,yes\n", encoding="utf-8")  # fmt: skip
+    first = tmp_path / "first.csv"
+    first.write_text("email\nfirst@example.com\n", encoding="utf-8")
+    assert run(db_env, "import", str(first), "--segment", "VIP",
+               "--create-segment").returncode == 0  # fmt: skip
+    for name, *invite in (("Spring",), ("Quiet", "--no-invite-email")):
+        assert run(db_env, "campaign", "create", name, "--store-url", "https://shop.example",
+                   *invite, "--live").returncode == 0  # fmt: skip
+        assert run(db_env, "campaign", "target", name, "--segment", "VIP").returncode == 0
+    imported = run(db_env, "import", str(people), "--segment", "VIP")
+    assert imported.returncode == 0, imported.stderr
+    assert ("6 enrolled as advocates of live campaigns (2 invites queued for the worker; "
+            "not emailed: 3 invite email off, 1 not subscribed)") in imported.stdout, (
+        imported.stdout)
+    again = _json(db_env, "import", str(people), "--segment", "VIP")
+    assert (again["enrolled"], again["invites_queued"], again["not_emailed"]) == (0, 0, {})
+
+
 def test_excluding_a_segment_the_campaign_targets_says_it_is_no_longer_a_target(
     db_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -121,6 +121,8 @@ class ImportResult:
     # what the review message says of each file (a consent value nobody could read, sheets
     # not read, formulas without results, the export recognised): (file, sentence)
     notes: list[tuple[str, str]] = field(default_factory=list)
+    # the enrolled not emailed, reason -> count, summed over the campaigns (invite email off)
+    not_emailed: dict[str, int] = field(default_factory=dict)
 
 
 async def import_files(
@@ -222,6 +224,7 @@ async def import_files(
                 f"{plural(applied.total, 'row')} applied)")
 
     enrolled = invites = 0
+    not_emailed: dict[str, int] = {}
     async with running_here(db, team_id, job_id, owner, lease_seconds, stopped=stopped,
                             undo=batch.id) as job:  # fmt: skip
         result = await apply_batch(db, team_id, batch.id, on_progress=show,
@@ -230,6 +233,8 @@ async def import_files(
         for counts in await enroll_imported_now(db, result):
             enrolled += counts.enrolled
             invites += counts.invites_queued
+            for reason, count in counts.not_emailed.items():
+                not_emailed[reason] = not_emailed.get(reason, 0) + count
     bar.close()
     written = await write_rejects(db, team_id, batch.id, rejects) if rejects is not None else 0
     if result.status == BatchStatus.CANCELLED:  # `jobs cancel` from another shell
@@ -239,7 +244,7 @@ async def import_files(
             f"before it stopped (`referral-bot undo {batch.id}` takes them out)."
         )  # fmt: skip
     return ImportResult(result, target.name, written, enrolled, invites, skipped,
-                        await _notes(db, team_id, batch.id))  # fmt: skip
+                        await _notes(db, team_id, batch.id), not_emailed)  # fmt: skip
 
 
 async def _notes(db: Database, team_id: str, batch_id: int) -> list[tuple[str, str]]:
