@@ -128,11 +128,11 @@ def enroll_json(result: EnrollResult) -> dict[str, Any]:
             "not_emailed": result.not_emailed}  # fmt: skip
 
 
-def _enroll_text(result: EnrollResult, every_target: tuple[str, str] | None = None) -> str:
+def _enroll_text(result: EnrollResult, every_target: tuple[str, str, bool] | None = None) -> str:
     """What an enrollment run here did. `every_target` (the campaign's and the segment's
-    names) when `campaign target` ran an enrollment of all the campaign's targets that was
-    waiting (service._pending_in: one an undo or a cut-short `live` queued): its counts
-    are of them all, not of the segment named."""
+    names, and whether the segment was a target already) when `campaign target` ran an
+    enrollment of all the campaign's targets that was waiting (service._pending_in: one an
+    undo or a cut-short `live` queued): its counts are of them all, not of the segment's."""
     already = result.already_advocates
     counts = (f"({already:,} already {'was' if already == 1 else 'were'}, "
               f"{result.excluded:,} excluded)")  # fmt: skip
@@ -140,8 +140,9 @@ def _enroll_text(result: EnrollResult, every_target: tuple[str, str] | None = No
     if every_target is None:
         lines = [f"{enrolled} {counts}."]
     else:
-        campaign, segment = every_target
-        lines = [f"{enrolled} from every target of {campaign!r}, {segment!r} now among them "
+        campaign, segment, was_a_target = every_target
+        among = "among them" if was_a_target else "now among them"
+        lines = [f"{enrolled} from every target of {campaign!r}, {segment!r} {among} "
                  f"{counts}: an enrollment of them all was waiting."]  # fmt: skip
     if result.invites_queued:  # "0 invites queued: a worker sends them" of none
         lines.append(f"{plural(result.invites_queued, 'invite')} queued: a worker sends "
@@ -363,7 +364,9 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                     every = command == "target" and ran.segment_id is None
                     if every:
                         out["of_every_target"] = True
-                    text = _enroll_text(result, (campaign.name, segment.name) if every else None)
+                    was_a_target = retargeted is not None and retargeted.was == SegmentRole.TARGET
+                    text = _enroll_text(result, (campaign.name, segment.name, was_a_target)
+                                        if every else None)  # fmt: skip
         elif command == "target":
             text = _target_waits_text(campaign, args.segment,
                                       already=retargeted is not None

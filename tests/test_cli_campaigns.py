@@ -713,6 +713,12 @@ def test_a_targeting_that_runs_a_waiting_enrollment_of_every_target_says_so(
     again = _json(db_env, "campaign", "target", "Spring", "--segment", "Winter")
     assert (again["enrolled"], again["already_advocates"], again["of_every_target"]) == (
         0, 3, False)
+    staff = _json(db_env, "import", csv("staff", 1), "--segment", "Staff")
+    assert run(db_env, "undo", str(staff["import_id"])).returncode == 0
+    targeted = run(db_env, "campaign", "target", "Spring", "--segment", "Winter")
+    assert targeted.stdout.splitlines()[0] == (  # a target already: not "now among them"
+        "Enrolled 0 new advocates from every target of 'Spring', 'Winter' among them "
+        "(11 already were, 0 excluded): an enrollment of them all was waiting."), targeted.stdout
 
 
 def test_an_import_says_why_the_advocates_it_enrolled_were_not_emailed(

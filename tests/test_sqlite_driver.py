@@ -71,7 +71,10 @@ async def test_a_failed_statement_leaves_no_cursor_for_the_event_loop_to_wait_on
             await failing.rollback()
             await writer.execute(text("INSERT INTO once_only VALUES (2)"))  # the write lock
             waiting = asyncio.create_task(failing.execute(text("INSERT INTO once_only VALUES (3)")))
-            await asyncio.sleep(0.3)  # `failing`'s thread now waits out the busy timeout
+            driver = (await failing.get_raw_connection()).driver_connection
+            while driver._call_now is None:  # `failing`'s thread begins its statement...
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)  # ...and waits out the busy timeout in it
             assert not waiting.done()
             threading.Thread(target=lambda: (gc.collect(), collected.set()), daemon=True).start()
             finished = await asyncio.to_thread(collected.wait, 5)
