@@ -306,10 +306,7 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                    "invited_before": done.emailed_before}  # fmt: skip
             text = (f"Sending {plural(done.count, 'invite')} of {campaign.name!r}: a worker "
                     f"sends them (`referral-bot jobs` shows it).{done.not_again()}"
-                    if done.count else
-                    f"No invite of {campaign.name!r} was sent: the campaign had emailed all "
-                    f"{done.emailed_before:,} of those addresses before."
-                    if done.emailed_before else
+                    if done.count else done.none_sent(repr(campaign.name)) or
                     f"No invite of {campaign.name!r} is left unsent by the invite email being "
                     "off.")  # fmt: skip
             print(json.dumps(out) if args.json else text)

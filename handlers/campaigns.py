@@ -219,9 +219,7 @@ async def _email_unsent(d: Deps, client: AsyncWebClient, click: Click) -> None:
     for enrollment_id in done.changed:  # a report in a thread says so too
         await d.notifier.enrollment_changed(click.team_id, enrollment_id)
     note = (f"Sending {plural(done.count, 'invite')} of {esc(campaign.name)}.{done.not_again()}"
-            if done.count else
-            f"No invite of {esc(campaign.name)} was sent: the campaign had emailed all "
-            f"{done.emailed_before:,} of those addresses before." if done.emailed_before else
+            if done.count else done.none_sent(esc(campaign.name)) or
             f"No invite of {esc(campaign.name)} is left unsent by the invite email being off"
             + ("." if done.invite_email else ", which is off: turn it on with *Edit* "
                "first."))  # fmt: skip

@@ -740,10 +740,40 @@ def test_an_import_says_why_the_advocates_it_enrolled_were_not_emailed(
     imported = run(db_env, "import", str(people), "--segment", "VIP")
     assert imported.returncode == 0, imported.stderr
     assert ("6 enrolled as advocates of live campaigns (2 invites queued for the worker; "
-            "not emailed: 3 invite email off, 1 not subscribed)") in imported.stdout, (
+            "not emailed: 2 invite email off, 2 not subscribed)") in imported.stdout, (
         imported.stdout)
     again = _json(db_env, "import", str(people), "--segment", "VIP")
     assert (again["enrolled"], again["invites_queued"], again["not_emailed"]) == (0, 0, {})
+
+
+def test_contacts_not_subscribed_are_not_counted_as_left_unsent_by_the_invite_email_off(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """With the invite email off, every enrolled contact's invite was recorded "invite email
+    off", those not subscribed too: "3 invites went unsent while the invite email was off",
+    and `email-unsent` said "Sending 3 invites" of which one could never go. Consent comes
+    first, as each invite's start checks it; one withdrawn after the enrollment is said."""
+    env = {**db_env, "SECRET_KEY": "s" * 32, "PUBLIC_URL": "https://r.example"}
+    people = tmp_path / "people.csv"
+    people.write_text("email,Accepts Email Marketing\na@example.com,yes\nb@example.com,no\n"
+                      "c@example.com,yes\n", encoding="utf-8")  # fmt: skip
+    assert run(env, "import", str(people), "--segment", "VIP",
+               "--create-segment").returncode == 0  # fmt: skip
+    assert run(env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
+               "--no-invite-email", "--live").returncode == 0  # fmt: skip
+    targeted = _json(env, "campaign", "target", "Spring", "--segment", "VIP")
+    assert targeted["not_emailed"] == {"invite email off": 2, "not subscribed": 1}, targeted
+    withdrawn = tmp_path / "withdrawn.csv"
+    withdrawn.write_text("email,Accepts Email Marketing\nc@example.com,no\n", encoding="utf-8")
+    assert run(env, "import", str(withdrawn), "--segment", "VIP",
+               "--update-existing").returncode == 0  # fmt: skip
+    on = run(env, "campaign", "edit", "Spring", "--invite-email", "on")
+    assert "2 invites went unsent while the invite email was off" in on.stdout, on.stdout
+    sent = run(env, "campaign", "email-unsent", "Spring")
+    assert sent.stdout == ("Sending 1 invite of 'Spring': a worker sends them (`referral-bot "
+                           "jobs` shows it). 1 of them was not: no longer subscribed.\n"), sent
+    again = run(env, "campaign", "email-unsent", "Spring")
+    assert again.stdout == "No invite of 'Spring' is left unsent by the invite email being off.\n"
 
 
 def test_excluding_a_segment_the_campaign_targets_says_it_is_no_longer_a_target(

@@ -328,12 +328,12 @@ def _invites_insert(invited_before: bool) -> Any:
         INSERT INTO invite (team_id, campaign_id, contact_id, advocate_id, enrollment_id, state,
                             reason, send_after, attempts, fell_back, updated_at)
         SELECT a.team_id, a.campaign_id, a.contact_id, a.id, :e,
-               CASE WHEN NOT :invite_email THEN 'not_emailed'
-                    WHEN NOT c.subscribed THEN 'not_emailed'
+               CASE WHEN NOT c.subscribed THEN 'not_emailed'
+                    WHEN NOT :invite_email THEN 'not_emailed'
                     {before + " 'not_emailed'" if before else ""}
                     WHEN :hold THEN 'held' ELSE 'queued' END,
-               CASE WHEN NOT :invite_email THEN 'invite email off'
-                    WHEN NOT c.subscribed THEN {consent_reason("c")}
+               CASE WHEN NOT c.subscribed THEN {consent_reason("c")}
+                    WHEN NOT :invite_email THEN 'invite email off'
                     {before + " 'invited before'" if before else ""} END,
                :send_after, 0, :no, :now
         FROM advocate a JOIN contact c ON c.id = a.contact_id AND c.team_id = a.team_id
@@ -391,16 +391,16 @@ def invited_again(reason: str) -> str:
 # either way.
 _INVITE_AGAIN = """
     UPDATE invite SET enrollment_id = :e, send_after = :send_after, updated_at = :now,
-        state = CASE WHEN NOT :invite_email THEN 'not_emailed'
-                     WHEN NOT (SELECT c.subscribed FROM contact c WHERE
+        state = CASE WHEN NOT (SELECT c.subscribed FROM contact c WHERE
                                c.id = invite.contact_id AND c.team_id = :t) THEN 'not_emailed'
+                     WHEN NOT :invite_email THEN 'not_emailed'
                      WHEN {invited_before} THEN 'not_emailed'
                      WHEN :hold THEN 'held' ELSE 'queued' END,
-        reason = CASE WHEN NOT :invite_email THEN 'invite email off'
-                      WHEN NOT (SELECT c.subscribed FROM contact c WHERE
+        reason = CASE WHEN NOT (SELECT c.subscribed FROM contact c WHERE
                                 c.id = invite.contact_id AND c.team_id = :t)
                       THEN (SELECT {not_subscribed} FROM contact c WHERE
                             c.id = invite.contact_id AND c.team_id = :t)
+                      WHEN NOT :invite_email THEN 'invite email off'
                       WHEN {invited_before} THEN 'invited before' END
     WHERE team_id = :t AND state = 'cancelled' AND +campaign_id = :c
       AND {again}

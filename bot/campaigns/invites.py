@@ -997,18 +997,25 @@ async def cancel_held(db: Database, team_id: str, enrollment_id: int, who: str) 
 # unsent (reports.INVITE_EMAIL_OFF), now that it is on: each advocate gets the invite it
 # would have had. An address the campaign emailed before (a contact deleted and imported
 # again) stays unemailed, as at enrollment, where the invite email being off was decided
-# first; consent, exclusions and a pause are checked as each invite starts (_START_SQL).
+# first; so does a contact no longer subscribed (consent withdrawn since: one not subscribed
+# at enrollment was recorded so, never "invite email off"), said with its count. Consent,
+# exclusions and a pause are checked again as each invite starts (_START_SQL).
 # Only for advocates that still exist (an undo took some out: no link left to send). Of one
 # enrollment (its report's button), or of every enrollment of the campaign (the list, the
 # shell).
+_EMAIL_UNSENT_CONSENT = ("(SELECT {} FROM contact c WHERE c.id = invite.contact_id "
+                         "AND c.team_id = :t AND NOT c.subscribed)")
 _EMAIL_UNSENT = f"""
     UPDATE invite SET
-        state = CASE WHEN {INVITE_INVITED_BEFORE} THEN 'not_emailed' ELSE 'queued' END,
-        reason = CASE WHEN {INVITE_INVITED_BEFORE} THEN 'invited before' END,
+        state = CASE WHEN {_EMAIL_UNSENT_CONSENT.format(consent_reason("c"))} IS NOT NULL
+                     THEN 'not_emailed'
+                     WHEN {INVITE_INVITED_BEFORE} THEN 'not_emailed' ELSE 'queued' END,
+        reason = COALESCE({_EMAIL_UNSENT_CONSENT.format(consent_reason("c"))},
+                          CASE WHEN {INVITE_INVITED_BEFORE} THEN 'invited before' END),
         send_after = {{due}}, updated_at = :now
     WHERE team_id = :t AND campaign_id = :c AND {{enrollment}} AND state = 'not_emailed'
       AND reason = :off AND {_HAS_ITS_ADVOCATE}
-    RETURNING enrollment_id, state
+    RETURNING enrollment_id, state, reason
 """
 # by (one enrollment, is SQLite): due now by the shared clock (bot.jobs.queue.lease_now)
 _EMAIL_UNSENT_OF = {(one, sqlite): text(_EMAIL_UNSENT.format(
@@ -1030,6 +1037,9 @@ class UnsentEmailed:
     queued: dict[int, int]
     invite_email: bool
     invited_before: dict[int, int] = field(default_factory=dict)
+    # contacts no longer subscribed (consent withdrawn since they were enrolled), per
+    # enrollment: not emailed either, said as enrolling says it (enroll.consent_reason)
+    no_consent: dict[int, int] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -1040,18 +1050,38 @@ class UnsentEmailed:
         return sum(self.invited_before.values())
 
     @property
+    def unsubscribed(self) -> int:
+        return sum(self.no_consent.values())
+
+    @property
     def changed(self) -> list[int]:
         """The enrollments whose invites changed: each report is drawn again."""
-        return sorted({*self.queued, *self.invited_before})
+        return sorted({*self.queued, *self.invited_before, *self.no_consent})
+
+    def none_sent(self, campaign: str) -> str:
+        """Why nothing was sent, of the `campaign` (its name as the caller shows it), when
+        there were invites to look at ("" when there were none)."""
+        if not self.unsubscribed:
+            return (f"No invite of {campaign} was sent: the campaign had emailed all "
+                    f"{self.emailed_before:,} of those addresses before."
+                    if self.emailed_before else "")  # fmt: skip
+        gone = (f"{plural(self.unsubscribed, 'contact')} "
+                f"{'is' if self.unsubscribed == 1 else 'are'} no longer subscribed")
+        if self.emailed_before:
+            gone = (f"the campaign had emailed {self.emailed_before:,} of those addresses "
+                    f"before, and {gone}")
+        return f"No invite of {campaign} was sent: {gone}."
 
     def not_again(self) -> str:
-        """Why some weren't emailed, as a sentence to append, its space before it ("" when all
+        """Why some weren't emailed, as sentences to append, a space before each ("" when all
         were)."""
-        if not self.emailed_before:
-            return ""
-        return (f" {self.emailed_before:,} of them "
-                f"{'was' if self.emailed_before == 1 else 'were'} not: the campaign had emailed "
-                "those addresses before.")
+        said = ""
+        for count, why in ((self.emailed_before, "the campaign had emailed those addresses "
+                                                 "before"),
+                           (self.unsubscribed, "no longer subscribed")):  # fmt: skip
+            if count:
+                said += f" {count:,} of them {'was' if count == 1 else 'were'} not: {why}."
+        return said
 
 
 async def email_unsent(db: Database, team_id: str, campaign_id: int,
@@ -1073,15 +1103,18 @@ async def email_unsent(db: Database, team_id: str, campaign_id: int,
         if not invite_email:
             return UnsentEmailed({}, invite_email=False)
         statement = _EMAIL_UNSENT_OF[enrollment_id is not None, conn.dialect.name == "sqlite"]
-        for enrollment, state in await conn.execute(statement, params):
-            tally = queued if state == "queued" else before
+        no_consent: dict[int, int] = {}
+        for enrollment, state, reason in await conn.execute(statement, params):
+            tally = (queued if state == "queued" else before if reason == "invited before"
+                     else no_consent)  # fmt: skip
             tally[int(enrollment)] = tally.get(int(enrollment), 0) + 1
         for enrollment in sorted(queued):
             await _enqueue_send(conn, team_id, enrollment, None, occasion="email-off")
         if queued:
             await record_in(conn, team_id, actor, Act.CAMPAIGN_EMAILED_UNSENT, str(name),
                             plural(sum(queued.values()), "invite"))  # fmt: skip
-    return UnsentEmailed(queued, invite_email=True, invited_before=before)
+    return UnsentEmailed(queued, invite_email=True, invited_before=before,
+                         no_consent=no_consent)
 
 
 # not resent to a contact no longer subscribed, said as enrolling says it (consent_reason)

@@ -129,13 +129,13 @@ async def preview_batch(db: Database, team_id: str, batch_id: int, segment_id: i
             total, already, excluded, not_subscribed, unsubscribed, before = row
             no_consent = not_subscribed + unsubscribed
             enrolling = total - already - excluded
+            # worded as the invites will record it (enroll.consent_reason), consent first:
+            # "invite email off" only of those *Email them* would email once it is on
             without: dict[str, int] = {}
             if not invite_email:
-                without["invite email off"] = enrolling
-            else:
-                # worded as the invites will record it (enroll.consent_reason)
-                without[NOT_SUBSCRIBED] = not_subscribed
-                without[UNSUBSCRIBED] = unsubscribed
+                without["invite email off"] = enrolling - no_consent
+            without.update({NOT_SUBSCRIBED: not_subscribed, UNSUBSCRIBED: unsubscribed})
+            if invite_email:
                 without["invited before"] = before
             invited = 0 if not invite_email else enrolling - no_consent - before
             out.append(CampaignPreview(name, invited, delay if invite_email else 0,
