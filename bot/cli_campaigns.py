@@ -128,11 +128,13 @@ def enroll_json(result: EnrollResult) -> dict[str, Any]:
             "not_emailed": result.not_emailed}  # fmt: skip
 
 
-def _enroll_text(result: EnrollResult, every_target: tuple[str, str, bool] | None = None) -> str:
+def _enroll_text(result: EnrollResult, every_target: tuple[str, str, bool] | None = None,
+                 *, held: tuple[str, float] | None = None) -> str:  # fmt: skip
     """What an enrollment run here did. `every_target` (the campaign's and the segment's
     names, and whether the segment was a target already) when `campaign target` ran an
     enrollment of all the campaign's targets that was waiting (service._pending_in: one an
-    undo or a cut-short `live` queued): its counts are of them all, not of the segment's."""
+    undo or a cut-short `live` queued): its counts are of them all, not of the segment's.
+    `held` (the campaign's name and INVITE_HOLD_SECONDS) when `--hold` held its invites."""
     already = result.already_advocates
     counts = (f"({already:,} already {'was' if already == 1 else 'were'}, "
               f"{result.excluded:,} excluded)")  # fmt: skip
@@ -144,13 +146,26 @@ def _enroll_text(result: EnrollResult, every_target: tuple[str, str, bool] | Non
         among = "among them" if was_a_target else "now among them"
         lines = [f"{enrolled} from every target of {campaign!r}, {segment!r} {among} "
                  f"{counts}: an enrollment of them all was waiting."]  # fmt: skip
-    if result.invites_queued:  # "0 invites queued: a worker sends them" of none
+    them = "it" if result.invites_queued == 1 else "them"
+    if result.invites_queued and held:  # it said "queued: a worker sends them", as if now
+        name, seconds = held
+        lines.append(f"{plural(result.invites_queued, 'invite')} held for "
+                     f"{_hold_words(seconds)}, then a worker sends {them} (`referral-bot "
+                     f"advocates --campaign {shlex.quote(name)}` says when; `referral-bot "
+                     f"campaign pause {shlex.quote(name)}` keeps {them} back).")  # fmt: skip
+    elif result.invites_queued:  # "0 invites queued: a worker sends them" of none
         lines.append(f"{plural(result.invites_queued, 'invite')} queued: a worker sends "
-                     f"{'it' if result.invites_queued == 1 else 'them'} (`referral-bot worker`, "
-                     "or `serve`).")  # fmt: skip
+                     f"{them} (`referral-bot worker`, or `serve`).")  # fmt: skip
     for reason, count in sorted(result.not_emailed.items()):
         lines.append(f"{count:,} not emailed: {reason}")
     return "\n".join(lines)
+
+
+def _hold_words(seconds: float) -> str:
+    """INVITE_HOLD_SECONDS in words: "5 minutes", "90 seconds"."""
+    if seconds >= 120 and seconds % 60 == 0:
+        return plural(int(seconds // 60), "minute")
+    return plural(round(seconds), "second")
 
 
 def _listing(args: argparse.Namespace, command: str) -> str:
@@ -363,7 +378,8 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                         out["of_every_target"] = True
                     was_a_target = retargeted is not None and retargeted.was == SegmentRole.TARGET
                     text = _enroll_text(result, (campaign.name, segment.name, was_a_target)
-                                        if every else None)  # fmt: skip
+                                        if every else None,
+                                        held=(campaign.name, hold) if hold else None)  # fmt: skip
         elif command == "target":
             text = _target_waits_text(campaign, args.segment,
                                       already=retargeted is not None

@@ -776,6 +776,27 @@ def test_contacts_not_subscribed_are_not_counted_as_left_unsent_by_the_invite_em
     assert again.stdout == "No invite of 'Spring' is left unsent by the invite email being off.\n"
 
 
+def test_target_with_hold_says_the_invites_are_held_and_what_keeps_them_back(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`campaign target --hold` said "2 invites queued: a worker sends them", as if at once,
+    while `advocates` showed them held for INVITE_HOLD_SECONDS."""
+    env = {**db_env, "INVITE_HOLD_SECONDS": "300"}
+    people = tmp_path / "people.csv"
+    people.write_text("email\na@example.com\nb@example.com\n", encoding="utf-8")
+    assert run(env, "import", str(people), "--segment", "VIP",
+               "--create-segment").returncode == 0  # fmt: skip
+    assert run(env, "campaign", "create", "Spring 2027", "--store-url", "https://shop.example",
+               "--live").returncode == 0  # fmt: skip
+    held = run(env, "campaign", "target", "Spring 2027", "--segment", "VIP", "--hold")
+    assert held.stdout.splitlines()[1] == (
+        "2 invites held for 5 minutes, then a worker sends them (`referral-bot advocates "
+        "--campaign 'Spring 2027'` says when; `referral-bot campaign pause 'Spring 2027'` "
+        "keeps them back)."), held.stdout
+    advocates = _json(env, "advocates", "--campaign", "Spring 2027")
+    assert [a["invite"] for a in advocates] == ["held", "held"], advocates  # type: ignore[index]
+
+
 def test_excluding_a_segment_the_campaign_targets_says_it_is_no_longer_a_target(
     db_env: dict[str, str], tmp_path: Path
 ) -> None:
