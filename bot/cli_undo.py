@@ -73,4 +73,8 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
               f"{name!r}{listed}, {batch.undo_deleted:,} deleted{also}, "
               f"{plural(batch.undo_invites_cancelled, 'invite')} cancelled, "
               f"{plural(batch.undo_advocates_removed, 'advocate')} removed.")  # fmt: skip
+        if args.advocates and batch.undo_removed > batch.undo_deleted:  # contacts that stay:
+            # "0 advocates removed" alone read as --advocates ignored
+            print("--advocates takes only the advocates this import's own enrollment made; "
+                  "those `campaign target` or `live` made of its contacts stay.")
     return 0

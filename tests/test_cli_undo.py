@@ -81,6 +81,25 @@ async def test_undo_prints_its_counts_and_refuses_a_second_time(
     assert f"Import #{batch} was already undone from the command line on" in err
 
 
+async def test_undo_with_advocates_says_which_advocates_it_takes(
+    shell: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`undo N --advocates` printed "0 advocates removed." of contacts whose advocates
+    `campaign live` had made: read as --advocates ignored."""
+    await _import(shell, capsys, "Other", "kept@example.com")
+    batch = await _import(shell, capsys, "VIP", "kept@example.com", "new@example.com")
+    assert await _main("campaign", "create", "Spring", "--store-url", "https://shop.example",
+                       "--no-invite-email") == 0  # fmt: skip
+    assert await _main("campaign", "target", "Spring", "--segment", "VIP") == 0
+    assert await _main("campaign", "live", "Spring") == 0
+    capsys.readouterr()
+    assert await _main("undo", str(batch), "--advocates") == 0
+    out = capsys.readouterr().out
+    assert "1 deleted, 2 invites cancelled, 1 advocate removed." in out, out  # the deleted one
+    assert ("--advocates takes only the advocates this import's own enrollment made; those "
+            "`campaign target` or `live` made of its contacts stay.") in out, out
+
+
 async def test_undo_refuses_what_it_cannot_undo(
     shell: Path, db: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
