@@ -103,7 +103,10 @@ def clean_segment_name(name: str) -> str:
 def name_taken(existing: Segment) -> WorkspaceError:
     """Why a name can't be used: All Customers is built in, any other belongs to a segment."""
     if existing.kind == SegmentKind.ALL:
-        return WorkspaceError(f"{ALL_CUSTOMERS} is built in and already holds every contact.")
+        # the name is the built-in segment's (it said only "already holds every contact",
+        # which read oddly as the answer to a rename)
+        return WorkspaceError(f"{ALL_CUSTOMERS} is built in (it holds every contact): its "
+                              "name can't be another segment's.")
     return WorkspaceError(f"A segment named {existing.name!r} already exists.")
 
 

@@ -96,6 +96,8 @@ async def test_refusals_exit_non_zero_with_the_reason(db: Database, cli: Cli, pe
     cases = [
         (("segments", "rename", "VIP", "staff"), "A segment named 'Staff' already exists."),
         (("segments", "rename", "All Customers", "Everyone"), "can't be renamed"),
+        (("segments", "rename", "VIP", "all customers"), "its name can't be another "
+                                                          "segment's"),
         (("segments", "rename", "Nope", "Other"), "No segment named 'Nope' in this workspace "
                                                   "(`referral-bot segments` lists them)."),
         (("segments", "delete", "all customers"), "can't be deleted"),

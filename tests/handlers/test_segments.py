@@ -196,8 +196,9 @@ async def test_anyone_creates_a_segment_and_markup_in_its_name_is_inert(app: Har
     assert modal["callback_id"] == Callback.SEGMENT_CREATE
 
     for taken, why in ((" vip ", "A segment named 'VIP' already exists."),
-                       ("all customers", "All Customers is built in and already holds every "
-                                         "contact.")):  # fmt: skip
+                       ("all customers", "All Customers is built in (it holds every "
+                                         "contact): its name can't be another "
+                                         "segment's.")):  # fmt: skip
         bad = await app.requests.view_submission(state_values=_name(taken), view_id=modal["id"],
                                                  user_id=REP)  # fmt: skip
         assert bad.body == {"response_action": "errors", "errors": {BlockId.SEGMENT_NAME: why}}
