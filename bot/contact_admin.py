@@ -35,7 +35,7 @@ from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.casefold import spellings
 from bot.ids import IDS_PER_QUERY, digits
 from bot.imports.addresses import InvalidEmail, email_key, normalize_email
-from bot.words import plural
+from bot.words import listed, plural
 from models import Contact, Database, InvitedAddress, RetiredCode, SuppressedAddress
 from models.clock import utcnow
 from models.db import upsert
@@ -592,7 +592,11 @@ async def delete_contact(db: Database, team_id: str, contact_id: int, actor: str
 
 
 def deleted_detail(d: Deleted) -> str:
-    """What went with the contact, in plain words (the audit entry and the CLI)."""
-    return (f"from {plural(d.segments, 'segment')} and {plural(d.advocates, 'campaign')} "
-            f"({plural(d.advocates, 'referral link')} retired, "
-            f"{plural(d.invites, 'invite')} deleted)")  # fmt: skip
+    """What went with the contact, in plain words (the audit entry and the CLI). All
+    Customers, which holds every contact without a membership row, is named: "from 0
+    segments" was said of a contact in it alone. The invites deleted are their records
+    (those sent were sent: "2 invites deleted" read as emails unsent)."""
+    where = ["All Customers", *([plural(d.segments, "segment")] if d.segments else []),
+             plural(d.advocates, "campaign")]  # fmt: skip
+    return (f"from {listed(where)} ({plural(d.advocates, 'referral link')} retired, "
+            f"{plural(d.invites, 'invite record')} deleted)")  # fmt: skip

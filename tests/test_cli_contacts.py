@@ -98,12 +98,25 @@ async def test_search_lines_up_its_columns_under_a_header_with_cjk_names(
     ], escaped
 
 
+async def test_deleting_a_contact_in_all_customers_alone_names_it(
+    shell: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bob@, whose one segment was deleted, was "Deleted … from 0 segments": he was in All
+    Customers, which every contact is in without a membership row."""
+    assert (await _cli(capsys, "segments", "delete", "VIP", "--yes"))[0] == 0
+    code, out, _ = await _cli(capsys, "contacts", "delete", "bob@example.com")
+    assert (code, out.strip()) == (0, "Deleted bob@example.com from All Customers and 0 "
+                                      "campaigns (0 referral links retired, 0 invite records "
+                                      "deleted).")  # fmt: skip
+
+
 async def test_delete_by_email_then_again(shell: Database,
                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     code, out, _ = await _cli(capsys, "contacts", "delete", "ADA@EXAMPLE.COM")
     assert code == 0
-    assert out.strip() == ("Deleted Ada@example.com from 2 segments and 0 campaigns "
-                           "(0 referral links retired, 0 invites deleted).")  # fmt: skip
+    assert out.strip() == ("Deleted Ada@example.com from All Customers, 2 segments and 0 "
+                           "campaigns (0 referral links retired, 0 invite records "
+                           "deleted).")  # fmt: skip
     async with shell.begin() as conn:
         left = (await conn.execute(text("SELECT email FROM contact"))).scalars().all()
         audit = (await conn.execute(text("SELECT actor, action, subject FROM audit_entry "

@@ -340,8 +340,8 @@ async def test_delete_takes_everything_of_the_contact_and_retires_its_codes(worl
     entries = await world.rows("SELECT actor, action, subject, detail FROM audit_entry "
                                "WHERE action LIKE 'contact.%'")  # fmt: skip
     assert entries == [("cli", Act.CONTACT_DELETED, "contact ada@example.com",
-                        "from 2 segments and 2 campaigns (2 referral links retired, "
-                        "2 invites deleted)")]  # fmt: skip
+                        "from All Customers, 2 segments and 2 campaigns (2 referral links "
+                        "retired, 2 invite records deleted)")]  # fmt: skip
 
 
 async def test_a_contact_deleted_after_it_unsubscribed_comes_back_unsubscribed(

@@ -544,8 +544,9 @@ async def test_a_lead_deletes_a_contact_everywhere(app: Harness) -> None:
     card = await _click(app, Action.CONTACT_SHOW, await _command(app, "ada@"))
     done = await _click(app, Action.CONTACT_DELETE, card)
     assert done["replace_original"] is True
-    assert done["text"] == (":wastebasket: Deleted *ada@example.com* from 2 segments and "
-                            "1 campaign (1 referral link retired, 1 invite deleted). Its "
+    assert done["text"] == (":wastebasket: Deleted *ada@example.com* from All Customers, 2 "
+                            "segments and 1 campaign (1 referral link retired, 1 invite record "
+                            "deleted). Its "
                             "referral links now answer “gone”.")  # fmt: skip
     for table in ("contact WHERE id", "segment_member WHERE contact_id",
                   "advocate WHERE contact_id", "invite WHERE contact_id"):  # fmt: skip
