@@ -385,7 +385,7 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                                       already=retargeted is not None
                                       and retargeted.was == SegmentRole.TARGET)  # fmt: skip
         elif command == "live":
-            text = await _live_text(db, team, campaign)
+            text = await _live_text(db, team, campaign, already=not went_live)
         else:
             text = (f"Campaign {campaign.name!r} was paused already." if paused_already else
                     f"Campaign {campaign.name!r} is paused.")  # fmt: skip
@@ -479,11 +479,13 @@ def _retry_words(retry: service.QueuedRetry) -> str:
     return f"job {retry.job_id}, queued at {retry.queued_at:%Y-%m-%d %H:%M} UTC"
 
 
-async def _live_text(db: Database, team: str, campaign: Campaign) -> str:
+async def _live_text(db: Database, team: str, campaign: Campaign, *, already: bool) -> str:
     """What `campaign live` says when it enrolled nobody: live already with every target
     enrolled, or no segment targeted yet, which says how to target one (it said "Campaign
-    'Spring': live done.")."""
-    text = f"Campaign {campaign.name!r} is live."
+    'Spring': live done."). `already`: it was live before this run (said so, as a second
+    `pause` says "was paused already")."""
+    text = (f"Campaign {campaign.name!r} was live already." if already else
+            f"Campaign {campaign.name!r} is live.")  # fmt: skip
     targets = [t for t in await service.targets_of(db, team, campaign.id or 0)
                if t.role == SegmentRole.TARGET]  # fmt: skip
     if targets:

@@ -140,7 +140,8 @@ def test_live_pause_and_target_say_what_the_campaign_is_now(db_env: dict[str, st
     assert said("campaign", "target", "Summer", "--segment", "VIP").startswith(
         "'VIP' was already a target of 'Summer'")  # it said "is now", as if new
     assert said("campaign", "live", "Spring Sale").startswith("Enrolled 1 new advocate")
-    assert said("campaign", "live", "Spring Sale") == "Campaign 'Spring Sale' is live.\n"
+    assert said("campaign", "live", "Spring Sale") == (
+        "Campaign 'Spring Sale' was live already.\n")  # fmt: skip
 
 
 def test_campaign_create_refuses_a_bad_store_url(db_env: dict[str, str]) -> None:
@@ -795,6 +796,19 @@ def test_target_with_hold_says_the_invites_are_held_and_what_keeps_them_back(
         "keeps them back)."), held.stdout
     advocates = _json(env, "advocates", "--campaign", "Spring 2027")
     assert [a["invite"] for a in advocates] == ["held", "held"], advocates  # type: ignore[index]
+
+
+def test_live_twice_says_the_second_time_it_was_live_already(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A second `campaign live` said "Campaign 'Spring' is live." as the first did, where a
+    second `pause` says "was paused already"."""
+    first = run(db_env, "campaign", "create", "Spring", "--store-url", "https://shop.example")
+    assert first.returncode == 0, first.stderr
+    live = run(db_env, "campaign", "live", "Spring")
+    assert live.stdout.startswith("Campaign 'Spring' is live. No segment is targeted yet"), live
+    again = run(db_env, "campaign", "live", "Spring")
+    assert again.stdout.startswith("Campaign 'Spring' was live already. No segment is "), again
 
 
 def test_excluding_a_segment_the_campaign_targets_says_it_is_no_longer_a_target(
