@@ -129,12 +129,13 @@ def enroll_json(result: EnrollResult) -> dict[str, Any]:
 
 
 def _enroll_text(result: EnrollResult, every_target: tuple[str, str, bool] | None = None,
-                 *, held: tuple[str, float] | None = None) -> str:  # fmt: skip
+                 *, campaign: Campaign | None = None, hold: float = 0) -> str:  # fmt: skip
     """What an enrollment run here did. `every_target` (the campaign's and the segment's
     names, and whether the segment was a target already) when `campaign target` ran an
     enrollment of all the campaign's targets that was waiting (service._pending_in: one an
     undo or a cut-short `live` queued): its counts are of them all, not of the segment's.
-    `held` (the campaign's name and INVITE_HOLD_SECONDS) when `--hold` held its invites."""
+    `campaign` and `hold` (INVITE_HOLD_SECONDS, when `--hold` held the invites) say when
+    they go: its invite delay, else the hold (invites wait for the later of the two)."""
     already = result.already_advocates
     counts = (f"({already:,} already {'was' if already == 1 else 'were'}, "
               f"{result.excluded:,} excluded)")  # fmt: skip
@@ -142,17 +143,19 @@ def _enroll_text(result: EnrollResult, every_target: tuple[str, str, bool] | Non
     if every_target is None:
         lines = [f"{enrolled} {counts}."]
     else:
-        campaign, segment, was_a_target = every_target
+        name, segment, was_a_target = every_target
         among = "among them" if was_a_target else "now among them"
-        lines = [f"{enrolled} from every target of {campaign!r}, {segment!r} {among} "
+        lines = [f"{enrolled} from every target of {name!r}, {segment!r} {among} "
                  f"{counts}: an enrollment of them all was waiting."]  # fmt: skip
     them = "it" if result.invites_queued == 1 else "them"
-    if result.invites_queued and held:  # it said "queued: a worker sends them", as if now
-        name, seconds = held
-        lines.append(f"{plural(result.invites_queued, 'invite')} held for "
-                     f"{_hold_words(seconds)}, then a worker sends {them} (`referral-bot "
-                     f"advocates --campaign {shlex.quote(name)}` says when; `referral-bot "
-                     f"campaign pause {shlex.quote(name)}` keeps {them} back).")  # fmt: skip
+    delay = campaign.invite_delay_days if campaign is not None else 0
+    if result.invites_queued and campaign is not None and (delay or hold):
+        # it said "queued: a worker sends them", as if now
+        wait = f"due in {plural(delay, 'day')}" if delay else f"held for {_hold_words(hold)}"
+        name = shlex.quote(campaign.name)
+        lines.append(f"{plural(result.invites_queued, 'invite')} {wait}: a worker sends "
+                     f"{them} then (`referral-bot advocates --campaign {name}` says when; "
+                     f"`referral-bot campaign pause {name}` keeps {them} back).")  # fmt: skip
     elif result.invites_queued:  # "0 invites queued: a worker sends them" of none
         lines.append(f"{plural(result.invites_queued, 'invite')} queued: a worker sends "
                      f"{them} (`referral-bot worker`, or `serve`).")  # fmt: skip
@@ -318,7 +321,8 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                     f"on first (referral-bot campaign edit {shlex.quote(campaign.name)} "
                     "--invite-email on).")  # fmt: skip
             out = {"campaign": campaign.name, "queued": done.count,
-                   "invited_before": done.emailed_before}  # fmt: skip
+                   "invited_before": done.emailed_before,
+                   "no_longer_subscribed": done.unsubscribed}  # fmt: skip
             text = (f"Sending {plural(done.count, 'invite')} of {campaign.name!r}: a worker "
                     f"sends them (`referral-bot jobs` shows it).{done.not_again()}"
                     if done.count else done.none_sent(repr(campaign.name)) or
@@ -378,8 +382,8 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                         out["of_every_target"] = True
                     was_a_target = retargeted is not None and retargeted.was == SegmentRole.TARGET
                     text = _enroll_text(result, (campaign.name, segment.name, was_a_target)
-                                        if every else None,
-                                        held=(campaign.name, hold) if hold else None)  # fmt: skip
+                                        if every else None, campaign=campaign,
+                                        hold=hold)  # fmt: skip
         elif command == "target":
             text = _target_waits_text(campaign, args.segment,
                                       already=retargeted is not None

@@ -264,9 +264,9 @@ def campaign_modal(editing: CampaignForm | None, *, private_metadata: str) -> Vi
         _text_input(BlockId.CAMPAIGN_SENDER, Action.CAMPAIGN_SENDER, "Sender", value=c.sender,
                     max_length=MAX_SENDER, optional=True,
                     placeholder="Shop <hello@shop.example>",
-                    hint="Who invite emails come from; its name is the shop's in them "
-                         "(\"Thanks for shopping with Shop\"). Empty: the store's web "
-                         "address."),
+                    hint="Who invite emails come from; its name is the shop's name in "
+                         "them (“Thanks for shopping with Shop”). No name: the store's web "
+                         "address is."),
         _text_input(BlockId.CAMPAIGN_OFFER, Action.CAMPAIGN_OFFER, "Offer", value=c.offer,
                     max_length=MAX_OFFER, optional=True, placeholder="Give 10%, get $10",
                     hint="Shown in the invite email."),

@@ -270,7 +270,7 @@ async def _email_unsent(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -
             f"back: nobody was emailed, as the campaign had emailed all {done.emailed_before:,}"
             " of those addresses before." if not done.unsubscribed else
             f"<@{user_id}> chose to email the advocates the invite email being off had held "
-            f"back: nobody was emailed.{done.not_again()}")  # fmt: skip
+            f"back. {done.none_sent('the campaign')}")  # fmt: skip
     await _redrawn_and_said(d, client, team_id, enrollment, said)
 
 

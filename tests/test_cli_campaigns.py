@@ -444,7 +444,8 @@ def test_campaign_edit_turns_the_invite_email_off_and_on_and_email_unsent_sends_
     assert ("1 invite went unsent while the invite email was off (referral-bot campaign "
             "email-unsent 'Spring 2027')") in run(env, "campaign", "list").stdout
     assert _json(env, "campaign", "email-unsent", "Spring 2027") == {
-        "campaign": "Spring 2027", "queued": 1, "invited_before": 0}  # fmt: skip
+        "campaign": "Spring 2027", "queued": 1, "invited_before": 0,
+        "no_longer_subscribed": 0}  # fmt: skip
     again = run(env, "campaign", "email-unsent", "Spring 2027")
     assert again.returncode == 0 and "is left unsent" in again.stdout
     _drain(env)
@@ -770,9 +771,9 @@ def test_contacts_not_subscribed_are_not_counted_as_left_unsent_by_the_invite_em
                "--update-existing").returncode == 0  # fmt: skip
     on = run(env, "campaign", "edit", "Spring", "--invite-email", "on")
     assert "2 invites went unsent while the invite email was off" in on.stdout, on.stdout
-    sent = run(env, "campaign", "email-unsent", "Spring")
-    assert sent.stdout == ("Sending 1 invite of 'Spring': a worker sends them (`referral-bot "
-                           "jobs` shows it). 1 of them was not: no longer subscribed.\n"), sent
+    sent = _json(env, "campaign", "email-unsent", "Spring")
+    assert sent == {"campaign": "Spring", "queued": 1, "invited_before": 0,
+                    "no_longer_subscribed": 1}, sent  # fmt: skip
     again = run(env, "campaign", "email-unsent", "Spring")
     assert again.stdout == "No invite of 'Spring' is left unsent by the invite email being off.\n"
 
@@ -791,11 +792,21 @@ def test_target_with_hold_says_the_invites_are_held_and_what_keeps_them_back(
                "--live").returncode == 0  # fmt: skip
     held = run(env, "campaign", "target", "Spring 2027", "--segment", "VIP", "--hold")
     assert held.stdout.splitlines()[1] == (
-        "2 invites held for 5 minutes, then a worker sends them (`referral-bot advocates "
+        "2 invites held for 5 minutes: a worker sends them then (`referral-bot advocates "
         "--campaign 'Spring 2027'` says when; `referral-bot campaign pause 'Spring 2027'` "
         "keeps them back)."), held.stdout
     advocates = _json(env, "advocates", "--campaign", "Spring 2027")
     assert [a["invite"] for a in advocates] == ["held", "held"], advocates  # type: ignore[index]
+    # an invite delay outlasts the hold: said, not "held for 5 minutes" of invites due in 3 days
+    assert run(env, "campaign", "create", "Later", "--store-url", "https://shop.example",
+               "--invite-delay-days", "3", "--live").returncode == 0  # fmt: skip
+    for n, hold in enumerate(([], ["--hold"])):
+        more = tmp_path / f"more{n}.csv"
+        more.write_text(f"email\nm{n}@example.com\n", encoding="utf-8")
+        assert run(env, "import", str(more), "--segment", f"More {n}",
+                   "--create-segment").returncode == 0  # fmt: skip
+        later = run(env, "campaign", "target", "Later", "--segment", f"More {n}", *hold)
+        assert "1 invite due in 3 days: a worker sends it then (" in later.stdout, later
 
 
 def test_live_twice_says_the_second_time_it_was_live_already(

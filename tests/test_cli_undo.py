@@ -97,7 +97,16 @@ async def test_undo_with_advocates_says_which_advocates_it_takes(
     out = capsys.readouterr().out
     assert "1 deleted, 2 invites cancelled, 1 advocate removed." in out, out  # the deleted one
     assert ("--advocates takes only the advocates this import's own enrollment made; those "
-            "`campaign target` or `live` made of its contacts stay.") in out, out
+            "`campaign target` or `live` made of the contacts it keeps stay.") in out, out
+
+
+async def test_undo_with_advocates_and_no_campaign_says_nothing_of_advocates_staying(
+    shell: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await _import(shell, capsys, "Other", "kept@example.com")
+    batch = await _import(shell, capsys, "VIP", "kept@example.com", "new@example.com")
+    assert await _main("undo", str(batch), "--advocates") == 0
+    assert "--advocates takes" not in capsys.readouterr().out
 
 
 async def test_undo_refuses_what_it_cannot_undo(

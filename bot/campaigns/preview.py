@@ -129,8 +129,8 @@ async def preview_batch(db: Database, team_id: str, batch_id: int, segment_id: i
             total, already, excluded, not_subscribed, unsubscribed, before = row
             no_consent = not_subscribed + unsubscribed
             enrolling = total - already - excluded
-            # worded as the invites will record it (enroll.consent_reason), consent first:
-            # "invite email off" only of those *Email them* would email once it is on
+            # worded as the invites will record it (enroll.consent_reason), consent first, as
+            # each invite's start checks it: one not subscribed is never "invite email off"
             without: dict[str, int] = {}
             if not invite_email:
                 without["invite email off"] = enrolling - no_consent
