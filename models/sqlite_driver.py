@@ -70,6 +70,25 @@ class InterruptibleConnection(aiosqlite.Connection):
                 interrupt(self)  # another call's: one not begun is skipped when its turn comes)
             raise
 
+    _stopping: asyncio.Future[Any] | None = None
+
+    def stop(self) -> asyncio.Future[Any] | None:
+        self._stopping = super().stop()
+        return self._stopping
+
+    async def _connect(self) -> aiosqlite.Connection:
+        """aiosqlite's connect; a failed one (the file can't be opened) returns once the
+        connection's thread has stopped. aiosqlite queues the stop and raises at once: the
+        thread, answering later, found its caller's event loop closed ("Exception in thread
+        ... Event loop is closed", a test's warning; a shell's traceback at exit)."""
+        try:
+            return await super()._connect()
+        except BaseException:
+            if self._stopping is not None:
+                with suppress(BaseException):
+                    await asyncio.shield(self._stopping)
+            raise
+
     def stop_cancelled(self) -> int:
         """SQLite's progress handler, on the connection's thread: non-zero stops the running
         statement ("interrupted"), when its caller was cancelled."""
