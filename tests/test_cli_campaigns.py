@@ -32,6 +32,22 @@ def _json(env: dict[str, str], *args: str) -> dict | list:
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
+def _live_targeting_vip(env: dict[str, str], tmp_path: Path, campaign: str, *emails: str,
+                        hold: bool = False) -> Any:  # fmt: skip
+    """`emails` imported into a new segment VIP, a new live `campaign` targeting it (with
+    `--hold`: its invites held); what the targeting printed."""
+    people = tmp_path / "people.csv"
+    people.write_text("email\n" + "".join(f"{e}\n" for e in emails), encoding="utf-8")
+    assert run(env, "import", str(people), "--segment", "VIP",
+               "--create-segment").returncode == 0  # fmt: skip
+    assert run(env, "campaign", "create", campaign, "--store-url", "https://shop.example",
+               "--live").returncode == 0  # fmt: skip
+    targeted = run(env, "campaign", "target", campaign, "--segment", "VIP",
+                   *(["--hold"] if hold else []))  # fmt: skip
+    assert targeted.returncode == 0, targeted.stderr
+    return targeted
+
+
 def test_the_whole_campaign_path_from_the_shell(db_env: dict[str, str], tmp_path: Path) -> None:
     people = tmp_path / "people.csv"
     people.write_text("email,first_name,locale,Accepts Email Marketing\n"
@@ -373,13 +389,7 @@ async def test_invites_that_may_not_have_arrived_are_listed_and_resent_from_the_
 
     env = {**db_env, "SECRET_KEY": "s" * 32, "PUBLIC_URL": "https://r.example",
            "WORKER_POLL_SECONDS": "0.1"}  # fmt: skip
-    people = tmp_path / "people.csv"
-    people.write_text("email\nana@example.com\nbo@example.com\n", encoding="utf-8")
-    assert run(env, "import", str(people), "--segment", "VIP",
-               "--create-segment").returncode == 0  # fmt: skip
-    assert run(env, "campaign", "create", "Spring", "--store-url", "https://shop.example",
-               "--live").returncode == 0  # fmt: skip
-    assert run(env, "campaign", "target", "Spring", "--segment", "VIP").returncode == 0
+    _live_targeting_vip(env, tmp_path, "Spring", "ana@example.com", "bo@example.com")
     # the second message taken, its reply lost: the run stops there, nothing left to send
     async with smtp_server(Handler(drop_at={"DATA": {2}})) as server:
         sending = {**env, "SMTP_URL": f"{server.url}?timeout=2"}
@@ -784,13 +794,8 @@ def test_target_with_hold_says_the_invites_are_held_and_what_keeps_them_back(
     """`campaign target --hold` said "2 invites queued: a worker sends them", as if at once,
     while `advocates` showed them held for INVITE_HOLD_SECONDS."""
     env = {**db_env, "INVITE_HOLD_SECONDS": "300"}
-    people = tmp_path / "people.csv"
-    people.write_text("email\na@example.com\nb@example.com\n", encoding="utf-8")
-    assert run(env, "import", str(people), "--segment", "VIP",
-               "--create-segment").returncode == 0  # fmt: skip
-    assert run(env, "campaign", "create", "Spring 2027", "--store-url", "https://shop.example",
-               "--live").returncode == 0  # fmt: skip
-    held = run(env, "campaign", "target", "Spring 2027", "--segment", "VIP", "--hold")
+    held = _live_targeting_vip(env, tmp_path, "Spring 2027", "a@example.com", "b@example.com",
+                               hold=True)  # fmt: skip
     assert held.stdout.splitlines()[1] == (
         "2 invites held for 5 minutes: a worker sends them then (`referral-bot advocates "
         "--campaign 'Spring 2027'` says when; `referral-bot campaign pause 'Spring 2027'` "

@@ -20,7 +20,7 @@ from bot.settings import Settings, load_settings
 from handlers.later import Later
 from models import Database
 from tests.fakes.slack_api import FakeSlack, serve
-from tests.fakes.slack_requests import SlackRequests
+from tests.fakes.slack_requests import Reply, SlackRequests
 
 SECRET = "test-signing-secret"
 LEAD = "U0002"
@@ -61,6 +61,32 @@ class Harness:
         await self.done()
         responses: list[dict[str, Any]] = self.slack.responses[url]  # grows as answers come
         return responses
+
+    async def forms_opened_by(self, command: str, action: str, value: str, count: int,
+                              user: str = LEAD) -> list[dict[str, Any]]:  # fmt: skip
+        """`count` modals, each opened by clicking `action` in a new `/referral <command>`
+        list: the views as a submission carries them."""
+        views = []
+        for _ in range(count):
+            await self.click_in(await self.listing(command, user), action, value, user)
+            modal = self.slack.open_views(user)[-1]
+            views.append({k: v for k, v in self.slack.views[modal["id"]].items()
+                          if not k.startswith("_")})  # fmt: skip
+        return views
+
+    async def each_submitted_twice_at_once(self, forms: list[tuple[dict[str, Any],
+                                                                   dict[str, Any]]],
+                                           user: str = LEAD) -> list[Reply]:  # fmt: skip
+        """Every (state values, view) submitted twice in a row (Submit pressed again while
+        Slack was slow to hear the first answer), all the forms at once; every reply."""
+
+        async def twice(values: dict[str, Any], view: dict[str, Any]) -> list[Reply]:
+            submit = self.requests.view_submission
+            return [await submit(state_values=values, view=view, user_id=user)
+                    for _ in range(2)]  # fmt: skip
+
+        pairs = await asyncio.gather(*(twice(values, view) for values, view in forms))
+        return [reply for pair in pairs for reply in pair]
 
     async def settle(self) -> None:
         """Let listeners finish their work after the ack, then run every job that is due; again

@@ -573,20 +573,9 @@ async def test_campaign_forms_each_submitted_twice_at_once_are_never_told_their_
     submitted twice in a row and all at once, give the two reads every order (one run in
     ten failed before). Run all at once, this also stalled every answer for SQLite's busy
     timeout (tests/test_sqlite_driver.py says why) and lost campaigns."""
-    forms = []
-    for n in range(12):
-        listing = await _list(app)
-        await _click(app, Action.CAMPAIGN_CREATE, "new", listing)
-        modal = app.slack.open_views(LEAD)[-1]
-        view = {k: v for k, v in app.slack.views[modal["id"]].items() if not k.startswith("_")}
-        forms.append((f"Spring {n}", view))
-
-    async def twice(name: str, view: dict[str, Any]) -> list[Any]:
-        return [await app.requests.view_submission(state_values=_form(name), view=view,
-                                                   user_id=LEAD) for _ in range(2)]  # fmt: skip
-
-    pairs = await asyncio.gather(*(twice(name, view) for name, view in forms))
-    replies = [reply for pair in pairs for reply in pair]
+    views = await app.forms_opened_by("campaign", Action.CAMPAIGN_CREATE, "new", 12)
+    forms = [(_form(f"Spring {n}"), view) for n, view in enumerate(views)]
+    replies = await app.each_submitted_twice_at_once(forms)
     await app.done()
     assert [(r.status, r.body) for r in replies] == [(200, "")] * len(replies), replies
     assert await _count(app, "SELECT COUNT(*) FROM campaign") == len(forms)

@@ -779,20 +779,9 @@ async def test_segment_forms_each_submitted_twice_at_once_are_never_told_their_o
     twelve forms, each submitted twice in a row and all at once, give the reads every
     order."""
     await _ws(app)
-    forms = []
-    for n in range(12):
-        listing = await _list(app, user=REP)
-        await _click(app, Action.SEGMENT_CREATE, "0", listing, user=REP)
-        modal = app.slack.open_views(REP)[-1]
-        view = {k: v for k, v in app.slack.views[modal["id"]].items() if not k.startswith("_")}
-        forms.append((f"Promo {n}", view))
-
-    async def twice(name: str, view: dict[str, Any]) -> list[Any]:
-        return [await app.requests.view_submission(state_values=_name(name), view=view,
-                                                   user_id=REP) for _ in range(2)]  # fmt: skip
-
-    pairs = await asyncio.gather(*(twice(name, view) for name, view in forms))
-    replies = [reply for pair in pairs for reply in pair]
+    views = await app.forms_opened_by("segments", Action.SEGMENT_CREATE, "0", 12, user=REP)
+    forms = [(_name(f"Promo {n}"), view) for n, view in enumerate(views)]
+    replies = await app.each_submitted_twice_at_once(forms, user=REP)
     await _done(app)
     assert [(r.status, r.body) for r in replies] == [(200, "")] * len(replies), replies
     assert await _count(app, "SELECT COUNT(*) FROM segment WHERE name LIKE 'Promo %'") == 12
