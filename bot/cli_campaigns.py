@@ -34,7 +34,15 @@ from bot.jobs.queue import claim_by_key
 from bot.settings import Settings
 from bot.words import plural
 from bot.workspaces import find_segment
-from models import Campaign, CampaignState, Database, EnrollmentStatus, Segment, SegmentRole
+from models import (
+    Campaign,
+    CampaignState,
+    Database,
+    Enrollment,
+    EnrollmentStatus,
+    Segment,
+    SegmentRole,
+)
 from models.clock import utcnow
 
 # `campaign target` and `live` ask first (or take --yes) before enrolling more contacts than
@@ -128,14 +136,14 @@ def enroll_json(result: EnrollResult) -> dict[str, Any]:
             "not_emailed": result.not_emailed}  # fmt: skip
 
 
-def _enroll_text(result: EnrollResult, every_target: tuple[str, str, bool] | None = None,
-                 *, campaign: Campaign | None = None, hold: float = 0) -> str:  # fmt: skip
-    """What an enrollment run here did. `every_target` (the campaign's and the segment's
-    names, and whether the segment was a target already) when `campaign target` ran an
-    enrollment of all the campaign's targets that was waiting (service._pending_in: one an
-    undo or a cut-short `live` queued): its counts are of them all, not of the segment's.
-    `campaign` and `hold` (INVITE_HOLD_SECONDS, when `--hold` held the invites) say when
-    they go: its invite delay, else the hold (invites wait for the later of the two)."""
+def _enroll_text(result: EnrollResult, campaign: Campaign, *, hold: float = 0,
+                 every_target: tuple[str, bool] | None = None) -> str:  # fmt: skip
+    """What an enrollment of `campaign` run here did. `hold` (INVITE_HOLD_SECONDS, when
+    `--hold` held the invites) and the campaign's invite delay say when they go (invites wait
+    for the later of the two). `every_target` (the segment's name, and whether it was a
+    target already) when `campaign target` ran an enrollment of all the campaign's targets
+    that was waiting (service._pending_in: one an undo or a cut-short `live` queued): its
+    counts are of them all, not of the segment's."""
     already = result.already_advocates
     counts = (f"({already:,} already {'was' if already == 1 else 'were'}, "
               f"{result.excluded:,} excluded)")  # fmt: skip
@@ -143,13 +151,13 @@ def _enroll_text(result: EnrollResult, every_target: tuple[str, str, bool] | Non
     if every_target is None:
         lines = [f"{enrolled} {counts}."]
     else:
-        name, segment, was_a_target = every_target
+        segment, was_a_target = every_target
         among = "among them" if was_a_target else "now among them"
-        lines = [f"{enrolled} from every target of {name!r}, {segment!r} {among} "
+        lines = [f"{enrolled} from every target of {campaign.name!r}, {segment!r} {among} "
                  f"{counts}: an enrollment of them all was waiting."]  # fmt: skip
     them = "it" if result.invites_queued == 1 else "them"
-    delay = campaign.invite_delay_days if campaign is not None else 0
-    if result.invites_queued and campaign is not None and (delay or hold):
+    delay = campaign.invite_delay_days
+    if result.invites_queued and (delay or hold):
         # it said "queued: a worker sends them", as if now
         wait = f"due in {plural(delay, 'day')}" if delay else f"held for {_hold_words(hold)}"
         name = shlex.quote(campaign.name)
@@ -356,11 +364,12 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
             out.update(segment=segment.name,
                        previous_role=str(retargeted.was) if retargeted.was else None)
         cancelled = False
+        was_a_target = retargeted is not None and retargeted.was == SegmentRole.TARGET
         if enrollment is not None:
             hold = settings.invite_hold_seconds if getattr(args, "hold", False) else 0
             try:
-                result = await _enroll_here(db, team, enrollment, hold,
-                                            settings.job_lease_seconds)  # fmt: skip
+                ran = await _enroll_here(db, team, enrollment, hold,
+                                         settings.job_lease_seconds)  # fmt: skip
             except _EnrollmentCancelled:
                 cancelled = True
                 text = _cancelled_text(campaign, args.segment if command == "target" else None)
@@ -370,24 +379,20 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                     _warn_sender(campaign, settings)
                 raise
             else:
-                if result is None:
+                if ran is None:
                     out["enrolling"] = "a worker"
                     text = (f"A worker is enrolling the contacts of {campaign.name!r} now: "
                             "`referral-bot jobs` follows it.")  # fmt: skip
                 else:
+                    result, every = ran[0], command == "target" and ran[1].segment_id is None
                     out.update(enroll_json(result))
-                    ran = await service.get_enrollment(db, team, enrollment)
-                    every = command == "target" and ran.segment_id is None
                     if every:
                         out["of_every_target"] = True
-                    was_a_target = retargeted is not None and retargeted.was == SegmentRole.TARGET
-                    text = _enroll_text(result, (campaign.name, segment.name, was_a_target)
-                                        if every else None, campaign=campaign,
-                                        hold=hold)  # fmt: skip
+                    text = _enroll_text(result, campaign, hold=hold,
+                                        every_target=(segment.name, was_a_target)
+                                        if every else None)  # fmt: skip
         elif command == "target":
-            text = _target_waits_text(campaign, args.segment,
-                                      already=retargeted is not None
-                                      and retargeted.was == SegmentRole.TARGET)  # fmt: skip
+            text = _target_waits_text(campaign, args.segment, already=was_a_target)
         elif command == "live":
             text = await _live_text(db, team, campaign, already=not went_live)
         else:
@@ -588,9 +593,10 @@ async def _edit(db: Database, team: str, campaign: Campaign, settings: Settings,
 
 
 async def _enroll_here(db: Database, team: str, enrollment: int, hold_seconds: float,
-                       lease_seconds: float) -> EnrollResult | None:  # fmt: skip
+                       lease_seconds: float) -> tuple[EnrollResult, Enrollment] | None:  # fmt: skip
     """Run the enrollment's job in this process (bot.jobs.here): cut short, a worker or the
-    next `campaign live` finishes it. None when a worker runs it already."""
+    next `campaign live` finishes it. What it did, and the enrollment as it ended; None when
+    a worker runs it already."""
     owner = shell_owner()
     key = service.enrollment_job_key(enrollment)
     job = await claim_by_key(db, team, key, owner, lease_seconds)
@@ -604,7 +610,7 @@ async def _enroll_here(db: Database, team: str, enrollment: int, hold_seconds: f
     ran = await service.get_enrollment(db, team, enrollment)
     if ran.status in (EnrollmentStatus.QUEUED, EnrollmentStatus.RUNNING):
         raise _EnrollmentCancelled  # the run found its job cancelled: it enrolled nobody
-    return result
+    return result, ran
 
 
 class _EnrollmentCancelled(Exception):

@@ -84,8 +84,8 @@ class InterruptibleConnection(aiosqlite.Connection):
         try:
             return await super()._connect()
         except BaseException:
-            if self._stopping is not None:
-                with suppress(BaseException):
+            if self._stopping is not None:  # its outcome is the stop's, nothing to tell; a
+                with suppress(Exception):  # cancel of this wait goes on (not swallowed)
                     await asyncio.shield(self._stopping)
             raise
 

@@ -1003,14 +1003,14 @@ async def cancel_held(db: Database, team_id: str, enrollment_id: int, who: str) 
 # Only for advocates that still exist (an undo took some out: no link left to send). Of one
 # enrollment (its report's button), or of every enrollment of the campaign (the list, the
 # shell).
-_EMAIL_UNSENT_CONSENT = ("(SELECT {} FROM contact c WHERE c.id = invite.contact_id "
-                         "AND c.team_id = :t AND NOT c.subscribed)")
+# the invite's contact's consent reason when it is no longer subscribed, else NULL
+_NO_LONGER_SUBSCRIBED = (f"(SELECT {consent_reason('c')} FROM contact c WHERE "
+                         "c.id = invite.contact_id AND c.team_id = :t AND NOT c.subscribed)")
 _EMAIL_UNSENT = f"""
     UPDATE invite SET
-        state = CASE WHEN {_EMAIL_UNSENT_CONSENT.format(consent_reason("c"))} IS NOT NULL
-                     THEN 'not_emailed'
+        state = CASE WHEN {_NO_LONGER_SUBSCRIBED} IS NOT NULL THEN 'not_emailed'
                      WHEN {INVITE_INVITED_BEFORE} THEN 'not_emailed' ELSE 'queued' END,
-        reason = COALESCE({_EMAIL_UNSENT_CONSENT.format(consent_reason("c"))},
+        reason = COALESCE({_NO_LONGER_SUBSCRIBED},
                           CASE WHEN {INVITE_INVITED_BEFORE} THEN 'invited before' END),
         send_after = {{due}}, updated_at = :now
     WHERE team_id = :t AND campaign_id = :c AND {{enrollment}} AND state = 'not_emailed'

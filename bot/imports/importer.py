@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO, TextIO
@@ -224,7 +225,7 @@ async def import_files(
                 f"{plural(applied.total, 'row')} applied)")
 
     enrolled = invites = 0
-    not_emailed: dict[str, int] = {}
+    not_emailed: Counter[str] = Counter()
     async with running_here(db, team_id, job_id, owner, lease_seconds, stopped=stopped,
                             undo=batch.id) as job:  # fmt: skip
         result = await apply_batch(db, team_id, batch.id, on_progress=show,
@@ -233,8 +234,7 @@ async def import_files(
         for counts in await enroll_imported_now(db, result):
             enrolled += counts.enrolled
             invites += counts.invites_queued
-            for reason, count in counts.not_emailed.items():
-                not_emailed[reason] = not_emailed.get(reason, 0) + count
+            not_emailed.update(counts.not_emailed)
     bar.close()
     written = await write_rejects(db, team_id, batch.id, rejects) if rejects is not None else 0
     if result.status == BatchStatus.CANCELLED:  # `jobs cancel` from another shell
@@ -244,7 +244,7 @@ async def import_files(
             f"before it stopped (`referral-bot undo {batch.id}` takes them out)."
         )  # fmt: skip
     return ImportResult(result, target.name, written, enrolled, invites, skipped,
-                        await _notes(db, team_id, batch.id), not_emailed)  # fmt: skip
+                        await _notes(db, team_id, batch.id), dict(not_emailed))  # fmt: skip
 
 
 async def _notes(db: Database, team_id: str, batch_id: int) -> list[tuple[str, str]]:
