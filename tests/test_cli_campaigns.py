@@ -316,6 +316,34 @@ def test_a_command_run_without_default_locale_leaves_the_workspaces_as_they_are(
     assert _invite_language(db_env, tmp_path) == "fr"
 
 
+def test_advocates_says_an_invite_went_in_another_language_for_want_of_a_template(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Slack's report said "sent in en: no template in their language"; the shell's
+    `advocates` said "sent" alone of a Korean customer emailed in English."""
+    people = tmp_path / "people.csv"
+    people.write_text("email,first_name,locale\nkim@example.com,Kim,ko\n"
+                      "jean@example.com,Jean,fr\n", encoding="utf-8")  # fmt: skip
+    assert run(db_env, "import", str(people), "--segment", "VIP",
+               "--create-segment").returncode == 0  # fmt: skip
+    env = {**db_env, "SECRET_KEY": "s" * 32, "PUBLIC_URL": "https://r.example",
+           "OUTBOX_DIR": str(tmp_path / "outbox"), "WORKER_POLL_SECONDS": "0.1"}  # fmt: skip
+    assert run(env, "campaign", "create", "Printemps", "--store-url", "https://shop.example",
+               "--live").returncode == 0  # fmt: skip
+    assert run(env, "campaign", "target", "Printemps", "--segment", "VIP").returncode == 0
+    _drain(env)
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
+    lines = run(db_env, "advocates", "--campaign", "Printemps").stdout.splitlines()
+    (kim,) = [line for line in lines if line.startswith("kim@")]
+    (jean,) = [line for line in lines if line.startswith("jean@")]
+    assert "  sent in en: no template in their language (ko)  clicks 0" in kim, kim
+    assert "  sent  clicks 0" in jean, jean  # a template of its own: nothing to say
+    by_email = {a["email"]: a for a in _json(db_env, "advocates", "--campaign", "Printemps")}
+    assert (by_email["kim@example.com"]["fell_back_to"], by_email["kim@example.com"]["locale"]
+            ) == ("en", "ko")  # fmt: skip
+    assert by_email["jean@example.com"]["fell_back_to"] is None
+
+
 def test_campaign_list_prints_the_delay_and_the_invites_sent(db_env: dict[str, str],
                                                              tmp_path: Path) -> None:  # fmt: skip
     """As the README's table promises (and `--json` and Slack's list show): the text listing
