@@ -71,7 +71,7 @@ from bot.progress import ProgressBar
 from bot.segments import SEGMENT_WITHDRAWN
 from bot.settings import Settings, SettingsError, load_settings
 from bot.temp_files import disk_temporary_file
-from bot.words import plural
+from bot.words import plural, quoted
 from bot.workspaces import WorkspaceError, apply_default_locale, resolve_team
 from models import Database, Job, JobState
 from models.db import exception_chain
@@ -719,7 +719,7 @@ async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.N
         print(json.dumps(summary))
         return 0
     made = "" if exists else " (it would be created)"
-    lines = [f"Dry run: nothing was written. Importing into segment {args.segment!r}{made}:",
+    lines = [f"Dry run: nothing was written. Importing into segment {quoted(args.segment)}{made}:",
              f"  {_counted(t.rows, 'row')} read",
              f"  {t.valid:>10,} valid ({plural(result.new_contacts, 'new contact')}, "
              f"{result.existing_contacts:,} already known)",
@@ -732,7 +732,8 @@ async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.N
         lines.append(f"  {t.warnings:>10,} would be imported with a warning (an unknown locale, "
                      "or a consent value not recognised: see below)")  # fmt: skip
     for c in result.campaigns:
-        lines.append(f"  {c.will_invite:>10,} would be invited by live campaign {c.campaign!r}")
+        lines.append(f"  {c.will_invite:>10,} would be invited by live campaign "
+                     f"{quoted(c.campaign)}")
     lines += [f"Note on {label}: {text}" for label, text in result.notes]
     print("\n".join(lines))
     return 0
@@ -748,7 +749,7 @@ def _readable(s: dict[str, Any], rejects: Path | None, written: int) -> str:
     lines = [
         # the import's number: what `undo`, `audit` and `jobs` name it by (a job's own id,
         # the first number `jobs` shows, is another)
-        f"Imported into segment {s['segment']!r} (import #{s['import_id']}):",
+        f"Imported into segment {quoted(s['segment'])} (import #{s['import_id']}):",
         f"  {_counted(s['rows'], 'row')} read",
         f"  {s['valid']:>10,} valid ({plural(s['new_contacts'], 'new contact')}, "
         f"{s['existing_contacts']:,} already known)",
@@ -1008,7 +1009,7 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
             error += (f"; no running worker could run it now{_needs().get(job.kind, '')}"
                       if later else
                       f"  waiting for a worker that can run it{_needs().get(job.kind, '')}")
-        of = _of_import(job) or (f"  campaign {campaigns[job.id]!r}" if job.id in campaigns
+        of = _of_import(job) or (f"  campaign {quoted(campaigns[job.id])}" if job.id in campaigns
                                  else "")  # fmt: skip
         rows.append((str(job.id), job.kind, str(job.state), progress,
                      f"attempts {job.attempts}/{job.max_attempts}{of}{error}"))

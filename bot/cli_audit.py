@@ -19,6 +19,7 @@ from bot.audit import CLI, Entry, recent, sentence
 from bot.cli_common import JSON_HELP, MAX_INT, TEAM_HELP, CliError, more_with_limit, positive
 from bot.leads import LeadsError, add_lead, is_user_id, leads, remove_lead
 from bot.settings import Settings
+from bot.words import quoted
 from models import Database
 from models.clock import as_utc
 
@@ -74,7 +75,7 @@ def parse_since(value: str) -> datetime:
             return datetime(day.year, day.month, day.day, tzinfo=UTC)
         when = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise CliError(f"--since {value!r}: use YYYY-MM-DD or an ISO datetime like "
+        raise CliError(f"--since {quoted(value)}: use YYYY-MM-DD or an ISO datetime like "
                        "2025-03-01T09:30") from None  # fmt: skip
     return as_utc(when)
 
@@ -128,7 +129,7 @@ def _user(value: str) -> str:
         user_id = pasted.group(1).strip()
     user_id = user_id.upper()
     if not is_user_id(user_id):
-        raise CliError(f"{value!r} isn't a Slack user id (like U012AB3CD: in Slack, a "
+        raise CliError(f"{quoted(value)} isn't a Slack user id (like U012AB3CD: in Slack, a "
                        "profile's ⋮ menu › Copy member ID).")  # fmt: skip
     return user_id
 

@@ -32,7 +32,7 @@ from bot.cli_common import ask_first
 from bot.jobs.here import running_here, shell_owner
 from bot.jobs.queue import claim_by_key
 from bot.settings import Settings
-from bot.words import plural
+from bot.words import plural, quoted
 from bot.workspaces import find_segment
 from models import (
     Campaign,
@@ -153,8 +153,8 @@ def _enroll_text(result: EnrollResult, campaign: Campaign, *, hold: float = 0,
     else:
         segment, was_a_target = every_target
         among = "among them" if was_a_target else "now among them"
-        lines = [f"{enrolled} from every target of {campaign.name!r}, {segment!r} {among} "
-                 f"{counts}: an enrollment of them all was waiting."]  # fmt: skip
+        lines = [f"{enrolled} from every target of {quoted(campaign.name)}, {quoted(segment)} "
+                 f"{among} {counts}: an enrollment of them all was waiting."]  # fmt: skip
     them = "it" if result.invites_queued == 1 else "them"
     delay = campaign.invite_delay_days
     if result.invites_queued and (delay or hold):
@@ -190,7 +190,7 @@ async def _segment(db: Database, team: str, name: str, args: argparse.Namespace)
     `delete` and `export` say (it said "No segment named 'Nope'." and no more)."""
     segment = await find_segment(db, team, name)
     if segment is None:
-        raise CampaignCliError(f"No segment named {name!r} in this workspace "
+        raise CampaignCliError(f"No segment named {quoted(name)} in this workspace "
                                f"({_listing(args, 'segments')} lists them).")  # fmt: skip
     return segment
 
@@ -200,7 +200,7 @@ async def _find(db: Database, team: str, name: str, args: argparse.Namespace) ->
     try:
         return await service.find_campaign(db, team, name)
     except service.CampaignError:
-        raise CampaignCliError(f"No campaign named {name!r} in this workspace "
+        raise CampaignCliError(f"No campaign named {quoted(name)} in this workspace "
                                f"({_listing(args, 'campaign list')} lists them).") from None
 
 
@@ -264,7 +264,7 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                                     requested_by=CLI, hold=False)  # fmt: skip
         out = {"id": campaign.id, "name": campaign.name,
                "state": CampaignState.LIVE if args.live else campaign.state}  # fmt: skip
-        text = f"Campaign {campaign.name!r} created ({out['state']})."
+        text = f"Campaign {quoted(campaign.name)} created ({out['state']})."
         print(json.dumps(out) if args.json else text)
         _warn_sender(campaign, settings)
         return 0
@@ -325,17 +325,17 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
             done = await email_unsent(db, team, cid, actor=CLI)
             if not done.invite_email:
                 raise CampaignCliError(
-                    f"The invite email of {campaign.name!r} is off: nobody was emailed. Turn it "
-                    f"on first (referral-bot campaign edit {shlex.quote(campaign.name)} "
+                    f"The invite email of {quoted(campaign.name)} is off: nobody was emailed. "
+                    f"Turn it on first (referral-bot campaign edit {shlex.quote(campaign.name)} "
                     "--invite-email on).")  # fmt: skip
             out = {"campaign": campaign.name, "queued": done.count,
                    "invited_before": done.emailed_before,
                    "no_longer_subscribed": done.unsubscribed}  # fmt: skip
-            text = (f"Sending {plural(done.count, 'invite')} of {campaign.name!r}: a worker "
+            text = (f"Sending {plural(done.count, 'invite')} of {quoted(campaign.name)}: a worker "
                     f"sends them (`referral-bot jobs` shows it).{done.not_again()}"
-                    if done.count else done.none_sent(repr(campaign.name)) or
-                    f"No invite of {campaign.name!r} is left unsent by the invite email being "
-                    "off.")  # fmt: skip
+                    if done.count else done.none_sent(quoted(campaign.name)) or
+                    f"No invite of {quoted(campaign.name)} is left unsent by the invite email "
+                    "being off.")  # fmt: skip
             print(json.dumps(out) if args.json else text)
             return 0
         elif command == "retry-sending":
@@ -381,7 +381,7 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
             else:
                 if ran is None:
                     out["enrolling"] = "a worker"
-                    text = (f"A worker is enrolling the contacts of {campaign.name!r} now: "
+                    text = (f"A worker is enrolling the contacts of {quoted(campaign.name)} now: "
                             "`referral-bot jobs` follows it.")  # fmt: skip
                 else:
                     result, every = ran[0], command == "target" and ran[1].segment_id is None
@@ -396,8 +396,8 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         elif command == "live":
             text = await _live_text(db, team, campaign, already=not went_live)
         else:
-            text = (f"Campaign {campaign.name!r} was paused already." if paused_already else
-                    f"Campaign {campaign.name!r} is paused.")  # fmt: skip
+            text = (f"Campaign {quoted(campaign.name)} was paused already." if paused_already else
+                    f"Campaign {quoted(campaign.name)} is paused.")  # fmt: skip
         if retargeted is not None and retargeted.was == SegmentRole.EXCLUDE:
             text = _was_excluded_text(campaign, segment, text)
         if cancelled:  # a failure as `import` and `undo` stopped by `jobs cancel` are: exit 1
@@ -422,15 +422,15 @@ async def _ask_first(db: Database, team: str, campaign: Campaign, segment: Segme
     found = await service.audience(db, team, campaign.id or 0, seg_id)
     if found.enrolled <= ASK_OVER:
         return
-    name = repr(campaign.name)
-    doing = "going live" if segment is None else f"targeting {segment.name!r}"
+    name = quoted(campaign.name)
+    doing = "going live" if segment is None else f"targeting {quoted(segment.name)}"
     later = (f", {plural(campaign.invite_delay_days, 'day')} later"
              if campaign.invite_delay_days else "")
     would = (f"{doing} would enroll {plural(found.enrolled, 'contact')} in {name} at once, and "
              f"a worker would email an invite to the {found.subscribed:,} of them who are "
              f"subscribed{later}")  # fmt: skip
     question = (f"Put {name} live?" if segment is None else
-                f"Target {segment.name!r} with {name}?")  # fmt: skip
+                f"Target {quoted(segment.name)} with {name}?")  # fmt: skip
     stays = "a draft" if campaign.state == CampaignState.DRAFT else "paused"
     ask_first(would[:1].upper() + would[1:] + ".", question, unasked=f"Nothing changed: {would}",
               add_yes_to="do it", refusal=CampaignCliError,
@@ -449,15 +449,15 @@ async def _retry_sending(db: Database, team: str, campaign: Campaign,
     out = {"campaign": campaign.name, "restarted": len(restarted),
            "retry_jobs": [r.job_id for r in waiting]}  # fmt: skip
     if restarted:
-        text = (f"Sending the invites of {campaign.name!r} again: a worker sends them "
+        text = (f"Sending the invites of {quoted(campaign.name)} again: a worker sends them "
                 "(`referral-bot jobs` shows it).")  # fmt: skip
     elif waiting:
         how = "under way" if any(r.state == "running" for r in waiting) else "queued"
-        text = (f"A retry of sending the invites of {campaign.name!r} is {how} already "
+        text = (f"A retry of sending the invites of {quoted(campaign.name)} is {how} already "
                 f"({'; '.join(_retry_words(r) for r in waiting)}): a worker sends them "
                 "(`referral-bot jobs` shows it).")  # fmt: skip
     else:
-        text = f"No invites of {campaign.name!r} stopped sending: nothing to retry."
+        text = f"No invites of {quoted(campaign.name)} stopped sending: nothing to retry."
     print(json.dumps(out) if args.json else text)
     return 0
 
@@ -470,11 +470,11 @@ async def _resend_uncertain(db: Database, team: str, campaign: Campaign,
     done = await resend_campaign_uncertain(db, team, campaign.id or 0, actor=CLI)
     name = shlex.quote(campaign.name)
     if not done.invite_email:
-        raise CampaignCliError(done.words(repr(campaign.name), retry="", turn_on=(
+        raise CampaignCliError(done.words(quoted(campaign.name), retry="", turn_on=(
             f"Turn it on first (referral-bot campaign edit {name} --invite-email on)")))
     out = {"campaign": campaign.name, "queued": done.count,
            "waiting_for_retry": done.waiting_for_retry}  # fmt: skip
-    text = done.words(repr(campaign.name), retry=f"referral-bot campaign retry-sending {name}",
+    text = done.words(quoted(campaign.name), retry=f"referral-bot campaign retry-sending {name}",
                       turn_on="", sent_by=" (`referral-bot jobs` shows it)")  # fmt: skip
     print(json.dumps(out) if args.json else text)
     return 0
@@ -493,8 +493,8 @@ async def _live_text(db: Database, team: str, campaign: Campaign, *, already: bo
     enrolled, or no segment targeted yet, which says how to target one (it said "Campaign
     'Spring': live done."). `already`: it was live before this run (said so, as a second
     `pause` says "was paused already")."""
-    text = (f"Campaign {campaign.name!r} was live already." if already else
-            f"Campaign {campaign.name!r} is live.")  # fmt: skip
+    text = (f"Campaign {quoted(campaign.name)} was live already." if already else
+            f"Campaign {quoted(campaign.name)} is live.")  # fmt: skip
     targets = [t for t in await service.targets_of(db, team, campaign.id or 0)
                if t.role == SegmentRole.TARGET]  # fmt: skip
     if targets:
@@ -510,8 +510,8 @@ def _target_waits_text(campaign: Campaign, segment: str, *, already: bool = Fals
     it was a target before (it said "is now a target" each time, as if new)."""
     state = CampaignState.DRAFT if campaign.state == CampaignState.DRAFT else CampaignState.PAUSED
     now = "was already" if already else "is now"
-    return (f"{segment!r} {now} a target of {campaign.name!r}, a {state} campaign: its contacts "
-            f"{service.enrolled_when(state)} (referral-bot campaign live "
+    return (f"{quoted(segment)} {now} a target of {quoted(campaign.name)}, a {state} campaign: "
+            f"its contacts {service.enrolled_when(state)} (referral-bot campaign live "
             f"{shlex.quote(campaign.name)}).")
 
 
@@ -531,7 +531,7 @@ def _excluded_text(campaign: Campaign, segment: Segment, done: service.Exclusion
     """What `campaign exclude` did. A segment the campaign targeted is a target no more: that
     is said first, with how to target it again, as nothing else would show it (there is no
     untargeting: excluding is how a segment stops being a target)."""
-    seg, name = repr(segment.name), repr(campaign.name)
+    seg, name = quoted(segment.name), quoted(campaign.name)
     first = {SegmentRole.TARGET: f"{seg} was a target of {name}; it is now excluded instead: "
                                  "no contact of it is enrolled, even one in another target.",
              SegmentRole.EXCLUDE: f"{seg} was already excluded from {name}.",
@@ -556,7 +556,8 @@ def _was_excluded_text(campaign: Campaign, segment: Segment, done: str) -> str:
     _excluded_text). That is said first, what was `done` next, then how to exclude it again
     (its new advocates stay advocates)."""
     return "\n".join([
-        f"{segment.name!r} was excluded from {campaign.name!r}; it is now a target instead.",
+        f"{quoted(segment.name)} was excluded from {quoted(campaign.name)}; it is now a target "
+        "instead.",
         done, f"To exclude it again: referral-bot campaign exclude {shlex.quote(campaign.name)} "
               f"--segment {shlex.quote(segment.name)}"])  # fmt: skip
 
@@ -581,7 +582,7 @@ async def _edit(db: Database, team: str, campaign: Campaign, settings: Settings,
     unsent = await unsent_while_off(db, team, saved.id or 0) if saved.invite_email else 0
     out = {"campaign": saved.name, "invite_email": saved.invite_email,
            "invite_delay_days": saved.invite_delay_days, "unsent_while_off": unsent}  # fmt: skip
-    text = f"Campaign {saved.name!r} saved (invite email {_invite_words(out)})."
+    text = f"Campaign {quoted(saved.name)} saved (invite email {_invite_words(out)})."
     if unsent and args.invite_email == "on":  # said when it is turned on, not on any edit
         # (a new store URL repeated it); `campaign list` and --json keep telling it
         text += (f"\n{plural(unsent, 'invite')} went unsent while the invite email was off: "
@@ -624,10 +625,10 @@ def _cancelled_text(campaign: Campaign, segment: str | None) -> str:
     (service._pending_in)."""
     name = shlex.quote(campaign.name)
     if segment is not None:
-        done, who = f"{segment!r} is a target of {campaign.name!r}", "its contacts"
+        done, who = f"{quoted(segment)} is a target of {quoted(campaign.name)}", "its contacts"
         again = f"referral-bot campaign target {name} --segment {shlex.quote(segment)}"
     else:
-        done, who = f"Campaign {campaign.name!r} is live", "its targets"
+        done, who = f"Campaign {quoted(campaign.name)} is live", "its targets"
         again = f"referral-bot campaign live {name}"
     return (f"{done}, but the job enrolling {who} was cancelled (`referral-bot jobs cancel`) "
             f"before it enrolled anyone. To enroll them: {again}")
@@ -688,5 +689,5 @@ async def _advocates(db: Database, team: str, settings: Settings, args: argparse
             invite += f" in {row['fell_back_to']}: no template in their language{wanted}"
         print(f"{row['email']}  {row['link']}  {invite}  clicks {row['clicks']}{consent}")
     if not rows:
-        print(f"No advocates in {campaign.name!r} yet.")
+        print(f"No advocates in {quoted(campaign.name)} yet.")
     return 0

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from bot.ids import MAX_INT as MAX_INT  # the largest id or count every database takes
 from bot.settings import Settings
+from bot.words import quoted
 from models import Database
 
 # The help of the options every workspace command takes (most said nothing at all)
@@ -23,7 +24,7 @@ def positive(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} isn't a whole number") from None
+        raise argparse.ArgumentTypeError(f"{quoted(text)} isn't a whole number") from None
     if not 1 <= value <= MAX_INT:
         raise argparse.ArgumentTypeError(f"{text} isn't between 1 and {MAX_INT:,}")
     return value

@@ -21,6 +21,7 @@ from bot.contact_admin import (
     typed_check,
 )
 from bot.settings import Settings
+from bot.words import quoted
 from models import Database
 
 COMMANDS: tuple[str, ...] = ("contacts",)
@@ -76,7 +77,7 @@ async def _search(db: Database, team: str, args: argparse.Namespace) -> int:
             print(_more(args.limit), file=sys.stderr)
         return 0
     if not rows:
-        print(f"No contact's email, first name or last name starts with {args.query!r}.")
+        print(f"No contact's email, first name or last name starts with {quoted(args.query)}.")
         return 0
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
     lines = [HEADER, *(_line(r) for r in rows)]
@@ -145,7 +146,7 @@ async def _delete(db: Database, team: str, args: argparse.Namespace) -> int:
     try:
         result = await delete_contact(db, team, contact_id, CLI, check=typed_check(args.email))
     except ContactGone:
-        raise CliError(f"No contact with the email {args.email.strip()!r} in this workspace "
+        raise CliError(f"No contact with the email {quoted(args.email.strip())} in this workspace "
                        "any more: it was deleted meanwhile. Nothing else was deleted.") from None
     if args.json:
         print(json.dumps({"email": result.email, "segments": result.segments,

@@ -13,6 +13,7 @@ from bot.home_refresh import queue_home_refresh
 from bot.mailchimp import accounts, api
 from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
 from bot.settings import Settings
+from bot.words import quoted
 from models import Database
 
 
@@ -56,11 +57,11 @@ async def resolve_audiences(db: Database, team: str, settings: Settings,
             a for a in known if a.name.casefold() == value.casefold()]  # fmt: skip
         if not match:
             names = ", ".join(f"{a.name} ({a.id})" for a in known) or "none"
-            raise MailchimpCliError(f"No Mailchimp audience {value!r}. Audiences: {names}.")
+            raise MailchimpCliError(f"No Mailchimp audience {quoted(value)}. Audiences: {names}.")
         if len(match) > 1:
             ids = ", ".join(f"{a.name} ({a.id})" for a in match)
-            raise MailchimpCliError(f"{len(match)} audiences are named {value!r}: {ids}. Give "
-                                    "the id of the one to import with --mailchimp-list.")
+            raise MailchimpCliError(f"{len(match)} audiences are named {quoted(value)}: {ids}. "
+                                    "Give the id of the one to import with --mailchimp-list.")
         if match[0] not in chosen:
             chosen.append(match[0])
     return creds, chosen

@@ -28,6 +28,7 @@ from bot.imports.mapping import (
     shown_name,
 )
 from bot.settings import Settings
+from bot.words import quoted
 from models import Database
 from models.clock import as_utc
 
@@ -44,7 +45,7 @@ def mapping_id(text: str) -> str:
     value = text.strip().lower()
     if not _HEX.fullmatch(value) or len(value) < MIN_ID_DIGITS:
         raise argparse.ArgumentTypeError(
-            f"{text!r} isn't a mapping id: give the id `referral-bot mappings` lists (hex "
+            f"{quoted(text)} isn't a mapping id: give the id `referral-bot mappings` lists (hex "
             f"digits, at least {MIN_ID_DIGITS})")  # fmt: skip
     return value
 
@@ -130,7 +131,7 @@ def _shortened(header: list[str]) -> str:
     """The header's non-blank names, each cut to SHOWN_CHARS, the first SHOWN_HEADERS of
     them: a wide export's hundred columns, or a long one's cells, are no listing."""
     named = [h.strip() for h in header if h.strip()]
-    shown = [repr(n if len(n) <= SHOWN_CHARS else n[: SHOWN_CHARS - 1] + "…")
+    shown = [quoted(n if len(n) <= SHOWN_CHARS else n[: SHOWN_CHARS - 1] + "…")
              for n in named[:SHOWN_HEADERS]]  # fmt: skip
     if not shown:
         return "(no names)"

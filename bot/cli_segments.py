@@ -29,7 +29,7 @@ from bot.segments import (
     write_export,
 )
 from bot.settings import Settings
-from bot.words import listed, plural
+from bot.words import listed, plural, quoted
 from bot.workspaces import WorkspaceError, find_segment, segment_sizes
 from models import Database, Segment, SegmentRole
 from models.contacts import ALL_CUSTOMERS
@@ -89,7 +89,7 @@ async def _named(db: Database, team: str, name: str, args: argparse.Namespace) -
         raise CliError(f"Name a segment: the name given is blank ({listing} lists them).")
     segment = await find_segment(db, team, name)
     if segment is None or segment.id is None:
-        raise CliError(f"No segment named {name!r} in this workspace ({listing} lists them).")
+        raise CliError(f"No segment named {quoted(name)} in this workspace ({listing} lists them).")
     return segment
 
 
@@ -111,7 +111,7 @@ async def _rename(db: Database, team: str, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"renamed": renamed.old, "to": renamed.new}))
     else:
-        print(f"Renamed segment {renamed.old!r} to {renamed.new!r}.")
+        print(f"Renamed segment {quoted(renamed.old)} to {quoted(renamed.new)}.")
     return 0
 
 
@@ -123,7 +123,7 @@ async def _delete(db: Database, team: str, args: argparse.Namespace) -> int:
                                        expect_campaigns=expect)  # fmt: skip
     except SegmentInUse as exc:  # its own words say "Click Delete again"
         names = ", ".join(c.name for c in exc.campaigns) or "none"
-        raise CliError(f"Nothing was deleted: the campaigns using {segment.name!r} changed "
+        raise CliError(f"Nothing was deleted: the campaigns using {quoted(segment.name)} changed "
                        f"while you were asked (now: {names}). Run it again to see what "
                        "deleting it means.") from None  # fmt: skip
     if args.json:
@@ -131,7 +131,7 @@ async def _delete(db: Database, team: str, args: argparse.Namespace) -> int:
                           "campaigns": [{"name": c.name, "role": c.role}
                                         for c in deleted.campaigns]}))  # fmt: skip
         return 0
-    print(f"Deleted segment {deleted.name!r}{_taken_out(deleted.members)}.")
+    print(f"Deleted segment {quoted(deleted.name)}{_taken_out(deleted.members)}.")
     for campaign in deleted.campaigns:
         print(f"  {campaign.consequence()}")
     return 0
@@ -153,15 +153,16 @@ async def _confirmed(db: Database, team: str, segment: Segment,
     if not members and not campaigns:
         return None
     stay = "it stays" if members == 1 else "they stay"
-    lines = [f"{segment.name!r} holds {plural(members, 'contact')}: {stay} in "
+    lines = [f"{quoted(segment.name)} holds {plural(members, 'contact')}: {stay} in "
              f"{ALL_CUSTOMERS}; only the segment goes." if members
-             else f"{segment.name!r} holds no contacts."]  # fmt: skip
+             else f"{quoted(segment.name)} holds no contacts."]  # fmt: skip
     lines += [f"  {c.consequence()}" for c in campaigns[:MAX_CAMPAIGNS_NAMED]]
     if len(campaigns) > MAX_CAMPAIGNS_NAMED:
         lines.append(f"  …and {plural(len(campaigns) - MAX_CAMPAIGNS_NAMED, 'more campaign')}.")
-    ask_first("\n".join(lines), f"Delete segment {segment.name!r}?",
+    ask_first("\n".join(lines), f"Delete segment {quoted(segment.name)}?",
               unasked=f"Nothing was deleted: {_what_it_holds(segment.name, members, campaigns)}",
-              add_yes_to="delete it", declined=f"Nothing was deleted: {segment.name!r} is kept.")
+              add_yes_to="delete it",
+              declined=f"Nothing was deleted: {quoted(segment.name)} is kept.")
     return uses_key(campaigns)
 
 
@@ -169,7 +170,7 @@ def _what_it_holds(name: str, members: int, campaigns: list[CampaignUse]) -> str
     """What deleting the segment would change, in a clause: "'VIP' holds 2 contacts, and
     Spring targets it", "'VIP' holds no contacts, but Spring targets it and Autumn excludes
     it", "'VIP' holds 1 contact"."""
-    holds = f"{name!r} holds {plural(members, 'contact') if members else 'no contacts'}"
+    holds = f"{quoted(name)} holds {plural(members, 'contact') if members else 'no contacts'}"
     uses = [f"{c.name} {'targets' if c.role == SegmentRole.TARGET else 'excludes'} it"
             for c in campaigns[:MAX_CAMPAIGNS_NAMED]]  # fmt: skip
     if len(campaigns) > MAX_CAMPAIGNS_NAMED:

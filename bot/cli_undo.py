@@ -24,7 +24,7 @@ from bot.imports.undo import (
     unsubscribed_words,
 )
 from bot.settings import Settings
-from bot.words import plural
+from bot.words import plural, quoted
 from models import Database, Segment
 
 COMMANDS: tuple[str, ...] = ("undo",)
@@ -72,7 +72,7 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
         also = unsubscribed_words(kept)
         listed = handed_on_words(batch.undo_handed_on)
         print(f"Undid import #{batch.id}: {plural(batch.undo_removed, 'contact')} removed from "
-              f"{name!r}{listed}, {batch.undo_deleted:,} deleted{also}, "
+              f"{quoted(name)}{listed}, {batch.undo_deleted:,} deleted{also}, "
               f"{plural(batch.undo_invites_cancelled, 'invite')} cancelled, "
               f"{plural(batch.undo_advocates_removed, 'advocate')} removed.")  # fmt: skip
         if args.advocates and batch.undo_removed > batch.undo_deleted and await _others(

@@ -77,6 +77,7 @@ from bot.web_text import (
     UnsubscribeText,
     visitor_language,
 )
+from bot.words import quoted
 from bot.workspaces import workspace_name
 from models import Database
 
@@ -524,7 +525,7 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         connected, and Home and `/referral mailchimp` show it; the DM says it again."""
         if on_connected is None:
             return
-        said = f"that Mailchimp account {account_name!r} is connected"
+        said = f"that Mailchimp account {quoted(account_name)} is connected"
         try:
             await on_connected(state.team_id, state.user_id, account_name)
         except asyncio.CancelledError:

@@ -17,3 +17,12 @@ def listed(items: Sequence[str], last: str = "and") -> str:
     if len(items) <= 1:
         return "".join(items)
     return f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
+def quoted(name: str) -> str:
+    """A name in quotes, as the shell shows it: Python's repr (a control character in it is
+    escaped, so a name can't break a line or colour the terminal), but a name holding both
+    kinds of quote shows them as typed ('Bob's "Big" Sale'), where repr escaped one
+    ('Bob\\'s "Big" Sale')."""
+    shown = repr(name)
+    return shown.replace("\\'", "'") if "'" in name and '"' in name else shown

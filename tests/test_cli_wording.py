@@ -96,3 +96,17 @@ def test_a_damaged_workbook_is_refused_in_words_that_fit_a_shell(
     assert refused.returncode == 1
     assert "save it again and import it" in refused.stderr, refused.stderr
     assert "upload" not in refused.stderr
+
+
+def test_a_name_with_both_kinds_of_quote_is_shown_as_typed(db_env: dict[str, str]) -> None:
+    """repr showed 'Bob\\'s "Big" Sale': the shell's quotes are Python's, its escapes needn't be."""
+    name = 'Bob\'s "Big" Sale'
+    made = run(db_env, "campaign", "create", name, "--store-url", "https://shop.example")
+    assert made.returncode == 0 and made.stdout == f"Campaign '{name}' created (draft).\n", made
+    again = run(db_env, "campaign", "create", name, "--store-url", "https://shop.example")
+    assert again.returncode == 1 and f"A campaign named '{name}' already exists." in again.stderr
+    missing = run(db_env, "segments", "rename", name, "New")
+    assert missing.returncode == 1 and f"No segment named '{name}' in this" in missing.stderr
+    # a line break in a name is still shown escaped: it can't break the output's lines
+    odd = run(db_env, "segments", "rename", "two\nlines", "New")
+    assert "No segment named 'two\\nlines'" in odd.stderr, odd

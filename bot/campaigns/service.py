@@ -38,7 +38,7 @@ from bot.imports.addresses import normalize_email
 from bot.jobs.queue import enqueue_in, lease_now, worker_of
 from bot.notify import BATCH_CHANGED, enqueue_enrollment_report_in, enqueue_report_in
 from bot.once import forget, seen_in
-from bot.words import plural
+from bot.words import plural, quoted
 from bot.workspaces import get_segment, segment_key, too_long_compared
 from models import (
     Advocate,
@@ -277,7 +277,7 @@ async def _name_taken(session: Any, team_id: str, name_key: str) -> str | None:
 
 
 def _exists(name: str) -> str:
-    return f"A campaign named {name!r} already exists."
+    return f"A campaign named {quoted(name)} already exists."
 
 
 def _created_detail(campaign: Campaign) -> str:
@@ -382,7 +382,7 @@ def _changes(before: Any, fields: dict[str, Any]) -> list[str]:
         if field not in was or value == was[field]:
             continue
         if field == "name":
-            said.append(f"renamed from {was['name']!r}")
+            said.append(f"renamed from {quoted(was['name'])}")
         elif field == "invite_email":
             said.append(f"invite email {'on' if value else 'off'}")
         elif field == "invite_delay_days":
@@ -411,7 +411,7 @@ async def find_campaign(db: Database, team_id: str, name: str) -> Campaign:
                                        Campaign.name_key == segment_key(name))  # fmt: skip
         found = (await session.exec(query)).first()
     if found is None:
-        raise CampaignError(f"No campaign named {name!r}.")
+        raise CampaignError(f"No campaign named {quoted(name)}.")
     return found
 
 
@@ -1084,7 +1084,7 @@ def sender_warning(campaign: Campaign, public_url: str, how_to_set: str) -> str:
     found = default_sender(campaign, public_url)
     if found is None:
         return ""
-    said = (f"Invites of {campaign.name!r} will come from {found.address}: no sender is set, "
+    said = (f"Invites of {quoted(campaign.name)} will come from {found.address}: no sender is set, "
             "so the address is made from the bot's PUBLIC_URL")
     if found.unusable:
         return (f"{said}, and {found.host} is {found.unusable}: mail from it won't be "

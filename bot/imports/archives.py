@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from bot.imports.reading import CsvFileError
+from bot.words import quoted
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an archive with entries; an empty one
 # Names of delimited-text tables: the suffixes of CSV and TSV exports, and .txt (Excel's "Text
@@ -282,7 +283,7 @@ def open_archive(stream: BinaryIO, *, max_total_bytes: int, max_ratio: float = 1
     if unsafe:
         archive.close()
         raise CsvFileError(
-            f"This ZIP was refused: the entry {entry_name(unsafe[0])!r} points outside the "
+            f"This ZIP was refused: the entry {quoted(entry_name(unsafe[0]))} points outside the "
             "archive's folder (a name starting with / or holding ..). Zip the CSV files again "
             "from a folder and import the new ZIP."
         )

@@ -50,7 +50,7 @@ from bot.mailchimp.api import Audience, Credentials, MailchimpError
 from bot.mailchimp.importing import read_audience
 from bot.progress import ProgressBar
 from bot.segments import withdraw_segment
-from bot.words import listed, plural
+from bot.words import listed, plural, quoted
 from bot.workspaces import WorkspaceError, find_segment, free_name, import_target
 from models import (
     BatchStatus,
@@ -306,8 +306,8 @@ async def _deleted_under(db: Database, team_id: str, segment: Segment,
     withdraws the import's draft, see bot.segments): the failure then, whatever it was."""
     if await _kind(db, team_id, segment) != SegmentKind.DELETED:
         return None
-    return ImportFailed(f"The segment {segment.name!r} was deleted while the files were being "
-                        f"read; {what}.")
+    return ImportFailed(f"The segment {quoted(segment.name)} was deleted while the files were "
+                        f"being read; {what}.")
 
 
 async def _approve_here(db: Database, team_id: str, batch_id: int, requested_by: str,

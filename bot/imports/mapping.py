@@ -38,6 +38,7 @@ from bot.imports.reading import (
 )
 from bot.jobs.queue import enqueue_in
 from bot.notify import reading_again_in
+from bot.words import quoted
 from models import ColumnMapping, Database, FileFormat, ImportSource, SourceKind, SourceStatus
 from models.clock import utcnow
 
@@ -103,10 +104,10 @@ def shown_name(name: str) -> str:
     named), or no. 1 of the columns without a name."""
     name, _, nth = name.partition(NTH)
     if not nth:
-        return repr(name)
+        return quoted(name)
     if not name.strip():
         return f"no. {nth} of the columns without a name"
-    return f"{name!r} (no. {nth} of the columns so named)"
+    return f"{quoted(name)} (no. {nth} of the columns so named)"
 
 
 def fits(header: list[str], mapping: ColumnMap) -> bool:
@@ -210,17 +211,17 @@ def parse_maps(items: Iterable[str]) -> dict[str, str]:
         name, sep, header = item.partition("=")
         name = name.strip().lower().replace("-", "_").replace(" ", "_")
         if not sep:
-            raise ValueError(f"--map {item!r} needs a field and a column: --map email=\"Work "
+            raise ValueError(f"--map {quoted(item)} needs a field and a column: --map email=\"Work "
                              f"Email\".")  # fmt: skip
         if name not in FIELDS:
-            raise ValueError(f"--map {item!r}: {name or '(nothing)'} is not a field; the fields "
-                             f"are {', '.join(FIELDS)}.")  # fmt: skip
+            raise ValueError(f"--map {quoted(item)}: {name or '(nothing)'} is not a field; the "
+                             f"fields are {', '.join(FIELDS)}.")  # fmt: skip
         if not header.strip():
-            raise ValueError(f"--map {item!r} names no column.")
+            raise ValueError(f"--map {quoted(item)} names no column.")
         if name in out and squash(out[name]) != squash(header):
             # the last one silently won: a field is read from one column
-            raise ValueError(f"--map {item!r}: {name} is given twice (also --map "
-                             f"{name}={out[name]!r}); map each field once.")  # fmt: skip
+            raise ValueError(f"--map {quoted(item)}: {name} is given twice (also --map "
+                             f"{name}={quoted(out[name])}); map each field once.")  # fmt: skip
         out[name] = header.strip()
     return out
 

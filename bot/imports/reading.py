@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 from bot.imports.addresses import InvalidEmail, normalize_email
 from bot.imports.code_pages import EVIDENCE_BYTES, UnknownCodePage, legacy_encoding
+from bot.words import quoted
 
 SAMPLE_BYTES = 64 * 1024
 READ_BLOCK = 1024 * 1024  # the encoding decision reads the whole file in blocks this big
@@ -121,7 +122,7 @@ class ChosenColumnMissing(ColumnsError):
 
 def shown_columns(header: list[str]) -> str:
     """"'Name', 'Email'": a header's non-blank names as a message shows them, so many at most."""
-    named = [repr(h.strip()[:60]) for h in header if h.strip()]
+    named = [quoted(h.strip()[:60]) for h in header if h.strip()]
     names = ", ".join(named[:MAX_NAMED_COLUMNS]) or "none"
     if len(named) > MAX_NAMED_COLUMNS:  # a header of a million cells is no message
         names += f" and {len(named) - MAX_NAMED_COLUMNS:,} more"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from bot.imports.addresses import InvalidEmail, email_key, normalize_email, plain_email
 from bot.imports.locales import normalize_locale
 from bot.imports.reading import Columns, Malformed
+from bot.words import quoted
 
 MAX_NAME = 200
 # reasons a row is skipped for its address (batches.skipped_by_status counts them by these)
@@ -268,12 +269,14 @@ class Classifier:
             if subscribed is None:
                 subscribed = False
                 unread = consent.strip()[:30]
-                consent_note = f"Unrecognised consent value {unread!r}: treated as not subscribed"
+                consent_note = (f"Unrecognised consent value {quoted(unread)}: treated as not "
+                                "subscribed")
         if self.subscribed is None and opt_out is not None and opt_out.strip():
             said = opt_out_of(opt_out)
             if said is None and unread is None:
                 unread = opt_out.strip()[:30]
-                consent_note = f"Unrecognised opt-out value {unread!r}: treated as not subscribed"
+                consent_note = (f"Unrecognised opt-out value {quoted(unread)}: treated as not "
+                                "subscribed")
             if not said:
                 subscribed = False
         tally.rows += 1
@@ -319,7 +322,8 @@ class Classifier:
                 self._locales[locale] = loc
             else:
                 tally.warnings += 1
-                reason = f"Unknown locale {locale.strip()[:35]!r}: the workspace default is used"
+                reason = (f"Unknown locale {quoted(locale.strip()[:35])}: the workspace default "
+                          "is used")
         if not first and self.default_first_name:
             first = first_name_of(normalized)
         if unread is not None:
