@@ -71,6 +71,7 @@ from bot.progress import ProgressBar
 from bot.segments import SEGMENT_WITHDRAWN
 from bot.settings import Settings, SettingsError, load_settings
 from bot.temp_files import disk_temporary_file
+from bot.terminal import escape_stdout_on_a_terminal
 from bot.words import plural, quoted
 from bot.workspaces import WorkspaceError, apply_default_locale, resolve_team
 from models import Database, Job, JobState
@@ -191,6 +192,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def main(argv: Sequence[str] | None = None) -> int:
     _standard_fds_open()
     _tolerant_output()
+    escape_stdout_on_a_terminal()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:  # a usage error, as argparse's own (scripts see it failed)

@@ -29,6 +29,7 @@ from bot.segments import (
     write_export,
 )
 from bot.settings import Settings
+from bot.terminal import escaping_on_a_terminal
 from bot.words import listed, plural, quoted
 from bot.workspaces import WorkspaceError, find_segment, segment_sizes
 from models import Database, Segment, SegmentRole
@@ -217,13 +218,14 @@ def _told_if_unwritable() -> Iterator[None]:
 def _utf8_stdout() -> TextIO:
     """Where export writes its CSV: stdout's bytes, as UTF-8 whatever the locale (under
     LANG=C the locale's ASCII failed on the first accent, and escapes would make a CSV that
-    no longer imports); stdout itself when it has no bytes underneath (a test's StringIO)."""
+    no longer imports); stdout itself when it has no bytes underneath (a test's StringIO). On a
+    terminal what would drive it is escaped (bot.terminal)."""
     buffer = getattr(sys.stdout, "buffer", None)
     if buffer is None:
         return sys.stdout
     with _told_if_unwritable():
         sys.stdout.flush()  # anything printed before goes first
-    return cast(TextIO, _Utf8Bytes(buffer))
+    return escaping_on_a_terminal(cast(TextIO, _Utf8Bytes(buffer)))
 
 
 async def _export(db: Database, team: str, args: argparse.Namespace) -> int:
