@@ -53,6 +53,7 @@ from bot.jobs.worker import (
     JobContext,
     JobStopped,
     PermanentJobError,
+    ToldJobError,
     database_words,
     failure_words,
     joined,
@@ -354,7 +355,7 @@ async def _stage_pending_files(db: Database, team_id: str, batch_id: int,
         try:
             stream = path.open("rb")
         except OSError as exc:  # a vanished file fails and retries, named as typed
-            raise _named(exc, name) from exc
+            raise ToldJobError(_unopened(exc, name)) from exc
         with stream:
             staged = await stage_file(db, team_id, origin.id, stream, name=name,
                                       max_unzipped_bytes=max_unzipped_bytes,
@@ -367,13 +368,16 @@ async def _stage_pending_files(db: Database, team_id: str, batch_id: int,
         mapper.found_rows(since, [s for s in staged if s.id not in done])
 
 
-def _named(exc: OSError, name: str) -> OSError:
-    """The error of opening a file, naming it `name` (as typed): it named the absolute path
-    the job reads ("[Errno 2] No such file or directory: '/home/ana/exports/a.csv'"), which
-    `jobs` and Home (the import's error) showed, whatever path the person had typed."""
-    if exc.errno is None:
-        return exc
-    return type(exc)(exc.errno, exc.strerror, name)
+def _unopened(exc: OSError, name: str) -> str:
+    """Why the file couldn't be opened, in words, naming it `name` (as typed): it said
+    "FileNotFoundError: [Errno 2] No such file or directory: '/home/ana/exports/a.csv'", the
+    class and the absolute path the job reads, which `jobs` and Home (the import's error)
+    showed, whatever path the person had typed. Retried all the same: a file being replaced,
+    or a share mounted again, is back for a later attempt."""
+    if isinstance(exc, FileNotFoundError):
+        return f"{name}: no such file (moved or deleted since the import was queued?)"
+    reason = exc.strerror or type(exc).__name__
+    return f"{name}: {reason[:1].lower()}{reason[1:]}"
 
 
 async def _name(db: Database, team_id: str, source: ImportSource) -> str:

@@ -275,7 +275,10 @@ def database_words(exc: BaseException) -> str | None:
 
 def failure_words(exc: BaseException) -> str:
     """Why the work failed for good, as its thread or report says it: a database error in
-    words (`database_words`), anything else by its class and message."""
+    words (`database_words`), a ToldJobError by its message alone, anything else by its class
+    and message."""
+    if isinstance(exc, ToldJobError):
+        return str(exc)
     return database_words(exc) or f"{type(exc).__name__}: {exc}"
 
 
