@@ -77,6 +77,9 @@ def consent_note(tally: Tally) -> str | None:
         return None
     values = sorted(tally.consent_values.items(), key=lambda item: (-item[1], item[0]))
     shown = ", ".join(f"“{value}” ({count:,})" for value, count in values[:MAX_NAMES])
+    if rest := tally.consent_unread - sum(count for _, count in values[:MAX_NAMES]):
+        # values past the first few, or past those remembered: said, not dropped unseen
+        shown += f" and {rest:,} more row{'s' if rest > 1 else ''} with other values"
     rows = f"{tally.consent_unread:,} row" + ("s have" if tally.consent_unread > 1 else " has")
     they = "They are" if tally.consent_unread > 1 else "It is"
     return (f"{rows} a {CONSENT_UNREAD}: {shown}. {they} imported as not subscribed (never "

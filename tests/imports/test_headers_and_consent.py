@@ -101,6 +101,11 @@ def test_distinct_unread_values_are_capped_and_tallies_merge() -> None:
     one.add(two)
     assert one.consent_unread == 19 and len(one.consent_values) == 10
     assert one.consent_values["v0"] == 5
+    # the note names the first five and counts the rest: it named five values of 19 rows
+    # and said nothing of the other 10 rows, nor of values past the ten remembered
+    assert (consent_note(one) or "").startswith(
+        "19 rows have a consent value we don't recognise: “v0” (5), “v1” (1), “v2” (1), "
+        "“v3” (1), “v4” (1) and 10 more rows with other values. They are")  # fmt: skip
 
 
 def test_a_file_kind_overrides_the_consent_column_or_skips_every_row() -> None:
