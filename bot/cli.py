@@ -813,7 +813,9 @@ async def _import_background(
         raise CliError(plain_mentions(str(exc))) from None
     batch_id = json.loads(job.payload)["batch_id"]
     if args.json:
-        print(json.dumps({"job": job.id, "batch": batch_id, "state": job.state}))
+        # import_id, as every other import output names it ("batch", its first name, kept)
+        print(json.dumps({"job": job.id, "import_id": batch_id, "batch": batch_id,
+                          "state": job.state}))  # fmt: skip
     else:
         print(f"Queued import #{batch_id} as job {job.id}. A worker runs it "
               "(`referral-bot worker`); follow it with `referral-bot jobs`.")  # fmt: skip

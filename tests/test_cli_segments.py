@@ -224,7 +224,9 @@ async def test_deleting_a_segment_says_a_background_import_into_it_is_queued(
     await import_target(db, TEAM, "VIP", create=True)
     code, out, _ = await cli("import", str(people), "--segment", "VIP", "--background", "--json")
     assert code == 0
-    batch_id = json.loads(out)["batch"]
+    queued = json.loads(out)
+    batch_id = queued["import_id"]  # as every import output names it
+    assert queued["batch"] == batch_id  # its first name, kept for scripts that read it
     code, out, err = await cli("segments", "delete", "VIP")
     assert (code, out) == (1, "")
     assert err == (f"referral-bot: Import #{batch_id} into it is queued: finish or cancel it "
