@@ -197,12 +197,16 @@ class Archive:
 
 def display_name(path: str) -> str:
     """The entry's base name with anything unprintable replaced, short enough for a message."""
-    base = re.split(r"[/\\]", path.rstrip("/\\"))[-1]
-    return "".join(ch if ch.isprintable() else "?" for ch in base)[:120] or "?"
+    return _printable(re.split(r"[/\\]", path.rstrip("/\\"))[-1])
 
 
-def entry_name(info: zipfile.ZipInfo) -> str:
-    """The entry's name as display_name shows it, read as UTF-8 when the ZIP doesn't say.
+def _printable(name: str) -> str:
+    return "".join(ch if ch.isprintable() else "?" for ch in name)[:120] or "?"
+
+
+def entry_name(info: zipfile.ZipInfo, *, whole: bool = False) -> str:
+    """The entry's name as display_name shows it (`whole`: its path, as the ZIP has it), read
+    as UTF-8 when the ZIP doesn't say.
 
     Without the UTF-8 flag (0x800) zipfile decodes a name as cp437, but macOS Finder's
     Compress writes UTF-8 names without the flag: "Abonnés.csv" showed as "Abonn├⌐s.csv".
@@ -212,7 +216,7 @@ def entry_name(info: zipfile.ZipInfo) -> str:
     if not info.flag_bits & 0x800:
         with contextlib.suppress(UnicodeError):
             name = name.encode("cp437").decode("utf-8")
-    return display_name(name)
+    return _printable(name) if whole else display_name(name)
 
 
 def _parts(path: str) -> list[str]:
@@ -283,9 +287,10 @@ def open_archive(stream: BinaryIO, *, max_total_bytes: int, max_ratio: float = 1
     if unsafe:
         archive.close()
         raise CsvFileError(
-            f"This ZIP was refused: the entry {quoted(entry_name(unsafe[0]))} points outside the "
-            "archive's folder (a name starting with / or holding ..). Zip the CSV files again "
-            "from a folder and import the new ZIP."
+            # the path as written: its base name alone ("evil.csv") hid what was wrong with it
+            f"This ZIP was refused: the entry {quoted(entry_name(unsafe[0], whole=True))} points "
+            "outside the archive's folder (a name starting with / or holding ..). Zip the CSV "
+            "files again from a folder and import the new ZIP."
         )
     csvs: list[zipfile.ZipInfo] = []
     ignored: list[str] = []
