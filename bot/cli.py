@@ -37,6 +37,7 @@ from bot import (
     cli_segments,
     cli_undo,
 )
+from bot.campaigns.preview import CampaignPreview
 from bot.cli_common import (
     JSON_HELP,
     TEAM_HELP,
@@ -733,12 +734,26 @@ async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.N
     if t.warnings:
         lines.append(f"  {t.warnings:>10,} would be imported with a warning (an unknown locale, "
                      "or a consent value not recognised: see below)")  # fmt: skip
-    for c in result.campaigns:
-        lines.append(f"  {c.will_invite:>10,} would be invited by live campaign "
-                     f"{quoted(c.campaign)}")
+    lines += [_campaign_line(c) for c in result.campaigns]
     lines += [f"Note on {label}: {text}" for label, text in result.notes]
     print("\n".join(lines))
     return 0
+
+
+def _campaign_line(c: CampaignPreview) -> str:
+    """What a live campaign would do with the import, as the review in Slack says it: it said
+    only how many it would invite, and nothing of who it would enroll without an email, or
+    already had, or excluded (--json had them)."""
+    when = f" in {plural(c.invite_in_days, 'day')}" if c.invite_in_days else ""
+    others = [f"{n:,} enrolled without an email ({why})" for why, n in c.without_email.items()]
+    if c.already_advocates:
+        others.append(f"{c.already_advocates:,} already "
+                      f"{'an advocate' if c.already_advocates == 1 else 'advocates'}")
+    if c.excluded:
+        others.append(f"{c.excluded:,} excluded")
+    also = f": {', '.join(others)}" if others else ""
+    return (f"  {c.will_invite:>10,} would be invited{when} by live campaign "
+            f"{quoted(c.campaign)}{also}")
 
 
 def _counted(count: int, noun: str) -> str:

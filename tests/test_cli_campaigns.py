@@ -1263,3 +1263,23 @@ def test_enrolling_more_than_a_thousand_on_a_terminal_asks_first(
         assert proc.returncode == 0, err
         assert out.startswith("Enrolled 1,001 new advocates"), out
         assert (spring["state"], spring["advocates"]) == ("live", 1001)
+
+
+def test_a_dry_run_says_what_each_live_campaign_would_do_as_the_review_does(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The shell said only "1 would be invited by live campaign 'Spring'": not who it would
+    enroll without an email, or had already (`--json` had them, as Slack's review)."""
+    _live_targeting_vip(db_env, tmp_path, "Spring", "ana@example.com")
+    more = tmp_path / "more.csv"
+    more.write_text("email,Accepts Email Marketing\nana@example.com,yes\nbo@example.com,no\n"
+                    "cy@example.com,maybe\ndee@example.com,yes\n", encoding="utf-8")  # fmt: skip
+    dry = run(db_env, "import", "--dry-run", str(more), "--segment", "VIP")
+    assert dry.returncode == 0, dry.stderr
+    assert ("           1 would be invited by live campaign 'Spring': 2 enrolled without an "
+            "email (not subscribed), 1 already an advocate\n") in dry.stdout, dry.stdout
+    summary = json.loads(run(db_env, "import", "--dry-run", str(more), "--segment", "VIP",
+                             "--json").stdout)  # fmt: skip
+    assert summary["campaigns"] == [{"campaign": "Spring", "will_invite": 1,
+                                     "without_email": {"not subscribed": 2},
+                                     "already_advocates": 1, "excluded": 0}]  # fmt: skip
