@@ -121,6 +121,25 @@ def test_a_dry_run_prints_the_notes_the_import_would(db_env: dict[str, str],
     assert told == real  # the same notes as the import itself
 
 
+def test_cells_past_the_header_are_said_not_dropped_unseen(db_env: dict[str, str],
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    """A row with more cells than the header was imported from its first cells, and what was
+    past the header's last column (a second person's address) went without a word; blank
+    cells past it ("a,b,,", how many exports end their rows) are nothing to say."""
+    people = tmp_path / "forms.csv"
+    people.write_text("email,first_name\nAda <ada@example.org>, Bob <bob@example.org>,Q10\n"
+                      "cy@example.com,Cy,,\ndee@example.com,Dee\n"
+                      "eve@example.com,Eve,extra\n", encoding="utf-8")  # fmt: skip
+    shown = run(db_env, "import", str(people), "--segment", "S", "--create-segment", "--json")
+    assert shown.returncode == 0, shown.stderr
+    summary = json.loads(shown.stdout)
+    assert (summary["rows"], summary["valid"]) == (4, 4)  # imported, as before
+    assert summary["notes"] == [{"file": str(people), "note": (
+        "2 rows have more cells than the header has columns (lines 2 and 5): what is past its "
+        "last column was not read. A comma in a cell that isn't quoted splits it in two; check "
+        "the columns line up.")}], summary["notes"]  # fmt: skip
+
+
 async def test_the_summary_says_what_the_review_message_says_of_each_file(
     db_env: dict[str, str], tmp_path: Path
 ) -> None:

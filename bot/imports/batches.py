@@ -29,7 +29,14 @@ from bot.imports.reading import (
     CsvReader,
     map_header,
 )
-from bot.imports.recognise import PLAIN, FileKind, consent_note, join_notes, recognise
+from bot.imports.recognise import (
+    PLAIN,
+    FileKind,
+    consent_note,
+    join_notes,
+    overlong_note,
+    recognise,
+)
 from bot.imports.rows import INVALID_EMAIL, MISSING_EMAIL, Classifier, Tally
 from bot.imports.source_names import names_of_all
 from bot.imports.staging import copy_constants, refresh_statistics, stage_rows, take_staging
@@ -792,7 +799,7 @@ async def record_counts(conn: AsyncConnection, source: ImportSource, tally: Tall
         .where(col(ImportSource.id) == source.id, col(ImportSource.team_id) == source.team_id,
                col(ImportSource.status) == SourceStatus.PENDING)
         .values(status=SourceStatus.PARSED, error=None, failed_on_columns=False, note=note,
-                warning=consent_note(tally), rows=tally.rows,
+                warning=join_notes([consent_note(tally), overlong_note(tally)]), rows=tally.rows,
                 valid=tally.valid,
                 duplicates=tally.duplicates, rejected=tally.rejected, warnings=tally.warnings)
     )  # fmt: skip

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from bot.imports.archives import mailchimp_kind
 from bot.imports.rows import CONSENT_UNREAD, Classifier, Tally
+from bot.words import listed
 
 CLEANED_REASON = "cleaned by Mailchimp (address bounced)"
 MAX_NOTE = 500  # import_source.note
@@ -84,6 +85,22 @@ def consent_note(tally: Tally) -> str | None:
     they = "They are" if tally.consent_unread > 1 else "It is"
     return (f"{rows} a {CONSENT_UNREAD}: {shown}. {they} imported as not subscribed (never "
             "emailed); use yes/no, subscribed/unsubscribed or opted in/opted out.")  # fmt: skip
+
+
+def overlong_note(tally: Tally) -> str | None:
+    """Rows with something in cells past the header's last column, which nothing reads: the
+    row was imported from its other cells with not a word (a second address in a cell past the
+    header's, a name split in two by a comma)."""
+    if not tally.overlong:
+        return None
+    lines = [f"{line:,}" for line in tally.overlong_lines]
+    if more := tally.overlong - len(lines):
+        lines.append(f"{more:,} more")
+    where = f"{'line' if tally.overlong == 1 else 'lines'} {listed(lines)}"
+    rows = "1 row has" if tally.overlong == 1 else f"{tally.overlong:,} rows have"
+    return (f"{rows} more cells than the header has columns ({where}): what is past its last "
+            "column was not read. A comma in a cell that isn't quoted splits it in two; check "
+            "the columns line up.")
 
 
 def sheets_note(sheet: str, others: Sequence[str]) -> str | None:

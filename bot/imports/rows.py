@@ -73,6 +73,7 @@ def opt_out_of(raw: str) -> bool | None:
 
 # Unrecognised consent values are listed on the review message: this many distinct ones.
 MAX_CONSENT_VALUES = 10
+MAX_LINES_NAMED = 5  # lines of rows with cells past the header, named in its note
 CONSENT_UNREAD = "consent value we don't recognise"  # how the review message spots the note
 
 
@@ -216,6 +217,10 @@ class Tally:
     # values with their counts (the first MAX_CONSENT_VALUES distinct ones): the review says so
     consent_unread: int = 0
     consent_values: dict[str, int] = field(default_factory=dict)
+    # rows with something in cells past the header's last column (never read: a comma in an
+    # unquoted name, or a column with no name), and the lines of the first MAX_LINES_NAMED
+    overlong: int = 0
+    overlong_lines: list[int] = field(default_factory=list)
 
     def add(self, other: Tally) -> None:
         self.rows += other.rows
@@ -226,6 +231,16 @@ class Tally:
         self.consent_unread += other.consent_unread
         for value, count in other.consent_values.items():
             self._unread(value, count)
+        self.overlong += other.overlong
+        self.overlong_lines = sorted(self.overlong_lines + other.overlong_lines)[:MAX_LINES_NAMED]
+
+    def _overlong(self, line: int, fields: list[str], width: int) -> None:
+        """Count the row if a cell past the header's `width` holds something (blank ones,
+        "a,b,,", are how many exports end their rows)."""
+        if any(cell.strip() for cell in fields[width:]):
+            self.overlong += 1
+            if len(self.overlong_lines) < MAX_LINES_NAMED:
+                self.overlong_lines.append(line)
 
     def _unread(self, value: str, count: int = 1) -> None:
         values = self.consent_values
@@ -358,6 +373,8 @@ class Classifier:
                     yield self._malformed(line, fields, columns)
                     continue
                 n = len(fields)
+                if n > width and width:  # cells past the header's: said, not dropped unseen
+                    self.tally._overlong(line, fields, width)
                 raw_email = fields[e] if e < n else ""
                 first = fields[f].strip()[:MAX_NAME] if f is not None and f < n else ""
                 last = fields[la].strip()[:MAX_NAME] if la is not None and la < n else ""

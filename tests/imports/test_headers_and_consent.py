@@ -4,11 +4,12 @@ consent values as those tools spell them: understood, or reported, never guessed
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import replace
 
 import pytest
 
 from bot.imports.reading import map_header
-from bot.imports.recognise import CLEANED_REASON, consent_note, recognise
+from bot.imports.recognise import CLEANED_REASON, consent_note, overlong_note, recognise
 from bot.imports.rows import REJECTED, VALID, Classifier, Tally, consent_of
 
 
@@ -130,3 +131,23 @@ def test_what_is_recognised() -> None:
     assert recognise("subscribed_members_export_1.csv", ["Email Address"]).plain
     transactional = recognise("nonsubscribed_members_export_1.csv", ["Email Address"])
     assert transactional.subscribed is False and "never opted in" in (transactional.note or "")
+
+
+def test_the_note_on_cells_past_the_header_names_the_first_lines_and_counts_the_rest() -> None:
+    columns = replace(map_header(["email", "first_name"]), width=2)  # as the reader gives them
+    classifier = Classifier()
+    records = [(line, [f"p{line}@example.com", "Name", "more"]) for line in range(2, 10)]
+    rows = list(classifier.records(records, columns))
+    assert [r[6] for r in rows] == [VALID] * 8  # imported from the cells the header names
+    assert (overlong_note(classifier.tally) or "").startswith(
+        "8 rows have more cells than the header has columns (lines 2, 3, 4, 5, 6 and 3 more): ")
+    one = Classifier()
+    list(one.records([(7, ["a@example.com", "", " "]), (9, ["b@example.com", "B", "x"])],
+                     columns))
+    assert (overlong_note(one.tally) or "").startswith("1 row has more cells than the header "
+                                                       "has columns (line 9): ")  # fmt: skip
+    merged = Tally()
+    merged.add(classifier.tally)
+    merged.add(one.tally)  # the parser child's counts, added up in the parent
+    assert (merged.overlong, merged.overlong_lines) == (9, [2, 3, 4, 5, 6])
+    assert overlong_note(Tally()) is None
