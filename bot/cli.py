@@ -69,7 +69,7 @@ from bot.jobs.queue import (
 )
 from bot.notify import REPORT_JOB
 from bot.progress import ProgressBar
-from bot.segments import SEGMENT_WITHDRAWN
+from bot.segments import segment_withdrawn
 from bot.settings import Settings, SettingsError, load_settings
 from bot.temp_files import disk_temporary_file
 from bot.terminal import escape_stdout_on_a_terminal
@@ -501,10 +501,10 @@ async def _import(db: Database, team: str, settings: Settings, args: argparse.Na
 
 def _segment_removed(message: str, segment: str, as_json: bool) -> int:
     """An import that imported nothing, whose segment `--create-segment` made was removed
-    again: its failure, then that (in import --background's words, SEGMENT_WITHDRAWN), as
+    again: its failure, then that (in import --background's words, segment_withdrawn), as
     `_failed` says a failure; with --json, "error" is the failure alone (as ever) and
     "segment_removed" names the segment. It was said only in the audit log."""
-    return _failed(message, as_json, said=joined(message, SEGMENT_WITHDRAWN.format(name=segment)),
+    return _failed(message, as_json, said=joined(message, segment_withdrawn(segment)),
                    extra={"segment_removed": segment})  # fmt: skip
 
 

@@ -34,7 +34,7 @@ from bot.contacts import EXPORT_COLUMNS, segment_contacts
 from bot.imports.batches import freeze_counts, neutralise
 from bot.imports.job_kinds import import_job_key_sql
 from bot.notify import BATCH_CHANGED, enqueue_report_in
-from bot.words import plural
+from bot.words import plural, quoted
 from bot.workspaces import (
     GONE,
     WorkspaceError,
@@ -370,6 +370,8 @@ async def delete_segment(db: Database, team_id: str, segment_id: int, *, actor: 
         stay = "it stays" if members == 1 else "they stay"  # as the shell says it
         detail = (f"{plural(members, 'contact')} taken out; {stay} in {ALL_CUSTOMERS}"
                   if members else "it held no contacts")  # fmt: skip
+        if only_if_empty:  # withdraw_segment's: the log said no more than a lead's deletion
+            detail = "created for an import that imported nothing, removed again with it"
         if campaigns:
             detail += "; " + ", ".join(f"{ROLE_WORDS.get(c.role, c.role)} by {c.name}"
                                        for c in campaigns)  # fmt: skip
@@ -377,8 +379,9 @@ async def delete_segment(db: Database, team_id: str, segment_id: int, *, actor: 
     return Deleted(name, members, campaigns)
 
 
-# what the shell and an import's error add once the segment made for it is withdrawn
-SEGMENT_WITHDRAWN = "The segment {name!r}, created for this import, was removed again."
+def segment_withdrawn(name: str) -> str:
+    """What the shell and an import's error add once the segment made for it is withdrawn."""
+    return f"The segment {quoted(name)}, created for this import, was removed again."
 
 
 async def withdraw_segment(db: Database, team_id: str, segment_id: int,
@@ -388,7 +391,7 @@ async def withdraw_segment(db: Database, team_id: str, segment_id: int,
     was taken when the person tried again. Kept if it holds a contact, an import under way or
     a campaign's use (someone chose it meanwhile: delete_segment checks all three in its own
     transaction; the count first is only the common case's shortcut). Returns its name if
-    this call deleted it (callers say so: SEGMENT_WITHDRAWN), else None. Nice to have: a
+    this call deleted it (callers say so: segment_withdrawn), else None. Nice to have: a
     failure is logged, and the caller's refusal stands."""
     try:
         if await member_count(db, team_id, segment_id):

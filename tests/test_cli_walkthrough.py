@@ -183,7 +183,8 @@ async def test_a_segment_created_for_an_import_of_nothing_is_not_left(
     assert [s["name"] for s in segments] == ["All Customers"], segments
     said = run(db_env, "audit").stdout.splitlines()
     assert [line.split("  ")[-1] for line in said][:2] == [
-        "deleted the segment BrandNew (it held no contacts)",
+        "deleted the segment BrandNew (created for an import that imported nothing, removed "
+        "again with it)",
         f"cancelled import #{_number(said[1])} (nothing valid to import)",
     ], said
     assert any(line.endswith("created the segment BrandNew") for line in said), said

@@ -60,7 +60,7 @@ from bot.jobs.worker import (
     surely,
 )
 from bot.notify import ImportNotifier, Silent
-from bot.segments import SEGMENT_WITHDRAWN, withdraw_segment
+from bot.segments import segment_withdrawn, withdraw_segment
 from bot.temp_files import disk_temporary_file
 from bot.workspaces import find_segment, import_target
 from models import (
@@ -195,7 +195,7 @@ async def _withdraw_made(db: Database, team_id: str, batch: ImportBatch, actor: 
     segment = await _segment(db, team_id, batch.segment_id)
     if segment is None:
         return ""
-    said = SEGMENT_WITHDRAWN.format(name=segment.name)
+    said = segment_withdrawn(segment.name)
     error = batch.error or ""
     if segment.kind == SegmentKind.DELETED and error.endswith(said):
         return said  # this step, taken again (`surely`), withdrew it and said it already

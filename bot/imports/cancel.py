@@ -31,7 +31,7 @@ from bot.notify import (
     enqueue_enrollment_report_in,
     enqueue_report_in,
 )
-from bot.segments import SEGMENT_WITHDRAWN, withdraw_segment
+from bot.segments import segment_withdrawn, withdraw_segment
 from models import BatchStatus, Database, EnrollmentStatus, Job, JobState, SegmentKind
 from models.clock import utcnow
 
@@ -168,7 +168,7 @@ async def _withdraw_made_segment(db: Database, team_id: str, job: Job, who: str)
         return ""
     # kept (None) if it holds contacts, or a campaign or another import uses it
     name = await withdraw_segment(db, team_id, int(made), who)
-    return SEGMENT_WITHDRAWN.format(name=name) if name else ""
+    return segment_withdrawn(name) if name else ""
 
 
 async def _stop_work_in(conn: AsyncConnection, team_id: str, job: Job, who: str) -> bool:

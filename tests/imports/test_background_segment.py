@@ -111,9 +111,9 @@ async def test_a_segment_made_for_an_import_that_comes_to_nothing_is_withdrawn(
     audit = json.loads(run(env, "audit", "--json").stdout)
     deleted = sorted((e["subject"], e["actor"], e["detail"]) for e in audit
                      if e["action"] == "segment.deleted")  # fmt: skip
-    assert deleted == [("Fresh", "cli", "it held no contacts"),
-                       ("Lost", "cli", "it held no contacts"),
-                       ("Moved", "cli", "it held no contacts")], deleted
+    withdrawn = "created for an import that imported nothing, removed again with it"
+    assert deleted == [("Fresh", "cli", withdrawn), ("Lost", "cli", withdrawn),
+                       ("Moved", "cli", withdrawn)], deleted
     # App Home, in Slack, shows each failed import's error: with the segment's going
     home = await home_lines(db)
     assert sum(removed("Fresh") in line for line in home) == 1, home

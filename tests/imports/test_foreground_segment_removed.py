@@ -1,7 +1,7 @@
 """`referral-bot import FILE --segment S --create-segment` that imports nothing removes the
 segment it made (bot.imports.importer._unmake) and its audit log says so, but the shell was
 told only "Nothing was imported": it now says the segment was removed, in the words of
-import --background's error (bot.segments.SEGMENT_WITHDRAWN). With --json the
+import --background's error (bot.segments.segment_withdrawn). With --json the
 error is what it was, and "segment_removed" names the segment."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bot.segments import SEGMENT_WITHDRAWN
+from bot.segments import segment_withdrawn
 from tests.shell import run
 
 NOTHING_VALID = ("Nothing to import: no row has a valid new address (1 row: 1 rejected, "
@@ -27,7 +27,7 @@ def test_the_shell_is_told_the_segment_made_for_nothing_was_removed(
 ) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("email\nnot-an-address\n")
-    said = f"{NOTHING_VALID} {SEGMENT_WITHDRAWN.format(name='Fresh')}"
+    said = f"{NOTHING_VALID} {segment_withdrawn('Fresh')}"
     assert said.endswith("The segment 'Fresh', created for this import, was removed again.")
 
     plain = run(db_env, "import", str(bad), "--segment", "Fresh", "--create-segment")
@@ -47,7 +47,7 @@ def test_a_header_only_file_and_a_rejects_file_say_it_too(
 ) -> None:
     """A file with no rows; rows all rejected, listed in --rejects: the segment's sentence
     comes after all the failure says."""
-    removed = SEGMENT_WITHDRAWN.format(name="Fresh")
+    removed = segment_withdrawn("Fresh")
     header_only = tmp_path / "empty.csv"
     header_only.write_text("email,first_name\n")
     result = run(db_env, "import", str(header_only), "--segment", "Fresh", "--create-segment")
