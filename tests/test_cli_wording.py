@@ -110,3 +110,15 @@ def test_a_name_with_both_kinds_of_quote_is_shown_as_typed(db_env: dict[str, str
     # a line break in a name is still shown escaped: it can't break the output's lines
     odd = run(db_env, "segments", "rename", "two\nlines", "New")
     assert "No segment named 'two\\nlines'" in odd.stderr, odd
+
+
+def test_a_binary_file_is_refused_in_words_that_fit_a_shell(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """It said "Upload a CSV file", which the shell can't."""
+    binary = tmp_path / "dump.csv"
+    binary.write_bytes(b"email\n" + bytes(range(256)) * 64)
+    refused = run(db_env, "import", str(binary), "--segment", "VIP", "--create-segment")
+    assert refused.returncode == 1, refused
+    assert "This file is not text (it contains binary data): import a CSV file" in refused.stderr
+    assert "Upload" not in refused.stderr, refused.stderr

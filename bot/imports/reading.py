@@ -95,7 +95,8 @@ _MAGIC = {
 }
 
 
-NOT_TEXT = "This file is not text (it contains binary data). Upload a CSV file."
+NOT_TEXT = ("This file is not text (it contains binary data): import a CSV file, or an Excel "
+            "workbook (.xlsx).")  # words for Slack and the shell alike: "Upload" fit only one
 ABOVE_HEADER = ("Above the header row (line {header}), so not read as a contact: if it is "
                 "one, move it below the header")
 HEADER_QUOTE = ("The header row has a quote (\") that never closes, so it runs into the rows "
