@@ -871,11 +871,17 @@ async def _worker(db: Database, settings: Settings, args: argparse.Namespace) ->
     if client is None:
         print("Without SLACK_BOT_TOKEN it leaves Slack files to a worker that has it.",
               file=sys.stderr, flush=True)  # fmt: skip
-    from bot.campaigns.jobs import cannot_send
+    from bot.campaigns.jobs import cannot_send, outbox_chosen
 
     if why := cannot_send(settings):
-        print(f"It leaves invites to a worker that can send them: {why}", file=sys.stderr,
-              flush=True)  # fmt: skip
+        # said once: a worker of its own has said above what is missing (invite_problems),
+        # and without SMTP_URL that invites wait for another (it said each twice)
+        if serves:
+            print(f"It leaves invites to a worker that can send them: {why}", file=sys.stderr,
+                  flush=True)  # fmt: skip
+        elif settings.smtp_url.strip() or outbox_chosen(settings):
+            print("It leaves invites to a worker that can send them (see above).",
+                  file=sys.stderr, flush=True)  # fmt: skip
     await worker.run()
     # failed attempts too: a worker that failed every job it ran said "after 0 job(s)"
     failed = f", {plural(worker.failed, 'attempt')} failed" if worker.failed else ""

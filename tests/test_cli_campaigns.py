@@ -500,28 +500,32 @@ def _worker_for(env: dict[str, str], seconds: float,
     `until` holds (within `seconds`); then Ctrl-C; what it said."""
     import signal
     import subprocess
+    import tempfile
     import time
 
-    worker = subprocess.Popen([*CLI, "worker"],
-                              env=environment({**env, "WORKER_POLL_SECONDS": "0.1"}),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    said = []
-    assert worker.stderr is not None
-    for line in worker.stderr:  # its start-up lines, up to "waiting for jobs"
-        said.append(line)
-        if "waiting for jobs" in line:
-            break
-    deadline = time.monotonic() + seconds
-    if until is None:
-        time.sleep(seconds)
-    else:
-        while not until():
-            assert time.monotonic() < deadline and worker.poll() is None, "it never happened"
-            time.sleep(0.1)
-    worker.send_signal(signal.SIGINT)
-    _, err = worker.communicate(timeout=30)
-    assert worker.returncode == 0, err
-    return "".join(said) + err
+    # stderr into a file, read whole at the end: lines read from a pipe up to "waiting for
+    # jobs" left those after it in the reader's buffer, which communicate() never saw
+    with tempfile.TemporaryFile(mode="w+") as log:
+        worker = subprocess.Popen([*CLI, "worker"],
+                                  env=environment({**env, "WORKER_POLL_SECONDS": "0.1"}),
+                                  stdout=subprocess.DEVNULL, stderr=log, text=True)  # fmt: skip
+        started = time.monotonic() + 60
+        while "waiting for jobs" not in (log.seek(0) or log.read()):  # its start-up lines
+            assert time.monotonic() < started and worker.poll() is None, "it never started"
+            time.sleep(0.05)
+        deadline = time.monotonic() + seconds
+        if until is None:
+            time.sleep(seconds)
+        else:
+            while not until():
+                assert time.monotonic() < deadline and worker.poll() is None, "never happened"
+                time.sleep(0.1)
+        worker.send_signal(signal.SIGINT)
+        worker.wait(timeout=30)
+        log.seek(0)
+        said = log.read()
+    assert worker.returncode == 0, said
+    return said
 
 
 @pytest.mark.parametrize("lacking", ["SMTP_URL", "SECRET_KEY", "PUBLIC_URL"])
@@ -545,6 +549,9 @@ def test_a_worker_that_cant_send_leaves_the_invites_queued_and_says_so(
     settings[lacking] = ""
     logged = _worker_for({**db_env, **settings}, 1.5)  # 15 polls: the job is left queued
     assert "0 jobs done" in logged or "Worker stopped" in logged, logged
+    # what is missing is said once (each was said twice at start)
+    assert logged.count(f"{lacking} is not set") + logged.count(f"you set {lacking}") == 1, (
+        logged)
     [send] = [j for j in _json(db_env, "jobs") if j["kind"] == "send_invites"]
     assert (send["state"], send["attempts"], send["waiting_for_worker"]) == ("queued", 0, True)
     line = next(x for x in run(db_env, "jobs").stdout.splitlines() if "send_invites" in x)
