@@ -122,3 +122,17 @@ def test_a_binary_file_is_refused_in_words_that_fit_a_shell(
     assert refused.returncode == 1, refused
     assert "This file is not text (it contains binary data): import a CSV file" in refused.stderr
     assert "Upload" not in refused.stderr, refused.stderr
+
+
+def test_a_cell_too_long_above_the_header_is_not_called_a_quote_that_never_closes(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A 70 KB title line above the header, in a file without a quote, was refused as "The
+    header row has a quote (") that never closes"."""
+    long = tmp_path / "long.csv"
+    long.write_text("x" * 70_000 + "\nemail\nlh@example.com\n", encoding="utf-8")
+    refused = run(db_env, "import", str(long), "--segment", "VIP", "--create-segment")
+    assert refused.returncode == 1, refused
+    assert "has a cell longer than 65,536 characters, so the header can't be read" in (
+        refused.stderr), refused.stderr
+    assert "quote" not in refused.stderr, refused.stderr

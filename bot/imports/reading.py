@@ -101,6 +101,9 @@ ABOVE_HEADER = ("Above the header row (line {header}), so not read as a contact:
                 "one, move it below the header")
 HEADER_QUOTE = ("The header row has a quote (\") that never closes, so it runs into the rows "
                 "below it. Fix the header row and try again.")
+HEADER_TOO_LONG = (f"A line at the top of the file, the header row or one above it, has a cell "
+                   f"longer than {FIELD_LIMIT:,} characters, so the header can't be read. Is "
+                   "this the export you meant? It needs one row of column names at the top.")
 
 
 class CsvFileError(ValueError):
@@ -906,6 +909,7 @@ class CsvReader:
         finally:
             stream.seek(start)
         sample_text = sample.decode(self.encoding, errors="ignore")
+        self._quoted_sample = '"' in sample_text  # what a header past the field limit tells
         if _looks_binary(sample_text):
             raise CsvFileError(NOT_TEXT)
         if fits_chosen is None:
@@ -932,9 +936,12 @@ class CsvReader:
             self._repeats = HeaderRepeats(self.header, self.columns.email, repeatable=not data)
             if data:
                 self._before.append((self._header_line, list(self.header)))
-        except csv.Error:
+        except csv.Error as exc:
             self.close()
-            raise CsvFileError(HEADER_QUOTE) from None
+            # a cell past the field limit is no quote's doing (a 70 KB title line was said to
+            # be a header quote that never closes, in a file without a quote)
+            long = "field limit" in str(exc) and not self._quoted_sample
+            raise CsvFileError(HEADER_TOO_LONG if long else HEADER_QUOTE) from None
         except BaseException:
             self.close()
             raise
