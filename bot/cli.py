@@ -54,7 +54,7 @@ from bot.imports.batches import ReviewError
 from bot.imports.cancel import try_cancel_job
 from bot.imports.engine import BatchStateError
 from bot.imports.importer import ImportFailed, import_files, preview_files
-from bot.imports.job_kinds import SLACK_FILE_JOB
+from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB
 from bot.imports.locale_notes import unknown_locale_notes
 from bot.imports.mapping import parse_maps
 from bot.imports.upload_offers import UPLOAD_OFFER_JOB
@@ -991,7 +991,7 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
         elif cancelling.found == JobState.CANCELLED:  # said as the README
             print(f"Job {job.id} was cancelled already.")  # says: not as if this stopped it
         else:
-            print(f"Job {job.id} is {job.state}.")
+            print(f"Job {job.id} is {job.state}.{_kept_when_cancelled(job, cancelling.found)}")
         if cancelling.segment_withdrawn:  # the segment made for its import went with it
             # (with --json on stderr: the output stays the job scripts read)
             print(cancelling.segment_withdrawn, file=sys.stderr if args.json else sys.stdout)
@@ -1117,6 +1117,16 @@ def _needs() -> dict[str, str]:
     from bot.campaigns.jobs import SEND_NEEDS
 
     return {**NEEDS, SEND_JOB: f" ({SEND_NEEDS})"}
+
+
+def _kept_when_cancelled(job: Job, found: str) -> str:
+    """What a running import's cancel leaves, and how to take it out: it said "Job 2 is
+    cancelled." alone, and that the rows it had imported stay went unsaid."""
+    if job.kind != IMPORT_JOB or found != JobState.RUNNING:
+        return ""
+    number = _of_import(job).strip().removeprefix("import #")
+    undo = f" (`referral-bot undo {number}` takes them out)" if number else ""
+    return f" It stops at its next chunk; the contacts it imported before then stay{undo}."
 
 
 def _of_import(job: Job) -> str:

@@ -276,8 +276,14 @@ async def test_a_shell_import_cancelled_from_another_shell_says_so(
             return await scalar(db, "SELECT COUNT(*) FROM contact") >= 3 * STOPPED_CHUNK
 
         await wait_for(applying, 120, "the shell's import to apply some chunks")
-        cancelled = shell.run(env, "jobs", "cancel", str((await _import_job(db)).id))
+        job = await _import_job(db)
+        cancelled = shell.run(env, "jobs", "cancel", str(job.id))
         assert cancelled.returncode == 0, cancelled.stderr
+        # what it leaves, and how to take it out (it said "Job 2 is cancelled." alone)
+        number = json.loads(job.payload or "{}")["batch_id"]
+        assert cancelled.stdout == (
+            f"Job {job.id} is cancelled. It stops at its next chunk; the contacts it imported "
+            f"before then stay (`referral-bot undo {number}` takes them out).\n")  # fmt: skip
         out, err = shell_import.communicate(timeout=60)
     finally:
         shell_import.kill()
