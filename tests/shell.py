@@ -5,7 +5,7 @@ and `python -m bot.cli` call), in this process: the environment the command sees
 a subprocess would get (this process's, without DATABASE_* and DEFAULT_*, plus `env`), and its
 stdout, stderr and exit status come back as a `subprocess.CompletedProcess`. It skips only the
 ~1 s of imports a new Python process costs. `run_process` starts a real process, for what is
-about the process itself (its exit status, signals, a fresh directory).
+about the process itself (its exit status, signals, its locale, a directory of its own).
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ def run_process(
                           timeout=TIMEOUT, cwd=cwd)  # fmt: skip
 
 
-def run(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """`referral-bot ARGS` through `bot.cli.main` in this process (see the module docstring).
+def run(env: Mapping[str, str], *args: str,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """`referral-bot ARGS` through `bot.cli.main` in this process (see the module docstring),
+    typed in `cwd` if given (the process's working directory, swapped as its environment is).
 
     main() runs its own event loop, so it runs in a thread of its own: this works from a test's
     event loop too (blocking it, as `subprocess.run` would; use `asyncio.to_thread(run, ...)`
@@ -57,6 +59,7 @@ def run(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     with (
         _ONE_AT_A_TIME,
         _environ(environment(env)),
+        _chdir(cwd),
         contextlib.redirect_stdout(out),
         contextlib.redirect_stderr(err),
     ):
@@ -96,3 +99,12 @@ def _environ(env: Mapping[str, str]) -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def _chdir(cwd: Path | None) -> Iterator[None]:
+    if cwd is None:
+        yield
+        return
+    with contextlib.chdir(cwd):
+        yield

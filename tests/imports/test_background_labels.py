@@ -24,7 +24,7 @@ from handlers.home_messages import import_line
 from handlers.home_publish import recent_imports
 from models import Database
 from tests.imports import exports
-from tests.shell import CLI, environment, run, run_process
+from tests.shell import CLI, environment, run
 
 TEAM = "local"  # the workspace the shell makes on first use
 
@@ -37,7 +37,7 @@ def env_for(db_env: dict[str, str], **extra: str) -> dict[str, str]:
 
 def queue_import(env: dict[str, str], cwd: Path, *args: str) -> int:
     """`referral-bot import ARGS --background --json`, typed in `cwd`: the job's id."""
-    queued = run_process(env, "import", *args, "--background", "--json", cwd=cwd)
+    queued = run(env, "import", *args, "--background", "--json", cwd=cwd)
     assert queued.returncode == 0, queued.stderr
     return int(json.loads(queued.stdout)["job"])
 
@@ -156,8 +156,8 @@ async def test_a_zip_and_a_workbook_get_the_names_the_foreground_import_gives_th
     (tmp_path / "sub" / "export.zip").write_bytes(exports.mailchimp_zip())
     (tmp_path / "sub" / "Kunden.xlsx").write_bytes(exports.xlsx_workbook())
     files = ["sub/export.zip", "sub/Kunden.xlsx"]
-    here = run_process(env, "import", *files, "--segment", "Here", "--create-segment", "--json",
-                       cwd=tmp_path)  # fmt: skip
+    here = run(env, "import", *files, "--segment", "Here", "--create-segment", "--json",
+               cwd=tmp_path)  # fmt: skip
     assert here.returncode == 0, here.stderr
     job_id = queue_import(env, tmp_path, *files, "--segment", "There", "--create-segment")
 
