@@ -50,7 +50,7 @@ from bot.cli_common import (
 from bot.home_refresh import HOME_REFRESH_JOB, queue_home_refresh
 from bot.ids import IDS_PER_QUERY
 from bot.imports.background import enqueue_file_import, joined
-from bot.imports.batches import ReviewError
+from bot.imports.batches import ReviewError, get_batch
 from bot.imports.cancel import try_cancel_job
 from bot.imports.engine import BatchStateError
 from bot.imports.importer import ImportFailed, import_files, preview_files
@@ -63,6 +63,7 @@ from bot.jobs.queue import (
     SETTLED,
     count_settled,
     database_now,
+    get_job,
     list_jobs,
     runnable_kinds,
     use_max_attempts,
@@ -75,7 +76,7 @@ from bot.temp_files import disk_temporary_file
 from bot.terminal import escape_stdout_on_a_terminal
 from bot.words import plural, quoted
 from bot.workspaces import WorkspaceError, apply_default_locale, resolve_team
-from models import Database, Job, JobState
+from models import BatchStatus, Database, Job, JobState
 from models.db import exception_chain
 from models.migrate import (
     MigrationFailed,
@@ -974,6 +975,7 @@ def _fix_intro(problems: list[str], before: str) -> str:
 
 async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
     if args.jobs_command == "cancel":
+        applying = await _applying_import(db, team, args.job_id)
         cancelling = await try_cancel_job(db, team, args.job_id)
         if cancelling is None:
             raise CliError(f"No job {args.job_id} in this workspace.")
@@ -991,7 +993,8 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
         elif cancelling.found == JobState.CANCELLED:  # said as the README
             print(f"Job {job.id} was cancelled already.")  # says: not as if this stopped it
         else:
-            print(f"Job {job.id} is {job.state}.{_kept_when_cancelled(job, cancelling.found)}")
+            kept = _kept_when_cancelled(applying) if cancelling.found == JobState.RUNNING else ""
+            print(f"Job {job.id} is {job.state}.{kept}")
         if cancelling.segment_withdrawn:  # the segment made for its import went with it
             # (with --json on stderr: the output stays the job scripts read)
             print(cancelling.segment_withdrawn, file=sys.stderr if args.json else sys.stdout)
@@ -1119,14 +1122,26 @@ def _needs() -> dict[str, str]:
     return {**NEEDS, SEND_JOB: f" ({SEND_NEEDS})"}
 
 
-def _kept_when_cancelled(job: Job, found: str) -> str:
-    """What a running import's cancel leaves, and how to take it out: it said "Job 2 is
-    cancelled." alone, and that the rows it had imported stay went unsaid."""
-    if job.kind != IMPORT_JOB or found != JobState.RUNNING:
+async def _applying_import(db: Database, team: str, job_id: int) -> int | None:
+    """The number of the import job `job_id` is applying now, if it is (read before the
+    cancel: the cancel makes the import cancelled); None for any other job, or an import
+    still being read (nothing of it imported yet)."""
+    job = await get_job(db, team, job_id)
+    if job is None or job.kind != IMPORT_JOB:
+        return None
+    batch_id = json.loads(job.payload or "{}").get("batch_id")
+    batch = await get_batch(db, team, batch_id) if isinstance(batch_id, int) else None
+    return batch_id if batch is not None and batch.status == BatchStatus.IMPORTING else None
+
+
+def _kept_when_cancelled(number: int | None) -> str:
+    """What cancelling an import part way through its apply leaves, and how to take it out:
+    it said "Job 2 is cancelled." alone, and that the contacts it had imported stay went
+    unsaid. Nothing when it was still reading its files (nothing imported yet)."""
+    if number is None:
         return ""
-    number = _of_import(job).strip().removeprefix("import #")
-    undo = f" (`referral-bot undo {number}` takes them out)" if number else ""
-    return f" It stops at its next chunk; the contacts it imported before then stay{undo}."
+    return (" It stops at its next chunk; the contacts it imported before then stay "
+            f"(`referral-bot undo {number}` takes them out).")
 
 
 def _of_import(job: Job) -> str:

@@ -684,7 +684,7 @@ async def _advocates(db: Database, team: str, settings: Settings, args: argparse
             invite += f" ({row['invite_reason']})"
         elif row["invite_due"] and (due := datetime.fromisoformat(row["invite_due"])) > utcnow():
             invite += f" (due {due:%Y-%m-%d %H:%M} UTC)"  # held, delayed or retried later
-        if row["fell_back_to"]:
+        if row["fell_back_to"] and row["invite"] == "sent":  # a failed one's reason says all
             wanted = f" ({row['locale']})" if row["locale"] else ""
             invite += f" in {row['fell_back_to']}: no template in their language{wanted}"
         print(f"{row['email']}  {row['link']}  {invite}  clicks {row['clicks']}{consent}")

@@ -21,6 +21,7 @@ from bot.contact_admin import (
     typed_check,
 )
 from bot.settings import Settings
+from bot.terminal import as_shown
 from bot.words import quoted
 from models import Database
 
@@ -80,7 +81,7 @@ async def _search(db: Database, team: str, args: argparse.Namespace) -> int:
         print(f"No contact's email, first name or last name starts with {quoted(args.query)}.")
         return 0
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-    lines = [HEADER, *(_line(r) for r in rows)]
+    lines = [HEADER, *([as_shown(cell) for cell in _line(r)] for r in rows)]
     widths = [max(display_width(line[i], encoding) for line in lines)
               for i in range(len(HEADER) - 1)]  # fmt: skip
     for line in lines:

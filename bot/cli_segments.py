@@ -29,7 +29,7 @@ from bot.segments import (
     write_export,
 )
 from bot.settings import Settings
-from bot.terminal import escaping_on_a_terminal
+from bot.terminal import as_shown, escaping_on_a_terminal
 from bot.words import listed, plural, quoted
 from bot.workspaces import WorkspaceError, find_segment, segment_sizes
 from models import Database, Segment, SegmentRole
@@ -100,9 +100,10 @@ async def _segments(db: Database, team: str, args: argparse.Namespace) -> int:
         print(json.dumps([{"name": s.name, "kind": s.kind, "contacts": n} for s, n in sizes]))
     else:
         encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-        width = max(display_width(s.name, encoding) for s, _ in sizes)  # 顧客 takes 4 columns
-        for segment, count in sizes:
-            print(f"{pad(segment.name, width, encoding)}  {count:>10,}")
+        names = [as_shown(s.name) for s, _ in sizes]  # as the terminal shows them
+        width = max(display_width(name, encoding) for name in names)  # 顧客 takes 4 columns
+        for name, (_, count) in zip(names, sizes, strict=True):
+            print(f"{pad(name, width, encoding)}  {count:>10,}")
     return 0
 
 

@@ -35,7 +35,7 @@ from bot.campaigns.service import enroll_when_exclusion_ends_in
 from bot.casefold import spellings
 from bot.ids import IDS_PER_QUERY, digits
 from bot.imports.addresses import InvalidEmail, email_key, normalize_email
-from bot.words import listed, plural
+from bot.words import listed, plural, quoted
 from models import Contact, Database, InvitedAddress, RetiredCode, SuppressedAddress
 from models.clock import utcnow
 from models.db import upsert
@@ -354,7 +354,7 @@ async def find_by_email(db: Database, team_id: str, email: str) -> int:
             {"t": team_id, "e": address_key(email)},
         )).scalar()  # fmt: skip
     if found is None:
-        raise ContactError(f"No contact with the email {email.strip()!r} in this workspace.")
+        raise ContactError(f"No contact with the email {quoted(email.strip())} in this workspace.")
     return int(found)
 
 

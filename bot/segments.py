@@ -127,8 +127,9 @@ class SegmentInUse(WorkspaceError):
 
     def __init__(self, name: str, campaigns: list[CampaignUse]) -> None:
         names = ", ".join(c.name for c in campaigns) or "none"
-        super().__init__(f"Nothing was deleted: the campaigns using {name!r} changed meanwhile "
-                         f"(now: {names}). Click Delete again to see what deleting it means.")
+        super().__init__(f"Nothing was deleted: the campaigns using {quoted(name)} changed "
+                         f"meanwhile (now: {names}). Click Delete again to see what deleting "
+                         "it means.")
         self.campaigns = campaigns
 
 
@@ -161,8 +162,8 @@ async def _why_unchanged(conn: AsyncConnection, team_id: str, segment_id: int,
     if row.kind == SegmentKind.ALL:
         return _built_in(verb)
     if row.kind == SegmentKind.STATIC:  # the conditional UPDATE also named the old name
-        return WorkspaceError(f"It was renamed to {row.name!r} meanwhile: nothing changed.")
-    return WorkspaceError(f"{row.name!r} was already deleted.")
+        return WorkspaceError(f"It was renamed to {quoted(row.name)} meanwhile: nothing changed.")
+    return WorkspaceError(f"{quoted(row.name)} was already deleted.")
 
 
 async def campaigns_using(db: Database, team_id: str, segment_id: int) -> list[CampaignUse]:
@@ -212,7 +213,7 @@ def require_new_name(segment: Segment, name: str) -> None:
     the rename recorded "renamed a segment to VIP (was VIP)" and said "*VIP* is now *VIP*".
     Another case of it is a new name."""
     if name == segment.name:
-        raise WorkspaceError(f"The segment is already named {name!r}: nothing to change.")
+        raise WorkspaceError(f"The segment is already named {quoted(name)}: nothing to change.")
 
 
 async def rename_segment(db: Database, team_id: str, segment_id: int, new_name: str, *,

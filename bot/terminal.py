@@ -24,6 +24,12 @@ def shown(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
+def as_shown(text: str) -> str:
+    """`text` as stdout will show it: escaped if stdout is a terminal (columns are measured
+    on this, or a row holding an escaped name no longer lines up), else as it is."""
+    return shown(text) if isinstance(sys.stdout, _Escaping) else text
+
+
 class _Escaping:
     """A text stream that writes through `shown`; everything else is the stream's own."""
 

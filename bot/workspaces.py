@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot.audit import CLI, Act, record_in
+from bot.words import quoted
 from models import Contact, Database, Segment, SegmentKind, SegmentMember, Workspace
 from models.contacts import ALL_CUSTOMERS
 
@@ -96,7 +97,7 @@ def clean_segment_name(name: str) -> str:
     if (longer := len(segment_key(name))) > MAX_SEGMENT_NAME:
         raise WorkspaceError(too_long_compared(longer, MAX_SEGMENT_NAME))
     if _DELETED_KEY.fullmatch(segment_key(name)):
-        raise WorkspaceError(f"{name!r} is reserved: choose another name.")
+        raise WorkspaceError(f"{quoted(name)} is reserved: choose another name.")
     return name
 
 
@@ -107,7 +108,7 @@ def name_taken(existing: Segment) -> WorkspaceError:
         # which read oddly as the answer to a rename)
         return WorkspaceError(f"{ALL_CUSTOMERS} is built in (it holds every contact): its "
                               "name can't be another segment's.")
-    return WorkspaceError(f"A segment named {existing.name!r} already exists.")
+    return WorkspaceError(f"A segment named {quoted(existing.name)} already exists.")
 
 
 async def ensure_workspace(db: Database, team_id: str, *, default_locale: str = "en") -> Workspace:
@@ -156,7 +157,7 @@ async def resolve_team(db: Database, team_id: str | None, *, default_locale: str
         teams = list((await session.exec(select(Workspace.team_id).limit(2))).all())
     if team_id is not None:
         if team_id not in teams and not await _exists(db, team_id):
-            raise WorkspaceError(f"No workspace {team_id!r}. Known: {await _known(db)}.")
+            raise WorkspaceError(f"No workspace {quoted(team_id)}. Known: {await _known(db)}.")
         return team_id
     if len(teams) > 1:
         # naming them: "choose one with --team" alone left the reader to find the ids elsewhere
@@ -247,7 +248,8 @@ async def import_target(db: Database, team_id: str, name: str, *, create: bool) 
     segment = await find_segment(db, team_id, name)
     if segment is None:
         if not create:
-            raise WorkspaceError(f"No segment named {name!r}. Create it with --create-segment.")
+            raise WorkspaceError(f"No segment named {quoted(name)}. Create it with "
+                                 "--create-segment.")
         return await create_segment(db, team_id, name)
     if segment.kind == SegmentKind.ALL:
         raise WorkspaceError(

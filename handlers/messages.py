@@ -38,6 +38,7 @@ from bot.imports.dry_run import DryRun
 from bot.imports.files import ENTRY_SEPARATOR
 from bot.imports.mapping import mappable
 from bot.imports.review import BatchView, ContactRow, describe_status
+from bot.imports.rows import CONSENT_UNREAD
 from bot.imports.source_names import told_apart
 from bot.words import plural
 from handlers.ids import Action, BlockId, Callback
@@ -314,7 +315,9 @@ def _source_line(source: ImportSource, name: str, counts: Totals,
     else:
         parts.append(f"{n(counts.rejected)} rejected")
     if counts.warnings:  # unknown locales, and consent values the warning lists
-        parts.append(f"{n(counts.warnings)} with " + ("a warning" if source.warning
+        # the warning may speak only of cells past the header, which are no row's warning
+        consent = CONSENT_UNREAD in (source.warning or "")
+        parts.append(f"{n(counts.warnings)} with " + ("a warning" if consent
                                                       else "an unknown locale"))  # fmt: skip
     return (f"{title}\n:white_check_mark: " + " · ".join(parts)
             + _note_lines(source.note, ":information_source:")

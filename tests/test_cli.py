@@ -124,8 +124,9 @@ def test_a_dry_run_prints_the_notes_the_import_would(db_env: dict[str, str],
 def test_cells_past_the_header_are_said_not_dropped_unseen(db_env: dict[str, str],
                                                           tmp_path: Path) -> None:  # fmt: skip
     """A row with more cells than the header was imported from its first cells, and what was
-    past the header's last column (a second person's address) went without a word; blank
-    cells past it ("a,b,,", how many exports end their rows) are nothing to say."""
+    past the header's last column went without a word (a form's second address, split off by
+    the comma in it, landed in first_name and its question's answer was dropped); blank cells
+    past it ("a,b,,", how many exports end their rows) are nothing to say."""
     people = tmp_path / "forms.csv"
     people.write_text("email,first_name\nAda <ada@example.org>, Bob <bob@example.org>,Q10\n"
                       "cy@example.com,Cy,,\ndee@example.com,Dee\n"
@@ -135,8 +136,8 @@ def test_cells_past_the_header_are_said_not_dropped_unseen(db_env: dict[str, str
     summary = json.loads(shown.stdout)
     assert (summary["rows"], summary["valid"]) == (4, 4)  # imported, as before
     assert summary["notes"] == [{"file": str(people), "note": (
-        "2 rows have more cells than the header has columns (lines 2 and 5): what is past its "
-        "last column was not read. A comma in a cell that isn't quoted splits it in two; check "
+        "2 rows have more cells than the header has columns (lines 2 and 5): nothing past its "
+        "last column is imported. A comma in a cell that isn't quoted splits it in two; check "
         "the columns line up.")}], summary["notes"]  # fmt: skip
 
 
@@ -166,12 +167,14 @@ async def test_the_warning_line_points_at_the_unknown_locales_below_it(
     its count, as the consent note does; none when every locale is known."""
     f = tmp_path / "loc.csv"
     f.write_text("email,first_name,locale\nana@example.com,Ana,klingon\n"
-                 "bo@example.com,Bo,en\ncy@example.com,Cy,Klingon\ndi@example.com,Di,xx\n")
+                 "bo@example.com,Bo,en\ncy@example.com,Cy,Klingon\ndi@example.com,Di,xx\n"
+                 'ed@example.com,Ed,"e\'n""x"\n')  # fmt: skip
     result = run(db_env, "import", str(f), "--segment", "S", "--create-segment")
     assert result.returncode == 0, result.stderr
-    assert "3 imported with a warning" in result.stdout and "see below" in result.stdout
-    assert (f"Note on {f}: 3 rows have a locale we don't recognise: “Klingon” (1), "
-            "“klingon” (1), “xx” (1).") in result.stdout, result.stdout
+    assert "4 imported with a warning" in result.stdout and "see below" in result.stdout
+    # a value holding both kinds of quote is named as the file has it
+    assert (f"Note on {f}: 4 rows have a locale we don't recognise: “Klingon” (1), "
+            "“e'n\"x” (1), “klingon” (1), “xx” (1).") in result.stdout, result.stdout
     known = tmp_path / "known.csv"
     known.write_text("email,locale\nel@example.com,fr\n")
     quiet = run(db_env, "import", str(known), "--segment", "S", "--json")

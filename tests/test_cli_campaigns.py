@@ -503,14 +503,18 @@ def _worker_for(env: dict[str, str], seconds: float,
     import tempfile
     import time
 
-    # stderr into a file, read whole at the end: lines read from a pipe up to "waiting for
-    # jobs" left those after it in the reader's buffer, which communicate() never saw
-    with tempfile.TemporaryFile(mode="w+") as log:
-        worker = subprocess.Popen([*CLI, "worker"],
-                                  env=environment({**env, "WORKER_POLL_SECONDS": "0.1"}),
-                                  stdout=subprocess.DEVNULL, stderr=log, text=True)  # fmt: skip
+    # stderr into a file of its own (appended to), read whole at the end: lines read from a
+    # pipe up to "waiting for jobs" left those after it in the reader's buffer, which
+    # communicate() never saw; and a file shared with the reader's position could be written
+    # over where the reader had sought
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "worker.log"
+        with path.open("a") as log:
+            worker = subprocess.Popen([*CLI, "worker"],
+                                      env=environment({**env, "WORKER_POLL_SECONDS": "0.1"}),
+                                      stdout=subprocess.DEVNULL, stderr=log)  # fmt: skip
         started = time.monotonic() + 60
-        while "waiting for jobs" not in (log.seek(0) or log.read()):  # its start-up lines
+        while "waiting for jobs" not in path.read_text():  # its start-up lines
             assert time.monotonic() < started and worker.poll() is None, "it never started"
             time.sleep(0.05)
         deadline = time.monotonic() + seconds
@@ -522,8 +526,7 @@ def _worker_for(env: dict[str, str], seconds: float,
                 time.sleep(0.1)
         worker.send_signal(signal.SIGINT)
         worker.wait(timeout=30)
-        log.seek(0)
-        said = log.read()
+        said = path.read_text()
     assert worker.returncode == 0, said
     return said
 

@@ -98,7 +98,8 @@ def test_a_damaged_workbook_is_refused_in_words_that_fit_a_shell(
     assert "upload" not in refused.stderr
 
 
-def test_a_name_with_both_kinds_of_quote_is_shown_as_typed(db_env: dict[str, str]) -> None:
+def test_a_name_with_both_kinds_of_quote_is_shown_as_typed(db_env: dict[str, str],
+                                                           tmp_path: Path) -> None:
     """repr showed 'Bob\\'s "Big" Sale': the shell's quotes are Python's, its escapes needn't be."""
     name = 'Bob\'s "Big" Sale'
     made = run(db_env, "campaign", "create", name, "--store-url", "https://shop.example")
@@ -107,6 +108,10 @@ def test_a_name_with_both_kinds_of_quote_is_shown_as_typed(db_env: dict[str, str
     assert again.returncode == 1 and f"A campaign named '{name}' already exists." in again.stderr
     missing = run(db_env, "segments", "rename", name, "New")
     assert missing.returncode == 1 and f"No segment named '{name}' in this" in missing.stderr
+    people = tmp_path / "people.csv"
+    people.write_text("email\nana@example.com\n", encoding="utf-8")
+    into = run(db_env, "import", str(people), "--segment", name)  # no --create-segment
+    assert into.returncode == 1 and f"No segment named '{name}'. Create it" in into.stderr, into
     # a line break in a name is still shown escaped: it can't break the output's lines
     odd = run(db_env, "segments", "rename", "two\nlines", "New")
     assert "No segment named 'two\\nlines'" in odd.stderr, odd

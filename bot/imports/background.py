@@ -273,9 +273,10 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
                 error = str(exc) if permanent else failure_words(exc)
                 removed = await _fail_import_surely(ctx, batch_id, error, notifier, draft=True)
                 if removed:  # the job's error says it too (`jobs`): it ends here either way
-                    if not permanent:
-                        log.error("import %s failed on its last attempt", batch_id,
-                                  exc_info=exc)  # fmt: skip
+                    if not permanent:  # a ToldJobError's words say all of it: no traceback
+                        log.error("import %s failed on its last attempt%s", batch_id,
+                                  f": {exc}" if isinstance(exc, ToldJobError) else "",
+                                  exc_info=None if isinstance(exc, ToldJobError) else exc)
                     raise PermanentJobError(joined(error, removed)) from exc
             raise
     last = 0.0

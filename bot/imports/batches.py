@@ -42,6 +42,7 @@ from bot.imports.source_names import names_of_all
 from bot.imports.staging import copy_constants, refresh_statistics, stage_rows, take_staging
 from bot.jobs.queue import database_now_in, enqueue_in, schedule_purge_in, shared_now
 from bot.notify import BATCH_CHANGED, REJECTS_CHANGED, enqueue_report_in, reading_again_in
+from bot.words import quoted
 from bot.workspaces import WorkspaceError
 from models import (
     BatchStatus,
@@ -245,7 +246,7 @@ async def _own_segment(conn: AsyncConnection, team_id: str, segment_id: int) -> 
         col(Segment.id) == segment_id, col(Segment.team_id) == team_id))).scalar()  # fmt: skip
     if name is None:
         raise ReviewError("That segment doesn't exist in this workspace.")
-    raise WorkspaceError(f"The segment {name!r} was deleted; nothing was imported.")
+    raise WorkspaceError(f"The segment {quoted(name)} was deleted; nothing was imported.")
 
 
 async def _requested(conn: AsyncConnection, team_id: str, batch_id: int, segment_id: int,
@@ -786,8 +787,9 @@ async def get_source(db: Database, team_id: str, source_id: int) -> ImportSource
 async def record_counts(conn: AsyncConnection, source: ImportSource, tally: Tally, *,
                         note: str | None = None,
                         removals_dropped: bool = False) -> bool:  # fmt: skip
-    """Mark the source read with what the parser counted, what it recognised (`note`) and the
-    consent values it couldn't read (its warning); False if it is no longer pending.
+    """Mark the source read with what the parser counted, what it recognised (`note`), and
+    what needs a person's eye (its warning: the consent values it couldn't read, rows with
+    cells past the header); False if it is no longer pending.
 
     Called in the transaction that staged its rows: unless the caller did already
     (`removals_dropped`), its rows of addresses removed from the batch are removed too

@@ -80,7 +80,8 @@ def consent_note(tally: Tally) -> str | None:
     shown = ", ".join(f"“{value}” ({count:,})" for value, count in values[:MAX_NAMES])
     if rest := tally.consent_unread - sum(count for _, count in values[:MAX_NAMES]):
         # values past the first few, or past those remembered: said, not dropped unseen
-        shown += f" and {rest:,} more row{'s' if rest > 1 else ''} with other values"
+        shown += (f" and {rest:,} more rows with other values" if rest > 1 else
+                  " and 1 more row with another value")  # fmt: skip
     rows = f"{tally.consent_unread:,} row" + ("s have" if tally.consent_unread > 1 else " has")
     they = "They are" if tally.consent_unread > 1 else "It is"
     return (f"{rows} a {CONSENT_UNREAD}: {shown}. {they} imported as not subscribed (never "
@@ -88,9 +89,9 @@ def consent_note(tally: Tally) -> str | None:
 
 
 def overlong_note(tally: Tally) -> str | None:
-    """Rows with something in cells past the header's last column, which nothing reads: the
-    row was imported from its other cells with not a word (a second address in a cell past the
-    header's, a name split in two by a comma)."""
+    """Rows with something in cells past the header's last column, which nothing imports: the
+    row was imported from its other cells with not a word (a name split in two by a comma
+    shifts what follows it). A CSV's rows only: a workbook's reader gives no header width."""
     if not tally.overlong:
         return None
     lines = [f"{line:,}" for line in tally.overlong_lines]
@@ -98,8 +99,8 @@ def overlong_note(tally: Tally) -> str | None:
         lines.append(f"{more:,} more")
     where = f"{'line' if tally.overlong == 1 else 'lines'} {listed(lines)}"
     rows = "1 row has" if tally.overlong == 1 else f"{tally.overlong:,} rows have"
-    return (f"{rows} more cells than the header has columns ({where}): what is past its last "
-            "column was not read. A comma in a cell that isn't quoted splits it in two; check "
+    return (f"{rows} more cells than the header has columns ({where}): nothing past its last "
+            "column is imported. A comma in a cell that isn't quoted splits it in two; check "
             "the columns line up.")
 
 
@@ -135,6 +136,22 @@ def archive_note(line: str) -> tuple[str, str] | None:
 
 
 def join_notes(notes: Iterable[str | None]) -> str | None:
-    """One note a line, within the column's size; None when there is nothing to say."""
-    text = "\n".join(note for note in notes if note)
-    return text[:MAX_NOTE] or None
+    """One note a line, within the column's size; None when there is nothing to say. A note
+    that doesn't fit whole is cut with "…" where the cut shows (it was cut off mid-sentence
+    without a sign, "(lines 20,000, 20,001,"), or left out when less than a line's worth of
+    room is left."""
+    kept: list[str] = []
+    room = MAX_NOTE
+    for note in (n for n in notes if n):
+        room -= 1 if kept else 0  # its line break
+        if len(note) <= room:
+            kept.append(note)
+            room -= len(note)
+            continue
+        if room >= _SHORTEST_CUT:
+            kept.append(note[: room - 1].rstrip() + "…")
+        break
+    return "\n".join(kept) or None
+
+
+_SHORTEST_CUT = 60  # characters of a note worth showing cut

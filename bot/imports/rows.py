@@ -337,8 +337,8 @@ class Classifier:
                 self._locales[locale] = loc
             else:
                 tally.warnings += 1
-                reason = (f"Unknown locale {quoted(locale.strip()[:35])}: the workspace default "
-                          "is used")
+                # repr, not quoted(): locale_notes reads the value back with literal_eval
+                reason = f"Unknown locale {locale.strip()[:35]!r}: the workspace default is used"
         if not first and self.default_first_name:
             first = first_name_of(normalized)
         if unread is not None:

@@ -170,3 +170,13 @@ async def test_a_files_name_in_a_note_never_turns_it_into_a_warning(app: Harness
     assert "2 valid · 0 duplicates · 0 rejected · 1 with an unknown locale" in line, line
     assert ":information_source: Not read from export.zip" in line, line
     assert ":warning:" not in line, line
+
+
+async def test_a_warning_of_cells_past_the_header_is_no_rows_warning(app: Harness) -> None:
+    """A file's warning came to speak of cells past the header too: unknown locales were then
+    counted "with a warning" beside a warning line about something else."""
+    file = app.slack.add_file("F0107", "contacts.csv", b"email,locale\nann@example.com,Klingon\n"
+                                                       b"bob@example.com,fr,extra\n")  # fmt: skip
+    (line,) = await _submitted(app, "Past", file)
+    assert "2 valid · 0 duplicates · 0 rejected · 1 with an unknown locale" in line, line
+    assert ":warning: 1 row has more cells than the header has columns (line 3)" in line, line

@@ -125,6 +125,9 @@ async def test_a_jobs_errors_name_the_files_as_typed(
     assert str(vanished["error"]).startswith("exports/gone.csv: no such file (moved or deleted "
                                              "since the import was queued?)."), vanished
     assert str(tmp_path) not in json.dumps([told_apart, vanished])  # their payloads neither
+    # a file gone is said in a line an attempt, its last one too: no traceback of it
+    logged = (tmp_path / "elsewhere" / "worker.log").read_text()
+    assert "exports/gone.csv: no such file" in logged and "Traceback" not in logged, logged
     shown = run(env, "jobs").stdout
     assert "b/customers.csv: No email column found." in shown, shown
     assert "customers (2).csv" not in shown and str(tmp_path) not in shown, shown

@@ -79,3 +79,24 @@ async def test_cancelling_a_queued_import_withdraws_the_segment_made_for_it(
                   "--json")  # fmt: skip
     assert retried.returncode == 0, retried.stderr
     assert json.loads(retried.stdout)["added_to_segment"] == 1
+
+
+async def test_cancelling_an_import_still_reading_its_file_says_nothing_of_contacts_kept(
+    db: Database, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A running import job reads its files first (its batch a draft): cancelled then, it was
+    said to leave "the contacts it imported before then" with an undo to take them out, of an
+    import that had imported nothing (and whose undo is refused)."""
+    from sqlalchemy import text
+
+    env = env_for(db_env)
+    people = tmp_path / "people.csv"
+    people.write_text("email,first_name\nana@example.com,Ana\n")
+    job = queue_import(env, str(people), "--segment", "Reading", "--create-segment")
+    async with db.begin() as conn:  # a worker took it and is reading the file
+        await conn.execute(text("UPDATE job SET state = 'running', lease_owner = 'w', "
+                                "attempts = 1 WHERE id = :j"), {"j": job})  # fmt: skip
+    cancelled = run(env, "jobs", "cancel", str(job))
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout == f"Job {job} is cancelled.\n{removed('Reading')}\n", (
+        cancelled.stdout)

@@ -9,7 +9,14 @@ from dataclasses import replace
 import pytest
 
 from bot.imports.reading import map_header
-from bot.imports.recognise import CLEANED_REASON, consent_note, overlong_note, recognise
+from bot.imports.recognise import (
+    CLEANED_REASON,
+    MAX_NOTE,
+    consent_note,
+    join_notes,
+    overlong_note,
+    recognise,
+)
 from bot.imports.rows import REJECTED, VALID, Classifier, Tally, consent_of
 
 
@@ -148,6 +155,17 @@ def test_the_note_on_cells_past_the_header_names_the_first_lines_and_counts_the_
                                                        "has columns (line 9): ")  # fmt: skip
     merged = Tally()
     merged.add(classifier.tally)
-    merged.add(one.tally)  # the parser child's counts, added up in the parent
+    merged.add(one.tally)  # Tally.add merges them too
     assert (merged.overlong, merged.overlong_lines) == (9, [2, 3, 4, 5, 6])
     assert overlong_note(Tally()) is None
+
+
+def test_notes_too_long_together_are_cut_where_it_shows() -> None:
+    """The consent note and the note on cells past the header share a 500-character field:
+    the second was cut off mid-sentence without a sign ("(lines 20,000, 20,001,")."""
+    long, other = "a" * 300 + ".", "b" * 250 + "."
+    joined = join_notes([long, other]) or ""
+    assert len(joined) == MAX_NOTE and joined.startswith(long + "\n") and joined.endswith("…")
+    assert join_notes([long, "x" * 60, "y" * 300]) == f"{long}\n{'x' * 60}\n{'y' * 136}…"
+    assert join_notes(["a" * 460, "b" * 100]) == "a" * 460  # 39 left: not worth a cut note
+    assert join_notes([None, "", "c."]) == "c." and join_notes([None]) is None
