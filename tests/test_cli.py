@@ -141,6 +141,22 @@ def test_cells_past_the_header_are_said_not_dropped_unseen(db_env: dict[str, str
         "the columns line up.")}], summary["notes"]  # fmt: skip
 
 
+def test_a_file_with_a_header_and_no_rows_among_others_is_said(db_env: dict[str, str],
+                                                              tmp_path: Path) -> None:  # fmt: skip
+    """Imported beside a good file, it added nobody without a word (an empty file is refused,
+    and one alone fails the import)."""
+    good, bare = tmp_path / "good.csv", tmp_path / "bare.csv"
+    good.write_text("email\nana@example.com\n", encoding="utf-8")
+    bare.write_text("email,first_name\n", encoding="utf-8")
+    shown = run(db_env, "import", str(good), str(bare), "--segment", "S", "--create-segment",
+                "--json")  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    summary = json.loads(shown.stdout)
+    assert (summary["rows"], summary["valid"]) == (1, 1)
+    assert summary["notes"] == [{"file": str(bare), "note": "No rows below the header: nobody "
+                                 "was imported from this file."}], summary["notes"]  # fmt: skip
+
+
 async def test_the_summary_says_what_the_review_message_says_of_each_file(
     db_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -801,11 +801,20 @@ async def record_counts(conn: AsyncConnection, source: ImportSource, tally: Tall
         .where(col(ImportSource.id) == source.id, col(ImportSource.team_id) == source.team_id,
                col(ImportSource.status) == SourceStatus.PENDING)
         .values(status=SourceStatus.PARSED, error=None, failed_on_columns=False, note=note,
-                warning=join_notes([consent_note(tally), overlong_note(tally)]), rows=tally.rows,
+                warning=join_notes([consent_note(tally), overlong_note(tally),
+                                    _no_rows(source, tally)]), rows=tally.rows,
                 valid=tally.valid,
                 duplicates=tally.duplicates, rejected=tally.rejected, warnings=tally.warnings)
     )  # fmt: skip
     return result.rowcount == 1
+
+
+def _no_rows(source: ImportSource, tally: Tally) -> str | None:
+    """A file with a header and nothing below it, among others: imported as nobody, with not
+    a word (an empty file is refused; a file alone with no row fails the import)."""
+    if source.kind != SourceKind.CSV or tally.rows:
+        return None
+    return "No rows below the header: nobody was imported from this file."
 
 
 # An import that ends (failed, cancelled) having added nothing itself may still hold
