@@ -72,6 +72,7 @@ from bot.web_text import (
     NOT_ALLOWED,
     NOT_FOUND,
     NOT_ON_LIST,
+    TRY_AGAIN,
     UNSUBSCRIBE,
     PageText,
     UnsubscribeText,
@@ -180,6 +181,26 @@ async def _own_error_page(request: web.Request, handler: Handler,
             return visitor_page(request, NOT_ALLOWED, status=exc.status,
                                 headers={"Allow": exc.headers["Allow"]})  # fmt: skip
         return visitor_page(request, NOT_FOUND, status=exc.status)
+    except web.HTTPException:
+        raise
+    except Exception:  # the database out of reach, or a bug: logged, and our page, not a 500
+        if request.path in untouched:
+            raise
+        log.exception("%s %s failed; answered 503", request.method, _path_logged(request))
+        return visitor_page(request, TRY_AGAIN, status=503,
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})  # fmt: skip
+
+
+RETRY_AFTER_SECONDS = 30
+
+
+def _path_logged(request: web.Request) -> str:
+    """The path as a log may show it: an unsubscribe link's signed token, or the OAuth
+    callback's query, is a secret (the access log redacts them too)."""
+    path = request.path
+    if path.startswith("/u/"):
+        return "/u/redacted"
+    return path[:200]
 
 
 def _no_referrer(response: web.StreamResponse) -> web.StreamResponse:

@@ -109,6 +109,35 @@ NOT_FOUND: dict[str, PageText] = {
     "zh-TW": PageText("找不到網頁", "此網址沒有網頁。"),
 }  # fmt: skip
 
+# Our side failed (the database out of reach, a bug): 503, with Retry-After. It was aiohttp's
+# bare "500 Internal Server Error", without our headers, in no visitor's language
+TRY_AGAIN: dict[str, PageText] = {
+    "da": PageText("Prøv igen om lidt", "Noget gik galt hos os. Prøv igen om et par minutter."),
+    "de": PageText("Bitte gleich noch einmal versuchen", "Bei uns ist etwas schiefgelaufen. "
+                   "Bitte versuchen Sie es in ein paar Minuten noch einmal."),
+    "en": PageText("Try again in a moment", "Something went wrong on our side. Please try "
+                   "again in a few minutes."),
+    "es": PageText("Inténtalo de nuevo en un momento", "Algo salió mal por nuestra parte. "
+                   "Vuelve a intentarlo en unos minutos."),
+    "fr": PageText("Réessayez dans un instant", "Un problème est survenu de notre côté. "
+                   "Réessayez dans quelques minutes."),
+    "it": PageText("Riprova tra poco", "Qualcosa non ha funzionato da parte nostra. Riprova "
+                   "tra qualche minuto."),
+    "ja": PageText("しばらくしてからもう一度お試しください",
+                   "こちら側で問題が発生しました。数分後にもう一度お試しください。"),
+    "nb": PageText("Prøv igjen om litt", "Noe gikk galt hos oss. Prøv igjen om noen minutter."),
+    "nl": PageText("Probeer het zo opnieuw", "Er ging bij ons iets mis. Probeer het over een "
+                   "paar minuten opnieuw."),
+    "pt-BR": PageText("Tente novamente em instantes", "Algo deu errado do nosso lado. Tente "
+                      "novamente em alguns minutos."),
+    "ru": PageText("Попробуйте ещё раз чуть позже", "У нас что-то пошло не так. Попробуйте ещё "
+                   "раз через несколько минут."),
+    "sv": PageText("Försök igen om en stund", "Något gick fel hos oss. Försök igen om några "
+                   "minuter."),
+    "zh-CN": PageText("请稍后再试", "我们这边出了点问题。请过几分钟再试。"),
+    "zh-TW": PageText("請稍後再試", "我們這邊出了點問題。請過幾分鐘再試。"),
+}  # fmt: skip
+
 # A page of ours asked for with a method it doesn't take (405): a form posted to a link
 NOT_ALLOWED: dict[str, PageText] = {
     "da": PageText("Siden er ikke tilgængelig", "Denne side kan ikke åbnes på denne måde."),

@@ -178,6 +178,32 @@ async def test_every_answer_of_the_public_site_sends_no_referrer(world: World, s
     assert await world.scalar("SELECT clicks FROM advocate") == 2
 
 
+async def test_a_failure_of_ours_gets_our_page_to_try_again_not_a_bare_500(
+    world: World, site: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the database failing (a damaged SQLite file, a table gone), the referral and
+    unsubscribe pages answered aiohttp's bare "500 Internal Server Error": no Referrer-Policy,
+    in no visitor's language. Now our page, 503 with Retry-After, the failure logged with its
+    request (the token redacted)."""
+    code, contact = await _advocate(world)
+    link = unsubscribe_link(site, SECRET, TEAM, contact, KEY)
+    async with world.db.begin() as conn:  # every page's query now fails
+        await conn.execute(text("ALTER TABLE advocate RENAME TO advocate_away"))
+        await conn.execute(text("ALTER TABLE contact RENAME TO contact_away"))
+    async with aiohttp.ClientSession() as http:
+        for method, url in (("GET", f"{site}/r/{code}"), ("GET", link), ("POST", link)):
+            async with http.request(method, url, allow_redirects=False,
+                                    headers={"Accept-Language": "fr"}) as response:  # fmt: skip
+                assert response.status == 503, (method, url)
+                assert response.headers["Retry-After"] == "30"
+                assert response.headers["Referrer-Policy"] == "no-referrer"
+                assert "Réessayez dans un instant" in await response.text()
+    logged = [r for r in caplog.records if "answered 503" in r.getMessage()]
+    assert [r.getMessage().split(" failed")[0] for r in logged] == [
+        f"GET /r/{code}", "GET /u/redacted", "POST /u/redacted"]  # fmt: skip
+    assert all(r.exc_info for r in logged)  # with what failed, for whoever runs the bot
+
+
 async def test_unsubscribe_asks_on_get_and_acts_only_on_post(world: World, site: str) -> None:
     _, contact = await _advocate(world)
     link = unsubscribe_link(site, SECRET, TEAM, contact, KEY)
@@ -235,7 +261,7 @@ def test_every_invite_language_has_unsubscribe_pages() -> None:
     for words in (web_text.UNSUBSCRIBE, web_text.NOT_FOUND, web_text.NOT_ALLOWED,
                   web_text.LINK_NOT_FOUND, web_text.LINK_GONE, web_text.LINK_BROKEN,
                   web_text.NOT_ON_LIST, web_text.CONTACT_GONE,
-                  web_text.LINK_NOT_VALID):  # fmt: skip
+                  web_text.LINK_NOT_VALID, web_text.TRY_AGAIN):  # fmt: skip
         assert sorted(words) == sorted(TEMPLATE_LOCALES)
 
 
