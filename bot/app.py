@@ -195,10 +195,16 @@ async def is_ssl_check(request: web.Request) -> bool:
         return False
 
 
+_STAMP_DIGITS = 12  # seconds since 1970: 10 digits until the year 2286
+
+
 def slack_events_route(bolt: AsyncApp) -> Callable[[web.Request], Any]:
     async def slack_events(request: web.Request) -> web.Response:
-        # bolt raises (instead of refusing) on a timestamp that isn't a number: refuse it here
-        if not request.headers.get("X-Slack-Request-Timestamp", "").isdigit():
+        # bolt raises (instead of refusing) on a timestamp that isn't a number: refuse it here,
+        # and one of more digits than a time has (its float() overflowed, logged as an error
+        # of its own with all 400 digits), or digits of another script
+        stamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= _STAMP_DIGITS):
             if await is_ssl_check(request):  # nothing to do, nothing run: bolt's own answer
                 return web.Response(status=200, text="")
             log.warning("refused a request without a valid Slack timestamp from %s",

@@ -31,11 +31,13 @@ EVIL = "<!channel> Promo <https://evil.example|Approve> & more"
 
 
 async def test_a_request_with_a_malformed_timestamp_gets_401_and_no_web_api_call(
-    app: Harness,
+    app: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     payload = block_actions_payload(Action.APPROVE, "1", user_id="U0VICTIM1", team_id="T0001",
                                     channel_id="C0VICTIM1")  # fmt: skip
-    for timestamp in ("notanumber", "", "12.5"):
+    # 400 digits: bolt's float() of it overflowed, logged as an error of its own with the
+    # whole number, twice (8 KB of it a line); a digit of another script, and a sign
+    for timestamp in ("notanumber", "", "12.5", "9" * 400, "\u0661\u0662", "-1"):
         reply = await app.requests.send(
             interactive_body(payload), "application/x-www-form-urlencoded",
             headers={"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": "v0=00"},
@@ -43,6 +45,9 @@ async def test_a_request_with_a_malformed_timestamp_gets_401_and_no_web_api_call
         assert reply.status == 401, timestamp
     await app.settle()
     assert app.slack.calls == []
+    said = [r.getMessage() for r in caplog.records]
+    assert not [line for line in said if "OverflowError" in line or "9" * 50 in line], said
+    assert len([line for line in said if "without a valid Slack timestamp" in line]) == 6, said
 
 
 async def test_slacks_unsigned_ssl_check_is_answered_200_and_nothing_else(
