@@ -14,6 +14,7 @@ from typing import Any
 # serve and its workers load it here, at start, not on the event loop during a request.
 import mailchimp_marketing  # noqa: F401
 from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_log import AccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
@@ -242,6 +243,28 @@ class _TokenIsTheClients(logging.Filter):
 
 
 logging.getLogger(f"slack_bolt.{AsyncApp.__name__}").addFilter(_TokenIsTheClients())
+
+
+class _MalformedRequestsBriefly(logging.Filter):
+    """aiohttp logs a request it can't parse (a line over 8,190 bytes, a method it doesn't
+    know) as an ERROR with a traceback quoting the raw line: an unsubscribe token, or the
+    Mailchimp callback's code and state, landed in the log that the access log keeps them out
+    of (`_without_secrets`), and anyone could fill it with such errors. Said instead as one
+    warning of what kind of request it was, without what was sent."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and str(record.msg).startswith(
+                "Error handling request"):  # fmt: skip
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg = "refused a request that isn't well-formed HTTP from %s (%s, %s)"
+            record.args = (remote, type(exc).__name__, exc.code)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_MalformedRequestsBriefly())
 
 
 class _BodyNotLogged(logging.Filter):

@@ -204,6 +204,39 @@ async def test_a_failure_of_ours_gets_our_page_to_try_again_not_a_bare_500(
     assert all(r.exc_info for r in logged)  # with what failed, for whoever runs the bot
 
 
+async def test_a_request_too_long_to_parse_is_logged_without_what_it_sent(
+    world: World, site: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request line over aiohttp's 8,190 bytes was logged as an ERROR whose traceback quoted
+    it: an unsubscribe token (or the Mailchimp callback's code and state) in the log the access
+    log redacts, an error anyone could repeat. One warning now, without what was sent."""
+    import asyncio
+    import traceback
+
+    from yarl import URL
+
+    _, contact = await _advocate(world)
+    token = unsubscribe_token(SECRET, TEAM, contact, KEY)
+    url = URL(site)
+    for target in (f"/u/{token}?a={'b' * 9000}",
+                   f"/mailchimp/oauth/callback?code=SECRETCODE&state={'s' * 9000}"):  # fmt: skip
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await writer.drain()
+        answer = await reader.read(200)
+        writer.close()
+        assert answer.split(b" ")[1] == b"400", answer
+    logged = []
+    for record in caplog.records:
+        exc = "".join(traceback.format_exception(*record.exc_info)) if record.exc_info else ""
+        logged.append((record.name, record.levelno, record.getMessage() + exc))
+    assert not [line for line in logged if token in line[2] or "SECRETCODE" in line[2]], logged
+    assert not [line for line in logged if line[0] == "aiohttp.server"
+                and line[1] >= logging.ERROR], logged  # fmt: skip
+    told = [line for line in logged if "isn't well-formed HTTP" in line[2]]
+    assert len(told) == 2 and "LineTooLong" in told[0][2], logged
+
+
 async def test_unsubscribe_asks_on_get_and_acts_only_on_post(world: World, site: str) -> None:
     _, contact = await _advocate(world)
     link = unsubscribe_link(site, SECRET, TEAM, contact, KEY)
