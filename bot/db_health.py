@@ -11,7 +11,9 @@ otherwise collect one stuck query per probe).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import time
 from typing import Any
 
@@ -19,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from models import Database
-from models.db import driver_error
+from models.db import driver_error, sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,14 @@ class DatabaseHealth:
         self._last: dict[str, Any] | None = None
         self._checked_at = 0.0
         self._running: asyncio.Task[dict[str, Any]] | None = None
+        self._path = sqlite_file(db.url) if db.is_sqlite else None
+        # the SQLite file's (device, inode): the one there at the start (serve has opened and
+        # migrated it by then), else at the first answered probe
+        self._identity: tuple[int, int] | None = None
+        if self._path is not None:
+            with contextlib.suppress(OSError):
+                found = os.stat(self._path)
+                self._identity = (found.st_dev, found.st_ino)
 
     async def report(self) -> dict[str, Any]:
         """{"ok": True}, or {"ok": False, "error": "unreachable" or "no answer within 2 s"}.
@@ -58,6 +68,8 @@ class DatabaseHealth:
         try:
             await asyncio.wait_for(self._query(), self.timeout_seconds)
             report: dict[str, Any] = {"ok": True}
+            if (lost := self._file_lost()) is not None:
+                report, detail = {"ok": False, "error": lost}, f"{lost}: restart this process"
         except TimeoutError:
             report = {"ok": False, "error": f"no answer within {self.timeout_seconds:g} s"}
         except Exception as exc:  # whatever the driver raises: the probe must answer
@@ -66,6 +78,24 @@ class DatabaseHealth:
         self._log_change(report, detail)
         self._last, self._checked_at = report, time.monotonic()
         return report
+
+    def _file_lost(self) -> str | None:
+        """What became of the SQLite file this process opened, if it isn't at its path any
+        more: removed, or replaced (a backup copied back). Its connections go on reading and
+        writing the file they opened, which nothing else will see again: clicks and
+        unsubscribes were recorded into a deleted file while /healthz said "ok"."""
+        if self._path is None:
+            return None
+        try:
+            found = os.stat(self._path)
+        except FileNotFoundError:
+            return "the database file was removed"
+        except OSError:
+            return None  # unreadable here: the query above says what matters
+        identity = (found.st_dev, found.st_ino)
+        if self._identity is None:
+            self._identity = identity  # the file the first answered probe read
+        return None if identity == self._identity else "the database file was replaced"
 
     async def _query(self) -> None:
         async with self.db.engine.connect() as conn:

@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -560,3 +561,40 @@ async def test_a_slow_request_body_doesnt_hold_serve_s_stop_for_a_minute(
         if writer is not None:
             writer.close()
         await asyncio.wait_for(serving, 90)
+
+
+async def test_a_sqlite_file_removed_or_replaced_under_serve_is_unhealthy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its connections go on with the file they opened: with the file deleted, or a backup
+    copied over it, clicks and unsubscribes went into a file nobody would read again while
+    /healthz said "ok"."""
+    import shutil
+
+    from bot.db_health import DatabaseHealth
+    from tests.conftest import migrated
+
+    path = tmp_path / "bot.db"
+    url = f"sqlite:///{path}"
+    database = Database(url)
+    try:
+        await migrated(database, url)
+        app = build_web_app(None, health=lambda: {"ok": True},
+                            database=DatabaseHealth(database, cache_seconds=0.1))  # fmt: skip
+        async with serve_app(app) as base:
+            assert await get(f"{base}/healthz") == (200, {"ok": True, "database": {"ok": True}})
+            shutil.copyfile(path, tmp_path / "backup.db")
+            (tmp_path / "backup.db").replace(path)  # a backup put back in its place
+            status, report = await _until_status(f"{base}/healthz", 503)
+            assert report["database"] == {"ok": False,
+                                          "error": "the database file was replaced"}, report
+            path.unlink()
+            status, report = await _until_status(f"{base}/healthz", 503)
+            await asyncio.sleep(0.2)  # past the kept result
+            status, report = await get(f"{base}/healthz")
+            assert (status, report["database"]) == (
+                503, {"ok": False, "error": "the database file was removed"}), report
+    finally:
+        await database.dispose()
+    assert any("restart this process" in r.getMessage() for r in caplog.records
+               if r.name == "bot.db_health"), caplog.text  # fmt: skip
