@@ -557,6 +557,17 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
             log.exception("Mailchimp connected (%s), but the person wasn't told in Slack %s",
                           who, said)  # fmt: skip
 
+    async def to_the_link(request: web.Request) -> web.Response:
+        """`/u/<token>/`, a slash a mail client or a paste added: a 404 it was. Not answered
+        here (the form's relative action would post to /u/<token>/<token>): sent on to the
+        link itself, relatively (PUBLIC_URL may have a path), a POST as a POST (308)."""
+        try:
+            token = read_unsubscribe_token(request.match_info["token"])
+        except BadToken as exc:
+            log.warning("refused an unsubscribe token (%s) from %s", exc, request.remote)
+            return visitor_page(request, LINK_NOT_VALID, status=400)
+        raise web.HTTPPermanentRedirect(f"../{token.canonical}")
+
     # no HEAD for the sign-in callback: a link checker's HEAD would spend its one-time code
     return [
         web.get(CALLBACK_PATH, mailchimp_callback, allow_head=False),
@@ -566,4 +577,6 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         web.get("/r/{code:[^/]+/?}", referral),  # a HEAD counts no click (_LOOK)
         web.get("/u/{token}", unsubscribe_form),
         web.post("/u/{token}", unsubscribe_now),
+        web.get("/u/{token}/", to_the_link),
+        web.post("/u/{token}/", to_the_link),
     ]

@@ -237,6 +237,28 @@ async def test_a_request_too_long_to_parse_is_logged_without_what_it_sent(
     assert len(told) == 2 and "LineTooLong" in told[0][2], logged
 
 
+async def test_an_unsubscribe_link_with_a_slash_after_it_leads_to_the_link(
+    world: World, site: str
+) -> None:
+    """`/u/<token>/` (a slash a mail client or a paste added) was a 404 "Page not found",
+    where `/r/<code>/` and `/u/<token>.` work. Sent on to the link, a POST as a POST."""
+    _, contact = await _advocate(world)
+    token = unsubscribe_token(SECRET, TEAM, contact, KEY)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{site}/u/{token}/", allow_redirects=False) as response:
+            assert response.status == 308 and response.headers["Location"] == f"../{token}"
+            assert response.headers["Referrer-Policy"] == "no-referrer"
+        async with http.get(f"{site}/u/{token}/") as response:
+            assert response.status == 200 and str(response.url) == f"{site}/u/{token}"
+            assert '<form method="post"' in await response.text()
+        assert await world.scalar("SELECT subscribed FROM contact") in (True, 1)  # asked only
+        async with http.post(f"{site}/u/{token}/") as response:
+            assert response.status == 200 and "unsubscribed" in await response.text()
+        async with http.get(f"{site}/u/garbage/", allow_redirects=False) as response:
+            assert response.status == 400
+    assert await world.scalar("SELECT subscribed FROM contact") in (False, 0)
+
+
 async def test_unsubscribe_asks_on_get_and_acts_only_on_post(world: World, site: str) -> None:
     _, contact = await _advocate(world)
     link = unsubscribe_link(site, SECRET, TEAM, contact, KEY)
