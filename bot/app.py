@@ -260,7 +260,9 @@ class _MalformedRequestsBriefly(logging.Filter):
             record.msg = "refused a request that isn't well-formed HTTP from %s (%s, %s)"
             record.args = (remote, type(exc).__name__, exc.code)
             record.exc_info = record.exc_text = None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            if record.levelno > logging.WARNING:  # aiohttp's DEBUG for a first line that
+                # isn't HTTP at all (TLS, a port scanner) stays DEBUG
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
 
