@@ -346,8 +346,7 @@ async def test_healthz_answers_503_while_the_database_is_unreachable(
 
     from sqlalchemy.engine import make_url
 
-    from bot.db_health import DatabaseHealth
-    from tests.conftest import POSTGRES_URL, _drop_schema, migrated
+    from tests.conftest import POSTGRES_URL, _drop_schema
 
     if not POSTGRES_URL:
         pytest.skip("needs a PostgreSQL server (TEST_POSTGRES_URL)")
@@ -358,11 +357,7 @@ async def test_healthz_answers_503_while_the_database_is_unreachable(
     schema = f"t_{uuid.uuid4().hex[:12]}"
     database = Database(url, schema=schema)
     try:
-        await migrated(database, url)
-        app = build_web_app(None, health=lambda: {"ok": True},
-                            database=DatabaseHealth(database, cache_seconds=0.2))  # fmt: skip
-        async with serve_app(app) as base:
-            assert await get(f"{base}/healthz") == (200, {"ok": True, "database": {"ok": True}})
+        async with _healthy(database, url, cache_seconds=0.2) as base:
             await proxy.down()
             status, report = await _until_status(f"{base}/healthz", 503)
             assert status == 503 and report["ok"] is False and report["database"]["ok"] is False
@@ -377,6 +372,21 @@ async def test_healthz_answers_503_while_the_database_is_unreachable(
         await database.dispose()
         await proxy.down()
         await _drop_schema(schema)  # straight to the server, whatever state the proxy is in
+
+
+@asynccontextmanager
+async def _healthy(database: Database, url: str, *, cache_seconds: float) -> AsyncIterator[str]:
+    """A web app whose /healthz asks `database` (migrated first), served; its base URL once
+    /healthz says the database is fine."""
+    from bot.db_health import DatabaseHealth
+    from tests.conftest import migrated
+
+    await migrated(database, url)
+    app = build_web_app(None, health=lambda: {"ok": True},
+                        database=DatabaseHealth(database, cache_seconds=cache_seconds))
+    async with serve_app(app) as base:
+        assert await get(f"{base}/healthz") == (200, {"ok": True, "database": {"ok": True}})
+        yield base
 
 
 async def _until_status(url: str, status: int) -> tuple[int, dict[str, Any]]:
@@ -571,18 +581,12 @@ async def test_a_sqlite_file_removed_or_replaced_under_serve_is_unhealthy(
     /healthz said "ok"."""
     import shutil
 
-    from bot.db_health import DatabaseHealth
-    from tests.conftest import migrated
 
     path = tmp_path / "bot.db"
     url = f"sqlite:///{path}"
     database = Database(url)
     try:
-        await migrated(database, url)
-        app = build_web_app(None, health=lambda: {"ok": True},
-                            database=DatabaseHealth(database, cache_seconds=0.1))  # fmt: skip
-        async with serve_app(app) as base:
-            assert await get(f"{base}/healthz") == (200, {"ok": True, "database": {"ok": True}})
+        async with _healthy(database, url, cache_seconds=0.1) as base:
             shutil.copyfile(path, tmp_path / "backup.db")
             (tmp_path / "backup.db").replace(path)  # a backup put back in its place
             status, report = await _until_status(f"{base}/healthz", 503)
