@@ -49,7 +49,14 @@ from bot.slack_connection import (
     track_listeners,
 )
 from bot.slack_requests import form_fields, to_bolt_request
-from bot.web import own_error_pages, public_routes
+from bot.web import (
+    REDACTED,
+    SECRET_PATH,
+    SECRET_QUERY,
+    logged_path,
+    own_error_pages,
+    public_routes,
+)
 from handlers import register_listeners
 from handlers.context import Deps
 from handlers.home_publish import home_refresher
@@ -164,21 +171,13 @@ class SlackQuietAccessLogger(AccessLogger):
         super().log(_without_secrets(request), response, time)
 
 
-# Paths whose last part, and queries whose values, are secrets: an unsubscribe link's token
-# never expires (whoever read the log could unsubscribe anyone), and the Mailchimp sign-in's
-# code and state are bearer secrets for a few minutes.
-_SECRET_PATH = "/u/"
-_SECRET_QUERY = "/mailchimp/"
-REDACTED = "redacted"
-
-
 def _without_secrets(request: BaseRequest) -> BaseRequest:
     """The request as the access log may show it: with its secrets replaced by "redacted".
     Only the public pages' requests are cloned: the rest are logged as they came."""
     path = request.path
-    if path.startswith(_SECRET_PATH):
-        return request.clone(rel_url=_SECRET_PATH + REDACTED)
-    if path.startswith(_SECRET_QUERY) and request.query_string:
+    if path.startswith(SECRET_PATH):  # its query goes too
+        return request.clone(rel_url=logged_path(path))
+    if path.startswith(SECRET_QUERY) and request.query_string:
         return request.clone(rel_url=URL.build(path=path, query={
             key: REDACTED for key in request.query}))  # fmt: skip
     return request

@@ -12,14 +12,13 @@ import argparse
 import json
 from typing import Any
 
-from sqlalchemy import text
-
 from bot.audit import CLI
 from bot.cli_common import TEAM_HELP, CliError, plain_mentions, positive
 from bot.imports.undo import (
     UndoError,
     handed_on_words,
     kept_unsubscribed_in,
+    other_advocates,
     undo_now,
     unsubscribed_words,
 )
@@ -75,18 +74,10 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
               f"{quoted(name)}{listed}, {batch.undo_deleted:,} deleted{also}, "
               f"{plural(batch.undo_invites_cancelled, 'invite')} cancelled, "
               f"{plural(batch.undo_advocates_removed, 'advocate')} removed.")  # fmt: skip
-        if args.advocates and batch.undo_removed > batch.undo_deleted and await _others(
+        if args.advocates and batch.undo_removed > batch.undo_deleted and await other_advocates(
                 db, team, batch.id or 0):  # contacts that stay, and advocates not its own
             # "0 advocates removed" alone read as --advocates ignored
             print("--advocates takes only the advocates this import's own enrollment made; "
                   "those `campaign target` or `live` made of the contacts it keeps stay.")
     return 0
 
-
-async def _others(db: Database, team: str, batch_id: int) -> bool:
-    """Whether the workspace has advocates another enrollment than the import's made (no
-    campaign, none: the note about those that stay would be said of nothing)."""
-    async with db.begin() as conn:
-        return bool((await conn.execute(text(
-            "SELECT 1 FROM advocate WHERE team_id = :t AND (batch_id IS NULL OR batch_id <> :b) "
-            "LIMIT 1"), {"t": team, "b": batch_id})).first())  # fmt: skip

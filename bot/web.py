@@ -194,13 +194,22 @@ async def _own_error_page(request: web.Request, handler: Handler,
 RETRY_AFTER_SECONDS = 30
 
 
+# Paths whose last part, and queries whose values, are secrets: an unsubscribe link's token
+# never expires (whoever read the log could unsubscribe anyone), and the Mailchimp sign-in's
+# code and state are bearer secrets for a few minutes. Logs show them as REDACTED.
+SECRET_PATH = "/u/"
+SECRET_QUERY = "/mailchimp/"
+REDACTED = "redacted"
+
+
+def logged_path(path: str) -> str:
+    """`path` as a log may show it (a path alone: no query): an unsubscribe link's token
+    redacted, as the access log shows it (bot.app._without_secrets)."""
+    return SECRET_PATH + REDACTED if path.startswith(SECRET_PATH) else path
+
+
 def _path_logged(request: web.Request) -> str:
-    """The path as a log may show it: an unsubscribe link's signed token, or the OAuth
-    callback's query, is a secret (the access log redacts them too)."""
-    path = request.path
-    if path.startswith("/u/"):
-        return "/u/redacted"
-    return path[:200]
+    return logged_path(request.path)[:200]
 
 
 def _no_referrer(response: web.StreamResponse) -> web.StreamResponse:

@@ -274,9 +274,9 @@ async def run_import(ctx: JobContext, chunk_size: int, notifier: ImportNotifier,
                 removed = await _fail_import_surely(ctx, batch_id, error, notifier, draft=True)
                 if removed:  # the job's error says it too (`jobs`): it ends here either way
                     if not permanent:  # a ToldJobError's words say all of it: no traceback
+                        told = isinstance(exc, ToldJobError)
                         log.error("import %s failed on its last attempt%s", batch_id,
-                                  f": {exc}" if isinstance(exc, ToldJobError) else "",
-                                  exc_info=None if isinstance(exc, ToldJobError) else exc)
+                                  f": {exc}" if told else "", exc_info=None if told else exc)
                     raise PermanentJobError(joined(error, removed)) from exc
             raise
     last = 0.0

@@ -217,8 +217,8 @@ class Tally:
     # values with their counts (the first MAX_CONSENT_VALUES distinct ones): the review says so
     consent_unread: int = 0
     consent_values: dict[str, int] = field(default_factory=dict)
-    # rows with something in cells past the header's last column (never read: a comma in an
-    # unquoted name, or a column with no name), and the lines of the first MAX_LINES_NAMED
+    # rows with something in cells past the header's last column (never imported: a comma in
+    # an unquoted name, or a column with no name), and the lines of the first MAX_LINES_NAMED
     overlong: int = 0
     overlong_lines: list[int] = field(default_factory=list)
 

@@ -887,6 +887,19 @@ async def _record_result(conn: AsyncConnection, team_id: str, batch_id: int) -> 
                     f"{plural(advocates, 'advocate')} removed")  # fmt: skip
 
 
+async def other_advocates(db: Database, team_id: str, batch_id: int) -> bool:
+    """Whether the workspace has advocates that another enrollment than the import's made:
+    what `undo --advocates` leaves of the contacts the import keeps (none, or no campaign: a
+    note about those that stay would be said of nothing)."""
+    async with db.engine.connect() as conn:
+        found = await conn.execute(_OTHER_ADVOCATES, {"t": team_id, "b": batch_id})
+        return found.first() is not None
+
+
+_OTHER_ADVOCATES = text("SELECT 1 FROM advocate WHERE team_id = :t "
+                        "AND (batch_id IS NULL OR batch_id <> :b) LIMIT 1")
+
+
 async def kept_unsubscribed(db: Database, team_id: str, batch_id: int) -> int:
     """kept_unsubscribed_in, in a transaction of its own: for the undo's result in Slack."""
     async with db.begin() as conn:
