@@ -1183,31 +1183,65 @@ async def write_rejects(
     async with db.session() as session:
         # every source of the batch, in one query, to name each told apart as the review
         # message does: two customers.csv filled the file column with one name
-        labels = names_of_all((await session.exec(
-            select(ImportSource.id, ImportSource.label, ImportSource.removed)
+        sources = (await session.exec(
+            select(ImportSource.id, ImportSource.label, ImportSource.removed, ImportSource.kind)
             .where(ImportSource.team_id == team_id, ImportSource.batch_id == batch_id)
             .order_by(col(ImportSource.id))
-        )).all())  # fmt: skip
+        )).all()  # fmt: skip
+        kinds = {source.id: source.kind for source in sources}
+        names = labels = names_of_all(sources)
         if source_id is not None:
             labels = {source_id: labels[source_id]} if source_id in labels else {}
+        firsts = await _rows_repeated(session, team_id, batch_id, list(labels))
         result = await session.stream(
             select(StagedRow.source_id, StagedRow.line, StagedRow.email, StagedRow.first_name,
                    StagedRow.last_name, StagedRow.locale, StagedRow.subscribed,
-                   StagedRow.outcome, StagedRow.reason)
+                   StagedRow.outcome, StagedRow.reason, StagedRow.email_key)
             .where(StagedRow.team_id == team_id, StagedRow.batch_id == batch_id,
                    col(StagedRow.source_id).in_(list(labels)), StagedRow.outcome != Outcome.VALID,
                    col(StagedRow.removed).is_(False))  # a contact removed from the review
             .order_by(col(StagedRow.id))
         )  # fmt: skip
-        async for source_id, line, email, first, last, locale, subscribed, outcome, reason in (
+        async for source_id, line, email, first, last, locale, subscribed, outcome, reason, key in (
             result
         ):
+            if outcome == Outcome.DUPLICATE and (repeated := firsts.get(key)):
+                reason = _duplicate_of(kinds.get(repeated[0]), names.get(repeated[0], ""),
+                                       repeated[1])  # fmt: skip
             label, *cells = neutralise([labels.get(source_id, ""), email, first, last,
                                         locale or "", _consent(subscribed), outcome,
                                         reason or ""])  # every text cell, the file name too
             writer.writerow([label, line, *cells])
             count += 1
     return count
+
+
+async def _rows_repeated(session: AsyncSession, team_id: str, batch_id: int,
+                         source_ids: list[int]) -> dict[str, tuple[int, int]]:  # fmt: skip
+    """The row each duplicate of `source_ids` repeats, by address key: (source id, line) of
+    the batch's valid row of that address (the one imported; duplicates are decided over the
+    rows still in the review, so it is the earliest of them)."""
+    repeating = select(StagedRow.email_key).where(
+        StagedRow.team_id == team_id, StagedRow.batch_id == batch_id,
+        col(StagedRow.source_id).in_(source_ids), StagedRow.outcome == Outcome.DUPLICATE,
+        col(StagedRow.removed).is_(False))  # fmt: skip
+    rows = await session.exec(
+        select(StagedRow.email_key, StagedRow.source_id, StagedRow.line)
+        .where(StagedRow.team_id == team_id, StagedRow.batch_id == batch_id,
+               StagedRow.outcome == Outcome.VALID, col(StagedRow.removed).is_(False),
+               col(StagedRow.email_key).in_(repeating))
+        .order_by(col(StagedRow.id).desc())  # the earliest last, so it is the one kept
+    )  # fmt: skip
+    return {key: (source, line) for key, source, line in rows}
+
+
+def _duplicate_of(kind: SourceKind | None, name: str, line: int) -> str:
+    """A duplicate's reason, naming the row it repeats, as a merchant finds it again."""
+    if kind == SourceKind.MAILCHIMP:
+        return f"Duplicate of a member of the Mailchimp audience {quoted(name)}"
+    if kind == SourceKind.CONTACT:
+        return f"Duplicate of {name}, added by hand"
+    return f"Duplicate of line {line:,} of {quoted(name)}"
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -115,7 +115,8 @@ async def test_whole_flow_from_command_to_result_in_the_thread(app: Harness) -> 
     assert [d.token_sent for d in app.slack.downloads] == [True]
     skipped = app.slack.uploads[-1]  # the reviewer sees why rows will be skipped, before approving
     assert skipped.thread_ts == message["ts"] and "not-an-email" in skipped.text
-    assert "Duplicate of an earlier row" in skipped.text
+    # the duplicate names the row it repeats, as the merchant finds it in the file
+    assert "Duplicate of line 2 of 'referrals_q3.csv'" in skipped.text
 
     # a rep can't approve
     await app.requests.block_action(Action.APPROVE, message["blocks"][-1]["elements"][2]["value"],

@@ -105,3 +105,43 @@ async def test_no_removal_costs_a_file_nothing_more(db: Database) -> None:
         await stage_contact(db, TEAM, batch, email="solo@example.com")
     assert not [s for s in seen if "SET removed = " in s and "removed = removed" not in s], seen
     assert (await load(db, TEAM, batch)).totals.valid == 4
+
+
+async def test_a_duplicate_names_the_row_it_repeats(db: Database) -> None:
+    """The skipped-rows CSV says which row each duplicate repeats (the one imported), so a
+    merchant fixing an export finds it; a row whose earlier one left the review is imported
+    instead, and another duplicate of it then names it."""
+    import csv
+
+    batch = await _batch(db)
+    a = await _file(db, batch, "a.csv",
+                    b"email\nann@example.com\nbob@example.com\nANN@example.com\n")
+    await _file(db, batch, "b.csv", b"email\ncy@example.com\nBob@Example.com\n")
+    await stage_contact(db, TEAM, batch, email="cy@example.com")
+    audience = await add_source(db, TEAM, batch, SourceKind.MAILCHIMP, "Newsletter", ref="a1")
+    await stage_audience(db, TEAM, audience, [
+        {"email_address": "dee@example.com", "status": "subscribed"},
+    ])  # fmt: skip
+    await _file(db, batch, "c.csv", b"email\ndee@example.com\n")
+
+    def reasons(text: str) -> dict[tuple[str, str], str]:
+        return {(r["source"], r["email"]): r["reason"] for r in csv.DictReader(io.StringIO(text))}
+
+    out = io.StringIO()
+    await write_rejects(db, TEAM, batch, out)
+    assert reasons(out.getvalue()) == {
+        ("a.csv", "ANN@example.com"): "Duplicate of line 2 of 'a.csv'",
+        ("b.csv", "Bob@example.com"): "Duplicate of line 3 of 'a.csv'",
+        ("cy@example.com", "cy@example.com"): "Duplicate of line 2 of 'b.csv'",
+        ("c.csv", "dee@example.com"): "Duplicate of a member of the Mailchimp audience "
+                                      "'Newsletter'",
+    }
+    one = io.StringIO()  # one source's skipped rows (Slack's per-file download) too
+    await write_rejects(db, TEAM, batch, one, source_id=a)
+    assert reasons(one.getvalue()) == {
+        ("a.csv", "ANN@example.com"): "Duplicate of line 2 of 'a.csv'"}
+
+    await _remove(db, batch, "bob@example.com")  # bob's first row leaves the review
+    out = io.StringIO()
+    await write_rejects(db, TEAM, batch, out)
+    assert "bob@" not in out.getvalue().casefold()
