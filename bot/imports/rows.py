@@ -222,18 +222,6 @@ class Tally:
     overlong: int = 0
     overlong_lines: list[int] = field(default_factory=list)
 
-    def add(self, other: Tally) -> None:
-        self.rows += other.rows
-        self.valid += other.valid
-        self.duplicates += other.duplicates
-        self.rejected += other.rejected
-        self.warnings += other.warnings
-        self.consent_unread += other.consent_unread
-        for value, count in other.consent_values.items():
-            self._unread(value, count)
-        self.overlong += other.overlong
-        self.overlong_lines = sorted(self.overlong_lines + other.overlong_lines)[:MAX_LINES_NAMED]
-
     def _overlong(self, line: int, fields: list[str], width: int) -> None:
         """Count the row if a cell past the header's `width` holds something (blank ones,
         "a,b,,", are how many exports end their rows)."""

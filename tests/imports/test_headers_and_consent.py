@@ -99,14 +99,12 @@ def test_unrecognised_consent_values_are_counted_with_the_value() -> None:
     assert consent_note(Tally()) is None
 
 
-def test_distinct_unread_values_are_capped_and_tallies_merge() -> None:
-    one, two = Tally(), Tally()
+def test_distinct_unread_values_are_capped() -> None:
+    one = Tally()
     for i in range(15):
         one._unread(f"v{i}")
-    two._unread("v0", 4)
-    two.consent_unread = 4
-    one.consent_unread = 15
-    one.add(two)
+    one._unread("v0", 4)
+    one.consent_unread = 19
     assert one.consent_unread == 19 and len(one.consent_values) == 10
     assert one.consent_values["v0"] == 5
     # the note names the first five and counts the rest: it named five values of 19 rows
@@ -153,10 +151,6 @@ def test_the_note_on_cells_past_the_header_names_the_first_lines_and_counts_the_
                      columns))
     assert (overlong_note(one.tally) or "").startswith("1 row has more cells than the header "
                                                        "has columns (line 9): ")  # fmt: skip
-    merged = Tally()
-    merged.add(classifier.tally)
-    merged.add(one.tally)  # Tally.add merges them too
-    assert (merged.overlong, merged.overlong_lines) == (9, [2, 3, 4, 5, 6])
     assert overlong_note(Tally()) is None
 
 
