@@ -719,6 +719,8 @@ async def _dry_run(db: Database, team: str, settings: Settings, args: argparse.N
                        "excluded": c.excluded} for c in result.campaigns],
         "notes": [{"file": label, "note": text} for label, text in result.notes],
     }  # fmt: skip
+    if args.mailchimp_list:  # as the import's JSON has it
+        summary["skipped_by_status"] = result.skipped_by_status
     if args.json:
         print(json.dumps(summary))
         return 0

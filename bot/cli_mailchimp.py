@@ -49,17 +49,16 @@ async def resolve_audiences(db: Database, team: str, settings: Settings,
     Mailchimp lets audiences share a name: such a name is refused with their ids, not taken
     to mean the first (whose members may be another shop's). One audience named twice (by
     its id, then its name) is imported once: read twice, its members were counted twice."""
-    creds = await _credentials(db, team, settings)
-    known = await api.audiences(creds)
+    creds, known = await _audiences(db, team, settings)
     chosen = []
     for value in wanted:
         match = [a for a in known if a.id == value] or [
             a for a in known if a.name.casefold() == value.casefold()]  # fmt: skip
         if not match:
-            names = ", ".join(f"{a.name} ({a.id})" for a in known) or "none"
+            names = ", ".join(f"{quoted(a.name)} ({a.id})" for a in known) or "none"
             raise MailchimpCliError(f"No Mailchimp audience {quoted(value)}. Audiences: {names}.")
         if len(match) > 1:
-            ids = ", ".join(f"{a.name} ({a.id})" for a in match)
+            ids = ", ".join(f"{quoted(a.name)} ({a.id})" for a in match)
             raise MailchimpCliError(f"{len(match)} audiences are named {quoted(value)}: {ids}. "
                                     "Give the id of the one to import with --mailchimp-list.")
         if match[0] not in chosen:
@@ -67,10 +66,21 @@ async def resolve_audiences(db: Database, team: str, settings: Settings,
     return creds, chosen
 
 
-async def _credentials(db: Database, team: str, settings: Settings) -> api.Credentials:
+async def _audiences(db: Database, team: str,
+                     settings: Settings) -> tuple[api.Credentials, list[api.Audience]]:  # fmt: skip
+    """The saved credentials and the account's audiences; MailchimpCliError, in words, if
+    either can't be had (a revoked key or Mailchimp down gave a traceback). A refusal is
+    recorded, so App Home says so from now on, as after an import in Slack."""
     try:
-        return await accounts.credentials(db, team, settings.secret_key)
+        creds, stamp = await accounts.stamped_credentials(db, team, settings.secret_key)
     except (api.MailchimpError, SecretKeyMissing, CredentialsUnreadable) as exc:
+        raise MailchimpCliError(str(exc)) from None
+    try:
+        return creds, await api.audiences(creds)
+    except api.ReconnectNeeded as exc:
+        await accounts.refused_from_now_on(db, team, stamp)
+        raise MailchimpCliError(str(exc)) from None
+    except api.MailchimpError as exc:
         raise MailchimpCliError(str(exc)) from None
 
 
@@ -94,9 +104,12 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
     command = args.mailchimp_command
     try:
         if command == "connect":
-            found = await accounts.connect_api_key(
-                db, team, _api_key(args.api_key), user="cli", secret_key=settings.secret_key,
-                api_url=settings.mailchimp_api_url)  # fmt: skip
+            try:
+                found = await accounts.connect_api_key(
+                    db, team, _api_key(args.api_key), user="cli", secret_key=settings.secret_key,
+                    api_url=settings.mailchimp_api_url)  # fmt: skip
+            except api.ReconnectNeeded:  # nothing was connected: "reconnect in Slack" misled
+                raise MailchimpCliError(f"{accounts.KEY_REFUSED} Nothing was saved.") from None
             print(f"Mailchimp connected (data centre {found.dc}).")
         elif command == "disconnect":
             gone = await accounts.disconnect(db, team)
@@ -119,7 +132,7 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
                            health=str(checked.health), problem=checked.reason)  # fmt: skip
             print(json.dumps(out) if args.json else _status_text(out))
         else:
-            audiences = await api.audiences(await _credentials(db, team, settings))
+            _, audiences = await _audiences(db, team, settings)
             rows = [{"id": a.id, "name": a.name, "subscribed": a.subscribed} for a in audiences]
             if args.json:
                 print(json.dumps(rows))

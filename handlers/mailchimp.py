@@ -42,6 +42,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.leads import Role
 from bot.mailchimp.accounts import (
+    KEY_REFUSED,
     Checked,
     Connection,
     Health,
@@ -89,8 +90,6 @@ from handlers.slack_errors import slack_error
 log = logging.getLogger(__name__)
 INLINE_WAIT = 1.5  # seconds the ping may take before the modal is answered "Checking…"
 MAX_INLINE_ERROR = 250
-KEY_REFUSED = ("Mailchimp didn't accept this key. Copy it again from Profile › Extras › API "
-               "keys: a deleted or disabled key is refused.")  # fmt: skip
 
 
 # ---- answering through response_url ---------------------------------------------------------

@@ -993,6 +993,16 @@ async def skipped_by_status(conn: AsyncConnection, team_id: str, batch_id: int
     return out
 
 
+async def skipped_by_status_of_all(conn: AsyncConnection, team_id: str,
+                                   batch_id: int) -> dict[str, int]:  # fmt: skip
+    """skipped_by_status added up over the batch's audiences (the shell's summary)."""
+    total: dict[str, int] = {}
+    for statuses in (await skipped_by_status(conn, team_id, batch_id)).values():
+        for status, count in statuses.items():
+            total[status] = total.get(status, 0) + count
+    return total
+
+
 def add_up(parts: list[Totals]) -> Totals:
     return Totals(*(sum(getattr(t, f) for t in parts)
                     for f in ("rows", "valid", "duplicates", "rejected", "warnings")))  # fmt: skip

@@ -45,6 +45,8 @@ class DryRun:
     campaigns: list[CampaignPreview] = field(default_factory=list)
     # (file, note) as an import prints them (the shell's dry run: its files' notes)
     notes: list[tuple[str, str]] = field(default_factory=list)
+    # Mailchimp members skipped, by status (batches.skipped_by_status_of_all), as imports say
+    skipped_by_status: dict[str, int] = field(default_factory=dict)
 
 
 async def drop_batch(db: Database, team_id: str, batch_id: int) -> None:

@@ -24,7 +24,7 @@ from bot.imports.batches import (
     get_source,
     own_live_segment_in,
     record_approval_in,
-    skipped_by_status,
+    skipped_by_status_of_all,
     write_rejects,
 )
 from bot.imports.dry_run import DryRun, drop_batch, dry_run
@@ -45,8 +45,8 @@ from bot.imports.review import ReviewError, cancel
 from bot.imports.source_names import names_by_id
 from bot.jobs.here import running_here, shell_owner
 from bot.jobs.queue import enqueue_running_in, report_progress
-from bot.mailchimp.accounts import stamp_of
-from bot.mailchimp.api import Audience, Credentials, MailchimpError
+from bot.mailchimp.accounts import refused_from_now_on, stamp_of
+from bot.mailchimp.api import Audience, Credentials, MailchimpError, ReconnectNeeded
 from bot.mailchimp.importing import read_audience
 from bot.progress import ProgressBar
 from bot.segments import withdraw_segment
@@ -180,12 +180,8 @@ async def import_files(
             exc.segment_removed = removed
         raise
     async with db.begin() as conn:
-        by_source = await skipped_by_status(conn, team_id, batch.id)
+        skipped = await skipped_by_status_of_all(conn, team_id, batch.id)
     bar = progress or ProgressBar(0, enabled=False)
-    skipped: dict[str, int] = {}
-    for statuses in by_source.values():
-        for status, count in statuses.items():
-            skipped[status] = skipped.get(status, 0) + count
     owner = shell_owner()
     try:
         job_id = await _approve_here(db, team_id, batch.id, requested_by, owner, lease_seconds)
@@ -403,10 +399,18 @@ async def _stage(db: Database, team_id: str, batch_id: int,
         for audience in audiences:
             source = await add_source(db, team_id, batch_id, SourceKind.MAILCHIMP, audience.name,
                                       ref=audience.id)  # fmt: skip
-            await read_audience(db, team_id, source, creds, read_from=stamp)
+            # named, as a file is: of two audiences, "couldn't read that audience" said neither
+            named = f"Mailchimp audience {quoted(audience.name)}"
+            try:
+                await read_audience(db, team_id, source, creds, read_from=stamp)
+            except ReconnectNeeded as exc:  # App Home says so from now on, as after a worker's
+                await refused_from_now_on(db, team_id, stamp)
+                raise ImportFailed(f"{named}: {exc} Nothing was imported.") from None
+            except MailchimpError as exc:
+                raise ImportFailed(f"{named}: {exc} Nothing was imported.") from None
             read = await get_source(db, team_id, source.id or 0)
             if read.status == SourceStatus.FAILED:  # all or none, as for files
-                raise ImportFailed(f"{read.label}: {read.error} Nothing was imported.")
+                raise ImportFailed(f"{named}: {read.error} Nothing was imported.")
 
 
 async def preview_files(
@@ -445,6 +449,9 @@ async def preview_files(
         # sheet not read): the dry run showed the warnings' count alone
         counted = replace(counted, notes=[*await _notes(db, team_id, batch.id),
                                           *await unknown_locale_notes(db, team_id, batch.id)])
+        async with db.begin() as conn:  # the audiences' members skipped, as an import says
+            counted = replace(counted, skipped_by_status=await skipped_by_status_of_all(
+                conn, team_id, batch.id))  # fmt: skip
     except MailchimpError as exc:
         raise await _deleted_under(db, team_id, holder, DRY_RUN_GONE) or ImportFailed(
             f"{exc} Nothing was imported.") from None

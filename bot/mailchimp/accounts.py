@@ -68,6 +68,11 @@ class Connection:
     refused_at: datetime | None = None  # Mailchimp refused these credentials since then
 
 
+# What a key Mailchimp refuses when it is connected is told (the Slack form, the shell).
+KEY_REFUSED = ("Mailchimp didn't accept this key. Copy it again from Profile › Extras › API "
+               "keys: a deleted or disabled key is refused.")  # fmt: skip
+
+
 async def connect_api_key(db: Database, team_id: str, api_key: str, *, user: str,
                           secret_key: str, api_url: str) -> Connection:  # fmt: skip
     """Check the key with a ping, then keep it (sealed). `api_url` is a template with {dc}."""

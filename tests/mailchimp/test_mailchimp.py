@@ -1153,7 +1153,7 @@ async def test_a_disconnect_during_a_shell_imports_read_imports_nothing_of_it(
     assert await accounts.disconnect(db, TEAM, user="U0001")  # a lead, in Slack
     done = await importing
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
-    assert "Regulars: Mailchimp was disconnected" in done.stderr, done.stderr
+    assert "Mailchimp audience 'Regulars': Mailchimp was disconnected" in done.stderr, done.stderr
     assert "Nothing was imported." in done.stderr
     async with db.begin() as conn:
         contacts = (await conn.execute(text("SELECT COUNT(*) FROM contact"))).scalar()
