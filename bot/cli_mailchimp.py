@@ -145,12 +145,13 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
 
 def _status_text(out: dict[str, Any]) -> str:
     if not out["connected"]:
-        return "Mailchimp isn't connected: referral-bot mailchimp connect --api-key KEY"
+        # the command that asks for the key: one typed after --api-key stays in the history
+        return "Mailchimp isn't connected: referral-bot mailchimp connect (it asks for the key)"
     name = out["account"] or f"data centre {out['dc']}"
     said = (f"Mailchimp connected: {name}, by {out['connected_by']} on {out['connected_at']} "
             f"({'sign-in' if out['auth'] == 'oauth' else 'API key'}).")
-    again = ("connect again: referral-bot mailchimp connect --api-key KEY (or Connect "
-             "Mailchimp in Slack)")
+    again = ("connect again: referral-bot mailchimp connect (it asks for the key), or Connect "
+             "Mailchimp in Slack")
     if out["health"] == accounts.Health.REFUSED:
         return (f"{said} But Mailchimp refuses its credentials (revoked, or the key "
                 f"deleted): {again}")

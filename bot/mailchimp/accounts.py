@@ -198,7 +198,7 @@ async def stamped_credentials(db: Database, team_id: str, secret_key: str
         row = await session.get(MailchimpAccount, team_id)
     if row is None:
         raise NotConnected("Mailchimp isn't connected: connect it with /referral mailchimp "
-                           "(or `referral-bot mailchimp connect --api-key KEY`).")  # fmt: skip
+                           "(or `referral-bot mailchimp connect`, which asks for the key).")  # fmt: skip
     creds = Credentials(row.api_endpoint, row.auth, unseal(secret_key, row.secret))
     return creds, Stamp(row.api_endpoint, row.connected_at)
 

@@ -537,7 +537,8 @@ async def test_the_cli_status_asks_mailchimp_whether_the_key_still_works(
     assert kinds == [HOME_REFRESH_JOB]
     said = await status()
     assert "But Mailchimp refuses its credentials (revoked, or the key deleted): connect " \
-           "again: referral-bot mailchimp connect --api-key KEY" in said, said
+           "again: referral-bot mailchimp connect (it asks for the key)" in said, said
+    assert "--api-key KEY" not in said  # a key typed there stays in the shell's history
 
 
 async def test_a_cli_import_whose_audience_mailchimp_wont_serve_fails_in_words(
