@@ -197,8 +197,8 @@ async def stamped_credentials(db: Database, team_id: str, secret_key: str
     async with db.session() as session:
         row = await session.get(MailchimpAccount, team_id)
     if row is None:
-        raise NotConnected("Mailchimp isn't connected: connect it with /referral mailchimp "
-                           "(or `referral-bot mailchimp connect`, which asks for the key).")  # fmt: skip
+        raise NotConnected("Mailchimp isn't connected: connect it with /referral mailchimp (or "
+                           "`referral-bot mailchimp connect`, which asks for the key).")
     creds = Credentials(row.api_endpoint, row.auth, unseal(secret_key, row.secret))
     return creds, Stamp(row.api_endpoint, row.connected_at)
 
