@@ -220,6 +220,8 @@ _NOT_POSTED = {
     "is_archived": "{channel} is archived",
     "restricted_action": "{channel} doesn't let apps post",
 }
+# refusals an /invite can't mend: the import is started again from another channel
+_NOT_BY_INVITING = frozenset({"is_archived", "restricted_action"})
 
 
 CHANNEL_REFUSALS = frozenset(_NOT_POSTED)
@@ -229,9 +231,12 @@ def not_posted_there(channel: str, error: str) -> str:
     """Said in the DM beside a review that couldn't go to the chosen channel."""
     where = f"<#{channel}>" if channel[:1] in ("C", "G") else "that conversation"
     reason = _NOT_POSTED.get(error, "Slack refused my message there ({error})")
+    mend = ("start the import again from another channel, with me invited there (/invite)"
+            if error in _NOT_BY_INVITING
+            else f"invite me to {where} with /invite and start the import from there")
     return (f"{reason.format(channel=where, error=esc(error) or 'no reason given')}, so the "
             "review is here, where only you see it. For a team lead to approve it where they "
-            f"read, invite me to {where} with /invite and start the import from there.")
+            f"read, {mend}.")
 
 
 MAX_OPTION_TEXT = 75  # Slack's limit for an option's text
@@ -424,7 +429,7 @@ def rejects_comment(label: str, counts: Totals) -> str:
 
 
 def _preview_line(p: CampaignPreview) -> str:
-    when = f" in {p.invite_in_days} days" if p.invite_in_days else ""
+    when = f" in {plural(p.invite_in_days, 'day')}" if p.invite_in_days else ""
     parts = [f"*{n(p.will_invite)} will be invited*{when}"]
     parts += [f"{n(c)} enrolled without email ({esc(why)})" for why, c in p.without_email.items()]
     if p.already_advocates:
@@ -654,8 +659,11 @@ def result_text(batch: ImportBatch, segment: str) -> str:
             f":no_entry_sign: The import into *{seg}* was cancelled{who}: "
             f"{n(_processed(batch))} of {plural(batch.valid, 'contact')} imported before it was "
             f"cancelled ({n(batch.new_contacts)} new, {n(batch.added_to_segment)} added to "
-            "the segment). They stay in the segment."
-        )
+            "the segment)."
+            # only of contacts there are: cancelled before it ran, it read as if they were in
+            + (" They stay in the segment." if batch.new_contacts or batch.added_to_segment
+               else "")
+        )  # fmt: skip
     return (
         f":white_check_mark: Imported into *{seg}*: {plural(batch.rows, 'row')} read, "
         f"{n(batch.valid)} valid.\n"
