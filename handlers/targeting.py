@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any, NoReturn
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -179,7 +180,7 @@ async def _announce(d: Deps, client: AsyncWebClient, team_id: str, done: service
         # too: it reads it once its post is under way, after this click's targeting noted it
         # (unless the segment was excluded between the two targetings: the next click says it)
         announced = None
-    except SlackApiError as exc:  # the enrollment is under way all the same: say that
+    except UNSENT as exc:  # the enrollment is under way all the same: say that
         _refused(enrollment, exc)
     if not announced:
         await client.chat_postEphemeral(
@@ -203,17 +204,30 @@ async def _switch_said_late(d: Deps, client: AsyncWebClient, team_id: str, enrol
             channel=batch.channel_id or "", thread_ts=batch.message_ts,
             text=f"<@{user_id}> targeted *{esc(campaign.name)}* with this segment again."
                  f"{_was_excluded(campaign)}")  # fmt: skip
-    except SlackApiError as exc:  # not said after all: the next click on it says it
+    except UNSENT as exc:  # not said after all: the next click on it says it
         await service.excluded_then_targeted_unsaid(d.db, team_id, enrollment)
         _refused(enrollment, exc)
 
 
-def _refused(enrollment: int, exc: SlackApiError) -> NoReturn:
-    """Slack refused a message in the thread: the enrollment is under way all the same."""
-    error = slack_error(exc) or "no reason given"
-    log.warning("targeting of enrollment %s not announced: %s", enrollment, error)
-    raise Refusal(f"Enrolling has started, but Slack refused my message in the thread "
-                  f"({esc(error)}).") from exc
+# A message in the thread failing after the change it tells of was made: Slack refusing it,
+# or not reached (slack_sdk raises aiohttp's and asyncio's own errors then). The change stands,
+# and the person is told that, not "this may not have gone through" (trying again was refused).
+UNSENT = (SlackApiError, aiohttp.ClientError, TimeoutError)
+
+
+def unsent_words(exc: BaseException) -> str:
+    """Why a message in the thread wasn't posted, in words (mrkdwn)."""
+    if isinstance(exc, SlackApiError):
+        return (f"Slack refused my message in the thread "
+                f"({esc(slack_error(exc) or 'no reason given')})")  # fmt: skip
+    return "my message in the thread didn't reach Slack"
+
+
+def _refused(enrollment: int, exc: BaseException) -> NoReturn:
+    """A message in the thread wasn't posted: the enrollment is under way all the same."""
+    log.warning("targeting of enrollment %s not announced: %s", enrollment,
+                slack_error(exc) if isinstance(exc, SlackApiError) else repr(exc))
+    raise Refusal(f"Enrolling has started, but {unsent_words(exc)}.") from exc
 
 
 async def _enrollment(d: Deps, client: AsyncWebClient, body: dict[str, Any],
@@ -238,10 +252,16 @@ async def _cancel_invites(d: Deps, client: AsyncWebClient, body: dict[str, Any])
 
 async def _redrawn_and_said(d: Deps, client: AsyncWebClient, team_id: str,
                             enrollment: Enrollment, text: str) -> None:  # fmt: skip
-    """The enrollment's report drawn again, and what a lead did with it said in its thread."""
+    """The enrollment's report drawn again, and what a lead did with it said in its thread;
+    if that can't be said there, it is said to the lead: it was done all the same."""
     await d.notifier.enrollment_changed(team_id, enrollment.id or 0)
-    await client.chat_postMessage(channel=enrollment.channel_id or "",
-                                  thread_ts=enrollment.thread_ts, text=text)  # fmt: skip
+    try:
+        await client.chat_postMessage(channel=enrollment.channel_id or "",
+                                      thread_ts=enrollment.thread_ts, text=text)  # fmt: skip
+    except UNSENT as exc:
+        log.warning("enrollment %s of %s changed, not said in its thread: %s", enrollment.id,
+                    team_id, slack_error(exc) if isinstance(exc, SlackApiError) else repr(exc))
+        raise Refusal(f"Done: {text} But {unsent_words(exc)}, so only you see this.") from exc
 
 
 async def _resend(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
