@@ -363,6 +363,12 @@ async def drop_audiences_in(conn: AsyncConnection, team_id: str,
         await promote_after_failure_in(conn, team_id, int(batch_id), int(source_id))
         await clear_staged(conn, team_id, int(batch_id), int(source_id), keep_removed=True)
     changed = sorted({int(batch_id) for _, batch_id in failed})
+    # a change of the draft like any other (lock_batch's): an Approve on a review drawn
+    # before it imports nothing and says so; it imported fewer than it showed, without a word
+    await conn.execute(
+        update(ImportBatch)
+        .where(col(ImportBatch.team_id) == team_id, col(ImportBatch.id).in_(changed))
+        .values(updated_at=utcnow(), revision=col(ImportBatch.revision) + 1))  # fmt: skip
     for batch_id in changed:
         await enqueue_report_in(conn, team_id, batch_id, BATCH_CHANGED)
     return changed
