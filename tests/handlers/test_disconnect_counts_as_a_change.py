@@ -10,7 +10,7 @@ from sqlalchemy import text
 from bot.mailchimp import accounts
 from handlers.ids import Action
 from tests.fakes.slack_api import find_element
-from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.conftest import LEAD, REP
 from tests.handlers.test_import_flow import _form, _review
 from tests.handlers.test_mailchimp import (  # noqa: F401 (fixtures)
     TEAM,
