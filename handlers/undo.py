@@ -92,7 +92,10 @@ async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     except ReviewError as exc:
         await fill_modal(client, opened, refused_modal(str(exc)))
         return
-    await fill_modal(client, opened, confirm_modal(plan, metadata=metadata(batch=batch_id)))
+    batch = await get_batch(d.db, team_id, batch_id)
+    in_thread = bool(batch and batch.channel_id and batch.message_ts)
+    await fill_modal(client, opened, confirm_modal(plan, in_thread=in_thread,
+                                                   metadata=metadata(batch=batch_id)))
 
 
 async def on_click(ack: Any, body: dict[str, Any], client: AsyncWebClient,

@@ -121,8 +121,10 @@ def _kept_lines(plan: UndoPlan) -> list[str]:
             "import emails them (again)."]
 
 
-def confirm_modal(plan: UndoPlan, *, metadata: str) -> View:
-    """What undoing will do, counted now, and whether the advocates it enrolled go too."""
+def confirm_modal(plan: UndoPlan, *, in_thread: bool, metadata: str) -> View:
+    """What undoing will do, counted now, and whether the advocates it enrolled go too (asked
+    only of an import that enrolled some: "Also remove the 0 advocates" was offered).
+    `in_thread`: the import has a thread, where the result goes (else a direct message)."""
     seg = esc(plan.segment)
     lines = [
         f"*Undo import #{plan.batch_id} into {seg}?* It finished {slack_date(plan.finished_at)}.",
@@ -149,13 +151,16 @@ def confirm_modal(plan: UndoPlan, *, metadata: str) -> View:
     option = Option(value=REMOVE_ADVOCATES,
                     text=f"Also remove the {plural(plan.advocates, 'advocate')} it enrolled",
                     description="Their referral links stop working.")  # fmt: skip
+    where = "The thread of the import says" if in_thread else "A direct message tells you"
     blocks: list[Block] = [
         _section("\n".join(lines)),
-        InputBlock(block_id=BlockId.UNDO_ADVOCATES, label="Advocates", optional=True,
-                   element=CheckboxesElement(action_id=Action.UNDO_ADVOCATES, options=[option]),
-                   hint="Without this, contacts that stay keep their referral links."),
+        *([InputBlock(block_id=BlockId.UNDO_ADVOCATES, label="Advocates", optional=True,
+                      element=CheckboxesElement(action_id=Action.UNDO_ADVOCATES,
+                                                options=[option]),
+                      hint="Without this, contacts that stay keep their referral links.")]
+          if plan.advocates else []),
         ContextBlock(elements=[MarkdownTextObject(
-            text="The thread of the import says what was taken out once it is done.")]),
+            text=f"{where} what was taken out once it is done.")]),
     ]  # fmt: skip
     return _modal(blocks, submit="Undo import", metadata=metadata)
 

@@ -780,3 +780,22 @@ async def test_a_database_failure_after_the_ack_is_said_in_the_modal(
     finally:
         await lock.release()
         await impatient_db.dispose()
+
+
+async def test_the_undo_of_a_shell_import_with_no_advocates_offers_nothing_it_cant_do(
+    app: Harness,
+) -> None:  # fmt: skip
+    """A shell import that enrolled nobody, undone from Home: the confirmation offered "Also
+    remove the 0 advocates it enrolled" and said "The thread of the import says what was taken
+    out", of an import with no thread (the result goes to a DM)."""
+    batch = await _cli_import(app, "Newsletter", b"email\na@example.com\n")
+    home = await _open_home(app, LEAD)
+    modal = await _click_undo(app, LEAD, value=str(batch), view=home)
+    shown = json.dumps(modal["blocks"])
+    assert "Removes the 1 contact this import added" in shown, shown
+    assert "advocate" not in shown.casefold(), shown
+    assert "thread" not in shown, shown
+    assert "direct message" in shown, shown
+    await app.requests.view_submission(state_values={}, view_id=modal["id"], user_id=LEAD)
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 0
