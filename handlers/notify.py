@@ -80,6 +80,12 @@ def _state(view: BatchView) -> tuple[object, ...]:
             view.totals)  # fmt: skip
 
 
+def _not_there(refused: str) -> str:
+    """Why a result is told by DM: Slack's `refused` error posting it in the thread."""
+    return ("Its review message was deleted" if refused == THREAD_GONE
+            else "I can't post in the import's channel any more")  # fmt: skip
+
+
 UNDER_WAY = frozenset({BatchStatus.QUEUED, BatchStatus.IMPORTING})  # progress, not a result
 HOME_EVENTS = frozenset({BATCH_CHANGED, IMPORT_FINISHED, ENROLLMENT_CHANGED, UNDO_FINISHED,
                          UNDO_STOPPED})
@@ -446,19 +452,33 @@ class SlackNotifier:
                if job is not None and job.state == JobState.CANCELLED
                else "its job ran out of attempts: `referral-bot jobs` says why")  # fmt: skip
         in_thread = bool(batch.channel_id and batch.message_ts)
+
+        def text(where: str) -> str:
+            return (f":warning: Undoing import #{batch_id} into *{esc(view.segment.name)}* "
+                    f"stopped part way ({why}). What it took out so far stays out. {where} to "
+                    f"finish it, or run `referral-bot undo {batch_id}`.")  # fmt: skip
+
         # an import from the shell has no result reply in a thread: its row on Home has *Undo*
-        where = ("Click *Undo import* on its result again" if in_thread
-                 else "Click *Undo* on its row in my Home tab")  # fmt: skip
-        text = (f":warning: Undoing import #{batch_id} into *{esc(view.segment.name)}* stopped "
-                f"part way ({why}). What it took out so far stays out. {where} to finish it, "
-                f"or run `referral-bot undo {batch_id}`.")  # fmt: skip
+        on_home = "Click *Undo* on its row in my Home tab"
+        asker = batch.undone_by if batch.undone_by and is_user_id(batch.undone_by) else None
 
         async def tell() -> None:
             if in_thread:
-                await self.client.chat_postMessage(channel=batch.channel_id,
-                                                   thread_ts=batch.message_ts, text=text)
-            elif batch.undone_by and is_user_id(batch.undone_by):
-                await self._dm(batch.undone_by, text)
+                try:
+                    await self.client.chat_postMessage(
+                        channel=batch.channel_id, thread_ts=batch.message_ts,
+                        text=text("Click *Undo import* on its result again"))  # fmt: skip
+                    return
+                except SlackApiError as exc:  # told by DM, as an undo's result is then
+                    if slack_error(exc) not in RESULT_NOT_POSTED or asker is None:
+                        raise
+                    log.warning("undo of import %s stopped, not said in its thread (%s): by DM",
+                                batch_id, slack_error(exc))  # fmt: skip
+                    await self._dm(asker, f"{text(on_home)}\n({_not_there(slack_error(exc))}, "
+                                          "so I'm telling you here.)")  # fmt: skip
+                    return
+            if asker is not None:
+                await self._dm(asker, text(on_home))
 
         await self._post_once(team_id, f"undo-stopped:{batch_id}", tell)
 
@@ -490,10 +510,8 @@ class SlackNotifier:
         text = (undone_text(batch, view.segment.name,
                             kept=await kept_unsubscribed(self.db, team_id, batch_id))
                 if undone else result_text(batch, view.segment.name))  # fmt: skip
-        why = ("Its review message was deleted" if refused == THREAD_GONE
-               else "I can't post in the import's channel any more")  # fmt: skip
         await self._post_once(team_id, f"result-dm:{event}:{batch_id}", lambda: self._dm(
-            who, f"{text}\n({why}, so I'm telling you here.)"))  # fmt: skip
+            who, f"{text}\n({_not_there(refused)}, so I'm telling you here.)"))  # fmt: skip
 
     async def _progress(self, team_id: str, batch_id: int, text: str,
                         blocks: list[Block] | None = None,

@@ -799,3 +799,24 @@ async def test_the_undo_of_a_shell_import_with_no_advocates_offers_nothing_it_ca
     await app.requests.view_submission(state_values={}, view_id=modal["id"], user_id=LEAD)
     await app.settle()
     assert await _count(app, "SELECT COUNT(*) FROM contact") == 0
+
+
+async def test_a_stopped_undo_whose_channel_refuses_is_told_by_dm(app: Harness) -> None:
+    """The import's channel archived (or the bot removed) before its undo stopped part way:
+    the result of an undo went to the lead by DM then, but the word that it stopped and how
+    to finish it was dropped, and the import stayed "being undone" with nobody told."""
+    from bot.imports.cancel import cancel_job
+
+    message, batch = await _slack_import(app)
+    await request_undo(app.db, "T0001", batch, LEAD, remove_advocates=False, window_days=7)
+    job = next(j for j in await list_jobs(app.db, "T0001") if j.kind == UNDO_JOB)
+    app.slack.fail("chat.postMessage", "is_archived")
+    assert await cancel_job(app.db, "T0001", job.id or 0) is not None
+    await app.settle()
+
+    assert "stopped part way" not in json.dumps(_thread(app, message))
+    dms = [m["text"] for m in app.slack.messages if m["channel"].startswith("D")]
+    told = [t for t in dms if "stopped part way" in t]
+    assert len(told) == 1, dms
+    assert "Click *Undo* on its row in my Home tab" in told[0], told[0]  # not "on its result"
+    assert "I can't post in the import's channel any more" in told[0], told[0]
