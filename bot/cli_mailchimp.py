@@ -126,10 +126,11 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
                 checked = await accounts.check_credentials(db, team, settings.secret_key)
                 if checked.changed:  # what Home says of it: refreshed by serve's worker
                     await queue_home_refresh(db, team)
-                out.update(account=found.account_name, dc=found.dc, auth=found.auth,
+                out.update(account=found.account_name or None, dc=found.dc, auth=found.auth,
                            connected_by=found.connected_by,
                            connected_at=found.connected_at.isoformat(),
-                           health=str(checked.health), problem=checked.reason)  # fmt: skip
+                           health=str(checked.health),
+                           problem=checked.reason or None)  # fmt: skip
             print(json.dumps(out) if args.json else _status_text(out))
         else:
             _, audiences = await _audiences(db, team, settings)

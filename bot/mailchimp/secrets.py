@@ -23,12 +23,16 @@ class CredentialsUnreadable(Exception):
     """The stored credentials don't decrypt: SECRET_KEY changed, or the row was tampered with."""
 
 
-def _fernet(secret_key: str) -> Fernet:
+def _fernet(secret_key: str, *, reading: bool = False) -> Fernet:
+    """`reading`: credentials saved already are read (a connected workspace was told to set
+    SECRET_KEY "before connecting Mailchimp", as though it weren't connected)."""
     if not secret_key:
         raise SecretKeyMissing(
+            "Set SECRET_KEY to the one Mailchimp's credentials were saved with: the bot "
+            "encrypts them with it, and can't read them without it." if reading else
             "Set SECRET_KEY (a long random string) before connecting Mailchimp: the bot "
             "encrypts Mailchimp's credentials with it."
-        )
+        )  # fmt: skip
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
                info=b"referral-bot mailchimp credentials").derive(secret_key.encode())  # fmt: skip
     return Fernet(base64.urlsafe_b64encode(key))
@@ -40,7 +44,7 @@ def seal(secret_key: str, plaintext: str) -> str:
 
 def unseal(secret_key: str, sealed: str) -> str:
     try:
-        return _fernet(secret_key).decrypt(sealed.encode("ascii")).decode()
+        return _fernet(secret_key, reading=True).decrypt(sealed.encode("ascii")).decode()
     except InvalidToken:
         raise CredentialsUnreadable(
             "The stored Mailchimp credentials can't be read (was SECRET_KEY changed?): "

@@ -144,3 +144,21 @@ async def test_a_shell_import_mailchimp_refuses_marks_the_connection_refused(
     async with db.begin() as conn:
         refused = (await conn.execute(text("SELECT refused_at FROM mailchimp_account"))).scalar()
     assert refused is not None
+
+
+async def test_status_says_null_where_there_is_nothing_to_say_and_a_missing_key_is_named(
+    db: Database, db_env: dict[str, str], mc: FakeMailchimp
+) -> None:
+    """`status --json` gave "" for an API key's account name and a healthy connection's
+    problem (the README: null where there is nothing to say); and with SECRET_KEY unset, a
+    connected workspace was told to set it "before connecting Mailchimp"."""
+    env = await _connected(db_env, mc)
+    done = await asyncio.to_thread(run, env, "mailchimp", "--team", TEAM, "status", "--json")
+    out = json.loads(done.stdout)
+    assert out["connected"] and out["health"] == "working", out
+    assert out["account"] is None and out["problem"] is None, out
+    unset = await asyncio.to_thread(run, {**env, "SECRET_KEY": ""}, "mailchimp", "--team", TEAM,
+                                    "lists")  # fmt: skip
+    assert unset.returncode == 1, unset
+    assert "before connecting" not in unset.stderr, unset.stderr
+    assert "SECRET_KEY to the one Mailchimp's credentials were saved with" in unset.stderr
