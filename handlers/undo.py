@@ -156,7 +156,7 @@ async def _ask(d: Deps, client: AsyncWebClient, view_id: str, team_id: str, user
                                        window_days=d.settings.undo_window_days,
                                        max_attempts=d.settings.job_max_attempts)  # fmt: skip
     except ReviewError as exc:
-        await update_modal(client, view_id, refused_modal(str(exc)))
+        await _refused(client, view_id, user_id, batch_id, str(exc))
         return
     except Exception as exc:
         await _not_asked(client, view_id, user_id, batch_id, message_for(exc, where))
@@ -181,6 +181,18 @@ async def _not_asked(client: AsyncWebClient, view_id: str, user_id: str, batch_i
         log.info("undo of import %s not asked for; the modal couldn't say so (%r): by DM",
                  batch_id, exc)  # fmt: skip
         await dm(client, user_id, text)
+
+
+async def _refused(client: AsyncWebClient, view_id: str, user_id: str, batch_id: int,
+                   why: str) -> None:  # fmt: skip
+    """Say in the modal why the undo was refused; by direct message if it was closed while it
+    said "Asking for the undo…" (the refusal was lost with it) or Slack refuses."""
+    try:
+        await client.views_update(view_id=view_id, view=refused_modal(why))
+    except Exception as exc:
+        log.info("undo of import %s refused; the modal couldn't say so (%r): by DM", batch_id,
+                 exc)  # fmt: skip
+        await dm(client, user_id, why)
 
 
 def register(app: Routes) -> None:

@@ -820,3 +820,20 @@ async def test_a_stopped_undo_whose_channel_refuses_is_told_by_dm(app: Harness) 
     assert len(told) == 1, dms
     assert "Click *Undo* on its row in my Home tab" in told[0], told[0]  # not "on its result"
     assert "I can't post in the import's channel any more" in told[0], told[0]
+
+
+async def test_an_undo_refused_after_its_modal_was_closed_is_told_by_dm(app: Harness) -> None:
+    """The modal said "Asking for the undo…" and was closed; the undo was then refused (here
+    a resume of an undo that isn't stopped): the refusal went to the closed modal, and the
+    lead was told nothing."""
+    from handlers.messages import metadata
+
+    batch = await _cli_import(app, "Newsletter", b"email\na@example.com\n")
+    home = await _open_home(app, LEAD)
+    modal = await _click_undo(app, LEAD, value=str(batch), view=home)
+    app.slack.fail("views.update", "not_found")  # closed while it asked
+    await app.requests.view_submission(state_values={}, view_id=modal["id"], user_id=LEAD,
+                                       private_metadata=metadata(batch=batch, resume=1))
+    await app.settle()
+    dms = [m["text"] for m in app.slack.messages if m["channel"].startswith("D")]
+    assert any(f"Import #{batch} has no stopped undo to finish" in t for t in dms), dms
