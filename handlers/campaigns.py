@@ -106,14 +106,34 @@ async def _waiting(d: Deps, team_id: str) -> dict[int, int]:
 
 async def _show_list(d: Deps, client: AsyncWebClient, team_id: str, url: str, *,
                      note: str = "", replace: bool, offset: int = 0,
-                     campaign_id: int | None = None) -> None:  # fmt: skip
-    """A page of the list: from `offset`, or the one showing `campaign_id` (just changed)."""
+                     campaign_id: int | None = None, told: str = "") -> None:  # fmt: skip
+    """A page of the list: from `offset`, or the one showing `campaign_id` (just changed).
+    `told`: the user to tell `note` by DM if the list can't be redrawn (_redrawn)."""
     summaries = await list_campaigns(d.db, team_id)
     if campaign_id is not None:
         offset = page_of(summaries, campaign_id)
     text, blocks = campaign_list(summaries, note=note, offset=offset,
                                  waiting=await _waiting(d, team_id))  # fmt: skip
-    await _respond(client, url, text, replace=replace, blocks=blocks)
+    if told and note:
+        await _redrawn(client, url, text, blocks, note=note, user_id=told)
+    else:
+        await _respond(client, url, text, replace=replace, blocks=blocks)
+
+
+STALE_LIST = ("(The list you clicked can't be redrawn any more: `/referral campaign` shows it "
+              "as it is now.)")
+
+
+async def _redrawn(client: AsyncWebClient, url: str, text: str, blocks: list[Any], *,
+                   note: str, user_id: str) -> None:  # fmt: skip
+    """The list in place of the one clicked, with what the click did (`note`) on top; if
+    Slack won't take it (a list's response_url lasts 30 minutes and 5 uses), `note` goes by
+    DM: the change was made, and "may not have gone through, try again" misled."""
+    try:
+        await _respond(client, url, text, replace=True, blocks=blocks)
+    except ResponseUrlFailed as exc:
+        log.info("could not redraw the campaign list (%s); what was done goes by DM", exc)
+        await dm(client, user_id, f"{note}\n{STALE_LIST}")
 
 
 # ---- the list -------------------------------------------------------------------------------
@@ -181,7 +201,7 @@ async def _go_live(d: Deps, client: AsyncWebClient, click: Click) -> None:
         note = with_sender_warning(note, _sender_warning(d, mine.campaign))
     text, blocks = campaign_list(summaries, note=note, offset=page_of(summaries, campaign_id),
                                  waiting=await _waiting(d, click.team_id))  # fmt: skip
-    await _respond(client, click.response_url, text, replace=True, blocks=blocks)
+    await _redrawn(client, click.response_url, text, blocks, note=note, user_id=click.user_id)
 
 
 async def _pause(d: Deps, client: AsyncWebClient, click: Click) -> None:
@@ -193,7 +213,8 @@ async def _pause(d: Deps, client: AsyncWebClient, click: Click) -> None:
     campaign = await get_campaign(d.db, click.team_id, campaign_id)
     await refresh_for(d, client, click.team_id)
     await _show_list(d, client, click.team_id, click.response_url, replace=True,
-                     note=paused_note(campaign.name, before), campaign_id=campaign_id)  # fmt: skip
+                     note=paused_note(campaign.name, before), campaign_id=campaign_id,
+                     told=click.user_id)  # fmt: skip
 
 
 async def _retry_sending(d: Deps, client: AsyncWebClient, click: Click) -> None:
@@ -207,7 +228,7 @@ async def _retry_sending(d: Deps, client: AsyncWebClient, click: Click) -> None:
     note = (f"Sending the invites of {esc(campaign.name)} again." if restarted else
             f"Sending the invites of {esc(campaign.name)} was already restarted.")  # fmt: skip
     await _show_list(d, client, click.team_id, click.response_url, replace=True, note=note,
-                     campaign_id=campaign.id)  # fmt: skip
+                     campaign_id=campaign.id, told=click.user_id)  # fmt: skip
 
 
 async def _email_unsent(d: Deps, client: AsyncWebClient, click: Click) -> None:
@@ -224,7 +245,7 @@ async def _email_unsent(d: Deps, client: AsyncWebClient, click: Click) -> None:
             + ("." if done.invite_email else ", which is off: turn it on with *Edit* "
                "first."))  # fmt: skip
     await _show_list(d, client, click.team_id, click.response_url, replace=True, note=note,
-                     campaign_id=campaign.id)  # fmt: skip
+                     campaign_id=campaign.id, told=click.user_id)  # fmt: skip
 
 
 async def _resend_uncertain(d: Deps, client: AsyncWebClient, click: Click) -> None:
@@ -240,7 +261,7 @@ async def _resend_uncertain(d: Deps, client: AsyncWebClient, click: Click) -> No
     note = done.words(esc(campaign.name), retry="*Retry sending*",
                       turn_on="Turn it on with *Edit*")  # fmt: skip
     await _show_list(d, client, click.team_id, click.response_url, replace=True, note=note,
-                     campaign_id=campaign.id)  # fmt: skip
+                     campaign_id=campaign.id, told=click.user_id)  # fmt: skip
 
 
 # The list's buttons about a campaign's invites: what each does, and its name in a log line.

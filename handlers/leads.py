@@ -45,6 +45,7 @@ from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId
 from handlers.leads_messages import leads_message
 from handlers.messages import esc
+from handlers.respond import ResponseUrlFailed, dm
 from handlers.respond import explained as refusals_answered
 from handlers.respond import respond as answer
 from handlers.routes import Routes
@@ -106,6 +107,11 @@ async def _answered_then_republished(d: Deps, client: AsyncWebClient, asker: Ask
     republished even when the answer fails: the change is made."""
     try:
         await show(d, client, asker, replace=True, note=note)
+    except ResponseUrlFailed as exc:  # the list's URL lasts 30 minutes and 5 uses: the change
+        # is made, and "may not have gone through, try again" misled
+        log.info("could not redraw the team leads list (%s); what was done goes by DM", exc)
+        await dm(client, asker.user_id, f"{note}\n(The list you clicked can't be redrawn any "
+                                        "more: `/referral leads` shows it as it is now.)")
     finally:
         if changed:
             await refresh_for(d, client, asker.team_id)

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from bot.campaigns.service import CampaignSummary, create_campaign, get_campaign, target
+from bot.campaigns.service import (
+    CampaignSummary,
+    create_campaign,
+    get_campaign,
+    set_state,
+    target,
+)
 from bot.workspaces import create_segment, ensure_workspace
 from handlers.campaign_messages import MAX_CAMPAIGNS_SHOWN, campaign_list
 from handlers.ids import Action, BlockId, Callback
@@ -579,3 +585,26 @@ async def test_campaign_forms_each_submitted_twice_at_once_are_never_told_their_
     await app.done()
     assert [(r.status, r.body) for r in replies] == [(200, "")] * len(replies), replies
     assert await _count(app, "SELECT COUNT(*) FROM campaign") == len(forms)
+
+
+@pytest.mark.parametrize("action", [Action.CAMPAIGN_LIVE, Action.CAMPAIGN_PAUSE])
+async def test_a_change_from_a_list_too_old_to_redraw_is_told_by_dm(
+    app: Harness, action: str,
+) -> None:  # fmt: skip
+    """A list's response_url lasts 30 minutes and 5 uses: Go live (or Pause) from a list left
+    open longer changed the campaign, then told the lead "may not have gone through. Try
+    again" (and a Pause after Go live then said it was live). What was done goes by DM."""
+    spring = await _campaign(app)
+    if action == Action.CAMPAIGN_PAUSE:
+        await set_state(app.db, TEAM, spring, CampaignState.LIVE, requested_by=LEAD)
+    listing = await _list(app)
+    expired = f"{app.slack.base_url}/response/expired"  # Slack: 404 no_active_hooks
+    await app.requests.block_action(action, str(spring), user_id=LEAD, response_url=expired,
+                                    message={"blocks": listing["blocks"]})  # fmt: skip
+    await app.done()
+    assert await _state(app, spring) == (CampaignState.LIVE if action == Action.CAMPAIGN_LIVE
+                                         else CampaignState.PAUSED)  # fmt: skip
+    dms = [m["text"] for m in app.slack.messages if m["channel"].startswith("D")]
+    assert len(dms) == 1 and "may not have gone through" not in dms[0], dms
+    assert ("Spring is live" if action == Action.CAMPAIGN_LIVE else "paused") in dms[0], dms
+    assert "`/referral campaign`" in dms[0], dms

@@ -487,3 +487,18 @@ async def test_the_leads_list_answers_before_home_is_republished(app: Harness) -
             gate.set()
         await app.settle()
         assert len(app.slack.calls_to("views.publish")) >= before + 2  # both Homes, after
+
+
+async def test_a_lead_added_from_a_list_too_old_to_redraw_is_told_by_dm(app: Harness) -> None:
+    """The list's response_url lasts 30 minutes and 5 uses: *Add as team leads* from an older
+    list added the lead, then said "may not have gone through. Try again"."""
+    shown = await _command(app, "leads")
+    await app.requests.block_action(Action.LEADS_ADD, None, user_id=LEAD,
+                                    response_url=f"{app.slack.base_url}/response/expired",
+                                    message={"blocks": shown["blocks"]},
+                                    state_values=_picked("U0005"))  # fmt: skip
+    await _done(app)
+    assert "U0005" in await _leads_in_db(app.db)
+    dms = [m["text"] for m in app.slack.messages if m["channel"].startswith("D")]
+    assert len(dms) == 1 and f"<@{LEAD}> added <@U0005> to the team leads" in dms[0], dms
+    assert "`/referral leads`" in dms[0], dms
