@@ -16,7 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.audit import Act, import_of, import_outcomes, recent
 from handlers.audit_messages import MAX_FILTER, PAGE, audit_message, read_more_value
-from handlers.context import Deps, Refusal, deps, is_lead, leads_only
+from handlers.context import Deps, Refusal, deps, is_lead, not_a_lead
 from handlers.ids import Action
 from handlers.leads import Asker, explained, respond
 from handlers.routes import Routes
@@ -31,7 +31,7 @@ def command_filter(text: str) -> str:
 async def show(d: Deps, client: AsyncWebClient, asker: Asker, *, matching: str,
                before_id: int | None = None) -> None:  # fmt: skip
     if not await is_lead(d, client, asker.team_id, asker.user_id):
-        raise await leads_only(d, asker.team_id, "see the audit log")
+        raise await not_a_lead(d, client, asker.team_id, asker.user_id, "see the audit log")
     entries = await recent(d.db, asker.team_id, limit=PAGE + 1, before_id=before_id,
                            matching=matching)  # fmt: skip
     page = entries[:PAGE]

@@ -55,7 +55,7 @@ from handlers.context import (
     form_meta,
     id_in,
     is_lead,
-    leads_only,
+    not_a_lead,
     outsider_refusal,
     require_lead,
     team_of,
@@ -299,7 +299,8 @@ async def _open_new(d: Deps, client: AsyncWebClient, click: Click, trigger_id: s
     opened = await open_modal(client, trigger_id, campaign_modal(
         None, private_metadata=metadata(url=click.response_url)))  # fmt: skip
     if not await is_lead(d, client, click.team_id, click.user_id):
-        text = str(await leads_only(d, click.team_id, "create campaigns"))
+        text = str(await not_a_lead(d, client, click.team_id, click.user_id,
+                                     "create campaigns"))
         await fill_modal(client, opened, notice_modal("New campaign", text))
 
 
@@ -420,8 +421,8 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
         opened = datetime.min.replace(tzinfo=UTC)  # not ours: matches no save, so refused
     verb = "create campaigns" if campaign_id is None else "edit campaigns"
     if not await is_lead(d, client, team_id, user_id):
-        refusal = notice_modal(view.get("title", {}).get("text") or "Campaign",
-                               str(await leads_only(d, team_id, verb)))  # fmt: skip
+        why = await not_a_lead(d, client, team_id, user_id, verb)
+        refusal = notice_modal(view.get("title", {}).get("text") or "Campaign", str(why))
         await ack(response_action="update", view=refusal.to_dict())
         return
     view_id = str(view.get("id") or "")

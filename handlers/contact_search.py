@@ -32,7 +32,7 @@ from handlers.context import (
     Refusal,
     deps,
     is_lead,
-    leads_only,
+    not_a_lead,
     outsider_refusal,
     team_of,
 )
@@ -297,7 +297,8 @@ async def _change(d: Deps, client: AsyncWebClient, where: Where, action: str,
     changed = False
     try:
         if not await is_lead(d, client, where.team_id, where.user_id):
-            raise await leads_only(d, where.team_id, VERBS[Action(action)])
+            raise await not_a_lead(d, client, where.team_id, where.user_id,
+                                       VERBS[Action(action)])
         if action == Action.CONTACT_DELETE:
             result = await contact_admin.delete_contact(d.db, where.team_id, ref.id,
                                                         where.user_id, check=ref.check)  # fmt: skip

@@ -203,15 +203,26 @@ async def outsider_refusal(client: AsyncWebClient, team_id: str, user_id: str, *
     return None
 
 
-async def lead_refusal(d: Deps, team_id: str, verb: str) -> Refusal:
-    return await leads_only(d, team_id, f"{verb} imports")
+async def lead_refusal(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                       verb: str) -> Refusal:  # fmt: skip
+    return await not_a_lead(d, client, team_id, user_id, f"{verb} imports")
 
 
 async def require_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                        what: str) -> None:  # fmt: skip
     """Refuse ("Only team leads can <what>", naming whom to ask) anyone who isn't a lead."""
     if not await is_lead(d, client, team_id, user_id):
-        raise await leads_only(d, team_id, what)
+        raise await not_a_lead(d, client, team_id, user_id, what)
+
+
+async def not_a_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                     what: str) -> Refusal:  # fmt: skip
+    """Why `user_id`, who isn't a lead, can't <what>: leads_only for a member; a member of
+    another organisation (a shared channel's, or a forged click) is refused as one, and never
+    told who this workspace's leads are ("Ask <@U…>", which `/referral leads` refuses them)."""
+    if (outsider := await outsider_refusal(client, team_id, user_id, what=what)) is not None:
+        return Refusal(outsider)
+    return await leads_only(d, team_id, what)
 
 
 async def leads_only(d: Deps, team_id: str, what: str) -> Refusal:

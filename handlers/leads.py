@@ -36,7 +36,7 @@ from handlers.context import (
     Refusal,
     deps,
     is_lead,
-    leads_only,
+    not_a_lead,
     role_in,
     team_of,
     told_outsider,
@@ -172,7 +172,7 @@ def added_note(actor: str, added: list[str], already: list[str], refused: list[s
 
 async def add(d: Deps, client: AsyncWebClient, asker: Asker, chosen: list[str]) -> None:
     if not await is_lead(d, client, asker.team_id, asker.user_id):
-        raise await leads_only(d, asker.team_id, CHANGE)
+        raise await not_a_lead(d, client, asker.team_id, asker.user_id, CHANGE)
     if not chosen:
         raise Refusal("Choose people in the list first, then *Add as team leads*.")
     if len(chosen) > MAX_ADDED_AT_ONCE:
@@ -209,7 +209,7 @@ async def on_pick(ack: Any) -> None:
 
 async def remove(d: Deps, client: AsyncWebClient, asker: Asker, user_id: str) -> None:
     if not await is_lead(d, client, asker.team_id, asker.user_id):
-        raise await leads_only(d, asker.team_id, CHANGE)
+        raise await not_a_lead(d, client, asker.team_id, asker.user_id, CHANGE)
     if not is_user_id(user_id):
         raise Refusal("That button doesn't name a person: it may come from an old message.")
     removed = await remove_lead(d.db, asker.team_id, user_id, by=asker.user_id,

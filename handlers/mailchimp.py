@@ -62,6 +62,7 @@ from handlers.context import (
     form_meta,
     is_lead,
     leads_only,
+    not_a_lead,
     role_in,
     team_of,
     told_outsider,
@@ -331,7 +332,8 @@ async def on_key_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
 
 async def _disconnect(d: Deps, client: AsyncWebClient, click: Click) -> None:
     if not await is_lead(d, client, click.team_id, click.user_id):
-        text = str(await leads_only(d, click.team_id, "disconnect Mailchimp"))
+        text = str(await not_a_lead(d, client, click.team_id, click.user_id,
+                                     "disconnect Mailchimp"))
         await _respond(client, click.response_url, text, replace=False)
         return
     removed = await disconnect(d.db, click.team_id, user=click.user_id)

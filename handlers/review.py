@@ -81,7 +81,7 @@ async def _in_review(d: Deps, team_id: str, batch_id: int) -> None:
 async def _approve(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                    batch_id: int, seen: int | None) -> None:  # fmt: skip
     if not await is_lead(d, client, team_id, user_id):
-        raise await lead_refusal(d, team_id, "approve")
+        raise await lead_refusal(d, client, team_id, user_id, "approve")
     await _in_review(d, team_id, batch_id)
     try:
         totals = await review.approve(d.db, team_id, batch_id, user_id, seen=seen,
@@ -96,7 +96,7 @@ async def _approve(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
 async def _reject(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                   batch_id: int) -> None:  # fmt: skip
     if not await is_lead(d, client, team_id, user_id):
-        raise await lead_refusal(d, team_id, "reject")
+        raise await lead_refusal(d, client, team_id, user_id, "reject")
     await _in_review(d, team_id, batch_id)
     await review.reject(d.db, team_id, batch_id, user_id)
     await d.notifier.batch_changed(team_id, batch_id)

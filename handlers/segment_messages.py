@@ -101,6 +101,14 @@ def _stay(count: int) -> str:
     return "stays" if count == 1 else "stay"
 
 
+def _members_stay(count: int) -> str:
+    """What becomes of a deleted segment's contacts ("its 0 contacts stay" of an empty one;
+    the audit log and the shell say it held none)."""
+    if not count:
+        return "it held no contacts"
+    return f"its {_contacts(count)} {_stay(count)} in {ALL_CUSTOMERS}"
+
+
 def _plain(text: str, limit: int) -> PlainTextObject:
     return PlainTextObject(text=clip(text, limit))
 
@@ -108,9 +116,8 @@ def _plain(text: str, limit: int) -> PlainTextObject:
 def _delete_confirm(item: SegmentItem) -> ConfirmObject:
     return ConfirmObject(
         title="Delete this segment?", confirm="Delete", deny="Keep it", style="danger",
-        text=_plain(f"{item.name}: its {_contacts(item.contacts)} {_stay(item.contacts)} in "
-                    f"{ALL_CUSTOMERS}; only the segment goes. Imports into it stay in the "
-                    "history.", 300),
+        text=_plain(f"{item.name}: {_members_stay(item.contacts)}; only the segment goes. "
+                    "Imports into it stay in the history.", 300),
     )  # fmt: skip
 
 
@@ -217,8 +224,7 @@ def renamed_note(old: str, new: str) -> str:
 
 
 def deleted_note(name: str, members: int, campaigns: Sequence[CampaignUse]) -> str:
-    note = (f":wastebasket: *{esc(name)}* is deleted; its {_contacts(members)} "
-            f"{_stay(members)} in {ALL_CUSTOMERS}.")  # fmt: skip
+    note = f":wastebasket: *{esc(name)}* is deleted; {_members_stay(members)}."
     if campaigns:
         names = ", ".join(esc(c.name) for c in campaigns[:MAX_CAMPAIGNS_NAMED])
         note += f" No longer used by: {names}."

@@ -59,6 +59,7 @@ from handlers.context import (
     form_meta,
     is_lead,
     leads_only,
+    not_a_lead,
     outsider_refusal,
     require_lead,
     role_in,
@@ -380,7 +381,7 @@ async def submit_delete(ack: Any, body: dict[str, Any], view: dict[str, Any],
     if meta is None:
         return
     if not await is_lead(d, client, team_id, user_id):
-        refusal = await leads_only(d, team_id, "delete segments")
+        refusal = await not_a_lead(d, client, team_id, user_id, "delete segments")
         await ack(response_action="update",
                   view=notice_modal("Delete segment", str(refusal)).to_dict())  # fmt: skip
         return

@@ -11,7 +11,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns import service
-from bot.campaigns.invites import cancel_held, email_unsent, resend_uncertain, retry_sending
+from bot.campaigns.invites import (
+    cancel_held,
+    email_unsent,
+    emailed_all,
+    resend_uncertain,
+    retry_sending,
+)
 from bot.imports.review import batch_of, describe_status
 from bot.once import PostUnderWay, post_once, posting_stale
 from handlers.campaign_messages import with_sender_warning
@@ -21,7 +27,7 @@ from handlers.context import (
     deps,
     id_in,
     is_lead,
-    leads_only,
+    not_a_lead,
     outsider_refusal,
     team_of,
 )
@@ -38,7 +44,7 @@ log = logging.getLogger(__name__)
 
 async def _lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, verb: str) -> None:
     if not await is_lead(d, client, team_id, user_id):
-        raise await leads_only(d, team_id, verb)
+        raise await not_a_lead(d, client, team_id, user_id, verb)
 
 
 async def _imported(d: Deps, team_id: str, batch_id: int) -> ImportBatch:
@@ -287,8 +293,8 @@ async def _email_unsent(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -
     said = (f"<@{user_id}> is sending {plural(done.count, 'invite')} the invite email being off "
             f"had held back.{done.not_again()}" if done.count else
             f"<@{user_id}> chose to email the advocates the invite email being off had held "
-            f"back: nobody was emailed, as the campaign had emailed all {done.emailed_before:,}"
-            " of those addresses before." if not done.unsubscribed else
+            f"back: nobody was emailed, as the campaign had emailed "
+            f"{emailed_all(done.emailed_before)} before." if not done.unsubscribed else
             f"<@{user_id}> chose to email the advocates the invite email being off had held "
             f"back. {done.none_sent('the campaign')}")  # fmt: skip
     await _redrawn_and_said(d, client, team_id, enrollment, said)

@@ -27,7 +27,7 @@ from bot.imports.undo import (
     undo_plan,
 )
 from bot.imports.undo import refusal as undo_refusal
-from handlers.context import Deps, deps, form_meta, id_in, is_lead, leads_only, team_of
+from handlers.context import Deps, deps, form_meta, id_in, is_lead, not_a_lead, team_of
 from handlers.ids import Action, Callback
 from handlers.later import message_for, or_log, who_and_what
 from handlers.messages import metadata, undo_window
@@ -66,7 +66,7 @@ def _batch_id(value: object) -> int:
 async def _why_not_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> str:
     if await is_lead(d, client, team_id, user_id):
         return ""
-    return str(await leads_only(d, team_id, WHAT))
+    return str(await not_a_lead(d, client, team_id, user_id, WHAT))
 
 
 async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:

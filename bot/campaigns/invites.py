@@ -1027,6 +1027,11 @@ _TAKE_INVITE_EMAIL = text("UPDATE campaign SET updated_at = updated_at WHERE id 
                           "AND team_id = :t RETURNING invite_email, name")
 
 
+def emailed_all(count: int) -> str:
+    """"all 3 of those addresses", "that address" for one ("all 1 of those addresses")."""
+    return "that address" if count == 1 else f"all {count:,} of those addresses"
+
+
 @dataclass(frozen=True, slots=True)
 class UnsentEmailed:
     """What *Email them* did: invites queued per enrollment, those it didn't queue because
@@ -1062,8 +1067,8 @@ class UnsentEmailed:
         """Why nothing was sent, of the `campaign` (its name as the caller shows it), when
         there were invites to look at ("" when there were none)."""
         if not self.unsubscribed:
-            return (f"No invite of {campaign} was sent: the campaign had emailed all "
-                    f"{self.emailed_before:,} of those addresses before."
+            return (f"No invite of {campaign} was sent: the campaign had emailed "
+                    f"{emailed_all(self.emailed_before)} before."
                     if self.emailed_before else "")  # fmt: skip
         gone = (f"{plural(self.unsubscribed, 'contact')} "
                 f"{'is' if self.unsubscribed == 1 else 'are'} no longer subscribed")
