@@ -30,6 +30,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 import time
@@ -46,6 +47,8 @@ from sqlmodel import col, select
 from bot.mailchimp.api import Credentials, MailchimpError
 from models import Database, SeenKey
 from models.clock import utcnow
+
+log = logging.getLogger(__name__)
 
 STATE_TTL = 600  # seconds from "Connect" shown to Continue, and from Continue to the callback
 CONNECT_PATH = "/mailchimp/connect"  # the start page Slack's Connect button opens
@@ -241,6 +244,26 @@ def _exchange_failure(exc: Exception) -> str:
     return "Mailchimp answered something unexpected while finishing the sign-in"
 
 
+def _token_refused(status: int, body: object) -> str:
+    """Why Mailchimp's token endpoint refused the code, as the page says it: every refusal
+    was "it may have been used already: try Connect again", which a wrong client secret
+    (the bot's setting) or a rate limit answers again each time. Mailchimp's own words go
+    to the log, for whoever runs the bot."""
+    error = str(body.get("error") or "") if isinstance(body, dict) else ""
+    detail = str(body.get("error_description") or "") if isinstance(body, dict) else ""
+    log.warning("Mailchimp's token endpoint refused a sign-in: %s %s %s", status,
+                error or "(no error)", detail[:200])  # fmt: skip
+    if status == 429:
+        return ("Mailchimp is busy (too many requests) and didn't finish the sign-in: try "
+                "Connect again in a minute.")  # fmt: skip
+    if status == 401 or error in ("invalid_client", "unauthorized_client"):
+        return ("Mailchimp refused this bot's own app credentials (MAILCHIMP_CLIENT_ID or "
+                "MAILCHIMP_CLIENT_SECRET is wrong, or was changed in Mailchimp): ask whoever "
+                "runs the bot to check them. Trying again won't help until then.")
+    return ("Mailchimp didn't accept this sign-in (it may have been used already, or taken "
+            "too long): try Connect again.")
+
+
 def _available(response: aiohttp.ClientResponse) -> None:
     """Mailchimp down (a 5xx, often an HTML page): said so, not as the page's failed parse."""
     if response.status >= 500:
@@ -260,8 +283,7 @@ async def _exchange(login_url: str, client_id: str, client_secret: str, redirect
             _available(response)
             body = await response.json(content_type=None)
             if response.status != 200 or not body.get("access_token"):
-                raise MailchimpError("Mailchimp didn't accept this sign-in (it may have been "
-                                     "used already): try Connect again.")  # fmt: skip
+                raise MailchimpError(_token_refused(response.status, body))
             token = str(body["access_token"])
         async with http.get(f"{base}/oauth2/metadata",
                             headers={"Authorization": f"OAuth {token}"}) as response:  # fmt: skip
