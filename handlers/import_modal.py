@@ -232,11 +232,20 @@ async def validate(d: Deps, team_id: str, form: ImportForm, adding: bool,
             refused.append((info.name, str(exc)))
     if refused:
         errors[BlockId.FILES] = files_error(refused, max_bytes)
-    elif batch_id is not None and form.files and not form.email and not form.audience_ids:
-        fresh, repeats = await new_files(d, team_id, batch_id, form.files)
-        if not fresh and repeats:  # nothing else to add: said, not a form that did nothing
-            errors[BlockId.FILES] = already_there(repeats, ": add another file, or close "
-                                                            "this form.")
+    elif batch_id is not None and not form.email and (form.files or form.audience_ids):
+        # nothing new to add: said on the form, not a form that closed and did nothing (a
+        # Mailchimp list the import reads already was left out without a word)
+        fresh, repeats = (await new_files(d, team_id, batch_id, form.files) if form.files
+                          else ([], []))  # fmt: skip
+        queued = await queued_audiences(d.db, team_id, batch_id) if form.audience_ids else set()
+        if not fresh and all(i in queued for i in form.audience_ids):
+            if repeats:
+                errors[BlockId.FILES] = already_there(repeats, ": add another file, or close "
+                                                                "this form.")
+            if form.audience_ids:
+                errors[BlockId.MAILCHIMP_LISTS] = (
+                    f"{'That list is' if len(form.audience_ids) == 1 else 'Those lists are'} "
+                    "already in this import: choose another, or close this form.")
     if form.email:
         try:
             normalize_email(form.email)
@@ -472,8 +481,10 @@ async def queue_sources(d: Deps, team_id: str, batch_id: int, form: ImportForm,
     has already (the same Slack file, added again with *Add more*) is left out."""
     staged = None
     files, repeats = await new_files(d, team_id, batch_id, form.files)
-    if repeats and not files and not form.email and not chosen:  # added meanwhile (validate)
-        raise Refusal(f"Nothing was added: {esc(already_there(repeats))}")
+    if not files and not form.email and not chosen:  # added meanwhile (validate checked)
+        raise Refusal(f"Nothing was added: {esc(already_there(repeats))}" if repeats else
+                      "Nothing was added: the chosen Mailchimp lists are already in this "
+                      "import.")  # fmt: skip
     for file in files:
         info = describe(file)
         await add_source(d.db, team_id, batch_id, SourceKind.CSV, info.name, ref=info.id,
