@@ -229,7 +229,8 @@ def saved_note(name: str, created: bool) -> str:
     if created:
         return (f"{esc(name)} is ready as a draft: target a segment (under *Target a "
                 "campaign* in the thread of an import into it, or `referral-bot campaign "
-                "target`), then press Go live to enroll its contacts.")  # fmt: skip
+                "target`), then press *Go live* in `/referral campaign` to enroll its "
+                "contacts.")  # fmt: skip
     return f"{esc(name)} is saved."
 
 

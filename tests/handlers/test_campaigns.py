@@ -131,6 +131,9 @@ async def test_a_lead_creates_a_campaign_through_the_modal(app: Harness) -> None
     assert refreshed["text"].startswith("Spring is ready as a draft")
     # where to target it: the campaign screens have no target field
     assert "*Target a campaign* in the thread of an import" in refreshed["text"]
+    # and where Go live is: a campaign made from Home was told "press Go live", which Home
+    # hasn't (the note goes there by DM too)
+    assert "press *Go live* in `/referral campaign`" in refreshed["text"]
     assert "Invite email: on, 2 days after enrollment" in json.dumps(refreshed["blocks"])
     assert _button(refreshed, Action.CAMPAIGN_LIVE)
     found = find_element(refreshed["blocks"], Action.CAMPAIGN_LIVE)
