@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from handlers.ids import Action, BlockId, Callback
@@ -139,8 +140,16 @@ async def test_a_customer_added_who_repeats_a_row_gets_the_skipped_rows_csv(
     assert "JANE@example.com" in shared[0].text and "q3.csv" not in shared[0].filename
 
 
-async def test_review_goes_to_a_dm_when_the_channel_refuses(app: Harness) -> None:
-    app.slack.fail("chat.postMessage", "not_in_channel")
+@pytest.mark.parametrize(("refusal", "why", "mend"), [
+    ("not_in_channel", "I'm not a member of <#C0001>", "invite me to <#C0001> with /invite"),
+    # inviting the bot changes nothing in an archived or admin-only channel: it said to
+    ("is_archived", "<#C0001> is archived", "start the import again from another channel"),
+    ("restricted_action", "<#C0001> doesn't let apps post",
+     "start the import again from another channel"),
+])  # fmt: skip
+async def test_review_goes_to_a_dm_when_the_channel_refuses(app: Harness, refusal: str, why: str,
+                                                           mend: str) -> None:  # fmt: skip
+    app.slack.fail("chat.postMessage", refusal)
     view_id = await _open_modal(app)
     await app.requests.view_submission(state_values=_form(email="a@example.com", segment="DM"),
                                        view_id=view_id, user_id=REP)  # fmt: skip
@@ -148,7 +157,8 @@ async def test_review_goes_to_a_dm_when_the_channel_refuses(app: Harness) -> Non
     message = app.slack.find_action(Action.APPROVE)
     assert message is not None and message["channel"].startswith("D")
     said = [m["text"] for m in app.slack.messages_in(message["channel"]) if not m.get("blocks")]
-    assert len(said) == 1 and "I'm not a member of <#C0001>" in said[0]  # told why it's here
+    assert len(said) == 1 and why in said[0]  # told why it's here
+    assert mend in said[0], said[0]  # and what to do
 
 
 async def test_a_review_that_cant_be_posted_anywhere_withdraws_its_import(app: Harness) -> None:

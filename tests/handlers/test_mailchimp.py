@@ -738,6 +738,17 @@ async def test_an_audience_the_draft_has_already_is_not_added_again(build: Build
         rendered = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
         assert "3 to import" in rendered and "1 duplicate " in rendered
         assert "skipped: 1 cleaned, 1 unsubscribed" in rendered
+        # Customers alone again: refused on the form, as a file added again is (the form
+        # closed, and nothing was said anywhere)
+        await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP,
+                                        message_ts=message["ts"])  # fmt: skip
+        await app.settle()
+        reply = await app.requests.view_submission(
+            state_values=_chosen("a1b2c3d4e5"), view_id=app.slack.open_views(REP)[-1]["id"],
+            user_id=REP)  # fmt: skip
+        assert (reply.body or {}).get("response_action") == "errors", reply.body
+        assert reply.body["errors"][BlockId.MAILCHIMP_LISTS] == (
+            "That list is already in this import: choose another, or close this form.")
 
 
 async def test_lists_chosen_after_a_disconnect_are_refused_inline(build: Build) -> None:
@@ -1092,26 +1103,3 @@ async def test_approve_after_a_disconnect_dropped_an_audience_is_refused_as_chan
         told = [e["text"] for e in app.slack.ephemerals if e["user"] == LEAD]
         assert status == "draft", (status, valid, told)
         assert any("changed after the message you clicked" in t for t in told), told
-
-
-async def test_add_more_with_only_an_audience_the_draft_has_says_so(
-    build: Build, mc: FakeMailchimp
-) -> None:
-    """*Add more*, choosing only Customers, which the import reads already: the form closed
-    and nothing was said anywhere (a file added again is refused on the form: "… is already
-    in this import: add another file, or close this form.")."""
-    async with build() as app:
-        message = await _customers_in_review(app)
-        batch = find_element(message["blocks"], Action.ADD_MORE)[1]["value"]  # type: ignore[index]
-        await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP,
-                                        message_ts=message["ts"])  # fmt: skip
-        await app.settle()
-        modal = app.slack.open_views(REP)[-1]
-        reply = await app.requests.view_submission(state_values=_chosen("a1b2c3d4e5"),
-                                                   view_id=modal["id"], user_id=REP)  # fmt: skip
-        await app.settle()
-        assert (reply.body or {}).get("response_action") == "errors", reply.body
-        assert reply.body["errors"][BlockId.MAILCHIMP_LISTS] == (
-            "That list is already in this import: choose another, or close this form.")
-        assert await _count(app, "SELECT COUNT(*) FROM import_source WHERE ref = "
-                                 "'a1b2c3d4e5'") == 1  # fmt: skip

@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 
 from bot.mailchimp import api
-from bot.workspaces import ensure_workspace
 from models import Database
 from tests.fakes.mailchimp import FakeMailchimp
+from tests.mailchimp import test_mailchimp as shared
 from tests.shell import run
 
-TEAM = "T0001"
-KEY = "0123456789abcdef0123456789abcdef-us21"
-SECRET = "test-secret"
-
-
-@pytest.fixture
-async def mc(db: Database) -> AsyncIterator[FakeMailchimp]:
-    await ensure_workspace(db, TEAM)
-    async with FakeMailchimp() as fake:
-        account = fake.add_account(KEY)
-        regulars = account.add_list("aud1", "Regulars")
-        regulars.add_member("ana@example.com", "subscribed", first_name="Ana")
-        regulars.add_member("gone@example.com", "unsubscribed")
-        newsletter = account.add_list("aud2", "Newsletter")
-        newsletter.add_member("new@example.com", "subscribed")
-        yield fake
+TEAM, KEY, SECRET = shared.TEAM, shared.KEY, shared.SECRET
+mc = shared.mc  # its account: Regulars (aud1) and Newsletter (aud2)
 
 
 async def _connected(db_env: dict[str, str], mc: FakeMailchimp) -> dict[str, str]:
@@ -124,7 +109,7 @@ async def test_a_dry_run_of_an_audience_counts_its_members_by_status_in_json(
                                    "--dry-run", "--json")  # fmt: skip
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
-    assert out.get("skipped_by_status") == {"unsubscribed": 1}, out
+    assert out.get("skipped_by_status") == {"unsubscribed": 1, "cleaned": 1}, out
 
 
 async def test_a_shell_import_mailchimp_refuses_marks_the_connection_refused(
