@@ -309,7 +309,8 @@ def build_app(
 def slack_notifier(settings: Settings, client: AsyncWebClient, db: Database) -> SlackNotifier:
     return SlackNotifier(client, db, team_leads=settings.team_leads,
                          undo_days=settings.undo_window_days,
-                         lease_seconds=settings.job_lease_seconds)  # fmt: skip
+                         lease_seconds=settings.job_lease_seconds,
+                         secret_key=settings.secret_key)  # fmt: skip
 
 
 def jobs_here(settings: Settings, client: AsyncWebClient, db: Database) -> Worker:
@@ -328,7 +329,8 @@ def build_worker(settings: Settings, client: AsyncWebClient | None, db: Database
     fetch = slack_fetcher(settings, client) if client is not None else None
     homes = (home_refresher(db, client, team_leads=settings.team_leads,
                             undo_days=settings.undo_window_days,
-                            lease_seconds=settings.job_lease_seconds)
+                            lease_seconds=settings.job_lease_seconds,
+                            secret_key=settings.secret_key)
              if client is not None else None)  # fmt: skip
     offers = upload_offerer(db, client, settings) if client is not None else None
     config = WorkerConfig(lease_seconds=settings.job_lease_seconds,

@@ -50,7 +50,8 @@ async def home_opened(ack: Any, event: dict[str, Any], body: dict[str, Any],
     where = {"team_id": team_id, "event": {"type": "app_home_opened"}}
     d.later.run(publish_home(d.db, client, team_id, user_id, team_leads=d.settings.team_leads,
                              undo_days=undo_days(d),
-                             lease_seconds=d.settings.job_lease_seconds),
+                             lease_seconds=d.settings.job_lease_seconds,
+                             secret_key=d.settings.secret_key),
                 client, where)  # fmt: skip
     if _time_to_look(d, team_id):
         d.later.run(_look_at_mailchimp(d, client, team_id), client, where)
@@ -90,7 +91,8 @@ async def on_show_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     lists = Lists.chosen(*read_more_value(str(body["actions"][0].get("value") or "")))
     d.later.run(publish_home(d.db, client, team_of(body), body["user"]["id"],
                              team_leads=d.settings.team_leads, undo_days=undo_days(d),
-                             lease_seconds=d.settings.job_lease_seconds, lists=lists),
+                             lease_seconds=d.settings.job_lease_seconds, lists=lists,
+                             secret_key=d.settings.secret_key),
                 client, body)  # fmt: skip
 
 

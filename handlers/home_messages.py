@@ -307,6 +307,15 @@ def mailchimp_blocks(conn: Connection | None, *, lead: bool = False) -> list[Blo
         if lead:
             blocks.append(ActionsBlock(elements=[_connect_button("Reconnect Mailchimp")]))
         return blocks
+    if conn is not None and conn.unreadable:  # SECRET_KEY changed (or unset) since it was saved
+        who = "Reconnect it" if lead else "A team lead can reconnect it"
+        blocks.append(_section(":warning: *Mailchimp's saved credentials can't be read* with "
+                               "this bot's SECRET_KEY (changed, or unset, since they were "
+                               f"saved): no audience can be imported. {who}: that saves them "
+                               "again."))  # fmt: skip
+        if lead:
+            blocks.append(ActionsBlock(elements=[_connect_button("Reconnect Mailchimp")]))
+        return blocks
     if conn is not None:
         blocks.append(_section(mailchimp_line(conn)))
         blocks.append(_context("`/referral mailchimp` disconnects it (team leads)."))

@@ -113,7 +113,10 @@ async def recent_imports(
 
 async def home_data(db: Database, team_id: str, *, imports_shown: int = MAX_IMPORTS_SHOWN,
                     segments_shown: int | None = None, undo_days: int = UNDO_DAYS,
-                    lease_seconds: float = LEASE_SECONDS) -> HomeData:  # fmt: skip
+                    lease_seconds: float = LEASE_SECONDS,
+                    secret_key: str | None = None) -> HomeData:  # fmt: skip
+    """`secret_key`: SECRET_KEY, to tell whether Mailchimp's saved credentials can be read
+    (None: not asked, shown as connected)."""
     imports_shown = max(1, min(imports_shown, MAX_IMPORTS_EVER))
     imports, total = await recent_imports(db, team_id, imports_shown, undo_days=undo_days,
                                           lease_seconds=lease_seconds)  # fmt: skip
@@ -122,7 +125,7 @@ async def home_data(db: Database, team_id: str, *, imports_shown: int = MAX_IMPO
         campaigns=await list_campaigns(db, team_id),
         imports=imports,
         imports_total=total,
-        mailchimp=await connection(db, team_id),
+        mailchimp=await connection(db, team_id, secret_key=secret_key),
         imports_shown=imports_shown,
         segments_shown=segments_shown,
         # invites due that no running worker can send (`lease_seconds`: how long a worker
@@ -176,8 +179,8 @@ class Shape:
 
 async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_id: str, *,
                        team_leads: Sequence[str], lists: Lists | None = None,
-                       undo_days: int = UNDO_DAYS,
-                       lease_seconds: float = LEASE_SECONDS) -> None:  # fmt: skip
+                       undo_days: int = UNDO_DAYS, lease_seconds: float = LEASE_SECONDS,
+                       secret_key: str | None = None) -> None:  # fmt: skip
     """Show one person their Home now, and remember them for later republishing.
 
     `lists`: what they just chose with *Show more* or *Show less*, kept for the republishes
@@ -197,14 +200,16 @@ async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_
     if lists is not None:
         await _seen(db, team_id, user_id, lists)
     await _publish_current(db, client, team_id, {user_id: role}, undo_days=undo_days,
-                           lease_seconds=lease_seconds, quiet=False)  # fmt: skip
+                           lease_seconds=lease_seconds, secret_key=secret_key,
+                           quiet=False)  # fmt: skip
     if lists is None:
         await _seen(db, team_id, user_id)
 
 
 async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
                         team_leads: Sequence[str], undo_days: int = UNDO_DAYS,
-                        lease_seconds: float = LEASE_SECONDS) -> None:  # fmt: skip
+                        lease_seconds: float = LEASE_SECONDS,
+                        secret_key: str | None = None) -> None:  # fmt: skip
     """Republish Home for the workspace's recent viewers, each with the lists they expanded
     and the buttons they may use (`team_leads`: TEAM_LEADS, for `is_lead`). Never raises:
     Home is a view of the data, and a change already made must not look failed because a
@@ -228,14 +233,16 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
         if not viewers:
             return
         await _publish_current(db, client, team_id, viewers, undo_days=undo_days,
-                               lease_seconds=lease_seconds, quiet=True)  # fmt: skip
+                               lease_seconds=lease_seconds, secret_key=secret_key,
+                               quiet=True)  # fmt: skip
     except Exception:
         log.exception("Home not republished for team=%s", team_id)
 
 
 async def _publish_current(db: Database, client: AsyncWebClient, team_id: str,
                            viewers: Mapping[str, Role], *, undo_days: int,
-                           lease_seconds: float, quiet: bool) -> None:  # fmt: skip
+                           lease_seconds: float, secret_key: str | None,
+                           quiet: bool) -> None:  # fmt: skip
     """Publish Home to `viewers` (the data read once, one view per shape), then read the
     data and the lists they expanded again and republish the views that changed, a few
     times at most.
@@ -256,7 +263,7 @@ async def _publish_current(db: Database, client: AsyncWebClient, team_id: str,
                   for user_id, lists in (await _lists_of(db, team_id, viewers)).items()}
         most = max(shape.lists.imports_shown for shape in shapes.values())
         data = await home_data(db, team_id, imports_shown=most, undo_days=undo_days,
-                               lease_seconds=lease_seconds)  # fmt: skip
+                               lease_seconds=lease_seconds, secret_key=secret_key)  # fmt: skip
         views = {shape: shape.view(data) for shape in set(shapes.values())}
         drawn = {shape: view.to_dict() for shape, view in views.items()}
         changed = [user_id for user_id, shape in shapes.items()
@@ -358,16 +365,18 @@ async def refresh_for(d: Deps, client: AsyncWebClient, team_id: str) -> None:
     """`refresh_homes` with the workspace's settings (the undo window decides *Undo*)."""
     await refresh_homes(d.db, client, team_id, team_leads=d.settings.team_leads,
                         undo_days=d.settings.undo_window_days,
-                        lease_seconds=d.settings.job_lease_seconds)  # fmt: skip
+                        lease_seconds=d.settings.job_lease_seconds,
+                        secret_key=d.settings.secret_key)  # fmt: skip
 
 
 def home_refresher(db: Database, client: AsyncWebClient, *, team_leads: Sequence[str],
-                   undo_days: int, lease_seconds: float) -> HomeRefresher:  # fmt: skip
+                   undo_days: int, lease_seconds: float,
+                   secret_key: str | None = None) -> HomeRefresher:  # fmt: skip
     """`refresh_homes` for a worker's `home_refresh` jobs (changes made from the shell)."""
 
     async def refresh(team_id: str) -> None:
         await refresh_homes(db, client, team_id, team_leads=team_leads, undo_days=undo_days,
-                            lease_seconds=lease_seconds)  # fmt: skip
+                            lease_seconds=lease_seconds, secret_key=secret_key)  # fmt: skip
 
     return refresh
 

@@ -142,7 +142,8 @@ class SlackNotifier:
     """Implements bot.notify.ImportNotifier with chat.update / postMessage / files_upload_v2."""
 
     def __init__(self, client: AsyncWebClient, db: Database, *, team_leads: Sequence[str],
-                 undo_days: int = 7, lease_seconds: float = LEASE_SECONDS) -> None:  # fmt: skip
+                 undo_days: int = 7, lease_seconds: float = LEASE_SECONDS,
+                 secret_key: str | None = None) -> None:  # fmt: skip
         self.client = client
         # progress only: a rate-limited update is skipped at once, not waited for (it is
         # only worth showing now, and the import waits while it is being sent)
@@ -151,6 +152,7 @@ class SlackNotifier:
         self.team_leads = team_leads  # TEAM_LEADS: whose Home offers the lead-only buttons
         self.undo_days = undo_days  # UNDO_WINDOW_DAYS: whether Home offers *Undo*
         self.lease_seconds = lease_seconds  # JOB_LEASE_SECONDS: is an undo's runner alive?
+        self.secret_key = secret_key  # SECRET_KEY: can Home read Mailchimp's credentials?
         self.enrollments = EnrollmentReports(client, db, lease_seconds=lease_seconds)
 
     # -- the ImportNotifier protocol: never raises for Slack's sake ----------------------------
@@ -227,8 +229,8 @@ class SlackNotifier:
                 await self._result_by_dm(team_id, batch_id, event, slack_error(exc))
         if event in HOME_EVENTS:
             await refresh_homes(self.db, self.client, team_id, team_leads=self.team_leads,
-                                undo_days=self.undo_days,
-                                lease_seconds=self.lease_seconds)  # fmt: skip
+                                undo_days=self.undo_days, lease_seconds=self.lease_seconds,
+                                secret_key=self.secret_key)  # fmt: skip
 
     async def redraw_since(self, team_id: str, batch_id: int, drawn: BatchView) -> None:
         """The review message, just posted from `drawn`, redrawn if the import changed since:

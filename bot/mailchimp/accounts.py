@@ -11,7 +11,7 @@ their members would otherwise stay in the review to be approved (see drop_audien
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -66,6 +66,8 @@ class Connection:
     connected_by: str
     connected_at: object
     refused_at: datetime | None = None  # Mailchimp refused these credentials since then
+    # the credentials can't be read with this process's SECRET_KEY (changed, or unset)
+    unreadable: bool = False
 
 
 # What a key Mailchimp refuses when it is connected is told (the Slack form, the shell).
@@ -172,10 +174,22 @@ def _public(row: MailchimpAccount) -> Connection:
                       row.connected_at, row.refused_at)  # fmt: skip
 
 
-async def connection(db: Database, team_id: str) -> Connection | None:
+async def connection(db: Database, team_id: str, *,
+                     secret_key: str | None = None) -> Connection | None:  # fmt: skip
+    """What people may see of the workspace's connection. With `secret_key`, whether its
+    credentials can be read with it (`unreadable`): App Home said "Connected" of credentials
+    a changed SECRET_KEY had made useless, while the import form said they can't be read."""
     async with db.session() as session:
         row = await session.get(MailchimpAccount, team_id)
-    return _public(row) if row is not None else None
+    if row is None:
+        return None
+    public = _public(row)
+    if secret_key is not None:
+        try:
+            unseal(secret_key, row.secret)
+        except (CredentialsUnreadable, SecretKeyMissing):
+            return replace(public, unreadable=True)
+    return public
 
 
 @dataclass(frozen=True, slots=True)

@@ -1103,3 +1103,24 @@ async def test_approve_after_a_disconnect_dropped_an_audience_is_refused_as_chan
         told = [e["text"] for e in app.slack.ephemerals if e["user"] == LEAD]
         assert status == "draft", (status, valid, told)
         assert any("changed after the message you clicked" in t for t in told), told
+
+
+async def test_home_doesnt_call_credentials_it_cant_read_connected(
+    build: Build, mc: FakeMailchimp
+) -> None:
+    """SECRET_KEY changed since Mailchimp was connected: `/referral mailchimp` says the saved
+    credentials can't be read and offers Reconnect, the import form says so too, but App Home
+    (opened, and checked with Mailchimp as it opens) says "✅ Connected" with no Reconnect."""
+    async with build() as app:
+        await _connect(app)
+    async with build(secret_key="another-secret") as app:
+        status = await _status(app)
+        assert "saved credentials can't be read" in json.dumps(status["blocks"])
+        home = await _open_home(app, LEAD)
+        shown = json.dumps(home["blocks"])
+        assert "*Connected*" not in shown, shown
+        assert "saved credentials can't be read* with this bot's SECRET_KEY" in shown, shown
+        assert find_element(home["blocks"], Action.MAILCHIMP_CONNECT) is not None
+    async with build() as app:  # under the key they were saved with: connected
+        home = await _open_home(app, LEAD)
+        assert "*Connected*" in json.dumps(home["blocks"])
