@@ -122,18 +122,23 @@ async def save(db: Database, team_id: str, creds: Credentials, *, dc: str, accou
                            auth=creds.auth, secret=seal(secret_key, creds.secret),
                            connected_by=user, connected_at=utcnow())  # fmt: skip
     what = f"{account_name} ({login_email})" if account_name else f"API key, data centre {dc}"
-    values = row.model_dump()
     async with db.begin() as conn:
         drafts = await hold_drafts_in(conn, team_id)
         before = await _replaced_in(conn, team_id) if drafts else None
+        another = before is not None and not _same_account(before, row, creds.secret,
+                                                           secret_key)  # fmt: skip
+        if before is not None and not another:
+            # the same account again is the same connection, its credentials renewed: it
+            # keeps its stamp, so an audience being read under it goes on (it failed as if
+            # Mailchimp had been disconnected, though the drafts keep what it read)
+            row.connected_by, row.connected_at = before.connected_by, before.connected_at
+        values = row.model_dump()
         # one statement: two connections at once (the OAuth callback and a key) both land,
         # the later one kept; a read-then-insert failed the second on the primary key
         insert = upsert(conn, MailchimpAccount).values(**values)
         await conn.execute(insert.on_conflict_do_update(
             index_elements=["team_id"],
             set_={k: v for k, v in values.items() if k != "team_id"}))  # fmt: skip
-        another = before is not None and not _same_account(before, row, creds.secret,
-                                                           secret_key)  # fmt: skip
         dropped = _dropped(await drop_audiences_in(conn, team_id, drafts if another else []))
         await record_in(conn, team_id, user, Act.MAILCHIMP_CONNECTED, "Mailchimp",
                         "; ".join(part for part in (what, dropped) if part))  # fmt: skip
@@ -145,7 +150,8 @@ async def _replaced_in(conn: AsyncConnection, team_id: str) -> Row[Any] | None:
     after the drafts, as staging takes them: lock_batch, then stamp_in)."""
     query = select(MailchimpAccount.api_endpoint, MailchimpAccount.auth,
                    MailchimpAccount.account_name, MailchimpAccount.login_email,
-                   MailchimpAccount.secret).where(col(MailchimpAccount.team_id) == team_id)
+                   MailchimpAccount.secret, MailchimpAccount.connected_by,
+                   MailchimpAccount.connected_at).where(col(MailchimpAccount.team_id) == team_id)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     return (await conn.execute(query)).first()
