@@ -124,7 +124,7 @@ async def save(db: Database, team_id: str, creds: Credentials, *, dc: str, accou
     what = f"{account_name} ({login_email})" if account_name else f"API key, data centre {dc}"
     async with db.begin() as conn:
         drafts = await hold_drafts_in(conn, team_id)
-        before = await _replaced_in(conn, team_id) if drafts else None
+        before = await _replaced_in(conn, team_id)
         another = before is not None and not _same_account(before, row, creds.secret,
                                                            secret_key)  # fmt: skip
         if before is not None and not another:

@@ -1246,3 +1246,16 @@ async def test_the_same_key_saved_again_while_an_audience_is_read_keeps_it(
     assert source is not None
     assert (source.status, source.error) == ("parsed", None), source.error
     assert staged == 4
+
+
+async def test_the_same_key_saved_again_is_the_same_connection(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """Whether or not an import reads from it: who connected it and when stay (the audit log
+    records the save again)."""
+    settings = _settings(db, mc)
+    for user in ("U1", "U2"):
+        await accounts.connect_api_key(db, TEAM, KEY, user=user, secret_key=SECRET,
+                                       api_url=settings.mailchimp_api_url)  # fmt: skip
+    found = await accounts.connection(db, TEAM)
+    assert found is not None and found.connected_by == "U1"
