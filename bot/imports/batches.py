@@ -524,8 +524,47 @@ async def add_source(db: Database, team_id: str, batch_id: int, kind: SourceKind
 
     `read_by`: the kind of job that reads it, queued in the same transaction (a source with
     no job would stay pending for good, and the batch could never be approved)."""
+    source = await add_source_once(db, team_id, batch_id, kind, label, ref=ref,
+                                   file_format=file_format, read_by=read_by, once=False)
+    assert source is not None
+    return source
+
+
+async def add_source_once(db: Database, team_id: str, batch_id: int, kind: SourceKind,
+                          label: str, *, ref: str | None = None,
+                          file_format: FileFormat | None = None, read_by: str | None = None,
+                          once: bool = True) -> ImportSource | None:  # fmt: skip
+    """add_source; with `once`, None (nothing added) when the batch has a live source of
+    this kind and `ref` already: checked after the batch is taken, so two forms adding the
+    same Mailchimp list at once add it once (each had checked before either added it, and
+    the list was read and counted twice)."""
+    try:
+        source_id = await _added(db, team_id, batch_id, kind, label, ref=ref,
+                                 file_format=file_format, read_by=read_by, once=once)
+    except _HadIt:
+        return None
+    return await get_source(db, team_id, source_id)
+
+
+class _HadIt(Exception):
+    """The batch has that source already: the transaction that took the batch rolls back
+    (lock_batch counted its revision up, and an approval of it would have been refused as
+    changed)."""
+
+
+async def _added(db: Database, team_id: str, batch_id: int, kind: SourceKind, label: str, *,
+                 ref: str | None, file_format: FileFormat | None, read_by: str | None,
+                 once: bool) -> int:  # fmt: skip
     async with db.begin() as conn:
         await lock_batch(conn, team_id, batch_id)
+        if once and ref is not None and (await conn.execute(
+            select(ImportSource.id).where(
+                col(ImportSource.team_id) == team_id, col(ImportSource.batch_id) == batch_id,
+                col(ImportSource.kind) == kind, col(ImportSource.ref) == ref,
+                col(ImportSource.removed).is_(False),
+                col(ImportSource.status) != SourceStatus.FAILED).limit(1)
+        )).first() is not None:  # fmt: skip
+            raise _HadIt
         source_id = (
             await conn.execute(
                 insert(ImportSource)
@@ -538,7 +577,7 @@ async def add_source(db: Database, team_id: str, batch_id: int, kind: SourceKind
         if read_by is not None:
             await enqueue_in(conn, team_id, read_by, {"source_id": source_id},
                              dedupe_key=f"stage:{source_id}")  # fmt: skip
-    return await get_source(db, team_id, source_id)
+    return int(source_id)
 
 
 class _NotPending(Exception):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from bot.imports.batches import add_source, fail_source
+from bot.imports.batches import add_source_once, fail_source
 from bot.jobs.worker import GivingUp, Handler, JobContext, database_words, surely
 from bot.mailchimp.accounts import NotConnected, refused_from_now_on, stamped_credentials
 from bot.mailchimp.api import Audience, MailchimpError, NotFound, ReconnectNeeded, Refused
@@ -20,12 +20,15 @@ UNFORESEEN = "something went wrong on our side; the bot's log says what"
 
 async def queue_audiences(db: Database, team_id: str, batch_id: int,
                           audiences: list[Audience]) -> list[int]:  # fmt: skip
-    """Each audience becomes a source of the batch, read by a job; returns the source ids."""
+    """Each audience the batch doesn't read already becomes a source of it, read by a job;
+    returns the ids of the sources added."""
     ids = []
     for audience in audiences:
-        source = await add_source(db, team_id, batch_id, SourceKind.MAILCHIMP, audience.name,
-                                  ref=audience.id, read_by=MAILCHIMP_JOB)  # fmt: skip
-        ids.append(source.id or 0)
+        source = await add_source_once(db, team_id, batch_id, SourceKind.MAILCHIMP,
+                                       audience.name, ref=audience.id,
+                                       read_by=MAILCHIMP_JOB)  # fmt: skip
+        if source is not None:
+            ids.append(source.id or 0)
     return ids
 
 

@@ -1124,3 +1124,30 @@ async def test_home_doesnt_call_credentials_it_cant_read_connected(
     async with build() as app:  # under the key they were saved with: connected
         home = await _open_home(app, LEAD)
         assert "*Connected*" in json.dumps(home["blocks"])
+
+
+async def test_an_audience_added_twice_at_once_with_add_more_is_read_once(
+    build: Build, mc: FakeMailchimp
+) -> None:
+    """Two *Add more* forms (two people, or one opened twice) both choosing Newsletter,
+    submitted together: each checked the draft's audiences before either had queued it."""
+    async with build() as app:
+        message = await _customers_in_review(app)
+        batch = find_element(message["blocks"], Action.ADD_MORE)[1]["value"]  # type: ignore[index]
+        views = []
+        for user in (REP, LEAD):
+            await app.requests.block_action(Action.ADD_MORE, batch, user_id=user,
+                                            message_ts=message["ts"])  # fmt: skip
+            await app.settle()
+            views.append((user, app.slack.open_views(user)[-1]["id"]))
+        mc.slow("/3.0/lists", 0.3, times=2)  # both forms' check of the chosen lists
+        for user, view_id in views:
+            await app.requests.view_submission(state_values=_chosen("f6e5d4c3b2"),
+                                               view_id=view_id, user_id=user)  # fmt: skip
+        await app.settle()
+        refs = await _count(app, "SELECT COUNT(*) FROM import_source WHERE ref = 'f6e5d4c3b2'")
+        rendered = json.dumps((await _review(app))["blocks"])
+        # it showed "*Newsletter &lt;!channel&gt; (2)* (Mailchimp list) 0 valid · 2 duplicates"
+        # and a total of "12 rows · 3 to import · 3 duplicates · 6 rejected"
+        assert "(2)* (Mailchimp list)" not in rendered, rendered
+        assert refs == 1 and "3 to import" in rendered and "6 rejected" not in rendered
