@@ -1276,11 +1276,15 @@ async def _rows_repeated(session: AsyncSession, team_id: str, batch_id: int,
         col(StagedRow.removed).is_(False))  # fmt: skip
     if (await session.exec(repeating.limit(1))).first() is None:
         return {}  # none: the valid rows aren't read (a million-row file's took 0.8 s)
+    # a removed file's rows stay as they were staged: its address's valid row is another's now
+    live = select(ImportSource.id).where(
+        col(ImportSource.team_id) == team_id, col(ImportSource.batch_id) == batch_id,
+        col(ImportSource.removed).is_(False))  # fmt: skip
     rows = await session.exec(
         select(StagedRow.email_key, StagedRow.source_id, StagedRow.line)
         .where(StagedRow.team_id == team_id, StagedRow.batch_id == batch_id,
                StagedRow.outcome == Outcome.VALID, col(StagedRow.removed).is_(False),
-               col(StagedRow.email_key).in_(repeating))
+               col(StagedRow.source_id).in_(live), col(StagedRow.email_key).in_(repeating))
     )  # fmt: skip
     return {key: (source, line) for key, source, line in rows}
 

@@ -145,3 +145,14 @@ async def test_a_duplicate_names_the_row_it_repeats(db: Database) -> None:
     out = io.StringIO()
     await write_rejects(db, TEAM, batch, out)
     assert "bob@" not in out.getvalue().casefold()
+
+    # a.csv removed: ann's row in d.csv (added after) is imported instead, and its next
+    # duplicate names that one, not the removed file's row, which stays as it was staged
+    from bot.imports.review import remove_source
+
+    later = await _file(db, batch, "d.csv", b"email\nann@example.com\nAnn@example.com\n")
+    await remove_source(db, TEAM, batch, a, actor="U1")
+    out = io.StringIO()
+    await write_rejects(db, TEAM, batch, out, source_id=later)
+    assert reasons(out.getvalue()) == {
+        ("d.csv", "Ann@example.com"): "Duplicate of line 2 of 'd.csv'"}
