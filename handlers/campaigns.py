@@ -231,6 +231,18 @@ async def _retry_sending(d: Deps, client: AsyncWebClient, click: Click) -> None:
                      campaign_id=campaign.id, told=click.user_id)  # fmt: skip
 
 
+def _sent_or_waiting(campaign: Campaign, count: int) -> str:
+    """What *Email them* did with `count` invites: sending them, or, the campaign paused
+    (its sender sends only a live campaign's), queued until *Go live* ("Sending 1 invite of
+    Spring." was said of a paused one, and nothing went)."""
+    name = esc(campaign.name)
+    if campaign.state == CampaignState.LIVE:
+        return f"Sending {plural(count, 'invite')} of {name}."
+    one = count == 1
+    return (f"{plural(count, 'invite')} of {name} {'is' if one else 'are'} queued: "
+            f"{'it goes' if one else 'they go'} once {name} is live again (*Go live*).")
+
+
 async def _email_unsent(d: Deps, client: AsyncWebClient, click: Click) -> None:
     """The list's *Email them*: enrollments started without a thread (Go live here, the
     command line) have no report to offer it, so the list does, for all the campaign's."""
@@ -239,7 +251,7 @@ async def _email_unsent(d: Deps, client: AsyncWebClient, click: Click) -> None:
     done = await email_unsent(d.db, click.team_id, campaign.id or 0, actor=click.user_id)
     for enrollment_id in done.changed:  # a report in a thread says so too
         await d.notifier.enrollment_changed(click.team_id, enrollment_id)
-    note = (f"Sending {plural(done.count, 'invite')} of {esc(campaign.name)}.{done.not_again()}"
+    note = (f"{_sent_or_waiting(campaign, done.count)}{done.not_again()}"
             if done.count else done.none_sent(esc(campaign.name)) or
             f"No invite of {esc(campaign.name)} is left unsent by the invite email being off"
             + ("." if done.invite_email else ", which is off: turn it on with *Edit* "

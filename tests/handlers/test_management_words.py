@@ -15,11 +15,9 @@ TEAM = "T0001"
 SHOP = "https://shop.example.com"
 
 
-async def test_email_them_when_its_one_address_was_emailed_before_says_so_in_words(
-    app: Harness,
-) -> None:
-    """The campaign list's *Email them*, whose one advocate's address the campaign had
-    emailed before: "had emailed all 1 of those addresses before"."""
+async def _unsent_by_the_invite_email(app: Harness) -> int:
+    """Spring, live with its invite email off, enrolled VIP's one contact (no invite sent);
+    then the invite email turned on: the list offers *Email them*."""
     import io
 
     from sqlalchemy import text as sql
@@ -39,6 +37,17 @@ async def test_email_them_when_its_one_address_was_emailed_before_says_so_in_wor
     await app.settle()
     await update_campaign(app.db, TEAM, spring, invite_email=True, actor=LEAD)
     await app.settle()
+    return spring
+
+
+async def test_email_them_when_its_one_address_was_emailed_before_says_so_in_words(
+    app: Harness,
+) -> None:
+    """The campaign list's *Email them*, whose one advocate's address the campaign had
+    emailed before: "had emailed all 1 of those addresses before"."""
+    from sqlalchemy import text as sql
+
+    spring = await _unsent_by_the_invite_email(app)
     async with app.db.begin() as conn:  # the campaign emailed that address before
         await conn.execute(sql(
             "INSERT INTO invited_address (team_id, campaign_id, email_key, invited_at) "
@@ -79,3 +88,17 @@ async def test_a_member_of_another_organisation_isnt_told_who_the_leads_are(
     assert f"<@{LEAD}>" not in json.dumps(await app.listing("leads", user=outsider))
     answer = await app.listing("audit", user=outsider)
     assert f"<@{LEAD}>" not in answer["text"], answer["text"]
+
+
+async def test_email_them_on_a_paused_campaign_says_the_invites_wait_for_go_live(
+    app: Harness,
+) -> None:
+    """*Email them* on a paused campaign queues the invites, which go once it is live again:
+    the note said "Sending 1 invite of Spring." and nothing went."""
+    spring = await _unsent_by_the_invite_email(app)
+    await change_state(app.db, TEAM, spring, CampaignState.PAUSED, requested_by=LEAD)
+    listing = await app.listing("campaign")
+    answered = await app.click_in(listing, Action.CAMPAIGN_EMAIL_UNSENT, str(spring))
+    said = answered[-1]["text"]
+    assert said.startswith("1 invite of Spring is queued: it goes once Spring is live again "
+                           "(*Go live*)."), said
