@@ -72,6 +72,7 @@ from handlers.respond import (
     explained,
     fill_modal,
     for_people,
+    redraw_or_dm,
     respond,
 )
 from handlers.routes import Routes
@@ -108,38 +109,24 @@ async def _show_list(d: Deps, client: AsyncWebClient, team_id: str, url: str, *,
                      note: str = "", replace: bool, offset: int = 0,
                      campaign_id: int | None = None, told: str = "") -> None:  # fmt: skip
     """A page of the list: from `offset`, or the one showing `campaign_id` (just changed).
-    `told`: the user to tell `note` by DM if the list can't be redrawn (_redrawn)."""
+    `told`: the user to tell `note` by DM if the list can't be redrawn (redraw_or_dm)."""
     summaries = await list_campaigns(d.db, team_id)
     if campaign_id is not None:
         offset = page_of(summaries, campaign_id)
     text, blocks = campaign_list(summaries, note=note, offset=offset,
                                  waiting=await _waiting(d, team_id))  # fmt: skip
     if told and note:
-        await _redrawn(client, url, text, blocks, note=note, user_id=told)
+        await redraw_or_dm(client, url, text, blocks, note=note, user_id=told,
+                           command=LIST_COMMAND)
     else:
         await _respond(client, url, text, replace=replace, blocks=blocks)
-
-
-STALE_LIST = ("(The list you clicked can't be redrawn any more: `/referral campaign` shows it "
-              "as it is now.)")
-
-
-async def _redrawn(client: AsyncWebClient, url: str, text: str, blocks: list[Any], *,
-                   note: str, user_id: str) -> None:  # fmt: skip
-    """The list in place of the one clicked, with what the click did (`note`) on top; if
-    Slack won't take it (a list's response_url lasts 30 minutes and 5 uses), `note` goes by
-    DM: the change was made, and "may not have gone through, try again" misled."""
-    try:
-        await _respond(client, url, text, replace=True, blocks=blocks)
-    except ResponseUrlFailed as exc:
-        log.info("could not redraw the campaign list (%s); what was done goes by DM", exc)
-        await dm(client, user_id, f"{note}\n{STALE_LIST}")
 
 
 # ---- the list -------------------------------------------------------------------------------
 
 
-OUTSIDER = "see its campaigns"  # "Only members of this workspace can …"
+OUTSIDER = "see its campaigns"
+LIST_COMMAND = "/referral campaign"  # "Only members of this workspace can …"
 
 
 async def _list_for_members(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
@@ -201,7 +188,8 @@ async def _go_live(d: Deps, client: AsyncWebClient, click: Click) -> None:
         note = with_sender_warning(note, _sender_warning(d, mine.campaign))
     text, blocks = campaign_list(summaries, note=note, offset=page_of(summaries, campaign_id),
                                  waiting=await _waiting(d, click.team_id))  # fmt: skip
-    await _redrawn(client, click.response_url, text, blocks, note=note, user_id=click.user_id)
+    await redraw_or_dm(client, click.response_url, text, blocks, note=note,
+                       user_id=click.user_id, command=LIST_COMMAND)
 
 
 async def _pause(d: Deps, client: AsyncWebClient, click: Click) -> None:

@@ -45,8 +45,8 @@ from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId
 from handlers.leads_messages import leads_message
 from handlers.messages import esc
-from handlers.respond import ResponseUrlFailed, dm
 from handlers.respond import explained as refusals_answered
+from handlers.respond import redraw_or_dm
 from handlers.respond import respond as answer
 from handlers.routes import Routes
 from handlers.slack_errors import slack_error
@@ -88,7 +88,9 @@ def explained(work: Coroutine[Any, Any, None], client: AsyncWebClient,
 
 
 async def show(d: Deps, client: AsyncWebClient, asker: Asker, *, replace: bool,
-               note: str = "") -> None:  # fmt: skip
+               note: str = "", changed: bool = False) -> None:  # fmt: skip
+    """The list (`changed`: after a click's change, said in `note`, redrawn or the note
+    sent by DM: redraw_or_dm)."""
     role = await role_in(d.db, d.settings.team_leads, client, asker.team_id, asker.user_id)
     if role is Role.OUTSIDER:  # a shared channel's member of another organisation
         refused = told_outsider(asker.team_id, asker.user_id, what="see its team leads")
@@ -96,6 +98,10 @@ async def show(d: Deps, client: AsyncWebClient, asker: Asker, *, replace: bool,
         return
     listed = await leads(d.db, asker.team_id, d.settings.team_leads)
     text, blocks = leads_message(listed, can_edit=role is Role.LEAD, note=note)
+    if changed and note:
+        await redraw_or_dm(client, asker.response_url, text, blocks, note=note,
+                           user_id=asker.user_id, command="/referral leads")  # fmt: skip
+        return
     await respond(client, asker.response_url, text, replace=replace, blocks=blocks)
 
 
@@ -106,12 +112,7 @@ async def _answered_then_republished(d: Deps, client: AsyncWebClient, asker: Ask
     clicked waited for all of them. As the segment list and a contact's card do. Home is
     republished even when the answer fails: the change is made."""
     try:
-        await show(d, client, asker, replace=True, note=note)
-    except ResponseUrlFailed as exc:  # the list's URL lasts 30 minutes and 5 uses: the change
-        # is made, and "may not have gone through, try again" misled
-        log.info("could not redraw the team leads list (%s); what was done goes by DM", exc)
-        await dm(client, asker.user_id, f"{note}\n(The list you clicked can't be redrawn any "
-                                        "more: `/referral leads` shows it as it is now.)")
+        await show(d, client, asker, replace=True, note=note, changed=True)
     finally:
         if changed:
             await refresh_for(d, client, asker.team_id)

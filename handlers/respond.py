@@ -58,6 +58,20 @@ async def respond(client: AsyncWebClient, url: str, text: str, *, replace: bool,
                                 f"{response.body[:200]}")  # fmt: skip
 
 
+async def redraw_or_dm(client: AsyncWebClient, url: str, text: str, blocks: list[Any], *,
+                       note: str, user_id: str, command: str) -> None:  # fmt: skip
+    """A list redrawn in place of the one clicked, with what the click did (`note`) on top;
+    if Slack won't take it (a list's response_url lasts 30 minutes and 5 uses), `note` goes
+    by DM with the `command` that shows the list as it is now: the change was made, and
+    "may not have gone through, try again" misled."""
+    try:
+        await respond(client, url, text, replace=True, blocks=blocks)
+    except ResponseUrlFailed as exc:
+        log.info("could not redraw the list of %s (%s); what was done goes by DM", command, exc)
+        await dm(client, user_id, f"{note}\n(The list you clicked can't be redrawn any more: "
+                                  f"`{command}` shows it as it is now.)")
+
+
 async def fill_modal(client: AsyncWebClient, opened: Any, modal: View) -> None:
     """Fill or replace the placeholder modal just opened (trigger ids live 3 s, so modals
     open first and are filled after a database read)."""

@@ -221,7 +221,7 @@ async def _switch_said_late(d: Deps, client: AsyncWebClient, team_id: str, enrol
 UNSENT = (SlackApiError, aiohttp.ClientError, TimeoutError)
 
 
-def unsent_words(exc: BaseException) -> str:
+def _unsent_words(exc: BaseException) -> str:
     """Why a message in the thread wasn't posted, in words (mrkdwn)."""
     if isinstance(exc, SlackApiError):
         return (f"Slack refused my message in the thread "
@@ -233,7 +233,7 @@ def _refused(enrollment: int, exc: BaseException) -> NoReturn:
     """A message in the thread wasn't posted: the enrollment is under way all the same."""
     log.warning("targeting of enrollment %s not announced: %s", enrollment,
                 slack_error(exc) if isinstance(exc, SlackApiError) else repr(exc))
-    raise Refusal(f"Enrolling has started, but {unsent_words(exc)}.") from exc
+    raise Refusal(f"Enrolling has started, but {_unsent_words(exc)}.") from exc
 
 
 async def _enrollment(d: Deps, client: AsyncWebClient, body: dict[str, Any],
@@ -267,7 +267,7 @@ async def _redrawn_and_said(d: Deps, client: AsyncWebClient, team_id: str,
     except UNSENT as exc:
         log.warning("enrollment %s of %s changed, not said in its thread: %s", enrollment.id,
                     team_id, slack_error(exc) if isinstance(exc, SlackApiError) else repr(exc))
-        raise Refusal(f"Done: {text} But {unsent_words(exc)}, so only you see this.") from exc
+        raise Refusal(f"Done: {text} But {_unsent_words(exc)}, so only you see this.") from exc
 
 
 async def _resend(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:

@@ -251,8 +251,8 @@ def _token_refused(status: int, body: object) -> str:
     to the log, for whoever runs the bot."""
     error = str(body.get("error") or "") if isinstance(body, dict) else ""
     detail = str(body.get("error_description") or "") if isinstance(body, dict) else ""
-    log.warning("Mailchimp's token endpoint refused a sign-in: %s %s %s", status,
-                error or "(no error)", detail[:200])  # fmt: skip
+    log.warning("Mailchimp's token endpoint refused a sign-in: %s %r %r", status, error[:100],
+                detail[:200])  # Mailchimp's words: repr, so no line of theirs forges one of ours
     if status == 429:
         return ("Mailchimp is busy (too many requests) and didn't finish the sign-in: try "
                 "Connect again in a minute.")  # fmt: skip
