@@ -19,6 +19,7 @@ from bot.campaigns.advocates import advocate_rows
 from bot.campaigns.enroll import EnrollResult, run_enrollment
 from bot.campaigns.invites import (
     email_unsent,
+    queued_until_live,
     resend_campaign_uncertain,
     retry_campaign_sending,
     stop_remedy,
@@ -331,9 +332,13 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
             out = {"campaign": campaign.name, "queued": done.count,
                    "invited_before": done.emailed_before,
                    "no_longer_subscribed": done.unsubscribed}  # fmt: skip
-            text = (f"Sending {plural(done.count, 'invite')} of {quoted(campaign.name)}: a worker "
-                    f"sends them (`referral-bot jobs` shows it).{done.not_again()}"
-                    if done.count else done.none_sent(quoted(campaign.name)) or
+            sent = (f"Sending {plural(done.count, 'invite')} of {quoted(campaign.name)}: a "
+                    "worker sends them (`referral-bot jobs` shows it)." if done.live else
+                    queued_until_live(f"{plural(done.count, 'invite')} of "
+                                      f"{quoted(campaign.name)}", done.count == 1,
+                                      quoted(campaign.name), _go_live(campaign)))  # fmt: skip
+            text = (f"{sent}{done.not_again()}" if done.count else
+                    done.none_sent(quoted(campaign.name)) or
                     f"No invite of {quoted(campaign.name)} is left unsent by the invite email "
                     "being off.")  # fmt: skip
             print(json.dumps(out) if args.json else text)
@@ -438,6 +443,11 @@ async def _ask_first(db: Database, team: str, campaign: Campaign, segment: Segme
                         else f"Nothing changed: {name} stays {stays}."))  # fmt: skip
 
 
+def _go_live(campaign: Campaign) -> str:
+    """The command that puts `campaign` live again."""
+    return f"referral-bot campaign live {shlex.quote(campaign.name)}"
+
+
 async def _retry_sending(db: Database, team: str, campaign: Campaign,
                          args: argparse.Namespace) -> int:  # fmt: skip
     """`campaign retry-sending`: a send run for each enrollment whose sending stopped. Run
@@ -448,7 +458,10 @@ async def _retry_sending(db: Database, team: str, campaign: Campaign,
     waiting = await service.queued_retries(db, team, campaign.id or 0)
     out = {"campaign": campaign.name, "restarted": len(restarted),
            "retry_jobs": [r.job_id for r in waiting]}  # fmt: skip
-    if restarted:
+    if restarted and campaign.state != CampaignState.LIVE:
+        text = queued_until_live(f"The invites of {quoted(campaign.name)}", False,
+                                 quoted(campaign.name), _go_live(campaign))  # fmt: skip
+    elif restarted:
         text = (f"Sending the invites of {quoted(campaign.name)} again: a worker sends them "
                 "(`referral-bot jobs` shows it).")  # fmt: skip
     elif waiting:

@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns.invites import (
     email_unsent,
+    queued_until_live,
     resend_campaign_uncertain,
     retry_campaign_sending,
     waiting_for_a_sender,
@@ -213,22 +214,13 @@ async def _retry_sending(d: Deps, client: AsyncWebClient, click: Click) -> None:
     restarted = await retry_campaign_sending(d.db, click.team_id, campaign.id or 0)
     for enrollment_id in restarted:  # a report in a thread says so too
         await d.notifier.enrollment_changed(click.team_id, enrollment_id)
-    note = (f"Sending the invites of {esc(campaign.name)} again." if restarted else
-            f"Sending the invites of {esc(campaign.name)} was already restarted.")  # fmt: skip
+    note = (f"Sending the invites of {esc(campaign.name)} was already restarted."
+            if not restarted else f"Sending the invites of {esc(campaign.name)} again."
+            if campaign.state == CampaignState.LIVE else
+            queued_until_live(f"The invites of {esc(campaign.name)}", False, esc(campaign.name),
+                              "*Go live*"))  # fmt: skip
     await _show_list(d, client, click.team_id, click.response_url, replace=True, note=note,
                      campaign_id=campaign.id, told=click.user_id)  # fmt: skip
-
-
-def _sent_or_waiting(campaign: Campaign, count: int) -> str:
-    """What *Email them* did with `count` invites: sending them, or, the campaign paused
-    (its sender sends only a live campaign's), queued until *Go live* ("Sending 1 invite of
-    Spring." was said of a paused one, and nothing went)."""
-    name = esc(campaign.name)
-    if campaign.state == CampaignState.LIVE:
-        return f"Sending {plural(count, 'invite')} of {name}."
-    one = count == 1
-    return (f"{plural(count, 'invite')} of {name} {'is' if one else 'are'} queued: "
-            f"{'it goes' if one else 'they go'} once {name} is live again (*Go live*).")
 
 
 async def _email_unsent(d: Deps, client: AsyncWebClient, click: Click) -> None:
@@ -239,7 +231,10 @@ async def _email_unsent(d: Deps, client: AsyncWebClient, click: Click) -> None:
     done = await email_unsent(d.db, click.team_id, campaign.id or 0, actor=click.user_id)
     for enrollment_id in done.changed:  # a report in a thread says so too
         await d.notifier.enrollment_changed(click.team_id, enrollment_id)
-    note = (f"{_sent_or_waiting(campaign, done.count)}{done.not_again()}"
+    sent = (f"Sending {plural(done.count, 'invite')} of {esc(campaign.name)}." if done.live else
+            queued_until_live(f"{plural(done.count, 'invite')} of {esc(campaign.name)}",
+                              done.count == 1, esc(campaign.name), "*Go live*"))  # fmt: skip
+    note = (f"{sent}{done.not_again()}"
             if done.count else done.none_sent(esc(campaign.name)) or
             f"No invite of {esc(campaign.name)} is left unsent by the invite email being off"
             + ("." if done.invite_email else ", which is off: turn it on with *Edit* "

@@ -15,6 +15,7 @@ from bot.campaigns.invites import (
     cancel_held,
     email_unsent,
     emailed_all,
+    queued_until_live,
     resend_uncertain,
     retry_sending,
 )
@@ -290,8 +291,11 @@ async def _email_unsent(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -
             raise Refusal("Nobody was emailed: the campaign's invite email is off. Turn it on "
                           "with *Edit* in `/referral campaign` first.")  # fmt: skip
         raise Refusal("Nobody is left to email: their invites are already on their way.")
-    said = (f"<@{user_id}> is sending {plural(done.count, 'invite')} the invite email being off "
-            f"had held back.{done.not_again()}" if done.count else
+    held = f"{plural(done.count, 'invite')} the invite email being off had held back"
+    waits = queued_until_live("It" if done.count == 1 else "They", done.count == 1,
+                              "the campaign", "*Go live* in `/referral campaign`")  # fmt: skip
+    said = (f"<@{user_id}> is sending {held}.{done.not_again()}" if done.count and done.live else
+            f"<@{user_id}> chose to send {held}. {waits}{done.not_again()}" if done.count else
             f"<@{user_id}> chose to email the advocates the invite email being off had held "
             f"back: nobody was emailed, as the campaign had emailed "
             f"{emailed_all(done.emailed_before)} before." if not done.unsubscribed else

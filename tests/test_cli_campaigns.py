@@ -395,12 +395,19 @@ def test_sending_stopped_shows_in_campaign_list_and_retry_sending_sends(
     listed = run(env, "campaign", "list")
     assert "sending stopped: could not connect" in listed.stdout
     assert "referral-bot campaign retry-sending Spring" in listed.stdout
-    retried = _json(env, "campaign", "retry-sending", "Spring")
-    assert (retried["campaign"], retried["restarted"], len(retried["retry_jobs"])) == (
-        "Spring", 1, 1)  # fmt: skip
-    again = run(env, "campaign", "retry-sending", "Spring")  # the retry is queued already
-    assert again.returncode == 0 and "is queued already" in again.stdout, again.stdout
+    # paused, its invites wait for it to be live again: it said "Sending ... again"
+    assert run(env, "campaign", "pause", "Spring").returncode == 0
+    retried = run(env, "campaign", "retry-sending", "Spring")
+    assert retried.stdout == ("The invites of 'Spring' are queued: they go once 'Spring' is "
+                              "live again (referral-bot campaign live Spring).\n"), retried
+    again = _json(env, "campaign", "retry-sending", "Spring")  # the retry is queued already
+    assert (again["campaign"], again["restarted"], len(again["retry_jobs"])) == (
+        "Spring", 0, 1)  # fmt: skip
+    assert "is queued already" in run(env, "campaign", "retry-sending", "Spring").stdout
     _drain(env)  # SMTP_URL put right (here: the outbox directory)
+    assert list((tmp_path / "outbox").glob("*.eml")) == []  # paused
+    assert run(env, "campaign", "live", "Spring", "--yes").returncode == 0
+    _drain(env)
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
     assert _json(env, "campaign", "list")[0]["sending_stopped"] is None
     done = run(env, "campaign", "retry-sending", "Spring")  # sent: nothing left to retry
@@ -481,11 +488,19 @@ def test_campaign_edit_turns_the_invite_email_off_and_on_and_email_unsent_sends_
     assert edited.stdout == "Campaign 'Spring 2027' saved (invite email on).\n", edited.stdout
     assert ("1 invite went unsent while the invite email was off (referral-bot campaign "
             "email-unsent 'Spring 2027')") in run(env, "campaign", "list").stdout
+    # paused, its invites are queued until it is live again: it said "Sending 1 invite"
+    assert run(env, "campaign", "pause", "Spring 2027").returncode == 0
+    paused = run(env, "campaign", "email-unsent", "Spring 2027")
+    assert paused.stdout == ("1 invite of 'Spring 2027' is queued: it goes once 'Spring 2027' "
+                             "is live again (referral-bot campaign live 'Spring 2027').\n"), paused
     assert _json(env, "campaign", "email-unsent", "Spring 2027") == {
-        "campaign": "Spring 2027", "queued": 1, "invited_before": 0,
+        "campaign": "Spring 2027", "queued": 0, "invited_before": 0,
         "no_longer_subscribed": 0}  # fmt: skip
     again = run(env, "campaign", "email-unsent", "Spring 2027")
     assert again.returncode == 0 and "is left unsent" in again.stdout
+    _drain(env)
+    assert list((tmp_path / "outbox").glob("*.eml")) == []
+    assert run(env, "campaign", "live", "Spring 2027", "--yes").returncode == 0
     _drain(env)
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
     [row] = _json(env, "campaign", "list")

@@ -56,7 +56,7 @@ from bot.jobs.queue import (
     take_running_in,
 )
 from bot.words import plural
-from models import Database
+from models import CampaignState, Database
 from models.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -1024,7 +1024,15 @@ _EMAIL_UNSENT_OF = {(one, sqlite): text(_EMAIL_UNSENT.format(
 # The campaign's row taken first, as an Edit's save takes it (service.update_campaign): the
 # invite email can't be turned off between this look and the invites queued.
 _TAKE_INVITE_EMAIL = text("UPDATE campaign SET updated_at = updated_at WHERE id = :c "
-                          "AND team_id = :t RETURNING invite_email, name")
+                          "AND team_id = :t RETURNING invite_email, name, state")
+
+
+def queued_until_live(subject: str, one: bool, campaign: str, go_live: str) -> str:
+    """Invites queued of a paused `campaign` (its name as the caller shows it; `subject` as
+    "2 invites of Spring", "They", `one` for the verb): its sender sends only a live
+    campaign's, so they go at `go_live` (how the caller's surface puts it live)."""
+    return (f"{subject} {'is' if one else 'are'} queued: {'it goes' if one else 'they go'} "
+            f"once {campaign} is live again ({go_live}).")
 
 
 def emailed_all(count: int) -> str:
@@ -1045,6 +1053,9 @@ class UnsentEmailed:
     # contacts no longer subscribed (consent withdrawn since they were enrolled), per
     # enrollment: not emailed either, said as enrolling says it (enroll.consent_reason)
     no_consent: dict[int, int] = field(default_factory=dict)
+    # the campaign was live when they were queued: a paused one's sender sends nothing, so
+    # its invites wait for Go live (said "Sending 1 invite", and nothing went)
+    live: bool = True
 
     @property
     def count(self) -> int:
@@ -1104,7 +1115,7 @@ async def email_unsent(db: Database, team_id: str, campaign_id: int,
         row = (await conn.execute(_TAKE_INVITE_EMAIL, params)).first()
         if row is None:
             raise LookupError("That campaign doesn't exist in this workspace.")
-        invite_email, name = row
+        invite_email, name, campaign_state = row
         if not invite_email:
             return UnsentEmailed({}, invite_email=False)
         statement = _EMAIL_UNSENT_OF[enrollment_id is not None, conn.dialect.name == "sqlite"]
@@ -1119,7 +1130,7 @@ async def email_unsent(db: Database, team_id: str, campaign_id: int,
             await record_in(conn, team_id, actor, Act.CAMPAIGN_EMAILED_UNSENT, str(name),
                             plural(sum(queued.values()), "invite"))  # fmt: skip
     return UnsentEmailed(queued, invite_email=True, invited_before=before,
-                         no_consent=no_consent)
+                         no_consent=no_consent, live=campaign_state == CampaignState.LIVE)
 
 
 # not resent to a contact no longer subscribed, said as enrolling says it (consent_reason)

@@ -206,6 +206,36 @@ async def test_invites_the_email_being_off_stopped_can_be_sent_once_it_is_on_aga
     assert app.slack.block_errors == []
 
 
+async def test_email_them_on_a_paused_campaign_says_the_invites_wait_for_go_live(
+    app: Harness,
+) -> None:
+    """The thread's *Email them* on a paused campaign queues the invites, which its sender
+    sends once it is live again: the thread said "<@lead> is sending 2 invites", and none
+    went."""
+    spring, message = await _targeted(app)
+    await _edit_invite_email(app, spring, on=False)
+    await _edit_invite_email(app, spring, on=True)
+    await _hold_is_over(app)
+    await service.change_state(app.db, "T0001", spring.id or 0, CampaignState.PAUSED,
+                               requested_by=LEAD)  # fmt: skip
+    report = _report(app, message)
+
+    await app.requests.block_action(Action.EMAIL_UNSENT, _button(report, Action.EMAIL_UNSENT),
+                                    user_id=LEAD, message_ts=report["ts"])  # fmt: skip
+    await _hold_is_over(app)
+
+    assert list(app.settings.outbox_dir.glob("*.eml")) == []
+    said = app.slack.messages_in("C0001", message["ts"])[-1]["text"]
+    assert said == (f"<@{LEAD}> chose to send 2 invites the invite email being off had held "
+                    "back. They are queued: they go once the campaign is live again (*Go live* "
+                    "in `/referral campaign`)."), said
+    await service.change_state(app.db, "T0001", spring.id or 0, CampaignState.LIVE,
+                               requested_by=LEAD)  # fmt: skip
+    await _hold_is_over(app)
+    assert len(list(app.settings.outbox_dir.glob("*.eml"))) == 2
+    assert app.slack.block_errors == []
+
+
 async def test_email_them_when_the_campaign_had_emailed_them_all_before_says_so(
     app: Harness,
 ) -> None:
@@ -871,6 +901,40 @@ async def test_a_campaign_gone_live_from_the_list_shows_stopped_sending_there_wi
         again = await app.click_in(listing, Action.CAMPAIGN_RETRY_SENDING, str(spring.id))
         assert "was already restarted" in json.dumps(again[-1]["blocks"])
         assert "Sending stopped" not in json.dumps((await app.listing("campaign"))["blocks"])
+        assert app.slack.block_errors == []
+
+
+async def test_retry_sending_on_a_paused_campaign_says_its_invites_wait_for_go_live(
+    db: Database, tmp_path: Path,
+) -> None:  # fmt: skip
+    """The campaign list's *Retry sending* of a paused campaign: its sender sends only a live
+    campaign's invites, so they wait for *Go live*; it said "Sending the invites of Spring
+    again." and none went."""
+    async with _refused_login(db, tmp_path) as (app, server, password):
+        await _imported(app)  # two contacts in VIP
+        spring = await _campaign(app, "Spring", live=False)
+        vip = await find_segment(app.db, "T0001", "VIP")
+        assert vip is not None
+        await service.target(app.db, "T0001", spring.id or 0, vip.id or 0, requested_by=LEAD)
+        listing = await app.listing("campaign")
+        await app.click_in(listing, Action.CAMPAIGN_LIVE, str(spring.id))
+        await app.settle()
+        await _hold_is_over(app)
+        assert "Sending stopped" in json.dumps((await app.listing("campaign"))["blocks"])
+        await service.change_state(app.db, "T0001", spring.id or 0, CampaignState.PAUSED,
+                                   requested_by=LEAD)  # fmt: skip
+        password[0] = "wrong"  # the mail settings are put right
+        listing = await app.listing("campaign")
+        answers = await app.click_in(listing, Action.CAMPAIGN_RETRY_SENDING, str(spring.id))
+        await _hold_is_over(app)
+        shown = json.dumps(answers[-1]["blocks"])
+        assert ("The invites of Spring are queued: they go once Spring is live again "
+                "(*Go live*).") in shown, shown
+        assert server.handler.messages == []
+        await service.change_state(app.db, "T0001", spring.id or 0, CampaignState.LIVE,
+                                   requested_by=LEAD)  # fmt: skip
+        await _hold_is_over(app)
+        assert len(server.handler.messages) == 2
         assert app.slack.block_errors == []
 
 
