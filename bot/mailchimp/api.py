@@ -282,7 +282,13 @@ async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str, about: 
                 # an audience read as having no members
             elif result.ok:
                 reason = f"it answered {result.status_code} with a reply that isn't JSON (cut off?)"
-            else:  # a busy Mailchimp's bare 429/403
+            elif result.status_code == 404:  # as a 404 with its problem document: asked
+                # again it is still gone (retried, then "try again later")
+                raise NotFound(f"Mailchimp couldn't {what}: it doesn't exist (any more).")
+            elif result.status_code < 500 and result.status_code not in (403, 429):
+                raise Refused(f"Mailchimp refused to {what}: it answered {result.status_code} "
+                              "with no body")  # fmt: skip
+            else:  # a busy Mailchimp's bare 429/403, or a 5xx
                 reason = f"it answered {result.status_code} with no body"
                 if result.status_code == 403:
                     reason += " (too many connections?)"

@@ -164,6 +164,24 @@ async def test_pages_are_fetched_a_few_at_a_time_and_busy_answers_retried(
     assert mc.peak_concurrency <= api.MAX_IN_FLIGHT
 
 
+@pytest.mark.parametrize(("status", "error", "said"), [
+    (404, api.NotFound, "it doesn't exist (any more)"),
+    (400, api.Refused, "it answered 400 with no body"),
+])
+async def test_a_bare_4xx_is_said_at_once_not_retried(
+    mc: FakeMailchimp, monkeypatch: pytest.MonkeyPatch, status: int, error: type, said: str
+) -> None:
+    """A 404 (or 400) with no body, as a proxy or a deleted audience may answer: asked again
+    it is the same, but it was retried five times and then called "try again later"."""
+    mc.fail_next("/3.0/lists/aud1/members", status, times=5)
+    monkeypatch.setattr(api, "RETRY_DELAY", 0.01)
+    creds = api.Credentials(mc.base_url, "api_key", KEY)
+    with pytest.raises(error, match=re.escape(said)) as raised:
+        await api.members(creds, "aud1")
+    assert "Try again later" not in str(raised.value)
+    assert [r.status for r in mc.requests_to("/3.0/lists/aud1/members")] == [status]
+
+
 async def test_a_revoked_key_says_reconnect(db: Database, mc: FakeMailchimp) -> None:
     creds = api.Credentials(mc.base_url, "api_key", KEY)
     mc.revoke(KEY)
