@@ -474,8 +474,19 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
                     status=400)  # fmt: skip
 
     async def mailchimp_callback(request: web.Request) -> web.Response:
-        if request.query.get("error"):
+        error = request.query.get("error")
+        if error == "access_denied":  # the person chose not to allow it
             return page("Not connected", "Mailchimp sign-in was cancelled; nothing changed.")
+        if error:  # Mailchimp's own refusal (RFC 6749 4.1.2.1): not the person's choice
+            log.warning("Mailchimp refused a sign-in: error %r, %r, from %s", error[:100],
+                        request.query.get("error_description", "")[:300], request.remote)
+            if error in ("server_error", "temporarily_unavailable"):
+                return page("Not connected", "Mailchimp couldn't finish the sign-in just now; "
+                            "nothing changed. Try again in a few minutes from /referral "
+                            "mailchimp in Slack.", status=502)  # fmt: skip
+            return page("Not connected", "Mailchimp refused this sign-in, so nothing changed. "
+                        "The bot's Mailchimp app settings may be wrong: whoever runs the bot "
+                        "can see Mailchimp's reason in its log.", status=502)  # fmt: skip
         try:
             state = read_bound_state(settings.secret_key, request.query.get("state", ""))
         except BadState as exc:

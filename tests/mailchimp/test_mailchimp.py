@@ -277,6 +277,34 @@ async def test_oauth_connects_once_and_refuses_forged_or_reused_states(
     assert [a.id for a in await api.audiences(creds)] == []  # the OAuth account has no lists
 
 
+@pytest.mark.parametrize(("error", "status", "said"), [
+    ("access_denied", 200, "Mailchimp sign-in was cancelled; nothing changed."),
+    ("temporarily_unavailable", 502, "Try again in a few minutes"),
+    ("invalid_scope", 502, "Mailchimp refused this sign-in, so nothing changed."),
+])
+async def test_mailchimps_refusal_on_the_callback_isnt_told_as_a_cancellation(
+    db: Database, mc: FakeMailchimp, caplog: pytest.LogCaptureFixture, error: str, status: int,
+    said: str,
+) -> None:
+    """Mailchimp sends the browser back with `?error=` when the person cancels
+    (access_denied), and also when it refuses the bot's request or is down: each was told
+    "sign-in was cancelled", and nobody learned why."""
+    settings = _settings(db, mc)
+    routes = public_routes(db, settings)
+    async with serve(build_web_app(None, routes=routes)) as site, _browser(site) as http:
+        query = {"error": error, "error_description": "Scope <b>x</b>", "state": "s"}
+        async with http.get(f"{site}{CALLBACK_PATH}", params=query) as response:
+            assert response.status == status
+            page = await response.text()
+    assert said in page, page
+    assert ("cancelled" in page) is (error == "access_denied")
+    assert "<b>x</b>" not in page
+    logged = [r.getMessage() for r in caplog.records if "refused a sign-in" in r.getMessage()]
+    assert logged == ([] if error == "access_denied" else [
+        f"Mailchimp refused a sign-in: error '{error}', 'Scope <b>x</b>', from 127.0.0.1"])
+    assert mc.token_requests == []
+
+
 @pytest.mark.parametrize(("public_url", "path", "secure"), [
     ("https://bot.example", "/mailchimp", True),
     ("http://localhost:8080/referral/", "/referral/mailchimp", False),  # trying it out
