@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from sqlalchemy import bindparam, text
@@ -442,7 +442,8 @@ async def send_invites(
     pending: _Pending | None = None
     after, last_report, paused, cancelled = 0, time.monotonic(), False, False
     streak: list[int] = []  # the invites refused in a row the same server-wide-looking way
-    streak_of: tuple[str, int, str, str] | None = None
+    domains: set[str] = set()  # their addresses' domains
+    streak_of: tuple[str, int, str, str, bool] | None = None
     sent_here = 0  # told to the caller with a SmtpServerBusy (send_later's count)
     page = await _due(db, team_id, enrollment_id, after)
     if not page:  # nothing due (held, delayed, or all done): no connection at all
@@ -497,17 +498,15 @@ async def send_invites(
                         silent.uncertain = True
                         raise silent
                     seen = _server_wide(result, email)
-                    streak = [*streak, invite_id] if seen and seen == streak_of else (
-                        [invite_id] if seen else [])  # fmt: skip
+                    domain = email.rpartition("@")[2].casefold()
+                    if seen is None or seen != streak_of:
+                        streak, domains = ([invite_id], {domain}) if seen else ([], set())
+                    elif not (seen[-1] and domain in domains):  # a bare RCPT refusal
+                        # counts once per domain (its server may say its mailboxes don't exist)
+                        streak, domains = [*streak, invite_id], domains | {domain}
                     streak_of = seen
                     if len(streak) >= SERVER_WIDE_STREAK:
-                        why = (f"the mail server refused {len(streak)} invites in a row the "
-                               f"same way, which is about the sender or the server, not the "
-                               f"addresses: {result.code} {result.text}")  # fmt: skip
-                        await _server_refused(db, team_id, streak[:-1], why)
-                        pending.result = SendResult(SendStatus.RETRY, "", text=why,
-                                                    stage=SERVER_STAGE)  # fmt: skip
-                        raise SmtpSetupError(why)
+                        await _server_wide_streak(db, team_id, streak, pending, result)
                     if on_progress is not None and time.monotonic() - last_report > 2:
                         last_report = time.monotonic()
                         await on_progress()
@@ -551,35 +550,55 @@ def _steady_words(said: str) -> str:
                     if not any(c == "@" or c.isdecimal() for c in word))  # fmt: skip
 
 
-def _server_wide(result: SendResult, recipient: str) -> tuple[str, int, str, str] | None:
+def _server_wide(result: SendResult,
+                 recipient: str) -> tuple[str, int, str, str, bool] | None:  # fmt: skip
     """What a refusal would be if it were the server's rather than this message's: its stage,
     code, enhanced code and words (without the address, ids and numbers, which differ from
-    message to message); None when it may be about the recipient (an enhanced code X.1.x,
-    X.2.1 or X.2.2, or a bare refusal at RCPT), or isn't permanent (a 4xx is retried per
-    invite: greylisting passes at the first retry)."""
+    message to message), and whether it is a bare refusal at RCPT (no enhanced code: it may
+    be the recipient's server saying the mailbox doesn't exist, so a streak of them counts
+    each domain once); None when it is about the recipient (an enhanced code X.1.x, X.2.1 or
+    X.2.2). A 4xx counts too: the same one for invite after invite is a provider's rate
+    limit or quota (SES's 454 at the end of DATA), not each invite's; a single one is
+    retried per invite (greylisting passes at the first retry)."""
     code = result.code
-    if result.sent or code is None or not 500 <= code < 600:
+    if result.sent or code is None or not 400 <= code < 600:
         return None
     enhanced = _ENHANCED.match(result.text)
     if enhanced is not None and _ABOUT_RECIPIENT.fullmatch(enhanced[1]):
         return None
-    if enhanced is None and result.stage == "rcpt":
-        return None
     said = re.sub(re.escape(recipient), "", result.text, flags=re.IGNORECASE)
     words = _steady_words(said)
-    return result.stage, code, enhanced[1] if enhanced else "", words
+    return (result.stage, code, enhanced[1] if enhanced else "", words,
+            enhanced is None and result.stage == "rcpt")  # fmt: skip
+
+
+async def _server_wide_streak(db: Database, team_id: str, streak: list[int],
+                              pending: _Pending, result: SendResult) -> NoReturn:  # fmt: skip
+    """Stop the run: `streak`'s invites were refused the same way, the server's refusal
+    (`result`, the last's), not theirs. Their attempts are given back; a 5xx is a setting to
+    fix (SmtpSetupError), a 4xx a limit to wait out (SmtpServerBusy: later runs, then
+    *Retry sending*), either way without failing an invite for good."""
+    busy = result.code is not None and result.code < 500
+    why = (f"the mail server {'turned away' if busy else 'refused'} {len(streak)} invites in "
+           f"a row the same way, which is about "
+           f"{'a sending limit or quota' if busy else 'the sender or the server'}, not the "
+           f"addresses: {result.code} {result.text}")  # fmt: skip
+    await _server_refused(db, team_id, streak[:-1], why)
+    pending.result = SendResult(SendStatus.RETRY, "", text=why, stage=SERVER_STAGE)
+    raise (SmtpServerBusy if busy else SmtpSetupError)(why)
 
 
 _RESTORE = {sqlite: text(f"""
     UPDATE invite SET state = 'queued', attempts = attempts - 1, reason = :why,
         send_after = {lease_now(sqlite)}, updated_at = :now
-    WHERE team_id = :t AND state = 'failed' AND id IN :ids
+    WHERE team_id = :t AND state IN ('failed', 'queued') AND id IN :ids
 """).bindparams(bindparam("ids", expanding=True), _ts("now")) for sqlite in (True, False)}
 
 
 async def _server_refused(db: Database, team_id: str, streak: list[int], why: str) -> None:
-    """The refusals of a server-wide streak weren't the invites': back to queued, their
-    attempts given back (the last is still in hand)."""
+    """The refusals of a server-wide streak weren't the invites': back to queued (a 5xx
+    failed them, a 4xx queued them for later), due now, their attempts given back (the last
+    is still in hand)."""
     async with db.begin() as conn:
         await conn.execute(_RESTORE[conn.dialect.name == "sqlite"], {
             "t": team_id, "ids": streak, "now": utcnow(), "why": f"will retry: {why}"[:500]})

@@ -802,6 +802,93 @@ async def test_a_sender_the_provider_refuses_for_every_invite_stops_the_run_not_
     assert _received(fixed) == Counter({e: 1 for e in emails})
 
 
+_SES_QUOTA = "454 Throttling failure: Daily message quota exceeded."
+
+
+async def _runs(world: World, worker: Worker, times: int) -> None:
+    """`times` runs of the send jobs, each wait over at once, the invites' and the jobs'."""
+    for _ in range(times):
+        await worker.run_until_idle()
+        async with world.db.begin() as conn:
+            await conn.execute(text("UPDATE invite SET send_after = updated_at "
+                                    "WHERE state = 'queued'"))  # fmt: skip
+            await conn.execute(text("UPDATE job SET run_after = created_at "
+                                    "WHERE state = 'queued'"))  # fmt: skip
+
+
+async def test_a_provider_quota_at_the_end_of_data_stops_sending_and_fails_no_invite(
+    world: World,
+) -> None:
+    """Amazon SES answers its daily quota with 454 at the end of DATA, for every invite alike:
+    the account's limit, not any invite's, as the same 4xx at MAIL FROM is. Each run went
+    through every invite, and after eight runs (about two hours, against a quota that resets
+    over 24) every invite was failed for good, with nothing to send them again."""
+    await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(6)))
+    async with smtp_server(Handler(data_replies=[_SES_QUOTA] * 1000)) as server:
+        await _runs(world, _send_worker(world, server, retry_base_seconds=0), 10)
+        assert server.handler.seen["DATA"] <= 3 * 10  # three a run, not every invite
+    states = Counter((await _states(world)).values())
+    assert states == Counter({"queued": 6}), states
+    stopped = str(await world.scalar("SELECT send_error FROM enrollment"))
+    assert stopped.startswith("the mail server turned the bot away"), stopped  # Retry sending
+    assert "454 Throttling failure" in stopped, stopped
+
+
+@dataclass
+class _RateLimited(Handler):
+    """Amazon SES's maximum sending rate, as a run meets it: the first `rate` messages of a
+    connection are taken, the rest of the burst answered 454 at the end of DATA."""
+
+    rate: int = 2
+    taken: Counter[int] = field(default_factory=Counter)
+
+    async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
+        self.taken[id(session)] += 1
+        if self.taken[id(session)] > self.rate:
+            return "454 Throttling failure: Maximum sending rate exceeded."
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_provider_rate_limit_never_fails_invites_for_good(world: World) -> None:
+    """SES takes a few invites a second and answers the rest of the burst 454 at the end of
+    DATA. Each throttled invite spent an attempt, and after eight runs those the rate hadn't
+    let through were failed for good, though each would have gone a minute later."""
+    await _enrolled(world, *(f"p{i:02}@example.com,P,en" for i in range(24)))
+    async with smtp_server(_RateLimited()) as server:
+        await _runs(world, _send_worker(world, server, retry_base_seconds=0), 14)
+    states = Counter((await _states(world)).values())
+    assert states == Counter({"sent": 24}), states
+
+
+_EXIM_RELAY = "550 relay not permitted"  # Exim's default ACL (no enhanced status code)
+
+
+async def test_a_relay_refusal_without_an_enhanced_code_stops_the_run_not_the_invites(
+    world: World,
+) -> None:
+    """SMTP_URL naming a relay that wants a login (Exim's default ACL) refuses every
+    recipient at RCPT with a bare 550 and the same words, whatever their domains: the
+    server's refusal, not the addresses'. Each was read as its address's own, and every
+    invite of the campaign failed for good."""
+    emails = [f"p{i}@example{i}.com" for i in range(6)]  # six domains: none is the relay's
+    enrollment = await _enrolled(world, *(f"{e},P,en" for e in emails))
+    async with smtp_server(Handler(refuse=dict.fromkeys(emails, _EXIM_RELAY))) as server:
+        with pytest.raises(SmtpSetupError, match="refused 3 invites in a row the same way"):
+            await _send(world, server, enrollment)
+    assert await world.rows("SELECT state, attempts, COUNT(*) FROM invite GROUP BY state, "
+                            "attempts") == [("queued", 0, 6)]  # fmt: skip
+
+
+async def test_bare_refusals_at_rcpt_of_one_domain_stay_the_addresses(world: World) -> None:
+    """The same bare 550 for three addresses of one domain is that domain's server saying
+    they don't exist (the relay is theirs): each invite fails, and the run goes on."""
+    emails = [f"p{i}@example.com" for i in range(3)]
+    enrollment = await _enrolled(world, *(f"{e},P,en" for e in emails), "ok@example.org,O,en")
+    async with smtp_server(Handler(refuse=dict.fromkeys(emails, "550 No such user"))) as server:
+        await _send(world, server, enrollment)
+    assert sorted((await _states(world)).values()) == ["failed"] * 3 + ["sent"]
+
+
 _GMAIL_QUOTA = ("550 5.4.5 Daily user sending limit exceeded. For more information on Gmail "
                 "sending limits go to https://support.google.com/a/answer/166852 "
                 "a{n}sm1234{n}wrx.{n} - gsmtp")
@@ -842,13 +929,13 @@ def test_a_long_refusal_is_read_at_the_cost_of_its_length() -> None:
     long = SendResult(SendStatus.REFUSED, "", code=554, text="@" * 30_000 + " " + "a" * 30_000,
                       stage="data")  # fmt: skip
     started = time.process_time()
-    assert _server_wide(long, "p@example.com") == ("data", 554, "", "a" * 30_000)
+    assert _server_wide(long, "p@example.com") == ("data", 554, "", "a" * 30_000, False)
     assert time.process_time() - started < 1
     quota = SendResult(SendStatus.REFUSED, "", code=550, stage="data",
                        text=_GMAIL_QUOTA.format(n=1234567)[4:])  # fmt: skip
     assert _server_wide(quota, "p@example.com") == (
         "data", 550, "5.4.5", "Daily user sending limit exceeded. For more information on "
-        "Gmail sending limits go to - gsmtp")  # fmt: skip
+        "Gmail sending limits go to - gsmtp", False)  # fmt: skip
     at_rcpt = SendResult(SendStatus.REFUSED, "", code=550, stage="rcpt",
                          text="<p@example.com>: 5.1.1 User unknown")  # fmt: skip
     assert _server_wide(at_rcpt, "p@example.com") is None
