@@ -832,7 +832,14 @@ class OutboxDirSender:
         message_id = str(message["Message-ID"] or "")
         if not message_id:
             raise ValueError("the outbox needs a Message-ID to name the file")
-        path = await asyncio.to_thread(self._write, message_id, message)
+        try:
+            path = await asyncio.to_thread(self._write, message_id, message)
+        except OSError as exc:  # nothing of it written (a temp file, then a rename): the
+            # run stops with the invite queued, as for a mail server's settings (it was left
+            # "sending", then guessed "may have been delivered", one more each attempt)
+            raise SmtpSetupError(f"couldn't write invites to OUTBOX_DIR {self.directory}: "
+                                 f"{exc.strerror or exc}. Check the disk and the directory's "
+                                 "permissions.", detail=repr(exc)) from exc  # fmt: skip
         return SendResult(SendStatus.SENT, message_id, None, f"written to {path}")
 
     def _write(self, message_id: str, message: EmailMessage) -> Path:
@@ -854,7 +861,10 @@ class OutboxDirSender:
         except BaseException:
             Path(temp_name).unlink(missing_ok=True)
             raise
-        _fsync_directory(self.directory)
+        try:
+            _fsync_directory(self.directory)
+        except OSError as exc:  # renamed into place: written, whatever the directory's sync
+            log.warning("wrote %s but couldn't sync its directory: %r", path, exc)
         return path
 
 

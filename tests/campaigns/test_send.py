@@ -889,6 +889,37 @@ async def test_bare_refusals_at_rcpt_of_one_domain_stay_the_addresses(world: Wor
     assert sorted((await _states(world)).values()) == ["failed"] * 3 + ["sent"]
 
 
+async def test_an_invite_the_outbox_could_not_write_is_never_called_maybe_delivered(
+    world: World, tmp_path: Path,
+) -> None:
+    """OUTBOX_DIR's write fails (a full disk, a directory the worker may not write): the
+    write is atomic (a temp file, then a rename), so nothing of the invite was written. It
+    was left `sending`, and each later attempt of the job called it "may have been delivered"
+    (*Resend uncertain* warning of a second email) and did the same to the next invite."""
+    from bot.campaigns.enroll import SEND_JOB
+    from bot.campaigns.jobs import send_handler
+    from bot.email.message import message_id_for
+    from bot.email.send import outbox_file_name
+    from bot.settings import Settings
+
+    await _enrolled(world, *(f"p{i}@example.com,P,en" for i in range(8)))
+    outbox = tmp_path / "outbox"
+    campaign = int(str(await world.scalar("SELECT id FROM campaign")))
+    codes = [code for (code,) in await world.rows("SELECT code FROM advocate")]
+    for code in codes:  # a directory where each .eml goes: no invite can be written
+        message_id = message_id_for(f"{TEAM}-c{campaign}-{code}", "shop.example")
+        (outbox / outbox_file_name(message_id)).mkdir(parents=True)
+    settings = Settings(_env_file=None, outbox_dir=outbox,  # type: ignore[call-arg]
+                        public_url="https://bot.example", secret_key=SECRET)
+    worker = Worker(world.db, {SEND_JOB: send_handler(settings, Silent())},
+                    WorkerConfig(retry_base_seconds=0))  # fmt: skip
+    await worker.run_until_idle()
+    assert not [f for f in outbox.rglob("*") if f.is_file()]  # nothing was written
+    assert Counter((await _states(world)).values()) == Counter({"queued": 8})
+    stopped = str(await world.scalar("SELECT send_error FROM enrollment"))
+    assert stopped.startswith(f"couldn't write invites to OUTBOX_DIR {outbox}: "), stopped
+
+
 _GMAIL_QUOTA = ("550 5.4.5 Daily user sending limit exceeded. For more information on Gmail "
                 "sending limits go to https://support.google.com/a/answer/166852 "
                 "a{n}sm1234{n}wrx.{n} - gsmtp")
