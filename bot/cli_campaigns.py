@@ -292,7 +292,8 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
                 retry = f"referral-bot campaign retry-sending {shlex.quote(row['name'])}"
                 fix = {"retry": "", "wait": "the mail server turned the bot away: check the "
                        "provider's sending limits if it keeps happening; then: ",
-                       "settings": "fix the mail settings, then: "
+                       "settings": "fix the mail settings, then: ",
+                       "workers": "read the workers' log if it keeps happening; then: "
                        }[stop_remedy(row["sending_stopped"])]  # fmt: skip
                 print(f"  sending stopped: {row['sending_stopped']} ({fix}{retry})")
             if row["unsent_while_off"]:

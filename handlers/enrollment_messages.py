@@ -30,6 +30,8 @@ RETRY_ADVICE = {
     "wait": ("*Retry sending* tries again; if it keeps happening, check the mail provider's "
              "sending limits and the bot's mail settings."),
     "settings": "Fix the bot's mail settings, then *Retry sending*.",
+    "workers": ("*Retry sending* tries again; if it keeps happening, whoever runs the bot can "
+                "read why in the workers' log."),
 }
 
 

@@ -55,6 +55,7 @@ from bot.jobs.queue import (
     runnable_kinds,
     take_running_in,
 )
+from bot.jobs.worker import DATABASE_DOWN, DATABASE_UNREACHABLE, WORKERS_DIED
 from bot.words import plural
 from models import CampaignState, Database
 from models.clock import utcnow
@@ -671,10 +672,14 @@ _TURNED_AWAY = "the mail server turned the bot away for about two hours"
 def stop_remedy(why: str | None) -> str:
     """How a stop of sending (its reason `why`) is put right, for every surface that says
     so: "retry" (someone stopped it: retrying sends), "wait" (the server turned the bot away
-    for a while: retry, and if it keeps happening check the provider's sending limits), or
-    "settings" (fix the mail settings first)."""
+    for a while: retry, and if it keeps happening check the provider's sending limits),
+    "workers" (the workers died or the database was out: nothing of the mail settings; retry,
+    and if it keeps happening read the workers' log), or "settings" (fix the mail settings
+    first)."""
     if stopped_by_hand(why):
         return "retry"
+    if (why or "").startswith(WORKERS_DIED) or why in (DATABASE_DOWN, DATABASE_UNREACHABLE):
+        return "workers"
     return "wait" if server_turned_away(why) else "settings"
 
 

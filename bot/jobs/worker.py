@@ -69,6 +69,8 @@ GIVE_UP_WHEN_STOPPING = 3  # failed attempts to record a result after stop() bef
 # What a database error says of itself is its SQL statement and parameters (ids, addresses),
 # and Slack's thread or report showed it as why the work failed: the worker's log has it, and
 # they say this instead (`failure_words`).
+# how a job whose every attempt's worker died gives up: its error starts so
+WORKERS_DIED = "gave up: the worker running it stopped"
 DATABASE_DOWN = "the bot's database was unavailable; the worker's log says more."
 # ... and a PostgreSQL that can't be reached at all (down, or its host gone): the driver's
 # OSError, which its thread and `referral-bot jobs` showed as "ConnectionRefusedError: [Errno
@@ -634,8 +636,8 @@ class Worker:
         return the job's error, with what giving up did. JobStopped: stopped while giving
         up in an outage."""
         job = ctx.job
-        error = (f"gave up: the worker running it stopped during each of its {job.max_attempts}"
-                 " attempts (killed, or out of memory?)")  # fmt: skip
+        error = (f"{WORKERS_DIED} during each of its {job.max_attempts} attempts (killed, or "
+                 "out of memory?)")  # fmt: skip
         log.error("%s: %s", about(job), error)
         if isinstance(handler, GivingUp):
             return joined(error, await self._surely_give_up(ctx, handler, error))

@@ -770,6 +770,8 @@ async def test_a_send_job_that_kills_every_worker_stops_sending_and_says_so(app:
     rendered = _report_blocks(app, message)
     assert "Sending stopped: gave up: the worker running it stopped" in rendered, rendered
     assert Action.RETRY_SENDING in rendered
+    # the mail server was never reached: not "Fix the bot's mail settings"
+    assert "mail settings" not in rendered and "the workers' log" in rendered, rendered
     assert list(app.settings.outbox_dir.glob("*.eml")) == []
 
 
