@@ -82,19 +82,25 @@ async def test_serve_answers_health_and_signed_commands_then_stops_cleanly(
 
 
 async def test_a_worker_child_stops_when_serve_is_killed_outright(
-    db: Database, db_env: dict[str, str], slack: FakeSlack
+    db: Database, db_env: dict[str, str], slack: FakeSlack, tmp_path: Path
 ) -> None:
     """kill -9 (or the OOM killer) gives serve no chance to stop its worker: the worker sees
-    its stdin close and stops by itself, so a restarted serve never shares SQLite with it."""
+    its stdin close and stops by itself, so a restarted serve never shares SQLite with it.
+    serve runs as `./run` runs it (the referral-bot script) in a folder holding a folder
+    named `models`: the child, started as `python -m bot.cli`, imported that one (`-m` puts
+    the working directory first on the import path) and never started."""
     from sqlalchemy import text
 
+    shop = tmp_path / "shop"
+    (shop / "models").mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
     env.update(db_env)
     env.update({"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "s3cret",
                 "SECRET_KEY": "test-secret" * 3, "SLACK_API_URL": slack.api_url,
                 "PORT": str(free_port())})  # fmt: skip
-    server = subprocess.Popen([*CLI, "serve"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)  # fmt: skip
+    script = Path(sys.executable).parent / "referral-bot"  # what ./run execs
+    server = subprocess.Popen([str(script), "serve"], env=env, cwd=shop,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         child = 0
         for _ in range(1200):  # up to a minute: serve's start on a busy machine

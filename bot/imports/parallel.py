@@ -61,7 +61,9 @@ class ParallelRows:
     def __init__(self, path: Path, batch_keys: list[str],
                  copy_constants: tuple[object, ...] | None = None,
                  columns: Columns | None = None) -> None:  # fmt: skip
-        argv = [sys.executable, "-m", "bot.imports.parallel", str(path)]
+        # -P: not a `bot` package in the working directory (`-m` puts it first; see
+        # bot.jobs.child)
+        argv = [sys.executable, "-P", "-m", "bot.imports.parallel", str(path)]
         self._process = _start_deaf_to_ctrl_c(argv)
         assert self._process.stdin is not None
         self._constants = copy_constants

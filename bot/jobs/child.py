@@ -118,9 +118,11 @@ class ChildWorker:
         if self._stopping:
             return
         # its stdin is a pipe this process never writes to: when this process ends, however
-        # it ends, the pipe closes and the worker stops (`--stop-with-stdin`)
+        # it ends, the pipe closes and the worker stops (`--stop-with-stdin`). -P: `-m` put
+        # the working directory first on the import path, and a folder `models` (or `bot`)
+        # where serve was typed was imported instead of ours: no child ever started
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "worker", "--stop-with-stdin", env=self.env,
+            sys.executable, "-P", "-m", "bot.cli", "worker", "--stop-with-stdin", env=self.env,
             stdin=asyncio.subprocess.PIPE,
         )  # fmt: skip
         _lower_priority(self._process.pid)
