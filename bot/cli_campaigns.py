@@ -489,7 +489,8 @@ async def _resend_uncertain(db: Database, team: str, campaign: Campaign,
     out = {"campaign": campaign.name, "queued": done.count,
            "waiting_for_retry": done.waiting_for_retry}  # fmt: skip
     text = done.words(quoted(campaign.name), retry=f"referral-bot campaign retry-sending {name}",
-                      turn_on="", sent_by=" (`referral-bot jobs` shows it)")  # fmt: skip
+                      turn_on="", sent_by=" (`referral-bot jobs` shows it)",
+                      go_live=_go_live(campaign))  # fmt: skip
     print(json.dumps(out) if args.json else text)
     return 0
 

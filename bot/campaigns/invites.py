@@ -1201,11 +1201,14 @@ class Resent:
     waiting_for_retry: int = 0
     invite_email: bool = True
     unsubscribed: int = 0  # not resent: their contacts unsubscribed (now `not_emailed`)
+    live: bool = True  # the campaign was: a paused one's are queued until it goes live
 
-    def words(self, name: str, *, retry: str, turn_on: str, sent_by: str = "") -> str:
+    def words(self, name: str, *, retry: str, turn_on: str, sent_by: str = "",
+              go_live: str = "*Go live*") -> str:  # fmt: skip
         """What it did, said of the campaign `name`; `retry`: how Retry sending is reached
         where it is said, `turn_on`: how the invite email is turned on, `sent_by`: what sends
-        them, after "a worker sends it" (the shell says how to follow it)."""
+        them, after "a worker sends it" (the shell says how to follow it), `go_live`: how the
+        campaign is put live again, paused."""
         if not self.invite_email:
             return (f"The invite email of {name} is off: nothing was resent (a resend now would "
                     f"never go). {turn_on}, then resend.")  # fmt: skip
@@ -1217,7 +1220,10 @@ class Resent:
             return f"No uncertain invite of {name} was resent: {whose} unsubscribed."
         going = self.count - self.waiting_for_retry
         said = []
-        if going:
+        if going and not self.live:  # said "a worker sends them", and none went
+            said.append(queued_until_live(f"{plural(going, 'invite')} of {name}", going == 1,
+                                          name, go_live))  # fmt: skip
+        elif going:
             said.append(f"Sending {plural(going, 'invite')} of {name} again: a worker sends "
                         f"{waiting_pronoun(going)}{sent_by}.")  # fmt: skip
         if waiting := self.waiting_for_retry:
@@ -1295,4 +1301,5 @@ async def _resend_in(conn: AsyncConnection, team_id: str, campaign_id: int | Non
     if count:
         await record_in(conn, team_id, actor, Act.CAMPAIGN_RESENT, str(campaign[1]),
                         plural(count, "invite"))  # fmt: skip
-    return Resent(count, changed, waiting, unsubscribed=unsubscribed)
+    return Resent(count, changed, waiting, unsubscribed=unsubscribed,
+                  live=campaign[2] == CampaignState.LIVE)

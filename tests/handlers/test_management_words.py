@@ -102,3 +102,27 @@ async def test_email_them_on_a_paused_campaign_says_the_invites_wait_for_go_live
     said = answered[-1]["text"]
     assert said.startswith("1 invite of Spring is queued: it goes once Spring is live again "
                            "(*Go live*)."), said
+
+
+async def test_resend_uncertain_on_a_paused_campaign_says_the_invites_wait_for_go_live(
+    app: Harness,
+) -> None:
+    """*Resend uncertain* on a paused campaign queues the invites, which go once it is live
+    again, as *Email them* says: the note said "Sending 1 invite of Spring again: a worker
+    sends it." and nothing went."""
+    from sqlalchemy import text as sql
+
+    spring = await _unsent_by_the_invite_email(app)
+    async with app.db.begin() as conn:  # its invite went to a server that didn't answer
+        await conn.execute(sql("UPDATE invite SET state = 'uncertain', reason = 'may have "
+                               "been delivered: no reply'"))  # fmt: skip
+    await change_state(app.db, TEAM, spring, CampaignState.PAUSED, requested_by=LEAD)
+    listing = await app.listing("campaign")
+    answered = await app.click_in(listing, Action.CAMPAIGN_RESEND_UNCERTAIN, str(spring))
+    await app.settle()
+    async with app.db.begin() as conn:
+        state = (await conn.execute(sql("SELECT state FROM invite"))).scalar_one()
+    assert state == "queued"  # waiting for Go live: nothing went
+    assert answered[-1]["text"].startswith(
+        "1 invite of Spring is queued: it goes once Spring is live again (*Go live*)."), (
+        answered[-1]["text"])
