@@ -97,9 +97,12 @@ async def _go_live(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> Non
                                    go_live=True)  # fmt: skip
     warning = await _sender_warning(d, team_id, campaign) if done.went_live else ""
     try:
-        await _announce(d, client, team_id, done, campaign, batch, user_id,
-                        f"<@{user_id}> took *{esc(campaign.name)}* live and targeted this "
-                        "segment: enrolling now.")  # fmt: skip
+        # live already (another lead, from `/referral campaign`): this click only targeted
+        said = (f"<@{user_id}> took *{esc(campaign.name)}* live and targeted this segment: "
+                "enrolling now." if done.went_live else
+                f"<@{user_id}> targeted *{esc(campaign.name)}* with this segment: enrolling "
+                "its contacts now.")  # fmt: skip
+        await _announce(d, client, team_id, done, campaign, batch, user_id, said)
     except Refusal as exc:  # the campaign is live all the same: the warning still said
         if warning:
             raise Refusal(with_sender_warning(str(exc), warning)) from exc

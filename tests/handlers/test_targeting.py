@@ -1242,3 +1242,28 @@ def test_an_enrollment_report_of_one_is_said_in_the_singular() -> None:
         rendered("done"))  # fmt: skip
     assert "failed after 1 new advocate: unknown error. Target the campaign again" in (
         rendered("failed"))  # fmt: skip
+
+
+async def test_go_live_and_target_on_a_campaign_another_lead_put_live_says_only_targeted(
+    app: Harness,
+) -> None:
+    """A draft's *Go live and target* question stays on screen while another lead puts the
+    campaign live from /referral campaign. The click then only targets the segment, but the
+    thread told the channel that this lead took the campaign live."""
+    autumn = await _campaign(app, "Autumn", live=False)
+    message = await _imported(app)
+    await _target(app, message, autumn.id or 0)  # a draft: asks to go live first
+    question = app.slack.ephemerals[-1]
+    value = next(e["value"] for b in question["blocks"] if b["type"] == "actions"
+                 for e in b["elements"])  # fmt: skip
+    await service.set_state(app.db, "T0001", autumn.id or 0, CampaignState.LIVE,
+                            requested_by=ADMIN)  # Go live in /referral campaign: no thread
+    await app.settle()
+
+    await app.requests.block_action(Action.TARGET_GO_LIVE, value, user_id=LEAD,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    assert f"<@{LEAD}> targeted *Autumn* with this segment: enrolling its contacts now." in (
+        thread), thread
+    assert not any("took *Autumn* live" in t for t in thread), thread
