@@ -9,7 +9,7 @@ for Home whatever the workspace holds.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from slack_sdk.models.blocks import (
@@ -277,7 +277,10 @@ def import_blocks(imports: Sequence[ImportRow], total: int, shown: int = MAX_IMP
             section.accessory = _undo_button(row.batch_id)
         blocks.append(section)
     more = more_value(segments_shown, min(len(rows) + MORE_STEP, MAX_IMPORTS_EVER))
-    blocks += _show_more(_IMPORT_PAGING, len(rows), max(total, len(imports)) - len(rows), more,
+    # `/referral audit` is the leads': a member sent there was refused
+    paging = _IMPORT_PAGING if lead else replace(
+        _IMPORT_PAGING, where="a team lead can see them all with `/referral audit`.")
+    blocks += _show_more(paging, len(rows), max(total, len(imports)) - len(rows), more,
                          more_value(segments_shown, MAX_IMPORTS_SHOWN))  # fmt: skip
     return blocks
 
