@@ -14,7 +14,13 @@ from bot.imports import review
 from handlers.campaign_messages import notice_modal
 from handlers.context import deps, id_in, list_meta, may_change, require_member, team_of
 from handlers.ids import Action, Callback
-from handlers.messages import CONTACTS_PER_PAGE, CONTACTS_TITLE, contacts_modal
+from handlers.messages import (
+    CONTACTS_PER_PAGE,
+    CONTACTS_TITLE,
+    PAGE_AFTER,
+    PAGE_BEFORE,
+    contacts_modal,
+)
 from handlers.modals import redraw_after_write
 from handlers.placeholder import open_modal
 from handlers.respond import fill_modal, update_modal
@@ -24,19 +30,34 @@ from models import BatchStatus
 
 
 async def _render(context: dict[str, Any], team_id: str, batch_id: int, query: str,
-                  offset: int) -> View:  # fmt: skip
+                  after: int = 0, before: int | None = None) -> View:  # fmt: skip
+    """The page of rows after row `after` (or, with `before`, the one ending before it)."""
     d = deps(context)
     batch = await review.batch_of(d.db, team_id, batch_id)
-    rows, total = await review.contacts_page(d.db, team_id, batch_id, query=query, offset=offset,
-                                             limit=CONTACTS_PER_PAGE)  # fmt: skip
-    if offset and offset >= total:  # rows went (a page's last removed, or a whole file):
-        # the last page that has any
-        offset = max(0, (total - 1) // CONTACTS_PER_PAGE * CONTACTS_PER_PAGE)
-        rows, total = await review.contacts_page(
-            d.db, team_id, batch_id, query=query, offset=offset, limit=CONTACTS_PER_PAGE
-        )
+    rows, total = await review.contacts_page(d.db, team_id, batch_id, query=query, after=after,
+                                             before=before, limit=CONTACTS_PER_PAGE)  # fmt: skip
+    if not rows and total:  # rows went (a page's last removed, or a whole file): the last
+        # page that has any
+        rows, total = await review.contacts_page(d.db, team_id, batch_id, query=query,
+                                                 before=_PAST_ALL, limit=CONTACTS_PER_PAGE)
+    offset = (await review.contacts_before(d.db, team_id, batch_id, rows[0].id, query=query)
+              if rows else 0)  # fmt: skip
     return contacts_modal(batch_id=batch_id, rows=rows, total=total, offset=offset, query=query,
                           editable=batch.status == BatchStatus.DRAFT)  # fmt: skip
+
+
+_PAST_ALL = 2**62  # a row id past every row's: "before" it is the list's last page
+
+
+def _page(value: object) -> tuple[int, int | None]:
+    """A page button's (after, before); any other value (a view older than row paging,
+    whose value was an offset) starts afresh."""
+    said = str(value or "")
+    if said.startswith(PAGE_BEFORE) and (row := digits(said.removeprefix(PAGE_BEFORE))):
+        return 0, row
+    if said.startswith(PAGE_AFTER):
+        return digits(said.removeprefix(PAGE_AFTER)) or 0, None
+    return 0, None
 
 
 def _meta(body: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +87,7 @@ async def open_contacts(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 
 
 async def _update(body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any], *,
-                  query: str | None = None, offset: int | None = None,
+                  query: str | None = None, page: tuple[int, int | None] | None = None,
                   written: bool = False) -> int:  # fmt: skip
     """Redraw the list; `written`: after a removal (see redraw_after_write), whose click was
     checked already. A page or a search is checked here: opening the list checks that the
@@ -79,12 +100,13 @@ async def _update(body: dict[str, Any], client: AsyncWebClient, context: dict[st
     # the search and the page as the list wrote them; any other shape starts afresh (a
     # query that wasn't text, an offset that wasn't a number failed the redraw after a Remove)
     kept_query = meta.get("query") if isinstance(meta.get("query"), str) else ""
-    kept_offset = digits(meta.get("offset")) or 0
+    # drawn again from the page's first row (a Remove): its rows after stay in place
+    after, before = (max(0, (digits(meta.get("start")) or 0) - 1), None) if page is None else page
 
     async def render() -> View:
         return await _render(context, team_of(body), batch_id,
-                             kept_query[:MAX_QUERY] if query is None else query,
-                             kept_offset if offset is None else offset)  # fmt: skip
+                             kept_query[:MAX_QUERY] if query is None else query, after,
+                             before)  # fmt: skip
 
     if written:
         await redraw_after_write(client, body["view"]["id"], render,
@@ -98,15 +120,16 @@ async def _update(body: dict[str, Any], client: AsyncWebClient, context: dict[st
 async def page(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
-    offset = digits(body["actions"][0].get("value")) or 0
-    deps(context).later.run(_update(body, client, context, offset=offset), client, body)
+    where = _page(body["actions"][0].get("value"))
+    deps(context).later.run(_update(body, client, context, page=where), client, body)
 
 
 async def search(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                  context: dict[str, Any]) -> None:  # fmt: skip
     await ack()
     query = str(body["actions"][0].get("value") or "")[:MAX_QUERY]  # the box's own limit
-    deps(context).later.run(_update(body, client, context, query=query, offset=0), client, body)
+    deps(context).later.run(_update(body, client, context, query=query, page=(0, None)), client,
+                            body)  # fmt: skip
 
 
 async def remove_contact(ack: Any, body: dict[str, Any], client: AsyncWebClient,

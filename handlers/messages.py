@@ -682,7 +682,9 @@ CONTACTS_TITLE = "Queued contacts"  # Review contacts' modal
 
 def contacts_modal(*, batch_id: int, rows: list[ContactRow], total: int, offset: int,
                    query: str, editable: bool) -> View:  # fmt: skip
-    """One page of queued contacts with search and per-contact Remove."""
+    """One page of queued contacts with search and per-contact Remove; `offset`: how many
+    come before it. Its buttons page from the rows shown (PAGE_AFTER, PAGE_BEFORE and a row
+    id), and it keeps its first row (`start`) to be drawn again from there after a Remove."""
     blocks: list[Block] = [
         InputBlock(
             block_id=BlockId.SEARCH, optional=True, dispatch_action=True, label="Search",
@@ -705,17 +707,22 @@ def contacts_modal(*, batch_id: int, rows: list[ContactRow], total: int, offset:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(text)),
                                     accessory=accessory))
     pager = []
-    if offset > 0:
+    if offset > 0 and rows:
         pager.append(ButtonElement(text="Previous", action_id=Action.PAGE,
-                                   value=str(max(0, offset - CONTACTS_PER_PAGE))))  # fmt: skip
-    if offset + len(rows) < total:
+                                   value=f"{PAGE_BEFORE}{rows[0].id}"))  # fmt: skip
+    if offset + len(rows) < total and rows:
         pager.append(ButtonElement(text="Next", action_id=f"{Action.PAGE}_next",
-                                   value=str(offset + CONTACTS_PER_PAGE)))  # fmt: skip
+                                   value=f"{PAGE_AFTER}{rows[-1].id}"))  # fmt: skip
     if pager:
         blocks.append(ActionsBlock(elements=pager))
     return View(type="modal", callback_id=Callback.CONTACTS, title=CONTACTS_TITLE,
                 submit="Done", close="Close", blocks=blocks,
-                private_metadata=metadata(batch=batch_id, query=query, offset=offset))  # fmt: skip
+                private_metadata=metadata(batch=batch_id, query=query,
+                                          start=rows[0].id if rows else 0))  # fmt: skip
+
+
+# Review contacts' page buttons: the rows after, or before, the row id that follows
+PAGE_AFTER, PAGE_BEFORE = "after:", "before:"
 
 
 def upload_offer(*, file_id: str, file_name: str) -> tuple[str, list[Block]]:

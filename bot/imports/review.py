@@ -195,19 +195,61 @@ async def batch_of(db: Database, team_id: str, batch_id: int) -> ImportBatch:
 
 
 async def contacts_page(
-    db: Database, team_id: str, batch_id: int, *, query: str = "", offset: int = 0, limit: int = 10
+    db: Database, team_id: str, batch_id: int, *, query: str = "", after: int = 0,
+    before: int | None = None, limit: int = 10,
 ) -> tuple[list[ContactRow], int]:
-    """Valid queued contacts of the batch (search by email or name), and how many match.
+    """Valid queued contacts of the batch (search by email or name), and how many match:
+    the first `limit` whose row comes after row `after`, or, with `before`, the last `limit`
+    before that row. Paged by row, not by offset: rows removed while the list is open (a
+    file, on the review message) moved an offset's page past contacts never shown.
 
     Each row names its source as the review message does: two files called customers.csv
     listed their contacts "from customers.csv" alike. The names come from one query of the
     batch's sources per page."""
     await batch_of(db, team_id, batch_id)
+    where = _matching(team_id, batch_id, query, db)
+    page = [*where, col(StagedRow.id) > after]
+    order = col(StagedRow.id)
+    if before is not None:
+        page, order = [*where, col(StagedRow.id) < before], col(StagedRow.id).desc()
+    async with db.session() as session:
+        total = (
+            await session.exec(select(func.count()).select_from(StagedRow).where(*where))
+        ).one()
+        rows = (
+            await session.exec(
+                select(StagedRow.id, StagedRow.email, StagedRow.first_name, StagedRow.last_name,
+                       StagedRow.locale, ImportSource.label, StagedRow.source_id)
+                .join(ImportSource, col(ImportSource.id) == StagedRow.source_id)
+                .where(*page).order_by(order).limit(limit)
+            )
+        ).all()  # fmt: skip
+        names = names_by_id((await session.exec(_live_labels(team_id, batch_id))).all()
+                            if rows else [])  # fmt: skip
+    if before is not None:
+        rows = rows[::-1]
+    # a source removed since the rows were read keeps its label
+    return [ContactRow(staged, email, first, last, locale, names.get(source, label), source)
+            for staged, email, first, last, locale, label, source in rows], total  # fmt: skip
+
+
+async def contacts_before(db: Database, team_id: str, batch_id: int, staged_id: int, *,
+                          query: str = "") -> int:  # fmt: skip
+    """How many of the list's contacts (as contacts_page matches them) come before row
+    `staged_id`: a page's place in the list ("showing 11-20", *Previous*)."""
+    where = _matching(team_id, batch_id, query, db)
+    async with db.session() as session:
+        return (await session.exec(select(func.count()).select_from(StagedRow).where(
+            *where, col(StagedRow.id) < staged_id))).one()  # fmt: skip
+
+
+def _matching(team_id: str, batch_id: int, query: str, db: Database) -> list[Any]:
+    """The conditions of the batch's valid queued contacts matching `query`."""
     live = select(ImportSource.id).where(
         ImportSource.team_id == team_id, ImportSource.batch_id == batch_id,
         col(ImportSource.removed).is_(False),
     )  # fmt: skip
-    where = [
+    where: list[Any] = [
         StagedRow.team_id == team_id,
         StagedRow.batch_id == batch_id,
         col(StagedRow.source_id).in_(live),
@@ -221,23 +263,7 @@ async def contacts_page(
                                                        escape="\\"),
                          contains(StagedRow.first_name, word, db.dialect),
                          contains(StagedRow.last_name, word, db.dialect)))  # fmt: skip
-    async with db.session() as session:
-        total = (
-            await session.exec(select(func.count()).select_from(StagedRow).where(*where))
-        ).one()
-        rows = (
-            await session.exec(
-                select(StagedRow.id, StagedRow.email, StagedRow.first_name, StagedRow.last_name,
-                       StagedRow.locale, ImportSource.label, StagedRow.source_id)
-                .join(ImportSource, col(ImportSource.id) == StagedRow.source_id)
-                .where(*where).order_by(col(StagedRow.id)).offset(offset).limit(limit)
-            )
-        ).all()  # fmt: skip
-        names = names_by_id((await session.exec(_live_labels(team_id, batch_id))).all()
-                            if rows else [])  # fmt: skip
-    # a source removed since the rows were read keeps its label
-    return [ContactRow(staged, email, first, last, locale, names.get(source, label), source)
-            for staged, email, first, last, locale, label, source in rows], total  # fmt: skip
+    return where
 
 
 _STAGED = text("SELECT email, email_key, outcome, removed FROM staged_row "

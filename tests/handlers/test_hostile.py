@@ -435,7 +435,8 @@ async def test_odd_digits_in_any_button_value_never_crash_a_listener(
               (Action.SEGMENT_RENAME, "\u00b2:0"), (Action.SEGMENT_DELETE, "1:\u00b2"),
               (Action.AUDIT_MORE, "\u00b2"), (Action.MAP_COLUMNS, "\u00b2:1"),
               (Action.CONTACT_REMOVE_FROM_SEGMENT, "1:\u00b2"),
-              (Action.PAGE, "\u00b2")]  # fmt: skip
+              (Action.PAGE, "\u00b2"), (Action.PAGE, "before:\u00b2"),
+              (Action.PAGE, "after:-1")]  # fmt: skip
     with caplog.at_level(logging.INFO):
         for action, value in clicks:
             url = app.slack.new_response_url("C0001", user_id=LEAD)
@@ -548,7 +549,8 @@ def told_to_reopen(app: Harness, reply: Any, caplog: pytest.LogCaptureFixture) -
 
 
 @pytest.mark.parametrize(("action", "shape"), [(Action.PAGE, {"query": ["a"]}),
-                                               (Action.REMOVE_CONTACT, {"offset": "x"})])
+                                               (Action.REMOVE_CONTACT, {"offset": "x"}),
+                                               (Action.REMOVE_CONTACT, {"start": ["x"]})])
 async def test_review_contacts_metadata_of_another_shape_is_not_a_crash(
     app: Harness, caplog: pytest.LogCaptureFixture, action: str, shape: dict,
 ) -> None:  # fmt: skip
