@@ -399,6 +399,27 @@ class Settings(BaseSettings):
                              "paths to it")  # fmt: skip
         return _ascii_url(parts).rstrip("/")
 
+    @field_validator("slack_api_url")
+    @classmethod
+    def _slack_api_url(cls, value: str) -> str:
+        """Where Slack's Web API is (a test's fake, a proxy): an http(s) URL with a host,
+        https unless on this machine (the bot token goes there), ending in "/" (the client
+        joins method names to it: without it, `.../api` sent calls to `.../auth.test`). A
+        URL without its scheme was taken for Slack out of reach: serve started, its
+        /healthz said ok, and every Slack call failed."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an https:// URL with a host (Slack's is "
+                             "https://slack.com/api/, the default)")  # fmt: skip
+        if parts.scheme == "http" and not _loopback(parts.hostname):
+            raise ValueError("must start with https:// (the bot token is sent there; http:// "
+                             "only for this machine, a local test)")  # fmt: skip
+        if parts.query or parts.fragment:
+            raise ValueError("must not hold a ?query or #fragment")
+        return value.strip().rstrip("/") + "/"
+
     @field_validator("smtp_url")
     @classmethod
     def _smtp_url(cls, value: str) -> str:
@@ -518,3 +539,15 @@ def _example(default: object) -> str:
     if isinstance(default, float) and default.is_integer():
         return str(int(default))
     return str(default)
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` is this machine: localhost, or a loopback address."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

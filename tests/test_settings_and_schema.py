@@ -63,6 +63,28 @@ def test_a_public_url_links_cant_be_made_of_is_refused(url: str, said: str) -> N
     assert said in str(err.value)
 
 
+@pytest.mark.parametrize(("url", "said"), [
+    ("slack.com/api/", "must be an https:// URL with a host"),
+    ("ftp://slack.com/api/", "must be an https:// URL with a host"),
+    ("http://slack.example/api/", "the bot token is sent there"),
+])  # fmt: skip
+def test_a_slack_api_url_that_cant_be_slacks_is_refused(url: str, said: str) -> None:
+    """SLACK_API_URL without its scheme was taken for Slack out of reach: serve started
+    ("Slack may be reachable later"), /healthz said ok, and every Slack call failed."""
+    with pytest.raises(SettingsError, match="SLACK_API_URL") as err:
+        load_settings(slack_api_url=url)
+    assert said in str(err.value)
+
+
+@pytest.mark.parametrize(("url", "used"), [
+    ("https://slack.com/api", "https://slack.com/api/"),  # calls went to /auth.test
+    ("http://127.0.0.1:8080/api/", "http://127.0.0.1:8080/api/"),  # a local fake
+    ("http://localhost/api", "http://localhost/api/"),
+])  # fmt: skip
+def test_a_slack_api_url_ends_in_a_slash(url: str, used: str) -> None:
+    assert load_settings(slack_api_url=url).slack_api_url == used
+
+
 @pytest.mark.parametrize(("url", "used"), [
     ("https://empfehlung.bücher.de", "https://empfehlung.xn--bcher-kva.de"),
     ("https://Bücher.DE:8443/", "https://xn--bcher-kva.de:8443"),
