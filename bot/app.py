@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 # Mailchimp's client is loaded lazily by bot.mailchimp.api (the command line rarely needs it);
@@ -117,36 +117,57 @@ def slack_timeout(settings: Settings) -> ClientTimeout:
 
 
 async def refused_bot_token(settings: Settings) -> str | None:
-    """Ask Slack (auth.test, at SLACK_API_URL) whether it takes SLACK_BOT_TOKEN, as `serve`
-    starts: a mistyped or revoked token showed only at the first slash command, as a failure
-    in Slack and a line in the log. Returns why Slack refused it, for `serve` to stop with;
-    None when Slack took it, or couldn't be asked (said in one warning line: Slack may be
-    reachable later, and bolt checks the token again at each workspace's first request)."""
+    """Ask Slack (auth.test, at SLACK_API_URL) whether it takes SLACK_BOT_TOKEN, and in
+    Socket Mode (apps.connections.open) SLACK_APP_TOKEN, as `serve` starts: a mistyped or
+    revoked bot token showed only at the first slash command, as a failure in Slack and a
+    line in the log; a refused app token, as a 40-line traceback every 10 s for as long as
+    serve ran, /healthz saying "not connected yet". Returns why Slack refused one, for
+    `serve` to stop with; None when Slack took them, or couldn't be asked (said in one
+    warning line: Slack may be reachable later)."""
     async with ClientSession(trust_env=False,
                              timeout=ClientTimeout(total=TOKEN_CHECK_SECONDS)) as session:
         client = slack_client(settings, session)
-        try:
-            found = await client.auth_test()
-        except Exception as exc:
-            error = slack_error(exc) if isinstance(exc, SlackApiError) else ""
-            if error in _TOKEN_REFUSALS:
-                return (f"Slack refused SLACK_BOT_TOKEN ({error}): {_TOKEN_REFUSALS[error]}. "
-                        "Copy the Bot User OAuth Token (it starts with xoxb-) from your app's "
-                        "page at https://api.slack.com/apps > OAuth & Permissions (install the "
-                        "app to your workspace first if it isn't there), set SLACK_BOT_TOKEN to "
-                        "it and start again.")  # fmt: skip
-            if is_outage(exc):
-                log.warning("couldn't check SLACK_BOT_TOKEN with Slack (auth.test at %s): %s; "
-                            "starting anyway (Slack may be reachable later)",
-                            settings.slack_api_url, one_line(exc))  # fmt: skip
-                return None
-            if not error:  # no answer of Slack's, nor an outage: not ours to judge here
-                raise
-            log.warning("Slack answered the check of SLACK_BOT_TOKEN (auth.test) with %s; "
-                        "starting anyway", error)  # fmt: skip
+        refused = await _refused(settings, "SLACK_BOT_TOKEN", "auth.test", client.auth_test,
+                                 "Copy the Bot User OAuth Token (it starts with xoxb-) from "
+                                 "your app's page at https://api.slack.com/apps > OAuth & "
+                                 "Permissions (install the app to your workspace first if it "
+                                 "isn't there)")  # fmt: skip
+        if refused is not None or not settings.slack_app_token:
+            return refused
+        app_client = AsyncWebClient(base_url=settings.slack_api_url, session=session)
+        return await _refused(settings, "SLACK_APP_TOKEN", "apps.connections.open",
+                              lambda: app_client.apps_connections_open(
+                                  app_token=settings.slack_app_token),
+                              "Make an app-level token with the connections:write scope (it "
+                              "starts with xapp-) on your app's page at "
+                              "https://api.slack.com/apps > Basic Information > App-Level "
+                              "Tokens")  # fmt: skip
+
+
+async def _refused(settings: Settings, name: str, method: str,
+                   call: Callable[[], Awaitable[Any]], advice: str) -> str | None:  # fmt: skip
+    """Why Slack refused the token `name` at `method` (`call`), with `advice` on where to get
+    the right one; None when it took it or couldn't be asked."""
+    try:
+        found = await call()
+    except Exception as exc:
+        error = slack_error(exc) if isinstance(exc, SlackApiError) else ""
+        if error in _TOKEN_REFUSALS:
+            return (f"Slack refused {name} ({error}): {_TOKEN_REFUSALS[error]}. {advice}, set "
+                    f"{name} to it and start again.")  # fmt: skip
+        if is_outage(exc):
+            log.warning("couldn't check %s with Slack (%s at %s): %s; starting anyway (Slack "
+                        "may be reachable later)", name, method, settings.slack_api_url,
+                        one_line(exc))  # fmt: skip
             return None
-    log.info("Slack takes SLACK_BOT_TOKEN: the bot user %s of workspace %s (%s)",
-             found.get("user"), found.get("team"), found.get("team_id"))  # fmt: skip
+        if not error:  # no answer of Slack's, nor an outage: not ours to judge here
+            raise
+        log.warning("Slack answered the check of %s (%s) with %s; starting anyway", name,
+                    method, error)  # fmt: skip
+        return None
+    if method == "auth.test":
+        log.info("Slack takes SLACK_BOT_TOKEN: the bot user %s of workspace %s (%s)",
+                 found.get("user"), found.get("team"), found.get("team_id"))  # fmt: skip
     return None
 
 

@@ -86,6 +86,26 @@ async def test_a_bot_token_slack_refuses_stops_serve_saying_where_to_copy_the_ri
     assert check.headers["Authorization"] == f"Bearer {token}"
 
 
+@pytest.mark.parametrize("error", ["invalid_auth", "token_revoked"])
+async def test_an_app_token_slack_refuses_stops_serve_saying_where_to_make_the_right_one(
+    db_env: dict[str, str], slack: FakeSlack, error: str
+) -> None:
+    """A mistyped or revoked SLACK_APP_TOKEN (Socket Mode) started serve all the same: it
+    listened, /healthz said "not connected yet", and the log had a 40-line traceback of
+    apps.connections.open's refusal every 10 s for as long as it ran."""
+    slack.fail("apps.connections.open", error, times=1000)
+    token = "xapp-1-A1-1-not-this-apps"
+    env = serving(db_env, slack.api_url, SLACK_APP_TOKEN=token, SLACK_SIGNING_SECRET="")
+    result = await asyncio.to_thread(shell.run, env, "serve")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-800:]
+    (said,) = [line for line in result.stderr.splitlines() if line.startswith("referral-bot:")]
+    assert said.startswith(f"referral-bot: Slack refused SLACK_APP_TOKEN ({error}): "), said
+    assert "Basic Information > App-Level Tokens" in said and "connections:write" in said, said
+    assert token not in result.stderr  # a token is never printed
+    (check,) = slack.calls_to("apps.connections.open")
+    assert check.headers["Authorization"] == f"Bearer {token}"
+
+
 async def test_a_bot_token_slack_takes_starts_serve_and_says_whose_it_is(
     db_env: dict[str, str], slack: FakeSlack
 ) -> None:
