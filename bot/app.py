@@ -514,7 +514,9 @@ async def serve(
         deadline = loop.time() + work_grace_seconds
         # the workers are told first: waiting for requests in progress (runner.cleanup) gave a
         # child stopped by the same signal time to be counted a crash and started again
-        stopping = [asyncio.create_task(supervisor.stop()) for supervisor in supervisors]
+        # a worker child is killed 25 s after its SIGTERM; one in this process is cancelled
+        within = work_grace_seconds if settings.worker_processes == 0 else None
+        stopping = [asyncio.create_task(supervisor.stop(within)) for supervisor in supervisors]
         if handler is not None:
             # their acks go over the websocket: it stays open until they end
             await listeners_finished(listening, min(LISTENERS_GRACE_SECONDS, work_grace_seconds))

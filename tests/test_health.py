@@ -535,6 +535,52 @@ async def test_a_worker_child_that_ignores_sigterm_is_killed_and_serve_stops(
             os.kill(child, 9)
 
 
+async def test_serve_with_its_worker_in_process_stops_within_its_grace(db: Database) -> None:
+    """WORKER_PROCESSES=0: a job running in serve's own process when SIGTERM comes (here an
+    upload offer whose files.info Slack took and never answered) held serve's stop for as
+    long as the call's own timeouts: a child worker is killed 25 s after its SIGTERM, but
+    the in-process worker's stop was awaited with no limit, past any orchestrator's grace.
+    Its job is given back: a worker resumes it once its lease lapses."""
+    from sqlalchemy import text
+
+    from bot.imports.upload_offers import queue_upload_offer
+    from bot.workspaces import ensure_workspace
+
+    called = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        called.set()  # a Slack that takes the call and never answers
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    slack_port = server.sockets[0].getsockname()[1]
+    settings = load_settings(database_url=db.url, database_schema=db.schema,
+                             slack_bot_token="xoxb-test", slack_signing_secret="s3cret",
+                             slack_app_token="", host="127.0.0.1", port=free_port(),
+                             slack_api_url=f"http://127.0.0.1:{slack_port}/api/",
+                             slack_timeout_seconds=60, worker_processes=0,
+                             worker_poll_seconds=0.05)  # fmt: skip
+    await ensure_workspace(db, "T1")
+    await queue_upload_offer(db, "T1", "C1", "F1")
+    stop = asyncio.Event()
+    serving = asyncio.create_task(serve(settings, db, stop=stop, work_grace_seconds=2))
+    try:
+        await asyncio.wait_for(called.wait(), 30)  # the job is under way
+        stop.set()  # SIGTERM
+        done, _ = await asyncio.wait({serving}, timeout=15)
+        assert done, "serve's stop still waiting for the in-process worker's job"
+        serving.result()
+    finally:
+        stop.set()
+        server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(serving, 120)
+    async with db.begin() as conn:  # not done, nor failed: a worker takes it again
+        state = (await conn.execute(text("SELECT state FROM job"))).scalar_one()
+    assert state in ("running", "queued"), state
+
+
 async def test_a_slow_request_body_doesnt_hold_serve_s_stop_for_a_minute(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:

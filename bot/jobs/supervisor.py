@@ -42,6 +42,10 @@ def combined_health(supervisors: list[WorkerSupervisor]) -> dict[str, Any]:
             "workers": [r["worker"] for r in reports]}  # fmt: skip
 
 
+# How long a cancelled worker run gets to unwind (its finally blocks) before serve goes on.
+CANCEL_SECONDS = 2.0
+
+
 class WorkerSupervisor:
     """Runs a worker and restarts it, after a growing pause, whenever it ends with an exception.
 
@@ -78,12 +82,22 @@ class WorkerSupervisor:
             self.state = "running"  # from now on, not from the task's first step
             self._task = asyncio.create_task(self._supervise(), name="worker-supervisor")
 
-    async def stop(self) -> None:
-        """Ask the worker to stop (it hands back its job at the next checkpoint) and wait."""
+    async def stop(self, within: float | None = None) -> None:
+        """Ask the worker to stop (it hands back its job at the next checkpoint) and wait:
+        `within` seconds at most, then its run is cancelled (a worker in this process, whose
+        job waited on a Slack, Mailchimp or mail server call held serve's stop for as long as
+        that call's own timeouts, past any orchestrator's grace). The job's lease lapses and
+        a worker resumes it, as after a child killed for not stopping."""
         self._stopping.set()
         self.worker.stop()
-        if self._task is not None:
-            await asyncio.wait([self._task])
+        if self._task is None:
+            return
+        done, _ = await asyncio.wait([self._task], timeout=within)
+        if not done:
+            log.warning("the background worker didn't stop within %.0f s: its job is given up "
+                        "here (its lease lapses, and a worker resumes it)", within)  # fmt: skip
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=CANCEL_SECONDS)
 
     def health(self) -> dict[str, Any]:
         return {
