@@ -167,10 +167,18 @@ async def _members(conn: AsyncConnection, segment_id: int | None, batch_id: int 
                    params: dict[str, Any]) -> _Scope:  # fmt: skip
     if batch_id is not None:  # contacts an import just added to a targeted segment
         params.update(s=segment_id, b=batch_id)
-        return _Scope("(SELECT contact_id FROM segment_member WHERE team_id = :t "
-                      "AND segment_id = :s AND batch_id = :b)", params,
-                      holds="EXISTS (SELECT 1 FROM segment_member m WHERE m.segment_id = :s "
-                      "AND m.contact_id = {contact} AND m.team_id = :t AND m.batch_id = :b)")
+        members = ("(SELECT contact_id FROM segment_member WHERE team_id = :t "
+                   "AND segment_id = :s AND batch_id = :b)")  # fmt: skip
+        holds = ("EXISTS (SELECT 1 FROM segment_member m WHERE m.segment_id = :s "
+                 "AND m.contact_id = {contact} AND m.team_id = :t AND m.batch_id = :b)")
+        if await _targets_everyone(conn, params):  # and those it created, in All Customers
+            # whatever became of its segment: deleted (or a contact taken out of it) before
+            # this ran, they stayed in All Customers without a link, for good
+            members = (f"({members[1:-1]} UNION "
+                       "SELECT id FROM contact WHERE team_id = :t AND batch_id = :b)")
+            holds = (f"({holds} OR EXISTS (SELECT 1 FROM contact n WHERE n.id = {{contact}} "
+                     "AND n.team_id = :t AND n.batch_id = :b))")
+        return _Scope(members, params, holds=holds)
     targets = [segment_id] if segment_id is not None else [
         r[0] for r in await conn.execute(
             text("SELECT segment_id FROM campaign_segment WHERE campaign_id = :c "
@@ -190,6 +198,15 @@ async def _members(conn: AsyncConnection, segment_id: int | None, batch_id: int 
                   f"AND segment_id IN ({members}))", params,
                   holds=f"EXISTS (SELECT 1 FROM segment_member m WHERE m.segment_id IN "
                   f"({members}) AND m.contact_id = {{contact}} AND m.team_id = :t)")
+
+
+async def _targets_everyone(conn: AsyncConnection, params: dict[str, Any]) -> bool:
+    """Whether the campaign (:c) targets All Customers."""
+    return bool((await conn.execute(text(
+        "SELECT 1 FROM campaign_segment cs JOIN segment g ON g.id = cs.segment_id "
+        "AND g.team_id = cs.team_id WHERE cs.campaign_id = :c AND cs.team_id = :t "
+        "AND cs.role = 'target' AND g.kind = :all LIMIT 1"),
+        {**params, "all": SegmentKind.ALL})).first())  # fmt: skip
 
 
 def in_excluded_segment(contact: str, *, campaign: str = ":c", team: str = ":t",

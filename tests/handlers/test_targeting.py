@@ -1267,3 +1267,34 @@ async def test_go_live_and_target_on_a_campaign_another_lead_put_live_says_only_
     assert f"<@{LEAD}> targeted *Autumn* with this segment: enrolling its contacts now." in (
         thread), thread
     assert not any("took *Autumn* live" in t for t in thread), thread
+
+
+async def test_an_imports_new_contacts_are_enrolled_by_all_customers_after_its_segment_goes(
+    app: Harness,
+) -> None:
+    """Spring targets All Customers. An import adds two new contacts (to VIP, and so to All
+    Customers); before a worker runs the import's enrollment, a lead deletes VIP ("they stay
+    in All Customers"). The enrollment looked only at VIP's memberships of the import: the
+    two stayed in All Customers, which Spring targets, without a link, for good."""
+    from bot.segments import delete_segment
+
+    spring = await _campaign(app, "Spring", live=True)
+    everyone = await find_segment(app.db, "T0001", "All Customers")
+    assert everyone is not None
+    await service.target(app.db, "T0001", spring.id or 0, everyone.id or 0, requested_by=LEAD)
+    await app.settle()
+    enroll = app.worker.handlers.pop("enroll")  # no worker has taken enrollments yet
+    message, batch = await _start(app, consent=True)
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 2
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'enroll' "
+                             "AND state = 'queued'") == 1
+    vip = await find_segment(app.db, "T0001", "VIP")
+    assert vip is not None
+    await delete_segment(app.db, "T0001", vip.id or 0, actor=LEAD)
+
+    app.worker.handlers["enroll"] = enroll  # a worker takes it now
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 2  # in All Customers
