@@ -135,11 +135,15 @@ async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold
                     "e": enrollment_id, "t": team_id, "c": campaign_id, "b": imported[0],
                     "s": imported[1]})  # fmt: skip
         due = send_after(now, hold_until, delay_days)
+        # held (*Cancel invites* in the thread's report) while they wait: for the hold, or,
+        # reported in a thread, for the campaign's delay (INVITE_HOLD_SECONDS=0 and a 3-day
+        # delay read "2 queued", as if going now, with nothing to stop them)
+        held = hold_until is not None or (thread is not None and due > now)
         await _insert_invites(conn, team_id, campaign_id, enrollment_id, now=now,
-                              invite_email=bool(invite_email), hold=hold_until is not None,
+                              invite_email=bool(invite_email), hold=held,
                               send_after=due)  # fmt: skip
         await _invite_again(conn, enrollment_id, scope, now=now, invite_email=bool(invite_email),
-                            hold=hold_until is not None, send_after=due)  # fmt: skip
+                            hold=held, send_after=due)  # fmt: skip
         await conn.execute(
             text("UPDATE enrollment SET hold_until = :h WHERE id = :e")
             .bindparams(bindparam("h", type_=UTCDateTime())), {"h": hold_until, "e": enrollment_id}

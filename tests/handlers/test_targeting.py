@@ -1298,3 +1298,29 @@ async def test_an_imports_new_contacts_are_enrolled_by_all_customers_after_its_s
     app.worker.handlers["enroll"] = enroll  # a worker takes it now
     await app.settle()
     assert await _count(app, "SELECT COUNT(*) FROM advocate") == 2  # in All Customers
+
+
+async def test_with_no_hold_window_delayed_invites_are_held_and_said_when_they_go(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """INVITE_HOLD_SECONDS=0 and a 3-day invite delay: the invites wait three days, but the
+    thread's report said "2 queued" (as if going now), with no *Cancel invites*."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with running_app(db, tmp_path, invite_hold_seconds=0) as app:
+        await ensure_workspace(app.db, "T0001")
+        autumn = await service.create_campaign(app.db, "T0001", "Autumn", invite_delay_days=3,
+                                               store_url="https://shop.example")  # fmt: skip
+        await service.set_state(app.db, "T0001", autumn.id or 0, CampaignState.LIVE,
+                                requested_by=LEAD)  # fmt: skip
+        message = await _imported(app)
+        await _target(app, message, autumn.id or 0)
+        report = _report(app, message)
+        rendered = json.dumps(report["blocks"])
+        assert "2 queued" not in rendered, rendered
+        assert "2 held until <!date^" in rendered and Action.CANCEL_INVITES in rendered, rendered
+        await app.requests.block_action(Action.CANCEL_INVITES,
+                                        _button(report, Action.CANCEL_INVITES), user_id=LEAD,
+                                        message_ts=report["ts"])  # fmt: skip
+        await app.settle()
+        assert await _count(app, "SELECT COUNT(*) FROM invite WHERE state = 'cancelled'") == 2
