@@ -81,6 +81,11 @@ def send_after(start: datetime, hold_until: datetime | None, delay_days: int) ->
     (invites.reschedule_waiting_in) both go by it."""
     return max(hold_until or start, start + timedelta(days=delay_days))
 
+# An enrollment that found its campaign paused (or a draft) when it ran ends so; going live
+# runs those reported in a thread again (service.resume_not_live_in)
+NOT_LIVE = "The campaign isn't live: nobody was enrolled. Go live to enroll its targets."
+
+
 async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold_seconds: float,
                          job_id: int | None = None) -> EnrollResult:  # fmt: skip
     """Enroll what the enrollment row asks for; a finished one (done, or failed: an import's
@@ -114,8 +119,7 @@ async def run_enrollment(db: Database, team_id: str, enrollment_id: int, *, hold
         if status not in _UNDER_WAY or not await take_running_in(conn, team_id, job_id):
             return await counts(conn, team_id, enrollment_id)
         if campaign is None or campaign[0] != CampaignState.LIVE:
-            await _finish(conn, enrollment_id, 0, 0, error="The campaign isn't live: nobody was "
-                          "enrolled. Go live to enroll its targets.")  # fmt: skip
+            await _finish(conn, enrollment_id, 0, 0, error=NOT_LIVE)
             return await counts(conn, team_id, enrollment_id)
         _, invite_email, delay_days = campaign
         scope = await _scope(conn, team_id, campaign_id, segment_id, batch_id)

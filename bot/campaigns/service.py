@@ -12,6 +12,7 @@ import dataclasses
 import ipaddress
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import formataddr, parseaddr
@@ -25,7 +26,7 @@ from sqlmodel import col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import Act, record_in
-from bot.campaigns.enroll import SEND_JOB, excluded_reason, in_excluded_segment
+from bot.campaigns.enroll import NOT_LIVE, SEND_JOB, excluded_reason, in_excluded_segment
 from bot.campaigns.invite_sql import has_its_advocate, left_by_a_dead_run, with_now
 from bot.campaigns.invites import reschedule_waiting_in, schedule_waiting_in, stop_invites_in
 from bot.campaigns.reports import (
@@ -48,6 +49,7 @@ from models import (
     CampaignState,
     Database,
     Enrollment,
+    EnrollmentStatus,
     Invite,
     InviteState,
     SeenKey,
@@ -544,6 +546,29 @@ async def _enroll_in(conn: AsyncConnection, team_id: str, campaign_id: int, *,
     return first
 
 
+_NOT_LIVE_IN_A_THREAD = text("""
+    UPDATE enrollment SET status = 'queued', error = NULL, finished_at = NULL
+    WHERE team_id = :t AND campaign_id = :c AND thread_ts IS NOT NULL AND status = :done
+      AND error = :not_live
+    RETURNING id
+""")
+
+
+async def _resume_not_live_in(conn: AsyncConnection, team_id: str, campaign_id: int) -> None:
+    """Enrollments reported in a thread that found the campaign paused when they ran run
+    again as it goes live, before the enrollment of every target: their threads kept saying
+    "nobody was enrolled" while going live enrolled and emailed those very contacts, with no
+    hold and no *Cancel invites*. Each gets a job of its own (its first one has ended)."""
+    resumed = (await conn.execute(_NOT_LIVE_IN_A_THREAD, {
+        "t": team_id, "c": campaign_id, "done": EnrollmentStatus.DONE,
+        "not_live": NOT_LIVE})).scalars().all()  # fmt: skip
+    for enrollment_id in sorted(resumed):
+        await enqueue_in(conn, team_id, ENROLL_JOB, {"enrollment_id": enrollment_id,
+                                                     "hold": True},
+                         dedupe_key=f"{enrollment_job_key(enrollment_id)}:live:{uuid.uuid4().hex}")
+        await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
+
+
 def import_enrollment_key(campaign_id: int, batch_id: int) -> str:
     """The dedupe key of the job enrolling an import's contacts in a campaign: one per pair
     (after_import.enroll_imported_now marks it done by this key)."""
@@ -908,6 +933,7 @@ async def _set_state_in(conn: AsyncConnection, team_id: str, campaign_id: int,
         return before, await _pending_in(conn, team_id, campaign_id, 0, thread=thread,
                                          hold=hold, queue_job=queue_job)  # fmt: skip
     await schedule_waiting_in(conn, team_id, campaign_id)
+    await _resume_not_live_in(conn, team_id, campaign_id)
     targets = (await conn.execute(
         text("SELECT COUNT(*) FROM campaign_segment WHERE campaign_id = :c "
              "AND team_id = :t AND role = 'target'"),

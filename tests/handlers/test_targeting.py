@@ -1324,3 +1324,30 @@ async def test_with_no_hold_window_delayed_invites_are_held_and_said_when_they_g
                                         message_ts=report["ts"])  # fmt: skip
         await app.settle()
         assert await _count(app, "SELECT COUNT(*) FROM invite WHERE state = 'cancelled'") == 2
+
+
+async def test_a_thread_told_nobody_was_enrolled_hears_when_going_live_enrolls_them(
+    app: Harness,
+) -> None:
+    """Target a campaign, then a pause before a worker ran the enrollment: the thread's
+    report says nobody was enrolled and to go live. Going live (from /referral campaign)
+    then enrolled and emailed the segment, with no hold, but the thread kept saying nobody
+    was enrolled. Going live runs the thread's enrollment again: its report says who was
+    enrolled, with the hold's *Cancel invites*."""
+    spring = await _campaign(app, "Spring", live=True)
+    message = await _imported(app)
+    await _click_target(app, message, spring.id or 0)
+    await app.done()  # targeted and announced; the enrollment's job not run yet
+    await service.pause(app.db, "T0001", spring.id or 0, requested_by=ADMIN)
+    await app.settle()
+    thread = json.dumps([m.get("blocks") for m in app.slack.messages_in("C0001", message["ts"])])
+    assert "nobody was enrolled" in thread, thread
+
+    await service.set_state(app.db, "T0001", spring.id or 0, CampaignState.LIVE,
+                            requested_by=ADMIN)  # Go live in /referral campaign
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 2  # enrolled once each
+    rendered = _report_blocks(app, message)
+    assert "*2* new advocates in *Spring*" in rendered, rendered
+    assert "nobody was enrolled" not in rendered and Action.CANCEL_INVITES in rendered, rendered
+    assert list(app.settings.outbox_dir.glob("*.eml")) == []  # held, as a Target's are
