@@ -39,8 +39,12 @@ RATIO_FLOOR_BYTES = MIB
 # export holds a few (Mailchimp's, four). Thousands of one-row entries took seconds each.
 MAX_CSV_ENTRIES = 50
 READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
-# What a damaged entry raises while it is decompressed (bz2 raises a bare OSError).
-_DAMAGE = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError)
+# What a damaged entry raises while it is decompressed (bz2 raises a bare OSError; a wrong
+# offset in the directory, ValueError "negative seek value").
+_DAMAGE = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, ValueError)
+# What a damaged directory raises as the archive is opened (NotImplementedError: a flipped
+# "version needed to extract", "zip file version 9.9").
+_DAMAGED_DIRECTORY = (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError)
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _MAILCHIMP_NAME = re.compile(
     r"^(?P<kind>non[-_]?subscribed|unsubscribed|subscribed|cleaned)_\w*export", re.IGNORECASE
@@ -68,7 +72,7 @@ def is_xlsx(stream: BinaryIO) -> bool:
         stream.seek(start)
         with zipfile.ZipFile(stream) as archive:
             return "xl/workbook.xml" in archive.namelist()
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError):
+    except _DAMAGED_DIRECTORY:
         return False
     finally:
         stream.seek(start)
@@ -281,7 +285,7 @@ def open_archive(stream: BinaryIO, *, max_total_bytes: int, max_ratio: float = 1
     try:
         archive = zipfile.ZipFile(stream)
         infos = archive.infolist()
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+    except _DAMAGED_DIRECTORY as exc:
         raise CsvFileError(f"This ZIP file is damaged or incomplete: {_REMADE}.") from exc
     unsafe = [info for info in infos if _unsafe(info.filename)]
     if unsafe:

@@ -18,8 +18,10 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import itertools
+import lzma
 import re
 import zipfile
+import zlib
 from array import array
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -208,7 +210,7 @@ def _check_kind(stream: BinaryIO, max_unzipped_bytes: int | None) -> None:
         try:
             with zipfile.ZipFile(stream) as archive:
                 infos = archive.infolist()
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
             raise CsvFileError(DAMAGED) from exc
         if not any(info.filename == "xl/workbook.xml" for info in infos):
             raise CsvFileError(NOT_XLSX)
@@ -238,8 +240,9 @@ def _strict(stream: BinaryIO) -> bool:
     try:
         with zipfile.ZipFile(stream) as archive, archive.open("xl/workbook.xml") as part:
             return _STRICT_NAMESPACE in part.read(4096)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError):
-        return False  # damaged or encrypted: openpyxl's reading says so
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError,
+            NotImplementedError, zlib.error, lzma.LZMAError):  # fmt: skip
+        return False  # damaged or encrypted: the workbook's reading says so
 
 
 class SharedStrings:

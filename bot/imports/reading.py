@@ -1198,7 +1198,9 @@ class CsvReader:
         # at the end of the file the last cell is the one opened, line break or not
         unopened = len(fields) - 1 if self._ended else len(fields)
         opened = next((i for i, f in enumerate(fields) if "\n" in f or "\r" in f), unopened)
-        first_line = fields[opened].splitlines()[0] if 0 <= opened < len(fields) else ""
+        # "" when the file ends on the opening quote itself ("".splitlines() is [])
+        lines = fields[opened].splitlines() if 0 <= opened < len(fields) else []
+        first_line = lines[0] if lines else ""
         rest = next(self._new_reader(iter([first_line])), []) if first_line else []
         what = ("runs to the end of the file" if self._ended and last == line
                 else f"joined {last - line + 1} lines into one row")  # fmt: skip

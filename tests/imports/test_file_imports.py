@@ -1023,3 +1023,88 @@ async def test_two_files_of_one_name_without_an_extension_are_numbered_at_its_en
                            segment="S", create_segment=True, rejects=rejects)  # fmt: skip
     rows = list(csv.reader(io.StringIO(rejects.getvalue())))
     assert [row[0] for row in rows[1:]] == [name, f"{name} (2)"], rows
+
+
+async def test_a_file_ending_on_an_opening_quote_is_read_with_that_row_skipped(
+    db: Database,
+) -> None:
+    """An export cut off right after a cell's opening quote: an IndexError escaped staging,
+    the Slack job retried it and then failed the file "list index out of range"."""
+    data = b'email,first_name,notes\na@x.com,Ann,ok\nb@x.com,Bob,"'
+    _, source = await _draft(db, "customers.csv", ref="F0001")
+    (staged,) = await stage_file(db, TEAM, source.id or 0, io.BytesIO(data),
+                                 name="customers.csv")  # fmt: skip
+    assert (staged.status, staged.rows, staged.valid, staged.rejected) == ("parsed", 2, 1, 1)
+    assert (await _staged(db, source.id or 0))[0][:2] == ("a@x.com", "valid")
+
+
+def _workbook_part_damaged() -> bytes:
+    """A workbook whose xl/workbook.xml has one broken byte at the start of its compressed
+    data (a reserved deflate block type), as a damaged download or disk gives."""
+    import struct
+
+    data = bytearray(workbook(("S", [["email"], ["a@example.com"]])))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info = archive.getinfo("xl/workbook.xml")
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:
+                                                    info.header_offset + 30])  # fmt: skip
+    data[info.header_offset + 30 + name_len + extra_len] = 0x07  # BFINAL=1, BTYPE=11
+    return bytes(data)
+
+
+def _zip_directory_offset_damaged() -> bytes:
+    """Mailchimp's export whose end-of-central-directory record gives a wrong (too large)
+    offset for the central directory: zipfile lists the entries, then seeks before the
+    file's start to open one."""
+    import struct
+
+    data = bytearray(exports.zip_bytes({"subscribed_members_export_1a.csv":
+                                        b"Email Address\na@example.com\n"}))  # fmt: skip
+    end = data.rfind(b"PK\x05\x06")
+    (offset,) = struct.unpack("<I", data[end + 16 : end + 20])
+    data[end + 16 : end + 20] = struct.pack("<I", offset + 1_000_000)
+    return bytes(data)
+
+
+def _zip_version_damaged() -> bytes:
+    """Mailchimp's export whose central directory says the entry needs ZIP version 9.9 to
+    extract (a flipped byte): zipfile raises NotImplementedError opening the archive."""
+    import struct
+
+    data = bytearray(exports.zip_bytes({"subscribed_members_export_1a.csv":
+                                        b"Email Address\na@example.com\n"}))  # fmt: skip
+    central = data.find(b"PK\x01\x02")
+    data[central + 6 : central + 8] = struct.pack("<H", 99)
+    return bytes(data)
+
+
+async def test_a_workbook_with_a_damaged_part_fails_its_source_with_a_sentence(
+    db: Database,
+) -> None:
+    """zlib.error escaped staging: the Slack job retried it ("Reading…") and then said
+    "Could not read the file: Error -3 while decompressing data: invalid block type"; the
+    shell raised the raw exception."""
+    data = _workbook_part_damaged()
+    _, source = await _draft(db, "customers.xlsx", ref="F0001")
+    (staged,) = await stage_file(db, TEAM, source.id or 0, io.BytesIO(data),
+                                 name="customers.xlsx")  # fmt: skip
+    assert staged.status == "failed" and "damaged" in (staged.error or ""), staged.error
+    assert await _staged(db, source.id or 0) == []
+    with pytest.raises(ImportFailed, match=r"customers\.xlsx: This Excel file is damaged"):
+        await _import(db, "customers.xlsx", data)
+
+
+@pytest.mark.parametrize("damage", [_zip_directory_offset_damaged, _zip_version_damaged],
+                         ids=["directory-offset", "version-needed"])  # fmt: skip
+async def test_a_zip_with_a_damaged_directory_fails_its_source_with_a_sentence(
+    db: Database, damage: object,
+) -> None:
+    """ValueError "negative seek value" out of an entry's opening, or NotImplementedError
+    "zip file version 9.9" out of the workbook check: raw words after the job's retries."""
+    data = damage()  # type: ignore[operator]
+    _, origin = await _draft(db, "export.zip", ref="F0002")
+    staged = await stage_file(db, TEAM, origin.id or 0, io.BytesIO(data), name="export.zip")
+    assert [s.status for s in staged] == ["failed"]
+    assert "damaged" in (staged[0].error or ""), staged[0].error
+    with pytest.raises(ImportFailed, match=r"export\.zip: .*damaged"):
+        await _import(db, "export.zip", data)

@@ -1224,7 +1224,8 @@ def test_a_cp1252_file_with_a_typographic_apostrophe_stays_western(
     (b'b@x.com,"Bob,B', 3),  # no line break at the end
     (b'b@x.com,"Bob,B\r\nc@x.com,Cy,C\r\n', 4),  # it swallowed a row
     (b'b@x.com,Bob,"a note\nover two lines\n', 4),
-], ids=["one-line", "no-line-break", "swallowed-row", "note"])  # fmt: skip
+    (b'b@x.com,Bob,"', 3),  # cut off right after a cell's opening quote: IndexError
+], ids=["one-line", "no-line-break", "swallowed-row", "note", "opening-quote-last"])  # fmt: skip
 def test_a_quote_left_open_on_the_last_line_is_a_malformed_row(tail: bytes, last_line: int) -> None:
     """A quote that never closes mid-file was a malformed row, but on the last line csv ended
     the record at the end of the file without a word: "Bob,B" was imported as a first name."""
