@@ -30,8 +30,8 @@ from bot.imports.batches import (
 from bot.imports.engine import BatchStateError, Progress, apply_batch
 from bot.imports.files import (
     DEFAULT_MAX_UNZIPPED_BYTES,
-    ENTRY_SEPARATOR,
     MAX_RATIO,
+    archive_prefix,
     entry_labels,
     is_workbook,
     stage_entry,
@@ -540,14 +540,8 @@ async def _unread_source(db: Database, team_id: str, source_id: int) -> ImportSo
         return source
     unread = [s for s in await _upload_sources(db, team_id, source)
               if s.status == SourceStatus.PENDING and not s.removed and s.label.startswith(
-                  _archive_prefix(source.label))]  # fmt: skip
+                  archive_prefix(source.label))]  # fmt: skip
     return source if unread else None
-
-
-def _archive_prefix(label: str) -> str:
-    """"export.zip › " of an entry's label: other entries of the same ZIP start with it."""
-    head, separator, _ = label.partition(ENTRY_SEPARATOR)
-    return head + separator if separator else "\0"  # no ZIP: no siblings
 
 
 async def _pending_source(db: Database, team_id: str, source_id: int) -> ImportSource | None:
@@ -565,6 +559,6 @@ async def _fail_unread(db: Database, team_id: str, origin: ImportSource, error: 
     (`alone`: only `origin`, read again by itself; the others are not this job's)."""
     for source in [origin] if alone else await _upload_sources(db, team_id, origin):
         if source.status == SourceStatus.PENDING and (
-            source.id == origin.id or source.label.startswith(_archive_prefix(origin.label))
+            source.id == origin.id or source.label.startswith(archive_prefix(origin.label))
         ):
             await fail_source(db, team_id, source.id or 0, error, only_pending=True)

@@ -21,6 +21,7 @@ from bot.campaigns.enroll import SEND_JOB, fail_enrollment_in
 from bot.campaigns.invites import SEND_JOB_CANCELLED, cancel_send_jobs_in, stop_sending_in
 from bot.campaigns.service import ENROLL_JOB, Thread, enroll_after_import_in
 from bot.imports.batches import HANDED_ON_COUNTED, UNDER_WAY, ReviewError, lock_batch
+from bot.imports.files import archive_prefix
 from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB, UNDO_JOB, import_job_key
 from bot.jobs import queue
 from bot.mailchimp.jobs import MAILCHIMP_JOB
@@ -179,8 +180,10 @@ async def _stop_work_in(conn: AsyncConnection, team_id: str, job: Job, who: str)
     if job.kind == IMPORT_JOB and "batch_id" in payload:
         return await _stop_importing_in(conn, team_id, int(payload["batch_id"]), who)
     if job.kind in READING_JOBS and "source_id" in payload:
-        await _fail_reading_in(conn, team_id, int(payload["source_id"]),
-                               READING_JOBS[job.kind])  # fmt: skip
+        if under_way:  # an ended one's file may be read again by another job (Map columns)
+            await _fail_reading_in(conn, team_id, int(payload["source_id"]),
+                                   READING_JOBS[job.kind],
+                                   alone=bool(payload.get("again")))  # fmt: skip
     elif job.kind == SEND_JOB and "enrollment_id" in payload:
         # the job's row first, as its run takes it for its last writes (one order, no
         # deadlock); cancelled by someone else meanwhile: nothing more to stop
@@ -292,14 +295,32 @@ async def _stop_undoing_in(conn: AsyncConnection, team_id: str, job_id: int, bat
 ENROLL_CANCELLED = "its job was cancelled (`referral-bot jobs cancel`)."
 
 
-async def _fail_reading_in(conn: AsyncConnection, team_id: str, source_id: int,
-                           why: str) -> None:  # fmt: skip
+# The source a reading job reads, and (unless it reads that one alone) the CSVs its ZIP
+# added: same batch and ref, after it, labelled "export.zip › …" (background._fail_unread)
+_FAIL_READING = text("""
+    UPDATE import_source SET status = 'failed', error = :why
+    WHERE team_id = :t AND status = 'pending' AND (id = :s OR (
+        NOT :alone AND batch_id = :b AND ref = :ref AND kind = 'csv' AND id > :s
+        AND substr(label, 1, :n) = :prefix))
+    RETURNING batch_id
+""")
+
+
+async def _fail_reading_in(conn: AsyncConnection, team_id: str, source_id: int, why: str, *,
+                           alone: bool = False) -> None:  # fmt: skip
     """A source whose reading job is cancelled would say "Reading…" for good (and Approve
-    "still being read"): it fails with `why`, and its review is refreshed to say so."""
-    row = (await conn.execute(
-        text("UPDATE import_source SET status = 'failed', error = :why "
-             "WHERE id = :s AND team_id = :t AND status = 'pending' RETURNING batch_id"),
-        {"s": source_id, "t": team_id, "why": why},
-    )).first()  # fmt: skip
-    if row is not None:
-        await enqueue_report_in(conn, team_id, int(row[0]), BATCH_CHANGED)
+    "still being read"): it fails with `why`, and its review is refreshed to say so. So do
+    the CSVs its ZIP added that aren't read yet (`alone`: a re-read of that one source):
+    a reading stopped after the ZIP's first CSV left the others pending for good, and a
+    cancel while it read stopped nothing past the CSV in hand."""
+    origin = (await conn.execute(
+        text("SELECT batch_id, ref, label FROM import_source WHERE id = :s AND team_id = :t"),
+        {"s": source_id, "t": team_id})).first()  # fmt: skip
+    if origin is None:
+        return
+    prefix = archive_prefix(str(origin[2]))
+    failed = (await conn.execute(_FAIL_READING, {
+        "s": source_id, "t": team_id, "why": why, "alone": alone, "b": origin[0],
+        "ref": origin[1], "n": len(prefix), "prefix": prefix})).first()  # fmt: skip
+    if failed is not None:
+        await enqueue_report_in(conn, team_id, int(failed[0]), BATCH_CHANGED)

@@ -46,6 +46,12 @@ MAX_RATIO = 100.0  # real CSV exports compress 5-20x; a bomb, thousands of times
 ENTRY_SEPARATOR = " › "
 
 
+def archive_prefix(label: str) -> str:
+    """"export.zip › " of an entry's label: other entries of the same ZIP start with it."""
+    head, separator, _ = label.partition(ENTRY_SEPARATOR)
+    return head + separator if separator else "\0"  # no ZIP: no siblings
+
+
 def _xlsx_reader(stream: BinaryIO, **options: Any) -> XlsxReader:
     """A reader of the workbook in `stream`. excel.py (and with it openpyxl: 13 MB and 50 ms
     of start-up) is loaded on the first workbook, not by every import of CSV files."""

@@ -1,0 +1,114 @@
+"""`jobs cancel` of a file's reading job: a ZIP whose reading stopped part way, and a job
+that ended long before while the file is being read again by another (*Map columns*)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import zipfile
+from typing import BinaryIO
+
+from sqlalchemy import text
+
+from bot.imports.archives import open_archive
+from bot.imports.background import slack_file_handler
+from bot.imports.batches import ReviewError, create_upload_batch, get_source
+from bot.imports.cancel import try_cancel_job
+from bot.imports.files import entry_labels, entry_sources, stage_entry
+from bot.imports.job_kinds import SLACK_FILE_JOB
+from bot.imports.mapping import ColumnMap, mapper_for, reread_source
+from bot.imports.review import approve
+from bot.jobs.queue import list_jobs
+from bot.jobs.worker import Worker, WorkerConfig
+from bot.notify import Silent
+from bot.workspaces import create_segment, ensure_workspace
+from models import Database, SourceStatus
+
+TEAM, LEAD = "T0001", "U0002"
+
+
+def _zip() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("a.csv", "email\na@example.com\n")
+        z.writestr("b.csv", "email\nb@example.com\n")
+        z.writestr("c.csv", "email\nc@example.com\n")
+    return out.getvalue()
+
+
+async def test_cancelling_a_zips_reading_stopped_part_way_leaves_no_file_reading(
+    db: Database,
+) -> None:
+    """The reading of a ZIP shared in Slack stopped after its first CSV (its worker killed,
+    or an attempt failed and waits for its retry), and someone cancels its job: the cancel
+    failed the first source only, read already, and the ZIP's other CSVs said "Reading…"
+    for good, Approve refused with "Some files are still being read"."""
+    await ensure_workspace(db, TEAM)
+    segment = await create_segment(db, TEAM, "VIP", actor=LEAD)
+    batch, _ = await create_upload_batch(db, TEAM, segment.id or 0, LEAD, file_id="F0001",
+                                         label="export.zip")  # fmt: skip
+    (job,) = [j for j in await list_jobs(db, TEAM) if j.kind == SLACK_FILE_JOB]
+    origin_id = int(json.loads(job.payload)["source_id"])
+    # the reading's first attempt, as far as the ZIP's first CSV: its entries' sources are
+    # added and the first one is staged, then the worker dies (or the attempt fails)
+    archive = open_archive(io.BytesIO(_zip()), max_total_bytes=10**7)
+    with archive:
+        origin = await get_source(db, TEAM, origin_id)
+        sources = await entry_sources(db, TEAM, origin,
+                                      entry_labels("export.zip", archive.entries))
+        await stage_entry(db, TEAM, sources[0], archive.entries[0], [None],
+                          await mapper_for(db, TEAM))  # fmt: skip
+    cancelling = await try_cancel_job(db, TEAM, job.id or 0)  # `referral-bot jobs cancel`
+    assert cancelling is not None and cancelling.job.state == "cancelled"
+    async with db.begin() as conn:
+        sources_now = (await conn.execute(text(
+            "SELECT label, status, error FROM import_source WHERE batch_id = :b ORDER BY id"),
+            {"b": batch})).all()  # fmt: skip
+    assert [tuple(s) for s in sources_now] == [
+        ("export.zip › a.csv", "parsed", None),
+        ("export.zip › b.csv", "failed", "Reading this file was cancelled."),
+        ("export.zip › c.csv", "failed", "Reading this file was cancelled.")], sources_now
+    try:
+        await approve(db, TEAM, batch, LEAD)
+        refused = ""
+    except ReviewError as exc:
+        refused = str(exc)
+    assert "still being read" not in refused, refused
+
+
+WORK = (b"Full Name,Work Contact,Given\n"
+        b"Ada Lovelace,ada@work.example,Ada\nBob Byte,bob@work.example,Bob\n")  # fmt: skip
+
+
+async def _fetch(ref: str, dest: BinaryIO) -> str:  # Slack's side: the file's bytes
+    dest.write(WORK)
+    return "work.csv"
+
+
+async def test_cancelling_an_ended_reading_job_leaves_the_files_new_reading_alone(
+    db: Database,
+) -> None:
+    """The file's first reading ended (it failed on its columns); a lead mapped its columns,
+    which queues a reading of its own; then someone cancelled the first reading's job, long
+    done: the file failed "Reading this file was cancelled." and the new reading found
+    nothing to read, while the shell said only a queued or running job can be cancelled."""
+    await ensure_workspace(db, TEAM)
+    segment = await create_segment(db, TEAM, "VIP", actor=LEAD)
+    batch, _ = await create_upload_batch(db, TEAM, segment.id or 0, LEAD, file_id="F0001",
+                                         label="work.csv")  # fmt: skip
+    worker = Worker(db, {SLACK_FILE_JOB: slack_file_handler(_fetch, notifier=Silent())},
+                    WorkerConfig(lease_seconds=5, poll_seconds=0.05))  # fmt: skip
+    await asyncio.wait_for(worker.run_until_idle(), 30)  # read: no email column it knows
+    (first,) = [j for j in await list_jobs(db, TEAM) if j.kind == SLACK_FILE_JOB]
+    source = await get_source(db, TEAM, int(json.loads(first.payload)["source_id"]))
+    assert first.state == "done" and source.status == SourceStatus.FAILED
+    await reread_source(db, TEAM, batch, source.id or 0,
+                        ["Full Name", "Work Contact", "Given"],
+                        ColumnMap("Work Contact", "Given"), LEAD)  # fmt: skip
+    cancelling = await try_cancel_job(db, TEAM, first.id or 0)
+    assert cancelling is not None and cancelling.job.state == "done"  # nothing cancelled
+    await asyncio.wait_for(worker.run_until_idle(), 30)
+    read = await get_source(db, TEAM, source.id or 0)
+    assert (read.status, read.valid, read.error) == (SourceStatus.PARSED, 2, None), (
+        read.status, read.valid, read.error)
