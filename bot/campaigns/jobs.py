@@ -56,10 +56,12 @@ def enroll_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
         database, it stayed queued, its report saying "Enrolling…" for good (nothing runs it
         again once its job failed)."""
         enrollment_id = int(ctx.payload["enrollment_id"])
-        if await surely(ctx, f"enrollment {enrollment_id}: recording its failure",
-                        lambda: fail_enrollment(ctx.db, ctx.team_id, enrollment_id,
-                                                f"Enrolling stopped: {error}")):  # fmt: skip
-            await notifier.enrollment_changed(ctx.team_id, enrollment_id)
+        await surely(ctx, f"enrollment {enrollment_id}: recording its failure",
+                     lambda: fail_enrollment(ctx.db, ctx.team_id, enrollment_id,
+                                             f"Enrolling stopped: {error}"))  # fmt: skip
+        # failed now, or ended before: the last attempt may have enrolled everyone and died
+        # before telling the thread, which then never heard the result
+        await notifier.enrollment_changed(ctx.team_id, enrollment_id)
 
     return GivingUp(run, give_up)
 

@@ -1019,7 +1019,13 @@ def undo_handler(chunk_size: int, notifier: ImportNotifier | None = None) -> Han
             await told(ctx, batch_id, UNDO_FINISHED)
 
     async def give_up(ctx: JobContext, error: str) -> None:  # every attempt killed its worker
-        await told(ctx, int(ctx.payload["batch_id"]), UNDO_STOPPED)
+        # the last may have finished it and died before telling the thread: told it was
+        # stopped, the notifier dropped that of an undone import, and nothing was said
+        batch_id = int(ctx.payload["batch_id"])
+        batch = await surely(ctx, f"undo of import {batch_id}: reading how it stands",
+                             lambda: _as_it_stands(ctx.db, ctx.team_id, batch_id))  # fmt: skip
+        await told(ctx, batch_id,
+                   UNDO_FINISHED if batch.status == BatchStatus.UNDONE else UNDO_STOPPED)
 
     return GivingUp(run, give_up)
 

@@ -78,3 +78,29 @@ async def test_an_enrollment_given_up_in_an_outage_fails_once_the_database_is_ba
     (report,) = _reports(slack, thread)
     assert ":x: Enrolling contacts from *VIP* in *Spring* failed" in report, report
 
+
+
+async def test_an_enrollment_whose_last_worker_died_after_enrolling_reports_its_result(
+    world: World, slack: FakeSlack
+) -> None:
+    """The enrollment's last attempt enrolled everyone (committed), and its worker died
+    before it told the thread. The next worker gave up on the job without a word: the
+    thread never heard the result."""
+    import asyncio
+
+    from bot.campaigns.enroll import run_enrollment
+    from bot.jobs.queue import claim
+    from tests.imports.outage import run_jobs
+
+    enrollment, thread = await _targeted(world, slack)
+    await out_of_attempts(world.db, ENROLL_JOB, LAST_ATTEMPT_FAILS)  # one attempt, its last
+    dying = await claim(world.db, "worker-that-dies", 0.2, {ENROLL_JOB})
+    assert dying is not None
+    await run_enrollment(world.db, TEAM, enrollment, hold_seconds=0, job_id=dying.id)
+    await asyncio.sleep(0.3)  # killed before telling the thread: its lease lapses
+    settings = load_settings(database_url=world.db.url)
+    await run_jobs(world.db, {ENROLL_JOB: enroll_handler(settings,
+                                                         notifier(slack, world.db, LEAD))})
+    assert await world.scalar("SELECT COUNT(*) FROM advocate") == 2
+    reports = _reports(slack, thread)
+    assert any(":tada:" in r for r in reports), reports

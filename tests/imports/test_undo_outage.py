@@ -105,3 +105,28 @@ async def test_an_undo_done_as_the_database_goes_away_says_so_once_it_is_back(
     assert await _ended(db, batch) == ("done", "undone")
     said = [m["text"] for m in slack.messages_in(CHANNEL, thread)]
     assert sum(f"Import #{batch} was undone" in t for t in said) == 1, said
+
+
+async def test_an_undo_whose_last_worker_died_after_finishing_it_says_it_was_undone(
+    db: Database, slack: FakeSlack
+) -> None:
+    """The undo's last attempt did it all (the import is undone), and its worker died before
+    it told the thread. The next worker gives up on the job, as on any whose every attempt's
+    worker died: it told the thread the undo had stopped, which the notifier drops of an
+    undone import, so the thread never heard it was undone."""
+    import asyncio
+
+    from bot.imports.undo import run_undo
+    from bot.jobs.queue import claim
+    from tests.imports.outage import run_jobs
+
+    batch, thread = await _being_undone(db, slack)
+    await out_of_attempts(db, UNDO_JOB, LAST_ATTEMPT_FAILS)  # one attempt, its last
+    dying = await claim(db, "worker-that-dies", 0.2, {UNDO_JOB})
+    assert dying is not None
+    await run_undo(db, TEAM, batch, chunk_size=10, job=(dying.id, "worker-that-dies"))
+    await asyncio.sleep(0.3)  # killed before telling the thread: its lease lapses
+    await run_jobs(db, {UNDO_JOB: undo_handler(10, notifier(slack, db))})
+    assert (await _ended(db, batch))[1] == "undone"
+    said = [m["text"] for m in slack.messages_in(CHANNEL, thread)]
+    assert sum(f"Import #{batch} was undone" in t for t in said) == 1, said
