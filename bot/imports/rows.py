@@ -100,8 +100,19 @@ def unquote(cell: str) -> str:
 
 
 def _name(cell: str) -> str:
-    """A name cell that starts with `'` (after spaces): unquoted, trimmed and capped."""
-    return unquote(cell.strip()).strip()[:MAX_NAME]
+    """A name cell that starts with `'` (after spaces): unquoted, trimmed and capped; its
+    words one plain space apart ("Mary  Ann" typed with two, "van der\u00a0Berg" pasted
+    from a web page): the search takes a query's words so, and found neither by its full
+    name. Two C-speed checks before the rare rewrite: this runs for every row's names."""
+    name = unquote(cell.strip()).strip()
+    if "  " in name or not name.isprintable():  # a run of spaces, or another space
+        name = tidy_name(name)
+    return name[:MAX_NAME]
+
+
+def tidy_name(name: str) -> str:
+    """`name`'s words one plain space apart (migration 0027 does this to older contacts)."""
+    return " ".join(name.split())
 
 
 def split_full_name(name: str, *, given_first: bool = False) -> tuple[str, str]:
@@ -371,6 +382,11 @@ class Classifier:
                     first = _name(fields[f])
                 if "'" in last and last[0] == "'" and la is not None:
                     last = _name(fields[la])
+                # words one plain space apart (_name): two C-speed tests, ~40 ns a name
+                if "  " in first or not first.isprintable():
+                    first = tidy_name(first)
+                if "  " in last or not last.isprintable():
+                    last = tidy_name(last)
                 raw_locale = fields[lo] if lo is not None and lo < n else ""
                 consent = (fields[sub] if sub < n else "") if sub is not None else None
                 subscribed = fixed

@@ -684,3 +684,21 @@ async def test_show_on_results_left_open_doesnt_open_the_card_of_who_took_the_id
     card = await _click(app, Action.CONTACT_SHOW, listing)
     shown = _rendered(card)
     assert "y@example.com" not in shown and "doesn't exist" in shown, shown[:400]
+
+
+async def test_a_name_stored_with_doubled_or_no_break_spaces_is_found_by_its_words(
+    app: Harness,
+) -> None:
+    """An import kept a name's inner spacing as the file had it ("Mary  Ann" typed with two
+    spaces, "van der\u00a0Berg" pasted from a web page into Excel), while the search takes
+    the query's words one space apart: neither contact was found by its full first or last
+    name, however it was typed, not even copied from the file."""
+    await _import(app, "VIP", "mary@example.com,Mary  Ann,Smith\n"
+                  "berg@example.com,Hans,van der\u00a0Berg\n")  # fmt: skip
+    for query, email in (("mary ann", "mary@example.com"), ("Mary  Ann", "mary@example.com"),
+                         ("mary ann smith", "mary@example.com"),
+                         ("van der berg", "berg@example.com"),
+                         ("van der\u00a0Berg", "berg@example.com")):  # fmt: skip
+        found = await _command(app, query)
+        assert email in _rendered(found), (query, found["text"])
+    assert app.slack.block_errors == []
