@@ -21,7 +21,7 @@ from bot.campaigns.enroll import SEND_JOB, fail_enrollment_in
 from bot.campaigns.invites import SEND_JOB_CANCELLED, cancel_send_jobs_in, stop_sending_in
 from bot.campaigns.service import ENROLL_JOB, Thread, enroll_after_import_in
 from bot.imports.batches import HANDED_ON_COUNTED, UNDER_WAY, ReviewError, lock_batch
-from bot.imports.files import archive_prefix
+from bot.imports.files import NO_ARCHIVE, archive_prefix
 from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB, UNDO_JOB, import_job_key
 from bot.jobs import queue
 from bot.mailchimp.jobs import MAILCHIMP_JOB
@@ -319,8 +319,10 @@ async def _fail_reading_in(conn: AsyncConnection, team_id: str, source_id: int, 
     if origin is None:
         return
     prefix = archive_prefix(str(origin[2]))
+    no_zip = prefix == NO_ARCHIVE  # its "\0" is no text PostgreSQL takes
     failed = (await conn.execute(_FAIL_READING, {
-        "s": source_id, "t": team_id, "why": why, "alone": alone, "b": origin[0],
-        "ref": origin[1], "n": len(prefix), "prefix": prefix})).first()  # fmt: skip
+        "s": source_id, "t": team_id, "why": why, "alone": alone or no_zip, "b": origin[0],
+        "ref": origin[1], "n": 0 if no_zip else len(prefix),
+        "prefix": "" if no_zip else prefix})).first()  # fmt: skip
     if failed is not None:
         await enqueue_report_in(conn, team_id, int(failed[0]), BATCH_CHANGED)

@@ -46,10 +46,13 @@ MAX_RATIO = 100.0  # real CSV exports compress 5-20x; a bomb, thousands of times
 ENTRY_SEPARATOR = " › "
 
 
+NO_ARCHIVE = "\0"  # archive_prefix of a label that is no ZIP's entry: no label starts with it
+
+
 def archive_prefix(label: str) -> str:
     """"export.zip › " of an entry's label: other entries of the same ZIP start with it."""
     head, separator, _ = label.partition(ENTRY_SEPARATOR)
-    return head + separator if separator else "\0"  # no ZIP: no siblings
+    return head + separator if separator else NO_ARCHIVE  # no ZIP: no siblings
 
 
 def _xlsx_reader(stream: BinaryIO, **options: Any) -> XlsxReader:

@@ -112,3 +112,18 @@ async def test_cancelling_an_ended_reading_job_leaves_the_files_new_reading_alon
     read = await get_source(db, TEAM, source.id or 0)
     assert (read.status, read.valid, read.error) == (SourceStatus.PARSED, 2, None), (
         read.status, read.valid, read.error)
+
+
+async def test_cancelling_a_plain_csvs_queued_reading_fails_its_file(db: Database) -> None:
+    """One CSV shared in Slack (no ZIP): its label has no archive prefix, whose NUL byte
+    PostgreSQL refused, and the cancel failed."""
+    await ensure_workspace(db, TEAM)
+    segment = await create_segment(db, TEAM, "VIP", actor=LEAD)
+    await create_upload_batch(db, TEAM, segment.id or 0, LEAD, file_id="F0001",
+                              label="customers.csv")  # fmt: skip
+    (job,) = [j for j in await list_jobs(db, TEAM) if j.kind == SLACK_FILE_JOB]
+    cancelling = await try_cancel_job(db, TEAM, job.id or 0)
+    assert cancelling is not None and cancelling.job.state == "cancelled"
+    source = await get_source(db, TEAM, int(json.loads(job.payload)["source_id"]))
+    assert (source.status, source.error) == (SourceStatus.FAILED,
+                                             "Reading this file was cancelled.")  # fmt: skip
