@@ -36,27 +36,32 @@ async def _render(context: dict[str, Any], team_id: str, batch_id: int, query: s
     batch = await review.batch_of(d.db, team_id, batch_id)
     rows, total = await review.contacts_page(d.db, team_id, batch_id, query=query, after=after,
                                              before=before, limit=CONTACTS_PER_PAGE)  # fmt: skip
+    if before is not None and len(rows) < CONTACTS_PER_PAGE:  # fewer than a page before it
+        # (rows went): they start the list, so its first page (Previous showed the last)
+        rows, total = await review.contacts_page(d.db, team_id, batch_id, query=query,
+                                                 limit=CONTACTS_PER_PAGE)  # fmt: skip
     if not rows and total:  # rows went (a page's last removed, or a whole file): the last
         # page that has any
         rows, total = await review.contacts_page(d.db, team_id, batch_id, query=query,
-                                                 before=_PAST_ALL, limit=CONTACTS_PER_PAGE)
+                                                 last=True, limit=CONTACTS_PER_PAGE)
     offset = (await review.contacts_before(d.db, team_id, batch_id, rows[0].id, query=query)
               if rows else 0)  # fmt: skip
     return contacts_modal(batch_id=batch_id, rows=rows, total=total, offset=offset, query=query,
                           editable=batch.status == BatchStatus.DRAFT)  # fmt: skip
 
 
-_PAST_ALL = 2**62  # a row id past every row's: "before" it is the list's last page
+_MAX_ROW_ID = 2**31 - 1  # staged_row.id is an INTEGER: a bigger one PostgreSQL refuses
 
 
 def _page(value: object) -> tuple[int, int | None]:
     """A page button's (after, before); any other value (a view older than row paging,
-    whose value was an offset) starts afresh."""
+    whose value was an offset, or an id no row can have) starts afresh."""
     said = str(value or "")
     if said.startswith(PAGE_BEFORE) and (row := digits(said.removeprefix(PAGE_BEFORE))):
-        return 0, row
+        return (0, row) if row <= _MAX_ROW_ID else (0, None)
     if said.startswith(PAGE_AFTER):
-        return digits(said.removeprefix(PAGE_AFTER)) or 0, None
+        row = digits(said.removeprefix(PAGE_AFTER)) or 0
+        return (row if row <= _MAX_ROW_ID else 0), None
     return 0, None
 
 
@@ -101,7 +106,8 @@ async def _update(body: dict[str, Any], client: AsyncWebClient, context: dict[st
     # query that wasn't text, an offset that wasn't a number failed the redraw after a Remove)
     kept_query = meta.get("query") if isinstance(meta.get("query"), str) else ""
     # drawn again from the page's first row (a Remove): its rows after stay in place
-    after, before = (max(0, (digits(meta.get("start")) or 0) - 1), None) if page is None else page
+    start = min(digits(meta.get("start")) or 0, _MAX_ROW_ID)
+    after, before = (max(0, start - 1), None) if page is None else page
 
     async def render() -> View:
         return await _render(context, team_of(body), batch_id,

@@ -196,12 +196,13 @@ async def batch_of(db: Database, team_id: str, batch_id: int) -> ImportBatch:
 
 async def contacts_page(
     db: Database, team_id: str, batch_id: int, *, query: str = "", after: int = 0,
-    before: int | None = None, limit: int = 10,
+    before: int | None = None, last: bool = False, limit: int = 10,
 ) -> tuple[list[ContactRow], int]:
     """Valid queued contacts of the batch (search by email or name), and how many match:
     the first `limit` whose row comes after row `after`, or, with `before`, the last `limit`
-    before that row. Paged by row, not by offset: rows removed while the list is open (a
-    file, on the review message) moved an offset's page past contacts never shown.
+    before that row (`last`: the list's last `limit`). Paged by row, not by offset: rows
+    removed while the list is open (a file, on the review message) moved an offset's page
+    past contacts never shown.
 
     Each row names its source as the review message does: two files called customers.csv
     listed their contacts "from customers.csv" alike. The names come from one query of the
@@ -210,8 +211,9 @@ async def contacts_page(
     where = _matching(team_id, batch_id, query, db)
     page = [*where, col(StagedRow.id) > after]
     order = col(StagedRow.id)
-    if before is not None:
-        page, order = [*where, col(StagedRow.id) < before], col(StagedRow.id).desc()
+    if before is not None or last:
+        page = where if last else [*where, col(StagedRow.id) < before]
+        order = col(StagedRow.id).desc()
     async with db.session() as session:
         total = (
             await session.exec(select(func.count()).select_from(StagedRow).where(*where))
@@ -226,7 +228,7 @@ async def contacts_page(
         ).all()  # fmt: skip
         names = names_by_id((await session.exec(_live_labels(team_id, batch_id))).all()
                             if rows else [])  # fmt: skip
-    if before is not None:
+    if before is not None or last:
         rows = rows[::-1]
     # a source removed since the rows were read keeps its label
     return [ContactRow(staged, email, first, last, locale, names.get(source, label), source)

@@ -436,7 +436,8 @@ async def test_odd_digits_in_any_button_value_never_crash_a_listener(
               (Action.AUDIT_MORE, "\u00b2"), (Action.MAP_COLUMNS, "\u00b2:1"),
               (Action.CONTACT_REMOVE_FROM_SEGMENT, "1:\u00b2"),
               (Action.PAGE, "\u00b2"), (Action.PAGE, "before:\u00b2"),
-              (Action.PAGE, "after:-1")]  # fmt: skip
+              (Action.PAGE, "after:-1"), (Action.PAGE, "after:99999999999"),
+              (Action.PAGE, "before:99999999999")]  # fmt: skip
     with caplog.at_level(logging.INFO):
         for action, value in clicks:
             url = app.slack.new_response_url("C0001", user_id=LEAD)

@@ -377,9 +377,80 @@ async def test_review_contacts_next_after_rows_went_skips_none(app: Harness) -> 
                                     view=modal["id"])  # fmt: skip
     await app.settle()
     shown = json.dumps(app.slack.views[modal["id"]]["blocks"])
+    # the five before it start the list: its first page, filled
     assert sorted(set(re.findall(r"\w+@example\.\w+", shown))) == [
-        f"p{i:02}@example.com" for i in range(5)], shown  # fmt: skip
-    assert "showing 1-5" in shown and '"Previous"' not in shown, shown
+        f"p{i:02}@example.com" for i in range(10)], shown  # fmt: skip
+    assert "showing 1-10" in shown and '"Previous"' not in shown, shown
+    assert app.slack.block_errors == []
+
+
+async def _two_files_reviewed(app: Harness, a: int, b: int) -> tuple[dict, dict]:
+    """A review of a.csv (a0...) and b.csv (b00...), and its Review contacts open (page 1)."""
+    first = app.slack.add_file("F0001", "a.csv", b"email\n" + b"".join(
+        f"a{i}@example.org\n".encode() for i in range(a)))  # fmt: skip
+    second = app.slack.add_file("F0002", "b.csv", b"email\n" + b"".join(
+        f"b{i:02}@example.com\n".encode() for i in range(b)))  # fmt: skip
+    view_id = await _open_modal(app)
+    await app.requests.view_submission(state_values=_form(files=[first, second], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.settle()
+    message = await _review(app)
+    batch = find_element(message["blocks"], Action.REVIEW_CONTACTS)
+    assert batch is not None
+    await app.requests.block_action(Action.REVIEW_CONTACTS, batch[1]["value"], user_id=REP,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    return message, app.slack.open_views(REP)[-1]
+
+
+async def _page_click(app: Harness, modal: dict, action: str) -> str:
+    button = find_element(app.slack.views[modal["id"]]["blocks"], action)
+    assert button is not None, action
+    await app.requests.block_action(action, button[1]["value"], user_id=REP, view=modal["id"])
+    await app.settle()
+    return json.dumps(app.slack.views[modal["id"]]["blocks"])
+
+
+async def _remove_file(app: Harness, message: dict, name: str) -> None:
+    remove = next(b for b in message["blocks"]
+                  if b.get("accessory", {}).get("action_id") == Action.REMOVE_SOURCE
+                  and name in json.dumps(b))  # fmt: skip
+    await app.requests.block_action(Action.REMOVE_SOURCE, remove["accessory"]["value"],
+                                    user_id=LEAD, message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+
+
+def _addresses(shown: str) -> list[str]:
+    import re
+
+    return sorted(set(re.findall(r"\w+@example\.\w+", shown)))
+
+
+async def test_review_contacts_previous_after_the_rows_before_went_shows_the_first_page(
+    app: Harness,
+) -> None:
+    """On page 2 (b00-b09), a lead removes a.csv (the rows before it): Previous showed the
+    list's last page (b10-b19), moving forward."""
+    message, modal = await _two_files_reviewed(app, 10, 20)
+    shown = await _page_click(app, modal, f"{Action.PAGE}_next")
+    assert _addresses(shown) == [f"b{i:02}@example.com" for i in range(10)], shown
+    await _remove_file(app, message, "a.csv")
+    shown = await _page_click(app, modal, Action.PAGE)
+    assert _addresses(shown) == [f"b{i:02}@example.com" for i in range(10)], shown
+    assert "showing 1-10" in shown and '"Previous"' not in shown, shown
+
+
+async def test_review_contacts_next_past_the_rows_left_shows_the_last_page(
+    app: Harness,
+) -> None:
+    """Page 1 shows a0-a9; a lead removes b.csv (every row after it): Next found nothing and
+    showed the list's last page, read with a row id PostgreSQL refused (2**62 for an
+    INTEGER): the listener failed and the modal kept its stale Next."""
+    message, modal = await _two_files_reviewed(app, 10, 5)
+    await _remove_file(app, message, "b.csv")
+    shown = await _page_click(app, modal, f"{Action.PAGE}_next")
+    assert _addresses(shown) == [f"a{i}@example.org" for i in range(10)], shown
+    assert '"Next"' not in shown and "showing 1-10" in shown, shown
     assert app.slack.block_errors == []
 
 
