@@ -78,6 +78,9 @@ _ENHANCED = re.compile(r"^\s*(?:[^\s:@]*@[^\s:]*:\s*)?([245]\.\d{1,3}\.\d{1,3})\
 # (mailbox full). X.2.0 is not among them: Microsoft 365 refuses a From the login may not
 # send as with 5.2.0, for every invite alike.
 _ABOUT_RECIPIENT = re.compile(r"\d\.(1\.\d+|2\.[12])")
+# A bare refusal at RCPT (no enhanced code) that is a relay's of the bot itself, whatever the
+# recipient: Exim's "550 relay not permitted", "authentication required"
+_RELAY_REFUSED = re.compile(r"relay|authenticat|not permitted|access denied", re.IGNORECASE)
 _STAMP = UTCDateTime()
 RETRY_BASE = timedelta(minutes=1)
 # An invite the server took and then didn't answer for (a timeout, a dropped connection)
@@ -555,18 +558,22 @@ def _server_wide(result: SendResult,
                  recipient: str) -> tuple[str, int, str, str, bool] | None:  # fmt: skip
     """What a refusal would be if it were the server's rather than this message's: its stage,
     code, enhanced code and words (without the address, ids and numbers, which differ from
-    message to message), and whether it is a bare refusal at RCPT (no enhanced code: it may
-    be the recipient's server saying the mailbox doesn't exist, so a streak of them counts
-    each domain once); None when it is about the recipient (an enhanced code X.1.x, X.2.1 or
-    X.2.2). A 4xx counts too: the same one for invite after invite is a provider's rate
-    limit or quota (SES's 454 at the end of DATA), not each invite's; a single one is
-    retried per invite (greylisting passes at the first retry)."""
+    message to message), and whether it is a bare refusal at RCPT (no enhanced code: only
+    one in a relay's words counts, and a streak of them counts each domain once: the relay
+    may be the recipient domain's own server); None when it is about the recipient (an
+    enhanced code X.1.x, X.2.1 or X.2.2, a bare RCPT refusal in other words). A 4xx counts
+    too: the same one for invite after invite is a provider's rate limit or quota (SES's 454
+    at the end of DATA), not each invite's; a single one is retried per invite (greylisting
+    passes at the first retry)."""
     code = result.code
     if result.sent or code is None or not 400 <= code < 600:
         return None
     enhanced = _ENHANCED.match(result.text)
     if enhanced is not None and _ABOUT_RECIPIENT.fullmatch(enhanced[1]):
         return None
+    if enhanced is None and result.stage == "rcpt" and not _RELAY_REFUSED.search(result.text):
+        return None  # a dead domain's "550 Unrouteable address": three in a row on a big
+        # list stopped the campaign, the same three first at every Retry sending
     said = re.sub(re.escape(recipient), "", result.text, flags=re.IGNORECASE)
     words = _steady_words(said)
     return (result.stage, code, enhanced[1] if enhanced else "", words,

@@ -39,9 +39,8 @@ RATIO_FLOOR_BYTES = MIB
 # export holds a few (Mailchimp's, four). Thousands of one-row entries took seconds each.
 MAX_CSV_ENTRIES = 50
 READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
-# What a damaged entry raises while it is decompressed (bz2 raises a bare OSError; a wrong
-# offset in the directory, ValueError "negative seek value").
-_DAMAGE = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, ValueError)
+# What a damaged entry raises while it is decompressed (bz2 raises a bare OSError).
+_DAMAGE = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError)
 # What a damaged directory raises as the archive is opened (NotImplementedError: a flipped
 # "version needed to extract", "zip file version 9.9").
 _DAMAGED_DIRECTORY = (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError)
@@ -175,6 +174,10 @@ class ZipEntry:
         """
         try:
             raw = self._archive.open(self._info)
+        except ValueError as exc:  # a wrong offset in the directory: "negative seek value"
+            if "seek" not in str(exc):  # an archive closed under it: our bug, not the file's
+                raise
+            raise CsvFileError(f"{self.name} in this ZIP is damaged: {_REMADE}.") from exc
         except (*_DAMAGE, NotImplementedError, RuntimeError) as exc:
             raise CsvFileError(f"{self.name} in this ZIP is damaged: {_REMADE}.") from exc
         return SizeCapped(raw, self.size, self.name, self.open)  # type: ignore[arg-type]

@@ -879,6 +879,21 @@ async def test_a_relay_refusal_without_an_enhanced_code_stops_the_run_not_the_in
                             "attempts") == [("queued", 0, 6)]  # fmt: skip
 
 
+async def test_three_dead_domains_in_a_row_fail_their_invites_not_the_campaign(
+    world: World,
+) -> None:
+    """Exim answers each address of a domain that doesn't exist "550 Unrouteable address",
+    no enhanced code, the same words for every domain: three in a row on a big list were
+    taken for the relay refusing the bot, stopped the campaign, and the same three came
+    first at every Retry sending."""
+    dead = [f"p{i}@defunct{i}.example" for i in range(3)]
+    enrollment = await _enrolled(world, *(f"{e},P,en" for e in dead), "ok@example.org,O,en")
+    refused = dict.fromkeys(dead, "550 Unrouteable address")
+    async with smtp_server(Handler(refuse=refused)) as server:
+        await _send(world, server, enrollment)
+    assert sorted((await _states(world)).values()) == ["failed"] * 3 + ["sent"]
+
+
 async def test_bare_refusals_at_rcpt_of_one_domain_stay_the_addresses(world: World) -> None:
     """The same bare 550 for three addresses of one domain is that domain's server saying
     they don't exist (the relay is theirs): each invite fails, and the run goes on."""

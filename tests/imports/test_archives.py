@@ -474,3 +474,25 @@ def test_a_refusal_over_the_size_limit_says_import_not_upload() -> None:
     assert _refusal(mailchimp_export()[:200]) == (
         "This ZIP file is damaged or incomplete: download the export again or zip the CSV "
         "files again, then import the new ZIP.")  # fmt: skip
+
+
+def test_reading_an_entry_of_a_closed_archive_is_a_bug_not_a_damaged_file() -> None:
+    """zipfile's ValueError of an archive used after it was closed is our bug: it was told
+    as "a.csv in this ZIP is damaged: download the export again", with no traceback."""
+    import zipfile
+
+    from bot.imports.archives import open_archive
+    from bot.imports.reading import CsvFileError
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("a.csv", "email\na@example.com\n")
+    archive = open_archive(io.BytesIO(out.getvalue()), max_total_bytes=10**7)
+    with archive:
+        entry = archive.entries[0]
+    try:
+        entry.open().read()
+    except CsvFileError as exc:
+        pytest.fail(f"told the person the file is damaged: {exc}")
+    except ValueError:
+        pass
