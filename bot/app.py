@@ -98,6 +98,10 @@ _TOKEN_REFUSALS = {
     "token_revoked": "the token was revoked (the app was uninstalled, or its tokens revoked)",
     "account_inactive": "the token's bot user or workspace has been deactivated",
 }
+# An app-level token without connections:write can't open Socket Mode either: refused at
+# start as a wrong one is (it looped a traceback every 10 s)
+_APP_TOKEN_REFUSALS = {**_TOKEN_REFUSALS,
+                       "missing_scope": "the token lacks the connections:write scope"}
 # Slack answers auth.test in well under a second: one that can't be reached (a firewall that
 # drops packets) shouldn't hold the start for the client's default 30 s.
 TOKEN_CHECK_SECONDS = 5
@@ -152,8 +156,9 @@ async def _refused(settings: Settings, name: str, method: str,
         found = await call()
     except Exception as exc:
         error = slack_error(exc) if isinstance(exc, SlackApiError) else ""
-        if error in _TOKEN_REFUSALS:
-            return (f"Slack refused {name} ({error}): {_TOKEN_REFUSALS[error]}. {advice}, set "
+        refusals = _APP_TOKEN_REFUSALS if name == "SLACK_APP_TOKEN" else _TOKEN_REFUSALS
+        if error in refusals:
+            return (f"Slack refused {name} ({error}): {refusals[error]}. {advice}, set "
                     f"{name} to it and start again.")  # fmt: skip
         if is_outage(exc):
             log.warning("couldn't check %s with Slack (%s at %s): %s; starting anyway (Slack "

@@ -86,7 +86,7 @@ async def test_a_bot_token_slack_refuses_stops_serve_saying_where_to_copy_the_ri
     assert check.headers["Authorization"] == f"Bearer {token}"
 
 
-@pytest.mark.parametrize("error", ["invalid_auth", "token_revoked"])
+@pytest.mark.parametrize("error", ["invalid_auth", "token_revoked", "missing_scope"])
 async def test_an_app_token_slack_refuses_stops_serve_saying_where_to_make_the_right_one(
     db_env: dict[str, str], slack: FakeSlack, error: str
 ) -> None:

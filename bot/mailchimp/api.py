@@ -53,6 +53,11 @@ MEMBER_FIELDS = ["members.email_address", "members.status", "members.merge_field
 T = TypeVar("T")
 
 
+# 4xx answers that mean "ask again later", retried as a 5xx is: 403 bare is a busy
+# Mailchimp's "too many connections"; 408 and 425 an edge's timeout and "too early"
+_BUSY = frozenset({403, 408, 425, 429})
+
+
 class MailchimpError(Exception):
     """Mailchimp can't be used as asked; the message is for people."""
 
@@ -240,7 +245,7 @@ def _failure(exc: ApiClientError, creds: Credentials, what: str, timeout: float,
     if status == 404:
         raise NotFound(f"Mailchimp couldn't {what}: it doesn't exist (any more).") from None
     page = f"it answered with an error page ({status})"
-    if status != 429 and status < 500:
+    if status not in _BUSY and status < 500:
         raise Refused(f"Mailchimp refused to {what}: {detail or page}") from None
     return f"it answered {status} ({detail})" if detail else page
 
@@ -285,7 +290,7 @@ async def call(creds: Credentials, fn: Callable[[Any], T], *, what: str, about: 
             elif result.status_code == 404:  # as a 404 with its problem document: asked
                 # again it is still gone (retried, then "try again later")
                 raise NotFound(f"Mailchimp couldn't {what}: it doesn't exist (any more).")
-            elif result.status_code < 500 and result.status_code not in (403, 429):
+            elif result.status_code < 500 and result.status_code not in _BUSY:
                 raise Refused(f"Mailchimp refused to {what}: it answered {result.status_code} "
                               "with no body")  # fmt: skip
             else:  # a busy Mailchimp's bare 429/403, or a 5xx

@@ -182,6 +182,20 @@ async def test_a_bare_4xx_is_said_at_once_not_retried(
     assert [r.status for r in mc.requests_to("/3.0/lists/aud1/members")] == [status]
 
 
+@pytest.mark.parametrize("status", [408, 425])
+async def test_a_bare_408_or_425_is_asked_again(
+    mc: FakeMailchimp, monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    """An edge's request timeout (408) or "too early" (425) means ask again: refused at
+    once, the audience's read failed for what a retry gets through."""
+    mc.fail_next("/3.0/lists/aud1/members", status, times=1)
+    monkeypatch.setattr(api, "RETRY_DELAY", 0.01)
+    creds = api.Credentials(mc.base_url, "api_key", KEY)
+    with await api.members(creds, "aud1") as members:
+        assert len(members) > 0
+    assert mc.requests_to("/3.0/lists/aud1/members")[0].status == status
+
+
 async def test_a_revoked_key_says_reconnect(db: Database, mc: FakeMailchimp) -> None:
     creds = api.Credentials(mc.base_url, "api_key", KEY)
     mc.revoke(KEY)
