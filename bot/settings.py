@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import SplitResult, quote
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -398,6 +398,18 @@ class Settings(BaseSettings):
             raise ValueError("must not hold a ?query or #fragment: links are made by adding "
                              "paths to it")  # fmt: skip
         return _ascii_url(parts).rstrip("/")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_outbox_is_unset(cls, data: Any) -> Any:
+        """OUTBOX_DIR= (a template's .env with blanks) is unset, as SMTP_URL= is: taken as
+        given, the empty path was the folder the worker ran in, and every invite was
+        written there and marked sent, nobody emailed."""
+        if isinstance(data, dict):
+            for key in [k for k in data if str(k).lower() == "outbox_dir"]:
+                if isinstance(data[key], str) and not data[key].strip():
+                    data = {k: v for k, v in data.items() if k != key}
+        return data
 
     @field_validator("slack_api_url")
     @classmethod

@@ -723,3 +723,22 @@ def _holds_open(pid: int, path: str) -> bool:
         return any(os.readlink(f"/proc/{pid}/fd/{fd}") == path
                    for fd in os.listdir(f"/proc/{pid}/fd"))  # fmt: skip
     return False
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_outbox_dir_is_unset_not_the_current_folder(
+    blank: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """OUTBOX_DIR= in a .env made from a template (SMTP_URL= beside it, which is unset): the
+    empty path was the folder the worker ran in, and every invite was written there as an
+    .eml file and marked sent."""
+    from bot.campaigns.jobs import outbox_chosen
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"OUTBOX_DIR={blank}\nSMTP_URL=\n")
+    for settings in (load_settings(), load_settings(outbox_dir=blank)):
+        assert not outbox_chosen(settings)
+        assert settings.invite_delivery().startswith("SMTP_URL is not set: invites wait for "
+                                                     "a worker that has it"), settings
+    monkeypatch.setenv("OUTBOX_DIR", str(tmp_path / "out"))
+    assert outbox_chosen(load_settings())  # given, it is used
