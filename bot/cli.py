@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--no-worker", action="store_true", help="leave jobs to `referral-bot worker`")
 
     work = sub.add_parser("worker", help="run background jobs until SIGTERM or Ctrl-C")
-    work.add_argument("--concurrency", type=int, default=1, help="jobs at once (PostgreSQL)")
+    work.add_argument("--concurrency", type=positive, default=1,
+                      help="jobs at once (PostgreSQL)")  # 0 or -3 ran one, without a word
     # serve's children: stop (as on SIGTERM) when stdin closes, i.e. when serve is gone, even
     # killed with no chance to stop them (else two workers share a SQLite file after a restart)
     work.add_argument("--stop-with-stdin", action="store_true", help=argparse.SUPPRESS)

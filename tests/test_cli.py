@@ -918,7 +918,8 @@ def test_an_id_or_limit_no_database_takes_is_a_usage_error(db_env: dict[str, str
     for args in (["undo", "3000000000"], ["jobs", "cancel", "3000000000"],
                  ["audit", "--limit", "9300000000000000000"],
                  ["contacts", "search", "a", "--limit", "9300000000000000000"],
-                 ["undo", "0"], ["audit", "--limit", "0"]):  # fmt: skip
+                 ["undo", "0"], ["audit", "--limit", "0"],
+                 ["worker", "--concurrency", "0"], ["worker", "--concurrency", "-3"]):  # fmt: skip
         result = run(db_env, *args)
         assert result.returncode == 2, (args, result.stderr)
         assert "isn't between 1 and 2,147,483,647" in result.stderr, result.stderr
