@@ -98,7 +98,9 @@ async def test_only_the_click_that_put_it_live_warns(app: Harness) -> None:
     await _go_live(app, message, value)
     await app.settle()
     assert _warnings(app) == []
-    assert [t for t in _thread(app, message) if "took *Spring" in t]
+    thread = _thread(app, message)  # it targeted; the other lead took it live
+    assert [t for t in thread if "targeted *Spring* with this segment" in t], thread
+    assert not [t for t in thread if "took *Spring" in t], thread
 
 
 async def test_with_a_sender_or_without_the_invite_email_nothing_is_said_of_it(
