@@ -50,11 +50,16 @@ def _visible(name: str) -> str:
     return " ".join(composed.split())
 
 
+# Letters that draw nothing (Hangul fillers, Khmer's inherent vowels, the blank Braille
+# cell): "All Customers" + U+3164 was a second All Customers, in every menu the same
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u17b4\u17b5\u2800")
+
+
 def _unseen(char: str) -> bool:
     """A character that changes nothing people can tell apart in a name: a format character
     (a left-to-right mark pasted from RTL text, a bidi isolate, U+2063), the grapheme joiner,
-    a variation selector (❤ and ❤️ are one heart)."""
-    return (char == "\u034f" or "\ufe00" <= char <= "\ufe0f"
+    a variation selector (❤ and ❤️ are one heart), a letter that draws nothing."""
+    return (char == "\u034f" or "\ufe00" <= char <= "\ufe0f" or char in _BLANK_LETTERS
             or (unicodedata.category(char) == "Cf" and char not in _SEEN_FORMAT))  # fmt: skip
 
 

@@ -702,3 +702,19 @@ def test_when_a_campaign_enrolls_is_worded_once_for_segments_and_the_shell(
         spring = Campaign(team_id="T", name="Spring", name_key="spring", store_url="",
                           state=state)  # fmt: skip
         assert f"its contacts {said} (referral-bot" in _target_waits_text(spring, "VIP")
+
+
+@pytest.mark.parametrize("blank", ["\u3164", "\u115f", "\uffa0", "\u2800"])
+async def test_a_name_padded_with_a_blank_letter_is_the_same_name(team: Database,
+                                                                  blank: str) -> None:
+    """Hangul fillers and the blank Braille cell draw nothing, like the U+200E the key
+    already ignores: "All Customers" + U+3164 was a second All Customers in every menu, and
+    "VIP" + U+3164 a second VIP."""
+    db = team
+    vip = await create_segment(db, TEAM, "VIP")
+    with pytest.raises(WorkspaceError, match="built in"):
+        await create_segment(db, TEAM, "All Customers" + blank)
+    with pytest.raises(WorkspaceError, match="already exists"):
+        await create_segment(db, TEAM, "VIP" + blank)
+    with pytest.raises(WorkspaceError, match="built in"):
+        await rename_segment(db, TEAM, vip.id or 0, f"All{blank} Customers")

@@ -492,6 +492,28 @@ async def test_0022_keys_names_made_before_it_without_what_shows_nothing(
         assert keys[3] == "vip\u2066" and keys[4] == "vip"  # a collision keeps its old key
 
 
+async def test_0028_keys_names_made_before_it_without_blank_letters(
+    db_env: dict[str, str],
+) -> None:
+    """A segment named with a Hangul filler (U+3164, which draws nothing) kept its key:
+    "Staff" typed found nothing and made a second one that looked the same."""
+    from sqlalchemy import text
+
+    from bot.workspaces import WorkspaceError, create_segment, find_segment
+
+    async with _at_revision(db_env, "0027") as db:
+        await _old_segments(db, [("Staff\u3164", "staff\u3164"), ("VIP\u2800", "vip\u2800"),
+                                 ("VIP", "vip")])  # fmt: skip
+        await upgrade(db)
+        found = await find_segment(db, "T1", "staff")
+        assert found is not None and found.id == 2
+        with pytest.raises(WorkspaceError, match="already exists"):
+            await create_segment(db, "T1", "Staff")
+        async with db.begin() as conn:
+            keys = dict((await conn.execute(text("SELECT id, name_key FROM segment"))).all())
+        assert keys[3] == "vip\u2800" and keys[4] == "vip"  # a collision keeps its old key
+
+
 async def test_0016_adds_the_listings_and_downgrades_keeping_the_rest(
     db_env: dict[str, str],
 ) -> None:
