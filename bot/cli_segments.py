@@ -19,6 +19,7 @@ from bot.cli_contacts import display_width, pad
 from bot.segments import (
     CampaignUse,
     SegmentInUse,
+    built_in,
     busy_import,
     campaigns_using,
     delete_segment,
@@ -32,7 +33,7 @@ from bot.settings import Settings
 from bot.terminal import as_shown, escaping_on_a_terminal
 from bot.words import listed, plural, quoted
 from bot.workspaces import WorkspaceError, find_segment, segment_sizes
-from models import Database, Segment, SegmentRole
+from models import Database, Segment, SegmentKind, SegmentRole
 from models.contacts import ALL_CUSTOMERS
 
 COMMANDS = ("segments", "export")
@@ -148,6 +149,9 @@ async def _confirmed(db: Database, team: str, segment: Segment,
     first: the question would be for nothing. Without a terminal to ask on, and no --yes,
     nothing is deleted, saying to add --yes."""
     segment_id = segment.id or 0
+    if segment.kind != SegmentKind.STATIC:  # All Customers: it "holds no contacts" (no rows
+        # of membership) was asked, or to add --yes, before delete_segment refused it
+        raise CliError(str(built_in("deleted")))
     if busy := await busy_import(db, team, segment_id):
         raise CliError(busy)
     members = await member_count(db, team, segment_id)

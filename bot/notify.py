@@ -149,7 +149,10 @@ async def enqueue_report_in(
     if row is None:
         return
     has_message, undone_by = row
-    if not has_message and not (event == UNDO_STOPPED and USER_ID.match(undone_by or "")):
+    # no message: an undo a person asked in Slack (Home's Undo) is told by DM, stopped or,
+    # finished from the shell or by a worker without Slack, done (that was dropped)
+    if not has_message and not (event in (UNDO_STOPPED, UNDO_FINISHED)
+                                and USER_ID.match(undone_by or "")):  # fmt: skip
         return
     ids = {"batch_id": batch_id} if source_id is None else {"batch_id": batch_id,
                                                             "source_id": source_id}

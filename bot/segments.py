@@ -146,7 +146,8 @@ class Deleted:
     campaigns: list[CampaignUse]
 
 
-def _built_in(verb: str) -> WorkspaceError:
+def built_in(verb: str) -> WorkspaceError:
+    """All Customers refused as `verb` ("deleted", "renamed")."""
     return WorkspaceError(f"{ALL_CUSTOMERS} is built in and holds every contact: it can't be "
                           f"{verb}.")  # fmt: skip
 
@@ -160,7 +161,7 @@ async def _why_unchanged(conn: AsyncConnection, team_id: str, segment_id: int,
     if row is None:
         return WorkspaceError(GONE)
     if row.kind == SegmentKind.ALL:
-        return _built_in(verb)
+        return built_in(verb)
     if row.kind == SegmentKind.STATIC:  # the conditional UPDATE also named the old name
         return WorkspaceError(f"It was renamed to {quoted(row.name)} meanwhile: nothing changed.")
     return WorkspaceError(f"{quoted(row.name)} was already deleted.")
@@ -204,7 +205,7 @@ async def renamable(db: Database, team_id: str, segment_id: int) -> Segment:
     """The workspace's static segment with this id; WorkspaceError if it is gone or built in."""
     segment = await get_segment(db, team_id, segment_id)
     if segment.kind == SegmentKind.ALL:
-        raise _built_in("renamed")
+        raise built_in("renamed")
     return segment
 
 

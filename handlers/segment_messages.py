@@ -204,7 +204,8 @@ def delete_modal(name: str, contacts: int, campaigns: Sequence[CampaignUse], *,
                  private_metadata: str) -> View:  # fmt: skip
     """Asks before deleting a segment campaigns use, saying what that means for each."""
     lines = [f"Delete *{esc(name)}*? Its {_contacts(contacts)} {_stay(contacts)} in "
-             f"{ALL_CUSTOMERS}; only the segment goes."]  # fmt: skip
+             f"{ALL_CUSTOMERS}; only the segment goes." if contacts else
+             f"Delete *{esc(name)}*? It holds no contacts; only the segment goes."]  # fmt: skip
     lines += [f"• {esc(c.consequence())}" for c in campaigns[:MAX_CAMPAIGNS_NAMED]]
     if len(campaigns) > MAX_CAMPAIGNS_NAMED:
         lines.append(f"• …and {plural(len(campaigns) - MAX_CAMPAIGNS_NAMED, 'more campaign')}.")

@@ -146,7 +146,7 @@ def confirm_modal(plan: UndoPlan, *, in_thread: bool, metadata: str) -> View:
         names = ", ".join(f"*{esc(name)}*" for name in plan.excluding[:5])
         lines.append(f"• {names} {'excludes' if len(plan.excluding) == 1 else 'exclude'} "
                      f"*{seg}*: the contacts it takes out that are in a segment "
-                     f"{'it' if len(plan.excluding) == 1 else 'they'} target are enrolled "
+                     f"{'it targets' if len(plan.excluding) == 1 else 'they target'} are enrolled "
                      "then (and invited, where invites are on).")  # fmt: skip
     option = Option(value=REMOVE_ADVOCATES,
                     text=f"Also remove the {plural(plan.advocates, 'advocate')} it enrolled",

@@ -382,3 +382,16 @@ async def test_the_segment_list_is_aligned_with_wide_names(cli: Cli, people: Pat
     assert code == 0
     ends = {display_width(line) for line in out.splitlines()}
     assert len(ends) == 1, out  # every count ends in the same column
+
+
+async def test_deleting_all_customers_a_campaign_targets_is_refused_not_asked(
+    db: Database, cli: Cli, people: Path
+) -> None:
+    """All Customers can't be deleted: said at once, as for All Customers no campaign uses,
+    not a question (or an "add --yes") claiming it "holds no contacts"."""
+    assert (await cli("import", str(people), "--segment", "VIP", "--create-segment"))[0] == 0
+    await _spring_targets(db, "All Customers")
+
+    code, out, err = await cli("segments", "delete", "All Customers")
+    assert (code, out) == (1, "")
+    assert "can't be deleted" in err and "holds no contacts" not in err, err

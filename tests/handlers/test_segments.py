@@ -787,3 +787,20 @@ async def test_segment_forms_each_submitted_twice_at_once_are_never_told_their_o
     assert await _count(app, "SELECT COUNT(*) FROM segment WHERE name LIKE 'Promo %'") == 12
     # a repeat's work, never begun, is let go of quietly (its inner change too)
     assert not [str(w.message) for w in recwarn if "never awaited" in str(w.message)]
+
+
+async def test_deleting_an_empty_segment_a_campaign_uses_says_it_holds_none(app: Harness) -> None:
+    """Slack's dialog, the deleted note and the shell say an empty segment "held no
+    contacts"; the modal for one a campaign uses said "Its 0 contacts stay in All Customers"."""
+    await ensure_workspace(app.db, TEAM)
+    empty = await create_segment(app.db, TEAM, "Empty")
+    spring = await create_campaign(app.db, TEAM, "Referral spring", created_by=LEAD,
+                                   store_url="https://shop.example")  # fmt: skip
+    await target(app.db, TEAM, spring.id or 0, empty.id or 0, requested_by=LEAD)
+    listing = await _list(app)
+    await _click(app, Action.SEGMENT_DELETE,
+                 _button(listing, Action.SEGMENT_DELETE, "Empty")["value"], listing)
+    modal = app.slack.open_views(LEAD)[-1]
+    said = json.dumps(modal["blocks"])
+    assert modal["callback_id"] == Callback.SEGMENT_DELETE
+    assert "0 contacts" not in said and "It holds no contacts" in said, said

@@ -837,3 +837,44 @@ async def test_an_undo_refused_after_its_modal_was_closed_is_told_by_dm(app: Har
     await app.settle()
     dms = [m["text"] for m in app.slack.messages if m["channel"].startswith("D")]
     assert any(f"Import #{batch} has no stopped undo to finish" in t for t in dms), dms
+
+
+async def test_an_undo_asked_from_home_and_finished_from_the_shell_tells_who_asked(
+    app: Harness, db_env: dict[str, str],
+) -> None:  # fmt: skip
+    """No worker runs: a lead's undo of a shell import, asked from Home, waits; the modal said
+    the result comes by direct message, and Home's *Undo* says to finish it with
+    `referral-bot undo N`. Finished so, the lead was never told what it took out."""
+    batch = await _cli_import(app, "Newsletter", b"email\na@example.com\nb@example.com\n")
+    await _undo_from_home(app, batch)  # "The result will be in a direct message"
+    done = await asyncio.to_thread(shell.run, db_env, "undo", str(batch), "--team", "T0001")
+    assert done.returncode == 0, done.stderr
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 0
+    await app.settle()  # a worker that talks to Slack runs whatever report was queued
+    dm = app.slack.dm_channels.get(LEAD)
+    texts = [m["text"] for m in app.slack.messages_in(dm)] if dm else []
+    assert any(f"Import #{batch} was undone by <@{LEAD}>: 2 contacts removed from "
+               "*Newsletter*" in t for t in texts), texts  # fmt: skip
+
+
+async def test_the_confirmation_says_which_campaigns_enroll_them_in_plain_english(
+    app: Harness,
+) -> None:  # fmt: skip
+    """A live campaign excluding the segment: "in a segment it target" (it targets)."""
+    await _cli_import(app, "Other", b"email\na@example.com\n")
+    batch = await _cli_import(app, "Newsletter", b"email\na@example.com\n")
+    other = await find_segment(app.db, "T0001", "Other")
+    newsletter = await find_segment(app.db, "T0001", "Newsletter")
+    assert other is not None and newsletter is not None
+    spring = await service.create_campaign(app.db, "T0001", "Spring",
+                                           store_url="https://shop.example")  # fmt: skip
+    await service.target(app.db, "T0001", spring.id or 0, other.id or 0, requested_by=LEAD,
+                         queue_job=False)  # fmt: skip
+    await service.exclude(app.db, "T0001", spring.id or 0, newsletter.id or 0,
+                          requested_by=LEAD)  # fmt: skip
+    await service.set_state(app.db, "T0001", spring.id or 0, CampaignState.LIVE,
+                            requested_by=LEAD, queue_job=False)  # fmt: skip
+    modal = await _click_undo(app, LEAD, value=str(batch), view=await _open_home(app, LEAD))
+    shown = json.dumps(modal["blocks"])
+    assert "*Spring* excludes *Newsletter*" in shown, shown
+    assert "in a segment it targets are enrolled" in shown, shown
