@@ -161,13 +161,22 @@ async def record(db: Database, team_id: str, actor: str, action: Act, subject: s
 
 def _matching(text: str, dialect: str) -> ColumnElement[bool]:
     """The WHERE clause of a filter: an import by number ("import #12", "#12": that import
-    only), or words found in the subject, action or detail (ignoring case); words that look
-    like a user id also find that person's acts, and lead changes about them."""
+    only; a bare number that import or the words), or words found in the subject, action,
+    detail or the words the log shows for the act (ignoring case); words that look like a
+    user id also find that person's acts, and lead changes about them."""
     text = " ".join(text.split())
-    if number := _IMPORT_FILTER.match(text):
+    number = _IMPORT_FILTER.match(text)
+    if number and not text.isdecimal():  # "import #12", "#12": that import only
         return col(AuditEntry.subject) == import_subject(int(number.group(1)))
     found = [contains(c, text, dialect)
              for c in (col(AuditEntry.subject), col(AuditEntry.action), col(AuditEntry.detail))]
+    if number:  # a bare number: that import, or the words ("Sale 2025" was never found)
+        found.append(col(AuditEntry.subject) == import_subject(int(number.group(1))))
+    # the words the log shows for an act ("undid", "asked for"): its stored code is another
+    acts = [act for act, words in ACTION_WORDS.items()
+            if text.casefold() in words.replace("{subject}", "").casefold()]
+    if acts:
+        found.append(col(AuditEntry.action).in_(acts))
     person = _MENTION.match(text)
     user_id = person.group(1) if person else text.upper()
     if _USER_ID.match(user_id):

@@ -198,3 +198,22 @@ async def test_entries_written_with_a_change_roll_back_with_it(db: Database) -> 
                 detail=""))  # fmt: skip
             raise RuntimeError("the change failed")
     assert await recent(db, TEAM) == []
+
+
+async def test_a_word_the_log_shows_finds_its_entries(db: Database) -> None:
+    """The log reads "<@U2> undid import #7", "asked for import #8", "edited import #8
+    (removed vip.csv)"; `/referral audit undid` (its hint: "Narrow it down with ... a word")
+    answered "No entries match", and a year (a segment "Sale 2025") was taken for import
+    #2025 only."""
+    await record(db, TEAM, "U0002", Act.IMPORT_UNDONE, "import #7", "done: 3 removed from VIP")
+    await record(db, TEAM, "U0002", Act.IMPORT_REQUESTED, "import #8", "into Sale 2025")
+    await record(db, TEAM, "U0002", Act.IMPORT_SOURCE_REMOVED, "import #8", "removed vip.csv")
+    shown = [entry_line(e, {}) for e in await recent(db, TEAM)]
+    assert "undid import #7" in shown[2] and "asked for import #8" in shown[1]
+    assert "edited import #8" in shown[0]
+    assert [e.subject for e in await recent(db, TEAM, matching="undid")] == ["import #7"]
+    assert [e.subject for e in await recent(db, TEAM, matching="asked for")] == ["import #8"]
+    assert len(await recent(db, TEAM, matching="edited")) == 1
+    assert len(await recent(db, TEAM, matching="2025")) == 1
+    assert len(await recent(db, TEAM, matching="8")) == 2  # import #8, still
+    assert len(await recent(db, TEAM, matching="#8")) == 2
