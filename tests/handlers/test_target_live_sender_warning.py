@@ -99,7 +99,7 @@ async def test_only_the_click_that_put_it_live_warns(app: Harness) -> None:
     await app.settle()
     assert _warnings(app) == []
     thread = _thread(app, message)  # it targeted; the other lead took it live
-    assert [t for t in thread if "targeted *Spring* with this segment" in t], thread
+    assert [t for t in thread if "targeted *Spring" in t and "with this segment" in t], thread
     assert not [t for t in thread if "took *Spring" in t], thread
 
 
