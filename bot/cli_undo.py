@@ -20,6 +20,7 @@ from bot.imports.undo import (
     kept_unsubscribed_in,
     other_advocates,
     undo_now,
+    unsubscribed_again_words,
     unsubscribed_words,
 )
 from bot.settings import Settings
@@ -64,7 +65,8 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
               "removed": batch.undo_removed, "kept_in_segment": batch.undo_handed_on,
               "deleted": batch.undo_deleted, "kept_unsubscribed_or_emailed": kept,
               "invites_cancelled": batch.undo_invites_cancelled,
-              "advocates_removed": batch.undo_advocates_removed}  # fmt: skip
+              "advocates_removed": batch.undo_advocates_removed,
+              "unsubscribed_again": batch.undo_unsubscribed}  # fmt: skip
     if args.json:
         print(json.dumps(result))
     else:
@@ -73,7 +75,8 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
         print(f"Undid import #{batch.id}: {plural(batch.undo_removed, 'contact')} removed from "
               f"{quoted(name)}{listed}, {batch.undo_deleted:,} deleted{also}, "
               f"{plural(batch.undo_invites_cancelled, 'invite')} cancelled, "
-              f"{plural(batch.undo_advocates_removed, 'advocate')} removed.")  # fmt: skip
+              f"{plural(batch.undo_advocates_removed, 'advocate')} removed"
+              f"{unsubscribed_again_words(batch.undo_unsubscribed)}.")  # fmt: skip
         if args.advocates and batch.undo_removed > batch.undo_deleted and await other_advocates(
                 db, team, batch.id or 0):  # contacts that stay, and advocates not its own
             # "0 advocates removed" alone read as --advocates ignored

@@ -18,7 +18,12 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.audit import by_whom
-from bot.imports.undo import UndoPlan, handed_on_words, unsubscribed_words
+from bot.imports.undo import (
+    UndoPlan,
+    handed_on_words,
+    unsubscribed_again_words,
+    unsubscribed_words,
+)
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import esc, n, plural, slack_date, were
 from handlers.slack_text import cut_mrkdwn
@@ -56,7 +61,7 @@ def undone_text(batch: ImportBatch, segment: str, *, kept: int = 0) -> str:
     if batch.undo_advocates_removed:
         text += (f", {plural(batch.undo_advocates_removed, 'advocate')} removed (their referral "
                  "links no longer work)")  # fmt: skip
-    return text + "."
+    return text + unsubscribed_again_words(batch.undo_unsubscribed) + "."
 
 
 def undone_result_blocks(result: str, batch: ImportBatch) -> list[Block]:

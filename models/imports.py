@@ -93,6 +93,9 @@ class ImportBatch(SQLModel, table=True):
     # memberships it had added that stayed: a later import still standing had listed those
     # contacts too, and now holds them (segment_member_listing)
     undo_handed_on: int = 0
+    # contacts it had re-subscribed that its undo unsubscribed again (a consent changed: said
+    # in its result and the audit log)
+    undo_unsubscribed: int = 0
     # `import --dry-run`'s: staged only to be counted, then dropped. It is no import: no
     # list of imports shows it, and the purge drops one a killed dry run left behind
     dry_run: bool = False

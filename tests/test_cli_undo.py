@@ -71,7 +71,8 @@ async def test_undo_prints_its_counts_and_refuses_a_second_time(
     assert code == 0
     assert result == {"import": batch, "segment": "VIP", "status": "undone", "removed": 2,
                       "kept_in_segment": 0, "deleted": 1, "kept_unsubscribed_or_emailed": 0,
-                      "invites_cancelled": 0, "advocates_removed": 0}  # fmt: skip
+                      "invites_cancelled": 0, "advocates_removed": 0,
+                      "unsubscribed_again": 0}  # fmt: skip
     assert await _sql(db, "SELECT COUNT(*) FROM contact") == 2
     assert await _sql(db, "SELECT state FROM job WHERE kind = 'undo_import'") == "done"
     assert await _sql(db, "SELECT actor FROM audit_entry WHERE action = 'import.undone'") == "cli"
@@ -306,3 +307,27 @@ async def test_undo_json_names_the_contacts_kept_because_they_were_emailed(
     assert code == 0 and result["kept_unsubscribed_or_emailed"] == 2, result
     assert "kept_unsubscribed" not in result
     assert await _sql(db, "SELECT COUNT(*) FROM contact") == 2
+
+
+async def test_undo_says_and_logs_whom_it_unsubscribed_again(
+    shell: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """x@ had said no; an --update-existing import said yes and re-subscribed her. Its undo
+    unsubscribes her again (the confirmation counts it), but the result line, the JSON and the
+    audit log said nothing of it: a consent changed with no trace of who changed it."""
+    first = shell / "no.csv"
+    first.write_text("email,subscribed\nx@example.com,no\n", encoding="utf-8")
+    assert (await _json(capsys, "import", str(first), "--segment", "Old",
+                        "--create-segment"))[0] == 0  # fmt: skip
+    again = shell / "yes.csv"
+    again.write_text("email,subscribed\nx@example.com,yes\n", encoding="utf-8")
+    code, summary = await _json(capsys, "import", str(again), "--segment", "VIP",
+                                "--create-segment", "--update-existing")  # fmt: skip
+    assert code == 0 and await _sql(db, "SELECT subscribed FROM contact") in (True, 1)
+    assert await _main("undo", str(summary["import_id"])) == 0
+    out = capsys.readouterr().out
+    assert await _sql(db, "SELECT subscribed FROM contact") in (False, 0)
+    assert out.rstrip().endswith(", 1 unsubscribed again."), out
+    detail = await _sql(db, "SELECT detail FROM audit_entry WHERE action = 'import.undone' "
+                            "AND detail LIKE 'done:%'")  # fmt: skip
+    assert str(detail).endswith(", 1 unsubscribed again"), detail

@@ -739,6 +739,8 @@ _COUNT = _sql("""
         undo_advocates_removed = undo_advocates_removed + :advocates, updated_at = :now
     WHERE team_id = :t AND id = :b
 """)
+_UNSUBSCRIBED_AGAIN = _sql("UPDATE import_batch SET undo_unsubscribed = undo_unsubscribed "
+                          "+ :count, updated_at = :now WHERE team_id = :t AND id = :b")
 _FINISH = _sql("UPDATE import_batch SET status = 'undone', updated_at = :now "
                "WHERE team_id = :t AND id = :b AND status = 'undoing'")  # fmt: skip
 # The contacts it created that it kept because they unsubscribed or were emailed (in no
@@ -807,9 +809,12 @@ async def run_undo(db: Database, team_id: str, batch_id: int, *, chunk_size: int
         await conn.execute(_DROP_OWN_LISTINGS, range_)
 
     async def consent(conn: AsyncConnection, range_: dict[str, Any]) -> None:
-        await conn.execute(_UNSUBSCRIBE_AGAIN, {**range_, "no": False, "yes": True,
-                                                "now": utcnow()})  # fmt: skip
+        again = await conn.execute(_UNSUBSCRIBE_AGAIN, {**range_, "no": False, "yes": True,
+                                                        "now": utcnow()})  # fmt: skip
         await conn.execute(_DROP_RESUBSCRIBED, range_)
+        if again.rowcount:  # counted in the range's transaction: a consent changed, said
+            await conn.execute(_UNSUBSCRIBED_AGAIN, {**params, "count": again.rowcount,
+                                                     "now": utcnow()})  # fmt: skip
 
     async def told() -> None:
         if progress is not None:
@@ -862,6 +867,12 @@ def handed_on_words(count: int) -> str:
     return f" ({count:,} kept: a later import listed them too)" if count else ""
 
 
+def unsubscribed_again_words(count: int) -> str:
+    """", 3 unsubscribed again" at the end of an undo's result, or "": the contacts the
+    import had re-subscribed that its undo unsubscribed again, a consent changed."""
+    return f", {count:,} unsubscribed again" if count else ""
+
+
 def unsubscribed_words(count: int) -> str:
     """" (3 kept: they unsubscribed or were emailed)" after "N deleted", or "": the contacts
     the import created that stay because they unsubscribed or an invite went out to them (the
@@ -873,18 +884,19 @@ async def _record_result(conn: AsyncConnection, team_id: str, batch_id: int) -> 
     """The audit entry of the finished undo, with its counts (read in its transaction)."""
     row = (await conn.execute(text("""
         SELECT b.undone_by, s.name, b.undo_removed, b.undo_deleted, b.undo_invites_cancelled,
-               b.undo_advocates_removed, b.undo_handed_on
+               b.undo_advocates_removed, b.undo_handed_on, b.undo_unsubscribed
         FROM import_batch b JOIN segment s ON s.id = b.segment_id
         WHERE b.team_id = :t AND b.id = :b
     """), {"t": team_id, "b": batch_id})).one()  # fmt: skip
-    actor, segment, removed, deleted, cancelled, advocates, handed = row
+    actor, segment, removed, deleted, cancelled, advocates, handed, unsubscribed = row
     kept = unsubscribed_words(await kept_unsubscribed_in(conn, team_id, batch_id))
     listed = handed_on_words(handed)
     await record_in(conn, team_id, actor or "cli", Act.IMPORT_UNDONE, import_subject(batch_id),
                     f"done: {removed:,} removed from {segment}{listed}, "
                     f"{plural(deleted, 'contact')} deleted{kept}, "
                     f"{plural(cancelled, 'invite')} cancelled, "
-                    f"{plural(advocates, 'advocate')} removed")  # fmt: skip
+                    f"{plural(advocates, 'advocate')} removed"
+                    f"{unsubscribed_again_words(unsubscribed)}")  # fmt: skip
 
 
 async def other_advocates(db: Database, team_id: str, batch_id: int) -> bool:
