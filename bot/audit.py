@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import and_, func, insert, or_
+from sqlalchemy import and_, func, insert, literal, or_
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
@@ -168,13 +168,18 @@ def _matching(text: str, dialect: str) -> ColumnElement[bool]:
     number = _IMPORT_FILTER.match(text)
     if number and not text.isdecimal():  # "import #12", "#12": that import only
         return col(AuditEntry.subject) == import_subject(int(number.group(1)))
+    if number:  # a bare number: that import, or the number as a word of a subject that is no
+        # import's or of a detail ("Sale 2025"), not within #120 or "1204 contacts"
+        word = f"% {text} %"
+        return or_(col(AuditEntry.subject) == import_subject(int(number.group(1))),
+                   and_(col(AuditEntry.subject).not_like("import #%"),
+                        (literal(" ") + col(AuditEntry.subject) + literal(" ")).like(word)),
+                   (literal(" ") + col(AuditEntry.detail) + literal(" ")).like(word))
     found = [contains(c, text, dialect)
              for c in (col(AuditEntry.subject), col(AuditEntry.action), col(AuditEntry.detail))]
-    if number:  # a bare number: that import, or the words ("Sale 2025" was never found)
-        found.append(col(AuditEntry.subject) == import_subject(int(number.group(1))))
     # the words the log shows for an act ("undid", "asked for"): its stored code is another
     acts = [act for act, words in ACTION_WORDS.items()
-            if text.casefold() in words.replace("{subject}", "").casefold()]
+            if text.casefold() in " ".join(words.replace("{subject}", " ").split()).casefold()]
     if acts:
         found.append(col(AuditEntry.action).in_(acts))
     person = _MENTION.match(text)

@@ -50,16 +50,17 @@ def _visible(name: str) -> str:
     return " ".join(composed.split())
 
 
-# Letters that draw nothing (Hangul fillers, Khmer's inherent vowels, the blank Braille
-# cell): "All Customers" + U+3164 was a second All Customers, in every menu the same
-_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u17b4\u17b5\u2800")
+# Letters that draw nothing but blank space (Hangul fillers, Khmer's inherent vowels, the
+# blank Braille cell): a name's key reads each as a space, so "All Customers" + U+3164 and
+# "All⠀Customers" are All Customers, not a second one that looks the same in every menu
+_BLANK_AS_SPACE = dict.fromkeys(map(ord, "\u115f\u1160\u3164\uffa0\u17b4\u17b5\u2800"), " ")
 
 
 def _unseen(char: str) -> bool:
     """A character that changes nothing people can tell apart in a name: a format character
     (a left-to-right mark pasted from RTL text, a bidi isolate, U+2063), the grapheme joiner,
-    a variation selector (❤ and ❤️ are one heart), a letter that draws nothing."""
-    return (char == "\u034f" or "\ufe00" <= char <= "\ufe0f" or char in _BLANK_LETTERS
+    a variation selector (❤ and ❤️ are one heart)."""
+    return (char == "\u034f" or "\ufe00" <= char <= "\ufe0f"
             or (unicodedata.category(char) == "Cf" and char not in _SEEN_FORMAT))  # fmt: skip
 
 
@@ -71,6 +72,7 @@ def segment_key(name: str) -> str:
     "VIP" + U+200E was a second "VIP" and "All Customers" + U+200E a second All Customers."""
     name = _visible(name)
     if not name.isascii():
+        name = name.translate(_BLANK_AS_SPACE)
         name = " ".join("".join(c for c in name if not _unseen(c)).split())
     return name.casefold()
 

@@ -217,3 +217,22 @@ async def test_a_word_the_log_shows_finds_its_entries(db: Database) -> None:
     assert len(await recent(db, TEAM, matching="2025")) == 1
     assert len(await recent(db, TEAM, matching="8")) == 2  # import #8, still
     assert len(await recent(db, TEAM, matching="#8")) == 2
+
+
+async def test_the_words_around_an_acts_subject_find_it(db: Database) -> None:
+    """ "removed {subject} from a segment" left two spaces where the subject was: "removed
+    from a segment" found nothing."""
+    await record(db, TEAM, "U0002", Act.CONTACT_REMOVED_FROM_SEGMENT, "ada@example.com", "VIP")
+    await record(db, TEAM, "U0002", Act.LEAD_ADDED, "<@U0003>", "")
+    assert len(await recent(db, TEAM, matching="removed from a segment")) == 1
+    assert len(await recent(db, TEAM, matching="added to the team leads")) == 1
+
+
+async def test_a_bare_import_number_finds_that_import_not_every_number_holding_it(
+    db: Database,
+) -> None:
+    """`/referral audit 12` found import #12 only; then also #120 and every "1204 contacts"."""
+    await record(db, TEAM, "U0002", Act.IMPORT_APPROVED, "import #12", "30 contacts to import")
+    await record(db, TEAM, "U0002", Act.IMPORT_APPROVED, "import #120", "5 contacts to import")
+    await record(db, TEAM, "U0002", Act.IMPORT_APPROVED, "import #7", "1204 contacts to import")
+    assert [e.subject for e in await recent(db, TEAM, matching="12")] == ["import #12"]

@@ -718,3 +718,12 @@ async def test_a_name_padded_with_a_blank_letter_is_the_same_name(team: Database
         await create_segment(db, TEAM, "VIP" + blank)
     with pytest.raises(WorkspaceError, match="built in"):
         await rename_segment(db, TEAM, vip.id or 0, f"All{blank} Customers")
+
+
+@pytest.mark.parametrize("blank", ["\u2800", "\u3164"])
+async def test_a_blank_letter_between_words_is_the_space_it_shows(team: Database,
+                                                                  blank: str) -> None:
+    """"All⠀Customers" reads as All Customers: a blank letter dropped from the key made it
+    "allcustomers", a second All Customers."""
+    with pytest.raises(WorkspaceError, match="built in"):
+        await create_segment(team, TEAM, f"All{blank}Customers")

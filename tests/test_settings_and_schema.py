@@ -514,6 +514,52 @@ async def test_0028_keys_names_made_before_it_without_blank_letters(
         assert keys[3] == "vip\u2800" and keys[4] == "vip"  # a collision keeps its old key
 
 
+async def test_0028_rekeys_no_live_name_to_a_deleted_segments_key(
+    db_env: dict[str, str],
+) -> None:
+    """A live "deleted:2" + U+3164, allowed before 0028, would key to a deleted segment's
+    key: the upgrade failed on the unique index and the bot wouldn't start."""
+    from sqlalchemy import text
+
+    async with _at_revision(db_env, "0027") as db:
+        async with db.begin() as conn:
+            for n, name, key, kind in [(1, "All Customers", "all customers", "all"),
+                                       (2, "Old", "deleted:2", "deleted"),
+                                       (3, "deleted:2\u3164", "deleted:2\u3164", "static")]:
+                await conn.execute(text(
+                    "INSERT INTO segment (id, team_id, name, name_key, kind, created_at) "
+                    "VALUES (:n, 'T1', :name, :key, :kind, '2026-12-01 00:00:00')"),
+                    {"n": n, "name": name, "key": key, "kind": kind})  # fmt: skip
+        await upgrade(db)
+        async with db.begin() as conn:
+            keys = dict((await conn.execute(text("SELECT id, name_key FROM segment"))).all())
+        assert keys[2] == "deleted:2" and keys[3] == "deleted:2\u3164"
+
+
+def test_the_worker_child_gets_the_outbox_choice_serve_made(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """OUTBOX_DIR exported blank (unset) beside a `.env` naming a folder: serve took the
+    outbox as unset, then left OUTBOX_DIR out of its worker child's environment, and the
+    child read the `.env`'s folder and wrote every invite there, marked sent."""
+    import os
+
+    from bot.campaigns.jobs import outbox_chosen
+    from bot.jobs.child import settings_env
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"OUTBOX_DIR={tmp_path / 'out'}\n")
+    monkeypatch.setenv("OUTBOX_DIR", "")
+    parent = load_settings()
+    assert not outbox_chosen(parent)
+    child_env = settings_env(parent)
+    for name in list(os.environ):
+        monkeypatch.delenv(name)
+    for name, value in child_env.items():
+        monkeypatch.setenv(name, value)
+    assert not outbox_chosen(load_settings())
+
+
 async def test_0016_adds_the_listings_and_downgrades_keeping_the_rest(
     db_env: dict[str, str],
 ) -> None:

@@ -78,9 +78,11 @@ _ENHANCED = re.compile(r"^\s*(?:[^\s:@]*@[^\s:]*:\s*)?([245]\.\d{1,3}\.\d{1,3})\
 # (mailbox full). X.2.0 is not among them: Microsoft 365 refuses a From the login may not
 # send as with 5.2.0, for every invite alike.
 _ABOUT_RECIPIENT = re.compile(r"\d\.(1\.\d+|2\.[12])")
-# A bare refusal at RCPT (no enhanced code) that is a relay's of the bot itself, whatever the
-# recipient: Exim's "550 relay not permitted", "authentication required"
-_RELAY_REFUSED = re.compile(r"relay|authenticat|not permitted|access denied", re.IGNORECASE)
+# A bare refusal at RCPT (no enhanced code first) that is a relay's of the bot itself, whatever
+# the recipient: Exim's "550 relay not permitted", "authentication required", "Sender verify
+# failed"; qmail's "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
+_RELAY_REFUSED = re.compile(r"relay|rcpthosts|authenticat|not permitted|access denied|"
+                            r"sender verify|not allowed|#5\.7\.\d", re.IGNORECASE)  # fmt: skip
 _STAMP = UTCDateTime()
 RETRY_BASE = timedelta(minutes=1)
 # An invite the server took and then didn't answer for (a timeout, a dropped connection)

@@ -85,6 +85,8 @@ def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> d
         value = getattr(settings, name)
         if value is None or (name in _ONLY_WHEN_GIVEN and name not in settings.model_fields_set):
             env.pop(name.upper(), None)
+            if name == "outbox_dir":  # blank is unset (Settings): a `.env` the child reads
+                env["OUTBOX_DIR"] = ""  # mustn't give it the outbox this process hadn't
             continue
         if isinstance(value, bool):
             text = "true" if value else "false"

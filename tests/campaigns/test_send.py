@@ -879,6 +879,21 @@ async def test_a_relay_refusal_without_an_enhanced_code_stops_the_run_not_the_in
                             "attempts") == [("queued", 0, 6)]  # fmt: skip
 
 
+_QMAIL_RELAY = "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
+
+
+async def test_qmails_relay_refusal_stops_the_run_not_the_invites(world: World) -> None:
+    """qmail's refusal to relay names no relay: read as each address's own, every invite of
+    the campaign failed for good."""
+    emails = [f"p{i}@example{i}.com" for i in range(6)]
+    enrollment = await _enrolled(world, *(f"{e},P,en" for e in emails))
+    async with smtp_server(Handler(refuse=dict.fromkeys(emails, _QMAIL_RELAY))) as server:
+        with pytest.raises(SmtpSetupError, match="refused 3 invites in a row the same way"):
+            await _send(world, server, enrollment)
+    assert await world.rows("SELECT state, attempts, COUNT(*) FROM invite GROUP BY state, "
+                            "attempts") == [("queued", 0, 6)]  # fmt: skip
+
+
 async def test_three_dead_domains_in_a_row_fail_their_invites_not_the_campaign(
     world: World,
 ) -> None:

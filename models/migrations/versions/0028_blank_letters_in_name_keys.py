@@ -11,6 +11,7 @@ the same in every menu. The stored names keep them. As 0022, a row made before k
 when the new one would equal another row's, so both stay reachable.
 """
 
+import re
 import unicodedata
 from collections.abc import Sequence
 
@@ -27,17 +28,18 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\u00ad"))
 _SEEN_FORMAT = frozenset("\u200c\u200d\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f"
                          "\u0890\u0891\u08e2\U000110bd\U000110cd") | frozenset(
     map(chr, range(0xE0020, 0xE0080)))  # fmt: skip
-_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u17b4\u17b5\u2800")
+_BLANK_AS_SPACE = dict.fromkeys(map(ord, "\u115f\u1160\u3164\uffa0\u17b4\u17b5\u2800"), " ")
+_DELETED_KEY = re.compile(r"deleted:\d+")  # a deleted segment's key: never a live one's
 
 
 def _unseen(char: str) -> bool:
-    return (char == "\u034f" or "\ufe00" <= char <= "\ufe0f" or char in _BLANK_LETTERS
+    return (char == "\u034f" or "\ufe00" <= char <= "\ufe0f"
             or (unicodedata.category(char) == "Cf" and char not in _SEEN_FORMAT))  # fmt: skip
 
 
 def _key(name: str) -> str:
     """bot.workspaces.segment_key as of this revision (a migration keeps its own copy)."""
-    composed = unicodedata.normalize("NFC", name).translate(_INVISIBLE)
+    composed = unicodedata.normalize("NFC", name).translate(_INVISIBLE).translate(_BLANK_AS_SPACE)
     kept = "".join(c for c in composed if not _unseen(c))
     return " ".join(kept.split()).casefold()
 
@@ -46,9 +48,12 @@ def _rekey(table: str, live: str) -> None:
     conn = op.get_bind()
     rows = list(conn.execute(sa.text(f"SELECT id, team_id, name, name_key FROM {table} "
                                      f"WHERE {live}")))  # fmt: skip
-    taken = {(team, key) for _, team, _, key in rows}
+    # every row's key, deleted ones' too: the unique index holds them all
+    taken = {(team, key) for team, key in conn.execute(sa.text(
+        f"SELECT team_id, name_key FROM {table}"))}  # fmt: skip
     for row_id, team, name, key in rows:
-        if name.isascii() or (new := _key(name)) == key or (team, new) in taken:
+        if (name.isascii() or (new := _key(name)) == key or (team, new) in taken
+                or _DELETED_KEY.fullmatch(new)):  # fmt: skip
             continue
         conn.execute(sa.text(f"UPDATE {table} SET name_key = :k WHERE id = :i"),
                      {"k": new, "i": row_id})  # fmt: skip
