@@ -470,18 +470,23 @@ async def test_0015_gives_lookalike_names_made_before_it_one_key(db_env: dict[st
         assert keys[3] == "vip\u200b" and keys[4] == "vip"  # a collision keeps its old key
 
 
-async def test_0022_keys_names_made_before_it_without_what_shows_nothing(
-    db_env: dict[str, str],
+@pytest.mark.parametrize(("before", "unseen", "other"), [
+    ("0021", "\u200e", "\u2066"),  # 0022: a left-to-right mark, a bidi isolate
+    ("0027", "\u3164", "\u2800"),  # 0028: a Hangul filler, the blank Braille cell
+])  # fmt: skip
+async def test_name_keys_made_before_leave_out_what_shows_nothing(
+    db_env: dict[str, str], before: str, unseen: str, other: str,
 ) -> None:
-    """A segment named with a left-to-right mark kept its key: "Staff" typed found nothing
-    and made a second one that looked the same; a lookalike of another keeps its key."""
+    """A segment named with a left-to-right mark (0022) or a Hangul filler (0028) kept its
+    key: "Staff" typed found nothing and made a second one that looked the same; a lookalike
+    of another keeps its key."""
     from sqlalchemy import text
 
     from bot.workspaces import WorkspaceError, create_segment, find_segment
 
-    async with _at_revision(db_env, "0021") as db:
-        await _old_segments(db, [("Staff\u200e", "staff\u200e"), ("VIP\u2066", "vip\u2066"),
-                                 ("VIP", "vip")])  # fmt: skip
+    async with _at_revision(db_env, before) as db:
+        await _old_segments(db, [(f"Staff{unseen}", f"staff{unseen}"),
+                                 (f"VIP{other}", f"vip{other}"), ("VIP", "vip")])  # fmt: skip
         await upgrade(db)
         found = await find_segment(db, "T1", "staff")
         assert found is not None and found.id == 2
@@ -489,29 +494,7 @@ async def test_0022_keys_names_made_before_it_without_what_shows_nothing(
             await create_segment(db, "T1", "Staff")
         async with db.begin() as conn:
             keys = dict((await conn.execute(text("SELECT id, name_key FROM segment"))).all())
-        assert keys[3] == "vip\u2066" and keys[4] == "vip"  # a collision keeps its old key
-
-
-async def test_0028_keys_names_made_before_it_without_blank_letters(
-    db_env: dict[str, str],
-) -> None:
-    """A segment named with a Hangul filler (U+3164, which draws nothing) kept its key:
-    "Staff" typed found nothing and made a second one that looked the same."""
-    from sqlalchemy import text
-
-    from bot.workspaces import WorkspaceError, create_segment, find_segment
-
-    async with _at_revision(db_env, "0027") as db:
-        await _old_segments(db, [("Staff\u3164", "staff\u3164"), ("VIP\u2800", "vip\u2800"),
-                                 ("VIP", "vip")])  # fmt: skip
-        await upgrade(db)
-        found = await find_segment(db, "T1", "staff")
-        assert found is not None and found.id == 2
-        with pytest.raises(WorkspaceError, match="already exists"):
-            await create_segment(db, "T1", "Staff")
-        async with db.begin() as conn:
-            keys = dict((await conn.execute(text("SELECT id, name_key FROM segment"))).all())
-        assert keys[3] == "vip\u2800" and keys[4] == "vip"  # a collision keeps its old key
+        assert keys[3] == f"vip{other}" and keys[4] == "vip"  # a collision keeps its old key
 
 
 async def test_0028_rekeys_no_live_name_to_a_deleted_segments_key(

@@ -873,21 +873,28 @@ async def test_a_cancelled_send_job_stops_sending_and_offers_retry(app: Harness)
     assert len(list(app.settings.outbox_dir.glob("*.eml"))) == 2
 
 
+async def _live_from_the_list(app: Harness) -> Campaign:
+    """Spring, targeting VIP's two contacts, put live with *Go live* in `/referral campaign`
+    (an enrollment without a thread), its hold over: sent to whatever server `app` has."""
+    await _imported(app)  # two contacts in VIP
+    spring = await _campaign(app, "Spring", live=False)
+    vip = await find_segment(app.db, "T0001", "VIP")
+    assert vip is not None
+    await service.target(app.db, "T0001", spring.id or 0, vip.id or 0, requested_by=LEAD)
+    listing = await app.listing("campaign")
+    await app.click_in(listing, Action.CAMPAIGN_LIVE, str(spring.id))
+    await app.settle()
+    await _hold_is_over(app)
+    return spring
+
+
 async def test_a_campaign_gone_live_from_the_list_shows_stopped_sending_there_with_retry(
     db: Database, tmp_path: Path,
 ) -> None:  # fmt: skip
     """Go live from `/referral campaign` starts an enrollment without a thread, so no report
     would ever say its sending stopped: the campaign list says so and offers Retry sending."""
     async with _refused_login(db, tmp_path) as (app, server, password):
-        await _imported(app)  # two contacts in VIP
-        spring = await _campaign(app, "Spring", live=False)
-        vip = await find_segment(app.db, "T0001", "VIP")
-        assert vip is not None
-        await service.target(app.db, "T0001", spring.id or 0, vip.id or 0, requested_by=LEAD)
-        listing = await app.listing("campaign")
-        await app.click_in(listing, Action.CAMPAIGN_LIVE, str(spring.id))
-        await app.settle()
-        await _hold_is_over(app)
+        spring = await _live_from_the_list(app)
         sends = [j for j in await list_jobs(app.db, "T0001") if j.kind == "send_invites"]
         assert [(j.state, j.attempts) for j in sends] == [("failed", 5)]
         listing = await app.listing("campaign")
@@ -913,15 +920,7 @@ async def test_retry_sending_on_a_paused_campaign_says_its_invites_wait_for_go_l
     campaign's invites, so they wait for *Go live*; it said "Sending the invites of Spring
     again." and none went."""
     async with _refused_login(db, tmp_path) as (app, server, password):
-        await _imported(app)  # two contacts in VIP
-        spring = await _campaign(app, "Spring", live=False)
-        vip = await find_segment(app.db, "T0001", "VIP")
-        assert vip is not None
-        await service.target(app.db, "T0001", spring.id or 0, vip.id or 0, requested_by=LEAD)
-        listing = await app.listing("campaign")
-        await app.click_in(listing, Action.CAMPAIGN_LIVE, str(spring.id))
-        await app.settle()
-        await _hold_is_over(app)
+        spring = await _live_from_the_list(app)
         assert "Sending stopped" in json.dumps((await app.listing("campaign"))["blocks"])
         await service.change_state(app.db, "T0001", spring.id or 0, CampaignState.PAUSED,
                                    requested_by=LEAD)  # fmt: skip
@@ -1308,13 +1307,7 @@ async def test_with_no_hold_window_delayed_invites_are_held_and_said_when_they_g
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
     async with running_app(db, tmp_path, invite_hold_seconds=0) as app:
-        await ensure_workspace(app.db, "T0001")
-        autumn = await service.create_campaign(app.db, "T0001", "Autumn", invite_delay_days=3,
-                                               store_url="https://shop.example")  # fmt: skip
-        await service.set_state(app.db, "T0001", autumn.id or 0, CampaignState.LIVE,
-                                requested_by=LEAD)  # fmt: skip
-        message = await _imported(app)
-        await _target(app, message, autumn.id or 0)
+        _, message = await _targeted_with_a_delay(app)
         report = _report(app, message)
         rendered = json.dumps(report["blocks"])
         assert "2 queued" not in rendered, rendered
