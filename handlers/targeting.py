@@ -97,9 +97,12 @@ async def _go_live(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> Non
                                    go_live=True)  # fmt: skip
     warning = await _sender_warning(d, team_id, campaign) if done.went_live else ""
     try:
-        # live already (another lead, from `/referral campaign`): this click only targeted
+        # live already: by this lead (a double click's other click) or by another, from
+        # `/referral campaign`, whose going live this click must not claim
+        took = done.went_live or await service.put_live_by(d.db, team_id,
+                                                           campaign.id or 0) == user_id
         said = (f"<@{user_id}> took *{esc(campaign.name)}* live and targeted this segment: "
-                "enrolling now." if done.went_live else
+                "enrolling now." if took else
                 f"<@{user_id}> targeted *{esc(campaign.name)}* with this segment: enrolling "
                 "its contacts now.")  # fmt: skip
         await _announce(d, client, team_id, done, campaign, batch, user_id, said)

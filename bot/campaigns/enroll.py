@@ -82,7 +82,7 @@ def send_after(start: datetime, hold_until: datetime | None, delay_days: int) ->
     return max(hold_until or start, start + timedelta(days=delay_days))
 
 # An enrollment that found its campaign paused (or a draft) when it ran ends so; going live
-# runs those reported in a thread again (service.resume_not_live_in)
+# runs those reported in a thread again (service._resume_not_live_in)
 NOT_LIVE = "The campaign isn't live: nobody was enrolled. Go live to enroll its targets."
 
 

@@ -569,6 +569,18 @@ async def _resume_not_live_in(conn: AsyncConnection, team_id: str, campaign_id: 
         await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
 
 
+async def put_live_by(db: Database, team_id: str, campaign_id: int) -> str | None:
+    """Who last put the campaign live, as the audit log has it (None: nobody it records):
+    a *Go live and target* that found it live already says whether its clicker did (a double
+    click) or another lead."""
+    async with db.begin() as conn:
+        name = await _name(conn, team_id, campaign_id)
+        return (await conn.execute(text(
+            "SELECT actor FROM audit_entry WHERE team_id = :t AND action = :live "
+            "AND subject = :name ORDER BY id DESC LIMIT 1"),
+            {"t": team_id, "live": str(Act.CAMPAIGN_LIVE), "name": name})).scalar()  # fmt: skip
+
+
 def import_enrollment_key(campaign_id: int, batch_id: int) -> str:
     """The dedupe key of the job enrolling an import's contacts in a campaign: one per pair
     (after_import.enroll_imported_now marks it done by this key)."""

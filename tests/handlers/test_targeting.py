@@ -1344,3 +1344,27 @@ async def test_a_thread_told_nobody_was_enrolled_hears_when_going_live_enrolls_t
     assert "*2* new advocates in *Spring*" in rendered, rendered
     assert "nobody was enrolled" not in rendered and Action.CANCEL_INVITES in rendered, rendered
     assert list(app.settings.outbox_dir.glob("*.eml")) == []  # held, as a Target's are
+
+
+async def test_go_live_and_target_after_the_same_lead_put_it_live_says_they_took_it_live(
+    app: Harness,
+) -> None:
+    """A double click on *Go live and target*: whichever click's announcement is posted (the
+    other is told "already enrolling"), the lead took the campaign live. The click that found
+    it live said only "targeted" (CI saw it, the two clicks' order changing), as for another
+    lead's going live. Here that click is forced: the lead put it live just before."""
+    autumn = await _campaign(app, "Autumn", live=False)
+    message = await _imported(app)
+    await _target(app, message, autumn.id or 0)  # a draft: asks to go live first
+    question = app.slack.ephemerals[-1]
+    value = next(e["value"] for b in question["blocks"] if b["type"] == "actions"
+                 for e in b["elements"])  # fmt: skip
+    await service.set_state(app.db, "T0001", autumn.id or 0, CampaignState.LIVE,
+                            requested_by=LEAD)  # the same lead's other click, first
+    await app.settle()
+    await app.requests.block_action(Action.TARGET_GO_LIVE, value, user_id=LEAD,
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
+    assert any(f"<@{LEAD}> took *Autumn* live and targeted this segment" in t
+               for t in thread), thread  # fmt: skip
