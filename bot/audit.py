@@ -76,6 +76,7 @@ class Act(StrEnum):
     # ... and who chose to email people again, or those held back
     CAMPAIGN_RESENT = "campaign.resent"  # Resend uncertain: some may get theirs twice
     CAMPAIGN_EMAILED_UNSENT = "campaign.emailed_unsent"  # Email them
+    CAMPAIGN_INVITES_CANCELLED = "campaign.invites_cancelled"  # Cancel invites, in the hold
 
 
 # What each act says after the actor's name; {subject} is the entry's subject. The detail, if
@@ -109,6 +110,8 @@ ACTION_WORDS: dict[str, str] = {
     Act.CAMPAIGN_PAUSED: "paused the campaign {subject}",
     Act.CAMPAIGN_RESENT: "resent the invites of the campaign {subject} that may not have "
                          "arrived",
+    Act.CAMPAIGN_INVITES_CANCELLED: "cancelled invites of the campaign {subject} in their "
+                                    "hold",
     Act.CAMPAIGN_EMAILED_UNSENT: "emailed the advocates of the campaign {subject} that the "
                                  "invite email being off left without an invite",
 }

@@ -44,6 +44,7 @@ from bot.workspaces import (
     get_segment,
     name_taken,
     segment_key,
+    shown_name,
 )
 from models import (
     BatchStatus,
@@ -212,9 +213,11 @@ async def renamable(db: Database, team_id: str, segment_id: int) -> Segment:
 def require_new_name(segment: Segment, name: str) -> None:
     """WorkspaceError when `name` (as `free_name` stores it) is the segment's name already:
     the rename recorded "renamed a segment to VIP (was VIP)" and said "*VIP* is now *VIP*".
-    Another case of it is a new name."""
-    if name == segment.name:
-        raise WorkspaceError(f"The segment is already named {quoted(name)}: nothing to change.")
+    Another case of it is a new name; one that differs only by what shows nothing ("VIP" +
+    U+200E) is not."""
+    if shown_name(name) == shown_name(segment.name):
+        raise WorkspaceError(f"The segment is already named {quoted(segment.name)}: nothing to "
+                             "change.")  # fmt: skip
 
 
 async def rename_segment(db: Database, team_id: str, segment_id: int, new_name: str, *,

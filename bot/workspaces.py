@@ -64,17 +64,22 @@ def _unseen(char: str) -> bool:
             or (unicodedata.category(char) == "Cf" and char not in _SEEN_FORMAT))  # fmt: skip
 
 
+def shown_name(name: str) -> str:
+    """The name as people see it, case kept: segment_key before it ignores case."""
+    name = _visible(name)
+    if not name.isascii():
+        name = name.translate(_BLANK_AS_SPACE)
+        name = " ".join("".join(c for c in name if not _unseen(c)).split())
+    return name
+
+
 def segment_key(name: str) -> str:
     """The name as names are compared: as seen (_visible), without the characters that show
     nothing, ignoring case. Those are left out of the key only, not out of the stored name:
     some shape what is shown (U+FE0F makes ❤️ the emoji, U+180E a Mongolian vowel's form, a
     mark the order of mixed RTL text), but two names they alone tell apart look the same, so
     "VIP" + U+200E was a second "VIP" and "All Customers" + U+200E a second All Customers."""
-    name = _visible(name)
-    if not name.isascii():
-        name = name.translate(_BLANK_AS_SPACE)
-        name = " ".join("".join(c for c in name if not _unseen(c)).split())
-    return name.casefold()
+    return shown_name(name).casefold()
 
 
 def too_long_compared(length: int, limit: int) -> str:

@@ -1016,13 +1016,21 @@ async def _enqueue_send(conn: AsyncConnection, team_id: str, enrollment_id: int,
 
 
 async def cancel_held(db: Database, team_id: str, enrollment_id: int, who: str) -> int:
-    """Cancel invites still in the hold window; the advocates stay. Returns how many."""
+    """Cancel invites still in the hold window; the advocates stay. Returns how many, and
+    records it in the audit log (who kept people from being emailed), in its transaction."""
     async with db.begin() as conn:
         result = await conn.execute(text("""
             UPDATE invite SET state = 'cancelled', reason = :why, updated_at = :now
             WHERE team_id = :t AND enrollment_id = :e AND state = 'held'
         """).bindparams(_ts("now")), {"t": team_id, "e": enrollment_id, "now": utcnow(),
                                       "why": f"cancelled by {who}"[:500]})  # fmt: skip
+        if result.rowcount:
+            name = (await conn.execute(text(
+                "SELECT c.name FROM enrollment e JOIN campaign c ON c.id = e.campaign_id "
+                "AND c.team_id = e.team_id WHERE e.id = :e AND e.team_id = :t"),
+                {"e": enrollment_id, "t": team_id})).scalar()  # fmt: skip
+            await record_in(conn, team_id, who, Act.CAMPAIGN_INVITES_CANCELLED, str(name or ""),
+                            plural(result.rowcount, "invite"))  # fmt: skip
     return result.rowcount
 
 

@@ -330,6 +330,15 @@ async def test_cancel_invites_during_the_hold_keeps_the_advocates(app: Harness) 
                                     message_ts=report["ts"])  # fmt: skip
     await app.settle()
     assert "Too late" in app.slack.ephemerals[-1]["text"]
+    # who kept people from being emailed is in the audit log (it wrote nothing), once
+    from bot.audit import recent
+    from handlers.audit_messages import entry_line
+
+    cancels = [entry_line(e, {}) for e in await recent(app.db, "T0001")
+               if e.action == "campaign.invites_cancelled"]  # fmt: skip
+    assert len(cancels) == 1 and "cancelled invites of the campaign Spring" in cancels[0], (
+        cancels)
+    assert "2 invites" in cancels[0], cancels
 
 
 async def test_targeting_from_the_thread_asks_whether_they_agreed(app: Harness) -> None:
