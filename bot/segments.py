@@ -400,17 +400,19 @@ async def withdraw_segment(db: Database, team_id: str, segment_id: int,
     failure is logged, and the caller's refusal stands."""
     try:
         if await member_count(db, team_id, segment_id):
-            log.info("segment %s kept after a refused import: it holds contacts", segment_id)
+            log.info("segment %s of %s kept after a refused import: it holds contacts",
+                     segment_id, team_id)  # fmt: skip
             return None
         deleted = await delete_segment(db, team_id, segment_id, actor=actor,
                                        expect_campaigns=NO_CAMPAIGNS, only_if_empty=True)
     except WorkspaceError as exc:  # in use meanwhile, or deleted already
-        log.info("segment %s kept after a refused import: %s", segment_id, exc)
+        log.info("segment %s of %s kept after a refused import: %s", segment_id, team_id, exc)
     except Exception as exc:  # the database failed too: said in the log, not over the refusal
-        log.warning("segment %s made for a refused import was not withdrawn: %r", segment_id,
-                    exc)  # fmt: skip
+        log.warning("segment %s of %s made for a refused import was not withdrawn: %r",
+                    segment_id, team_id, exc)  # fmt: skip
     else:
-        log.info("segment %s withdrawn with the import it was made for", segment_id)
+        log.info("segment %s of %s withdrawn with the import it was made for", segment_id,
+                 team_id)  # fmt: skip
         return deleted.name
     return None
 

@@ -28,11 +28,16 @@ async def test_a_delete_for_an_empty_segment_keeps_one_with_a_contact(db: Databa
     assert not [e for e in await recent(db, TEAM) if e.action == "segment.deleted"]
 
 
-async def test_an_empty_segment_made_for_nothing_is_withdrawn(db: Database) -> None:
+async def test_an_empty_segment_made_for_nothing_is_withdrawn(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
     await ensure_workspace(db, TEAM)
     made = await create_segment(db, TEAM, "Spring list")
-    await withdraw_segment(db, TEAM, made.id or 0, "U0002")
+    with caplog.at_level("INFO", logger="bot.segments"):
+        await withdraw_segment(db, TEAM, made.id or 0, "U0002")
     assert await find_segment(db, TEAM, "Spring list") is None
+    # whose segment, in the log: several workspaces share one database
+    assert f"segment {made.id} of {TEAM} withdrawn" in caplog.text, caplog.text
     [entry] = [e for e in await recent(db, TEAM) if e.action == "segment.deleted"]
     # why it went, not only that it held nothing: the log said what a lead's deletion says
     assert (entry.actor, entry.subject, entry.detail) == (
