@@ -451,6 +451,7 @@ async def send_invites(
     domains: set[str] = set()  # their addresses' domains
     streak_of: tuple[str, int, str, str, bool] | None = None
     sent_here = 0  # told to the caller with a SmtpServerBusy (send_later's count)
+    tried_here = 0  # invites handed to the server this run
     page = await _due(db, team_id, enrollment_id, after)
     if not page:  # nothing due (held, delayed, or all done): no connection at all
         async with db.begin() as conn:
@@ -493,6 +494,7 @@ async def send_invites(
                     rendered = render_invite(invite)
                     pending = _Pending(invite_id, attempts, locale=rendered.locale,
                                        fell_back=rendered.fell_back)  # fmt: skip
+                    tried_here += 1
                     pending.result = result = await sender.send(
                         build_message(invite, rendered, public_host=links.public_url)
                     )
@@ -517,6 +519,13 @@ async def send_invites(
                         last_report = time.monotonic()
                         await on_progress()
                 page = page and await _due(db, team_id, enrollment_id, after)
+            if (pending is not None and pending.result is not None and streak
+                    and len(streak) == tried_here and streak_of and streak_of[1] >= 500
+                    and not streak_of[-1]):  # fmt: skip
+                # every invite this run tried was refused the same server-wide way, fewer
+                # than the streak needs (an enrollment of two meeting SES's "not verified"
+                # From): failed for good, nothing could send them once the sender was fixed
+                await _server_wide_streak(db, team_id, streak, pending, pending.result)
     except SmtpSetupError as exc:  # the server, not a message: stop the run (see send.py)
         if isinstance(exc, SmtpServerBusy):
             exc.sent_before = sent_here
@@ -589,10 +598,11 @@ async def _server_wide_streak(db: Database, team_id: str, streak: list[int],
     fix (SmtpSetupError), a 4xx a limit to wait out (SmtpServerBusy: later runs, then
     *Retry sending*), either way without failing an invite for good."""
     busy = result.code is not None and result.code < 500
-    why = (f"the mail server {'turned away' if busy else 'refused'} {len(streak)} invites in "
-           f"a row the same way, which is about "
-           f"{'a sending limit or quota' if busy else 'the sender or the server'}, not the "
-           f"addresses: {result.code} {result.text}")  # fmt: skip
+    how = (f"{len(streak)} invites in a row" if len(streak) >= SERVER_WIDE_STREAK else
+           f"every invite this run tried ({len(streak)})")  # fmt: skip
+    why = (f"the mail server {'turned away' if busy else 'refused'} {how} the same way, which "
+           f"is about {'a sending limit or quota' if busy else 'the sender or the server'}, "
+           f"not the addresses: {result.code} {result.text}")  # fmt: skip
     await _server_refused(db, team_id, streak[:-1], why)
     pending.result = SendResult(SendStatus.RETRY, "", text=why, stage=SERVER_STAGE)
     raise (SmtpServerBusy if busy else SmtpSetupError)(why)

@@ -936,6 +936,25 @@ async def test_an_invite_the_outbox_could_not_write_is_never_called_maybe_delive
     assert stopped.startswith(f"couldn't write invites to OUTBOX_DIR {outbox}: "), stopped
 
 
+async def test_a_sender_refused_for_a_small_enrollment_fails_none_of_its_invites(
+    world: World,
+) -> None:
+    """SES refuses an unverified From at the end of DATA, the same for every invite. An
+    enrollment of two (today's import of two new customers) never made the streak of three
+    that tells the server's refusal from the addresses': both invites failed for good, and
+    once the sender was verified nothing could send them."""
+    enrollment = await _enrolled(world, "a@example.com,A,en", "b@example.com,B,en")
+    refused = "554 Message rejected: Email address is not verified: hello@shop.example"
+    async with smtp_server(Handler(data_replies=[refused] * 2)) as server:
+        with pytest.raises(SmtpSetupError, match="refused every invite this run tried"):
+            await _send(world, server, enrollment)
+    assert await world.rows("SELECT state, attempts, COUNT(*) FROM invite GROUP BY state, "
+                            "attempts") == [("queued", 0, 2)]  # fmt: skip
+    async with smtp_server() as fixed:
+        await _send(world, fixed, enrollment)
+    assert _received(fixed) == Counter({"a@example.com": 1, "b@example.com": 1})
+
+
 _GMAIL_QUOTA = ("550 5.4.5 Daily user sending limit exceeded. For more information on Gmail "
                 "sending limits go to https://support.google.com/a/answer/166852 "
                 "a{n}sm1234{n}wrx.{n} - gsmtp")
