@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import shlex
 import sys
 from typing import Any
 
@@ -131,7 +132,7 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
                            connected_at=found.connected_at.isoformat(),
                            health=str(checked.health),
                            problem=checked.reason or None)  # fmt: skip
-            print(json.dumps(out) if args.json else _status_text(out))
+            print(json.dumps(out) if args.json else _status_text(out, _team_flag(args)))
         else:
             _, audiences = await _audiences(db, team, settings)
             rows = [{"id": a.id, "name": a.name, "subscribed": a.subscribed} for a in audiences]
@@ -144,15 +145,22 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
     return 0
 
 
-def _status_text(out: dict[str, Any]) -> str:
+def _team_flag(args: argparse.Namespace) -> str:
+    """" --team T" when the command was given one: the advice's command must name the same
+    workspace (without it, it connects the only workspace, or is refused among several)."""
+    team = getattr(args, "team", None)
+    return f" --team {shlex.quote(team)}" if team else ""
+
+
+def _status_text(out: dict[str, Any], team_flag: str = "") -> str:
+    connect = f"referral-bot mailchimp connect{team_flag}"
     if not out["connected"]:
         # the command that asks for the key: one typed after --api-key stays in the history
-        return "Mailchimp isn't connected: referral-bot mailchimp connect (it asks for the key)"
+        return f"Mailchimp isn't connected: {connect} (it asks for the key)"
     name = out["account"] or f"data centre {out['dc']}"
     said = (f"Mailchimp connected: {name}, by {out['connected_by']} on {out['connected_at']} "
             f"({'sign-in' if out['auth'] == 'oauth' else 'API key'}).")
-    again = ("connect again: referral-bot mailchimp connect (it asks for the key), or Connect "
-             "Mailchimp in Slack")
+    again = f"connect again: {connect} (it asks for the key), or Connect Mailchimp in Slack"
     if out["health"] == accounts.Health.REFUSED:
         return (f"{said} But Mailchimp refuses its credentials (revoked, or the key "
                 f"deleted): {again}")

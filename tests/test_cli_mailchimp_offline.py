@@ -102,3 +102,18 @@ def test_a_lookup_that_fails_for_now_is_told_mailchimp_couldnt_be_reached_at_onc
             "saved.") in connect.stderr, connect.stderr  # fmt: skip
     assert time.monotonic() - began < 10
     assert _not_connected(env)
+
+
+async def test_a_named_workspace_not_connected_is_told_the_command_for_it(
+    db: Database, env: dict[str, str],
+) -> None:
+    """`mailchimp status --team T2` of a workspace not connected said `referral-bot mailchimp
+    connect`, which with several workspaces is refused (which one?) or connects another."""
+    from bot.workspaces import ensure_workspace
+
+    for team in ("T1", "T2"):
+        await ensure_workspace(db, team)
+    said = run(env, "mailchimp", "--team", "T2", "status")
+    assert said.returncode == 0, said.stderr
+    assert said.stdout == ("Mailchimp isn't connected: referral-bot mailchimp connect --team T2 "
+                           "(it asks for the key)\n"), said.stdout
