@@ -14,7 +14,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.utils import formataddr, parseaddr
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,7 +36,7 @@ from bot.campaigns.reports import (
 )
 from bot.email.message import parse_sender
 from bot.imports.addresses import normalize_email
-from bot.jobs.queue import enqueue_in, lease_now, worker_of
+from bot.jobs.queue import database_now_in, enqueue_in, lease_now, worker_of
 from bot.notify import BATCH_CHANGED, enqueue_enrollment_report_in, enqueue_report_in
 from bot.once import forget, seen_in
 from bot.words import plural, quoted
@@ -509,7 +509,7 @@ async def _take(conn: AsyncConnection, team_id: str, campaign_id: int) -> str:
 async def _enroll_in(conn: AsyncConnection, team_id: str, campaign_id: int, *,
                      segment_id: int | None, batch_id: int | None, requested_by: str,
                      thread: Thread | None, hold: bool | None = None, queue_job: bool = True,
-                     key: str | None = None) -> int:  # fmt: skip
+                     key: str | None = None, run_after: datetime | None = None) -> int:  # fmt: skip
     """An enrollment row and its job, in the caller's transaction; returns the enrollment id.
 
     Enrolling again (a double click, a second targeting) is harmless: existing advocates are
@@ -537,7 +537,8 @@ async def _enroll_in(conn: AsyncConnection, team_id: str, campaign_id: int, *,
     hold = thread is not None if hold is None else hold
     job_id = await enqueue_in(conn, team_id, ENROLL_JOB,
                               {"enrollment_id": enrollment_id, "hold": hold},
-                              dedupe_key=key or enrollment_job_key(enrollment_id))  # fmt: skip
+                              dedupe_key=key or enrollment_job_key(enrollment_id),
+                              run_after=run_after)  # fmt: skip
     payload = (await conn.execute(text("SELECT payload FROM job WHERE id = :j"),
                                   {"j": job_id})).scalar_one()  # fmt: skip
     first = int(json.loads(payload)["enrollment_id"])
@@ -554,7 +555,7 @@ _NOT_LIVE_IN_A_THREAD = text("""
 """)
 
 
-async def _resume_not_live_in(conn: AsyncConnection, team_id: str, campaign_id: int) -> None:
+async def _resume_not_live_in(conn: AsyncConnection, team_id: str, campaign_id: int) -> bool:
     """Enrollments reported in a thread that found the campaign paused when they ran run
     again as it goes live, before the enrollment of every target: their threads kept saying
     "nobody was enrolled" while going live enrolled and emailed those very contacts, with no
@@ -567,6 +568,13 @@ async def _resume_not_live_in(conn: AsyncConnection, team_id: str, campaign_id: 
                                                      "hold": True},
                          dedupe_key=f"{enrollment_job_key(enrollment_id)}:live:{uuid.uuid4().hex}")
         await enqueue_enrollment_report_in(conn, team_id, enrollment_id)
+    return bool(resumed)
+
+
+# How long going live's enrollment of every target waits after the thread enrollments it
+# resumed: with two workers, taking the campaign's row first it enrolled their contacts
+# without the hold, the threads saying "already enrolled" (one takes a few milliseconds)
+RESUMED_FIRST = timedelta(seconds=2)
 
 
 async def put_live_by(db: Database, team_id: str, campaign_id: int) -> str | None:
@@ -945,16 +953,17 @@ async def _set_state_in(conn: AsyncConnection, team_id: str, campaign_id: int,
         return before, await _pending_in(conn, team_id, campaign_id, 0, thread=thread,
                                          hold=hold, queue_job=queue_job)  # fmt: skip
     await schedule_waiting_in(conn, team_id, campaign_id)
-    await _resume_not_live_in(conn, team_id, campaign_id)
+    resumed = await _resume_not_live_in(conn, team_id, campaign_id)
     targets = (await conn.execute(
         text("SELECT COUNT(*) FROM campaign_segment WHERE campaign_id = :c "
              "AND team_id = :t AND role = 'target'"),
         {"c": campaign_id, "t": team_id})).scalar_one()  # fmt: skip
     if not targets:
         return before, None  # nothing to enroll until a segment is targeted
+    after = await database_now_in(conn) + RESUMED_FIRST if resumed else None
     return before, await _enroll_in(conn, team_id, campaign_id, segment_id=None, batch_id=None,
                                     requested_by=requested_by, thread=thread, hold=hold,
-                                    queue_job=queue_job)  # fmt: skip
+                                    queue_job=queue_job, run_after=after)  # fmt: skip
 
 
 # The workspace's reviews still waiting for a lead, on a message: each shows whom every live

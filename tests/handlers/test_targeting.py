@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1353,6 +1353,16 @@ async def test_a_thread_told_nobody_was_enrolled_hears_when_going_live_enrolls_t
     assert "*2* new advocates in *Spring*" in rendered, rendered
     assert "nobody was enrolled" not in rendered and Action.CANCEL_INVITES in rendered, rendered
     assert list(app.settings.outbox_dir.glob("*.eml")) == []  # held, as a Target's are
+    # going live's own enrollment waits for the thread's: with two workers, taking the
+    # campaign's row first, it enrolled the thread's contacts without the hold
+    async with app.db.begin() as conn:
+        jobs = (await conn.execute(text(
+            "SELECT payload, run_after FROM job WHERE kind = 'enroll' ORDER BY id"))).all()
+    thread_run, everyone_run = jobs[-2][1], jobs[-1][1]
+    assert json.loads(jobs[-1][0])["enrollment_id"] != json.loads(jobs[-2][0])["enrollment_id"]
+    waited = (datetime.fromisoformat(str(everyone_run))
+              - datetime.fromisoformat(str(thread_run))).total_seconds()  # fmt: skip
+    assert waited >= 1, jobs
 
 
 async def test_go_live_and_target_after_the_same_lead_put_it_live_says_they_took_it_live(
