@@ -521,10 +521,14 @@ async def send_invites(
                 page = page and await _due(db, team_id, enrollment_id, after)
             if (pending is not None and pending.result is not None and streak
                     and len(streak) == tried_here and streak_of and streak_of[1] >= 500
-                    and not streak_of[-1]):  # fmt: skip
+                    and not streak_of[-1]
+                    and not await _ever_sent(db, team_id, enrollment_id)):  # fmt: skip
                 # every invite this run tried was refused the same server-wide way, fewer
-                # than the streak needs (an enrollment of two meeting SES's "not verified"
-                # From): failed for good, nothing could send them once the sender was fixed
+                # than the streak needs, and none of the enrollment's ever went (an
+                # enrollment of two meeting SES's "not verified" From): failed for good,
+                # nothing could send them once the sender was fixed. Once one went, the
+                # sender is fine: a later run's one or two refusals are their own (a stop
+                # then met the same invite first at every Retry sending)
                 await _server_wide_streak(db, team_id, streak, pending, pending.result)
     except SmtpSetupError as exc:  # the server, not a message: stop the run (see send.py)
         if isinstance(exc, SmtpServerBusy):
@@ -553,6 +557,15 @@ async def send_invites(
 
 
 _PAUSED = "paused"
+_EVER_SENT = text("SELECT 1 FROM invite WHERE team_id = :t AND enrollment_id = :e "
+                  "AND state IN ('sent', 'uncertain') LIMIT 1")
+
+
+async def _ever_sent(db: Database, team_id: str, enrollment_id: int) -> bool:
+    """Whether an invite of the enrollment went (or may have): its sender works."""
+    async with db.begin() as conn:
+        return (await conn.execute(_EVER_SENT, {"t": team_id, "e": enrollment_id})).first() \
+            is not None
 
 
 def _steady_words(said: str) -> str:

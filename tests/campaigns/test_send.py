@@ -955,6 +955,24 @@ async def test_a_sender_refused_for_a_small_enrollment_fails_none_of_its_invites
     assert _received(fixed) == Counter({"a@example.com": 1, "b@example.com": 1})
 
 
+async def test_a_retried_invites_own_refusal_fails_it_not_the_enrollment(world: World) -> None:
+    """A later run with one invite due (a retry after a 4xx) refused with its own 5xx: the
+    sender sent the others, so the refusal is the invite's. Read as the server's (every
+    invite of the run refused), it stopped the enrollment, and every *Retry sending* met
+    the same invite first."""
+    enrollment = await _enrolled(world, "a@example.com,A,", "b@example.com,B,",
+                                 "c@example.com,C,")  # fmt: skip
+    handler = Handler(rcpt_replies={"c@example.com": ["421 4.7.0 try again later"]})
+    async with smtp_server(handler) as server:
+        await _send(world, server, enrollment)  # a and b sent; c queued
+        async with world.db.begin() as conn:
+            await conn.execute(text("UPDATE invite SET send_after = updated_at "
+                                    "WHERE state = 'queued'"))  # fmt: skip
+        handler.data_replies = ["550 5.7.1 Message rejected by recipient's content policy"] * 5
+        await _send(world, server, enrollment)
+    assert (await _states(world))["c@example.com"] == "failed"
+
+
 _GMAIL_QUOTA = ("550 5.4.5 Daily user sending limit exceeded. For more information on Gmail "
                 "sending limits go to https://support.google.com/a/answer/166852 "
                 "a{n}sm1234{n}wrx.{n} - gsmtp")
