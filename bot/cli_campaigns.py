@@ -32,6 +32,7 @@ from bot.campaigns.reports import unsent_while_off
 from bot.cli_common import ask_first
 from bot.jobs.here import running_here, shell_owner
 from bot.jobs.queue import claim_by_key
+from bot.notify import enqueue_enrollment_report_in
 from bot.settings import Settings
 from bot.words import plural, quoted
 from bot.workspaces import find_segment
@@ -373,6 +374,8 @@ async def _campaign(db: Database, team: str, settings: Settings, args: argparse.
         was_a_target = retargeted is not None and retargeted.was == SegmentRole.TARGET
         if enrollment is not None:
             hold = settings.invite_hold_seconds if getattr(args, "hold", False) else 0
+            if command == "live":  # the threads' enrollments it resumed first, with their hold
+                await _resumed_here(db, team, cid, settings)
             try:
                 ran = await _enroll_here(db, team, enrollment, hold,
                                          settings.job_lease_seconds)  # fmt: skip
@@ -627,6 +630,23 @@ async def _enroll_here(db: Database, team: str, enrollment: int, hold_seconds: f
     if ran.status in (EnrollmentStatus.QUEUED, EnrollmentStatus.RUNNING):
         raise _EnrollmentCancelled  # the run found its job cancelled: it enrolled nobody
     return result, ran
+
+
+async def _resumed_here(db: Database, team: str, campaign_id: int, settings: Settings) -> None:
+    """Run here the thread enrollments going live resumed (service._resume_not_live_in),
+    before going live's own: run first by this shell, that took their contacts without the
+    hold, and their threads said "already enrolled". A worker's already under way is left
+    to it; each thread's report is queued for serve's worker to draw."""
+    owner = shell_owner()
+    for enrollment_id, key in await service.resumed_enrollments(db, team, campaign_id):
+        job = await claim_by_key(db, team, key, owner, settings.job_lease_seconds)
+        if job is None or job.id is None:
+            continue
+        async with running_here(db, team, job.id, owner, settings.job_lease_seconds):
+            await run_enrollment(db, team, enrollment_id, job_id=job.id,
+                                 hold_seconds=settings.invite_hold_seconds)  # fmt: skip
+        async with db.begin() as conn:
+            await enqueue_enrollment_report_in(conn, team, enrollment_id)
 
 
 class _EnrollmentCancelled(Exception):

@@ -571,6 +571,25 @@ async def _resume_not_live_in(conn: AsyncConnection, team_id: str, campaign_id: 
     return bool(resumed)
 
 
+_RESUMED_JOBS = text("""
+    SELECT e.id, j.dedupe_key FROM enrollment e
+    JOIN job j ON j.team_id = e.team_id AND j.kind = :kind AND j.state = 'queued'
+      AND j.dedupe_key LIKE :prefix || e.id || ':live:%'
+    WHERE e.team_id = :t AND e.campaign_id = :c AND e.thread_ts IS NOT NULL
+      AND e.status = 'queued'
+    ORDER BY e.id
+""")
+
+
+async def resumed_enrollments(db: Database, team_id: str,
+                              campaign_id: int) -> list[tuple[int, str]]:  # fmt: skip
+    """The thread enrollments going live resumed whose jobs still wait, with their jobs'
+    keys (`campaign live` in a shell runs them before its own: see _resume_not_live_in)."""
+    async with db.begin() as conn:
+        return [(int(e), str(key)) for e, key in await conn.execute(_RESUMED_JOBS, {
+            "t": team_id, "c": campaign_id, "kind": ENROLL_JOB, "prefix": "enroll:"})]
+
+
 # How long going live's enrollment of every target waits after the thread enrollments it
 # resumed: with two workers, taking the campaign's row first it enrolled their contacts
 # without the hold, the threads saying "already enrolled" (one takes a few milliseconds)

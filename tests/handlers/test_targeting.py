@@ -1387,3 +1387,27 @@ async def test_go_live_and_target_after_the_same_lead_put_it_live_says_they_took
     thread = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
     assert any(f"<@{LEAD}> took *Autumn* live and targeted this segment" in t
                for t in thread), thread  # fmt: skip
+
+
+async def test_a_shell_going_live_runs_the_threads_resumed_enrollment_first(
+    app: Harness, db_env: dict[str, str],
+) -> None:
+    """`referral-bot campaign live Spring` runs going live's enrollment in the shell, at
+    once: the thread's enrollment it resumed ran after, on a worker, and its report said
+    "*0* new advocates (2 already were)", the invites gone without the hold."""
+    from tests.shell import run
+
+    spring = await _campaign(app, "Spring", live=True)
+    message = await _imported(app)
+    await _click_target(app, message, spring.id or 0)
+    await app.done()
+    await service.pause(app.db, "T0001", spring.id or 0, requested_by=ADMIN)
+    await app.settle()
+    done = await asyncio.to_thread(run, db_env, "campaign", "live", "Spring", "--yes",
+                                   "--team", "T0001")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM advocate") == 2
+    rendered = _report_blocks(app, message)
+    assert "*2* new advocates in *Spring*" in rendered, rendered
+    assert Action.CANCEL_INVITES in rendered, rendered
