@@ -597,7 +597,8 @@ async def test_the_cli_status_asks_mailchimp_whether_the_key_still_works(
     assert kinds == [HOME_REFRESH_JOB]
     said = await status()
     assert "But Mailchimp refuses its credentials (revoked, or the key deleted): connect " \
-           "again: referral-bot mailchimp connect (it asks for the key)" in said, said
+           "again: referral-bot mailchimp connect --team T0001 (it asks for the key)" in said, (
+        said)  # the workspace it was asked of, named as it was (0b114da)
     assert "--api-key KEY" not in said  # a key typed there stays in the shell's history
 
 
