@@ -7,6 +7,7 @@ the invites themselves are sent by a worker (`referral-bot worker`, or `serve`'s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import sys
@@ -612,12 +613,13 @@ async def _edit(db: Database, team: str, campaign: Campaign, settings: Settings,
 
 
 async def _enroll_here(db: Database, team: str, enrollment: int, hold_seconds: float,
-                       lease_seconds: float) -> tuple[EnrollResult, Enrollment] | None:  # fmt: skip
-    """Run the enrollment's job in this process (bot.jobs.here): cut short, a worker or the
-    next `campaign live` finishes it. What it did, and the enrollment as it ended; None when
-    a worker runs it already."""
+                       lease_seconds: float, *, key: str | None = None,
+                       ) -> tuple[EnrollResult, Enrollment] | None:  # fmt: skip
+    """Run the enrollment's job (`key`: its own, unless another) in this process
+    (bot.jobs.here): cut short, a worker or the next `campaign live` finishes it. What it
+    did, and the enrollment as it ended; None when a worker runs it already."""
     owner = shell_owner()
-    key = service.enrollment_job_key(enrollment)
+    key = key or service.enrollment_job_key(enrollment)
     job = await claim_by_key(db, team, key, owner, lease_seconds)
     if job is None or job.id is None:
         return None
@@ -635,16 +637,12 @@ async def _enroll_here(db: Database, team: str, enrollment: int, hold_seconds: f
 async def _resumed_here(db: Database, team: str, campaign_id: int, settings: Settings) -> None:
     """Run here the thread enrollments going live resumed (service._resume_not_live_in),
     before going live's own: run first by this shell, that took their contacts without the
-    hold, and their threads said "already enrolled". A worker's already under way is left
-    to it; each thread's report is queued for serve's worker to draw."""
-    owner = shell_owner()
+    hold, and their threads said "already enrolled". A worker's already under way, or one
+    cancelled, is left as it is; each thread's report is queued for serve's worker to draw."""
     for enrollment_id, key in await service.resumed_enrollments(db, team, campaign_id):
-        job = await claim_by_key(db, team, key, owner, settings.job_lease_seconds)
-        if job is None or job.id is None:
-            continue
-        async with running_here(db, team, job.id, owner, settings.job_lease_seconds):
-            await run_enrollment(db, team, enrollment_id, job_id=job.id,
-                                 hold_seconds=settings.invite_hold_seconds)  # fmt: skip
+        with contextlib.suppress(_EnrollmentCancelled):  # its thread says so, as a worker's
+            await _enroll_here(db, team, enrollment_id, settings.invite_hold_seconds,
+                               settings.job_lease_seconds, key=key)  # fmt: skip
         async with db.begin() as conn:
             await enqueue_enrollment_report_in(conn, team, enrollment_id)
 
