@@ -546,6 +546,12 @@ async def add_source_once(db: Database, team_id: str, batch_id: int, kind: Sourc
     return await get_source(db, team_id, source_id)
 
 
+class Unchanged(Exception):
+    """A click that found nothing to change: raised inside the transaction that took the
+    batch, so it rolls back (lock_batch counted its revision up, and an Approve on the review
+    drawn before it would have been refused as changed)."""
+
+
 class _HadIt(Exception):
     """The batch has that source already: the transaction that took the batch rolls back
     (lock_batch counted its revision up, and an approval of it would have been refused as
@@ -1175,19 +1181,23 @@ def esc_names(names: list[str]) -> str:
 
 
 async def confirm_consent(db: Database, team_id: str, batch_id: int, user_id: str) -> bool:
-    """Record "these people agreed to hear from us" on a draft; False if already recorded."""
-    async with db.begin() as conn:
-        await lock_batch(conn, team_id, batch_id)
-        done = await conn.execute(
-            update(ImportBatch)
-            .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id,
-                   col(ImportBatch.consent_by).is_(None))
-            .values(consent_by=user_id, consent_at=utcnow())
-        )  # fmt: skip
-        if done.rowcount != 1:
-            return False
-        await record_in(conn, team_id, user_id, Act.IMPORT_CONSENT, import_subject(batch_id),
-                        "confirmed these people agreed to hear from us")  # fmt: skip
+    """Record "these people agreed to hear from us" on a draft; False if already recorded
+    (a double click's second: rolled back, see Unchanged)."""
+    try:
+        async with db.begin() as conn:
+            await lock_batch(conn, team_id, batch_id)
+            done = await conn.execute(
+                update(ImportBatch)
+                .where(col(ImportBatch.id) == batch_id, col(ImportBatch.team_id) == team_id,
+                       col(ImportBatch.consent_by).is_(None))
+                .values(consent_by=user_id, consent_at=utcnow())
+            )  # fmt: skip
+            if done.rowcount != 1:
+                raise Unchanged
+            await record_in(conn, team_id, user_id, Act.IMPORT_CONSENT, import_subject(batch_id),
+                            "confirmed these people agreed to hear from us")  # fmt: skip
+    except Unchanged:
+        return False
     return True
 
 

@@ -20,6 +20,7 @@ from bot.imports.batches import (
     UNDER_WAY,
     ReviewError,
     Totals,
+    Unchanged,
     add_up,
     approve_in,
     count_rows,
@@ -281,7 +282,19 @@ async def remove_contact(
     per order in a shop's export) took its place: the contact removed stayed listed, and was
     imported, unless Remove was pressed once per line. Returns the sources that had its
     repeats: their skipped-rows CSV the thread has lists rows that are removed now, so it is
-    shared anew once told; a contact without repeats changes no CSV."""
+    shared anew once told; a contact without repeats changes no CSV.
+
+    A second click on a contact already removed changes nothing, so its transaction rolls
+    back: lock_batch had counted the revision up, and a lead's Approve on the review drawn
+    after the first click was refused as "changed"."""
+    try:
+        return await _remove_contact(db, team_id, batch_id, staged_id, actor)
+    except Unchanged:
+        return []
+
+
+async def _remove_contact(db: Database, team_id: str, batch_id: int, staged_id: int,
+                          actor: str) -> list[int]:  # fmt: skip
     async with db.begin() as conn:
         await lock_batch(conn, team_id, batch_id)
         await take_staging(conn)
@@ -290,7 +303,7 @@ async def remove_contact(
             raise ReviewError("That contact is not part of this import.")
         email, key, _outcome, removed = row
         if removed:
-            return []
+            raise Unchanged
         gone = await conn.execute(
             update(StagedRow)
             .where(col(StagedRow.team_id) == team_id, col(StagedRow.batch_id) == batch_id,

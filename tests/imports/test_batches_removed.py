@@ -9,8 +9,16 @@ from typing import Any
 
 from sqlalchemy import event
 
-from bot.imports.batches import add_source, create_batch, stage_contact, stage_csv, write_rejects
-from bot.imports.review import contacts_page, load, remove_contact
+from bot.imports.batches import (
+    add_source,
+    confirm_consent,
+    create_batch,
+    get_batch,
+    stage_contact,
+    stage_csv,
+    write_rejects,
+)
+from bot.imports.review import approve, contacts_page, load, remove_contact
 from bot.mailchimp.importing import stage_audience
 from bot.workspaces import ensure_workspace, import_target
 from models import Database, SourceKind
@@ -156,3 +164,23 @@ async def test_a_duplicate_names_the_row_it_repeats(db: Database) -> None:
     await write_rejects(db, TEAM, batch, out, source_id=later)
     assert reasons(out.getvalue()) == {
         ("d.csv", "Ann@example.com"): "Duplicate of line 2 of 'd.csv'"}
+
+
+async def test_a_second_remove_or_confirm_consent_leaves_the_review_as_drawn(
+    db: Database,
+) -> None:
+    """A double click's second *Remove* (or *Confirm consent*) changes nothing, yet it counted
+    the import's revision up: a lead's *Approve* on the review drawn after the first click
+    was refused as "changed after the message you clicked was drawn"."""
+    batch = await _batch(db)
+    await stage_contact(db, TEAM, batch, email="ann@example.com")
+    await stage_contact(db, TEAM, batch, email="bob@example.com")
+    rows, _ = await contacts_page(db, TEAM, batch)
+    ann = next(r for r in rows if r.email == "ann@example.com")
+    assert await remove_contact(db, TEAM, batch, ann.id) == []
+    assert await confirm_consent(db, TEAM, batch, "U1")
+    drawn = (await get_batch(db, TEAM, batch)).revision
+    assert await remove_contact(db, TEAM, batch, ann.id) == []  # the second clicks
+    assert not await confirm_consent(db, TEAM, batch, "U1")
+    assert (await get_batch(db, TEAM, batch)).revision == drawn
+    assert (await approve(db, TEAM, batch, "U0LEAD", seen=drawn)).valid == 1
