@@ -27,7 +27,7 @@ from bot.ids import digits
 from bot.imports.addresses import InvalidEmail, normalize_email
 from bot.imports.background import FileRejected
 from bot.imports.batches import (
-    add_source,
+    add_source_once,
     confirm_consent,
     create_batch,
     get_batch,
@@ -478,17 +478,23 @@ async def queue_sources(d: Deps, team_id: str, batch_id: int, form: ImportForm,
                         chosen: Sequence[Audience] = ()) -> ImportSource | None:  # fmt: skip
     """Queue the form's files and Mailchimp lists to be read; the customer typed in is read
     now, and returned (None without one): no reading job reports on it. A file the batch
-    has already (the same Slack file, added again with *Add more*) is left out."""
+    has already (the same Slack file, added again with *Add more*) is left out: checked
+    again as each is added (add_source_once), so two forms adding the same file at once add
+    it once (each had checked before either added it, and the file was read twice)."""
     staged = None
     files, repeats = await new_files(d, team_id, batch_id, form.files)
-    if not files and not form.email and not chosen:  # added meanwhile (validate checked)
+    added = 0
+    for file in files:
+        info = describe(file)
+        if await add_source_once(d.db, team_id, batch_id, SourceKind.CSV, info.name,
+                                 ref=info.id, read_by=SLACK_FILE_JOB) is None:  # fmt: skip
+            repeats.append(info.name)
+        else:
+            added += 1
+    if not added and not form.email and not chosen:  # added meanwhile (validate checked)
         raise Refusal(f"Nothing was added: {esc(already_there(repeats))}" if repeats else
                       "Nothing was added: the chosen Mailchimp lists are already in this "
                       "import.")  # fmt: skip
-    for file in files:
-        info = describe(file)
-        await add_source(d.db, team_id, batch_id, SourceKind.CSV, info.name, ref=info.id,
-                         read_by=SLACK_FILE_JOB)  # fmt: skip
     if form.email:
         staged = await stage_contact(d.db, team_id, batch_id, email=form.email,
                                      first_name=form.first_name, last_name=form.last_name,

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import handlers.import_modal as import_modal
 from bot.imports.batches import add_source, create_batch, stage_contact, stage_csv
 from bot.imports.review import load
 from bot.workspaces import ensure_workspace, import_target
@@ -17,6 +18,7 @@ from handlers.ids import Action, BlockId
 from tests.fakes.slack_api import Call, find_element
 from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_all_sources import _all_sources, _buttons, _import_zip, _value
+from tests.handlers.test_decisions import _start
 from tests.handlers.test_import_flow import (
     _contacts_modal,
     _count,
@@ -294,3 +296,41 @@ async def test_a_file_failing_while_its_review_is_posted_says_why_in_the_review(
     assert "Reading…" not in rendered and "still being read" not in rendered, rendered
     assert ":warning: No email column found. Columns found: 'name', 'city'." in rendered
     assert find_element(review["blocks"], Action.MAP_COLUMNS) is not None
+
+
+async def test_two_add_more_forms_with_the_same_file_add_it_once(
+    app: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two *Add more* forms naming the same Slack file, submitted at once: each checked the
+    import's files before either added one, and both added it (listed as more.csv and
+    more (2).csv, downloaded, read and counted twice)."""
+    message, batch = await _start(app)
+    app.slack.add_file("F0003", "more.csv", b"email\nnew@example.com\n")
+    views = []
+    for _ in range(2):
+        await app.requests.block_action(Action.ADD_MORE, batch, user_id=REP,
+                                        message_ts=message["ts"])  # fmt: skip
+        await app.settle()
+        views.append(app.slack.open_views(REP)[-1]["id"])
+    # the forms' checks of the import's files made in pairs, one of each form, so both
+    # have checked before either adds: the interleaving of two submissions a moment apart
+    real, calls, pairs = import_modal.new_files, 0, [asyncio.Event() for _ in range(4)]
+
+    async def new_files(*args: Any) -> Any:
+        nonlocal calls
+        pair, calls = pairs[calls // 2], calls + 1
+        if calls % 2 == 0:
+            pair.set()
+        await asyncio.wait_for(pair.wait(), 5)
+        return await real(*args)
+
+    monkeypatch.setattr(import_modal, "new_files", new_files)
+    await asyncio.gather(*(app.requests.view_submission(
+        state_values=_form(files=[app.slack.file_object("F0003")]), view_id=view, user_id=REP)
+        for view in views))  # fmt: skip
+    await app.settle()
+    assert calls == 4
+    added = "SELECT COUNT(*) FROM import_source WHERE ref = 'F0003' AND removed = false"
+    assert await _count(app, added) == 1
+    shown = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    assert "more.csv" in shown and "more (2).csv" not in shown, shown
