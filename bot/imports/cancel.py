@@ -180,7 +180,10 @@ async def _stop_work_in(conn: AsyncConnection, team_id: str, job: Job, who: str)
     if job.kind == IMPORT_JOB and "batch_id" in payload:
         return await _stop_importing_in(conn, team_id, int(payload["batch_id"]), who)
     if job.kind in READING_JOBS and "source_id" in payload:
-        if under_way:  # an ended one's file may be read again by another job (Map columns)
+        # the job's row taken first, not `under_way` (read before this transaction): a job
+        # ended since may have had its file put back to be read by another (Map columns),
+        # whose reading this failed
+        if await _cancel_job_in(conn, team_id, job.id or 0):
             await _fail_reading_in(conn, team_id, int(payload["source_id"]),
                                    READING_JOBS[job.kind],
                                    alone=bool(payload.get("again")))  # fmt: skip

@@ -7,8 +7,9 @@ import asyncio
 import io
 import json
 import zipfile
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+import pytest
 from sqlalchemy import text
 
 from bot.imports.archives import open_archive
@@ -19,6 +20,7 @@ from bot.imports.files import entry_labels, entry_sources, stage_entry
 from bot.imports.job_kinds import SLACK_FILE_JOB
 from bot.imports.mapping import ColumnMap, mapper_for, reread_source
 from bot.imports.review import approve
+from bot.jobs import queue
 from bot.jobs.queue import list_jobs
 from bot.jobs.worker import Worker, WorkerConfig
 from bot.notify import Silent
@@ -110,6 +112,42 @@ async def test_cancelling_an_ended_reading_job_leaves_the_files_new_reading_alon
     assert cancelling is not None and cancelling.job.state == "done"  # nothing cancelled
     await asyncio.wait_for(worker.run_until_idle(), 30)
     read = await get_source(db, TEAM, source.id or 0)
+    assert (read.status, read.valid, read.error) == (SourceStatus.PARSED, 2, None), (
+        read.status, read.valid, read.error)
+
+
+async def test_a_reading_job_ending_as_it_is_cancelled_leaves_the_files_new_reading_alone(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same, with the first reading ending and the columns mapped between the cancel's
+    look at the job (queued) and its transaction: it failed the new reading on what it had
+    seen, while the shell said the job was done and nothing could be cancelled."""
+    await ensure_workspace(db, TEAM)
+    segment = await create_segment(db, TEAM, "VIP", actor=LEAD)
+    batch, _ = await create_upload_batch(db, TEAM, segment.id or 0, LEAD, file_id="F0001",
+                                         label="work.csv")  # fmt: skip
+    (first,) = [j for j in await list_jobs(db, TEAM) if j.kind == SLACK_FILE_JOB]
+    source_id = int(json.loads(first.payload)["source_id"])
+    worker = Worker(db, {SLACK_FILE_JOB: slack_file_handler(_fetch, notifier=Silent())},
+                    WorkerConfig(lease_seconds=5, poll_seconds=0.05))  # fmt: skip
+    real, looks = queue.get_job, 0
+
+    async def get_job(*args: Any) -> Any:
+        nonlocal looks
+        looks += 1
+        seen = await real(*args)
+        if looks == 1:  # the cancel has seen it queued: it is read now, and mapped
+            await asyncio.wait_for(worker.run_until_idle(), 30)
+            await reread_source(db, TEAM, batch, source_id,
+                                ["Full Name", "Work Contact", "Given"],
+                                ColumnMap("Work Contact", "Given"), LEAD)  # fmt: skip
+        return seen
+
+    monkeypatch.setattr(queue, "get_job", get_job)
+    cancelling = await try_cancel_job(db, TEAM, first.id or 0)
+    assert cancelling is not None and cancelling.job.state == "done"
+    await asyncio.wait_for(worker.run_until_idle(), 30)
+    read = await get_source(db, TEAM, source_id)
     assert (read.status, read.valid, read.error) == (SourceStatus.PARSED, 2, None), (
         read.status, read.valid, read.error)
 
