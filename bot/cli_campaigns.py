@@ -458,12 +458,13 @@ async def _retry_sending(db: Database, team: str, campaign: Campaign,
     """`campaign retry-sending`: a send run for each enrollment whose sending stopped. Run
     again before that run ended, it found nothing stopped and said "nothing to retry" of a
     retry on its way: it says the retry is queued (or running, and on which worker)."""
-    restarted = await retry_campaign_sending(db, team, campaign.id or 0)
+    retried = await retry_campaign_sending(db, team, campaign.id or 0)
+    restarted = retried.enrollments
     # this one's runs, or those of a retry asked for before that haven't ended
     waiting = await service.queued_retries(db, team, campaign.id or 0)
     out = {"campaign": campaign.name, "restarted": len(restarted),
            "retry_jobs": [r.job_id for r in waiting]}  # fmt: skip
-    if restarted and campaign.state != CampaignState.LIVE:
+    if restarted and not retried.live:
         text = queued_until_live(f"The invites of {quoted(campaign.name)}", False,
                                  quoted(campaign.name), _go_live(campaign))  # fmt: skip
     elif restarted:

@@ -211,12 +211,12 @@ async def _retry_sending(d: Deps, client: AsyncWebClient, click: Click) -> None:
     command line) have no report to offer it, so the list does."""
     await require_lead(d, client, click.team_id, click.user_id, "retry sending invites")
     campaign = await get_campaign(d.db, click.team_id, _campaign_id(click.value))
-    restarted = await retry_campaign_sending(d.db, click.team_id, campaign.id or 0)
-    for enrollment_id in restarted:  # a report in a thread says so too
+    retried = await retry_campaign_sending(d.db, click.team_id, campaign.id or 0)
+    for enrollment_id in retried.enrollments:  # a report in a thread says so too
         await d.notifier.enrollment_changed(click.team_id, enrollment_id)
     note = (f"Sending the invites of {esc(campaign.name)} was already restarted."
-            if not restarted else f"Sending the invites of {esc(campaign.name)} again."
-            if campaign.state == CampaignState.LIVE else
+            if not retried.enrollments else f"Sending the invites of {esc(campaign.name)} again."
+            if retried.live else
             queued_until_live(f"The invites of {esc(campaign.name)}", False, esc(campaign.name),
                               "*Go live*"))  # fmt: skip
     await _show_list(d, client, click.team_id, click.response_url, replace=True, note=note,

@@ -967,17 +967,32 @@ async def retry_sending(db: Database, team_id: str, enrollment_id: int) -> bool:
     return True
 
 
-async def retry_campaign_sending(db: Database, team_id: str, campaign_id: int) -> list[int]:
+@dataclass(frozen=True, slots=True)
+class RetriedSending:
+    """What the campaign's *Retry sending* did: the enrollments restarted (none after a
+    second click), and whether the campaign was live as it did so (its own transaction's
+    look: the list worded its note from a read made before, "Sending … again" of a campaign
+    another lead had paused meanwhile)."""
+
+    enrollments: list[int]
+    live: bool
+
+
+async def retry_campaign_sending(db: Database, team_id: str,
+                                 campaign_id: int) -> RetriedSending:  # fmt: skip
     """Retry sending for every stopped enrollment of a campaign (the campaign list's button,
-    `campaign retry-sending`), in one transaction; returns the enrollments restarted (none
-    after a second click)."""
+    `campaign retry-sending`), in one transaction, the campaign's row taken first (as pausing
+    takes it, so the state said is the one the retry met)."""
     async with db.begin() as conn:
+        row = (await conn.execute(_TAKE_INVITE_EMAIL, {"c": campaign_id, "t": team_id})).first()
+        if row is None:
+            raise LookupError("That campaign doesn't exist in this workspace.")
         restarted = [int(e) for (e,) in await conn.execute(text(
             "UPDATE enrollment SET send_error = NULL WHERE team_id = :t AND campaign_id = :c "
             "AND send_error IS NOT NULL RETURNING id"), {"t": team_id, "c": campaign_id})]
         for enrollment_id in restarted:
             await _enqueue_send(conn, team_id, enrollment_id, None, occasion="retry")
-    return sorted(restarted)
+    return RetriedSending(sorted(restarted), live=row[2] == CampaignState.LIVE)
 
 
 # a run never ends a stop someone asked for with `jobs cancel`: only Retry sending does

@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+import handlers.campaigns as campaign_handlers
 from bot.campaigns import service
 from bot.imports.cancel import cancel_job
 from bot.jobs.queue import claim, list_jobs
@@ -946,6 +947,31 @@ async def test_retry_sending_on_a_paused_campaign_says_its_invites_wait_for_go_l
         await _hold_is_over(app)
         assert len(server.handler.messages) == 2
         assert app.slack.block_errors == []
+
+
+async def test_retry_sending_as_another_lead_pauses_says_the_invites_wait_for_go_live(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The same, paused by another lead between the click's look at the campaign and the
+    retry: the note was worded from that look, "Sending the invites of Spring again."."""
+    async with _refused_login(db, tmp_path) as (app, server, password):
+        spring = await _live_from_the_list(app)
+        password[0] = "wrong"
+        listing = await app.listing("campaign")
+        real = campaign_handlers.retry_campaign_sending
+
+        async def paused_first(*args: Any) -> Any:
+            await service.change_state(app.db, "T0001", spring.id or 0, CampaignState.PAUSED,
+                                       requested_by="U0ADMIN")  # fmt: skip
+            return await real(*args)
+
+        monkeypatch.setattr(campaign_handlers, "retry_campaign_sending", paused_first)
+        answers = await app.click_in(listing, Action.CAMPAIGN_RETRY_SENDING, str(spring.id))
+        await _hold_is_over(app)
+        shown = json.dumps(answers[-1]["blocks"])
+        assert ("The invites of Spring are queued: they go once Spring is live again "
+                "(*Go live*).") in shown, shown
+        assert server.handler.messages == []
 
 
 async def test_the_campaign_list_offers_email_them_for_enrollments_without_a_thread(
