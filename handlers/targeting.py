@@ -12,6 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns import service
 from bot.campaigns.invites import (
+    HeldCancelled,
     cancel_held,
     email_unsent,
     emailed_all,
@@ -255,12 +256,23 @@ async def _enrollment(d: Deps, client: AsyncWebClient, body: dict[str, Any],
 
 async def _cancel_invites(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     team_id, user_id, enrollment = await _enrollment(d, client, body, "cancel invites")
-    cancelled = await cancel_held(d.db, team_id, enrollment.id or 0, user_id)
-    if not cancelled:
-        raise Refusal("Too late: these invites have already left (or were cancelled).")
+    done = await cancel_held(d.db, team_id, enrollment.id or 0, user_id)
+    if not done.cancelled:
+        raise Refusal(_not_cancelled(done))
     await _redrawn_and_said(d, client, team_id, enrollment,
-                            f"<@{user_id}> cancelled {plural(cancelled, 'invite')}; the advocates "
-                            "stay enrolled.")  # fmt: skip
+                            f"<@{user_id}> cancelled {plural(done.cancelled, 'invite')}; the "
+                            "advocates stay enrolled.")  # fmt: skip
+
+
+def _not_cancelled(done: HeldCancelled) -> str:
+    """Why *Cancel invites* found nothing held, as its transaction saw the invites."""
+    if done.invite_email_off and not done.gone:
+        return ("Nothing to cancel: the campaign's invite email was turned off, so these "
+                "invites weren't sent. They go only if a lead turns it on and presses *Email "
+                "them*.")  # fmt: skip
+    if done.cancelled_before and not done.gone:
+        return "These invites were cancelled already."
+    return "Too late: these invites have already left (or were cancelled)."
 
 
 async def _redrawn_and_said(d: Deps, client: AsyncWebClient, team_id: str,

@@ -57,7 +57,7 @@ from bot.jobs.queue import (
 )
 from bot.jobs.worker import DATABASE_DOWN, DATABASE_UNREACHABLE, WORKERS_DIED
 from bot.words import plural
-from models import CampaignState, Database
+from models import CampaignState, Database, InviteState
 from models.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -1053,7 +1053,24 @@ async def _enqueue_send(conn: AsyncConnection, team_id: str, enrollment_id: int,
                              run_after=when)  # fmt: skip
 
 
-async def cancel_held(db: Database, team_id: str, enrollment_id: int, who: str) -> int:
+@dataclass(frozen=True, slots=True)
+class HeldCancelled:
+    """What *Cancel invites* did: how many held invites it cancelled and, when none, what
+    had become of the enrollment's invites as its transaction found them (a lead told "they
+    have already left" of invites another lead's turning the invite email off had kept from
+    being sent)."""
+
+    cancelled: int
+    gone: int = 0  # the hold was over: queued to send, being sent, sent, failed
+    cancelled_before: int = 0
+    invite_email_off: int = 0
+
+
+_HELD_OUTCOMES = text("SELECT state, reason, COUNT(*) FROM invite "
+                      "WHERE team_id = :t AND enrollment_id = :e GROUP BY state, reason")
+
+
+async def cancel_held(db: Database, team_id: str, enrollment_id: int, who: str) -> HeldCancelled:
     """Cancel invites still in the hold window; the advocates stay. Returns how many, and
     records it in the audit log (who kept people from being emailed), in its transaction."""
     async with db.begin() as conn:
@@ -1062,14 +1079,30 @@ async def cancel_held(db: Database, team_id: str, enrollment_id: int, who: str) 
             WHERE team_id = :t AND enrollment_id = :e AND state = 'held'
         """).bindparams(_ts("now")), {"t": team_id, "e": enrollment_id, "now": utcnow(),
                                       "why": f"cancelled by {who}"[:500]})  # fmt: skip
-        if result.rowcount:
-            name = (await conn.execute(text(
-                "SELECT c.name FROM enrollment e JOIN campaign c ON c.id = e.campaign_id "
-                "AND c.team_id = e.team_id WHERE e.id = :e AND e.team_id = :t"),
-                {"e": enrollment_id, "t": team_id})).scalar()  # fmt: skip
-            await record_in(conn, team_id, who, Act.CAMPAIGN_INVITES_CANCELLED, str(name or ""),
-                            plural(result.rowcount, "invite"))  # fmt: skip
-    return result.rowcount
+        if not result.rowcount:
+            return await _held_outcomes_in(conn, team_id, enrollment_id)
+        name = (await conn.execute(text(
+            "SELECT c.name FROM enrollment e JOIN campaign c ON c.id = e.campaign_id "
+            "AND c.team_id = e.team_id WHERE e.id = :e AND e.team_id = :t"),
+            {"e": enrollment_id, "t": team_id})).scalar()  # fmt: skip
+        await record_in(conn, team_id, who, Act.CAMPAIGN_INVITES_CANCELLED, str(name or ""),
+                        plural(result.rowcount, "invite"))  # fmt: skip
+    return HeldCancelled(result.rowcount)
+
+
+async def _held_outcomes_in(conn: AsyncConnection, team_id: str,
+                            enrollment_id: int) -> HeldCancelled:  # fmt: skip
+    """Nothing was held: what became of the enrollment's invites instead."""
+    gone = cancelled_before = off = 0
+    for state, reason, count in await conn.execute(_HELD_OUTCOMES,
+                                                   {"t": team_id, "e": enrollment_id}):
+        if state == InviteState.CANCELLED:
+            cancelled_before += count
+        elif state == InviteState.NOT_EMAILED:
+            off += count if reason == INVITE_EMAIL_OFF else 0
+        else:
+            gone += count
+    return HeldCancelled(0, gone=gone, cancelled_before=cancelled_before, invite_email_off=off)
 
 
 # A lead sends the invites of an enrollment that its campaign's invite email being off left

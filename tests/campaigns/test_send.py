@@ -614,7 +614,7 @@ async def test_held_invites_wait_and_cancel_invites_sends_nothing(world: World) 
     async with smtp_server() as server:
         await _send(world, server, enrollment)  # early: everything is still held
         assert server.handler.messages == []
-        assert await cancel_held(world.db, TEAM, enrollment, "U0002") == 2
+        assert (await cancel_held(world.db, TEAM, enrollment, "U0002")).cancelled == 2
         await _send(world, server, enrollment)
     assert server.handler.messages == []
     assert set((await _states(world)).values()) == {"cancelled"}

@@ -330,7 +330,7 @@ async def test_cancel_invites_during_the_hold_keeps_the_advocates(app: Harness) 
     await app.requests.block_action(Action.CANCEL_INVITES, enrollment, user_id=LEAD,
                                     message_ts=report["ts"])  # fmt: skip
     await app.settle()
-    assert "Too late" in app.slack.ephemerals[-1]["text"]
+    assert app.slack.ephemerals[-1]["text"] == "These invites were cancelled already."
     # who kept people from being emailed is in the audit log (it wrote nothing), once
     from bot.audit import recent
     from handlers.audit_messages import entry_line
@@ -340,6 +340,26 @@ async def test_cancel_invites_during_the_hold_keeps_the_advocates(app: Harness) 
     assert len(cancels) == 1 and "cancelled invites of the campaign Spring" in cancels[0], (
         cancels)
     assert "2 invites" in cancels[0], cancels
+
+
+async def test_cancel_invites_after_the_invite_email_went_off_says_so(app: Harness) -> None:
+    """Another lead turned the campaign's invite email off (Klaviyo sends them), which keeps
+    the held invites from being sent; *Cancel invites* then said "Too late: these invites
+    have already left", and none had."""
+    spring, message = await _targeted(app)
+    report = _report(app, message)
+    enrollment = next(e["value"] for b in report["blocks"] if b["type"] == "actions"
+                      for e in b["elements"]
+                      if e["action_id"] == Action.CANCEL_INVITES)  # fmt: skip
+    await service.update_campaign(app.db, "T0001", spring.id or 0, invite_email=False,
+                                  actor="U0ADMIN")  # fmt: skip
+    await app.requests.block_action(Action.CANCEL_INVITES, enrollment, user_id=LEAD,
+                                    message_ts=report["ts"])  # fmt: skip
+    await app.settle()
+    said = app.slack.ephemerals[-1]["text"]
+    assert said.startswith("Nothing to cancel: the campaign's invite email was turned off"), said
+    await _hold_is_over(app)
+    assert await _count(app, "SELECT COUNT(*) FROM invite WHERE state = 'sent'") == 0
 
 
 async def test_targeting_from_the_thread_asks_whether_they_agreed(app: Harness) -> None:
@@ -1237,7 +1257,7 @@ async def test_delayed_invites_keep_cancel_invites_while_they_are_held(app: Harn
     await app.settle()
     rendered = _report_blocks(app, message)
     assert "2 held until" in rendered and Action.CANCEL_INVITES in rendered, rendered
-    assert await cancel_held(app.db, "T0001", enrollment, LEAD) == 2
+    assert (await cancel_held(app.db, "T0001", enrollment, LEAD)).cancelled == 2
 
 
 async def test_the_campaign_list_offers_retry_sending_only_with_invites_left_to_send(
