@@ -1011,7 +1011,7 @@ async def _jobs(db: Database, team: str, args: argparse.Namespace) -> int:
                and job.lease_expires_at is not None and job.lease_expires_at < now]  # fmt: skip
     orphaned = {job.id for job in orphans}
     # the live workers' kinds, but a dead one's (its lease lapsed at this `now`, as these)
-    runnable = await runnable_kinds(db, team, lease, now=now)
+    runnable = await runnable_kinds(db, lease, now=now)
     waiting = {job.id for job in jobs if job.kind not in runnable
                and (job.state == JobState.QUEUED or job.id in orphaned)}  # fmt: skip
     if args.json:

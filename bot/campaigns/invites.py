@@ -779,7 +779,7 @@ async def waiting_for_a_sender(db: Database, team_id: str,
     Counted up to WAITING_COUNTED in all (Home asks on each publish): past it each campaign
     found maps to WAITING_MORE, said "more than 1,000" (`waiting_words`). How many of the
     first found were whose says nothing of the rest, so no campaign is given a number then."""
-    if SEND_JOB in await runnable_kinds(db, team_id, lease_seconds):
+    if SEND_JOB in await runnable_kinds(db, lease_seconds):
         return {}
     async with db.begin() as conn:
         rows = (await conn.execute(_WAITING_TO_GO[conn.dialect.name == "sqlite"],

@@ -366,7 +366,7 @@ async def unattended_undo(db: Database, team_id: str, batch_id: int, *,
         return STOPPED
     if not await _waiting_undo(db, team_id, batch_id):
         return None
-    return None if UNDO_JOB in await runnable_kinds(db, team_id, lease_seconds) else WAITING
+    return None if UNDO_JOB in await runnable_kinds(db, lease_seconds) else WAITING
 
 
 # ---- what it would do (the confirmation) ----------------------------------------------------

@@ -834,18 +834,19 @@ async def live_kinds(db: Database, older_than: timedelta) -> frozenset[str]:
     return frozenset().union(*(w.kind_set for w in await live_workers(db, older_than)))
 
 
-# The owners of the workspace's running jobs whose lease lapsed: their workers are dead,
-# though their rows may not be stale yet (a live worker renews every third of a lease).
+# The owners of running jobs whose lease lapsed: their workers are dead, though their rows
+# may not be stale yet (a live worker renews every third of a lease). Of every workspace's
+# jobs: workers are shared, and one killed holding another workspace's job counted as alive
+# for this one's.
 _LAPSED_OWNERS = _sql("""
-    SELECT DISTINCT lease_owner FROM job
-    WHERE team_id = :t AND state = 'running' AND lease_expires_at < :now
+    SELECT DISTINCT lease_owner FROM job WHERE state = 'running' AND lease_expires_at < :now
 """)
 
 
-async def runnable_kinds(db: Database, team_id: str, lease_seconds: float, *,
+async def runnable_kinds(db: Database, lease_seconds: float, *,
                          now: datetime | None = None) -> frozenset[str]:  # fmt: skip
-    """The job kinds some live worker can take, for the workspace: the workers seen within
-    `stale_after(lease_seconds)`, but those whose lease on one of its running jobs lapsed by
+    """The job kinds some live worker can take: the workers seen within
+    `stale_after(lease_seconds)`, but those whose lease on a running job lapsed by
     `now` (`database_now` unless given: a caller that judged leases lapsed at its own `now`
     passes it, so both agree). A dead worker resumes nothing, and its row stays fresh a while.
 
@@ -855,7 +856,7 @@ async def runnable_kinds(db: Database, team_id: str, lease_seconds: float, *,
     never tell a different story of the same workers."""
     async with db.begin() as conn:  # now, read in the same transaction when not given
         now = now or (utcnow() if db.is_sqlite else await database_now_in(conn))
-        rows = await conn.execute(_LAPSED_OWNERS, {"t": team_id, "now": now})
+        rows = await conn.execute(_LAPSED_OWNERS, {"now": now})
         dead = {worker_of(owner) for (owner,) in rows}
     workers = await live_workers(db, stale_after(lease_seconds))
     return frozenset().union(*(w.kind_set for w in workers if w.owner not in dead))

@@ -253,3 +253,26 @@ async def test_a_live_worker_on_a_host_whose_clock_lags_is_seen_alive(
         await jobs_cli(env_for(db_env, JOB_LEASE_SECONDS="30"), "--json"))}  # fmt: skip
     assert listed[running]["worker_stopped"] is False
     assert listed[queued.id]["waiting_for_worker"] is False
+
+
+async def test_a_worker_dead_on_another_workspaces_job_is_dead_for_every_workspace(
+    db: Database, db_env: dict[str, str]
+) -> None:
+    """Workers are shared by every workspace. One killed while running T2's job (its lease
+    lapsed, its row not yet stale) runs nothing, this workspace's queued job included; it was
+    judged dead only for the workspace whose job it held, so this one's `jobs` (and Home's
+    "waiting for a sender", the undo check) said nothing was wrong."""
+    for team in ("local", "T2"):
+        await ensure_workspace(db, team)
+    await queue.register_worker(db, "host-a:1:abc", {SLACK_FILE_JOB}, pid=1, host="host-a")
+    theirs = await queue.enqueue(db, "T2", SLACK_FILE_JOB, {"source_id": 1})
+    taken = await queue.claim(db, "host-a:1:abc#0", 30, {SLACK_FILE_JOB})
+    assert taken is not None and taken.id == theirs.id
+    async with db.begin() as conn:  # the worker was killed: its lease on T2's job lapsed
+        await conn.execute(text("UPDATE job SET lease_expires_at = :past WHERE id = :j")
+                           .bindparams(bindparam("past", type_=UTCDateTime)),
+                           {"past": utcnow() - MINUTE, "j": theirs.id})  # fmt: skip
+    ours = await queue.enqueue(db, "local", SLACK_FILE_JOB, {"source_id": 2})
+    listed = {j["id"]: j for j in json.loads(await jobs_cli(env_for(db_env), "--json",
+                                                               "--team", "local"))}  # fmt: skip
+    assert listed[ours.id]["waiting_for_worker"] is True
