@@ -58,6 +58,7 @@ from bot.workspaces import (
     segment_key,
     segment_sizes,
 )
+from handlers.campaign_messages import notice_modal
 from handlers.context import (
     Deps,
     Refusal,
@@ -393,6 +394,10 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
     if meta is None:
         return
     batch_id: int | None = meta["batch"]
+    if (outsider := await _outsider(client, team_id, user_id)) is not None:
+        await ack(response_action="update", view=notice_modal("Import contacts",
+                                                              outsider).to_dict())  # fmt: skip
+        return
     form = read_form(view["state"]["values"])
     errors = await validate(d, team_id, form, adding=batch_id is not None, batch_id=batch_id,
                             client=client)  # fmt: skip
@@ -406,6 +411,19 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
     # the modal is closed by now: a failure reaches the person by direct message
     d.later.run(once_per_view(d, team_id, "import-form", str(view.get("id") or ""),
                               _create(d, client, team_id, user_id, meta, form)), client, body)
+
+
+async def _outsider(client: AsyncWebClient, team_id: str, user_id: str) -> str | None:
+    """The refusal of a member of another organisation (a channel shared with one), asked
+    before the form's checks: their inline errors named this workspace's live campaigns
+    ("Spring will email these people") and its segments ("VIP already exists"). Slack not
+    answering is no refusal here: `_create` asks again before anything is made."""
+    try:
+        return await outsider_refusal(client, team_id, user_id)
+    except SlackApiError as exc:
+        log.warning("membership of %s in %s not checked before the form's checks: %s",
+                    user_id, team_id, slack_error(exc))  # fmt: skip
+        return None
 
 
 async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,

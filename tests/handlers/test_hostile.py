@@ -248,19 +248,53 @@ async def test_a_form_submitted_from_another_organisation_is_judged_in_this_work
     `view.app_installed_team_id`: the submission ran against their organisation ("That
     import doesn't exist in this workspace.") and made a workspace row for it, after which
     every CLI command wanting the only workspace said "There are several workspaces". Now it
-    is judged here, and no workspace is made."""
+    is judged here, refused in the form, and no workspace is made."""
     app.slack.users[OUTSIDER] = {"team_id": OTHER_ORG}
     _, batch = await _start(app)
-    await app.requests.view_submission(
+    reply = await app.requests.view_submission(
         Callback.IMPORT, _form(email="late@example.com"), user_id=OUTSIDER, team_id=OTHER_ORG,
         private_metadata=json.dumps({"batch": int(batch), "channel": "C0001"}),
     )  # fmt: skip
     await app.settle()
-    told = [m["text"] for m in app.slack.messages if m["channel"].startswith("D")]
-    assert told == [OUTSIDER_REFUSAL]
+    assert reply.body["response_action"] == "update"
+    assert OUTSIDER_REFUSAL in json.dumps(reply.body["view"]["blocks"])
     assert await _count(app, "SELECT COUNT(*) FROM workspace") == 1
     assert await resolve_team(app.db, None) == "T0001"
     assert await _count(app, "SELECT COUNT(*) FROM staged_row WHERE email LIKE 'late@%'") == 0
+
+
+async def test_a_form_submitted_from_another_organisation_names_no_campaign_or_segment(
+    app: Harness,
+) -> None:  # fmt: skip
+    """C0001 is shared with another organisation (Slack Connect); one of its members submits
+    the import form (opened for them before the refusal replaced it). The form's checks ran
+    before anyone asked whether they are a member: its inline errors named this workspace's
+    live campaign ("Spring Secret Sale will email these people an invite") and said which
+    segment names exist ("VIP Partners already exists"), which the refusal never shows."""
+    from bot.campaigns import service
+    from bot.workspaces import find_segment
+    from models import CampaignState
+
+    app.slack.users[OUTSIDER] = {"team_id": OTHER_ORG}
+    await ensure_workspace(app.db, "T0001")
+    await import_target(app.db, "T0001", "VIP Partners", create=True)
+    everyone = await find_segment(app.db, "T0001", "All Customers")
+    assert everyone is not None
+    spring = await service.create_campaign(app.db, "T0001", "Spring Secret Sale",
+                                           store_url="https://shop.example")  # fmt: skip
+    await service.set_state(app.db, "T0001", spring.id or 0, CampaignState.LIVE,
+                            requested_by=LEAD, queue_job=False)  # fmt: skip
+    await service.target(app.db, "T0001", spring.id or 0, everyone.id or 0,
+                         requested_by=LEAD, queue_job=False)  # fmt: skip
+    reply = await app.requests.view_submission(
+        Callback.IMPORT, _form(segment="vip partners", email="late@example.com"),
+        user_id=OUTSIDER, team_id=OTHER_ORG, private_metadata=json.dumps({"channel": "C0001"}),
+    )  # fmt: skip
+    await app.settle()
+    shown = json.dumps(reply.body)
+    assert "Spring Secret Sale" not in shown and "VIP Partners" not in shown, shown
+    assert OUTSIDER_REFUSAL in shown, shown
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
 
 
 async def test_a_member_of_another_organisation_is_shown_and_starts_nothing(
