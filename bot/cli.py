@@ -68,6 +68,7 @@ from bot.jobs.queue import (
     runnable_kinds,
     use_max_attempts,
 )
+from bot.log_lines import configure_logging
 from bot.notify import REPORT_JOB
 from bot.progress import ProgressBar
 from bot.segments import segment_withdrawn
@@ -866,9 +867,7 @@ async def _worker(db: Database, settings: Settings, args: argparse.Namespace) ->
         loop.add_signal_handler(sig, worker.stop)
     if args.stop_with_stdin:
         _stop_when_stdin_closes(loop, worker.stop)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     stop = "" if serves else " (Ctrl-C to stop)"  # serve's children stop with serve
     print(f"Worker {worker.owner} waiting for jobs{stop}; it runs: "
           f"{', '.join(sorted(worker.kinds))}.", file=sys.stderr, flush=True)  # fmt: skip
@@ -915,9 +914,7 @@ async def _serve(db: Database, settings: Settings, args: argparse.Namespace) -> 
     from bot.app import refused_bot_token, serve  # Slack libraries only when needed
 
     await _reach(db, settings, ensure_schema(db))
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     with _quiet("slack_sdk"):  # its retry of an unreachable Slack is an INFO line of its own
         refused = await refused_bot_token(settings)
     if refused is not None:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from bot.imports.batches import create_batch, stage_contact
+from bot.log_lines import log_handler
 from bot.workspaces import ensure_workspace, import_target, resolve_team
 from handlers.ids import Action, BlockId, Callback
 from tests.fakes.slack_api import FakeExternalHost
@@ -500,6 +501,31 @@ async def test_a_file_on_another_host_is_refused_logged_and_never_sent_the_token
     assert sum("(team T0001): Slack file F000" in t for t in refused) == 2, refused
     assert await _count(app, "SELECT COUNT(*) FROM import_source WHERE status = 'failed'") == 2
     assert await _count(app, "SELECT MAX(attempts) FROM job WHERE kind = 'stage_slack_file'") == 1
+
+
+async def test_a_refused_files_name_writes_no_log_line_of_its_own(app: Harness) -> None:
+    """Anyone who uploads a file names it (files.upload's `filename`): the worker's refusal
+    line quoted it raw, so a line feed in it wrote a log line of the uploader's making, and
+    an escape character reached the terminal tailing `serve`'s log."""
+    forged = "q3\n2030-01-01 00:00:00,000 WARNING bot.web: FORGED LINE\x1b[2J\n.csv"
+    written = io.StringIO()
+    handler = log_handler(written)
+    logging.getLogger().addHandler(handler)
+    try:
+        async with FakeExternalHost() as other:
+            url = other.serve("/stolen.csv", CSV)
+            view_id = await _open_modal(app)
+            file = app.slack.add_file("F0001", forged, CSV, url_private_download=url)
+            await app.requests.view_submission(state_values=_form(files=[file], segment="Q3"),
+                                               view_id=view_id, user_id=REP)  # fmt: skip
+            await app.settle()
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = written.getvalue().splitlines()
+    refused = [line for line in lines if "Slack file F0001 refused" in line]
+    assert refused and "FORGED LINE" in refused[0], lines
+    assert not [line for line in lines if line.startswith("2030-01-01")], lines
+    assert "\x1b" not in written.getvalue()
 
 
 async def test_an_import_form_naming_a_file_someone_else_uploaded_reads_nothing(
