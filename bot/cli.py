@@ -74,7 +74,7 @@ from bot.progress import ProgressBar
 from bot.segments import segment_withdrawn
 from bot.settings import Settings, SettingsError, load_settings
 from bot.temp_files import disk_temporary_file
-from bot.terminal import escape_stdout_on_a_terminal
+from bot.terminal import escape_stdout_on_a_terminal, shown
 from bot.words import plural, quoted
 from bot.workspaces import WorkspaceError, apply_default_locale, resolve_team
 from models import BatchStatus, Database, Job, JobState
@@ -297,8 +297,10 @@ def _failed(message: str, as_json: bool, *, said: str | None = None,
     """Say why the command failed, once (and as JSON on stdout with --json); exit status 1.
     `said`: stderr's words, when more than the JSON's "error"; `extra`: more JSON keys.
 
-    stderr first: the failure may be stdout's own (a full disk), which the JSON can't reach."""
-    print(f"referral-bot: {said or message}", file=sys.stderr)
+    stderr first: the failure may be stdout's own (a full disk), which the JSON can't reach.
+    Written through `shown`: a failure quoting a name (a campaign's, a sheet's) whole drove
+    the terminal with the escape characters in it."""
+    print(f"referral-bot: {shown(said or message)}", file=sys.stderr)
     if as_json:
         try:
             print(json.dumps({"error": message, **(extra or {})}), flush=True)

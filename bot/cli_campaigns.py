@@ -35,6 +35,7 @@ from bot.jobs.here import running_here, shell_owner
 from bot.jobs.queue import claim_by_key
 from bot.notify import enqueue_enrollment_report_in
 from bot.settings import Settings
+from bot.terminal import shown
 from bot.words import plural, quoted
 from bot.workspaces import find_segment
 from models import (
@@ -239,7 +240,7 @@ def _warn_sender(campaign: Campaign, settings: Settings) -> None:
            f"{EXAMPLE_SENDER}")
     warning = service.sender_warning(campaign, settings.public_base, how)
     if warning:
-        print(warning, file=sys.stderr)
+        print(shown(warning), file=sys.stderr)  # the name may hold escape characters
 
 
 async def run(db: Database, team: str, settings: Settings, args: argparse.Namespace) -> int:

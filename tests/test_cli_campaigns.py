@@ -1308,3 +1308,24 @@ def test_a_dry_run_says_what_each_live_campaign_would_do_as_the_review_does(
     assert summary["campaigns"] == [{"campaign": "Spring", "will_invite": 1,
                                      "without_email": {"not subscribed": 2},
                                      "already_advocates": 1, "excluded": 0}]  # fmt: skip
+
+
+def test_a_campaign_name_on_stderr_cant_drive_the_terminal(db_env: dict[str, str],
+                                                           tmp_path: Path) -> None:  # fmt: skip
+    """stderr quotes names, escaping them: a campaign's name reached it raw in the sender
+    warning's suggested command (shlex.quote keeps an escape character), in pause's refusal
+    and in what `segments delete` says the campaign would lose."""
+    name = "Spr\x1b[2Jing"  # would clear the screen
+    created = run(db_env, "campaign", "create", name, "--store-url", "https://shop.example.com")
+    assert created.returncode == 0, created.stderr
+    paused = run(db_env, "campaign", "pause", name)
+    assert paused.returncode == 1
+    people = tmp_path / "people.csv"
+    people.write_text("email\na@example.com\n", encoding="utf-8")
+    assert run(db_env, "import", str(people), "--segment", "VIP",
+               "--create-segment").returncode == 0  # fmt: skip
+    assert run(db_env, "campaign", "target", name, "--segment", "VIP").returncode == 0
+    deleting = run(db_env, "segments", "delete", "VIP")
+    assert deleting.returncode == 1 and "Spr\\x1b[2Jing" in deleting.stderr, deleting.stderr
+    raw = [said for said in (created.stderr, paused.stderr, deleting.stderr) if "\x1b" in said]
+    assert raw == [], raw
