@@ -7,8 +7,10 @@ import getpass
 import json
 import shlex
 import sys
+from datetime import datetime
 from typing import Any
 
+from bot.audit import CLI
 from bot.cli_common import JSON_HELP, TEAM_HELP
 from bot.home_refresh import queue_home_refresh
 from bot.mailchimp import accounts, api
@@ -16,6 +18,7 @@ from bot.mailchimp.secrets import CredentialsUnreadable, SecretKeyMissing
 from bot.settings import Settings
 from bot.words import quoted
 from models import Database
+from models.clock import as_utc
 
 
 class MailchimpCliError(Exception):
@@ -34,7 +37,8 @@ def add_parsers(sub: Any) -> None:
     for name, text in (("status", "the connection"), ("lists", "the audiences")):
         cmd = actions.add_parser(name, help=text)
         cmd.add_argument("--json", action="store_true", help=JSON_HELP)
-    actions.add_parser("disconnect", help="forget the credentials")
+    actions.add_parser("disconnect", help="forget the credentials of the account connected "
+                                          "now, whoever connected it (it says which)")
     for action in actions.choices.values():
         # SUPPRESS: `mailchimp --team T status` keeps the T given before the action too
         action.add_argument("--team", default=argparse.SUPPRESS, help=TEAM_HELP)
@@ -114,7 +118,8 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
             print(f"Mailchimp connected (data centre {found.dc}).")
         elif command == "disconnect":
             gone = await accounts.disconnect(db, team)
-            print("Mailchimp disconnected." if gone else "Mailchimp wasn't connected.")
+            print(_disconnected(gone) if gone else "Mailchimp wasn't connected: nothing was "
+                                                   "disconnected.")  # fmt: skip
         elif command == "status":
             found = await accounts.connection(db, team)
             # the same keys connected or not: null where there is nothing to say
@@ -143,6 +148,18 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
     except (api.MailchimpError, SecretKeyMissing, CredentialsUnreadable) as exc:
         raise MailchimpCliError(str(exc)) from None
     return 0
+
+
+def _disconnected(gone: accounts.Connection) -> str:
+    """What `disconnect` forgot, by name: it acts on whatever is connected when it runs,
+    which may be an account another lead connected since the status was last looked at."""
+    name = gone.account_name or f"the account in data centre {gone.dc}"
+    if gone.login_email:
+        name += f" ({gone.login_email})"
+    by = "from the command line" if gone.connected_by == CLI else f"by {gone.connected_by}"
+    when = (f" on {as_utc(gone.connected_at):%Y-%m-%d %H:%M} UTC"
+            if isinstance(gone.connected_at, datetime) else "")  # fmt: skip
+    return f"Mailchimp disconnected: {name}, connected {by}{when}."
 
 
 def _team_flag(args: argparse.Namespace) -> str:

@@ -27,7 +27,9 @@ The status is ephemeral, so after a change it is replaced through the click's `r
 
 *Disconnect* (or a key of another account) also takes the audiences out of the imports not
 approved yet, and queues their reviews' redraw (`accounts.disconnect`, `accounts.save`): its
-confirmation says so beside "Contacts already imported stay."
+confirmation says so beside "Contacts already imported stay." Its button names the
+connection the status was drawn for: clicked after another lead connected another account (or
+disconnected), it disconnects nothing and says what is connected now, and by whom.
 """
 
 from __future__ import annotations
@@ -70,15 +72,18 @@ from handlers.context import (
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
 from handlers.mailchimp_messages import (
-    DISCONNECTED_NOTE,
+    LEGACY_DISCONNECT,
     SECRET_KEY_MISSING,
     ConnectOffer,
     checking_modal,
     connected_modal,
+    disconnected_note,
     key_modal,
     preparing_modal,
     refused_modal,
+    shown_stamp,
     sign_in_modal,
+    stale_disconnect_note,
     status_message,
 )
 from handlers.messages import esc, metadata
@@ -331,20 +336,37 @@ async def on_key_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
 
 
 async def _disconnect(d: Deps, client: AsyncWebClient, click: Click) -> None:
+    """Disconnect the connection the button was drawn for, only if it is still the one
+    connected: a stale status's click disconnected an account another lead connected since,
+    and said "<@you> disconnected Mailchimp". Otherwise the lead is told what is connected."""
     if not await is_lead(d, client, click.team_id, click.user_id):
         text = str(await not_a_lead(d, client, click.team_id, click.user_id,
                                      "disconnect Mailchimp"))
         await _respond(client, click.response_url, text, replace=False)
         return
-    removed = await disconnect(d.db, click.team_id, user=click.user_id)
-    if removed:
+    gone = await _disconnect_shown(d, click)
+    if gone is not None:
         log.info("Mailchimp disconnected: team=%s user=%s", click.team_id, click.user_id)
         await refresh_for(d, client, click.team_id)
-        note = f":white_check_mark: <@{click.user_id}> disconnected Mailchimp. {DISCONNECTED_NOTE}"
+        note = disconnected_note(click.user_id, gone)
     else:
-        note = "Mailchimp wasn't connected any more: someone disconnected it already."
+        note = stale_disconnect_note(await connection(d.db, click.team_id))
     await _show_status(d, client, click.team_id, click.user_id, click.response_url, note=note,
                        replace=True)  # fmt: skip
+
+
+async def _disconnect_shown(d: Deps, click: Click) -> Connection | None:
+    """What the click disconnected: the connection its button names, if still connected; a
+    button drawn before they named one (LEGACY_DISCONNECT), what is connected now, as the
+    shell's `mailchimp disconnect` (its note names the account, so a lead who meant another
+    sees which went); a value naming nothing we know of, nothing."""
+    if click.value == LEGACY_DISCONNECT:
+        return await disconnect(d.db, click.team_id, user=click.user_id)
+    shown = shown_stamp(click.value)
+    if shown is None:
+        log.warning("a Disconnect naming no connection: team=%s", click.team_id)
+        return None
+    return await disconnect(d.db, click.team_id, user=click.user_id, only=shown)
 
 
 async def on_disconnect(ack: Any, body: dict[str, Any], client: AsyncWebClient,

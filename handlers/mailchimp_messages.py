@@ -29,13 +29,14 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.audit import by_whom
-from bot.mailchimp.accounts import Connection, Health
+from bot.mailchimp.accounts import Connection, Health, Stamp
 from bot.mailchimp.api import Audience
 from bot.mailchimp.oauth import STATE_TTL
 from handlers.campaign_messages import notice_modal
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import counted_option, esc, n, slack_date
 from handlers.slack_text import cut_mrkdwn
+from models.clock import as_utc
 
 MODAL_TITLE = "Connect Mailchimp"
 MAX_OPTIONS = 100  # Slack's limit for a static select, and for an option group
@@ -62,6 +63,9 @@ LISTS_HINT = "Subscribed members are imported; the others are counted as skipped
 DISCONNECT_CONFIRM = ("Contacts already imported stay. An import not approved yet loses the "
                       "audiences it has from this account. Lists can't be added to imports "
                       "until Mailchimp is connected again.")  # fmt: skip
+# a Disconnect button's value before it named the connection it was drawn for (statuses
+# drawn by an earlier release): it disconnects what is connected now
+LEGACY_DISCONNECT = "disconnect"
 DISCONNECTED_NOTE = ("Contacts already imported stay; an import not approved yet loses the "
                      "audiences it had from this account, as its review now says.")  # fmt: skip
 
@@ -111,9 +115,43 @@ def _unusable_line(conn: Connection, health: Health) -> str:
             "credentials.")  # fmt: skip
 
 
-def _disconnect_button() -> ButtonElement:
+def disconnect_value(conn: Connection) -> str:
+    """The Disconnect button's value: the connection it is drawn for (its Stamp), so a click
+    after another lead connected another account disconnects nothing (accounts.disconnect)."""
+    if conn.stamp is None:
+        return LEGACY_DISCONNECT
+    return f"{conn.stamp.api_endpoint} {as_utc(conn.stamp.connected_at).isoformat()}"
+
+
+def shown_stamp(value: str) -> Stamp | None:
+    """The connection a Disconnect button was drawn for (disconnect_value); None when the
+    value names none (LEGACY_DISCONNECT, or not one of ours)."""
+    endpoint, _, when = value.rpartition(" ")
+    try:
+        return Stamp(endpoint, as_utc(datetime.fromisoformat(when))) if endpoint else None
+    except ValueError:
+        return None
+
+
+def disconnected_note(user_id: str, gone: Connection) -> str:
+    """What a Disconnect did, naming the account (the button of a status drawn before they
+    named their connection disconnects what is connected now)."""
+    return (f":white_check_mark: <@{user_id}> disconnected Mailchimp from {_who(gone)}, "
+            f"connected {by_whom(gone.connected_by)}. {DISCONNECTED_NOTE}")
+
+
+def stale_disconnect_note(now: Connection | None) -> str:
+    """A Disconnect of a connection that isn't the workspace's any more: what is, in words."""
+    if now is None:
+        return ("Mailchimp isn't connected any more: someone disconnected it already, so "
+                "nothing was disconnected.")  # fmt: skip
+    return (f"Mailchimp was connected to {_who(now)} {by_whom(now.connected_by)} since this "
+            "was shown: nothing was disconnected. Disconnect below disconnects that one.")
+
+
+def _disconnect_button(conn: Connection) -> ButtonElement:
     return ButtonElement(
-        text="Disconnect", action_id=Action.MAILCHIMP_DISCONNECT, value="disconnect",
+        text="Disconnect", action_id=Action.MAILCHIMP_DISCONNECT, value=disconnect_value(conn),
         style="danger",
         confirm=ConfirmObject(title="Disconnect Mailchimp?", confirm="Disconnect", deny="Keep it",
                               text=DISCONNECT_CONFIRM),
@@ -153,7 +191,7 @@ def _connected_blocks(conn: Connection, offer: ConnectOffer, health: Health,
     if health not in (Health.REFUSED, Health.UNREADABLE):
         blocks: list[Block] = [
             SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(_account_line(conn)))),
-            ActionsBlock(elements=[_disconnect_button()])]  # fmt: skip
+            ActionsBlock(elements=[_disconnect_button(conn)])]  # fmt: skip
         if health == Health.UNANSWERED:
             blocks.append(ContextBlock(elements=[MarkdownTextObject(
                 text=cut_mrkdwn(f":grey_question: The saved credentials couldn't be checked "
@@ -162,10 +200,10 @@ def _connected_blocks(conn: Connection, offer: ConnectOffer, health: Health,
     blocks = [SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(_unusable_line(conn, health))))]
     if offer.secret_key_missing:  # nothing could be saved either: say what to set
         blocks += [SectionBlock(text=MarkdownTextObject(text=SECRET_KEY_MISSING)),
-                   ActionsBlock(elements=[_disconnect_button()])]  # fmt: skip
+                   ActionsBlock(elements=[_disconnect_button(conn)])]  # fmt: skip
     else:
         blocks.append(ActionsBlock(elements=[_connect_button(offer, again=True),
-                                             _disconnect_button()]))  # fmt: skip
+                                             _disconnect_button(conn)]))  # fmt: skip
         if offer.sign_in_url:
             blocks.append(_sign_in_note())
     return "Mailchimp is connected, but its saved credentials can't be used.", blocks

@@ -68,6 +68,8 @@ class Connection:
     refused_at: datetime | None = None  # Mailchimp refused these credentials since then
     # the credentials can't be read with this process's SECRET_KEY (changed, or unset)
     unreadable: bool = False
+    # which connection this is: a Disconnect drawn for it disconnects it, not one made since
+    stamp: Stamp | None = None
 
 
 # What a key Mailchimp refuses when it is connected is told (the Slack form, the shell).
@@ -175,9 +177,18 @@ def _same_account(before: Row[Any], after: MailchimpAccount, secret: str,
         return False
 
 
+# the columns _public shows
+_SHOWN = (col(MailchimpAccount.team_id), col(MailchimpAccount.account_name),
+          col(MailchimpAccount.login_email), col(MailchimpAccount.dc),
+          col(MailchimpAccount.api_endpoint), col(MailchimpAccount.auth),
+          col(MailchimpAccount.connected_by), col(MailchimpAccount.connected_at),
+          col(MailchimpAccount.refused_at))  # fmt: skip
+
+
 def _public(row: MailchimpAccount) -> Connection:
     return Connection(row.account_name, row.login_email, row.dc, row.auth, row.connected_by,
-                      row.connected_at, row.refused_at)  # fmt: skip
+                      row.connected_at, row.refused_at,
+                      stamp=Stamp(row.api_endpoint, row.connected_at))  # fmt: skip
 
 
 async def connection(db: Database, team_id: str, *,
@@ -312,19 +323,27 @@ async def refused_from_now_on(db: Database, team_id: str, stamp: Stamp | None) -
         await queue_home_refresh(db, team_id)
 
 
-async def disconnect(db: Database, team_id: str, *, user: str = "cli") -> bool:
+async def disconnect(db: Database, team_id: str, *, user: str = "cli",
+                     only: Stamp | None = None) -> Connection | None:  # fmt: skip
     """Forget the credentials; the drafts' audiences go with them (drop_audiences_in), in the
-    same transaction. Whether there was a connection to forget."""
+    same transaction. `only`: the connection a Disconnect was drawn for, forgotten only if it
+    is still the one connected (one conditional statement): a stale click disconnected an
+    account another lead connected since. Without it, whatever is connected now (the shell).
+    Returns what was forgotten, None when nothing was."""
+    where = [col(MailchimpAccount.team_id) == team_id]
+    if only is not None:
+        where += [col(MailchimpAccount.api_endpoint) == only.api_endpoint,
+                  col(MailchimpAccount.connected_at) == only.connected_at]  # fmt: skip
     async with db.begin() as conn:
         drafts = await hold_drafts_in(conn, team_id)
-        result = await conn.execute(
-            delete(MailchimpAccount).where(col(MailchimpAccount.team_id) == team_id)
-        )
-        if result.rowcount == 1:
-            dropped = await drop_audiences_in(conn, team_id, drafts)
-            await record_in(conn, team_id, user, Act.MAILCHIMP_DISCONNECTED, "Mailchimp",
-                            _dropped(dropped))  # fmt: skip
-    return result.rowcount == 1
+        gone = (await conn.execute(delete(MailchimpAccount).where(*where).returning(
+            *_SHOWN))).first()  # fmt: skip
+        if gone is None:
+            return None
+        dropped = await drop_audiences_in(conn, team_id, drafts)
+        await record_in(conn, team_id, user, Act.MAILCHIMP_DISCONNECTED, "Mailchimp",
+                        _dropped(dropped))  # fmt: skip
+    return _public(MailchimpAccount(**gone._mapping, secret=""))
 
 
 # ---- the drafts' audiences, when the connection goes ----------------------------------------

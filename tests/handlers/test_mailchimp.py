@@ -44,6 +44,8 @@ from tests.handlers.test_import_flow import _count, _form, _review
 
 TEAM = "T0001"
 KEY = "0123456789abcdef0123456789abcdef-us21"
+OTHER_KEY = "fedcba9876543210fedcba9876543210-us21"  # another account, in the same data centre
+OTHER_LEAD = "U0ADMIN"  # a workspace admin, so a team lead Slack is asked about
 SECRET_KEY = "test-secret"
 Build = Callable[..., AbstractAsyncContextManager[Harness]]
 
@@ -249,6 +251,69 @@ async def test_disconnect(build: Build) -> None:
         assert await _stored(app) == []
         again = await _click(app, Action.MAILCHIMP_DISCONNECT, status)  # a stale second click
         assert "disconnected it already" in json.dumps(again[-1]["blocks"])
+
+
+async def test_a_stale_disconnect_leaves_an_account_connected_since_alone(
+        build: Build, mc: FakeMailchimp) -> None:  # fmt: skip
+    """LEAD is shown Northwind Coffee with Disconnect; OTHER_LEAD then connects another
+    account; LEAD confirms: the other account went (and its audiences from every draft), and
+    LEAD was told "<@LEAD> disconnected Mailchimp". The button names the connection it was
+    drawn for and only that one goes: LEAD is told what is connected now, and by whom."""
+    mc.add_account(OTHER_KEY, name="Other Shop")
+    async with build() as app:
+        app.slack.users[OTHER_LEAD] = {"is_admin": True}
+        await _connect(app)  # account A (Northwind Coffee)
+        shown = await _status(app)  # LEAD sees A, with Disconnect
+        assert "Disconnect" in json.dumps(shown["blocks"])
+        await accounts.connect_api_key(app.db, TEAM, OTHER_KEY, user=OTHER_LEAD,
+                                       secret_key=SECRET_KEY,
+                                       api_url=app.settings.mailchimp_api_url)  # fmt: skip
+        answers = await _click(app, Action.MAILCHIMP_DISCONNECT, shown)
+        said = json.dumps(answers[-1]["blocks"])
+        kept = await accounts.connection(app.db, TEAM)
+        assert kept is not None, f"B, connected after the status was shown, went: {said}"
+        assert kept.connected_by == OTHER_LEAD
+        assert (f"Mailchimp was connected to the account in data centre `us21` by "
+                f"<@{OTHER_LEAD}> since this was shown: nothing was disconnected") in said, said
+        assert f"<@{LEAD}> disconnected" not in said
+        assert find_element(answers[-1]["blocks"], Action.MAILCHIMP_DISCONNECT) is not None
+        assert answers[-1].get("replace_original") is True  # the status as it is now
+        async with app.db.begin() as conn:
+            assert (await conn.execute(text("SELECT COUNT(*) FROM audit_entry WHERE action = "
+                                            "'mailchimp.disconnected'"))).scalar_one() == 0
+
+        # the status now shown is of B's connection: its Disconnect disconnects it
+        answers = await _click(app, Action.MAILCHIMP_DISCONNECT, answers[-1])
+        said = json.dumps(answers[-1]["blocks"])
+        assert (f"<@{LEAD}> disconnected Mailchimp from the account in data centre `us21`, "
+                f"connected by <@{OTHER_LEAD}>") in said, said
+        assert await accounts.connection(app.db, TEAM) is None
+        again = await _click(app, Action.MAILCHIMP_DISCONNECT, shown)  # the first, once more
+        said = json.dumps(again[-1]["blocks"])
+        assert "Mailchimp isn't connected any more" in said and "nothing was disconnected" in said
+        assert find_element(again[-1]["blocks"], Action.MAILCHIMP_CONNECT) is not None
+        assert app.slack.block_errors == []
+
+
+async def test_a_disconnect_drawn_before_buttons_named_their_connection_names_what_went(
+        build: Build, mc: FakeMailchimp) -> None:  # fmt: skip
+    """A status drawn by the release before (its button's value "disconnect", naming no
+    connection) disconnects what is connected now, as `mailchimp disconnect` in the shell
+    does, and says which account that was and who had connected it."""
+    mc.add_account(OTHER_KEY, name="Other Shop")
+    async with build() as app:
+        await _connect(app)
+        await accounts.connect_api_key(app.db, TEAM, OTHER_KEY, user=OTHER_LEAD,
+                                       secret_key=SECRET_KEY,
+                                       api_url=app.settings.mailchimp_api_url)  # fmt: skip
+        url = app.slack.new_response_url("C0001", user_id=LEAD)
+        await app.requests.block_action(Action.MAILCHIMP_DISCONNECT, "disconnect", user_id=LEAD,
+                                        response_url=url)  # fmt: skip
+        await app.settle()
+        said = json.dumps(app.slack.responses[url][-1]["blocks"])
+        assert (f"<@{LEAD}> disconnected Mailchimp from the account in data centre `us21`, "
+                f"connected by <@{OTHER_LEAD}>") in said, said
+        assert await accounts.connection(app.db, TEAM) is None
 
 
 async def test_a_rep_can_look_but_not_connect_or_disconnect(build: Build,
@@ -925,11 +990,10 @@ async def test_a_key_form_whose_metadata_isnt_ours_is_told_to_reopen_before_savi
 
 # ---- the connection let go while drafts hold its audiences ---------------------------------
 
-OTHER_KEY = "fedcba9876543210fedcba9876543210-us21"  # another account, in the same data centre
 
-
-async def _shell(app: Harness, db_env: dict[str, str], mc: FakeMailchimp, *args: str) -> None:
-    """`referral-bot mailchimp ARGS --team T0001`, as someone at the shell runs it."""
+async def _shell(app: Harness, db_env: dict[str, str], mc: FakeMailchimp, *args: str) -> str:
+    """`referral-bot mailchimp ARGS --team T0001`, as someone at the shell runs it: what it
+    printed."""
     import asyncio
 
     from tests.shell import run
@@ -937,6 +1001,7 @@ async def _shell(app: Harness, db_env: dict[str, str], mc: FakeMailchimp, *args:
     env = {**db_env, "SECRET_KEY": SECRET_KEY, "MAILCHIMP_API_URL": mc.base_url}
     done = await asyncio.to_thread(run, env, "mailchimp", "--team", TEAM, *args)  # the fake
     assert done.returncode == 0, done.stderr  # is served by this loop meanwhile
+    return done.stdout
 
 
 @pytest.mark.parametrize("then", ["Disconnect", "another account's key in Reconnect",
@@ -973,7 +1038,12 @@ async def test_a_draft_loses_its_audiences_when_their_account_is_let_go(
             ack, _, _ = await _submit_key(app, OTHER_KEY)
             assert "Mailchimp is connected" in json.dumps(ack["view"])
         elif then == "mailchimp disconnect in the shell":
-            await _shell(app, db_env, mc, "disconnect")
+            said = await _shell(app, db_env, mc, "disconnect")  # what is connected now
+            assert re.fullmatch(r"Mailchimp disconnected: the account in data centre us21, "
+                                rf"connected by {LEAD} on \d{{4}}-\d\d-\d\d \d\d:\d\d UTC\.\n",
+                                said), said  # fmt: skip
+            assert "wasn't connected: nothing was disconnected" in await _shell(
+                app, db_env, mc, "disconnect")  # fmt: skip
         else:
             await _shell(app, db_env, mc, "connect", "--api-key", KEY)
         await app.settle()  # the review's redraw was queued with the change
