@@ -30,10 +30,12 @@ from bot.imports.files import shown_reader
 from bot.imports.mapping import (
     BEING_READ,
     ColumnMap,
+    SheetRef,
     column_name,
     guess,
     keep_header,
     kept_header,
+    kept_title,
     mappable,
     mapper_for,
     read_sheet,
@@ -45,8 +47,14 @@ from bot.imports.reading import CsvFileError
 from bot.temp_files import disk_temporary_file
 from handlers.context import Deps, Refusal, deps, form_meta, may_change, team_of
 from handlers.ids import Action, Callback
-from handlers.mapping_messages import chosen_positions, mapping_errors, mapping_modal, note_modal
-from handlers.messages import esc
+from handlers.mapping_messages import (
+    MAX_SHEET_TITLE,
+    chosen_positions,
+    mapping_errors,
+    mapping_modal,
+    note_modal,
+)
+from handlers.messages import clip, esc
 from handlers.placeholder import open_modal
 from handlers.respond import fill_modal, update_modal
 from handlers.review import on_review_message
@@ -91,22 +99,24 @@ async def _source_in_draft(d: Deps, client: AsyncWebClient, team_id: str, user_i
 @dataclass(frozen=True, slots=True)
 class _Shown:
     """What the modal shows of a file: its header, up to three values of each column, and
-    for a workbook the sheet they are from and its other sheets with data."""
+    for a workbook the sheet they are from and its other sheets with data, (position,
+    title) each."""
 
     header: list[str]
     samples: list[list[str]]
-    sheet: str | None = None
-    other_sheets: tuple[str, ...] = ()
+    sheet: tuple[int, str] | None = None
+    other_sheets: tuple[tuple[int, str], ...] = ()
 
 
 async def _read_columns(d: Deps, client: AsyncWebClient, team_id: str, source: ImportSource,
-                        sheet: str | None = None) -> _Shown:  # fmt: skip
+                        sheet: SheetRef | None = None) -> _Shown:  # fmt: skip
     """The file's header and up to three values of each column, read again from Slack.
 
     Reading decides the encoding over the whole file (or unpacks a workbook): CPU work that
     runs on a thread, not on the event loop that acks Slack. A workbook shows the `sheet`
-    chosen in the modal, else the sheet its import reads: the one a mapping remembered fits,
-    else the first recognised by name."""
+    chosen in the modal (its position, or its name in a modal an older release drew), else
+    the sheet its import reads: the one a mapping remembered fits, else the first recognised
+    by name."""
     assert source.ref is not None
     fits_chosen = (await mapper_for(d.db, team_id)).fits_chosen
     with disk_temporary_file() as tmp:  # on disk: a big download isn't held in RAM
@@ -119,22 +129,25 @@ async def _read_columns(d: Deps, client: AsyncWebClient, team_id: str, source: I
 
 def _header_and_samples(stream: BinaryIO, name: str, label: str, max_unzipped_bytes: int,
                         fits_chosen: Callable[[list[str]], bool] | None,
-                        sheet: str | None) -> _Shown:  # fmt: skip
+                        sheet: SheetRef | None) -> _Shown:  # fmt: skip
     with shown_reader(stream, name=name, label=label, max_unzipped_bytes=max_unzipped_bytes,
                       fits_chosen=fits_chosen, sheet=sheet) as reader:  # fmt: skip
-        return _Shown(list(reader.header), samples(reader), getattr(reader, "sheet", None),
-                      tuple(getattr(reader, "other_sheets", ())))  # fmt: skip
+        if (position := getattr(reader, "sheet_position", None)) is None:  # a CSV
+            return _Shown(list(reader.header), samples(reader))
+        others = zip(reader.other_positions, reader.other_sheets, strict=True)
+        return _Shown(list(reader.header), samples(reader), (position, reader.sheet),
+                      tuple(others))  # fmt: skip
 
 
 async def _drawn(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, batch_id: int,
-                 source_id: int, list_id: str, sheet: str | None = None) -> View:  # fmt: skip
+                 source_id: int, list_id: str, sheet: SheetRef | None = None) -> View:  # fmt: skip
     """The mapping modal of the file (of its `sheet`, for a workbook, else of the sheet it
     was last mapped on and read from), its header kept on the source for the submission; or
     a note saying why it can't be shown."""
     try:
         source = await _source_in_draft(d, client, team_id, user_id, batch_id, source_id)
         shown = await _read_columns(d, client, team_id, source,
-                                    sheet or read_sheet(source.header))  # fmt: skip
+                                    sheet if sheet is not None else read_sheet(source.header))
     except (Refusal, ReviewError) as exc:
         return note_modal(str(exc))
     except (CsvFileError, FileRejected) as exc:
@@ -142,7 +155,8 @@ async def _drawn(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, ba
     except FileHostUnavailable:
         return note_modal(HOST_BUSY)
     header = shown.header
-    await keep_header(d.db, team_id, source_id, header, shown.sheet)
+    position, title = shown.sheet or (None, None)
+    await keep_header(d.db, team_id, source_id, header, position, title)
     remembered = await recall(d.db, team_id, header)
     # named as the review message names it: the second customers.csv is customers (2).csv
     label = (await review.source_names(d.db, team_id, batch_id)).get(source_id, source.label)
@@ -150,7 +164,7 @@ async def _drawn(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, ba
                          header=header, samples=shown.samples,
                          current=remembered or guess(header),
                          remembered=remembered is not None, list_id=list_id,
-                         sheet=shown.sheet, other_sheets=list(shown.other_sheets))  # fmt: skip
+                         sheet=shown.sheet, other_sheets=shown.other_sheets)  # fmt: skip
 
 
 async def _open(d: Deps, client: AsyncWebClient, body: dict[str, Any]) -> None:
@@ -176,15 +190,19 @@ async def on_sheet(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     except ValueError:
         meta = {}
     batch_id, source_id = digits(str(meta.get("batch"))), digits(str(meta.get("source")))
-    selected = (body["actions"][0].get("selected_option") or {}).get("value")
-    if batch_id is None or source_id is None or not selected:
+    selected = str((body["actions"][0].get("selected_option") or {}).get("value") or "")
+    # an option's value is the sheet's position; in a modal an older release drew (its
+    # metadata holds the sheet's name), the name cut to 150 characters (excel._named)
+    by_position = isinstance(meta.get("sheet"), int) and not isinstance(meta.get("sheet"), bool)
+    sheet = digits(selected) if by_position else selected or None
+    if batch_id is None or source_id is None or sheet is None:
         return
-    d.later.run(_switch(d, client, body, batch_id, source_id, str(selected),
+    d.later.run(_switch(d, client, body, batch_id, source_id, sheet,
                         str(meta.get("list") or "")), client, body)  # fmt: skip
 
 
 async def _switch(d: Deps, client: AsyncWebClient, body: dict[str, Any], batch_id: int,
-                  source_id: int, sheet: str, list_id: str) -> None:  # fmt: skip
+                  source_id: int, sheet: SheetRef, list_id: str) -> None:  # fmt: skip
     view = body["view"]
     await update_modal(client, view["id"], note_modal(READING), hash=view.get("hash"))
     modal = await _drawn(d, client, team_of(body), body["user"]["id"], batch_id, source_id,
@@ -219,8 +237,10 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
     header, sheet = kept_header(source.header)
     if (shown := meta.get("sheet")) is not None and shown != sheet:
         # opened again meanwhile (another window, a teammate) and switched to another sheet:
-        # the kept header is that sheet's, which these positions don't describe
-        await ack(response_action="update", view=note_modal(_other_sheet(shown, sheet)).to_dict())
+        # the kept header is that sheet's, which these positions don't describe. A modal an
+        # older release drew holds the sheet's name, the kept one may be a position: told too
+        told = _other_sheet(meta.get("title"), kept_title(source.header))
+        await ack(response_action="update", view=note_modal(told).to_dict())
         return
     chosen = chosen_positions(view["state"]["values"])
     errors = mapping_errors(chosen, header)
@@ -231,28 +251,33 @@ async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
                            for f, i in chosen.items()})  # fmt: skip
     await ack(response_action="update", view=note_modal(SAVING).to_dict())
     d.later.run(_save(d, client, str(view.get("id") or ""), team_id, user_id, batch_id,
-                      source_id, header, mapping, str(meta.get("list") or ""), sheet),
-                client, body)  # fmt: skip
+                      source_id, header, mapping, str(meta.get("list") or ""), sheet,
+                      kept_title(source.header)), client, body)  # fmt: skip
 
 
 def _other_sheet(shown: object, kept: str | None) -> str:
+    """`shown`: the title this modal's metadata keeps (None in one an older release drew,
+    whose sheet's name is unshown: it may be any length, and unprintable)."""
+    here = (f"not “{esc(clip(str(shown), MAX_SHEET_TITLE))}” as here" if shown is not None
+            else "not the one shown here")  # fmt: skip
     return (f"*Map columns* of this file was opened again since, on the sheet "
-            f"“{esc(str(kept or ''))}”, not “{esc(str(shown))}” as here: nothing was saved. "
+            f"“{esc(clip(kept or '', MAX_SHEET_TITLE))}”, {here}: nothing was saved. "
             "Open *Map columns* again to map the sheet you want.")
 
 
 async def _save(
     d: Deps, client: AsyncWebClient, view_id: str, team_id: str, user_id: str, batch_id: int,
     source_id: int, header: list[str], mapping: ColumnMap, list_id: str = "",
-    sheet: str | None = None,
+    sheet: SheetRef | None = None, title: str | None = None,
 ) -> None:  # fmt: skip
     """Remember the mapping and queue the file's reading (after the ack); the modal says how
     it went: a second submission that passed the checks meanwhile is told the file is being
     read already. The *All sources* list it was opened from (`list_id`) shows the file being
-    read, then read. A workbook is read again from the `sheet` its columns were mapped on."""
+    read, then read. A workbook is read again from the `sheet` its columns were mapped on
+    (`title`: its name as shown)."""
     try:
         promoted = await reread_source(d.db, team_id, batch_id, source_id, header, mapping,
-                                       user_id, sheet)  # fmt: skip
+                                       user_id, sheet, title)  # fmt: skip
     except (ReviewError, LookupError) as exc:
         await update_modal(client, view_id, note_modal(str(exc)))
         return

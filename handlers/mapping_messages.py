@@ -6,6 +6,7 @@ as "Header — sample1, sample2, sample3" so people recognise the column by its 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -27,6 +28,7 @@ from handlers.slack_text import cut_mrkdwn
 
 NONE = "none"  # the "(none)" option's value; columns are their position
 MAX_NAMED_SHEETS = 5  # other sheets of a workbook the modal names
+MAX_SHEET_TITLE = 100  # characters of a sheet's name the modal shows (and its metadata keeps)
 MAX_OPTIONS = 100  # Slack's limit for a static select
 MAX_COLUMNS = MAX_OPTIONS - 1  # columns a field offers: room for "(none)" in every select
 FIELD_BLOCKS = {"email": BlockId.MAP_EMAIL, "first_name": BlockId.MAP_FIRST_NAME,
@@ -84,10 +86,10 @@ def sheets_said(sheet: str, others: list[str]) -> str:
     """Which sheet of a workbook the columns are from, and its others: only one is read,
     and a person looking for the customers' columns on another sheet was shown a staff
     list's with no word of why."""
-    said = f"These are the columns of the sheet “{esc(clip(sheet, 100))}”"
+    said = f"These are the columns of the sheet “{esc(clip(sheet, MAX_SHEET_TITLE))}”"
     if not others:
         return said + ", the workbook's only sheet with data."
-    names = ", ".join(f"“{esc(clip(o, 100))}”" for o in others[:MAX_NAMED_SHEETS])
+    names = ", ".join(f"“{esc(clip(o, MAX_SHEET_TITLE))}”" for o in others[:MAX_NAMED_SHEETS])
     more = len(others) - MAX_NAMED_SHEETS
     names += f" and {more} more" if more > 0 else ""
     return (f"{said}; only one sheet is read, not the workbook's others ({names}). To import "
@@ -95,11 +97,14 @@ def sheets_said(sheet: str, others: list[str]) -> str:
             "of this one.")
 
 
-def sheet_block(sheet: str, others: list[str]) -> SectionBlock:
-    """The workbook's sheets with data, the one shown chosen: choosing another shows its
-    columns (mapping them makes the import read that sheet, see excel.XlsxReader)."""
-    options = [Option(value=title[:150], text=clip(title, MAX_OPTION_TEXT))
-               for title in [sheet, *others][:MAX_OPTIONS]]  # fmt: skip
+def sheet_block(sheet: tuple[int, str], others: Sequence[tuple[int, str]]) -> SectionBlock:
+    """The workbook's sheets with data, (position, title) each, the one shown chosen:
+    choosing another shows its columns (mapping them makes the import read that sheet, see
+    excel.XlsxReader). An option's value is the sheet's position: it was its name cut to 150
+    characters, Slack's limit, and a sheet named longer was looked up by the cut name ("no
+    longer in this workbook"), two sharing their first 150 characters by the same one."""
+    options = [Option(value=str(position), text=clip(title, MAX_OPTION_TEXT))
+               for position, title in [sheet, *others][:MAX_OPTIONS]]  # fmt: skip
     return SectionBlock(block_id=BlockId.MAP_SHEET, text=MarkdownTextObject(text="*Sheet*"),
                         accessory=StaticSelectElement(action_id=Action.MAP_SHEET,
                                                       options=options,
@@ -108,15 +113,17 @@ def sheet_block(sheet: str, others: list[str]) -> SectionBlock:
 
 def mapping_modal(*, batch_id: int, source_id: int, label: str, header: list[str],
                   samples: list[list[str]], current: ColumnMap,
-                  remembered: bool, list_id: str = "", sheet: str | None = None,
-                  other_sheets: list[str] | None = None) -> View:  # fmt: skip
+                  remembered: bool, list_id: str = "", sheet: tuple[int, str] | None = None,
+                  other_sheets: Sequence[tuple[int, str]] = ()) -> View:  # fmt: skip
     """One select per field, the current mapping (remembered, else guessed) preselected;
     `list_id`: the *All sources* list under it, to redraw when the file is read again;
-    `sheet`: for a workbook, the sheet the columns are from (and its `other_sheets`)."""
+    `sheet`: for a workbook, the sheet the columns are from, (position, title), and its
+    `other_sheets`. The metadata keeps the sheet's position and its title cut short: the
+    whole name overflowed Slack's 3,000 characters ("Something went wrong on our side")."""
     said = ("These columns were chosen for files with the same headers before."
             if remembered else "Columns were guessed from their names.")  # fmt: skip
     if sheet is not None:
-        said = f"{sheets_said(sheet, other_sheets or [])} {said}"
+        said = f"{sheets_said(sheet[1], [title for _, title in other_sheets])} {said}"
     blocks: list[Block] = [
         SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(
             f"Which column of *{esc(label)}* holds each field? The file is read again with "
@@ -133,7 +140,9 @@ def mapping_modal(*, batch_id: int, source_id: int, label: str, header: list[str
                 submit="Read again", close="Cancel", blocks=blocks,
                 private_metadata=metadata(batch=batch_id, source=source_id,
                                           **({"list": list_id} if list_id else {}),
-                                          **({"sheet": sheet} if sheet else {})))  # fmt: skip
+                                          **({"sheet": sheet[0],
+                                              "title": clip(sheet[1], MAX_SHEET_TITLE)}
+                                             if sheet is not None else {})))  # fmt: skip
 
 
 def note_modal(text: str, title: str = "Map columns") -> View:

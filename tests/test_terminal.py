@@ -69,3 +69,24 @@ def test_a_file_or_a_pipe_gets_the_names_exactly(db_env: dict[str, str], tmp_pat
     piped = subprocess.run([*CLI, "contacts", "search", "c"], env=environment(db_env),
                            capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
     assert ESC_NAME in piped.stdout and RTL_NAME in piped.stdout, piped.stdout
+
+
+def test_sheet_names_in_a_refusal_on_stderr_cant_drive_the_terminal(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.title = "Staff\rAll 2 rows imported. \u009b2J\u202eok"
+    book.active.append(["name", "phone"])
+    book.active.append(["Ann", "1"])
+    other = book.create_sheet("Totals\nFORGED")
+    other.append(["total", "n"])
+    other.append(["x", "2"])
+    path = tmp_path / "people.xlsx"
+    book.save(path)
+    done = run(db_env, "import", str(path), "--segment", "V", "--create-segment")
+    assert done.returncode == 1
+    said = done.stderr.strip()
+    assert "sheet" in said, said
+    assert not [c for c in said if c in "\r\n\x9b\u202e"], repr(said)

@@ -107,6 +107,10 @@ Rows = Generator[tuple[int, list[str]], None, None]
 # empty cells held 2 GB, and 2 million empty shared strings from 55 KB took 17 s.
 MAX_PART_RATIO = 100.0
 MAX_NAMED_SHEETS = 5  # sheets a "no email column" message names
+# A sheet's name as messages show it (_shown_title) is cut at this: Excel's own are at most
+# 31 characters, but a workbook.xml written by hand holds any, and one of 3,000 was named in
+# full, up to five times, in a refusal.
+MAX_SHOWN_TITLE = 100
 # Excel's last column is XFD: a row holds at most this many cells. A row of more, or a cell
 # beyond it, is refused (cells without a reference were counted on and on: one row of
 # millions of 4-byte empty cells, compressed 50 times, took 1.2 GB and 39 s).
@@ -140,6 +144,16 @@ TEXT_TOO_LONG = (
     "This Excel file is damaged: one of its texts is cut into more pieces of formatting than "
     "Excel writes. Open it in Excel, save it again and import it, or export it as CSV."
 )
+
+
+def _shown_title(name: str) -> str:
+    """A sheet's name as every message shows it (on the shell's stderr, in Slack, in the log):
+    anything unprintable as "?", as a ZIP entry's name (archives.display_name), and cut at
+    MAX_SHOWN_TITLE. workbook.xml may hold a CR, a newline, a C1 control (U+009B starts a
+    terminal's escape sequence) or a right-to-left override (U+202E) in a name: a refusal
+    naming the sheets was overwritten on the terminal, or driven by them."""
+    shown = "".join(ch if ch.isprintable() else "?" for ch in name)
+    return shown if len(shown) <= MAX_SHOWN_TITLE else shown[: MAX_SHOWN_TITLE - 1] + "…"
 
 
 def _too_many_merged(sheet: str) -> str:
@@ -565,9 +579,11 @@ class _Reading:
 
 @dataclass(frozen=True, slots=True)
 class _Sheet:
-    title: str
+    title: str  # its name as messages show it (_shown_title)
     visible: bool
     path: str  # of its XML part in the archive
+    position: int  # among the workbook's worksheets (_Book.sheets): what *Map columns* keeps
+    name: str  # as workbook.xml has it: what a release before positions kept (_named)
 
 
 class _Book:
@@ -591,11 +607,13 @@ class _Book:
             self.workbook = reader.wb
             self._merges: dict[str, array[int]] = {}  # by sheet part (merged_down)
             self._refused: dict[str, _SheetRefused] = {}  # sheets over the cap, by part
+            found = [(sheet, rel) for sheet, rel in reader.parser.find_sheets()
+                     if rel.target in reader.valid_files and "chartsheet" not in rel.Type]
             self.sheets = [
-                _Sheet(sheet.name, sheet.state in (None, "visible"), rel.target)
-                for sheet, rel in reader.parser.find_sheets()
-                if rel.target in reader.valid_files and "chartsheet" not in rel.Type
-            ]
+                _Sheet(_shown_title(sheet.name or ""), sheet.state in (None, "visible"),
+                       rel.target, position, sheet.name or "")
+                for position, (sheet, rel) in enumerate(found)
+            ]  # fmt: skip
         except BaseException:
             self.archive.close()
             raise
@@ -795,6 +813,17 @@ def _rows_from(head: list[tuple[int, list[str]]], rows: Rows) -> Rows:
         rows.close()
 
 
+def _named(sheets: list[_Sheet], name: str) -> _Sheet | None:
+    """The sheet called `name`, as a release before positions kept it (a modal left open, a
+    reading queued, a source's kept header: see mapping.kept_header). Such a modal's *Sheet*
+    option held the name cut to 150 characters: a longer one is found by that start."""
+    found = next((s for s in sheets if s.name == name), None)
+    if found is None and len(name) == 150:
+        starting = [s for s in sheets if s.name.startswith(name)]
+        found = starting[0] if len(starting) == 1 else None
+    return found
+
+
 def _sheet_names(names: list[str]) -> str:
     shown = ", ".join(f"“{name}”" for name in names[:MAX_NAMED_SHEETS])
     more = len(names) - MAX_NAMED_SHEETS
@@ -811,12 +840,17 @@ class XlsxReader:
     """
 
     def __init__(self, stream: BinaryIO, *, max_unzipped_bytes: int | None = None,
-                 columns_of: ColumnsOf = map_header, sheet: str | None = None,
+                 columns_of: ColumnsOf = map_header, sheet: int | str | None = None,
                  fits_chosen: Callable[[list[str]], bool] | None = None) -> None:  # fmt: skip
-        """`sheet`: the title of the sheet to read, whatever the others hold (*Map columns*
-        shows the sheet a person chose); None: the one _open_first_sheet chooses, the first
-        whose header `fits_chosen` (a mapping given or remembered fits it, see
-        mapping.ColumnMapper) if given, else the first recognised by name."""
+        """`sheet`: the sheet to read, whatever the others hold (*Map columns* shows the sheet
+        a person chose), by its position among the workbook's sheets (what *Map columns*
+        keeps), or by its name (what a release before positions kept: see _named); None: the
+        one _open_first_sheet chooses, the first whose header `fits_chosen` (a mapping given
+        or remembered fits it, see mapping.ColumnMapper) if given, else the first recognised
+        by name.
+
+        The sheet read is `sheet` (its title as messages show it: _shown_title), at
+        `sheet_position`; the others with data are `other_sheets`, at `other_positions`."""
         _check_kind(stream, max_unzipped_bytes)
         self._columns_of, self._fits_chosen = columns_of, fits_chosen
         self._rows: Rows | None = None
@@ -876,21 +910,35 @@ class XlsxReader:
                 raise self._missing_everywhere(exc, headers) from None
         if self._rows is None:
             self._open_mapped_sheet(unrecognised, headers)
-        self.other_sheets = [s.title for s in sheets if s.title != self.sheet and self._used(s)]
+        self._note_others()
 
-    def _open_sheet(self, title: str) -> None:
-        """Open the sheet called `title`; CsvFileError if it is gone or has no rows."""
+    def _open_sheet(self, chosen: int | str) -> None:
+        """Open the sheet `chosen` (its position, or its name); CsvFileError if it is gone or
+        has no rows."""
         self._rows = None
-        sheet = next((s for s in self._book.sheets if s.title == title), None)
+        sheets = self._book.sheets
+        if isinstance(chosen, str):
+            sheet = _named(sheets, chosen)
+            gone = f"The sheet “{_shown_title(chosen)}” is no longer in this workbook."
+        else:
+            sheet = sheets[chosen] if 0 <= chosen < len(sheets) else None
+            gone = "The sheet chosen is no longer in this workbook."
         if sheet is None:
-            raise CsvFileError(f"The sheet “{title}” is no longer in this workbook.")
+            raise CsvFileError(gone)
         header, rows, reading = self._header_of(sheet)
         if header is None:
             rows.close()
-            raise CsvFileError(f"The sheet “{title}” has no data.")
+            raise CsvFileError(f"The sheet “{sheet.title}” has no data.")
         self._use(sheet, header, rows, reading)
-        self.other_sheets = [s.title for s in self._book.sheets
-                             if s.title != title and self._used(s)]  # fmt: skip
+        self._note_others()
+
+    def _note_others(self) -> None:
+        """The workbook's other sheets with data, beside the one read (_use): by position, as
+        two sheets may show the same title (_shown_title)."""
+        others = [s for s in self._book.sheets
+                  if s.position != self.sheet_position and self._used(s)]  # fmt: skip
+        self.other_sheets = [s.title for s in others]
+        self.other_positions = [s.position for s in others]
 
     @staticmethod
     def _missing_everywhere(exc: ChosenColumnMissing,
@@ -929,6 +977,7 @@ class XlsxReader:
             rows.close()
             raise reading.refused
         self.sheet, self._rows, self._uncalculated = sheet.title, rows, reading.uncalculated
+        self.sheet_position = sheet.position
         self.header_row, self.header = header
         self.columns: Columns = self._columns_of(self.header)
         self._merges = reading.merges

@@ -333,6 +333,14 @@ async def forget_mapping(db: Database, team_id: str, key: str) -> bool:
     return bool(gone.rowcount)
 
 
+# A workbook's sheet as *Map columns* keeps it: its position among the workbook's sheets
+# (excel.XlsxReader.sheet_position), or, kept by a release before positions, its name. The name
+# was cut to 150 characters in the modal's *Sheet* options, and a long one overflowed the
+# modal's private_metadata: a sheet named over 150 characters couldn't be chosen, nor a
+# workbook with a name of thousands mapped at all.
+SheetRef = int | str
+
+
 @dataclass
 class ColumnMapper:
     """A reader's `columns_of`: a mapping given now (over the one remembered for the file's
@@ -349,8 +357,9 @@ class ColumnMapper:
     given: dict[str, str] = field(default_factory=dict)
     used: dict[str, tuple[list[str], ColumnMap]] = field(default_factory=dict)
     # the workbook's sheet the mapping was submitted for (*Map columns*' *Sheet*): read in
-    # place of the first sheet any remembered mapping fits (a staff list's saved once)
-    sheet: str | None = None
+    # place of the first sheet any remembered mapping fits (a staff list's saved once); its
+    # position, or its name if a release before positions queued the reading (SheetRef)
+    sheet: SheetRef | None = None
     # the headers_key of every header mapped, in order (a reader maps its header once it has
     # read it; a workbook may map a sheet's twice): which file was read with which header
     read: list[str] = field(default_factory=list)
@@ -453,11 +462,12 @@ async def mapper_for(db: Database, team_id: str,
 
 
 async def keep_header(db: Database, team_id: str, source_id: int, header: list[str],
-                      sheet: str | None = None) -> None:  # fmt: skip
+                      sheet: SheetRef | None = None, title: str | None = None) -> None:  # fmt: skip
     """Keep the file's header on its source: a mapping's submission names columns by position.
-    A workbook's `sheet` (the one the modal shows) is kept with it: the file is read again
-    from that sheet, not from the first one a remembered mapping fits (see kept_header). The
-    sheet read since its last mapping stays kept (read_sheet), whatever the modal shows.
+    A workbook's `sheet` (the one the modal shows, by position; `title`: its name as shown)
+    is kept with it: the file is read again from that sheet, not from the first one a
+    remembered mapping fits (see kept_header). The sheet read since its last mapping stays
+    kept (read_sheet), whatever the modal shows.
     The row is locked while it is read (PostgreSQL): a mapping saved meanwhile (reread_source)
     would otherwise have its sheet written over by the one read before it."""
     where = (col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id)
@@ -466,15 +476,27 @@ async def keep_header(db: Database, team_id: str, source_id: int, header: list[s
             select(ImportSource.header).where(*where).with_for_update())).scalar()  # fmt: skip
         await conn.execute(
             update(ImportSource).where(*where)
-            .values(header=_kept(header, sheet, read_sheet(kept)))
+            .values(header=_kept(header, sheet, read_sheet(kept), title))
         )  # fmt: skip
 
 
-def _kept(header: list[str], sheet: str | None, read: str | None) -> str:
-    """The JSON kept on a source (see kept_header): the header alone for a CSV."""
+def _sheet_ref(value: object) -> SheetRef | None:
+    """A sheet kept in JSON (a source's header, a modal's metadata, a job's payload)."""
+    if isinstance(value, bool):
+        return None
+    return value if isinstance(value, int | str) else None
+
+
+def _kept(header: list[str], sheet: SheetRef | None, read: SheetRef | None,
+          title: str | None = None) -> str:  # fmt: skip
+    """The JSON kept on a source (see kept_header): the header alone for a CSV; for a
+    workbook's sheet, its position and `title` (its name as shown, for a message only)."""
     if sheet is None and read is None:
         return json.dumps(header, ensure_ascii=False)
-    return json.dumps({"columns": header, "sheet": sheet, "read": read}, ensure_ascii=False)
+    kept: dict[str, object] = {"columns": header, "sheet": sheet, "read": read}
+    if title is not None:
+        kept["title"] = title
+    return json.dumps(kept, ensure_ascii=False)
 
 
 def _loaded(text: str | None) -> dict[str, object]:
@@ -482,26 +504,33 @@ def _loaded(text: str | None) -> dict[str, object]:
     return kept if isinstance(kept, dict) else {"columns": kept}
 
 
-def kept_header(text: str | None) -> tuple[list[str], str | None]:
+def kept_header(text: str | None) -> tuple[list[str], SheetRef | None]:
     """The header keep_header kept (a JSON list, or for a workbook's sheet an object with
-    the sheet's title and its columns), and the sheet; ([], None) if none was kept."""
+    the sheet and its columns), and the sheet (SheetRef); ([], None) if none was kept."""
     kept = _loaded(text)
-    columns, sheet = kept.get("columns"), kept.get("sheet")
-    return (list(columns) if isinstance(columns, list) else [],
-            sheet if isinstance(sheet, str) else None)  # fmt: skip
+    columns = kept.get("columns")
+    return list(columns) if isinstance(columns, list) else [], _sheet_ref(kept.get("sheet"))
 
 
-def read_sheet(text: str | None) -> str | None:
+def kept_title(text: str | None) -> str | None:
+    """The name, as shown, of the sheet keep_header kept (kept_header): its title, or the
+    sheet itself when a release before positions kept it by name."""
+    kept = _loaded(text)
+    title, sheet = kept.get("title"), kept.get("sheet")
+    return title if isinstance(title, str) else sheet if isinstance(sheet, str) else None
+
+
+def read_sheet(text: str | None) -> SheetRef | None:
     """The workbook's sheet its last *Map columns* had it read from (None: the one a
     remembered mapping fits), which the modal shows when opened again: the first sheet a
     remembered mapping fits may be another (a staff list's columns saved once)."""
-    read = _loaded(text).get("read")
-    return read if isinstance(read, str) else None
+    return _sheet_ref(_loaded(text).get("read"))
 
 
 async def reread_source(db: Database, team_id: str, batch_id: int, source_id: int,
                         header: list[str], mapping: ColumnMap, user: str,
-                        sheet: str | None = None) -> list[int]:  # fmt: skip
+                        sheet: SheetRef | None = None,
+                        title: str | None = None) -> list[int]:  # fmt: skip
     """Remember `mapping` and put the source back to be read with it, in one transaction,
     with the import's other files that failed on their columns (_failed_on_columns): the
     modal says files with the same headers are read with these columns.
@@ -516,7 +545,8 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
     Slack), with the mapping submitted (mapper_submitted): the job reads this source alone
     ("again"), a CSV in a ZIP as the ZIP's entry of its name, whatever became of the other
     sources of the same Slack file (removed, or the file added again since); a workbook from
-    the `sheet` mapped (chosen under *Sheet*), whatever other sheets a remembered mapping fits.
+    the `sheet` mapped (chosen under *Sheet*; `title`: its name as shown), whatever other
+    sheets a remembered mapping fits.
     """
     async with db.begin() as conn:
         await lock_batch(conn, team_id, batch_id)
@@ -536,7 +566,7 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
         await conn.execute(
             update(ImportSource)
             .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id)
-            .values(header=_kept(header, sheet, sheet))
+            .values(header=_kept(header, sheet, sheet, title))
         )  # fmt: skip
         # its duplicates elsewhere become valid (as when a file is removed), and its rows go,
         # but for those removed by hand: reading it again removes them again
@@ -568,7 +598,7 @@ async def _put_back(conn: AsyncConnection, team_id: str, source_id: int) -> bool
 
 async def _read_again_in(conn: AsyncConnection, team_id: str, source_id: int,
                          header: list[str], mapping: ColumnMap,
-                         sheet: str | None = None) -> None:  # fmt: skip
+                         sheet: SheetRef | None = None) -> None:  # fmt: skip
     """Queue the reading of the source alone from its Slack file (see reread_source), with
     the mapping submitted for `header` (see mapper_submitted), from its `sheet` if a
     workbook's sheet was mapped."""
@@ -590,8 +620,7 @@ async def mapper_submitted(db: Database, team_id: str,
     key, chosen, sheet = payload.get("headers_key"), payload.get("mapping"), payload.get("sheet")
     if isinstance(key, str) and isinstance(chosen, dict):
         mapper.remembered[key] = ColumnMap(**{f: chosen.get(f) for f in FIELDS})
-    if isinstance(sheet, str):
-        mapper.sheet = sheet
+    mapper.sheet = _sheet_ref(sheet)
     return mapper
 
 

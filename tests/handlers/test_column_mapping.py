@@ -553,9 +553,17 @@ def _context_texts(modal: dict[str, Any]) -> list[str]:
     return [e["text"] for b in modal["blocks"] if b["type"] == "context" for e in b["elements"]]
 
 
+def _sheet_value(modal: dict[str, Any], title: str) -> str:
+    """The value of the *Sheet* option showing `title` (the sheet's position)."""
+    sheets = next(b for b in modal["blocks"] if b.get("block_id") == BlockId.MAP_SHEET)
+    (value,) = [o["value"] for o in sheets["accessory"]["options"] if o["text"]["text"] == title]
+    return str(value)
+
+
 async def _switch_sheet(app: Harness, modal: dict[str, Any], user: str,
                         sheet: str) -> dict[str, Any]:  # fmt: skip
-    """Choose `sheet` under *Sheet* in the open *Map columns* modal: the modal redrawn."""
+    """Choose the option of value `sheet` (_sheet_value) under *Sheet* in the open *Map
+    columns* modal: the modal redrawn."""
     await app.requests.block_action(Action.MAP_SHEET, view=modal["id"], user_id=user,
                                     action=state_static_select(sheet))  # fmt: skip
     await app.done()
@@ -590,9 +598,10 @@ async def test_map_columns_on_a_workbook_chooses_the_sheet_and_reads_it(app: Har
             "workbook's others (“Customers”). To import another sheet, choose it under "
             "*Sheet*") in _context_texts(modal)[0]  # fmt: skip
     sheets = next(b for b in modal["blocks"] if b.get("block_id") == BlockId.MAP_SHEET)
-    assert [o["value"] for o in sheets["accessory"]["options"]] == ["Staff", "Customers"]
+    assert [(o["value"], o["text"]["text"]) for o in sheets["accessory"]["options"]] == [
+        ("0", "Staff"), ("1", "Customers")]  # by position: a name is cut at 150 in a value
 
-    modal = await _switch_sheet(app, modal, REP, "Customers")
+    modal = await _switch_sheet(app, modal, REP, _sheet_value(modal, "Customers"))
     texts = [o["text"]["text"] for o in _choice(modal, BlockId.MAP_EMAIL)["options"]]
     assert texts == ["Work Mail — w1@example.com, w2@example.com", "Name — W One, W Two"]
     assert "the sheet “Customers”; only one sheet is read, not the workbook's others " \
@@ -762,7 +771,8 @@ async def test_the_sheet_chosen_is_read_though_the_first_sheets_columns_were_sav
     assert "1 valid" in line and "Only the sheet “Staff” was read" in line, line
 
     review = app.slack.message("C0001", review["ts"])
-    modal = await _switch_sheet(app, await _click_map(app, review, REP), REP, "Customers")
+    modal = await _click_map(app, review, REP)
+    modal = await _switch_sheet(app, modal, REP, _sheet_value(modal, "Customers"))
     assert "the sheet “Customers”" in _context_texts(modal)[0]
     line = await _map_and_read(app, review, modal, REP, email="0", first_name="1")
     assert "2 valid" in line and "Only the sheet “Customers” was read" in line, line
@@ -785,7 +795,8 @@ async def test_a_form_left_open_on_one_sheet_saves_nothing_once_another_shows_an
 
     review = await _upload(app, "F0505", "two.xlsx", workbook(*STAFF_THEN_CUSTOMERS))
     first = await _click_map(app, review, REP)  # "Staff": Name, Email
-    second = await _switch_sheet(app, await _click_map(app, review, LEAD), LEAD, "Customers")
+    second = await _click_map(app, review, LEAD)
+    second = await _switch_sheet(app, second, LEAD, _sheet_value(second, "Customers"))
     reply = await app.requests.view_submission(state_values=_state(
         email="1", first_name="0", last_name="none", locale="none", subscribed="none"),
         view_id=first["id"], user_id=REP)  # fmt: skip
@@ -838,3 +849,84 @@ async def test_next_months_report_under_a_title_maps_itself(app: Harness) -> Non
     assert texts[0] == "Work Mail — ada@example.com, bob@example.org", texts
     assert _choice(modal, BlockId.MAP_EMAIL)["initial_option"]["value"] == "0"
     assert app.slack.block_errors == []
+
+
+async def test_map_columns_opens_on_a_workbook_whose_sheet_name_is_long(app: Harness) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = workbook(("Summary", [["Total", 2]]),
+                        ("P" * 3000, [["Work Contact", "Given"], ["ada@example.com", "Ada"]]))
+    review = await _upload(app, "F0504", "book.xlsx", data)
+    modal = await _click_map(app, review, REP)
+    assert app.slack.block_errors == []
+    assert modal.get("callback_id") == Callback.MAP_COLUMNS, modal
+
+
+async def test_a_sheet_whose_name_is_over_150_characters_can_be_chosen(app: Harness) -> None:
+    import warnings
+
+    long = "Customers " + "C" * 190
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = workbook(("Staff", [["Name", "Email"], ["Me", "me@shop.example"]]),
+                        (long, [["Work Mail", "Name"], ["w1@example.com", "W One"]]))
+    review = await _upload(app, "F0505", "two.xlsx", data)
+    modal = await _click_map(app, review, REP)
+    sheets = next(b for b in modal["blocks"] if b.get("block_id") == BlockId.MAP_SHEET)
+    value = sheets["accessory"]["options"][1]["value"]
+    modal = await _switch_sheet(app, modal, REP, value)
+    shown = [b.get("block_id") for b in modal["blocks"]]
+    assert BlockId.MAP_EMAIL in shown, json.dumps(modal["blocks"])[:400]
+    texts = [o["text"]["text"] for o in _choice(modal, BlockId.MAP_EMAIL)["options"]]
+    assert texts == ["Work Mail — w1@example.com", "Name — W One"], texts
+
+
+async def _as_an_older_release_kept(app: Harness, modal: dict[str, Any], sheet: str,
+                                    read: str | None) -> None:  # fmt: skip
+    """The open `modal`'s metadata, and the header its source keeps, as a release before
+    positions wrote them: the sheet by its name (its *Sheet* options' values were names)."""
+    meta = json.loads(modal["private_metadata"])
+    app.slack.views[modal["id"]]["private_metadata"] = json.dumps(
+        {"batch": meta["batch"], "source": meta["source"], "sheet": sheet})
+    kept = {"columns": ["Name", "Email"] if sheet == "Staff" else ["Work Mail", "Name"],
+            "sheet": sheet, "read": read}  # fmt: skip
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE import_source SET header = :h WHERE id = :s"),
+                           {"h": json.dumps(kept), "s": meta["source"]})  # fmt: skip
+
+
+async def test_a_map_columns_modal_an_older_release_drew_still_works(app: Harness) -> None:
+    """*Sheet*'s options and the modal's metadata held the sheet's name before they held its
+    position: a modal left open over a deploy still switches sheets (by a name) and saves (a
+    name kept), and one whose sheet another modal changed since is told so."""
+    from tests.imports.test_excel import STAFF_THEN_CUSTOMERS
+
+    review = await _upload(app, "F0505", "two.xlsx", workbook(*STAFF_THEN_CUSTOMERS))
+    modal = await _click_map(app, review, REP)
+    await _as_an_older_release_kept(app, modal, "Staff", None)
+    line = await _map_and_read(app, review, modal, REP, email="1", first_name="0")
+    assert "1 valid" in line and "Only the sheet “Staff” was read" in line, line
+
+    review = app.slack.message("C0001", review["ts"])
+    modal = await _click_map(app, review, REP)
+    await _as_an_older_release_kept(app, modal, "Staff", "Staff")
+    modal = await _switch_sheet(app, modal, REP, "Customers")  # an old option's value
+    texts = [o["text"]["text"] for o in _choice(modal, BlockId.MAP_EMAIL)["options"]]
+    assert texts == ["Work Mail — w1@example.com, w2@example.com", "Name — W One, W Two"]
+    assert json.loads(modal["private_metadata"])["sheet"] == 1  # drawn anew: by position
+    line = await _map_and_read(app, review, modal, REP, email="0", first_name="1")
+    assert "2 valid" in line and "Only the sheet “Customers” was read" in line, line
+
+    # an old modal on the staff list, once a new one kept the customers' sheet
+    review = app.slack.message("C0001", review["ts"])
+    modal = await _click_map(app, review, REP)
+    meta = json.loads(modal["private_metadata"])
+    old = {"batch": meta["batch"], "source": meta["source"], "sheet": "Staff"}
+    reply = await app.requests.view_submission(state_values=_state(
+        email="1", first_name="0", last_name="none", locale="none", subscribed="none"),
+        view_id=modal["id"], user_id=REP, private_metadata=json.dumps(old))  # fmt: skip
+    told = json.dumps(reply.body["view"], ensure_ascii=False)
+    assert ("opened again since, on the sheet “Customers”, not the one shown here: nothing "
+            "was saved") in told, told

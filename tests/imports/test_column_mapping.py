@@ -27,6 +27,7 @@ from bot.imports.mapping import (
     headers_key,
     keep_header,
     kept_header,
+    kept_title,
     mappable,
     mapper_for,
     parse_maps,
@@ -338,6 +339,29 @@ async def test_drawing_the_form_while_a_mapping_is_saved_keeps_the_sheet_it_was_
     kept = (await get_source(db, TEAM, source.id or 0)).header
     assert read_sheet(kept) == "Sheet2"
     assert kept_header(kept) == (["Email"], "Sheet1")  # what the form now drawn shows
+
+
+async def test_a_workbooks_sheet_is_kept_by_its_position_and_a_name_kept_before_still_reads(
+    db: Database,
+) -> None:
+    """*Map columns* keeps the sheet it shows by its position (its name as shown beside it,
+    for a message only): by name, a long one overflowed the modal's metadata and was cut in
+    its options. A name a release before positions kept is read as it is."""
+    await ensure_workspace(db, TEAM)
+    segment = await import_target(db, TEAM, "Work", create=True)
+    batch = await create_batch(db, TEAM, segment.id or 0, "U1")
+    source = await add_source(db, TEAM, batch.id or 0, SourceKind.CSV, "book.xlsx", ref="F1")
+    legacy = json.dumps({"columns": ["Email"], "sheet": "Staff", "read": "Customers"})
+    assert (kept_header(legacy), kept_title(legacy), read_sheet(legacy)) == (
+        (["Email"], "Staff"), "Staff", "Customers")  # fmt: skip
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_source SET header = :h WHERE id = :id"),
+                           {"h": legacy, "id": source.id})  # fmt: skip
+    await keep_header(db, TEAM, source.id or 0, ["Work Mail"], 0, "Customers")
+    kept = (await get_source(db, TEAM, source.id or 0)).header
+    assert (kept_header(kept), kept_title(kept), read_sheet(kept)) == (
+        (["Work Mail"], 0), "Customers", "Customers")  # the sheet read since stays kept
+    assert kept_header(json.dumps({"columns": [], "sheet": True}))[1] is None  # no position
 
 
 async def test_a_file_is_mappable_by_how_it_failed_not_by_its_wording(db: Database) -> None:

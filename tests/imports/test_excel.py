@@ -8,6 +8,7 @@ import re
 import struct
 import time
 import tracemalloc
+import warnings
 import zipfile
 from collections.abc import Sequence
 from typing import Any
@@ -457,6 +458,61 @@ def test_a_sheet_named_is_read_whatever_the_others_hold() -> None:
         XlsxReader(io.BytesIO(data), sheet="Gone")
     with pytest.raises(CsvFileError, match=r"The sheet “Empty” has no data\."):
         XlsxReader(io.BytesIO(data), sheet="Empty")
+
+
+def test_a_sheet_is_read_by_its_position_or_by_the_name_an_older_release_kept() -> None:
+    """*Map columns* keeps the sheet it shows by its position among the workbook's sheets: by
+    name, a sheet named over 150 characters was looked up by the name its *Sheet* option cut,
+    and never found. A name kept before (a modal left open, a reading queued) is found still,
+    whole or cut at 150 characters as that option held it, unless two sheets start so."""
+    long, near = "Customers " + "C" * 190, "Customers " + "C" * 139 + "D" * 51
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # openpyxl: a title over 31 characters
+        data = workbook(STAFF_THEN_CUSTOMERS[0], (long, STAFF_THEN_CUSTOMERS[1][1]),
+                        ("Empty", []), (near, [["Email"], ["x@example.com"]]))
+        twins = workbook((long + "A", [["Email"], ["a@example.com"]]),
+                         (long + "B", [["Email"], ["b@example.com"]]))
+    for chosen in (1, long, long[:150]):
+        with XlsxReader(io.BytesIO(data), sheet=chosen, columns_of=lenient_columns) as reader:
+            assert (reader.sheet_position, reader.header) == (1, ["Work Mail", "Name"]), chosen
+            assert reader.sheet == long[:99] + "…"  # as every message shows it
+            assert (reader.other_sheets, reader.other_positions) == (
+                ["Staff", near[:99] + "…"], [0, 3])  # fmt: skip
+    with XlsxReader(io.BytesIO(data), sheet=3, columns_of=lenient_columns) as reader:
+        assert (reader.sheet_position, reader.header) == (3, ["Email"])
+    # two names alike in their first 150 characters (and as shown): told apart by position
+    for position in (0, 1):
+        with XlsxReader(io.BytesIO(twins), sheet=position) as reader:
+            assert next(reader.records())[1] == ["ab"[position] + "@example.com"]
+            assert reader.sheet == reader.other_sheets[0]
+            assert reader.other_positions == [1 - position]
+    with pytest.raises(CsvFileError, match=r"The sheet “Customers C+…” is no longer in"):
+        XlsxReader(io.BytesIO(twins), sheet=long[:150])  # which one, an old modal can't say
+    with pytest.raises(CsvFileError, match=r"The sheet chosen is no longer in this workbook\."):
+        XlsxReader(io.BytesIO(data), sheet=4)
+    with pytest.raises(CsvFileError, match=r"The sheet “Empty” has no data\."):
+        XlsxReader(io.BytesIO(data), sheet=2)
+    with pytest.raises(CsvFileError, match=r"The sheet “Customers C+…” is no longer in"):
+        XlsxReader(io.BytesIO(data), sheet=long[:149] + "x")
+
+
+def test_a_sheets_name_is_shown_with_anything_unprintable_as_a_question_mark() -> None:
+    """workbook.xml may hold a CR (&#13;), a newline, a C1 control (U+009B starts a terminal's
+    escape sequence) or a right-to-left override in a sheet's name, and any length: a refusal
+    naming the sheets, printed on the shell's stderr, was overwritten or driven by them."""
+    forged = "Staff\rAll rows imported. \u009b2J\u202eok"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = workbook((forged, [["name", "phone"], ["Ann", "1"]]),
+                        ("Totals\nFORGED", [["total"], ["2"]]), ("P" * 3000, [["n"], ["3"]]))
+    with pytest.raises(ColumnsError) as failure:
+        XlsxReader(io.BytesIO(data))
+    assert str(failure.value).endswith(
+        "That is the sheet “Staff?All rows imported. ?2J?ok”; the other sheets (“Totals?FORGED”, "
+        f"“{'P' * 99}…”) have no email column either.")  # fmt: skip
+    # found by the name it has in the file (kept by a release before positions)
+    with XlsxReader(io.BytesIO(data), sheet="Totals\nFORGED", columns_of=lenient_columns) as read:
+        assert (read.sheet, read.sheet_position, read.header) == ("Totals?FORGED", 1, ["total"])
 
 
 def test_no_sheet_with_an_email_column_names_the_other_sheets() -> None:
