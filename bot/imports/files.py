@@ -337,15 +337,16 @@ async def stage_entry(db: Database, team_id: str, source: ImportSource, entry: Z
 def shown_reader(
     stream: BinaryIO, *, name: str, label: str,
     max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES,
-    fits_chosen: Callable[[list[str]], bool] | None = None, sheet: str | None = None,
+    fits_chosen: Callable[[list[str]], bool] | None = None, sheet: int | str | None = None,
 ) -> Iterator[Reader]:  # fmt: skip
     """A reader of the file called `name` (or of its ZIP entry the source `label` names) that
     opens even when no email column is recognised: to show its headers and values when
     someone maps its columns. CsvFileError if it can't be read at all. A workbook shows the
     sheet its import reads: the one a remembered mapping fits (`fits_chosen`, see
-    mapping.ColumnMapper), else the first recognised by name; or the `sheet` named (chosen
-    in *Map columns*). A CSV's header, and each sheet's, is found as its import found it:
-    a row holding a remembered mapping's columns is one (below a title as wide as it)."""
+    mapping.ColumnMapper), else the first recognised by name; or the `sheet` chosen in *Map
+    columns* (its position, or its name: mapping.SheetRef). A CSV's header, and each
+    sheet's, is found as its import found it: a row holding a remembered mapping's columns
+    is one (below a title as wide as it)."""
     if is_workbook(stream, name):
         with _xlsx_reader(stream, max_unzipped_bytes=max_unzipped_bytes,
                           columns_of=lenient_columns, fits_chosen=fits_chosen,
