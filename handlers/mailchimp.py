@@ -63,7 +63,6 @@ from handlers.context import (
     deps,
     form_meta,
     is_lead,
-    leads_only,
     not_a_lead,
     role_in,
     team_of,
@@ -195,11 +194,13 @@ async def status_command(ack: Any, command: dict[str, Any], client: AsyncWebClie
 # ---- Connect with an API key ----------------------------------------------------------------
 
 
-async def _why_not(d: Deps, team_id: str, lead: bool) -> str:
+async def _why_not(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                   lead: bool) -> str:  # fmt: skip
     """Why this person (`lead`: a team lead?) can't connect Mailchimp now (mrkdwn), or ""
-    when they can."""
+    when they can. A member of another organisation (a shared channel's) is refused as one,
+    never told who the leads are (not_a_lead): "Ask <@U…>" named them."""
     if not lead:
-        return str(await leads_only(d, team_id, "connect Mailchimp"))
+        return str(await not_a_lead(d, client, team_id, user_id, "connect Mailchimp"))
     if not d.settings.secret_key:
         return SECRET_KEY_MISSING
     return ""
@@ -222,8 +223,8 @@ async def _open_key_modal(d: Deps, client: AsyncWebClient, click: Click, trigger
     """Open the form first (trigger ids live 3 s); someone who can't connect then sees why."""
     opened = (await open_modal(client, trigger_id, key_modal(
         metadata(url=click.response_url))))["view"]  # fmt: skip
-    refusal = await _why_not(d, click.team_id, await is_lead(d, client, click.team_id,
-                                                             click.user_id))  # fmt: skip
+    lead = await is_lead(d, client, click.team_id, click.user_id)
+    refusal = await _why_not(d, client, click.team_id, click.user_id, lead)
     if refusal:
         await _replace_modal(client, opened["id"], refused_modal(refusal), opened["hash"])
 
@@ -234,7 +235,7 @@ async def _open_sign_in(d: Deps, client: AsyncWebClient, click: Click, trigger_i
     clicked, or says why they can't connect."""
     opened = (await open_modal(client, trigger_id, preparing_modal()))["view"]
     lead = await is_lead(d, client, click.team_id, click.user_id)  # once: users.info
-    refusal = await _why_not(d, click.team_id, lead)
+    refusal = await _why_not(d, client, click.team_id, click.user_id, lead)
     if refusal:
         modal = refused_modal(refusal)
     else:
@@ -308,7 +309,8 @@ async def on_key_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
     if read is None:
         return
     meta, url = view.get("private_metadata") or "{}", str(read.get("url") or "")
-    refusal = await _why_not(d, team_id, await is_lead(d, client, team_id, user_id))
+    lead = await is_lead(d, client, team_id, user_id)
+    refusal = await _why_not(d, client, team_id, user_id, lead)
     if refusal:
         await ack(response_action="update", view=refused_modal(refusal).to_dict())
         return

@@ -339,6 +339,30 @@ async def test_a_rep_can_look_but_not_connect_or_disconnect(build: Build,
         assert len(await _stored(app)) == 1
 
 
+@pytest.mark.parametrize("oauth", [False, True])
+async def test_a_member_of_another_organisation_is_not_told_who_the_leads_are(
+    build: Build, mc: FakeMailchimp, oauth: bool
+) -> None:
+    """C0001 is shared with another organisation (Slack Connect). One of its members types
+    `/referral mailchimp` there (not connected: the status shows *Connect*) and clicks
+    *Connect*, or submits the key form: each refusal named this workspace's team leads
+    ("Ask <@U0002>"), which every other lead-only button and `/referral leads` refuse them."""
+    outsider, other_org = "U0EXT", "T0EXT"
+    settings = {"mailchimp_client_id": "cid-123", "mailchimp_client_secret": "cs"} if oauth else {}
+    async with build(**settings) as app:
+        app.slack.users[outsider] = {"team_id": other_org}
+        status = await _status(app, outsider)
+        await _click(app, Action.MAILCHIMP_CONNECT, status, outsider)
+        modal = app.slack.open_views(outsider)[-1]
+        forged = await app.requests.view_submission(Callback.MAILCHIMP_KEY, _key(KEY),
+                                                    user_id=outsider)  # fmt: skip
+        shown = json.dumps([status["blocks"], modal["blocks"], forged.body])
+        assert f"<@{LEAD}>" not in shown, shown
+        assert "Only members of this workspace" in json.dumps(modal["blocks"])
+        assert "Only members of this workspace" in json.dumps(forged.body)
+        assert await _stored(app) == []
+
+
 async def test_without_secret_key_it_says_to_set_it(build: Build) -> None:
     async with build(secret_key="") as app:
         status = await _status(app)
