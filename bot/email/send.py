@@ -50,6 +50,11 @@ from bot.email.message import ascii_domain
 log = logging.getLogger(__name__)
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 DEFAULT_TIMEOUT = 60.0
+# The wait for the reply to the end of DATA when SMTP_URL sets no timeout: RFC 5321
+# (4.5.3.2.6) asks 10 minutes, as a server may scan the message before it answers. With the
+# 60 s of the other replies, a slow content filter's message became "uncertain" (it had
+# mostly been taken), and *Resend uncertain* then emailed those people twice.
+END_OF_DATA_TIMEOUT = 600.0
 QUIT_TIMEOUT = 5.0
 T = TypeVar("T")
 _CUT = object()  # what SmtpSender._until_stopped returns for work the stop cut short
@@ -144,6 +149,8 @@ class SmtpConfig:
     # without TLS); otherwise a login without TLS is refused
     no_starttls: bool = False
     timeout: float = DEFAULT_TIMEOUT
+    # the wait for the end of DATA's reply: `?timeout=S` sets both (a choice made for each step)
+    data_timeout: float = END_OF_DATA_TIMEOUT
 
     @property
     def where(self) -> str:
@@ -196,7 +203,7 @@ def parse_smtp_url(url: str) -> SmtpConfig:
         raise ValueError(f"SMTP URL takes no path, got {parts.path!r}")
     if parts.fragment:
         raise ValueError("SMTP URL takes no #fragment")
-    require_starttls, no_starttls, timeout = False, False, DEFAULT_TIMEOUT
+    require_starttls, no_starttls, timeout, data_timeout = False, False, DEFAULT_TIMEOUT, None
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key == "starttls":
             if scheme == "smtps":
@@ -214,6 +221,7 @@ def parse_smtp_url(url: str) -> SmtpConfig:
                 raise ValueError(
                     f"SMTP URL: timeout must be a positive number of seconds, not {value!r}"
                 )
+            data_timeout = timeout
         else:
             raise ValueError(f"SMTP URL: unknown option {key!r} (known: starttls, timeout)")
     username = unquote(parts.username) if parts.username is not None else None
@@ -227,6 +235,7 @@ def parse_smtp_url(url: str) -> SmtpConfig:
         require_starttls=require_starttls,
         no_starttls=no_starttls,
         timeout=timeout,
+        data_timeout=END_OF_DATA_TIMEOUT if data_timeout is None else data_timeout,
     )
 
 
@@ -762,7 +771,7 @@ class SmtpSender:
 
         # The end of DATA is on its way: from here on a lost reply means "maybe delivered".
         try:
-            reply = await protocol.read_response(timeout=self.config.timeout)
+            reply = await protocol.read_response(timeout=self.config.data_timeout)
         except (SMTPServerDisconnected, SMTPTimeoutError, SMTPResponseException) as exc:
             self._drop()
             return SendResult(

@@ -7,6 +7,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,20 @@ async def test_no_reply_in_time_after_the_data_is_uncertain() -> None:
         result = await smtp.send(make_message(0))
     assert (result.status, result.stage) == (UNCERTAIN, "end-of-data")
     assert "no reply" in result.text
+
+
+async def test_the_end_of_data_is_waited_for_longer_than_each_command() -> None:
+    """A server scanning the message before it answers the end of DATA: the reply waited the
+    60 s of every other reply, and the invite, mostly taken, was called uncertain (Resend
+    then emailed it twice). Without `?timeout=`, the end of DATA waits RFC 5321's 10
+    minutes; here the same, scaled down."""
+    assert parse_smtp_url("smtp://h").data_timeout == 600
+    handler = Handler(data_delay=1.0)
+    async with smtp_server(handler) as server:
+        config = replace(parse_smtp_url(server.url), timeout=0.5, data_timeout=5)
+        async with SmtpSender(config) as smtp:
+            result = await smtp.send(make_message(0))
+    assert (result.status, result.stage) == (SENT, "end-of-data"), result
 
 
 async def test_a_connection_lost_at_rcpt_is_retry_and_the_batch_goes_on() -> None:

@@ -22,12 +22,13 @@ from bot.email import OutboxDirSender, SmtpConfig, SmtpSender, parse_smtp_url, s
         ("smtp://us%40er@h", SmtpConfig("h", 25, "us@er", None)),
         (
             "smtp://h?starttls=required&timeout=2.5",
-            SmtpConfig("h", 25, require_starttls=True, timeout=2.5),
+            SmtpConfig("h", 25, require_starttls=True, timeout=2.5, data_timeout=2.5),
         ),
         ("smtp://h?starttls=auto", SmtpConfig("h", 25)),
         ("smtp://h?starttls=off", SmtpConfig("h", 25, no_starttls=True)),
         ("smtp://[::1]:2525", SmtpConfig("::1", 2525)),
-        ("smtps://u:p@h:10465?timeout=9", SmtpConfig("h", 10465, "u", "p", True, timeout=9.0)),
+        ("smtps://u:p@h:10465?timeout=9",
+         SmtpConfig("h", 10465, "u", "p", True, timeout=9.0, data_timeout=9.0)),
     ],
 )
 def test_parse_smtp_url(url: str, expected: SmtpConfig) -> None:
