@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 # Mailchimp's client is loaded lazily by bot.mailchimp.api (the command line rarely needs it);
@@ -102,6 +102,12 @@ _TOKEN_REFUSALS = {
 # start as a wrong one is (it looped a traceback every 10 s)
 _APP_TOKEN_REFUSALS = {**_TOKEN_REFUSALS,
                        "missing_scope": "the token lacks the connections:write scope"}
+# The bot token's scopes manifest.yml asks for (tests/test_manifest.py keeps them equal).
+# auth.test takes a token whatever its scopes: an app made by hand, or installed before a
+# scope was added and not reinstalled, started without a word, and every approval then failed
+# on users.info as "Something went wrong". Slack lists a token's scopes in the
+# `x-oauth-scopes` header of each answer, which the start's check reads.
+BOT_SCOPES = ("commands", "chat:write", "files:read", "files:write", "im:write", "users:read")
 # Slack answers auth.test in well under a second: one that can't be reached (a firewall that
 # drops packets) shouldn't hold the start for the client's default 30 s.
 TOKEN_CHECK_SECONDS = 5
@@ -173,7 +179,23 @@ async def _refused(settings: Settings, name: str, method: str,
     if method == "auth.test":
         log.info("Slack takes SLACK_BOT_TOKEN: the bot user %s of workspace %s (%s)",
                  found.get("user"), found.get("team"), found.get("team_id"))  # fmt: skip
+        if missing := missing_scopes(getattr(found, "headers", None) or {}):
+            log.warning("SLACK_BOT_TOKEN lacks the scopes %s that manifest.yml asks for: what "
+                        "needs them will fail. Add them on your app's page at "
+                        "https://api.slack.com/apps > OAuth & Permissions (or update the app "
+                        "from manifest.yml) and reinstall the app to the workspace",
+                        ", ".join(missing))  # fmt: skip
     return None
+
+
+def missing_scopes(headers: Mapping[str, str]) -> list[str]:
+    """BOT_SCOPES the token's answer doesn't list in `x-oauth-scopes`; none when Slack sent
+    no such header (nothing to judge by)."""
+    granted = next((v for k, v in headers.items() if k.lower() == "x-oauth-scopes"), None)
+    if granted is None:
+        return []
+    have = {scope.strip() for scope in granted.split(",")}
+    return [scope for scope in BOT_SCOPES if scope not in have]
 
 
 SLACK_PATH = "/slack/events"

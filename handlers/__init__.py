@@ -33,6 +33,9 @@ from handlers.later import tell, who_and_what
 from handlers.routes import Routes
 
 log = logging.getLogger(__name__)
+# The listener modules, one a surface: each registers its ids into Routes
+SURFACES = (commands, import_modal, review, contacts, uploads, targeting, campaigns, mailchimp,
+            home, contact_search, segments, undo, leads, audit_log, mapping, sources)
 
 
 def register_listeners(app: AsyncApp, deps: Deps) -> None:
@@ -62,8 +65,6 @@ def register_listeners(app: AsyncApp, deps: Deps) -> None:
     # the modules register by id into Routes, which gives bolt a few dispatchers and puts
     # `deps` into each listener's context (see handlers/routes.py for why)
     routes = Routes(deps)
-    for module in (commands, import_modal, review, contacts, uploads, targeting, campaigns,
-                   mailchimp, home, contact_search, segments, undo, leads, audit_log,
-                   mapping, sources):  # fmt: skip
+    for module in SURFACES:
         module.register(routes)
     routes.install(app)

@@ -50,6 +50,11 @@ GONE = "That no longer exists (it may have been removed): refresh and try again.
 # views.open got a trigger id Slack no longer honours (more than 3 s old, or used once)
 LATE = ("Slack gave me too little time to open that form (its 3 seconds ran out). Nothing "
         "changed: click again.")
+# Slack's `missing_scope`: the app was installed without a scope manifest.yml asks for. Said
+# as what to do: "Something went wrong ... this reference" gave the admin nothing to act on.
+MISSING_SCOPE = ("The app is missing a Slack permission this needs{scope}, so nothing was "
+                 "done. Ask your Slack admin to add it from manifest.yml (OAuth & Permissions) "
+                 "and reinstall the app.")  # fmt: skip
 _LATE_TRIGGER = frozenset({"expired_trigger_id", "exchanged_trigger_id", "invalid_trigger_id"})
 
 
@@ -121,6 +126,10 @@ def message_for(error: BaseException, where: dict[str, str]) -> str:
     if isinstance(error, SlackApiError) and slack_error(error) in _LATE_TRIGGER:
         log.warning("form not opened (%s): %s", context, slack_error(error))
         return LATE
+    if isinstance(error, SlackApiError) and slack_error(error) == "missing_scope":
+        needed = str(error.response.get("needed") or "")
+        log.error("the bot token lacks a scope (%s): %s", context, needed or "not named")
+        return MISSING_SCOPE.format(scope=f" (`{esc(needed)}`)" if needed else "")
     ref = uuid.uuid4().hex[:8]
     log.error("listener failed (%s ref=%s)", context, ref, exc_info=error)
     return SORRY.format(ref=ref)

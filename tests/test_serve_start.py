@@ -116,6 +116,21 @@ async def test_a_bot_token_slack_takes_starts_serve_and_says_whose_it_is(
     assert CHECK_LINE not in err and "Traceback" not in err, err
 
 
+async def test_a_bot_token_missing_the_manifests_scopes_is_told_at_start(
+    db_env: dict[str, str], slack: FakeSlack
+) -> None:
+    """auth.test takes a token whatever its scopes (Slack lists them in the x-oauth-scopes
+    header). An app made by hand, or installed before a scope was added to manifest.yml and
+    not reinstalled, started without a word; every approval then failed on users.info
+    (missing_scope) as "Something went wrong"."""
+    slack.scopes = "commands,chat:write"  # what the token was granted
+    err = await _serve_until_healthy(serving(db_env, slack.api_url))
+    said = [line for line in err.splitlines() if "lacks the scopes" in line]
+    assert len(said) == 1, err
+    assert "files:read, files:write, im:write, users:read" in said[0], said
+    assert "reinstall" in said[0], said
+
+
 @pytest.mark.parametrize("how", ["connection refused", "503", "no answer"])
 async def test_serve_starts_when_slack_cant_be_reached_to_check_the_token(
     db_env: dict[str, str], slack: FakeSlack, how: str

@@ -42,9 +42,17 @@ __all__ = [
 
 Surface = Literal["message", "modal", "home"]
 
-DEFAULT_SCOPES = (
-    "commands,chat:write,files:read,files:write,channels:history,groups:history,users:read"
-)
+# What an install from manifest.yml grants (tests/test_manifest.py keeps them equal)
+DEFAULT_SCOPES = "commands,chat:write,files:read,files:write,im:write,users:read"
+# The bot token's scope each method the bot calls needs (Slack's method pages): a call the
+# token isn't granted it for is answered missing_scope, as Slack does, so the suite checks
+# that manifest.yml asks for every scope the code needs
+NEEDED_SCOPES = {
+    "chat.postMessage": "chat:write", "chat.postEphemeral": "chat:write",
+    "chat.update": "chat:write", "chat.delete": "chat:write",
+    "conversations.open": "im:write", "users.info": "users:read", "files.info": "files:read",
+    "files.getUploadURLExternal": "files:write", "files.completeUploadExternal": "files:write",
+}  # fmt: skip
 MESSAGE_BLOCK_LIMIT = 50
 TEXT_LIMIT = 3000  # characters of a text object (section, context element)
 SURFACE_BLOCK_LIMIT = 100  # modals and App Home
@@ -693,7 +701,15 @@ class FakeSlack(Served):
             await gate.wait()
         if (failure := self._failures.get(method)) and failure[0] > 0:
             failure[0] -= 1
+            if failure[1] == "missing_scope":  # Slack names the scope wanted, and those held
+                return self._json({"ok": False, "error": "missing_scope",
+                                   "needed": NEEDED_SCOPES.get(method, ""),
+                                   "provided": self.scopes})  # fmt: skip
             return self._json({"ok": False, "error": failure[1]})
+        needed = NEEDED_SCOPES.get(method)
+        if needed is not None and needed not in self.scopes.split(","):
+            return self._json({"ok": False, "error": "missing_scope", "needed": needed,
+                               "provided": self.scopes})  # fmt: skip
 
         handler = self._handlers.get(method)
         if handler is None:

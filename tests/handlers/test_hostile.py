@@ -387,6 +387,22 @@ async def test_every_cell_of_the_skipped_rows_csv_is_formula_safe(app: Harness) 
     assert rows[1][0] == "'=HYPERLINK(evil).csv"
 
 
+async def test_a_missing_scope_is_told_as_reinstall_the_app_not_something_went_wrong(
+    app: Harness,
+) -> None:  # fmt: skip
+    """An install whose token lacks one of manifest.yml's scopes (users:read here: every
+    lead check) failed each click with "Something went wrong ... give your Slack admin this
+    reference", a note no admin could act on; Slack's answer says which scope it needs."""
+    message, batch = await _start(app)
+    app.slack.scopes = app.slack.scopes.replace(",users:read", "")
+    await app.requests.block_action(Action.APPROVE, batch, user_id="U0ADMIN",
+                                    message_ts=message["ts"])  # fmt: skip
+    await app.settle()
+    note = app.slack.ephemerals[-1]["text"]
+    assert "`users:read`" in note and "reinstall" in note, note
+    assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'import'") == 0
+
+
 def test_the_manifest_asks_for_no_channel_history() -> None:
     manifest = yaml.safe_load((Path(__file__).parents[2] / "manifest.yml").read_text())
     scopes = manifest["oauth_config"]["scopes"]["bot"]
