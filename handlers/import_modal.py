@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
@@ -62,13 +63,15 @@ from handlers.campaign_messages import notice_modal
 from handlers.context import (
     Deps,
     Refusal,
+    Role,
     deps,
     form_meta,
-    is_lead,
     may_change,
     outsider_refusal,
     require_member,
+    role_in,
     team_of,
+    told_outsider,
 )
 from handlers.form_once import once_per_view
 from handlers.home_publish import refresh_for
@@ -103,6 +106,8 @@ from models import BatchStatus, Database, ImportSource, Segment, SegmentKind, So
 from models.contacts import ALL_CUSTOMERS
 
 log = logging.getLogger(__name__)
+WHO_UNKNOWN = ("Slack couldn't tell me who you are just now, so nothing was added: submit "
+               "the form again in a moment.")  # fmt: skip
 
 
 @dataclass
@@ -174,17 +179,11 @@ async def consent_error(d: Deps, team_id: str, form: ImportForm,
             "invite: tick this to confirm they agreed to hear from us.")[:150]  # fmt: skip
 
 
-async def channel_error(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
-                        form: ImportForm) -> str | None:  # fmt: skip
+def channel_error(form: ImportForm, lead: bool) -> str | None:
     """Why a form opened from Home needs a channel: only leads approve, and a review in the
     requester's direct messages is one no lead sees."""
-    if not form.asks_channel or form.review_channel:
+    if not form.asks_channel or form.review_channel or lead:
         return None
-    try:
-        if await is_lead(d, client, team_id, user_id):
-            return None
-    except SlackApiError as exc:  # can't tell: asking for a channel is the safe side
-        log.warning("lead check failed for %s in %s: %s", user_id, team_id, exc)
     return "Only team leads approve imports: choose a channel where one will see it."
 
 
@@ -394,14 +393,20 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
     if meta is None:
         return
     batch_id: int | None = meta["batch"]
-    if (outsider := await _outsider(client, team_id, user_id)) is not None:
-        await ack(response_action="update", view=notice_modal("Import contacts",
-                                                              outsider).to_dict())  # fmt: skip
+    # who they are first, one users.info at most (the answer is due in 3 s): the form's
+    # checks below name this workspace's live campaigns and segments
+    role = await _role(d, client, team_id, user_id)
+    if role is None:  # the form stays, to be submitted again
+        await ack(response_action="errors", errors={BlockId.FILES: WHO_UNKNOWN})
+        return
+    if role is Role.OUTSIDER:
+        await ack(response_action="update", view=notice_modal(
+            "Import contacts", told_outsider(team_id, user_id)).to_dict())  # fmt: skip
         return
     form = read_form(view["state"]["values"])
     errors = await validate(d, team_id, form, adding=batch_id is not None, batch_id=batch_id,
                             client=client)  # fmt: skip
-    channel = await channel_error(d, client, team_id, user_id, form)
+    channel = channel_error(form, role is Role.LEAD)
     if channel:
         errors[BlockId.REVIEW_CHANNEL] = channel
     if errors:
@@ -413,23 +418,23 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
                               _create(d, client, team_id, user_id, meta, form)), client, body)
 
 
-async def _outsider(client: AsyncWebClient, team_id: str, user_id: str) -> str | None:
-    """The refusal of a member of another organisation (a channel shared with one), asked
-    before the form's checks: their inline errors named this workspace's live campaigns
-    ("Spring will email these people") and its segments ("VIP already exists"). Slack not
-    answering is no refusal here: `_create` asks again before anything is made."""
+async def _role(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> Role | None:
+    """Who is submitting, asked before the form's checks, whose inline errors named this
+    workspace's live campaigns ("Spring will email these people") and segments ("VIP already
+    exists") to a member of another organisation (a shared channel's); None when Slack
+    can't say, and then nothing is checked or made."""
     try:
-        return await outsider_refusal(client, team_id, user_id)
-    except SlackApiError as exc:
-        log.warning("membership of %s in %s not checked before the form's checks: %s",
-                    user_id, team_id, slack_error(exc))  # fmt: skip
+        return await role_in(d.db, d.settings.team_leads, client, team_id, user_id)
+    except (SlackApiError, aiohttp.ClientError, OSError) as exc:  # TimeoutError: an OSError
+        log.warning("import form of %s in %s not taken: Slack didn't say who they are: %s",
+                    user_id, team_id, slack_error(exc) if isinstance(exc, SlackApiError)
+                    else repr(exc))  # fmt: skip
         return None
 
 
 async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                   meta: dict[str, Any], form: ImportForm) -> None:  # fmt: skip
-    batch_id: int | None = meta.get("batch")
-    await require_member(client, team_id, user_id)
+    batch_id: int | None = meta.get("batch")  # a member: asked before the form was checked
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
     if batch_id is None:
         chosen = await chosen_audiences(d, team_id, form.audience_ids)  # before anything exists

@@ -36,6 +36,7 @@ from models import (
 from models.campaigns import SegmentRole
 from models.clock import utcnow
 from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_import_flow import _count
 from tests.handlers.test_targeting import _hold_is_over, _targeted
 
 TEAM = "T0001"
@@ -298,13 +299,19 @@ async def test_new_import_from_home_reviews_in_the_channel_chosen(app: Harness) 
     assert app.slack.block_errors == []
 
 
-async def test_when_slack_cant_say_who_is_a_lead_the_form_asks_for_a_channel(
+async def test_when_slack_cant_say_who_is_submitting_the_form_stays_and_nothing_is_made(
     app: Harness,
 ) -> None:
+    """Who submits is asked before the form's checks (they name segments and live campaigns,
+    which a member of another organisation must not see): when Slack can't say, the form
+    stays open, saying so, and the same form submitted again goes through."""
     modal = await _home_import_form(app, REP)
     app.slack.fail("users.info", "fatal_error")
     reply = await _submit_home_form(app, modal, REP, segment="From Home", channel=None)
     assert reply.status == 200
+    assert "Slack couldn't tell me who you are" in reply.body["errors"][BlockId.FILES]
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
+    reply = await _submit_home_form(app, modal, REP, segment="From Home", channel=None)
     assert "Only team leads approve" in reply.body["errors"][BlockId.REVIEW_CHANNEL]
 
 

@@ -298,6 +298,28 @@ async def test_a_form_submitted_from_another_organisation_names_no_campaign_or_s
     assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
 
 
+async def test_a_form_from_another_organisation_names_nothing_when_slack_fails_to_say(
+    app: Harness,
+) -> None:  # fmt: skip
+    """users.info answering an error (ratelimited, fatal_error) as the form is submitted: the
+    membership check let the form's checks run for the outsider, their inline errors naming
+    this workspace's segments ("VIP Partners already exists"). Nothing is checked or made
+    until Slack says who they are."""
+    app.slack.users[OUTSIDER] = {"team_id": OTHER_ORG}
+    await ensure_workspace(app.db, "T0001")
+    await import_target(app.db, "T0001", "VIP Partners", create=True)
+    app.slack.fail("users.info", "ratelimited")
+    reply = await app.requests.view_submission(
+        Callback.IMPORT, _form(segment="vip partners", email="late@example.com"),
+        user_id=OUTSIDER, team_id=OTHER_ORG, private_metadata=json.dumps({"channel": "C0001"}),
+    )  # fmt: skip
+    await app.settle()
+    shown = json.dumps(reply.body)
+    assert "VIP Partners" not in shown, shown
+    assert "Slack couldn't tell me who you are just now" in shown, shown
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
+
+
 async def test_a_member_of_another_organisation_is_shown_and_starts_nothing(
     app: Harness,
 ) -> None:  # fmt: skip
