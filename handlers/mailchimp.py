@@ -63,6 +63,7 @@ from handlers.context import (
     deps,
     form_meta,
     is_lead,
+    leads_only,
     not_a_lead,
     role_in,
     team_of,
@@ -194,16 +195,18 @@ async def status_command(ack: Any, command: dict[str, Any], client: AsyncWebClie
 # ---- Connect with an API key ----------------------------------------------------------------
 
 
-async def _why_not(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
-                   lead: bool) -> str:  # fmt: skip
-    """Why this person (`lead`: a team lead?) can't connect Mailchimp now (mrkdwn), or ""
-    when they can. A member of another organisation (a shared channel's) is refused as one,
-    never told who the leads are (not_a_lead): "Ask <@U…>" named them."""
-    if not lead:
-        return str(await not_a_lead(d, client, team_id, user_id, "connect Mailchimp"))
-    if not d.settings.secret_key:
-        return SECRET_KEY_MISSING
-    return ""
+async def _why_not(d: Deps, client: AsyncWebClient, team_id: str,
+                   user_id: str) -> tuple[str, bool]:  # fmt: skip
+    """Why this person can't connect Mailchimp now (mrkdwn; "" when they can), and whether
+    they are a team lead: one users.info at most (role_in), as the key form's answer is its
+    ack. A member of another organisation (a shared channel's) is refused as one, never told
+    who the leads are: "Ask <@U…>" named them."""
+    role = await role_in(d.db, d.settings.team_leads, client, team_id, user_id)
+    if role is Role.OUTSIDER:
+        return told_outsider(team_id, user_id, "connect Mailchimp"), False
+    if role is not Role.LEAD:
+        return str(await leads_only(d, team_id, "connect Mailchimp")), False
+    return (SECRET_KEY_MISSING if not d.settings.secret_key else ""), True
 
 
 async def _replace_modal(client: AsyncWebClient, view_id: str, modal: View,
@@ -223,8 +226,7 @@ async def _open_key_modal(d: Deps, client: AsyncWebClient, click: Click, trigger
     """Open the form first (trigger ids live 3 s); someone who can't connect then sees why."""
     opened = (await open_modal(client, trigger_id, key_modal(
         metadata(url=click.response_url))))["view"]  # fmt: skip
-    lead = await is_lead(d, client, click.team_id, click.user_id)
-    refusal = await _why_not(d, client, click.team_id, click.user_id, lead)
+    refusal, _lead = await _why_not(d, client, click.team_id, click.user_id)
     if refusal:
         await _replace_modal(client, opened["id"], refused_modal(refusal), opened["hash"])
 
@@ -234,8 +236,7 @@ async def _open_sign_in(d: Deps, client: AsyncWebClient, click: Click, trigger_i
     a modal opens at once (trigger ids live 3 s), then holds a link made for the lead who
     clicked, or says why they can't connect."""
     opened = (await open_modal(client, trigger_id, preparing_modal()))["view"]
-    lead = await is_lead(d, client, click.team_id, click.user_id)  # once: users.info
-    refusal = await _why_not(d, client, click.team_id, click.user_id, lead)
+    refusal, lead = await _why_not(d, client, click.team_id, click.user_id)  # one users.info
     if refusal:
         modal = refused_modal(refusal)
     else:
@@ -309,8 +310,7 @@ async def on_key_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
     if read is None:
         return
     meta, url = view.get("private_metadata") or "{}", str(read.get("url") or "")
-    lead = await is_lead(d, client, team_id, user_id)
-    refusal = await _why_not(d, client, team_id, user_id, lead)
+    refusal, _lead = await _why_not(d, client, team_id, user_id)
     if refusal:
         await ack(response_action="update", view=refused_modal(refusal).to_dict())
         return

@@ -363,6 +363,18 @@ async def test_a_member_of_another_organisation_is_not_told_who_the_leads_are(
         assert await _stored(app) == []
 
 
+async def test_the_key_form_asks_slack_once_before_its_answer(build: Build) -> None:
+    """A member who isn't a lead submits the key form: the refusal is the ack (due in 3 s),
+    and one question to Slack (role_in: one users.info) tells lead, member or outsider;
+    is_lead asked it, then not_a_lead asked the same again."""
+    async with build() as app:
+        before = len(app.slack.calls_to("users.info"))
+        forged = await app.requests.view_submission(Callback.MAILCHIMP_KEY, _key(KEY),
+                                                    user_id=REP)  # fmt: skip
+        assert "Only team leads" in json.dumps(forged.body["view"])
+        assert len(app.slack.calls_to("users.info")) - before == 1
+
+
 async def test_without_secret_key_it_says_to_set_it(build: Build) -> None:
     async with build(secret_key="") as app:
         status = await _status(app)
