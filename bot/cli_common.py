@@ -11,6 +11,7 @@ from typing import Protocol
 
 from bot.ids import MAX_INT as MAX_INT  # the largest id or count every database takes
 from bot.settings import Settings
+from bot.terminal import shown
 from bot.words import quoted
 from models import Database
 
@@ -54,8 +55,10 @@ def ask_first(told: str, question: str, *, unasked: str, add_yes_to: str, declin
     if sys.stdin is None or sys.stdin.closed or not sys.stdin.isatty():
         raise refusal(f"{unasked}. Add --yes to {add_yes_to} without being asked (there is no "
                       "terminal to ask on).")  # fmt: skip
-    print(told, file=sys.stderr)
-    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    # through `shown`: `told` names campaigns and segments whole, and this is the one place
+    # stderr surely reaches a terminal (an escape character in a name drove it)
+    print(shown(told), file=sys.stderr)
+    print(f"{shown(question)} [y/N] ", end="", file=sys.stderr, flush=True)
     if sys.stdin.readline().strip().lower() not in ("y", "yes"):
         raise refusal(declined)
 

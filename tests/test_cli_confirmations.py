@@ -140,3 +140,28 @@ def test_the_count_asked_about_leaves_out_whom_enrolling_leaves_out(
     targeted = json.loads(_ok(db_env, "campaign", "target", "Summer", "--segment", "Big",
                               "--yes", "--json"))  # fmt: skip
     assert (targeted["enrolled"], targeted["excluded"]) == (1001, 2)
+
+
+def test_the_question_on_a_terminal_shows_a_campaign_name_escaped(
+    db_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`segments delete` asked on a terminal (the one place stderr surely reaches one): its
+    lines of what each campaign would lose named the campaign raw, so an escape character in
+    the name drove the terminal; only the refusal without a terminal was escaped."""
+    _ok(db_env, "import", _csv(tmp_path, "vip", ["ana@example.com"]), "--segment", "VIP",
+        "--create-segment")  # fmt: skip
+    name = "Spr\x1b[2Jing"  # would clear the screen
+    _ok(db_env, "campaign", "create", name, "--store-url", "https://shop.example.com")
+    _ok(db_env, "campaign", "target", name, "--segment", "VIP")
+    terminal, keyboard = pty.openpty()
+    try:
+        proc = subprocess.Popen([*CLI, "segments", "delete", "VIP"], env=environment(db_env),
+                                stdin=keyboard, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=tmp_path)  # fmt: skip
+        os.write(terminal, b"\x04")
+        _out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        os.close(terminal)
+        os.close(keyboard)
+    assert "Delete segment 'VIP'? [y/N] " in err, err
+    assert "Spr\\x1b[2Jing" in err and "\x1b" not in err, err
