@@ -266,11 +266,16 @@ async def _cancel_invites(d: Deps, client: AsyncWebClient, body: dict[str, Any])
 
 def _not_cancelled(done: HeldCancelled) -> str:
     """Why *Cancel invites* found nothing held, as its transaction saw the invites."""
-    if done.invite_email_off and not done.gone:
+    if done.gone:
+        return "Too late: these invites have already left (or were cancelled)."
+    if done.invite_email_off and not done.not_emailed:
         return ("Nothing to cancel: the campaign's invite email was turned off, so these "
                 "invites weren't sent. They go only if a lead turns it on and presses *Email "
                 "them*.")  # fmt: skip
-    if done.cancelled_before and not done.gone:
+    if done.not_emailed or done.invite_email_off:
+        return ("Nothing to cancel: none of these invites will be sent (the report says why: "
+                "their people unsubscribed, say).")  # fmt: skip
+    if done.cancelled_before:
         return "These invites were cancelled already."
     return "Too late: these invites have already left (or were cancelled)."
 

@@ -1064,6 +1064,7 @@ class HeldCancelled:
     gone: int = 0  # the hold was over: queued to send, being sent, sent, failed
     cancelled_before: int = 0
     invite_email_off: int = 0
+    not_emailed: int = 0  # for another reason (their contacts unsubscribed, say)
 
 
 _HELD_OUTCOMES = text("SELECT state, reason, COUNT(*) FROM invite "
@@ -1093,16 +1094,19 @@ async def cancel_held(db: Database, team_id: str, enrollment_id: int, who: str) 
 async def _held_outcomes_in(conn: AsyncConnection, team_id: str,
                             enrollment_id: int) -> HeldCancelled:  # fmt: skip
     """Nothing was held: what became of the enrollment's invites instead."""
-    gone = cancelled_before = off = 0
+    gone = cancelled_before = off = other = 0
     for state, reason, count in await conn.execute(_HELD_OUTCOMES,
                                                    {"t": team_id, "e": enrollment_id}):
         if state == InviteState.CANCELLED:
             cancelled_before += count
+        elif state == InviteState.NOT_EMAILED and reason == INVITE_EMAIL_OFF:
+            off += count
         elif state == InviteState.NOT_EMAILED:
-            off += count if reason == INVITE_EMAIL_OFF else 0
+            other += count
         else:
             gone += count
-    return HeldCancelled(0, gone=gone, cancelled_before=cancelled_before, invite_email_off=off)
+    return HeldCancelled(0, gone=gone, cancelled_before=cancelled_before, invite_email_off=off,
+                         not_emailed=other)  # fmt: skip
 
 
 # A lead sends the invites of an enrollment that its campaign's invite email being off left

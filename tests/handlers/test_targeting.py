@@ -362,6 +362,32 @@ async def test_cancel_invites_after_the_invite_email_went_off_says_so(app: Harne
     assert await _count(app, "SELECT COUNT(*) FROM invite WHERE state = 'sent'") == 0
 
 
+async def test_cancel_invites_after_everyone_unsubscribed_says_none_will_be_sent(
+    app: Harness,
+) -> None:  # fmt: skip
+    """Both held invites' contacts unsubscribed during the hold (their invites will never be
+    sent: not emailed, "unsubscribed"); *Cancel invites* on the report drawn before said
+    "Too late: these invites have already left", and none had."""
+    from bot.campaigns.consent import unsubscribe
+
+    _spring, message = await _targeted(app)
+    report = _report(app, message)
+    enrollment = next(e["value"] for b in report["blocks"] if b["type"] == "actions"
+                      for e in b["elements"]
+                      if e["action_id"] == Action.CANCEL_INVITES)  # fmt: skip
+    async with app.db.begin() as conn:
+        contacts = (await conn.execute(text("SELECT id, email_key FROM contact"))).all()
+    for contact_id, key in contacts:
+        assert await unsubscribe(app.db, "T0001", contact_id, key) is not None
+    await app.requests.block_action(Action.CANCEL_INVITES, enrollment, user_id=LEAD,
+                                    message_ts=report["ts"])  # fmt: skip
+    await app.settle()
+    said = app.slack.ephemerals[-1]["text"]
+    assert said.startswith("Nothing to cancel: none of these invites will be sent"), said
+    await _hold_is_over(app)
+    assert await _count(app, "SELECT COUNT(*) FROM invite WHERE state = 'sent'") == 0
+
+
 async def test_targeting_from_the_thread_asks_whether_they_agreed(app: Harness) -> None:
     """The import's form asks for consent only when a live campaign targets the segment
     then: Target a campaign (and Go live and target) afterwards emailed them unasked."""
