@@ -182,10 +182,12 @@ async def _stop_work_in(conn: AsyncConnection, team_id: str, job: Job, who: str)
     if job.kind in READING_JOBS and "source_id" in payload:
         # the job's row taken first, not `under_way` (read before this transaction): a job
         # ended since may have had its file put back to be read by another (Map columns),
-        # whose reading this failed
-        if await _cancel_job_in(conn, team_id, job.id or 0):
-            await _fail_reading_in(conn, team_id, int(payload["source_id"]),
-                                   READING_JOBS[job.kind],
+        # whose reading this failed; so did one whose end wasn't recorded yet (still
+        # running) when the file was put back: the source is then the other reading's
+        source_id = int(payload["source_id"])
+        if (await _cancel_job_in(conn, team_id, job.id or 0)
+                and not await _read_by_another_in(conn, team_id, job.id or 0, source_id)):
+            await _fail_reading_in(conn, team_id, source_id, READING_JOBS[job.kind],
                                    alone=bool(payload.get("again")))  # fmt: skip
     elif job.kind == SEND_JOB and "enrollment_id" in payload:
         # the job's row first, as its run takes it for its last writes (one order, no
@@ -215,6 +217,20 @@ async def _stop_importing_in(conn: AsyncConnection, team_id: str, batch_id: int,
         return bool(ended == BatchStatus.DONE)
     await stop_import_in(conn, team_id, batch_id, who)
     return False
+
+
+# Another job reading the source, queued or under way: its first reading's ("stage:<id>"), or
+# a *Map columns* re-read's ("remap:<id>:<time>", mapping._read_again_in)
+_READ_BY_ANOTHER = text("SELECT 1 FROM job WHERE team_id = :t AND id <> :j "
+                        "AND state IN ('queued', 'running') "
+                        "AND (dedupe_key = :stage OR dedupe_key LIKE :remap) LIMIT 1")
+
+
+async def _read_by_another_in(conn: AsyncConnection, team_id: str, job_id: int,
+                              source_id: int) -> bool:  # fmt: skip
+    return (await conn.execute(_READ_BY_ANOTHER, {
+        "t": team_id, "j": job_id, "stage": f"stage:{source_id}",
+        "remap": f"remap:{source_id}:%"})).first() is not None  # fmt: skip
 
 
 async def _cancel_job_in(conn: AsyncConnection, team_id: str, job_id: int) -> bool:

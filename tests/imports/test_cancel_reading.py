@@ -152,6 +152,46 @@ async def test_a_reading_job_ending_as_it_is_cancelled_leaves_the_files_new_read
         read.status, read.valid, read.error)
 
 
+async def test_a_reading_job_not_yet_marked_done_leaves_the_files_new_reading_alone(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first reading has read the file (it failed on its columns) but its job is still
+    `running`: its worker hasn't recorded the end yet (or was killed right then, its lease
+    not lapsed). A lead maps the columns, which queues a reading of its own; `jobs cancel` of
+    the first job took it (running) and failed the file, whose pending state is the new
+    reading's: that reading then found nothing to read."""
+    await ensure_workspace(db, TEAM)
+    segment = await create_segment(db, TEAM, "VIP", actor=LEAD)
+    batch, _ = await create_upload_batch(db, TEAM, segment.id or 0, LEAD, file_id="F0001",
+                                         label="work.csv")  # fmt: skip
+    (first,) = [j for j in await list_jobs(db, TEAM) if j.kind == SLACK_FILE_JOB]
+    source_id = int(json.loads(first.payload)["source_id"])
+    worker = Worker(db, {SLACK_FILE_JOB: slack_file_handler(_fetch, notifier=Silent())},
+                    WorkerConfig(lease_seconds=5, poll_seconds=0.05))  # fmt: skip
+    real, reached, release = queue.finish, asyncio.Event(), asyncio.Event()
+
+    async def finish(*args: Any) -> Any:  # the first run's end, held until the cancel
+        if not reached.is_set():
+            reached.set()
+            await asyncio.wait_for(release.wait(), 30)
+        return await real(*args)
+
+    monkeypatch.setattr(queue, "finish", finish)
+    running = asyncio.create_task(worker.run_until_idle())
+    await asyncio.wait_for(reached.wait(), 30)
+    assert (await get_source(db, TEAM, source_id)).status == SourceStatus.FAILED
+    await reread_source(db, TEAM, batch, source_id, ["Full Name", "Work Contact", "Given"],
+                        ColumnMap("Work Contact", "Given"), LEAD)  # fmt: skip
+    cancelling = await try_cancel_job(db, TEAM, first.id or 0)
+    assert cancelling is not None and cancelling.job.state == "cancelled"
+    release.set()
+    await asyncio.wait_for(running, 30)
+    await asyncio.wait_for(worker.run_until_idle(), 30)
+    read = await get_source(db, TEAM, source_id)
+    assert (read.status, read.valid, read.error) == (SourceStatus.PARSED, 2, None), (
+        read.status, read.valid, read.error)
+
+
 async def test_cancelling_a_plain_csvs_queued_reading_fails_its_file(db: Database) -> None:
     """One CSV shared in Slack (no ZIP): its label has no archive prefix, whose NUL byte
     PostgreSQL refused, and the cancel failed."""
