@@ -8,6 +8,7 @@ never put in a view: not as an initial value, not in private_metadata, not in an
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +42,11 @@ from models.clock import as_utc
 MODAL_TITLE = "Connect Mailchimp"
 MAX_OPTIONS = 100  # Slack's limit for a static select, and for an option group
 MAX_SHOWN = MAX_OPTIONS * 100  # in Slack's most option groups
+# Slack refuses a view over 250 KB (view_too_large), and an option is some 130 bytes of it:
+# an account of 2,000 audiences got no import form at all, not even for a CSV. The options
+# offered stop at this many bytes of JSON, measured as slack_sdk sends it (non-ASCII
+# escaped, the larger measure), leaving room for the rest of the form.
+OPTIONS_BYTES = 180_000
 MAX_GROUP_LABEL = 75
 MAX_KEY_LENGTH = 100  # real keys are 32 hex characters, a dash and the data centre
 SECRET_KEY_MISSING = (
@@ -305,16 +311,27 @@ def _group(audiences: Sequence[Audience]) -> OptionGroup:
 
 def _audience_select(audiences: Sequence[Audience]) -> StaticMultiSelectElement:
     """The audiences by name; past Slack's MAX_OPTIONS options, in groups of as many (an
-    agency's account has hundreds: only the first 100, the oldest, could be chosen)."""
+    agency's account has hundreds: only the first 100, the oldest, could be chosen). The
+    caller gives those that fit (_fitting)."""
     if len(audiences) <= MAX_OPTIONS:
         return StaticMultiSelectElement(action_id=Action.MAILCHIMP_LISTS,
                                         placeholder="Choose audiences",
                                         options=[_option(a) for a in audiences])  # fmt: skip
     groups = [_group(audiences[i:i + MAX_OPTIONS])
-              for i in range(0, min(len(audiences), MAX_SHOWN), MAX_OPTIONS)]  # fmt: skip
+              for i in range(0, len(audiences), MAX_OPTIONS)]  # fmt: skip
     return StaticMultiSelectElement(action_id=Action.MAILCHIMP_LISTS,
                                     placeholder="Choose audiences (type to search)",
                                     option_groups=groups)  # fmt: skip
+
+
+def _fitting(audiences: Sequence[Audience]) -> int:
+    """How many of `audiences` (at most MAX_SHOWN) fit in OPTIONS_BYTES as options."""
+    size = 0
+    for count, audience in enumerate(audiences[:MAX_SHOWN]):
+        size += len(json.dumps(_option(audience).to_dict()))
+        if size > OPTIONS_BYTES:
+            return count
+    return min(len(audiences), MAX_SHOWN)
 
 
 def lists_blocks(audiences: Sequence[Audience] = (), note: str = "") -> list[Block]:
@@ -323,13 +340,14 @@ def lists_blocks(audiences: Sequence[Audience] = (), note: str = "") -> list[Blo
     if not audiences:
         return [ContextBlock(elements=[MarkdownTextObject(text=cut_mrkdwn(note or LISTS_NONE))])]
     by_name = sorted(audiences, key=lambda a: (a.name.casefold(), a.id))
+    shown = _fitting(by_name)
     blocks: list[Block] = [InputBlock(
         block_id=BlockId.MAILCHIMP_LISTS, optional=True, label="Mailchimp lists",
-        hint=LISTS_HINT, element=_audience_select(by_name),
+        hint=LISTS_HINT, element=_audience_select(by_name[:shown]),
     )]  # fmt: skip
-    if len(audiences) > MAX_SHOWN:
+    if len(audiences) > shown:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
-            text=f"Showing the first {n(MAX_SHOWN)} of {n(len(audiences))} audiences by name; "
+            text=f"Showing the first {n(shown)} of {n(len(audiences))} audiences by name; "
                  "import the others with `referral-bot import --mailchimp-list`.")]))
     return blocks
 

@@ -57,6 +57,13 @@ MESSAGE_BLOCK_LIMIT = 50
 TEXT_LIMIT = 3000  # characters of a text object (section, context element)
 SURFACE_BLOCK_LIMIT = 100  # modals and App Home
 MESSAGE_TEXT_LIMIT = 40_000
+FIELD_TEXT_LIMIT = 2000  # each of a section's fields
+OPTION_TEXT_LIMIT = 75  # an option's text (and description), an option group's label
+OPTION_VALUE_LIMIT = 150
+CHOICE_LIMIT = 10  # options of checkboxes and radio buttons
+# views.open/push/update/publish answer view_too_large above it (measured here as UTF-8 of
+# compact JSON, the most forgiving measure; the bot keeps well under the strictest)
+VIEW_BYTES_LIMIT = 250 * 1024
 VIEW_STACK_LIMIT = 3  # root + 2 pushed views
 MAX_FILES_RANGE = range(1, 11)
 FIRST_TS_MICROS = 1_767_225_700_000_000  # first ts is "1767225700.000100", like the fixtures
@@ -188,11 +195,51 @@ def block_problems(blocks: Any, surface: Surface = "message") -> list[str]:
     return problems
 
 
+def _option_problems(element: dict[str, Any], where: str) -> list[str]:
+    """What slack_sdk leaves unchecked in a static menu's options (it checks only those of
+    checkboxes and radio buttons): every option's text, value and description, in groups
+    too, and the initial ones."""
+    problems: list[str] = []
+    groups = element.get("option_groups") or []
+    initial = element.get("initial_option")
+    options = [*(element.get("options") or []),
+               *(o for g in groups if isinstance(g, dict) for o in g.get("options") or []),
+               *([initial] if isinstance(initial, dict) else []),
+               *(element.get("initial_options") or [])]  # fmt: skip
+    for group in groups:
+        label = str(((group or {}).get("label") or {}).get("text") or "")
+        if len(label) > OPTION_TEXT_LIMIT:
+            problems.append(f"{where}: an option group's label is {len(label)} characters, "
+                            f"more than {OPTION_TEXT_LIMIT}")  # fmt: skip
+    for option in options:
+        if not isinstance(option, dict):
+            continue
+        text = str((option.get("text") or {}).get("text") or "")
+        value = str(option.get("value") or "")
+        description = str((option.get("description") or {}).get("text") or "")
+        for what, said, limit in (("text", text, OPTION_TEXT_LIMIT),
+                                  ("value", value, OPTION_VALUE_LIMIT),
+                                  ("description", description, OPTION_TEXT_LIMIT)):  # fmt: skip
+            if len(said) > limit:
+                problems.append(f"{where}: an option's {what} is {len(said)} characters, more "
+                                f"than {limit}")  # fmt: skip
+    if element.get("type") in ("checkboxes", "radio_buttons") and len(
+            element.get("options") or []) > CHOICE_LIMIT:  # fmt: skip
+        problems.append(f"{where}: {element['type']} hold at most {CHOICE_LIMIT} options")
+    return problems
+
+
 def _element_problems(block: dict[str, Any], where: str, surface: Surface) -> list[str]:
     if block["type"] == "context":  # slack_sdk doesn't check its text objects' length
         return [f"{where}: a context element's text is {len(e['text'])} characters, more "
                 f"than {TEXT_LIMIT}" for e in block.get("elements", [])
                 if isinstance(e, dict) and len(str(e.get("text") or "")) > TEXT_LIMIT]  # fmt: skip
+    if block["type"] == "section":  # slack_sdk counts a section's fields, not their length
+        too_long = [f"{where}: a field's text is {len(str(f.get('text') or ''))} characters, "
+                    f"more than {FIELD_TEXT_LIMIT}" for f in block.get("fields") or []
+                    if isinstance(f, dict) and len(str(f.get("text") or "")) > FIELD_TEXT_LIMIT]
+        if too_long:
+            return too_long
     elements: list[Any] = []
     if block["type"] in ("actions", "input", "section"):
         elements = [block.get("element"), block.get("accessory"), *block.get("elements", [])]
@@ -206,6 +253,7 @@ def _element_problems(block: dict[str, Any], where: str, surface: Surface) -> li
             if action_id in action_ids:
                 problems.append(f"{where}: duplicate action_id {action_id!r} in one block")
             action_ids.add(action_id)
+        problems.extend(_option_problems(element, where))
         if element.get("type") == "file_input":
             if surface != "modal" or block["type"] != "input":
                 problems.append(f"{where}: file_input works only in input blocks of a modal")
@@ -226,6 +274,10 @@ def view_problems(view: Any, surface: Literal["modal", "home"] = "modal") -> lis
         problems.append("view.blocks must hold at least one block")
     else:
         problems.extend(f"view.{p}" for p in block_problems(blocks, surface))
+    size = len(json.dumps(view, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > VIEW_BYTES_LIMIT:
+        problems.append(f"view: {size:,} bytes of JSON, more than Slack's 250 KB "
+                        "(view_too_large)")  # fmt: skip
     # View-level checks (title 24, private_metadata 3000, callback_id 255...) on a stand-in
     # block list, so block errors are not reported twice.
     try:
@@ -835,12 +887,13 @@ class FakeSlack(Served):
     def _check_view(self, view: Any, method: str, surface: Literal["modal", "home"]) -> None:
         problems = view_problems(view, surface)
         if problems:
-            self._reject(method, problems)
+            self._reject(method, problems, error="view_too_large" if any(
+                "view_too_large" in p for p in problems) else "invalid_blocks")  # fmt: skip
 
-    def _reject(self, method: str, problems: list[str]) -> None:
+    def _reject(self, method: str, problems: list[str], error: str = "invalid_blocks") -> None:
         self.block_errors.extend(f"{method}: {p}" for p in problems)
         raise _ApiError(
-            "invalid_blocks",
+            error,
             detail="; ".join(problems),
             response_metadata={"messages": [f"[ERROR] {p}" for p in problems]},
         )

@@ -520,3 +520,26 @@ async def test_requests_dispatch_through_a_real_bolt_app(slack: FakeSlack) -> No
         assert seen["file_shared"]["file_id"] == "F0002"
 
     assert slack.calls_to("auth.test") and slack.block_errors == []
+
+
+def test_limits_slack_sdk_leaves_unchecked() -> None:
+    """Slack's limits that slack_sdk's models don't check: a static menu's options (text 75,
+    value 150, a group's label 75), a section field's 2,000 characters, and a view's 250 KB."""
+
+    def menu(**element: object) -> list[dict[str, object]]:
+        return [{"type": "section", "text": {"type": "mrkdwn", "text": "a"},
+                 "accessory": {"type": "static_select", "action_id": "m", **element}}]
+
+    def option(text: str, value: str = "v") -> dict[str, object]:
+        return {"text": {"type": "plain_text", "text": text}, "value": value}
+
+    assert "text is 76 characters" in block_problems(menu(options=[option("x" * 76)]))[0]
+    assert "value is 151 characters" in block_problems(
+        menu(options=[option("x", "v" * 151)]))[0]
+    assert "label is 76 characters" in block_problems(menu(option_groups=[
+        {"label": {"type": "plain_text", "text": "g" * 76}, "options": [option("x")]}]))[0]
+    fields = [{"type": "section", "fields": [{"type": "mrkdwn", "text": "f" * 2001}]}]
+    assert "field's text is 2001 characters" in block_problems(fields)[0]
+    assert block_problems(menu(options=[option("x" * 75, "v" * 150)])) == []
+    big = modal([section("s" * 2900)] * 95)
+    assert "view_too_large" in view_problems(big)[-1]

@@ -758,6 +758,30 @@ async def test_every_audience_of_an_account_with_many_can_be_chosen(
         assert app.slack.block_errors == []
 
 
+async def test_an_account_with_thousands_of_audiences_still_gets_the_import_form(
+    build: Build, mc: FakeMailchimp
+) -> None:
+    """An agency's account with 2,500 audiences: the form offered them in option groups (up
+    to 10,000), but every option is some 130 bytes of the view's JSON and Slack refuses a
+    view over 250 KB (view_too_large): the person got no import form at all, not even for a
+    CSV. As many as fit are offered, and the form says where the rest are."""
+    account = mc.account(KEY)
+    for i in range(3, 2_501):
+        account.add_list(f"aud{i:05d}", f"Store {i:04d} newsletter subscribers")
+    async with build() as app:
+        await _connect(app)
+        modal = await _import_modal(app)
+        assert app.slack.block_errors == []
+        assert modal["callback_id"] == Callback.IMPORT
+        found = find_element(modal["blocks"], Action.MAILCHIMP_LISTS)
+        assert found is not None
+        offered = [o["value"] for g in found[1]["option_groups"] for o in g["options"]]
+        rendered = json.dumps(modal["blocks"])
+        assert f"Showing the first {len(offered):,} of 2,500 audiences by name" in rendered
+        assert "referral-bot import --mailchimp-list" in rendered
+        assert len(offered) > 1_000
+
+
 async def test_import_modal_says_how_to_connect(build: Build) -> None:
     async with build() as app:
         modal = await _import_modal(app)
