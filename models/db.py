@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import sqlite_driver
+from models.private_file import create_private
 from models.reader import Reader
 from models.staging import attach_staging, shape_file, staging_path
 
@@ -213,6 +214,7 @@ def prepare_file(path: str) -> None:
     """Put a SQLite file in WAL mode and shape its staging file, on a plain connection:
     blocking (they may wait for another process), so upgrade runs it on a thread before the
     engine connects; the connect hook then finds both done and only reads."""
+    create_private(path)
     with closing(sqlite3.connect(path, timeout=WAL_WAIT_SECONDS, isolation_level=None)) as own:
         _use_wal(own.cursor())
     shape_file(staging_path(path))

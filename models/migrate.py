@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from models.db import Database, driver_error, prepare_file, sqlite_file
+from models.private_file import create_private
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -251,6 +252,7 @@ async def _migration_lock(db: Database) -> AsyncIterator[None]:
     if path is None:
         yield
         return
+    create_private(f"{path}.migrating")  # empty, but beside the files it guards, like them
     with open(f"{path}.migrating", "a+b") as lock:
         while True:
             try:

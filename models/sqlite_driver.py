@@ -20,6 +20,8 @@ from typing import Any
 
 import aiosqlite
 
+from models.private_file import create_private
+
 # How often (in SQLite VM steps) a running statement checks whether its caller was cancelled:
 # about every few hundred rows of an executemany, at no cost to measure on a 1M-row insert.
 CHECK_EVERY_STEPS = 10_000
@@ -129,6 +131,8 @@ def connect(database: str, *, iter_chunk_size: int = 64, **kwargs: Any) -> aiosq
     (a process ending on an error) must not hold the interpreter's exit."""
 
     def connector() -> sqlite3.Connection:
+        if not kwargs.get("uri"):
+            create_private(database)
         raw = sqlite3.connect(database, **kwargs)
         raw.set_progress_handler(conn.stop_cancelled, CHECK_EVERY_STEPS)
         return raw

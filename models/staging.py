@@ -20,6 +20,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from models.private_file import create_private
+
 SCHEMA = "staging"
 VERSION = 1
 
@@ -60,6 +62,7 @@ def attach_staging(dbapi_conn: Any) -> None:
         cursor.execute("PRAGMA database_list")
         main = next(row[2] for row in cursor.fetchall() if row[1] == "main")
         path = staging_path(main)
+        create_private(path)
         cursor.execute(f"ATTACH DATABASE ? AS {SCHEMA}", (path,))
         cursor.execute(f"PRAGMA {SCHEMA}.journal_mode=MEMORY")
         cursor.execute(f"PRAGMA {SCHEMA}.synchronous=OFF")
@@ -82,6 +85,7 @@ def shape_file(path: str) -> None:
     lock too: connections opened together on a new database (serve, its worker child and a
     command, one of them migrating the main file) waited on each other for the busy timeout
     and one failed with "database is locked". The file alone locks only itself."""
+    create_private(path)
     with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as own:
         cursor = own.cursor()  # every connection after the first: this one read, no lock
         if (version := _version(cursor, "main")) != VERSION:

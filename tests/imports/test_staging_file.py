@@ -149,3 +149,32 @@ async def test_a_review_change_waits_for_a_file_being_staged_instead_of_failing(
     view = await load(db, TEAM, mine.id or 0)
     assert all(s.status == "parsed" for s in view.sources), view.sources
     assert view.totals.valid == (4 if change == "typed-in contact" else 2)
+
+
+async def test_a_new_database_and_its_staging_file_are_readable_by_their_owner_only(
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Every customer's address and name live in these files (and, staged, every row of the
+    files imported): created under the usual umask 022 they were world-readable (0644), so
+    any account on the host could copy them; so were their -wal files."""
+    import os
+
+    from models.migrate import upgrade
+
+    main = tmp_path / "referral-bot.db"
+    old = os.umask(0o022)
+    try:
+        db = Database(f"sqlite:///{main}")
+        try:
+            await upgrade(db)
+            await ensure_workspace(db, "T1")
+            async with db.begin() as conn:
+                await conn.execute(text("SELECT COUNT(*) FROM staged_row"))
+            modes = {path.name: oct(path.stat().st_mode & 0o777)
+                     for path in tmp_path.iterdir() if "referral-bot" in path.name}  # fmt: skip
+        finally:
+            await db.dispose()
+    finally:
+        os.umask(old)
+    assert {"referral-bot.db", "referral-bot.staging.db", "referral-bot.db-wal"} <= set(modes)
+    assert set(modes.values()) == {"0o600"}, modes
