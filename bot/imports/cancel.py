@@ -182,12 +182,10 @@ async def _stop_work_in(conn: AsyncConnection, team_id: str, job: Job, who: str)
     if job.kind in READING_JOBS and "source_id" in payload:
         # the job's row taken first, not `under_way` (read before this transaction): a job
         # ended since may have had its file put back to be read by another (Map columns),
-        # whose reading this failed; so did one whose end wasn't recorded yet (still
-        # running) when the file was put back: the source is then the other reading's
-        source_id = int(payload["source_id"])
-        if (await _cancel_job_in(conn, team_id, job.id or 0)
-                and not await _read_by_another_in(conn, team_id, job.id or 0, source_id)):
-            await _fail_reading_in(conn, team_id, source_id, READING_JOBS[job.kind],
+        # whose reading this failed (see _FAIL_READING for one whose end isn't recorded yet)
+        if await _cancel_job_in(conn, team_id, job.id or 0):
+            await _fail_reading_in(conn, team_id, int(payload["source_id"]), job.id or 0,
+                                   READING_JOBS[job.kind],
                                    alone=bool(payload.get("again")))  # fmt: skip
     elif job.kind == SEND_JOB and "enrollment_id" in payload:
         # the job's row first, as its run takes it for its last writes (one order, no
@@ -217,20 +215,6 @@ async def _stop_importing_in(conn: AsyncConnection, team_id: str, batch_id: int,
         return bool(ended == BatchStatus.DONE)
     await stop_import_in(conn, team_id, batch_id, who)
     return False
-
-
-# Another job reading the source, queued or under way: its first reading's ("stage:<id>"), or
-# a *Map columns* re-read's ("remap:<id>:<time>", mapping._read_again_in)
-_READ_BY_ANOTHER = text("SELECT 1 FROM job WHERE team_id = :t AND id <> :j "
-                        "AND state IN ('queued', 'running') "
-                        "AND (dedupe_key = :stage OR dedupe_key LIKE :remap) LIMIT 1")
-
-
-async def _read_by_another_in(conn: AsyncConnection, team_id: str, job_id: int,
-                              source_id: int) -> bool:  # fmt: skip
-    return (await conn.execute(_READ_BY_ANOTHER, {
-        "t": team_id, "j": job_id, "stage": f"stage:{source_id}",
-        "remap": f"remap:{source_id}:%"})).first() is not None  # fmt: skip
 
 
 async def _cancel_job_in(conn: AsyncConnection, team_id: str, job_id: int) -> bool:
@@ -316,17 +300,25 @@ ENROLL_CANCELLED = "its job was cancelled (`referral-bot jobs cancel`)."
 
 # The source a reading job reads, and (unless it reads that one alone) the CSVs its ZIP
 # added: same batch and ref, after it, labelled "export.zip › …" (background._fail_unread)
+# A source a reading queued after the cancelled one's (:j) is to read is left to it: its
+# first reading's ("stage:<id>") or a *Map columns* re-read's ("remap:<id>:<time>",
+# mapping._read_again_in), of the file or of one CSV of its ZIP. The cancelled job may have
+# read the file already, its end not recorded yet, when the file was put back to be read.
 _FAIL_READING = text("""
     UPDATE import_source SET status = 'failed', error = :why
     WHERE team_id = :t AND status = 'pending' AND (id = :s OR (
         NOT :alone AND batch_id = :b AND ref = :ref AND kind = 'csv' AND id > :s
         AND substr(label, 1, :n) = :prefix))
+    AND NOT EXISTS (SELECT 1 FROM job WHERE job.team_id = :t AND job.id > :j
+                    AND job.state IN ('queued', 'running')
+                    AND (job.dedupe_key = 'stage:' || CAST(import_source.id AS TEXT)
+                         OR job.dedupe_key LIKE 'remap:' || CAST(import_source.id AS TEXT) || ':%'))
     RETURNING batch_id
 """)
 
 
-async def _fail_reading_in(conn: AsyncConnection, team_id: str, source_id: int, why: str, *,
-                           alone: bool = False) -> None:  # fmt: skip
+async def _fail_reading_in(conn: AsyncConnection, team_id: str, source_id: int, job_id: int,
+                           why: str, *, alone: bool = False) -> None:  # fmt: skip
     """A source whose reading job is cancelled would say "Reading…" for good (and Approve
     "still being read"): it fails with `why`, and its review is refreshed to say so. So do
     the CSVs its ZIP added that aren't read yet (`alone`: a re-read of that one source):
@@ -340,7 +332,8 @@ async def _fail_reading_in(conn: AsyncConnection, team_id: str, source_id: int, 
     prefix = archive_prefix(str(origin[2]))
     no_zip = prefix == NO_ARCHIVE  # its "\0" is no text PostgreSQL takes
     failed = (await conn.execute(_FAIL_READING, {
-        "s": source_id, "t": team_id, "why": why, "alone": alone or no_zip, "b": origin[0],
+        "s": source_id, "t": team_id, "j": job_id, "why": why, "alone": alone or no_zip,
+        "b": origin[0],
         "ref": origin[1], "n": 0 if no_zip else len(prefix),
         "prefix": "" if no_zip else prefix})).first()  # fmt: skip
     if failed is not None:

@@ -205,3 +205,90 @@ async def test_cancelling_a_plain_csvs_queued_reading_fails_its_file(db: Databas
     source = await get_source(db, TEAM, int(json.loads(job.payload)["source_id"]))
     assert (source.status, source.error) == (SourceStatus.FAILED,
                                              "Reading this file was cancelled.")  # fmt: skip
+
+
+def _hold_first_finish(monkeypatch: pytest.MonkeyPatch) -> tuple[asyncio.Event, asyncio.Event]:
+    """The first run's end (its job marked done) held until released: the window where the
+    file is read but its job still says running."""
+    real, reached, release = queue.finish, asyncio.Event(), asyncio.Event()
+
+    async def finish(*args: Any) -> Any:
+        if not reached.is_set():
+            reached.set()
+            await asyncio.wait_for(release.wait(), 30)
+        return await real(*args)
+
+    monkeypatch.setattr(queue, "finish", finish)
+    return reached, release
+
+
+async def _fetch_zip(ref: str, dest: BinaryIO) -> str:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("a.csv", "email\na@example.com\n")
+        z.writestr("b.csv", WORK)
+    dest.write(out.getvalue())
+    return "export.zip"
+
+
+async def test_a_zips_reading_not_yet_marked_done_leaves_an_entrys_new_reading_alone(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for a CSV in a ZIP: its re-read is keyed by the entry's source, not the
+    ZIP's, and the cancel failed it with the ZIP's CSVs still pending."""
+    await ensure_workspace(db, TEAM)
+    segment = await create_segment(db, TEAM, "VIP", actor=LEAD)
+    batch, _ = await create_upload_batch(db, TEAM, segment.id or 0, LEAD, file_id="F0001",
+                                         label="export.zip")  # fmt: skip
+    (first,) = [j for j in await list_jobs(db, TEAM) if j.kind == SLACK_FILE_JOB]
+    worker = Worker(db, {SLACK_FILE_JOB: slack_file_handler(_fetch_zip, notifier=Silent())},
+                    WorkerConfig(lease_seconds=5, poll_seconds=0.05))  # fmt: skip
+    reached, release = _hold_first_finish(monkeypatch)
+    running = asyncio.create_task(worker.run_until_idle())
+    await asyncio.wait_for(reached.wait(), 30)
+    async with db.begin() as conn:
+        entry = (await conn.execute(text(
+            "SELECT id FROM import_source WHERE batch_id = :b AND label LIKE '%b.csv'"),
+            {"b": batch})).scalar_one()  # fmt: skip
+    assert (await get_source(db, TEAM, entry)).status == SourceStatus.FAILED
+    await reread_source(db, TEAM, batch, entry, ["Full Name", "Work Contact", "Given"],
+                        ColumnMap("Work Contact", "Given"), LEAD)  # fmt: skip
+    cancelling = await try_cancel_job(db, TEAM, first.id or 0)
+    assert cancelling is not None and cancelling.job.state == "cancelled"
+    release.set()
+    await asyncio.wait_for(running, 30)
+    await asyncio.wait_for(worker.run_until_idle(), 30)
+    read = await get_source(db, TEAM, entry)
+    assert (read.status, read.valid, read.error) == (SourceStatus.PARSED, 2, None), (
+        read.status, read.valid, read.error)
+
+
+async def test_cancelling_the_new_reading_while_the_first_isnt_marked_done_fails_the_file(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other way round: the *Map columns* reading is cancelled while the first (which
+    read the file already) isn't marked done yet; counted as the file's reader, it left the
+    file "Reading…" for good, with nothing to read it."""
+    await ensure_workspace(db, TEAM)
+    segment = await create_segment(db, TEAM, "VIP", actor=LEAD)
+    batch, _ = await create_upload_batch(db, TEAM, segment.id or 0, LEAD, file_id="F0001",
+                                         label="work.csv")  # fmt: skip
+    (first,) = [j for j in await list_jobs(db, TEAM) if j.kind == SLACK_FILE_JOB]
+    source_id = int(json.loads(first.payload)["source_id"])
+    worker = Worker(db, {SLACK_FILE_JOB: slack_file_handler(_fetch, notifier=Silent())},
+                    WorkerConfig(lease_seconds=5, poll_seconds=0.05))  # fmt: skip
+    reached, release = _hold_first_finish(monkeypatch)
+    running = asyncio.create_task(worker.run_until_idle())
+    await asyncio.wait_for(reached.wait(), 30)
+    await reread_source(db, TEAM, batch, source_id, ["Full Name", "Work Contact", "Given"],
+                        ColumnMap("Work Contact", "Given"), LEAD)  # fmt: skip
+    (again,) = [j for j in await list_jobs(db, TEAM)
+                if j.kind == SLACK_FILE_JOB and j.id != first.id]  # fmt: skip
+    cancelling = await try_cancel_job(db, TEAM, again.id or 0)
+    assert cancelling is not None and cancelling.job.state == "cancelled"
+    release.set()
+    await asyncio.wait_for(running, 30)
+    await asyncio.wait_for(worker.run_until_idle(), 30)
+    read = await get_source(db, TEAM, source_id)
+    assert (read.status, read.error) == (
+        SourceStatus.FAILED, "Reading this file was cancelled."), (read.status, read.error)
