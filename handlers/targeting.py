@@ -268,15 +268,15 @@ def _not_cancelled(done: HeldCancelled) -> str:
     """Why *Cancel invites* found nothing held, as its transaction saw the invites."""
     if done.gone:
         return "Too late: these invites have already left (or were cancelled)."
-    if done.invite_email_off and not done.not_emailed:
+    if done.cancelled_before:  # a double click's second, or another lead's
+        return "These invites were cancelled already."
+    if done.invite_email_off:  # those wait for *Email them*, whatever kept the others
         return ("Nothing to cancel: the campaign's invite email was turned off, so these "
                 "invites weren't sent. They go only if a lead turns it on and presses *Email "
                 "them*.")  # fmt: skip
-    if done.not_emailed or done.invite_email_off:
+    if done.not_emailed:
         return ("Nothing to cancel: none of these invites will be sent (the report says why: "
                 "their people unsubscribed, say).")  # fmt: skip
-    if done.cancelled_before:
-        return "These invites were cancelled already."
     return "Too late: these invites have already left (or were cancelled)."
 
 

@@ -388,6 +388,56 @@ async def test_cancel_invites_after_everyone_unsubscribed_says_none_will_be_sent
     assert await _count(app, "SELECT COUNT(*) FROM invite WHERE state = 'sent'") == 0
 
 
+async def _one_unsubscribed(app: Harness) -> None:
+    from bot.campaigns.consent import unsubscribe
+
+    async with app.db.begin() as conn:
+        contact_id, key = (await conn.execute(
+            text("SELECT id, email_key FROM contact ORDER BY id LIMIT 1"))).one()
+    assert await unsubscribe(app.db, "T0001", contact_id, key) is not None
+
+
+async def test_a_second_cancel_after_one_person_unsubscribed_says_cancelled_already(
+    app: Harness,
+) -> None:  # fmt: skip
+    """One of the two held invites' people unsubscribed during the hold, then a lead
+    cancelled the other. A second click (another lead's, or the report's old button) was
+    told "none of these invites will be sent": they were cancelled already."""
+    _spring, message = await _targeted(app)
+    report = _report(app, message)
+    enrollment = next(e["value"] for b in report["blocks"] if b["type"] == "actions"
+                      for e in b["elements"]
+                      if e["action_id"] == Action.CANCEL_INVITES)  # fmt: skip
+    await _one_unsubscribed(app)
+    for _ in range(2):
+        await app.requests.block_action(Action.CANCEL_INVITES, enrollment, user_id=LEAD,
+                                        message_ts=report["ts"])  # fmt: skip
+        await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM invite WHERE state = 'cancelled'") == 1
+    assert app.slack.ephemerals[-1]["text"] == "These invites were cancelled already."
+
+
+async def test_cancel_after_the_invite_email_went_off_says_so_when_one_person_unsubscribed(
+    app: Harness,
+) -> None:  # fmt: skip
+    """One held invite's person unsubscribed, then the invite email went off (the other
+    invite waits for *Email them*): *Cancel invites* said "none of these invites will be
+    sent", though the other goes once a lead turns the email on and presses *Email them*."""
+    spring, message = await _targeted(app)
+    report = _report(app, message)
+    enrollment = next(e["value"] for b in report["blocks"] if b["type"] == "actions"
+                      for e in b["elements"]
+                      if e["action_id"] == Action.CANCEL_INVITES)  # fmt: skip
+    await _one_unsubscribed(app)
+    await service.update_campaign(app.db, "T0001", spring.id or 0, invite_email=False,
+                                  actor="U0ADMIN")  # fmt: skip
+    await app.requests.block_action(Action.CANCEL_INVITES, enrollment, user_id=LEAD,
+                                    message_ts=report["ts"])  # fmt: skip
+    await app.settle()
+    said = app.slack.ephemerals[-1]["text"]
+    assert said.startswith("Nothing to cancel: the campaign's invite email was turned off"), said
+
+
 async def test_targeting_from_the_thread_asks_whether_they_agreed(app: Harness) -> None:
     """The import's form asks for consent only when a live campaign targets the segment
     then: Target a campaign (and Go live and target) afterwards emailed them unasked."""
