@@ -76,7 +76,7 @@ from handlers.context import (
 from handlers.form_once import once_per_view
 from handlers.home_publish import refresh_for
 from handlers.ids import Action, BlockId, Callback
-from handlers.later import context_of, or_log
+from handlers.later import context_of, missing_scope, or_log
 from handlers.mailchimp_messages import (
     LISTS_LOADING,
     LISTS_NOT_CONNECTED,
@@ -396,8 +396,8 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
     # who they are first, one users.info at most (the answer is due in 3 s): the form's
     # checks below name this workspace's live campaigns and segments
     role = await _role(d, client, team_id, user_id)
-    if role is None:  # the form stays, to be submitted again
-        await ack(response_action="errors", errors={BlockId.FILES: WHO_UNKNOWN})
+    if not isinstance(role, Role):  # why Slack couldn't say: the form stays, to submit again
+        await ack(response_action="errors", errors={BlockId.FILES: role})
         return
     if role is Role.OUTSIDER:
         await ack(response_action="update", view=notice_modal(
@@ -418,18 +418,30 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
                               _create(d, client, team_id, user_id, meta, form)), client, body)
 
 
-async def _role(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> Role | None:
+# At most this long for Slack to say who submits, before the form's answer (due in 3 s):
+# serve's client waits out a rate limit's Retry-After, and the answer came too late to show
+WHO_SECONDS = 2.0
+
+
+async def _role(d: Deps, client: AsyncWebClient, team_id: str,
+                user_id: str) -> Role | str:  # fmt: skip
     """Who is submitting, asked before the form's checks, whose inline errors named this
     workspace's live campaigns ("Spring will email these people") and segments ("VIP already
-    exists") to a member of another organisation (a shared channel's); None when Slack
-    can't say, and then nothing is checked or made."""
+    exists") to a member of another organisation (a shared channel's); when Slack can't
+    say, why (then nothing is checked or made): a token without users:read, or Slack
+    failing or slow."""
     try:
-        return await role_in(d.db, d.settings.team_leads, client, team_id, user_id)
+        return await asyncio.wait_for(
+            role_in(d.db, d.settings.team_leads, client, team_id, user_id), WHO_SECONDS)
     except (SlackApiError, aiohttp.ClientError, OSError) as exc:  # TimeoutError: an OSError
         log.warning("import form of %s in %s not taken: Slack didn't say who they are: %s",
                     user_id, team_id, slack_error(exc) if isinstance(exc, SlackApiError)
                     else repr(exc))  # fmt: skip
-        return None
+        lacking = missing_scope(exc)
+        if lacking is None:
+            return WHO_UNKNOWN
+        return (f"The app lacks Slack's {lacking or 'users:read'} permission, so nothing was "
+                "added: ask your Slack admin to reinstall it from manifest.yml.")  # fmt: skip
 
 
 async def _create(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,

@@ -126,13 +126,20 @@ def message_for(error: BaseException, where: dict[str, str]) -> str:
     if isinstance(error, SlackApiError) and slack_error(error) in _LATE_TRIGGER:
         log.warning("form not opened (%s): %s", context, slack_error(error))
         return LATE
-    if isinstance(error, SlackApiError) and slack_error(error) == "missing_scope":
-        needed = str(error.response.get("needed") or "")
-        log.error("the bot token lacks a scope (%s): %s", context, needed or "not named")
-        return MISSING_SCOPE.format(scope=f" (`{esc(needed)}`)" if needed else "")
+    if (lacking := missing_scope(error)) is not None:
+        log.error("the bot token lacks a scope (%s): %s", context, lacking or "not named")
+        return MISSING_SCOPE.format(scope=f" (`{esc(lacking)}`)" if lacking else "")
     ref = uuid.uuid4().hex[:8]
     log.error("listener failed (%s ref=%s)", context, ref, exc_info=error)
     return SORRY.format(ref=ref)
+
+
+def missing_scope(error: BaseException) -> str | None:
+    """The scope Slack said a call lacks ("" when it named none), or None when `error` is no
+    `missing_scope` answer."""
+    if not isinstance(error, SlackApiError) or slack_error(error) != "missing_scope":
+        return None
+    return str(error.response.get("needed") or "")
 
 
 def _sqlite_name(error: BaseException) -> str:

@@ -315,6 +315,31 @@ async def test_when_slack_cant_say_who_is_submitting_the_form_stays_and_nothing_
     assert "Only team leads approve" in reply.body["errors"][BlockId.REVIEW_CHANNEL]
 
 
+async def test_the_import_form_of_a_token_without_users_read_says_reinstall_not_retry(
+    app: Harness,
+) -> None:
+    """users.info answering missing_scope as the form is submitted is no passing failure:
+    "submit the form again in a moment" could never come true."""
+    modal = await _home_import_form(app, REP)
+    app.slack.scopes = app.slack.scopes.replace(",users:read", "")
+    reply = await _submit_home_form(app, modal, REP, segment="From Home", channel=None)
+    said = reply.body["errors"][BlockId.FILES]
+    assert "reinstall" in said and "users:read" in said and len(said) <= 150, said
+
+
+async def test_a_rate_limited_users_info_answers_the_import_form_within_slacks_3_seconds(
+    app: Harness,
+) -> None:
+    """Slack's rate limit is an HTTP 429 with Retry-After, which serve's client waits out
+    before the form's answer: it came after Slack's 3 s, and the person saw nothing."""
+    modal = await _home_import_form(app, REP)
+    app.slack.rate_limit("users.info", times=4, retry_after=1)
+    started = time.monotonic()
+    reply = await _submit_home_form(app, modal, REP, segment="From Home", channel=None)
+    assert time.monotonic() - started < 2.8, reply.body
+    assert "Slack couldn't tell me who you are" in reply.body["errors"][BlockId.FILES]
+
+
 async def test_a_lead_may_review_a_home_import_in_the_dm(app: Harness) -> None:
     modal = await _home_import_form(app, LEAD)
     dm = json.loads(modal["private_metadata"])["channel"]
