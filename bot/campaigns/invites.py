@@ -697,8 +697,9 @@ _CLEAR_STOP = text("UPDATE enrollment SET send_error = NULL "
 SEND_JOB_CANCELLED = "its send job was cancelled."  # `jobs cancel`: nothing to fix first
 # A server that turned the bot away (no connection, a 4xx at MAIL FROM) gets a later run,
 # 1, 2, 4 ... 64 minutes on, as an invite's own 4xx does: about two hours, then sending stops.
+# Two hours or more: a server silent after the end of DATA costs each run its 10 minutes too.
 SERVER_WAITS = MAX_SEND_ATTEMPTS - 1
-_TURNED_AWAY = "the mail server turned the bot away for about two hours"
+_TURNED_AWAY = "the mail server turned the bot away for two hours or more"
 
 
 def stop_remedy(why: str | None) -> str:

@@ -1509,7 +1509,7 @@ async def test_a_provider_throttle_at_mail_from_waits_hours_not_seconds(world: W
     assert waits == [1, 2, 4, 8, 16, 32, 64]
     assert await world.rows("SELECT state, attempts FROM invite") == [("queued", 0)] * 2
     why = str(await world.scalar("SELECT send_error FROM enrollment"))
-    assert why.startswith("the mail server turned the bot away for about two hours")
+    assert why.startswith("the mail server turned the bot away for two hours or more")
     assert "451 4.7.1" in why and "*Retry sending* tries again" in shown
     assert await world.rows("SELECT state, COUNT(*) FROM job WHERE kind = 'send_invites' "
                             "GROUP BY state ORDER BY state") == [("done", 7), ("failed", 1)]
@@ -1543,7 +1543,7 @@ async def test_a_server_losing_a_reply_now_and_then_never_counts_as_turning_the_
     """A reply lost after DATA stops the run there (the invite `uncertain`), the rest left
     for a later run. Counted as a wait even when the run had sent many invites first, a
     server that lost one reply in 21 backed off 1, 2 ... 64 minutes and after the eighth
-    stopped sending, saying it had turned the bot away for about two hours."""
+    stopped sending, saying it had turned the bot away for two hours or more."""
     await _enrolled(world, *(f"p{i:03}@example.com,P,en" for i in range(21 * 9)))
     lossy = Handler(drop_at={"DATA": set(range(21, 21 * 9 + 1, 21))})  # one reply in 21 lost
     async with smtp_server(lossy) as server:
@@ -1606,7 +1606,7 @@ async def test_a_server_losing_every_second_reply_stops_sending_after_two_hours(
     assert Counter((await _states(world)).values()) == Counter(
         {"sent": 8, "uncertain": 8, "queued": 24})  # fmt: skip
     why = str(await world.scalar("SELECT send_error FROM enrollment"))
-    assert why.startswith("the mail server turned the bot away for about two hours"), why
+    assert why.startswith("the mail server turned the bot away for two hours or more"), why
 
 
 async def test_an_idn_domain_goes_as_its_a_label_to_a_relay_without_smtputf8(
