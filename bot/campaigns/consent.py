@@ -120,12 +120,13 @@ async def suppress(db: Database, team_id: str, email_key: str) -> None:
 
 # ... and the language its latest invite went out in: the pages it reaches from it speak it,
 # though the contact's locale or the workspace's default changed since (a German page for an
-# English invite, after DEFAULT_LOCALE=de)
+# English invite, after DEFAULT_LOCALE=de). An `uncertain` invite went out too, as far as
+# anyone knows (a click on its link says it arrived); it has no sent_at
 _RECIPIENT = text("""
     SELECT c.email_key, c.locale, w.default_locale, c.unsubscribed_at,
            (SELECT i.locale FROM invite i WHERE i.team_id = c.team_id AND i.contact_id = c.id
-              AND i.state = 'sent' AND i.locale IS NOT NULL
-            ORDER BY i.sent_at DESC, i.id DESC LIMIT 1) AS sent_in
+              AND i.state IN ('sent', 'uncertain') AND i.locale IS NOT NULL
+            ORDER BY COALESCE(i.sent_at, i.updated_at) DESC, i.id DESC LIMIT 1) AS sent_in
     FROM contact c LEFT JOIN workspace w ON w.team_id = c.team_id
     WHERE c.team_id = :t AND c.id = :c
 """)

@@ -780,3 +780,33 @@ async def test_the_unsubscribe_form_posts_to_the_link_however_its_path_was_writt
     for path, page in pages.items():
         assert f'<form method="post" action="{token}">' in page, path
     assert await world.scalar("SELECT subscribed FROM contact") in (False, 0)
+
+
+async def test_the_unsubscribe_page_of_an_uncertain_invite_speaks_the_language_it_went_in(
+    world: World, site: str
+) -> None:
+    """The server took Jonas's English invite and the connection dropped before its reply:
+    `uncertain`, though it arrived (his click on its link says so). Then DEFAULT_LOCALE=de:
+    his page spoke German, worked out again from today's default, where a `sent` invite's
+    speaks the invite's language."""
+    from bot.campaigns.invites import Links, send_invites
+    from bot.email.send import SmtpSender, SmtpServerBusy, parse_smtp_url
+    from tests.email.smtp_server import Handler, smtp_server
+
+    await world.import_csv("VIP", people("jonas@example.com,Jonas,"))
+    await world.target(await world.campaign(), "VIP")
+    enrollment = int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
+    async with smtp_server(Handler(drop_at={"DATA": {1}})) as server:
+        with pytest.raises(SmtpServerBusy):
+            await send_invites(world.db, TEAM, enrollment,
+                               sender=SmtpSender(parse_smtp_url(server.url)),
+                               links=Links(site, SECRET))  # fmt: skip
+        assert len(server.handler.messages) == 1  # it arrived
+    assert await world.rows("SELECT state, locale FROM invite") == [("uncertain", "en")]
+    async with world.db.begin() as conn:
+        await conn.execute(text("UPDATE workspace SET default_locale = 'de'"))
+    contact = int(str(await world.scalar("SELECT id FROM contact")))
+    link = unsubscribe_link(site, SECRET, TEAM, contact, "jonas@example.com")
+    async with aiohttp.ClientSession() as http, http.get(link) as response:
+        assert response.headers["Content-Language"] == "en"
+        assert "Stop receiving referral invitations" in await response.text()
