@@ -9,7 +9,7 @@ from sqlalchemy import Select
 from sqlmodel import col, select
 
 from bot.workspaces import get_segment
-from models import Contact, Database, SegmentKind, SegmentMember, Workspace
+from models import Contact, Database, SegmentKind, SegmentMember
 
 # The importer reads every one of these back (`subscribed` is one of its consent headers), so
 # an export re-imports to the same contacts, consent included.
@@ -51,11 +51,12 @@ async def segment_contacts(db: Database, team_id: str, segment_id: int) -> Async
     greenlet switch and the ORM's bookkeeping a row, and a million-contact export took 15 s
     of the event loop's CPU in stretches of ~100 ms during which serve acked nothing."""
     segment = await get_segment(db, team_id, segment_id)
-    workspace = await db.reader.get(Workspace, team_id, team_id)
-    default = workspace.default_locale if workspace else "en"
     query = members_query(team_id, segment_id, every_contact=segment.kind == SegmentKind.ALL)
     async with db.engine.connect() as conn:  # Core rows: the ORM's cost ~10 us a row more
         result = await conn.stream(query.execution_options(yield_per=STREAM_ROWS))
         async for rows in result.partitions(STREAM_ROWS):
-            yield [(first, last, email, locale or default, YES if subscribed else NO)
+            # a contact without a locale of its own: an empty cell, not the workspace's
+            # default, which an export imported again (--update-existing) made its own, so a
+            # later DEFAULT_LOCALE left it in the old language
+            yield [(first, last, email, locale or "", YES if subscribed else NO)
                    for first, last, email, locale, subscribed in rows]  # fmt: skip

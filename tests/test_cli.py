@@ -75,7 +75,7 @@ async def test_import_json_export_round_trip(
     assert by_email["francois@example.org"]["first_name"] == "François"
     assert by_email["yuto@example.jp"]["last_name"] == "田中"
     assert by_email["yuto@example.jp"]["locale"] == "ja"
-    assert by_email["JANE@example.com"]["locale"] == "en"  # the workspace default
+    assert by_email["JANE@example.com"]["locale"] == ""  # none of her own: the default's
     assert by_email["evil@example.com"]["first_name"] == '\'=HYPERLINK("x")'
 
     segments = json.loads(run(db_env, "segments", "--json").stdout)
@@ -83,6 +83,25 @@ async def test_import_json_export_round_trip(
         {"name": "All Customers", "kind": "all", "contacts": 4},
         {"name": "Launch", "kind": "static", "contacts": 4},
     ]
+
+
+async def test_an_export_imported_again_leaves_a_contact_on_the_workspace_default(
+    db: Database, db_env: dict[str, str], sample: Path, tmp_path: Path
+) -> None:
+    """Jane has no locale: her invites follow the workspace's default (DEFAULT_LOCALE). The
+    export wrote that default into her locale cell, so its names fixed in a spreadsheet and
+    imported again with --update-existing pinned her to "en": after DEFAULT_LOCALE=de she was
+    still invited in English."""
+    assert run(db_env, "import", str(sample), "--segment", "Launch",
+               "--create-segment").returncode == 0  # fmt: skip
+    exported = tmp_path / "launch.csv"
+    exported.write_text(run(db_env, "export", "--segment", "Launch").stdout, encoding="utf-8")
+    again = run(db_env, "import", str(exported), "--segment", "Launch", "--update-existing")
+    assert again.returncode == 0, again.stderr
+    async with db.begin() as conn:
+        locale = (await conn.execute(text(
+            "SELECT locale FROM contact WHERE email_key = 'jane@example.com'"))).scalar_one()
+    assert locale is None
 
 
 async def test_readable_summary_and_second_run_finds_everyone(

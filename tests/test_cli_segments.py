@@ -292,7 +292,7 @@ async def test_an_export_to_a_full_disk_says_so_in_words_and_records_nothing(
     # nobody has the file: no "exported" entry in the audit log
     assert "segment.exported" not in [e.action for e in await recent(db, TEAM)]
     code, out, _ = await cli("export", "--segment", "small")  # stdout that takes it: as ever
-    assert (code, out.splitlines()[1:]) == (0, ["ana,,ana@example.com,en,yes"])
+    assert (code, out.splitlines()[1:]) == (0, ["ana,,ana@example.com,,yes"])
 
 
 async def _spring_targets(db: Database, *segments: str) -> None:

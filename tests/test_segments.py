@@ -471,7 +471,7 @@ async def test_export_is_formula_safe_and_carries_consent(team: Database) -> Non
     assert sorted(rows, key=lambda r: r[2]) == [
         ["Ana", "Lopez", "ana@example.com", "es", "yes"],
         ["Bo", "", "bo@example.com", "sv", "yes"],
-        ["'=cmd|' /C calc'!A0", "Evil", "evil@example.com", "en", "no"],
+        ["'=cmd|' /C calc'!A0", "Evil", "evil@example.com", "", "no"],
     ]
     await delete_segment(team, TEAM, vip.id or 0)
     with pytest.raises(WorkspaceError, match="no longer exists"):

@@ -572,7 +572,7 @@ async def test_export_lands_in_the_leads_dm_and_imports_again_to_the_same_contac
     assert header == ["first_name", "last_name", "email", "locale", "subscribed"]
     assert sorted(rows, key=lambda r: r[2]) == [
         ["Ana", "López", "ana@example.com", "es", "yes"],
-        ["'=cmd|' /C calc'!A0", "Evil", "evil@example.com", "en", "no"],
+        ["'=cmd|' /C calc'!A0", "Evil", "evil@example.com", "", "no"],
         ["悠斗", "田中", "yuto@example.jp", "ja", "yes"],
     ]
     assert responses[-1]["replace_original"] is False  # a note; the list stays
