@@ -245,18 +245,26 @@ def _code(raw: str) -> str | None:
         return None
     lang = match["lang"].lower()
     script = match["script"]
-    # ISO 639-2 and retired codes as CLDR maps them ("deu", "fra", "jpn", "iw", "in"): they
-    # were no language, and a German speaker exported as "deu" was invited in the default
-    aliased_script = ""
-    if lang not in known_languages() and (len(lang) == 3 or lang in _RETIRED):
-        lang, _, aliased_script = _aliases().get(lang, lang).partition("_")
+    region = match["region"]
     if lang not in known_languages():
-        return None
+        # ISO 639-2 and retired codes as CLDR maps them ("deu", "fra", "jpn", "iw", "in"): they
+        # were no language, and a German speaker exported as "deu" was invited in the default.
+        # Only here, for codes Babel doesn't know, so a known code pays nothing for it.
+        alias = _aliases().get(lang) if len(lang) == 3 or lang in _RETIRED else None
+        if alias is None:
+            return None
+        # CLDR's alias may add a script (hbs -> sr_Latn) or a region (cnr -> sr_ME, prs ->
+        # fa_AF), each kept in its own place; what the value spells itself wins (prs_AF, cnr_RS)
+        lang, aliased_script, aliased_region = alias
+        if lang not in known_languages():
+            return None
+        script = script or aliased_script
+        region = region or aliased_region
     parts = [lang]
-    if script or aliased_script:
-        parts.append((script or aliased_script).title())
-    if match["region"]:
-        parts.append(match["region"].upper())
+    if script:
+        parts.append(script.title())
+    if region:
+        parts.append(region.upper())
     return "-".join(parts)
 
 
@@ -264,13 +272,51 @@ _RETIRED = frozenset({"iw", "in", "ji", "jw"})  # Hebrew, Indonesian, Yiddish, J
 
 
 @lru_cache(maxsize=1)
-def _aliases() -> dict[str, str]:  # loaded once, when first needed
-    return dict(get_global("language_aliases"))
+def _aliases() -> dict[str, tuple[str, str | None, str | None]]:
+    """CLDR's language aliases as (language, script, region), loaded once, when first needed.
+
+    Parsed with Babel rather than split at "_": an alias names a script (`hbs` -> `sr_Latn`)
+    or a region (`cnr` -> `sr_ME`), and reading "ME" as a script stored "sr-Me", a tag no BCP 47
+    reader takes. An alias Babel can't parse is left out, so its code stays unknown.
+    """
+    aliases: dict[str, tuple[str, str | None, str | None]] = {}
+    for code, alias in get_global("language_aliases").items():
+        try:
+            lang, region, script, _variant = parse_locale(alias)
+        except ValueError:
+            continue
+        aliases[code] = (lang, script, region)
+    return aliases
 
 
 # A POSIX locale's codeset and modifier ("en_US.UTF-8", "de_DE@euro", as system tools write
 # them): the tag before them is the language
 _POSIX_TAIL = re.compile(r"(?<=[A-Za-z0-9])[.@][A-Za-z0-9_.@-]*\Z")
+
+# The POSIX modifiers that name a script (glibc's sr_RS@latin, uz_UZ@cyrillic, sd_IN@devanagari):
+# dropped with the codeset, sr_RS@latin became sr-RS, which CLDR reads as Cyrillic. Others
+# (@euro, @valencia) say nothing of the language's script and are dropped.
+_MODIFIER_SCRIPTS = {"latin": "Latn", "cyrillic": "Cyrl", "devanagari": "Deva"}
+
+
+def _posix(text: str) -> str | None:
+    """`en_US.UTF-8` -> `en-US`, `sr_RS@latin` -> `sr-Latn-RS`; None when `text` has no
+    codeset or modifier, or what comes before them is no code.
+
+    Only for a value that isn't a plain code, so codes pay nothing for the modifier. A script
+    the code spells itself (`sr_Latn_RS@cyrillic`) or its alias adds wins over the modifier.
+    """
+    tail = _POSIX_TAIL.search(text)
+    if tail is None:
+        return None
+    code = _code(text[: tail.start()])
+    if code is None or "@" not in tail.group():
+        return code
+    script = _MODIFIER_SCRIPTS.get(tail.group().partition("@")[2].partition(".")[0].lower())
+    lang, _, rest = code.partition("-")
+    if script is None or len(rest.partition("-")[0]) == 4:  # no script named, or one spelled
+        return code
+    return "-".join((lang, script, rest)) if rest else f"{lang}-{script}"
 
 
 @lru_cache(maxsize=4096)
@@ -283,7 +329,7 @@ def normalize_locale(raw: str) -> str | None:
     text = raw.strip()
     if len(text) > MAX_NAME:  # no code or name is this long; first, as _POSIX_TAIL costs the
         return None  # square of a long run of its characters (32 KB of "a.": 7 s a cell)
-    code = _code(text) or _code(_POSIX_TAIL.sub("", text))
+    code = _code(text) or _posix(text)
     if code is not None:
         return code
     if not any(c.isalpha() for c in text):

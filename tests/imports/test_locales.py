@@ -209,3 +209,28 @@ def test_a_long_cell_of_codeset_characters_costs_no_more_than_its_length() -> No
     assert time.process_time() - started < 1
     assert normalize_locale("en_US.UTF-8") == "en-US"
     assert normalize_locale("de_DE@euro") == "de-DE"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("cnr", "sr-ME"),  # Montenegrin: CLDR's alias is sr_ME, a region
+    ("prs", "fa-AF"),  # Dari: fa_AF
+    ("swc", "sw-CD"),  # Congo Swahili: sw_CD
+    ("prs_AF", "fa-AF"),
+])  # fmt: skip
+def test_a_three_letter_code_whose_alias_names_a_region_keeps_it_a_region(
+    raw: str, expected: str
+) -> None:
+    """CLDR aliases some codes to a language and a region (cnr -> sr_ME), not a script: the
+    region was read as a script, "sr-Me", a tag no BCP 47 reader takes."""
+    assert normalize_locale(raw) == expected
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("sr_RS@latin", "sr-Latn-RS"),  # glibc's Serbian in Latin script
+    ("sr_RS.UTF-8@latin", "sr-Latn-RS"),
+    ("uz_UZ@cyrillic", "uz-Cyrl-UZ"),
+])  # fmt: skip
+def test_a_posix_script_modifier_is_the_script(raw: str, expected: str) -> None:
+    """POSIX's @latin / @cyrillic modifier names the script: dropped with the codeset, a
+    Latin-script Serbian contact was stored as sr-RS (Cyrillic, CLDR's default for sr)."""
+    assert normalize_locale(raw) == expected
