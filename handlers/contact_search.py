@@ -308,10 +308,14 @@ async def _change(d: Deps, client: AsyncWebClient, where: Where, action: str,
         note = await _apply(d, where, action, ref, segment_id)
         changed = True
     except Refusal as exc:  # our own mrkdwn (it mentions the leads)
-        log.info("contact change refused: %s", exc)
+        log.info("contact change refused (%s, team %s, contact %s)", action, where.team_id,
+                 ref.id)  # fmt: skip
         note = f":no_entry: {exc}"
     except ContactError as exc:  # the real state differs (double click, race, gone)
-        log.info("contact change not made: %s", exc)
+        # the contact by id, never its words: they quote its address, and a log is beyond
+        # every deletion (`contacts delete` takes the contact out everywhere but there)
+        log.info("contact change not made (%s, team %s, contact %s): %s", action,
+                 where.team_id, ref.id, type(exc).__name__)  # fmt: skip
         if isinstance(exc, contact_admin.ContactGone):
             await _show(client, where, gone(esc(str(exc))), replace=True, back=True)
             return

@@ -702,3 +702,18 @@ async def test_a_name_stored_with_doubled_or_no_break_spaces_is_found_by_its_wor
         found = await _command(app, query)
         assert email in _rendered(found), (query, found["text"])
     assert app.slack.block_errors == []
+
+
+async def test_a_contact_change_not_made_logs_no_address(
+    app: Harness, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A stale card's Unsubscribe: the log line said "contact change not made:
+    ada@example.com is already unsubscribed.", an address in a log no deletion reaches."""
+    await _ada(app)
+    card = await _click(app, Action.CONTACT_SHOW, await _command(app, "ada@"))
+    await _click(app, Action.CONTACT_UNSUBSCRIBE, card)
+    with caplog.at_level(logging.INFO):
+        twice = await _click(app, Action.CONTACT_UNSUBSCRIBE, card)  # the old card's button
+    assert "already unsubscribed" in twice["text"]
+    said = [r.getMessage() for r in caplog.records if "contact change" in r.getMessage()]
+    assert said and not [line for line in said if "ada@example.com" in line], said
