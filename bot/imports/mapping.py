@@ -32,6 +32,7 @@ from bot.imports.reading import (
     ColumnsError,
     CsvFileError,
     full_name_column,
+    header_is_data,
     map_header,
     opt_out_column,
     squash,
@@ -253,8 +254,14 @@ async def remember(db: Database, team_id: str, header: list[str], mapping: Colum
 
 async def remember_in(conn: AsyncConnection, team_id: str, header: list[str], mapping: ColumnMap,
                       user: str) -> None:  # fmt: skip
+    """`remember` in the caller's transaction. A "header" that is a row of data (a file
+    without one, mapped by its first row's values, as its error says to) is not remembered:
+    it kept that customer's address and name as the workspace's column names (`mappings`
+    listed them, after `contacts delete` too), and no other file has that header."""
     if not mapping.email:
         raise ValueError("a mapping needs an email column")
+    if header_is_data(header, columns_for(header, mapping)):
+        return
     values = {"team_id": team_id, "headers_key": headers_key(header), **dict(mapping.items()),
               "updated_by": user[:64], "updated_at": utcnow()}  # fmt: skip
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert

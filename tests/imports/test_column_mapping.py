@@ -641,3 +641,27 @@ def test_the_header_a_parent_mapped_is_read_with_its_columns_alone() -> None:
     with CsvReader(io.BytesIO(data), columns_of=lambda _header: columns) as child:
         assert (child.header, child.columns) == (TITLED_HEADER, columns)
         assert list(child.records()) == records == [(3, TITLED_ROWS[2]), (4, TITLED_ROWS[3])]
+
+
+async def test_a_file_without_a_header_remembers_no_customers_address_as_a_column(
+    db: Database,
+) -> None:  # fmt: skip
+    """A file without a header row is mapped as its error says, by "a value of the first
+    row": that first customer's address and name were remembered as the workspace's column
+    mapping (`referral-bot mappings` lists them), and stayed after `contacts delete` took
+    the contact out "everywhere". Both rows are still imported."""
+    from bot.contact_admin import delete_contact, find_by_email
+
+    await ensure_workspace(db, TEAM)
+    await import_files(db, TEAM, [("nohdr.csv", io.BytesIO(b"ada@example.com,Ada,Lovelace\n"
+                                                           b"bob@example.com,Bob,Stone\n"))],
+                       segment="Work", create_segment=True,
+                       column_map={"email": "ada@example.com", "first_name": "Ada",
+                                   "last_name": "Lovelace"})  # fmt: skip
+    assert set(await _contacts(db)) == {"ada@example.com", "bob@example.com"}
+    await delete_contact(db, TEAM, await find_by_email(db, TEAM, "ada@example.com"), "cli")
+    async with db.begin() as conn:
+        kept = (await conn.execute(text(
+            "SELECT email, first_name, last_name FROM column_mapping WHERE team_id = :t"),
+            {"t": TEAM})).all()  # fmt: skip
+    assert [v for row in kept for v in row if v in ("ada@example.com", "Ada", "Lovelace")] == []
