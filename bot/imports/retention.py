@@ -1,7 +1,8 @@
 """Staged rows are kept only while they are useful: deleted STAGED_RETENTION_DAYS after their
 import ended (done, failed, rejected or cancelled, and undone: an undone import ended too, and
 leaving it out kept its rows on disk for good, the purge queueing itself again every day for
-them). An import being undone keeps its rows until its undo has finished.
+them). An import being undone keeps its rows until its undo has finished. A draft untouched
+for as long is cancelled ("expired"), so it ends too (_STALE_DRAFTS).
 
 A purge job runs about once a day per workspace: creating a batch queues one (due within the
 hour, or one waiting brought forward to then), the end of any job of the workspace queues one
@@ -40,12 +41,15 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from bot.audit import CLI
+from bot.imports.batches import ReviewError
 from bot.imports.job_kinds import PURGE_JOB
 from bot.imports.undo_window import close_undo_before
 from bot.jobs.forgettable import jobs_left_to_forget_in
 from bot.jobs.queue import database_now_in, schedule_purge_in
 from bot.jobs.retention import forget_finished_jobs
 from bot.jobs.worker import Handler, JobContext
+from bot.notify import BATCH_CHANGED, enqueue_report_in
 from models import Database
 from models.clock import utcnow
 from models.staging import SCHEMA
@@ -94,6 +98,17 @@ _DROP_LEFT_BY_DRY_RUNS = [
                           ("import_batch", "id"))
 ]  # fmt: skip
 
+# Drafts nobody approved, rejected or cancelled for the retention's days (left in review, a
+# shell import killed part way, a review never posted): they never ended, so their rows,
+# every customer of their files, stayed for good. They end, cancelled ("expired"), and their
+# rows go the retention's days later, as any ended import's (a dry run's batch is dropped
+# apart, above).
+_STALE_DRAFTS = text("""
+    SELECT id FROM import_batch WHERE team_id = :t AND status = 'draft' AND dry_run = :no
+      AND updated_at < :cutoff
+""").bindparams(bindparam("cutoff", type_=UTCDateTime()))
+EXPIRED = "expired: nobody approved, rejected or cancelled it for {days:g} days"
+
 # Any batch still holding staged rows, ended or not: an import still in review when this run
 # came ends later, and its rows must be purged then too (only the first batch's creation
 # queued a purge, so a review longer than an hour left its rows on disk for good).
@@ -115,6 +130,7 @@ async def purge_staged(db: Database, team_id: str, days: float,
     The jobs that ended long enough ago go first (bot.jobs.retention), so the next run is
     queued only for what is left then: staged rows, or ended jobs a later run forgets."""
     await forget_finished_jobs(db, team_id)
+    await _expire_stale_drafts(db, team_id, days)
     async with db.begin() as conn:
         result = await conn.execute(_PURGE, {"t": team_id, "cutoff": utcnow() - timedelta(days)})
         purged = result.rowcount + await _drop_left_by_dry_runs_in(conn, team_id)
@@ -135,6 +151,26 @@ async def purge_staged(db: Database, team_id: str, days: float,
         except sqlite3.OperationalError as exc:  # busy past the timeout; the rows are gone anyway
             log.warning("staging file not shrunk this time (%s): %s", team_id, exc)
     return purged
+
+
+async def _expire_stale_drafts(db: Database, team_id: str, days: float) -> None:
+    """Cancel the drafts untouched for `days` (_STALE_DRAFTS), each as a lead's Cancel would
+    (counts frozen, the audit log saying why); one changed meanwhile is left as it stands."""
+    from bot.imports.review import cancel  # review imports what imports this
+
+    async with db.begin() as conn:
+        stale = (await conn.execute(_STALE_DRAFTS, {
+            "t": team_id, "no": False, "cutoff": utcnow() - timedelta(days)})).scalars().all()
+    for batch_id in stale:
+        try:
+            await cancel(db, team_id, int(batch_id), CLI, is_lead=True, draft_only=True,
+                         why=EXPIRED.format(days=days))  # fmt: skip
+        except ReviewError as exc:  # approved or changed since it was read
+            log.info("draft %s (team %s) not expired: %s", batch_id, team_id, exc)
+        else:
+            log.info("draft %s (team %s) expired after %g days", batch_id, team_id, days)
+            async with db.begin() as conn:  # its review message, where it has one, says so
+                await enqueue_report_in(conn, team_id, int(batch_id), BATCH_CHANGED)
 
 
 async def _drop_left_by_dry_runs_in(conn: AsyncConnection, team_id: str) -> int:

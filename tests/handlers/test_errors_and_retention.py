@@ -234,3 +234,27 @@ async def test_a_file_shared_event_without_a_file_id_is_ignored_not_a_failure(
     assert reply.status == 200
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert any("without a file_id" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_import_left_in_review_for_good_expires_and_its_rows_go(
+    app: Harness,
+) -> None:  # fmt: skip
+    """Nobody approved, rejected or cancelled q3.csv: its customers' names and addresses
+    stayed in staged_row for good, the purge queueing itself every day for them. Untouched
+    for STAGED_RETENTION_DAYS it is cancelled, its review says so, and its rows go as any
+    ended import's."""
+    message, batch = await _start(app)
+    old = bindparam("old", type_=UTCDateTime())
+    async with app.db.begin() as conn:  # asked for 90 days ago, then forgotten
+        await conn.execute(text("UPDATE import_batch SET created_at = :old, updated_at = :old")
+                           .bindparams(old), {"old": utcnow() - timedelta(days=90)})  # fmt: skip
+    await _purge_due(app)
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch WHERE status = 'cancelled'") == 1
+    shown = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
+    assert "Cancelled" in shown or "cancelled" in shown, shown
+    assert Action.APPROVE not in shown
+    await _purge_due(app, finished_days_ago=31)
+    assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
+    await app.settle()
+    assert await _count(app, "SELECT COUNT(*) FROM contact") == 0
