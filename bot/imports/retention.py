@@ -67,6 +67,17 @@ _PURGE = text(f"""
         WHERE team_id = :t AND status IN {_ENDED} AND finished_at < :cutoff)
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()))
 
+# An address a lead took out in *Review contacts* is named in the audit log ("edited import
+# #12 (removed zed@example.com)"): someone never imported, often the one who asked to be left
+# out. It is forgotten with the import's staged rows, which are all that knew it.
+FORGOTTEN_REMOVAL = "removed an address, forgotten with the import's rows"
+_FORGET_REMOVED_ADDRESSES = text(f"""
+    UPDATE audit_entry SET detail = :forgotten
+    WHERE team_id = :t AND action = 'import.contact_removed' AND detail <> :forgotten
+      AND subject IN (SELECT 'import #' || CAST(id AS TEXT) FROM import_batch
+                      WHERE team_id = :t AND status IN {_ENDED} AND finished_at < :cutoff)
+""").bindparams(bindparam("cutoff", type_=UTCDateTime()))
+
 _PURGE_LISTINGS = text("""
     DELETE FROM segment_member_listing WHERE team_id = :t AND EXISTS (
         SELECT 1 FROM segment_member m JOIN import_batch b ON b.id = m.batch_id
@@ -132,7 +143,10 @@ async def purge_staged(db: Database, team_id: str, days: float,
     await forget_finished_jobs(db, team_id)
     await _expire_stale_drafts(db, team_id, days)
     async with db.begin() as conn:
-        result = await conn.execute(_PURGE, {"t": team_id, "cutoff": utcnow() - timedelta(days)})
+        ended_before = {"t": team_id, "cutoff": utcnow() - timedelta(days)}
+        result = await conn.execute(_PURGE, ended_before)
+        await conn.execute(_FORGET_REMOVED_ADDRESSES, {**ended_before,
+                                                       "forgotten": FORGOTTEN_REMOVAL})
         purged = result.rowcount + await _drop_left_by_dry_runs_in(conn, team_id)
         if undo_days is not None:
             cutoff = utcnow() - timedelta(undo_days)

@@ -184,3 +184,40 @@ async def test_a_second_remove_or_confirm_consent_leaves_the_review_as_drawn(
     assert not await confirm_consent(db, TEAM, batch, "U1")
     assert (await get_batch(db, TEAM, batch)).revision == drawn
     assert (await approve(db, TEAM, batch, "U0LEAD", seen=drawn)).valid == 1
+
+
+async def test_an_address_taken_out_of_a_review_is_forgotten_with_the_staged_rows(
+    db: Database,
+) -> None:  # fmt: skip
+    """Zed asked not to be imported: a lead took the address out in *Review contacts* and
+    rejected the import. Its staged rows went after STAGED_RETENTION_DAYS, but the audit
+    entry ("edited import #N (removed zed@example.com)") kept the address for good, of
+    someone never a contact, whom no `contacts delete` can find."""
+    from datetime import timedelta
+
+    from sqlalchemy import bindparam, text
+    from sqlmodel.sql.sqltypes import UTCDateTime
+
+    from bot.imports.retention import FORGOTTEN_REMOVAL, purge_staged
+    from bot.imports.review import reject
+    from models.clock import utcnow
+
+    batch = await _batch(db)
+    await _file(db, batch, "q3.csv",
+                b"email,first_name\nada@example.com,Ada\nzed@example.com,Zed\n")  # fmt: skip
+    await _remove(db, batch, "zed@example.com")
+    await reject(db, TEAM, batch, "U2")
+    await purge_staged(db, TEAM, 30, 7)  # too soon: the review's words stay
+    detail = text("SELECT detail FROM audit_entry WHERE team_id = :t "
+                  "AND action = 'import.contact_removed'")  # fmt: skip
+    async with db.begin() as conn:
+        assert (await conn.execute(detail, {"t": TEAM})).scalars().all() == [
+            "removed zed@example.com"]  # fmt: skip
+        await conn.execute(text("UPDATE import_batch SET finished_at = :d").bindparams(
+            bindparam("d", type_=UTCDateTime())), {"d": utcnow() - timedelta(days=31)})
+    await purge_staged(db, TEAM, 30, 7)
+    async with db.begin() as conn:
+        staged = (await conn.execute(text("SELECT COUNT(*) FROM staged_row WHERE team_id = :t"),
+                                     {"t": TEAM})).scalar()  # fmt: skip
+        kept = (await conn.execute(detail, {"t": TEAM})).scalars().all()
+    assert (staged, kept) == (0, [FORGOTTEN_REMOVAL])
