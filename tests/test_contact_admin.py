@@ -458,3 +458,31 @@ async def test_a_search_of_more_contacts_than_a_statement_takes_parameters_lists
     page = await search(world.db, TEAM, "a", limit=40_000)
     assert (len(page.hits), page.more) == (count, False)
     assert {h.segments for h in page.hits} == {("VIP",)}
+
+
+async def test_a_contact_typed_into_an_import_is_forgotten_with_its_staged_rows(
+    world: World,
+) -> None:  # fmt: skip
+    """Ada typed into an import by hand (rejected), then deleted, and the import's staged
+    rows purged after STAGED_RETENTION_DAYS: the source of one customer is labelled with the
+    address, and import_source rows are kept with their import, so the address stayed."""
+    from datetime import timedelta
+
+    from bot.imports.batches import create_batch, stage_contact
+    from bot.imports.retention import FORGOTTEN_CUSTOMER, purge_staged
+    from bot.imports.review import reject
+    from models.clock import utcnow
+
+    await world.import_csv("VIP", people("ada@example.com,Ada"))
+    batch = await create_batch(world.db, TEAM, await world.segment_id("VIP"), "U2")
+    await stage_contact(world.db, TEAM, batch.id or 0, email="ada@example.com",
+                        first_name="Ada", last_name="Lovelace")  # fmt: skip
+    await reject(world.db, TEAM, batch.id or 0, "U1")
+    await delete_contact(world.db, TEAM, await _id(world, "ada@example.com"), "U1")
+    async with world.db.begin() as conn:  # every import ended 31 days ago
+        await conn.execute(text("UPDATE import_batch SET finished_at = :d").bindparams(
+            bindparam("d", type_=UTCDateTime())), {"d": utcnow() - timedelta(days=31)})
+    await purge_staged(world.db, TEAM, 30, 7)
+    assert await world.scalar("SELECT COUNT(*) FROM staged_row") == 0
+    assert await world.rows("SELECT kind, label FROM import_source WHERE kind = 'contact'") == [
+        ("contact", FORGOTTEN_CUSTOMER)]  # fmt: skip

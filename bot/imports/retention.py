@@ -78,6 +78,16 @@ _FORGET_REMOVED_ADDRESSES = text(f"""
                       WHERE team_id = :t AND status IN {_ENDED} AND finished_at < :cutoff)
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()))
 
+# So is a customer typed in by hand: its source is labelled with the address (the review
+# lists it so), and sources are kept with their import for good.
+FORGOTTEN_CUSTOMER = "a customer typed in (forgotten with the import's rows)"
+_FORGET_TYPED_ADDRESSES = text(f"""
+    UPDATE import_source SET label = :forgotten
+    WHERE team_id = :t AND kind = 'contact' AND label <> :forgotten
+      AND batch_id IN (SELECT id FROM import_batch
+                       WHERE team_id = :t AND status IN {_ENDED} AND finished_at < :cutoff)
+""").bindparams(bindparam("cutoff", type_=UTCDateTime()))
+
 _PURGE_LISTINGS = text("""
     DELETE FROM segment_member_listing WHERE team_id = :t AND EXISTS (
         SELECT 1 FROM segment_member m JOIN import_batch b ON b.id = m.batch_id
@@ -147,6 +157,8 @@ async def purge_staged(db: Database, team_id: str, days: float,
         result = await conn.execute(_PURGE, ended_before)
         await conn.execute(_FORGET_REMOVED_ADDRESSES, {**ended_before,
                                                        "forgotten": FORGOTTEN_REMOVAL})
+        await conn.execute(_FORGET_TYPED_ADDRESSES, {**ended_before,
+                                                     "forgotten": FORGOTTEN_CUSTOMER})
         purged = result.rowcount + await _drop_left_by_dry_runs_in(conn, team_id)
         if undo_days is not None:
             cutoff = utcnow() - timedelta(undo_days)
