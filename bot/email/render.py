@@ -96,6 +96,19 @@ def _negotiate(tag: str | None) -> str | None:
     return best_locale([tag], TEMPLATE_LOCALES) if tag else None
 
 
+def _workspace_variant(asked: str, chosen: str, default: str) -> str:
+    """A contact's bare language ("zh", as Mailchimp and "Chinese" give it) served in the
+    workspace default's variant of it when it has one: a Taiwanese shop (DEFAULT_LOCALE=
+    zh-TW) invited its "zh" customers in Simplified Chinese, the first template of the
+    language. A locale naming its script or region keeps its own."""
+    if "-" in asked.strip().replace("_", "-"):
+        return chosen
+    preferred = _negotiate(default)
+    if preferred and preferred.split("-")[0] == chosen.split("-")[0]:
+        return preferred
+    return chosen
+
+
 def choose_locale(contact_locale: str | None, default: str) -> tuple[str, bool]:
     """The template locale for a contact, and whether it fell back from what was asked for.
 
@@ -107,7 +120,7 @@ def choose_locale(contact_locale: str | None, default: str) -> tuple[str, bool]:
     if contact_locale and contact_locale.strip():
         chosen = _negotiate(contact_locale)
         if chosen:
-            return chosen, False
+            return _workspace_variant(contact_locale, chosen, default), False
         return _negotiate(default) or FALLBACK_LOCALE, True
     chosen = _negotiate(default)
     if chosen:

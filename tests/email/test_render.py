@@ -162,6 +162,13 @@ def test_a_missing_first_name_becomes_the_start_of_the_address() -> None:
         ("ru_RU", "en", ("ru", False)),
         ("xx", "ko", ("en", True)),  # a default without templates: English
         (None, "ko", ("en", True)),
+        # a bare language takes the workspace's variant of it (a Taiwanese shop's "zh"
+        # customers got Simplified Chinese); one naming its script or region keeps its own
+        ("zh", "zh-TW", ("zh-TW", False)),
+        ("zh", "en", ("zh-CN", False)),
+        ("zh-CN", "zh-TW", ("zh-CN", False)),
+        ("zh-Hans", "zh-TW", ("zh-CN", False)),
+        ("pt", "pt-BR", ("pt-BR", False)),
     ],
 )
 def test_choose_locale(contact: str | None, default: str, expected: tuple[str, bool]) -> None:
