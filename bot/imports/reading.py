@@ -38,9 +38,9 @@ RUNAWAY_LOOKAHEAD = 5_000  # lines searched for the end of a quoted field past F
 
 # Column names as spelled by our seed, Shopify, Mailchimp, HubSpot, Klaviyo, WooCommerce and
 # spreadsheets in English, French, German, Spanish, Japanese, Chinese and Korean (and a few
-# more), normalised by squash: spaces, `_`,
-# `-` and `.` removed, case folded; accents stay, so both spellings are listed where people
-# type them without ("Prenom").
+# more: the languages invites are written in, Swedish, Danish, Norwegian and Russian among
+# them), normalised by squash: spaces, `_`, `-` and `.` removed, case folded; accents stay, so
+# both spellings are listed where people type them without ("Prenom").
 HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     "email": ("email", "emailaddress", "mail", "emailid", "customeremail",
               "workemail", "workemailaddress", "businessemail", "primaryemail",
@@ -50,22 +50,26 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
               "emailadres", "indirizzoemail", "endereçodeemail", "enderecodeemail",
               "billingemail",  # WooCommerce's order export
               "メールアドレス", "メール", "eメール", "電子メール", "邮箱", "电子邮件", "电子邮箱",
-              "電子郵件", "電子郵箱", "이메일", "이메일주소"),
+              "電子郵件", "電子郵箱", "이메일", "이메일주소",
+              # Swedish, Danish and Norwegian (E-post, E-postadress), Russian (Эл. почта)
+              "epost", "epostadress", "epostadresse", "электроннаяпочта", "элпочта"),
     "first_name": ("firstname", "fname", "givenname", "forename", "billingfirstname",
                    "prénom", "prenom", "vorname", "nombre", "voornaam", "nome",
-                   "名", "名前", "名字", "이름"),
+                   "名", "名前", "名字", "이름", "förnamn", "fornamn", "fornavn", "имя"),
     "last_name": ("lastname", "lname", "surname", "familyname", "billinglastname",
                   "nom", "nomdefamille", "nachname", "familienname", "apellido", "apellidos",
-                  "achternaam", "cognome", "sobrenome", "姓", "苗字", "姓氏", "성"),
+                  "achternaam", "cognome", "sobrenome", "姓", "苗字", "姓氏", "성",
+                  "efternamn", "efternavn", "etternavn", "фамилия"),
     "locale": ("locale", "language", "lang", "languagecode", "preferredlanguage",
                "preferredlocale", "languagepreference",
                "langue", "languepréférée", "languepreferee", "sprache", "bevorzugtesprache",
-               "idioma", "idiomapreferido", "lingua", "taal", "言語", "语言", "語言", "언어"),
+               "idioma", "idiomapreferido", "lingua", "taal", "言語", "语言", "語言", "언어",
+               "språk", "sprak", "sprog", "язык"),
     # one column for the whole name (Stripe's "Name", a Shopify order's "Billing Name"): split
     # into first and last name (rows.split_full_name) when there is no column for either
     "full_name": ("name", "fullname", "customername", "contactname", "billingname",
                   "nomcomplet", "vollständigername", "nombrecompleto", "nomecompleto",
-                  "氏名", "お名前", "姓名"),
+                  "氏名", "お名前", "姓名", "namn", "navn", "fulltnavn", "fuldenavn", "фио"),
     # consent to marketing email: Shopify's, Mailchimp's, HubSpot's and Klaviyo's exports, and
     # plain spellings; rows.CONSENT says which values they hold
     "subscribed": ("acceptsmarketing", "acceptsemailmarketing", "subscribed",

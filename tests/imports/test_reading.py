@@ -751,6 +751,11 @@ def test_a_runaway_field_fails_one_record_not_the_file() -> None:
         (["e_mail", "First.Name", "LAST NAME", "preferred-language"], Columns(0, 1, 2, 3)),
         (["E-Mail Address", "fname", "lname", "LANGUAGE"], Columns(0, 1, 2, 3)),
         (["\ufeffEmail", "first name"], Columns(0, 1, None, None)),
+        # the languages invites are written in: their columns went unread (a Swedish shop's
+        # export had no email column it knew, a Russian one's names and language were lost)
+        (["E-post", "Förnamn", "Efternamn", "Språk"], Columns(0, 1, 2, 3)),
+        (["E-postadresse", "Fornavn", "Etternavn", "Sprog"], Columns(0, 1, 2, 3)),
+        (["Эл. почта", "Имя", "Фамилия", "Язык"], Columns(0, 1, 2, 3)),
     ],
 )
 def test_header_spellings(header: list[str], expected: Columns) -> None:
