@@ -1329,3 +1329,20 @@ def test_a_campaign_name_on_stderr_cant_drive_the_terminal(db_env: dict[str, str
     assert deleting.returncode == 1 and "Spr\\x1b[2Jing" in deleting.stderr, deleting.stderr
     raw = [said for said in (created.stderr, paused.stderr, deleting.stderr) if "\x1b" in said]
     assert raw == [], raw
+
+
+def test_campaign_edit_saves_the_store_url_sender_and_offer_trimmed_as_create_does(
+        db_env: dict[str, str]) -> None:  # fmt: skip
+    """`campaign create` strips what it saves; `campaign edit` saved
+    "https://shop.example/spring " with its pasted trailing space, and every referral link
+    then led to /spring%20."""
+    from bot.web import location, with_ref
+
+    assert run(db_env, "campaign", "create", "Spring", "--store-url",
+               "https://shop.example").returncode == 0  # fmt: skip
+    edited = run(db_env, "campaign", "edit", "Spring", "--store-url",
+                 "https://shop.example/spring ", "--offer", " 10% off ")  # fmt: skip
+    assert edited.returncode == 0, edited.stderr
+    [row] = _json(db_env, "campaign", "list")
+    assert row["store_url"] == "https://shop.example/spring"
+    assert str(location(with_ref(row["store_url"], "AB"))) == "https://shop.example/spring?ref=AB"

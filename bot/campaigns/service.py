@@ -315,6 +315,9 @@ async def update_campaign(db: Database, team_id: str, campaign_id: int, *,
     if "name" in fields:
         fields["name"] = " ".join(fields["name"].split())
         fields["name_key"] = segment_key(fields["name"])
+    for stripped in ("store_url", "sender", "offer"):  # saved as create_campaign saves them:
+        if isinstance(fields.get(stripped), str):  # "…/spring " led every link to /spring%20
+            fields[stripped] = fields[stripped].strip()
     async with db.begin() as conn:
         # the row taken first with a write (PostgreSQL's row lock, SQLite's write lock, which
         # pysqlite takes only at a write), as going live and enrolling take it: a delay
