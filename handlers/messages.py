@@ -33,7 +33,7 @@ from slack_sdk.models.views import View
 from bot.audit import by_whom
 from bot.campaigns.preview import CampaignPreview
 from bot.contact_admin import MAX_QUERY
-from bot.imports.batches import Totals
+from bot.imports.batches import Totals, cancelled_words
 from bot.imports.dry_run import DryRun
 from bot.imports.files import ENTRY_SEPARATOR
 from bot.imports.mapping import mappable
@@ -654,7 +654,7 @@ def result_text(batch: ImportBatch, segment: str) -> str:
                      "to the segment; they stay.")  # fmt: skip
         return text
     if ended == BatchStatus.CANCELLED:
-        who = f" {by_whom(batch.cancelled_by)}" if batch.cancelled_by else ""
+        who = cancelled_words(batch.cancelled_by)
         return (
             f":no_entry_sign: The import into *{seg}* was cancelled{who}: "
             f"{n(_processed(batch))} of {plural(batch.valid, 'contact')} imported before it was "

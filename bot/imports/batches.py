@@ -333,12 +333,25 @@ async def state_sentence(conn: AsyncConnection, team_id: str, batch_id: int) -> 
     return f"This import is already {status_words(*row)}."
 
 
+# `cancelled_by` of a draft the daily purge ended, left in review untouched for weeks
+# (bot.imports.retention): said as expired, not as cancelled by someone
+EXPIRED_BY = "expiry"
+
+
+def cancelled_words(cancelled_by: str | None) -> str:
+    """" by <@U…>", " from the command line", ", expired (left in review untouched)" or "",
+    after "cancelled"."""
+    if cancelled_by == EXPIRED_BY:
+        return ", expired (left in review untouched)"
+    return f" {by_whom(cancelled_by)}" if cancelled_by else ""
+
+
 def status_words(status: str, approved_by: str | None, cancelled_by: str | None = None,
                  undone_by: str | None = None, error: str | None = None) -> str:  # fmt: skip
     """`error`: the batch's, telling an undone import that failed part way from one that
     finished (as the thread's result does: handlers/messages.ended_as)."""
     who = f" {by_whom(approved_by)}" if approved_by else ""
-    by = f" {by_whom(cancelled_by)}" if cancelled_by else ""
+    by = cancelled_words(cancelled_by)
     undo = f" {by_whom(undone_by)}" if undone_by else ""
     # what an import being undone had done: one cancelled or failed part way wasn't "imported"
     if cancelled_by:

@@ -41,8 +41,8 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from bot.audit import CLI
-from bot.imports.batches import ReviewError
+from bot.audit import Act, import_subject, record_in
+from bot.imports.batches import EXPIRED_BY, freeze_counts
 from bot.imports.job_kinds import PURGE_JOB
 from bot.imports.undo_window import close_undo_before
 from bot.jobs.forgettable import jobs_left_to_forget_in
@@ -119,16 +119,28 @@ _DROP_LEFT_BY_DRY_RUNS = [
                           ("import_batch", "id"))
 ]  # fmt: skip
 
-# Drafts nobody approved, rejected or cancelled for the retention's days (left in review, a
-# shell import killed part way, a review never posted): they never ended, so their rows,
-# every customer of their files, stayed for good. They end, cancelled ("expired"), and their
-# rows go the retention's days later, as any ended import's (a dry run's batch is dropped
-# apart, above).
+# Drafts nobody approved, rejected or cancelled for weeks (left in review, a shell import
+# killed part way, a review never posted): they never ended, so their rows, every customer of
+# their files, stayed for good. Untouched (no change bumps `updated_at`) for the retention's
+# days, and at least DRAFT_EXPIRY_MIN_DAYS, whatever a short retention says (0 cancelled a
+# review in progress within the hour), and with no file still being read, one ends,
+# cancelled as expired (batches.EXPIRED_BY), and its rows go the retention's days later, as
+# any ended import's (a dry run's batch is dropped apart, above).
+DRAFT_EXPIRY_MIN_DAYS = 30
 _STALE_DRAFTS = text("""
-    SELECT id FROM import_batch WHERE team_id = :t AND status = 'draft' AND dry_run = :no
-      AND updated_at < :cutoff
+    SELECT b.id FROM import_batch b
+    WHERE b.team_id = :t AND b.status = 'draft' AND b.dry_run = :no AND b.updated_at < :cutoff
+      AND NOT EXISTS (SELECT 1 FROM import_source s WHERE s.team_id = :t
+                      AND s.batch_id = b.id AND s.status = 'pending' AND s.removed = :no)
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()))
-EXPIRED = "expired: nobody approved, rejected or cancelled it for {days:g} days"
+# taken only if still untouched: a change made since the draft was picked leaves it be
+_EXPIRE = text("""
+    UPDATE import_batch SET status = 'cancelled', cancelled_by = :expired, finished_at = :now,
+                            updated_at = :now, revision = revision + 1
+    WHERE team_id = :t AND id = :b AND status = 'draft' AND updated_at < :cutoff
+""").bindparams(bindparam("cutoff", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()))
+EXPIRED = "expired: left in review untouched for {days:g} days"
+PURGE_ACTOR = "The daily purge"  # who the audit log says did it (no person, no shell)
 
 # Any batch still holding staged rows, ended or not: an import still in review when this run
 # came ends later, and its rows must be purged then too (only the first batch's creation
@@ -180,23 +192,31 @@ async def purge_staged(db: Database, team_id: str, days: float,
 
 
 async def _expire_stale_drafts(db: Database, team_id: str, days: float) -> None:
-    """Cancel the drafts untouched for `days` (_STALE_DRAFTS), each as a lead's Cancel would
-    (counts frozen, the audit log saying why); one changed meanwhile is left as it stands."""
-    from bot.imports.review import cancel  # review imports what imports this
-
+    """End the drafts left untouched (_STALE_DRAFTS), each in a transaction of its own."""
+    days = max(days, DRAFT_EXPIRY_MIN_DAYS)
+    params = {"t": team_id, "no": False, "cutoff": utcnow() - timedelta(days)}
     async with db.begin() as conn:
-        stale = (await conn.execute(_STALE_DRAFTS, {
-            "t": team_id, "no": False, "cutoff": utcnow() - timedelta(days)})).scalars().all()
+        stale = (await conn.execute(_STALE_DRAFTS, params)).scalars().all()
     for batch_id in stale:
-        try:
-            await cancel(db, team_id, int(batch_id), CLI, is_lead=True, draft_only=True,
-                         why=EXPIRED.format(days=days))  # fmt: skip
-        except ReviewError as exc:  # approved or changed since it was read
-            log.info("draft %s (team %s) not expired: %s", batch_id, team_id, exc)
-        else:
-            log.info("draft %s (team %s) expired after %g days", batch_id, team_id, days)
-            async with db.begin() as conn:  # its review message, where it has one, says so
-                await enqueue_report_in(conn, team_id, int(batch_id), BATCH_CHANGED)
+        if await _expire(db, team_id, int(batch_id), params, days):
+            log.info("draft %s (team %s) expired after %g days untouched", batch_id, team_id,
+                     days)  # fmt: skip
+
+
+async def _expire(db: Database, team_id: str, batch_id: int, params: dict[str, object],
+                  days: float) -> bool:  # fmt: skip
+    """End one draft picked as stale, if it still is (a change since leaves it be), with its
+    counts frozen, the audit entry and its review's redraw queued, as a Cancel does."""
+    async with db.begin() as conn:
+        taken = await conn.execute(_EXPIRE, {**params, "b": batch_id, "now": utcnow(),
+                                             "expired": EXPIRED_BY})  # fmt: skip
+        if taken.rowcount != 1:
+            return False
+        await freeze_counts(conn, team_id, batch_id)
+        await record_in(conn, team_id, PURGE_ACTOR, Act.IMPORT_CANCELLED,
+                        import_subject(batch_id), EXPIRED.format(days=days))  # fmt: skip
+        await enqueue_report_in(conn, team_id, batch_id, BATCH_CHANGED)
+    return True
 
 
 async def _drop_left_by_dry_runs_in(conn: AsyncConnection, team_id: str) -> int:
