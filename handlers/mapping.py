@@ -32,14 +32,17 @@ from bot.imports.mapping import (
     ColumnMap,
     SheetRef,
     column_name,
+    fits,
     guess,
     keep_header,
     kept_header,
+    kept_mapping,
     kept_title,
     mappable,
     mapper_for,
     read_sheet,
     recall,
+    rememberable,
     reread_source,
     samples,
 )
@@ -69,6 +72,11 @@ SAVING = ":hourglass_flowing_sand: Saving your choice of columns…"
 SAVED = (":white_check_mark: Saved: files with the same headers will be read with these "
          "columns. This file is being read again with them; the review message shows its new "
          "counts in a moment.")  # fmt: skip
+# a file without a header row: its first row is data, so its "header" is remembered for no
+# other file (mapping.rememberable)
+READ_WITHOUT_HEADER = (":white_check_mark: This file is being read again with these columns; "
+                       "the review message shows its new counts in a moment. It has no header "
+                       "row, so they aren't remembered for other files.")  # fmt: skip
 NOT_MAPPABLE = "This file's columns can't be chosen: it was not read from a CSV or Excel file."
 
 
@@ -158,11 +166,15 @@ async def _drawn(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, ba
     position, title = shown.sheet or (None, None)
     await keep_header(d.db, team_id, source_id, header, position, title)
     remembered = await recall(d.db, team_id, header)
+    # a file without a header row: its mapping is kept on it, not remembered for others
+    kept = kept_mapping(source.header) if remembered is None else None
+    if kept is not None and not fits(header, kept):
+        kept = None
     # named as the review message names it: the second customers.csv is customers (2).csv
     label = (await review.source_names(d.db, team_id, batch_id)).get(source_id, source.label)
     return mapping_modal(batch_id=batch_id, source_id=source_id, label=label,
                          header=header, samples=shown.samples,
-                         current=remembered or guess(header),
+                         current=remembered or kept or guess(header),
                          remembered=remembered is not None, list_id=list_id,
                          sheet=shown.sheet, other_sheets=shown.other_sheets)  # fmt: skip
 
@@ -282,7 +294,8 @@ async def _save(
         await update_modal(client, view_id, note_modal(str(exc)))
         return
     try:
-        await update_modal(client, view_id, note_modal(SAVED))
+        await update_modal(client, view_id, note_modal(
+            SAVED if rememberable(header, mapping) else READ_WITHOUT_HEADER))  # fmt: skip
         await d.notifier.batch_changed(team_id, batch_id)
         if list_id:
             await d.notifier.show_list_when_read(team_id, batch_id, source_id, list_id)

@@ -260,7 +260,7 @@ async def remember_in(conn: AsyncConnection, team_id: str, header: list[str], ma
     listed them, after `contacts delete` too), and no other file has that header."""
     if not mapping.email:
         raise ValueError("a mapping needs an email column")
-    if header_is_data(header, columns_for(header, mapping)):
+    if not rememberable(header, mapping):
         return
     values = {"team_id": team_id, "headers_key": headers_key(header), **dict(mapping.items()),
               "updated_by": user[:64], "updated_at": utcnow()}  # fmt: skip
@@ -269,6 +269,14 @@ async def remember_in(conn: AsyncConnection, team_id: str, header: list[str], ma
     changed = {k: v for k, v in values.items() if k not in ("team_id", "headers_key")}
     await conn.execute(statement.on_conflict_do_update(
         index_elements=["team_id", "headers_key"], set_=changed))  # fmt: skip
+
+
+def rememberable(header: list[str], mapping: ColumnMap) -> bool:
+    """Whether `mapping` is remembered for files with `header`: not when the "header" is a
+    row of data (a file without one, mapped by its first row's values), whose customer's
+    address and name would be kept as the workspace's column names, for a header no other
+    file has. Such a file's mapping is kept on its source (keep_header) while it is read."""
+    return not header_is_data(header, columns_for(header, mapping))
 
 
 def _from_row(row: ColumnMapping) -> ColumnMap:
@@ -483,7 +491,7 @@ async def keep_header(db: Database, team_id: str, source_id: int, header: list[s
             select(ImportSource.header).where(*where).with_for_update())).scalar()  # fmt: skip
         await conn.execute(
             update(ImportSource).where(*where)
-            .values(header=_kept(header, sheet, read_sheet(kept), title))
+            .values(header=_kept(header, sheet, read_sheet(kept), title, kept_mapping(kept)))
         )  # fmt: skip
 
 
@@ -495,15 +503,28 @@ def _sheet_ref(value: object) -> SheetRef | None:
 
 
 def _kept(header: list[str], sheet: SheetRef | None, read: SheetRef | None,
-          title: str | None = None) -> str:  # fmt: skip
+          title: str | None = None, mapping: ColumnMap | None = None) -> str:  # fmt: skip
     """The JSON kept on a source (see kept_header): the header alone for a CSV; for a
-    workbook's sheet, its position and `title` (its name as shown, for a message only)."""
-    if sheet is None and read is None:
+    workbook's sheet, its position and `title` (its name as shown, for a message only); the
+    `mapping` of a file without a header row, which isn't remembered (rememberable), so that
+    *Map columns* opened again shows what the file is read with."""
+    if sheet is None and read is None and mapping is None:
         return json.dumps(header, ensure_ascii=False)
     kept: dict[str, object] = {"columns": header, "sheet": sheet, "read": read}
     if title is not None:
         kept["title"] = title
+    if mapping is not None:
+        kept["mapping"] = dict(mapping.items())
     return json.dumps(kept, ensure_ascii=False)
+
+
+def kept_mapping(text: str | None) -> ColumnMap | None:
+    """The mapping kept on a source whose file has no header row (_kept), if any."""
+    chosen = _loaded(text).get("mapping")
+    if not isinstance(chosen, dict) or not isinstance(chosen.get("email"), str):
+        return None
+    return ColumnMap(**{f: chosen.get(f) if isinstance(chosen.get(f), str) else None
+                        for f in FIELDS})  # fmt: skip
 
 
 def _loaded(text: str | None) -> dict[str, object]:
@@ -570,10 +591,11 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
         if not await _put_back(conn, team_id, source_id):
             raise LookupError(BEING_READ)
         await remember_in(conn, team_id, header, mapping, user)
+        kept = None if rememberable(header, mapping) else mapping
         await conn.execute(
             update(ImportSource)
             .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id)
-            .values(header=_kept(header, sheet, sheet, title))
+            .values(header=_kept(header, sheet, sheet, title, kept))
         )  # fmt: skip
         # its duplicates elsewhere become valid (as when a file is removed), and its rows go,
         # but for those removed by hand: reading it again removes them again

@@ -88,6 +88,15 @@ _FORGET_TYPED_ADDRESSES = text(f"""
                        WHERE team_id = :t AND status IN {_ENDED} AND finished_at < :cutoff)
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()))
 
+# ... and the header kept on each source for *Map columns* (a file without a header row keeps
+# its first customer's address and name there), needed by nothing once its import ended
+_FORGET_HEADERS = text(f"""
+    UPDATE import_source SET header = NULL
+    WHERE team_id = :t AND header IS NOT NULL
+      AND batch_id IN (SELECT id FROM import_batch
+                       WHERE team_id = :t AND status IN {_ENDED} AND finished_at < :cutoff)
+""").bindparams(bindparam("cutoff", type_=UTCDateTime()))
+
 _PURGE_LISTINGS = text("""
     DELETE FROM segment_member_listing WHERE team_id = :t AND EXISTS (
         SELECT 1 FROM segment_member m JOIN import_batch b ON b.id = m.batch_id
@@ -171,6 +180,7 @@ async def purge_staged(db: Database, team_id: str, days: float,
                                                        "forgotten": FORGOTTEN_REMOVAL})
         await conn.execute(_FORGET_TYPED_ADDRESSES, {**ended_before,
                                                      "forgotten": FORGOTTEN_CUSTOMER})
+        await conn.execute(_FORGET_HEADERS, ended_before)
         purged = result.rowcount + await _drop_left_by_dry_runs_in(conn, team_id)
         if undo_days is not None:
             cutoff = utcnow() - timedelta(undo_days)

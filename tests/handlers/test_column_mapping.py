@@ -930,3 +930,54 @@ async def test_a_map_columns_modal_an_older_release_drew_still_works(app: Harnes
     told = json.dumps(reply.body["view"], ensure_ascii=False)
     assert ("opened again since, on the sheet “Customers”, not the one shown here: nothing "
             "was saved") in told, told
+
+
+HEADERLESS = (b"ada@example.com,Ada,Lovelace\n"
+              b"bob@example.org,Bob,Stone\n")  # fmt: skip
+
+
+async def test_a_headerless_file_mapped_in_slack_is_read_and_said_truthfully(app: Harness) -> None:
+    """A file without a header row, mapped by its first row's values: its mapping isn't
+    remembered for other files (its "header" is a customer's address and name), and the
+    modal said "Saved: files with the same headers will be read with these columns"; opened
+    again, it showed the guess, not what the file is read with."""
+    review = await _upload(app, "F0901", "nohdr.csv", HEADERLESS)
+    review = await _remap(app, review, email="0", first_name="1", last_name="2")
+    (line,) = _source_lines(review)
+    assert "2 valid" in line, line
+    async with app.db.begin() as conn:
+        assert (await conn.execute(text("SELECT COUNT(*) FROM column_mapping"))).scalar() == 0
+    said = " ".join(json.dumps(v) for v in app.slack.views.values())
+    assert "Saved: files with the same headers" not in said
+    assert "It has no header row, so they aren't remembered for other files." in said
+    modal = await _click_map(app, review, REP)
+    assert _choice(modal, BlockId.MAP_EMAIL).get("initial_option", {}).get("value") == "0"
+
+
+async def test_a_headerless_files_first_row_is_forgotten_with_its_imports_rows(
+    app: Harness,
+) -> None:  # fmt: skip
+    """The header kept on its source for *Map columns* is that first customer's address and
+    name, kept with the import for good (after `contacts delete` too): it goes with the
+    import's staged rows."""
+    from datetime import timedelta
+
+    from sqlalchemy import bindparam
+    from sqlmodel.sql.sqltypes import UTCDateTime
+
+    from bot.imports.retention import purge_staged
+    from models.clock import utcnow
+
+    review = await _upload(app, "F0902", "nohdr.csv", HEADERLESS)
+    review = await _remap(app, review, email="0", first_name="1", last_name="2")
+    (batch,) = [e["value"] for b in review["blocks"] if b["type"] == "actions"
+                for e in b["elements"] if e["action_id"] == Action.APPROVE]  # fmt: skip
+    await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=review["ts"])
+    await app.settle()
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET finished_at = :d").bindparams(
+            bindparam("d", type_=UTCDateTime())), {"d": utcnow() - timedelta(days=31)})
+    await purge_staged(app.db, "T0001", 30, 7)
+    async with app.db.begin() as conn:
+        kept = [str(h) for (h,) in await conn.execute(text("SELECT header FROM import_source"))]
+    assert not [h for h in kept if "ada@example.com" in h], kept
