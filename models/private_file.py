@@ -21,4 +21,6 @@ def create_private(path: str) -> None:
     if not path or path == ":memory:" or path.startswith("file:"):
         return
     with suppress(OSError):  # FileExistsError among them
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        # a symlink's target (a path linked to a data volume): O_EXCL refuses the link
+        # itself, and SQLite then made the target under the umask
+        os.close(os.open(os.path.realpath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

@@ -178,3 +178,29 @@ async def test_a_new_database_and_its_staging_file_are_readable_by_their_owner_o
         os.umask(old)
     assert {"referral-bot.db", "referral-bot.staging.db", "referral-bot.db-wal"} <= set(modes)
     assert set(modes.values()) == {"0o600"}, modes
+
+
+async def test_a_database_named_by_a_symlink_is_created_for_its_owner_only(
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """DATABASE_URL naming a symlink to a data volume whose file doesn't exist yet: the file
+    was made under the umask (0644), the link refusing the owner-only creation."""
+    import os
+
+    from models.migrate import upgrade
+
+    data = tmp_path / "volume"
+    data.mkdir()
+    link = tmp_path / "referral-bot.db"
+    link.symlink_to(data / "referral-bot.db")
+    old = os.umask(0o022)
+    try:
+        db = Database(f"sqlite:///{link}")
+        try:
+            await upgrade(db)
+            await ensure_workspace(db, "T1")
+        finally:
+            await db.dispose()
+    finally:
+        os.umask(old)
+    assert oct((data / "referral-bot.db").stat().st_mode & 0o777) == "0o600"
