@@ -1346,3 +1346,17 @@ def test_campaign_edit_saves_the_store_url_sender_and_offer_trimmed_as_create_do
     [row] = _json(db_env, "campaign", "list")
     assert row["store_url"] == "https://shop.example/spring"
     assert str(location(with_ref(row["store_url"], "AB"))) == "https://shop.example/spring?ref=AB"
+
+
+def test_the_sender_warning_of_a_store_with_an_accented_host_shows_its_name_as_written(
+    db_env: dict[str, str]
+) -> None:
+    """Without --sender, invites come from the store's host name ("bücher.de"
+    <invites@…>). The warning wrote that address as an RFC 2047 encoded word: the merchant
+    was told their invites would come from =?utf-8?q?b=C3=BCcher=2Ede?= <invites@…>."""
+    env = {**db_env, "PUBLIC_URL": "https://referrals.example"}
+    created = run(env, "campaign", "create", "Spring", "--store-url", "https://bücher.de/")
+    assert created.returncode == 0, created.stderr
+    assert "=?utf-8?" not in created.stderr, created.stderr
+    assert 'will come from "bücher.de" <invites@referrals.example>' in created.stderr, (
+        created.stderr)  # fmt: skip

@@ -15,7 +15,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import formataddr, parseaddr
+from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +35,7 @@ from bot.campaigns.reports import (
     reported_waiting_in,
 )
 from bot.email.message import parse_sender
+from bot.email.message import quoted as display_name
 from bot.imports.addresses import normalize_email
 from bot.jobs.queue import database_now_in, enqueue_in, lease_now, worker_of
 from bot.notify import BATCH_CHANGED, enqueue_enrollment_report_in, enqueue_report_in
@@ -1140,7 +1141,9 @@ def default_sender(campaign: Campaign, public_url: str) -> DefaultSender | None:
         unusable = "an IP address"
     except ValueError:
         unusable = "this computer, not a mail domain" if _this_computer(host) else ""
-    return DefaultSender(formataddr((store, f"invites@{host}")), host, unusable)
+    # as the invite's own From is made (invites._default_from): formataddr wrote an accented
+    # store's name as an encoded word, =?utf-8?q?b=C3=BCcher=2Ede?=, in what people read
+    return DefaultSender(f"{display_name(store)} <invites@{host}>", host, unusable)
 
 
 def sender_warning(campaign: Campaign, public_url: str, how_to_set: str) -> str:
