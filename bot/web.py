@@ -39,6 +39,7 @@ from bot.campaigns.consent import (
 from bot.campaigns.links import BadToken, UnsubscribeToken, read_unsubscribe_token
 from bot.email.render import isolated
 from bot.home_refresh import queue_home_refresh
+from bot.hosts import ascii_host
 from bot.mailchimp.accounts import save
 from bot.mailchimp.api import MailchimpError
 from bot.mailchimp.oauth import (
@@ -121,7 +122,14 @@ def location(url: str) -> URL:
     Only the host goes to its ASCII form and non-ASCII characters are percent-encoded.
     ValueError: no URL a browser can follow (a port of 99999)."""
     parts = urlsplit(url)
-    authority = URL(f"{parts.scheme}://{parts.netloc}").raw_authority
+    netloc = parts.netloc
+    if not netloc.isascii():  # the host as campaigns' check reads it (bot.hosts): yarl
+        # refused a soft hyphen or a zero-width character the check had let through
+        host = ascii_host(parts.hostname or "")
+        if host is None:
+            raise ValueError(f"no host name in {url!r}")
+        netloc = host + (f":{parts.port}" if parts.port else "")
+    authority = URL(f"{parts.scheme}://{netloc}").raw_authority
     path, query, fragment = (quote(piece, safe=_AS_WRITTEN)
                              for piece in (parts.path, parts.query, parts.fragment))  # fmt: skip
     return URL(urlunsplit((parts.scheme, authority, path, query, fragment)), encoded=True)

@@ -36,6 +36,7 @@ from bot.campaigns.reports import (
 )
 from bot.email.message import parse_sender
 from bot.email.message import quoted as display_name
+from bot.hosts import ascii_host
 from bot.imports.addresses import normalize_email
 from bot.jobs.queue import database_now_in, enqueue_in, lease_now, worker_of
 from bot.notify import BATCH_CHANGED, enqueue_enrollment_report_in, enqueue_report_in
@@ -178,11 +179,10 @@ def _host_name(host: str) -> bool:
         return True
     except ValueError:
         pass
-    try:
-        ascii_host = host.encode("idna").decode("ascii")
-    except UnicodeError:
+    looked_up = ascii_host(host)  # as the redirect and browsers read it (bot.hosts)
+    if looked_up is None:
         return False
-    labels = ascii_host.rstrip(".").split(".")
+    labels = looked_up.rstrip(".").split(".")
     return all(re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", label)
                for label in labels)  # fmt: skip
 

@@ -810,3 +810,24 @@ async def test_the_unsubscribe_page_of_an_uncertain_invite_speaks_the_language_i
     async with aiohttp.ClientSession() as http, http.get(link) as response:
         assert response.headers["Content-Language"] == "en"
         assert "Stop receiving referral invitations" in await response.text()
+
+
+@pytest.mark.parametrize("store", ["https://sh\u00adop.example/spring",  # a soft hyphen
+                                   "https://shop.example\u200b/spring",  # a zero-width space
+                                   # Sri Lanka's own IDN: a zero-width joiner is part of it
+                                   "https://\u0dc1\u0dca\u200d\u0dbb\u0dd3.lk/"])  # fmt: skip
+async def test_a_store_url_the_form_accepts_is_one_the_referral_link_can_redirect_to(
+    world: World, site: str, store: str
+) -> None:
+    """A store URL pasted from a web page or a document with an invisible character in its
+    host was accepted (the check read hosts with IDNA 2003, which drops them) and every
+    click of every referral link then answered 502 (the redirect's yarl refused them). Both
+    read the host as browsers do (IDNA 2008, UTS 46)."""
+    spring = await world.campaign(store_url=store)
+    await world.import_csv("VIP", people("a@example.com,A,"))
+    await world.target(spring, "VIP")
+    code = str(await world.scalar("SELECT code FROM advocate"))
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{site}/r/{code}", allow_redirects=False) as response:  # fmt: skip
+        assert response.status == 302, (response.status, await response.text())
+        assert response.headers["Location"].isascii()
