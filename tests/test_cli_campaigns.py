@@ -1098,7 +1098,8 @@ def test_campaign_refusals_name_the_option_and_where_the_names_are(
                    "--sender", "Acme, Inc <hi@acme.example>").splitlines() == [
         "referral-bot: --store-url: a web address has no spaces. Use the store's web "
         "address, e.g. https://shop.example.com",
-        '--sender: put a name with a comma in double quotes: "Acme, Inc" <hi@acme.example>',
+        "--sender: put a name with a comma, colon or semicolon in double quotes: "
+        '"Acme, Inc" <hi@acme.example>',
     ]  # fmt: skip
     taken = "referral-bot: A campaign named 'Spring' already exists.\n"
     assert refused("campaign", "create", "SPRING", "--store-url", "https://shop.example") == taken

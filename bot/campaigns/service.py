@@ -128,15 +128,21 @@ def check_fields(*, name: str | None = None, store_url: str | None = None,
             why := _not_a_web_address(store_url)):  # fmt: skip
         problems["store_url"] = f"{why} Use the store's web address, e.g. https://shop.example.com"
     if sender and "sender" not in problems:
+        name = sender.partition("<")[0]
+        unquoted = "<" in sender and '"' not in name and any(c in name for c in ",;:")
         try:  # read as the invite's From is: parseaddr took the first of two addresses
             normalize_email(parse_sender(sender)[1])
+            # "Acme: Spring <…>" reads as the group "Acme:" holding "Spring": it parsed, and
+            # the invites came from "Spring" alone
+            if unquoted:
+                raise ValueError(sender)
         except ValueError:  # InvalidEmail too
             problems["sender"] = "Use a sender such as: Shop <hello@shop.example>"
-            name = sender.partition("<")[0]
-            if "<" in sender and '"' not in name and any(c in name for c in ",;:"):
+            if unquoted:
                 # "Acme, Inc <hello@…>" reads as two addresses: only the quotes were missing
-                problems["sender"] = ("Put a name with a comma in double quotes: "
-                                      f'"{name.strip()[:40]}" <{sender.partition("<")[2]}')
+                problems["sender"] = ("Put a name with a comma, colon or semicolon in double "
+                                      f'quotes: "{name.strip()[:40]}" '
+                                      f'<{sender.partition("<")[2]}')
     if invite_delay_days is not None and not 0 <= invite_delay_days <= 365:
         problems["invite_delay_days"] = "Between 0 (at once) and 365 days."
     return problems

@@ -537,19 +537,25 @@ async def test_edit_refuses_a_store_url_on_localhost(app: Harness) -> None:
     assert (await get_campaign(app.db, TEAM, spring)).store_url == SHOP
 
 
-async def test_a_sender_name_with_a_comma_is_told_to_be_quoted(app: Harness) -> None:
+@pytest.mark.parametrize("name", ["Acme, Inc", "Acme: Spring"])
+async def test_a_sender_name_with_a_comma_or_colon_is_told_to_be_quoted(
+    app: Harness, name: str
+) -> None:
     """"Acme, Inc <hello@shop.example>" was refused with "Use a sender such as: Shop
-    <hello@shop.example>": nothing said the comma was the trouble, or that quotes mend it."""
+    <hello@shop.example>": nothing said the comma was the trouble, or that quotes mend it.
+    "Acme: Spring <…>" was saved without a word, and its invites came from "Spring": the
+    colon made "Acme:" a group's name, which From drops."""
     listing = await _list(app)
     await _click(app, Action.CAMPAIGN_CREATE, "new", listing)
     modal = app.slack.open_views(LEAD)[-1]
     answer = await app.requests.view_submission(
-        state_values=_form(sender="Acme, Inc <hello@shop.example>"), view_id=modal["id"],
+        state_values=_form(sender=f"{name} <hello@shop.example>"), view_id=modal["id"],
         user_id=LEAD)  # fmt: skip
     assert answer.body["errors"][BlockId.CAMPAIGN_SENDER] == (
-        'Put a name with a comma in double quotes: "Acme, Inc" <hello@shop.example>')
+        f'Put a name with a comma, colon or semicolon in double quotes: "{name}" '
+        "<hello@shop.example>")
     quoted = await app.requests.view_submission(
-        state_values=_form(sender='"Acme, Inc" <hello@shop.example>'), view_id=modal["id"],
+        state_values=_form(sender=f'"{name}" <hello@shop.example>'), view_id=modal["id"],
         user_id=LEAD)  # fmt: skip
     assert not (quoted.body or {}).get("errors"), quoted.body
 
