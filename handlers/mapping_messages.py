@@ -114,20 +114,27 @@ def sheet_block(sheet: tuple[int, str], others: Sequence[tuple[int, str]]) -> Se
 def mapping_modal(*, batch_id: int, source_id: int, label: str, header: list[str],
                   samples: list[list[str]], current: ColumnMap,
                   remembered: bool, list_id: str = "", sheet: tuple[int, str] | None = None,
-                  other_sheets: Sequence[tuple[int, str]] = ()) -> View:  # fmt: skip
+                  other_sheets: Sequence[tuple[int, str]] = (), headerless: bool = False,
+                  kept: bool = False) -> View:  # fmt: skip
     """One select per field, the current mapping (remembered, else guessed) preselected;
     `list_id`: the *All sources* list under it, to redraw when the file is read again;
     `sheet`: for a workbook, the sheet the columns are from, (position, title), and its
     `other_sheets`. The metadata keeps the sheet's position and its title cut short: the
-    whole name overflowed Slack's 3,000 characters ("Something went wrong on our side")."""
-    said = ("These columns were chosen for files with the same headers before."
-            if remembered else "Columns were guessed from their names.")  # fmt: skip
+    whole name overflowed Slack's 3,000 characters ("Something went wrong on our side").
+    `headerless`: the file has no header row (its first row holds an address), so its
+    columns are chosen for it alone, never remembered for others (mapping.rememberable);
+    `kept`: `current` is what it was chosen before (kept on the file)."""
+    said = ("These columns were chosen for files with the same headers before." if remembered
+            else "These columns were chosen for this file before." if kept
+            else "Columns were guessed from their names.")  # fmt: skip
     if sheet is not None:
         said = f"{sheets_said(sheet[1], [title for _, title in other_sheets])} {said}"
+    then = ("; it has no header row, so your choice is for this file alone" if headerless
+            else ", and files with the same headers map themselves next time")  # fmt: skip
     blocks: list[Block] = [
         SectionBlock(text=MarkdownTextObject(text=cut_mrkdwn(
             f"Which column of *{esc(label)}* holds each field? The file is read again with "
-            "your choice, and files with the same headers map themselves next time."))),
+            f"your choice{then}."))),
         ContextBlock(elements=[MarkdownTextObject(text=cut_mrkdwn(said))]),
     ]  # fmt: skip
     if sheet is not None and other_sheets:

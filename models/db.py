@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sqlite3
 import time
 import traceback
@@ -217,7 +218,9 @@ def prepare_file(path: str) -> None:
     create_private(path)
     with closing(sqlite3.connect(path, timeout=WAL_WAIT_SECONDS, isolation_level=None)) as own:
         _use_wal(own.cursor())
-    shape_file(staging_path(path))
+    # beside the file SQLite opens, as attach_staging names it (PRAGMA database_list gives
+    # a symlink's target): beside the link, a second one was made and never used
+    shape_file(staging_path(os.path.realpath(path)))
 
 
 def _interrupt_sqlite(dbapi_conn: Any, _record: Any, _exc: BaseException | None) -> None:

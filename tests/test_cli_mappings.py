@@ -208,3 +208,27 @@ async def test_import_map_under_a_title_as_wide_as_the_header_imports_and_is_lis
     again = run(db_env, "import", str(report), "--segment", "Work", "--json")
     assert again.returncode == 0, again.stdout + again.stderr
     assert json.loads(again.stdout)["new_contacts"] == 1
+
+
+async def test_a_mapping_keeps_its_headers_after_its_import_is_purged(
+        db: Database, db_env: dict[str, str]) -> None:  # fmt: skip
+    """The purge forgets a headerless file's first row kept on its source (a customer's
+    address): it forgot every source's header, and `mappings` then said of every mapping
+    chosen in Slack "headers not kept", its headers being where they are listed from."""
+    from datetime import timedelta
+
+    from sqlalchemy import bindparam
+    from sqlmodel.sql.sqltypes import UTCDateTime
+
+    from bot.imports.retention import purge_staged
+    from models.clock import utcnow
+
+    await ensure_workspace(db, TEAM)
+    await _mapped_in_slack(db, CRM_HEADER, CRM, ColumnMap("Work Contact", "Given"), "U0001")
+    assert _json(db_env, "mappings")[0]["headers"] == CRM_HEADER
+    async with db.begin() as conn:  # the import ended (cancelled) 31 days ago
+        await conn.execute(text("UPDATE import_batch SET status = 'cancelled', finished_at = :d")
+                           .bindparams(bindparam("d", type_=UTCDateTime())),
+                           {"d": utcnow() - timedelta(days=31)})  # fmt: skip
+    await purge_staged(db, TEAM, 30, 7)
+    assert _json(db_env, "mappings")[0]["headers"] == CRM_HEADER

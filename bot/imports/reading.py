@@ -69,7 +69,7 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     # into first and last name (rows.split_full_name) when there is no column for either
     "full_name": ("name", "fullname", "customername", "contactname", "billingname",
                   "nomcomplet", "vollständigername", "nombrecompleto", "nomecompleto",
-                  "氏名", "お名前", "姓名", "namn", "navn", "fulltnavn", "fuldenavn", "фио"),
+                  "氏名", "お名前", "姓名", "namn", "navn", "fulltnavn", "fuldenavn"),
     # consent to marketing email: Shopify's, Mailchimp's, HubSpot's and Klaviyo's exports, and
     # plain spellings; rows.CONSENT says which values they hold
     "subscribed": ("acceptsmarketing", "acceptsemailmarketing", "subscribed",

@@ -43,7 +43,9 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 from bot.audit import Act, import_subject, record_in
 from bot.imports.batches import EXPIRED_BY, freeze_counts
-from bot.imports.job_kinds import PURGE_JOB
+from bot.imports.job_kinds import PURGE_JOB, import_job_key_sql
+from bot.imports.mapping import kept_header
+from bot.imports.reading import holds_an_address
 from bot.imports.undo_window import close_undo_before
 from bot.jobs.forgettable import jobs_left_to_forget_in
 from bot.jobs.queue import database_now_in, schedule_purge_in
@@ -88,14 +90,25 @@ _FORGET_TYPED_ADDRESSES = text(f"""
                        WHERE team_id = :t AND status IN {_ENDED} AND finished_at < :cutoff)
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()))
 
-# ... and the header kept on each source for *Map columns* (a file without a header row keeps
-# its first customer's address and name there), needed by nothing once its import ended
-_FORGET_HEADERS = text(f"""
-    UPDATE import_source SET header = NULL
+# ... and the header kept on a source for *Map columns* when it is a row of data (a file
+# without a header row: its first customer's address and name), needed by nothing once its
+# import ended. A real header stays: `referral-bot mappings` shows it beside its mapping.
+_ENDED_HEADERS = text(f"""
+    SELECT id, header FROM import_source
     WHERE team_id = :t AND header IS NOT NULL
       AND batch_id IN (SELECT id FROM import_batch
                        WHERE team_id = :t AND status IN {_ENDED} AND finished_at < :cutoff)
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()))
+_FORGET_HEADER = text("UPDATE import_source SET header = NULL WHERE team_id = :t AND id = :s")
+
+
+async def _forget_data_headers_in(conn: AsyncConnection, team_id: str,
+                                  ended_before: dict[str, object]) -> None:  # fmt: skip
+    for source_id, kept in (await conn.execute(_ENDED_HEADERS, ended_before)).all():
+        columns, _sheet = kept_header(kept)
+        if holds_an_address(columns):
+            await conn.execute(_FORGET_HEADER, {"t": team_id, "s": source_id})
+
 
 _PURGE_LISTINGS = text("""
     DELETE FROM segment_member_listing WHERE team_id = :t AND EXISTS (
@@ -136,17 +149,28 @@ _DROP_LEFT_BY_DRY_RUNS = [
 # cancelled as expired (batches.EXPIRED_BY), and its rows go the retention's days later, as
 # any ended import's (a dry run's batch is dropped apart, above).
 DRAFT_EXPIRY_MIN_DAYS = 30
-_STALE_DRAFTS = text("""
+# A file is still being read when a job to read it is queued or running (its first
+# reading's "stage:<id>", a *Map columns* re-read's "remap:<id>:<time>"), and an import is
+# still to run when its job is ("import:<id>"); a source pending with no job (a shell import
+# killed while reading it) is read by nobody, and doesn't hold the draft
+_STILL_AT_WORK = f"""
+    EXISTS (SELECT 1 FROM job j WHERE j.team_id = :t AND j.state IN ('queued', 'running')
+            AND (j.dedupe_key = {import_job_key_sql("b.id")} OR EXISTS (
+                SELECT 1 FROM import_source s WHERE s.team_id = :t AND s.batch_id = b.id
+                  AND (j.dedupe_key = 'stage:' || CAST(s.id AS TEXT)
+                       OR j.dedupe_key LIKE 'remap:' || CAST(s.id AS TEXT) || ':%'))))
+"""
+_STALE_DRAFTS = text(f"""
     SELECT b.id FROM import_batch b
     WHERE b.team_id = :t AND b.status = 'draft' AND b.dry_run = :no AND b.updated_at < :cutoff
-      AND NOT EXISTS (SELECT 1 FROM import_source s WHERE s.team_id = :t
-                      AND s.batch_id = b.id AND s.status = 'pending' AND s.removed = :no)
+      AND NOT {_STILL_AT_WORK}
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()))
 # taken only if still untouched: a change made since the draft was picked leaves it be
-_EXPIRE = text("""
+_EXPIRE = text(f"""
     UPDATE import_batch SET status = 'cancelled', cancelled_by = :expired, finished_at = :now,
                             updated_at = :now, revision = revision + 1
     WHERE team_id = :t AND id = :b AND status = 'draft' AND updated_at < :cutoff
+      AND NOT {_STILL_AT_WORK.replace("b.id", "import_batch.id")}
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()))
 EXPIRED = "expired: left in review untouched for {days:g} days"
 PURGE_ACTOR = "The daily purge"  # who the audit log says did it (no person, no shell)
@@ -180,7 +204,7 @@ async def purge_staged(db: Database, team_id: str, days: float,
                                                        "forgotten": FORGOTTEN_REMOVAL})
         await conn.execute(_FORGET_TYPED_ADDRESSES, {**ended_before,
                                                      "forgotten": FORGOTTEN_CUSTOMER})
-        await conn.execute(_FORGET_HEADERS, ended_before)
+        await _forget_data_headers_in(conn, team_id, ended_before)
         purged = result.rowcount + await _drop_left_by_dry_runs_in(conn, team_id)
         if undo_days is not None:
             cutoff = utcnow() - timedelta(undo_days)

@@ -952,6 +952,10 @@ async def test_a_headerless_file_mapped_in_slack_is_read_and_said_truthfully(app
     assert "It has no header row, so they aren't remembered for other files." in said
     modal = await _click_map(app, review, REP)
     assert _choice(modal, BlockId.MAP_EMAIL).get("initial_option", {}).get("value") == "0"
+    said = json.dumps(modal["blocks"], ensure_ascii=False)
+    assert "These columns were chosen for this file before." in said, said
+    assert "it has no header row, so your choice is for this file alone" in said
+    assert "guessed from their names" not in said and "map themselves next time" not in said
 
 
 async def test_a_headerless_files_first_row_is_forgotten_with_its_imports_rows(

@@ -312,3 +312,62 @@ async def test_a_draft_touched_after_the_purge_picked_it_is_not_expired(
     assert await _count(app, "SELECT COUNT(*) FROM staged_row WHERE email = "
                              "'late@example.com'") == 1  # fmt: skip
     assert await _count(app, "SELECT COUNT(*) FROM import_batch WHERE status = 'draft'") == 1
+
+
+async def test_a_shell_import_killed_while_reading_a_file_still_expires(db: Database) -> None:
+    """A shell import killed while it read its second file: that file stays pending with no
+    job to read it, and "a file still being read" kept the draft, and every customer of the
+    first file, for good. Only a job queued or running to read a file holds a draft."""
+    import io
+
+    from bot.imports.batches import add_source, create_batch
+    from bot.imports.files import stage_file
+    from bot.imports.retention import purge_staged
+    from bot.workspaces import import_target
+    from models import SourceKind
+
+    await ensure_workspace(db, "T0001")
+    segment = await import_target(db, "T0001", "Spring", create=True)
+    batch = await create_batch(db, "T0001", segment.id or 0, "cli")
+    first = await add_source(db, "T0001", batch.id or 0, SourceKind.CSV, "a.csv")
+    await stage_file(db, "T0001", first.id or 0, io.BytesIO(b"email\nada@example.com\n"),
+                     name="a.csv")  # fmt: skip
+    await add_source(db, "T0001", batch.id or 0, SourceKind.CSV, "b.csv")  # killed reading it
+    old = bindparam("old", type_=UTCDateTime())
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET created_at = :old, updated_at = :old")
+                           .bindparams(old), {"old": utcnow() - timedelta(days=90)})  # fmt: skip
+    await purge_staged(db, "T0001", 30, 7)
+    async with db.begin() as conn:
+        status = (await conn.execute(text("SELECT status FROM import_batch"))).scalar()
+    assert status == "cancelled"
+
+
+async def test_a_draft_whose_file_a_job_still_reads_doesnt_expire(db: Database) -> None:
+    """The same draft, its second file queued to be read by a worker (Slack's file host down
+    for days, say): it isn't expired under its reading."""
+    import io
+
+    from bot.imports.batches import add_source, create_batch
+    from bot.imports.files import stage_file
+    from bot.imports.job_kinds import SLACK_FILE_JOB
+    from bot.imports.retention import purge_staged
+    from bot.workspaces import import_target
+    from models import SourceKind
+
+    await ensure_workspace(db, "T0001")
+    segment = await import_target(db, "T0001", "Spring", create=True)
+    batch = await create_batch(db, "T0001", segment.id or 0, "U0001")
+    first = await add_source(db, "T0001", batch.id or 0, SourceKind.CSV, "a.csv")
+    await stage_file(db, "T0001", first.id or 0, io.BytesIO(b"email\nada@example.com\n"),
+                     name="a.csv")  # fmt: skip
+    await add_source(db, "T0001", batch.id or 0, SourceKind.CSV, "b.csv", ref="F0002",
+                     read_by=SLACK_FILE_JOB)  # fmt: skip
+    old = bindparam("old", type_=UTCDateTime())
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET created_at = :old, updated_at = :old")
+                           .bindparams(old), {"old": utcnow() - timedelta(days=90)})  # fmt: skip
+    await purge_staged(db, "T0001", 30, 7)
+    async with db.begin() as conn:
+        status = (await conn.execute(text("SELECT status FROM import_batch"))).scalar()
+    assert status == "draft"

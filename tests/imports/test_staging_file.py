@@ -204,3 +204,6 @@ async def test_a_database_named_by_a_symlink_is_created_for_its_owner_only(
     finally:
         os.umask(old)
     assert oct((data / "referral-bot.db").stat().st_mode & 0o777) == "0o600"
+    # its staging file beside the file SQLite opens: one was also made beside the link
+    assert (data / "referral-bot.staging.db").exists()
+    assert not (tmp_path / "referral-bot.staging.db").exists()
