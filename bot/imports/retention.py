@@ -173,7 +173,7 @@ _EXPIRE = text(f"""
       AND NOT {_STILL_AT_WORK.replace("b.id", "import_batch.id")}
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()))
 EXPIRED = "expired: left in review untouched for {days:g} days"
-PURGE_ACTOR = "The daily purge"  # who the audit log says did it (no person, no shell)
+PURGE_ACTOR = "The purge"  # who the audit log says did it (no person, no shell; 12 wide)
 
 # Any batch still holding staged rows, ended or not: an import still in review when this run
 # came ends later, and its rows must be purged then too (only the first batch's creation

@@ -259,7 +259,7 @@ async def test_an_import_left_in_review_for_good_expires_and_its_rows_go(
 
     (expired,) = [e for e in await recent(app.db, "T0001") if e.action == "import.cancelled"]
     assert (expired.actor, expired.detail) == (
-        "The daily purge", "expired: left in review untouched for 30 days")
+        "The purge", "expired: left in review untouched for 30 days")
     await _purge_due(app, finished_days_ago=31)
     assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0
     await app.requests.block_action(Action.APPROVE, batch, user_id=LEAD, message_ts=message["ts"])
