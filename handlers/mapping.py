@@ -46,7 +46,7 @@ from bot.imports.mapping import (
     reread_source,
     samples,
 )
-from bot.imports.reading import CsvFileError, holds_an_address
+from bot.imports.reading import CsvFileError, is_data_row
 from bot.temp_files import disk_temporary_file
 from handlers.context import Deps, Refusal, deps, form_meta, may_change, team_of
 from handlers.ids import Action, Callback
@@ -176,7 +176,7 @@ async def _drawn(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, ba
                          header=header, samples=shown.samples,
                          current=remembered or kept or guess(header),
                          remembered=remembered is not None, kept=kept is not None,
-                         headerless=holds_an_address(header), list_id=list_id,
+                         headerless=is_data_row(header), list_id=list_id,
                          sheet=shown.sheet, other_sheets=shown.other_sheets)  # fmt: skip
 
 

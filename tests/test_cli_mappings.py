@@ -232,3 +232,28 @@ async def test_a_mapping_keeps_its_headers_after_its_import_is_purged(
                            {"d": utcnow() - timedelta(days=31)})  # fmt: skip
     await purge_staged(db, TEAM, 30, 7)
     assert _json(db_env, "mappings")[0]["headers"] == CRM_HEADER
+
+
+async def test_a_real_header_mentioning_an_address_keeps_its_headers_after_the_purge(
+        db: Database, db_env: dict[str, str]) -> None:  # fmt: skip
+    """A real header with a cell mentioning an address among words (a form's question) is
+    no row of data: the purge forgot it as one."""
+    from datetime import timedelta
+
+    from sqlalchemy import bindparam
+    from sqlmodel.sql.sqltypes import UTCDateTime
+
+    from bot.imports.retention import purge_staged
+    from models.clock import utcnow
+
+    header = ["Full Name", "Work Contact", "Given", "Questions? (ask help@shop.example)"]
+    data = (b"Full Name,Work Contact,Given,Questions? (ask help@shop.example)\n"
+            b"Ada Lovelace,ada@example.com,Ada,none\n")  # fmt: skip
+    await ensure_workspace(db, TEAM)
+    await _mapped_in_slack(db, header, data, ColumnMap("Work Contact", "Given"), "U0001")
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET status = 'cancelled', finished_at = :d")
+                           .bindparams(bindparam("d", type_=UTCDateTime())),
+                           {"d": utcnow() - timedelta(days=31)})  # fmt: skip
+    await purge_staged(db, TEAM, 30, 7)
+    assert _json(db_env, "mappings")[0]["headers"] == header

@@ -45,7 +45,7 @@ from bot.audit import Act, import_subject, record_in
 from bot.imports.batches import EXPIRED_BY, freeze_counts
 from bot.imports.job_kinds import PURGE_JOB, import_job_key_sql
 from bot.imports.mapping import kept_header
-from bot.imports.reading import holds_an_address
+from bot.imports.reading import is_data_row
 from bot.imports.undo_window import close_undo_before
 from bot.jobs.forgettable import jobs_left_to_forget_in
 from bot.jobs.queue import database_now_in, schedule_purge_in
@@ -106,7 +106,7 @@ async def _forget_data_headers_in(conn: AsyncConnection, team_id: str,
                                   ended_before: dict[str, object]) -> None:  # fmt: skip
     for source_id, kept in (await conn.execute(_ENDED_HEADERS, ended_before)).all():
         columns, _sheet = kept_header(kept)
-        if holds_an_address(columns):
+        if is_data_row(columns):
             await conn.execute(_FORGET_HEADER, {"t": team_id, "s": source_id})
 
 

@@ -985,3 +985,16 @@ async def test_a_headerless_files_first_row_is_forgotten_with_its_imports_rows(
     async with app.db.begin() as conn:
         kept = [str(h) for (h,) in await conn.execute(text("SELECT header FROM import_source"))]
     assert not [h for h in kept if "ada@example.com" in h], kept
+
+
+async def test_a_real_header_mentioning_an_address_is_not_said_headerless(
+        app: Harness) -> None:  # fmt: skip
+    """A header cell mentioning an address among words (a form's question) made *Map
+    columns* say the file had no header row and its choice was for it alone."""
+    data = (b"Work Contact,Given,Questions? (ask help@shop.example)\n"
+            b"ada@example.com,Ada,none\n")  # fmt: skip
+    review = await _upload(app, "F0951", "form.csv", data)
+    modal = await _click_map(app, review, REP)
+    said = json.dumps(modal["blocks"], ensure_ascii=False)
+    assert "files with the same headers map themselves next time" in said, said
+    assert "no header row" not in said, said
