@@ -371,3 +371,42 @@ async def test_a_draft_whose_file_a_job_still_reads_doesnt_expire(db: Database) 
     async with db.begin() as conn:
         status = (await conn.execute(text("SELECT status FROM import_batch"))).scalar()
     assert status == "draft"
+
+
+async def test_a_draft_whose_file_is_put_back_to_be_read_as_it_expires_stays(
+    db: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A reading of one of its files queued between the purge's pick and its expiring: the
+    draft stays, the UPDATE asking again whether anything is at work on it."""
+    import io
+
+    import bot.imports.retention as retention
+    from bot.imports.batches import add_source, create_batch
+    from bot.imports.files import stage_file
+    from bot.imports.retention import purge_staged
+    from bot.jobs.queue import enqueue
+    from bot.workspaces import import_target
+    from models import SourceKind
+
+    await ensure_workspace(db, "T0001")
+    segment = await import_target(db, "T0001", "Spring", create=True)
+    batch = await create_batch(db, "T0001", segment.id or 0, "cli")
+    first = await add_source(db, "T0001", batch.id or 0, SourceKind.CSV, "a.csv")
+    await stage_file(db, "T0001", first.id or 0, io.BytesIO(b"email\nada@example.com\n"),
+                     name="a.csv")  # fmt: skip
+    old = bindparam("old", type_=UTCDateTime())
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE import_batch SET created_at = :old, updated_at = :old")
+                           .bindparams(old), {"old": utcnow() - timedelta(days=90)})  # fmt: skip
+    real = retention._expire
+
+    async def read_again_first(db_: Any, team_id: str, batch_id: int, *args: Any) -> bool:
+        await enqueue(db_, team_id, "stage_slack_file", {"source_id": first.id},
+                      dedupe_key=f"remap:{first.id}:1")  # fmt: skip
+        return await real(db_, team_id, batch_id, *args)
+
+    monkeypatch.setattr(retention, "_expire", read_again_first)
+    await purge_staged(db, "T0001", 30, 7)
+    async with db.begin() as conn:
+        status = (await conn.execute(text("SELECT status FROM import_batch"))).scalar()
+    assert status == "draft"
