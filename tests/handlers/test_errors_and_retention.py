@@ -314,63 +314,60 @@ async def test_a_draft_touched_after_the_purge_picked_it_is_not_expired(
     assert await _count(app, "SELECT COUNT(*) FROM import_batch WHERE status = 'draft'") == 1
 
 
-async def test_a_shell_import_killed_while_reading_a_file_still_expires(db: Database) -> None:
-    """A shell import killed while it read its second file: that file stays pending with no
-    job to read it, and "a file still being read" kept the draft, and every customer of the
-    first file, for good. Only a job queued or running to read a file holds a draft."""
+async def _import_of_a_csv(db: Database, requested_by: str) -> tuple[int, int]:
+    """(batch, source) of an import in review of a.csv (one customer), unread since 90 days
+    ago, without a review message."""
     import io
 
     from bot.imports.batches import add_source, create_batch
     from bot.imports.files import stage_file
-    from bot.imports.retention import purge_staged
     from bot.workspaces import import_target
     from models import SourceKind
 
     await ensure_workspace(db, "T0001")
     segment = await import_target(db, "T0001", "Spring", create=True)
-    batch = await create_batch(db, "T0001", segment.id or 0, "cli")
-    first = await add_source(db, "T0001", batch.id or 0, SourceKind.CSV, "a.csv")
-    await stage_file(db, "T0001", first.id or 0, io.BytesIO(b"email\nada@example.com\n"),
-                     name="a.csv")  # fmt: skip
-    await add_source(db, "T0001", batch.id or 0, SourceKind.CSV, "b.csv")  # killed reading it
+    batch = (await create_batch(db, "T0001", segment.id or 0, requested_by)).id or 0
+    first = (await add_source(db, "T0001", batch, SourceKind.CSV, "a.csv")).id or 0
+    await stage_file(db, "T0001", first, io.BytesIO(b"email\nada@example.com\n"), name="a.csv")
+    return batch, first
+
+
+async def _untouched_since_90_days_then_purged(db: Database) -> str:
+    """The import's status after the purge, every import left untouched for 90 days."""
+    from bot.imports.retention import purge_staged
+
     old = bindparam("old", type_=UTCDateTime())
     async with db.begin() as conn:
         await conn.execute(text("UPDATE import_batch SET created_at = :old, updated_at = :old")
                            .bindparams(old), {"old": utcnow() - timedelta(days=90)})  # fmt: skip
     await purge_staged(db, "T0001", 30, 7)
     async with db.begin() as conn:
-        status = (await conn.execute(text("SELECT status FROM import_batch"))).scalar()
-    assert status == "cancelled"
+        return str((await conn.execute(text("SELECT status FROM import_batch"))).scalar())
+
+
+async def test_a_shell_import_killed_while_reading_a_file_still_expires(db: Database) -> None:
+    """A shell import killed while it read its second file: that file stays pending with no
+    job to read it, and "a file still being read" kept the draft, and every customer of the
+    first file, for good. Only a job queued or running to read a file holds a draft."""
+    from bot.imports.batches import add_source
+    from models import SourceKind
+
+    batch, _ = await _import_of_a_csv(db, "cli")
+    await add_source(db, "T0001", batch, SourceKind.CSV, "b.csv")  # killed reading it
+    assert await _untouched_since_90_days_then_purged(db) == "cancelled"
 
 
 async def test_a_draft_whose_file_a_job_still_reads_doesnt_expire(db: Database) -> None:
     """The same draft, its second file queued to be read by a worker (Slack's file host down
     for days, say): it isn't expired under its reading."""
-    import io
-
-    from bot.imports.batches import add_source, create_batch
-    from bot.imports.files import stage_file
+    from bot.imports.batches import add_source
     from bot.imports.job_kinds import SLACK_FILE_JOB
-    from bot.imports.retention import purge_staged
-    from bot.workspaces import import_target
     from models import SourceKind
 
-    await ensure_workspace(db, "T0001")
-    segment = await import_target(db, "T0001", "Spring", create=True)
-    batch = await create_batch(db, "T0001", segment.id or 0, "U0001")
-    first = await add_source(db, "T0001", batch.id or 0, SourceKind.CSV, "a.csv")
-    await stage_file(db, "T0001", first.id or 0, io.BytesIO(b"email\nada@example.com\n"),
-                     name="a.csv")  # fmt: skip
-    await add_source(db, "T0001", batch.id or 0, SourceKind.CSV, "b.csv", ref="F0002",
+    batch, _ = await _import_of_a_csv(db, "U0001")
+    await add_source(db, "T0001", batch, SourceKind.CSV, "b.csv", ref="F0002",
                      read_by=SLACK_FILE_JOB)  # fmt: skip
-    old = bindparam("old", type_=UTCDateTime())
-    async with db.begin() as conn:
-        await conn.execute(text("UPDATE import_batch SET created_at = :old, updated_at = :old")
-                           .bindparams(old), {"old": utcnow() - timedelta(days=90)})  # fmt: skip
-    await purge_staged(db, "T0001", 30, 7)
-    async with db.begin() as conn:
-        status = (await conn.execute(text("SELECT status FROM import_batch"))).scalar()
-    assert status == "draft"
+    assert await _untouched_since_90_days_then_purged(db) == "draft"
 
 
 async def test_a_draft_whose_file_is_put_back_to_be_read_as_it_expires_stays(
@@ -378,35 +375,16 @@ async def test_a_draft_whose_file_is_put_back_to_be_read_as_it_expires_stays(
 ) -> None:  # fmt: skip
     """A reading of one of its files queued between the purge's pick and its expiring: the
     draft stays, the UPDATE asking again whether anything is at work on it."""
-    import io
-
     import bot.imports.retention as retention
-    from bot.imports.batches import add_source, create_batch
-    from bot.imports.files import stage_file
-    from bot.imports.retention import purge_staged
     from bot.jobs.queue import enqueue
-    from bot.workspaces import import_target
-    from models import SourceKind
 
-    await ensure_workspace(db, "T0001")
-    segment = await import_target(db, "T0001", "Spring", create=True)
-    batch = await create_batch(db, "T0001", segment.id or 0, "cli")
-    first = await add_source(db, "T0001", batch.id or 0, SourceKind.CSV, "a.csv")
-    await stage_file(db, "T0001", first.id or 0, io.BytesIO(b"email\nada@example.com\n"),
-                     name="a.csv")  # fmt: skip
-    old = bindparam("old", type_=UTCDateTime())
-    async with db.begin() as conn:
-        await conn.execute(text("UPDATE import_batch SET created_at = :old, updated_at = :old")
-                           .bindparams(old), {"old": utcnow() - timedelta(days=90)})  # fmt: skip
+    _, first = await _import_of_a_csv(db, "cli")
     real = retention._expire
 
     async def read_again_first(db_: Any, team_id: str, batch_id: int, *args: Any) -> bool:
-        await enqueue(db_, team_id, "stage_slack_file", {"source_id": first.id},
-                      dedupe_key=f"remap:{first.id}:1")  # fmt: skip
+        await enqueue(db_, team_id, "stage_slack_file", {"source_id": first},
+                      dedupe_key=f"remap:{first}:1")  # fmt: skip
         return await real(db_, team_id, batch_id, *args)
 
     monkeypatch.setattr(retention, "_expire", read_again_first)
-    await purge_staged(db, "T0001", 30, 7)
-    async with db.begin() as conn:
-        status = (await conn.execute(text("SELECT status FROM import_batch"))).scalar()
-    assert status == "draft"
+    assert await _untouched_since_90_days_then_purged(db) == "draft"

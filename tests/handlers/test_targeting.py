@@ -96,6 +96,12 @@ def _report(app: Harness, message: dict) -> dict:
     return report
 
 
+def _cancel_value(report: dict) -> str:
+    """The value of the report's *Cancel invites* button: its enrollment."""
+    return next(e["value"] for b in report["blocks"] if b["type"] == "actions"
+                for e in b["elements"] if e["action_id"] == Action.CANCEL_INVITES)  # fmt: skip
+
+
 def _report_blocks(app: Harness, message: dict) -> str:
     """The thread's enrollment report as it stands (redrawn in place), its blocks as JSON."""
     return json.dumps(_report(app, message)["blocks"])
@@ -314,9 +320,7 @@ async def test_pausing_and_going_live_again_update_the_threads_report(app: Harne
 async def test_cancel_invites_during_the_hold_keeps_the_advocates(app: Harness) -> None:
     _spring, message = await _targeted(app)
     report = _report(app, message)
-    enrollment = next(e["value"] for b in report["blocks"] if b["type"] == "actions"
-                      for e in b["elements"]
-                      if e["action_id"] == Action.CANCEL_INVITES)  # fmt: skip
+    enrollment = _cancel_value(report)
     await app.requests.block_action(Action.CANCEL_INVITES, enrollment, user_id=LEAD,
                                     message_ts=report["ts"])  # fmt: skip
     await app.settle()
@@ -348,9 +352,7 @@ async def test_cancel_invites_after_the_invite_email_went_off_says_so(app: Harne
     have already left", and none had."""
     spring, message = await _targeted(app)
     report = _report(app, message)
-    enrollment = next(e["value"] for b in report["blocks"] if b["type"] == "actions"
-                      for e in b["elements"]
-                      if e["action_id"] == Action.CANCEL_INVITES)  # fmt: skip
+    enrollment = _cancel_value(report)
     await service.update_campaign(app.db, "T0001", spring.id or 0, invite_email=False,
                                   actor="U0ADMIN")  # fmt: skip
     await app.requests.block_action(Action.CANCEL_INVITES, enrollment, user_id=LEAD,
@@ -372,9 +374,7 @@ async def test_cancel_invites_after_everyone_unsubscribed_says_none_will_be_sent
 
     _spring, message = await _targeted(app)
     report = _report(app, message)
-    enrollment = next(e["value"] for b in report["blocks"] if b["type"] == "actions"
-                      for e in b["elements"]
-                      if e["action_id"] == Action.CANCEL_INVITES)  # fmt: skip
+    enrollment = _cancel_value(report)
     async with app.db.begin() as conn:
         contacts = (await conn.execute(text("SELECT id, email_key FROM contact"))).all()
     for contact_id, key in contacts:
@@ -405,9 +405,7 @@ async def test_a_second_cancel_after_one_person_unsubscribed_says_cancelled_alre
     told "none of these invites will be sent": they were cancelled already."""
     _spring, message = await _targeted(app)
     report = _report(app, message)
-    enrollment = next(e["value"] for b in report["blocks"] if b["type"] == "actions"
-                      for e in b["elements"]
-                      if e["action_id"] == Action.CANCEL_INVITES)  # fmt: skip
+    enrollment = _cancel_value(report)
     await _one_unsubscribed(app)
     for _ in range(2):
         await app.requests.block_action(Action.CANCEL_INVITES, enrollment, user_id=LEAD,
@@ -425,9 +423,7 @@ async def test_cancel_after_the_invite_email_went_off_says_so_when_one_person_un
     sent", though the other goes once a lead turns the email on and presses *Email them*."""
     spring, message = await _targeted(app)
     report = _report(app, message)
-    enrollment = next(e["value"] for b in report["blocks"] if b["type"] == "actions"
-                      for e in b["elements"]
-                      if e["action_id"] == Action.CANCEL_INVITES)  # fmt: skip
+    enrollment = _cancel_value(report)
     await _one_unsubscribed(app)
     await service.update_campaign(app.db, "T0001", spring.id or 0, invite_email=False,
                                   actor="U0ADMIN")  # fmt: skip

@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import zipfile
+from collections.abc import Awaitable, Callable
 from typing import Any, BinaryIO
 
 import pytest
@@ -25,7 +26,7 @@ from bot.jobs.queue import list_jobs
 from bot.jobs.worker import Worker, WorkerConfig
 from bot.notify import Silent
 from bot.workspaces import create_segment, ensure_workspace
-from models import Database, SourceStatus
+from models import Database, Job, SourceStatus
 
 TEAM, LEAD = "T0001", "U0002"
 
@@ -116,95 +117,33 @@ async def test_cancelling_an_ended_reading_job_leaves_the_files_new_reading_alon
         read.status, read.valid, read.error)
 
 
-async def test_a_reading_job_ending_as_it_is_cancelled_leaves_the_files_new_reading_alone(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The same, with the first reading ending and the columns mapped between the cancel's
-    look at the job (queued) and its transaction: it failed the new reading on what it had
-    seen, while the shell said the job was done and nothing could be cancelled."""
+HEADER = ["Full Name", "Work Contact", "Given"]
+
+
+async def _uploaded(db: Database, label: str,
+                    fetch: Callable[[str, BinaryIO], Awaitable[str]]) -> tuple[int, Job, Worker]:
+    """(batch, its reading job, a worker with Slack's side `fetch`) of a file shared in Slack
+    for an import into VIP; not read yet."""
     await ensure_workspace(db, TEAM)
     segment = await create_segment(db, TEAM, "VIP", actor=LEAD)
     batch, _ = await create_upload_batch(db, TEAM, segment.id or 0, LEAD, file_id="F0001",
-                                         label="work.csv")  # fmt: skip
+                                         label=label)  # fmt: skip
     (first,) = [j for j in await list_jobs(db, TEAM) if j.kind == SLACK_FILE_JOB]
-    source_id = int(json.loads(first.payload)["source_id"])
-    worker = Worker(db, {SLACK_FILE_JOB: slack_file_handler(_fetch, notifier=Silent())},
+    worker = Worker(db, {SLACK_FILE_JOB: slack_file_handler(fetch, notifier=Silent())},
                     WorkerConfig(lease_seconds=5, poll_seconds=0.05))  # fmt: skip
-    real, looks = queue.get_job, 0
+    return batch, first, worker
 
-    async def get_job(*args: Any) -> Any:
-        nonlocal looks
-        looks += 1
-        seen = await real(*args)
-        if looks == 1:  # the cancel has seen it queued: it is read now, and mapped
-            await asyncio.wait_for(worker.run_until_idle(), 30)
-            await reread_source(db, TEAM, batch, source_id,
-                                ["Full Name", "Work Contact", "Given"],
-                                ColumnMap("Work Contact", "Given"), LEAD)  # fmt: skip
-        return seen
 
-    monkeypatch.setattr(queue, "get_job", get_job)
-    cancelling = await try_cancel_job(db, TEAM, first.id or 0)
-    assert cancelling is not None and cancelling.job.state == "done"
-    await asyncio.wait_for(worker.run_until_idle(), 30)
+async def _map_again(db: Database, batch: int, source_id: int) -> None:
+    """A lead's *Map columns* of the file (Work Contact, Given): a reading of its own."""
+    await reread_source(db, TEAM, batch, source_id, HEADER, ColumnMap("Work Contact", "Given"),
+                        LEAD)  # fmt: skip
+
+
+async def _read_with_the_mapping(db: Database, source_id: int) -> None:
     read = await get_source(db, TEAM, source_id)
     assert (read.status, read.valid, read.error) == (SourceStatus.PARSED, 2, None), (
         read.status, read.valid, read.error)
-
-
-async def test_a_reading_job_not_yet_marked_done_leaves_the_files_new_reading_alone(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The first reading has read the file (it failed on its columns) but its job is still
-    `running`: its worker hasn't recorded the end yet (or was killed right then, its lease
-    not lapsed). A lead maps the columns, which queues a reading of its own; `jobs cancel` of
-    the first job took it (running) and failed the file, whose pending state is the new
-    reading's: that reading then found nothing to read."""
-    await ensure_workspace(db, TEAM)
-    segment = await create_segment(db, TEAM, "VIP", actor=LEAD)
-    batch, _ = await create_upload_batch(db, TEAM, segment.id or 0, LEAD, file_id="F0001",
-                                         label="work.csv")  # fmt: skip
-    (first,) = [j for j in await list_jobs(db, TEAM) if j.kind == SLACK_FILE_JOB]
-    source_id = int(json.loads(first.payload)["source_id"])
-    worker = Worker(db, {SLACK_FILE_JOB: slack_file_handler(_fetch, notifier=Silent())},
-                    WorkerConfig(lease_seconds=5, poll_seconds=0.05))  # fmt: skip
-    real, reached, release = queue.finish, asyncio.Event(), asyncio.Event()
-
-    async def finish(*args: Any) -> Any:  # the first run's end, held until the cancel
-        if not reached.is_set():
-            reached.set()
-            await asyncio.wait_for(release.wait(), 30)
-        return await real(*args)
-
-    monkeypatch.setattr(queue, "finish", finish)
-    running = asyncio.create_task(worker.run_until_idle())
-    await asyncio.wait_for(reached.wait(), 30)
-    assert (await get_source(db, TEAM, source_id)).status == SourceStatus.FAILED
-    await reread_source(db, TEAM, batch, source_id, ["Full Name", "Work Contact", "Given"],
-                        ColumnMap("Work Contact", "Given"), LEAD)  # fmt: skip
-    cancelling = await try_cancel_job(db, TEAM, first.id or 0)
-    assert cancelling is not None and cancelling.job.state == "cancelled"
-    release.set()
-    await asyncio.wait_for(running, 30)
-    await asyncio.wait_for(worker.run_until_idle(), 30)
-    read = await get_source(db, TEAM, source_id)
-    assert (read.status, read.valid, read.error) == (SourceStatus.PARSED, 2, None), (
-        read.status, read.valid, read.error)
-
-
-async def test_cancelling_a_plain_csvs_queued_reading_fails_its_file(db: Database) -> None:
-    """One CSV shared in Slack (no ZIP): its label has no archive prefix, whose NUL byte
-    PostgreSQL refused, and the cancel failed."""
-    await ensure_workspace(db, TEAM)
-    segment = await create_segment(db, TEAM, "VIP", actor=LEAD)
-    await create_upload_batch(db, TEAM, segment.id or 0, LEAD, file_id="F0001",
-                              label="customers.csv")  # fmt: skip
-    (job,) = [j for j in await list_jobs(db, TEAM) if j.kind == SLACK_FILE_JOB]
-    cancelling = await try_cancel_job(db, TEAM, job.id or 0)
-    assert cancelling is not None and cancelling.job.state == "cancelled"
-    source = await get_source(db, TEAM, int(json.loads(job.payload)["source_id"]))
-    assert (source.status, source.error) == (SourceStatus.FAILED,
-                                             "Reading this file was cancelled.")  # fmt: skip
 
 
 def _hold_first_finish(monkeypatch: pytest.MonkeyPatch) -> tuple[asyncio.Event, asyncio.Event]:
@@ -222,6 +161,70 @@ def _hold_first_finish(monkeypatch: pytest.MonkeyPatch) -> tuple[asyncio.Event, 
     return reached, release
 
 
+async def test_a_reading_job_ending_as_it_is_cancelled_leaves_the_files_new_reading_alone(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same, with the first reading ending and the columns mapped between the cancel's
+    look at the job (queued) and its transaction: it failed the new reading on what it had
+    seen, while the shell said the job was done and nothing could be cancelled."""
+    batch, first, worker = await _uploaded(db, "work.csv", _fetch)
+    source_id = int(json.loads(first.payload)["source_id"])
+    real, looks = queue.get_job, 0
+
+    async def get_job(*args: Any) -> Any:
+        nonlocal looks
+        looks += 1
+        seen = await real(*args)
+        if looks == 1:  # the cancel has seen it queued: it is read now, and mapped
+            await asyncio.wait_for(worker.run_until_idle(), 30)
+            await _map_again(db, batch, source_id)
+        return seen
+
+    monkeypatch.setattr(queue, "get_job", get_job)
+    cancelling = await try_cancel_job(db, TEAM, first.id or 0)
+    assert cancelling is not None and cancelling.job.state == "done"
+    await asyncio.wait_for(worker.run_until_idle(), 30)
+    await _read_with_the_mapping(db, source_id)
+
+
+async def test_a_reading_job_not_yet_marked_done_leaves_the_files_new_reading_alone(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first reading has read the file (it failed on its columns) but its job is still
+    `running`: its worker hasn't recorded the end yet (or was killed right then, its lease
+    not lapsed). A lead maps the columns, which queues a reading of its own; `jobs cancel` of
+    the first job took it (running) and failed the file, whose pending state is the new
+    reading's: that reading then found nothing to read."""
+    batch, first, worker = await _uploaded(db, "work.csv", _fetch)
+    source_id = int(json.loads(first.payload)["source_id"])
+    reached, release = _hold_first_finish(monkeypatch)
+    running = asyncio.create_task(worker.run_until_idle())
+    await asyncio.wait_for(reached.wait(), 30)
+    assert (await get_source(db, TEAM, source_id)).status == SourceStatus.FAILED
+    await _map_again(db, batch, source_id)
+    cancelling = await try_cancel_job(db, TEAM, first.id or 0)
+    assert cancelling is not None and cancelling.job.state == "cancelled"
+    release.set()
+    await asyncio.wait_for(running, 30)
+    await asyncio.wait_for(worker.run_until_idle(), 30)
+    await _read_with_the_mapping(db, source_id)
+
+
+async def test_cancelling_a_plain_csvs_queued_reading_fails_its_file(db: Database) -> None:
+    """One CSV shared in Slack (no ZIP): its label has no archive prefix, whose NUL byte
+    PostgreSQL refused, and the cancel failed."""
+    await ensure_workspace(db, TEAM)
+    segment = await create_segment(db, TEAM, "VIP", actor=LEAD)
+    await create_upload_batch(db, TEAM, segment.id or 0, LEAD, file_id="F0001",
+                              label="customers.csv")  # fmt: skip
+    (job,) = [j for j in await list_jobs(db, TEAM) if j.kind == SLACK_FILE_JOB]
+    cancelling = await try_cancel_job(db, TEAM, job.id or 0)
+    assert cancelling is not None and cancelling.job.state == "cancelled"
+    source = await get_source(db, TEAM, int(json.loads(job.payload)["source_id"]))
+    assert (source.status, source.error) == (SourceStatus.FAILED,
+                                             "Reading this file was cancelled.")  # fmt: skip
+
+
 async def _fetch_zip(ref: str, dest: BinaryIO) -> str:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as z:
@@ -236,13 +239,7 @@ async def test_a_zips_reading_not_yet_marked_done_leaves_an_entrys_new_reading_a
 ) -> None:
     """The same for a CSV in a ZIP: its re-read is keyed by the entry's source, not the
     ZIP's, and the cancel failed it with the ZIP's CSVs still pending."""
-    await ensure_workspace(db, TEAM)
-    segment = await create_segment(db, TEAM, "VIP", actor=LEAD)
-    batch, _ = await create_upload_batch(db, TEAM, segment.id or 0, LEAD, file_id="F0001",
-                                         label="export.zip")  # fmt: skip
-    (first,) = [j for j in await list_jobs(db, TEAM) if j.kind == SLACK_FILE_JOB]
-    worker = Worker(db, {SLACK_FILE_JOB: slack_file_handler(_fetch_zip, notifier=Silent())},
-                    WorkerConfig(lease_seconds=5, poll_seconds=0.05))  # fmt: skip
+    batch, first, worker = await _uploaded(db, "export.zip", _fetch_zip)
     reached, release = _hold_first_finish(monkeypatch)
     running = asyncio.create_task(worker.run_until_idle())
     await asyncio.wait_for(reached.wait(), 30)
@@ -251,16 +248,13 @@ async def test_a_zips_reading_not_yet_marked_done_leaves_an_entrys_new_reading_a
             "SELECT id FROM import_source WHERE batch_id = :b AND label LIKE '%b.csv'"),
             {"b": batch})).scalar_one()  # fmt: skip
     assert (await get_source(db, TEAM, entry)).status == SourceStatus.FAILED
-    await reread_source(db, TEAM, batch, entry, ["Full Name", "Work Contact", "Given"],
-                        ColumnMap("Work Contact", "Given"), LEAD)  # fmt: skip
+    await _map_again(db, batch, entry)
     cancelling = await try_cancel_job(db, TEAM, first.id or 0)
     assert cancelling is not None and cancelling.job.state == "cancelled"
     release.set()
     await asyncio.wait_for(running, 30)
     await asyncio.wait_for(worker.run_until_idle(), 30)
-    read = await get_source(db, TEAM, entry)
-    assert (read.status, read.valid, read.error) == (SourceStatus.PARSED, 2, None), (
-        read.status, read.valid, read.error)
+    await _read_with_the_mapping(db, entry)
 
 
 async def test_cancelling_the_new_reading_while_the_first_isnt_marked_done_fails_the_file(
@@ -269,19 +263,12 @@ async def test_cancelling_the_new_reading_while_the_first_isnt_marked_done_fails
     """The other way round: the *Map columns* reading is cancelled while the first (which
     read the file already) isn't marked done yet; counted as the file's reader, it left the
     file "Reading…" for good, with nothing to read it."""
-    await ensure_workspace(db, TEAM)
-    segment = await create_segment(db, TEAM, "VIP", actor=LEAD)
-    batch, _ = await create_upload_batch(db, TEAM, segment.id or 0, LEAD, file_id="F0001",
-                                         label="work.csv")  # fmt: skip
-    (first,) = [j for j in await list_jobs(db, TEAM) if j.kind == SLACK_FILE_JOB]
+    batch, first, worker = await _uploaded(db, "work.csv", _fetch)
     source_id = int(json.loads(first.payload)["source_id"])
-    worker = Worker(db, {SLACK_FILE_JOB: slack_file_handler(_fetch, notifier=Silent())},
-                    WorkerConfig(lease_seconds=5, poll_seconds=0.05))  # fmt: skip
     reached, release = _hold_first_finish(monkeypatch)
     running = asyncio.create_task(worker.run_until_idle())
     await asyncio.wait_for(reached.wait(), 30)
-    await reread_source(db, TEAM, batch, source_id, ["Full Name", "Work Contact", "Given"],
-                        ColumnMap("Work Contact", "Given"), LEAD)  # fmt: skip
+    await _map_again(db, batch, source_id)
     (again,) = [j for j in await list_jobs(db, TEAM)
                 if j.kind == SLACK_FILE_JOB and j.id != first.id]  # fmt: skip
     cancelling = await try_cancel_job(db, TEAM, again.id or 0)
