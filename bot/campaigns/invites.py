@@ -42,7 +42,7 @@ from bot.campaigns.invite_sql import ITS_ADVOCATE, has_its_advocate, left_by_a_d
 from bot.campaigns.links import referral_link, unsubscribe_link
 from bot.campaigns.reports import INVITE_EMAIL_OFF
 from bot.email.message import build_message, parse_sender, quoted
-from bot.email.render import Invite, render_invite
+from bot.email.render import FALLBACK_LOCALE, Invite, choose_locale, render_invite
 from bot.email.send import MailSender, SendResult, SendStatus, SmtpServerBusy, SmtpSetupError
 from bot.jobs.queue import (
     cancel_jobs_in,
@@ -143,14 +143,33 @@ _CRASHED = {sqlite: text(f"""
     UPDATE invite SET state = 'uncertain', updated_at = :now, reason = '{_GUESSED}'
     WHERE team_id = :t AND enrollment_id = :e AND state = 'sending'
       AND (sender_job = :job OR {left_by_a_dead_run("invite", sqlite)})
+    RETURNING id, locale
 """).bindparams(_ts("now")) for sqlite in (True, False)}
+# ... and the language it went in, as its run chose it: only an outcome wrote it, so its
+# unsubscribe page (consent._RECIPIENT) spoke today's default, not the invite's
+_CRASHED_LOCALES = text("""
+    SELECT i.id, c.locale, w.default_locale FROM invite i
+    JOIN contact c ON c.id = i.contact_id AND c.team_id = i.team_id
+    LEFT JOIN workspace w ON w.team_id = i.team_id
+    WHERE i.team_id = :t AND i.id IN :ids
+""").bindparams(bindparam("ids", expanding=True))
+_SET_LOCALE = text("UPDATE invite SET locale = :l WHERE id = :id AND team_id = :t "
+                   "AND locale IS NULL")  # fmt: skip
 
 
 async def _guess_crashed_in(conn: AsyncConnection, team_id: str, enrollment_id: int,
                             job_id: int | None) -> None:  # fmt: skip
-    """The enrollment's invites a dead run left `sending` are uncertain (_CRASHED)."""
-    await conn.execute(_CRASHED[conn.dialect.name == "sqlite"],
-                       {"t": team_id, "e": enrollment_id, "now": utcnow(), "job": job_id})
+    """The enrollment's invites a dead run left `sending` are uncertain (_CRASHED), with the
+    language their run chose for them (choose_locale, as render_invite chooses it)."""
+    guessed = (await conn.execute(_CRASHED[conn.dialect.name == "sqlite"], {
+        "t": team_id, "e": enrollment_id, "now": utcnow(), "job": job_id})).all()  # fmt: skip
+    unknown = [int(invite) for invite, locale in guessed if locale is None]
+    if not unknown:
+        return
+    for invite, contact_locale, default in await conn.execute(
+            _CRASHED_LOCALES, {"t": team_id, "ids": unknown}):
+        chosen, _fell_back = choose_locale(contact_locale, default or FALLBACK_LOCALE)
+        await conn.execute(_SET_LOCALE, {"l": chosen, "id": invite, "t": team_id})
 
 
 _HAS_ITS_ADVOCATE = has_its_advocate("invite")

@@ -831,3 +831,32 @@ async def test_a_store_url_the_form_accepts_is_one_the_referral_link_can_redirec
             f"{site}/r/{code}", allow_redirects=False) as response:  # fmt: skip
         assert response.status == 302, (response.status, await response.text())
         assert response.headers["Location"].isascii()
+
+
+async def test_the_unsubscribe_page_of_an_invite_a_dead_run_left_uncertain_speaks_its_language(
+    world: World, site: str
+) -> None:
+    """A run died handing Jonas's invite over (left `sending`): the next run calls it
+    uncertain, but only an outcome wrote the language it went in, so after DEFAULT_LOCALE=de
+    his unsubscribe page spoke German."""
+    from bot.campaigns.invites import Links, send_invites
+    from bot.email.send import SmtpSender, parse_smtp_url
+    from tests.email.smtp_server import smtp_server
+
+    await world.import_csv("VIP", people("jonas@example.com,Jonas,"))
+    await world.target(await world.campaign(), "VIP")
+    enrollment = int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
+    async with world.db.begin() as conn:  # a run (job 999, gone) was handing it over
+        await conn.execute(text("UPDATE invite SET state = 'sending', attempts = 1, "
+                                "sender_job = 999"))  # fmt: skip
+    async with smtp_server() as server:
+        await send_invites(world.db, TEAM, enrollment,
+                           sender=SmtpSender(parse_smtp_url(server.url)),
+                           links=Links(site, SECRET))  # fmt: skip
+    assert await world.rows("SELECT state, locale FROM invite") == [("uncertain", "en")]
+    async with world.db.begin() as conn:
+        await conn.execute(text("UPDATE workspace SET default_locale = 'de'"))
+    contact = int(str(await world.scalar("SELECT id FROM contact")))
+    link = unsubscribe_link(site, SECRET, TEAM, contact, "jonas@example.com")
+    async with aiohttp.ClientSession() as http, http.get(link) as response:
+        assert response.headers["Content-Language"] == "en"
