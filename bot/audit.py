@@ -213,6 +213,11 @@ def import_subject(batch_id: int) -> str:
     return f"import #{batch_id}"
 
 
+def import_subject_sql(batch_id: str) -> str:
+    """`import_subject` in SQL, of the column or expression `batch_id`."""
+    return f"'import #' || CAST({batch_id} AS TEXT)"
+
+
 def import_of(subject: str) -> int | None:
     """The import a subject names ("import #12" -> 12), else None."""
     found = IMPORT_SUBJECT.match(subject)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 from typing import TextIO
 
+from bot.terminal import ESCAPES
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-# C0 controls but tab (line feed and carriage return included), DEL, C1 controls, the
-# line and paragraph separators, and the bidirectional embeddings, overrides and isolates
-_CONTROLS = [*range(0x00, 0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0)]
-_UNICODE = [0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-_ESCAPES = {c: f"\\x{c:02x}" for c in _CONTROLS} | {c: f"\\u{c:04x}" for c in _UNICODE}
+# What drives a terminal (bot.terminal.ESCAPES), and what breaks a line: a line feed, and the
+# line and paragraph separators
+_ESCAPES = ESCAPES | {0x0A: "\\x0a", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 class OneLineFormatter(logging.Formatter):

@@ -16,12 +16,12 @@ from typing import Any, TextIO
 # and the bidirectional embeddings, overrides and isolates: each shown as its \x or \u escape
 _CONTROLS = [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)]
 _BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-_ESCAPES = {c: f"\\x{c:02x}" for c in _CONTROLS} | {c: f"\\u{c:04x}" for c in _BIDI}
+ESCAPES = {c: f"\\x{c:02x}" for c in _CONTROLS} | {c: f"\\u{c:04x}" for c in _BIDI}
 
 
 def shown(text: str) -> str:
     """`text` with every character that would drive a terminal written as its escape."""
-    return text.translate(_ESCAPES)
+    return text.translate(ESCAPES)
 
 
 def as_shown(text: str) -> str:

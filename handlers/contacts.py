@@ -50,18 +50,15 @@ async def _render(context: dict[str, Any], team_id: str, batch_id: int, query: s
                           editable=batch.status == BatchStatus.DRAFT)  # fmt: skip
 
 
-_MAX_ROW_ID = 2**31 - 1  # staged_row.id is an INTEGER: a bigger one PostgreSQL refuses
-
-
 def _page(value: object) -> tuple[int, int | None]:
     """A page button's (after, before); any other value (a view older than row paging,
-    whose value was an offset, or an id no row can have) starts afresh."""
+    whose value was an offset, or an id no row can have: `digits` reads none past an
+    INTEGER column's MAX_INT, which PostgreSQL refused) starts afresh."""
     said = str(value or "")
     if said.startswith(PAGE_BEFORE) and (row := digits(said.removeprefix(PAGE_BEFORE))):
-        return (0, row) if row <= _MAX_ROW_ID else (0, None)
+        return 0, row
     if said.startswith(PAGE_AFTER):
-        row = digits(said.removeprefix(PAGE_AFTER)) or 0
-        return (row if row <= _MAX_ROW_ID else 0), None
+        return digits(said.removeprefix(PAGE_AFTER)) or 0, None
     return 0, None
 
 
@@ -106,7 +103,7 @@ async def _update(body: dict[str, Any], client: AsyncWebClient, context: dict[st
     # query that wasn't text, an offset that wasn't a number failed the redraw after a Remove)
     kept_query = meta.get("query") if isinstance(meta.get("query"), str) else ""
     # drawn again from the page's first row (a Remove): its rows after stay in place
-    start = min(digits(meta.get("start")) or 0, _MAX_ROW_ID)
+    start = digits(meta.get("start")) or 0
     after, before = (max(0, start - 1), None) if page is None else page
 
     async def render() -> View:

@@ -393,9 +393,14 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
     if meta is None:
         return
     batch_id: int | None = meta["batch"]
-    # who they are first, one users.info at most (the answer is due in 3 s): the form's
-    # checks below name this workspace's live campaigns and segments
-    role = await _role(d, client, team_id, user_id)
+    form = read_form(view["state"]["values"])
+    # who they are (one users.info at most) beside the form's checks, both before the answer
+    # due in 3 s: waited for side by side, not one after the other. The checks name this
+    # workspace's live campaigns and segments, so they are said only once the role is known
+    role, errors = await asyncio.gather(
+        _role(d, client, team_id, user_id),
+        validate(d, team_id, form, adding=batch_id is not None, batch_id=batch_id,
+                 client=client))  # fmt: skip
     if not isinstance(role, Role):  # why Slack couldn't say: the form stays, to submit again
         await ack(response_action="errors", errors={BlockId.FILES: role})
         return
@@ -403,9 +408,6 @@ async def submit(ack: Any, body: dict[str, Any], view: dict[str, Any], client: A
         await ack(response_action="update", view=notice_modal(
             "Import contacts", told_outsider(team_id, user_id)).to_dict())  # fmt: skip
         return
-    form = read_form(view["state"]["values"])
-    errors = await validate(d, team_id, form, adding=batch_id is not None, batch_id=batch_id,
-                            client=client)  # fmt: skip
     channel = channel_error(form, role is Role.LEAD)
     if channel:
         errors[BlockId.REVIEW_CHANNEL] = channel

@@ -124,8 +124,6 @@ def _unusable_line(conn: Connection, health: Health) -> str:
 def disconnect_value(conn: Connection) -> str:
     """The Disconnect button's value: the connection it is drawn for (its Stamp), so a click
     after another lead connected another account disconnects nothing (accounts.disconnect)."""
-    if conn.stamp is None:
-        return LEGACY_DISCONNECT
     return f"{conn.stamp.api_endpoint} {as_utc(conn.stamp.connected_at).isoformat()}"
 
 

@@ -45,6 +45,7 @@ from bot.imports.mapping import (
     rememberable,
     reread_source,
     samples,
+    sheet_ref,
 )
 from bot.imports.reading import CsvFileError, is_data_row
 from bot.temp_files import disk_temporary_file
@@ -206,7 +207,7 @@ async def on_sheet(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     selected = str((body["actions"][0].get("selected_option") or {}).get("value") or "")
     # an option's value is the sheet's position; in a modal an older release drew (its
     # metadata holds the sheet's name), the name cut to 150 characters (excel._named)
-    by_position = isinstance(meta.get("sheet"), int) and not isinstance(meta.get("sheet"), bool)
+    by_position = isinstance(sheet_ref(meta.get("sheet")), int)
     sheet = digits(selected) if by_position else selected or None
     if batch_id is None or source_id is None or sheet is None:
         return

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 from urllib.parse import urlsplit
 
 from sqlalchemy import bindparam, text
@@ -423,15 +423,23 @@ async def _campaign(db: Database, team_id: str, enrollment_id: int) -> _Campaign
     return _Campaign(cid, name, store_url, sender, offer, locale)
 
 
-def _store_name(campaign: _Campaign) -> str:
+class _Named(Protocol):
+    """What names a campaign's store: a Campaign row, or the send run's _Campaign."""
+
+    sender: str
+    store_url: str
+    name: str
+
+
+def _store_name(campaign: _Named) -> str:
     display, _ = parseaddr(campaign.sender)
     return display or urlsplit(campaign.store_url).hostname or campaign.name
 
 
-def _default_from(campaign: _Campaign, public_url: str) -> str:
+def default_from(campaign: _Named, public_url: str) -> str:
     """The From of a campaign without a sender: its store's name, quoted (a store at
     http://[2001:db8::1]/ read as the group "2001:" and its invites came from "1"), at
-    `invites@` PUBLIC_URL's host, as service.default_sender tells it."""
+    `invites@` PUBLIC_URL's host; service.default_sender tells it as it is."""
     host = urlsplit(public_url).hostname or "localhost"
     return f"{quoted(_store_name(campaign))} <invites@{host}>"
 
@@ -457,7 +465,7 @@ async def send_invites(
         return
     if not links.secret_key:
         raise SmtpSetupError("SECRET_KEY is not set: invites need it to sign unsubscribe links.")
-    from_header = campaign.sender or _default_from(campaign, links.public_url)
+    from_header = campaign.sender or default_from(campaign, links.public_url)
     try:  # checked once, before any invite is `sending`: no message could be built
         parse_sender(from_header)
     except ValueError:
@@ -1012,7 +1020,8 @@ async def retry_campaign_sending(db: Database, team_id: str,
             "AND send_error IS NOT NULL RETURNING id"), {"t": team_id, "c": campaign_id})]
         for enrollment_id in restarted:
             await _enqueue_send(conn, team_id, enrollment_id, None, occasion="retry")
-    return RetriedSending(sorted(restarted), live=row[2] == CampaignState.LIVE)
+    _invite_email, _name, state = row
+    return RetriedSending(sorted(restarted), live=state == CampaignState.LIVE)
 
 
 # a run never ends a stop someone asked for with `jobs cancel`: only Retry sending does

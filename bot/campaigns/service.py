@@ -15,7 +15,6 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,14 +27,18 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from bot.audit import Act, record_in
 from bot.campaigns.enroll import NOT_LIVE, SEND_JOB, excluded_reason, in_excluded_segment
 from bot.campaigns.invite_sql import has_its_advocate, left_by_a_dead_run, with_now
-from bot.campaigns.invites import reschedule_waiting_in, schedule_waiting_in, stop_invites_in
+from bot.campaigns.invites import (
+    default_from,
+    reschedule_waiting_in,
+    schedule_waiting_in,
+    stop_invites_in,
+)
 from bot.campaigns.reports import (
     INVITE_EMAIL_OFF,
     reported_unsent_while_off_in,
     reported_waiting_in,
 )
 from bot.email.message import parse_sender
-from bot.email.message import quoted as display_name
 from bot.hosts import ascii_host
 from bot.imports.addresses import normalize_email
 from bot.jobs.queue import database_now_in, enqueue_in, lease_now, worker_of
@@ -132,17 +135,17 @@ def check_fields(*, name: str | None = None, store_url: str | None = None,
         unquoted = "<" in sender and '"' not in name and any(c in name for c in ",;:")
         try:  # read as the invite's From is: parseaddr took the first of two addresses
             normalize_email(parse_sender(sender)[1])
-            # "Acme: Spring <…>" reads as the group "Acme:" holding "Spring": it parsed, and
-            # the invites came from "Spring" alone
-            if unquoted:
-                raise ValueError(sender)
+            parsed = True
         except ValueError:  # InvalidEmail too
+            parsed = False
+        if unquoted:
+            # "Acme, Inc <hello@…>" reads as two addresses, and "Acme: Spring <…>" parses
+            # as the group "Acme:" holding "Spring" (its invites came from "Spring" alone):
+            # only the quotes were missing
+            problems["sender"] = ("Put a name with a comma, colon or semicolon in double "
+                                  f'quotes: "{name.strip()[:40]}" <{sender.partition("<")[2]}')
+        elif not parsed:
             problems["sender"] = "Use a sender such as: Shop <hello@shop.example>"
-            if unquoted:
-                # "Acme, Inc <hello@…>" reads as two addresses: only the quotes were missing
-                problems["sender"] = ("Put a name with a comma, colon or semicolon in double "
-                                      f'quotes: "{name.strip()[:40]}" '
-                                      f'<{sender.partition("<")[2]}')
     if invite_delay_days is not None and not 0 <= invite_delay_days <= 365:
         problems["invite_delay_days"] = "Between 0 (at once) and 365 days."
     return problems
@@ -1136,20 +1139,19 @@ class DefaultSender:
 
 def default_sender(campaign: Campaign, public_url: str) -> DefaultSender | None:
     """The From a campaign's invites will carry because it has no sender, or None (it has
-    one, or its invite email is off: no invite goes out). Made as invites.send_invites makes
-    it: the sender's display name or the store URL's host, at `invites@` PUBLIC_URL's host."""
+    one, or its invite email is off: no invite goes out): invites.default_from, the store
+    URL's host at `invites@` PUBLIC_URL's host, and whether mail from there is delivered."""
     if not campaign.invite_email or campaign.sender.strip():
         return None
     host = urlsplit(public_url).hostname or "localhost"
-    store = parseaddr(campaign.sender)[0] or urlsplit(campaign.store_url).hostname or campaign.name
     try:
         ipaddress.ip_address(host.strip("[]"))
         unusable = "an IP address"
     except ValueError:
         unusable = "this computer, not a mail domain" if _this_computer(host) else ""
-    # as the invite's own From is made (invites._default_from): formataddr wrote an accented
-    # store's name as an encoded word, =?utf-8?q?b=C3=BCcher=2Ede?=, in what people read
-    return DefaultSender(f"{display_name(store)} <invites@{host}>", host, unusable)
+    # the invite's own From: a copy made with formataddr wrote an accented store's name as
+    # an encoded word, =?utf-8?q?b=C3=BCcher=2Ede?=, in what people read
+    return DefaultSender(default_from(campaign, public_url), host, unusable)
 
 
 def sender_warning(campaign: Campaign, public_url: str, how_to_set: str) -> str:

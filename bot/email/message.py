@@ -19,9 +19,8 @@ from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses
 
-import idna  # email-validator's own IDNA 2008 (the codec in the standard library is 2003's)
-
 from bot.email.render import Invite, Rendered, one_line, without_scopes
+from bot.hosts import ascii_host
 
 # CRLF line endings, 7-bit bodies (quoted-printable or base64, whichever is shorter), headers
 # written as stored: the same bytes travel through any relay, with or without 8BITMIME, and
@@ -97,10 +96,8 @@ def ascii_domain(address: str) -> str:
     local, at, domain = address.rpartition("@")
     if not at or domain.isascii():
         return address
-    try:
-        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
-    except idna.IDNAError:
-        return address
+    host = ascii_host(domain)
+    return f"{local}@{host}" if host is not None else address
 
 
 def parse_sender(sender: str) -> tuple[str, str]:

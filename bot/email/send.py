@@ -203,7 +203,8 @@ def parse_smtp_url(url: str) -> SmtpConfig:
         raise ValueError(f"SMTP URL takes no path, got {parts.path!r}")
     if parts.fragment:
         raise ValueError("SMTP URL takes no #fragment")
-    require_starttls, no_starttls, timeout, data_timeout = False, False, DEFAULT_TIMEOUT, None
+    require_starttls, no_starttls = False, False
+    timeout, data_timeout = DEFAULT_TIMEOUT, END_OF_DATA_TIMEOUT
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key == "starttls":
             if scheme == "smtps":
@@ -235,7 +236,7 @@ def parse_smtp_url(url: str) -> SmtpConfig:
         require_starttls=require_starttls,
         no_starttls=no_starttls,
         timeout=timeout,
-        data_timeout=END_OF_DATA_TIMEOUT if data_timeout is None else data_timeout,
+        data_timeout=data_timeout,
     )
 
 

@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.audit import Act, by_whom, import_subject, record_in
 from bot.campaigns.preview import inviting_campaigns
 from bot.contacts import NO, YES
-from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB, import_job_key
+from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB, import_job_key, reading_job_key
 from bot.imports.parallel import ParallelRows, file_path
 from bot.imports.reading import (
     Columns,
@@ -184,7 +184,7 @@ async def create_upload_batch(
         await session.flush()
         conn = await session.connection()
         await enqueue_in(conn, team_id, SLACK_FILE_JOB, {"source_id": source.id},
-                         dedupe_key=f"stage:{source.id}")  # fmt: skip
+                         dedupe_key=reading_job_key(source.id or 0))  # fmt: skip
         await schedule_purge_in(conn, team_id, await _in_an_hour(conn))
         await _take_posting_in(conn, team_id, batch.id)
         await session.commit()
@@ -554,7 +554,7 @@ async def add_source_once(db: Database, team_id: str, batch_id: int, kind: Sourc
     try:
         source_id = await _added(db, team_id, batch_id, kind, label, ref=ref,
                                  file_format=file_format, read_by=read_by, once=once)
-    except _HadIt:
+    except Unchanged:
         return None
     return await get_source(db, team_id, source_id)
 
@@ -563,12 +563,6 @@ class Unchanged(Exception):
     """A click that found nothing to change: raised inside the transaction that took the
     batch, so it rolls back (lock_batch counted its revision up, and an Approve on the review
     drawn before it would have been refused as changed)."""
-
-
-class _HadIt(Exception):
-    """The batch has that source already: the transaction that took the batch rolls back
-    (lock_batch counted its revision up, and an approval of it would have been refused as
-    changed)."""
 
 
 async def _added(db: Database, team_id: str, batch_id: int, kind: SourceKind, label: str, *,
@@ -583,7 +577,7 @@ async def _added(db: Database, team_id: str, batch_id: int, kind: SourceKind, la
                 col(ImportSource.removed).is_(False),
                 col(ImportSource.status) != SourceStatus.FAILED).limit(1)
         )).first() is not None:  # fmt: skip
-            raise _HadIt
+            raise Unchanged  # the batch has that source already
         source_id = (
             await conn.execute(
                 insert(ImportSource)
@@ -595,7 +589,7 @@ async def _added(db: Database, team_id: str, batch_id: int, kind: SourceKind, la
         ).scalar_one()  # fmt: skip
         if read_by is not None:
             await enqueue_in(conn, team_id, read_by, {"source_id": source_id},
-                             dedupe_key=f"stage:{source_id}")  # fmt: skip
+                             dedupe_key=reading_job_key(source_id))  # fmt: skip
     return int(source_id)
 
 

@@ -22,7 +22,13 @@ from bot.campaigns.invites import SEND_JOB_CANCELLED, cancel_send_jobs_in, stop_
 from bot.campaigns.service import ENROLL_JOB, Thread, enroll_after_import_in
 from bot.imports.batches import HANDED_ON_COUNTED, UNDER_WAY, ReviewError, lock_batch
 from bot.imports.files import NO_ARCHIVE, archive_prefix
-from bot.imports.job_kinds import IMPORT_JOB, SLACK_FILE_JOB, UNDO_JOB, import_job_key
+from bot.imports.job_kinds import (
+    IMPORT_JOB,
+    SLACK_FILE_JOB,
+    UNDO_JOB,
+    import_job_key,
+    reads_source_sql,
+)
 from bot.jobs import queue
 from bot.mailchimp.jobs import MAILCHIMP_JOB
 from bot.notify import (
@@ -304,15 +310,14 @@ ENROLL_CANCELLED = "its job was cancelled (`referral-bot jobs cancel`)."
 # first reading's ("stage:<id>") or a *Map columns* re-read's ("remap:<id>:<time>",
 # mapping._read_again_in), of the file or of one CSV of its ZIP. The cancelled job may have
 # read the file already, its end not recorded yet, when the file was put back to be read.
-_FAIL_READING = text("""
+_FAIL_READING = text(f"""
     UPDATE import_source SET status = 'failed', error = :why
     WHERE team_id = :t AND status = 'pending' AND (id = :s OR (
         NOT :alone AND batch_id = :b AND ref = :ref AND kind = 'csv' AND id > :s
         AND substr(label, 1, :n) = :prefix))
     AND NOT EXISTS (SELECT 1 FROM job WHERE job.team_id = :t AND job.id > :j
                     AND job.state IN ('queued', 'running')
-                    AND (job.dedupe_key = 'stage:' || CAST(import_source.id AS TEXT)
-                         OR job.dedupe_key LIKE 'remap:' || CAST(import_source.id AS TEXT) || ':%'))
+                    AND {reads_source_sql("job.dedupe_key", "import_source.id")})
     RETURNING batch_id
 """)
 

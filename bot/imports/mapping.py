@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
 from bot.imports.batches import clear_staged, lock_batch, promote_before_reread
-from bot.imports.job_kinds import SLACK_FILE_JOB
+from bot.imports.job_kinds import SLACK_FILE_JOB, rereading_job_key
 from bot.imports.reading import (
     OPT_OUT_ALIASES,
     ChosenColumnMissing,
@@ -495,7 +495,7 @@ async def keep_header(db: Database, team_id: str, source_id: int, header: list[s
         )  # fmt: skip
 
 
-def _sheet_ref(value: object) -> SheetRef | None:
+def sheet_ref(value: object) -> SheetRef | None:
     """A sheet kept in JSON (a source's header, a modal's metadata, a job's payload)."""
     if isinstance(value, bool):
         return None
@@ -537,7 +537,7 @@ def kept_header(text: str | None) -> tuple[list[str], SheetRef | None]:
     the sheet and its columns), and the sheet (SheetRef); ([], None) if none was kept."""
     kept = _loaded(text)
     columns = kept.get("columns")
-    return list(columns) if isinstance(columns, list) else [], _sheet_ref(kept.get("sheet"))
+    return list(columns) if isinstance(columns, list) else [], sheet_ref(kept.get("sheet"))
 
 
 def kept_title(text: str | None) -> str | None:
@@ -552,7 +552,7 @@ def read_sheet(text: str | None) -> SheetRef | None:
     """The workbook's sheet its last *Map columns* had it read from (None: the one a
     remembered mapping fits), which the modal shows when opened again: the first sheet a
     remembered mapping fits may be another (a staff list's columns saved once)."""
-    return _sheet_ref(_loaded(text).get("read"))
+    return sheet_ref(_loaded(text).get("read"))
 
 
 async def reread_source(db: Database, team_id: str, batch_id: int, source_id: int,
@@ -637,7 +637,7 @@ async def _read_again_in(conn: AsyncConnection, team_id: str, source_id: int,
     if sheet is not None:
         payload["sheet"] = sheet
     await enqueue_in(conn, team_id, SLACK_FILE_JOB, payload,
-                     dedupe_key=f"remap:{source_id}:{utcnow().timestamp()}")  # fmt: skip
+                     dedupe_key=rereading_job_key(source_id, utcnow().timestamp()))  # fmt: skip
 
 
 async def mapper_submitted(db: Database, team_id: str,
@@ -649,7 +649,7 @@ async def mapper_submitted(db: Database, team_id: str,
     key, chosen, sheet = payload.get("headers_key"), payload.get("mapping"), payload.get("sheet")
     if isinstance(key, str) and isinstance(chosen, dict):
         mapper.remembered[key] = ColumnMap(**{f: chosen.get(f) for f in FIELDS})
-    mapper.sheet = _sheet_ref(sheet)
+    mapper.sheet = sheet_ref(sheet)
     return mapper
 
 

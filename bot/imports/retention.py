@@ -41,9 +41,9 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from bot.audit import Act, import_subject, record_in
+from bot.audit import Act, import_subject, import_subject_sql, record_in
 from bot.imports.batches import EXPIRED_BY, freeze_counts
-from bot.imports.job_kinds import PURGE_JOB, import_job_key_sql
+from bot.imports.job_kinds import PURGE_JOB, import_job_key_sql, reads_source_sql
 from bot.imports.mapping import kept_header
 from bot.imports.reading import is_data_row
 from bot.imports.undo_window import close_undo_before
@@ -75,8 +75,8 @@ _PURGE = text(f"""
 FORGOTTEN_REMOVAL = "removed an address, forgotten with the import's rows"
 _FORGET_REMOVED_ADDRESSES = text(f"""
     UPDATE audit_entry SET detail = :forgotten
-    WHERE team_id = :t AND action = 'import.contact_removed' AND detail <> :forgotten
-      AND subject IN (SELECT 'import #' || CAST(id AS TEXT) FROM import_batch
+    WHERE team_id = :t AND action = :removed AND detail <> :forgotten
+      AND subject IN (SELECT {import_subject_sql("id")} FROM import_batch
                       WHERE team_id = :t AND status IN {_ENDED} AND finished_at < :cutoff)
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()))
 
@@ -95,7 +95,7 @@ _FORGET_TYPED_ADDRESSES = text(f"""
 # import ended. A real header stays: `referral-bot mappings` shows it beside its mapping.
 _ENDED_HEADERS = text(f"""
     SELECT id, header FROM import_source
-    WHERE team_id = :t AND header IS NOT NULL
+    WHERE team_id = :t AND header LIKE '%@%'
       AND batch_id IN (SELECT id FROM import_batch
                        WHERE team_id = :t AND status IN {_ENDED} AND finished_at < :cutoff)
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()))
@@ -149,28 +149,29 @@ _DROP_LEFT_BY_DRY_RUNS = [
 # cancelled as expired (batches.EXPIRED_BY), and its rows go the retention's days later, as
 # any ended import's (a dry run's batch is dropped apart, above).
 DRAFT_EXPIRY_MIN_DAYS = 30
-# A file is still being read when a job to read it is queued or running (its first
-# reading's "stage:<id>", a *Map columns* re-read's "remap:<id>:<time>"), and an import is
-# still to run when its job is ("import:<id>"); a source pending with no job (a shell import
-# killed while reading it) is read by nobody, and doesn't hold the draft
-_STILL_AT_WORK = f"""
-    EXISTS (SELECT 1 FROM job j WHERE j.team_id = :t AND j.state IN ('queued', 'running')
-            AND (j.dedupe_key = {import_job_key_sql("b.id")} OR EXISTS (
-                SELECT 1 FROM import_source s WHERE s.team_id = :t AND s.batch_id = b.id
-                  AND (j.dedupe_key = 'stage:' || CAST(s.id AS TEXT)
-                       OR j.dedupe_key LIKE 'remap:' || CAST(s.id AS TEXT) || ':%'))))
-"""
+def _still_at_work(batch: str) -> str:
+    """SQL: whether a job is queued or running for the batch whose id is the column `batch`:
+    one reading a file of it (job_kinds.reads_source_sql), or its import's own. A source
+    pending with no job (a shell import killed while reading it) is read by nobody, and
+    doesn't hold the draft."""
+    return f"""EXISTS (
+        SELECT 1 FROM job j WHERE j.team_id = :t AND j.state IN ('queued', 'running')
+          AND (j.dedupe_key = {import_job_key_sql(batch)} OR EXISTS (
+              SELECT 1 FROM import_source s WHERE s.team_id = :t AND s.batch_id = {batch}
+                AND {reads_source_sql("j.dedupe_key", "s.id")})))"""
+
+
 _STALE_DRAFTS = text(f"""
     SELECT b.id FROM import_batch b
     WHERE b.team_id = :t AND b.status = 'draft' AND b.dry_run = :no AND b.updated_at < :cutoff
-      AND NOT {_STILL_AT_WORK}
+      AND NOT {_still_at_work("b.id")}
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()))
 # taken only if still untouched: a change made since the draft was picked leaves it be
 _EXPIRE = text(f"""
     UPDATE import_batch SET status = 'cancelled', cancelled_by = :expired, finished_at = :now,
                             updated_at = :now, revision = revision + 1
     WHERE team_id = :t AND id = :b AND status = 'draft' AND updated_at < :cutoff
-      AND NOT {_STILL_AT_WORK.replace("b.id", "import_batch.id")}
+      AND NOT {_still_at_work("import_batch.id")}
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()))
 EXPIRED = "expired: left in review untouched for {days:g} days"
 PURGE_ACTOR = "The purge"  # who the audit log says did it (no person, no shell; 12 wide)
@@ -200,8 +201,9 @@ async def purge_staged(db: Database, team_id: str, days: float,
     async with db.begin() as conn:
         ended_before = {"t": team_id, "cutoff": utcnow() - timedelta(days)}
         result = await conn.execute(_PURGE, ended_before)
-        await conn.execute(_FORGET_REMOVED_ADDRESSES, {**ended_before,
-                                                       "forgotten": FORGOTTEN_REMOVAL})
+        await conn.execute(_FORGET_REMOVED_ADDRESSES, {
+            **ended_before, "removed": Act.IMPORT_CONTACT_REMOVED,
+            "forgotten": FORGOTTEN_REMOVAL})  # fmt: skip
         await conn.execute(_FORGET_TYPED_ADDRESSES, {**ended_before,
                                                      "forgotten": FORGOTTEN_CUSTOMER})
         await _forget_data_headers_in(conn, team_id, ended_before)

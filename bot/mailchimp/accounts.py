@@ -65,11 +65,11 @@ class Connection:
     auth: str
     connected_by: str
     connected_at: object
+    # which connection this is: a Disconnect drawn for it disconnects it, not one made since
+    stamp: Stamp
     refused_at: datetime | None = None  # Mailchimp refused these credentials since then
     # the credentials can't be read with this process's SECRET_KEY (changed, or unset)
     unreadable: bool = False
-    # which connection this is: a Disconnect drawn for it disconnects it, not one made since
-    stamp: Stamp | None = None
 
 
 # What a key Mailchimp refuses when it is connected is told (the Slack form, the shell).
@@ -187,8 +187,8 @@ _SHOWN = (col(MailchimpAccount.team_id), col(MailchimpAccount.account_name),
 
 def _public(row: MailchimpAccount) -> Connection:
     return Connection(row.account_name, row.login_email, row.dc, row.auth, row.connected_by,
-                      row.connected_at, row.refused_at,
-                      stamp=Stamp(row.api_endpoint, row.connected_at))  # fmt: skip
+                      row.connected_at, Stamp(row.api_endpoint, row.connected_at),
+                      refused_at=row.refused_at)  # fmt: skip
 
 
 async def connection(db: Database, team_id: str, *,
