@@ -69,7 +69,9 @@ class Bot:
     def base_url(self) -> str:
         return f"http://{self.settings.host}:{self.settings.port}"
 
-    async def shut_down(self, timeout: float = 5.0) -> None:
+    async def shut_down(self, timeout: float = 30.0) -> None:
+        """Stop serve; `timeout` only guards against a hang (a loaded machine took over 5 s to
+        drain a finished import's worker), unless a test asks for promptness itself."""
         self.stop.set()
         await asyncio.wait_for(self.task, timeout)
 
