@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
-from typing import Any, NoReturn, Protocol
+from typing import Any, NamedTuple, NoReturn, Protocol
 from urllib.parse import urlsplit
 
 from sqlalchemy import bindparam, text
@@ -476,7 +476,7 @@ async def send_invites(
     after, last_report, paused, cancelled = 0, time.monotonic(), False, False
     streak: list[int] = []  # the invites refused in a row the same server-wide-looking way
     domains: set[str] = set()  # their addresses' domains
-    streak_of: tuple[str, int, str, str, bool] | None = None
+    streak_of: _Refusal | None = None
     sent_here = 0  # told to the caller with a SmtpServerBusy (send_later's count)
     tried_here = 0  # invites handed to the server this run
     page = await _due(db, team_id, enrollment_id, after)
@@ -536,7 +536,7 @@ async def send_invites(
                     domain = email.rpartition("@")[2].casefold()
                     if seen is None or seen != streak_of:
                         streak, domains = ([invite_id], {domain}) if seen else ([], set())
-                    elif not (seen[-1] and domain in domains):  # a bare RCPT refusal
+                    elif not (seen.bare_rcpt and domain in domains):  # a bare RCPT refusal
                         # counts once per domain (its server may say its mailboxes don't exist)
                         streak, domains = [*streak, invite_id], domains | {domain}
                     streak_of = seen
@@ -547,8 +547,8 @@ async def send_invites(
                         await on_progress()
                 page = page and await _due(db, team_id, enrollment_id, after)
             if (pending is not None and pending.result is not None and streak
-                    and len(streak) == tried_here and streak_of and streak_of[1] >= 500
-                    and not streak_of[-1]
+                    and len(streak) == tried_here and streak_of and streak_of.code >= 500
+                    and not streak_of.bare_rcpt
                     and not await _ever_sent(db, team_id, enrollment_id)):  # fmt: skip
                 # every invite this run tried was refused the same server-wide way, fewer
                 # than the streak needs, and none of the enrollment's ever went (an
@@ -605,8 +605,18 @@ def _steady_words(said: str) -> str:
                     if not any(c == "@" or c.isdecimal() for c in word))  # fmt: skip
 
 
-def _server_wide(result: SendResult,
-                 recipient: str) -> tuple[str, int, str, str, bool] | None:  # fmt: skip
+class _Refusal(NamedTuple):
+    """A refusal as the server's own would look (_server_wide): two are the same refusal when
+    all of these are equal."""
+
+    stage: str
+    code: int
+    enhanced: str  # "" when the server gave no enhanced code
+    words: str  # without the address, ids and numbers
+    bare_rcpt: bool  # at RCPT, without an enhanced code
+
+
+def _server_wide(result: SendResult, recipient: str) -> _Refusal | None:
     """What a refusal would be if it were the server's rather than this message's: its stage,
     code, enhanced code and words (without the address, ids and numbers, which differ from
     message to message), and whether it is a bare refusal at RCPT (no enhanced code: only
@@ -627,8 +637,8 @@ def _server_wide(result: SendResult,
         # list stopped the campaign, the same three first at every Retry sending
     said = re.sub(re.escape(recipient), "", result.text, flags=re.IGNORECASE)
     words = _steady_words(said)
-    return (result.stage, code, enhanced[1] if enhanced else "", words,
-            enhanced is None and result.stage == "rcpt")  # fmt: skip
+    return _Refusal(result.stage, code, enhanced[1] if enhanced else "", words,
+                    enhanced is None and result.stage == "rcpt")  # fmt: skip
 
 
 async def _server_wide_streak(db: Database, team_id: str, streak: list[int],
