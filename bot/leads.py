@@ -42,7 +42,7 @@ class Role(StrEnum):
 
     LEAD = "lead"  # listed, or an admin or owner of this workspace
     MEMBER = "member"
-    OUTSIDER = "outsider"  # of another organisation (one a channel is shared with)
+    OUTSIDER = "outsider"  # of another organisation (one a channel is shared with), or a guest
 
 
 SEEDED = "seed"  # team_lead.added_by of the leads TEAM_LEADS listed ...

@@ -5,7 +5,7 @@ Results and cards live where the person asked: an ephemeral message (answered an
 through the click's `response_url`; *Show* adds the card below the results) or the search
 modal (updated in place; *Search* and *Back to results* go back). Any member may look; changes
 are for team leads, and a non-lead sees the card again with the reason on top (a member of
-another organisation, in a channel shared with it, sees nothing of it). Every button
+another organisation, in a channel shared with it, or a guest sees nothing of it). Every button
 carries only ids, which the service reads back *with the workspace*: another workspace's id
 finds nothing and says so. After a change the card is refreshed from the database (so a
 double click or a race shows the real state) and Home is republished.
@@ -110,9 +110,10 @@ async def _show(client: AsyncWebClient, where: Where, shown: tuple[str, list[Blo
 
 
 async def _outsider(client: AsyncWebClient, where: Where, *, replace: bool) -> bool:
-    """Refuse (and say so where they look) a member of another organisation: a channel
-    shared with it (Slack Connect) let its members list this workspace's contacts and open
-    their cards (emails, names, consent, referral links)."""
+    """Refuse (and say so where they look) anyone who isn't a member: a channel shared with
+    another organisation (Slack Connect) let its members list this workspace's contacts and
+    open their cards (emails, names, consent, referral links), and a channel a guest is in
+    let the guest."""
     if await outsider_refusal(client, where.team_id, where.user_id) is None:
         return False
     await _show(client, where, gone(OUTSIDER), replace=replace)

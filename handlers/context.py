@@ -141,23 +141,38 @@ async def lead_in(db: Database, team_leads: Sequence[str], client: AsyncWebClien
 
 async def role_in(db: Database, team_leads: Sequence[str], client: AsyncWebClient,
                   team_id: str, user_id: str) -> Role:  # fmt: skip
-    """Lead (as `is_lead` decides), member, or of another organisation: one `users.info` at
-    most (none for a lead listed by hand, whom `/referral leads` checked)."""
+    """Lead (as `is_lead` decides), member, or outsider (of another organisation, or a guest):
+    one `users.info` at most (none for a lead listed by hand, whom `/referral leads` checked,
+    refusing guests)."""
     by = await listed_by(db, team_id, user_id, team_leads)
     if by is not None and by != SEEDED:
         return Role.LEAD
     info = await client.users_info(user=user_id)
     user = info.get("user") or {}
     if by == SEEDED:
-        await check_seeded(db, team_id, user_id, member=user.get("team_id") == team_id)
+        await check_seeded(db, team_id, user_id, member=is_member(user, team_id))
     return role_from(user, team_id, listed=by == SEEDED)
 
 
+def is_member(user: dict[str, Any], team_id: str) -> bool:
+    """Is `users.info`'s `user` a member of `team_id`: of it, and not one of its guests?
+
+    A guest (`is_restricted`: a multi-channel guest; `is_ultra_restricted`: a single-channel
+    one) has this workspace's `team_id`, but is a contractor, an agency or a customer the
+    merchant let into a channel: checked by `team_id` alone, they searched and exported the
+    merchant's customers. They are outsiders as a shared channel's people of another
+    organisation are, refused in the same words ("Only members of this workspace can …",
+    Slack's own word for who isn't a guest)."""
+    guest = user.get("is_restricted") or user.get("is_ultra_restricted")
+    return user.get("team_id") == team_id and not guest
+
+
 def role_from(user: dict[str, Any], team_id: str, *, listed: bool) -> Role:
-    """What `users.info`'s `user` makes of them in `team_id`: of another organisation, or a
-    lead when `listed` (a lead Slack had to be asked about: seeded from TEAM_LEADS) or one of
-    its admins or owners, else a member."""
-    if user.get("team_id") != team_id:
+    """What `users.info`'s `user` makes of them in `team_id`: an outsider when not a member
+    (`is_member`: of another organisation, or a guest; whatever lists them or flags them
+    admin), a lead when `listed` (a lead Slack had to be asked about: seeded from TEAM_LEADS)
+    or one of its admins or owners, else a member."""
+    if not is_member(user, team_id):
         return Role.OUTSIDER
     if listed or user.get("is_admin") or user.get("is_owner"):
         return Role.LEAD
@@ -169,14 +184,14 @@ OUTSIDER = "Only members of this workspace can see or change its imports and seg
 
 async def require_member(client: AsyncWebClient, team_id: str, user_id: str, *,
                          what: str = "") -> None:  # fmt: skip
-    """Refuse a member of another organisation (one a channel is shared with): the review
-    message's buttons and the upload offer are in that channel, and showed them this
-    workspace's contacts and segments; slash commands typed there answered them too. Tested
-    as `is_lead` tests membership; a failing `users.info` raises, as there: nothing is
-    shown. `what`: "see its campaigns" says "Only members of this workspace can see its
-    campaigns." (else OUTSIDER)."""
+    """Refuse anyone who isn't a member (`is_member`): a member of another organisation (one a
+    channel is shared with), or a guest of this one. The review message's buttons and the
+    upload offer are in a channel, and showed them this workspace's contacts and segments;
+    slash commands typed there answered them too. Tested as `is_lead` tests membership; a
+    failing `users.info` raises, as there: nothing is shown. `what`: "see its campaigns"
+    says "Only members of this workspace can see its campaigns." (else OUTSIDER)."""
     info = await client.users_info(user=user_id)
-    if (info.get("user") or {}).get("team_id") != team_id:
+    if not is_member(info.get("user") or {}, team_id):
         raise Refusal(_outsider_text(what))
 
 
@@ -185,10 +200,11 @@ def _outsider_text(what: str) -> str:
 
 
 def told_outsider(team_id: str, user_id: str, what: str = "") -> str:
-    """The refusal a member of another organisation is told (see `require_member` for
-    `what`), logged: for a caller that knows the role already (`role_in`)."""
+    """The refusal someone who isn't a member is told (see `require_member` for `what`),
+    logged: for a caller that knows the role already (`role_in`)."""
     said = _outsider_text(what)
-    log.info("%s of another organisation refused in %s: %s", user_id, team_id, said)
+    log.info("%s, not a member (of another organisation, or a guest), refused in %s: %s",
+             user_id, team_id, said)  # fmt: skip
     return said
 
 
@@ -217,9 +233,10 @@ async def require_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: s
 
 async def not_a_lead(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
                      what: str) -> Refusal:  # fmt: skip
-    """Why `user_id`, who isn't a lead, can't <what>: leads_only for a member; a member of
-    another organisation (a shared channel's, or a forged click) is refused as one, and never
-    told who this workspace's leads are ("Ask <@U…>", which `/referral leads` refuses them)."""
+    """Why `user_id`, who isn't a lead, can't <what>: leads_only for a member; anyone else (of
+    another organisation: a shared channel's, or a forged click; a guest) is refused as not a
+    member, and never told who this workspace's leads are ("Ask <@U…>", which `/referral
+    leads` refuses them)."""
     if (outsider := await outsider_refusal(client, team_id, user_id, what=what)) is not None:
         return Refusal(outsider)
     return await leads_only(d, team_id, what)

@@ -193,7 +193,7 @@ async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_
     if role is None or role is Role.OUTSIDER:  # not remembered: nothing is republished
         outsider = role is Role.OUTSIDER
         log.info("%s shown no Home of %s (%s)", user_id, team_id,
-                 "of another organisation" if outsider else "Slack couldn't say who")  # fmt: skip
+                 "not a member" if outsider else "Slack couldn't say who")  # fmt: skip
         view = outsider_home_view() if outsider else unknown_viewer_home_view()
         await client.views_publish(user_id=user_id, view=view)
         return

@@ -284,6 +284,48 @@ async def test_a_member_of_another_organisation_sees_no_card_through_a_change_bu
     assert app.slack.block_errors == []
 
 
+GUEST = "U0GUEST"
+GUESTS = [pytest.param({"is_restricted": True}, id="multi-channel"),
+          pytest.param({"is_restricted": True, "is_ultra_restricted": True},
+                       id="single-channel")]  # fmt: skip
+
+
+@pytest.mark.parametrize("guest", GUESTS)
+async def test_a_guest_of_the_workspace_cannot_search_or_open_cards(
+    app: Harness, guest: dict[str, bool],
+) -> None:  # fmt: skip
+    """A guest (a contractor, an agency, a customer in a channel: users.info's is_restricted)
+    is of this workspace by team_id, so the check for another organisation let them through:
+    `/referral contacts a`, *Show*, *More*, the modal and a change button showed them the
+    merchant's customers (emails, names, referral links). They are refused as an outsider is."""
+    await _ada(app)
+    app.slack.users[GUEST] = dict(guest)
+    refused = "Only members of this workspace can search its contacts."
+    answer = await _command(app, "a", user=GUEST)
+    assert refused in answer["text"] and "@example.com" not in _rendered(answer)
+    found = await _command(app, "a")  # a member's results: their buttons, clicked by the guest
+    for action, value in ((Action.CONTACT_SHOW, _value(found, Action.CONTACT_SHOW)),
+                          (Action.CONTACT_MORE, '{"q":"a","o":0}'),
+                          (Action.CONTACT_UNSUBSCRIBE, _value(found, Action.CONTACT_SHOW))):
+        clicked = await _click(app, action, found, value=value, user=GUEST)
+        assert refused in clicked["text"], (action, clicked["text"])
+        assert "@example.com" not in _rendered(clicked) and "Lovelace" not in _rendered(clicked)
+        assert "Only team leads" not in _rendered(clicked), action  # nor whom to ask
+    await app.requests.block_action(Action.HOME_SEARCH_CONTACTS, "search", user_id=GUEST,
+                                    view={"id": "VHOME0003", "type": "home", "blocks": []})
+    await _done(app)
+    (modal,) = app.slack.open_views(GUEST)
+    state = {BlockId.CONTACT_QUERY: {Action.CONTACT_QUERY: {"type": "plain_text_input",
+                                                            "value": "a"}}}  # fmt: skip
+    reply = await app.requests.view_submission(state_values=state, view_id=modal["id"],
+                                               user_id=GUEST)  # fmt: skip
+    assert reply.body["errors"] == {BlockId.CONTACT_QUERY: refused}
+    modals = json.dumps(app.slack.open_views(GUEST))  # its placeholder names an "ada@"
+    assert "bob@example.com" not in modals and "Adams" not in modals
+    assert await _rows(app, "SELECT COUNT(*) FROM contact WHERE unsubscribed_at IS NULL") == [(2,)]
+    assert app.slack.block_errors == []
+
+
 # ---- the card -------------------------------------------------------------------------------
 
 
