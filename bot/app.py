@@ -51,6 +51,7 @@ from bot.slack_connection import (
 from bot.slack_requests import form_fields, to_bolt_request
 from bot.web import (
     REDACTED,
+    REFERRAL_PATH,
     SECRET_PATH,
     SECRET_QUERY,
     logged_path,
@@ -225,6 +226,8 @@ def _without_secrets(request: BaseRequest) -> BaseRequest:
     path = request.path
     if path.startswith(SECRET_PATH):  # its query goes too
         return request.clone(rel_url=logged_path(path))
+    if path.startswith(REFERRAL_PATH) and request.query_string:  # the visitor's (logged_path)
+        return request.clone(rel_url=request.rel_url.with_query(None))
     if path.startswith(SECRET_QUERY) and request.query_string:
         return request.clone(rel_url=URL.build(path=path, query={
             key: REDACTED for key in request.query}))  # fmt: skip

@@ -20,7 +20,7 @@ import logging
 import unicodedata
 from collections.abc import Awaitable, Callable, Collection, Coroutine
 from typing import Any, NamedTuple
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -100,19 +100,61 @@ _LOOK = text("""
 """)
 
 
-def with_ref(store_url: str, code: str) -> str:
-    """The store URL with `ref=<code>` in its query (replacing any `ref` already there).
+def with_ref(store_url: str, code: str, visitor_query: str = "") -> str:
+    """The store URL with `ref=<code>` in its query (replacing any `ref` already there), and
+    before it the parameters the visitor's link came with (`/r/CODE?utm_source=newsletter`):
+    dropped, they left the merchant's analytics no way to tell where the visit came from.
 
     The rest of the query stays as the merchant wrote it, byte for byte: decoding and encoding
-    it again changed `a=1;b=2`, a bare `utm` and a Latin-1 `%E9` on the way to the store."""
+    it again changed `a=1;b=2`, a bare `utm` and a Latin-1 `%E9` on the way to the store. The
+    visitor's pieces go on as they came too (_visitors_pieces), only in the query: the store's
+    scheme and host are the merchant's whatever the visitor sends."""
     parts = urlsplit(store_url)
     kept = [piece for piece in parts.query.split("&")
             if piece and piece != "ref" and not piece.startswith("ref=")]  # fmt: skip
-    return urlunsplit(parts._replace(query="&".join([*kept, f"ref={code}"])))
+    visitors = _visitors_pieces(visitor_query, kept)
+    return urlunsplit(parts._replace(query="&".join([*kept, *visitors, f"ref={code}"])))
+
+
+# The most of the visitor's query a redirect carries on: its utm_* and click ids take a few
+# hundred characters; a query as long as a request line allows (8 KB) made a Location that
+# proxies' header buffers (nginx: 4 KB by default) refuse.
+MAX_VISITOR_QUERY = 1024
+
+
+def _visitors_pieces(query: str, store_pieces: list[str]) -> list[str]:
+    """The pieces of the visitor's raw query that go on to the store, as written, in their
+    order, those that fit in MAX_VISITOR_QUERY (whole: a piece cut short is another value).
+
+    None that a server may read as `ref` (`%72ef=`, `REF=`, `ref[]=`, `a=1;ref=`): the code
+    in the path names the advocate, never the visitor. Nor one named as a parameter of the
+    store URL's own: the merchant's value stays the one the store reads (PHP reads the last
+    of two). A `#` is encoded (`%23`): it would have ended the query and begun a fragment."""
+    taken = {"ref", *(_name(sub) for piece in store_pieces for sub in piece.split(";"))}
+    carried: list[str] = []
+    room = MAX_VISITOR_QUERY
+    for raw in query.split("&"):
+        piece = quote(raw, safe=_IN_QUERY)
+        if not piece or len(piece) + 1 > room:
+            continue
+        if any(_name(sub) in taken for sub in piece.split(";")):
+            continue
+        carried.append(piece)
+        room -= len(piece) + 1
+    return carried
+
+
+def _name(piece: str) -> str:
+    """A query piece's parameter name as some server may read it: decoded (`%72ef` is `ref`),
+    in any case (ASP.NET's are case-insensitive), before a `[` (PHP and Rails read `ref[]` as
+    `ref`) or a NUL, and without the spaces around it (PHP drops leading ones)."""
+    name = unquote_plus(piece.partition("=")[0])
+    return name.partition("[")[0].partition("\0")[0].strip().casefold()
 
 
 # Printable ASCII, kept as written in a Location; the rest (non-ASCII, spaces) is encoded.
 _AS_WRITTEN = "".join(chr(c) for c in range(0x21, 0x7F))
+_IN_QUERY = _AS_WRITTEN.replace("#", "")  # a visitor's piece: `#` would begin a fragment
 
 
 def location(url: str) -> URL:
@@ -127,7 +169,8 @@ def location(url: str) -> URL:
         # refused a soft hyphen or a zero-width character the check had let through
         host = ascii_host(parts.hostname or "")
         if host is None:
-            raise ValueError(f"no host name in {url!r}")
+            # the host alone: `url` may carry a visitor's query, which no log shows
+            raise ValueError(f"no host name in {parts.netloc!r}")
         netloc = host + (f":{parts.port}" if parts.port else "")
     authority = URL(f"{parts.scheme}://{netloc}").raw_authority
     path, query, fragment = (quote(piece, safe=_AS_WRITTEN)
@@ -208,6 +251,9 @@ RETRY_AFTER_SECONDS = 30
 SECRET_PATH = "/u/"
 SECRET_QUERY = "/mailchimp/"
 REDACTED = "redacted"
+# A referral link's query is the visitor's own (an address in `utm_content`, a mail tool's
+# subscriber id): the redirect carries it to the store, and logs show the path alone.
+REFERRAL_PATH = "/r/"
 
 
 def logged_path(path: str) -> str:
@@ -324,7 +370,9 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
                 return visitor_page(request, LINK_GONE, status=410)
             return visitor_page(request, LINK_NOT_FOUND, status=404)
         try:
-            found = web.HTTPFound(location(with_ref(str(row[0]), code)))
+            # the visitor's query as it came (raw): as written, like the store URL's own
+            found = web.HTTPFound(location(with_ref(str(row[0]), code,
+                                                    request.rel_url.raw_query_string)))  # fmt: skip
         except ValueError as exc:  # a store URL saved before it was checked (a port of 99999)
             log.warning("referral link %s: its campaign's store URL %r can't be redirected to "
                         "(%s)", code, str(row[0])[:200], exc)  # fmt: skip

@@ -195,7 +195,9 @@ async def test_the_access_log_keeps_no_link_secrets(
     db: Database, db_env: dict[str, str], slack: FakeSlack
 ) -> None:
     """The access log wrote every unsubscribe link whole (its token never expires: whoever
-    reads the log could unsubscribe anyone) and the Mailchimp callback's code and state."""
+    reads the log could unsubscribe anyone) and the Mailchimp callback's code and state; and
+    a referral link's query, which the redirect passes on to the store: a visitor's own
+    parameters (an address in `utm_content`, a Mailchimp `mc_eid`)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
     env.update(db_env)
@@ -216,7 +218,8 @@ async def test_the_access_log_keeps_no_link_secrets(
             else:
                 raise AssertionError("serve did not start: " + server.stderr.read())
             for url in (f"{base}/u/TOKENSECRET1", f"{base}/u/TOKENSECRET2%2F",
-                        f"{base}/mailchimp/oauth/callback?code=CODESECRET&state=STATESECRET"):
+                        f"{base}/mailchimp/oauth/callback?code=CODESECRET&state=STATESECRET",
+                        f"{base}/r/NOPE2345?utm_content=ada%40SECRET.example&mc_eid=SECRET"):
                 async with session.get(url, allow_redirects=False) as response:
                     await response.read()
             async with session.post(f"{base}/u/TOKENSECRET3") as response:
@@ -227,3 +230,4 @@ async def test_the_access_log_keeps_no_link_secrets(
     assert "SECRET" not in err, err
     assert '"GET /u/redacted HTTP/1.1"' in err and '"POST /u/redacted HTTP/1.1"' in err, err
     assert "/mailchimp/oauth/callback?code=redacted&state=redacted" in err, err
+    assert '"GET /r/NOPE2345 HTTP/1.1" 404' in err, err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 
 # Digits 2-9 and A-Z without I and O (no 0/O or 1/I to confuse): 32 symbols, so the low five
 # bits of each random byte pick one without bias. 8 symbols = 40 bits: about 1e12 codes, so a
@@ -20,8 +21,10 @@ def new_codes(count: int) -> list[str]:
 
 def normalise(code: str) -> str:
     """A code as typed or pasted: case doesn't matter, nor what a sentence or a mail client's
-    link-finder left after it ("ABCD2345.", "abcd2345)", a closing quote, "。", a slash)."""
-    code = code.strip()
+    link-finder left after it ("ABCD2345.", "abcd2345)", a closing quote, "。", a slash), nor
+    compatibility forms (NFKC): a CJK input method types full-width ＡＢＣＤ２３４５, which
+    found no advocate, and a styled text pastes 𝐀𝐁𝐂𝐃2345."""
+    code = unicodedata.normalize("NFKC", code).strip()
     end = len(code)
     while end and not code[end - 1].isalnum():
         end -= 1

@@ -192,7 +192,8 @@ def _host_name(host: str) -> bool:
     if looked_up is None:
         return False
     labels = looked_up.rstrip(".").split(".")
-    return all(re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", label)
+    # `_` too, as browsers open it (my_shop.example.com; bot.hosts)
+    return all(re.fullmatch(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?", label)
                for label in labels)  # fmt: skip
 
 
