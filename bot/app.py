@@ -64,7 +64,7 @@ from handlers.home_publish import home_refresher
 from handlers.later import Later
 from handlers.messages import esc
 from handlers.notify import SlackNotifier, is_outage
-from handlers.slack_errors import slack_error
+from handlers.slack_errors import TOKEN_REFUSALS, slack_error
 from handlers.slack_files import slack_fetcher
 from handlers.uploads import upload_offerer
 from models import Database
@@ -92,16 +92,9 @@ def slack_client(settings: Settings, session: ClientSession | None = None) -> As
     )
 
 
-# auth.test's answers for a bot token Slack won't take, in words that say what happened
-_TOKEN_REFUSALS = {
-    "invalid_auth": "Slack doesn't know this token (mistyped, cut short, or another app's)",
-    "not_authed": "Slack received no token",
-    "token_revoked": "the token was revoked (the app was uninstalled, or its tokens revoked)",
-    "account_inactive": "the token's bot user or workspace has been deactivated",
-}
 # An app-level token without connections:write can't open Socket Mode either: refused at
 # start as a wrong one is (it looped a traceback every 10 s)
-_APP_TOKEN_REFUSALS = {**_TOKEN_REFUSALS,
+_APP_TOKEN_REFUSALS = {**TOKEN_REFUSALS,
                        "missing_scope": "the token lacks the connections:write scope"}
 # The bot token's scopes manifest.yml asks for (tests/test_manifest.py keeps them equal).
 # auth.test takes a token whatever its scopes: an app made by hand, or installed before a
@@ -163,7 +156,7 @@ async def _refused(settings: Settings, name: str, method: str,
         found = await call()
     except Exception as exc:
         error = slack_error(exc) if isinstance(exc, SlackApiError) else ""
-        refusals = _APP_TOKEN_REFUSALS if name == "SLACK_APP_TOKEN" else _TOKEN_REFUSALS
+        refusals = _APP_TOKEN_REFUSALS if name == "SLACK_APP_TOKEN" else TOKEN_REFUSALS
         if error in refusals:
             return (f"Slack refused {name} ({error}): {refusals[error]}. {advice}, set "
                     f"{name} to it and start again.")  # fmt: skip

@@ -24,6 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 
 from bot.casefold import contains
+from bot.once import first_time_in
 from models import (
     Advocate,
     AuditEntry,
@@ -36,6 +37,7 @@ from models import (
 from models.clock import utcnow
 
 CLI = "cli"  # the actor of a shell command (shell users are trusted admins)
+SLACK = "Slack"  # the actor of what Slack itself told the bot (the app uninstalled)
 
 
 def by_whom(actor: str | None) -> str:
@@ -77,6 +79,9 @@ class Act(StrEnum):
     CAMPAIGN_RESENT = "campaign.resent"  # Resend uncertain: some may get theirs twice
     CAMPAIGN_EMAILED_UNSENT = "campaign.emailed_unsent"  # Email them
     CAMPAIGN_INVITES_CANCELLED = "campaign.invites_cancelled"  # Cancel invites, in the hold
+    # Slack's word (the actor is SLACK) that its messages stop until the app is reinstalled
+    APP_UNINSTALLED = "slack.app_uninstalled"
+    TOKENS_REVOKED = "slack.tokens_revoked"
 
 
 # What each act says after the actor's name; {subject} is the entry's subject. The detail, if
@@ -114,6 +119,8 @@ ACTION_WORDS: dict[str, str] = {
                                     "hold",
     Act.CAMPAIGN_EMAILED_UNSENT: "emailed the advocates of the campaign {subject} that the "
                                  "invite email being off left without an invite",
+    Act.APP_UNINSTALLED: "said {subject} was uninstalled from this workspace",
+    Act.TOKENS_REVOKED: "said {subject} was revoked",
 }
 # Acts whose words already say what their detail says
 QUIET_DETAIL = frozenset({Act.IMPORT_CONSENT})
@@ -160,6 +167,18 @@ async def record(db: Database, team_id: str, actor: str, action: Act, subject: s
     """An entry on its own, for acts with no row of ours to change (an export)."""
     async with db.begin() as conn:
         await record_in(conn, team_id, actor, action, subject, detail)
+
+
+async def record_once(db: Database, team_id: str, key: str, actor: str, action: Act,
+                      subject: str = "", detail: str = "") -> bool:  # fmt: skip
+    """An entry on its own for something that may be told twice (a Slack event delivered
+    again: `key`, its event id), written only the first time; True if it was. The key and
+    the entry are one transaction, so a failure leaves neither."""
+    async with db.begin() as conn:
+        if not await first_time_in(conn, team_id, key):
+            return False
+        await record_in(conn, team_id, actor, action, subject, detail)
+    return True
 
 
 def _matching(text: str, dialect: str) -> ColumnElement[bool]:

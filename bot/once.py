@@ -15,6 +15,7 @@ from sqlmodel import col
 
 from bot.jobs.queue import shared_now
 from models import Database, SeenKey
+from models.db import upsert
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,13 @@ async def first_time(db: Database, team_id: str, key: str) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+async def first_time_in(conn: AsyncConnection, team_id: str, key: str) -> bool:
+    """first_time() in the caller's transaction, for a thing done in that same transaction
+    (an audit entry): a repeat leaves the transaction usable, its key untouched."""
+    stmt = upsert(conn, SeenKey).values(team_id=team_id, key=key[:200], created_at=_now(conn))
+    return bool((await conn.execute(stmt.on_conflict_do_nothing())).rowcount)
 
 
 async def was_seen(db: Database, team_id: str, key: str) -> bool:

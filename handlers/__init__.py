@@ -26,6 +26,7 @@ from handlers import (
     sources,
     targeting,
     undo,
+    uninstall,
     uploads,
 )
 from handlers.context import Deps
@@ -35,7 +36,7 @@ from handlers.routes import Routes
 log = logging.getLogger(__name__)
 # The listener modules, one a surface: each registers its ids into Routes
 SURFACES = (commands, import_modal, review, contacts, uploads, targeting, campaigns, mailchimp,
-            home, contact_search, segments, undo, leads, audit_log, mapping, sources)
+            home, contact_search, segments, undo, leads, audit_log, mapping, sources, uninstall)
 
 
 def register_listeners(app: AsyncApp, deps: Deps) -> None:

@@ -47,7 +47,7 @@ from handlers.home_messages import (
     segment_rows,
     unknown_viewer_home_view,
 )
-from handlers.slack_errors import slack_error
+from handlers.slack_errors import say_token_refused, slack_error, token_refused
 from models import BatchStatus, Database, HomeViewer, ImportBatch, Segment, Workspace
 from models.clock import utcnow
 from models.db import upsert
@@ -235,7 +235,11 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
         await _publish_current(db, client, team_id, viewers, undo_days=undo_days,
                                lease_seconds=lease_seconds, secret_key=secret_key,
                                quiet=True)  # fmt: skip
-    except Exception:
+    except Exception as exc:
+        if refused := token_refused(exc):  # every viewer's would be refused too
+            say_token_refused(log, client, refused, f"Home's refresh (team={team_id})",
+                              again=logging.DEBUG)  # fmt: skip
+            return
         log.exception("Home not republished for team=%s", team_id)
 
 
@@ -256,7 +260,8 @@ async def _publish_current(db: Database, client: AsyncWebClient, team_id: str,
     folded back by it, the refresh having read the lists before the click wrote them.
 
     `quiet`: a publish Slack refuses (a deactivated viewer, say) is logged and the others
-    still get theirs; else it raises."""
+    still get theirs; else it raises, and so does one refused for the bot token (nobody's
+    would get through)."""
     shown: dict[str, dict[str, Any]] = {}  # viewer -> the view last published to them
     for _ in range(REREADS):
         shapes = {user_id: Shape(lists, viewers[user_id])
@@ -275,7 +280,7 @@ async def _publish_current(db: Database, client: AsyncWebClient, team_id: str,
             try:
                 await client.views_publish(user_id=user_id, view=views[shape])
             except SlackApiError as exc:
-                if not quiet:
+                if not quiet or token_refused(exc):
                     raise
                 log.warning("Home not republished for team=%s user=%s: %s", team_id, user_id,
                             slack_error(exc))  # fmt: skip
@@ -296,6 +301,8 @@ async def _role(db: Database, client: AsyncWebClient, team_id: str, user_id: str
             return await _role_in_new_workspace(client, team_id, user_id, team_leads)
         return await role_in(db, team_leads, client, team_id, user_id)
     except Exception as exc:
+        if token_refused(exc):  # not about this viewer: Slack answers nobody now
+            raise
         log.warning("Home of team=%s user=%s not shown: who they are is unknown: %r", team_id,
                     user_id, exc)  # fmt: skip
         return None

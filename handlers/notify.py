@@ -3,7 +3,7 @@
 Reports never fail the work they report on. A report that can't reach Slack because of an
 outage (network error, timeout, 5xx, rate limit) is queued as a `slack_report` job and
 retried with backoff; a report Slack refuses for good (the message was deleted, the bot left
-the channel) is logged and dropped.
+the channel, the app was uninstalled) is logged and dropped.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from handlers.messages import (
     sources_modal,
 )
 from handlers.modals import update_modal
-from handlers.slack_errors import slack_error
+from handlers.slack_errors import say_token_refused, slack_error, token_refused
 from handlers.slack_retries import api_method, with_rate_limits
 from handlers.thread_reply import message_gone, show_reply
 from handlers.undo_messages import result_blocks, undone_result_blocks, undone_text
@@ -190,6 +190,11 @@ class SlackNotifier:
                 # redrawn by the result's own report
                 await self._show_result(await load(self.db, team_id, batch_id, by_status=False))
         except Exception as exc:
+            if refused := token_refused(exc):  # until the app is reinstalled: no news
+                say_token_refused(log, self.client, refused,
+                                  f"the progress of import {batch_id} (team={team_id})",
+                                  again=logging.DEBUG)  # fmt: skip
+                return
             if not (is_outage(exc) or isinstance(exc, SlackApiError)):
                 raise
             log.warning("progress of import %s not shown: %s", batch_id, exc)
@@ -222,6 +227,10 @@ class SlackNotifier:
         except SlackApiError as exc:
             if is_outage(exc):
                 raise
+            if refused := token_refused(exc):  # for good: no retry, no DM, and no Home either
+                say_token_refused(log, self.client, refused,
+                                  f"the {event} report {ids} (team={team_id})")  # fmt: skip
+                return
             log.warning("Slack refused the %s report (%s): %s", event, ids,
                         slack_error(exc))  # fmt: skip
             if event in (IMPORT_FINISHED, UNDO_FINISHED) and (

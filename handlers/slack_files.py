@@ -25,7 +25,7 @@ from bot.imports.archives import CSV_SUFFIXES, TABLE_SUFFIXES
 from bot.imports.background import FileRejected
 from bot.imports.reading import find_header, is_data_row, is_header
 from bot.settings import Settings
-from handlers.slack_errors import slack_error
+from handlers.slack_errors import TOKEN_REFUSALS, slack_error, token_refused
 
 CSV_TYPES = frozenset({"csv", "tsv", "text"})
 TABLE_TYPES = frozenset({"csv", "tsv"})  # CSV_TYPES less plain text, which may hold anything
@@ -231,12 +231,16 @@ class SlackFileFetcher:
         return file.name
 
     async def info(self, file_id: str) -> dict[str, Any]:
-        """The file object from files.info; FileRejected once it is gone."""
+        """The file object from files.info; FileRejected once it is gone, or once Slack
+        refuses the bot token (retried, it failed the same way five times, a traceback each)."""
         try:
             return (await self.client.files_info(file=file_id))["file"]  # type: ignore[no-any-return]
         except SlackApiError as exc:
             if slack_error(exc) in GONE:
                 raise FileRejected("The file was deleted, or the bot can't see it.") from None
+            if refused := token_refused(exc):
+                raise FileRejected(f"Slack refuses the bot's token: {TOKEN_REFUSALS[refused]}. "
+                                   "Reinstall the app, then add the file again.") from None
             raise
 
 

@@ -388,6 +388,8 @@ class FakeSlack(Served):
         self.trigger_ttl = trigger_ttl
         # token -> team_id; add entries to fake more workspaces
         self.tokens: dict[str, str] = {bot_token: team_id}
+        # token -> what every call with it is answered from now on (`uninstall`)
+        self.revoked: dict[str, str] = {}
         # user_id -> fields overriding the default user object (e.g. {"is_admin": True})
         self.users: dict[str, dict[str, Any]] = {}
         self.calls: list[Call] = []
@@ -574,6 +576,13 @@ class FakeSlack(Served):
         """
         self._rate_limits[method] = [times, retry_after]
 
+    def uninstall(self, error: str = "token_revoked", token: str | None = None) -> None:
+        """The workspace uninstalled the app or revoked its tokens (`token_revoked`), or was
+        deactivated (`account_inactive`): every later Web API call with the bot token (or
+        `token`) is answered `error`, and its file downloads get the login page, as Slack
+        answers a token it no longer takes. The app's events then are the bot's to handle."""
+        self.revoked[token or self.bot_token] = error
+
     def fail(self, method: str, error: str, times: int = 1) -> None:
         """Answer the next `times` calls to `method` with `{"ok": false, "error": error}`."""
         self._failures[method] = [times, error]
@@ -733,6 +742,8 @@ class FakeSlack(Served):
             team_id = self.team_id
         if team_id is None:
             return self._json({"ok": False, "error": "invalid_auth"})
+        if token in self.revoked:
+            return self._json({"ok": False, "error": self.revoked[token]})
 
         if (limit := self._rate_limits.get(method)) and limit[0] > 0:
             limit[0] -= 1
@@ -787,7 +798,8 @@ class FakeSlack(Served):
         header = request.headers.get("Authorization")
         token = header.removeprefix("Bearer ") if header and header.startswith("Bearer ") else ""
         file = self.files.get(file_id)
-        authorized = bool(file) and self.tokens.get(token) == team_file.split("-", 1)[0]
+        authorized = (bool(file) and self.tokens.get(token) == team_file.split("-", 1)[0]
+                      and token not in self.revoked)  # fmt: skip
         self.downloads.append(Download(file_id, request.path, header, authorized))
         if self.failing_downloads > 0:  # the file host's own trouble
             self.failing_downloads -= 1

@@ -154,6 +154,25 @@ async def test_wrong_or_missing_token_is_refused(slack: FakeSlack) -> None:
         assert (await response.json())["ok"] is True
 
 
+@pytest.mark.parametrize("error", ["token_revoked", "account_inactive"])
+async def test_after_an_uninstall_every_call_and_download_is_refused(
+    slack: FakeSlack, client: AsyncWebClient, error: str
+) -> None:
+    url = slack.add_file("F0002", "referrals_q3.csv", CSV)["url_private_download"]
+    slack.uninstall(error)
+    for call in (client.auth_test(), client.chat_postMessage(channel="C0001", text="x"),
+                 client.users_info(user="U0001"), client.files_info(file="F0002")):  # fmt: skip
+        with pytest.raises(SlackApiError) as raised:
+            await call
+        assert raised.value.response["error"] == error
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, headers={"Authorization": f"Bearer {TOKEN}"}) as response,
+    ):
+        assert response.content_type == "text/html"  # the login page, as for a wrong token
+    assert slack.messages == []
+
+
 async def test_users_dm_ephemeral_and_permalink(slack: FakeSlack, client: AsyncWebClient) -> None:
     slack.users["U0002"] = {"is_admin": True}
     assert (await client.users_info(user="U0002"))["user"]["is_admin"] is True

@@ -1,0 +1,70 @@
+"""Slack's word that the app was uninstalled from a workspace, or its bot token revoked.
+
+From then on Slack answers every call with the bot token `token_revoked` until the app is
+reinstalled and SLACK_BOT_TOKEN set to its new token. That is said once, in the log with the
+workspace and in the workspace's audit log. Nothing is deleted (the merchant may reinstall),
+and the work that isn't Slack's goes on (approved imports, live campaigns' invites): what
+it would have posted is dropped where Slack refuses it (handlers/slack_errors.py).
+
+Unhandled, both events were answered 404 with bolt's "Unhandled request" warning, and Slack
+delivered them again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.audit import SLACK, Act, record_once
+from handlers.context import deps
+from handlers.routes import Routes
+from handlers.slack_errors import UNTIL_REINSTALLED
+
+log = logging.getLogger(__name__)
+# act -> what the audit entry names, and what the log says of the workspace
+SAID = {Act.APP_UNINSTALLED: ("the app", "the app was uninstalled from workspace"),
+        Act.TOKENS_REVOKED: ("the bot token", "the bot token was revoked in workspace")}
+
+
+async def app_uninstalled(ack: Any, body: dict[str, Any], client: AsyncWebClient,
+                          context: dict[str, Any]) -> None:  # fmt: skip
+    await ack()
+    _note(body, client, context, Act.APP_UNINSTALLED)
+
+
+async def tokens_revoked(ack: Any, event: dict[str, Any], body: dict[str, Any],
+                         client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
+    """Slack names the revoked tokens by their users: the bot's under `bot`. The bot has no
+    user tokens, so a revocation of those alone changes nothing."""
+    await ack()
+    if not (event.get("tokens") or {}).get("bot"):
+        log.info("Slack revoked user tokens in workspace %s; the bot uses none",
+                 _team(body, context))  # fmt: skip
+        return
+    _note(body, client, context, Act.TOKENS_REVOKED)
+
+
+def _team(body: dict[str, Any], context: dict[str, Any]) -> str:
+    return str(body.get("team_id") or context.get("team_id") or "")
+
+
+def _note(body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any],
+          act: Act) -> None:  # fmt: skip
+    """After the ack: the audit entry and the log's warning, once per event (Slack delivers
+    one again when it missed the answer)."""
+    d, team_id = deps(context), _team(body, context)
+    subject, happened = SAID[act]
+    key = f"slack-event:{body.get('event_id') or act}"
+
+    async def note() -> None:
+        if await record_once(d.db, team_id, key, SLACK, act, subject, UNTIL_REINSTALLED):
+            log.warning("Slack says %s %s: %s", happened, team_id, UNTIL_REINSTALLED)
+
+    d.later.run(note(), client, body)
+
+
+def register(app: Routes) -> None:
+    app.event("app_uninstalled")(app_uninstalled)
+    app.event("tokens_revoked")(tokens_revoked)
