@@ -29,13 +29,8 @@ def _now(conn: AsyncConnection, earlier_by: timedelta = timedelta(0)) -> ColumnE
 
 async def first_time(db: Database, team_id: str, key: str) -> bool:
     """True the first time `key` is seen for this workspace, False on every repeat."""
-    try:
-        async with db.begin() as conn:
-            await conn.execute(insert(SeenKey).values(team_id=team_id, key=key[:200],
-                                                      created_at=_now(conn)))  # fmt: skip
-    except IntegrityError:
-        return False
-    return True
+    async with db.begin() as conn:
+        return await first_time_in(conn, team_id, key)
 
 
 async def first_time_in(conn: AsyncConnection, team_id: str, key: str) -> bool:
