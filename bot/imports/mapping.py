@@ -33,6 +33,7 @@ from bot.imports.reading import (
     CsvFileError,
     full_name_column,
     header_is_data,
+    holds_an_address_cell,
     map_header,
     opt_out_column,
     squash,
@@ -164,7 +165,10 @@ def guess(header: list[str]) -> ColumnMap:
 
 
 def _partial_guess(header: list[str]) -> ColumnMap:
-    """The other fields when no email column is recognised (a fake email column finds them)."""
+    """The other fields when no email column is recognised (a fake email column finds them);
+    none for a row of data (a file without a header row): its values name no column."""
+    if holds_an_address_cell(header):
+        return ColumnMap()
     columns = map_header(["email", *header])
     names = ["email", *header]
     return ColumnMap(None, *(None if i is None else names[i] for i in (

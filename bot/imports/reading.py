@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
-from bot.imports.addresses import InvalidEmail, normalize_email
+from bot.imports.addresses import InvalidEmail, normalize_email, plain_email
 from bot.imports.code_pages import EVIDENCE_BYTES, UnknownCodePage, legacy_encoding
 from bot.words import quoted
 
@@ -29,6 +29,7 @@ MAX_HEADER_SEARCH = 10  # non-blank lines searched for the header (a title may c
 _SEP_HINT = re.compile(r'"?sep=([^"\r\n])"?\Z', re.IGNORECASE)  # Excel's delimiter line
 MAX_NAMED_COLUMNS = 30  # columns a "no email column" message lists
 MAX_LINES_NAMED = 10  # lines repeating the header a note names
+MAX_SLOW_ADDRESS_CELLS = 20  # cells of a header checked the slow way (holds_an_address_cell)
 FIELD_LIMIT = 64 * 1024  # a runaway quoted field fails one record, not the whole file
 MAX_LINE_CHARS = 1024 * 1024  # no real row is this long (see CsvReader.__init__)
 # A record spanning more lines than this whose last field ends with a line break is a quote
@@ -189,7 +190,10 @@ def full_name_column(header: list[str]) -> int | None:
 
 
 def map_header(header: list[str]) -> Columns:
-    """Columns recognised by their names (HEADER_ALIASES); CsvFileError without an email."""
+    """Columns recognised by their names (HEADER_ALIASES); CsvFileError without an email, or
+    for a row of data (holds_an_address_cell): a file without a header row, whose first row
+    held a word naming a column beside the customer's address ("Anna,anna@x.se,E-post", how
+    she signed up), was read by that word as its email column and that customer lost."""
     found: dict[str, int] = {}
     for index, name in enumerate(header):
         field = _ALIAS_TO_FIELD.get(squash(name))
@@ -197,7 +201,7 @@ def map_header(header: list[str]) -> Columns:
             found[field] = index
     if (full := full_name_column(header)) is not None:
         found["full_name"] = full
-    if "email" not in found:
+    if "email" not in found or holds_an_address_cell(header):
         names = shown_columns(header)
         hint = ""
         if any("@" in h for h in header):
@@ -410,6 +414,31 @@ def _blank(fields: list[str]) -> bool:
 def holds_an_address(fields: list[str]) -> bool:
     """A row mentioning an address: one above the header is counted (row_above_header)."""
     return any("@" in field for field in fields)
+
+
+def holds_an_address_cell(fields: list[str]) -> bool:
+    """Whether a cell of `fields` is a valid address ("ada@x.com", "Ada <ada@x.com>"): a row
+    of data, never a header, whatever its other cells name. Stricter than is_data_row, so
+    an @ in a column's name ("Backup(name@domain)", "mail@work") leaves a header a header.
+    Asked of the header and the rows searched for it, once a file: no row below pays. The
+    slow check (email-validator, ~15 us a cell refused) only of the first few cells the fast
+    one refuses: a line naming an email column beside 100,000 cells "x@y" took 1.5 s of CPU
+    more; a row of data has its one or two addresses among the first few."""
+    slow = MAX_SLOW_ADDRESS_CELLS
+    for cell in fields:
+        if "@" not in cell:
+            continue
+        cell = cell.strip()
+        if plain_email(cell) is not None:
+            return True
+        if slow:
+            slow -= 1
+            try:
+                normalize_email(cell)
+            except InvalidEmail:
+                continue
+            return True
+    return False
 
 
 def is_data_row(fields: list[str]) -> bool:

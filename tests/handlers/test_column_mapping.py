@@ -958,6 +958,32 @@ async def test_a_headerless_file_mapped_in_slack_is_read_and_said_truthfully(app
     assert "guessed from their names" not in said and "map themselves next time" not in said
 
 
+# a file without a header row whose first row names an email column beside the address:
+# "E-post" (Swedish for email) is how that customer signed up
+SIGNED_UP = (b"Anna,Svensson,anna@example.se,E-post\n"
+             b"Bo,Ek,bo@example.se,Butik\n")  # fmt: skip
+
+
+async def test_a_first_row_naming_an_email_column_beside_an_address_is_no_header(
+    app: Harness,
+) -> None:  # fmt: skip
+    """The row was taken for the header, its "E-post" the email column: the review said
+    "0 valid · 0 duplicates · 1 rejected" (Bo's address "Butik"), Anna counted nowhere. It
+    is a file without a header row, told and mapped as any such file."""
+    review = await _upload(app, "F0903", "signups.csv", SIGNED_UP)
+    (line,) = _source_lines(review)
+    assert ":warning: No email column found." in line, line
+    assert "first row looks like data" in line, line
+    review = await _remap(app, review, email="2", first_name="0", last_name="1")
+    (line,) = _source_lines(review)
+    assert "2 valid" in line, line
+    async with app.db.begin() as conn:
+        assert (await conn.execute(text("SELECT COUNT(*) FROM column_mapping"))).scalar() == 0
+    modal = await _click_map(app, review, REP)
+    said = json.dumps(modal["blocks"], ensure_ascii=False)
+    assert "it has no header row, so your choice is for this file alone" in said, said
+
+
 async def test_a_headerless_files_first_row_is_forgotten_with_its_imports_rows(
     app: Harness,
 ) -> None:  # fmt: skip

@@ -612,6 +612,37 @@ async def test_a_headerless_first_row_above_the_chosen_header_is_imported(
     assert [row[1] for row in csv.reader(io.StringIO(rejects.getvalue()))][1:] == ["4"]
 
 
+# Files without a header row whose first row holds, beside its customer's address, a word
+# that names an email column: "E-post" for how that customer signed up (Swedish for email).
+SIGNED_UP = [["Anna", "Svensson", "anna@example.se", "E-post"],
+             ["Bo", "Ek", "bo@example.se", "Butik"], ["Cy", "Lo", "cy@example.se", "E-post"]]
+CHANNEL_FIRST = [["E-post", "anna@example.se", "Anna"], ["Butik", "bo@example.se", "Bo"]]
+
+
+@pytest.mark.parametrize("name", ["signups.csv", "signups.xlsx"])
+@pytest.mark.parametrize("rows", [SIGNED_UP, CHANNEL_FIRST], ids=["channel-last", "channel-first"])
+async def test_a_first_row_holding_an_address_is_no_header_whatever_it_names(
+    db: Database, name: str, rows: list[list[str]]
+) -> None:
+    """The first row was taken for the header, "E-post" its email column: that customer was
+    counted nowhere and the others rejected for an address "Butik" ("2 rows read, 0 valid,
+    2 rejected"). A row with an address in it is data: the file has no header row, and is
+    told so as any such file is, then imported whole with its columns named."""
+    data = (samples.csv_bytes(rows) if name.endswith(".csv")
+            else workbook(("People", rows)))  # fmt: skip
+    with pytest.raises(ImportFailed) as failed:
+        await _import(db, name, data)
+    told = str(failed.value)
+    assert "No email column found" in told and "The first row looks like data" in told, told
+    assert await _contacts(db) == {}
+
+    address = rows[0].index("anna@example.se")
+    result = await _import(db, name, data, column_map={"email": rows[0][address]})
+    batch = result.batch
+    assert (batch.rows, batch.valid, batch.rejected) == (len(rows), len(rows), 0)
+    assert "anna@example.se" in await _contacts(db)
+
+
 async def test_a_title_holding_an_address_above_the_header_is_rejected_saying_why(
     db: Database,
 ) -> None:
