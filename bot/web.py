@@ -28,6 +28,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import text
 from yarl import URL
 
+from bot.audit import CLI
 from bot.campaigns.codes import could_be_code, normalise
 from bot.campaigns.consent import (
     recipient_of,
@@ -40,7 +41,7 @@ from bot.campaigns.links import BadToken, UnsubscribeToken, read_unsubscribe_tok
 from bot.email.render import isolated
 from bot.home_refresh import queue_home_refresh
 from bot.hosts import ascii_host
-from bot.mailchimp.accounts import save
+from bot.mailchimp.accounts import Connection, ConnectionChanged, Seen, save
 from bot.mailchimp.api import MailchimpError
 from bot.mailchimp.oauth import (
     BROWSER_COOKIE,
@@ -323,6 +324,28 @@ def masked_address(email_key: str) -> str:
     return f"{first}•••{at}{domain}"
 
 
+def changed_since(now: Connection | None, user_id: str) -> str:
+    """The sign-in page's words when the workspace's connection changed while the person
+    signed in (accounts.save's `seen`): what is connected now, and by whom, as far as a web
+    page can name them, and that nothing was replaced."""
+    if now is None:
+        return ("Mailchimp was disconnected from this workspace while you were signing in, so "
+                "nothing was saved. To connect this account, run /referral mailchimp in Slack "
+                "and connect again.")  # fmt: skip
+    if now.account_name:
+        what = f"“{isolated(now.account_name)}”" + (
+            f", {isolated(now.login_email)}" if now.login_email else "")  # fmt: skip
+    else:
+        what = f"with an API key, data centre {now.dc}"
+    who = ("You" if now.connected_by == user_id
+           else "Someone at the command line" if now.connected_by == CLI
+           else "Another team lead")  # fmt: skip
+    return (f"{who} connected a Mailchimp account ({what}) while you were signing in, so "
+            "nothing was replaced. To connect the account you signed in to instead, "
+            "disconnect that account first with /referral mailchimp in Slack, then connect "
+            "again.")  # fmt: skip
+
+
 def _cross_site(request: web.Request, public_base: str) -> bool:
     """A form on another site posted this: an auto-submitting one would take a browser past
     the start page's question, to Mailchimp with someone else's state bound to it. Browsers
@@ -571,7 +594,12 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
                                      request.query.get("code", ""))  # fmt: skip
             await save(db, state.team_id, account.creds, dc=account.dc,
                        account_name=account.account_name, login_email=account.login_email,
-                       user=state.user_id, secret_key=settings.secret_key)  # fmt: skip
+                       user=state.user_id, secret_key=settings.secret_key,
+                       seen=Seen.read(state.seen))  # fmt: skip
+        except ConnectionChanged as exc:  # not given back: its Connect was drawn for another
+            log.warning("a Mailchimp sign-in started before Mailchimp was connected or "
+                        "disconnected again replaced nothing (%s)", who)  # fmt: skip
+            return page("Not connected", changed_since(exc.now, state.user_id), status=409)
         except MailchimpError as exc:
             log.warning("Mailchimp OAuth exchange failed (%s): %s", who, exc)
             await _give_back(state, who)

@@ -29,7 +29,7 @@ from bot.campaigns.service import CampaignSummary
 from bot.ids import digits
 from bot.imports.batches import status_words
 from bot.imports.undo import STOPPED, WAITING
-from bot.mailchimp.accounts import Connection
+from bot.mailchimp.accounts import Connection, Seen
 from handlers.campaign_messages import STATE_LABEL, waiting_line
 from handlers.ids import Action
 from handlers.messages import esc, n, plural, slack_date
@@ -308,7 +308,8 @@ def mailchimp_blocks(conn: Connection | None, *, lead: bool = False) -> list[Blo
                                f"or the key deleted; seen {since}): no audience can be "
                                f"imported. {who}: that replaces them."))  # fmt: skip
         if lead:
-            blocks.append(ActionsBlock(elements=[_connect_button("Reconnect Mailchimp")]))
+            blocks.append(ActionsBlock(elements=[
+                _connect_button("Reconnect Mailchimp", Seen.of(conn))]))  # fmt: skip
         return blocks
     if conn is not None and conn.unreadable:  # SECRET_KEY changed (or unset) since it was saved
         who = "Reconnect it" if lead else "A team lead can reconnect it"
@@ -317,7 +318,8 @@ def mailchimp_blocks(conn: Connection | None, *, lead: bool = False) -> list[Blo
                                f"saved): no audience can be imported. {who}: that saves them "
                                "again."))  # fmt: skip
         if lead:
-            blocks.append(ActionsBlock(elements=[_connect_button("Reconnect Mailchimp")]))
+            blocks.append(ActionsBlock(elements=[
+                _connect_button("Reconnect Mailchimp", Seen.of(conn))]))  # fmt: skip
         return blocks
     if conn is not None:
         blocks.append(_section(mailchimp_line(conn)))
@@ -334,11 +336,17 @@ def mailchimp_blocks(conn: Connection | None, *, lead: bool = False) -> list[Blo
 # ---- buttons and the view -------------------------------------------------------------------
 
 
-def _connect_button(text: str = "Connect Mailchimp") -> ButtonElement:
+NOTHING_CONNECTED = Seen(None)  # what Connect on a Home without a connection is drawn for
+
+
+def _connect_button(text: str = "Connect Mailchimp",
+                    seen: Seen = NOTHING_CONNECTED) -> ButtonElement:  # fmt: skip
     # the `/referral mailchimp` Connect button: its listener opens a modal with Mailchimp's
-    # sign-in, or the API key form when no OAuth app is configured
+    # sign-in, or the API key form when no OAuth app is configured. Its value names the
+    # connection Home was drawn with (none, or the one to reconnect): the sign-in or key it
+    # leads to replaces only that, not an account another lead connected since
     return ButtonElement(text=text, action_id=Action.MAILCHIMP_CONNECT,
-                         value="connect")  # fmt: skip
+                         value=seen.text())  # fmt: skip
 
 
 def action_buttons(connected: bool, *, lead: bool = False) -> ActionsBlock:

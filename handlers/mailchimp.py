@@ -30,6 +30,10 @@ approved yet, and queues their reviews' redraw (`accounts.disconnect`, `accounts
 confirmation says so beside "Contacts already imported stay." Its button names the
 connection the status was drawn for: clicked after another lead connected another account (or
 disconnected), it disconnects nothing and says what is connected now, and by whom.
+*Connect* likewise names what it was drawn for (nothing connected, or the connection to
+reconnect): the key form keeps it in its metadata and the sign-in in its state, and either
+replaces only that (`accounts.save`'s `seen`), so a form opened before another lead
+connected an account says who connected which one instead of replacing it without a word.
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ from bot.mailchimp.accounts import (
     KEY_REFUSED,
     Checked,
     Connection,
+    ConnectionChanged,
     Health,
+    Seen,
     check_credentials,
     connect_api_key,
     connection,
@@ -83,6 +89,7 @@ from handlers.mailchimp_messages import (
     refused_modal,
     shown_stamp,
     sign_in_modal,
+    stale_connect_note,
     stale_disconnect_note,
     status_message,
 )
@@ -112,9 +119,10 @@ async def _respond(client: AsyncWebClient, url: str, text: str, *, replace: bool
         raise Refusal(text) from None
 
 
-async def _offer(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, *,
+async def _offer(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, seen: Seen, *,
                  lead: bool | None = None) -> ConnectOffer:  # fmt: skip
     """What *Connect* does for this person (a sign-in URL is made for team leads only);
+    `seen`: the connection it is shown for, which its sign-in replaces only (accounts.save);
     `lead`: whether they are one, when the caller asked already."""
     if lead is None:
         lead = await is_lead(d, client, team_id, user_id)
@@ -128,7 +136,8 @@ async def _offer(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, *,
     if name and name != workspace.name:  # the start page names the workspace
         await name_workspace(d.db, team_id, name)
     person = await person_name(client, user_id) or user_id  # Slack silent: named by their id
-    state = make_state(d.settings.secret_key, team_id, user_id, person=person)
+    state = make_state(d.settings.secret_key, team_id, user_id, person=person,
+                       seen=seen.text())  # fmt: skip
     return ConnectOffer(sign_in_url=connect_url(d.settings.public_base, state), lead=True)
 
 
@@ -163,7 +172,8 @@ async def _show_status(d: Deps, client: AsyncWebClient, team_id: str, user_id: s
     if lead is None:
         lead = await is_lead(d, client, team_id, user_id)
     if conn is None or checked.health in (Health.REFUSED, Health.UNREADABLE):
-        offer = await _offer(d, client, team_id, user_id, lead=lead)  # Connect, or Reconnect
+        # Connect, or Reconnect
+        offer = await _offer(d, client, team_id, user_id, Seen.of(conn), lead=lead)
     else:
         offer = ConnectOffer(lead=lead)
     text, blocks = status_message(conn, offer, note, checked.health, checked.reason)
@@ -222,10 +232,19 @@ async def _replace_modal(client: AsyncWebClient, view_id: str, modal: View,
     return True
 
 
+async def _seen(d: Deps, click: Click) -> Seen:
+    """What a *Connect* click is for: the connection its button was drawn for, or for a
+    button drawn before they named it (an older release's), the one connected now."""
+    shown = Seen.read(click.value)
+    return shown if shown is not None else Seen.of(await connection(d.db, click.team_id))
+
+
 async def _open_key_modal(d: Deps, client: AsyncWebClient, click: Click, trigger_id: str) -> None:
-    """Open the form first (trigger ids live 3 s); someone who can't connect then sees why."""
+    """Open the form first (trigger ids live 3 s); someone who can't connect then sees why.
+    It remembers the connection it was opened for (`seen`): its key replaces only that."""
+    seen = await _seen(d, click)
     opened = (await open_modal(client, trigger_id, key_modal(
-        metadata(url=click.response_url))))["view"]  # fmt: skip
+        metadata(url=click.response_url, seen=seen.text()))))["view"]  # fmt: skip
     refusal, _lead = await _why_not(d, client, click.team_id, click.user_id)
     if refusal:
         await _replace_modal(client, opened["id"], refused_modal(refusal), opened["hash"])
@@ -240,7 +259,8 @@ async def _open_sign_in(d: Deps, client: AsyncWebClient, click: Click, trigger_i
     if refusal:
         modal = refused_modal(refusal)
     else:
-        modal = sign_in_modal(await _offer(d, client, click.team_id, click.user_id, lead=lead))
+        modal = sign_in_modal(await _offer(d, client, click.team_id, click.user_id,
+                                           await _seen(d, click), lead=lead))  # fmt: skip
     await _replace_modal(client, opened["id"], modal, opened["hash"])
 
 
@@ -259,12 +279,25 @@ def read_key(values: dict[str, dict[str, Any]]) -> str:
     return str(entered.get("value") or "").strip()
 
 
-async def _check_key(d: Deps, team_id: str, user_id: str, key: str) -> Connection | str:
-    """Ping Mailchimp with the key and keep it (sealed); or why not, in words for the form."""
+# what a key form's submit came to: connected, why not (for the key field), or another
+# connection made (or none left) since the form was opened
+KeyOutcome = Connection | str | ConnectionChanged
+
+
+async def _check_key(d: Deps, team_id: str, user_id: str, key: str,
+                     seen: Seen | None) -> KeyOutcome:  # fmt: skip
+    """Ping Mailchimp with the key and keep it (sealed) in place of the connection the form
+    was opened for (`seen`; None: a form opened before forms said, whatever is connected);
+    or why not, in words for the form."""
     try:
         conn = await connect_api_key(d.db, team_id, key, user=user_id,
                                      secret_key=d.settings.secret_key,
-                                     api_url=d.settings.mailchimp_api_url)  # fmt: skip
+                                     api_url=d.settings.mailchimp_api_url,
+                                     seen=seen)  # fmt: skip
+    except ConnectionChanged as changed:
+        log.info("a Mailchimp key form opened before Mailchimp was connected or disconnected "
+                 "again replaced nothing: team=%s user=%s", team_id, user_id)  # fmt: skip
+        return changed
     except ReconnectNeeded:
         return KEY_REFUSED
     except (MailchimpError, SecretKeyMissing) as exc:  # not a key's shape, or Mailchimp is down
@@ -286,11 +319,29 @@ async def _after_connect(d: Deps, client: AsyncWebClient, team_id: str, user_id:
         log.info("could not refresh the Mailchimp status (no usable response_url)")
 
 
+async def _show_now(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
+                    url: str) -> None:  # fmt: skip
+    """A key form went stale (another connection since): the status it was opened from shows
+    what is connected now, Disconnect with it, as the form just said (Home's has none)."""
+    if not url:
+        return
+    try:
+        await _show_status(d, client, team_id, user_id, url, replace=True)
+    except Refusal:
+        log.info("could not refresh the Mailchimp status (no usable response_url)")
+
+
 async def _finish_check(d: Deps, client: AsyncWebClient, checking: asyncio.Task[Any],
                         view_id: str, team_id: str, user_id: str, meta: str,
                         url: str) -> None:  # fmt: skip
     """The slow path: the modal says "Checking…" until the ping answers, then the result."""
-    outcome: Connection | str = await checking
+    outcome: KeyOutcome = await checking
+    if isinstance(outcome, ConnectionChanged):
+        note = stale_connect_note(outcome.now)
+        if not await _replace_modal(client, view_id, refused_modal(note)):
+            raise Refusal(note)  # closed: told by DM
+        await _show_now(d, client, team_id, user_id, url)
+        return
     if isinstance(outcome, str):
         if not await _replace_modal(client, view_id, key_modal(meta, problem=outcome)):
             raise Refusal(f"Mailchimp wasn't connected: {esc(outcome)}")  # closed: told by DM
@@ -319,7 +370,8 @@ async def on_key_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
         await ack(response_action="errors", errors={BlockId.MAILCHIMP_KEY: "Paste the API key."})
         return
     await ensure_workspace(d.db, team_id, default_locale=d.settings.default_locale)
-    checking = asyncio.create_task(_check_key(d, team_id, user_id, key))
+    seen = Seen.read(read.get("seen"))
+    checking = asyncio.create_task(_check_key(d, team_id, user_id, key, seen))
     done, _ = await asyncio.wait({checking}, timeout=INLINE_WAIT)
     if not done:
         await ack(response_action="update", view=checking_modal().to_dict())
@@ -327,6 +379,11 @@ async def on_key_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
                                   url), client, body)  # fmt: skip
         return
     outcome = checking.result()
+    if isinstance(outcome, ConnectionChanged):
+        note = stale_connect_note(outcome.now)
+        await ack(response_action="update", view=refused_modal(note).to_dict())
+        d.later.run(_show_now(d, client, team_id, user_id, url), client, body)
+        return
     if isinstance(outcome, str):
         await ack(response_action="errors", errors={BlockId.MAILCHIMP_KEY: outcome})
         return

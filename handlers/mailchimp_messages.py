@@ -30,14 +30,13 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.audit import by_whom
-from bot.mailchimp.accounts import Connection, Health, Stamp
+from bot.mailchimp.accounts import Connection, Health, Seen, Stamp
 from bot.mailchimp.api import Audience
 from bot.mailchimp.oauth import STATE_TTL
 from handlers.campaign_messages import notice_modal
 from handlers.ids import Action, BlockId, Callback
 from handlers.messages import counted_option, esc, n, slack_date
 from handlers.slack_text import cut_mrkdwn
-from models.clock import as_utc
 
 MODAL_TITLE = "Connect Mailchimp"
 MAX_OPTIONS = 100  # Slack's limit for a static select, and for an option group
@@ -124,17 +123,13 @@ def _unusable_line(conn: Connection, health: Health) -> str:
 def disconnect_value(conn: Connection) -> str:
     """The Disconnect button's value: the connection it is drawn for (its Stamp), so a click
     after another lead connected another account disconnects nothing (accounts.disconnect)."""
-    return f"{conn.stamp.api_endpoint} {as_utc(conn.stamp.connected_at).isoformat()}"
+    return conn.stamp.text()
 
 
 def shown_stamp(value: str) -> Stamp | None:
     """The connection a Disconnect button was drawn for (disconnect_value); None when the
     value names none (LEGACY_DISCONNECT, or not one of ours)."""
-    endpoint, _, when = value.rpartition(" ")
-    try:
-        return Stamp(endpoint, as_utc(datetime.fromisoformat(when))) if endpoint else None
-    except ValueError:
-        return None
+    return Stamp.read(value)
 
 
 def disconnected_note(user_id: str, gone: Connection) -> str:
@@ -153,6 +148,18 @@ def stale_disconnect_note(now: Connection | None) -> str:
             "was shown: nothing was disconnected. Disconnect below disconnects that one.")
 
 
+def stale_connect_note(now: Connection | None) -> str:
+    """A key form opened on another connection than the workspace's now (or on none): what
+    is connected, in words, and that nothing was replaced (accounts.save's `seen`)."""
+    if now is None:
+        return (":warning: Mailchimp was disconnected in the meantime, so this key wasn't "
+                "saved. Run `/referral mailchimp` to connect it again if you still mean to.")
+    return (f":warning: Mailchimp was connected to {_who(now)} {by_whom(now.connected_by)} in "
+            "the meantime, so nothing was replaced and this key wasn't saved. To connect this "
+            "key's account instead, disconnect that account first with `/referral mailchimp`, "
+            "then connect again.")  # fmt: skip
+
+
 def _disconnect_button(conn: Connection) -> ButtonElement:
     return ButtonElement(
         text="Disconnect", action_id=Action.MAILCHIMP_DISCONNECT, value=disconnect_value(conn),
@@ -169,21 +176,24 @@ def _sign_in_note() -> ContextBlock:
              "`/referral mailchimp` again for a new one.")])  # fmt: skip
 
 
-def _connect_button(offer: ConnectOffer, *, again: bool = False) -> ButtonElement:
-    """*Connect* (`again`: *Reconnect*): the sign-in's URL, or the API key form."""
+def _connect_button(offer: ConnectOffer, seen: Seen | None, *,
+                    again: bool = False) -> ButtonElement:  # fmt: skip
+    """*Connect* (`again`: *Reconnect*): the sign-in's URL (its state carries what it was
+    drawn for), or the API key form, the button's value naming the connection it was drawn
+    for (`seen`; None: the key form reads it when it opens)."""
     verb = "Reconnect" if again else "Connect"
     if offer.sign_in_url:
         return ButtonElement(text=f"{verb} Mailchimp", action_id=Action.MAILCHIMP_SIGN_IN,
                              url=offer.sign_in_url, style="primary")  # fmt: skip
     label = f"{verb} with an API key" if offer.lead else f"{verb} Mailchimp"
-    return ButtonElement(text=label, action_id=Action.MAILCHIMP_CONNECT, value="connect",
-                         style="primary")  # fmt: skip
+    return ButtonElement(text=label, action_id=Action.MAILCHIMP_CONNECT,
+                         value=seen.text() if seen else "connect", style="primary")  # fmt: skip
 
 
 def _connect_blocks(offer: ConnectOffer) -> list[Block]:
     if offer.secret_key_missing:
         return [SectionBlock(text=MarkdownTextObject(text=SECRET_KEY_MISSING))]
-    blocks: list[Block] = [ActionsBlock(elements=[_connect_button(offer)])]
+    blocks: list[Block] = [ActionsBlock(elements=[_connect_button(offer, Seen(None))])]
     if offer.sign_in_url:
         blocks.append(_sign_in_note())
     return blocks
@@ -206,7 +216,7 @@ def _connected_blocks(conn: Connection, offer: ConnectOffer, health: Health,
         blocks += [SectionBlock(text=MarkdownTextObject(text=SECRET_KEY_MISSING)),
                    ActionsBlock(elements=[_disconnect_button(conn)])]  # fmt: skip
     else:
-        blocks.append(ActionsBlock(elements=[_connect_button(offer, again=True),
+        blocks.append(ActionsBlock(elements=[_connect_button(offer, Seen.of(conn), again=True),
                                              _disconnect_button(conn)]))  # fmt: skip
         if offer.sign_in_url:
             blocks.append(_sign_in_note())
@@ -266,7 +276,7 @@ def sign_in_modal(offer: ConnectOffer) -> View:
         SectionBlock(text=MarkdownTextObject(
             text="Sign in to the Mailchimp account whose audiences you want to import. Once "
                  "you have, the bot tells you in a direct message.")),
-        ActionsBlock(elements=[_connect_button(offer)]),
+        ActionsBlock(elements=[_connect_button(offer, None)]),
         _sign_in_note(),
     ]  # fmt: skip
     return View(type="modal", title=MODAL_TITLE, close="Close", blocks=blocks)

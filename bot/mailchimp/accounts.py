@@ -47,12 +47,23 @@ from models import (
     SourceKind,
     SourceStatus,
 )
-from models.clock import utcnow
+from models.clock import as_utc, utcnow
 from models.db import upsert
 
 
 class NotConnected(MailchimpError):
     """This workspace has no Mailchimp account connected."""
+
+
+class ConnectionChanged(MailchimpError):
+    """A Connect opened on one connection (or on none) was submitted after another lead
+    connected an account, or disconnected the one it was opened on: nothing was saved.
+    `now` is what is connected (None: nothing), for the person to be told."""
+
+    def __init__(self, now: Connection | None) -> None:
+        super().__init__("Mailchimp was connected or disconnected in the meantime: nothing "
+                         "was saved.")  # fmt: skip
+        self.now = now
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +89,10 @@ KEY_REFUSED = ("Mailchimp didn't accept this key. Copy it again from Profile ›
 
 
 async def connect_api_key(db: Database, team_id: str, api_key: str, *, user: str,
-                          secret_key: str, api_url: str) -> Connection:  # fmt: skip
-    """Check the key with a ping, then keep it (sealed). `api_url` is a template with {dc}."""
+                          secret_key: str, api_url: str,
+                          seen: Seen | None = None) -> Connection:  # fmt: skip
+    """Check the key with a ping, then keep it (sealed). `api_url` is a template with {dc};
+    `seen`: what the key form was opened on (save)."""
     key = api_key.strip()
     dc = data_centre(key)
     if dc is None:
@@ -95,7 +108,7 @@ async def connect_api_key(db: Database, team_id: str, api_key: str, *, user: str
         raise MailchimpError(f"There's no Mailchimp data centre '{dc}': check the part of the "
                              "key after the dash.") from None
     return await save(db, team_id, creds, dc=dc, account_name="", login_email="", user=user,
-                      secret_key=secret_key)  # fmt: skip
+                      secret_key=secret_key, seen=seen)  # fmt: skip
 
 
 # A data centre as Mailchimp names them (us1, us21...), and one that surely exists: a key
@@ -116,9 +129,16 @@ async def _offline(dc: str, api_url: str) -> bool:
 
 
 async def save(db: Database, team_id: str, creds: Credentials, *, dc: str, account_name: str,
-               login_email: str, user: str, secret_key: str) -> Connection:  # fmt: skip
+               login_email: str, user: str, secret_key: str,
+               seen: Seen | None = None) -> Connection:  # fmt: skip
     """Keep the connection, replacing the workspace's; when it is another account's than the
-    one it replaces, the drafts' audiences go (drop_audiences_in), in the same transaction."""
+    one it replaces, the drafts' audiences go (drop_audiences_in), in the same transaction.
+
+    `seen`: what the Connect was opened on (a key form, a sign-in started from Slack). It
+    replaces only that: a form opened on "not connected" and submitted after another lead
+    connected an account replaced theirs without a word. The write is one conditional
+    statement; ConnectionChanged (nothing written) when the connection is another now.
+    Without it, whatever is connected (the shell's `mailchimp connect`)."""
     row = MailchimpAccount(team_id=team_id, account_name=account_name[:200],
                            login_email=login_email[:320], dc=dc, api_endpoint=creds.api_endpoint,
                            auth=creds.auth, secret=seal(secret_key, creds.secret),
@@ -134,17 +154,41 @@ async def save(db: Database, team_id: str, creds: Credentials, *, dc: str, accou
             # keeps its stamp, so an audience being read under it goes on (it failed as if
             # Mailchimp had been disconnected, though the drafts keep what it read)
             row.connected_by, row.connected_at = before.connected_by, before.connected_at
-        values = row.model_dump()
-        # one statement: two connections at once (the OAuth callback and a key) both land,
-        # the later one kept; a read-then-insert failed the second on the primary key
-        insert = upsert(conn, MailchimpAccount).values(**values)
-        await conn.execute(insert.on_conflict_do_update(
-            index_elements=["team_id"],
-            set_={k: v for k, v in values.items() if k != "team_id"}))  # fmt: skip
+        if not await _write_in(conn, row.model_dump(), seen):
+            raise ConnectionChanged(await _now_in(conn, team_id))
         dropped = _dropped(await drop_audiences_in(conn, team_id, drafts if another else []))
         await record_in(conn, team_id, user, Act.MAILCHIMP_CONNECTED, "Mailchimp",
                         "; ".join(part for part in (what, dropped) if part))  # fmt: skip
     return _public(row)
+
+
+async def _write_in(conn: AsyncConnection, values: dict[str, Any], seen: Seen | None) -> bool:
+    """Write the connection `values` in one statement, only over what `seen` names (nothing
+    connected: an insert that a row there makes a no-op; a connection: an update of that
+    one); without `seen`, over whatever is there. Whether it was written. One statement:
+    two connections at once (the OAuth callback and a key) both land, the later one kept,
+    where a read-then-insert failed the second on the primary key."""
+    team = col(MailchimpAccount.team_id)
+    changes = {k: v for k, v in values.items() if k != "team_id"}
+    if seen is not None and seen.stamp is not None:
+        written = update(MailchimpAccount).where(
+            team == values["team_id"],
+            col(MailchimpAccount.api_endpoint) == seen.stamp.api_endpoint,
+            col(MailchimpAccount.connected_at) == seen.stamp.connected_at).values(**changes)
+        return (await conn.execute(written.returning(team))).first() is not None  # fmt: skip
+    insert = upsert(conn, MailchimpAccount).values(**values)
+    if seen is None:
+        insert = insert.on_conflict_do_update(index_elements=["team_id"], set_=changes)
+    else:
+        insert = insert.on_conflict_do_nothing(index_elements=["team_id"])
+    return (await conn.execute(insert.returning(team))).first() is not None
+
+
+async def _now_in(conn: AsyncConnection, team_id: str) -> Connection | None:
+    """What is connected, read in the caller's transaction (a refused Connect's to tell)."""
+    row = (await conn.execute(select(*_SHOWN).where(
+        col(MailchimpAccount.team_id) == team_id))).first()  # fmt: skip
+    return None if row is None else _public(MailchimpAccount(**row._mapping, secret=""))
 
 
 async def _replaced_in(conn: AsyncConnection, team_id: str) -> Row[Any] | None:
@@ -216,6 +260,49 @@ class Stamp:
 
     api_endpoint: str
     connected_at: datetime
+
+    def text(self) -> str:
+        """The Stamp as a button's value or a state's field carries it (`read`)."""
+        return f"{self.api_endpoint} {as_utc(self.connected_at).isoformat()}"
+
+    @staticmethod
+    def read(text: str) -> Stamp | None:
+        """The Stamp `text` wrote; None when `text` names none."""
+        endpoint, _, when = text.rpartition(" ")
+        try:
+            return Stamp(endpoint, as_utc(datetime.fromisoformat(when))) if endpoint else None
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What a Connect was opened on: nothing connected (`stamp` None), or the connection
+    `stamp` names. It connects only over that (save): another lead's connection made since
+    is theirs to keep until someone disconnects it."""
+
+    stamp: Stamp | None
+
+    def text(self) -> str:
+        """As a form's metadata, a button's value or the sign-in's state carries it: "none"
+        for nothing connected, else the Stamp's text (`read`)."""
+        return NOTHING_SEEN if self.stamp is None else self.stamp.text()
+
+    @staticmethod
+    def read(text: object) -> Seen | None:
+        """The Seen `text` wrote; None when it names none (a form or button drawn before
+        they carried it, or not ours)."""
+        if text == NOTHING_SEEN:
+            return Seen(None)
+        stamp = Stamp.read(text) if isinstance(text, str) else None
+        return None if stamp is None else Seen(stamp)
+
+    @staticmethod
+    def of(conn: Connection | None) -> Seen:
+        return Seen(None if conn is None else conn.stamp)
+
+
+NOTHING_SEEN = "none"  # Seen's text for "nothing connected"
 
 
 async def credentials(db: Database, team_id: str, secret_key: str) -> Credentials:

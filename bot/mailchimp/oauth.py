@@ -71,6 +71,9 @@ class State:
     expires: int
     person: str = ""  # the start's: the person's name in Slack, for the start page
     browser: str = ""  # the bound one's: browser_hash of the cookie it was sent with
+    # what Connect was drawn for (accounts.Seen's text): the callback replaces only that.
+    # "" in a state made before states carried it: whatever is connected
+    seen: str = ""
 
 
 def _mac(secret: str, purpose: bytes, body: bytes) -> str:
@@ -94,27 +97,30 @@ def _open(secret: str, purpose: bytes, state: str, now: float | None) -> list[An
         raise BadState("bad signature")
     try:
         fields = json.loads(body)
-        if not isinstance(fields, list) or len(fields) != 5:
+        # 5: a state made before they carried what Connect was drawn for (valid 10 minutes)
+        if not isinstance(fields, list) or len(fields) not in (5, 6):
             raise ValueError
         expires = int(fields[2])
     except (ValueError, TypeError, RecursionError):
         raise BadState("malformed") from None
     if (now or time.time()) > expires:
         raise BadState("expired")
-    return fields
+    return fields if len(fields) == 6 else [*fields, ""]
 
 
-def make_state(secret: str, team_id: str, user_id: str, *, person: str = "",
+def make_state(secret: str, team_id: str, user_id: str, *, person: str = "", seen: str = "",
                now: float | None = None) -> str:  # fmt: skip
-    """The start link's state, made when Slack shows *Connect* to a team lead."""
+    """The start link's state, made when Slack shows *Connect* to a team lead; `seen`: the
+    connection it was shown for (accounts.Seen's text), which the callback replaces only."""
     return _sign(secret, _START, [team_id, user_id, int((now or time.time()) + STATE_TTL),
-                                  secrets.token_urlsafe(12), person[:100]])  # fmt: skip
+                                  secrets.token_urlsafe(12), person[:100], seen])  # fmt: skip
 
 
 def read_state(secret: str, state: str, *, now: float | None = None) -> State:
     """The start link's state; BadState if forged, malformed or expired."""
-    team_id, user_id, expires, nonce, person = _open(secret, _START, state, now)
-    return State(str(team_id), str(user_id), str(nonce), int(expires), person=str(person))
+    team_id, user_id, expires, nonce, person, seen = _open(secret, _START, state, now)
+    return State(str(team_id), str(user_id), str(nonce), int(expires), person=str(person),
+                 seen=str(seen))  # fmt: skip
 
 
 def bind_state(secret: str, start: State, browser: str, *, now: float | None = None) -> str:
@@ -125,13 +131,14 @@ def bind_state(secret: str, start: State, browser: str, *, now: float | None = N
     STATE_TTL from when Slack showed it, and is claimed by the first browser to continue."""
     expires = int((now or time.time()) + STATE_TTL)
     return _sign(secret, _BOUND, [start.team_id, start.user_id, expires, start.nonce,
-                                  browser_hash(browser)])  # fmt: skip
+                                  browser_hash(browser), start.seen])  # fmt: skip
 
 
 def read_bound_state(secret: str, state: str, *, now: float | None = None) -> State:
     """The callback's state; BadState if forged (a start link's state too), or expired."""
-    team_id, user_id, expires, nonce, browser = _open(secret, _BOUND, state, now)
-    return State(str(team_id), str(user_id), str(nonce), int(expires), browser=str(browser))
+    team_id, user_id, expires, nonce, browser, seen = _open(secret, _BOUND, state, now)
+    return State(str(team_id), str(user_id), str(nonce), int(expires), browser=str(browser),
+                 seen=str(seen))  # fmt: skip
 
 
 def new_browser_id(cookie: str | None) -> str:

@@ -1281,3 +1281,183 @@ async def test_an_audience_added_twice_at_once_with_add_more_is_read_once(
         # and a total of "12 rows · 3 to import · 3 duplicates · 6 rejected"
         assert "(2)* (Mailchimp list)" not in rendered, rendered
         assert refs == 1 and "3 to import" in rendered and "6 rejected" not in rendered
+
+
+# ---- a Connect shown before another lead connected -----------------------------------------
+
+OTHERS_ACCOUNT = "Bistro <!channel> & Co"
+# what a lead whose Connect went stale is told: the account, escaped, and who connected it
+OTHERS_SAID = (f"Mailchimp was connected to *Bistro &lt;!channel&gt; &amp; Co* "
+               f"(ops@bistro.example) by <@{OTHER_LEAD}> in the meantime")  # fmt: skip
+
+
+async def _other_lead_signs_in(app: Harness, mc: FakeMailchimp) -> None:
+    """OTHER_LEAD connects another account by Mailchimp's sign-in (what its callback saves)."""
+    mc.add_account(token="other-token", dc="us7", name=OTHERS_ACCOUNT,
+                   login_email="ops@bistro.example")  # fmt: skip
+    await accounts.save(app.db, TEAM, api.Credentials(mc.base_url, "oauth", "other-token"),
+                        dc="us7", account_name=OTHERS_ACCOUNT, login_email="ops@bistro.example",
+                        user=OTHER_LEAD, secret_key=SECRET_KEY)  # fmt: skip
+
+
+async def _connections_recorded(app: Harness) -> int:
+    async with app.db.begin() as conn:
+        return int((await conn.execute(text("SELECT COUNT(*) FROM audit_entry WHERE action = "
+                                             "'mailchimp.connected'"))).scalar_one())  # fmt: skip
+
+
+async def _others_kept(app: Harness, said: str) -> None:
+    """OTHER_LEAD's connection is the workspace's still, and nothing else was recorded."""
+    kept = await accounts.connection(app.db, TEAM)
+    assert kept is not None, f"nothing is connected: {said}"
+    assert (kept.auth, kept.account_name, kept.connected_by) == (
+        "oauth", OTHERS_ACCOUNT, OTHER_LEAD), f"OTHER_LEAD's account was replaced: {said}"
+    assert (await accounts.credentials(app.db, TEAM, SECRET_KEY)).secret == "other-token"
+
+
+@pytest.mark.parametrize("when", ["after the form opened", "after the status was shown"])
+async def test_a_stale_key_form_leaves_an_account_connected_since_alone(
+        build: Build, mc: FakeMailchimp, when: str) -> None:  # fmt: skip
+    """LEAD is shown "Mailchimp isn't connected" and opens the key form; OTHER_LEAD signs in
+    to another account before LEAD submits. LEAD's key replaced it without a word (the form
+    said "Mailchimp is connected": LEAD's account). The form remembers what it was opened on
+    (the status's button, what that was drawn for): nothing is replaced, and LEAD is told,
+    in the form, who connected which account and that it is disconnected first."""
+    async with build() as app:
+        app.slack.users[OTHER_LEAD] = {"is_admin": True}
+        await ensure_workspace(app.db, TEAM)
+        status = await _status(app)
+        if when == "after the status was shown":
+            await _other_lead_signs_in(app, mc)
+        answers = await _click(app, Action.MAILCHIMP_CONNECT, status)
+        modal = app.slack.open_views(LEAD)[-1]
+        assert modal["callback_id"] == Callback.MAILCHIMP_KEY
+        if when == "after the form opened":
+            await _other_lead_signs_in(app, mc)
+        reply = await app.requests.view_submission(state_values=_key(KEY), view_id=modal["id"],
+                                                   user_id=LEAD)  # fmt: skip
+        await app.settle()
+        said = json.dumps(reply.body)
+        await _others_kept(app, said)
+        assert reply.body["response_action"] == "update", said
+        assert OTHERS_SAID in said, said
+        assert "nothing was replaced" in said and "disconnect that account first" in said, said
+        assert "`/referral mailchimp`" in said, said
+        assert await _connections_recorded(app) == 1  # OTHER_LEAD's only
+        # the status the form was opened from shows what is connected now, with Disconnect
+        assert answers and answers[-1].get("replace_original") is True
+        assert "Bistro &lt;!channel&gt; &amp; Co" in json.dumps(answers[-1]["blocks"])
+        assert find_element(answers[-1]["blocks"], Action.MAILCHIMP_DISCONNECT) is not None
+        assert app.slack.block_errors == []
+
+
+@pytest.mark.parametrize("then", ["another account signed in", "disconnected"])
+async def test_a_stale_reconnect_checked_after_the_ack_replaces_nothing(
+        build: Build, mc: FakeMailchimp, monkeypatch: pytest.MonkeyPatch,
+        then: str) -> None:  # fmt: skip
+    """*Reconnect with an API key* on a key Mailchimp refuses, the key checked after the
+    ack ("Checking…"): the connection it was opened on was replaced by OTHER_LEAD's sign-in
+    (or disconnected) meanwhile. The form says so once the key is checked, and nothing is
+    replaced."""
+    monkeypatch.setattr(mailchimp_handlers, "INLINE_WAIT", 0.05)
+    new_key = OTHER_KEY
+    mc.account(KEY).api_keys.append(new_key)  # the revoked key's account's next key
+    async with build() as app:
+        app.slack.users[OTHER_LEAD] = {"is_admin": True}
+        await _connect(app)
+        mc.revoke(KEY)
+        status = await _status(app)
+        assert "Mailchimp refuses the saved credentials" in json.dumps(status["blocks"])
+        await _click(app, Action.MAILCHIMP_CONNECT, status)
+        modal = app.slack.open_views(LEAD)[-1]
+        if then == "disconnected":
+            assert await accounts.disconnect(app.db, TEAM, user=OTHER_LEAD) is not None
+        else:
+            await _other_lead_signs_in(app, mc)
+        mc.slow("/3.0/ping", 0.5)
+        reply = await app.requests.view_submission(state_values=_key(new_key),
+                                                   view_id=modal["id"], user_id=LEAD)
+        await app.settle()
+        assert "Checking" in json.dumps(reply.body["view"])
+        said = json.dumps(app.slack.views[modal["id"]]["blocks"])
+        if then == "disconnected":
+            assert await accounts.connection(app.db, TEAM) is None, said
+            assert ("Mailchimp was disconnected in the meantime, so this key wasn't saved"
+                    in said), said
+        else:
+            await _others_kept(app, said)
+            assert OTHERS_SAID in said and "nothing was replaced" in said, said
+        assert await _connections_recorded(app) == 1 + (then != "disconnected")
+        assert app.slack.block_errors == []
+
+
+async def test_a_stale_sign_in_leaves_an_account_connected_since_alone(
+        build: Build, mc: FakeMailchimp) -> None:  # fmt: skip
+    """LEAD's status offers Mailchimp's sign-in (nothing connected); OTHER_LEAD connects a
+    key meanwhile; LEAD signs in: the callback replaced OTHER_LEAD's account without a word.
+    The sign-in's state carries what the status was drawn for: the page says what is
+    connected, that nothing was replaced, and to disconnect it first; no DM says connected."""
+    mc.add_account(token="oauth-token", dc="us7", name="Northwind Coffee")
+    mc.issue_code("code-1", "oauth-token", "oauth-token")
+    mc.add_account(OTHER_KEY, name="Other Shop")
+    async with build(mailchimp_client_id="cid-123", mailchimp_client_secret="csecret") as app:
+        found = find_element((await _status(app))["blocks"], Action.MAILCHIMP_SIGN_IN)
+        assert found is not None
+        link = urlsplit(found[1]["url"])
+        await accounts.connect_api_key(app.db, TEAM, OTHER_KEY, user=OTHER_LEAD,
+                                       secret_key=SECRET_KEY,
+                                       api_url=app.settings.mailchimp_api_url)  # fmt: skip
+        routes = public_routes(app.db, app.settings,
+                               on_connected=tell_connected(slack_client(app.settings)))
+        async with (serve(build_web_app(None, routes=routes)) as site,
+                    ClientSession(cookie_jar=CookieJar(unsafe=True,
+                                                       treat_as_secure_origin=site)) as browser):
+            async with browser.get(f"{site}{link.path}?{link.query}") as response:
+                action = re.search(r'action="([^"]+)"', await response.text())
+                assert action is not None
+            async with browser.post(urljoin(str(response.url), html.unescape(action[1]))
+                                    ) as response:  # fmt: skip
+                assert response.status == 200
+            query = {"code": "code-1", "state": mc.authorize_requests[-1]["state"]}
+            async with browser.get(f"{site}{CALLBACK_PATH}", params=query) as response:
+                status, page = response.status, html.unescape(await response.text())
+        kept = await accounts.connection(app.db, TEAM)
+        assert kept is not None and (kept.auth, kept.connected_by) == ("api_key", OTHER_LEAD), page
+        assert status == 409, page
+        assert "Not connected" in page
+        assert ("Another team lead connected a Mailchimp account (with an API key, data "
+                "centre us21) while you were signing in, so nothing was replaced") in page, page
+        assert "disconnect that account first" in page, page
+        assert LEAD not in app.slack.dm_channels  # nobody was told "Mailchimp is connected"
+
+
+@pytest.mark.parametrize("oauth", [False, True], ids=["key form", "sign-in"])
+async def test_connect_on_a_home_drawn_before_another_lead_connected_replaces_nothing(
+        build: Build, mc: FakeMailchimp, oauth: bool) -> None:  # fmt: skip
+    """Home's *Connect Mailchimp* names what Home was drawn with (nothing connected): the key
+    form, or the sign-in, it opens after OTHER_LEAD connected an account replaces nothing."""
+    settings = {"mailchimp_client_id": "cid-123", "mailchimp_client_secret": "csecret"}
+    async with build(**(settings if oauth else {})) as app:
+        app.slack.users[OTHER_LEAD] = {"is_admin": True}
+        await ensure_workspace(app.db, TEAM)
+        home = await _open_home(app, LEAD)
+        found = find_element(home["blocks"], Action.MAILCHIMP_CONNECT)
+        assert found is not None
+        await _other_lead_signs_in(app, mc)
+        await app.requests.block_action(Action.MAILCHIMP_CONNECT, found[1]["value"],
+                                        user_id=LEAD,
+                                        view={"type": "home", "id": "VHOME"})  # fmt: skip
+        await app.settle()
+        opened = app.slack.open_views(LEAD)[-1]
+        if oauth:  # its sign-in's state says what it was drawn for: nothing connected
+            link = find_element(opened["blocks"], Action.MAILCHIMP_SIGN_IN)
+            assert link is not None
+            state = read_state(SECRET_KEY, parse_qs(urlsplit(link[1]["url"]).query)["state"][0])
+            assert accounts.Seen.read(state.seen) == accounts.Seen(None)
+            return
+        reply = await app.requests.view_submission(state_values=_key(KEY), view_id=opened["id"],
+                                                   user_id=LEAD)  # fmt: skip
+        await app.settle()
+        said = json.dumps(reply.body)
+        await _others_kept(app, said)
+        assert OTHERS_SAID in said and "nothing was replaced" in said, said

@@ -124,6 +124,40 @@ async def test_two_connections_at_once_both_land_the_later_kept(db: Database) ->
     assert (await accounts.credentials(db, TEAM, SECRET)).secret == KEY
 
 
+async def test_a_connect_opened_on_nothing_waits_for_a_connection_under_way_and_keeps_it(
+        db: Database) -> None:  # fmt: skip
+    """PostgreSQL: another lead's connection not committed yet (the OAuth callback, say)
+    while a key form opened on "not connected" is saved: the form's write waits for it, then
+    replaces nothing and says what is connected (accounts.save's `seen`)."""
+    import asyncio
+
+    from tests.waiting import backend_pid, until_waiting_or_done
+
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite's one writer orders them already")
+    await ensure_workspace(db, TEAM)
+    other = await db.engine.connect()
+    transaction = await other.begin()
+    await other.execute(text(
+        "INSERT INTO mailchimp_account (team_id, account_name, login_email, dc, api_endpoint, "
+        "auth, secret, connected_by, connected_at) VALUES (:t, 'Shop', 'a@shop.example', "
+        "'us1', 'https://us1.api.mailchimp.com', 'oauth', 'sealed', 'U9', CURRENT_TIMESTAMP)"
+    ), {"t": TEAM})  # fmt: skip
+    creds = api.Credentials("https://us21.api.mailchimp.com", "api_key", KEY)
+    saving = asyncio.create_task(accounts.save(db, TEAM, creds, dc="us21", account_name="",
+                                               login_email="", user="U1", secret_key=SECRET,
+                                               seen=accounts.Seen(None)))  # fmt: skip
+    await until_waiting_or_done(db, await backend_pid(other), saving)
+    await transaction.commit()
+    await other.close()
+    with pytest.raises(accounts.ConnectionChanged) as refused:
+        await saving
+    assert refused.value.now is not None
+    assert (refused.value.now.account_name, refused.value.now.connected_by) == ("Shop", "U9")
+    kept = await accounts.connection(db, TEAM)
+    assert kept is not None and (kept.auth, kept.connected_by) == ("oauth", "U9")
+
+
 async def test_two_overlapping_audiences_import_their_subscribed_members_once(
     db: Database, mc: FakeMailchimp
 ) -> None:
@@ -1285,3 +1319,21 @@ async def test_the_same_key_saved_again_is_the_same_connection(
                                        api_url=settings.mailchimp_api_url)  # fmt: skip
     found = await accounts.connection(db, TEAM)
     assert found is not None and found.connected_by == "U1"
+
+
+def test_a_state_signed_before_states_said_what_connect_was_drawn_for_still_reads() -> None:
+    """A Connect link shown by the release before (five fields, valid 10 minutes) still
+    works after an upgrade: it names no connection, so it replaces whatever is connected,
+    as it did then."""
+    import time
+
+    from bot.mailchimp import oauth
+
+    legacy = oauth._sign(SECRET, oauth._START, [TEAM, "U0002", int(time.time()) + 60,
+                                                "nonce", "Dana"])  # fmt: skip
+    start = read_state(SECRET, legacy)
+    assert (start.team_id, start.user_id, start.person, start.seen) == (TEAM, "U0002", "Dana", "")
+    bound = oauth.read_bound_state(SECRET, bind_state(SECRET, start, "x" * 43))
+    assert bound.seen == "" and accounts.Seen.read(bound.seen) is None
+    drawn = read_state(SECRET, make_state(SECRET, TEAM, "U0002", seen="none"))
+    assert accounts.Seen.read(drawn.seen) == accounts.Seen(None)
