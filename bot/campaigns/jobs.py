@@ -14,6 +14,7 @@ from bot.campaigns.invites import (
     stop_sending,
 )
 from bot.email.send import SendAbandoned, SmtpServerBusy, SmtpSetupError, sender_for
+from bot.jobs import queue
 from bot.jobs.worker import (
     GivingUp,
     Handler,
@@ -63,7 +64,18 @@ def enroll_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
         # before telling the thread, which then never heard the result
         await notifier.enrollment_changed(ctx.team_id, enrollment_id)
 
-    return GivingUp(run, give_up)
+    return GivingUp(run, give_up, done_when=enrollment_done)
+
+
+# An enrollment is `done` in the transaction that enrolls its targets (enroll._finish)
+_ENROLLED = ("EXISTS (SELECT 1 FROM enrollment WHERE enrollment.team_id = job.team_id "
+             "AND enrollment.id = :done_enrollment AND enrollment.status = 'done')")
+
+
+def enrollment_done(ctx: JobContext) -> queue.Done:
+    """The enrollment job's work is complete (GivingUp.done_when): its enrollment is done.
+    Its give-up step then fails nothing and tells the thread its result."""
+    return queue.Done(_ENROLLED, {"done_enrollment": int(ctx.payload["enrollment_id"])})
 
 
 def outbox_chosen(settings: Settings) -> bool:

@@ -158,7 +158,21 @@ def import_handler(chunk_size: int, notifier: ImportNotifier | None = None, *,
         return await _fail_import_surely(ctx, int(ctx.payload["batch_id"]), error, reports,
                                          draft=bool(ctx.payload.get("approved_by")))  # fmt: skip
 
-    return GivingUp(run, give_up)
+    return GivingUp(run, give_up, done_when=import_applied)
+
+
+# An import's batch is `done` in the transaction that ends its apply (engine.apply_batch),
+# or undone since: its job's work is complete, whatever became of the run that did it
+_APPLIED = ("EXISTS (SELECT 1 FROM import_batch WHERE import_batch.team_id = job.team_id "
+            "AND import_batch.id = :done_batch AND import_batch.status IN "
+            f"('{BatchStatus.DONE}', '{BatchStatus.UNDOING}', '{BatchStatus.UNDONE}'))")
+
+
+def import_applied(ctx: JobContext) -> queue.Done:
+    """The import job's work is complete (GivingUp.done_when): its batch applied. Its
+    give-up step on such a batch enrolls its contacts and tells its thread the result, as
+    its run would have (`_fail_import`)."""
+    return queue.Done(_APPLIED, {"done_batch": int(ctx.payload["batch_id"])})
 
 
 async def _fail_import(db: Database, team_id: str, batch_id: int, error: str,
@@ -429,11 +443,7 @@ def slack_file_handler(
         if source is None:
             # read already: by this job before it was retried, whose report may not have gone
             # out (a report is safe to repeat: the message is refreshed, a CSV shared once)
-            async with db.session() as session:
-                done = await session.get(ImportSource, source_id)
-            if done is not None and done.team_id == team_id:
-                await _report_read(notifier, team_id,
-                                   [done] if again else await _upload_sources(db, team_id, done))
+            await _report_read_before(notifier, db, team_id, source_id, again)
             return
         assert source.id is not None and source.ref is not None
         staged: list[ImportSource] = [source]
@@ -469,8 +479,45 @@ def slack_file_handler(
         if source is not None:
             await fail(ctx, source, f"Could not read the file: {error}", again)
             await report(ctx, [source])
+            return
+        # read by a run killed before its job was marked done, and perhaps before its report:
+        # the job ends done (slack_file_read), the review said "Reading…" until redrawn
+        await surely(ctx, "reporting a Slack file's reading", lambda: _report_read_before(
+            notifier, ctx.db, ctx.team_id, source_id, again))  # fmt: skip
 
-    return GivingUp(run, give_up)
+    return GivingUp(run, give_up, done_when=slack_file_read)
+
+
+async def _report_read_before(notifier: ImportNotifier, db: Database, team_id: str,
+                              source_id: int, again: bool) -> None:  # fmt: skip
+    """Report a reading of the source that an earlier run of its job made (`again`: of that
+    source alone; else of its upload's, a ZIP's CSVs with it)."""
+    async with db.session() as session:
+        done = await session.get(ImportSource, source_id)
+    if done is not None and done.team_id == team_id:
+        await _report_read(notifier, team_id,
+                           [done] if again else await _upload_sources(db, team_id, done))
+
+
+# A Slack file's reading ended (read, or failed with why), as its run leaves it done: no
+# source of the upload pending (its ZIP's CSVs: same import and file, added after it), nor
+# the source itself for a reading of it alone. Stricter than _unread_source (a later share of
+# the same file in the same import counts too): when it can't tell, the job fails as before.
+_UPLOAD_READ = ("NOT EXISTS (SELECT 1 FROM import_source o JOIN import_source s "
+                "ON s.team_id = o.team_id AND s.batch_id = o.batch_id AND s.ref = o.ref "
+                f"AND s.kind = '{SourceKind.CSV}' AND s.id >= o.id "
+                "WHERE o.team_id = job.team_id AND o.id = :done_source "
+                f"AND s.status = '{SourceStatus.PENDING}' AND (s.id = o.id OR NOT s.removed))")
+_SOURCE_READ = ("NOT EXISTS (SELECT 1 FROM import_source s WHERE s.team_id = job.team_id "
+                f"AND s.id = :done_source AND s.status = '{SourceStatus.PENDING}' "
+                "AND NOT s.removed)")
+
+
+def slack_file_read(ctx: JobContext) -> queue.Done:
+    """The Slack file job's work is complete (GivingUp.done_when): what it reads is no
+    longer pending. Its give-up step then fails nothing and reports the reading."""
+    sql = _SOURCE_READ if ctx.payload.get("again") else _UPLOAD_READ
+    return queue.Done(sql, {"done_source": int(ctx.payload["source_id"])})
 
 
 async def _report_read(notifier: ImportNotifier, team_id: str,

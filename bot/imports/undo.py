@@ -91,6 +91,7 @@ from bot.imports.job_kinds import UNDO_JOB
 from bot.imports.undo_window import STILL_OPEN, undo_closed_before
 from bot.jobs.here import running_here, shell_owner
 from bot.jobs.queue import (
+    Done,
     claim_by_key,
     database_now,
     enqueue_in,
@@ -1039,7 +1040,18 @@ def undo_handler(chunk_size: int, notifier: ImportNotifier | None = None) -> Han
         await told(ctx, batch_id,
                    UNDO_FINISHED if batch.status == BatchStatus.UNDONE else UNDO_STOPPED)
 
-    return GivingUp(run, give_up)
+    return GivingUp(run, give_up, done_when=undo_done)
+
+
+# An undo's batch is `undone` in the transaction of its last step (run_undo's _FINISH)
+_UNDONE = ("EXISTS (SELECT 1 FROM import_batch WHERE import_batch.team_id = job.team_id "
+           f"AND import_batch.id = :done_batch AND import_batch.status = '{BatchStatus.UNDONE}')")
+
+
+def undo_done(ctx: JobContext) -> Done:
+    """The undo job's work is complete (GivingUp.done_when): its import is undone. Its
+    give-up step then tells the thread the undo finished."""
+    return Done(_UNDONE, {"done_batch": int(ctx.payload["batch_id"])})
 
 
 # ---- at once, from the shell ----------------------------------------------------------------

@@ -487,15 +487,44 @@ async def _update_owned(
 
 
 async def _update_owned_in(
-    conn: AsyncConnection, job: Job, owner: str, assignments: str, **params: Any
-) -> bool:
-    """`_update_owned` in the caller's transaction."""
+    conn: AsyncConnection, job: Job, owner: str, assignments: str, *, when: str = "",
+    **params: Any,
+) -> bool:  # fmt: skip
+    """`_update_owned` in the caller's transaction; `when`: SQL over the job's row (`job`)
+    that must hold too."""
     result = await conn.execute(
         _sql(f"UPDATE job SET {assignments}, updated_at = :now "
-             "WHERE id = :id AND lease_owner = :owner AND state = 'running'"),
+             "WHERE id = :id AND lease_owner = :owner AND state = 'running'"
+             f"{f' AND ({when})' if when else ''}"),
         {"id": job.id, "owner": owner, "now": utcnow(), **params},
     )  # fmt: skip
     return result.rowcount == 1
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A job's work recorded complete, as its kind tells it: SQL over the job's row (`job`),
+    e.g. its import's batch `done` (written with the apply's last write), and the
+    parameters it names, each `done_...` (apart from those of the statements it goes in).
+
+    A worker that gives up on a job (every attempt's worker died, or its last attempt
+    failed before its handler ended it: bot.jobs.worker.GivingUp) ends it done when this
+    holds (`finish` with it): the run that did the work was killed before it marked the job
+    done, or that marking failed, and the job said "failed" of an import whose contacts were
+    all in."""
+
+    sql: str
+    params: dict[str, Any]
+
+
+async def work_complete(db: Database, job: Job, done: Done) -> bool:
+    """Whether `done` holds of the job (its work recorded complete) now."""
+    async with db.begin() as conn:
+        found = await conn.execute(
+            text(f"SELECT 1 FROM job WHERE id = :id AND team_id = :t AND ({done.sql})"),
+            {"id": job.id, "t": job.team_id, **done.params},
+        )
+        return found.first() is not None
 
 
 # A job's row taken for the rest of a transaction while it is still running (held by `owner`
@@ -536,13 +565,16 @@ async def report_progress(db: Database, job: Job, owner: str, done: int, total: 
     )
 
 
-async def finish(db: Database, job: Job, owner: str) -> bool:
+async def finish(db: Database, job: Job, owner: str, complete: Done | None = None) -> bool:
     """Mark the job done while `owner` holds it (False if it lost it), its workspace's purge
-    queued in the same transaction (`schedule_purge_after_in`)."""
+    queued in the same transaction (`schedule_purge_after_in`). With `complete`, only if its
+    work is recorded complete (False if not), decided in the same UPDATE: a job given up on
+    (see Done)."""
+    when, params = ("", {}) if complete is None else (complete.sql, complete.params)
     async with db.begin() as conn:
         done = await _update_owned_in(
             conn, job, owner, "state = 'done', finished_at = :now, lease_owner = NULL, "
-            "lease_expires_at = NULL, last_error = NULL"
+            "lease_expires_at = NULL, last_error = NULL", when=when, **params
         )  # fmt: skip
         if done:
             await schedule_purge_after_in(conn, job.team_id, job.kind)

@@ -14,7 +14,8 @@ renewed); the lease then lapses and the job is taken again.
 
 The steps that end a job for good (failing its work, telling its thread) ride out a database
 outage (`surely`), and a last attempt that fails before its handler took such a step (the
-database gone at its first read) is given up on by the worker (GivingUp).
+database gone at its first read) is given up on by the worker (GivingUp). A job given up on
+whose work is recorded complete (GivingUp.done_when) ends done, not failed.
 
 An outage (`database_outage`) is told by what the database or its driver says of the error,
 never by its class alone: SQLite's result code (the file locked, its disk failing or full,
@@ -452,6 +453,13 @@ class GivingUp:
     without a limit a job that kills every worker would be taken forever. Once every attempt
     ended so, the worker runs `give_up` instead of the handler, then fails the job.
 
+    A kind that can tell when its work is complete (`done_when`: an import's batch applied,
+    an enrollment done) has such a job ended done instead, once `give_up` told its real
+    result: the run that did the work was killed after its last write and before it marked
+    the job done (or that marking failed), and the job said "failed" of an import whose
+    contacts were all in. The send job can't tell (a run sends what is due when it runs):
+    it fails as before.
+
     What `give_up` returns (a sentence: the segment an import made, withdrawn with it) ends
     the job's error, as `referral-bot jobs` shows it: the job's other failures say it in
     their own error (PermanentJobError), but a give-up's error is the worker's, and said
@@ -459,6 +467,11 @@ class GivingUp:
 
     run: Handler
     give_up: GiveUp
+    # The kind's SQL that its work is recorded complete (queue.Done), if it can tell: a job
+    # given up on whose work is complete (its run killed after its last write, before the
+    # job was marked done) is ended done once `give_up` told its result (which, for
+    # complete work, is the real one), not failed "gave up: the worker running it stopped".
+    done_when: Callable[[JobContext], queue.Done] | None = None
 
     async def __call__(self, ctx: JobContext) -> None:
         await self.run(ctx)
@@ -583,7 +596,11 @@ class Worker:
                 if handler is None:
                     raise PermanentJobError(f"no handler for job kind {job.kind!r}")
                 if job.attempts > job.max_attempts:  # see GivingUp
-                    raise PermanentJobError(await self._give_up(ctx, handler))
+                    complete = await self._complete(ctx, handler)
+                    error, stepped = await self._give_up(ctx, handler, complete)
+                    if complete and stepped and await self._end_complete(ctx, handler):
+                        return
+                    raise PermanentJobError(error)
                 await handler(ctx)
             except JobStopped:
                 await self._hand_back(ctx)
@@ -604,12 +621,14 @@ class Worker:
                                   job.max_attempts, _because(exc))  # fmt: skip
                 error = str(exc) if told else _job_error(exc)
                 try:
-                    said = await self._give_up_after(ctx, handler, str(exc) if told else
-                                                     failure_words(exc))  # fmt: skip
+                    said, complete = await self._give_up_after(
+                        ctx, handler, str(exc) if told else failure_words(exc))
                 except JobStopped:  # stopping in an outage: the job keeps its last attempt
                     await self._hand_back(ctx)
                     return
-                error = joined(error, said)
+                if complete and said is not None and await self._end_complete(ctx, handler):
+                    return
+                error = joined(error, said or "")
                 base = self.config.retry_base_seconds
                 self.failed += 1
                 await self._record(job, "recording its failure", lambda: queue.fail(
@@ -631,42 +650,87 @@ class Worker:
         ):
             log.info("%s released for another worker", about(job))
 
-    async def _give_up(self, ctx: JobContext, handler: Handler) -> str:
+    async def _give_up(self, ctx: JobContext, handler: Handler,
+                       complete: bool = False) -> tuple[str, bool]:  # fmt: skip
         """The job's every attempt ended with its worker gone: give up (see GivingUp) and
-        return the job's error, with what giving up did. JobStopped: stopped while giving
-        up in an outage."""
+        return the job's error, with what giving up did, and whether its give-up step was
+        taken without an error. `complete`: its work is recorded complete (`_complete`), and
+        the step tells its real result. JobStopped: stopped while giving up in an outage."""
         job = ctx.job
         error = (f"{WORKERS_DIED} during each of its {job.max_attempts} attempts (killed, or "
                  "out of memory?)")  # fmt: skip
-        log.error("%s: %s", about(job), error)
+        if complete:
+            log.warning("%s: its every attempt's worker stopped, but its work is complete: "
+                        "telling its result, then ending it done", about(job))  # fmt: skip
+        else:
+            log.error("%s: %s", about(job), error)
         if isinstance(handler, GivingUp):
-            return joined(error, await self._surely_give_up(ctx, handler, error))
-        return error
+            said = await self._surely_give_up(ctx, handler, error)
+            return joined(error, said or ""), said is not None
+        return error, True
 
-    async def _give_up_after(self, ctx: JobContext, handler: Handler | None, error: str) -> str:
+    async def _give_up_after(self, ctx: JobContext, handler: Handler | None,
+                             error: str) -> tuple[str | None, bool]:  # fmt: skip
         """A last attempt failed before its handler took a step that ends the job
         (`surely`): give up on it here (GivingUp), once. A handler gives up in its own
         `except`, but its first read (the import's batch, the source a file or audience
         job reads) comes before any: the database gone at that moment, the job failed and
         its work said "importing" or "Reading…" for good. Returns what giving up did, for
-        the job's error (see GivingUp), or "". JobStopped: stopped meanwhile."""
+        the job's error (see GivingUp: "", or None if the step failed), and whether the
+        job's work is recorded complete (an earlier attempt did it, and was killed before
+        it marked the job done): the step then tells its real result. ("", False) when it
+        didn't give up. JobStopped: stopped meanwhile."""
         if ctx.last_attempt and isinstance(handler, GivingUp) and not ctx.ending:
-            log.warning("%s: its last attempt failed before giving up; giving up on it now",
-                        about(ctx.job))  # fmt: skip
-            return await self._surely_give_up(ctx, handler, error)
-        return ""
+            complete = await self._complete(ctx, handler)
+            log.warning("%s: its last attempt failed before giving up; %s", about(ctx.job),
+                        "its work is complete: telling its result, then ending it done"
+                        if complete else "giving up on it now")  # fmt: skip
+            return await self._surely_give_up(ctx, handler, error), complete
+        return "", False
 
-    async def _surely_give_up(self, ctx: JobContext, handler: GivingUp, error: str) -> str:
+    async def _surely_give_up(self, ctx: JobContext, handler: GivingUp,
+                              error: str) -> str | None:  # fmt: skip
         """`handler.give_up` through a database outage (`surely`); what it did, for the job's
-        error, or "". Any other error is logged (by `surely`) and the job fails all the same:
-        it must not be taken again."""
+        error, or "". Any other error is logged (by `surely`) and the job fails all the same
+        (None): it must not be taken again."""
         try:
             said = await surely(ctx, "giving up on it", lambda: handler.give_up(ctx, error))
         except JobStopped:
             raise
         except Exception:  # `surely` logged it, with its traceback
-            return ""
+            return None
         return said or ""
+
+    async def _complete(self, ctx: JobContext, handler: Handler | None) -> bool:
+        """Whether the job's work is recorded complete (GivingUp.done_when), read through a
+        database outage: a worker giving up on it then ends it done (`_end_complete`). False
+        for a kind that can't tell, or when the read fails otherwise (logged): the job fails
+        as before. JobStopped: stopped meanwhile."""
+        if not isinstance(handler, GivingUp) or handler.done_when is None:
+            return False
+        done_when = handler.done_when
+        try:
+            return await surely(ctx, "reading whether its work is complete",
+                                lambda: queue.work_complete(self.db, ctx.job, done_when(ctx)))
+        except JobStopped:
+            raise
+        except Exception:  # `surely` logged it
+            return False
+
+    async def _end_complete(self, ctx: JobContext, handler: Handler | None) -> bool:
+        """End a job given up on as done, its work recorded complete and its result told (the
+        give-up step did: see GivingUp): decided by the UPDATE itself (`queue.finish` with
+        the kind's `done_when`), which ends it only while it is ours and its work complete.
+        True if it ended so; False: it fails as any job given up on."""
+        assert isinstance(handler, GivingUp) and handler.done_when is not None
+        job, done = ctx.job, handler.done_when(ctx)
+        if not await self._record(job, "marking it done", lambda: queue.finish(
+                self.db, job, ctx.owner, done)):  # fmt: skip
+            return False
+        log.warning("%s: its work was complete, its run stopped before marking it done: done, "
+                    "not failed", about(job))  # fmt: skip
+        self.completed += 1
+        return True
 
     async def _record(self, job: Job, what: str, call: Callable[[], Awaitable[bool]]) -> bool:
         """Record a job's outcome, retrying through a database outage (`_passes`).

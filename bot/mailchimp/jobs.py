@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel import col, select
 
 from bot.imports.batches import add_source_once, fail_source
+from bot.jobs import queue
 from bot.jobs.worker import GivingUp, Handler, JobContext, database_words, surely
 from bot.mailchimp.accounts import NotConnected, refused_from_now_on, stamped_credentials
 from bot.mailchimp.api import Audience, MailchimpError, NotFound, ReconnectNeeded, Refused
@@ -97,7 +98,19 @@ def mailchimp_handler(settings: Settings, notifier: ImportNotifier) -> Handler:
         await fail(ctx, source, f"Could not read the audience: {error}")
         await report(ctx, source)
 
-    return GivingUp(run, give_up)
+    return GivingUp(run, give_up, done_when=audience_read)
+
+
+# The audience's source read (or failed with why, or gone), as its run leaves it done
+_READ = ("NOT EXISTS (SELECT 1 FROM import_source WHERE import_source.team_id = job.team_id "
+         "AND import_source.id = :done_source "
+         f"AND import_source.status = '{SourceStatus.PENDING}')")
+
+
+def audience_read(ctx: JobContext) -> queue.Done:
+    """The audience job's work is complete (GivingUp.done_when): its source is no longer
+    pending. Its give-up step then fails nothing and reports the reading."""
+    return queue.Done(_READ, {"done_source": int(ctx.payload["source_id"])})
 
 
 async def _source(ctx: JobContext) -> ImportSource | None:

@@ -104,3 +104,30 @@ async def test_an_enrollment_whose_last_worker_died_after_enrolling_reports_its_
     assert await world.scalar("SELECT COUNT(*) FROM advocate") == 2
     reports = _reports(slack, thread)
     assert any(":tada:" in r for r in reports), reports
+
+
+async def test_an_enrollment_whose_last_worker_died_after_enrolling_ends_done(
+    world: World, slack: FakeSlack
+) -> None:
+    """Its thread told the result, the job given up on was recorded failed ("gave up: the
+    worker running it stopped"), and `referral-bot jobs` said the enrollment failed."""
+    import asyncio
+
+    from bot.campaigns.enroll import run_enrollment
+    from bot.jobs.queue import claim
+    from tests.imports.outage import run_jobs
+
+    enrollment, thread = await _targeted(world, slack)
+    await out_of_attempts(world.db, ENROLL_JOB, LAST_ATTEMPT_FAILS)  # one attempt, its last
+    dying = await claim(world.db, "worker-that-dies", 0.2, {ENROLL_JOB})
+    assert dying is not None
+    await run_enrollment(world.db, TEAM, enrollment, hold_seconds=0, job_id=dying.id)
+    await asyncio.sleep(0.3)  # killed before marking its job done: its lease lapses
+    settings = load_settings(database_url=world.db.url)
+    await run_jobs(world.db, {ENROLL_JOB: enroll_handler(settings,
+                                                         notifier(slack, world.db, LEAD))})
+    assert await _ended(world, enrollment) == ("done", "done", "")
+    (job,) = await world.rows("SELECT last_error FROM job WHERE kind = :k", k=ENROLL_JOB)
+    assert job[0] is None
+    (report,) = _reports(slack, thread)
+    assert ":tada:" in report and "failed" not in report, report

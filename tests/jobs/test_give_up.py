@@ -103,3 +103,66 @@ async def test_a_give_up_step_failing_on_a_bug_is_not_retried_for_ever(
     assert any(f"job {queued.id} ({KIND}, team T1, " in r.getMessage()
                and "recording its failure failed, and waiting can't mend it" in r.getMessage()
                and r.exc_info for r in caplog.records), caplog.text  # fmt: skip
+
+
+# the kind's work, recorded complete: a row of its own (as an import's batch is `done`)
+_DONE_ROW = text("INSERT INTO seen_key (team_id, key, created_at) "
+                 "VALUES ('T1', 'work', CURRENT_TIMESTAMP)")  # fmt: skip
+
+
+def _work_done(ctx: JobContext) -> queue.Done:
+    return queue.Done("EXISTS (SELECT 1 FROM seen_key WHERE seen_key.team_id = job.team_id "
+                      "AND seen_key.key = :done_key)", {"done_key": "work"})  # fmt: skip
+
+
+async def test_a_last_attempt_failing_at_its_first_read_of_complete_work_ends_done(
+    db: Database,
+) -> None:
+    """Its earlier attempt did the work and died before its job was marked done; the last
+    failed at its first read (the database going away), and the job failed, though the work
+    was complete."""
+    await _queued(db, attempts=2)
+    given: list[str] = []
+
+    async def run(ctx: JobContext) -> None:
+        if ctx.job.attempts == 1:
+            async with ctx.db.begin() as conn:
+                await conn.execute(_DONE_ROW)
+            raise RuntimeError("killed after its work was committed")
+        raise RuntimeError("its first read failed")
+
+    async def give_up(ctx: JobContext, error: str) -> None:
+        given.append(error)  # what tells the work's real result
+
+    job = await _run(db, GivingUp(run, give_up, done_when=_work_done))
+    assert (job.state, job.attempts, job.last_error) == ("done", 2, None)
+    assert given == ["RuntimeError: its first read failed"]
+
+
+async def test_complete_work_whose_give_up_step_fails_on_a_bug_still_fails(db: Database) -> None:
+    """Its result never told (the step that tells it failed), the job says it failed."""
+    await _queued(db)
+    async with db.begin() as conn:
+        await conn.execute(_DONE_ROW)
+
+    async def run(ctx: JobContext) -> None:
+        raise RuntimeError("its first read failed")
+
+    async def give_up(ctx: JobContext, error: str) -> None:
+        raise ValueError("a bug in telling the result")
+
+    job = await _run(db, GivingUp(run, give_up, done_when=_work_done))
+    assert job.state == "failed" and job.last_error == "RuntimeError: its first read failed"
+
+
+async def test_work_not_complete_fails_as_before(db: Database) -> None:
+    await _queued(db)
+
+    async def run(ctx: JobContext) -> None:
+        raise RuntimeError("its first read failed")
+
+    async def give_up(ctx: JobContext, error: str) -> None:
+        pass
+
+    job = await _run(db, GivingUp(run, give_up, done_when=_work_done))
+    assert job.state == "failed"
