@@ -1097,16 +1097,17 @@ def _not_shown(hidden: int) -> str:
 
 
 def _out_of_attempts(job: Job) -> bool:
-    """Its next claim is past its last attempt: the worker fails it (see GivingUp) instead of
-    running it again."""
+    """Its next claim is past its last attempt: the worker gives up on it (see GivingUp)
+    instead of running it again: done if its work is recorded complete, else failed."""
     return job.attempts >= job.max_attempts
 
 
 def _orphan_fate(job: Job, *, waiting: bool) -> str:
     """What becomes of a running job whose worker stopped: resumed by another worker, or,
-    out of attempts, failed by it; nothing said while no worker can take it (see `waiting`)."""
+    out of attempts, ended by it; nothing said while no worker can take it (see `waiting`)."""
     if _out_of_attempts(job):
-        return "; out of attempts: the next worker marks it failed"
+        return ("; out of attempts: the next worker ends it, done if its work was finished, "
+                "else failed")
     return "" if waiting else "; another worker resumes it"
 
 
