@@ -37,7 +37,8 @@ from models import (
 from models.clock import utcnow
 
 CLI = "cli"  # the actor of a shell command (shell users are trusted admins)
-SLACK = "Slack"  # the actor of what Slack itself told the bot (the app uninstalled)
+SLACK = "Slack"  # the actor of what Slack itself told the bot (the app uninstalled, a lead
+#                  deactivated or made a guest)
 
 
 def by_whom(actor: str | None) -> str:

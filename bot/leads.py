@@ -9,6 +9,10 @@ does nothing on conflict, a delete's rowcount), with their audit entries in that
 of two people adding (or removing) the same person at once, one does it and the other is told
 it was done already. Workspace admins and owners count as leads too, but that is Slack's to
 say (`handlers.context.is_lead`), not this list's.
+
+A lead listed by hand is trusted without asking Slack again; Slack's word that one was
+deactivated, made a guest or moved to another workspace (`user_change`) takes them off the
+list (`drop_demoted`), audited as Slack's.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from sqlalchemy import delete, func, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
-from bot.audit import Act, record_in
+from bot.audit import SLACK, Act, record_in
 from bot.ids import USER_ID
 from bot.workspaces import ensure_workspace
 from models import Database, TeamLead, Workspace
@@ -216,4 +220,29 @@ async def remove_lead(db: Database, team_id: str, user_id: str, *, by: str,
         if gone.rowcount != 1:
             return False
         await record_in(conn, team_id, by, Act.LEAD_REMOVED, mention(user_id))
+    return True
+
+
+_LISTED_NOW = "SELECT 1 FROM team_lead WHERE team_id = :t AND user_id = :u"
+
+
+async def drop_demoted(db: Database, team_id: str, user_id: str, why: str) -> bool:
+    """Take off the list a lead Slack says may no longer be one (`why`: "deactivated in
+    Slack", "made a guest in Slack"...); False if they weren't listed (or a retry of the
+    same news took them off a moment ago).
+
+    A listed lead is trusted without asking Slack at each click (`role_in`), so this is what
+    ends a deactivated or downgraded lead's approvals and exports. Slack tells of every
+    profile change of every guest, so the list is read first (on the reader: no write lock
+    taken, nothing queued behind an import) and the conditional delete, with its audit entry
+    (actor SLACK), runs only for a listed lead: of two deliveries of the same event, one
+    deletes and records, the other changes nothing."""
+    if not await db.reader.rows(_LISTED_NOW, {"t": team_id, "u": user_id}):
+        return False
+    async with db.begin() as conn:
+        gone = await conn.execute(delete(TeamLead).where(
+            col(TeamLead.team_id) == team_id, col(TeamLead.user_id) == user_id))  # fmt: skip
+        if gone.rowcount != 1:
+            return False
+        await record_in(conn, team_id, SLACK, Act.LEAD_REMOVED, mention(user_id), why)
     return True

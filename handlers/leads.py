@@ -7,6 +7,8 @@ channel's guest), a guest, a bot or a deactivated account is refused, and the ot
 in one transaction (`bot.leads.add_leads`, with their audit entries). *Remove* (with a confirm
 dialog) is a conditional delete: of two clicks one removes and the other is told it was done.
 Removing the last listed lead is allowed (workspace admins and owners still count) and said.
+Slack's `user_change` saying a listed lead was deactivated, made a guest or moved to another
+workspace takes them off the list (`user_changed`): a listed lead isn't asked about again.
 
 The list is ephemeral, so it is answered and refreshed through the `response_url` of the
 command or click; a refusal is added below it and the list stays.
@@ -27,6 +29,7 @@ from bot.leads import (
     LeadsError,
     Role,
     add_leads,
+    drop_demoted,
     is_user_id,
     leads,
     remove_lead,
@@ -239,7 +242,52 @@ async def on_remove(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                 client, body)  # fmt: skip
 
 
+# ---- Slack says someone changed ----------------------------------------------------------------
+
+
+def demoted(user: dict[str, Any], team_id: str) -> str:
+    """Why `user_change`'s `user` may not be a lead of `team_id` (as `why_not` refuses adding
+    them: "deactivated in Slack", "made a guest in Slack"...), or "" when they may.
+    A field Slack left out counts for nothing: an event without `team_id` moves nobody."""
+    if user.get("team_id") and user.get("team_id") != team_id:
+        return "moved to another workspace"
+    if user.get("deleted"):
+        return "deactivated in Slack"
+    if user.get("is_restricted") or user.get("is_ultra_restricted"):
+        return "made a guest in Slack"
+    return ""
+
+
+async def user_changed(ack: Any, event: dict[str, Any], body: dict[str, Any],
+                       client: AsyncWebClient, context: dict[str, Any]) -> None:  # fmt: skip
+    """Slack's word that someone's account changed. A listed lead is a lead without asking
+    Slack again (`role_in`), so one deactivated, made a guest or moved out stayed a lead for
+    good, approving imports and exporting the customers. Big workspaces send this for every
+    profile and status edit: anyone who may still be a lead is let go here, with no write and
+    no call; the rest is `_drop`'s, after the ack."""
+    await ack()
+    user = event.get("user")
+    user = user if isinstance(user, dict) else {}
+    team_id = str(context.get("team_id") or body.get("team_id") or "")
+    user_id = str(user.get("id") or "")
+    why = demoted(user, team_id) if team_id and is_user_id(user_id) else ""
+    if why:
+        d = deps(context)
+        d.later.run(_drop(d, client, team_id, user_id, why), client, body)
+
+
+async def _drop(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, why: str) -> None:
+    """Off the list if listed (a retry of the same event finds them gone: nothing twice),
+    said in the log, and the open Homes republished (they offered the lead's buttons)."""
+    if not await drop_demoted(d.db, team_id, user_id, why):
+        return
+    log.info("%s of %s taken off the team leads, %s (Slack's user_change)", user_id,
+             team_id, why)  # fmt: skip
+    await refresh_for(d, client, team_id)
+
+
 def register(app: Routes) -> None:
     app.action(Action.LEADS_ADD)(on_add)
     app.action(Action.LEADS_USERS)(on_pick)
     app.action(Action.LEADS_REMOVE)(on_remove)
+    app.event("user_change")(user_changed)

@@ -48,7 +48,8 @@ def test_every_web_api_method_called_has_its_scope_and_every_scope_is_used() -> 
     unknown = called - set(needs) - NO_SCOPE
     assert not unknown, f"add these methods' scopes to NEEDED_SCOPES (and manifest.yml): {unknown}"
     needed = {needs[m] for m in called if m in needs} | {"commands"}  # /referral
-    needed |= {"files:read"} if "file_shared" in EVENTS else set()  # the event's own scope
+    needed |= {"files:read"} if "file_shared" in EVENTS else set()  # the events' own scopes
+    needed |= {"users:read"} if "user_change" in EVENTS else set()
     assert needed <= SCOPES, f"missing from manifest.yml: {needed - SCOPES}"
     assert needed >= SCOPES, f"asked for but unused (least privilege): {SCOPES - needed}"
 

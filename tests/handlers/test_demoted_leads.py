@@ -1,0 +1,173 @@
+"""A team lead listed by hand is trusted without asking Slack again (`role_in`: no users.info
+for them, one call saved per click). Deactivated, made a guest or moved to another workspace
+in Slack afterwards, they stayed a lead for good: a contractor downgraded to guest still
+approved imports and exported the customer list. Slack says so with `user_change`, which the
+bot now hears: such a lead leaves the list (one conditional delete, audited as Slack's), and
+anyone else's `user_change`, which big workspaces send all day, costs no write and no call."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from bot.audit import recent, sentence
+from handlers.ids import Action
+from models import Database
+from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.test_guests import _vip
+from tests.handlers.test_leads_and_audit import (
+    _audit_rows,
+    _click,
+    _command,
+    _leads_in_db,
+    _picked,
+)
+from tests.handlers.test_segments import _button
+
+TEAM = "T0001"
+HAND = "U0HAND"  # a lead added with /referral leads (not TEAM_LEADS)
+
+
+def _user(user_id: str, **flags: Any) -> dict[str, Any]:
+    """The `user` of a user_change, as Slack sends it (the users.info user object)."""
+    user = {"id": user_id, "team_id": TEAM, "name": user_id.lower(), "real_name": user_id,
+            "deleted": False, "is_admin": False, "is_owner": False, "is_primary_owner": False,
+            "is_restricted": False, "is_ultra_restricted": False, "is_bot": False,
+            "is_app_user": False, "updated": int(time.time()), "tz": "Europe/London",
+            "profile": {"real_name": user_id, "display_name": user_id.lower(),
+                        "status_text": "riding a train", "team": TEAM}}  # fmt: skip
+    return user | flags
+
+
+def _user_change(user_id: str, **flags: Any) -> dict[str, Any]:
+    return {"type": "user_change", "user": _user(user_id, **flags),
+            "cache_ts": int(time.time()), "event_ts": f"{time.time():.6f}"}  # fmt: skip
+
+
+async def _hand_listed(app: Harness, user_id: str = HAND) -> None:
+    """`user_id` added by LEAD through the list's picker, as people do."""
+    shown = await _command(app, "leads")
+    await _click(app, Action.LEADS_ADD, None, shown, state=_picked(user_id))
+    assert user_id in await _leads_in_db(app.db)
+
+
+async def _lead_changes(db: Database) -> list[tuple[str, str, str]]:
+    """The audit log's entries of lead changes (actor, action, subject), oldest first."""
+    return [row for row in await _audit_rows(db) if row[1].startswith("lead.")]
+
+
+@contextmanager
+def _writes(db: Database) -> Iterator[list[str]]:
+    """Every INSERT, UPDATE or DELETE the app's engine sends meanwhile."""
+    seen: list[str] = []
+
+    def heard(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().split(" ", 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            seen.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", heard)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", heard)
+
+
+DEMOTED = [
+    pytest.param({"is_restricted": True}, "made a guest", id="multi-channel-guest"),
+    pytest.param({"is_restricted": True, "is_ultra_restricted": True}, "made a guest",
+                 id="single-channel-guest"),
+    pytest.param({"deleted": True}, "deactivated", id="deactivated"),
+    pytest.param({"team_id": "T0OTHER"}, "another workspace", id="moved-out"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("flags", "why"), DEMOTED)
+async def test_a_hand_listed_lead_demoted_in_slack_is_no_longer_a_lead(
+    app: Harness, caplog: pytest.LogCaptureFixture, flags: dict[str, Any], why: str,
+) -> None:  # fmt: skip
+    await _vip(app)
+    await _hand_listed(app)
+    app.slack.users[HAND] = dict(flags)  # what users.info says from now on, too
+    caplog.set_level(logging.INFO)
+    change = _user_change(HAND, **flags)
+    first = await app.requests.event(change, event_id="Ev0DEMOTED")
+    again = await app.requests.event(change, event_id="Ev0DEMOTED", retry_num=1)
+    await app.done()
+    # they export nothing any more (the customer list was theirs to take), and the list no
+    # longer names them
+    listing = await app.listing("segments", user=REP)
+    value = _button(listing, Action.SEGMENT_EXPORT, "Secret VIP")["value"]
+    answers = await app.click_in(listing, Action.SEGMENT_EXPORT, value, user=HAND)
+    assert app.slack.uploads == []
+    assert answers[-1]["text"].startswith(("Only members of this workspace can export",
+                                           "Only team leads can export"))  # fmt: skip
+    assert f"<@{HAND}>" not in str((await _command(app, "leads"))["blocks"])
+    assert HAND not in await _leads_in_db(app.db)
+    assert (first.status, again.status) == (200, 200)
+    # once, as Slack's, though Slack delivered it twice
+    assert await _lead_changes(app.db) == [(LEAD, "lead.added", f"<@{HAND}>"),
+                                           ("Slack", "lead.removed", f"<@{HAND}>")]  # fmt: skip
+    said = sentence((await recent(app.db, TEAM, limit=1))[0])
+    assert said.startswith(f"removed <@{HAND}> from the team leads") and why in said, said
+    logged = [r.getMessage() for r in caplog.records if HAND in r.getMessage()
+              and "team leads" in r.getMessage()]  # fmt: skip
+    assert len(logged) == 1 and TEAM in logged[0] and why in logged[0], logged
+
+@pytest.mark.parametrize(("user_id", "flags"), [
+    pytest.param(HAND, {}, id="a-lead-editing-their-profile"),
+    pytest.param(HAND, {"is_admin": True}, id="a-lead-made-an-admin"),
+    pytest.param(REP, {}, id="a-member"),
+    pytest.param("U0GUEST", {"is_restricted": True}, id="a-guest-not-a-lead"),
+    pytest.param("U0GONE", {"deleted": True}, id="a-non-lead-deactivated"),
+    pytest.param("U0OUT", {"team_id": "T0OTHER"}, id="someone-of-another-workspace"),
+])  # fmt: skip
+async def test_anyone_elses_user_change_writes_nothing_and_asks_slack_nothing(
+    app: Harness, user_id: str, flags: dict[str, Any],
+) -> None:  # fmt: skip
+    await _hand_listed(app)
+    await app.done()
+    leads, audit = await _leads_in_db(app.db), await _audit_rows(app.db)
+    calls = len(app.slack.calls)
+    with _writes(app.db) as writes:
+        reply = await app.requests.event(_user_change(user_id, **flags))
+        await app.done()
+    assert reply.status == 200
+    assert writes == []
+    assert len(app.slack.calls) == calls
+    assert (await _leads_in_db(app.db), await _audit_rows(app.db)) == (leads, audit)
+
+
+async def test_a_seeded_lead_made_a_guest_leaves_the_list_too(app: Harness) -> None:
+    """TEAM_LEADS' lead, checked once by Slack (a lead without asking again since), is
+    taken off as a lead added by hand is."""
+    await _vip(app)
+    await _command(app, "leads")  # seeded, and the first check: LEAD is of this workspace
+    assert await _leads_in_db(app.db) == [LEAD]
+    app.slack.users[LEAD] = {"is_restricted": True}
+    assert (await app.requests.event(_user_change(LEAD, is_restricted=True))).status == 200
+    await app.done()
+    assert await _leads_in_db(app.db) == []
+    assert await _lead_changes(app.db) == [("Slack", "lead.removed", f"<@{LEAD}>")]
+
+
+async def test_a_lead_made_a_guest_has_their_open_home_republished_without_the_workspace(
+    app: Harness,
+) -> None:  # fmt: skip
+    """Their Home, opened as a lead, kept the segments and the lead's buttons (*New
+    campaign*, *Connect Mailchimp*) until they opened it again."""
+    from tests.handlers.test_home import _action_ids, _open_home
+
+    await _vip(app)
+    await _hand_listed(app)
+    assert Action.CAMPAIGN_CREATE in _action_ids(await _open_home(app, HAND))
+    app.slack.users[HAND] = {"is_restricted": True}
+    assert (await app.requests.event(_user_change(HAND, is_restricted=True))).status == 200
+    await app.settle()
+    home = app.slack.home_views[HAND]
+    assert _action_ids(home) == [] and "Secret VIP" not in str(home["blocks"])
