@@ -56,7 +56,10 @@ from bot.web import (
     SECRET_QUERY,
     logged_path,
     own_error_pages,
+    public_head,
     public_routes,
+    requested_path,
+    under_public_path,
 )
 from handlers import register_listeners
 from handlers.context import Deps
@@ -207,21 +210,34 @@ class SlackQuietAccessLogger(AccessLogger):
     are still logged.
     """
 
+    # PUBLIC_URL's path as request.path reads it: serve answers under it too (quiet_access_log)
+    prefix = ""
+
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        if response.status < 400 and request.path == SLACK_PATH:
+        if response.status < 400 and request.path in (SLACK_PATH, self.prefix + SLACK_PATH):
             return
-        super().log(_without_secrets(request), response, time)
+        super().log(_without_secrets(request, self.prefix), response, time)
 
 
-def _without_secrets(request: BaseRequest) -> BaseRequest:
-    """The request as the access log may show it: with its secrets replaced by "redacted".
-    Only the public pages' requests are cloned: the rest are logged as they came."""
+def quiet_access_log(public_path: str) -> type[SlackQuietAccessLogger]:
+    """SlackQuietAccessLogger for a serve answering under PUBLIC_URL's path (`public_path`,
+    Settings.public_path) too: aiohttp takes the class and makes the logger itself."""
+    return type(SlackQuietAccessLogger.__name__, (SlackQuietAccessLogger,),
+                {"prefix": requested_path(public_path)})  # fmt: skip
+
+
+def _without_secrets(request: BaseRequest, prefix: str = "") -> BaseRequest:
+    """The request as the access log may show it: with its secrets replaced by "redacted",
+    at the root or under PUBLIC_URL's path (`prefix`, decoded as request.path is). Only the
+    public pages' requests are cloned: the rest are logged as they came."""
     path = request.path
-    if path.startswith(SECRET_PATH):  # its query goes too
-        return request.clone(rel_url=logged_path(path))
-    if path.startswith(REFERRAL_PATH) and request.query_string:  # the visitor's (logged_path)
+    if public_head(path, SECRET_PATH, prefix) is not None:  # its query goes too
+        return request.clone(rel_url=URL.build(path=logged_path(path, prefix)))
+    if not request.query_string:
+        return request
+    if public_head(path, REFERRAL_PATH, prefix) is not None:  # the visitor's (logged_path)
         return request.clone(rel_url=request.rel_url.with_query(None))
-    if path.startswith(SECRET_QUERY) and request.query_string:
+    if public_head(path, SECRET_QUERY, prefix) is not None:
         return request.clone(rel_url=URL.build(path=path, query={
             key: REDACTED for key in request.query}))  # fmt: skip
     return request
@@ -401,10 +417,14 @@ def tell_connected(client: AsyncWebClient) -> Callable[[str, str, str], Any]:
 def build_web_app(
     bolt: AsyncApp | None, *, health: Health | None = None,
     routes: Sequence[web.RouteDef] = (), socket_mode: SocketModeHealth | None = None,
-    database: DatabaseHealth | None = None,
+    database: DatabaseHealth | None = None, public_path: str = "",
 ) -> web.Application:  # fmt: skip
     """The routes `serve` answers on HOST:PORT: health, the public pages (referral and
-    unsubscribe links) and, when Slack talks HTTP, `/slack/events`."""
+    unsubscribe links) and, when Slack talks HTTP, `/slack/events`.
+
+    `/healthz` and `/slack/events` are answered under PUBLIC_URL's path (`public_path`) too,
+    as the pages are (public_routes): where a proxy forwards only that path to serve, as it
+    came, a Slack Request URL and a health check through it can name it as the links do."""
 
     async def health_route(_: web.Request) -> web.Response:
         report = health() if health is not None else {"ok": True}
@@ -414,11 +434,14 @@ def build_web_app(
                 report["ok"] = bool(report.get("ok")) and found["ok"]
         return web.json_response(report, status=200 if report.get("ok") else 503)
 
+    prefix = requested_path(public_path)
     # Slack's endpoint and /healthz answer machines: aiohttp's own 404/405 there, as ever
-    web_app = web.Application(middlewares=[own_error_pages({SLACK_PATH, HEALTH_PATH})])
+    untouched = {head + path for head in {"", prefix} for path in (SLACK_PATH, HEALTH_PATH)}
+    web_app = web.Application(middlewares=[own_error_pages(untouched, prefix)])
+    machines = [web.get(HEALTH_PATH, health_route)]
     if bolt is not None:
-        web_app.router.add_post(SLACK_PATH, slack_events_route(bolt))
-    web_app.router.add_get(HEALTH_PATH, health_route)
+        machines.insert(0, web.post(SLACK_PATH, slack_events_route(bolt)))
+    web_app.add_routes([*machines, *under_public_path(public_path, machines)])
     web_app.add_routes(routes)
     return web_app
 
@@ -491,13 +514,13 @@ async def serve(
     health = (lambda: combined_health(supervisors)) if supervisors else without_worker
     connection = SocketModeHealth() if socket_mode else None
     web_app = build_web_app(None if socket_mode else bolt, health=health, socket_mode=connection,
-                            database=DatabaseHealth(db),
+                            database=DatabaseHealth(db), public_path=settings.public_path,
                             routes=public_routes(db, settings,
                                                  on_connected=tell_connected(client),
                                                  in_background=later.background))  # fmt: skip
     # requests still in progress at a stop get REQUESTS_GRACE_SECONDS (Slack's own are acked
     # within 3 s); aiohttp's 60 let anyone hold every shutdown for a minute with a slow body
-    runner = web.AppRunner(web_app, access_log_class=SlackQuietAccessLogger,
+    runner = web.AppRunner(web_app, access_log_class=quiet_access_log(settings.public_path),
                            shutdown_timeout=REQUESTS_GRACE_SECONDS)  # fmt: skip
     await runner.setup()
     settle_heap()
@@ -505,8 +528,10 @@ async def serve(
     listening: dict[asyncio.Task[Any], str] = {}
     try:
         await _listen(runner, settings)
-        log.info("listening on %s:%s%s", settings.host, settings.port,
-                 "" if socket_mode else " (Slack requests at /slack/events)")  # fmt: skip
+        log.info("listening on %s:%s%s%s", settings.host, settings.port,
+                 "" if socket_mode else f" (Slack requests at {SLACK_PATH})",
+                 f", and under PUBLIC_URL's path {settings.public_path}"
+                 if settings.public_path else "")  # fmt: skip
         if socket_mode:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 

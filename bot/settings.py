@@ -194,6 +194,15 @@ class Settings(BaseSettings):
         return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
 
     @property
+    def public_path(self) -> str:
+        """PUBLIC_URL's path as links carry it (`/referrals`, percent-encoded), "" for none.
+        `serve` answers under it as well as at the root: a proxy forwarding `/referrals/*` as
+        it came, or none, sent every link to a 404 (bot.web.under_public_path)."""
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.public_base).path.rstrip("/")
+
+    @property
     def links_unreachable(self) -> bool:
         """Invites go to real people (SMTP_URL) with links to this machine's localhost."""
         return bool(self.smtp_url and not self.public_url)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import unicodedata
-from collections.abc import Awaitable, Callable, Collection, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
 from typing import Any, NamedTuple
 from urllib.parse import quote, unquote_plus, urlencode, urlsplit, urlunsplit
 
@@ -199,13 +199,14 @@ def visitor_page(request: web.Request, words: dict[str, PageText], *, status: in
     return response
 
 
-def own_error_pages(untouched: Collection[str]) -> Middleware:
+def own_error_pages(untouched: Collection[str], prefix: str = "") -> Middleware:
     """Middleware of everything `serve` answers on its port.
 
     An address that is no route (404), or a route asked with a method it doesn't take (405),
     gets our page in the visitor's language instead of aiohttp's bare "404: Not Found". Paths
     in `untouched` (Slack's endpoint, /healthz: machines read them) keep aiohttp's answers, and
-    so does a 404 or 405 a handler raises itself.
+    so does a 404 or 405 a handler raises itself. `prefix`: PUBLIC_URL's path as request.path
+    reads it (requested_path), under which a failure's log line redacts secrets too.
 
     And every answer, raised or returned, says `Referrer-Policy: no-referrer` (_no_referrer).
     It is here, in the one middleware `build_web_app` installs, so that no route can miss it."""
@@ -213,7 +214,7 @@ def own_error_pages(untouched: Collection[str]) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            return _no_referrer(await _own_error_page(request, handler, untouched))
+            return _no_referrer(await _own_error_page(request, handler, untouched, prefix))
         except web.HTTPException as exc:  # a redirect, or a 404 or 405 left to aiohttp
             _no_referrer(exc)
             raise
@@ -221,8 +222,8 @@ def own_error_pages(untouched: Collection[str]) -> Middleware:
     return middleware
 
 
-async def _own_error_page(request: web.Request, handler: Handler,
-                          untouched: Collection[str]) -> web.StreamResponse:  # fmt: skip
+async def _own_error_page(request: web.Request, handler: Handler, untouched: Collection[str],
+                          prefix: str) -> web.StreamResponse:  # fmt: skip
     """`handler`'s answer, or our page for a 404 or 405 aiohttp raised (own_error_pages)."""
     try:
         return await handler(request)
@@ -238,7 +239,8 @@ async def _own_error_page(request: web.Request, handler: Handler,
     except Exception:  # the database out of reach, or a bug: logged, and our page, not a 500
         if request.path in untouched:
             raise
-        log.exception("%s %s failed; answered 503", request.method, _path_logged(request))
+        log.exception("%s %s failed; answered 503", request.method,
+                      logged_path(request.path, prefix)[:200])  # fmt: skip
         return visitor_page(request, TRY_AGAIN, status=503,
                             headers={"Retry-After": str(RETRY_AFTER_SECONDS)})  # fmt: skip
 
@@ -257,14 +259,54 @@ REDACTED = "redacted"
 REFERRAL_PATH = "/r/"
 
 
-def logged_path(path: str) -> str:
+def logged_path(path: str, prefix: str = "") -> str:
     """`path` as a log may show it (a path alone: no query): an unsubscribe link's token
-    redacted, as the access log shows it (bot.app._without_secrets)."""
-    return SECRET_PATH + REDACTED if path.startswith(SECRET_PATH) else path
+    redacted, as the access log shows it (bot.app._without_secrets), at the root or under
+    PUBLIC_URL's path (`prefix`, as request.path reads it: requested_path)."""
+    head = public_head(path, SECRET_PATH, prefix)
+    return path if head is None else head + SECRET_PATH + REDACTED
 
 
-def _path_logged(request: web.Request) -> str:
-    return logged_path(request.path)[:200]
+def public_head(path: str, start: str, prefix: str = "") -> str | None:
+    """What comes before `start` (SECRET_PATH, REFERRAL_PATH, SECRET_QUERY) in `path`, a
+    public page's: "" at the root, `prefix` under PUBLIC_URL's path; None if neither. The
+    root first: it redacts at least as much (`/u/u/TOKEN` under a PUBLIC_URL path of `/u`)."""
+    for head in ("", prefix) if prefix else ("",):
+        if path.startswith(head + start):
+            return head
+    return None
+
+
+def requested_path(public_path: str) -> str:
+    """PUBLIC_URL's path (as links carry it: `/mein%20shop`) as aiohttp's request.path reads
+    a request's, decoded (`/mein shop`): what paths are compared with."""
+    return URL.build(path=public_path, encoded=True).path if public_path else ""
+
+
+PUBLIC_PATH_VAR = "public_path"  # the route variable PUBLIC_URL's path is matched as
+
+
+def under_public_path(public_path: str, routes: Iterable[web.RouteDef]) -> list[web.RouteDef]:
+    """`routes` again under PUBLIC_URL's path (Settings.public_path); none without one. The
+    links the bot makes carry that path (`https://shop.example/referrals/r/CODE`), and a
+    proxy forwarding `/referrals/*` as it came (or none) sent them all to a 404; a proxy
+    that strips it still reaches the routes at the root.
+
+    The path is a variable matching it exactly, not written out: aiohttp matches routes
+    against the decoded path but keeps a route's own characters percent-encoded, so a route
+    `/mein%20shop/r/...` (or `/mein shop/...`) matched no request at all."""
+    if not public_path:
+        return []
+    wanted = URL.build(path=public_path, encoded=True).path_safe  # what aiohttp matches
+    head = "/{" + PUBLIC_PATH_VAR + ":" + _exactly(wanted.removeprefix("/")) + "}"
+    return [web.RouteDef(route.method, head + route.path, route.handler, route.kwargs)
+            for route in routes]  # fmt: skip
+
+
+def _exactly(text: str) -> str:
+    """A regular expression matching `text` alone, written in letters, digits and escapes:
+    a `{`, `}` or `:` would be read as aiohttp's route syntax."""
+    return "".join(c if c.isascii() and c.isalnum() else f"\\U{ord(c):08x}" for c in text)
 
 
 def _no_referrer(response: web.StreamResponse) -> web.StreamResponse:
@@ -372,9 +414,11 @@ def _origin(url: str) -> str:
 
 def public_routes(db: Database, settings: Settings, *, on_connected: Connected | None = None,
                   in_background: Background | None = None) -> list[web.RouteDef]:  # fmt: skip
-    """The public pages' routes. `on_connected` tells the person in Slack that Mailchimp is
-    connected; `in_background` (serve: its Later's) runs that after the page is returned.
-    Without it the page waits for Slack (routes built alone, as tests do)."""
+    """The public pages' routes, at the root and under PUBLIC_URL's path (under_public_path):
+    the pages' own links are relative, so each works by either. `on_connected` tells the
+    person in Slack that Mailchimp is connected; `in_background` (serve: its Later's) runs
+    that after the page is returned. Without it the page waits for Slack (routes built
+    alone, as tests do)."""
 
     async def _retired(code: str) -> bool:
         """Its advocate was deleted (`/referral contacts`): 410 Gone rather than 404."""
@@ -673,7 +717,7 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         raise web.HTTPPermanentRedirect(f"../{token.canonical}")
 
     # no HEAD for the sign-in callback: a link checker's HEAD would spend its one-time code
-    return [
+    routes = [
         web.get(CALLBACK_PATH, mailchimp_callback, allow_head=False),
         web.get(CONNECT_PATH, mailchimp_start),  # a GET (a HEAD too) only shows whose it is
         web.post(CONNECT_PATH, mailchimp_continue),
@@ -684,3 +728,5 @@ def public_routes(db: Database, settings: Settings, *, on_connected: Connected |
         web.get("/u/{token}/", to_the_link),
         web.post("/u/{token}/", to_the_link),
     ]
+    # where the links point (PUBLIC_URL's path), and at the root for a proxy that strips it
+    return [*routes, *under_public_path(settings.public_path, routes)]

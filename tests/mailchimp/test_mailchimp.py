@@ -547,6 +547,43 @@ async def test_a_continue_from_our_own_page_is_ours_however_public_url_is_writte
     assert len(mc.authorize_requests) == 1
 
 
+async def test_the_sign_in_goes_through_under_public_urls_path(
+    db: Database, mc: FakeMailchimp
+) -> None:
+    """PUBLIC_URL=https://bot.example/referrals (a proxy forwarding /referrals/* as it is):
+    Slack's Connect link and Mailchimp's redirect URI name /referrals/mailchimp/..., which
+    were 404s. The start page, its Continue (our own origin: the path is no part of it; another
+    site's still refused) and the callback, with the browser's cookie, answer there now."""
+    token = "oauth-token-1"
+    mc.add_account(token=token, dc="us7", name="Northwind Coffee")
+    mc.issue_code("code-1", token, token)
+    settings = _settings(db, mc, public_url="https://bot.example/referrals")
+    routes = public_routes(db, settings)
+    async with serve(build_web_app(None, routes=routes)) as root, _browser(root) as http:
+        site = f"{root}/referrals"
+        state = make_state(SECRET, TEAM, "U0002")
+        async with http.post(f"{site}{CONNECT_PATH}", params={"state": state},
+                             headers={"Origin": "https://evil.example"}) as response:  # fmt: skip
+            assert response.status == 403 and "sent from another website" in await response.text()
+        async with http.get(f"{site}{CONNECT_PATH}", params={"state": state}) as response:
+            assert response.status == 200
+            found = re.search(r'<form method="post" action="([^"]+)"', await response.text())
+            assert found is not None
+            form = urljoin(str(response.url), html.unescape(found[1]))
+        assert form.startswith(f"{site}{CONNECT_PATH}?")
+        async with http.post(form, headers={"Origin": "https://bot.example"}) as response:
+            assert response.status == 200 and "Log in to authorize" in await response.text()
+        authorize = mc.authorize_requests[-1]
+        assert authorize["redirect_uri"] == "https://bot.example/referrals" + CALLBACK_PATH
+        params = {"code": "code-1", "state": authorize["state"]}
+        async with http.get(f"{site}{CALLBACK_PATH}", params=params) as response:
+            assert response.status == 200, await response.text()
+            assert "Northwind Coffee is connected" in await response.text()
+    assert mc.token_requests[-1]["redirect_uri"] == authorize["redirect_uri"]
+    found = await accounts.connection(db, TEAM)
+    assert found is not None and found.account_name == "Northwind Coffee"
+
+
 async def test_an_oauth_exchange_mailchimp_answers_badly_says_not_connected(
     db: Database, mc: FakeMailchimp, caplog: pytest.LogCaptureFixture
 ) -> None:
