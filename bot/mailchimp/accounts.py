@@ -137,8 +137,9 @@ async def save(db: Database, team_id: str, creds: Credentials, *, dc: str, accou
     `seen`: what the Connect was opened on (a key form, a sign-in started from Slack). It
     replaces only that: a form opened on "not connected" and submitted after another lead
     connected an account replaced theirs without a word. The write is one conditional
-    statement; ConnectionChanged (nothing written) when the connection is another now.
-    Without it, whatever is connected (the shell's `mailchimp connect`)."""
+    statement; ConnectionChanged (nothing written) when the connection is another now. The
+    same account as is connected now is saved again whatever `seen` names: that replaces
+    nobody's. Without it, whatever is connected (the shell's `mailchimp connect`)."""
     row = MailchimpAccount(team_id=team_id, account_name=account_name[:200],
                            login_email=login_email[:320], dc=dc, api_endpoint=creds.api_endpoint,
                            auth=creds.auth, secret=seal(secret_key, creds.secret),
@@ -154,6 +155,12 @@ async def save(db: Database, team_id: str, creds: Credentials, *, dc: str, accou
             # keeps its stamp, so an audience being read under it goes on (it failed as if
             # Mailchimp had been disconnected, though the drafts keep what it read)
             row.connected_by, row.connected_at = before.connected_by, before.connected_at
+            if seen is not None:
+                # nobody's account is replaced, whatever the Connect was opened on: a form
+                # opened on "not connected" while another lead connected this same account
+                # was refused, and told to disconnect it to connect it. Written over the
+                # connection as read (held, on PostgreSQL), still one conditional statement
+                seen = Seen(Stamp(before.api_endpoint, before.connected_at))
         if not await _write_in(conn, row.model_dump(), seen):
             raise ConnectionChanged(await _now_in(conn, team_id))
         dropped = _dropped(await drop_audiences_in(conn, team_id, drafts if another else []))

@@ -1461,3 +1461,31 @@ async def test_connect_on_a_home_drawn_before_another_lead_connected_replaces_no
         said = json.dumps(reply.body)
         await _others_kept(app, said)
         assert OTHERS_SAID in said and "nothing was replaced" in said, said
+
+
+async def test_a_key_form_opened_on_nothing_connects_the_account_connected_since_again(
+        build: Build, mc: FakeMailchimp) -> None:  # fmt: skip
+    """LEAD opens the key form on "Mailchimp isn't connected"; OTHER_LEAD connects the same
+    account (the same key) meanwhile. LEAD's key replaces nobody's account: it is the same
+    connection, its credentials saved again. It was refused, LEAD told that OTHER_LEAD had
+    connected "an account" and to disconnect it first to connect "this key's account",
+    which is that very account."""
+    async with build() as app:
+        app.slack.users[OTHER_LEAD] = {"is_admin": True}
+        await ensure_workspace(app.db, TEAM)
+        status = await _status(app)
+        await _click(app, Action.MAILCHIMP_CONNECT, status)
+        modal = app.slack.open_views(LEAD)[-1]
+        await accounts.connect_api_key(app.db, TEAM, KEY, user=OTHER_LEAD, secret_key=SECRET_KEY,
+                                       api_url=app.settings.mailchimp_api_url)  # fmt: skip
+        before = await accounts.connection(app.db, TEAM)
+        reply = await app.requests.view_submission(state_values=_key(KEY), view_id=modal["id"],
+                                                   user_id=LEAD)  # fmt: skip
+        await app.settle()
+        said = json.dumps(reply.body)
+        assert "nothing was replaced" not in said and "disconnect" not in said, said
+        assert reply.body.get("response_action") != "errors", said
+        assert await _connections_recorded(app) == 2, said  # saved again, and recorded
+        now = await accounts.connection(app.db, TEAM)
+        assert now is not None and before is not None and now.stamp == before.stamp
+        assert app.slack.block_errors == []
