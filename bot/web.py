@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
 from typing import Any, NamedTuple
@@ -148,9 +149,19 @@ def _visitors_pieces(query: str, store_pieces: list[str]) -> list[str]:
 def _name(piece: str) -> str:
     """A query piece's parameter name as some server may read it: decoded (`%72ef` is `ref`),
     in any case (ASP.NET's are case-insensitive), before a `[` (PHP and Rails read `ref[]` as
-    `ref`) or a NUL, and without the spaces around it (PHP drops leading ones)."""
-    name = unquote_plus(piece.partition("=")[0])
+    `ref`) or a NUL, and without the spaces around it (PHP drops leading ones). ASP.NET's
+    decoding reads `%u0072` as `r` too: `%u0072ef=` was carried on as no `ref`."""
+    name = unquote_plus(_WIDE_ESCAPE.sub(_wide_char, piece.partition("=")[0]))
     return name.partition("[")[0].partition("\0")[0].strip().casefold()
+
+
+# ASP.NET's (HttpUtility.UrlDecode's) escape of a UTF-16 code unit, beside `%XX`
+_WIDE_ESCAPE = re.compile(r"%u([0-9a-f]{4})", re.IGNORECASE)
+
+
+def _wide_char(match: re.Match[str]) -> str:
+    """The character a `%uXXXX` escape names, as ASP.NET decodes it."""
+    return chr(int(match[1], 16))
 
 
 # Printable ASCII, kept as written in a Location; the rest (non-ASCII, spaces) is encoded.

@@ -894,6 +894,23 @@ async def test_the_visitors_own_query_reaches_the_store_but_never_its_ref(
     assert await world.scalar("SELECT clicks FROM advocate") == 2
 
 
+async def test_a_visitors_ref_spelled_as_asp_net_decodes_it_never_reaches_the_store(
+    world: World, site: str
+) -> None:
+    """ASP.NET (HttpUtility.UrlDecode, which reads its query) decodes `%uXXXX` as well as
+    `%XX`: `%u0072ef=FORGED` is `ref` to it, case-insensitively, and its
+    Request.QueryString["ref"] of two is "FORGED,CODE". Such a piece went on to the store,
+    as did a `%u`-spelled parameter the store URL sets (`utm`); both are dropped now."""
+    code, _ = await _advocate(world)  # store: https://shop.example/spring?utm=mail&ref=old
+    visitor = "utm_source=a&%u0072ef=F1&%U0052%u0045F=F2&R%u0065f[]=F3&%u0075tm=v&b=%u0072"
+    async with aiohttp.ClientSession() as http, http.get(
+            yarl.URL(f"{site}/r/{code}?{visitor}", encoded=True),
+            allow_redirects=False) as response:  # fmt: skip
+        assert response.status == 302
+        assert response.headers["Location"] == (
+            f"https://shop.example/spring?utm=mail&utm_source=a&b=%u0072&ref={code}")
+
+
 async def test_a_visitors_query_never_leads_elsewhere_nor_past_a_sensible_length(
     world: World, site: str
 ) -> None:
