@@ -162,10 +162,14 @@ def import_handler(chunk_size: int, notifier: ImportNotifier | None = None, *,
 
 
 # An import's batch is `done` in the transaction that ends its apply (engine.apply_batch),
-# or undone since: its job's work is complete, whatever became of the run that did it
+# or undone since: its job's work is complete, whatever became of the run that did it. Not
+# an undone import that had failed (an error) or been cancelled part way (what it applied
+# can be undone too): its job, given up on, ended "done" of an import that failed
 _APPLIED = ("EXISTS (SELECT 1 FROM import_batch WHERE import_batch.team_id = job.team_id "
-            "AND import_batch.id = :done_batch AND import_batch.status IN "
-            f"('{BatchStatus.DONE}', '{BatchStatus.UNDOING}', '{BatchStatus.UNDONE}'))")
+            "AND import_batch.id = :done_batch "
+            f"AND (import_batch.status = '{BatchStatus.DONE}' OR (import_batch.status IN "
+            f"('{BatchStatus.UNDOING}', '{BatchStatus.UNDONE}') "
+            "AND import_batch.error IS NULL AND import_batch.cancelled_by IS NULL)))")
 
 
 def import_applied(ctx: JobContext) -> queue.Done:

@@ -201,3 +201,41 @@ async def test_an_import_and_its_files_read_are_told_complete_once_they_are(
     await asyncio.wait_for(Worker(db, {IMPORT_JOB: import_handler(100)},
                                   WorkerConfig()).run_until_idle(), 60)  # fmt: skip
     assert await complete() == [True, True, True]
+
+
+@pytest.mark.parametrize("failed", [True, False], ids=["failed", "done"])
+async def test_an_import_that_failed_and_was_undone_since_is_not_ended_done(
+    db: Database, tmp_path: Path, failed: bool
+) -> None:
+    """An import's last attempt failed part way (its batch `failed`, what it had applied
+    kept, the thread told so), and its worker died before the job was recorded failed; the
+    lead undid what it had applied. Out of attempts, the next worker gave up on it and ended
+    it "done" (its batch `undone` counted as its work complete), though the import failed:
+    `referral-bot jobs` said done of it. It fails, as any import that failed; one that was
+    done before it was undone still ends done."""
+    from bot.imports.undo import undo_now
+    from models.clock import utcnow
+
+    await ensure_workspace(db, TEAM)
+    job = await enqueue_file_import(db, TEAM, [csv_file(tmp_path, "a.csv", 10)], segment="S",
+                                    create_segment=True, max_attempts=1)  # fmt: skip
+    batch_id = json.loads(job.payload or "{}")["batch_id"]
+    handlers = {IMPORT_JOB: import_handler(100)}
+    config = WorkerConfig(lease_seconds=1, poll_seconds=0.05, retry_base_seconds=0)
+    await asyncio.wait_for(Worker(db, handlers, config).run_until_idle(), 60)
+    # as its last attempt left it: the apply stopped part way and failed the import (what it
+    # had applied stays), then its worker died before recording the job failed
+    async with db.begin() as conn:
+        if failed:
+            await conn.execute(text("UPDATE import_batch SET status = 'failed', error = "
+                                    "'Importing stopped: the database went away.' "
+                                    "WHERE id = :b"), {"b": batch_id})  # fmt: skip
+        await conn.execute(text("UPDATE job SET state = 'running', finished_at = NULL, "
+                                "lease_owner = 'dead', lease_expires_at = :past WHERE id = :j"),
+                           {"j": job.id, "past": utcnow()})  # fmt: skip
+    undone = await undo_now(db, TEAM, batch_id, "cli", remove_advocates=False, window_days=30)
+    assert undone.status == "undone"
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(Worker(db, handlers, config).run_until_idle(), 60)
+    ended = await _job(db, job.id or 0)
+    assert ended.state == ("failed" if failed else "done"), ended
