@@ -25,6 +25,7 @@ from bot.app import serve
 from bot.settings import Settings, load_settings
 from handlers.ids import Action, BlockId, Callback
 from models import Database
+from tests.children import lent_cpu
 from tests.fakes.slack_api import FakeSlack, find_element
 from tests.fakes.slack_requests import Reply, file_shared_event
 from tests.fakes.socket_mode import Connection, FakeSocketMode, SocketModeRequests
@@ -33,6 +34,15 @@ LEAD = "U0002"
 REP = "U0001"
 CSV = b"first_name,last_name,email\nJane,Doe,jane@example.com\n"
 T = TypeVar("T")
+
+
+@pytest.fixture(autouse=True)
+async def _worker_children_get_cpu() -> AsyncIterator[None]:
+    """serve's worker children run idle-class: on a machine other work keeps busy they got
+    no CPU, and an import (or a stop) waited on them past these tests' limits (see
+    tests/children.py)."""
+    async with lent_cpu():
+        yield
 
 
 def free_port() -> int:
@@ -326,7 +336,7 @@ async def test_health_is_503_while_socket_mode_cannot_connect(
             assert "invalid_auth" in caplog.text  # the log says why
         finally:
             stop.set()
-            await asyncio.wait_for(task, 5)
+            await asyncio.wait_for(task, 30)  # a hang guard (see Bot.shut_down)
 
 
 async def test_stopping_while_a_submission_is_handled_acks_it_before_the_socket_closes(

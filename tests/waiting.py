@@ -1,11 +1,18 @@
-"""For tests that make a PostgreSQL race happen: hold a lock in one connection, start the
+"""Waiting on what a test means, not for a time.
+
+For tests that make a PostgreSQL race happen: hold a lock in one connection, start the
 code under test, and wait until it is blocked by that connection (or finished without
-ever waiting, which is what the code before a fix did)."""
+ever waiting, which is what the code before a fix did). For tests of a database outage: end
+it once the worker met it (`watching_retries`, `until_retried`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,3 +79,65 @@ async def pause_segment_deletion(db: Database, team_id: str, segment_id: int,
     pid = await until_waiting_or_done(db, await backend_pid(holder), task)
     assert pid is not None, "the deletion never reached the campaign links"
     return PausedDeletion(task, pid, holder, transaction)
+
+
+async def until(check: Callable[[], bool], seconds: float, what: str) -> None:
+    """Return once `check()` is true; AssertionError after `seconds` (a hang guard: wait on
+    what a test means, never for a time a loaded machine may need more of)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+class Retries(logging.Handler):
+    """The worker's log of a job's step failing and being retried ("job 7 (...): marking it
+    done failed ...; retrying in 0.5 s", a give-up step's through `surely` too): how a test
+    knows the worker met a database outage and waits it out, so the outage can end then,
+    not after a fixed time (which a loaded machine could spend before the job even got to
+    its first write, the job then never meeting it). `steps`: only those steps' retries
+    (lease renewals go on whatever the job does: they count only when asked for)."""
+
+    def __init__(self, *steps: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.steps = steps
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if not (message.startswith("job ") and "; retrying in" in message):
+            return
+        if self.steps:
+            self.count += any(f": {step} failed" in message for step in self.steps)
+        elif "renewing its lease failed" not in message:
+            self.count += 1
+
+
+    @classmethod
+    def watch(cls, *steps: str) -> Retries:
+        """Counting from now on, until `stop()`."""
+        retries = cls(*steps)
+        logging.getLogger("bot.jobs.worker").addHandler(retries)
+        return retries
+
+    def stop(self) -> None:
+        logging.getLogger("bot.jobs.worker").removeHandler(self)
+
+
+@contextmanager
+def watching_retries(*steps: str) -> Iterator[Retries]:
+    """Count the worker's retries (see Retries) while within it."""
+    retries = Retries.watch(*steps)
+    try:
+        yield retries
+    finally:
+        retries.stop()
+
+
+async def until_retried(retries: Retries, seconds: float = 60.0) -> None:
+    """Once the worker has retried a step since `retries` began counting: it met the outage.
+    After `seconds` (a hang guard) it returns all the same: what the test asserts of the
+    work's end then says what went wrong, and a test's outage must end for it to end."""
+    with contextlib.suppress(AssertionError):
+        await until(lambda: retries.count > 0, seconds, "the worker to retry a step")

@@ -2,7 +2,10 @@
 
 The fault is real, as in tests/jobs/test_worker_faults: another client holds the write lock of
 the tables the job writes (SQLite: the whole file) while the worker's own engine gives up
-waiting for a lock after 100 ms; the lock goes 1.5 s later, as a database comes back. Reads
+waiting for a lock after 100 ms; the lock goes once the worker met it (it logged a step's
+retry: see tests/waiting.Retries), as a database comes back. It went after a fixed 1.5 s,
+which a loaded machine (CI's two busy cores) could spend before the job's first write: the
+job then never met the outage, and the test failed for nothing it checks. Reads
 still work meanwhile (SQLite's WAL, PostgreSQL's EXCLUSIVE mode), so the job gets as far as
 its first write and gives up there.
 """
@@ -22,11 +25,11 @@ from handlers.notify import SlackNotifier
 from models import Database
 from tests.fakes.slack_api import FakeSlack
 from tests.jobs.test_worker_faults import JobTableLock, impatient
+from tests.waiting import Retries, until_retried
 
 TEAM = "T0001"
 LEAD = "U0002"
 CHANNEL = "C0001"
-OUTAGE_SECONDS = 1.5
 # how a job ends for good: its last attempt fails, or every attempt's worker died (killed, out
 # of memory) and the next one gives up on it without running it (GivingUp)
 LAST_ATTEMPT_FAILS = "its last attempt fails"
@@ -36,13 +39,15 @@ ENDS = (LAST_ATTEMPT_FAILS, WORKERS_DIED)
 
 class Outage(JobTableLock):
     """The database unavailable for writes to `tables` (PostgreSQL; SQLite: to everything)
-    from `begin()` for OUTAGE_SECONDS; `reads`: for reads of them too (PostgreSQL only:
-    SQLite's readers can't be kept out), as when the database is down, not only busy."""
+    from `begin()` until the worker has retried a step in it; `reads`: for reads of them too
+    (PostgreSQL only: SQLite's readers can't be kept out), as when the database is down, not
+    only busy."""
 
     def __init__(self, db: Database, *tables: str, reads: bool = False) -> None:
         super().__init__(db)
         self.tables = ("job", *tables)
         self.mode = "ACCESS EXCLUSIVE" if reads else "EXCLUSIVE"
+        self.begun = False
         self.ending: list[asyncio.Task[None]] = []
 
     async def hold(self) -> None:
@@ -54,14 +59,19 @@ class Outage(JobTableLock):
 
     async def begin(self) -> None:
         """The outage starts now, once; it ends by itself."""
-        if self.ending:
+        if self.begun:
             return
+        self.begun = True
         await self.hold()
-        self.ending.append(asyncio.create_task(self._end_later()))
+        self.ending.append(asyncio.create_task(self._end_later(Retries.watch())))
 
-    async def _end_later(self) -> None:
-        await asyncio.sleep(OUTAGE_SECONDS)
-        await self.release()
+    async def _end_later(self, retries: Retries) -> None:
+        """Once the worker met the outage: a step of its job failed in it and is retried."""
+        try:
+            await until_retried(retries)
+            await self.release()
+        finally:
+            retries.stop()
 
     def during(self, handler: Handler, end: str = LAST_ATTEMPT_FAILS) -> Handler:
         """`handler` meeting the outage from the moment its job's run starts (after the

@@ -44,6 +44,7 @@ from tests.imports.outage import (
 from tests.jobs.test_queue import csv_file
 from tests.jobs.test_worker_faults import impatient
 from tests.jobs.test_worker_processes import wait_for
+from tests.waiting import Retries, until_retried
 
 
 class Thread(Silent):
@@ -170,19 +171,21 @@ async def test_an_import_done_as_the_database_goes_away_enrolls_its_contacts_onc
             return batch is not None and batch.status == "done"
 
         await wait_for(done, 60, "the import to be done")
-        await asyncio.sleep(1.5)
+        await until_retried(retries)  # the enrollment met the refusal, and waits it out
         if gate is not None:
             gate.allow()
             return
         async with db.begin() as conn:
             await conn.execute(text(f"DROP TRIGGER refuse ON {refused}"))
 
+    retries = Retries.watch("enrolling its contacts")
     back = asyncio.create_task(back_after_the_import())
     try:
         await run_jobs(worker_db, {IMPORT_JOB: import_handler(3, notifier(slack, worker_db,
                                                                           "U1"))})  # fmt: skip
     finally:
         await back
+        retries.stop()
         if gate is not None:
             await gate.close()
     ended = await queue.get_job(db, "T1", job.id or 0)

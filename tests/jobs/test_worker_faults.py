@@ -23,6 +23,7 @@ from bot.workspaces import ensure_workspace
 from models import Database, Job
 from models.clock import utcnow
 from tests.jobs.test_worker_processes import wait_for
+from tests.waiting import Retries, until_retried, watching_retries
 
 
 def impatient(db_env: dict[str, str], ms: int = 100) -> Database:
@@ -99,15 +100,18 @@ async def test_finishing_fails_for_a_while_then_the_job_ends_done_and_work_goes_
     ran: list[int | None] = []
     releasing: list[asyncio.Task[None]] = []
 
-    async def release_later() -> None:
-        await asyncio.sleep(1.5)
-        await lock.release()
+    async def release_later(retries: Retries) -> None:
+        try:  # once marking it done failed and is retried (not after a fixed time: see Retries)
+            await until_retried(retries)
+            await lock.release()
+        finally:
+            retries.stop()
 
     async def work(ctx: JobContext) -> None:
         ran.append(ctx.job.id)
         if len(ran) == 1:  # the database "goes away" just as the first job is to be marked done
             await lock.hold()
-            releasing.append(asyncio.create_task(release_later()))
+            releasing.append(asyncio.create_task(release_later(Retries.watch("marking it done"))))
 
     worker_db = impatient(db_env)
     worker = Worker(worker_db, {"x": work}, WorkerConfig(lease_seconds=5, poll_seconds=0.05))
@@ -138,8 +142,9 @@ async def test_renewing_the_lease_fails_for_a_while_and_the_heartbeat_goes_on(
     leases: list[tuple[datetime | None, datetime]] = []  # (lease expiry, when it was read)
 
     async def work(ctx: JobContext) -> None:
-        await lock.hold()  # lease renewals (every 0.5 s) fail for 1.2 s ...
-        await asyncio.sleep(1.2)
+        await lock.hold()  # lease renewals (every 0.5 s) fail ...
+        with watching_retries("renewing its lease") as retries:
+            await until_retried(retries)  # (not a fixed 1.2 s: a loaded machine may renew later)
         await lock.release()
         await asyncio.sleep(2.0)  # ... then more than a whole lease passes
         found = await queue.get_job(db, "T1", ctx.job.id or 0)
