@@ -50,19 +50,28 @@ class Role(StrEnum):
 
 
 SEEDED = "seed"  # team_lead.added_by of the leads TEAM_LEADS listed ...
-SEEDED_CHECKED = "seed:checked"  # ... once Slack said they are people of that workspace
+SEEDED_CHECKED = "seed:member"  # ... once Slack said they are members of that workspace
+# The release before's mark of a checked lead: checked by team alone, a guest passed (and was
+# then a lead without asking Slack again, exporting the customers). Asked about again, once.
+CHECKED_BY_TEAM = "seed:checked"
+_UNCHECKED = (SEEDED, CHECKED_BY_TEAM)
 
 
 def is_seeded(added_by: str) -> bool:
-    return added_by in (SEEDED, SEEDED_CHECKED)
+    return added_by in (*_UNCHECKED, SEEDED_CHECKED)
+
+
+def unchecked(added_by: str | None) -> bool:
+    """Is this a lead TEAM_LEADS listed whom Slack must still be asked about (`check_seeded`)?"""
+    return added_by in _UNCHECKED
 
 
 async def check_seeded(db: Database, team_id: str, user_id: str, *, member: bool) -> None:
-    """Slack said whether a lead TEAM_LEADS listed is a person of this workspace: they stay
-    (checked once), or leave its list, which seeds every workspace alike."""
+    """Slack said whether a lead TEAM_LEADS listed is a member of this workspace (of it, not
+    a guest): they stay (checked once), or leave its list, which seeds every workspace alike."""
     async with db.begin() as conn:
         where = (col(TeamLead.team_id) == team_id, col(TeamLead.user_id) == user_id,
-                 col(TeamLead.added_by) == SEEDED)  # fmt: skip
+                 col(TeamLead.added_by).in_(_UNCHECKED))  # fmt: skip
         if member:
             await conn.execute(update(TeamLead).where(*where).values(added_by=SEEDED_CHECKED))
         else:
@@ -139,7 +148,7 @@ async def leads(db: Database, team_id: str, seed: Sequence[str] = ()) -> list[Le
             .order_by(col(TeamLead.added_at), col(TeamLead.user_id))
         )  # fmt: skip
         # checked or not, shown as listed by TEAM_LEADS (listed_by tells them apart)
-        return [Lead(str(u), SEEDED if by == SEEDED_CHECKED else str(by), at)
+        return [Lead(str(u), SEEDED if is_seeded(str(by)) else str(by), at)
                 for u, by, at in rows]  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import digits
 from bot.imports import review
-from bot.leads import SEEDED, Role, check_seeded, lead_ids, listed_by
+from bot.leads import Role, check_seeded, lead_ids, listed_by, unchecked
 from bot.settings import Settings
 from handlers.campaign_messages import notice_modal
 from handlers.notify import SlackNotifier
@@ -145,13 +145,13 @@ async def role_in(db: Database, team_leads: Sequence[str], client: AsyncWebClien
     one `users.info` at most (none for a lead listed by hand, whom `/referral leads` checked,
     refusing guests)."""
     by = await listed_by(db, team_id, user_id, team_leads)
-    if by is not None and by != SEEDED:
+    if by is not None and not unchecked(by):
         return Role.LEAD
     info = await client.users_info(user=user_id)
     user = info.get("user") or {}
-    if by == SEEDED:
+    if unchecked(by):
         await check_seeded(db, team_id, user_id, member=is_member(user, team_id))
-    return role_from(user, team_id, listed=by == SEEDED)
+    return role_from(user, team_id, listed=unchecked(by))
 
 
 def is_member(user: dict[str, Any], team_id: str) -> bool:

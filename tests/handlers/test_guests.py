@@ -11,9 +11,11 @@ import json
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from bot.campaigns.service import create_campaign
 from bot.imports.importer import import_files
+from bot.leads import lead_ids
 from bot.workspaces import ensure_workspace
 from handlers.ids import Action, BlockId
 from tests.handlers.conftest import LEAD, REP, Harness
@@ -151,3 +153,44 @@ async def test_a_guest_is_never_a_team_lead(app: Harness, flags: dict[str, bool]
     assert await _count(app, "SELECT COUNT(*) FROM team_lead WHERE user_id = 'U0002'") == 0
     assert (await app.listing("contacts a", user=LEAD))["text"] == (
         "Only members of this workspace can search its contacts.")
+
+
+async def test_a_guest_the_release_before_checked_into_the_leads_is_asked_about_again(
+    app: Harness,
+) -> None:  # fmt: skip
+    """The release before checked a TEAM_LEADS lead by team alone and marked them checked
+    ("seed:checked"): a guest named there was checked in, and a checked lead is a lead without
+    asking Slack again, so upgrading left them exporting the customers. Their mark is asked
+    about again once: a guest leaves the list, a member stays checked (one users.info, then
+    none)."""
+    await _vip(app)
+    listing = await app.listing("segments", user=REP)
+    assert await lead_ids(app.db, TEAM, [LEAD]) == [LEAD]  # seeded, unchecked
+    async with app.db.begin() as conn:  # what the release before left of its check
+        await conn.execute(text("UPDATE team_lead SET added_by = 'seed:checked' "
+                                "WHERE user_id = :u"), {"u": LEAD})  # fmt: skip
+    app.slack.users[LEAD] = {"is_restricted": True}
+    value = _button(listing, Action.SEGMENT_EXPORT, "Secret VIP")["value"]
+    answers = await app.click_in(listing, Action.SEGMENT_EXPORT, value, user=LEAD)
+    assert answers[-1]["text"] == "Only members of this workspace can export segments."
+    assert app.slack.uploads == []
+    assert await _count(app, "SELECT COUNT(*) FROM team_lead WHERE user_id = 'U0002'") == 0
+
+
+async def test_a_member_the_release_before_checked_into_the_leads_stays_a_lead(
+    app: Harness,
+) -> None:  # fmt: skip
+    """The same mark on a member: asked about once, and a lead without asking after."""
+    await _vip(app)
+    listing = await app.listing("segments", user=REP)
+    assert await lead_ids(app.db, TEAM, [LEAD]) == [LEAD]
+    async with app.db.begin() as conn:
+        await conn.execute(text("UPDATE team_lead SET added_by = 'seed:checked' "
+                                "WHERE user_id = :u"), {"u": LEAD})  # fmt: skip
+    value = _button(listing, Action.SEGMENT_EXPORT, "Secret VIP")["value"]
+    await app.click_in(listing, Action.SEGMENT_EXPORT, value, user=LEAD)
+    asked = len(app.slack.calls_to("users.info"))
+    await app.click_in(listing, Action.SEGMENT_EXPORT, value, user=LEAD)
+    assert len(app.slack.uploads) == 2
+    assert len(app.slack.calls_to("users.info")) == asked  # checked: not asked again
+    assert await _count(app, "SELECT COUNT(*) FROM team_lead WHERE user_id = 'U0002'") == 1
