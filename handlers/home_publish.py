@@ -196,6 +196,8 @@ async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_
                  "not a member" if outsider else "Slack couldn't say who")  # fmt: skip
         view = outsider_home_view() if outsider else unknown_viewer_home_view()
         await client.views_publish(user_id=user_id, view=view)
+        if outsider and await is_home_viewer(db, team_id, user_id):
+            await _forget_viewer(db, team_id, user_id)
         return
     if lists is not None:
         await _seen(db, team_id, user_id, lists)
@@ -366,6 +368,32 @@ def _remembering(client: AsyncWebClient, team_id: str, *, fresh: bool) -> AsyncW
     remembering = copy.copy(client)
     remembering.users_info = users_info  # type: ignore[method-assign]
     return remembering
+
+
+async def is_home_viewer(db: Database, team_id: str, user_id: str) -> bool:
+    """Has this person's Home been published with the workspace's data lately (a refresh
+    republishes it)? A read on the reader: asked of Slack's news about someone, which comes
+    for every profile edit."""
+    return bool(await db.reader.rows(
+        "SELECT 1 FROM home_viewer WHERE team_id = :t AND user_id = :u",
+        {"t": team_id, "u": user_id}))  # fmt: skip
+
+
+async def _forget_viewer(db: Database, team_id: str, user_id: str) -> None:
+    """A member once, now not (made a guest, moved out): their Home isn't republished any
+    more, and Slack's news about them (every status edit) no longer publishes it."""
+    async with db.begin() as conn:
+        await conn.execute(delete(HomeViewer).where(
+            col(HomeViewer.team_id) == team_id, col(HomeViewer.user_id) == user_id))  # fmt: skip
+
+
+async def publish_for(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> None:
+    """`publish_home` with the workspace's settings: their Home now, Slack asked afresh who
+    they are (a refresh answers from users.info kept a minute)."""
+    await publish_home(d.db, client, team_id, user_id, team_leads=d.settings.team_leads,
+                       undo_days=d.settings.undo_window_days,
+                       lease_seconds=d.settings.job_lease_seconds,
+                       secret_key=d.settings.secret_key)  # fmt: skip
 
 
 async def refresh_for(d: Deps, client: AsyncWebClient, team_id: str) -> None:

@@ -9,6 +9,8 @@ dialog) is a conditional delete: of two clicks one removes and the other is told
 Removing the last listed lead is allowed (workspace admins and owners still count) and said.
 Slack's `user_change` saying a listed lead was deactivated, made a guest or moved to another
 workspace takes them off the list (`user_changed`): a listed lead isn't asked about again.
+Anyone else made a guest or moved out has their open Home published again, without the
+workspace.
 
 The list is ephemeral, so it is answered and refreshed through the `response_url` of the
 command or click; a refusal is added below it and the list stays.
@@ -44,7 +46,7 @@ from handlers.context import (
     team_of,
     told_outsider,
 )
-from handlers.home_publish import refresh_for
+from handlers.home_publish import is_home_viewer, publish_for, refresh_for
 from handlers.ids import Action, BlockId
 from handlers.leads_messages import leads_message
 from handlers.messages import esc
@@ -56,6 +58,7 @@ from handlers.slack_errors import slack_error
 
 log = logging.getLogger(__name__)
 CHANGE = "change the team leads"
+DEACTIVATED = "deactivated in Slack"  # `demoted`'s word for an account that can't sign in
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +255,7 @@ def demoted(user: dict[str, Any], team_id: str) -> str:
     if user.get("team_id") and user.get("team_id") != team_id:
         return "moved to another workspace"
     if user.get("deleted"):
-        return "deactivated in Slack"
+        return DEACTIVATED
     if user.get("is_restricted") or user.get("is_ultra_restricted"):
         return "made a guest in Slack"
     return ""
@@ -278,12 +281,24 @@ async def user_changed(ack: Any, event: dict[str, Any], body: dict[str, Any],
 
 async def _drop(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, why: str) -> None:
     """Off the list if listed (a retry of the same event finds them gone: nothing twice),
-    said in the log, and the open Homes republished (they offered the lead's buttons)."""
-    if not await drop_demoted(d.db, team_id, user_id, why):
-        return
-    log.info("%s of %s taken off the team leads, %s (Slack's user_change)", user_id,
-             team_id, why)  # fmt: skip
-    await refresh_for(d, client, team_id)
+    said in the log, and the open Homes republished (they offered the lead's buttons).
+
+    Someone listed nowhere whose Home is open (a member made a guest, moved out) has it
+    published again, Slack asked afresh: it kept listing the workspace's segments, campaigns
+    and imports until some change republished it, and then from users.info's answer kept a
+    minute. A deactivated account can't open it: nothing is asked."""
+    if await drop_demoted(d.db, team_id, user_id, why):
+        log.info("%s of %s taken off the team leads, %s (Slack's user_change)", user_id,
+                 team_id, why)  # fmt: skip
+        await refresh_for(d, client, team_id)
+    elif why != DEACTIVATED and await is_home_viewer(d.db, team_id, user_id):
+        log.info("%s of %s %s: their open Home published again (Slack's user_change)",
+                 user_id, team_id, why)  # fmt: skip
+        try:
+            await publish_for(d, client, team_id, user_id)
+        except SlackApiError as exc:  # moved out, Slack may not publish to them here at all
+            log.warning("Home of team=%s user=%s not published again: %s", team_id, user_id,
+                        slack_error(exc))  # fmt: skip
 
 
 def register(app: Routes) -> None:

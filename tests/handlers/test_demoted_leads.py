@@ -171,3 +171,33 @@ async def test_a_lead_made_a_guest_has_their_open_home_republished_without_the_w
     await app.settle()
     home = app.slack.home_views[HAND]
     assert _action_ids(home) == [] and "Secret VIP" not in str(home["blocks"])
+
+
+@pytest.mark.parametrize("flags", [
+    pytest.param({"is_restricted": True}, id="made-a-guest"),
+    pytest.param({"team_id": "T0OTHER"}, id="moved-out"),
+])  # fmt: skip
+async def test_a_member_made_a_guest_has_their_open_home_republished_without_the_workspace(
+    app: Harness, flags: dict[str, Any],
+) -> None:  # fmt: skip
+    """Not a lead, so nothing to take off the list: their Home, opened a moment before as a
+    member, kept listing the segments and campaigns (Slack keeps a published Home until the
+    bot publishes another) until some change republished it, and then from users.info's
+    answer kept a minute. Slack's own word is acted on at once: their Home is asked about
+    afresh and shows nothing of the workspace."""
+    from tests.handlers.test_home import _open_home
+
+    await _vip(app)
+    assert "Secret VIP" in str((await _open_home(app, REP))["blocks"])
+    app.slack.users[REP] = dict(flags)
+    assert (await app.requests.event(_user_change(REP, **flags))).status == 200
+    await app.settle()
+    home = app.slack.home_views[REP]
+    assert "Only members of this workspace" in str(home["blocks"])
+    assert "Secret VIP" not in str(home["blocks"]) and "Spring" not in str(home["blocks"])
+    assert await _leads_in_db(app.db) == [LEAD]  # nobody's list changed
+    # no longer a viewer: their next status edit costs nothing, as anyone else's
+    calls = len(app.slack.calls)
+    assert (await app.requests.event(_user_change(REP, **flags))).status == 200
+    await app.settle()
+    assert len(app.slack.calls) == calls
