@@ -123,6 +123,12 @@ def slack_timeout(settings: Settings) -> ClientTimeout:
                          sock_read=settings.slack_timeout_seconds)  # fmt: skip
 
 
+def slack_session(settings: Settings) -> ClientSession:
+    """The connection pool a process's Slack client keeps (serve's, a worker's): made in the
+    running event loop, closed by whoever made it."""
+    return ClientSession(trust_env=False, timeout=slack_timeout(settings))
+
+
 async def refused_bot_token(settings: Settings) -> str | None:
     """Ask Slack (auth.test, at SLACK_API_URL) whether it takes SLACK_BOT_TOKEN, and in
     Socket Mode (apps.connections.open) SLACK_APP_TOKEN, as `serve` starts: a mistyped or
@@ -497,7 +503,7 @@ async def serve(
     `work_grace_seconds`.
     """
     stop = stop or asyncio.Event()
-    session = ClientSession(trust_env=False, timeout=slack_timeout(settings))
+    session = slack_session(settings)
     client = slack_client(settings, session)
     later = Later()
     bolt = build_app(settings, client, db, later)

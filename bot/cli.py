@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from asyncpg import PostgresError
 from sqlalchemy import bindparam, text
@@ -86,6 +86,9 @@ from models.migrate import (
     ensure_schema,
     upgrade,
 )
+
+if TYPE_CHECKING:
+    from aiohttp import ClientSession
 
 SUMMARY_KEYS = ("rows", "valid", "duplicates", "rejected", "new_contacts", "existing_contacts",
                 "added_to_segment", "already_in_segment", "warnings", "segment")  # fmt: skip
@@ -850,9 +853,26 @@ async def _worker(db: Database, settings: Settings, args: argparse.Namespace) ->
     if db.is_sqlite and concurrency > 1:
         print("SQLite has one writer at a time: running one job at a time.", file=sys.stderr)
         concurrency = 1
-    from bot.app import build_worker, slack_client  # Slack libraries only when needed
+    from bot.app import slack_session  # Slack libraries only when needed
 
-    client = slack_client(settings) if settings.slack_bot_token else None
+    # A session of its own, as serve's client has: a client without one opens one per call,
+    # and what a process keeps per session (the one warning that Slack refuses the token,
+    # Home viewers' users.info) was kept nowhere: serve's worker child warned in full at every
+    # report, progress tick and Home refresh after an uninstall
+    session = slack_session(settings) if settings.slack_bot_token else None
+    try:
+        return await _work(db, settings, args, concurrency, session)
+    finally:
+        if session is not None:
+            await session.close()
+
+
+async def _work(db: Database, settings: Settings, args: argparse.Namespace, concurrency: int,
+                session: ClientSession | None) -> int:  # fmt: skip
+    """`worker`'s run, its Slack client on `session` (None: without SLACK_BOT_TOKEN)."""
+    from bot.app import build_worker, slack_client
+
+    client = None if session is None else slack_client(settings, session)
     worker = build_worker(settings, client, db)
     # serve's children (--stop-with-stdin) leave what the settings mean to serve, which says
     # it once: each child said how invites are sent again, and "(Ctrl-C to stop)" of itself

@@ -160,3 +160,46 @@ async def test_a_file_being_read_when_slack_refuses_the_token_fails_at_once_sayi
                          ).one()  # fmt: skip
     assert status == "failed" and "uninstalled" in error, error
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_serves_worker_process_says_it_once_too(
+    app: Harness, db_env: dict[str, str]
+) -> None:
+    """The approved import's reports, progress and Home refreshes run in serve's worker child
+    (`referral-bot worker`, WORKER_PROCESSES=1 by default), whose Slack client had no session
+    of its own: "warns once a process" is kept per session, so there it warned in full at
+    every report, progress tick and Home refresh, as before the change."""
+    import asyncio
+    import os
+    import sys
+
+    from bot.jobs.child import settings_env
+    from tests.shell import environment
+
+    for user in VIEWERS:
+        await _open_home(app, user)
+    await _approved(app)
+    app.slack.uninstall()
+    # the harness's database (its schema on PostgreSQL); its short key a worker refuses
+    env = {**settings_env(app.settings, environment(db_env)), **db_env, "SECRET_KEY": "k" * 32}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-P", "-m", "bot.cli", "worker", "--stop-with-stdin", env=env,
+        stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL, cwd=os.getcwd(),
+    )  # fmt: skip
+    assert child.stdin is not None
+    try:
+        deadline = asyncio.get_running_loop().time() + 90
+        while await _count(app, "SELECT COUNT(*) FROM job WHERE state <> 'done' "
+                                "AND kind <> 'purge_staged'"):  # fmt: skip
+            assert asyncio.get_running_loop().time() < deadline, "the worker never finished"
+            await asyncio.sleep(0.2)
+    finally:
+        child.stdin.close()  # as serve ending closes it: the worker stops
+        _, err = await asyncio.wait_for(child.communicate(), 60)
+    assert await _count(app, "SELECT COUNT(*) FROM import_batch WHERE status = 'done'") == 1
+    lines = err.decode().splitlines()
+    assert not [line for line in lines if " ERROR " in line], lines
+    warned = [line for line in lines if " WARNING " in line and "Slack" in line]
+    assert len(warned) == 1, warned
+    assert "token_revoked" in warned[0] and "reinstall" in warned[0]
