@@ -17,7 +17,8 @@ import asyncio
 import contextlib
 import glob
 import os
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 
@@ -91,3 +92,28 @@ async def lent_cpu() -> AsyncIterator[LentCpu]:
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watching
+
+
+@contextlib.contextmanager
+def lent_cpu_in_thread() -> Iterator[LentCpu]:
+    """`lent_cpu` for a test that waits on a subprocess without an event loop: a thread
+    watches meanwhile. serve's start-up lines, read until its idle-class child said "waiting
+    for jobs", took 20-30 s on a loaded machine (the child's modules loading on CPU nobody
+    else wanted)."""
+    lent = LentCpu()
+    if not hasattr(os, "SCHED_IDLE"):
+        yield lent
+        return
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.02):
+            lent._lend()
+
+    watching = threading.Thread(target=watch, daemon=True)
+    watching.start()
+    try:
+        yield lent
+    finally:
+        stop.set()
+        watching.join()
