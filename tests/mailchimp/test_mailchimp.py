@@ -93,44 +93,10 @@ async def test_an_api_key_is_checked_then_kept_sealed(db: Database, mc: FakeMail
     assert await accounts.disconnect(db, TEAM) and await accounts.connection(db, TEAM) is None
 
 
-async def test_two_connections_at_once_both_land_the_later_kept(db: Database) -> None:
-    """PostgreSQL: another connection's row not committed yet (the OAuth callback, say) while
-    a key is saved: the save used to read no row, insert, and fail on the primary key."""
-    import asyncio
-
-    from tests.waiting import backend_pid, until_waiting_or_done
-
-    if db.dialect != "postgresql":
-        pytest.skip("SQLite's one writer orders them already")
-    await ensure_workspace(db, TEAM)
-    other = await db.engine.connect()
-    transaction = await other.begin()
-    await other.execute(text(
-        "INSERT INTO mailchimp_account (team_id, account_name, login_email, dc, api_endpoint, "
-        "auth, secret, connected_by, connected_at) VALUES (:t, 'Shop', 'a@shop.example', "
-        "'us1', 'https://us1.api.mailchimp.com', 'oauth', 'sealed', 'U9', CURRENT_TIMESTAMP)"
-    ), {"t": TEAM})  # fmt: skip
-    creds = api.Credentials("https://us21.api.mailchimp.com", "api_key", KEY)
-    saving = asyncio.create_task(accounts.save(db, TEAM, creds, dc="us21", account_name="",
-                                               login_email="", user="U1",
-                                               secret_key=SECRET))  # fmt: skip
-    await until_waiting_or_done(db, await backend_pid(other), saving)
-    await transaction.commit()
-    await other.close()
-    await saving
-    kept = await accounts.connection(db, TEAM)
-    assert kept is not None and (kept.dc, kept.auth, kept.connected_by) == ("us21", "api_key",
-                                                                           "U1")  # fmt: skip
-    assert (await accounts.credentials(db, TEAM, SECRET)).secret == KEY
-
-
-async def test_a_connect_opened_on_nothing_waits_for_a_connection_under_way_and_keeps_it(
-        db: Database) -> None:  # fmt: skip
-    """PostgreSQL: another lead's connection not committed yet (the OAuth callback, say)
-    while a key form opened on "not connected" is saved: the form's write waits for it, then
-    replaces nothing and says what is connected (accounts.save's `seen`)."""
-    import asyncio
-
+async def _saved_beside_a_connection_under_way(db: Database,
+                                               seen: accounts.Seen | None) -> None:  # fmt: skip
+    """`accounts.save` of a key (user U1, `seen`) while another connection's row (the OAuth
+    callback's: Shop, by U9) is inserted but not committed yet, then committed (PostgreSQL)."""
     from tests.waiting import backend_pid, until_waiting_or_done
 
     if db.dialect != "postgresql":
@@ -146,12 +112,30 @@ async def test_a_connect_opened_on_nothing_waits_for_a_connection_under_way_and_
     creds = api.Credentials("https://us21.api.mailchimp.com", "api_key", KEY)
     saving = asyncio.create_task(accounts.save(db, TEAM, creds, dc="us21", account_name="",
                                                login_email="", user="U1", secret_key=SECRET,
-                                               seen=accounts.Seen(None)))  # fmt: skip
+                                               seen=seen))  # fmt: skip
     await until_waiting_or_done(db, await backend_pid(other), saving)
     await transaction.commit()
     await other.close()
+    await saving
+
+
+async def test_two_connections_at_once_both_land_the_later_kept(db: Database) -> None:
+    """PostgreSQL: another connection's row not committed yet (the OAuth callback, say) while
+    a key is saved: the save used to read no row, insert, and fail on the primary key."""
+    await _saved_beside_a_connection_under_way(db, None)
+    kept = await accounts.connection(db, TEAM)
+    assert kept is not None and (kept.dc, kept.auth, kept.connected_by) == ("us21", "api_key",
+                                                                           "U1")  # fmt: skip
+    assert (await accounts.credentials(db, TEAM, SECRET)).secret == KEY
+
+
+async def test_a_connect_opened_on_nothing_waits_for_a_connection_under_way_and_keeps_it(
+        db: Database) -> None:  # fmt: skip
+    """PostgreSQL: another lead's connection not committed yet (the OAuth callback, say)
+    while a key form opened on "not connected" is saved: the form's write waits for it, then
+    replaces nothing and says what is connected (accounts.save's `seen`)."""
     with pytest.raises(accounts.ConnectionChanged) as refused:
-        await saving
+        await _saved_beside_a_connection_under_way(db, accounts.Seen(None))
     assert refused.value.now is not None
     assert (refused.value.now.account_name, refused.value.now.connected_by) == ("Shop", "U9")
     kept = await accounts.connection(db, TEAM)
