@@ -200,7 +200,9 @@ LOOPBACK = ["http://localhost", "https://LOCALHOST.:8443/shop", "http://shop.loc
             # what a browser reads as 127.0.0.1 (or 0.0.0.0): the WHATWG URL standard's
             # numbers
             "http://127.1/", "http://2130706433/", "http://0x7f000001/", "http://0177.0.0.1/",
-            "http://0/"]  # fmt: skip
+            "http://0/",
+            # a letter IDNA 2003 left alone and browsers (IDNA 2008, UTS 46) read as "L"
+            "https://\u1d38ocalhost/shop"]  # fmt: skip
 # on a network of their own (an office's, a VPN's) these reach a store; localhost never does
 ELSEWHERE = ["http://10.0.0.5/", "http://192.168.1.20:8080/", "http://172.16.4.1/",
              "http://[fd00::1]/", "https://localhost.example.com/", "https://mylocalhost.shop/",

@@ -207,11 +207,9 @@ def _this_computer(host: str) -> bool:
     office's or a VPN's store is reached by whoever is on that network, as a DNS name that
     resolves there would be (names aren't resolved here); localhost never is anyone's store
     but their own computer's."""
-    try:
-        name = host.encode("idna").decode("ascii")
-    except UnicodeError:
-        name = host
-    name = name.rstrip(".").lower()
+    # read as the redirect reads it (bot.hosts: IDNA 2008 under UTS 46, as browsers do):
+    # IDNA 2003 left "ᴸocalhost" alone, which the redirect sent to localhost
+    name = (ascii_host(host) or host).rstrip(".").lower()
     if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
