@@ -737,6 +737,9 @@ SEND_JOB_CANCELLED = "its send job was cancelled."  # `jobs cancel`: nothing to 
 # Two hours or more: a server silent after the end of DATA costs each run its 10 minutes too.
 SERVER_WAITS = MAX_SEND_ATTEMPTS - 1
 _TURNED_AWAY = "the mail server turned the bot away for two hours or more"
+# What every wording of that stop starts with: a stop saved before it read "... for about two
+# hours", and was told to fix the mail settings once the wording changed
+_TURNED_AWAY_START = "the mail server turned the bot away for "
 
 
 def stop_remedy(why: str | None) -> str:
@@ -756,7 +759,7 @@ def stop_remedy(why: str | None) -> str:
 def server_turned_away(why: str | None) -> bool:
     """Whether sending stopped because the server kept turning the bot away for a while (a
     provider's throttle or an outage), which fixing the mail settings may not help."""
-    return (why or "").startswith(_TURNED_AWAY)
+    return (why or "").startswith(_TURNED_AWAY_START)
 
 
 # an enrollment's invites still to send (a held one is too: its run comes at its time)
