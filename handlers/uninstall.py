@@ -12,6 +12,7 @@ delivered them again.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -52,11 +53,15 @@ def _team(body: dict[str, Any], context: dict[str, Any]) -> str:
 
 def _note(body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any],
           act: Act) -> None:  # fmt: skip
-    """After the ack: the audit entry and the log's warning, once per event (Slack delivers
-    one again when it missed the answer)."""
+    """After the ack: the audit entry and the log's warning, once per bot token. Slack
+    delivers an event again when it missed the answer, and an uninstall sends both events
+    (each with an id of its own), in no set order: keyed by event, one uninstall was said and
+    audited twice. A reinstall gives a new token (and serve a restart), whose own end is
+    news again; the key holds a digest of the token, never the token."""
     d, team_id = deps(context), _team(body, context)
     subject, happened = SAID[act]
-    key = f"slack-event:{body.get('event_id') or act}"
+    digest = hashlib.sha256(d.settings.slack_bot_token.encode()).hexdigest()[:16]
+    key = f"slack-token-gone:{digest}"
 
     async def note() -> None:
         if await record_once(d.db, team_id, key, SLACK, act, subject, UNTIL_REINSTALLED):

@@ -81,6 +81,21 @@ async def test_an_uninstall_is_answered_said_once_and_audited(
     assert len(app.slack.calls) == calls  # nothing asked of a Slack that refuses the token
 
 
+async def test_an_uninstall_sending_both_events_is_said_and_audited_once(
+    app: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Slack sends an uninstall as both events, each with an id of its own, in no set order:
+    keyed by event, one uninstall wrote two warnings and two audit entries."""
+    app.slack.uninstall()
+    caplog.set_level(logging.INFO)
+    for event, event_id in ((_revoked(["U0BOT"]), "Ev0REVOKED"), (_uninstalled(), "Ev0GONE")):
+        assert (await app.requests.event(event, event_id=event_id)).status == 200
+    await app.done()
+    assert len(_said(caplog)) == 1, _said(caplog)
+    (entry,) = await recent(app.db, TEAM)
+    assert entry.action == "slack.tokens_revoked"
+
+
 async def test_user_tokens_revoked_leave_the_bot_token_alone(
     app: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
