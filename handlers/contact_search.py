@@ -284,10 +284,11 @@ async def _apply(d: Deps, where: Where, action: str, ref: ContactRef,
 
 async def _change(d: Deps, client: AsyncWebClient, where: Where, action: str,
                   value: str) -> None:  # fmt: skip
-    """Make a lead's change and show the card as it is now. A member of another organisation
-    is refused first, with no card: "Only team leads can …" came with the card below it
-    (email, names, segments, referral links), of any contact a forged id named. A member of
-    this workspace who isn't a lead sees the card with the refusal on top, as *Show* does."""
+    """Make a lead's change and show the card as it is now. Anyone who isn't a member (a guest, or
+    of another organisation: `is_member`) is refused first, with no card: "Only team leads can …"
+    came with the card below it (email, names, segments, referral links), of any contact a forged id
+    named. A member of this workspace who isn't a lead sees the card with the refusal on top, as
+    *Show* does."""
     if await _outsider(client, where, replace=True):
         return
     try:

@@ -163,8 +163,13 @@ def is_member(user: dict[str, Any], team_id: str) -> bool:
     merchant's customers. They are outsiders as a shared channel's people of another
     organisation are, refused in the same words ("Only members of this workspace can …",
     Slack's own word for who isn't a guest)."""
-    guest = user.get("is_restricted") or user.get("is_ultra_restricted")
-    return user.get("team_id") == team_id and not guest
+    return user.get("team_id") == team_id and not is_guest(user)
+
+
+def is_guest(user: dict[str, Any]) -> bool:
+    """Is `users.info`'s `user` a guest (multi-channel: `is_restricted`; single-channel:
+    `is_ultra_restricted`)?"""
+    return bool(user.get("is_restricted") or user.get("is_ultra_restricted"))
 
 
 def role_from(user: dict[str, Any], team_id: str, *, listed: bool) -> Role:

@@ -342,9 +342,9 @@ def _unusable_name(name: str) -> str | None:
 
 async def suggest_segments(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                            context: dict[str, Any]) -> None:  # fmt: skip
-    """The import form's segments with their sizes. A member of another organisation gets
-    none: the form opened for them (it opens before the check: trigger ids live 3 s) listed
-    them until the refusal replaced it."""
+    """The import form's segments with their sizes. Anyone who isn't a member (a guest, or of
+    another organisation: `is_member`) gets none: the form opened for them (it opens before the
+    check: trigger ids live 3 s) listed them until the refusal replaced it."""
     d = deps(context)
     team_id = team_of(body)
     if await outsider_refusal(client, team_id, body["user"]["id"]) is not None:
@@ -360,9 +360,9 @@ async def suggest_segments(ack: Any, body: dict[str, Any], client: AsyncWebClien
 async def suggest_upload_segments(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                                   context: dict[str, Any]) -> None:  # fmt: skip
     """The upload offer's segments and, for a name typed that none has, "New segment “…”":
-    the offer has no field to create one, so in a workspace without segments it was a dead
-    end ("Choose a segment first") with nothing to choose. The offer is in the channel: a
-    member of another organisation it is shared with gets no options (their Review import
+    the offer has no field to create one, so in a workspace without segments it was a dead end
+    ("Choose a segment first") with nothing to choose. The offer is in the channel: a guest in it,
+    or a member of another organisation it is shared with, gets no options (their Review import
     click says why)."""
     d = deps(context)
     team_id = team_of(body)
@@ -616,8 +616,9 @@ async def open_import_modal(d: Deps, client: AsyncWebClient, trigger_id: str, te
                             segment: str | None = None,
                             ask_consent: bool = True,
                             choose_channel: bool = False) -> None:  # fmt: skip
-    """Open the form first (trigger ids live 3 s), then fill in the Mailchimp lists; a member
-    of another organisation (a shared channel's) is told in it that it isn't for them."""
+    """Open the form first (trigger ids live 3 s), then fill in the Mailchimp lists; anyone who
+    isn't a member (a guest, or a shared channel's other organisation) is told in it that it
+    isn't for them."""
 
     def form(mailchimp: list[Block]) -> View:
         return import_modal(channel_id=channel_id, batch_id=batch_id, segment=segment,

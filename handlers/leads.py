@@ -1,16 +1,16 @@
 """`/referral leads`: who the team leads are; leads and admins add and remove them.
 
-Anyone of the workspace may look (not a member of another organisation, whom a shared
-channel brought). Adding is a people picker and *Add as team leads* on the (ephemeral) list;
-each person picked is checked with `users.info` first: someone of another workspace (a shared
-channel's guest), a guest, a bot or a deactivated account is refused, and the others are added
-in one transaction (`bot.leads.add_leads`, with their audit entries). *Remove* (with a confirm
-dialog) is a conditional delete: of two clicks one removes and the other is told it was done.
-Removing the last listed lead is allowed (workspace admins and owners still count) and said.
-Slack's `user_change` saying a listed lead was deactivated, made a guest or moved to another
-workspace takes them off the list (`user_changed`): a listed lead isn't asked about again.
-Anyone else made a guest or moved out has their open Home published again, without the
-workspace.
+Any member of the workspace may look (not a guest, nor a member of another organisation, whom a
+shared channel brought: `is_member`). Adding is a people picker and *Add as team leads* on the
+(ephemeral) list; each person picked is checked with `users.info` first: someone of another
+workspace (a shared channel's guest), a guest, a bot or a deactivated account is refused, and
+the others are added in one transaction (`bot.leads.add_leads`, with their audit entries).
+*Remove* (with a confirm dialog) is a conditional delete: of two clicks one removes and the
+other is told it was done. Removing the last listed lead is allowed (workspace admins and owners
+still count) and said. Slack's `user_change` saying a listed lead was deactivated, made a guest
+or moved to another workspace takes them off the list (`user_changed`): a listed lead isn't
+asked about again. Anyone else made a guest or moved out has their open Home published again,
+without the workspace.
 
 The list is ephemeral, so it is answered and refreshed through the `response_url` of the
 command or click; a refusal is added below it and the list stays.
@@ -40,6 +40,7 @@ from handlers.context import (
     Deps,
     Refusal,
     deps,
+    is_guest,
     is_lead,
     not_a_lead,
     role_in,
@@ -98,7 +99,7 @@ async def show(d: Deps, client: AsyncWebClient, asker: Asker, *, replace: bool,
     """The list (`changed`: after a click's change, said in `note`, redrawn or the note
     sent by DM: redraw_or_dm)."""
     role = await role_in(d.db, d.settings.team_leads, client, asker.team_id, asker.user_id)
-    if role is Role.OUTSIDER:  # a shared channel's member of another organisation
+    if role is Role.OUTSIDER:  # a guest, or a shared channel's member of another organisation
         refused = told_outsider(asker.team_id, asker.user_id, what="see its team leads")
         await respond(client, asker.response_url, refused, replace=replace)
         return
@@ -160,7 +161,7 @@ async def why_not(client: AsyncWebClient, team_id: str, user_id: str) -> str:
         return f"{who} has been deactivated."
     if user.get("is_bot") or user.get("is_app_user") or user_id == "USLACKBOT":
         return f"{who} is a bot."
-    if user.get("is_restricted") or user.get("is_ultra_restricted"):
+    if is_guest(user):
         return f"{who} is a guest of this workspace: guests can't be team leads."
     return ""
 
@@ -256,7 +257,7 @@ def demoted(user: dict[str, Any], team_id: str) -> str:
         return "moved to another workspace"
     if user.get("deleted"):
         return DEACTIVATED
-    if user.get("is_restricted") or user.get("is_ultra_restricted"):
+    if is_guest(user):
         return "made a guest in Slack"
     return ""
 

@@ -264,10 +264,13 @@ async def _cancel_invites(d: Deps, client: AsyncWebClient, body: dict[str, Any])
                             "advocates stay enrolled.")  # fmt: skip
 
 
+TOO_LATE = "Too late: these invites have already left (or were cancelled)."
+
+
 def _not_cancelled(done: HeldCancelled) -> str:
     """Why *Cancel invites* found nothing held, as its transaction saw the invites."""
     if done.gone:
-        return "Too late: these invites have already left (or were cancelled)."
+        return TOO_LATE
     if done.cancelled_before:  # a double click's second, or another lead's
         return "These invites were cancelled already."
     if done.invite_email_off:  # those wait for *Email them*, whatever kept the others
@@ -277,7 +280,7 @@ def _not_cancelled(done: HeldCancelled) -> str:
     if done.not_emailed:
         return ("Nothing to cancel: none of these invites will be sent (the report says why: "
                 "their people unsubscribed, say).")  # fmt: skip
-    return "Too late: these invites have already left (or were cancelled)."
+    return TOO_LATE
 
 
 async def _redrawn_and_said(d: Deps, client: AsyncWebClient, team_id: str,
@@ -352,8 +355,8 @@ async def _noop(ack: Any) -> None:
 async def suggest_campaigns(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                             context: dict[str, Any]) -> None:  # fmt: skip
     """The target offer's menu, read when it is opened: today's campaigns of this workspace.
-    The offer is in the import's thread, in its channel: a member of another organisation
-    it is shared with gets none (as the upload offer's segments)."""
+    The offer is in the import's thread, in its channel: a guest in it, or a member of
+    another organisation it is shared with, gets none (as the upload offer's segments)."""
     d = deps(context)
     if await outsider_refusal(client, team_of(body), body["user"]["id"]) is not None:
         await ack(options=[])

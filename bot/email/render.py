@@ -7,6 +7,7 @@ layouts, so a translator edits words and never markup, and a link fix is made in
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -91,8 +92,10 @@ def best_locale(tags: Iterable[str], available: Iterable[str]) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def _negotiate(tag: str | None) -> str | None:
-    """The template locale for `tag`, or None when there is none (or no tag at all)."""
+    """The template locale for `tag`, or None when there is none (or no tag at all). Cached:
+    asked per invite, twice for a bare language (_workspace_variant), of a few tags."""
     return best_locale([tag], TEMPLATE_LOCALES) if tag else None
 
 
