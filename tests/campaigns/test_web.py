@@ -705,18 +705,11 @@ async def test_the_unsubscribe_page_speaks_the_language_its_invite_went_out_in(
     from bot.campaigns.invites import Links, send_invites
     from bot.email.send import OutboxDirSender
 
-    await world.import_csv("VIP", people("jonas@example.com,Jonas,"))
-    await world.target(await world.campaign(), "VIP")
-    enrollment = int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
+    enrollment = await _jonas_enrolled(world)
     await send_invites(world.db, TEAM, enrollment, sender=OutboxDirSender(tmp_path),
                        links=Links(site, SECRET))  # fmt: skip
     assert await world.rows("SELECT state, locale FROM invite") == [("sent", "en")]
-    async with world.db.begin() as conn:
-        await conn.execute(text("UPDATE workspace SET default_locale = 'de'"))
-    contact = int(str(await world.scalar("SELECT id FROM contact")))
-    link = unsubscribe_link(site, SECRET, TEAM, contact, "jonas@example.com")
-    async with aiohttp.ClientSession() as http, http.get(link) as response:
-        assert response.headers["Content-Language"] == "en"
+    assert (await _page_once_default_is_de(world, site))[0] == "en"
 
 
 async def test_the_unsubscribe_question_shows_which_address_it_unsubscribes(
@@ -803,9 +796,7 @@ async def test_the_unsubscribe_page_of_an_uncertain_invite_speaks_the_language_i
     from bot.email.send import SmtpSender, SmtpServerBusy, parse_smtp_url
     from tests.email.smtp_server import Handler, smtp_server
 
-    await world.import_csv("VIP", people("jonas@example.com,Jonas,"))
-    await world.target(await world.campaign(), "VIP")
-    enrollment = int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
+    enrollment = await _jonas_enrolled(world)
     async with smtp_server(Handler(drop_at={"DATA": {1}})) as server:
         with pytest.raises(SmtpServerBusy):
             await send_invites(world.db, TEAM, enrollment,
@@ -813,13 +804,9 @@ async def test_the_unsubscribe_page_of_an_uncertain_invite_speaks_the_language_i
                                links=Links(site, SECRET))  # fmt: skip
         assert len(server.handler.messages) == 1  # it arrived
     assert await world.rows("SELECT state, locale FROM invite") == [("uncertain", "en")]
-    async with world.db.begin() as conn:
-        await conn.execute(text("UPDATE workspace SET default_locale = 'de'"))
-    contact = int(str(await world.scalar("SELECT id FROM contact")))
-    link = unsubscribe_link(site, SECRET, TEAM, contact, "jonas@example.com")
-    async with aiohttp.ClientSession() as http, http.get(link) as response:
-        assert response.headers["Content-Language"] == "en"
-        assert "Stop receiving referral invitations" in await response.text()
+    language, page = await _page_once_default_is_de(world, site)
+    assert language == "en"
+    assert "Stop receiving referral invitations" in page
 
 
 @pytest.mark.parametrize("store", ["https://sh\u00adop.example/spring",  # a soft hyphen
@@ -853,9 +840,7 @@ async def test_the_unsubscribe_page_of_an_invite_a_dead_run_left_uncertain_speak
     from bot.email.send import SmtpSender, parse_smtp_url
     from tests.email.smtp_server import smtp_server
 
-    await world.import_csv("VIP", people("jonas@example.com,Jonas,"))
-    await world.target(await world.campaign(), "VIP")
-    enrollment = int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
+    enrollment = await _jonas_enrolled(world)
     async with world.db.begin() as conn:  # a run (job 999, gone) was handing it over
         await conn.execute(text("UPDATE invite SET state = 'sending', attempts = 1, "
                                 "sender_job = 999"))  # fmt: skip
@@ -864,12 +849,7 @@ async def test_the_unsubscribe_page_of_an_invite_a_dead_run_left_uncertain_speak
                            sender=SmtpSender(parse_smtp_url(server.url)),
                            links=Links(site, SECRET))  # fmt: skip
     assert await world.rows("SELECT state, locale FROM invite") == [("uncertain", "en")]
-    async with world.db.begin() as conn:
-        await conn.execute(text("UPDATE workspace SET default_locale = 'de'"))
-    contact = int(str(await world.scalar("SELECT id FROM contact")))
-    link = unsubscribe_link(site, SECRET, TEAM, contact, "jonas@example.com")
-    async with aiohttp.ClientSession() as http, http.get(link) as response:
-        assert response.headers["Content-Language"] == "en"
+    assert (await _page_once_default_is_de(world, site))[0] == "en"
 
 
 async def test_the_visitors_own_query_reaches_the_store_but_never_its_ref(
@@ -988,3 +968,21 @@ async def test_an_underscore_lets_nothing_else_through_the_store_url_check(
 ) -> None:
     with pytest.raises(service.CampaignError):
         await world.campaign(store_url=store)
+
+
+async def _jonas_enrolled(world: World) -> int:
+    """jonas@example.com imported into VIP, which a campaign targets: the enrollment's id."""
+    await world.import_csv("VIP", people("jonas@example.com,Jonas,"))
+    await world.target(await world.campaign(), "VIP")
+    return int(str(await world.scalar("SELECT MAX(id) FROM enrollment")))
+
+
+async def _page_once_default_is_de(world: World, site: str) -> tuple[str, str]:
+    """Jonas's unsubscribe page after the workspace's default became German: its language
+    (Content-Language) and its text."""
+    async with world.db.begin() as conn:
+        await conn.execute(text("UPDATE workspace SET default_locale = 'de'"))
+    contact = int(str(await world.scalar("SELECT id FROM contact")))
+    link = unsubscribe_link(site, SECRET, TEAM, contact, "jonas@example.com")
+    async with aiohttp.ClientSession() as http, http.get(link) as response:
+        return response.headers["Content-Language"], await response.text()

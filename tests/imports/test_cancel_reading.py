@@ -200,6 +200,17 @@ async def test_a_reading_job_not_yet_marked_done_leaves_the_files_new_reading_al
     reached, release = _hold_first_finish(monkeypatch)
     running = asyncio.create_task(worker.run_until_idle())
     await asyncio.wait_for(reached.wait(), 30)
+    await _first_cancelled_after_mapping_again(db, batch, source_id, first, worker, release,
+                                               running)  # fmt: skip
+
+
+async def _first_cancelled_after_mapping_again(
+    db: Database, batch: int, source_id: int, first: Job, worker: Worker,
+    release: asyncio.Event, running: asyncio.Task[None],
+) -> None:  # fmt: skip
+    """The first reading (held before it is marked done) failed the file; a lead maps its
+    columns again, `jobs cancel` of the first job lands, the first run ends and the worker
+    runs on: the new reading reads the file with the mapping."""
     assert (await get_source(db, TEAM, source_id)).status == SourceStatus.FAILED
     await _map_again(db, batch, source_id)
     cancelling = await try_cancel_job(db, TEAM, first.id or 0)
@@ -247,14 +258,8 @@ async def test_a_zips_reading_not_yet_marked_done_leaves_an_entrys_new_reading_a
         entry = (await conn.execute(text(
             "SELECT id FROM import_source WHERE batch_id = :b AND label LIKE '%b.csv'"),
             {"b": batch})).scalar_one()  # fmt: skip
-    assert (await get_source(db, TEAM, entry)).status == SourceStatus.FAILED
-    await _map_again(db, batch, entry)
-    cancelling = await try_cancel_job(db, TEAM, first.id or 0)
-    assert cancelling is not None and cancelling.job.state == "cancelled"
-    release.set()
-    await asyncio.wait_for(running, 30)
-    await asyncio.wait_for(worker.run_until_idle(), 30)
-    await _read_with_the_mapping(db, entry)
+    await _first_cancelled_after_mapping_again(db, batch, entry, first, worker, release,
+                                               running)  # fmt: skip
 
 
 async def test_cancelling_the_new_reading_while_the_first_isnt_marked_done_fails_the_file(
