@@ -197,7 +197,7 @@ async def publish_home(db: Database, client: AsyncWebClient, team_id: str, user_
         view = outsider_home_view() if outsider else unknown_viewer_home_view()
         await client.views_publish(user_id=user_id, view=view)
         if outsider and await is_home_viewer(db, team_id, user_id):
-            await _forget_viewer(db, team_id, user_id)
+            await _forget_viewers(db, team_id, [user_id])
         return
     if lists is not None:
         await _seen(db, team_id, user_id, lists)
@@ -215,7 +215,13 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
     """Republish Home for the workspace's recent viewers, each with the lists they expanded
     and the buttons they may use (`team_leads`: TEAM_LEADS, for `is_lead`). Never raises:
     Home is a view of the data, and a change already made must not look failed because a
-    tab didn't refresh."""
+    tab didn't refresh.
+
+    A viewer found to be no member any more (a lead made a guest, whom Slack's `user_change`
+    takes off the list and who is refreshed with everyone; moved out) is published the
+    outsider's Home once, so the workspace's data leaves their screen, and then forgotten
+    as `publish_home` forgets them: they were republished it after every change, a
+    views.publish each, until VIEWERS_KEPT ran out."""
     try:
         now = utcnow()
         async with db.begin() as conn:
@@ -237,6 +243,8 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
         await _publish_current(db, client, team_id, viewers, undo_days=undo_days,
                                lease_seconds=lease_seconds, secret_key=secret_key,
                                quiet=True)  # fmt: skip
+        if outsiders := [user_id for user_id, role in viewers.items() if role is Role.OUTSIDER]:
+            await _forget_viewers(db, team_id, outsiders)
     except Exception as exc:
         if refused := token_refused(exc):  # every viewer's would be refused too
             say_token_refused(log, client, refused, f"Home's refresh (team={team_id})",
@@ -379,12 +387,12 @@ async def is_home_viewer(db: Database, team_id: str, user_id: str) -> bool:
         {"t": team_id, "u": user_id}))  # fmt: skip
 
 
-async def _forget_viewer(db: Database, team_id: str, user_id: str) -> None:
-    """A member once, now not (made a guest, moved out): their Home isn't republished any
+async def _forget_viewers(db: Database, team_id: str, user_ids: Sequence[str]) -> None:
+    """Members once, now not (made a guest, moved out): their Home isn't republished any
     more, and Slack's news about them (every status edit) no longer publishes it."""
     async with db.begin() as conn:
         await conn.execute(delete(HomeViewer).where(
-            col(HomeViewer.team_id) == team_id, col(HomeViewer.user_id) == user_id))  # fmt: skip
+            col(HomeViewer.team_id) == team_id, col(HomeViewer.user_id).in_(user_ids)))  # fmt: skip
 
 
 async def publish_for(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> None:

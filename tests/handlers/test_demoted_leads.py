@@ -171,6 +171,24 @@ async def test_a_lead_made_a_guest_has_their_open_home_republished_without_the_w
     await app.settle()
     home = app.slack.home_views[HAND]
     assert _action_ids(home) == [] and "Secret VIP" not in str(home["blocks"])
+    # no longer a viewer (the refresh that took them off the leads forgot them): a later
+    # change doesn't republish theirs, and their next status edit costs nothing, as anyone
+    # else's. They were republished the outsider's Home after every change, for 30 days.
+    await _open_home(app, REP)
+    published, to_rep = len(_published_to(app, HAND)), len(_published_to(app, REP))
+    await _hand_listed(app, "U0NEW")  # a change that republishes the open Homes
+    await app.settle()
+    assert len(_published_to(app, REP)) > to_rep
+    assert len(_published_to(app, HAND)) == published
+    calls = len(app.slack.calls)
+    assert (await app.requests.event(_user_change(HAND, is_restricted=True))).status == 200
+    await app.settle()
+    assert len(app.slack.calls) == calls
+
+
+def _published_to(app: Harness, user_id: str) -> list[Any]:
+    """Every views.publish of `user_id`'s Home so far."""
+    return [c for c in app.slack.calls_to("views.publish") if c.args.get("user_id") == user_id]
 
 
 @pytest.mark.parametrize("flags", [
