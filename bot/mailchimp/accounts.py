@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Row, case, delete, select, update
+from sqlalchemy import ColumnElement, Row, case, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
@@ -179,9 +179,7 @@ async def _write_in(conn: AsyncConnection, values: dict[str, Any], seen: Seen | 
     changes = {k: v for k, v in values.items() if k != "team_id"}
     if seen is not None and seen.stamp is not None:
         written = update(MailchimpAccount).where(
-            team == values["team_id"],
-            col(MailchimpAccount.api_endpoint) == seen.stamp.api_endpoint,
-            col(MailchimpAccount.connected_at) == seen.stamp.connected_at).values(**changes)
+            *seen.stamp.where(values["team_id"])).values(**changes)
         return (await conn.execute(written.returning(team))).first() is not None  # fmt: skip
     insert = upsert(conn, MailchimpAccount).values(**values)
     if seen is None:
@@ -267,6 +265,14 @@ class Stamp:
 
     api_endpoint: str
     connected_at: datetime
+
+    def where(self, team_id: str) -> tuple[ColumnElement[bool], ...]:
+        """The WHERE of a write to `team_id`'s connection only while it is the one this
+        names: a write of a stale Connect, Disconnect or health check leaves a connection
+        made since (or none) as it is."""
+        return (col(MailchimpAccount.team_id) == team_id,
+                col(MailchimpAccount.api_endpoint) == self.api_endpoint,
+                col(MailchimpAccount.connected_at) == self.connected_at)  # fmt: skip
 
     def text(self) -> str:
         """The Stamp as a button's value or a state's field carries it (`read`)."""
@@ -397,13 +403,10 @@ async def note_refusal(db: Database, team_id: str, stamp: Stamp, *, refused: boo
     """Record that Mailchimp refused (or, `refused=False`, accepted) the credentials of the
     connection `stamp` names, for App Home to say without asking Mailchimp; a connection made
     since (a reconnect) is left as it is. Writes only when it changes: whether it did."""
-    where = (col(MailchimpAccount.team_id) == team_id,
-             col(MailchimpAccount.api_endpoint) == stamp.api_endpoint,
-             col(MailchimpAccount.connected_at) == stamp.connected_at)  # fmt: skip
     changed = (col(MailchimpAccount.refused_at).is_(None) if refused
                else col(MailchimpAccount.refused_at).is_not(None))  # fmt: skip
     async with db.begin() as conn:
-        done = await conn.execute(update(MailchimpAccount).where(*where, changed)
+        done = await conn.execute(update(MailchimpAccount).where(*stamp.where(team_id), changed)
                                   .values(refused_at=utcnow() if refused else None))  # fmt: skip
     return done.rowcount > 0
 
@@ -424,10 +427,7 @@ async def disconnect(db: Database, team_id: str, *, user: str = "cli",
     is still the one connected (one conditional statement): a stale click disconnected an
     account another lead connected since. Without it, whatever is connected now (the shell).
     Returns what was forgotten, None when nothing was."""
-    where = [col(MailchimpAccount.team_id) == team_id]
-    if only is not None:
-        where += [col(MailchimpAccount.api_endpoint) == only.api_endpoint,
-                  col(MailchimpAccount.connected_at) == only.connected_at]  # fmt: skip
+    where = (col(MailchimpAccount.team_id) == team_id,) if only is None else only.where(team_id)
     async with db.begin() as conn:
         drafts = await hold_drafts_in(conn, team_id)
         gone = (await conn.execute(delete(MailchimpAccount).where(*where).returning(
