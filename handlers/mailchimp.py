@@ -205,18 +205,17 @@ async def status_command(ack: Any, command: dict[str, Any], client: AsyncWebClie
 # ---- Connect with an API key ----------------------------------------------------------------
 
 
-async def _why_not(d: Deps, client: AsyncWebClient, team_id: str,
-                   user_id: str) -> tuple[str, bool]:  # fmt: skip
-    """Why this person can't connect Mailchimp now (mrkdwn; "" when they can), and whether
-    they are a team lead: one users.info at most (role_in), as the key form's answer is its
-    ack. A member of another organisation (a shared channel's) is refused as one, never told
-    who the leads are: "Ask <@U…>" named them."""
+async def _why_not(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> str:
+    """Why this person can't connect Mailchimp now (mrkdwn; "" when they can, who is then a
+    team lead): one users.info at most (role_in), as the key form's answer is its ack. A
+    member of another organisation (a shared channel's) is refused as one, never told who
+    the leads are: "Ask <@U…>" named them."""
     role = await role_in(d.db, d.settings.team_leads, client, team_id, user_id)
     if role is Role.OUTSIDER:
-        return told_outsider(team_id, user_id, "connect Mailchimp"), False
+        return told_outsider(team_id, user_id, "connect Mailchimp")
     if role is not Role.LEAD:
-        return str(await leads_only(d, team_id, "connect Mailchimp")), False
-    return (SECRET_KEY_MISSING if not d.settings.secret_key else ""), True
+        return str(await leads_only(d, team_id, "connect Mailchimp"))
+    return SECRET_KEY_MISSING if not d.settings.secret_key else ""
 
 
 async def _replace_modal(client: AsyncWebClient, view_id: str, modal: View,
@@ -245,7 +244,7 @@ async def _open_key_modal(d: Deps, client: AsyncWebClient, click: Click, trigger
     seen = await _seen(d, click)
     opened = (await open_modal(client, trigger_id, key_modal(
         metadata(url=click.response_url, seen=seen.text()))))["view"]  # fmt: skip
-    refusal, _lead = await _why_not(d, client, click.team_id, click.user_id)
+    refusal = await _why_not(d, client, click.team_id, click.user_id)
     if refusal:
         await _replace_modal(client, opened["id"], refused_modal(refusal), opened["hash"])
 
@@ -255,12 +254,12 @@ async def _open_sign_in(d: Deps, client: AsyncWebClient, click: Click, trigger_i
     a modal opens at once (trigger ids live 3 s), then holds a link made for the lead who
     clicked, or says why they can't connect."""
     opened = (await open_modal(client, trigger_id, preparing_modal()))["view"]
-    refusal, lead = await _why_not(d, client, click.team_id, click.user_id)  # one users.info
+    refusal = await _why_not(d, client, click.team_id, click.user_id)  # one users.info
     if refusal:
         modal = refused_modal(refusal)
-    else:
+    else:  # a lead, SECRET_KEY set and an OAuth app: _offer makes the link
         modal = sign_in_modal(await _offer(d, client, click.team_id, click.user_id,
-                                           await _seen(d, click), lead=lead))  # fmt: skip
+                                           await _seen(d, click), lead=True))  # fmt: skip
     await _replace_modal(client, opened["id"], modal, opened["hash"])
 
 
@@ -307,26 +306,20 @@ async def _check_key(d: Deps, team_id: str, user_id: str, key: str,
     return conn
 
 
-async def _after_connect(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
-                         url: str) -> None:  # fmt: skip
-    """Refresh the status the modal was opened from; the modal itself already said it."""
-    await refresh_for(d, client, team_id)
-    try:
-        # the key was just checked: no second ping
-        await _show_status(d, client, team_id, user_id, url, replace=True, check=False,
-                           note=":white_check_mark: Mailchimp is connected.")  # fmt: skip
-    except Refusal:
-        log.info("could not refresh the Mailchimp status (no usable response_url)")
-
-
-async def _show_now(d: Deps, client: AsyncWebClient, team_id: str, user_id: str,
-                    url: str) -> None:  # fmt: skip
-    """A key form went stale (another connection since): the status it was opened from shows
-    what is connected now, Disconnect with it, as the form just said (Home's has none)."""
+async def _after_key(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, url: str,
+                    *, connected: bool) -> None:  # fmt: skip
+    """The status the key form was opened from (`url`; Home's form has none), shown again
+    as the modal itself just said: `connected`, saying so, with no second ping (the key was
+    just checked), Home refreshed first; else the form went stale (another connection
+    since), and the status shows what is connected now, Disconnect with it."""
+    if connected:
+        await refresh_for(d, client, team_id)
     if not url:
         return
+    note = ":white_check_mark: Mailchimp is connected." if connected else ""
     try:
-        await _show_status(d, client, team_id, user_id, url, replace=True)
+        await _show_status(d, client, team_id, user_id, url, replace=True,
+                           check=not connected, note=note)  # fmt: skip
     except Refusal:
         log.info("could not refresh the Mailchimp status (no usable response_url)")
 
@@ -340,14 +333,14 @@ async def _finish_check(d: Deps, client: AsyncWebClient, checking: asyncio.Task[
         note = stale_connect_note(outcome.now)
         if not await _replace_modal(client, view_id, refused_modal(note)):
             raise Refusal(note)  # closed: told by DM
-        await _show_now(d, client, team_id, user_id, url)
+        await _after_key(d, client, team_id, user_id, url, connected=False)
         return
     if isinstance(outcome, str):
         if not await _replace_modal(client, view_id, key_modal(meta, problem=outcome)):
             raise Refusal(f"Mailchimp wasn't connected: {esc(outcome)}")  # closed: told by DM
         return
     await _replace_modal(client, view_id, connected_modal(outcome))
-    await _after_connect(d, client, team_id, user_id, url)
+    await _after_key(d, client, team_id, user_id, url, connected=True)
 
 
 async def on_key_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
@@ -361,7 +354,7 @@ async def on_key_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
     if read is None:
         return
     meta, url = view.get("private_metadata") or "{}", str(read.get("url") or "")
-    refusal, _lead = await _why_not(d, client, team_id, user_id)
+    refusal = await _why_not(d, client, team_id, user_id)
     if refusal:
         await ack(response_action="update", view=refused_modal(refusal).to_dict())
         return
@@ -382,13 +375,14 @@ async def on_key_submit(ack: Any, body: dict[str, Any], view: dict[str, Any],
     if isinstance(outcome, ConnectionChanged):
         note = stale_connect_note(outcome.now)
         await ack(response_action="update", view=refused_modal(note).to_dict())
-        d.later.run(_show_now(d, client, team_id, user_id, url), client, body)
+        d.later.run(_after_key(d, client, team_id, user_id, url, connected=False), client,
+                    body)  # fmt: skip
         return
     if isinstance(outcome, str):
         await ack(response_action="errors", errors={BlockId.MAILCHIMP_KEY: outcome})
         return
     await ack(response_action="update", view=connected_modal(outcome).to_dict())
-    d.later.run(_after_connect(d, client, team_id, user_id, url), client, body)
+    d.later.run(_after_key(d, client, team_id, user_id, url, connected=True), client, body)
 
 
 # ---- Disconnect -----------------------------------------------------------------------------

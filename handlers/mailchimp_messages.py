@@ -176,18 +176,22 @@ def _sign_in_note() -> ContextBlock:
              "`/referral mailchimp` again for a new one.")])  # fmt: skip
 
 
-def _connect_button(offer: ConnectOffer, seen: Seen | None, *,
-                    again: bool = False) -> ButtonElement:  # fmt: skip
+def _connect_button(offer: ConnectOffer, seen: Seen, *, again: bool = False) -> ButtonElement:
     """*Connect* (`again`: *Reconnect*): the sign-in's URL (its state carries what it was
     drawn for), or the API key form, the button's value naming the connection it was drawn
-    for (`seen`; None: the key form reads it when it opens)."""
+    for (`seen`)."""
     verb = "Reconnect" if again else "Connect"
     if offer.sign_in_url:
-        return ButtonElement(text=f"{verb} Mailchimp", action_id=Action.MAILCHIMP_SIGN_IN,
-                             url=offer.sign_in_url, style="primary")  # fmt: skip
+        return _sign_in_button(offer.sign_in_url, verb)
     label = f"{verb} with an API key" if offer.lead else f"{verb} Mailchimp"
-    return ButtonElement(text=label, action_id=Action.MAILCHIMP_CONNECT,
-                         value=seen.text() if seen else "connect", style="primary")  # fmt: skip
+    return ButtonElement(text=label, action_id=Action.MAILCHIMP_CONNECT, value=seen.text(),
+                         style="primary")  # fmt: skip
+
+
+def _sign_in_button(url: str, verb: str = "Connect") -> ButtonElement:
+    """A link to the sign-in's start page: its state says what the Connect was drawn for."""
+    return ButtonElement(text=f"{verb} Mailchimp", action_id=Action.MAILCHIMP_SIGN_IN, url=url,
+                         style="primary")  # fmt: skip
 
 
 def _connect_blocks(offer: ConnectOffer) -> list[Block]:
@@ -271,12 +275,12 @@ def key_modal(private_metadata: str, problem: str = "") -> View:
 
 def sign_in_modal(offer: ConnectOffer) -> View:
     """*Connect Mailchimp* from Home when an OAuth app is configured: the same sign-in as
-    `/referral mailchimp`'s, a link made for the lead who clicked."""
+    `/referral mailchimp`'s, a link made for the lead who clicked (`offer.sign_in_url`)."""
     blocks: list[Block] = [
         SectionBlock(text=MarkdownTextObject(
             text="Sign in to the Mailchimp account whose audiences you want to import. Once "
                  "you have, the bot tells you in a direct message.")),
-        ActionsBlock(elements=[_connect_button(offer, None)]),
+        ActionsBlock(elements=[_sign_in_button(offer.sign_in_url)]),
         _sign_in_note(),
     ]  # fmt: skip
     return View(type="modal", title=MODAL_TITLE, close="Close", blocks=blocks)
