@@ -111,7 +111,7 @@ async def run(db: Database, team: str, settings: Settings, args: argparse.Namesp
         if command == "connect":
             try:
                 found = await accounts.connect_api_key(
-                    db, team, _api_key(args.api_key), user="cli", secret_key=settings.secret_key,
+                    db, team, _api_key(args.api_key), user=CLI, secret_key=settings.secret_key,
                     api_url=settings.mailchimp_api_url)  # fmt: skip
             except api.ReconnectNeeded:  # nothing was connected: "reconnect in Slack" misled
                 raise MailchimpCliError(f"{accounts.KEY_REFUSED} Nothing was saved.") from None
@@ -156,10 +156,16 @@ def _disconnected(gone: accounts.Connection) -> str:
     name = gone.account_name or f"the account in data centre {gone.dc}"
     if gone.login_email:
         name += f" ({gone.login_email})"
-    by = "from the command line" if gone.connected_by == CLI else f"by {gone.connected_by}"
+    by = _by(gone.connected_by)
     when = (f" on {as_utc(gone.connected_at):%Y-%m-%d %H:%M} UTC"
             if isinstance(gone.connected_at, datetime) else "")  # fmt: skip
     return f"Mailchimp disconnected: {name}, connected {by}{when}."
+
+
+def _by(connected_by: str) -> str:
+    """Who connected it, after "connected": the shell's own actor in words (its id, "cli",
+    is no person's)."""
+    return "from the command line" if connected_by == CLI else f"by {connected_by}"
 
 
 def _team_flag(args: argparse.Namespace) -> str:
@@ -175,7 +181,7 @@ def _status_text(out: dict[str, Any], team_flag: str = "") -> str:
         # the command that asks for the key: one typed after --api-key stays in the history
         return f"Mailchimp isn't connected: {connect} (it asks for the key)"
     name = out["account"] or f"data centre {out['dc']}"
-    said = (f"Mailchimp connected: {name}, by {out['connected_by']} on {out['connected_at']} "
+    said = (f"Mailchimp connected: {name}, {_by(out['connected_by'])} on {out['connected_at']} "
             f"({'sign-in' if out['auth'] == 'oauth' else 'API key'}).")
     again = f"connect again: {connect} (it asks for the key), or Connect Mailchimp in Slack"
     if out["health"] == accounts.Health.REFUSED:

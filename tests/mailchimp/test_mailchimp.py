@@ -636,7 +636,9 @@ async def test_the_cli_status_asks_mailchimp_whether_the_key_still_works(
     assert (await asyncio.to_thread(run, env, "mailchimp", "--team", TEAM, "connect",
                                     "--api-key", KEY)).returncode == 0  # fmt: skip
     assert json.loads(await status("--json"))["health"] == "working"
-    assert "refuses" not in await status()
+    said = await status()
+    # in the words `mailchimp disconnect` uses for it (it said "by cli")
+    assert "refuses" not in said and ", from the command line on " in said, said
     from bot.home_refresh import HOME_REFRESH_JOB
     from models import HomeViewer
     from models.clock import utcnow
