@@ -27,7 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.mailchimp.accounts import check_credentials
 from handlers.context import Deps, Refusal, deps, team_of
 from handlers.home_messages import AGAIN_FROM_HOME, form_not_opened, read_more_value
-from handlers.home_publish import Lists, publish_home, refresh_for
+from handlers.home_publish import Lists, publish_for, refresh_for
 from handlers.ids import Action
 from handlers.import_modal import open_import_modal
 from handlers.routes import Routes
@@ -48,11 +48,7 @@ async def home_opened(ack: Any, event: dict[str, Any], body: dict[str, Any],
         return
     # a failure is logged with team and event; no direct message each time Home is opened
     where = {"team_id": team_id, "event": {"type": "app_home_opened"}}
-    d.later.run(publish_home(d.db, client, team_id, user_id, team_leads=d.settings.team_leads,
-                             undo_days=undo_days(d),
-                             lease_seconds=d.settings.job_lease_seconds,
-                             secret_key=d.settings.secret_key),
-                client, where)  # fmt: skip
+    d.later.run(publish_for(d, client, team_id, user_id), client, where)
     if _time_to_look(d, team_id):
         d.later.run(_look_at_mailchimp(d, client, team_id), client, where)
 
@@ -78,10 +74,6 @@ async def _look_at_mailchimp(d: Deps, client: AsyncWebClient, team_id: str) -> N
         await refresh_for(d, client, team_id)
 
 
-def undo_days(d: Deps) -> int:
-    return d.settings.undo_window_days
-
-
 async def on_show_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                        context: dict[str, Any]) -> None:  # fmt: skip
     """*Show more* or *Show less* segments or imports: the same Home with a longer or shorter
@@ -89,11 +81,8 @@ async def on_show_more(ack: Any, body: dict[str, Any], client: AsyncWebClient,
     await ack()
     d = deps(context)
     lists = Lists.chosen(*read_more_value(str(body["actions"][0].get("value") or "")))
-    d.later.run(publish_home(d.db, client, team_of(body), body["user"]["id"],
-                             team_leads=d.settings.team_leads, undo_days=undo_days(d),
-                             lease_seconds=d.settings.job_lease_seconds, lists=lists,
-                             secret_key=d.settings.secret_key),
-                client, body)  # fmt: skip
+    d.later.run(publish_for(d, client, team_of(body), body["user"]["id"], lists=lists), client,
+                body)  # fmt: skip
 
 
 # Slack honours a trigger id for 3 s after the click; the click reaches us some time after

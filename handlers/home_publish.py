@@ -395,11 +395,12 @@ async def _forget_viewers(db: Database, team_id: str, user_ids: Sequence[str]) -
             col(HomeViewer.team_id) == team_id, col(HomeViewer.user_id).in_(user_ids)))  # fmt: skip
 
 
-async def publish_for(d: Deps, client: AsyncWebClient, team_id: str, user_id: str) -> None:
+async def publish_for(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, *,
+                      lists: Lists | None = None) -> None:  # fmt: skip
     """`publish_home` with the workspace's settings: their Home now, Slack asked afresh who
-    they are (a refresh answers from users.info kept a minute)."""
+    they are (a refresh answers from users.info kept a minute); `lists` as there."""
     await publish_home(d.db, client, team_id, user_id, team_leads=d.settings.team_leads,
-                       undo_days=d.settings.undo_window_days,
+                       lists=lists, undo_days=d.settings.undo_window_days,
                        lease_seconds=d.settings.job_lease_seconds,
                        secret_key=d.settings.secret_key)  # fmt: skip
 
@@ -471,5 +472,5 @@ async def _seen(db: Database, team_id: str, user_id: str, lists: Lists | None = 
             index_elements=["team_id", "user_id"], set_={"opened_at": now, **chosen}))  # fmt: skip
 
 
-__all__ = ["Lists", "Shape", "home_data", "home_refresher", "publish_home", "recent_imports",
-           "refresh_for", "refresh_homes"]
+__all__ = ["Lists", "Shape", "home_data", "home_refresher", "publish_for", "publish_home",
+           "recent_imports", "refresh_for", "refresh_homes"]
