@@ -55,6 +55,15 @@ def team_of(body: dict[str, Any]) -> str:
     return str(team_id)
 
 
+def event_team(body: dict[str, Any], context: dict[str, Any]) -> str:
+    """The workspace an event is for, as `team_of` decides it for a request: bolt's
+    `context["team_id"]` (the installing workspace: Slack Connect's `authorizations` before
+    the envelope's `team_id`), else the envelope's (an org-wide install's event names no
+    team in `authorizations`); "" when Slack named none. An event has nobody to tell, so its
+    listener does nothing where `team_of` raises a Refusal."""
+    return str(context.get("team_id") or body.get("team_id") or "")
+
+
 def list_meta(body: dict[str, Any], opened_by: str) -> dict[str, Any]:
     """The private_metadata of the list modal clicked in: a JSON object naming an import.
     Anything else (a click in another view, forged metadata) is refused, telling the person

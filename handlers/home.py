@@ -25,7 +25,7 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.mailchimp.accounts import check_credentials
-from handlers.context import Deps, Refusal, deps, team_of
+from handlers.context import Deps, Refusal, deps, event_team, team_of
 from handlers.home_messages import AGAIN_FROM_HOME, form_not_opened, read_more_value
 from handlers.home_publish import Lists, publish_for, refresh_for
 from handlers.ids import Action
@@ -42,7 +42,7 @@ async def home_opened(ack: Any, event: dict[str, Any], body: dict[str, Any],
     if event.get("tab") != "home":
         return  # the Messages tab
     d = deps(context)
-    team_id = str(body.get("team_id") or context.get("team_id") or "")
+    team_id = event_team(body, context)
     user_id = str(event.get("user") or "")
     if not team_id or not user_id:
         return

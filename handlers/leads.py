@@ -40,6 +40,7 @@ from handlers.context import (
     Deps,
     Refusal,
     deps,
+    event_team,
     is_guest,
     is_lead,
     not_a_lead,
@@ -272,7 +273,7 @@ async def user_changed(ack: Any, event: dict[str, Any], body: dict[str, Any],
     await ack()
     user = event.get("user")
     user = user if isinstance(user, dict) else {}
-    team_id = str(context.get("team_id") or body.get("team_id") or "")
+    team_id = event_team(body, context)
     user_id = str(user.get("id") or "")
     why = demoted(user, team_id) if team_id and is_user_id(user_id) else ""
     if why:

@@ -19,7 +19,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.audit import SLACK, Act, record_once
-from handlers.context import deps
+from handlers.context import deps, event_team
 from handlers.routes import Routes
 from handlers.slack_errors import UNTIL_REINSTALLED
 
@@ -42,13 +42,9 @@ async def tokens_revoked(ack: Any, event: dict[str, Any], body: dict[str, Any],
     await ack()
     if not (event.get("tokens") or {}).get("bot"):
         log.info("Slack revoked user tokens in workspace %s; the bot uses none",
-                 _team(body, context))  # fmt: skip
+                 event_team(body, context))  # fmt: skip
         return
     _note(body, client, context, Act.TOKENS_REVOKED)
-
-
-def _team(body: dict[str, Any], context: dict[str, Any]) -> str:
-    return str(body.get("team_id") or context.get("team_id") or "")
 
 
 def _note(body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any],
@@ -58,7 +54,7 @@ def _note(body: dict[str, Any], client: AsyncWebClient, context: dict[str, Any],
     (each with an id of its own), in no set order: keyed by event, one uninstall was said and
     audited twice. A reinstall gives a new token (and serve a restart), whose own end is
     news again; the key holds a digest of the token, never the token."""
-    d, team_id = deps(context), _team(body, context)
+    d, team_id = deps(context), event_team(body, context)
     subject, happened = SAID[act]
     digest = hashlib.sha256(d.settings.slack_bot_token.encode()).hexdigest()[:16]
     key = f"slack-token-gone:{digest}"
