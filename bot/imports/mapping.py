@@ -257,15 +257,16 @@ async def remember(db: Database, team_id: str, header: list[str], mapping: Colum
 
 
 async def remember_in(conn: AsyncConnection, team_id: str, header: list[str], mapping: ColumnMap,
-                      user: str) -> None:  # fmt: skip
-    """`remember` in the caller's transaction. A "header" that is a row of data (a file
-    without one, mapped by its first row's values, as its error says to) is not remembered:
-    it kept that customer's address and name as the workspace's column names (`mappings`
-    listed them, after `contacts delete` too), and no other file has that header."""
+                      user: str) -> bool:  # fmt: skip
+    """`remember` in the caller's transaction; whether it was remembered. A "header" that is
+    a row of data (a file without one, mapped by its first row's values, as its error says
+    to) is not (`rememberable`): it kept that customer's address and name as the workspace's
+    column names (`mappings` listed them, after `contacts delete` too), and no other file
+    has that header."""
     if not mapping.email:
         raise ValueError("a mapping needs an email column")
     if not rememberable(header, mapping):
-        return
+        return False
     values = {"team_id": team_id, "headers_key": headers_key(header), **dict(mapping.items()),
               "updated_by": user[:64], "updated_at": utcnow()}  # fmt: skip
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
@@ -273,6 +274,7 @@ async def remember_in(conn: AsyncConnection, team_id: str, header: list[str], ma
     changed = {k: v for k, v in values.items() if k not in ("team_id", "headers_key")}
     await conn.execute(statement.on_conflict_do_update(
         index_elements=["team_id", "headers_key"], set_=changed))  # fmt: skip
+    return True
 
 
 def rememberable(header: list[str], mapping: ColumnMap) -> bool:
@@ -594,8 +596,8 @@ async def reread_source(db: Database, team_id: str, batch_id: int, source_id: in
         # while the first reading is queued would queue another, racing it.
         if not await _put_back(conn, team_id, source_id):
             raise LookupError(BEING_READ)
-        await remember_in(conn, team_id, header, mapping, user)
-        kept = None if rememberable(header, mapping) else mapping
+        # kept on the source when it isn't remembered: *Map columns* shows it again
+        kept = None if await remember_in(conn, team_id, header, mapping, user) else mapping
         await conn.execute(
             update(ImportSource)
             .where(col(ImportSource.id) == source_id, col(ImportSource.team_id) == team_id)
