@@ -207,8 +207,15 @@ def display_name(path: str) -> str:
     return _printable(re.split(r"[/\\]", path.rstrip("/\\"))[-1])
 
 
+def printable(text: str) -> str:
+    """`text` with anything unprintable as "?", for a message (on the shell's stderr, in
+    Slack, in the log): a name from a file may hold a CR, a newline, a C1 control (U+009B
+    starts a terminal's escape sequence) or a right-to-left override (U+202E)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
 def _printable(name: str) -> str:
-    return "".join(ch if ch.isprintable() else "?" for ch in name)[:120] or "?"
+    return printable(name)[:120] or "?"
 
 
 def entry_name(info: zipfile.ZipInfo, *, whole: bool = False) -> str:

@@ -36,7 +36,7 @@ from openpyxl.worksheet._reader import WorkSheetParser
 from openpyxl.xml.constants import SHARED_STRINGS, SHEET_MAIN_NS
 from openpyxl.xml.functions import iterparse
 
-from bot.imports.archives import OLE_MAGIC, human_size, too_compressed
+from bot.imports.archives import OLE_MAGIC, human_size, printable, too_compressed
 from bot.imports.reading import (
     MAX_HEADER_SEARCH,
     ChosenColumnMissing,
@@ -148,11 +148,11 @@ TEXT_TOO_LONG = (
 
 def _shown_title(name: str) -> str:
     """A sheet's name as every message shows it (on the shell's stderr, in Slack, in the log):
-    anything unprintable as "?", as a ZIP entry's name (archives.display_name), and cut at
+    anything unprintable as "?" (archives.printable, as a ZIP entry's name), and cut at
     MAX_SHOWN_TITLE. workbook.xml may hold a CR, a newline, a C1 control (U+009B starts a
     terminal's escape sequence) or a right-to-left override (U+202E) in a name: a refusal
     naming the sheets was overwritten on the terminal, or driven by them."""
-    shown = "".join(ch if ch.isprintable() else "?" for ch in name)
+    shown = printable(name)
     return shown if len(shown) <= MAX_SHOWN_TITLE else shown[: MAX_SHOWN_TITLE - 1] + "…"
 
 
