@@ -90,9 +90,15 @@ _FORGET_TYPED_ADDRESSES = text(f"""
                        WHERE team_id = :t AND status IN {_ENDED} AND finished_at < :cutoff)
 """).bindparams(bindparam("cutoff", type_=UTCDateTime()))
 
-# ... and the header kept on a source for *Map columns* when it is a row of data (a file
+# ... and the header kept on a source for *Map columns* when it may be a row of data (a file
 # without a header row: its first customer's address and name), needed by nothing once its
-# import ended. A real header stays: `referral-bot mappings` shows it beside its mapping.
+# import ended. The test is reading.is_data_row (a cell holding an @ and no space, or an
+# address in <>), looser than the reading's reading.holds_an_address_cell on purpose:
+# whatever may be a customer's address goes. A real header that only mentions an address
+# among words ("Questions? (ask help@shop.example)") stays, and `referral-bot mappings`
+# shows it beside its mapping; one with an address-like column name ("mail@work",
+# "Backup(name@domain)") is forgotten too, its mapping then listed with its headers not
+# kept (unless a newer file of the same headers keeps them): a privacy choice.
 _ENDED_HEADERS = text(f"""
     SELECT id, header FROM import_source
     WHERE team_id = :t AND header LIKE '%@%'
@@ -189,13 +195,24 @@ _LEFT = text("""
 
 async def purge_staged(db: Database, team_id: str, days: float,
                        undo_days: float | None = None) -> int:  # fmt: skip
-    """Delete the staged rows of imports that ended more than `days` ago and the batches
-    killed dry runs left, and (given the undo window, `undo_days`) the listings no undo can
-    hand on any more and the re-subscriptions no undo can take back; returns how many staged
-    rows it deleted.
+    """The workspace's retention run; returns how many staged rows it deleted (a killed dry
+    run's too). In order:
 
-    The jobs that ended long enough ago go first (bot.jobs.retention), so the next run is
-    queued only for what is left then: staged rows, or ended jobs a later run forgets."""
+    - the jobs that ended long enough ago are forgotten (bot.jobs.retention), first, so the
+      next run is queued only for what is left then;
+    - drafts untouched for `days` (at least DRAFT_EXPIRY_MIN_DAYS) end, cancelled as
+      expired (_STALE_DRAFTS), each audited and its review redrawn;
+    - the staged rows of imports that ended more than `days` ago are deleted, and with them
+      what else named their customers: addresses taken out in review, in the audit log
+      (FORGOTTEN_REMOVAL); a customer typed in, as its source's label (FORGOTTEN_CUSTOMER);
+      a header kept on a source that may be a row of data (_ENDED_HEADERS says which);
+    - the batches killed dry runs left go, with their sources and staged rows;
+    - given the undo window (`undo_days`), for the imports that ended before it: the
+      listings no undo can hand on any more and the re-subscriptions no undo can take back
+      go, and their undo is closed for good (close_undo_before: what it needs is gone);
+    - the next run is queued a day on while any batch holds staged rows or ended jobs are
+      left to forget;
+    - on SQLite, the staging file is rewritten when the delete left most of it free."""
     await forget_finished_jobs(db, team_id)
     await _expire_stale_drafts(db, team_id, days)
     async with db.begin() as conn:
