@@ -101,7 +101,7 @@ from handlers.placeholder import open_modal
 from handlers.respond import fill_modal
 from handlers.routes import Routes
 from handlers.slack_errors import slack_error
-from handlers.slack_files import check_csv, describe, slack_fetcher, upload_limit
+from handlers.slack_files import check_csv, describe, megabytes, slack_fetcher, upload_limit
 from models import BatchStatus, Database, ImportSource, Segment, SegmentKind, SourceKind
 from models.contacts import ALL_CUSTOMERS
 
@@ -299,7 +299,7 @@ def files_error(refused: Sequence[tuple[str, str]], max_bytes: int) -> str:
     if len(said) == 1 or len(joined) <= FILES_ERROR_MAX:
         return joined
     rest = (" can't be imported: upload CSV, Excel .xlsx or ZIP files stored in Slack, each "
-            f"up to {max_bytes / 1e6:.0f} MB.")  # fmt: skip
+            f"up to {megabytes(max_bytes)} MB.")  # fmt: skip
     names = list(dict.fromkeys(name for name, _ in refused))
     for shown in range(len(names), 0, -1):
         left = len(names) - shown

@@ -130,6 +130,12 @@ def upload_limit(settings: Settings) -> int:
     return int(settings.max_upload_mb * 1e6)
 
 
+def megabytes(size: int) -> str:
+    """`size` bytes in MB as MAX_UPLOAD_MB sets them: "10", "0.5", "2.25" (it may be a
+    fraction, and "the limit is 0 MB" said nothing); bytes are millionths of a MB."""
+    return f"{size / 1e6:,.6f}".rstrip("0").rstrip(".")
+
+
 def check_csv(file: SlackFile, max_bytes: int) -> None:
     """Refuse, before downloading, a file we can't import, a too big one or an external one."""
     if not file.importable:
@@ -143,7 +149,7 @@ def check_csv(file: SlackFile, max_bytes: int) -> None:
                            "CSV files: export it as CSV and upload that.")  # fmt: skip
     if file.size > max_bytes:
         raise FileRejected(
-            f"{file.name} is {file.size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB."
+            f"{file.name} is {file.size / 1e6:.1f} MB; the limit is {megabytes(max_bytes)} MB."
         )
     if file.external:
         raise FileRejected(
@@ -207,7 +213,7 @@ async def download(
         async for chunk in response.content.iter_chunked(64 * 1024):
             size += len(chunk)
             if size > max_bytes:
-                raise FileRejected(f"{file.name} is larger than {max_bytes / 1e6:.0f} MB.")
+                raise FileRejected(f"{file.name} is larger than {megabytes(max_bytes)} MB.")
             dest.write(chunk)
     return size
 

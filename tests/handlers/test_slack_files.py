@@ -75,6 +75,17 @@ async def test_size_cap_and_type_checks(slack: FakeSlack) -> None:
         check_csv(describe({"id": "F7", "name": "a.csv", "filetype": "csv", "size": 11}), 10)
 
 
+async def test_a_limit_of_a_fraction_of_a_megabyte_is_said_as_set(slack: FakeSlack) -> None:
+    """MAX_UPLOAD_MB=0.5 said "the limit is 0 MB" (and 2.5 "2 MB")."""
+    with pytest.raises(FileRejected, match=r"is 0\.6 MB; the limit is 0\.5 MB\.$"):
+        check_csv(describe({"id": "F8", "name": "a.csv", "filetype": "csv",
+                            "size": 600_000}), 500_000)  # fmt: skip
+    big = describe(slack.add_file("F9", "big.csv", CSV * 100))
+    with pytest.raises(FileRejected, match=r"larger than 0\.0001 MB\.$"):
+        await download(big, token=TOKEN, hosts=[slack.files_host], max_bytes=100,
+                       dest=io.BytesIO())  # fmt: skip
+
+
 def test_plain_http_only_to_a_listed_loopback_host() -> None:
     from handlers.slack_files import _allowed
 
