@@ -126,8 +126,10 @@ def describe(file: dict[str, Any]) -> SlackFile:
 
 
 def upload_limit(settings: Settings) -> int:
-    """MAX_UPLOAD_MB in bytes: what an offer, the modal and the download all refuse above."""
-    return int(settings.max_upload_mb * 1e6)
+    """MAX_UPLOAD_MB in bytes: what an offer, the modal and the download all refuse above.
+    Rounded, not cut: 8.2 * 1e6 is 8199999.999999999 in floating point, and 8.2 was a byte
+    under 8.2 MB, said "8.199999 MB" (megabytes)."""
+    return round(settings.max_upload_mb * 1e6)
 
 
 def megabytes(size: int) -> str:

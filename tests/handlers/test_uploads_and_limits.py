@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,10 +20,11 @@ from bot.workspaces import ensure_workspace, find_segment, import_target
 from handlers.ids import Action, BlockId
 from handlers.messages import NEW_SEGMENT_VALUE
 from handlers.notify import SlackNotifier
+from models import Database
 from tests.conftest import BACKEND
 from tests.fakes.slack_api import FakeExternalHost
 from tests.fakes.slack_requests import file_shared_event, message_file_share_event
-from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.conftest import LEAD, REP, Harness, running_app
 from tests.handlers.test_import_flow import CSV, _contacts_modal, _form, _open_modal, _review
 
 
@@ -245,6 +247,23 @@ async def test_a_file_the_import_would_refuse_is_not_offered_but_explained(
     assert app.slack.find_action(Action.UPLOAD_REVIEW, "C0001") is None
     (said,) = [m for m in app.slack.messages if m["channel"] == "C0001" and m.get("thread_ts")]
     assert reason in said["text"] and reason in json.dumps(said["blocks"])
+
+
+async def test_a_fractional_limit_is_the_limit_as_set(db: Database, tmp_path: Path) -> None:
+    """MAX_UPLOAD_MB=8.2 was 8,199,999 bytes (8.2 * 1e6 is 8199999.999999999 in floating
+    point, cut to a whole byte): a file of exactly 8.2 MB was refused, saying "a.csv is 8.2
+    MB; the limit is 8.199999 MB"."""
+    async with running_app(db, tmp_path, max_upload_mb=8.2) as app:
+        for file_id, size in (("F0FIT", 8_200_000), ("F0BIG", 8_200_001)):
+            app.slack.add_file(file_id, f"{file_id}.csv", CSV, channels=["C0001"])
+            app.slack.files[file_id]["size"] = size
+            await app.requests.event(file_shared_event(file_id, channel_id="C0001"),
+                                     event_id=f"Ev{file_id}")  # fmt: skip
+            await app.settle()
+        said = [m["text"] for m in app.slack.messages if m["channel"] == "C0001"]
+        assert app.slack.find_action(Action.UPLOAD_REVIEW, "C0001") is not None, said
+        assert [t for t in said if "limit" in t] == [
+            "F0BIG.csv is 8.2 MB; the limit is 8.2 MB."], said
 
 
 async def test_review_import_of_a_file_the_import_would_refuse_makes_nothing(
