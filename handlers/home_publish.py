@@ -244,7 +244,8 @@ async def refresh_homes(db: Database, client: AsyncWebClient, team_id: str, *,
                                lease_seconds=lease_seconds, secret_key=secret_key,
                                quiet=True)  # fmt: skip
         if outsiders := [user_id for user_id, role in viewers.items() if role is Role.OUTSIDER]:
-            await _forget_viewers(db, team_id, outsiders)
+            # as they were when read: one who opened Home since (a member again) stays
+            await _forget_viewers(db, team_id, outsiders, opened_before=now)
     except Exception as exc:
         if refused := token_refused(exc):  # every viewer's would be refused too
             say_token_refused(log, client, refused, f"Home's refresh (team={team_id})",
@@ -387,12 +388,19 @@ async def is_home_viewer(db: Database, team_id: str, user_id: str) -> bool:
         {"t": team_id, "u": user_id}))  # fmt: skip
 
 
-async def _forget_viewers(db: Database, team_id: str, user_ids: Sequence[str]) -> None:
+async def _forget_viewers(db: Database, team_id: str, user_ids: Sequence[str], *,
+                          opened_before: datetime | None = None) -> None:  # fmt: skip
     """Members once, now not (made a guest, moved out): their Home isn't republished any
-    more, and Slack's news about them (every status edit) no longer publishes it."""
+    more, and Slack's news about them (every status edit) no longer publishes it.
+    `opened_before`: only if they last opened Home before then (a refresh's start, its role
+    read after it): one who opened it since, a member again, was found one then and is
+    kept; the refresh forgot them, and the Home they had just opened was republished after
+    no change."""
+    where = [col(HomeViewer.team_id) == team_id, col(HomeViewer.user_id).in_(user_ids)]
+    if opened_before is not None:
+        where.append(col(HomeViewer.opened_at) < opened_before)
     async with db.begin() as conn:
-        await conn.execute(delete(HomeViewer).where(
-            col(HomeViewer.team_id) == team_id, col(HomeViewer.user_id).in_(user_ids)))  # fmt: skip
+        await conn.execute(delete(HomeViewer).where(*where))
 
 
 async def publish_for(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, *,

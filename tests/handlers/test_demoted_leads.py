@@ -7,6 +7,7 @@ anyone else's `user_change`, which big workspaces send all day, costs no write a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy import text as sa_text
 
 from bot.audit import recent, sentence
 from handlers.ids import Action
@@ -184,6 +186,50 @@ async def test_a_lead_made_a_guest_has_their_open_home_republished_without_the_w
     assert (await app.requests.event(_user_change(HAND, is_restricted=True))).status == 200
     await app.settle()
     assert len(app.slack.calls) == calls
+
+
+async def test_a_viewer_who_opens_home_while_a_refresh_finds_them_an_outsider_stays_one(
+    app: Harness,
+) -> None:  # fmt: skip
+    """A lead made a guest, then a member again, opened Home while the refresh that took
+    them off the list was publishing them the outsider's Home: that refresh, done, forgot
+    them (it had found them an outsider a moment before), so the Home they had just opened
+    was republished after no change, until they opened the tab again."""
+    from tests.handlers.test_home import _home_opened, _open_home
+
+    await _vip(app)
+    await _hand_listed(app)
+    await _open_home(app, HAND)
+    app.slack.users[HAND] = {"is_restricted": True}
+    gate = app.slack.hold("views.publish")
+    assert (await app.requests.event(_user_change(HAND, is_restricted=True))).status == 200
+    await app.slack.wait_for("views.publish", len(app.slack.calls_to("views.publish")) + 1)
+    # the refresh publishes the outsider's Home: held. A member again, they open the tab.
+    app.slack.unhold("views.publish")
+    app.slack.users[HAND] = {}
+    before = await _opened_at(app, HAND)
+    assert (await app.requests.event(_home_opened(HAND))).status == 200
+    for _ in range(500):
+        if (await _opened_at(app, HAND)) != before:
+            break
+        await asyncio.sleep(0.01)
+    assert (await _opened_at(app, HAND)) != before, "their opening wasn't remembered"
+    gate.set()
+    await app.settle()
+    assert await _opened_at(app, HAND) is not None, "forgotten by the refresh"
+    published = len(_published_to(app, HAND))
+    await _hand_listed(app, "U0NEW")  # a change that republishes the open Homes
+    await app.settle()
+    assert len(_published_to(app, HAND)) > published
+    assert "Secret VIP" in str(app.slack.home_views[HAND]["blocks"])
+
+
+async def _opened_at(app: Harness, user_id: str) -> Any:
+    """When `user_id` last opened Home, as the viewers' list holds it; None: not listed."""
+    async with app.db.begin() as conn:
+        return (await conn.execute(sa_text(
+            "SELECT opened_at FROM home_viewer WHERE team_id = :t AND user_id = :u"),
+            {"t": TEAM, "u": user_id})).scalar_one_or_none()  # fmt: skip
 
 
 def _published_to(app: Harness, user_id: str) -> list[Any]:
