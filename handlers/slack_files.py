@@ -150,9 +150,12 @@ def check_csv(file: SlackFile, max_bytes: int) -> None:
         raise FileRejected(f"{file.name} is not a CSV file, an Excel .xlsx workbook or a ZIP of "
                            "CSV files: export it as CSV and upload that.")  # fmt: skip
     if file.size > max_bytes:
-        raise FileRejected(
-            f"{file.name} is {file.size / 1e6:.1f} MB; the limit is {megabytes(max_bytes)} MB."
-        )
+        # to a tenth of a MB, unless that rounds it down to the limit ("is 10.0 MB; the limit
+        # is 10 MB"): then as exactly as the limit is said
+        size = f"{file.size / 1e6:.1f}"
+        if float(size) * 1e6 <= max_bytes:
+            size = megabytes(file.size)
+        raise FileRejected(f"{file.name} is {size} MB; the limit is {megabytes(max_bytes)} MB.")
     if file.external:
         raise FileRejected(
             f"{file.name} is stored outside Slack: download it and upload the file itself."

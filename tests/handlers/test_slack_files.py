@@ -76,10 +76,14 @@ async def test_size_cap_and_type_checks(slack: FakeSlack) -> None:
 
 
 async def test_a_limit_of_a_fraction_of_a_megabyte_is_said_as_set(slack: FakeSlack) -> None:
-    """MAX_UPLOAD_MB=0.5 said "the limit is 0 MB" (and 2.5 "2 MB")."""
+    """MAX_UPLOAD_MB=0.5 said "the limit is 0 MB" (and 2.5 "2 MB"); a file a byte over the
+    limit was "10.0 MB; the limit is 10 MB"."""
     with pytest.raises(FileRejected, match=r"is 0\.6 MB; the limit is 0\.5 MB\.$"):
         check_csv(describe({"id": "F8", "name": "a.csv", "filetype": "csv",
                             "size": 600_000}), 500_000)  # fmt: skip
+    with pytest.raises(FileRejected, match=r"is 10\.000001 MB; the limit is 10 MB\.$"):
+        check_csv(describe({"id": "F8", "name": "a.csv", "filetype": "csv",
+                            "size": 10_000_001}), 10_000_000)  # fmt: skip
     big = describe(slack.add_file("F9", "big.csv", CSV * 100))
     with pytest.raises(FileRejected, match=r"larger than 0\.0001 MB\.$"):
         await download(big, token=TOKEN, hosts=[slack.files_host], max_bytes=100,

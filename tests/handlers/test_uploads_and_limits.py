@@ -263,7 +263,7 @@ async def test_a_fractional_limit_is_the_limit_as_set(db: Database, tmp_path: Pa
         said = [m["text"] for m in app.slack.messages if m["channel"] == "C0001"]
         assert app.slack.find_action(Action.UPLOAD_REVIEW, "C0001") is not None, said
         assert [t for t in said if "limit" in t] == [
-            "F0BIG.csv is 8.2 MB; the limit is 8.2 MB."], said
+            "F0BIG.csv is 8.200001 MB; the limit is 8.2 MB."], said
 
 
 async def test_review_import_of_a_file_the_import_would_refuse_makes_nothing(
