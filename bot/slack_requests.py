@@ -52,12 +52,19 @@ async def to_bolt_request(request: web.Request) -> AsyncBoltRequest:
     # raise LookupError (a 500 to an unsigned request); bytes that aren't UTF-8 raise
     # UnicodeDecodeError, a ValueError, refused as malformed
     raw = (await request.read()).decode("utf-8")
-    parsed = AsyncBoltRequest(
-        body=parse_body(raw, request.content_type),
-        query=request.query_string,
-        headers=request.headers,  # type: ignore[arg-type]
-        mode="socket_mode",
-    )  # the one mode that takes a parsed body
+    body = parse_body(raw, request.content_type)
+    try:
+        parsed = AsyncBoltRequest(
+            body=body,
+            query=request.query_string,
+            headers=request.headers,  # type: ignore[arg-type]
+            mode="socket_mode",
+        )  # the one mode that takes a parsed body
+    except (TypeError, AttributeError, KeyError, IndexError):
+        # bolt reads the workspace, user and channel out of the body as it builds the
+        # request, before any signature is checked, trusting Slack's shapes: `"authorizations":
+        # 5` or `"event": {"channel": 5}` from anyone was a 500 with an ERROR traceback
+        raise ValueError("the body is not of a shape Slack sends") from None
     parsed.raw_body = raw
     parsed.mode = "http"  # so bolt verifies the signature against the raw body
     return parsed
