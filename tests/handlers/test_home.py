@@ -15,6 +15,7 @@ from bot.contact_admin import delete_contact, find_by_email
 from bot.mailchimp.accounts import save
 from bot.mailchimp.api import Credentials
 from bot.workspaces import ensure_workspace, segment_key
+from handlers import import_modal
 from handlers.home_messages import (
     MAX_CAMPAIGNS_SHOWN,
     MAX_IMPORTS_EVER,
@@ -35,7 +36,7 @@ from models import (
 )
 from models.campaigns import SegmentRole
 from models.clock import utcnow
-from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.conftest import LEAD, REP, SERVE_DEADLINES, Harness
 from tests.handlers.test_import_flow import _count
 from tests.handlers.test_targeting import _hold_is_over, _targeted
 
@@ -328,10 +329,12 @@ async def test_the_import_form_of_a_token_without_users_read_says_reinstall_not_
 
 
 async def test_a_rate_limited_users_info_answers_the_import_form_within_slacks_3_seconds(
-    app: Harness,
+    app: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Slack's rate limit is an HTTP 429 with Retry-After, which serve's client waits out
     before the form's answer: it came after Slack's 3 s, and the person saw nothing."""
+    # serve's own wait for who submits (the harness gives it longer: generous_deadlines)
+    monkeypatch.setattr(import_modal, "WHO_SECONDS", SERVE_DEADLINES["WHO_SECONDS"])
     modal = await _home_import_form(app, REP)
     app.slack.rate_limit("users.info", times=4, retry_after=1)
     started = time.monotonic()
