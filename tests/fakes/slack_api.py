@@ -685,8 +685,12 @@ class FakeSlack(Served):
         """Open modals (optionally of one user), oldest first."""
         return [v for v in self.views.values() if user_id in (None, v["_user_id"])]
 
-    async def wait_for(self, method: str, count: int = 1, timeout: float = 2.0) -> list[Call]:
-        """Wait until `method` was called `count` times (bolt runs listeners after the ack)."""
+    async def wait_for(self, method: str, count: int = 1, timeout: float = 30.0) -> list[Call]:
+        """Wait until `method` was called `count` times (bolt runs listeners after the ack).
+
+        `timeout` is a hang guard, not a time the app is given: 2 s was, and a loaded machine
+        (CI's 2 cores, 3 test processes and PostgreSQL) can take that long to run a click's
+        work after its ack. A test meaning a deadline (a trigger id's 3 s) passes its own."""
         deadline = time.monotonic() + timeout
         while len(calls := self.calls_to(method)) < count:
             if time.monotonic() > deadline:
