@@ -30,12 +30,14 @@ REP = "U0001"
 
 # What serve waits for before answering a form (Slack wants the answer within 3 s), after which
 # it answers without it: who submits the import form (else "Slack couldn't tell me who you
-# are", the form kept), a Mailchimp key's check (else "Checking…", the outcome shown later).
+# are", the form kept), a person's name in a form's error (else "someone"), a Mailchimp key's
+# check (else "Checking…", the outcome shown later).
 # A loaded machine (CI's 2 cores, 3 test processes and PostgreSQL) took longer than 2 s to
 # say who submits, so a test that submits the form and expects its review got the refusal
 # and no review ("AssertionError: []"). The harness gives them time; a test of what serve
 # says when one runs out sets it itself (SERVE_DEADLINES holds serve's own).
-_DEADLINES = ((import_modal, "WHO_SECONDS"), (mailchimp_handlers, "INLINE_WAIT"))
+_DEADLINES = ((import_modal, "WHO_SECONDS"), (import_modal, "NAME_SECONDS"),
+              (mailchimp_handlers, "INLINE_WAIT"))  # fmt: skip
 SERVE_DEADLINES = {name: getattr(module, name) for module, name in _DEADLINES}
 GENEROUS_SECONDS = 30.0
 
