@@ -1057,7 +1057,7 @@ class XlsxReader:
         repeats = self._repeats = HeaderRepeats(self.header, email, repeatable=not data)
         for number, raw in self._rows:
             if number < header_row:
-                yield row_above_header(number, raw, columns, header_row)
+                yield row_above_header(number, raw, columns, header_row, self.header)
                 continue
             yield from first  # the header is a row of data (reading.header_is_data)
             first = []

@@ -753,12 +753,16 @@ def _address_in(fields: list[str], email: int) -> bool:
     return True
 
 
-def row_above_header(line: int, fields: list[str], columns: Columns,
-                     header_line: int) -> tuple[int, list[str] | str]:  # fmt: skip
+def row_above_header(line: int, fields: list[str], columns: Columns, header_line: int,
+                     header: list[str]) -> tuple[int, list[str] | str]:  # fmt: skip
     """A record above the header holding an address, as the import counts it: a row of data
     when its email column holds a valid address (a headerless file's first row), else
-    rejected saying where it stands (a title: "Export, sent by ops@example.com")."""
-    if _address_in(fields, columns.email):
+    rejected saying where it stands (a title: "Export, sent by ops@example.com").
+
+    Above a header recognised by name it is a report's label line whatever column its
+    address falls in: "Exported by | ops@shop.com" over "Language | Email | ..." was imported,
+    the shop's own address a customer to invite."""
+    if not is_header(header) and _address_in(fields, columns.email):
         return line, fields
     return line, ABOVE_HEADER.format(header=header_line)
 
@@ -1044,7 +1048,8 @@ class CsvReader:
         line = 1
         for fields in reader:
             if holds_an_address(fields):
-                found.append(row_above_header(line, fields, self.columns, self._header_line))
+                found.append(row_above_header(line, fields, self.columns, self._header_line,
+                                              self.header))  # fmt: skip
             line = reader.line_num + 1
         return found
 

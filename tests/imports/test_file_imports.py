@@ -881,6 +881,33 @@ async def test_a_report_naming_its_sender_in_a_cell_of_its_own_finds_its_header(
     assert f"{name},2,,,,,,rejected,\"Above the header row (line 5)" in rejects.getvalue()
 
 
+LABEL_OVER_EMAIL = [["Exported by", "ops@shop.example", None],  # the address under "Email"
+                    ["Language", "Email", "First Name"],
+                    ["fr", "ada@example.com", "Ada"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["report.csv", "report.xlsx"])
+async def test_a_label_line_whose_address_falls_in_the_email_column_is_not_imported(
+    db: Database, name: str
+) -> None:
+    """"Exported by | ops@shop.example" above a header recognised by name, its address in the
+    email column's place, was imported: the shop's own address a customer (its locale
+    "Exported by"), to be invited. Found by fuzzing the importer."""
+    if name.endswith(".csv"):
+        data = "".join(",".join(c or "" for c in row) + "\r\n" for row in LABEL_OVER_EMAIL).encode()
+    else:
+        data = workbook(("Report", LABEL_OVER_EMAIL))
+    rejects = io.StringIO()
+
+    result = await _import(db, name, data, rejects=rejects)
+
+    assert set(await _contacts(db)) == {"ada@example.com"}
+    batch = result.batch
+    assert (batch.rows, batch.valid, batch.duplicates, batch.rejected) == (2, 1, 0, 1)
+    assert f"{name},1,,,,,,rejected,\"Above the header row (line 2)" in (
+        rejects.getvalue())
+
+
 async def test_addresses_pasted_with_a_name_or_as_mailto_links_are_imported(db: Database) -> None:
     data = (b"Email,First Name\r\n"
             b"Ada Lovelace <ada@example.com>,Ada\r\nmailto:bob@example.com,Bob\r\n")
