@@ -860,6 +860,13 @@ REPORT = [["Customer report", None, None],
           ["ada@example.com", "Ada", "Lovelace"]]  # fmt: skip
 
 
+def _report_file(name: str, rows: list[list[str | None]]) -> bytes:
+    """`rows` as the file `name` says: CSV (an empty cell for None) or a one-sheet workbook."""
+    if name.endswith(".csv"):
+        return "".join(",".join(c or "" for c in row) + "\r\n" for row in rows).encode()
+    return workbook(("Report", rows))
+
+
 @pytest.mark.parametrize("name", ["report.csv", "report.xlsx"])
 async def test_a_report_naming_its_sender_in_a_cell_of_its_own_finds_its_header(
     db: Database, name: str
@@ -868,13 +875,9 @@ async def test_a_report_naming_its_sender_in_a_cell_of_its_own_finds_its_header(
     spreadsheet writes it, read as a row of data and stopped the header search above the
     real header: the title was taken for the header and the whole file refused ("No email
     column found. Columns found: 'Customer report'")."""
-    if name.endswith(".csv"):
-        data = "".join(",".join(c or "" for c in row) + "\r\n" for row in REPORT).encode()
-    else:
-        data = workbook(("Report", REPORT))
     rejects = io.StringIO()
 
-    result = await _import(db, name, data, rejects=rejects)
+    result = await _import(db, name, _report_file(name, REPORT), rejects=rejects)
 
     assert set(await _contacts(db)) == {"ada@example.com"}
     assert result.batch.valid == 1
@@ -893,13 +896,9 @@ async def test_a_label_line_whose_address_falls_in_the_email_column_is_not_impor
     """"Exported by | ops@shop.example" above a header recognised by name, its address in the
     email column's place, was imported: the shop's own address a customer (its locale
     "Exported by"), to be invited. Found by fuzzing the importer."""
-    if name.endswith(".csv"):
-        data = "".join(",".join(c or "" for c in row) + "\r\n" for row in LABEL_OVER_EMAIL).encode()
-    else:
-        data = workbook(("Report", LABEL_OVER_EMAIL))
     rejects = io.StringIO()
 
-    result = await _import(db, name, data, rejects=rejects)
+    result = await _import(db, name, _report_file(name, LABEL_OVER_EMAIL), rejects=rejects)
 
     assert set(await _contacts(db)) == {"ada@example.com"}
     batch = result.batch
