@@ -116,18 +116,26 @@ def test_ref_is_added_to_any_store_url() -> None:
         "https://s.example/p?utm=m&a=%e9+b&b%23c&ref=AB#top")
 
 
-async def test_the_redirect_sends_the_store_url_as_written(world: World, site: str) -> None:
-    """with_ref kept the store URL's query byte for byte, and the redirect then handed it to
-    aiohttp as a string, which parsed and wrote it again: `%2F` became `/`, `%3F` `?`, `%e9`
-    `%E9`, so a discount link signed over its exact query reached the store changed."""
-    store = "https://shop.example/discount/SPRING?redirect=%2Fcollections%2Fsale%3Fq%3D1&x=%e9"
+async def _referral_click(world: World, site: str, store: str) -> tuple[str, int, str, str]:
+    """A campaign sending to `store` targets one contact, whose referral link is clicked
+    once: (their code, the answer's status, its body, its Location or "")."""
     await world.import_csv("VIP", people("a@example.com,A,"))
     await world.target(await world.campaign(store_url=store), "VIP")
     code = str(await world.scalar("SELECT code FROM advocate"))
     async with aiohttp.ClientSession() as http, http.get(
             f"{site}/r/{code}", allow_redirects=False) as response:  # fmt: skip
-        assert response.status == 302
-        assert response.headers["Location"] == with_ref(store, code)
+        return code, response.status, await response.text(), response.headers.get(
+            "Location", "")
+
+
+async def test_the_redirect_sends_the_store_url_as_written(world: World, site: str) -> None:
+    """with_ref kept the store URL's query byte for byte, and the redirect then handed it to
+    aiohttp as a string, which parsed and wrote it again: `%2F` became `/`, `%3F` `?`, `%e9`
+    `%E9`, so a discount link signed over its exact query reached the store changed."""
+    store = "https://shop.example/discount/SPRING?redirect=%2Fcollections%2Fsale%3Fq%3D1&x=%e9"
+    code, status, _, location = await _referral_click(world, site, store)
+    assert status == 302
+    assert location == with_ref(store, code)
 
 
 async def test_junk_and_head_requests_are_answered_without_counting_or_failing(
@@ -820,14 +828,9 @@ async def test_a_store_url_the_form_accepts_is_one_the_referral_link_can_redirec
     host was accepted (the check read hosts with IDNA 2003, which drops them) and every
     click of every referral link then answered 502 (the redirect's yarl refused them). Both
     read the host as browsers do (IDNA 2008, UTS 46)."""
-    spring = await world.campaign(store_url=store)
-    await world.import_csv("VIP", people("a@example.com,A,"))
-    await world.target(spring, "VIP")
-    code = str(await world.scalar("SELECT code FROM advocate"))
-    async with aiohttp.ClientSession() as http, http.get(
-            f"{site}/r/{code}", allow_redirects=False) as response:  # fmt: skip
-        assert response.status == 302, (response.status, await response.text())
-        assert response.headers["Location"].isascii()
+    _, status, page, location = await _referral_click(world, site, store)
+    assert status == 302, (status, page)
+    assert location.isascii()
 
 
 async def test_the_unsubscribe_page_of_an_invite_a_dead_run_left_uncertain_speaks_its_language(
@@ -949,14 +952,9 @@ async def test_a_store_host_with_an_underscore_is_accepted_and_redirected_to(
     (the URL Standard's host parser isn't strict: no STD3 rules), but the campaign's check
     refused them ("host name isn't one"), and an internationalised host with such a label
     couldn't be redirected to. Accepted now in labels that aren't internationalised."""
-    spring = await world.campaign(store_url=store)
-    await world.import_csv("VIP", people("a@example.com,A,"))
-    await world.target(spring, "VIP")
-    code = str(await world.scalar("SELECT code FROM advocate"))
-    async with aiohttp.ClientSession() as http, http.get(
-            f"{site}/r/{code}", allow_redirects=False) as response:  # fmt: skip
-        assert response.status == 302, (response.status, await response.text())
-        assert response.headers["Location"] == location + code
+    code, status, page, redirected_to = await _referral_click(world, site, store)
+    assert status == 302, (status, page)
+    assert redirected_to == location + code
 
 
 @pytest.mark.parametrize("store", ["https://my_ shop.example/", "https://sh_op..example/",

@@ -161,6 +161,20 @@ async def test_cancelling_a_file_that_is_being_read_marks_it_failed(app: Harness
     assert await _count(app, "SELECT COUNT(*) FROM staged_row") == 0
 
 
+def invites_take_three_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The send run's clock reads 3 s more at each look: it reports its progress (every 2 s)
+    after every invite."""
+
+    class Clock:
+        ticks = itertools.count(0, 3)
+
+        @staticmethod
+        def monotonic() -> float:
+            return float(next(Clock.ticks))
+
+    monkeypatch.setattr(invites, "time", Clock)
+
+
 async def test_a_slack_outage_mid_import_neither_fails_it_nor_loses_the_result(
     app: Harness,
 ) -> None:
@@ -188,14 +202,7 @@ async def test_a_slack_outage_while_invites_go_out_holds_back_one_report_not_one
     and republished Home (rate limits). One job waits, and it shows the final count."""
     _, message = await _targeted(app)  # two contacts enrolled, held
 
-    class Clock:  # every invite takes 3 s: the run reports its progress after each
-        ticks = itertools.count(0, 3)
-
-        @staticmethod
-        def monotonic() -> float:
-            return float(next(Clock.ticks))
-
-    monkeypatch.setattr(invites, "time", Clock)
+    invites_take_three_seconds(monkeypatch)
     monkeypatch.setattr(app.worker.config, "retry_base_seconds", 60.0)  # as in production
     app.slack.outage("chat.update", times=1000)  # Slack is unreachable while they go out
     await _hold_is_over(app)

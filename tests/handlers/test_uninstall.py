@@ -8,7 +8,6 @@ a live campaign's invites) must still be carried out, and nothing deleted."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -20,9 +19,13 @@ from sqlalchemy import text
 
 from bot.app import build_worker, slack_client
 from bot.audit import recent, sentence
-from bot.campaigns import invites
 from tests.handlers.conftest import REP, Harness
-from tests.handlers.test_cancel_and_outages import ROWS, _approved, _due_now
+from tests.handlers.test_cancel_and_outages import (
+    ROWS,
+    _approved,
+    _due_now,
+    invites_take_three_seconds,
+)
 from tests.handlers.test_home import _open_home
 from tests.handlers.test_import_flow import _count, _form, _open_modal
 from tests.handlers.test_targeting import _hold_is_over, _targeted
@@ -141,14 +144,7 @@ async def test_a_live_campaigns_invites_go_out_after_an_uninstall_saying_why_onc
     app.slack.uninstall("account_inactive")
     caplog.set_level(logging.INFO)
 
-    class Clock:  # every invite takes 3 s: the run reports its progress after each
-        ticks = itertools.count(0, 3)
-
-        @staticmethod
-        def monotonic() -> float:
-            return float(next(Clock.ticks))
-
-    monkeypatch.setattr(invites, "time", Clock)
+    invites_take_three_seconds(monkeypatch)
     await _hold_is_over(app)
     await _run_jobs(app)
     assert len(list(app.settings.outbox_dir.glob("*.eml"))) == 2
