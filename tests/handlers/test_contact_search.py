@@ -226,6 +226,20 @@ async def test_markup_in_names_and_queries_is_shown_as_typed(app: Harness) -> No
 OUTSIDER, OTHER_ORG = "U0EXT", "T0EXT"  # a member of the organisation C0001 is shared with
 
 
+async def _home_search_for(app: Harness, user: str, query: str) -> Any:
+    """`user` clicks Home's *Search contacts* and submits `query` in the modal it opens: the
+    modal's inline errors (None: it was taken)."""
+    await app.requests.block_action(Action.HOME_SEARCH_CONTACTS, "search", user_id=user,
+                                    view={"id": "VHOME0003", "type": "home", "blocks": []})
+    await _done(app)
+    (modal,) = app.slack.open_views(user)
+    state = {BlockId.CONTACT_QUERY: {Action.CONTACT_QUERY: {"type": "plain_text_input",
+                                                            "value": query}}}  # fmt: skip
+    reply = await app.requests.view_submission(state_values=state, view_id=modal["id"],
+                                               user_id=user)  # fmt: skip
+    return (reply.body or {}).get("errors")
+
+
 async def test_a_member_of_another_organisation_cannot_search_or_open_cards(
     app: Harness,
 ) -> None:
@@ -243,15 +257,7 @@ async def test_a_member_of_another_organisation_cannot_search_or_open_cards(
             '{"q":"a","o":0}')  # fmt: skip
         clicked = await _click(app, action, found, value=value, user=OUTSIDER)
         assert refused in clicked["text"] and "@example.com" not in _rendered(clicked), action
-    await app.requests.block_action(Action.HOME_SEARCH_CONTACTS, "search", user_id=OUTSIDER,
-                                    view={"id": "VHOME0003", "type": "home", "blocks": []})
-    await _done(app)
-    (modal,) = app.slack.open_views(OUTSIDER)
-    state = {BlockId.CONTACT_QUERY: {Action.CONTACT_QUERY: {"type": "plain_text_input",
-                                                            "value": "a"}}}  # fmt: skip
-    reply = await app.requests.view_submission(state_values=state, view_id=modal["id"],
-                                               user_id=OUTSIDER)  # fmt: skip
-    assert reply.body["errors"] == {BlockId.CONTACT_QUERY: refused}
+    assert await _home_search_for(app, OUTSIDER, "a") == {BlockId.CONTACT_QUERY: refused}
     assert "bob@example.com" not in json.dumps(app.slack.open_views(OUTSIDER))
     assert app.slack.block_errors == []
 
@@ -311,15 +317,7 @@ async def test_a_guest_of_the_workspace_cannot_search_or_open_cards(
         assert refused in clicked["text"], (action, clicked["text"])
         assert "@example.com" not in _rendered(clicked) and "Lovelace" not in _rendered(clicked)
         assert "Only team leads" not in _rendered(clicked), action  # nor whom to ask
-    await app.requests.block_action(Action.HOME_SEARCH_CONTACTS, "search", user_id=GUEST,
-                                    view={"id": "VHOME0003", "type": "home", "blocks": []})
-    await _done(app)
-    (modal,) = app.slack.open_views(GUEST)
-    state = {BlockId.CONTACT_QUERY: {Action.CONTACT_QUERY: {"type": "plain_text_input",
-                                                            "value": "a"}}}  # fmt: skip
-    reply = await app.requests.view_submission(state_values=state, view_id=modal["id"],
-                                               user_id=GUEST)  # fmt: skip
-    assert reply.body["errors"] == {BlockId.CONTACT_QUERY: refused}
+    assert await _home_search_for(app, GUEST, "a") == {BlockId.CONTACT_QUERY: refused}
     modals = json.dumps(app.slack.open_views(GUEST))  # its placeholder names an "ada@"
     assert "bob@example.com" not in modals and "Adams" not in modals
     assert await _rows(app, "SELECT COUNT(*) FROM contact WHERE unsubscribed_at IS NULL") == [(2,)]

@@ -17,12 +17,15 @@ from bot.campaigns.service import create_campaign
 from bot.imports.importer import import_files
 from bot.leads import lead_ids
 from bot.workspaces import ensure_workspace
-from handlers.ids import Action, BlockId
+from handlers.ids import Action
 from tests.handlers.conftest import LEAD, REP, Harness
-from tests.handlers.test_cancel_and_outages import _offer
 from tests.handlers.test_contact_search import GUEST, GUESTS
 from tests.handlers.test_decisions import _start
 from tests.handlers.test_home import _action_ids, _open_home
+from tests.handlers.test_hostile import (
+    non_member_clicks_in_the_reviews_channel,
+    review_upload_into_a_new_segment,
+)
 from tests.handlers.test_import_flow import _count
 from tests.handlers.test_segments import _button
 
@@ -94,21 +97,8 @@ async def test_a_guest_in_the_reviews_channel_sees_no_staged_contacts(
     words a member of another organisation is told, and nothing is made."""
     message, batch = await _start(app)
     app.slack.users[GUEST] = dict(guest)
-    for action, value in ((Action.REVIEW_CONTACTS, batch), (Action.PREVIEW_ONLY, batch),
-                          (Action.SOURCES_OPEN, f"{batch}:0")):  # fmt: skip
-        await app.requests.block_action(action, value, user_id=GUEST, message_ts=message["ts"])
-    await app.requests.slash_command(text="import", user_id=GUEST)
-    app.slack.add_file("F0002", "theirs.csv", b"email\nok@example.org\n", channels=["C0001"],
-                       user=GUEST)  # fmt: skip
-    offer = await _offer(app)
-    menu = await app.requests.block_suggestion(Action.UPLOAD_SEGMENT, "", block_id=BlockId.UPLOAD,
-                                               user_id=GUEST)  # fmt: skip
-    assert menu.body["options"] == []
-    new = {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {"type": "external_select", "selected_option": {
-        "text": {"type": "plain_text", "text": "New segment"}, "value": "new:Partners"}}}}
-    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=GUEST,
-                                    message_ts=offer["ts"], state_values=new)  # fmt: skip
-    await app.settle()
+    offer = await non_member_clicks_in_the_reviews_channel(app, GUEST, message, batch)
+    await review_upload_into_a_new_segment(app, GUEST, offer)
     told = [e["text"] for e in app.slack.ephemerals if e["user"] == GUEST]
     assert told == [NOT_A_MEMBER] * 3  # contacts, preview, review import
     shown = app.slack.open_views(GUEST)

@@ -326,6 +326,35 @@ async def test_a_form_from_another_organisation_names_nothing_when_slack_fails_t
     assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 0
 
 
+async def non_member_clicks_in_the_reviews_channel(app: Harness, user: str,
+                                                   message: dict[str, Any], batch: str,
+                                                   ) -> dict[str, Any]:  # fmt: skip
+    """`user`, no member of the workspace, clicks *Review contacts*, *Preview only* and *All
+    sources* on the review `message`, types `/referral import`, and uploads a CSV to its
+    channel; the offer's segment menu lists nothing to them. Returns the upload's offer."""
+    for action, value in ((Action.REVIEW_CONTACTS, batch), (Action.PREVIEW_ONLY, batch),
+                          (Action.SOURCES_OPEN, f"{batch}:0")):  # fmt: skip
+        await app.requests.block_action(action, value, user_id=user, message_ts=message["ts"])
+    await app.requests.slash_command(text="import", user_id=user)
+    app.slack.add_file("F0002", "theirs.csv", b"email\nok@example.org\n", channels=["C0001"],
+                       user=user)  # fmt: skip
+    offer = await _offer(app)
+    menu = await app.requests.block_suggestion(Action.UPLOAD_SEGMENT, "", block_id=BlockId.UPLOAD,
+                                               user_id=user)  # fmt: skip
+    assert menu.body["options"] == []
+    return offer
+
+
+async def review_upload_into_a_new_segment(app: Harness, user: str,
+                                           offer: dict[str, Any]) -> None:  # fmt: skip
+    """`user` clicks *Review import* on the upload's `offer`, a new segment "Partners" chosen."""
+    new = {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {"type": "external_select", "selected_option": {
+        "text": {"type": "plain_text", "text": "New segment"}, "value": "new:Partners"}}}}
+    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=user,
+                                    message_ts=offer["ts"], state_values=new)  # fmt: skip
+    await app.settle()
+
+
 async def test_a_member_of_another_organisation_is_shown_and_starts_nothing(
     app: Harness,
 ) -> None:  # fmt: skip
@@ -336,25 +365,12 @@ async def test_a_member_of_another_organisation_is_shown_and_starts_nothing(
     each is refused in words, as the lead checks refuse them, and nothing is made."""
     app.slack.users[OUTSIDER] = {"team_id": OTHER_ORG}
     message, batch = await _start(app)
-    for action, value in ((Action.REVIEW_CONTACTS, batch), (Action.PREVIEW_ONLY, batch),
-                          (Action.SOURCES_OPEN, f"{batch}:0")):  # fmt: skip
-        await app.requests.block_action(action, value, user_id=OUTSIDER, message_ts=message["ts"])
-    await app.requests.slash_command(text="import", user_id=OUTSIDER)
-    app.slack.add_file("F0002", "theirs.csv", b"email\nok@example.com\n", channels=["C0001"],
-                       user=OUTSIDER)  # fmt: skip
-    offer = await _offer(app)
-    menu = await app.requests.block_suggestion(Action.UPLOAD_SEGMENT, "", block_id=BlockId.UPLOAD,
-                                               user_id=OUTSIDER)  # fmt: skip
-    assert menu.body["options"] == []
+    offer = await non_member_clicks_in_the_reviews_channel(app, OUTSIDER, message, batch)
     # the import form's segment menu, loaded before the form was replaced by the refusal
     menu = await app.requests.block_suggestion(Action.SEGMENT, "", block_id=BlockId.SEGMENT,
                                                user_id=OUTSIDER)  # fmt: skip
     assert menu.body["options"] == []
-    new = {BlockId.UPLOAD: {Action.UPLOAD_SEGMENT: {"type": "external_select", "selected_option": {
-        "text": {"type": "plain_text", "text": "New segment"}, "value": "new:Partners"}}}}
-    await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=OUTSIDER,
-                                    message_ts=offer["ts"], state_values=new)  # fmt: skip
-    await app.settle()
+    await review_upload_into_a_new_segment(app, OUTSIDER, offer)
     told = [e["text"] for e in app.slack.ephemerals if e["user"] == OUTSIDER]
     assert told == [OUTSIDER_REFUSAL] * 3  # contacts, preview, review import
     shown = json.dumps(app.slack.open_views(OUTSIDER))

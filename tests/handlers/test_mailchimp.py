@@ -633,6 +633,18 @@ async def test_oauth_sign_in_button_survives_slack_not_answering_for_names(
         assert (state.user_id, state.person) == (LEAD, LEAD)
 
 
+@asynccontextmanager
+async def _browsing_serves_pages(app: Harness) -> AsyncIterator[tuple[str, ClientSession]]:
+    """serve's public pages (the sign-in's start and callback) on loopback, and a browser
+    keeping their cookies: (the site's base URL, the browser)."""
+    routes = public_routes(app.db, app.settings,
+                           on_connected=tell_connected(slack_client(app.settings)))
+    async with (serve(build_web_app(None, routes=routes)) as site,
+                ClientSession(cookie_jar=CookieJar(unsafe=True,
+                                                   treat_as_secure_origin=site)) as browser):
+        yield site, browser
+
+
 async def test_oauth_sign_in_from_slack_to_the_dm(build: Build, mc: FakeMailchimp) -> None:
     """Connect in Slack -> the start page -> Continue -> Mailchimp -> the callback, in one
     browser; the lead is told in a DM."""
@@ -642,11 +654,7 @@ async def test_oauth_sign_in_from_slack_to_the_dm(build: Build, mc: FakeMailchim
         found = find_element((await _status(app))["blocks"], Action.MAILCHIMP_SIGN_IN)
         assert found is not None
         link = urlsplit(found[1]["url"])
-        routes = public_routes(app.db, app.settings,
-                               on_connected=tell_connected(slack_client(app.settings)))
-        async with (serve(build_web_app(None, routes=routes)) as site,
-                    ClientSession(cookie_jar=CookieJar(unsafe=True,
-                                                       treat_as_secure_origin=site)) as browser):
+        async with _browsing_serves_pages(app) as (site, browser):
             async with browser.get(f"{site}{link.path}?{link.query}") as response:
                 page = await response.text()
                 assert response.status == 200 and "workspace “Acme”" in page
@@ -1413,11 +1421,7 @@ async def test_a_stale_sign_in_leaves_an_account_connected_since_alone(
         await accounts.connect_api_key(app.db, TEAM, OTHER_KEY, user=OTHER_LEAD,
                                        secret_key=SECRET_KEY,
                                        api_url=app.settings.mailchimp_api_url)  # fmt: skip
-        routes = public_routes(app.db, app.settings,
-                               on_connected=tell_connected(slack_client(app.settings)))
-        async with (serve(build_web_app(None, routes=routes)) as site,
-                    ClientSession(cookie_jar=CookieJar(unsafe=True,
-                                                       treat_as_secure_origin=site)) as browser):
+        async with _browsing_serves_pages(app) as (site, browser):
             async with browser.get(f"{site}{link.path}?{link.query}") as response:
                 action = re.search(r'action="([^"]+)"', await response.text())
                 assert action is not None
