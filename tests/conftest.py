@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 
 from models import Database
 from models.migrate import MIGRATIONS, upgrade
+from tests.fakes.slack_api import FakeSlack
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
 BACKEND = os.environ.get("TEST_DATABASE", "sqlite")
@@ -374,3 +375,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     for schema in _SPARE:
         asyncio.run(_drop_schema(schema))
     _SPARE.clear()
+
+
+@pytest.fixture
+async def slack(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeSlack]:
+    """The fake Slack Web API on loopback, reached without any proxy the machine sets (a
+    module with a `slack` of its own, or the handlers' harness, uses that instead)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with FakeSlack(bot_token="xoxb-test") as fake:
+        yield fake

@@ -33,14 +33,6 @@ KEY = "test-secret" * 3  # serve's SECRET_KEY: 33 characters
 FORM = re.compile(r'<form method="post" action="([^"]*)">')
 
 
-@pytest.fixture
-async def slack(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeSlack]:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    async with FakeSlack(bot_token="xoxb-test") as fake:
-        yield fake
-
-
 async def _advocates(world: World) -> list[tuple[str, int]]:
     await world.import_csv("VIP", people("a@example.com,A,", "b@example.com,B,"))
     await world.target(await world.campaign(store_url="https://shop.example/spring"), "VIP")
