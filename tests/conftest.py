@@ -15,6 +15,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -71,6 +72,24 @@ async def _vacuum_catalogs() -> None:
 def _asyncpg_url() -> str:
     return make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(
         hide_password=False)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _none_of_the_developers_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test starts without the settings of the shell or folder it was run from.
+
+    The README has `./run`'s settings exported or kept in a `.env` in the folder it runs from,
+    the project's own, and `./test` runs from there too: with SECRET_KEY, SMTP_URL or a `.env`
+    about, 28 tests failed and the run took half as long again (workers tried the developer's
+    mail server). Settings read the environment case-insensitively, so every spelling of a
+    setting's name goes; the test runs in its own empty folder (its `tmp_path`), where a `.env`
+    is one it wrote, and the CLI, serve and workers it starts without `cwd` run there too."""
+    from bot.settings import Settings
+
+    for name in list(os.environ):
+        if name.lower() in Settings.model_fields:
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -358,7 +377,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.freeze()
 
 
-def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+def _forget_the_tests_handlers() -> None:
     """aiohttp keeps the middleware chains of the last 1,024 handlers it served (a cache keyed
     by handler): each test's web app, its bolt app and its database engine stayed alive
     through its handler's closure, ~6,000 objects a test, and a test process grew to
@@ -368,6 +387,51 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     cached = getattr(web_app, "_cached_build_middleware", None)
     if cached is not None:
         cached.cache_clear()
+
+
+_FAILED = pytest.StashKey[bool]()
+_STARTED = pytest.StashKey[float]()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_STARTED] = time.time()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    if outcome.get_result().failed:
+        item.stash[_FAILED] = True
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Once a test's fixtures are torn down: its handlers forgotten (_forget_the_tests_handlers)
+    and, if it failed, the processes it started and left killed (_stop_what_it_left)."""
+    yield
+    _forget_the_tests_handlers()
+    if item.stash.get(_FAILED, False):
+        _stop_what_it_left(item)
+
+
+def _stop_what_it_left(item: pytest.Item) -> None:
+    """A test that failed between starting a `referral-bot worker` and stopping it left the
+    worker polling its database after the run, ~5% of a core each, for good (three found on
+    this machine after a failed run). Only a failed test is looked at: a passing one stops
+    what it starts, and listing processes after every test costs time."""
+    import psutil
+
+    started = item.stash.get(_STARTED, 0.0) - 1  # create_time() is rounded to clock ticks
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.create_time() >= started:
+                command = child.cmdline()
+                child.kill()
+                child.wait(timeout=10)
+                logging.getLogger(__name__).warning(
+                    "%s left %s (pid %d) running: killed", item.nodeid, command, child.pid)
+        except (psutil.Error, OSError):
+            continue  # gone meanwhile
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
