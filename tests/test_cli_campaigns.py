@@ -530,19 +530,24 @@ def _worker_for(env: dict[str, str], seconds: float,
             worker = subprocess.Popen([*CLI, "worker"],
                                       env=environment({**env, "WORKER_POLL_SECONDS": "0.1"}),
                                       stdout=subprocess.DEVNULL, stderr=log)  # fmt: skip
-        started = time.monotonic() + 60
-        while "waiting for jobs" not in path.read_text():  # its start-up lines
-            assert time.monotonic() < started and worker.poll() is None, "it never started"
-            time.sleep(0.05)
-        deadline = time.monotonic() + seconds
-        if until is None:
-            time.sleep(seconds)
-        else:
-            while not until():
-                assert time.monotonic() < deadline and worker.poll() is None, "never happened"
-                time.sleep(0.1)
-        worker.send_signal(signal.SIGINT)
-        worker.wait(timeout=30)
+        try:
+            started = time.monotonic() + 60
+            while "waiting for jobs" not in path.read_text():  # its start-up lines
+                assert time.monotonic() < started and worker.poll() is None, "it never started"
+                time.sleep(0.05)
+            deadline = time.monotonic() + seconds
+            if until is None:
+                time.sleep(seconds)
+            else:
+                while not until():
+                    assert time.monotonic() < deadline and worker.poll() is None, "never happened"
+                    time.sleep(0.1)
+            worker.send_signal(signal.SIGINT)
+            worker.wait(timeout=30)
+        finally:  # a test that fails leaves no worker polling its database
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
         said = path.read_text()
     assert worker.returncode == 0, said
     return said
