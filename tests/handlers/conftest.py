@@ -42,9 +42,11 @@ SERVE_DEADLINES = {name: getattr(module, name) for module, name in _DEADLINES}
 GENEROUS_SECONDS = 30.0
 
 
+@pytest.fixture(autouse=True)
 def generous_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
     """Serve's waits before a form's answer (see _DEADLINES) long enough for a loaded
-    machine; set before the test runs, so a test's own setting wins."""
+    machine, for every test here, the ones that start `running_app` themselves included; set
+    before the test and its own fixtures run, so a test's own setting wins."""
     for module, name in _DEADLINES:
         monkeypatch.setattr(module, name, GENEROUS_SECONDS)
 
@@ -156,6 +158,5 @@ async def app(db: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
               ) -> AsyncIterator[Harness]:  # fmt: skip
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
-    generous_deadlines(monkeypatch)
     async with running_app(db, tmp_path) as harness:
         yield harness

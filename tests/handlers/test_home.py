@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,12 +32,13 @@ from models import (
     Campaign,
     CampaignSegment,
     CampaignState,
+    Database,
     ImportBatch,
     Segment,
 )
 from models.campaigns import SegmentRole
 from models.clock import utcnow
-from tests.handlers.conftest import LEAD, REP, SERVE_DEADLINES, Harness
+from tests.handlers.conftest import LEAD, REP, SERVE_DEADLINES, Harness, running_app
 from tests.handlers.test_import_flow import _count
 from tests.handlers.test_targeting import _hold_is_over, _targeted
 
@@ -341,6 +343,20 @@ async def test_a_rate_limited_users_info_answers_the_import_form_within_slacks_3
     reply = await _submit_home_form(app, modal, REP, segment="From Home", channel=None)
     assert time.monotonic() - started < 2.8, reply.body
     assert "Slack couldn't tell me who you are" in reply.body["errors"][BlockId.FILES]
+
+
+async def test_a_test_starting_the_app_itself_gives_serve_time_to_learn_who_submits(
+    db: Database, tmp_path: Path
+) -> None:
+    """The harness's long waits (generous_deadlines) reached only the `app` fixture's tests:
+    one that started `running_app` itself had serve's 2 s to learn who submits, and on a
+    loaded machine its form was refused ("Slack couldn't tell me who you are"), no review."""
+    async with running_app(db, tmp_path) as app:
+        modal = await _home_import_form(app, REP)
+        app.slack.rate_limit("users.info", times=1, retry_after=2)  # a loaded machine's 2-3 s
+        reply = await _submit_home_form(app, modal, REP, segment="From Home", channel="C0REVIEW")
+        assert reply.status == 200 and not reply.body
+        assert app.slack.find_action(Action.APPROVE, "C0REVIEW") is not None
 
 
 async def test_a_lead_may_review_a_home_import_in_the_dm(app: Harness) -> None:

@@ -37,7 +37,7 @@ from handlers.messages import review_message
 from models import Database
 from tests.fakes.mailchimp import FakeMailchimp
 from tests.fakes.slack_api import find_element, serve
-from tests.handlers.conftest import LEAD, REP, Harness, generous_deadlines, running_app
+from tests.handlers.conftest import LEAD, REP, Harness, running_app
 from tests.handlers.test_errors_and_retention import _dms, _purge_due
 from tests.handlers.test_home import _open_home
 from tests.handlers.test_import_flow import _count, _form, _review
@@ -73,13 +73,12 @@ def build(db: Database, mc: FakeMailchimp, monkeypatch: pytest.MonkeyPatch,
           tmp_path: Path) -> Build:  # fmt: skip
     """The real app like the `app` fixture's, with Mailchimp settings of the test's choosing.
 
-    Its deadlines are the `app` fixture's too (generous_deadlines): a key's check (a ping in
-    a thread, then a write) is answered in the form, as a test asserting the inline answer
-    means, however loaded the machine; past serve's 1.5 s the form said "Checking…" instead.
-    The slow path's tests set INLINE_WAIT themselves."""
+    Its deadlines are every handler test's (the harness's generous_deadlines): a key's check
+    (a ping in a thread, then a write) is answered in the form, as a test asserting the inline
+    answer means, however loaded the machine; past serve's 1.5 s the form said "Checking…"
+    instead. The slow path's tests set INLINE_WAIT themselves."""
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
-    generous_deadlines(monkeypatch)
 
     @asynccontextmanager
     async def harness(**overrides: Any) -> AsyncIterator[Harness]:
