@@ -1,7 +1,7 @@
 """`referral-bot ARGS` as a shell user runs it, for tests.
 
-`run` calls the real entry point, `bot.cli.main(argv)` (what the installed `referral-bot` script
-and `python -m bot.cli` call), in this process: the environment the command sees is exactly what
+`run` calls the real command, `bot.cli.main(argv)` (what the installed `referral-bot` script
+calls, through bot.launch), in this process: the environment the command sees is exactly what
 a subprocess would get (this process's, without DATABASE_* and DEFAULT_*, plus `env`), and its
 stdout, stderr and exit status come back as a `subprocess.CompletedProcess`. It skips only the
 ~1 s of imports a new Python process costs. `run_process` starts a real process, for what is
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bot.cli import main
 
-CLI = [sys.executable, "-m", "bot.cli"]
+CLI = [sys.executable, "-m", "bot.launch"]
 TIMEOUT = 120
 
 # os.environ, sys.stdout and sys.stderr are the process's: one command at a time swaps them.

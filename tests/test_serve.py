@@ -19,7 +19,7 @@ from tests.children import lent_cpu
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import SlackRequests
 
-CLI = [sys.executable, "-m", "bot.cli"]
+CLI = [sys.executable, "-m", "bot.launch"]
 
 
 @pytest.fixture(autouse=True)

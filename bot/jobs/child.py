@@ -124,7 +124,7 @@ class ChildWorker:
         # the working directory first on the import path, and a folder `models` (or `bot`)
         # where serve was typed was imported instead of ours: no child ever started
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-P", "-m", "bot.cli", "worker", "--stop-with-stdin", env=self.env,
+            sys.executable, "-P", "-m", "bot.launch", "worker", "--stop-with-stdin", env=self.env,
             stdin=asyncio.subprocess.PIPE,
         )  # fmt: skip
         _lower_priority(self._process.pid)

@@ -18,7 +18,7 @@ from tests.email.smtp_server import Handler, smtp_server
 
 async def _worker(env: dict[str, str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "worker", env=env,
+        sys.executable, "-m", "bot.launch", "worker", env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
 

@@ -71,7 +71,7 @@ async def test_serve_answers_the_links_it_makes_under_public_urls_path(
                 "SECRET_KEY": KEY, "SLACK_API_URL": slack.api_url, "PORT": str(port),
                 "HOST": "127.0.0.1", "PUBLIC_URL": public})  # fmt: skip
     settings = load_settings(public_url=public, secret_key=KEY, database_url=world.db.url)
-    server = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--no-worker"],
+    server = subprocess.Popen([sys.executable, "-m", "bot.launch", "serve", "--no-worker"],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)  # fmt: skip
     unsubscribe = unsubscribe_link(settings.public_base, KEY, TEAM, ana, "a@example.com")

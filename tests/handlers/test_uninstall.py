@@ -199,7 +199,7 @@ async def test_serves_worker_process_says_it_once_too(
     # the harness's database (its schema on PostgreSQL); its short key a worker refuses
     env = {**settings_env(app.settings, environment(db_env)), **db_env, "SECRET_KEY": "k" * 32}
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-P", "-m", "bot.cli", "worker", "--stop-with-stdin", env=env,
+        sys.executable, "-P", "-m", "bot.launch", "worker", "--stop-with-stdin", env=env,
         stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL, cwd=os.getcwd(),
     )  # fmt: skip
