@@ -1,8 +1,8 @@
 """The `referral-bot` command's entry point: `bot.cli` imported with the garbage collector paused.
 
-Importing bot.cli makes a few hundred thousand objects (SQLAlchemy's, pydantic's, the models').
-Each full collection the import set off walked every object made so far, and the interpreter's
-last one at exit walked them all again: ~1 s of `referral-bot jobs`' ~2.4 s, paid by every
+Importing bot.cli makes about 160,000 objects (SQLAlchemy's, pydantic's, the models'). Each
+full collection the import set off walked every object made so far, and the interpreter's last
+one at exit walked them all again: about 0.7 s of `referral-bot jobs`' 2.4 s, paid by every
 command, by `serve`'s worker processes at each start, and hundreds of times by the tests. So
 the import runs with collection paused, and what it made is then frozen (`gc.freeze`, as for a
 server that forks): those objects live as long as the process anyway, and no collection walks
