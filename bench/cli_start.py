@@ -1,10 +1,10 @@
 """How long a short command takes from the shell: `referral-bot jobs` on a fresh SQLite file.
 
-The installed script (bot.launch: bot.cli imported with the garbage collector paused, then
-frozen) against the same command through `python -m bot.cli` (the import as any module's:
-collected as it goes, and walked again at exit), interleaved, `--runs` times each; the
-medians and their ratio. Each run is a new process, as a shell user's is; the suite starts
-hundreds (serve, workers, commands).
+The installed script (bot.launch: bot.cli imported with the garbage collector paused, all
+frozen once the command is over) against the same command through `python -m bot.cli` (the
+import as any module's: collected as it goes, and walked again at exit), interleaved,
+`--runs` times each; the medians and their ratio. Each run is a new process, as a shell
+user's is; the suite starts hundreds (serve, workers, commands).
 
     .venv/bin/python bench/cli_start.py            # 10 runs each
     .venv/bin/python bench/cli_start.py --json

@@ -1,4 +1,5 @@
-"""The `referral-bot` script's entry (bot.launch): the command as ever, its imports frozen."""
+"""The `referral-bot` script's entry (bot.launch): the command as ever, and nothing left for the
+interpreter's last collection to walk."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 from pathlib import Path
 
 
-def test_the_script_runs_the_command_with_what_its_import_made_frozen() -> None:
+def test_the_script_runs_the_command_and_freezes_everything_once_it_is_over() -> None:
     probe = ("import gc, sys\n"
              "sys.argv = ['referral-bot', '--version']\n"
              "from bot.launch import main\n"
