@@ -145,7 +145,9 @@ async def test_an_import_whose_last_attempt_could_not_be_marked_done_ends_done_o
     batch_id = json.loads(job.payload or "{}")["batch_id"]
     review = await reviewed(db, slack, batch_id)
     handlers = {IMPORT_JOB: import_handler(100, notifier(slack, db, "U1"))}
-    config = WorkerConfig(lease_seconds=1, poll_seconds=0.05, retry_base_seconds=0)
+    # a lease of 3 s: with 1 s, a loaded machine's first worker outlived the lease it left
+    # the job to and took it again itself ("failed", 2 attempts)
+    config = WorkerConfig(lease_seconds=3, poll_seconds=0.05, retry_base_seconds=0)
     await _execute(db, _REFUSE_DONE[db.dialect])
     try:
         await asyncio.wait_for(Worker(db, handlers, config).run_until_idle(), 60)
@@ -153,7 +155,7 @@ async def test_an_import_whose_last_attempt_could_not_be_marked_done_ends_done_o
         await _execute(db, _ALLOW_DONE[db.dialect])
     left = await _job(db, job.id or 0)
     assert (left.state, left.attempts) == ("running", 1)
-    await asyncio.sleep(1.2)  # its lease lapses
+    await asyncio.sleep(3.2)  # its lease lapses
     await asyncio.wait_for(Worker(db, handlers, config).run_until_idle(), 60)
     done = await _job(db, job.id or 0)
     assert (done.state, done.attempts, done.last_error) == ("done", 2, None), done
