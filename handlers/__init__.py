@@ -30,7 +30,7 @@ from handlers import (
     uploads,
 )
 from handlers.context import Deps
-from handlers.later import tell, who_and_what
+from handlers.later import DeliverAgain, context_of, tell, who_and_what
 from handlers.routes import Routes
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,10 @@ def register_listeners(app: AsyncApp, deps: Deps) -> None:
                 return BoltResponse(status=503, body="")
             log.warning("unverified request refused (%s): %r", who_and_what(body), error)
             return BoltResponse(status=401, body="")
+        if isinstance(error, DeliverAgain):
+            log.warning("event not handled, Slack to deliver it again (%s): %s",
+                        context_of(who_and_what(body)), error)  # fmt: skip
+            return BoltResponse(status=503, body="")
         await tell(client, body, error)
         return BoltResponse(status=200, body="")  # the user has been told; Slack needn't
 

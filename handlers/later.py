@@ -58,6 +58,12 @@ MISSING_SCOPE = ("The app is missing a Slack permission this needs{scope}, so no
 _LATE_TRIGGER = frozenset({"expired_trigger_id", "exchanged_trigger_id", "invalid_trigger_id"})
 
 
+class DeliverAgain(Exception):
+    """An event whose work must not be lost failed before its ack: answered 503, not the 200
+    a failure that has been told to someone gets, so Slack delivers the event again (over
+    HTTP a retry within a minute or so; over Socket Mode, an envelope not acknowledged)."""
+
+
 def who_and_what(body: dict[str, Any]) -> dict[str, str]:
     """Team, user, channel and action of any payload, for logs and for replying."""
     actions = body.get("actions") or [{}]

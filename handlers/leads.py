@@ -50,6 +50,7 @@ from handlers.context import (
 )
 from handlers.home_publish import is_home_viewer, publish_for, refresh_for
 from handlers.ids import Action, BlockId
+from handlers.later import DeliverAgain
 from handlers.leads_messages import leads_message
 from handlers.messages import esc
 from handlers.respond import explained as refusals_answered
@@ -269,29 +270,43 @@ async def user_changed(ack: Any, event: dict[str, Any], body: dict[str, Any],
     Slack again (`role_in`), so one deactivated, made a guest or moved out stayed a lead for
     good, approving imports and exporting the customers. Big workspaces send this for every
     profile and status edit: anyone who may still be a lead is let go here, with no write and
-    no call; the rest is `_drop`'s, after the ack."""
-    await ack()
+    no call.
+
+    A demoted lead is taken off the list before the ack: done after it, a database that
+    failed at that moment lost Slack's word for good (the event answered, never sent again),
+    and the lead kept approving. A failure now answers 503 (`DeliverAgain`) and Slack sends
+    the event again; the open Homes are republished after the ack."""
     user = event.get("user")
     user = user if isinstance(user, dict) else {}
     team_id = event_team(body, context)
     user_id = str(user.get("id") or "")
     why = demoted(user, team_id) if team_id and is_user_id(user_id) else ""
-    if why:
-        d = deps(context)
-        d.later.run(_drop(d, client, team_id, user_id, why), client, body)
+    if not why:
+        await ack()
+        return
+    d = deps(context)
+    try:
+        dropped = await drop_demoted(d.db, team_id, user_id, why)
+    except Exception as exc:
+        raise DeliverAgain(f"{user_id} of {team_id} {why}, not yet taken off the team "
+                           f"leads: {exc!r}") from exc  # fmt: skip
+    if dropped:
+        log.info("%s of %s taken off the team leads, %s (Slack's user_change)", user_id,
+                 team_id, why)  # fmt: skip
+    await ack()
+    d.later.run(_republish(d, client, team_id, user_id, why, dropped), client, body)
 
 
-async def _drop(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, why: str) -> None:
-    """Off the list if listed (a retry of the same event finds them gone: nothing twice),
-    said in the log, and the open Homes republished (they offered the lead's buttons).
+async def _republish(d: Deps, client: AsyncWebClient, team_id: str, user_id: str, why: str,
+                     dropped: bool) -> None:  # fmt: skip
+    """The open Homes published again once a lead is off the list (they offered the lead's
+    buttons); a retry of the same event finds them gone already: nothing twice.
 
     Someone listed nowhere whose Home is open (a member made a guest, moved out) has it
     published again, Slack asked afresh: it kept listing the workspace's segments, campaigns
     and imports until some change republished it, and then from users.info's answer kept a
     minute. A deactivated account can't open it: nothing is asked."""
-    if await drop_demoted(d.db, team_id, user_id, why):
-        log.info("%s of %s taken off the team leads, %s (Slack's user_change)", user_id,
-                 team_id, why)  # fmt: skip
+    if dropped:
         await refresh_for(d, client, team_id)
     elif why != DEACTIVATED and await is_home_viewer(d.db, team_id, user_id):
         log.info("%s of %s %s: their open Home published again (Slack's user_change)",

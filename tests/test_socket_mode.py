@@ -459,3 +459,41 @@ async def test_the_stop_keeps_to_its_grace_from_the_start_naming_a_request_left(
     assert left == ["closing Socket Mode's connection with 1 request(s) still being handled "
                     "after 3.0 s (Slack gets no answer to them): interactive from team=T0001 "
                     f"user={REP}"], left  # fmt: skip
+
+
+async def test_a_demotion_not_recorded_is_left_unacknowledged_and_its_redelivery_recorded(
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Over Socket Mode a failure's 503 is an envelope left unacknowledged, which Slack sends
+    again: a hand-listed lead made a guest while the database failed leaves the list on the
+    redelivery (it was acked, and lost, when the change was made after the ack)."""
+    from bot.leads import add_leads, leads
+    from bot.workspaces import ensure_workspace
+    from tests.handlers.test_demoted_leads import (
+        _ALLOW_DELETE,
+        _REFUSE_DELETE,
+        _execute,
+        _user_change,
+    )
+
+    hand = "U0HAND"
+    await ensure_workspace(db, "T0001")
+    await add_leads(db, "T0001", [hand], by=LEAD)
+    change = _user_change(hand, is_restricted=True)
+    caplog.set_level(logging.WARNING)
+    async with _serving(db, monkeypatch, all_acked=False) as bot:
+        bot.slack.users[hand] = {"is_restricted": True}
+        await _execute(db, _REFUSE_DELETE[db.dialect])
+        try:
+            sent = len(bot.socket.sent)
+            first = asyncio.create_task(bot.requests.event(change, event_id="Ev0REFUSED"))
+            await until(lambda: "deliver it again" in caplog.text, what="the failure's log line")
+            first.cancel()
+            envelope = next(e for e in bot.socket.sent[sent:] if "envelope_id" in e)
+            assert bot.socket.unacknowledged == [envelope["envelope_id"]]
+        finally:
+            await _execute(db, _ALLOW_DELETE[db.dialect])
+        assert await bot.requests.event(change, event_id="Ev0REFUSED", retry_num=1) == Reply(
+            200, "")
+        await bot.shut_down()
+    assert hand not in [lead.user_id for lead in await leads(db, "T0001")]

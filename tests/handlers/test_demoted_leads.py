@@ -121,6 +121,61 @@ async def test_a_hand_listed_lead_demoted_in_slack_is_no_longer_a_lead(
               and "team leads" in r.getMessage()]  # fmt: skip
     assert len(logged) == 1 and TEAM in logged[0] and why in logged[0], logged
 
+# the database refusing to take anyone off the team leads, as a failing one would
+_REFUSE_DELETE = {
+    "sqlite": ["CREATE TRIGGER refuse_lead_delete BEFORE DELETE ON team_lead "
+               "BEGIN SELECT RAISE(ABORT, 'refused'); END"],
+    "postgresql": ["CREATE FUNCTION refuse_lead_delete() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$ BEGIN RAISE EXCEPTION 'refused'; END $$",
+                   "CREATE TRIGGER refuse_lead_delete BEFORE DELETE ON team_lead "
+                   "FOR EACH ROW EXECUTE FUNCTION refuse_lead_delete()"],
+}  # fmt: skip
+_ALLOW_DELETE = {"sqlite": ["DROP TRIGGER refuse_lead_delete"],
+                 "postgresql": ["DROP TRIGGER refuse_lead_delete ON team_lead",
+                                "DROP FUNCTION refuse_lead_delete"]}  # fmt: skip
+
+
+async def _execute(db: Database, statements: list[str]) -> None:
+    async with db.begin() as conn:
+        for statement in statements:
+            await conn.execute(sa_text(statement))
+
+
+async def test_a_demotion_the_database_failed_to_record_is_delivered_again_and_recorded(
+    app: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Taken off the list after the ack, a lead made a guest while the database failed
+    stayed a lead for good: Slack had its 200 and never sent the event again. Now the event
+    is answered 503 and Slack's retry takes them off, once, telling nobody of the failure."""
+    await _vip(app)
+    await _hand_listed(app)
+    app.slack.users[HAND] = {"is_restricted": True}
+    change = _user_change(HAND, is_restricted=True)
+    calls = len(app.slack.calls)
+    await _execute(app.db, _REFUSE_DELETE[app.db.dialect])
+    try:
+        first = await app.requests.event(change, event_id="Ev0REFUSED")
+        await app.done()
+    finally:
+        await _execute(app.db, _ALLOW_DELETE[app.db.dialect])
+    assert HAND in await _leads_in_db(app.db)  # nothing half done
+    assert any(HAND in r.getMessage() and TEAM in r.getMessage() and "again" in r.getMessage()
+               for r in caplog.records if r.levelno >= logging.WARNING), caplog.text  # fmt: skip
+    # as Slack does: an event not answered 2xx comes again, with its retry number
+    retries = 0
+    while first.status != 200 and retries < 3:
+        retries += 1
+        first = await app.requests.event(change, event_id="Ev0REFUSED", retry_num=retries)
+        await app.done()
+    assert HAND not in await _leads_in_db(app.db)
+    assert (first.status, retries) == (200, 1)
+    assert await _lead_changes(app.db) == [(LEAD, "lead.added", f"<@{HAND}>"),
+                                           ("Slack", "lead.removed", f"<@{HAND}>")]  # fmt: skip
+    # nobody was sent "something went wrong" of it: no message, ephemeral or direct
+    said = [c for c in app.slack.calls[calls:] if c.method.startswith("chat.")]
+    assert said == [], said
+
+
 @pytest.mark.parametrize(("user_id", "flags"), [
     pytest.param(HAND, {}, id="a-lead-editing-their-profile"),
     pytest.param(HAND, {"is_admin": True}, id="a-lead-made-an-admin"),
