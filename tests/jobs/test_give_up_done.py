@@ -223,7 +223,7 @@ async def test_an_import_that_failed_and_was_undone_since_is_not_ended_done(
                                     create_segment=True, max_attempts=1)  # fmt: skip
     batch_id = json.loads(job.payload or "{}")["batch_id"]
     handlers = {IMPORT_JOB: import_handler(100)}
-    config = WorkerConfig(lease_seconds=1, poll_seconds=0.05, retry_base_seconds=0)
+    config = WorkerConfig(lease_seconds=3, poll_seconds=0.05, retry_base_seconds=0)
     await asyncio.wait_for(Worker(db, handlers, config).run_until_idle(), 60)
     # as its last attempt left it: the apply stopped part way and failed the import (what it
     # had applied stays), then its worker died before recording the job failed
