@@ -150,7 +150,9 @@ async def _leads(db: Database, team: str, settings: Settings, args: argparse.Nam
     user_id = _user(args.user_id)
     if action == "add":
         changed = await add_lead(db, team, user_id, by=CLI, seed=seed)
-        message = f"{user_id} is now a team lead." if changed else (
+        message = (f"{user_id} is now a team lead. Slack is asked whether they are a member "
+                   "of this workspace the first time they act: a guest, or someone of another "
+                   "organisation, leaves the list then.") if changed else (
             f"{user_id} was a team lead already.")  # fmt: skip
     else:
         changed = await remove_lead(db, team, user_id, by=CLI, seed=seed)

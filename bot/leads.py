@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import delete, func, text, update
+from sqlalchemy import case, delete, func, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
-from bot.audit import SLACK, Act, record_in
+from bot.audit import CLI, SLACK, Act, record_in
 from bot.ids import USER_ID
 from bot.workspaces import ensure_workspace
 from models import Database, TeamLead, Workspace
@@ -54,28 +54,40 @@ SEEDED_CHECKED = "seed:member"  # ... once Slack said they are members of that w
 # The release before's mark of a checked lead: checked by team alone, a guest passed (and was
 # then a lead without asking Slack again, exporting the customers). Asked about again, once.
 CHECKED_BY_TEAM = "seed:checked"
-_UNCHECKED = (SEEDED, CHECKED_BY_TEAM)
+# A lead the shell added (`referral-bot leads add`, by id, with no Slack at hand) is asked
+# about once too, when they first act: a guest's id, pasted there, made a lead for good
+# (approving imports, exporting the customers) where `/referral leads` refuses guests.
+CLI_CHECKED = "cli:member"  # ... once Slack said they are members of the workspace
+_UNCHECKED = (SEEDED, CHECKED_BY_TEAM, CLI)
+NOT_A_MEMBER = "not a member of this workspace in Slack"  # the audit's why of a shell's lead
 
 
 def is_seeded(added_by: str) -> bool:
-    return added_by in (*_UNCHECKED, SEEDED_CHECKED)
+    return added_by in (SEEDED, CHECKED_BY_TEAM, SEEDED_CHECKED)
 
 
 def unchecked(added_by: str | None) -> bool:
-    """Is this a lead TEAM_LEADS listed whom Slack must still be asked about (`check_seeded`)?"""
+    """Is this a lead TEAM_LEADS or the shell listed whom Slack must still be asked about
+    (`check_listed`)?"""
     return added_by in _UNCHECKED
 
 
-async def check_seeded(db: Database, team_id: str, user_id: str, *, member: bool) -> None:
-    """Slack said whether a lead TEAM_LEADS listed is a member of this workspace (of it, not
-    a guest): they stay (checked once), or leave its list, which seeds every workspace alike."""
+async def check_listed(db: Database, team_id: str, user_id: str, *, member: bool) -> None:
+    """Slack said whether a lead TEAM_LEADS or the shell listed is a member of this workspace
+    (of it, not a guest): they stay (checked once), or leave its list. TEAM_LEADS seeds every
+    workspace alike, so its non-members leave silently; the shell's addition was audited, and
+    so is its end (actor Slack)."""
     async with db.begin() as conn:
         where = (col(TeamLead.team_id) == team_id, col(TeamLead.user_id) == user_id,
                  col(TeamLead.added_by).in_(_UNCHECKED))  # fmt: skip
         if member:
-            await conn.execute(update(TeamLead).where(*where).values(added_by=SEEDED_CHECKED))
-        else:
-            await conn.execute(delete(TeamLead).where(*where))
+            checked = case((col(TeamLead.added_by) == CLI, CLI_CHECKED), else_=SEEDED_CHECKED)
+            await conn.execute(update(TeamLead).where(*where).values(added_by=checked))
+            return
+        gone = await conn.execute(delete(TeamLead).where(*where).returning(TeamLead.added_by))
+        if CLI in gone.scalars().all():
+            await record_in(conn, team_id, SLACK, Act.LEAD_REMOVED, mention(user_id),
+                            NOT_A_MEMBER)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +159,10 @@ async def leads(db: Database, team_id: str, seed: Sequence[str] = ()) -> list[Le
             .where(col(TeamLead.team_id) == team_id)
             .order_by(col(TeamLead.added_at), col(TeamLead.user_id))
         )  # fmt: skip
-        # checked or not, shown as listed by TEAM_LEADS (listed_by tells them apart)
-        return [Lead(str(u), SEEDED if is_seeded(str(by)) else str(by), at)
-                for u, by, at in rows]  # fmt: skip
+        # checked or not, shown as listed by TEAM_LEADS or the shell (listed_by tells them
+        # apart)
+        return [Lead(str(u), SEEDED if is_seeded(str(by)) else CLI if by == CLI_CHECKED
+                     else str(by), at) for u, by, at in rows]  # fmt: skip
 
 
 async def lead_ids(db: Database, team_id: str, seed: Sequence[str] = ()) -> list[str]:

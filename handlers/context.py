@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import digits
 from bot.imports import review
-from bot.leads import Role, check_seeded, lead_ids, listed_by, unchecked
+from bot.leads import Role, check_listed, lead_ids, listed_by, unchecked
 from bot.settings import Settings
 from handlers.campaign_messages import notice_modal
 from handlers.notify import SlackNotifier
@@ -152,14 +152,14 @@ async def role_in(db: Database, team_leads: Sequence[str], client: AsyncWebClien
                   team_id: str, user_id: str) -> Role:  # fmt: skip
     """Lead (as `is_lead` decides), member, or outsider (of another organisation, or a guest):
     one `users.info` at most (none for a lead listed by hand, whom `/referral leads` checked,
-    refusing guests)."""
+    refusing guests; one, once, for a lead TEAM_LEADS or the shell listed, `check_listed`)."""
     by = await listed_by(db, team_id, user_id, team_leads)
     if by is not None and not unchecked(by):
         return Role.LEAD
     info = await client.users_info(user=user_id)
     user = info.get("user") or {}
     if unchecked(by):
-        await check_seeded(db, team_id, user_id, member=is_member(user, team_id))
+        await check_listed(db, team_id, user_id, member=is_member(user, team_id))
     return role_from(user, team_id, listed=unchecked(by))
 
 

@@ -320,3 +320,40 @@ async def test_a_member_made_a_guest_has_their_open_home_republished_without_the
     assert (await app.requests.event(_user_change(REP, **flags))).status == 200
     await app.settle()
     assert len(app.slack.calls) == calls
+
+
+async def test_a_guest_the_shell_made_a_lead_is_asked_about_and_leaves_when_they_first_act(
+    app: Harness,
+) -> None:
+    """`referral-bot leads add` takes an id with no Slack at hand: a guest's id pasted there
+    was a lead for good, exporting the customers, where `/referral leads` refuses guests. Now
+    Slack is asked once, at their first act: the guest leaves the list (audited as Slack's),
+    a member stays a lead listed as the shell's without being asked again."""
+    from bot.audit import CLI
+    from bot.leads import NOT_A_MEMBER, add_lead, leads
+
+    await _vip(app)
+    guest, member = "U0SHGUEST", "U0SHMEMBER"
+    for user_id in (guest, member):  # as `referral-bot leads add USER_ID` adds them
+        assert await add_lead(app.db, TEAM, user_id, by=CLI)
+    app.slack.users[guest] = {"is_restricted": True}
+    app.slack.users[member] = {}
+    listing = await app.listing("segments", user=REP)
+    value = _button(listing, Action.SEGMENT_EXPORT, "Secret VIP")["value"]
+    answers = await app.click_in(listing, Action.SEGMENT_EXPORT, value, user=guest)
+    await app.done()
+    assert app.slack.uploads == []
+    assert answers[-1]["text"].startswith("Only members of this workspace can export"), answers
+    assert guest not in await _leads_in_db(app.db)
+    assert (await _lead_changes(app.db))[-1] == ("Slack", "lead.removed", f"<@{guest}>")
+    said = sentence((await recent(app.db, TEAM, limit=1))[0])
+    assert NOT_A_MEMBER in said, said
+
+    asked = len(app.slack.calls_to("users.info"))
+    for _ in range(2):  # asked about at the first export only
+        await app.click_in(listing, Action.SEGMENT_EXPORT, value, user=member)
+        await app.done()
+    assert len(app.slack.uploads) == 2
+    assert len(app.slack.calls_to("users.info")) == asked + 1
+    assert [(lead.user_id, lead.added_by) for lead in await leads(app.db, TEAM)
+            if lead.user_id == member] == [(member, CLI)]  # fmt: skip
