@@ -121,6 +121,7 @@ async def test_a_hand_listed_lead_demoted_in_slack_is_no_longer_a_lead(
               and "team leads" in r.getMessage()]  # fmt: skip
     assert len(logged) == 1 and TEAM in logged[0] and why in logged[0], logged
 
+
 # the database refusing to take anyone off the team leads, as a failing one would
 _REFUSE_DELETE = {
     "sqlite": ["CREATE TRIGGER refuse_lead_delete BEFORE DELETE ON team_lead "
