@@ -61,7 +61,8 @@ _LATE_TRIGGER = frozenset({"expired_trigger_id", "exchanged_trigger_id", "invali
 class DeliverAgain(Exception):
     """An event whose work must not be lost failed before its ack: answered 503, not the 200
     a failure that has been told to someone gets, so Slack delivers the event again (over
-    HTTP a retry within a minute or so; over Socket Mode, an envelope not acknowledged)."""
+    HTTP its three retries, after 3 s, 1 min and 5 min; over Socket Mode, an
+    envelope left unacknowledged). A failure past the last retry is lost, logged each time."""
 
 
 def who_and_what(body: dict[str, Any]) -> dict[str, str]:
