@@ -21,6 +21,7 @@ from handlers import (
     leads,
     mailchimp,
     mapping,
+    private_csvs,
     review,
     segments,
     sources,
@@ -36,7 +37,8 @@ from handlers.routes import Routes
 log = logging.getLogger(__name__)
 # The listener modules, one a surface: each registers its ids into Routes
 SURFACES = (commands, import_modal, review, contacts, uploads, targeting, campaigns, mailchimp,
-            home, contact_search, segments, undo, leads, audit_log, mapping, sources, uninstall)
+            home, contact_search, segments, undo, leads, audit_log, mapping, sources, uninstall,
+            private_csvs)
 
 
 def register_listeners(app: AsyncApp, deps: Deps) -> None:

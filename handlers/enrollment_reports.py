@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.campaigns.reports import (
-    claim_report,
-    enrollment_summary,
-    failed_invites,
-    forget_report,
-)
-from bot.imports.batches import neutralise
+from bot.campaigns.reports import claim_report, enrollment_summary, forget_report
 from bot.imports.undo import LEASE_SECONDS
 from bot.once import post_once, posting_stale
 from handlers.enrollment_messages import enrollment_report
-from handlers.messages import esc, file_stem, plural
+from handlers.private_csv_messages import undelivered_offer
 from handlers.thread_reply import show_reply
 from models import Database, Enrollment
 
@@ -54,22 +45,15 @@ class EnrollmentReports:
 
     async def _share_failures(self, team_id: str, e: Enrollment, campaign: str,
                               count: int) -> None:  # fmt: skip
-        """The CSV of the invites that failed, once per count of them (a retried report, a
-        worker killed while sharing it: shared once)."""
+        """Offer the CSV of the invites that failed, once per count of them (a retried
+        report, a worker killed while offering it: offered once). The offer, not the CSV:
+        a file in the thread is anyone's in the channel (a guest's, another organisation's);
+        *Send me the CSV* sends it to a member's DM (handlers/private_csvs.py)."""
 
         async def share() -> None:
-            out = io.StringIO()
-            writer = csv.writer(out)
-            writer.writerow(["email", "what happened"])
-            for email, why in await failed_invites(self.db, team_id, e.id or 0):
-                writer.writerow(neutralise([email, why]))
-            await self.client.files_upload_v2(
-                channel=e.channel_id, thread_ts=e.thread_ts, content=out.getvalue(),
-                filename=f"{file_stem(campaign)}-invites-not-delivered.csv",
-                title=f"{campaign}: invites that failed or may not have arrived",
-                initial_comment=f"{plural(count, 'invite')} of *{esc(campaign)}* failed or may "
-                                "not have arrived; this CSV says why.",
-            )  # fmt: skip
+            text, blocks = undelivered_offer(campaign, count, e.id or 0)
+            await self.client.chat_postMessage(channel=e.channel_id, thread_ts=e.thread_ts,
+                                               text=text, blocks=blocks)  # fmt: skip
 
         await post_once(self.db, team_id, f"invite-failures:{e.id}:{count}", share,
                         stale_after=posting_stale(self.lease_seconds))  # fmt: skip

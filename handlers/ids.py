@@ -151,3 +151,6 @@ class Action(StrEnum):
     SOURCES_NEXT = "sources_next"  # value: the offset of the page it shows
     SOURCES_PREVIOUS = "sources_previous"
     SOURCES_REMOVE = "sources_remove"  # value: batch:source, as the message's Remove
+    # a thread's offer of a CSV holding customers' details, sent by DM to a member who asks
+    SEND_SKIPPED_ROWS = "thread_send_skipped_rows"  # value: batch:source
+    SEND_UNDELIVERED = "thread_send_undelivered_invites"  # value: enrollment id

@@ -419,13 +419,18 @@ def source_offset(view: BatchView, source_id: int) -> int:
     return next((i for i, s in enumerate(view.sources) if s.id == source_id), 0)
 
 
-def rejects_comment(label: str, counts: Totals) -> str:
-    """Said over a file's skipped-rows CSV; a count of none left out ("0 rejected and 1
+def skipped_words(counts: Totals) -> str:
+    """"2 rejected rows and 1 duplicate row": a count of none left out ("0 rejected and 1
     duplicate rows" was said)."""
     skipped = [plural(count, word) for count, word in ((counts.rejected, "rejected row"),
                                                        (counts.duplicates, "duplicate row"))
                if count] or [plural(0, "row")]  # fmt: skip
-    return f"{' and '.join(skipped)} in *{esc(label)}* won't be imported; this CSV says why."
+    return " and ".join(skipped)
+
+
+def rejects_comment(label: str, counts: Totals) -> str:
+    """Said over a file's skipped-rows CSV, in the direct message that brings it."""
+    return f"{skipped_words(counts)} in *{esc(label)}* won't be imported; this CSV says why."
 
 
 def _preview_line(p: CampaignPreview) -> str:

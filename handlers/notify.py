@@ -9,7 +9,6 @@ the channel, the app was uninstalled) is logged and dropped.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -24,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.campaigns.preview import preview_batch
 from bot.campaigns.service import campaigns_by_name, enrollments_in_thread
-from bot.imports.batches import get_source, write_rejects
+from bot.imports.batches import get_source
 from bot.imports.review import BatchView, batch_of, claim_progress, forget_progress, load
 from bot.imports.source_names import told_apart
 from bot.imports.undo import LEASE_SECONDS, kept_unsubscribed, undo_key, undoable
@@ -51,15 +50,14 @@ from handlers.mapping_messages import none_skipped_now
 from handlers.messages import (
     CHANNEL_REFUSALS,
     esc,
-    file_stem,
     progress_text,
-    rejects_comment,
     result_text,
     review_message,
     source_offset,
     sources_modal,
 )
 from handlers.modals import update_modal
+from handlers.private_csv_messages import skipped_rows_offer
 from handlers.slack_errors import say_token_refused, slack_error, token_refused
 from handlers.slack_retries import api_method, with_rate_limits
 from handlers.thread_reply import message_gone, show_reply
@@ -139,7 +137,7 @@ def for_progress(client: AsyncWebClient) -> AsyncWebClient:
 
 
 class SlackNotifier:
-    """Implements bot.notify.ImportNotifier with chat.update / postMessage / files_upload_v2."""
+    """Implements bot.notify.ImportNotifier with chat.update and chat.postMessage."""
 
     def __init__(self, client: AsyncWebClient, db: Database, *, team_leads: Sequence[str],
                  undo_days: int = 7, lease_seconds: float = LEASE_SECONDS,
@@ -341,8 +339,8 @@ class SlackNotifier:
         return any(s.id == source_id and s.status == SourceStatus.PENDING for s in view.sources)
 
     async def _share_rejects(self, team_id: str, batch_id: int, source_id: int) -> None:
-        """Share the skipped rows of the file's reading in the thread, once per reading (a
-        retried report, a reading job run again: shared already). A file read again whose
+        """Offer the skipped rows of the file's reading in the thread, once per reading (a
+        retried report, a reading job run again: offered already). A file read again whose
         rows are all fine now says its earlier CSV no longer applies."""
         view = await load(self.db, team_id, batch_id)
         batch = view.batch
@@ -360,17 +358,13 @@ class SlackNotifier:
             return (await get_source(self.db, team_id, source_id)).status == SourceStatus.PARSED
 
         async def share() -> None:
-            out = io.StringIO()
-            await write_rejects(self.db, team_id, batch_id, out, source_id=source_id)
-            label = told_apart(source, view.sources)
-            await self.client.files_upload_v2(
-                # utf-8-sig: Excel then reads the names right; the importer skips the BOM
-                channel=batch.channel_id, thread_ts=batch.message_ts,
-                content=out.getvalue().encode("utf-8-sig"),
-                filename=f"{file_stem(label)}-skipped-rows.csv",
-                title=f"{label}: rows that won't be imported, and why",
-                initial_comment=rejects_comment(label, counts),
-            )
+            # the offer, not the CSV: a file in the thread is anyone's in the channel (a
+            # guest's, another organisation's); *Send me the CSV* sends it to a member's DM
+            text, blocks = skipped_rows_offer(told_apart(source, view.sources), counts,
+                                              batch_id, source_id)  # fmt: skip
+            await self.client.chat_postMessage(channel=batch.channel_id,
+                                               thread_ts=batch.message_ts, text=text,
+                                               blocks=blocks)  # fmt: skip
 
         await self._post_once(team_id, rejects_key(source_id), share, due=still_read)
 

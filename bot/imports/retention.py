@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -52,7 +52,7 @@ from bot.jobs.queue import database_now_in, schedule_purge_in
 from bot.jobs.retention import forget_finished_jobs
 from bot.jobs.worker import Handler, JobContext
 from bot.notify import BATCH_CHANGED, enqueue_report_in
-from models import Database
+from models import Database, ImportBatch
 from models.clock import utcnow
 from models.staging import SCHEMA
 
@@ -61,7 +61,16 @@ from models.staging import SCHEMA
 SHRINK_FREE_PAGES = 2_048
 
 log = logging.getLogger(__name__)
-_ENDED = "('done', 'failed', 'rejected', 'cancelled', 'undone')"  # never 'undoing': not yet
+ENDED = ("done", "failed", "rejected", "cancelled", "undone")  # never 'undoing': not yet
+_ENDED = "(" + ", ".join(f"'{status}'" for status in ENDED) + ")"
+
+
+def rows_purged(batch: ImportBatch, retention_days: float, now: datetime) -> bool:
+    """Whether the purge may have deleted the batch's staged rows by `now`: a CSV of its
+    skipped rows asked for then is empty because they are gone, not because none is
+    skipped."""
+    ended = batch.finished_at if batch.status in ENDED else None
+    return ended is not None and ended < now - timedelta(days=retention_days)
 
 _PURGE = text(f"""
     DELETE FROM staged_row WHERE team_id = :t AND batch_id IN (

@@ -19,9 +19,10 @@ from bot.jobs.worker import Worker
 from bot.settings import Settings, load_settings
 from handlers import import_modal
 from handlers import mailchimp as mailchimp_handlers
+from handlers.ids import Action
 from handlers.later import Later
 from models import Database
-from tests.fakes.slack_api import FakeSlack, serve
+from tests.fakes.slack_api import FakeSlack, Upload, find_element, serve
 from tests.fakes.slack_requests import Reply, SlackRequests
 
 SECRET = "test-signing-secret"
@@ -112,6 +113,12 @@ class Harness:
         pairs = await asyncio.gather(*(twice(values, view) for values, view in forms))
         return [reply for pair in pairs for reply in pair]
 
+    async def csvs_sent(self, thread_ts: str, action: str = Action.SEND_SKIPPED_ROWS, *,
+                        user: str = LEAD, channel: str = "C0001") -> list[Upload]:  # fmt: skip
+        """Click *Send me the CSV* on each offer in the thread, oldest first, as `user`: the
+        CSVs the clicks brought to their direct messages with the bot, in that order."""
+        return await csvs_sent(self, thread_ts, action, user=user, channel=channel)
+
     async def settle(self) -> None:
         """Let listeners finish their work after the ack, then run every job that is due; again
         while either still finds work (a job's report starts listener work and vice versa)."""
@@ -121,6 +128,34 @@ class Harness:
             await asyncio.sleep(0.01)  # what the app's threads and Slack's fake still finish
             if not self.later.busy and not await self.worker.run_until_idle():
                 return
+
+
+def csv_offers(slack: FakeSlack, thread_ts: str, action: str = Action.SEND_SKIPPED_ROWS,
+               channel: str = "C0001") -> list[dict[str, Any]]:  # fmt: skip
+    """The thread's offers of a CSV (skipped rows by default), oldest first."""
+    replies = sorted(slack.messages_in(channel, thread_ts), key=lambda m: float(m["ts"]))
+    return [m for m in replies if find_element(m.get("blocks") or [], action)]
+
+
+async def csvs_sent(app: Harness, thread_ts: str, action: str = Action.SEND_SKIPPED_ROWS, *,
+                    user: str = LEAD, channel: str = "C0001") -> list[Upload]:  # fmt: skip
+    """See Harness.csvs_sent; every click's file is asserted to land in `user`'s DM."""
+    sent: list[Upload] = []
+    for offer in csv_offers(app.slack, thread_ts, action, channel):
+        found = find_element(offer["blocks"], action)
+        assert found is not None
+        before = len(app.slack.uploads)
+        url = app.slack.new_response_url(channel, offer["ts"], user_id=user)
+        reply = await app.requests.block_action(action, found[1]["value"], user_id=user,
+                                                channel_id=channel, message_ts=offer["ts"],
+                                                response_url=url)  # fmt: skip
+        assert reply.status == 200
+        await app.done()
+        brought = [u for u in app.slack.uploads[before:] if u.completed]
+        dm = app.slack.dm_channels.get(user)
+        assert all(u.thread_ts is None and u.channel_id == dm for u in brought), brought
+        sent += brought
+    return sent
 
 
 @asynccontextmanager

@@ -185,6 +185,6 @@ async def test_add_more_opens_the_form_before_recording_an_unrecorded_review(
         assert await recorded(app) == ("draft", "C0001", review["ts"])
         shown = json.dumps(app.slack.message("C0001", review["ts"])["blocks"])
         assert "2 valid" in shown and "still being read" not in shown, shown
-        skipped = [u for u in app.slack.uploads if u.thread_ts == review["ts"]]
+        skipped = await app.csvs_sent(review["ts"])
         assert len(skipped) == 1 and "not-an-email" in skipped[0].text
         assert len(_reviews(app)) == 1 and app.slack.block_errors == []

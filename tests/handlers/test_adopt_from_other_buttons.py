@@ -75,7 +75,7 @@ async def test_review_contacts_on_an_unrecorded_review_records_it(
         assert await recorded(app) == ("draft", "C0001", review["ts"])
         shown = json.dumps(app.slack.message("C0001", review["ts"])["blocks"])
         assert "2 valid" in shown and "still being read" not in shown, shown
-        skipped = [u for u in app.slack.uploads if u.thread_ts == review["ts"]]
+        skipped = await app.csvs_sent(review["ts"])
         assert len(skipped) == 1 and "not-an-email" in skipped[0].text
 
         # a Remove in the list is a change the review shows, now that it is known
@@ -155,8 +155,8 @@ async def test_map_columns_on_an_unrecorded_review_records_it(
                            ensure_ascii=False)  # fmt: skip
         assert "3 valid · 0 duplicates · 1 rejected" in shown, shown
         assert "No email column found" not in shown
-        skipped = [u for u in app.slack.uploads if u.thread_ts == review["ts"]]
-        assert len(skipped) == 1 and "not-an-email" in skipped[0].text
         assert len(_reviews(app)) == 1 and app.slack.block_errors == []
         assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 1
         assert [e for e in app.slack.ephemerals if e.get("user") in (REP, LEAD)] == []
+        skipped = await app.csvs_sent(review["ts"])
+        assert len(skipped) == 1 and "not-an-email" in skipped[0].text

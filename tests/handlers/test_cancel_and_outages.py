@@ -28,10 +28,11 @@ from bot.notify import (
 )
 from bot.workspaces import ensure_workspace, import_target
 from handlers.ids import Action, BlockId
+from handlers.private_csv_messages import UPLOAD_FAILED
 from models import BatchStatus, CampaignState
 from models.clock import utcnow
 from tests.fakes.slack_api import find_element
-from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.conftest import LEAD, REP, Harness, csv_offers
 from tests.handlers.test_import_flow import _contacts_modal, _count, _form, _open_modal, _review
 from tests.handlers.test_targeting import _hold_is_over, _report, _targeted
 
@@ -370,15 +371,16 @@ async def test_review_import_on_an_upload_can_be_retried_and_the_skipped_rows_fo
     await app.settle()
     review = await _review(app)
     assert "1 valid" in json.dumps(review["blocks"])
-    assert [u.thread_ts for u in app.slack.uploads] == [review["ts"]]
-    assert "not-an-email" in app.slack.uploads[0].text
+    assert len(csv_offers(app.slack, review["ts"])) == 1
     assert await _count(app, "SELECT COUNT(*) FROM import_batch") == 1
 
     await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=REP,
                                     message_ts=offer_msg["ts"], state_values=chosen)  # fmt: skip
     await app.settle()
     assert "already has a review" in app.slack.ephemerals[-1]["text"]
-    assert len(app.slack.uploads) == 1
+    assert len(csv_offers(app.slack, review["ts"])) == 1
+    (shared,) = await app.csvs_sent(review["ts"])
+    assert "not-an-email" in shared.text
 
 
 async def test_a_retried_review_import_posts_the_segment_and_requester_of_the_retry(
@@ -494,17 +496,39 @@ async def test_a_reading_job_run_again_after_the_file_was_read_still_reports(
     assert "2 to import" in rendered and "still being read" not in rendered
 
 
-async def test_a_skipped_rows_file_the_upload_host_refuses_is_shared_later(
-    app: Harness,
-) -> None:
-    """The upload step answering 500 is an outage like any other: the report is retried by
-    its own job, and the file-reading job (whose work is done) isn't failed for it."""
-    app.slack.failing_uploads = 1
-    await _import_then_retry(app, b"email\nok@example.com\nnot-an-email\n")
-    shared = [u for u in app.slack.uploads if u.completed]
-    assert len(shared) == 1 and "not-an-email" in shared[0].text
+async def test_a_skipped_rows_offer_slack_refuses_is_posted_later(app: Harness) -> None:
+    """chat.postMessage failing for the offer is an outage like any other: the report is
+    retried by its own job, and the file-reading job (whose work is done) isn't failed for
+    it."""
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "q3.csv", b"email\nok@example.com\nnot-an-email\n")
+    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.done()  # the review is posted; its reading job hasn't run
+    review = await _review(app)
+    app.slack.outage("chat.postMessage", times=2)  # the client's one retry included
+    await app.settle()  # the report's retry is due at once here (JOB_RETRY_BASE_SECONDS=0)
+    assert len(csv_offers(app.slack, review["ts"])) == 1
+    (shared,) = await app.csvs_sent(review["ts"])
+    assert "not-an-email" in shared.text
     assert await _count(app, "SELECT COUNT(*) FROM job WHERE kind = 'stage_slack_file' "
                              "AND state = 'done' AND attempts = 1") == 1  # fmt: skip
+    assert app.slack._outages["chat.postMessage"][0] == 0  # the offer met the outage
+
+
+async def test_a_skipped_rows_csv_the_upload_host_refuses_comes_with_the_next_click(
+    app: Harness,
+) -> None:
+    """The DM's upload answering 500: the click is told it failed, and the next click
+    brings the CSV (the first click's hold on it let go)."""
+    await _import_then_retry(app, b"email\nok@example.com\nnot-an-email\n")
+    review = await _review(app)
+    app.slack.failing_uploads = 1
+    assert await app.csvs_sent(review["ts"]) == []
+    told = [r["text"] for url in app.slack.responses for r in app.slack.responses[url]]
+    assert told == [UPLOAD_FAILED]
+    (shared,) = await app.csvs_sent(review["ts"])
+    assert "not-an-email" in shared.text
 
 
 async def test_a_busy_file_host_is_tried_again_not_taken_for_a_bad_file(app: Harness) -> None:

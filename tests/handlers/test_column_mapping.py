@@ -13,7 +13,7 @@ from sqlalchemy import text
 from handlers.ids import Action, BlockId, Callback
 from handlers.mapping_messages import FIELD_BLOCKS
 from tests.fakes.slack_requests import state_static_select
-from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.conftest import LEAD, REP, Harness, csv_offers
 from tests.handlers.test_import_flow import _form, _open_modal, _review
 from tests.imports.exports import zip_bytes
 from tests.imports.test_excel import workbook
@@ -291,22 +291,26 @@ async def _remap(app: Harness, review: dict[str, Any], **positions: str) -> dict
     return app.slack.message("C0001", review["ts"])
 
 
-def _thread_csvs(app: Harness, review: dict[str, Any]) -> list[tuple[str, list[str]]]:
-    """The skipped-rows CSVs shared in the review's thread: (comment, rows without header)."""
-    return [(u.initial_comment or "", u.text.splitlines()[1:]) for u in app.slack.uploads
-            if u.thread_ts == review["ts"] and u.completed]  # fmt: skip
+async def _thread_csvs(app: Harness, review: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """The skipped-rows CSVs offered in the review's thread: (what the offer says, rows
+    without header of the CSV its button brings now)."""
+    offers = csv_offers(app.slack, review["ts"])
+    sent = await app.csvs_sent(review["ts"])
+    assert len(sent) == len(offers), (offers, sent)
+    return [(offer["text"].removeprefix(":page_facing_up: "), u.text.splitlines()[1:])
+            for offer, u in zip(offers, sent, strict=True)]  # fmt: skip
 
 
 async def test_the_skipped_rows_csv_in_the_thread_follows_a_remap(app: Harness) -> None:
     review = await _upload(app, "F0301", "shop.csv", WRONG_GUESS)
     (line,) = _source_lines(review)
     assert "0 valid · 0 duplicates · 4 rejected" in line, line
-    ((comment, rows),) = _thread_csvs(app, review)
+    ((comment, rows),) = await _thread_csvs(app, review)
     assert comment.startswith("4 rejected") and len(rows) == 4
 
-    # the right email column: 3 valid, 1 rejected; the thread gets the CSV of that reading,
-    # though the file host refuses its first upload (the report is retried)
-    app.slack.failing_uploads = 1
+    # the right email column: 3 valid, 1 rejected; the thread gets the offer of that
+    # reading's CSV, though Slack drops its first post (the report is retried)
+    app.slack.outage("chat.postMessage", times=2)  # the client's one retry included
     review = await _remap(app, review, email="1", first_name="2")
     async with app.db.begin() as conn:
         await conn.execute(text("UPDATE job SET run_after = CURRENT_TIMESTAMP "
@@ -314,7 +318,7 @@ async def test_the_skipped_rows_csv_in_the_thread_follows_a_remap(app: Harness) 
     await app.settle()
     (line,) = _source_lines(review)
     assert "3 valid · 0 duplicates · 1 rejected" in line, line
-    (_, (comment, rows)) = _thread_csvs(app, review)  # was the first reading's alone
+    (_, (comment, rows)) = await _thread_csvs(app, review)  # was the first reading's alone
     assert comment.startswith("1 rejected row in *shop.csv*"), comment
     assert len(rows) == 1 and "not-an-email" in rows[0], rows
 
@@ -323,28 +327,31 @@ async def test_the_skipped_rows_csv_in_the_thread_follows_a_remap(app: Harness) 
         await conn.execute(text("UPDATE job SET state = 'queued', run_after = CURRENT_TIMESTAMP "
                                 "WHERE dedupe_key LIKE 'remap:%'"))  # fmt: skip
     await app.settle()
-    assert len(_thread_csvs(app, review)) == 2
+    assert len(await _thread_csvs(app, review)) == 2
 
     # the same choice again: a new reading, whose CSV is shared in turn
     review = await _remap(app, review, email="1", first_name="2")
-    assert len(_thread_csvs(app, review)) == 3
+    assert len(await _thread_csvs(app, review)) == 3
 
 
 async def test_a_remap_that_skips_no_row_says_the_csv_no_longer_applies(app: Harness) -> None:
     data = WRONG_GUESS.replace(b"not-an-email", b"dee@example.com")
     review = await _upload(app, "F0302", "shop.csv", data)
-    assert len(_thread_csvs(app, review)) == 1  # 4 rows "won't be imported"
+    assert len(await _thread_csvs(app, review)) == 1  # 4 rows "won't be imported"
     review = await _remap(app, review, email="1", first_name="2")
     (line,) = _source_lines(review)
     assert "4 valid · 0 duplicates · 0 rejected" in line, line
-    assert len(_thread_csvs(app, review)) == 1
+    assert len(csv_offers(app.slack, review["ts"])) == 1
+    assert await app.csvs_sent(review["ts"]) == []  # its button says why, where it's clicked
+    told = [r["text"] for url in app.slack.responses for r in app.slack.responses[url]]
+    assert told[-1] == "None of the rows of *shop.csv* are skipped now.", told
     told = [m["text"] for m in app.slack.messages_in("C0001", review["ts"])]
     assert told.count("None of the rows of *shop.csv* are skipped now: its skipped-rows CSV "
                       "above no longer applies.") == 1, told
 
     # back to the wrong column: its CSV again; then right again: told again, once
     review = await _remap(app, review, email="0", first_name="2")
-    ((_, first), (_, second)) = _thread_csvs(app, review)
+    ((_, first), (_, second)) = await _thread_csvs(app, review)
     assert second == first
     review = await _remap(app, review, email="1", first_name="2")
     told = [m["text"] for m in app.slack.messages_in("C0001", review["ts"])]
@@ -364,7 +371,7 @@ async def test_a_remap_that_skips_no_row_of_the_second_file_of_one_name_names_it
     await _add_more(app, review, "F0304", "shop.csv",
                     WRONG_GUESS.replace(b"not-an-email", b"dee@example.com"))  # fmt: skip
     review = app.slack.message("C0001", review["ts"])
-    ((comment, _),) = _thread_csvs(app, review)
+    ((comment, _),) = await _thread_csvs(app, review)
     assert "*shop (2).csv*" in comment, comment
     await app.requests.block_action(Action.MAP_COLUMNS,
                                     _button_of(review, Action.MAP_COLUMNS, "shop (2).csv"),
@@ -409,7 +416,7 @@ async def test_a_contact_removed_shares_anew_the_csv_its_duplicate_was_skipped_i
     review = await _upload(app, "F0310", "a.csv", b"email,first_name\nx@example.com,Xa\n")
     await _add_more(app, review, "F0311", "b.csv", b"email,first_name\nX@example.com,Xb\n"
                                                    b"y@example.com,Yb\nnot-an-email,Bad\n")
-    ((comment, rows),) = _thread_csvs(app, review)
+    ((comment, rows),) = await _thread_csvs(app, review)
     assert "*b.csv*" in comment and len(rows) == 2 and "X@example.com" in rows[0], rows
 
     updates = _review_updates(app, review)
@@ -417,12 +424,12 @@ async def test_a_contact_removed_shares_anew_the_csv_its_duplicate_was_skipped_i
     assert _review_updates(app, review) == updates + 1  # once, not once more for b.csv's CSV
     lines = _source_lines(app.slack.message("C0001", review["ts"]))
     assert "*b.csv* (CSV file)\n:white_check_mark: 1 valid · 0 duplicates · 1 rejected" in lines
-    (_, (comment, rows)) = _thread_csvs(app, review)
+    (_, (comment, rows)) = await _thread_csvs(app, review)
     assert comment.startswith("1 rejected row in *b.csv*"), comment  # no duplicate now
     assert len(rows) == 1 and "not-an-email" in rows[0], rows
 
     await _remove_contact(app, review, "Yb")
-    assert len(_thread_csvs(app, review)) == 2  # nothing it lists changed
+    assert len(await _thread_csvs(app, review)) == 2  # nothing it lists changed
 
 
 async def test_a_contact_removed_while_slack_refuses_the_list_redraw_still_shares_the_csv(
@@ -434,11 +441,11 @@ async def test_a_contact_removed_while_slack_refuses_the_list_redraw_still_share
     review = await _upload(app, "F0312", "a.csv", b"email,first_name\nx@example.com,Xa\n")
     await _add_more(app, review, "F0313", "b.csv", b"email,first_name\nX@example.com,Xb\n"
                                                    b"not-an-email,Bad\n")
-    assert len(_thread_csvs(app, review)) == 1
+    assert len(await _thread_csvs(app, review)) == 1
 
     await _remove_contact(app, review, "Xa",
                           then=lambda: app.slack.fail("views.update", "ratelimited", times=5))
-    (_, (comment, _rows)) = _thread_csvs(app, review)
+    (_, (comment, _rows)) = await _thread_csvs(app, review)
     assert comment.startswith("1 rejected row in *b.csv*"), comment  # no duplicate now
 
 
@@ -646,7 +653,7 @@ async def test_a_remap_shares_anew_the_csv_of_another_file_whose_duplicates_it_l
     await _add_more(app, review, "F0321", "b.csv", b"email,first_name\nX@example.com,Xb\n"
                                                    b"not-an-email,Bad\n")  # fmt: skip
     review = app.slack.message("C0001", review["ts"])
-    ((comment, rows),) = _thread_csvs(app, review)
+    ((comment, rows),) = await _thread_csvs(app, review)
     assert comment.startswith("1 rejected row and 1 duplicate row in *b.csv*"), comment
     a_map = min(_map_buttons(review), key=lambda v: int(v.split(":")[1]))  # a.csv's
     await app.requests.block_action(Action.MAP_COLUMNS, a_map, user_id=REP,
@@ -654,7 +661,7 @@ async def test_a_remap_shares_anew_the_csv_of_another_file_whose_duplicates_it_l
     await app.done()
     modal = app.slack.open_views(REP)[-1]
     updates = _review_updates(app, review)
-    app.slack.failing_uploads = 1  # b.csv's new CSV: its report is retried by a job
+    app.slack.outage("chat.postMessage", times=2)  # b.csv's new offer: retried by a job
     await app.requests.view_submission(
         state_values=_state(email="1", first_name="2", last_name="none", locale="none",
                             subscribed="none"), view_id=modal["id"], user_id=REP)  # fmt: skip
@@ -666,7 +673,7 @@ async def test_a_remap_shares_anew_the_csv_of_another_file_whose_duplicates_it_l
     assert _review_updates(app, review) == updates + 2  # "Reading…", then a.csv's new counts
     lines = _source_lines(app.slack.message("C0001", review["ts"]))
     assert any("*b.csv*" in x and "1 valid · 0 duplicates · 1 rejected" in x for x in lines), lines
-    (_, (comment, rows)) = _thread_csvs(app, review)
+    (_, (comment, rows)) = await _thread_csvs(app, review)
     assert comment.startswith("1 rejected row in *b.csv*"), comment
     assert len(rows) == 1 and "not-an-email" in rows[0], rows
 

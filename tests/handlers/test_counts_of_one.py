@@ -91,7 +91,7 @@ async def test_an_imports_thread_says_one_duplicate_row_and_one_row_to_import(
                                        view_id=view_id, user_id=REP)  # fmt: skip
     await app.settle()
     review = await _review(app)
-    (shared,) = [u for u in app.slack.uploads if u.thread_ts == review["ts"]]
+    (shared,) = await app.csvs_sent(review["ts"])
     assert shared.initial_comment == ("1 duplicate row in *q.csv* won't be imported; this CSV "
                                       "says why."), shared.initial_comment  # fmt: skip
 

@@ -120,7 +120,8 @@ async def test_add_more_reopens_the_form_for_the_same_import(app: Harness) -> No
     await app.settle()
     rendered = json.dumps(app.slack.message("C0001", message["ts"])["blocks"])
     assert "late@example.com" in rendered and "3 to import" in rendered
-    assert len([m for m in app.slack.messages if m.get("blocks")]) == 1  # same message, updated
+    assert len([m for m in app.slack.messages if m.get("blocks")
+                and m.get("thread_ts") in (None, m["ts"])]) == 1  # same message, updated
 
 
 async def test_a_customer_added_who_repeats_a_row_gets_the_skipped_rows_csv(
@@ -134,9 +135,9 @@ async def test_a_customer_added_who_repeats_a_row_gets_the_skipped_rows_csv(
     rendered = json.dumps(app.slack.message("C0001", message["ts"])["blocks"],
                           ensure_ascii=False)  # fmt: skip
     assert "JANE@example.com" in rendered and "0 valid · 1 duplicate" in rendered
-    shared = [u for u in app.slack.uploads if u.thread_ts == message["ts"] and u.completed
-              and "JANE@example.com" in (u.initial_comment or "")]  # fmt: skip
-    assert len(shared) == 1, [u.initial_comment for u in app.slack.uploads]
+    sent = await app.csvs_sent(message["ts"])
+    shared = [u for u in sent if "JANE@example.com" in (u.initial_comment or "")]
+    assert len(shared) == 1, [u.initial_comment for u in sent]
     assert "JANE@example.com" in shared[0].text and "q3.csv" not in shared[0].filename
 
 

@@ -73,7 +73,7 @@ async def test_an_uploaded_mailchimp_zip_becomes_three_sources(app: Harness) -> 
     assert "0 valid · 0 duplicates · 2 rejected" in lines[2] and "addresses bounced" in lines[2]
     assert "<!channel>" not in json.dumps(review["blocks"])
     assert "*Total:* 5 rows · *3 to import*" in json.dumps(review["blocks"], ensure_ascii=False)
-    skipped = [u for u in app.slack.uploads if u.thread_ts == review["ts"]]
+    skipped = await app.csvs_sent(review["ts"])
     assert len(skipped) == 1 and "cleaned by Mailchimp (address bounced)" in skipped[0].text
 
     batch = review["blocks"][-1]["elements"][0]["value"]

@@ -176,8 +176,10 @@ async def test_slack_markup_in_names_is_shown_as_typed_everywhere(app: Harness) 
                for t in thread)  # fmt: skip
     header = app.slack.message("C0001", message["ts"])["blocks"][0]
     assert header["type"] == "header" and EVIL in header["text"]["text"]  # plain_text: as typed
-    upload = app.slack.uploads[-1]
+    (upload,) = await app.csvs_sent(message["ts"])  # by DM, said as typed over it
     assert "&lt;!here&gt;.csv" in (upload.initial_comment or "")
+    (note,) = [r["text"] for url in app.slack.responses for r in app.slack.responses[url]]
+    assert "&lt;!here&gt;.csv" in note and "<!here>" not in note, note
 
 
 def _mrkdwn_texts(args: dict) -> list[str]:
@@ -422,7 +424,8 @@ async def test_every_cell_of_the_skipped_rows_csv_is_formula_safe(app: Harness) 
     await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
                                        view_id=view_id, user_id=REP)  # fmt: skip
     await app.settle()
-    content = (app.slack.uploads[-1].content or b"").decode("utf-8-sig")
+    (upload,) = await app.csvs_sent(app.slack.find_action(Action.APPROVE, "C0001")["ts"])
+    content = (upload.content or b"").decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(content)))
     assert rows[0][0] == "source" and len(rows) == 3
     for row in rows[1:]:

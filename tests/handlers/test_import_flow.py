@@ -113,8 +113,9 @@ async def test_whole_flow_from_command_to_result_in_the_thread(app: Harness) -> 
     assert "2 valid" in rendered and "1 duplicate " in rendered and "1 rejected" in rendered
     assert "solo@example.com" in rendered
     assert [d.token_sent for d in app.slack.downloads] == [True]
-    skipped = app.slack.uploads[-1]  # the reviewer sees why rows will be skipped, before approving
-    assert skipped.thread_ts == message["ts"] and "not-an-email" in skipped.text
+    # the reviewer sees why rows will be skipped, before approving; the CSV by DM
+    (skipped,) = await app.csvs_sent(message["ts"])
+    assert "not-an-email" in skipped.text
     # the duplicate names the row it repeats, as the merchant finds it in the file
     assert "Duplicate of line 2 of 'referrals_q3.csv'" in skipped.text
 
@@ -180,7 +181,7 @@ async def test_the_skipped_rows_csv_in_the_thread_opens_in_excel_with_its_accent
                                        view_id=view_id, user_id=REP)  # fmt: skip
     await app.settle()
 
-    (skipped,) = app.slack.uploads
+    (skipped,) = await app.csvs_sent((await _review(app))["ts"])
     content = skipped.content or b""
     assert content.startswith(codecs.BOM_UTF8), content[:40]
     assert "José,Müller" in content.decode("utf-8-sig")
@@ -482,7 +483,7 @@ async def test_two_files_of_one_name_get_skipped_rows_csvs_told_apart(app: Harne
     one comment: nobody could tell which export a row came from."""
     await _import_files(app, ("F0001", "customers.csv", b"email\nnot-an-email\n"),
                         ("F0002", "customers.csv", b"email\nbad@@x\n"))
-    shared = sorted((u.filename, u.title) for u in app.slack.uploads)
+    shared = sorted((u.filename, u.title) for u in await app.csvs_sent((await _review(app))["ts"]))
     assert shared == [
         ("customers _2_-skipped-rows.csv",
          "customers (2).csv: rows that won't be imported, and why"),

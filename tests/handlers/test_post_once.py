@@ -23,7 +23,7 @@ from handlers.ids import Action
 from models import Database
 from models.clock import utcnow
 from tests.fakes.slack_requests import file_shared_event
-from tests.handlers.conftest import LEAD, Harness, running_app
+from tests.handlers.conftest import LEAD, Harness, csv_offers, running_app
 from tests.handlers.test_decisions import _start
 from tests.handlers.test_import_flow import CSV, _count
 from tests.handlers.test_targeting import _campaign, _click_target, _imported, _offer
@@ -142,7 +142,7 @@ async def test_a_target_offer_another_worker_is_posting_is_left_to_it_then_made_
 
 
 def _shared_csvs(app: Harness, review: dict) -> int:
-    return sum(u.completed and u.thread_ts == review["ts"] for u in app.slack.uploads)
+    return len(csv_offers(app.slack, review["ts"]))
 
 
 async def test_a_skipped_rows_csv_its_worker_died_sharing_comes_with_the_jobs_next_run(
@@ -155,7 +155,7 @@ async def test_a_skipped_rows_csv_its_worker_died_sharing_comes_with_the_jobs_ne
     await _died_posting(app, f"rejects:{source}", "stage_slack_file")  # its CSV never landed
     await app.settle()  # the file's reading job, taken again
     assert _shared_csvs(app, review) == before + 1
-    assert "not-an-email" in app.slack.uploads[-1].text
+    assert "not-an-email" in (await app.csvs_sent(review["ts"]))[-1].text
 
     await _lease_lapsed(app, "stage_slack_file")
     await app.settle()

@@ -16,7 +16,7 @@ from bot.imports.review import load
 from bot.workspaces import ensure_workspace, import_target
 from handlers.ids import Action, BlockId
 from tests.fakes.slack_api import Call, find_element
-from tests.handlers.conftest import LEAD, REP, Harness
+from tests.handlers.conftest import LEAD, REP, Harness, csv_offers
 from tests.handlers.test_all_sources import _all_sources, _buttons, _import_zip, _value
 from tests.handlers.test_decisions import _start
 from tests.handlers.test_import_flow import (
@@ -168,18 +168,18 @@ async def test_removing_a_file_shares_anew_the_skipped_rows_of_files_it_repeated
     await app.settle()
     message = await _review(app)
 
-    def csvs() -> dict[str, list[tuple[str, str]]]:
-        """file name -> (comment, rows) of each skipped-rows CSV in the thread, in order"""
+    async def csvs() -> dict[str, list[tuple[str, str]]]:
+        """file name -> (comment, rows) of each skipped-rows CSV offered in the thread, in
+        order: the CSV its button brings now, with what its DM says over it"""
         out: dict[str, list[tuple[str, str]]] = {}
-        for u in app.slack.uploads:
-            if u.thread_ts == message["ts"] and u.completed:
-                out.setdefault(u.filename.split("-skipped")[0], []).append(
-                    (u.initial_comment or "", u.text))
+        for u in await app.csvs_sent(message["ts"]):
+            out.setdefault(u.filename.split("-skipped")[0], []).append(
+                (u.initial_comment or "", u.text))
         return out
 
-    assert [c for c, _ in csvs()["b"]] == [
+    assert [c for c, _ in (await csvs())["b"]] == [
         "1 rejected row and 3 duplicate rows in *b.csv* won't be imported; this CSV says why."]
-    assert len(csvs()["c"]) == 1 and "a" not in csvs()
+    assert len((await csvs())["c"]) == 1 and "a" not in await csvs()
 
     remove_a = next(b for b in message["blocks"] if "a.csv" in json.dumps(b)
                     and b.get("accessory", {}).get("action_id") == Action.REMOVE_SOURCE)
@@ -192,10 +192,11 @@ async def test_removing_a_file_shares_anew_the_skipped_rows_of_files_it_repeated
                           ensure_ascii=False)  # fmt: skip
     assert "4 valid · 0 duplicates · 1 rejected" in rendered, rendered
     assert "1 valid · 0 duplicates · 0 rejected" in rendered, rendered
-    (_, (comment, rows)) = csvs()["b"]  # b.csv's CSV as it stands now
+    (_, (comment, rows)) = (await csvs())["b"]  # two offers, each bringing b.csv's CSV now
     assert comment.startswith("1 rejected row in *b.csv*"), comment
     assert "not-an-email" in rows and "shared" not in rows
-    assert len(csvs()["c"]) == 1
+    assert "c" not in await csvs()  # its offer's button says none is skipped now
+    assert len(csv_offers(app.slack, message["ts"])) == 3
     told = [m["text"] for m in app.slack.messages_in("C0001", message["ts"])]
     assert told.count("None of the rows of *c.csv* are skipped now: its skipped-rows CSV "
                       "above no longer applies.") == 1, told

@@ -70,7 +70,7 @@ async def test_a_zip_of_fifty_csvs_redraws_its_review_message_once(app: Harness)
     shown = json.dumps(message["blocks"], ensure_ascii=False)
     assert "Reading" not in shown, shown
     assert "*Total:* 100 rows · *50 to import* · 50 duplicates · 0 rejected" in shown, shown
-    skipped = sorted(u.title or "" for u in app.slack.uploads if u.thread_ts == message["ts"])
+    skipped = sorted(u.title or "" for u in await app.csvs_sent(message["ts"]))
     assert skipped == sorted(f"shops.zip › shop{i}.csv: rows that won't be imported, and why"
                              for i in range(CSVS)), skipped  # fmt: skip
 

@@ -90,7 +90,7 @@ async def test_a_review_whose_record_fails_once_is_recorded_and_stays_in_review(
         assert await recorded(app) == ("draft", "C0001", review["ts"])
         shown = json.dumps(review["blocks"])
         assert "2 valid" in shown and "still being read" not in shown  # redrawn once read
-        skipped = [u for u in app.slack.uploads if u.thread_ts == review["ts"]]
+        skipped = await app.csvs_sent(review["ts"])
         assert len(skipped) == 1 and "not-an-email" in skipped[0].text
         assert _told_withdrawn(app, REP) == []
 
@@ -127,9 +127,9 @@ async def test_a_review_never_recorded_is_recorded_by_the_first_click_on_it(
         assert await recorded(app) == ("draft", "C0001", review["ts"])
         shown = json.dumps(app.slack.message("C0001", review["ts"])["blocks"])
         assert "2 valid" in shown and "still being read" not in shown
-        skipped = [u for u in app.slack.uploads if u.thread_ts == review["ts"]]
-        assert len(skipped) == 1 and "not-an-email" in skipped[0].text
         assert "Preview of importing into Q3" in app.slack.ephemerals[-1]["text"]
+        skipped = await app.csvs_sent(review["ts"])
+        assert len(skipped) == 1 and "not-an-email" in skipped[0].text
 
         assert "This import is imported" in await _approved_on(app, review)
         assert await _count(app, "SELECT COUNT(*) FROM contact") == 2

@@ -98,8 +98,8 @@ async def test_the_skipped_rows_csv_of_the_second_file_of_one_name_names_it_so(
     """The CSV shared as "customers (2).csv: rows that won't be imported" said customers.csv
     in its source column, on every row: opened beside the other file's, the rows read as
     the first export's. Its rows name their file as its title does."""
-    await _two_customers_csv(app)
-    (shared,) = [u for u in app.slack.uploads if u.completed]
+    review = await _two_customers_csv(app)
+    (shared,) = await app.csvs_sent(review["ts"])
     assert shared.title == "customers (2).csv: rows that won't be imported, and why"
     rows = list(csv.reader(io.StringIO((shared.content or b"").decode("utf-8-sig"))))
     assert [(row[0], row[2]) for row in rows[1:]] == [("customers (2).csv", "bad@@x")], rows

@@ -108,7 +108,7 @@ async def test_a_click_after_an_unrecorded_review_posts_no_second_one(
                                         channel_id="C0001", message_ts=review["ts"])  # fmt: skip
         await app.settle()
         assert await _recorded(app) == [("draft", REP, "C0001", review["ts"])]
-        skipped = [u for u in app.slack.uploads if u.thread_ts == review["ts"]]
+        skipped = await app.csvs_sent(review["ts"])
         assert len(skipped) == 1 and "not-an-email" in skipped[0].text
         await app.requests.block_action(Action.UPLOAD_REVIEW, "F0002", user_id=LEAD, **click)
         await app.settle()

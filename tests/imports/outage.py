@@ -21,9 +21,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
 from bot.jobs.worker import GivingUp, Handler, JobContext, Worker, WorkerConfig
+from handlers.ids import Action
 from handlers.notify import SlackNotifier
 from models import Database
-from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_api import FakeSlack, find_element
 from tests.jobs.test_worker_faults import JobTableLock, impatient
 from tests.waiting import Retries, until_retried
 
@@ -142,6 +143,12 @@ async def slack() -> AsyncIterator[FakeSlack]:
 def client_of(slack: FakeSlack) -> AsyncWebClient:
     """A Slack client of `slack`'s, as the bot's own."""
     return AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+
+
+def skipped_rows_offers(slack: FakeSlack) -> list[str]:
+    """What each offer of a skipped-rows CSV posted says (its button sends the CSV by DM)."""
+    return [m["text"] for m in slack.messages
+            if find_element(m.get("blocks") or [], Action.SEND_SKIPPED_ROWS)]  # fmt: skip
 
 
 def notifier(slack: FakeSlack, database: Database, lead: str = LEAD) -> SlackNotifier:

@@ -36,6 +36,7 @@ from tests.imports.outage import (
     reviewed,
     run_in_outage,
     run_into_outage_at_redraw,
+    skipped_rows_offers,
 )
 from tests.imports.outage import slack as slack  # the fixture
 
@@ -92,8 +93,8 @@ async def test_a_slack_file_read_as_the_database_goes_away_shares_its_skipped_ro
         status = (await conn.execute(text("SELECT status FROM import_source WHERE batch_id = :b"),
                                      {"b": batch})).scalar_one()  # fmt: skip
     assert status == "parsed"
-    shared = [u.filename for u in slack.uploads]
-    assert shared == ["people-skipped-rows.csv"], shared
+    shared = skipped_rows_offers(slack)
+    assert shared == [":page_facing_up: 1 rejected row in *people.csv* won't be imported."], shared
 
 
 @pytest.mark.skipif(BACKEND != "postgres", reason="SQLite's readers can't be kept out")
