@@ -57,6 +57,8 @@ class Act(StrEnum):
     IMPORT_REJECTED = "import.rejected"
     IMPORT_CANCELLED = "import.cancelled"
     IMPORT_UNDONE = "import.undone"
+    # a CSV of customers' details sent by DM (Send me the CSV in a thread): who has a copy
+    IMPORT_SKIPPED_ROWS_SENT = "import.skipped_rows_sent"
     SEGMENT_CREATED = "segment.created"
     SEGMENT_RENAMED = "segment.renamed"
     SEGMENT_DELETED = "segment.deleted"
@@ -80,6 +82,7 @@ class Act(StrEnum):
     CAMPAIGN_RESENT = "campaign.resent"  # Resend uncertain: some may get theirs twice
     CAMPAIGN_EMAILED_UNSENT = "campaign.emailed_unsent"  # Email them
     CAMPAIGN_INVITES_CANCELLED = "campaign.invites_cancelled"  # Cancel invites, in the hold
+    CAMPAIGN_UNDELIVERED_SENT = "campaign.undelivered_sent"  # their CSV, as the one above
     # Slack's word (the actor is SLACK) that its messages stop until the app is reinstalled
     APP_UNINSTALLED = "slack.app_uninstalled"
     TOKENS_REVOKED = "slack.tokens_revoked"
@@ -96,6 +99,7 @@ ACTION_WORDS: dict[str, str] = {
     Act.IMPORT_REJECTED: "rejected {subject}",
     Act.IMPORT_CANCELLED: "cancelled {subject}",
     Act.IMPORT_UNDONE: "undid {subject}",
+    Act.IMPORT_SKIPPED_ROWS_SENT: "took the CSV of the skipped rows of {subject}",
     Act.SEGMENT_CREATED: "created the segment {subject}",
     Act.SEGMENT_RENAMED: "renamed a segment to {subject}",
     Act.SEGMENT_DELETED: "deleted the segment {subject}",
@@ -120,6 +124,8 @@ ACTION_WORDS: dict[str, str] = {
                                     "hold",
     Act.CAMPAIGN_EMAILED_UNSENT: "emailed the advocates of the campaign {subject} that the "
                                  "invite email being off left without an invite",
+    Act.CAMPAIGN_UNDELIVERED_SENT: "took the CSV of the campaign {subject}'s invites that "
+                                   "failed or may not have arrived",
     Act.APP_UNINSTALLED: "said {subject} was uninstalled from this workspace",
     Act.TOKENS_REVOKED: "said {subject} was revoked",
 }

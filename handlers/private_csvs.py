@@ -1,7 +1,9 @@
 """*Send me the CSV* under a thread's offer: an import's skipped rows, a campaign's undelivered
 invites. The CSV holds customers' addresses and names, so it goes by direct message to a
 member of this workspace who clicks; a guest, or a member of another organisation in a
-shared channel, is told why not. Written when asked, from the rows as they are then."""
+shared channel, is told why not. Written when asked, from the rows as they are then; the
+audit log says who took a copy (a count, no address: a typed customer's address labels its
+source, and the log outlives the rows)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any
 from slack_sdk.errors import SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.audit import Act, import_subject, record
 from bot.campaigns.reports import enrollment_summary, failed_invites
 from bot.ids import digits
 from bot.imports.batches import get_source, neutralise, write_rejects
@@ -134,8 +137,8 @@ async def _send_skipped_rows(d: Deps, client: AsyncWebClient, click: Click, batc
                             initial_comment=comment)  # fmt: skip
     finally:
         os.unlink(path)
-    log.info("skipped rows of source %s (%s rows) sent to %s in %s", source_id, rows,
-             click.user_id, click.team_id)  # fmt: skip
+    await record(d.db, click.team_id, click.user_id, Act.IMPORT_SKIPPED_ROWS_SENT,
+                 import_subject(batch_id), f"{rows} row{'' if rows == 1 else 's'}")  # fmt: skip
     await _say(client, click, sent_note(f"The CSV of *{esc(label)}*'s skipped rows"))
 
 
@@ -172,8 +175,8 @@ async def _send_undelivered(d: Deps, client: AsyncWebClient, click: Click, enrol
                         filename=f"{file_stem(campaign)}-invites-not-delivered.csv",
                         title=f"{campaign}: invites that failed or may not have arrived",
                         initial_comment=undelivered_comment(campaign, len(failed)))  # fmt: skip
-    log.info("undelivered invites of enrollment %s (%s) sent to %s in %s", enrollment_id,
-             len(failed), click.user_id, click.team_id)  # fmt: skip
+    await record(d.db, click.team_id, click.user_id, Act.CAMPAIGN_UNDELIVERED_SENT, campaign,
+                 f"{len(failed)} invite{'' if len(failed) == 1 else 's'}")  # fmt: skip
     await _say(client, click, sent_note(f"The CSV of *{esc(campaign)}*'s undelivered invites"))
 
 

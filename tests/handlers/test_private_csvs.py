@@ -27,7 +27,7 @@ from tests.fakes.slack_api import find_element
 from tests.handlers.conftest import LEAD, REP, Harness, csv_offers
 from tests.handlers.test_contact_search import GUESTS, OTHER_ORG, OUTSIDER
 from tests.handlers.test_import_flow import _count, _import_files, _review
-from tests.handlers.test_targeting import _lease_runs_out, _send_job_due, _targeted
+from tests.handlers.test_targeting import _audited, _lease_runs_out, _send_job_due, _targeted
 from tests.waiting import until
 
 SHOP = b"email,first_name\nok@example.com,Ok\nnot-an-email,Bad\nOK@example.com,Again\n"
@@ -79,6 +79,9 @@ async def test_skipped_rows_are_offered_in_the_thread_and_sent_by_dm_to_a_member
     assert told == [":inbox_tray: The CSV of *shop.csv*'s skipped rows is in your direct "
                     "messages with me, as a CSV file."]  # fmt: skip
     assert app.slack.block_errors == []
+    # who has a copy: by count, never an address (a typed customer's labels its source)
+    assert await _audited(app, "import.skipped_rows_sent") == [
+        (REP, "took the CSV of the skipped rows of import #1 (2 rows)")]
 
 
 @pytest.mark.parametrize(("user", "profile"), [
@@ -94,6 +97,7 @@ async def test_a_guest_or_another_organisations_member_gets_no_csv(
     assert told == [REFUSED]
     assert app.slack.uploads == []
     assert user not in app.slack.dm_channels
+    assert await _audited(app, "import.skipped_rows_sent") == []
 
 
 @pytest.mark.parametrize("value", ["", "x", "1", "1:", ":1", "1:999", "999:1", "1:²",
@@ -211,6 +215,9 @@ async def test_undelivered_invites_are_offered_and_sent_by_dm_to_a_member(app: H
     rows = list(csv.reader(io.StringIO(sent.text)))
     assert rows[0] == ["email", "what happened"] and len(rows) == 2
     assert rows[1][1].startswith("uncertain: "), rows
+    assert await _audited(app, "campaign.undelivered_sent") == [
+        (REP, "took the CSV of the campaign Spring's invites that failed or may not have "
+              "arrived (1 invite)")]  # fmt: skip
     assert await _count(app, "SELECT COUNT(*) FROM invite WHERE state = 'uncertain'") == 1
 
 
