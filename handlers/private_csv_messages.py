@@ -77,6 +77,11 @@ def source_being_read(label: str) -> str:
             "will be offered in this thread once it is read.")  # fmt: skip
 
 
+def source_unreadable(label: str, error: str | None) -> str:
+    why = f": {esc(error)}" if error else "."
+    return f"*{esc(label)}* couldn't be read this time, so none of its rows will be imported{why}"
+
+
 def none_skipped(label: str) -> str:
     return f"None of the rows of *{esc(label)}* are skipped now."
 

@@ -40,6 +40,7 @@ from handlers.private_csv_messages import (
     sent_note,
     source_being_read,
     source_removed,
+    source_unreadable,
     undelivered_comment,
     under_way_note,
 )
@@ -108,6 +109,8 @@ async def _skipped_rows(d: Deps, client: AsyncWebClient, click: Click) -> None:
         await _say(client, click, source_removed(label))
     elif source.status == SourceStatus.PENDING:
         await _say(client, click, source_being_read(label))
+    elif source.status == SourceStatus.FAILED:  # read again since, and unreadable now
+        await _say(client, click, source_unreadable(label, source.error))
     else:
         what = f"The CSV of *{esc(label)}*'s skipped rows"
         send = _send_skipped_rows(d, client, click, batch_id, source_id, label,

@@ -135,6 +135,18 @@ async def test_a_file_taken_out_of_the_import_says_so(app: Harness) -> None:
     assert app.slack.uploads == []
 
 
+async def test_a_file_unreadable_when_read_again_says_why(app: Harness) -> None:
+    review = await _shop_review(app)
+    value = _value(csv_offers(app.slack, review["ts"])[0])
+    async with app.db.begin() as conn:  # what a reading that failed leaves
+        await conn.execute(text("UPDATE import_source SET status = 'failed', "
+                                "error = 'The file <was> deleted from Slack.'"))  # fmt: skip
+    assert await _click(app, review, value, REP) == [
+        "*shop.csv* couldn't be read this time, so none of its rows will be imported: The "
+        "file &lt;was&gt; deleted from Slack."]  # fmt: skip
+    assert app.slack.uploads == []
+
+
 async def test_rows_deleted_after_the_import_ended_are_said_to_be_gone(app: Harness) -> None:
     review = await _shop_review(app)
     value = _value(csv_offers(app.slack, review["ts"])[0])
