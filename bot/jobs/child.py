@@ -100,6 +100,27 @@ def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> d
     return env
 
 
+def ended_how(code: int) -> str:
+    """How a child ended, for /healthz and the log: "exited with status -9" was all /healthz
+    said of a child the kernel killed for want of memory. A signal is named with what sends it
+    most often; an exit with a status points to the traceback, which the child wrote to the
+    stderr it shares with serve."""
+    if code >= 0:
+        return f"exited with status {code} (its error is in serve's log)"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    why = _SIGNAL_CAUSES.get(-code, "")
+    return f"was killed by {name} (status {code}{': ' + why if why else ''})"
+
+
+# What most often sends these signals to a worker that nobody asked to stop
+_SIGNAL_CAUSES = {signal.SIGKILL: "out of memory, or killed by hand",
+                  signal.SIGSEGV: "a crash in a native library",
+                  signal.SIGABRT: "a crash in a native library"}  # fmt: skip
+
+
 class ChildWorker:
     """One `referral-bot worker` process; a Runnable for `WorkerSupervisor`."""
 
@@ -144,8 +165,7 @@ class ChildWorker:
         if code == os.EX_TEMPFAIL:
             raise WorkerWaitsForDatabase(f"the {self.name} process {self._process.pid} couldn't "
                                          "reach the database as it started")  # fmt: skip
-        raise WorkerExited(f"the {self.name} process {self._process.pid} exited with status "
-                           f"{code}")  # fmt: skip
+        raise WorkerExited(f"the {self.name} process {self._process.pid} {ended_how(code)}")
 
     def stop(self) -> None:
         self._stopping = True
