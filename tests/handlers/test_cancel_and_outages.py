@@ -480,12 +480,7 @@ async def test_a_reading_job_run_again_after_the_file_was_read_still_reports(
     its next run finds nothing to read and must still refresh the review."""
     from bot.imports.batches import stage_csv
 
-    view_id = await _open_modal(app)
-    file = app.slack.add_file("F0001", "q3.csv", b"email\na@example.com\nb@example.com\n")
-    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
-                                       view_id=view_id, user_id=REP)  # fmt: skip
-    await app.done()  # the review is posted; its reading job hasn't run
-    review = await _review(app)
+    review = await _posted_unread(app, b"email\na@example.com\nb@example.com\n")
     assert "Reading" in json.dumps(review["blocks"]) or "still being read" in json.dumps(
         review["blocks"])  # fmt: skip
     async with app.db.begin() as conn:
@@ -500,12 +495,7 @@ async def test_a_skipped_rows_offer_slack_refuses_is_posted_later(app: Harness) 
     """chat.postMessage failing for the offer is an outage like any other: the report is
     retried by its own job, and the file-reading job (whose work is done) isn't failed for
     it."""
-    view_id = await _open_modal(app)
-    file = app.slack.add_file("F0001", "q3.csv", b"email\nok@example.com\nnot-an-email\n")
-    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
-                                       view_id=view_id, user_id=REP)  # fmt: skip
-    await app.done()  # the review is posted; its reading job hasn't run
-    review = await _review(app)
+    review = await _posted_unread(app, b"email\nok@example.com\nnot-an-email\n")
     app.slack.outage("chat.postMessage", times=2)  # the client's one retry included
     await app.settle()  # the report's retry is due at once here (JOB_RETRY_BASE_SECONDS=0)
     assert len(csv_offers(app.slack, review["ts"])) == 1
@@ -537,6 +527,17 @@ async def test_a_busy_file_host_is_tried_again_not_taken_for_a_bad_file(app: Har
     review = await _review(app)
     assert "1 to import" in json.dumps(review["blocks"])
     assert await _count(app, "SELECT COUNT(*) FROM import_source WHERE status = 'parsed'") == 1
+
+
+async def _posted_unread(app: Harness, data: bytes) -> dict:
+    """A rep imports q3.csv (`data`) from the modal: its review message, posted before its
+    reading job has run."""
+    view_id = await _open_modal(app)
+    file = app.slack.add_file("F0001", "q3.csv", data)
+    await app.requests.view_submission(state_values=_form(files=[file], segment="VIP"),
+                                       view_id=view_id, user_id=REP)  # fmt: skip
+    await app.done()
+    return await _review(app)
 
 
 async def _import_then_retry(app: Harness, data: bytes) -> None:
