@@ -82,7 +82,9 @@ class Act(StrEnum):
     CAMPAIGN_RESENT = "campaign.resent"  # Resend uncertain: some may get theirs twice
     CAMPAIGN_EMAILED_UNSENT = "campaign.emailed_unsent"  # Email them
     CAMPAIGN_INVITES_CANCELLED = "campaign.invites_cancelled"  # Cancel invites, in the hold
-    CAMPAIGN_UNDELIVERED_SENT = "campaign.undelivered_sent"  # their CSV, as the one above
+    # the CSV of its invites that failed or may not have arrived, sent by DM (as the skipped
+    # rows' CSV, IMPORT_SKIPPED_ROWS_SENT)
+    CAMPAIGN_UNDELIVERED_SENT = "campaign.undelivered_sent"
     # Slack's word (the actor is SLACK) that its messages stop until the app is reinstalled
     APP_UNINSTALLED = "slack.app_uninstalled"
     TOKENS_REVOKED = "slack.tokens_revoked"

@@ -12,15 +12,17 @@ import io
 import logging
 import os
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from slack_sdk.errors import SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.audit import Act, import_subject, record
-from bot.campaigns.reports import enrollment_summary, failed_invites
+from bot.campaigns.reports import failed_invites
+from bot.campaigns.service import CampaignError, get_campaign, get_enrollment
 from bot.ids import digits
 from bot.imports.batches import get_source, neutralise, write_rejects
 from bot.imports.retention import rows_purged
@@ -44,7 +46,7 @@ from handlers.private_csv_messages import (
     undelivered_comment,
     under_way_note,
 )
-from handlers.respond import Click, ResponseUrlFailed, dm, explained, respond
+from handlers.respond import Click, ResponseUrlFailed, dm, dm_file, explained, respond
 from handlers.routes import Routes
 from models import SourceStatus
 from models.clock import utcnow
@@ -53,7 +55,7 @@ log = logging.getLogger(__name__)
 # a second click while the first one's file is on its way is told so; a holder killed
 # mid-way lets go after this long
 SENDING_STALE = timedelta(minutes=15)
-WHAT = "see customers' details"
+WHAT = "see customers' details"  # "Only members of this workspace can <WHAT>."
 
 
 async def _say(client: AsyncWebClient, click: Click, text: str) -> None:
@@ -67,23 +69,21 @@ async def _say(client: AsyncWebClient, click: Click, text: str) -> None:
 
 
 async def _upload_to_dm(client: AsyncWebClient, click: Click, **upload: Any) -> None:
-    opened = await client.conversations_open(users=click.user_id)
     try:
-        await client.files_upload_v2(channel=opened["channel"]["id"], **upload)
+        await dm_file(client, click.user_id, **upload)
     except SlackRequestError as exc:  # the upload step's host: no 200 from it
         log.warning("CSV not sent to %s in %s: %s", click.user_id, click.team_id, exc)
         raise Refusal(UPLOAD_FAILED) from exc
 
 
 async def _one_at_a_time(d: Deps, client: AsyncWebClient, click: Click, key: str,
-                         what: str, send: Coroutine[Any, Any, None]) -> None:  # fmt: skip
+                         what: str, send: Callable[[], Awaitable[None]]) -> None:  # fmt: skip
     """Run `send` unless this person's earlier click on the same CSV is still sending it."""
     if not await hold(d.db, click.team_id, f"{key}:{click.user_id}", stale_after=SENDING_STALE):
-        send.close()
         await _say(client, click, under_way_note(what))
         return
     try:
-        await send
+        await send()
     finally:
         await forget(d.db, click.team_id, f"{key}:{click.user_id}")
 
@@ -113,10 +113,10 @@ async def _skipped_rows(d: Deps, client: AsyncWebClient, click: Click) -> None:
         await _say(client, click, source_unreadable(label, source.error))
     else:
         what = f"The CSV of *{esc(label)}*'s skipped rows"
-        send = _send_skipped_rows(d, client, click, batch_id, source_id, label,
-                                  rejects_comment(label, view.counts_of(source)),
-                                  purged=rows_purged(view.batch, d.settings.staged_retention_days,
-                                                     utcnow()))  # fmt: skip
+        send = partial(_send_skipped_rows, d, client, click, batch_id, source_id, label,
+                       rejects_comment(label, view.counts_of(source)),
+                       purged=rows_purged(view.batch, d.settings.staged_retention_days,
+                                          utcnow()))  # fmt: skip
         await _one_at_a_time(d, client, click, f"skipped-csv:{source_id}", what, send)
 
 
@@ -154,12 +154,12 @@ async def _undelivered(d: Deps, client: AsyncWebClient, click: Click) -> None:
     if enrollment_id is None:
         raise Refusal(OLD_BUTTON)
     try:
-        summary = await enrollment_summary(d.db, click.team_id, enrollment_id)
-    except LookupError as exc:
+        enrollment = await get_enrollment(d.db, click.team_id, enrollment_id)
+        campaign = (await get_campaign(d.db, click.team_id, enrollment.campaign_id)).name
+    except CampaignError as exc:
         raise Refusal(OLD_BUTTON) from exc
-    campaign = summary.campaign.name
     what = f"The CSV of *{esc(campaign)}*'s undelivered invites"
-    send = _send_undelivered(d, client, click, enrollment_id, campaign)
+    send = partial(_send_undelivered, d, client, click, enrollment_id, campaign)
     await _one_at_a_time(d, client, click, f"undelivered-csv:{enrollment_id}", what, send)
 
 
@@ -183,7 +183,13 @@ async def _send_undelivered(d: Deps, client: AsyncWebClient, click: Click, enrol
     await _say(client, click, sent_note(f"The CSV of *{esc(campaign)}*'s undelivered invites"))
 
 
-def _on(work: Any) -> Any:
+Work = Callable[[Deps, AsyncWebClient, Click], Coroutine[Any, Any, None]]
+
+
+def _on(work: Work) -> Callable[..., Coroutine[Any, Any, None]]:
+    """The button's listener: ack, then `work` after the ack, a refusal said where they
+    clicked."""
+
     async def listener(ack: Any, body: dict[str, Any], client: AsyncWebClient,
                        context: dict[str, Any]) -> None:  # fmt: skip
         await ack()

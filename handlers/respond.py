@@ -85,6 +85,14 @@ async def dm(client: AsyncWebClient, user_id: str, text: str) -> None:
     await client.chat_postMessage(channel=opened["channel"]["id"], text=text)
 
 
+async def dm_file(client: AsyncWebClient, user_id: str, **upload: Any) -> None:
+    """A file (files_upload_v2's `file` or `content`, `filename`, `title`, `initial_comment`)
+    in the person's DM with the bot: a CSV of customers' details goes to whoever asked, never
+    into a channel."""
+    opened = await client.conversations_open(users=user_id)
+    await client.files_upload_v2(channel=opened["channel"]["id"], **upload)
+
+
 def for_people(error: BaseException) -> str:
     """Our refusals are mrkdwn written for Slack (they mention leads); a service's message may
     quote names people typed, so it is escaped."""

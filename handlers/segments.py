@@ -75,6 +75,7 @@ from handlers.respond import (
     Click,
     ResponseUrlFailed,
     dm,
+    dm_file,
     explained,
     fill_modal,
     for_people,
@@ -424,12 +425,10 @@ async def _send_export(d: Deps, client: AsyncWebClient, click: Click, segment_na
         # utf-8-sig: Excel then reads the names right; the importer skips the BOM
         with os.fdopen(handle, "w", encoding="utf-8-sig", newline="") as out:
             rows = await write_export(d.db, click.team_id, segment_id, out)
-        dm = await client.conversations_open(users=click.user_id)
         name = f"{file_stem(segment_name + '.csv')}-contacts-{utcnow():%Y-%m-%d}.csv"
-        comment = export_comment(segment_name, rows)
-        await client.files_upload_v2(channel=dm["channel"]["id"], file=path, filename=name,
-                                     title=f"{segment_name}: contacts",
-                                     initial_comment=comment)  # fmt: skip
+        await dm_file(client, click.user_id, file=path, filename=name,
+                      title=f"{segment_name}: contacts",
+                      initial_comment=export_comment(segment_name, rows))  # fmt: skip
     finally:
         os.unlink(path)
     await record_export(d.db, click.team_id, click.user_id, segment_name, rows)

@@ -100,6 +100,12 @@ def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> d
     return env
 
 
+# What most often sends these signals to a worker that nobody asked to stop
+_SIGNAL_CAUSES = {signal.SIGKILL: "out of memory, or killed by hand",
+                  signal.SIGSEGV: "a crash in a native library",
+                  signal.SIGABRT: "a crash in a native library"}  # fmt: skip
+
+
 def ended_how(code: int) -> str:
     """How a child ended, for /healthz and the log: "exited with status -9" was all /healthz
     said of a child the kernel killed for want of memory. A signal is named with what sends it
@@ -113,12 +119,6 @@ def ended_how(code: int) -> str:
         name = f"signal {-code}"
     why = _SIGNAL_CAUSES.get(-code, "")
     return f"was killed by {name} (status {code}{': ' + why if why else ''})"
-
-
-# What most often sends these signals to a worker that nobody asked to stop
-_SIGNAL_CAUSES = {signal.SIGKILL: "out of memory, or killed by hand",
-                  signal.SIGSEGV: "a crash in a native library",
-                  signal.SIGABRT: "a crash in a native library"}  # fmt: skip
 
 
 class ChildWorker:

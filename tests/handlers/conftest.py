@@ -116,8 +116,24 @@ class Harness:
     async def csvs_sent(self, thread_ts: str, action: str = Action.SEND_SKIPPED_ROWS, *,
                         user: str = LEAD, channel: str = "C0001") -> list[Upload]:  # fmt: skip
         """Click *Send me the CSV* on each offer in the thread, oldest first, as `user`: the
-        CSVs the clicks brought to their direct messages with the bot, in that order."""
-        return await csvs_sent(self, thread_ts, action, user=user, channel=channel)
+        CSVs the clicks brought to their direct messages with the bot, in that order (each
+        asserted to land there, never in the thread)."""
+        sent: list[Upload] = []
+        for offer in csv_offers(self.slack, thread_ts, action, channel):
+            found = find_element(offer["blocks"], action)
+            assert found is not None
+            before = len(self.slack.uploads)
+            url = self.slack.new_response_url(channel, offer["ts"], user_id=user)
+            reply = await self.requests.block_action(action, found[1]["value"], user_id=user,
+                                                     channel_id=channel, message_ts=offer["ts"],
+                                                     response_url=url)  # fmt: skip
+            assert reply.status == 200
+            await self.done()
+            brought = [u for u in self.slack.uploads[before:] if u.completed]
+            dm = self.slack.dm_channels.get(user)
+            assert all(u.thread_ts is None and u.channel_id == dm for u in brought), brought
+            sent += brought
+        return sent
 
     async def settle(self) -> None:
         """Let listeners finish their work after the ack, then run every job that is due; again
@@ -135,27 +151,6 @@ def csv_offers(slack: FakeSlack, thread_ts: str, action: str = Action.SEND_SKIPP
     """The thread's offers of a CSV (skipped rows by default), oldest first."""
     replies = sorted(slack.messages_in(channel, thread_ts), key=lambda m: float(m["ts"]))
     return [m for m in replies if find_element(m.get("blocks") or [], action)]
-
-
-async def csvs_sent(app: Harness, thread_ts: str, action: str = Action.SEND_SKIPPED_ROWS, *,
-                    user: str = LEAD, channel: str = "C0001") -> list[Upload]:  # fmt: skip
-    """See Harness.csvs_sent; every click's file is asserted to land in `user`'s DM."""
-    sent: list[Upload] = []
-    for offer in csv_offers(app.slack, thread_ts, action, channel):
-        found = find_element(offer["blocks"], action)
-        assert found is not None
-        before = len(app.slack.uploads)
-        url = app.slack.new_response_url(channel, offer["ts"], user_id=user)
-        reply = await app.requests.block_action(action, found[1]["value"], user_id=user,
-                                                channel_id=channel, message_ts=offer["ts"],
-                                                response_url=url)  # fmt: skip
-        assert reply.status == 200
-        await app.done()
-        brought = [u for u in app.slack.uploads[before:] if u.completed]
-        dm = app.slack.dm_channels.get(user)
-        assert all(u.thread_ts is None and u.channel_id == dm for u in brought), brought
-        sent += brought
-    return sent
 
 
 @asynccontextmanager
