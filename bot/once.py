@@ -93,6 +93,20 @@ async def hold(db: Database, team_id: str, key: str, *, stale_after: timedelta) 
     return await first_time(db, team_id, key)
 
 
+@asynccontextmanager
+async def held(db: Database, team_id: str, key: str, *,
+               stale_after: timedelta) -> AsyncIterator[bool]:  # fmt: skip
+    """hold() for the length of a block: yields whether this caller took `key` (False: someone
+    else's block is under way, and this one says so instead), and lets go of it when the block
+    ends, by an error too, so the next try isn't told to wait for a thing that failed."""
+    mine = await hold(db, team_id, key, stale_after=stale_after)
+    try:
+        yield mine
+    finally:
+        if mine:
+            await forget(db, team_id, key)
+
+
 async def taken(db: Database, team_id: str, key: str, *,
                 within: timedelta | None = None) -> bool:  # fmt: skip
     """Whether `key` is taken for this workspace; with `within`, taken (or renewed) less

@@ -63,8 +63,6 @@ def under_way_note(what: str) -> str:
     return f":hourglass_flowing_sand: {what} is already on its way to your direct messages with me."
 
 
-UPLOAD_FAILED = ("Slack didn't take the file, so the CSV isn't in your direct messages. Try again "
-                 "in a moment.")  # fmt: skip
 OLD_BUTTON = "That button doesn't name a CSV of this workspace: it may come from an old message."
 
 

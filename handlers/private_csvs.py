@@ -17,7 +17,6 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from slack_sdk.errors import SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.audit import Act, import_subject, record
@@ -28,14 +27,13 @@ from bot.imports.batches import get_source, neutralise, write_rejects
 from bot.imports.retention import rows_purged
 from bot.imports.review import ReviewError, load
 from bot.imports.source_names import told_apart
-from bot.once import forget, hold
+from bot.once import held
 from bot.temp_files import spill_dir
 from handlers.context import Deps, Refusal, deps, require_member
 from handlers.ids import Action
 from handlers.messages import esc, file_stem, rejects_comment
 from handlers.private_csv_messages import (
     OLD_BUTTON,
-    UPLOAD_FAILED,
     none_skipped,
     none_undelivered,
     rows_forgotten,
@@ -68,24 +66,15 @@ async def _say(client: AsyncWebClient, click: Click, text: str) -> None:
         await dm(client, click.user_id, text)
 
 
-async def _upload_to_dm(client: AsyncWebClient, click: Click, **upload: Any) -> None:
-    try:
-        await dm_file(client, click.user_id, **upload)
-    except SlackRequestError as exc:  # the upload step's host: no 200 from it
-        log.warning("CSV not sent to %s in %s: %s", click.user_id, click.team_id, exc)
-        raise Refusal(UPLOAD_FAILED) from exc
-
-
 async def _one_at_a_time(d: Deps, client: AsyncWebClient, click: Click, key: str,
                          what: str, send: Callable[[], Awaitable[None]]) -> None:  # fmt: skip
     """Run `send` unless this person's earlier click on the same CSV is still sending it."""
-    if not await hold(d.db, click.team_id, f"{key}:{click.user_id}", stale_after=SENDING_STALE):
-        await _say(client, click, under_way_note(what))
-        return
-    try:
+    async with held(d.db, click.team_id, f"{key}:{click.user_id}",
+                    stale_after=SENDING_STALE) as mine:  # fmt: skip
+        if not mine:
+            await _say(client, click, under_way_note(what))
+            return
         await send()
-    finally:
-        await forget(d.db, click.team_id, f"{key}:{click.user_id}")
 
 
 # ---- an import's skipped rows ------------------------------------------------------------------
@@ -134,10 +123,10 @@ async def _send_skipped_rows(d: Deps, client: AsyncWebClient, click: Click, batc
             await _say(client, click, rows_forgotten(label, days) if purged
                        else none_skipped(label))  # fmt: skip
             return
-        await _upload_to_dm(client, click, file=path,
-                            filename=f"{file_stem(label)}-skipped-rows.csv",
-                            title=f"{label}: rows that won't be imported, and why",
-                            initial_comment=comment)  # fmt: skip
+        await dm_file(client, click.user_id, file=path,
+                      filename=f"{file_stem(label)}-skipped-rows.csv",
+                      title=f"{label}: rows that won't be imported, and why",
+                      initial_comment=comment)  # fmt: skip
     finally:
         os.unlink(path)
     await record(d.db, click.team_id, click.user_id, Act.IMPORT_SKIPPED_ROWS_SENT,
@@ -174,10 +163,10 @@ async def _send_undelivered(d: Deps, client: AsyncWebClient, click: Click, enrol
     writer.writerow(["email", "what happened"])
     for email, why in failed:
         writer.writerow(neutralise([email, why]))
-    await _upload_to_dm(client, click, content=out.getvalue(),
-                        filename=f"{file_stem(campaign)}-invites-not-delivered.csv",
-                        title=f"{campaign}: invites that failed or may not have arrived",
-                        initial_comment=undelivered_comment(campaign, len(failed)))  # fmt: skip
+    await dm_file(client, click.user_id, content=out.getvalue(),
+                  filename=f"{file_stem(campaign)}-invites-not-delivered.csv",
+                  title=f"{campaign}: invites that failed or may not have arrived",
+                  initial_comment=undelivered_comment(campaign, len(failed)))  # fmt: skip
     await record(d.db, click.team_id, click.user_id, Act.CAMPAIGN_UNDELIVERED_SENT, campaign,
                  f"{len(failed)} invite{'' if len(failed) == 1 else 's'}")  # fmt: skip
     await _say(client, click, sent_note(f"The CSV of *{esc(campaign)}*'s undelivered invites"))

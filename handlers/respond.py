@@ -11,6 +11,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from slack_sdk.errors import SlackRequestError
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -21,6 +22,10 @@ from handlers.messages import esc
 from handlers.modals import update_modal
 
 log = logging.getLogger(__name__)
+
+
+UPLOAD_FAILED = ("Slack didn't take the file, so the CSV isn't in your direct messages. Try again "
+                 "in a moment.")  # fmt: skip
 
 
 class ResponseUrlFailed(Exception):
@@ -88,9 +93,14 @@ async def dm(client: AsyncWebClient, user_id: str, text: str) -> None:
 async def dm_file(client: AsyncWebClient, user_id: str, **upload: Any) -> None:
     """A file (files_upload_v2's `file` or `content`, `filename`, `title`, `initial_comment`)
     in the person's DM with the bot: a CSV of customers' details goes to whoever asked, never
-    into a channel."""
+    into a channel. Slack's upload host refusing it is a Refusal (UPLOAD_FAILED) the click is
+    told: the file isn't there, and the next click tries again."""
     opened = await client.conversations_open(users=user_id)
-    await client.files_upload_v2(channel=opened["channel"]["id"], **upload)
+    try:
+        await client.files_upload_v2(channel=opened["channel"]["id"], **upload)
+    except SlackRequestError as exc:  # the upload step's host: no 200 from it
+        log.warning("file %r not sent to %s's DM: %s", upload.get("filename"), user_id, exc)
+        raise Refusal(UPLOAD_FAILED) from exc
 
 
 def for_people(error: BaseException) -> str:

@@ -26,7 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import digits
 from bot.leads import Role
-from bot.once import forget, hold
+from bot.once import held
 from bot.segments import (
     NO_CAMPAIGNS,
     SegmentInUse,
@@ -408,13 +408,12 @@ async def _export(d: Deps, client: AsyncWebClient, click: Click) -> None:
     # one file per click, not two for a double click: a second click while the first one's
     # file is on its way is told so
     exporting = f"exporting:{value.segment_id}:{click.user_id}"
-    if not await hold(d.db, click.team_id, exporting, stale_after=EXPORT_STALE):
-        await respond(client, click.response_url, export_under_way(segment.name), replace=False)
-        return
-    try:
+    async with held(d.db, click.team_id, exporting, stale_after=EXPORT_STALE) as mine:
+        if not mine:
+            await respond(client, click.response_url, export_under_way(segment.name),
+                          replace=False)  # fmt: skip
+            return
         await _send_export(d, client, click, segment.name, value.segment_id)
-    finally:
-        await forget(d.db, click.team_id, exporting)
 
 
 async def _send_export(d: Deps, client: AsyncWebClient, click: Click, segment_name: str,

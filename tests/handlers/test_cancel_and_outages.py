@@ -28,7 +28,7 @@ from bot.notify import (
 )
 from bot.workspaces import ensure_workspace, import_target
 from handlers.ids import Action, BlockId
-from handlers.private_csv_messages import UPLOAD_FAILED
+from handlers.respond import UPLOAD_FAILED
 from models import BatchStatus, CampaignState
 from models.clock import utcnow
 from tests.fakes.slack_api import find_element

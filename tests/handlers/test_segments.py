@@ -19,6 +19,7 @@ from bot.cli import main
 from bot.imports.importer import import_files
 from bot.workspaces import create_segment, ensure_workspace, find_segment, segment_key
 from handlers.ids import Action, BlockId, Callback
+from handlers.respond import UPLOAD_FAILED
 from handlers.segment_messages import PAGE_SIZE
 from models import CampaignState, ImportBatch, Segment, SegmentMember
 from tests.fakes.slack_api import find_element
@@ -628,6 +629,25 @@ async def test_export_clicked_twice_sends_one_file_and_tells_the_second_click(
     assert len(app.slack.uploads) == 1
     again = await _click(app, Action.SEGMENT_EXPORT, value, listing)  # done: a new file
     assert again[-1]["text"].startswith(":inbox_tray:") and len(app.slack.uploads) == 2
+
+
+async def test_an_export_the_upload_host_refuses_says_so_and_the_next_click_sends_it(
+    app: Harness,
+) -> None:
+    """Slack's upload host answering 500: the click is told the file didn't reach the DM, in
+    the words *Send me the CSV* uses (it said "Something went wrong"), nothing is audited
+    as exported, and the next click sends the file (the first click's hold let go)."""
+    await _import(app, "VIP")
+    listing = await _list(app)
+    value = _button(listing, Action.SEGMENT_EXPORT, "VIP")["value"]
+    app.slack.failing_uploads = 1
+    refused = await _click(app, Action.SEGMENT_EXPORT, value, listing)
+    assert refused[-1]["text"] == UPLOAD_FAILED and refused[-1]["replace_original"] is False
+    assert [u for u in app.slack.uploads if u.completed] == []
+    assert [e.action for e in await recent(app.db, TEAM)].count("segment.exported") == 0
+    again = await _click(app, Action.SEGMENT_EXPORT, value, listing)
+    assert again[-1]["text"].startswith(":inbox_tray: *VIP* (3 contacts)")
+    assert [u.completed for u in app.slack.uploads if u.completed] == [True]
 
 
 # ---- who may, and whose segment -------------------------------------------------------------
