@@ -10,16 +10,18 @@ of two people adding (or removing) the same person at once, one does it and the 
 it was done already. Workspace admins and owners count as leads too, but that is Slack's to
 say (`handlers.context.is_lead`), not this list's.
 
-A lead listed by hand is trusted without asking Slack again; Slack's word that one was
+A lead listed by hand is trusted without asking Slack at each click; Slack's word that one was
 deactivated, made a guest or moved to another workspace (`user_change`) takes them off the
-list (`drop_demoted`), audited as Slack's.
+list (`drop_demoted`), audited as Slack's. That word is lost when Slack sent it while serve was
+down, so a lead's first click RECHECK_AFTER after Slack last vouched for them asks again
+(`Listing.due`, `vouched`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import case, delete, func, text, update
@@ -30,11 +32,16 @@ from bot.audit import CLI, SLACK, Act, record_in
 from bot.ids import USER_ID
 from bot.workspaces import ensure_workspace
 from models import Database, TeamLead, Workspace
-from models.clock import utcnow
+from models.clock import as_utc, utcnow
 from models.db import upsert
 
 MAX_LEADS = 100
 MAX_ADDED_AT_ONCE = 10
+# How long Slack's word that a listed lead may be one holds: their first click after it asks
+# Slack again. user_change takes a demoted lead off at once, but an event sent while serve was
+# down (a deploy, a crash), or past Slack's last retry while the database was, never comes
+# again: a lead made a guest kept approving imports and exporting the customers for good.
+RECHECK_AFTER = timedelta(days=1)
 
 
 class LeadsError(Exception):
@@ -82,7 +89,8 @@ async def check_listed(db: Database, team_id: str, user_id: str, *, member: bool
                  col(TeamLead.added_by).in_(_UNCHECKED))  # fmt: skip
         if member:
             checked = case((col(TeamLead.added_by) == CLI, CLI_CHECKED), else_=SEEDED_CHECKED)
-            await conn.execute(update(TeamLead).where(*where).values(added_by=checked))
+            await conn.execute(update(TeamLead).where(*where).values(added_by=checked,
+                                                                     checked_at=utcnow()))
             return
         gone = await conn.execute(delete(TeamLead).where(*where).returning(TeamLead.added_by))
         if CLI in gone.scalars().all():
@@ -175,23 +183,58 @@ async def is_listed(db: Database, team_id: str, user_id: str, seed: Sequence[str
     return await listed_by(db, team_id, user_id, seed) is not None
 
 
-async def listed_by(db: Database, team_id: str, user_id: str,
-                    seed: Sequence[str] = ()) -> str | None:  # fmt: skip
-    """Who listed this person as a lead ("seed": TEAM_LEADS), or None if nobody did. One
-    indexed read once the workspace is seeded (on the database's reader: every lead-only
-    click asks, and it must not queue behind an import's write nor cost the event loop a
-    millisecond)."""
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A listed lead: who listed them, and since when Slack's word for them holds (when it
+    last said they may be a lead, else when they were listed)."""
+
+    added_by: str
+    vouched_at: datetime
+
+    def due(self, now: datetime) -> bool:
+        """Is Slack to be asked about them again (RECHECK_AFTER since its last word)?"""
+        return now - self.vouched_at >= RECHECK_AFTER
+
+
+async def listing(db: Database, team_id: str, user_id: str,
+                  seed: Sequence[str] = ()) -> Listing | None:  # fmt: skip
+    """How this person is listed as a lead, or None if they aren't. One indexed read once the
+    workspace is seeded (on the database's reader: every lead-only click asks, and it must
+    not queue behind an import's write nor cost the event loop a millisecond)."""
     rows = await db.reader.rows(_LISTED, {"t": team_id, "u": user_id})
     if rows and rows[0][0]:
-        return None if rows[0][1] is None else str(rows[0][1])
+        _, by, at = rows[0]
+        return None if by is None else Listing(str(by), _stamp(at))
     for lead in await leads(db, team_id, seed):  # first use: seeds the list
         if lead.user_id == user_id:
-            return lead.added_by
+            return Listing(lead.added_by, lead.added_at)
     return None
 
 
-_LISTED = ("SELECT w.leads_seeded, (SELECT l.added_by FROM team_lead l WHERE l.team_id = :t "
-           "AND l.user_id = :u) FROM workspace w WHERE w.team_id = :t")
+async def listed_by(db: Database, team_id: str, user_id: str,
+                    seed: Sequence[str] = ()) -> str | None:  # fmt: skip
+    """Who listed this person as a lead ("seed": TEAM_LEADS), or None if nobody did."""
+    found = await listing(db, team_id, user_id, seed)
+    return None if found is None else found.added_by
+
+
+def _stamp(value: datetime | str) -> datetime:
+    """A time the reader read raw: SQLite's text ("2026-12-07 10:00:00.123456", UTC) or
+    PostgreSQL's datetime, as aware UTC."""
+    return as_utc(value if isinstance(value, datetime) else datetime.fromisoformat(value))
+
+
+_LISTED = ("SELECT w.leads_seeded, l.added_by, COALESCE(l.checked_at, l.added_at) "
+           "FROM workspace w LEFT JOIN team_lead l ON l.team_id = w.team_id AND l.user_id = :u "
+           "WHERE w.team_id = :t")
+
+
+async def vouched(db: Database, team_id: str, user_id: str) -> None:
+    """Slack said again that this listed lead may be one: its word holds RECHECK_AFTER more."""
+    async with db.begin() as conn:
+        await conn.execute(update(TeamLead).where(
+            col(TeamLead.team_id) == team_id, col(TeamLead.user_id) == user_id,
+        ).values(checked_at=utcnow()))  # fmt: skip
 
 
 async def add_leads(db: Database, team_id: str, user_ids: Iterable[str], *, by: str,

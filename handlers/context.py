@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from slack_bolt.request.internals import extract_team_id
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import digits
 from bot.imports import review
-from bot.leads import Role, check_listed, lead_ids, listed_by, unchecked
+from bot.leads import Role, check_listed, drop_demoted, lead_ids, listing, unchecked, vouched
 from bot.settings import Settings
 from handlers.campaign_messages import notice_modal
 from handlers.notify import SlackNotifier
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     from bot.jobs.worker import Worker
     from handlers.later import Later
 from models import Database, ImportBatch
+from models.clock import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -152,15 +156,63 @@ async def role_in(db: Database, team_leads: Sequence[str], client: AsyncWebClien
                   team_id: str, user_id: str) -> Role:  # fmt: skip
     """Lead (as `is_lead` decides), member, or outsider (of another organisation, or a guest):
     one `users.info` at most (none for a lead listed by hand, whom `/referral leads` checked,
-    refusing guests; one, once, for a lead TEAM_LEADS or the shell listed, `check_listed`)."""
-    by = await listed_by(db, team_id, user_id, team_leads)
-    if by is not None and not unchecked(by):
+    refusing guests, but once a day, `_asked_again`; one, once, for a lead TEAM_LEADS or the
+    shell listed, `check_listed`)."""
+    found = await listing(db, team_id, user_id, team_leads)
+    by = None if found is None else found.added_by
+    if found is not None and not unchecked(by):
+        if found.due(utcnow()):
+            return await _asked_again(db, client, team_id, user_id)
         return Role.LEAD
     info = await client.users_info(user=user_id)
     user = info.get("user") or {}
     if unchecked(by):
         await check_listed(db, team_id, user_id, member=is_member(user, team_id))
     return role_from(user, team_id, listed=unchecked(by))
+
+
+# How long a listed lead's click waits for Slack's word on them (once a day): a slow or failing
+# Slack leaves them a lead until the next click asks, rather than stopping every approval.
+RECHECK_SECONDS = 1.5
+DEACTIVATED = "deactivated in Slack"  # `demoted`'s word for an account that can't sign in
+
+
+async def _asked_again(db: Database, client: AsyncWebClient, team_id: str,
+                       user_id: str) -> Role:  # fmt: skip
+    """A listed lead's role once Slack's last word on them is RECHECK_AFTER old (bot.leads):
+    still one of this workspace's members, a lead for RECHECK_AFTER more; deactivated, made a
+    guest or moved out, off the list as `user_change` would have taken them (audited as
+    Slack's: that event was sent while serve was down, or lost), and whatever Slack makes
+    of them now. Slack failing or slow: a lead still (logged), asked again at the next click."""
+    try:
+        info = await asyncio.wait_for(client.users_info(user=user_id), RECHECK_SECONDS)
+    except (SlackApiError, aiohttp.ClientError, OSError) as exc:  # TimeoutError: an OSError
+        log.warning("lead %s of %s not asked about again (Slack didn't answer: %r): still a "
+                    "lead, asked at their next click", user_id, team_id, exc)  # fmt: skip
+        return Role.LEAD
+    user = info.get("user") or {}
+    why = demoted(user, team_id)
+    if not why:
+        await vouched(db, team_id, user_id)
+        return Role.LEAD
+    if await drop_demoted(db, team_id, user_id, why):
+        log.info("%s of %s taken off the team leads, %s (asked at a click: no user_change "
+                 "said it)", user_id, team_id, why)  # fmt: skip
+    return role_from(user, team_id, listed=False)
+
+
+def demoted(user: dict[str, Any], team_id: str) -> str:
+    """Why `users.info`'s or `user_change`'s `user` may not be a lead of `team_id` (as
+    `why_not` refuses adding them: "deactivated in Slack", "made a guest in Slack"...), or ""
+    when they may. A field Slack left out counts for nothing: an event without `team_id`
+    moves nobody."""
+    if user.get("team_id") and user.get("team_id") != team_id:
+        return "moved to another workspace"
+    if user.get("deleted"):
+        return DEACTIVATED
+    if is_guest(user):
+        return "made a guest in Slack"
+    return ""
 
 
 def is_member(user: dict[str, Any], team_id: str) -> bool:

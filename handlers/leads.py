@@ -37,8 +37,10 @@ from bot.leads import (
     remove_lead,
 )
 from handlers.context import (
+    DEACTIVATED,
     Deps,
     Refusal,
+    demoted,
     deps,
     event_team,
     is_guest,
@@ -61,7 +63,6 @@ from handlers.slack_errors import slack_error
 
 log = logging.getLogger(__name__)
 CHANGE = "change the team leads"
-DEACTIVATED = "deactivated in Slack"  # `demoted`'s word for an account that can't sign in
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,19 +250,6 @@ async def on_remove(ack: Any, body: dict[str, Any], client: AsyncWebClient,
 
 
 # ---- Slack says someone changed ----------------------------------------------------------------
-
-
-def demoted(user: dict[str, Any], team_id: str) -> str:
-    """Why `user_change`'s `user` may not be a lead of `team_id` (as `why_not` refuses adding
-    them: "deactivated in Slack", "made a guest in Slack"...), or "" when they may.
-    A field Slack left out counts for nothing: an event without `team_id` moves nobody."""
-    if user.get("team_id") and user.get("team_id") != team_id:
-        return "moved to another workspace"
-    if user.get("deleted"):
-        return DEACTIVATED
-    if is_guest(user):
-        return "made a guest in Slack"
-    return ""
 
 
 async def user_changed(ack: Any, event: dict[str, Any], body: dict[str, Any],

@@ -22,6 +22,9 @@ class TeamLead(SQLModel, table=True):
     user_id: str = Field(primary_key=True, max_length=64)
     added_by: str = Field(default="seed", max_length=64)
     added_at: datetime = Field(default_factory=utcnow)
+    # when Slack last said they may be a lead (None: not since `added_at`): a lead's first
+    # click RECHECK_AFTER later asks again (bot.leads), for a demotion whose event was lost
+    checked_at: datetime | None = None
 
 
 class AuditEntry(SQLModel, table=True):

@@ -358,3 +358,107 @@ async def test_a_guest_the_shell_made_a_lead_is_asked_about_and_leaves_when_they
     assert len(app.slack.calls_to("users.info")) == asked + 1
     assert [(lead.user_id, lead.added_by) for lead in await leads(app.db, TEAM)
             if lead.user_id == member] == [(member, CLI)]  # fmt: skip
+
+
+# ---- Slack's word lost: asked again a day later -----------------------------------------------
+
+
+async def _vouched_for_days_ago(app: Harness, user_id: str, days: float) -> None:
+    """As if Slack last said `user_id` may be a lead `days` ago (listed then, or asked then)."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from models import TeamLead
+    from models.clock import utcnow
+
+    then = utcnow() - timedelta(days=days)
+    async with app.db.begin() as conn:
+        await conn.execute(update(TeamLead).where(
+            TeamLead.team_id == TEAM, TeamLead.user_id == user_id,
+        ).values(added_at=then, checked_at=None))  # fmt: skip
+
+
+def _asked_about(app: Harness, user_id: str) -> int:
+    return sum(c.args.get("user") == user_id for c in app.slack.calls_to("users.info"))
+
+
+async def _export_by(app: Harness, user_id: str) -> list[dict[str, Any]]:
+    listing = await app.listing("segments", user=REP)
+    value = _button(listing, Action.SEGMENT_EXPORT, "Secret VIP")["value"]
+    answers = await app.click_in(listing, Action.SEGMENT_EXPORT, value, user=user_id)
+    await app.done()
+    return answers
+
+
+@pytest.mark.parametrize(("flags", "why"), DEMOTED)
+async def test_a_lead_demoted_while_no_user_change_came_is_asked_about_a_day_later(
+    app: Harness, caplog: pytest.LogCaptureFixture, flags: dict[str, Any], why: str,
+) -> None:  # fmt: skip
+    """Slack sent user_change while serve was down (a deploy, a crash), or gave up retrying
+    while the database was: the event never came again, and the lead made a guest kept
+    exporting the customers for good. Their first click a day after Slack last vouched for
+    them asks Slack again: they are refused, and off the list as the event would have done."""
+    await _vip(app)
+    await _hand_listed(app)
+    app.slack.users[HAND] = dict(flags)  # demoted in Slack; no event reaches the bot
+    await _vouched_for_days_ago(app, HAND, 1.01)
+    caplog.set_level(logging.INFO)
+    answers = await _export_by(app, HAND)
+    assert app.slack.uploads == []
+    assert answers[-1]["text"].startswith(("Only members of this workspace can export",
+                                           "Only team leads can export")), answers  # fmt: skip
+    assert HAND not in await _leads_in_db(app.db)
+    assert await _lead_changes(app.db) == [(LEAD, "lead.added", f"<@{HAND}>"),
+                                           ("Slack", "lead.removed", f"<@{HAND}>")]  # fmt: skip
+    said = sentence((await recent(app.db, TEAM, limit=1))[0])
+    assert said.startswith(f"removed <@{HAND}> from the team leads") and why in said, said
+    assert any(HAND in r.getMessage() and TEAM in r.getMessage() and why in r.getMessage()
+               for r in caplog.records), caplog.text  # fmt: skip
+
+
+async def test_a_lead_slack_still_vouches_for_is_asked_once_a_day_not_at_every_click(
+    app: Harness,
+) -> None:
+    await _vip(app)
+    await _hand_listed(app)
+    app.slack.users[HAND] = {}
+    asked = _asked_about(app, HAND)  # when /referral leads added them
+    await _export_by(app, HAND)  # listed a moment ago: Slack's word holds
+    assert _asked_about(app, HAND) == asked
+    await _vouched_for_days_ago(app, HAND, 0.99)
+    await _export_by(app, HAND)
+    assert _asked_about(app, HAND) == asked
+    await _vouched_for_days_ago(app, HAND, 1.01)
+    for _ in range(2):  # asked at the first click a day on, and its word holds a day more
+        await _export_by(app, HAND)
+    assert _asked_about(app, HAND) == asked + 1
+    assert len(app.slack.uploads) == 4
+    assert HAND in await _leads_in_db(app.db)
+    assert [row for row in await _lead_changes(app.db)
+            if row[1] == "lead.removed"] == []  # fmt: skip
+
+
+async def test_slack_failing_when_a_lead_is_asked_about_again_leaves_them_a_lead(
+    app: Harness, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A Slack outage mustn't stop every lead's approvals: the lead acts, the failure is
+    logged, and their next click asks again (and, demoted, is refused then)."""
+    await _vip(app)
+    await _hand_listed(app)
+    await _vouched_for_days_ago(app, HAND, 2)
+    app.slack.users[HAND] = {"is_restricted": True}
+    listing = await app.listing("segments", user=REP)
+    value = _button(listing, Action.SEGMENT_EXPORT, "Secret VIP")["value"]
+    app.slack.outage("users.info", status=503)
+    answers = await app.click_in(listing, Action.SEGMENT_EXPORT, value, user=HAND)
+    await app.done()
+    assert app.slack._outages["users.info"][0] == 0  # the click met the outage
+    assert answers[-1]["text"].startswith(":inbox_tray: *Secret VIP*"), answers
+    assert any(r.levelno == logging.WARNING and HAND in r.getMessage() and TEAM in
+               r.getMessage() for r in caplog.records), caplog.text  # fmt: skip
+    assert HAND in await _leads_in_db(app.db)
+    answers = await _export_by(app, HAND)  # Slack answers now: a guest
+    assert answers[-1]["text"].startswith("Only members of this workspace can export"), answers
+    assert len(app.slack.uploads) == 1
+    assert HAND not in await _leads_in_db(app.db)
