@@ -14,6 +14,7 @@ from slack_bolt.request.internals import extract_team_id
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.home_refresh import queue_home_refresh
 from bot.ids import digits
 from bot.imports import review
 from bot.leads import Role, check_listed, drop_demoted, lead_ids, listing, unchecked, vouched
@@ -198,6 +199,9 @@ async def _asked_again(db: Database, client: AsyncWebClient, team_id: str,
     if await drop_demoted(db, team_id, user_id, why):
         log.info("%s of %s taken off the team leads, %s (asked at a click: no user_change "
                  "said it)", user_id, team_id, why)  # fmt: skip
+        # the open Homes offered them a lead's buttons (theirs, the workspace's too): published
+        # again by serve's worker, as user_change's refresh does at once
+        await queue_home_refresh(db, team_id)
     return role_from(user, team_id, listed=False)
 
 

@@ -417,6 +417,26 @@ async def test_a_lead_demoted_while_no_user_change_came_is_asked_about_a_day_lat
                for r in caplog.records), caplog.text  # fmt: skip
 
 
+async def test_a_lead_dropped_at_a_click_has_their_open_home_republished_without_the_workspace(
+    app: Harness,
+) -> None:  # fmt: skip
+    """As when user_change takes them off: their Home, opened as a lead, kept the segments and
+    the lead's buttons until some other change republished it."""
+    from tests.handlers.test_home import _action_ids, _open_home
+    from tests.handlers.test_home_from_the_shell import _run_due_jobs
+
+    await _vip(app)
+    await _hand_listed(app)
+    assert Action.CAMPAIGN_CREATE in _action_ids(await _open_home(app, HAND))
+    app.slack.users[HAND] = {"is_restricted": True}
+    await _vouched_for_days_ago(app, HAND, 2)
+    await _export_by(app, HAND)
+    assert HAND not in await _leads_in_db(app.db)
+    await _run_due_jobs(app)  # the refresh waits a moment (REFRESH_DELAY) to gather changes
+    home = app.slack.home_views[HAND]
+    assert _action_ids(home) == [] and "Secret VIP" not in str(home["blocks"])
+
+
 async def test_a_lead_slack_still_vouches_for_is_asked_once_a_day_not_at_every_click(
     app: Harness,
 ) -> None:
