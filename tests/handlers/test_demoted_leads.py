@@ -12,15 +12,17 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, update
 from sqlalchemy import text as sa_text
 
 from bot.audit import recent, sentence
 from handlers.ids import Action
-from models import Database
+from models import Database, TeamLead
+from models.clock import utcnow
 from tests.handlers.conftest import LEAD, REP, Harness
 from tests.handlers.test_guests import _vip
 from tests.handlers.test_leads_and_audit import (
@@ -365,13 +367,6 @@ async def test_a_guest_the_shell_made_a_lead_is_asked_about_and_leaves_when_they
 
 async def _vouched_for_days_ago(app: Harness, user_id: str, days: float) -> None:
     """As if Slack last said `user_id` may be a lead `days` ago (listed then, or asked then)."""
-    from datetime import timedelta
-
-    from sqlalchemy import update
-
-    from models import TeamLead
-    from models.clock import utcnow
-
     then = utcnow() - timedelta(days=days)
     async with app.db.begin() as conn:
         await conn.execute(update(TeamLead).where(
