@@ -29,6 +29,7 @@ from bot.imports.review import ReviewError, load
 from bot.imports.source_names import told_apart
 from bot.once import held
 from bot.temp_files import spill_dir
+from bot.words import plural
 from handlers.context import Deps, Refusal, deps, require_member
 from handlers.ids import Action
 from handlers.messages import esc, file_stem, rejects_comment
@@ -123,14 +124,14 @@ async def _send_skipped_rows(d: Deps, client: AsyncWebClient, click: Click, batc
             await _say(client, click, rows_forgotten(label, days) if purged
                        else none_skipped(label))  # fmt: skip
             return
-        await dm_file(client, click.user_id, file=path,
+        await dm_file(client, click, file=path,
                       filename=f"{file_stem(label)}-skipped-rows.csv",
                       title=f"{label}: rows that won't be imported, and why",
                       initial_comment=comment)  # fmt: skip
     finally:
         os.unlink(path)
     await record(d.db, click.team_id, click.user_id, Act.IMPORT_SKIPPED_ROWS_SENT,
-                 import_subject(batch_id), f"{rows} row{'' if rows == 1 else 's'}")  # fmt: skip
+                 import_subject(batch_id), plural(rows, "row"))  # fmt: skip
     await _say(client, click, sent_note(f"The CSV of *{esc(label)}*'s skipped rows"))
 
 
@@ -163,12 +164,12 @@ async def _send_undelivered(d: Deps, client: AsyncWebClient, click: Click, enrol
     writer.writerow(["email", "what happened"])
     for email, why in failed:
         writer.writerow(neutralise([email, why]))
-    await dm_file(client, click.user_id, content=out.getvalue(),
+    await dm_file(client, click, content=out.getvalue(),
                   filename=f"{file_stem(campaign)}-invites-not-delivered.csv",
                   title=f"{campaign}: invites that failed or may not have arrived",
                   initial_comment=undelivered_comment(campaign, len(failed)))  # fmt: skip
     await record(d.db, click.team_id, click.user_id, Act.CAMPAIGN_UNDELIVERED_SENT, campaign,
-                 f"{len(failed)} invite{'' if len(failed) == 1 else 's'}")  # fmt: skip
+                 plural(len(failed), "invite"))  # fmt: skip
     await _say(client, click, sent_note(f"The CSV of *{esc(campaign)}*'s undelivered invites"))
 
 

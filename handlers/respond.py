@@ -90,16 +90,17 @@ async def dm(client: AsyncWebClient, user_id: str, text: str) -> None:
     await client.chat_postMessage(channel=opened["channel"]["id"], text=text)
 
 
-async def dm_file(client: AsyncWebClient, user_id: str, **upload: Any) -> None:
+async def dm_file(client: AsyncWebClient, click: Click, **upload: Any) -> None:
     """A file (files_upload_v2's `file` or `content`, `filename`, `title`, `initial_comment`)
-    in the person's DM with the bot: a CSV of customers' details goes to whoever asked, never
+    in the clicker's DM with the bot: a CSV of customers' details goes to whoever asked, never
     into a channel. Slack's upload host refusing it is a Refusal (UPLOAD_FAILED) the click is
     told: the file isn't there, and the next click tries again."""
-    opened = await client.conversations_open(users=user_id)
+    opened = await client.conversations_open(users=click.user_id)
     try:
         await client.files_upload_v2(channel=opened["channel"]["id"], **upload)
     except SlackRequestError as exc:  # the upload step's host: no 200 from it
-        log.warning("file %r not sent to %s's DM: %s", upload.get("filename"), user_id, exc)
+        log.warning("file %r not sent to %s's DM in %s: %s", upload.get("filename"),
+                    click.user_id, click.team_id, exc)  # fmt: skip
         raise Refusal(UPLOAD_FAILED) from exc
 
 

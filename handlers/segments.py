@@ -425,7 +425,7 @@ async def _send_export(d: Deps, client: AsyncWebClient, click: Click, segment_na
         with os.fdopen(handle, "w", encoding="utf-8-sig", newline="") as out:
             rows = await write_export(d.db, click.team_id, segment_id, out)
         name = f"{file_stem(segment_name + '.csv')}-contacts-{utcnow():%Y-%m-%d}.csv"
-        await dm_file(client, click.user_id, file=path, filename=name,
+        await dm_file(client, click, file=path, filename=name,
                       title=f"{segment_name}: contacts",
                       initial_comment=export_comment(segment_name, rows))  # fmt: skip
     finally:
